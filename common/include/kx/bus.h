@@ -1,0 +1,140 @@
+/* kx/bus.h — the NATS connection and the conventions every service uses on it.
+ *
+ * A kx_bus wraps one natsConnection (and its JetStream context) configured the Kortix way:
+ *  - it reconnects forever, with backoff (100 ms doubling to 2 s, plus jitter), and starts even
+ *    when NATS is not up yet (retry on failed connect);
+ *  - SendAsap is on, so replies and publishes are not held back by cnats' flusher (~1 ms);
+ *  - every request carries headers: Kx-Deadline (absolute unix ms), traceparent (W3C) and
+ *    Kx-Account (see docs/subjects.md).
+ *
+ * Ownership: kx_bus_connect returns a bus the caller frees with kx_bus_close. natsMsg pointers
+ * handed to callbacks belong to the callback (natsMsg_Destroy them) unless stated otherwise.
+ * All functions are thread-safe unless marked "loop thread".
+ */
+#ifndef KX_BUS_H
+#define KX_BUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <nats/nats.h>
+#include <protobuf-c/protobuf-c.h>
+#include "kx/err.h"
+#include "kx/loop.h"
+#include "kx/time.h"
+
+#define KX_HDR_DEADLINE "Kx-Deadline"
+#define KX_HDR_TRACEPARENT "traceparent"
+#define KX_HDR_ACCOUNT "Kx-Account"
+#define KX_HDR_ERROR "Kx-Error"        /* set on replies that carry only an error code */
+
+/* Subjects and streams (docs/subjects.md is the reference). */
+#define KX_SUBJ_RUN_SUBMIT "kx.run.submit"
+#define KX_SUBJ_RUN_DISPATCH "kx.run.dispatch"
+#define KX_SUBJ_RUN_HB "kx.run.hb"
+#define KX_SUBJ_RUN_CTL_PREFIX "kx.run.ctl."      /* + run_id */
+#define KX_SUBJ_RUN_EV_PREFIX "kx.run.ev."        /* + run_id */
+#define KX_SUBJ_TOOL_EXEC "kx.tool.exec"
+#define KX_SUBJ_SANDBOX_EXEC "kx.sandbox.exec"
+#define KX_SUBJ_SANDBOX_KILL "kx.sandbox.kill"
+#define KX_SUBJ_MCP_LIST "kx.mcp.list"
+#define KX_SUBJ_MCP_CALL "kx.mcp.call"
+#define KX_SUBJ_HEALTH_PREFIX "kx.svc.health."    /* + service name */
+
+#define KX_STREAM_SUBMIT "KX_RUN_SUBMIT"       /* work queue, subject kx.run.submit */
+#define KX_STREAM_DISPATCH "KX_RUN_DISPATCH"   /* work queue, subject kx.run.dispatch */
+#define KX_STREAM_EVENTS "KX_RUN_EVENTS"       /* limits, kx.run.ev.>, max age 24 h */
+#define KX_CONSUMER_SCHEDULER "scheduler"      /* durable on KX_RUN_SUBMIT */
+#define KX_CONSUMER_RUNNERS "agent-runners"    /* durable pull consumer on KX_RUN_DISPATCH */
+
+typedef struct kx_bus kx_bus;
+
+/* Request metadata carried in headers. traceparent/account are NUL-terminated ("" = absent). */
+typedef struct kx_bus_meta {
+    kx_deadline deadline;
+    char traceparent[56];   /* "00-<32 hex>-<16 hex>-01" */
+    char account[40];
+} kx_bus_meta;
+
+/* Connects to url (e.g. "nats://127.0.0.1:4222") as client `name`. Returns at once even if the
+ * server is not reachable yet; the connection keeps trying in the background. */
+kx_err kx_bus_connect(const char *url, const char *name, kx_bus **out);
+/* Drains subscriptions (bounded by timeout_ms), then closes and frees. NULL is a no-op. */
+void kx_bus_close(kx_bus *bus, int64_t timeout_ms);
+
+bool kx_bus_connected(kx_bus *bus);
+natsConnection *kx_bus_conn(kx_bus *bus);
+jsCtx *kx_bus_js(kx_bus *bus);
+
+/* Creates the three JetStream streams if missing (idempotent; replicas may race). */
+kx_err kx_bus_ensure_streams(kx_bus *bus);
+
+/* A fresh trace: random trace id, random span id. */
+void kx_bus_meta_init(kx_bus_meta *meta, kx_deadline deadline, const char *account);
+/* Reads the headers of m into out (missing ones become 0 / ""). A malformed Kx-Deadline is
+ * KX_ERR_INVALID. */
+kx_err kx_bus_meta_read(natsMsg *m, kx_bus_meta *out);
+kx_err kx_bus_meta_write(natsMsg *m, const kx_bus_meta *meta);
+/* The 32-hex trace id inside a traceparent, into out (33 bytes); "" if none. */
+void kx_bus_trace_id(const kx_bus_meta *meta, char out[33]);
+
+/* Core publish of bytes / of a protobuf message. meta may be NULL. */
+kx_err kx_bus_publish(kx_bus *bus, const char *subject, const void *data, size_t len,
+                      const kx_bus_meta *meta);
+kx_err kx_bus_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
+                         const kx_bus_meta *meta);
+/* JetStream publish, waiting for the stream's ack until meta->deadline (or 5 s). */
+kx_err kx_bus_js_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
+                            const kx_bus_meta *meta);
+/* JetStream publish without waiting (order is kept per connection; failures are logged). */
+kx_err kx_bus_js_publish_pb_async(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
+                                  const kx_bus_meta *meta);
+
+/* Blocking request; meta->deadline is required (KX_ERR_INVALID without it). On KX_OK *reply is
+ * the caller's (natsMsg_Destroy). KX_ERR_TIMEOUT when the deadline passes, KX_ERR_UNAVAILABLE
+ * when nobody listens (no responders). */
+kx_err kx_bus_request(kx_bus *bus, const char *subject, const void *data, size_t len,
+                      const kx_bus_meta *meta, natsMsg **reply);
+kx_err kx_bus_request_pb(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
+                         const kx_bus_meta *meta, natsMsg **reply);
+
+/* Replies to req (which must have a reply subject) with bytes / a protobuf message. */
+kx_err kx_bus_respond(kx_bus *bus, natsMsg *req, const void *data, size_t len);
+kx_err kx_bus_respond_pb(kx_bus *bus, natsMsg *req, const ProtobufCMessage *msg);
+
+/* ---- Asynchronous, loop-bound requests (services that must never block) ----
+ *
+ * The reply (or the deadline) is delivered on the loop thread: cb(err, reply, arg), where
+ * reply is non-NULL only when err == KX_OK and belongs to cb. Exactly one callback per request
+ * unless it is cancelled first. Internally: one wildcard inbox subscription per (bus, loop),
+ * a table of pending requests owned by the loop thread, and a loop timer at the deadline.
+ */
+typedef void (*kx_bus_reply_cb)(kx_err err, natsMsg *reply, void *arg);
+typedef struct kx_bus_async kx_bus_async;   /* per-loop request context */
+
+kx_err kx_bus_async_new(kx_bus *bus, kx_loop *loop, kx_bus_async **out);
+/* Cancels every pending request without calling back; loop thread. */
+void kx_bus_async_free(kx_bus_async *ab);
+/* Loop thread. meta->deadline required. *req_id (may be NULL) can cancel it. */
+kx_err kx_bus_async_request(kx_bus_async *ab, const char *subject, const void *data, size_t len,
+                            const kx_bus_meta *meta, kx_bus_reply_cb cb, void *arg,
+                            uint64_t *req_id);
+kx_err kx_bus_async_request_pb(kx_bus_async *ab, const char *subject,
+                               const ProtobufCMessage *msg, const kx_bus_meta *meta,
+                               kx_bus_reply_cb cb, void *arg, uint64_t *req_id);
+/* Loop thread; the callback will not be called. Unknown ids are ignored. */
+void kx_bus_async_cancel(kx_bus_async *ab, uint64_t req_id);
+size_t kx_bus_async_pending(const kx_bus_async *ab);
+
+/* ---- Subscriptions ----
+ * kx_bus_subscribe: cb runs on a cnats thread (must not block long).
+ * kx_bus_subscribe_loop: the message is posted to the loop and cb runs on the loop thread.
+ * queue may be NULL (no queue group). The subscription is freed by kx_bus_close or
+ * natsSubscription_Destroy. */
+typedef void (*kx_bus_msg_cb)(natsMsg *msg, void *arg);
+kx_err kx_bus_subscribe(kx_bus *bus, const char *subject, const char *queue, kx_bus_msg_cb cb,
+                        void *arg, natsSubscription **out);
+kx_err kx_bus_subscribe_loop(kx_bus *bus, kx_loop *loop, const char *subject, const char *queue,
+                             kx_bus_msg_cb cb, void *arg, natsSubscription **out);
+
+#endif

@@ -1,0 +1,76 @@
+/* kx/db.h — PostgreSQL: connections that reconnect, prepared statements, a small pool, and
+ * migrations.
+ *
+ * A kx_db is one libpq connection; it is NOT thread-safe (one thread at a time). Services with
+ * several threads take connections from a kx_db_pool. Statements are declared once per service
+ * as a static table of {name, sql}; each connection prepares them on first use and again after
+ * every reconnect. Every connection sets statement_timeout (KX_DB_STATEMENT_TIMEOUT_MS,
+ * default 5000) so no query outlives the bus-and-database deadline.
+ *
+ * Ownership: PGresult pointers returned to the caller are the caller's (PQclear). Parameter
+ * strings are borrowed for the duration of the call.
+ */
+#ifndef KX_DB_H
+#define KX_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "kx/err.h"
+#include "kx/time.h"
+
+typedef struct kx_db_stmt {
+    const char *name;
+    const char *sql;      /* with $1..$n placeholders; cast them ($1::uuid) to fix types */
+} kx_db_stmt;
+#define KX_DB_STMT_END { NULL, NULL }
+
+typedef struct kx_db kx_db;
+typedef struct kx_db_pool kx_db_pool;
+
+/* Connects (conninfo: a libpq URL or key=value string). stmts is a table ending in
+ * KX_DB_STMT_END with static lifetime, or NULL. On failure returns KX_ERR_UNAVAILABLE and *out
+ * is still a usable handle that will try to reconnect on the next call (so services can start
+ * before Postgres). */
+kx_err kx_db_connect(const char *conninfo, const kx_db_stmt *stmts, kx_db **out);
+void kx_db_close(kx_db *db);   /* NULL is a no-op */
+bool kx_db_ok(kx_db *db);      /* connected now (tries one reconnect if not) */
+
+/* Runs a prepared statement by name. Returns the result (PGRES_TUPLES_OK or PGRES_COMMAND_OK)
+ * or NULL with *err set (and the detail logged): KX_ERR_UNAVAILABLE when the connection is
+ * down (one reconnect and retry is attempted, outside a transaction only), KX_ERR_CONFLICT on
+ * a unique/foreign-key violation (SQLSTATE 23xxx), KX_ERR_TIMEOUT on statement_timeout,
+ * KX_ERR_INVALID on data errors (22xxx), KX_ERR_INTERNAL otherwise. nparams may be 0.
+ * A NULL entry in params is SQL NULL. */
+PGresult *kx_db_exec(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                     kx_err *err);
+/* As kx_db_exec for statements without rows: *rows (may be NULL) gets PQcmdTuples. */
+kx_err kx_db_exec_cmd(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                      long *rows);
+/* Unprepared SQL (DDL, BEGIN/COMMIT, tests). */
+PGresult *kx_db_exec_sql(kx_db *db, const char *sql, kx_err *err);
+
+kx_err kx_db_begin(kx_db *db);
+kx_err kx_db_commit(kx_db *db);
+void kx_db_rollback(kx_db *db);   /* best effort */
+
+/* The SQLSTATE of the last failed call ("" if none). */
+const char *kx_db_last_sqlstate(const kx_db *db);
+const char *kx_db_last_error(const kx_db *db);
+
+/* Applies every "*.sql" file of dir not yet recorded in kx_schema_migrations, in file-name
+ * order, each in its own transaction, all under pg_advisory_lock so that concurrent services
+ * migrate once. Idempotent. */
+kx_err kx_db_migrate(kx_db *db, const char *dir);
+/* The migrations directory: KX_MIGRATIONS_DIR, else the source tree's deploy/migrations. */
+const char *kx_db_migrations_dir(void);
+
+/* Pool: size connections created lazily. kx_db_pool_get blocks until one is free or the
+ * deadline passes (NULL then). Return every connection with kx_db_pool_put. */
+kx_err kx_db_pool_new(const char *conninfo, const kx_db_stmt *stmts, int size, kx_db_pool **out);
+kx_db *kx_db_pool_get(kx_db_pool *pool, kx_deadline deadline);
+void kx_db_pool_put(kx_db_pool *pool, kx_db *db);
+void kx_db_pool_free(kx_db_pool *pool);   /* all connections must have been returned */
+
+#endif
