@@ -1,0 +1,47 @@
+/* tests/harness/harness.h — starts real dependencies for tests: nats-server and PostgreSQL on
+ * free ports in a temp dir, the demo model, the six services; stops only what it started, by PID.
+ *
+ * Ownership: every struct is caller-owned; *_stop frees what *_start allocated and removes the
+ * temp dir unless KX_TEST_KEEP=1. */
+#ifndef KX_TEST_HARNESS_H
+#define KX_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include "kx/err.h"
+
+/* A new temp dir /tmp/<prefix>-XXXXXX, mode 0755 (so the postgres user can enter it). malloc'd. */
+char *kx_th_tmpdir(const char *prefix);
+void kx_th_rmrf(const char *dir);
+/* A TCP port free on 127.0.0.1 right now. */
+uint16_t kx_th_free_port(void);
+
+/* Spawns argv with the current environment plus env_extra ("K=V", NULL-terminated, may be NULL),
+ * stdout+stderr appended to log_path, in its own process group. */
+kx_err kx_th_spawn(const char *const *argv, const char *const *env_extra, const char *log_path,
+                   pid_t *pid);
+/* SIGTERM the process group, wait up to 5 s, then SIGKILL; reaps. Returns the exit status. */
+int kx_th_kill(pid_t pid);
+/* Polls GET url until it answers 200 or timeout_ms passes. */
+kx_err kx_th_wait_http(const char *url, int64_t timeout_ms);
+
+typedef struct kx_th_nats {
+    pid_t pid;
+    uint16_t port;
+    char url[64];
+    char dir[256];
+} kx_th_nats;
+kx_err kx_th_nats_start(const char *tmpdir, kx_th_nats *out);   /* JetStream on */
+void kx_th_nats_stop(kx_th_nats *n);
+
+typedef struct kx_th_pg {
+    uint16_t port;
+    char dir[256];
+    char url[256];    /* postgresql://postgres@127.0.0.1:<port>/kortix */
+} kx_th_pg;
+/* initdb (as the postgres user when root), pg_ctl start, CREATE DATABASE kortix. */
+kx_err kx_th_pg_start(const char *tmpdir, kx_th_pg *out);
+void kx_th_pg_stop(kx_th_pg *p);
+
+#endif
