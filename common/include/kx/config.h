@@ -17,7 +17,7 @@ const char *kx_env_str(const char *name, const char *def);
 kx_err kx_env_int(const char *name, int64_t def, int64_t min, int64_t max, int64_t *out);
 /* Accepts 1/0, true/false, yes/no, on/off (any case). */
 kx_err kx_env_bool(const char *name, bool def, bool *out);
-/* A TCP port 1..65535 (or 0 when allow_zero: "pick one"). */
+/* A TCP port 0..65535; 0 means "any free port" (tests use it for KX_HEALTH_PORT). */
 kx_err kx_env_port(const char *name, uint16_t def, uint16_t *out);
 
 /* Common settings every service reads. */

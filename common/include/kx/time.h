@@ -7,6 +7,7 @@
 #define KX_TIME_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef int64_t kx_deadline;          /* unix ms; 0 = none */

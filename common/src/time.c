@@ -1,0 +1,61 @@
+/* time.c — wall and monotonic clocks, absolute deadlines (unix ms) and ISO-8601 timestamps.
+ * Deadlines are wall-clock so they can cross process boundaries in the Kx-Deadline header. */
+#include <stddef.h>   /* kx/time.h uses size_t */
+#include <stdio.h>
+#include <time.h>
+
+#include "kx/time.h"
+
+static int64_t clock_us(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);   /* cannot fail for these clock ids */
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t kx_now_us(void) { return clock_us(CLOCK_REALTIME); }
+int64_t kx_now_ms(void) { return clock_us(CLOCK_REALTIME) / 1000; }
+int64_t kx_mono_us(void) { return clock_us(CLOCK_MONOTONIC); }
+int64_t kx_mono_ms(void) { return clock_us(CLOCK_MONOTONIC) / 1000; }
+
+kx_deadline kx_deadline_in(int64_t ms) { return kx_now_ms() + ms; }
+
+kx_deadline kx_deadline_min(kx_deadline a, kx_deadline b)
+{
+    if (a == KX_NO_DEADLINE)
+        return b;
+    if (b == KX_NO_DEADLINE)
+        return a;
+    return a < b ? a : b;
+}
+
+int64_t kx_deadline_remaining(kx_deadline d)
+{
+    if (d == KX_NO_DEADLINE)
+        return INT64_MAX;
+    return d - kx_now_ms();
+}
+
+bool kx_deadline_expired(kx_deadline d)
+{
+    return d != KX_NO_DEADLINE && kx_deadline_remaining(d) <= 0;
+}
+
+void kx_time_iso(char *buf, size_t len, int64_t unix_us)
+{
+    if (buf == NULL || len == 0)
+        return;
+    time_t secs = (time_t)(unix_us / 1000000);
+    long us = (long)(unix_us % 1000000);
+    if (us < 0) {   /* instants before 1970: keep the fraction positive */
+        us += 1000000;
+        secs -= 1;
+    }
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL) {
+        snprintf(buf, len, "1970-01-01T00:00:00.000000+00:00");
+        return;
+    }
+    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%06ld+00:00", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, us);
+}
