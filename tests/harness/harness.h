@@ -44,4 +44,11 @@ typedef struct kx_th_pg {
 kx_err kx_th_pg_start(const char *tmpdir, kx_th_pg *out);
 void kx_th_pg_stop(kx_th_pg *p);
 
+/* Added by the harness owner: for tests of reconnection. kx_th_pg_down stops the server
+ * (pg_ctl -m fast stop) but keeps its data; kx_th_pg_up starts it again on the same port;
+ * kx_th_pg_restart does both. */
+kx_err kx_th_pg_down(kx_th_pg *p);
+kx_err kx_th_pg_up(kx_th_pg *p);
+kx_err kx_th_pg_restart(kx_th_pg *p);
+
 #endif

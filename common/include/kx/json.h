@@ -1,8 +1,9 @@
 /* kx/json.h — jansson helpers, and the printer that matches Kortix's stream format.
  *
  * Kortix's frontend matches substrings of Python json.dumps output: ", " and ": " separators,
- * keys in insertion order, non-ASCII kept as UTF-8. kx_json_dumps_py prints exactly that
- * (jansson's JSON_PRESERVE_ORDER without JSON_COMPACT/JSON_INDENT). */
+ * keys in insertion order, non-ASCII kept as UTF-8, control characters as lowercase \u00xx,
+ * floats in their shortest round-trip form (0.1, not 0.10000000000000001). kx_json_dumps_py is
+ * a small printer of its own because jansson differs from Python on the last two. */
 #ifndef KX_JSON_H
 #define KX_JSON_H
 

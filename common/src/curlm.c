@@ -1,0 +1,227 @@
+/* curlm.c — libcurl's multi-socket API driven by a kx_loop: the loop watches the sockets
+ * curl asks for and arms one timer for curl's timeout; on every event curl does its work and
+ * finished transfers are handed to their done callbacks.
+ *
+ * Flow: CURLMOPT_SOCKETFUNCTION → kx_loop_watch / kx_loop_unwatch (CURL_POLL_IN/OUT/INOUT/
+ * REMOVE); CURLMOPT_TIMERFUNCTION → cancel the previous loop timer and arm a new one
+ * (-1 = none). A socket event or the timer calls curl_multi_socket_action, then every
+ * CURLMSG_DONE message is dispatched: remove the easy handle from the multi, forget it, call
+ * done(easy, result, arg).
+ *
+ * Each added transfer has a record (easy, done, arg) in a list rather than in CURLOPT_PRIVATE,
+ * which stays the caller's. Re-entrancy: a done callback may add or remove transfers (curl
+ * drops a removed handle's pending message itself) and may even call kx_curlm_free: the free
+ * is then deferred until the dispatch loop is done. */
+#include "kx/curlm.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+
+#include "kx/log.h"
+
+typedef struct xfer {
+    struct xfer *next;
+    CURL *easy;
+    kx_curlm_done_cb done;
+    void *arg;
+} xfer;
+
+struct kx_curlm {
+    kx_loop *loop;
+    CURLM *multi;
+    kx_timer *timer;      /* curl's timeout, or NULL */
+    xfer *xfers;
+    int count;
+    int dispatching;      /* depth of process_events() on the stack */
+    bool free_pending;    /* kx_curlm_free was called from a done callback */
+    bool closing;         /* in kx_curlm_free: arm no timers */
+};
+
+static void destroy(kx_curlm *m);
+
+/* Unlinks and returns the record of easy, or NULL. */
+static xfer *take(kx_curlm *m, CURL *easy)
+{
+    for (xfer **pp = &m->xfers; *pp != NULL; pp = &(*pp)->next) {
+        if ((*pp)->easy == easy) {
+            xfer *x = *pp;
+            *pp = x->next;
+            m->count--;
+            return x;
+        }
+    }
+    return NULL;
+}
+
+/* Dispatches finished transfers. */
+static void check_done(kx_curlm *m)
+{
+    CURLMsg *msg;
+    int left = 0;
+    while (!m->free_pending && (msg = curl_multi_info_read(m->multi, &left)) != NULL) {
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        CURL *easy = msg->easy_handle;
+        CURLcode result = msg->data.result;   /* msg is invalid after remove_handle */
+        xfer *x = take(m, easy);
+        curl_multi_remove_handle(m->multi, easy);
+        if (x == NULL)
+            continue;
+        x->done(easy, result, x->arg);
+        free(x);
+    }
+}
+
+/* Lets curl act on fd (or on its timeout when fd is CURL_SOCKET_TIMEOUT). */
+static void process_events(kx_curlm *m, curl_socket_t fd, int ev_bitmask)
+{
+    int running = 0;
+    m->dispatching++;
+    CURLMcode rc = curl_multi_socket_action(m->multi, fd, ev_bitmask, &running);
+    if (rc != CURLM_OK)
+        kx_error("curlm: curl_multi_socket_action: %s", curl_multi_strerror(rc));
+    check_done(m);
+    m->dispatching--;
+    if (m->dispatching == 0 && m->free_pending)
+        destroy(m);
+}
+
+static void on_fd(kx_loop *loop, int fd, uint32_t events, void *arg)
+{
+    int mask = 0;
+    if (events & EPOLLIN)
+        mask |= CURL_CSELECT_IN;
+    if (events & EPOLLOUT)
+        mask |= CURL_CSELECT_OUT;
+    if (events & (EPOLLERR | EPOLLHUP))
+        mask |= CURL_CSELECT_ERR;
+    process_events(arg, fd, mask);
+}
+
+static void on_timer(kx_loop *loop, void *arg)
+{
+    kx_curlm *m = arg;
+    m->timer = NULL;                   /* the loop freed it before calling us */
+    process_events(m, CURL_SOCKET_TIMEOUT, 0);
+}
+
+/* CURLMOPT_SOCKETFUNCTION */
+static int socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
+{
+    kx_curlm *m = userp;
+    if (what == CURL_POLL_REMOVE) {
+        kx_loop_unwatch(m->loop, s);
+        return 0;
+    }
+    uint32_t events = 0;
+    if (what == CURL_POLL_IN || what == CURL_POLL_INOUT)
+        events |= EPOLLIN;
+    if (what == CURL_POLL_OUT || what == CURL_POLL_INOUT)
+        events |= EPOLLOUT;
+    if (kx_loop_watch(m->loop, s, events, on_fd, m) != KX_OK) {
+        /* A stale registration (fd closed and reused without CURL_POLL_REMOVE): start over. */
+        kx_loop_unwatch(m->loop, s);
+        if (kx_loop_watch(m->loop, s, events, on_fd, m) != KX_OK) {
+            kx_error("curlm: cannot watch curl's socket %d", (int)s);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* CURLMOPT_TIMERFUNCTION */
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    kx_curlm *m = userp;
+    kx_timer_cancel(m->timer);
+    m->timer = NULL;
+    if (timeout_ms < 0 || m->closing)
+        return 0;
+    /* Never call curl back from here: 0 ms means "on the next loop iteration". */
+    m->timer = kx_loop_timer(m->loop, timeout_ms, on_timer, m);
+    return m->timer != NULL ? 0 : -1;
+}
+
+kx_err kx_curlm_new(kx_loop *loop, kx_curlm **out)
+{
+    *out = NULL;
+    kx_curlm *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return KX_ERR_NOMEM;
+    m->loop = loop;
+    m->multi = curl_multi_init();
+    if (m->multi == NULL) {
+        free(m);
+        return KX_ERR_NOMEM;
+    }
+    curl_multi_setopt(m->multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+    curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
+    curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+    curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+    *out = m;
+    return KX_OK;
+}
+
+static void destroy(kx_curlm *m)
+{
+    m->closing = true;
+    while (m->xfers != NULL) {
+        xfer *x = m->xfers;
+        m->xfers = x->next;
+        curl_multi_remove_handle(m->multi, x->easy);
+        free(x);
+    }
+    curl_multi_cleanup(m->multi);
+    kx_timer_cancel(m->timer);
+    free(m);
+}
+
+void kx_curlm_free(kx_curlm *m)
+{
+    if (m == NULL)
+        return;
+    if (m->dispatching > 0) {
+        m->free_pending = true;        /* finished by process_events() */
+        return;
+    }
+    destroy(m);
+}
+
+kx_err kx_curlm_add(kx_curlm *m, CURL *easy, kx_curlm_done_cb done, void *arg)
+{
+    if (easy == NULL || done == NULL)
+        return KX_ERR_INVALID;
+    xfer *x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return KX_ERR_NOMEM;
+    x->easy = easy;
+    x->done = done;
+    x->arg = arg;
+    /* Linked first: adding makes curl call timer_cb, whose timer may dispatch soon. */
+    x->next = m->xfers;
+    m->xfers = x;
+    m->count++;
+    CURLMcode rc = curl_multi_add_handle(m->multi, easy);
+    if (rc != CURLM_OK) {
+        take(m, easy);
+        free(x);
+        kx_error("curlm: curl_multi_add_handle: %s", curl_multi_strerror(rc));
+        return rc == CURLM_OUT_OF_MEMORY ? KX_ERR_NOMEM : KX_ERR_INVALID;
+    }
+    return KX_OK;
+}
+
+void kx_curlm_remove(kx_curlm *m, CURL *easy)
+{
+    xfer *x = take(m, easy);
+    if (x == NULL)
+        return;
+    curl_multi_remove_handle(m->multi, easy);
+    free(x);
+}
+
+int kx_curlm_running(const kx_curlm *m)
+{
+    return m->count;
+}

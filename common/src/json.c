@@ -1,0 +1,256 @@
+/* json.c — a printer whose output equals Python's json.dumps(v, ensure_ascii=False), plus the
+ * compact printer and typed getters over jansson values.
+ *
+ * Why not jansson's own printer for the Python form: the spacing matches, but jansson writes
+ * control characters as "\u001F" (Python: "\u001f") and floats with 17 significant digits
+ * ("0.10000000000000001"; Python: "0.1"), and Kortix's frontend matches substrings of the
+ * Python text. So this file walks the json_t tree itself:
+ *   - separators ", " and ": ", keys in insertion order (jansson 2.14 keeps it);
+ *   - strings: \" \\ \n \r \t \b \f, other bytes below 0x20 as \u00xx, everything else
+ *     (UTF-8, DEL, U+2028) as is;
+ *   - reals as Python's repr(): the shortest digits that read back as the same double,
+ *     positional when the decimal exponent is in [-4, 16), else "1e+16" / "1.5e-05". */
+#include "kx/json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- growing output buffer ------------------------------------------------------------ */
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+    bool oom;
+} buf;
+
+static void put(buf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap == 0 ? 256 : b->cap;
+        while (b->len + n + 1 > cap)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (np == NULL) {
+            b->oom = true;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
+
+/* ---- strings --------------------------------------------------------------------------- */
+
+static void put_string(buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    put(b, "\"", 1);
+    size_t run = 0;   /* start of the current run of bytes copied as is */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        const char *esc = NULL;
+        char u[7];
+        switch (c) {
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        default:
+            if (c < 0x20) {
+                u[0] = '\\'; u[1] = 'u'; u[2] = '0'; u[3] = '0';
+                u[4] = hex[c >> 4]; u[5] = hex[c & 15]; u[6] = '\0';
+                esc = u;
+            }
+        }
+        if (esc != NULL) {
+            put(b, s + run, i - run);
+            puts_(b, esc);
+            run = i + 1;
+        }
+    }
+    put(b, s + run, n - run);
+    put(b, "\"", 1);
+}
+
+/* ---- reals as Python's repr ------------------------------------------------------------ */
+
+/* The shortest decimal digits of v (no sign, no dot) that read back as v, and the decimal
+ * exponent of the first digit. digits must hold 18 bytes. */
+static void shortest_digits(double v, char *digits, int *exp10)
+{
+    char tmp[40];
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(tmp, sizeof tmp, "%.*e", prec - 1, v);
+        if (strtod(tmp, NULL) == v || prec == 17)
+            break;
+    }
+    /* tmp is "d.ddde[+-]xx" (or "de[+-]xx" for one digit). */
+    size_t n = 0;
+    const char *p = tmp;
+    for (; *p != 'e'; p++)
+        if (*p >= '0' && *p <= '9')
+            digits[n++] = *p;
+    while (n > 1 && digits[n - 1] == '0')
+        n--;
+    digits[n] = '\0';
+    *exp10 = atoi(p + 1);
+}
+
+static void put_real(buf *b, double v)
+{
+    if (!isfinite(v)) {
+        /* jansson cannot hold these; Python would print NaN/Infinity (not JSON). */
+        puts_(b, isnan(v) ? "NaN" : (v < 0 ? "-Infinity" : "Infinity"));
+        return;
+    }
+    if (v == 0) {
+        puts_(b, signbit(v) ? "-0.0" : "0.0");
+        return;
+    }
+    if (v < 0) {
+        put(b, "-", 1);
+        v = -v;
+    }
+    char d[18];
+    int e;
+    shortest_digits(v, d, &e);
+    int n = (int)strlen(d);
+    char out[64];
+    size_t o = 0;
+    if (e >= -4 && e < 16) {
+        if (e < 0) {
+            out[o++] = '0';
+            out[o++] = '.';
+            for (int i = 0; i < -e - 1; i++)
+                out[o++] = '0';
+            for (int i = 0; i < n; i++)
+                out[o++] = d[i];
+        } else {
+            for (int i = 0; i <= e; i++)
+                out[o++] = i < n ? d[i] : '0';
+            out[o++] = '.';
+            if (n > e + 1)
+                for (int i = e + 1; i < n; i++)
+                    out[o++] = d[i];
+            else
+                out[o++] = '0';
+        }
+        out[o] = '\0';
+    } else {
+        out[o++] = d[0];
+        if (n > 1) {
+            out[o++] = '.';
+            for (int i = 1; i < n; i++)
+                out[o++] = d[i];
+        }
+        snprintf(out + o, sizeof out - o, "e%c%02d", e < 0 ? '-' : '+', e < 0 ? -e : e);
+    }
+    puts_(b, out);
+}
+
+/* ---- the walk -------------------------------------------------------------------------- */
+
+static void put_value(buf *b, const json_t *v)
+{
+    char num[32];
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        put(b, "{", 1);
+        const char *key;
+        size_t key_len;
+        json_t *item;
+        bool first = true;
+        /* json_object_foreach on a const object: jansson's macros take non-const. */
+        json_object_keylen_foreach((json_t *)v, key, key_len, item) {
+            if (!first)
+                put(b, ", ", 2);
+            first = false;
+            put_string(b, key, key_len);
+            put(b, ": ", 2);
+            put_value(b, item);
+        }
+        put(b, "}", 1);
+        break;
+    }
+    case JSON_ARRAY:
+        put(b, "[", 1);
+        for (size_t i = 0; i < json_array_size(v); i++) {
+            if (i > 0)
+                put(b, ", ", 2);
+            put_value(b, json_array_get(v, i));
+        }
+        put(b, "]", 1);
+        break;
+    case JSON_STRING:
+        put_string(b, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+        puts_(b, num);
+        break;
+    case JSON_REAL:
+        put_real(b, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        puts_(b, "true");
+        break;
+    case JSON_FALSE:
+        puts_(b, "false");
+        break;
+    case JSON_NULL:
+        puts_(b, "null");
+        break;
+    }
+}
+
+char *kx_json_dumps_py(const json_t *v)
+{
+    if (v == NULL)
+        return NULL;
+    buf b = { 0 };
+    put_value(&b, v);
+    if (b.oom) {
+        free(b.p);
+        return NULL;
+    }
+    return b.p;
+}
+
+char *kx_json_dumps_compact(const json_t *v)
+{
+    if (v == NULL)
+        return NULL;
+    return json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+}
+
+/* ---- typed getters --------------------------------------------------------------------- */
+
+const char *kx_json_str(const json_t *obj, const char *key, const char *def)
+{
+    const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+    return json_is_string(v) ? json_string_value(v) : def;
+}
+
+long long kx_json_int(const json_t *obj, const char *key, long long def)
+{
+    const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+    return json_is_integer(v) ? (long long)json_integer_value(v) : def;
+}
+
+bool kx_json_bool(const json_t *obj, const char *key, bool def)
+{
+    const json_t *v = json_is_object(obj) ? json_object_get(obj, key) : NULL;
+    return json_is_boolean(v) ? json_is_true(v) : def;
+}

@@ -1,0 +1,659 @@
+/* tests/harness/harness.c — starts the real dependencies tests need (nats-server, PostgreSQL,
+ * any program) in a temp dir on free ports, and stops exactly what it started, by PID.
+ *
+ * Why one file: every integration and unit test that needs a server uses the same few
+ * primitives (temp dir, free port, spawn into a log file, kill a process group, wait for a
+ * port or an HTTP 200), and the two servers are built from them.
+ *
+ * Conventions: errors are printed to stderr with "harness:" and what failed (tests show their
+ * stderr on failure); KX_TEST_KEEP=1 keeps every temp dir so logs can be read after a run.
+ * PostgreSQL refuses to run as root, so when the test runs as root, initdb and pg_ctl run as
+ * the "postgres" system user (fork, setgid, setuid, exec). */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static void th_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void th_log(const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "harness: %s\n", buf);
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static bool keep_dirs(void)
+{
+    const char *v = getenv("KX_TEST_KEEP");
+    return v != NULL && strcmp(v, "1") == 0;
+}
+
+/* The uid/gid a PostgreSQL command must run as: the postgres user when we are root, else
+ * ourselves (uid -1 = "do not switch"). */
+static kx_err pg_identity(uid_t *uid, gid_t *gid)
+{
+    *uid = (uid_t)-1;
+    *gid = (gid_t)-1;
+    if (geteuid() != 0)
+        return KX_OK;
+    struct passwd *pw = getpwnam("postgres");
+    if (pw == NULL) {
+        th_log("running as root but there is no 'postgres' user to run PostgreSQL as");
+        return KX_ERR_UNAVAILABLE;
+    }
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    return KX_OK;
+}
+
+/* ---- temp dirs and ports ---------------------------------------------------------------- */
+
+char *kx_th_tmpdir(const char *prefix)
+{
+    char *path = NULL;
+    if (asprintf(&path, "/tmp/%s-XXXXXX", prefix != NULL ? prefix : "kx") < 0)
+        return NULL;
+    if (mkdtemp(path) == NULL) {
+        th_log("mkdtemp(%s): %s", path, strerror(errno));
+        free(path);
+        return NULL;
+    }
+    if (chmod(path, 0755) != 0) {
+        th_log("chmod(%s, 0755): %s", path, strerror(errno));
+        rmdir(path);
+        free(path);
+        return NULL;
+    }
+    return path;
+}
+
+static int rmrf_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    if (remove(path) != 0 && errno != ENOENT)
+        th_log("remove(%s): %s", path, strerror(errno));
+    return 0;
+}
+
+void kx_th_rmrf(const char *dir)
+{
+    if (dir == NULL || dir[0] == '\0')
+        return;
+    if (keep_dirs()) {
+        th_log("KX_TEST_KEEP=1: keeping %s", dir);
+        return;
+    }
+    nftw(dir, rmrf_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+uint16_t kx_th_free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        th_log("socket: %s", strerror(errno));
+        return 0;
+    }
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0 };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof sa;
+    uint16_t port = 0;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+        th_log("bind 127.0.0.1:0: %s", strerror(errno));
+    else if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        th_log("getsockname: %s", strerror(errno));
+    else
+        port = ntohs(sa.sin_port);
+    close(fd);
+    return port;
+}
+
+/* True when something accepts TCP connections on 127.0.0.1:port. */
+static bool port_accepts(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+/* ---- spawning and killing ------------------------------------------------------------- */
+
+/* environ plus extras ("K=V"; an extra replaces an inherited variable of the same name).
+ * The array is malloc'd; its strings are borrowed. */
+static char **merged_env(const char *const *extra)
+{
+    size_t n = 0, m = 0;
+    while (environ[n] != NULL)
+        n++;
+    while (extra != NULL && extra[m] != NULL)
+        m++;
+    char **env = calloc(n + m + 1, sizeof *env);
+    if (env == NULL)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(environ[i], '=');
+        size_t keylen = eq != NULL ? (size_t)(eq - environ[i]) : strlen(environ[i]);
+        bool overridden = false;
+        for (size_t j = 0; j < m; j++) {
+            if (strncmp(extra[j], environ[i], keylen) == 0 && extra[j][keylen] == '=')
+                overridden = true;
+        }
+        if (!overridden)
+            env[k++] = environ[i];
+    }
+    for (size_t j = 0; j < m; j++)
+        env[k++] = (char *)extra[j];
+    env[k] = NULL;
+    return env;
+}
+
+/* What a forked child does before exec: its own session, output to log_path, optionally
+ * another identity and directory. Only async-signal-safe calls. On failure, writes errno to
+ * errfd and exits 127. */
+static void child_setup_and_exec(const char *const *argv, char **envp, const char *log_path,
+                                 uid_t uid, gid_t gid, const char *cwd, int errfd)
+{
+    int e = 0;
+    if (setsid() < 0)
+        goto fail;
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull < 0 || dup2(devnull, 0) < 0)
+        goto fail;
+    /* Switch identity before opening the log, so the log belongs to whoever writes it. */
+    if (gid != (gid_t)-1 && (setgroups(0, NULL) != 0 || setgid(gid) != 0))
+        goto fail;
+    if (uid != (uid_t)-1 && setuid(uid) != 0)
+        goto fail;
+    if (log_path != NULL) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd < 0 || dup2(fd, 1) < 0 || dup2(fd, 2) < 0)
+            goto fail;
+    }
+    if (cwd != NULL && chdir(cwd) != 0)
+        goto fail;
+    /* The test's own fds (listening sockets, pipes) must not leak into the server. */
+    close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    execvpe(argv[0], (char *const *)argv, envp);
+fail:
+    e = errno;
+    if (write(errfd, &e, sizeof e) < 0) {
+        /* nothing left to report to */
+    }
+    _exit(127);
+}
+
+/* fork + exec with an error pipe so that a failed exec is an error here, naming the program. */
+static kx_err spawn_as(const char *const *argv, const char *const *env_extra,
+                       const char *log_path, uid_t uid, gid_t gid, const char *cwd, pid_t *pid)
+{
+    char **envp = merged_env(env_extra);
+    if (envp == NULL)
+        return KX_ERR_NOMEM;
+    int ep[2];
+    if (pipe2(ep, O_CLOEXEC) != 0) {
+        th_log("pipe2: %s", strerror(errno));
+        free(envp);
+        return KX_ERR_IO;
+    }
+    pid_t child = fork();
+    if (child < 0) {
+        th_log("fork for %s: %s", argv[0], strerror(errno));
+        close(ep[0]);
+        close(ep[1]);
+        free(envp);
+        return KX_ERR_IO;
+    }
+    if (child == 0) {
+        close(ep[0]);
+        child_setup_and_exec(argv, envp, log_path, uid, gid, cwd, ep[1]);
+    }
+    close(ep[1]);
+    free(envp);
+    int child_errno = 0;
+    ssize_t r;
+    do {
+        r = read(ep[0], &child_errno, sizeof child_errno);
+    } while (r < 0 && errno == EINTR);
+    close(ep[0]);
+    if (r > 0) {
+        th_log("could not start %s: %s", argv[0], strerror(child_errno));
+        waitpid(child, NULL, 0);
+        return KX_ERR_IO;
+    }
+    *pid = child;
+    return KX_OK;
+}
+
+kx_err kx_th_spawn(const char *const *argv, const char *const *env_extra, const char *log_path,
+                   pid_t *pid)
+{
+    if (argv == NULL || argv[0] == NULL || pid == NULL)
+        return KX_ERR_INVALID;
+    return spawn_as(argv, env_extra, log_path, (uid_t)-1, (gid_t)-1, NULL, pid);
+}
+
+/* Exit status in shell convention: the exit code, or 128 + signal number. */
+static int shell_status(int wstatus)
+{
+    if (WIFEXITED(wstatus))
+        return WEXITSTATUS(wstatus);
+    if (WIFSIGNALED(wstatus))
+        return 128 + WTERMSIG(wstatus);
+    return -1;
+}
+
+/* Returns the exit status in shell convention (exit code, or 128 + signal), -1 on error.
+ * The leader is waited for without reaping first (WNOWAIT) so that its pid — the group id —
+ * cannot be reused while stragglers of the group get their SIGKILL. */
+int kx_th_kill(pid_t pid)
+{
+    if (pid <= 0)
+        return -1;
+    if (kill(-pid, SIGTERM) != 0 && errno != ESRCH)
+        th_log("kill(-%d, SIGTERM): %s", (int)pid, strerror(errno));
+    int64_t give_up = mono_ms() + 5000;
+    bool exited = false;
+    while (!exited) {
+        siginfo_t si = { 0 };
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0) {
+            th_log("waitid(%d): %s", (int)pid, strerror(errno));
+            return -1;
+        }
+        if (si.si_pid == pid) {
+            exited = true;
+            break;
+        }
+        if (mono_ms() >= give_up)
+            break;
+        sleep_ms(10);
+    }
+    if (!exited)
+        th_log("pid %d still running 5 s after SIGTERM: SIGKILL", (int)pid);
+    /* Whatever is left of the group (the leader if it ignored SIGTERM, or its children). */
+    kill(-pid, SIGKILL);
+    int wstatus = 0;
+    pid_t r;
+    do {
+        r = waitpid(pid, &wstatus, 0);
+    } while (r < 0 && errno == EINTR);
+    if (r != pid) {
+        th_log("waitpid(%d): %s", (int)pid, strerror(errno));
+        return -1;
+    }
+    /* SIGKILL is delivered asynchronously: let the rest of the group actually go (and the
+     * orphans' zombies be reaped by init) so that callers find ports and files released. */
+    give_up = mono_ms() + 2000;
+    while (kill(-pid, 0) == 0 && mono_ms() < give_up)
+        sleep_ms(5);
+    return shell_status(wstatus);
+}
+
+/* ---- waiting for servers -------------------------------------------------------------- */
+
+static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+    return size * nmemb;
+}
+
+kx_err kx_th_wait_http(const char *url, int64_t timeout_ms)
+{
+    CURL *c = curl_easy_init();
+    if (c == NULL)
+        return KX_ERR_NOMEM;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard_body);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 1000L);
+    int64_t give_up = mono_ms() + timeout_ms;
+    long status = 0;
+    CURLcode res = CURLE_OK;
+    for (;;) {
+        res = curl_easy_perform(c);
+        if (res == CURLE_OK) {
+            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+            if (status == 200)
+                break;
+        }
+        if (mono_ms() >= give_up)
+            break;
+        sleep_ms(50);
+    }
+    curl_easy_cleanup(c);
+    if (status == 200)
+        return KX_OK;
+    th_log("GET %s: no 200 within %lld ms (last: %s, status %ld)", url, (long long)timeout_ms,
+           curl_easy_strerror(res), status);
+    return KX_ERR_TIMEOUT;
+}
+
+/* Waits until 127.0.0.1:port accepts connections; fails early if pid exits. */
+static kx_err wait_port(pid_t pid, uint16_t port, int64_t timeout_ms, const char *what,
+                        const char *log_path)
+{
+    int64_t give_up = mono_ms() + timeout_ms;
+    for (;;) {
+        if (port_accepts(port))
+            return KX_OK;
+        siginfo_t si = { 0 };
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid) {
+            th_log("%s exited before listening on port %u (see %s)", what, port, log_path);
+            return KX_ERR_UNAVAILABLE;
+        }
+        if (mono_ms() >= give_up) {
+            th_log("%s not listening on port %u after %lld ms (see %s)", what, port,
+                   (long long)timeout_ms, log_path);
+            return KX_ERR_TIMEOUT;
+        }
+        sleep_ms(10);
+    }
+}
+
+/* ---- nats-server ---------------------------------------------------------------------- */
+
+kx_err kx_th_nats_start(const char *tmpdir, kx_th_nats *out)
+{
+    memset(out, 0, sizeof *out);
+    if (snprintf(out->dir, sizeof out->dir, "%s/nats", tmpdir) >= (int)sizeof out->dir) {
+        th_log("tmpdir path too long: %s", tmpdir);
+        return KX_ERR_INVALID;
+    }
+    if (mkdir(out->dir, 0755) != 0 && errno != EEXIST) {
+        th_log("mkdir(%s): %s", out->dir, strerror(errno));
+        return KX_ERR_IO;
+    }
+    char log_path[300];
+    snprintf(log_path, sizeof log_path, "%s/nats.log", out->dir);
+    /* A free port can be taken by someone else before nats-server binds it: try a few. */
+    kx_err err = KX_ERR_UNAVAILABLE;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        uint16_t port = kx_th_free_port();
+        if (port == 0)
+            return KX_ERR_IO;
+        char port_s[8];
+        snprintf(port_s, sizeof port_s, "%u", port);
+        const char *argv[] = { "nats-server", "-js", "-a", "127.0.0.1", "-p", port_s,
+                               "-sd", out->dir, NULL };
+        int64_t t0 = mono_ms();
+        pid_t pid;
+        err = kx_th_spawn(argv, NULL, log_path, &pid);
+        if (err != KX_OK)
+            return err;
+        err = wait_port(pid, port, 10000, "nats-server", log_path);
+        if (err == KX_OK) {
+            out->pid = pid;
+            out->port = port;
+            snprintf(out->url, sizeof out->url, "nats://127.0.0.1:%u", port);
+            th_log("nats-server pid %d on %s ready in %lld ms", (int)pid, out->url,
+                   (long long)(mono_ms() - t0));
+            return KX_OK;
+        }
+        kx_th_kill(pid);
+    }
+    return err;
+}
+
+void kx_th_nats_stop(kx_th_nats *n)
+{
+    if (n == NULL || n->pid <= 0)
+        return;
+    kx_th_kill(n->pid);
+    n->pid = 0;
+    kx_th_rmrf(n->dir);
+}
+
+/* ---- PostgreSQL ----------------------------------------------------------------------- */
+
+/* The directory of the PostgreSQL binaries, from `pg_config --bindir` (they are not on PATH
+ * on every machine). Written into buf; KX_OK or KX_ERR_UNAVAILABLE. */
+static kx_err pg_bindir(char *buf, size_t len)
+{
+    FILE *f = popen("pg_config --bindir 2>/dev/null", "r");
+    if (f == NULL) {
+        th_log("popen(pg_config --bindir): %s", strerror(errno));
+        return KX_ERR_UNAVAILABLE;
+    }
+    bool got = fgets(buf, (int)len, f) != NULL;
+    int st = pclose(f);
+    if (!got || st != 0) {
+        th_log("pg_config --bindir failed (is libpq-dev/postgresql installed?)");
+        return KX_ERR_UNAVAILABLE;
+    }
+    buf[strcspn(buf, "\n")] = '\0';
+    return KX_OK;
+}
+
+/* Runs <bindir>/<prog> args... as the PostgreSQL user, output appended to <dir>/pg.log, and
+ * waits. KX_OK on exit 0. */
+static kx_err pg_run(const kx_th_pg *p, const char *prog, const char *const *args)
+{
+    char bindir[256], exe[512], log_path[300];
+    kx_err err = pg_bindir(bindir, sizeof bindir);
+    if (err != KX_OK)
+        return err;
+    snprintf(exe, sizeof exe, "%s/%s", bindir, prog);
+    snprintf(log_path, sizeof log_path, "%s/pg.log", p->dir);
+    const char *argv[16];
+    size_t n = 0;
+    argv[n++] = exe;
+    for (size_t i = 0; args[i] != NULL && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    uid_t uid;
+    gid_t gid;
+    err = pg_identity(&uid, &gid);
+    if (err != KX_OK)
+        return err;
+    pid_t pid;
+    err = spawn_as(argv, NULL, log_path, uid, gid, p->dir, &pid);
+    if (err != KX_OK)
+        return err;
+    int wstatus = 0;
+    pid_t r;
+    do {
+        r = waitpid(pid, &wstatus, 0);
+    } while (r < 0 && errno == EINTR);
+    if (r != pid || shell_status(wstatus) != 0) {
+        th_log("%s ... %s failed (status %d), see %s", prog, argv[n - 1], shell_status(wstatus),
+               log_path);
+        return KX_ERR_UNAVAILABLE;
+    }
+    return KX_OK;
+}
+
+static void pg_data_dir(const kx_th_pg *p, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s/pg", p->dir);
+}
+
+/* pg_ctl start with our options; -w waits until the server accepts connections. */
+static kx_err pg_ctl_start(const kx_th_pg *p)
+{
+    char data[300], log_path[300], opts[600];
+    pg_data_dir(p, data, sizeof data);
+    snprintf(log_path, sizeof log_path, "%s/pg.log", p->dir);
+    snprintf(opts, sizeof opts,
+             "-p %u -k %s -c listen_addresses=127.0.0.1 -c fsync=off "
+             "-c synchronous_commit=off -c full_page_writes=off",
+             p->port, p->dir);
+    const char *args[] = { "-D", data, "-l", log_path, "-w", "-t", "30", "-o", opts, "start",
+                           NULL };
+    return pg_run(p, "pg_ctl", args);
+}
+
+static kx_err pg_ctl_stop(const kx_th_pg *p)
+{
+    char data[300];
+    pg_data_dir(p, data, sizeof data);
+    const char *args[] = { "-D", data, "-m", "fast", "-w", "-t", "30", "stop", NULL };
+    return pg_run(p, "pg_ctl", args);
+}
+
+static kx_err pg_create_db(const kx_th_pg *p)
+{
+    char conninfo[300];
+    snprintf(conninfo, sizeof conninfo,
+             "host=127.0.0.1 port=%u user=postgres dbname=postgres connect_timeout=10", p->port);
+    PGconn *c = PQconnectdb(conninfo);
+    if (PQstatus(c) != CONNECTION_OK) {
+        th_log("connect to new cluster on port %u: %s", p->port, PQerrorMessage(c));
+        PQfinish(c);
+        return KX_ERR_UNAVAILABLE;
+    }
+    PGresult *r = PQexec(c, "CREATE DATABASE kortix");
+    kx_err err = KX_OK;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+        th_log("CREATE DATABASE kortix: %s", PQerrorMessage(c));
+        err = KX_ERR_UNAVAILABLE;
+    }
+    PQclear(r);
+    PQfinish(c);
+    return err;
+}
+
+kx_err kx_th_pg_start(const char *tmpdir, kx_th_pg *out)
+{
+    memset(out, 0, sizeof *out);
+    int64_t t0 = mono_ms();
+    if (snprintf(out->dir, sizeof out->dir, "%s/postgres", tmpdir) >= (int)sizeof out->dir) {
+        th_log("tmpdir path too long: %s", tmpdir);
+        return KX_ERR_INVALID;
+    }
+    /* The socket dir path must fit in sun_path (108) with "/.s.PGSQL.NNNNN". */
+    if (strlen(out->dir) > 80) {
+        th_log("tmpdir path too long for a Unix socket: %s", out->dir);
+        return KX_ERR_INVALID;
+    }
+    if (mkdir(out->dir, 0755) != 0 && errno != EEXIST) {
+        th_log("mkdir(%s): %s", out->dir, strerror(errno));
+        return KX_ERR_IO;
+    }
+    uid_t uid;
+    gid_t gid;
+    kx_err err = pg_identity(&uid, &gid);
+    if (err != KX_OK)
+        return err;
+    if (uid != (uid_t)-1 && chown(out->dir, uid, gid) != 0) {
+        th_log("chown(%s, postgres): %s", out->dir, strerror(errno));
+        return KX_ERR_IO;
+    }
+
+    char data[300];
+    pg_data_dir(out, data, sizeof data);
+    const char *initdb_args[] = { "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
+                                  "--no-locale", "--no-sync", NULL };
+    err = pg_run(out, "initdb", initdb_args);
+    if (err != KX_OK)
+        return err;
+    int64_t t_initdb = mono_ms();
+
+    /* As with nats: the free port may be taken before the postmaster binds it. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        out->port = kx_th_free_port();
+        if (out->port == 0)
+            return KX_ERR_IO;
+        err = pg_ctl_start(out);
+        if (err == KX_OK)
+            break;
+    }
+    if (err != KX_OK)
+        return err;
+    int64_t t_start = mono_ms();
+
+    err = pg_create_db(out);
+    if (err != KX_OK) {
+        pg_ctl_stop(out);
+        return err;
+    }
+    snprintf(out->url, sizeof out->url, "postgresql://postgres@127.0.0.1:%u/kortix", out->port);
+    int64_t t_end = mono_ms();
+    th_log("postgres on %s ready in %lld ms (initdb %lld, start %lld, createdb %lld)", out->url,
+           (long long)(t_end - t0), (long long)(t_initdb - t0), (long long)(t_start - t_initdb),
+           (long long)(t_end - t_start));
+    return KX_OK;
+}
+
+kx_err kx_th_pg_down(kx_th_pg *p)
+{
+    return pg_ctl_stop(p);
+}
+
+kx_err kx_th_pg_up(kx_th_pg *p)
+{
+    return pg_ctl_start(p);
+}
+
+kx_err kx_th_pg_restart(kx_th_pg *p)
+{
+    kx_err err = pg_ctl_stop(p);
+    if (err != KX_OK)
+        return err;
+    return pg_ctl_start(p);
+}
+
+void kx_th_pg_stop(kx_th_pg *p)
+{
+    if (p == NULL || p->port == 0)
+        return;
+    if (pg_ctl_stop(p) != KX_OK) {
+        /* pg_ctl could not stop it: the postmaster we started is named in postmaster.pid. */
+        char pidfile[300];
+        snprintf(pidfile, sizeof pidfile, "%s/pg/postmaster.pid", p->dir);
+        FILE *f = fopen(pidfile, "r");
+        int pid = 0;
+        if (f != NULL) {
+            if (fscanf(f, "%d", &pid) != 1)
+                pid = 0;
+            fclose(f);
+        }
+        if (pid > 0) {
+            th_log("pg_ctl stop failed: SIGQUIT to postmaster %d", pid);
+            kill(pid, SIGQUIT);
+            sleep_ms(500);
+        }
+    }
+    p->port = 0;
+    kx_th_rmrf(p->dir);
+}

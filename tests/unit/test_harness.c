@@ -1,0 +1,185 @@
+/* test_harness.c — the test harness itself: temp dirs the postgres user can enter, free
+ * ports, spawning with extra environment into a log file, killing a whole process group
+ * (even one that ignores SIGTERM), waiting for HTTP, nats-server start/stop, KX_TEST_KEEP.
+ * (PostgreSQL start/stop/restart is exercised by test_db.) */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "kx/httpd.h"
+#include "kx/time.h"
+
+static char *g_tmp;
+
+static int setup(void **state)
+{
+    g_tmp = kx_th_tmpdir("kx-test-harness");
+    return g_tmp != NULL ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    kx_th_rmrf(g_tmp);
+    free(g_tmp);
+    return 0;
+}
+
+static char *slurp(const char *path)
+{
+    static char buf[4096];
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static bool tcp_accepts(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Processes of group pgid that are not zombies (an orphan's zombie waits for init). */
+static int live_in_group(pid_t pgid)
+{
+    DIR *d = opendir("/proc");
+    assert_non_null(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = e->d_name[0] >= '0' && e->d_name[0] <= '9' ? fopen(path, "r") : NULL;
+        if (f == NULL)
+            continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        char *rp = strrchr(buf, ')');
+        char state;
+        int ppid, pgrp;
+        if (rp != NULL && sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 &&
+            pgrp == pgid && state != 'Z')
+            n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void test_tmpdir_and_port(void **state)
+{
+    struct stat st;
+    assert_int_equal(stat(g_tmp, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0755);
+    assert_non_null(strstr(g_tmp, "/tmp/kx-test-harness-"));
+    uint16_t port = kx_th_free_port();
+    assert_true(port > 0);
+    assert_false(tcp_accepts(port));
+    /* rmrf removes nested content; KX_TEST_KEEP=1 keeps it. */
+    char dir[300], file[320];
+    snprintf(dir, sizeof dir, "%s/a", g_tmp);
+    assert_int_equal(mkdir(dir, 0755), 0);
+    snprintf(file, sizeof file, "%s/f", dir);
+    fclose(fopen(file, "w"));
+    setenv("KX_TEST_KEEP", "1", 1);
+    kx_th_rmrf(dir);
+    unsetenv("KX_TEST_KEEP");
+    assert_int_equal(access(file, F_OK), 0);
+    kx_th_rmrf(dir);
+    assert_int_not_equal(access(dir, F_OK), 0);
+}
+
+static void test_spawn_log_env_and_kill(void **state)
+{
+    char log[300];
+    snprintf(log, sizeof log, "%s/spawn.log", g_tmp);
+    setenv("KX_HARNESS_INHERITED", "yes", 1);
+    setenv("KX_HARNESS_OVERRIDE", "old", 1);
+    const char *argv[] = { "sh", "-c",
+                           "echo \"$KX_HARNESS_INHERITED $KX_HARNESS_OVERRIDE $EXTRA\"; "
+                           "echo oops >&2; exec sleep 30",
+                           NULL };
+    const char *env[] = { "KX_HARNESS_OVERRIDE=new", "EXTRA=x", NULL };
+    pid_t pid = 0;
+    assert_int_equal(kx_th_spawn(argv, env, log, &pid), KX_OK);
+    assert_true(pid > 0);
+    int64_t give_up = kx_mono_ms() + 3000;
+    while (strstr(slurp(log), "oops") == NULL && kx_mono_ms() < give_up)
+        usleep(10000);
+    assert_string_equal(slurp(log), "yes new x\noops\n");
+    assert_int_equal(getpgid(pid), pid);
+    assert_int_equal(kx_th_kill(pid), 128 + SIGTERM);
+
+    /* A group whose members ignore SIGTERM gets SIGKILL after 5 s. */
+    const char *stubborn[] = { "sh", "-c", "trap '' TERM; sleep 30 & sleep 30", NULL };
+    assert_int_equal(kx_th_spawn(stubborn, NULL, log, &pid), KX_OK);
+    usleep(100000);
+    int64_t t0 = kx_mono_ms();
+    assert_int_equal(kx_th_kill(pid), 128 + SIGKILL);
+    assert_true(kx_mono_ms() - t0 >= 4900);
+    assert_int_equal(live_in_group(pid), 0);   /* nobody left in the group */
+
+    const char *missing[] = { "kx-no-such-program", NULL };
+    assert_int_not_equal(kx_th_spawn(missing, NULL, log, &pid), KX_OK);
+    unsetenv("KX_HARNESS_INHERITED");
+    unsetenv("KX_HARNESS_OVERRIDE");
+}
+
+static void test_wait_http(void **state)
+{
+    kx_httpd *h = NULL;
+    assert_int_equal(kx_httpd_start("127.0.0.1", 0, NULL, NULL, &h), KX_OK);
+    char url[100];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/healthz", kx_httpd_port(h));
+    assert_int_equal(kx_th_wait_http(url, 2000), KX_OK);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/nope", kx_httpd_port(h));
+    int64_t t0 = kx_mono_ms();
+    assert_int_equal(kx_th_wait_http(url, 300), KX_ERR_TIMEOUT);   /* 404 is not ready */
+    assert_true(kx_mono_ms() - t0 >= 300);
+    kx_httpd_stop(h);
+}
+
+static void test_nats_start_stop(void **state)
+{
+    kx_th_nats n;
+    assert_int_equal(kx_th_nats_start(g_tmp, &n), KX_OK);
+    assert_true(n.pid > 0);
+    char want[64];
+    snprintf(want, sizeof want, "nats://127.0.0.1:%u", n.port);
+    assert_string_equal(n.url, want);
+    assert_true(tcp_accepts(n.port));
+    kx_th_nats_stop(&n);
+    assert_false(tcp_accepts(n.port));
+    assert_int_not_equal(access(n.dir, F_OK), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tmpdir_and_port),
+        cmocka_unit_test(test_spawn_log_env_and_kill),
+        cmocka_unit_test(test_wait_http),
+        cmocka_unit_test(test_nats_start_stop),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

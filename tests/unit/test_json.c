@@ -1,0 +1,151 @@
+/* test_json.c — kx_json_dumps_py prints exactly what Python's json.dumps(v,
+ * ensure_ascii=False) prints (expected strings below were produced by CPython 3.11), the
+ * compact printer, and the typed getters. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kx/json.h"
+
+/* Prints v the Python way, compares with want, frees both. */
+static void expect_py(json_t *v, const char *want)
+{
+    char *got = kx_json_dumps_py(v);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(got);
+    json_decref(v);
+}
+
+static void test_terminal_status_event(void **state)
+{
+    json_t *v = json_object();
+    json_object_set_new(v, "type", json_string("status"));
+    json_object_set_new(v, "status", json_string("completed"));
+    json_object_set_new(v, "message", json_string("Agent run completed successfully"));
+    expect_py(v, "{\"type\": \"status\", \"status\": \"completed\", "
+                 "\"message\": \"Agent run completed successfully\"}");
+}
+
+static void test_nesting_order_and_scalars(void **state)
+{
+    /* Keys stay in insertion order, not sorted. */
+    json_t *v = json_pack("{s:[i,i],s:{s:n,s:b,s:b},s:[],s:{},s:[[i],{}],s:i}", "z", 1, 2, "a",
+                          "x", "t", 1, "f", 0, "empty_a", "empty_o", "deep", 3, "neg", -7);
+    expect_py(v, "{\"z\": [1, 2], \"a\": {\"x\": null, \"t\": true, \"f\": false}, "
+                 "\"empty_a\": [], \"empty_o\": {}, \"deep\": [[3], {}], \"neg\": -7}");
+    /* Any value, not only containers. */
+    expect_py(json_string("x"), "\"x\"");
+    expect_py(json_integer(9007199254740993LL), "9007199254740993");
+    expect_py(json_null(), "null");
+}
+
+static void test_string_escapes_like_python(void **state)
+{
+    /* Python: short escapes for \" \\ \n \r \t \b \f, \u00xx (lower case) for the other
+     * controls, everything else as is (no escaping of '/', DEL, non-ASCII, U+2028). */
+    expect_py(json_string("q\"b\\n\nr\rt\tb\bf\f"), "\"q\\\"b\\\\n\\nr\\rt\\tb\\bf\\f\"");
+    expect_py(json_string("\x01\x1f\x1b[0m"), "\"\\u0001\\u001f\\u001b[0m\"");
+    expect_py(json_string("a/b\x7f" "\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80"),
+              "\"a/b\x7f" "\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80\"");
+    expect_py(json_stringn("a\0b", 3), "\"a\\u0000b\"");
+    /* Keys are escaped the same way. */
+    json_t *o = json_object();
+    json_object_set_new(o, "k\"\x02", json_true());
+    expect_py(o, "{\"k\\\"\\u0002\": true}");
+}
+
+static void test_reals_like_python_repr(void **state)
+{
+    static const struct {
+        double v;
+        const char *want;
+    } cases[] = {
+        { 0.1, "0.1" },
+        { 1.0, "1.0" },
+        { 1e16, "1e+16" },
+        { 1e-5, "1e-05" },
+        { 123456.789, "123456.789" },
+        { 1e15, "1000000000000000.0" },
+        { -2.5, "-2.5" },
+        { 0.0001, "0.0001" },
+        { 1.5e300, "1.5e+300" },
+        { 5e-324, "5e-324" },
+        { 0.30000000000000004, "0.30000000000000004" },
+        { 1e22, "1e+22" },
+        { 100.0, "100.0" },
+        { 12345678901234567890.0, "1.2345678901234567e+19" },
+        { -0.0, "-0.0" },
+        { 0.0, "0.0" },
+        { 2.5e-7, "2.5e-07" },
+        { 9999999999999998.0, "9999999999999998.0" },
+        { 1.7976931348623157e308, "1.7976931348623157e+308" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *real = json_real(cases[i].v);
+        char *got = kx_json_dumps_py(real);
+        json_decref(real);
+        json_t *arr = json_pack("[f]", cases[i].v);
+        char *in_array = kx_json_dumps_py(arr);
+        json_decref(arr);
+        assert_non_null(got);
+        assert_string_equal(got, cases[i].want);
+        assert_non_null(strstr(in_array, cases[i].want));
+        free(got);
+        free(in_array);
+    }
+}
+
+static void test_compact(void **state)
+{
+    json_t *v = json_pack("{s:s,s:[i,i],s:{}}", "role", "assistant", "n", 1, 2, "o");
+    char *s = kx_json_dumps_compact(v);
+    assert_string_equal(s, "{\"role\":\"assistant\",\"n\":[1,2],\"o\":{}}");
+    free(s);
+    json_decref(v);
+    json_t *str = json_string("x");
+    s = kx_json_dumps_compact(str);
+    assert_string_equal(s, "\"x\"");
+    free(s);
+    json_decref(str);
+    assert_null(kx_json_dumps_py(NULL));
+}
+
+static void test_typed_getters(void **state)
+{
+    json_t *v = json_pack("{s:s,s:i,s:b,s:n,s:f}", "s", "str", "i", 42, "b", 1, "n", "f", 1.5);
+    assert_string_equal(kx_json_str(v, "s", "def"), "str");
+    assert_string_equal(kx_json_str(v, "i", "def"), "def");      /* wrong type */
+    assert_string_equal(kx_json_str(v, "missing", "def"), "def");
+    assert_null(kx_json_str(v, "n", NULL));
+    assert_int_equal(kx_json_int(v, "i", -1), 42);
+    assert_int_equal(kx_json_int(v, "f", -1), -1);
+    assert_int_equal(kx_json_int(v, "s", -1), -1);
+    assert_true(kx_json_bool(v, "b", false));
+    assert_false(kx_json_bool(v, "i", false));
+    assert_true(kx_json_bool(v, "missing", true));
+    /* Not an object at all. */
+    json_t *arr = json_array();
+    assert_string_equal(kx_json_str(arr, "s", "def"), "def");
+    assert_int_equal(kx_json_int(NULL, "i", 7), 7);
+    json_decref(arr);
+    json_decref(v);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_terminal_status_event),
+        cmocka_unit_test(test_nesting_order_and_scalars),
+        cmocka_unit_test(test_string_escapes_like_python),
+        cmocka_unit_test(test_reals_like_python_repr),
+        cmocka_unit_test(test_compact),
+        cmocka_unit_test(test_typed_getters),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
