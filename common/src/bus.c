@@ -209,6 +209,10 @@ static kx_err set_options(kx_bus *bus, const char *url, natsOptions *o)
     if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(o, reconnect_delay, bus);
     if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, bus);
     if (s == NATS_OK) s = natsOptions_SetSendAsap(o, true);
+    /* Deliver every subscription's messages from cnats' shared pool of threads instead of one
+     * thread per subscription: the gateway opens one subscription per SSE stream. Our callbacks
+     * never block (they post to a loop or append to a buffer), so sharing is safe. */
+    if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(o, true);
     if (s == NATS_OK) s = natsOptions_SetPingInterval(o, 10000);
     if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, bus);
     if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_reconnected, bus);

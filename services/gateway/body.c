@@ -1,0 +1,114 @@
+/* body.c — JSON and form bodies into typed values, with 400s that name the field. */
+#include "body.h"
+
+#include <microhttpd.h>
+#include <string.h>
+#include <strings.h>
+
+#include "form.h"
+#include "reply.h"
+#include "text.h"
+
+static bool blank(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
+            return false;
+    return true;
+}
+
+json_t *gw_body_json_object(const gw_request *req, bool allow_empty, gw_reply *reply)
+{
+    if (req->body == NULL || blank(req->body, req->body_len)) {
+        if (allow_empty)
+            return json_object();
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "Request body is required (a JSON object)");
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *v = json_loadb(req->body, req->body_len, 0, &jerr);
+    if (v == NULL) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "Invalid JSON body: %s (line %d, column %d)",
+                       jerr.text, jerr.line, jerr.column);
+        return NULL;
+    }
+    if (!json_is_object(v)) {
+        json_decref(v);
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "Invalid JSON body: expected an object");
+        return NULL;
+    }
+    return v;
+}
+
+bool gw_body_str(const json_t *obj, const char *key, const char *def, const char **out,
+                 gw_reply *reply)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (v == NULL || json_is_null(v)) {
+        *out = def;
+        return true;
+    }
+    if (!json_is_string(v)) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s must be a string", key);
+        return false;
+    }
+    if (strlen(json_string_value(v)) != json_string_length(v)) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s must not contain NUL characters", key);
+        return false;
+    }
+    *out = json_string_value(v);
+    return true;
+}
+
+bool gw_body_bool(const json_t *obj, const char *key, bool def, bool *out, gw_reply *reply)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (v == NULL || json_is_null(v)) {
+        *out = def;
+        return true;
+    }
+    if (!json_is_boolean(v)) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s must be a boolean", key);
+        return false;
+    }
+    *out = json_is_true(v);
+    return true;
+}
+
+bool gw_form_bool(const gw_form *form, const char *key, bool def, bool *out, gw_reply *reply)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"};
+    static const char *const no[] = {"false", "0", "no", "off"};
+    const char *v = gw_form_get(form, key, NULL);
+    *out = def;
+    if (v == NULL)
+        return true;
+    for (size_t i = 0; i < sizeof yes / sizeof yes[0]; i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = true;
+            return true;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            *out = false;
+            return true;
+        }
+    }
+    gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s must be a boolean (true or false)", key);
+    return false;
+}
+
+bool gw_form_text(const gw_form *form, const char *key, bool empty_is_absent, const char **out,
+                  gw_reply *reply)
+{
+    size_t len = 0;
+    const char *v = gw_form_get(form, key, &len);
+    *out = NULL;
+    if (v == NULL || (empty_is_absent && len == 0))
+        return true;
+    if (!gw_utf8_valid(v, len)) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s is not valid UTF-8 text", key);
+        return false;
+    }
+    *out = v;
+    return true;
+}

@@ -1,0 +1,142 @@
+/* form.c — collects the known fields of a form body with libmicrohttpd's post processor.
+ * See form.h for what is kept and what is ignored. */
+#include "form.h"
+
+#include <microhttpd.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "kx/log.h"
+
+static const char *const known_fields[] = {
+    "prompt", "model_name", "enable_thinking", "reasoning_effort", "stream",
+    "enable_context_manager",
+};
+#define NFIELDS (sizeof known_fields / sizeof known_fields[0])
+
+typedef struct gw_field {
+    char *data;     /* NUL-terminated; NULL while absent */
+    size_t len, cap;
+} gw_field;
+
+struct gw_form {
+    struct MHD_PostProcessor *pp;
+    gw_field fields[NFIELDS];
+    bool oom;
+};
+
+bool gw_form_content_type(const char *ct)
+{
+    if (ct == NULL)
+        return false;
+    return strncasecmp(ct, MHD_HTTP_POST_ENCODING_FORM_URLENCODED,
+                       strlen(MHD_HTTP_POST_ENCODING_FORM_URLENCODED)) == 0 ||
+           strncasecmp(ct, MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA,
+                       strlen(MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA)) == 0;
+}
+
+static int field_index(const char *key)
+{
+    for (size_t i = 0; i < NFIELDS; i++)
+        if (key != NULL && strcmp(key, known_fields[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Appends size bytes at offset off of the field's value; off == 0 starts the value anew (a
+ * repeated field: the last one wins). */
+static bool field_put(gw_field *fld, uint64_t off, const char *data, size_t size)
+{
+    if (off == 0)
+        fld->len = 0;
+    size_t need = fld->len + size + 1;
+    if (need > fld->cap) {
+        size_t cap = fld->cap ? fld->cap : 64;
+        while (cap < need)
+            cap *= 2;
+        char *p = realloc(fld->data, cap);
+        if (p == NULL)
+            return false;
+        fld->data = p;
+        fld->cap = cap;
+    }
+    if (size > 0)
+        memcpy(fld->data + fld->len, data, size);
+    fld->len += size;
+    fld->data[fld->len] = '\0';
+    return true;
+}
+
+static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *filename, const char *content_type,
+                                const char *transfer_encoding, const char *data, uint64_t off,
+                                size_t size)
+{
+    gw_form *f = cls;
+    if (filename != NULL)
+        return MHD_YES;   /* an uploaded file: not used yet, read and dropped */
+    int i = field_index(key);
+    if (i < 0)
+        return MHD_YES;   /* a field the gateway does not know (agent_id, ...) */
+    if (!field_put(&f->fields[i], off, data, size)) {
+        f->oom = true;
+        return MHD_NO;
+    }
+    return MHD_YES;
+}
+
+gw_form *gw_form_new(struct MHD_Connection *conn, const char **why)
+{
+    gw_form *f = calloc(1, sizeof *f);
+    if (f == NULL) {
+        *why = "out of memory";
+        return NULL;
+    }
+    f->pp = MHD_create_post_processor(conn, 16 * 1024, on_field, f);
+    if (f->pp == NULL) {
+        *why = "Content-Type is not a form encoding libmicrohttpd can parse "
+               "(multipart/form-data needs a boundary)";
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+bool gw_form_feed(gw_form *f, const char *data, size_t len)
+{
+    return MHD_post_process(f->pp, data, len) == MHD_YES && !f->oom;
+}
+
+bool gw_form_finish(gw_form *f)
+{
+    if (f->pp == NULL)
+        return !f->oom;
+    enum MHD_Result r = MHD_destroy_post_processor(f->pp);
+    f->pp = NULL;
+    return r == MHD_YES && !f->oom;
+}
+
+const char *gw_form_get(const gw_form *f, const char *name, size_t *len)
+{
+    int i = field_index(name);
+    if (i < 0 || f->fields[i].data == NULL) {
+        if (len != NULL)
+            *len = 0;
+        return NULL;
+    }
+    if (len != NULL)
+        *len = f->fields[i].len;
+    return f->fields[i].data;
+}
+
+void gw_form_free(gw_form *f)
+{
+    if (f == NULL)
+        return;
+    if (f->pp != NULL)
+        MHD_destroy_post_processor(f->pp);
+    for (size_t i = 0; i < NFIELDS; i++)
+        free(f->fields[i].data);
+    free(f);
+}

@@ -1,0 +1,74 @@
+/* gateway.h — the gateway's shared context (gw_app) and the request/route types every handler
+ * sees. main.c fills one gw_app; the HTTP server passes it to each handler.
+ *
+ * Threads: handlers run on libmicrohttpd's pool threads, several at once. Everything in gw_app
+ * is either read-only after start (config, pointers) or thread-safe (the bus, the pool, the
+ * stream registry).
+ *
+ * Ownership: gw_app is owned by main(); the server, the pool and the stream registry it points
+ * to are created and freed by main(). */
+#ifndef GW_GATEWAY_H
+#define GW_GATEWAY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+#include "kx/bus.h"
+#include "kx/db.h"
+#include "kx/svc.h"
+#include "kx/uuid.h"
+
+struct MHD_Connection;
+typedef struct gw_server gw_server;
+typedef struct gw_streams gw_streams;
+typedef struct gw_form gw_form;
+
+typedef struct gw_app {
+    gw_config cfg;
+    kx_svc *svc;             /* instance id, loop, bus */
+    kx_db_pool *pool;
+    gw_server *server;
+    gw_streams *streams;     /* open SSE streams (stream.h) */
+    atomic_bool draining;    /* set when SIGTERM arrived: new streams are refused */
+} gw_app;
+
+/* One HTTP request, as a handler sees it. Strings are valid until the handler returns. */
+typedef struct gw_request {
+    struct MHD_Connection *conn;
+    const char *method;
+    const char *url;             /* path only, as libmicrohttpd decoded it */
+    const char *route;           /* the matched pattern, e.g. "/api/agent-run/{id}" */
+    char id[128];                /* the {id} segment of the path ("" if the route has none) */
+    char account[KX_UUID_LEN + 1]; /* the JWT sub (a UUID) when the route needs auth, else "" */
+    char traceparent[56];        /* the request's W3C traceparent header if valid, else "" */
+    const char *body;            /* raw body (NUL-terminated) for JSON routes; NULL if none */
+    size_t body_len;
+    gw_form *form;               /* parsed form fields for form routes; NULL otherwise */
+    const char *content_type;    /* Content-Type header or NULL */
+} gw_request;
+
+/* What a handler answers. Either body (JSON text, malloc'd, owned by the reply) with status,
+ * or resp (an already-built libmicrohttpd response, e.g. the SSE stream) with status. */
+struct MHD_Response;
+typedef struct gw_reply {
+    unsigned int status;
+    char *body;
+    struct MHD_Response *resp;
+} gw_reply;
+
+typedef void (*gw_handler)(gw_app *app, gw_request *req, gw_reply *reply);
+
+/* The route handlers (routes_runs.c, routes_threads.c, stream.c, health.c). */
+void gw_route_health(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_initiate(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_thread_start(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_run_get(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_run_stop(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_thread_runs(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_messages_list(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_messages_add(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply);
+
+#endif

@@ -1,0 +1,28 @@
+/* server.h — the gateway's HTTP server: libmicrohttpd with an epoll thread pool
+ * (KX_HTTP_THREADS), bound to KX_BIND_ADDR:KX_HTTP_PORT, suspend/resume on (for SSE).
+ *
+ * It owns the route table (method + path pattern with {id} segments, the auth each route needs,
+ * and the kind of body it takes), reads bodies up to KX_MAX_BODY_BYTES (larger: 413), parses
+ * form bodies, authenticates, calls the handler and sends its gw_reply. It also serves the ops
+ * routes (/healthz, /readyz, /metrics) and counts every answer per route and status, with a
+ * latency histogram (kx_gateway_http_requests_total, kx_gateway_http_request_seconds).
+ *
+ * Ownership: gw_server is created and freed by main() (gw_server_start / gw_server_free). */
+#ifndef GW_SERVER_H
+#define GW_SERVER_H
+
+#include <stdint.h>
+#include "gateway.h"
+
+kx_err gw_server_start(gw_app *app, gw_server **out);
+/* The port actually bound (useful when KX_HTTP_PORT=0). */
+uint16_t gw_server_port(const gw_server *srv);
+/* Stops accepting new connections; requests already accepted go on. Thread-safe once. */
+void gw_server_quiesce(gw_server *srv);
+/* Requests accepted and not yet completed (SSE streams included). */
+int gw_server_inflight(const gw_server *srv);
+/* Stops the daemon (every SSE stream must have been closed with gw_streams_close_all first:
+ * libmicrohttpd requires suspended connections to be resumed) and frees. NULL is a no-op. */
+void gw_server_free(gw_server *srv);
+
+#endif

@@ -1,0 +1,309 @@
+/* store.c — the gateway's SQL: the prepared statements table and one function per query.
+ *
+ * Why JSON is built in SQL: json_build_object keeps the key order written here, and the client
+ * sees exactly the columns listed (Kortix's names), whatever else the tables carry. */
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kx/log.h"
+
+/* A timestamptz as Python's isoformat() in UTC: "2026-11-21T19:40:13.123456+00:00" (NULL stays
+ * NULL). Independent of the session's TimeZone. */
+#define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+
+/* agent_runs.metadata from the parameters $4..$7 of the run-creating statements. */
+#define RUN_METADATA                                                                    \
+    "jsonb_build_object('model_name', $4::text, 'enable_thinking', $5::boolean, "       \
+    "'reasoning_effort', $6::text, 'enable_context_manager', $7::boolean)"
+
+/* A messages row as Kortix's `select *` shows it. */
+#define MESSAGE_JSON                                                                    \
+    "json_build_object('message_id', message_id, 'thread_id', thread_id, 'type', type, "  \
+    "'is_llm_message', is_llm_message, 'content', content, 'metadata', metadata, "        \
+    "'agent_id', agent_id, 'agent_version_id', agent_version_id, "                        \
+    "'created_at', " ISO("created_at") ", 'updated_at', " ISO("updated_at") ")"
+
+const kx_db_stmt gw_store_statements[] = {
+    {"gw_ping", "SELECT 1"},
+
+    {"gw_thread_account", "SELECT account_id::text FROM threads WHERE thread_id = $1::uuid"},
+
+    {"gw_run_info",
+     "SELECT account_id::text, thread_id::text, status, error, "
+     "json_build_object('id', id, 'threadId', thread_id, 'status', status, "
+     "'startedAt', " ISO("started_at") ", 'completedAt', " ISO("completed_at") ", "
+     "'error', error)::text "
+     "FROM agent_runs WHERE id = $1::uuid"},
+
+    /* $1 account, $2 project name, $3 prompt, $4..$7 run options */
+    {"gw_initiate",
+     "WITH p AS (INSERT INTO projects (account_id, name) VALUES ($1::uuid, $2::text) "
+     "           RETURNING project_id), "
+     "t AS (INSERT INTO threads (account_id, project_id) SELECT $1::uuid, project_id FROM p "
+     "      RETURNING thread_id, project_id), "
+     "m AS (INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, metadata) "
+     "      SELECT thread_id, $1::uuid, 'user', true, "
+     "             jsonb_build_object('role', 'user', 'content', $3::text), '{}'::jsonb FROM t "
+     "      RETURNING message_id), "
+     "r AS (INSERT INTO agent_runs (thread_id, account_id, project_id, status, metadata) "
+     "      SELECT thread_id, $1::uuid, project_id, 'queued', " RUN_METADATA " FROM t "
+     "      RETURNING id, thread_id) "
+     "SELECT r.thread_id::text, r.id::text FROM r, m"},
+
+    /* $1 thread, $2 account, $3 prompt or NULL, $4..$7 run options */
+    {"gw_start",
+     "WITH t AS (SELECT thread_id, project_id FROM threads "
+     "           WHERE thread_id = $1::uuid AND account_id = $2::uuid), "
+     "m AS (INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, metadata) "
+     "      SELECT thread_id, $2::uuid, 'user', true, "
+     "             jsonb_build_object('role', 'user', 'content', $3::text), '{}'::jsonb "
+     "      FROM t WHERE $3::text IS NOT NULL RETURNING message_id), "
+     "r AS (INSERT INTO agent_runs (thread_id, account_id, project_id, status, metadata) "
+     "      SELECT thread_id, $2::uuid, project_id, 'queued', " RUN_METADATA " FROM t "
+     "      RETURNING id) "
+     "SELECT id::text FROM r"},
+
+    /* The stop compare-and-set of docs/architecture.md. */
+    {"gw_run_stop",
+     "UPDATE agent_runs SET status = 'stopped', completed_at = now(), "
+     "lease_epoch = lease_epoch + 1, lease_expires_at = NULL "
+     "WHERE id = $1::uuid AND status IN ('queued', 'running') RETURNING lease_epoch"},
+
+    /* For SSE streams that wait for a terminal event that may never come (its publish failed). */
+    {"gw_runs_ended",
+     "SELECT id::text, status, error FROM agent_runs "
+     "WHERE id = ANY($1::uuid[]) AND status IN ('completed', 'failed', 'stopped') "
+     "AND COALESCE(completed_at, updated_at) < now() - make_interval(secs => $2::int)"},
+
+    {"gw_thread_runs",
+     "SELECT COALESCE(json_agg(json_build_object('id', id, 'thread_id', thread_id, "
+     "'status', status, 'started_at', " ISO("started_at") ", "
+     "'completed_at', " ISO("completed_at") ", 'error', error, "
+     "'created_at', " ISO("created_at") ", 'updated_at', " ISO("updated_at") ") "
+     "ORDER BY created_at DESC, id), '[]'::json)::text "
+     "FROM agent_runs WHERE thread_id = $1::uuid"},
+
+    {"gw_messages_desc",
+     "SELECT COALESCE(json_agg(" MESSAGE_JSON " ORDER BY created_at DESC, message_id DESC), "
+     "'[]'::json)::text FROM messages WHERE thread_id = $1::uuid"},
+
+    {"gw_messages_asc",
+     "SELECT COALESCE(json_agg(" MESSAGE_JSON " ORDER BY created_at, message_id), "
+     "'[]'::json)::text FROM messages WHERE thread_id = $1::uuid"},
+
+    /* $1 thread, $2 account, $3 type, $4 is_llm_message, $5 role, $6 content */
+    {"gw_message_add",
+     "INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, metadata) "
+     "VALUES ($1::uuid, $2::uuid, $3::text, $4::boolean, "
+     "        jsonb_build_object('role', $5::text, 'content', $6::text), '{}'::jsonb) "
+     "RETURNING " MESSAGE_JSON "::text"},
+
+    KX_DB_STMT_END,
+};
+
+/* Runs stmt and returns its result when it has at least one row; KX_ERR_NOT_FOUND (res NULL)
+ * when it has none. */
+static kx_err exec_rows(kx_db *db, const char *stmt, int n, const char *const *params,
+                        PGresult **res)
+{
+    kx_err err = KX_OK;
+    *res = kx_db_exec(db, stmt, n, params, &err);
+    if (*res == NULL)
+        return err != KX_OK ? err : KX_ERR_INTERNAL;
+    if (PQntuples(*res) == 0) {
+        PQclear(*res);
+        *res = NULL;
+        return KX_ERR_NOT_FOUND;
+    }
+    return KX_OK;
+}
+
+/* The first column of the first row as a malloc'd string. */
+static kx_err exec_text(kx_db *db, const char *stmt, int n, const char *const *params,
+                        char **out)
+{
+    PGresult *res = NULL;
+    *out = NULL;
+    kx_err err = exec_rows(db, stmt, n, params, &res);
+    if (err != KX_OK)
+        return err;
+    *out = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return *out != NULL ? KX_OK : KX_ERR_NOMEM;
+}
+
+static void copy_col(PGresult *res, int col, char *dst, size_t cap)
+{
+    snprintf(dst, cap, "%s", PQgetisnull(res, 0, col) ? "" : PQgetvalue(res, 0, col));
+}
+
+kx_err gw_store_ping(kx_db *db)
+{
+    PGresult *res = NULL;
+    kx_err err = exec_rows(db, "gw_ping", 0, NULL, &res);
+    PQclear(res);
+    return err;
+}
+
+kx_err gw_store_thread_account(kx_db *db, const char *thread_id, char account[KX_UUID_LEN + 1])
+{
+    const char *params[] = {thread_id};
+    PGresult *res = NULL;
+    kx_err err = exec_rows(db, "gw_thread_account", 1, params, &res);
+    if (err != KX_OK)
+        return err;
+    copy_col(res, 0, account, KX_UUID_LEN + 1);
+    PQclear(res);
+    return KX_OK;
+}
+
+kx_err gw_store_run_info(kx_db *db, const char *run_id, gw_run_info *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *params[] = {run_id};
+    PGresult *res = NULL;
+    kx_err err = exec_rows(db, "gw_run_info", 1, params, &res);
+    if (err != KX_OK)
+        return err;
+    copy_col(res, 0, out->account, sizeof out->account);
+    copy_col(res, 1, out->thread_id, sizeof out->thread_id);
+    copy_col(res, 2, out->status, sizeof out->status);
+    if (!PQgetisnull(res, 0, 3))
+        out->error = strdup(PQgetvalue(res, 0, 3));
+    out->json = strdup(PQgetvalue(res, 0, 4));
+    bool oom = out->json == NULL || (!PQgetisnull(res, 0, 3) && out->error == NULL);
+    PQclear(res);
+    if (oom) {
+        gw_store_run_info_free(out);
+        return KX_ERR_NOMEM;
+    }
+    return KX_OK;
+}
+
+void gw_store_run_info_free(gw_run_info *info)
+{
+    free(info->error);
+    free(info->json);
+    info->error = NULL;
+    info->json = NULL;
+}
+
+kx_err gw_store_initiate(kx_db *db, const char *account, const char *project_name,
+                         const char *prompt, const gw_run_options *o,
+                         char thread_id[KX_UUID_LEN + 1], char run_id[KX_UUID_LEN + 1])
+{
+    const char *params[] = {
+        account, project_name, prompt, o->model_name,
+        o->enable_thinking ? "true" : "false", o->reasoning_effort,
+        o->enable_context_manager ? "true" : "false",
+    };
+    PGresult *res = NULL;
+    kx_err err = exec_rows(db, "gw_initiate", 7, params, &res);
+    if (err == KX_ERR_NOT_FOUND)
+        return KX_ERR_INTERNAL;   /* an INSERT chain that returned nothing: cannot happen */
+    if (err != KX_OK)
+        return err;
+    copy_col(res, 0, thread_id, KX_UUID_LEN + 1);
+    copy_col(res, 1, run_id, KX_UUID_LEN + 1);
+    PQclear(res);
+    return KX_OK;
+}
+
+kx_err gw_store_start(kx_db *db, const char *thread_id, const char *account, const char *prompt,
+                      const gw_run_options *o, char run_id[KX_UUID_LEN + 1])
+{
+    const char *params[] = {
+        thread_id, account, prompt, o->model_name,
+        o->enable_thinking ? "true" : "false", o->reasoning_effort,
+        o->enable_context_manager ? "true" : "false",
+    };
+    PGresult *res = NULL;
+    kx_err err = exec_rows(db, "gw_start", 7, params, &res);
+    if (err != KX_OK)
+        return err;
+    copy_col(res, 0, run_id, KX_UUID_LEN + 1);
+    PQclear(res);
+    return KX_OK;
+}
+
+kx_err gw_store_run_stop(kx_db *db, const char *run_id, bool *stopped, int64_t *new_epoch)
+{
+    const char *params[] = {run_id};
+    PGresult *res = NULL;
+    *stopped = false;
+    *new_epoch = 0;
+    kx_err err = exec_rows(db, "gw_run_stop", 1, params, &res);
+    if (err == KX_ERR_NOT_FOUND)
+        return KX_OK;   /* the run had already ended: nothing changed */
+    if (err != KX_OK)
+        return err;
+    *stopped = true;
+    *new_epoch = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return KX_OK;
+}
+
+kx_err gw_store_runs_ended(kx_db *db, const char *id_array, int grace_s, gw_ended_run **out,
+                           size_t *n)
+{
+    char grace[16];
+    snprintf(grace, sizeof grace, "%d", grace_s);
+    const char *params[] = {id_array, grace};
+    *out = NULL;
+    *n = 0;
+    PGresult *res = NULL;
+    kx_err err = exec_rows(db, "gw_runs_ended", 2, params, &res);
+    if (err == KX_ERR_NOT_FOUND)
+        return KX_OK;
+    if (err != KX_OK)
+        return err;
+    int rows = PQntuples(res);
+    gw_ended_run *runs = calloc((size_t)rows, sizeof *runs);
+    if (runs == NULL) {
+        PQclear(res);
+        return KX_ERR_NOMEM;
+    }
+    for (int i = 0; i < rows; i++) {
+        snprintf(runs[i].id, sizeof runs[i].id, "%s", PQgetvalue(res, i, 0));
+        snprintf(runs[i].status, sizeof runs[i].status, "%s", PQgetvalue(res, i, 1));
+        if (!PQgetisnull(res, i, 2))
+            runs[i].error = strdup(PQgetvalue(res, i, 2));   /* NULL on OOM: a generic text */
+    }
+    PQclear(res);
+    *out = runs;
+    *n = (size_t)rows;
+    return KX_OK;
+}
+
+void gw_store_ended_free(gw_ended_run *runs, size_t n)
+{
+    for (size_t i = 0; i < n && runs != NULL; i++)
+        free(runs[i].error);
+    free(runs);
+}
+
+kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, char **json)
+{
+    const char *params[] = {thread_id};
+    return exec_text(db, "gw_thread_runs", 1, params, json);
+}
+
+kx_err gw_store_messages(kx_db *db, const char *thread_id, bool ascending, char **json)
+{
+    const char *params[] = {thread_id};
+    return exec_text(db, ascending ? "gw_messages_asc" : "gw_messages_desc", 1, params, json);
+}
+
+kx_err gw_store_message_add(kx_db *db, const char *thread_id, const char *account,
+                            const char *type, bool is_llm_message, const char *role,
+                            const char *content, char **row_json)
+{
+    const char *params[] = {
+        thread_id, account, type, is_llm_message ? "true" : "false", role, content,
+    };
+    kx_err err = exec_text(db, "gw_message_add", 6, params, row_json);
+    return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
+}

@@ -1,0 +1,83 @@
+/* store.h — every SQL statement the gateway runs, one function per query.
+ *
+ * The statements are prepared per connection (kx/db.h) from gw_store_statements. Rows that go
+ * back to clients are built in SQL with json_build_object(...)::text, so key order is the
+ * query's and timestamps are ISO-8601 UTC strings with microseconds
+ * ("2026-11-21T19:40:13.123456+00:00", like Python's isoformat).
+ *
+ * Errors: kx_err from kx_db_exec (UNAVAILABLE, TIMEOUT, INVALID, CONFLICT, INTERNAL), and
+ * KX_ERR_NOT_FOUND when the row asked for does not exist. Ids must already be valid UUIDs.
+ *
+ * Ownership: char ** outputs are malloc'd and the caller's (free); gw_run_info_free releases a
+ * gw_run_info. The kx_db is borrowed. */
+#ifndef GW_STORE_H
+#define GW_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "kx/db.h"
+#include "kx/err.h"
+#include "kx/uuid.h"
+
+extern const kx_db_stmt gw_store_statements[];
+
+/* The options a run is started with; stored as agent_runs.metadata. */
+typedef struct gw_run_options {
+    const char *model_name;          /* NULL: the runner's default model */
+    bool enable_thinking;
+    const char *reasoning_effort;    /* "low" unless the client said otherwise */
+    bool enable_context_manager;
+} gw_run_options;
+
+typedef struct gw_run_info {
+    char account[KX_UUID_LEN + 1];
+    char thread_id[KX_UUID_LEN + 1];
+    char status[16];      /* queued, running, completed, failed, stopped */
+    char *error;          /* agent_runs.error or NULL */
+    char *json;           /* {"id", "threadId", "status", "startedAt", "completedAt", "error"} */
+} gw_run_info;
+
+kx_err gw_store_ping(kx_db *db);
+
+/* The owner of a thread. */
+kx_err gw_store_thread_account(kx_db *db, const char *thread_id,
+                               char account[KX_UUID_LEN + 1]);
+/* A run's owner, thread, status, error and its GET /api/agent-run/{id} JSON. */
+kx_err gw_store_run_info(kx_db *db, const char *run_id, gw_run_info *out);
+void gw_store_run_info_free(gw_run_info *info);
+
+/* One statement (so one transaction): project (named project_name), thread, the user message
+ * {"role": "user", "content": prompt} and a queued run. */
+kx_err gw_store_initiate(kx_db *db, const char *account, const char *project_name,
+                         const char *prompt, const gw_run_options *opts,
+                         char thread_id[KX_UUID_LEN + 1], char run_id[KX_UUID_LEN + 1]);
+/* One statement: a queued run on the account's thread and, when prompt is not NULL, the user
+ * message. KX_ERR_NOT_FOUND if the thread is not (or no longer) the account's. */
+kx_err gw_store_start(kx_db *db, const char *thread_id, const char *account, const char *prompt,
+                      const gw_run_options *opts, char run_id[KX_UUID_LEN + 1]);
+
+/* The stop compare-and-set (queued|running -> stopped, epoch + 1). *stopped is false when the
+ * run had already ended; otherwise *new_epoch is the epoch after the bump. */
+kx_err gw_store_run_stop(kx_db *db, const char *run_id, bool *stopped, int64_t *new_epoch);
+
+/* A run that has ended, as gw_store_runs_ended reports it. */
+typedef struct gw_ended_run {
+    char id[KX_UUID_LEN + 1];
+    char status[16];
+    char *error;          /* or NULL */
+} gw_ended_run;
+/* Of the runs in id_array (a Postgres array literal "{id,id,...}"), those that ended more than
+ * grace_s seconds ago. *out is malloc'd (gw_store_ended_free). */
+kx_err gw_store_runs_ended(kx_db *db, const char *id_array, int grace_s, gw_ended_run **out,
+                           size_t *n);
+void gw_store_ended_free(gw_ended_run *runs, size_t n);
+
+/* JSON arrays: a thread's runs (newest first) and messages (order asc or desc). */
+kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, char **json);
+kx_err gw_store_messages(kx_db *db, const char *thread_id, bool ascending, char **json);
+/* Inserts a message with content {"role": role, "content": content}; *row_json is the row. */
+kx_err gw_store_message_add(kx_db *db, const char *thread_id, const char *account,
+                            const char *type, bool is_llm_message, const char *role,
+                            const char *content, char **row_json);
+
+#endif

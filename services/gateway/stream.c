@@ -1,0 +1,628 @@
+/* stream.c — the SSE route and the registry of open streams (see stream.h for the design).
+ *
+ * Threads that touch a stream, and what they hold:
+ *   - an MHD pool thread: the content reader and the response free callback;
+ *   - the cnats thread of the stream's subscription: on_event, on_sub_complete;
+ *   - the service loop thread: the ping timer, gw_streams_close_all (on drain).
+ * Each stream has a mutex over its buffer and flags; the registry has a mutex over the list of
+ * open streams. Lock order: registry, then stream. libmicrohttpd's suspend/resume are called
+ * under the stream's mutex so that "suspended" is always true exactly while libmicrohttpd has
+ * the connection suspended (a connection is never resumed twice, nor after it is done). */
+#include "stream.h"
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "access.h"
+#include "kx/json.h"
+#include "kx/log.h"
+#include "kx/metrics.h"
+#include "kx/pb.h"
+#include "kx/time.h"
+#include "reply.h"
+#include "store.h"
+
+#define STREAM_MAX_BUFFER (16u << 20)   /* a client this far behind is cut off */
+#define STREAM_BLOCK 32768
+#define PING_FRAME ": ping\n\n"
+/* A run that ended this long ago without its terminal event reaching a stream (the publish of
+ * that event failed) gets the terminal status from Postgres instead. */
+#define STALE_GRACE_S 10
+#define STALE_BATCH 500
+
+typedef struct gw_stream gw_stream;
+
+struct gw_streams {
+    gw_app *app;
+    pthread_mutex_t mu;
+    gw_stream *head;          /* streams libmicrohttpd holds */
+    size_t open;
+    size_t alive;             /* streams not yet freed (open or waiting for on_sub_complete) */
+    bool closing;
+    kx_loop *loop;
+    kx_timer *ping_timer;
+    kx_gauge *open_gauge;
+};
+
+struct gw_stream {
+    gw_streams *reg;
+    gw_stream *prev, *next;   /* registry list, under reg->mu */
+    bool listed;
+    char run_id[KX_UUID_LEN + 1];
+
+    pthread_mutex_t mu;       /* everything below */
+    struct MHD_Connection *conn;
+    char *buf;                /* pending bytes are buf[off..len) */
+    size_t off, len, cap;
+    bool terminal;            /* the terminal event is in the buffer: end once it is sent */
+    bool end;                 /* end once the buffer is sent (drain) */
+    bool failed;              /* buffer overflow: end with an error */
+    bool suspended;
+    bool mhd_done;
+    uint64_t synth_after_seq; /* > 0: after this stream sequence, end with final_payload */
+    char *final_payload;      /* the terminal status from Postgres (NULL if the run is live) */
+    int64_t last_event_ms;    /* kx_mono_ms of the last event (or of the start) */
+    natsSubscription *sub;
+    int refs;                 /* libmicrohttpd's + the subscription's */
+};
+
+/* ---- buffer ---- */
+
+/* Appends bytes to the pending buffer (stream mutex held). */
+static void buf_put(gw_stream *st, const char *data, size_t n)
+{
+    if (st->failed)
+        return;
+    if (st->off > 0 && st->off == st->len)
+        st->off = st->len = 0;
+    if (st->len - st->off + n > STREAM_MAX_BUFFER) {
+        kx_log(KX_LOG_WARN, st->run_id, NULL,
+               "sse: client too slow: more than %u bytes pending, closing its stream",
+               STREAM_MAX_BUFFER);
+        st->failed = true;
+        return;
+    }
+    if (st->len + n > st->cap) {
+        if (st->off > 0) {   /* reclaim what was already sent */
+            memmove(st->buf, st->buf + st->off, st->len - st->off);
+            st->len -= st->off;
+            st->off = 0;
+        }
+        size_t cap = st->cap ? st->cap : 4096;
+        while (cap < st->len + n)
+            cap *= 2;
+        if (cap > st->cap) {
+            char *p = realloc(st->buf, cap);
+            if (p == NULL) {
+                st->failed = true;
+                return;
+            }
+            st->buf = p;
+            st->cap = cap;
+        }
+    }
+    memcpy(st->buf + st->len, data, n);
+    st->len += n;
+}
+
+/* One SSE event: "data: <line>\n" per line of payload, then a blank line. */
+static void buf_put_event(gw_stream *st, const char *payload, size_t n)
+{
+    const char *p = payload, *end = payload + n;
+    do {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        buf_put(st, "data: ", 6);
+        buf_put(st, p, (size_t)(stop - p));
+        buf_put(st, "\n", 1);
+        p = nl ? nl + 1 : end;
+    } while (p < end);
+    buf_put(st, "\n", 1);
+}
+
+/* Lets libmicrohttpd call the reader again (stream mutex held). */
+static void wake(gw_stream *st)
+{
+    if (st->suspended && !st->mhd_done) {
+        st->suspended = false;
+        MHD_resume_connection(st->conn);
+    }
+}
+
+/* ---- lifetime ---- */
+
+static void stream_free(gw_stream *st)
+{
+    gw_streams *reg = st->reg;
+    pthread_mutex_destroy(&st->mu);
+    free(st->buf);
+    free(st->final_payload);
+    free(st);
+    pthread_mutex_lock(&reg->mu);
+    reg->alive--;
+    pthread_mutex_unlock(&reg->mu);
+}
+
+static void stream_release(gw_stream *st)
+{
+    pthread_mutex_lock(&st->mu);
+    int refs = --st->refs;
+    pthread_mutex_unlock(&st->mu);
+    if (refs == 0)
+        stream_free(st);
+}
+
+/* The subscription is closed and its last callback returned. */
+static void on_sub_complete(void *closure)
+{
+    stream_release(closure);
+}
+
+/* libmicrohttpd is done with the response (sent, client gone, or server stopping). */
+static void on_response_free(void *cls)
+{
+    gw_stream *st = cls;
+    gw_streams *reg = st->reg;
+    pthread_mutex_lock(&reg->mu);
+    if (st->listed) {
+        if (st->prev)
+            st->prev->next = st->next;
+        else
+            reg->head = st->next;
+        if (st->next)
+            st->next->prev = st->prev;
+        st->listed = false;
+        reg->open--;
+        if (reg->open_gauge)
+            kx_gauge_add(reg->open_gauge, -1);
+    }
+    pthread_mutex_unlock(&reg->mu);
+
+    pthread_mutex_lock(&st->mu);
+    st->mhd_done = true;
+    natsSubscription *sub = st->sub;
+    st->sub = NULL;
+    pthread_mutex_unlock(&st->mu);
+    if (sub != NULL) {
+        /* Closes the subscription; on_sub_complete releases its reference once cnats has
+         * returned from the last callback. Destroy only drops our handle. */
+        natsSubscription_Unsubscribe(sub);
+        natsSubscription_Destroy(sub);
+    }
+    stream_release(st);
+}
+
+/* ---- the two sides ---- */
+
+/* cnats thread: one RunEvent from KX_RUN_EVENTS. */
+static void on_event(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+{
+    gw_stream *st = closure;
+    Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(msg),
+                                        (size_t)natsMsg_GetDataLength(msg));
+    uint64_t sseq = 0;
+    jsMsgMetaData *md = NULL;
+    if (natsMsg_GetMetaData(&md, msg) == NATS_OK) {
+        sseq = md->Sequence.Stream;
+        jsMsgMetaData_Destroy(md);
+    }
+    if (ev == NULL)
+        kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: skipping an event that is not a RunEvent");
+
+    pthread_mutex_lock(&st->mu);
+    if (!st->mhd_done && !st->terminal && !st->end) {
+        st->last_event_ms = kx_mono_ms();
+        if (ev != NULL && !kx_pb_str_empty(ev->payload_json))
+            buf_put_event(st, ev->payload_json, strlen(ev->payload_json));
+        st->terminal = ev != NULL && ev->terminal;
+        if (!st->terminal && st->synth_after_seq > 0 && sseq >= st->synth_after_seq &&
+            st->final_payload != NULL) {
+            /* The run ended without a terminal event on the stream: close with Postgres'. */
+            buf_put_event(st, st->final_payload, strlen(st->final_payload));
+            st->terminal = true;
+        }
+        wake(st);
+    }
+    pthread_mutex_unlock(&st->mu);
+    kx_pb_free(ev);
+    natsMsg_Destroy(msg);
+}
+
+/* MHD thread: copies pending bytes out; never blocks. */
+static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
+{
+    gw_stream *st = cls;
+    ssize_t ret;
+    pthread_mutex_lock(&st->mu);
+    if (st->failed) {
+        ret = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else if (st->len > st->off) {
+        size_t n = st->len - st->off;
+        if (n > max)
+            n = max;
+        memcpy(out, st->buf + st->off, n);
+        st->off += n;
+        ret = (ssize_t)n;
+    } else if (st->terminal || st->end) {
+        ret = MHD_CONTENT_READER_END_OF_STREAM;
+    } else {
+        st->suspended = true;
+        MHD_suspend_connection(st->conn);
+        ret = 0;
+    }
+    pthread_mutex_unlock(&st->mu);
+    return ret;
+}
+
+/* The terminal status Postgres knows for an ended run (Kortix's texts). malloc'd; NULL on
+ * OOM. */
+static char *final_payload(const char *status, const char *error)
+{
+    json_t *v;
+    if (strcmp(status, "completed") == 0)
+        v = json_pack("{s:s, s:s, s:s}", "type", "status", "status", "completed", "message",
+                      "Agent run completed successfully");
+    else
+        v = json_pack("{s:s, s:s, s:s}", "type", "status", "status", status, "message",
+                      error != NULL                   ? error
+                      : strcmp(status, "failed") == 0 ? "Agent run failed"
+                                                      : "Agent run stopped");
+    if (v == NULL)
+        return NULL;
+    char *s = kx_json_dumps_py(v);
+    json_decref(v);
+    return s;
+}
+
+/* ---- registry ---- */
+
+gw_streams *gw_streams_new(gw_app *app)
+{
+    gw_streams *reg = calloc(1, sizeof *reg);
+    if (reg == NULL)
+        return NULL;
+    reg->app = app;
+    pthread_mutex_init(&reg->mu, NULL);
+    reg->open_gauge = kx_metrics_gauge("kx_gateway_sse_streams", "", "Open SSE streams");
+    return reg;
+}
+
+/* Ends the streams of runs that ended STALE_GRACE_S ago while their stream never saw the
+ * terminal event, with the status from Postgres. Loop thread; one query per tick. */
+static void end_stale_streams(gw_streams *reg)
+{
+    int64_t idle_before = kx_mono_ms() - reg->app->cfg.sse_ping_ms;
+    char *ids = malloc(STALE_BATCH * (KX_UUID_LEN + 1) + 3);
+    if (ids == NULL)
+        return;
+    size_t len = 0, count = 0;
+    ids[len++] = '{';
+    pthread_mutex_lock(&reg->mu);
+    for (gw_stream *st = reg->head; st != NULL && count < STALE_BATCH; st = st->next) {
+        pthread_mutex_lock(&st->mu);
+        bool idle = !st->terminal && !st->end && st->last_event_ms <= idle_before;
+        pthread_mutex_unlock(&st->mu);
+        if (!idle)
+            continue;
+        if (count > 0)
+            ids[len++] = ',';
+        memcpy(ids + len, st->run_id, KX_UUID_LEN);
+        len += KX_UUID_LEN;
+        count++;
+    }
+    pthread_mutex_unlock(&reg->mu);
+    ids[len++] = '}';
+    ids[len] = '\0';
+    if (count == 0) {
+        free(ids);
+        return;
+    }
+
+    gw_ended_run *ended = NULL;
+    size_t n = 0;
+    kx_db *db = kx_db_pool_get(reg->app->pool, kx_deadline_in(1000));
+    kx_err err = db != NULL ? gw_store_runs_ended(db, ids, STALE_GRACE_S, &ended, &n)
+                            : KX_ERR_UNAVAILABLE;
+    if (db != NULL)
+        kx_db_pool_put(reg->app->pool, db);
+    free(ids);
+    if (err != KX_OK) {
+        kx_debug("sse: cannot check idle streams against Postgres: %s", kx_err_str(err));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char *payload = final_payload(ended[i].status, ended[i].error);
+        if (payload == NULL)
+            continue;
+        pthread_mutex_lock(&reg->mu);
+        for (gw_stream *st = reg->head; st != NULL; st = st->next) {
+            if (strcmp(st->run_id, ended[i].id) != 0)
+                continue;
+            pthread_mutex_lock(&st->mu);
+            if (!st->terminal && !st->end) {
+                kx_log(KX_LOG_WARN, st->run_id, NULL,
+                       "sse: the run ended (%s) but its terminal event never came; "
+                       "ending the stream with the status from Postgres", ended[i].status);
+                buf_put_event(st, payload, strlen(payload));
+                st->terminal = true;
+                wake(st);
+            }
+            pthread_mutex_unlock(&st->mu);
+        }
+        pthread_mutex_unlock(&reg->mu);
+        free(payload);
+    }
+    gw_store_ended_free(ended, n);
+}
+
+/* Loop thread, every KX_SSE_PING_S: ": ping" to every open stream, then the stale check. */
+static void on_ping(kx_loop *loop, void *arg)
+{
+    gw_streams *reg = arg;
+    reg->ping_timer = kx_loop_timer(loop, reg->app->cfg.sse_ping_ms, on_ping, reg);
+    pthread_mutex_lock(&reg->mu);
+    for (gw_stream *st = reg->head; st != NULL; st = st->next) {
+        pthread_mutex_lock(&st->mu);
+        if (!st->terminal && !st->end) {
+            buf_put(st, PING_FRAME, sizeof PING_FRAME - 1);
+            wake(st);
+        }
+        pthread_mutex_unlock(&st->mu);
+    }
+    pthread_mutex_unlock(&reg->mu);
+    end_stale_streams(reg);
+}
+
+void gw_streams_start_pings(gw_streams *reg, kx_loop *loop)
+{
+    reg->loop = loop;
+    reg->ping_timer = kx_loop_timer(loop, reg->app->cfg.sse_ping_ms, on_ping, reg);
+    if (reg->ping_timer == NULL)
+        kx_error("sse: cannot arm the keep-alive timer (out of memory)");
+}
+
+void gw_streams_stop_pings(gw_streams *reg)
+{
+    kx_timer_cancel(reg->ping_timer);
+    reg->ping_timer = NULL;
+}
+
+void gw_streams_close_all(gw_streams *reg)
+{
+    pthread_mutex_lock(&reg->mu);
+    reg->closing = true;
+    size_t n = 0;
+    for (gw_stream *st = reg->head; st != NULL; st = st->next, n++) {
+        pthread_mutex_lock(&st->mu);
+        st->end = true;
+        wake(st);
+        pthread_mutex_unlock(&st->mu);
+    }
+    pthread_mutex_unlock(&reg->mu);
+    kx_info("sse: closing %zu open stream(s)", n);
+}
+
+size_t gw_streams_open(gw_streams *reg)
+{
+    pthread_mutex_lock(&reg->mu);
+    size_t n = reg->open;
+    pthread_mutex_unlock(&reg->mu);
+    return n;
+}
+
+void gw_streams_free(gw_streams *reg)
+{
+    if (reg == NULL)
+        return;
+    for (int i = 0; i < 200; i++) {   /* cnats returns from the last callbacks within ms */
+        pthread_mutex_lock(&reg->mu);
+        size_t alive = reg->alive;
+        pthread_mutex_unlock(&reg->mu);
+        if (alive == 0) {
+            pthread_mutex_destroy(&reg->mu);
+            free(reg);
+            return;
+        }
+        usleep(10 * 1000);
+    }
+    kx_warn("sse: %zu stream(s) still wait for their subscription to complete; leaving them",
+            reg->alive);
+}
+
+/* ---- the route ---- */
+
+static bool run_ended(const char *status)
+{
+    return strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
+           strcmp(status, "stopped") == 0;
+}
+
+static gw_stream *stream_new(gw_streams *reg, const char *run_id)
+{
+    gw_stream *st = calloc(1, sizeof *st);
+    if (st == NULL)
+        return NULL;
+    st->reg = reg;
+    snprintf(st->run_id, sizeof st->run_id, "%.36s", run_id);   /* a valid UUID */
+    st->last_event_ms = kx_mono_ms();
+    pthread_mutex_init(&st->mu, NULL);
+    pthread_mutex_lock(&reg->mu);
+    reg->alive++;
+    pthread_mutex_unlock(&reg->mu);
+    return st;
+}
+
+/* Is the last event on the run's subject missing (expired)? If present, *last_seq is its stream
+ * sequence and *last_terminal whether it was the terminal one. KX_ERR_NOT_FOUND when missing. */
+static kx_err last_event(gw_app *app, const char *subject, uint64_t *last_seq,
+                         bool *last_terminal)
+{
+    if (!kx_bus_connected(app->svc->bus))
+        return KX_ERR_UNAVAILABLE;
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetLastMsg(&m, kx_bus_js(app->svc->bus), KX_STREAM_EVENTS, subject, NULL,
+                                 &jerr);
+    if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
+        natsMsg_Destroy(m);
+        return KX_ERR_NOT_FOUND;
+    }
+    if (s != NATS_OK) {
+        kx_warn("sse: reading the last event of %s failed: %s", subject, natsStatus_GetText(s));
+        return KX_ERR_UNAVAILABLE;
+    }
+    *last_seq = natsMsg_GetSequence(m);
+    Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
+                                        (size_t)natsMsg_GetDataLength(m));
+    *last_terminal = ev != NULL && ev->terminal;
+    kx_pb_free(ev);
+    natsMsg_Destroy(m);
+    return KX_OK;
+}
+
+/* Creates the ordered consumer feeding st. The subscription holds a reference to st. */
+static kx_err subscribe(gw_app *app, gw_stream *st, const char *subject)
+{
+    if (!kx_bus_connected(app->svc->bus)) {
+        kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: NATS not connected; cannot follow %s",
+               subject);
+        return KX_ERR_UNAVAILABLE;
+    }
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = KX_STREAM_EVENTS;
+    so.Ordered = true;
+    so.Config.DeliverPolicy = js_DeliverAll;
+    jsErrCode jerr = 0;
+    natsSubscription *sub = NULL;
+    st->refs++;   /* the subscription's; nobody else sees st yet */
+    natsStatus s = js_Subscribe(&sub, kx_bus_js(app->svc->bus), subject, on_event, st, NULL, &so,
+                                &jerr);
+    if (s != NATS_OK) {
+        st->refs--;
+        kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: subscribing to %s failed: %s (js error %d)",
+               subject, natsStatus_GetText(s), (int)jerr);
+        return KX_ERR_UNAVAILABLE;
+    }
+    s = natsSubscription_SetOnCompleteCB(sub, on_sub_complete, st);
+    if (s != NATS_OK) {
+        /* Closed already (the connection went away): a callback may still be running, so st
+         * cannot be freed safely; keep it (a small, logged leak) and give up this stream. */
+        kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: subscription closed at once: %s",
+               natsStatus_GetText(s));
+        natsSubscription_Destroy(sub);
+        return KX_ERR_UNAVAILABLE;
+    }
+    pthread_mutex_lock(&st->mu);
+    st->sub = sub;
+    pthread_mutex_unlock(&st->mu);
+    return KX_OK;
+}
+
+/* Lists st in the registry, unless the gateway is draining. */
+static bool stream_register(gw_streams *reg, gw_stream *st)
+{
+    pthread_mutex_lock(&reg->mu);
+    bool ok = !reg->closing;
+    if (ok) {
+        st->next = reg->head;
+        if (reg->head)
+            reg->head->prev = st;
+        reg->head = st;
+        st->listed = true;
+        reg->open++;
+        if (reg->open_gauge)
+            kx_gauge_add(reg->open_gauge, 1);
+    }
+    pthread_mutex_unlock(&reg->mu);
+    return ok;
+}
+
+static struct MHD_Response *sse_response(gw_stream *st)
+{
+    struct MHD_Response *resp = MHD_create_response_from_callback(
+        MHD_SIZE_UNKNOWN, STREAM_BLOCK, reader, st, on_response_free);
+    if (resp == NULL)
+        return NULL;
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache, no-transform");
+    MHD_add_response_header(resp, "X-Accel-Buffering", "no");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_ACCESS_CONTROL_ALLOW_ORIGIN, "*");
+    return resp;
+}
+
+void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    gw_streams *reg = app->streams;
+    if (atomic_load(&app->draining)) {
+        gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE, "Server is shutting down");
+        return;
+    }
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return;
+    gw_run_info info;
+    bool ok = gw_access_run(db, req, req->id, &info, reply);
+    gw_db_put(app, db);
+    if (!ok)
+        return;
+
+    gw_stream *st = stream_new(reg, req->id);
+    if (st == NULL) {
+        gw_store_run_info_free(&info);
+        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return;
+    }
+    st->conn = req->conn;
+    st->refs = 1;   /* libmicrohttpd's, released by on_response_free */
+    char subject[sizeof KX_SUBJ_RUN_EV_PREFIX + sizeof req->id];
+    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, req->id);
+
+    bool live = true;   /* follow the run's events */
+    if (run_ended(info.status)) {
+        st->final_payload = final_payload(info.status, info.error);
+        uint64_t last_seq = 0;
+        bool last_terminal = false;
+        kx_err err = last_event(app, subject, &last_seq, &last_terminal);
+        if (err != KX_OK) {
+            /* Events expired (or NATS cannot tell): one terminal status from Postgres. */
+            live = false;
+        } else if (!last_terminal) {
+            st->synth_after_seq = last_seq;   /* replay, then end with Postgres' status */
+        }
+        if (!live && st->final_payload != NULL) {
+            buf_put_event(st, st->final_payload, strlen(st->final_payload));
+            st->terminal = true;
+        }
+    }
+    gw_store_run_info_free(&info);
+
+    if (live && subscribe(app, st, subject) != KX_OK) {
+        stream_release(st);
+        gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE,
+                       "Event stream unavailable: cannot subscribe to the run's events");
+        return;
+    }
+    if (!live && !st->terminal) {   /* out of memory building the status */
+        stream_release(st);
+        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+        return;
+    }
+    struct MHD_Response *resp = sse_response(st);
+    if (resp == NULL || !stream_register(reg, st)) {
+        if (resp != NULL)
+            MHD_destroy_response(resp);   /* runs on_response_free: unsubscribes, releases */
+        else
+            on_response_free(st);
+        gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE,
+                       resp == NULL ? "out of memory" : "Server is shutting down");
+        return;
+    }
+    kx_log(KX_LOG_INFO, req->id, NULL, "sse: stream opened (%s)", live ? "live" : "final status");
+    reply->status = MHD_HTTP_OK;
+    reply->resp = resp;
+}

@@ -1,0 +1,19 @@
+/* text.h — small UTF-8 helpers for text that comes from clients (form fields, prompts).
+ *
+ * Python counts characters (code points), not bytes; Kortix names a project after the first
+ * 30 characters of the prompt. These helpers do the same in C without cutting a multi-byte
+ * sequence in half. */
+#ifndef GW_TEXT_H
+#define GW_TEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* True when s[0..len) is well-formed UTF-8 without NUL bytes (Postgres text cannot hold NUL). */
+bool gw_utf8_valid(const char *s, size_t len);
+/* The project name for a prompt: the prompt itself when it has at most max_chars characters,
+ * else its first max_chars characters followed by "...". malloc'd (caller frees); NULL on OOM.
+ * s must be valid UTF-8. */
+char *gw_project_name(const char *s, size_t max_chars);
+
+#endif

@@ -1,0 +1,612 @@
+/* tests/integration/test_gateway_api.c — the gateway alone, through its HTTP API, against a
+ * real nats-server and PostgreSQL (no scheduler, no runner: this test plays their part on the
+ * bus where it needs to).
+ *
+ * What it proves, each against docs/api.md and docs/architecture.md:
+ *   - POST /api/agent/initiate (multipart and urlencoded) creates project (named after the
+ *     prompt, cut to 30 characters + "..." without breaking UTF-8), thread, user message
+ *     ({"role": "user", "content": ...} as a jsonb object) and a queued run with its metadata,
+ *     and publishes RunSubmit on kx.run.submit with Kx-Deadline, traceparent and Kx-Account;
+ *   - messages (add, list in both orders), agent/start (with a prompt in the same statement),
+ *     GET agent-run (camelCase), thread agent-runs (newest first);
+ *   - stop: the compare-and-set, STOP on kx.run.ctl.<id>, the exact terminal event; a second
+ *     stop answers the final status;
+ *   - the SSE stream: replay of events published before it opened, live events, the stopped
+ *     event last; an identical replay afterwards; the Postgres status for a run whose events
+ *     are gone; headers;
+ *   - errors: 400/401/403/404/405/413 with their exact details;
+ *   - /api/health (503 "degraded" naming the missing services, fast), ops routes;
+ *   - SIGTERM with an open stream: the stream ends and the gateway exits 0.
+ *
+ * It uses the stack helpers of tests/harness/stack.h for HTTP, SSE and SQL on a kx_th_stack
+ * whose base_url, pg and secret it fills itself (only the gateway runs). The gateway binary is
+ * KX_BUILD_DIR/services/gateway/gateway unless KX_TEST_GATEWAY_BIN names another one. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "kx/bus.h"
+#include "kx/log.h"
+#include "kx/pb.h"
+#include "kx/time.h"
+#include "kx/uuid.h"
+#include "stack.h"
+
+#define STOPPED "{\"type\": \"status\", \"status\": \"stopped\", \"message\": \"Agent run stopped by user\"}"
+#define COMPLETED "{\"type\": \"status\", \"status\": \"completed\", \"message\": \"Agent run completed successfully\"}"
+
+static kx_th_stack g_s;      /* only dir, nats, pg, base_url, secret are used */
+static pid_t g_gateway;
+static char g_log[600];
+static kx_bus *g_bus;
+
+/* ---- setup ------------------------------------------------------------------------------- */
+
+static int start_all(void **state)
+{
+    kx_log_init("test-gateway", "test");
+    kx_log_set_level(KX_LOG_WARN);
+    memset(&g_s, 0, sizeof g_s);
+    g_s.dir = kx_th_tmpdir("kx-it-gateway");
+    if (g_s.dir == NULL || kx_th_nats_start(g_s.dir, &g_s.nats) != KX_OK ||
+        kx_th_pg_start(g_s.dir, &g_s.pg) != KX_OK)
+        return -1;
+    uint16_t port = kx_th_free_port();
+    snprintf(g_s.base_url, sizeof g_s.base_url, "http://127.0.0.1:%u", (unsigned)port);
+    snprintf(g_s.secret, sizeof g_s.secret, "gateway-test-secret");
+
+    char e_port[64], e_nats[128], e_db[320], e_secret[128], e_mig[600];
+    snprintf(e_port, sizeof e_port, "KX_HTTP_PORT=%u", (unsigned)port);
+    snprintf(e_nats, sizeof e_nats, "KX_NATS_URL=%s", g_s.nats.url);
+    snprintf(e_db, sizeof e_db, "KX_DATABASE_URL=%s", g_s.pg.url);
+    snprintf(e_secret, sizeof e_secret, "KX_JWT_SECRET=%s", g_s.secret);
+    snprintf(e_mig, sizeof e_mig, "KX_MIGRATIONS_DIR=%s/deploy/migrations", KX_SOURCE_DIR);
+    const char *env[] = {e_port, e_nats, e_db, e_secret, e_mig, "KX_HEALTH_PORT=0",
+                         "KX_HEALTH_TIMEOUT_MS=300", "KX_SSE_PING_S=1", "KX_LOG_LEVEL=debug",
+                         "KX_DRAIN_TIMEOUT_MS=3000", NULL};
+    const char *bin = getenv("KX_TEST_GATEWAY_BIN");
+    char path[512];
+    snprintf(path, sizeof path, "%s", bin ? bin : KX_BUILD_DIR "/services/gateway/gateway");
+    const char *argv[] = {path, NULL};
+    snprintf(g_log, sizeof g_log, "%s/gateway.log", g_s.dir);
+    if (kx_th_spawn(argv, env, g_log, &g_gateway) != KX_OK)
+        return -1;
+    /* /readyz: Postgres migrated and NATS connected (a submit made before the bus is up is
+     * skipped and left to the scheduler's sweep, which this test does not run). */
+    char url[128];
+    snprintf(url, sizeof url, "%s/readyz", g_s.base_url);
+    if (kx_th_wait_http(url, 30000) != KX_OK)
+        return -1;
+    if (kx_bus_connect(g_s.nats.url, "test-gateway", &g_bus) != KX_OK)
+        return -1;
+    for (int i = 0; i < 100 && !kx_bus_connected(g_bus); i++)
+        usleep(20000);
+    /* The gateway creates the streams right after it starts listening. */
+    for (int i = 0; i < 100 && kx_bus_ensure_streams(g_bus) != KX_OK; i++)
+        usleep(20000);
+    return 0;
+}
+
+static void stop_all(bool failed)
+{
+    kx_bus_close(g_bus, 1000);
+    if (g_gateway > 0)
+        kx_th_kill(g_gateway);
+    if (failed) {
+        char cmd[700];
+        snprintf(cmd, sizeof cmd, "tail -n 60 %s >&2", g_log);
+        if (system(cmd) != 0)
+            fprintf(stderr, "(cannot print %s)\n", g_log);
+    }
+    kx_th_nats_stop(&g_s.nats);
+    kx_th_pg_stop(&g_s.pg);
+    if (!failed)
+        kx_th_rmrf(g_s.dir);
+    else
+        fprintf(stderr, "kept %s\n", g_s.dir);
+    free(g_s.dir);
+}
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static char *new_account(char account[KX_UUID_LEN + 1])
+{
+    kx_uuid_new(account);
+    char *token = kx_th_jwt(g_s.secret, account, 3600);
+    assert_non_null(token);
+    return token;
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+/* A JSON answer of a request with a form body; *status gets the HTTP status. */
+static json_t *post_form(const char *token, bool multipart, const char *const *pairs,
+                         long *status)
+{
+    size_t len = 0;
+    char *ct = NULL, *body;
+    if (multipart) {
+        body = kx_th_form_multipart(pairs, &ct, &len);
+    } else {
+        body = kx_th_form_urlencoded(pairs, &len);
+        ct = strdup("application/x-www-form-urlencoded");
+    }
+    assert_non_null(body);
+    kx_http_resp r;
+    assert_int_equal(kx_th_http(&g_s, "POST", "/api/agent/initiate", token, ct, body, len, &r),
+                     KX_OK);
+    *status = r.status;
+    json_t *v = json_loads(r.body, 0, NULL);
+    kx_http_resp_free(&r);
+    free(body);
+    free(ct);
+    return v;
+}
+
+/* POSTs a prompt to initiate and returns the run id (and the thread id into thread). */
+static void initiate(const char *token, const char *prompt, char run[KX_UUID_LEN + 1],
+                     char thread[KX_UUID_LEN + 1])
+{
+    const char *pairs[] = {"prompt", prompt, NULL};
+    long status = 0;
+    json_t *v = post_form(token, true, pairs, &status);
+    assert_int_equal(status, 200);
+    snprintf(run, KX_UUID_LEN + 1, "%s", jstr(v, "agent_run_id"));
+    if (thread != NULL)
+        snprintf(thread, KX_UUID_LEN + 1, "%s", jstr(v, "thread_id"));
+    json_decref(v);
+}
+
+/* Asserts a {"detail": detail} answer with that status. */
+static void expect_error(const char *method, const char *path, const char *token,
+                         const char *body, long status, const char *detail)
+{
+    long got = 0;
+    json_t *v = kx_th_json(&g_s, method, path, token, body, &got);
+    assert_int_equal(got, status);
+    assert_non_null(v);
+    assert_string_equal(jstr(v, "detail"), detail);
+    json_decref(v);
+}
+
+static void publish_event(const char *run, const char *payload, bool terminal)
+{
+    Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
+    ev.run_id = (char *)run;
+    ev.kind = terminal ? KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS
+                       : KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE;
+    ev.terminal = terminal;
+    ev.payload_json = (char *)payload;
+    char subject[96];
+    snprintf(subject, sizeof subject, KX_SUBJ_RUN_EV_PREFIX "%s", run);
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(5000), NULL);
+    assert_int_equal(kx_bus_js_publish_pb(g_bus, subject, (const ProtobufCMessage *)&ev, &meta),
+                     KX_OK);
+}
+
+static char *sql_value1(const char *sql, const char *p1)
+{
+    const char *params[] = {p1};
+    return kx_th_sql_value(&g_s, sql, 1, params);
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+static void test_initiate_creates_rows_and_submits(void **state)
+{
+    char account[KX_UUID_LEN + 1];
+    char *token = new_account(account);
+
+    /* multipart, with options and an uploaded file (ignored, not a failure) */
+    char prompt[256] = "";
+    for (int i = 0; i < 29; i++)
+        strcat(prompt, "\xc3\xa9");                  /* é: 2 bytes each */
+    strcat(prompt, "\xe6\x97\xa5\xe6\x9c\xac tail");   /* 日本 tail: char 30 is 日 */
+    const char *pairs[] = {"prompt", prompt, "model_name", "gpt-4o-mini", "enable_thinking",
+                           "true", "reasoning_effort", "high", "agent_id", "ignored", NULL};
+    long status = 0;
+    json_t *v = post_form(token, true, pairs, &status);
+    assert_int_equal(status, 200);
+    const char *run = jstr(v, "agent_run_id"), *thread = jstr(v, "thread_id");
+    assert_true(kx_uuid_valid(run) && kx_uuid_valid(thread));
+
+    char *name = sql_value1("SELECT p.name FROM projects p JOIN threads t USING (project_id) "
+                            "WHERE t.thread_id = $1", thread);
+    char expect_name[256] = "";
+    for (int i = 0; i < 29; i++)
+        strcat(expect_name, "\xc3\xa9");
+    strcat(expect_name, "\xe6\x97\xa5...");
+    assert_string_equal(name, expect_name);
+    free(name);
+    char *content = sql_value1("SELECT content::text FROM messages WHERE thread_id = $1 "
+                               "AND type = 'user' AND is_llm_message", thread);
+    json_t *c = json_loads(content, 0, NULL);
+    assert_string_equal(jstr(c, "role"), "user");
+    assert_string_equal(jstr(c, "content"), prompt);
+    json_decref(c);
+    free(content);
+    char *row = sql_value1("SELECT status || ' ' || account_id || ' ' || "
+                           "(metadata->>'model_name') || ' ' || (metadata->>'enable_thinking') "
+                           "|| ' ' || (metadata->>'reasoning_effort') || ' ' || "
+                           "(metadata->>'enable_context_manager') FROM agent_runs WHERE id = $1",
+                           run);
+    char expect_row[200];
+    snprintf(expect_row, sizeof expect_row, "queued %s gpt-4o-mini true high false", account);
+    assert_string_equal(row, expect_row);
+    free(row);
+
+    /* RunSubmit is on kx.run.submit (nobody consumes it here) with the three headers */
+    natsMsg *m = NULL;
+    assert_int_equal(js_GetLastMsg(&m, kx_bus_js(g_bus), KX_STREAM_SUBMIT, KX_SUBJ_RUN_SUBMIT,
+                                   NULL, NULL),
+                     NATS_OK);
+    Kx__V1__RunSubmit *sub = kx_pb_unpack(&kx__v1__run_submit__descriptor, natsMsg_GetData(m),
+                                          (size_t)natsMsg_GetDataLength(m));
+    assert_non_null(sub);
+    assert_string_equal(sub->run_id, run);
+    assert_string_equal(sub->thread_id, thread);
+    assert_string_equal(sub->account_id, account);
+    kx_bus_meta meta;
+    assert_int_equal(kx_bus_meta_read(m, &meta), KX_OK);
+    assert_true(meta.deadline > kx_now_ms());
+    assert_string_equal(meta.account, account);
+    assert_int_equal(strlen(meta.traceparent), 55);
+    kx_pb_free(sub);
+    natsMsg_Destroy(m);
+    json_decref(v);
+
+    /* urlencoded: defaults */
+    const char *pairs2[] = {"prompt", "short prompt", "enable_context_manager", "1", NULL};
+    v = post_form(token, false, pairs2, &status);
+    assert_int_equal(status, 200);
+    row = sql_value1("SELECT p.name || '|' || coalesce(r.metadata->>'model_name', 'null') || '|' "
+                     "|| (r.metadata->>'reasoning_effort') || '|' || "
+                     "(r.metadata->>'enable_context_manager') FROM agent_runs r "
+                     "JOIN projects p USING (project_id) WHERE r.id = $1",
+                     jstr(v, "agent_run_id"));
+    assert_string_equal(row, "short prompt|null|low|true");
+    free(row);
+    json_decref(v);
+
+    /* a missing or empty prompt, a bad boolean, a JSON body */
+    const char *none[] = {"model_name", "x", NULL};
+    v = post_form(token, false, none, &status);
+    assert_int_equal(status, 400);
+    assert_string_equal(jstr(v, "detail"), "prompt is required");
+    json_decref(v);
+    const char *bad[] = {"prompt", "x", "enable_thinking", "maybe", NULL};
+    v = post_form(token, true, bad, &status);
+    assert_int_equal(status, 400);
+    assert_string_equal(jstr(v, "detail"), "enable_thinking must be a boolean (true or false)");
+    json_decref(v);
+    expect_error("POST", "/api/agent/initiate", token, "{\"prompt\": \"x\"}", 400,
+                 "Content-Type must be multipart/form-data or application/x-www-form-urlencoded");
+    free(token);
+}
+
+static void test_messages_start_and_runs(void **state)
+{
+    char account[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], thread[KX_UUID_LEN + 1];
+    char *token = new_account(account);
+    initiate(token, "first", run, thread);
+    char path[160];
+
+    snprintf(path, sizeof path, "/api/threads/%s/messages", thread);
+    long status = 0;
+    json_t *row = kx_th_json(&g_s, "POST", path, token,
+                             "{\"type\": \"assistant\", \"content\": \"an answer\", "
+                             "\"is_llm_message\": true}", &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(jstr(row, "thread_id"), thread);
+    assert_string_equal(jstr(row, "type"), "assistant");
+    json_t *content = json_object_get(row, "content");
+    assert_string_equal(jstr(content, "role"), "assistant");
+    assert_string_equal(jstr(content, "content"), "an answer");
+    /* "2026-11-21T19:40:13.123456+00:00" */
+    const char *ts = jstr(row, "created_at");
+    assert_int_equal(strlen(ts), 32);
+    assert_string_equal(ts + 26, "+00:00");
+    json_decref(row);
+    expect_error("POST", path, token, "{\"type\": \"user\", \"content\": 5}", 400,
+                 "content must be a string");
+    json_t *e = kx_th_json(&g_s, "POST", path, token, "{\"type\": \"user\"", &status);
+    assert_int_equal(status, 400);
+    assert_non_null(strstr(jstr(e, "detail"), "Invalid JSON body: '}' expected"));
+    json_decref(e);
+
+    json_t *list = kx_th_json(&g_s, "GET", path, token, NULL, &status);
+    assert_int_equal(status, 200);
+    json_t *msgs = json_object_get(list, "messages");
+    assert_int_equal(json_array_size(msgs), 2);   /* newest first by default */
+    assert_string_equal(jstr(json_array_get(msgs, 0), "type"), "assistant");
+    json_decref(list);
+    snprintf(path, sizeof path, "/api/threads/%s/messages?order=asc", thread);
+    list = kx_th_json(&g_s, "GET", path, token, NULL, &status);
+    assert_string_equal(jstr(json_array_get(json_object_get(list, "messages"), 0), "type"),
+                        "user");
+    json_decref(list);
+    snprintf(path, sizeof path, "/api/threads/%s/messages?order=up", thread);
+    expect_error("GET", path, token, NULL, 400, "order must be 'asc' or 'desc'");
+
+    /* start with a prompt: the message and the run come together */
+    snprintf(path, sizeof path, "/api/thread/%s/agent/start", thread);
+    json_t *started = kx_th_json(&g_s, "POST", path, token,
+                                 "{\"prompt\": \"second turn\", \"model_name\": \"m2\"}", &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(jstr(started, "status"), "queued");
+    const char *run2 = jstr(started, "agent_run_id");
+    char *n = sql_value1("SELECT count(*) FROM messages WHERE thread_id = $1 AND "
+                         "content->>'content' = 'second turn' AND type = 'user'", thread);
+    assert_string_equal(n, "1");
+    free(n);
+    /* and without a body */
+    json_t *started2 = kx_th_json(&g_s, "POST", path, token, NULL, &status);
+    assert_int_equal(status, 200);
+
+    snprintf(path, sizeof path, "/api/thread/%s/agent-runs", thread);
+    json_t *runs = kx_th_json(&g_s, "GET", path, token, NULL, &status);
+    json_t *arr = json_object_get(runs, "agent_runs");
+    assert_int_equal(json_array_size(arr), 3);
+    assert_string_equal(jstr(json_array_get(arr, 0), "id"), jstr(started2, "agent_run_id"));
+    assert_string_equal(jstr(json_array_get(arr, 1), "id"), run2);
+    assert_string_equal(jstr(json_array_get(arr, 2), "id"), run);
+    json_decref(runs);
+    json_decref(started);
+    json_decref(started2);
+
+    snprintf(path, sizeof path, "/api/agent-run/%s", run);
+    json_t *r = kx_th_json(&g_s, "GET", path, token, NULL, &status);
+    assert_int_equal(status, 200);
+    const char *keys[] = {"id", "threadId", "status", "startedAt", "completedAt", "error"};
+    size_t i = 0;
+    const char *key;
+    json_t *val;
+    json_object_foreach(r, key, val) {
+        assert_true(i < 6);
+        assert_string_equal(key, keys[i++]);
+    }
+    assert_int_equal(i, 6);
+    assert_string_equal(jstr(r, "threadId"), thread);
+    assert_true(json_is_null(json_object_get(r, "startedAt")));
+    json_decref(r);
+    free(token);
+}
+
+static void test_access_and_errors(void **state)
+{
+    char account[KX_UUID_LEN + 1], other[KX_UUID_LEN + 1];
+    char run[KX_UUID_LEN + 1], thread[KX_UUID_LEN + 1];
+    char *token = new_account(account);
+    char *token2 = new_account(other);
+    initiate(token, "mine", run, thread);
+    char path[160];
+
+    snprintf(path, sizeof path, "/api/agent-run/%s", run);
+    expect_error("GET", path, NULL, NULL, 401, "No valid authentication credentials found");
+    expect_error("GET", path, token2, NULL, 403, "Not authorized to access this agent run");
+    char *bad = kx_th_jwt("another-secret", account, 3600);
+    expect_error("GET", path, bad, NULL, 401, "Invalid token: bad signature");
+    free(bad);
+    char *expired = kx_th_jwt(g_s.secret, account, -3600);
+    expect_error("GET", path, expired, NULL, 401, "Invalid token: token expired");
+    free(expired);
+    char *notuuid = kx_th_jwt(g_s.secret, "bob", 3600);
+    expect_error("GET", path, notuuid, NULL, 401, "Invalid token payload");
+    free(notuuid);
+    expect_error("GET", "/api/agent-run/not-a-uuid", token, NULL, 404, "Agent run not found");
+    expect_error("GET", "/api/agent-run/00000000-0000-4000-8000-000000000000", token, NULL, 404,
+                 "Agent run not found");
+    snprintf(path, sizeof path, "/api/agent-run/%s/stop", run);
+    expect_error("POST", path, token2, NULL, 403, "Not authorized to access this agent run");
+    snprintf(path, sizeof path, "/api/threads/%s/messages", thread);
+    expect_error("GET", path, token2, NULL, 403, "Not authorized to access this thread");
+    snprintf(path, sizeof path, "/api/thread/%s/agent/start", thread);
+    expect_error("POST", path, token2, NULL, 403, "Not authorized to access this thread");
+    expect_error("GET", "/api/threads/xyz/messages", token, NULL, 404, "Thread not found");
+    expect_error("DELETE", "/api/agent-run/x", token, NULL, 405, "Method Not Allowed");
+    expect_error("GET", "/api/nope", token, NULL, 404, "Not Found");
+
+    /* a body over KX_MAX_BODY_BYTES (1 MiB) */
+    size_t big = (1u << 20) + 10;
+    char *body = malloc(big + 1);
+    assert_non_null(body);
+    memset(body, 'a', big);
+    body[big] = '\0';
+    kx_http_resp r;
+    assert_int_equal(kx_th_http(&g_s, "POST", path, token, "application/json", body, big, &r),
+                     KX_OK);
+    assert_int_equal(r.status, 413);
+    assert_non_null(strstr(r.body, "Request body too large"));
+    kx_http_resp_free(&r);
+    free(body);
+    free(token);
+    free(token2);
+}
+
+static void test_stop_and_stream(void **state)
+{
+    char account[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    char *token = new_account(account);
+    initiate(token, "stream me", run, NULL);
+    char path[160];
+
+    /* the runner's events before anyone listens: replayed */
+    publish_event(run, "{\"type\": \"status\", \"status_type\": \"thread_run_start\"}", false);
+
+    natsSubscription *ctl = NULL;
+    char subject[96];
+    snprintf(subject, sizeof subject, KX_SUBJ_RUN_CTL_PREFIX "%s", run);
+    assert_int_equal(natsConnection_SubscribeSync(&ctl, kx_bus_conn(g_bus), subject), NATS_OK);
+    assert_int_equal(natsConnection_Flush(kx_bus_conn(g_bus)), NATS_OK);
+
+    snprintf(path, sizeof path, "/api/agent-run/%s/stream", run);
+    kx_th_sse_reader *reader = kx_th_sse_start(&g_s, path, token, 15000);
+    assert_non_null(reader);
+    usleep(400 * 1000);
+    publish_event(run, "{\"sequence\": 0, \"content\": \"h\\u00e9\"}", false);
+    usleep(200 * 1000);
+
+    snprintf(path, sizeof path, "/api/agent-run/%s/stop", run);
+    long status = 0;
+    json_t *v = kx_th_json(&g_s, "POST", path, token, NULL, &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(jstr(v, "status"), "stopped");
+    json_decref(v);
+
+    kx_th_sse got;
+    assert_int_equal(kx_th_sse_join(reader, &got), KX_OK);
+    assert_int_equal(got.status, 200);
+    assert_string_equal(got.content_type, "text/event-stream");
+    assert_false(got.timed_out);
+    assert_true(got.terminal);
+    assert_int_equal(got.n, 3);
+    assert_string_equal(got.data[0], "{\"type\": \"status\", \"status_type\": \"thread_run_start\"}");
+    assert_string_equal(got.data[1], "{\"sequence\": 0, \"content\": \"h\\u00e9\"}");
+    assert_string_equal(got.data[2], STOPPED);
+
+    /* STOP went to the runner's control subject */
+    natsMsg *m = NULL;
+    assert_int_equal(natsSubscription_NextMsg(&m, ctl, 2000), NATS_OK);
+    Kx__V1__RunControl *c = kx_pb_unpack(&kx__v1__run_control__descriptor, natsMsg_GetData(m),
+                                         (size_t)natsMsg_GetDataLength(m));
+    assert_non_null(c);
+    assert_int_equal(c->signal, KX__V1__RUN_SIGNAL__RUN_SIGNAL_STOP);
+    assert_string_equal(c->reason, "stopped by user");
+    kx_pb_free(c);
+    natsMsg_Destroy(m);
+    natsSubscription_Destroy(ctl);
+
+    /* the database: stopped, epoch bumped, completed_at set */
+    char *row = sql_value1("SELECT status || ' ' || lease_epoch || ' ' || "
+                           "(completed_at IS NOT NULL) FROM agent_runs WHERE id = $1", run);
+    assert_string_equal(row, "stopped 1 true");
+    free(row);
+
+    /* a second stop changes nothing and says so */
+    v = kx_th_json(&g_s, "POST", path, token, NULL, &status);
+    assert_int_equal(status, 200);
+    assert_string_equal(jstr(v, "status"), "stopped");
+    json_decref(v);
+    row = sql_value1("SELECT lease_epoch::text FROM agent_runs WHERE id = $1", run);
+    assert_string_equal(row, "1");
+    free(row);
+
+    /* the same events again, after the fact (token in the query this time) */
+    char qpath[1024];
+    snprintf(qpath, sizeof qpath, "/api/agent-run/%s/stream?token=%s", run, token);
+    kx_th_sse again;
+    assert_int_equal(kx_th_sse_read(&g_s, qpath, NULL, 10000, &again), KX_OK);
+    assert_int_equal(again.status, 200);
+    assert_int_equal(again.n, got.n);
+    for (size_t i = 0; i < got.n; i++)
+        assert_string_equal(again.data[i], got.data[i]);
+    kx_th_sse_free(&again);
+    kx_th_sse_free(&got);
+    free(token);
+}
+
+static void test_stream_of_ended_run_without_events(void **state)
+{
+    char account[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    char *token = new_account(account);
+    initiate(token, "already done", run, NULL);
+    /* as if the run completed a day ago and its events expired */
+    PGresult *res = kx_th_sql(&g_s,
+                              "UPDATE agent_runs SET status = 'completed', completed_at = now() "
+                              "WHERE id = $1",
+                              1, (const char *const[]){run});
+    assert_non_null(res);
+    PQclear(res);
+    char path[160];
+    snprintf(path, sizeof path, "/api/agent-run/%s/stream", run);
+    kx_th_sse got;
+    assert_int_equal(kx_th_sse_read(&g_s, path, token, 10000, &got), KX_OK);
+    assert_int_equal(got.status, 200);
+    assert_int_equal(got.n, 1);
+    assert_string_equal(got.data[0], COMPLETED);
+    kx_th_sse_free(&got);
+
+    expect_error("GET", path, NULL, NULL, 401, "No valid authentication credentials found");
+    free(token);
+}
+
+static void test_health(void **state)
+{
+    long status = 0;
+    int64_t t0 = kx_mono_ms();
+    json_t *v = kx_th_json(&g_s, "GET", "/api/health", NULL, NULL, &status);
+    int64_t took = kx_mono_ms() - t0;
+    assert_int_equal(status, 503);
+    assert_string_equal(jstr(v, "status"), "degraded");
+    json_t *parts = json_object_get(v, "parts");
+    assert_string_equal(jstr(parts, "database"), "ok");
+    assert_string_equal(jstr(parts, "nats"), "ok");
+    assert_string_equal(jstr(parts, "scheduler"),
+                        "unavailable: no instance answers on kx.svc.health.scheduler");
+    assert_non_null(jstr(parts, "mcp-proxy"));
+    assert_non_null(jstr(v, "timestamp"));
+    assert_non_null(strstr(jstr(v, "instance_id"), "gateway"));
+    assert_true(took < 1000);   /* no responders: answered at once, not after the timeout */
+    json_decref(v);
+
+    kx_http_resp r;
+    assert_int_equal(kx_th_http(&g_s, "GET", "/readyz", NULL, NULL, NULL, 0, &r), KX_OK);
+    assert_int_equal(r.status, 200);
+    kx_http_resp_free(&r);
+    assert_int_equal(kx_th_http(&g_s, "GET", "/metrics", NULL, NULL, NULL, 0, &r), KX_OK);
+    assert_non_null(strstr(r.body, "kx_gateway_http_requests_total{route=\"GET /api/health\""));
+    kx_http_resp_free(&r);
+}
+
+/* Last: stops the gateway. */
+static void test_sigterm_ends_open_streams(void **state)
+{
+    char account[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    char *token = new_account(account);
+    initiate(token, "still running", run, NULL);
+    char path[160];
+    snprintf(path, sizeof path, "/api/agent-run/%s/stream", run);
+    kx_th_sse_reader *reader = kx_th_sse_start(&g_s, path, token, 10000);
+    assert_non_null(reader);
+    usleep(500 * 1000);
+    int64_t t0 = kx_mono_ms();
+    int exit_status = kx_th_kill(g_gateway);
+    g_gateway = 0;
+    assert_int_equal(exit_status, 0);
+    kx_th_sse got;
+    assert_int_equal(kx_th_sse_join(reader, &got), KX_OK);
+    assert_int_equal(got.status, 200);
+    assert_false(got.timed_out);   /* the server ended it */
+    assert_false(got.terminal);
+    assert_true(kx_mono_ms() - t0 < 5000);
+    kx_th_sse_free(&got);
+    free(token);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_initiate_creates_rows_and_submits),
+        cmocka_unit_test(test_messages_start_and_runs),
+        cmocka_unit_test(test_access_and_errors),
+        cmocka_unit_test(test_stop_and_stream),
+        cmocka_unit_test(test_stream_of_ended_run_without_events),
+        cmocka_unit_test(test_health),
+        cmocka_unit_test(test_sigterm_ends_open_streams),
+    };
+    int failed = cmocka_run_group_tests(tests, start_all, NULL);
+    stop_all(failed != 0);
+    return failed != 0;
+}
