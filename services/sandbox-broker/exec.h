@@ -1,0 +1,49 @@
+/* exec.h — one command running in a project's sandbox.
+ *
+ * An exec is tracked by the broker from spawn until its process is reaped. A blocking exec
+ * also holds the caller's request until it replies, which happens when the command has exited
+ * and its pipes reached EOF (or SB_EOF_GRACE_MS after the exit), or at the kill deadline with
+ * the output so far. A non-blocking exec replies at once and writes its output to the session
+ * log. All functions run on the loop thread. */
+#ifndef SB_EXEC_H
+#define SB_EXEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "broker.h"
+#include "sandbox_path.h"
+
+#define SB_EXEC_ID_MAX 128          /* longest exec_id accepted */
+
+/* A request that handlers.c has validated. Strings are borrowed for the sb_exec_start call. */
+typedef struct sb_exec_spec {
+    const char *exec_id;                    /* non-empty, <= 128 bytes */
+    const char *project_id;                 /* a valid UUID */
+    const char *command;                    /* non-empty */
+    const char *folder;                     /* normalized (sb_folder_normalize), "" = none */
+    const char *session_name;               /* valid (sb_session_name_valid) */
+    bool blocking;
+    kx_deadline kill_at;                    /* blocking only: absolute unix ms */
+    size_t max_output;                      /* bytes kept per stream */
+    const char *trace_id;                   /* for logs; may be "" */
+} sb_exec_spec;
+
+/* Starts the command. On KX_OK the exec owns req (it replies, then destroys it); for a
+ * non-blocking exec the reply has already been sent. On error nothing was started, req is
+ * still the caller's, and why says what went wrong (for the error reply). */
+kx_err sb_exec_start(sb_broker *b, const sb_exec_spec *spec, natsMsg *req, char *why,
+                     size_t whylen);
+
+/* The tracked exec with that id, or NULL. */
+sb_exec *sb_exec_find(sb_broker *b, const char *exec_id);
+const char *sb_exec_project(const sb_exec *e);
+/* The next tracked exec (for iterating b->execs while execs may be freed). */
+sb_exec *sb_exec_next(const sb_exec *e);
+/* SIGKILLs the exec's whole process group if its process has not been reaped yet.
+ * True when a signal was sent. A blocking exec then replies as killed (term_signal 9). */
+bool sb_exec_kill(sb_exec *e);
+/* Drain: kills the group and, if the caller is still waiting, replies error unavailable with
+ * message. The exec stays tracked until its process is reaped. */
+void sb_exec_abort(sb_exec *e, const char *message);
+
+#endif

@@ -1,0 +1,38 @@
+/* main.c — the sandbox-broker, as a table of contents.
+ *
+ * It runs commands in a project's sandbox — a working directory per project, each command in
+ * its own process group so that it can be killed whole at its deadline — for the
+ * tool-executor, on kx.sandbox.exec and kx.sandbox.kill. See README.md. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.h"
+#include "kx/log.h"
+#include "kx/svc.h"
+
+int main(void)
+{
+    kx_svc svc;
+    if (kx_svc_init(&svc, "sandbox-broker", 9104) != KX_OK)
+        return 1;                                   /* the reason is logged */
+
+    static sb_broker broker;                        /* the service's one state object */
+    memset(&broker, 0, sizeof broker);
+    broker.svc = &svc;
+    if (sb_config_load(&broker.cfg) != KX_OK) {     /* broker_config.c */
+        kx_svc_close(&svc);
+        return 1;
+    }
+    kx_info("sandbox: workspaces under %s, %lld bytes of output kept per stream",
+            broker.cfg.root, (long long)broker.cfg.max_output);
+
+    if (sb_handlers_start(&broker) != KX_OK) {      /* handlers.c -> exec.c */
+        kx_svc_close(&svc);
+        return 1;
+    }
+    kx_svc_on_drain(&svc, sb_drain, &broker);       /* drain.c */
+
+    int rc = kx_svc_run(&svc);
+    kx_svc_close(&svc);
+    return rc;
+}

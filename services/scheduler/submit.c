@@ -1,0 +1,161 @@
+/* submit.c — the scheduler's consumer of kx.run.submit (docs/subjects.md).
+ *
+ * The durable push consumer "scheduler" on stream KX_RUN_SUBMIT delivers to queue group
+ * "scheduler", so replicas share the work. It is created explicitly (js_AddConsumer) and then
+ * bound to: a consumer that the subscribe call created itself would be deleted by cnats on
+ * unsubscribe, which would pull it away from under the other replicas at every restart.
+ *
+ * Messages arrive on a cnats thread and are posted to the loop. For each kx.v1.RunSubmit:
+ *   run row queued      -> set dispatched_at, publish RunDispatch, ack
+ *   run not queued      -> ack (duplicate, already dispatched elsewhere, or stopped)
+ *   undecodable/invalid -> term (never redelivered) + log
+ *   Postgres or JetStream unreachable -> nak with a delay (retried later)
+ *   draining            -> nak at once (another replica takes it) */
+#include <stdlib.h>
+#include <string.h>
+
+#include "kx/log.h"
+#include "kx/pb.h"
+#include "kx/uuid.h"
+#include "sched.h"
+
+#define SUBMIT_DELIVER_SUBJECT "kx.sched.submit.deliver"
+#define SUBMIT_ACK_WAIT_S 30
+#define RETRY_DELAY_MS 1000
+
+static void handle_submit(kx_loop *loop, void *arg);
+
+typedef struct submit_task {
+    scheduler *s;
+    natsMsg *msg;
+} submit_task;
+
+/* cnats thread: hand the message to the loop. */
+static void on_submit_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
+{
+    scheduler *s = arg;
+    submit_task *t = malloc(sizeof *t);
+    if (t != NULL) {
+        t->s = s;
+        t->msg = msg;
+    }
+    if (t == NULL || kx_loop_post(s->svc->loop, handle_submit, t) != KX_OK) {
+        kx_error("scheduler: out of memory handing a submit to the loop; it will be redelivered");
+        natsMsg_Nak(msg, NULL);
+        natsMsg_Destroy(msg);
+        free(t);
+    }
+}
+
+static void settle(natsMsg *msg, const char *what, natsStatus st)
+{
+    if (st != NATS_OK)
+        kx_warn("scheduler: could not %s a submit message: %s", what, natsStatus_GetText(st));
+}
+
+static void handle_submit(kx_loop *loop, void *arg)
+{
+    submit_task *t = arg;
+    scheduler *s = t->s;
+    natsMsg *msg = t->msg;
+    free(t);
+
+    if (s->draining) {
+        settle(msg, "nak", natsMsg_Nak(msg, NULL));
+        natsMsg_Destroy(msg);
+        return;
+    }
+    Kx__V1__RunSubmit *rs = kx_pb_unpack(&kx__v1__run_submit__descriptor, natsMsg_GetData(msg),
+                                         (size_t)natsMsg_GetDataLength(msg));
+    if (rs == NULL || !kx_uuid_valid(rs->run_id)) {
+        kx_warn("scheduler: dropping a kx.run.submit message: %s",
+                rs == NULL ? "not a valid kx.v1.RunSubmit" : "run_id is not a UUID");
+        settle(msg, "term", natsMsg_Term(msg, NULL));
+        natsMsg_Destroy(msg);
+        kx_pb_free(rs);
+        return;
+    }
+
+    sched_run_row row;
+    bool found = false;
+    kx_err err = sched_store_mark_dispatched(s, rs->run_id, &row, &found);
+    if (err == KX_OK && found) {
+        err = sched_dispatch(s, &row);
+        if (err != KX_OK && sched_store_unmark_dispatched(s, rs->run_id) != KX_OK)
+            kx_log(KX_LOG_WARN, rs->run_id, NULL, "scheduler: run %s stays marked dispatched; "
+                   "the sweep re-dispatches it within 60 s", rs->run_id);
+    } else if (err == KX_OK) {
+        kx_log(KX_LOG_DEBUG, rs->run_id, NULL, "scheduler: run %s is not queued; submit "
+               "acknowledged without a dispatch", rs->run_id);
+    }
+
+    if (err == KX_OK) {
+        settle(msg, "ack", natsMsg_Ack(msg, NULL));
+    } else if (err == KX_ERR_UNAVAILABLE || err == KX_ERR_TIMEOUT) {
+        kx_log(KX_LOG_WARN, rs->run_id, NULL, "scheduler: run %s: %s; submit retried in %d ms",
+               rs->run_id, kx_err_str(err), RETRY_DELAY_MS);
+        settle(msg, "nak", natsMsg_NakWithDelay(msg, RETRY_DELAY_MS, NULL));
+    } else if (err == KX_ERR_INVALID) {
+        kx_log(KX_LOG_WARN, rs->run_id, NULL, "scheduler: run %s: refused by the database (%s); "
+               "submit dropped", rs->run_id, kx_err_str(err));
+        settle(msg, "term", natsMsg_Term(msg, NULL));
+    } else {
+        settle(msg, "nak", natsMsg_NakWithDelay(msg, 5 * RETRY_DELAY_MS, NULL));
+    }
+    natsMsg_Destroy(msg);
+    kx_pb_free(rs);
+}
+
+/* Creates the durable consumer if it is missing (a replica may have just created it). */
+static kx_err ensure_consumer(scheduler *s)
+{
+    jsCtx *js = kx_bus_js(s->svc->bus);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = KX_CONSUMER_SCHEDULER;
+    cc.DeliverSubject = SUBMIT_DELIVER_SUBJECT;
+    cc.DeliverGroup = KX_CONSUMER_SCHEDULER;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = (int64_t)SUBMIT_ACK_WAIT_S * 1000000000;
+    cc.FilterSubject = KX_SUBJ_RUN_SUBMIT;
+    cc.MaxAckPending = 1000;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus st = js_AddConsumer(&ci, js, KX_STREAM_SUBMIT, &cc, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    if (st == NATS_OK)
+        return KX_OK;
+    /* Already there with another configuration (an older version, or a race): use it. */
+    ci = NULL;
+    if (js_GetConsumerInfo(&ci, js, KX_STREAM_SUBMIT, KX_CONSUMER_SCHEDULER, NULL, NULL) ==
+        NATS_OK) {
+        jsConsumerInfo_Destroy(ci);
+        return KX_OK;
+    }
+    kx_warn("scheduler: cannot create consumer %s on %s: %s (JetStream error %d)",
+            KX_CONSUMER_SCHEDULER, KX_STREAM_SUBMIT, natsStatus_GetText(st), (int)jerr);
+    return KX_ERR_UNAVAILABLE;
+}
+
+kx_err sched_submit_subscribe(scheduler *s)
+{
+    kx_err err = ensure_consumer(s);
+    if (err != KX_OK)
+        return err;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = KX_STREAM_SUBMIT;
+    so.Consumer = KX_CONSUMER_SCHEDULER;
+    so.Queue = KX_CONSUMER_SCHEDULER;
+    so.ManualAck = true;
+    jsErrCode jerr = 0;
+    natsStatus st = js_Subscribe(&s->submit_sub, kx_bus_js(s->svc->bus), KX_SUBJ_RUN_SUBMIT,
+                                 on_submit_msg, s, NULL, &so, &jerr);
+    if (st != NATS_OK) {
+        kx_warn("scheduler: cannot bind to consumer %s: %s (JetStream error %d)",
+                KX_CONSUMER_SCHEDULER, natsStatus_GetText(st), (int)jerr);
+        s->submit_sub = NULL;
+        return KX_ERR_UNAVAILABLE;
+    }
+    return KX_OK;
+}

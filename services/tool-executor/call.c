@@ -1,0 +1,220 @@
+/* call.c — kx.tool.exec (queue group "tool-executor"): one kx.v1.ToolCall in, exactly one
+ * kx.v1.ToolResult out, always before the caller's Kx-Deadline.
+ *
+ * Checks made here, before any tool runs: the body is a ToolCall, Kx-Deadline is present
+ * (invalid_argument otherwise) and not already past (deadline_exceeded), call_id is set, the
+ * tool exists ("Tool function '<name>' not found", not_found). Then the tool's start function
+ * owns the call until it calls te_call_finish. Also here: metrics and the SIGTERM drain: stop
+ * taking calls, let the ones in flight finish, then exit; calls still running
+ * DRAIN_ABORT_MARGIN_MS before the drain timeout (KX_DRAIN_TIMEOUT_MS) are aborted — their
+ * commands killed — and answered "tool-executor shutting down" (unavailable), so no caller is
+ * left waiting for an executor that is gone. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "executor.h"
+#include "kx/log.h"
+#include "kx/metrics.h"
+#include "registry.h"
+
+#define DRAIN_ABORT_MARGIN_MS 500
+
+/* ---- metrics -------------------------------------------------------------------------- */
+
+/* The outcome label: success / failure (the tool ran and failed) / timed_out / an error code
+ * from the closed set of kx.v1.Error codes. */
+static const char *outcome_label(const te_outcome *o)
+{
+    static const char *const codes[] = {"invalid_argument", "not_found", "deadline_exceeded",
+                                        "unavailable", "internal", "cancelled"};
+    if (o->timed_out)
+        return "timed_out";
+    if (o->error_code[0] == '\0')
+        return o->success ? "success" : "failure";
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        if (strcmp(o->error_code, codes[i]) == 0)
+            return codes[i];
+    }
+    return "error";
+}
+
+static void record_metrics(const te_call *c, const te_outcome *o, double seconds)
+{
+    /* Only registered tool names become label values; anything else is "unknown". */
+    const char *tool = c->tool != NULL ? c->tool->name : "unknown";
+    char labels[160];
+    snprintf(labels, sizeof labels, "tool=\"%s\",outcome=\"%s\"", tool, outcome_label(o));
+    kx_counter_add(kx_metrics_counter("kx_tool_calls_total", labels,
+                                      "Tool calls answered, by tool and outcome"), 1);
+    snprintf(labels, sizeof labels, "tool=\"%s\"", tool);
+    kx_histogram_observe(kx_metrics_histogram("kx_tool_call_duration_seconds", labels,
+                                              "Time from receiving a tool call to answering it",
+                                              kx_metrics_latency_buckets,
+                                              kx_metrics_latency_nbuckets),
+                         seconds);
+}
+
+/* ---- the list of calls in flight -------------------------------------------------------- */
+
+static void track(te_executor *ex, te_call *c)
+{
+    c->prev = NULL;
+    c->next = ex->calls;
+    if (ex->calls != NULL)
+        ex->calls->prev = c;
+    ex->calls = c;
+    ex->ncalls++;
+}
+
+static void untrack(te_executor *ex, te_call *c)
+{
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        ex->calls = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    ex->ncalls--;
+}
+
+static void drain_check(te_executor *ex)
+{
+    if (ex->draining && ex->ncalls == 0) {
+        kx_timer_cancel(ex->abort_timer);
+        ex->abort_timer = NULL;
+        kx_info("tool-executor: drained");
+        kx_svc_exit(ex->svc);
+    }
+}
+
+static void on_drain_abort(kx_loop *loop, void *arg)
+{
+    te_executor *ex = arg;
+    ex->abort_timer = NULL;
+    kx_warn("tool-executor: %zu call(s) still running at the end of the drain: aborting them",
+            ex->ncalls);
+    while (ex->calls != NULL) {     /* each abort finishes (and unlinks) its call */
+        te_call *c = ex->calls;
+        te_outcome o;
+        te_outcome_init(&o);
+        te_outcome_error(&o, KX_ERR_UNAVAILABLE, "tool-executor shutting down");
+        if (c->tool != NULL && c->tool->abort != NULL)
+            c->tool->abort(c, &o);
+        else
+            te_call_finish(c, &o);
+    }
+}
+
+/* ---- finishing ------------------------------------------------------------------------ */
+
+void te_call_finish(te_call *c, te_outcome *o)
+{
+    te_executor *ex = c->ex;
+    int64_t ms = kx_mono_ms() - c->started_mono;
+    const char *call_id = c->call != NULL && c->call->call_id ? c->call->call_id : "";
+
+    Kx__V1__Error err = KX__V1__ERROR__INIT;
+    Kx__V1__ToolResult res = KX__V1__TOOL_RESULT__INIT;
+    res.call_id = (char *)call_id;
+    res.success = o->success;
+    res.output_json = o->output_json != NULL ? o->output_json : "";
+    res.timed_out = o->timed_out;
+    res.duration_ms = ms;
+    if (o->error_code[0] != '\0') {
+        err.code = o->error_code;
+        err.message = o->error_message;
+        res.error = &err;
+    }
+    if (natsMsg_GetReply(c->req) != NULL) {
+        kx_err rerr = kx_bus_respond_pb(ex->svc->bus, c->req, &res.base);
+        if (rerr != KX_OK)
+            kx_log(KX_LOG_WARN, c->call ? c->call->run_id : NULL, c->trace_id,
+                   "tool-executor: could not send the result of call %s: %s", call_id,
+                   kx_err_str(rerr));
+    }
+    kx_log(o->success ? KX_LOG_INFO : KX_LOG_WARN, c->call ? c->call->run_id : NULL,
+           c->trace_id, "tool-executor: call %s (%s) answered in %lld ms: %s%s%s", call_id,
+           c->tool ? c->tool->name : "?", (long long)ms, outcome_label(o),
+           o->error_message[0] ? " — " : "", o->error_message);
+    record_metrics(c, o, (double)ms / 1000.0);
+    te_outcome_free(o);
+
+    untrack(ex, c);
+    natsMsg_Destroy(c->req);
+    kx_pb_free(c->call);
+    free(c);
+    drain_check(ex);
+}
+
+/* ---- receiving ------------------------------------------------------------------------ */
+
+static void on_tool_call(natsMsg *msg, void *arg)
+{
+    te_executor *ex = arg;
+    te_call *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        kx_error("tool-executor: out of memory for a tool call; it goes unanswered");
+        natsMsg_Destroy(msg);
+        return;
+    }
+    c->ex = ex;
+    c->req = msg;
+    c->started_mono = kx_mono_ms();
+    track(ex, c);
+
+    te_outcome o;
+    te_outcome_init(&o);
+    kx_err merr = kx_bus_meta_read(msg, &c->meta);
+    kx_bus_trace_id(&c->meta, c->trace_id);
+    c->call = kx_pb_unpack(&kx__v1__tool_call__descriptor, natsMsg_GetData(msg),
+                           (size_t)natsMsg_GetDataLength(msg));
+    if (c->call == NULL) {
+        te_outcome_error(&o, KX_ERR_INVALID, "request is not a valid kx.v1.ToolCall");
+    } else if (ex->draining) {
+        te_outcome_error(&o, KX_ERR_UNAVAILABLE, "tool-executor shutting down");
+    } else if (merr != KX_OK || c->meta.deadline == KX_NO_DEADLINE) {
+        te_outcome_error(&o, KX_ERR_INVALID,
+                         "the Kx-Deadline header (absolute unix ms) is required");
+    } else if (kx_deadline_expired(c->meta.deadline)) {
+        te_outcome_error(&o, KX_ERR_TIMEOUT, "the call's deadline has already passed");
+    } else if (kx_pb_str_empty(c->call->call_id)) {
+        te_outcome_error(&o, KX_ERR_INVALID, "call_id is required");
+    } else if ((c->tool = te_registry_find(c->call->tool_name)) == NULL) {
+        te_outcome_error(&o, KX_ERR_NOT_FOUND, "Tool function '%s' not found",
+                         c->call->tool_name ? c->call->tool_name : "");
+    } else {
+        c->tool->start(c);   /* the tool finishes the call, now or later */
+        return;
+    }
+    te_call_finish(c, &o);
+}
+
+kx_err te_calls_start(te_executor *ex)
+{
+    kx_err err = kx_bus_subscribe_loop(ex->svc->bus, ex->svc->loop, KX_SUBJ_TOOL_EXEC,
+                                       "tool-executor", on_tool_call, ex, &ex->sub);
+    if (err != KX_OK)
+        kx_error("tool-executor: cannot subscribe to %s: %s", KX_SUBJ_TOOL_EXEC,
+                 kx_err_str(err));
+    return err;
+}
+
+void te_drain(kx_svc *svc, void *arg)
+{
+    te_executor *ex = arg;
+    ex->draining = true;
+    kx_info("tool-executor: draining: %zu call(s) in flight", ex->ncalls);
+    if (ex->sub != NULL) {
+        natsSubscription_Unsubscribe(ex->sub);
+        natsSubscription_Destroy(ex->sub);
+        ex->sub = NULL;
+    }
+    if (ex->ncalls > 0) {
+        int64_t ms = svc->drain_timeout_ms - DRAIN_ABORT_MARGIN_MS;
+        ex->abort_timer = kx_loop_timer(svc->loop, ms > 0 ? ms : 0, on_drain_abort, ex);
+        if (ex->abort_timer == NULL)
+            on_drain_abort(svc->loop, ex);
+    }
+    drain_check(ex);
+}

@@ -1,0 +1,20 @@
+/* te_config.c — the tool-executor's own settings (docs/operations.md):
+ *   KX_TOOL_TIMEOUT_S          general tool deadline (default 120 s)
+ *   KX_SANDBOX_TOOL_TIMEOUT_S  deadline of sandbox tools such as execute_command (180 s) */
+#include "executor.h"
+
+#include <string.h>
+
+#include "kx/config.h"
+
+kx_err te_config_load(te_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    kx_err err = KX_OK;
+    if (kx_env_int("KX_TOOL_TIMEOUT_S", 120, 1, 86400, &cfg->tool_timeout_s) != KX_OK)
+        err = KX_ERR_INVALID;
+    if (kx_env_int("KX_SANDBOX_TOOL_TIMEOUT_S", 180, 1, 86400, &cfg->sandbox_tool_timeout_s) !=
+        KX_OK)
+        err = KX_ERR_INVALID;
+    return err;
+}

@@ -1,0 +1,533 @@
+/* test_reaper.c — the scheduler against a private PostgreSQL and nats-server:
+ *   - a RunSubmit for a queued run becomes a RunDispatch (attempt, wall deadline) and sets
+ *     dispatched_at; a submit for a run that is not queued dispatches nothing;
+ *   - heartbeats extend the lease of runs whose epoch matches, and only those; a run kept
+ *     alive by heartbeats is not reaped, and is reaped once they stop;
+ *   - the reaper fails a running run whose lease expired: status, error, epoch + 1, a STOP on
+ *     kx.run.ctl.<id> and the terminal event on kx.run.ev.<id>; and a run past its wall time;
+ *   - the sweep dispatches queued runs nobody dispatched, and ones whose dispatch was lost;
+ *   - with Postgres down, a submit is retried and dispatched once Postgres is back;
+ *   - SIGTERM: the scheduler exits 0 and its durable consumer stays. */
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "kx/bus.h"
+#include "kx/pb.h"
+#include "kx/time.h"
+#include "kx/uuid.h"
+
+#define LEASE_TTL_MS 1000
+#define REAPER_MS 200
+#define SWEEP_MS 500
+#define WALL_S 3600
+
+static char *g_tmp;
+static kx_th_nats g_nats;
+static kx_th_pg g_pg;
+static pid_t g_sched;
+static kx_bus *g_bus;
+static PGconn *g_db;
+static natsSubscription *g_dispatch_sub;   /* pull consumer "agent-runners" */
+/* Every dispatch fetched so far (acked), so that waiting for one run does not lose another
+ * that came in the same batch. */
+#define MAX_SEEN 256
+static Kx__V1__RunDispatch *g_seen[MAX_SEEN];
+static size_t g_nseen;
+static char g_account[KX_UUID_LEN + 1], g_project[KX_UUID_LEN + 1], g_thread[KX_UUID_LEN + 1];
+
+/* ---- setup ---------------------------------------------------------------------------- */
+
+static void sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sql(const char *fmt, ...)
+{
+    char q[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q, sizeof q, fmt, ap);
+    va_end(ap);
+    PGresult *r = PQexec(g_db, q);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("SQL failed: %s\n%s", q, PQerrorMessage(g_db));
+    PQclear(r);
+}
+
+/* The first column of the first row of a query, into out ("" for NULL). */
+static void sql_value(char *out, size_t outlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void sql_value(char *out, size_t outlen, const char *fmt, ...)
+{
+    char q[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(q, sizeof q, fmt, ap);
+    va_end(ap);
+    PGresult *r = PQexec(g_db, q);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) < 1)
+        fail_msg("SQL failed or no row: %s\n%s", q, PQerrorMessage(g_db));
+    snprintf(out, outlen, "%s", PQgetisnull(r, 0, 0) ? "" : PQgetvalue(r, 0, 0));
+    PQclear(r);
+}
+
+static pid_t start_scheduler(void)
+{
+    uint16_t port = kx_th_free_port();
+    char port_env[64], nats_env[128], db_env[320], log_path[600], url[128], bin[512];
+    char ttl[64], reaper[64], sweep[64], wall[64];
+    snprintf(port_env, sizeof port_env, "KX_HEALTH_PORT=%u", port);
+    snprintf(nats_env, sizeof nats_env, "KX_NATS_URL=%s", g_nats.url);
+    snprintf(db_env, sizeof db_env, "KX_DATABASE_URL=%s", g_pg.url);
+    snprintf(ttl, sizeof ttl, "KX_LEASE_TTL_MS=%d", LEASE_TTL_MS);
+    snprintf(reaper, sizeof reaper, "KX_REAPER_INTERVAL_MS=%d", REAPER_MS);
+    snprintf(sweep, sizeof sweep, "KX_SWEEP_INTERVAL_MS=%d", SWEEP_MS);
+    snprintf(wall, sizeof wall, "KX_RUN_WALL_TIME_S=%d", WALL_S);
+    snprintf(log_path, sizeof log_path, "%s/scheduler.log", g_tmp);
+    snprintf(bin, sizeof bin, "%s/services/scheduler/scheduler", KX_BUILD_DIR);
+    const char *env[] = {port_env, nats_env, db_env, ttl, reaper, sweep, wall,
+                         "KX_LOG_LEVEL=debug", NULL};
+    const char *argv[] = {bin, NULL};
+    pid_t pid = 0;
+    if (kx_th_spawn(argv, env, log_path, &pid) != KX_OK)
+        return 0;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/readyz", port);
+    if (kx_th_wait_http(url, 20000) != KX_OK) {
+        kx_th_kill(pid);
+        return 0;
+    }
+    return pid;
+}
+
+static int group_setup(void **state)
+{
+    if (nats_Open(-1) != NATS_OK)
+        return -1;
+    g_tmp = kx_th_tmpdir("kx-it-reaper");
+    if (g_tmp == NULL || kx_th_nats_start(g_tmp, &g_nats) != KX_OK ||
+        kx_th_pg_start(g_tmp, &g_pg) != KX_OK)
+        return -1;
+    g_sched = start_scheduler();           /* migrates the schema and creates the streams */
+    if (g_sched == 0)
+        return -1;
+    g_db = PQconnectdb(g_pg.url);
+    if (PQstatus(g_db) != CONNECTION_OK)
+        return -1;
+    if (kx_bus_connect(g_nats.url, "it-reaper", &g_bus) != KX_OK)
+        return -1;
+    for (int i = 0; i < 500 && !kx_bus_connected(g_bus); i++)
+        usleep(10 * 1000);
+    /* Play the agent-runners' pull consumer, to read what the scheduler dispatches. */
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = KX_STREAM_DISPATCH;
+    if (js_PullSubscribe(&g_dispatch_sub, kx_bus_js(g_bus), KX_SUBJ_RUN_DISPATCH,
+                         KX_CONSUMER_RUNNERS, NULL, &so, NULL) != NATS_OK)
+        return -1;
+    kx_uuid_new(g_account);
+    kx_uuid_new(g_project);
+    kx_uuid_new(g_thread);
+    PGresult *r = PQexecParams(g_db,
+                               "INSERT INTO projects (project_id, name, account_id) "
+                               "VALUES ($1, 'p', $2)", 2, NULL,
+                               (const char *const[]){g_project, g_account}, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    r = PQexecParams(g_db, "INSERT INTO threads (thread_id, account_id, project_id) "
+                     "VALUES ($1, $2, $3)", 3, NULL,
+                     (const char *const[]){g_thread, g_account, g_project}, NULL, NULL, 0);
+    ok = ok && PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    if (g_dispatch_sub != NULL)
+        natsSubscription_Destroy(g_dispatch_sub);
+    while (g_nseen > 0)
+        kx_pb_free(g_seen[--g_nseen]);
+    kx_bus_close(g_bus, 1000);
+    if (g_db != NULL)
+        PQfinish(g_db);
+    if (g_sched > 0)
+        kx_th_kill(g_sched);
+    kx_th_pg_stop(&g_pg);
+    kx_th_nats_stop(&g_nats);
+    kx_th_rmrf(g_tmp);
+    free(g_tmp);
+    return 0;
+}
+
+/* ---- helpers -------------------------------------------------------------------------- */
+
+/* A new run row with the given extra column assignments, e.g. "status, started_at" /
+ * "'running', now()". Returns its id in out. */
+static void insert_run(char out[KX_UUID_LEN + 1], const char *cols, const char *vals)
+{
+    kx_uuid_new(out);
+    sql("INSERT INTO agent_runs (id, thread_id, account_id, project_id%s%s) "
+        "VALUES ('%s', '%s', '%s', '%s'%s%s)", cols[0] ? ", " : "", cols, out, g_thread,
+        g_account, g_project, vals[0] ? ", " : "", vals);
+}
+
+static void submit(const char *run_id)
+{
+    Kx__V1__RunSubmit rs = KX__V1__RUN_SUBMIT__INIT;
+    rs.run_id = (char *)run_id;
+    rs.thread_id = g_thread;
+    rs.account_id = g_account;
+    rs.submitted_at_ms = kx_now_ms();
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(5000), g_account);
+    assert_int_equal(kx_bus_js_publish_pb(g_bus, KX_SUBJ_RUN_SUBMIT, &rs.base, &meta), KX_OK);
+}
+
+
+/* Removes and returns the seen dispatch for run_id, or NULL. */
+static Kx__V1__RunDispatch *take_seen(const char *run_id)
+{
+    for (size_t i = 0; i < g_nseen; i++) {
+        if (strcmp(g_seen[i]->run_id, run_id) == 0) {
+            Kx__V1__RunDispatch *d = g_seen[i];
+            g_seen[i] = g_seen[--g_nseen];
+            return d;
+        }
+    }
+    return NULL;
+}
+
+/* Fetches (and acks) dispatches until one for run_id has arrived or timeout_ms passes.
+ * Returns it (kx_pb_free) or NULL. */
+static Kx__V1__RunDispatch *wait_dispatch(const char *run_id, int64_t timeout_ms)
+{
+    int64_t end = kx_mono_ms() + timeout_ms;
+    Kx__V1__RunDispatch *found = take_seen(run_id);
+    while (found == NULL && kx_mono_ms() < end) {
+        natsMsgList list = {0};
+        natsStatus st = natsSubscription_Fetch(&list, g_dispatch_sub, 16, 200, NULL);
+        for (int i = 0; st == NATS_OK && i < list.Count; i++) {
+            natsMsg_Ack(list.Msgs[i], NULL);
+            Kx__V1__RunDispatch *d = kx_pb_unpack(&kx__v1__run_dispatch__descriptor,
+                                                  natsMsg_GetData(list.Msgs[i]),
+                                                  (size_t)natsMsg_GetDataLength(list.Msgs[i]));
+            if (d != NULL && g_nseen < MAX_SEEN)
+                g_seen[g_nseen++] = d;
+            else
+                kx_pb_free(d);
+        }
+        natsMsgList_Destroy(&list);
+        found = take_seen(run_id);
+    }
+    return found;
+}
+
+static void heartbeat(const char *runner, const char *run_id, int64_t epoch)
+{
+    Kx__V1__RunLease lease = KX__V1__RUN_LEASE__INIT;
+    lease.run_id = (char *)run_id;
+    lease.lease_epoch = epoch;
+    Kx__V1__RunLease bogus = KX__V1__RUN_LEASE__INIT;
+    bogus.run_id = "x'}; DROP TABLE agent_runs; --";
+    bogus.lease_epoch = 1;
+    Kx__V1__RunLease *runs[] = {&lease, &bogus};
+    Kx__V1__RunnerHeartbeat hb = KX__V1__RUNNER_HEARTBEAT__INIT;
+    hb.runner_id = (char *)runner;
+    hb.runs = runs;
+    hb.n_runs = 2;
+    hb.sent_at_ms = kx_now_ms();
+    assert_int_equal(kx_bus_publish_pb(g_bus, KX_SUBJ_RUN_HB, &hb.base, NULL), KX_OK);
+    natsConnection_Flush(kx_bus_conn(g_bus));
+}
+
+static bool wait_status(const char *run_id, const char *want, int64_t timeout_ms)
+{
+    int64_t end = kx_mono_ms() + timeout_ms;
+    char status[32];
+    do {
+        sql_value(status, sizeof status, "SELECT status FROM agent_runs WHERE id = '%s'",
+                  run_id);
+        if (strcmp(status, want) == 0)
+            return true;
+        usleep(20 * 1000);
+    } while (kx_mono_ms() < end);
+    return false;
+}
+
+/* Milliseconds from now until the run's lease expires (negative: expired). */
+static int64_t lease_left_ms(const char *run_id)
+{
+    char v[64];
+    sql_value(v, sizeof v, "SELECT (extract(epoch FROM lease_expires_at - now()) * 1000)::bigint "
+              "FROM agent_runs WHERE id = '%s'", run_id);
+    return strtoll(v, NULL, 10);
+}
+
+/* ---- tests ---------------------------------------------------------------------------- */
+
+static void test_submit_dispatches_queued_run(void **state)
+{
+    char run[KX_UUID_LEN + 1];
+    insert_run(run, "", "");
+    int64_t before = kx_now_ms();
+    submit(run);
+    Kx__V1__RunDispatch *d = wait_dispatch(run, 3000);
+    assert_non_null(d);
+    assert_string_equal(d->thread_id, g_thread);
+    assert_string_equal(d->account_id, g_account);
+    assert_string_equal(d->project_id, g_project);
+    assert_int_equal(d->attempt, 1);
+    assert_in_range(d->wall_deadline_ms, before + WALL_S * 1000LL,
+                    kx_now_ms() + WALL_S * 1000LL);
+    kx_pb_free(d);
+    char v[64];
+    sql_value(v, sizeof v, "SELECT dispatched_at IS NOT NULL FROM agent_runs WHERE id = '%s'",
+              run);
+    assert_string_equal(v, "t");
+
+    /* Not queued any more (a runner has it): a second submit dispatches nothing. */
+    sql("UPDATE agent_runs SET status = 'running', started_at = now(), lease_epoch = 1, "
+        "lease_owner = 'r', lease_expires_at = now() + interval '1 hour' WHERE id = '%s'", run);
+    submit(run);
+    d = wait_dispatch(run, 1000);
+    assert_null(d);
+    sql("UPDATE agent_runs SET status = 'completed', lease_expires_at = NULL WHERE id = '%s'",
+        run);
+
+    /* An invalid submit is dropped (terminated) without harming the consumer. */
+    Kx__V1__RunSubmit rs = KX__V1__RUN_SUBMIT__INIT;
+    rs.run_id = "not-a-uuid";
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(5000), g_account);
+    assert_int_equal(kx_bus_js_publish_pb(g_bus, KX_SUBJ_RUN_SUBMIT, &rs.base, &meta), KX_OK);
+    insert_run(run, "", "");
+    submit(run);
+    d = wait_dispatch(run, 3000);
+    assert_non_null(d);
+    kx_pb_free(d);
+    sql("UPDATE agent_runs SET status = 'stopped' WHERE id = '%s'", run);
+}
+
+static void test_heartbeats_extend_matching_leases(void **state)
+{
+    char run[KX_UUID_LEN + 1];
+    insert_run(run, "status, started_at, lease_owner, lease_epoch, lease_expires_at",
+               "'running', now(), 'runner-a', 5, now() + interval '300 milliseconds'");
+    /* Kept alive for 2 s (twice the TTL) by heartbeats every 200 ms. */
+    for (int i = 0; i < 10; i++) {
+        heartbeat("runner-a", run, 5);
+        usleep(200 * 1000);
+    }
+    char status[32];
+    sql_value(status, sizeof status, "SELECT status FROM agent_runs WHERE id = '%s'", run);
+    assert_string_equal(status, "running");
+    assert_in_range(lease_left_ms(run), 500, LEASE_TTL_MS);
+    char hb[8];
+    sql_value(hb, sizeof hb, "SELECT heartbeat_at IS NOT NULL FROM agent_runs WHERE id = '%s'",
+              run);
+    assert_string_equal(hb, "t");
+
+    /* A heartbeat with a stale epoch does not extend it. */
+    sql("UPDATE agent_runs SET lease_expires_at = now() + interval '600 milliseconds' "
+        "WHERE id = '%s'", run);
+    heartbeat("runner-old", run, 4);
+    usleep(150 * 1000);
+    assert_true(lease_left_ms(run) < 500);
+
+    /* Heartbeats stop: reaped within the TTL plus a reaper interval. */
+    assert_true(wait_status(run, "failed", LEASE_TTL_MS + 3 * REAPER_MS));
+    char err[256];
+    sql_value(err, sizeof err, "SELECT error FROM agent_runs WHERE id = '%s'", run);
+    assert_string_equal(err, "lease expired: runner runner-a stopped heartbeating");
+}
+
+/* STOP messages seen on kx.run.ctl.> */
+typedef struct ctl_seen {
+    atomic_int count;
+    char run_id[64];
+    char reason[256];
+    int64_t epoch;
+    int signal;
+} ctl_seen;
+
+static void on_ctl(natsMsg *msg, void *arg)
+{
+    ctl_seen *c = arg;
+    Kx__V1__RunControl *rc = kx_pb_unpack(&kx__v1__run_control__descriptor, natsMsg_GetData(msg),
+                                          (size_t)natsMsg_GetDataLength(msg));
+    if (rc != NULL) {
+        snprintf(c->run_id, sizeof c->run_id, "%s", rc->run_id);
+        snprintf(c->reason, sizeof c->reason, "%s", rc->reason);
+        c->epoch = rc->lease_epoch;
+        c->signal = rc->signal;
+        atomic_fetch_add(&c->count, 1);
+    }
+    kx_pb_free(rc);
+    natsMsg_Destroy(msg);
+}
+
+/* The last event of a run from the KX_RUN_EVENTS stream (kx_pb_free), polling up to
+ * timeout_ms. */
+static Kx__V1__RunEvent *last_event(const char *run_id, int64_t timeout_ms)
+{
+    char subject[128];
+    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, run_id);
+    int64_t end = kx_mono_ms() + timeout_ms;
+    do {
+        natsMsg *m = NULL;
+        if (js_GetLastMsg(&m, kx_bus_js(g_bus), KX_STREAM_EVENTS, subject, NULL, NULL) ==
+            NATS_OK) {
+            Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor,
+                                                natsMsg_GetData(m),
+                                                (size_t)natsMsg_GetDataLength(m));
+            natsMsg_Destroy(m);
+            return ev;
+        }
+        usleep(20 * 1000);
+    } while (kx_mono_ms() < end);
+    return NULL;
+}
+
+static void test_reaper_fails_expired_lease(void **state)
+{
+    static ctl_seen ctl;
+    natsSubscription *sub = NULL;
+    assert_int_equal(kx_bus_subscribe(g_bus, KX_SUBJ_RUN_CTL_PREFIX ">", NULL, on_ctl, &ctl,
+                                      &sub), KX_OK);
+    natsConnection_Flush(kx_bus_conn(g_bus));
+
+    char run[KX_UUID_LEN + 1];
+    int64_t t0 = kx_mono_ms();
+    insert_run(run, "status, started_at, lease_owner, lease_epoch, lease_expires_at",
+               "'running', now() - interval '1 minute', 'runner-dead', 3, "
+               "now() - interval '1 second'");
+    assert_true(wait_status(run, "failed", 3 * REAPER_MS + 500));
+    assert_true(kx_mono_ms() - t0 < 3 * REAPER_MS + 500);
+
+    PGresult *r = PQexecParams(g_db, "SELECT error, lease_epoch, lease_expires_at IS NULL, "
+                               "completed_at IS NOT NULL FROM agent_runs WHERE id = $1", 1, NULL,
+                               (const char *const[]){run}, NULL, NULL, 0);
+    assert_int_equal(PQntuples(r), 1);
+    assert_string_equal(PQgetvalue(r, 0, 0),
+                        "lease expired: runner runner-dead stopped heartbeating");
+    assert_string_equal(PQgetvalue(r, 0, 1), "4");      /* fenced: epoch + 1 */
+    assert_string_equal(PQgetvalue(r, 0, 2), "t");
+    assert_string_equal(PQgetvalue(r, 0, 3), "t");
+    PQclear(r);
+
+    Kx__V1__RunEvent *ev = last_event(run, 2000);
+    assert_non_null(ev);
+    assert_true(ev->terminal);
+    assert_int_equal(ev->kind, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS);
+    assert_int_equal(ev->lease_epoch, 0);
+    assert_string_equal(ev->run_id, run);
+    assert_string_equal(ev->payload_json,
+                        "{\"type\": \"status\", \"status\": \"failed\", \"message\": \"Agent run "
+                        "failed: lease expired: runner runner-dead stopped heartbeating\"}");
+    kx_pb_free(ev);
+
+    for (int i = 0; i < 100 && atomic_load(&ctl.count) == 0; i++)
+        usleep(10 * 1000);
+    assert_int_equal(atomic_load(&ctl.count), 1);
+    assert_string_equal(ctl.run_id, run);
+    assert_int_equal(ctl.signal, KX__V1__RUN_SIGNAL__RUN_SIGNAL_STOP);
+    assert_int_equal(ctl.epoch, 3);
+    assert_string_equal(ctl.reason, "lease expired: runner runner-dead stopped heartbeating");
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+
+    /* A run with a live lease but past its wall time. */
+    insert_run(run, "status, started_at, lease_owner, lease_epoch, lease_expires_at",
+               "'running', now() - interval '2 hours', 'runner-slow', 1, "
+               "now() + interval '1 hour'");
+    assert_true(wait_status(run, "failed", 3 * REAPER_MS + 500));
+    char err[128];
+    sql_value(err, sizeof err, "SELECT error FROM agent_runs WHERE id = '%s'", run);
+    assert_string_equal(err, "exceeded max wall time of 3600 s");
+    ev = last_event(run, 2000);
+    assert_non_null(ev);
+    assert_non_null(strstr(ev->payload_json, "Agent run failed: exceeded max wall time"));
+    kx_pb_free(ev);
+
+    /* Runs in other states are never touched. */
+    insert_run(run, "status, lease_expires_at", "'completed', now() - interval '1 hour'");
+    usleep(3 * REAPER_MS * 1000);
+    char status[32];
+    sql_value(status, sizeof status, "SELECT status FROM agent_runs WHERE id = '%s'", run);
+    assert_string_equal(status, "completed");
+}
+
+static void test_sweep_redispatches(void **state)
+{
+    char never[KX_UUID_LEN + 1], lost[KX_UUID_LEN + 1], fresh[KX_UUID_LEN + 1];
+    insert_run(never, "created_at", "now() - interval '10 seconds'");
+    insert_run(lost, "created_at, dispatched_at",
+               "now() - interval '5 minutes', now() - interval '2 minutes'");
+    insert_run(fresh, "created_at, dispatched_at", "now() - interval '10 seconds', now()");
+    Kx__V1__RunDispatch *d = wait_dispatch(never, 3 * SWEEP_MS + 1000);
+    assert_non_null(d);
+    assert_int_equal(d->attempt, 1);
+    kx_pb_free(d);
+    d = wait_dispatch(lost, 3 * SWEEP_MS + 1000);
+    assert_non_null(d);
+    kx_pb_free(d);
+    d = wait_dispatch(fresh, 2 * SWEEP_MS);          /* dispatched recently: left alone */
+    assert_null(d);
+    sql("UPDATE agent_runs SET status = 'stopped' WHERE id IN ('%s', '%s', '%s')", never, lost,
+        fresh);
+}
+
+static void test_submit_while_postgres_down(void **state)
+{
+    char run[KX_UUID_LEN + 1];
+    /* created "in the future" so that the sweep leaves it alone: only the submit's retry
+     * can dispatch it */
+    insert_run(run, "created_at", "now() + interval '1 hour'");
+    PQfinish(g_db);
+    g_db = NULL;
+    assert_int_equal(kx_th_pg_down(&g_pg), KX_OK);
+    submit(run);
+    usleep(1500 * 1000);                 /* the scheduler naks it (retry in 1 s) ... */
+    assert_int_equal(kx_th_pg_up(&g_pg), KX_OK);
+    Kx__V1__RunDispatch *d = wait_dispatch(run, 8000);   /* ... and dispatches it after */
+    assert_non_null(d);
+    kx_pb_free(d);
+    g_db = PQconnectdb(g_pg.url);
+    assert_int_equal(PQstatus(g_db), CONNECTION_OK);
+    sql("UPDATE agent_runs SET status = 'stopped' WHERE id = '%s'", run);
+}
+
+static void test_sigterm_keeps_durable_consumer(void **state)
+{
+    assert_int_equal(kx_th_kill(g_sched), 0);
+    g_sched = 0;
+    jsConsumerInfo *ci = NULL;
+    assert_int_equal(js_GetConsumerInfo(&ci, kx_bus_js(g_bus), KX_STREAM_SUBMIT,
+                                        KX_CONSUMER_SCHEDULER, NULL, NULL), NATS_OK);
+    assert_non_null(ci);
+    assert_string_equal(ci->Config->DeliverGroup, KX_CONSUMER_SCHEDULER);
+    jsConsumerInfo_Destroy(ci);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_submit_dispatches_queued_run),
+        cmocka_unit_test(test_heartbeats_extend_matching_leases),
+        cmocka_unit_test(test_reaper_fails_expired_lease),
+        cmocka_unit_test(test_sweep_redispatches),
+        cmocka_unit_test(test_submit_while_postgres_down),
+        cmocka_unit_test(test_sigterm_keeps_durable_consumer),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

@@ -1,0 +1,187 @@
+/* test_sandbox_broker_path.c — the sandbox-broker's pure checks: folder normalization (what
+ * may and may not reach the file system), session names, the workspace layout, mkdir -p, and
+ * the UTF-8 repair of command output. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sandbox_path.h"
+#include "utf8.h"
+
+static void expect_folder(const char *in, const char *want)
+{
+    char out[SB_FOLDER_MAX + 1], why[256] = "";
+    assert_int_equal(sb_folder_normalize(in, out, sizeof out, why, sizeof why), KX_OK);
+    assert_string_equal(out, want);
+}
+
+static void expect_folder_refused(const char *in, const char *why_part)
+{
+    char out[SB_FOLDER_MAX + 1], why[256] = "";
+    assert_int_equal(sb_folder_normalize(in, out, sizeof out, why, sizeof why), KX_ERR_INVALID);
+    assert_string_equal(out, "");
+    assert_non_null(strstr(why, why_part));
+}
+
+static void test_folder_accepted(void **state)
+{
+    expect_folder(NULL, "");
+    expect_folder("", "");
+    expect_folder(".", "");
+    expect_folder("src", "src");
+    expect_folder("./src/", "src");
+    expect_folder("a//b/./c", "a/b/c");
+    expect_folder("/workspace", "");
+    expect_folder("/workspace/", "");
+    expect_folder("/workspace/app/src", "app/src");
+    expect_folder("my app", "my app");
+    expect_folder("..foo/bar..", "..foo/bar..");   /* names that merely contain dots */
+}
+
+static void test_folder_refused(void **state)
+{
+    expect_folder_refused("..", "folder '..' must not contain '..'");
+    expect_folder_refused("../etc", "folder '../etc'");
+    expect_folder_refused("a/../../b", "'..'");
+    expect_folder_refused("a/..", "'..'");
+    expect_folder_refused("/workspace/../etc", "'..'");
+    expect_folder_refused("/etc", "folder '/etc' must be relative");
+    expect_folder_refused("/workspacex", "must be relative");
+    expect_folder_refused("/", "must be relative");
+    expect_folder_refused("a\nb", "control character");
+
+    char big[SB_FOLDER_MAX + 10];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    expect_folder_refused(big, "too long");
+}
+
+static void test_session_names(void **state)
+{
+    assert_true(sb_session_name_valid("build"));
+    assert_true(sb_session_name_valid("session_0a1b2c3d"));
+    assert_true(sb_session_name_valid("a.b-c_D9"));
+    char max[SB_SESSION_MAX + 2];
+    memset(max, 'a', SB_SESSION_MAX);
+    max[SB_SESSION_MAX] = '\0';
+    assert_true(sb_session_name_valid(max));
+    max[SB_SESSION_MAX] = 'a';
+    max[SB_SESSION_MAX + 1] = '\0';
+    assert_false(sb_session_name_valid(max));     /* 65 characters */
+    assert_false(sb_session_name_valid(NULL));
+    assert_false(sb_session_name_valid(""));
+    assert_false(sb_session_name_valid("a/b"));
+    assert_false(sb_session_name_valid("a b"));
+    assert_false(sb_session_name_valid("x;rm"));
+    assert_false(sb_session_name_valid("caf\xc3\xa9"));
+
+    char name[32];
+    sb_session_name_default(0xdeadbeefu, name, sizeof name);
+    assert_string_equal(name, "session_deadbeef");
+    sb_session_name_default(7, name, sizeof name);
+    assert_string_equal(name, "session_00000007");
+    assert_true(sb_session_name_valid(name));
+}
+
+static void test_layout(void **state)
+{
+    char out[512];
+    const char *project = "0A1B2C3D-0000-4000-8000-00000000000F";
+    assert_int_equal(sb_workspace_path("/srv/sb", project, "", out, sizeof out), KX_OK);
+    assert_string_equal(out, "/srv/sb/0a1b2c3d-0000-4000-8000-00000000000f/workspace");
+    assert_int_equal(sb_workspace_path("/srv/sb", project, "app/src", out, sizeof out), KX_OK);
+    assert_string_equal(out, "/srv/sb/0a1b2c3d-0000-4000-8000-00000000000f/workspace/app/src");
+    assert_int_equal(sb_sessions_dir("/srv/sb", project, out, sizeof out), KX_OK);
+    assert_string_equal(out, "/srv/sb/0a1b2c3d-0000-4000-8000-00000000000f/.kx/sessions");
+    assert_int_equal(sb_workspace_path("/srv/sb", project, "", out, 20), KX_ERR_INVALID);
+
+    assert_int_equal(sb_visible_cwd("", out, sizeof out), KX_OK);
+    assert_string_equal(out, "/workspace");
+    assert_int_equal(sb_visible_cwd("app/src", out, sizeof out), KX_OK);
+    assert_string_equal(out, "/workspace/app/src");
+}
+
+static void test_mkdir_p(void **state)
+{
+    char tmpl[] = "/tmp/kx-unit-sbpath-XXXXXX";
+    assert_non_null(mkdtemp(tmpl));
+    char path[256];
+    snprintf(path, sizeof path, "%s/a/b/c", tmpl);
+    assert_int_equal(sb_mkdir_p(path, 0700), KX_OK);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(st.st_mode & 0777, 0700);
+    assert_int_equal(sb_mkdir_p(path, 0700), KX_OK);          /* again: fine */
+
+    char file[300];
+    snprintf(file, sizeof file, "%s/a/file", tmpl);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/a/file/sub", tmpl);
+    assert_int_equal(sb_mkdir_p(path, 0700), KX_ERR_IO);      /* a file in the way */
+
+    unlink(file);
+    snprintf(path, sizeof path, "%s/a/b/c", tmpl);
+    rmdir(path);
+    snprintf(path, sizeof path, "%s/a/b", tmpl);
+    rmdir(path);
+    snprintf(path, sizeof path, "%s/a", tmpl);
+    rmdir(path);
+    rmdir(tmpl);
+}
+
+static void expect_sanitized(const char *in, size_t len, const char *want)
+{
+    size_t out_len = 0;
+    char *out = sb_utf8_sanitize(in, len, &out_len);
+    assert_non_null(out);
+    assert_int_equal(out_len, strlen(want));
+    assert_memory_equal(out, want, out_len);
+    assert_true(sb_utf8_valid(out, out_len));
+    free(out);
+}
+
+#define FFFD "\xef\xbf\xbd"
+
+static void test_utf8(void **state)
+{
+    assert_true(sb_utf8_valid("hello", 5));
+    const char *mixed = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
+    assert_true(sb_utf8_valid(mixed, strlen(mixed)));
+    assert_false(sb_utf8_valid("\xc3", 1));               /* cut in half */
+    assert_false(sb_utf8_valid("\xc0\xaf", 2));           /* overlong '/' */
+    assert_false(sb_utf8_valid("\xed\xa0\x80", 3));       /* surrogate */
+    assert_false(sb_utf8_valid("\xf4\x90\x80\x80", 4));   /* above U+10FFFF */
+    assert_false(sb_utf8_valid("\xff", 1));
+
+    expect_sanitized("plain text\n", 11, "plain text\n");
+    expect_sanitized("caf\xc3\xa9", 5, "caf\xc3\xa9");
+    expect_sanitized("ab\xc3", 3, "ab" FFFD);              /* the cap cut a character */
+    expect_sanitized("\xff\xfe" "x", 3, FFFD FFFD "x");
+    expect_sanitized("a\0b", 3, "a" FFFD "b");              /* NUL would end the string */
+    expect_sanitized("\xe2\x82", 2, FFFD FFFD);
+    expect_sanitized("", 0, "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_folder_accepted),
+        cmocka_unit_test(test_folder_refused),
+        cmocka_unit_test(test_session_names),
+        cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_mkdir_p),
+        cmocka_unit_test(test_utf8),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
