@@ -1,0 +1,196 @@
+/* context.c — builds the chat messages of a thread from its stored LLM rows (see context.h). */
+#include "context.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kx/json.h"
+#include "kx/log.h"
+#include "store.h"
+
+/* The chat role of a row whose content does not say it. */
+static const char *role_for_type(const char *type)
+{
+    if (strcmp(type, "assistant") == 0)
+        return "assistant";
+    return "user";   /* user rows, and XML tool results (Kortix stores them as role user) */
+}
+
+/* Keeps only what the chat API knows; content that is neither text nor a list of parts is
+ * printed as JSON text. Steals nothing: returns a new object. */
+static json_t *clean_message(const char *type, json_t *obj)
+{
+    json_t *out = json_object();
+    if (out == NULL)
+        return NULL;
+    const char *role = kx_json_str(obj, "role", NULL);
+    if (role == NULL || role[0] == '\0')
+        role = role_for_type(type);
+    json_object_set_new(out, "role", json_string(role));
+    json_t *content = json_object_get(obj, "content");
+    json_t *tool_calls = json_object_get(obj, "tool_calls");
+    bool has_calls = strcmp(role, "assistant") == 0 && json_is_array(tool_calls) &&
+                     json_array_size(tool_calls) > 0;
+    if (json_is_string(content) || json_is_array(content)) {
+        json_object_set(out, "content", content);
+    } else if (content == NULL || json_is_null(content)) {
+        json_object_set_new(out, "content", has_calls ? json_null() : json_string(""));
+    } else {
+        char *text = kx_json_dumps_py(content);
+        json_object_set_new(out, "content", json_string(text ? text : ""));
+        free(text);
+    }
+    if (has_calls)
+        json_object_set(out, "tool_calls", tool_calls);
+    if (strcmp(role, "tool") == 0) {
+        const char *id = kx_json_str(obj, "tool_call_id", "");
+        json_object_set_new(out, "tool_call_id", json_string(id));
+        const char *name = kx_json_str(obj, "name", NULL);
+        if (name != NULL)
+            json_object_set_new(out, "name", json_string(name));
+    }
+    return out;
+}
+
+json_t *context_message_from_row(const char *type, const char *content_text)
+{
+    json_t *v = json_loads(content_text, JSON_DECODE_ANY, NULL);
+    if (json_is_string(v)) {   /* a jsonb string: it may hold JSON itself */
+        json_t *inner = json_loads(json_string_value(v), JSON_DECODE_ANY, NULL);
+        if (json_is_object(inner)) {
+            json_decref(v);
+            v = inner;
+        } else {
+            json_decref(inner);
+            json_t *msg = json_object();
+            if (msg != NULL) {
+                json_object_set_new(msg, "role", json_string(role_for_type(type)));
+                json_object_set(msg, "content", v);
+            }
+            json_decref(v);
+            return msg;
+        }
+    }
+    if (!json_is_object(v)) {   /* a number, an array, or not JSON at all: show it as text */
+        json_t *msg = json_object();
+        if (msg != NULL) {
+            json_object_set_new(msg, "role", json_string(role_for_type(type)));
+            json_object_set_new(msg, "content", json_string(content_text));
+        }
+        json_decref(v);
+        return msg;
+    }
+    json_t *msg = clean_message(type, v);
+    json_decref(v);
+    return msg;
+}
+
+/* Is id among the ids of the assistant message's tool_calls? */
+static bool calls_have_id(const json_t *calls, const char *id)
+{
+    size_t i;
+    const json_t *c;
+    json_array_foreach(calls, i, c) {
+        if (strcmp(kx_json_str(c, "id", ""), id) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* A tool message answering nobody becomes a user message carrying its text. */
+static void demote_tool_message(json_t *msg)
+{
+    const char *text = kx_json_str(msg, "content", "");
+    char *copy = strdup(text);
+    json_object_clear(msg);
+    json_object_set_new(msg, "role", json_string("user"));
+    size_t n = (copy ? strlen(copy) : 0) + 32;
+    char *wrapped = malloc(n);
+    if (wrapped != NULL)
+        snprintf(wrapped, n, "Tool result: %s", copy ? copy : "");
+    json_object_set_new(msg, "content", json_string(wrapped ? wrapped : ""));
+    free(wrapped);
+    free(copy);
+}
+
+void context_repair(json_t *messages)
+{
+    size_t i = 0;
+    while (i < json_array_size(messages)) {
+        json_t *m = json_array_get(messages, i);
+        const char *role = kx_json_str(m, "role", "");
+        if (strcmp(role, "tool") == 0) {   /* not right after an assistant's calls */
+            demote_tool_message(m);
+            i++;
+            continue;
+        }
+        const json_t *calls = json_object_get(m, "tool_calls");
+        if (strcmp(role, "assistant") != 0 || !json_is_array(calls)) {
+            i++;
+            continue;
+        }
+        /* the tool messages that follow this assistant message */
+        size_t j = i + 1;
+        json_t *answered = json_object();
+        while (j < json_array_size(messages)) {
+            json_t *t = json_array_get(messages, j);
+            if (strcmp(kx_json_str(t, "role", ""), "tool") != 0)
+                break;
+            const char *id = kx_json_str(t, "tool_call_id", "");
+            if (!calls_have_id(calls, id) || json_object_get(answered, id) != NULL)
+                break;   /* answers another call: ends the block (demoted by the outer loop) */
+            json_object_set_new(answered, id, json_true());
+            j++;
+        }
+        /* calls without an answer get one, right after the answered ones */
+        size_t k;
+        const json_t *c;
+        json_array_foreach(calls, k, c) {
+            const char *id = kx_json_str(c, "id", "");
+            if (json_object_get(answered, id) != NULL)
+                continue;
+            json_t *t = json_object();
+            json_object_set_new(t, "role", json_string("tool"));
+            json_object_set_new(t, "tool_call_id", json_string(id));
+            const char *name = kx_json_str(json_object_get(c, "function"), "name", "");
+            json_object_set_new(t, "name", json_string(name));
+            json_object_set_new(t, "content", json_string(CONTEXT_MISSING_RESULT));
+            json_array_insert_new(messages, j++, t);
+            json_object_set_new(answered, id, json_true());
+        }
+        json_decref(answered);
+        i = j;
+    }
+}
+
+kx_err context_load(kx_db *db, const char *thread_id, json_t **messages, char *last_type,
+                    size_t last_type_len)
+{
+    *messages = NULL;
+    snprintf(last_type, last_type_len, "%s", "");
+    store_msg *rows = NULL;
+    size_t n = 0;
+    kx_err err = store_load_llm_messages(db, thread_id, &rows, &n);
+    if (err != KX_OK)
+        return err;
+    json_t *out = json_array();
+    if (out == NULL) {
+        store_msgs_free(rows, n);
+        return KX_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = context_message_from_row(rows[i].type, rows[i].content);
+        if (m == NULL || json_array_append_new(out, m) != 0) {
+            json_decref(out);
+            store_msgs_free(rows, n);
+            return KX_ERR_NOMEM;
+        }
+    }
+    if (n > 0)
+        snprintf(last_type, last_type_len, "%s", rows[n - 1].type);
+    store_msgs_free(rows, n);
+    context_repair(out);
+    *messages = out;
+    return KX_OK;
+}

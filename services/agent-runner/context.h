@@ -1,0 +1,31 @@
+/* context.h — what the model sees of a thread: its LLM messages (messages.is_llm_message) in
+ * created_at order, turned into OpenAI chat messages.
+ *
+ * messages.content may be a jsonb object or a jsonb string that itself holds JSON (Kortix's
+ * writers do both); both are accepted, and a string that is not JSON becomes the text of a
+ * message whose role follows the row's type. The list is also made acceptable to strict
+ * OpenAI-compatible servers: an assistant's tool_calls that never got a result (the run was
+ * stopped mid-call) get a synthetic tool result, and a tool result that answers no preceding
+ * call becomes a user message. */
+#ifndef RUNNER_CONTEXT_H
+#define RUNNER_CONTEXT_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include "kx/db.h"
+#include "kx/err.h"
+
+/* The text given to the model for a tool call whose result was never saved. */
+#define CONTEXT_MISSING_RESULT "the tool call did not complete: the run was stopped or failed"
+
+/* Loads the thread's LLM messages into *messages (a new json array; caller json_decref's) and
+ * the type of the newest row into last_type ("" when the thread has none). Loop thread. */
+kx_err context_load(kx_db *db, const char *thread_id, json_t **messages, char *last_type,
+                    size_t last_type_len);
+
+/* The pure part, for tests: one stored row (type, content as text) as a chat message (new
+ * reference, NULL only on OOM), and the repair pass over a whole list (in place). */
+json_t *context_message_from_row(const char *type, const char *content_text);
+void context_repair(json_t *messages);
+
+#endif

@@ -1,0 +1,248 @@
+/* dispatch.c — the fetcher thread and the loop-side handling of RunDispatch messages (see
+ * dispatch.h). The consumer is created explicitly (js_AddConsumer) and the pull subscription
+ * binds to it, so that closing this subscription never deletes the durable that every runner
+ * replica shares. */
+#include "dispatch.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kx/log.h"
+#include "kx/metrics.h"
+#include "kx/pb.h"
+#include "kx/uuid.h"
+#include "run.h"
+#include "store.h"
+
+#define ACK_WAIT_NS (30LL * 1000 * 1000 * 1000)
+#define MAX_BATCH 64
+#define FETCH_TIMEOUT_MS 1000
+#define IDLE_SLEEP_US (100 * 1000)
+#define RETRY_SLEEP_US (1000 * 1000)
+
+struct dispatch {
+    runner *r;
+    pthread_t thread;
+    bool started;
+    atomic_bool stop;
+    natsSubscription *sub;   /* fetcher thread only (until joined) */
+};
+
+typedef struct posted {
+    runner *r;
+    natsMsg *msg;
+} posted;
+
+/* ---- loop side ---------------------------------------------------------------------- */
+
+static void handle_dispatch(kx_loop *loop, void *arg)
+{
+    posted *p = arg;
+    runner *r = p->r;
+    natsMsg *msg = p->msg;
+    free(p);
+    atomic_fetch_sub(&r->reserved, 1);
+
+    if (r->draining) {   /* let another runner have it */
+        natsMsg_Nak(msg, NULL);
+        natsMsg_Destroy(msg);
+        return;
+    }
+    Kx__V1__RunDispatch *d = kx_pb_unpack(&kx__v1__run_dispatch__descriptor,
+                                          natsMsg_GetData(msg),
+                                          (size_t)natsMsg_GetDataLength(msg));
+    if (d == NULL || !kx_uuid_valid(d->run_id)) {
+        kx_error("dispatch: dropping a message on %s that is not a valid kx.v1.RunDispatch "
+                 "(%d bytes%s)", natsMsg_GetSubject(msg), natsMsg_GetDataLength(msg),
+                 d ? ", run_id is not a UUID" : "");
+        natsMsg_Term(msg, NULL);
+        natsMsg_Destroy(msg);
+        kx_pb_free(d);
+        return;
+    }
+    kx_bus_meta meta;
+    if (kx_bus_meta_read(msg, &meta) != KX_OK)
+        memset(&meta, 0, sizeof meta);
+    if (runner_find(r, d->run_id) != NULL) {   /* a redelivery of a run we already run */
+        kx_log(KX_LOG_INFO, d->run_id, NULL, "dispatch: already held; duplicate acked");
+        natsMsg_Ack(msg, NULL);
+        natsMsg_Destroy(msg);
+        kx_pb_free(d);
+        return;
+    }
+    bool claimed = false;
+    store_claim claim;
+    kx_err err = store_claim_run(r->db, d->run_id, r->instance_id, r->cfg->lease_ttl_ms,
+                                 &claimed, &claim);
+    if (err != KX_OK) {
+        /* Postgres trouble: leave the message unacked; JetStream redelivers it after AckWait
+         * (a Nak would bring it back at once, in a tight loop while Postgres is down). */
+        if (err == KX_ERR_UNAVAILABLE)
+            atomic_store(&r->db_ok, false);
+        kx_log(KX_LOG_ERROR, d->run_id, NULL, "dispatch: claim failed (%s); the dispatch will "
+               "be redelivered", kx_err_str(err));
+        natsMsg_Destroy(msg);
+        kx_pb_free(d);
+        return;
+    }
+    atomic_store(&r->db_ok, true);
+    natsMsg_Ack(msg, NULL);
+    natsMsg_Destroy(msg);
+    if (!claimed) {
+        kx_log(KX_LOG_INFO, d->run_id, NULL, "dispatch: run is not queued (taken or stopped); "
+               "dispatch dropped");
+        kx_counter_add(kx_metrics_counter("kx_runner_dispatches_total", "result=\"dropped\"",
+                                          "Dispatches handled, by outcome"), 1);
+        kx_pb_free(d);
+        return;
+    }
+    kx_counter_add(kx_metrics_counter("kx_runner_dispatches_total", "result=\"claimed\"",
+                                      "Dispatches handled, by outcome"), 1);
+    err = run_start(r, d->run_id, &claim, d->wall_deadline_ms, &meta);
+    if (err != KX_OK) {
+        /* Claimed but not started (out of memory): fail it now rather than leave it to the
+         * reaper. */
+        bool won = false;
+        const char *why = "internal error: the agent-runner could not start the run (out of "
+                          "memory)";
+        if (store_finish_run(r->db, d->run_id, claim.epoch, "failed", why, &won) == KX_OK && won)
+            kx_log(KX_LOG_ERROR, d->run_id, NULL, "dispatch: %s", why);
+    }
+    kx_pb_free(d);
+}
+
+/* ---- the fetcher thread ---------------------------------------------------------------- */
+
+/* Creates (or finds) the durable consumer and binds a pull subscription to it. */
+static kx_err subscribe(dispatch *d)
+{
+    jsCtx *js = kx_bus_js(d->r->bus);
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = KX_CONSUMER_RUNNERS;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = ACK_WAIT_NS;
+    cc.FilterSubject = KX_SUBJ_RUN_DISPATCH;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddConsumer(&ci, js, KX_STREAM_DISPATCH, &cc, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    if (s != NATS_OK && jerr != JSConsumerNameExistErr) {
+        kx_warn("dispatch: could not create the consumer %s on %s: %s (JetStream error %d)",
+                KX_CONSUMER_RUNNERS, KX_STREAM_DISPATCH, natsStatus_GetText(s), (int)jerr);
+        /* it may exist with another configuration: try to bind anyway */
+    }
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = KX_STREAM_DISPATCH;
+    so.Consumer = KX_CONSUMER_RUNNERS;
+    jerr = 0;
+    s = js_PullSubscribe(&d->sub, js, KX_SUBJ_RUN_DISPATCH, KX_CONSUMER_RUNNERS, NULL, &so, &jerr);
+    if (s != NATS_OK) {
+        kx_warn("dispatch: could not subscribe to %s (consumer %s): %s (JetStream error %d); "
+                "retrying", KX_SUBJ_RUN_DISPATCH, KX_CONSUMER_RUNNERS, natsStatus_GetText(s),
+                (int)jerr);
+        d->sub = NULL;
+        return KX_ERR_UNAVAILABLE;
+    }
+    kx_info("dispatch: pulling %s (stream %s, consumer %s)", KX_SUBJ_RUN_DISPATCH,
+            KX_STREAM_DISPATCH, KX_CONSUMER_RUNNERS);
+    return KX_OK;
+}
+
+static void *fetcher(void *arg)
+{
+    dispatch *d = arg;
+    runner *r = d->r;
+    while (!atomic_load(&d->stop)) {
+        if (d->sub == NULL && subscribe(d) != KX_OK) {
+            usleep(RETRY_SLEEP_US);
+            continue;
+        }
+        int batch = runner_free_slots(r);
+        if (batch > MAX_BATCH)
+            batch = MAX_BATCH;
+        if (batch <= 0) {
+            usleep(IDLE_SLEEP_US);
+            continue;
+        }
+        natsMsgList list = {0};
+        jsErrCode jerr = 0;
+        natsStatus s = natsSubscription_Fetch(&list, d->sub, batch, FETCH_TIMEOUT_MS, &jerr);
+        if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
+            natsMsgList_Destroy(&list);
+            continue;
+        }
+        if (s != NATS_OK) {
+            kx_warn("dispatch: fetch failed: %s (JetStream error %d)", natsStatus_GetText(s),
+                    (int)jerr);
+            natsMsgList_Destroy(&list);
+            if (s == NATS_INVALID_SUBSCRIPTION || s == NATS_CONNECTION_CLOSED ||
+                jerr == JSConsumerNotFoundErr) {
+                natsSubscription_Destroy(d->sub);
+                d->sub = NULL;
+            }
+            usleep(RETRY_SLEEP_US);
+            continue;
+        }
+        for (int i = 0; i < list.Count; i++) {
+            natsMsg *m = list.Msgs[i];
+            list.Msgs[i] = NULL;   /* ours now */
+            posted *p = malloc(sizeof *p);
+            atomic_fetch_add(&r->reserved, 1);
+            if (p != NULL) {
+                p->r = r;
+                p->msg = m;
+            }
+            if (p == NULL || kx_loop_post(r->loop, handle_dispatch, p) != KX_OK) {
+                atomic_fetch_sub(&r->reserved, 1);
+                kx_error("dispatch: out of memory handing a dispatch to the loop; it will be "
+                         "redelivered");
+                free(p);
+                natsMsg_Destroy(m);
+            }
+        }
+        natsMsgList_Destroy(&list);
+    }
+    return NULL;
+}
+
+kx_err dispatch_start(runner *r, dispatch **out)
+{
+    *out = NULL;
+    dispatch *d = calloc(1, sizeof *d);
+    if (d == NULL)
+        return KX_ERR_NOMEM;
+    d->r = r;
+    atomic_init(&d->stop, false);
+    if (pthread_create(&d->thread, NULL, fetcher, d) != 0) {
+        kx_error("dispatch: could not start the fetcher thread");
+        free(d);
+        return KX_ERR_INTERNAL;
+    }
+    d->started = true;
+    *out = d;
+    return KX_OK;
+}
+
+void dispatch_stop(dispatch *d)
+{
+    if (d != NULL)
+        atomic_store(&d->stop, true);
+}
+
+void dispatch_free(dispatch *d)
+{
+    if (d == NULL)
+        return;
+    dispatch_stop(d);
+    if (d->started)
+        pthread_join(d->thread, NULL);
+    if (d->sub != NULL)
+        natsSubscription_Destroy(d->sub);   /* keeps the durable consumer (no unsubscribe) */
+    free(d);
+}

@@ -1,0 +1,41 @@
+/* events.h — the run event stream (docs/architecture.md, "The run event stream"): builders of
+ * the exact payload texts and the publisher of kx.v1.RunEvent on kx.run.ev.<run_id>.
+ *
+ * Payloads are printed like Python's json.dumps (kx_json_dumps_py), because Kortix's frontend
+ * matches substrings of them. Inside DB-row events, "content" and "metadata" are JSON *strings*
+ * (the row's jsonb printed the same way), not objects. All builders return malloc'd text
+ * (free()) or NULL when out of memory. */
+#ifndef RUNNER_EVENTS_H
+#define RUNNER_EVENTS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "kx/bus.h"
+#include "kx/pb.h"
+
+/* {"message_id", "thread_id", "type", "is_llm_message", "content": "<content as JSON text>",
+ *  "metadata": "<metadata as JSON text>", "created_at", "updated_at"} — a saved messages row. */
+char *events_row_json(const char *message_id, const char *thread_id, const char *type,
+                      bool is_llm, const json_t *content, const json_t *metadata,
+                      const char *created_at, const char *updated_at);
+
+/* {"sequence": n, "message_id": null, "thread_id", "type": "assistant", "is_llm_message": true,
+ *  "content": "{\"role\": \"assistant\", \"content\": \"<delta>\"}",
+ *  "metadata": "{\"stream_status\": \"chunk\", \"thread_run_id\": \"T\"}",
+ *  "created_at", "updated_at"} — an unsaved text delta; timestamps are now. */
+char *events_chunk_json(uint64_t sequence, const char *thread_id, const char *delta, size_t len,
+                        const char *thread_run_id);
+
+/* {"type": "status", "status": "<status>", "message": "<message>"} — the terminal status. */
+char *events_status_json(const char *status, const char *message);
+
+/* Publishes RunEvent{run_id, lease_epoch, seq, kind, terminal, payload_json} on
+ * kx.run.ev.<run_id> (JetStream, asynchronous: order is kept per connection). meta may be
+ * NULL. */
+kx_err events_publish(kx_bus *bus, const char *run_id, int64_t epoch, uint64_t seq,
+                      Kx__V1__RunEventKind kind, bool terminal, const char *payload_json,
+                      const kx_bus_meta *meta);
+
+#endif

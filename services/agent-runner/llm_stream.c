@@ -1,0 +1,260 @@
+/* llm_stream.c — folds OpenAI chat.completion.chunk objects into one answer (see
+ * llm_stream.h). Only jansson is used; everything else is plain C so that it can be unit-tested
+ * with canned chunks. */
+#include "llm_stream.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool llm_buf_append(llm_buf *b, const char *s, size_t len)
+{
+    if (b->s == NULL || b->len + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 64;
+        while (cap < b->len + len + 1)
+            cap *= 2;
+        char *n = realloc(b->s, cap);
+        if (n == NULL)
+            return false;
+        b->s = n;
+        b->cap = cap;
+    }
+    if (len > 0)
+        memcpy(b->s + b->len, s, len);
+    b->len += len;
+    b->s[b->len] = '\0';
+    return true;
+}
+
+void llm_buf_free(llm_buf *b)
+{
+    free(b->s);
+    memset(b, 0, sizeof *b);
+}
+
+void llm_stream_init(llm_stream *s)
+{
+    memset(s, 0, sizeof *s);
+}
+
+void llm_stream_free(llm_stream *s)
+{
+    llm_buf_free(&s->content);
+    for (size_t i = 0; i < s->ncalls; i++) {
+        llm_buf_free(&s->calls[i].id);
+        llm_buf_free(&s->calls[i].name);
+        llm_buf_free(&s->calls[i].arguments);
+    }
+    free(s->calls);
+    memset(s, 0, sizeof *s);
+}
+
+/* The call with this index, created (in index order) if new; NULL on OOM. */
+static llm_tool_call *call_at(llm_stream *s, int index)
+{
+    size_t pos = 0;
+    while (pos < s->ncalls && s->calls[pos].index < index)
+        pos++;
+    if (pos < s->ncalls && s->calls[pos].index == index)
+        return &s->calls[pos];
+    if (s->ncalls == s->capcalls) {
+        size_t cap = s->capcalls ? s->capcalls * 2 : 4;
+        llm_tool_call *n = realloc(s->calls, cap * sizeof *n);
+        if (n == NULL)
+            return NULL;
+        s->calls = n;
+        s->capcalls = cap;
+    }
+    memmove(&s->calls[pos + 1], &s->calls[pos], (s->ncalls - pos) * sizeof *s->calls);
+    memset(&s->calls[pos], 0, sizeof *s->calls);
+    s->calls[pos].index = index;
+    s->ncalls++;
+    return &s->calls[pos];
+}
+
+/* A string field of a fragment: NULL when absent, null or not a string. */
+static const char *str_of(const json_t *obj, const char *key, size_t *len)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (!json_is_string(v))
+        return NULL;
+    *len = json_string_length(v);
+    return json_string_value(v);
+}
+
+static bool fold_tool_calls(llm_stream *s, const json_t *arr)
+{
+    size_t i;
+    const json_t *tc;
+    json_array_foreach(arr, i, tc) {
+        if (!json_is_object(tc))
+            continue;
+        const json_t *jidx = json_object_get(tc, "index");
+        int index = json_is_integer(jidx) ? (int)json_integer_value(jidx) : (int)i;
+        llm_tool_call *c = call_at(s, index);
+        if (c == NULL)
+            return false;
+        s->received_output = true;
+        size_t n;
+        const char *id = str_of(tc, "id", &n);
+        if (id != NULL && n > 0 && c->id.len == 0 && !llm_buf_append(&c->id, id, n))
+            return false;
+        const json_t *fn = json_object_get(tc, "function");
+        if (!json_is_object(fn))
+            continue;
+        const char *name = str_of(fn, "name", &n);
+        /* The name normally comes whole in the first fragment; some servers repeat it in
+         * every fragment (ignored), a few split it (appended). */
+        if (name != NULL && n > 0 && !(c->name.len == n && memcmp(c->name.s, name, n) == 0)) {
+            if (!llm_buf_append(&c->name, name, n))
+                return false;
+        }
+        const char *args = str_of(fn, "arguments", &n);
+        if (args != NULL && n > 0) {
+            if (!llm_buf_append(&c->arguments, args, n))
+                return false;
+        } else if (json_is_object(json_object_get(fn, "arguments"))) {
+            /* a few servers send the arguments as an object, not as JSON text */
+            char *text = json_dumps(json_object_get(fn, "arguments"), JSON_COMPACT);
+            bool ok = text != NULL && llm_buf_append(&c->arguments, text, strlen(text));
+            free(text);
+            if (!ok)
+                return false;
+        }
+    }
+    return true;
+}
+
+/* Folds choices[0].delta (or .message) into s. */
+static llm_feed_result fold_choice(llm_stream *s, const json_t *choice)
+{
+    const json_t *d = json_object_get(choice, "delta");
+    if (!json_is_object(d))
+        d = json_object_get(choice, "message");
+    if (json_is_object(d)) {
+        size_t n;
+        const char *text = str_of(d, "content", &n);
+        if (text != NULL && n > 0) {
+            if (!llm_buf_append(&s->content, text, n))
+                return LLM_FEED_NOMEM;
+            s->received_output = true;
+        }
+        const json_t *tcs = json_object_get(d, "tool_calls");
+        if (json_is_array(tcs) && !fold_tool_calls(s, tcs))
+            return LLM_FEED_NOMEM;
+    }
+    const json_t *fr = json_object_get(choice, "finish_reason");
+    if (json_is_string(fr) && json_string_length(fr) > 0)
+        snprintf(s->finish_reason, sizeof s->finish_reason, "%s", json_string_value(fr));
+    return LLM_FEED_OK;
+}
+
+static void error_text(const json_t *err, char *out, size_t outlen)
+{
+    if (json_is_string(err)) {
+        snprintf(out, outlen, "%s", json_string_value(err));
+        return;
+    }
+    const json_t *msg = json_object_get(err, "message");
+    const json_t *type = json_object_get(err, "type");
+    const json_t *code = json_object_get(err, "code");
+    const char *m = json_is_string(msg) ? json_string_value(msg) : "unknown error";
+    const char *t = json_is_string(type) ? json_string_value(type)
+                    : json_is_string(code) ? json_string_value(code) : NULL;
+    if (t != NULL && t[0] != '\0')
+        snprintf(out, outlen, "%s (%s)", m, t);
+    else
+        snprintf(out, outlen, "%s", m);
+}
+
+llm_feed_result llm_stream_feed(llm_stream *s, const char *data, size_t len,
+                                size_t *content_from)
+{
+    if (content_from != NULL)
+        *content_from = s->content.len;
+    /* trim the white space a server may put around the payload */
+    while (len > 0 && (data[0] == ' ' || data[0] == '\n' || data[0] == '\r' || data[0] == '\t')) {
+        data++;
+        len--;
+    }
+    while (len > 0 && (data[len - 1] == ' ' || data[len - 1] == '\n' || data[len - 1] == '\r'))
+        len--;
+    if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
+        s->done = true;
+        return LLM_FEED_DONE;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(data, len, 0, &jerr);
+    if (!json_is_object(root)) {
+        snprintf(s->error, sizeof s->error, "the LLM stream sent data that is not a JSON object "
+                 "(%s): %.*s", root ? "wrong type" : jerr.text, (int)(len > 200 ? 200 : len),
+                 data);
+        json_decref(root);
+        return LLM_FEED_MALFORMED;
+    }
+    llm_feed_result res = LLM_FEED_OK;
+    const json_t *err = json_object_get(root, "error");
+    if (err != NULL && !json_is_null(err)) {
+        error_text(err, s->error, sizeof s->error);
+        json_decref(root);
+        return LLM_FEED_ERROR;
+    }
+    s->nchunks++;
+    const json_t *model = json_object_get(root, "model");
+    if (json_is_string(model) && s->model[0] == '\0')
+        snprintf(s->model, sizeof s->model, "%s", json_string_value(model));
+    const json_t *choices = json_object_get(root, "choices");
+    if (choices != NULL && !json_is_array(choices)) {
+        snprintf(s->error, sizeof s->error, "the LLM stream sent a chunk whose \"choices\" is "
+                 "not an array");
+        json_decref(root);
+        return LLM_FEED_MALFORMED;
+    }
+    if (json_array_size(choices) > 0 && json_is_object(json_array_get(choices, 0)))
+        res = fold_choice(s, json_array_get(choices, 0));
+    const json_t *usage = json_object_get(root, "usage");
+    if (json_is_object(usage)) {
+        s->have_usage = true;
+        s->prompt_tokens = json_integer_value(json_object_get(usage, "prompt_tokens"));
+        s->completion_tokens = json_integer_value(json_object_get(usage, "completion_tokens"));
+        const json_t *total = json_object_get(usage, "total_tokens");
+        s->total_tokens = json_is_integer(total) ? json_integer_value(total)
+                                                 : s->prompt_tokens + s->completion_tokens;
+    }
+    json_decref(root);
+    return res;
+}
+
+void llm_error_message(const char *body, size_t len, char *out, size_t outlen)
+{
+    if (outlen == 0)
+        return;
+    out[0] = '\0';
+    if (body == NULL || len == 0) {
+        snprintf(out, outlen, "(empty body)");
+        return;
+    }
+    json_t *root = json_loadb(body, len, 0, NULL);
+    const json_t *e = NULL;
+    if (json_is_object(root)) {
+        e = json_object_get(root, "error");
+        if (e == NULL || json_is_null(e))
+            e = json_object_get(root, "message");
+        if (e == NULL || json_is_null(e))
+            e = json_object_get(root, "detail");
+    }
+    if (e != NULL && (json_is_string(e) || json_is_object(e))) {
+        error_text(e, out, outlen);
+    } else {
+        size_t n = len < outlen - 1 ? len : outlen - 1;
+        if (n > 300)
+            n = 300;
+        memcpy(out, body, n);
+        out[n] = '\0';
+        for (size_t i = 0; i < n; i++)
+            if (out[i] == '\n' || out[i] == '\r')
+                out[i] = ' ';
+    }
+    json_decref(root);
+}

@@ -1,0 +1,70 @@
+/* llm_stream.h — the accumulator of an OpenAI-compatible streamed chat completion.
+ *
+ * Each SSE event's data is one `chat.completion.chunk` JSON object (or the literal "[DONE]").
+ * llm_stream_feed folds it into the accumulated answer: the text (choices[0].delta.content),
+ * the tool calls by their index (id, function.name, and arguments that arrive in fragments),
+ * the finish_reason, usage (often in a last chunk with no choices) and the model name.
+ * A whole non-streamed `chat.completion` (choices[0].message) is accepted too, for servers
+ * that ignore "stream": true.
+ *
+ * Pure: no I/O, no globals; one accumulator per LLM attempt; not thread-safe. */
+#ifndef RUNNER_LLM_STREAM_H
+#define RUNNER_LLM_STREAM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* A growing byte string, always NUL-terminated when s != NULL. */
+typedef struct llm_buf {
+    char *s;
+    size_t len, cap;
+} llm_buf;
+
+/* One native tool call as assembled from its fragments. */
+typedef struct llm_tool_call {
+    int index;            /* the provider's index: calls are kept sorted by it */
+    llm_buf id;
+    llm_buf name;
+    llm_buf arguments;    /* the JSON text of the arguments, as the model wrote it */
+} llm_tool_call;
+
+typedef struct llm_stream {
+    llm_buf content;
+    llm_tool_call *calls;
+    size_t ncalls, capcalls;
+    char finish_reason[32];   /* "" until a chunk says it */
+    char model[128];          /* from the chunks' "model", "" if none */
+    bool done;                /* "[DONE]" seen */
+    bool have_usage;
+    long long prompt_tokens, completion_tokens, total_tokens;
+    size_t nchunks;           /* chunks folded in (not counting [DONE]) */
+    bool received_output;     /* any text or tool-call fragment arrived */
+    char error[512];          /* LLM_FEED_ERROR / LLM_FEED_MALFORMED: what was wrong */
+} llm_stream;
+
+typedef enum llm_feed_result {
+    LLM_FEED_OK = 0,        /* folded in (maybe nothing new) */
+    LLM_FEED_DONE,          /* "[DONE]": the stream is complete */
+    LLM_FEED_ERROR,         /* the provider sent {"error": {...}} in the stream; see ->error */
+    LLM_FEED_MALFORMED,     /* not JSON, or not the shape of a chunk; see ->error */
+    LLM_FEED_NOMEM,
+} llm_feed_result;
+
+void llm_stream_init(llm_stream *s);
+void llm_stream_free(llm_stream *s);   /* frees what it holds; s itself is the caller's */
+
+/* Folds one event's data in. *content_from (may be NULL) receives the content length before
+ * this chunk, so the new text is s->content.s[*content_from .. s->content.len). */
+llm_feed_result llm_stream_feed(llm_stream *s, const char *data, size_t len,
+                                size_t *content_from);
+
+/* The message of an OpenAI-style error body ({"error": {"message": ...}} or {"error": "..."}
+ * or {"message": ...} or {"detail": ...}) into out; if body is not such JSON, its first bytes
+ * as text. Always NUL-terminates out. */
+void llm_error_message(const char *body, size_t len, char *out, size_t outlen);
+
+/* Appends bytes to a buffer. false on OOM. */
+bool llm_buf_append(llm_buf *b, const char *s, size_t len);
+void llm_buf_free(llm_buf *b);
+
+#endif

@@ -1,0 +1,123 @@
+/* main.c — the agent-runner: the table of contents of the service.
+ *
+ *   kx_svc_init("agent-runner", 9102)   identity, logs, loop, signals, NATS, health, ops HTTP
+ *   runner_config_load                  KX_* / provider settings (config.c)
+ *   kx_db_connect + kx_db_migrate       Postgres and the schema (store.c has every statement)
+ *   kx_bus_ensure_streams               KX_RUN_DISPATCH and KX_RUN_EVENTS exist
+ *   kx_curlm_new                        libcurl multi on the loop, for the LLM streams (llm.c)
+ *   runner_new                          the instance: held runs, LLM client, async requests
+ *   dispatch_start                      the fetcher thread pulling RunDispatch (dispatch.c)
+ *   control_subscribe                   STOP on kx.run.ctl.> (control.c)
+ *   heartbeat_start                     RunnerHeartbeat on kx.run.hb (heartbeat.c)
+ *   kx_svc_run                          the loop; every run is a state machine on it (run.c)
+ *
+ * Drain (SIGTERM): stop fetching dispatches, let the held runs finish until the drain timeout
+ * (KX_DRAIN_TIMEOUT_MS); runs still held then are failed, so they do not wait for the reaper. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "control.h"
+#include "dispatch.h"
+#include "heartbeat.h"
+#include "kx/bus.h"
+#include "kx/curlm.h"
+#include "kx/db.h"
+#include "kx/log.h"
+#include "kx/svc.h"
+#include "runner.h"
+#include "store.h"
+
+typedef struct app {
+    kx_svc svc;
+    runner_config cfg;
+    kx_db *db;
+    kx_curlm *curlm;
+    runner *runner;
+    dispatch *dispatch;
+    heartbeat *heartbeat;
+} app;
+
+static void on_drain(kx_svc *svc, void *arg)
+{
+    app *a = arg;
+    dispatch_stop(a->dispatch);
+    runner_drain(a->runner);
+}
+
+static bool on_ready(kx_svc *svc, void *arg, char *why, size_t whylen)
+{
+    app *a = arg;
+    if (a->runner != NULL && !atomic_load(&a->runner->db_ok)) {
+        snprintf(why, whylen, "postgres: not reachable");
+        return false;
+    }
+    return true;
+}
+
+/* Everything after kx_svc_init; on failure the caller cleans up what was made. */
+static kx_err start(app *a)
+{
+    kx_err err = runner_config_load(&a->cfg);
+    if (err != KX_OK) {
+        kx_error("agent-runner refuses to start: bad configuration (see above)");
+        return err;
+    }
+    kx_info("config: provider %s at %s, default model %s, capacity %lld, max iterations %lld",
+            a->cfg.provider_name, a->cfg.llm_base_url[0] ? a->cfg.llm_base_url : "(none)",
+            a->cfg.model[0] ? a->cfg.model : "(none)", (long long)a->cfg.capacity,
+            (long long)a->cfg.max_iterations);
+    if (a->cfg.provider == PROVIDER_ANTHROPIC)
+        kx_warn("config: ANTHROPIC_API_KEY is set: every run will fail: %s",
+                RUNNER_ANTHROPIC_ERROR);
+
+    err = kx_db_connect(a->cfg.database_url, store_statements(), &a->db);
+    if (err != KX_OK && a->db == NULL)
+        return err;
+    /* the schema must exist before the first claim; Postgres may still be starting */
+    while ((err = kx_db_migrate(a->db, kx_db_migrations_dir())) != KX_OK) {
+        if (err != KX_ERR_UNAVAILABLE || kx_svc_draining(&a->svc))
+            return err;
+        kx_warn("db: not reachable yet; retrying the migrations in 1 s");
+        sleep(1);
+    }
+    while ((err = kx_bus_ensure_streams(a->svc.bus)) != KX_OK) {
+        if (kx_svc_draining(&a->svc))
+            return err;
+        kx_warn("bus: JetStream streams not ready (%s); retrying in 1 s", kx_err_str(err));
+        sleep(1);
+    }
+    if ((err = kx_curlm_new(a->svc.loop, &a->curlm)) != KX_OK)
+        return err;
+    if ((err = runner_new(&a->cfg, &a->svc, a->db, a->curlm, &a->runner)) != KX_OK)
+        return err;
+    if ((err = control_subscribe(a->runner)) != KX_OK)
+        return err;
+    if ((err = heartbeat_start(a->runner, &a->heartbeat)) != KX_OK)
+        return err;
+    if ((err = dispatch_start(a->runner, &a->dispatch)) != KX_OK)
+        return err;
+    kx_svc_on_drain(&a->svc, on_drain, a);
+    kx_svc_on_ready(&a->svc, on_ready, a);
+    return KX_OK;
+}
+
+int main(void)
+{
+    static app a;
+    if (kx_svc_init(&a.svc, "agent-runner", 9102) != KX_OK)
+        return 1;
+    int code = 1;
+    if (start(&a) == KX_OK)
+        code = kx_svc_run(&a.svc);
+    dispatch_free(a.dispatch);   /* before the bus closes: the subscription is on it */
+    if (a.runner != NULL)
+        runner_shutdown(a.runner, "the agent-runner shut down before the run finished");
+    heartbeat_free(a.heartbeat);
+    runner_free(a.runner);
+    kx_curlm_free(a.curlm);
+    kx_svc_close(&a.svc);
+    kx_db_close(a.db);
+    return code;
+}

@@ -1,0 +1,15 @@
+/* prompt.h — what the runner tells the model besides the thread: the default system prompt
+ * (which names the execute_command tool and explains Kortix's XML calling format, kortix-
+ * behaviour.md §9) and the JSON schema of execute_command in OpenAI's "tools" form. */
+#ifndef RUNNER_PROMPT_H
+#define RUNNER_PROMPT_H
+
+#include <jansson.h>
+
+/* Static text. */
+const char *prompt_system(void);
+
+/* A new array with the one tool schema, [{"type": "function", "function": {...}}]; NULL on OOM. */
+json_t *prompt_tools(void);
+
+#endif

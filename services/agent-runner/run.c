@@ -1,0 +1,753 @@
+/* run.c — the agent loop of one run, as a state machine on the loop thread (see run.h for the
+ * states). The exact order of saved rows and published events follows the table in
+ * docs/architecture.md ("The run event stream"):
+ *
+ *   turn:  thread_run_start, assistant_response_start, chunks...,
+ *          [per tool call, in order: tool_started, (first call only: assistant message),
+ *           tool result row (saved), tool_completed|tool_failed, tool event]
+ *          | [assistant message],
+ *          finish, assistant_response_end (saved only), thread_run_end
+ *   end:   terminal status (completed | failed, the latter preceded by a saved error status)
+ *
+ * Rule for every function below that writes: if it returns false, the run has been failed or
+ * dropped and may already be queued for freeing — the caller returns at once. */
+#include "run.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "context.h"
+#include "events.h"
+#include "kx/json.h"
+#include "kx/log.h"
+#include "kx/metrics.h"
+#include "kx/uuid.h"
+
+static void begin_iteration(kx_loop *loop, void *arg);
+static void run_fail(run *r, const char *error);
+static void on_tool_done(void *arg, tool_outcome *o);
+
+const char *run_state_name(run_state s)
+{
+    switch (s) {
+    case RUN_CLAIMED: return "claimed";
+    case RUN_LOADING: return "loading";
+    case RUN_LLM_STREAMING: return "llm_streaming";
+    case RUN_TOOL_RUNNING: return "tool_running";
+    case RUN_FINISHING: return "finishing";
+    case RUN_DEAD: return "dead";
+    }
+    return "?";
+}
+
+static void rlog(run *r, kx_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void rlog(run *r, kx_log_level level, const char *fmt, ...)
+{
+    if (level < kx_log_get_level())
+        return;
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    kx_log(level, r->id, r->trace_id[0] ? r->trace_id : NULL, "%s", buf);
+}
+
+/* ---- lifecycle helpers ------------------------------------------------------------------ */
+
+static void free_calls(run *r)
+{
+    for (size_t i = 0; i < r->ncalls; i++) {
+        run_call *c = &r->calls[i];
+        free(c->name);
+        free(c->arguments_text);
+        json_decref(c->arguments);
+        free(c->error);
+        json_decref(c->raw_parameters);
+        free(c->raw_xml);
+    }
+    free(r->calls);
+    r->calls = NULL;
+    r->ncalls = r->next_call = 0;
+}
+
+/* Forgets everything of the previous turn. */
+static void clear_turn(run *r)
+{
+    free(r->text);
+    r->text = NULL;
+    json_decref(r->tool_calls);
+    r->tool_calls = NULL;
+    free_calls(r);
+    memset(&r->xml_scan, 0, sizeof r->xml_scan);
+    r->finish_reason[0] = '\0';
+    r->llm_model[0] = '\0';
+    r->have_usage = false;
+    r->prompt_tokens = r->completion_tokens = r->total_tokens = 0;
+    r->response_ms = 0;
+    r->request_bytes = 0;
+    r->xml_call = false;
+    r->assistant_message_id[0] = '\0';
+}
+
+/* Cancels whatever is in flight: the LLM transfer, the tool request, the next step. */
+static void cancel_work(run *r)
+{
+    llm_call_free(r->llm);
+    r->llm = NULL;
+    tools_cancel(&r->tool);
+    kx_timer_cancel(r->step_timer);
+    r->step_timer = NULL;
+}
+
+static void schedule_step(run *r, kx_timer_cb step)
+{
+    r->step_timer = kx_loop_timer(r->owner->loop, 0, step, r);
+    if (r->step_timer == NULL)
+        run_fail(r, "internal error: out of memory scheduling the next step");
+}
+
+/* Ends our part without writing anything more (fenced, stopped, or the database is gone). */
+static void run_drop(run *r, const char *why)
+{
+    if (r->state == RUN_DEAD)
+        return;
+    rlog(r, KX_LOG_WARN, "run: dropped in state %s: %s", run_state_name(r->state), why);
+    kx_counter_add(kx_metrics_counter("kx_runner_runs_dropped_total", "",
+                                      "Runs let go without a final write (fenced, stopped)"), 1);
+    cancel_work(r);
+    r->state = RUN_DEAD;
+    runner_release(r->owner, r);
+}
+
+/* Publishes an event; takes payload (NULL = out of memory building it: logged). */
+static void publish(run *r, Kx__V1__RunEventKind kind, bool terminal, char *payload)
+{
+    if (payload == NULL) {
+        rlog(r, KX_LOG_ERROR, "run: out of memory building event %llu; not published",
+             (unsigned long long)r->ev_seq);
+        return;
+    }
+    events_publish(r->owner->bus, r->id, r->epoch, r->ev_seq++, kind, terminal, payload,
+                   &r->meta);
+    free(payload);
+}
+
+/* Inserts a messages row (fenced by the epoch) and, if publish_it, publishes it as a MESSAGE
+ * event. Takes content and metadata. */
+static bool save_row(run *r, const char *type, bool is_llm, json_t *content, json_t *metadata,
+                     bool publish_it, store_row *row_out)
+{
+    store_row row;
+    char *c = content ? kx_json_dumps_compact(content) : NULL;
+    char *m = metadata ? kx_json_dumps_compact(metadata) : NULL;
+    kx_err err = KX_ERR_NOMEM;
+    if (c != NULL && m != NULL)
+        err = store_insert_message(r->owner->db, r->id, r->epoch, type, is_llm, c, m, &row);
+    free(c);
+    free(m);
+    if (err == KX_OK) {
+        if (publish_it)
+            publish(r, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false,
+                    events_row_json(row.message_id, r->thread_id, type, is_llm, content,
+                                    metadata, row.created_at, row.updated_at));
+        if (row_out != NULL)
+            *row_out = row;
+    }
+    json_decref(content);
+    json_decref(metadata);
+    if (err == KX_OK)
+        return true;
+    if (err == KX_ERR_CONFLICT) {
+        run_drop(r, "fenced: a message insert found the run no longer running with our "
+                    "epoch (stopped, reaped or claimed again)");
+        return false;
+    }
+    if (err == KX_ERR_UNAVAILABLE)
+        atomic_store(&r->owner->db_ok, false);
+    char why[300];
+    snprintf(why, sizeof why, "internal error: could not save a %s message: %s", type,
+             kx_err_str(err));
+    if (r->failing)
+        run_drop(r, why);
+    else
+        run_fail(r, why);
+    return false;
+}
+
+static json_t *turn_metadata(run *r)
+{
+    if (r->thread_run_id[0] == '\0')
+        return json_object();
+    return json_pack("{s:s}", "thread_run_id", r->thread_run_id);
+}
+
+/* A status row ({"status_type", ...}, not for the LLM) with metadata {"thread_run_id"}. */
+static bool save_status(run *r, json_t *content)
+{
+    return save_row(r, "status", false, content, turn_metadata(r), true, NULL);
+}
+
+static bool save_simple_status(run *r, const char *status_type)
+{
+    return save_status(r, json_pack("{s:s}", "status_type", status_type));
+}
+
+/* The end: a fenced compare-and-set, then (only if we won it) the terminal event. */
+static void run_finish(run *r, const char *status, const char *error)
+{
+    r->state = RUN_FINISHING;
+    bool won = false;
+    kx_err err = store_finish_run(r->owner->db, r->id, r->epoch, status, error, &won);
+    if (err != KX_OK) {
+        char why[200];
+        snprintf(why, sizeof why, "could not record the end of the run (%s); the reaper will "
+                 "end it", kx_err_str(err));
+        run_drop(r, why);
+        return;
+    }
+    if (!won) {
+        run_drop(r, "fenced at finish: the run was stopped or reaped meanwhile");
+        return;
+    }
+    bool ok = strcmp(status, "completed") == 0;
+    publish(r, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS, true,
+            ok ? events_status_json("completed", "Agent run completed successfully")
+               : events_status_json("failed", error ? error : "Agent run failed"));
+    char labels[64];
+    snprintf(labels, sizeof labels, "status=\"%s\"", status);
+    kx_counter_add(kx_metrics_counter("kx_runner_runs_finished_total", labels,
+                                      "Runs this runner ended, by final status"), 1);
+    rlog(r, ok ? KX_LOG_INFO : KX_LOG_WARN, "run: %s after %lld turn(s)%s%s", status,
+         (long long)r->iterations, error ? ": " : "", error ? error : "");
+    cancel_work(r);
+    r->state = RUN_DEAD;
+    runner_release(r->owner, r);
+}
+
+/* Fails the run: a saved error status, thread_run_end if a turn is open, then the finish. */
+static void run_fail(run *r, const char *error)
+{
+    if (r->state == RUN_DEAD || r->failing)
+        return;
+    r->failing = true;
+    cancel_work(r);
+    r->state = RUN_FINISHING;
+    if (!save_status(r, json_pack("{s:s, s:s, s:s}", "role", "system", "status_type", "error",
+                                  "message", error)))
+        return;
+    if (r->turn_open) {
+        r->turn_open = false;
+        if (!save_simple_status(r, "thread_run_end"))
+            return;
+    }
+    run_finish(r, "failed", error);
+}
+
+/* ---- the turn's rows -------------------------------------------------------------------- */
+
+static json_t *tool_calls_or_null(run *r)
+{
+    return r->tool_calls ? json_incref(r->tool_calls) : json_null();
+}
+
+/* The assistant message of the turn (complete), published. */
+static bool save_assistant(run *r)
+{
+    json_t *content = json_pack("{s:s, s:s, s:o}", "role", "assistant", "content",
+                                r->text ? r->text : "", "tool_calls", tool_calls_or_null(r));
+    json_t *metadata = json_pack("{s:s, s:s}", "stream_status", "complete", "thread_run_id",
+                                 r->thread_run_id);
+    store_row row;
+    if (!save_row(r, "assistant", true, content, metadata, true, &row))
+        return false;
+    snprintf(r->assistant_message_id, sizeof r->assistant_message_id, "%s", row.message_id);
+    return true;
+}
+
+/* assistant_response_end: saved, not streamed. */
+static bool save_response_end(run *r)
+{
+    if (!r->have_usage) {   /* the provider sent none: a rough estimate, as Kortix does */
+        r->prompt_tokens = (long long)(r->request_bytes + 3) / 4;
+        r->completion_tokens = (long long)((r->text ? strlen(r->text) : 0) + 3) / 4;
+        r->total_tokens = r->prompt_tokens + r->completion_tokens;
+    }
+    const char *fr = r->finish_reason[0] ? r->finish_reason : "stop";
+    json_t *content = json_pack(
+        "{s:[{s:s, s:i, s:{s:s, s:s, s:o}}], s:I, s:s, s:{s:I, s:I, s:I}, s:b, s:I}",
+        "choices", "finish_reason", fr, "index", 0, "message", "role", "assistant", "content",
+        r->text ? r->text : "", "tool_calls", tool_calls_or_null(r), "created",
+        (json_int_t)(kx_now_ms() / 1000), "model", r->llm_model[0] ? r->llm_model : r->model,
+        "usage", "prompt_tokens", (json_int_t)r->prompt_tokens, "completion_tokens",
+        (json_int_t)r->completion_tokens, "total_tokens", (json_int_t)r->total_tokens,
+        "streaming", 1, "response_ms", (json_int_t)r->response_ms);
+    return save_row(r, "assistant_response_end", false, content, turn_metadata(r), false, NULL);
+}
+
+/* finish (already saved by the caller), assistant_response_end, thread_run_end; then the next
+ * iteration on a fresh loop iteration. */
+static void end_turn(run *r)
+{
+    if (!save_response_end(r))
+        return;
+    r->turn_open = false;
+    if (!save_simple_status(r, "thread_run_end"))
+        return;
+    r->state = RUN_LOADING;
+    schedule_step(r, begin_iteration);
+}
+
+static bool save_finish(run *r, const char *reason)
+{
+    return save_status(r, json_pack("{s:s, s:s}", "status_type", "finish", "finish_reason",
+                                    reason));
+}
+
+/* ---- tool calls ------------------------------------------------------------------------- */
+
+static char *xml_tag_name(const char *name)
+{
+    char *t = strdup(name);
+    if (t != NULL)
+        for (char *p = t; *p; p++)
+            if (*p == '_')
+                *p = '-';
+    return t;
+}
+
+/* {"role": "assistant", "status_type", "function_name", "xml_tag_name", "message",
+ *  "tool_index", "tool_call_id"} */
+static json_t *tool_status(run *r, const run_call *c, const char *status_type,
+                           const char *message)
+{
+    char *tag = xml_tag_name(c->name);
+    json_t *s = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "role", "assistant",
+                          "status_type", status_type, "function_name", c->name, "xml_tag_name",
+                          tag ? tag : "", "message", message, "tool_index",
+                          (json_int_t)r->next_call,
+                          "tool_call_id", c->tool_call_id[0] ? json_string(c->tool_call_id)
+                                                             : json_null());
+    free(tag);
+    return s;
+}
+
+/* {"tool_execution": {"function_name", "xml_tag_name", "tool_call_id", "arguments",
+ *  "result": {"success", "output", "error"}}} */
+static json_t *tool_execution(const run_call *c, const tool_outcome *o)
+{
+    char *tag = xml_tag_name(c->name);
+    json_t *te = json_pack(
+        "{s:{s:s, s:s, s:o, s:o, s:{s:b, s:O, s:o}}}", "tool_execution", "function_name",
+        c->name, "xml_tag_name", tag ? tag : "", "tool_call_id",
+        c->tool_call_id[0] ? json_string(c->tool_call_id) : json_null(), "arguments",
+        c->arguments ? json_incref(c->arguments) : json_object(), "result", "success", o->success, "output",
+        o->output ? o->output : json_null(), "error",
+        o->error ? json_string(o->error) : json_null());
+    free(tag);
+    return te;
+}
+
+static void start_call(run *r)
+{
+    run_call *c = &r->calls[r->next_call];
+    char msg[300];
+    snprintf(msg, sizeof msg, "Starting execution of %s", c->name);
+    if (!save_status(r, tool_status(r, c, "tool_started", msg)))
+        return;
+    if (r->next_call == 0 && !save_assistant(r))
+        return;
+    tool_outcome o = {0};
+    if (c->error != NULL) {   /* unparseable call: the model gets the reason as the result */
+        tool_outcome_fail(&o, c->error);
+        on_tool_done(r, &o);
+        return;
+    }
+    tools_request req = {
+        .call_id = c->exec_id,
+        .run_id = r->id,
+        .lease_epoch = r->epoch,
+        .account_id = r->account_id,
+        .project_id = r->project_id,
+        .thread_id = r->thread_id,
+        .tool_name = c->name,
+        .arguments_json = c->arguments_text,
+        .meta = &r->meta,
+        .wall_deadline = r->wall_deadline,
+        .tool_timeout_s = r->owner->cfg->tool_timeout_s,
+    };
+    r->state = RUN_TOOL_RUNNING;
+    kx_err err = tools_call(r->owner->async, &req, &r->tool, on_tool_done, r);
+    if (err != KX_OK) {
+        snprintf(msg, sizeof msg, "could not send the call to the tool-executor: %s",
+                 kx_err_str(err));
+        tool_outcome_fail(&o, msg);
+        on_tool_done(r, &o);
+        return;
+    }
+    rlog(r, KX_LOG_DEBUG, "run: tool call %s (%s) sent", c->exec_id, c->name);
+}
+
+/* The text the model gets as a native tool result: the output itself when it is a string,
+ * else its JSON text. malloc'd. */
+static char *llm_result_text(const tool_outcome *o)
+{
+    if (json_is_string(o->output))
+        return strdup(json_string_value(o->output));
+    return kx_json_dumps_py(o->output ? o->output : json_null());
+}
+
+static void on_tool_done(void *arg, tool_outcome *o)
+{
+    run *r = arg;
+    run_call *c = &r->calls[r->next_call];
+    kx_counter_add(kx_metrics_counter("kx_runner_tool_calls_total",
+                                      o->success ? "result=\"ok\"" : "result=\"failed\"",
+                                      "Tool calls made by runs, by outcome"), 1);
+    json_t *te = tool_execution(c, o);
+    json_t *content = NULL, *metadata = NULL;
+    if (!r->xml_call) {
+        char *text = llm_result_text(o);
+        content = json_pack("{s:s, s:s, s:s, s:s}", "role", "tool", "tool_call_id",
+                            c->tool_call_id, "name", c->name, "content", text ? text : "");
+        free(text);
+        metadata = json_pack("{s:s, s:O}", "assistant_message_id", r->assistant_message_id,
+                             "frontend_content", te);
+    } else {
+        char *text = te ? kx_json_dumps_py(te) : NULL;
+        content = json_pack("{s:s, s:s}", "role", "user", "content", text ? text : "");
+        free(text);
+        metadata = json_pack("{s:s, s:{s:s, s:o, s:s}, s:O}", "assistant_message_id",
+                             r->assistant_message_id, "parsing_details", "function_name",
+                             c->name, "raw_parameters",
+                             c->raw_parameters ? json_incref(c->raw_parameters) : json_object(),
+                             "raw_xml",
+                             c->raw_xml ? c->raw_xml : "", "frontend_content", te);
+    }
+    bool success = o->success;
+    tool_outcome_clear(o);
+    json_t *event_metadata = json_incref(metadata);
+    store_row row;
+    if (te == NULL || content == NULL || metadata == NULL) {
+        json_decref(te);
+        json_decref(content);
+        json_decref(metadata);
+        json_decref(event_metadata);
+        run_fail(r, "internal error: out of memory recording a tool result");
+        return;
+    }
+    if (!save_row(r, "tool", true, content, metadata, false, &row)) {
+        json_decref(te);
+        json_decref(event_metadata);
+        return;
+    }
+    char msg[300];
+    snprintf(msg, sizeof msg, success ? "Tool %s completed successfully" : "Tool %s failed",
+             c->name);
+    json_t *smeta = turn_metadata(r);
+    json_object_set_new(smeta, "linked_tool_result_message_id", json_string(row.message_id));
+    if (!save_row(r, "status", false,
+                  tool_status(r, c, success ? "tool_completed" : "tool_failed", msg), smeta,
+                  true, NULL)) {
+        json_decref(te);
+        json_decref(event_metadata);
+        return;
+    }
+    /* the tool row as the frontend wants it: content = {"tool_execution": ...} */
+    publish(r, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false,
+            events_row_json(row.message_id, r->thread_id, "tool", true, te, event_metadata,
+                            row.created_at, row.updated_at));
+    json_decref(te);
+    json_decref(event_metadata);
+
+    r->next_call++;
+    if (r->next_call < r->ncalls) {
+        start_call(r);
+        return;
+    }
+    r->state = RUN_FINISHING;
+    if (!save_finish(r, r->finish_reason))
+        return;
+    end_turn(r);
+}
+
+/* ---- the LLM's answer ------------------------------------------------------------------- */
+
+static run_call *add_call(run *r)
+{
+    run_call *n = realloc(r->calls, (r->ncalls + 1) * sizeof *n);
+    if (n == NULL)
+        return NULL;
+    r->calls = n;
+    run_call *c = &r->calls[r->ncalls++];
+    memset(c, 0, sizeof *c);
+    return c;
+}
+
+/* Native tool calls: run_calls and the assistant message's tool_calls array. */
+static bool take_native_calls(run *r, const llm_stream *s)
+{
+    r->tool_calls = json_array();
+    if (r->tool_calls == NULL)
+        return false;
+    for (size_t i = 0; i < s->ncalls; i++) {
+        const llm_tool_call *t = &s->calls[i];
+        run_call *c = add_call(r);
+        if (c == NULL)
+            return false;
+        if (t->id.len > 0) {
+            snprintf(c->tool_call_id, sizeof c->tool_call_id, "%s", t->id.s);
+        } else {   /* some servers send no id: make one, the next request needs it */
+            char u[KX_UUID_LEN + 1];
+            kx_uuid_new(u);
+            snprintf(c->tool_call_id, sizeof c->tool_call_id, "call_%s", u);
+        }
+        snprintf(c->exec_id, sizeof c->exec_id, "%s", c->tool_call_id);
+        c->name = strdup(t->name.len > 0 ? t->name.s : "");
+        c->arguments_text = strdup(t->arguments.len > 0 ? t->arguments.s : "{}");
+        if (c->name == NULL || c->arguments_text == NULL)
+            return false;
+        json_error_t jerr;
+        c->arguments = json_loads(c->arguments_text, JSON_DECODE_ANY, &jerr);
+        char why[400];
+        if (!json_is_object(c->arguments)) {
+            snprintf(why, sizeof why, "the arguments of %s are not a JSON object (%s)",
+                     c->name[0] ? c->name : "the tool call",
+                     c->arguments ? "wrong type" : jerr.text);
+            json_decref(c->arguments);
+            c->arguments = json_string(c->arguments_text);
+            c->error = strdup(why);
+        } else if (c->name[0] == '\0') {
+            c->error = strdup("the tool call has no function name");
+        }
+        json_t *tc = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", c->tool_call_id, "type",
+                               "function", "function", "name", c->name, "arguments",
+                               c->arguments_text);
+        if (tc == NULL || json_array_append_new(r->tool_calls, tc) != 0)
+            return false;
+    }
+    snprintf(r->finish_reason, sizeof r->finish_reason, "tool_calls");
+    return true;
+}
+
+/* An XML <function_calls> block in the text: one call; the text is cut after the block. */
+static bool take_xml_call(run *r)
+{
+    xml_call x;
+    xml_calls_result res = xml_calls_find(r->text, strlen(r->text), &x);
+    if (res == XML_CALLS_NONE)
+        return true;
+    run_call *c = add_call(r);
+    if (c == NULL) {
+        xml_call_clear(&x);
+        return false;
+    }
+    char u[KX_UUID_LEN + 1];
+    kx_uuid_new(u);
+    snprintf(c->exec_id, sizeof c->exec_id, "%s", u);
+    c->name = strdup(x.function_name && x.function_name[0] ? x.function_name : "unknown");
+    c->arguments = json_incref(x.arguments);
+    c->arguments_text = kx_json_dumps_compact(x.arguments);
+    c->raw_parameters = json_incref(x.raw_parameters);
+    c->raw_xml = strdup(x.raw_xml ? x.raw_xml : "");
+    if (res == XML_CALLS_ERROR) {
+        char why[400];
+        snprintf(why, sizeof why, "could not parse the <function_calls> block: %s", x.error);
+        c->error = strdup(why);
+    }
+    if (x.block_end < strlen(r->text))
+        r->text[x.block_end] = '\0';
+    xml_call_clear(&x);
+    if (c->name == NULL || c->arguments_text == NULL || c->raw_xml == NULL)
+        return false;
+    r->xml_call = true;
+    snprintf(r->finish_reason, sizeof r->finish_reason, "xml_tool_limit_reached");
+    return true;
+}
+
+static bool on_llm_content(void *arg, const char *delta, size_t len)
+{
+    run *r = arg;
+    publish(r, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_CHUNK, false,
+            events_chunk_json(r->chunk_seq++, r->thread_id, delta, len, r->thread_run_id));
+    /* Kortix runs one XML call per turn and stops reading the model once its block closed */
+    const llm_stream *s = llm_call_result(r->llm);
+    if (s->ncalls == 0 && xml_calls_scan(&r->xml_scan, s->content.s, s->content.len)) {
+        rlog(r, KX_LOG_DEBUG, "run: XML tool call complete; not reading the rest of the answer");
+        return false;
+    }
+    return true;
+}
+
+static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *message)
+{
+    run *r = arg;
+    if (err != KX_OK) {
+        char why[2600];
+        snprintf(why, sizeof why, "LLM request failed: %s", message);
+        run_fail(r, why);   /* frees the call (cancel_work) */
+        return;
+    }
+    const llm_stream *s = llm_call_result(call);
+    r->text = strndup(s->content.s ? s->content.s : "", s->content.len);
+    snprintf(r->llm_model, sizeof r->llm_model, "%s", s->model[0] ? s->model : r->model);
+    snprintf(r->finish_reason, sizeof r->finish_reason, "%s", s->finish_reason);
+    r->have_usage = s->have_usage;
+    r->prompt_tokens = s->prompt_tokens;
+    r->completion_tokens = s->completion_tokens;
+    r->total_tokens = s->total_tokens;
+    int64_t first = llm_call_first_chunk_ms(call), last = llm_call_last_chunk_ms(call);
+    r->response_ms = first > 0 ? last - first : kx_now_ms() - r->turn_started_ms;
+    bool ok = r->text != NULL && (s->ncalls == 0 || take_native_calls(r, s));
+    llm_call_free(call);
+    r->llm = NULL;
+    if (ok && r->ncalls == 0)
+        ok = take_xml_call(r);
+    if (!ok) {
+        run_fail(r, "internal error: out of memory reading the model's answer");
+        return;
+    }
+    rlog(r, KX_LOG_DEBUG, "run: turn %lld answered: %zu chars, %zu tool call(s), finish %s",
+         (long long)r->iterations, strlen(r->text), r->ncalls, r->finish_reason);
+    if (r->ncalls > 0) {
+        r->next_call = 0;
+        start_call(r);
+        return;
+    }
+    r->state = RUN_FINISHING;
+    if (!save_assistant(r))
+        return;
+    if (!save_finish(r, r->finish_reason[0] ? r->finish_reason : "stop"))
+        return;
+    end_turn(r);
+}
+
+/* ---- iterations --------------------------------------------------------------------------- */
+
+static void begin_iteration(kx_loop *loop, void *arg)
+{
+    run *r = arg;
+    r->step_timer = NULL;   /* the loop freed it */
+    runner *o = r->owner;
+    clear_turn(r);
+    r->state = RUN_LOADING;
+    if (o->cfg->provider == PROVIDER_ANTHROPIC) {
+        run_fail(r, RUNNER_ANTHROPIC_ERROR);
+        return;
+    }
+    if (r->wall_deadline != KX_NO_DEADLINE && kx_deadline_expired(r->wall_deadline)) {
+        run_fail(r, "the run exceeded its wall time");
+        return;
+    }
+    json_t *msgs = NULL;
+    char last_type[32];
+    kx_err err = context_load(o->db, r->thread_id, &msgs, last_type, sizeof last_type);
+    if (err != KX_OK) {
+        if (err == KX_ERR_UNAVAILABLE)
+            atomic_store(&o->db_ok, false);
+        char why[200];
+        snprintf(why, sizeof why, "internal error: could not load the thread's messages: %s",
+                 kx_err_str(err));
+        run_fail(r, why);
+        return;
+    }
+    if (strcmp(last_type, "assistant") == 0) {   /* the model answered without a tool call */
+        json_decref(msgs);
+        run_finish(r, "completed", NULL);
+        return;
+    }
+    if (r->iterations >= o->cfg->max_iterations) {
+        json_decref(msgs);
+        char why[100];
+        snprintf(why, sizeof why, "reached max iterations (%lld)",
+                 (long long)o->cfg->max_iterations);
+        run_fail(r, why);
+        return;
+    }
+    r->iterations++;
+    kx_uuid_new(r->thread_run_id);
+    if (!save_status(r, json_pack("{s:s, s:s}", "status_type", "thread_run_start",
+                                  "thread_run_id", r->thread_run_id))) {
+        json_decref(msgs);
+        return;
+    }
+    r->turn_open = true;
+    if (!save_simple_status(r, "assistant_response_start")) {
+        json_decref(msgs);
+        return;
+    }
+    char *body = llm_request_body(o->llm, r->model, msgs);
+    json_decref(msgs);
+    if (body == NULL) {
+        run_fail(r, "internal error: out of memory building the LLM request");
+        return;
+    }
+    r->request_bytes = strlen(body);
+    r->state = RUN_LLM_STREAMING;
+    r->turn_started_ms = kx_now_ms();
+    r->llm = llm_call_start(o->llm, body, r->wall_deadline, r->id, on_llm_content, on_llm_done,
+                            r);
+    if (r->llm == NULL)
+        run_fail(r, "internal error: out of memory starting the LLM request");
+}
+
+/* ---- public --------------------------------------------------------------------------- */
+
+kx_err run_start(runner *owner, const char *run_id, const store_claim *claim,
+                 kx_deadline wall_deadline, const kx_bus_meta *meta)
+{
+    run *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return KX_ERR_NOMEM;
+    r->owner = owner;
+    snprintf(r->id, sizeof r->id, "%s", run_id);
+    snprintf(r->thread_id, sizeof r->thread_id, "%s", claim->thread_id);
+    snprintf(r->account_id, sizeof r->account_id, "%s", claim->account_id);
+    snprintf(r->project_id, sizeof r->project_id, "%s", claim->project_id);
+    snprintf(r->model, sizeof r->model, "%s",
+             claim->model_name[0] ? claim->model_name : owner->cfg->model);
+    r->epoch = claim->epoch;
+    r->wall_deadline = wall_deadline;
+    if (meta != NULL && meta->traceparent[0] != '\0')
+        r->meta = *meta;
+    else
+        kx_bus_meta_init(&r->meta, KX_NO_DEADLINE, claim->account_id);
+    r->meta.deadline = KX_NO_DEADLINE;
+    snprintf(r->meta.account, sizeof r->meta.account, "%s", claim->account_id);
+    kx_bus_trace_id(&r->meta, r->trace_id);
+    r->state = RUN_CLAIMED;
+    runner_hold(owner, r);
+    rlog(r, KX_LOG_INFO, "run: claimed (epoch %lld, thread %s, model %s)", (long long)r->epoch,
+         r->thread_id, r->model);
+    schedule_step(r, begin_iteration);
+    return KX_OK;
+}
+
+void run_stop(run *r, const char *reason)
+{
+    if (r->state == RUN_DEAD)
+        return;
+    char why[300];
+    snprintf(why, sizeof why, "STOP received (%s)", reason && reason[0] ? reason : "no reason");
+    run_drop(r, why);
+}
+
+void run_abandon(run *r, const char *why)
+{
+    if (r->state == RUN_DEAD)
+        return;
+    cancel_work(r);
+    run_fail(r, why);
+}
+
+void run_free(run *r)
+{
+    if (r == NULL)
+        return;
+    cancel_work(r);
+    clear_turn(r);
+    free(r);
+}

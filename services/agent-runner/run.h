@@ -1,0 +1,109 @@
+/* run.h — one agent run as a state machine on the loop (docs/architecture.md, "A run's life"
+ * and "The run event stream"). No thread per run: every transition is a callback (a timer, the
+ * LLM transfer, a tool reply, a STOP) on the loop thread.
+ *
+ *   CLAIMED -> LOADING --(newest LLM message is the assistant's)--> FINISHING (completed)
+ *                 |
+ *                 v
+ *           LLM_STREAMING --(text only)--> LOADING (next iteration)
+ *                 |   \--(error after retries)--> FINISHING (failed)
+ *                 v
+ *           TOOL_RUNNING --(each call in order; then finish/thread_run_end)--> LOADING
+ *
+ * Any state -> DEAD: finished, fenced (a write matched no row), or STOP (no more writes or
+ * events: whoever sent STOP fenced the run and published its terminal event).
+ *
+ * Ownership: the runner's table holds the run; runner_release queues it for freeing. */
+#ifndef RUNNER_RUN_H
+#define RUNNER_RUN_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "kx/bus.h"
+#include "kx/time.h"
+#include "llm.h"
+#include "runner.h"
+#include "store.h"
+#include "tools.h"
+#include "xml_calls.h"
+
+typedef enum run_state {
+    RUN_CLAIMED = 0,     /* claimed; the first step is queued */
+    RUN_LOADING,         /* reading the thread, deciding the next turn */
+    RUN_LLM_STREAMING,   /* an LLM call (or its retry wait) is in flight */
+    RUN_TOOL_RUNNING,    /* a tool call is in flight */
+    RUN_FINISHING,       /* writing the end of the run */
+    RUN_DEAD,            /* ended: waiting to be freed; nothing may touch the world */
+} run_state;
+
+/* One tool call of a turn (native or XML). */
+typedef struct run_call {
+    char tool_call_id[80];     /* the model's id for native calls, "" for XML */
+    char exec_id[80];          /* ToolCall.call_id: the native id, or a fresh uuid */
+    char *name;
+    char *arguments_text;      /* the JSON text sent to the executor */
+    json_t *arguments;         /* shown in tool_execution.arguments */
+    char *error;               /* set: the call could not be parsed; it fails without running */
+    json_t *raw_parameters;    /* XML only: parsing_details */
+    char *raw_xml;             /* XML only */
+} run_call;
+
+struct run {
+    runner *owner;
+    run *hnext;                /* runner table chain / graveyard list */
+    run_state state;
+    char id[40];
+    char thread_id[40];
+    char account_id[40];
+    char project_id[40];
+    int64_t epoch;             /* lease epoch from the claim: fences every write */
+    kx_deadline wall_deadline;
+    char model[128];
+    kx_bus_meta meta;          /* trace context and account for what the run sends */
+    char trace_id[33];
+    uint64_t ev_seq;           /* RunEvent.seq, per run */
+    uint64_t chunk_seq;        /* "sequence" of chunk events, per run, from 0 */
+    int64_t iterations;        /* LLM turns started */
+    bool failing;              /* writing a failure: another write error drops the run */
+    kx_timer *step_timer;      /* the next step, on a fresh loop iteration */
+
+    /* the current turn */
+    bool turn_open;            /* thread_run_start saved, thread_run_end not yet */
+    char thread_run_id[40];
+    llm_call *llm;
+    xml_scan xml_scan;         /* streaming: how far the text was searched for an XML block */
+    int64_t turn_started_ms;
+    char *text;                /* the assistant's text (cut after the XML block) */
+    json_t *tool_calls;        /* native calls for the assistant message, or NULL */
+    char finish_reason[40];
+    char llm_model[128];
+    bool have_usage;
+    long long prompt_tokens, completion_tokens, total_tokens;
+    int64_t response_ms;
+    size_t request_bytes;      /* for a usage estimate when the provider sends none */
+    run_call *calls;
+    size_t ncalls, next_call;
+    bool xml_call;
+    char assistant_message_id[40];
+    tools_pending tool;
+};
+
+/* Creates the run for a successful claim, holds it in the runner and queues its first step.
+ * meta (may be NULL) carries the dispatch's trace context. */
+kx_err run_start(runner *owner, const char *run_id, const store_claim *claim,
+                 kx_deadline wall_deadline, const kx_bus_meta *meta);
+
+/* STOP: cancels the LLM transfer and the tool request now and releases the run, with no
+ * further writes or events. */
+void run_stop(run *r, const char *reason);
+
+/* Shutdown with the run still going: cancels its work and fails it (fenced). */
+void run_abandon(run *r, const char *why);
+
+/* Frees a released run (runner only). */
+void run_free(run *r);
+
+const char *run_state_name(run_state s);
+
+#endif

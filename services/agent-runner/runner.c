@@ -1,0 +1,174 @@
+/* runner.c — the agent-runner instance and its table of held runs (see runner.h). The table is
+ * a chained hash by run id; runs that ended wait in a graveyard list until a zero-delay timer
+ * frees them, so the callback that ended a run can still read it until it returns. */
+#include "runner.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kx/log.h"
+#include "kx/metrics.h"
+#include "run.h"
+
+static size_t hash_id(const char *s, size_t nbuckets)
+{
+    size_t h = 1469598103934665603ull;   /* FNV-1a */
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h & (nbuckets - 1);
+}
+
+kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *curlm,
+                  runner **out)
+{
+    *out = NULL;
+    runner *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return KX_ERR_NOMEM;
+    r->cfg = cfg;
+    r->svc = svc;
+    r->loop = svc->loop;
+    r->bus = svc->bus;
+    r->db = db;
+    r->curlm = curlm;
+    r->instance_id = svc->instance_id;
+    atomic_init(&r->held, 0);
+    atomic_init(&r->reserved, 0);
+    atomic_init(&r->db_ok, true);
+    r->nbuckets = 64;
+    while (r->nbuckets < (size_t)cfg->capacity * 2 && r->nbuckets < (1u << 20))
+        r->nbuckets *= 2;
+    r->buckets = calloc(r->nbuckets, sizeof *r->buckets);
+    if (r->buckets == NULL) {
+        free(r);
+        return KX_ERR_NOMEM;
+    }
+    kx_err err = kx_bus_async_new(r->bus, r->loop, &r->async);
+    if (err == KX_OK)
+        err = llm_client_new(cfg, r->loop, curlm, &r->llm);
+    if (err != KX_OK) {
+        kx_error("runner: could not set up (%s)", kx_err_str(err));
+        runner_free(r);
+        return err;
+    }
+    *out = r;
+    return KX_OK;
+}
+
+static void held_gauge(runner *r)
+{
+    kx_gauge_set(kx_metrics_gauge("kx_runner_runs_held", "", "Runs this runner holds now"),
+                 (int64_t)r->nheld);
+}
+
+run *runner_find(runner *r, const char *run_id)
+{
+    for (run *x = r->buckets[hash_id(run_id, r->nbuckets)]; x; x = x->hnext)
+        if (strcmp(x->id, run_id) == 0)
+            return x;
+    return NULL;
+}
+
+void runner_hold(runner *r, run *x)
+{
+    size_t b = hash_id(x->id, r->nbuckets);
+    x->hnext = r->buckets[b];
+    r->buckets[b] = x;
+    r->nheld++;
+    atomic_store(&r->held, (int)r->nheld);
+    held_gauge(r);
+}
+
+static void bury(kx_loop *loop, void *arg)
+{
+    runner *r = arg;
+    r->bury_timer = NULL;
+    run *g = r->graveyard;
+    r->graveyard = NULL;
+    while (g) {
+        run *next = g->hnext;
+        run_free(g);
+        g = next;
+    }
+}
+
+void runner_release(runner *r, run *x)
+{
+    run **pp = &r->buckets[hash_id(x->id, r->nbuckets)];
+    for (; *pp; pp = &(*pp)->hnext) {
+        if (*pp == x) {
+            *pp = x->hnext;
+            r->nheld--;
+            atomic_store(&r->held, (int)r->nheld);
+            break;
+        }
+    }
+    held_gauge(r);
+    x->hnext = r->graveyard;
+    r->graveyard = x;
+    if (r->bury_timer == NULL)
+        r->bury_timer = kx_loop_timer(r->loop, 0, bury, r);
+    if (r->draining && r->nheld == 0) {
+        kx_info("runner: drained: no run left; exiting");
+        kx_svc_exit(r->svc);
+    }
+}
+
+int runner_free_slots(runner *r)
+{
+    if (kx_svc_draining(r->svc))
+        return 0;
+    int free_slots = (int)r->cfg->capacity - atomic_load(&r->held) - atomic_load(&r->reserved);
+    return free_slots > 0 ? free_slots : 0;
+}
+
+void runner_drain(runner *r)
+{
+    r->draining = true;
+    kx_info("runner: draining: %zu run(s) held; taking no more", r->nheld);
+    if (r->nheld == 0)
+        kx_svc_exit(r->svc);
+}
+
+void runner_each(runner *r, runner_each_fn fn, void *arg)
+{
+    for (size_t b = 0; b < r->nbuckets; b++) {
+        run *x = r->buckets[b];
+        while (x) {
+            run *next = x->hnext;   /* fn may release x */
+            fn(x, arg);
+            x = next;
+        }
+    }
+}
+
+static void abandon_one(run *x, void *arg) { run_abandon(x, arg); }
+
+void runner_shutdown(runner *r, const char *why)
+{
+    if (r->nheld == 0)
+        return;
+    kx_warn("runner: exiting with %zu run(s) still held; failing them", r->nheld);
+    r->draining = false;   /* the loop is over: nothing left to signal */
+    runner_each(r, abandon_one, (void *)why);
+}
+
+static void free_one(run *x, void *arg) { run_free(x); }
+
+void runner_free(runner *r)
+{
+    if (r == NULL)
+        return;
+    if (r->buckets != NULL)
+        runner_each(r, free_one, NULL);
+    kx_timer_cancel(r->bury_timer);
+    r->bury_timer = NULL;
+    bury(r->loop, r);
+    free(r->buckets);
+    llm_client_free(r->llm);
+    kx_bus_async_free(r->async);
+    free(r);
+}

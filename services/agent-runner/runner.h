@@ -1,0 +1,73 @@
+/* runner.h — the agent-runner instance: everything its runs share (configuration, the loop,
+ * the bus, the database connection, the curl multi, the LLM client, the async-request context)
+ * and the table of the runs it holds, by run id.
+ *
+ * Threads: the loop thread owns the runner and every run. The dispatch fetcher thread only
+ * reads runner_free_slots() and adjusts `reserved` (atomics). */
+#ifndef RUNNER_RUNNER_H
+#define RUNNER_RUNNER_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include "config.h"
+#include "kx/bus.h"
+#include "kx/curlm.h"
+#include "kx/db.h"
+#include "kx/loop.h"
+#include "kx/svc.h"
+#include "llm.h"
+
+typedef struct run run;
+
+typedef struct runner {
+    const runner_config *cfg;     /* borrowed */
+    kx_svc *svc;                  /* borrowed: loop, bus, instance id, drain */
+    kx_loop *loop;
+    kx_bus *bus;
+    kx_db *db;                    /* borrowed; loop thread only */
+    kx_curlm *curlm;              /* borrowed */
+    kx_bus_async *async;          /* owned: tool-call requests */
+    llm_client *llm;              /* owned */
+    const char *instance_id;      /* lease owner and heartbeat runner_id */
+
+    run **buckets;                /* held runs, chained by run->hnext */
+    size_t nbuckets;
+    size_t nheld;
+    atomic_int held;              /* == nheld, readable from other threads */
+    atomic_int reserved;          /* dispatches fetched but not handled yet (fetcher adds) */
+    atomic_bool db_ok;            /* last known Postgres reachability, for /readyz */
+
+    run *graveyard;               /* ended runs waiting to be freed (by bury_timer) */
+    kx_timer *bury_timer;
+    bool draining;
+} runner;
+
+kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *curlm,
+                  runner **out);
+/* Frees the runner and any run it still holds, without writes (see runner_shutdown). Call
+ * after the loop stopped, before the loop is freed. */
+void runner_free(runner *r);
+
+run *runner_find(runner *r, const char *run_id);
+void runner_hold(runner *r, run *run);
+/* Removes the run from the table and queues it for freeing on a later loop iteration (so a
+ * callback that ended it may still read it until it returns). Ends a drain when the last run
+ * goes. */
+void runner_release(runner *r, run *run);
+
+/* How many more runs this instance takes now (0 while draining). Thread-safe. */
+int runner_free_slots(runner *r);
+
+/* Loop thread: stop taking runs; kx_svc_exit once none is held. */
+void runner_drain(runner *r);
+
+typedef void (*runner_each_fn)(run *run, void *arg);
+/* Calls fn for every held run; fn may release the run it gets. */
+void runner_each(runner *r, runner_each_fn fn, void *arg);
+
+/* On exit with runs still held (drain timed out): fails each of them (fenced) with the reason,
+ * so they do not wait for the reaper. Loop thread (or after the loop stopped). */
+void runner_shutdown(runner *r, const char *why);
+
+#endif

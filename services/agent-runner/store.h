@@ -1,0 +1,65 @@
+/* store.h — every SQL statement the agent-runner runs, and small typed wrappers around them.
+ *
+ * All writes are fenced by the run's lease epoch (docs/architecture.md, "A run's life"): a
+ * message insert or a finish that matches no row means the run was taken away (stopped, reaped,
+ * claimed again) and the caller must drop the run without writing or publishing anything more.
+ *
+ * Loop thread only: the runner has one kx_db, used by the loop thread. Statements are short
+ * (bounded by KX_DB_STATEMENT_TIMEOUT_MS); blocking on them is the runner's one known
+ * compromise with its "never block the loop" rule (see README.md). */
+#ifndef RUNNER_STORE_H
+#define RUNNER_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "kx/db.h"
+#include "kx/err.h"
+
+/* The statement table to give kx_db_connect (static lifetime). */
+const kx_db_stmt *store_statements(void);
+
+/* What a successful claim returns. */
+typedef struct store_claim {
+    int64_t epoch;
+    char thread_id[40];
+    char account_id[40];
+    char project_id[40];
+    char model_name[128];   /* agent_runs.metadata.model_name, "" if none */
+} store_claim;
+
+/* queued -> running for this runner. KX_OK and *claimed = true with *out filled; KX_OK and
+ * *claimed = false when the run is not queued (someone else has it, or it was stopped); other
+ * errors when the database failed. */
+kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
+                       bool *claimed, store_claim *out);
+
+/* A saved messages row. */
+typedef struct store_row {
+    char message_id[40];
+    char created_at[48];   /* ISO 8601, as Postgres prints timestamptz in JSON */
+    char updated_at[48];
+} store_row;
+
+/* Fenced insert. content_json/metadata_json are JSON texts. KX_ERR_CONFLICT when fenced. */
+kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const char *type,
+                            bool is_llm, const char *content_json, const char *metadata_json,
+                            store_row *out);
+
+/* Fenced finish: status "completed" or "failed", error NULL or the reason. *won is true when
+ * this call ended the run (and so must publish the terminal event). */
+kx_err store_finish_run(kx_db *db, const char *run_id, int64_t epoch, const char *status,
+                        const char *error, bool *won);
+
+/* One LLM message of a thread, as stored. */
+typedef struct store_msg {
+    char type[32];
+    char *content;   /* the jsonb as text (an object, or a string holding JSON); malloc'd */
+} store_msg;
+
+/* The thread's is_llm_message rows in created_at order. *msgs is malloc'd; free with
+ * store_msgs_free. */
+kx_err store_load_llm_messages(kx_db *db, const char *thread_id, store_msg **msgs, size_t *n);
+void store_msgs_free(store_msg *msgs, size_t n);
+
+#endif

@@ -1,0 +1,144 @@
+/* test_runner_context.c — how the agent-runner turns stored thread rows into chat messages
+ * (services/agent-runner/context.c): content stored as a jsonb object or as a jsonb string
+ * holding JSON, and the repair of tool-call sequences a strict OpenAI server would refuse. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "context.h"
+#include "kx/json.h"
+
+static const char *role_of(const json_t *m) { return json_string_value(json_object_get(m, "role")); }
+static const char *content_of(const json_t *m)
+{
+    return json_string_value(json_object_get(m, "content"));
+}
+
+static void test_object_and_string_content(void **state)
+{
+    json_t *m = context_message_from_row("user", "{\"role\": \"user\", \"content\": \"hi\"}");
+    assert_string_equal(role_of(m), "user");
+    assert_string_equal(content_of(m), "hi");
+    json_decref(m);
+
+    /* a jsonb string holding JSON, as Kortix's /agent/initiate writes it */
+    m = context_message_from_row("user", "\"{\\\"role\\\": \\\"user\\\", \\\"content\\\": \\\"yo\\\"}\"");
+    assert_string_equal(role_of(m), "user");
+    assert_string_equal(content_of(m), "yo");
+    json_decref(m);
+
+    /* a jsonb string that is not JSON: the text itself */
+    m = context_message_from_row("user", "\"just text\"");
+    assert_string_equal(role_of(m), "user");
+    assert_string_equal(content_of(m), "just text");
+    json_decref(m);
+
+    /* not an object at all: shown as text, role from the row type */
+    m = context_message_from_row("assistant", "42");
+    assert_string_equal(role_of(m), "assistant");
+    assert_string_equal(content_of(m), "42");
+    json_decref(m);
+}
+
+static void test_cleaning(void **state)
+{
+    /* tool_calls null is dropped; object content becomes JSON text; unknown keys dropped */
+    json_t *m = context_message_from_row(
+        "assistant", "{\"role\": \"assistant\", \"content\": {\"a\": 1}, \"tool_calls\": null, "
+                     "\"message_id\": \"x\"}");
+    assert_string_equal(content_of(m), "{\"a\": 1}");
+    assert_null(json_object_get(m, "tool_calls"));
+    assert_null(json_object_get(m, "message_id"));
+    json_decref(m);
+
+    /* an XML tool result is stored with role user: it stays a user message */
+    m = context_message_from_row("tool", "{\"role\": \"user\", \"content\": \"{\\\"tool_execution\\\": {}}\"}");
+    assert_string_equal(role_of(m), "user");
+    json_decref(m);
+
+    /* a native tool result keeps tool_call_id and name */
+    m = context_message_from_row("tool", "{\"role\": \"tool\", \"tool_call_id\": \"c1\", "
+                                         "\"name\": \"execute_command\", \"content\": \"ok\"}");
+    assert_string_equal(role_of(m), "tool");
+    assert_string_equal(json_string_value(json_object_get(m, "tool_call_id")), "c1");
+    assert_string_equal(json_string_value(json_object_get(m, "name")), "execute_command");
+    json_decref(m);
+}
+
+static json_t *assistant_with_calls(const char *id1, const char *id2)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "{\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": ["
+             "{\"id\": \"%s\", \"type\": \"function\", \"function\": {\"name\": \"f\", "
+             "\"arguments\": \"{}\"}}, {\"id\": \"%s\", \"type\": \"function\", \"function\": "
+             "{\"name\": \"g\", \"arguments\": \"{}\"}}]}", id1, id2);
+    return context_message_from_row("assistant", buf);
+}
+
+static json_t *tool_result(const char *id, const char *text)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "{\"role\": \"tool\", \"tool_call_id\": \"%s\", \"name\": \"f\", "
+             "\"content\": \"%s\"}", id, text);
+    return context_message_from_row("tool", buf);
+}
+
+static void test_repair(void **state)
+{
+    json_t *a = json_array();
+    json_array_append_new(a, context_message_from_row("user", "{\"role\": \"user\", \"content\": \"go\"}"));
+    json_array_append_new(a, assistant_with_calls("A", "B"));
+    json_array_append_new(a, tool_result("B", "b done"));   /* A never answered (stopped) */
+    json_array_append_new(a, tool_result("Z", "orphan"));   /* answers no call */
+    json_array_append_new(a, context_message_from_row("user", "{\"role\": \"user\", \"content\": \"again\"}"));
+    context_repair(a);
+
+    assert_int_equal(json_array_size(a), 6);
+    assert_string_equal(role_of(json_array_get(a, 1)), "assistant");
+    json_t *t1 = json_array_get(a, 2);
+    assert_string_equal(role_of(t1), "tool");
+    assert_string_equal(json_string_value(json_object_get(t1, "tool_call_id")), "B");
+    json_t *t2 = json_array_get(a, 3);   /* the synthetic answer for A, inside the block */
+    assert_string_equal(role_of(t2), "tool");
+    assert_string_equal(json_string_value(json_object_get(t2, "tool_call_id")), "A");
+    assert_string_equal(json_string_value(json_object_get(t2, "name")), "f");
+    assert_string_equal(content_of(t2), CONTEXT_MISSING_RESULT);
+    json_t *orphan = json_array_get(a, 4);   /* demoted to a user message */
+    assert_string_equal(role_of(orphan), "user");
+    assert_string_equal(content_of(orphan), "Tool result: orphan");
+    assert_string_equal(content_of(json_array_get(a, 5)), "again");
+    json_decref(a);
+}
+
+static void test_repair_leaves_good_threads_alone(void **state)
+{
+    json_t *a = json_array();
+    json_array_append_new(a, context_message_from_row("user", "{\"role\": \"user\", \"content\": \"go\"}"));
+    json_array_append_new(a, assistant_with_calls("A", "B"));
+    json_array_append_new(a, tool_result("A", "a"));
+    json_array_append_new(a, tool_result("B", "b"));
+    json_array_append_new(a, context_message_from_row("assistant", "{\"role\": \"assistant\", \"content\": \"done\", \"tool_calls\": null}"));
+    char *before = kx_json_dumps_py(a);
+    context_repair(a);
+    char *after = kx_json_dumps_py(a);
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
+    json_decref(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_object_and_string_content),
+        cmocka_unit_test(test_cleaning),
+        cmocka_unit_test(test_repair),
+        cmocka_unit_test(test_repair_leaves_good_threads_alone),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

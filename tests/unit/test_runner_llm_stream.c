@@ -1,0 +1,176 @@
+/* test_runner_llm_stream.c — the agent-runner's accumulator of OpenAI chat.completion.chunk
+ * objects (services/agent-runner/llm_stream.c): content deltas, tool-call fragments by index,
+ * finish_reason, usage, [DONE], errors in the stream and error bodies. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "llm_stream.h"
+
+static llm_feed_result feed(llm_stream *s, const char *data, size_t *from)
+{
+    return llm_stream_feed(s, data, strlen(data), from);
+}
+
+static void test_content_deltas(void **state)
+{
+    llm_stream s;
+    llm_stream_init(&s);
+    size_t from = 99;
+    assert_int_equal(feed(&s, "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\","
+                              "\"model\":\"kortix/demo\",\"choices\":[{\"index\":0,\"delta\":"
+                              "{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}",
+                         &from), LLM_FEED_OK);
+    assert_int_equal(from, 0);
+    assert_int_equal(s.content.len, 0);
+    assert_false(s.received_output);
+    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}",
+                          &from), LLM_FEED_OK);
+    assert_int_equal(from, 0);
+    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo \\u00e9\"}}]}",
+                          &from), LLM_FEED_OK);
+    assert_int_equal(from, 3);
+    assert_string_equal(s.content.s + from, "lo \xc3\xa9");
+    assert_string_equal(s.content.s, "Hello \xc3\xa9");
+    assert_true(s.received_output);
+    assert_string_equal(s.model, "kortix/demo");
+    assert_string_equal(s.finish_reason, "");
+    assert_int_equal(s.ncalls, 0);
+    assert_int_equal(s.nchunks, 3);
+    llm_stream_free(&s);
+}
+
+static void test_finish_usage_done(void **state)
+{
+    llm_stream s;
+    llm_stream_init(&s);
+    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"}}]}", NULL),
+                     LLM_FEED_OK);
+    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}",
+                          NULL), LLM_FEED_OK);
+    assert_string_equal(s.finish_reason, "stop");
+    assert_false(s.have_usage);
+    /* OpenAI's include_usage chunk: empty choices, usage set */
+    assert_int_equal(feed(&s, "{\"choices\":[],\"usage\":{\"prompt_tokens\":12,"
+                              "\"completion_tokens\":3,\"total_tokens\":15}}", NULL), LLM_FEED_OK);
+    assert_true(s.have_usage);
+    assert_int_equal(s.prompt_tokens, 12);
+    assert_int_equal(s.completion_tokens, 3);
+    assert_int_equal(s.total_tokens, 15);
+    assert_false(s.done);
+    assert_int_equal(feed(&s, " [DONE] ", NULL), LLM_FEED_DONE);
+    assert_true(s.done);
+    assert_string_equal(s.content.s, "ok");
+    llm_stream_free(&s);
+}
+
+static void test_tool_call_fragments(void **state)
+{
+    llm_stream s;
+    llm_stream_init(&s);
+    /* index 1 arrives first, then index 0; arguments split mid-token across chunks */
+    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+                              "\"content\":null,\"tool_calls\":[{\"index\":1,\"id\":\"call_B\","
+                              "\"type\":\"function\",\"function\":{\"name\":\"execute_command\","
+                              "\"arguments\":\"\"}}]}}]}", NULL), LLM_FEED_OK);
+    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+                              "\"id\":\"call_A\",\"function\":{\"name\":\"execute_command\","
+                              "\"arguments\":\"{\\\"comm\"}}]}}]}", NULL), LLM_FEED_OK);
+    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+                              "\"function\":{\"arguments\":\"and\\\": \\\"ls\"}}]}}]}", NULL),
+                     LLM_FEED_OK);
+    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,"
+                              "\"function\":{\"arguments\":\"{}\"}},{\"index\":0,\"function\":"
+                              "{\"arguments\":\"\\\"}\"}}]}}]}", NULL), LLM_FEED_OK);
+    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{},"
+                              "\"finish_reason\":\"tool_calls\"}]}", NULL), LLM_FEED_OK);
+    assert_int_equal(feed(&s, "[DONE]", NULL), LLM_FEED_DONE);
+
+    assert_int_equal(s.ncalls, 2);
+    assert_int_equal(s.calls[0].index, 0);
+    assert_string_equal(s.calls[0].id.s, "call_A");
+    assert_string_equal(s.calls[0].name.s, "execute_command");
+    assert_string_equal(s.calls[0].arguments.s, "{\"command\": \"ls\"}");
+    assert_int_equal(s.calls[1].index, 1);
+    assert_string_equal(s.calls[1].id.s, "call_B");
+    assert_string_equal(s.calls[1].arguments.s, "{}");
+    assert_string_equal(s.finish_reason, "tool_calls");
+    assert_true(s.received_output);
+    assert_int_equal(s.content.len, 0);
+    llm_stream_free(&s);
+}
+
+static void test_repeated_name_not_doubled(void **state)
+{
+    llm_stream s;
+    llm_stream_init(&s);
+    assert_int_equal(feed(&s, "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"x\","
+                              "\"function\":{\"name\":\"f\",\"arguments\":\"{\"}}]}}]}", NULL),
+                     LLM_FEED_OK);
+    assert_int_equal(feed(&s, "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"x\","
+                              "\"function\":{\"name\":\"f\",\"arguments\":\"}\"}}]}}]}", NULL),
+                     LLM_FEED_OK);
+    assert_string_equal(s.calls[0].name.s, "f");
+    assert_string_equal(s.calls[0].id.s, "x");
+    assert_string_equal(s.calls[0].arguments.s, "{}");
+    llm_stream_free(&s);
+}
+
+static void test_whole_completion(void **state)
+{
+    llm_stream s;
+    llm_stream_init(&s);
+    assert_int_equal(feed(&s, "{\"object\":\"chat.completion\",\"choices\":[{\"index\":0,"
+                              "\"message\":{\"role\":\"assistant\",\"content\":\"hi\"},"
+                              "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,"
+                              "\"completion_tokens\":1}}", NULL), LLM_FEED_OK);
+    assert_string_equal(s.content.s, "hi");
+    assert_string_equal(s.finish_reason, "stop");
+    assert_int_equal(s.total_tokens, 2);
+    llm_stream_free(&s);
+}
+
+static void test_errors(void **state)
+{
+    llm_stream s;
+    llm_stream_init(&s);
+    assert_int_equal(feed(&s, "{\"error\":{\"message\":\"Rate limit reached\","
+                              "\"type\":\"rate_limit_error\"}}", NULL), LLM_FEED_ERROR);
+    assert_string_equal(s.error, "Rate limit reached (rate_limit_error)");
+    assert_int_equal(feed(&s, "not json at all", NULL), LLM_FEED_MALFORMED);
+    assert_non_null(strstr(s.error, "not a JSON object"));
+    assert_int_equal(feed(&s, "[1,2]", NULL), LLM_FEED_MALFORMED);
+    assert_int_equal(feed(&s, "{\"choices\":\"nope\"}", NULL), LLM_FEED_MALFORMED);
+    assert_int_equal(s.content.len, 0);
+    llm_stream_free(&s);
+
+    char msg[128];
+    const char *b1 = "{\"error\":{\"message\":\"Incorrect API key provided\","
+                     "\"type\":\"invalid_request_error\",\"code\":\"invalid_api_key\"}}";
+    llm_error_message(b1, strlen(b1), msg, sizeof msg);
+    assert_string_equal(msg, "Incorrect API key provided (invalid_request_error)");
+    const char *b2 = "{\"detail\":\"model not found\"}";
+    llm_error_message(b2, strlen(b2), msg, sizeof msg);
+    assert_string_equal(msg, "model not found");
+    const char *b3 = "<html>502 Bad Gateway\n</html>";
+    llm_error_message(b3, strlen(b3), msg, sizeof msg);
+    assert_string_equal(msg, "<html>502 Bad Gateway </html>");
+    llm_error_message(NULL, 0, msg, sizeof msg);
+    assert_string_equal(msg, "(empty body)");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_content_deltas),
+        cmocka_unit_test(test_finish_usage_done),
+        cmocka_unit_test(test_tool_call_fragments),
+        cmocka_unit_test(test_repeated_name_not_doubled),
+        cmocka_unit_test(test_whole_completion),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,242 @@
+/* test_runner_xml_calls.c — the agent-runner's parser of XML tool-call blocks
+ * (services/agent-runner/xml_calls.c): valid calls, first-invoke-only, typed values, and the
+ * errors a model gets back for blocks that do not parse. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "xml_calls.h"
+
+static xml_calls_result find(const char *text, xml_call *c)
+{
+    return xml_calls_find(text, strlen(text), c);
+}
+
+static void test_valid_call(void **state)
+{
+    const char *text =
+        "I will list the files.\n"
+        "<function_calls>\n"
+        "<invoke name=\"execute_command\">\n"
+        "<parameter name=\"command\">  ls -la /workspace  </parameter>\n"
+        "<parameter name='folder'>src</parameter>\n"
+        "</invoke>\n"
+        "</function_calls>\n"
+        "trailing text";
+    xml_call c;
+    assert_int_equal(find(text, &c), XML_CALLS_FOUND);
+    assert_string_equal(c.function_name, "execute_command");
+    assert_string_equal(json_string_value(json_object_get(c.arguments, "command")),
+                        "ls -la /workspace");
+    assert_string_equal(json_string_value(json_object_get(c.arguments, "folder")), "src");
+    assert_int_equal(json_object_size(c.arguments), 2);
+    assert_string_equal(json_string_value(json_object_get(c.raw_parameters, "command")),
+                        "ls -la /workspace");
+    /* raw_xml is the block exactly, block_end is just past it */
+    assert_int_equal(strncmp(c.raw_xml, "<function_calls>", 16), 0);
+    size_t n = strlen(c.raw_xml);
+    assert_true(n > 17);
+    assert_string_equal(c.raw_xml + n - 17, "</function_calls>");
+    assert_int_equal(c.block_start, strlen("I will list the files.\n"));
+    assert_string_equal(text + c.block_end, "\ntrailing text");
+    xml_call_clear(&c);
+}
+
+static void test_case_insensitive_tags(void **state)
+{
+    const char *text = "<FUNCTION_CALLS><Invoke  name = \"x\" ><PARAMETER name=\"a\">1"
+                       "</Parameter></INVOKE></Function_Calls>";
+    xml_call c;
+    assert_int_equal(find(text, &c), XML_CALLS_FOUND);
+    assert_string_equal(c.function_name, "x");
+    assert_int_equal(json_integer_value(json_object_get(c.arguments, "a")), 1);
+    xml_call_clear(&c);
+}
+
+static void test_multiple_invokes_first_only(void **state)
+{
+    const char *text = "<function_calls>"
+                       "<invoke name=\"first\"><parameter name=\"a\">1</parameter></invoke>"
+                       "<invoke name=\"second\"><parameter name=\"b\">2</parameter></invoke>"
+                       "</function_calls>"
+                       "<function_calls><invoke name=\"third\"></invoke></function_calls>";
+    xml_call c;
+    assert_int_equal(find(text, &c), XML_CALLS_FOUND);
+    assert_string_equal(c.function_name, "first");
+    assert_int_equal(json_object_size(c.arguments), 1);
+    assert_null(json_object_get(c.arguments, "b"));
+    /* the block ends at the first </function_calls> */
+    assert_int_equal(strncmp(c.raw_xml + strlen(c.raw_xml) - 17, "</function_calls>", 17), 0);
+    assert_null(strstr(c.raw_xml, "third"));
+    xml_call_clear(&c);
+}
+
+static void test_typed_values(void **state)
+{
+    const char *text =
+        "<function_calls><invoke name=\"t\">"
+        "<parameter name=\"obj\">{\"k\": [1, 2]}</parameter>"
+        "<parameter name=\"arr\"> [\"a\", true] </parameter>"
+        "<parameter name=\"badjson\">{not json</parameter>"
+        "<parameter name=\"yes\">true</parameter>"
+        "<parameter name=\"no\">False</parameter>"
+        "<parameter name=\"int\">-42</parameter>"
+        "<parameter name=\"real\">3.5</parameter>"
+        "<parameter name=\"notnum\">12abc</parameter>"
+        "<parameter name=\"version\">1.2.3</parameter>"
+        "<parameter name=\"empty\"></parameter>"
+        "<parameter name=\"text\">hello world</parameter>"
+        "</invoke></function_calls>";
+    xml_call c;
+    assert_int_equal(find(text, &c), XML_CALLS_FOUND);
+    json_t *a = c.arguments;
+    json_t *obj = json_object_get(a, "obj");
+    assert_true(json_is_object(obj));
+    assert_int_equal(json_array_size(json_object_get(obj, "k")), 2);
+    json_t *arr = json_object_get(a, "arr");
+    assert_true(json_is_array(arr));
+    assert_true(json_is_true(json_array_get(arr, 1)));
+    assert_string_equal(json_string_value(json_object_get(a, "badjson")), "{not json");
+    assert_true(json_is_true(json_object_get(a, "yes")));
+    assert_true(json_is_false(json_object_get(a, "no")));
+    assert_true(json_is_integer(json_object_get(a, "int")));
+    assert_int_equal(json_integer_value(json_object_get(a, "int")), -42);
+    assert_true(json_is_real(json_object_get(a, "real")));
+    assert_true(json_real_value(json_object_get(a, "real")) == 3.5);
+    assert_string_equal(json_string_value(json_object_get(a, "notnum")), "12abc");
+    assert_string_equal(json_string_value(json_object_get(a, "version")), "1.2.3");
+    assert_string_equal(json_string_value(json_object_get(a, "empty")), "");
+    assert_string_equal(json_string_value(json_object_get(a, "text")), "hello world");
+    /* raw parameters keep the text as written (stripped) */
+    assert_string_equal(json_string_value(json_object_get(c.raw_parameters, "int")), "-42");
+    assert_string_equal(json_string_value(json_object_get(c.raw_parameters, "arr")),
+                        "[\"a\", true]");
+    xml_call_clear(&c);
+}
+
+static void test_no_block(void **state)
+{
+    xml_call c;
+    assert_int_equal(find("just an answer, no tools", &c), XML_CALLS_NONE);
+    assert_null(c.function_name);
+    assert_int_equal(find("", &c), XML_CALLS_NONE);
+    assert_int_equal(find("<invoke name=\"x\"></invoke>", &c), XML_CALLS_NONE);
+    assert_false(xml_calls_block_complete("plain text", 10));
+}
+
+static void test_unterminated_block(void **state)
+{
+    const char *text = "<function_calls>\n<invoke name=\"execute_command\">\n"
+                       "<parameter name=\"command\">ls</parameter>\n</invoke>\n";
+    xml_call c;
+    assert_int_equal(find(text, &c), XML_CALLS_ERROR);
+    assert_non_null(strstr(c.error, "no closing </function_calls>"));
+    assert_int_equal(c.block_end, strlen(text));
+    assert_false(xml_calls_block_complete(text, strlen(text)));
+    xml_call_clear(&c);
+
+    const char *noinv_close = "<function_calls><invoke name=\"run\"><parameter name=\"a\">1"
+                              "</parameter></function_calls>";
+    assert_int_equal(find(noinv_close, &c), XML_CALLS_ERROR);
+    assert_non_null(strstr(c.error, "</invoke>"));
+    assert_string_equal(c.function_name, "run");
+    xml_call_clear(&c);
+
+    const char *noparam_close = "<function_calls><invoke name=\"run\"><parameter name=\"cmd\">"
+                                "ls</invoke></function_calls>";
+    assert_int_equal(find(noparam_close, &c), XML_CALLS_ERROR);
+    assert_non_null(strstr(c.error, "\"cmd\""));
+    assert_non_null(strstr(c.error, "</parameter>"));
+    xml_call_clear(&c);
+}
+
+static void test_garbage(void **state)
+{
+    xml_call c;
+    assert_int_equal(find("<function_calls>random words here</function_calls>", &c),
+                     XML_CALLS_ERROR);
+    assert_non_null(strstr(c.error, "<invoke"));
+    assert_true(xml_calls_block_complete("x<function_calls>y</function_calls>", 35));
+    xml_call_clear(&c);
+
+    assert_int_equal(find("<function_calls><invoke>no name</invoke></function_calls>", &c),
+                     XML_CALLS_ERROR);
+    assert_non_null(strstr(c.error, "name="));
+    xml_call_clear(&c);
+
+    assert_int_equal(find("<function_calls><invoke name=\"\"></invoke></function_calls>", &c),
+                     XML_CALLS_ERROR);
+    xml_call_clear(&c);
+
+    assert_int_equal(find("<function_calls><invoke name=\"f\"><parameter>x</parameter>"
+                          "</invoke></function_calls>", &c), XML_CALLS_ERROR);
+    assert_non_null(strstr(c.error, "<parameter>"));
+    xml_call_clear(&c);
+
+    assert_int_equal(find("<function_calls><invoke name=\"f\x01\xff\">\xfe\xfd</invoke>"
+                          "</function_calls>", &c), XML_CALLS_FOUND);
+    assert_int_equal(json_object_size(c.arguments), 0);
+    xml_call_clear(&c);
+}
+
+static void test_call_without_parameters(void **state)
+{
+    xml_call c;
+    assert_int_equal(find("<function_calls><invoke name=\"list_commands\"></invoke>"
+                          "</function_calls>", &c), XML_CALLS_FOUND);
+    assert_string_equal(c.function_name, "list_commands");
+    assert_int_equal(json_object_size(c.arguments), 0);
+    xml_call_clear(&c);
+}
+
+/* Feeds text in pieces of `step` bytes; returns the length at which the scan first saw a
+ * complete block (0 if never). */
+static size_t scan_in_steps(const char *text, size_t step)
+{
+    xml_scan st = {0};
+    size_t len = strlen(text);
+    for (size_t n = step; ; n += step) {
+        if (n > len)
+            n = len;
+        if (xml_calls_scan(&st, text, n))
+            return n;
+        if (n == len)
+            return 0;
+    }
+}
+
+static void test_incremental_scan(void **state)
+{
+    const char *text = "Let me look.<function_calls><invoke name=\"x\"></invoke>"
+                       "</function_calls> and more";
+    size_t end = strlen("Let me look.<function_calls><invoke name=\"x\"></invoke>"
+                        "</function_calls>");
+    /* whatever the split, the block is seen complete exactly when its last byte arrived */
+    for (size_t step = 1; step <= 40; step++) {
+        size_t at = scan_in_steps(text, step);
+        assert_true(at >= end);
+        assert_true(at < end + step);
+    }
+    assert_int_equal(scan_in_steps("no block here at all", 3), 0);
+    /* a closing tag before the opening one does not count */
+    assert_int_equal(scan_in_steps("</function_calls> then <function_calls> open", 5), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_valid_call),
+        cmocka_unit_test(test_case_insensitive_tags),
+        cmocka_unit_test(test_multiple_invokes_first_only),
+        cmocka_unit_test(test_typed_values),
+        cmocka_unit_test(test_no_block),
+        cmocka_unit_test(test_unterminated_block),
+        cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_call_without_parameters),
+        cmocka_unit_test(test_incremental_scan),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
