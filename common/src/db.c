@@ -31,7 +31,7 @@
 struct kx_db {
     PGconn *conn;               /* NULL until the first successful PQconnectdbParams */
     char *conninfo;
-    char options[64];           /* "-c statement_timeout=N" */
+    char options[96];           /* "-c statement_timeout=N -c TimeZone=UTC" */
     const kx_db_stmt *stmts;    /* static table, may be NULL */
     size_t nstmts;
     bool *prepared;             /* per statement: prepared on this connection */
@@ -177,7 +177,8 @@ kx_err kx_db_connect(const char *conninfo, const kx_db_stmt *stmts, kx_db **out)
         kx_db_close(db);
         return KX_ERR_NOMEM;
     }
-    snprintf(db->options, sizeof db->options, "-c statement_timeout=%lld",
+    /* UTC sessions: to_json(timestamptz) then prints "...+00:00", as Kortix's API does. */
+    snprintf(db->options, sizeof db->options, "-c statement_timeout=%lld -c TimeZone=UTC",
              (long long)timeout_ms);
     err = try_connect(db);
     if (err == KX_ERR_NOMEM) {

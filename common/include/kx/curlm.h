@@ -5,7 +5,8 @@
  * Ownership: the caller creates and owns each CURL easy handle (and its header lists); while
  * added, the multi drives it. When the transfer ends, done(easy, result, arg) runs and the easy
  * handle has already been removed from the multi: the callback may free or reuse it.
- * kx_curlm_remove cancels a transfer from outside (no done callback). */
+ * kx_curlm_remove cancels a transfer from outside (no done callback). While a transfer is added,
+ * its CURLOPT_PRIVATE belongs to kx_curlm (O(1) lookup of the transfer's record). */
 #ifndef KX_CURLM_H
 #define KX_CURLM_H
 

@@ -5,7 +5,8 @@
  * several threads take connections from a kx_db_pool. Statements are declared once per service
  * as a static table of {name, sql}; each connection prepares them on first use and again after
  * every reconnect. Every connection sets statement_timeout (KX_DB_STATEMENT_TIMEOUT_MS,
- * default 5000) so no query outlives the bus-and-database deadline.
+ * default 5000) so no query outlives the bus-and-database deadline, and TimeZone=UTC so that
+ * timestamps print as ISO-8601 with +00:00.
  *
  * Ownership: PGresult pointers returned to the caller are the caller's (PQclear). Parameter
  * strings are borrowed for the duration of the call.
