@@ -1,0 +1,478 @@
+/* server.c — the demo model's HTTP server (see server.h): routing, request bodies, the chat
+ * endpoint that plays the script (demo_script / demo_conv / demo_turn), and the waits of the
+ * `sleep` and `hang` modifiers. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "demo_attempts.h"
+#include "demo_conv.h"
+#include "demo_script.h"
+#include "demo_turn.h"
+#include "kx/log.h"
+#include "kx/time.h"
+
+#define MAX_BODY_BYTES (32u << 20)   /* a larger request body is answered 413 */
+
+struct demo_server {
+    struct MHD_Daemon *daemon;
+    demo_attempts *attempts;
+    int stop_pipe[2];            /* [0] becomes readable when the server stops */
+    atomic_uint_fast64_t next_id;
+    uint16_t port;
+};
+
+/* One request's state across MHD's calls of the handler (its *con_cls). */
+typedef struct request {
+    char *body;
+    size_t len, cap;
+    bool too_large;
+    int64_t start_ms;
+} request;
+
+/* ---- responses ---- */
+
+static enum MHD_Result send_body(struct MHD_Connection *conn, unsigned status, char *body,
+                                 const char *content_type)
+{
+    if (body == NULL)
+        return MHD_NO;   /* out of memory: drop the connection */
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
+    if (r == NULL) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    enum MHD_Result ret = MHD_queue_response(conn, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status,
+                                  const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status,
+                                  const char *code, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return send_body(conn, status, demo_render_error((int)status, msg, code),
+                     "application/json");
+}
+
+/* The SSE body of a streamed answer: the prepared chunks, handed to MHD one per call. */
+typedef struct stream_body {
+    char **chunks;
+    size_t n, idx, off;
+} stream_body;
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    stream_body *s = cls;
+    if (s->idx == s->n)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    const char *c = s->chunks[s->idx];
+    size_t left = strlen(c) - s->off;
+    size_t n = left < max ? left : max;
+    memcpy(buf, c + s->off, n);
+    s->off += n;
+    if (s->off == strlen(c)) {
+        s->idx++;
+        s->off = 0;
+    }
+    return (ssize_t)n;
+}
+
+static void stream_free(void *cls)
+{
+    stream_body *s = cls;
+    demo_chunks_free(s->chunks, s->n);
+    free(s);
+}
+
+static enum MHD_Result send_stream(struct MHD_Connection *conn, char **chunks, size_t n)
+{
+    stream_body *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        demo_chunks_free(chunks, n);
+        return MHD_NO;
+    }
+    s->chunks = chunks;
+    s->n = n;
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
+    if (r == NULL) {
+        stream_free(s);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* ---- waiting (sleep, hang) ---- */
+
+/* Waits ms milliseconds (-1: forever) on this connection's thread. Returns true when the time
+ * passed; false as soon as the client hangs up or the server stops. */
+static bool wait_on(demo_server *srv, struct MHD_Connection *conn, int64_t ms)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    struct pollfd p[2] = {
+        {.fd = srv->stop_pipe[0], .events = POLLIN},
+        {.fd = ci ? ci->connect_fd : -1, .events = POLLRDHUP},
+    };
+    int64_t until = ms < 0 ? -1 : kx_mono_ms() + ms;
+    for (;;) {
+        int timeout = -1;
+        if (until >= 0) {
+            int64_t left = until - kx_mono_ms();
+            if (left <= 0)
+                return true;
+            timeout = left > 60000 ? 60000 : (int)left;
+        }
+        int rc = poll(p, p[1].fd >= 0 ? 2 : 1, timeout);
+        if (rc < 0 && errno != EINTR) {
+            kx_error("demo-model: poll failed while waiting: %s", strerror(errno));
+            return false;
+        }
+        if (rc > 0 && (p[0].revents || p[1].revents))
+            return false;
+    }
+}
+
+/* ---- POST /v1/chat/completions ---- */
+
+static const char *step_label(const demo_step *step, char *buf, size_t len)
+{
+    if (step == NULL)
+        return "final answer";
+    if (step->is_error)
+        return "say (directive error)";
+    if (step->kind == DEMO_STEP_SAY)
+        return "say";
+    snprintf(buf, len, "%s %s", step->kind == DEMO_STEP_CALL ? "call" : "xml", step->tool);
+    return buf;
+}
+
+typedef struct chat_req {
+    json_t *body;
+    bool stream;
+    const char *model;
+    demo_conv conv;
+    demo_script script;
+} chat_req;
+
+/* Validates the body into c. On a problem, writes it into why and returns false. */
+static bool chat_parse(const request *rq, chat_req *c, char *why, size_t whylen)
+{
+    json_error_t jerr;
+    c->body = json_loadb(rq->body ? rq->body : "", rq->len, 0, &jerr);
+    if (c->body == NULL) {
+        snprintf(why, whylen, "the request body is not valid JSON: %s (line %d, column %d)",
+                 jerr.text, jerr.line, jerr.column);
+        return false;
+    }
+    if (!json_is_object(c->body)) {
+        snprintf(why, whylen, "the request body must be a JSON object");
+        return false;
+    }
+    const json_t *messages = json_object_get(c->body, "messages");
+    if (!json_is_array(messages)) {
+        snprintf(why, whylen, "\"messages\" is %s: it must be an array of messages",
+                 messages ? "not an array" : "missing");
+        return false;
+    }
+    const json_t *stream = json_object_get(c->body, "stream");
+    if (stream != NULL && !json_is_boolean(stream) && !json_is_null(stream)) {
+        snprintf(why, whylen, "\"stream\" must be true or false");
+        return false;
+    }
+    c->stream = json_is_true(stream);
+    const json_t *model = json_object_get(c->body, "model");
+    if (model != NULL && !json_is_string(model)) {
+        snprintf(why, whylen, "\"model\" must be a string");
+        return false;
+    }
+    c->model = model ? json_string_value(model) : DEMO_MODEL_NAME;
+    if (demo_conv_read(messages, &c->conv, why, whylen) != 0)
+        return false;
+    if (demo_script_parse(c->conv.script, &c->script) != 0) {
+        snprintf(why, whylen, "out of memory parsing the script");
+        return false;
+    }
+    return true;
+}
+
+static void chat_free(chat_req *c)
+{
+    demo_script_free(&c->script);
+    demo_conv_free(&c->conv);
+    json_decref(c->body);
+}
+
+static enum MHD_Result chat(demo_server *srv, struct MHD_Connection *conn, request *rq)
+{
+    chat_req c = {0};
+    char why[512];
+    if (!chat_parse(rq, &c, why, sizeof why)) {
+        kx_info("POST /v1/chat/completions 400: %s", why);
+        chat_free(&c);
+        return send_error(conn, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", why);
+    }
+    size_t idx = c.conv.step_index;
+    const demo_step *step = demo_script_step(&c.script, idx);
+    const demo_mods *mods = demo_script_mods(&c.script, idx);
+    uint64_t key = demo_conv_key(&c.conv, idx);
+    char label_buf[128];
+    const char *label = step_label(step, label_buf, sizeof label_buf);
+    const char *mode = c.stream ? "stream" : "non-stream";
+
+    int attempt = 0;
+    if (mods->fail_status != 0 || (mods->hang && mods->hang_count > 0))
+        attempt = demo_attempts_next(srv->attempts, key);
+
+    enum MHD_Result ret;
+    if (mods->sleep_ms > 0 && !wait_on(srv, conn, mods->sleep_ms)) {
+        kx_info("POST /v1/chat/completions step %zu (%s): client left during sleep %lld ms",
+                idx, label, (long long)mods->sleep_ms);
+        ret = MHD_NO;
+    } else if (mods->hang && (mods->hang_count == 0 || attempt <= mods->hang_count)) {
+        wait_on(srv, conn, -1);
+        kx_info("POST /v1/chat/completions step %zu (%s): `hang` held the request %lld ms, "
+                "until the client or the server went away", idx, label,
+                (long long)(kx_mono_ms() - rq->start_ms));
+        ret = MHD_NO;
+    } else if (mods->fail_status != 0 && attempt <= mods->fail_count) {
+        kx_info("POST /v1/chat/completions %d: step %zu (%s) scripted failure, attempt %d of %d",
+                mods->fail_status, idx, label, attempt, mods->fail_count);
+        ret = send_error(conn, (unsigned)mods->fail_status, "demo_scripted_failure",
+                         "demo model: scripted failure of step %zu, attempt %d of %d "
+                         "(`fail %d %d`)", idx, attempt, mods->fail_count, mods->fail_status,
+                         mods->fail_count);
+    } else {
+        demo_turn turn;
+        char id[64];
+        snprintf(id, sizeof id, "chatcmpl-%016llx%llx", (unsigned long long)key,
+                 (unsigned long long)atomic_fetch_add(&srv->next_id, 1));
+        demo_reply_meta meta = {.id = id, .model = c.model, .created = (int64_t)time(NULL),
+                                .prompt_chars = c.conv.prompt_chars};
+        if (demo_turn_build(step, idx, &c.conv, &turn) != 0) {
+            ret = send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
+        } else if (c.stream) {
+            char **chunks = NULL;
+            size_t n = 0;
+            if (demo_render_stream(&turn, &meta, &chunks, &n) != 0)
+                ret = send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+                                 "out of memory");
+            else
+                ret = send_stream(conn, chunks, n);
+        } else {
+            ret = send_body(conn, MHD_HTTP_OK, demo_render_completion(&turn, &meta),
+                            "application/json");
+        }
+        kx_info("POST /v1/chat/completions 200 %s: step %zu (%s), finish_reason %s, %lld ms",
+                mode, idx, label, turn.finish_reason ? turn.finish_reason : "-",
+                (long long)(kx_mono_ms() - rq->start_ms));
+        demo_turn_free(&turn);
+    }
+    chat_free(&c);
+    return ret;
+}
+
+/* ---- routing ---- */
+
+static enum MHD_Result route(demo_server *srv, struct MHD_Connection *conn, const char *url,
+                             const char *method, request *rq)
+{
+    bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    if (strcmp(url, "/v1/chat/completions") == 0) {
+        if (!post)
+            goto not_allowed;
+        if (rq->too_large) {
+            kx_info("POST %s 413: body over %u bytes", url, MAX_BODY_BYTES);
+            return send_error(conn, MHD_HTTP_CONTENT_TOO_LARGE, "request_too_large",
+                              "the request body is larger than %u bytes", MAX_BODY_BYTES);
+        }
+        return chat(srv, conn, rq);
+    }
+    if (strcmp(url, "/v1/models") == 0) {
+        if (!get)
+            goto not_allowed;
+        kx_info("GET %s 200", url);
+        return send_body(conn, MHD_HTTP_OK,
+                         strdup("{\"object\":\"list\",\"data\":[{\"id\":\"" DEMO_MODEL_NAME
+                                "\",\"object\":\"model\",\"created\":0,"
+                                "\"owned_by\":\"kortix\"}]}"),
+                         "application/json");
+    }
+    if (strcmp(url, "/healthz") == 0) {
+        if (!get)
+            goto not_allowed;
+        kx_info("GET %s 200", url);
+        return send_body(conn, MHD_HTTP_OK, strdup("ok\n"), "text/plain");
+    }
+    kx_info("%s %s 404", method, url);
+    return send_error(conn, MHD_HTTP_NOT_FOUND, "not_found",
+                      "no route %s %s (try POST /v1/chat/completions, GET /v1/models, "
+                      "GET /healthz)", method, url);
+not_allowed:
+    kx_info("%s %s 405", method, url);
+    return send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
+                      "%s is not allowed on %s", method, url);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    demo_server *srv = cls;
+    request *rq = *con_cls;
+    if (rq == NULL) {   /* first call: headers only */
+        rq = calloc(1, sizeof *rq);
+        if (rq == NULL)
+            return MHD_NO;
+        rq->start_ms = kx_mono_ms();
+        *con_cls = rq;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {   /* a piece of the body */
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (rq->too_large || rq->len + n > MAX_BODY_BYTES) {
+            rq->too_large = true;
+            return MHD_YES;
+        }
+        if (rq->len + n + 1 > rq->cap) {
+            size_t cap = rq->cap ? rq->cap : 4096;
+            while (cap < rq->len + n + 1)
+                cap *= 2;
+            char *g = realloc(rq->body, cap);
+            if (g == NULL)
+                return MHD_NO;
+            rq->body = g;
+            rq->cap = cap;
+        }
+        memcpy(rq->body + rq->len, upload_data, n);
+        rq->len += n;
+        rq->body[rq->len] = '\0';
+        return MHD_YES;
+    }
+    return route(srv, conn, url, method, rq);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    request *rq = *con_cls;
+    if (rq != NULL) {
+        free(rq->body);
+        free(rq);
+        *con_cls = NULL;
+    }
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    /* Returning MHD_NO after a hang or an interrupted sleep is how we drop a connection; MHD
+     * calls that an "internal error". The request's own log line already says what happened. */
+    if (strstr(msg, "Application reported internal error") != NULL)
+        kx_debug("libmicrohttpd: %s", msg);
+    else
+        kx_warn("libmicrohttpd: %s", msg);
+}
+
+/* ---- lifecycle ---- */
+
+demo_server *demo_server_start(const char *bind_addr, uint16_t port)
+{
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
+                     MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, bind_addr, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+    } else if (inet_pton(AF_INET6, bind_addr, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        flags |= MHD_USE_IPv6;
+    } else {
+        kx_error("demo-model: KX_BIND_ADDR=\"%s\" is not an IPv4 or IPv6 address", bind_addr);
+        return NULL;
+    }
+
+    demo_server *srv = calloc(1, sizeof *srv);
+    if (srv == NULL)
+        return NULL;
+    srv->attempts = demo_attempts_new();
+    if (srv->attempts == NULL || pipe2(srv->stop_pipe, O_CLOEXEC) != 0) {
+        kx_error("demo-model: cannot set up the server: %s", strerror(errno));
+        demo_attempts_free(srv->attempts);
+        free(srv);
+        return NULL;
+    }
+    srv->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, srv,
+                                   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,   /* first */
+                                   MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                                   MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+                                   MHD_OPTION_END);
+    if (srv->daemon == NULL) {
+        kx_error("demo-model: cannot listen on %s:%u (is the port in use?)", bind_addr,
+                 (unsigned)port);
+        close(srv->stop_pipe[0]);
+        close(srv->stop_pipe[1]);
+        demo_attempts_free(srv->attempts);
+        free(srv);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di ? di->port : port;
+    return srv;
+}
+
+uint16_t demo_server_port(const demo_server *s)
+{
+    return s->port;
+}
+
+void demo_server_stop(demo_server *s)
+{
+    if (s == NULL)
+        return;
+    if (write(s->stop_pipe[1], "x", 1) != 1)   /* wakes every wait_on */
+        kx_warn("demo-model: cannot signal stop: %s", strerror(errno));
+    MHD_stop_daemon(s->daemon);
+    close(s->stop_pipe[0]);
+    close(s->stop_pipe[1]);
+    demo_attempts_free(s->attempts);
+    free(s);
+}
