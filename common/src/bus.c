@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "kx/config.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "kx/pb.h"
@@ -40,6 +41,7 @@ struct kx_bus {
     natsConnection *nc;
     jsCtx *js;
     char name[128];
+    int64_t ack_wait_ms;         /* longest wait for a JetStream ack (KX_BUS_TIMEOUT_MS) */
 
     pthread_mutex_t mu;          /* guards everything below */
     pthread_cond_t cond;
@@ -236,6 +238,11 @@ kx_err kx_bus_connect(const char *url, const char *name, kx_bus **out)
         return KX_ERR_NOMEM;
     }
     snprintf(bus->name, sizeof bus->name, "%s", name && name[0] ? name : "kx");
+    if (kx_env_int("KX_BUS_TIMEOUT_MS", JS_DEFAULT_WAIT_MS, 1, 600000, &bus->ack_wait_ms) !=
+        KX_OK) {
+        free(bus);
+        return KX_ERR_INVALID;
+    }
     pthread_mutex_init(&bus->mu, NULL);
     pthread_cond_init(&bus->cond, NULL);
 
@@ -570,6 +577,24 @@ static kx_err ensure_stream(kx_bus *bus, const stream_def *d)
     return err;
 }
 
+kx_err kx_bus_ensure_consumer(kx_bus *bus, const char *stream, jsConsumerConfig *cc)
+{
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus st = js_AddConsumer(&ci, bus->js, stream, cc, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    if (st == NATS_OK)
+        return KX_OK;
+    ci = NULL;
+    if (js_GetConsumerInfo(&ci, bus->js, stream, cc->Durable, NULL, NULL) == NATS_OK) {
+        jsConsumerInfo_Destroy(ci);
+        return KX_OK;
+    }
+    kx_warn("bus: cannot create consumer %s on %s: %s (JetStream error %d)", cc->Durable, stream,
+            natsStatus_GetText(st), (int)jerr);
+    return st == NATS_TIMEOUT ? KX_ERR_TIMEOUT : KX_ERR_UNAVAILABLE;
+}
+
 kx_err kx_bus_ensure_streams(kx_bus *bus)
 {
     static const stream_def defs[] = {
@@ -693,13 +718,22 @@ kx_err kx_bus_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessag
 kx_err kx_bus_js_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
                             const kx_bus_meta *meta)
 {
-    int64_t wait = JS_DEFAULT_WAIT_MS;
+    /* The ack wait is the bus timeout, or less when the deadline is nearer: a message's
+     * deadline may be the deadline of the work it carries (a run's wall time), which says
+     * nothing about how long the stream may take to store it. */
+    int64_t wait = bus->ack_wait_ms;
     if (meta != NULL && meta->deadline != KX_NO_DEADLINE) {
-        wait = kx_deadline_remaining(meta->deadline);
-        if (wait <= 0) {
+        int64_t left = kx_deadline_remaining(meta->deadline);
+        if (left <= 0) {
             kx_warn("bus: JetStream publish to %s: deadline already passed", subject);
             return KX_ERR_TIMEOUT;
         }
+        if (left < wait)
+            wait = left;
+    }
+    if (!kx_bus_connected(bus)) {
+        kx_warn("bus: JetStream publish to %s: not connected to NATS", subject);
+        return KX_ERR_UNAVAILABLE;
     }
     uint8_t *buf = NULL;
     size_t len = 0;

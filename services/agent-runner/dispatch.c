@@ -127,21 +127,14 @@ static kx_err subscribe(dispatch *d)
     cc.AckPolicy = js_AckExplicit;
     cc.AckWait = ACK_WAIT_NS;
     cc.FilterSubject = KX_SUBJ_RUN_DISPATCH;
-    jsConsumerInfo *ci = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_AddConsumer(&ci, js, KX_STREAM_DISPATCH, &cc, NULL, &jerr);
-    jsConsumerInfo_Destroy(ci);
-    if (s != NATS_OK && jerr != JSConsumerNameExistErr) {
-        kx_warn("dispatch: could not create the consumer %s on %s: %s (JetStream error %d)",
-                KX_CONSUMER_RUNNERS, KX_STREAM_DISPATCH, natsStatus_GetText(s), (int)jerr);
-        /* it may exist with another configuration: try to bind anyway */
-    }
+    if (kx_bus_ensure_consumer(d->r->bus, KX_STREAM_DISPATCH, &cc) != KX_OK)
+        return KX_ERR_UNAVAILABLE;
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = KX_STREAM_DISPATCH;
     so.Consumer = KX_CONSUMER_RUNNERS;
-    jerr = 0;
-    s = js_PullSubscribe(&d->sub, js, KX_SUBJ_RUN_DISPATCH, KX_CONSUMER_RUNNERS, NULL, &so, &jerr);
+    jsErrCode jerr = 0;
+    natsStatus s = js_PullSubscribe(&d->sub, js, KX_SUBJ_RUN_DISPATCH, KX_CONSUMER_RUNNERS, NULL, &so, &jerr);
     if (s != NATS_OK) {
         kx_warn("dispatch: could not subscribe to %s (consumer %s): %s (JetStream error %d); "
                 "retrying", KX_SUBJ_RUN_DISPATCH, KX_CONSUMER_RUNNERS, natsStatus_GetText(s),

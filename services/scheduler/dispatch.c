@@ -2,10 +2,9 @@
  * KX_RUN_DISPATCH), for the submit consumer and the sweep.
  *
  * The dispatch carries the run's wall deadline both in its body (wall_deadline_ms) and as its
- * Kx-Deadline header: that is the deadline of the work it hands out. The wait for the
- * stream's ack is bounded separately by KX_BUS_TIMEOUT_MS — kx_bus_js_publish_pb would wait
- * until the header's deadline, an hour away — so a JetStream that does not answer holds the
- * scheduler's loop for at most that long. */
+ * Kx-Deadline header: that is the deadline of the work it hands out. kx_bus_js_publish_pb
+ * bounds the wait for the stream's ack by KX_BUS_TIMEOUT_MS, so a JetStream that does not
+ * answer holds the scheduler's loop for at most that long. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,43 +12,6 @@
 #include "kx/metrics.h"
 #include "kx/pb.h"
 #include "sched.h"
-
-/* JetStream publish of msg with meta's headers, waiting at most wait_ms for the ack. */
-static kx_err js_publish_bounded(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
-                                 const kx_bus_meta *meta, int64_t wait_ms)
-{
-    if (!kx_bus_connected(bus))
-        return KX_ERR_UNAVAILABLE;
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    kx_err err = kx_pb_pack(msg, &buf, &len);
-    if (err != KX_OK)
-        return err;
-    natsMsg *m = NULL;
-    natsStatus st = natsMsg_Create(&m, subject, NULL, (const char *)buf, (int)len);
-    free(buf);
-    if (st != NATS_OK)
-        return KX_ERR_NOMEM;
-    err = kx_bus_meta_write(m, meta);
-    if (err != KX_OK) {
-        natsMsg_Destroy(m);
-        return err;
-    }
-    jsPubOptions po;
-    jsPubOptions_Init(&po);
-    po.MaxWait = wait_ms;
-    jsPubAck *ack = NULL;
-    jsErrCode jerr = 0;
-    st = js_PublishMsg(&ack, kx_bus_js(bus), m, &po, &jerr);
-    natsMsg_Destroy(m);
-    jsPubAck_Destroy(ack);
-    if (st != NATS_OK) {
-        kx_warn("scheduler: JetStream publish to %s failed: %s (JetStream error %d)", subject,
-                natsStatus_GetText(st), (int)jerr);
-        return st == NATS_TIMEOUT ? KX_ERR_TIMEOUT : KX_ERR_UNAVAILABLE;
-    }
-    return KX_OK;
-}
 
 kx_err sched_dispatch(scheduler *s, const sched_run_row *row)
 {
@@ -63,8 +25,7 @@ kx_err sched_dispatch(scheduler *s, const sched_run_row *row)
     d.wall_deadline_ms = wall;
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, wall, row->account_id);
-    kx_err err = js_publish_bounded(s->svc->bus, KX_SUBJ_RUN_DISPATCH, &d.base, &meta,
-                                    s->cfg.bus_timeout_ms);
+    kx_err err = kx_bus_js_publish_pb(s->svc->bus, KX_SUBJ_RUN_DISPATCH, &d.base, &meta);
     if (err != KX_OK) {
         kx_log(KX_LOG_WARN, row->run_id, NULL, "scheduler: could not dispatch run %s: %s",
                row->run_id, kx_err_str(err));

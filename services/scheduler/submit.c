@@ -109,7 +109,6 @@ static void handle_submit(kx_loop *loop, void *arg)
 /* Creates the durable consumer if it is missing (a replica may have just created it). */
 static kx_err ensure_consumer(scheduler *s)
 {
-    jsCtx *js = kx_bus_js(s->svc->bus);
     jsConsumerConfig cc;
     jsConsumerConfig_Init(&cc);
     cc.Durable = KX_CONSUMER_SCHEDULER;
@@ -119,22 +118,7 @@ static kx_err ensure_consumer(scheduler *s)
     cc.AckWait = (int64_t)SUBMIT_ACK_WAIT_S * 1000000000;
     cc.FilterSubject = KX_SUBJ_RUN_SUBMIT;
     cc.MaxAckPending = 1000;
-    jsConsumerInfo *ci = NULL;
-    jsErrCode jerr = 0;
-    natsStatus st = js_AddConsumer(&ci, js, KX_STREAM_SUBMIT, &cc, NULL, &jerr);
-    jsConsumerInfo_Destroy(ci);
-    if (st == NATS_OK)
-        return KX_OK;
-    /* Already there with another configuration (an older version, or a race): use it. */
-    ci = NULL;
-    if (js_GetConsumerInfo(&ci, js, KX_STREAM_SUBMIT, KX_CONSUMER_SCHEDULER, NULL, NULL) ==
-        NATS_OK) {
-        jsConsumerInfo_Destroy(ci);
-        return KX_OK;
-    }
-    kx_warn("scheduler: cannot create consumer %s on %s: %s (JetStream error %d)",
-            KX_CONSUMER_SCHEDULER, KX_STREAM_SUBMIT, natsStatus_GetText(st), (int)jerr);
-    return KX_ERR_UNAVAILABLE;
+    return kx_bus_ensure_consumer(s->svc->bus, KX_STREAM_SUBMIT, &cc);
 }
 
 kx_err sched_submit_subscribe(scheduler *s)

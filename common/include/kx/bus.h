@@ -68,6 +68,12 @@ jsCtx *kx_bus_js(kx_bus *bus);
 
 /* Creates the three JetStream streams if missing (idempotent; replicas may race). */
 kx_err kx_bus_ensure_streams(kx_bus *bus);
+/* Creates the durable consumer cc->Durable on stream if it is missing; an existing one (made
+ * by a replica, or by an older version with another configuration) is used as it is.
+ * Subscribe by binding to it (jsSubOptions.Stream + .Consumer): cnats deletes a consumer that
+ * the subscribe call itself created when the subscription is unsubscribed or drained, even a
+ * durable one. */
+kx_err kx_bus_ensure_consumer(kx_bus *bus, const char *stream, jsConsumerConfig *cc);
 
 /* A fresh trace: random trace id, random span id. */
 void kx_bus_meta_init(kx_bus_meta *meta, kx_deadline deadline, const char *account);
@@ -83,7 +89,8 @@ kx_err kx_bus_publish(kx_bus *bus, const char *subject, const void *data, size_t
                       const kx_bus_meta *meta);
 kx_err kx_bus_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
                          const kx_bus_meta *meta);
-/* JetStream publish, waiting for the stream's ack until meta->deadline (or 5 s). */
+/* JetStream publish, waiting for the stream's ack at most KX_BUS_TIMEOUT_MS (5 s), or until
+ * meta->deadline if that is sooner. KX_ERR_UNAVAILABLE at once when NATS is not connected. */
 kx_err kx_bus_js_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
                             const kx_bus_meta *meta);
 /* JetStream publish without waiting (order is kept per connection; failures are logged). */
