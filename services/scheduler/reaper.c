@@ -8,7 +8,13 @@
  * are waiting for). The database is the truth and is already updated, so a terminal event that
  * cannot be published (NATS down) is kept in memory and retried at every tick until it goes
  * out (at most MAX_PENDING of them; a scheduler restart loses them, and SSE readers then see
- * the final status from the database). */
+ * the final status from the database).
+ *
+ * An expired lease means "its runner stopped heartbeating" only if the scheduler could see the
+ * heartbeats. At start, and after any gap in which they could not be applied (Postgres or NATS
+ * unreachable), expired leases are not reaped for one lease TTL, the time a live runner needs
+ * to renew its leases; wall-time reaping goes on. So a database failover or a scheduler
+ * restart longer than the TTL does not fail the runs of healthy runners. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +22,7 @@
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "kx/pb.h"
+#include "kx/time.h"
 #include "sched.h"
 #include "terminal.h"
 
@@ -96,14 +103,38 @@ static void pending_flush(scheduler *s)
     }
 }
 
+void sched_blind(scheduler *s)
+{
+    if (!s->blind)
+        kx_warn("scheduler: heartbeats cannot be applied: expired leases will not be reaped "
+                "until one lease TTL after they can again");
+    s->blind = true;
+}
+
+/* Called when Postgres and NATS both answer: ends a blind gap with one TTL of grace. */
+static void see(scheduler *s)
+{
+    if (!s->blind)
+        return;
+    s->blind = false;
+    s->lease_reap_after_ms = kx_mono_ms() + s->cfg.lease_ttl_ms;
+    kx_info("scheduler: heartbeats can be applied again: expired leases are reaped from %lld ms "
+            "on", (long long)s->cfg.lease_ttl_ms);
+}
+
 static void reap(scheduler *s)
 {
     kx_err err = KX_OK;
-    PGresult *res = sched_store_reap(s, &err);
+    if (!kx_bus_connected(s->svc->bus))
+        sched_blind(s);
+    bool reap_leases = !s->blind && kx_mono_ms() >= s->lease_reap_after_ms;
+    PGresult *res = sched_store_reap(s, reap_leases, &err);
     if (res == NULL) {
         kx_warn("scheduler: reaper could not run: %s", kx_err_str(err));
         return;
     }
+    if (kx_bus_connected(s->svc->bus))
+        see(s);
     for (int i = 0; i < PQntuples(res); i++) {
         const char *run_id = PQgetvalue(res, i, 0);
         const char *owner = PQgetvalue(res, i, 1);
@@ -145,6 +176,10 @@ static void on_reaper_tick(kx_loop *loop, void *arg)
 void sched_reaper_start(scheduler *s)
 {
     s->pending_tail = &s->pending;
+    /* Heartbeats sent before this scheduler ran were not applied by anyone (if no other
+     * replica runs): a TTL of grace before expired leases count. */
+    s->blind = false;
+    s->lease_reap_after_ms = kx_mono_ms() + s->cfg.lease_ttl_ms;
     s->reaper_timer = kx_loop_timer(s->svc->loop, s->cfg.reaper_interval_ms, on_reaper_tick, s);
     if (s->reaper_timer == NULL)
         kx_error("scheduler: could not arm the reaper timer: reaping stops");

@@ -61,6 +61,12 @@ typedef struct scheduler {
     kx_timer *reaper_timer;
     kx_timer *sweep_timer;
     bool draining;
+    /* Lease reaping is blind while heartbeats cannot be applied (Postgres or NATS down, or the
+     * scheduler not yet running): an expired lease then says nothing about its runner. After
+     * such a gap no lease is reaped before lease_reap_after_ms (monotonic), one TTL after
+     * sight came back, so that live runners' heartbeats land first. Loop thread only. */
+    bool blind;
+    int64_t lease_reap_after_ms;
     sched_pending_event *pending;     /* FIFO of unpublished terminal events */
     sched_pending_event **pending_tail;
     size_t npending;
@@ -89,8 +95,9 @@ kx_err sched_store_mark_dispatched(scheduler *s, const char *run_id, sched_run_r
 kx_err sched_store_unmark_dispatched(scheduler *s, const char *run_id);
 /* The heartbeat UPDATE; *rows = leases extended. */
 kx_err sched_store_extend_leases(scheduler *s, const char *ids, const char *epochs, long *rows);
-/* The reaper UPDATE; PGresult rows: id, lease_owner, error, lease_epoch (new), account_id. */
-PGresult *sched_store_reap(scheduler *s, kx_err *err);
+/* The reaper UPDATE; PGresult rows: id, lease_owner, error, lease_epoch (new), account_id.
+ * reap_leases false: only wall time is reaped (lease expiry is ignored). */
+PGresult *sched_store_reap(scheduler *s, bool reap_leases, kx_err *err);
 /* The sweep UPDATE; PGresult rows: id, thread_id, account_id, project_id, attempt. */
 PGresult *sched_store_sweep(scheduler *s, kx_err *err);
 /* Copies row i of a mark/sweep result into *row. */
@@ -112,6 +119,8 @@ kx_err sched_heartbeat_subscribe(scheduler *s);
 
 /* reaper.c / sweep.c: start their periodic timers. */
 void sched_reaper_start(scheduler *s);
+/* reaper.c: heartbeats cannot be applied right now (Postgres or NATS unreachable). */
+void sched_blind(scheduler *s);
 void sched_sweep_start(scheduler *s);
 
 #endif

@@ -26,15 +26,16 @@ const kx_db_stmt sched_statements[] = {
      "FROM unnest($1::uuid[], $2::bigint[]) AS h(id, epoch) "
      "WHERE r.id = h.id AND r.lease_epoch = h.epoch AND r.status = 'running'"},
     /* The reaper: fail runs whose lease expired or whose wall time passed; fence the old
-     * holder off (epoch + 1). $1 = max wall time in seconds. */
+     * holder off (epoch + 1). $1 = max wall time in seconds; $2 = whether expired leases may
+     * be reaped now (false right after the scheduler could not see heartbeats). */
     {"sched_reap",
      "UPDATE agent_runs SET status = 'failed', completed_at = now(), "
-     "error = CASE WHEN lease_expires_at < now() "
+     "error = CASE WHEN $2::boolean AND lease_expires_at < now() "
      "  THEN 'lease expired: runner ' || coalesce(lease_owner, 'unknown') || "
      "       ' stopped heartbeating' "
      "  ELSE 'exceeded max wall time of ' || $1::bigint::text || ' s' END, "
      "lease_epoch = lease_epoch + 1, lease_expires_at = NULL "
-     "WHERE status = 'running' AND (lease_expires_at < now() "
+     "WHERE status = 'running' AND (($2::boolean AND lease_expires_at < now()) "
      "  OR started_at < now() - ($1::bigint * interval '1 second')) "
      "RETURNING id, coalesce(lease_owner, ''), error, lease_epoch, account_id"},
     /* The sweep: queued runs never dispatched (2 s grace for the gateway's own submit), or
@@ -53,7 +54,10 @@ const kx_db_stmt sched_statements[] = {
 /* Postgres is "up" unless the last call could not reach it. */
 static kx_err note(scheduler *s, kx_err err)
 {
-    atomic_store(&s->db_up, err != KX_ERR_UNAVAILABLE);
+    bool up = err != KX_ERR_UNAVAILABLE;
+    atomic_store(&s->db_up, up);
+    if (!up)
+        sched_blind(s);
     return err;
 }
 
@@ -109,12 +113,12 @@ kx_err sched_store_extend_leases(scheduler *s, const char *ids, const char *epoc
     return note(s, kx_db_exec_cmd(s->db, "sched_extend_leases", 3, params, rows));
 }
 
-PGresult *sched_store_reap(scheduler *s, kx_err *err)
+PGresult *sched_store_reap(scheduler *s, bool reap_leases, kx_err *err)
 {
     char wall[32];
     snprintf(wall, sizeof wall, "%lld", (long long)s->cfg.wall_time_s);
-    const char *params[] = {wall};
-    PGresult *res = kx_db_exec(s->db, "sched_reap", 1, params, err);
+    const char *params[] = {wall, reap_leases ? "true" : "false"};
+    PGresult *res = kx_db_exec(s->db, "sched_reap", 2, params, err);
     note(s, res != NULL ? KX_OK : *err);
     return res;
 }

@@ -16,16 +16,15 @@
  *   6. stop is a compare-and-set: a completed run stays completed; a stopped queued run is never
  *      executed;
  *   7. a hanging model with KX_LLM_TIMEOUT_S=2, KX_LLM_RETRIES=1 (a second stack): `failed`
- *      naming the timeout after both attempts, while another run on the same stack completes.
+ *      naming the timeout after both attempts, while another run on the same stack completes;
+ *   8. Postgres down for longer than the lease TTL while a healthy runner holds a run: the
+ *      scheduler could not apply heartbeats meanwhile, so it must not take the expired lease
+ *      for a dead runner when Postgres is back — the run completes.
  *
  * Timings of the stack (stack.h): heartbeat 200 ms, lease TTL 2000 ms, reaper 200 ms, sweep
  * 500 ms. Every bound below says where it comes from; they allow for a loaded 2-core machine.
  * Each case uses accounts of its own, so cases never see each other's runs.
- *
- * Left out on purpose: a Postgres (or scheduler) outage longer than the lease TTL while runs
- * are running. When the scheduler can write again, its reaper may act before it has applied a
- * single heartbeat and fails runs whose runners never stopped heartbeating ("lease expired").
- * That is a scheduler bug, reported to its owner; a test for it belongs here once it is fixed. */
+*/
 #include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
@@ -777,6 +776,32 @@ static void test_hanging_model_fails_the_run(void **state)
     free(token);
 }
 
+/* ---- 8. Postgres outage longer than the lease TTL ---------------------------------------- */
+
+static void test_db_outage_does_not_reap_live_runs(void **state)
+{
+    char *token = new_account(&g_stack);
+    run r;
+    initiate(&g_stack, token,
+             "call execute_command {\"command\": \"sleep 4.619\", \"blocking\": true, "
+             "\"timeout\": 20}",
+             &r);
+    /* The run is in its tool call once the command runs in the sandbox. */
+    assert_true(wait_process("sleep 4.619", 10000) > 0);
+    assert_int_equal(kx_th_pg_down(&g_stack.pg), KX_OK);
+    /* 2.6 s > the 2 s lease TTL: every lease the runner holds has expired in the table by the
+     * time Postgres is back, and no heartbeat could be applied meanwhile. */
+    sleep_ms(2600);
+    assert_int_equal(kx_th_pg_up(&g_stack.pg), KX_OK);
+    kx_th_sse e;
+    read_stream(&g_stack, &r, token, &e);
+    assert_string_equal(last_event(&e), COMPLETED);
+    kx_th_sse_free(&e);
+    assert_run_col(&g_stack, &r, "status", "completed");
+    assert_run_col(&g_stack, &r, "error", "");
+    free(token);
+}
+
 /* ---- main ------------------------------------------------------------------------------- */
 
 static int start_stack(void **state)
@@ -813,6 +838,7 @@ int main(void)
         cmocka_unit_test_setup(test_scheduler_down_loses_nothing, all_running),
         cmocka_unit_test_setup(test_broker_down_fails_tool_fast, all_running),
         cmocka_unit_test_setup(test_stop_is_compare_and_set, all_running),
+        cmocka_unit_test_setup(test_db_outage_does_not_reap_live_runs, all_running),
     };
     const struct CMUnitTest llm[] = {
         cmocka_unit_test(test_hanging_model_fails_the_run),
