@@ -13,6 +13,7 @@
  *   outcome.c          ToolResult contents, execute_command result mapping (pure)
  *   registry.c         the table of tools
  *   call.c             kx.tool.exec: receive, check, dispatch, reply; drain
+ *   control.c          kx.run.ctl.>: STOP aborts the run's calls and kills their commands
  *   tool_execute_command.c   execute_command via the sandbox-broker */
 #ifndef TE_EXECUTOR_H
 #define TE_EXECUTOR_H
@@ -37,6 +38,7 @@ typedef struct te_executor {
     te_config cfg;
     kx_bus_async *async;      /* loop-bound requests to the sandbox-broker */
     natsSubscription *sub;    /* kx.tool.exec */
+    natsSubscription *ctl_sub;/* kx.run.ctl.>: STOP aborts a run's calls (control.c) */
     te_call *calls;           /* calls in flight (doubly linked) */
     size_t ncalls;
     struct te_kill *kills;    /* kill requests awaiting their reply (tool_execute_command.c) */
@@ -69,5 +71,8 @@ kx_err te_calls_start(te_executor *ex);        /* subscribes kx.tool.exec */
 /* Replies with o (o is consumed: te_outcome_free is called), counts, frees the call. */
 void te_call_finish(te_call *c, te_outcome *o);
 void te_drain(kx_svc *svc, void *arg);         /* kx_svc drain callback (arg = executor) */
+
+/* control.c: subscribes kx.run.ctl.> */
+kx_err te_control_start(te_executor *ex);
 
 #endif

@@ -3,7 +3,8 @@
  * It serves kx.tool.exec: looks the tool up (registry.c), validates its arguments
  * (tool_args.c), gives it a deadline that ends before the caller's (deadline.c), runs it —
  * execute_command through the sandbox-broker (tool_execute_command.c) — and always answers
- * with a kx.v1.ToolResult in time (call.c, outcome.c). See README.md. */
+ * with a kx.v1.ToolResult in time (call.c, outcome.c). A STOP of a run aborts its calls and
+ * kills their commands (control.c). See README.md. */
 #include <string.h>
 
 #include "executor.h"
@@ -24,7 +25,8 @@ int main(void)
         return 1;
     }
     if (kx_bus_async_new(svc.bus, svc.loop, &ex.async) != KX_OK ||  /* replies on the loop */
-        te_calls_start(&ex) != KX_OK) {              /* call.c -> registry.c -> tools */
+        te_calls_start(&ex) != KX_OK ||              /* call.c -> registry.c -> tools */
+        te_control_start(&ex) != KX_OK) {            /* control.c: STOP kills a run's tools */
         kx_bus_async_free(ex.async);
         kx_svc_close(&svc);
         return 1;

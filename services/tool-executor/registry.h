@@ -3,8 +3,8 @@
  * A tool is a name, a kind (where it runs, which sets its time limit), a start function and
  * an abort function. start() validates the call's arguments and either finishes the call at
  * once (te_call_finish) or starts asynchronous work that finishes it later — exactly once,
- * and never after the call's deadline. abort() (shutdown) stops that work and finishes the
- * call at once with the given outcome. Today: execute_command (sandbox). MCP tools come with the
+ * and never after the call's deadline. abort() (shutdown, or a STOP of the call's run) stops
+ * that work — killing what it started — and finishes the call at once with the given outcome. Today: execute_command (sandbox). MCP tools come with the
  * mcp-proxy issue (kx.mcp.call). */
 #ifndef TE_REGISTRY_H
 #define TE_REGISTRY_H

@@ -8,8 +8,8 @@
  *      `failed` "lease expired: …", terminal SSE event; a restarted runner takes new runs;
  *   2. a hanging blocking command with timeout 2: killed with its process group at ~2 s, the
  *      model gets a "timed out" tool result, the run completes;
- *   3. one hung run does not block another; stopping the hung run ends it within 1 s (and what
- *      happens to its sandbox command, see the case);
+ *   3. one hung run does not block another; stopping the hung run ends it within 1 s and kills
+ *      its sandbox command (process group) within 1 s;
  *   4. scheduler down while runs are submitted: they wait `queued` and all complete once it is
  *      back;
  *   5. sandbox-broker down: the tool fails fast, the run completes; after a restart tools work;
@@ -539,20 +539,17 @@ static void test_hung_run_does_not_block_others(void **state)
     kx_th_sse_free(&ea);
     assert_run_col(&g_stack, &a, "status", "stopped");
 
-    /* What happens to A's command. Today the runner only cancels its request to the
-     * tool-executor; nothing tells the executor or the broker that the call is abandoned, so
-     * the command runs on until its own deadline (timeout 6 s), where the broker kills its
-     * process group. Asserted: it is gone by then at the latest (no orphan outlives the tool
-     * deadline), and the late tool result changes nothing: A stays stopped and no tool row is
-     * written for it. The gap is printed for the record. */
+    /* A's command dies with the stop: the STOP on kx.run.ctl.<id> also reaches the
+     * tool-executor, which aborts A's call and has the broker kill its process group. 1 s
+     * covers the stop round trip plus the kill; A's own tool deadline (6 s) is far later. */
     int64_t t_gone = wait_no_process("sleep 615", HUNG_TOOL_TIMEOUT_S * 1000 + 3000);
-    if (t_gone - t_tool > HUNG_TOOL_TIMEOUT_S * 1000 + 1500)
-        fail_msg("A's command was killed %lld ms after it started (deadline %d s)",
-                 (long long)(t_gone - t_tool), HUNG_TOOL_TIMEOUT_S);
-    print_message("[ note     ] stopped run's command was gone %lld ms after the stop "
-                  "(%lld ms after it started; its deadline was %d s)\n",
-                  (long long)(t_gone - t_stop), (long long)(t_gone - t_tool),
-                  HUNG_TOOL_TIMEOUT_S);
+    print_message("[ timing   ] stopped run's command was gone %lld ms after the stop\n",
+                  (long long)(t_gone - t_stop));
+    if (t_gone - t_stop > 1000)
+        fail_msg("A's command was killed %lld ms after the stop (want <= 1000; its own "
+                 "deadline was %d s after it started)", (long long)(t_gone - t_stop),
+                 HUNG_TOOL_TIMEOUT_S);
+    (void)t_tool;
     sleep_ms(300);   /* the executor's late answer to the cancelled request has been sent */
     assert_run_col(&g_stack, &a, "status", "stopped");
     const char *p[] = { a.thread_id };
