@@ -103,20 +103,13 @@ static void pending_flush(scheduler *s)
     }
 }
 
-void sched_blind(scheduler *s)
-{
-    if (!s->blind)
-        kx_warn("scheduler: heartbeats cannot be applied: expired leases will not be reaped "
-                "until one lease TTL after they can again");
-    s->blind = true;
-}
-
 /* Called when Postgres and NATS both answer: ends a blind gap with one TTL of grace. */
 static void see(scheduler *s)
 {
     if (!s->blind)
         return;
     s->blind = false;
+    s->blind_logged = false;
     s->lease_reap_after_ms = kx_mono_ms() + s->cfg.lease_ttl_ms;
     kx_info("scheduler: heartbeats can be applied again: expired leases are reaped from %lld ms "
             "on", (long long)s->cfg.lease_ttl_ms);
@@ -127,6 +120,11 @@ static void reap(scheduler *s)
     kx_err err = KX_OK;
     if (!kx_bus_connected(s->svc->bus))
         sched_blind(s);
+    if (s->blind && !s->blind_logged) {
+        kx_warn("scheduler: heartbeats cannot be applied: expired leases will not be reaped "
+                "until one lease TTL after they can again");
+        s->blind_logged = true;
+    }
     bool reap_leases = !s->blind && kx_mono_ms() >= s->lease_reap_after_ms;
     PGresult *res = sched_store_reap(s, reap_leases, &err);
     if (res == NULL) {

@@ -66,6 +66,7 @@ typedef struct scheduler {
      * such a gap no lease is reaped before lease_reap_after_ms (monotonic), one TTL after
      * sight came back, so that live runners' heartbeats land first. Loop thread only. */
     bool blind;
+    bool blind_logged;
     int64_t lease_reap_after_ms;
     sched_pending_event *pending;     /* FIFO of unpublished terminal events */
     sched_pending_event **pending_tail;
@@ -119,8 +120,9 @@ kx_err sched_heartbeat_subscribe(scheduler *s);
 
 /* reaper.c / sweep.c: start their periodic timers. */
 void sched_reaper_start(scheduler *s);
-/* reaper.c: heartbeats cannot be applied right now (Postgres or NATS unreachable). */
-void sched_blind(scheduler *s);
+/* Heartbeats cannot be applied right now (Postgres or NATS unreachable): the reaper stops
+ * reaping expired leases until one TTL after they can again (reaper.c). Loop thread. */
+static inline void sched_blind(scheduler *s) { s->blind = true; }
 void sched_sweep_start(scheduler *s);
 
 #endif
