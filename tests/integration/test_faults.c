@@ -6,6 +6,8 @@
  *
  *   1. runner SIGKILLed while a run waits on a hanging model: reaped within the lease TTL,
  *      `failed` "lease expired: …", terminal SSE event; a restarted runner takes new runs;
+ *   1b. runner SIGKILLed during a tool call: reaped as in 1, and the reaper's STOP makes the
+ *      tool-executor kill the orphaned command long before its own deadline;
  *   2. a hanging blocking command with timeout 2: killed with its process group at ~2 s, the
  *      model gets a "timed out" tool result, the run completes;
  *   3. one hung run does not block another; stopping the hung run ends it within 1 s and kills
@@ -421,6 +423,52 @@ static void test_runner_sigkill_is_reaped(void **state)
     free(token);
 }
 
+/* ---- 1b. runner killed in the middle of a tool call ------------------------------------- */
+
+/* Kortix's original failure: a worker dies while its tool runs. The run is reaped as in case 1,
+ * and the reaper's STOP reaches the tool-executor, which kills the orphaned command's process
+ * group — long before the command's own deadline (30 s here). */
+static void test_runner_killed_mid_tool_kills_its_command(void **state)
+{
+    char *token = new_account(&g_stack);
+    run r;
+    initiate(&g_stack, token,
+             "call execute_command {\"command\": \"sleep 617\", \"blocking\": true, "
+             "\"timeout\": 30}",
+             &r);
+    pid_t sleeper = wait_process("sleep 617", 10000);
+    assert_true(sleeper > 0);
+    assert_in_sandbox(sleeper);
+
+    kx_th_proc *runner = proc("agent-runner");
+    pid_t pid = runner->pid;
+    int64_t t_kill = kx_mono_ms();
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    int wstatus = 0;
+    assert_int_equal(waitpid(pid, &wstatus, 0), pid);
+    runner->pid = 0;
+    runner->exit_status = 128 + SIGKILL;
+
+    /* Reaped as in case 1 (TTL 2 s + reaper 0.2 s; 3.5 s with slack), then the STOP kills the
+     * command: gone within 4.5 s of the kill, where its own deadline is 30 s. */
+    int64_t t_left = wait_status(&g_stack, &r, "running", false, 10000);
+    print_message("[ timing   ] reaped %lld ms after the kill\n", (long long)(t_left - t_kill));
+    if (t_left - t_kill > 3500)
+        fail_msg("the run left running %lld ms after the kill (want <= 3500)",
+                 (long long)(t_left - t_kill));
+    assert_run_col(&g_stack, &r, "status", "failed");
+    int64_t t_gone = wait_no_process("sleep 617", 10000);
+    print_message("[ timing   ] orphaned command gone %lld ms after the kill\n",
+                  (long long)(t_gone - t_kill));
+    if (t_gone - t_kill > 4500)
+        fail_msg("the orphaned command was killed %lld ms after its runner (want <= 4500)",
+                 (long long)(t_gone - t_kill));
+
+    start_service("agent-runner");
+    assert_plain_run_completes(&g_stack, token, "back after the mid-tool kill");
+    free(token);
+}
+
 /* ---- 2. a tool that hangs --------------------------------------------------------------- */
 
 static void test_hanging_tool_is_killed(void **state)
@@ -830,6 +878,7 @@ int main(void)
 {
     const struct CMUnitTest faults[] = {
         cmocka_unit_test_setup(test_runner_sigkill_is_reaped, all_running),
+        cmocka_unit_test_setup(test_runner_killed_mid_tool_kills_its_command, all_running),
         cmocka_unit_test_setup(test_hanging_tool_is_killed, all_running),
         cmocka_unit_test_setup(test_hung_run_does_not_block_others, all_running),
         cmocka_unit_test_setup(test_scheduler_down_loses_nothing, all_running),
