@@ -469,10 +469,10 @@ static bool wait_until(kx_bus *bus, bool (*pred)(kx_bus *), int64_t timeout_ms)
 static bool closed_cb_done(kx_bus *bus) { return bus->closed_cb_done; }
 static bool no_live_subctx(kx_bus *bus) { return bus->live_subctx == 0; }
 
-void kx_bus_close(kx_bus *bus, int64_t timeout_ms)
+bool kx_bus_close(kx_bus *bus, int64_t timeout_ms)
 {
     if (bus == NULL)
-        return;
+        return true;
     /* The subscriptions still open belong to the bus now. One that the caller already closed
      * (natsSubscription_Destroy) is no longer valid; it stays registered only until its
      * completion callback runs, which cannot happen while we hold the mutex. */
@@ -523,11 +523,12 @@ void kx_bus_close(kx_bus *bus, int64_t timeout_ms)
     natsConnection_Destroy(bus->nc);
     if (!quiet) {
         kx_error("bus: NATS callbacks still running after close; leaking the bus to stay safe");
-        return;
+        return false;
     }
     pthread_cond_destroy(&bus->cond);
     pthread_mutex_destroy(&bus->mu);
     free(bus);
+    return true;
 }
 
 /* ---- streams ---- */

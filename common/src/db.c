@@ -32,6 +32,7 @@ struct kx_db {
     PGconn *conn;               /* NULL until the first successful PQconnectdbParams */
     char *conninfo;
     char options[96];           /* "-c statement_timeout=N -c TimeZone=UTC" */
+    char tcp_user_timeout[24];  /* ms: statement timeout + 5 s (0 = kernel default) */
     const kx_db_stmt *stmts;    /* static table, may be NULL */
     size_t nstmts;
     bool *prepared;             /* per statement: prepared on this connection */
@@ -106,12 +107,16 @@ static kx_err try_connect(kx_db *db)
 {
     if (db->conn == NULL) {
         /* Later keywords override earlier ones, and dbname is expanded as a URL or
-         * key=value string: connect_timeout is a default the conninfo may override,
-         * statement_timeout always applies. */
-        const char *keys[] = { "connect_timeout", "fallback_application_name", "dbname",
-                               "options", NULL };
-        const char *vals[] = { CONNECT_TIMEOUT_S, program_invocation_short_name, db->conninfo,
-                               db->options, NULL };
+         * key=value string: connect_timeout and the keepalives are defaults the conninfo may
+         * override, statement_timeout always applies. statement_timeout runs on the server:
+         * against a dead peer (host gone, network partition) only TCP can tell, so keepalives
+         * and tcp_user_timeout make a blocking query fail within seconds instead of hanging
+         * the calling thread — often an event loop — for the kernel's ~15 minutes. */
+        const char *keys[] = { "connect_timeout", "keepalives", "keepalives_idle",
+                               "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+                               "fallback_application_name", "dbname", "options", NULL };
+        const char *vals[] = { CONNECT_TIMEOUT_S, "1", "5", "2", "3", db->tcp_user_timeout,
+                               program_invocation_short_name, db->conninfo, db->options, NULL };
         db->conn = PQconnectdbParams(keys, vals, 1);
         if (db->conn == NULL) {
             kx_error("db: out of memory creating a connection");
@@ -180,6 +185,8 @@ kx_err kx_db_connect(const char *conninfo, const kx_db_stmt *stmts, kx_db **out)
     /* UTC sessions: to_json(timestamptz) then prints "...+00:00", as Kortix's API does. */
     snprintf(db->options, sizeof db->options, "-c statement_timeout=%lld -c TimeZone=UTC",
              (long long)timeout_ms);
+    snprintf(db->tcp_user_timeout, sizeof db->tcp_user_timeout, "%lld",
+             timeout_ms > 0 ? (long long)timeout_ms + 5000 : 0LL);
     err = try_connect(db);
     if (err == KX_ERR_NOMEM) {
         kx_db_close(db);

@@ -212,9 +212,15 @@ void kx_svc_close(kx_svc *svc)
 {
     kx_httpd_stop(svc->ops);   /* first: its readiness callback reads the bus */
     svc->ops = NULL;
-    kx_bus_close(svc->bus, BUS_CLOSE_TIMEOUT_MS);   /* also destroys health_sub */
+    bool clean = kx_bus_close(svc->bus, BUS_CLOSE_TIMEOUT_MS);   /* also destroys health_sub */
     svc->bus = NULL;
     svc->health_sub = NULL;
+    if (!clean) {   /* a cnats callback may still post to the loop: leak it with the bus */
+        kx_error("svc: leaking the loop too, the process is exiting anyway");
+        svc->loop = NULL;
+        svc->drain_timer = NULL;
+        return;
+    }
     kx_loop_free(svc->loop);   /* frees the drain timer if still armed */
     svc->loop = NULL;
     svc->drain_timer = NULL;

@@ -25,6 +25,7 @@
 #define CONNECT_TIMEOUT_MS 10000
 #define MAX_ERROR_BODY (64 * 1024)
 #define MAX_JSON_BODY (16 * 1024 * 1024)
+#define MAX_ANSWER_BYTES (4 * 1024 * 1024)   /* text + tool-call arguments of one answer */
 
 struct llm_client {
     const runner_config *cfg;
@@ -243,6 +244,15 @@ static void on_sse_event(const char *event, const char *data, size_t len, const 
     case LLM_FEED_NOMEM:
         snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
                  "out of memory while reading the LLM stream");
+        call->stream_failed = true;
+        return;
+    }
+    size_t answer = call->stream.content.len;
+    for (size_t i = 0; i < call->stream.ncalls; i++)
+        answer += call->stream.calls[i].arguments.len;
+    if (answer > MAX_ANSWER_BYTES) {
+        snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
+                 "the LLM answer exceeded %d bytes", MAX_ANSWER_BYTES);
         call->stream_failed = true;
         return;
     }

@@ -505,7 +505,11 @@ static bool take_native_calls(run *r, const llm_stream *s)
             kx_uuid_new(u);
             snprintf(c->tool_call_id, sizeof c->tool_call_id, "call_%s", u);
         }
-        snprintf(c->exec_id, sizeof c->exec_id, "%s", c->tool_call_id);
+        /* The exec id (ToolCall.call_id: the kill handle across executor and broker) is
+         * always ours: a provider's tool_call_id need not be unique across runs. */
+        char eid[KX_UUID_LEN + 1];
+        kx_uuid_new(eid);
+        snprintf(c->exec_id, sizeof c->exec_id, "%s", eid);
         c->name = strdup(t->name.len > 0 ? t->name.s : "");
         c->arguments_text = strdup(t->arguments.len > 0 ? t->arguments.s : "{}");
         if (c->name == NULL || c->arguments_text == NULL)

@@ -188,9 +188,11 @@ static void on_response_free(void *cls)
     st->sub = NULL;
     pthread_mutex_unlock(&st->mu);
     if (sub != NULL) {
-        /* Closes the subscription; on_sub_complete releases its reference once cnats has
-         * returned from the last callback. Destroy only drops our handle. */
-        natsSubscription_Unsubscribe(sub);
+        /* Destroy unsubscribes without a request to the server (Unsubscribe would delete the
+         * ordered consumer with a blocking JetStream request, up to 5 s on this libmicrohttpd
+         * thread); the server drops the ephemeral consumer once it is inactive.
+         * on_sub_complete releases its reference once cnats has returned from the last
+         * callback. */
         natsSubscription_Destroy(sub);
     }
     stream_release(st);

@@ -256,15 +256,16 @@ static void on_pidfd(kx_loop *loop, int fd, uint32_t events, void *arg)
         drain(t, t->proc.err_fd, false, SIZE_MAX);
     mcp_linebuf_flush(&t->err_lb, stderr_line, t);
 
+    /* Grandchildren may still hold the group: it goes with its leader. Killed before the
+     * reap, while the exited leader is a zombie and its pid (the pgid) cannot be reused. */
+    kx_proc_kill_group(&t->proc, SIGKILL);
     int wstatus = 0;
     kx_err err = kx_proc_reap(&t->proc, &wstatus);
     if (err == KX_ERR_TIMEOUT)
-        return;   /* not exited after all: keep waiting */
+        return;   /* not exited after all (the pidfd woke early): keep waiting */
     if (err != KX_OK)
         kx_warn("mcp server '%s' (pid %d): reaping failed: %s", t->name, (int)t->proc.pid,
                 kx_err_str(err));
-    /* Grandchildren may still hold the group: it goes with its leader. */
-    kx_proc_kill_group(&t->proc, SIGKILL);
     t->exited = true;
     if (t->grace_timer != NULL) {
         kx_timer_cancel(t->grace_timer);

@@ -59,8 +59,10 @@ typedef struct kx_bus_meta {
 /* Connects to url (e.g. "nats://127.0.0.1:4222") as client `name`. Returns at once even if the
  * server is not reachable yet; the connection keeps trying in the background. */
 kx_err kx_bus_connect(const char *url, const char *name, kx_bus **out);
-/* Drains subscriptions (bounded by timeout_ms), then closes and frees. NULL is a no-op. */
-void kx_bus_close(kx_bus *bus, int64_t timeout_ms);
+/* Drains subscriptions (bounded by timeout_ms), then closes and frees. NULL is a no-op.
+ * Returns false when cnats callbacks were still running after the grace period: the bus is
+ * then leaked on purpose, and so must be whatever those callbacks use (a loop they post to). */
+bool kx_bus_close(kx_bus *bus, int64_t timeout_ms);
 
 bool kx_bus_connected(kx_bus *bus);
 natsConnection *kx_bus_conn(kx_bus *bus);
