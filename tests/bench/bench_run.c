@@ -1,0 +1,2194 @@
+/* bench_run.c — end-to-end benchmark of agent runs on the whole stack: the six services,
+ * nats-server, PostgreSQL and the demo model, all on 127.0.0.1, started by tests/harness/stack.h
+ * with production timings (heartbeat 1 s, lease 10 s, reaper 1 s, sweep 5 s) and KX_LOG_LEVEL=warn.
+ *
+ * Every figure is printed next to baselines measured in the same run, against the same servers:
+ *   baselines   NATS request/reply RTT (libkx, trivial responder), JetStream publish + ack,
+ *               Postgres single-row INSERT commit and SELECT 1 round trip (libpq, prepared),
+ *               GET /healthz on the gateway (HTTP floor), one streamed demo-model completion
+ *               (LLM floor), fork+exec+wait of /bin/sh -c true (process floor), mkdir of a
+ *               workspace, and the tool path without the runner (kx.sandbox.exec to the broker,
+ *               kx.tool.exec to the executor).
+ *   (a) latency     sequential runs, POST /api/agent/initiate -> terminal event on the SSE
+ *                   stream, for `say hi` and for one execute_command tool step: p50/p90/p99, the
+ *                   ratios to the baselines, the critical path counted from the rows the runs
+ *                   wrote with its "ideal" sum, the split by phase from the runs' own timestamps,
+ *                   and the CPU each process spent per run.
+ *   (b) throughput  N runs submitted at once by a few threads; runs/s, per-run latency, CPU of
+ *                   every process, and where the agent-runner's and scheduler's loop threads
+ *                   spent their time (sampled from /proc/<pid>/task/<tid>/syscall every 1 ms).
+ *   (c) fan-out     R concurrent SSE readers replaying one finished run, against one reader.
+ *   (d) held        H runs parked in their LLM call at once (demo `sleep`): what holding a run
+ *                   costs the runner in memory, descriptors and CPU (toward many concurrent runs).
+ *   (e) durable     the harness runs Postgres with fsync, synchronous_commit and
+ *                   full_page_writes off; this restarts it with them on (the production
+ *                   setting) and measures the commit baseline, (a) for `say hi` and (b) again.
+ *
+ *   build-bench/tests/bench/bench_run [--single N] [--tool N] [--concurrent N] [--threads N]
+ *       [--readers N] [--held N] [--held-ms MS] [--durable-single N]
+ *       [--durable-concurrent N] [--no-durable] [--results FILE]
+ *
+ * Bounded: fixed counts (each capped), every HTTP call and stream has a deadline, the wait for
+ * a throughput batch gives up after 120 s. --results FILE appends "key value unit" lines, which
+ * tests/bench/run.sh collects over three runs to print medians (docs/performance.md). */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "kx/bus.h"
+#include "kx/http.h"
+#include "kx/log.h"
+#include "kx/pb.h"
+#include "kx/time.h"
+#include "kx/uuid.h"
+#include "stack.h"
+
+extern char **environ;
+
+#define SAY_PROMPT "say hi"
+#define TOOL_PROMPT "call execute_command {\"command\": \"true\", \"blocking\": true}"
+#define FANOUT_WORDS 300          /* the fan-out run answers this many words (3 per chunk) */
+#define STREAM_TIMEOUT_MS 30000
+#define BATCH_TIMEOUT_MS 120000
+#define SAMPLE_PERIOD_US 1000
+
+/* ==== options ============================================================================== */
+
+typedef struct opts {
+    int single, tool, concurrent, threads, readers, held, held_ms, durable_single,
+        durable_concurrent;
+    bool durable;
+    const char *results;
+} opts;
+
+/* ==== state shared by the whole benchmark ================================================ */
+
+static kx_th_stack g_stack;
+static FILE *g_results;   /* --results, or NULL */
+static bool g_failed;     /* some check failed: exit status 1 */
+
+static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void fail(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "bench_run: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    g_failed = true;
+}
+
+/* A "key value unit" line for run.sh (medians over runs). */
+static void result(const char *key, double value, const char *unit)
+{
+    if (g_results != NULL)
+        fprintf(g_results, "%s %.3f %s\n", key, value, unit);
+}
+
+/* ==== statistics ========================================================================== */
+
+typedef struct stats {
+    int n;
+    int64_t p50, p90, p99, max;
+} stats;
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Sorts v and takes its percentiles (nearest rank). */
+static stats stats_of(int64_t *v, int n)
+{
+    stats s = {.n = n};
+    if (n <= 0)
+        return s;
+    qsort(v, (size_t)n, sizeof *v, cmp_i64);
+    s.p50 = v[n / 2];
+    s.p90 = v[(n * 9) / 10];
+    s.p99 = v[(n * 99) / 100];
+    s.max = v[n - 1];
+    return s;
+}
+
+static int64_t median_of(int64_t *v, int n)
+{
+    return stats_of(v, n).p50;
+}
+
+/* "182 us" under 10 ms, else "12.3 ms". */
+static const char *dur(char buf[32], int64_t us)
+{
+    if (us < 10000 && us > -10000)
+        snprintf(buf, 32, "%" PRId64 " us", us);
+    else
+        snprintf(buf, 32, "%.1f ms", (double)us / 1000.0);
+    return buf;
+}
+
+static void print_stats(const char *label, const stats *s)
+{
+    char a[32], b[32], c[32];
+    printf("  %-44s n=%-4d p50 %9s  p90 %9s  p99 %9s\n", label, s->n, dur(a, s->p50),
+           dur(b, s->p90), dur(c, s->p99));
+}
+
+static void result_stats(const char *key, const stats *s)
+{
+    char k[128];
+    snprintf(k, sizeof k, "%s.p50", key);
+    result(k, (double)s->p50, "us");
+    snprintf(k, sizeof k, "%s.p90", key);
+    result(k, (double)s->p90, "us");
+    snprintf(k, sizeof k, "%s.p99", key);
+    result(k, (double)s->p99, "us");
+}
+
+/* ==== CPU accounting from /proc ============================================================ */
+
+/* Per process: CPU time from /proc/<pid>/stat (utime+stime, which include threads that have
+ * ended, and cutime+cstime for reaped children; clock ticks), and the time its live threads
+ * spent runnable but waiting for a CPU, from /proc/<pid>/task/<tid>/schedstat (ns; threads that
+ * ended between two snapshots are missing, so this undercounts). Waiting for a CPU is the
+ * direct sign of CPU saturation. */
+enum {
+    P_DEMO, P_GATEWAY, P_SCHEDULER, P_RUNNER, P_TOOLEXEC, P_BROKER, P_MCP,   /* stack procs */
+    P_NATS, P_PG, P_BENCH, P_COUNT
+};
+static const char *const P_NAMES[P_COUNT] = {
+    "demo-model", "gateway", "scheduler", "agent-runner", "tool-executor",
+    "sandbox-broker (+ commands)", "mcp-proxy", "nats-server", "postgres (all backends)",
+    "bench client (this process)",
+};
+static const char *const P_KEYS[P_COUNT] = {
+    "demo_model", "gateway", "scheduler", "agent_runner", "tool_executor", "sandbox_broker",
+    "mcp_proxy", "nats_server", "postgres", "bench_client",
+};
+
+typedef struct cpu_snap {
+    int64_t wall_us;
+    int64_t run_ns[P_COUNT], wait_ns[P_COUNT];
+    int64_t runner_loop_run, runner_loop_wait, sched_loop_run, sched_loop_wait;
+    int64_t machine_busy, machine_total;   /* /proc/stat, clock ticks summed over CPUs */
+} cpu_snap;
+
+/* Fields of /proc/<path>/stat: parent pid, utime+stime and cutime+cstime (clock ticks);
+ * false if unreadable. */
+static bool stat_fields(const char *path, pid_t *ppid, int64_t *own_ticks, int64_t *child_ticks)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    char line[1024];
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    const char *p = strrchr(line, ')');   /* the command name may hold spaces */
+    if (p == NULL)
+        return false;
+    /* after ")": 3 state, 4 ppid, 5..13, 14 utime, 15 stime, 16 cutime, 17 cstime */
+    char state;
+    long long v[15];
+    int got = sscanf(p + 1, " %c %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld "
+                     "%lld %lld", &state, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
+                     &v[8], &v[9], &v[10], &v[11], &v[12], &v[13]);
+    if (got != 15)
+        return false;
+    *ppid = (pid_t)v[0];
+    *own_ticks = v[10] + v[11];
+    *child_ticks = v[12] + v[13];
+    return true;
+}
+
+static void schedstat(const char *path, int64_t *run, int64_t *wait)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return;
+    long long r = 0, w = 0;
+    if (fscanf(f, "%lld %lld", &r, &w) == 2) {
+        *run += r;
+        *wait += w;
+    }
+    fclose(f);
+}
+
+/* CPU of pid (with children: plus the children it has reaped), in ns at clock-tick
+ * resolution, and the wait for a CPU of its live threads. */
+static void proc_cpu(pid_t pid, bool children, int64_t *run, int64_t *wait)
+{
+    if (pid <= 0)
+        return;
+    char path[96];
+    pid_t ppid;
+    int64_t own = 0, kids = 0, ignored = 0;
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    if (!stat_fields(path, &ppid, &own, &kids))
+        return;
+    *run += (own + (children ? kids : 0)) * (1000000000LL / sysconf(_SC_CLK_TCK));
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char p[128];
+        snprintf(p, sizeof p, "/proc/%d/task/%.16s/schedstat", (int)pid, e->d_name);
+        schedstat(p, &ignored, wait);
+    }
+    closedir(d);
+}
+
+static void thread_cpu(pid_t pid, int64_t *run, int64_t *wait)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/schedstat", (int)pid, (int)pid);
+    schedstat(path, run, wait);
+}
+
+static pid_t postmaster_pid(void)
+{
+    char path[400];
+    snprintf(path, sizeof path, "%s/pg/postmaster.pid", g_stack.pg.dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    long pid = 0;
+    if (fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    return (pid_t)pid;
+}
+
+/* The postmaster (with the backends it reaped) plus every live backend (its children). */
+static void postgres_cpu(int64_t *run, int64_t *wait)
+{
+    pid_t pm = postmaster_pid();
+    if (pm <= 0)
+        return;
+    proc_cpu(pm, true, run, wait);
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        if (*end != '\0' || pid <= 0 || pid == pm)
+            continue;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+        pid_t ppid = 0;
+        int64_t own, kids;
+        if (stat_fields(path, &ppid, &own, &kids) && ppid == pm)
+            proc_cpu((pid_t)pid, false, run, wait);
+    }
+    closedir(d);
+}
+
+static void machine_ticks(int64_t *busy, int64_t *total)
+{
+    *busy = *total = 0;
+    FILE *f = fopen("/proc/stat", "r");
+    if (f == NULL)
+        return;
+    long long v[8] = {0};
+    if (fscanf(f, "cpu %lld %lld %lld %lld %lld %lld %lld %lld", &v[0], &v[1], &v[2], &v[3],
+               &v[4], &v[5], &v[6], &v[7]) == 8) {
+        for (int i = 0; i < 8; i++)
+            *total += v[i];
+        *busy = *total - v[3] - v[4];   /* minus idle and iowait */
+    }
+    fclose(f);
+}
+
+static void cpu_take(cpu_snap *s)
+{
+    memset(s, 0, sizeof *s);
+    s->wall_us = kx_mono_us();
+    for (int i = 0; i < KX_TH_STACK_NPROCS && i < P_NATS; i++)
+        proc_cpu(g_stack.procs[i].pid, true, &s->run_ns[i], &s->wait_ns[i]);
+    proc_cpu(g_stack.nats.pid, false, &s->run_ns[P_NATS], &s->wait_ns[P_NATS]);
+    postgres_cpu(&s->run_ns[P_PG], &s->wait_ns[P_PG]);
+    proc_cpu(getpid(), false, &s->run_ns[P_BENCH], &s->wait_ns[P_BENCH]);
+    thread_cpu(g_stack.procs[P_RUNNER].pid, &s->runner_loop_run, &s->runner_loop_wait);
+    thread_cpu(g_stack.procs[P_SCHEDULER].pid, &s->sched_loop_run, &s->sched_loop_wait);
+    machine_ticks(&s->machine_busy, &s->machine_total);
+}
+
+static double clamp0(double v)
+{
+    return v < 0 ? 0 : v;
+}
+
+/* Prints the CPU each process used between a and b.
+ * runs > 0: per run (sequential runs: CPU only).
+ * runs <= 0: as a share of the wall time (100 % = one core busy) with the time its threads
+ *            waited for a CPU; -runs, when > 0, is the number of runs the window served, for
+ *            the CPU per run at that load and the ceiling it implies for the machine. */
+static void print_cpu(const char *key, const cpu_snap *a, const cpu_snap *b, int runs)
+{
+    double wall_ns = (double)(b->wall_us - a->wall_us) * 1000.0;
+    double stack_run = 0, stack_wait = 0, all_run = 0;
+    char k[160];
+    if (runs > 0)
+        printf("    %-30s %8s   (ms per run)\n", "", "CPU");
+    else
+        printf("    %-30s %8s %8s   (%% of the wall time; 100 %% = one core)\n", "", "CPU",
+               "waiting");
+    for (int i = 0; i < P_COUNT; i++) {
+        double run = (double)(b->run_ns[i] - a->run_ns[i]);
+        double wait = clamp0((double)(b->wait_ns[i] - a->wait_ns[i]));
+        all_run += run;
+        if (i != P_BENCH) {
+            stack_run += run;
+            stack_wait += wait;
+        }
+        snprintf(k, sizeof k, "%s.cpu.%s", key, P_KEYS[i]);
+        if (runs > 0) {
+            printf("    %-30s %8.3f\n", P_NAMES[i], run / 1e6 / runs);
+            result(k, run / 1e6 / runs, "ms/run");
+        } else {
+            printf("    %-30s %7.1f%% %7.1f%%\n", P_NAMES[i], 100.0 * run / wall_ns,
+                   100.0 * wait / wall_ns);
+            result(k, 100.0 * run / wall_ns, "%core");
+        }
+    }
+    double lr = (double)(b->runner_loop_run - a->runner_loop_run);
+    double lw = clamp0((double)(b->runner_loop_wait - a->runner_loop_wait));
+    if (runs > 0) {
+        printf("    %-30s %8.3f   (the runner's loop thread: %.3f)\n", "whole stack",
+               stack_run / 1e6 / runs, lr / 1e6 / runs);
+        snprintf(k, sizeof k, "%s.cpu.stack", key);
+        result(k, stack_run / 1e6 / runs, "ms/run");
+        return;
+    }
+    printf("    %-30s %7.1f%% %7.1f%%\n", "whole stack", 100.0 * stack_run / wall_ns,
+           100.0 * stack_wait / wall_ns);
+    double sr = (double)(b->sched_loop_run - a->sched_loop_run);
+    double sw = clamp0((double)(b->sched_loop_wait - a->sched_loop_wait));
+    printf("    %-30s %7.1f%% %7.1f%%\n", "  runner loop thread", 100.0 * lr / wall_ns,
+           100.0 * lw / wall_ns);
+    printf("    %-30s %7.1f%% %7.1f%%\n", "  scheduler loop thread", 100.0 * sr / wall_ns,
+           100.0 * sw / wall_ns);
+    double busy = (double)(b->machine_busy - a->machine_busy);
+    double total = (double)(b->machine_total - a->machine_total);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    double busy_pct = total > 0 ? 100.0 * busy / total : 0.0;
+    double busy_ns = busy_pct / 100.0 * (double)cores * wall_ns;   /* core-ns */
+    printf("    machine: %.1f %% of its %ld cores busy; not accounted to the processes above "
+           "(kernel, other processes): %.1f %% of one core\n", busy_pct, cores,
+           100.0 * clamp0(busy_ns - all_run) / wall_ns);
+    snprintf(k, sizeof k, "%s.cpu.stack", key);
+    result(k, 100.0 * stack_run / wall_ns, "%core");
+    snprintf(k, sizeof k, "%s.cpu.stack_waiting", key);
+    result(k, 100.0 * stack_wait / wall_ns, "%core");
+    snprintf(k, sizeof k, "%s.cpu.machine_busy", key);
+    result(k, busy_pct, "%");
+    snprintf(k, sizeof k, "%s.cpu.runner_loop", key);
+    result(k, 100.0 * lr / wall_ns, "%core");
+    if (runs < 0) {
+        int n = -runs;
+        double per_run = busy_ns / 1e6 / n, stack_per_run = stack_run / 1e6 / n;
+        printf("    CPU per run at this load: %.2f ms for the stack, %.2f ms for the whole machine "
+               "(client, kernel included); %ld cores / that = %.0f runs/s if CPU were the only "
+               "limit\n", stack_per_run, per_run, cores, (double)cores * 1000.0 / per_run);
+        snprintf(k, sizeof k, "%s.cpu.stack_per_run", key);
+        result(k, stack_per_run, "ms/run");
+        snprintf(k, sizeof k, "%s.cpu.machine_per_run", key);
+        result(k, per_run, "ms/run");
+        snprintf(k, sizeof k, "%s.cpu_ceiling", key);
+        result(k, (double)cores * 1000.0 / per_run, "runs/s");
+    }
+}
+
+/* ==== loop-thread sampler ================================================================= */
+
+/* What a thread was doing when sampled, from /proc/<pid>/task/<tid>/syscall (x86-64 numbers). */
+enum { S_CPU, S_IDLE, S_POLL, S_FUTEX, S_IO, S_OTHER, S_COUNT };
+static const char *const S_KEYS[S_COUNT] = {"cpu", "idle", "pg_wait", "futex", "io", "other"};
+static const char *const S_NAMES[S_COUNT] = {
+    "on CPU or runnable", "idle in epoll_wait (the loop has nothing to do)",
+    "poll(): libpq waiting for Postgres", "futex: lock or cnats sync wait (e.g. JetStream ack)",
+    "socket/file read or write", "other system call",
+};
+
+typedef struct sampler {
+    pthread_t thread;
+    atomic_bool stop;
+    int n;
+    pid_t pid[2];
+    long counts[2][S_COUNT];
+    long samples;
+    bool ok;
+    int64_t start_us, stop_us;   /* kx_mono_us */
+} sampler;
+
+static int classify_syscall(const char *text)
+{
+    if (strncmp(text, "running", 7) == 0)
+        return S_CPU;
+    long nr = strtol(text, NULL, 10);
+    switch (nr) {
+    case -1: return S_CPU;             /* in user space */
+    case 232: case 281: case 441: return S_IDLE;   /* epoll_wait, epoll_pwait, epoll_pwait2 */
+    case 7: case 271: return S_POLL;   /* poll, ppoll */
+    case 202: return S_FUTEX;
+    case 0: case 1: case 17: case 18: case 19: case 20: case 44: case 45: case 46: case 47:
+        return S_IO;                   /* read write pread pwrite readv writev sendto recvfrom sendmsg recvmsg */
+    default: return S_OTHER;
+    }
+}
+
+static void *sampler_main(void *arg)
+{
+    sampler *s = arg;
+    char path[2][96];
+    for (int i = 0; i < s->n; i++)
+        snprintf(path[i], sizeof path[i], "/proc/%d/task/%d/syscall", (int)s->pid[i],
+                 (int)s->pid[i]);
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    while (!atomic_load(&s->stop)) {
+        for (int i = 0; i < s->n; i++) {
+            FILE *f = fopen(path[i], "r");
+            char text[64] = "";
+            if (f != NULL) {
+                if (fgets(text, sizeof text, f) == NULL)
+                    text[0] = '\0';
+                fclose(f);
+            }
+            if (text[0] == '\0')
+                continue;
+            s->counts[i][classify_syscall(text)]++;
+            s->ok = true;
+        }
+        s->samples++;
+        next.tv_nsec += SAMPLE_PERIOD_US * 1000L;
+        if (next.tv_nsec >= 1000000000L) {
+            next.tv_sec++;
+            next.tv_nsec -= 1000000000L;
+        }
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+    }
+    return NULL;
+}
+
+static bool sampler_start(sampler *s)
+{
+    memset(s, 0, sizeof *s);
+    s->n = 2;
+    s->pid[0] = g_stack.procs[P_RUNNER].pid;
+    s->pid[1] = g_stack.procs[P_SCHEDULER].pid;
+    atomic_init(&s->stop, false);
+    s->start_us = kx_mono_us();
+    if (pthread_create(&s->thread, NULL, sampler_main, s) != 0) {
+        fail("cannot start the loop-thread sampler");
+        return false;
+    }
+    return true;
+}
+
+/* Stops the sampler and prints what it saw. Returns the share of samples in which the
+ * runner's loop thread was blocked in poll() (libpq), or -1 when there were no samples. */
+static double sampler_stop(sampler *s, const char *key)
+{
+    atomic_store(&s->stop, true);
+    pthread_join(s->thread, NULL);
+    s->stop_us = kx_mono_us();
+    if (!s->ok) {
+        printf("    loop-thread samples unavailable (/proc/<pid>/task/<tid>/syscall unreadable)\n");
+        return -1;
+    }
+    double runner_pg = -1;
+    static const char *const who[2] = {"agent-runner", "scheduler"};
+    for (int i = 0; i < s->n; i++) {
+        long total = 0;
+        for (int c = 0; c < S_COUNT; c++)
+            total += s->counts[i][c];
+        if (total == 0)
+            continue;
+        printf("    %s loop thread, %ld samples (1 per ms):\n", who[i], total);
+        for (int c = 0; c < S_COUNT; c++) {
+            double pct = 100.0 * (double)s->counts[i][c] / (double)total;
+            printf("      %5.1f %%  %s\n", pct, S_NAMES[c]);
+            if (i == 0 && c == S_POLL)
+                runner_pg = pct / 100.0;
+            char k[128];
+            snprintf(k, sizeof k, "%s.loop.%s.%s", key, i == 0 ? "runner" : "scheduler",
+                     S_KEYS[c]);
+            result(k, pct, "%");
+        }
+    }
+    return runner_pg;
+}
+
+/* ==== baselines ========================================================================== */
+
+typedef struct baselines {
+    stats nats, js, pg_commit, pg_select, http, llm, spawn, mkdir, tool, sandbox, sandbox_new;
+} baselines;
+
+static kx_bus *g_echo_bus;
+
+static void echo_cb(natsMsg *msg, void *arg)
+{
+    (void)arg;
+    kx_bus_respond(g_echo_bus, msg, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
+    natsMsg_Destroy(msg);
+}
+
+static bool bus_wait_connected(kx_bus *b)
+{
+    for (int i = 0; i < 300 && !kx_bus_connected(b); i++)
+        usleep(10000);
+    return kx_bus_connected(b);
+}
+
+/* libkx request/reply to a trivial responder (what the runner -> tool-executor -> broker calls
+ * use), and JetStream publish + ack on a file stream (what the gateway's submit and the
+ * scheduler's dispatch wait for). */
+static bool base_bus(int n, int64_t *rtt, int n_js, int64_t *js)
+{
+    kx_bus *req = NULL;
+    natsSubscription *sub = NULL;
+    bool ok = false;
+    if (kx_bus_connect(g_stack.nats.url, "bench-echo", &g_echo_bus) != KX_OK ||
+        kx_bus_connect(g_stack.nats.url, "bench-req", &req) != KX_OK ||
+        !bus_wait_connected(g_echo_bus) || !bus_wait_connected(req)) {
+        fail("baseline: cannot connect to nats-server at %s", g_stack.nats.url);
+        goto out;
+    }
+    if (kx_bus_subscribe(g_echo_bus, "bench.echo", NULL, echo_cb, NULL, &sub) != KX_OK ||
+        natsConnection_Flush(kx_bus_conn(g_echo_bus)) != NATS_OK) {
+        fail("baseline: cannot subscribe bench.echo");
+        goto out;
+    }
+    char payload[64] = {0};
+    for (int i = -50; i < n; i++) {   /* 50 warm-up requests */
+        kx_bus_meta meta;
+        kx_bus_meta_init(&meta, kx_deadline_in(1000), "00000000-0000-4000-8000-000000000000");
+        natsMsg *reply = NULL;
+        int64_t t0 = kx_mono_us();
+        if (kx_bus_request(req, "bench.echo", payload, sizeof payload, &meta, &reply) != KX_OK) {
+            fail("baseline: NATS request %d failed", i);
+            goto out;
+        }
+        if (i >= 0)
+            rtt[i] = kx_mono_us() - t0;
+        natsMsg_Destroy(reply);
+    }
+
+    jsCtx *js_ctx = kx_bus_js(req);
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    const char *subjects[] = {"bench.js"};
+    cfg.Name = "BENCH_JS";
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (js_AddStream(&si, js_ctx, &cfg, NULL, &jerr) != NATS_OK) {
+        fail("baseline: cannot create the JetStream stream BENCH_JS (error %d)", (int)jerr);
+        goto out;
+    }
+    jsStreamInfo_Destroy(si);
+    char rid[KX_UUID_LEN + 1], tid[KX_UUID_LEN + 1], aid[KX_UUID_LEN + 1];
+    kx_uuid_new(rid);
+    kx_uuid_new(tid);
+    kx_uuid_new(aid);
+    Kx__V1__RunSubmit rs = KX__V1__RUN_SUBMIT__INIT;   /* what the gateway publishes */
+    rs.run_id = rid;
+    rs.thread_id = tid;
+    rs.account_id = aid;
+    for (int i = -20; i < n_js; i++) {
+        kx_bus_meta meta;
+        kx_bus_meta_init(&meta, kx_deadline_in(2000), aid);
+        rs.submitted_at_ms = kx_now_ms();
+        int64_t t0 = kx_mono_us();
+        if (kx_bus_js_publish_pb(req, "bench.js", &rs.base, &meta) != KX_OK) {
+            fail("baseline: JetStream publish %d failed", i);
+            goto out;
+        }
+        if (i >= 0)
+            js[i] = kx_mono_us() - t0;
+    }
+    js_DeleteStream(js_ctx, "BENCH_JS", NULL, &jerr);
+    ok = true;
+out:
+    if (sub != NULL)
+        natsSubscription_Destroy(sub);
+    kx_bus_close(req, 1000);
+    kx_bus_close(g_echo_bus, 1000);
+    g_echo_bus = NULL;
+    return ok;
+}
+
+static void quiet_notice(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message;   /* "relation ... already exists, skipping" and the like */
+}
+
+static PGconn *pg_connect(void)
+{
+    PGconn *c = PQconnectdb(g_stack.pg.url);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fail("cannot connect to %s: %s", g_stack.pg.url, PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, quiet_notice, NULL);
+    return c;
+}
+
+static bool pg_cmd(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (!ok)
+        fail("SQL failed: %s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    return ok;
+}
+
+/* Single-row INSERT commits (autocommit, prepared, a jsonb row shaped like a status message)
+ * and SELECT 1 round trips, on a connection of our own. */
+static bool base_pg(int n, int64_t *commit, int64_t *select1)
+{
+    PGconn *c = pg_connect();
+    if (c == NULL)
+        return false;
+    bool ok = pg_cmd(c, "CREATE TABLE IF NOT EXISTS bench_commit (id bigserial PRIMARY KEY, "
+                        "run_id uuid NOT NULL, content jsonb NOT NULL, "
+                        "created_at timestamptz NOT NULL DEFAULT now())");
+    PGresult *r1 = PQprepare(c, "bench_insert",
+                             "INSERT INTO bench_commit (run_id, content) "
+                             "VALUES ($1::uuid, $2::jsonb)", 2, NULL);
+    PGresult *r2 = PQprepare(c, "bench_select", "SELECT 1", 0, NULL);
+    ok = ok && PQresultStatus(r1) == PGRES_COMMAND_OK && PQresultStatus(r2) == PGRES_COMMAND_OK;
+    PQclear(r1);
+    PQclear(r2);
+    if (!ok) {
+        fail("baseline: cannot prepare the Postgres statements: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return false;
+    }
+    char run_id[KX_UUID_LEN + 1];
+    kx_uuid_new(run_id);
+    const char *content = "{\"status_type\": \"thread_run_start\", \"thread_run_id\": "
+                          "\"00000000-0000-4000-8000-000000000000\"}";
+    const char *params[] = {run_id, content};
+    for (int i = -20; i < n && ok; i++) {
+        int64_t t0 = kx_mono_us();
+        PGresult *r = PQexecPrepared(c, "bench_insert", 2, params, NULL, NULL, 0);
+        if (i >= 0)
+            commit[i] = kx_mono_us() - t0;
+        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+    }
+    for (int i = -20; i < n && ok; i++) {
+        int64_t t0 = kx_mono_us();
+        PGresult *r = PQexecPrepared(c, "bench_select", 0, NULL, NULL, NULL, 0);
+        if (i >= 0)
+            select1[i] = kx_mono_us() - t0;
+        ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+        PQclear(r);
+    }
+    if (!ok)
+        fail("baseline: a Postgres statement failed: %s", PQerrorMessage(c));
+    PQfinish(c);
+    return ok;
+}
+
+/* GET /healthz on the gateway's API port with the client the runs use (one connection per
+ * request, as kx_th_http). */
+static bool base_http(int n, int64_t *lat)
+{
+    char url[128];
+    snprintf(url, sizeof url, "%s/healthz", g_stack.base_url);
+    for (int i = -20; i < n; i++) {
+        kx_http_resp r = {0};
+        int64_t t0 = kx_mono_us();
+        kx_err err = kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(5000), 0, &r);
+        if (i >= 0)
+            lat[i] = kx_mono_us() - t0;
+        long status = r.status;
+        kx_http_resp_free(&r);
+        if (err != KX_OK || status != 200) {
+            fail("baseline: GET %s: %s, status %ld", url, kx_err_str(err), status);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* One streamed chat completion from the demo model answering `say hi`, straight from the
+ * client: the LLM call a run makes, without the stack around it. */
+static bool base_llm(int n, int64_t *lat)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/v1/chat/completions", g_stack.model_port);
+    const char *body = "{\"model\": \"kortix/demo\", \"stream\": true, \"messages\": "
+                       "[{\"role\": \"user\", \"content\": \"say hi\"}]}";
+    const char *headers[] = {"Content-Type: application/json", NULL};
+    for (int i = -20; i < n; i++) {
+        kx_http_resp r = {0};
+        int64_t t0 = kx_mono_us();
+        kx_err err = kx_http_request("POST", url, headers, body, strlen(body),
+                                     kx_deadline_in(5000), 0, &r);
+        if (i >= 0)
+            lat[i] = kx_mono_us() - t0;
+        bool done = r.body != NULL && strstr(r.body, "[DONE]") != NULL;
+        long status = r.status;
+        kx_http_resp_free(&r);
+        if (err != KX_OK || status != 200 || !done) {
+            fail("baseline: POST %s: %s, status %ld%s", url, kx_err_str(err), status,
+                 done ? "" : ", no [DONE]");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* fork+exec+wait of /bin/sh -c true: what the sandbox-broker does for execute_command. */
+static bool base_spawn(int n, int64_t *lat)
+{
+    char *const argv[] = {"sh", "-c", "true", NULL};
+    for (int i = -10; i < n; i++) {
+        pid_t pid;
+        int64_t t0 = kx_mono_us();
+        int rc = posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ);
+        int status = 0;
+        if (rc == 0) {
+            while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+            }
+        }
+        if (i >= 0)
+            lat[i] = kx_mono_us() - t0;
+        if (rc != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+            fail("baseline: /bin/sh -c true failed (%s)", rc ? strerror(rc) : "exit status");
+            return false;
+        }
+    }
+    return true;
+}
+
+/* mkdir of <new>/workspace (two levels, 0700) in the stack's temp dir, which holds the sandbox
+ * root: what the broker does before a new project's first command. */
+static bool base_mkdir(int n, int64_t *lat)
+{
+    for (int i = -10; i < n; i++) {
+        char id[KX_UUID_LEN + 1], top[600], ws[700];
+        kx_uuid_new(id);
+        snprintf(top, sizeof top, "%s/bench-mkdir-%s", g_stack.dir, id);
+        snprintf(ws, sizeof ws, "%s/workspace", top);
+        int64_t t0 = kx_mono_us();
+        bool ok = mkdir(top, 0700) == 0 && mkdir(ws, 0700) == 0;
+        if (i >= 0)
+            lat[i] = kx_mono_us() - t0;
+        if (!ok) {
+            fail("baseline: mkdir %s: %s", ws, strerror(errno));
+            return false;
+        }
+        rmdir(ws);
+        rmdir(top);
+    }
+    return true;
+}
+
+/* The tool path without the runner: ToolCall on kx.tool.exec (tool-executor -> sandbox-broker
+ * -> /bin/sh -c true) and SandboxExecRequest on kx.sandbox.exec (the broker alone: n requests
+ * in one project, then n in a new project each, as every run of the benchmark has its own
+ * project); sequential requests from a client of our own. sandbox gets 2n entries. */
+static bool base_tool_path(int n, int64_t *tool, int64_t *sandbox)
+{
+    kx_bus *bus = NULL;
+    if (kx_bus_connect(g_stack.nats.url, "bench-tools", &bus) != KX_OK || !bus_wait_connected(bus)) {
+        fail("baseline: cannot connect to nats-server");
+        kx_bus_close(bus, 1000);
+        return false;
+    }
+    char account[KX_UUID_LEN + 1], project[KX_UUID_LEN + 1], thread[KX_UUID_LEN + 1];
+    char run[KX_UUID_LEN + 1], id[KX_UUID_LEN + 1];
+    kx_uuid_new(account);
+    kx_uuid_new(project);
+    kx_uuid_new(thread);
+    kx_uuid_new(run);
+    bool ok = true;
+    for (int i = -10; ok && i < n; i++) {
+        kx_uuid_new(id);
+        Kx__V1__ToolCall call = KX__V1__TOOL_CALL__INIT;
+        call.call_id = id;
+        call.run_id = run;
+        call.lease_epoch = 1;
+        call.account_id = account;
+        call.project_id = project;
+        call.thread_id = thread;
+        call.tool_name = "execute_command";
+        call.arguments_json = "{\"command\": \"true\", \"blocking\": true}";
+        kx_bus_meta meta;
+        kx_bus_meta_init(&meta, kx_deadline_in(10000), account);
+        natsMsg *reply = NULL;
+        int64_t t0 = kx_mono_us();
+        kx_err err = kx_bus_request_pb(bus, KX_SUBJ_TOOL_EXEC, &call.base, &meta, &reply);
+        if (i >= 0)
+            tool[i] = kx_mono_us() - t0;
+        Kx__V1__ToolResult *res = err == KX_OK
+            ? kx_pb_unpack(&kx__v1__tool_result__descriptor, natsMsg_GetData(reply),
+                           (size_t)natsMsg_GetDataLength(reply))
+            : NULL;
+        ok = res != NULL && res->success;
+        if (!ok)
+            fail("baseline: kx.tool.exec: %s%s", kx_err_str(err),
+                 res != NULL ? " (the tool did not succeed)" : "");
+        kx_pb_free(res);
+        natsMsg_Destroy(reply);
+    }
+    for (int i = -10; ok && i < 2 * n; i++) {   /* same project n times, then a new one each */
+        kx_uuid_new(id);
+        if (i >= n)
+            kx_uuid_new(project);
+        Kx__V1__SandboxExecRequest req = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
+        req.exec_id = id;
+        req.project_id = project;
+        req.account_id = account;
+        req.command = "true";
+        req.blocking = true;
+        req.timeout_s = 30;
+        kx_bus_meta meta;
+        kx_bus_meta_init(&meta, kx_deadline_in(10000), account);
+        natsMsg *reply = NULL;
+        int64_t t0 = kx_mono_us();
+        kx_err err = kx_bus_request_pb(bus, KX_SUBJ_SANDBOX_EXEC, &req.base, &meta, &reply);
+        if (i >= 0)
+            sandbox[i] = kx_mono_us() - t0;
+        Kx__V1__SandboxExecResult *res = err == KX_OK
+            ? kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
+                           (size_t)natsMsg_GetDataLength(reply))
+            : NULL;
+        ok = res != NULL && res->completed && res->exit_code == 0;
+        if (!ok)
+            fail("baseline: kx.sandbox.exec: %s%s", kx_err_str(err),
+                 res != NULL ? " (the command did not complete with 0)" : "");
+        kx_pb_free(res);
+        natsMsg_Destroy(reply);
+    }
+    kx_bus_close(bus, 1000);
+    return ok;
+}
+
+static void print_baselines(const char *key, const baselines *b)
+{
+    char k[96];
+#define ONE(field, label, name)                                 \
+    do {                                                        \
+        print_stats(label, &b->field);                          \
+        snprintf(k, sizeof k, "%s.%s", key, name);              \
+        result_stats(k, &b->field);                             \
+    } while (0)
+    ONE(nats, "NATS request/reply RTT (libkx)", "nats_rtt");
+    ONE(js, "JetStream publish + ack (file stream)", "js_ack");
+    ONE(pg_commit, "Postgres INSERT commit (prepared)", "pg_commit");
+    ONE(pg_select, "Postgres SELECT 1 round trip", "pg_select");
+    ONE(http, "HTTP floor: GET /healthz on the gateway", "http");
+    ONE(llm, "LLM floor: demo model, streamed `say hi`", "llm");
+    ONE(spawn, "process floor: /bin/sh -c true", "spawn");
+    ONE(mkdir, "filesystem: mkdir <new>/workspace", "mkdir");
+    ONE(sandbox, "kx.sandbox.exec `true` (broker alone)", "sandbox_exec");
+    ONE(sandbox_new, "  the same, a new project each time", "sandbox_exec_new");
+    ONE(tool, "kx.tool.exec `true` (executor + broker)", "tool_exec");
+#undef ONE
+}
+
+static bool measure_baselines(baselines *b)
+{
+    enum {
+        N_NATS = 2000, N_JS = 500, N_PG = 500, N_HTTP = 300, N_LLM = 200, N_SPAWN = 200,
+        N_TOOL = 100
+    };
+    int64_t *v = calloc(N_NATS + N_JS + 2 * N_PG + N_HTTP + N_LLM + 2 * N_SPAWN + 3 * N_TOOL,
+                        sizeof *v);
+    if (v == NULL)
+        return false;
+    int64_t *nats = v, *js = nats + N_NATS, *commit = js + N_JS, *sel = commit + N_PG,
+            *http = sel + N_PG, *llm = http + N_HTTP, *spawn = llm + N_LLM,
+            *mk = spawn + N_SPAWN, *tool = mk + N_SPAWN, *sandbox = tool + N_TOOL;
+    bool ok = base_bus(N_NATS, nats, N_JS, js) && base_pg(N_PG, commit, sel) &&
+              base_http(N_HTTP, http) && base_llm(N_LLM, llm) && base_spawn(N_SPAWN, spawn) &&
+              base_mkdir(N_SPAWN, mk) && base_tool_path(N_TOOL, tool, sandbox);
+    if (ok) {
+        b->nats = stats_of(nats, N_NATS);
+        b->js = stats_of(js, N_JS);
+        b->pg_commit = stats_of(commit, N_PG);
+        b->pg_select = stats_of(sel, N_PG);
+        b->http = stats_of(http, N_HTTP);
+        b->llm = stats_of(llm, N_LLM);
+        b->spawn = stats_of(spawn, N_SPAWN);
+        b->mkdir = stats_of(mk, N_SPAWN);
+        b->tool = stats_of(tool, N_TOOL);
+        b->sandbox = stats_of(sandbox, N_TOOL);
+        b->sandbox_new = stats_of(sandbox + N_TOOL, N_TOOL);
+    }
+    free(v);
+    return ok;
+}
+
+/* ==== runs through the HTTP API ============================================================ */
+
+/* An account of its own per scenario, so its runs can be told apart in Postgres. */
+typedef struct account {
+    char id[KX_UUID_LEN + 1];
+    char *token;
+    char auth[700];   /* "Authorization: Bearer <token>" */
+} account;
+
+static bool account_new(account *a)
+{
+    kx_uuid_new(a->id);
+    a->token = kx_th_stack_token(&g_stack, a->id);
+    if (a->token == NULL)
+        return false;
+    snprintf(a->auth, sizeof a->auth, "Authorization: Bearer %s", a->token);
+    return true;
+}
+
+static void account_free(account *a)
+{
+    free(a->token);
+    a->token = NULL;
+}
+
+/* POST /api/agent/initiate (urlencoded form). Thread-safe: uses kx_http_request directly. */
+static bool initiate(const account *a, const char *prompt, char run_id[KX_UUID_LEN + 1])
+{
+    const char *pairs[] = {"prompt", prompt, NULL};
+    size_t len = 0;
+    char *body = kx_th_form_urlencoded(pairs, &len);
+    if (body == NULL)
+        return false;
+    char url[128];
+    snprintf(url, sizeof url, "%s/api/agent/initiate", g_stack.base_url);
+    const char *headers[] = {a->auth, "Content-Type: application/x-www-form-urlencoded", NULL};
+    kx_http_resp r = {0};
+    kx_err err = kx_http_request("POST", url, headers, body, len, kx_deadline_in(10000), 0, &r);
+    free(body);
+    bool ok = false;
+    if (err == KX_OK && r.status == 200) {
+        json_t *v = json_loads(r.body, 0, NULL);
+        const char *id = json_string_value(json_object_get(v, "agent_run_id"));
+        if (id != NULL && kx_uuid_valid(id)) {
+            snprintf(run_id, KX_UUID_LEN + 1, "%s", id);
+            ok = true;
+        }
+        json_decref(v);
+    }
+    if (!ok)
+        fail("POST /api/agent/initiate: %s, status %ld: %s", kx_err_str(err), r.status,
+             r.body ? r.body : "");
+    kx_http_resp_free(&r);
+    return ok;
+}
+
+static bool is_completed(const char *payload)
+{
+    return payload != NULL && strstr(payload, "\"status\": \"completed\"") != NULL &&
+           kx_th_sse_is_terminal(payload);
+}
+
+/* Reads a run's stream to its terminal event; *events gets how many came. */
+static bool read_stream(const account *a, const char *run_id, size_t *events)
+{
+    char path[128];
+    snprintf(path, sizeof path, "/api/agent-run/%s/stream", run_id);
+    kx_th_sse sse;
+    kx_err err = kx_th_sse_read(&g_stack, path, a->token, STREAM_TIMEOUT_MS, &sse);
+    bool ok = err == KX_OK && sse.status == 200 && sse.terminal && !sse.timed_out && sse.n > 0 &&
+              is_completed(sse.data[sse.n - 1]);
+    if (!ok)
+        fail("run %s: stream %s, status %ld, %zu events, last: %s", run_id, kx_err_str(err),
+             sse.status, sse.n, sse.n ? sse.data[sse.n - 1] : "(none)");
+    *events = sse.n;
+    kx_th_sse_free(&sse);
+    return ok;
+}
+
+/* What one sequential run took, measured by the client. */
+typedef struct run_timing {
+    char run_id[KX_UUID_LEN + 1];
+    int64_t start_wall_us, end_wall_us;   /* CLOCK_REALTIME, comparable with Postgres now() */
+    int64_t total_us, post_us;
+    size_t events;
+} run_timing;
+
+static bool one_run(const account *a, const char *prompt, run_timing *t)
+{
+    t->start_wall_us = kx_now_us();
+    int64_t t0 = kx_mono_us();
+    if (!initiate(a, prompt, t->run_id))
+        return false;
+    t->post_us = kx_mono_us() - t0;
+    if (!read_stream(a, t->run_id, &t->events))
+        return false;
+    t->total_us = kx_mono_us() - t0;
+    t->end_wall_us = kx_now_us();
+    return true;
+}
+
+/* ==== what the runs left in Postgres ====================================================== */
+
+/* One run's row and counts of the messages its runner wrote. */
+typedef struct run_row {
+    char id[KX_UUID_LEN + 1];
+    char status[16];
+    int64_t created, dispatched, started, completed;   /* unix us */
+    int rows, llm_calls, tools;
+} run_row;
+
+/* Every run of the account with its timestamps and message counts (malloc'd array). */
+static run_row *load_runs(const char *account_id, int *n)
+{
+    *n = 0;
+    PGconn *c = pg_connect();
+    if (c == NULL)
+        return NULL;
+    const char *sql =
+        "SELECT r.id::text, r.status, "
+        "(extract(epoch FROM r.created_at) * 1000000)::bigint, "
+        "coalesce((extract(epoch FROM r.dispatched_at) * 1000000)::bigint, 0), "
+        "coalesce((extract(epoch FROM r.started_at) * 1000000)::bigint, 0), "
+        "coalesce((extract(epoch FROM r.completed_at) * 1000000)::bigint, 0), "
+        "(SELECT count(*) FROM messages m WHERE m.agent_run_id = r.id), "
+        "(SELECT count(*) FROM messages m WHERE m.agent_run_id = r.id AND m.type = 'assistant'), "
+        "(SELECT count(*) FROM messages m WHERE m.agent_run_id = r.id AND m.type = 'tool') "
+        "FROM agent_runs r WHERE r.account_id = $1::uuid";
+    const char *params[] = {account_id};
+    PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
+    run_row *rows = NULL;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        fail("loading the runs: %s", PQerrorMessage(c));
+    } else {
+        int k = PQntuples(r);
+        rows = calloc(k > 0 ? (size_t)k : 1, sizeof *rows);
+        for (int i = 0; rows != NULL && i < k; i++) {
+            snprintf(rows[i].id, sizeof rows[i].id, "%s", PQgetvalue(r, i, 0));
+            snprintf(rows[i].status, sizeof rows[i].status, "%s", PQgetvalue(r, i, 1));
+            rows[i].created = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+            rows[i].dispatched = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+            rows[i].started = strtoll(PQgetvalue(r, i, 4), NULL, 10);
+            rows[i].completed = strtoll(PQgetvalue(r, i, 5), NULL, 10);
+            rows[i].rows = atoi(PQgetvalue(r, i, 6));
+            rows[i].llm_calls = atoi(PQgetvalue(r, i, 7));
+            rows[i].tools = atoi(PQgetvalue(r, i, 8));
+        }
+        if (rows != NULL)
+            *n = k;
+    }
+    PQclear(r);
+    PQfinish(c);
+    return rows;
+}
+
+static const run_row *find_row(const run_row *rows, int n, const char *id)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(rows[i].id, id) == 0)
+            return &rows[i];
+    return NULL;
+}
+
+/* ==== (a) sequential latency ================================================================ */
+
+/* The critical path of one run, counted from what it wrote (see docs/performance.md):
+ *   client -> gateway       1 HTTP request (POST), its SSE answer rides the stream opened
+ *                           meanwhile (off the critical path)
+ *   gateway                 1 commit (project, thread, message, run in one statement)
+ *                           + 1 JetStream publish + ack (kx.run.submit)
+ *   -> scheduler            1 one-way NATS leg; 1 commit (dispatched_at) + 1 JetStream ack
+ *   -> agent-runner         1 one-way NATS leg (pull fetch); 1 commit (claim)
+ *   per turn                1 SELECT (context), the turn's message inserts (one commit each),
+ *                           1 LLM call; per tool call 2 NATS requests (runner -> executor ->
+ *                           broker) + 1 process (+ the workspace, the project's first command)
+ *   end                     1 SELECT (context: the model answered) + 1 commit (finish)
+ *   -> gateway -> client    1 one-way NATS leg (terminal event), then SSE
+ */
+typedef struct path_model {
+    int http, commits, selects, js_acks, legs, llm, bus_requests, spawns, workspaces;
+} path_model;
+
+static path_model model_from(const run_row *r)
+{
+    path_model m = {0};
+    m.http = 1;
+    m.commits = 1 + 1 + 1 + r->rows + 1;   /* gateway, scheduler, claim, inserts, finish */
+    m.selects = r->llm_calls + 1;          /* one context load per turn, one to see the end */
+    m.js_acks = 2;
+    m.legs = 3;
+    m.llm = r->llm_calls;
+    m.bus_requests = 2 * r->tools;
+    m.spawns = r->tools;
+    m.workspaces = r->tools > 0;   /* every run here has a new project: its first command */
+    return m;
+}
+
+static int64_t print_model(const path_model *m, const baselines *b)
+{
+    struct {
+        const char *what;
+        int count;
+        int64_t unit;
+    } parts[] = {
+        {"HTTP request, client -> gateway", m->http, b->http.p50},
+        {"Postgres commits (INSERT/UPDATE)", m->commits, b->pg_commit.p50},
+        {"Postgres reads (context loads)", m->selects, b->pg_select.p50},
+        {"JetStream publish + ack", m->js_acks, b->js.p50},
+        {"one-way NATS legs (1/2 RTT each)", m->legs, b->nats.p50 / 2},
+        {"LLM calls (demo model floor)", m->llm, b->llm.p50},
+        {"NATS requests (tool path)", m->bus_requests, b->nats.p50},
+        {"processes (/bin/sh -c)", m->spawns, b->spawn.p50},
+        {"new project's workspace (mkdir)", m->workspaces, b->mkdir.p50},
+    };
+    int64_t sum = 0;
+    char a[32], c[32];
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (parts[i].count == 0)
+            continue;
+        int64_t t = parts[i].count * parts[i].unit;
+        sum += t;
+        printf("      %-36s %3d x %8s = %9s\n", parts[i].what, parts[i].count,
+               dur(a, parts[i].unit), dur(c, t));
+    }
+    printf("      %-36s                  %9s\n", "ideal sum (same-run baselines, p50)",
+           dur(a, sum));
+    return sum;
+}
+
+/* The runner's part of a run, step by step: the gaps between the starts of its consecutive
+ * writes (run_claim and run_finish: the agent_runs UPDATEs; the others: message inserts, named
+ * by their status_type or type), from the timestamps Postgres gave them (now()). A gap
+ * holds the previous write's round trip plus whatever the runner did before the next one: the
+ * LLM call before `assistant`, the tool call before `tool`, a context load before
+ * `thread_run_start` and before run_finish. Medians over the runs with the same sequence. */
+#define MAX_STEPS 48
+typedef struct steps {
+    int n;
+    bool overflow;
+    char label[MAX_STEPS][32];
+    int64_t at[MAX_STEPS];
+} steps;
+
+static void step_add(steps *st, const char *label, int64_t at)
+{
+    if (st->n == MAX_STEPS) {
+        st->overflow = true;
+        return;
+    }
+    snprintf(st->label[st->n], sizeof st->label[st->n], "%s", label);
+    st->at[st->n++] = at;
+}
+
+static bool same_labels(const steps *a, const steps *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (int i = 0; i < a->n; i++)
+        if (strcmp(a->label[i], b->label[i]) != 0)
+            return false;
+    return true;
+}
+
+static void print_runner_steps(const char *key, const char *account_id, const run_row *runs,
+                               int nruns, int64_t runner_med)
+{
+    PGconn *c = pg_connect();
+    if (c == NULL)
+        return;
+    const char *sql =
+        "SELECT m.agent_run_id::text, coalesce(m.content->>'status_type', m.type), "
+        "(extract(epoch FROM m.created_at) * 1000000)::bigint "
+        "FROM messages m JOIN agent_runs r ON r.id = m.agent_run_id "
+        "WHERE r.account_id = $1::uuid ORDER BY m.agent_run_id, m.created_at";
+    const char *params[] = {account_id};
+    PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
+    int64_t *gaps = calloc((size_t)MAX_STEPS * (size_t)nruns, sizeof *gaps);
+    steps *ref = calloc(1, sizeof *ref), *st = calloc(1, sizeof *st);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || gaps == NULL || ref == NULL || st == NULL) {
+        fail("loading the runs' messages: %s", PQerrorMessage(c));
+        goto out;
+    }
+    int nt = PQntuples(r), used = 0, skipped = 0;
+    for (int i = 0; i < nt;) {
+        const char *id = PQgetvalue(r, i, 0);
+        const run_row *rr = find_row(runs, nruns, id);
+        memset(st, 0, sizeof *st);
+        step_add(st, "run_claim", rr != NULL ? rr->started : 0);
+        int j = i;
+        for (; j < nt && strcmp(PQgetvalue(r, j, 0), id) == 0; j++)
+            step_add(st, PQgetvalue(r, j, 1), strtoll(PQgetvalue(r, j, 2), NULL, 10));
+        step_add(st, "run_finish", rr != NULL ? rr->completed : 0);
+        i = j;
+        if (rr == NULL || st->overflow || used == nruns)
+            continue;
+        if (used == 0) {
+            *ref = *st;
+        } else if (!same_labels(ref, st)) {
+            skipped++;
+            continue;
+        }
+        for (int g = 0; g + 1 < st->n; g++)
+            gaps[(size_t)g * (size_t)nruns + (size_t)used] = st->at[g + 1] - st->at[g];
+        used++;
+    }
+    if (used == 0)
+        goto out;
+    printf("    inside the runner: p50 gap between the starts of consecutive writes (%d runs%s):\n",
+           used, skipped ? ", some with another sequence left out" : "");
+    int64_t sum = 0;
+    for (int g = 0; g + 1 < ref->n; g++) {
+        int64_t med = median_of(&gaps[(size_t)g * (size_t)nruns], used);
+        sum += med;
+        char a[32], k[160];
+        printf("      %-24s -> %-24s %9s\n", ref->label[g], ref->label[g + 1], dur(a, med));
+        snprintf(k, sizeof k, "%s.step.%02d.%s", key, g, ref->label[g + 1]);
+        result(k, (double)med, "us");
+    }
+    char a[32], b2[32];
+    printf("      %-52s %9s (the phase's p50: %s)\n", "sum of the p50 gaps", dur(a, sum),
+           dur(b2, runner_med));
+out:
+    free(gaps);
+    free(ref);
+    free(st);
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* Runs `prompt` n times one after the other and prints everything about them. */
+static bool scenario_sequential(const char *key, const char *title, const char *prompt, int n,
+                                const baselines *b)
+{
+    printf("\n(a) %s: %d sequential runs, POST /api/agent/initiate -> terminal SSE event\n",
+           title, n);
+    account acc;
+    if (!account_new(&acc))
+        return false;
+    run_timing *t = calloc((size_t)n, sizeof *t);
+    int64_t *v = calloc((size_t)n * 7, sizeof *v);
+    bool ok = t != NULL && v != NULL;
+    for (int i = 0; ok && i < 3; i++) {   /* warm-up, with an account of its own */
+        account w;
+        run_timing wt;
+        ok = account_new(&w) && one_run(&w, prompt, &wt);
+        account_free(&w);
+    }
+    cpu_snap c0, c1;
+    cpu_take(&c0);
+    for (int i = 0; ok && i < n; i++)
+        ok = one_run(&acc, prompt, &t[i]);
+    cpu_take(&c1);
+    int nrows = 0;
+    run_row *rows = ok ? load_runs(acc.id, &nrows) : NULL;
+    if (ok && (rows == NULL || nrows != n)) {
+        fail("%s: %d runs in Postgres, want %d", key, nrows, n);
+        ok = false;
+    }
+    if (ok) {
+        int64_t *total = v, *post = v + n, *p_tx = v + 2 * n, *p_disp = v + 3 * n,
+                *p_claim = v + 4 * n, *p_run = v + 5 * n, *p_end = v + 6 * n;
+        const run_row *r0 = NULL;
+        size_t events = 0;
+        for (int i = 0; ok && i < n; i++) {
+            const run_row *r = find_row(rows, nrows, t[i].run_id);
+            if (r == NULL || strcmp(r->status, "completed") != 0 || r->dispatched == 0 ||
+                r->started == 0 || r->completed == 0) {
+                fail("%s: run %s is not completed with all timestamps in Postgres", key,
+                     t[i].run_id);
+                ok = false;
+                break;
+            }
+            if (r0 == NULL) {
+                r0 = r;
+                events = t[i].events;
+            } else if (r->rows != r0->rows || r->llm_calls != r0->llm_calls) {
+                printf("  note: run %s wrote %d rows / %d LLM calls (first run: %d / %d)\n",
+                       r->id, r->rows, r->llm_calls, r0->rows, r0->llm_calls);
+            }
+            total[i] = t[i].total_us;
+            post[i] = t[i].post_us;
+            p_tx[i] = r->created - t[i].start_wall_us;
+            p_disp[i] = r->dispatched - r->created;
+            p_claim[i] = r->started - r->dispatched;
+            p_run[i] = r->completed - r->started;
+            p_end[i] = t[i].end_wall_us - r->completed;
+        }
+        if (ok) {
+            stats st = stats_of(total, n), sp = stats_of(post, n);
+            print_stats("run latency (client: POST -> terminal)", &st);
+            print_stats("  of which POST /api/agent/initiate", &sp);
+            char k[96];
+            snprintf(k, sizeof k, "%s.latency", key);
+            result_stats(k, &st);
+            snprintf(k, sizeof k, "%s.post", key);
+            result_stats(k, &sp);
+            double x_nats = (double)st.p50 / (double)b->nats.p50;
+            double x_pg = (double)st.p50 / (double)b->pg_commit.p50;
+            double x_http = (double)st.p50 / (double)b->http.p50;
+            printf("  p50 run ~ %.0f x NATS RTT ~ %.1f x Postgres commit ~ %.1f x HTTP floor\n",
+                   x_nats, x_pg, x_http);
+            snprintf(k, sizeof k, "%s.x_nats_rtt", key);
+            result(k, x_nats, "x");
+            snprintf(k, sizeof k, "%s.x_pg_commit", key);
+            result(k, x_pg, "x");
+
+            printf("  each run (counted from Postgres): %d messages inserted by the runner, %d "
+                   "LLM call(s), %d tool call(s); %zu SSE events\n", r0->rows, r0->llm_calls,
+                   r0->tools, events);
+            path_model m = model_from(r0);
+            printf("    critical path and its ideal sum:\n");
+            int64_t ideal = print_model(&m, b);
+            char a1[32], a2[32];
+            printf("    measured p50 %s = %.2f x the ideal sum %s\n", dur(a1, st.p50),
+                   (double)st.p50 / (double)ideal, dur(a2, ideal));
+            snprintf(k, sizeof k, "%s.ideal", key);
+            result(k, (double)ideal, "us");
+            snprintf(k, sizeof k, "%s.x_ideal", key);
+            result(k, (double)st.p50 / (double)ideal, "x");
+
+            struct {
+                const char *what, *name;
+                int64_t *v;
+            } phases[] = {
+                {"client POST start -> gateway transaction", "post_to_tx", p_tx},
+                {"transaction -> scheduler dispatched_at", "tx_to_dispatch", p_disp},
+                {"dispatched -> runner claim (started_at)", "dispatch_to_claim", p_claim},
+                {"claim -> finish (completed_at): the runner", "runner", p_run},
+                {"finish -> client got the terminal event", "finish_to_client", p_end},
+            };
+            printf("    time by phase (p50; Postgres now() vs client wall clock, same host):\n");
+            for (size_t i = 0; i < sizeof phases / sizeof phases[0]; i++) {
+                int64_t med = median_of(phases[i].v, n);
+                printf("      %-46s %9s  (%4.1f %%)\n", phases[i].what, dur(a1, med),
+                       100.0 * (double)med / (double)st.p50);
+                snprintf(k, sizeof k, "%s.phase.%s", key, phases[i].name);
+                result(k, (double)med, "us");
+            }
+            int runner_db = 1 + r0->rows + 1;   /* claim, inserts, finish */
+            int64_t db_us = runner_db * b->pg_commit.p50 + m.selects * b->pg_select.p50;
+            int64_t run_med = median_of(p_run, n);
+            printf("    the runner's synchronous Postgres work (%d commits + %d reads at baseline "
+                   "p50) ~ %s = %.0f %% of its phase %s\n", runner_db, m.selects, dur(a1, db_us),
+                   100.0 * (double)db_us / (double)run_med, dur(a2, run_med));
+            snprintf(k, sizeof k, "%s.runner_db_share", key);
+            result(k, 100.0 * (double)db_us / (double)run_med, "%");
+            print_runner_steps(key, acc.id, rows, nrows, run_med);
+            printf("    CPU per run, by process (%d runs, from /proc/<pid>/task/*/schedstat):\n",
+                   n);
+            print_cpu(key, &c0, &c1, n);
+        }
+    }
+    free(rows);
+    free(t);
+    free(v);
+    account_free(&acc);
+    return ok;
+}
+
+/* ==== (b) throughput ======================================================================== */
+
+typedef struct submitter {
+    pthread_t thread;
+    const account *acc;
+    const char *prompt;
+    int count;
+    int64_t *post_us;   /* count entries */
+    int ok;
+} submitter;
+
+static void *submit_main(void *arg)
+{
+    submitter *s = arg;
+    for (int i = 0; i < s->count; i++) {
+        char id[KX_UUID_LEN + 1];
+        int64_t t0 = kx_mono_us();
+        if (!initiate(s->acc, s->prompt, id))
+            return NULL;
+        s->post_us[i] = kx_mono_us() - t0;
+        s->ok++;
+    }
+    return NULL;
+}
+
+/* Submits n runs of prompt from `threads` threads at once and waits for the POSTs (not for the
+ * runs). post_us gets each POST's duration (n entries, may be NULL). Returns how many were
+ * accepted. */
+static int submit_batch(const account *acc, const char *prompt, int n, int threads,
+                        int64_t *post_us)
+{
+    submitter *subs = calloc((size_t)threads, sizeof *subs);
+    int64_t *scratch = post_us != NULL ? NULL : calloc((size_t)n, sizeof *scratch);
+    int64_t *out = post_us != NULL ? post_us : scratch;
+    if (subs == NULL || out == NULL) {
+        free(subs);
+        free(scratch);
+        return 0;
+    }
+    int given = 0;
+    for (int i = 0; i < threads; i++) {
+        subs[i].acc = acc;
+        subs[i].prompt = prompt;
+        subs[i].count = n / threads + (i < n % threads ? 1 : 0);
+        subs[i].post_us = out + given;
+        given += subs[i].count;
+        if (pthread_create(&subs[i].thread, NULL, submit_main, &subs[i]) != 0) {
+            fail("cannot start a submitter thread");
+            subs[i].count = -1;
+        }
+    }
+    int submitted = 0;
+    for (int i = 0; i < threads; i++) {
+        if (subs[i].count >= 0)
+            pthread_join(subs[i].thread, NULL);
+        submitted += subs[i].ok;
+    }
+    free(subs);
+    free(scratch);
+    return submitted;
+}
+
+/* Counts the account's runs: all of them, and those queued or running. */
+static bool count_runs(PGconn *c, const char *account_id, int *all, int *active, int *running)
+{
+    const char *sql = "SELECT count(*), count(*) FILTER (WHERE status IN ('queued', 'running')), "
+                      "count(*) FILTER (WHERE status = 'running') "
+                      "FROM agent_runs WHERE account_id = $1::uuid";
+    const char *params[] = {account_id};
+    PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
+    bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
+    if (ok) {
+        *all = atoi(PQgetvalue(r, 0, 0));
+        *active = atoi(PQgetvalue(r, 0, 1));
+        *running = atoi(PQgetvalue(r, 0, 2));
+    }
+    PQclear(r);
+    return ok;
+}
+
+/* Polls Postgres every 10 ms until the account has `want` runs and none queued or running. */
+static bool wait_all_done(const char *account_id, int want, int64_t deadline_mono_ms)
+{
+    PGconn *c = pg_connect();
+    if (c == NULL)
+        return false;
+    bool done = false;
+    while (!done && kx_mono_ms() < deadline_mono_ms) {
+        int all = 0, active = 0, running = 0;
+        done = count_runs(c, account_id, &all, &active, &running) && all == want && active == 0;
+        if (!done)
+            usleep(10000);
+    }
+    PQfinish(c);
+    return done;
+}
+
+/* The runs of a finished batch: checks they all completed; fills per-run latency and phases
+ * (each n entries) and the last completion time. NULL on failure. */
+static run_row *batch_rows(const char *key, const char *account_id, int n, int64_t *lat,
+                           int64_t *ph, int64_t *last_completed)
+{
+    int nrows = 0;
+    run_row *rows = load_runs(account_id, &nrows);
+    if (rows == NULL || nrows != n) {
+        fail("%s: %d runs in Postgres, want %d", key, nrows, n);
+        free(rows);
+        return NULL;
+    }
+    int completed = 0;
+    *last_completed = 0;
+    for (int i = 0; i < n; i++) {
+        if (strcmp(rows[i].status, "completed") == 0)
+            completed++;
+        if (rows[i].completed > *last_completed)
+            *last_completed = rows[i].completed;
+        lat[i] = rows[i].completed - rows[i].created;
+        ph[i] = rows[i].dispatched - rows[i].created;
+        ph[n + i] = rows[i].started - rows[i].dispatched;
+        ph[2 * n + i] = rows[i].completed - rows[i].started;
+    }
+    if (completed != n) {
+        fail("%s: %d of %d runs completed", key, completed, n);
+        free(rows);
+        return NULL;
+    }
+    return rows;
+}
+
+static void print_phases(const char *key, int64_t *ph, int n)
+{
+    char k[96];
+    stats s1 = stats_of(ph, n), s2 = stats_of(ph + n, n), s3 = stats_of(ph + 2 * n, n);
+    print_stats("  phase: created -> dispatched (scheduler)", &s1);
+    print_stats("  phase: dispatched -> claimed (runner)", &s2);
+    print_stats("  phase: claimed -> completed (runner)", &s3);
+    snprintf(k, sizeof k, "%s.phase.tx_to_dispatch", key);
+    result_stats(k, &s1);
+    snprintf(k, sizeof k, "%s.phase.dispatch_to_claim", key);
+    result_stats(k, &s2);
+    snprintf(k, sizeof k, "%s.phase.runner", key);
+    result_stats(k, &s3);
+}
+
+static bool scenario_throughput(const char *key, const char *title, int n, int threads,
+                                const baselines *b)
+{
+    printf("\n(b) %s: %d concurrent `say hi` runs, submitted by %d threads\n", title, n, threads);
+    /* warm-up batch (its own account): connections, prepared statements, caches */
+    account warm;
+    int nwarm = n < 50 ? n : 50;
+    bool ok = account_new(&warm) && submit_batch(&warm, SAY_PROMPT, nwarm, threads, NULL) == nwarm &&
+              wait_all_done(warm.id, nwarm, kx_mono_ms() + BATCH_TIMEOUT_MS);
+    account_free(&warm);
+    if (!ok) {
+        fail("%s: the warm-up batch of %d runs did not complete", key, nwarm);
+        return false;
+    }
+    account acc;
+    if (!account_new(&acc))
+        return false;
+    int64_t *post = calloc((size_t)n, sizeof *post);
+    int64_t *lat = calloc((size_t)n, sizeof *lat);
+    int64_t *ph = calloc((size_t)n * 3, sizeof *ph);
+    ok = post != NULL && lat != NULL && ph != NULL;
+    sampler smp;
+    cpu_snap c0, c1;
+    int64_t start_wall = kx_now_us(), t0 = kx_mono_us(), submitted_us = 0, sampled_us = 0;
+    double runner_pg = -1;
+    if (ok) {
+        cpu_take(&c0);
+        ok = sampler_start(&smp);
+    }
+    if (ok) {
+        int submitted = submit_batch(&acc, SAY_PROMPT, n, threads, post);
+        submitted_us = kx_mono_us() - t0;
+        if (submitted != n) {
+            fail("%s: only %d of %d runs were submitted", key, submitted, n);
+            ok = false;
+        }
+        if (ok && !wait_all_done(acc.id, n, kx_mono_ms() + BATCH_TIMEOUT_MS)) {
+            fail("%s: the runs did not all end within %d s", key, BATCH_TIMEOUT_MS / 1000);
+            ok = false;
+        }
+        cpu_take(&c1);
+        printf("  loop threads while the batch ran:\n");
+        runner_pg = sampler_stop(&smp, key);
+        sampled_us = smp.stop_us - smp.start_us;
+    }
+    int64_t last = 0;
+    run_row *rows = ok ? batch_rows(key, acc.id, n, lat, ph, &last) : NULL;
+    if (rows != NULL) {
+        int64_t wall = last - start_wall;
+        double rps = (double)n / ((double)wall / 1e6);
+        char a[32], k[96];
+        printf("  all %d completed; first POST -> last completion %s => %.1f runs/s\n", n,
+               dur(a, wall), rps);
+        printf("  submitting took %s (%.0f POST/s)\n", dur(a, submitted_us),
+               (double)n / ((double)submitted_us / 1e6));
+        snprintf(k, sizeof k, "%s.runs_per_s", key);
+        result(k, rps, "runs/s");
+        snprintf(k, sizeof k, "%s.wall", key);
+        result(k, (double)wall, "us");
+        snprintf(k, sizeof k, "%s.post_per_s", key);
+        result(k, (double)n / ((double)submitted_us / 1e6), "POST/s");
+        stats sl = stats_of(lat, n), sp = stats_of(post, n);
+        print_stats("per-run latency (DB: created -> completed)", &sl);
+        print_stats("POST /api/agent/initiate under load", &sp);
+        snprintf(k, sizeof k, "%s.latency", key);
+        result_stats(k, &sl);
+        snprintf(k, sizeof k, "%s.post", key);
+        result_stats(k, &sp);
+        print_phases(key, ph, n);
+        /* the runner's serial Postgres floor for this batch */
+        const run_row *r0 = &rows[0];
+        int per_run = 1 + r0->rows + 1;
+        int64_t floor_us = (int64_t)n * (per_run * b->pg_commit.p50 +
+                                         (r0->llm_calls + 1) * b->pg_select.p50);
+        printf("  the runner's loop makes %d commits + %d reads per run, one at a time: %d runs "
+               "x that at baseline p50 = %s (%.0f %% of the batch's wall time); alone, that "
+               "caps one runner at %.0f runs/s\n", per_run, r0->llm_calls + 1, n,
+               dur(a, floor_us), 100.0 * (double)floor_us / (double)wall,
+               (double)n / ((double)floor_us / 1e6));
+        snprintf(k, sizeof k, "%s.runner_db_ceiling", key);
+        result(k, (double)n / ((double)floor_us / 1e6), "runs/s");
+        snprintf(k, sizeof k, "%s.runner_db_share", key);
+        result(k, 100.0 * (double)floor_us / (double)wall, "%");
+        if (runner_pg >= 0) {
+            char c2[32];
+            int trips = n * (per_run + r0->llm_calls + 1);
+            double blocked_us = runner_pg * (double)sampled_us;
+            printf("  measured: the runner's loop sat in poll() for libpq %.0f %% of %s = %s, "
+                   "%.0f us per round trip (%d of them) = %.1f x the idle baseline\n",
+                   100.0 * runner_pg, dur(a, sampled_us), dur(c2, (int64_t)blocked_us),
+                   blocked_us / trips, trips,
+                   blocked_us / trips / (double)((b->pg_commit.p50 * per_run +
+                                                  b->pg_select.p50 * (r0->llm_calls + 1)) /
+                                                 (per_run + r0->llm_calls + 1)));
+            snprintf(k, sizeof k, "%s.runner_pg_trip_under_load", key);
+            result(k, blocked_us / trips, "us");
+        }
+        printf("  CPU while the batch ran (submit -> all done, %s):\n",
+               dur(a, c1.wall_us - c0.wall_us));
+        print_cpu(key, &c0, &c1, -n);
+    } else {
+        ok = false;
+    }
+    free(rows);
+    free(post);
+    free(lat);
+    free(ph);
+    account_free(&acc);
+    return ok;
+}
+
+/* ==== (c) SSE fan-out ======================================================================== */
+
+typedef struct reader {
+    pthread_t thread;
+    pthread_barrier_t *go;
+    const account *acc;
+    const char *path;
+    int64_t start_us, end_us;
+    size_t events;
+    bool ok;
+} reader;
+
+static void *reader_main(void *arg)
+{
+    reader *r = arg;
+    pthread_barrier_wait(r->go);
+    kx_th_sse sse;
+    r->start_us = kx_mono_us();
+    kx_err err = kx_th_sse_read(&g_stack, r->path, r->acc->token, STREAM_TIMEOUT_MS, &sse);
+    r->end_us = kx_mono_us();
+    r->events = sse.n;
+    r->ok = err == KX_OK && sse.status == 200 && sse.terminal && sse.n > 0 &&
+            is_completed(sse.data[sse.n - 1]);
+    kx_th_sse_free(&sse);
+    return NULL;
+}
+
+static bool scenario_fanout(int nreaders)
+{
+    printf("\n(c) SSE fan-out: %d concurrent readers replay one finished run\n", nreaders);
+    account acc;
+    if (!account_new(&acc))
+        return false;
+    /* a run with a long answer: FANOUT_WORDS words, 3 per chunk event */
+    size_t cap = 8 + FANOUT_WORDS * 8;
+    char *prompt = malloc(cap);
+    bool ok = prompt != NULL;
+    size_t len = 0;
+    if (ok) {
+        len = (size_t)snprintf(prompt, cap, "say");
+        for (int i = 0; i < FANOUT_WORDS && len + 8 < cap; i++)
+            len += (size_t)snprintf(prompt + len, cap - len, " w%04d", i);
+    }
+    run_timing t;
+    ok = ok && one_run(&acc, prompt, &t);
+    free(prompt);
+    char path[128];
+    snprintf(path, sizeof path, "/api/agent-run/%s/stream", t.run_id);
+    /* baseline: one reader alone, 20 times */
+    int64_t single[20];
+    size_t events = 0;
+    for (int i = 0; ok && i < 20; i++) {
+        int64_t t0 = kx_mono_us();
+        ok = read_stream(&acc, t.run_id, &events);
+        single[i] = kx_mono_us() - t0;
+    }
+    reader *rs = calloc((size_t)nreaders, sizeof *rs);
+    pthread_barrier_t go;
+    int started = 0;
+    if (ok && rs != NULL && pthread_barrier_init(&go, NULL, (unsigned)nreaders + 1) == 0) {
+        for (int i = 0; i < nreaders; i++) {
+            rs[i].go = &go;
+            rs[i].acc = &acc;
+            rs[i].path = path;
+            if (pthread_create(&rs[i].thread, NULL, reader_main, &rs[i]) != 0)
+                break;
+            started++;
+        }
+        if (started < nreaders) {
+            /* cannot release a barrier that counts threads we could not start */
+            fprintf(stderr, "bench_run: only %d reader threads started; aborting\n", started);
+            abort();
+        }
+        cpu_snap c0, c1;
+        cpu_take(&c0);
+        int64_t t0 = kx_mono_us();
+        pthread_barrier_wait(&go);
+        int64_t last = t0, *lat = calloc((size_t)nreaders, sizeof *lat);
+        int good = 0;
+        size_t delivered = 0;
+        for (int i = 0; i < nreaders; i++) {
+            pthread_join(rs[i].thread, NULL);
+            if (rs[i].end_us > last)
+                last = rs[i].end_us;
+            good += rs[i].ok && rs[i].events == events;
+            delivered += rs[i].events;
+            if (lat != NULL)
+                lat[i] = rs[i].end_us - rs[i].start_us;
+        }
+        cpu_take(&c1);
+        pthread_barrier_destroy(&go);
+        int64_t wall = last - t0;
+        if (good != nreaders) {
+            fail("fan-out: %d of %d readers got the whole stream (%zu events)", good, nreaders,
+                 events);
+            ok = false;
+        }
+        stats s1 = stats_of(single, 20), sr = stats_of(lat, lat ? nreaders : 0);
+        char a[32];
+        printf("  the run has %zu events on its stream\n", events);
+        print_stats("baseline: one reader alone (replay)", &s1);
+        print_stats("each of the concurrent readers", &sr);
+        printf("  all %d readers done in %s: %zu events delivered, %.0f events/s; "
+               "%.1f x one reader's p50, %.2f x the time of %d readers one after another\n",
+               nreaders, dur(a, wall), delivered, (double)delivered / ((double)wall / 1e6),
+               (double)wall / (double)s1.p50,
+               (double)wall / ((double)nreaders * (double)s1.p50), nreaders);
+        printf("  CPU while the readers ran:\n");
+        print_cpu("fanout", &c0, &c1, 0);
+        result_stats("fanout.single", &s1);
+        result_stats("fanout.reader", &sr);
+        result("fanout.wall", (double)wall, "us");
+        result("fanout.events_per_s", (double)delivered / ((double)wall / 1e6), "events/s");
+        result("fanout.x_single", (double)wall / (double)s1.p50, "x");
+        result("fanout.x_serial", (double)wall / ((double)nreaders * (double)s1.p50), "x");
+        free(lat);
+    } else if (ok) {
+        fail("fan-out: cannot set up the readers");
+        ok = false;
+    }
+    free(rs);
+    account_free(&acc);
+    return ok;
+}
+
+/* ==== (d) runs held at once ================================================================= */
+
+/* VmRSS of pid in KiB (0 if unreadable). */
+static long rss_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long kib = 0;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return kib;
+}
+
+/* Open file descriptors of pid, and how many of them are sockets (-1 if unreadable). */
+static int fd_count(pid_t pid, int *sockets)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    *sockets = 0;
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        n++;
+        char link[128], target[64];
+        snprintf(link, sizeof link, "/proc/%d/fd/%.32s", (int)pid, e->d_name);
+        ssize_t len = readlink(link, target, sizeof target - 1);
+        if (len > 0) {
+            target[len] = '\0';
+            *sockets += strncmp(target, "socket:", 7) == 0;
+        }
+    }
+    closedir(d);
+    return n;
+}
+
+/* n runs whose LLM answer waits hold_ms: all of them in flight in the one runner at once, as
+ * long-running agent runs are. What holding a run costs the runner: memory, descriptors, CPU. */
+static bool scenario_held(int n, int threads, int hold_ms)
+{
+    printf("\n(d) %d runs held at once in one agent-runner: each LLM answer waits %d ms "
+           "(demo-model `sleep`)\n", n, hold_ms);
+    account acc;
+    if (!account_new(&acc))
+        return false;
+    char prompt[64];
+    snprintf(prompt, sizeof prompt, "sleep %d\nsay hi", hold_ms);
+    pid_t runner = g_stack.procs[P_RUNNER].pid;
+    long rss0 = rss_kib(runner), rss_demo0 = rss_kib(g_stack.procs[P_DEMO].pid);
+    int socks0 = 0, socks1 = 0;
+    int fds0 = fd_count(runner, &socks0);
+    PGconn *c = pg_connect();
+    int64_t t0 = kx_mono_us(), start_wall = kx_now_us();
+    bool ok = c != NULL && submit_batch(&acc, prompt, n, threads, NULL) == n;
+    int64_t submitted_us = kx_mono_us() - t0;
+    /* wait until all are running (claimed, in their LLM call) */
+    int all = 0, active = 0, running = 0, max_running = 0;
+    int64_t all_running_us = -1;
+    while (ok && kx_mono_us() - t0 < (int64_t)hold_ms * 1000) {
+        if (!count_runs(c, acc.id, &all, &active, &running)) {
+            ok = false;
+            break;
+        }
+        if (running > max_running)
+            max_running = running;
+        if (running == n) {
+            all_running_us = kx_mono_us() - t0;
+            break;
+        }
+        usleep(5000);
+    }
+    char a[32], b[32];
+    if (ok && all_running_us < 0) {
+        fail("held: only %d of %d runs were running at once within %d ms", max_running, n,
+             hold_ms);
+        ok = false;
+    }
+    cpu_snap h0, h1;
+    long rss1 = 0, rss_demo1 = 0;
+    int fds1 = 0, still = 0;
+    int64_t window_ms = 0;
+    if (ok) {
+        /* a window in which every run is held: what holding costs */
+        window_ms = (hold_ms * 1000 - (kx_mono_us() - t0)) / 1000 / 2;
+        if (window_ms > 1000)
+            window_ms = 1000;
+        cpu_take(&h0);
+        usleep((useconds_t)(window_ms > 0 ? window_ms : 1) * 1000);
+        cpu_take(&h1);
+        rss1 = rss_kib(runner);
+        rss_demo1 = rss_kib(g_stack.procs[P_DEMO].pid);
+        fds1 = fd_count(runner, &socks1);
+        ok = count_runs(c, acc.id, &all, &active, &still);
+    }
+    if (c != NULL)
+        PQfinish(c);
+    if (ok && !wait_all_done(acc.id, n, kx_mono_ms() + BATCH_TIMEOUT_MS)) {
+        fail("held: the runs did not all end");
+        ok = false;
+    }
+    int64_t *lat = calloc((size_t)n, sizeof *lat), *ph = calloc((size_t)n * 3, sizeof *ph);
+    int64_t last = 0;
+    run_row *rows = ok && lat && ph ? batch_rows("held", acc.id, n, lat, ph, &last) : NULL;
+    if (rows != NULL) {
+        printf("  submitted in %s; all %d running at once %s after the first POST\n",
+               dur(a, submitted_us), n, dur(b, all_running_us));
+        printf("  while all were held (%lld ms window, %d still running at its end):\n",
+               (long long)window_ms, still);
+        printf("    agent-runner RSS %ld -> %ld KiB: %.1f KiB per held run (memory freed by "
+               "earlier parts of this run is reused)\n", rss0, rss1, (double)(rss1 - rss0) / n);
+        printf("    agent-runner descriptors %d -> %d, sockets %d -> %d: %.2f sockets per held "
+               "run at most (one LLM connection each; idle ones from before are reused)\n",
+               fds0, fds1, socks0, socks1, (double)socks1 / n);
+        printf("    demo-model RSS %ld -> %ld KiB (one thread per connection)\n", rss_demo0,
+               rss_demo1);
+        print_cpu("held", &h0, &h1, 0);
+        stats sl = stats_of(lat, n);
+        print_stats("per-run latency (DB: created -> completed)", &sl);
+        char c3[32];
+        printf("  overhead over the %d ms wait: p50 %s, p99 %s; all done %s after the first "
+               "POST\n", hold_ms, dur(a, sl.p50 - (int64_t)hold_ms * 1000),
+               dur(b, sl.p99 - (int64_t)hold_ms * 1000), dur(c3, last - start_wall));
+        result("held.all_done_after", (double)(last - start_wall), "us");
+        print_phases("held", ph, n);
+        result("held.all_running_after", (double)all_running_us, "us");
+        result("held.runner_rss_per_run", (double)(rss1 - rss0) / n, "KiB");
+        result("held.runner_sockets_per_run", (double)socks1 / n, "sockets");
+        result_stats("held.latency", &sl);
+        result("held.overhead.p50", (double)(sl.p50 - (int64_t)hold_ms * 1000), "us");
+    } else {
+        ok = false;
+    }
+    free(rows);
+    free(lat);
+    free(ph);
+    account_free(&acc);
+    return ok;
+}
+
+/* ==== (e) Postgres with durable commits ===================================================== */
+
+static bool pg_bin(const char *prog, char *out, size_t len)
+{
+    for (int v = 17; v >= 12; v--) {
+        snprintf(out, len, "/usr/lib/postgresql/%d/bin/%s", v, prog);
+        if (access(out, X_OK) == 0)
+            return true;
+    }
+    fail("cannot find %s under /usr/lib/postgresql/*/bin", prog);
+    return false;
+}
+
+/* Runs pg_ctl with args as the user that owns the cluster (postgres when we are root). */
+static bool pg_ctl(const char *const *args)
+{
+    char exe[128];
+    if (!pg_bin("pg_ctl", exe, sizeof exe))
+        return false;
+    const char *argv[16] = {exe};
+    int n = 1;
+    for (int i = 0; args[i] != NULL && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    struct passwd *pw = geteuid() == 0 ? getpwnam("postgres") : NULL;
+    if (geteuid() == 0 && pw == NULL) {
+        fail("running as root but there is no postgres user");
+        return false;
+    }
+    char log_path[400];
+    snprintf(log_path, sizeof log_path, "%s/pg.log", g_stack.pg.dir);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fail("fork: %s", strerror(errno));
+        return false;
+    }
+    if (pid == 0) {
+        FILE *f = freopen(log_path, "a", stdout);
+        if (f != NULL)
+            dup2(fileno(stdout), 2);
+        if (pw != NULL && (setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0))
+            _exit(126);
+        if (chdir(g_stack.pg.dir) != 0)
+            _exit(126);
+        execv(exe, (char *const *)argv);
+        _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fail("pg_ctl %s failed (status %d), see %s", args[n - 2], WEXITSTATUS(status), log_path);
+        return false;
+    }
+    return true;
+}
+
+static bool pg_show_on(PGconn *c, const char *name)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "SHOW %s", name);
+    PGresult *r = PQexec(c, sql);
+    bool on = PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "on") == 0;
+    PQclear(r);
+    return on;
+}
+
+/* Stops the stack's Postgres and starts it again on the same port with the durability
+ * settings at their defaults (on); the services reconnect by themselves. */
+static bool pg_restart_durable(void)
+{
+    char data[400], log_path[400], o[600];
+    snprintf(data, sizeof data, "%s/pg", g_stack.pg.dir);
+    snprintf(log_path, sizeof log_path, "%s/pg.log", g_stack.pg.dir);
+    snprintf(o, sizeof o, "-p %u -k %s -c listen_addresses=127.0.0.1", g_stack.pg.port,
+             g_stack.pg.dir);
+    if (kx_th_pg_down(&g_stack.pg) != KX_OK) {
+        fail("cannot stop Postgres");
+        return false;
+    }
+    const char *args[] = {"-D", data, "-l", log_path, "-w", "-t", "30", "-o", o, "start", NULL};
+    if (!pg_ctl(args))
+        return false;
+    PGconn *c = pg_connect();
+    if (c == NULL)
+        return false;
+    bool ok = pg_show_on(c, "fsync") && pg_show_on(c, "synchronous_commit") &&
+              pg_show_on(c, "full_page_writes");
+    PQfinish(c);
+    if (!ok) {
+        fail("Postgres restarted but fsync/synchronous_commit/full_page_writes are not all on");
+        return false;
+    }
+    /* the services notice the restart on their next statement; /api/health asks them all */
+    for (int i = 0; i < 100; i++) {
+        long status = 0;
+        json_t *v = kx_th_json(&g_stack, "GET", "/api/health", NULL, NULL, &status);
+        json_decref(v);
+        if (status == 200)
+            return true;
+        usleep(100000);
+    }
+    fail("the stack is not healthy 10 s after the Postgres restart");
+    return false;
+}
+
+static bool scenario_durable(const opts *o, baselines *fast)
+{
+    printf("\n(e) Postgres restarted with fsync, synchronous_commit and full_page_writes on "
+           "(the harness runs it with them off)\n");
+    if (!pg_restart_durable())
+        return false;
+    int64_t *commit = calloc(300, sizeof *commit), *sel = calloc(300, sizeof *sel);
+    bool ok = commit != NULL && sel != NULL && base_pg(300, commit, sel);
+    baselines b = *fast;
+    if (ok) {
+        b.pg_commit = stats_of(commit, 300);
+        b.pg_select = stats_of(sel, 300);
+        print_stats("Postgres INSERT commit, durable", &b.pg_commit);
+        print_stats("Postgres SELECT 1 round trip", &b.pg_select);
+        result_stats("durable.pg_commit", &b.pg_commit);
+        printf("  a durable commit costs %.1f x the non-durable one of the baselines\n",
+               (double)b.pg_commit.p50 / (double)fast->pg_commit.p50);
+    }
+    free(commit);
+    free(sel);
+    if (ok && o->durable_single > 0)
+        ok = scenario_sequential("durable.say", "say hi, durable Postgres", SAY_PROMPT,
+                                 o->durable_single, &b);
+    if (ok && o->durable_concurrent > 0)
+        ok = scenario_throughput("durable.batch", "throughput, durable Postgres",
+                                 o->durable_concurrent, o->threads, &b);
+    return ok;
+}
+
+/* ==== main ================================================================================= */
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: bench_run [--single N] [--tool N] [--concurrent N] [--threads N] "
+            "[--readers N]\n"
+            "                 [--held N] [--held-ms MS] [--durable-single N] "
+            "[--durable-concurrent N]\n"
+            "                 [--no-durable] [--results FILE]\n"
+            "  defaults: --single 100 --tool 50 --concurrent 200 --threads 4 --readers 100\n"
+            "            --held 500 --held-ms 3000 --durable-single 50 "
+            "--durable-concurrent 200\n"
+            "  a count of 0 skips that part\n");
+}
+
+static bool parse_opts(int argc, char **argv, opts *o)
+{
+    *o = (opts){.single = 100, .tool = 50, .concurrent = 200, .threads = 4, .readers = 100,
+                .held = 500, .held_ms = 3000, .durable_single = 50, .durable_concurrent = 200,
+                .durable = true};
+    struct {
+        const char *name;
+        int *v;
+        int lo, hi;
+    } ints[] = {
+        {"--single", &o->single, 0, 2000},        {"--tool", &o->tool, 0, 1000},
+        {"--concurrent", &o->concurrent, 0, 900}, {"--threads", &o->threads, 1, 32},
+        {"--readers", &o->readers, 0, 500},       {"--held", &o->held, 0, 900},
+        {"--held-ms", &o->held_ms, 1000, 30000},  {"--durable-single", &o->durable_single, 0, 1000},
+        {"--durable-concurrent", &o->durable_concurrent, 0, 900},
+    };
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--no-durable") == 0) {
+            o->durable = false;
+            continue;
+        }
+        if (strcmp(argv[i], "--results") == 0 && i + 1 < argc) {
+            o->results = argv[++i];
+            continue;
+        }
+        bool known = false;
+        for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++) {
+            if (strcmp(argv[i], ints[k].name) != 0)
+                continue;
+            known = true;
+            char *end = NULL;
+            long v = i + 1 < argc ? strtol(argv[i + 1], &end, 10) : -1;
+            if (end == NULL || *end != '\0' || v < ints[k].lo || v > ints[k].hi) {
+                fprintf(stderr, "bench_run: %s needs a number in %d..%d\n", ints[k].name,
+                        ints[k].lo, ints[k].hi);
+                return false;
+            }
+            *ints[k].v = (int)v;
+            i++;
+        }
+        if (!known) {
+            usage();
+            return false;
+        }
+    }
+    return true;
+}
+
+int main(int argc, char **argv)
+{
+    opts o;
+    if (!parse_opts(argc, argv, &o))
+        return 2;
+    if (o.results != NULL && (g_results = fopen(o.results, "a")) == NULL) {
+        fprintf(stderr, "bench_run: cannot open %s: %s\n", o.results, strerror(errno));
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    kx_log_init("bench", "bench");
+    kx_log_set_level(KX_LOG_ERROR);   /* the harness's polls while the stack starts are noise */
+    static const char *const env[] = {
+        "KX_LOG_LEVEL=warn",      "KX_HEARTBEAT_MS=1000",     "KX_LEASE_TTL_MS=10000",
+        "KX_REAPER_INTERVAL_MS=1000", "KX_SWEEP_INTERVAL_MS=5000", NULL,
+    };
+    kx_th_stack_opts so = {.env = env};
+    int64_t t_start = kx_mono_ms();
+    if (kx_th_stack_start(&so, &g_stack) != KX_OK) {
+        fprintf(stderr, "bench_run: the stack did not start\n");
+        return 1;
+    }
+    kx_log_set_level(KX_LOG_WARN);
+    printf("bench_run: stack up in %lld ms (KX_LOG_LEVEL=warn, heartbeat 1 s, lease 10 s); "
+           "%ld cores\n", (long long)(kx_mono_ms() - t_start), sysconf(_SC_NPROCESSORS_ONLN));
+    printf("Postgres runs as the harness starts it: fsync=off synchronous_commit=off "
+           "full_page_writes=off (section (e) turns them on)\n");
+
+    baselines b;
+    printf("\nbaselines, same run, same servers, sequential, 127.0.0.1:\n");
+    bool ok = measure_baselines(&b);
+    if (ok)
+        print_baselines("base", &b);
+    if (ok && o.single > 0)
+        ok = scenario_sequential("say", "say hi", SAY_PROMPT, o.single, &b);
+    if (ok && o.tool > 0)
+        ok = scenario_sequential("tool", "one execute_command step", TOOL_PROMPT, o.tool, &b);
+    if (ok && o.concurrent > 0)
+        ok = scenario_throughput("batch", "throughput", o.concurrent, o.threads, &b);
+    if (ok && o.readers > 0)
+        ok = scenario_fanout(o.readers);
+    if (ok && o.held > 0)
+        ok = scenario_held(o.held, o.threads, o.held_ms);
+    if (ok && o.durable)
+        ok = scenario_durable(&o, &b);
+
+    printf("\nbench_run: %s in %.1f s\n", ok && !g_failed ? "done" : "FAILED",
+           (double)(kx_mono_ms() - t_start) / 1000.0);
+    int bad = kx_th_stack_stop(&g_stack, !ok || g_failed);
+    if (g_results != NULL)
+        fclose(g_results);
+    return ok && !g_failed && bad == 0 ? 0 : 1;
+}
