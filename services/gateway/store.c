@@ -35,7 +35,8 @@ const kx_db_stmt gw_store_statements[] = {
      "SELECT account_id::text, thread_id::text, status, error, "
      "json_build_object('id', id, 'threadId', thread_id, 'status', status, "
      "'startedAt', " ISO("started_at") ", 'completedAt', " ISO("completed_at") ", "
-     "'error', error)::text "
+     "'error', error)::text, "
+     "coalesce((extract(epoch FROM now() - completed_at) * 1000)::bigint, -1) "
      "FROM agent_runs WHERE id = $1::uuid"},
 
     /* $1 account, $2 project name, $3 prompt, $4..$7 run options */
@@ -174,6 +175,7 @@ kx_err gw_store_run_info(kx_db *db, const char *run_id, gw_run_info *out)
     if (!PQgetisnull(res, 0, 3))
         out->error = strdup(PQgetvalue(res, 0, 3));
     out->json = strdup(PQgetvalue(res, 0, 4));
+    out->ended_ago_ms = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
     bool oom = out->json == NULL || (!PQgetisnull(res, 0, 3) && out->error == NULL);
     PQclear(res);
     if (oom) {

@@ -35,6 +35,7 @@ typedef struct gw_run_info {
     char status[16];      /* queued, running, completed, failed, stopped */
     char *error;          /* agent_runs.error or NULL */
     char *json;           /* {"id", "threadId", "status", "startedAt", "completedAt", "error"} */
+    int64_t ended_ago_ms; /* now - completed_at by Postgres' clock; -1 while not ended */
 } gw_run_info;
 
 kx_err gw_store_ping(kx_db *db);

@@ -585,7 +585,11 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
     snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, req->id);
 
     bool live = true;   /* follow the run's events */
-    if (run_ended(info.status)) {
+    /* Only a run that ended STALE_GRACE_S ago can be judged by what the stream holds: the
+     * writer updates Postgres first and its last events (JetStream publishes in flight) are
+     * stored moments later. A run that ended more recently is followed live; if its terminal
+     * event never comes, the stale check of the ping tick ends the stream from Postgres. */
+    if (run_ended(info.status) && info.ended_ago_ms >= (int64_t)STALE_GRACE_S * 1000) {
         st->final_payload = final_payload(info.status, info.error);
         uint64_t last_seq = 0;
         bool last_terminal = false;

@@ -524,8 +524,8 @@ static void test_stream_of_ended_run_without_events(void **state)
     initiate(token, "already done", run, NULL);
     /* as if the run completed a day ago and its events expired */
     PGresult *res = kx_th_sql(&g_s,
-                              "UPDATE agent_runs SET status = 'completed', completed_at = now() "
-                              "WHERE id = $1",
+                              "UPDATE agent_runs SET status = 'completed', "
+                              "completed_at = now() - interval '1 day' WHERE id = $1",
                               1, (const char *const[]){run});
     assert_non_null(res);
     PQclear(res);
@@ -539,6 +539,39 @@ static void test_stream_of_ended_run_without_events(void **state)
     kx_th_sse_free(&got);
 
     expect_error("GET", path, NULL, NULL, 401, "No valid authentication credentials found");
+    free(token);
+}
+
+/* A writer updates Postgres first and its last events reach the stream moments later (the
+ * runner publishes them asynchronously). A stream opened in between must wait for them, not
+ * end at once with a status made up from Postgres and lose the events still in flight. */
+static void test_stream_of_just_ended_run_waits_for_its_events(void **state)
+{
+    char account[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    char *token = new_account(account);
+    initiate(token, "just done", run, NULL);
+    publish_event(run, "{\"type\": \"status\", \"status_type\": \"thread_run_start\"}", false);
+    PGresult *res = kx_th_sql(&g_s,
+                              "UPDATE agent_runs SET status = 'completed', completed_at = now() "
+                              "WHERE id = $1",
+                              1, (const char *const[]){run});
+    assert_non_null(res);
+    PQclear(res);
+    char path[160];
+    snprintf(path, sizeof path, "/api/agent-run/%s/stream", run);
+    kx_th_sse_reader *reader = kx_th_sse_start(&g_s, path, token, 10000);
+    assert_non_null(reader);
+    usleep(200 * 1000);   /* the stream is open and has replayed the one stored event */
+    publish_event(run, "{\"type\": \"status\", \"status_type\": \"thread_run_end\"}", false);
+    publish_event(run, COMPLETED, true);
+    kx_th_sse got;
+    assert_int_equal(kx_th_sse_join(reader, &got), KX_OK);
+    assert_int_equal(got.status, 200);
+    assert_int_equal(got.n, 3);
+    assert_non_null(strstr(got.data[0], "thread_run_start"));
+    assert_non_null(strstr(got.data[1], "thread_run_end"));
+    assert_string_equal(got.data[2], COMPLETED);
+    kx_th_sse_free(&got);
     free(token);
 }
 
@@ -603,6 +636,7 @@ int main(void)
         cmocka_unit_test(test_access_and_errors),
         cmocka_unit_test(test_stop_and_stream),
         cmocka_unit_test(test_stream_of_ended_run_without_events),
+        cmocka_unit_test(test_stream_of_just_ended_run_waits_for_its_events),
         cmocka_unit_test(test_health),
         cmocka_unit_test(test_sigterm_ends_open_streams),
     };
