@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kx/buf.h"
 #include "kx/log.h"
 
 #define DEFAULT_MAX_BODY (16u << 20)
@@ -27,45 +28,25 @@ kx_err kx_http_global_init(void)
 }
 
 typedef struct sink {
-    kx_http_resp *resp;
-    size_t cap;          /* allocated bytes of resp->body */
-    size_t max;
+    kx_buf body;         /* body.max is the cap */
     bool too_big;
-    bool oom;
 } sink;
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     sink *s = arg;
     size_t n = size * nmemb;
-    kx_http_resp *r = s->resp;
-    if (r->len + n > s->max) {
+    kx_err err = kx_buf_add(&s->body, data, n);
+    if (err == KX_ERR_INVALID)
         s->too_big = true;
-        return 0;                      /* makes curl abort with CURLE_WRITE_ERROR */
-    }
-    if (r->len + n + 1 > s->cap) {
-        size_t cap = s->cap == 0 ? 4096 : s->cap;
-        while (r->len + n + 1 > cap)
-            cap *= 2;
-        char *nb = realloc(r->body, cap);
-        if (nb == NULL) {
-            s->oom = true;
-            return 0;
-        }
-        r->body = nb;
-        s->cap = cap;
-    }
-    memcpy(r->body + r->len, data, n);
-    r->len += n;
-    r->body[r->len] = '\0';
-    return n;
+    return err == KX_OK ? n : 0;       /* 0 makes curl abort with CURLE_WRITE_ERROR */
 }
 
 static kx_err map_curl_error(CURLcode rc, const sink *s)
 {
     if (s->too_big)
         return KX_ERR_PROTOCOL;
-    if (s->oom)
+    if (s->body.oom)
         return KX_ERR_NOMEM;
     switch (rc) {
     case CURLE_OPERATION_TIMEDOUT:
@@ -110,7 +91,8 @@ kx_err kx_http_request(const char *method, const char *url, const char *const *h
         return KX_ERR_NOMEM;
     }
 
-    sink s = { .resp = out, .max = max_body != 0 ? max_body : DEFAULT_MAX_BODY };
+    sink s = { .body = KX_BUF_INIT };
+    s.body.max = max_body != 0 ? max_body : DEFAULT_MAX_BODY;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
@@ -141,12 +123,14 @@ kx_err kx_http_request(const char *method, const char *url, const char *const *h
         curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
         if (ct != NULL && (out->content_type = strdup(ct)) == NULL)
             err = KX_ERR_NOMEM;
-        if (out->body == NULL && err == KX_OK) {
-            out->body = calloc(1, 1);     /* an empty body is still a string */
+        if (err == KX_OK) {
+            out->len = s.body.len;
+            out->body = kx_buf_take(&s.body);   /* an empty body is still a string: "" */
             if (out->body == NULL)
                 err = KX_ERR_NOMEM;
         }
     }
+    kx_buf_free(&s.body);
     curl_slist_free_all(hdrs);
     curl_easy_cleanup(c);
     if (err != KX_OK)

@@ -17,43 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- growing output buffer ------------------------------------------------------------ */
+#include "kx/buf.h"
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-    bool oom;
-} buf;
-
-static void put(buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap == 0 ? 256 : b->cap;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (np == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void puts_(buf *b, const char *s) { put(b, s, strlen(s)); }
+/* The text grows in a kx_buf; its out-of-memory state (sticky) is checked once, at the end. */
 
 /* ---- strings --------------------------------------------------------------------------- */
 
-static void put_string(buf *b, const char *s, size_t n)
+static void put_string(kx_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    put(b, "\"", 1);
+    kx_buf_add(b, "\"", 1);
     size_t run = 0;   /* start of the current run of bytes copied as is */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -75,13 +48,13 @@ static void put_string(buf *b, const char *s, size_t n)
             }
         }
         if (esc != NULL) {
-            put(b, s + run, i - run);
-            puts_(b, esc);
+            kx_buf_add(b, s + run, i - run);
+            kx_buf_str(b, esc);
             run = i + 1;
         }
     }
-    put(b, s + run, n - run);
-    put(b, "\"", 1);
+    kx_buf_add(b, s + run, n - run);
+    kx_buf_add(b, "\"", 1);
 }
 
 /* ---- reals as Python's repr ------------------------------------------------------------ */
@@ -108,19 +81,19 @@ static void shortest_digits(double v, char *digits, int *exp10)
     *exp10 = atoi(p + 1);
 }
 
-static void put_real(buf *b, double v)
+static void put_real(kx_buf *b, double v)
 {
     if (!isfinite(v)) {
         /* jansson cannot hold these; Python would print NaN/Infinity (not JSON). */
-        puts_(b, isnan(v) ? "NaN" : (v < 0 ? "-Infinity" : "Infinity"));
+        kx_buf_str(b, isnan(v) ? "NaN" : (v < 0 ? "-Infinity" : "Infinity"));
         return;
     }
     if (v == 0) {
-        puts_(b, signbit(v) ? "-0.0" : "0.0");
+        kx_buf_str(b, signbit(v) ? "-0.0" : "0.0");
         return;
     }
     if (v < 0) {
-        put(b, "-", 1);
+        kx_buf_add(b, "-", 1);
         v = -v;
     }
     char d[18];
@@ -157,17 +130,17 @@ static void put_real(buf *b, double v)
         }
         snprintf(out + o, sizeof out - o, "e%c%02d", e < 0 ? '-' : '+', e < 0 ? -e : e);
     }
-    puts_(b, out);
+    kx_buf_str(b, out);
 }
 
 /* ---- the walk -------------------------------------------------------------------------- */
 
-static void put_value(buf *b, const json_t *v)
+static void put_value(kx_buf *b, const json_t *v)
 {
     char num[32];
     switch (json_typeof(v)) {
     case JSON_OBJECT: {
-        put(b, "{", 1);
+        kx_buf_add(b, "{", 1);
         const char *key;
         size_t key_len;
         json_t *item;
@@ -175,42 +148,42 @@ static void put_value(buf *b, const json_t *v)
         /* json_object_foreach on a const object: jansson's macros take non-const. */
         json_object_keylen_foreach((json_t *)v, key, key_len, item) {
             if (!first)
-                put(b, ", ", 2);
+                kx_buf_add(b, ", ", 2);
             first = false;
             put_string(b, key, key_len);
-            put(b, ": ", 2);
+            kx_buf_add(b, ": ", 2);
             put_value(b, item);
         }
-        put(b, "}", 1);
+        kx_buf_add(b, "}", 1);
         break;
     }
     case JSON_ARRAY:
-        put(b, "[", 1);
+        kx_buf_add(b, "[", 1);
         for (size_t i = 0; i < json_array_size(v); i++) {
             if (i > 0)
-                put(b, ", ", 2);
+                kx_buf_add(b, ", ", 2);
             put_value(b, json_array_get(v, i));
         }
-        put(b, "]", 1);
+        kx_buf_add(b, "]", 1);
         break;
     case JSON_STRING:
         put_string(b, json_string_value(v), json_string_length(v));
         break;
     case JSON_INTEGER:
         snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        puts_(b, num);
+        kx_buf_str(b, num);
         break;
     case JSON_REAL:
         put_real(b, json_real_value(v));
         break;
     case JSON_TRUE:
-        puts_(b, "true");
+        kx_buf_str(b, "true");
         break;
     case JSON_FALSE:
-        puts_(b, "false");
+        kx_buf_str(b, "false");
         break;
     case JSON_NULL:
-        puts_(b, "null");
+        kx_buf_str(b, "null");
         break;
     }
 }
@@ -219,13 +192,9 @@ char *kx_json_dumps_py(const json_t *v)
 {
     if (v == NULL)
         return NULL;
-    buf b = { 0 };
+    kx_buf b = KX_BUF_INIT;
     put_value(&b, v);
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    return kx_buf_take(&b);   /* NULL if it ran out of memory */
 }
 
 char *kx_json_dumps_compact(const json_t *v)

@@ -58,7 +58,7 @@ struct llm_call {
     int64_t attempt_timeout_ms;
     kx_sse_parser sse;
     body_mode mode;
-    llm_buf raw;                   /* BODY_ERROR / BODY_JSON bytes */
+    kx_buf raw;                   /* BODY_ERROR / BODY_JSON bytes */
     bool stop_requested;           /* on_content returned false */
     bool stream_failed;            /* an error event or malformed data in the stream */
     bool stream_error_retryable;   /* the provider reported an error (vs. malformed data) */
@@ -301,7 +301,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
     }
     size_t cap = call->mode == BODY_JSON ? MAX_JSON_BODY : MAX_ERROR_BODY;
     size_t keep = call->raw.len >= cap ? 0 : (n < cap - call->raw.len ? n : cap - call->raw.len);
-    if (keep > 0 && !llm_buf_append(&call->raw, ptr, keep))
+    if (keep > 0 && kx_buf_add(&call->raw, ptr, keep) != KX_OK)
         return 0;
     return n;
 }
@@ -400,7 +400,7 @@ static void reset_attempt(llm_call *call)
 {
     kx_sse_free(&call->sse);
     kx_sse_init(&call->sse, on_sse_event, call);
-    llm_buf_free(&call->raw);
+    kx_buf_free(&call->raw);
     llm_stream_free(&call->stream);
     llm_stream_init(&call->stream);
     call->mode = BODY_UNKNOWN;
@@ -502,7 +502,7 @@ void llm_call_free(llm_call *call)
     kx_timer_cancel(call->retry_timer);
     kx_timer_cancel(call->notify_timer);
     kx_sse_free(&call->sse);
-    llm_buf_free(&call->raw);
+    kx_buf_free(&call->raw);
     llm_stream_free(&call->stream);
     free(call->body);
     free(call);

@@ -1,37 +1,12 @@
 /* llm_stream.c — folds OpenAI chat.completion.chunk objects into one answer (see
- * llm_stream.h). Only jansson is used; everything else is plain C so that it can be unit-tested
- * with canned chunks. */
+ * llm_stream.h). Only jansson and kx_buf are used; everything else is plain C so that it can
+ * be unit-tested with canned chunks. */
 #include "llm_stream.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-bool llm_buf_append(llm_buf *b, const char *s, size_t len)
-{
-    if (b->s == NULL || b->len + len + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + len + 1)
-            cap *= 2;
-        char *n = realloc(b->s, cap);
-        if (n == NULL)
-            return false;
-        b->s = n;
-        b->cap = cap;
-    }
-    if (len > 0)
-        memcpy(b->s + b->len, s, len);
-    b->len += len;
-    b->s[b->len] = '\0';
-    return true;
-}
-
-void llm_buf_free(llm_buf *b)
-{
-    free(b->s);
-    memset(b, 0, sizeof *b);
-}
 
 void llm_stream_init(llm_stream *s)
 {
@@ -40,11 +15,11 @@ void llm_stream_init(llm_stream *s)
 
 void llm_stream_free(llm_stream *s)
 {
-    llm_buf_free(&s->content);
+    kx_buf_free(&s->content);
     for (size_t i = 0; i < s->ncalls; i++) {
-        llm_buf_free(&s->calls[i].id);
-        llm_buf_free(&s->calls[i].name);
-        llm_buf_free(&s->calls[i].arguments);
+        kx_buf_free(&s->calls[i].id);
+        kx_buf_free(&s->calls[i].name);
+        kx_buf_free(&s->calls[i].arguments);
     }
     free(s->calls);
     memset(s, 0, sizeof *s);
@@ -98,7 +73,7 @@ static bool fold_tool_calls(llm_stream *s, const json_t *arr)
         s->received_output = true;
         size_t n;
         const char *id = str_of(tc, "id", &n);
-        if (id != NULL && n > 0 && c->id.len == 0 && !llm_buf_append(&c->id, id, n))
+        if (id != NULL && n > 0 && c->id.len == 0 && kx_buf_add(&c->id, id, n) != KX_OK)
             return false;
         const json_t *fn = json_object_get(tc, "function");
         if (!json_is_object(fn))
@@ -107,17 +82,17 @@ static bool fold_tool_calls(llm_stream *s, const json_t *arr)
         /* The name normally comes whole in the first fragment; some servers repeat it in
          * every fragment (ignored), a few split it (appended). */
         if (name != NULL && n > 0 && !(c->name.len == n && memcmp(c->name.s, name, n) == 0)) {
-            if (!llm_buf_append(&c->name, name, n))
+            if (kx_buf_add(&c->name, name, n) != KX_OK)
                 return false;
         }
         const char *args = str_of(fn, "arguments", &n);
         if (args != NULL && n > 0) {
-            if (!llm_buf_append(&c->arguments, args, n))
+            if (kx_buf_add(&c->arguments, args, n) != KX_OK)
                 return false;
         } else if (json_is_object(json_object_get(fn, "arguments"))) {
             /* a few servers send the arguments as an object, not as JSON text */
             char *text = json_dumps(json_object_get(fn, "arguments"), JSON_COMPACT);
-            bool ok = text != NULL && llm_buf_append(&c->arguments, text, strlen(text));
+            bool ok = text != NULL && kx_buf_add(&c->arguments, text, strlen(text)) == KX_OK;
             free(text);
             if (!ok)
                 return false;
@@ -136,7 +111,7 @@ static llm_feed_result fold_choice(llm_stream *s, const json_t *choice)
         size_t n;
         const char *text = str_of(d, "content", &n);
         if (text != NULL && n > 0) {
-            if (!llm_buf_append(&s->content, text, n))
+            if (kx_buf_add(&s->content, text, n) != KX_OK)
                 return LLM_FEED_NOMEM;
             s->received_output = true;
         }

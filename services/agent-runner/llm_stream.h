@@ -14,22 +14,18 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* A growing byte string, always NUL-terminated when s != NULL. */
-typedef struct llm_buf {
-    char *s;
-    size_t len, cap;
-} llm_buf;
+#include "kx/buf.h"
 
 /* One native tool call as assembled from its fragments. */
 typedef struct llm_tool_call {
     int index;            /* the provider's index: calls are kept sorted by it */
-    llm_buf id;
-    llm_buf name;
-    llm_buf arguments;    /* the JSON text of the arguments, as the model wrote it */
+    kx_buf id;
+    kx_buf name;
+    kx_buf arguments;     /* the JSON text of the arguments, as the model wrote it */
 } llm_tool_call;
 
 typedef struct llm_stream {
-    llm_buf content;
+    kx_buf content;
     llm_tool_call *calls;
     size_t ncalls, capcalls;
     char finish_reason[32];   /* "" until a chunk says it */
@@ -62,9 +58,5 @@ llm_feed_result llm_stream_feed(llm_stream *s, const char *data, size_t len,
  * or {"message": ...} or {"detail": ...}) into out; if body is not such JSON, its first bytes
  * as text. Always NUL-terminates out. */
 void llm_error_message(const char *body, size_t len, char *out, size_t outlen);
-
-/* Appends bytes to a buffer. false on OOM. */
-bool llm_buf_append(llm_buf *b, const char *s, size_t len);
-void llm_buf_free(llm_buf *b);
 
 #endif

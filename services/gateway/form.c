@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kx/buf.h"
 #include "kx/log.h"
 
 static const char *const known_fields[] = {
@@ -15,14 +16,9 @@ static const char *const known_fields[] = {
 };
 #define NFIELDS (sizeof known_fields / sizeof known_fields[0])
 
-typedef struct gw_field {
-    char *data;     /* NUL-terminated; NULL while absent */
-    size_t len, cap;
-} gw_field;
-
 struct gw_form {
     struct MHD_PostProcessor *pp;
-    gw_field fields[NFIELDS];
+    kx_buf fields[NFIELDS];   /* the values of known_fields; .s is NULL while absent */
     bool oom;
 };
 
@@ -46,26 +42,11 @@ static int field_index(const char *key)
 
 /* Appends size bytes at offset off of the field's value; off == 0 starts the value anew (a
  * repeated field: the last one wins). */
-static bool field_put(gw_field *fld, uint64_t off, const char *data, size_t size)
+static bool field_put(kx_buf *fld, uint64_t off, const char *data, size_t size)
 {
     if (off == 0)
-        fld->len = 0;
-    size_t need = fld->len + size + 1;
-    if (need > fld->cap) {
-        size_t cap = fld->cap ? fld->cap : 64;
-        while (cap < need)
-            cap *= 2;
-        char *p = realloc(fld->data, cap);
-        if (p == NULL)
-            return false;
-        fld->data = p;
-        fld->cap = cap;
-    }
-    if (size > 0)
-        memcpy(fld->data + fld->len, data, size);
-    fld->len += size;
-    fld->data[fld->len] = '\0';
-    return true;
+        kx_buf_clear(fld);
+    return kx_buf_add(fld, data, size) == KX_OK;
 }
 
 static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -120,14 +101,14 @@ bool gw_form_finish(gw_form *f)
 const char *gw_form_get(const gw_form *f, const char *name, size_t *len)
 {
     int i = field_index(name);
-    if (i < 0 || f->fields[i].data == NULL) {
+    if (i < 0 || f->fields[i].s == NULL) {
         if (len != NULL)
             *len = 0;
         return NULL;
     }
     if (len != NULL)
         *len = f->fields[i].len;
-    return f->fields[i].data;
+    return f->fields[i].s;
 }
 
 void gw_form_free(gw_form *f)
@@ -137,6 +118,6 @@ void gw_form_free(gw_form *f)
     if (f->pp != NULL)
         MHD_destroy_post_processor(f->pp);
     for (size_t i = 0; i < NFIELDS; i++)
-        free(f->fields[i].data);
+        kx_buf_free(&f->fields[i]);
     free(f);
 }

@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "form.h"
 #include "health.h"
+#include "kx/buf.h"
 #include "kx/httpd.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
@@ -66,8 +67,7 @@ struct gw_server {
 typedef struct gw_conn {
     gw_request req;
     const gw_route *route;     /* NULL: unmatched */
-    char *body;
-    size_t len, cap;
+    kx_buf body;               /* a JSON body as it arrives */
     bool too_large;
     bool form_bad;
     int64_t start_us;
@@ -199,24 +199,6 @@ static enum MHD_Result send_error(gw_server *srv, gw_conn *c, unsigned int statu
 
 /* ---- bodies ---- */
 
-static bool body_append(gw_conn *c, const char *data, size_t n)
-{
-    if (c->len + n + 1 > c->cap) {
-        size_t cap = c->cap ? c->cap : 1024;
-        while (cap < c->len + n + 1)
-            cap *= 2;
-        char *p = realloc(c->body, cap);
-        if (p == NULL)
-            return false;
-        c->body = p;
-        c->cap = cap;
-    }
-    memcpy(c->body + c->len, data, n);
-    c->len += n;
-    c->body[c->len] = '\0';
-    return true;
-}
-
 /* A piece of body: counted against the cap, then kept (JSON) or parsed (form). */
 static void take_body(gw_server *srv, gw_conn *c, const char *data, size_t n)
 {
@@ -226,9 +208,7 @@ static void take_body(gw_server *srv, gw_conn *c, const char *data, size_t n)
         return;
     if (total > srv->app->cfg.max_body_bytes) {
         c->too_large = true;
-        free(c->body);
-        c->body = NULL;
-        c->len = c->cap = 0;
+        kx_buf_free(&c->body);
         return;
     }
     if (c->req.form != NULL) {
@@ -236,7 +216,8 @@ static void take_body(gw_server *srv, gw_conn *c, const char *data, size_t n)
             c->form_bad = true;
         return;
     }
-    if (c->route != NULL && c->route->body != BODY_NONE && !body_append(c, data, n))
+    if (c->route != NULL && c->route->body != BODY_NONE &&
+        kx_buf_add(&c->body, data, n) != KX_OK)
         c->too_large = true;   /* out of memory for a body below the cap: refuse it alike */
 }
 
@@ -300,8 +281,8 @@ static enum MHD_Result finish_request(gw_server *srv, gw_conn *c)
     if (c->req.form != NULL && (c->form_bad || !gw_form_finish(c->req.form)))
         return send_error(srv, c, MHD_HTTP_BAD_REQUEST,
                           "Malformed form data: the body does not follow its Content-Type");
-    c->req.body = c->body;
-    c->req.body_len = c->len;
+    c->req.body = c->body.s;
+    c->req.body_len = c->body.len;
 
     gw_reply reply = {0};
     if (c->route->auth != AUTH_NONE &&
@@ -353,7 +334,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (c == NULL)
         return;
     gw_form_free(c->req.form);
-    free(c->body);
+    kx_buf_free(&c->body);
     free(c);
     *con_cls = NULL;
     atomic_fetch_sub(&srv->inflight, 1);

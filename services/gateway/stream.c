@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "kx/buf.h"
 #include "kx/json.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
@@ -56,8 +57,8 @@ struct gw_stream {
 
     pthread_mutex_t mu;       /* everything below */
     struct MHD_Connection *conn;
-    char *buf;                /* pending bytes are buf[off..len) */
-    size_t off, len, cap;
+    kx_buf buf;               /* pending bytes are buf.s[off..buf.len) */
+    size_t off;               /* what the reader has sent already */
     bool terminal;            /* the terminal event is in the buffer: end once it is sent */
     bool end;                 /* end once the buffer is sent (drain) */
     bool failed;              /* buffer overflow: end with an error */
@@ -72,41 +73,30 @@ struct gw_stream {
 
 /* ---- buffer ---- */
 
-/* Appends bytes to the pending buffer (stream mutex held). */
+/* Appends bytes to the pending buffer (stream mutex held). The bytes already sent are dropped
+ * when the buffer is empty, or before it would have to grow. */
 static void buf_put(gw_stream *st, const char *data, size_t n)
 {
     if (st->failed)
         return;
-    if (st->off > 0 && st->off == st->len)
-        st->off = st->len = 0;
-    if (st->len - st->off + n > STREAM_MAX_BUFFER) {
+    kx_buf *b = &st->buf;
+    if (st->off > 0 && st->off == b->len) {
+        kx_buf_clear(b);
+        st->off = 0;
+    }
+    if (b->len - st->off + n > STREAM_MAX_BUFFER) {
         kx_log(KX_LOG_WARN, st->run_id, NULL,
                "sse: client too slow: more than %u bytes pending, closing its stream",
                STREAM_MAX_BUFFER);
         st->failed = true;
         return;
     }
-    if (st->len + n > st->cap) {
-        if (st->off > 0) {   /* reclaim what was already sent */
-            memmove(st->buf, st->buf + st->off, st->len - st->off);
-            st->len -= st->off;
-            st->off = 0;
-        }
-        size_t cap = st->cap ? st->cap : 4096;
-        while (cap < st->len + n)
-            cap *= 2;
-        if (cap > st->cap) {
-            char *p = realloc(st->buf, cap);
-            if (p == NULL) {
-                st->failed = true;
-                return;
-            }
-            st->buf = p;
-            st->cap = cap;
-        }
+    if (st->off > 0 && b->len + n + 1 > b->cap) {   /* reclaim what was already sent */
+        kx_buf_consume(b, st->off);
+        st->off = 0;
     }
-    memcpy(st->buf + st->len, data, n);
-    st->len += n;
+    if (kx_buf_add(b, data, n) != KX_OK)
+        st->failed = true;
 }
 
 /* One SSE event: "data: <line>\n" per line of payload, then a blank line. */
@@ -139,7 +129,7 @@ static void stream_free(gw_stream *st)
 {
     gw_streams *reg = st->reg;
     pthread_mutex_destroy(&st->mu);
-    free(st->buf);
+    kx_buf_free(&st->buf);
     free(st->final_payload);
     free(st);
     pthread_mutex_lock(&reg->mu);
@@ -242,11 +232,11 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
     pthread_mutex_lock(&st->mu);
     if (st->failed) {
         ret = MHD_CONTENT_READER_END_WITH_ERROR;
-    } else if (st->len > st->off) {
-        size_t n = st->len - st->off;
+    } else if (st->buf.len > st->off) {
+        size_t n = st->buf.len - st->off;
         if (n > max)
             n = max;
-        memcpy(out, st->buf + st->off, n);
+        memcpy(out, st->buf.s + st->off, n);
         st->off += n;
         ret = (ssize_t)n;
     } else if (st->terminal || st->end) {

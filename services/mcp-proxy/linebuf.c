@@ -1,5 +1,5 @@
-/* linebuf.c — line splitting with a length cap (see linebuf.h). Every line is assembled in the
- * buffer (one copy), which keeps the code to one path whatever the pipe's piece sizes. */
+/* linebuf.c — line splitting with a length cap (see linebuf.h). Every line is assembled in a
+ * kx_buf (one copy), which keeps the code to one path whatever the pipe's piece sizes. */
 #include "linebuf.h"
 
 #include <stdlib.h>
@@ -14,29 +14,19 @@ void mcp_linebuf_init(mcp_linebuf *lb, size_t max, bool cut_long)
 
 void mcp_linebuf_free(mcp_linebuf *lb)
 {
-    free(lb->buf);
+    kx_buf_free(&lb->line);
     memset(lb, 0, sizeof *lb);
 }
 
 static kx_err append(mcp_linebuf *lb, const char *data, size_t n)
 {
-    if (lb->len + n + 1 > lb->cap) {
-        size_t cap = lb->cap ? lb->cap : 4096;
-        while (cap < lb->len + n + 1)
-            cap *= 2;
-        char *g = realloc(lb->buf, cap);
-        if (g == NULL)
-            return KX_ERR_NOMEM;
-        lb->buf = g;
-        lb->cap = cap;
-    }
-    memcpy(lb->buf + lb->len, data, n);
-    lb->len += n;
-    lb->buf[lb->len] = '\0';
-    return KX_OK;
+    kx_err err = kx_buf_add(&lb->line, data, n);
+    if (err != KX_OK)
+        kx_buf_clear(&lb->line);   /* out of memory is not sticky here: drop the line */
+    return err;
 }
 
-/* Delivers buf[0, len) as a line (dropping a trailing "\r"); buf must have room for a NUL. */
+/* Delivers line[0, len) as a line (dropping a trailing "\r"); line[len] must exist. */
 static void deliver(char *line, size_t len, mcp_line_cb cb, void *arg)
 {
     if (len > 0 && line[len - 1] == '\r')
@@ -53,17 +43,17 @@ kx_err mcp_linebuf_feed(mcp_linebuf *lb, const char *data, size_t len, mcp_line_
     while (len > 0) {
         const char *nl = memchr(data, '\n', len);
         size_t piece = nl ? (size_t)(nl - data) : len;
-        if (lb->len + piece > lb->max) {
+        if (lb->line.len + piece > lb->max) {
             if (!lb->cut_long) {
-                lb->len = 0;
+                kx_buf_clear(&lb->line);
                 return KX_ERR_PROTOCOL;
             }
-            size_t room = lb->max - lb->len;   /* fill up to max, deliver, go on */
+            size_t room = lb->max - lb->line.len;   /* fill up to max, deliver, go on */
             kx_err err = append(lb, data, room);
             if (err != KX_OK)
                 return err;
-            deliver(lb->buf, lb->len, cb, arg);
-            lb->len = 0;
+            deliver(lb->line.s, lb->line.len, cb, arg);
+            kx_buf_clear(&lb->line);
             data += room;
             len -= room;
             continue;
@@ -74,8 +64,8 @@ kx_err mcp_linebuf_feed(mcp_linebuf *lb, const char *data, size_t len, mcp_line_
         kx_err err = append(lb, data, piece);
         if (err != KX_OK)
             return err;
-        deliver(lb->buf, lb->len, cb, arg);
-        lb->len = 0;
+        deliver(lb->line.s, lb->line.len, cb, arg);
+        kx_buf_clear(&lb->line);
         data += piece + 1;
         len -= piece + 1;
     }
@@ -84,7 +74,7 @@ kx_err mcp_linebuf_feed(mcp_linebuf *lb, const char *data, size_t len, mcp_line_
 
 void mcp_linebuf_flush(mcp_linebuf *lb, mcp_line_cb cb, void *arg)
 {
-    if (lb->len > 0)
-        deliver(lb->buf, lb->len, cb, arg);
-    lb->len = 0;
+    if (lb->line.len > 0)
+        deliver(lb->line.s, lb->line.len, cb, arg);
+    kx_buf_clear(&lb->line);
 }

@@ -2,7 +2,8 @@
  *
  * Each of the child's four file descriptors is watched on the loop: stdout and stderr for
  * reading (their bytes go through a linebuf each), the pidfd for the exit, and stdin for
- * writing only while the write queue holds bytes the pipe did not take. */
+ * writing only while the write queue (a kx_buf with a read offset) holds bytes the pipe did
+ * not take. */
 #include "stdio_transport.h"
 
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kx/buf.h"
 #include "kx/log.h"
 #include "kx/proc.h"
 #include "linebuf.h"
@@ -30,8 +32,8 @@ struct mcp_stdio {
     mcp_stdio_cbs cbs;
     void *arg;
     mcp_linebuf out_lb, err_lb;
-    char *wq;                    /* write queue: bytes [wq_off, wq_len) still to write */
-    size_t wq_off, wq_len, wq_cap;
+    kx_buf wq;                   /* write queue: bytes wq.s[wq_off, wq.len) still to write */
+    size_t wq_off;
     bool close_when_flushed;     /* mcp_stdio_close_stdin asked while bytes were queued */
     bool broken;                 /* on_broken was called; stdout is no longer read */
     bool exited;                 /* reaped; on_exit was called */
@@ -69,6 +71,13 @@ static void arm_grace(mcp_stdio *t)
         mcp_stdio_kill(t, SIGKILL);   /* cannot wait: do not leave it half-open */
 }
 
+/* Forgets the queued bytes; keeps the memory. */
+static void queue_empty(mcp_stdio *t)
+{
+    kx_buf_clear(&t->wq);
+    t->wq_off = 0;
+}
+
 static void set_broken(mcp_stdio *t, const char *why)
 {
     if (t->broken || t->exited)
@@ -77,7 +86,7 @@ static void set_broken(mcp_stdio *t, const char *why)
     kx_error("mcp server '%s' (pid %d): %s; killing its process group", t->name,
              (int)t->proc.pid, why);
     close_fd(t, &t->proc.out_fd);
-    t->wq_off = t->wq_len = 0;
+    queue_empty(t);
     close_fd(t, &t->proc.in_fd);
     mcp_stdio_kill(t, SIGKILL);
     t->cbs.on_broken(why, t->arg);
@@ -90,8 +99,8 @@ static void on_stdin_writable(kx_loop *loop, int fd, uint32_t events, void *arg)
 /* Writes as much of the queue as the pipe takes; watches for EPOLLOUT when some is left. */
 static void flush_queue(mcp_stdio *t)
 {
-    while (t->wq_off < t->wq_len && t->proc.in_fd >= 0) {
-        ssize_t n = write(t->proc.in_fd, t->wq + t->wq_off, t->wq_len - t->wq_off);
+    while (t->wq_off < t->wq.len && t->proc.in_fd >= 0) {
+        ssize_t n = write(t->proc.in_fd, t->wq.s + t->wq_off, t->wq.len - t->wq_off);
         if (n > 0) {
             t->wq_off += (size_t)n;
             continue;
@@ -106,12 +115,12 @@ static void flush_queue(mcp_stdio *t)
         /* EPIPE and friends: it closed its stdin, which a server does when it is exiting. */
         kx_warn("mcp server '%s' (pid %d): writing to its stdin failed: %s", t->name,
                 (int)t->proc.pid, n < 0 ? strerror(errno) : "wrote nothing");
-        t->wq_off = t->wq_len = 0;
+        queue_empty(t);
         close_fd(t, &t->proc.in_fd);
         arm_grace(t);
         return;
     }
-    t->wq_off = t->wq_len = 0;
+    queue_empty(t);
     if (t->proc.in_fd >= 0) {
         if (t->close_when_flushed)
             close_fd(t, &t->proc.in_fd);
@@ -129,33 +138,29 @@ kx_err mcp_stdio_send(mcp_stdio *t, const char *text, size_t len)
 {
     if (t->proc.in_fd < 0 || t->broken || t->exited || t->close_when_flushed)
         return KX_ERR_UNAVAILABLE;
-    size_t queued = t->wq_len - t->wq_off;
+    size_t queued = t->wq.len - t->wq_off;
     if (queued + len + 1 > MCP_STDIO_MAX_QUEUE) {
         char why[160];
         snprintf(why, sizeof why, "it is not reading its stdin (%zu bytes waiting)", queued);
         set_broken(t, why);
         return KX_ERR_UNAVAILABLE;
     }
-    if (t->wq_off > 0 && t->wq_off == t->wq_len)
-        t->wq_off = t->wq_len = 0;
-    if (t->wq_len + len + 1 > t->wq_cap) {
-        if (t->wq_off > 0) {   /* compact before growing */
-            memmove(t->wq, t->wq + t->wq_off, queued);
-            t->wq_len = queued;
-            t->wq_off = 0;
-        }
-        size_t cap = t->wq_cap ? t->wq_cap : 65536;
-        while (cap < t->wq_len + len + 1)
-            cap *= 2;
-        char *g = realloc(t->wq, cap);
-        if (g == NULL)
-            return KX_ERR_NOMEM;
-        t->wq = g;
-        t->wq_cap = cap;
+    if (t->wq_off > 0 && t->wq_off == t->wq.len)
+        queue_empty(t);
+    if (t->wq_off > 0 && t->wq.len + len + 2 > t->wq.cap) {   /* compact before growing */
+        kx_buf_consume(&t->wq, t->wq_off);
+        t->wq_off = 0;
     }
-    memcpy(t->wq + t->wq_len, text, len);
-    t->wq[t->wq_len + len] = '\n';
-    t->wq_len += len + 1;
+    kx_err err = kx_buf_reserve(&t->wq, len + 1);   /* the message and its "\n" */
+    if (err != KX_OK) {
+        /* The queue's out-of-memory state lasts until it is emptied (written out); with
+         * nothing queued, empty it now so that the next message is tried afresh. */
+        if (queued == 0)
+            queue_empty(t);
+        return err;
+    }
+    kx_buf_add(&t->wq, text, len);
+    kx_buf_add(&t->wq, "\n", 1);
     if (queued == 0)   /* otherwise EPOLLOUT is already watched */
         flush_queue(t);
     return KX_OK;
@@ -165,7 +170,7 @@ void mcp_stdio_close_stdin(mcp_stdio *t)
 {
     if (t->proc.in_fd < 0)
         return;
-    if (t->wq_off < t->wq_len)
+    if (t->wq_off < t->wq.len)
         t->close_when_flushed = true;
     else
         close_fd(t, &t->proc.in_fd);
@@ -351,6 +356,6 @@ void mcp_stdio_free(mcp_stdio *t)
     kx_proc_close(&t->proc);
     mcp_linebuf_free(&t->out_lb);
     mcp_linebuf_free(&t->err_lb);
-    free(t->wq);
+    kx_buf_free(&t->wq);
     free(t);
 }

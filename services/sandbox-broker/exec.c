@@ -22,6 +22,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "kx/buf.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "kx/pb.h"
@@ -33,11 +34,6 @@
 #define READ_CHUNK 65536
 #define READS_PER_WAKEUP 16         /* at most 1 MiB per callback, so one chatty command
                                        cannot starve the others on the loop */
-
-typedef struct sb_buf {
-    char *data;
-    size_t len, cap;
-} sb_buf;
 
 struct sb_exec {
     sb_exec *prev, *next;
@@ -55,7 +51,7 @@ struct sb_exec {
     bool timed_out;
     bool truncated;
     size_t max_output;
-    sb_buf out, err;
+    kx_buf out, err;                /* up to max_output bytes of each (buf_append) */
     kx_timer *deadline_timer;
     kx_timer *grace_timer;
     int64_t started_mono;
@@ -122,8 +118,9 @@ const char *sb_exec_project(const sb_exec *e)
 
 /* ---- output buffers ------------------------------------------------------------------- */
 
-/* Keeps what fits under e->max_output; marks the exec truncated when bytes are dropped. */
-static void buf_append(sb_exec *e, sb_buf *buf, const char *data, size_t n)
+/* Keeps what fits under e->max_output; marks the exec truncated when bytes are dropped. Out of
+ * memory keeps what was kept so far and drops the rest (kx_buf's out of memory is sticky). */
+static void buf_append(sb_exec *e, kx_buf *buf, const char *data, size_t n)
 {
     size_t room = buf->len < e->max_output ? e->max_output - buf->len : 0;
     size_t keep = n < room ? n : room;
@@ -131,28 +128,17 @@ static void buf_append(sb_exec *e, sb_buf *buf, const char *data, size_t n)
         e->truncated = true;
     if (keep == 0)
         return;
-    if (buf->len + keep > buf->cap) {
-        size_t cap = buf->cap ? buf->cap : 4096;
-        while (cap < buf->len + keep)
-            cap *= 2;
-        if (cap > e->max_output)
-            cap = e->max_output;
-        char *p = realloc(buf->data, cap);
-        if (p == NULL) {
+    bool was_oom = buf->oom;
+    if (kx_buf_add(buf, data, keep) != KX_OK) {
+        if (!was_oom)
             kx_error("sandbox: out of memory keeping output of exec %s; output dropped",
                      e->exec_id);
-            e->truncated = true;
-            return;
-        }
-        buf->data = p;
-        buf->cap = cap;
+        e->truncated = true;
     }
-    memcpy(buf->data + buf->len, data, keep);
-    buf->len += keep;
 }
 
 /* Reads what the pipe has now. True when the pipe is finished (EOF or a read error). */
-static bool pipe_read(sb_exec *e, int fd, sb_buf *buf)
+static bool pipe_read(sb_exec *e, int fd, kx_buf *buf)
 {
     char chunk[READ_CHUNK];
     for (int i = 0; i < READS_PER_WAKEUP; i++) {
@@ -202,8 +188,8 @@ static void exec_free(sb_exec *e)
     kx_proc_close(&e->proc);
     if (e->req != NULL)
         natsMsg_Destroy(e->req);
-    free(e->out.data);
-    free(e->err.data);
+    kx_buf_free(&e->out);
+    kx_buf_free(&e->err);
     free(e);
     sb_drain_check(b);
 }
@@ -244,8 +230,8 @@ static void reply_and_release(sb_exec *e)
     pipe_close(e, &e->proc.err_fd);
 
     if (e->req != NULL) {
-        char *out = sb_utf8_sanitize(e->out.data ? e->out.data : "", e->out.len, NULL);
-        char *err = sb_utf8_sanitize(e->err.data ? e->err.data : "", e->err.len, NULL);
+        char *out = sb_utf8_sanitize(e->out.s ? e->out.s : "", e->out.len, NULL);
+        char *err = sb_utf8_sanitize(e->err.s ? e->err.s : "", e->err.len, NULL);
         Kx__V1__SandboxExecResult res = KX__V1__SANDBOX_EXEC_RESULT__INIT;
         int exit_code, term_signal;
         exit_status(e, &exit_code, &term_signal);

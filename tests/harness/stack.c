@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kx/buf.h"
 #include "kx/jwt.h"
 #include "kx/sse.h"
 #include "kx/time.h"
@@ -552,49 +553,13 @@ json_t *kx_th_json(const kx_th_stack *s, const char *method, const char *path, c
     return v;
 }
 
-/* A growable byte buffer for building bodies. */
-typedef struct buf {
-    char *s;
-    size_t len, cap;
-    bool oom;
-} buf;
-
-static void buf_add(buf *b, const char *s, size_t n)
+/* Bodies are built in a kx_buf: the text (caller frees) and its length, or NULL when it ran out
+ * of memory. */
+static char *buf_done(kx_buf *b, size_t *len)
 {
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *g = realloc(b->s, cap);
-        if (g == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->s = g;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void buf_str(buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
-
-static char *buf_done(buf *b, size_t *len)
-{
-    if (b->oom) {
-        free(b->s);
-        return NULL;
-    }
-    if (b->s == NULL)
-        b->s = strdup("");
-    *len = b->len;
-    return b->s;
+    if (!b->oom)
+        *len = b->len;
+    return kx_buf_take(b);
 }
 
 char *kx_th_form_multipart(const char *const *pairs, char **content_type, size_t *len)
@@ -603,19 +568,19 @@ char *kx_th_form_multipart(const char *const *pairs, char **content_type, size_t
     snprintf(boundary, sizeof boundary, "----kxtest");
     if (random_hex(boundary + strlen(boundary), 12) != KX_OK)
         return NULL;
-    buf b = { 0 };
+    kx_buf b = KX_BUF_INIT;
     for (size_t i = 0; pairs[i] != NULL && pairs[i + 1] != NULL; i += 2) {
-        buf_str(&b, "--");
-        buf_str(&b, boundary);
-        buf_str(&b, "\r\nContent-Disposition: form-data; name=\"");
-        buf_str(&b, pairs[i]);
-        buf_str(&b, "\"\r\n\r\n");
-        buf_str(&b, pairs[i + 1]);
-        buf_str(&b, "\r\n");
+        kx_buf_str(&b, "--");
+        kx_buf_str(&b, boundary);
+        kx_buf_str(&b, "\r\nContent-Disposition: form-data; name=\"");
+        kx_buf_str(&b, pairs[i]);
+        kx_buf_str(&b, "\"\r\n\r\n");
+        kx_buf_str(&b, pairs[i + 1]);
+        kx_buf_str(&b, "\r\n");
     }
-    buf_str(&b, "--");
-    buf_str(&b, boundary);
-    buf_str(&b, "--\r\n");
+    kx_buf_str(&b, "--");
+    kx_buf_str(&b, boundary);
+    kx_buf_str(&b, "--\r\n");
     char *body = buf_done(&b, len);
     if (body == NULL)
         return NULL;
@@ -629,23 +594,23 @@ char *kx_th_form_multipart(const char *const *pairs, char **content_type, size_t
 char *kx_th_form_urlencoded(const char *const *pairs, size_t *len)
 {
     static const char HEX[] = "0123456789ABCDEF";
-    buf b = { 0 };
+    kx_buf b = KX_BUF_INIT;
     for (size_t i = 0; pairs[i] != NULL && pairs[i + 1] != NULL; i += 2) {
         if (i > 0)
-            buf_str(&b, "&");
+            kx_buf_str(&b, "&");
         for (int k = 0; k < 2; k++) {
             if (k == 1)
-                buf_str(&b, "=");
+                kx_buf_str(&b, "=");
             for (const unsigned char *c = (const unsigned char *)pairs[i + k]; *c; c++) {
                 if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
                     (*c >= '0' && *c <= '9') || *c == '-' || *c == '_' || *c == '.' ||
                     *c == '~') {
-                    buf_add(&b, (const char *)c, 1);
+                    kx_buf_add(&b, (const char *)c, 1);
                 } else if (*c == ' ') {
-                    buf_str(&b, "+");
+                    kx_buf_str(&b, "+");
                 } else {
                     char esc[3] = { '%', HEX[*c >> 4], HEX[*c & 15] };
-                    buf_add(&b, esc, 3);
+                    kx_buf_add(&b, esc, 3);
                 }
             }
         }
@@ -674,7 +639,7 @@ bool kx_th_sse_is_terminal(const char *payload)
 typedef struct sse_ctx {
     kx_sse_parser parser;
     kx_th_sse *out;
-    buf error_body;
+    kx_buf error_body;
     bool oom;
 } sse_ctx;
 
@@ -705,7 +670,7 @@ static size_t sse_on_bytes(char *ptr, size_t size, size_t nmemb, void *arg)
     sse_ctx *c = arg;
     size_t n = size * nmemb;
     if (c->out->status != 200) {
-        buf_add(&c->error_body, ptr, n);
+        kx_buf_add(&c->error_body, ptr, n);
         return n;
     }
     if (kx_sse_feed(&c->parser, ptr, n) != KX_OK || c->oom)

@@ -16,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include "kx/buf.h"
 #include "kx/log.h"
 
 /* Runs fn with fd 2 redirected into a pipe; returns what was written (malloc'd). */
@@ -30,19 +31,15 @@ static char *capture(void (*fn)(void *), void *arg)
     fn(arg);
     dup2(saved, 2);   /* closes the pipe's last write end */
     close(saved);
-    size_t cap = 1 << 16, len = 0;
-    char *out = malloc(cap);
+    kx_buf out = KX_BUF_INIT;
+    char chunk[4096];
     ssize_t n;
-    while ((n = read(p[0], out + len, cap - 1 - len)) > 0) {
-        len += (size_t)n;
-        if (len == cap - 1) {
-            cap *= 2;
-            out = realloc(out, cap);
-        }
-    }
+    while ((n = read(p[0], chunk, sizeof chunk)) > 0)
+        assert_int_equal(kx_buf_add(&out, chunk, (size_t)n), KX_OK);
     close(p[0]);
-    out[len] = '\0';
-    return out;
+    char *text = kx_buf_take(&out);
+    assert_non_null(text);
+    return text;
 }
 
 static size_t count_lines(const char *s)

@@ -14,50 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kx/buf.h"
+
 #define ARG_FRAGMENT_BYTES 24   /* tool-call arguments are streamed in pieces of about this */
-
-/* ---- a tiny growable string ---- */
-
-typedef struct sbuf {
-    char *s;
-    size_t len, cap;
-    bool oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 64;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *g = realloc(b->s, cap);
-        if (g == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->s = g;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, s, n);
-    b->len += n;
-    b->s[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-/* The built string (caller frees), or NULL when something ran out of memory. */
-static char *sb_done(sbuf *b)
-{
-    if (b->oom) {
-        free(b->s);
-        return NULL;
-    }
-    if (b->s == NULL)
-        return strdup("");
-    return b->s;
-}
 
 /* Byte length of the first max_chars UTF-8 code points of s. */
 static size_t utf8_prefix(const char *s, size_t max_chars)
@@ -86,41 +45,42 @@ static size_t utf8_chars(const char *s)
 
 char *demo_xml_call(const char *tool, const json_t *args)
 {
-    sbuf b = {0};
-    sb_str(&b, "<function_calls>\n<invoke name=\"");
-    sb_str(&b, tool);
-    sb_str(&b, "\">\n");
+    kx_buf b = KX_BUF_INIT;   /* its out-of-memory state is checked once, by kx_buf_take */
+    kx_buf_str(&b, "<function_calls>\n<invoke name=\"");
+    kx_buf_str(&b, tool);
+    kx_buf_str(&b, "\">\n");
     const char *key;
     const json_t *v;
     json_object_foreach((json_t *)args, key, v) {
-        sb_str(&b, "<parameter name=\"");
-        sb_str(&b, key);
-        sb_str(&b, "\">");
+        kx_buf_str(&b, "<parameter name=\"");
+        kx_buf_str(&b, key);
+        kx_buf_str(&b, "\">");
         if (json_is_string(v)) {
-            sb_add(&b, json_string_value(v), json_string_length(v));
+            kx_buf_add(&b, json_string_value(v), json_string_length(v));
         } else {
             char *js = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-            if (js == NULL)
-                b.oom = true;
-            else
-                sb_str(&b, js);
+            if (js == NULL) {
+                kx_buf_free(&b);
+                return NULL;
+            }
+            kx_buf_str(&b, js);
             free(js);
         }
-        sb_str(&b, "</parameter>\n");
+        kx_buf_str(&b, "</parameter>\n");
     }
-    sb_str(&b, "</invoke>\n</function_calls>");
-    return sb_done(&b);
+    kx_buf_str(&b, "</invoke>\n</function_calls>");
+    return kx_buf_take(&b);
 }
 
 static char *final_answer(const demo_conv *conv)
 {
     if (conv->last_tool_result == NULL)
         return strdup("Done. There was no tool result.");
-    sbuf b = {0};
-    sb_str(&b, "Done. The last tool result was: ");
-    sb_add(&b, conv->last_tool_result,
+    kx_buf b = KX_BUF_INIT;
+    kx_buf_str(&b, "Done. The last tool result was: ");
+    kx_buf_add(&b, conv->last_tool_result,
            utf8_prefix(conv->last_tool_result, DEMO_RESULT_QUOTE_CHARS));
-    return sb_done(&b);
+    return kx_buf_take(&b);
 }
 
 int demo_turn_build(const demo_step *step, size_t step_index, const demo_conv *conv,
@@ -236,12 +196,12 @@ static void push_line(chunk_list *l, char *json_text)
         l->oom = true;
         return;
     }
-    sbuf b = {0};
-    sb_str(&b, "data: ");
-    sb_str(&b, json_text);
-    sb_str(&b, "\n\n");
+    kx_buf b = KX_BUF_INIT;
+    kx_buf_str(&b, "data: ");
+    kx_buf_str(&b, json_text);
+    kx_buf_str(&b, "\n\n");
     free(json_text);
-    char *line = sb_done(&b);
+    char *line = kx_buf_take(&b);
     if (line == NULL || l->oom) {
         free(line);
         l->oom = true;

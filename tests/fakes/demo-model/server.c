@@ -22,6 +22,7 @@
 #include "demo_conv.h"
 #include "demo_script.h"
 #include "demo_turn.h"
+#include "kx/buf.h"
 #include "kx/log.h"
 #include "kx/time.h"
 
@@ -37,8 +38,7 @@ struct demo_server {
 
 /* One request's state across MHD's calls of the handler (its *con_cls). */
 typedef struct request {
-    char *body;
-    size_t len, cap;
+    kx_buf body;        /* body.max = MAX_BODY_BYTES */
     bool too_large;
     int64_t start_ms;
 } request;
@@ -187,7 +187,7 @@ typedef struct chat_req {
 static bool chat_parse(const request *rq, chat_req *c, char *why, size_t whylen)
 {
     json_error_t jerr;
-    c->body = json_loadb(rq->body ? rq->body : "", rq->len, 0, &jerr);
+    c->body = json_loadb(rq->body.s ? rq->body.s : "", rq->body.len, 0, &jerr);
     if (c->body == NULL) {
         snprintf(why, whylen, "the request body is not valid JSON: %s (line %d, column %d)",
                  jerr.text, jerr.line, jerr.column);
@@ -354,29 +354,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (rq == NULL)
             return MHD_NO;
         rq->start_ms = kx_mono_ms();
+        rq->body.max = MAX_BODY_BYTES;
         *con_cls = rq;
         return MHD_YES;
     }
     if (*upload_data_size > 0) {   /* a piece of the body */
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (rq->too_large || rq->len + n > MAX_BODY_BYTES) {
-            rq->too_large = true;
+        if (rq->too_large)
             return MHD_YES;
-        }
-        if (rq->len + n + 1 > rq->cap) {
-            size_t cap = rq->cap ? rq->cap : 4096;
-            while (cap < rq->len + n + 1)
-                cap *= 2;
-            char *g = realloc(rq->body, cap);
-            if (g == NULL)
-                return MHD_NO;
-            rq->body = g;
-            rq->cap = cap;
-        }
-        memcpy(rq->body + rq->len, upload_data, n);
-        rq->len += n;
-        rq->body[rq->len] = '\0';
+        kx_err err = kx_buf_add(&rq->body, upload_data, n);
+        if (err == KX_ERR_INVALID)   /* over MAX_BODY_BYTES: read on, answer 413 */
+            rq->too_large = true;
+        else if (err != KX_OK)
+            return MHD_NO;
         return MHD_YES;
     }
     return route(srv, conn, url, method, rq);
@@ -387,7 +378,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     request *rq = *con_cls;
     if (rq != NULL) {
-        free(rq->body);
+        kx_buf_free(&rq->body);
         free(rq);
         *con_cls = NULL;
     }
