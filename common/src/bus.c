@@ -137,6 +137,21 @@ static kx_err make_msg(const char *subject, const char *reply, const void *data,
     return KX_OK;
 }
 
+/* make_msg for a protobuf body: packs msg, then builds the natsMsg with meta's headers. */
+static kx_err make_pb_msg(const char *subject, const ProtobufCMessage *msg,
+                          const kx_bus_meta *meta, natsMsg **out)
+{
+    *out = NULL;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    kx_err err = kx_pb_pack(msg, &buf, &len);
+    if (err != KX_OK)
+        return err;
+    err = make_msg(subject, NULL, buf, len, meta, out);
+    free(buf);
+    return err;
+}
+
 /* ---- connection callbacks (cnats' own thread) ---- */
 
 static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
@@ -736,14 +751,8 @@ kx_err kx_bus_js_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMes
         kx_warn("bus: JetStream publish to %s: not connected to NATS", subject);
         return KX_ERR_UNAVAILABLE;
     }
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    kx_err err = kx_pb_pack(msg, &buf, &len);
-    if (err != KX_OK)
-        return err;
     natsMsg *m = NULL;
-    err = make_msg(subject, NULL, buf, len, meta, &m);
-    free(buf);
+    kx_err err = make_pb_msg(subject, msg, meta, &m);
     if (err != KX_OK)
         return err;
     jsPubOptions po;
@@ -764,14 +773,8 @@ kx_err kx_bus_js_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMes
 kx_err kx_bus_js_publish_pb_async(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
                                   const kx_bus_meta *meta)
 {
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    kx_err err = kx_pb_pack(msg, &buf, &len);
-    if (err != KX_OK)
-        return err;
     natsMsg *m = NULL;
-    err = make_msg(subject, NULL, buf, len, meta, &m);
-    free(buf);
+    kx_err err = make_pb_msg(subject, msg, meta, &m);
     if (err != KX_OK)
         return err;
     natsStatus s = js_PublishMsgAsync(bus->js, &m, NULL);   /* takes m on success */
