@@ -23,6 +23,9 @@ kx_err kx_th_spawn(const char *const *argv, const char *const *env_extra, const 
                    pid_t *pid);
 /* SIGTERM the process group, wait up to 5 s, then SIGKILL; reaps. Returns the exit status. */
 int kx_th_kill(pid_t pid);
+/* How many processes of process group pgid are alive (not zombies), read from /proc: for
+ * tests that check a group was killed whole. */
+int kx_th_group_live(pid_t pgid);
 /* Polls GET url until it answers 200 or timeout_ms passes. */
 kx_err kx_th_wait_http(const char *url, int64_t timeout_ms);
 

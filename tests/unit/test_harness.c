@@ -59,32 +59,6 @@ static bool tcp_accepts(uint16_t port)
     return ok;
 }
 
-/* Processes of group pgid that are not zombies (an orphan's zombie waits for init). */
-static int live_in_group(pid_t pgid)
-{
-    DIR *d = opendir("/proc");
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = e->d_name[0] >= '0' && e->d_name[0] <= '9' ? fopen(path, "r") : NULL;
-        if (f == NULL)
-            continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        char *rp = strrchr(buf, ')');
-        char state;
-        int ppid, pgrp;
-        if (rp != NULL && sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 &&
-            pgrp == pgid && state != 'Z')
-            n++;
-    }
-    closedir(d);
-    return n;
-}
 
 static void test_tmpdir_and_port(void **state)
 {
@@ -137,7 +111,7 @@ static void test_spawn_log_env_and_kill(void **state)
     int64_t t0 = kx_mono_ms();
     assert_int_equal(kx_th_kill(pid), 128 + SIGKILL);
     assert_true(kx_mono_ms() - t0 >= 4900);
-    assert_int_equal(live_in_group(pid), 0);   /* nobody left in the group */
+    assert_int_equal(kx_th_group_live(pid), 0);   /* nobody left in the group */
 
     const char *missing[] = { "kx-no-such-program", NULL };
     assert_int_not_equal(kx_th_spawn(missing, NULL, log, &pid), KX_OK);

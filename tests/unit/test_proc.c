@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "harness.h"
 #include "kx/proc.h"
 #include "kx/time.h"
 
@@ -54,35 +55,6 @@ static int wait_exit(kx_proc *p)
     return st;
 }
 
-/* Processes (not zombies) whose process group is pgid, from /proc. */
-static int live_in_group(pid_t pgid)
-{
-    DIR *d = opendir("/proc");
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char path[300], buf[512];
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        /* pid (comm) state ppid pgrp ...; comm may contain spaces: parse after the last ')'. */
-        char *rp = strrchr(buf, ')');
-        char state;
-        int ppid, pgrp;
-        if (rp != NULL && sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 &&
-            pgrp == pgid && state != 'Z')
-            n++;
-    }
-    closedir(d);
-    return n;
-}
 
 static void test_output_and_group_kill(void **state)
 {
@@ -116,18 +88,18 @@ static void test_output_and_group_kill(void **state)
 
     /* sh and both sleeps. */
     give_up = kx_mono_ms() + 2000;
-    while (live_in_group(p.pid) < 3 && kx_mono_ms() < give_up)
+    while (kx_th_group_live(p.pid) < 3 && kx_mono_ms() < give_up)
         usleep(10000);
-    assert_int_equal(live_in_group(p.pid), 3);
+    assert_int_equal(kx_th_group_live(p.pid), 3);
     assert_int_equal(kx_proc_kill_group(&p, SIGKILL), KX_OK);
     int st = wait_exit(&p);
     assert_true(WIFSIGNALED(st));
     assert_int_equal(WTERMSIG(st), SIGKILL);
     /* The background sleep (reparented, not our child) is gone too. */
     give_up = kx_mono_ms() + 2000;
-    while (live_in_group(p.pid) > 0 && kx_mono_ms() < give_up)
+    while (kx_th_group_live(p.pid) > 0 && kx_mono_ms() < give_up)
         usleep(10000);
-    assert_int_equal(live_in_group(p.pid), 0);
+    assert_int_equal(kx_th_group_live(p.pid), 0);
     kx_proc_close(&p);
     assert_int_equal(p.pidfd, -1);
     assert_int_equal(p.out_fd, -1);

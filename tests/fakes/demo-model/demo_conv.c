@@ -15,8 +15,7 @@ uint64_t demo_fnv1a(uint64_t h, const void *data, size_t len)
     return h;
 }
 
-/* Number of UTF-8 code points (bytes that are not continuation bytes). */
-static size_t utf8_chars(const char *s)
+size_t demo_utf8_chars(const char *s)
 {
     size_t n = 0;
     for (; *s; s++)
@@ -101,7 +100,7 @@ int demo_conv_read(const json_t *messages, demo_conv *out, char *err, size_t err
         char *text = content_text(m);
         if (text == NULL)
             return fail(out, err, errlen, "out of memory reading messages[%zu]", i);
-        out->prompt_chars += utf8_chars(text);
+        out->prompt_chars += demo_utf8_chars(text);
 
         if (strcmp(role, "assistant") == 0) {
             if (out->script != NULL)

@@ -42,5 +42,7 @@ uint64_t demo_conv_key(const demo_conv *c, size_t step_index);
 /* 64-bit FNV-1a of len bytes, continuing from h (start with DEMO_FNV_OFFSET). */
 #define DEMO_FNV_OFFSET 14695981039346656037ULL
 uint64_t demo_fnv1a(uint64_t h, const void *data, size_t len);
+/* Number of UTF-8 code points of s (bytes that are not continuation bytes); token estimates. */
+size_t demo_utf8_chars(const char *s);
 
 #endif

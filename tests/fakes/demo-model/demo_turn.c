@@ -32,15 +32,6 @@ static size_t utf8_prefix(const char *s, size_t max_chars)
     return i;
 }
 
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        if (((unsigned char)*s & 0xC0) != 0x80)
-            n++;
-    return n;
-}
-
 /* ---- building ---- */
 
 char *demo_xml_call(const char *tool, const json_t *args)
@@ -139,9 +130,9 @@ static json_t *usage_json(const demo_turn *t, const demo_reply_meta *meta)
 {
     size_t out_chars = 0;
     if (t->content)
-        out_chars += utf8_chars(t->content);
+        out_chars += demo_utf8_chars(t->content);
     if (t->tool)
-        out_chars += utf8_chars(t->tool) + utf8_chars(t->arguments);
+        out_chars += demo_utf8_chars(t->tool) + demo_utf8_chars(t->arguments);
     json_int_t prompt = (json_int_t)((meta->prompt_chars + 3) / 4);
     json_int_t completion = (json_int_t)((out_chars + 3) / 4);
     return json_pack("{s:I, s:I, s:I}", "prompt_tokens", prompt, "completion_tokens", completion,
