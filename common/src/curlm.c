@@ -192,6 +192,7 @@ static void destroy(kx_curlm *m)
     m->closing = true;
     while (m->xfers != NULL) {
         xfer *x = m->xfers;
+        /* NOLINTNEXTLINE(clang-analyzer-unix.Malloc): x is the unlinked head, freed below, not before */
         unlink_xfer(m, x);
         curl_easy_setopt(x->easy, CURLOPT_PRIVATE, NULL);
         curl_multi_remove_handle(m->multi, x->easy);

@@ -56,6 +56,7 @@ static bool looks_integer(const char *s)
         s++;
     if (!isdigit((unsigned char)*s))
         return false;
+    /* NOLINTNEXTLINE(clang-analyzer-core.uninitialized.ArraySubscript): glibc ctype table */
     while (isdigit((unsigned char)*s))
         s++;
     return *s == '\0';

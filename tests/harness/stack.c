@@ -330,7 +330,7 @@ static kx_err build_env(kx_th_stack *s, const kx_th_stack_opts *opts)
 /* Picks distinct free ports for the gateway, the model and each service's health port. */
 static kx_err pick_ports(kx_th_stack *s)
 {
-    uint16_t used[KX_TH_STACK_NPROCS + 1];
+    uint16_t used[KX_TH_STACK_NPROCS + 1] = {0};
     size_t nused = 0;
     for (size_t k = 0; k < KX_TH_STACK_NPROCS + 1; k++) {
         uint16_t port = 0;

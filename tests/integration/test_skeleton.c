@@ -265,8 +265,11 @@ static char *joined_chunks(run *r, size_t from, const char *thread_run_id)
         const char *delta = jstr(e->content, "content");
         assert_non_null(delta);
         size_t dl = strlen(delta);
-        text = realloc(text, cap + dl);
-        assert_non_null(text);
+        char *grown = realloc(text, cap + dl);
+        if (grown == NULL)
+            free(text);
+        assert_non_null(grown);
+        text = grown;
         cap += dl;
         memcpy(text + len, delta, dl + 1);
         len += dl;
