@@ -199,11 +199,11 @@ static void *poster_thread(void *arg)
 {
     post_state *ps = arg;
     for (int i = 0; i < ps->total; i++) {
+        /* The pointer's own bytes go first (not what it points to), then i. */
+        // cppcheck-suppress pointerSize
         char *a = malloc(sizeof(post_state *) + sizeof(int));
         if (a == NULL)
             abort(); /* not a cmocka assert: this is not the test's thread */
-        /* The pointer's own bytes go first (not what it points to). */
-        // cppcheck-suppress pointerSize
         memcpy(a, &ps, sizeof ps);
         memcpy(a + sizeof ps, &i, sizeof i);
         if (kx_loop_post(ps->loop, posted, a) != KX_OK)
