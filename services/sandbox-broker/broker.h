@@ -3,7 +3,10 @@
  * on the loop thread (the ops server's readiness check reads nothing from here).
  *
  * Modules:
- *   broker_config.c  KX_SANDBOX_ROOT, KX_SANDBOX_MAX_OUTPUT
+ *   broker_config.c  KX_SANDBOX_* settings (isolation, limits, output)
+ *   sandbox.c        one jailed sandbox per project: uid, workspace, bwrap + init, RUN/KILL
+ *   sbproto.c        the broker <-> sandbox init wire (init/sandbox_init.c is the other end)
+ *   capture.c        a command's output: head and tail kept, the rest spilled to /workspace
  *   sandbox_path.c   workspace layout, folder/session validation (pure)
  *   utf8.c           output repair (pure)
  *   exec.c           one command: spawn, pipes, deadline, exit, reply
@@ -15,6 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include "kx/jail.h"
 #include "kx/svc.h"
 
 #define SB_DEFAULT_MAX_OUTPUT (1024 * 1024)
@@ -28,9 +33,26 @@
 typedef struct sb_config {
     char root[2048];          /* KX_SANDBOX_ROOT (absolute) */
     int64_t max_output;       /* KX_SANDBOX_MAX_OUTPUT: bytes kept per stream */
+    char bwrap[512];          /* KX_SANDBOX_BWRAP, default /usr/bin/bwrap */
+    char init[1024];          /* KX_SANDBOX_INIT, default kx-sandbox-init beside the broker */
+    bool unsafe;              /* KX_SANDBOX_UNSAFE=1: run without a jail when bwrap fails */
+    kx_jail_net net;          /* KX_SANDBOX_NETWORK none|host */
+    uint16_t deny_ports[32];  /* KX_SANDBOX_DENY_PORTS + the NATS port (host network) */
+    size_t ndeny_ports;
+    int64_t uid_base;         /* KX_SANDBOX_UID_BASE: first host uid given to sandboxes */
+    int64_t uid_count;        /* KX_SANDBOX_UID_COUNT */
+    kx_jail_limits limits;    /* KX_SANDBOX_MAX_PROCS, _MAX_MEMORY_MB, _MAX_FILE_MB */
+    int64_t cpu_s;            /* KX_SANDBOX_CPU_S: CPU seconds per command */
+    int64_t disk_bytes;       /* KX_SANDBOX_DISK_MB: /workspace size checked before a command */
+    int64_t tmp_bytes;        /* KX_SANDBOX_TMP_MB: the private /tmp */
+    int64_t bg_max_s;         /* KX_SANDBOX_BG_MAX_S: deadline of a background command */
+    int64_t log_max;          /* KX_SANDBOX_LOG_MAX: bytes kept in a background session log */
+    int64_t spill_max;        /* KX_SANDBOX_SPILL_MAX: bytes of full output kept on disk */
+    int64_t start_ms;         /* KX_SANDBOX_START_TIMEOUT_MS: bwrap + init up */
 } sb_config;
 
 typedef struct sb_exec sb_exec;
+typedef struct sb_sandbox sb_sandbox;
 
 typedef struct sb_broker {
     kx_svc *svc;
@@ -38,6 +60,9 @@ typedef struct sb_broker {
     natsSubscription *exec_sub;
     natsSubscription *kill_sub;
     sb_exec *execs;           /* doubly linked list of tracked execs (exec.c) */
+    sb_sandbox *sandboxes;    /* running sandboxes (sandbox.c) */
+    bool jailed;              /* false only in unsafe mode */
+    size_t max_reply;         /* largest reply the bus carries (its max_payload) */
     size_t nexecs;
     bool draining;
     kx_timer *drain_timer;    /* drain.c: gives up waiting for killed children */
@@ -45,6 +70,10 @@ typedef struct sb_broker {
 
 /* broker_config.c: fills cfg from the environment; KX_ERR_INVALID names the bad variable. */
 kx_err sb_config_load(sb_config *cfg);
+
+/* broker_config.c: checks that bwrap works (or unsafe mode), sets b->jailed and the health
+ * notes. KX_ERR_UNAVAILABLE (logged) when the broker must not start. */
+kx_err sb_isolation_check(sb_broker *b);
 
 /* handlers.c: subscribes kx.sandbox.exec (queue "sandbox-broker") and kx.sandbox.kill. */
 kx_err sb_handlers_start(sb_broker *b);

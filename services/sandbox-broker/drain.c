@@ -1,9 +1,10 @@
 /* drain.c — SIGTERM for the sandbox-broker: stop taking requests, kill every running
- * command's process group (background sessions included), tell every waiting caller
+ * command's namespace (background sessions included), end every sandbox, tell every waiting caller
  * "broker shutting down" (error unavailable), wait for the killed processes to be reaped
  * (at most DRAIN_REAP_MS), then exit. */
 #include "broker.h"
 #include "exec.h"
+#include "sandbox.h"
 #include "kx/log.h"
 
 #define DRAIN_REAP_MS 1000
@@ -51,6 +52,7 @@ void sb_drain(kx_svc *svc, void *arg)
         sb_exec_abort(e, "broker shutting down");   /* may free e */
         e = next;
     }
+    sb_sandbox_stop_all(b);     /* every sandbox's namespace dies; their execs end */
     if (b->nexecs == 0) {
         sb_drain_check(b);
         return;

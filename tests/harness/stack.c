@@ -420,6 +420,8 @@ kx_err kx_th_stack_start(const kx_th_stack_opts *opts, kx_th_stack *s)
     if (s->dir == NULL)
         return KX_ERR_IO;
     st_log("starting the stack in %s", s->dir);
+    /* Sandboxes run as their own uid; bwrap must traverse to their workspaces (not list). */
+    (void)chmod(s->dir, 0711);
     for (int i = 0; i < KX_TH_STACK_NPROCS; i++)
         snprintf(s->procs[i].log, sizeof s->procs[i].log, "%s/%s.log", s->dir, s->procs[i].name);
     snprintf(s->sandbox_root, sizeof s->sandbox_root, "%s/sandboxes", s->dir);
