@@ -15,6 +15,7 @@
 #ifndef SB_BROKER_H
 #define SB_BROKER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -62,6 +63,7 @@ typedef struct sb_broker {
     sb_exec *execs;           /* doubly linked list of tracked execs (exec.c) */
     sb_sandbox *sandboxes;    /* running sandboxes (sandbox.c) */
     bool jailed;              /* false only in unsafe mode */
+    atomic_bool serving;      /* subscribed to kx.sandbox.*: /readyz says ready only then */
     size_t max_reply;         /* largest reply the bus carries (its max_payload) */
     size_t nexecs;
     bool draining;
@@ -77,6 +79,9 @@ kx_err sb_isolation_check(sb_broker *b);
 
 /* handlers.c: subscribes kx.sandbox.exec (queue "sandbox-broker") and kx.sandbox.kill. */
 kx_err sb_handlers_start(sb_broker *b);
+
+/* handlers.c: the readiness check (kx_svc_on_ready): true once subscribed. */
+bool sb_ready(kx_svc *svc, void *arg, char *why, size_t whylen);
 
 /* drain.c: the kx_svc drain callback (arg = the broker). */
 void sb_drain(kx_svc *svc, void *arg);

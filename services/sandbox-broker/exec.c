@@ -489,9 +489,10 @@ kx_err sb_exec_start(sb_broker *b, const sb_exec_spec *spec, natsMsg *req, char 
     kx_err err = sb_sandbox_get(b, spec->project_id, &s, why, whylen);
     if (err != KX_OK)
         return err;
-    if ((err = sb_sandbox_check_disk(s, why, whylen)) != KX_OK ||
-        (err = check_folder(s, spec->folder, why, whylen)) != KX_OK)
+    if ((err = check_folder(s, spec->folder, why, whylen)) != KX_OK)
         return err;
+    char disk_why[256];
+    bool over_disk = sb_sandbox_over_disk(s, disk_why, sizeof disk_why);
 
     sb_exec *e = calloc(1, sizeof *e);
     if (e == NULL) {
@@ -539,8 +540,13 @@ kx_err sb_exec_start(sb_broker *b, const sb_exec_spec *spec, natsMsg *req, char 
                                 "LANG=C.UTF-8", "TERM=dumb", "TMPDIR=/tmp", env_project, NULL};
     e->started_mono = kx_mono_ms();
     track(b, e);
-    err = sb_sandbox_run(s, e, spec->folder, spec->command, envp, (int32_t)b->cfg.cpu_s, po[1],
-                         pe[1], &e->run_id, why, whylen);
+    if (over_disk) {            /* said first on stderr; the command still runs */
+        char note[300];
+        int n = snprintf(note, sizeof note, "kx-sandbox: %s\n", disk_why);
+        (void)!write(pe[1], note, n > 0 && (size_t)n < sizeof note ? (size_t)n : 0);
+    }
+    err = sb_sandbox_run(s, e, spec->folder, spec->command, envp, (int32_t)b->cfg.cpu_s,
+                         over_disk ? 0 : -1, po[1], pe[1], &e->run_id, why, whylen);
     close(po[1]);
     close(pe[1]);
     if (err != KX_OK) {

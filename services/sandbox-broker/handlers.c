@@ -193,6 +193,16 @@ static void on_kill(natsMsg *msg, void *arg)
     kx_pb_free(rq);
 }
 
+bool sb_ready(kx_svc *svc, void *arg, char *why, size_t whylen)
+{
+    sb_broker *b = arg;
+    if (!atomic_load(&b->serving)) {
+        snprintf(why, whylen, "not subscribed to kx.sandbox.* yet");
+        return false;
+    }
+    return true;
+}
+
 kx_err sb_handlers_start(sb_broker *b)
 {
     int64_t mp = natsConnection_GetMaxPayload(kx_bus_conn(b->svc->bus));
@@ -208,5 +218,9 @@ kx_err sb_handlers_start(sb_broker *b)
                                 b, &b->kill_sub);
     if (err != KX_OK)
         kx_error("sandbox: cannot subscribe to %s: %s", KX_SUBJ_SANDBOX_KILL, kx_err_str(err));
+    else if (natsConnection_FlushTimeout(kx_bus_conn(b->svc->bus), 2000) == NATS_OK)
+        atomic_store(&b->serving, true);   /* the server knows the subscriptions: ready */
+    else
+        kx_warn("sandbox: the subscriptions were not confirmed by NATS yet; /readyz waits");
     return err;
 }

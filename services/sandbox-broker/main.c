@@ -35,6 +35,7 @@ int main(void)
         kx_svc_close(&svc);
         return 1;
     }
+    kx_svc_on_ready(&svc, sb_ready, &broker);       /* handlers.c: ready once subscribed */
     kx_svc_on_drain(&svc, sb_drain, &broker);       /* drain.c */
 
     int rc = kx_svc_run(&svc);

@@ -173,10 +173,12 @@ static int walk_cb(const char *path, const struct stat *st, int flag, struct FTW
     return ++g_walk_entries > DISK_WALK_MAX_ENTRIES ? 1 : 0;
 }
 
-kx_err sb_sandbox_check_disk(sb_sandbox *s, char *why, size_t whylen)
+bool sb_sandbox_over_disk(sb_sandbox *s, char *why, size_t whylen)
 {
     int64_t now = kx_mono_ms();
-    if (s->disk_checked_ms == 0 || now - s->disk_checked_ms >= DISK_CHECK_EVERY_MS) {
+    /* Over the limit, measure every time, so that freeing space takes effect at once. */
+    if (s->disk_checked_ms == 0 || now - s->disk_checked_ms >= DISK_CHECK_EVERY_MS ||
+        s->disk_used > s->b->cfg.disk_bytes) {
         g_walk_bytes = 0;
         g_walk_entries = 0;
         (void)nftw(s->ws_path, walk_cb, 32, FTW_PHYS | FTW_MOUNT);
@@ -185,11 +187,11 @@ kx_err sb_sandbox_check_disk(sb_sandbox *s, char *why, size_t whylen)
     }
     if (s->disk_used > s->b->cfg.disk_bytes) {
         snprintf(why, whylen, "the workspace uses %lld MiB, over its limit of %lld MiB "
-                 "(KX_SANDBOX_DISK_MB): delete files before running more commands",
+                 "(KX_SANDBOX_DISK_MB): no file can grow until files are deleted",
                  (long long)(s->disk_used >> 20), (long long)(s->b->cfg.disk_bytes >> 20));
-        return KX_ERR_INVALID;
+        return true;
     }
-    return KX_OK;
+    return false;
 }
 
 /* ---- life and death --------------------------------------------------------------------- */
@@ -442,10 +444,11 @@ kx_err sb_sandbox_get(sb_broker *b, const char *project_id, sb_sandbox **out, ch
 }
 
 kx_err sb_sandbox_run(sb_sandbox *s, sb_exec *e, const char *cwd, const char *command,
-                      const char *const *env, int32_t cpu_s, int out_fd, int err_fd,
-                      uint64_t *run_id, char *why, size_t whylen)
+                      const char *const *env, int32_t cpu_s, int64_t fsize, int out_fd,
+                      int err_fd, uint64_t *run_id, char *why, size_t whylen)
 {
-    sbp_msg m = {.op = SBP_RUN, .id = ++s->next_run_id, .a = cpu_s, .fds = {out_fd, err_fd}};
+    sbp_msg m = {.op = SBP_RUN, .id = ++s->next_run_id, .a = cpu_s, .b = fsize,
+                 .fds = {out_fd, err_fd}};
     m.strs[m.nstrs++] = cwd;
     m.strs[m.nstrs++] = command;
     for (size_t i = 0; env[i] != NULL && m.nstrs < SBP_MAX_STRS; i++)
@@ -463,7 +466,7 @@ kx_err sb_sandbox_run(sb_sandbox *s, sb_exec *e, const char *cwd, const char *co
 
 void sb_sandbox_kill(sb_sandbox *s, uint64_t run_id)
 {
-    sbp_msg m = {.op = SBP_KILL, .id = run_id, .fds = {-1, -1}};
+    sbp_msg m = {.op = SBP_KILL, .id = run_id, .b = -1, .fds = {-1, -1}};
     char buf[64];
     if (sbp_send(s->sock, &m, buf, sizeof buf) != 0)
         kx_warn("sandbox: project %s: could not send KILL: %s", s->project_id, strerror(errno));

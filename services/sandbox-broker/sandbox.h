@@ -32,17 +32,19 @@ const char *sb_sandbox_workspace_path(const sb_sandbox *s);
 uid_t sb_sandbox_uid(const sb_sandbox *s);
 
 /* Sends RUN for exec e: cwd relative to /workspace, the command, its environment, CPU
- * seconds, and the two output descriptors (sent, not closed: the caller closes its copies).
+ * seconds, RLIMIT_FSIZE (-1: the sandbox's), and the two output descriptors (sent, not closed: the caller closes its copies).
  * *run_id identifies the command for sb_sandbox_kill. */
 kx_err sb_sandbox_run(sb_sandbox *s, sb_exec *e, const char *cwd, const char *command,
-                      const char *const *env, int32_t cpu_s, int out_fd, int err_fd,
+                      const char *const *env, int32_t cpu_s, int64_t fsize, int out_fd, int err_fd,
                       uint64_t *run_id, char *why, size_t whylen);
 
 /* SIGKILLs the command's whole PID namespace (EXITED follows). */
 void sb_sandbox_kill(sb_sandbox *s, uint64_t run_id);
 
-/* Checks /workspace's disk use against KX_SANDBOX_DISK_MB (cached for a second). */
-kx_err sb_sandbox_check_disk(sb_sandbox *s, char *why, size_t whylen);
+/* Checks /workspace's disk use against KX_SANDBOX_DISK_MB (cached for a second): true when
+ * over, with why saying by how much. Over the limit, commands still run (so that rm can free
+ * space) but may not grow any file (RLIMIT_FSIZE 0), and stderr says why. */
+bool sb_sandbox_over_disk(sb_sandbox *s, char *why, size_t whylen);
 
 /* Drain: ends every sandbox (their commands are reported SIGKILLed). */
 void sb_sandbox_stop_all(sb_broker *b);

@@ -6,7 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define HDR_LEN 20   /* op u32, id u64, a i32, nstrs u32 */
+#define HDR_LEN 28   /* op u32, id u64, a i32, b i64, nstrs u32 */
 
 size_t sbp_encode(const sbp_msg *m, char *buf, size_t cap)
 {
@@ -16,7 +16,8 @@ size_t sbp_encode(const sbp_msg *m, char *buf, size_t cap)
     memcpy(buf, &m->op, 4);
     memcpy(buf + 4, &m->id, 8);
     memcpy(buf + 12, &m->a, 4);
-    memcpy(buf + 16, &nstrs, 4);
+    memcpy(buf + 16, &m->b, 8);
+    memcpy(buf + 24, &nstrs, 4);
     size_t len = HDR_LEN;
     for (size_t i = 0; i < m->nstrs; i++) {
         size_t n = strlen(m->strs[i]) + 1;
@@ -38,7 +39,8 @@ bool sbp_decode(char *buf, size_t len, sbp_msg *m)
     memcpy(&m->op, buf, 4);
     memcpy(&m->id, buf + 4, 8);
     memcpy(&m->a, buf + 12, 4);
-    memcpy(&nstrs, buf + 16, 4);
+    memcpy(&m->b, buf + 16, 8);
+    memcpy(&nstrs, buf + 24, 4);
     if (nstrs > SBP_MAX_STRS || m->op < SBP_RUN || m->op > SBP_EXITED)
         return false;
     size_t off = HDR_LEN;

@@ -3,7 +3,9 @@
  * each datagram is one message: a fixed header, then NUL-terminated strings, and for RUN the
  * command's stdout and stderr descriptors (SCM_RIGHTS).
  *
- *   broker -> init   RUN    id, a = CPU seconds (0: none); strings: cwd (relative to
+ *   broker -> init   RUN    id, a = CPU seconds (0: none), b = RLIMIT_FSIZE in bytes for the
+ *                           command (-1: the sandbox's; 0 when the workspace is over its
+ *                           disk limit: nothing can grow, rm still works); strings: cwd (relative to
  *                           /workspace, "" = it), command, then "K=V" environment entries
  *                    KILL   id: SIGKILL the command's PID namespace (everything it started)
  *   init -> broker   READY  the sandbox is up (sent once, first)
@@ -30,6 +32,7 @@ typedef struct sbp_msg {
     uint32_t op;
     uint64_t id;
     int32_t a;
+    int64_t b;
     const char *strs[SBP_MAX_STRS]; /* decoded: pointers into the receive buffer */
     size_t nstrs;
     int fds[2];                     /* RUN: stdout, stderr; -1 when absent */

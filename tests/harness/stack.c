@@ -216,8 +216,17 @@ static kx_err proc_spawn(kx_th_stack *s, kx_th_proc *p)
     const char **env = calloc(n + 2, sizeof *env);
     if (env == NULL)
         return KX_ERR_NOMEM;
-    for (size_t i = 0; i < n; i++)
-        env[i] = s->env[i];
+    /* Like up.sh: the sandbox-broker gets no secret it does not need (no JWT secret, no
+     * database URL). */
+    bool broker = strcmp(p->name, "sandbox-broker") == 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (broker && (strncmp(s->env[i], "KX_JWT_SECRET=", 14) == 0 ||
+                       strncmp(s->env[i], "KX_DATABASE_URL=", 16) == 0))
+            continue;
+        env[k++] = s->env[i];
+    }
+    n = k;
     char own[64];
     snprintf(own, sizeof own, "%s=%u", is_model(p) ? "KX_MODEL_PORT" : "KX_HEALTH_PORT", p->port);
     env[n] = own;
@@ -309,6 +318,7 @@ static kx_err build_env(kx_th_stack *s, const kx_th_stack_opts *opts)
     SETF("KX_MODEL_PORT", "%u", s->model_port);
     SETF("KX_MODEL_URL", "http://127.0.0.1:%u/v1", s->model_port);
     SETF("KX_SANDBOX_ROOT", "%s", s->sandbox_root);
+    SETF("KX_SANDBOX_DENY_PORTS", "%u", s->pg.port);   /* with KX_SANDBOX_NETWORK=host */
     SETF("KX_DATA_DIR", "%s", s->dir);
     SETF("KX_MIGRATIONS_DIR", "%s/deploy/migrations", KX_SOURCE_DIR);
     SETF("KX_BIND_ADDR", "127.0.0.1");

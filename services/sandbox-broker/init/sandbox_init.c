@@ -54,7 +54,7 @@ static char g_buf[SBP_MAX_MSG];
 
 static void send_msg(uint32_t op, uint64_t id, int32_t a, const char *s)
 {
-    sbp_msg m = {.op = op, .id = id, .a = a, .fds = {-1, -1}};
+    sbp_msg m = {.op = op, .id = id, .a = a, .b = -1, .fds = {-1, -1}};
     if (s != NULL) {
         m.strs[0] = s;
         m.nstrs = 1;
@@ -102,7 +102,7 @@ static void reaper_main(const sbp_msg *m, int status_w)
     sigprocmask(SIG_SETMASK, &none, NULL);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     close(g_sock);
-    int devnull = open("/dev/null", O_RDONLY);
+    int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(m->fds[0], 1) < 0 || dup2(m->fds[1], 2) < 0)
         _exit(120);
     if (enter_cwd(m->strs[0]) != 0) {
@@ -124,6 +124,13 @@ static void reaper_main(const sbp_msg *m, int status_w)
             struct rlimit rl = {(rlim_t)m->a, (rlim_t)m->a + 1};
             setrlimit(RLIMIT_CPU, &rl);
         }
+        if (m->b >= 0) {
+            struct rlimit rl = {(rlim_t)m->b, (rlim_t)m->b};
+            setrlimit(RLIMIT_FSIZE, &rl);
+        }
+        /* A write past RLIMIT_FSIZE fails with EFBIG ("File too large") instead of killing the
+         * writer (the shell itself, for `echo > file`). */
+        signal(SIGXFSZ, SIG_IGN);
         drop_privileges();
         char *envp[SBP_MAX_STRS];
         size_t ne = 0;
@@ -253,6 +260,10 @@ int main(int argc, char **argv)
     }
     if (g_sock < 0)
         return 2;
+    /* Nothing bwrap or the broker left open reaches a command: only 0-2 and the channel. */
+    if (g_sock > 3)
+        syscall(SYS_close_range, 3U, (unsigned)g_sock - 1, 0U);
+    syscall(SYS_close_range, (unsigned)g_sock + 1, ~0U, 0U);
     if (ndeny > 0) {
         if (kx_jail_deny_tcp_ports(deny, ndeny) != KX_OK) {
             send_msg(SBP_FAILED, 0, ENOSYS,
