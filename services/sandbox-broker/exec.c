@@ -12,7 +12,8 @@
  *
  * The reply to a blocking exec is sent once, by reply_and_release(), when the first of these
  * happens: the command exited and both pipes reached EOF; SB_EOF_GRACE_MS passed after the
- * exit or after the deadline kill. The exec is freed when it has replied and exited. */
+ * exit; the deadline (kill sent, output so far). The exec is freed when it has replied and
+ * init has reported its exit. */
 #include "exec.h"
 
 #include <errno.h>
@@ -411,8 +412,11 @@ static void on_deadline(kx_loop *loop, void *arg)
     kx_log(KX_LOG_INFO, NULL, e->trace_id,
            "sandbox: exec %s reached its deadline: its namespace was %s", e->exec_id,
            killed ? "killed" : "already gone");
+    /* Answer now with the output so far: the caller's deadline is SB_REPLY_MARGIN_MS away
+     * and must not depend on how fast the kernel tears the namespace down. The exec stays
+     * tracked until init reports the exit. */
     if (e->blocking)
-        arm_grace(e);
+        reply_and_release(e);
 }
 
 /* ---- start ---------------------------------------------------------------------------- */

@@ -246,7 +246,10 @@ static kx_err proc_spawn(kx_th_stack *s, kx_th_proc *p)
 static kx_err proc_wait_healthy(const kx_th_proc *p, int64_t deadline_mono)
 {
     char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/healthz", p->port);
+    /* The sandbox-broker checks bubblewrap before it subscribes: wait until it serves
+     * (/readyz), so that a restarted broker is really back. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/%s", p->port,
+             strcmp(p->name, "sandbox-broker") == 0 ? "readyz" : "healthz");
     for (;;) {
         int status;
         if (proc_exited(p->pid, &status)) {
