@@ -11,6 +11,7 @@
  *   utf8.c           output repair (pure)
  *   exec.c           one command: spawn, pipes, deadline, exit, reply
  *   handlers.c       kx.sandbox.exec / kx.sandbox.kill requests
+ *   sessions.c       kx.sandbox.output / terminate / list (check_command_output & co.)
  *   drain.c          SIGTERM: stop taking requests, kill, answer, exit */
 #ifndef SB_BROKER_H
 #define SB_BROKER_H
@@ -60,6 +61,7 @@ typedef struct sb_broker {
     sb_config cfg;
     natsSubscription *exec_sub;
     natsSubscription *kill_sub;
+    natsSubscription *session_subs[3]; /* sessions.c: output, terminate, list */
     sb_exec *execs;           /* doubly linked list of tracked execs (exec.c) */
     sb_sandbox *sandboxes;    /* running sandboxes (sandbox.c) */
     bool jailed;              /* false only in unsafe mode */
@@ -79,6 +81,9 @@ kx_err sb_isolation_check(sb_broker *b);
 
 /* handlers.c: subscribes kx.sandbox.exec (queue "sandbox-broker") and kx.sandbox.kill. */
 kx_err sb_handlers_start(sb_broker *b);
+
+/* sessions.c: subscribes kx.sandbox.output, kx.sandbox.terminate, kx.sandbox.list. */
+kx_err sb_sessions_start(sb_broker *b);
 
 /* handlers.c: the readiness check (kx_svc_on_ready): true once subscribed. */
 bool sb_ready(kx_svc *svc, void *arg, char *why, size_t whylen);

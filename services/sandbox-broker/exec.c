@@ -59,6 +59,8 @@ struct sb_exec {
     char session_name[SB_SESSION_MAX + 1];
     char cwd[SB_FOLDER_MAX + 16];   /* sandbox-visible: /workspace[/folder] */
     char trace_id[33];
+    char command[257];              /* for kx.sandbox.list: at most 256 bytes of it */
+    int64_t started_unix_ms;
     bool blocking;
     bool exited;                    /* init reported the main process's end */
     int wstatus;
@@ -135,6 +137,18 @@ sb_exec *sb_exec_find_run(sb_broker *b, const sb_sandbox *s, uint64_t run_id)
 sb_exec *sb_exec_next(const sb_exec *e) { return e->next; }
 const char *sb_exec_project(const sb_exec *e) { return e->project_id; }
 sb_sandbox *sb_exec_sandbox(const sb_exec *e) { return e->sandbox; }
+const char *sb_exec_session(const sb_exec *e) { return e->session_name; }
+bool sb_exec_running(const sb_exec *e) { return !e->exited; }
+
+void sb_exec_describe(sb_exec *e, Kx__V1__SandboxCommand *out)
+{
+    out->exec_id = e->exec_id;
+    out->session_name = e->session_name;
+    out->command = e->command;
+    out->blocking = e->blocking;
+    out->started_unix_ms = e->started_unix_ms;
+    out->cwd = e->cwd;
+}
 
 /* ---- output --------------------------------------------------------------------------- */
 
@@ -511,6 +525,8 @@ kx_err sb_exec_start(sb_broker *b, const sb_exec_spec *spec, natsMsg *req, char 
     snprintf(e->project_id, sizeof e->project_id, "%s", spec->project_id);
     snprintf(e->session_name, sizeof e->session_name, "%s", spec->session_name);
     snprintf(e->trace_id, sizeof e->trace_id, "%s", spec->trace_id ? spec->trace_id : "");
+    snprintf(e->command, sizeof e->command, "%s", spec->command);
+    e->started_unix_ms = kx_now_us() / 1000;
     (void)sb_visible_cwd(spec->folder, e->cwd, sizeof e->cwd);
     size_t keep = output_budget(b, spec->max_output);
     sb_capture_init(&e->out, "stdout", keep, (uint64_t)b->cfg.spill_max, spill_open, e);

@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include "broker.h"
+#include "kx/pb.h"
 #include "sandbox_path.h"
 
 #define SB_EXEC_ID_MAX 128          /* longest exec_id accepted */
@@ -44,6 +45,12 @@ sb_exec *sb_exec_next(const sb_exec *e);
 /* SIGKILLs the exec's whole PID namespace (everything it started) if it has not exited yet.
  * True when a kill was sent. A blocking exec then replies as killed (term_signal 9). */
 bool sb_exec_kill(sb_exec *e);
+/* kx.sandbox.list / output / terminate (sessions.c). */
+const char *sb_exec_session(const sb_exec *e);
+bool sb_exec_running(const sb_exec *e);
+/* Fills out with pointers into e (valid while e is). */
+void sb_exec_describe(sb_exec *e, Kx__V1__SandboxCommand *out);
+
 /* The sandbox an exec runs in, and the exec with that sandbox run id (or NULL). */
 sb_sandbox *sb_exec_sandbox(const sb_exec *e);
 sb_exec *sb_exec_find_run(sb_broker *b, const sb_sandbox *s, uint64_t run_id);

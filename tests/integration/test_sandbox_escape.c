@@ -550,6 +550,140 @@ static void test_background_server(void **state)
     assert_true(kill_exec("web-server", g_project));
 }
 
+/* ---- sessions: check_command_output, list_commands, terminate_command ------------------- */
+
+static natsMsg *request(const char *subject, const ProtobufCMessage *m)
+{
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(5000), g_project);
+    natsMsg *reply = NULL;
+    assert_int_equal(kx_bus_request_pb(g_bus, subject, m, &meta, &reply), KX_OK);
+    return reply;
+}
+
+static Kx__V1__SandboxOutputReply *read_output(const char *session, int64_t offset, bool kill)
+{
+    Kx__V1__SandboxOutputRequest rq = KX__V1__SANDBOX_OUTPUT_REQUEST__INIT;
+    rq.project_id = g_project;
+    rq.session_name = (char *)session;
+    rq.offset = offset;
+    rq.kill = kill;
+    natsMsg *reply = request(KX_SUBJ_SANDBOX_OUTPUT, &rq.base);
+    Kx__V1__SandboxOutputReply *rep = kx_pb_unpack(&kx__v1__sandbox_output_reply__descriptor,
+                                                   natsMsg_GetData(reply),
+                                                   (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(rep);
+    return rep;
+}
+
+static void test_sessions(void **state)
+{
+    exec_result r = exec_in_as(g_bus, g_project, "dev-1",
+                               "for i in 1 2 3; do echo line$i; done; exec sleep 93.001", NULL,
+                               false, 0, 5000);
+    assert_null(r.res->error);
+    assert_string_equal(r.res->session_name, r.res->session_name);
+    result_free(&r);
+    r = exec_in_as(g_bus, g_project, "dev-2", "sleep 93.002", NULL, false, 0, 5000);
+    result_free(&r);
+    assert_true(wait_procs("93.001", 1, 3000));
+
+    /* list_commands: both, with their sessions. */
+    Kx__V1__SandboxListRequest lq = KX__V1__SANDBOX_LIST_REQUEST__INIT;
+    lq.project_id = g_project;
+    natsMsg *reply = request(KX_SUBJ_SANDBOX_LIST, &lq.base);
+    Kx__V1__SandboxListReply *list = kx_pb_unpack(&kx__v1__sandbox_list_reply__descriptor,
+                                                  natsMsg_GetData(reply),
+                                                  (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(list);
+    assert_null(list->error);
+    int seen = 0;
+    char session1[80] = "";
+    for (size_t i = 0; i < list->n_commands; i++) {
+        if (strcmp(list->commands[i]->exec_id, "dev-1") == 0) {
+            seen++;
+            snprintf(session1, sizeof session1, "%s", list->commands[i]->session_name);
+            assert_non_null(strstr(list->commands[i]->command, "sleep 93.001"));
+            assert_false(list->commands[i]->blocking);
+        }
+        if (strcmp(list->commands[i]->exec_id, "dev-2") == 0)
+            seen++;
+    }
+    assert_int_equal(seen, 2);
+    kx_pb_free(list);
+
+    /* check_command_output: incrementally. */
+    Kx__V1__SandboxOutputReply *out = NULL;
+    for (int i = 0; i < 100; i++) {
+        kx_pb_free(out);
+        out = read_output(session1, 0, false);
+        if (out->output != NULL && strstr(out->output, "line3") != NULL)
+            break;
+        usleep(20 * 1000);
+    }
+    assert_null(out->error);
+    assert_string_equal(out->output, "line1\nline2\nline3\n");
+    assert_int_equal(out->next_offset, 18);
+    assert_true(out->running);
+    kx_pb_free(out);
+    out = read_output(session1, 6, false);
+    assert_string_equal(out->output, "line2\nline3\n");
+    kx_pb_free(out);
+    out = read_output(session1, 18, false);
+    assert_string_equal(out->output, "");
+    kx_pb_free(out);
+
+    /* kill_session via check_command_output, terminate_command for the other. */
+    out = read_output(session1, 18, true);
+    assert_int_equal(out->killed, 1);
+    assert_false(out->running);
+    kx_pb_free(out);
+    assert_true(wait_procs("93.001", 0, 3000));
+    Kx__V1__SandboxTerminateRequest tq = KX__V1__SANDBOX_TERMINATE_REQUEST__INIT;
+    tq.project_id = g_project;
+    lq.project_id = g_project;
+    for (int pass = 0; pass < 2; pass++) {
+        /* dev-2's session is a generated name: find it through the list first. */
+        reply = request(KX_SUBJ_SANDBOX_LIST, &lq.base);
+        list = kx_pb_unpack(&kx__v1__sandbox_list_reply__descriptor, natsMsg_GetData(reply),
+                            (size_t)natsMsg_GetDataLength(reply));
+        natsMsg_Destroy(reply);
+        char session2[80] = "";
+        for (size_t i = 0; i < list->n_commands; i++) {
+            if (strcmp(list->commands[i]->exec_id, "dev-2") == 0)
+                snprintf(session2, sizeof session2, "%s", list->commands[i]->session_name);
+        }
+        kx_pb_free(list);
+        if (pass == 1) {
+            assert_string_equal(session2, "");         /* gone from the list */
+            break;
+        }
+        tq.session_name = session2;
+        reply = request(KX_SUBJ_SANDBOX_TERMINATE, &tq.base);
+        Kx__V1__SandboxTerminateReply *tr = kx_pb_unpack(
+            &kx__v1__sandbox_terminate_reply__descriptor, natsMsg_GetData(reply),
+            (size_t)natsMsg_GetDataLength(reply));
+        natsMsg_Destroy(reply);
+        assert_int_equal(tr->killed, 1);
+        kx_pb_free(tr);
+        assert_true(wait_procs("93.002", 0, 3000));
+        usleep(200 * 1000);
+    }
+
+    /* Errors name what was wrong. */
+    out = read_output("no-such-session", 0, false);
+    assert_non_null(out->error);
+    assert_string_equal(out->error->code, "not_found");
+    assert_non_null(strstr(out->error->message, "no-such-session"));
+    kx_pb_free(out);
+    out = read_output("../../etc/passwd", 0, false);
+    assert_non_null(out->error);
+    assert_string_equal(out->error->code, "invalid_argument");
+    kx_pb_free(out);
+}
+
 /* ---- host network, refusal, unsafe -------------------------------------------------------- */
 
 /* A broker of our own on a private NATS, with extra environment; returns its pid (0: exited
@@ -691,6 +825,7 @@ int main(void)
         cmocka_unit_test(test_output_over_max_payload),
         cmocka_unit_test(test_output_100mb),
         cmocka_unit_test(test_background_server),
+        cmocka_unit_test(test_sessions),
         cmocka_unit_test(test_host_network_denies_suite_ports),
         cmocka_unit_test(test_refuses_without_bwrap_unless_unsafe),
         cmocka_unit_test(test_gateway_health_reports_isolation),
