@@ -20,6 +20,7 @@ int main(void)
     static sb_broker broker;                        /* the service's one state object */
     memset(&broker, 0, sizeof broker);
     broker.svc = &svc;
+    kx_svc_on_ready(&svc, sb_ready, &broker);       /* handlers.c: ready once subscribed */
     if (sb_config_load(&broker.cfg) != KX_OK) {     /* broker_config.c */
         kx_svc_close(&svc);
         return 1;
@@ -35,7 +36,6 @@ int main(void)
         kx_svc_close(&svc);
         return 1;
     }
-    kx_svc_on_ready(&svc, sb_ready, &broker);       /* handlers.c: ready once subscribed */
     kx_svc_on_drain(&svc, sb_drain, &broker);       /* drain.c */
 
     int rc = kx_svc_run(&svc);
