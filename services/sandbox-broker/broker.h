@@ -51,6 +51,7 @@ typedef struct sb_config {
     int64_t log_max;          /* KX_SANDBOX_LOG_MAX: bytes kept in a background session log */
     int64_t spill_max;        /* KX_SANDBOX_SPILL_MAX: bytes of full output kept on disk */
     int64_t start_ms;         /* KX_SANDBOX_START_TIMEOUT_MS: bwrap + init up */
+    int64_t idle_stop_ms;     /* KX_SANDBOX_AUTO_STOP_MIN (or _MS): stop an idle sandbox */
 } sb_config;
 
 typedef struct sb_exec sb_exec;
@@ -69,6 +70,7 @@ typedef struct sb_broker {
     size_t max_reply;         /* largest reply the bus carries (its max_payload) */
     size_t nexecs;
     bool draining;
+    kx_timer *idle_timer;     /* sandbox.c: the auto-stop sweep */
     kx_timer *drain_timer;    /* drain.c: gives up waiting for killed children */
 } sb_broker;
 
@@ -84,6 +86,10 @@ kx_err sb_handlers_start(sb_broker *b);
 
 /* sessions.c: subscribes kx.sandbox.output, kx.sandbox.terminate, kx.sandbox.list. */
 kx_err sb_sessions_start(sb_broker *b);
+
+/* sandbox.c: starts the auto-stop sweep (a sandbox with no command running for
+ * cfg.idle_stop_ms is stopped; its files stay). */
+kx_err sb_sandbox_sweep_start(sb_broker *b);
 
 /* handlers.c: the readiness check (kx_svc_on_ready): true once subscribed. */
 bool sb_ready(kx_svc *svc, void *arg, char *why, size_t whylen);

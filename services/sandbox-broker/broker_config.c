@@ -8,7 +8,7 @@
  *   KX_SANDBOX_DENY_PORTS, KX_SANDBOX_UID_BASE/_COUNT, KX_SANDBOX_MAX_PROCS,
  *   KX_SANDBOX_MAX_MEMORY_MB, KX_SANDBOX_MAX_FILE_MB, KX_SANDBOX_CPU_S, KX_SANDBOX_DISK_MB,
  *   KX_SANDBOX_TMP_MB, KX_SANDBOX_BG_MAX_S, KX_SANDBOX_LOG_MAX, KX_SANDBOX_SPILL_MAX,
- *   KX_SANDBOX_START_TIMEOUT_MS — see services/sandbox-broker/README.md. */
+ *   KX_SANDBOX_START_TIMEOUT_MS, KX_SANDBOX_AUTO_STOP_MIN (_MS for tests) — see services/sandbox-broker/README.md. */
 #include "broker.h"
 
 #include <libgen.h>
@@ -143,6 +143,10 @@ kx_err sb_config_load(sb_config *cfg)
     INT("KX_SANDBOX_SPILL_MAX", 64 * 1024 * 1024, 0, (int64_t)16 * 1024 * 1024 * 1024,
         &cfg->spill_max);
     INT("KX_SANDBOX_START_TIMEOUT_MS", 10000, 100, 600000, &cfg->start_ms);
+    int64_t stop_min = 15;
+    INT("KX_SANDBOX_AUTO_STOP_MIN", 15, 1, 7 * 24 * 60, &stop_min);
+    INT("KX_SANDBOX_AUTO_STOP_MS", stop_min * 60 * 1000, 100, (int64_t)7 * 24 * 3600 * 1000,
+        &cfg->idle_stop_ms);
 #undef INT
 #undef MB
     (void)mb;

@@ -36,6 +36,8 @@ void sb_drain(kx_svc *svc, void *arg)
         return;
     }
     b->draining = true;
+    kx_timer_cancel(b->idle_timer);
+    b->idle_timer = NULL;
     kx_info("sandbox: draining: %zu command(s) running", b->nexecs);
     natsSubscription **subs[] = {&b->exec_sub, &b->kill_sub, &b->session_subs[0],
                                  &b->session_subs[1], &b->session_subs[2]};

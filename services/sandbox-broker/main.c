@@ -36,6 +36,10 @@ int main(void)
         kx_svc_close(&svc);
         return 1;
     }
+    if (sb_sandbox_sweep_start(&broker) != KX_OK) {  /* sandbox.c: auto-stop of idle ones */
+        kx_svc_close(&svc);
+        return 1;
+    }
     kx_svc_on_drain(&svc, sb_drain, &broker);       /* drain.c */
 
     int rc = kx_svc_run(&svc);

@@ -41,6 +41,7 @@ struct sb_sandbox {
     uint64_t next_run_id;
     int64_t disk_checked_ms;
     int64_t disk_used;
+    int64_t last_used_ms;      /* monotonic: the last command started or ended */
 };
 
 static char g_buf[SBP_MAX_MSG];   /* loop thread only */
@@ -256,6 +257,7 @@ static void on_sock(kx_loop *loop, int fd, uint32_t events, void *arg)
         }
         if (m.op != SBP_EXITED && m.op != SBP_FAILED)
             continue;
+        s->last_used_ms = kx_mono_ms();
         sb_exec *e = sb_exec_find_run(s->b, s, m.id);
         if (e == NULL)
             continue;
@@ -433,6 +435,7 @@ kx_err sb_sandbox_get(sb_broker *b, const char *project_id, sb_sandbox **out, ch
         sandbox_free(s);
         return err;
     }
+    s->last_used_ms = kx_mono_ms();
     s->next = b->sandboxes;
     b->sandboxes = s;
     set_gauge(b);
@@ -460,6 +463,7 @@ kx_err sb_sandbox_run(sb_sandbox *s, sb_exec *e, const char *cwd, const char *co
         return errno == EMSGSIZE ? KX_ERR_INVALID : KX_ERR_UNAVAILABLE;
     }
     *run_id = m.id;
+    s->last_used_ms = kx_mono_ms();
     (void)e;
     return KX_OK;
 }
@@ -476,4 +480,43 @@ void sb_sandbox_stop_all(sb_broker *b)
 {
     while (b->sandboxes != NULL)
         sandbox_down(b->sandboxes, "the broker is stopping");
+}
+
+/* ---- auto-stop -------------------------------------------------------------------------- */
+
+static bool has_commands(sb_broker *b, const sb_sandbox *s)
+{
+    for (sb_exec *e = b->execs; e != NULL; e = sb_exec_next(e)) {
+        if (sb_exec_sandbox(e) == s)
+            return true;
+    }
+    return false;
+}
+
+static void on_idle_sweep(kx_loop *loop, void *arg)
+{
+    sb_broker *b = arg;
+    b->idle_timer = NULL;
+    if (b->draining)
+        return;
+    int64_t now = kx_mono_ms();
+    sb_sandbox *s = b->sandboxes;
+    while (s != NULL) {
+        sb_sandbox *next = s->next;
+        if (!has_commands(b, s) && now - s->last_used_ms >= b->cfg.idle_stop_ms)
+            sandbox_down(s, "idle: auto-stop");
+        s = next;
+    }
+    (void)sb_sandbox_sweep_start(b);
+}
+
+kx_err sb_sandbox_sweep_start(sb_broker *b)
+{
+    int64_t every = b->cfg.idle_stop_ms / 4;
+    if (every < 50)
+        every = 50;
+    if (every > 30000)
+        every = 30000;
+    b->idle_timer = kx_loop_timer(b->svc->loop, every, on_idle_sweep, b);
+    return b->idle_timer != NULL ? KX_OK : KX_ERR_NOMEM;
 }

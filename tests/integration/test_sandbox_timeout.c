@@ -78,7 +78,7 @@ static pid_t start_broker(void)
 {
     char root_env[600];
     snprintf(root_env, sizeof root_env, "KX_SANDBOX_ROOT=%s", g_root);
-    const char *extra[] = {root_env, "KX_SANDBOX_MAX_OUTPUT=4096",
+    const char *extra[] = {root_env, "KX_SANDBOX_MAX_OUTPUT=4096", "KX_SANDBOX_AUTO_STOP_MS=1500",
                            "KX_TEST_SECRET=hunter2-must-not-leak", "KX_DRAIN_TIMEOUT_MS=5000",
                            NULL};
     return start_service("sandbox-broker", "sandbox-broker", extra);
@@ -504,6 +504,26 @@ static void test_background_session_and_kill(void **state)
     assert_true(process_gone("100.0421"));
 }
 
+static void test_idle_sandbox_stops_and_comes_back(void **state)
+{
+    /* KX_SANDBOX_AUTO_STOP_MS=1500: with no command running, the jail ends; files stay; the
+     * next command starts it again. */
+    call_result r = call_tool(NULL, "execute_command",
+                              "{\"command\": \"echo kept > idle.txt\", \"blocking\": true}", 5000);
+    assert_true(r.res->success);
+    call_result_free(&r);
+    assert_true(kx_th_procs_with_arg("/.kx/init", NULL) >= 1);
+    int64_t end = kx_mono_ms() + 6000;
+    while (kx_th_procs_with_arg("/.kx/init", NULL) != 0 && kx_mono_ms() < end)
+        usleep(50 * 1000);
+    assert_int_equal(kx_th_procs_with_arg("/.kx/init", NULL), 0);
+    r = call_tool(NULL, "execute_command", "{\"command\": \"cat idle.txt\", \"blocking\": true}",
+                  5000);
+    assert_true(r.res->success);
+    assert_string_equal(out_str(&r, "output"), "kept\n");
+    call_result_free(&r);
+}
+
 static void test_executor_drain_answers_calls_in_flight(void **state)
 {
     /* SIGTERM with a call in flight: it is answered "shutting down" just before the drain
@@ -632,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_validation_errors),
         cmocka_unit_test(test_clean_environment_and_output_cap),
         cmocka_unit_test(test_background_session_and_kill),
+        cmocka_unit_test(test_idle_sandbox_stops_and_comes_back),
         cmocka_unit_test(test_executor_drain_answers_calls_in_flight),
         cmocka_unit_test(test_broker_drain),                      /* stops the broker */
         cmocka_unit_test(test_mute_broker_executor_still_answers),
