@@ -77,9 +77,15 @@ static void on_health(natsMsg *msg, void *arg)
     reply.uptime_ms = kx_mono_ms() - svc->started_mono_ms;
     reply.ready = svc_ready(svc, why, sizeof why);
     reply.detail = reply.ready ? (char *)"" : why;
+    reply.notes = svc->notes;
     if (natsMsg_GetReply(msg) != NULL && natsMsg_GetReply(msg)[0] != '\0')
         kx_bus_respond_pb(svc->bus, msg, &reply.base);
     natsMsg_Destroy(msg);
+}
+
+void kx_svc_set_notes(kx_svc *svc, const char *notes)
+{
+    snprintf(svc->notes, sizeof svc->notes, "%s", notes ? notes : "");
 }
 
 static void on_drain_timeout(kx_loop *loop, void *arg)

@@ -26,7 +26,7 @@ static const char *const services[] = {
 typedef struct svc_check {
     gw_app *app;
     const char *name;
-    char reason[256];   /* "ok" or why not */
+    char reason[640];   /* "ok", "ok; <notes>" or why not */
 } svc_check;
 
 /* "ok", or why Postgres cannot be used now. */
@@ -84,6 +84,8 @@ static void *check_service(void *arg)
     else if (!hr->ready)
         snprintf(c->reason, sizeof c->reason, "not ready: %s",
                  kx_pb_str_empty(hr->detail) ? "(no detail)" : hr->detail);
+    else if (!kx_pb_str_empty(hr->notes))
+        snprintf(c->reason, sizeof c->reason, "ok; %s", hr->notes);
     else
         snprintf(c->reason, sizeof c->reason, "ok");
     kx_pb_free(hr);
@@ -118,7 +120,8 @@ void gw_route_health(gw_app *app, gw_request *req, gw_reply *reply)
     ok = ok && nats_ok;
     json_object_set_new(parts, "nats", json_string(nats_ok ? "ok" : "not connected"));
     for (size_t i = 0; i < NSERVICES; i++) {
-        ok = ok && strcmp(checks[i].reason, "ok") == 0;
+        ok = ok && strncmp(checks[i].reason, "ok", 2) == 0 &&
+             (checks[i].reason[2] == '\0' || checks[i].reason[2] == ';');
         json_object_set_new(parts, services[i], json_string(checks[i].reason));
     }
     char ts[48];

@@ -3,18 +3,25 @@
  * on the loop thread (the ops server's readiness check reads nothing from here).
  *
  * Modules:
- *   broker_config.c  KX_SANDBOX_ROOT, KX_SANDBOX_MAX_OUTPUT
+ *   broker_config.c  KX_SANDBOX_* settings (isolation, limits, output)
+ *   sandbox.c        one jailed sandbox per project: uid, workspace, bwrap + init, RUN/KILL
+ *   sbproto.c        the broker <-> sandbox init wire (init/sandbox_init.c is the other end)
+ *   capture.c        a command's output: head and tail kept, the rest spilled to /workspace
  *   sandbox_path.c   workspace layout, folder/session validation (pure)
  *   utf8.c           output repair (pure)
  *   exec.c           one command: spawn, pipes, deadline, exit, reply
  *   handlers.c       kx.sandbox.exec / kx.sandbox.kill requests
+ *   sessions.c       kx.sandbox.output / terminate / list (check_command_output & co.)
  *   drain.c          SIGTERM: stop taking requests, kill, answer, exit */
 #ifndef SB_BROKER_H
 #define SB_BROKER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include "kx/jail.h"
 #include "kx/svc.h"
 
 #define SB_DEFAULT_MAX_OUTPUT (1024 * 1024)
@@ -28,26 +35,64 @@
 typedef struct sb_config {
     char root[2048];          /* KX_SANDBOX_ROOT (absolute) */
     int64_t max_output;       /* KX_SANDBOX_MAX_OUTPUT: bytes kept per stream */
+    char bwrap[512];          /* KX_SANDBOX_BWRAP, default /usr/bin/bwrap */
+    char init[1024];          /* KX_SANDBOX_INIT, default kx-sandbox-init beside the broker */
+    bool unsafe;              /* KX_SANDBOX_UNSAFE=1: run without a jail when bwrap fails */
+    kx_jail_net net;          /* KX_SANDBOX_NETWORK none|host */
+    uint16_t deny_ports[32];  /* KX_SANDBOX_DENY_PORTS + the NATS port (host network) */
+    size_t ndeny_ports;
+    int64_t uid_base;         /* KX_SANDBOX_UID_BASE: first host uid given to sandboxes */
+    int64_t uid_count;        /* KX_SANDBOX_UID_COUNT */
+    kx_jail_limits limits;    /* KX_SANDBOX_MAX_PROCS, _MAX_MEMORY_MB, _MAX_FILE_MB */
+    int64_t cpu_s;            /* KX_SANDBOX_CPU_S: CPU seconds per command */
+    int64_t disk_bytes;       /* KX_SANDBOX_DISK_MB: /workspace size checked before a command */
+    int64_t tmp_bytes;        /* KX_SANDBOX_TMP_MB: the private /tmp */
+    int64_t bg_max_s;         /* KX_SANDBOX_BG_MAX_S: deadline of a background command */
+    int64_t log_max;          /* KX_SANDBOX_LOG_MAX: bytes kept in a background session log */
+    int64_t spill_max;        /* KX_SANDBOX_SPILL_MAX: bytes of full output kept on disk */
+    int64_t start_ms;         /* KX_SANDBOX_START_TIMEOUT_MS: bwrap + init up */
+    int64_t idle_stop_ms;     /* KX_SANDBOX_AUTO_STOP_MIN (or _MS): stop an idle sandbox */
 } sb_config;
 
 typedef struct sb_exec sb_exec;
+typedef struct sb_sandbox sb_sandbox;
 
 typedef struct sb_broker {
     kx_svc *svc;
     sb_config cfg;
     natsSubscription *exec_sub;
     natsSubscription *kill_sub;
+    natsSubscription *session_subs[3]; /* sessions.c: output, terminate, list */
     sb_exec *execs;           /* doubly linked list of tracked execs (exec.c) */
+    sb_sandbox *sandboxes;    /* running sandboxes (sandbox.c) */
+    bool jailed;              /* false only in unsafe mode */
+    atomic_bool serving;      /* subscribed to kx.sandbox.*: /readyz says ready only then */
+    size_t max_reply;         /* largest reply the bus carries (its max_payload) */
     size_t nexecs;
     bool draining;
+    kx_timer *idle_timer;     /* sandbox.c: the auto-stop sweep */
     kx_timer *drain_timer;    /* drain.c: gives up waiting for killed children */
 } sb_broker;
 
 /* broker_config.c: fills cfg from the environment; KX_ERR_INVALID names the bad variable. */
 kx_err sb_config_load(sb_config *cfg);
 
+/* broker_config.c: checks that bwrap works (or unsafe mode), sets b->jailed and the health
+ * notes. KX_ERR_UNAVAILABLE (logged) when the broker must not start. */
+kx_err sb_isolation_check(sb_broker *b);
+
 /* handlers.c: subscribes kx.sandbox.exec (queue "sandbox-broker") and kx.sandbox.kill. */
 kx_err sb_handlers_start(sb_broker *b);
+
+/* sessions.c: subscribes kx.sandbox.output, kx.sandbox.terminate, kx.sandbox.list. */
+kx_err sb_sessions_start(sb_broker *b);
+
+/* sandbox.c: starts the auto-stop sweep (a sandbox with no command running for
+ * cfg.idle_stop_ms is stopped; its files stay). */
+kx_err sb_sandbox_sweep_start(sb_broker *b);
+
+/* handlers.c: the readiness check (kx_svc_on_ready): true once subscribed. */
+bool sb_ready(kx_svc *svc, void *arg, char *why, size_t whylen);
 
 /* drain.c: the kx_svc drain callback (arg = the broker). */
 void sb_drain(kx_svc *svc, void *arg);

@@ -1,9 +1,10 @@
 /* drain.c — SIGTERM for the sandbox-broker: stop taking requests, kill every running
- * command's process group (background sessions included), tell every waiting caller
+ * command's namespace (background sessions included), end every sandbox, tell every waiting caller
  * "broker shutting down" (error unavailable), wait for the killed processes to be reaped
  * (at most DRAIN_REAP_MS), then exit. */
 #include "broker.h"
 #include "exec.h"
+#include "sandbox.h"
 #include "kx/log.h"
 
 #define DRAIN_REAP_MS 1000
@@ -35,8 +36,11 @@ void sb_drain(kx_svc *svc, void *arg)
         return;
     }
     b->draining = true;
+    kx_timer_cancel(b->idle_timer);
+    b->idle_timer = NULL;
     kx_info("sandbox: draining: %zu command(s) running", b->nexecs);
-    natsSubscription **subs[] = {&b->exec_sub, &b->kill_sub};
+    natsSubscription **subs[] = {&b->exec_sub, &b->kill_sub, &b->session_subs[0],
+                                 &b->session_subs[1], &b->session_subs[2]};
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
         if (*subs[i] != NULL) {
             natsSubscription_Unsubscribe(*subs[i]);
@@ -51,6 +55,7 @@ void sb_drain(kx_svc *svc, void *arg)
         sb_exec_abort(e, "broker shutting down");   /* may free e */
         e = next;
     }
+    sb_sandbox_stop_all(b);     /* every sandbox's namespace dies; their execs end */
     if (b->nexecs == 0) {
         sb_drain_check(b);
         return;

@@ -1,57 +1,76 @@
-/* exec.c — one command in a project's sandbox, from spawn to reap (see exec.h).
+/* exec.c — one command in a project's sandbox, from RUN to reply (see exec.h).
  *
- * The command runs as /bin/sh -c <command> in its own session and process group (kx_proc),
- * with a clean environment: the broker's own environment holds secrets and is never passed
- * on. A blocking exec's stdout and stderr are pipes watched on the loop and kept up to
- * max_output bytes each (the rest is read and dropped, so the command never blocks on a full
- * pipe); its pidfd says when it exited; a loop timer at kill_at SIGKILLs the whole group.
+ * The command runs in the project's jailed sandbox (sandbox.c) as /bin/sh -c <command>, in a
+ * PID namespace of its own, with a clean environment (the broker's holds secrets and is never
+ * passed on). Its stdout and stderr are pipes watched on the loop:
+ *   - blocking: each stream is captured within a budget that keeps the reply under the bus's
+ *     max_payload (capture.c: head and tail kept, the rest spilled to /workspace/.kx-output);
+ *   - background: appended to the session log up to KX_SANDBOX_LOG_MAX bytes, the rest
+ *     counted and dropped, so a chatty server never fills the disk.
+ * A loop timer at the deadline (the caller's, or KX_SANDBOX_BG_MAX_S for a background command)
+ * kills the command's namespace. init reports the main process's exit (EXITED).
  *
  * The reply to a blocking exec is sent once, by reply_and_release(), when the first of these
- * happens: the process was reaped and both pipes reached EOF; SB_EOF_GRACE_MS passed after the
- * exit (a background grandchild still holds a pipe) or after the deadline kill. The exec is
- * freed when it has replied and its process has been reaped. */
+ * happens: the command exited and both pipes reached EOF; SB_EOF_GRACE_MS passed after the
+ * exit; the deadline (kill sent, output so far). The exec is freed when it has replied and
+ * init has reported its exit. */
 #include "exec.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "capture.h"
 #include "kx/buf.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "kx/pb.h"
-#include "kx/proc.h"
 #include "kx/uuid.h"
 #include "reply.h"
+#include "sandbox.h"
 #include "utf8.h"
 
 #define READ_CHUNK 65536
 #define READS_PER_WAKEUP 16         /* at most 1 MiB per callback, so one chatty command
                                        cannot starve the others on the loop */
+#define SPILL_DIR ".kx-output"
+/* Room in a reply for everything but the two streams (ids, cwd, headers, the cut notes). */
+#define REPLY_OVERHEAD 16384
+/* UTF-8 repair turns one invalid byte into U+FFFD (3 bytes): the budget allows for it. */
+#define UTF8_WORST 3
 
 struct sb_exec {
     sb_exec *prev, *next;
     sb_broker *b;
+    sb_sandbox *sandbox;
+    uint64_t run_id;
     natsMsg *req;                   /* the caller's request while a reply is owed */
     char exec_id[SB_EXEC_ID_MAX + 1];
     char project_id[KX_UUID_LEN + 1];
     char session_name[SB_SESSION_MAX + 1];
     char cwd[SB_FOLDER_MAX + 16];   /* sandbox-visible: /workspace[/folder] */
     char trace_id[33];
+    char command[257];              /* for kx.sandbox.list: at most 256 bytes of it */
+    int64_t started_unix_ms;
     bool blocking;
-    kx_proc proc;
-    bool reaped;
+    bool exited;                    /* init reported the main process's end */
     int wstatus;
     bool timed_out;
-    bool truncated;
-    size_t max_output;
-    kx_buf out, err;                /* up to max_output bytes of each (buf_append) */
+    bool kill_sent;
+    char start_error[256];          /* init could not start it */
+    int out_fd, err_fd;             /* our ends of the pipes, -1 when closed */
+    sb_capture out, err;            /* blocking */
+    int log_fd;                     /* background: the session log */
+    uint64_t log_written, log_dropped;
     kx_timer *deadline_timer;
     kx_timer *grace_timer;
     int64_t started_mono;
@@ -106,45 +125,99 @@ sb_exec *sb_exec_find(sb_broker *b, const char *exec_id)
     return NULL;
 }
 
-sb_exec *sb_exec_next(const sb_exec *e)
+sb_exec *sb_exec_find_run(sb_broker *b, const sb_sandbox *s, uint64_t run_id)
 {
-    return e->next;
+    for (sb_exec *e = b->execs; e != NULL; e = e->next) {
+        if (e->sandbox == s && e->run_id == run_id)
+            return e;
+    }
+    return NULL;
 }
 
-const char *sb_exec_project(const sb_exec *e)
+sb_exec *sb_exec_next(const sb_exec *e) { return e->next; }
+const char *sb_exec_project(const sb_exec *e) { return e->project_id; }
+sb_sandbox *sb_exec_sandbox(const sb_exec *e) { return e->sandbox; }
+const char *sb_exec_session(const sb_exec *e) { return e->session_name; }
+bool sb_exec_running(const sb_exec *e) { return !e->exited; }
+
+void sb_exec_describe(sb_exec *e, Kx__V1__SandboxCommand *out)
 {
-    return e->project_id;
+    out->exec_id = e->exec_id;
+    out->session_name = e->session_name;
+    out->command = e->command;
+    out->blocking = e->blocking;
+    out->started_unix_ms = e->started_unix_ms;
+    out->cwd = e->cwd;
 }
 
-/* ---- output buffers ------------------------------------------------------------------- */
+/* ---- output --------------------------------------------------------------------------- */
 
-/* Keeps what fits under e->max_output; marks the exec truncated when bytes are dropped. Out of
- * memory keeps what was kept so far and drops the rest (kx_buf's out of memory is sticky). */
-static void buf_append(sb_exec *e, kx_buf *buf, const char *data, size_t n)
+/* The spill file of a blocking exec: /workspace/.kx-output/<exec id>.<stream>, created by the
+ * broker beneath the workspace without following any link, owned by the sandbox's uid. */
+static int spill_open(void *arg, const char *stream, char *visible, size_t vlen)
 {
-    size_t room = buf->len < e->max_output ? e->max_output - buf->len : 0;
-    size_t keep = n < room ? n : room;
-    if (keep < n)
-        e->truncated = true;
-    if (keep == 0)
-        return;
-    bool was_oom = buf->oom;
-    if (kx_buf_add(buf, data, keep) != KX_OK) {
-        if (!was_oom)
-            kx_error("sandbox: out of memory keeping output of exec %s; output dropped",
-                     e->exec_id);
-        e->truncated = true;
+    sb_exec *e = arg;
+    if (e->sandbox == NULL)
+        return -1;
+    int ws = sb_sandbox_workspace_fd(e->sandbox);
+    uid_t uid = sb_sandbox_uid(e->sandbox);
+    (void)mkdirat(ws, SPILL_DIR, 0755);
+    struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                                      RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+    int dir = (int)syscall(SYS_openat2, ws, SPILL_DIR, &how, sizeof how);
+    if (dir < 0)
+        return -1;
+    if (geteuid() == 0)
+        (void)fchownat(ws, SPILL_DIR, uid, uid, AT_SYMLINK_NOFOLLOW);
+    char name[SB_EXEC_ID_MAX + 16];
+    size_t n = 0;
+    for (const char *c = e->exec_id; *c != '\0' && n < SB_EXEC_ID_MAX; c++) {
+        bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                  (*c >= '0' && *c <= '9') || *c == '-' || *c == '_';
+        name[n++] = ok ? *c : '_';
+    }
+    snprintf(name + n, sizeof name - n, ".%s", stream);
+    (void)unlinkat(dir, name, 0);
+    int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd >= 0 && geteuid() == 0)
+        (void)fchown(fd, uid, uid);
+    close(dir);
+    snprintf(visible, vlen, "/workspace/%s/%s", SPILL_DIR, name);
+    return fd;
+}
+
+/* Background: append to the session log up to KX_SANDBOX_LOG_MAX, count the rest. */
+static void log_append(sb_exec *e, const char *data, size_t n)
+{
+    uint64_t room = (uint64_t)e->b->cfg.log_max > e->log_written
+                        ? (uint64_t)e->b->cfg.log_max - e->log_written : 0;
+    size_t keep = n < room ? n : (size_t)room;
+    if (keep > 0 && e->log_fd >= 0) {
+        ssize_t w = write(e->log_fd, data, keep);
+        if (w > 0)
+            e->log_written += (uint64_t)w;
+        keep = w > 0 ? (size_t)w : 0;
+    }
+    if (keep < n) {
+        if (e->log_dropped == 0 && e->log_fd >= 0)
+            (void)!write(e->log_fd, "\n[kx: session log full (KX_SANDBOX_LOG_MAX); further "
+                                    "output dropped]\n", 70);
+        e->log_dropped += n - keep;
     }
 }
 
 /* Reads what the pipe has now. True when the pipe is finished (EOF or a read error). */
-static bool pipe_read(sb_exec *e, int fd, kx_buf *buf)
+static bool pipe_read(sb_exec *e, int fd)
 {
     char chunk[READ_CHUNK];
     for (int i = 0; i < READS_PER_WAKEUP; i++) {
         ssize_t n = read(fd, chunk, sizeof chunk);
         if (n > 0) {
-            buf_append(e, buf, chunk, (size_t)n);
+            if (!e->blocking)
+                log_append(e, chunk, (size_t)n);
+            else
+                sb_capture_add(fd == e->out_fd ? &e->out : &e->err, chunk, (size_t)n);
             continue;
         }
         if (n == 0)
@@ -170,7 +243,7 @@ static void pipe_close(sb_exec *e, int *fd)
 
 static bool pipes_open(const sb_exec *e)
 {
-    return e->proc.out_fd >= 0 || e->proc.err_fd >= 0;
+    return e->out_fd >= 0 || e->err_fd >= 0;
 }
 
 /* ---- finishing ------------------------------------------------------------------------ */
@@ -181,15 +254,14 @@ static void exec_free(sb_exec *e)
     untrack(b, e);
     kx_timer_cancel(e->deadline_timer);
     kx_timer_cancel(e->grace_timer);
-    pipe_close(e, &e->proc.out_fd);
-    pipe_close(e, &e->proc.err_fd);
-    if (e->proc.pidfd >= 0)
-        kx_loop_unwatch(b->svc->loop, e->proc.pidfd);
-    kx_proc_close(&e->proc);
+    pipe_close(e, &e->out_fd);
+    pipe_close(e, &e->err_fd);
+    if (e->log_fd >= 0)
+        close(e->log_fd);
     if (e->req != NULL)
         natsMsg_Destroy(e->req);
-    kx_buf_free(&e->out);
-    kx_buf_free(&e->err);
+    sb_capture_free(&e->out);
+    sb_capture_free(&e->err);
     free(e);
     sb_drain_check(b);
 }
@@ -200,10 +272,12 @@ static void exit_status(const sb_exec *e, int *exit_code, int *term_signal)
 {
     *exit_code = 0;
     *term_signal = 0;
-    if (!e->reaped) {
-        if (e->timed_out) {
+    if (!e->exited || e->wstatus == -1) {
+        if (e->timed_out || !e->exited) {
             *term_signal = SIGKILL;
             *exit_code = 128 + SIGKILL;
+        } else {
+            *exit_code = 126;         /* could not start */
         }
         return;
     }
@@ -215,52 +289,67 @@ static void exit_status(const sb_exec *e, int *exit_code, int *term_signal)
     }
 }
 
-/* Sends the blocking exec's result (once), then frees the exec if its process is reaped. */
+/* A stream as reply text: captured, cut note included, repaired to UTF-8. */
+static char *stream_text(const sb_capture *c)
+{
+    size_t len = 0;
+    char *raw = sb_capture_text(c, &len);
+    if (raw == NULL)
+        return NULL;
+    char *txt = sb_utf8_sanitize(raw, len, NULL);
+    free(raw);
+    return txt;
+}
+
+/* Sends the blocking exec's result (once), then frees the exec if it exited. */
 static void reply_and_release(sb_exec *e)
 {
     kx_timer_cancel(e->deadline_timer);
     e->deadline_timer = NULL;
     kx_timer_cancel(e->grace_timer);
     e->grace_timer = NULL;
-    if (e->proc.out_fd >= 0)
-        (void)pipe_read(e, e->proc.out_fd, &e->out);
-    if (e->proc.err_fd >= 0)
-        (void)pipe_read(e, e->proc.err_fd, &e->err);
-    pipe_close(e, &e->proc.out_fd);
-    pipe_close(e, &e->proc.err_fd);
+    if (e->out_fd >= 0)
+        (void)pipe_read(e, e->out_fd);
+    if (e->err_fd >= 0)
+        (void)pipe_read(e, e->err_fd);
+    pipe_close(e, &e->out_fd);
+    pipe_close(e, &e->err_fd);
 
     if (e->req != NULL) {
-        char *out = sb_utf8_sanitize(e->out.s ? e->out.s : "", e->out.len, NULL);
-        char *err = sb_utf8_sanitize(e->err.s ? e->err.s : "", e->err.len, NULL);
+        if (e->start_error[0] != '\0')
+            sb_capture_add(&e->err, e->start_error, strlen(e->start_error));
+        char *out = stream_text(&e->out);
+        char *err = stream_text(&e->err);
         Kx__V1__SandboxExecResult res = KX__V1__SANDBOX_EXEC_RESULT__INIT;
         int exit_code, term_signal;
         exit_status(e, &exit_code, &term_signal);
         res.exec_id = e->exec_id;
-        res.started = true;
-        res.completed = e->reaped && !e->timed_out;
+        res.started = e->start_error[0] == '\0';
+        res.completed = e->exited && !e->timed_out && e->start_error[0] == '\0';
         res.exit_code = exit_code;
         res.term_signal = term_signal;
         res.timed_out = e->timed_out;
         res.stdout = out ? out : "";
         res.stderr = err ? err : "";
-        res.truncated = e->truncated || out == NULL || err == NULL;
+        res.truncated = sb_capture_cut(&e->out) || sb_capture_cut(&e->err) || out == NULL ||
+                        err == NULL;
         res.cwd = e->cwd;
         res.session_name = e->session_name;
         res.duration_ms = kx_mono_ms() - e->started_mono;
         sb_reply_result(e->b, e->req, &res);
         kx_log(KX_LOG_INFO, NULL, e->trace_id,
                "sandbox: exec %s finished: exit_code %d, signal %d, timed_out %s, "
-               "%zu+%zu output bytes%s, %lld ms",
+               "%llu+%llu output bytes%s, %lld ms",
                e->exec_id, exit_code, term_signal, e->timed_out ? "true" : "false",
-               e->out.len, e->err.len, e->truncated ? " (truncated)" : "",
-               (long long)res.duration_ms);
+               (unsigned long long)e->out.total, (unsigned long long)e->err.total,
+               res.truncated ? " (truncated)" : "", (long long)res.duration_ms);
         kx_counter_add(metric_execs(e->timed_out ? "timed_out" : "completed"), 1);
         free(out);
         free(err);
         natsMsg_Destroy(e->req);
         e->req = NULL;
     }
-    if (e->reaped)
+    if (e->exited)
         exec_free(e);
 }
 
@@ -285,33 +374,37 @@ static void arm_grace(sb_exec *e)
 static void on_pipe(kx_loop *loop, int fd, uint32_t events, void *arg)
 {
     sb_exec *e = arg;
-    bool is_out = fd == e->proc.out_fd;
-    if (pipe_read(e, fd, is_out ? &e->out : &e->err))
-        pipe_close(e, is_out ? &e->proc.out_fd : &e->proc.err_fd);
-    if (e->reaped && !pipes_open(e))
-        reply_and_release(e);
+    bool is_out = fd == e->out_fd;
+    if (pipe_read(e, fd))
+        pipe_close(e, is_out ? &e->out_fd : &e->err_fd);
+    if (e->exited && !pipes_open(e)) {
+        if (e->blocking)
+            reply_and_release(e);
+        else
+            exec_free(e);
+    }
 }
 
-static void on_proc_exit(kx_loop *loop, int fd, uint32_t events, void *arg)
+void sb_exec_on_exit(sb_exec *e, int status, const char *why)
 {
-    sb_exec *e = arg;
-    int wstatus = 0;
-    kx_err err = kx_proc_reap(&e->proc, &wstatus);
-    if (err == KX_ERR_TIMEOUT)
-        return;                 /* not exited after all; keep watching */
-    kx_loop_unwatch(loop, fd);  /* a reaped pidfd stays readable: stop listening */
-    if (err != KX_OK) {
-        kx_warn("sandbox: reaping exec %s (pid %d) failed: %s", e->exec_id, (int)e->proc.pid,
-                kx_err_str(err));
-        wstatus = 0;
-    }
-    e->reaped = true;
-    e->wstatus = wstatus;
+    if (e->exited)
+        return;
+    e->exited = true;
+    e->wstatus = status;
+    if (why != NULL)
+        snprintf(e->start_error, sizeof e->start_error, "kx-sandbox: %s\n", why);
     if (!e->blocking) {
         kx_log(KX_LOG_INFO, NULL, e->trace_id, "sandbox: background exec %s (session %s) "
-               "exited with status 0x%x", e->exec_id, e->session_name, wstatus);
+               "ended with status 0x%x%s%s", e->exec_id, e->session_name, (unsigned)status,
+               why ? ": " : "", why ? why : "");
         kx_counter_add(metric_execs("background_exited"), 1);
-        exec_free(e);
+        /* Its namespace is gone, so are the pipes' writers: read what is left, then free. */
+        if (e->out_fd >= 0 && pipe_read(e, e->out_fd))
+            pipe_close(e, &e->out_fd);
+        if (e->err_fd >= 0 && pipe_read(e, e->err_fd))
+            pipe_close(e, &e->err_fd);
+        if (!pipes_open(e) || e->sandbox == NULL)
+            exec_free(e);
         return;
     }
     if (e->req == NULL || !pipes_open(e))
@@ -324,66 +417,66 @@ static void on_deadline(kx_loop *loop, void *arg)
 {
     sb_exec *e = arg;
     e->deadline_timer = NULL;
-    if (e->reaped) {
-        /* The command itself finished; only a background grandchild kept a pipe open. */
+    if (e->exited) {
         reply_and_release(e);
         return;
     }
     e->timed_out = true;
-    kx_err err = kx_proc_kill_group(&e->proc, SIGKILL);
+    bool killed = sb_exec_kill(e);
     kx_log(KX_LOG_INFO, NULL, e->trace_id,
-           "sandbox: exec %s reached its deadline: process group %d killed (%s)", e->exec_id,
-           (int)e->proc.pid, kx_err_str(err));
-    arm_grace(e);
+           "sandbox: exec %s reached its deadline: its namespace was %s", e->exec_id,
+           killed ? "killed" : "already gone");
+    /* Answer now with the output so far: the caller's deadline is SB_REPLY_MARGIN_MS away
+     * and must not depend on how fast the kernel tears the namespace down. The exec stays
+     * tracked until init reports the exit. */
+    if (e->blocking)
+        reply_and_release(e);
 }
 
 /* ---- start ---------------------------------------------------------------------------- */
 
-/* Creates the workspace (0700, lazily) and checks the folder; fills the command's real cwd
- * and HOME. */
-static kx_err prepare_dirs(sb_broker *b, const sb_exec_spec *spec, char *home, size_t homelen,
-                           char *cwd, size_t cwdlen, char *why, size_t whylen)
+/* The folder, resolved beneath the workspace without following any symlink (openat2). */
+static kx_err check_folder(sb_sandbox *s, const char *folder, char *why, size_t whylen)
 {
-    if (sb_workspace_path(b->cfg.root, spec->project_id, "", home, homelen) != KX_OK ||
-        sb_workspace_path(b->cfg.root, spec->project_id, spec->folder, cwd, cwdlen) != KX_OK) {
-        snprintf(why, whylen, "folder '%s' makes the path too long", spec->folder);
-        return KX_ERR_INVALID;
+    if (folder[0] == '\0')
+        return KX_OK;
+    struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                                      RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+    int fd = (int)syscall(SYS_openat2, sb_sandbox_workspace_fd(s), folder, &how, sizeof how);
+    if (fd >= 0) {
+        close(fd);
+        return KX_OK;
     }
-    if (sb_mkdir_p(home, 0700) != KX_OK) {
-        snprintf(why, whylen, "could not create the sandbox workspace: %s", strerror(errno));
-        kx_error("sandbox: mkdir -p %s failed: %s", home, strerror(errno));
-        return KX_ERR_INTERNAL;
-    }
-    struct stat st;
-    if (stat(cwd, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        snprintf(why, whylen, "folder '%s' does not exist in the workspace (or is not a "
-                 "directory)", spec->folder);
-        return KX_ERR_INVALID;
-    }
-    return KX_OK;
+    if (errno == ELOOP || errno == EXDEV)
+        snprintf(why, whylen, "folder '%s' goes through a symbolic link or leaves the "
+                 "workspace: refused", folder);
+    else if (errno == ENOTDIR)
+        snprintf(why, whylen, "folder '%s' is not a directory", folder);
+    else
+        snprintf(why, whylen, "folder '%s' does not exist in the workspace (%s)", folder,
+                 strerror(errno));
+    return KX_ERR_INVALID;
 }
 
-/* For a non-blocking exec: <project>/.kx/sessions/<session>.log (directory created 0700). */
-static kx_err session_log_path(sb_broker *b, const sb_exec_spec *spec, char *out, size_t outlen,
-                               char *why, size_t whylen)
+/* For a non-blocking exec: <project>/.kx/sessions/<session>.log (outside the workspace). */
+static int open_session_log(sb_broker *b, const sb_exec_spec *spec, char *why, size_t whylen)
 {
-    char dir[4096];
+    char dir[4096], path[4200];
     if (sb_sessions_dir(b->cfg.root, spec->project_id, dir, sizeof dir) != KX_OK) {
         snprintf(why, whylen, "sandbox root path is too long");
-        return KX_ERR_INTERNAL;
+        return -1;
     }
     if (sb_mkdir_p(dir, 0700) != KX_OK) {
         snprintf(why, whylen, "could not create the session log directory: %s",
                  strerror(errno));
-        kx_error("sandbox: mkdir -p %s failed: %s", dir, strerror(errno));
-        return KX_ERR_INTERNAL;
+        return -1;
     }
-    int n = snprintf(out, outlen, "%s/%s.log", dir, spec->session_name);
-    if (n < 0 || (size_t)n >= outlen) {
-        snprintf(why, whylen, "session log path is too long");
-        return KX_ERR_INTERNAL;
-    }
-    return KX_OK;
+    snprintf(path, sizeof path, "%s/%s.log", dir, spec->session_name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        snprintf(why, whylen, "could not open the session log: %s", strerror(errno));
+    return fd;
 }
 
 static void reply_background_started(sb_exec *e, natsMsg *req)
@@ -398,34 +491,26 @@ static void reply_background_started(sb_exec *e, natsMsg *req)
     sb_reply_result(e->b, req, &res);
 }
 
-/* Last resort when the pidfd cannot be watched: wait (at most ~1 s) for the SIGKILLed
- * command to be reaped, then free the exec. */
-static void reap_now(sb_exec *e)
+/* Per stream: what fits the bus with both streams at their worst UTF-8 expansion. */
+static size_t output_budget(const sb_broker *b, size_t requested)
 {
-    for (int i = 0; i < 1000 && !e->reaped; i++) {
-        if (kx_proc_reap(&e->proc, &e->wstatus) != KX_ERR_TIMEOUT)
-            e->reaped = true;
-        else
-            usleep(1000);
-    }
-    if (!e->reaped)
-        kx_error("sandbox: exec %s (pid %d) could not be reaped; it stays a zombie",
-                 e->exec_id, (int)e->proc.pid);
-    exec_free(e);
+    size_t bus = b->max_reply > REPLY_OVERHEAD * 2 ? (b->max_reply - REPLY_OVERHEAD) /
+                                                         (2 * UTF8_WORST)
+                                                   : 4096;
+    return requested < bus ? requested : bus;
 }
 
 kx_err sb_exec_start(sb_broker *b, const sb_exec_spec *spec, natsMsg *req, char *why,
                      size_t whylen)
 {
-    char home[4096], cwd[4096], log_path[4096];
-    kx_err err = prepare_dirs(b, spec, home, sizeof home, cwd, sizeof cwd, why, whylen);
+    sb_sandbox *s = NULL;
+    kx_err err = sb_sandbox_get(b, spec->project_id, &s, why, whylen);
     if (err != KX_OK)
         return err;
-    if (!spec->blocking) {
-        err = session_log_path(b, spec, log_path, sizeof log_path, why, whylen);
-        if (err != KX_OK)
-            return err;
-    }
+    if ((err = check_folder(s, spec->folder, why, whylen)) != KX_OK)
+        return err;
+    char disk_why[256];
+    bool over_disk = sb_sandbox_over_disk(s, disk_why, sizeof disk_why);
 
     sb_exec *e = calloc(1, sizeof *e);
     if (e == NULL) {
@@ -433,72 +518,88 @@ kx_err sb_exec_start(sb_broker *b, const sb_exec_spec *spec, natsMsg *req, char 
         return KX_ERR_NOMEM;
     }
     e->b = b;
+    e->sandbox = s;
     e->blocking = spec->blocking;
-    e->max_output = spec->max_output;
-    e->proc.pidfd = e->proc.in_fd = e->proc.out_fd = e->proc.err_fd = -1;
+    e->out_fd = e->err_fd = e->log_fd = -1;
     snprintf(e->exec_id, sizeof e->exec_id, "%s", spec->exec_id);
     snprintf(e->project_id, sizeof e->project_id, "%s", spec->project_id);
     snprintf(e->session_name, sizeof e->session_name, "%s", spec->session_name);
     snprintf(e->trace_id, sizeof e->trace_id, "%s", spec->trace_id ? spec->trace_id : "");
-    if (sb_visible_cwd(spec->folder, e->cwd, sizeof e->cwd) != KX_OK) {
+    snprintf(e->command, sizeof e->command, "%s", spec->command);
+    e->started_unix_ms = kx_now_us() / 1000;
+    (void)sb_visible_cwd(spec->folder, e->cwd, sizeof e->cwd);
+    size_t keep = output_budget(b, spec->max_output);
+    sb_capture_init(&e->out, "stdout", keep, (uint64_t)b->cfg.spill_max, spill_open, e);
+    sb_capture_init(&e->err, "stderr", keep, (uint64_t)b->cfg.spill_max, spill_open, e);
+    if (!spec->blocking && (e->log_fd = open_session_log(b, spec, why, whylen)) < 0) {
         free(e);
-        snprintf(why, whylen, "folder '%s' is too long", spec->folder);
-        return KX_ERR_INVALID;
+        return KX_ERR_INTERNAL;
     }
+
+    int po[2] = {-1, -1}, pe[2] = {-1, -1};
+    if (pipe2(po, O_CLOEXEC) != 0 || pipe2(pe, O_CLOEXEC) != 0) {
+        snprintf(why, whylen, "pipe: %s", strerror(errno));
+        for (int i = 0; i < 2; i++) {
+            if (po[i] >= 0)
+                close(po[i]);
+        }
+        if (e->log_fd >= 0)
+            close(e->log_fd);
+        free(e);
+        return KX_ERR_INTERNAL;
+    }
+    fcntl(po[0], F_SETFL, O_NONBLOCK);
+    fcntl(pe[0], F_SETFL, O_NONBLOCK);
+    e->out_fd = po[0];
+    e->err_fd = pe[0];
 
     /* The command's whole environment: nothing of the broker's leaks in. */
-    char env_home[4200], env_project[64];
-    snprintf(env_home, sizeof env_home, "HOME=%s", home);
+    char env_project[64];
     snprintf(env_project, sizeof env_project, "KX_PROJECT_ID=%s", spec->project_id);
-    const char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", env_home, "LANG=C.UTF-8",
-                                "TERM=dumb", env_project, NULL};
-    const char *const argv[] = {"/bin/sh", "-c", spec->command, NULL};
-    kx_proc_opts opts = {
-        .argv = argv,
-        .envp = envp,
-        .cwd = cwd,
-        .in = KX_PROC_NULL,
-        .out = spec->blocking ? KX_PROC_PIPE : KX_PROC_FILE,
-        .err = spec->blocking ? KX_PROC_PIPE : KX_PROC_FILE,
-        .out_path = spec->blocking ? NULL : log_path,
-        .err_path = spec->blocking ? NULL : log_path,
-    };
+    const char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/workspace",
+                                "LANG=C.UTF-8", "TERM=dumb", "TMPDIR=/tmp", env_project, NULL};
     e->started_mono = kx_mono_ms();
-    err = kx_proc_spawn(&opts, &e->proc);
-    if (err != KX_OK) {
-        free(e);
-        snprintf(why, whylen, "could not start the command: %s", kx_err_str(err));
-        return err == KX_ERR_NOMEM ? KX_ERR_NOMEM : KX_ERR_INTERNAL;
-    }
     track(b, e);
+    if (over_disk) {            /* said first on stderr; the command still runs */
+        char note[300];
+        int n = snprintf(note, sizeof note, "kx-sandbox: %s\n", disk_why);
+        (void)!write(pe[1], note, n > 0 && (size_t)n < sizeof note ? (size_t)n : 0);
+    }
+    err = sb_sandbox_run(s, e, spec->folder, spec->command, envp, (int32_t)b->cfg.cpu_s,
+                         over_disk ? 0 : -1, po[1], pe[1], &e->run_id, why, whylen);
+    close(po[1]);
+    close(pe[1]);
+    if (err != KX_OK) {
+        e->req = NULL;
+        e->exited = true;
+        exec_free(e);
+        return err;
+    }
 
     kx_loop *loop = b->svc->loop;
-    err = kx_loop_watch(loop, e->proc.pidfd, EPOLLIN, on_proc_exit, e);
-    bool exit_watched = err == KX_OK;
-    if (err == KX_OK && spec->blocking) {
-        err = kx_loop_watch(loop, e->proc.out_fd, EPOLLIN, on_pipe, e);
-        if (err == KX_OK)
-            err = kx_loop_watch(loop, e->proc.err_fd, EPOLLIN, on_pipe, e);
-        int64_t ms = kx_deadline_remaining(spec->kill_at);
-        if (err == KX_OK) {
-            e->deadline_timer = kx_loop_timer(loop, ms > 0 ? ms : 0, on_deadline, e);
-            if (e->deadline_timer == NULL)
-                err = KX_ERR_NOMEM;
-        }
+    err = kx_loop_watch(loop, e->out_fd, EPOLLIN, on_pipe, e);
+    if (err == KX_OK)
+        err = kx_loop_watch(loop, e->err_fd, EPOLLIN, on_pipe, e);
+    kx_deadline kill_at = spec->blocking ? spec->kill_at
+                                         : kx_deadline_in(b->cfg.bg_max_s * 1000);
+    if (err == KX_OK) {
+        int64_t ms = kx_deadline_remaining(kill_at);
+        e->deadline_timer = kx_loop_timer(loop, ms > 0 ? ms : 0, on_deadline, e);
+        if (e->deadline_timer == NULL)
+            err = KX_ERR_NOMEM;
     }
     if (err != KX_OK) {
-        /* Could not watch it: do not leave an unobserved command running. When the pidfd
-         * is watched, on_proc_exit reaps and frees the exec; otherwise reap it here. */
-        kx_proc_kill_group(&e->proc, SIGKILL);
+        /* Could not watch it: do not leave an unobserved command running. EXITED frees it. */
+        sb_sandbox_kill(s, e->run_id);
+        pipe_close(e, &e->out_fd);
+        pipe_close(e, &e->err_fd);
         snprintf(why, whylen, "could not watch the command: %s", kx_err_str(err));
-        if (!exit_watched)
-            reap_now(e);
         return KX_ERR_INTERNAL;
     }
 
     kx_log(KX_LOG_INFO, NULL, e->trace_id,
-           "sandbox: exec %s started: pid %d, project %s, cwd %s, session %s, %s", e->exec_id,
-           (int)e->proc.pid, e->project_id, e->cwd, e->session_name,
+           "sandbox: exec %s started: run %llu, project %s, cwd %s, session %s, %s", e->exec_id,
+           (unsigned long long)e->run_id, e->project_id, e->cwd, e->session_name,
            spec->blocking ? "blocking" : "background");
     if (spec->blocking) {
         e->req = req;
@@ -514,30 +615,29 @@ kx_err sb_exec_start(sb_broker *b, const sb_exec_spec *spec, natsMsg *req, char 
 
 bool sb_exec_kill(sb_exec *e)
 {
-    if (e->reaped && !pipes_open(e))
+    if (e->exited || e->sandbox == NULL)
         return false;
-    kx_err err = kx_proc_kill_group(&e->proc, SIGKILL);
-    kx_log(KX_LOG_INFO, NULL, e->trace_id, "sandbox: exec %s: process group %d killed on "
-           "request (%s)", e->exec_id, (int)e->proc.pid, kx_err_str(err));
-    return err == KX_OK;
+    sb_sandbox_kill(e->sandbox, e->run_id);
+    e->kill_sent = true;
+    kx_log(KX_LOG_INFO, NULL, e->trace_id, "sandbox: exec %s: namespace killed", e->exec_id);
+    return true;
 }
 
 void sb_exec_abort(sb_exec *e, const char *message)
 {
-    if (!e->reaped || pipes_open(e))
-        (void)kx_proc_kill_group(&e->proc, SIGKILL);
+    (void)sb_exec_kill(e);
     kx_timer_cancel(e->deadline_timer);
     e->deadline_timer = NULL;
     kx_timer_cancel(e->grace_timer);
     e->grace_timer = NULL;
-    pipe_close(e, &e->proc.out_fd);
-    pipe_close(e, &e->proc.err_fd);
+    pipe_close(e, &e->out_fd);
+    pipe_close(e, &e->err_fd);
     if (e->req != NULL) {
         sb_reply_error(e->b, e->req, e->exec_id, e->session_name, true, KX_ERR_UNAVAILABLE,
                        message);
         natsMsg_Destroy(e->req);
         e->req = NULL;
     }
-    if (e->reaped)
+    if (e->exited)
         exec_free(e);
 }

@@ -193,8 +193,21 @@ static void on_kill(natsMsg *msg, void *arg)
     kx_pb_free(rq);
 }
 
+bool sb_ready(kx_svc *svc, void *arg, char *why, size_t whylen)
+{
+    sb_broker *b = arg;
+    if (!atomic_load(&b->serving)) {
+        snprintf(why, whylen, "not subscribed to kx.sandbox.* yet");
+        return false;
+    }
+    return true;
+}
+
 kx_err sb_handlers_start(sb_broker *b)
 {
+    int64_t mp = natsConnection_GetMaxPayload(kx_bus_conn(b->svc->bus));
+    b->max_reply = mp > 0 ? (size_t)mp : 1024 * 1024;
+    kx_info("sandbox: replies kept under the bus's max_payload of %zu bytes", b->max_reply);
     kx_err err = kx_bus_subscribe_loop(b->svc->bus, b->svc->loop, KX_SUBJ_SANDBOX_EXEC,
                                        "sandbox-broker", on_exec, b, &b->exec_sub);
     if (err != KX_OK) {
@@ -205,5 +218,11 @@ kx_err sb_handlers_start(sb_broker *b)
                                 b, &b->kill_sub);
     if (err != KX_OK)
         kx_error("sandbox: cannot subscribe to %s: %s", KX_SUBJ_SANDBOX_KILL, kx_err_str(err));
+    else if ((err = sb_sessions_start(b)) != KX_OK)
+        return err;
+    else if (natsConnection_FlushTimeout(kx_bus_conn(b->svc->bus), 2000) == NATS_OK)
+        atomic_store(&b->serving, true);   /* the server knows the subscriptions: ready */
+    else
+        kx_warn("sandbox: the subscriptions were not confirmed by NATS yet; /readyz waits");
     return err;
 }

@@ -1,8 +1,9 @@
 /* main.c — the sandbox-broker, as a table of contents.
  *
- * It runs commands in a project's sandbox — a working directory per project, each command in
- * its own process group so that it can be killed whole at its deadline — for the
- * tool-executor, on kx.sandbox.exec and kx.sandbox.kill. See README.md. */
+ * It runs commands in a project's sandbox — a bubblewrap jail per project (user, PID, mount,
+ * network namespaces, its own host uid, rlimits) whose init runs each command in a PID
+ * namespace of its own, so that it can be killed whole — for the tool-executor, on
+ * kx.sandbox.exec and kx.sandbox.kill. See README.md. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,7 @@ int main(void)
     static sb_broker broker;                        /* the service's one state object */
     memset(&broker, 0, sizeof broker);
     broker.svc = &svc;
+    kx_svc_on_ready(&svc, sb_ready, &broker);       /* handlers.c: ready once subscribed */
     if (sb_config_load(&broker.cfg) != KX_OK) {     /* broker_config.c */
         kx_svc_close(&svc);
         return 1;
@@ -26,7 +28,15 @@ int main(void)
     kx_info("sandbox: workspaces under %s, %lld bytes of output kept per stream",
             broker.cfg.root, (long long)broker.cfg.max_output);
 
-    if (sb_handlers_start(&broker) != KX_OK) {      /* handlers.c -> exec.c */
+    if (sb_isolation_check(&broker) != KX_OK) {      /* broker_config.c: bwrap, or refuse */
+        kx_svc_close(&svc);
+        return 1;
+    }
+    if (sb_handlers_start(&broker) != KX_OK) {      /* handlers.c -> exec.c -> sandbox.c */
+        kx_svc_close(&svc);
+        return 1;
+    }
+    if (sb_sandbox_sweep_start(&broker) != KX_OK) {  /* sandbox.c: auto-stop of idle ones */
         kx_svc_close(&svc);
         return 1;
     }

@@ -30,7 +30,7 @@ for src in "$root"/tests/bench/bench_*.c; do
 done
 say "building the services, the demo model and ${benches[*]} in $build"
 cmake --build "$build" -j2 --target gateway scheduler agent-runner tool-executor sandbox-broker \
-    mcp-proxy kx-demo-model "${benches[@]}" >/dev/null
+    kx-sandbox-init mcp-proxy kx-demo-model "${benches[@]}" >/dev/null
 
 # ---- the machine -------------------------------------------------------------------------
 say "machine"
@@ -67,6 +67,8 @@ for pass in $(seq 1 "$passes"); do
         case "$b" in
             bench_run)
                 "$build/tests/bench/bench_run" --results "$results" "$@" 2>&1 | tee "$log" ;;
+            bench_sandbox)
+                "$build/tests/bench/bench_sandbox" --results "$results" 2>&1 | tee "$log" ;;
             bench_bus)
                 "$build/tests/bench/bench_bus" 2>&1 | tee "$log"
                 bus_results "$log" >>"$results" ;;

@@ -688,3 +688,49 @@ int kx_th_group_live(pid_t pgid)
     closedir(d);
     return n;
 }
+
+int kx_th_procs_with_arg(const char *arg, uid_t *uid_out)
+{
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *e;
+    size_t alen = strlen(arg);
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[300], buf[4096];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        bool found = false;
+        for (size_t off = 0; off < len && !found; off += strlen(buf + off) + 1)
+            found = strlen(buf + off) == alen && memcmp(buf + off, arg, alen) == 0;
+        if (!found)
+            continue;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        len = fread(buf, 1, 511, f);
+        fclose(f);
+        buf[len] = '\0';
+        char *rp = strrchr(buf, ')');
+        if (rp == NULL || rp[1] == '\0' || rp[2] == 'Z' || rp[2] == 'X')
+            continue;
+        n++;
+        if (uid_out != NULL) {
+            struct stat st;
+            snprintf(path, sizeof path, "/proc/%s", e->d_name);
+            if (stat(path, &st) == 0)
+                *uid_out = st.st_uid;
+        }
+    }
+    closedir(d);
+    return n;
+}

@@ -26,6 +26,10 @@ int kx_th_kill(pid_t pid);
 /* How many processes of process group pgid are alive (not zombies), read from /proc: for
  * tests that check a group was killed whole. */
 int kx_th_group_live(pid_t pgid);
+/* How many live (not zombie) processes on the host have an argument exactly equal to arg
+ * (e.g. "sleep 31.4159" -> "31.4159"): for processes in a sandbox, whose PIDs the test cannot
+ * know. If uid_out is not NULL it gets the host uid of the last one found. */
+int kx_th_procs_with_arg(const char *arg, uid_t *uid_out);
 /* Polls GET url until it answers 200 or timeout_ms passes. */
 kx_err kx_th_wait_http(const char *url, int64_t timeout_ms);
 

@@ -216,8 +216,17 @@ static kx_err proc_spawn(kx_th_stack *s, kx_th_proc *p)
     const char **env = calloc(n + 2, sizeof *env);
     if (env == NULL)
         return KX_ERR_NOMEM;
-    for (size_t i = 0; i < n; i++)
-        env[i] = s->env[i];
+    /* Like up.sh: the sandbox-broker gets no secret it does not need (no JWT secret, no
+     * database URL). */
+    bool broker = strcmp(p->name, "sandbox-broker") == 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (broker && (strncmp(s->env[i], "KX_JWT_SECRET=", 14) == 0 ||
+                       strncmp(s->env[i], "KX_DATABASE_URL=", 16) == 0))
+            continue;
+        env[k++] = s->env[i];
+    }
+    n = k;
     char own[64];
     snprintf(own, sizeof own, "%s=%u", is_model(p) ? "KX_MODEL_PORT" : "KX_HEALTH_PORT", p->port);
     env[n] = own;
@@ -237,7 +246,10 @@ static kx_err proc_spawn(kx_th_stack *s, kx_th_proc *p)
 static kx_err proc_wait_healthy(const kx_th_proc *p, int64_t deadline_mono)
 {
     char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/healthz", p->port);
+    /* The sandbox-broker checks bubblewrap before it subscribes: wait until it serves
+     * (/readyz), so that a restarted broker is really back. */
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/%s", p->port,
+             strcmp(p->name, "sandbox-broker") == 0 ? "readyz" : "healthz");
     for (;;) {
         int status;
         if (proc_exited(p->pid, &status)) {
@@ -309,6 +321,7 @@ static kx_err build_env(kx_th_stack *s, const kx_th_stack_opts *opts)
     SETF("KX_MODEL_PORT", "%u", s->model_port);
     SETF("KX_MODEL_URL", "http://127.0.0.1:%u/v1", s->model_port);
     SETF("KX_SANDBOX_ROOT", "%s", s->sandbox_root);
+    SETF("KX_SANDBOX_DENY_PORTS", "%u", s->pg.port);   /* with KX_SANDBOX_NETWORK=host */
     SETF("KX_DATA_DIR", "%s", s->dir);
     SETF("KX_MIGRATIONS_DIR", "%s/deploy/migrations", KX_SOURCE_DIR);
     SETF("KX_BIND_ADDR", "127.0.0.1");
@@ -420,6 +433,8 @@ kx_err kx_th_stack_start(const kx_th_stack_opts *opts, kx_th_stack *s)
     if (s->dir == NULL)
         return KX_ERR_IO;
     st_log("starting the stack in %s", s->dir);
+    /* Sandboxes run as their own uid; bwrap must traverse to their workspaces (not list). */
+    (void)chmod(s->dir, 0711);
     for (int i = 0; i < KX_TH_STACK_NPROCS; i++)
         snprintf(s->procs[i].log, sizeof s->procs[i].log, "%s/%s.log", s->dir, s->procs[i].name);
     snprintf(s->sandbox_root, sizeof s->sandbox_root, "%s/sandboxes", s->dir);

@@ -40,6 +40,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -304,8 +305,8 @@ static int64_t wait_no_process(const char *needle, int64_t timeout_ms)
     }
 }
 
-/* The working directory of pid starts with the stack's sandbox root (it is a sandbox command,
- * not something else on the machine that happens to match). */
+/* pid is a sandbox command, not something else on the machine that happens to match: it runs
+ * in a sandbox's mount namespace with its cwd in /workspace, as a sandbox uid (not ours). */
 static void assert_in_sandbox(pid_t pid)
 {
     char link[64], cwd[1024];
@@ -313,9 +314,13 @@ static void assert_in_sandbox(pid_t pid)
     ssize_t n = readlink(link, cwd, sizeof cwd - 1);
     assert_true(n > 0);
     cwd[n] = '\0';
-    if (strncmp(cwd, g_stack.sandbox_root, strlen(g_stack.sandbox_root)) != 0)
-        fail_msg("process %d runs in %s, not under the sandbox root %s", (int)pid, cwd,
-                 g_stack.sandbox_root);
+    if (strcmp(cwd, "/workspace") != 0 && strncmp(cwd, "/workspace/", 11) != 0)
+        fail_msg("process %d runs in %s, not in a sandbox's /workspace", (int)pid, cwd);
+    struct stat st;
+    snprintf(link, sizeof link, "/proc/%d", (int)pid);
+    assert_int_equal(stat(link, &st), 0);
+    if (st.st_uid == getuid())
+        fail_msg("process %d runs as the services' uid %u", (int)pid, (unsigned)st.st_uid);
 }
 
 static kx_th_proc *proc(const char *name)

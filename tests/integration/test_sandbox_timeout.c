@@ -78,7 +78,7 @@ static pid_t start_broker(void)
 {
     char root_env[600];
     snprintf(root_env, sizeof root_env, "KX_SANDBOX_ROOT=%s", g_root);
-    const char *extra[] = {root_env, "KX_SANDBOX_MAX_OUTPUT=4096",
+    const char *extra[] = {root_env, "KX_SANDBOX_MAX_OUTPUT=4096", "KX_SANDBOX_AUTO_STOP_MS=1500",
                            "KX_TEST_SECRET=hunter2-must-not-leak", "KX_DRAIN_TIMEOUT_MS=5000",
                            NULL};
     return start_service("sandbox-broker", "sandbox-broker", extra);
@@ -97,6 +97,7 @@ static int group_setup(void **state)
     g_tmp = kx_th_tmpdir("kx-it-sandbox");
     if (g_tmp == NULL || kx_th_nats_start(g_tmp, &g_nats) != KX_OK)
         return -1;
+    chmod(g_tmp, 0711);   /* sandboxes run as their own uid: bwrap traverses to them */
     snprintf(g_root, sizeof g_root, "%s/sandboxes", g_tmp);
     kx_uuid_new(g_project);
     g_broker = start_broker();
@@ -183,33 +184,11 @@ static void workspace_file(const char *name, char *out, size_t outlen)
     snprintf(out, outlen, "%s/%s/workspace/%s", g_root, g_project, name);
 }
 
-/* True when pid no longer runs (gone, or a zombie waiting for init). */
-static bool process_gone(pid_t pid)
+/* True when no process on the host runs with that (unique) argument: commands run in a PID
+ * namespace, so their own $$ means nothing here; each test's sleeps have a unique duration. */
+static bool process_gone(const char *arg)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return true;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    const char *close_paren = strrchr(buf, ')');
-    return close_paren != NULL && (close_paren[2] == 'Z' || close_paren[2] == 'X');
-}
-
-static pid_t read_pid_file(const char *name)
-{
-    char path[700];
-    workspace_file(name, path, sizeof path);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    int pid = 0;
-    if (fscanf(f, "%d", &pid) != 1)
-        pid = 0;
-    fclose(f);
-    return (pid_t)pid;
+    return kx_th_procs_with_arg(arg, NULL) == 0;
 }
 
 static bool wait_file(const char *path, int64_t timeout_ms)
@@ -265,9 +244,7 @@ static void test_failing_command_and_folder(void **state)
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
     assert_string_equal(out_str(&r, "cwd"), "/workspace/sub/dir");
-    char want[700];
-    workspace_file("sub/dir\n", want, sizeof want);
-    assert_string_equal(out_str(&r, "output"), want);
+    assert_string_equal(out_str(&r, "output"), "/workspace/sub/dir\n");   /* jailed view */
     call_result_free(&r);
 
     r = call_tool(NULL, "execute_command",
@@ -285,8 +262,8 @@ static void test_timeout_kills_process_group(void **state)
     /* The shell backgrounds a subshell that itself backgrounds a grandchild; the main shell
      * then sleeps 30 s. All of it must die at the 1 s timeout. */
     const char *args =
-        "{\"command\": \"echo started; echo $$ > main.pid; "
-        "sh -c 'sleep 100 & echo $! > grandchild.pid; sleep 100' & sleep 30\", "
+        "{\"command\": \"echo started; "
+        "sh -c 'sleep 100.0311 & sleep 100.0312' & sleep 30.0313\", "
         "\"blocking\": true, \"timeout\": 1}";
     call_result r = call_tool(NULL, "execute_command", args, 20000);
     assert_int_equal(r.err, KX_OK);
@@ -303,13 +280,10 @@ static void test_timeout_kills_process_group(void **state)
     assert_in_range(r.elapsed_ms, 900, 1800);
     call_result_free(&r);
 
-    pid_t main_pid = read_pid_file("main.pid");
-    pid_t grandchild = read_pid_file("grandchild.pid");
-    assert_true(main_pid > 0);
-    assert_true(grandchild > 0);
     usleep(200 * 1000);
-    assert_true(process_gone(main_pid));
-    assert_true(process_gone(grandchild));
+    assert_true(process_gone("30.0313"));
+    assert_true(process_gone("100.0311"));
+    assert_true(process_gone("100.0312"));
 }
 
 typedef struct thread_call {
@@ -448,7 +422,20 @@ static void test_clean_environment_and_output_cap(void **state)
                   "{\"command\": \"head -c 100000 /dev/zero | tr '\\\\0' a; echo done >&2\", "
                   "\"blocking\": true}", 5000);
     assert_true(r.res->success);
-    assert_int_equal(strlen(out_str(&r, "output")), MAX_OUTPUT);
+    /* Head and tail kept (MAX_OUTPUT in all), a note in between says what was cut and
+     * where the whole output is. */
+    const char *out = out_str(&r, "output");
+    assert_true(strlen(out) > MAX_OUTPUT && strlen(out) < MAX_OUTPUT + 400);
+    assert_int_equal(strspn(out, "a"), MAX_OUTPUT / 2);
+    assert_non_null(strstr(out, "95904 bytes of stdout cut (100000 in all"));
+    const char *where = strstr(out, "the full output is in /workspace/.kx-output/");
+    assert_non_null(where);
+    char spill[800], rel[200];
+    assert_int_equal(sscanf(where, "the full output is in /workspace/%199[^]]", rel), 1);
+    workspace_file(rel, spill, sizeof spill);
+    struct stat st;
+    assert_int_equal(stat(spill, &st), 0);
+    assert_int_equal(st.st_size, 100000);
     assert_string_equal(out_str(&r, "stderr"), "done\n");
     assert_true(json_is_true(json_object_get(r.output, "truncated")));
     call_result_free(&r);
@@ -482,15 +469,16 @@ static void test_background_session_and_kill(void **state)
 
     /* A long background command, killed through kx.sandbox.kill. */
     r = call_tool("bg-sleeper", "execute_command",
-                  "{\"command\": \"echo $$ > sleeper.pid; exec sleep 100\", \"blocking\": false}",
+                  "{\"command\": \"echo up > sleeper.pid; exec sleep 100.0421\", "
+                  "\"blocking\": false}",
                   5000);
     assert_true(r.res->success);
     call_result_free(&r);
     workspace_file("sleeper.pid", path, sizeof path);
     assert_true(wait_file(path, 3000));
-    pid_t sleeper = read_pid_file("sleeper.pid");
-    assert_true(sleeper > 0);
-    assert_false(process_gone(sleeper));
+    for (int i = 0; i < 300 && process_gone("100.0421"); i++)   /* echo, then exec sleep */
+        usleep(10 * 1000);
+    assert_false(process_gone("100.0421"));
 
     bool killed[2];
     for (int i = 0; i < 2; i++) {
@@ -513,14 +501,34 @@ static void test_background_session_and_kill(void **state)
     }
     assert_true(killed[0]);
     assert_false(killed[1]);       /* already gone */
-    assert_true(process_gone(sleeper));
+    assert_true(process_gone("100.0421"));
+}
+
+static void test_idle_sandbox_stops_and_comes_back(void **state)
+{
+    /* KX_SANDBOX_AUTO_STOP_MS=1500: with no command running, the jail ends; files stay; the
+     * next command starts it again. */
+    call_result r = call_tool(NULL, "execute_command",
+                              "{\"command\": \"echo kept > idle.txt\", \"blocking\": true}", 5000);
+    assert_true(r.res->success);
+    call_result_free(&r);
+    assert_true(kx_th_procs_with_arg("/.kx/init", NULL) >= 1);
+    int64_t end = kx_mono_ms() + 6000;
+    while (kx_th_procs_with_arg("/.kx/init", NULL) != 0 && kx_mono_ms() < end)
+        usleep(50 * 1000);
+    assert_int_equal(kx_th_procs_with_arg("/.kx/init", NULL), 0);
+    r = call_tool(NULL, "execute_command", "{\"command\": \"cat idle.txt\", \"blocking\": true}",
+                  5000);
+    assert_true(r.res->success);
+    assert_string_equal(out_str(&r, "output"), "kept\n");
+    call_result_free(&r);
 }
 
 static void test_executor_drain_answers_calls_in_flight(void **state)
 {
     /* SIGTERM with a call in flight: it is answered "shutting down" just before the drain
      * timeout (2 s here), its command is killed, and the executor exits cleanly. */
-    thread_call t = {.args = "{\"command\": \"echo $$ > inflight.pid; sleep 30\", "
+    thread_call t = {.args = "{\"command\": \"echo up > inflight.pid; sleep 30.0511\", "
                              "\"blocking\": true, \"timeout\": 60}",
                      .deadline_ms = 20000};
     pthread_t th;
@@ -528,7 +536,6 @@ static void test_executor_drain_answers_calls_in_flight(void **state)
     char path[700];
     workspace_file("inflight.pid", path, sizeof path);
     assert_true(wait_file(path, 3000));
-    pid_t pid = read_pid_file("inflight.pid");
     int64_t t0 = kx_mono_ms();
     assert_int_equal(kx_th_kill(g_executor), 0);
     g_executor = 0;
@@ -539,9 +546,9 @@ static void test_executor_drain_answers_calls_in_flight(void **state)
     assert_string_equal(t.r.res->error->message, "tool-executor shutting down");
     assert_in_range(t.done_mono - t0, 1000, 2500);
     call_result_free(&t.r);
-    for (int i = 0; i < 100 && !process_gone(pid); i++)   /* killed via kx.sandbox.kill */
+    for (int i = 0; i < 100 && !process_gone("30.0511"); i++)   /* via kx.sandbox.kill */
         usleep(10 * 1000);
-    assert_true(process_gone(pid));
+    assert_true(process_gone("30.0511"));
 
     g_executor = start_executor();
     assert_true(g_executor > 0);
@@ -554,7 +561,7 @@ static void test_executor_drain_answers_calls_in_flight(void **state)
 
 static void test_broker_drain(void **state)
 {
-    thread_call t = {.args = "{\"command\": \"echo $$ > drained.pid; sleep 30\", "
+    thread_call t = {.args = "{\"command\": \"echo up > drained.pid; sleep 30.0611\", "
                              "\"blocking\": true, \"timeout\": 60}",
                      .deadline_ms = 10000};
     pthread_t th;
@@ -563,7 +570,6 @@ static void test_broker_drain(void **state)
     char path[700];
     workspace_file("drained.pid", path, sizeof path);
     assert_true(wait_file(path, 3000));
-    pid_t pid = read_pid_file("drained.pid");
     assert_int_equal(kx_th_kill(g_broker), 0);      /* SIGTERM; a clean drain exits 0 */
     g_broker = 0;
     assert_int_equal(pthread_join(th, NULL), 0);
@@ -573,7 +579,7 @@ static void test_broker_drain(void **state)
     assert_string_equal(t.r.res->error->code, "unavailable");
     assert_string_equal(t.r.res->error->message, "broker shutting down");
     assert_true(t.done_mono - t0 < 3000);
-    assert_true(process_gone(pid));
+    assert_true(process_gone("30.0611"));
     call_result_free(&t.r);
 }
 
@@ -646,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_validation_errors),
         cmocka_unit_test(test_clean_environment_and_output_cap),
         cmocka_unit_test(test_background_session_and_kill),
+        cmocka_unit_test(test_idle_sandbox_stops_and_comes_back),
         cmocka_unit_test(test_executor_drain_answers_calls_in_flight),
         cmocka_unit_test(test_broker_drain),                      /* stops the broker */
         cmocka_unit_test(test_mute_broker_executor_still_answers),

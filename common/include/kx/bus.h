@@ -37,6 +37,9 @@
 #define KX_SUBJ_TOOL_EXEC "kx.tool.exec"
 #define KX_SUBJ_SANDBOX_EXEC "kx.sandbox.exec"
 #define KX_SUBJ_SANDBOX_KILL "kx.sandbox.kill"
+#define KX_SUBJ_SANDBOX_OUTPUT "kx.sandbox.output"
+#define KX_SUBJ_SANDBOX_TERMINATE "kx.sandbox.terminate"
+#define KX_SUBJ_SANDBOX_LIST "kx.sandbox.list"
 #define KX_SUBJ_MCP_LIST "kx.mcp.list"
 #define KX_SUBJ_MCP_CALL "kx.mcp.call"
 #define KX_SUBJ_HEALTH_PREFIX "kx.svc.health."    /* + service name */

@@ -43,6 +43,7 @@ struct kx_svc {
     kx_timer *drain_timer;
     int64_t drain_timeout_ms;
     uint16_t health_port;
+    char notes[512];               /* HealthReply.notes: set once before kx_svc_run */
 };
 
 /* default_health_port is used when KX_HEALTH_PORT is unset (each service has its own). */
@@ -54,6 +55,9 @@ int kx_svc_run(kx_svc *svc);
 /* Thread-safe: ends kx_svc_run (call when drained). */
 void kx_svc_exit(kx_svc *svc);
 bool kx_svc_draining(const kx_svc *svc);
+/* Sets HealthReply.notes (what every health answer says, e.g. an unsafe mode). Call before
+ * kx_svc_run. */
+void kx_svc_set_notes(kx_svc *svc, const char *notes);
 void kx_svc_close(kx_svc *svc);
 
 #endif

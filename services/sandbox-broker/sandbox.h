@@ -1,0 +1,52 @@
+/* sandbox.h — one project's sandbox on this broker: a bubblewrap jail (kx/jail.h) whose PID 1
+ * is kx-sandbox-init, started lazily on the project's first command and kept running between
+ * commands (so a server started in the background is there for the next one).
+ *
+ * On the host a sandbox is:
+ *   <root>/<project>/workspace   its /workspace, owned by the sandbox's own host uid, 0700
+ *   <root>/.uids/<uid>           the uid given to a project (created O_EXCL: one owner)
+ * The uid is KX_SANDBOX_UID_BASE + (a hash of the project id, probed linearly), so RLIMIT_NPROC
+ * (counted per uid) is per sandbox: a fork bomb in one never starves another.
+ *
+ * Commands: sb_sandbox_run sends RUN with the output pipes; the sandbox calls
+ * sb_exec_on_exit(e, status) when init reports EXITED (or when the sandbox dies: SIGKILL for
+ * every command still running). All functions run on the loop thread.
+ *
+ * Ownership: the broker owns its sandboxes (b->sandboxes); a sandbox is freed when its jail
+ * exits or at drain. */
+#ifndef SB_SANDBOX_H
+#define SB_SANDBOX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "broker.h"
+
+/* The running sandbox of project_id, started now if needed (bounded by
+ * KX_SANDBOX_START_TIMEOUT_MS). On error why names what failed. */
+kx_err sb_sandbox_get(sb_broker *b, const char *project_id, sb_sandbox **out, char *why,
+                      size_t whylen);
+
+/* The project's workspace directory (O_PATH) and its host path, and the sandbox's host uid. */
+int sb_sandbox_workspace_fd(const sb_sandbox *s);
+const char *sb_sandbox_workspace_path(const sb_sandbox *s);
+uid_t sb_sandbox_uid(const sb_sandbox *s);
+
+/* Sends RUN for exec e: cwd relative to /workspace, the command, its environment, CPU
+ * seconds, RLIMIT_FSIZE (-1: the sandbox's), and the two output descriptors (sent, not closed: the caller closes its copies).
+ * *run_id identifies the command for sb_sandbox_kill. */
+kx_err sb_sandbox_run(sb_sandbox *s, sb_exec *e, const char *cwd, const char *command,
+                      const char *const *env, int32_t cpu_s, int64_t fsize, int out_fd, int err_fd,
+                      uint64_t *run_id, char *why, size_t whylen);
+
+/* SIGKILLs the command's whole PID namespace (EXITED follows). */
+void sb_sandbox_kill(sb_sandbox *s, uint64_t run_id);
+
+/* Checks /workspace's disk use against KX_SANDBOX_DISK_MB (cached for a second): true when
+ * over, with why saying by how much. Over the limit, commands still run (so that rm can free
+ * space) but may not grow any file (RLIMIT_FSIZE 0), and stderr says why. */
+bool sb_sandbox_over_disk(sb_sandbox *s, char *why, size_t whylen);
+
+/* Drain: ends every sandbox (their commands are reported SIGKILLed). */
+void sb_sandbox_stop_all(sb_broker *b);
+
+#endif
