@@ -5,8 +5,12 @@
  * Reconnection: when the connection is found broken (PQstatus CONNECTION_BAD, or a call failed
  * because the connection went away), the next call resets it, but never more often than a
  * short, growing backoff (100 ms doubling to 2 s) so a down database is not hammered. A call
- * that lost the connection outside a transaction is retried once on the new connection;
- * inside a transaction it fails with KX_ERR_UNAVAILABLE and the connection stays down until
+ * that lost the connection outside a transaction is retried once on the new connection ONLY
+ * when a second execution cannot differ from the first: a prepared statement whose SQL is a
+ * plain SELECT, or one the caller declares idempotent (kx_db_exec_idem: the statement finds
+ * its own earlier success, see docs/architecture.md "Run core"). Any other write that lost its
+ * answer fails with KX_ERR_UNAVAILABLE: it may or may not have committed. Inside a transaction
+ * it fails with KX_ERR_UNAVAILABLE and the connection stays down until
  * kx_db_rollback ends the transaction (a reconnect there would silently run the rest of the
  * transaction's statements in autocommit). After a reconnect no statement is prepared; each is
  * prepared again on first use. */
@@ -18,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "kx/config.h"
 #include "kx/log.h"
@@ -284,7 +289,7 @@ static PGresult *attempt(kx_db *db, call_kind kind, size_t stmt_index, const cha
 /* The common path of every call: connect if needed, run, and on a lost connection outside a
  * transaction reconnect and run once more. */
 static PGresult *run(kx_db *db, call_kind kind, size_t stmt_index, const char *sql, int nparams,
-                     const char *const *params, const char *label, kx_err *err)
+                     const char *const *params, const char *label, bool retry_ok, kx_err *err)
 {
     for (int tries = 0;; tries++) {
         *err = ensure_connected(db);
@@ -307,6 +312,11 @@ static PGresult *run(kx_db *db, call_kind kind, size_t stmt_index, const char *s
         *err = KX_ERR_UNAVAILABLE;
         if (was_in_tx || tries > 0)
             return NULL;
+        if (!retry_ok) {
+            kx_warn("db: %s: connection lost before the answer; not retried (a write that may "
+                    "have committed)", label);
+            return NULL;
+        }
         db->next_attempt_ms = 0;    /* the first reconnect after a loss is immediate */
         kx_info("db: %s: connection lost, reconnecting once", label);
     }
@@ -323,8 +333,16 @@ static bool find_stmt(const kx_db *db, const char *name, size_t *index)
     return false;
 }
 
-PGresult *kx_db_exec(kx_db *db, const char *stmt, int nparams, const char *const *params,
-                     kx_err *err)
+/* True when sql is a plain SELECT (no data-modifying WITH): running it twice is harmless. */
+static bool read_only(const char *sql)
+{
+    while (*sql == ' ' || *sql == '\n' || *sql == '\t')
+        sql++;
+    return strncasecmp(sql, "SELECT", 6) == 0;
+}
+
+static PGresult *exec_stmt(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                           bool idempotent, kx_err *err)
 {
     size_t i = 0;
     if (!find_stmt(db, stmt, &i)) {
@@ -334,14 +352,27 @@ PGresult *kx_db_exec(kx_db *db, const char *stmt, int nparams, const char *const
         *err = KX_ERR_INVALID;
         return NULL;
     }
-    return run(db, CALL_PREPARED, i, NULL, nparams, params, stmt, err);
+    return run(db, CALL_PREPARED, i, NULL, nparams, params, stmt,
+               idempotent || read_only(db->stmts[i].sql), err);
 }
 
-kx_err kx_db_exec_cmd(kx_db *db, const char *stmt, int nparams, const char *const *params,
-                      long *rows)
+PGresult *kx_db_exec(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                     kx_err *err)
+{
+    return exec_stmt(db, stmt, nparams, params, false, err);
+}
+
+PGresult *kx_db_exec_idem(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                          kx_err *err)
+{
+    return exec_stmt(db, stmt, nparams, params, true, err);
+}
+
+static kx_err exec_cmd(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                       long *rows, bool idempotent)
 {
     kx_err err = KX_OK;
-    PGresult *r = kx_db_exec(db, stmt, nparams, params, &err);
+    PGresult *r = exec_stmt(db, stmt, nparams, params, idempotent, &err);
     if (r == NULL)
         return err;
     if (rows != NULL)
@@ -350,11 +381,23 @@ kx_err kx_db_exec_cmd(kx_db *db, const char *stmt, int nparams, const char *cons
     return KX_OK;
 }
 
+kx_err kx_db_exec_cmd(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                      long *rows)
+{
+    return exec_cmd(db, stmt, nparams, params, rows, false);
+}
+
+kx_err kx_db_exec_cmd_idem(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                           long *rows)
+{
+    return exec_cmd(db, stmt, nparams, params, rows, true);
+}
+
 PGresult *kx_db_exec_sql(kx_db *db, const char *sql, kx_err *err)
 {
     char label[64];
     snprintf(label, sizeof label, "sql \"%.40s\"", sql);
-    return run(db, CALL_SIMPLE, 0, sql, 0, NULL, label, err);
+    return run(db, CALL_SIMPLE, 0, sql, 0, NULL, label, true, err);
 }
 
 /* Unprepared SQL with parameters (migrations' bookkeeping). */
@@ -363,7 +406,7 @@ static PGresult *exec_params(kx_db *db, const char *sql, int nparams, const char
 {
     char label[64];
     snprintf(label, sizeof label, "sql \"%.40s\"", sql);
-    return run(db, CALL_PARAMS, 0, sql, nparams, params, label, err);
+    return run(db, CALL_PARAMS, 0, sql, nparams, params, label, true, err);
 }
 
 /* Runs SQL that returns no rows we need. */

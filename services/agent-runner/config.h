@@ -37,6 +37,8 @@ typedef struct runner_config {
     int64_t capacity;            /* KX_RUNNER_CAPACITY: most runs held at once */
     int64_t tool_timeout_s;      /* KX_TOOL_TIMEOUT_S */
     int64_t drain_timeout_ms;    /* KX_DRAIN_TIMEOUT_MS (for the log line; kx_svc enforces it) */
+    int64_t wall_time_s;         /* KX_RUN_WALL_TIME_S: counted from the claim (started_at), the
+                                  * same rule as the scheduler's reaper */
 } runner_config;
 
 /* Fills cfg from the environment. KX_ERR_INVALID (already logged, naming the variable) when a

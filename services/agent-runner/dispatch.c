@@ -102,7 +102,11 @@ static void handle_dispatch(kx_loop *loop, void *arg)
     }
     kx_counter_add(kx_metrics_counter("kx_runner_dispatches_total", "result=\"claimed\"",
                                       "Dispatches handled, by outcome"), 1);
-    err = run_start(r, d->run_id, &claim, d->wall_deadline_ms, &meta);
+    /* The wall time counts from the claim (started_at), as the reaper counts it: a run that
+     * waited in a backlog gets its whole wall time. The dispatch's wall_deadline_ms is only
+     * the deadline of the dispatch message itself. */
+    err = run_start(r, d->run_id, &claim, claim.started_at_ms + r->cfg->wall_time_s * 1000,
+                    &meta);
     if (err != KX_OK) {
         /* Claimed but not started (out of memory): fail it now rather than leave it to the
          * reaper. */

@@ -40,7 +40,9 @@ bool kx_db_ok(kx_db *db);      /* connected now (tries one reconnect if not) */
 
 /* Runs a prepared statement by name. Returns the result (PGRES_TUPLES_OK or PGRES_COMMAND_OK)
  * or NULL with *err set (and the detail logged): KX_ERR_UNAVAILABLE when the connection is
- * down (one reconnect and retry is attempted, outside a transaction only), KX_ERR_CONFLICT on
+ * down (one reconnect and retry is attempted, outside a transaction only, and only when the
+ * statement is a plain SELECT: a write whose answer was lost may have committed, so it is
+ * never blindly run again — see kx_db_exec_idem), KX_ERR_CONFLICT on
  * a unique/foreign-key violation (SQLSTATE 23xxx), KX_ERR_TIMEOUT on statement_timeout,
  * KX_ERR_INVALID on data errors (22xxx), KX_ERR_INTERNAL otherwise. nparams may be 0.
  * A NULL entry in params is SQL NULL. */
@@ -49,6 +51,14 @@ PGresult *kx_db_exec(kx_db *db, const char *stmt, int nparams, const char *const
 /* As kx_db_exec for statements without rows: *rows (may be NULL) gets PQcmdTuples. */
 kx_err kx_db_exec_cmd(kx_db *db, const char *stmt, int nparams, const char *const *params,
                       long *rows);
+/* The same for a write the caller declares idempotent: running it a second time after a lost
+ * answer gives the same outcome as the first (client-generated ids with ON CONFLICT DO NOTHING,
+ * compare-and-set statements that re-read the row and recognise their own success). Only such
+ * statements are retried after a lost connection. */
+PGresult *kx_db_exec_idem(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                          kx_err *err);
+kx_err kx_db_exec_cmd_idem(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                           long *rows);
 /* Unprepared SQL (DDL, BEGIN/COMMIT, tests). */
 PGresult *kx_db_exec_sql(kx_db *db, const char *sql, kx_err *err);
 
