@@ -731,9 +731,11 @@ kx_err kx_bus_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessag
     return err;
 }
 
-kx_err kx_bus_js_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
-                            const kx_bus_meta *meta)
+kx_err kx_bus_js_publish_pb_ex(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
+                               const kx_bus_meta *meta, const char *msg_id, uint64_t *seq)
 {
+    if (seq != NULL)
+        *seq = 0;
     /* The ack wait is the bus timeout, or less when the deadline is nearer: a message's
      * deadline may be the deadline of the work it carries (a run's wall time), which says
      * nothing about how long the stream may take to store it. */
@@ -758,16 +760,47 @@ kx_err kx_bus_js_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMes
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = wait;
+    if (msg_id != NULL)
+        po.MsgId = msg_id;
     jsPubAck *ack = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_PublishMsg(&ack, bus->js, m, &po, &jerr);
     natsMsg_Destroy(m);
+    if (s == NATS_OK && ack != NULL && seq != NULL)
+        *seq = ack->Sequence;
     jsPubAck_Destroy(ack);
     if (s != NATS_OK) {
         kx_error("bus: JetStream publish to %s failed (JetStream error %d)", subject, (int)jerr);
         return nats_fail("js_PublishMsg", s);
     }
     return KX_OK;
+}
+
+kx_err kx_bus_js_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
+                            const kx_bus_meta *meta)
+{
+    return kx_bus_js_publish_pb_ex(bus, subject, msg, meta, NULL, NULL);
+}
+
+kx_err kx_bus_js_stream_has(kx_bus *bus, const char *stream, uint64_t seq, bool *has)
+{
+    *has = false;
+    if (!kx_bus_connected(bus))
+        return KX_ERR_UNAVAILABLE;
+    natsMsg *m = NULL;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = bus->ack_wait_ms;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetMsg(&m, bus->js, stream, seq, &jo, &jerr);
+    if (s == NATS_OK) {
+        *has = true;
+        natsMsg_Destroy(m);
+        return KX_OK;
+    }
+    if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+        return KX_OK;
+    return nats_fail("js_GetMsg", s);
 }
 
 kx_err kx_bus_js_publish_pb_async(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,

@@ -67,6 +67,7 @@ struct gw_stream {
     uint64_t synth_after_seq; /* > 0: after this stream sequence, end with final_payload */
     char *final_payload;      /* the terminal status from Postgres (NULL if the run is live) */
     int64_t last_event_ms;    /* kx_mono_ms of the last event (or of the start) */
+    int64_t epoch;            /* highest writer epoch seen: older writers' events are dropped */
     natsSubscription *sub;
     int refs;                 /* libmicrohttpd's + the subscription's */
 };
@@ -206,7 +207,16 @@ static void on_event(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
         kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: skipping an event that is not a RunEvent");
 
     pthread_mutex_lock(&st->mu);
-    if (!st->mhd_done && !st->terminal && !st->end) {
+    /* Fencing: an event written under an older lease epoch than one already seen comes from
+     * an attempt that lost its lease (reaped, then retried): dropped. Epoch 0 = a status of
+     * the gateway or the scheduler, always shown. */
+    bool stale = ev != NULL && ev->lease_epoch > 0 && ev->lease_epoch < st->epoch;
+    if (ev != NULL && ev->lease_epoch > st->epoch)
+        st->epoch = ev->lease_epoch;
+    if (stale)
+        kx_log(KX_LOG_INFO, st->run_id, NULL, "sse: dropped an event of stale epoch %lld",
+               (long long)ev->lease_epoch);
+    if (!stale && !st->mhd_done && !st->terminal && !st->end) {
         st->last_event_ms = kx_mono_ms();
         if (ev != NULL && !kx_pb_str_empty(ev->payload_json))
             buf_put_event(st, ev->payload_json, strlen(ev->payload_json));

@@ -97,9 +97,6 @@ void sched_drain(kx_svc *svc, void *arg)
         natsSubscription_Destroy(s->hb_sub);
         s->hb_sub = NULL;
     }
-    if (s->npending > 0)
-        kx_warn("scheduler: %zu terminal event(s) of reaped runs were never published",
-                s->npending);
     kx_info("scheduler: drained");
     kx_svc_exit(svc);
 }

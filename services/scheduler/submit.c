@@ -76,18 +76,7 @@ static void handle_submit(kx_loop *loop, void *arg)
         return;
     }
 
-    sched_run_row row;
-    bool found = false;
-    kx_err err = sched_store_mark_dispatched(s, rs->run_id, &row, &found);
-    if (err == KX_OK && found) {
-        err = sched_dispatch(s, &row);
-        if (err != KX_OK && sched_store_unmark_dispatched(s, rs->run_id) != KX_OK)
-            kx_log(KX_LOG_WARN, rs->run_id, NULL, "scheduler: run %s stays marked dispatched; "
-                   "the sweep re-dispatches it within 60 s", rs->run_id);
-    } else if (err == KX_OK) {
-        kx_log(KX_LOG_DEBUG, rs->run_id, NULL, "scheduler: run %s is not queued; submit "
-               "acknowledged without a dispatch", rs->run_id);
-    }
+    kx_err err = sched_dispatch_queued(s, rs->run_id);
 
     if (err == KX_OK) {
         settle(msg, "ack", natsMsg_Ack(msg, NULL));

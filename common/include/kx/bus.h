@@ -95,6 +95,14 @@ kx_err kx_bus_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessag
  * meta->deadline if that is sooner. KX_ERR_UNAVAILABLE at once when NATS is not connected. */
 kx_err kx_bus_js_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
                             const kx_bus_meta *meta);
+/* The same with an optional Nats-Msg-Id (msg_id, may be NULL: JetStream drops a second
+ * message with the same id within the stream's duplicate window) and the stream sequence the
+ * message got (seq, may be NULL; 0 on failure). */
+kx_err kx_bus_js_publish_pb_ex(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
+                               const kx_bus_meta *meta, const char *msg_id, uint64_t *seq);
+/* Whether the message with sequence seq is still in stream (a work queue drops a message once
+ * it is acknowledged). KX_OK with *has; KX_ERR_UNAVAILABLE / TIMEOUT when NATS cannot tell. */
+kx_err kx_bus_js_stream_has(kx_bus *bus, const char *stream, uint64_t seq, bool *has);
 /* JetStream publish without waiting (order is kept per connection; failures are logged). */
 kx_err kx_bus_js_publish_pb_async(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
                                   const kx_bus_meta *meta);
