@@ -739,12 +739,19 @@ void run_stop(run *r, const char *reason)
     run_drop(r, why);
 }
 
-void run_abandon(run *r, const char *why)
+void run_handback(run *r, const char *why)
 {
     if (r->state == RUN_DEAD)
         return;
     cancel_work(r);
-    run_fail(r, why);
+    kx_err err = store_handback_run(r->owner->db, r->id, r->epoch, why);
+    if (err != KX_OK)
+        rlog(r, KX_LOG_WARN, "run: could not hand the run back (%s); the reaper will",
+             kx_err_str(err));
+    else
+        rlog(r, KX_LOG_INFO, "run: handed back to the queue: %s", why);
+    r->state = RUN_DEAD;
+    runner_release(r->owner, r);
 }
 
 void run_free(run *r)

@@ -98,8 +98,9 @@ kx_err run_start(runner *owner, const char *run_id, const store_claim *claim,
  * further writes or events. */
 void run_stop(run *r, const char *reason);
 
-/* Shutdown with the run still going: cancels its work and fails it (fenced). */
-void run_abandon(run *r, const char *why);
+/* Drain with the run still going: cancels its work and hands it back to the queue (fenced):
+ * another runner continues the thread; nothing more is written or published. */
+void run_handback(run *r, const char *why);
 
 /* Frees a released run (runner only). */
 void run_free(run *r);

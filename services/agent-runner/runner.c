@@ -125,12 +125,32 @@ int runner_free_slots(runner *r)
     return free_slots > 0 ? free_slots : 0;
 }
 
+static void handback_one(run *x, void *arg) { run_handback(x, arg); }
+
+/* The drain's deadline (a little before kx_svc's own): what is still held goes back. */
+static void on_drain_deadline(kx_loop *loop, void *arg)
+{
+    runner *r = arg;
+    r->drain_timer = NULL;
+    if (r->nheld == 0)
+        return;
+    kx_warn("runner: drain: %zu run(s) not finished in time; handing them back to the queue",
+            r->nheld);
+    runner_each(r, handback_one, "handed back: the agent-runner shut down before the run "
+                                 "finished");
+}
+
 void runner_drain(runner *r)
 {
     r->draining = true;
     kx_info("runner: draining: %zu run(s) held; taking no more", r->nheld);
-    if (r->nheld == 0)
+    if (r->nheld == 0) {
         kx_svc_exit(r->svc);
+        return;
+    }
+    int64_t t = r->cfg->drain_timeout_ms > 1000 ? r->cfg->drain_timeout_ms - 500
+                                                : r->cfg->drain_timeout_ms / 2;
+    r->drain_timer = kx_loop_timer(r->loop, t, on_drain_deadline, r);
 }
 
 void runner_each(runner *r, runner_each_fn fn, void *arg)
@@ -145,15 +165,15 @@ void runner_each(runner *r, runner_each_fn fn, void *arg)
     }
 }
 
-static void abandon_one(run *x, void *arg) { run_abandon(x, arg); }
-
 void runner_shutdown(runner *r, const char *why)
 {
+    kx_timer_cancel(r->drain_timer);
+    r->drain_timer = NULL;
     if (r->nheld == 0)
         return;
-    kx_warn("runner: exiting with %zu run(s) still held; failing them", r->nheld);
+    kx_warn("runner: exiting with %zu run(s) still held; handing them back", r->nheld);
     r->draining = false;   /* the loop is over: nothing left to signal */
-    runner_each(r, abandon_one, (void *)why);
+    runner_each(r, handback_one, (void *)why);
 }
 
 static void free_one(run *x, void *arg) { run_free(x); }

@@ -40,6 +40,7 @@ typedef struct runner {
 
     run *graveyard;               /* ended runs waiting to be freed (by bury_timer) */
     kx_timer *bury_timer;
+    kx_timer *drain_timer;        /* hands back what is still held before the drain ends */
     bool draining;
 } runner;
 
@@ -59,15 +60,17 @@ void runner_release(runner *r, run *run);
 /* How many more runs this instance takes now (0 while draining). Thread-safe. */
 int runner_free_slots(runner *r);
 
-/* Loop thread: stop taking runs; kx_svc_exit once none is held. */
+/* Loop thread: stop taking runs; kx_svc_exit once none is held. Runs still held 500 ms before
+ * KX_DRAIN_TIMEOUT_MS are handed back to the queue (run_handback), so a rolling deploy loses
+ * no run and the runner exits 0. */
 void runner_drain(runner *r);
 
 typedef void (*runner_each_fn)(run *run, void *arg);
 /* Calls fn for every held run; fn may release the run it gets. */
 void runner_each(runner *r, runner_each_fn fn, void *arg);
 
-/* On exit with runs still held (drain timed out): fails each of them (fenced) with the reason,
- * so they do not wait for the reaper. Loop thread (or after the loop stopped). */
+/* On exit with runs still held: hands each of them back to the queue (fenced) with the
+ * reason, so they do not wait for the reaper. Loop thread (or after the loop stopped). */
 void runner_shutdown(runner *r, const char *why);
 
 #endif

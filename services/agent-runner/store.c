@@ -56,6 +56,15 @@
     "SELECT EXISTS (SELECT 1 FROM f) OR EXISTS (SELECT 1 FROM agent_runs WHERE id=$1::uuid "  \
     "  AND lease_epoch=$2::bigint AND status=$3 AND error IS NOT DISTINCT FROM $4)"
 
+/* Drain: give a run we cannot finish back to the queue (epoch + 1, so anything of ours still in
+ * flight is fenced off; the attempt does not count; notice 'retried' makes the scheduler
+ * publish the status event and dispatch it again). Running it twice changes nothing more. */
+#define SQL_HANDBACK                                                                           \
+    "UPDATE agent_runs SET status='queued', lease_epoch=lease_epoch+1, "                      \
+    "  notice='retried', notice_epoch=lease_epoch+1, attempt=greatest(attempt-1, 0), "       \
+    "  error=$3, lease_expires_at=NULL, dispatched_at=NULL, dispatch_seq=NULL "               \
+    "WHERE id=$1::uuid AND lease_epoch=$2::bigint AND status='running'"
+
 #define SQL_LLM_MESSAGES                                                                       \
     "SELECT type, content::text FROM messages WHERE thread_id=$1 AND is_llm_message "          \
     "ORDER BY created_at"
@@ -64,6 +73,7 @@ static const kx_db_stmt STATEMENTS[] = {
     {"runner_claim", SQL_CLAIM},
     {"runner_insert_message", SQL_INSERT_MESSAGE},
     {"runner_finish", SQL_FINISH},
+    {"runner_handback", SQL_HANDBACK},
     {"runner_llm_messages", SQL_LLM_MESSAGES},
     KX_DB_STMT_END,
 };
@@ -144,6 +154,14 @@ kx_err store_finish_run(kx_db *db, const char *run_id, int64_t epoch, const char
     *won = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     return KX_OK;
+}
+
+kx_err store_handback_run(kx_db *db, const char *run_id, int64_t epoch, const char *why)
+{
+    char ep[24];
+    snprintf(ep, sizeof ep, "%" PRId64, epoch);
+    const char *params[] = {run_id, ep, why};
+    return kx_db_exec_cmd_idem(db, "runner_handback", 3, params, NULL);
 }
 
 kx_err store_load_llm_messages(kx_db *db, const char *thread_id, store_msg **msgs, size_t *n)

@@ -56,6 +56,10 @@ kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const 
 kx_err store_finish_run(kx_db *db, const char *run_id, int64_t epoch, const char *status,
                         const char *error, bool *won);
 
+/* Drain: running -> queued (fenced by epoch; epoch + 1; the attempt does not count; the
+ * scheduler announces and re-dispatches it). why goes to agent_runs.error until the claim. */
+kx_err store_handback_run(kx_db *db, const char *run_id, int64_t epoch, const char *why);
+
 /* One LLM message of a thread, as stored. */
 typedef struct store_msg {
     char type[32];

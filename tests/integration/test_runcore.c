@@ -12,7 +12,9 @@
  *   3. Postgres stopped and started again 3 s later (longer than the 2 s TTL) while a run
  *      waits on its model: the run completes, nobody reaped it;
  *   4. Postgres slow, not down, for 3 s (every write to agent_runs and runner_leases waits
- *      for a lock) while a run waits on its model: the run completes, nobody reaped it.
+ *      for a lock) while a run waits on its model: the run completes, nobody reaped it;
+ *   5. SIGTERM to a runner whose run cannot finish within KX_DRAIN_TIMEOUT_MS: the run goes
+ *      back to queued (not failed), the runner exits 0, and the next runner completes it.
  * Each case has accounts of its own. */
 #include <errno.h>
 #include <pthread.h>
@@ -371,6 +373,43 @@ static void test_slow_postgres_reaps_nothing(void **state)
     free(token);
 }
 
+/* ---- 5. drain hands runs back ---- */
+
+static void test_drain_hands_runs_back(void **state)
+{
+    char *token = new_account();
+    run r;
+    initiate(token, "sleep 6000\nsay finished after the deploy", &r);
+    wait_col(&r, "status", "running", 15000);
+    sleep_ms(300);
+    char *owner = run_col(&r, "lease_owner");
+    /* SIGTERM: the run cannot finish within KX_DRAIN_TIMEOUT_MS (3 s here): handed back,
+     * and the runner still exits 0. */
+    kx_th_proc *runner = proc("agent-runner");
+    int64_t t0 = kx_mono_ms();
+    assert_int_equal(kx_th_stack_proc_stop(&g_stack, runner), 0);
+    int64_t took = kx_mono_ms() - t0;
+    print_message("[ timing   ] the runner exited %lld ms after SIGTERM\n", (long long)took);
+    assert_true(took < 3500);
+    assert_run_col(&r, "status", "queued");
+    assert_run_col(&r, "lease_epoch", "2");
+    assert_run_col(&r, "attempt", "0");   /* a hand-back is not a failed attempt */
+    /* The next runner continues it. */
+    assert_int_equal(kx_th_stack_proc_start(&g_stack, runner, 15000), KX_OK);
+    kx_th_sse e;
+    read_stream(&r, token, &e);
+    assert_string_equal(e.data[e.n - 1], COMPLETED);
+    assert_true(stream_has(&e, "handed back: the agent-runner shut down"));
+    kx_th_sse_free(&e);
+    assert_run_col(&r, "status", "completed");
+    assert_run_col(&r, "attempt", "1");
+    char *owner2 = run_col(&r, "lease_owner");
+    assert_string_not_equal(owner, owner2);
+    free(owner);
+    free(owner2);
+    free(token);
+}
+
 /* ---- main ---- */
 
 static int start_stack(void **state)
@@ -396,6 +435,7 @@ int main(void)
         cmocka_unit_test_setup(test_revoked_lease_is_dropped_within_a_heartbeat, all_running),
         cmocka_unit_test_setup(test_postgres_restart_reaps_nothing, all_running),
         cmocka_unit_test_setup(test_slow_postgres_reaps_nothing, all_running),
+        cmocka_unit_test_setup(test_drain_hands_runs_back, all_running),
     };
     int failed = cmocka_run_group_tests_name("runcore", tests, start_stack, NULL);
     if (kx_th_stack_stop(&g_stack, failed != 0) != 0)
