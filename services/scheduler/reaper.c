@@ -13,7 +13,7 @@
  *    right after its reap, loses nothing): STOP on kx.run.ctl.<id> for the fenced epoch (a
  *    runner that is alive but slow lets go now; the heartbeat answer tells it too); the stream
  *    event on kx.run.ev.<id> — terminal "failed", or a non-terminal status saying the run was
- *    retried, carrying the new epoch; a retried run is dispatched again. Then the notice is
+ *    retried, carrying the new epoch (admission dispatches the retry). Then the notice is
  *    cleared by a compare-and-set on notice_epoch. Every publish carries a Nats-Msg-Id made of
  *    run id and epoch, so a notice published twice (crash between publish and clear) is
  *    stored once. NATS down: the notices wait in Postgres for the next tick.
@@ -81,11 +81,7 @@ static kx_err publish_notice(scheduler *s, const notice *n)
     snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, n->run_id);
     err = kx_bus_js_publish_pb_ex(bus, subject, &ev.base, &meta, msg_id, NULL);
     free(payload);
-    if (err != KX_OK)
-        return err;
-    if (retried && strcmp(n->status, "queued") == 0)
-        (void)sched_dispatch_queued(s, n->run_id);   /* else the sweep dispatches it */
-    return KX_OK;
+    return err;   /* a retried run is dispatched by admission, within the limits */
 }
 
 /* Publishes every pending notice, oldest first; stops at the first publish failure. */
@@ -172,8 +168,10 @@ static void on_reaper_tick(kx_loop *loop, void *arg)
         return;
     if (atomic_load(&s->migrated)) {
         reap(s);
-        if (kx_bus_connected(s->svc->bus))
+        if (kx_bus_connected(s->svc->bus)) {
             publish_notices(s);
+            (void)sched_admit(s);   /* slots freed by finished or reaped runs */
+        }
     }
     s->reaper_timer = kx_loop_timer(loop, s->cfg.reaper_interval_ms, on_reaper_tick, s);
     if (s->reaper_timer == NULL)

@@ -12,6 +12,7 @@
  *   lifecycle.c     bring-up (migrations, streams, consumer — retried until done),
  *                   readiness, SIGTERM drain
  *   submit.c        the JetStream consumer "scheduler" on kx.run.submit
+ *   admit.c         admission: per-account limits, one run per thread, fairness
  *   dispatch.c      publishing kx.v1.RunDispatch
  *   heartbeat.c     kx.run.hb requests -> renew the runner's one lease row; answer with the
  *                   leases it lost (O(1) per runner, bounded answer)
@@ -37,6 +38,7 @@ typedef struct sched_config {
     int64_t sweep_interval_ms;    /* KX_SWEEP_INTERVAL_MS */
     int64_t bus_timeout_ms;       /* KX_BUS_TIMEOUT_MS: longest wait for a JetStream ack */
     int64_t max_attempts;         /* KX_RUN_MAX_ATTEMPTS: a reaped run is retried below this */
+    int64_t max_parallel_runs;    /* KX_MAX_PARALLEL_RUNS: active runs per account */
 } sched_config;
 
 /* Most revoked leases one heartbeat answer carries (~60 B each: the answer stays far below
@@ -105,6 +107,9 @@ kx_err sched_store_reap(scheduler *s, bool reap_leases, long *rows);
  * notice, thread_id, project_id, attempt, status. */
 PGresult *sched_store_notices(scheduler *s, kx_err *err);
 kx_err sched_store_notice_done(scheduler *s, const char *run_id, int64_t notice_epoch);
+/* Admission (see store.c): marks dispatched and returns (rows as mark_dispatched) the waiting
+ * runs that may start now, at most batch. */
+PGresult *sched_store_admit(scheduler *s, int batch, kx_err *err);
 /* The sweep's candidates (queued, no dispatch yet or the last one over 10 s ago); rows: id,
  * thread_id, account_id, project_id, attempt, dispatch_seq. */
 PGresult *sched_store_sweep(scheduler *s, kx_err *err);
@@ -125,9 +130,12 @@ kx_err sched_submit_subscribe(scheduler *s);
 
 /* dispatch.c: publishes RunDispatch for row (attempt + 1) and records its stream sequence. */
 kx_err sched_dispatch(scheduler *s, const sched_run_row *row);
-/* mark dispatched + dispatch (+ unmark on failure): what the submit consumer and the notices
- * of retried runs do. KX_OK also when the run is not queued (nothing sent). */
+/* mark dispatched + dispatch (+ unmark on failure), for one run the sweep found lost. KX_OK also
+ * when the run is not queued (nothing sent). */
 kx_err sched_dispatch_queued(scheduler *s, const char *run_id);
+/* admit.c: one admission pass — dispatches every waiting run that per-account limits, one run
+ * per thread and fairness let start now. Called on each submit and each reaper tick. */
+kx_err sched_admit(scheduler *s);
 
 /* heartbeat.c */
 kx_err sched_heartbeat_subscribe(scheduler *s);

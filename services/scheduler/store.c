@@ -77,15 +77,41 @@ const kx_db_stmt sched_statements[] = {
     {"sched_notice_done",
      "UPDATE agent_runs SET notice = NULL, notice_epoch = NULL "
      "WHERE id = $1::uuid AND notice_epoch = $2::bigint"},
-    /* The sweep's candidates: queued runs never dispatched (2 s grace for the gateway's own
-     * submit) or dispatched over 10 s ago; the caller re-dispatches only those whose dispatch
-     * message is gone from the stream. Least recently looked at first. */
+    /* Admission: which waiting runs (queued, not dispatched) may be dispatched now.
+     *  - one active run per thread (multitask "enqueue"): only a thread's oldest waiting run,
+     *    and only when none of the thread's runs is active (running, or dispatched);
+     *  - per account at most $1 active runs (KX_MAX_PARALLEL_RUNS);
+     *  - fair: each account's 1st waiting run, then each account's 2nd, ... (round robin),
+     *    oldest first within a round, at most $2 per pass;
+     *  - one scheduler replica at a time (a transaction-scoped advisory lock: a replica that
+     *    does not get it admits nothing this pass), so replicas never exceed a limit together.
+     * Marks the picked runs dispatched and returns them. A lost answer loses nothing: the
+     * sweep takes a run marked dispatched without a recorded dispatch for lost after 10 s. */
+    {"sched_admit",
+     "WITH lk AS (SELECT pg_try_advisory_xact_lock(7743542548017916514) AS got), "
+     "act AS (SELECT account_id, thread_id FROM agent_runs WHERE status = 'running' "
+     "  OR (status = 'queued' AND dispatched_at IS NOT NULL)), "
+     "per_account AS (SELECT account_id, count(*) AS n FROM act GROUP BY account_id), "
+     "waiting AS (SELECT id, account_id, thread_id, created_at, row_number() OVER "
+     "  (PARTITION BY thread_id ORDER BY created_at, id) AS tn FROM agent_runs "
+     "  WHERE status = 'queued' AND dispatched_at IS NULL), "
+     "eligible AS (SELECT w.id, w.account_id, w.created_at, row_number() OVER "
+     "  (PARTITION BY w.account_id ORDER BY w.created_at, w.id) AS rn FROM waiting w "
+     "  WHERE w.tn = 1 AND NOT EXISTS (SELECT 1 FROM act WHERE act.thread_id = w.thread_id)), "
+     "pick AS (SELECT e.id FROM eligible e LEFT JOIN per_account p ON p.account_id = e.account_id "
+     "  WHERE (SELECT got FROM lk) AND e.rn <= $1::int - coalesce(p.n, 0) "
+     "  ORDER BY e.rn, e.created_at LIMIT $2::int) "
+     "UPDATE agent_runs r SET dispatched_at = now(), dispatch_seq = NULL FROM pick "
+     "WHERE r.id = pick.id AND r.status = 'queued' AND r.dispatched_at IS NULL "
+     "RETURNING r.id, r.thread_id, r.account_id, r.project_id, r.attempt"},
+    /* The sweep's candidates: queued runs dispatched over 10 s ago; the caller re-dispatches
+     * only those whose dispatch message is gone from the stream (or was never recorded).
+     * Least recently looked at first. (Runs never dispatched are admission's.) */
     {"sched_sweep",
      "SELECT id::text, thread_id::text, account_id::text, project_id::text, attempt, "
      "coalesce(dispatch_seq, 0) FROM agent_runs WHERE status = 'queued' AND "
-     "((dispatched_at IS NULL AND created_at < now() - interval '2 seconds') "
-     " OR dispatched_at < now() - interval '10 seconds') "
-     "ORDER BY dispatched_at NULLS FIRST, created_at LIMIT 100"},
+     "dispatched_at < now() - interval '10 seconds' "
+     "ORDER BY dispatched_at, created_at LIMIT 100"},
     /* A candidate whose dispatch is still in the stream: look at it again later. */
     {"sched_sweep_seen",
      "UPDATE agent_runs SET dispatched_at = now() WHERE id = $1::uuid AND status = 'queued' "
@@ -203,6 +229,17 @@ kx_err sched_store_notice_done(scheduler *s, const char *run_id, int64_t notice_
     snprintf(ep, sizeof ep, "%lld", (long long)notice_epoch);
     const char *params[] = {run_id, ep};
     return note(s, kx_db_exec_cmd_idem(s->db, "sched_notice_done", 2, params, NULL));
+}
+
+PGresult *sched_store_admit(scheduler *s, int batch, kx_err *err)
+{
+    char limit[24], n[16];
+    snprintf(limit, sizeof limit, "%lld", (long long)s->cfg.max_parallel_runs);
+    snprintf(n, sizeof n, "%d", batch);
+    const char *params[] = {limit, n};
+    PGresult *res = kx_db_exec_idem(s->db, "sched_admit", 2, params, err);
+    note(s, res != NULL ? KX_OK : *err);
+    return res;
 }
 
 PGresult *sched_store_sweep(scheduler *s, kx_err *err)

@@ -6,8 +6,8 @@
  * unsubscribe, which would pull it away from under the other replicas at every restart.
  *
  * Messages arrive on a cnats thread and are posted to the loop. For each kx.v1.RunSubmit:
- *   run row queued      -> set dispatched_at, publish RunDispatch, ack
- *   run not queued      -> ack (duplicate, already dispatched elsewhere, or stopped)
+ *   valid               -> an admission pass (admit.c: dispatches this run if limits allow,
+ *                          else it waits queued for a later pass), ack
  *   undecodable/invalid -> term (never redelivered) + log
  *   Postgres or JetStream unreachable -> nak with a delay (retried later)
  *   draining            -> nak at once (another replica takes it) */
@@ -76,7 +76,9 @@ static void handle_submit(kx_loop *loop, void *arg)
         return;
     }
 
-    kx_err err = sched_dispatch_queued(s, rs->run_id);
+    /* The row is the truth: admission dispatches this run now if its account, its thread and
+     * fairness allow, else later (each reaper tick); either way the submit is done. */
+    kx_err err = sched_admit(s);
 
     if (err == KX_OK) {
         settle(msg, "ack", natsMsg_Ack(msg, NULL));

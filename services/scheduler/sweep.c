@@ -1,10 +1,10 @@
 /* sweep.c — every KX_SWEEP_INTERVAL_MS, dispatch again the queued runs whose dispatch is lost,
- * and only those: a run never dispatched (no dispatched_at 2 s after creation: the gateway's
- * submit was lost, or the submit stream was wiped), or whose last dispatch was recorded over
- * 10 s ago and whose message is gone from the KX_RUN_DISPATCH work queue (a work queue keeps a
+ * and only those: a run whose last dispatch was marked over 10 s ago and whose message is gone
+ * from the KX_RUN_DISPATCH work queue, or was never recorded (a work queue keeps a
  * message until a runner acknowledges it, and redelivers it by itself when a runner died
  * holding it) or was never recorded. A run that waits in a backlog still has its message in
- * the stream and is left alone, so an overloaded queue does not fill up with duplicates. At
+ * the stream and is left alone, so an overloaded queue does not fill up with duplicates. (Runs
+ * never dispatched — a lost submit, a wiped stream — are admission's: admit.c, every tick.) At
  * most 100 candidates per sweep, least recently looked at first (one stream lookup each).
  * This is how Postgres rebuilds the queue: the bus only moves work, the agent_runs rows are
  * the truth. Runners claim with a compare-and-set, so a run dispatched twice still runs once. */

@@ -14,7 +14,10 @@
  *   4. Postgres slow, not down, for 3 s (every write to agent_runs and runner_leases waits
  *      for a lock) while a run waits on its model: the run completes, nobody reaped it;
  *   5. SIGTERM to a runner whose run cannot finish within KX_DRAIN_TIMEOUT_MS: the run goes
- *      back to queued (not failed), the runner exits 0, and the next runner completes it.
+ *      back to queued (not failed), the runner exits 0, and the next runner completes it;
+ *   6. per-account limit (KX_MAX_PARALLEL_RUNS = 3) and fairness with three accounts: one
+ *      account's six runs never run more than 3 at once, and the other two accounts' runs
+ *      start before its last three.
  * Each case has accounts of its own. */
 #include <errno.h>
 #include <pthread.h>
@@ -410,6 +413,88 @@ static void test_drain_hands_runs_back(void **state)
     free(token);
 }
 
+/* ---- 6. per-account limit and fairness ---- */
+
+typedef struct account_runs {
+    char *token;
+    run runs[6];
+    int n;
+} account_runs;
+
+/* How many of the account's runs are running right now. */
+static int running_of(const account_runs *a)
+{
+    int k = 0;
+    for (int i = 0; i < a->n; i++) {
+        char *st = run_col(&a->runs[i], "status");
+        k += strcmp(st, "running") == 0;
+        free(st);
+    }
+    return k;
+}
+
+static bool all_done(const account_runs *a)
+{
+    for (int i = 0; i < a->n; i++) {
+        char *st = run_col(&a->runs[i], "status");
+        bool done = strcmp(st, "completed") == 0;
+        free(st);
+        if (!done)
+            return false;
+    }
+    return true;
+}
+
+static void test_limits_and_fairness(void **state)
+{
+    /* Account A submits six runs (each on its own thread, each ~2 s at the model), then B and
+     * C two each. KX_MAX_PARALLEL_RUNS is 3 (the default): A never has more than 3 running,
+     * and B's and C's runs start while A's 4th-6th still wait — A cannot starve them. */
+    account_runs a = { .token = new_account(), .n = 6 }, b = { .token = new_account(), .n = 2 },
+         c = { .token = new_account(), .n = 2 };
+    for (int i = 0; i < a.n; i++)
+        initiate(a.token, "sleep 2000\nsay a", &a.runs[i]);
+    for (int i = 0; i < 2; i++) {
+        initiate(b.token, "sleep 2000\nsay b", &b.runs[i]);
+        initiate(c.token, "sleep 2000\nsay c", &c.runs[i]);
+    }
+    int max_a = 0, max_b = 0, max_c = 0;
+    int64_t give_up = kx_mono_ms() + 40000;
+    while (!(all_done(&a) && all_done(&b) && all_done(&c))) {
+        int ra = running_of(&a), rb = running_of(&b), rc = running_of(&c);
+        max_a = ra > max_a ? ra : max_a;
+        max_b = rb > max_b ? rb : max_b;
+        max_c = rc > max_c ? rc : max_c;
+        if (kx_mono_ms() > give_up)
+            fail_msg("runs not all completed within 40 s");
+        sleep_ms(50);
+    }
+    print_message("[ limits   ] most running at once: A %d, B %d, C %d\n", max_a, max_b, max_c);
+    assert_true(max_a <= 3);
+    assert_int_equal(max_a, 3);
+    assert_true(max_b >= 1 && max_c >= 1);
+    /* Fairness: every run of B and C started before A's last three did. */
+    char sql[400];
+    snprintf(sql, sizeof sql, "SELECT (SELECT max(started_at) FROM agent_runs WHERE account_id "
+             "IN ($2::uuid, $3::uuid)) < (SELECT min(started_at) FROM (SELECT started_at FROM "
+             "agent_runs WHERE account_id = $1::uuid ORDER BY started_at DESC LIMIT 3) x)");
+    char ids[3][KX_UUID_LEN + 1];
+    const account_runs *all[] = { &a, &b, &c };
+    for (int i = 0; i < 3; i++) {
+        char *acc = run_col(&all[i]->runs[0], "account_id");
+        snprintf(ids[i], sizeof ids[i], "%s", acc);
+        free(acc);
+    }
+    const char *p[] = { ids[0], ids[1], ids[2] };
+    char *fair = kx_th_sql_value(&g_stack, sql, 3, p);
+    assert_non_null(fair);
+    assert_string_equal(fair, "t");
+    free(fair);
+    free(a.token);
+    free(b.token);
+    free(c.token);
+}
+
 /* ---- main ---- */
 
 static int start_stack(void **state)
@@ -436,6 +521,7 @@ int main(void)
         cmocka_unit_test_setup(test_postgres_restart_reaps_nothing, all_running),
         cmocka_unit_test_setup(test_slow_postgres_reaps_nothing, all_running),
         cmocka_unit_test_setup(test_drain_hands_runs_back, all_running),
+        cmocka_unit_test_setup(test_limits_and_fairness, all_running),
     };
     int failed = cmocka_run_group_tests_name("runcore", tests, start_stack, NULL);
     if (kx_th_stack_stop(&g_stack, failed != 0) != 0)
