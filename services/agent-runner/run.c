@@ -123,6 +123,20 @@ static void run_drop(run *r, const char *why)
     runner_release(r->owner, r);
 }
 
+/* Postgres is unreachable (a restart, a failover): the run cannot go on, but it must not be
+ * lost. It is dropped here and handed back to the queue as soon as Postgres answers again
+ * (runner_handback_later retries the fenced hand-back), so another attempt continues the
+ * thread; without this the run would stay `running` under a runner whose lease stays alive. */
+static void run_park(run *r, const char *why)
+{
+    if (r->state == RUN_DEAD)
+        return;
+    runner_handback_later(r->owner, r->id, r->epoch);
+    run_drop(r, why);
+}
+
+static bool db_gone(kx_err err) { return err == KX_ERR_UNAVAILABLE || err == KX_ERR_TIMEOUT; }
+
 /* Publishes an event; takes payload (NULL = out of memory building it: logged). */
 static void publish(run *r, Kx__V1__RunEventKind kind, bool terminal, char *payload)
 {
@@ -171,7 +185,9 @@ static bool save_row(run *r, const char *type, bool is_llm, json_t *content, jso
     char why[300];
     snprintf(why, sizeof why, "internal error: could not save a %s message: %s", type,
              kx_err_str(err));
-    if (r->failing)
+    if (db_gone(err))
+        run_park(r, why);
+    else if (r->failing)
         run_drop(r, why);
     else
         run_fail(r, why);
@@ -204,9 +220,12 @@ static void run_finish(run *r, const char *status, const char *error)
     kx_err err = store_finish_run(r->owner->db, r->id, r->epoch, status, error, &won);
     if (err != KX_OK) {
         char why[200];
-        snprintf(why, sizeof why, "could not record the end of the run (%s); the reaper will "
-                 "end it", kx_err_str(err));
-        run_drop(r, why);
+        snprintf(why, sizeof why, "could not record the end of the run (%s); handed back once "
+                 "Postgres answers", kx_err_str(err));
+        if (db_gone(err))
+            run_park(r, why);
+        else
+            run_drop(r, why);
         return;
     }
     if (!won) {

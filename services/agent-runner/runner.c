@@ -10,6 +10,7 @@
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "run.h"
+#include "store.h"
 
 static size_t hash_id(const char *s, size_t nbuckets)
 {
@@ -165,6 +166,56 @@ void runner_each(runner *r, runner_each_fn fn, void *arg)
     }
 }
 
+struct runner_parked {
+    char id[40];
+    int64_t epoch;
+};
+
+#define PARKED_RETRY_MS 500
+#define PARKED_WHY "handed back: Postgres was unreachable while the run went on"
+
+static void retry_parked(kx_loop *loop, void *arg)
+{
+    runner *r = arg;
+    r->parked_timer = NULL;
+    size_t keep = 0;
+    for (size_t i = 0; i < r->nparked; i++) {
+        struct runner_parked *p = &r->parked[i];
+        kx_err err = store_handback_run(r->db, p->id, p->epoch, PARKED_WHY);
+        if (err == KX_ERR_UNAVAILABLE || err == KX_ERR_TIMEOUT) {
+            r->parked[keep++] = *p;   /* still unreachable: the rest would wait as well */
+            for (size_t j = i + 1; j < r->nparked; j++)
+                r->parked[keep++] = r->parked[j];
+            break;
+        }
+        kx_log(err == KX_OK ? KX_LOG_INFO : KX_LOG_WARN, p->id, NULL,
+               "runner: parked run %s handed back (%s)", p->id, kx_err_str(err));
+    }
+    r->nparked = keep;
+    if (r->nparked > 0)
+        r->parked_timer = kx_loop_timer(r->loop, PARKED_RETRY_MS, retry_parked, r);
+}
+
+void runner_handback_later(runner *r, const char *run_id, int64_t epoch)
+{
+    if (r->nparked == r->capparked) {
+        size_t cap = r->capparked ? r->capparked * 2 : 16;
+        struct runner_parked *np = realloc(r->parked, cap * sizeof *np);
+        if (np == NULL) {
+            kx_log(KX_LOG_ERROR, run_id, NULL, "runner: out of memory parking run %s; the "
+                   "reaper will not see it while this runner lives", run_id);
+            return;
+        }
+        r->parked = np;
+        r->capparked = cap;
+    }
+    snprintf(r->parked[r->nparked].id, sizeof r->parked[r->nparked].id, "%s", run_id);
+    r->parked[r->nparked].epoch = epoch;
+    r->nparked++;
+    if (r->parked_timer == NULL)
+        r->parked_timer = kx_loop_timer(r->loop, PARKED_RETRY_MS, retry_parked, r);
+}
+
 void runner_shutdown(runner *r, const char *why)
 {
     kx_timer_cancel(r->drain_timer);
@@ -186,6 +237,11 @@ void runner_free(runner *r)
         runner_each(r, free_one, NULL);
     kx_timer_cancel(r->bury_timer);
     r->bury_timer = NULL;
+    kx_timer_cancel(r->parked_timer);
+    if (r->nparked > 0)
+        kx_warn("runner: %zu parked run(s) not handed back (Postgres unreachable); the reaper "
+                "takes them once this runner's lease expires", r->nparked);
+    free(r->parked);
     bury(r->loop, r);
     free(r->buckets);
     llm_client_free(r->llm);

@@ -41,6 +41,10 @@ typedef struct runner {
     run *graveyard;               /* ended runs waiting to be freed (by bury_timer) */
     kx_timer *bury_timer;
     kx_timer *drain_timer;        /* hands back what is still held before the drain ends */
+    struct runner_parked *parked; /* runs dropped while Postgres was unreachable: handed back
+                                   * (fenced) once it answers again; parked_timer retries */
+    size_t nparked, capparked;
+    kx_timer *parked_timer;
     bool draining;
 } runner;
 
@@ -64,6 +68,11 @@ int runner_free_slots(runner *r);
  * KX_DRAIN_TIMEOUT_MS are handed back to the queue (run_handback), so a rolling deploy loses
  * no run and the runner exits 0. */
 void runner_drain(runner *r);
+
+/* Hands (run_id, epoch) back to the queue as soon as Postgres answers (retried every 500 ms on
+ * the loop; the hand-back is fenced by the epoch, so it is harmless if the run ended or was
+ * taken meanwhile). Loop thread. */
+void runner_handback_later(runner *r, const char *run_id, int64_t epoch);
 
 typedef void (*runner_each_fn)(run *run, void *arg);
 /* Calls fn for every held run; fn may release the run it gets. */

@@ -109,31 +109,52 @@ void gw_route_thread_start(gw_app *app, gw_request *req, gw_reply *reply)
     if (body == NULL)
         return;
     gw_run_options opts = {0};
-    const char *prompt = NULL;
-    if (!json_options(body, &opts, reply) || !gw_body_str(body, "prompt", NULL, &prompt, reply)) {
+    const char *prompt = NULL, *strategy_s = NULL;
+    if (!json_options(body, &opts, reply) || !gw_body_str(body, "prompt", NULL, &prompt, reply) ||
+        !gw_body_str(body, "multitask_strategy", "enqueue", &strategy_s, reply)) {
         json_decref(body);
         return;
     }
     if (prompt != NULL && prompt[0] == '\0')
         prompt = NULL;   /* an empty prompt adds no message */
+    gw_multitask strategy = GW_MULTITASK_ENQUEUE;
+    if (strcmp(strategy_s, "reject") == 0) {
+        strategy = GW_MULTITASK_REJECT;
+    } else if (strcmp(strategy_s, "interrupt") == 0) {
+        strategy = GW_MULTITASK_INTERRUPT;
+    } else if (strcmp(strategy_s, "enqueue") != 0) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                       "multitask_strategy must be enqueue, reject or interrupt");
+        json_decref(body);
+        return;
+    }
 
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL) {
         json_decref(body);
         return;
     }
-    char run_id[KX_UUID_LEN + 1];
+    char run_id[KX_UUID_LEN + 1], busy[KX_UUID_LEN + 1];
+    gw_stopped_run *stopped = NULL;
+    size_t nstopped = 0;
     bool created = false;
     if (gw_access_thread(db, req, req->id, reply)) {
-        kx_err err = gw_store_start(db, req->id, req->account, prompt, &opts, run_id);
+        kx_err err = gw_store_start_strategy(db, req->id, req->account, prompt, &opts, strategy,
+                                             run_id, busy, &stopped, &nstopped);
         if (err == KX_ERR_NOT_FOUND)   /* deleted since the access check */
             gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+        else if (err == KX_ERR_CONFLICT && busy[0] != '\0')
+            gw_reply_error(reply, MHD_HTTP_CONFLICT, "Thread %s already has an active agent run "
+                           "%s (multitask_strategy reject)", req->id, busy);
         else if (err != KX_OK)
             gw_reply_db_error(reply, err, "Failed to start agent run");
         created = err == KX_OK;
     }
     gw_db_put(app, db);
     json_decref(body);   /* prompt and the options point into it: not used below */
+    for (size_t i = 0; i < nstopped; i++)   /* interrupt: tell their runners and streams */
+        gw_publish_stop(app, req, stopped[i].id, stopped[i].epoch > 0 ? stopped[i].epoch - 1 : 0);
+    free(stopped);
     if (!created)
         return;
     gw_publish_submit(app, req, run_id, req->id);

@@ -67,6 +67,19 @@ const kx_db_stmt gw_store_statements[] = {
      "      RETURNING id) "
      "SELECT id::text FROM r"},
 
+    /* multitask_strategy (gw_store_start_strategy): inside one transaction, the thread row is
+     * locked first, so the statements after it see every run a concurrent start committed. */
+    {"gw_thread_lock",
+     "SELECT 1 FROM threads WHERE thread_id = $1::uuid AND account_id = $2::uuid FOR UPDATE"},
+    {"gw_thread_active",
+     "SELECT id::text FROM agent_runs WHERE thread_id = $1::uuid "
+     "AND status IN ('queued', 'running') ORDER BY created_at LIMIT 1"},
+    {"gw_thread_interrupt",
+     "UPDATE agent_runs SET status = 'stopped', completed_at = now(), "
+     "lease_epoch = lease_epoch + 1, lease_expires_at = NULL "
+     "WHERE thread_id = $1::uuid AND status IN ('queued', 'running') "
+     "RETURNING id::text, lease_epoch"},
+
     /* The stop compare-and-set of docs/architecture.md. */
     {"gw_run_stop",
      "UPDATE agent_runs SET status = 'stopped', completed_at = now(), "
@@ -229,6 +242,66 @@ kx_err gw_store_start(kx_db *db, const char *thread_id, const char *account, con
     copy_col(res, 0, run_id, KX_UUID_LEN + 1);
     PQclear(res);
     return KX_OK;
+}
+
+kx_err gw_store_start_strategy(kx_db *db, const char *thread_id, const char *account,
+                               const char *prompt, const gw_run_options *o,
+                               gw_multitask strategy, char run_id[KX_UUID_LEN + 1],
+                               char busy_run[KX_UUID_LEN + 1], gw_stopped_run **stopped,
+                               size_t *nstopped)
+{
+    *stopped = NULL;
+    *nstopped = 0;
+    busy_run[0] = '\0';
+    if (strategy == GW_MULTITASK_ENQUEUE)   /* the scheduler runs the thread's runs in turn */
+        return gw_store_start(db, thread_id, account, prompt, o, run_id);
+    kx_err err = kx_db_begin(db);
+    if (err != KX_OK)
+        return err;
+    const char *tp[] = {thread_id, account};
+    PGresult *res = NULL;
+    err = exec_rows(db, "gw_thread_lock", 2, tp, &res);
+    PQclear(res);
+    if (err == KX_OK && strategy == GW_MULTITASK_REJECT) {
+        err = exec_rows(db, "gw_thread_active", 1, tp, &res);
+        if (err == KX_OK) {
+            copy_col(res, 0, busy_run, KX_UUID_LEN + 1);
+            PQclear(res);
+            err = KX_ERR_CONFLICT;
+        } else if (err == KX_ERR_NOT_FOUND) {
+            err = KX_OK;
+        }
+    } else if (err == KX_OK) {   /* interrupt: stop every active run of the thread first */
+        err = exec_rows(db, "gw_thread_interrupt", 1, tp, &res);
+        if (err == KX_OK) {
+            int n = PQntuples(res);
+            *stopped = calloc((size_t)n, sizeof **stopped);
+            if (*stopped == NULL) {
+                err = KX_ERR_NOMEM;
+            } else {
+                for (int i = 0; i < n; i++) {
+                    copy_col(res, i, (*stopped)[i].id, sizeof (*stopped)[i].id);
+                    (*stopped)[i].epoch = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+                }
+                *nstopped = (size_t)n;
+            }
+            PQclear(res);
+        } else if (err == KX_ERR_NOT_FOUND) {
+            err = KX_OK;
+        }
+    }
+    if (err == KX_OK)
+        err = gw_store_start(db, thread_id, account, prompt, o, run_id);
+    if (err == KX_OK)
+        err = kx_db_commit(db);
+    else
+        kx_db_rollback(db);
+    if (err != KX_OK) {
+        free(*stopped);
+        *stopped = NULL;
+        *nstopped = 0;
+    }
+    return err;
 }
 
 kx_err gw_store_run_stop(kx_db *db, const char *run_id, bool *stopped, int64_t *new_epoch)

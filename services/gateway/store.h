@@ -57,6 +57,30 @@ kx_err gw_store_initiate(kx_db *db, const char *account, const char *project_nam
 kx_err gw_store_start(kx_db *db, const char *thread_id, const char *account, const char *prompt,
                       const gw_run_options *opts, char run_id[KX_UUID_LEN + 1]);
 
+/* POST /api/thread/{id}/agent/start's multitask_strategy: what a new run does to the thread's
+ * active (queued or running) run. */
+typedef enum gw_multitask {
+    GW_MULTITASK_ENQUEUE = 0,   /* default: waits its turn (the scheduler admits one per thread) */
+    GW_MULTITASK_REJECT,        /* refused while the thread has an active run */
+    GW_MULTITASK_INTERRUPT,     /* the active runs are stopped, then the new one is queued */
+} gw_multitask;
+
+/* A run stopped by an interrupt, with its epoch after the stop. */
+typedef struct gw_stopped_run {
+    char id[KX_UUID_LEN + 1];
+    int64_t epoch;
+} gw_stopped_run;
+
+/* gw_store_start with a strategy, in one transaction that first locks the thread row (so
+ * concurrent starts on a thread are serialised). REJECT with an active run: KX_ERR_CONFLICT and
+ * busy_run = that run. INTERRUPT: *stopped (malloc'd, caller frees) lists the runs it stopped;
+ * the caller publishes their STOP. */
+kx_err gw_store_start_strategy(kx_db *db, const char *thread_id, const char *account,
+                               const char *prompt, const gw_run_options *o,
+                               gw_multitask strategy, char run_id[KX_UUID_LEN + 1],
+                               char busy_run[KX_UUID_LEN + 1], gw_stopped_run **stopped,
+                               size_t *nstopped);
+
 /* The stop compare-and-set (queued|running -> stopped, epoch + 1). *stopped is false when the
  * run had already ended; otherwise *new_epoch is the epoch after the bump. */
 kx_err gw_store_run_stop(kx_db *db, const char *run_id, bool *stopped, int64_t *new_epoch);

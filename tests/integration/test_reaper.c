@@ -100,6 +100,7 @@ static pid_t start_scheduler(void)
     snprintf(log_path, sizeof log_path, "%s/scheduler.log", g_tmp);
     snprintf(bin, sizeof bin, "%s/services/scheduler/scheduler", KX_BUILD_DIR);
     const char *env[] = {port_env, nats_env, db_env, ttl, reaper, sweep, wall,
+                         "KX_MAX_PARALLEL_RUNS=1000",
                          "KX_LOG_LEVEL=debug", NULL};
     const char *argv[] = {bin, NULL};
     pid_t pid = 0;
@@ -189,10 +190,14 @@ static int group_teardown(void **state)
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-/* A new run row with the given extra column assignments, e.g. "status, started_at" /
+/* A new run row, on a thread of its own (g_thread becomes that thread: the scheduler admits one
+ * active run per thread), with the given extra column assignments, e.g. "status, started_at" /
  * "'running', now()". Returns its id in out. */
 static void insert_run(char out[KX_UUID_LEN + 1], const char *cols, const char *vals)
 {
+    kx_uuid_new(g_thread);
+    sql("INSERT INTO threads (thread_id, account_id, project_id) VALUES ('%s', '%s', '%s')",
+        g_thread, g_account, g_project);
     kx_uuid_new(out);
     sql("INSERT INTO agent_runs (id, thread_id, account_id, project_id%s%s) "
         "VALUES ('%s', '%s', '%s', '%s'%s%s)", cols[0] ? ", " : "", cols, out, g_thread,
