@@ -17,7 +17,10 @@
  *      back to queued (not failed), the runner exits 0, and the next runner completes it;
  *   6. per-account limit (KX_MAX_PARALLEL_RUNS = 3) and fairness with three accounts: one
  *      account's six runs never run more than 3 at once, and the other two accounts' runs
- *      start before its last three.
+ *      start before its last three;
+ *   7. double-texting on one thread: reject (409, nothing created), enqueue (the default: the
+ *      second run waits queued and starts after the first ended), interrupt (the running run
+ *      is stopped, the new one completes).
  * Each case has accounts of its own. */
 #include <errno.h>
 #include <pthread.h>
@@ -495,6 +498,83 @@ static void test_limits_and_fairness(void **state)
     free(c.token);
 }
 
+/* ---- 7. double-texting: multitask_strategy ---- */
+
+/* POST /api/thread/<thread>/agent/start with a prompt and a strategy (NULL: none given). */
+static json_t *start_on_thread(const char *token, const char *thread, const char *prompt,
+                               const char *strategy, long *status)
+{
+    char path[128], body[512];
+    snprintf(path, sizeof path, "/api/thread/%s/agent/start", thread);
+    if (strategy != NULL)
+        snprintf(body, sizeof body, "{\"prompt\": \"%s\", \"multitask_strategy\": \"%s\"}",
+                 prompt, strategy);
+    else
+        snprintf(body, sizeof body, "{\"prompt\": \"%s\"}", prompt);
+    return kx_th_json(&g_stack, "POST", path, token, body, status);
+}
+
+static void test_double_texting(void **state)
+{
+    char *token = new_account();
+    run first;
+    initiate(token, "sleep 3000\nsay first", &first);
+    wait_col(&first, "status", "running", 15000);
+
+    /* reject: 409 while the thread has an active run; nothing created */
+    long st = 0;
+    json_t *v = start_on_thread(token, first.thread_id, "say second", "reject", &st);
+    assert_int_equal(st, 409);
+    assert_non_null(strstr(json_string_value(json_object_get(v, "detail")), first.id));
+    json_decref(v);
+    char *n = run_col(&first, "(SELECT count(*) FROM agent_runs a WHERE a.thread_id = "
+                              "agent_runs.thread_id)");
+    assert_string_equal(n, "1");
+    free(n);
+    /* an unknown strategy is a 400 naming the field */
+    v = start_on_thread(token, first.thread_id, "x", "rollback", &st);
+    assert_int_equal(st, 400);
+    assert_non_null(strstr(json_string_value(json_object_get(v, "detail")),
+                           "multitask_strategy"));
+    json_decref(v);
+
+    /* enqueue (the default): the second run waits queued until the first one ended */
+    v = start_on_thread(token, first.thread_id, "say second", NULL, &st);
+    assert_int_equal(st, 200);
+    run second = first;
+    snprintf(second.id, sizeof second.id, "%s",
+             json_string_value(json_object_get(v, "agent_run_id")));
+    json_decref(v);
+    sleep_ms(1000);
+    assert_run_col(&second, "status", "queued");
+    assert_run_col(&first, "status", "running");
+    wait_col(&second, "status", "completed", 20000);
+    assert_run_col(&first, "status", "completed");
+    char sql[300];
+    snprintf(sql, sizeof sql, "SELECT (SELECT started_at FROM agent_runs WHERE id = $2::uuid) >= "
+             "(SELECT completed_at FROM agent_runs WHERE id = $1::uuid)");
+    const char *p[] = { first.id, second.id };
+    char *order = kx_th_sql_value(&g_stack, sql, 2, p);
+    assert_non_null(order);
+    assert_string_equal(order, "t");   /* never both running */
+    free(order);
+
+    /* interrupt: the running run is stopped, then the new one runs */
+    run third;
+    initiate(token, "sleep 8000\nsay interrupted", &third);
+    wait_col(&third, "status", "running", 15000);
+    v = start_on_thread(token, third.thread_id, "say took over", "interrupt", &st);
+    assert_int_equal(st, 200);
+    run fourth = third;
+    snprintf(fourth.id, sizeof fourth.id, "%s",
+             json_string_value(json_object_get(v, "agent_run_id")));
+    json_decref(v);
+    assert_run_col(&third, "status", "stopped");
+    wait_col(&fourth, "status", "completed", 20000);
+    assert_run_col(&third, "status", "stopped");
+    free(token);
+}
+
 /* ---- main ---- */
 
 static int start_stack(void **state)
@@ -522,6 +602,7 @@ int main(void)
         cmocka_unit_test_setup(test_slow_postgres_reaps_nothing, all_running),
         cmocka_unit_test_setup(test_drain_hands_runs_back, all_running),
         cmocka_unit_test_setup(test_limits_and_fairness, all_running),
+        cmocka_unit_test_setup(test_double_texting, all_running),
     };
     int failed = cmocka_run_group_tests_name("runcore", tests, start_stack, NULL);
     if (kx_th_stack_stop(&g_stack, failed != 0) != 0)
