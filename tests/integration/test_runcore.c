@@ -11,8 +11,9 @@
  *      streaming to it — instead of at its next write;
  *   3. Postgres stopped and started again 3 s later (longer than the 2 s TTL) while a run
  *      waits on its model: the run completes, nobody reaped it;
- *   4. Postgres slow, not down, for 3 s (every write to agent_runs and runner_leases waits
- *      for a lock) while a run waits on its model: the run completes, nobody reaped it;
+ *   4. Postgres slow, not down, for 3.5 s: first only the runner's message inserts wait for a
+ *      lock (its loop is held in libpq, its heartbeat thread is not), then every write to
+ *      agent_runs, runner_leases and messages does: the runs complete, nobody reaped them;
  *   5. SIGTERM to a runner whose run cannot finish within KX_DRAIN_TIMEOUT_MS: the run goes
  *      back to queued (not failed), the runner exits 0, and the next runner completes it;
  *   6. per-account limit (KX_MAX_PARALLEL_RUNS = 3) and fairness with three accounts: one
@@ -336,6 +337,7 @@ static void test_postgres_restart_reaps_nothing(void **state)
 
 typedef struct locker {
     pthread_t thread;
+    const char *tables;
     int64_t hold_ms;
     bool ok;
 } locker;
@@ -348,8 +350,9 @@ static void *hold_locks(void *arg)
         PQfinish(c);
         return NULL;
     }
-    PGresult *r = PQexec(c, "BEGIN; LOCK TABLE agent_runs, runner_leases, messages "
-                            "IN EXCLUSIVE MODE");
+    char sql[256];
+    snprintf(sql, sizeof sql, "BEGIN; LOCK TABLE %s IN EXCLUSIVE MODE", l->tables);
+    PGresult *r = PQexec(c, sql);
     l->ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     sleep_ms(l->hold_ms);
@@ -359,14 +362,16 @@ static void *hold_locks(void *arg)
     return NULL;
 }
 
-static void test_slow_postgres_reaps_nothing(void **state)
+/* Holds a write lock on tables for hold_ms while a run goes on; the run must complete on its
+ * first attempt. */
+static void slow_postgres_case(const char *tables, const char *prompt)
 {
     char *token = new_account();
     run r;
-    initiate(token, "sleep 6000\nsay survived the slow database", &r);
+    initiate(token, prompt, &r);
     wait_col(&r, "status", "running", 15000);
-    sleep_ms(300);
-    locker l = { .hold_ms = 3000 };   /* > the 2 s lease TTL, < the 5 s statement timeout */
+    sleep_ms(200);
+    locker l = { .tables = tables, .hold_ms = 3500 };   /* > the 2 s TTL, < the 5 s timeout */
     assert_int_equal(pthread_create(&l.thread, NULL, hold_locks, &l), 0);
     pthread_join(l.thread, NULL);
     assert_true(l.ok);
@@ -377,6 +382,17 @@ static void test_slow_postgres_reaps_nothing(void **state)
     assert_run_col(&r, "status", "completed");
     assert_run_col(&r, "attempt", "1");
     free(token);
+}
+
+static void test_slow_postgres_reaps_nothing(void **state)
+{
+    /* The runner's own writes hang (its loop is held in libpq for 3.5 s, longer than the
+     * TTL): its heartbeats, from their own thread, must keep its lease. */
+    slow_postgres_case("messages", "sleep 800\nsay survived a hung insert");
+    /* The scheduler's writes hang too (heartbeats and the reaper wait): a heartbeat written
+     * late is the scheduler's deafness, not the runner's death. */
+    slow_postgres_case("agent_runs, runner_leases, messages",
+                       "sleep 5000\nsay survived the slow database");
 }
 
 /* ---- 5. drain hands runs back ---- */
