@@ -8,6 +8,7 @@
 #ifndef GW_CONFIG_H
 #define GW_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "kx/err.h"
@@ -25,6 +26,9 @@ typedef struct gw_config {
     int64_t bus_timeout_ms;     /* KX_BUS_TIMEOUT_MS, 5000: deadline of the gateway's publishes */
     int64_t db_wait_ms;         /* longest wait for a pooled connection (KX_DB_STATEMENT_TIMEOUT_MS) */
     char *conninfo;             /* KX_DATABASE_URL (libpq URL or key=value string) */
+    int64_t max_parallel_runs;  /* KX_MAX_PARALLEL_RUNS, 3: active runs per account */
+    bool over_limit_reject;     /* KX_OVER_LIMIT: "queue" (default: the scheduler holds the
+                                 * run queued) or "reject" (429 at creation) */
 } gw_config;
 
 kx_err gw_config_load(gw_config *cfg);

@@ -58,6 +58,27 @@ static bool json_options(const json_t *body, gw_run_options *o, gw_reply *reply)
     return true;
 }
 
+/* 429 with Kortix's body (KX_OVER_LIMIT=reject). Frees over->thread_ids_json. */
+static void reply_over_limit(gw_reply *reply, gw_limit_info *over)
+{
+    char message[200];
+    snprintf(message, sizeof message, "Maximum of %lld parallel agent runs allowed within 24 "
+             "hours. You currently have %lld running.", (long long)over->limit, over->count);
+    json_t *threads = over->thread_ids_json ? json_loads(over->thread_ids_json, 0, NULL) : NULL;
+    free(over->thread_ids_json);
+    over->thread_ids_json = NULL;
+    gw_reply_json(reply, MHD_HTTP_TOO_MANY_REQUESTS,
+                  json_pack("{s:{s:s, s:o, s:I, s:I}}", "detail", "message", message,
+                            "running_thread_ids", threads ? threads : json_array(),
+                            "running_count", (json_int_t)over->count, "limit",
+                            (json_int_t)over->limit));
+}
+
+static int64_t reject_limit(const gw_app *app)
+{
+    return app->cfg.over_limit_reject ? app->cfg.max_parallel_runs : 0;
+}
+
 void gw_route_initiate(gw_app *app, gw_request *req, gw_reply *reply)
 {
     if (req->form == NULL) {
@@ -91,9 +112,15 @@ void gw_route_initiate(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     }
     char thread_id[KX_UUID_LEN + 1], run_id[KX_UUID_LEN + 1];
-    kx_err err = gw_store_initiate(db, req->account, name, prompt, &opts, thread_id, run_id);
+    gw_limit_info over;
+    kx_err err = gw_store_initiate_limited(db, req->account, name, prompt, &opts,
+                                           reject_limit(app), &over, thread_id, run_id);
     gw_db_put(app, db);
     free(name);
+    if (over.over) {
+        reply_over_limit(reply, &over);
+        return;
+    }
     if (err != KX_OK) {
         gw_reply_db_error(reply, err, "Failed to initiate agent session");
         return;
@@ -139,9 +166,13 @@ void gw_route_thread_start(gw_app *app, gw_request *req, gw_reply *reply)
     size_t nstopped = 0;
     bool created = false;
     if (gw_access_thread(db, req, req->id, reply)) {
+        gw_limit_info over;
         kx_err err = gw_store_start_strategy(db, req->id, req->account, prompt, &opts, strategy,
-                                             run_id, busy, &stopped, &nstopped);
-        if (err == KX_ERR_NOT_FOUND)   /* deleted since the access check */
+                                             reject_limit(app), &over, run_id, busy, &stopped,
+                                             &nstopped);
+        if (over.over)
+            reply_over_limit(reply, &over);
+        else if (err == KX_ERR_NOT_FOUND)   /* deleted since the access check */
             gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
         else if (err == KX_ERR_CONFLICT && busy[0] != '\0')
             gw_reply_error(reply, MHD_HTTP_CONFLICT, "Thread %s already has an active agent run "

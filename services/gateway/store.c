@@ -80,6 +80,13 @@ const kx_db_stmt gw_store_statements[] = {
      "WHERE thread_id = $1::uuid AND status IN ('queued', 'running') "
      "RETURNING id::text, lease_epoch"},
 
+    /* KX_OVER_LIMIT=reject: one creation per account at a time (transaction-scoped lock), so
+     * the count after it sees every run a concurrent creation committed. */
+    {"gw_account_lock", "SELECT pg_advisory_xact_lock(hashtext($1::text))"},
+    {"gw_account_active",
+     "SELECT count(*), coalesce(json_agg(DISTINCT thread_id)::text, '[]') FROM agent_runs "
+     "WHERE account_id = $1::uuid AND status IN ('queued', 'running')"},
+
     /* The stop compare-and-set of docs/architecture.md. */
     {"gw_run_stop",
      "UPDATE agent_runs SET status = 'stopped', completed_at = now(), "
@@ -244,16 +251,61 @@ kx_err gw_store_start(kx_db *db, const char *thread_id, const char *account, con
     return KX_OK;
 }
 
+kx_err gw_store_limit_check(kx_db *db, const char *account, int64_t limit, gw_limit_info *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *p[] = {account};
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_exec(db, "gw_account_lock", 1, p, &err);
+    PQclear(res);
+    if (res == NULL)
+        return err != KX_OK ? err : KX_ERR_INTERNAL;
+    res = kx_db_exec(db, "gw_account_active", 1, p, &err);
+    if (res == NULL)
+        return err != KX_OK ? err : KX_ERR_INTERNAL;
+    out->count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    out->limit = limit;
+    out->over = out->count >= limit;
+    if (out->over && (out->thread_ids_json = strdup(PQgetvalue(res, 0, 1))) == NULL)
+        err = KX_ERR_NOMEM;
+    PQclear(res);
+    return err;
+}
+
+kx_err gw_store_initiate_limited(kx_db *db, const char *account, const char *project_name,
+                                 const char *prompt, const gw_run_options *opts, int64_t limit,
+                                 gw_limit_info *over, char thread_id[KX_UUID_LEN + 1],
+                                 char run_id[KX_UUID_LEN + 1])
+{
+    memset(over, 0, sizeof *over);
+    if (limit <= 0)
+        return gw_store_initiate(db, account, project_name, prompt, opts, thread_id, run_id);
+    kx_err err = kx_db_begin(db);
+    if (err != KX_OK)
+        return err;
+    err = gw_store_limit_check(db, account, limit, over);
+    if (err == KX_OK && over->over)
+        err = KX_ERR_CONFLICT;
+    if (err == KX_OK)
+        err = gw_store_initiate(db, account, project_name, prompt, opts, thread_id, run_id);
+    if (err == KX_OK)
+        return kx_db_commit(db);
+    kx_db_rollback(db);
+    return err;
+}
+
 kx_err gw_store_start_strategy(kx_db *db, const char *thread_id, const char *account,
                                const char *prompt, const gw_run_options *o,
-                               gw_multitask strategy, char run_id[KX_UUID_LEN + 1],
-                               char busy_run[KX_UUID_LEN + 1], gw_stopped_run **stopped,
-                               size_t *nstopped)
+                               gw_multitask strategy, int64_t limit, gw_limit_info *over,
+                               char run_id[KX_UUID_LEN + 1], char busy_run[KX_UUID_LEN + 1],
+                               gw_stopped_run **stopped, size_t *nstopped)
 {
     *stopped = NULL;
     *nstopped = 0;
     busy_run[0] = '\0';
-    if (strategy == GW_MULTITASK_ENQUEUE)   /* the scheduler runs the thread's runs in turn */
+    memset(over, 0, sizeof *over);
+    /* enqueue without a limit to check: the scheduler runs the thread's runs in turn */
+    if (strategy == GW_MULTITASK_ENQUEUE && limit <= 0)
         return gw_store_start(db, thread_id, account, prompt, o, run_id);
     kx_err err = kx_db_begin(db);
     if (err != KX_OK)
@@ -262,6 +314,11 @@ kx_err gw_store_start_strategy(kx_db *db, const char *thread_id, const char *acc
     PGresult *res = NULL;
     err = exec_rows(db, "gw_thread_lock", 2, tp, &res);
     PQclear(res);
+    if (err == KX_OK && limit > 0) {
+        err = gw_store_limit_check(db, account, limit, over);
+        if (err == KX_OK && over->over)
+            err = KX_ERR_CONFLICT;
+    }
     if (err == KX_OK && strategy == GW_MULTITASK_REJECT) {
         err = exec_rows(db, "gw_thread_active", 1, tp, &res);
         if (err == KX_OK) {
@@ -271,7 +328,8 @@ kx_err gw_store_start_strategy(kx_db *db, const char *thread_id, const char *acc
         } else if (err == KX_ERR_NOT_FOUND) {
             err = KX_OK;
         }
-    } else if (err == KX_OK) {   /* interrupt: stop every active run of the thread first */
+    }
+    if (err == KX_OK && strategy == GW_MULTITASK_INTERRUPT) {   /* stop the thread's runs first */
         err = exec_rows(db, "gw_thread_interrupt", 1, tp, &res);
         if (err == KX_OK) {
             int n = PQntuples(res);

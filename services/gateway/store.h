@@ -71,15 +71,32 @@ typedef struct gw_stopped_run {
     int64_t epoch;
 } gw_stopped_run;
 
+/* KX_OVER_LIMIT=reject: the account's active (queued or running) runs. */
+typedef struct gw_limit_info {
+    bool over;                /* count >= limit: the new run is refused */
+    long long count;
+    int64_t limit;
+    char *thread_ids_json;    /* when over: JSON array of the active runs' threads (malloc'd) */
+} gw_limit_info;
+/* Inside a transaction: takes the account's creation lock, then counts. */
+kx_err gw_store_limit_check(kx_db *db, const char *account, int64_t limit, gw_limit_info *out);
+/* gw_store_initiate, refused (KX_ERR_CONFLICT, over->over) when the account already has limit
+ * active runs; limit 0: no check. */
+kx_err gw_store_initiate_limited(kx_db *db, const char *account, const char *project_name,
+                                 const char *prompt, const gw_run_options *opts, int64_t limit,
+                                 gw_limit_info *over, char thread_id[KX_UUID_LEN + 1],
+                                 char run_id[KX_UUID_LEN + 1]);
+
 /* gw_store_start with a strategy, in one transaction that first locks the thread row (so
- * concurrent starts on a thread are serialised). REJECT with an active run: KX_ERR_CONFLICT and
- * busy_run = that run. INTERRUPT: *stopped (malloc'd, caller frees) lists the runs it stopped;
- * the caller publishes their STOP. */
+ * concurrent starts on a thread are serialised). limit > 0: refused (KX_ERR_CONFLICT,
+ * over->over) when the account already has limit active runs. REJECT with an active run:
+ * KX_ERR_CONFLICT and busy_run = that run. INTERRUPT: *stopped (malloc'd, caller frees) lists
+ * the runs it stopped; the caller publishes their STOP. */
 kx_err gw_store_start_strategy(kx_db *db, const char *thread_id, const char *account,
                                const char *prompt, const gw_run_options *o,
-                               gw_multitask strategy, char run_id[KX_UUID_LEN + 1],
-                               char busy_run[KX_UUID_LEN + 1], gw_stopped_run **stopped,
-                               size_t *nstopped);
+                               gw_multitask strategy, int64_t limit, gw_limit_info *over,
+                               char run_id[KX_UUID_LEN + 1], char busy_run[KX_UUID_LEN + 1],
+                               gw_stopped_run **stopped, size_t *nstopped);
 
 /* The stop compare-and-set (queued|running -> stopped, epoch + 1). *stopped is false when the
  * run had already ended; otherwise *new_epoch is the epoch after the bump. */

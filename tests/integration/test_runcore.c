@@ -21,7 +21,10 @@
  *      start before its last three;
  *   7. double-texting on one thread: reject (409, nothing created), enqueue (the default: the
  *      second run waits queued and starts after the first ended), interrupt (the running run
- *      is stopped, the new one completes).
+ *      is stopped, the new one completes);
+ *   8. KX_OVER_LIMIT=reject on a second stack (KX_MAX_PARALLEL_RUNS=2): the third active run
+ *      of an account is refused with 429 and Kortix's body, on initiate and on thread start,
+ *      nothing is created, and runs are accepted again once the first ones ended.
  * Each case has accounts of its own. */
 #include <errno.h>
 #include <pthread.h>
@@ -440,15 +443,16 @@ typedef struct account_runs {
     int n;
 } account_runs;
 
-/* How many of the account's runs are running right now. */
+/* How many of the account's runs are running right now (one statement: one snapshot). */
 static int running_of(const account_runs *a)
 {
-    int k = 0;
-    for (int i = 0; i < a->n; i++) {
-        char *st = run_col(&a->runs[i], "status");
-        k += strcmp(st, "running") == 0;
-        free(st);
-    }
+    char *acc = run_col(&a->runs[0], "account_id");
+    const char *p[] = { acc };
+    char *n = kx_th_sql_value(&g_stack, "SELECT count(*) FROM agent_runs WHERE account_id = "
+                              "$1::uuid AND status = 'running'", 1, p);
+    int k = n != NULL ? atoi(n) : 0;
+    free(n);
+    free(acc);
     return k;
 }
 
@@ -591,6 +595,86 @@ static void test_double_texting(void **state)
     free(token);
 }
 
+/* ---- 8. KX_OVER_LIMIT=reject (a second stack, KX_MAX_PARALLEL_RUNS=2) ---- */
+
+static kx_th_stack g_reject_stack;
+
+static void test_over_limit_rejects_with_429(void **state)
+{
+    char account[KX_UUID_LEN + 1];
+    kx_uuid_new(account);
+    char *token = kx_th_stack_token(&g_reject_stack, account);
+    const char *pairs[] = { "prompt", "sleep 3000\nsay busy", NULL };
+    char *ctype = NULL;
+    size_t len = 0;
+    char *body = kx_th_form_multipart(pairs, &ctype, &len);
+    char thread[KX_UUID_LEN + 1] = "";
+    for (int i = 0; i < 2; i++) {
+        kx_http_resp resp = { 0 };
+        assert_int_equal(kx_th_http(&g_reject_stack, "POST", "/api/agent/initiate", token, ctype,
+                                    body, len, &resp), KX_OK);
+        assert_int_equal(resp.status, 200);
+        json_t *v = json_loads(resp.body, 0, NULL);
+        snprintf(thread, sizeof thread, "%s", json_string_value(json_object_get(v, "thread_id")));
+        json_decref(v);
+        kx_http_resp_free(&resp);
+    }
+    /* the third, while two are active: 429 with Kortix's body; nothing created */
+    kx_http_resp resp = { 0 };
+    assert_int_equal(kx_th_http(&g_reject_stack, "POST", "/api/agent/initiate", token, ctype,
+                                body, len, &resp), KX_OK);
+    assert_int_equal(resp.status, 429);
+    json_t *v = json_loads(resp.body, 0, NULL);
+    json_t *d = json_object_get(v, "detail");
+    assert_non_null(d);
+    assert_int_equal(json_integer_value(json_object_get(d, "limit")), 2);
+    assert_int_equal(json_integer_value(json_object_get(d, "running_count")), 2);
+    assert_int_equal(json_array_size(json_object_get(d, "running_thread_ids")), 2);
+    assert_non_null(strstr(json_string_value(json_object_get(d, "message")),
+                           "Maximum of 2 parallel agent runs allowed"));
+    json_decref(v);
+    kx_http_resp_free(&resp);
+    const char *p[] = { account };
+    char *n = kx_th_sql_value(&g_reject_stack, "SELECT count(*) FROM agent_runs WHERE "
+                              "account_id = $1::uuid", 1, p);
+    assert_string_equal(n, "2");
+    free(n);
+    /* a start on an existing thread is refused the same way */
+    char path[128];
+    snprintf(path, sizeof path, "/api/thread/%s/agent/start", thread);
+    long st = 0;
+    v = kx_th_json(&g_reject_stack, "POST", path, token, "{\"prompt\": \"say more\"}", &st);
+    assert_int_equal(st, 429);
+    json_decref(v);
+    /* once they ended, runs are accepted again */
+    int64_t give_up = kx_mono_ms() + 30000;
+    for (;;) {
+        n = kx_th_sql_value(&g_reject_stack, "SELECT count(*) FROM agent_runs WHERE account_id = "
+                            "$1::uuid AND status IN ('queued', 'running')", 1, p);
+        bool idle = n != NULL && strcmp(n, "0") == 0;
+        free(n);
+        if (idle)
+            break;
+        if (kx_mono_ms() > give_up)
+            fail_msg("the two runs did not end within 30 s");
+        sleep_ms(100);
+    }
+    assert_int_equal(kx_th_http(&g_reject_stack, "POST", "/api/agent/initiate", token, ctype,
+                                body, len, &resp), KX_OK);
+    assert_int_equal(resp.status, 200);
+    kx_http_resp_free(&resp);
+    free(body);
+    free(ctype);
+    free(token);
+}
+
+static int start_reject_stack(void **state)
+{
+    const char *env[] = { "KX_OVER_LIMIT=reject", "KX_MAX_PARALLEL_RUNS=2", NULL };
+    kx_th_stack_opts opts = { .env = env };
+    return kx_th_stack_start(&opts, &g_reject_stack) == KX_OK ? 0 : -1;
+}
+
 /* ---- main ---- */
 
 static int start_stack(void **state)
@@ -620,8 +704,15 @@ int main(void)
         cmocka_unit_test_setup(test_limits_and_fairness, all_running),
         cmocka_unit_test_setup(test_double_texting, all_running),
     };
+    const struct CMUnitTest reject[] = {
+        cmocka_unit_test(test_over_limit_rejects_with_429),
+    };
     int failed = cmocka_run_group_tests_name("runcore", tests, start_stack, NULL);
     if (kx_th_stack_stop(&g_stack, failed != 0) != 0)
         failed++;
-    return failed != 0;
+    int rfailed = cmocka_run_group_tests_name("over_limit_reject", reject, start_reject_stack,
+                                              NULL);
+    if (kx_th_stack_stop(&g_reject_stack, rfailed != 0) != 0)
+        rfailed++;
+    return failed + rfailed != 0;
 }
