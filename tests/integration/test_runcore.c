@@ -22,6 +22,8 @@
  *   7. double-texting on one thread: reject (409, nothing created), enqueue (the default: the
  *      second run waits queued and starts after the first ended), interrupt (the running run
  *      is stopped, the new one completes);
+ *   9. two scheduler replicas: a killed runner's run is reaped and announced once (epoch and
+ *      attempt bumped once, one "retried" event) and completes;
  *   8. KX_OVER_LIMIT=reject on a second stack (KX_MAX_PARALLEL_RUNS=2): the third active run
  *      of an account is refused with 429 and Kortix's body, on initiate and on thread start,
  *      nothing is created, and runs are accepted again once the first ones ended.
@@ -595,6 +597,59 @@ static void test_double_texting(void **state)
     free(token);
 }
 
+/* ---- 9. two scheduler replicas: a dead runner's run is reaped once ---- */
+
+static void test_two_schedulers_reap_once(void **state)
+{
+    /* A second scheduler on the same stack, with its own ops port. */
+    size_t n = 0;
+    while (g_stack.env[n] != NULL)
+        n++;
+    const char **env = calloc(n + 2, sizeof *env);
+    assert_non_null(env);
+    for (size_t i = 0; i < n; i++)
+        env[i] = g_stack.env[i];
+    char own[64], log_path[600], url[128];
+    uint16_t port = kx_th_free_port();
+    snprintf(own, sizeof own, "KX_HEALTH_PORT=%u", port);
+    env[n] = own;
+    snprintf(log_path, sizeof log_path, "%s/scheduler-2.log", g_stack.dir);
+    kx_th_proc *first = proc("scheduler");
+    const char *argv[] = { first->path, NULL };
+    pid_t second = 0;
+    assert_int_equal(kx_th_spawn(argv, env, log_path, &second), KX_OK);
+    free(env);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/readyz", port);
+    assert_int_equal(kx_th_wait_http(url, 20000), KX_OK);
+
+    char *token = new_account();
+    run r;
+    initiate(token, "hang 1\nsay answered once", &r);
+    wait_col(&r, "status", "running", 15000);
+    sleep_ms(300);
+    kx_th_proc *runner = proc("agent-runner");
+    sigkill(runner);
+    wait_col(&r, "status", "queued", 10000);
+    /* Both replicas reap and publish every tick: give them several ticks to do it twice. */
+    sleep_ms(1500);
+    assert_run_col(&r, "lease_epoch", "2");
+    assert_run_col(&r, "attempt", "1");
+    assert_int_equal(kx_th_stack_proc_start(&g_stack, runner, 15000), KX_OK);
+    wait_col(&r, "status", "completed", 20000);
+    assert_run_col(&r, "attempt", "2");
+    assert_run_col(&r, "lease_epoch", "3");
+    kx_th_sse e;
+    read_stream(&r, token, &e);
+    assert_string_equal(e.data[e.n - 1], COMPLETED);
+    size_t retried = 0;
+    for (size_t i = 0; i < e.n; i++)
+        retried += strstr(e.data[i], "Agent run retried") != NULL;
+    assert_int_equal(retried, 1);
+    kx_th_sse_free(&e);
+    assert_int_equal(kx_th_kill(second), 0);   /* SIGTERM: drains and exits 0 */
+    free(token);
+}
+
 /* ---- 8. KX_OVER_LIMIT=reject (a second stack, KX_MAX_PARALLEL_RUNS=2) ---- */
 
 static kx_th_stack g_reject_stack;
@@ -703,6 +758,7 @@ int main(void)
         cmocka_unit_test_setup(test_drain_hands_runs_back, all_running),
         cmocka_unit_test_setup(test_limits_and_fairness, all_running),
         cmocka_unit_test_setup(test_double_texting, all_running),
+        cmocka_unit_test_setup(test_two_schedulers_reap_once, all_running),
     };
     const struct CMUnitTest reject[] = {
         cmocka_unit_test(test_over_limit_rejects_with_429),
