@@ -24,11 +24,11 @@ struct heartbeat {
     pthread_t thread;
     bool started;
     atomic_bool stop;
-    char runner_id[128];          /* copied: the thread reads nothing the loop writes */
+    char runner_id[128]; /* copied: the thread reads nothing the loop writes */
     int64_t interval_ms;
-    int64_t since_ms;             /* thread only */
-    bool warned;                  /* thread only: failures logged once until one succeeds */
-    kx_timer *db_timer;           /* loop: /readyz view of Postgres */
+    int64_t since_ms;   /* thread only */
+    bool warned;        /* thread only: failures logged once until one succeeds */
+    kx_timer *db_timer; /* loop: /readyz view of Postgres */
 };
 
 /* The loop side: drop the runs whose lease was revoked. */
@@ -45,13 +45,14 @@ static void drop_revoked(kx_loop *loop, void *arg)
     for (size_t i = 0; i < b->n; i++) {
         run *x = runner_find(b->r, b->ids[i]);
         if (x == NULL || x->epoch >= b->epochs[i])
-            continue;   /* not held (any more), or held at a newer epoch (claimed again) */
+            continue; /* not held (any more), or held at a newer epoch (claimed again) */
         char why[120];
         snprintf(why, sizeof why, "lease revoked: the run is at epoch %lld now, we held %lld",
                  (long long)b->epochs[i], (long long)x->epoch);
         kx_counter_add(kx_metrics_counter("kx_runner_leases_revoked_total", "",
                                           "Runs dropped because a heartbeat answer said their "
-                                          "lease was taken away"), 1);
+                                          "lease was taken away"),
+                       1);
         run_stop(x, why);
     }
     free(b->ids);
@@ -110,8 +111,8 @@ static bool beat(heartbeat *h)
     if (err != KX_OK) {
         if (!h->warned)
             kx_warn("heartbeat: no answer on %s: %s (the scheduler may take our runs for dead "
-                    "if this lasts longer than the lease TTL)", KX_SUBJ_RUN_HB,
-                    kx_err_str(err));
+                    "if this lasts longer than the lease TTL)",
+                    KX_SUBJ_RUN_HB, kx_err_str(err));
         h->warned = true;
         return false;
     }
@@ -136,7 +137,7 @@ static bool beat(heartbeat *h)
         h->since_ms = a->truncated ? a->watermark_ms : a->watermark_ms - REVOKED_OVERLAP_MS;
     bool more = a->truncated;
     kx_pb_free(a);
-    if (more)   /* the rest of the revocations, at once */
+    if (more) /* the rest of the revocations, at once */
         return beat(h);
     return true;
 }

@@ -112,10 +112,11 @@ int main(void)
     int code = 1;
     if (start(&a) == KX_OK)
         code = kx_svc_run(&a.svc);
-    dispatch_free(a.dispatch);   /* before the bus closes: the subscription is on it */
+    dispatch_free(a.dispatch); /* before the bus closes: the subscription is on it */
     if (a.runner != NULL)
-        runner_shutdown(a.runner, "handed back: the agent-runner shut down before the run "
-                                  "finished");
+        runner_shutdown(a.runner,
+                        "handed back: the agent-runner shut down before the run "
+                        "finished");
     heartbeat_free(a.heartbeat);
     runner_free(a.runner);
     kx_curlm_free(a.curlm);

@@ -14,7 +14,7 @@
 
 static size_t hash_id(const char *s, size_t nbuckets)
 {
-    size_t h = 1469598103934665603ull;   /* FNV-1a */
+    size_t h = 1469598103934665603ull; /* FNV-1a */
     for (; *s; s++) {
         h ^= (unsigned char)*s;
         h *= 1099511628211ull;
@@ -22,8 +22,7 @@ static size_t hash_id(const char *s, size_t nbuckets)
     return h & (nbuckets - 1);
 }
 
-kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *curlm,
-                  runner **out)
+kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *curlm, runner **out)
 {
     *out = NULL;
     runner *r = calloc(1, sizeof *r);
@@ -126,7 +125,10 @@ int runner_free_slots(runner *r)
     return free_slots > 0 ? free_slots : 0;
 }
 
-static void handback_one(run *x, void *arg) { run_handback(x, arg); }
+static void handback_one(run *x, void *arg)
+{
+    run_handback(x, arg);
+}
 
 /* The drain's deadline (a little before kx_svc's own): what is still held goes back. */
 static void on_drain_deadline(kx_loop *loop, void *arg)
@@ -137,8 +139,9 @@ static void on_drain_deadline(kx_loop *loop, void *arg)
         return;
     kx_warn("runner: drain: %zu run(s) not finished in time; handing them back to the queue",
             r->nheld);
-    runner_each(r, handback_one, "handed back: the agent-runner shut down before the run "
-                                 "finished");
+    runner_each(r, handback_one,
+                "handed back: the agent-runner shut down before the run "
+                "finished");
 }
 
 void runner_drain(runner *r)
@@ -159,7 +162,7 @@ void runner_each(runner *r, runner_each_fn fn, void *arg)
     for (size_t b = 0; b < r->nbuckets; b++) {
         run *x = r->buckets[b];
         while (x) {
-            run *next = x->hnext;   /* fn may release x */
+            run *next = x->hnext; /* fn may release x */
             fn(x, arg);
             x = next;
         }
@@ -183,7 +186,7 @@ static void retry_parked(kx_loop *loop, void *arg)
         struct runner_parked *p = &r->parked[i];
         kx_err err = store_handback_run(r->db, p->id, p->epoch, PARKED_WHY);
         if (err == KX_ERR_UNAVAILABLE || err == KX_ERR_TIMEOUT) {
-            r->parked[keep++] = *p;   /* still unreachable: the rest would wait as well */
+            r->parked[keep++] = *p; /* still unreachable: the rest would wait as well */
             for (size_t j = i + 1; j < r->nparked; j++)
                 r->parked[keep++] = r->parked[j];
             break;
@@ -202,8 +205,10 @@ void runner_handback_later(runner *r, const char *run_id, int64_t epoch)
         size_t cap = r->capparked ? r->capparked * 2 : 16;
         struct runner_parked *np = realloc(r->parked, cap * sizeof *np);
         if (np == NULL) {
-            kx_log(KX_LOG_ERROR, run_id, NULL, "runner: out of memory parking run %s; the "
-                   "reaper will not see it while this runner lives", run_id);
+            kx_log(KX_LOG_ERROR, run_id, NULL,
+                   "runner: out of memory parking run %s; the "
+                   "reaper will not see it while this runner lives",
+                   run_id);
             return;
         }
         r->parked = np;
@@ -223,11 +228,14 @@ void runner_shutdown(runner *r, const char *why)
     if (r->nheld == 0)
         return;
     kx_warn("runner: exiting with %zu run(s) still held; handing them back", r->nheld);
-    r->draining = false;   /* the loop is over: nothing left to signal */
+    r->draining = false; /* the loop is over: nothing left to signal */
     runner_each(r, handback_one, (void *)why);
 }
 
-static void free_one(run *x, void *arg) { run_free(x); }
+static void free_one(run *x, void *arg)
+{
+    run_free(x);
+}
 
 void runner_free(runner *r)
 {
@@ -240,7 +248,8 @@ void runner_free(runner *r)
     kx_timer_cancel(r->parked_timer);
     if (r->nparked > 0)
         kx_warn("runner: %zu parked run(s) not handed back (Postgres unreachable); the reaper "
-                "takes them once this runner's lease expires", r->nparked);
+                "takes them once this runner's lease expires",
+                r->nparked);
     free(r->parked);
     bury(r->loop, r);
     free(r->buckets);

@@ -21,24 +21,24 @@
 typedef struct run run;
 
 typedef struct runner {
-    const runner_config *cfg;     /* borrowed */
-    kx_svc *svc;                  /* borrowed: loop, bus, instance id, drain */
+    const runner_config *cfg; /* borrowed */
+    kx_svc *svc;              /* borrowed: loop, bus, instance id, drain */
     kx_loop *loop;
     kx_bus *bus;
-    kx_db *db;                    /* borrowed; loop thread only */
-    kx_curlm *curlm;              /* borrowed */
-    kx_bus_async *async;          /* owned: tool-call requests */
-    llm_client *llm;              /* owned */
-    const char *instance_id;      /* lease owner and heartbeat runner_id */
+    kx_db *db;               /* borrowed; loop thread only */
+    kx_curlm *curlm;         /* borrowed */
+    kx_bus_async *async;     /* owned: tool-call requests */
+    llm_client *llm;         /* owned */
+    const char *instance_id; /* lease owner and heartbeat runner_id */
 
-    run **buckets;                /* held runs, chained by run->hnext */
+    run **buckets; /* held runs, chained by run->hnext */
     size_t nbuckets;
     size_t nheld;
-    atomic_int held;              /* == nheld, readable from other threads */
-    atomic_int reserved;          /* dispatches fetched but not handled yet (fetcher adds) */
-    atomic_bool db_ok;            /* last known Postgres reachability, for /readyz */
+    atomic_int held;     /* == nheld, readable from other threads */
+    atomic_int reserved; /* dispatches fetched but not handled yet (fetcher adds) */
+    atomic_bool db_ok;   /* last known Postgres reachability, for /readyz */
 
-    run *graveyard;               /* ended runs waiting to be freed (by bury_timer) */
+    run *graveyard; /* ended runs waiting to be freed (by bury_timer) */
     kx_timer *bury_timer;
     kx_timer *drain_timer;        /* hands back what is still held before the drain ends */
     struct runner_parked *parked; /* runs dropped while Postgres was unreachable: handed back
@@ -48,8 +48,7 @@ typedef struct runner {
     bool draining;
 } runner;
 
-kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *curlm,
-                  runner **out);
+kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *curlm, runner **out);
 /* Frees the runner and any run it still holds, without writes (see runner_shutdown). Call
  * after the loop stopped, before the loop is freed. */
 void runner_free(runner *r);

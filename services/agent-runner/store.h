@@ -26,8 +26,8 @@ typedef struct store_claim {
     char thread_id[40];
     char account_id[40];
     char project_id[40];
-    char model_name[128];   /* agent_runs.metadata.model_name, "" if none */
-    int64_t started_at_ms;  /* unix ms the claim set started_at to: the wall time counts from it */
+    char model_name[128];  /* agent_runs.metadata.model_name, "" if none */
+    int64_t started_at_ms; /* unix ms the claim set started_at to: the wall time counts from it */
 } store_claim;
 
 /* queued -> running for this runner (a fresh claim id each call; retried after a lost answer,
@@ -40,7 +40,7 @@ kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t
 /* A saved messages row. */
 typedef struct store_row {
     char message_id[40];
-    char created_at[48];   /* ISO 8601, as Postgres prints timestamptz in JSON */
+    char created_at[48]; /* ISO 8601, as Postgres prints timestamptz in JSON */
     char updated_at[48];
 } store_row;
 
@@ -63,7 +63,7 @@ kx_err store_handback_run(kx_db *db, const char *run_id, int64_t epoch, const ch
 /* One LLM message of a thread, as stored. */
 typedef struct store_msg {
     char type[32];
-    char *content;   /* the jsonb as text (an object, or a string holding JSON); malloc'd */
+    char *content; /* the jsonb as text (an object, or a string holding JSON); malloc'd */
 } store_msg;
 
 /* The thread's is_llm_message rows in created_at order. *msgs is malloc'd; free with

@@ -71,7 +71,8 @@ kx_err gw_config_load(gw_config *cfg)
         cfg->jwt_secret_len = strlen(secret);
     }
 
-    if (err == KX_OK && (cfg->bind_addr == NULL || cfg->conninfo == NULL || cfg->jwt_secret == NULL))
+    if (err == KX_OK &&
+        (cfg->bind_addr == NULL || cfg->conninfo == NULL || cfg->jwt_secret == NULL))
         err = KX_ERR_NOMEM;
     if (err != KX_OK)
         gw_config_free(cfg);

@@ -20,7 +20,7 @@
 #include "store.h"
 #include "text.h"
 
-#define PROJECT_NAME_CHARS 30   /* Kortix: the prompt's first 30 characters + "..." */
+#define PROJECT_NAME_CHARS 30 /* Kortix: the prompt's first 30 characters + "..." */
 
 /* The run options of the initiate form. */
 static bool form_options(const gw_form *form, gw_run_options *o, gw_reply *reply)
@@ -31,8 +31,7 @@ static bool form_options(const gw_form *form, gw_run_options *o, gw_reply *reply
     if (!gw_form_text(form, "model_name", true, &o->model_name, reply) ||
         !gw_form_text(form, "reasoning_effort", true, &effort, reply) ||
         !gw_form_bool(form, "enable_thinking", false, &o->enable_thinking, reply) ||
-        !gw_form_bool(form, "enable_context_manager", false, &o->enable_context_manager,
-                      reply) ||
+        !gw_form_bool(form, "enable_context_manager", false, &o->enable_context_manager, reply) ||
         !gw_form_bool(form, "stream", true, &stream_unused, reply))
         return false;
     if (effort != NULL)
@@ -48,8 +47,7 @@ static bool json_options(const json_t *body, gw_run_options *o, gw_reply *reply)
     if (!gw_body_str(body, "model_name", NULL, &o->model_name, reply) ||
         !gw_body_str(body, "reasoning_effort", NULL, &effort, reply) ||
         !gw_body_bool(body, "enable_thinking", false, &o->enable_thinking, reply) ||
-        !gw_body_bool(body, "enable_context_manager", false, &o->enable_context_manager,
-                      reply) ||
+        !gw_body_bool(body, "enable_context_manager", false, &o->enable_context_manager, reply) ||
         !gw_body_bool(body, "stream", true, &stream_unused, reply))
         return false;
     if (o->model_name != NULL && o->model_name[0] == '\0')
@@ -62,8 +60,10 @@ static bool json_options(const json_t *body, gw_run_options *o, gw_reply *reply)
 static void reply_over_limit(gw_reply *reply, gw_limit_info *over)
 {
     char message[200];
-    snprintf(message, sizeof message, "Maximum of %lld parallel agent runs allowed within 24 "
-             "hours. You currently have %lld running.", (long long)over->limit, over->count);
+    snprintf(message, sizeof message,
+             "Maximum of %lld parallel agent runs allowed within 24 "
+             "hours. You currently have %lld running.",
+             (long long)over->limit, over->count);
     json_t *threads = over->thread_ids_json ? json_loads(over->thread_ids_json, 0, NULL) : NULL;
     free(over->thread_ids_json);
     over->thread_ids_json = NULL;
@@ -143,7 +143,7 @@ void gw_route_thread_start(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     }
     if (prompt != NULL && prompt[0] == '\0')
-        prompt = NULL;   /* an empty prompt adds no message */
+        prompt = NULL; /* an empty prompt adds no message */
     gw_multitask strategy = GW_MULTITASK_ENQUEUE;
     if (strcmp(strategy_s, "reject") == 0) {
         strategy = GW_MULTITASK_REJECT;
@@ -167,23 +167,25 @@ void gw_route_thread_start(gw_app *app, gw_request *req, gw_reply *reply)
     bool created = false;
     if (gw_access_thread(db, req, req->id, reply)) {
         gw_limit_info over;
-        kx_err err = gw_store_start_strategy(db, req->id, req->account, prompt, &opts, strategy,
-                                             reject_limit(app), &over, run_id, busy, &stopped,
-                                             &nstopped);
+        kx_err err =
+            gw_store_start_strategy(db, req->id, req->account, prompt, &opts, strategy,
+                                    reject_limit(app), &over, run_id, busy, &stopped, &nstopped);
         if (over.over)
             reply_over_limit(reply, &over);
-        else if (err == KX_ERR_NOT_FOUND)   /* deleted since the access check */
+        else if (err == KX_ERR_NOT_FOUND) /* deleted since the access check */
             gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
         else if (err == KX_ERR_CONFLICT && busy[0] != '\0')
-            gw_reply_error(reply, MHD_HTTP_CONFLICT, "Thread %s already has an active agent run "
-                           "%s (multitask_strategy reject)", req->id, busy);
+            gw_reply_error(reply, MHD_HTTP_CONFLICT,
+                           "Thread %s already has an active agent run "
+                           "%s (multitask_strategy reject)",
+                           req->id, busy);
         else if (err != KX_OK)
             gw_reply_db_error(reply, err, "Failed to start agent run");
         created = err == KX_OK;
     }
     gw_db_put(app, db);
-    json_decref(body);   /* prompt and the options point into it: not used below */
-    for (size_t i = 0; i < nstopped; i++)   /* interrupt: tell their runners and streams */
+    json_decref(body); /* prompt and the options point into it: not used below */
+    for (size_t i = 0; i < nstopped; i++) /* interrupt: tell their runners and streams */
         gw_publish_stop(app, req, stopped[i].id, stopped[i].epoch > 0 ? stopped[i].epoch - 1 : 0);
     free(stopped);
     if (!created)

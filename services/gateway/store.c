@@ -15,15 +15,15 @@
 #define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
 
 /* agent_runs.metadata from the parameters $4..$7 of the run-creating statements. */
-#define RUN_METADATA                                                                    \
-    "jsonb_build_object('model_name', $4::text, 'enable_thinking', $5::boolean, "       \
+#define RUN_METADATA                                                              \
+    "jsonb_build_object('model_name', $4::text, 'enable_thinking', $5::boolean, " \
     "'reasoning_effort', $6::text, 'enable_context_manager', $7::boolean)"
 
 /* A messages row as Kortix's `select *` shows it. */
-#define MESSAGE_JSON                                                                    \
-    "json_build_object('message_id', message_id, 'thread_id', thread_id, 'type', type, "  \
-    "'is_llm_message', is_llm_message, 'content', content, 'metadata', metadata, "        \
-    "'agent_id', agent_id, 'agent_version_id', agent_version_id, "                        \
+#define MESSAGE_JSON                                                                     \
+    "json_build_object('message_id', message_id, 'thread_id', thread_id, 'type', type, " \
+    "'is_llm_message', is_llm_message, 'content', content, 'metadata', metadata, "       \
+    "'agent_id', agent_id, 'agent_version_id', agent_version_id, "                       \
     "'created_at', " ISO("created_at") ", 'updated_at', " ISO("updated_at") ")"
 
 const kx_db_stmt gw_store_statements[] = {
@@ -34,10 +34,11 @@ const kx_db_stmt gw_store_statements[] = {
     {"gw_run_info",
      "SELECT account_id::text, thread_id::text, status, error, "
      "json_build_object('id', id, 'threadId', thread_id, 'status', status, "
-     "'startedAt', " ISO("started_at") ", 'completedAt', " ISO("completed_at") ", "
-     "'error', error)::text, "
-     "coalesce((extract(epoch FROM now() - completed_at) * 1000)::bigint, -1) "
-     "FROM agent_runs WHERE id = $1::uuid"},
+     "'startedAt', " ISO("started_at") ", 'completedAt', " ISO(
+         "completed_at") ", "
+                         "'error', error)::text, "
+                         "coalesce((extract(epoch FROM now() - completed_at) * 1000)::bigint, -1) "
+                         "FROM agent_runs WHERE id = $1::uuid"},
 
     /* $1 account, $2 project name, $3 prompt, $4..$7 run options */
     {"gw_initiate",
@@ -101,11 +102,14 @@ const kx_db_stmt gw_store_statements[] = {
 
     {"gw_thread_runs",
      "SELECT COALESCE(json_agg(json_build_object('id', id, 'thread_id', thread_id, "
-     "'status', status, 'started_at', " ISO("started_at") ", "
-     "'completed_at', " ISO("completed_at") ", 'error', error, "
-     "'created_at', " ISO("created_at") ", 'updated_at', " ISO("updated_at") ") "
-     "ORDER BY created_at DESC, id), '[]'::json)::text "
-     "FROM agent_runs WHERE thread_id = $1::uuid"},
+     "'status', status, 'started_at', " ISO(
+         "started_at") ", "
+                       "'completed_at', " ISO(
+                           "completed_at") ", 'error', error, "
+                                           "'created_at', " ISO("created_at") ", 'updated_at', " ISO(
+                                               "updated_at") ") "
+                                                             "ORDER BY created_at DESC, id), '[]'::json)::text "
+                                                             "FROM agent_runs WHERE thread_id = $1::uuid"},
 
     {"gw_messages_desc",
      "SELECT COALESCE(json_agg(" MESSAGE_JSON " ORDER BY created_at DESC, message_id DESC), "
@@ -143,8 +147,7 @@ static kx_err exec_rows(kx_db *db, const char *stmt, int n, const char *const *p
 }
 
 /* The first column of the first row as a malloc'd string. */
-static kx_err exec_text(kx_db *db, const char *stmt, int n, const char *const *params,
-                        char **out)
+static kx_err exec_text(kx_db *db, const char *stmt, int n, const char *const *params, char **out)
 {
     PGresult *res = NULL;
     *out = NULL;
@@ -218,14 +221,18 @@ kx_err gw_store_initiate(kx_db *db, const char *account, const char *project_nam
                          char thread_id[KX_UUID_LEN + 1], char run_id[KX_UUID_LEN + 1])
 {
     const char *params[] = {
-        account, project_name, prompt, o->model_name,
-        o->enable_thinking ? "true" : "false", o->reasoning_effort,
+        account,
+        project_name,
+        prompt,
+        o->model_name,
+        o->enable_thinking ? "true" : "false",
+        o->reasoning_effort,
         o->enable_context_manager ? "true" : "false",
     };
     PGresult *res = NULL;
     kx_err err = exec_rows(db, "gw_initiate", 7, params, &res);
     if (err == KX_ERR_NOT_FOUND)
-        return KX_ERR_INTERNAL;   /* an INSERT chain that returned nothing: cannot happen */
+        return KX_ERR_INTERNAL; /* an INSERT chain that returned nothing: cannot happen */
     if (err != KX_OK)
         return err;
     copy_col(res, 0, thread_id, KX_UUID_LEN + 1);
@@ -238,8 +245,12 @@ kx_err gw_store_start(kx_db *db, const char *thread_id, const char *account, con
                       const gw_run_options *o, char run_id[KX_UUID_LEN + 1])
 {
     const char *params[] = {
-        thread_id, account, prompt, o->model_name,
-        o->enable_thinking ? "true" : "false", o->reasoning_effort,
+        thread_id,
+        account,
+        prompt,
+        o->model_name,
+        o->enable_thinking ? "true" : "false",
+        o->reasoning_effort,
         o->enable_context_manager ? "true" : "false",
     };
     PGresult *res = NULL;
@@ -295,10 +306,10 @@ kx_err gw_store_initiate_limited(kx_db *db, const char *account, const char *pro
 }
 
 kx_err gw_store_start_strategy(kx_db *db, const char *thread_id, const char *account,
-                               const char *prompt, const gw_run_options *o,
-                               gw_multitask strategy, int64_t limit, gw_limit_info *over,
-                               char run_id[KX_UUID_LEN + 1], char busy_run[KX_UUID_LEN + 1],
-                               gw_stopped_run **stopped, size_t *nstopped)
+                               const char *prompt, const gw_run_options *o, gw_multitask strategy,
+                               int64_t limit, gw_limit_info *over, char run_id[KX_UUID_LEN + 1],
+                               char busy_run[KX_UUID_LEN + 1], gw_stopped_run **stopped,
+                               size_t *nstopped)
 {
     *stopped = NULL;
     *nstopped = 0;
@@ -329,7 +340,7 @@ kx_err gw_store_start_strategy(kx_db *db, const char *thread_id, const char *acc
             err = KX_OK;
         }
     }
-    if (err == KX_OK && strategy == GW_MULTITASK_INTERRUPT) {   /* stop the thread's runs first */
+    if (err == KX_OK && strategy == GW_MULTITASK_INTERRUPT) { /* stop the thread's runs first */
         err = exec_rows(db, "gw_thread_interrupt", 1, tp, &res);
         if (err == KX_OK) {
             int n = PQntuples(res);
@@ -338,7 +349,7 @@ kx_err gw_store_start_strategy(kx_db *db, const char *thread_id, const char *acc
                 err = KX_ERR_NOMEM;
             } else {
                 for (int i = 0; i < n; i++) {
-                    copy_col(res, i, (*stopped)[i].id, sizeof (*stopped)[i].id);
+                    copy_col(res, i, (*stopped)[i].id, sizeof(*stopped)[i].id);
                     (*stopped)[i].epoch = strtoll(PQgetvalue(res, i, 1), NULL, 10);
                 }
                 *nstopped = (size_t)n;
@@ -370,7 +381,7 @@ kx_err gw_store_run_stop(kx_db *db, const char *run_id, bool *stopped, int64_t *
     *new_epoch = 0;
     kx_err err = exec_rows(db, "gw_run_stop", 1, params, &res);
     if (err == KX_ERR_NOT_FOUND)
-        return KX_OK;   /* the run had already ended: nothing changed */
+        return KX_OK; /* the run had already ended: nothing changed */
     if (err != KX_OK)
         return err;
     *stopped = true;
@@ -403,7 +414,7 @@ kx_err gw_store_runs_ended(kx_db *db, const char *id_array, int grace_s, gw_ende
         snprintf(runs[i].id, sizeof runs[i].id, "%s", PQgetvalue(res, i, 0));
         snprintf(runs[i].status, sizeof runs[i].status, "%s", PQgetvalue(res, i, 1));
         if (!PQgetisnull(res, i, 2))
-            runs[i].error = strdup(PQgetvalue(res, i, 2));   /* NULL on OOM: a generic text */
+            runs[i].error = strdup(PQgetvalue(res, i, 2)); /* NULL on OOM: a generic text */
     }
     PQclear(res);
     *out = runs;

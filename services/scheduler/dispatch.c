@@ -27,8 +27,8 @@ kx_err sched_dispatch(scheduler *s, const sched_run_row *row)
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, wall, row->account_id);
     uint64_t seq = 0;
-    kx_err err = kx_bus_js_publish_pb_ex(s->svc->bus, KX_SUBJ_RUN_DISPATCH, &d.base, &meta, NULL,
-                                         &seq);
+    kx_err err =
+        kx_bus_js_publish_pb_ex(s->svc->bus, KX_SUBJ_RUN_DISPATCH, &d.base, &meta, NULL, &seq);
     if (err != KX_OK) {
         kx_log(KX_LOG_WARN, row->run_id, NULL, "scheduler: could not dispatch run %s: %s",
                row->run_id, kx_err_str(err));
@@ -37,10 +37,13 @@ kx_err sched_dispatch(scheduler *s, const sched_run_row *row)
     /* Not fatal: without a sequence the sweep takes the dispatch for lost after 10 s and
      * sends another one, which the runners' claim makes harmless. */
     if (seq > 0 && sched_store_set_dispatch_seq(s, row->run_id, seq) != KX_OK)
-        kx_log(KX_LOG_WARN, row->run_id, NULL, "scheduler: dispatch sequence of run %s not "
-               "recorded", row->run_id);
+        kx_log(KX_LOG_WARN, row->run_id, NULL,
+               "scheduler: dispatch sequence of run %s not "
+               "recorded",
+               row->run_id);
     kx_counter_add(kx_metrics_counter("kx_scheduler_runs_dispatched_total", "",
-                                      "RunDispatch messages published"), 1);
+                                      "RunDispatch messages published"),
+                   1);
     kx_log(KX_LOG_INFO, row->run_id, NULL, "scheduler: dispatched run %s (attempt %d)",
            row->run_id, d.attempt);
     return KX_OK;
@@ -53,13 +56,17 @@ kx_err sched_dispatch_queued(scheduler *s, const char *run_id)
     kx_err err = sched_store_mark_dispatched(s, run_id, &row, &found);
     if (err != KX_OK || !found) {
         if (err == KX_OK)
-            kx_log(KX_LOG_DEBUG, run_id, NULL, "scheduler: run %s is not queued; nothing to "
-                   "dispatch", run_id);
+            kx_log(KX_LOG_DEBUG, run_id, NULL,
+                   "scheduler: run %s is not queued; nothing to "
+                   "dispatch",
+                   run_id);
         return err;
     }
     err = sched_dispatch(s, &row);
     if (err != KX_OK && sched_store_unmark_dispatched(s, run_id) != KX_OK)
-        kx_log(KX_LOG_WARN, run_id, NULL, "scheduler: run %s stays marked dispatched; the "
-               "sweep re-dispatches it within 10 s", run_id);
+        kx_log(KX_LOG_WARN, run_id, NULL,
+               "scheduler: run %s stays marked dispatched; the "
+               "sweep re-dispatches it within 10 s",
+               run_id);
     return err;
 }

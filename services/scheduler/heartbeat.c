@@ -22,7 +22,7 @@
 static void answer(scheduler *s, natsMsg *req, const Kx__V1__RunnerHeartbeatAnswer *a)
 {
     if (natsMsg_GetReply(req) == NULL || natsMsg_GetReply(req)[0] == '\0')
-        return;   /* an old runner publishing without a reply subject */
+        return; /* an old runner publishing without a reply subject */
     kx_err err = kx_bus_respond_pb(s->svc->bus, req, &a->base);
     if (err != KX_OK)
         kx_warn("scheduler: heartbeat answer not sent: %s", kx_err_str(err));
@@ -31,9 +31,9 @@ static void answer(scheduler *s, natsMsg *req, const Kx__V1__RunnerHeartbeatAnsw
 static void on_heartbeat(natsMsg *msg, void *arg)
 {
     scheduler *s = arg;
-    Kx__V1__RunnerHeartbeat *hb = kx_pb_unpack(&kx__v1__runner_heartbeat__descriptor,
-                                               natsMsg_GetData(msg),
-                                               (size_t)natsMsg_GetDataLength(msg));
+    Kx__V1__RunnerHeartbeat *hb =
+        kx_pb_unpack(&kx__v1__runner_heartbeat__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
     Kx__V1__RunnerHeartbeatAnswer a = KX__V1__RUNNER_HEARTBEAT_ANSWER__INIT;
     a.lease_ttl_ms = s->cfg.lease_ttl_ms;
     if (hb == NULL || kx_pb_str_empty(hb->runner_id) || strlen(hb->runner_id) > 200) {
@@ -45,21 +45,21 @@ static void on_heartbeat(natsMsg *msg, void *arg)
         return;
     }
     if (s->draining || !atomic_load(&s->migrated)) {
-        answer(s, msg, &a);   /* applied = false: not written */
+        answer(s, msg, &a); /* applied = false: not written */
         natsMsg_Destroy(msg);
         kx_pb_free(hb);
         return;
     }
     if (hb->sent_at_ms > 0 && kx_now_ms() - hb->sent_at_ms > s->cfg.lease_ttl_ms / 2) {
         kx_warn("scheduler: heartbeat of runner %s reached us %lld ms after it was sent: not "
-                "reaping expired leases for a while", hb->runner_id,
-                (long long)(kx_now_ms() - hb->sent_at_ms));
+                "reaping expired leases for a while",
+                hb->runner_id, (long long)(kx_now_ms() - hb->sent_at_ms));
         sched_blind(s);
     }
     int64_t t0 = kx_mono_ms();
     kx_err err = KX_OK;
-    PGresult *res = sched_store_heartbeat(s, hb->runner_id, hb->capacity, hb->revoked_since_ms,
-                                          &err);
+    PGresult *res =
+        sched_store_heartbeat(s, hb->runner_id, hb->capacity, hb->revoked_since_ms, &err);
     int64_t took = kx_mono_ms() - t0;
     Kx__V1__RunLease *leases = NULL, **ptrs = NULL;
     if (res == NULL) {
@@ -69,7 +69,8 @@ static void on_heartbeat(natsMsg *msg, void *arg)
     } else {
         if (took > s->cfg.lease_ttl_ms / 2) {
             kx_warn("scheduler: heartbeat of runner %s took %lld ms to write: not reaping "
-                    "expired leases for a while", hb->runner_id, (long long)took);
+                    "expired leases for a while",
+                    hb->runner_id, (long long)took);
             sched_blind(s);
         }
         int n = PQntuples(res);
@@ -78,7 +79,7 @@ static void on_heartbeat(natsMsg *msg, void *arg)
         if (leases != NULL && ptrs != NULL) {
             a.applied = true;
             for (int i = 0; i < n; i++) {
-                if (PQgetisnull(res, i, 0)) {   /* the watermark row */
+                if (PQgetisnull(res, i, 0)) { /* the watermark row */
                     if (a.watermark_ms == 0)
                         a.watermark_ms = strtoll(PQgetvalue(res, i, 2), NULL, 10);
                     continue;
@@ -97,7 +98,8 @@ static void on_heartbeat(natsMsg *msg, void *arg)
             }
         }
         kx_counter_add(kx_metrics_counter("kx_scheduler_heartbeats_total", "",
-                                          "Runner heartbeats applied (one row each)"), 1);
+                                          "Runner heartbeats applied (one row each)"),
+                       1);
     }
     answer(s, msg, &a);
     free(leases);

@@ -90,7 +90,7 @@ void sched_drain(kx_svc *svc, void *arg)
         kx_timer_cancel(*timers[i]);
         *timers[i] = NULL;
     }
-    if (s->submit_sub != NULL)      /* destroyed in main after the loop ends */
+    if (s->submit_sub != NULL) /* destroyed in main after the loop ends */
         natsSubscription_Unsubscribe(s->submit_sub);
     if (s->hb_sub != NULL) {
         natsSubscription_Unsubscribe(s->hb_sub);

@@ -39,8 +39,8 @@
 /* One notice as read back from agent_runs. */
 typedef struct notice {
     const char *run_id, *owner, *error, *account, *kind, *status;
-    int64_t epoch;      /* the run's epoch after the reap */
-    int attempt;        /* attempts made so far */
+    int64_t epoch; /* the run's epoch after the reap */
+    int attempt;   /* attempts made so far */
 } notice;
 
 /* Publishes STOP and the stream event of one notice. */
@@ -60,14 +60,14 @@ static kx_err publish_notice(scheduler *s, const notice *n)
     ctl.lease_epoch = n->epoch - 1;
     snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_CTL_PREFIX, n->run_id);
     kx_err err = kx_bus_publish_pb(bus, subject, &ctl.base, &meta);
-    if (err != KX_OK)   /* not fatal: the heartbeat answer and the fence stop it anyway */
+    if (err != KX_OK) /* not fatal: the heartbeat answer and the fence stop it anyway */
         kx_log(KX_LOG_WARN, n->run_id, NULL, "scheduler: STOP for reaped run %s not sent: %s",
                n->run_id, kx_err_str(err));
 
     bool retried = strcmp(n->kind, "retried") == 0;
-    char *payload = retried ? sched_retried_payload(n->error, n->attempt + 1,
-                                                    (int)s->cfg.max_attempts)
-                            : sched_terminal_payload(n->error);
+    char *payload = retried
+        ? sched_retried_payload(n->error, n->attempt + 1, (int)s->cfg.max_attempts)
+        : sched_terminal_payload(n->error);
     if (payload == NULL)
         return KX_ERR_NOMEM;
     Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
@@ -81,7 +81,7 @@ static kx_err publish_notice(scheduler *s, const notice *n)
     snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, n->run_id);
     err = kx_bus_js_publish_pb_ex(bus, subject, &ev.base, &meta, msg_id, NULL);
     free(payload);
-    return err;   /* a retried run is dispatched by admission, within the limits */
+    return err; /* a retried run is dispatched by admission, within the limits */
 }
 
 /* Publishes every pending notice, oldest first; stops at the first publish failure. */
@@ -95,29 +95,34 @@ static void publish_notices(scheduler *s)
     }
     for (int i = 0; i < PQntuples(res); i++) {
         notice n = {
-            .run_id = PQgetvalue(res, i, 0), .owner = PQgetvalue(res, i, 1),
-            .error = PQgetvalue(res, i, 2), .epoch = strtoll(PQgetvalue(res, i, 3), NULL, 10),
-            .account = PQgetvalue(res, i, 4), .kind = PQgetvalue(res, i, 5),
-            .attempt = atoi(PQgetvalue(res, i, 8)), .status = PQgetvalue(res, i, 9),
+            .run_id = PQgetvalue(res, i, 0),
+            .owner = PQgetvalue(res, i, 1),
+            .error = PQgetvalue(res, i, 2),
+            .epoch = strtoll(PQgetvalue(res, i, 3), NULL, 10),
+            .account = PQgetvalue(res, i, 4),
+            .kind = PQgetvalue(res, i, 5),
+            .attempt = atoi(PQgetvalue(res, i, 8)),
+            .status = PQgetvalue(res, i, 9),
         };
         bool retried = strcmp(n.kind, "retried") == 0;
         bool wall = strncmp(n.error, "exceeded max wall time", 22) == 0;
         if (publish_notice(s, &n) != KX_OK) {
-            kx_log(KX_LOG_WARN, n.run_id, NULL, "scheduler: news of reaped run %s not "
-                   "published yet; retried at the next tick", n.run_id);
+            kx_log(KX_LOG_WARN, n.run_id, NULL,
+                   "scheduler: news of reaped run %s not "
+                   "published yet; retried at the next tick",
+                   n.run_id);
             break;
         }
         if (sched_store_notice_done(s, n.run_id, n.epoch) != KX_OK)
-            break;   /* published again next tick; the Nats-Msg-Id keeps it stored once */
+            break; /* published again next tick; the Nats-Msg-Id keeps it stored once */
         kx_counter_add(kx_metrics_counter("kx_scheduler_runs_reaped_total",
-                                          wall ? "reason=\"wall_time\""
-                                          : retried ? "reason=\"lease_expired_retried\""
-                                                    : "reason=\"lease_expired\"",
+                                          wall          ? "reason=\"wall_time\""
+                                              : retried ? "reason=\"lease_expired_retried\""
+                                                        : "reason=\"lease_expired\"",
                                           "Runs reaped, by reason"),
                        1);
-        kx_log(KX_LOG_WARN, n.run_id, NULL, "scheduler: reaped run %s (runner %s): %s%s",
-               n.run_id, n.owner[0] ? n.owner : "unknown", n.error,
-               retried ? " — queued again" : "");
+        kx_log(KX_LOG_WARN, n.run_id, NULL, "scheduler: reaped run %s (runner %s): %s%s", n.run_id,
+               n.owner[0] ? n.owner : "unknown", n.error, retried ? " — queued again" : "");
     }
     PQclear(res);
 }
@@ -131,7 +136,8 @@ static void see(scheduler *s)
     s->blind_logged = false;
     s->lease_reap_after_ms = kx_mono_ms() + s->cfg.lease_ttl_ms;
     kx_info("scheduler: heartbeats can be applied again: expired leases are reaped from %lld ms "
-            "on", (long long)s->cfg.lease_ttl_ms);
+            "on",
+            (long long)s->cfg.lease_ttl_ms);
 }
 
 static void reap(scheduler *s)
@@ -170,7 +176,7 @@ static void on_reaper_tick(kx_loop *loop, void *arg)
         reap(s);
         if (kx_bus_connected(s->svc->bus)) {
             publish_notices(s);
-            (void)sched_admit(s);   /* slots freed by finished or reaped runs */
+            (void)sched_admit(s); /* slots freed by finished or reaped runs */
         }
     }
     s->reaper_timer = kx_loop_timer(loop, s->cfg.reaper_interval_ms, on_reaper_tick, s);

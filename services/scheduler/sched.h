@@ -31,14 +31,14 @@
 #include "kx/svc.h"
 
 typedef struct sched_config {
-    char database_url[1024];      /* KX_DATABASE_URL */
-    int64_t lease_ttl_ms;         /* KX_LEASE_TTL_MS */
-    int64_t reaper_interval_ms;   /* KX_REAPER_INTERVAL_MS */
-    int64_t wall_time_s;          /* KX_RUN_WALL_TIME_S */
-    int64_t sweep_interval_ms;    /* KX_SWEEP_INTERVAL_MS */
-    int64_t bus_timeout_ms;       /* KX_BUS_TIMEOUT_MS: longest wait for a JetStream ack */
-    int64_t max_attempts;         /* KX_RUN_MAX_ATTEMPTS: a reaped run is retried below this */
-    int64_t max_parallel_runs;    /* KX_MAX_PARALLEL_RUNS: active runs per account */
+    char database_url[1024];    /* KX_DATABASE_URL */
+    int64_t lease_ttl_ms;       /* KX_LEASE_TTL_MS */
+    int64_t reaper_interval_ms; /* KX_REAPER_INTERVAL_MS */
+    int64_t wall_time_s;        /* KX_RUN_WALL_TIME_S */
+    int64_t sweep_interval_ms;  /* KX_SWEEP_INTERVAL_MS */
+    int64_t bus_timeout_ms;     /* KX_BUS_TIMEOUT_MS: longest wait for a JetStream ack */
+    int64_t max_attempts;       /* KX_RUN_MAX_ATTEMPTS: a reaped run is retried below this */
+    int64_t max_parallel_runs;  /* KX_MAX_PARALLEL_RUNS: active runs per account */
 } sched_config;
 
 /* Most revoked leases one heartbeat answer carries (~60 B each: the answer stays far below
@@ -69,7 +69,7 @@ typedef struct scheduler {
     bool blind;
     bool blind_logged;
     int64_t lease_reap_after_ms;
-    int64_t next_cleanup_ms;          /* monotonic: next purge of old lease rows */
+    int64_t next_cleanup_ms; /* monotonic: next purge of old lease rows */
 } scheduler;
 
 /* One row of a run to dispatch (strings are copied out of the PGresult). */
@@ -78,8 +78,8 @@ typedef struct sched_run_row {
     char thread_id[40];
     char account_id[40];
     char project_id[40];
-    int attempt;                  /* agent_runs.attempt as it is now */
-    int64_t dispatch_seq;         /* sweep only: the last dispatch's stream sequence, 0 = none */
+    int attempt;          /* agent_runs.attempt as it is now */
+    int64_t dispatch_seq; /* sweep only: the last dispatch's stream sequence, 0 = none */
 } sched_run_row;
 
 /* sched_config.c */
@@ -144,7 +144,10 @@ kx_err sched_heartbeat_subscribe(scheduler *s);
 void sched_reaper_start(scheduler *s);
 /* Heartbeats cannot be applied right now (Postgres or NATS unreachable): the reaper stops
  * reaping expired leases until one TTL after they can again (reaper.c). Loop thread. */
-static inline void sched_blind(scheduler *s) { s->blind = true; }
+static inline void sched_blind(scheduler *s)
+{
+    s->blind = true;
+}
 void sched_sweep_start(scheduler *s);
 
 #endif

@@ -28,8 +28,7 @@ kx_err sched_config_load(sched_config *cfg)
     }
     if (kx_env_int("KX_LEASE_TTL_MS", 10000, 100, 3600000, &cfg->lease_ttl_ms) != KX_OK)
         err = KX_ERR_INVALID;
-    if (kx_env_int("KX_REAPER_INTERVAL_MS", 1000, 10, 3600000, &cfg->reaper_interval_ms) !=
-        KX_OK)
+    if (kx_env_int("KX_REAPER_INTERVAL_MS", 1000, 10, 3600000, &cfg->reaper_interval_ms) != KX_OK)
         err = KX_ERR_INVALID;
     if (kx_env_int("KX_RUN_WALL_TIME_S", 3600, 1, 7 * 86400, &cfg->wall_time_s) != KX_OK)
         err = KX_ERR_INVALID;

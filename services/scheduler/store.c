@@ -66,10 +66,11 @@ const kx_db_stmt sched_statements[] = {
      "  completed_at = CASE WHEN NOT d.wall AND r.attempt < $3::int THEN NULL ELSE now() END, "
      "  error = CASE WHEN d.wall THEN 'exceeded max wall time of ' || $1::bigint::text || ' s' "
      "    ELSE 'reaped: runner ' || coalesce(r.lease_owner, 'unknown') || "
-     "         ' stopped heartbeating at ' || " ISO_MS("d.last_beat") " END, "
-     "  lease_epoch = r.lease_epoch + 1, notice_epoch = r.lease_epoch + 1, "
-     "  lease_expires_at = NULL, dispatched_at = NULL, dispatch_seq = NULL "
-     "FROM dead d WHERE r.id = d.id AND r.status = 'running'"},
+     "         ' stopped heartbeating at ' || " ISO_MS(
+         "d.last_beat") " END, "
+                        "  lease_epoch = r.lease_epoch + 1, notice_epoch = r.lease_epoch + 1, "
+                        "  lease_expires_at = NULL, dispatched_at = NULL, dispatch_seq = NULL "
+                        "FROM dead d WHERE r.id = d.id AND r.status = 'running'"},
     {"sched_notices",
      "SELECT id::text, coalesce(lease_owner, ''), coalesce(error, ''), notice_epoch, "
      "account_id::text, notice, thread_id::text, project_id::text, attempt, status "

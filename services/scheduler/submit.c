@@ -87,8 +87,10 @@ static void handle_submit(kx_loop *loop, void *arg)
                rs->run_id, kx_err_str(err), RETRY_DELAY_MS);
         settle(msg, "nak", natsMsg_NakWithDelay(msg, RETRY_DELAY_MS, NULL));
     } else if (err == KX_ERR_INVALID) {
-        kx_log(KX_LOG_WARN, rs->run_id, NULL, "scheduler: run %s: refused by the database (%s); "
-               "submit dropped", rs->run_id, kx_err_str(err));
+        kx_log(KX_LOG_WARN, rs->run_id, NULL,
+               "scheduler: run %s: refused by the database (%s); "
+               "submit dropped",
+               rs->run_id, kx_err_str(err));
         settle(msg, "term", natsMsg_Term(msg, NULL));
     } else {
         settle(msg, "nak", natsMsg_NakWithDelay(msg, 5 * RETRY_DELAY_MS, NULL));

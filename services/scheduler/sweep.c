@@ -27,7 +27,7 @@ static void sweep(scheduler *s)
             bool has = false;
             if (kx_bus_js_stream_has(s->svc->bus, KX_STREAM_DISPATCH, (uint64_t)row.dispatch_seq,
                                      &has) != KX_OK)
-                break;   /* NATS cannot tell now: the next sweep looks again */
+                break; /* NATS cannot tell now: the next sweep looks again */
             if (has) {
                 pending++;
                 (void)sched_store_sweep_seen(s, row.run_id, row.dispatch_seq);
@@ -35,13 +35,14 @@ static void sweep(scheduler *s)
             }
         }
         if (sched_dispatch_queued(s, row.run_id) != KX_OK)
-            break;   /* the rest would wait for the same broken bus */
+            break; /* the rest would wait for the same broken bus */
         sent++;
     }
     PQclear(res);
     if (sent > 0)
         kx_info("scheduler: sweep re-dispatched %d lost dispatch(es) (%d still waiting in the "
-                "queue)", sent, pending);
+                "queue)",
+                sent, pending);
 }
 
 static void on_sweep_tick(kx_loop *loop, void *arg)

@@ -26,8 +26,8 @@ char *sched_terminal_payload(const char *error)
 char *sched_retried_payload(const char *error, int next_attempt, int max_attempts)
 {
     char *message = NULL;
-    if (asprintf(&message, "Agent run retried (attempt %d of %d): %s", next_attempt,
-                 max_attempts, error != NULL ? error : "its runner stopped") < 0)
+    if (asprintf(&message, "Agent run retried (attempt %d of %d): %s", next_attempt, max_attempts,
+                 error != NULL ? error : "its runner stopped") < 0)
         return NULL;
     json_t *obj = json_object();
     char *out = NULL;

@@ -24,10 +24,10 @@
 #define IO_BUF 65536
 
 typedef struct conn {
-    int cfd, sfd;              /* client side, server side; -1 when unused */
-    bool started;              /* the startup packet was read */
-    bool cut_next_answer;      /* the armed statement went through: drop what comes back */
-    unsigned char *pbuf;       /* unparsed client bytes */
+    int cfd, sfd;         /* client side, server side; -1 when unused */
+    bool started;         /* the startup packet was read */
+    bool cut_next_answer; /* the armed statement went through: drop what comes back */
+    unsigned char *pbuf;  /* unparsed client bytes */
     size_t plen, pcap;
 } conn;
 
@@ -37,7 +37,7 @@ struct kx_th_pgproxy {
     pthread_t thread;
     atomic_bool stop;
     pthread_mutex_t mu;
-    char armed[128];           /* "" = disarmed */
+    char armed[128]; /* "" = disarmed */
     atomic_int cuts;
     conn conns[MAX_CONNS];
 };
@@ -146,7 +146,7 @@ static void accept_one(kx_th_pgproxy *p)
     if (cfd < 0)
         return;
     int sfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(p->upstream) };
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(p->upstream)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (sfd < 0 || connect(sfd, (struct sockaddr *)&sa, sizeof sa) != 0) {
         close(cfd);
@@ -173,14 +173,14 @@ static void *proxy_main(void *arg)
         struct pollfd fds[1 + 2 * MAX_CONNS];
         int idx[1 + 2 * MAX_CONNS];
         nfds_t n = 0;
-        fds[n++] = (struct pollfd){ .fd = p->lfd, .events = POLLIN };
+        fds[n++] = (struct pollfd){.fd = p->lfd, .events = POLLIN};
         for (int i = 0; i < MAX_CONNS; i++) {
             if (p->conns[i].cfd < 0)
                 continue;
             idx[n] = i;
-            fds[n++] = (struct pollfd){ .fd = p->conns[i].cfd, .events = POLLIN };
+            fds[n++] = (struct pollfd){.fd = p->conns[i].cfd, .events = POLLIN};
             idx[n] = i;
-            fds[n++] = (struct pollfd){ .fd = p->conns[i].sfd, .events = POLLIN };
+            fds[n++] = (struct pollfd){.fd = p->conns[i].sfd, .events = POLLIN};
         }
         if (poll(fds, n, 100) <= 0)
             continue;
@@ -227,7 +227,7 @@ kx_err kx_th_pgproxy_start(uint16_t upstream_port, kx_th_pgproxy **out)
     p->upstream = upstream_port;
     pthread_mutex_init(&p->mu, NULL);
     p->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0 };
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof sa;
     if (p->lfd < 0 || bind(p->lfd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
@@ -261,7 +261,10 @@ void kx_th_pgproxy_stop(kx_th_pgproxy *p)
     free(p);
 }
 
-uint16_t kx_th_pgproxy_port(const kx_th_pgproxy *p) { return p->port; }
+uint16_t kx_th_pgproxy_port(const kx_th_pgproxy *p)
+{
+    return p->port;
+}
 
 void kx_th_pgproxy_arm(kx_th_pgproxy *p, const char *name)
 {
@@ -270,4 +273,7 @@ void kx_th_pgproxy_arm(kx_th_pgproxy *p, const char *name)
     pthread_mutex_unlock(&p->mu);
 }
 
-int kx_th_pgproxy_cuts(kx_th_pgproxy *p) { return atomic_load(&p->cuts); }
+int kx_th_pgproxy_cuts(kx_th_pgproxy *p)
+{
+    return atomic_load(&p->cuts);
+}

@@ -44,7 +44,7 @@ static kx_th_pg g_pg;
 static pid_t g_sched;
 static kx_bus *g_bus;
 static PGconn *g_db;
-static natsSubscription *g_dispatch_sub;   /* pull consumer "agent-runners" */
+static natsSubscription *g_dispatch_sub; /* pull consumer "agent-runners" */
 /* Every dispatch fetched so far (acked), so that waiting for one run does not lose another
  * that came in the same batch. */
 #define MAX_SEEN 256
@@ -99,9 +99,16 @@ static pid_t start_scheduler(void)
     snprintf(wall, sizeof wall, "KX_RUN_WALL_TIME_S=%d", WALL_S);
     snprintf(log_path, sizeof log_path, "%s/scheduler.log", g_tmp);
     snprintf(bin, sizeof bin, "%s/services/scheduler/scheduler", KX_BUILD_DIR);
-    const char *env[] = {port_env, nats_env, db_env, ttl, reaper, sweep, wall,
+    const char *env[] = {port_env,
+                         nats_env,
+                         db_env,
+                         ttl,
+                         reaper,
+                         sweep,
+                         wall,
                          "KX_MAX_PARALLEL_RUNS=1000",
-                         "KX_LOG_LEVEL=debug", NULL};
+                         "KX_LOG_LEVEL=debug",
+                         NULL};
     const char *argv[] = {bin, NULL};
     pid_t pid = 0;
     if (kx_th_spawn(argv, env, log_path, &pid) != KX_OK)
@@ -122,7 +129,7 @@ static int group_setup(void **state)
     if (g_tmp == NULL || kx_th_nats_start(g_tmp, &g_nats) != KX_OK ||
         kx_th_pg_start(g_tmp, &g_pg) != KX_OK)
         return -1;
-    g_sched = start_scheduler();           /* migrates the schema and creates the streams */
+    g_sched = start_scheduler(); /* migrates the schema and creates the streams */
     if (g_sched == 0)
         return -1;
     g_db = PQconnectdb(g_pg.url);
@@ -153,20 +160,22 @@ static int group_setup(void **state)
     kx_uuid_new(g_account);
     kx_uuid_new(g_project);
     kx_uuid_new(g_thread);
-    PGresult *r = PQexecParams(g_db,
-                               "INSERT INTO projects (project_id, name, account_id) "
-                               "VALUES ($1, 'p', $2)", 2, NULL,
-                               (const char *const[]){g_project, g_account}, NULL, NULL, 0);
+    PGresult *r =
+        PQexecParams(g_db,
+                     "INSERT INTO projects (project_id, name, account_id) "
+                     "VALUES ($1, 'p', $2)",
+                     2, NULL, (const char *const[]){g_project, g_account}, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
-    r = PQexecParams(g_db, "INSERT INTO threads (thread_id, account_id, project_id) "
-                     "VALUES ($1, $2, $3)", 3, NULL,
-                     (const char *const[]){g_thread, g_account, g_project}, NULL, NULL, 0);
+    r = PQexecParams(g_db,
+                     "INSERT INTO threads (thread_id, account_id, project_id) "
+                     "VALUES ($1, $2, $3)",
+                     3, NULL, (const char *const[]){g_thread, g_account, g_project}, NULL, NULL,
+                     0);
     ok = ok && PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     if (!ok)
-        fprintf(stderr, "setup: cannot create the project and thread: %s\n",
-                PQerrorMessage(g_db));
+        fprintf(stderr, "setup: cannot create the project and thread: %s\n", PQerrorMessage(g_db));
     return ok ? 0 : -1;
 }
 
@@ -200,8 +209,8 @@ static void insert_run(char out[KX_UUID_LEN + 1], const char *cols, const char *
         g_thread, g_account, g_project);
     kx_uuid_new(out);
     sql("INSERT INTO agent_runs (id, thread_id, account_id, project_id%s%s) "
-        "VALUES ('%s', '%s', '%s', '%s'%s%s)", cols[0] ? ", " : "", cols, out, g_thread,
-        g_account, g_project, vals[0] ? ", " : "", vals);
+        "VALUES ('%s', '%s', '%s', '%s'%s%s)",
+        cols[0] ? ", " : "", cols, out, g_thread, g_account, g_project, vals[0] ? ", " : "", vals);
 }
 
 static void submit(const char *run_id)
@@ -215,7 +224,6 @@ static void submit(const char *run_id)
     kx_bus_meta_init(&meta, kx_deadline_in(5000), g_account);
     assert_int_equal(kx_bus_js_publish_pb(g_bus, KX_SUBJ_RUN_SUBMIT, &rs.base, &meta), KX_OK);
 }
-
 
 /* Removes and returns the seen dispatch for run_id, or NULL. */
 static Kx__V1__RunDispatch *take_seen(const char *run_id)
@@ -241,9 +249,9 @@ static Kx__V1__RunDispatch *wait_dispatch(const char *run_id, int64_t timeout_ms
         natsStatus st = natsSubscription_Fetch(&list, g_dispatch_sub, 16, 200, NULL);
         for (int i = 0; st == NATS_OK && i < list.Count; i++) {
             natsMsg_Ack(list.Msgs[i], NULL);
-            Kx__V1__RunDispatch *d = kx_pb_unpack(&kx__v1__run_dispatch__descriptor,
-                                                  natsMsg_GetData(list.Msgs[i]),
-                                                  (size_t)natsMsg_GetDataLength(list.Msgs[i]));
+            Kx__V1__RunDispatch *d =
+                kx_pb_unpack(&kx__v1__run_dispatch__descriptor, natsMsg_GetData(list.Msgs[i]),
+                             (size_t)natsMsg_GetDataLength(list.Msgs[i]));
             if (d != NULL && g_nseen < MAX_SEEN)
                 g_seen[g_nseen++] = d;
             else
@@ -283,8 +291,7 @@ static bool wait_status(const char *run_id, const char *want, int64_t timeout_ms
     int64_t end = kx_mono_ms() + timeout_ms;
     char status[32];
     do {
-        sql_value(status, sizeof status, "SELECT status FROM agent_runs WHERE id = '%s'",
-                  run_id);
+        sql_value(status, sizeof status, "SELECT status FROM agent_runs WHERE id = '%s'", run_id);
         if (strcmp(status, want) == 0)
             return true;
         usleep(20 * 1000);
@@ -306,8 +313,7 @@ static void test_submit_dispatches_queued_run(void **state)
     assert_string_equal(d->account_id, g_account);
     assert_string_equal(d->project_id, g_project);
     assert_int_equal(d->attempt, 1);
-    assert_in_range(d->wall_deadline_ms, before + WALL_S * 1000LL,
-                    kx_now_ms() + WALL_S * 1000LL);
+    assert_in_range(d->wall_deadline_ms, before + WALL_S * 1000LL, kx_now_ms() + WALL_S * 1000LL);
     kx_pb_free(d);
     char v[64];
     sql_value(v, sizeof v, "SELECT dispatched_at IS NOT NULL FROM agent_runs WHERE id = '%s'",
@@ -316,7 +322,8 @@ static void test_submit_dispatches_queued_run(void **state)
 
     /* Not queued any more (a runner has it): a second submit dispatches nothing. */
     sql("UPDATE agent_runs SET status = 'running', started_at = now(), lease_epoch = 1, "
-        "lease_owner = 'r', lease_expires_at = now() + interval '1 hour' WHERE id = '%s'", run);
+        "lease_owner = 'r', lease_expires_at = now() + interval '1 hour' WHERE id = '%s'",
+        run);
     submit(run);
     d = wait_dispatch(run, 1000);
     assert_null(d);
@@ -359,7 +366,8 @@ static void test_heartbeats_renew_the_runner_lease(void **state)
     sql_value(status, sizeof status, "SELECT status FROM agent_runs WHERE id = '%s'", run);
     assert_string_equal(status, "running");
     char v[64];
-    sql_value(v, sizeof v, "SELECT (extract(epoch FROM expires_at - now()) * 1000)::bigint "
+    sql_value(v, sizeof v,
+              "SELECT (extract(epoch FROM expires_at - now()) * 1000)::bigint "
               "FROM runner_leases WHERE runner_id = 'runner-a'");
     assert_in_range(strtoll(v, NULL, 10), 500, LEASE_TTL_MS);
     /* One lease row per runner, however many runs it holds. */
@@ -368,7 +376,8 @@ static void test_heartbeats_renew_the_runner_lease(void **state)
 
     /* The user stops one run: the next answer says the runner lost it, at epoch 8. */
     sql("UPDATE agent_runs SET status = 'stopped', lease_epoch = lease_epoch + 1 "
-        "WHERE id = '%s'", stopped);
+        "WHERE id = '%s'",
+        stopped);
     Kx__V1__RunnerHeartbeatAnswer *a = heartbeat("runner-a", since);
     assert_non_null(a);
     assert_int_equal(a->n_revoked, 1);
@@ -430,8 +439,7 @@ static Kx__V1__RunEvent *last_event(const char *run_id, int64_t timeout_ms)
         natsMsg *m = NULL;
         if (js_GetLastMsg(&m, kx_bus_js(g_bus), KX_STREAM_EVENTS, subject, NULL, NULL) ==
             NATS_OK) {
-            Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor,
-                                                natsMsg_GetData(m),
+            Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
                                                 (size_t)natsMsg_GetDataLength(m));
             natsMsg_Destroy(m);
             return ev;
@@ -445,26 +453,29 @@ static void test_reaper_fails_expired_lease(void **state)
 {
     static ctl_seen ctl;
     natsSubscription *sub = NULL;
-    assert_int_equal(kx_bus_subscribe(g_bus, KX_SUBJ_RUN_CTL_PREFIX ">", NULL, on_ctl, &ctl,
-                                      &sub), KX_OK);
+    assert_int_equal(kx_bus_subscribe(g_bus, KX_SUBJ_RUN_CTL_PREFIX ">", NULL, on_ctl, &ctl, &sub),
+                     KX_OK);
     natsConnection_Flush(kx_bus_conn(g_bus));
 
     char run[KX_UUID_LEN + 1];
     int64_t t0 = kx_mono_ms();
-    insert_run(run, "status, started_at, lease_owner, lease_epoch, lease_expires_at, attempt, "
+    insert_run(run,
+               "status, started_at, lease_owner, lease_epoch, lease_expires_at, attempt, "
                "heartbeat_at",
                "'running', now() - interval '1 minute', 'runner-dead', 3, "
                "now() - interval '1 second', 2, '2026-01-02 03:04:05.678+00'");
     assert_true(wait_status(run, "failed", 3 * REAPER_MS + 500));
     assert_true(kx_mono_ms() - t0 < 3 * REAPER_MS + 500);
 
-    PGresult *r = PQexecParams(g_db, "SELECT error, lease_epoch, lease_expires_at IS NULL, "
-                               "completed_at IS NOT NULL FROM agent_runs WHERE id = $1", 1, NULL,
-                               (const char *const[]){run}, NULL, NULL, 0);
+    PGresult *r = PQexecParams(g_db,
+                               "SELECT error, lease_epoch, lease_expires_at IS NULL, "
+                               "completed_at IS NOT NULL FROM agent_runs WHERE id = $1",
+                               1, NULL, (const char *const[]){run}, NULL, NULL, 0);
     assert_int_equal(PQntuples(r), 1);
-    assert_string_equal(PQgetvalue(r, 0, 0), "reaped: runner runner-dead stopped heartbeating "
+    assert_string_equal(PQgetvalue(r, 0, 0),
+                        "reaped: runner runner-dead stopped heartbeating "
                         "at 2026-01-02T03:04:05.678Z");
-    assert_string_equal(PQgetvalue(r, 0, 1), "4");      /* fenced: epoch + 1 */
+    assert_string_equal(PQgetvalue(r, 0, 1), "4"); /* fenced: epoch + 1 */
     assert_string_equal(PQgetvalue(r, 0, 2), "t");
     assert_string_equal(PQgetvalue(r, 0, 3), "t");
     PQclear(r);
@@ -487,14 +498,17 @@ static void test_reaper_fails_expired_lease(void **state)
     assert_string_equal(ctl.run_id, run);
     assert_int_equal(ctl.signal, KX__V1__RUN_SIGNAL__RUN_SIGNAL_STOP);
     assert_int_equal(ctl.epoch, 3);
-    assert_string_equal(ctl.reason, "reaped: runner runner-dead stopped heartbeating at "
+    assert_string_equal(ctl.reason,
+                        "reaped: runner runner-dead stopped heartbeating at "
                         "2026-01-02T03:04:05.678Z");
 
     /* Attempts left: queued again (epoch + 1, same thread), a non-terminal event saying so
      * with the new epoch, and a new dispatch for attempt 2. */
     char retried[KX_UUID_LEN + 1];
-    insert_run(retried, "status, started_at, lease_owner, lease_epoch, lease_expires_at, "
-               "attempt", "'running', now() - interval '1 minute', 'runner-dead', 1, "
+    insert_run(retried,
+               "status, started_at, lease_owner, lease_epoch, lease_expires_at, "
+               "attempt",
+               "'running', now() - interval '1 minute', 'runner-dead', 1, "
                "now() - interval '1 second', 1");
     Kx__V1__RunDispatch *d = wait_dispatch(retried, 3 * REAPER_MS + 2000);
     assert_non_null(d);
@@ -502,9 +516,11 @@ static void test_reaper_fails_expired_lease(void **state)
     assert_string_equal(d->thread_id, g_thread);
     kx_pb_free(d);
     char st[64];
-    for (int i = 0; i < 100; i++) {   /* the notice is cleared right after the dispatch */
-        sql_value(st, sizeof st, "SELECT status || ' ' || lease_epoch || ' ' || "
-                  "(notice IS NULL) FROM agent_runs WHERE id = '%s'", retried);
+    for (int i = 0; i < 100; i++) { /* the notice is cleared right after the dispatch */
+        sql_value(st, sizeof st,
+                  "SELECT status || ' ' || lease_epoch || ' ' || "
+                  "(notice IS NULL) FROM agent_runs WHERE id = '%s'",
+                  retried);
         if (strcmp(st, "queued 2 true") == 0)
             break;
         usleep(20 * 1000);
@@ -514,9 +530,10 @@ static void test_reaper_fails_expired_lease(void **state)
     assert_non_null(ev);
     assert_false(ev->terminal);
     assert_int_equal(ev->lease_epoch, 2);
-    assert_non_null(strstr(ev->payload_json, "\"status\": \"running\", \"message\": \"Agent "
-                                             "run retried (attempt 2 of 2): reaped: runner "
-                                             "runner-dead stopped heartbeating at"));
+    assert_non_null(strstr(ev->payload_json,
+                           "\"status\": \"running\", \"message\": \"Agent "
+                           "run retried (attempt 2 of 2): reaped: runner "
+                           "runner-dead stopped heartbeating at"));
     kx_pb_free(ev);
     sql("UPDATE agent_runs SET status = 'stopped' WHERE id = '%s'", retried);
     natsSubscription_Unsubscribe(sub);
@@ -557,7 +574,7 @@ static void test_sweep_redispatches(void **state)
     d = wait_dispatch(lost, 3 * SWEEP_MS + 1000);
     assert_non_null(d);
     kx_pb_free(d);
-    d = wait_dispatch(fresh, 2 * SWEEP_MS);          /* dispatched recently: left alone */
+    d = wait_dispatch(fresh, 2 * SWEEP_MS); /* dispatched recently: left alone */
     assert_null(d);
     sql("UPDATE agent_runs SET status = 'stopped' WHERE id IN ('%s', '%s', '%s')", never, lost,
         fresh);
@@ -574,23 +591,26 @@ static void test_sweep_redispatches(void **state)
     wd.attempt = 1;
     uint64_t seq = 0;
     assert_int_equal(kx_bus_js_publish_pb_ex(g_bus, KX_SUBJ_RUN_DISPATCH, &wd.base, NULL, NULL,
-                                             &seq), KX_OK);
+                                             &seq),
+                     KX_OK);
     assert_true(seq > 0);
     sql("INSERT INTO agent_runs (id, thread_id, account_id, project_id, created_at, "
         "dispatched_at, dispatch_seq) VALUES ('%s', '%s', '%s', '%s', now() - interval "
-        "'5 minutes', now() - interval '2 minutes', %llu)", waiting, g_thread, g_account,
-        g_project, (unsigned long long)seq);
+        "'5 minutes', now() - interval '2 minutes', %llu)",
+        waiting, g_thread, g_account, g_project, (unsigned long long)seq);
     usleep(4 * SWEEP_MS * 1000);
     jsStreamInfo *si = NULL;
     assert_int_equal(js_GetStreamInfo(&si, kx_bus_js(g_bus), KX_STREAM_DISPATCH, NULL, NULL),
                      NATS_OK);
-    assert_int_equal(si->State.Msgs, 1);   /* only ours: no duplicate */
+    assert_int_equal(si->State.Msgs, 1); /* only ours: no duplicate */
     jsStreamInfo_Destroy(si);
     char looked[8];
-    sql_value(looked, sizeof looked, "SELECT dispatched_at > now() - interval '1 minute' FROM "
-              "agent_runs WHERE id = '%s'", waiting);
-    assert_string_equal(looked, "t");      /* the sweep looked, and moved it to the back */
-    d = wait_dispatch(waiting, 2000);      /* consume it */
+    sql_value(looked, sizeof looked,
+              "SELECT dispatched_at > now() - interval '1 minute' FROM "
+              "agent_runs WHERE id = '%s'",
+              waiting);
+    assert_string_equal(looked, "t"); /* the sweep looked, and moved it to the back */
+    d = wait_dispatch(waiting, 2000); /* consume it */
     assert_non_null(d);
     kx_pb_free(d);
     sql("UPDATE agent_runs SET status = 'stopped' WHERE id = '%s'", waiting);
@@ -606,9 +626,9 @@ static void test_submit_while_postgres_down(void **state)
     g_db = NULL;
     assert_int_equal(kx_th_pg_down(&g_pg), KX_OK);
     submit(run);
-    usleep(1500 * 1000);                 /* the scheduler naks it (retry in 1 s) ... */
+    usleep(1500 * 1000); /* the scheduler naks it (retry in 1 s) ... */
     assert_int_equal(kx_th_pg_up(&g_pg), KX_OK);
-    Kx__V1__RunDispatch *d = wait_dispatch(run, 8000);   /* ... and dispatches it after */
+    Kx__V1__RunDispatch *d = wait_dispatch(run, 8000); /* ... and dispatches it after */
     assert_non_null(d);
     kx_pb_free(d);
     g_db = PQconnectdb(g_pg.url);
@@ -622,7 +642,8 @@ static void test_sigterm_keeps_durable_consumer(void **state)
     g_sched = 0;
     jsConsumerInfo *ci = NULL;
     assert_int_equal(js_GetConsumerInfo(&ci, kx_bus_js(g_bus), KX_STREAM_SUBMIT,
-                                        KX_CONSUMER_SCHEDULER, NULL, NULL), NATS_OK);
+                                        KX_CONSUMER_SCHEDULER, NULL, NULL),
+                     NATS_OK);
     assert_non_null(ci);
     assert_string_equal(ci->Config->DeliverGroup, KX_CONSUMER_SCHEDULER);
     jsConsumerInfo_Destroy(ci);

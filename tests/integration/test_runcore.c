@@ -54,13 +54,14 @@
 #include "stack.h"
 
 #define STREAM_TIMEOUT_MS 40000
-#define COMPLETED "{\"type\": \"status\", \"status\": \"completed\", \"message\": \"Agent run completed successfully\"}"
+#define COMPLETED \
+    "{\"type\": \"status\", \"status\": \"completed\", \"message\": \"Agent run completed successfully\"}"
 
 static kx_th_stack g_stack;
 
 static void sleep_ms(int64_t ms)
 {
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
@@ -81,14 +82,15 @@ static char *new_account(void)
 
 static void initiate(const char *token, const char *prompt, run *r)
 {
-    const char *pairs[] = { "prompt", prompt, NULL };
+    const char *pairs[] = {"prompt", prompt, NULL};
     char *ctype = NULL;
     size_t len = 0;
     char *body = kx_th_form_multipart(pairs, &ctype, &len);
     assert_non_null(body);
-    kx_http_resp resp = { 0 };
-    assert_int_equal(kx_th_http(&g_stack, "POST", "/api/agent/initiate", token, ctype, body,
-                                len, &resp), KX_OK);
+    kx_http_resp resp = {0};
+    assert_int_equal(kx_th_http(&g_stack, "POST", "/api/agent/initiate", token, ctype, body, len,
+                                &resp),
+                     KX_OK);
     if (resp.status != 200)
         fail_msg("initiate: status %ld: %s", resp.status, resp.body ? resp.body : "");
     json_t *v = json_loads(resp.body, 0, NULL);
@@ -109,7 +111,7 @@ static char *run_col(const run *r, const char *expr)
     char sql[400];
     snprintf(sql, sizeof sql, "SELECT coalesce((%s)::text, '') FROM agent_runs WHERE id = $1",
              expr);
-    const char *p[] = { r->id };
+    const char *p[] = {r->id};
     char *v = kx_th_sql_value(&g_stack, sql, 1, p);
     if (v == NULL)
         fail_msg("no %s for run %s", expr, r->id);
@@ -165,12 +167,13 @@ static long long metric(kx_th_proc *p, const char *name)
 {
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/metrics", p->port);
-    kx_http_resp resp = { 0 };
+    kx_http_resp resp = {0};
     assert_int_equal(kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(5000), 1 << 20,
-                                     &resp), KX_OK);
+                                     &resp),
+                     KX_OK);
     long long v = -1;
     size_t nlen = strlen(name);
-    for (const char *line = resp.body; line != NULL && *line; ) {
+    for (const char *line = resp.body; line != NULL && *line;) {
         if (strncmp(line, name, nlen) == 0 && (line[nlen] == ' ' || line[nlen] == '{')) {
             const char *sp = strchr(line, ' ');
             if (sp != NULL)
@@ -229,12 +232,14 @@ static void test_killed_runner_run_is_retried(void **state)
     assert_run_col(&r, "lease_epoch", "2");
 
     /* The dead attempt's late write (its epoch, 1) is refused by the fence. */
-    const char *p[] = { r.id };
-    char *late = kx_th_sql_value(&g_stack,
+    const char *p[] = {r.id};
+    char *late = kx_th_sql_value(
+        &g_stack,
         "WITH ins AS (INSERT INTO messages (thread_id, account_id, type, is_llm_message, "
         "content, agent_run_id) SELECT r.thread_id, r.account_id, 'status', false, '{}', r.id "
         "FROM agent_runs r WHERE r.id = $1::uuid AND r.lease_epoch = 1 AND "
-        "r.status = 'running' FOR SHARE OF r RETURNING 1) SELECT count(*)::text FROM ins", 1, p);
+        "r.status = 'running' FOR SHARE OF r RETURNING 1) SELECT count(*)::text FROM ins",
+        1, p);
     assert_non_null(late);
     assert_string_equal(late, "0");
     free(late);
@@ -291,10 +296,12 @@ static void test_revoked_lease_is_dropped_within_a_heartbeat(void **state)
         sleep_ms(20);
     assert_int_equal(metric(runner, "kx_runner_runs_held"), 1);
     /* Only the database changes: no STOP is published. */
-    const char *p[] = { r.id };
-    PGresult *res = kx_th_sql(&g_stack, "UPDATE agent_runs SET status = 'stopped', "
+    const char *p[] = {r.id};
+    PGresult *res = kx_th_sql(&g_stack,
+                              "UPDATE agent_runs SET status = 'stopped', "
                               "completed_at = now(), lease_epoch = lease_epoch + 1 "
-                              "WHERE id = $1::uuid AND status = 'running'", 1, p);
+                              "WHERE id = $1::uuid AND status = 'running'",
+                              1, p);
     assert_non_null(res);
     PQclear(res);
     int64_t t0 = kx_mono_ms();
@@ -309,8 +316,9 @@ static void test_revoked_lease_is_dropped_within_a_heartbeat(void **state)
     assert_run_col(&r, "status", "stopped");
     /* Nothing more was written by the runner for this run after the revocation. */
     sleep_ms(500);
-    char *n = run_col(&r, "(SELECT count(*) FROM messages m WHERE m.agent_run_id = agent_runs.id "
-                          "AND m.created_at > agent_runs.completed_at)");
+    char *n = run_col(&r,
+                      "(SELECT count(*) FROM messages m WHERE m.agent_run_id = agent_runs.id "
+                      "AND m.created_at > agent_runs.completed_at)");
     assert_string_equal(n, "0");
     free(n);
     free(token);
@@ -326,14 +334,14 @@ static void test_postgres_restart_reaps_nothing(void **state)
     wait_col(&r, "status", "running", 15000);
     sleep_ms(300);
     assert_int_equal(kx_th_pg_down(&g_stack.pg), KX_OK);
-    sleep_ms(3000);   /* > the 2 s lease TTL */
+    sleep_ms(3000); /* > the 2 s lease TTL */
     assert_int_equal(kx_th_pg_up(&g_stack.pg), KX_OK);
     kx_th_sse e;
     read_stream(&r, token, &e);
     assert_string_equal(e.data[e.n - 1], COMPLETED);
     kx_th_sse_free(&e);
     assert_run_col(&r, "status", "completed");
-    assert_run_col(&r, "attempt", "1");   /* not reaped and retried either */
+    assert_run_col(&r, "attempt", "1"); /* not reaped and retried either */
     assert_run_col(&r, "error", "");
     free(token);
 }
@@ -376,7 +384,7 @@ static void slow_postgres_case(const char *tables, const char *prompt)
     initiate(token, prompt, &r);
     wait_col(&r, "status", "running", 15000);
     sleep_ms(200);
-    locker l = { .tables = tables, .hold_ms = 3500 };   /* > the 2 s TTL, < the 5 s timeout */
+    locker l = {.tables = tables, .hold_ms = 3500}; /* > the 2 s TTL, < the 5 s timeout */
     assert_int_equal(pthread_create(&l.thread, NULL, hold_locks, &l), 0);
     pthread_join(l.thread, NULL);
     assert_true(l.ok);
@@ -420,7 +428,7 @@ static void test_drain_hands_runs_back(void **state)
     assert_true(took < 3500);
     assert_run_col(&r, "status", "queued");
     assert_run_col(&r, "lease_epoch", "2");
-    assert_run_col(&r, "attempt", "0");   /* a hand-back is not a failed attempt */
+    assert_run_col(&r, "attempt", "0"); /* a hand-back is not a failed attempt */
     /* The next runner continues it. */
     assert_int_equal(kx_th_stack_proc_start(&g_stack, runner, 15000), KX_OK);
     kx_th_sse e;
@@ -449,9 +457,11 @@ typedef struct account_runs {
 static int running_of(const account_runs *a)
 {
     char *acc = run_col(&a->runs[0], "account_id");
-    const char *p[] = { acc };
-    char *n = kx_th_sql_value(&g_stack, "SELECT count(*) FROM agent_runs WHERE account_id = "
-                              "$1::uuid AND status = 'running'", 1, p);
+    const char *p[] = {acc};
+    char *n = kx_th_sql_value(&g_stack,
+                              "SELECT count(*) FROM agent_runs WHERE account_id = "
+                              "$1::uuid AND status = 'running'",
+                              1, p);
     int k = n != NULL ? atoi(n) : 0;
     free(n);
     free(acc);
@@ -475,8 +485,8 @@ static void test_limits_and_fairness(void **state)
     /* Account A submits six runs (each on its own thread, each ~2 s at the model), then B and
      * C two each. KX_MAX_PARALLEL_RUNS is 3 (the default): A never has more than 3 running,
      * and B's and C's runs start while A's 4th-6th still wait — A cannot starve them. */
-    account_runs a = { .token = new_account(), .n = 6 }, b = { .token = new_account(), .n = 2 },
-         c = { .token = new_account(), .n = 2 };
+    account_runs a = {.token = new_account(), .n = 6}, b = {.token = new_account(), .n = 2},
+                 c = {.token = new_account(), .n = 2};
     for (int i = 0; i < a.n; i++)
         initiate(a.token, "sleep 2000\nsay a", &a.runs[i]);
     for (int i = 0; i < 2; i++) {
@@ -500,17 +510,18 @@ static void test_limits_and_fairness(void **state)
     assert_true(max_b >= 1 && max_c >= 1);
     /* Fairness: every run of B and C started before A's last three did. */
     char sql[400];
-    snprintf(sql, sizeof sql, "SELECT (SELECT max(started_at) FROM agent_runs WHERE account_id "
+    snprintf(sql, sizeof sql,
+             "SELECT (SELECT max(started_at) FROM agent_runs WHERE account_id "
              "IN ($2::uuid, $3::uuid)) < (SELECT min(started_at) FROM (SELECT started_at FROM "
              "agent_runs WHERE account_id = $1::uuid ORDER BY started_at DESC LIMIT 3) x)");
     char ids[3][KX_UUID_LEN + 1];
-    const account_runs *all[] = { &a, &b, &c };
+    const account_runs *all[] = {&a, &b, &c};
     for (int i = 0; i < 3; i++) {
         char *acc = run_col(&all[i]->runs[0], "account_id");
         snprintf(ids[i], sizeof ids[i], "%s", acc);
         free(acc);
     }
-    const char *p[] = { ids[0], ids[1], ids[2] };
+    const char *p[] = {ids[0], ids[1], ids[2]};
     char *fair = kx_th_sql_value(&g_stack, sql, 3, p);
     assert_non_null(fair);
     assert_string_equal(fair, "t");
@@ -529,8 +540,8 @@ static json_t *start_on_thread(const char *token, const char *thread, const char
     char path[128], body[512];
     snprintf(path, sizeof path, "/api/thread/%s/agent/start", thread);
     if (strategy != NULL)
-        snprintf(body, sizeof body, "{\"prompt\": \"%s\", \"multitask_strategy\": \"%s\"}",
-                 prompt, strategy);
+        snprintf(body, sizeof body, "{\"prompt\": \"%s\", \"multitask_strategy\": \"%s\"}", prompt,
+                 strategy);
     else
         snprintf(body, sizeof body, "{\"prompt\": \"%s\"}", prompt);
     return kx_th_json(&g_stack, "POST", path, token, body, status);
@@ -549,15 +560,15 @@ static void test_double_texting(void **state)
     assert_int_equal(st, 409);
     assert_non_null(strstr(json_string_value(json_object_get(v, "detail")), first.id));
     json_decref(v);
-    char *n = run_col(&first, "(SELECT count(*) FROM agent_runs a WHERE a.thread_id = "
-                              "agent_runs.thread_id)");
+    char *n = run_col(&first,
+                      "(SELECT count(*) FROM agent_runs a WHERE a.thread_id = "
+                      "agent_runs.thread_id)");
     assert_string_equal(n, "1");
     free(n);
     /* an unknown strategy is a 400 naming the field */
     v = start_on_thread(token, first.thread_id, "x", "rollback", &st);
     assert_int_equal(st, 400);
-    assert_non_null(strstr(json_string_value(json_object_get(v, "detail")),
-                           "multitask_strategy"));
+    assert_non_null(strstr(json_string_value(json_object_get(v, "detail")), "multitask_strategy"));
     json_decref(v);
 
     /* enqueue (the default): the second run waits queued until the first one ended */
@@ -573,12 +584,13 @@ static void test_double_texting(void **state)
     wait_col(&second, "status", "completed", 20000);
     assert_run_col(&first, "status", "completed");
     char sql[300];
-    snprintf(sql, sizeof sql, "SELECT (SELECT started_at FROM agent_runs WHERE id = $2::uuid) >= "
+    snprintf(sql, sizeof sql,
+             "SELECT (SELECT started_at FROM agent_runs WHERE id = $2::uuid) >= "
              "(SELECT completed_at FROM agent_runs WHERE id = $1::uuid)");
-    const char *p[] = { first.id, second.id };
+    const char *p[] = {first.id, second.id};
     char *order = kx_th_sql_value(&g_stack, sql, 2, p);
     assert_non_null(order);
-    assert_string_equal(order, "t");   /* never both running */
+    assert_string_equal(order, "t"); /* never both running */
     free(order);
 
     /* interrupt: the running run is stopped, then the new one runs */
@@ -615,7 +627,7 @@ static void test_two_schedulers_reap_once(void **state)
     env[n] = own;
     snprintf(log_path, sizeof log_path, "%s/scheduler-2.log", g_stack.dir);
     kx_th_proc *first = proc("scheduler");
-    const char *argv[] = { first->path, NULL };
+    const char *argv[] = {first->path, NULL};
     pid_t second = 0;
     assert_int_equal(kx_th_spawn(argv, env, log_path, &second), KX_OK);
     free(env);
@@ -646,7 +658,7 @@ static void test_two_schedulers_reap_once(void **state)
         retried += strstr(e.data[i], "Agent run retried") != NULL;
     assert_int_equal(retried, 1);
     kx_th_sse_free(&e);
-    assert_int_equal(kx_th_kill(second), 0);   /* SIGTERM: drains and exits 0 */
+    assert_int_equal(kx_th_kill(second), 0); /* SIGTERM: drains and exits 0 */
     free(token);
 }
 
@@ -659,15 +671,16 @@ static void test_over_limit_rejects_with_429(void **state)
     char account[KX_UUID_LEN + 1];
     kx_uuid_new(account);
     char *token = kx_th_stack_token(&g_reject_stack, account);
-    const char *pairs[] = { "prompt", "sleep 3000\nsay busy", NULL };
+    const char *pairs[] = {"prompt", "sleep 3000\nsay busy", NULL};
     char *ctype = NULL;
     size_t len = 0;
     char *body = kx_th_form_multipart(pairs, &ctype, &len);
     char thread[KX_UUID_LEN + 1] = "";
     for (int i = 0; i < 2; i++) {
-        kx_http_resp resp = { 0 };
+        kx_http_resp resp = {0};
         assert_int_equal(kx_th_http(&g_reject_stack, "POST", "/api/agent/initiate", token, ctype,
-                                    body, len, &resp), KX_OK);
+                                    body, len, &resp),
+                         KX_OK);
         assert_int_equal(resp.status, 200);
         json_t *v = json_loads(resp.body, 0, NULL);
         snprintf(thread, sizeof thread, "%s", json_string_value(json_object_get(v, "thread_id")));
@@ -675,9 +688,10 @@ static void test_over_limit_rejects_with_429(void **state)
         kx_http_resp_free(&resp);
     }
     /* the third, while two are active: 429 with Kortix's body; nothing created */
-    kx_http_resp resp = { 0 };
-    assert_int_equal(kx_th_http(&g_reject_stack, "POST", "/api/agent/initiate", token, ctype,
-                                body, len, &resp), KX_OK);
+    kx_http_resp resp = {0};
+    assert_int_equal(kx_th_http(&g_reject_stack, "POST", "/api/agent/initiate", token, ctype, body,
+                                len, &resp),
+                     KX_OK);
     assert_int_equal(resp.status, 429);
     json_t *v = json_loads(resp.body, 0, NULL);
     json_t *d = json_object_get(v, "detail");
@@ -689,9 +703,11 @@ static void test_over_limit_rejects_with_429(void **state)
                            "Maximum of 2 parallel agent runs allowed"));
     json_decref(v);
     kx_http_resp_free(&resp);
-    const char *p[] = { account };
-    char *n = kx_th_sql_value(&g_reject_stack, "SELECT count(*) FROM agent_runs WHERE "
-                              "account_id = $1::uuid", 1, p);
+    const char *p[] = {account};
+    char *n = kx_th_sql_value(&g_reject_stack,
+                              "SELECT count(*) FROM agent_runs WHERE "
+                              "account_id = $1::uuid",
+                              1, p);
     assert_string_equal(n, "2");
     free(n);
     /* a start on an existing thread is refused the same way */
@@ -704,8 +720,10 @@ static void test_over_limit_rejects_with_429(void **state)
     /* once they ended, runs are accepted again */
     int64_t give_up = kx_mono_ms() + 30000;
     for (;;) {
-        n = kx_th_sql_value(&g_reject_stack, "SELECT count(*) FROM agent_runs WHERE account_id = "
-                            "$1::uuid AND status IN ('queued', 'running')", 1, p);
+        n = kx_th_sql_value(&g_reject_stack,
+                            "SELECT count(*) FROM agent_runs WHERE account_id = "
+                            "$1::uuid AND status IN ('queued', 'running')",
+                            1, p);
         bool idle = n != NULL && strcmp(n, "0") == 0;
         free(n);
         if (idle)
@@ -714,8 +732,9 @@ static void test_over_limit_rejects_with_429(void **state)
             fail_msg("the two runs did not end within 30 s");
         sleep_ms(100);
     }
-    assert_int_equal(kx_th_http(&g_reject_stack, "POST", "/api/agent/initiate", token, ctype,
-                                body, len, &resp), KX_OK);
+    assert_int_equal(kx_th_http(&g_reject_stack, "POST", "/api/agent/initiate", token, ctype, body,
+                                len, &resp),
+                     KX_OK);
     assert_int_equal(resp.status, 200);
     kx_http_resp_free(&resp);
     free(body);
@@ -725,8 +744,8 @@ static void test_over_limit_rejects_with_429(void **state)
 
 static int start_reject_stack(void **state)
 {
-    const char *env[] = { "KX_OVER_LIMIT=reject", "KX_MAX_PARALLEL_RUNS=2", NULL };
-    kx_th_stack_opts opts = { .env = env };
+    const char *env[] = {"KX_OVER_LIMIT=reject", "KX_MAX_PARALLEL_RUNS=2", NULL};
+    kx_th_stack_opts opts = {.env = env};
     return kx_th_stack_start(&opts, &g_reject_stack) == KX_OK ? 0 : -1;
 }
 
@@ -734,7 +753,7 @@ static int start_reject_stack(void **state)
 
 static int start_stack(void **state)
 {
-    kx_th_stack_opts opts = { 0 };
+    kx_th_stack_opts opts = {0};
     return kx_th_stack_start(&opts, &g_stack) == KX_OK ? 0 : -1;
 }
 
@@ -766,8 +785,8 @@ int main(void)
     int failed = cmocka_run_group_tests_name("runcore", tests, start_stack, NULL);
     if (kx_th_stack_stop(&g_stack, failed != 0) != 0)
         failed++;
-    int rfailed = cmocka_run_group_tests_name("over_limit_reject", reject, start_reject_stack,
-                                              NULL);
+    int rfailed =
+        cmocka_run_group_tests_name("over_limit_reject", reject, start_reject_stack, NULL);
     if (kx_th_stack_stop(&g_reject_stack, rfailed != 0) != 0)
         rfailed++;
     return failed + rfailed != 0;

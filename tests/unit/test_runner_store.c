@@ -30,9 +30,12 @@
 static char *g_tmp;
 static kx_th_pg g_pg;
 static kx_th_pgproxy *g_proxy;
-static PGconn *g_sql;   /* direct, for setup and assertions */
+static PGconn *g_sql; /* direct, for setup and assertions */
 
-static void sleep_ms(int ms) { usleep((useconds_t)ms * 1000); }
+static void sleep_ms(int ms)
+{
+    usleep((useconds_t)ms * 1000);
+}
 
 static PGresult *q(PGconn *c, const char *sql, int n, const char *const *params)
 {
@@ -45,7 +48,7 @@ static PGresult *q(PGconn *c, const char *sql, int n, const char *const *params)
 
 static long count1(const char *sql, const char *param)
 {
-    const char *params[] = { param };
+    const char *params[] = {param};
     PGresult *r = q(g_sql, sql, param ? 1 : 0, params);
     long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
@@ -54,7 +57,7 @@ static long count1(const char *sql, const char *param)
 
 static char *value1(const char *sql, const char *param)
 {
-    const char *params[] = { param };
+    const char *params[] = {param};
     PGresult *r = q(g_sql, sql, 1, params);
     char *v = strdup(PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
     PQclear(r);
@@ -69,14 +72,20 @@ static void new_run(char thread[KX_UUID_LEN + 1], char run[KX_UUID_LEN + 1])
     kx_uuid_new(project);
     kx_uuid_new(thread);
     kx_uuid_new(run);
-    const char *p[] = { account, project, thread, run };
-    PQclear(q(g_sql, "INSERT INTO projects (project_id, name, account_id) "
-                     "VALUES ($2::uuid, 'p', $1::uuid)", 2, p));
-    const char *t[] = { account, project, thread };
-    PQclear(q(g_sql, "INSERT INTO threads (thread_id, account_id, project_id) "
-                     "VALUES ($3::uuid, $1::uuid, $2::uuid)", 3, t));
-    PQclear(q(g_sql, "INSERT INTO agent_runs (id, thread_id, account_id, project_id) "
-                     "VALUES ($4::uuid, $3::uuid, $1::uuid, $2::uuid)", 4, p));
+    const char *p[] = {account, project, thread, run};
+    PQclear(q(g_sql,
+              "INSERT INTO projects (project_id, name, account_id) "
+              "VALUES ($2::uuid, 'p', $1::uuid)",
+              2, p));
+    const char *t[] = {account, project, thread};
+    PQclear(q(g_sql,
+              "INSERT INTO threads (thread_id, account_id, project_id) "
+              "VALUES ($3::uuid, $1::uuid, $2::uuid)",
+              3, t));
+    PQclear(q(g_sql,
+              "INSERT INTO agent_runs (id, thread_id, account_id, project_id) "
+              "VALUES ($4::uuid, $3::uuid, $1::uuid, $2::uuid)",
+              4, p));
 }
 
 static const char *stmt_sql(const char *name)
@@ -152,9 +161,11 @@ static void test_message_fence_races_a_reap(void **state)
 {
     char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
     new_run(thread, run);
-    const char *rp[] = { run };
-    PQclear(q(g_sql, "UPDATE agent_runs SET status='running', lease_epoch=1, "
-                     "lease_owner='r1' WHERE id=$1::uuid", 1, rp));
+    const char *rp[] = {run};
+    PQclear(q(g_sql,
+              "UPDATE agent_runs SET status='running', lease_epoch=1, "
+              "lease_owner='r1' WHERE id=$1::uuid",
+              1, rp));
 
     PGconn *holder = PQconnectdb(g_pg.url), *writer = PQconnectdb(g_pg.url),
            *reaper = PQconnectdb(g_pg.url);
@@ -162,7 +173,7 @@ static void test_message_fence_races_a_reap(void **state)
     assert_int_equal(PQstatus(writer), CONNECTION_OK);
     assert_int_equal(PQstatus(reaper), CONNECTION_OK);
     /* 1. Something holds the thread row: the insert's foreign-key check will wait on it. */
-    const char *tp[] = { thread };
+    const char *tp[] = {thread};
     PQclear(q(holder, "BEGIN", 0, NULL));
     PQclear(q(holder, "SELECT 1 FROM threads WHERE thread_id=$1::uuid FOR UPDATE", 1, tp));
     /* 2. The runner's insert, with the runner's SQL, as epoch 1. */
@@ -171,14 +182,17 @@ static void test_message_fence_races_a_reap(void **state)
     PQclear(pr);
     char mid[KX_UUID_LEN + 1];
     kx_uuid_new(mid);
-    const char *ip[] = { run, "1", "status", "false", "{\"status_type\": \"x\"}", "{}", mid };
+    const char *ip[] = {run, "1", "status", "false", "{\"status_type\": \"x\"}", "{}", mid};
     assert_int_equal(PQsendQueryPrepared(writer, "ins", 7, ip, NULL, NULL, 0), 1);
     sleep_ms(300);
-    assert_true(busy(writer));   /* waiting for the thread row */
+    assert_true(busy(writer)); /* waiting for the thread row */
     /* 3. The reap: the scheduler's transition (fail, epoch + 1), committed on its own. */
-    assert_int_equal(PQsendQueryParams(reaper, "UPDATE agent_runs SET status='failed', "
+    assert_int_equal(PQsendQueryParams(reaper,
+                                       "UPDATE agent_runs SET status='failed', "
                                        "lease_epoch=lease_epoch+1 WHERE id=$1::uuid AND "
-                                       "status='running'", 1, NULL, rp, NULL, NULL, 0), 1);
+                                       "status='running'",
+                                       1, NULL, rp, NULL, NULL, 0),
+                     1);
     int64_t until = kx_mono_ms() + 500;
     while (busy(reaper) && kx_mono_ms() < until)
         sleep_ms(10);
@@ -198,7 +212,8 @@ static void test_message_fence_races_a_reap(void **state)
     long final = count1("SELECT count(*) FROM messages WHERE agent_run_id=$1::uuid", run);
     if (final != at_reap)
         fail_msg("a message was inserted after the reap committed (%ld rows at the reap, %ld "
-                 "after): the fence did not lock the run row", at_reap, final);
+                 "after): the fence did not lock the run row",
+                 at_reap, final);
     /* The fence made the reap wait for the insert, which then counts as before the reap. */
     assert_false(reap_done_first);
     assert_int_equal(final, 1);
@@ -217,9 +232,11 @@ static void test_message_fence_after_reap_refuses(void **state)
     store_claim c;
     assert_int_equal(store_claim_run(db, run, "r1", 10000, &claimed, &c), KX_OK);
     assert_true(claimed);
-    const char *rp[] = { run };
-    PQclear(q(g_sql, "UPDATE agent_runs SET status='failed', lease_epoch=lease_epoch+1 "
-                     "WHERE id=$1::uuid", 1, rp));
+    const char *rp[] = {run};
+    PQclear(q(g_sql,
+              "UPDATE agent_runs SET status='failed', lease_epoch=lease_epoch+1 "
+              "WHERE id=$1::uuid",
+              1, rp));
     store_row row;
     assert_int_equal(store_insert_message(db, run, c.epoch, "status", false, "{}", "{}", &row),
                      KX_ERR_CONFLICT);
@@ -237,13 +254,14 @@ static void test_claim_answer_lost_recognises_itself(void **state)
     bool claimed = false;
     store_claim c;
     assert_int_equal(store_claim_run(db, run, "runner-a", 10000, &claimed, &c), KX_OK);
-    assert_int_equal(kx_th_pgproxy_cuts(g_proxy), cuts + 1);   /* the cut really happened */
+    assert_int_equal(kx_th_pgproxy_cuts(g_proxy), cuts + 1); /* the cut really happened */
     assert_true(claimed);
     assert_int_equal(c.epoch, 1);
     assert_string_equal(c.thread_id, thread);
     assert_true(c.started_at_ms > 0);
     char *v = value1("SELECT status || ' ' || lease_epoch || ' ' || attempt || ' ' || "
-                     "lease_owner FROM agent_runs WHERE id=$1::uuid", run);
+                     "lease_owner FROM agent_runs WHERE id=$1::uuid",
+                     run);
     assert_string_equal(v, "running 1 1 runner-a");
     free(v);
     /* Another runner's claim (or a later one of ours) does not take it. */
@@ -265,8 +283,9 @@ static void test_insert_answer_lost_writes_once(void **state)
     kx_th_pgproxy_arm(g_proxy, "runner_insert_message");
     store_row row;
     assert_int_equal(store_insert_message(db, run, c.epoch, "assistant", true,
-                                          "{\"role\": \"assistant\", \"content\": \"hi\"}",
-                                          "{}", &row), KX_OK);
+                                          "{\"role\": \"assistant\", \"content\": \"hi\"}", "{}",
+                                          &row),
+                     KX_OK);
     assert_int_equal(kx_th_pgproxy_cuts(g_proxy), cuts + 1);
     assert_true(kx_uuid_valid(row.message_id));
     assert_int_equal(count1("SELECT count(*) FROM messages WHERE agent_run_id=$1::uuid", run), 1);
@@ -288,7 +307,7 @@ static void test_finish_answer_lost_still_wins(void **state)
     kx_th_pgproxy_arm(g_proxy, "runner_finish");
     assert_int_equal(store_finish_run(db, run, c.epoch, "completed", NULL, &won), KX_OK);
     assert_int_equal(kx_th_pgproxy_cuts(g_proxy), cuts + 1);
-    assert_true(won);   /* so the runner publishes the terminal event */
+    assert_true(won); /* so the runner publishes the terminal event */
     char *v = value1("SELECT status FROM agent_runs WHERE id=$1::uuid", run);
     assert_string_equal(v, "completed");
     free(v);
@@ -301,7 +320,7 @@ static void test_finish_answer_lost_still_wins(void **state)
 /* kx_db itself: a write it cannot know to be idempotent fails UNAVAILABLE after a lost answer,
  * and is not run a second time. */
 static const kx_db_stmt PLAIN[] = {
-    { "plain_insert", "INSERT INTO projects (name, account_id) VALUES ($1, $2::uuid)" },
+    {"plain_insert", "INSERT INTO projects (name, account_id) VALUES ($1, $2::uuid)"},
     KX_DB_STMT_END,
 };
 
@@ -315,7 +334,7 @@ static void test_plain_write_is_not_retried(void **state)
     kx_db *db = NULL;
     assert_int_equal(kx_db_connect(url, PLAIN, &db), KX_OK);
     kx_th_pgproxy_arm(g_proxy, "plain_insert");
-    const char *params[] = { "once", account };
+    const char *params[] = {"once", account};
     assert_int_equal(kx_db_exec_cmd(db, "plain_insert", 2, params, NULL), KX_ERR_UNAVAILABLE);
     assert_int_equal(count1("SELECT count(*) FROM projects WHERE account_id=$1::uuid", account),
                      1);

@@ -15,9 +15,10 @@ static void test_terminal_payload(void **state)
 {
     char *p = sched_terminal_payload("lease expired: runner r1 stopped heartbeating");
     assert_non_null(p);
-    assert_string_equal(p, "{\"type\": \"status\", \"status\": \"failed\", \"message\": "
-                           "\"Agent run failed: lease expired: runner r1 stopped "
-                           "heartbeating\"}");
+    assert_string_equal(p,
+                        "{\"type\": \"status\", \"status\": \"failed\", \"message\": "
+                        "\"Agent run failed: lease expired: runner r1 stopped "
+                        "heartbeating\"}");
     free(p);
     p = sched_terminal_payload("quote \" and \\ and caf\xc3\xa9");
     assert_non_null(p);
@@ -28,11 +29,13 @@ static void test_terminal_payload(void **state)
 static void test_retried_payload(void **state)
 {
     char *p = sched_retried_payload("reaped: runner r1 stopped heartbeating at "
-                                    "2026-11-30T16:00:00.000Z", 2, 2);
+                                    "2026-11-30T16:00:00.000Z",
+                                    2, 2);
     assert_non_null(p);
-    assert_string_equal(p, "{\"type\": \"status\", \"status\": \"running\", \"message\": "
-                           "\"Agent run retried (attempt 2 of 2): reaped: runner r1 stopped "
-                           "heartbeating at 2026-11-30T16:00:00.000Z\"}");
+    assert_string_equal(p,
+                        "{\"type\": \"status\", \"status\": \"running\", \"message\": "
+                        "\"Agent run retried (attempt 2 of 2): reaped: runner r1 stopped "
+                        "heartbeating at 2026-11-30T16:00:00.000Z\"}");
     free(p);
 }
 

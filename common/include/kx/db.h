@@ -23,9 +23,12 @@
 
 typedef struct kx_db_stmt {
     const char *name;
-    const char *sql;      /* with $1..$n placeholders; cast them ($1::uuid) to fix types */
+    const char *sql; /* with $1..$n placeholders; cast them ($1::uuid) to fix types */
 } kx_db_stmt;
-#define KX_DB_STMT_END { NULL, NULL }
+#define KX_DB_STMT_END \
+    {                  \
+        NULL, NULL     \
+    }
 
 typedef struct kx_db kx_db;
 typedef struct kx_db_pool kx_db_pool;
@@ -35,8 +38,8 @@ typedef struct kx_db_pool kx_db_pool;
  * is still a usable handle that will try to reconnect on the next call (so services can start
  * before Postgres). */
 kx_err kx_db_connect(const char *conninfo, const kx_db_stmt *stmts, kx_db **out);
-void kx_db_close(kx_db *db);   /* NULL is a no-op */
-bool kx_db_ok(kx_db *db);      /* connected now (tries one reconnect if not) */
+void kx_db_close(kx_db *db); /* NULL is a no-op */
+bool kx_db_ok(kx_db *db);    /* connected now (tries one reconnect if not) */
 
 /* Runs a prepared statement by name. Returns the result (PGRES_TUPLES_OK or PGRES_COMMAND_OK)
  * or NULL with *err set (and the detail logged): KX_ERR_UNAVAILABLE when the connection is
@@ -64,7 +67,7 @@ PGresult *kx_db_exec_sql(kx_db *db, const char *sql, kx_err *err);
 
 kx_err kx_db_begin(kx_db *db);
 kx_err kx_db_commit(kx_db *db);
-void kx_db_rollback(kx_db *db);   /* best effort */
+void kx_db_rollback(kx_db *db); /* best effort */
 
 /* The SQLSTATE of the last failed call ("" if none). */
 const char *kx_db_last_sqlstate(const kx_db *db);
@@ -82,6 +85,6 @@ const char *kx_db_migrations_dir(void);
 kx_err kx_db_pool_new(const char *conninfo, const kx_db_stmt *stmts, int size, kx_db_pool **out);
 kx_db *kx_db_pool_get(kx_db_pool *pool, kx_deadline deadline);
 void kx_db_pool_put(kx_db_pool *pool, kx_db *db);
-void kx_db_pool_free(kx_db_pool *pool);   /* all connections must have been returned */
+void kx_db_pool_free(kx_db_pool *pool); /* all connections must have been returned */
 
 #endif
