@@ -101,7 +101,7 @@ static void publish_notices(scheduler *s)
             .epoch = strtoll(PQgetvalue(res, i, 3), NULL, 10),
             .account = PQgetvalue(res, i, 4),
             .kind = PQgetvalue(res, i, 5),
-            .attempt = atoi(PQgetvalue(res, i, 8)),
+            .attempt = (int)strtol(PQgetvalue(res, i, 8), NULL, 10),
             .status = PQgetvalue(res, i, 9),
         };
         bool retried = strcmp(n.kind, "retried") == 0;

@@ -153,7 +153,7 @@ void sched_store_row(const PGresult *res, int i, sched_run_row *row)
     copy_col(res, i, 1, row->thread_id, sizeof row->thread_id);
     copy_col(res, i, 2, row->account_id, sizeof row->account_id);
     copy_col(res, i, 3, row->project_id, sizeof row->project_id);
-    row->attempt = PQgetisnull(res, i, 4) ? 0 : atoi(PQgetvalue(res, i, 4));
+    row->attempt = PQgetisnull(res, i, 4) ? 0 : (int)strtol(PQgetvalue(res, i, 4), NULL, 10);
     if (PQnfields(res) > 5 && !PQgetisnull(res, i, 5))
         row->dispatch_seq = strtoll(PQgetvalue(res, i, 5), NULL, 10);
 }

@@ -210,7 +210,7 @@ static bool stream_has(const kx_th_sse *e, const char *needle)
 static void test_killed_runner_run_is_retried(void **state)
 {
     char *token = new_account();
-    run r;
+    run r = {0};
     /* The first attempt at the model hangs; the second (the retry) answers. */
     initiate(token, "hang 1\nsay answered on the retry", &r);
     wait_col(&r, "status", "running", 15000);
@@ -288,7 +288,7 @@ static void test_killed_runner_run_is_retried(void **state)
 static void test_revoked_lease_is_dropped_within_a_heartbeat(void **state)
 {
     char *token = new_account();
-    run r;
+    run r = {0};
     initiate(token, "sleep 8000\nsay too late", &r);
     wait_col(&r, "status", "running", 15000);
     kx_th_proc *runner = proc("agent-runner");
@@ -329,7 +329,7 @@ static void test_revoked_lease_is_dropped_within_a_heartbeat(void **state)
 static void test_postgres_restart_reaps_nothing(void **state)
 {
     char *token = new_account();
-    run r;
+    run r = {0};
     initiate(token, "sleep 7000\nsay survived the restart", &r);
     wait_col(&r, "status", "running", 15000);
     sleep_ms(300);
@@ -380,7 +380,7 @@ static void *hold_locks(void *arg)
 static void slow_postgres_case(const char *tables, const char *prompt)
 {
     char *token = new_account();
-    run r;
+    run r = {0};
     initiate(token, prompt, &r);
     wait_col(&r, "status", "running", 15000);
     sleep_ms(200);
@@ -413,7 +413,7 @@ static void test_slow_postgres_reaps_nothing(void **state)
 static void test_drain_hands_runs_back(void **state)
 {
     char *token = new_account();
-    run r;
+    run r = {0};
     initiate(token, "sleep 6000\nsay finished after the deploy", &r);
     wait_col(&r, "status", "running", 15000);
     sleep_ms(300);
@@ -462,7 +462,7 @@ static int running_of(const account_runs *a)
                               "SELECT count(*) FROM agent_runs WHERE account_id = "
                               "$1::uuid AND status = 'running'",
                               1, p);
-    int k = n != NULL ? atoi(n) : 0;
+    int k = n != NULL ? (int)strtol(n, NULL, 10) : 0;
     free(n);
     free(acc);
     return k;
@@ -550,7 +550,7 @@ static json_t *start_on_thread(const char *token, const char *thread, const char
 static void test_double_texting(void **state)
 {
     char *token = new_account();
-    run first;
+    run first = {0};
     initiate(token, "sleep 3000\nsay first", &first);
     wait_col(&first, "status", "running", 15000);
 
@@ -594,7 +594,7 @@ static void test_double_texting(void **state)
     free(order);
 
     /* interrupt: the running run is stopped, then the new one runs */
-    run third;
+    run third = {0};
     initiate(token, "sleep 8000\nsay interrupted", &third);
     wait_col(&third, "status", "running", 15000);
     v = start_on_thread(token, third.thread_id, "say took over", "interrupt", &st);
@@ -635,7 +635,7 @@ static void test_two_schedulers_reap_once(void **state)
     assert_int_equal(kx_th_wait_http(url, 20000), KX_OK);
 
     char *token = new_account();
-    run r;
+    run r = {0};
     initiate(token, "hang 1\nsay answered once", &r);
     wait_col(&r, "status", "running", 15000);
     sleep_ms(300);
