@@ -33,7 +33,7 @@
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 2000
 #define JS_DEFAULT_WAIT_MS 5000
-#define CLOSE_CALLBACK_GRACE_MS 5000   /* how long close waits for cnats' last callbacks */
+#define CLOSE_CALLBACK_GRACE_MS 5000 /* how long close waits for cnats' last callbacks */
 
 typedef struct subctx subctx;
 
@@ -41,14 +41,14 @@ struct kx_bus {
     natsConnection *nc;
     jsCtx *js;
     char name[128];
-    int64_t ack_wait_ms;         /* longest wait for a JetStream ack (KX_BUS_TIMEOUT_MS) */
+    int64_t ack_wait_ms; /* longest wait for a JetStream ack (KX_BUS_TIMEOUT_MS) */
 
-    pthread_mutex_t mu;          /* guards everything below */
+    pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t cond;
     bool closing;
-    bool closed_cb_done;         /* cnats called the closed callback: no more connection cbs */
-    subctx *subs;                /* live subscriptions made with kx_bus_subscribe[_loop] */
-    size_t live_subctx;          /* contexts whose completion callback has not run yet */
+    bool closed_cb_done; /* cnats called the closed callback: no more connection cbs */
+    subctx *subs;        /* live subscriptions made with kx_bus_subscribe[_loop] */
+    size_t live_subctx;  /* contexts whose completion callback has not run yet */
 };
 
 /* ---- small helpers ---- */
@@ -163,7 +163,7 @@ static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
         delay = RECONNECT_MAX_MS;
     uint16_t r;
     random_fill(&r, sizeof r);
-    return delay + (int64_t)(r % (uint16_t)(delay / 4 + 1));   /* up to +25 % jitter */
+    return delay + (int64_t)(r % (uint16_t)(delay / 4 + 1)); /* up to +25 % jitter */
 }
 
 static void on_connected(natsConnection *nc, void *closure)
@@ -188,7 +188,8 @@ static void on_reconnected(natsConnection *nc, void *closure)
 {
     kx_bus *bus = closure;
     kx_counter_add(kx_metrics_counter("kx_nats_reconnects_total", "",
-                                      "Reconnections to NATS after a disconnect"), 1);
+                                      "Reconnections to NATS after a disconnect"),
+                   1);
     kx_info("bus: %s reconnected to NATS", bus->name);
 }
 
@@ -221,20 +222,31 @@ static void on_js_publish_error(jsCtx *js, jsPubAckErr *pae, void *closure)
 static kx_err set_options(kx_bus *bus, const char *url, natsOptions *o)
 {
     natsStatus s = natsOptions_SetURL(o, url);
-    if (s == NATS_OK) s = natsOptions_SetName(o, bus->name);
-    if (s == NATS_OK) s = natsOptions_SetMaxReconnect(o, -1);
-    if (s == NATS_OK) s = natsOptions_SetCustomReconnectDelay(o, reconnect_delay, bus);
-    if (s == NATS_OK) s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, bus);
-    if (s == NATS_OK) s = natsOptions_SetSendAsap(o, true);
+    if (s == NATS_OK)
+        s = natsOptions_SetName(o, bus->name);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetCustomReconnectDelay(o, reconnect_delay, bus);
+    if (s == NATS_OK)
+        s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, bus);
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(o, true);
     /* Deliver every subscription's messages from cnats' shared pool of threads instead of one
      * thread per subscription: the gateway opens one subscription per SSE stream. Our callbacks
      * never block (they post to a loop or append to a buffer), so sharing is safe. */
-    if (s == NATS_OK) s = natsOptions_UseGlobalMessageDelivery(o, true);
-    if (s == NATS_OK) s = natsOptions_SetPingInterval(o, 10000);
-    if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(o, on_disconnected, bus);
-    if (s == NATS_OK) s = natsOptions_SetReconnectedCB(o, on_reconnected, bus);
-    if (s == NATS_OK) s = natsOptions_SetClosedCB(o, on_closed, bus);
-    if (s == NATS_OK) s = natsOptions_SetErrorHandler(o, on_async_error, bus);
+    if (s == NATS_OK)
+        s = natsOptions_UseGlobalMessageDelivery(o, true);
+    if (s == NATS_OK)
+        s = natsOptions_SetPingInterval(o, 10000);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(o, on_disconnected, bus);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(o, on_reconnected, bus);
+    if (s == NATS_OK)
+        s = natsOptions_SetClosedCB(o, on_closed, bus);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(o, on_async_error, bus);
     if (s != NATS_OK)
         return nats_fail("setting NATS options", s);
     return KX_OK;
@@ -274,15 +286,15 @@ kx_err kx_bus_connect(const char *url, const char *name, kx_bus **out)
     if (err == KX_OK) {
         s = natsConnection_Connect(&bus->nc, o);
         if (s == NATS_NOT_YET_CONNECTED) {
-            kx_warn("bus: NATS at %s is not reachable yet; %s keeps trying in the background",
-                    url, bus->name);
+            kx_warn("bus: NATS at %s is not reachable yet; %s keeps trying in the background", url,
+                    bus->name);
         } else if (s != NATS_OK) {
             err = nats_fail("natsConnection_Connect", s);
         } else {
             kx_info("bus: %s connected to NATS at %s", bus->name, url);
         }
     }
-    natsOptions_Destroy(o);   /* the connection keeps its own copy */
+    natsOptions_Destroy(o); /* the connection keeps its own copy */
 
     if (err == KX_OK) {
         jsOptions jo;
@@ -305,18 +317,24 @@ kx_err kx_bus_connect(const char *url, const char *name, kx_bus **out)
 bool kx_bus_connected(kx_bus *bus)
 {
     return bus != NULL && bus->nc != NULL &&
-           natsConnection_Status(bus->nc) == NATS_CONN_STATUS_CONNECTED;
+        natsConnection_Status(bus->nc) == NATS_CONN_STATUS_CONNECTED;
 }
 
-natsConnection *kx_bus_conn(kx_bus *bus) { return bus->nc; }
-jsCtx *kx_bus_js(kx_bus *bus) { return bus->js; }
+natsConnection *kx_bus_conn(kx_bus *bus)
+{
+    return bus->nc;
+}
+jsCtx *kx_bus_js(kx_bus *bus)
+{
+    return bus->js;
+}
 
 /* ---- subscription registry ---- */
 
 struct subctx {
     kx_bus *bus;
     natsSubscription *sub;
-    kx_loop *loop;               /* NULL: deliver on the cnats thread */
+    kx_loop *loop; /* NULL: deliver on the cnats thread */
     kx_bus_msg_cb cb;
     void *arg;
     subctx *prev, *next;
@@ -362,8 +380,7 @@ static void loop_deliver(kx_loop *loop, void *arg)
     free(d);
 }
 
-static void subctx_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
-                          void *closure)
+static void subctx_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
     subctx *c = closure;
     if (c->loop == NULL) {
@@ -439,7 +456,7 @@ static kx_err subscribe(kx_bus *bus, kx_loop *loop, const char *subject, const c
         kx_err err = nats_fail("subscribe", s);
         kx_error("bus: could not subscribe to %s", subject);
         if (sub == NULL)
-            free(c);   /* with a sub, a callback might still hold c: leak rather than race */
+            free(c); /* with a sub, a callback might still hold c: leak rather than race */
         return err;
     }
     pthread_mutex_unlock(&bus->mu);
@@ -481,8 +498,14 @@ static bool wait_until(kx_bus *bus, bool (*pred)(kx_bus *), int64_t timeout_ms)
     return true;
 }
 
-static bool closed_cb_done(kx_bus *bus) { return bus->closed_cb_done; }
-static bool no_live_subctx(kx_bus *bus) { return bus->live_subctx == 0; }
+static bool closed_cb_done(kx_bus *bus)
+{
+    return bus->closed_cb_done;
+}
+static bool no_live_subctx(kx_bus *bus)
+{
+    return bus->live_subctx == 0;
+}
 
 bool kx_bus_close(kx_bus *bus, int64_t timeout_ms)
 {
@@ -523,7 +546,7 @@ bool kx_bus_close(kx_bus *bus, int64_t timeout_ms)
         if (drained)
             wait_until(bus, closed_cb_done, timeout_ms + 1000);
         pthread_mutex_unlock(&bus->mu);
-        natsConnection_Close(bus->nc);   /* no-op when the drain already closed it */
+        natsConnection_Close(bus->nc); /* no-op when the drain already closed it */
     }
     for (size_t i = 0; i < nowned; i++)
         natsSubscription_Destroy(owned[i]);
@@ -585,7 +608,7 @@ static kx_err ensure_stream(kx_bus *bus, const stream_def *d)
         kx_info("bus: created JetStream stream %s (%s)", d->name, d->subject);
         return KX_OK;
     }
-    if (jerr == JSStreamNameExistErr) {   /* another replica created it meanwhile */
+    if (jerr == JSStreamNameExistErr) { /* another replica created it meanwhile */
         return KX_OK;
     }
     kx_err err = nats_fail("js_AddStream", s);
@@ -635,7 +658,7 @@ void kx_bus_meta_init(kx_bus_meta *meta, kx_deadline deadline, const char *accou
     meta->deadline = deadline;
     uint8_t ids[24];
     random_fill(ids, sizeof ids);
-    ids[0] |= 0x01;   /* an all-zero trace id is invalid in W3C trace context */
+    ids[0] |= 0x01; /* an all-zero trace id is invalid in W3C trace context */
     char trace[33], span[17];
     hex_encode(ids, 16, trace);
     hex_encode(ids + 16, 8, span);
@@ -731,9 +754,11 @@ kx_err kx_bus_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessag
     return err;
 }
 
-kx_err kx_bus_js_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
-                            const kx_bus_meta *meta)
+kx_err kx_bus_js_publish_pb_ex(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
+                               const kx_bus_meta *meta, const char *msg_id, uint64_t *seq)
 {
+    if (seq != NULL)
+        *seq = 0;
     /* The ack wait is the bus timeout, or less when the deadline is nearer: a message's
      * deadline may be the deadline of the work it carries (a run's wall time), which says
      * nothing about how long the stream may take to store it. */
@@ -758,16 +783,47 @@ kx_err kx_bus_js_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMes
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = wait;
+    if (msg_id != NULL)
+        po.MsgId = msg_id;
     jsPubAck *ack = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_PublishMsg(&ack, bus->js, m, &po, &jerr);
     natsMsg_Destroy(m);
+    if (s == NATS_OK && ack != NULL && seq != NULL)
+        *seq = ack->Sequence;
     jsPubAck_Destroy(ack);
     if (s != NATS_OK) {
         kx_error("bus: JetStream publish to %s failed (JetStream error %d)", subject, (int)jerr);
         return nats_fail("js_PublishMsg", s);
     }
     return KX_OK;
+}
+
+kx_err kx_bus_js_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
+                            const kx_bus_meta *meta)
+{
+    return kx_bus_js_publish_pb_ex(bus, subject, msg, meta, NULL, NULL);
+}
+
+kx_err kx_bus_js_stream_has(kx_bus *bus, const char *stream, uint64_t seq, bool *has)
+{
+    *has = false;
+    if (!kx_bus_connected(bus))
+        return KX_ERR_UNAVAILABLE;
+    natsMsg *m = NULL;
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = bus->ack_wait_ms;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetMsg(&m, bus->js, stream, seq, &jo, &jerr);
+    if (s == NATS_OK) {
+        *has = true;
+        natsMsg_Destroy(m);
+        return KX_OK;
+    }
+    if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
+        return KX_OK;
+    return nats_fail("js_GetMsg", s);
 }
 
 kx_err kx_bus_js_publish_pb_async(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
@@ -777,7 +833,7 @@ kx_err kx_bus_js_publish_pb_async(kx_bus *bus, const char *subject, const Protob
     kx_err err = make_pb_msg(subject, msg, meta, &m);
     if (err != KX_OK)
         return err;
-    natsStatus s = js_PublishMsgAsync(bus->js, &m, NULL);   /* takes m on success */
+    natsStatus s = js_PublishMsgAsync(bus->js, &m, NULL); /* takes m on success */
     if (s != NATS_OK) {
         natsMsg_Destroy(m);
         kx_error("bus: JetStream async publish to %s failed", subject);
@@ -806,8 +862,7 @@ kx_err kx_bus_request(kx_bus *bus, const char *subject, const void *data, size_t
     natsStatus s = natsConnection_RequestMsg(reply, bus->nc, m, remaining);
     natsMsg_Destroy(m);
     switch (s) {
-    case NATS_OK:
-        return KX_OK;
+    case NATS_OK: return KX_OK;
     case NATS_TIMEOUT:
         kx_debug("bus: request to %s timed out after %" PRId64 " ms", subject, remaining);
         return KX_ERR_TIMEOUT;
@@ -880,15 +935,15 @@ struct pending {
     void *arg;
     kx_timer *timer;
     kx_bus_async *ab;
-    pending *next;               /* hash chain */
+    pending *next; /* hash chain */
 };
 
 typedef struct inbox_shared {
     atomic_int refs;
-    pthread_mutex_t mu;          /* guards closed */
-    bool closed;                 /* no more posts to the loop */
+    pthread_mutex_t mu; /* guards closed */
+    bool closed;        /* no more posts to the loop */
     kx_loop *loop;
-    kx_bus_async *ab;            /* loop thread only; NULL once freed */
+    kx_bus_async *ab; /* loop thread only; NULL once freed */
 } inbox_shared;
 
 struct kx_bus_async {
@@ -896,11 +951,11 @@ struct kx_bus_async {
     kx_loop *loop;
     inbox_shared *shared;
     natsSubscription *sub;
-    char prefix[96];             /* "_INBOX.<nuid>." */
+    char prefix[96]; /* "_INBOX.<nuid>." */
     size_t prefix_len;
     uint64_t next_id;
     pending **buckets;
-    size_t nbuckets;             /* power of two */
+    size_t nbuckets; /* power of two */
     size_t npending;
 };
 
@@ -914,7 +969,7 @@ static void shared_unref(inbox_shared *sh)
 
 static size_t bucket_of(const kx_bus_async *ab, uint64_t id)
 {
-    uint64_t h = id * 0x9E3779B97F4A7C15ull;   /* spread sequential ids */
+    uint64_t h = id * 0x9E3779B97F4A7C15ull; /* spread sequential ids */
     return (size_t)(h >> 32) & (ab->nbuckets - 1);
 }
 
@@ -974,7 +1029,7 @@ static void inbox_deliver(kx_loop *loop, void *arg)
     free(d);
     kx_bus_async *ab = sh->ab;
     shared_unref(sh);
-    if (ab == NULL) {   /* the kx_bus_async is gone */
+    if (ab == NULL) { /* the kx_bus_async is gone */
         natsMsg_Destroy(msg);
         return;
     }
@@ -987,7 +1042,7 @@ static void inbox_deliver(kx_loop *loop, void *arg)
         if (errno == 0 && end != subj + ab->prefix_len && *end == '\0')
             p = table_take(ab, (uint64_t)id);
     }
-    if (p == NULL) {   /* cancelled, timed out, or not ours: drop silently */
+    if (p == NULL) { /* cancelled, timed out, or not ours: drop silently */
         natsMsg_Destroy(msg);
         return;
     }
@@ -1019,7 +1074,7 @@ static void inbox_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg
         d->msg = msg;
         atomic_fetch_add(&sh->refs, 1);
         if (kx_loop_post(sh->loop, inbox_deliver, d) != KX_OK) {
-            atomic_fetch_sub(&sh->refs, 1);   /* the subscription's reference remains */
+            atomic_fetch_sub(&sh->refs, 1); /* the subscription's reference remains */
             free(d);
             d = NULL;
         }
@@ -1032,7 +1087,10 @@ static void inbox_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg
     }
 }
 
-static void inbox_complete(void *closure) { shared_unref(closure); }
+static void inbox_complete(void *closure)
+{
+    shared_unref(closure);
+}
 
 kx_err kx_bus_async_new(kx_bus *bus, kx_loop *loop, kx_bus_async **out)
 {
@@ -1053,7 +1111,7 @@ kx_err kx_bus_async_new(kx_bus *bus, kx_loop *loop, kx_bus_async **out)
     ab->buckets = buckets;
     ab->nbuckets = 64;
     ab->next_id = 1;
-    atomic_init(&sh->refs, 1);   /* the kx_bus_async's */
+    atomic_init(&sh->refs, 1); /* the kx_bus_async's */
     pthread_mutex_init(&sh->mu, NULL);
     sh->loop = loop;
     sh->ab = ab;
@@ -1071,14 +1129,14 @@ kx_err kx_bus_async_new(kx_bus *bus, kx_loop *loop, kx_bus_async **out)
     char wildcard[sizeof ab->prefix + 2];
     snprintf(wildcard, sizeof wildcard, "%s*", ab->prefix);
 
-    atomic_fetch_add(&sh->refs, 1);   /* the subscription's, dropped by inbox_complete */
+    atomic_fetch_add(&sh->refs, 1); /* the subscription's, dropped by inbox_complete */
     s = natsConnection_Subscribe(&ab->sub, bus->nc, wildcard, inbox_on_msg, sh);
     if (s == NATS_OK)
         s = natsSubscription_SetOnCompleteCB(ab->sub, inbox_complete, sh);
     if (s != NATS_OK) {
         kx_err err = nats_fail("subscribing to the async reply inbox", s);
         if (ab->sub == NULL)
-            atomic_fetch_sub(&sh->refs, 1);   /* no subscription, no completion */
+            atomic_fetch_sub(&sh->refs, 1); /* no subscription, no completion */
         /* with a subscription but no completion callback, its reference leaks (safe) */
         kx_bus_async_free(ab);
         return err;
@@ -1097,7 +1155,7 @@ void kx_bus_async_free(kx_bus_async *ab)
     sh->ab = NULL;
     pthread_mutex_unlock(&sh->mu);
     if (ab->sub != NULL)
-        natsSubscription_Destroy(ab->sub);   /* unsubscribes; completion drops its reference */
+        natsSubscription_Destroy(ab->sub); /* unsubscribes; completion drops its reference */
     for (size_t i = 0; i < ab->nbuckets; i++) {
         pending *p = ab->buckets[i];
         while (p) {
@@ -1116,9 +1174,9 @@ static void pending_timeout(kx_loop *loop, void *arg)
 {
     pending *p = arg;
     kx_bus_async *ab = p->ab;
-    p->timer = NULL;   /* the loop freed it before calling us */
+    p->timer = NULL; /* the loop freed it before calling us */
     pending *taken = table_take(ab, p->id);
-    (void)taken;       /* == p: a timer exists only while its entry is in the table */
+    (void)taken; /* == p: a timer exists only while its entry is in the table */
     kx_bus_reply_cb cb = p->cb;
     void *cbarg = p->arg;
     free(p);
@@ -1149,7 +1207,7 @@ kx_err kx_bus_async_request(kx_bus_async *ab, const char *subject, const void *d
     p->ab = ab;
 
     int64_t remaining = kx_deadline_remaining(meta->deadline);
-    if (remaining > 0) {   /* an expired deadline is not sent; it times out at once */
+    if (remaining > 0) { /* an expired deadline is not sent; it times out at once */
         char reply[sizeof ab->prefix + 24];
         snprintf(reply, sizeof reply, "%s%" PRIu64, ab->prefix, p->id);
         natsMsg *m = NULL;
@@ -1180,9 +1238,9 @@ kx_err kx_bus_async_request(kx_bus_async *ab, const char *subject, const void *d
     return KX_OK;
 }
 
-kx_err kx_bus_async_request_pb(kx_bus_async *ab, const char *subject,
-                               const ProtobufCMessage *msg, const kx_bus_meta *meta,
-                               kx_bus_reply_cb cb, void *arg, uint64_t *req_id)
+kx_err kx_bus_async_request_pb(kx_bus_async *ab, const char *subject, const ProtobufCMessage *msg,
+                               const kx_bus_meta *meta, kx_bus_reply_cb cb, void *arg,
+                               uint64_t *req_id)
 {
     if (req_id)
         *req_id = 0;
@@ -1205,4 +1263,7 @@ void kx_bus_async_cancel(kx_bus_async *ab, uint64_t req_id)
     free(p);
 }
 
-size_t kx_bus_async_pending(const kx_bus_async *ab) { return ab->npending; }
+size_t kx_bus_async_pending(const kx_bus_async *ab)
+{
+    return ab->npending;
+}

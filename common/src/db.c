@@ -5,8 +5,12 @@
  * Reconnection: when the connection is found broken (PQstatus CONNECTION_BAD, or a call failed
  * because the connection went away), the next call resets it, but never more often than a
  * short, growing backoff (100 ms doubling to 2 s) so a down database is not hammered. A call
- * that lost the connection outside a transaction is retried once on the new connection;
- * inside a transaction it fails with KX_ERR_UNAVAILABLE and the connection stays down until
+ * that lost the connection outside a transaction is retried once on the new connection ONLY
+ * when a second execution cannot differ from the first: a prepared statement whose SQL is a
+ * plain SELECT, or one the caller declares idempotent (kx_db_exec_idem: the statement finds
+ * its own earlier success, see docs/architecture.md "Run core"). Any other write that lost its
+ * answer fails with KX_ERR_UNAVAILABLE: it may or may not have committed. Inside a transaction
+ * it fails with KX_ERR_UNAVAILABLE and the connection stays down until
  * kx_db_rollback ends the transaction (a reconnect there would silently run the rest of the
  * transaction's statements in autocommit). After a reconnect no statement is prepared; each is
  * prepared again on first use. */
@@ -18,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "kx/config.h"
 #include "kx/log.h"
@@ -29,22 +34,26 @@
 #define MIGRATION_LOCK_KEY "7743542548017916513"
 
 struct kx_db {
-    PGconn *conn;               /* NULL until the first successful PQconnectdbParams */
+    PGconn *conn; /* NULL until the first successful PQconnectdbParams */
     char *conninfo;
-    char options[96];           /* "-c statement_timeout=N -c TimeZone=UTC" */
-    char tcp_user_timeout[24];  /* ms: statement timeout + 5 s (0 = kernel default) */
-    const kx_db_stmt *stmts;    /* static table, may be NULL */
+    char options[96];          /* "-c statement_timeout=N -c TimeZone=UTC" */
+    char tcp_user_timeout[24]; /* ms: statement timeout + 5 s (0 = kernel default) */
+    const kx_db_stmt *stmts;   /* static table, may be NULL */
     size_t nstmts;
-    bool *prepared;             /* per statement: prepared on this connection */
-    bool in_tx;                 /* a transaction is open (or was, when the connection broke) */
-    int64_t next_attempt_ms;    /* monotonic: no reconnect before this */
+    bool *prepared;          /* per statement: prepared on this connection */
+    bool in_tx;              /* a transaction is open (or was, when the connection broke) */
+    int64_t next_attempt_ms; /* monotonic: no reconnect before this */
     int64_t backoff_ms;
     char sqlstate[6];
     char errmsg[512];
 };
 
 /* What kind of SQL a call runs. */
-typedef enum call_kind { CALL_PREPARED, CALL_PARAMS, CALL_SIMPLE } call_kind;
+typedef enum call_kind {
+    CALL_PREPARED,
+    CALL_PARAMS,
+    CALL_SIMPLE
+} call_kind;
 
 /* ---- errors -------------------------------------------------------------------------------- */
 
@@ -53,16 +62,16 @@ static kx_err map_sqlstate(const char *st)
     if (st == NULL || st[0] == '\0')
         return KX_ERR_INTERNAL;
     if (strncmp(st, "23", 2) == 0)
-        return KX_ERR_CONFLICT;             /* integrity constraint violation */
+        return KX_ERR_CONFLICT; /* integrity constraint violation */
     if (strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0)
-        return KX_ERR_CONFLICT;             /* serialization failure, deadlock: lost a race */
+        return KX_ERR_CONFLICT; /* serialization failure, deadlock: lost a race */
     if (strcmp(st, "57014") == 0)
-        return KX_ERR_TIMEOUT;              /* query_canceled: statement_timeout */
+        return KX_ERR_TIMEOUT; /* query_canceled: statement_timeout */
     if (strncmp(st, "22", 2) == 0)
-        return KX_ERR_INVALID;              /* data exception */
+        return KX_ERR_INVALID; /* data exception */
     if (strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
         strcmp(st, "57P03") == 0)
-        return KX_ERR_UNAVAILABLE;          /* connection exception, server shutting down */
+        return KX_ERR_UNAVAILABLE; /* connection exception, server shutting down */
     return KX_ERR_INTERNAL;
 }
 
@@ -76,14 +85,14 @@ static kx_err record_failure(kx_db *db, const char *label, const PGresult *res)
         msg = db->conn != NULL ? PQerrorMessage(db->conn) : "not connected";
     bool lost = db->conn == NULL || PQstatus(db->conn) == CONNECTION_BAD;
     if ((st == NULL || st[0] == '\0') && lost)
-        st = "08006";                       /* connection_failure */
+        st = "08006"; /* connection_failure */
     snprintf(db->sqlstate, sizeof db->sqlstate, "%s", st != NULL ? st : "");
     snprintf(db->errmsg, sizeof db->errmsg, "%s", msg);
     db->errmsg[strcspn(db->errmsg, "\n")] = '\0';
     kx_err err = lost ? KX_ERR_UNAVAILABLE : map_sqlstate(db->sqlstate);
-    kx_log_level level = err == KX_ERR_CONFLICT                           ? KX_LOG_INFO
-                         : (err == KX_ERR_TIMEOUT || err == KX_ERR_INVALID) ? KX_LOG_WARN
-                                                                            : KX_LOG_ERROR;
+    kx_log_level level = err == KX_ERR_CONFLICT            ? KX_LOG_INFO
+        : (err == KX_ERR_TIMEOUT || err == KX_ERR_INVALID) ? KX_LOG_WARN
+                                                           : KX_LOG_ERROR;
     kx_log(level, NULL, NULL, "db: %s failed: %s (SQLSTATE %s, %s)", label, db->errmsg,
            db->sqlstate, kx_err_str(err));
     return err;
@@ -112,11 +121,26 @@ static kx_err try_connect(kx_db *db)
          * against a dead peer (host gone, network partition) only TCP can tell, so keepalives
          * and tcp_user_timeout make a blocking query fail within seconds instead of hanging
          * the calling thread — often an event loop — for the kernel's ~15 minutes. */
-        const char *keys[] = { "connect_timeout", "keepalives", "keepalives_idle",
-                               "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-                               "fallback_application_name", "dbname", "options", NULL };
-        const char *vals[] = { CONNECT_TIMEOUT_S, "1", "5", "2", "3", db->tcp_user_timeout,
-                               program_invocation_short_name, db->conninfo, db->options, NULL };
+        const char *keys[] = {"connect_timeout",
+                              "keepalives",
+                              "keepalives_idle",
+                              "keepalives_interval",
+                              "keepalives_count",
+                              "tcp_user_timeout",
+                              "fallback_application_name",
+                              "dbname",
+                              "options",
+                              NULL};
+        const char *vals[] = {CONNECT_TIMEOUT_S,
+                              "1",
+                              "5",
+                              "2",
+                              "3",
+                              db->tcp_user_timeout,
+                              program_invocation_short_name,
+                              db->conninfo,
+                              db->options,
+                              NULL};
         db->conn = PQconnectdbParams(keys, vals, 1);
         if (db->conn == NULL) {
             kx_error("db: out of memory creating a connection");
@@ -261,18 +285,14 @@ static PGresult *attempt(kx_db *db, call_kind kind, size_t stmt_index, const cha
         *err = prepare_if_needed(db, stmt_index);
         if (*err != KX_OK)
             return NULL;
-        r = PQexecPrepared(db->conn, db->stmts[stmt_index].name, nparams, params, NULL, NULL,
-                           0);
+        r = PQexecPrepared(db->conn, db->stmts[stmt_index].name, nparams, params, NULL, NULL, 0);
         break;
-    case CALL_PARAMS:
-        r = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0);
-        break;
-    case CALL_SIMPLE:
-        r = PQexec(db->conn, sql);
-        break;
+    case CALL_PARAMS: r = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0); break;
+    case CALL_SIMPLE: r = PQexec(db->conn, sql); break;
     }
     ExecStatusType st = PQresultStatus(r);
-    if (r != NULL && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY)) {
+    if (r != NULL &&
+        (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY)) {
         *err = KX_OK;
         return r;
     }
@@ -284,7 +304,7 @@ static PGresult *attempt(kx_db *db, call_kind kind, size_t stmt_index, const cha
 /* The common path of every call: connect if needed, run, and on a lost connection outside a
  * transaction reconnect and run once more. */
 static PGresult *run(kx_db *db, call_kind kind, size_t stmt_index, const char *sql, int nparams,
-                     const char *const *params, const char *label, kx_err *err)
+                     const char *const *params, const char *label, bool retry_ok, kx_err *err)
 {
     for (int tries = 0;; tries++) {
         *err = ensure_connected(db);
@@ -303,11 +323,17 @@ static PGresult *run(kx_db *db, call_kind kind, size_t stmt_index, const char *s
         db->in_tx = was_in_tx;
         forget_prepared(db);
         if (r != NULL)
-            return r;     /* the answer arrived before the connection went */
+            return r; /* the answer arrived before the connection went */
         *err = KX_ERR_UNAVAILABLE;
         if (was_in_tx || tries > 0)
             return NULL;
-        db->next_attempt_ms = 0;    /* the first reconnect after a loss is immediate */
+        if (!retry_ok) {
+            kx_warn("db: %s: connection lost before the answer; not retried (a write that may "
+                    "have committed)",
+                    label);
+            return NULL;
+        }
+        db->next_attempt_ms = 0; /* the first reconnect after a loss is immediate */
         kx_info("db: %s: connection lost, reconnecting once", label);
     }
 }
@@ -323,8 +349,16 @@ static bool find_stmt(const kx_db *db, const char *name, size_t *index)
     return false;
 }
 
-PGresult *kx_db_exec(kx_db *db, const char *stmt, int nparams, const char *const *params,
-                     kx_err *err)
+/* True when sql is a plain SELECT (no data-modifying WITH): running it twice is harmless. */
+static bool read_only(const char *sql)
+{
+    while (*sql == ' ' || *sql == '\n' || *sql == '\t')
+        sql++;
+    return strncasecmp(sql, "SELECT", 6) == 0;
+}
+
+static PGresult *exec_stmt(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                           bool idempotent, kx_err *err)
 {
     size_t i = 0;
     if (!find_stmt(db, stmt, &i)) {
@@ -334,14 +368,27 @@ PGresult *kx_db_exec(kx_db *db, const char *stmt, int nparams, const char *const
         *err = KX_ERR_INVALID;
         return NULL;
     }
-    return run(db, CALL_PREPARED, i, NULL, nparams, params, stmt, err);
+    return run(db, CALL_PREPARED, i, NULL, nparams, params, stmt,
+               idempotent || read_only(db->stmts[i].sql), err);
 }
 
-kx_err kx_db_exec_cmd(kx_db *db, const char *stmt, int nparams, const char *const *params,
-                      long *rows)
+PGresult *kx_db_exec(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                     kx_err *err)
+{
+    return exec_stmt(db, stmt, nparams, params, false, err);
+}
+
+PGresult *kx_db_exec_idem(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                          kx_err *err)
+{
+    return exec_stmt(db, stmt, nparams, params, true, err);
+}
+
+static kx_err exec_cmd(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                       long *rows, bool idempotent)
 {
     kx_err err = KX_OK;
-    PGresult *r = kx_db_exec(db, stmt, nparams, params, &err);
+    PGresult *r = exec_stmt(db, stmt, nparams, params, idempotent, &err);
     if (r == NULL)
         return err;
     if (rows != NULL)
@@ -350,11 +397,23 @@ kx_err kx_db_exec_cmd(kx_db *db, const char *stmt, int nparams, const char *cons
     return KX_OK;
 }
 
+kx_err kx_db_exec_cmd(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                      long *rows)
+{
+    return exec_cmd(db, stmt, nparams, params, rows, false);
+}
+
+kx_err kx_db_exec_cmd_idem(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                           long *rows)
+{
+    return exec_cmd(db, stmt, nparams, params, rows, true);
+}
+
 PGresult *kx_db_exec_sql(kx_db *db, const char *sql, kx_err *err)
 {
     char label[64];
     snprintf(label, sizeof label, "sql \"%.40s\"", sql);
-    return run(db, CALL_SIMPLE, 0, sql, 0, NULL, label, err);
+    return run(db, CALL_SIMPLE, 0, sql, 0, NULL, label, true, err);
 }
 
 /* Unprepared SQL with parameters (migrations' bookkeeping). */
@@ -363,7 +422,7 @@ static PGresult *exec_params(kx_db *db, const char *sql, int nparams, const char
 {
     char label[64];
     snprintf(label, sizeof label, "sql \"%.40s\"", sql);
-    return run(db, CALL_PARAMS, 0, sql, nparams, params, label, err);
+    return run(db, CALL_PARAMS, 0, sql, nparams, params, label, true, err);
 }
 
 /* Runs SQL that returns no rows we need. */
@@ -419,8 +478,8 @@ void kx_db_rollback(kx_db *db)
         PQclear(r);
     }
     /* Either rolled back, or the connection (and so the transaction) is gone. */
-    db->in_tx = db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK &&
-                transaction_open(db->conn);
+    db->in_tx =
+        db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK && transaction_open(db->conn);
 }
 
 /* ---- migrations ---------------------------------------------------------------------------- */
@@ -510,9 +569,8 @@ static kx_err apply_one(kx_db *db, const char *dir, const char *file, const char
     }
     PQclear(r);
     free(sql);
-    const char *params[] = { version };
-    r = exec_params(db, "INSERT INTO kx_schema_migrations (version) VALUES ($1)", 1, params,
-                    &err);
+    const char *params[] = {version};
+    r = exec_params(db, "INSERT INTO kx_schema_migrations (version) VALUES ($1)", 1, params, &err);
     PQclear(r);
     if (err != KX_OK) {
         kx_db_rollback(db);
@@ -528,9 +586,9 @@ static kx_err apply_one(kx_db *db, const char *dir, const char *file, const char
 static kx_err is_applied(kx_db *db, const char *version, bool *applied)
 {
     kx_err err = KX_OK;
-    const char *params[] = { version };
-    PGresult *r = exec_params(db, "SELECT 1 FROM kx_schema_migrations WHERE version = $1", 1,
-                              params, &err);
+    const char *params[] = {version};
+    PGresult *r =
+        exec_params(db, "SELECT 1 FROM kx_schema_migrations WHERE version = $1", 1, params, &err);
     if (r == NULL)
         return err;
     *applied = PQntuples(r) > 0;
@@ -594,13 +652,13 @@ kx_err kx_db_migrate(kx_db *db, const char *dir)
 
 struct kx_db_pool {
     pthread_mutex_t mu;
-    pthread_cond_t freed;       /* signalled when a connection is returned or a slot opens */
+    pthread_cond_t freed; /* signalled when a connection is returned or a slot opens */
     char *conninfo;
     const kx_db_stmt *stmts;
     int size;
-    int created;                /* connections that exist (idle or lent out) */
+    int created; /* connections that exist (idle or lent out) */
     int nidle;
-    kx_db **idle;               /* stack of size entries */
+    kx_db **idle; /* stack of size entries */
 };
 
 kx_err kx_db_pool_new(const char *conninfo, const kx_db_stmt *stmts, int size, kx_db_pool **out)
@@ -631,7 +689,7 @@ kx_err kx_db_pool_new(const char *conninfo, const kx_db_stmt *stmts, int size, k
 
 kx_db *kx_db_pool_get(kx_db_pool *p, kx_deadline deadline)
 {
-    struct timespec until = { .tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000L };
+    struct timespec until = {.tv_sec = deadline / 1000, .tv_nsec = (deadline % 1000) * 1000000L};
     pthread_mutex_lock(&p->mu);
     for (;;) {
         if (p->nidle > 0) {
@@ -644,7 +702,7 @@ kx_db *kx_db_pool_get(kx_db_pool *p, kx_deadline deadline)
             p->created++;
             pthread_mutex_unlock(&p->mu);
             kx_db *db = NULL;
-            kx_db_connect(p->conninfo, p->stmts, &db);   /* a down database still gives a handle */
+            kx_db_connect(p->conninfo, p->stmts, &db); /* a down database still gives a handle */
             if (db != NULL)
                 return db;
             pthread_mutex_lock(&p->mu);

@@ -90,6 +90,7 @@ kx_err runner_config_load(runner_config *cfg)
         {"KX_RUNNER_CAPACITY", 1000, 1, 100000, &cfg->capacity},
         {"KX_TOOL_TIMEOUT_S", 120, 1, 86400, &cfg->tool_timeout_s},
         {"KX_DRAIN_TIMEOUT_MS", 10000, 0, 3600000, &cfg->drain_timeout_ms},
+        {"KX_RUN_WALL_TIME_S", 3600, 1, 7 * 86400, &cfg->wall_time_s},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         if (kx_env_int(ints[i].name, ints[i].def, ints[i].min, ints[i].max, ints[i].out) != KX_OK)

@@ -29,7 +29,7 @@ struct dispatch {
     pthread_t thread;
     bool started;
     atomic_bool stop;
-    natsSubscription *sub;   /* fetcher thread only (until joined) */
+    natsSubscription *sub; /* fetcher thread only (until joined) */
 };
 
 typedef struct posted {
@@ -47,17 +47,17 @@ static void handle_dispatch(kx_loop *loop, void *arg)
     free(p);
     atomic_fetch_sub(&r->reserved, 1);
 
-    if (r->draining) {   /* let another runner have it */
+    if (r->draining) { /* let another runner have it */
         natsMsg_Nak(msg, NULL);
         natsMsg_Destroy(msg);
         return;
     }
-    Kx__V1__RunDispatch *d = kx_pb_unpack(&kx__v1__run_dispatch__descriptor,
-                                          natsMsg_GetData(msg),
+    Kx__V1__RunDispatch *d = kx_pb_unpack(&kx__v1__run_dispatch__descriptor, natsMsg_GetData(msg),
                                           (size_t)natsMsg_GetDataLength(msg));
     if (d == NULL || !kx_uuid_valid(d->run_id)) {
         kx_error("dispatch: dropping a message on %s that is not a valid kx.v1.RunDispatch "
-                 "(%d bytes%s)", natsMsg_GetSubject(msg), natsMsg_GetDataLength(msg),
+                 "(%d bytes%s)",
+                 natsMsg_GetSubject(msg), natsMsg_GetDataLength(msg),
                  d ? ", run_id is not a UUID" : "");
         natsMsg_Term(msg, NULL);
         natsMsg_Destroy(msg);
@@ -67,7 +67,7 @@ static void handle_dispatch(kx_loop *loop, void *arg)
     kx_bus_meta meta;
     if (kx_bus_meta_read(msg, &meta) != KX_OK)
         memset(&meta, 0, sizeof meta);
-    if (runner_find(r, d->run_id) != NULL) {   /* a redelivery of a run we already run */
+    if (runner_find(r, d->run_id) != NULL) { /* a redelivery of a run we already run */
         kx_log(KX_LOG_INFO, d->run_id, NULL, "dispatch: already held; duplicate acked");
         natsMsg_Ack(msg, NULL);
         natsMsg_Destroy(msg);
@@ -76,15 +76,17 @@ static void handle_dispatch(kx_loop *loop, void *arg)
     }
     bool claimed = false;
     store_claim claim;
-    kx_err err = store_claim_run(r->db, d->run_id, r->instance_id, r->cfg->lease_ttl_ms,
-                                 &claimed, &claim);
+    kx_err err =
+        store_claim_run(r->db, d->run_id, r->instance_id, r->cfg->lease_ttl_ms, &claimed, &claim);
     if (err != KX_OK) {
         /* Postgres trouble: leave the message unacked; JetStream redelivers it after AckWait
          * (a Nak would bring it back at once, in a tight loop while Postgres is down). */
         if (err == KX_ERR_UNAVAILABLE)
             atomic_store(&r->db_ok, false);
-        kx_log(KX_LOG_ERROR, d->run_id, NULL, "dispatch: claim failed (%s); the dispatch will "
-               "be redelivered", kx_err_str(err));
+        kx_log(KX_LOG_ERROR, d->run_id, NULL,
+               "dispatch: claim failed (%s); the dispatch will "
+               "be redelivered",
+               kx_err_str(err));
         natsMsg_Destroy(msg);
         kx_pb_free(d);
         return;
@@ -93,16 +95,22 @@ static void handle_dispatch(kx_loop *loop, void *arg)
     natsMsg_Ack(msg, NULL);
     natsMsg_Destroy(msg);
     if (!claimed) {
-        kx_log(KX_LOG_INFO, d->run_id, NULL, "dispatch: run is not queued (taken or stopped); "
+        kx_log(KX_LOG_INFO, d->run_id, NULL,
+               "dispatch: run is not queued (taken or stopped); "
                "dispatch dropped");
         kx_counter_add(kx_metrics_counter("kx_runner_dispatches_total", "result=\"dropped\"",
-                                          "Dispatches handled, by outcome"), 1);
+                                          "Dispatches handled, by outcome"),
+                       1);
         kx_pb_free(d);
         return;
     }
     kx_counter_add(kx_metrics_counter("kx_runner_dispatches_total", "result=\"claimed\"",
-                                      "Dispatches handled, by outcome"), 1);
-    err = run_start(r, d->run_id, &claim, d->wall_deadline_ms, &meta);
+                                      "Dispatches handled, by outcome"),
+                   1);
+    /* The wall time counts from the claim (started_at), as the reaper counts it: a run that
+     * waited in a backlog gets its whole wall time. The dispatch's wall_deadline_ms is only
+     * the deadline of the dispatch message itself. */
+    err = run_start(r, d->run_id, &claim, claim.started_at_ms + r->cfg->wall_time_s * 1000, &meta);
     if (err != KX_OK) {
         /* Claimed but not started (out of memory): fail it now rather than leave it to the
          * reaper. */
@@ -134,11 +142,12 @@ static kx_err subscribe(dispatch *d)
     so.Stream = KX_STREAM_DISPATCH;
     so.Consumer = KX_CONSUMER_RUNNERS;
     jsErrCode jerr = 0;
-    natsStatus s = js_PullSubscribe(&d->sub, js, KX_SUBJ_RUN_DISPATCH, KX_CONSUMER_RUNNERS, NULL, &so, &jerr);
+    natsStatus s =
+        js_PullSubscribe(&d->sub, js, KX_SUBJ_RUN_DISPATCH, KX_CONSUMER_RUNNERS, NULL, &so, &jerr);
     if (s != NATS_OK) {
         kx_warn("dispatch: could not subscribe to %s (consumer %s): %s (JetStream error %d); "
-                "retrying", KX_SUBJ_RUN_DISPATCH, KX_CONSUMER_RUNNERS, natsStatus_GetText(s),
-                (int)jerr);
+                "retrying",
+                KX_SUBJ_RUN_DISPATCH, KX_CONSUMER_RUNNERS, natsStatus_GetText(s), (int)jerr);
         d->sub = NULL;
         return KX_ERR_UNAVAILABLE;
     }
@@ -184,7 +193,7 @@ static void *fetcher(void *arg)
         }
         for (int i = 0; i < list.Count; i++) {
             natsMsg *m = list.Msgs[i];
-            list.Msgs[i] = NULL;   /* ours now */
+            list.Msgs[i] = NULL; /* ours now */
             posted *p = malloc(sizeof *p);
             atomic_fetch_add(&r->reserved, 1);
             if (p != NULL) {
@@ -236,6 +245,6 @@ void dispatch_free(dispatch *d)
     if (d->started)
         pthread_join(d->thread, NULL);
     if (d->sub != NULL)
-        natsSubscription_Destroy(d->sub);   /* keeps the durable consumer (no unsubscribe) */
+        natsSubscription_Destroy(d->sub); /* keeps the durable consumer (no unsubscribe) */
     free(d);
 }

@@ -1,7 +1,21 @@
-/* heartbeat.h — every KX_HEARTBEAT_MS, one kx.v1.RunnerHeartbeat on kx.run.hb listing every
- * (run_id, lease_epoch) this instance holds, plus how many more runs it would take. The
- * scheduler extends the leases whose epoch still matches; a runner that stops heartbeating
- * loses its runs to the reaper. A loop timer, re-armed after each beat. */
+/* heartbeat.h — the runner's lease, kept alive from a thread of its own.
+ *
+ * Every KX_HEARTBEAT_MS one kx.v1.RunnerHeartbeat request on kx.run.hb: the runner's instance
+ * id, its free capacity and the number of runs it holds — the same few bytes whether it holds
+ * one run or 100 000. The scheduler renews the runner's one lease row, which every run it
+ * holds points to, and answers with the leases this runner lost since it last asked (stopped,
+ * reaped, handed back); those runs are dropped on the loop at once (no more writes, events or
+ * tool calls), instead of at their next fenced write.
+ *
+ * Why a thread: the loop thread makes synchronous libpq calls (and reconnects) that a slow or
+ * restarting Postgres can stretch over the whole lease TTL; heartbeats must keep flowing then,
+ * or the scheduler would take a healthy runner for dead. The thread touches nothing of the
+ * loop's: it reads thread-safe counters (runner_free_slots, runner->held), owns its own state
+ * (the "revoked since" watermark), uses the thread-safe bus, and posts revocations to the
+ * loop with kx_loop_post.
+ *
+ * A loop timer at the same interval refreshes the /readyz view of Postgres (the connection
+ * belongs to the loop thread). */
 #ifndef RUNNER_HEARTBEAT_H
 #define RUNNER_HEARTBEAT_H
 
@@ -11,7 +25,7 @@
 typedef struct heartbeat heartbeat;
 
 kx_err heartbeat_start(runner *r, heartbeat **out);
-/* Loop thread (or after the loop stopped). NULL is a no-op. */
+/* Stops and joins the thread. Loop thread (or after the loop stopped). NULL is a no-op. */
 void heartbeat_free(heartbeat *h);
 
 #endif

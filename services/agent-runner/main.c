@@ -12,7 +12,8 @@
  *   kx_svc_run                          the loop; every run is a state machine on it (run.c)
  *
  * Drain (SIGTERM): stop fetching dispatches, let the held runs finish until the drain timeout
- * (KX_DRAIN_TIMEOUT_MS); runs still held then are failed, so they do not wait for the reaper. */
+ * (KX_DRAIN_TIMEOUT_MS); runs still held 500 ms before it are handed back to the queue
+ * (runner.c), so another runner continues them and a rolling deploy loses no run. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
@@ -111,9 +112,11 @@ int main(void)
     int code = 1;
     if (start(&a) == KX_OK)
         code = kx_svc_run(&a.svc);
-    dispatch_free(a.dispatch);   /* before the bus closes: the subscription is on it */
+    dispatch_free(a.dispatch); /* before the bus closes: the subscription is on it */
     if (a.runner != NULL)
-        runner_shutdown(a.runner, "the agent-runner shut down before the run finished");
+        runner_shutdown(a.runner,
+                        "handed back: the agent-runner shut down before the run "
+                        "finished");
     heartbeat_free(a.heartbeat);
     runner_free(a.runner);
     kx_curlm_free(a.curlm);

@@ -117,10 +117,28 @@ static void run_drop(run *r, const char *why)
         return;
     rlog(r, KX_LOG_WARN, "run: dropped in state %s: %s", run_state_name(r->state), why);
     kx_counter_add(kx_metrics_counter("kx_runner_runs_dropped_total", "",
-                                      "Runs let go without a final write (fenced, stopped)"), 1);
+                                      "Runs let go without a final write (fenced, stopped)"),
+                   1);
     cancel_work(r);
     r->state = RUN_DEAD;
     runner_release(r->owner, r);
+}
+
+/* Postgres is unreachable (a restart, a failover): the run cannot go on, but it must not be
+ * lost. It is dropped here and handed back to the queue as soon as Postgres answers again
+ * (runner_handback_later retries the fenced hand-back), so another attempt continues the
+ * thread; without this the run would stay `running` under a runner whose lease stays alive. */
+static void run_park(run *r, const char *why)
+{
+    if (r->state == RUN_DEAD)
+        return;
+    runner_handback_later(r->owner, r->id, r->epoch);
+    run_drop(r, why);
+}
+
+static bool db_gone(kx_err err)
+{
+    return err == KX_ERR_UNAVAILABLE || err == KX_ERR_TIMEOUT;
 }
 
 /* Publishes an event; takes payload (NULL = out of memory building it: logged). */
@@ -131,8 +149,7 @@ static void publish(run *r, Kx__V1__RunEventKind kind, bool terminal, char *payl
              (unsigned long long)r->ev_seq);
         return;
     }
-    events_publish(r->owner->bus, r->id, r->epoch, r->ev_seq++, kind, terminal, payload,
-                   &r->meta);
+    events_publish(r->owner->bus, r->id, r->epoch, r->ev_seq++, kind, terminal, payload, &r->meta);
     free(payload);
 }
 
@@ -152,8 +169,8 @@ static bool save_row(run *r, const char *type, bool is_llm, json_t *content, jso
     if (err == KX_OK) {
         if (publish_it)
             publish(r, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false,
-                    events_row_json(row.message_id, r->thread_id, type, is_llm, content,
-                                    metadata, row.created_at, row.updated_at));
+                    events_row_json(row.message_id, r->thread_id, type, is_llm, content, metadata,
+                                    row.created_at, row.updated_at));
         if (row_out != NULL)
             *row_out = row;
     }
@@ -162,8 +179,9 @@ static bool save_row(run *r, const char *type, bool is_llm, json_t *content, jso
     if (err == KX_OK)
         return true;
     if (err == KX_ERR_CONFLICT) {
-        run_drop(r, "fenced: a message insert found the run no longer running with our "
-                    "epoch (stopped, reaped or claimed again)");
+        run_drop(r,
+                 "fenced: a message insert found the run no longer running with our "
+                 "epoch (stopped, reaped or claimed again)");
         return false;
     }
     if (err == KX_ERR_UNAVAILABLE)
@@ -171,7 +189,9 @@ static bool save_row(run *r, const char *type, bool is_llm, json_t *content, jso
     char why[300];
     snprintf(why, sizeof why, "internal error: could not save a %s message: %s", type,
              kx_err_str(err));
-    if (r->failing)
+    if (db_gone(err))
+        run_park(r, why);
+    else if (r->failing)
         run_drop(r, why);
     else
         run_fail(r, why);
@@ -204,9 +224,14 @@ static void run_finish(run *r, const char *status, const char *error)
     kx_err err = store_finish_run(r->owner->db, r->id, r->epoch, status, error, &won);
     if (err != KX_OK) {
         char why[200];
-        snprintf(why, sizeof why, "could not record the end of the run (%s); the reaper will "
-                 "end it", kx_err_str(err));
-        run_drop(r, why);
+        snprintf(why, sizeof why,
+                 "could not record the end of the run (%s); handed back once "
+                 "Postgres answers",
+                 kx_err_str(err));
+        if (db_gone(err))
+            run_park(r, why);
+        else
+            run_drop(r, why);
         return;
     }
     if (!won) {
@@ -220,7 +245,8 @@ static void run_finish(run *r, const char *status, const char *error)
     char labels[64];
     snprintf(labels, sizeof labels, "status=\"%s\"", status);
     kx_counter_add(kx_metrics_counter("kx_runner_runs_finished_total", labels,
-                                      "Runs this runner ended, by final status"), 1);
+                                      "Runs this runner ended, by final status"),
+                   1);
     rlog(r, ok ? KX_LOG_INFO : KX_LOG_WARN, "run: %s after %lld turn(s)%s%s", status,
          (long long)r->iterations, error ? ": " : "", error ? error : "");
     cancel_work(r);
@@ -236,8 +262,9 @@ static void run_fail(run *r, const char *error)
     r->failing = true;
     cancel_work(r);
     r->state = RUN_FINISHING;
-    if (!save_status(r, json_pack("{s:s, s:s, s:s}", "role", "system", "status_type", "error",
-                                  "message", error)))
+    if (!save_status(r,
+                     json_pack("{s:s, s:s, s:s}", "role", "system", "status_type", "error",
+                               "message", error)))
         return;
     if (r->turn_open) {
         r->turn_open = false;
@@ -259,8 +286,8 @@ static bool save_assistant(run *r)
 {
     json_t *content = json_pack("{s:s, s:s, s:o}", "role", "assistant", "content",
                                 r->text ? r->text : "", "tool_calls", tool_calls_or_null(r));
-    json_t *metadata = json_pack("{s:s, s:s}", "stream_status", "complete", "thread_run_id",
-                                 r->thread_run_id);
+    json_t *metadata =
+        json_pack("{s:s, s:s}", "stream_status", "complete", "thread_run_id", r->thread_run_id);
     store_row row;
     if (!save_row(r, "assistant", true, content, metadata, true, &row))
         return false;
@@ -271,20 +298,21 @@ static bool save_assistant(run *r)
 /* assistant_response_end: saved, not streamed. */
 static bool save_response_end(run *r)
 {
-    if (!r->have_usage) {   /* the provider sent none: a rough estimate, as Kortix does */
+    if (!r->have_usage) { /* the provider sent none: a rough estimate, as Kortix does */
         r->prompt_tokens = (long long)(r->request_bytes + 3) / 4;
         r->completion_tokens = (long long)((r->text ? strlen(r->text) : 0) + 3) / 4;
         r->total_tokens = r->prompt_tokens + r->completion_tokens;
     }
     const char *fr = r->finish_reason[0] ? r->finish_reason : "stop";
-    json_t *content = json_pack(
-        "{s:[{s:s, s:i, s:{s:s, s:s, s:o}}], s:I, s:s, s:{s:I, s:I, s:I}, s:b, s:I}",
-        "choices", "finish_reason", fr, "index", 0, "message", "role", "assistant", "content",
-        r->text ? r->text : "", "tool_calls", tool_calls_or_null(r), "created",
-        (json_int_t)(kx_now_ms() / 1000), "model", r->llm_model[0] ? r->llm_model : r->model,
-        "usage", "prompt_tokens", (json_int_t)r->prompt_tokens, "completion_tokens",
-        (json_int_t)r->completion_tokens, "total_tokens", (json_int_t)r->total_tokens,
-        "streaming", 1, "response_ms", (json_int_t)r->response_ms);
+    json_t *content =
+        json_pack("{s:[{s:s, s:i, s:{s:s, s:s, s:o}}], s:I, s:s, s:{s:I, s:I, s:I}, s:b, s:I}",
+                  "choices", "finish_reason", fr, "index", 0, "message", "role", "assistant",
+                  "content", r->text ? r->text : "", "tool_calls", tool_calls_or_null(r),
+                  "created", (json_int_t)(kx_now_ms() / 1000), "model",
+                  r->llm_model[0] ? r->llm_model : r->model, "usage", "prompt_tokens",
+                  (json_int_t)r->prompt_tokens, "completion_tokens",
+                  (json_int_t)r->completion_tokens, "total_tokens", (json_int_t)r->total_tokens,
+                  "streaming", 1, "response_ms", (json_int_t)r->response_ms);
     return save_row(r, "assistant_response_end", false, content, turn_metadata(r), false, NULL);
 }
 
@@ -303,8 +331,8 @@ static void end_turn(run *r)
 
 static bool save_finish(run *r, const char *reason)
 {
-    return save_status(r, json_pack("{s:s, s:s}", "status_type", "finish", "finish_reason",
-                                    reason));
+    return save_status(r,
+                       json_pack("{s:s, s:s}", "status_type", "finish", "finish_reason", reason));
 }
 
 /* ---- tool calls ------------------------------------------------------------------------- */
@@ -321,16 +349,14 @@ static char *xml_tag_name(const char *name)
 
 /* {"role": "assistant", "status_type", "function_name", "xml_tag_name", "message",
  *  "tool_index", "tool_call_id"} */
-static json_t *tool_status(run *r, const run_call *c, const char *status_type,
-                           const char *message)
+static json_t *tool_status(run *r, const run_call *c, const char *status_type, const char *message)
 {
     char *tag = xml_tag_name(c->name);
-    json_t *s = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "role", "assistant",
-                          "status_type", status_type, "function_name", c->name, "xml_tag_name",
-                          tag ? tag : "", "message", message, "tool_index",
-                          (json_int_t)r->next_call,
-                          "tool_call_id", c->tool_call_id[0] ? json_string(c->tool_call_id)
-                                                             : json_null());
+    json_t *s =
+        json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "role", "assistant", "status_type",
+                  status_type, "function_name", c->name, "xml_tag_name", tag ? tag : "", "message",
+                  message, "tool_index", (json_int_t)r->next_call, "tool_call_id",
+                  c->tool_call_id[0] ? json_string(c->tool_call_id) : json_null());
     free(tag);
     return s;
 }
@@ -340,13 +366,13 @@ static json_t *tool_status(run *r, const run_call *c, const char *status_type,
 static json_t *tool_execution(const run_call *c, const tool_outcome *o)
 {
     char *tag = xml_tag_name(c->name);
-    json_t *te = json_pack(
-        "{s:{s:s, s:s, s:o, s:o, s:{s:b, s:O, s:o}}}", "tool_execution", "function_name",
-        c->name, "xml_tag_name", tag ? tag : "", "tool_call_id",
-        c->tool_call_id[0] ? json_string(c->tool_call_id) : json_null(), "arguments",
-        c->arguments ? json_incref(c->arguments) : json_object(), "result", "success", o->success, "output",
-        o->output ? o->output : json_null(), "error",
-        o->error ? json_string(o->error) : json_null());
+    json_t *te =
+        json_pack("{s:{s:s, s:s, s:o, s:o, s:{s:b, s:O, s:o}}}", "tool_execution", "function_name",
+                  c->name, "xml_tag_name", tag ? tag : "", "tool_call_id",
+                  c->tool_call_id[0] ? json_string(c->tool_call_id) : json_null(), "arguments",
+                  c->arguments ? json_incref(c->arguments) : json_object(), "result", "success",
+                  o->success, "output", o->output ? o->output : json_null(), "error",
+                  o->error ? json_string(o->error) : json_null());
     free(tag);
     return te;
 }
@@ -361,7 +387,7 @@ static void start_call(run *r)
     if (r->next_call == 0 && !save_assistant(r))
         return;
     tool_outcome o = {0};
-    if (c->error != NULL) {   /* unparseable call: the model gets the reason as the result */
+    if (c->error != NULL) { /* unparseable call: the model gets the reason as the result */
         tool_outcome_fail(&o, c->error);
         on_tool_done(r, &o);
         return;
@@ -406,7 +432,8 @@ static void on_tool_done(void *arg, tool_outcome *o)
     run_call *c = &r->calls[r->next_call];
     kx_counter_add(kx_metrics_counter("kx_runner_tool_calls_total",
                                       o->success ? "result=\"ok\"" : "result=\"failed\"",
-                                      "Tool calls made by runs, by outcome"), 1);
+                                      "Tool calls made by runs, by outcome"),
+                   1);
     json_t *te = tool_execution(c, o);
     json_t *content = NULL, *metadata = NULL;
     if (!r->xml_call) {
@@ -421,11 +448,10 @@ static void on_tool_done(void *arg, tool_outcome *o)
         content = json_pack("{s:s, s:s}", "role", "user", "content", text ? text : "");
         free(text);
         metadata = json_pack("{s:s, s:{s:s, s:o, s:s}, s:O}", "assistant_message_id",
-                             r->assistant_message_id, "parsing_details", "function_name",
-                             c->name, "raw_parameters",
+                             r->assistant_message_id, "parsing_details", "function_name", c->name,
+                             "raw_parameters",
                              c->raw_parameters ? json_incref(c->raw_parameters) : json_object(),
-                             "raw_xml",
-                             c->raw_xml ? c->raw_xml : "", "frontend_content", te);
+                             "raw_xml", c->raw_xml ? c->raw_xml : "", "frontend_content", te);
     }
     bool success = o->success;
     tool_outcome_clear(o);
@@ -450,8 +476,8 @@ static void on_tool_done(void *arg, tool_outcome *o)
     json_t *smeta = turn_metadata(r);
     json_object_set_new(smeta, "linked_tool_result_message_id", json_string(row.message_id));
     if (!save_row(r, "status", false,
-                  tool_status(r, c, success ? "tool_completed" : "tool_failed", msg), smeta,
-                  true, NULL)) {
+                  tool_status(r, c, success ? "tool_completed" : "tool_failed", msg), smeta, true,
+                  NULL)) {
         json_decref(te);
         json_decref(event_metadata);
         return;
@@ -500,7 +526,7 @@ static bool take_native_calls(run *r, const llm_stream *s)
             return false;
         if (t->id.len > 0) {
             snprintf(c->tool_call_id, sizeof c->tool_call_id, "%s", t->id.s);
-        } else {   /* some servers send no id: make one, the next request needs it */
+        } else { /* some servers send no id: make one, the next request needs it */
             char u[KX_UUID_LEN + 1];
             kx_uuid_new(u);
             snprintf(c->tool_call_id, sizeof c->tool_call_id, "call_%s", u);
@@ -527,9 +553,9 @@ static bool take_native_calls(run *r, const llm_stream *s)
         } else if (c->name[0] == '\0') {
             c->error = strdup("the tool call has no function name");
         }
-        json_t *tc = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", c->tool_call_id, "type",
-                               "function", "function", "name", c->name, "arguments",
-                               c->arguments_text);
+        json_t *tc =
+            json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", c->tool_call_id, "type", "function",
+                      "function", "name", c->name, "arguments", c->arguments_text);
         if (tc == NULL || json_array_append_new(r->tool_calls, tc) != 0)
             return false;
     }
@@ -592,7 +618,7 @@ static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *messa
     if (err != KX_OK) {
         char why[2600];
         snprintf(why, sizeof why, "LLM request failed: %s", message);
-        run_fail(r, why);   /* frees the call (cancel_work) */
+        run_fail(r, why); /* frees the call (cancel_work) */
         return;
     }
     const llm_stream *s = llm_call_result(call);
@@ -634,7 +660,7 @@ static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *messa
 static void begin_iteration(kx_loop *loop, void *arg)
 {
     run *r = arg;
-    r->step_timer = NULL;   /* the loop freed it */
+    r->step_timer = NULL; /* the loop freed it */
     runner *o = r->owner;
     clear_turn(r);
     r->state = RUN_LOADING;
@@ -658,7 +684,7 @@ static void begin_iteration(kx_loop *loop, void *arg)
         run_fail(r, why);
         return;
     }
-    if (strcmp(last_type, "assistant") == 0) {   /* the model answered without a tool call */
+    if (strcmp(last_type, "assistant") == 0) { /* the model answered without a tool call */
         json_decref(msgs);
         run_finish(r, "completed", NULL);
         return;
@@ -673,8 +699,9 @@ static void begin_iteration(kx_loop *loop, void *arg)
     }
     r->iterations++;
     kx_uuid_new(r->thread_run_id);
-    if (!save_status(r, json_pack("{s:s, s:s}", "status_type", "thread_run_start",
-                                  "thread_run_id", r->thread_run_id))) {
+    if (!save_status(r,
+                     json_pack("{s:s, s:s}", "status_type", "thread_run_start", "thread_run_id",
+                               r->thread_run_id))) {
         json_decref(msgs);
         return;
     }
@@ -692,8 +719,7 @@ static void begin_iteration(kx_loop *loop, void *arg)
     r->request_bytes = strlen(body);
     r->state = RUN_LLM_STREAMING;
     r->turn_started_ms = kx_now_ms();
-    r->llm = llm_call_start(o->llm, body, r->wall_deadline, r->id, on_llm_content, on_llm_done,
-                            r);
+    r->llm = llm_call_start(o->llm, body, r->wall_deadline, r->id, on_llm_content, on_llm_done, r);
     if (r->llm == NULL)
         run_fail(r, "internal error: out of memory starting the LLM request");
 }
@@ -739,12 +765,19 @@ void run_stop(run *r, const char *reason)
     run_drop(r, why);
 }
 
-void run_abandon(run *r, const char *why)
+void run_handback(run *r, const char *why)
 {
     if (r->state == RUN_DEAD)
         return;
     cancel_work(r);
-    run_fail(r, why);
+    kx_err err = store_handback_run(r->owner->db, r->id, r->epoch, why);
+    if (err != KX_OK)
+        rlog(r, KX_LOG_WARN, "run: could not hand the run back (%s); the reaper will",
+             kx_err_str(err));
+    else
+        rlog(r, KX_LOG_INFO, "run: handed back to the queue: %s", why);
+    r->state = RUN_DEAD;
+    runner_release(r->owner, r);
 }
 
 void run_free(run *r)

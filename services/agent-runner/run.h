@@ -29,59 +29,59 @@
 #include "xml_calls.h"
 
 typedef enum run_state {
-    RUN_CLAIMED = 0,     /* claimed; the first step is queued */
-    RUN_LOADING,         /* reading the thread, deciding the next turn */
-    RUN_LLM_STREAMING,   /* an LLM call (or its retry wait) is in flight */
-    RUN_TOOL_RUNNING,    /* a tool call is in flight */
-    RUN_FINISHING,       /* writing the end of the run */
-    RUN_DEAD,            /* ended: waiting to be freed; nothing may touch the world */
+    RUN_CLAIMED = 0,   /* claimed; the first step is queued */
+    RUN_LOADING,       /* reading the thread, deciding the next turn */
+    RUN_LLM_STREAMING, /* an LLM call (or its retry wait) is in flight */
+    RUN_TOOL_RUNNING,  /* a tool call is in flight */
+    RUN_FINISHING,     /* writing the end of the run */
+    RUN_DEAD,          /* ended: waiting to be freed; nothing may touch the world */
 } run_state;
 
 /* One tool call of a turn (native or XML). */
 typedef struct run_call {
-    char tool_call_id[80];     /* the model's id for native calls, "" for XML */
-    char exec_id[80];          /* ToolCall.call_id: the native id, or a fresh uuid */
+    char tool_call_id[80]; /* the model's id for native calls, "" for XML */
+    char exec_id[80];      /* ToolCall.call_id: the native id, or a fresh uuid */
     char *name;
-    char *arguments_text;      /* the JSON text sent to the executor */
-    json_t *arguments;         /* shown in tool_execution.arguments */
-    char *error;               /* set: the call could not be parsed; it fails without running */
-    json_t *raw_parameters;    /* XML only: parsing_details */
-    char *raw_xml;             /* XML only */
+    char *arguments_text;   /* the JSON text sent to the executor */
+    json_t *arguments;      /* shown in tool_execution.arguments */
+    char *error;            /* set: the call could not be parsed; it fails without running */
+    json_t *raw_parameters; /* XML only: parsing_details */
+    char *raw_xml;          /* XML only */
 } run_call;
 
 struct run {
     runner *owner;
-    run *hnext;                /* runner table chain / graveyard list */
+    run *hnext; /* runner table chain / graveyard list */
     run_state state;
     char id[40];
     char thread_id[40];
     char account_id[40];
     char project_id[40];
-    int64_t epoch;             /* lease epoch from the claim: fences every write */
+    int64_t epoch; /* lease epoch from the claim: fences every write */
     kx_deadline wall_deadline;
     char model[128];
-    kx_bus_meta meta;          /* trace context and account for what the run sends */
+    kx_bus_meta meta; /* trace context and account for what the run sends */
     char trace_id[33];
-    uint64_t ev_seq;           /* RunEvent.seq, per run */
-    uint64_t chunk_seq;        /* "sequence" of chunk events, per run, from 0 */
-    int64_t iterations;        /* LLM turns started */
-    bool failing;              /* writing a failure: another write error drops the run */
-    kx_timer *step_timer;      /* the next step, on a fresh loop iteration */
+    uint64_t ev_seq;      /* RunEvent.seq, per run */
+    uint64_t chunk_seq;   /* "sequence" of chunk events, per run, from 0 */
+    int64_t iterations;   /* LLM turns started */
+    bool failing;         /* writing a failure: another write error drops the run */
+    kx_timer *step_timer; /* the next step, on a fresh loop iteration */
 
     /* the current turn */
-    bool turn_open;            /* thread_run_start saved, thread_run_end not yet */
+    bool turn_open; /* thread_run_start saved, thread_run_end not yet */
     char thread_run_id[40];
     llm_call *llm;
-    xml_scan xml_scan;         /* streaming: how far the text was searched for an XML block */
+    xml_scan xml_scan; /* streaming: how far the text was searched for an XML block */
     int64_t turn_started_ms;
-    char *text;                /* the assistant's text (cut after the XML block) */
-    json_t *tool_calls;        /* native calls for the assistant message, or NULL */
+    char *text;         /* the assistant's text (cut after the XML block) */
+    json_t *tool_calls; /* native calls for the assistant message, or NULL */
     char finish_reason[40];
     char llm_model[128];
     bool have_usage;
     long long prompt_tokens, completion_tokens, total_tokens;
     int64_t response_ms;
-    size_t request_bytes;      /* for a usage estimate when the provider sends none */
+    size_t request_bytes; /* for a usage estimate when the provider sends none */
     run_call *calls;
     size_t ncalls, next_call;
     bool xml_call;
@@ -98,8 +98,9 @@ kx_err run_start(runner *owner, const char *run_id, const store_claim *claim,
  * further writes or events. */
 void run_stop(run *r, const char *reason);
 
-/* Shutdown with the run still going: cancels its work and fails it (fenced). */
-void run_abandon(run *r, const char *why);
+/* Drain with the run still going: cancels its work and hands it back to the queue (fenced):
+ * another runner continues the thread; nothing more is written or published. */
+void run_handback(run *r, const char *why);
 
 /* Frees a released run (runner only). */
 void run_free(run *r);

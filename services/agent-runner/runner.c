@@ -10,10 +10,11 @@
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "run.h"
+#include "store.h"
 
 static size_t hash_id(const char *s, size_t nbuckets)
 {
-    size_t h = 1469598103934665603ull;   /* FNV-1a */
+    size_t h = 1469598103934665603ull; /* FNV-1a */
     for (; *s; s++) {
         h ^= (unsigned char)*s;
         h *= 1099511628211ull;
@@ -21,8 +22,7 @@ static size_t hash_id(const char *s, size_t nbuckets)
     return h & (nbuckets - 1);
 }
 
-kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *curlm,
-                  runner **out)
+kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *curlm, runner **out)
 {
     *out = NULL;
     runner *r = calloc(1, sizeof *r);
@@ -125,12 +125,36 @@ int runner_free_slots(runner *r)
     return free_slots > 0 ? free_slots : 0;
 }
 
+static void handback_one(run *x, void *arg)
+{
+    run_handback(x, arg);
+}
+
+/* The drain's deadline (a little before kx_svc's own): what is still held goes back. */
+static void on_drain_deadline(kx_loop *loop, void *arg)
+{
+    runner *r = arg;
+    r->drain_timer = NULL;
+    if (r->nheld == 0)
+        return;
+    kx_warn("runner: drain: %zu run(s) not finished in time; handing them back to the queue",
+            r->nheld);
+    runner_each(r, handback_one,
+                "handed back: the agent-runner shut down before the run "
+                "finished");
+}
+
 void runner_drain(runner *r)
 {
     r->draining = true;
     kx_info("runner: draining: %zu run(s) held; taking no more", r->nheld);
-    if (r->nheld == 0)
+    if (r->nheld == 0) {
         kx_svc_exit(r->svc);
+        return;
+    }
+    int64_t t = r->cfg->drain_timeout_ms > 1000 ? r->cfg->drain_timeout_ms - 500
+                                                : r->cfg->drain_timeout_ms / 2;
+    r->drain_timer = kx_loop_timer(r->loop, t, on_drain_deadline, r);
 }
 
 void runner_each(runner *r, runner_each_fn fn, void *arg)
@@ -138,25 +162,80 @@ void runner_each(runner *r, runner_each_fn fn, void *arg)
     for (size_t b = 0; b < r->nbuckets; b++) {
         run *x = r->buckets[b];
         while (x) {
-            run *next = x->hnext;   /* fn may release x */
+            run *next = x->hnext; /* fn may release x */
             fn(x, arg);
             x = next;
         }
     }
 }
 
-static void abandon_one(run *x, void *arg) { run_abandon(x, arg); }
+struct runner_parked {
+    char id[40];
+    int64_t epoch;
+};
+
+#define PARKED_RETRY_MS 500
+#define PARKED_WHY "handed back: Postgres was unreachable while the run went on"
+
+static void retry_parked(kx_loop *loop, void *arg)
+{
+    runner *r = arg;
+    r->parked_timer = NULL;
+    size_t keep = 0;
+    for (size_t i = 0; i < r->nparked; i++) {
+        struct runner_parked *p = &r->parked[i];
+        kx_err err = store_handback_run(r->db, p->id, p->epoch, PARKED_WHY);
+        if (err == KX_ERR_UNAVAILABLE || err == KX_ERR_TIMEOUT) {
+            r->parked[keep++] = *p; /* still unreachable: the rest would wait as well */
+            for (size_t j = i + 1; j < r->nparked; j++)
+                r->parked[keep++] = r->parked[j];
+            break;
+        }
+        kx_log(err == KX_OK ? KX_LOG_INFO : KX_LOG_WARN, p->id, NULL,
+               "runner: parked run %s handed back (%s)", p->id, kx_err_str(err));
+    }
+    r->nparked = keep;
+    if (r->nparked > 0)
+        r->parked_timer = kx_loop_timer(r->loop, PARKED_RETRY_MS, retry_parked, r);
+}
+
+void runner_handback_later(runner *r, const char *run_id, int64_t epoch)
+{
+    if (r->nparked == r->capparked) {
+        size_t cap = r->capparked ? r->capparked * 2 : 16;
+        struct runner_parked *np = realloc(r->parked, cap * sizeof *np);
+        if (np == NULL) {
+            kx_log(KX_LOG_ERROR, run_id, NULL,
+                   "runner: out of memory parking run %s; the "
+                   "reaper will not see it while this runner lives",
+                   run_id);
+            return;
+        }
+        r->parked = np;
+        r->capparked = cap;
+    }
+    snprintf(r->parked[r->nparked].id, sizeof r->parked[r->nparked].id, "%s", run_id);
+    r->parked[r->nparked].epoch = epoch;
+    r->nparked++;
+    if (r->parked_timer == NULL)
+        r->parked_timer = kx_loop_timer(r->loop, PARKED_RETRY_MS, retry_parked, r);
+}
 
 void runner_shutdown(runner *r, const char *why)
 {
+    kx_timer_cancel(r->drain_timer);
+    r->drain_timer = NULL;
     if (r->nheld == 0)
         return;
-    kx_warn("runner: exiting with %zu run(s) still held; failing them", r->nheld);
-    r->draining = false;   /* the loop is over: nothing left to signal */
-    runner_each(r, abandon_one, (void *)why);
+    kx_warn("runner: exiting with %zu run(s) still held; handing them back", r->nheld);
+    r->draining = false; /* the loop is over: nothing left to signal */
+    runner_each(r, handback_one, (void *)why);
 }
 
-static void free_one(run *x, void *arg) { run_free(x); }
+static void free_one(run *x, void *arg)
+{
+    run_free(x);
+}
 
 void runner_free(runner *r)
 {
@@ -166,6 +245,12 @@ void runner_free(runner *r)
         runner_each(r, free_one, NULL);
     kx_timer_cancel(r->bury_timer);
     r->bury_timer = NULL;
+    kx_timer_cancel(r->parked_timer);
+    if (r->nparked > 0)
+        kx_warn("runner: %zu parked run(s) not handed back (Postgres unreachable); the reaper "
+                "takes them once this runner's lease expires",
+                r->nparked);
+    free(r->parked);
     bury(r->loop, r);
     free(r->buckets);
     llm_client_free(r->llm);

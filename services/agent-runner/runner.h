@@ -21,30 +21,34 @@
 typedef struct run run;
 
 typedef struct runner {
-    const runner_config *cfg;     /* borrowed */
-    kx_svc *svc;                  /* borrowed: loop, bus, instance id, drain */
+    const runner_config *cfg; /* borrowed */
+    kx_svc *svc;              /* borrowed: loop, bus, instance id, drain */
     kx_loop *loop;
     kx_bus *bus;
-    kx_db *db;                    /* borrowed; loop thread only */
-    kx_curlm *curlm;              /* borrowed */
-    kx_bus_async *async;          /* owned: tool-call requests */
-    llm_client *llm;              /* owned */
-    const char *instance_id;      /* lease owner and heartbeat runner_id */
+    kx_db *db;               /* borrowed; loop thread only */
+    kx_curlm *curlm;         /* borrowed */
+    kx_bus_async *async;     /* owned: tool-call requests */
+    llm_client *llm;         /* owned */
+    const char *instance_id; /* lease owner and heartbeat runner_id */
 
-    run **buckets;                /* held runs, chained by run->hnext */
+    run **buckets; /* held runs, chained by run->hnext */
     size_t nbuckets;
     size_t nheld;
-    atomic_int held;              /* == nheld, readable from other threads */
-    atomic_int reserved;          /* dispatches fetched but not handled yet (fetcher adds) */
-    atomic_bool db_ok;            /* last known Postgres reachability, for /readyz */
+    atomic_int held;     /* == nheld, readable from other threads */
+    atomic_int reserved; /* dispatches fetched but not handled yet (fetcher adds) */
+    atomic_bool db_ok;   /* last known Postgres reachability, for /readyz */
 
-    run *graveyard;               /* ended runs waiting to be freed (by bury_timer) */
+    run *graveyard; /* ended runs waiting to be freed (by bury_timer) */
     kx_timer *bury_timer;
+    kx_timer *drain_timer;        /* hands back what is still held before the drain ends */
+    struct runner_parked *parked; /* runs dropped while Postgres was unreachable: handed back
+                                   * (fenced) once it answers again; parked_timer retries */
+    size_t nparked, capparked;
+    kx_timer *parked_timer;
     bool draining;
 } runner;
 
-kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *curlm,
-                  runner **out);
+kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *curlm, runner **out);
 /* Frees the runner and any run it still holds, without writes (see runner_shutdown). Call
  * after the loop stopped, before the loop is freed. */
 void runner_free(runner *r);
@@ -59,15 +63,22 @@ void runner_release(runner *r, run *run);
 /* How many more runs this instance takes now (0 while draining). Thread-safe. */
 int runner_free_slots(runner *r);
 
-/* Loop thread: stop taking runs; kx_svc_exit once none is held. */
+/* Loop thread: stop taking runs; kx_svc_exit once none is held. Runs still held 500 ms before
+ * KX_DRAIN_TIMEOUT_MS are handed back to the queue (run_handback), so a rolling deploy loses
+ * no run and the runner exits 0. */
 void runner_drain(runner *r);
+
+/* Hands (run_id, epoch) back to the queue as soon as Postgres answers (retried every 500 ms on
+ * the loop; the hand-back is fenced by the epoch, so it is harmless if the run ended or was
+ * taken meanwhile). Loop thread. */
+void runner_handback_later(runner *r, const char *run_id, int64_t epoch);
 
 typedef void (*runner_each_fn)(run *run, void *arg);
 /* Calls fn for every held run; fn may release the run it gets. */
 void runner_each(runner *r, runner_each_fn fn, void *arg);
 
-/* On exit with runs still held (drain timed out): fails each of them (fenced) with the reason,
- * so they do not wait for the reaper. Loop thread (or after the loop stopped). */
+/* On exit with runs still held: hands each of them back to the queue (fenced) with the
+ * reason, so they do not wait for the reaper. Loop thread (or after the loop stopped). */
 void runner_shutdown(runner *r, const char *why);
 
 #endif

@@ -8,39 +8,80 @@
 #include <string.h>
 
 #include "kx/log.h"
+#include "kx/uuid.h"
 
-#define SQL_CLAIM                                                                              \
-    "UPDATE agent_runs SET status='running', lease_owner=$2, lease_epoch=lease_epoch+1, "      \
-    "lease_expires_at=now()+($3::bigint * interval '1 millisecond'), heartbeat_at=now(), "     \
-    "attempt=attempt+1, started_at=coalesce(started_at, now()) "                               \
-    "WHERE id=$1::uuid AND status='queued' "                                                   \
-    "RETURNING lease_epoch, thread_id, account_id, project_id, metadata::text"
+/* queued -> running for this runner; $4 is the claim id the runner made for this claim. The
+ * second branch recognises the claim's own earlier success (a retry after a lost answer): it
+ * reads the row as it was before this statement, so on a first try it never matches. */
+#define SQL_CLAIM                                                                            \
+    "WITH c AS (UPDATE agent_runs SET status='running', lease_owner=$2, "                    \
+    "  lease_epoch=lease_epoch+1, claim_id=$4::uuid, "                                       \
+    "  lease_expires_at=now()+($3::bigint * interval '1 millisecond'), heartbeat_at=now(), " \
+    "  attempt=attempt+1, started_at=now() "                                                 \
+    "  WHERE id=$1::uuid AND status='queued' "                                               \
+    "  RETURNING lease_epoch, thread_id, account_id, project_id, metadata, started_at) "     \
+    "SELECT lease_epoch, thread_id, account_id, project_id, metadata::text, "                \
+    "  (extract(epoch FROM started_at) * 1000)::bigint FROM c "                              \
+    "UNION ALL "                                                                             \
+    "SELECT lease_epoch, thread_id, account_id, project_id, metadata::text, "                \
+    "  (extract(epoch FROM started_at) * 1000)::bigint FROM agent_runs "                     \
+    "WHERE id=$1::uuid AND claim_id=$4::uuid AND status='running' AND lease_owner=$2 "       \
+    "  AND NOT EXISTS (SELECT 1 FROM c)"
 
+/* The fenced insert. FOR SHARE OF r locks the run row it checks: a reap or a STOP (an UPDATE
+ * of that row) either waits for this insert to commit, or commits first and this statement
+ * re-reads the row, sees the new epoch/status and inserts nothing. $7 is the message id the
+ * runner generated: a retry after a lost answer inserts nothing (ON CONFLICT) and the second
+ * branch returns the row the first try wrote. */
 #define SQL_INSERT_MESSAGE                                                                     \
-    "INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, metadata, "   \
-    "agent_run_id) "                                                                           \
-    "SELECT r.thread_id, r.account_id, $3, $4::boolean, $5::jsonb, $6::jsonb, r.id "           \
-    "FROM agent_runs r WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint AND "                  \
-    "r.status='running' "                                                                      \
-    "RETURNING message_id, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}'"
+    "WITH ins AS (INSERT INTO messages (message_id, thread_id, account_id, type, "             \
+    "  is_llm_message, content, metadata, agent_run_id) "                                      \
+    "  SELECT $7::uuid, r.thread_id, r.account_id, $3, $4::boolean, $5::jsonb, $6::jsonb, "    \
+    "    r.id FROM agent_runs r WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint AND "         \
+    "    r.status='running' FOR SHARE OF r "                                                   \
+    "  ON CONFLICT (message_id) DO NOTHING "                                                   \
+    "  RETURNING message_id, created_at, updated_at) "                                         \
+    "SELECT message_id, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM ins "      \
+    "UNION ALL "                                                                               \
+    "SELECT message_id, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM messages " \
+    "WHERE message_id=$7::uuid AND agent_run_id=$1::uuid AND NOT EXISTS (SELECT 1 FROM ins)"
 
-#define SQL_FINISH                                                                             \
-    "UPDATE agent_runs SET status=$3, completed_at=now(), error=$4, lease_expires_at=NULL "    \
+/* The fenced end. Returns one boolean, "this run ended as asked with our epoch": true when
+ * this statement did it, or when a first try whose answer was lost already had (the second
+ * EXISTS reads the row as it was before this statement). */
+#define SQL_FINISH                                                                           \
+    "WITH f AS (UPDATE agent_runs SET status=$3, completed_at=now(), error=$4, "             \
+    "  lease_expires_at=NULL "                                                               \
+    "  WHERE id=$1::uuid AND lease_epoch=$2::bigint AND status='running' RETURNING 1) "      \
+    "SELECT EXISTS (SELECT 1 FROM f) OR EXISTS (SELECT 1 FROM agent_runs WHERE id=$1::uuid " \
+    "  AND lease_epoch=$2::bigint AND status=$3 AND error IS NOT DISTINCT FROM $4)"
+
+/* Drain: give a run we cannot finish back to the queue (epoch + 1, so anything of ours still in
+ * flight is fenced off; the attempt does not count; notice 'retried' makes the scheduler
+ * publish the status event and dispatch it again). Running it twice changes nothing more. */
+#define SQL_HANDBACK                                                                   \
+    "UPDATE agent_runs SET status='queued', lease_epoch=lease_epoch+1, "               \
+    "  notice='retried', notice_epoch=lease_epoch+1, attempt=greatest(attempt-1, 0), " \
+    "  error=$3, lease_expires_at=NULL, dispatched_at=NULL, dispatch_seq=NULL "        \
     "WHERE id=$1::uuid AND lease_epoch=$2::bigint AND status='running'"
 
-#define SQL_LLM_MESSAGES                                                                       \
-    "SELECT type, content::text FROM messages WHERE thread_id=$1 AND is_llm_message "          \
+#define SQL_LLM_MESSAGES                                                              \
+    "SELECT type, content::text FROM messages WHERE thread_id=$1 AND is_llm_message " \
     "ORDER BY created_at"
 
 static const kx_db_stmt STATEMENTS[] = {
     {"runner_claim", SQL_CLAIM},
     {"runner_insert_message", SQL_INSERT_MESSAGE},
     {"runner_finish", SQL_FINISH},
+    {"runner_handback", SQL_HANDBACK},
     {"runner_llm_messages", SQL_LLM_MESSAGES},
     KX_DB_STMT_END,
 };
 
-const kx_db_stmt *store_statements(void) { return STATEMENTS; }
+const kx_db_stmt *store_statements(void)
+{
+    return STATEMENTS;
+}
 
 static void copy_field(char *dst, size_t cap, const PGresult *res, int row, int col)
 {
@@ -52,11 +93,12 @@ kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t
 {
     *claimed = false;
     memset(out, 0, sizeof *out);
-    char ttl[24];
+    char ttl[24], claim_id[KX_UUID_LEN + 1];
     snprintf(ttl, sizeof ttl, "%" PRId64, ttl_ms);
-    const char *params[] = {run_id, owner, ttl};
+    kx_uuid_new(claim_id);
+    const char *params[] = {run_id, owner, ttl, claim_id};
     kx_err err = KX_OK;
-    PGresult *res = kx_db_exec(db, "runner_claim", 3, params, &err);
+    PGresult *res = kx_db_exec_idem(db, "runner_claim", 4, params, &err);
     if (res == NULL)
         return err != KX_OK ? err : KX_ERR_INTERNAL;
     if (PQntuples(res) == 1) {
@@ -69,6 +111,7 @@ kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t
         if (json_is_string(model))
             snprintf(out->model_name, sizeof out->model_name, "%s", json_string_value(model));
         json_decref(meta);
+        out->started_at_ms = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
         *claimed = true;
     }
     PQclear(res);
@@ -80,17 +123,20 @@ kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const 
                             store_row *out)
 {
     memset(out, 0, sizeof *out);
-    char ep[24];
+    char ep[24], message_id[KX_UUID_LEN + 1];
     snprintf(ep, sizeof ep, "%" PRId64, epoch);
-    const char *params[] = {run_id, ep, type, is_llm ? "true" : "false", content_json,
-                            metadata_json};
+    kx_uuid_new(message_id);
+    const char *params[] = {run_id,       ep,
+                            type,         is_llm ? "true" : "false",
+                            content_json, metadata_json,
+                            message_id};
     kx_err err = KX_OK;
-    PGresult *res = kx_db_exec(db, "runner_insert_message", 6, params, &err);
+    PGresult *res = kx_db_exec_idem(db, "runner_insert_message", 7, params, &err);
     if (res == NULL)
         return err != KX_OK ? err : KX_ERR_INTERNAL;
     if (PQntuples(res) != 1) {
         PQclear(res);
-        return KX_ERR_CONFLICT;   /* fenced: the run is no longer ours */
+        return KX_ERR_CONFLICT; /* fenced: the run is no longer ours */
     }
     copy_field(out->message_id, sizeof out->message_id, res, 0, 0);
     copy_field(out->created_at, sizeof out->created_at, res, 0, 1);
@@ -106,12 +152,21 @@ kx_err store_finish_run(kx_db *db, const char *run_id, int64_t epoch, const char
     char ep[24];
     snprintf(ep, sizeof ep, "%" PRId64, epoch);
     const char *params[] = {run_id, ep, status, error};
-    long rows = 0;
-    kx_err err = kx_db_exec_cmd(db, "runner_finish", 4, params, &rows);
-    if (err != KX_OK)
-        return err;
-    *won = rows == 1;
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_exec_idem(db, "runner_finish", 4, params, &err);
+    if (res == NULL)
+        return err != KX_OK ? err : KX_ERR_INTERNAL;
+    *won = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    PQclear(res);
     return KX_OK;
+}
+
+kx_err store_handback_run(kx_db *db, const char *run_id, int64_t epoch, const char *why)
+{
+    char ep[24];
+    snprintf(ep, sizeof ep, "%" PRId64, epoch);
+    const char *params[] = {run_id, ep, why};
+    return kx_db_exec_cmd_idem(db, "runner_handback", 3, params, NULL);
 }
 
 kx_err store_load_llm_messages(kx_db *db, const char *thread_id, store_msg **msgs, size_t *n)

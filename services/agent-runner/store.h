@@ -4,7 +4,8 @@
  * message insert or a finish that matches no row means the run was taken away (stopped, reaped,
  * claimed again) and the caller must drop the run without writing or publishing anything more.
  *
- * Loop thread only: the runner has one kx_db, used by the loop thread. Statements are short
+ * Every write is idempotent (docs/architecture.md, "Run core"), so kx_db may retry it after a
+ * lost connection. Loop thread only: the runner has one kx_db, used by the loop thread. Statements are short
  * (bounded by KX_DB_STATEMENT_TIMEOUT_MS); blocking on them is the runner's one known
  * compromise with its "never block the loop" rule (see README.md). */
 #ifndef RUNNER_STORE_H
@@ -25,10 +26,12 @@ typedef struct store_claim {
     char thread_id[40];
     char account_id[40];
     char project_id[40];
-    char model_name[128];   /* agent_runs.metadata.model_name, "" if none */
+    char model_name[128];  /* agent_runs.metadata.model_name, "" if none */
+    int64_t started_at_ms; /* unix ms the claim set started_at to: the wall time counts from it */
 } store_claim;
 
-/* queued -> running for this runner. KX_OK and *claimed = true with *out filled; KX_OK and
+/* queued -> running for this runner (a fresh claim id each call; retried after a lost answer,
+ * the statement recognises its own success). KX_OK and *claimed = true with *out filled; KX_OK and
  * *claimed = false when the run is not queued (someone else has it, or it was stopped); other
  * errors when the database failed. */
 kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
@@ -37,11 +40,13 @@ kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t
 /* A saved messages row. */
 typedef struct store_row {
     char message_id[40];
-    char created_at[48];   /* ISO 8601, as Postgres prints timestamptz in JSON */
+    char created_at[48]; /* ISO 8601, as Postgres prints timestamptz in JSON */
     char updated_at[48];
 } store_row;
 
-/* Fenced insert. content_json/metadata_json are JSON texts. KX_ERR_CONFLICT when fenced. */
+/* Fenced insert (locks the run row it checks; a fresh message id each call, so a retry after
+ * a lost answer writes nothing twice). content_json/metadata_json are JSON texts.
+ * KX_ERR_CONFLICT when fenced. */
 kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const char *type,
                             bool is_llm, const char *content_json, const char *metadata_json,
                             store_row *out);
@@ -51,10 +56,14 @@ kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const 
 kx_err store_finish_run(kx_db *db, const char *run_id, int64_t epoch, const char *status,
                         const char *error, bool *won);
 
+/* Drain: running -> queued (fenced by epoch; epoch + 1; the attempt does not count; the
+ * scheduler announces and re-dispatches it). why goes to agent_runs.error until the claim. */
+kx_err store_handback_run(kx_db *db, const char *run_id, int64_t epoch, const char *why);
+
 /* One LLM message of a thread, as stored. */
 typedef struct store_msg {
     char type[32];
-    char *content;   /* the jsonb as text (an object, or a string holding JSON); malloc'd */
+    char *content; /* the jsonb as text (an object, or a string holding JSON); malloc'd */
 } store_msg;
 
 /* The thread's is_llm_message rows in created_at order. *msgs is malloc'd; free with

@@ -48,6 +48,16 @@ kx_err gw_config_load(gw_config *cfg)
     if (cfg->db_wait_ms == 0)
         cfg->db_wait_ms = 5000;
 
+    if (kx_env_int("KX_MAX_PARALLEL_RUNS", 3, 1, 1000000, &cfg->max_parallel_runs) != KX_OK)
+        err = KX_ERR_INVALID;
+    const char *over = kx_env_str("KX_OVER_LIMIT", "queue");
+    if (strcmp(over, "reject") == 0) {
+        cfg->over_limit_reject = true;
+    } else if (strcmp(over, "queue") != 0) {
+        kx_error("config: KX_OVER_LIMIT must be \"queue\" or \"reject\", got \"%s\"", over);
+        err = KX_ERR_INVALID;
+    }
+
     cfg->bind_addr = dup_or_null(kx_env_str("KX_BIND_ADDR", "127.0.0.1"));
     cfg->conninfo = dup_or_null(kx_env_str("KX_DATABASE_URL", KX_DEFAULT_DATABASE_URL));
 
@@ -61,7 +71,8 @@ kx_err gw_config_load(gw_config *cfg)
         cfg->jwt_secret_len = strlen(secret);
     }
 
-    if (err == KX_OK && (cfg->bind_addr == NULL || cfg->conninfo == NULL || cfg->jwt_secret == NULL))
+    if (err == KX_OK &&
+        (cfg->bind_addr == NULL || cfg->conninfo == NULL || cfg->jwt_secret == NULL))
         err = KX_ERR_NOMEM;
     if (err != KX_OK)
         gw_config_free(cfg);

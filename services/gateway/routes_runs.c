@@ -20,7 +20,7 @@
 #include "store.h"
 #include "text.h"
 
-#define PROJECT_NAME_CHARS 30   /* Kortix: the prompt's first 30 characters + "..." */
+#define PROJECT_NAME_CHARS 30 /* Kortix: the prompt's first 30 characters + "..." */
 
 /* The run options of the initiate form. */
 static bool form_options(const gw_form *form, gw_run_options *o, gw_reply *reply)
@@ -31,8 +31,7 @@ static bool form_options(const gw_form *form, gw_run_options *o, gw_reply *reply
     if (!gw_form_text(form, "model_name", true, &o->model_name, reply) ||
         !gw_form_text(form, "reasoning_effort", true, &effort, reply) ||
         !gw_form_bool(form, "enable_thinking", false, &o->enable_thinking, reply) ||
-        !gw_form_bool(form, "enable_context_manager", false, &o->enable_context_manager,
-                      reply) ||
+        !gw_form_bool(form, "enable_context_manager", false, &o->enable_context_manager, reply) ||
         !gw_form_bool(form, "stream", true, &stream_unused, reply))
         return false;
     if (effort != NULL)
@@ -48,14 +47,36 @@ static bool json_options(const json_t *body, gw_run_options *o, gw_reply *reply)
     if (!gw_body_str(body, "model_name", NULL, &o->model_name, reply) ||
         !gw_body_str(body, "reasoning_effort", NULL, &effort, reply) ||
         !gw_body_bool(body, "enable_thinking", false, &o->enable_thinking, reply) ||
-        !gw_body_bool(body, "enable_context_manager", false, &o->enable_context_manager,
-                      reply) ||
+        !gw_body_bool(body, "enable_context_manager", false, &o->enable_context_manager, reply) ||
         !gw_body_bool(body, "stream", true, &stream_unused, reply))
         return false;
     if (o->model_name != NULL && o->model_name[0] == '\0')
         o->model_name = NULL;
     o->reasoning_effort = (effort != NULL && effort[0] != '\0') ? effort : "low";
     return true;
+}
+
+/* 429 with Kortix's body (KX_OVER_LIMIT=reject). Frees over->thread_ids_json. */
+static void reply_over_limit(gw_reply *reply, gw_limit_info *over)
+{
+    char message[200];
+    snprintf(message, sizeof message,
+             "Maximum of %lld parallel agent runs allowed within 24 "
+             "hours. You currently have %lld running.",
+             (long long)over->limit, over->count);
+    json_t *threads = over->thread_ids_json ? json_loads(over->thread_ids_json, 0, NULL) : NULL;
+    free(over->thread_ids_json);
+    over->thread_ids_json = NULL;
+    gw_reply_json(reply, MHD_HTTP_TOO_MANY_REQUESTS,
+                  json_pack("{s:{s:s, s:o, s:I, s:I}}", "detail", "message", message,
+                            "running_thread_ids", threads ? threads : json_array(),
+                            "running_count", (json_int_t)over->count, "limit",
+                            (json_int_t)over->limit));
+}
+
+static int64_t reject_limit(const gw_app *app)
+{
+    return app->cfg.over_limit_reject ? app->cfg.max_parallel_runs : 0;
 }
 
 void gw_route_initiate(gw_app *app, gw_request *req, gw_reply *reply)
@@ -91,9 +112,15 @@ void gw_route_initiate(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     }
     char thread_id[KX_UUID_LEN + 1], run_id[KX_UUID_LEN + 1];
-    kx_err err = gw_store_initiate(db, req->account, name, prompt, &opts, thread_id, run_id);
+    gw_limit_info over;
+    kx_err err = gw_store_initiate_limited(db, req->account, name, prompt, &opts,
+                                           reject_limit(app), &over, thread_id, run_id);
     gw_db_put(app, db);
     free(name);
+    if (over.over) {
+        reply_over_limit(reply, &over);
+        return;
+    }
     if (err != KX_OK) {
         gw_reply_db_error(reply, err, "Failed to initiate agent session");
         return;
@@ -109,31 +136,58 @@ void gw_route_thread_start(gw_app *app, gw_request *req, gw_reply *reply)
     if (body == NULL)
         return;
     gw_run_options opts = {0};
-    const char *prompt = NULL;
-    if (!json_options(body, &opts, reply) || !gw_body_str(body, "prompt", NULL, &prompt, reply)) {
+    const char *prompt = NULL, *strategy_s = NULL;
+    if (!json_options(body, &opts, reply) || !gw_body_str(body, "prompt", NULL, &prompt, reply) ||
+        !gw_body_str(body, "multitask_strategy", "enqueue", &strategy_s, reply)) {
         json_decref(body);
         return;
     }
     if (prompt != NULL && prompt[0] == '\0')
-        prompt = NULL;   /* an empty prompt adds no message */
+        prompt = NULL; /* an empty prompt adds no message */
+    gw_multitask strategy = GW_MULTITASK_ENQUEUE;
+    if (strcmp(strategy_s, "reject") == 0) {
+        strategy = GW_MULTITASK_REJECT;
+    } else if (strcmp(strategy_s, "interrupt") == 0) {
+        strategy = GW_MULTITASK_INTERRUPT;
+    } else if (strcmp(strategy_s, "enqueue") != 0) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                       "multitask_strategy must be enqueue, reject or interrupt");
+        json_decref(body);
+        return;
+    }
 
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL) {
         json_decref(body);
         return;
     }
-    char run_id[KX_UUID_LEN + 1];
+    char run_id[KX_UUID_LEN + 1], busy[KX_UUID_LEN + 1];
+    gw_stopped_run *stopped = NULL;
+    size_t nstopped = 0;
     bool created = false;
     if (gw_access_thread(db, req, req->id, reply)) {
-        kx_err err = gw_store_start(db, req->id, req->account, prompt, &opts, run_id);
-        if (err == KX_ERR_NOT_FOUND)   /* deleted since the access check */
+        gw_limit_info over;
+        kx_err err =
+            gw_store_start_strategy(db, req->id, req->account, prompt, &opts, strategy,
+                                    reject_limit(app), &over, run_id, busy, &stopped, &nstopped);
+        if (over.over)
+            reply_over_limit(reply, &over);
+        else if (err == KX_ERR_NOT_FOUND) /* deleted since the access check */
             gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+        else if (err == KX_ERR_CONFLICT && busy[0] != '\0')
+            gw_reply_error(reply, MHD_HTTP_CONFLICT,
+                           "Thread %s already has an active agent run "
+                           "%s (multitask_strategy reject)",
+                           req->id, busy);
         else if (err != KX_OK)
             gw_reply_db_error(reply, err, "Failed to start agent run");
         created = err == KX_OK;
     }
     gw_db_put(app, db);
-    json_decref(body);   /* prompt and the options point into it: not used below */
+    json_decref(body); /* prompt and the options point into it: not used below */
+    for (size_t i = 0; i < nstopped; i++) /* interrupt: tell their runners and streams */
+        gw_publish_stop(app, req, stopped[i].id, stopped[i].epoch > 0 ? stopped[i].epoch - 1 : 0);
+    free(stopped);
     if (!created)
         return;
     gw_publish_submit(app, req, run_id, req->id);

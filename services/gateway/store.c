@@ -15,15 +15,15 @@
 #define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
 
 /* agent_runs.metadata from the parameters $4..$7 of the run-creating statements. */
-#define RUN_METADATA                                                                    \
-    "jsonb_build_object('model_name', $4::text, 'enable_thinking', $5::boolean, "       \
+#define RUN_METADATA                                                              \
+    "jsonb_build_object('model_name', $4::text, 'enable_thinking', $5::boolean, " \
     "'reasoning_effort', $6::text, 'enable_context_manager', $7::boolean)"
 
 /* A messages row as Kortix's `select *` shows it. */
-#define MESSAGE_JSON                                                                    \
-    "json_build_object('message_id', message_id, 'thread_id', thread_id, 'type', type, "  \
-    "'is_llm_message', is_llm_message, 'content', content, 'metadata', metadata, "        \
-    "'agent_id', agent_id, 'agent_version_id', agent_version_id, "                        \
+#define MESSAGE_JSON                                                                     \
+    "json_build_object('message_id', message_id, 'thread_id', thread_id, 'type', type, " \
+    "'is_llm_message', is_llm_message, 'content', content, 'metadata', metadata, "       \
+    "'agent_id', agent_id, 'agent_version_id', agent_version_id, "                       \
     "'created_at', " ISO("created_at") ", 'updated_at', " ISO("updated_at") ")"
 
 const kx_db_stmt gw_store_statements[] = {
@@ -34,10 +34,11 @@ const kx_db_stmt gw_store_statements[] = {
     {"gw_run_info",
      "SELECT account_id::text, thread_id::text, status, error, "
      "json_build_object('id', id, 'threadId', thread_id, 'status', status, "
-     "'startedAt', " ISO("started_at") ", 'completedAt', " ISO("completed_at") ", "
-     "'error', error)::text, "
-     "coalesce((extract(epoch FROM now() - completed_at) * 1000)::bigint, -1) "
-     "FROM agent_runs WHERE id = $1::uuid"},
+     "'startedAt', " ISO("started_at") ", 'completedAt', " ISO(
+         "completed_at") ", "
+                         "'error', error)::text, "
+                         "coalesce((extract(epoch FROM now() - completed_at) * 1000)::bigint, -1) "
+                         "FROM agent_runs WHERE id = $1::uuid"},
 
     /* $1 account, $2 project name, $3 prompt, $4..$7 run options */
     {"gw_initiate",
@@ -67,6 +68,26 @@ const kx_db_stmt gw_store_statements[] = {
      "      RETURNING id) "
      "SELECT id::text FROM r"},
 
+    /* multitask_strategy (gw_store_start_strategy): inside one transaction, the thread row is
+     * locked first, so the statements after it see every run a concurrent start committed. */
+    {"gw_thread_lock",
+     "SELECT 1 FROM threads WHERE thread_id = $1::uuid AND account_id = $2::uuid FOR UPDATE"},
+    {"gw_thread_active",
+     "SELECT id::text FROM agent_runs WHERE thread_id = $1::uuid "
+     "AND status IN ('queued', 'running') ORDER BY created_at LIMIT 1"},
+    {"gw_thread_interrupt",
+     "UPDATE agent_runs SET status = 'stopped', completed_at = now(), "
+     "lease_epoch = lease_epoch + 1, lease_expires_at = NULL "
+     "WHERE thread_id = $1::uuid AND status IN ('queued', 'running') "
+     "RETURNING id::text, lease_epoch"},
+
+    /* KX_OVER_LIMIT=reject: one creation per account at a time (transaction-scoped lock), so
+     * the count after it sees every run a concurrent creation committed. */
+    {"gw_account_lock", "SELECT pg_advisory_xact_lock(hashtext($1::text))"},
+    {"gw_account_active",
+     "SELECT count(*), coalesce(json_agg(DISTINCT thread_id)::text, '[]') FROM agent_runs "
+     "WHERE account_id = $1::uuid AND status IN ('queued', 'running')"},
+
     /* The stop compare-and-set of docs/architecture.md. */
     {"gw_run_stop",
      "UPDATE agent_runs SET status = 'stopped', completed_at = now(), "
@@ -81,11 +102,14 @@ const kx_db_stmt gw_store_statements[] = {
 
     {"gw_thread_runs",
      "SELECT COALESCE(json_agg(json_build_object('id', id, 'thread_id', thread_id, "
-     "'status', status, 'started_at', " ISO("started_at") ", "
-     "'completed_at', " ISO("completed_at") ", 'error', error, "
-     "'created_at', " ISO("created_at") ", 'updated_at', " ISO("updated_at") ") "
-     "ORDER BY created_at DESC, id), '[]'::json)::text "
-     "FROM agent_runs WHERE thread_id = $1::uuid"},
+     "'status', status, 'started_at', " ISO(
+         "started_at") ", "
+                       "'completed_at', " ISO(
+                           "completed_at") ", 'error', error, "
+                                           "'created_at', " ISO("created_at") ", 'updated_at', " ISO(
+                                               "updated_at") ") "
+                                                             "ORDER BY created_at DESC, id), '[]'::json)::text "
+                                                             "FROM agent_runs WHERE thread_id = $1::uuid"},
 
     {"gw_messages_desc",
      "SELECT COALESCE(json_agg(" MESSAGE_JSON " ORDER BY created_at DESC, message_id DESC), "
@@ -123,8 +147,7 @@ static kx_err exec_rows(kx_db *db, const char *stmt, int n, const char *const *p
 }
 
 /* The first column of the first row as a malloc'd string. */
-static kx_err exec_text(kx_db *db, const char *stmt, int n, const char *const *params,
-                        char **out)
+static kx_err exec_text(kx_db *db, const char *stmt, int n, const char *const *params, char **out)
 {
     PGresult *res = NULL;
     *out = NULL;
@@ -198,14 +221,18 @@ kx_err gw_store_initiate(kx_db *db, const char *account, const char *project_nam
                          char thread_id[KX_UUID_LEN + 1], char run_id[KX_UUID_LEN + 1])
 {
     const char *params[] = {
-        account, project_name, prompt, o->model_name,
-        o->enable_thinking ? "true" : "false", o->reasoning_effort,
+        account,
+        project_name,
+        prompt,
+        o->model_name,
+        o->enable_thinking ? "true" : "false",
+        o->reasoning_effort,
         o->enable_context_manager ? "true" : "false",
     };
     PGresult *res = NULL;
     kx_err err = exec_rows(db, "gw_initiate", 7, params, &res);
     if (err == KX_ERR_NOT_FOUND)
-        return KX_ERR_INTERNAL;   /* an INSERT chain that returned nothing: cannot happen */
+        return KX_ERR_INTERNAL; /* an INSERT chain that returned nothing: cannot happen */
     if (err != KX_OK)
         return err;
     copy_col(res, 0, thread_id, KX_UUID_LEN + 1);
@@ -218,8 +245,12 @@ kx_err gw_store_start(kx_db *db, const char *thread_id, const char *account, con
                       const gw_run_options *o, char run_id[KX_UUID_LEN + 1])
 {
     const char *params[] = {
-        thread_id, account, prompt, o->model_name,
-        o->enable_thinking ? "true" : "false", o->reasoning_effort,
+        thread_id,
+        account,
+        prompt,
+        o->model_name,
+        o->enable_thinking ? "true" : "false",
+        o->reasoning_effort,
         o->enable_context_manager ? "true" : "false",
     };
     PGresult *res = NULL;
@@ -231,6 +262,117 @@ kx_err gw_store_start(kx_db *db, const char *thread_id, const char *account, con
     return KX_OK;
 }
 
+kx_err gw_store_limit_check(kx_db *db, const char *account, int64_t limit, gw_limit_info *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *p[] = {account};
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_exec(db, "gw_account_lock", 1, p, &err);
+    PQclear(res);
+    if (res == NULL)
+        return err != KX_OK ? err : KX_ERR_INTERNAL;
+    res = kx_db_exec(db, "gw_account_active", 1, p, &err);
+    if (res == NULL)
+        return err != KX_OK ? err : KX_ERR_INTERNAL;
+    out->count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    out->limit = limit;
+    out->over = out->count >= limit;
+    if (out->over && (out->thread_ids_json = strdup(PQgetvalue(res, 0, 1))) == NULL)
+        err = KX_ERR_NOMEM;
+    PQclear(res);
+    return err;
+}
+
+kx_err gw_store_initiate_limited(kx_db *db, const char *account, const char *project_name,
+                                 const char *prompt, const gw_run_options *opts, int64_t limit,
+                                 gw_limit_info *over, char thread_id[KX_UUID_LEN + 1],
+                                 char run_id[KX_UUID_LEN + 1])
+{
+    memset(over, 0, sizeof *over);
+    if (limit <= 0)
+        return gw_store_initiate(db, account, project_name, prompt, opts, thread_id, run_id);
+    kx_err err = kx_db_begin(db);
+    if (err != KX_OK)
+        return err;
+    err = gw_store_limit_check(db, account, limit, over);
+    if (err == KX_OK && over->over)
+        err = KX_ERR_CONFLICT;
+    if (err == KX_OK)
+        err = gw_store_initiate(db, account, project_name, prompt, opts, thread_id, run_id);
+    if (err == KX_OK)
+        return kx_db_commit(db);
+    kx_db_rollback(db);
+    return err;
+}
+
+kx_err gw_store_start_strategy(kx_db *db, const char *thread_id, const char *account,
+                               const char *prompt, const gw_run_options *o, gw_multitask strategy,
+                               int64_t limit, gw_limit_info *over, char run_id[KX_UUID_LEN + 1],
+                               char busy_run[KX_UUID_LEN + 1], gw_stopped_run **stopped,
+                               size_t *nstopped)
+{
+    *stopped = NULL;
+    *nstopped = 0;
+    busy_run[0] = '\0';
+    memset(over, 0, sizeof *over);
+    /* enqueue without a limit to check: the scheduler runs the thread's runs in turn */
+    if (strategy == GW_MULTITASK_ENQUEUE && limit <= 0)
+        return gw_store_start(db, thread_id, account, prompt, o, run_id);
+    kx_err err = kx_db_begin(db);
+    if (err != KX_OK)
+        return err;
+    const char *tp[] = {thread_id, account};
+    PGresult *res = NULL;
+    err = exec_rows(db, "gw_thread_lock", 2, tp, &res);
+    PQclear(res);
+    if (err == KX_OK && limit > 0) {
+        err = gw_store_limit_check(db, account, limit, over);
+        if (err == KX_OK && over->over)
+            err = KX_ERR_CONFLICT;
+    }
+    if (err == KX_OK && strategy == GW_MULTITASK_REJECT) {
+        err = exec_rows(db, "gw_thread_active", 1, tp, &res);
+        if (err == KX_OK) {
+            copy_col(res, 0, busy_run, KX_UUID_LEN + 1);
+            PQclear(res);
+            err = KX_ERR_CONFLICT;
+        } else if (err == KX_ERR_NOT_FOUND) {
+            err = KX_OK;
+        }
+    }
+    if (err == KX_OK && strategy == GW_MULTITASK_INTERRUPT) { /* stop the thread's runs first */
+        err = exec_rows(db, "gw_thread_interrupt", 1, tp, &res);
+        if (err == KX_OK) {
+            int n = PQntuples(res);
+            *stopped = calloc((size_t)n, sizeof **stopped);
+            if (*stopped == NULL) {
+                err = KX_ERR_NOMEM;
+            } else {
+                for (int i = 0; i < n; i++) {
+                    copy_col(res, i, (*stopped)[i].id, sizeof(*stopped)[i].id);
+                    (*stopped)[i].epoch = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+                }
+                *nstopped = (size_t)n;
+            }
+            PQclear(res);
+        } else if (err == KX_ERR_NOT_FOUND) {
+            err = KX_OK;
+        }
+    }
+    if (err == KX_OK)
+        err = gw_store_start(db, thread_id, account, prompt, o, run_id);
+    if (err == KX_OK)
+        err = kx_db_commit(db);
+    else
+        kx_db_rollback(db);
+    if (err != KX_OK) {
+        free(*stopped);
+        *stopped = NULL;
+        *nstopped = 0;
+    }
+    return err;
+}
+
 kx_err gw_store_run_stop(kx_db *db, const char *run_id, bool *stopped, int64_t *new_epoch)
 {
     const char *params[] = {run_id};
@@ -239,7 +381,7 @@ kx_err gw_store_run_stop(kx_db *db, const char *run_id, bool *stopped, int64_t *
     *new_epoch = 0;
     kx_err err = exec_rows(db, "gw_run_stop", 1, params, &res);
     if (err == KX_ERR_NOT_FOUND)
-        return KX_OK;   /* the run had already ended: nothing changed */
+        return KX_OK; /* the run had already ended: nothing changed */
     if (err != KX_OK)
         return err;
     *stopped = true;
@@ -272,7 +414,7 @@ kx_err gw_store_runs_ended(kx_db *db, const char *id_array, int grace_s, gw_ende
         snprintf(runs[i].id, sizeof runs[i].id, "%s", PQgetvalue(res, i, 0));
         snprintf(runs[i].status, sizeof runs[i].status, "%s", PQgetvalue(res, i, 1));
         if (!PQgetisnull(res, i, 2))
-            runs[i].error = strdup(PQgetvalue(res, i, 2));   /* NULL on OOM: a generic text */
+            runs[i].error = strdup(PQgetvalue(res, i, 2)); /* NULL on OOM: a generic text */
     }
     PQclear(res);
     *out = runs;

@@ -23,9 +23,9 @@ extern const kx_db_stmt gw_store_statements[];
 
 /* The options a run is started with; stored as agent_runs.metadata. */
 typedef struct gw_run_options {
-    const char *model_name;          /* NULL: the runner's default model */
+    const char *model_name; /* NULL: the runner's default model */
     bool enable_thinking;
-    const char *reasoning_effort;    /* "low" unless the client said otherwise */
+    const char *reasoning_effort; /* "low" unless the client said otherwise */
     bool enable_context_manager;
 } gw_run_options;
 
@@ -41,8 +41,7 @@ typedef struct gw_run_info {
 kx_err gw_store_ping(kx_db *db);
 
 /* The owner of a thread. */
-kx_err gw_store_thread_account(kx_db *db, const char *thread_id,
-                               char account[KX_UUID_LEN + 1]);
+kx_err gw_store_thread_account(kx_db *db, const char *thread_id, char account[KX_UUID_LEN + 1]);
 /* A run's owner, thread, status, error and its GET /api/agent-run/{id} JSON. */
 kx_err gw_store_run_info(kx_db *db, const char *run_id, gw_run_info *out);
 void gw_store_run_info_free(gw_run_info *info);
@@ -57,6 +56,47 @@ kx_err gw_store_initiate(kx_db *db, const char *account, const char *project_nam
 kx_err gw_store_start(kx_db *db, const char *thread_id, const char *account, const char *prompt,
                       const gw_run_options *opts, char run_id[KX_UUID_LEN + 1]);
 
+/* POST /api/thread/{id}/agent/start's multitask_strategy: what a new run does to the thread's
+ * active (queued or running) run. */
+typedef enum gw_multitask {
+    GW_MULTITASK_ENQUEUE = 0, /* default: waits its turn (the scheduler admits one per thread) */
+    GW_MULTITASK_REJECT,      /* refused while the thread has an active run */
+    GW_MULTITASK_INTERRUPT,   /* the active runs are stopped, then the new one is queued */
+} gw_multitask;
+
+/* A run stopped by an interrupt, with its epoch after the stop. */
+typedef struct gw_stopped_run {
+    char id[KX_UUID_LEN + 1];
+    int64_t epoch;
+} gw_stopped_run;
+
+/* KX_OVER_LIMIT=reject: the account's active (queued or running) runs. */
+typedef struct gw_limit_info {
+    bool over; /* count >= limit: the new run is refused */
+    long long count;
+    int64_t limit;
+    char *thread_ids_json; /* when over: JSON array of the active runs' threads (malloc'd) */
+} gw_limit_info;
+/* Inside a transaction: takes the account's creation lock, then counts. */
+kx_err gw_store_limit_check(kx_db *db, const char *account, int64_t limit, gw_limit_info *out);
+/* gw_store_initiate, refused (KX_ERR_CONFLICT, over->over) when the account already has limit
+ * active runs; limit 0: no check. */
+kx_err gw_store_initiate_limited(kx_db *db, const char *account, const char *project_name,
+                                 const char *prompt, const gw_run_options *opts, int64_t limit,
+                                 gw_limit_info *over, char thread_id[KX_UUID_LEN + 1],
+                                 char run_id[KX_UUID_LEN + 1]);
+
+/* gw_store_start with a strategy, in one transaction that first locks the thread row (so
+ * concurrent starts on a thread are serialised). limit > 0: refused (KX_ERR_CONFLICT,
+ * over->over) when the account already has limit active runs. REJECT with an active run:
+ * KX_ERR_CONFLICT and busy_run = that run. INTERRUPT: *stopped (malloc'd, caller frees) lists
+ * the runs it stopped; the caller publishes their STOP. */
+kx_err gw_store_start_strategy(kx_db *db, const char *thread_id, const char *account,
+                               const char *prompt, const gw_run_options *o, gw_multitask strategy,
+                               int64_t limit, gw_limit_info *over, char run_id[KX_UUID_LEN + 1],
+                               char busy_run[KX_UUID_LEN + 1], gw_stopped_run **stopped,
+                               size_t *nstopped);
+
 /* The stop compare-and-set (queued|running -> stopped, epoch + 1). *stopped is false when the
  * run had already ended; otherwise *new_epoch is the epoch after the bump. */
 kx_err gw_store_run_stop(kx_db *db, const char *run_id, bool *stopped, int64_t *new_epoch);
@@ -65,7 +105,7 @@ kx_err gw_store_run_stop(kx_db *db, const char *run_id, bool *stopped, int64_t *
 typedef struct gw_ended_run {
     char id[KX_UUID_LEN + 1];
     char status[16];
-    char *error;          /* or NULL */
+    char *error; /* or NULL */
 } gw_ended_run;
 /* Of the runs in id_array (a Postgres array literal "{id,id,...}"), those that ended more than
  * grace_s seconds ago. *out is malloc'd (gw_store_ended_free). */

@@ -27,7 +27,7 @@
 #include "reply.h"
 #include "store.h"
 
-#define STREAM_MAX_BUFFER (16u << 20)   /* a client this far behind is cut off */
+#define STREAM_MAX_BUFFER (16u << 20) /* a client this far behind is cut off */
 #define STREAM_BLOCK 32768
 #define PING_FRAME ": ping\n\n"
 /* A run that ended this long ago without its terminal event reaching a stream (the publish of
@@ -40,9 +40,9 @@ typedef struct gw_stream gw_stream;
 struct gw_streams {
     gw_app *app;
     pthread_mutex_t mu;
-    gw_stream *head;          /* streams libmicrohttpd holds */
+    gw_stream *head; /* streams libmicrohttpd holds */
     size_t open;
-    size_t alive;             /* streams not yet freed (open or waiting for on_sub_complete) */
+    size_t alive; /* streams not yet freed (open or waiting for on_sub_complete) */
     bool closing;
     kx_loop *loop;
     kx_timer *ping_timer;
@@ -51,24 +51,25 @@ struct gw_streams {
 
 struct gw_stream {
     gw_streams *reg;
-    gw_stream *prev, *next;   /* registry list, under reg->mu */
+    gw_stream *prev, *next; /* registry list, under reg->mu */
     bool listed;
     char run_id[KX_UUID_LEN + 1];
 
-    pthread_mutex_t mu;       /* everything below */
+    pthread_mutex_t mu; /* everything below */
     struct MHD_Connection *conn;
-    kx_buf buf;               /* pending bytes are buf.s[off..buf.len) */
-    size_t off;               /* what the reader has sent already */
-    bool terminal;            /* the terminal event is in the buffer: end once it is sent */
-    bool end;                 /* end once the buffer is sent (drain) */
-    bool failed;              /* buffer overflow: end with an error */
+    kx_buf buf;    /* pending bytes are buf.s[off..buf.len) */
+    size_t off;    /* what the reader has sent already */
+    bool terminal; /* the terminal event is in the buffer: end once it is sent */
+    bool end;      /* end once the buffer is sent (drain) */
+    bool failed;   /* buffer overflow: end with an error */
     bool suspended;
     bool mhd_done;
     uint64_t synth_after_seq; /* > 0: after this stream sequence, end with final_payload */
     char *final_payload;      /* the terminal status from Postgres (NULL if the run is live) */
     int64_t last_event_ms;    /* kx_mono_ms of the last event (or of the start) */
+    int64_t epoch;            /* highest writer epoch seen: older writers' events are dropped */
     natsSubscription *sub;
-    int refs;                 /* libmicrohttpd's + the subscription's */
+    int refs; /* libmicrohttpd's + the subscription's */
 };
 
 /* ---- buffer ---- */
@@ -91,7 +92,7 @@ static void buf_put(gw_stream *st, const char *data, size_t n)
         st->failed = true;
         return;
     }
-    if (st->off > 0 && b->len + n + 1 > b->cap) {   /* reclaim what was already sent */
+    if (st->off > 0 && b->len + n + 1 > b->cap) { /* reclaim what was already sent */
         kx_buf_consume(b, st->off);
         st->off = 0;
     }
@@ -206,7 +207,16 @@ static void on_event(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
         kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: skipping an event that is not a RunEvent");
 
     pthread_mutex_lock(&st->mu);
-    if (!st->mhd_done && !st->terminal && !st->end) {
+    /* Fencing: an event written under an older lease epoch than one already seen comes from
+     * an attempt that lost its lease (reaped, then retried): dropped. Epoch 0 = a status of
+     * the gateway or the scheduler, always shown. */
+    bool stale = ev != NULL && ev->lease_epoch > 0 && ev->lease_epoch < st->epoch;
+    if (ev != NULL && ev->lease_epoch > st->epoch)
+        st->epoch = ev->lease_epoch;
+    if (stale)
+        kx_log(KX_LOG_INFO, st->run_id, NULL, "sse: dropped an event of stale epoch %lld",
+               (long long)ev->lease_epoch);
+    if (!stale && !st->mhd_done && !st->terminal && !st->end) {
         st->last_event_ms = kx_mono_ms();
         if (ev != NULL && !kx_pb_str_empty(ev->payload_json))
             buf_put_event(st, ev->payload_json, strlen(ev->payload_json));
@@ -260,9 +270,9 @@ static char *final_payload(const char *status, const char *error)
                       "Agent run completed successfully");
     else
         v = json_pack("{s:s, s:s, s:s}", "type", "status", "status", status, "message",
-                      error != NULL                   ? error
-                      : strcmp(status, "failed") == 0 ? "Agent run failed"
-                                                      : "Agent run stopped");
+                      error != NULL                       ? error
+                          : strcmp(status, "failed") == 0 ? "Agent run failed"
+                                                          : "Agent run stopped");
     if (v == NULL)
         return NULL;
     char *s = kx_json_dumps_py(v);
@@ -317,8 +327,8 @@ static void end_stale_streams(gw_streams *reg)
     gw_ended_run *ended = NULL;
     size_t n = 0;
     kx_db *db = kx_db_pool_get(reg->app->pool, kx_deadline_in(1000));
-    kx_err err = db != NULL ? gw_store_runs_ended(db, ids, STALE_GRACE_S, &ended, &n)
-                            : KX_ERR_UNAVAILABLE;
+    kx_err err =
+        db != NULL ? gw_store_runs_ended(db, ids, STALE_GRACE_S, &ended, &n) : KX_ERR_UNAVAILABLE;
     if (db != NULL)
         kx_db_pool_put(reg->app->pool, db);
     free(ids);
@@ -338,7 +348,8 @@ static void end_stale_streams(gw_streams *reg)
             if (!st->terminal && !st->end) {
                 kx_log(KX_LOG_WARN, st->run_id, NULL,
                        "sse: the run ended (%s) but its terminal event never came; "
-                       "ending the stream with the status from Postgres", ended[i].status);
+                       "ending the stream with the status from Postgres",
+                       ended[i].status);
                 buf_put_event(st, payload, strlen(payload));
                 st->terminal = true;
                 wake(st);
@@ -410,7 +421,7 @@ void gw_streams_free(gw_streams *reg)
 {
     if (reg == NULL)
         return;
-    for (int i = 0; i < 200; i++) {   /* cnats returns from the last callbacks within ms */
+    for (int i = 0; i < 200; i++) { /* cnats returns from the last callbacks within ms */
         pthread_mutex_lock(&reg->mu);
         size_t alive = reg->alive;
         pthread_mutex_unlock(&reg->mu);
@@ -430,7 +441,7 @@ void gw_streams_free(gw_streams *reg)
 static bool run_ended(const char *status)
 {
     return strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-           strcmp(status, "stopped") == 0;
+        strcmp(status, "stopped") == 0;
 }
 
 static gw_stream *stream_new(gw_streams *reg, const char *run_id)
@@ -439,7 +450,7 @@ static gw_stream *stream_new(gw_streams *reg, const char *run_id)
     if (st == NULL)
         return NULL;
     st->reg = reg;
-    snprintf(st->run_id, sizeof st->run_id, "%.36s", run_id);   /* a valid UUID */
+    snprintf(st->run_id, sizeof st->run_id, "%.36s", run_id); /* a valid UUID */
     st->last_event_ms = kx_mono_ms();
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_lock(&reg->mu);
@@ -450,15 +461,14 @@ static gw_stream *stream_new(gw_streams *reg, const char *run_id)
 
 /* Is the last event on the run's subject missing (expired)? If present, *last_seq is its stream
  * sequence and *last_terminal whether it was the terminal one. KX_ERR_NOT_FOUND when missing. */
-static kx_err last_event(gw_app *app, const char *subject, uint64_t *last_seq,
-                         bool *last_terminal)
+static kx_err last_event(gw_app *app, const char *subject, uint64_t *last_seq, bool *last_terminal)
 {
     if (!kx_bus_connected(app->svc->bus))
         return KX_ERR_UNAVAILABLE;
     natsMsg *m = NULL;
     jsErrCode jerr = 0;
-    natsStatus s = js_GetLastMsg(&m, kx_bus_js(app->svc->bus), KX_STREAM_EVENTS, subject, NULL,
-                                 &jerr);
+    natsStatus s =
+        js_GetLastMsg(&m, kx_bus_js(app->svc->bus), KX_STREAM_EVENTS, subject, NULL, &jerr);
     if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr) {
         natsMsg_Destroy(m);
         return KX_ERR_NOT_FOUND;
@@ -491,9 +501,9 @@ static kx_err subscribe(gw_app *app, gw_stream *st, const char *subject)
     so.Config.DeliverPolicy = js_DeliverAll;
     jsErrCode jerr = 0;
     natsSubscription *sub = NULL;
-    st->refs++;   /* the subscription's; nobody else sees st yet */
-    natsStatus s = js_Subscribe(&sub, kx_bus_js(app->svc->bus), subject, on_event, st, NULL, &so,
-                                &jerr);
+    st->refs++; /* the subscription's; nobody else sees st yet */
+    natsStatus s =
+        js_Subscribe(&sub, kx_bus_js(app->svc->bus), subject, on_event, st, NULL, &so, &jerr);
     if (s != NATS_OK) {
         st->refs--;
         kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: subscribing to %s failed: %s (js error %d)",
@@ -536,8 +546,8 @@ static bool stream_register(gw_streams *reg, gw_stream *st)
 
 static struct MHD_Response *sse_response(gw_stream *st)
 {
-    struct MHD_Response *resp = MHD_create_response_from_callback(
-        MHD_SIZE_UNKNOWN, STREAM_BLOCK, reader, st, on_response_free);
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, STREAM_BLOCK,
+                                                                  reader, st, on_response_free);
     if (resp == NULL)
         return NULL;
     MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
@@ -570,11 +580,11 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     }
     st->conn = req->conn;
-    st->refs = 1;   /* libmicrohttpd's, released by on_response_free */
+    st->refs = 1; /* libmicrohttpd's, released by on_response_free */
     char subject[sizeof KX_SUBJ_RUN_EV_PREFIX + sizeof req->id];
     snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, req->id);
 
-    bool live = true;   /* follow the run's events */
+    bool live = true; /* follow the run's events */
     /* Only a run that ended STALE_GRACE_S ago can be judged by what the stream holds: the
      * writer updates Postgres first and its last events (JetStream publishes in flight) are
      * stored moments later. A run that ended more recently is followed live; if its terminal
@@ -588,7 +598,7 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
             /* Events expired (or NATS cannot tell): one terminal status from Postgres. */
             live = false;
         } else if (!last_terminal) {
-            st->synth_after_seq = last_seq;   /* replay, then end with Postgres' status */
+            st->synth_after_seq = last_seq; /* replay, then end with Postgres' status */
         }
         if (!live && st->final_payload != NULL) {
             buf_put_event(st, st->final_payload, strlen(st->final_payload));
@@ -603,7 +613,7 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
                        "Event stream unavailable: cannot subscribe to the run's events");
         return;
     }
-    if (!live && !st->terminal) {   /* out of memory building the status */
+    if (!live && !st->terminal) { /* out of memory building the status */
         stream_release(st);
         gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
         return;
@@ -611,7 +621,7 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
     struct MHD_Response *resp = sse_response(st);
     if (resp == NULL || !stream_register(reg, st)) {
         if (resp != NULL)
-            MHD_destroy_response(resp);   /* runs on_response_free: unsubscribes, releases */
+            MHD_destroy_response(resp); /* runs on_response_free: unsubscribes, releases */
         else
             on_response_free(st);
         gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE,

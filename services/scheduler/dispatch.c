@@ -1,10 +1,11 @@
 /* dispatch.c — publishing kx.v1.RunDispatch on kx.run.dispatch (JetStream work queue
- * KX_RUN_DISPATCH), for the submit consumer and the sweep.
+ * KX_RUN_DISPATCH), for the submit consumer, the notices of retried runs and the sweep.
  *
- * The dispatch carries the run's wall deadline both in its body (wall_deadline_ms) and as its
- * Kx-Deadline header: that is the deadline of the work it hands out. kx_bus_js_publish_pb
- * bounds the wait for the stream's ack by KX_BUS_TIMEOUT_MS, so a JetStream that does not
- * answer holds the scheduler's loop for at most that long. */
+ * The run's wall time counts from its claim (the runner's and the reaper's one rule), so the
+ * dispatch's wall_deadline_ms and Kx-Deadline header only bound how long the message itself
+ * is worth handing out: now + the wall time. kx_bus_js_publish_pb_ex bounds the wait for the
+ * stream's ack by KX_BUS_TIMEOUT_MS. The stream sequence the message got is stored with the
+ * run (dispatch_seq): the sweep re-dispatches a queued run only once that message is gone. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,15 +26,47 @@ kx_err sched_dispatch(scheduler *s, const sched_run_row *row)
     d.wall_deadline_ms = wall;
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, wall, row->account_id);
-    kx_err err = kx_bus_js_publish_pb(s->svc->bus, KX_SUBJ_RUN_DISPATCH, &d.base, &meta);
+    uint64_t seq = 0;
+    kx_err err =
+        kx_bus_js_publish_pb_ex(s->svc->bus, KX_SUBJ_RUN_DISPATCH, &d.base, &meta, NULL, &seq);
     if (err != KX_OK) {
         kx_log(KX_LOG_WARN, row->run_id, NULL, "scheduler: could not dispatch run %s: %s",
                row->run_id, kx_err_str(err));
         return err;
     }
+    /* Not fatal: without a sequence the sweep takes the dispatch for lost after 10 s and
+     * sends another one, which the runners' claim makes harmless. */
+    if (seq > 0 && sched_store_set_dispatch_seq(s, row->run_id, seq) != KX_OK)
+        kx_log(KX_LOG_WARN, row->run_id, NULL,
+               "scheduler: dispatch sequence of run %s not "
+               "recorded",
+               row->run_id);
     kx_counter_add(kx_metrics_counter("kx_scheduler_runs_dispatched_total", "",
-                                      "RunDispatch messages published"), 1);
+                                      "RunDispatch messages published"),
+                   1);
     kx_log(KX_LOG_INFO, row->run_id, NULL, "scheduler: dispatched run %s (attempt %d)",
            row->run_id, d.attempt);
     return KX_OK;
+}
+
+kx_err sched_dispatch_queued(scheduler *s, const char *run_id)
+{
+    sched_run_row row;
+    bool found = false;
+    kx_err err = sched_store_mark_dispatched(s, run_id, &row, &found);
+    if (err != KX_OK || !found) {
+        if (err == KX_OK)
+            kx_log(KX_LOG_DEBUG, run_id, NULL,
+                   "scheduler: run %s is not queued; nothing to "
+                   "dispatch",
+                   run_id);
+        return err;
+    }
+    err = sched_dispatch(s, &row);
+    if (err != KX_OK && sched_store_unmark_dispatched(s, run_id) != KX_OK)
+        kx_log(KX_LOG_WARN, run_id, NULL,
+               "scheduler: run %s stays marked dispatched; the "
+               "sweep re-dispatches it within 10 s",
+               run_id);
+    return err;
 }

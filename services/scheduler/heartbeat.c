@@ -1,55 +1,111 @@
-/* heartbeat.c — kx.run.hb (core NATS, queue group "scheduler" so that one replica handles
- * each heartbeat): every kx.v1.RunnerHeartbeat extends, in ONE UPDATE, the lease of each run
- * it lists whose epoch still matches and which is still running, by KX_LEASE_TTL_MS.
- * A run that was stopped or reaped meanwhile has another epoch or status and is left alone:
- * its runner finds out at its next fenced write. */
+/* heartbeat.c — kx.run.hb (core NATS requests, queue group "scheduler" so that one replica
+ * handles each heartbeat). A kx.v1.RunnerHeartbeat renews the runner's ONE lease row
+ * (runner_leases) — one upsert whatever the number of runs it holds — and is answered with a
+ * kx.v1.RunnerHeartbeatAnswer listing the leases that runner lost since it last asked
+ * (lease_revocations: stopped, reaped or handed back runs, at most SCHED_HB_MAX_REVOKED), so
+ * that it drops them at once instead of working on until its next fenced write.
+ *
+ * "Runner silent" versus "I could not hear it": a heartbeat that could not be written
+ * (Postgres down or timing out), or that took over half a TTL to write (a slow Postgres, a
+ * busy loop), makes the scheduler blind: the reaper then does not reap expired leases until
+ * one TTL after heartbeats land promptly again (reaper.c). The answer says applied = false
+ * when the lease was not renewed. */
 #include <stdlib.h>
+#include <string.h>
 
-#include "hb_arrays.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "kx/pb.h"
+#include "kx/time.h"
 #include "sched.h"
+
+static void answer(scheduler *s, natsMsg *req, const Kx__V1__RunnerHeartbeatAnswer *a)
+{
+    if (natsMsg_GetReply(req) == NULL || natsMsg_GetReply(req)[0] == '\0')
+        return; /* an old runner publishing without a reply subject */
+    kx_err err = kx_bus_respond_pb(s->svc->bus, req, &a->base);
+    if (err != KX_OK)
+        kx_warn("scheduler: heartbeat answer not sent: %s", kx_err_str(err));
+}
 
 static void on_heartbeat(natsMsg *msg, void *arg)
 {
     scheduler *s = arg;
-    Kx__V1__RunnerHeartbeat *hb = kx_pb_unpack(&kx__v1__runner_heartbeat__descriptor,
-                                               natsMsg_GetData(msg),
-                                               (size_t)natsMsg_GetDataLength(msg));
-    natsMsg_Destroy(msg);
-    if (hb == NULL) {
-        kx_warn("scheduler: ignoring a kx.run.hb message that is not a kx.v1.RunnerHeartbeat");
-        return;
-    }
-    char *ids = NULL, *epochs = NULL;
-    size_t n = 0, skipped = 0;
-    kx_err err = sched_hb_arrays(hb, &ids, &epochs, &n, &skipped);
-    if (err != KX_OK) {
-        kx_error("scheduler: out of memory reading a heartbeat of runner %s", hb->runner_id);
+    Kx__V1__RunnerHeartbeat *hb =
+        kx_pb_unpack(&kx__v1__runner_heartbeat__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
+    Kx__V1__RunnerHeartbeatAnswer a = KX__V1__RUNNER_HEARTBEAT_ANSWER__INIT;
+    a.lease_ttl_ms = s->cfg.lease_ttl_ms;
+    if (hb == NULL || kx_pb_str_empty(hb->runner_id) || strlen(hb->runner_id) > 200) {
+        kx_warn("scheduler: ignoring a kx.run.hb message that is not a kx.v1.RunnerHeartbeat "
+                "with a runner_id of at most 200 bytes");
+        answer(s, msg, &a);
+        natsMsg_Destroy(msg);
         kx_pb_free(hb);
         return;
     }
-    if (skipped > 0)
-        kx_warn("scheduler: heartbeat of runner %s: %zu entr%s with an invalid run id or epoch "
-                "ignored", hb->runner_id, skipped, skipped == 1 ? "y" : "ies");
-    if (n > 0 && !s->draining && atomic_load(&s->migrated)) {
-        long rows = 0;
-        err = sched_store_extend_leases(s, ids, epochs, &rows);
-        if (err == KX_OK) {
-            kx_counter_add(kx_metrics_counter("kx_scheduler_leases_extended_total", "",
-                                              "Run leases extended by heartbeats"),
-                           (uint64_t)rows);
-            kx_debug("scheduler: heartbeat of runner %s: %ld of %zu lease(s) extended",
-                     hb->runner_id, rows, n);
-        } else {
-            /* Nothing to retry: the next heartbeat comes within a second. */
-            kx_warn("scheduler: heartbeat of runner %s not applied: %s", hb->runner_id,
-                    kx_err_str(err));
-        }
+    if (s->draining || !atomic_load(&s->migrated)) {
+        answer(s, msg, &a); /* applied = false: not written */
+        natsMsg_Destroy(msg);
+        kx_pb_free(hb);
+        return;
     }
-    free(ids);
-    free(epochs);
+    if (hb->sent_at_ms > 0 && kx_now_ms() - hb->sent_at_ms > s->cfg.lease_ttl_ms / 2) {
+        kx_warn("scheduler: heartbeat of runner %s reached us %lld ms after it was sent: not "
+                "reaping expired leases for a while",
+                hb->runner_id, (long long)(kx_now_ms() - hb->sent_at_ms));
+        sched_blind(s);
+    }
+    int64_t t0 = kx_mono_ms();
+    kx_err err = KX_OK;
+    PGresult *res =
+        sched_store_heartbeat(s, hb->runner_id, hb->capacity, hb->revoked_since_ms, &err);
+    int64_t took = kx_mono_ms() - t0;
+    Kx__V1__RunLease *leases = NULL, **ptrs = NULL;
+    if (res == NULL) {
+        /* sched_store_heartbeat made the scheduler blind already */
+        kx_warn("scheduler: heartbeat of runner %s not applied: %s", hb->runner_id,
+                kx_err_str(err));
+    } else {
+        if (took > s->cfg.lease_ttl_ms / 2) {
+            kx_warn("scheduler: heartbeat of runner %s took %lld ms to write: not reaping "
+                    "expired leases for a while",
+                    hb->runner_id, (long long)took);
+            sched_blind(s);
+        }
+        int n = PQntuples(res);
+        leases = calloc((size_t)(n > 0 ? n : 1), sizeof *leases);
+        ptrs = calloc((size_t)(n > 0 ? n : 1), sizeof *ptrs);
+        if (leases != NULL && ptrs != NULL) {
+            a.applied = true;
+            for (int i = 0; i < n; i++) {
+                if (PQgetisnull(res, i, 0)) { /* the watermark row */
+                    if (a.watermark_ms == 0)
+                        a.watermark_ms = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+                    continue;
+                }
+                kx__v1__run_lease__init(&leases[a.n_revoked]);
+                leases[a.n_revoked].run_id = PQgetvalue(res, i, 0);
+                leases[a.n_revoked].lease_epoch = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+                ptrs[a.n_revoked] = &leases[a.n_revoked];
+                a.n_revoked++;
+            }
+            a.revoked = ptrs;
+            if (a.n_revoked >= SCHED_HB_MAX_REVOKED) {
+                /* more to come: the runner asks again from the last one's time */
+                a.truncated = true;
+                a.watermark_ms = strtoll(PQgetvalue(res, (int)a.n_revoked - 1, 2), NULL, 10);
+            }
+        }
+        kx_counter_add(kx_metrics_counter("kx_scheduler_heartbeats_total", "",
+                                          "Runner heartbeats applied (one row each)"),
+                       1);
+    }
+    answer(s, msg, &a);
+    free(leases);
+    free(ptrs);
+    PQclear(res);
+    natsMsg_Destroy(msg);
     kx_pb_free(hb);
 }
 

@@ -90,16 +90,13 @@ void sched_drain(kx_svc *svc, void *arg)
         kx_timer_cancel(*timers[i]);
         *timers[i] = NULL;
     }
-    if (s->submit_sub != NULL)      /* destroyed in main after the loop ends */
+    if (s->submit_sub != NULL) /* destroyed in main after the loop ends */
         natsSubscription_Unsubscribe(s->submit_sub);
     if (s->hb_sub != NULL) {
         natsSubscription_Unsubscribe(s->hb_sub);
         natsSubscription_Destroy(s->hb_sub);
         s->hb_sub = NULL;
     }
-    if (s->npending > 0)
-        kx_warn("scheduler: %zu terminal event(s) of reaped runs were never published",
-                s->npending);
     kx_info("scheduler: drained");
     kx_svc_exit(svc);
 }

@@ -1,20 +1,28 @@
-/* reaper.c — every KX_REAPER_INTERVAL_MS, fail the running runs whose lease expired (their
- * runner stopped heartbeating: "lease expired: runner <owner> stopped heartbeating") or whose
- * wall time passed ("exceeded max wall time of N s"), in one UPDATE that also bumps the
- * lease epoch — so the old holder's later writes are refused — and clears the lease.
+/* reaper.c — every KX_REAPER_INTERVAL_MS: move the dead running runs on, then publish what was
+ * decided.
  *
- * For each reaped run: STOP on kx.run.ctl.<id> (core; tells a runner that is alive but slow to
- * let go now) and the terminal kx.v1.RunEvent on kx.run.ev.<id> (JetStream; what SSE clients
- * are waiting for). The database is the truth and is already updated, so a terminal event that
- * cannot be published (NATS down) is kept in memory and retried at every tick until it goes
- * out (at most MAX_PENDING of them; a scheduler restart loses them, and SSE readers then see
- * the final status from the database).
+ * 1. Reap (store.c "sched_reap", one UPDATE): a running run is dead when its wall time,
+ *    counted from its claim, passed ("exceeded max wall time of N s" -> failed), or when its
+ *    claim-time lease and its runner's lease row both expired (the runner stopped
+ *    heartbeating). Dead by lease, it goes back to queued while attempt < KX_RUN_MAX_ATTEMPTS
+ *    (retried; what the first attempt stored stays, the retry continues the thread), else it
+ *    fails ("reaped: runner <owner> stopped heartbeating at <time>"). Either way the epoch is
+ *    bumped — the old holder's later writes are refused — and the decision is written into
+ *    the row itself (notice, notice_epoch): the outbox.
+ * 2. Publish the notices (a SELECT, so a reap whose answer was lost, or a scheduler killed
+ *    right after its reap, loses nothing): STOP on kx.run.ctl.<id> for the fenced epoch (a
+ *    runner that is alive but slow lets go now; the heartbeat answer tells it too); the stream
+ *    event on kx.run.ev.<id> — terminal "failed", or a non-terminal status saying the run was
+ *    retried, carrying the new epoch (admission dispatches the retry). Then the notice is
+ *    cleared by a compare-and-set on notice_epoch. Every publish carries a Nats-Msg-Id made of
+ *    run id and epoch, so a notice published twice (crash between publish and clear) is
+ *    stored once. NATS down: the notices wait in Postgres for the next tick.
  *
- * An expired lease means "its runner stopped heartbeating" only if the scheduler could see the
- * heartbeats. At start, and after any gap in which they could not be applied (Postgres or NATS
- * unreachable), expired leases are not reaped for one lease TTL, the time a live runner needs
- * to renew its leases; wall-time reaping goes on. So a database failover or a scheduler
- * restart longer than the TTL does not fail the runs of healthy runners. */
+ * An expired lease means "its runner stopped heartbeating" only if the scheduler could hear
+ * the heartbeats. At start, and after any gap in which they could not be applied (Postgres or
+ * NATS unreachable, a heartbeat write that timed out or took over half a TTL, a heartbeat that
+ * arrived late), expired leases are not reaped for one lease TTL, the time a live runner needs
+ * to renew its lease; wall-time reaping goes on. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,81 +34,97 @@
 #include "sched.h"
 #include "terminal.h"
 
-#define MAX_PENDING 100000
+#define CLEANUP_EVERY_MS 60000
 
-/* Publishes STOP and the terminal event of one reaped run. */
-static kx_err publish_terminal(scheduler *s, const char *run_id, const char *account_id,
-                               int64_t fenced_epoch, const char *error)
+/* One notice as read back from agent_runs. */
+typedef struct notice {
+    const char *run_id, *owner, *error, *account, *kind, *status;
+    int64_t epoch; /* the run's epoch after the reap */
+    int attempt;   /* attempts made so far */
+} notice;
+
+/* Publishes STOP and the stream event of one notice. */
+static kx_err publish_notice(scheduler *s, const notice *n)
 {
     kx_bus *bus = s->svc->bus;
     if (!kx_bus_connected(bus))
         return KX_ERR_UNAVAILABLE;
     kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(s->cfg.bus_timeout_ms), account_id);
+    kx_bus_meta_init(&meta, kx_deadline_in(s->cfg.bus_timeout_ms), n->account);
     char subject[128];
 
     Kx__V1__RunControl ctl = KX__V1__RUN_CONTROL__INIT;
-    ctl.run_id = (char *)run_id;
+    ctl.run_id = (char *)n->run_id;
     ctl.signal = KX__V1__RUN_SIGNAL__RUN_SIGNAL_STOP;
-    ctl.reason = (char *)error;
-    ctl.lease_epoch = fenced_epoch;
-    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_CTL_PREFIX, run_id);
+    ctl.reason = (char *)n->error;
+    ctl.lease_epoch = n->epoch - 1;
+    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_CTL_PREFIX, n->run_id);
     kx_err err = kx_bus_publish_pb(bus, subject, &ctl.base, &meta);
-    if (err != KX_OK)   /* not fatal: the runner's next fenced write fails anyway */
-        kx_log(KX_LOG_WARN, run_id, NULL, "scheduler: STOP for reaped run %s not sent: %s",
-               run_id, kx_err_str(err));
+    if (err != KX_OK) /* not fatal: the heartbeat answer and the fence stop it anyway */
+        kx_log(KX_LOG_WARN, n->run_id, NULL, "scheduler: STOP for reaped run %s not sent: %s",
+               n->run_id, kx_err_str(err));
 
-    char *payload = sched_terminal_payload(error);
+    bool retried = strcmp(n->kind, "retried") == 0;
+    char *payload = retried
+        ? sched_retried_payload(n->error, n->attempt + 1, (int)s->cfg.max_attempts)
+        : sched_terminal_payload(n->error);
     if (payload == NULL)
         return KX_ERR_NOMEM;
     Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
-    ev.run_id = (char *)run_id;
-    ev.lease_epoch = 0;
+    ev.run_id = (char *)n->run_id;
+    ev.lease_epoch = retried ? n->epoch : 0;
     ev.kind = KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS;
-    ev.terminal = true;
+    ev.terminal = !retried;
     ev.payload_json = payload;
-    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, run_id);
-    err = kx_bus_js_publish_pb(bus, subject, &ev.base, &meta);
+    char msg_id[96];
+    snprintf(msg_id, sizeof msg_id, "reap-%s-%lld", n->run_id, (long long)n->epoch);
+    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, n->run_id);
+    err = kx_bus_js_publish_pb_ex(bus, subject, &ev.base, &meta, msg_id, NULL);
     free(payload);
-    return err;
+    return err; /* a retried run is dispatched by admission, within the limits */
 }
 
-static void pending_add(scheduler *s, const char *run_id, const char *account_id,
-                        int64_t fenced_epoch, const char *error)
+/* Publishes every pending notice, oldest first; stops at the first publish failure. */
+static void publish_notices(scheduler *s)
 {
-    sched_pending_event *p = calloc(1, sizeof *p);
-    if (p == NULL || s->npending >= MAX_PENDING || (p->error = strdup(error)) == NULL) {
-        kx_log(KX_LOG_ERROR, run_id, NULL, "scheduler: terminal event of reaped run %s dropped "
-               "(%zu waiting to be published)", run_id, s->npending);
-        free(p);
+    kx_err err = KX_OK;
+    PGresult *res = sched_store_notices(s, &err);
+    if (res == NULL) {
+        kx_warn("scheduler: reaper notices could not be read: %s", kx_err_str(err));
         return;
     }
-    snprintf(p->run_id, sizeof p->run_id, "%s", run_id);
-    snprintf(p->account_id, sizeof p->account_id, "%s", account_id);
-    p->fenced_epoch = fenced_epoch;
-    if (s->pending_tail == NULL)
-        s->pending_tail = &s->pending;
-    *s->pending_tail = p;
-    s->pending_tail = &p->next;
-    s->npending++;
-}
-
-/* Publishes what earlier ticks could not, oldest first; stops at the first failure. */
-static void pending_flush(scheduler *s)
-{
-    while (s->pending != NULL) {
-        sched_pending_event *p = s->pending;
-        if (publish_terminal(s, p->run_id, p->account_id, p->fenced_epoch, p->error) != KX_OK)
-            return;
-        kx_log(KX_LOG_INFO, p->run_id, NULL, "scheduler: late terminal event of run %s "
-               "published", p->run_id);
-        s->pending = p->next;
-        if (s->pending == NULL)
-            s->pending_tail = &s->pending;
-        s->npending--;
-        free(p->error);
-        free(p);
+    for (int i = 0; i < PQntuples(res); i++) {
+        notice n = {
+            .run_id = PQgetvalue(res, i, 0),
+            .owner = PQgetvalue(res, i, 1),
+            .error = PQgetvalue(res, i, 2),
+            .epoch = strtoll(PQgetvalue(res, i, 3), NULL, 10),
+            .account = PQgetvalue(res, i, 4),
+            .kind = PQgetvalue(res, i, 5),
+            .attempt = (int)strtol(PQgetvalue(res, i, 8), NULL, 10),
+            .status = PQgetvalue(res, i, 9),
+        };
+        bool retried = strcmp(n.kind, "retried") == 0;
+        bool wall = strncmp(n.error, "exceeded max wall time", 22) == 0;
+        if (publish_notice(s, &n) != KX_OK) {
+            kx_log(KX_LOG_WARN, n.run_id, NULL,
+                   "scheduler: news of reaped run %s not "
+                   "published yet; retried at the next tick",
+                   n.run_id);
+            break;
+        }
+        if (sched_store_notice_done(s, n.run_id, n.epoch) != KX_OK)
+            break; /* published again next tick; the Nats-Msg-Id keeps it stored once */
+        kx_counter_add(kx_metrics_counter("kx_scheduler_runs_reaped_total",
+                                          wall          ? "reason=\"wall_time\""
+                                              : retried ? "reason=\"lease_expired_retried\""
+                                                        : "reason=\"lease_expired\"",
+                                          "Runs reaped, by reason"),
+                       1);
+        kx_log(KX_LOG_WARN, n.run_id, NULL, "scheduler: reaped run %s (runner %s): %s%s", n.run_id,
+               n.owner[0] ? n.owner : "unknown", n.error, retried ? " — queued again" : "");
     }
+    PQclear(res);
 }
 
 /* Called when Postgres and NATS both answer: ends a blind gap with one TTL of grace. */
@@ -112,12 +136,12 @@ static void see(scheduler *s)
     s->blind_logged = false;
     s->lease_reap_after_ms = kx_mono_ms() + s->cfg.lease_ttl_ms;
     kx_info("scheduler: heartbeats can be applied again: expired leases are reaped from %lld ms "
-            "on", (long long)s->cfg.lease_ttl_ms);
+            "on",
+            (long long)s->cfg.lease_ttl_ms);
 }
 
 static void reap(scheduler *s)
 {
-    kx_err err = KX_OK;
     if (!kx_bus_connected(s->svc->bus))
         sched_blind(s);
     if (s->blind && !s->blind_logged) {
@@ -126,34 +150,20 @@ static void reap(scheduler *s)
         s->blind_logged = true;
     }
     bool reap_leases = !s->blind && kx_mono_ms() >= s->lease_reap_after_ms;
-    PGresult *res = sched_store_reap(s, reap_leases, &err);
-    if (res == NULL) {
+    long rows = 0;
+    kx_err err = sched_store_reap(s, reap_leases, &rows);
+    if (err != KX_OK) {
         kx_warn("scheduler: reaper could not run: %s", kx_err_str(err));
         return;
     }
     if (kx_bus_connected(s->svc->bus))
         see(s);
-    for (int i = 0; i < PQntuples(res); i++) {
-        const char *run_id = PQgetvalue(res, i, 0);
-        const char *owner = PQgetvalue(res, i, 1);
-        const char *error = PQgetvalue(res, i, 2);
-        int64_t epoch = strtoll(PQgetvalue(res, i, 3), NULL, 10);
-        const char *account = PQgetvalue(res, i, 4);
-        bool wall = strncmp(error, "exceeded max wall time", 22) == 0;
-        kx_counter_add(kx_metrics_counter("kx_scheduler_runs_reaped_total",
-                                          wall ? "reason=\"wall_time\""
-                                               : "reason=\"lease_expired\"",
-                                          "Runs failed by the reaper, by reason"),
-                       1);
-        kx_log(KX_LOG_WARN, run_id, NULL, "scheduler: reaped run %s (runner %s): %s", run_id,
-               owner[0] ? owner : "unknown", error);
-        /* After an earlier failure keep the order: queue behind what is waiting. */
-        err = s->pending != NULL ? KX_ERR_UNAVAILABLE
-                                 : publish_terminal(s, run_id, account, epoch - 1, error);
-        if (err != KX_OK)
-            pending_add(s, run_id, account, epoch - 1, error);
+    if (rows > 0)
+        kx_debug("scheduler: reaper moved %ld run(s)", rows);
+    if (kx_mono_ms() >= s->next_cleanup_ms) {
+        s->next_cleanup_ms = kx_mono_ms() + CLEANUP_EVERY_MS;
+        (void)sched_store_cleanup(s);
     }
-    PQclear(res);
 }
 
 static void on_reaper_tick(kx_loop *loop, void *arg)
@@ -163,8 +173,11 @@ static void on_reaper_tick(kx_loop *loop, void *arg)
     if (s->draining)
         return;
     if (atomic_load(&s->migrated)) {
-        pending_flush(s);
         reap(s);
+        if (kx_bus_connected(s->svc->bus)) {
+            publish_notices(s);
+            (void)sched_admit(s); /* slots freed by finished or reaped runs */
+        }
     }
     s->reaper_timer = kx_loop_timer(loop, s->cfg.reaper_interval_ms, on_reaper_tick, s);
     if (s->reaper_timer == NULL)
@@ -173,7 +186,6 @@ static void on_reaper_tick(kx_loop *loop, void *arg)
 
 void sched_reaper_start(scheduler *s)
 {
-    s->pending_tail = &s->pending;
     /* Heartbeats sent before this scheduler ran were not applied by anyone (if no other
      * replica runs): a TTL of grace before expired leases count. */
     s->blind = false;

@@ -12,12 +12,14 @@
  *   lifecycle.c     bring-up (migrations, streams, consumer — retried until done),
  *                   readiness, SIGTERM drain
  *   submit.c        the JetStream consumer "scheduler" on kx.run.submit
+ *   admit.c         admission: per-account limits, one run per thread, fairness
  *   dispatch.c      publishing kx.v1.RunDispatch
- *   heartbeat.c     kx.run.hb -> one UPDATE extending every matching lease
- *   hb_arrays.c     the UPDATE's array parameters (pure)
- *   reaper.c        failing runs whose lease or wall time ran out; STOP + terminal event
- *   terminal.c      the terminal event's payload (pure)
- *   sweep.c         re-dispatching queued runs nobody dispatched */
+ *   heartbeat.c     kx.run.hb requests -> renew the runner's one lease row; answer with the
+ *                   leases it lost (O(1) per runner, bounded answer)
+ *   reaper.c        runs whose runner lease or wall time ran out -> queued again (retry) or
+ *                   failed, written with a notice (outbox); notices -> STOP + stream event
+ *   terminal.c      the reaper's event payloads (pure)
+ *   sweep.c         re-dispatching queued runs whose dispatch was lost (and only those) */
 #ifndef SCHED_H
 #define SCHED_H
 
@@ -29,22 +31,21 @@
 #include "kx/svc.h"
 
 typedef struct sched_config {
-    char database_url[1024];      /* KX_DATABASE_URL */
-    int64_t lease_ttl_ms;         /* KX_LEASE_TTL_MS */
-    int64_t reaper_interval_ms;   /* KX_REAPER_INTERVAL_MS */
-    int64_t wall_time_s;          /* KX_RUN_WALL_TIME_S */
-    int64_t sweep_interval_ms;    /* KX_SWEEP_INTERVAL_MS */
-    int64_t bus_timeout_ms;       /* KX_BUS_TIMEOUT_MS: longest wait for a JetStream ack */
+    char database_url[1024];    /* KX_DATABASE_URL */
+    int64_t lease_ttl_ms;       /* KX_LEASE_TTL_MS */
+    int64_t reaper_interval_ms; /* KX_REAPER_INTERVAL_MS */
+    int64_t wall_time_s;        /* KX_RUN_WALL_TIME_S */
+    int64_t sweep_interval_ms;  /* KX_SWEEP_INTERVAL_MS */
+    int64_t bus_timeout_ms;     /* KX_BUS_TIMEOUT_MS: longest wait for a JetStream ack */
+    int64_t max_attempts;       /* KX_RUN_MAX_ATTEMPTS: a reaped run is retried below this */
+    int64_t max_parallel_runs;  /* KX_MAX_PARALLEL_RUNS: active runs per account */
 } sched_config;
 
-/* A terminal event the reaper could not publish yet (NATS down); retried every tick. */
-typedef struct sched_pending_event {
-    struct sched_pending_event *next;
-    char run_id[40];
-    char account_id[40];
-    int64_t fenced_epoch;
-    char *error;                  /* malloc'd */
-} sched_pending_event;
+/* Most revoked leases one heartbeat answer carries (~60 B each: the answer stays far below
+ * NATS' 1 MB max_payload); the runner asks again for the rest. */
+#define SCHED_HB_MAX_REVOKED 2000
+/* Most runs one reaper pass moves, and most notices one pass publishes. */
+#define SCHED_REAP_BATCH 1000
 
 typedef struct scheduler {
     kx_svc *svc;
@@ -68,9 +69,7 @@ typedef struct scheduler {
     bool blind;
     bool blind_logged;
     int64_t lease_reap_after_ms;
-    sched_pending_event *pending;     /* FIFO of unpublished terminal events */
-    sched_pending_event **pending_tail;
-    size_t npending;
+    int64_t next_cleanup_ms; /* monotonic: next purge of old lease rows */
 } scheduler;
 
 /* One row of a run to dispatch (strings are copied out of the PGresult). */
@@ -79,7 +78,8 @@ typedef struct sched_run_row {
     char thread_id[40];
     char account_id[40];
     char project_id[40];
-    int attempt;                  /* agent_runs.attempt as it is now */
+    int attempt;          /* agent_runs.attempt as it is now */
+    int64_t dispatch_seq; /* sweep only: the last dispatch's stream sequence, 0 = none */
 } sched_run_row;
 
 /* sched_config.c */
@@ -94,13 +94,29 @@ kx_err sched_store_mark_dispatched(scheduler *s, const char *run_id, sched_run_r
                                    bool *found);
 /* Clears dispatched_at again after a failed publish, so the sweep picks the run up soon. */
 kx_err sched_store_unmark_dispatched(scheduler *s, const char *run_id);
-/* The heartbeat UPDATE; *rows = leases extended. */
-kx_err sched_store_extend_leases(scheduler *s, const char *ids, const char *epochs, long *rows);
-/* The reaper UPDATE; PGresult rows: id, lease_owner, error, lease_epoch (new), account_id.
- * reap_leases false: only wall time is reaped (lease expiry is ignored). */
-PGresult *sched_store_reap(scheduler *s, bool reap_leases, kx_err *err);
-/* The sweep UPDATE; PGresult rows: id, thread_id, account_id, project_id, attempt. */
+/* Records the stream sequence of the dispatch just published (the sweep's proof of loss). */
+kx_err sched_store_set_dispatch_seq(scheduler *s, const char *run_id, uint64_t seq);
+/* The heartbeat: renews runner_id's lease row and returns the revocations since since_ms:
+ * rows run_id, epoch, revoked_at ms; plus one last row (NULL, NULL, server now ms). */
+PGresult *sched_store_heartbeat(scheduler *s, const char *runner_id, int capacity,
+                                int64_t since_ms, kx_err *err);
+/* The reaper UPDATE (writes notices; returns nothing). reap_leases false: only wall time is
+ * reaped (lease expiry is ignored). *rows = runs moved. */
+kx_err sched_store_reap(scheduler *s, bool reap_leases, long *rows);
+/* Runs with a notice to publish; rows: id, lease_owner, error, notice_epoch, account_id,
+ * notice, thread_id, project_id, attempt, status. */
+PGresult *sched_store_notices(scheduler *s, kx_err *err);
+kx_err sched_store_notice_done(scheduler *s, const char *run_id, int64_t notice_epoch);
+/* Admission (see store.c): marks dispatched and returns (rows as mark_dispatched) the waiting
+ * runs that may start now, at most batch. */
+PGresult *sched_store_admit(scheduler *s, int batch, kx_err *err);
+/* The sweep's candidates (queued, no dispatch yet or the last one over 10 s ago); rows: id,
+ * thread_id, account_id, project_id, attempt, dispatch_seq. */
 PGresult *sched_store_sweep(scheduler *s, kx_err *err);
+/* A candidate whose dispatch (sequence seq) is still in the stream: looked at again later. */
+kx_err sched_store_sweep_seen(scheduler *s, const char *run_id, int64_t seq);
+/* Purges old revocations and lease rows of long-gone runners. */
+kx_err sched_store_cleanup(scheduler *s);
 /* Copies row i of a mark/sweep result into *row. */
 void sched_store_row(const PGresult *res, int i, sched_run_row *row);
 
@@ -112,8 +128,14 @@ void sched_drain(kx_svc *svc, void *arg);
 /* submit.c */
 kx_err sched_submit_subscribe(scheduler *s);
 
-/* dispatch.c: publishes RunDispatch for row (attempt + 1, wall deadline from now). */
+/* dispatch.c: publishes RunDispatch for row (attempt + 1) and records its stream sequence. */
 kx_err sched_dispatch(scheduler *s, const sched_run_row *row);
+/* mark dispatched + dispatch (+ unmark on failure), for one run the sweep found lost. KX_OK also
+ * when the run is not queued (nothing sent). */
+kx_err sched_dispatch_queued(scheduler *s, const char *run_id);
+/* admit.c: one admission pass — dispatches every waiting run that per-account limits, one run
+ * per thread and fairness let start now. Called on each submit and each reaper tick. */
+kx_err sched_admit(scheduler *s);
 
 /* heartbeat.c */
 kx_err sched_heartbeat_subscribe(scheduler *s);
@@ -122,7 +144,10 @@ kx_err sched_heartbeat_subscribe(scheduler *s);
 void sched_reaper_start(scheduler *s);
 /* Heartbeats cannot be applied right now (Postgres or NATS unreachable): the reaper stops
  * reaping expired leases until one TTL after they can again (reaper.c). Loop thread. */
-static inline void sched_blind(scheduler *s) { s->blind = true; }
+static inline void sched_blind(scheduler *s)
+{
+    s->blind = true;
+}
 void sched_sweep_start(scheduler *s);
 
 #endif

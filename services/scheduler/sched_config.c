@@ -2,7 +2,9 @@
  *   KX_DATABASE_URL        Postgres
  *   KX_LEASE_TTL_MS        lease length granted per heartbeat (10 000)
  *   KX_REAPER_INTERVAL_MS  how often expired leases and wall times are reaped (1000)
- *   KX_RUN_WALL_TIME_S     max wall time of a run (3600)
+ *   KX_RUN_WALL_TIME_S     max wall time of a run, counted from its claim (3600)
+ *   KX_RUN_MAX_ATTEMPTS    a run whose runner died is queued again while attempt < this (2)
+ *   KX_MAX_PARALLEL_RUNS   active (running or dispatched) runs per account (3)
  *   KX_SWEEP_INTERVAL_MS   how often never-dispatched queued runs are re-dispatched (5000)
  *   KX_BUS_TIMEOUT_MS      longest wait for a JetStream publish ack (5000) */
 #include "sched.h"
@@ -26,14 +28,17 @@ kx_err sched_config_load(sched_config *cfg)
     }
     if (kx_env_int("KX_LEASE_TTL_MS", 10000, 100, 3600000, &cfg->lease_ttl_ms) != KX_OK)
         err = KX_ERR_INVALID;
-    if (kx_env_int("KX_REAPER_INTERVAL_MS", 1000, 10, 3600000, &cfg->reaper_interval_ms) !=
-        KX_OK)
+    if (kx_env_int("KX_REAPER_INTERVAL_MS", 1000, 10, 3600000, &cfg->reaper_interval_ms) != KX_OK)
         err = KX_ERR_INVALID;
     if (kx_env_int("KX_RUN_WALL_TIME_S", 3600, 1, 7 * 86400, &cfg->wall_time_s) != KX_OK)
         err = KX_ERR_INVALID;
     if (kx_env_int("KX_SWEEP_INTERVAL_MS", 5000, 10, 3600000, &cfg->sweep_interval_ms) != KX_OK)
         err = KX_ERR_INVALID;
     if (kx_env_int("KX_BUS_TIMEOUT_MS", 5000, 10, 600000, &cfg->bus_timeout_ms) != KX_OK)
+        err = KX_ERR_INVALID;
+    if (kx_env_int("KX_RUN_MAX_ATTEMPTS", 2, 1, 100, &cfg->max_attempts) != KX_OK)
+        err = KX_ERR_INVALID;
+    if (kx_env_int("KX_MAX_PARALLEL_RUNS", 3, 1, 1000000, &cfg->max_parallel_runs) != KX_OK)
         err = KX_ERR_INVALID;
     return err;
 }

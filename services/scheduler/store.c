@@ -1,62 +1,137 @@
 /* store.c — every SQL statement the scheduler runs, in one table, and the wrappers that run
  * them and keep s->db_up current (the readiness check reports it).
  *
- * All transitions are single compare-and-set UPDATEs on agent_runs (docs/architecture.md,
- * "A run's life"): the scheduler never holds a transaction open. */
+ * Every write here is idempotent (docs/architecture.md, "Run core"), so kx_db may run it again
+ * after a lost answer: the heartbeat is an upsert of one row; the reaper writes what it decided
+ * into the rows themselves (notice, notice_epoch), so a reap whose answer was lost loses
+ * nothing — the notices are read back by a separate SELECT and cleared by a compare-and-set on
+ * notice_epoch; mark/unmark/set_dispatch_seq only touch queued rows. The scheduler never holds
+ * a transaction open. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kx/log.h"
+#include "kx/time.h"
 #include "sched.h"
+
+/* A timestamptz as ISO 8601 in UTC with milliseconds. */
+#define ISO_MS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 const kx_db_stmt sched_statements[] = {
     /* kx.run.submit: a queued run is being dispatched now. */
     {"sched_mark_dispatched",
-     "UPDATE agent_runs SET dispatched_at = now() "
+     "UPDATE agent_runs SET dispatched_at = now(), dispatch_seq = NULL "
      "WHERE id = $1::uuid AND status = 'queued' "
      "RETURNING id, thread_id, account_id, project_id, attempt"},
     /* The dispatch could not be published: let the sweep retry it soon. */
     {"sched_unmark_dispatched",
      "UPDATE agent_runs SET dispatched_at = NULL WHERE id = $1::uuid AND status = 'queued'"},
-    /* kx.run.hb: extend every lease whose epoch still matches, in one statement. */
-    {"sched_extend_leases",
-     "UPDATE agent_runs r SET lease_expires_at = now() + ($3::bigint * interval '1 millisecond'), "
-     "heartbeat_at = now() "
-     "FROM unnest($1::uuid[], $2::bigint[]) AS h(id, epoch) "
-     "WHERE r.id = h.id AND r.lease_epoch = h.epoch AND r.status = 'running'"},
-    /* The reaper: fail runs whose lease expired or whose wall time passed; fence the old
-     * holder off (epoch + 1). $1 = max wall time in seconds; $2 = whether expired leases may
-     * be reaped now (false right after the scheduler could not see heartbeats). */
+    {"sched_set_dispatch_seq",
+     "UPDATE agent_runs SET dispatch_seq = $2::bigint WHERE id = $1::uuid AND status = 'queued'"},
+    /* kx.run.hb: renew the runner's ONE lease row (clock_timestamp: a heartbeat that waited
+     * for a lock still grants a full TTL from when it is written), then the leases it lost
+     * since $4 (unix ms), oldest first, at most $5; the last row carries the server's now. */
+    {"sched_heartbeat",
+     "WITH l AS (INSERT INTO runner_leases (runner_id, expires_at, heartbeat_at, capacity) "
+     "  VALUES ($1, clock_timestamp() + ($2::bigint * interval '1 millisecond'), "
+     "          clock_timestamp(), $3::int) "
+     "  ON CONFLICT (runner_id) DO UPDATE SET expires_at = EXCLUDED.expires_at, "
+     "    heartbeat_at = EXCLUDED.heartbeat_at, capacity = EXCLUDED.capacity RETURNING 1) "
+     "SELECT * FROM (SELECT run_id::text, epoch, "
+     "  (extract(epoch FROM revoked_at) * 1000)::bigint AS at FROM lease_revocations "
+     "  WHERE runner_id = $1 AND revoked_at >= to_timestamp($4::bigint / 1000.0) "
+     "  ORDER BY revoked_at LIMIT $5::int) v "
+     "UNION ALL SELECT NULL, NULL, (extract(epoch FROM clock_timestamp()) * 1000)::bigint "
+     "FROM l"},
+    /* The reaper. A running run is dead when its wall time (from the claim) passed, or — if
+     * leases may be reaped now ($2) — when its own claim-time lease AND its runner's lease row
+     * both expired. Dead by lease: queued again with the epoch bumped while attempt < $3
+     * (notice 'retried'), else failed (notice 'failed'); by wall time: failed. SKIP LOCKED: a
+     * row a runner's fenced write holds right now is taken at the next pass. */
     {"sched_reap",
-     "UPDATE agent_runs SET status = 'failed', completed_at = now(), "
-     "error = CASE WHEN $2::boolean AND lease_expires_at < now() "
-     "  THEN 'lease expired: runner ' || coalesce(lease_owner, 'unknown') || "
-     "       ' stopped heartbeating' "
-     "  ELSE 'exceeded max wall time of ' || $1::bigint::text || ' s' END, "
-     "lease_epoch = lease_epoch + 1, lease_expires_at = NULL "
-     "WHERE status = 'running' AND (($2::boolean AND lease_expires_at < now()) "
-     "  OR started_at < now() - ($1::bigint * interval '1 second')) "
-     "RETURNING id, coalesce(lease_owner, ''), error, lease_epoch, account_id"},
-    /* The sweep: queued runs never dispatched (2 s grace for the gateway's own submit), or
-     * dispatched so long ago that the dispatch must have been lost. */
+     "WITH dead AS (SELECT r.id, "
+     "    r.started_at < now() - ($1::bigint * interval '1 second') AS wall, "
+     "    coalesce(greatest(l.heartbeat_at, r.heartbeat_at), r.heartbeat_at, r.started_at) "
+     "      AS last_beat "
+     "  FROM agent_runs r LEFT JOIN runner_leases l ON l.runner_id = r.lease_owner "
+     "  WHERE r.status = 'running' AND (r.started_at < now() - ($1::bigint * interval '1 second') "
+     "    OR ($2::boolean AND r.lease_expires_at < now() "
+     "        AND (l.expires_at IS NULL OR l.expires_at < now()))) "
+     "  ORDER BY r.id LIMIT $4::int FOR UPDATE OF r SKIP LOCKED) "
+     "UPDATE agent_runs r SET "
+     "  status = CASE WHEN NOT d.wall AND r.attempt < $3::int THEN 'queued' ELSE 'failed' END, "
+     "  notice = CASE WHEN NOT d.wall AND r.attempt < $3::int THEN 'retried' ELSE 'failed' END, "
+     "  completed_at = CASE WHEN NOT d.wall AND r.attempt < $3::int THEN NULL ELSE now() END, "
+     "  error = CASE WHEN d.wall THEN 'exceeded max wall time of ' || $1::bigint::text || ' s' "
+     "    ELSE 'reaped: runner ' || coalesce(r.lease_owner, 'unknown') || "
+     "         ' stopped heartbeating at ' || " ISO_MS(
+         "d.last_beat") " END, "
+                        "  lease_epoch = r.lease_epoch + 1, notice_epoch = r.lease_epoch + 1, "
+                        "  lease_expires_at = NULL, dispatched_at = NULL, dispatch_seq = NULL "
+                        "FROM dead d WHERE r.id = d.id AND r.status = 'running'"},
+    {"sched_notices",
+     "SELECT id::text, coalesce(lease_owner, ''), coalesce(error, ''), notice_epoch, "
+     "account_id::text, notice, thread_id::text, project_id::text, attempt, status "
+     "FROM agent_runs WHERE notice IS NOT NULL ORDER BY updated_at LIMIT $1::int"},
+    {"sched_notice_done",
+     "UPDATE agent_runs SET notice = NULL, notice_epoch = NULL "
+     "WHERE id = $1::uuid AND notice_epoch = $2::bigint"},
+    /* Admission: which waiting runs (queued, not dispatched) may be dispatched now.
+     *  - one active run per thread (multitask "enqueue"): only a thread's oldest waiting run,
+     *    and only when none of the thread's runs is active (running, or dispatched);
+     *  - per account at most $1 active runs (KX_MAX_PARALLEL_RUNS);
+     *  - fair: each account's 1st waiting run, then each account's 2nd, ... (round robin),
+     *    oldest first within a round, at most $2 per pass;
+     *  - one scheduler replica at a time (a transaction-scoped advisory lock: a replica that
+     *    does not get it admits nothing this pass), so replicas never exceed a limit together.
+     * Marks the picked runs dispatched and returns them. A lost answer loses nothing: the
+     * sweep takes a run marked dispatched without a recorded dispatch for lost after 10 s. */
+    {"sched_admit",
+     "WITH lk AS (SELECT pg_try_advisory_xact_lock(7743542548017916514) AS got), "
+     "act AS (SELECT account_id, thread_id FROM agent_runs WHERE status = 'running' "
+     "  OR (status = 'queued' AND dispatched_at IS NOT NULL)), "
+     "per_account AS (SELECT account_id, count(*) AS n FROM act GROUP BY account_id), "
+     "waiting AS (SELECT id, account_id, thread_id, created_at, row_number() OVER "
+     "  (PARTITION BY thread_id ORDER BY created_at, id) AS tn FROM agent_runs "
+     "  WHERE status = 'queued' AND dispatched_at IS NULL), "
+     "eligible AS (SELECT w.id, w.account_id, w.created_at, row_number() OVER "
+     "  (PARTITION BY w.account_id ORDER BY w.created_at, w.id) AS rn FROM waiting w "
+     "  WHERE w.tn = 1 AND NOT EXISTS (SELECT 1 FROM act WHERE act.thread_id = w.thread_id)), "
+     "pick AS (SELECT e.id FROM eligible e LEFT JOIN per_account p ON p.account_id = e.account_id "
+     "  WHERE (SELECT got FROM lk) AND e.rn <= $1::int - coalesce(p.n, 0) "
+     "  ORDER BY e.rn, e.created_at LIMIT $2::int) "
+     "UPDATE agent_runs r SET dispatched_at = now(), dispatch_seq = NULL FROM pick "
+     "WHERE r.id = pick.id AND r.status = 'queued' AND r.dispatched_at IS NULL "
+     "RETURNING r.id, r.thread_id, r.account_id, r.project_id, r.attempt"},
+    /* The sweep's candidates: queued runs dispatched over 10 s ago; the caller re-dispatches
+     * only those whose dispatch message is gone from the stream (or was never recorded).
+     * Least recently looked at first. (Runs never dispatched are admission's.) */
     {"sched_sweep",
-     "UPDATE agent_runs SET dispatched_at = now() "
-     "WHERE id IN (SELECT id FROM agent_runs WHERE status = 'queued' AND "
-     "  ((dispatched_at IS NULL AND created_at < now() - interval '2 seconds') "
-     "   OR dispatched_at < now() - interval '60 seconds') "
-     "  ORDER BY created_at LIMIT 100 FOR UPDATE SKIP LOCKED) "
-     "AND status = 'queued' "
-     "RETURNING id, thread_id, account_id, project_id, attempt"},
+     "SELECT id::text, thread_id::text, account_id::text, project_id::text, attempt, "
+     "coalesce(dispatch_seq, 0) FROM agent_runs WHERE status = 'queued' AND "
+     "dispatched_at < now() - interval '10 seconds' "
+     "ORDER BY dispatched_at, created_at LIMIT 100"},
+    /* A candidate whose dispatch is still in the stream: look at it again later. */
+    {"sched_sweep_seen",
+     "UPDATE agent_runs SET dispatched_at = now() WHERE id = $1::uuid AND status = 'queued' "
+     "AND dispatch_seq = $2::bigint"},
+    {"sched_cleanup",
+     "WITH a AS (DELETE FROM lease_revocations WHERE revoked_at < now() - interval '1 hour') "
+     "DELETE FROM runner_leases l WHERE expires_at < now() - interval '1 hour' "
+     "AND NOT EXISTS (SELECT 1 FROM agent_runs r WHERE r.lease_owner = l.runner_id "
+     "AND r.status = 'running')"},
     KX_DB_STMT_END,
 };
 
-/* Postgres is "up" unless the last call could not reach it. */
+/* Postgres is "up" unless the last call could not reach it. A statement that timed out also
+ * means heartbeats may not have been applied in time: the reaper must not trust expiries. */
 static kx_err note(scheduler *s, kx_err err)
 {
     bool up = err != KX_ERR_UNAVAILABLE;
     atomic_store(&s->db_up, up);
-    if (!up)
+    if (!up || err == KX_ERR_TIMEOUT)
         sched_blind(s);
     return err;
 }
@@ -78,7 +153,9 @@ void sched_store_row(const PGresult *res, int i, sched_run_row *row)
     copy_col(res, i, 1, row->thread_id, sizeof row->thread_id);
     copy_col(res, i, 2, row->account_id, sizeof row->account_id);
     copy_col(res, i, 3, row->project_id, sizeof row->project_id);
-    row->attempt = PQgetisnull(res, i, 4) ? 0 : atoi(PQgetvalue(res, i, 4));
+    row->attempt = PQgetisnull(res, i, 4) ? 0 : (int)strtol(PQgetvalue(res, i, 4), NULL, 10);
+    if (PQnfields(res) > 5 && !PQgetisnull(res, i, 5))
+        row->dispatch_seq = strtoll(PQgetvalue(res, i, 5), NULL, 10);
 }
 
 kx_err sched_store_mark_dispatched(scheduler *s, const char *run_id, sched_run_row *row,
@@ -87,7 +164,7 @@ kx_err sched_store_mark_dispatched(scheduler *s, const char *run_id, sched_run_r
     *found = false;
     kx_err err = KX_OK;
     const char *params[] = {run_id};
-    PGresult *res = kx_db_exec(s->db, "sched_mark_dispatched", 1, params, &err);
+    PGresult *res = kx_db_exec_idem(s->db, "sched_mark_dispatched", 1, params, &err);
     note(s, res != NULL ? KX_OK : err);
     if (res == NULL)
         return err;
@@ -102,23 +179,66 @@ kx_err sched_store_mark_dispatched(scheduler *s, const char *run_id, sched_run_r
 kx_err sched_store_unmark_dispatched(scheduler *s, const char *run_id)
 {
     const char *params[] = {run_id};
-    return note(s, kx_db_exec_cmd(s->db, "sched_unmark_dispatched", 1, params, NULL));
+    return note(s, kx_db_exec_cmd_idem(s->db, "sched_unmark_dispatched", 1, params, NULL));
 }
 
-kx_err sched_store_extend_leases(scheduler *s, const char *ids, const char *epochs, long *rows)
+kx_err sched_store_set_dispatch_seq(scheduler *s, const char *run_id, uint64_t seq)
 {
-    char ttl[32];
+    char sq[24];
+    snprintf(sq, sizeof sq, "%" PRIu64, seq);
+    const char *params[] = {run_id, sq};
+    return note(s, kx_db_exec_cmd_idem(s->db, "sched_set_dispatch_seq", 2, params, NULL));
+}
+
+PGresult *sched_store_heartbeat(scheduler *s, const char *runner_id, int capacity,
+                                int64_t since_ms, kx_err *err)
+{
+    char ttl[24], cap[16], since[24], limit[16];
     snprintf(ttl, sizeof ttl, "%lld", (long long)s->cfg.lease_ttl_ms);
-    const char *params[] = {ids, epochs, ttl};
-    return note(s, kx_db_exec_cmd(s->db, "sched_extend_leases", 3, params, rows));
+    snprintf(cap, sizeof cap, "%d", capacity);
+    snprintf(since, sizeof since, "%lld", (long long)since_ms);
+    snprintf(limit, sizeof limit, "%d", SCHED_HB_MAX_REVOKED);
+    const char *params[] = {runner_id, ttl, cap, since, limit};
+    PGresult *res = kx_db_exec_idem(s->db, "sched_heartbeat", 5, params, err);
+    note(s, res != NULL ? KX_OK : *err);
+    return res;
 }
 
-PGresult *sched_store_reap(scheduler *s, bool reap_leases, kx_err *err)
+kx_err sched_store_reap(scheduler *s, bool reap_leases, long *rows)
 {
-    char wall[32];
+    char wall[32], attempts[16], limit[16];
     snprintf(wall, sizeof wall, "%lld", (long long)s->cfg.wall_time_s);
-    const char *params[] = {wall, reap_leases ? "true" : "false"};
-    PGresult *res = kx_db_exec(s->db, "sched_reap", 2, params, err);
+    snprintf(attempts, sizeof attempts, "%lld", (long long)s->cfg.max_attempts);
+    snprintf(limit, sizeof limit, "%d", SCHED_REAP_BATCH);
+    const char *params[] = {wall, reap_leases ? "true" : "false", attempts, limit};
+    return note(s, kx_db_exec_cmd_idem(s->db, "sched_reap", 4, params, rows));
+}
+
+PGresult *sched_store_notices(scheduler *s, kx_err *err)
+{
+    char limit[16];
+    snprintf(limit, sizeof limit, "%d", SCHED_REAP_BATCH);
+    const char *params[] = {limit};
+    PGresult *res = kx_db_exec(s->db, "sched_notices", 1, params, err);
+    note(s, res != NULL ? KX_OK : *err);
+    return res;
+}
+
+kx_err sched_store_notice_done(scheduler *s, const char *run_id, int64_t notice_epoch)
+{
+    char ep[24];
+    snprintf(ep, sizeof ep, "%lld", (long long)notice_epoch);
+    const char *params[] = {run_id, ep};
+    return note(s, kx_db_exec_cmd_idem(s->db, "sched_notice_done", 2, params, NULL));
+}
+
+PGresult *sched_store_admit(scheduler *s, int batch, kx_err *err)
+{
+    char limit[24], n[16];
+    snprintf(limit, sizeof limit, "%lld", (long long)s->cfg.max_parallel_runs);
+    snprintf(n, sizeof n, "%d", batch);
+    const char *params[] = {limit, n};
+    PGresult *res = kx_db_exec_idem(s->db, "sched_admit", 2, params, err);
     note(s, res != NULL ? KX_OK : *err);
     return res;
 }
@@ -128,4 +248,17 @@ PGresult *sched_store_sweep(scheduler *s, kx_err *err)
     PGresult *res = kx_db_exec(s->db, "sched_sweep", 0, NULL, err);
     note(s, res != NULL ? KX_OK : *err);
     return res;
+}
+
+kx_err sched_store_sweep_seen(scheduler *s, const char *run_id, int64_t seq)
+{
+    char sq[24];
+    snprintf(sq, sizeof sq, "%lld", (long long)seq);
+    const char *params[] = {run_id, sq};
+    return note(s, kx_db_exec_cmd_idem(s->db, "sched_sweep_seen", 2, params, NULL));
+}
+
+kx_err sched_store_cleanup(scheduler *s)
+{
+    return note(s, kx_db_exec_cmd_idem(s->db, "sched_cleanup", 0, NULL, NULL));
 }

@@ -6,8 +6,8 @@
  * unsubscribe, which would pull it away from under the other replicas at every restart.
  *
  * Messages arrive on a cnats thread and are posted to the loop. For each kx.v1.RunSubmit:
- *   run row queued      -> set dispatched_at, publish RunDispatch, ack
- *   run not queued      -> ack (duplicate, already dispatched elsewhere, or stopped)
+ *   valid               -> an admission pass (admit.c: dispatches this run if limits allow,
+ *                          else it waits queued for a later pass), ack
  *   undecodable/invalid -> term (never redelivered) + log
  *   Postgres or JetStream unreachable -> nak with a delay (retried later)
  *   draining            -> nak at once (another replica takes it) */
@@ -76,18 +76,9 @@ static void handle_submit(kx_loop *loop, void *arg)
         return;
     }
 
-    sched_run_row row;
-    bool found = false;
-    kx_err err = sched_store_mark_dispatched(s, rs->run_id, &row, &found);
-    if (err == KX_OK && found) {
-        err = sched_dispatch(s, &row);
-        if (err != KX_OK && sched_store_unmark_dispatched(s, rs->run_id) != KX_OK)
-            kx_log(KX_LOG_WARN, rs->run_id, NULL, "scheduler: run %s stays marked dispatched; "
-                   "the sweep re-dispatches it within 60 s", rs->run_id);
-    } else if (err == KX_OK) {
-        kx_log(KX_LOG_DEBUG, rs->run_id, NULL, "scheduler: run %s is not queued; submit "
-               "acknowledged without a dispatch", rs->run_id);
-    }
+    /* The row is the truth: admission dispatches this run now if its account, its thread and
+     * fairness allow, else later (each reaper tick); either way the submit is done. */
+    kx_err err = sched_admit(s);
 
     if (err == KX_OK) {
         settle(msg, "ack", natsMsg_Ack(msg, NULL));
@@ -96,8 +87,10 @@ static void handle_submit(kx_loop *loop, void *arg)
                rs->run_id, kx_err_str(err), RETRY_DELAY_MS);
         settle(msg, "nak", natsMsg_NakWithDelay(msg, RETRY_DELAY_MS, NULL));
     } else if (err == KX_ERR_INVALID) {
-        kx_log(KX_LOG_WARN, rs->run_id, NULL, "scheduler: run %s: refused by the database (%s); "
-               "submit dropped", rs->run_id, kx_err_str(err));
+        kx_log(KX_LOG_WARN, rs->run_id, NULL,
+               "scheduler: run %s: refused by the database (%s); "
+               "submit dropped",
+               rs->run_id, kx_err_str(err));
         settle(msg, "term", natsMsg_Term(msg, NULL));
     } else {
         settle(msg, "nak", natsMsg_NakWithDelay(msg, 5 * RETRY_DELAY_MS, NULL));

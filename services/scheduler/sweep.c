@@ -1,9 +1,13 @@
-/* sweep.c — every KX_SWEEP_INTERVAL_MS, dispatch again the queued runs whose dispatch was
- * never made (no dispatched_at 2 s after creation: the gateway's submit was lost, or the
- * submit stream was wiped) or was lost (dispatched over 60 s ago and still queued), at most
- * 100 per sweep, oldest first. This is how Postgres rebuilds the queue: the bus only moves
- * work, the agent_runs rows are the truth. Runners claim with a compare-and-set, so a run
- * dispatched twice still runs once. */
+/* sweep.c — every KX_SWEEP_INTERVAL_MS, dispatch again the queued runs whose dispatch is lost,
+ * and only those: a run whose last dispatch was marked over 10 s ago and whose message is gone
+ * from the KX_RUN_DISPATCH work queue, or was never recorded (a work queue keeps a
+ * message until a runner acknowledges it, and redelivers it by itself when a runner died
+ * holding it) or was never recorded. A run that waits in a backlog still has its message in
+ * the stream and is left alone, so an overloaded queue does not fill up with duplicates. (Runs
+ * never dispatched — a lost submit, a wiped stream — are admission's: admit.c, every tick.) At
+ * most 100 candidates per sweep, least recently looked at first (one stream lookup each).
+ * This is how Postgres rebuilds the queue: the bus only moves work, the agent_runs rows are
+ * the truth. Runners claim with a compare-and-set, so a run dispatched twice still runs once. */
 #include "kx/log.h"
 #include "sched.h"
 
@@ -15,23 +19,30 @@ static void sweep(scheduler *s)
         kx_warn("scheduler: sweep could not run: %s", kx_err_str(err));
         return;
     }
-    int n = PQntuples(res), sent = 0;
-    bool bus_ok = true;
-    for (int i = 0; i < n; i++) {
+    int n = PQntuples(res), sent = 0, pending = 0;
+    for (int i = 0; i < n && kx_bus_connected(s->svc->bus); i++) {
         sched_run_row row;
         sched_store_row(res, i, &row);
-        /* After one failed publish the rest would wait for the same broken bus: give them
-         * back at once (the next sweep retries them all). */
-        if (bus_ok && sched_dispatch(s, &row) == KX_OK) {
-            sent++;
-            continue;
+        if (row.dispatch_seq > 0) {
+            bool has = false;
+            if (kx_bus_js_stream_has(s->svc->bus, KX_STREAM_DISPATCH, (uint64_t)row.dispatch_seq,
+                                     &has) != KX_OK)
+                break; /* NATS cannot tell now: the next sweep looks again */
+            if (has) {
+                pending++;
+                (void)sched_store_sweep_seen(s, row.run_id, row.dispatch_seq);
+                continue;
+            }
         }
-        bus_ok = false;
-        (void)sched_store_unmark_dispatched(s, row.run_id);
+        if (sched_dispatch_queued(s, row.run_id) != KX_OK)
+            break; /* the rest would wait for the same broken bus */
+        sent++;
     }
     PQclear(res);
-    if (n > 0)
-        kx_info("scheduler: sweep re-dispatched %d of %d queued run(s)", sent, n);
+    if (sent > 0)
+        kx_info("scheduler: sweep re-dispatched %d lost dispatch(es) (%d still waiting in the "
+                "queue)",
+                sent, pending);
 }
 
 static void on_sweep_tick(kx_loop *loop, void *arg)

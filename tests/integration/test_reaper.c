@@ -1,11 +1,15 @@
 /* test_reaper.c — the scheduler against a private PostgreSQL and nats-server:
  *   - a RunSubmit for a queued run becomes a RunDispatch (attempt, wall deadline) and sets
  *     dispatched_at; a submit for a run that is not queued dispatches nothing;
- *   - heartbeats extend the lease of runs whose epoch matches, and only those; a run kept
- *     alive by heartbeats is not reaped, and is reaped once they stop;
- *   - the reaper fails a running run whose lease expired: status, error, epoch + 1, a STOP on
- *     kx.run.ctl.<id> and the terminal event on kx.run.ev.<id>; and a run past its wall time;
- *   - the sweep dispatches queued runs nobody dispatched, and ones whose dispatch was lost;
+ *   - a heartbeat renews the runner's one lease row (its size does not grow with the runs it
+ *     holds); a run kept alive by its runner's heartbeats is not reaped, and is reaped once
+ *     they stop; the answer lists the leases the runner lost (a stop), with their new epoch;
+ *   - the reaper fails a running run whose lease expired on its last attempt: status, error,
+ *     epoch + 1, a STOP on kx.run.ctl.<id> and the terminal event on kx.run.ev.<id>; a run
+ *     with attempts left goes back to queued, with a non-terminal "retried" event carrying
+ *     the new epoch and a new dispatch; and a run past its wall time fails;
+ *   - the sweep dispatches queued runs nobody dispatched, and ones whose dispatch was lost,
+ *     but not ones whose dispatch still waits in the stream;
  *   - with Postgres down, a submit is retried and dispatched once Postgres is back;
  *   - SIGTERM: the scheduler exits 0 and its durable consumer stays. */
 #include <jansson.h>
@@ -40,7 +44,7 @@ static kx_th_pg g_pg;
 static pid_t g_sched;
 static kx_bus *g_bus;
 static PGconn *g_db;
-static natsSubscription *g_dispatch_sub;   /* pull consumer "agent-runners" */
+static natsSubscription *g_dispatch_sub; /* pull consumer "agent-runners" */
 /* Every dispatch fetched so far (acked), so that waiting for one run does not lose another
  * that came in the same batch. */
 #define MAX_SEEN 256
@@ -95,8 +99,16 @@ static pid_t start_scheduler(void)
     snprintf(wall, sizeof wall, "KX_RUN_WALL_TIME_S=%d", WALL_S);
     snprintf(log_path, sizeof log_path, "%s/scheduler.log", g_tmp);
     snprintf(bin, sizeof bin, "%s/services/scheduler/scheduler", KX_BUILD_DIR);
-    const char *env[] = {port_env, nats_env, db_env, ttl, reaper, sweep, wall,
-                         "KX_LOG_LEVEL=debug", NULL};
+    const char *env[] = {port_env,
+                         nats_env,
+                         db_env,
+                         ttl,
+                         reaper,
+                         sweep,
+                         wall,
+                         "KX_MAX_PARALLEL_RUNS=1000",
+                         "KX_LOG_LEVEL=debug",
+                         NULL};
     const char *argv[] = {bin, NULL};
     pid_t pid = 0;
     if (kx_th_spawn(argv, env, log_path, &pid) != KX_OK)
@@ -117,7 +129,7 @@ static int group_setup(void **state)
     if (g_tmp == NULL || kx_th_nats_start(g_tmp, &g_nats) != KX_OK ||
         kx_th_pg_start(g_tmp, &g_pg) != KX_OK)
         return -1;
-    g_sched = start_scheduler();           /* migrates the schema and creates the streams */
+    g_sched = start_scheduler(); /* migrates the schema and creates the streams */
     if (g_sched == 0)
         return -1;
     g_db = PQconnectdb(g_pg.url);
@@ -127,27 +139,43 @@ static int group_setup(void **state)
         return -1;
     for (int i = 0; i < 500 && !kx_bus_connected(g_bus); i++)
         usleep(10 * 1000);
-    /* Play the agent-runners' pull consumer, to read what the scheduler dispatches. */
+    /* Play the agent-runners' pull consumer, to read what the scheduler dispatches. The
+     * streams the scheduler created can take a moment to show to another connection on a
+     * loaded machine (seen: ~400 ms): retried for up to 10 s. */
     jsSubOptions so;
     jsSubOptions_Init(&so);
     so.Stream = KX_STREAM_DISPATCH;
-    if (js_PullSubscribe(&g_dispatch_sub, kx_bus_js(g_bus), KX_SUBJ_RUN_DISPATCH,
-                         KX_CONSUMER_RUNNERS, NULL, &so, NULL) != NATS_OK)
+    natsStatus ps = NATS_ERR;
+    for (int i = 0; i < 100 && ps != NATS_OK; i++) {
+        ps = js_PullSubscribe(&g_dispatch_sub, kx_bus_js(g_bus), KX_SUBJ_RUN_DISPATCH,
+                              KX_CONSUMER_RUNNERS, NULL, &so, NULL);
+        if (ps != NATS_OK)
+            usleep(100 * 1000);
+    }
+    if (ps != NATS_OK) {
+        fprintf(stderr, "setup: cannot pull-subscribe to %s: %s\n", KX_SUBJ_RUN_DISPATCH,
+                natsStatus_GetText(ps));
         return -1;
+    }
     kx_uuid_new(g_account);
     kx_uuid_new(g_project);
     kx_uuid_new(g_thread);
-    PGresult *r = PQexecParams(g_db,
-                               "INSERT INTO projects (project_id, name, account_id) "
-                               "VALUES ($1, 'p', $2)", 2, NULL,
-                               (const char *const[]){g_project, g_account}, NULL, NULL, 0);
+    PGresult *r =
+        PQexecParams(g_db,
+                     "INSERT INTO projects (project_id, name, account_id) "
+                     "VALUES ($1, 'p', $2)",
+                     2, NULL, (const char *const[]){g_project, g_account}, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
-    r = PQexecParams(g_db, "INSERT INTO threads (thread_id, account_id, project_id) "
-                     "VALUES ($1, $2, $3)", 3, NULL,
-                     (const char *const[]){g_thread, g_account, g_project}, NULL, NULL, 0);
+    r = PQexecParams(g_db,
+                     "INSERT INTO threads (thread_id, account_id, project_id) "
+                     "VALUES ($1, $2, $3)",
+                     3, NULL, (const char *const[]){g_thread, g_account, g_project}, NULL, NULL,
+                     0);
     ok = ok && PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
+    if (!ok)
+        fprintf(stderr, "setup: cannot create the project and thread: %s\n", PQerrorMessage(g_db));
     return ok ? 0 : -1;
 }
 
@@ -171,14 +199,18 @@ static int group_teardown(void **state)
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-/* A new run row with the given extra column assignments, e.g. "status, started_at" /
+/* A new run row, on a thread of its own (g_thread becomes that thread: the scheduler admits one
+ * active run per thread), with the given extra column assignments, e.g. "status, started_at" /
  * "'running', now()". Returns its id in out. */
 static void insert_run(char out[KX_UUID_LEN + 1], const char *cols, const char *vals)
 {
+    kx_uuid_new(g_thread);
+    sql("INSERT INTO threads (thread_id, account_id, project_id) VALUES ('%s', '%s', '%s')",
+        g_thread, g_account, g_project);
     kx_uuid_new(out);
     sql("INSERT INTO agent_runs (id, thread_id, account_id, project_id%s%s) "
-        "VALUES ('%s', '%s', '%s', '%s'%s%s)", cols[0] ? ", " : "", cols, out, g_thread,
-        g_account, g_project, vals[0] ? ", " : "", vals);
+        "VALUES ('%s', '%s', '%s', '%s'%s%s)",
+        cols[0] ? ", " : "", cols, out, g_thread, g_account, g_project, vals[0] ? ", " : "", vals);
 }
 
 static void submit(const char *run_id)
@@ -192,7 +224,6 @@ static void submit(const char *run_id)
     kx_bus_meta_init(&meta, kx_deadline_in(5000), g_account);
     assert_int_equal(kx_bus_js_publish_pb(g_bus, KX_SUBJ_RUN_SUBMIT, &rs.base, &meta), KX_OK);
 }
-
 
 /* Removes and returns the seen dispatch for run_id, or NULL. */
 static Kx__V1__RunDispatch *take_seen(const char *run_id)
@@ -218,9 +249,9 @@ static Kx__V1__RunDispatch *wait_dispatch(const char *run_id, int64_t timeout_ms
         natsStatus st = natsSubscription_Fetch(&list, g_dispatch_sub, 16, 200, NULL);
         for (int i = 0; st == NATS_OK && i < list.Count; i++) {
             natsMsg_Ack(list.Msgs[i], NULL);
-            Kx__V1__RunDispatch *d = kx_pb_unpack(&kx__v1__run_dispatch__descriptor,
-                                                  natsMsg_GetData(list.Msgs[i]),
-                                                  (size_t)natsMsg_GetDataLength(list.Msgs[i]));
+            Kx__V1__RunDispatch *d =
+                kx_pb_unpack(&kx__v1__run_dispatch__descriptor, natsMsg_GetData(list.Msgs[i]),
+                             (size_t)natsMsg_GetDataLength(list.Msgs[i]));
             if (d != NULL && g_nseen < MAX_SEEN)
                 g_seen[g_nseen++] = d;
             else
@@ -232,22 +263,27 @@ static Kx__V1__RunDispatch *wait_dispatch(const char *run_id, int64_t timeout_ms
     return found;
 }
 
-static void heartbeat(const char *runner, const char *run_id, int64_t epoch)
+/* One heartbeat request of runner; returns the answer (kx_pb_free) or NULL. */
+static Kx__V1__RunnerHeartbeatAnswer *heartbeat(const char *runner, int64_t since_ms)
 {
-    Kx__V1__RunLease lease = KX__V1__RUN_LEASE__INIT;
-    lease.run_id = (char *)run_id;
-    lease.lease_epoch = epoch;
-    Kx__V1__RunLease bogus = KX__V1__RUN_LEASE__INIT;
-    bogus.run_id = "x'}; DROP TABLE agent_runs; --";
-    bogus.lease_epoch = 1;
-    Kx__V1__RunLease *runs[] = {&lease, &bogus};
     Kx__V1__RunnerHeartbeat hb = KX__V1__RUNNER_HEARTBEAT__INIT;
     hb.runner_id = (char *)runner;
-    hb.runs = runs;
-    hb.n_runs = 2;
     hb.sent_at_ms = kx_now_ms();
-    assert_int_equal(kx_bus_publish_pb(g_bus, KX_SUBJ_RUN_HB, &hb.base, NULL), KX_OK);
-    natsConnection_Flush(kx_bus_conn(g_bus));
+    hb.capacity = 10;
+    hb.held = 100000;
+    hb.revoked_since_ms = since_ms;
+    /* O(1): the message does not list the runs held */
+    assert_true(protobuf_c_message_get_packed_size(&hb.base) < 128);
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(2000), NULL);
+    natsMsg *reply = NULL;
+    if (kx_bus_request_pb(g_bus, KX_SUBJ_RUN_HB, &hb.base, &meta, &reply) != KX_OK)
+        return NULL;
+    Kx__V1__RunnerHeartbeatAnswer *a =
+        kx_pb_unpack(&kx__v1__runner_heartbeat_answer__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    return a;
 }
 
 static bool wait_status(const char *run_id, const char *want, int64_t timeout_ms)
@@ -255,22 +291,12 @@ static bool wait_status(const char *run_id, const char *want, int64_t timeout_ms
     int64_t end = kx_mono_ms() + timeout_ms;
     char status[32];
     do {
-        sql_value(status, sizeof status, "SELECT status FROM agent_runs WHERE id = '%s'",
-                  run_id);
+        sql_value(status, sizeof status, "SELECT status FROM agent_runs WHERE id = '%s'", run_id);
         if (strcmp(status, want) == 0)
             return true;
         usleep(20 * 1000);
     } while (kx_mono_ms() < end);
     return false;
-}
-
-/* Milliseconds from now until the run's lease expires (negative: expired). */
-static int64_t lease_left_ms(const char *run_id)
-{
-    char v[64];
-    sql_value(v, sizeof v, "SELECT (extract(epoch FROM lease_expires_at - now()) * 1000)::bigint "
-              "FROM agent_runs WHERE id = '%s'", run_id);
-    return strtoll(v, NULL, 10);
 }
 
 /* ---- tests ---------------------------------------------------------------------------- */
@@ -287,8 +313,7 @@ static void test_submit_dispatches_queued_run(void **state)
     assert_string_equal(d->account_id, g_account);
     assert_string_equal(d->project_id, g_project);
     assert_int_equal(d->attempt, 1);
-    assert_in_range(d->wall_deadline_ms, before + WALL_S * 1000LL,
-                    kx_now_ms() + WALL_S * 1000LL);
+    assert_in_range(d->wall_deadline_ms, before + WALL_S * 1000LL, kx_now_ms() + WALL_S * 1000LL);
     kx_pb_free(d);
     char v[64];
     sql_value(v, sizeof v, "SELECT dispatched_at IS NOT NULL FROM agent_runs WHERE id = '%s'",
@@ -297,7 +322,8 @@ static void test_submit_dispatches_queued_run(void **state)
 
     /* Not queued any more (a runner has it): a second submit dispatches nothing. */
     sql("UPDATE agent_runs SET status = 'running', started_at = now(), lease_epoch = 1, "
-        "lease_owner = 'r', lease_expires_at = now() + interval '1 hour' WHERE id = '%s'", run);
+        "lease_owner = 'r', lease_expires_at = now() + interval '1 hour' WHERE id = '%s'",
+        run);
     submit(run);
     d = wait_dispatch(run, 1000);
     assert_null(d);
@@ -318,37 +344,63 @@ static void test_submit_dispatches_queued_run(void **state)
     sql("UPDATE agent_runs SET status = 'stopped' WHERE id = '%s'", run);
 }
 
-static void test_heartbeats_extend_matching_leases(void **state)
+static void test_heartbeats_renew_the_runner_lease(void **state)
 {
-    char run[KX_UUID_LEN + 1];
-    insert_run(run, "status, started_at, lease_owner, lease_epoch, lease_expires_at",
-               "'running', now(), 'runner-a', 5, now() + interval '300 milliseconds'");
+    char run[KX_UUID_LEN + 1], stopped[KX_UUID_LEN + 1];
+    insert_run(run, "status, started_at, lease_owner, lease_epoch, lease_expires_at, attempt",
+               "'running', now(), 'runner-a', 5, now() + interval '300 milliseconds', 2");
+    insert_run(stopped, "status, started_at, lease_owner, lease_epoch, lease_expires_at",
+               "'running', now(), 'runner-a', 7, now() + interval '300 milliseconds'");
+    int64_t since = kx_now_ms() - 1000;
     /* Kept alive for 2 s (twice the TTL) by heartbeats every 200 ms. */
     for (int i = 0; i < 10; i++) {
-        heartbeat("runner-a", run, 5);
+        Kx__V1__RunnerHeartbeatAnswer *a = heartbeat("runner-a", since);
+        assert_non_null(a);
+        assert_true(a->applied);
+        assert_int_equal(a->n_revoked, 0);
+        assert_true(a->watermark_ms > 0);
+        kx_pb_free(a);
         usleep(200 * 1000);
     }
     char status[32];
     sql_value(status, sizeof status, "SELECT status FROM agent_runs WHERE id = '%s'", run);
     assert_string_equal(status, "running");
-    assert_in_range(lease_left_ms(run), 500, LEASE_TTL_MS);
-    char hb[8];
-    sql_value(hb, sizeof hb, "SELECT heartbeat_at IS NOT NULL FROM agent_runs WHERE id = '%s'",
-              run);
-    assert_string_equal(hb, "t");
+    char v[64];
+    sql_value(v, sizeof v,
+              "SELECT (extract(epoch FROM expires_at - now()) * 1000)::bigint "
+              "FROM runner_leases WHERE runner_id = 'runner-a'");
+    assert_in_range(strtoll(v, NULL, 10), 500, LEASE_TTL_MS);
+    /* One lease row per runner, however many runs it holds. */
+    sql_value(v, sizeof v, "SELECT count(*) FROM runner_leases WHERE runner_id = 'runner-a'");
+    assert_string_equal(v, "1");
 
-    /* A heartbeat with a stale epoch does not extend it. */
-    sql("UPDATE agent_runs SET lease_expires_at = now() + interval '600 milliseconds' "
-        "WHERE id = '%s'", run);
-    heartbeat("runner-old", run, 4);
-    usleep(150 * 1000);
-    assert_true(lease_left_ms(run) < 500);
-
-    /* Heartbeats stop: reaped within the TTL plus a reaper interval. */
-    assert_true(wait_status(run, "failed", LEASE_TTL_MS + 3 * REAPER_MS));
+    /* The user stops one run: the next answer says the runner lost it, at epoch 8. */
+    sql("UPDATE agent_runs SET status = 'stopped', lease_epoch = lease_epoch + 1 "
+        "WHERE id = '%s'",
+        stopped);
+    Kx__V1__RunnerHeartbeatAnswer *a = heartbeat("runner-a", since);
+    assert_non_null(a);
+    assert_int_equal(a->n_revoked, 1);
+    assert_string_equal(a->revoked[0]->run_id, stopped);
+    assert_int_equal(a->revoked[0]->lease_epoch, 8);
+    /* Asked from after that, it is not repeated. */
+    int64_t later = a->watermark_ms + 1;
+    kx_pb_free(a);
+    a = heartbeat("runner-a", later);
+    assert_non_null(a);
+    assert_int_equal(a->n_revoked, 0);
+    kx_pb_free(a);
+    /* Another runner's heartbeat does not keep runner-a's runs alive. */
+    for (int i = 0; i < 8; i++) {
+        kx_pb_free(heartbeat("runner-b", since));
+        usleep(200 * 1000);
+    }
+    /* runner-a's heartbeats stopped: its last-attempt run fails within the TTL plus a few
+     * reaper intervals. */
+    assert_true(wait_status(run, "failed", LEASE_TTL_MS + 5 * REAPER_MS));
     char err[256];
     sql_value(err, sizeof err, "SELECT error FROM agent_runs WHERE id = '%s'", run);
-    assert_string_equal(err, "lease expired: runner runner-a stopped heartbeating");
+    assert_non_null(strstr(err, "reaped: runner runner-a stopped heartbeating at 20"));
 }
 
 /* STOP messages seen on kx.run.ctl.> */
@@ -387,8 +439,7 @@ static Kx__V1__RunEvent *last_event(const char *run_id, int64_t timeout_ms)
         natsMsg *m = NULL;
         if (js_GetLastMsg(&m, kx_bus_js(g_bus), KX_STREAM_EVENTS, subject, NULL, NULL) ==
             NATS_OK) {
-            Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor,
-                                                natsMsg_GetData(m),
+            Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
                                                 (size_t)natsMsg_GetDataLength(m));
             natsMsg_Destroy(m);
             return ev;
@@ -402,25 +453,29 @@ static void test_reaper_fails_expired_lease(void **state)
 {
     static ctl_seen ctl;
     natsSubscription *sub = NULL;
-    assert_int_equal(kx_bus_subscribe(g_bus, KX_SUBJ_RUN_CTL_PREFIX ">", NULL, on_ctl, &ctl,
-                                      &sub), KX_OK);
+    assert_int_equal(kx_bus_subscribe(g_bus, KX_SUBJ_RUN_CTL_PREFIX ">", NULL, on_ctl, &ctl, &sub),
+                     KX_OK);
     natsConnection_Flush(kx_bus_conn(g_bus));
 
     char run[KX_UUID_LEN + 1];
     int64_t t0 = kx_mono_ms();
-    insert_run(run, "status, started_at, lease_owner, lease_epoch, lease_expires_at",
+    insert_run(run,
+               "status, started_at, lease_owner, lease_epoch, lease_expires_at, attempt, "
+               "heartbeat_at",
                "'running', now() - interval '1 minute', 'runner-dead', 3, "
-               "now() - interval '1 second'");
+               "now() - interval '1 second', 2, '2026-01-02 03:04:05.678+00'");
     assert_true(wait_status(run, "failed", 3 * REAPER_MS + 500));
     assert_true(kx_mono_ms() - t0 < 3 * REAPER_MS + 500);
 
-    PGresult *r = PQexecParams(g_db, "SELECT error, lease_epoch, lease_expires_at IS NULL, "
-                               "completed_at IS NOT NULL FROM agent_runs WHERE id = $1", 1, NULL,
-                               (const char *const[]){run}, NULL, NULL, 0);
+    PGresult *r = PQexecParams(g_db,
+                               "SELECT error, lease_epoch, lease_expires_at IS NULL, "
+                               "completed_at IS NOT NULL FROM agent_runs WHERE id = $1",
+                               1, NULL, (const char *const[]){run}, NULL, NULL, 0);
     assert_int_equal(PQntuples(r), 1);
     assert_string_equal(PQgetvalue(r, 0, 0),
-                        "lease expired: runner runner-dead stopped heartbeating");
-    assert_string_equal(PQgetvalue(r, 0, 1), "4");      /* fenced: epoch + 1 */
+                        "reaped: runner runner-dead stopped heartbeating "
+                        "at 2026-01-02T03:04:05.678Z");
+    assert_string_equal(PQgetvalue(r, 0, 1), "4"); /* fenced: epoch + 1 */
     assert_string_equal(PQgetvalue(r, 0, 2), "t");
     assert_string_equal(PQgetvalue(r, 0, 3), "t");
     PQclear(r);
@@ -433,7 +488,8 @@ static void test_reaper_fails_expired_lease(void **state)
     assert_string_equal(ev->run_id, run);
     assert_string_equal(ev->payload_json,
                         "{\"type\": \"status\", \"status\": \"failed\", \"message\": \"Agent run "
-                        "failed: lease expired: runner runner-dead stopped heartbeating\"}");
+                        "failed: reaped: runner runner-dead stopped heartbeating at "
+                        "2026-01-02T03:04:05.678Z\"}");
     kx_pb_free(ev);
 
     for (int i = 0; i < 100 && atomic_load(&ctl.count) == 0; i++)
@@ -442,7 +498,44 @@ static void test_reaper_fails_expired_lease(void **state)
     assert_string_equal(ctl.run_id, run);
     assert_int_equal(ctl.signal, KX__V1__RUN_SIGNAL__RUN_SIGNAL_STOP);
     assert_int_equal(ctl.epoch, 3);
-    assert_string_equal(ctl.reason, "lease expired: runner runner-dead stopped heartbeating");
+    assert_string_equal(ctl.reason,
+                        "reaped: runner runner-dead stopped heartbeating at "
+                        "2026-01-02T03:04:05.678Z");
+
+    /* Attempts left: queued again (epoch + 1, same thread), a non-terminal event saying so
+     * with the new epoch, and a new dispatch for attempt 2. */
+    char retried[KX_UUID_LEN + 1];
+    insert_run(retried,
+               "status, started_at, lease_owner, lease_epoch, lease_expires_at, "
+               "attempt",
+               "'running', now() - interval '1 minute', 'runner-dead', 1, "
+               "now() - interval '1 second', 1");
+    Kx__V1__RunDispatch *d = wait_dispatch(retried, 3 * REAPER_MS + 2000);
+    assert_non_null(d);
+    assert_int_equal(d->attempt, 2);
+    assert_string_equal(d->thread_id, g_thread);
+    kx_pb_free(d);
+    char st[64];
+    for (int i = 0; i < 100; i++) { /* the notice is cleared right after the dispatch */
+        sql_value(st, sizeof st,
+                  "SELECT status || ' ' || lease_epoch || ' ' || "
+                  "(notice IS NULL) FROM agent_runs WHERE id = '%s'",
+                  retried);
+        if (strcmp(st, "queued 2 true") == 0)
+            break;
+        usleep(20 * 1000);
+    }
+    assert_string_equal(st, "queued 2 true");
+    ev = last_event(retried, 2000);
+    assert_non_null(ev);
+    assert_false(ev->terminal);
+    assert_int_equal(ev->lease_epoch, 2);
+    assert_non_null(strstr(ev->payload_json,
+                           "\"status\": \"running\", \"message\": \"Agent "
+                           "run retried (attempt 2 of 2): reaped: runner "
+                           "runner-dead stopped heartbeating at"));
+    kx_pb_free(ev);
+    sql("UPDATE agent_runs SET status = 'stopped' WHERE id = '%s'", retried);
     natsSubscription_Unsubscribe(sub);
     natsSubscription_Destroy(sub);
 
@@ -481,10 +574,46 @@ static void test_sweep_redispatches(void **state)
     d = wait_dispatch(lost, 3 * SWEEP_MS + 1000);
     assert_non_null(d);
     kx_pb_free(d);
-    d = wait_dispatch(fresh, 2 * SWEEP_MS);          /* dispatched recently: left alone */
+    d = wait_dispatch(fresh, 2 * SWEEP_MS); /* dispatched recently: left alone */
     assert_null(d);
     sql("UPDATE agent_runs SET status = 'stopped' WHERE id IN ('%s', '%s', '%s')", never, lost,
         fresh);
+
+    /* Dispatched long ago but its message still waits in the stream (runners are busy): not
+     * lost, so not dispatched again — an overloaded queue does not fill with duplicates. */
+    char waiting[KX_UUID_LEN + 1];
+    kx_uuid_new(waiting);
+    Kx__V1__RunDispatch wd = KX__V1__RUN_DISPATCH__INIT;
+    wd.run_id = waiting;
+    wd.thread_id = g_thread;
+    wd.account_id = g_account;
+    wd.project_id = g_project;
+    wd.attempt = 1;
+    uint64_t seq = 0;
+    assert_int_equal(kx_bus_js_publish_pb_ex(g_bus, KX_SUBJ_RUN_DISPATCH, &wd.base, NULL, NULL,
+                                             &seq),
+                     KX_OK);
+    assert_true(seq > 0);
+    sql("INSERT INTO agent_runs (id, thread_id, account_id, project_id, created_at, "
+        "dispatched_at, dispatch_seq) VALUES ('%s', '%s', '%s', '%s', now() - interval "
+        "'5 minutes', now() - interval '2 minutes', %llu)",
+        waiting, g_thread, g_account, g_project, (unsigned long long)seq);
+    usleep(4 * SWEEP_MS * 1000);
+    jsStreamInfo *si = NULL;
+    assert_int_equal(js_GetStreamInfo(&si, kx_bus_js(g_bus), KX_STREAM_DISPATCH, NULL, NULL),
+                     NATS_OK);
+    assert_int_equal(si->State.Msgs, 1); /* only ours: no duplicate */
+    jsStreamInfo_Destroy(si);
+    char looked[8];
+    sql_value(looked, sizeof looked,
+              "SELECT dispatched_at > now() - interval '1 minute' FROM "
+              "agent_runs WHERE id = '%s'",
+              waiting);
+    assert_string_equal(looked, "t"); /* the sweep looked, and moved it to the back */
+    d = wait_dispatch(waiting, 2000); /* consume it */
+    assert_non_null(d);
+    kx_pb_free(d);
+    sql("UPDATE agent_runs SET status = 'stopped' WHERE id = '%s'", waiting);
 }
 
 static void test_submit_while_postgres_down(void **state)
@@ -497,9 +626,9 @@ static void test_submit_while_postgres_down(void **state)
     g_db = NULL;
     assert_int_equal(kx_th_pg_down(&g_pg), KX_OK);
     submit(run);
-    usleep(1500 * 1000);                 /* the scheduler naks it (retry in 1 s) ... */
+    usleep(1500 * 1000); /* the scheduler naks it (retry in 1 s) ... */
     assert_int_equal(kx_th_pg_up(&g_pg), KX_OK);
-    Kx__V1__RunDispatch *d = wait_dispatch(run, 8000);   /* ... and dispatches it after */
+    Kx__V1__RunDispatch *d = wait_dispatch(run, 8000); /* ... and dispatches it after */
     assert_non_null(d);
     kx_pb_free(d);
     g_db = PQconnectdb(g_pg.url);
@@ -513,7 +642,8 @@ static void test_sigterm_keeps_durable_consumer(void **state)
     g_sched = 0;
     jsConsumerInfo *ci = NULL;
     assert_int_equal(js_GetConsumerInfo(&ci, kx_bus_js(g_bus), KX_STREAM_SUBMIT,
-                                        KX_CONSUMER_SCHEDULER, NULL, NULL), NATS_OK);
+                                        KX_CONSUMER_SCHEDULER, NULL, NULL),
+                     NATS_OK);
     assert_non_null(ci);
     assert_string_equal(ci->Config->DeliverGroup, KX_CONSUMER_SCHEDULER);
     jsConsumerInfo_Destroy(ci);
@@ -523,7 +653,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_submit_dispatches_queued_run),
-        cmocka_unit_test(test_heartbeats_extend_matching_leases),
+        cmocka_unit_test(test_heartbeats_renew_the_runner_lease),
         cmocka_unit_test(test_reaper_fails_expired_lease),
         cmocka_unit_test(test_sweep_redispatches),
         cmocka_unit_test(test_submit_while_postgres_down),

@@ -26,14 +26,14 @@
 #define KX_HDR_DEADLINE "Kx-Deadline"
 #define KX_HDR_TRACEPARENT "traceparent"
 #define KX_HDR_ACCOUNT "Kx-Account"
-#define KX_HDR_ERROR "Kx-Error"        /* set on replies that carry only an error code */
+#define KX_HDR_ERROR "Kx-Error" /* set on replies that carry only an error code */
 
 /* Subjects and streams (docs/subjects.md is the reference). */
 #define KX_SUBJ_RUN_SUBMIT "kx.run.submit"
 #define KX_SUBJ_RUN_DISPATCH "kx.run.dispatch"
 #define KX_SUBJ_RUN_HB "kx.run.hb"
-#define KX_SUBJ_RUN_CTL_PREFIX "kx.run.ctl."      /* + run_id */
-#define KX_SUBJ_RUN_EV_PREFIX "kx.run.ev."        /* + run_id */
+#define KX_SUBJ_RUN_CTL_PREFIX "kx.run.ctl." /* + run_id */
+#define KX_SUBJ_RUN_EV_PREFIX "kx.run.ev."   /* + run_id */
 #define KX_SUBJ_TOOL_EXEC "kx.tool.exec"
 #define KX_SUBJ_SANDBOX_EXEC "kx.sandbox.exec"
 #define KX_SUBJ_SANDBOX_KILL "kx.sandbox.kill"
@@ -42,20 +42,20 @@
 #define KX_SUBJ_SANDBOX_LIST "kx.sandbox.list"
 #define KX_SUBJ_MCP_LIST "kx.mcp.list"
 #define KX_SUBJ_MCP_CALL "kx.mcp.call"
-#define KX_SUBJ_HEALTH_PREFIX "kx.svc.health."    /* + service name */
+#define KX_SUBJ_HEALTH_PREFIX "kx.svc.health." /* + service name */
 
-#define KX_STREAM_SUBMIT "KX_RUN_SUBMIT"       /* work queue, subject kx.run.submit */
-#define KX_STREAM_DISPATCH "KX_RUN_DISPATCH"   /* work queue, subject kx.run.dispatch */
-#define KX_STREAM_EVENTS "KX_RUN_EVENTS"       /* limits, kx.run.ev.>, max age 24 h */
-#define KX_CONSUMER_SCHEDULER "scheduler"      /* durable on KX_RUN_SUBMIT */
-#define KX_CONSUMER_RUNNERS "agent-runners"    /* durable pull consumer on KX_RUN_DISPATCH */
+#define KX_STREAM_SUBMIT "KX_RUN_SUBMIT"     /* work queue, subject kx.run.submit */
+#define KX_STREAM_DISPATCH "KX_RUN_DISPATCH" /* work queue, subject kx.run.dispatch */
+#define KX_STREAM_EVENTS "KX_RUN_EVENTS"     /* limits, kx.run.ev.>, max age 24 h */
+#define KX_CONSUMER_SCHEDULER "scheduler"    /* durable on KX_RUN_SUBMIT */
+#define KX_CONSUMER_RUNNERS "agent-runners"  /* durable pull consumer on KX_RUN_DISPATCH */
 
 typedef struct kx_bus kx_bus;
 
 /* Request metadata carried in headers. traceparent/account are NUL-terminated ("" = absent). */
 typedef struct kx_bus_meta {
     kx_deadline deadline;
-    char traceparent[56];   /* "00-<32 hex>-<16 hex>-01" */
+    char traceparent[56]; /* "00-<32 hex>-<16 hex>-01" */
     char account[40];
 } kx_bus_meta;
 
@@ -98,6 +98,14 @@ kx_err kx_bus_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessag
  * meta->deadline if that is sooner. KX_ERR_UNAVAILABLE at once when NATS is not connected. */
 kx_err kx_bus_js_publish_pb(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
                             const kx_bus_meta *meta);
+/* The same with an optional Nats-Msg-Id (msg_id, may be NULL: JetStream drops a second
+ * message with the same id within the stream's duplicate window) and the stream sequence the
+ * message got (seq, may be NULL; 0 on failure). */
+kx_err kx_bus_js_publish_pb_ex(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
+                               const kx_bus_meta *meta, const char *msg_id, uint64_t *seq);
+/* Whether the message with sequence seq is still in stream (a work queue drops a message once
+ * it is acknowledged). KX_OK with *has; KX_ERR_UNAVAILABLE / TIMEOUT when NATS cannot tell. */
+kx_err kx_bus_js_stream_has(kx_bus *bus, const char *stream, uint64_t seq, bool *has);
 /* JetStream publish without waiting (order is kept per connection; failures are logged). */
 kx_err kx_bus_js_publish_pb_async(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
                                   const kx_bus_meta *meta);
@@ -122,7 +130,7 @@ kx_err kx_bus_respond_pb(kx_bus *bus, natsMsg *req, const ProtobufCMessage *msg)
  * a table of pending requests owned by the loop thread, and a loop timer at the deadline.
  */
 typedef void (*kx_bus_reply_cb)(kx_err err, natsMsg *reply, void *arg);
-typedef struct kx_bus_async kx_bus_async;   /* per-loop request context */
+typedef struct kx_bus_async kx_bus_async; /* per-loop request context */
 
 kx_err kx_bus_async_new(kx_bus *bus, kx_loop *loop, kx_bus_async **out);
 /* Cancels every pending request without calling back; loop thread. */
@@ -131,9 +139,9 @@ void kx_bus_async_free(kx_bus_async *ab);
 kx_err kx_bus_async_request(kx_bus_async *ab, const char *subject, const void *data, size_t len,
                             const kx_bus_meta *meta, kx_bus_reply_cb cb, void *arg,
                             uint64_t *req_id);
-kx_err kx_bus_async_request_pb(kx_bus_async *ab, const char *subject,
-                               const ProtobufCMessage *msg, const kx_bus_meta *meta,
-                               kx_bus_reply_cb cb, void *arg, uint64_t *req_id);
+kx_err kx_bus_async_request_pb(kx_bus_async *ab, const char *subject, const ProtobufCMessage *msg,
+                               const kx_bus_meta *meta, kx_bus_reply_cb cb, void *arg,
+                               uint64_t *req_id);
 /* Loop thread; the callback will not be called. Unknown ids are ignored. */
 void kx_bus_async_cancel(kx_bus_async *ab, uint64_t req_id);
 size_t kx_bus_async_pending(const kx_bus_async *ab);

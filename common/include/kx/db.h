@@ -23,9 +23,12 @@
 
 typedef struct kx_db_stmt {
     const char *name;
-    const char *sql;      /* with $1..$n placeholders; cast them ($1::uuid) to fix types */
+    const char *sql; /* with $1..$n placeholders; cast them ($1::uuid) to fix types */
 } kx_db_stmt;
-#define KX_DB_STMT_END { NULL, NULL }
+#define KX_DB_STMT_END \
+    {                  \
+        NULL, NULL     \
+    }
 
 typedef struct kx_db kx_db;
 typedef struct kx_db_pool kx_db_pool;
@@ -35,12 +38,14 @@ typedef struct kx_db_pool kx_db_pool;
  * is still a usable handle that will try to reconnect on the next call (so services can start
  * before Postgres). */
 kx_err kx_db_connect(const char *conninfo, const kx_db_stmt *stmts, kx_db **out);
-void kx_db_close(kx_db *db);   /* NULL is a no-op */
-bool kx_db_ok(kx_db *db);      /* connected now (tries one reconnect if not) */
+void kx_db_close(kx_db *db); /* NULL is a no-op */
+bool kx_db_ok(kx_db *db);    /* connected now (tries one reconnect if not) */
 
 /* Runs a prepared statement by name. Returns the result (PGRES_TUPLES_OK or PGRES_COMMAND_OK)
  * or NULL with *err set (and the detail logged): KX_ERR_UNAVAILABLE when the connection is
- * down (one reconnect and retry is attempted, outside a transaction only), KX_ERR_CONFLICT on
+ * down (one reconnect and retry is attempted, outside a transaction only, and only when the
+ * statement is a plain SELECT: a write whose answer was lost may have committed, so it is
+ * never blindly run again — see kx_db_exec_idem), KX_ERR_CONFLICT on
  * a unique/foreign-key violation (SQLSTATE 23xxx), KX_ERR_TIMEOUT on statement_timeout,
  * KX_ERR_INVALID on data errors (22xxx), KX_ERR_INTERNAL otherwise. nparams may be 0.
  * A NULL entry in params is SQL NULL. */
@@ -49,12 +54,20 @@ PGresult *kx_db_exec(kx_db *db, const char *stmt, int nparams, const char *const
 /* As kx_db_exec for statements without rows: *rows (may be NULL) gets PQcmdTuples. */
 kx_err kx_db_exec_cmd(kx_db *db, const char *stmt, int nparams, const char *const *params,
                       long *rows);
+/* The same for a write the caller declares idempotent: running it a second time after a lost
+ * answer gives the same outcome as the first (client-generated ids with ON CONFLICT DO NOTHING,
+ * compare-and-set statements that re-read the row and recognise their own success). Only such
+ * statements are retried after a lost connection. */
+PGresult *kx_db_exec_idem(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                          kx_err *err);
+kx_err kx_db_exec_cmd_idem(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                           long *rows);
 /* Unprepared SQL (DDL, BEGIN/COMMIT, tests). */
 PGresult *kx_db_exec_sql(kx_db *db, const char *sql, kx_err *err);
 
 kx_err kx_db_begin(kx_db *db);
 kx_err kx_db_commit(kx_db *db);
-void kx_db_rollback(kx_db *db);   /* best effort */
+void kx_db_rollback(kx_db *db); /* best effort */
 
 /* The SQLSTATE of the last failed call ("" if none). */
 const char *kx_db_last_sqlstate(const kx_db *db);
@@ -72,6 +85,6 @@ const char *kx_db_migrations_dir(void);
 kx_err kx_db_pool_new(const char *conninfo, const kx_db_stmt *stmts, int size, kx_db_pool **out);
 kx_db *kx_db_pool_get(kx_db_pool *pool, kx_deadline deadline);
 void kx_db_pool_put(kx_db_pool *pool, kx_db *db);
-void kx_db_pool_free(kx_db_pool *pool);   /* all connections must have been returned */
+void kx_db_pool_free(kx_db_pool *pool); /* all connections must have been returned */
 
 #endif
