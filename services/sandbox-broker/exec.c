@@ -168,8 +168,10 @@ static int spill_open(void *arg, const char *stream, char *visible, size_t vlen)
     int dir = (int)syscall(SYS_openat2, ws, SPILL_DIR, &how, sizeof how);
     if (dir < 0)
         return -1;
-    if (geteuid() == 0)
-        (void)fchownat(ws, SPILL_DIR, uid, uid, AT_SYMLINK_NOFOLLOW);
+    /* chown through the descriptor just opened beneath the workspace, never by name: the
+     * sandbox may have swapped the name for a link since. */
+    if (geteuid() == 0 && fchownat(dir, "", uid, uid, AT_EMPTY_PATH) != 0)
+        kx_warn("sandbox-broker: chown of %s: %s", SPILL_DIR, strerror(errno));
     char name[SB_EXEC_ID_MAX + 16];
     size_t n = 0;
     for (const char *c = e->exec_id; *c != '\0' && n < SB_EXEC_ID_MAX; c++) {
@@ -180,8 +182,8 @@ static int spill_open(void *arg, const char *stream, char *visible, size_t vlen)
     snprintf(name + n, sizeof name - n, ".%s", stream);
     (void)unlinkat(dir, name, 0);
     int fd = openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd >= 0 && geteuid() == 0)
-        (void)fchown(fd, uid, uid);
+    if (fd >= 0 && geteuid() == 0 && fchown(fd, uid, uid) != 0)
+        kx_warn("sandbox-broker: chown of spill file %s: %s", name, strerror(errno));
     close(dir);
     snprintf(visible, vlen, "/workspace/%s/%s", SPILL_DIR, name);
     return fd;
