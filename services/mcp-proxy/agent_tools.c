@@ -299,7 +299,7 @@ void mcp_agent_tools_on_request(natsMsg *msg, void *arg)
     } else {
         for (size_t i = 0; i < req->n_reserved_names; i++)
             json_object_set_new(r->reserved, req->reserved_names[i], json_true());
-        r->deadline = kx_deadline_min(meta.deadline, kx_deadline_in(p->timeout_ms));
+        r->deadline = mcp_proxy_deadline(p, meta.deadline);
         size_t n = r->n;
         for (size_t i = 0; i < n; i++)
             if (r->servers[i].code == NULL)

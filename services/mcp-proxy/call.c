@@ -289,7 +289,7 @@ void mcp_call_on_request(natsMsg *msg, void *arg)
         return;
     }
     link_call(p, c);
-    kx_deadline d = kx_deadline_min(meta.deadline, kx_deadline_in(p->timeout_ms));
+    kx_deadline d = mcp_proxy_deadline(p, meta.deadline);
     /* on_result may run inside (a refused start): then op is NULL and c is gone. */
     mcp_op *op = mcp_session_call(s, req->tool, args, d,
                                   c->progress_subject[0] ? on_progress : NULL, on_result, c);

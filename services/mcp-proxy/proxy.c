@@ -85,6 +85,11 @@ mcp_session *mcp_proxy_pooled(mcp_proxy *p, const mcp_server_config *cfg)
     return e->s;
 }
 
+kx_deadline mcp_proxy_deadline(const mcp_proxy *p, kx_deadline caller)
+{
+    return kx_deadline_min(caller - MCP_REPLY_MARGIN_MS, kx_deadline_in(p->timeout_ms));
+}
+
 size_t mcp_proxy_reply_budget(mcp_proxy *p)
 {
     int64_t max = natsConnection_GetMaxPayload(kx_bus_conn(p->svc->bus));

@@ -26,6 +26,7 @@
 #define MCP_QUEUE_GROUP "mcp-proxy"
 #define MCP_OPEN_TIMEOUT_MS 15000   /* an agent server's first list: 15 s, as Kortix */
 #define MCP_REPLY_SLACK 16384       /* bytes of a reply kept for everything but the payload */
+#define MCP_REPLY_MARGIN_MS 100     /* we answer this long before the caller's deadline */
 
 typedef struct mcp_pooled {
     struct mcp_pooled *next;
@@ -63,6 +64,9 @@ kx_err mcp_proxy_serve(mcp_proxy *p);
 /* kx_svc drain callback: stop taking requests, end open ones, stop the servers, then exit. */
 void mcp_proxy_drain(kx_svc *svc, void *arg);
 void mcp_proxy_free(mcp_proxy *p);
+/* The deadline we work to: MCP_REPLY_MARGIN_MS before the caller's (so that our answer
+ * arrives while the caller still waits), and at most KX_MCP_TIMEOUT_S from now. */
+kx_deadline mcp_proxy_deadline(const mcp_proxy *p, kx_deadline caller);
 /* Largest reply payload we send: NATS max_payload minus MCP_REPLY_SLACK. */
 size_t mcp_proxy_reply_budget(mcp_proxy *p);
 
