@@ -74,7 +74,7 @@ struct http_t {
     bool closed;                    /* on_closed delivered (or freed) */
     bool close_expired;
     bool closing;                   /* close/kill was asked */
-    char close_how[300];
+    char close_how[640];
     char allow[256];                /* KX_MCP_ALLOW_LOOPBACK_PORTS */
     char desc[128];
 };
