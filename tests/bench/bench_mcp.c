@@ -2,7 +2,8 @@
  * (@modelcontextprotocol/server-everything, tool "echo"): through the mcp-proxy (kx.mcp.call
  * over NATS, from a blocking requester) against a baseline measured in the same run, a bare
  * client calling its own warm server directly (the proxy's session code on a private loop in
- * this process, no NATS). Prints p50/p90/p99 of each and their ratio.
+ * this process, no NATS). The two run in alternating batches of 100 calls, so that both see
+ * the same machine load. Prints p50/p90/p99 of each and their ratio.
  *
  *   build-bench/tests/bench/bench_mcp [--calls N] [--results FILE]     (default 2000 calls)
  *
@@ -45,10 +46,13 @@ static stats percentiles(int64_t *v, int n)
 
 /* ---- baseline: a bare client on its own loop ---- */
 
+#define BATCH 100
+
 typedef struct direct {
     kx_loop *loop;
     mcp_session *s;
     int total, done;
+    int batch_end;        /* the loop stops when done reaches it */
     int64_t t0;
     int64_t *lat;
     int failures;
@@ -83,6 +87,10 @@ static void direct_next(direct *d)
         mcp_session_shutdown(d->s, "done", stopped, d);
         return;
     }
+    if (d->done == d->batch_end) {
+        kx_loop_stop(d->loop);   /* the proxy's batch runs; the session stays warm */
+        return;
+    }
     d->t0 = kx_mono_us();
     mcp_session_call(d->s, "echo", json_pack("{s:s}", "message", "bench"),
                      kx_deadline_in(5000), NULL, direct_called, d);
@@ -94,29 +102,44 @@ static void direct_start(kx_loop *loop, void *arg)
     direct_next(arg);
 }
 
-static int run_direct(int n, int64_t *lat)
+static int direct_open(direct *d, int n, int64_t *lat)
 {
-    char *argv[] = {"node", NM, "stdio", NULL};
-    char *env[] = {NULL};
+    static char *argv[] = {"node", NM, "stdio", NULL};
+    static char *env[] = {NULL};
     mcp_server_config cfg = {.name = "direct", .kind = MCP_T_STDIO, .argv = argv, .env = env};
     mcp_server_hash(&cfg);
-    direct d = {.total = n + WARMUP, .lat = lat};
-    d.loop = kx_loop_new();
-    d.s = mcp_session_new(d.loop, &cfg, 20000, NULL);
-    if (d.loop == NULL || d.s == NULL)
-        return -1;
-    kx_loop_post(d.loop, direct_start, &d);
-    kx_loop_run(d.loop);
-    mcp_session_free(d.s);
-    kx_loop_free(d.loop);
-    return d.failures == 0 && d.done == d.total ? 0 : -1;
+    memset(d, 0, sizeof *d);
+    d->total = n + WARMUP;
+    d->lat = lat;
+    d->loop = kx_loop_new();
+    d->s = d->loop ? mcp_session_new(d->loop, &cfg, 20000, NULL) : NULL;
+    return d->s ? 0 : -1;
+}
+
+/* Runs the next batch of direct calls (the first batch includes the warm-up); the last one
+ * also stops the server. */
+static int direct_batch(direct *d, int calls)
+{
+    d->batch_end = d->done + calls;
+    if (d->batch_end > d->total)
+        d->batch_end = d->total;
+    kx_loop_post(d->loop, direct_start, d);
+    kx_loop_run(d->loop);
+    return d->failures == 0 ? 0 : -1;
+}
+
+static void direct_close(direct *d)
+{
+    mcp_session_free(d->s);
+    kx_loop_free(d->loop);
 }
 
 /* ---- through the proxy ---- */
 
-static int run_proxy(kx_bus *bus, int n, int64_t *lat)
+/* Calls from..to-1 (the first WARMUP are not measured). */
+static int proxy_batch(kx_bus *bus, int from, int to, int64_t *lat)
 {
-    for (int i = 0; i < n + WARMUP; i++) {
+    for (int i = from; i < to; i++) {
         char id[32];
         snprintf(id, sizeof id, "bench-%d", i);
         Kx__V1__McpCallRequest req = KX__V1__MCP_CALL_REQUEST__INIT;
@@ -201,7 +224,21 @@ int main(int argc, char **argv)
 
     printf("tools/call echo to a warm stdio server-everything, %d sequential calls each "
            "(after %d warm-up calls)\n", n, WARMUP);
-    if (run_direct(n, direct_lat) != 0 || run_proxy(bus, n, proxy_lat) != 0)
+    direct dc;
+    if (direct_open(&dc, n, direct_lat) != 0)
+        goto out;
+    bool ok = true;
+    for (int done = 0; ok && done < n + WARMUP;) {
+        int calls = done == 0 ? WARMUP + BATCH : BATCH;
+        if (done + calls > n + WARMUP)
+            calls = n + WARMUP - done;
+        ok = direct_batch(&dc, calls) == 0 && proxy_batch(bus, done, done + calls, proxy_lat) == 0;
+        done += calls;
+    }
+    if (ok && dc.done == dc.total)
+        direct_batch(&dc, 0);   /* all done: stops the server */
+    direct_close(&dc);
+    if (!ok)
         goto out;
     stats d = percentiles(direct_lat, n), p = percentiles(proxy_lat, n);
     printf("baseline: bare client, direct stdio    p50 %lld us p90 %lld us p99 %lld us\n",
