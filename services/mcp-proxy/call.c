@@ -325,17 +325,3 @@ void mcp_cancel_on_request(natsMsg *msg, void *arg)
     kx_pb_free(req);
     natsMsg_Destroy(msg);
 }
-
-void mcp_calls_fail_all(mcp_proxy *p, const char *message)
-{
-    while (p->calls != NULL) {
-        mcp_call *c = p->calls;
-        if (c->op != NULL) {
-            mcp_op *op = c->op;
-            c->op = NULL;
-            mcp_session_cancel(op, message);   /* answers and frees c */
-        } else {
-            finish(c, NULL, "unavailable", message);
-        }
-    }
-}

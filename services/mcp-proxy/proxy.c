@@ -174,7 +174,7 @@ void mcp_proxy_drain(kx_svc *svc, void *arg)
     unsubscribe(&p->call_sub);
     unsubscribe(&p->agent_sub);
     unsubscribe(&p->cancel_sub);
-    mcp_calls_fail_all(p, "mcp-proxy is shutting down");
+    /* Calls in flight are answered "unavailable" by their sessions' shutdown below. */
     p->stopping = p->config.n + p->pool_n + 1;   /* + 1: held until every shutdown started */
     for (size_t i = 0; i < p->config.n; i++)
         mcp_session_shutdown(p->sessions[i], "mcp-proxy is shutting down", on_session_stopped,
@@ -195,7 +195,7 @@ void mcp_proxy_free(mcp_proxy *p)
     if (p->idle_timer)
         kx_timer_cancel(p->idle_timer);
     p->idle_timer = NULL;
-    mcp_calls_fail_all(p, "mcp-proxy is shutting down");
+    /* Freeing a session answers its calls in flight (call.c's records go with them). */
     for (size_t i = 0; p->sessions && i < p->config.n; i++)
         mcp_session_free(p->sessions[i]);
     free(p->sessions);

@@ -74,7 +74,6 @@ size_t mcp_proxy_reply_budget(mcp_proxy *p);
 void mcp_list_on_request(natsMsg *msg, void *arg);          /* list_tools.c */
 void mcp_call_on_request(natsMsg *msg, void *arg);          /* call.c */
 void mcp_cancel_on_request(natsMsg *msg, void *arg);        /* call.c */
-void mcp_calls_fail_all(mcp_proxy *p, const char *message); /* call.c, on drain */
 void mcp_agent_tools_on_request(natsMsg *msg, void *arg);   /* agent_tools.c */
 
 #endif
