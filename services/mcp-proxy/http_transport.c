@@ -434,8 +434,12 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
         break;
     case X_POST:
     case X_RESUME:
-        if (status == 404 && x->carried_session && t->cfg->kind == MCP_T_HTTP) {
-            report_close(t, "forgot our session (HTTP 404); re-initializing", true);
+        /* 404: the spec's "session expired". 400 too: servers such as server-everything
+         * answer an unknown session id with it. Either way the request was not processed. */
+        if ((status == 404 || status == 400) && x->carried_session &&
+            t->cfg->kind == MCP_T_HTTP) {
+            snprintf(why, sizeof why, "rejected our session (HTTP %ld); re-initializing", status);
+            report_close(t, why, true);
             break;
         }
         if (status >= 400 || (status != 200 && status != 202 && status != 201 &&

@@ -8,7 +8,8 @@
  * event-stream = messages as `data:` of SSE events until the stream ends. A stream that breaks
  * before the answer to its request came is resumed with GET + `Last-Event-ID` (after the
  * server's `retry` delay, at most MCP_HTTP_MAX_RESUMES times). 404 on a request carrying a
- * session id = the session expired (on_closed with expired). close sends DELETE with the
+ * session id = the session expired (on_closed with expired); 400 likewise, as some servers
+ * (server-everything) answer an unknown session id so. close sends DELETE with the
  * session id (a 405 is fine).
  *
  * Legacy HTTP+SSE (MCP_T_SSE): a GET to the URL opens the event stream; its `endpoint` event

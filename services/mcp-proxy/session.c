@@ -27,6 +27,8 @@
 #include "user_stdio.h"
 
 typedef enum sstate { S_IDLE, S_STARTING, S_READY, S_STOPPING } sstate;
+
+#define MCP_EXPIRY_MIN_MS 1000
 typedef enum op_kind { OP_LIST, OP_CALL } op_kind;
 
 struct mcp_op {
@@ -529,6 +531,10 @@ static void on_closed(const char *how, bool expired, void *arg)
 {
     mcp_session *s = arg;
     char msg[512];
+    /* A server that forgets every session at once would have us re-initialize in a loop: an
+     * expiry within MCP_EXPIRY_MIN_MS of the initialize is a failure instead. */
+    if (expired && kx_mono_ms() - s->started_ms < MCP_EXPIRY_MIN_MS)
+        expired = false;
     snprintf(msg, sizeof msg, "MCP server '%s' %s", s->cfg.name, how);
     bool expected = s->shutting_down || s->state == S_STOPPING;
     if (expected || expired)

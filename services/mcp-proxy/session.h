@@ -19,8 +19,9 @@
  *
  * Failures: when the server exits or the connection breaks, every operation it had is failed
  * with unavailable ("MCP server '<name>' exited (status N)"; a call says its outcome is
- * unknown). An HTTP server that forgot the session (404) is re-initialized and the operations
- * in flight are re-sent (it never saw them). Starts are guarded by a circuit breaker
+ * unknown). An HTTP server that forgot the session (404, or 400) is re-initialized and the
+ * operations in flight are re-sent (it never saw them) — unless it happens within 1 s of the
+ * initialize, which fails them instead (no re-initialize loop). Starts are guarded by a circuit breaker
  * (kx_breaker: 3 failures in a row open it for 1 s, doubling to 60 s): while open, operations
  * fail at once with unavailable saying when the next attempt is allowed. A successful answer
  * closes it. Stdio servers from an agent's config go through user_stdio.c (the sandbox).

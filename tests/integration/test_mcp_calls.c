@@ -697,11 +697,24 @@ static void test_list_changed_invalidates_the_cache(void **state)
     assert_int_equal(n, 4);                      /* the server's second list has "added" */
 }
 
+/* The Streamable HTTP server restarts and forgets our session: the next call re-initializes
+ * and succeeds (server-everything answers the stale session id with 400; the spec says 404). */
+static void test_http_server_restart_reinitializes(void **state)
+{
+    (void)state;
+    assert_call_ok("http", "echo", "{\"message\": \"before restart\"}", "before restart");
+    kx_th_kill(g_http);
+    g_http = 0;
+    assert_int_equal(start_node_http("streamableHttp", g_http_port, &g_http), KX_OK);
+    assert_call_ok("http", "echo", "{\"message\": \"after restart\"}", "after restart");
+}
+
 int main(void)
 {
     kx_log_init("it-mcpcall", "it-mcpcall");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_echo_and_sum_over_every_transport),
+        cmocka_unit_test(test_http_server_restart_reinitializes),
         cmocka_unit_test(test_unknown_tool_is_a_tool_error),
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_progress_is_passed_on),
