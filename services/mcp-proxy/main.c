@@ -40,6 +40,7 @@ int main(void)
         return 1;
     }
     kx_svc_on_drain(&svc, mcp_proxy_drain, &proxy);
+    kx_svc_on_ready(&svc, mcp_proxy_ready, &proxy);
     if (mcp_proxy_serve(&proxy) != KX_OK) {
         kx_error("mcp-proxy: cannot subscribe to the kx.mcp.* subjects");
         mcp_proxy_free(&proxy);

@@ -1,6 +1,7 @@
 /* proxy.c — the mcp-proxy's configuration, its session pool, and its drain (see proxy.h). */
 #include "proxy.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -143,7 +144,21 @@ kx_err mcp_proxy_serve(mcp_proxy *p)
         (err = kx_bus_subscribe_loop(bus, loop, KX_SUBJ_MCP_CANCEL, NULL,
                                      mcp_cancel_on_request, p, &p->cancel_sub)) != KX_OK)
         return err;
+    /* At start, before the loop runs: the server has our subscriptions once this returns
+     * (when NATS is not up yet, cnats sends them on connect, before anything else). */
+    natsConnection_FlushTimeout(kx_bus_conn(bus), 2000);
+    atomic_store(&p->serving, true);
     return KX_OK;
+}
+
+bool mcp_proxy_ready(kx_svc *svc, void *arg, char *why, size_t whylen)
+{
+    (void)svc;
+    mcp_proxy *p = arg;
+    if (atomic_load(&p->serving))
+        return true;
+    snprintf(why, whylen, "not subscribed to kx.mcp.* yet");
+    return false;
 }
 
 static void on_session_stopped(void *arg)
@@ -169,6 +184,7 @@ void mcp_proxy_drain(kx_svc *svc, void *arg)
     (void)svc;
     mcp_proxy *p = arg;
     p->draining = true;
+    atomic_store(&p->serving, false);
     /* Stop taking requests: another replica (or a retry after our restart) will serve them. */
     unsubscribe(&p->list_sub);
     unsubscribe(&p->call_sub);

@@ -12,6 +12,7 @@
 #ifndef KX_MCP_PROXY_H
 #define KX_MCP_PROXY_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -50,6 +51,7 @@ typedef struct mcp_proxy {
     kx_timer *idle_timer;
     size_t stopping;              /* sessions still stopping during the drain */
     bool draining;
+    atomic_bool serving;          /* the kx.mcp.* subscriptions are in place (readiness) */
 } mcp_proxy;
 
 /* Reads KX_MCP_SERVERS, KX_MCP_TIMEOUT_S, KX_MCP_IDLE_S; creates a (not yet started) session
@@ -59,8 +61,12 @@ kx_err mcp_proxy_init(mcp_proxy *p, kx_svc *svc);
 mcp_session *mcp_proxy_session(mcp_proxy *p, const char *name);
 /* The pooled session for an agent's server config (created on first use); NULL on OOM. */
 mcp_session *mcp_proxy_pooled(mcp_proxy *p, const mcp_server_config *cfg);
-/* Subscribes the responders on the loop. */
+/* Subscribes the responders on the loop and flushes, so that the server knows them before the
+ * proxy reports ready (kx_svc_on_ready: mcp_proxy_ready). */
 kx_err mcp_proxy_serve(mcp_proxy *p);
+/* kx_svc readiness: false until mcp_proxy_serve has subscribed (health is answered from
+ * kx_svc_init on, before that). Thread-safe. */
+bool mcp_proxy_ready(kx_svc *svc, void *arg, char *why, size_t whylen);
 /* kx_svc drain callback: stop taking requests, end open ones, stop the servers, then exit. */
 void mcp_proxy_drain(kx_svc *svc, void *arg);
 void mcp_proxy_free(mcp_proxy *p);
