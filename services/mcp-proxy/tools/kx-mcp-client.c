@@ -166,10 +166,8 @@ int main(int argc, char **argv)
             cfg.argv = &argv[i + 1];
             cfg.env = empty;
             break;
-        } else if (argv[i][0] != '-' && cfg.url == NULL) {
-            cfg.url = argv[i];
         } else if (argv[i][0] != '-') {
-            cfg.url = argv[i];   /* the conformance harness appends the URL last */
+            cfg.url = argv[i];   /* the last one wins: the conformance harness appends its URL */
         } else {
             usage();
             return 2;
