@@ -33,6 +33,9 @@ int main(void)
         return 1;
 
     static mcp_proxy proxy;
+    /* First: health is answered from kx_svc_init on; until mcp_proxy_serve has subscribed,
+     * the proxy must say it is not ready. */
+    kx_svc_on_ready(&svc, mcp_proxy_ready, &proxy);
     if (mcp_proxy_init(&proxy, &svc) != KX_OK) {
         kx_error("mcp-proxy refuses to start: bad configuration (see above)");
         mcp_proxy_free(&proxy);
@@ -40,7 +43,6 @@ int main(void)
         return 1;
     }
     kx_svc_on_drain(&svc, mcp_proxy_drain, &proxy);
-    kx_svc_on_ready(&svc, mcp_proxy_ready, &proxy);
     if (mcp_proxy_serve(&proxy) != KX_OK) {
         kx_error("mcp-proxy: cannot subscribe to the kx.mcp.* subjects");
         mcp_proxy_free(&proxy);

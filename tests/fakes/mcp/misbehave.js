@@ -10,6 +10,7 @@
 //                   tool "change" sends notifications/tools/list_changed, then answers
 //   old-version     answers initialize with protocolVersion 2024-11-05
 //   bad-version     answers initialize with protocolVersion 1999-01-01
+//   paged           tools/list in three pages of one tool each (nextCursor "p2", "p3")
 // Every mode logs what it received to stderr (the proxy copies it to its log).
 'use strict';
 const mode = process.argv[2] || 'garbage';
@@ -44,6 +45,13 @@ rl.on('line', (line) => {
     send({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: v, capabilities: { tools: { listChanged: true } }, serverInfo: { name: 'misbehave-' + mode, version: '0.0.1' } } });
   } else if (m.method === 'tools/list') {
     listCalls++;
+    if (mode === 'paged') {
+      const page = { undefined: 1, p2: 2, p3: 3 }[m.params && m.params.cursor];
+      const result = { tools: [{ name: 'page' + page, inputSchema: { type: 'object' } }] };
+      if (page < 3) result.nextCursor = 'p' + (page + 1);
+      send({ jsonrpc: '2.0', id: m.id, result });
+      return;
+    }
     const list = (tools[mode] || []).slice();
     if (mode === 'kinds' && listCalls > 1) list.push({ name: 'added', description: 'after list_changed', inputSchema: { type: 'object' } });
     send({ jsonrpc: '2.0', id: m.id, result: { tools: list } });
