@@ -5,8 +5,9 @@
  * Each line is: empty (dispatch the event), a comment (starts with ':'), or "field: value"
  * (one space after the colon is dropped; a line without a colon is a field with an empty
  * value). Fields: "data" appends value + "\n" to the data buffer, "event" sets the event type,
- * "id" sets the last event id (kept across events; ignored if it contains NUL), anything else
- * ("retry" included) is ignored. Dispatch drops the last "\n" of the data and calls back,
+ * "id" sets the last event id (kept across events; ignored if it contains NUL), "retry" (ASCII
+ * digits only) sets p->retry_ms, the reconnection time the server asks for; anything else is
+ * ignored. Dispatch drops the last "\n" of the data and calls back,
  * unless the data buffer is empty, then resets data and event type. An event not followed by
  * a blank line when the stream ends is never dispatched. A UTF-8 BOM at the very start is
  * skipped.
@@ -30,6 +31,7 @@ void kx_sse_init(kx_sse_parser *p, kx_sse_cb cb, void *arg)
     p->cb = cb;
     p->arg = arg;
     p->max_event_bytes = DEFAULT_MAX_EVENT;
+    p->retry_ms = -1;
 }
 
 void kx_sse_free(kx_sse_parser *p)
@@ -111,8 +113,16 @@ static kx_err process_line(kx_sse_parser *p)
     } else if (name_len == 2 && memcmp(line, "id", 2) == 0) {
         if (memchr(value, '\0', value_len) == NULL)
             set_field(p->id, sizeof p->id, value, value_len);
+    } else if (name_len == 5 && memcmp(line, "retry", 5) == 0 && value_len > 0 &&
+               value_len < 10) {
+        long ms = 0;
+        size_t i = 0;
+        for (; i < value_len && value[i] >= '0' && value[i] <= '9'; i++)
+            ms = ms * 10 + (value[i] - '0');
+        if (i == value_len)
+            p->retry_ms = ms;
     }
-    return KX_OK;                      /* "retry" and unknown fields are ignored */
+    return KX_OK;                      /* unknown fields are ignored */
 }
 
 /* Bytes at the start of the stream: skips a BOM, even one split across feeds. Returns how

@@ -20,7 +20,8 @@ KX_LIB="$KX_ROOT/deploy/local/lib.sh"
 KX_PACKAGES=(build-essential cmake pkg-config libnats-dev nats-server libprotobuf-c-dev
     protobuf-c-compiler libcurl4-openssl-dev libpq-dev postgresql libmicrohttpd-dev
     libjansson-dev libcmocka-dev libssl-dev curl openssl ca-certificates nodejs npm
-    clang clang-format clang-tidy cppcheck shellcheck binutils bubblewrap)
+    clang clang-format clang-tidy cppcheck shellcheck binutils bubblewrap
+    iproute2)
 
 # The account the dev JWT is for (any UUID works; this one is fixed so runs survive restarts).
 KX_DEV_ACCOUNT="00000000-0000-4000-8000-00000000d0e0"

@@ -70,5 +70,7 @@ void gw_route_thread_runs(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_messages_list(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_messages_add(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply);
+/* routes_mcp.c */
+void gw_route_custom_mcp_tools(gw_app *app, gw_request *req, gw_reply *reply);
 
 #endif

@@ -50,6 +50,10 @@ static const gw_route routes[] = {
           gw_route_run_stream),
     ROUTE("GET", "/api/threads/{id}/messages", AUTH_BEARER, BODY_NONE, gw_route_messages_list),
     ROUTE("POST", "/api/threads/{id}/messages", AUTH_BEARER, BODY_JSON, gw_route_messages_add),
+    ROUTE("GET", "/api/agents/{id}/custom-mcp-tools", AUTH_BEARER, BODY_NONE,
+          gw_route_custom_mcp_tools),
+    ROUTE("POST", "/api/agents/{id}/custom-mcp-tools", AUTH_BEARER, BODY_JSON,
+          gw_route_custom_mcp_tools),
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 

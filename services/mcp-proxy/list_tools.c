@@ -3,7 +3,8 @@
  * protocol_version, error}.
  *
  * The request is checked (Kx-Deadline header, a decodable body, a configured server), its
- * deadline capped at now + KX_MCP_TIMEOUT_S, and handed to the server's session; the reply is
+ * deadline capped at now + KX_MCP_TIMEOUT_S; the list comes from the shared cache
+ * (tool_cache.c) or, on a miss, from the server's session (and is then cached); the reply is
  * sent when the session calls back — on the loop, never blocking it. Errors travel in the
  * reply's `error` (codes: invalid_argument, not_found, deadline_exceeded, unavailable, internal).
  * One log line per request. */
@@ -24,6 +25,8 @@ typedef struct list_call {
     char server[80];
     char trace_id[33];
     int64_t start_ms;
+    mcp_session *s;          /* the server's session */
+    kx_deadline deadline;
 } list_call;
 
 static void count(const char *code, double seconds)
@@ -113,7 +116,33 @@ static void finish(list_call *c, const mcp_tools_result *result, const char *cod
 static void on_listed(const mcp_tools_result *result, const char *code, const char *message,
                       void *arg)
 {
-    finish(arg, result, code, message);
+    list_call *c = arg;
+    if (result != NULL) {
+        json_t *v = json_pack("{s:s, s:s, s:O}", "server_name", result->server_name,
+                              "protocol_version", result->protocol_version, "tools",
+                              result->tools);
+        if (v != NULL)
+            mcp_tool_cache_put(&c->p->cache, mcp_session_config(c->s)->hash, v);
+        json_decref(v);
+    }
+    finish(c, result, code, message);
+}
+
+/* The shared cache answered: a hit is the reply; a miss asks the server. */
+static void on_cached(json_t *value, void *arg)
+{
+    list_call *c = arg;
+    if (value == NULL) {
+        mcp_session_list_tools(c->s, c->deadline, on_listed, c);   /* finished by on_listed */
+        return;
+    }
+    const char *sn = json_string_value(json_object_get(value, "server_name"));
+    const char *pv = json_string_value(json_object_get(value, "protocol_version"));
+    mcp_tools_result r = {.tools = json_object_get(value, "tools"),
+                          .server_name = sn ? sn : "",
+                          .protocol_version = pv ? pv : ""};
+    finish(c, &r, NULL, NULL);
+    json_decref(value);
 }
 
 void mcp_list_on_request(natsMsg *msg, void *arg)
@@ -167,8 +196,10 @@ void mcp_list_on_request(natsMsg *msg, void *arg)
                      "%s)", req->server, names);
             finish(c, NULL, "not_found", why);
         } else {
-            kx_deadline d = kx_deadline_min(meta.deadline, kx_deadline_in(p->timeout_ms));
-            mcp_session_list_tools(s, d, on_listed, c);   /* c is finished by on_listed */
+            kx_deadline d = mcp_proxy_deadline(p, meta.deadline);
+            c->s = s;
+            c->deadline = d;
+            mcp_tool_cache_get(&p->cache, mcp_session_config(s)->hash, d, on_cached, c);
         }
     }
     kx_pb_free(req);

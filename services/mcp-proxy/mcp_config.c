@@ -1,14 +1,14 @@
-/* mcp_config.c — parsing and validating KX_MCP_SERVERS (see mcp_config.h). */
+/* mcp_config.c — parsing and validating MCP server configurations (see mcp_config.h). */
 #include "mcp_config.h"
 
 #include <ctype.h>
-#include <jansson.h>
-#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define NAME_MAX_LEN 64
+#define URL_MAX_LEN 2048
 
 static bool name_valid(const char *s)
 {
@@ -34,6 +34,17 @@ static bool env_name_valid(const char *s)
     return true;
 }
 
+/* An HTTP header name: a token (RFC 9110). */
+static bool header_name_valid(const char *s)
+{
+    if (*s == '\0')
+        return false;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+            return false;
+    return true;
+}
+
 static void free_strv(char **v)
 {
     if (v == NULL)
@@ -43,11 +54,188 @@ static void free_strv(char **v)
     free(v);
 }
 
-static void free_server(mcp_server_config *s)
+static char **copy_strv(char *const *v)
 {
+    if (v == NULL)
+        return NULL;
+    size_t n = 0;
+    while (v[n])
+        n++;
+    char **out = calloc(n + 1, sizeof *out);
+    for (size_t i = 0; out && i < n; i++)
+        if ((out[i] = strdup(v[i])) == NULL) {
+            free_strv(out);
+            return NULL;
+        }
+    return out;
+}
+
+const char *mcp_transport_name(mcp_transport_kind kind)
+{
+    return kind == MCP_T_HTTP ? "http" : kind == MCP_T_SSE ? "sse" : "stdio";
+}
+
+void mcp_server_free(mcp_server_config *s)
+{
+    if (s == NULL)
+        return;
     free(s->name);
     free_strv(s->argv);
     free_strv(s->env);
+    free(s->url);
+    free_strv(s->headers);
+    memset(s, 0, sizeof *s);
+}
+
+int mcp_server_copy(const mcp_server_config *src, mcp_server_config *dst)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->kind = src->kind;
+    dst->user = src->user;
+    memcpy(dst->hash, src->hash, sizeof dst->hash);
+    dst->name = strdup(src->name);
+    dst->argv = copy_strv(src->argv);
+    dst->env = copy_strv(src->env);
+    dst->headers = copy_strv(src->headers);
+    dst->url = src->url ? strdup(src->url) : NULL;
+    if (dst->name == NULL || (src->argv && !dst->argv) || (src->env && !dst->env) ||
+        (src->headers && !dst->headers) || (src->url && !dst->url)) {
+        mcp_server_free(dst);
+        return -1;
+    }
+    return 0;
+}
+
+static uint64_t fnv(uint64_t h, const char *s)
+{
+    for (; s && *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    h ^= 0xff;   /* field separator: ("ab","c") differs from ("a","bc") */
+    return h * 0x100000001b3ULL;
+}
+
+static uint64_t fnv_strv(uint64_t h, char *const *v)
+{
+    for (; v && *v; v++)
+        h = fnv(h, *v);
+    return fnv(h, "\x01");
+}
+
+void mcp_server_hash(mcp_server_config *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    h = fnv(h, mcp_transport_name(s->kind));
+    h = fnv(h, s->user ? "user" : "operator");
+    h = fnv_strv(h, s->argv);
+    h = fnv_strv(h, s->env);
+    h = fnv(h, s->url);
+    h = fnv_strv(h, s->headers);
+    snprintf(s->hash, sizeof s->hash, "%016llx", (unsigned long long)h);
+}
+
+int mcp_server_set_stdio(mcp_server_config *s, const json_t *command, const json_t *args,
+                         const json_t *env, const char *where, char *why, size_t whylen)
+{
+    s->kind = MCP_T_STDIO;
+    if (!json_is_string(command) || json_string_length(command) == 0) {
+        snprintf(why, whylen, "%s needs \"command\", a non-empty string", where);
+        return -1;
+    }
+    if (args != NULL && !json_is_array(args)) {
+        snprintf(why, whylen, "%s: \"args\" must be an array of strings", where);
+        return -1;
+    }
+    if (env != NULL && !json_is_object(env)) {
+        snprintf(why, whylen, "%s: \"env\" must be an object of string values", where);
+        return -1;
+    }
+    size_t nargs = json_array_size(args), nenv = json_object_size(env);
+    s->argv = calloc(nargs + 2, sizeof *s->argv);
+    s->env = calloc(nenv + 1, sizeof *s->env);
+    if (s->argv == NULL || s->env == NULL)
+        goto oom;
+    if ((s->argv[0] = strdup(json_string_value(command))) == NULL)
+        goto oom;
+    for (size_t i = 0; i < nargs; i++) {
+        const json_t *a = json_array_get(args, i);
+        if (!json_is_string(a)) {
+            snprintf(why, whylen, "%s: args[%zu] is not a string", where, i);
+            return -1;
+        }
+        if ((s->argv[i + 1] = strdup(json_string_value(a))) == NULL)
+            goto oom;
+    }
+    size_t i = 0;
+    const char *key;
+    const json_t *val;
+    json_object_foreach((json_t *)env, key, val) {
+        if (!env_name_valid(key)) {
+            snprintf(why, whylen, "%s: \"%.80s\" is not a valid environment variable name",
+                     where, key);
+            return -1;
+        }
+        if (!json_is_string(val)) {
+            snprintf(why, whylen, "%s: env \"%s\" must be a string", where, key);
+            return -1;
+        }
+        size_t n = strlen(key) + 1 + json_string_length(val) + 1;
+        if ((s->env[i] = malloc(n)) == NULL)
+            goto oom;
+        snprintf(s->env[i], n, "%s=%s", key, json_string_value(val));
+        i++;
+    }
+    return 0;
+oom:
+    snprintf(why, whylen, "%s: out of memory", where);
+    return -1;
+}
+
+int mcp_server_set_url(mcp_server_config *s, mcp_transport_kind kind, const json_t *url,
+                       const json_t *headers, const char *where, char *why, size_t whylen)
+{
+    s->kind = kind;
+    const char *u = json_string_value(url);
+    if (u == NULL || (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0) ||
+        strlen(u) > URL_MAX_LEN) {
+        snprintf(why, whylen, "%s needs \"url\", an http:// or https:// URL of at most %d "
+                 "characters", where, URL_MAX_LEN);
+        return -1;
+    }
+    for (const char *c = u; *c; c++)
+        if ((unsigned char)*c <= ' ' || *c == 0x7f) {
+            snprintf(why, whylen, "%s: \"url\" contains a space or control character", where);
+            return -1;
+        }
+    if (headers != NULL && json_is_null(headers))
+        headers = NULL;
+    if (headers != NULL && !json_is_object(headers)) {
+        snprintf(why, whylen, "%s: \"headers\" must be an object of string values", where);
+        return -1;
+    }
+    if ((s->url = strdup(u)) == NULL ||
+        (s->headers = calloc(json_object_size(headers) + 1, sizeof *s->headers)) == NULL)
+        goto oom;
+    size_t i = 0;
+    const char *key;
+    const json_t *val;
+    json_object_foreach((json_t *)headers, key, val) {
+        const char *v = json_string_value(val);
+        if (!header_name_valid(key) || v == NULL || strpbrk(v, "\r\n") != NULL) {
+            snprintf(why, whylen, "%s: header \"%.80s\" needs a token name and a string value "
+                     "without line breaks", where, key);
+            return -1;
+        }
+        size_t n = strlen(key) + 2 + strlen(v) + 1;
+        if ((s->headers[i] = malloc(n)) == NULL)
+            goto oom;
+        snprintf(s->headers[i++], n, "%s: %s", key, v);
+    }
+    return 0;
+oom:
+    snprintf(why, whylen, "%s: out of memory", where);
+    return -1;
 }
 
 /* Fills s from the JSON object v; -1 with why on a bad shape. */
@@ -61,85 +249,46 @@ static int parse_server(const char *name, const json_t *v, mcp_server_config *s,
     }
     if (!json_is_object(v)) {
         snprintf(why, whylen, "KX_MCP_SERVERS: server '%s' must be an object "
-                 "{\"command\": ..., \"args\": [...], \"env\": {...}}", name);
+                 "{\"command\": ..., \"args\": [...], \"env\": {...}} or {\"type\": \"http\", "
+                 "\"url\": ...}", name);
         return -1;
     }
+    char where[128];
+    snprintf(where, sizeof where, "KX_MCP_SERVERS: server '%s'", name);
+    const json_t *type = json_object_get(v, "type");
+    const char *t = type ? json_string_value(type) : "stdio";
+    if (t == NULL || (strcmp(t, "stdio") && strcmp(t, "http") && strcmp(t, "sse"))) {
+        snprintf(why, whylen, "%s: \"type\" must be \"stdio\", \"http\" (Streamable HTTP) or "
+                 "\"sse\" (legacy HTTP+SSE)", where);
+        return -1;
+    }
+    bool stdio = strcmp(t, "stdio") == 0;
     const char *key;
     const json_t *val;
     json_object_foreach((json_t *)v, key, val) {
-        if (strcmp(key, "command") != 0 && strcmp(key, "args") != 0 &&
-            strcmp(key, "env") != 0 && strcmp(key, "type") != 0) {
-            snprintf(why, whylen, "KX_MCP_SERVERS: server '%s' has an unknown key \"%.80s\" "
-                     "(known: command, args, env, type)", name, key);
+        bool ok = strcmp(key, "type") == 0 ||
+                  (stdio ? (!strcmp(key, "command") || !strcmp(key, "args") ||
+                            !strcmp(key, "env"))
+                         : (!strcmp(key, "url") || !strcmp(key, "headers")));
+        if (!ok) {
+            snprintf(why, whylen, "%s has an unknown key \"%.80s\" (known for type %s: %s)",
+                     where, key, t, stdio ? "command, args, env, type" : "url, headers, type");
             return -1;
         }
     }
-    const json_t *type = json_object_get(v, "type");
-    if (type != NULL && (!json_is_string(type) || strcmp(json_string_value(type), "stdio"))) {
-        snprintf(why, whylen, "KX_MCP_SERVERS: server '%s': \"type\" must be \"stdio\" (the "
-                 "only transport supported today)", name);
+    if ((s->name = strdup(name)) == NULL) {
+        snprintf(why, whylen, "KX_MCP_SERVERS: out of memory");
         return -1;
     }
-    const json_t *command = json_object_get(v, "command");
-    if (!json_is_string(command) || json_string_length(command) == 0) {
-        snprintf(why, whylen, "KX_MCP_SERVERS: server '%s' needs \"command\", a non-empty "
-                 "string", name);
-        return -1;
-    }
-    const json_t *args = json_object_get(v, "args");
-    if (args != NULL && !json_is_array(args)) {
-        snprintf(why, whylen, "KX_MCP_SERVERS: server '%s': \"args\" must be an array of "
-                 "strings", name);
-        return -1;
-    }
-    const json_t *env = json_object_get(v, "env");
-    if (env != NULL && !json_is_object(env)) {
-        snprintf(why, whylen, "KX_MCP_SERVERS: server '%s': \"env\" must be an object of "
-                 "string values", name);
-        return -1;
-    }
-
-    size_t nargs = json_array_size(args), nenv = json_object_size(env);
-    s->name = strdup(name);
-    s->argv = calloc(nargs + 2, sizeof *s->argv);
-    s->env = calloc(nenv + 1, sizeof *s->env);
-    if (s->name == NULL || s->argv == NULL || s->env == NULL)
-        goto oom;
-    s->argv[0] = strdup(json_string_value(command));
-    if (s->argv[0] == NULL)
-        goto oom;
-    for (size_t i = 0; i < nargs; i++) {
-        const json_t *a = json_array_get(args, i);
-        if (!json_is_string(a)) {
-            snprintf(why, whylen, "KX_MCP_SERVERS: server '%s': args[%zu] is not a string",
-                     name, i);
-            return -1;
-        }
-        if ((s->argv[i + 1] = strdup(json_string_value(a))) == NULL)
-            goto oom;
-    }
-    size_t i = 0;
-    json_object_foreach((json_t *)env, key, val) {
-        if (!env_name_valid(key)) {
-            snprintf(why, whylen, "KX_MCP_SERVERS: server '%s': \"%.80s\" is not a valid "
-                     "environment variable name", name, key);
-            return -1;
-        }
-        if (!json_is_string(val)) {
-            snprintf(why, whylen, "KX_MCP_SERVERS: server '%s': env \"%s\" must be a string",
-                     name, key);
-            return -1;
-        }
-        size_t n = strlen(key) + 1 + json_string_length(val) + 1;
-        if ((s->env[i] = malloc(n)) == NULL)
-            goto oom;
-        snprintf(s->env[i], n, "%s=%s", key, json_string_value(val));
-        i++;
-    }
-    return 0;
-oom:
-    snprintf(why, whylen, "KX_MCP_SERVERS: out of memory");
-    return -1;
+    int rc = stdio ? mcp_server_set_stdio(s, json_object_get(v, "command"),
+                                          json_object_get(v, "args"), json_object_get(v, "env"),
+                                          where, why, whylen)
+                   : mcp_server_set_url(s, strcmp(t, "http") == 0 ? MCP_T_HTTP : MCP_T_SSE,
+                                        json_object_get(v, "url"),
+                                        json_object_get(v, "headers"), where, why, whylen);
+    if (rc == 0)
+        mcp_server_hash(s);
+    return rc;
 }
 
 int mcp_config_parse(const char *text, mcp_config *out, char *why, size_t whylen)
@@ -185,7 +334,7 @@ void mcp_config_free(mcp_config *c)
     if (c == NULL)
         return;
     for (size_t i = 0; i < c->n; i++)
-        free_server(&c->servers[i]);
+        mcp_server_free(&c->servers[i]);
     free(c->servers);
     memset(c, 0, sizeof *c);
 }

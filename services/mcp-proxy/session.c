@@ -1,70 +1,98 @@
-/* session.c — one MCP server's session: process lifecycle, the MCP handshake and the
- * operations waiting on it (see session.h).
+/* session.c — one MCP server's session: transport lifecycle, the MCP handshake and the
+ * operations (tools/list, tools/call) waiting on it (see session.h).
  *
  * States:  IDLE --first operation--> STARTING --initialize answered--> READY
- *          STARTING/READY --process exits--> IDLE (operations failed; the next one restarts it)
- *          STARTING --initialize times out / is refused--> STOPPING (group killed) --exit--> IDLE
- * Operations that arrive while an old process is STOPPING wait for the next process.
+ *          STARTING/READY --transport closed--> IDLE (operations failed; the next restarts)
+ *          STARTING/READY --HTTP session expired--> STARTING (operations re-sent after init)
+ *          STARTING --initialize times out / is refused--> STOPPING (killed) --closed--> IDLE
+ * Operations that arrive while an old transport is STOPPING wait for the next one.
  *
- * Re-entrancy rule: nothing here fails operations from inside a transport callback other than
- * on_exit, and on_broken only records why; so an operation is never freed while code up the
- * stack (sending a request, reading a line) still uses it. */
+ * Re-entrancy rule: transports never call on_closed from inside a vt call, so an operation is
+ * never freed while code up the stack (sending a request) still uses it. */
 #include "session.h"
 
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 
+#include "http_transport.h"
 #include "jsonrpc.h"
+#include "kx/breaker.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "kx/svc.h"
-#include "stdio_transport.h"
+#include "stdio_adapter.h"
+#include "transport.h"
+#include "user_stdio.h"
 
 typedef enum sstate { S_IDLE, S_STARTING, S_READY, S_STOPPING } sstate;
 
-typedef struct mcp_op {
+#define MCP_EXPIRY_MIN_MS 1000
+typedef enum op_kind { OP_LIST, OP_CALL } op_kind;
+
+struct mcp_op {
     mcp_session *s;
     struct mcp_op *prev, *next;
+    op_kind kind;
     kx_deadline deadline;
     int64_t start_ms;
     kx_timer *timer;          /* the deadline */
-    bool in_flight;           /* a tools/list request of ours is at the server */
-    bool for_next_process;    /* arrived while the previous process was stopping */
+    bool in_flight;           /* our request is at the server */
+    bool for_next_process;    /* arrived while the previous transport was stopping */
     int64_t rpc_id;
-    json_t *tools;            /* collected over the pages */
+    int64_t token;            /* progressToken (calls with progress), unique per session */
+    /* list */
+    json_t *tools;
     char *cursor;
     int pages;
-    mcp_list_cb cb;
+    mcp_list_cb list_cb;
+    /* call */
+    char *tool;
+    json_t *args;
+    mcp_call_cb call_cb;
+    mcp_progress_cb progress_cb;
     void *arg;
-} mcp_op;
+};
 
 struct mcp_session {
     kx_loop *loop;
-    const mcp_server_config *cfg;
+    mcp_server_config cfg;    /* our copy */
+    mcp_session_hooks hooks;
     int64_t timeout_ms;
     sstate state;
-    mcp_stdio *io;
+    mcp_transport *io;
     mcp_rpc *rpc;
     kx_timer *init_timer;
     int64_t started_ms;
+    int64_t last_used_ms;
+    int64_t next_token;
     char *server_name;
     char *protocol_version;
-    char broken_reason[256];  /* why the transport broke, "" if it did not */
     mcp_op *ops;              /* every operation not answered yet */
-    char **envp;              /* the child's environment, built once */
+    char **envp;              /* a stdio child's environment, built once */
+    kx_breaker breaker;
     bool shutting_down;
     void (*done)(void *arg);
     void *done_arg;
     kx_timer *stop_timer;
-    int stop_stage;           /* 0: stdin closed, 1: SIGTERM sent */
+    int stop_stage;           /* 0: closed politely, 1: SIGTERM sent */
 };
+
+static const char *const versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05",
+                                       NULL};
+
+bool mcp_protocol_supported(const char *v)
+{
+    for (const char *const *p = versions; v && *p; p++)
+        if (strcmp(*p, v) == 0)
+            return true;
+    return false;
+}
 
 static void session_start(mcp_session *s);
 
-/* ---- the child's environment ---- */
+/* ---- the child's environment (stdio) ---- */
 
 /* Inherited from our environment; everything else must be named in the server's "env" (so the
  * proxy's own settings and secrets do not leak into third-party servers). */
@@ -83,7 +111,7 @@ static bool env_has(char *const *env, const char *name)
 static char **build_env(const mcp_server_config *cfg)
 {
     size_t ncfg = 0;
-    while (cfg->env[ncfg])
+    while (cfg->env && cfg->env[ncfg])
         ncfg++;
     size_t cap = ncfg + sizeof inherited_env / sizeof inherited_env[0] + 2, n = 0;
     char **env = calloc(cap, sizeof *env);
@@ -133,9 +161,9 @@ static void op_unlink(mcp_session *s, mcp_op *op)
     op->prev = op->next = NULL;
 }
 
-/* Answers op (result on success, else code + message) and frees it. */
-static void op_finish(mcp_op *op, const mcp_tools_result *result, const char *code,
-                      const char *message)
+/* Answers op (result on success, else code + message) and frees it. For a list, result is an
+ * mcp_tools_result; for a call, the tools/call result json. */
+static void op_finish(mcp_op *op, const void *result, const char *code, const char *message)
 {
     mcp_session *s = op->s;
     op_unlink(s, op);
@@ -143,36 +171,64 @@ static void op_finish(mcp_op *op, const mcp_tools_result *result, const char *co
         kx_timer_cancel(op->timer);
     if (op->in_flight && s->rpc != NULL)
         mcp_rpc_cancel(s->rpc, op->rpc_id);
-    op->cb(result, code, message, op->arg);
+    if (op->kind == OP_LIST)
+        op->list_cb(result, code, message, op->arg);
+    else
+        op->call_cb(result, code, message, op->arg);
     json_decref(op->tools);
+    json_decref(op->args);
     free(op->cursor);
+    free(op->tool);
     free(op);
 }
 
-/* Fails every operation (or only those of the current process) with code and message. */
+/* Fails every operation (or only those of the current transport) with code and message. */
 static void fail_ops(mcp_session *s, bool include_next, const char *code, const char *message)
 {
     mcp_op *op = s->ops;
     while (op != NULL) {
         mcp_op *next = op->next;   /* callbacks answer the bus; they do not touch the list */
-        if (include_next || !op->for_next_process)
-            op_finish(op, NULL, code, message);
+        if (include_next || !op->for_next_process) {
+            if (op->kind == OP_CALL && op->in_flight && strcmp(code, "unavailable") == 0) {
+                char msg[600];
+                snprintf(msg, sizeof msg, "%s during the call to '%s'; its outcome is unknown",
+                         message, op->tool);
+                op_finish(op, NULL, code, msg);
+            } else {
+                op_finish(op, NULL, code, message);
+            }
+        }
         op = next;
     }
 }
 
 static void on_page(const json_t *result, const mcp_rpc_error *error, void *arg);
+static void on_call_result(const json_t *result, const mcp_rpc_error *error, void *arg);
 
-/* Sends the next tools/list page request. Afterwards op is in flight or finished. */
-static void op_send_page(mcp_op *op)
+/* Sends op's request (the next tools/list page, or the tools/call). Afterwards op is in flight
+ * or finished. */
+static void op_send(mcp_op *op)
 {
     mcp_session *s = op->s;
-    json_t *params = op->cursor ? json_pack("{s:s}", "cursor", op->cursor) : json_object();
-    kx_err err = mcp_rpc_request(s->rpc, "tools/list", params, on_page, op, &op->rpc_id);
+    json_t *params;
+    kx_err err;
+    const char *method;
+    if (op->kind == OP_LIST) {
+        method = "tools/list";
+        params = op->cursor ? json_pack("{s:s}", "cursor", op->cursor) : json_object();
+        err = mcp_rpc_request(s->rpc, method, params, on_page, op, &op->rpc_id);
+    } else {
+        method = "tools/call";
+        params = json_pack("{s:s, s:O}", "name", op->tool, "arguments", op->args);
+        if (params != NULL && op->progress_cb != NULL)
+            json_object_set_new(params, "_meta",
+                                json_pack("{s:I}", "progressToken", (json_int_t)op->token));
+        err = mcp_rpc_request(s->rpc, method, params, on_call_result, op, &op->rpc_id);
+    }
     if (err != KX_OK) {
         char msg[256];
-        snprintf(msg, sizeof msg, "cannot send tools/list to MCP server '%s': %s",
-                 s->cfg->name, kx_err_str(err));
+        snprintf(msg, sizeof msg, "cannot send %s to MCP server '%s': %s", method, s->cfg.name,
+                 kx_err_str(err));
         op_finish(op, NULL, "unavailable", msg);
         return;
     }
@@ -187,14 +243,14 @@ static void on_page(const json_t *result, const mcp_rpc_error *error, void *arg)
     op->in_flight = false;
     if (error != NULL) {
         snprintf(msg, sizeof msg, "MCP server '%s' answered tools/list with error %lld: %s",
-                 s->cfg->name, (long long)error->code, error->message);
+                 s->cfg.name, (long long)error->code, error->message);
         op_finish(op, NULL, "internal", msg);
         return;
     }
     const json_t *tools = json_object_get(result, "tools");
     if (!json_is_array(tools)) {
         snprintf(msg, sizeof msg, "MCP server '%s' sent a tools/list result without a "
-                 "\"tools\" array", s->cfg->name);
+                 "\"tools\" array", s->cfg.name);
         op_finish(op, NULL, "internal", msg);
         return;
     }
@@ -207,7 +263,7 @@ static void on_page(const json_t *result, const mcp_rpc_error *error, void *arg)
     if (cursor != NULL && cursor[0] != '\0') {
         if (op->pages >= MCP_MAX_PAGES) {
             snprintf(msg, sizeof msg, "MCP server '%s' kept paging tools/list past %d pages",
-                     s->cfg->name, MCP_MAX_PAGES);
+                     s->cfg.name, MCP_MAX_PAGES);
             op_finish(op, NULL, "internal", msg);
             return;
         }
@@ -217,37 +273,84 @@ static void on_page(const json_t *result, const mcp_rpc_error *error, void *arg)
             op_finish(op, NULL, "internal", "out of memory");
             return;
         }
-        op_send_page(op);
+        op_send(op);
         return;
     }
+    kx_breaker_success(&s->breaker);
     mcp_tools_result r = {.tools = op->tools,
                           .server_name = s->server_name ? s->server_name : "",
                           .protocol_version = s->protocol_version ? s->protocol_version : ""};
     op_finish(op, &r, NULL, NULL);
 }
 
+static void on_call_result(const json_t *result, const mcp_rpc_error *error, void *arg)
+{
+    mcp_op *op = arg;
+    mcp_session *s = op->s;
+    op->in_flight = false;
+    if (error != NULL) {
+        /* A JSON-RPC error (unknown tool, invalid params): the call failed, the server is
+         * fine. It becomes an error result the agent can read. */
+        char msg[600];
+        snprintf(msg, sizeof msg, "MCP server '%s' refused tools/call '%s': error %lld: %s",
+                 s->cfg.name, op->tool, (long long)error->code, error->message);
+        json_t *r = json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text", msg,
+                              "isError", 1);
+        kx_breaker_success(&s->breaker);
+        op_finish(op, r, r ? NULL : "internal", r ? NULL : "out of memory");
+        json_decref(r);
+        return;
+    }
+    if (!json_is_object(result)) {
+        op_finish(op, NULL, "internal", "the tools/call result is not an object");
+        return;
+    }
+    kx_breaker_success(&s->breaker);
+    op_finish(op, result, NULL, NULL);
+}
+
+/* Tells the server to stop working on request id. */
+static void send_cancelled(mcp_session *s, int64_t id, const char *reason)
+{
+    if (s->rpc == NULL)
+        return;
+    json_t *params = json_pack("{s:I, s:s}", "requestId", (json_int_t)id, "reason", reason);
+    mcp_rpc_notify(s->rpc, "notifications/cancelled", params);
+}
+
 static void on_op_deadline(kx_loop *loop, void *arg)
 {
+    (void)loop;
     mcp_op *op = arg;
     mcp_session *s = op->s;
     op->timer = NULL;   /* the loop freed it */
     bool in_flight = op->in_flight && s->rpc != NULL;
     int64_t id = op->rpc_id;
-    char msg[256];
+    char msg[400];
     int64_t waited = kx_mono_ms() - op->start_ms;
     if (op->in_flight)
-        snprintf(msg, sizeof msg, "MCP server '%s' did not list its tools within %lld ms",
-                 s->cfg->name, (long long)waited);
+        snprintf(msg, sizeof msg, "MCP server '%s' did not answer %s%s within %lld ms",
+                 s->cfg.name, op->kind == OP_LIST ? "tools/list" : "tools/call ",
+                 op->kind == OP_LIST ? "" : op->tool, (long long)waited);
     else
         snprintf(msg, sizeof msg, "MCP server '%s' did not finish starting (initialize) "
-                 "within %lld ms", s->cfg->name, (long long)waited);
+                 "within %lld ms", s->cfg.name, (long long)waited);
     op_finish(op, NULL, "deadline_exceeded", msg);
-    /* After finishing: sending can break the transport, which must not find op half-done. */
-    if (in_flight && s->rpc != NULL) {
-        json_t *params = json_pack("{s:I, s:s}", "requestId", (json_int_t)id, "reason",
-                                   "deadline exceeded");
-        mcp_rpc_notify(s->rpc, "notifications/cancelled", params);
-    }
+    /* After finishing: sending must not find op half-done. */
+    if (in_flight)
+        send_cancelled(s, id, "deadline exceeded");
+}
+
+void mcp_session_cancel(mcp_op *op, const char *reason)
+{
+    mcp_session *s = op->s;
+    bool in_flight = op->in_flight && s->rpc != NULL;
+    int64_t id = op->rpc_id;
+    char msg[300];
+    snprintf(msg, sizeof msg, "the call was cancelled: %s", reason);
+    op_finish(op, NULL, "cancelled", msg);
+    if (in_flight)
+        send_cancelled(s, id, reason);
 }
 
 /* Sends the requests of every operation waiting for the server to be ready. */
@@ -259,7 +362,7 @@ static void send_waiting(mcp_session *s)
             op = op->next;
         if (op == NULL || s->state != S_READY)
             return;
-        op_send_page(op);
+        op_send(op);
     }
 }
 
@@ -268,7 +371,17 @@ static void send_waiting(mcp_session *s)
 static kx_err rpc_send(const char *text, size_t len, void *arg)
 {
     mcp_session *s = arg;
-    return s->io ? mcp_stdio_send(s->io, text, len) : KX_ERR_UNAVAILABLE;
+    return s->io ? s->io->vt->send(s->io, text, len) : KX_ERR_UNAVAILABLE;
+}
+
+static mcp_op *op_by_token(mcp_session *s, const json_t *token)
+{
+    if (!json_is_integer(token))
+        return NULL;
+    for (mcp_op *op = s->ops; op; op = op->next)
+        if (op->kind == OP_CALL && op->progress_cb && op->token == json_integer_value(token))
+            return op;
+    return NULL;
 }
 
 /* Requests and notifications from the server. We declared no capabilities, so the only request
@@ -283,37 +396,49 @@ static void on_incoming(mcp_rpc *rpc, const char *method, const json_t *params,
         } else {
             char msg[160];
             snprintf(msg, sizeof msg, "Method not found: %.100s", method);
-            kx_debug("mcp server '%s' asked for %s, which we do not offer", s->cfg->name,
+            kx_debug("mcp server '%s' asked for %s, which we do not offer", s->cfg.name,
                      method);
             mcp_rpc_reply_error(rpc, id, MCP_RPC_METHOD_NOT_FOUND, msg);
         }
         return;
     }
-    if (strcmp(method, "notifications/message") == 0) {   /* the server's log */
+    if (strcmp(method, "notifications/progress") == 0) {
+        mcp_op *op = op_by_token(s, json_object_get(params, "progressToken"));
+        if (op != NULL)
+            op->progress_cb(json_number_value(json_object_get(params, "progress")),
+                            json_number_value(json_object_get(params, "total")),
+                            json_string_value(json_object_get(params, "message")), op->arg);
+    } else if (strcmp(method, "notifications/tools/list_changed") == 0) {
+        kx_info("mcp server '%s' says its tool list changed", s->cfg.name);
+        if (s->hooks.on_list_changed)
+            s->hooks.on_list_changed(s, s->hooks.arg);
+    } else if (strcmp(method, "notifications/message") == 0) {   /* the server's log */
         char *text = json_dumps(params, JSON_COMPACT);
-        kx_info("mcp server '%s' log: %.1000s", s->cfg->name, text ? text : "?");
+        kx_info("mcp server '%s' log: %.1000s", s->cfg.name, text ? text : "?");
         free(text);
     } else {
-        kx_debug("mcp server '%s' notification %s", s->cfg->name, method);
+        kx_debug("mcp server '%s' notification %s", s->cfg.name, method);
     }
 }
 
-/* Stops a process we gave up on (wedged, refused initialize): killed now, restarted by the
- * next operation once its exit has been seen. */
+/* Stops a transport we gave up on (wedged, refused initialize): killed now, restarted by the
+ * next operation once it has closed. */
 static void abandon_process(mcp_session *s)
 {
     s->state = S_STOPPING;
+    kx_breaker_failure(&s->breaker, kx_mono_ms());
     if (s->io)
-        mcp_stdio_kill(s->io, SIGKILL);
+        s->io->vt->kill(s->io);
 }
 
 static void on_init_timeout(kx_loop *loop, void *arg)
 {
+    (void)loop;
     mcp_session *s = arg;
     s->init_timer = NULL;
     char msg[256];
-    snprintf(msg, sizeof msg, "MCP server '%s' did not answer initialize within %lld ms; its "
-             "process was killed and the next call starts it again", s->cfg->name,
+    snprintf(msg, sizeof msg, "MCP server '%s' did not answer initialize within %lld ms; it "
+             "was stopped and the next call starts it again", s->cfg.name,
              (long long)s->timeout_ms);
     kx_warn("%s", msg);
     abandon_process(s);
@@ -329,13 +454,17 @@ static void on_init_response(const json_t *result, const mcp_rpc_error *error, v
     }
     char msg[512];
     const char *version = json_string_value(json_object_get(result, "protocolVersion"));
-    if (error != NULL || version == NULL) {
+    if (error != NULL || version == NULL || !mcp_protocol_supported(version)) {
         if (error != NULL)
             snprintf(msg, sizeof msg, "MCP server '%s' refused initialize: error %lld: %s",
-                     s->cfg->name, (long long)error->code, error->message);
-        else
+                     s->cfg.name, (long long)error->code, error->message);
+        else if (version == NULL)
             snprintf(msg, sizeof msg, "MCP server '%s' answered initialize without a "
-                     "protocolVersion", s->cfg->name);
+                     "protocolVersion", s->cfg.name);
+        else
+            snprintf(msg, sizeof msg, "MCP server '%s' wants protocol version %.40s, which we "
+                     "do not speak (we speak 2025-11-25, 2025-06-18, 2025-03-26, 2024-11-05)",
+                     s->cfg.name, version);
         kx_warn("%s; stopping it", msg);
         abandon_process(s);
         fail_ops(s, false, "unavailable", msg);
@@ -345,6 +474,8 @@ static void on_init_response(const json_t *result, const mcp_rpc_error *error, v
         json_object_get(json_object_get(result, "serverInfo"), "name"));
     const char *sv = json_string_value(
         json_object_get(json_object_get(result, "serverInfo"), "version"));
+    free(s->protocol_version);
+    free(s->server_name);
     s->protocol_version = strdup(version);
     s->server_name = strdup(name ? name : "");
     if (s->protocol_version == NULL || s->server_name == NULL) {
@@ -352,136 +483,156 @@ static void on_init_response(const json_t *result, const mcp_rpc_error *error, v
         fail_ops(s, false, "internal", "out of memory");
         return;
     }
-    if (strcmp(version, MCP_PROTOCOL_VERSION) != 0)
-        kx_info("mcp server '%s' speaks protocol %s (we asked for %s); tools/list is the same",
-                s->cfg->name, version, MCP_PROTOCOL_VERSION);
+    s->io->vt->set_protocol_version(s->io, version);
     if (mcp_rpc_notify(s->rpc, "notifications/initialized", NULL) != KX_OK) {
         snprintf(msg, sizeof msg, "cannot send notifications/initialized to MCP server '%s'",
-                 s->cfg->name);
+                 s->cfg.name);
         abandon_process(s);
         fail_ops(s, false, "unavailable", msg);
         return;
     }
     s->state = S_READY;
-    kx_info("mcp server '%s' ready: %s %s, protocol %s, in %lld ms", s->cfg->name,
+    kx_info("mcp server '%s' ready: %s %s, protocol %s, in %lld ms", s->cfg.name,
             s->server_name, sv ? sv : "", version, (long long)(kx_mono_ms() - s->started_ms));
     send_waiting(s);
 }
 
-/* ---- the process ---- */
+/* ---- the transport ---- */
 
-static void on_line(const char *line, size_t len, void *arg)
+static void on_message(const char *text, size_t len, void *arg)
 {
     mcp_session *s = arg;
     if (len == 0 || s->rpc == NULL)
         return;
     char why[256];
-    kx_err err = mcp_rpc_receive(s->rpc, line, len, why, sizeof why);
+    kx_err err = mcp_rpc_receive(s->rpc, text, len, why, sizeof why);
     if (err == KX_ERR_NOT_FOUND)
-        kx_debug("mcp server '%s': %s (a request we gave up on)", s->cfg->name, why);
+        kx_debug("mcp server '%s': %s (a request we gave up on)", s->cfg.name, why);
     else if (err != KX_OK)
-        kx_warn("mcp server '%s' wrote a line that is not a usable JSON-RPC message (%s): "
-                "%.200s", s->cfg->name, why, line);
+        kx_warn("mcp server '%s' sent a message that is not usable JSON-RPC (%s): %.200s",
+                s->cfg.name, why, text);
 }
 
-static void on_broken(const char *why, void *arg)
+static void finish_shutdown(mcp_session *s)
 {
-    mcp_session *s = arg;
-    snprintf(s->broken_reason, sizeof s->broken_reason, "%s", why);
-    s->state = S_STOPPING;   /* the exit follows; operations are failed there */
+    if (s->stop_timer != NULL) {
+        kx_timer_cancel(s->stop_timer);
+        s->stop_timer = NULL;
+    }
+    fail_ops(s, true, "unavailable", "mcp-proxy is shutting down");
+    if (s->done != NULL) {
+        void (*done)(void *) = s->done;
+        s->done = NULL;
+        done(s->done_arg);
+    }
 }
 
-static void on_stop_timer(kx_loop *loop, void *arg);
-
-static void on_process_exit(int wstatus, void *arg)
+static void on_closed(const char *how, bool expired, void *arg)
 {
     mcp_session *s = arg;
-    char how[64], msg[512];
-    if (WIFEXITED(wstatus))
-        snprintf(how, sizeof how, "status %d", WEXITSTATUS(wstatus));
-    else if (WIFSIGNALED(wstatus))
-        snprintf(how, sizeof how, "signal %d", WTERMSIG(wstatus));
-    else
-        snprintf(how, sizeof how, "wait status %d", wstatus);
-    if (s->broken_reason[0])
-        snprintf(msg, sizeof msg, "MCP server '%s' exited (%s) after %s", s->cfg->name, how,
-                 s->broken_reason);
-    else
-        snprintf(msg, sizeof msg, "MCP server '%s' exited (%s)", s->cfg->name, how);
-    if (s->shutting_down || s->state == S_STOPPING)
+    char msg[512];
+    /* A server that forgets every session at once would have us re-initialize in a loop: an
+     * expiry within MCP_EXPIRY_MIN_MS of the initialize is a failure instead. */
+    if (expired && kx_mono_ms() - s->started_ms < MCP_EXPIRY_MIN_MS)
+        expired = false;
+    snprintf(msg, sizeof msg, "MCP server '%s' %s", s->cfg.name, how);
+    bool expected = s->shutting_down || s->state == S_STOPPING;
+    if (expected || expired)
         kx_info("%s", msg);
     else
         kx_warn("%s", msg);
     char labels[160];
-    snprintf(labels, sizeof labels, "server=\"%s\"", s->cfg->name);
+    snprintf(labels, sizeof labels, "server=\"%s\"", s->cfg.name);
     kx_counter_add(kx_metrics_counter("kx_mcp_server_exits_total", labels,
-                                      "MCP server processes that exited"), 1);
+                                      "MCP server sessions that ended"), 1);
+    if (!expected && !expired)
+        kx_breaker_failure(&s->breaker, kx_mono_ms());
 
     if (s->init_timer != NULL) {
         kx_timer_cancel(s->init_timer);
         s->init_timer = NULL;
     }
-    mcp_rpc_free(s->rpc);   /* pending requests: their operations are failed just below */
+    if (s->stop_timer != NULL && !s->shutting_down) {
+        kx_timer_cancel(s->stop_timer);
+        s->stop_timer = NULL;
+    }
+    mcp_rpc_free(s->rpc);   /* pending requests: their operations are handled just below */
     s->rpc = NULL;
-    mcp_stdio_free(s->io);  /* allowed: on_exit is the transport's last callback */
+    s->io->vt->free(s->io);  /* allowed: on_closed is the transport's last callback */
     s->io = NULL;
-    free(s->server_name);
-    free(s->protocol_version);
-    s->server_name = s->protocol_version = NULL;
-    s->broken_reason[0] = '\0';
     s->state = S_IDLE;
     for (mcp_op *op = s->ops; op; op = op->next)
-        if (!op->for_next_process)
-            op->in_flight = false;   /* their requests died with the rpc */
-    fail_ops(s, false, "unavailable", msg);
-
+        if (!op->for_next_process && expired)
+            op->in_flight = false;   /* the server never saw them: re-sent after init */
+    if (!expired)
+        fail_ops(s, false, "unavailable", msg);
     if (s->shutting_down) {
-        if (s->stop_timer != NULL) {
-            kx_timer_cancel(s->stop_timer);
-            s->stop_timer = NULL;
-        }
-        fail_ops(s, true, "unavailable", "mcp-proxy is shutting down");
-        if (s->done != NULL) {
-            void (*done)(void *) = s->done;
-            s->done = NULL;
-            done(s->done_arg);
-        }
+        finish_shutdown(s);
         return;
     }
-    for (mcp_op *op = s->ops; op; op = op->next)
+    for (mcp_op *op = s->ops; op; op = op->next) {
         op->for_next_process = false;
+        op->in_flight = false;
+    }
     if (s->ops != NULL)
         session_start(s);
 }
 
+/* Opens the transport for the configuration; KX_OK or an error with why. */
+static kx_err open_transport(mcp_session *s, char *why, size_t whylen)
+{
+    static const mcp_transport_cbs cbs = {.on_message = on_message, .on_closed = on_closed};
+    if (s->cfg.kind == MCP_T_STDIO) {
+        if (s->cfg.user)
+            return mcp_user_stdio_open(s->loop, &s->cfg, &cbs, s, &s->io, why, whylen);
+        kx_err err = mcp_stdio_open(s->loop, s->cfg.name, (const char *const *)s->cfg.argv,
+                                    (const char *const *)s->envp, &cbs, s, &s->io);
+        if (err != KX_OK)
+            snprintf(why, whylen, "cannot start MCP server '%s' (%s): %s", s->cfg.name,
+                     s->cfg.argv[0], kx_err_str(err));
+        return err;
+    }
+    if (s->hooks.curlm == NULL) {
+        snprintf(why, whylen, "MCP server '%s': no HTTP client on this loop", s->cfg.name);
+        return KX_ERR_UNAVAILABLE;
+    }
+    return mcp_http_open(s->loop, s->hooks.curlm, &s->cfg, &cbs, s, &s->io, why, whylen);
+}
+
 static void session_start(mcp_session *s)
 {
-    static const mcp_stdio_cbs cbs = {.on_line = on_line, .on_broken = on_broken,
-                                      .on_exit = on_process_exit};
     char msg[512];
+    int64_t retry_ms = 0;
+    if (!kx_breaker_allow(&s->breaker, kx_mono_ms(), &retry_ms)) {
+        snprintf(msg, sizeof msg, "MCP server '%s' failed %d times in a row; not retried for "
+                 "another %lld ms (circuit open)", s->cfg.name, s->breaker.failures,
+                 (long long)retry_ms);
+        fail_ops(s, true, "unavailable", msg);
+        return;
+    }
     s->state = S_STARTING;
     s->started_ms = kx_mono_ms();
     s->rpc = mcp_rpc_new(rpc_send, on_incoming, s);
-    kx_err err = s->rpc ? mcp_stdio_start(s->loop, s->cfg->name,
-                                          (const char *const *)s->cfg->argv,
-                                          (const char *const *)s->envp, &cbs, s, &s->io)
-                        : KX_ERR_NOMEM;
+    kx_err err = s->rpc ? open_transport(s, msg, sizeof msg) : KX_ERR_NOMEM;
     if (err != KX_OK) {
+        if (s->rpc == NULL)
+            snprintf(msg, sizeof msg, "out of memory");
         mcp_rpc_free(s->rpc);
         s->rpc = NULL;
+        s->io = NULL;
         s->state = S_IDLE;
-        snprintf(msg, sizeof msg, "cannot start MCP server '%s' (%s): %s", s->cfg->name,
-                 s->cfg->argv[0], kx_err_str(err));
+        if (!(s->cfg.kind == MCP_T_STDIO && s->cfg.user))
+            kx_breaker_failure(&s->breaker, kx_mono_ms());
         kx_error("%s", msg);
         fail_ops(s, true, "unavailable", msg);
         return;
     }
     char labels[160];
-    snprintf(labels, sizeof labels, "server=\"%s\"", s->cfg->name);
+    snprintf(labels, sizeof labels, "server=\"%s\"", s->cfg.name);
     kx_counter_add(kx_metrics_counter("kx_mcp_server_starts_total", labels,
-                                      "MCP server processes started"), 1);
-    kx_info("mcp server '%s': started %s (pid %d); initializing", s->cfg->name,
-            s->cfg->argv[0], (int)mcp_stdio_pid(s->io));
+                                      "MCP server sessions started"), 1);
+    kx_info("mcp server '%s': %s (%s); initializing", s->cfg.name,
+            s->cfg.kind == MCP_T_STDIO ? "started" : "connecting", s->io->vt->describe(s->io));
 
     json_t *params = json_pack("{s:s, s:{}, s:{s:s, s:s}}", "protocolVersion",
                                MCP_PROTOCOL_VERSION, "capabilities", "clientInfo", "name",
@@ -494,7 +645,7 @@ static void session_start(mcp_session *s)
         json_decref(params);
     if (err != KX_OK) {
         snprintf(msg, sizeof msg, "cannot send initialize to MCP server '%s': %s",
-                 s->cfg->name, kx_err_str(err));
+                 s->cfg.name, kx_err_str(err));
         kx_error("%s", msg);
         if (s->init_timer != NULL) {
             kx_timer_cancel(s->init_timer);
@@ -507,16 +658,24 @@ static void session_start(mcp_session *s)
 
 /* ---- public ---- */
 
-mcp_session *mcp_session_new(kx_loop *loop, const mcp_server_config *cfg, int64_t timeout_ms)
+mcp_session *mcp_session_new(kx_loop *loop, const mcp_server_config *cfg, int64_t timeout_ms,
+                             const mcp_session_hooks *hooks)
 {
     mcp_session *s = calloc(1, sizeof *s);
     if (s == NULL)
         return NULL;
     s->loop = loop;
-    s->cfg = cfg;
+    if (mcp_server_copy(cfg, &s->cfg) != 0) {
+        free(s);
+        return NULL;
+    }
+    if (hooks)
+        s->hooks = *hooks;
     s->timeout_ms = timeout_ms;
-    s->envp = build_env(cfg);
-    if (s->envp == NULL) {
+    s->last_used_ms = kx_mono_ms();
+    kx_breaker_init(&s->breaker, 3, 1000, 60000);
+    if (s->cfg.kind == MCP_T_STDIO && (s->envp = build_env(&s->cfg)) == NULL) {
+        mcp_server_free(&s->cfg);
         free(s);
         return NULL;
     }
@@ -525,47 +684,79 @@ mcp_session *mcp_session_new(kx_loop *loop, const mcp_server_config *cfg, int64_
 
 const char *mcp_session_name(const mcp_session *s)
 {
-    return s->cfg->name;
+    return s->cfg.name;
 }
 
-void mcp_session_list_tools(mcp_session *s, kx_deadline deadline, mcp_list_cb cb, void *arg)
+const mcp_server_config *mcp_session_config(const mcp_session *s)
+{
+    return &s->cfg;
+}
+
+bool mcp_session_idle(const mcp_session *s)
+{
+    return s->ops == NULL;
+}
+
+int64_t mcp_session_last_used(const mcp_session *s)
+{
+    return s->last_used_ms;
+}
+
+/* Common admission of an operation: refuses (calling back) when shutting down or late.
+ * Returns a linked op with its deadline timer, or NULL when it was answered already. */
+static mcp_op *op_admit(mcp_session *s, op_kind kind, kx_deadline deadline, mcp_list_cb lcb,
+                        mcp_call_cb ccb, void *arg)
 {
     char msg[256];
-    if (s->shutting_down) {
-        cb(NULL, "unavailable", "mcp-proxy is shutting down", arg);
-        return;
-    }
+    const char *code = NULL;
     int64_t left = kx_deadline_remaining(deadline);
-    if (left <= 0) {
+    if (s->shutting_down) {
+        code = "unavailable";
+        snprintf(msg, sizeof msg, "mcp-proxy is shutting down");
+    } else if (left <= 0) {
+        code = "deadline_exceeded";
         snprintf(msg, sizeof msg, "the deadline passed before the request for MCP server '%s' "
-                 "was served", s->cfg->name);
-        cb(NULL, "deadline_exceeded", msg, arg);
-        return;
+                 "was served", s->cfg.name);
     }
-    mcp_op *op = calloc(1, sizeof *op);
-    if (op != NULL)
-        op->tools = json_array();
-    if (op == NULL || op->tools == NULL) {
-        free(op);
-        cb(NULL, "internal", "out of memory", arg);
-        return;
+    mcp_op *op = code ? NULL : calloc(1, sizeof *op);
+    if (op == NULL && code == NULL) {
+        code = "internal";
+        snprintf(msg, sizeof msg, "out of memory");
     }
-    op->s = s;
-    op->deadline = deadline;
-    op->start_ms = kx_mono_ms();
-    op->cb = cb;
-    op->arg = arg;
-    op->timer = kx_loop_timer(s->loop, left, on_op_deadline, op);
-    if (op->timer == NULL) {
-        json_decref(op->tools);
-        free(op);
-        cb(NULL, "internal", "out of memory", arg);
-        return;
+    if (op != NULL) {
+        op->s = s;
+        op->kind = kind;
+        op->deadline = deadline;
+        op->start_ms = kx_mono_ms();
+        op->list_cb = lcb;
+        op->call_cb = ccb;
+        op->arg = arg;
+        op->timer = kx_loop_timer(s->loop, left, on_op_deadline, op);
+        if (op->timer == NULL) {
+            free(op);
+            op = NULL;
+            code = "internal";
+            snprintf(msg, sizeof msg, "out of memory");
+        }
     }
+    if (op == NULL) {
+        if (lcb)
+            lcb(NULL, code, msg, arg);
+        else
+            ccb(NULL, code, msg, arg);
+        return NULL;
+    }
+    s->last_used_ms = op->start_ms;
     op_link(s, op);
+    return op;
+}
+
+/* Starts op per the session's state. */
+static void op_go(mcp_session *s, mcp_op *op)
+{
     switch (s->state) {
     case S_READY:
-        op_send_page(op);
+        op_send(op);
         break;
     case S_IDLE:
         session_start(s);
@@ -573,25 +764,86 @@ void mcp_session_list_tools(mcp_session *s, kx_deadline deadline, mcp_list_cb cb
     case S_STARTING:
         break;   /* sent when initialize completes */
     case S_STOPPING:
-        op->for_next_process = true;   /* started again once the old one has exited */
+        op->for_next_process = true;   /* started again once the old one has closed */
         break;
     }
 }
 
+void mcp_session_list_tools(mcp_session *s, kx_deadline deadline, mcp_list_cb cb, void *arg)
+{
+    mcp_op *op = op_admit(s, OP_LIST, deadline, cb, NULL, arg);
+    if (op == NULL)
+        return;
+    if ((op->tools = json_array()) == NULL) {
+        op_finish(op, NULL, "internal", "out of memory");
+        return;
+    }
+    op_go(s, op);
+}
+
+mcp_op *mcp_session_call(mcp_session *s, const char *tool, json_t *arguments,
+                         kx_deadline deadline, mcp_progress_cb progress, mcp_call_cb cb,
+                         void *arg)
+{
+    mcp_op *op = op_admit(s, OP_CALL, deadline, NULL, cb, arg);
+    if (op == NULL) {
+        json_decref(arguments);
+        return NULL;
+    }
+    op->args = arguments ? arguments : json_object();
+    op->tool = strdup(tool);
+    op->progress_cb = progress;
+    op->token = ++s->next_token;
+    if (op->args == NULL || op->tool == NULL) {
+        op_finish(op, NULL, "internal", "out of memory");
+        return NULL;
+    }
+    /* The op may finish inside op_go (a refused start, a failed send): the caller learns that
+     * from its callback, which ran first; returning the freed pointer would be a use after
+     * free. */
+    op_go(s, op);
+    for (mcp_op *o = s->ops; o; o = o->next)
+        if (o == op)
+            return op;
+    return NULL;
+}
+
 static void on_stop_timer(kx_loop *loop, void *arg)
 {
+    (void)loop;
     mcp_session *s = arg;
     s->stop_timer = NULL;
     if (s->io == NULL)
         return;
-    int sig = s->stop_stage == 0 ? SIGTERM : SIGKILL;
-    kx_info("mcp server '%s' (pid %d) still runs %d ms after %s; sending %s to its group",
-            s->cfg->name, (int)mcp_stdio_pid(s->io), MCP_STOP_GRACE_MS,
-            s->stop_stage == 0 ? "its stdin was closed" : "SIGTERM",
-            sig == SIGTERM ? "SIGTERM" : "SIGKILL");
-    mcp_stdio_kill(s->io, sig);
+    bool term = s->stop_stage == 0 && s->cfg.kind == MCP_T_STDIO && !s->cfg.user;
+    kx_info("mcp server '%s' (%s) still runs %d ms after %s; %s", s->cfg.name,
+            s->io->vt->describe(s->io), MCP_STOP_GRACE_MS,
+            s->stop_stage == 0 ? "we asked it to close" : "SIGTERM",
+            term ? "sending SIGTERM to its group" : "killing it");
+    if (term)
+        mcp_stdio_signal(s->io, SIGTERM);
+    else
+        s->io->vt->kill(s->io);
     if (s->stop_stage++ == 0)
         s->stop_timer = kx_loop_timer(s->loop, MCP_STOP_GRACE_MS, on_stop_timer, s);
+}
+
+void mcp_session_rest(mcp_session *s)
+{
+    if (s->ops != NULL || s->io == NULL || s->state != S_READY || s->shutting_down)
+        return;
+    kx_info("mcp server '%s': idle; stopping it until the next use", s->cfg.name);
+    s->state = S_STOPPING;
+    s->io->vt->close(s->io);
+    s->stop_stage = 0;
+    s->stop_timer = kx_loop_timer(s->loop, MCP_STOP_GRACE_MS, on_stop_timer, s);
+    if (s->stop_timer == NULL)
+        s->io->vt->kill(s->io);
+}
+
+bool mcp_session_stopped(const mcp_session *s)
+{
+    return s->io == NULL;
 }
 
 void mcp_session_shutdown(mcp_session *s, const char *message, void (*done)(void *arg),
@@ -606,11 +858,11 @@ void mcp_session_shutdown(mcp_session *s, const char *message, void (*done)(void
     s->done = done;
     s->done_arg = arg;
     s->state = S_STOPPING;
-    mcp_stdio_close_stdin(s->io);
+    s->io->vt->close(s->io);
     s->stop_stage = 0;
     s->stop_timer = kx_loop_timer(s->loop, MCP_STOP_GRACE_MS, on_stop_timer, s);
     if (s->stop_timer == NULL)
-        mcp_stdio_kill(s->io, SIGKILL);
+        s->io->vt->kill(s->io);
 }
 
 void mcp_session_free(mcp_session *s)
@@ -625,11 +877,13 @@ void mcp_session_free(mcp_session *s)
     if (s->stop_timer)
         kx_timer_cancel(s->stop_timer);
     mcp_rpc_free(s->rpc);
-    mcp_stdio_free(s->io);
+    if (s->io)
+        s->io->vt->free(s->io);
     free(s->server_name);
     free(s->protocol_version);
     for (char **e = s->envp; e && *e; e++)
         free(*e);
     free(s->envp);
+    mcp_server_free(&s->cfg);
     free(s);
 }

@@ -69,6 +69,8 @@ for pass in $(seq 1 "$passes"); do
                 "$build/tests/bench/bench_run" --results "$results" "$@" 2>&1 | tee "$log" ;;
             bench_sandbox)
                 "$build/tests/bench/bench_sandbox" --results "$results" 2>&1 | tee "$log" ;;
+            bench_mcp)
+                "$build/tests/bench/bench_mcp" --results "$results" 2>&1 | tee "$log" ;;
             bench_bus)
                 "$build/tests/bench/bench_bus" 2>&1 | tee "$log"
                 bus_results "$log" >>"$results" ;;

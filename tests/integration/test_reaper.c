@@ -139,6 +139,19 @@ static int group_setup(void **state)
         return -1;
     for (int i = 0; i < 500 && !kx_bus_connected(g_bus); i++)
         usleep(10 * 1000);
+    /* The scheduler's /readyz can answer before it has migrated the schema and created the
+     * streams (seen under load: "stream not found" below, then failed inserts). Wait for the
+     * schema; creating the streams here too is idempotent. */
+    for (int i = 0; i < 200; i++) {
+        PGresult *probe = PQexec(g_db, "SELECT 1 FROM threads LIMIT 1");
+        bool migrated = PQresultStatus(probe) == PGRES_TUPLES_OK;
+        PQclear(probe);
+        if (migrated)
+            break;
+        usleep(100 * 1000);
+    }
+    for (int i = 0; i < 100 && kx_bus_ensure_streams(g_bus) != KX_OK; i++)
+        usleep(20 * 1000);
     /* Play the agent-runners' pull consumer, to read what the scheduler dispatches. The
      * streams the scheduler created can take a moment to show to another connection on a
      * loaded machine (seen: ~400 ms): retried for up to 10 s. */

@@ -327,7 +327,7 @@ static void test_config_errors(void **state)
     assert_config_error("{\"a\": {\"command\": \"x\", \"env\": {\"1K\": \"v\"}}}",
                         "not a valid environment variable name");
     assert_config_error("{\"a\": {\"command\": \"x\", \"arg\": []}}", "unknown key \"arg\"");
-    assert_config_error("{\"a\": {\"command\": \"x\", \"type\": \"sse\"}}", "must be \"stdio\"");
+    assert_config_error("{\"a\": {\"command\": \"x\", \"type\": \"sse\"}}", "unknown key \"command\"");
     assert_config_error("{\"a b\": {\"command\": \"x\"}}", "name \"a b\" is not valid");
     assert_config_error("{\"a\": {\"command\": \"x\"}, \"a\": {\"command\": \"y\"}}",
                         "duplicate");

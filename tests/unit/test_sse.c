@@ -193,6 +193,26 @@ static void test_event_size_limit(void **state)
     kx_sse_free(&p);
 }
 
+/* "retry" sets the reconnection time (digits only; "12x" is ignored); a priming event (id,
+ * empty data) is dispatched with empty data and its id is kept, as MCP's SSE polling needs. */
+static void test_retry_field(void **state)
+{
+    (void)state;
+    got g = {0};
+    kx_sse_parser p;
+    kx_sse_init(&p, collect, &g);
+    assert_int_equal(p.retry_ms, -1);
+    const char *s = "id: prime-1\nretry: 500\ndata:\n\nretry: 12x\n\n";
+    assert_int_equal(kx_sse_feed(&p, s, strlen(s)), KX_OK);
+    assert_int_equal(g.n, 1);
+    assert_int_equal(g.evs[0].data_len, 0);
+    assert_string_equal(g.evs[0].id, "prime-1");
+    assert_int_equal(p.retry_ms, 500);
+    assert_string_equal(p.id, "prime-1");
+    kx_sse_free(&p);
+    got_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -201,6 +221,7 @@ int main(void)
         cmocka_unit_test(test_bom_only_once_and_only_whole),
         cmocka_unit_test(test_crlf_split_between_feeds_is_one_line_end),
         cmocka_unit_test(test_event_size_limit),
+        cmocka_unit_test(test_retry_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

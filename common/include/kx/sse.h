@@ -23,6 +23,7 @@ typedef struct kx_sse_parser {
     int saw_cr;
     int started;
     size_t max_event_bytes;   /* an event larger than this is KX_ERR_PROTOCOL (default 8 MiB) */
+    long retry_ms;            /* the last "retry" field (reconnection time), -1 if none */
 } kx_sse_parser;
 
 void kx_sse_init(kx_sse_parser *p, kx_sse_cb cb, void *arg);

@@ -1,0 +1,186 @@
+/* routes_mcp.c — an agent's custom MCP server's tools (Kortix's route, docs/api.md):
+ *   GET  /api/agents/{id}/custom-mcp-tools   headers X-MCP-URL (required), X-MCP-Type ("sse" by
+ *        default, or "http"), X-MCP-Headers (a JSON object of strings); answers
+ *        {"tools": [{"name", "description", "enabled"}], "has_mcp_config", "server_type",
+ *        "server_url"}. The tools are listed by the mcp-proxy (kx.mcp.agent_tools, the server
+ *        given as one custom_mcps entry, so the proxy's guards apply: no loopback or link-local
+ *        targets). "enabled": the tool is in the enabledTools of the agent's current version's
+ *        custom_mcps entry with the same URL (has_mcp_config says whether there is one).
+ *   POST /api/agents/{id}/custom-mcp-tools   in Kortix, saves enabled tools as a new agent
+ *        version; agent versions are not built here yet: 501.
+ * Access: the agent's owner, or anyone when the agent is public (read); 404 "Agent not found"
+ * for an unknown or malformed id, 403 "Access denied" otherwise. Handlers run on libmicrohttpd's
+ * pool threads, so the bus request may block this thread (up to MCP_LIST_TIMEOUT_MS). */
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "access.h"
+#include "gateway.h"
+#include "kx/bus.h"
+#include "kx/pb.h"
+#include "kx/uuid.h"
+#include "reply.h"
+
+#define MCP_LIST_TIMEOUT_MS 20000   /* the proxy gives a server 15 s to open and list */
+
+/* The agent's owner, is_public and current version config (JSON, malloc'd, "{}" if none).
+ * false with the reply set when the agent cannot be read by this account. */
+static bool load_agent(gw_app *app, gw_request *req, char **config, gw_reply *reply)
+{
+    *config = NULL;
+    if (!kx_uuid_valid(req->id)) {
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Agent not found");
+        return false;
+    }
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return false;
+    /* The id was checked to be a UUID: embedding it cannot inject SQL. */
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "SELECT a.account_id::text, a.is_public, COALESCE(v.config::text, '{}') "
+             "FROM agents a LEFT JOIN agent_versions v ON v.version_id = a.current_version_id "
+             "WHERE a.agent_id = '%s'::uuid", req->id);
+    kx_err err = KX_OK;
+    PGresult *r = kx_db_exec_sql(db, sql, &err);
+    bool ok = false;
+    if (r == NULL) {
+        gw_reply_db_error(reply, err, "Failed to load agent");
+    } else if (PQntuples(r) == 0) {
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Agent not found");
+    } else if (strcmp(PQgetvalue(r, 0, 0), req->account) != 0 &&
+               strcmp(PQgetvalue(r, 0, 1), "t") != 0) {
+        gw_reply_error(reply, MHD_HTTP_FORBIDDEN, "Access denied");
+    } else {
+        *config = strdup(PQgetvalue(r, 0, 2));
+        ok = *config != NULL;
+        if (!ok)
+            gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
+    }
+    PQclear(r);
+    gw_db_put(app, db);
+    return ok;
+}
+
+/* Whether config has a custom_mcps entry whose config.url is url; *enabled gets its
+ * enabledTools (borrowed; NULL when absent). */
+static bool find_entry(const json_t *config, const char *url, const json_t **enabled)
+{
+    size_t i;
+    const json_t *e;
+    *enabled = NULL;
+    json_array_foreach(json_object_get(config, "custom_mcps"), i, e) {
+        const char *u = json_string_value(json_object_get(json_object_get(e, "config"), "url"));
+        if (u != NULL && strcmp(u, url) == 0) {
+            *enabled = json_object_get(e, "enabledTools");
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The server's own description: the proxy's " (MCP Server: custom)" suffix removed. */
+static json_t *own_description(const char *d)
+{
+    static const char suffix[] = " (MCP Server: custom)";
+    size_t n = strlen(d), sl = sizeof suffix - 1;
+    if (n >= sl && strcmp(d + n - sl, suffix) == 0)
+        n -= sl;
+    return json_stringn(d, n);
+}
+
+static bool listed(const json_t *list, const char *name)
+{
+    size_t i;
+    const json_t *v;
+    json_array_foreach(list, i, v)
+        if (json_is_string(v) && strcmp(json_string_value(v), name) == 0)
+            return true;
+    return false;
+}
+
+void gw_route_custom_mcp_tools(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    if (strcmp(req->method, "POST") == 0) {
+        gw_reply_error(reply, MHD_HTTP_NOT_IMPLEMENTED, "Saving MCP tools creates an agent "
+                       "version; agent versions are not available in this API yet");
+        return;
+    }
+    const char *url = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-MCP-URL");
+    const char *type = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-MCP-Type");
+    const char *hdrs = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-MCP-Headers");
+    if (url == NULL || url[0] == '\0') {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "X-MCP-URL header is required");
+        return;
+    }
+    if (type == NULL || type[0] == '\0')
+        type = "sse";
+    if (strcmp(type, "sse") != 0 && strcmp(type, "http") != 0) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "X-MCP-Type must be 'sse' or 'http'");
+        return;
+    }
+    json_t *headers = NULL;
+    if (hdrs != NULL && hdrs[0] != '\0') {
+        headers = json_loads(hdrs, 0, NULL);
+        if (!json_is_object(headers)) {
+            json_decref(headers);
+            gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "X-MCP-Headers must be a JSON object");
+            return;
+        }
+    }
+    char *config_text = NULL;
+    if (!load_agent(app, req, &config_text, reply)) {
+        json_decref(headers);
+        return;
+    }
+    json_t *entry = json_pack("[{s:s, s:s, s:{s:s, s:o}, s:[]}]", "name", "custom", "type",
+                              type, "config", "url", url, "headers",
+                              headers ? headers : json_object(), "enabledTools");
+    char *custom = entry ? json_dumps(entry, JSON_COMPACT) : NULL;
+    json_decref(entry);
+
+    Kx__V1__McpAgentToolsRequest mreq = KX__V1__MCP_AGENT_TOOLS_REQUEST__INIT;
+    mreq.custom_mcps_json = custom ? custom : (char *)"";
+    mreq.account_id = req->account;
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(MCP_LIST_TIMEOUT_MS), req->account);
+    natsMsg *msg = NULL;
+    kx_err err = custom ? kx_bus_request_pb(app->svc->bus, KX_SUBJ_MCP_AGENT_TOOLS, &mreq.base,
+                                            &meta, &msg)
+                        : KX_ERR_NOMEM;
+    free(custom);
+    Kx__V1__McpAgentToolsReply *r = err == KX_OK
+        ? kx_pb_unpack(&kx__v1__mcp_agent_tools_reply__descriptor, natsMsg_GetData(msg),
+                       (size_t)natsMsg_GetDataLength(msg))
+        : NULL;
+    natsMsg_Destroy(msg);
+    json_t *config = json_loads(config_text, 0, NULL);
+    free(config_text);
+    if (r == NULL) {
+        gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE, "The MCP proxy did not answer: %s",
+                       kx_err_str(err == KX_OK ? KX_ERR_PROTOCOL : err));
+    } else if (r->error != NULL) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s", r->error->message);
+    } else if (r->n_servers > 0 && r->servers[0]->error != NULL) {
+        gw_reply_error(reply, MHD_HTTP_BAD_GATEWAY, "Failed to list the MCP server's tools: %s",
+                       r->servers[0]->error->message);
+    } else {
+        const json_t *enabled = NULL;
+        bool has_config = find_entry(config, url, &enabled);
+        json_t *tools = json_array();
+        for (size_t i = 0; i < r->n_tools; i++)
+            json_array_append_new(tools, json_pack("{s:s, s:o, s:b}", "name", r->tools[i]->tool,
+                                                   "description",
+                                                   own_description(r->tools[i]->description),
+                                                   "enabled",
+                                                   listed(enabled, r->tools[i]->tool)));
+        gw_reply_json(reply, MHD_HTTP_OK,
+                      json_pack("{s:o, s:b, s:s, s:s}", "tools", tools, "has_mcp_config",
+                                has_config, "server_type", type, "server_url", url));
+    }
+    json_decref(config);
+    kx_pb_free(r);
+}

@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+// misbehave.js — a stdio MCP server that misbehaves on purpose, for the mcp-proxy tests.
+// Usage: node misbehave.js MODE
+//   crash-mid-call  answers initialize and tools/list; exits with status 3 on any tools/call
+//   garbage         writes a non-JSON line and a JSON line that is not JSON-RPC before every
+//                   answer; otherwise a correct server (tool "echo")
+//   silent-init     reads everything, answers nothing (never answers initialize)
+//   kinds           tool "kinds" returns every content kind plus structuredContent;
+//                   tool "big" returns a text of argument "bytes" bytes;
+//                   tool "change" sends notifications/tools/list_changed, then answers
+//   old-version     answers initialize with protocolVersion 2024-11-05
+//   bad-version     answers initialize with protocolVersion 1999-01-01
+//   paged           tools/list in three pages of one tool each (nextCursor "p2", "p3")
+// Every mode logs what it received to stderr (the proxy copies it to its log).
+'use strict';
+const mode = process.argv[2] || 'garbage';
+const readline = require('readline');
+const rl = readline.createInterface({ input: process.stdin });
+const send = (m) => process.stdout.write(JSON.stringify(m) + '\n');
+let listCalls = 0;
+
+const tools = {
+  'crash-mid-call': [{ name: 'boom', description: 'exits mid-call', inputSchema: { type: 'object' } }],
+  garbage: [{ name: 'echo', description: 'echoes', inputSchema: { type: 'object', properties: { message: { type: 'string' } } } }],
+  kinds: [
+    { name: 'kinds', description: 'every content kind', inputSchema: { type: 'object' } },
+    { name: 'big', description: 'a large text', inputSchema: { type: 'object', properties: { bytes: { type: 'number' } } } },
+    { name: 'change', description: 'changes the tool list', inputSchema: { type: 'object' } },
+  ],
+};
+tools['old-version'] = tools.garbage;
+
+rl.on('line', (line) => {
+  let m;
+  try { m = JSON.parse(line); } catch (e) { return; }
+  process.stderr.write(`got ${m.method || 'response'}\n`);
+  if (mode === 'silent-init') return;
+  if (m.id === undefined || !m.method) return;
+  if (mode === 'garbage') {
+    process.stdout.write('this is not json {{{\n');
+    process.stdout.write(JSON.stringify({ hello: 'not json-rpc' }) + '\n');
+  }
+  if (m.method === 'initialize') {
+    const v = mode === 'old-version' ? '2024-11-05' : mode === 'bad-version' ? '1999-01-01' : m.params.protocolVersion;
+    send({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: v, capabilities: { tools: { listChanged: true } }, serverInfo: { name: 'misbehave-' + mode, version: '0.0.1' } } });
+  } else if (m.method === 'tools/list') {
+    listCalls++;
+    if (mode === 'paged') {
+      const page = { undefined: 1, p2: 2, p3: 3 }[m.params && m.params.cursor];
+      const result = { tools: [{ name: 'page' + page, inputSchema: { type: 'object' } }] };
+      if (page < 3) result.nextCursor = 'p' + (page + 1);
+      send({ jsonrpc: '2.0', id: m.id, result });
+      return;
+    }
+    const list = (tools[mode] || []).slice();
+    if (mode === 'kinds' && listCalls > 1) list.push({ name: 'added', description: 'after list_changed', inputSchema: { type: 'object' } });
+    send({ jsonrpc: '2.0', id: m.id, result: { tools: list } });
+  } else if (m.method === 'tools/call') {
+    const name = m.params.name;
+    if (mode === 'crash-mid-call') { process.stderr.write('crashing now\n'); process.exit(3); }
+    if (name === 'echo') {
+      send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'Echo: ' + m.params.arguments.message }] } });
+    } else if (name === 'kinds') {
+      send({ jsonrpc: '2.0', id: m.id, result: {
+        content: [
+          { type: 'text', text: 'plain text' },
+          { type: 'image', data: 'iVBORw0KGgo=', mimeType: 'image/png' },
+          { type: 'audio', data: 'UklGRg==', mimeType: 'audio/wav' },
+          { type: 'resource', resource: { uri: 'test://doc', mimeType: 'text/plain', text: 'embedded text' } },
+          { type: 'resource', resource: { uri: 'test://bin', mimeType: 'application/octet-stream', blob: 'AAEC' } },
+          { type: 'resource_link', uri: 'test://link', name: 'a link' },
+        ],
+        structuredContent: { answer: 42 },
+      } });
+    } else if (name === 'big') {
+      send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'x'.repeat(m.params.arguments.bytes || 1000) }] } });
+    } else if (name === 'change') {
+      send({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
+      send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'changed' }] } });
+    } else {
+      send({ jsonrpc: '2.0', id: m.id, error: { code: -32602, message: 'Unknown tool: ' + name } });
+    }
+  } else if (m.method === 'ping') {
+    send({ jsonrpc: '2.0', id: m.id, result: {} });
+  } else {
+    send({ jsonrpc: '2.0', id: m.id, error: { code: -32601, message: 'Method not found' } });
+  }
+});
+rl.on('close', () => process.exit(0));

@@ -1,0 +1,264 @@
+/* test_gateway_mcp.c — GET/POST /api/agents/{id}/custom-mcp-tools: the gateway, the mcp-proxy
+ * and a real Streamable HTTP MCP server (@modelcontextprotocol/server-everything from npm),
+ * with a real nats-server and PostgreSQL: the server's tools come back with "enabled" from the
+ * agent's current version; a missing X-MCP-URL is 400; another account's private agent is 403;
+ * an unknown agent is 404; a loopback target the proxy does not allow is 502 naming why; POST
+ * (saving versions) is 501. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "kx/http.h"
+#include "kx/log.h"
+#include "kx/time.h"
+#include "kx/uuid.h"
+#include "stack.h"
+
+#define NM KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+#define LOOPBACK KX_SOURCE_DIR "/tests/fakes/mcp/loopback.cjs"
+
+static kx_th_stack g_s;      /* only dir, nats, pg, base_url, secret are used */
+static pid_t g_gateway, g_proxy, g_mcp;
+static uint16_t g_mcp_port;
+static char g_agent[KX_UUID_LEN + 1], g_owner[KX_UUID_LEN + 1];
+static char g_url[128];
+
+static bool wait_port(uint16_t port, int64_t timeout_ms)
+{
+    int64_t end = kx_mono_ms() + timeout_ms;
+    while (kx_mono_ms() < end) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+        close(fd);
+        if (rc == 0)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+static int start_all(void **state)
+{
+    (void)state;
+    kx_log_init("test-gateway-mcp", "test");
+    kx_log_set_level(KX_LOG_WARN);
+    if (access(NM, R_OK) != 0) {
+        fprintf(stderr, "missing %s: run tests/run.sh (npm install in tests/)\n", NM);
+        return -1;
+    }
+    memset(&g_s, 0, sizeof g_s);
+    g_s.dir = kx_th_tmpdir("kx-it-gwmcp");
+    if (g_s.dir == NULL || kx_th_nats_start(g_s.dir, &g_s.nats) != KX_OK ||
+        kx_th_pg_start(g_s.dir, &g_s.pg) != KX_OK)
+        return -1;
+    char log[700], e_mport[32];
+    g_mcp_port = kx_th_free_port();
+    snprintf(e_mport, sizeof e_mport, "PORT=%u", g_mcp_port);
+    snprintf(log, sizeof log, "%s/everything.log", g_s.dir);
+    const char *menv[] = {e_mport, NULL};
+    const char *margv[] = {"node", "--require", LOOPBACK, NM, "streamableHttp", NULL};
+    if (kx_th_spawn(margv, menv, log, &g_mcp) != KX_OK || !wait_port(g_mcp_port, 20000))
+        return -1;
+    snprintf(g_url, sizeof g_url, "http://127.0.0.1:%u/mcp", g_mcp_port);
+
+    uint16_t port = kx_th_free_port();
+    snprintf(g_s.base_url, sizeof g_s.base_url, "http://127.0.0.1:%u", (unsigned)port);
+    snprintf(g_s.secret, sizeof g_s.secret, "gateway-mcp-test-secret");
+    char e_port[64], e_nats[128], e_db[320], e_secret[128], e_mig[600], e_allow[80];
+    snprintf(e_port, sizeof e_port, "KX_HTTP_PORT=%u", (unsigned)port);
+    snprintf(e_nats, sizeof e_nats, "KX_NATS_URL=%s", g_s.nats.url);
+    snprintf(e_db, sizeof e_db, "KX_DATABASE_URL=%s", g_s.pg.url);
+    snprintf(e_secret, sizeof e_secret, "KX_JWT_SECRET=%s", g_s.secret);
+    snprintf(e_mig, sizeof e_mig, "KX_MIGRATIONS_DIR=%s/deploy/migrations", KX_SOURCE_DIR);
+    /* The proxy refuses loopback targets for agents' servers; this test's server is allowed
+     * explicitly, by its port. */
+    snprintf(e_allow, sizeof e_allow, "KX_MCP_ALLOW_LOOPBACK_PORTS=%u", g_mcp_port);
+    uint16_t proxy_health = kx_th_free_port();
+    char e_health[64];
+    snprintf(e_health, sizeof e_health, "KX_HEALTH_PORT=%u", proxy_health);
+    const char *env[] = {e_port, e_nats, e_db, e_secret, e_mig, e_allow, "KX_HEALTH_PORT=0",
+                         "KX_HEALTH_TIMEOUT_MS=300", "KX_LOG_LEVEL=debug",
+                         "KX_DRAIN_TIMEOUT_MS=3000", NULL};
+    const char *penv[] = {e_nats, e_allow, e_health, "KX_LOG_LEVEL=debug", NULL};
+    const char *gargv[] = {KX_BUILD_DIR "/services/gateway/gateway", NULL};
+    const char *pargv[] = {KX_BUILD_DIR "/services/mcp-proxy/mcp-proxy", NULL};
+    snprintf(log, sizeof log, "%s/gateway.log", g_s.dir);
+    if (kx_th_spawn(gargv, env, log, &g_gateway) != KX_OK)
+        return -1;
+    snprintf(log, sizeof log, "%s/mcp-proxy.log", g_s.dir);
+    if (kx_th_spawn(pargv, penv, log, &g_proxy) != KX_OK)
+        return -1;
+    /* /readyz of both: Postgres migrated, NATS connected (the proxy then has subscribed). */
+    char ready[128];
+    snprintf(ready, sizeof ready, "%s/readyz", g_s.base_url);
+    if (kx_th_wait_http(ready, 30000) != KX_OK)
+        return -1;
+    snprintf(ready, sizeof ready, "http://127.0.0.1:%u/readyz", proxy_health);
+    if (kx_th_wait_http(ready, 30000) != KX_OK)
+        return -1;
+
+    /* An agent of g_owner whose current version enables only "echo" of this server. */
+    kx_uuid_new(g_owner);
+    kx_uuid_new(g_agent);
+    char version[KX_UUID_LEN + 1], config[600];
+    kx_uuid_new(version);
+    snprintf(config, sizeof config,
+             "{\"system_prompt\": \"\", \"tools\": {}, \"custom_mcps\": [{\"name\": \"ev\", "
+             "\"type\": \"http\", \"config\": {\"url\": \"%s\"}, \"enabledTools\": [\"echo\"]}]}",
+             g_url);
+    const char *p1[] = {g_agent, g_owner};
+    PQclear(kx_th_sql(&g_s, "INSERT INTO agents (agent_id, account_id, name) VALUES ($1, $2, "
+                            "'mcp agent')", 2, p1));
+    const char *p2[] = {version, g_agent, g_owner, config};
+    PQclear(kx_th_sql(&g_s, "INSERT INTO agent_versions (version_id, agent_id, account_id, "
+                            "version_number, version_name, config) VALUES ($1, $2, $3, 1, 'v1', "
+                            "$4::jsonb)", 4, p2));
+    const char *p3[] = {version, g_agent};
+    PQclear(kx_th_sql(&g_s, "UPDATE agents SET current_version_id = $1 WHERE agent_id = $2", 2,
+                      p3));
+    char *check = kx_th_sql_value(&g_s, "SELECT current_version_id::text FROM agents WHERE "
+                                        "agent_id = $1", 1, p1);
+    bool ok = check != NULL && strcmp(check, version) == 0;
+    free(check);
+    return ok ? 0 : -1;
+}
+
+static int stop_all(void **state)
+{
+    (void)state;
+    int rc = 0;
+    if (g_gateway > 0 && kx_th_kill(g_gateway) != 0)
+        rc = -1;
+    if (g_proxy > 0 && kx_th_kill(g_proxy) != 0)
+        rc = -1;
+    if (g_mcp > 0)
+        kx_th_kill(g_mcp);
+    kx_th_pg_stop(&g_s.pg);
+    kx_th_nats_stop(&g_s.nats);
+    kx_th_rmrf(g_s.dir);
+    free(g_s.dir);
+    return rc;
+}
+
+/* GET (or POST) the route for agent with the given X-MCP-* headers (NULL = absent). */
+static json_t *get_tools(const char *method, const char *agent, const char *account,
+                         const char *url, const char *type, long *status)
+{
+    char *token = kx_th_jwt(g_s.secret, account, 600);
+    char auth[1024], h_url[300], h_type[64], path[256];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    free(token);
+    const char *headers[6];
+    int n = 0;
+    headers[n++] = auth;
+    if (url) {
+        snprintf(h_url, sizeof h_url, "X-MCP-URL: %s", url);
+        headers[n++] = h_url;
+    }
+    if (type) {
+        snprintf(h_type, sizeof h_type, "X-MCP-Type: %s", type);
+        headers[n++] = h_type;
+    }
+    if (strcmp(method, "POST") == 0)
+        headers[n++] = "Content-Type: application/json";
+    headers[n] = NULL;
+    snprintf(path, sizeof path, "%s/api/agents/%s/custom-mcp-tools", g_s.base_url, agent);
+    kx_http_resp r = {0};
+    const char *body = strcmp(method, "POST") == 0 ? "{\"url\": \"x\", \"type\": \"http\"}" : NULL;
+    kx_err err = kx_http_request(method, path, headers, body, body ? strlen(body) : 0,
+                                 kx_deadline_in(30000), 0, &r);
+    *status = err == KX_OK ? r.status : 0;
+    json_t *j = err == KX_OK && r.body ? json_loads(r.body, 0, NULL) : NULL;
+    kx_http_resp_free(&r);
+    return j;
+}
+
+static void test_lists_tools_with_enabled_flags(void **state)
+{
+    (void)state;
+    long status = 0;
+    json_t *j = get_tools("GET", g_agent, g_owner, g_url, "http", &status);
+    assert_int_equal(status, 200);
+    assert_non_null(j);
+    assert_true(json_is_true(json_object_get(j, "has_mcp_config")));
+    assert_string_equal(json_string_value(json_object_get(j, "server_type")), "http");
+    json_t *tools = json_object_get(j, "tools");
+    assert_true(json_array_size(tools) >= 5);
+    int seen = 0;
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t) {
+        const char *name = json_string_value(json_object_get(t, "name"));
+        bool enabled = json_is_true(json_object_get(t, "enabled"));
+        if (strcmp(name, "echo") == 0) {
+            assert_true(enabled);
+            const char *d = json_string_value(json_object_get(t, "description"));
+            assert_null(strstr(d, "(MCP Server:"));
+            seen++;
+        } else if (strcmp(name, "get-sum") == 0) {
+            assert_false(enabled);
+            seen++;
+        }
+    }
+    assert_int_equal(seen, 2);
+    json_decref(j);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    long status = 0;
+    json_t *j = get_tools("GET", g_agent, g_owner, NULL, NULL, &status);
+    assert_int_equal(status, 400);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "detail")), "X-MCP-URL"));
+    json_decref(j);
+
+    char stranger[KX_UUID_LEN + 1], nobody[KX_UUID_LEN + 1];
+    kx_uuid_new(stranger);
+    kx_uuid_new(nobody);
+    j = get_tools("GET", g_agent, stranger, g_url, "http", &status);
+    assert_int_equal(status, 403);
+    json_decref(j);
+    j = get_tools("GET", nobody, g_owner, g_url, "http", &status);
+    assert_int_equal(status, 404);
+    json_decref(j);
+    j = get_tools("GET", "not-a-uuid", g_owner, g_url, "http", &status);
+    assert_int_equal(status, 404);
+    json_decref(j);
+    j = get_tools("GET", g_agent, g_owner, g_url, "json", &status);
+    assert_int_equal(status, 400);
+    json_decref(j);
+
+    /* The NATS port: a loopback service the proxy does not let agents' servers reach. */
+    char nats_url[128];
+    snprintf(nats_url, sizeof nats_url, "http://127.0.0.1:%u/", g_s.nats.port);
+    j = get_tools("GET", g_agent, g_owner, nats_url, "http", &status);
+    assert_int_equal(status, 502);
+    assert_non_null(strstr(json_string_value(json_object_get(j, "detail")), "loopback"));
+    json_decref(j);
+
+    j = get_tools("POST", g_agent, g_owner, NULL, NULL, &status);
+    assert_int_equal(status, 501);
+    json_decref(j);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lists_tools_with_enabled_flags),
+        cmocka_unit_test(test_errors),
+    };
+    return cmocka_run_group_tests(tests, start_all, stop_all);
+}

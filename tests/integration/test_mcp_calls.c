@@ -1,0 +1,759 @@
+/* test_mcp_calls.c — kx.mcp.call, kx.mcp.cancel and kx.mcp.agent_tools against real MCP
+ * servers: @modelcontextprotocol/server-everything from npm over stdio, Streamable HTTP and
+ * legacy HTTP+SSE, and misbehaving stdio servers (tests/fakes/mcp/misbehave.js): echo and
+ * get-sum on every transport, a long-running operation with progress, a call cancelled
+ * mid-way, a call past its deadline, a server crashing mid-call, garbage on stdout, a server
+ * that never answers initialize, every content kind, a result larger than NATS's max_payload,
+ * old and unknown protocol versions, an agent's config in Kortix's shapes (names, enabledTools,
+ * collisions, the loopback guard, the stdio sandbox refusal), the tool-list cache shared by two
+ * proxy replicas, and its invalidation by list_changed. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "harness.h"
+#include "kx/bus.h"
+#include "kx/log.h"
+#include "kx/pb.h"
+#include "kx/time.h"
+
+#define NM KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+#define FAKE KX_SOURCE_DIR "/tests/fakes/mcp/misbehave.js"
+#define LOOPBACK KX_SOURCE_DIR "/tests/fakes/mcp/loopback.cjs"
+#define PROXY KX_BUILD_DIR "/services/mcp-proxy/mcp-proxy"
+
+static char *g_dir;
+static kx_th_nats g_nats;
+static pid_t g_proxy, g_http, g_sse;
+static uint16_t g_http_port, g_sse_port;
+static kx_bus *g_bus;
+static char g_log[512];
+static char g_servers_env[4096];
+static char g_allow_env[128];
+static char g_nats_env[128];
+
+static bool wait_port(uint16_t port, int64_t timeout_ms)
+{
+    int64_t end = kx_mono_ms() + timeout_ms;
+    while (kx_mono_ms() < end) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+        close(fd);
+        if (rc == 0)
+            return true;
+        usleep(50000);
+    }
+    return false;
+}
+
+static kx_err start_node_http(const char *mode, uint16_t port, pid_t *pid)
+{
+    char port_env[32], log[600];
+    snprintf(port_env, sizeof port_env, "PORT=%u", port);
+    snprintf(log, sizeof log, "%s/everything-%s.log", g_dir, mode);
+    const char *env[] = {port_env, NULL};
+    const char *argv[] = {"node", "--require", LOOPBACK, NM, mode, NULL};
+    kx_err err = kx_th_spawn(argv, env, log, pid);
+    if (err == KX_OK && !wait_port(port, 20000))
+        return KX_ERR_TIMEOUT;
+    return err;
+}
+
+static kx_err start_proxy(const char *log_name, pid_t *pid)
+{
+    char port_env[64];
+    snprintf(port_env, sizeof port_env, "KX_HEALTH_PORT=%u", kx_th_free_port());
+    snprintf(g_log, sizeof g_log, "%s/%s", g_dir, log_name);
+    const char *env[] = {g_nats_env, g_servers_env, port_env, g_allow_env,
+                         "KX_MCP_TIMEOUT_S=4", "KX_LOG_LEVEL=debug", NULL};
+    const char *argv[] = {PROXY, NULL};
+    return kx_th_spawn(argv, env, g_log, pid);
+}
+
+/* Waits until the proxy answers its health request. */
+static bool proxy_ready(void)
+{
+    for (int i = 0; i < 200; i++) {
+        Kx__V1__HealthRequest req = KX__V1__HEALTH_REQUEST__INIT;
+        kx_bus_meta meta;
+        kx_bus_meta_init(&meta, kx_deadline_in(500), NULL);
+        natsMsg *reply = NULL;
+        if (kx_bus_request_pb(g_bus, KX_SUBJ_HEALTH_PREFIX "mcp-proxy", &req.base, &meta,
+                              &reply) == KX_OK) {
+            Kx__V1__HealthReply *rep = kx_pb_unpack(&kx__v1__health_reply__descriptor,
+                                                    natsMsg_GetData(reply),
+                                                    (size_t)natsMsg_GetDataLength(reply));
+            natsMsg_Destroy(reply);
+            bool ready = rep && rep->ready;
+            kx_pb_free(rep);
+            if (ready)
+                break;
+        }
+        usleep(50000);
+    }
+    /* And the responders answer (not "no responders"): kx.mcp.list for a server that does not
+     * exist is answered not_found at once. */
+    for (int i = 0; i < 100; i++) {
+        Kx__V1__McpListToolsRequest req = KX__V1__MCP_LIST_TOOLS_REQUEST__INIT;
+        req.server = "no-such-server";
+        kx_bus_meta meta;
+        kx_bus_meta_init(&meta, kx_deadline_in(1000), NULL);
+        natsMsg *reply = NULL;
+        if (kx_bus_request_pb(g_bus, KX_SUBJ_MCP_LIST, &req.base, &meta, &reply) == KX_OK) {
+            natsMsg_Destroy(reply);
+            return true;
+        }
+        usleep(50000);
+    }
+    return false;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (access(NM, R_OK) != 0) {
+        fprintf(stderr, "missing %s: run tests/run.sh (npm install in tests/)\n", NM);
+        return -1;
+    }
+    g_dir = kx_th_tmpdir("kx-it-mcpcall");
+    if (g_dir == NULL || kx_th_nats_start(g_dir, &g_nats) != KX_OK)
+        return -1;
+    g_http_port = kx_th_free_port();
+    g_sse_port = kx_th_free_port();
+    if (start_node_http("streamableHttp", g_http_port, &g_http) != KX_OK ||
+        start_node_http("sse", g_sse_port, &g_sse) != KX_OK)
+        return -1;
+    snprintf(g_nats_env, sizeof g_nats_env, "KX_NATS_URL=%s", g_nats.url);
+    /* Agent servers may reach this loopback port only because the test lists it. */
+    snprintf(g_allow_env, sizeof g_allow_env, "KX_MCP_ALLOW_LOOPBACK_PORTS=%u", g_http_port);
+    snprintf(g_servers_env, sizeof g_servers_env,
+             "KX_MCP_SERVERS={"
+             "\"everything\": {\"command\": \"node\", \"args\": [\"%s\", \"stdio\"]},"
+             "\"http\": {\"type\": \"http\", \"url\": \"http://127.0.0.1:%u/mcp\"},"
+             "\"sse\": {\"type\": \"sse\", \"url\": \"http://127.0.0.1:%u/sse\"},"
+             "\"crash\": {\"command\": \"node\", \"args\": [\"%s\", \"crash-mid-call\"]},"
+             "\"garbage\": {\"command\": \"node\", \"args\": [\"%s\", \"garbage\"]},"
+             "\"silent\": {\"command\": \"node\", \"args\": [\"%s\", \"silent-init\"]},"
+             "\"kinds\": {\"command\": \"node\", \"args\": [\"%s\", \"kinds\"]},"
+             "\"old\": {\"command\": \"node\", \"args\": [\"%s\", \"old-version\"]},"
+             "\"bad\": {\"command\": \"node\", \"args\": [\"%s\", \"bad-version\"]},"
+             "\"paged\": {\"command\": \"node\", \"args\": [\"%s\", \"paged\"]}}",
+             NM, g_http_port, g_sse_port, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE);
+    if (start_proxy("mcp-proxy-a.log", &g_proxy) != KX_OK)
+        return -1;
+    if (kx_bus_connect(g_nats.url, "it-mcpcall", &g_bus) != KX_OK)
+        return -1;
+    for (int i = 0; i < 500 && !kx_bus_connected(g_bus); i++)
+        usleep(10000);
+    return proxy_ready() ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kx_bus_close(g_bus, 1000);
+    int status = g_proxy > 0 ? kx_th_kill(g_proxy) : 0;
+    if (g_http > 0)
+        kx_th_kill(g_http);
+    if (g_sse > 0)
+        kx_th_kill(g_sse);
+    kx_th_nats_stop(&g_nats);
+    if (status != 0)
+        fprintf(stderr, "mcp-proxy exited with status %d on SIGTERM (log %s)\n", status, g_log);
+    kx_th_rmrf(g_dir);
+    free(g_dir);
+    return status == 0 ? 0 : -1;
+}
+
+/* Sends a request whose Kx-Deadline is deadline_ms from now and waits up to wait_ms for the
+ * reply (longer than the deadline, to see that the proxy answers by the deadline). */
+static natsMsg *request(const char *subject, const ProtobufCMessage *msg, int64_t deadline_ms,
+                        int64_t wait_ms, double *took_ms)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (kx_pb_pack(msg, &buf, &len) != KX_OK)
+        return NULL;
+    natsMsg *m = NULL, *reply = NULL;
+    natsMsg_Create(&m, subject, NULL, (const char *)buf, (int)len);
+    free(buf);
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(deadline_ms), NULL);
+    kx_bus_meta_write(m, &meta);
+    int64_t t0 = kx_mono_us();
+    natsStatus s = natsConnection_RequestMsg(&reply, kx_bus_conn(g_bus), m, wait_ms);
+    if (took_ms)
+        *took_ms = (double)(kx_mono_us() - t0) / 1000.0;
+    natsMsg_Destroy(m);
+    return s == NATS_OK ? reply : NULL;
+}
+
+static Kx__V1__McpCallReply *call_full(const char *server, const char *server_json,
+                                       const char *call_id, const char *tool, const char *args,
+                                       const char *progress, int64_t deadline_ms,
+                                       double *took_ms)
+{
+    Kx__V1__McpCallRequest req = KX__V1__MCP_CALL_REQUEST__INIT;
+    req.call_id = (char *)call_id;
+    req.server = (char *)(server ? server : "");
+    req.server_json = (char *)(server_json ? server_json : "");
+    req.custom = true;
+    req.tool = (char *)tool;
+    req.arguments_json = (char *)args;
+    req.progress_subject = (char *)(progress ? progress : "");
+    natsMsg *reply = request(KX_SUBJ_MCP_CALL, &req.base, deadline_ms, deadline_ms + 3000,
+                             took_ms);
+    if (reply == NULL)
+        return NULL;
+    Kx__V1__McpCallReply *r = kx_pb_unpack(&kx__v1__mcp_call_reply__descriptor,
+                                           natsMsg_GetData(reply),
+                                           (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    return r;
+}
+
+static Kx__V1__McpCallReply *call(const char *server, const char *tool, const char *args)
+{
+    static int n;
+    char id[32];
+    snprintf(id, sizeof id, "c-%d", ++n);
+    return call_full(server, NULL, id, tool, args, NULL, 15000, NULL);
+}
+
+/* The text the agent sees: output_json is a JSON string. */
+static char *output_text(const Kx__V1__McpCallReply *r)
+{
+    json_t *j = json_loads(r->result->output_json, JSON_DECODE_ANY, NULL);
+    char *s = strdup(json_is_string(j) ? json_string_value(j) : "");
+    json_decref(j);
+    return s;
+}
+
+static void assert_call_ok(const char *server, const char *tool, const char *args,
+                           const char *want)
+{
+    Kx__V1__McpCallReply *r = call(server, tool, args);
+    assert_non_null(r);
+    if (r->error != NULL)
+        fail_msg("%s/%s failed: %s: %s", server, tool, r->error->code, r->error->message);
+    assert_false(r->is_error);
+    assert_non_null(r->result);
+    assert_true(r->result->success);
+    char *text = output_text(r);
+    if (strstr(text, want) == NULL)
+        fail_msg("%s/%s: want \"%s\" in \"%s\"", server, tool, want, text);
+    assert_non_null(strstr(r->content_json, "\"type\":\"text\""));
+    free(text);
+    kx_pb_free(r);
+}
+
+static void test_echo_and_sum_over_every_transport(void **state)
+{
+    (void)state;
+    const char *servers[] = {"everything", "http", "sse"};
+    for (size_t i = 0; i < 3; i++) {
+        assert_call_ok(servers[i], "echo", "{\"message\": \"hi there\"}", "hi there");
+        assert_call_ok(servers[i], "get-sum", "{\"a\": 1, \"b\": 2}", "3");
+    }
+}
+
+/* A tool the server does not have: a JSON-RPC error from the server becomes a failed result
+ * the agent can read, and the session stays usable. */
+static void test_unknown_tool_is_a_tool_error(void **state)
+{
+    (void)state;
+    Kx__V1__McpCallReply *r = call("everything", "no-such-tool", "{}");
+    assert_non_null(r);
+    assert_null(r->error);
+    assert_true(r->is_error);
+    assert_false(r->result->success);
+    char *text = output_text(r);
+    assert_non_null(strstr(text, "no-such-tool"));
+    free(text);
+    kx_pb_free(r);
+    assert_call_ok("everything", "echo", "{\"message\": \"still here\"}", "still here");
+}
+
+static void test_bad_requests(void **state)
+{
+    (void)state;
+    Kx__V1__McpCallReply *r = call("everything", "echo", "[1, 2]");
+    assert_non_null(r);
+    assert_non_null(r->error);
+    assert_string_equal(r->error->code, "invalid_argument");
+    assert_non_null(strstr(r->error->message, "arguments_json"));
+    kx_pb_free(r);
+    r = call("nope", "echo", "{}");
+    assert_non_null(r);
+    assert_string_equal(r->error->code, "not_found");
+    kx_pb_free(r);
+    r = call_full("everything", NULL, "", "echo", "{}", NULL, 5000, NULL);
+    assert_non_null(r);
+    assert_string_equal(r->error->code, "invalid_argument");
+    assert_non_null(strstr(r->error->message, "call_id"));
+    kx_pb_free(r);
+}
+
+typedef struct progress_seen {
+    int n;
+    double last, total;
+} progress_seen;
+
+static void on_progress_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
+                            void *closure)
+{
+    (void)nc;
+    (void)sub;
+    progress_seen *p = closure;
+    Kx__V1__McpCallProgress *ev = kx_pb_unpack(&kx__v1__mcp_call_progress__descriptor,
+                                               natsMsg_GetData(msg),
+                                               (size_t)natsMsg_GetDataLength(msg));
+    if (ev != NULL) {
+        p->n++;
+        p->last = ev->progress;
+        p->total = ev->total;
+    }
+    kx_pb_free(ev);
+    natsMsg_Destroy(msg);
+}
+
+/* trigger-long-running-operation sends notifications/progress per step: they reach the
+ * progress subject, on stdio and on Streamable HTTP (SSE response stream). */
+static void test_progress_is_passed_on(void **state)
+{
+    (void)state;
+    const char *servers[] = {"everything", "http"};
+    for (size_t i = 0; i < 2; i++) {
+        progress_seen seen = {0};
+        natsSubscription *sub = NULL;
+        char subject[64];
+        snprintf(subject, sizeof subject, "it.progress.%zu", i);
+        assert_int_equal(natsConnection_Subscribe(&sub, kx_bus_conn(g_bus), subject,
+                                                  on_progress_msg, &seen), NATS_OK);
+        natsConnection_Flush(kx_bus_conn(g_bus));
+        char id[32];
+        snprintf(id, sizeof id, "progress-%zu", i);
+        Kx__V1__McpCallReply *r = call_full(servers[i], NULL, id,
+                                            "trigger-long-running-operation",
+                                            "{\"duration\": 0.6, \"steps\": 3}", subject, 15000,
+                                            NULL);
+        assert_non_null(r);
+        if (r->error)
+            fail_msg("%s: %s: %s", servers[i], r->error->code, r->error->message);
+        char *text = output_text(r);
+        assert_non_null(strstr(text, "Long running operation completed"));
+        free(text);
+        kx_pb_free(r);
+        for (int k = 0; k < 100 && seen.n < 3; k++)
+            usleep(20000);
+        natsSubscription_Unsubscribe(sub);
+        natsSubscription_Destroy(sub);
+        if (seen.n != 3)
+            fail_msg("%s: %d progress events, want 3", servers[i], seen.n);
+        assert_true(seen.last == 3.0);
+        assert_true(seen.total == 3.0);
+    }
+}
+
+typedef struct async_call {
+    Kx__V1__McpCallReply *reply;
+    double took_ms;
+    const char *server;
+    const char *id;
+    const char *args;
+    int64_t deadline_ms;
+} async_call;
+
+static void *call_thread(void *arg)
+{
+    async_call *a = arg;
+    a->reply = call_full(a->server, NULL, a->id, "trigger-long-running-operation", a->args,
+                         NULL, a->deadline_ms, &a->took_ms);
+    return NULL;
+}
+
+/* A call cancelled mid-way over kx.mcp.cancel ends at once with "cancelled"; the server gets
+ * notifications/cancelled and the session stays usable. */
+static void test_cancel_mid_call(void **state)
+{
+    (void)state;
+    const char *servers[] = {"everything", "http"};
+    for (size_t i = 0; i < 2; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "cancel-me-%zu", i);
+        async_call a = {.server = servers[i], .id = id,
+                        .args = "{\"duration\": 20, \"steps\": 20}", .deadline_ms = 25000};
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, call_thread, &a), 0);
+        usleep(700000);   /* the call is at the server */
+        Kx__V1__McpCancelRequest creq = KX__V1__MCP_CANCEL_REQUEST__INIT;
+        creq.call_id = id;
+        natsMsg *rep = request(KX_SUBJ_MCP_CANCEL, &creq.base, 2000, 2000, NULL);
+        assert_non_null(rep);
+        Kx__V1__McpCancelReply *cr = kx_pb_unpack(&kx__v1__mcp_cancel_reply__descriptor,
+                                                  natsMsg_GetData(rep),
+                                                  (size_t)natsMsg_GetDataLength(rep));
+        natsMsg_Destroy(rep);
+        assert_non_null(cr);
+        assert_true(cr->cancelled);
+        kx_pb_free(cr);
+        pthread_join(th, NULL);
+        assert_non_null(a.reply);
+        assert_non_null(a.reply->error);
+        assert_string_equal(a.reply->error->code, "cancelled");
+        assert_true(a.took_ms < 5000);
+        kx_pb_free(a.reply);
+        assert_call_ok(servers[i], "echo", "{\"message\": \"after cancel\"}", "after cancel");
+    }
+    /* A cancel for a call nobody holds gets no answer (no replica claims it). */
+    Kx__V1__McpCancelRequest creq = KX__V1__MCP_CANCEL_REQUEST__INIT;
+    creq.call_id = "never-was";
+    assert_null(request(KX_SUBJ_MCP_CANCEL, &creq.base, 500, 500, NULL));
+}
+
+/* A call past its deadline is answered deadline_exceeded (timed_out) by the deadline, not
+ * after it; the proxy keeps working. */
+static void test_call_past_deadline(void **state)
+{
+    (void)state;
+    async_call a = {.server = "everything", .id = "late-1",
+                    .args = "{\"duration\": 10, \"steps\": 5}", .deadline_ms = 1500};
+    call_thread(&a);
+    assert_non_null(a.reply);
+    assert_non_null(a.reply->error);
+    assert_string_equal(a.reply->error->code, "deadline_exceeded");
+    assert_true(a.reply->result->timed_out);
+    fprintf(stderr, "a 1500 ms deadline was answered after %.0f ms\n", a.took_ms);
+    /* The proxy answers 100 ms before the deadline; on a loaded 2-core CI machine scheduling
+     * can eat that margin, so allow a second more (the caller here waits 3 s longer). */
+    assert_true(a.took_ms < 2500);
+    assert_true(a.took_ms > 1000);
+    kx_pb_free(a.reply);
+    assert_call_ok("everything", "echo", "{\"message\": \"after deadline\"}", "after deadline");
+}
+
+/* A server that exits mid-call: the call fails with a clear message; the next call starts the
+ * server again. */
+static void test_crash_mid_call(void **state)
+{
+    (void)state;
+    Kx__V1__McpCallReply *r = call("crash", "boom", "{}");
+    assert_non_null(r);
+    assert_non_null(r->error);
+    assert_string_equal(r->error->code, "unavailable");
+    assert_non_null(strstr(r->error->message, "exited (status 3)"));
+    assert_non_null(strstr(r->error->message, "outcome is unknown"));
+    kx_pb_free(r);
+    r = call("crash", "boom", "{}");   /* restarted, and crashes again */
+    assert_non_null(r);
+    assert_non_null(r->error);
+    assert_non_null(strstr(r->error->message, "exited (status 3)"));
+    kx_pb_free(r);
+    /* The third failure in a row opens the circuit: the next call fails fast. */
+    r = call("crash", "boom", "{}");
+    kx_pb_free(r);
+    double took = 0;
+    r = call_full("crash", NULL, "fast-fail", "boom", "{}", NULL, 5000, &took);
+    assert_non_null(r);
+    assert_non_null(r->error);
+    assert_non_null(strstr(r->error->message, "circuit open"));
+    assert_true(took < 500);
+    kx_pb_free(r);
+}
+
+static void test_garbage_on_stdout_is_skipped(void **state)
+{
+    (void)state;
+    assert_call_ok("garbage", "echo", "{\"message\": \"through the noise\"}",
+                   "through the noise");
+}
+
+static void test_server_that_never_initializes(void **state)
+{
+    (void)state;
+    double took = 0;
+    Kx__V1__McpCallReply *r = call_full("silent", NULL, "silent-1", "x", "{}", NULL, 2000,
+                                        &took);
+    assert_non_null(r);
+    assert_non_null(r->error);
+    assert_string_equal(r->error->code, "deadline_exceeded");
+    assert_non_null(strstr(r->error->message, "initialize"));
+    assert_true(took < 2000);
+    kx_pb_free(r);
+}
+
+static void test_every_content_kind(void **state)
+{
+    (void)state;
+    Kx__V1__McpCallReply *r = call("kinds", "kinds", "{}");
+    assert_non_null(r);
+    assert_null(r->error);
+    char *text = output_text(r);
+    const char *want[] = {"plain text", "[image: image/png, 12 bytes base64]",
+                          "[audio: audio/wav, 8 bytes base64]",
+                          "[resource test://doc]\nembedded text",
+                          "[resource test://bin (application/octet-stream): 4 bytes base64]",
+                          "[resource link: test://link a link]"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (strstr(text, want[i]) == NULL)
+            fail_msg("want \"%s\" in \"%s\"", want[i], text);
+    free(text);
+    assert_string_equal(r->structured_json, "{\"answer\":42}");
+    assert_non_null(strstr(r->content_json, "iVBORw0KGgo="));
+    assert_false(r->truncated);
+    kx_pb_free(r);
+}
+
+/* A 3 MB result cannot travel on a 1 MB bus: it is cut, with a note, and the reply fits. */
+static void test_result_larger_than_max_payload(void **state)
+{
+    (void)state;
+    Kx__V1__McpCallReply *r = call("kinds", "big", "{\"bytes\": 3000000}");
+    assert_non_null(r);
+    assert_null(r->error);
+    assert_true(r->truncated);
+    char *text = output_text(r);
+    assert_true(strlen(text) < 1024 * 1024);
+    assert_true(strlen(text) > 100000);
+    assert_non_null(strstr(text, "[truncated by mcp-proxy:"));
+    free(text);
+    kx_pb_free(r);
+}
+
+static void test_protocol_versions(void **state)
+{
+    (void)state;
+    assert_call_ok("old", "echo", "{\"message\": \"from 2024\"}", "from 2024");
+    Kx__V1__McpCallReply *r = call("bad", "echo", "{}");
+    assert_non_null(r);
+    assert_non_null(r->error);
+    assert_string_equal(r->error->code, "unavailable");
+    assert_non_null(strstr(r->error->message, "1999-01-01"));
+    kx_pb_free(r);
+}
+
+static Kx__V1__McpAgentToolsReply *agent_tools(const char *custom, const char *configured,
+                                               char **reserved, size_t n_reserved)
+{
+    Kx__V1__McpAgentToolsRequest req = KX__V1__MCP_AGENT_TOOLS_REQUEST__INIT;
+    req.custom_mcps_json = (char *)(custom ? custom : "");
+    req.configured_mcps_json = (char *)(configured ? configured : "");
+    req.reserved_names = reserved;
+    req.n_reserved_names = n_reserved;
+    natsMsg *reply = request(KX_SUBJ_MCP_AGENT_TOOLS, &req.base, 20000, 23000, NULL);
+    if (reply == NULL)
+        return NULL;
+    Kx__V1__McpAgentToolsReply *r = kx_pb_unpack(&kx__v1__mcp_agent_tools_reply__descriptor,
+                                                 natsMsg_GetData(reply),
+                                                 (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    return r;
+}
+
+static const Kx__V1__McpAgentTool *agent_tool(const Kx__V1__McpAgentToolsReply *r,
+                                              const char *name)
+{
+    for (size_t i = 0; i < r->n_tools; i++)
+        if (strcmp(r->tools[i]->name, name) == 0)
+            return r->tools[i];
+    return NULL;
+}
+
+static const Kx__V1__McpServerStatus *status_of(const Kx__V1__McpAgentToolsReply *r,
+                                                const char *server)
+{
+    for (size_t i = 0; i < r->n_servers; i++)
+        if (strcmp(r->servers[i]->server, server) == 0)
+            return r->servers[i];
+    return NULL;
+}
+
+static char g_custom[2048];
+
+/* An agent's custom_mcps: model-visible names as Kortix derives them, enabledTools, names
+ * made unique against built-ins, the description suffix; a stdio entry is refused (no sandbox
+ * launcher yet) and an http entry aimed at another loopback port is refused by the guard. */
+static void test_agent_tools_from_kortix_config(void **state)
+{
+    (void)state;
+    snprintf(g_custom, sizeof g_custom,
+             "[{\"name\": \"Everything\", \"type\": \"http\", \"config\": {\"url\": "
+             "\"http://127.0.0.1:%u/mcp\"}, \"enabledTools\": []},"
+             " {\"name\": \"My Srv\", \"customType\": \"http\", \"config\": {\"url\": "
+             "\"http://127.0.0.1:%u/mcp\", \"headers\": {\"X-Test\": \"1\"}}, "
+             "\"enabledTools\": [\"get-sum\"]},"
+             " {\"name\": \"local\", \"type\": \"json\", \"config\": {\"command\": \"node\", "
+             "\"args\": [\"%s\", \"stdio\"]}},"
+             " {\"name\": \"nats\", \"type\": \"http\", \"config\": {\"url\": "
+             "\"http://127.0.0.1:%u/\"}}]",
+             g_http_port, g_http_port, NM, g_nats.port);
+    char *reserved[] = {"echo"};
+    Kx__V1__McpAgentToolsReply *r = agent_tools(g_custom, NULL, reserved, 1);
+    assert_non_null(r);
+    assert_null(r->error);
+    assert_int_equal(r->n_servers, 4);
+    const Kx__V1__McpServerStatus *st = status_of(r, "custom_http_everything");
+    assert_non_null(st);
+    assert_null(st->error);
+    assert_true(st->tools >= 5);
+    st = status_of(r, "custom_http_my_srv");
+    assert_non_null(st);
+    assert_null(st->error);
+    assert_int_equal(st->tools, 1);
+    st = status_of(r, "custom_json_local");
+    assert_non_null(st);
+    assert_non_null(st->error);
+    assert_non_null(strstr(st->error->message,
+                           "stdio MCP servers from agent configs need the sandbox launcher"));
+    st = status_of(r, "custom_http_nats");
+    assert_non_null(st);
+    assert_non_null(st->error);
+    assert_non_null(strstr(st->error->message, "loopback"));
+
+    /* "echo" is a built-in: the MCP tool becomes echo_2, never overwriting it. */
+    assert_null(agent_tool(r, "echo"));
+    const Kx__V1__McpAgentTool *t = agent_tool(r, "echo_2");
+    assert_non_null(t);
+    assert_string_equal(t->tool, "echo");
+    assert_string_equal(t->server, "custom_http_everything");
+    assert_non_null(strstr(t->description, " (MCP Server: Everything)"));
+    assert_non_null(agent_tool(r, "get_sum"));                 /* one-word server: own name */
+    const Kx__V1__McpAgentTool *s = agent_tool(r, "srv_get_sum");   /* "My Srv": Kortix's */
+    assert_non_null(s);
+    assert_string_equal(s->tool, "get-sum");
+    assert_null(agent_tool(r, "srv_echo"));                    /* not in enabledTools */
+
+    /* The tool is called with the server entry the reply handed back. */
+    double took = 0;
+    Kx__V1__McpCallReply *c = call_full(NULL, s->server_json, "agent-1", "get-sum",
+                                        "{\"a\": 20, \"b\": 22}", NULL, 10000, &took);
+    assert_non_null(c);
+    if (c->error)
+        fail_msg("%s: %s", c->error->code, c->error->message);
+    char *text = output_text(c);
+    assert_non_null(strstr(text, "42"));
+    free(text);
+    kx_pb_free(c);
+    /* ... and only the enabled tools. */
+    c = call_full(NULL, s->server_json, "agent-2", "echo", "{\"message\": \"x\"}", NULL, 10000,
+                  NULL);
+    assert_non_null(c);
+    assert_non_null(c->error);
+    assert_non_null(strstr(c->error->message, "enabledTools"));
+    kx_pb_free(c);
+    kx_pb_free(r);
+}
+
+/* The tool lists are in the shared KV cache: a second replica, which never talked to the
+ * server, answers from it. */
+static void test_cache_shared_by_two_replicas(void **state)
+{
+    (void)state;
+    Kx__V1__McpAgentToolsReply *r = agent_tools(g_custom, NULL, NULL, 0);
+    assert_non_null(r);
+    const Kx__V1__McpServerStatus *st = status_of(r, "custom_http_everything");
+    assert_non_null(st);
+    assert_true(st->cached);   /* listed (and cached) by the previous test */
+    kx_pb_free(r);
+
+    /* Replica B replaces A. */
+    assert_int_equal(kx_th_kill(g_proxy), 0);
+    g_proxy = 0;
+    assert_int_equal(start_proxy("mcp-proxy-b.log", &g_proxy), KX_OK);
+    assert_true(proxy_ready());
+    r = agent_tools(g_custom, NULL, NULL, 0);
+    assert_non_null(r);
+    st = status_of(r, "custom_http_everything");
+    assert_non_null(st);
+    assert_null(st->error);
+    assert_true(st->cached);
+    assert_true(st->tools >= 5);
+    kx_pb_free(r);
+}
+
+static size_t list_count(const char *server)
+{
+    Kx__V1__McpListToolsRequest req = KX__V1__MCP_LIST_TOOLS_REQUEST__INIT;
+    req.server = (char *)server;
+    natsMsg *reply = request(KX_SUBJ_MCP_LIST, &req.base, 10000, 12000, NULL);
+    assert_non_null(reply);
+    Kx__V1__McpListToolsReply *r = kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor,
+                                                natsMsg_GetData(reply),
+                                                (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(r);
+    assert_null(r->error);
+    size_t n = r->n_tools;
+    kx_pb_free(r);
+    return n;
+}
+
+/* notifications/tools/list_changed drops the cached list: the next list asks the server. */
+static void test_list_changed_invalidates_the_cache(void **state)
+{
+    (void)state;
+    assert_int_equal(list_count("kinds"), 3);
+    assert_int_equal(list_count("kinds"), 3);   /* cached: the server is not asked */
+    assert_call_ok("kinds", "change", "{}", "changed");
+    size_t n = 0;
+    for (int i = 0; i < 50 && (n = list_count("kinds")) == 3; i++)
+        usleep(20000);
+    assert_int_equal(n, 4);                      /* the server's second list has "added" */
+}
+
+/* The Streamable HTTP server restarts and forgets our session: the next call re-initializes
+ * and succeeds (server-everything answers the stale session id with 400; the spec says 404). */
+static void test_http_server_restart_reinitializes(void **state)
+{
+    (void)state;
+    assert_call_ok("http", "echo", "{\"message\": \"before restart\"}", "before restart");
+    kx_th_kill(g_http);
+    g_http = 0;
+    assert_int_equal(start_node_http("streamableHttp", g_http_port, &g_http), KX_OK);
+    assert_call_ok("http", "echo", "{\"message\": \"after restart\"}", "after restart");
+}
+
+/* tools/list follows nextCursor across pages. */
+static void test_tools_list_pagination(void **state)
+{
+    (void)state;
+    assert_int_equal(list_count("paged"), 3);
+}
+
+int main(void)
+{
+    kx_log_init("it-mcpcall", "it-mcpcall");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_echo_and_sum_over_every_transport),
+        cmocka_unit_test(test_http_server_restart_reinitializes),
+        cmocka_unit_test(test_unknown_tool_is_a_tool_error),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_progress_is_passed_on),
+        cmocka_unit_test(test_cancel_mid_call),
+        cmocka_unit_test(test_call_past_deadline),
+        cmocka_unit_test(test_crash_mid_call),
+        cmocka_unit_test(test_garbage_on_stdout_is_skipped),
+        cmocka_unit_test(test_server_that_never_initializes),
+        cmocka_unit_test(test_every_content_kind),
+        cmocka_unit_test(test_result_larger_than_max_payload),
+        cmocka_unit_test(test_protocol_versions),
+        cmocka_unit_test(test_agent_tools_from_kortix_config),
+        cmocka_unit_test(test_cache_shared_by_two_replicas),
+        cmocka_unit_test(test_list_changed_invalidates_the_cache),
+        cmocka_unit_test(test_tools_list_pagination),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
