@@ -65,6 +65,7 @@ struct mcp_session {
     mcp_rpc *rpc;
     kx_timer *init_timer;
     int64_t started_ms;
+    bool answered;            /* this transport has answered a request since initialize */
     int64_t last_used_ms;
     int64_t next_token;
     char *server_name;
@@ -239,6 +240,7 @@ static void on_page(const json_t *result, const mcp_rpc_error *error, void *arg)
 {
     mcp_op *op = arg;
     mcp_session *s = op->s;
+    s->answered = true;
     char msg[512];
     op->in_flight = false;
     if (error != NULL) {
@@ -287,6 +289,7 @@ static void on_call_result(const json_t *result, const mcp_rpc_error *error, voi
 {
     mcp_op *op = arg;
     mcp_session *s = op->s;
+    s->answered = true;
     op->in_flight = false;
     if (error != NULL) {
         /* A JSON-RPC error (unknown tool, invalid params): the call failed, the server is
@@ -532,8 +535,10 @@ static void on_closed(const char *how, bool expired, void *arg)
     mcp_session *s = arg;
     char msg[512];
     /* A server that forgets every session at once would have us re-initialize in a loop: an
-     * expiry within MCP_EXPIRY_MIN_MS of the initialize is a failure instead. */
-    if (expired && kx_mono_ms() - s->started_ms < MCP_EXPIRY_MIN_MS)
+     * expiry within MCP_EXPIRY_MIN_MS of the initialize, before the session answered anything,
+     * is a failure instead. A session that has answered was real: a restarted server forgetting
+     * it (however soon) is an expiry, and what was in flight is sent again. */
+    if (expired && !s->answered && kx_mono_ms() - s->started_ms < MCP_EXPIRY_MIN_MS)
         expired = false;
     snprintf(msg, sizeof msg, "MCP server '%s' %s", s->cfg.name, how);
     bool expected = s->shutting_down || s->state == S_STOPPING;
@@ -612,6 +617,7 @@ static void session_start(mcp_session *s)
     }
     s->state = S_STARTING;
     s->started_ms = kx_mono_ms();
+    s->answered = false;
     s->rpc = mcp_rpc_new(rpc_send, on_incoming, s);
     kx_err err = s->rpc ? open_transport(s, msg, sizeof msg) : KX_ERR_NOMEM;
     if (err != KX_OK) {
