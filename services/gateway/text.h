@@ -9,12 +9,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* True when s[0..len) is well-formed UTF-8 without NUL bytes (Postgres text cannot hold NUL). */
+/* True when s[0..len) is well-formed UTF-8 without NUL bytes (Postgres text cannot hold NUL);
+ * kx_utf8_valid under the gateway's name. */
 bool gw_utf8_valid(const char *s, size_t len);
-/* Replaces, in place, every byte of the NUL-terminated s that does not belong to a valid UTF-8
- * sequence with '?', so that the text can go into JSON (e.g. a parser's error message that
- * quotes a cut piece of the client's body). */
-void gw_utf8_scrub(char *s);
 /* The project name for a prompt: the prompt itself when it has at most max_chars characters,
  * else its first max_chars characters followed by "...". malloc'd (caller frees); NULL on OOM.
  * s must be valid UTF-8. */

@@ -1,5 +1,5 @@
 /* test_gateway_body_errors.c — the gateway's 400 answers for bodies that do not parse
- * (services/gateway/body.c, reply.c) and the UTF-8 helpers behind them (text.c). */
+ * (services/gateway/body.c, reply.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +12,6 @@
 
 #include "body.h"
 #include "reply.h"
-#include "text.h"
 
 /* jansson's error text quotes the body near the error and can cut a UTF-8 character in half:
  * the detail could not be printed as JSON and the client got a 500 instead of a 400. Found by
@@ -35,25 +34,10 @@ static void test_invalid_json_near_utf8_is_400(void **state)
     gw_reply_free(&r);
 }
 
-static void test_scrub(void **state)
-{
-    char s[] = "ok \xc3\xa9 cut \xc3 bad \xff\xfe end \xf0\x9f\x98\x80";
-    gw_utf8_scrub(s);
-    assert_string_equal(s, "ok \xc3\xa9 cut ? bad ?? end \xf0\x9f\x98\x80");
-    assert_true(gw_utf8_valid(s, strlen(s)));
-    char t[] = "\xed\xa0\x80";   /* a surrogate: three bytes, none of them valid */
-    gw_utf8_scrub(t);
-    assert_string_equal(t, "???");
-    assert_false(gw_utf8_valid("a\0b", 3));
-    assert_false(gw_utf8_valid("\xc0\xaf", 2));   /* overlong '/' */
-    assert_true(gw_utf8_valid("", 0));
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_invalid_json_near_utf8_is_400),
-        cmocka_unit_test(test_scrub),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
