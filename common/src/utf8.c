@@ -25,7 +25,7 @@ size_t kx_utf8_seq_len(const unsigned char *p, size_t avail)
         n = 3;
         cp = c & 0x07;
     } else {
-        return 0;   /* a continuation byte where a sequence should start, or 0xF8+ */
+        return 0; /* a continuation byte where a sequence should start, or 0xF8+ */
     }
     for (size_t k = 1; k <= n; k++) {
         if (k >= avail || (p[k] & 0xC0) != 0x80)

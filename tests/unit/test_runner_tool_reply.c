@@ -24,8 +24,7 @@ static natsMsg *reply_of(const Kx__V1__ToolResult *r, const char *error_header)
     if (r != NULL)
         assert_int_equal(kx_pb_pack(&r->base, &buf, &len), KX_OK);
     natsMsg *m = NULL;
-    assert_int_equal(natsMsg_Create(&m, "_INBOX.t", NULL, (const char *)buf, (int)len),
-                     NATS_OK);
+    assert_int_equal(natsMsg_Create(&m, "_INBOX.t", NULL, (const char *)buf, (int)len), NATS_OK);
     if (error_header != NULL)
         assert_int_equal(natsMsgHeader_Set(m, KX_HDR_ERROR, error_header), NATS_OK);
     free(buf);

@@ -15,11 +15,11 @@ static void test_scrub(void **state)
     kx_utf8_scrub(s);
     assert_string_equal(s, "ok \xc3\xa9 cut ? bad ?? end \xf0\x9f\x98\x80");
     assert_true(kx_utf8_valid(s, strlen(s)));
-    char t[] = "\xed\xa0\x80";   /* a surrogate: three bytes, none of them valid */
+    char t[] = "\xed\xa0\x80"; /* a surrogate: three bytes, none of them valid */
     kx_utf8_scrub(t);
     assert_string_equal(t, "???");
     assert_false(kx_utf8_valid("a\0b", 3));
-    assert_false(kx_utf8_valid("\xc0\xaf", 2));   /* overlong '/' */
+    assert_false(kx_utf8_valid("\xc0\xaf", 2)); /* overlong '/' */
     assert_true(kx_utf8_valid("", 0));
 }
 
@@ -27,12 +27,12 @@ static void test_seq_len(void **state)
 {
     assert_int_equal(kx_utf8_seq_len((const unsigned char *)"a", 1), 1);
     assert_int_equal(kx_utf8_seq_len((const unsigned char *)"\xc3\xa9", 2), 2);
-    assert_int_equal(kx_utf8_seq_len((const unsigned char *)"\xc3\xa9", 1), 0);   /* cut */
+    assert_int_equal(kx_utf8_seq_len((const unsigned char *)"\xc3\xa9", 1), 0); /* cut */
     assert_int_equal(kx_utf8_seq_len((const unsigned char *)"\xe2\x82\xac", 3), 3);
     assert_int_equal(kx_utf8_seq_len((const unsigned char *)"\xf0\x9f\x98\x80", 4), 4);
     assert_int_equal(kx_utf8_seq_len((const unsigned char *)"\xf4\x90\x80\x80", 4), 0);
     assert_int_equal(kx_utf8_seq_len((const unsigned char *)"\x80", 1), 0);
-    assert_int_equal(kx_utf8_seq_len((const unsigned char *)"", 1), 0);   /* NUL */
+    assert_int_equal(kx_utf8_seq_len((const unsigned char *)"", 1), 0); /* NUL */
     assert_int_equal(kx_utf8_seq_len((const unsigned char *)"a", 0), 0);
 }
 

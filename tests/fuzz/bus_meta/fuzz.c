@@ -25,7 +25,7 @@ static bool lower_hex(const char *s, size_t n)
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    FUZZ_CHECK(nats_Open(-1) == NATS_OK);   /* cnats' library state, as kx_bus_connect does */
+    FUZZ_CHECK(nats_Open(-1) == NATS_OK); /* cnats' library state, as kx_bus_connect does */
     return 0;
 }
 

@@ -38,8 +38,7 @@ static void check_stream(const demo_turn *t, const demo_reply_meta *meta)
     for (size_t i = 0; i < n; i++) {
         const char *c = chunks[i];
         size_t len = strlen(c);
-        FUZZ_CHECK(len >= 8 && strncmp(c, "data: ", 6) == 0 &&
-                   strcmp(c + len - 2, "\n\n") == 0);
+        FUZZ_CHECK(len >= 8 && strncmp(c, "data: ", 6) == 0 && strcmp(c + len - 2, "\n\n") == 0);
         llm_feed_result r = llm_stream_feed(&st, c + 6, len - 8, NULL);
         FUZZ_CHECK(r == LLM_FEED_OK || (r == LLM_FEED_DONE && i == n - 1));
         done = r == LLM_FEED_DONE;
@@ -78,8 +77,10 @@ static void run_script(const char *text, const demo_conv *conv)
         } else {
             FUZZ_CHECK(st->tool != NULL && json_is_object(st->args) && !st->is_error);
             size_t tl = strlen(st->tool);
-            FUZZ_CHECK(tl >= 1 && tl <= 64 && strspn(st->tool, "abcdefghijklmnopqrstuvwxyz"
-                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == tl);
+            FUZZ_CHECK(tl >= 1 && tl <= 64 &&
+                       strspn(st->tool,
+                              "abcdefghijklmnopqrstuvwxyz"
+                              "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == tl);
         }
     }
     FUZZ_CHECK(errors == s.nerrors);

@@ -52,8 +52,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(json_is_object(obj) && r.status == 0);
         static const char *const strs[] = {"prompt", "model_name", "reasoning_effort", "type",
                                            "content"};
-        static const char *const bools[] = {"enable_thinking", "enable_context_manager",
-                                            "stream", "is_llm_message"};
+        static const char *const bools[] = {"enable_thinking", "enable_context_manager", "stream",
+                                            "is_llm_message"};
         for (size_t i = 0; i < sizeof strs / sizeof strs[0]; i++) {
             const char *v = NULL;
             if (gw_body_str(obj, strs[i], NULL, &v, &r)) {
@@ -71,7 +71,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(obj);
     }
 
-    json_t *js = json_stringn(body, size);   /* NULL unless UTF-8 (NUL allowed) */
+    json_t *js = json_stringn(body, size); /* NULL unless UTF-8 (NUL allowed) */
     bool ok = gw_utf8_valid(body, size);
     FUZZ_CHECK(ok == (js != NULL && memchr(body, '\0', size) == NULL));
     json_decref(js);

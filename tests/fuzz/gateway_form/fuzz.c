@@ -71,16 +71,16 @@ static void read_fields(const gw_form *f)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_size, void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_size, void **con_cls)
 {
     req_state *st = *con_cls;
     if (st == NULL) {
         st = calloc(1, sizeof *st);
         FUZZ_CHECK(st != NULL);
         *con_cls = st;
-        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_TYPE);
+        const char *ct =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
         if (gw_form_content_type(ct)) {
             const char *why = NULL;
             st->form = gw_form_new(conn, &why);
@@ -96,8 +96,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     }
     if (st->form != NULL && !st->bad && gw_form_finish(st->form))
         read_fields(st->form);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(0, (void *)"",
-                                                                MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -114,7 +114,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     *con_cls = NULL;
 }
 
-static void quiet(void *cls, const char *fmt, va_list ap) {}
+static void quiet(void *cls, const char *fmt, va_list ap)
+{
+}
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -123,11 +125,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     memset(&sa, 0, sizeof sa);
     sa.sin_family = AF_INET;
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
-                               NULL, on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, quiet, NULL,
-                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
-                               MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
-                               MHD_OPTION_CONNECTION_TIMEOUT, 5u, MHD_OPTION_END);
+    daemon_ =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                         on_request, NULL, MHD_OPTION_EXTERNAL_LOGGER, quiet, NULL,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_NOTIFY_COMPLETED,
+                         on_completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT, 5u, MHD_OPTION_END);
     FUZZ_CHECK(daemon_ != NULL);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(daemon_, MHD_DAEMON_INFO_BIND_PORT);
     FUZZ_CHECK(info != NULL && info->port != 0);
@@ -140,7 +142,7 @@ static void send_all(int fd, const char *p, size_t n)
     while (n > 0) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
         if (w <= 0)
-            return;   /* the server may close early on a body it refuses */
+            return; /* the server may close early on a body it refuses */
         p += w;
         n -= (size_t)w;
     }
@@ -155,11 +157,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ctlen > 512)
         return 0;
     char ct[513];
-    for (size_t i = 0; i < ctlen; i++)   /* a header value cannot hold CR, LF or NUL */
+    for (size_t i = 0; i < ctlen; i++) /* a header value cannot hold CR, LF or NUL */
         ct[i] = (data[i] == '\r' || data[i] == '\0') ? ' ' : (char)data[i];
     ct[ctlen] = '\0';
     if (!gw_form_content_type(ct))
-        return 0;   /* the gateway refuses other types before any parsing */
+        return 0; /* the gateway refuses other types before any parsing */
     const char *body = (const char *)nl + 1;
     size_t blen = size - ctlen - 1;
 
@@ -173,7 +175,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fd = socket(AF_INET, SOCK_STREAM, 0);
         FUZZ_CHECK(fd >= 0);
         if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-            close(fd);   /* e.g. no free local port for a moment */
+            close(fd); /* e.g. no free local port for a moment */
             fd = -1;
             usleep(10 * 1000);
         }

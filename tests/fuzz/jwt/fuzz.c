@@ -16,7 +16,7 @@
 #include "kx/jwt.h"
 
 static const char SECRET[] = "fuzz-secret";
-static const int64_t NOW = 1767225600;   /* 2026-01-01 */
+static const int64_t NOW = 1767225600; /* 2026-01-01 */
 
 static size_t b64url(const uint8_t *in, size_t n, char *out)
 {
@@ -78,8 +78,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o += b64url(p, plen, tok + o);
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
-    FUZZ_CHECK(HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (const unsigned char *)tok, o,
-                    mac, &maclen) != NULL);
+    FUZZ_CHECK(HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (const unsigned char *)tok, o, mac,
+                    &maclen) != NULL);
     tok[o++] = '.';
     b64url(mac, maclen, tok + o);
     /* the empty-part forms are refused before the signature: only check well-formed ones */

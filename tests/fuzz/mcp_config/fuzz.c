@@ -24,8 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             const json_t *js = json_object_get(root, s->name);
             FUZZ_CHECK(json_is_object(js));
             const json_t *args = json_object_get(js, "args");
-            FUZZ_CHECK(strlen(s->argv[0]) ==
-                       json_string_length(json_object_get(js, "command")));
+            FUZZ_CHECK(strlen(s->argv[0]) == json_string_length(json_object_get(js, "command")));
             for (size_t k = 0; k < json_array_size(args); k++)
                 FUZZ_CHECK(s->argv[k + 1] != NULL &&
                            strlen(s->argv[k + 1]) == json_string_length(json_array_get(args, k)));
@@ -40,8 +39,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             }
             size_t nl = strlen(s->name);
             FUZZ_CHECK(nl >= 1 && nl <= 64);
-            FUZZ_CHECK(strspn(s->name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                       "0123456789_.-") == nl);
+            FUZZ_CHECK(strspn(s->name,
+                              "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                              "0123456789_.-") == nl);
             FUZZ_CHECK(s->argv != NULL && s->argv[0] != NULL && s->argv[0][0] != '\0');
             for (char **a = s->argv; *a != NULL; a++)
                 FUZZ_CHECK(*a != NULL);

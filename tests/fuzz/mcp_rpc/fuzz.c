@@ -43,8 +43,8 @@ static void on_response(const json_t *result, const mcp_rpc_error *error, void *
     (*answered)++;
 }
 
-static void on_incoming(mcp_rpc *rpc, const char *method, const json_t *params,
-                        const json_t *id, void *arg)
+static void on_incoming(mcp_rpc *rpc, const char *method, const json_t *params, const json_t *id,
+                        void *arg)
 {
     state *st = arg;
     FUZZ_CHECK(method != NULL);
@@ -81,8 +81,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(st.rpc != NULL);
     for (int i = 1; i <= 3; i++) {
         int64_t id = 0;
-        FUZZ_CHECK(mcp_rpc_request(st.rpc, i == 1 ? "initialize" : "tools/list", NULL,
-                                   on_response, &st.answered[i], &id) == KX_OK);
+        FUZZ_CHECK(mcp_rpc_request(st.rpc, i == 1 ? "initialize" : "tools/list", NULL, on_response,
+                                   &st.answered[i], &id) == KX_OK);
         FUZZ_CHECK(id == i);
     }
     bool cut = data[0] & 1;

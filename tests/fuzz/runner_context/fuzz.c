@@ -19,7 +19,8 @@ static bool call_has_id(const json_t *calls, const char *id)
 {
     size_t i;
     const json_t *c;
-    json_array_foreach(calls, i, c) {
+    json_array_foreach(calls, i, c)
+    {
         if (strcmp(kx_json_str(c, "id", ""), id) == 0)
             return true;
     }
@@ -29,7 +30,7 @@ static bool call_has_id(const json_t *calls, const char *id)
 static void check(const json_t *msgs)
 {
     size_t n = json_array_size(msgs);
-    const json_t *owner = NULL;   /* the assistant message whose tool block we are in */
+    const json_t *owner = NULL; /* the assistant message whose tool block we are in */
     json_t *answered = NULL;
     for (size_t i = 0; i < n; i++) {
         const json_t *m = json_array_get(msgs, i);
@@ -46,7 +47,7 @@ static void check(const json_t *msgs)
             json_object_set_new(answered, id, json_true());
             continue;
         }
-        if (owner != NULL) {   /* the block ended: every call was answered */
+        if (owner != NULL) { /* the block ended: every call was answered */
             size_t k;
             const json_t *c;
             json_array_foreach(json_object_get(owner, "tool_calls"), k, c)
@@ -73,7 +74,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (memchr(data, '\0', size) != NULL)
         return 0;
-    json_t *valid = json_stringn((const char *)data, size);   /* UTF-8, as Postgres text is */
+    json_t *valid = json_stringn((const char *)data, size); /* UTF-8, as Postgres text is */
     if (valid == NULL)
         return 0;
     json_decref(valid);

@@ -40,8 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         blen -= nl != NULL ? hl + 1 : hl;
     }
     natsMsg *m = NULL;
-    FUZZ_CHECK(natsMsg_Create(&m, "_INBOX.fuzz", NULL, (const char *)body, (int)blen) ==
-               NATS_OK);
+    FUZZ_CHECK(natsMsg_Create(&m, "_INBOX.fuzz", NULL, (const char *)body, (int)blen) == NATS_OK);
     if (hdr != NULL && natsMsgHeader_Set(m, KX_HDR_ERROR, hdr) != NATS_OK) {
         natsMsg_Destroy(m);
         free(hdr);

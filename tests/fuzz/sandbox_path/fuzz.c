@@ -65,7 +65,7 @@ static void check_session(const char *name)
 {
     size_t n = strlen(name);
     bool expect = n >= 1 && n <= SB_SESSION_MAX &&
-                  strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
+        strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") == n;
     FUZZ_CHECK(sb_session_name_valid(name) == expect);
 }
 

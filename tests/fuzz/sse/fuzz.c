@@ -12,7 +12,7 @@
 #include "kx/sse.h"
 
 typedef struct events {
-    kx_buf log;      /* every event as name \0 data-length data \0 id \0 */
+    kx_buf log; /* every event as name \0 data-length data \0 id \0 */
     size_t n;
 } events;
 
