@@ -256,8 +256,9 @@ static void test_error_quotes_long_line_cut(void **state)
 static void test_error_quote_cut_keeps_utf8(void **state)
 {
     char line[200] = "fail ";
-    for (int i = 0; i < 60; i++)
-        strcat(line, "\xc3\xa9");   /* é */
+    size_t n = strlen(line);
+    for (int i = 0; i < 60; i++, n += 2)
+        memcpy(line + n, "\xc3\xa9", 3); /* é, and the NUL after it */
     demo_script s = parse(line);
     assert_int_equal(s.nerrors, 1);
     json_t *t = json_string(s.steps[0].text);   /* NULL for invalid UTF-8 */
