@@ -4,6 +4,7 @@
 #include "llm_stream.h"
 
 #include <jansson.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,8 +195,11 @@ llm_feed_result llm_stream_feed(llm_stream *s, const char *data, size_t len,
         s->prompt_tokens = json_integer_value(json_object_get(usage, "prompt_tokens"));
         s->completion_tokens = json_integer_value(json_object_get(usage, "completion_tokens"));
         const json_t *total = json_object_get(usage, "total_tokens");
-        s->total_tokens = json_is_integer(total) ? json_integer_value(total)
-                                                 : s->prompt_tokens + s->completion_tokens;
+        long long sum;
+        /* provider numbers: a sum that would overflow saturates instead */
+        if (__builtin_add_overflow(s->prompt_tokens, s->completion_tokens, &sum))
+            sum = s->prompt_tokens > 0 ? LLONG_MAX : LLONG_MIN;
+        s->total_tokens = json_is_integer(total) ? json_integer_value(total) : sum;
     }
     json_decref(root);
     return res;

@@ -8,6 +8,7 @@
 
 #include "kx/log.h"
 #include "kx/pb.h"
+#include "kx/utf8.h"
 
 #define REPLY_GRACE_MS 5000   /* the executor answers at its deadline; give the answer time */
 
@@ -22,8 +23,12 @@ void tool_outcome_fail(tool_outcome *o, const char *message)
 {
     tool_outcome_clear(o);
     o->success = false;
-    o->output = json_string(message);
+    /* The message may quote bytes from outside (the Kx-Error header) or have been cut to fit a
+     * buffer inside a character: repaired, so that it can go into JSON. */
     o->error = strdup(message);
+    if (o->error != NULL)
+        kx_utf8_scrub(o->error);
+    o->output = json_string(o->error != NULL ? o->error : "");
 }
 
 void tools_outcome_from_reply(kx_err err, natsMsg *reply, tool_outcome *out)
@@ -59,8 +64,14 @@ void tools_outcome_from_reply(kx_err err, natsMsg *reply, tool_outcome *out)
     json_t *output = NULL;
     if (!kx_pb_str_empty(res->output_json)) {
         output = json_loads(res->output_json, JSON_DECODE_ANY, NULL);
-        if (output == NULL)   /* not JSON after all: keep the text */
-            output = json_string(res->output_json);
+        if (output == NULL) {   /* not JSON after all: keep the text, repaired if need be */
+            char *text = strdup(res->output_json);
+            if (text != NULL) {
+                kx_utf8_scrub(text);
+                output = json_string(text);
+                free(text);
+            }
+        }
     }
     const char *emsg = res->error != NULL && !kx_pb_str_empty(res->error->message)
                            ? res->error->message
@@ -70,8 +81,10 @@ void tools_outcome_from_reply(kx_err err, natsMsg *reply, tool_outcome *out)
         if (emsg == NULL)
             emsg = res->timed_out ? "the tool timed out" : "the tool failed";
         out->error = strdup(emsg);
+        if (out->error != NULL)
+            kx_utf8_scrub(out->error);   /* the bytes came over the bus: maybe not UTF-8 */
         if (output == NULL)
-            output = json_string(emsg);
+            output = json_string(out->error != NULL ? out->error : "");
     }
     out->output = output ? output : json_string("");
     kx_pb_free(res);

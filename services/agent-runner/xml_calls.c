@@ -168,6 +168,8 @@ static xml_calls_result parse_params(xml_call *c, const char *s, const char *end
         size_t name_len;
         if (!parse_name_attr(&p, end, &name, &name_len) || name_len == 0)
             return fail(c, "a <parameter> tag has no name=\"...\" attribute%s", NULL);
+        if (memchr(name, '\0', name_len) != NULL)
+            return fail(c, "a <parameter> name contains a NUL character%s", NULL);
         long close = find_ci(p, (size_t)(end - p), CLOSE_PARAM);
         char pname[128];
         snprintf(pname, sizeof pname, "%.*s", (int)(name_len < 100 ? name_len : 100), name);
@@ -227,6 +229,8 @@ xml_calls_result xml_calls_find(const char *text, size_t len, xml_call *c)
     size_t name_len;
     if (!parse_name_attr(&p, end, &name, &name_len) || name_len == 0)
         return fail(c, "the <invoke> tag needs a name=\"function_name\" attribute%s", NULL);
+    if (memchr(name, '\0', name_len) != NULL)
+        return fail(c, "the <invoke> name contains a NUL character%s", NULL);
     char *fn = dup_n(name, name_len);
     if (fn == NULL)
         return fail(c, "out of memory while parsing the tool call%s", NULL);

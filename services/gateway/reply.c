@@ -11,6 +11,7 @@
 
 #include "kx/json.h"
 #include "kx/log.h"
+#include "kx/utf8.h"
 
 void gw_reply_json(gw_reply *r, unsigned int status, json_t *v)
 {
@@ -34,6 +35,7 @@ void gw_reply_error(gw_reply *r, unsigned int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
+    kx_utf8_scrub(detail);   /* quoted client bytes or the cut above may not be UTF-8 */
     gw_reply_json(r, status, json_pack("{s:s}", "detail", detail));
 }
 

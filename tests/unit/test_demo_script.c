@@ -251,6 +251,23 @@ static void test_error_quotes_long_line_cut(void **state)
     demo_script_free(&s);
 }
 
+/* The cut fell inside a two-byte character: the error text was not UTF-8, and the demo model
+ * could not render its answer (found by tests/fuzz/demo_script). */
+static void test_error_quote_cut_keeps_utf8(void **state)
+{
+    char line[200] = "fail ";
+    size_t n = strlen(line);
+    for (int i = 0; i < 60; i++, n += 2)
+        memcpy(line + n, "\xc3\xa9", 3); /* é, and the NUL after it */
+    demo_script s = parse(line);
+    assert_int_equal(s.nerrors, 1);
+    json_t *t = json_string(s.steps[0].text);   /* NULL for invalid UTF-8 */
+    assert_non_null(t);
+    json_decref(t);
+    assert_non_null(strstr(s.steps[0].text, "...)"));
+    demo_script_free(&s);
+}
+
 /* ---- step selection from messages ---- */
 
 static void test_step_index_native(void **state)
@@ -528,6 +545,7 @@ int main(void)
         cmocka_unit_test(test_malformed_call_becomes_error_step),
         cmocka_unit_test(test_malformed_lines),
         cmocka_unit_test(test_error_quotes_long_line_cut),
+        cmocka_unit_test(test_error_quote_cut_keeps_utf8),
         cmocka_unit_test(test_step_index_native),
         cmocka_unit_test(test_step_index_xml_mode_skips_tool_results),
         cmocka_unit_test(test_newest_user_message_restarts_steps),

@@ -71,6 +71,21 @@ static void test_garbage_rejected(void **state)
     const char *json = "{\"service\": \"x\"}";
     assert_null(kx_pb_unpack(&kx__v1__health_reply__descriptor, json, strlen(json)));
     assert_null(kx_pb_unpack(&kx__v1__health_reply__descriptor, NULL, 5));
+    /* field number 0 (its tag in two bytes, 0x82 0x00): libprotobuf-c kept it as an unknown
+     * field, and the message packed again did not decode (found by tests/fuzz/proto) */
+    const uint8_t field0[] = {0x82, 0x00, 0x00};
+    assert_null(kx_pb_unpack(&kx__v1__health_reply__descriptor, field0, sizeof field0));
+    /* ... also inside a nested message: McpListToolsReply.tools[0] */
+    const uint8_t nested0[] = {0x12, 0x03, 0x82, 0x00, 0x00};
+    assert_null(kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, nested0,
+                             sizeof nested0));
+    /* an unknown field with a real number is still accepted (newer senders) */
+    const uint8_t unknown99[] = {0x12, 0x03, 0x98, 0x06, 0x01};
+    Kx__V1__McpListToolsReply *r =
+        kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, unknown99, sizeof unknown99);
+    assert_non_null(r);
+    assert_int_equal(r->n_tools, 1);
+    kx_pb_free(r);
 }
 
 static void test_pack_null_is_invalid(void **state)

@@ -1,6 +1,7 @@
 /* test_runner_llm_stream.c — the agent-runner's accumulator of OpenAI chat.completion.chunk
  * objects (services/agent-runner/llm_stream.c): content deltas, tool-call fragments by index,
  * finish_reason, usage, [DONE], errors in the stream and error bodies. */
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -64,6 +65,25 @@ static void test_finish_usage_done(void **state)
     assert_int_equal(feed(&s, " [DONE] ", NULL), LLM_FEED_DONE);
     assert_true(s.done);
     assert_string_equal(s.content.s, "ok");
+    llm_stream_free(&s);
+}
+
+/* Usage without total_tokens: the sum of two provider numbers overflowed (undefined behaviour,
+ * found by tests/fuzz/llm_stream); it saturates now. */
+static void test_usage_sum_saturates(void **state)
+{
+    llm_stream s;
+    llm_stream_init(&s);
+    assert_int_equal(feed(&s, "{\"choices\":[],\"usage\":{\"prompt_tokens\":"
+                              "9223372036854775807,\"completion_tokens\":1}}", NULL),
+                     LLM_FEED_OK);
+    assert_true(s.total_tokens == LLONG_MAX);
+    assert_int_equal(feed(&s, "{\"usage\":{\"prompt_tokens\":-9223372036854775807,"
+                              "\"completion_tokens\":-2}}", NULL), LLM_FEED_OK);
+    assert_true(s.total_tokens == LLONG_MIN);
+    assert_int_equal(feed(&s, "{\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}",
+                          NULL), LLM_FEED_OK);
+    assert_int_equal(s.total_tokens, 5);
     llm_stream_free(&s);
 }
 
@@ -167,6 +187,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_content_deltas),
         cmocka_unit_test(test_finish_usage_done),
+        cmocka_unit_test(test_usage_sum_saturates),
         cmocka_unit_test(test_tool_call_fragments),
         cmocka_unit_test(test_repeated_name_not_doubled),
         cmocka_unit_test(test_whole_completion),

@@ -182,6 +182,25 @@ static void test_garbage(void **state)
     xml_call_clear(&c);
 }
 
+/* A name with a NUL byte cannot become a C string: it was cut at the NUL, so the call went out
+ * as "" or with a truncated key. Found by tests/fuzz/xml_calls; not reachable from a provider
+ * today (jansson refuses "\u0000" in the stream), but the parser takes (text, len). */
+static void test_nul_in_names(void **state)
+{
+    static const char inv[] = "<function_calls><invoke name=\"\0exec\"></invoke>"
+                              "</function_calls>";
+    xml_call c;
+    assert_int_equal(xml_calls_find(inv, sizeof inv - 1, &c), XML_CALLS_ERROR);
+    assert_non_null(strstr(c.error, "NUL"));
+    xml_call_clear(&c);
+
+    static const char par[] = "<function_calls><invoke name=\"f\"><parameter name=\"a\0b\">1"
+                              "</parameter></invoke></function_calls>";
+    assert_int_equal(xml_calls_find(par, sizeof par - 1, &c), XML_CALLS_ERROR);
+    assert_non_null(strstr(c.error, "NUL"));
+    xml_call_clear(&c);
+}
+
 static void test_call_without_parameters(void **state)
 {
     xml_call c;
@@ -235,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_no_block),
         cmocka_unit_test(test_unterminated_block),
         cmocka_unit_test(test_garbage),
+        cmocka_unit_test(test_nul_in_names),
         cmocka_unit_test(test_call_without_parameters),
         cmocka_unit_test(test_incremental_scan),
     };

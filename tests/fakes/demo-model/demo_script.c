@@ -104,6 +104,9 @@ static void add_error(parser *p, int lineno, const char *ls, const char *le, con
     const char *ellipsis = "";
     if (len > LINE_QUOTE_MAX) {
         len = LINE_QUOTE_MAX;
+        /* never cut a UTF-8 character in half: the text goes into JSON */
+        while (len > 0 && ((unsigned char)ls[len] & 0xC0) == 0x80)
+            len--;
         ellipsis = "...";
     }
     int n = snprintf(NULL, 0, "Demo model: cannot read line %d (%.*s%s): %s", lineno, (int)len,

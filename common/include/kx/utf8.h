@@ -1,0 +1,21 @@
+/* kx/utf8.h — checking and repairing UTF-8 in text that goes into JSON or Postgres.
+ *
+ * jansson refuses strings that are not UTF-8 (json_string returns NULL) and Postgres text
+ * cannot hold NUL, so text that comes from outside or was cut to fit a buffer is checked or
+ * repaired here before it is put into a JSON value. Valid means RFC 3629: no overlong forms,
+ * no surrogates, nothing above U+10FFFF, and no NUL byte. Pure; thread-safe. */
+#ifndef KX_UTF8_H
+#define KX_UTF8_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Length (1..4) of the valid sequence at s[0..avail), or 0 if none starts there (NUL too). */
+size_t kx_utf8_seq_len(const unsigned char *s, size_t avail);
+/* True when s[0..len) is valid UTF-8 without NUL bytes. */
+bool kx_utf8_valid(const char *s, size_t len);
+/* Replaces, in place, every byte of the NUL-terminated s that does not belong to a valid
+ * sequence with '?' (so a string cut in the middle of a character stays printable). */
+void kx_utf8_scrub(char *s);
+
+#endif
