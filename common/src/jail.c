@@ -223,7 +223,12 @@ static void child_exec(const kx_jail_opts *o, char **argv, const int *keep, size
     syscall(SYS_close_range, lo, ~0U, 0);
 
     set_limit(RLIMIT_NPROC, o->limits.nproc);
+#if !defined(__SANITIZE_ADDRESS__)
+    /* An AddressSanitizer build of the jailed program (the sandbox init in KX_SANITIZE builds)
+     * reserves terabytes of shadow address space at start and cannot run under RLIMIT_AS:
+     * sanitizer builds leave this one limit out; release builds always set it. */
     set_limit(RLIMIT_AS, o->limits.as_bytes);
+#endif
     set_limit(RLIMIT_FSIZE, o->limits.fsize_bytes);
     set_limit(RLIMIT_NOFILE, o->limits.nofile);
     set_limit(RLIMIT_CPU, o->limits.cpu_s);

@@ -36,7 +36,7 @@ typedef enum kx_jail_net { KX_JAIL_NET_NONE = 0, KX_JAIL_NET_HOST } kx_jail_net;
 /* 0 = leave the limit as inherited. Sizes in bytes, cpu in seconds. */
 typedef struct kx_jail_limits {
     int64_t nproc;       /* RLIMIT_NPROC: processes of the jail's uid (a fork bomb stops here) */
-    int64_t as_bytes;    /* RLIMIT_AS: address space per process */
+    int64_t as_bytes;    /* RLIMIT_AS: address space per process (not set in ASan builds) */
     int64_t fsize_bytes; /* RLIMIT_FSIZE: largest file a process may write */
     int64_t nofile;      /* RLIMIT_NOFILE */
     int64_t cpu_s;       /* RLIMIT_CPU per process */
