@@ -24,7 +24,7 @@ bool kx_breaker_allow(kx_breaker *b, int64_t now, int64_t *retry_in_ms)
         return false;
     }
     if (b->open_until != 0)
-        b->trial = true;   /* half-open: this attempt decides */
+        b->trial = true; /* half-open: this attempt decides */
     return true;
 }
 

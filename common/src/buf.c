@@ -17,7 +17,7 @@ kx_err kx_buf_reserve(kx_buf *b, size_t extra)
         b->oom = true;
         return KX_ERR_NOMEM;
     }
-    size_t need = b->len + extra + 1;   /* + the NUL */
+    size_t need = b->len + extra + 1; /* + the NUL */
     if (need <= b->cap)
         return KX_OK;
     size_t cap = b->cap ? b->cap : MIN_CAP;

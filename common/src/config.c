@@ -70,7 +70,8 @@ kx_err kx_env_port(const char *name, uint16_t def, uint16_t *out)
     long n = strtol(v, &end, 10);
     if (errno != 0 || end == v || *end != '\0' || n < 0 || n > 65535) {
         kx_error("config: %s=\"%s\" is not valid: expected a TCP port in [0, 65535] "
-                 "(0 = any free port)", name, v);
+                 "(0 = any free port)",
+                 name, v);
         return KX_ERR_INVALID;
     }
     *out = (uint16_t)n;

@@ -32,12 +32,12 @@ typedef struct xfer {
 struct kx_curlm {
     kx_loop *loop;
     CURLM *multi;
-    kx_timer *timer;      /* curl's timeout, or NULL */
+    kx_timer *timer; /* curl's timeout, or NULL */
     xfer *xfers;
     int count;
-    int dispatching;      /* depth of process_events() on the stack */
-    bool free_pending;    /* kx_curlm_free was called from a done callback */
-    bool closing;         /* in kx_curlm_free: arm no timers */
+    int dispatching;   /* depth of process_events() on the stack */
+    bool free_pending; /* kx_curlm_free was called from a done callback */
+    bool closing;      /* in kx_curlm_free: arm no timers */
 };
 
 static void destroy(kx_curlm *m);
@@ -87,7 +87,7 @@ static void check_done(kx_curlm *m)
         if (msg->msg != CURLMSG_DONE)
             continue;
         CURL *easy = msg->easy_handle;
-        CURLcode result = msg->data.result;   /* msg is invalid after remove_handle */
+        CURLcode result = msg->data.result; /* msg is invalid after remove_handle */
         xfer *x = take(m, easy);
         curl_multi_remove_handle(m->multi, easy);
         if (x == NULL)
@@ -126,7 +126,7 @@ static void on_fd(kx_loop *loop, int fd, uint32_t events, void *arg)
 static void on_timer(kx_loop *loop, void *arg)
 {
     kx_curlm *m = arg;
-    m->timer = NULL;                   /* the loop freed it before calling us */
+    m->timer = NULL; /* the loop freed it before calling us */
     process_events(m, CURL_SOCKET_TIMEOUT, 0);
 }
 
@@ -208,7 +208,7 @@ void kx_curlm_free(kx_curlm *m)
     if (m == NULL)
         return;
     if (m->dispatching > 0) {
-        m->free_pending = true;        /* finished by process_events() */
+        m->free_pending = true; /* finished by process_events() */
         return;
     }
     destroy(m);

@@ -28,7 +28,7 @@ kx_err kx_http_global_init(void)
 }
 
 typedef struct sink {
-    kx_buf body;         /* body.max is the cap */
+    kx_buf body; /* body.max is the cap */
     bool too_big;
 } sink;
 
@@ -39,7 +39,7 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
     kx_err err = kx_buf_add(&s->body, data, n);
     if (err == KX_ERR_INVALID)
         s->too_big = true;
-    return err == KX_OK ? n : 0;       /* 0 makes curl abort with CURLE_WRITE_ERROR */
+    return err == KX_OK ? n : 0; /* 0 makes curl abort with CURLE_WRITE_ERROR */
 }
 
 static kx_err map_curl_error(CURLcode rc, const sink *s)
@@ -49,17 +49,13 @@ static kx_err map_curl_error(CURLcode rc, const sink *s)
     if (s->body.oom)
         return KX_ERR_NOMEM;
     switch (rc) {
-    case CURLE_OPERATION_TIMEDOUT:
-        return KX_ERR_TIMEOUT;
+    case CURLE_OPERATION_TIMEDOUT: return KX_ERR_TIMEOUT;
     case CURLE_COULDNT_CONNECT:
     case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-        return KX_ERR_UNAVAILABLE;
+    case CURLE_COULDNT_RESOLVE_PROXY: return KX_ERR_UNAVAILABLE;
     case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
-        return KX_ERR_INVALID;
-    default:
-        return KX_ERR_IO;
+    case CURLE_UNSUPPORTED_PROTOCOL: return KX_ERR_INVALID;
+    default: return KX_ERR_IO;
     }
 }
 
@@ -91,7 +87,7 @@ kx_err kx_http_request(const char *method, const char *url, const char *const *h
         return KX_ERR_NOMEM;
     }
 
-    sink s = { .body = KX_BUF_INIT };
+    sink s = {.body = KX_BUF_INIT};
     s.body.max = max_body != 0 ? max_body : DEFAULT_MAX_BODY;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
@@ -125,7 +121,7 @@ kx_err kx_http_request(const char *method, const char *url, const char *const *h
             err = KX_ERR_NOMEM;
         if (err == KX_OK) {
             out->len = s.body.len;
-            out->body = kx_buf_take(&s.body);   /* an empty body is still a string: "" */
+            out->body = kx_buf_take(&s.body); /* an empty body is still a string: "" */
             if (out->body == NULL)
                 err = KX_ERR_NOMEM;
         }

@@ -34,8 +34,9 @@ struct kx_httpd {
 static enum MHD_Result answer(struct MHD_Connection *conn, unsigned int status,
                               const char *content_type, char *body, size_t len, bool must_free)
 {
-    struct MHD_Response *r = MHD_create_response_from_buffer(
-        len, body, must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, body,
+                                        must_free ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_MUST_COPY);
     if (r == NULL) {
         if (must_free)
             free(body);
@@ -80,16 +81,15 @@ bool kx_httpd_ops_route(struct MHD_Connection *conn, const char *method, const c
         size_t len = 0;
         char *text = kx_metrics_render(&len);
         *mhd_ret = text != NULL
-                       ? answer(conn, MHD_HTTP_OK, METRICS_CONTENT_TYPE, text, len, true)
-                       : answer_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+            ? answer(conn, MHD_HTTP_OK, METRICS_CONTENT_TYPE, text, len, true)
+            : answer_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
     }
     return true;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     kx_httpd *h = cls;
     int ret = MHD_NO;
@@ -134,11 +134,10 @@ kx_err kx_httpd_start(const char *bind_addr, uint16_t port, kx_ready_fn ready, v
     h->ready = ready;
     h->arg = arg;
     /* The logger must be the first option to catch every message. */
-    h->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, h,
-                                 MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-                                 MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                                 MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30,
-                                 MHD_OPTION_END);
+    h->daemon =
+        MHD_start_daemon(flags, port, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER,
+                         mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+                         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)30, MHD_OPTION_END);
     if (h->daemon == NULL) {
         kx_error("httpd: cannot listen on %s port %u", bind_addr, port);
         free(h);

@@ -71,7 +71,7 @@ kx_err kx_jail_argv(const kx_jail_opts *o, char ***argv_out)
 {
     *argv_out = NULL;
     if (o != NULL && o->bwrap == NULL && o->argv != NULL && o->argv[0] != NULL) {
-        argv_b u = {0};          /* no jail (unsafe mode): the program itself */
+        argv_b u = {0}; /* no jail (unsafe mode): the program itself */
         for (size_t i = 0; o->argv[i] != NULL; i++)
             add(&u, o->argv[i]);
         if (u.oom) {
@@ -94,9 +94,9 @@ kx_err kx_jail_argv(const kx_jail_opts *o, char ***argv_out)
     add(&a, "--unshare-cgroup-try");
     if (o->net == KX_JAIL_NET_NONE)
         add(&a, "--unshare-net");
-    add(&a, "--disable-userns");     /* no nested user namespaces: less kernel surface */
+    add(&a, "--disable-userns"); /* no nested user namespaces: less kernel surface */
     add(&a, "--die-with-parent");
-    add(&a, "--new-session");        /* no TIOCSTI on a terminal the broker might have */
+    add(&a, "--new-session"); /* no TIOCSTI on a terminal the broker might have */
     add(&a, "--as-pid-1");
     add(&a, "--hostname");
     add(&a, "sandbox");
@@ -112,8 +112,10 @@ kx_err kx_jail_argv(const kx_jail_opts *o, char ***argv_out)
     add(&a, "--ro-bind");
     add(&a, "/etc");
     add(&a, "/etc");
-    static const char *const links[][2] = {
-        {"usr/bin", "/bin"}, {"usr/sbin", "/sbin"}, {"usr/lib", "/lib"}, {"usr/lib64", "/lib64"}};
+    static const char *const links[][2] = {{"usr/bin", "/bin"},
+                                           {"usr/sbin", "/sbin"},
+                                           {"usr/lib", "/lib"},
+                                           {"usr/lib64", "/lib64"}};
     for (size_t i = 0; i < sizeof links / sizeof links[0]; i++) {
         add(&a, "--symlink");
         add(&a, links[i][0]);
@@ -242,10 +244,11 @@ static void child_exec(const kx_jail_opts *o, char **argv, const int *keep, size
             _exit(125);
     }
     if (geteuid() == 0 || getuid() == 0)
-        _exit(125);                      /* never run a jail as root */
+        _exit(125); /* never run a jail as root */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     static char *const empty_env[] = {NULL};
-    execve(argv[0], argv, o->bwrap == NULL && o->envp != NULL ? (char *const *)o->envp : empty_env);
+    execve(argv[0], argv,
+           o->bwrap == NULL && o->envp != NULL ? (char *const *)o->envp : empty_env);
     _exit(127);
 }
 
@@ -294,8 +297,10 @@ kx_err kx_jail_probe(const char *bwrap, uid_t uid, gid_t gid, int64_t timeout_ms
                      size_t whylen)
 {
     if (access(bwrap, X_OK) != 0) {
-        snprintf(why, whylen, "%s is not an executable (%s): install the Debian package "
-                 "bubblewrap", bwrap, strerror(errno));
+        snprintf(why, whylen,
+                 "%s is not an executable (%s): install the Debian package "
+                 "bubblewrap",
+                 bwrap, strerror(errno));
         return KX_ERR_UNAVAILABLE;
     }
     const char *const argv[] = {"/bin/true", NULL};
@@ -320,8 +325,10 @@ kx_err kx_jail_probe(const char *bwrap, uid_t uid, gid_t gid, int64_t timeout_ms
         return KX_ERR_UNAVAILABLE;
     }
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-        snprintf(why, whylen, "a trial run of %s as uid %u failed (status 0x%x): user "
-                 "namespaces may be disabled", bwrap, (unsigned)uid, (unsigned)st);
+        snprintf(why, whylen,
+                 "a trial run of %s as uid %u failed (status 0x%x): user "
+                 "namespaces may be disabled",
+                 bwrap, (unsigned)uid, (unsigned)st);
         return KX_ERR_UNAVAILABLE;
     }
     return KX_OK;
@@ -398,8 +405,8 @@ bool kx_jail_cgroup2_delegated(char *what, size_t whatlen)
                 snprintf(what, whatlen, "cgroup v2 at %s with controllers: %s", dir, line);
                 return true;
             }
-            snprintf(what, whatlen, "cgroup v2 at %s (controllers %s) is not writable here",
-                     dir, line);
+            snprintf(what, whatlen, "cgroup v2 at %s (controllers %s) is not writable here", dir,
+                     line);
             return false;
         }
     }

@@ -27,7 +27,7 @@ static void put_string(kx_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     kx_buf_add(b, "\"", 1);
-    size_t run = 0;   /* start of the current run of bytes copied as is */
+    size_t run = 0; /* start of the current run of bytes copied as is */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
         const char *esc = NULL;
@@ -42,8 +42,13 @@ static void put_string(kx_buf *b, const char *s, size_t n)
         case '\f': esc = "\\f"; break;
         default:
             if (c < 0x20) {
-                u[0] = '\\'; u[1] = 'u'; u[2] = '0'; u[3] = '0';
-                u[4] = hex[c >> 4]; u[5] = hex[c & 15]; u[6] = '\0';
+                u[0] = '\\';
+                u[1] = 'u';
+                u[2] = '0';
+                u[3] = '0';
+                u[4] = hex[c >> 4];
+                u[5] = hex[c & 15];
+                u[6] = '\0';
                 esc = u;
             }
         }
@@ -149,7 +154,8 @@ static void put_value(kx_buf *b, const json_t *v)
         json_t *item;
         bool first = true;
         /* json_object_foreach on a const object: jansson's macros take non-const. */
-        json_object_keylen_foreach((json_t *)v, key, key_len, item) {
+        json_object_keylen_foreach((json_t *)v, key, key_len, item)
+        {
             if (!first)
                 kx_buf_add(b, ", ", 2);
             first = false;
@@ -169,25 +175,15 @@ static void put_value(kx_buf *b, const json_t *v)
         }
         kx_buf_add(b, "]", 1);
         break;
-    case JSON_STRING:
-        put_string(b, json_string_value(v), json_string_length(v));
-        break;
+    case JSON_STRING: put_string(b, json_string_value(v), json_string_length(v)); break;
     case JSON_INTEGER:
         snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
         kx_buf_str(b, num);
         break;
-    case JSON_REAL:
-        put_real(b, json_real_value(v));
-        break;
-    case JSON_TRUE:
-        kx_buf_str(b, "true");
-        break;
-    case JSON_FALSE:
-        kx_buf_str(b, "false");
-        break;
-    case JSON_NULL:
-        kx_buf_str(b, "null");
-        break;
+    case JSON_REAL: put_real(b, json_real_value(v)); break;
+    case JSON_TRUE: kx_buf_str(b, "true"); break;
+    case JSON_FALSE: kx_buf_str(b, "false"); break;
+    case JSON_NULL: kx_buf_str(b, "null"); break;
     }
 }
 
@@ -197,7 +193,7 @@ char *kx_json_dumps_py(const json_t *v)
         return NULL;
     kx_buf b = KX_BUF_INIT;
     put_value(&b, v);
-    return kx_buf_take(&b);   /* NULL if it ran out of memory */
+    return kx_buf_take(&b); /* NULL if it ran out of memory */
 }
 
 char *kx_json_dumps_compact(const json_t *v)

@@ -98,7 +98,7 @@ static bool hmac_sha256(const char *secret, size_t secret_len, const char *msg, 
     const void *key = secret != NULL ? secret : "";
     return HMAC(EVP_sha256(), key, (int)secret_len, (const unsigned char *)msg, msg_len, mac,
                 &len) != NULL &&
-           len == SHA256_LEN;
+        len == SHA256_LEN;
 }
 
 /* ---- verify ---------------------------------------------------------------------------- */
@@ -175,7 +175,7 @@ static kx_err check_claims(const unsigned char *payload, size_t len, int64_t now
         err = refuse(why, "missing sub");
     else if (json_string_length(sub) >= sizeof out->sub ||
              strlen(json_string_value(sub)) != json_string_length(sub))
-        err = refuse(why, "malformed token");   /* too long, or contains a NUL */
+        err = refuse(why, "malformed token"); /* too long, or contains a NUL */
     if (err == KX_OK && out != NULL) {
         memset(out, 0, sizeof *out);
         snprintf(out->sub, sizeof out->sub, "%s", json_string_value(sub));
@@ -226,8 +226,7 @@ kx_err kx_jwt_verify(const char *token, const char *secret, size_t secret_len, i
 
 /* ---- sign ------------------------------------------------------------------------------ */
 
-char *kx_jwt_sign(const char *sub, int64_t iat, int64_t exp, const char *secret,
-                  size_t secret_len)
+char *kx_jwt_sign(const char *sub, int64_t iat, int64_t exp, const char *secret, size_t secret_len)
 {
     static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
     json_t *claims = json_object();

@@ -19,8 +19,8 @@
 
 #include "kx/time.h"
 
-#define MSG_MAX 4096                 /* longer messages are cut and end with "..." */
-#define LINE_MAX_BYTES (MSG_MAX * 6 + 1024)   /* worst case: every byte escaped as \u00XX */
+#define MSG_MAX 4096                        /* longer messages are cut and end with "..." */
+#define LINE_MAX_BYTES (MSG_MAX * 6 + 1024) /* worst case: every byte escaped as \u00XX */
 
 static char g_service[64] = "unknown";
 static char g_instance[128] = "unknown";
@@ -58,8 +58,14 @@ void kx_log_init(const char *service, const char *instance_id)
     }
 }
 
-void kx_log_set_level(kx_log_level level) { atomic_store(&g_level, (int)level); }
-kx_log_level kx_log_get_level(void) { return (kx_log_level)atomic_load(&g_level); }
+void kx_log_set_level(kx_log_level level)
+{
+    atomic_store(&g_level, (int)level);
+}
+kx_log_level kx_log_get_level(void)
+{
+    return (kx_log_level)atomic_load(&g_level);
+}
 
 /* A growing cursor into the stack line buffer; writes past the end are dropped. */
 typedef struct line {
@@ -75,7 +81,10 @@ static void put(line *l, const char *s, size_t n)
     l->len += n;
 }
 
-static void puts_raw(line *l, const char *s) { put(l, s, strlen(s)); }
+static void puts_raw(line *l, const char *s)
+{
+    put(l, s, strlen(s));
+}
 
 /* Length of the valid UTF-8 sequence starting at s (at most n bytes available), or 0. */
 static size_t utf8_seq_len(const unsigned char *s, size_t n)
@@ -119,13 +128,34 @@ static void put_json_string(line *l, const char *s)
         unsigned char c = p[i];
         char esc[8];
         switch (c) {
-        case '"': put(l, "\\\"", 2); i++; continue;
-        case '\\': put(l, "\\\\", 2); i++; continue;
-        case '\n': put(l, "\\n", 2); i++; continue;
-        case '\r': put(l, "\\r", 2); i++; continue;
-        case '\t': put(l, "\\t", 2); i++; continue;
-        case '\b': put(l, "\\b", 2); i++; continue;
-        case '\f': put(l, "\\f", 2); i++; continue;
+        case '"':
+            put(l, "\\\"", 2);
+            i++;
+            continue;
+        case '\\':
+            put(l, "\\\\", 2);
+            i++;
+            continue;
+        case '\n':
+            put(l, "\\n", 2);
+            i++;
+            continue;
+        case '\r':
+            put(l, "\\r", 2);
+            i++;
+            continue;
+        case '\t':
+            put(l, "\\t", 2);
+            i++;
+            continue;
+        case '\b':
+            put(l, "\\b", 2);
+            i++;
+            continue;
+        case '\f':
+            put(l, "\\f", 2);
+            i++;
+            continue;
         default: break;
         }
         if (c < 0x20) {
@@ -161,7 +191,7 @@ static void write_all(const char *buf, size_t len)
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return;   /* nowhere left to report a failing stderr */
+            return; /* nowhere left to report a failing stderr */
         }
         buf += n;
         len -= (size_t)n;
@@ -175,7 +205,7 @@ void kx_log(kx_log_level level, const char *run_id, const char *trace_id, const 
     if (level < KX_LOG_DEBUG || level > KX_LOG_ERROR)
         level = KX_LOG_ERROR;
 
-    int saved_errno = errno;   /* callers often log right after a failing call */
+    int saved_errno = errno; /* callers often log right after a failing call */
     char msg[MSG_MAX + 1];
     va_list ap;
     va_start(ap, fmt);
@@ -195,7 +225,7 @@ void kx_log(kx_log_level level, const char *run_id, const char *trace_id, const 
     kx_time_iso(ts, sizeof ts, kx_now_us());
 
     char buf[LINE_MAX_BYTES];
-    line l = {buf, 0, sizeof buf - 2};   /* room kept for "}\n" */
+    line l = {buf, 0, sizeof buf - 2}; /* room kept for "}\n" */
     put(&l, "{\"ts\": ", 7);
     put_json_string(&l, ts);
     put_field(&l, "level", level_names[level]);

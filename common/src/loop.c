@@ -30,9 +30,9 @@
 /* One watched fd. Owned by the loop; freed at the end of the iteration that unwatched it. */
 typedef struct watch {
     int fd;
-    uint32_t events;       /* the mask the caller asked for (0 = silent) */
-    bool in_epoll;         /* a silent fd is kept out of epoll so HUP/ERR cannot spin */
-    bool dead;             /* unwatched: ignore events still pending for it */
+    uint32_t events; /* the mask the caller asked for (0 = silent) */
+    bool in_epoll;   /* a silent fd is kept out of epoll so HUP/ERR cannot spin */
+    bool dead;       /* unwatched: ignore events still pending for it */
     kx_fd_cb cb;
     void *arg;
     struct watch *next_dead;
@@ -40,9 +40,9 @@ typedef struct watch {
 
 struct kx_timer {
     kx_loop *loop;
-    int64_t when;          /* monotonic ms */
-    uint64_t seq;          /* creation order: ties on `when` fire oldest first */
-    size_t idx;            /* position in the heap */
+    int64_t when; /* monotonic ms */
+    uint64_t seq; /* creation order: ties on `when` fire oldest first */
+    size_t idx;   /* position in the heap */
     kx_timer_cb cb;
     void *arg;
 };
@@ -55,21 +55,21 @@ typedef struct task {
 
 struct kx_loop {
     int epfd;
-    int evfd;                  /* wakes the loop for posts and stop */
+    int evfd; /* wakes the loop for posts and stop */
     atomic_bool stop;
     atomic_bool has_thread;
-    pthread_t thread;          /* the thread in kx_loop_run (valid once has_thread) */
-    int64_t now;               /* monotonic ms at the start of this iteration */
+    pthread_t thread; /* the thread in kx_loop_run (valid once has_thread) */
+    int64_t now;      /* monotonic ms at the start of this iteration */
 
-    watch **watches;           /* indexed by fd */
+    watch **watches; /* indexed by fd */
     size_t nwatches;
-    watch *dead;               /* unwatched this iteration, freed at its end */
+    watch *dead; /* unwatched this iteration, freed at its end */
 
     kx_timer **heap;
     size_t nheap, capheap;
     uint64_t next_seq;
 
-    pthread_mutex_t mu;        /* guards the task queue */
+    pthread_mutex_t mu; /* guards the task queue */
     task *head, *tail;
 };
 
@@ -125,7 +125,7 @@ static void heap_remove(kx_loop *loop, kx_timer *t)
     loop->nheap--;
     if (i == loop->nheap)
         return;
-    kx_timer *moved = loop->heap[loop->nheap];   /* the last one fills the hole */
+    kx_timer *moved = loop->heap[loop->nheap]; /* the last one fills the hole */
     heap_set(loop, i, moved);
     heap_up(loop, i);
     heap_down(loop, moved->idx);
@@ -153,7 +153,7 @@ kx_loop *kx_loop_new(void)
         free(loop);
         return NULL;
     }
-    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};   /* NULL = the eventfd */
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL}; /* NULL = the eventfd */
     if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, loop->evfd, &ev) != 0) {
         kx_error("loop: epoll_ctl(ADD eventfd) failed: %s", strerror(errno));
         close(loop->evfd);
@@ -204,7 +204,7 @@ void kx_loop_stop(kx_loop *loop)
 {
     atomic_store(&loop->stop, true);
     uint64_t one = 1;
-    ssize_t n = write(loop->evfd, &one, sizeof one);   /* EAGAIN: already signalled */
+    ssize_t n = write(loop->evfd, &one, sizeof one); /* EAGAIN: already signalled */
     (void)n;
 }
 
@@ -213,7 +213,10 @@ bool kx_loop_in_loop_thread(const kx_loop *loop)
     return atomic_load(&loop->has_thread) && pthread_equal(loop->thread, pthread_self());
 }
 
-int64_t kx_loop_now(const kx_loop *loop) { return loop->now; }
+int64_t kx_loop_now(const kx_loop *loop)
+{
+    return loop->now;
+}
 
 /* ---- file descriptors ---- */
 
@@ -258,7 +261,7 @@ kx_err kx_loop_watch(kx_loop *loop, int fd, uint32_t events, kx_fd_cb cb, void *
     int rc = 0;
     if (events == 0 && w->in_epoll) {
         rc = epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
-        if (rc != 0 && errno == ENOENT)   /* already gone from epoll: silent anyway */
+        if (rc != 0 && errno == ENOENT) /* already gone from epoll: silent anyway */
             rc = 0;
     } else if (events != 0) {
         rc = epoll_ctl(loop->epfd, w->in_epoll ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, fd, &ev);
@@ -267,8 +270,7 @@ kx_err kx_loop_watch(kx_loop *loop, int fd, uint32_t events, kx_fd_cb cb, void *
             rc = epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev);
     }
     if (rc != 0) {
-        kx_error("loop: epoll_ctl on fd %d (events 0x%x) failed: %s", fd, events,
-                 strerror(errno));
+        kx_error("loop: epoll_ctl on fd %d (events 0x%x) failed: %s", fd, events, strerror(errno));
         if (fresh)
             free(w);
         return KX_ERR_IO;
@@ -373,7 +375,7 @@ kx_err kx_loop_post(kx_loop *loop, kx_task_cb cb, void *arg)
         loop->head = t;
     loop->tail = t;
     pthread_mutex_unlock(&loop->mu);
-    if (was_empty) {   /* a non-empty queue has already woken the loop */
+    if (was_empty) { /* a non-empty queue has already woken the loop */
         uint64_t one = 1;
         ssize_t n = write(loop->evfd, &one, sizeof one);
         (void)n;
@@ -444,7 +446,7 @@ static int wait_timeout_ms(kx_loop *loop)
 static void drain_eventfd(kx_loop *loop)
 {
     uint64_t count;
-    ssize_t n = read(loop->evfd, &count, sizeof count);   /* EAGAIN: nothing to drain */
+    ssize_t n = read(loop->evfd, &count, sizeof count); /* EAGAIN: nothing to drain */
     (void)n;
 }
 
@@ -479,7 +481,7 @@ kx_err kx_loop_run(kx_loop *loop)
         fire_timers(loop);
         free_dead_watches(loop);
     }
-    atomic_store(&loop->stop, false);   /* consumed: a later kx_loop_run runs again */
+    atomic_store(&loop->stop, false); /* consumed: a later kx_loop_run runs again */
     drain_eventfd(loop);
     return result;
 }

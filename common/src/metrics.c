@@ -20,7 +20,11 @@
 
 #include "kx/log.h"
 
-typedef enum metric_type { M_COUNTER, M_GAUGE, M_HISTOGRAM } metric_type;
+typedef enum metric_type {
+    M_COUNTER,
+    M_GAUGE,
+    M_HISTOGRAM
+} metric_type;
 
 struct kx_counter {
     _Atomic uint64_t value;
@@ -31,10 +35,10 @@ struct kx_gauge {
 };
 
 struct kx_histogram {
-    double *bounds;               /* nbounds upper bounds, ascending */
+    double *bounds; /* nbounds upper bounds, ascending */
     size_t nbounds;
-    _Atomic uint64_t *counts;     /* nbounds + 1 (the last is +Inf), non-cumulative */
-    _Atomic uint64_t sum_bits;    /* a double */
+    _Atomic uint64_t *counts;  /* nbounds + 1 (the last is +Inf), non-cumulative */
+    _Atomic uint64_t sum_bits; /* a double */
 };
 
 typedef struct series {
@@ -58,9 +62,8 @@ typedef struct family {
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 static family *g_first, *g_last;
 
-const double kx_metrics_latency_buckets[] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-                                              0.05,   0.1,   0.25,   0.5,   1,    2.5,
-                                              5,      10,    30,     60 };
+const double kx_metrics_latency_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                             0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
 const size_t kx_metrics_latency_nbuckets =
     sizeof kx_metrics_latency_buckets / sizeof kx_metrics_latency_buckets[0];
 
@@ -83,8 +86,8 @@ static series *lookup(const char *name, const char *labels, const char *help, me
     while (f != NULL && strcmp(f->name, name) != 0)
         f = f->next;
     if (f != NULL && f->type != type) {
-        kx_error("metrics: %s registered as a %s, now asked for as a %s", name,
-                 type_name(f->type), type_name(type));
+        kx_error("metrics: %s registered as a %s, now asked for as a %s", name, type_name(f->type),
+                 type_name(type));
         return NULL;
     }
     if (f == NULL) {
@@ -319,7 +322,7 @@ static void emit_histogram(out *o, const family *f, const series *s)
 
 char *kx_metrics_render(size_t *len)
 {
-    out o = { .cap = 4096 };
+    out o = {.cap = 4096};
     o.p = malloc(o.cap);
     if (o.p == NULL)
         return NULL;
@@ -337,9 +340,7 @@ char *kx_metrics_render(size_t *len)
                 emit_name(&o, f->name, "", s->labels, NULL);
                 emit(&o, " %lld\n", (long long)atomic_load(&s->u.gauge.value));
                 break;
-            case M_HISTOGRAM:
-                emit_histogram(&o, f, s);
-                break;
+            case M_HISTOGRAM: emit_histogram(&o, f, s); break;
             }
         }
     }

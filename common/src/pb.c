@@ -16,7 +16,7 @@ kx_err kx_pb_pack(const ProtobufCMessage *msg, uint8_t **buf, size_t *len)
         return KX_ERR_INVALID;
     }
     size_t size = protobuf_c_message_get_packed_size(msg);
-    uint8_t *out = malloc(size > 0 ? size : 1);   /* an empty message still gets a buffer */
+    uint8_t *out = malloc(size > 0 ? size : 1); /* an empty message still gets a buffer */
     if (out == NULL) {
         kx_error("pb: out of memory packing %s (%zu bytes)", msg->descriptor->name, size);
         return KX_ERR_NOMEM;

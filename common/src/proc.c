@@ -129,24 +129,29 @@ static void close_fd(int *fd)
 /* ---- in the child ---------------------------------------------------------------------- */
 
 /* What the child was doing when it failed, reported to the parent with errno. */
-enum child_step { STEP_EXEC, STEP_SETSID, STEP_CHDIR, STEP_FDS };
+enum child_step {
+    STEP_EXEC,
+    STEP_SETSID,
+    STEP_CHDIR,
+    STEP_FDS
+};
 
 static void child_fail(int errfd, int step)
 {
-    int report[2] = { step, errno };
+    int report[2] = {step, errno};
     ssize_t w = write(errfd, report, sizeof report);
     (void)w;
     _exit(127);
 }
 
 /* Never returns. Only async-signal-safe calls. */
-static void child(const char *file, const char *const *argv, char *const *envp,
-                  const char *cwd, const int std[3], int errfd)
+static void child(const char *file, const char *const *argv, char *const *envp, const char *cwd,
+                  const int std[3], int errfd)
 {
     sigset_t none;
     sigemptyset(&none);
     for (int sig = 1; sig < NSIG; sig++)
-        signal(sig, SIG_DFL);          /* fails harmlessly for SIGKILL, SIGSTOP, RT internals */
+        signal(sig, SIG_DFL); /* fails harmlessly for SIGKILL, SIGSTOP, RT internals */
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (setsid() < 0)
         child_fail(errfd, STEP_SETSID);
@@ -159,7 +164,7 @@ static void child(const char *file, const char *const *argv, char *const *envp,
         if (src[i] < 0)
             child_fail(errfd, STEP_FDS);
     }
-    for (int i = 0; i < 3; i++)    /* dup2's target is not close-on-exec */
+    for (int i = 0; i < 3; i++) /* dup2's target is not close-on-exec */
         if (dup2(src[i], i) < 0)
             child_fail(errfd, STEP_FDS);
     /* Whatever else this process has open (the service's sockets...) stays behind. */
@@ -192,14 +197,14 @@ kx_err kx_proc_spawn(const kx_proc_opts *opts, kx_proc *out)
 
     stream_fds s_in, s_out, s_err;
     s_in.child = s_in.parent = s_out.child = s_out.parent = s_err.child = s_err.parent = -1;
-    int errpipe[2] = { -1, -1 };
+    int errpipe[2] = {-1, -1};
     err = open_stream(opts->in, true, NULL, &s_in);
     if (err == KX_OK)
         err = open_stream(opts->out, false, opts->out_path, &s_out);
     if (err == KX_OK) {
         bool same_file = opts->err == KX_PROC_FILE && opts->out == KX_PROC_FILE &&
-                         opts->err_path != NULL && opts->out_path != NULL &&
-                         strcmp(opts->err_path, opts->out_path) == 0;
+            opts->err_path != NULL && opts->out_path != NULL &&
+            strcmp(opts->err_path, opts->out_path) == 0;
         if (same_file) {
             s_err.child = fcntl(s_out.child, F_DUPFD_CLOEXEC, 0);
             if (s_err.child < 0)
@@ -219,7 +224,7 @@ kx_err kx_proc_spawn(const kx_proc_opts *opts, kx_proc *out)
             kx_error("proc: fork for %s: %s", prog, strerror(errno));
             err = KX_ERR_IO;
         } else if (pid == 0) {
-            const int std[3] = { s_in.child, s_out.child, s_err.child };
+            const int std[3] = {s_in.child, s_out.child, s_err.child};
             child(file, opts->argv, opts->envp != NULL ? (char *const *)opts->envp : environ,
                   opts->cwd, std, errpipe[1]);
         }
@@ -231,13 +236,13 @@ kx_err kx_proc_spawn(const kx_proc_opts *opts, kx_proc *out)
 
     if (err == KX_OK) {
         /* EOF: exec succeeded (the pipe closed on exec). Else {step, errno}. */
-        int report[2] = { 0, 0 };
+        int report[2] = {0, 0};
         ssize_t n;
         do {
             n = read(errpipe[0], report, sizeof report);
         } while (n < 0 && errno == EINTR);
         if (n > 0) {
-            static const char *const steps[] = { "execve", "setsid", "chdir", "dup2" };
+            static const char *const steps[] = {"execve", "setsid", "chdir", "dup2"};
             const char *step = report[0] >= 0 && report[0] < 4 ? steps[report[0]] : "?";
             kx_error("proc: cannot start %s: %s(%s): %s", prog, step,
                      report[0] == STEP_CHDIR ? opts->cwd : file, strerror(report[1]));

@@ -23,7 +23,7 @@
 #define DEFAULT_MAX_EVENT (8u << 20)
 #define BOM_DONE 3
 
-static const unsigned char BOM[3] = { 0xEF, 0xBB, 0xBF };
+static const unsigned char BOM[3] = {0xEF, 0xBB, 0xBF};
 
 void kx_sse_init(kx_sse_parser *p, kx_sse_cb cb, void *arg)
 {
@@ -64,7 +64,7 @@ static kx_err append(char **buf, size_t *len, size_t *cap, const char *s, size_t
 static void dispatch(kx_sse_parser *p)
 {
     if (p->data_len > 0) {
-        p->data_len--;                 /* the "\n" added after the last data line */
+        p->data_len--; /* the "\n" added after the last data line */
         p->data[p->data_len] = '\0';
         p->cb(p->event[0] != '\0' ? p->event : "message", p->data, p->data_len, p->id, p->arg);
     }
@@ -91,7 +91,7 @@ static kx_err process_line(kx_sse_parser *p)
         return KX_OK;
     }
     if (line[0] == ':')
-        return KX_OK;                  /* comment (keep-alive) */
+        return KX_OK; /* comment (keep-alive) */
     const char *colon = memchr(line, ':', len);
     size_t name_len = colon != NULL ? (size_t)(colon - line) : len;
     const char *value = colon != NULL ? colon + 1 : line + len;
@@ -113,8 +113,7 @@ static kx_err process_line(kx_sse_parser *p)
     } else if (name_len == 2 && memcmp(line, "id", 2) == 0) {
         if (memchr(value, '\0', value_len) == NULL)
             set_field(p->id, sizeof p->id, value, value_len);
-    } else if (name_len == 5 && memcmp(line, "retry", 5) == 0 && value_len > 0 &&
-               value_len < 10) {
+    } else if (name_len == 5 && memcmp(line, "retry", 5) == 0 && value_len > 0 && value_len < 10) {
         long ms = 0;
         size_t i = 0;
         for (; i < value_len && value[i] >= '0' && value[i] <= '9'; i++)
@@ -122,7 +121,7 @@ static kx_err process_line(kx_sse_parser *p)
         if (i == value_len)
             p->retry_ms = ms;
     }
-    return KX_OK;                      /* unknown fields are ignored */
+    return KX_OK; /* unknown fields are ignored */
 }
 
 /* Bytes at the start of the stream: skips a BOM, even one split across feeds. Returns how
@@ -138,8 +137,7 @@ static size_t skip_bom(kx_sse_parser *p, const char *buf, size_t len, kx_err *er
             continue;
         }
         /* Not a BOM after all: the bytes that looked like one are line content. */
-        *err = append(&p->line, &p->line_len, &p->line_cap, (const char *)BOM,
-                      (size_t)p->started);
+        *err = append(&p->line, &p->line_len, &p->line_cap, (const char *)BOM, (size_t)p->started);
         p->started = BOM_DONE;
     }
     return i;
@@ -153,7 +151,7 @@ kx_err kx_sse_feed(kx_sse_parser *p, const char *buf, size_t len)
         return err;
     while (i < len) {
         char c = buf[i];
-        if (c == '\n' && p->saw_cr) {  /* the \n of a \r\n */
+        if (c == '\n' && p->saw_cr) { /* the \n of a \r\n */
             p->saw_cr = 0;
             i++;
             continue;

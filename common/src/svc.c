@@ -32,18 +32,18 @@ static void make_instance_id(kx_svc *svc)
     if (gethostname(host, sizeof host) != 0 || host[0] == '\0')
         snprintf(host, sizeof host, "localhost");
     host[sizeof host - 1] = '\0';
-    char *dot = strchr(host, '.');   /* the short name is enough */
+    char *dot = strchr(host, '.'); /* the short name is enough */
     if (dot)
         *dot = '\0';
-    char rnd[KX_UUID_LEN + 1];       /* 4 random hex digits tell restarts with the same pid apart */
+    char rnd[KX_UUID_LEN + 1]; /* 4 random hex digits tell restarts with the same pid apart */
     kx_uuid_new(rnd);
     /* the host name is cut so the whole id fits in instance_id (name and pid are short) */
     int fixed = snprintf(NULL, 0, "%s--%ld-%.4s", svc->name, (long)getpid(), rnd);
     int room = (int)sizeof svc->instance_id - 1 - fixed;
     if (room < 1)
         room = 1;
-    snprintf(svc->instance_id, sizeof svc->instance_id, "%s-%.*s-%ld-%.4s", svc->name, room,
-             host, (long)getpid(), rnd);
+    snprintf(svc->instance_id, sizeof svc->instance_id, "%s-%.*s-%ld-%.4s", svc->name, room, host,
+             (long)getpid(), rnd);
 }
 
 /* Readiness: the bus is connected and the service's own check (if any) passes.
@@ -63,7 +63,10 @@ static bool svc_ready(kx_svc *svc, char *why, size_t whylen)
     return true;
 }
 
-static bool ops_ready(void *arg, char *why, size_t whylen) { return svc_ready(arg, why, whylen); }
+static bool ops_ready(void *arg, char *why, size_t whylen)
+{
+    return svc_ready(arg, why, whylen);
+}
 
 /* kx.svc.health.<name>: answered on the cnats thread (quick, no loop round trip). */
 static void on_health(natsMsg *msg, void *arg)
@@ -91,7 +94,7 @@ void kx_svc_set_notes(kx_svc *svc, const char *notes)
 static void on_drain_timeout(kx_loop *loop, void *arg)
 {
     kx_svc *svc = arg;
-    svc->drain_timer = NULL;   /* the loop freed it */
+    svc->drain_timer = NULL; /* the loop freed it */
     kx_warn("svc: drain did not finish within %lld ms; exiting anyway",
             (long long)svc->drain_timeout_ms);
     tl_exit_code = 1;
@@ -201,7 +204,7 @@ int kx_svc_run(kx_svc *svc)
 {
     tl_exit_code = 0;
     kx_err err = kx_loop_run(svc->loop);
-    if (svc->drain_timer != NULL) {   /* drained in time: the timer has nothing left to do */
+    if (svc->drain_timer != NULL) { /* drained in time: the timer has nothing left to do */
         kx_timer_cancel(svc->drain_timer);
         svc->drain_timer = NULL;
     }
@@ -210,24 +213,30 @@ int kx_svc_run(kx_svc *svc)
     return code;
 }
 
-void kx_svc_exit(kx_svc *svc) { kx_loop_stop(svc->loop); }
+void kx_svc_exit(kx_svc *svc)
+{
+    kx_loop_stop(svc->loop);
+}
 
-bool kx_svc_draining(const kx_svc *svc) { return atomic_load(&svc->draining); }
+bool kx_svc_draining(const kx_svc *svc)
+{
+    return atomic_load(&svc->draining);
+}
 
 void kx_svc_close(kx_svc *svc)
 {
-    kx_httpd_stop(svc->ops);   /* first: its readiness callback reads the bus */
+    kx_httpd_stop(svc->ops); /* first: its readiness callback reads the bus */
     svc->ops = NULL;
-    bool clean = kx_bus_close(svc->bus, BUS_CLOSE_TIMEOUT_MS);   /* also destroys health_sub */
+    bool clean = kx_bus_close(svc->bus, BUS_CLOSE_TIMEOUT_MS); /* also destroys health_sub */
     svc->bus = NULL;
     svc->health_sub = NULL;
-    if (!clean) {   /* a cnats callback may still post to the loop: leak it with the bus */
+    if (!clean) { /* a cnats callback may still post to the loop: leak it with the bus */
         kx_error("svc: leaking the loop too, the process is exiting anyway");
         svc->loop = NULL;
         svc->drain_timer = NULL;
         return;
     }
-    kx_loop_free(svc->loop);   /* frees the drain timer if still armed */
+    kx_loop_free(svc->loop); /* frees the drain timer if still armed */
     svc->loop = NULL;
     svc->drain_timer = NULL;
 }

@@ -1,6 +1,6 @@
 /* time.c — wall and monotonic clocks, absolute deadlines (unix ms) and ISO-8601 timestamps.
  * Deadlines are wall-clock so they can cross process boundaries in the Kx-Deadline header. */
-#include <stddef.h>   /* kx/time.h uses size_t */
+#include <stddef.h> /* kx/time.h uses size_t */
 #include <stdio.h>
 #include <time.h>
 
@@ -9,16 +9,31 @@
 static int64_t clock_us(clockid_t id)
 {
     struct timespec ts;
-    clock_gettime(id, &ts);   /* cannot fail for these clock ids */
+    clock_gettime(id, &ts); /* cannot fail for these clock ids */
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-int64_t kx_now_us(void) { return clock_us(CLOCK_REALTIME); }
-int64_t kx_now_ms(void) { return clock_us(CLOCK_REALTIME) / 1000; }
-int64_t kx_mono_us(void) { return clock_us(CLOCK_MONOTONIC); }
-int64_t kx_mono_ms(void) { return clock_us(CLOCK_MONOTONIC) / 1000; }
+int64_t kx_now_us(void)
+{
+    return clock_us(CLOCK_REALTIME);
+}
+int64_t kx_now_ms(void)
+{
+    return clock_us(CLOCK_REALTIME) / 1000;
+}
+int64_t kx_mono_us(void)
+{
+    return clock_us(CLOCK_MONOTONIC);
+}
+int64_t kx_mono_ms(void)
+{
+    return clock_us(CLOCK_MONOTONIC) / 1000;
+}
 
-kx_deadline kx_deadline_in(int64_t ms) { return kx_now_ms() + ms; }
+kx_deadline kx_deadline_in(int64_t ms)
+{
+    return kx_now_ms() + ms;
+}
 
 kx_deadline kx_deadline_min(kx_deadline a, kx_deadline b)
 {
@@ -47,7 +62,7 @@ void kx_time_iso(char *buf, size_t len, int64_t unix_us)
         return;
     time_t secs = (time_t)(unix_us / 1000000);
     long us = (long)(unix_us % 1000000);
-    if (us < 0) {   /* instants before 1970: keep the fraction positive */
+    if (us < 0) { /* instants before 1970: keep the fraction positive */
         us += 1000000;
         secs -= 1;
     }

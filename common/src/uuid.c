@@ -33,8 +33,8 @@ void kx_uuid_new(char out[KX_UUID_LEN + 1])
 {
     uint8_t b[16];
     random_bytes(b, sizeof b);
-    b[6] = (uint8_t)((b[6] & 0x0F) | 0x40);   /* version 4 */
-    b[8] = (uint8_t)((b[8] & 0x3F) | 0x80);   /* variant 10xx (RFC 4122) */
+    b[6] = (uint8_t)((b[6] & 0x0F) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3F) | 0x80); /* variant 10xx (RFC 4122) */
     snprintf(out, KX_UUID_LEN + 1,
              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
              b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
@@ -54,7 +54,7 @@ bool kx_uuid_valid(const char *s)
         if (i == 8 || i == 13 || i == 18 || i == 23) {
             if (s[i] != '-')
                 return false;
-        } else if (!is_hex(s[i])) {   /* also stops at an early NUL */
+        } else if (!is_hex(s[i])) { /* also stops at an early NUL */
             return false;
         }
     }

@@ -14,7 +14,7 @@ static const char *role_for_type(const char *type)
 {
     if (strcmp(type, "assistant") == 0)
         return "assistant";
-    return "user";   /* user rows, and XML tool results (Kortix stores them as role user) */
+    return "user"; /* user rows, and XML tool results (Kortix stores them as role user) */
 }
 
 /* Keeps only what the chat API knows; content that is neither text nor a list of parts is
@@ -31,7 +31,7 @@ static json_t *clean_message(const char *type, json_t *obj)
     json_t *content = json_object_get(obj, "content");
     json_t *tool_calls = json_object_get(obj, "tool_calls");
     bool has_calls = strcmp(role, "assistant") == 0 && json_is_array(tool_calls) &&
-                     json_array_size(tool_calls) > 0;
+        json_array_size(tool_calls) > 0;
     if (json_is_string(content) || json_is_array(content)) {
         json_object_set(out, "content", content);
     } else if (content == NULL || json_is_null(content)) {
@@ -56,7 +56,7 @@ static json_t *clean_message(const char *type, json_t *obj)
 json_t *context_message_from_row(const char *type, const char *content_text)
 {
     json_t *v = json_loads(content_text, JSON_DECODE_ANY, NULL);
-    if (json_is_string(v)) {   /* a jsonb string: it may hold JSON itself */
+    if (json_is_string(v)) { /* a jsonb string: it may hold JSON itself */
         json_t *inner = json_loads(json_string_value(v), JSON_DECODE_ANY, NULL);
         if (json_is_object(inner)) {
             json_decref(v);
@@ -72,7 +72,7 @@ json_t *context_message_from_row(const char *type, const char *content_text)
             return msg;
         }
     }
-    if (!json_is_object(v)) {   /* a number, an array, or not JSON at all: show it as text */
+    if (!json_is_object(v)) { /* a number, an array, or not JSON at all: show it as text */
         json_t *msg = json_object();
         if (msg != NULL) {
             json_object_set_new(msg, "role", json_string(role_for_type(type)));
@@ -91,7 +91,8 @@ static bool calls_have_id(const json_t *calls, const char *id)
 {
     size_t i;
     const json_t *c;
-    json_array_foreach(calls, i, c) {
+    json_array_foreach(calls, i, c)
+    {
         if (strcmp(kx_json_str(c, "id", ""), id) == 0)
             return true;
     }
@@ -120,7 +121,7 @@ void context_repair(json_t *messages)
     while (i < json_array_size(messages)) {
         json_t *m = json_array_get(messages, i);
         const char *role = kx_json_str(m, "role", "");
-        if (strcmp(role, "tool") == 0) {   /* not right after an assistant's calls */
+        if (strcmp(role, "tool") == 0) { /* not right after an assistant's calls */
             demote_tool_message(m);
             i++;
             continue;
@@ -139,14 +140,15 @@ void context_repair(json_t *messages)
                 break;
             const char *id = kx_json_str(t, "tool_call_id", "");
             if (!calls_have_id(calls, id) || json_object_get(answered, id) != NULL)
-                break;   /* answers another call: ends the block (demoted by the outer loop) */
+                break; /* answers another call: ends the block (demoted by the outer loop) */
             json_object_set_new(answered, id, json_true());
             j++;
         }
         /* calls without an answer get one, right after the answered ones */
         size_t k;
         const json_t *c;
-        json_array_foreach(calls, k, c) {
+        json_array_foreach(calls, k, c)
+        {
             const char *id = kx_json_str(c, "id", "");
             if (json_object_get(answered, id) != NULL)
                 continue;

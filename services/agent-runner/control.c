@@ -11,8 +11,7 @@
 static void on_control(natsMsg *msg, void *arg)
 {
     runner *r = arg;
-    Kx__V1__RunControl *c = kx_pb_unpack(&kx__v1__run_control__descriptor,
-                                         natsMsg_GetData(msg),
+    Kx__V1__RunControl *c = kx_pb_unpack(&kx__v1__run_control__descriptor, natsMsg_GetData(msg),
                                          (size_t)natsMsg_GetDataLength(msg));
     if (c == NULL) {
         kx_warn("control: ignoring a message on %s that is not a kx.v1.RunControl",
@@ -27,7 +26,7 @@ static void on_control(natsMsg *msg, void *arg)
         run_id = subj + strlen(KX_SUBJ_RUN_CTL_PREFIX);
     }
     run *x = runner_find(r, run_id);
-    if (x == NULL) {   /* not ours (another runner holds it, or it already ended) */
+    if (x == NULL) { /* not ours (another runner holds it, or it already ended) */
         kx_pb_free(c);
         natsMsg_Destroy(msg);
         return;

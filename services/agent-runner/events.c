@@ -27,18 +27,17 @@ static char *dump_and_free(json_t *obj)
     return out;
 }
 
-char *events_row_json(const char *message_id, const char *thread_id, const char *type,
-                      bool is_llm, const json_t *content, const json_t *metadata,
-                      const char *created_at, const char *updated_at)
+char *events_row_json(const char *message_id, const char *thread_id, const char *type, bool is_llm,
+                      const json_t *content, const json_t *metadata, const char *created_at,
+                      const char *updated_at)
 {
     json_t *c = as_json_text(content);
     json_t *m = as_json_text(metadata);
     json_t *row = NULL;
     if (c != NULL && m != NULL)
         row = json_pack("{s:s, s:s, s:s, s:b, s:O, s:O, s:s, s:s}", "message_id", message_id,
-                        "thread_id", thread_id, "type", type, "is_llm_message", is_llm,
-                        "content", c, "metadata", m, "created_at", created_at, "updated_at",
-                        updated_at);
+                        "thread_id", thread_id, "type", type, "is_llm_message", is_llm, "content",
+                        c, "metadata", m, "created_at", created_at, "updated_at", updated_at);
     json_decref(c);
     json_decref(m);
     return dump_and_free(row);
@@ -50,16 +49,16 @@ char *events_chunk_json(uint64_t sequence, const char *thread_id, const char *de
     char now[48];
     kx_time_iso(now, sizeof now, kx_now_us());
     json_t *content = json_pack("{s:s, s:s%}", "role", "assistant", "content", delta, len);
-    json_t *metadata = json_pack("{s:s, s:s}", "stream_status", "chunk", "thread_run_id",
-                                 thread_run_id);
+    json_t *metadata =
+        json_pack("{s:s, s:s}", "stream_status", "chunk", "thread_run_id", thread_run_id);
     json_t *c = content ? as_json_text(content) : NULL;
     json_t *m = metadata ? as_json_text(metadata) : NULL;
     json_t *ev = NULL;
     if (c != NULL && m != NULL)
         ev = json_pack("{s:I, s:n, s:s, s:s, s:b, s:O, s:O, s:s, s:s}", "sequence",
                        (json_int_t)sequence, "message_id", "thread_id", thread_id, "type",
-                       "assistant", "is_llm_message", 1, "content", c, "metadata", m,
-                       "created_at", now, "updated_at", now);
+                       "assistant", "is_llm_message", 1, "content", c, "metadata", m, "created_at",
+                       now, "updated_at", now);
     json_decref(content);
     json_decref(metadata);
     json_decref(c);
@@ -69,8 +68,8 @@ char *events_chunk_json(uint64_t sequence, const char *thread_id, const char *de
 
 char *events_status_json(const char *status, const char *message)
 {
-    return dump_and_free(json_pack("{s:s, s:s, s:s}", "type", "status", "status", status,
-                                   "message", message));
+    return dump_and_free(
+        json_pack("{s:s, s:s, s:s}", "type", "status", "status", status, "message", message));
 }
 
 kx_err events_publish(kx_bus *bus, const char *run_id, int64_t epoch, uint64_t seq,

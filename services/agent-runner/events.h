@@ -17,9 +17,9 @@
 
 /* {"message_id", "thread_id", "type", "is_llm_message", "content": "<content as JSON text>",
  *  "metadata": "<metadata as JSON text>", "created_at", "updated_at"} — a saved messages row. */
-char *events_row_json(const char *message_id, const char *thread_id, const char *type,
-                      bool is_llm, const json_t *content, const json_t *metadata,
-                      const char *created_at, const char *updated_at);
+char *events_row_json(const char *message_id, const char *thread_id, const char *type, bool is_llm,
+                      const json_t *content, const json_t *metadata, const char *created_at,
+                      const char *updated_at);
 
 /* {"sequence": n, "message_id": null, "thread_id", "type": "assistant", "is_llm_message": true,
  *  "content": "{\"role\": \"assistant\", \"content\": \"<delta>\"}",

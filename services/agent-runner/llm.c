@@ -25,21 +25,21 @@
 #define CONNECT_TIMEOUT_MS 10000
 #define MAX_ERROR_BODY (64 * 1024)
 #define MAX_JSON_BODY (16 * 1024 * 1024)
-#define MAX_ANSWER_BYTES (4 * 1024 * 1024)   /* text + tool-call arguments of one answer */
+#define MAX_ANSWER_BYTES (4 * 1024 * 1024) /* text + tool-call arguments of one answer */
 
 struct llm_client {
     const runner_config *cfg;
     kx_loop *loop;
     kx_curlm *curlm;
-    char url[600];                 /* {base}/chat/completions */
-    struct curl_slist *headers;    /* shared by every easy handle; freed with the client */
+    char url[600];              /* {base}/chat/completions */
+    struct curl_slist *headers; /* shared by every easy handle; freed with the client */
 };
 
 typedef enum body_mode {
-    BODY_UNKNOWN = 0,   /* no byte of the body yet */
-    BODY_SSE,           /* 200, an event stream */
-    BODY_JSON,          /* 200, a whole JSON completion (server ignored "stream") */
-    BODY_ERROR,         /* not 200: kept to read the provider's error message */
+    BODY_UNKNOWN = 0, /* no byte of the body yet */
+    BODY_SSE,         /* 200, an event stream */
+    BODY_JSON,        /* 200, a whole JSON completion (server ignored "stream") */
+    BODY_ERROR,       /* not 200: kept to read the provider's error message */
 } body_mode;
 
 struct llm_call {
@@ -50,22 +50,22 @@ struct llm_call {
     llm_content_cb on_content;
     llm_done_cb on_done;
     void *arg;
-    int attempt;                   /* attempts started so far */
+    int attempt; /* attempts started so far */
 
     /* the live attempt */
-    CURL *easy;                    /* non-NULL while added to the multi */
+    CURL *easy; /* non-NULL while added to the multi */
     kx_timer *deadline_timer;
     int64_t attempt_timeout_ms;
     kx_sse_parser sse;
     body_mode mode;
-    kx_buf raw;                   /* BODY_ERROR / BODY_JSON bytes */
-    bool stop_requested;           /* on_content returned false */
-    bool stream_failed;            /* an error event or malformed data in the stream */
-    bool stream_error_retryable;   /* the provider reported an error (vs. malformed data) */
+    kx_buf raw;                  /* BODY_ERROR / BODY_JSON bytes */
+    bool stop_requested;         /* on_content returned false */
+    bool stream_failed;          /* an error event or malformed data in the stream */
+    bool stream_error_retryable; /* the provider reported an error (vs. malformed data) */
     char stream_errmsg[600];
     char curl_err[CURL_ERROR_SIZE];
 
-    llm_stream stream;             /* the answer (reset per attempt: retries happen only
+    llm_stream stream; /* the answer (reset per attempt: retries happen only
                                       before any output) */
     int64_t first_chunk_ms, last_chunk_ms;
 
@@ -135,7 +135,7 @@ char *llm_request_body(const llm_client *c, const char *model, const json_t *mes
     json_object_set_new(root, "model", json_string(model));
     json_object_set(root, "messages", msgs);
     json_object_set_new(root, "stream", json_true());
-    if (c->cfg->provider == PROVIDER_OPENAI)   /* OpenAI sends usage only when asked */
+    if (c->cfg->provider == PROVIDER_OPENAI) /* OpenAI sends usage only when asked */
         json_object_set_new(root, "stream_options", json_pack("{s:b}", "include_usage", 1));
     json_object_set(root, "tools", tools);
     json_object_set_new(root, "tool_choice", json_string("auto"));
@@ -154,7 +154,7 @@ done:
 static void on_notify(kx_loop *loop, void *arg)
 {
     llm_call *call = arg;
-    call->notify_timer = NULL;   /* the loop freed it */
+    call->notify_timer = NULL; /* the loop freed it */
     call->on_done(call->arg, call, call->result, call->result_msg);
 }
 
@@ -171,9 +171,10 @@ static void finish(llm_call *call, kx_err err, const char *msg)
         snprintf(call->result_msg, sizeof call->result_msg, "%s", msg);
     kx_counter_add(kx_metrics_counter("kx_runner_llm_calls_total",
                                       err == KX_OK ? "result=\"ok\"" : "result=\"error\"",
-                                      "LLM calls by outcome (after retries)"), 1);
+                                      "LLM calls by outcome (after retries)"),
+                   1);
     call->notify_timer = kx_loop_timer(call->c->loop, 0, on_notify, call);
-    if (call->notify_timer == NULL) {   /* out of memory: better late than never */
+    if (call->notify_timer == NULL) { /* out of memory: better late than never */
         kx_error("llm: could not arm a timer; reporting the result of the call inline");
         call->on_done(call->arg, call, err, call->result_msg);
     }
@@ -194,11 +195,11 @@ static void attempt_failed(llm_call *call, bool retryable, kx_err err, const cha
     if (retryable && !output && call->attempt <= cfg->llm_retries &&
         !kx_deadline_expired(call->wall_deadline)) {
         int64_t delay = (int64_t)RETRY_BASE_MS << (call->attempt - 1);
-        kx_log(KX_LOG_WARN, call->run_id, NULL,
-               "llm: attempt %d failed (%s); retrying in %lld ms", call->attempt, msg,
-               (long long)delay);
+        kx_log(KX_LOG_WARN, call->run_id, NULL, "llm: attempt %d failed (%s); retrying in %lld ms",
+               call->attempt, msg, (long long)delay);
         kx_counter_add(kx_metrics_counter("kx_runner_llm_retries_total", "",
-                                          "LLM attempts retried"), 1);
+                                          "LLM attempts retried"),
+                       1);
         call->retry_timer = kx_loop_timer(call->c->loop, delay, on_retry, call);
         if (call->retry_timer != NULL)
             return;
@@ -214,7 +215,7 @@ static void on_sse_event(const char *event, const char *data, size_t len, const 
     llm_call *call = arg;
     if (call->stop_requested || call->stream_failed)
         return;
-    if (event != NULL && strcmp(event, "error") == 0) {   /* a provider's error event */
+    if (event != NULL && strcmp(event, "error") == 0) { /* a provider's error event */
         char msg[400];
         llm_error_message(data, len, msg, sizeof msg);
         snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
@@ -227,10 +228,8 @@ static void on_sse_event(const char *event, const char *data, size_t len, const 
     bool had_output = call->stream.received_output;
     llm_feed_result r = llm_stream_feed(&call->stream, data, len, &from);
     switch (r) {
-    case LLM_FEED_OK:
-        break;
-    case LLM_FEED_DONE:
-        return;
+    case LLM_FEED_OK: break;
+    case LLM_FEED_DONE: return;
     case LLM_FEED_ERROR:
         snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
                  "the LLM stream reported an error: %s", call->stream.error);
@@ -296,7 +295,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
             call->stream_failed = true;
         }
         if (call->stop_requested || call->stream_failed)
-            return 0;   /* abort the transfer: on_transfer_done sees why */
+            return 0; /* abort the transfer: on_transfer_done sees why */
         return n;
     }
     size_t cap = call->mode == BODY_JSON ? MAX_JSON_BODY : MAX_ERROR_BODY;
@@ -323,7 +322,8 @@ static void on_deadline(kx_loop *loop, void *arg)
     release_easy(call, true);
     char msg[800];
     if (kx_deadline_expired(call->wall_deadline))
-        snprintf(msg, sizeof msg, "the run's wall-time deadline passed while waiting for the "
+        snprintf(msg, sizeof msg,
+                 "the run's wall-time deadline passed while waiting for the "
                  "model");
     else
         snprintf(msg, sizeof msg, "no complete answer from %s within %lld s", call->c->url,
@@ -338,22 +338,21 @@ static void on_transfer_done(CURL *easy, CURLcode result, void *arg)
     call->deadline_timer = NULL;
     long status = 0;
     curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-    release_easy(call, false);   /* kx_curlm already removed it */
+    release_easy(call, false); /* kx_curlm already removed it */
     char msg[2048];
     const char *url = call->c->url;
 
-    if (call->stop_requested) {   /* the caller has what it needs */
+    if (call->stop_requested) { /* the caller has what it needs */
         finish(call, KX_OK, "");
         return;
     }
     if (call->stream_failed) {
-        attempt_failed(call, call->stream_error_retryable, KX_ERR_PROTOCOL,
-                       call->stream_errmsg);
+        attempt_failed(call, call->stream_error_retryable, KX_ERR_PROTOCOL, call->stream_errmsg);
         return;
     }
     if (result != CURLE_OK) {
-        snprintf(msg, sizeof msg, "could not talk to %s: %s%s%s", url,
-                 curl_easy_strerror(result), call->curl_err[0] ? ": " : "", call->curl_err);
+        snprintf(msg, sizeof msg, "could not talk to %s: %s%s%s", url, curl_easy_strerror(result),
+                 call->curl_err[0] ? ": " : "", call->curl_err);
         attempt_failed(call, true, KX_ERR_UNAVAILABLE, msg);
         return;
     }
@@ -362,16 +361,19 @@ static void on_transfer_done(CURL *easy, CURLcode result, void *arg)
         llm_error_message(call->raw.s, call->raw.len, detail, sizeof detail);
         snprintf(msg, sizeof msg, "HTTP %ld from %s: %s", status, url, detail);
         bool retryable = status == 429 || status >= 500;
-        attempt_failed(call, retryable, status == 429 || status >= 500 ? KX_ERR_UNAVAILABLE
-                                                                        : KX_ERR_INVALID, msg);
+        attempt_failed(call, retryable,
+                       status == 429 || status >= 500 ? KX_ERR_UNAVAILABLE : KX_ERR_INVALID, msg);
         return;
     }
     if (call->mode == BODY_JSON) {
-        llm_feed_result r = llm_stream_feed(&call->stream, call->raw.s ? call->raw.s : "",
-                                            call->raw.len, NULL);
+        llm_feed_result r =
+            llm_stream_feed(&call->stream, call->raw.s ? call->raw.s : "", call->raw.len, NULL);
         if (r == LLM_FEED_ERROR || r == LLM_FEED_MALFORMED) {
-            snprintf(msg, sizeof msg, "%s%s", r == LLM_FEED_ERROR ? "the model reported an "
-                     "error: " : "", call->stream.error);
+            snprintf(msg, sizeof msg, "%s%s",
+                     r == LLM_FEED_ERROR ? "the model reported an "
+                                           "error: "
+                                         : "",
+                     call->stream.error);
             attempt_failed(call, r == LLM_FEED_ERROR, KX_ERR_PROTOCOL, msg);
             return;
         }
@@ -381,18 +383,19 @@ static void on_transfer_done(CURL *easy, CURLcode result, void *arg)
         finish(call, KX_OK, "");
         return;
     }
-    kx_sse_feed(&call->sse, "\n\n", 2);   /* dispatch a last event that had no blank line */
+    kx_sse_feed(&call->sse, "\n\n", 2); /* dispatch a last event that had no blank line */
     if (call->stream_failed) {
-        attempt_failed(call, call->stream_error_retryable, KX_ERR_PROTOCOL,
-                       call->stream_errmsg);
+        attempt_failed(call, call->stream_error_retryable, KX_ERR_PROTOCOL, call->stream_errmsg);
         return;
     }
     if (call->stream.done || call->stream.finish_reason[0] != '\0' || call->stop_requested) {
         finish(call, KX_OK, "");
         return;
     }
-    snprintf(msg, sizeof msg, "the stream from %s ended before the answer was complete (no "
-             "finish_reason and no [DONE])", url);
+    snprintf(msg, sizeof msg,
+             "the stream from %s ended before the answer was complete (no "
+             "finish_reason and no [DONE])",
+             url);
     attempt_failed(call, true, KX_ERR_PROTOCOL, msg);
 }
 
@@ -417,8 +420,8 @@ static void start_attempt(llm_call *call)
     llm_client *c = call->c;
     call->attempt++;
     reset_attempt(call);
-    int64_t remaining = kx_deadline_remaining(kx_deadline_min(
-        kx_deadline_in(c->cfg->llm_timeout_s * 1000), call->wall_deadline));
+    int64_t remaining = kx_deadline_remaining(
+        kx_deadline_min(kx_deadline_in(c->cfg->llm_timeout_s * 1000), call->wall_deadline));
     if (remaining <= 0) {
         finish(call, KX_ERR_TIMEOUT, "the run's wall-time deadline has passed");
         return;
@@ -466,9 +469,8 @@ static void start_attempt(llm_call *call)
 
 /* ---- the call --------------------------------------------------------------------------- */
 
-llm_call *llm_call_start(llm_client *c, char *body, kx_deadline wall_deadline,
-                         const char *run_id, llm_content_cb on_content, llm_done_cb on_done,
-                         void *arg)
+llm_call *llm_call_start(llm_client *c, char *body, kx_deadline wall_deadline, const char *run_id,
+                         llm_content_cb on_content, llm_done_cb on_done, void *arg)
 {
     llm_call *call = calloc(1, sizeof *call);
     if (call == NULL) {
@@ -488,10 +490,22 @@ llm_call *llm_call_start(llm_client *c, char *body, kx_deadline wall_deadline,
     return call;
 }
 
-const llm_stream *llm_call_result(const llm_call *call) { return &call->stream; }
-int llm_call_attempts(const llm_call *call) { return call->attempt; }
-int64_t llm_call_first_chunk_ms(const llm_call *call) { return call->first_chunk_ms; }
-int64_t llm_call_last_chunk_ms(const llm_call *call) { return call->last_chunk_ms; }
+const llm_stream *llm_call_result(const llm_call *call)
+{
+    return &call->stream;
+}
+int llm_call_attempts(const llm_call *call)
+{
+    return call->attempt;
+}
+int64_t llm_call_first_chunk_ms(const llm_call *call)
+{
+    return call->first_chunk_ms;
+}
+int64_t llm_call_last_chunk_ms(const llm_call *call)
+{
+    return call->last_chunk_ms;
+}
 
 void llm_call_free(llm_call *call)
 {

@@ -37,8 +37,7 @@ typedef bool (*llm_content_cb)(void *arg, const char *delta, size_t len);
 typedef void (*llm_done_cb)(void *arg, llm_call *call, kx_err err, const char *message);
 
 /* cfg, loop and curlm are borrowed and must outlive the client. */
-kx_err llm_client_new(const runner_config *cfg, kx_loop *loop, kx_curlm *curlm,
-                      llm_client **out);
+kx_err llm_client_new(const runner_config *cfg, kx_loop *loop, kx_curlm *curlm, llm_client **out);
 void llm_client_free(llm_client *c);
 
 /* The request body: {"model", "messages": [system, ...messages], "stream": true, "tools",
@@ -48,9 +47,8 @@ char *llm_request_body(const llm_client *c, const char *model, const json_t *mes
 
 /* Starts a call; body is taken over (freed by the call). run_id is for the logs. Returns NULL
  * only when out of memory (body is freed then too). */
-llm_call *llm_call_start(llm_client *c, char *body, kx_deadline wall_deadline,
-                         const char *run_id, llm_content_cb on_content, llm_done_cb on_done,
-                         void *arg);
+llm_call *llm_call_start(llm_client *c, char *body, kx_deadline wall_deadline, const char *run_id,
+                         llm_content_cb on_content, llm_done_cb on_done, void *arg);
 /* The accumulated answer (valid until llm_call_free). */
 const llm_stream *llm_call_result(const llm_call *call);
 int llm_call_attempts(const llm_call *call);

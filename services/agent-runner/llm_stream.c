@@ -63,7 +63,8 @@ static bool fold_tool_calls(llm_stream *s, const json_t *arr)
 {
     size_t i;
     const json_t *tc;
-    json_array_foreach(arr, i, tc) {
+    json_array_foreach(arr, i, tc)
+    {
         if (!json_is_object(tc))
             continue;
         const json_t *jidx = json_object_get(tc, "index");
@@ -137,15 +138,15 @@ static void error_text(const json_t *err, char *out, size_t outlen)
     const json_t *code = json_object_get(err, "code");
     const char *m = json_is_string(msg) ? json_string_value(msg) : "unknown error";
     const char *t = json_is_string(type) ? json_string_value(type)
-                    : json_is_string(code) ? json_string_value(code) : NULL;
+        : json_is_string(code)           ? json_string_value(code)
+                                         : NULL;
     if (t != NULL && t[0] != '\0')
         snprintf(out, outlen, "%s (%s)", m, t);
     else
         snprintf(out, outlen, "%s", m);
 }
 
-llm_feed_result llm_stream_feed(llm_stream *s, const char *data, size_t len,
-                                size_t *content_from)
+llm_feed_result llm_stream_feed(llm_stream *s, const char *data, size_t len, size_t *content_from)
 {
     if (content_from != NULL)
         *content_from = s->content.len;
@@ -163,9 +164,10 @@ llm_feed_result llm_stream_feed(llm_stream *s, const char *data, size_t len,
     json_error_t jerr;
     json_t *root = json_loadb(data, len, 0, &jerr);
     if (!json_is_object(root)) {
-        snprintf(s->error, sizeof s->error, "the LLM stream sent data that is not a JSON object "
-                 "(%s): %.*s", root ? "wrong type" : jerr.text, (int)(len > 200 ? 200 : len),
-                 data);
+        snprintf(s->error, sizeof s->error,
+                 "the LLM stream sent data that is not a JSON object "
+                 "(%s): %.*s",
+                 root ? "wrong type" : jerr.text, (int)(len > 200 ? 200 : len), data);
         json_decref(root);
         return LLM_FEED_MALFORMED;
     }
@@ -182,7 +184,8 @@ llm_feed_result llm_stream_feed(llm_stream *s, const char *data, size_t len,
         snprintf(s->model, sizeof s->model, "%s", json_string_value(model));
     const json_t *choices = json_object_get(root, "choices");
     if (choices != NULL && !json_is_array(choices)) {
-        snprintf(s->error, sizeof s->error, "the LLM stream sent a chunk whose \"choices\" is "
+        snprintf(s->error, sizeof s->error,
+                 "the LLM stream sent a chunk whose \"choices\" is "
                  "not an array");
         json_decref(root);
         return LLM_FEED_MALFORMED;

@@ -18,41 +18,40 @@
 
 /* One native tool call as assembled from its fragments. */
 typedef struct llm_tool_call {
-    int index;            /* the provider's index: calls are kept sorted by it */
+    int index; /* the provider's index: calls are kept sorted by it */
     kx_buf id;
     kx_buf name;
-    kx_buf arguments;     /* the JSON text of the arguments, as the model wrote it */
+    kx_buf arguments; /* the JSON text of the arguments, as the model wrote it */
 } llm_tool_call;
 
 typedef struct llm_stream {
     kx_buf content;
     llm_tool_call *calls;
     size_t ncalls, capcalls;
-    char finish_reason[32];   /* "" until a chunk says it */
-    char model[128];          /* from the chunks' "model", "" if none */
-    bool done;                /* "[DONE]" seen */
+    char finish_reason[32]; /* "" until a chunk says it */
+    char model[128];        /* from the chunks' "model", "" if none */
+    bool done;              /* "[DONE]" seen */
     bool have_usage;
     long long prompt_tokens, completion_tokens, total_tokens;
-    size_t nchunks;           /* chunks folded in (not counting [DONE]) */
-    bool received_output;     /* any text or tool-call fragment arrived */
-    char error[512];          /* LLM_FEED_ERROR / LLM_FEED_MALFORMED: what was wrong */
+    size_t nchunks;       /* chunks folded in (not counting [DONE]) */
+    bool received_output; /* any text or tool-call fragment arrived */
+    char error[512];      /* LLM_FEED_ERROR / LLM_FEED_MALFORMED: what was wrong */
 } llm_stream;
 
 typedef enum llm_feed_result {
-    LLM_FEED_OK = 0,        /* folded in (maybe nothing new) */
-    LLM_FEED_DONE,          /* "[DONE]": the stream is complete */
-    LLM_FEED_ERROR,         /* the provider sent {"error": {...}} in the stream; see ->error */
-    LLM_FEED_MALFORMED,     /* not JSON, or not the shape of a chunk; see ->error */
+    LLM_FEED_OK = 0,    /* folded in (maybe nothing new) */
+    LLM_FEED_DONE,      /* "[DONE]": the stream is complete */
+    LLM_FEED_ERROR,     /* the provider sent {"error": {...}} in the stream; see ->error */
+    LLM_FEED_MALFORMED, /* not JSON, or not the shape of a chunk; see ->error */
     LLM_FEED_NOMEM,
 } llm_feed_result;
 
 void llm_stream_init(llm_stream *s);
-void llm_stream_free(llm_stream *s);   /* frees what it holds; s itself is the caller's */
+void llm_stream_free(llm_stream *s); /* frees what it holds; s itself is the caller's */
 
 /* Folds one event's data in. *content_from (may be NULL) receives the content length before
  * this chunk, so the new text is s->content.s[*content_from .. s->content.len). */
-llm_feed_result llm_stream_feed(llm_stream *s, const char *data, size_t len,
-                                size_t *content_from);
+llm_feed_result llm_stream_feed(llm_stream *s, const char *data, size_t len, size_t *content_from);
 
 /* The message of an OpenAI-style error body ({"error": {"message": ...}} or {"error": "..."}
  * or {"message": ...} or {"detail": ...}) into out; if body is not such JSON, its first bytes

@@ -31,7 +31,10 @@ static const char SYSTEM_PROMPT[] =
     "Work step by step: run a command, read its result, decide the next step. When the task is "
     "done, answer the user in plain text without a tool call.";
 
-const char *prompt_system(void) { return SYSTEM_PROMPT; }
+const char *prompt_system(void)
+{
+    return SYSTEM_PROMPT;
+}
 
 json_t *prompt_tools(void)
 {
@@ -41,14 +44,12 @@ json_t *prompt_tools(void)
         "type", "function", "function", "name", "execute_command", "description",
         "Run a shell command in the project's sandbox workspace (/bin/sh -c). Non-blocking by "
         "default: set blocking to true to wait for the command and get its output.",
-        "parameters", "type", "object", "properties",
-        "command", "type", "string", "description", "The shell command to run.",
-        "folder", "type", "string", "description",
+        "parameters", "type", "object", "properties", "command", "type", "string", "description",
+        "The shell command to run.", "folder", "type", "string", "description",
         "Sub-directory of the workspace to run the command in (default: the workspace).",
         "session_name", "type", "string", "description", "Name of the shell session to use.",
         "blocking", "type", "boolean", "default", 0, "description",
-        "Wait for the command to finish and return its output.",
-        "timeout", "type", "integer", "default", 60, "description",
-        "Seconds a blocking command may run before it is killed.",
+        "Wait for the command to finish and return its output.", "timeout", "type", "integer",
+        "default", 60, "description", "Seconds a blocking command may run before it is killed.",
         "required", "command");
 }

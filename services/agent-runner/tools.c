@@ -10,7 +10,7 @@
 #include "kx/pb.h"
 #include "kx/utf8.h"
 
-#define REPLY_GRACE_MS 5000   /* the executor answers at its deadline; give the answer time */
+#define REPLY_GRACE_MS 5000 /* the executor answers at its deadline; give the answer time */
 
 void tool_outcome_clear(tool_outcome *o)
 {
@@ -37,10 +37,13 @@ void tools_outcome_from_reply(kx_err err, natsMsg *reply, tool_outcome *out)
     char msg[600];
     if (err != KX_OK || reply == NULL) {
         if (err == KX_ERR_UNAVAILABLE)
-            snprintf(msg, sizeof msg, "tool-executor did not answer: no tool-executor is "
-                     "running (no responders on %s)", KX_SUBJ_TOOL_EXEC);
+            snprintf(msg, sizeof msg,
+                     "tool-executor did not answer: no tool-executor is "
+                     "running (no responders on %s)",
+                     KX_SUBJ_TOOL_EXEC);
         else if (err == KX_ERR_TIMEOUT)
-            snprintf(msg, sizeof msg, "tool-executor did not answer: no reply before the "
+            snprintf(msg, sizeof msg,
+                     "tool-executor did not answer: no reply before the "
                      "call's deadline");
         else
             snprintf(msg, sizeof msg, "tool-executor did not answer: %s", kx_err_str(err));
@@ -54,9 +57,9 @@ void tools_outcome_from_reply(kx_err err, natsMsg *reply, tool_outcome *out)
         tool_outcome_fail(out, msg);
         return;
     }
-    Kx__V1__ToolResult *res = kx_pb_unpack(&kx__v1__tool_result__descriptor,
-                                           natsMsg_GetData(reply),
-                                           (size_t)natsMsg_GetDataLength(reply));
+    Kx__V1__ToolResult *res =
+        kx_pb_unpack(&kx__v1__tool_result__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
     if (res == NULL) {
         tool_outcome_fail(out, "tool-executor sent a reply that is not a kx.v1.ToolResult");
         return;
@@ -64,7 +67,7 @@ void tools_outcome_from_reply(kx_err err, natsMsg *reply, tool_outcome *out)
     json_t *output = NULL;
     if (!kx_pb_str_empty(res->output_json)) {
         output = json_loads(res->output_json, JSON_DECODE_ANY, NULL);
-        if (output == NULL) {   /* not JSON after all: keep the text, repaired if need be */
+        if (output == NULL) { /* not JSON after all: keep the text, repaired if need be */
             char *text = strdup(res->output_json);
             if (text != NULL) {
                 kx_utf8_scrub(text);
@@ -73,16 +76,15 @@ void tools_outcome_from_reply(kx_err err, natsMsg *reply, tool_outcome *out)
             }
         }
     }
-    const char *emsg = res->error != NULL && !kx_pb_str_empty(res->error->message)
-                           ? res->error->message
-                           : NULL;
+    const char *emsg =
+        res->error != NULL && !kx_pb_str_empty(res->error->message) ? res->error->message : NULL;
     out->success = res->success;
     if (!res->success) {
         if (emsg == NULL)
             emsg = res->timed_out ? "the tool timed out" : "the tool failed";
         out->error = strdup(emsg);
         if (out->error != NULL)
-            kx_utf8_scrub(out->error);   /* the bytes came over the bus: maybe not UTF-8 */
+            kx_utf8_scrub(out->error); /* the bytes came over the bus: maybe not UTF-8 */
         if (output == NULL)
             output = json_string(out->error != NULL ? out->error : "");
     }
@@ -98,7 +100,7 @@ static void on_reply(kx_err err, natsMsg *reply, void *arg)
     tools_outcome_from_reply(err, reply, &o);
     if (reply != NULL)
         natsMsg_Destroy(reply);
-    slot->cb(slot->arg, &o);   /* may free the storage of slot: nothing after this */
+    slot->cb(slot->arg, &o); /* may free the storage of slot: nothing after this */
 }
 
 kx_err tools_call(kx_bus_async *ab, const tools_request *req, tools_pending *slot,
@@ -120,8 +122,8 @@ kx_err tools_call(kx_bus_async *ab, const tools_request *req, tools_pending *slo
     kx_bus_meta meta = *req->meta;
     meta.deadline = kx_deadline_min(kx_deadline_in(req->tool_timeout_s * 1000 + REPLY_GRACE_MS),
                                     req->wall_deadline);
-    kx_err err = kx_bus_async_request_pb(ab, KX_SUBJ_TOOL_EXEC, &call.base, &meta, on_reply,
-                                         slot, &slot->req_id);
+    kx_err err = kx_bus_async_request_pb(ab, KX_SUBJ_TOOL_EXEC, &call.base, &meta, on_reply, slot,
+                                         &slot->req_id);
     slot->active = err == KX_OK;
     return err;
 }

@@ -17,8 +17,8 @@
 /* What a tool call produced, as the run records it. */
 typedef struct tool_outcome {
     bool success;
-    json_t *output;    /* the ToolResult output (parsed JSON, or a string); a new reference */
-    char *error;       /* malloc'd, NULL on success */
+    json_t *output; /* the ToolResult output (parsed JSON, or a string); a new reference */
+    char *error;    /* malloc'd, NULL on success */
 } tool_outcome;
 
 void tool_outcome_clear(tool_outcome *o);
@@ -37,8 +37,8 @@ typedef struct tools_request {
     const char *project_id;
     const char *thread_id;
     const char *tool_name;
-    const char *arguments_json;   /* a JSON object */
-    const kx_bus_meta *meta;      /* trace context and account; its deadline is replaced */
+    const char *arguments_json; /* a JSON object */
+    const kx_bus_meta *meta;    /* trace context and account; its deadline is replaced */
     kx_deadline wall_deadline;
     int64_t tool_timeout_s;
 } tools_request;
@@ -48,7 +48,7 @@ typedef struct tools_request {
 typedef struct tools_pending {
     kx_bus_async *ab;
     uint64_t req_id;
-    bool active;          /* sent, no callback yet */
+    bool active; /* sent, no callback yet */
     tools_done_cb cb;
     void *arg;
 } tools_pending;

@@ -72,7 +72,7 @@ json_t *xml_calls_value(const char *raw, size_t len)
     if (len > 0 && (v[0] == '{' || v[0] == '[')) {
         out = json_loadb(v, len, JSON_DECODE_ANY, NULL);
         if (out == NULL)
-            out = json_string(v);   /* not valid JSON: kept as written, as Kortix does */
+            out = json_string(v); /* not valid JSON: kept as written, as Kortix does */
     } else if (strcasecmp(v, "true") == 0) {
         out = json_true();
     } else if (strcasecmp(v, "false") == 0) {
@@ -86,12 +86,12 @@ json_t *xml_calls_value(const char *raw, size_t len)
         errno = 0;
         double d = strtod(v, &end);
         bool whole = end != NULL && *end == '\0' && errno == 0 && isfinite(d) &&
-                     !isspace((unsigned char)v[0]);
+            !isspace((unsigned char)v[0]);
         out = whole ? json_real(d) : json_string(v);
     } else {
         out = json_string(v);
     }
-    if (out == NULL)   /* json_string refuses invalid UTF-8: keep the bytes readable anyway */
+    if (out == NULL) /* json_string refuses invalid UTF-8: keep the bytes readable anyway */
         out = json_stringn_nocheck(v, len);
     free(v);
     return out;
@@ -220,8 +220,7 @@ xml_calls_result xml_calls_find(const char *text, size_t len, xml_call *c)
 
     const char *inv = find_open_tag(body, end, "<invoke");
     if (inv == NULL)
-        return fail(c, "the <function_calls> block has no <invoke name=\"...\"> element%s",
-                    NULL);
+        return fail(c, "the <function_calls> block has no <invoke name=\"...\"> element%s", NULL);
     const char *p = inv + strlen("<invoke");
     while (p < end && isspace((unsigned char)*p))
         p++;

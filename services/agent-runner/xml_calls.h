@@ -20,22 +20,22 @@
 #include <stddef.h>
 
 typedef enum xml_calls_result {
-    XML_CALLS_NONE = 0,   /* no "<function_calls>" in the text */
-    XML_CALLS_FOUND,      /* *out describes the first invoke of the first block */
-    XML_CALLS_ERROR,      /* a block is there but does not parse: out->error says why */
+    XML_CALLS_NONE = 0, /* no "<function_calls>" in the text */
+    XML_CALLS_FOUND,    /* *out describes the first invoke of the first block */
+    XML_CALLS_ERROR,    /* a block is there but does not parse: out->error says why */
 } xml_calls_result;
 
 /* What the first block held. Strings are malloc'd and json_t references owned by the struct;
  * free everything with xml_call_clear. */
 typedef struct xml_call {
-    char *function_name;      /* the invoke's name ("" on error) */
-    json_t *arguments;        /* object: parameter name -> typed value (see below) */
-    json_t *raw_parameters;   /* object: parameter name -> the value text as written */
-    char *raw_xml;            /* the whole block, "<function_calls>" to "</function_calls>" */
-    size_t block_start;       /* offset of "<function_calls>" in the text */
-    size_t block_end;         /* offset just past "</function_calls>" (the text's length when
+    char *function_name;    /* the invoke's name ("" on error) */
+    json_t *arguments;      /* object: parameter name -> typed value (see below) */
+    json_t *raw_parameters; /* object: parameter name -> the value text as written */
+    char *raw_xml;          /* the whole block, "<function_calls>" to "</function_calls>" */
+    size_t block_start;     /* offset of "<function_calls>" in the text */
+    size_t block_end;       /* offset just past "</function_calls>" (the text's length when
                                  the block is unterminated) */
-    char error[256];          /* XML_CALLS_ERROR: what was wrong, in words for the model */
+    char error[256];        /* XML_CALLS_ERROR: what was wrong, in words for the model */
 } xml_call;
 
 /* Finds the first block of text[0..len) and parses its first <invoke name="X"> with its
@@ -55,8 +55,8 @@ bool xml_calls_block_complete(const char *text, size_t len);
  * each time: *scan (zero it before the first call) remembers what was searched. Between calls
  * the text may only grow (same prefix). */
 typedef struct xml_scan {
-    size_t from;       /* searched up to here */
-    size_t open_end;   /* just past "<function_calls>" once seen */
+    size_t from;     /* searched up to here */
+    size_t open_end; /* just past "<function_calls>" once seen */
     bool open_seen;
 } xml_scan;
 bool xml_calls_scan(xml_scan *scan, const char *text, size_t len);

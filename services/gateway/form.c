@@ -11,14 +11,14 @@
 #include "kx/log.h"
 
 static const char *const known_fields[] = {
-    "prompt", "model_name", "enable_thinking", "reasoning_effort", "stream",
-    "enable_context_manager",
+    "prompt",           "model_name", "enable_thinking",
+    "reasoning_effort", "stream",     "enable_context_manager",
 };
 #define NFIELDS (sizeof known_fields / sizeof known_fields[0])
 
 struct gw_form {
     struct MHD_PostProcessor *pp;
-    kx_buf fields[NFIELDS];   /* the values of known_fields; .s is NULL while absent */
+    kx_buf fields[NFIELDS]; /* the values of known_fields; .s is NULL while absent */
     bool oom;
 };
 
@@ -28,8 +28,8 @@ bool gw_form_content_type(const char *ct)
         return false;
     return strncasecmp(ct, MHD_HTTP_POST_ENCODING_FORM_URLENCODED,
                        strlen(MHD_HTTP_POST_ENCODING_FORM_URLENCODED)) == 0 ||
-           strncasecmp(ct, MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA,
-                       strlen(MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA)) == 0;
+        strncasecmp(ct, MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA,
+                    strlen(MHD_HTTP_POST_ENCODING_MULTIPART_FORMDATA)) == 0;
 }
 
 static int field_index(const char *key)
@@ -56,10 +56,10 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
 {
     gw_form *f = cls;
     if (filename != NULL)
-        return MHD_YES;   /* an uploaded file: not used yet, read and dropped */
+        return MHD_YES; /* an uploaded file: not used yet, read and dropped */
     int i = field_index(key);
     if (i < 0)
-        return MHD_YES;   /* a field the gateway does not know (agent_id, ...) */
+        return MHD_YES; /* a field the gateway does not know (agent_id, ...) */
     if (!field_put(&f->fields[i], off, data, size)) {
         f->oom = true;
         return MHD_NO;

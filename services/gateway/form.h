@@ -28,6 +28,6 @@ bool gw_form_finish(gw_form *f);
 /* The value of a known field, NUL-terminated, or NULL if absent; *len (may be NULL) gets its
  * length in bytes (it may contain NUL bytes: check with gw_utf8_valid). */
 const char *gw_form_get(const gw_form *f, const char *name, size_t *len);
-void gw_form_free(gw_form *f);   /* NULL is a no-op */
+void gw_form_free(gw_form *f); /* NULL is a no-op */
 
 #endif

@@ -27,26 +27,26 @@ typedef struct gw_form gw_form;
 
 typedef struct gw_app {
     gw_config cfg;
-    kx_svc *svc;             /* instance id, loop, bus */
+    kx_svc *svc; /* instance id, loop, bus */
     kx_db_pool *pool;
     gw_server *server;
-    gw_streams *streams;     /* open SSE streams (stream.h) */
-    atomic_bool draining;    /* set when SIGTERM arrived: new streams are refused */
+    gw_streams *streams;  /* open SSE streams (stream.h) */
+    atomic_bool draining; /* set when SIGTERM arrived: new streams are refused */
 } gw_app;
 
 /* One HTTP request, as a handler sees it. Strings are valid until the handler returns. */
 typedef struct gw_request {
     struct MHD_Connection *conn;
     const char *method;
-    const char *url;             /* path only, as libmicrohttpd decoded it */
-    const char *route;           /* the matched pattern, e.g. "/api/agent-run/{id}" */
-    char id[128];                /* the {id} segment of the path ("" if the route has none) */
+    const char *url;               /* path only, as libmicrohttpd decoded it */
+    const char *route;             /* the matched pattern, e.g. "/api/agent-run/{id}" */
+    char id[128];                  /* the {id} segment of the path ("" if the route has none) */
     char account[KX_UUID_LEN + 1]; /* the JWT sub (a UUID) when the route needs auth, else "" */
-    char traceparent[56];        /* the request's W3C traceparent header if valid, else "" */
-    const char *body;            /* raw body (NUL-terminated) for JSON routes; NULL if none */
+    char traceparent[56];          /* the request's W3C traceparent header if valid, else "" */
+    const char *body;              /* raw body (NUL-terminated) for JSON routes; NULL if none */
     size_t body_len;
-    gw_form *form;               /* parsed form fields for form routes; NULL otherwise */
-    const char *content_type;    /* Content-Type header or NULL */
+    gw_form *form;            /* parsed form fields for form routes; NULL otherwise */
+    const char *content_type; /* Content-Type header or NULL */
 } gw_request;
 
 /* What a handler answers. Either body (JSON text, malloc'd, owned by the reply) with status,

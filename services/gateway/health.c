@@ -26,7 +26,7 @@ static const char *const services[] = {
 typedef struct svc_check {
     gw_app *app;
     const char *name;
-    char reason[640];   /* "ok", "ok; <notes>" or why not */
+    char reason[640]; /* "ok", "ok; <notes>" or why not */
 } svc_check;
 
 /* "ok", or why Postgres cannot be used now. */
@@ -76,9 +76,9 @@ static void *check_service(void *arg)
         natsMsg_Destroy(reply);
         return NULL;
     }
-    Kx__V1__HealthReply *hr = kx_pb_unpack(&kx__v1__health_reply__descriptor,
-                                           natsMsg_GetData(reply),
-                                           (size_t)natsMsg_GetDataLength(reply));
+    Kx__V1__HealthReply *hr =
+        kx_pb_unpack(&kx__v1__health_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
     if (hr == NULL)
         snprintf(c->reason, sizeof c->reason, "malformed HealthReply");
     else if (!hr->ready)
@@ -110,7 +110,7 @@ void gw_route_health(gw_app *app, gw_request *req, gw_reply *reply)
         if (started[i])
             pthread_join(threads[i], NULL);
         else
-            check_service(&checks[i]);   /* no thread to spare: ask inline */
+            check_service(&checks[i]); /* no thread to spare: ask inline */
     }
 
     bool ok = strcmp(db_reason, "ok") == 0;
@@ -121,15 +121,14 @@ void gw_route_health(gw_app *app, gw_request *req, gw_reply *reply)
     json_object_set_new(parts, "nats", json_string(nats_ok ? "ok" : "not connected"));
     for (size_t i = 0; i < NSERVICES; i++) {
         ok = ok && strncmp(checks[i].reason, "ok", 2) == 0 &&
-             (checks[i].reason[2] == '\0' || checks[i].reason[2] == ';');
+            (checks[i].reason[2] == '\0' || checks[i].reason[2] == ';');
         json_object_set_new(parts, services[i], json_string(checks[i].reason));
     }
     char ts[48];
     kx_time_iso(ts, sizeof ts, kx_now_us());
     gw_reply_json(reply, ok ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
-                  json_pack("{s:s, s:s, s:s, s:o}", "status", ok ? "ok" : "degraded",
-                            "timestamp", ts, "instance_id", app->svc->instance_id,
-                            "parts", parts));
+                  json_pack("{s:s, s:s, s:s, s:o}", "status", ok ? "ok" : "degraded", "timestamp",
+                            ts, "instance_id", app->svc->instance_id, "parts", parts));
 }
 
 bool gw_ready(void *arg, char *why, size_t whylen)

@@ -25,7 +25,7 @@
 #include "store.h"
 #include "stream.h"
 
-#define MIGRATE_WAIT_MS 30000     /* how long to wait for Postgres at start */
+#define MIGRATE_WAIT_MS 30000 /* how long to wait for Postgres at start */
 #define STREAMS_RETRY_MS 1000
 #define DRAIN_POLL_MS 50
 
@@ -140,7 +140,7 @@ out_server:
     atomic_store(&app.draining, true);
     gw_server_quiesce(app.server);
     gw_streams_stop_pings(app.streams);
-    gw_streams_close_all(app.streams);   /* resumes every suspended stream before the stop */
+    gw_streams_close_all(app.streams); /* resumes every suspended stream before the stop */
     gw_server_free(app.server);
 out_streams:
     gw_streams_free(app.streams);

@@ -40,7 +40,8 @@ kx_err gw_publish_submit(gw_app *app, const gw_request *req, const char *run_id,
     if (err != KX_OK)
         kx_log(KX_LOG_WARN, run_id, trace,
                "gateway: RunSubmit on %s failed (%s); the run stays queued in Postgres and the "
-               "scheduler's sweep will dispatch it", KX_SUBJ_RUN_SUBMIT, kx_err_str(err));
+               "scheduler's sweep will dispatch it",
+               KX_SUBJ_RUN_SUBMIT, kx_err_str(err));
     else
         kx_log(KX_LOG_INFO, run_id, trace, "gateway: run submitted (thread %s)", thread_id);
     return err;
@@ -77,8 +78,8 @@ kx_err gw_publish_stop(gw_app *app, const gw_request *req, const char *run_id,
     ev.terminal = true;
     ev.payload_json = (char *)GW_STOPPED_PAYLOAD;
     snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, run_id);
-    kx_err err2 = kx_bus_js_publish_pb(app->svc->bus, subject, (const ProtobufCMessage *)&ev,
-                                       &meta);
+    kx_err err2 =
+        kx_bus_js_publish_pb(app->svc->bus, subject, (const ProtobufCMessage *)&ev, &meta);
     if (err2 != KX_OK)
         kx_log(KX_LOG_WARN, run_id, trace, "gateway: terminal event on %s failed: %s", subject,
                kx_err_str(err2));

@@ -20,7 +20,7 @@ void gw_reply_json(gw_reply *r, unsigned int status, json_t *v)
     r->status = status;
     if (v == NULL) {
         r->status = MHD_HTTP_INTERNAL_SERVER_ERROR;
-        return;   /* the server sends its static "out of memory" error */
+        return; /* the server sends its static "out of memory" error */
     }
     r->body = kx_json_dumps_py(v);
     json_decref(v);
@@ -35,7 +35,7 @@ void gw_reply_error(gw_reply *r, unsigned int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    kx_utf8_scrub(detail);   /* quoted client bytes or the cut above may not be UTF-8 */
+    kx_utf8_scrub(detail); /* quoted client bytes or the cut above may not be UTF-8 */
     gw_reply_json(r, status, json_pack("{s:s}", "detail", detail));
 }
 

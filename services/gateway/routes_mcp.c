@@ -24,7 +24,7 @@
 #include "kx/uuid.h"
 #include "reply.h"
 
-#define MCP_LIST_TIMEOUT_MS 20000   /* the proxy gives a server 15 s to open and list */
+#define MCP_LIST_TIMEOUT_MS 20000 /* the proxy gives a server 15 s to open and list */
 
 /* The agent's owner, is_public and current version config (JSON, malloc'd, "{}" if none).
  * false with the reply set when the agent cannot be read by this account. */
@@ -43,7 +43,8 @@ static bool load_agent(gw_app *app, gw_request *req, char **config, gw_reply *re
     snprintf(sql, sizeof sql,
              "SELECT a.account_id::text, a.is_public, COALESCE(v.config::text, '{}') "
              "FROM agents a LEFT JOIN agent_versions v ON v.version_id = a.current_version_id "
-             "WHERE a.agent_id = '%s'::uuid", req->id);
+             "WHERE a.agent_id = '%s'::uuid",
+             req->id);
     kx_err err = KX_OK;
     PGresult *r = kx_db_exec_sql(db, sql, &err);
     bool ok = false;
@@ -72,7 +73,8 @@ static bool find_entry(const json_t *config, const char *url, const json_t **ena
     size_t i;
     const json_t *e;
     *enabled = NULL;
-    json_array_foreach(json_object_get(config, "custom_mcps"), i, e) {
+    json_array_foreach(json_object_get(config, "custom_mcps"), i, e)
+    {
         const char *u = json_string_value(json_object_get(json_object_get(e, "config"), "url"));
         if (u != NULL && strcmp(u, url) == 0) {
             *enabled = json_object_get(e, "enabledTools");
@@ -96,16 +98,16 @@ static bool listed(const json_t *list, const char *name)
 {
     size_t i;
     const json_t *v;
-    json_array_foreach(list, i, v)
-        if (json_is_string(v) && strcmp(json_string_value(v), name) == 0)
-            return true;
+    json_array_foreach(list, i, v) if (json_is_string(v) &&
+                                       strcmp(json_string_value(v), name) == 0) return true;
     return false;
 }
 
 void gw_route_custom_mcp_tools(gw_app *app, gw_request *req, gw_reply *reply)
 {
     if (strcmp(req->method, "POST") == 0) {
-        gw_reply_error(reply, MHD_HTTP_NOT_IMPLEMENTED, "Saving MCP tools creates an agent "
+        gw_reply_error(reply, MHD_HTTP_NOT_IMPLEMENTED,
+                       "Saving MCP tools creates an agent "
                        "version; agent versions are not available in this API yet");
         return;
     }
@@ -136,9 +138,9 @@ void gw_route_custom_mcp_tools(gw_app *app, gw_request *req, gw_reply *reply)
         json_decref(headers);
         return;
     }
-    json_t *entry = json_pack("[{s:s, s:s, s:{s:s, s:o}, s:[]}]", "name", "custom", "type",
-                              type, "config", "url", url, "headers",
-                              headers ? headers : json_object(), "enabledTools");
+    json_t *entry =
+        json_pack("[{s:s, s:s, s:{s:s, s:o}, s:[]}]", "name", "custom", "type", type, "config",
+                  "url", url, "headers", headers ? headers : json_object(), "enabledTools");
     char *custom = entry ? json_dumps(entry, JSON_COMPACT) : NULL;
     json_decref(entry);
 
@@ -148,9 +150,9 @@ void gw_route_custom_mcp_tools(gw_app *app, gw_request *req, gw_reply *reply)
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, kx_deadline_in(MCP_LIST_TIMEOUT_MS), req->account);
     natsMsg *msg = NULL;
-    kx_err err = custom ? kx_bus_request_pb(app->svc->bus, KX_SUBJ_MCP_AGENT_TOOLS, &mreq.base,
-                                            &meta, &msg)
-                        : KX_ERR_NOMEM;
+    kx_err err = custom
+        ? kx_bus_request_pb(app->svc->bus, KX_SUBJ_MCP_AGENT_TOOLS, &mreq.base, &meta, &msg)
+        : KX_ERR_NOMEM;
     free(custom);
     Kx__V1__McpAgentToolsReply *r = err == KX_OK
         ? kx_pb_unpack(&kx__v1__mcp_agent_tools_reply__descriptor, natsMsg_GetData(msg),
@@ -172,11 +174,11 @@ void gw_route_custom_mcp_tools(gw_app *app, gw_request *req, gw_reply *reply)
         bool has_config = find_entry(config, url, &enabled);
         json_t *tools = json_array();
         for (size_t i = 0; i < r->n_tools; i++)
-            json_array_append_new(tools, json_pack("{s:s, s:o, s:b}", "name", r->tools[i]->tool,
-                                                   "description",
-                                                   own_description(r->tools[i]->description),
-                                                   "enabled",
-                                                   listed(enabled, r->tools[i]->tool)));
+            json_array_append_new(tools,
+                                  json_pack("{s:s, s:o, s:b}", "name", r->tools[i]->tool,
+                                            "description",
+                                            own_description(r->tools[i]->description), "enabled",
+                                            listed(enabled, r->tools[i]->tool)));
         gw_reply_json(reply, MHD_HTTP_OK,
                       json_pack("{s:o, s:b, s:s, s:s}", "tools", tools, "has_mcp_config",
                                 has_config, "server_type", type, "server_url", url));

@@ -72,9 +72,9 @@ void gw_route_messages_add(gw_app *app, gw_request *req, gw_reply *reply)
     }
     char *row = NULL;
     if (gw_access_thread(db, req, req->id, reply)) {
-        kx_err err = gw_store_message_add(db, req->id, req->account, type, is_llm, role, content,
-                                          &row);
-        if (err == KX_ERR_CONFLICT)   /* the thread was deleted in between (foreign key) */
+        kx_err err =
+            gw_store_message_add(db, req->id, req->account, type, is_llm, role, content, &row);
+        if (err == KX_ERR_CONFLICT) /* the thread was deleted in between (foreign key) */
             gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
         else if (err != KX_OK)
             gw_reply_db_error(reply, err, "Failed to add message");

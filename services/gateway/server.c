@@ -26,19 +26,30 @@
 #include "kx/time.h"
 #include "reply.h"
 
-typedef enum gw_auth_mode { AUTH_NONE, AUTH_BEARER, AUTH_BEARER_OR_QUERY } gw_auth_mode;
-typedef enum gw_body_kind { BODY_NONE, BODY_JSON, BODY_FORM } gw_body_kind;
+typedef enum gw_auth_mode {
+    AUTH_NONE,
+    AUTH_BEARER,
+    AUTH_BEARER_OR_QUERY
+} gw_auth_mode;
+typedef enum gw_body_kind {
+    BODY_NONE,
+    BODY_JSON,
+    BODY_FORM
+} gw_body_kind;
 
 typedef struct gw_route {
     const char *method;
-    const char *pattern;     /* "/api/agent-run/{id}/stop": {id} matches one path segment */
+    const char *pattern; /* "/api/agent-run/{id}/stop": {id} matches one path segment */
     gw_auth_mode auth;
     gw_body_kind body;
     gw_handler handler;
-    const char *label;       /* "POST /api/agent-run/{id}/stop", for metrics and logs */
+    const char *label; /* "POST /api/agent-run/{id}/stop", for metrics and logs */
 } gw_route;
 
-#define ROUTE(m, p, a, b, h) {m, p, a, b, h, m " " p}
+#define ROUTE(m, p, a, b, h)   \
+    {                          \
+        m, p, a, b, h, m " " p \
+    }
 static const gw_route routes[] = {
     ROUTE("GET", "/api/health", AUTH_NONE, BODY_NONE, gw_route_health),
     ROUTE("POST", "/api/agent/initiate", AUTH_BEARER, BODY_FORM, gw_route_initiate),
@@ -63,15 +74,15 @@ struct gw_server {
     uint16_t port;
     atomic_int inflight;
     atomic_bool quiesced;
-    int listen_fd;                       /* returned by MHD_quiesce_daemon; closed at free */
-    kx_histogram *latency[NROUTES + 1];  /* last slot: unmatched requests */
+    int listen_fd;                      /* returned by MHD_quiesce_daemon; closed at free */
+    kx_histogram *latency[NROUTES + 1]; /* last slot: unmatched requests */
 };
 
 /* Per-request state, libmicrohttpd's *con_cls. */
 typedef struct gw_conn {
     gw_request req;
-    const gw_route *route;     /* NULL: unmatched */
-    kx_buf body;               /* a JSON body as it arrives */
+    const gw_route *route; /* NULL: unmatched */
+    kx_buf body;           /* a JSON body as it arrives */
     bool too_large;
     bool form_bad;
     int64_t start_us;
@@ -95,7 +106,7 @@ static bool path_match(const char *pattern, const char *url, char *id, size_t id
                 memcpy(id, u, n);
                 id[n] = '\0';
             } else {
-                id[0] = '\0';   /* too long to be an id: the handler answers 404 */
+                id[0] = '\0'; /* too long to be an id: the handler answers 404 */
             }
             p += 4;
             u += n;
@@ -170,10 +181,10 @@ static enum MHD_Result send_reply(gw_server *srv, gw_conn *c, gw_reply *r)
     r->resp = NULL;
     if (resp == NULL) {
         if (r->body != NULL) {
-            resp = MHD_create_response_from_buffer(strlen(r->body), r->body,
-                                                   MHD_RESPMEM_MUST_FREE);
+            resp =
+                MHD_create_response_from_buffer(strlen(r->body), r->body, MHD_RESPMEM_MUST_FREE);
             if (resp != NULL)
-                r->body = NULL;   /* libmicrohttpd frees it */
+                r->body = NULL; /* libmicrohttpd frees it */
         }
         if (resp == NULL) {
             status = MHD_HTTP_INTERNAL_SERVER_ERROR;
@@ -206,7 +217,7 @@ static enum MHD_Result send_error(gw_server *srv, gw_conn *c, unsigned int statu
 /* A piece of body: counted against the cap, then kept (JSON) or parsed (form). */
 static void take_body(gw_server *srv, gw_conn *c, const char *data, size_t n)
 {
-    size_t total = c->req.body_len + n;   /* body_len counts every byte received */
+    size_t total = c->req.body_len + n; /* body_len counts every byte received */
     c->req.body_len = total;
     if (c->too_large || c->form_bad)
         return;
@@ -220,9 +231,8 @@ static void take_body(gw_server *srv, gw_conn *c, const char *data, size_t n)
             c->form_bad = true;
         return;
     }
-    if (c->route != NULL && c->route->body != BODY_NONE &&
-        kx_buf_add(&c->body, data, n) != KX_OK)
-        c->too_large = true;   /* out of memory for a body below the cap: refuse it alike */
+    if (c->route != NULL && c->route->body != BODY_NONE && kx_buf_add(&c->body, data, n) != KX_OK)
+        c->too_large = true; /* out of memory for a body below the cap: refuse it alike */
 }
 
 /* ---- the request handler ---- */
@@ -245,8 +255,8 @@ static bool begin_request(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
     }
     c->req.route = c->route->pattern;
 
-    const char *cl = MHD_lookup_connection_value(c->req.conn, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *cl =
+        MHD_lookup_connection_value(c->req.conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl != NULL && strtoull(cl, NULL, 10) > srv->app->cfg.max_body_bytes) {
         char detail[128];
         snprintf(detail, sizeof detail, "Request body too large: the limit is %zu bytes",
@@ -255,8 +265,8 @@ static bool begin_request(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
         return false;
     }
 
-    c->req.content_type = MHD_lookup_connection_value(c->req.conn, MHD_HEADER_KIND,
-                                                      MHD_HTTP_HEADER_CONTENT_TYPE);
+    c->req.content_type =
+        MHD_lookup_connection_value(c->req.conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
     if (c->route->body == BODY_FORM && gw_form_content_type(c->req.content_type)) {
         const char *why = NULL;
         c->req.form = gw_form_new(c->req.conn, &why);
@@ -297,9 +307,8 @@ static enum MHD_Result finish_request(gw_server *srv, gw_conn *c)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     gw_server *srv = cls;
     gw_conn *c = *con_cls;
@@ -310,7 +319,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return (enum MHD_Result)ops_ret;
         c = calloc(1, sizeof *c);
         if (c == NULL)
-            return MHD_NO;   /* libmicrohttpd closes the connection */
+            return MHD_NO; /* libmicrohttpd closes the connection */
         c->start_us = kx_mono_us();
         c->req.conn = conn;
         c->req.method = method;
@@ -366,17 +375,18 @@ kx_err gw_server_start(gw_app *app, gw_server **out)
     srv->listen_fd = -1;
     for (size_t i = 0; i <= NROUTES; i++) {
         char labels[160];
-        snprintf(labels, sizeof labels, "route=\"%s\"", i < NROUTES ? routes[i].label : "unmatched");
-        srv->latency[i] = kx_metrics_histogram("kx_gateway_http_request_seconds", labels,
-                                               "Time from request to queued answer",
-                                               kx_metrics_latency_buckets,
-                                               kx_metrics_latency_nbuckets);
+        snprintf(labels, sizeof labels, "route=\"%s\"",
+                 i < NROUTES ? routes[i].label : "unmatched");
+        srv->latency[i] =
+            kx_metrics_histogram("kx_gateway_http_request_seconds", labels,
+                                 "Time from request to queued answer", kx_metrics_latency_buckets,
+                                 kx_metrics_latency_nbuckets);
     }
 
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     unsigned int flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL |
-                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+        MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
     if (inet_pton(AF_INET, app->cfg.bind_addr, &v4->sin_addr) == 1) {
@@ -395,25 +405,22 @@ kx_err gw_server_start(gw_app *app, gw_server **out)
     /* Idle keep-alive connections are closed after this; SSE streams write a ping well before
      * (suspended connections do not time out at all). */
     unsigned int idle_s = (unsigned int)(app->cfg.sse_ping_ms / 1000) * 2 + 60;
-    srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, on_mhd_error, srv,   /* first, or MHD logs to stderr */
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)app->cfg.http_threads,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_CONNECTION_TIMEOUT, idle_s,
-        MHD_OPTION_END);
+    srv->daemon =
+        MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
+                         on_mhd_error, srv, /* first, or MHD logs to stderr */
+                         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)app->cfg.http_threads,
+                         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
+                         on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         kx_error("http: cannot listen on %s:%u (port in use, or a bad address?)",
                  app->cfg.bind_addr, (unsigned)app->cfg.http_port);
         free(srv);
         return KX_ERR_IO;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon,
-                                                           MHD_DAEMON_INFO_BIND_PORT);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info != NULL ? info->port : app->cfg.http_port;
-    kx_info("http: API listening on %s:%u (%d threads)", app->cfg.bind_addr,
-            (unsigned)srv->port, app->cfg.http_threads);
+    kx_info("http: API listening on %s:%u (%d threads)", app->cfg.bind_addr, (unsigned)srv->port,
+            app->cfg.http_threads);
     *out = srv;
     return KX_OK;
 }

@@ -14,6 +14,7 @@
  * NULL). Independent of the session's TimeZone. */
 #define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
 
+/* clang-format off: SQL laid out by hand */
 /* agent_runs.metadata from the parameters $4..$7 of the run-creating statements. */
 #define RUN_METADATA                                                              \
     "jsonb_build_object('model_name', $4::text, 'enable_thinking', $5::boolean, " \
@@ -128,6 +129,7 @@ const kx_db_stmt gw_store_statements[] = {
 
     KX_DB_STMT_END,
 };
+/* clang-format on */
 
 /* Runs stmt and returns its result when it has at least one row; KX_ERR_NOT_FOUND (res NULL)
  * when it has none. */

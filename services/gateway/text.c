@@ -18,9 +18,9 @@ char *gw_project_name(const char *s, size_t max_chars)
     size_t chars = 0, cut = len;
     for (size_t i = 0; i < len; i++) {
         if (((unsigned char)s[i] & 0xC0) == 0x80)
-            continue;   /* continuation byte: part of the current character */
+            continue; /* continuation byte: part of the current character */
         if (chars == max_chars) {
-            cut = i;    /* the (max_chars+1)-th character starts here */
+            cut = i; /* the (max_chars+1)-th character starts here */
             break;
         }
         chars++;

@@ -40,8 +40,7 @@ int mcp_agent_server_parse(const json_t *entry, bool custom, mcp_agent_server *o
     }
     const char *name = json_string_value(json_object_get(entry, "name"));
     if (name == NULL || name[0] == '\0' || strlen(name) > 128) {
-        snprintf(why, whylen, "a %s entry needs \"name\", a string of 1 to 128 characters",
-                 list);
+        snprintf(why, whylen, "a %s entry needs \"name\", a string of 1 to 128 characters", list);
         return -1;
     }
     char where[256];
@@ -65,8 +64,10 @@ int mcp_agent_server_parse(const json_t *entry, bool custom, mcp_agent_server *o
         if (type == NULL)
             type = json_string_value(json_object_get(entry, "customType"));
         if (type == NULL) {
-            snprintf(why, whylen, "%s needs \"type\" (or \"customType\"): \"json\" (stdio), "
-                     "\"http\" or \"sse\"", where);
+            snprintf(why, whylen,
+                     "%s needs \"type\" (or \"customType\"): \"json\" (stdio), "
+                     "\"http\" or \"sse\"",
+                     where);
             return -1;
         }
         slug(name, s, sizeof s);
@@ -80,12 +81,16 @@ int mcp_agent_server_parse(const json_t *entry, bool custom, mcp_agent_server *o
                                     json_object_get(config, "url"),
                                     json_object_get(config, "headers"), where, why, whylen);
         else if (strcmp(type, "pipedream") == 0) {
-            snprintf(why, whylen, "%s: type \"pipedream\" is not supported (it needs Pipedream "
-                     "credentials the suite does not hold)", where);
+            snprintf(why, whylen,
+                     "%s: type \"pipedream\" is not supported (it needs Pipedream "
+                     "credentials the suite does not hold)",
+                     where);
             rc = -1;
         } else {
-            snprintf(why, whylen, "%s: unknown type \"%.40s\" (want \"json\", \"http\" or "
-                     "\"sse\")", where, type);
+            snprintf(why, whylen,
+                     "%s: unknown type \"%.40s\" (want \"json\", \"http\" or "
+                     "\"sse\")",
+                     where, type);
             rc = -1;
         }
     } else {
@@ -126,7 +131,7 @@ oom:
 bool mcp_agent_tool_enabled(const mcp_agent_server *s, const char *tool)
 {
     if (s->enabled == NULL || s->enabled[0] == NULL)
-        return s->custom;   /* Kortix: empty = all for custom servers, none for standard */
+        return s->custom; /* Kortix: empty = all for custom servers, none for standard */
     for (char **e = s->enabled; *e; e++)
         if (strcmp(*e, tool) == 0)
             return true;
@@ -150,7 +155,7 @@ void mcp_model_name(const char *server, const char *tool, bool custom, char *out
     size_t j = 0, max = len - 1 < MCP_MODEL_NAME_MAX ? len - 1 : MCP_MODEL_NAME_MAX;
     for (; *p && j < max; p++) {
         unsigned char c = (unsigned char)*p;
-        out[j++] = (isalnum(c) || c == '_') ? (char)c : '_';   /* '-' -> '_' as Kortix */
+        out[j++] = (isalnum(c) || c == '_') ? (char)c : '_'; /* '-' -> '_' as Kortix */
     }
     if (j == 0)
         out[j++] = '_';

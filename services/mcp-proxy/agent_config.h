@@ -34,11 +34,11 @@
 #define MCP_MODEL_NAME_MAX 64
 
 typedef struct mcp_agent_server {
-    mcp_server_config cfg;   /* cfg.name is the qualified name */
-    char *display;           /* the entry's "name" */
+    mcp_server_config cfg; /* cfg.name is the qualified name */
+    char *display;         /* the entry's "name" */
     bool custom;
-    char **enabled;          /* enabledTools, NULL-terminated (maybe empty) */
-    char *entry_json;        /* the entry as compact JSON (handed back for calls) */
+    char **enabled;   /* enabledTools, NULL-terminated (maybe empty) */
+    char *entry_json; /* the entry as compact JSON (handed back for calls) */
 } mcp_agent_server;
 
 /* Reads one entry (custom: a custom_mcps item, else a configured_mcps item). 0, or -1 with a

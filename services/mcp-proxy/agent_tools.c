@@ -24,9 +24,9 @@ typedef struct at_server {
     at_req *r;
     mcp_agent_server as;
     bool parsed;
-    const char *code;        /* error code, NULL if fine */
+    const char *code; /* error code, NULL if fine */
     char err[512];
-    json_t *tools;           /* the server's tools (owned) */
+    json_t *tools; /* the server's tools (owned) */
     bool cached;
     int registered;
 } at_server;
@@ -37,7 +37,7 @@ struct at_req {
     at_server *servers;
     size_t n;
     size_t pending;
-    json_t *reserved;        /* object used as a set of names taken */
+    json_t *reserved; /* object used as a set of names taken */
     kx_deadline deadline;
     int64_t start_ms;
     char trace_id[33];
@@ -53,7 +53,7 @@ static void reply_and_free(at_req *r, const char *code, const char *message)
         total_tools += json_array_size(r->servers[i].tools);
     Kx__V1__McpAgentTool *tools = calloc(total_tools + 1, sizeof *tools);
     Kx__V1__McpAgentTool **tool_ptrs = calloc(total_tools + 1, sizeof *tool_ptrs);
-    char **owned = calloc(3 * total_tools + 1, sizeof *owned);   /* name, desc, schema */
+    char **owned = calloc(3 * total_tools + 1, sizeof *owned); /* name, desc, schema */
     Kx__V1__McpServerStatus *st = calloc(r->n + 1, sizeof *st);
     Kx__V1__McpServerStatus **st_ptrs = calloc(r->n + 1, sizeof *st_ptrs);
     Kx__V1__Error *st_err = calloc(r->n + 1, sizeof *st_err);
@@ -71,7 +71,8 @@ static void reply_and_free(at_req *r, const char *code, const char *message)
             at_server *sv = &r->servers[i];
             size_t j;
             json_t *t;
-            json_array_foreach(sv->tools, j, t) {
+            json_array_foreach(sv->tools, j, t)
+            {
                 const char *tname = json_string_value(json_object_get(t, "name"));
                 if (tname == NULL || tname[0] == '\0' || !mcp_agent_tool_enabled(&sv->as, tname))
                     continue;
@@ -86,7 +87,7 @@ static void reply_and_free(at_req *r, const char *code, const char *message)
                 sch = schema ? json_dumps(schema, JSON_COMPACT | JSON_ENCODE_ANY)
                              : strdup("{\"type\":\"object\"}");
                 size_t need = strlen(base) + dl + (sch ? strlen(sch) : 0) + strlen(tname) +
-                              strlen(sv->as.cfg.name) + strlen(sv->as.entry_json) + 64;
+                    strlen(sv->as.cfg.name) + strlen(sv->as.entry_json) + 64;
                 if (desc == NULL || sch == NULL || used + need > budget) {
                     free(desc);
                     free(sch);
@@ -180,9 +181,9 @@ static void on_listed(const mcp_tools_result *result, const char *code, const ch
         snprintf(sv->err, sizeof sv->err, "%s", message);
     } else {
         sv->tools = json_incref((json_t *)result->tools);
-        json_t *v = json_pack("{s:s, s:s, s:O}", "server_name", result->server_name,
-                              "protocol_version", result->protocol_version, "tools",
-                              result->tools);
+        json_t *v =
+            json_pack("{s:s, s:s, s:O}", "server_name", result->server_name, "protocol_version",
+                      result->protocol_version, "tools", result->tools);
         if (v != NULL)
             mcp_tool_cache_put(&sv->r->p->cache, sv->as.cfg.hash, v);
         json_decref(v);
@@ -252,8 +253,10 @@ static int add_entries(at_req *r, const char *text, bool custom, char *why, size
         for (size_t k = 0; k + 1 < r->n; k++)
             if (r->servers[k].parsed && strcmp(r->servers[k].as.cfg.name, sv->as.cfg.name) == 0) {
                 sv->code = "invalid_argument";
-                snprintf(sv->err, sizeof sv->err, "two MCP servers are both named '%s'; the "
-                         "second was skipped", sv->as.cfg.name);
+                snprintf(sv->err, sizeof sv->err,
+                         "two MCP servers are both named '%s'; the "
+                         "second was skipped",
+                         sv->as.cfg.name);
                 break;
             }
     }
@@ -279,17 +282,18 @@ void mcp_agent_tools_on_request(natsMsg *msg, void *arg)
     r->p = p;
     r->msg = msg;
     r->start_ms = kx_mono_ms();
-    r->pending = 1;   /* held until every server has been started */
+    r->pending = 1; /* held until every server has been started */
     kx_bus_meta meta;
     kx_err err = kx_bus_meta_read(msg, &meta);
     if (err == KX_OK)
         kx_bus_trace_id(&meta, r->trace_id);
-    Kx__V1__McpAgentToolsRequest *req = kx_pb_unpack(
-        &kx__v1__mcp_agent_tools_request__descriptor, natsMsg_GetData(msg),
-        (size_t)natsMsg_GetDataLength(msg));
+    Kx__V1__McpAgentToolsRequest *req =
+        kx_pb_unpack(&kx__v1__mcp_agent_tools_request__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
     char why[512];
     if (err != KX_OK || meta.deadline == KX_NO_DEADLINE) {
-        reply_and_free(r, "invalid_argument", "the Kx-Deadline header is missing or malformed "
+        reply_and_free(r, "invalid_argument",
+                       "the Kx-Deadline header is missing or malformed "
                        "(want unix milliseconds)");
     } else if (req == NULL) {
         reply_and_free(r, "invalid_argument", "the request is not a kx.v1.McpAgentToolsRequest");
@@ -306,8 +310,8 @@ void mcp_agent_tools_on_request(natsMsg *msg, void *arg)
                 r->pending++;
         for (size_t i = 0; i < n; i++)
             if (r->servers[i].code == NULL)
-                mcp_tool_cache_get(&p->cache, r->servers[i].as.cfg.hash, r->deadline,
-                                   on_cached, &r->servers[i]);
+                mcp_tool_cache_get(&p->cache, r->servers[i].as.cfg.hash, r->deadline, on_cached,
+                                   &r->servers[i]);
         server_done(r);
     }
     kx_pb_free(req);

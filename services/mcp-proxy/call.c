@@ -24,8 +24,8 @@
 struct mcp_call {
     mcp_proxy *p;
     mcp_call *prev, *next;
-    natsMsg *msg;            /* the request: replied to, then destroyed */
-    mcp_op *op;              /* while in flight */
+    natsMsg *msg; /* the request: replied to, then destroyed */
+    mcp_op *op;   /* while in flight */
     char call_id[128];
     char server[160];
     char tool[160];
@@ -58,9 +58,10 @@ static void count(const char *code, double seconds)
     char labels[64];
     snprintf(labels, sizeof labels, "code=\"%s\"", code);
     kx_counter_add(kx_metrics_counter("kx_mcp_call_total", labels,
-                                      "kx.mcp.call requests by result"), 1);
-    kx_histogram_observe(kx_metrics_histogram("kx_mcp_call_seconds", "",
-                                              "kx.mcp.call latency", kx_metrics_latency_buckets,
+                                      "kx.mcp.call requests by result"),
+                   1);
+    kx_histogram_observe(kx_metrics_histogram("kx_mcp_call_seconds", "", "kx.mcp.call latency",
+                                              kx_metrics_latency_buckets,
                                               kx_metrics_latency_nbuckets),
                          seconds);
 }
@@ -120,8 +121,8 @@ static void finish(mcp_call *c, const json_t *result, const char *code, const ch
                c->server, c->tool, m.is_error ? "tool error" : "ok", (long long)ms,
                m.truncated ? " (truncated)" : "");
     else
-        kx_log(KX_LOG_WARN, NULL, tid, "kx.mcp.call %s '%s'/'%s': %s: %s (%lld ms)",
-               c->call_id, c->server, c->tool, code, message, (long long)ms);
+        kx_log(KX_LOG_WARN, NULL, tid, "kx.mcp.call %s '%s'/'%s': %s: %s (%lld ms)", c->call_id,
+               c->server, c->tool, code, message, (long long)ms);
     count(result ? (m.is_error ? "tool_error" : "ok") : code, (double)ms / 1000.0);
     mcp_mapped_free(&m);
     free(output);
@@ -183,8 +184,10 @@ static mcp_session *resolve(mcp_proxy *p, const Kx__V1__McpCallRequest *req, mcp
         mcp_session *s = NULL;
         if (!mcp_agent_tool_enabled(&as, req->tool)) {
             *code = "invalid_argument";
-            snprintf(why, whylen, "tool '%.80s' is not enabled for MCP server '%s' "
-                     "(enabledTools)", req->tool, as.cfg.name);
+            snprintf(why, whylen,
+                     "tool '%.80s' is not enabled for MCP server '%s' "
+                     "(enabledTools)",
+                     req->tool, as.cfg.name);
         } else if ((s = mcp_proxy_pooled(p, &as.cfg)) == NULL) {
             *code = "internal";
             snprintf(why, whylen, "out of memory");
@@ -233,9 +236,9 @@ void mcp_call_on_request(natsMsg *msg, void *arg)
     kx_err err = kx_bus_meta_read(msg, &meta);
     if (err == KX_OK)
         kx_bus_trace_id(&meta, c->trace_id);
-    Kx__V1__McpCallRequest *req = kx_pb_unpack(&kx__v1__mcp_call_request__descriptor,
-                                               natsMsg_GetData(msg),
-                                               (size_t)natsMsg_GetDataLength(msg));
+    Kx__V1__McpCallRequest *req =
+        kx_pb_unpack(&kx__v1__mcp_call_request__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
     if (req != NULL) {
         snprintf(c->call_id, sizeof c->call_id, "%s", req->call_id ? req->call_id : "");
         snprintf(c->server, sizeof c->server, "%s", req->server ? req->server : "");
@@ -263,8 +266,8 @@ void mcp_call_on_request(natsMsg *msg, void *arg)
     } else if (find_call(p, req->call_id) != NULL) {
         code = "invalid_argument";
         snprintf(why, sizeof why, "a call with id '%s' is already in flight", req->call_id);
-    } else if ((req->progress_subject && strlen(req->progress_subject) >=
-                                         sizeof c->progress_subject) ||
+    } else if ((req->progress_subject &&
+                strlen(req->progress_subject) >= sizeof c->progress_subject) ||
                strpbrk(c->progress_subject, " \t\r\n*>") != NULL) {
         code = "invalid_argument";
         snprintf(why, sizeof why, "progress_subject is not a valid NATS subject for publishing");
@@ -301,9 +304,9 @@ void mcp_call_on_request(natsMsg *msg, void *arg)
 void mcp_cancel_on_request(natsMsg *msg, void *arg)
 {
     mcp_proxy *p = arg;
-    Kx__V1__McpCancelRequest *req = kx_pb_unpack(&kx__v1__mcp_cancel_request__descriptor,
-                                                 natsMsg_GetData(msg),
-                                                 (size_t)natsMsg_GetDataLength(msg));
+    Kx__V1__McpCancelRequest *req =
+        kx_pb_unpack(&kx__v1__mcp_cancel_request__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
     mcp_call *c = (req && !kx_pb_str_empty(req->call_id)) ? find_call(p, req->call_id) : NULL;
     if (c == NULL || c->op == NULL) {
         /* Not ours (another replica holds it, or it finished): stay silent. */
@@ -311,14 +314,13 @@ void mcp_cancel_on_request(natsMsg *msg, void *arg)
         natsMsg_Destroy(msg);
         return;
     }
-    kx_info("kx.mcp.cancel %s: cancelling the call to '%s'/'%s'", c->call_id, c->server,
-            c->tool);
+    kx_info("kx.mcp.cancel %s: cancelling the call to '%s'/'%s'", c->call_id, c->server, c->tool);
     Kx__V1__McpCancelReply reply = KX__V1__MCP_CANCEL_REPLY__INIT;
     reply.call_id = req->call_id;
     reply.cancelled = true;
     mcp_op *op = c->op;
     c->op = NULL;
-    mcp_session_cancel(op, "cancelled by the caller");   /* answers the call (finish) */
+    mcp_session_cancel(op, "cancelled by the caller"); /* answers the call (finish) */
     const char *reply_to = natsMsg_GetReply(msg);
     if (reply_to != NULL && reply_to[0] != '\0')
         kx_bus_respond_pb(p->svc->bus, msg, &reply.base);

@@ -24,7 +24,12 @@
 #include "kx/log.h"
 #include "kx/sse.h"
 
-typedef enum xkind { X_POST, X_RESUME, X_STREAM, X_DELETE } xkind;
+typedef enum xkind {
+    X_POST,
+    X_RESUME,
+    X_STREAM,
+    X_DELETE
+} xkind;
 
 typedef struct http_t http_t;
 
@@ -34,18 +39,18 @@ typedef struct xfer {
     xkind kind;
     CURL *easy;
     struct curl_slist *hdrs;
-    char *body;               /* the POST body (curl reads it from here) */
-    kx_buf resp;              /* a JSON body, or an error body */
-    bool sse;                 /* the response is text/event-stream */
-    bool typed;               /* sse decided */
+    char *body;  /* the POST body (curl reads it from here) */
+    kx_buf resp; /* a JSON body, or an error body */
+    bool sse;    /* the response is text/event-stream */
+    bool typed;  /* sse decided */
     kx_sse_parser parser;
-    bool has_id;              /* the POST carries a request of ours */
-    json_t *req_id;           /* its id */
-    bool answered;            /* a response to req_id came */
-    bool carried_session;     /* the request carried Mcp-Session-Id */
+    bool has_id;          /* the POST carries a request of ours */
+    json_t *req_id;       /* its id */
+    bool answered;        /* a response to req_id came */
+    bool carried_session; /* the request carried Mcp-Session-Id */
     int resumes;
-    char resume_id[128];      /* X_RESUME: the Last-Event-ID to send */
-    char refused[200];        /* the address guard refused the connection */
+    char resume_id[128]; /* X_RESUME: the Last-Event-ID to send */
+    char refused[200];   /* the address guard refused the connection */
 } xfer;
 
 typedef struct inmsg {
@@ -58,24 +63,24 @@ struct http_t {
     mcp_transport base;
     kx_loop *loop;
     kx_curlm *m;
-    const mcp_server_config *cfg;   /* the session's; it outlives us */
+    const mcp_server_config *cfg; /* the session's; it outlives us */
     mcp_transport_cbs cbs;
     void *arg;
     char *session_id;
     char version[32];
-    char *post_url;                 /* Streamable: cfg->url; legacy: the endpoint, once known */
+    char *post_url; /* Streamable: cfg->url; legacy: the endpoint, once known */
     xfer *xfers;
     inmsg *inbox, **inbox_tail;
-    inmsg *outbox, **outbox_tail;   /* legacy: messages sent before the endpoint arrived */
+    inmsg *outbox, **outbox_tail; /* legacy: messages sent before the endpoint arrived */
     kx_timer *flush_timer;
     kx_timer *resume_timer;
-    xfer *to_resume;                /* waiting for resume_timer */
+    xfer *to_resume; /* waiting for resume_timer */
     bool close_pending;
-    bool closed;                    /* on_closed delivered (or freed) */
+    bool closed; /* on_closed delivered (or freed) */
     bool close_expired;
-    bool closing;                   /* close/kill was asked */
+    bool closing; /* close/kill was asked */
     char close_how[640];
-    char allow[256];                /* KX_MCP_ALLOW_LOOPBACK_PORTS */
+    char allow[256]; /* KX_MCP_ALLOW_LOOPBACK_PORTS */
     char desc[128];
 };
 
@@ -104,23 +109,24 @@ bool mcp_http_address_allowed(const char *ip, long port, const char *allow_ports
         static const unsigned char zero[16] = {0};
         bool mapped = memcmp(a, zero, 10) == 0 && a[10] == 0xff && a[11] == 0xff;
         local = (memcmp(a, zero, 15) == 0 && (a[15] == 0 || a[15] == 1)) ||
-                (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) ||
-                (mapped && (a[12] == 127 || a[12] == 0 || (a[12] == 169 && a[13] == 254)));
+            (a[0] == 0xfe && (a[1] & 0xc0) == 0x80) ||
+            (mapped && (a[12] == 127 || a[12] == 0 || (a[12] == 169 && a[13] == 254)));
     } else {
-        return false;   /* not an address we understand: refuse */
+        return false; /* not an address we understand: refuse */
     }
     return !local || port_listed(allow_ports, port);
 }
 
-static int on_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip,
-                     int conn_primary_port, int conn_local_port)
+static int on_prereq(void *arg, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                     int conn_local_port)
 {
     (void)conn_local_ip;
     (void)conn_local_port;
     xfer *x = arg;
     if (mcp_http_address_allowed(conn_primary_ip, conn_primary_port, x->t->allow))
         return CURL_PREREQFUNC_OK;
-    snprintf(x->refused, sizeof x->refused, "%s port %d is a loopback, unspecified or "
+    snprintf(x->refused, sizeof x->refused,
+             "%s port %d is a loopback, unspecified or "
              "link-local address, which servers from an agent's config may not use",
              conn_primary_ip, conn_primary_port);
     return CURL_PREREQFUNC_ABORT;
@@ -164,8 +170,8 @@ static void fail_request(xfer *x, const char *why)
     if (!x->has_id || x->answered)
         return;
     x->answered = true;
-    json_t *e = json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", x->req_id,
-                          "error", "code", -32000, "message", why);
+    json_t *e = json_pack("{s:s, s:O, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", x->req_id, "error",
+                          "code", -32000, "message", why);
     char *s = e ? json_dumps(e, JSON_COMPACT) : NULL;
     if (s)
         inbox_add(x->t, s, strlen(s));
@@ -173,8 +179,7 @@ static void fail_request(xfer *x, const char *why)
     json_decref(e);
 }
 
-static void on_event(const char *event, const char *data, size_t len, const char *id,
-                     void *arg)
+static void on_event(const char *event, const char *data, size_t len, const char *id, void *arg)
 {
     (void)id;
     xfer *x = arg;
@@ -197,7 +202,7 @@ static void on_event(const char *event, const char *data, size_t len, const char
         free(t->post_url);
         t->post_url = strdup(url);
         kx_debug("mcp server '%s': legacy SSE endpoint %s", t->cfg->name, url);
-        schedule_flush(t);   /* sends what waited for the endpoint */
+        schedule_flush(t); /* sends what waited for the endpoint */
         return;
     }
     if (strcmp(event, "message") == 0 && len > 0)
@@ -407,7 +412,7 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
         if (x->kind == X_POST || x->kind == X_RESUME) {
             if (x->sse && x->has_id && !x->answered && x->parser.id[0] &&
                 x->resumes < MCP_HTTP_MAX_RESUMES && !t->closing)
-                goto resume;   /* broken mid-stream: resume it */
+                goto resume; /* broken mid-stream: resume it */
             snprintf(why, sizeof why, "HTTP request to %s failed: %s", t->cfg->url,
                      curl_easy_strerror(rc));
             fail_request(x, why);
@@ -425,29 +430,24 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
         return;
     }
     switch (x->kind) {
-    case X_DELETE:
-        report_close(t, "closed (session deleted)", false);
-        break;
+    case X_DELETE: report_close(t, "closed (session deleted)", false); break;
     case X_STREAM:
-        report_close(t, status >= 400 ? "refused the SSE stream" : "ended its SSE stream",
-                     false);
+        report_close(t, status >= 400 ? "refused the SSE stream" : "ended its SSE stream", false);
         break;
     case X_POST:
     case X_RESUME:
         /* 404: the spec's "session expired". 400 too: servers such as server-everything
          * answer an unknown session id with it. Either way the request was not processed. */
-        if ((status == 404 || status == 400) && x->carried_session &&
-            t->cfg->kind == MCP_T_HTTP) {
+        if ((status == 404 || status == 400) && x->carried_session && t->cfg->kind == MCP_T_HTTP) {
             snprintf(why, sizeof why, "rejected our session (HTTP %ld); re-initializing", status);
             report_close(t, why, true);
             break;
         }
-        if (status >= 400 || (status != 200 && status != 202 && status != 201 &&
-                              status != 204)) {
+        if (status >= 400 || (status != 200 && status != 202 && status != 201 && status != 204)) {
             snprintf(why, sizeof why, "%s answered HTTP %ld: %.300s", t->cfg->url, status,
                      x->resp.s ? x->resp.s : "");
             fail_request(x, why);
-            if (!t->version[0])   /* initialize itself failed */
+            if (!t->version[0]) /* initialize itself failed */
                 report_close(t, why, false);
             break;
         }
@@ -456,7 +456,8 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
             if (json_is_array(j)) {
                 size_t i;
                 json_t *m;
-                json_array_foreach(j, i, m) {
+                json_array_foreach(j, i, m)
+                {
                     char *s = json_dumps(m, JSON_COMPACT);
                     if (s)
                         got_message(x, s, strlen(s));
@@ -470,7 +471,8 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
         if (x->sse && x->has_id && !x->answered && t->cfg->kind == MCP_T_HTTP) {
             if (x->parser.id[0] && x->resumes < MCP_HTTP_MAX_RESUMES && !t->closing)
                 goto resume;
-            fail_request(x, "the server ended the response stream without answering and "
+            fail_request(x,
+                         "the server ended the response stream without answering and "
                          "without an event id to resume from");
         }
         break;
@@ -479,7 +481,7 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
     return;
 resume:
     /* The easy handle is done; keep x (its last event id) until the retry delay passed. */
-    if (t->to_resume != NULL) {   /* one resume at a time; the other one fails */
+    if (t->to_resume != NULL) { /* one resume at a time; the other one fails */
         fail_request(x, "the response stream broke");
         xfer_free(t, x, false);
         return;
@@ -524,13 +526,13 @@ static void on_flush(kx_loop *loop, void *arg)
         t->cbs.on_message(m->text, m->len, t->arg);
         free(m);
         if (t->flush_timer != NULL)
-            return;   /* the session reacted (e.g. killed us): continue on the next turn */
+            return; /* the session reacted (e.g. killed us): continue on the next turn */
     }
     if (t->close_pending && !t->closed) {
         t->closed = true;
         char how[sizeof t->close_how];
         snprintf(how, sizeof how, "%s", t->close_how);
-        t->cbs.on_closed(how, t->close_expired, t->arg);   /* last: may free t */
+        t->cbs.on_closed(how, t->close_expired, t->arg); /* last: may free t */
     }
 }
 
@@ -555,7 +557,7 @@ static kx_err post(http_t *t, const char *text, size_t len)
         x->req_id = json_incref(id);
     }
     json_decref(j);
-    return xfer_start(t, x, "POST", t->post_url);   /* on an error the caller fails it */
+    return xfer_start(t, x, "POST", t->post_url); /* on an error the caller fails it */
 }
 
 /* ---- the interface ---- */
@@ -565,7 +567,7 @@ static kx_err vt_send(mcp_transport *base, const char *text, size_t len)
     http_t *t = (http_t *)base;
     if (t->closing || t->closed || t->close_pending)
         return KX_ERR_UNAVAILABLE;
-    if (t->post_url == NULL) {   /* legacy, before the endpoint: queue */
+    if (t->post_url == NULL) { /* legacy, before the endpoint: queue */
         inmsg *m = malloc(sizeof *m + len + 1);
         if (m == NULL)
             return KX_ERR_NOMEM;
@@ -606,7 +608,7 @@ static void vt_close(mcp_transport *base)
         if (x != NULL) {
             x->kind = X_DELETE;
             if (xfer_start(t, x, "DELETE", t->cfg->url) == KX_OK)
-                return;   /* on_done reports the close */
+                return; /* on_done reports the close */
         }
     }
     report_close(t, "closed", false);
@@ -648,8 +650,8 @@ static const char *vt_describe(mcp_transport *base)
     return ((http_t *)base)->desc;
 }
 
-static const mcp_transport_vt http_vt = {vt_send, vt_version, vt_close, vt_kill, vt_free,
-                                         vt_describe};
+static const mcp_transport_vt http_vt = {vt_send, vt_version, vt_close,
+                                         vt_kill, vt_free,    vt_describe};
 
 kx_err mcp_http_open(kx_loop *loop, kx_curlm *curlm, const mcp_server_config *cfg,
                      const mcp_transport_cbs *cbs, void *arg, mcp_transport **out, char *why,
@@ -686,8 +688,8 @@ kx_err mcp_http_open(kx_loop *loop, kx_curlm *curlm, const mcp_server_config *cf
             err = xfer_start(t, x, "GET", cfg->url);
         }
         if (err != KX_OK) {
-            snprintf(why, whylen, "MCP server '%s': cannot open the SSE stream %s: %s",
-                     cfg->name, cfg->url, kx_err_str(err));
+            snprintf(why, whylen, "MCP server '%s': cannot open the SSE stream %s: %s", cfg->name,
+                     cfg->url, kx_err_str(err));
             vt_free(&t->base);
             return err;
         }

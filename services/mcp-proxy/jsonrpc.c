@@ -104,12 +104,12 @@ static bool take_pending(mcp_rpc *rpc, int64_t id, pending *out)
     return false;
 }
 
-kx_err mcp_rpc_request(mcp_rpc *rpc, const char *method, json_t *params,
-                       mcp_rpc_response_cb cb, void *arg, int64_t *id_out)
+kx_err mcp_rpc_request(mcp_rpc *rpc, const char *method, json_t *params, mcp_rpc_response_cb cb,
+                       void *arg, int64_t *id_out)
 {
     int64_t id = rpc->next_id++;
-    json_t *msg = json_pack("{s:s, s:I, s:s}", "jsonrpc", "2.0", "id", (json_int_t)id,
-                            "method", method);
+    json_t *msg =
+        json_pack("{s:s, s:I, s:s}", "jsonrpc", "2.0", "id", (json_int_t)id, "method", method);
     if (msg != NULL && params != NULL && json_object_set(msg, "params", params) != 0) {
         json_decref(msg);
         msg = NULL;
@@ -154,9 +154,9 @@ kx_err mcp_rpc_reply_result(mcp_rpc *rpc, const json_t *id, json_t *result)
 
 kx_err mcp_rpc_reply_error(mcp_rpc *rpc, const json_t *id, int64_t code, const char *message)
 {
-    json_t *msg = json_pack("{s:s, s:O, s:{s:I, s:s}}", "jsonrpc", "2.0", "id",
-                            id ? id : json_null(), "error", "code", (json_int_t)code, "message",
-                            message);
+    json_t *msg =
+        json_pack("{s:s, s:O, s:{s:I, s:s}}", "jsonrpc", "2.0", "id", id ? id : json_null(),
+                  "error", "code", (json_int_t)code, "message", message);
     return send_json(rpc, msg);
 }
 
@@ -213,10 +213,13 @@ static kx_err handle_response(mcp_rpc *rpc, const json_t *msg, char *why, size_t
     const json_t *message = json_object_get(error, "message");
     if (!json_is_object(error) || !json_is_integer(code) || !json_is_string(message)) {
         mcp_rpc_error e = {.code = MCP_RPC_INTERNAL_ERROR,
-                           .message = "the peer sent a malformed error object", .data = error};
+                           .message = "the peer sent a malformed error object",
+                           .data = error};
         p.cb(NULL, &e, p.arg);
-        say(why, whylen, "the error object of the response to request id %lld has no integer "
-            "\"code\" and string \"message\"", (long long)n);
+        say(why, whylen,
+            "the error object of the response to request id %lld has no integer "
+            "\"code\" and string \"message\"",
+            (long long)n);
         return KX_ERR_PROTOCOL;
     }
     mcp_rpc_error e = {.code = (int64_t)json_integer_value(code),
@@ -252,7 +255,8 @@ kx_err mcp_rpc_receive(mcp_rpc *rpc, const char *text, size_t len, char *why, si
         bool id_ok = id == NULL || json_is_string(id) || json_is_integer(id);
         if (!json_is_string(method) || !id_ok ||
             (params != NULL && !json_is_object(params) && !json_is_array(params))) {
-            say(why, whylen, "a request needs a string \"method\", a string or integer \"id\" "
+            say(why, whylen,
+                "a request needs a string \"method\", a string or integer \"id\" "
                 "and object or array \"params\"");
             if (id != NULL && id_ok)
                 err = mcp_rpc_reply_error(rpc, id, MCP_RPC_INVALID_REQUEST, "Invalid Request");
@@ -263,7 +267,8 @@ kx_err mcp_rpc_receive(mcp_rpc *rpc, const char *text, size_t len, char *why, si
     } else if (json_object_get(msg, "id") != NULL) {
         err = handle_response(rpc, msg, why, whylen);
     } else {
-        say(why, whylen, "a message must have a \"method\" (request, notification) or an "
+        say(why, whylen,
+            "a message must have a \"method\" (request, notification) or an "
             "\"id\" (response)");
         err = KX_ERR_PROTOCOL;
     }

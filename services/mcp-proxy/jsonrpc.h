@@ -36,7 +36,7 @@ typedef struct mcp_rpc mcp_rpc;
 typedef struct mcp_rpc_error {
     int64_t code;
     const char *message;
-    const json_t *data;   /* NULL when absent */
+    const json_t *data; /* NULL when absent */
 } mcp_rpc_error;
 
 /* The response to one of our requests: exactly one of result and error is non-NULL. */
@@ -57,8 +57,8 @@ void mcp_rpc_free(mcp_rpc *rpc);
 
 /* Sends a request; cb gets its response. params (stolen) may be NULL. *id_out (may be NULL)
  * receives the request id. On an error nothing stays pending and cb is never called. */
-kx_err mcp_rpc_request(mcp_rpc *rpc, const char *method, json_t *params,
-                       mcp_rpc_response_cb cb, void *arg, int64_t *id_out);
+kx_err mcp_rpc_request(mcp_rpc *rpc, const char *method, json_t *params, mcp_rpc_response_cb cb,
+                       void *arg, int64_t *id_out);
 kx_err mcp_rpc_notify(mcp_rpc *rpc, const char *method, json_t *params /* stolen, NULL ok */);
 kx_err mcp_rpc_reply_result(mcp_rpc *rpc, const json_t *id, json_t *result /* stolen */);
 kx_err mcp_rpc_reply_error(mcp_rpc *rpc, const json_t *id, int64_t code, const char *message);

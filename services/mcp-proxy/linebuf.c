@@ -22,7 +22,7 @@ static kx_err append(mcp_linebuf *lb, const char *data, size_t n)
 {
     kx_err err = kx_buf_add(&lb->line, data, n);
     if (err != KX_OK)
-        kx_buf_clear(&lb->line);   /* out of memory is not sticky here: drop the line */
+        kx_buf_clear(&lb->line); /* out of memory is not sticky here: drop the line */
     return err;
 }
 
@@ -37,8 +37,7 @@ static void deliver(char *line, size_t len, mcp_line_cb cb, void *arg)
     line[len] = saved;
 }
 
-kx_err mcp_linebuf_feed(mcp_linebuf *lb, const char *data, size_t len, mcp_line_cb cb,
-                        void *arg)
+kx_err mcp_linebuf_feed(mcp_linebuf *lb, const char *data, size_t len, mcp_line_cb cb, void *arg)
 {
     while (len > 0) {
         const char *nl = memchr(data, '\n', len);
@@ -48,7 +47,7 @@ kx_err mcp_linebuf_feed(mcp_linebuf *lb, const char *data, size_t len, mcp_line_
                 kx_buf_clear(&lb->line);
                 return KX_ERR_PROTOCOL;
             }
-            size_t room = lb->max - lb->line.len;   /* fill up to max, deliver, go on */
+            size_t room = lb->max - lb->line.len; /* fill up to max, deliver, go on */
             kx_err err = append(lb, data, room);
             if (err != KX_OK)
                 return err;

@@ -20,17 +20,16 @@
 typedef void (*mcp_line_cb)(const char *line, size_t len, void *arg);
 
 typedef struct mcp_linebuf {
-    kx_buf line;       /* the line being assembled (no limit of its own: max is checked here) */
-    size_t max;        /* longest line accepted, in bytes */
-    bool cut_long;     /* deliver over-long lines in pieces instead of failing */
+    kx_buf line;   /* the line being assembled (no limit of its own: max is checked here) */
+    size_t max;    /* longest line accepted, in bytes */
+    bool cut_long; /* deliver over-long lines in pieces instead of failing */
 } mcp_linebuf;
 
 void mcp_linebuf_init(mcp_linebuf *lb, size_t max, bool cut_long);
 /* Feeds len bytes; cb runs for every line they complete. KX_ERR_PROTOCOL when a line exceeds
  * max (without cut_long; the buffered part is dropped), KX_ERR_NOMEM (the buffered part is
  * dropped too, so the next feed starts a fresh line). */
-kx_err mcp_linebuf_feed(mcp_linebuf *lb, const char *data, size_t len, mcp_line_cb cb,
-                        void *arg);
+kx_err mcp_linebuf_feed(mcp_linebuf *lb, const char *data, size_t len, mcp_line_cb cb, void *arg);
 /* At end of stream: delivers an unterminated last line, if any. */
 void mcp_linebuf_flush(mcp_linebuf *lb, mcp_line_cb cb, void *arg);
 void mcp_linebuf_free(mcp_linebuf *lb);

@@ -21,11 +21,11 @@
 /* One request waiting for its session. */
 typedef struct list_call {
     mcp_proxy *p;
-    natsMsg *msg;          /* the request: replied to, then destroyed */
+    natsMsg *msg; /* the request: replied to, then destroyed */
     char server[80];
     char trace_id[33];
     int64_t start_ms;
-    mcp_session *s;          /* the server's session */
+    mcp_session *s; /* the server's session */
     kx_deadline deadline;
 } list_call;
 
@@ -34,9 +34,10 @@ static void count(const char *code, double seconds)
     char labels[64];
     snprintf(labels, sizeof labels, "code=\"%s\"", code);
     kx_counter_add(kx_metrics_counter("kx_mcp_list_total", labels,
-                                      "kx.mcp.list requests by result"), 1);
-    kx_histogram_observe(kx_metrics_histogram("kx_mcp_list_seconds", "",
-                                              "kx.mcp.list latency", kx_metrics_latency_buckets,
+                                      "kx.mcp.list requests by result"),
+                   1);
+    kx_histogram_observe(kx_metrics_histogram("kx_mcp_list_seconds", "", "kx.mcp.list latency",
+                                              kx_metrics_latency_buckets,
                                               kx_metrics_latency_nbuckets),
                          seconds);
 }
@@ -118,9 +119,9 @@ static void on_listed(const mcp_tools_result *result, const char *code, const ch
 {
     list_call *c = arg;
     if (result != NULL) {
-        json_t *v = json_pack("{s:s, s:s, s:O}", "server_name", result->server_name,
-                              "protocol_version", result->protocol_version, "tools",
-                              result->tools);
+        json_t *v =
+            json_pack("{s:s, s:s, s:O}", "server_name", result->server_name, "protocol_version",
+                      result->protocol_version, "tools", result->tools);
         if (v != NULL)
             mcp_tool_cache_put(&c->p->cache, mcp_session_config(c->s)->hash, v);
         json_decref(v);
@@ -133,7 +134,7 @@ static void on_cached(json_t *value, void *arg)
 {
     list_call *c = arg;
     if (value == NULL) {
-        mcp_session_list_tools(c->s, c->deadline, on_listed, c);   /* finished by on_listed */
+        mcp_session_list_tools(c->s, c->deadline, on_listed, c); /* finished by on_listed */
         return;
     }
     const char *sn = json_string_value(json_object_get(value, "server_name"));
@@ -169,9 +170,9 @@ void mcp_list_on_request(natsMsg *msg, void *arg)
     kx_err err = kx_bus_meta_read(msg, &meta);
     if (err == KX_OK)
         kx_bus_trace_id(&meta, c->trace_id);
-    Kx__V1__McpListToolsRequest *req = kx_pb_unpack(
-        &kx__v1__mcp_list_tools_request__descriptor, natsMsg_GetData(msg),
-        (size_t)natsMsg_GetDataLength(msg));
+    Kx__V1__McpListToolsRequest *req =
+        kx_pb_unpack(&kx__v1__mcp_list_tools_request__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
     if (req != NULL)
         snprintf(c->server, sizeof c->server, "%s", req->server ? req->server : "");
     char why[1024];
@@ -192,8 +193,10 @@ void mcp_list_on_request(natsMsg *msg, void *arg)
         if (s == NULL) {
             char names[400];
             mcp_config_names(&p->config, names, sizeof names);
-            snprintf(why, sizeof why, "no MCP server named '%.80s' is configured (configured: "
-                     "%s)", req->server, names);
+            snprintf(why, sizeof why,
+                     "no MCP server named '%.80s' is configured (configured: "
+                     "%s)",
+                     req->server, names);
             finish(c, NULL, "not_found", why);
         } else {
             kx_deadline d = mcp_proxy_deadline(p, meta.deadline);

@@ -51,7 +51,7 @@ int main(void)
     }
 
     int code = kx_svc_run(&svc);
-    mcp_proxy_free(&proxy);   /* kills and reaps any server still running */
+    mcp_proxy_free(&proxy); /* kills and reaps any server still running */
     kx_svc_close(&svc);
     return code;
 }

@@ -112,7 +112,7 @@ static uint64_t fnv(uint64_t h, const char *s)
         h ^= (unsigned char)*s;
         h *= 0x100000001b3ULL;
     }
-    h ^= 0xff;   /* field separator: ("ab","c") differs from ("a","bc") */
+    h ^= 0xff; /* field separator: ("ab","c") differs from ("a","bc") */
     return h * 0x100000001b3ULL;
 }
 
@@ -170,10 +170,11 @@ int mcp_server_set_stdio(mcp_server_config *s, const json_t *command, const json
     size_t i = 0;
     const char *key;
     const json_t *val;
-    json_object_foreach((json_t *)env, key, val) {
+    json_object_foreach((json_t *)env, key, val)
+    {
         if (!env_name_valid(key)) {
-            snprintf(why, whylen, "%s: \"%.80s\" is not a valid environment variable name",
-                     where, key);
+            snprintf(why, whylen, "%s: \"%.80s\" is not a valid environment variable name", where,
+                     key);
             return -1;
         }
         if (!json_is_string(val)) {
@@ -199,8 +200,10 @@ int mcp_server_set_url(mcp_server_config *s, mcp_transport_kind kind, const json
     const char *u = json_string_value(url);
     if (u == NULL || (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0) ||
         strlen(u) > URL_MAX_LEN) {
-        snprintf(why, whylen, "%s needs \"url\", an http:// or https:// URL of at most %d "
-                 "characters", where, URL_MAX_LEN);
+        snprintf(why, whylen,
+                 "%s needs \"url\", an http:// or https:// URL of at most %d "
+                 "characters",
+                 where, URL_MAX_LEN);
         return -1;
     }
     for (const char *c = u; *c; c++)
@@ -220,11 +223,14 @@ int mcp_server_set_url(mcp_server_config *s, mcp_transport_kind kind, const json
     size_t i = 0;
     const char *key;
     const json_t *val;
-    json_object_foreach((json_t *)headers, key, val) {
+    json_object_foreach((json_t *)headers, key, val)
+    {
         const char *v = json_string_value(val);
         if (!header_name_valid(key) || v == NULL || strpbrk(v, "\r\n") != NULL) {
-            snprintf(why, whylen, "%s: header \"%.80s\" needs a token name and a string value "
-                     "without line breaks", where, key);
+            snprintf(why, whylen,
+                     "%s: header \"%.80s\" needs a token name and a string value "
+                     "without line breaks",
+                     where, key);
             return -1;
         }
         size_t n = strlen(key) + 2 + strlen(v) + 1;
@@ -243,14 +249,18 @@ static int parse_server(const char *name, const json_t *v, mcp_server_config *s,
                         size_t whylen)
 {
     if (!name_valid(name)) {
-        snprintf(why, whylen, "KX_MCP_SERVERS: the server name \"%.80s\" is not valid: use 1 to "
-                 "%d letters, digits, '_', '.' or '-'", name, NAME_MAX_LEN);
+        snprintf(why, whylen,
+                 "KX_MCP_SERVERS: the server name \"%.80s\" is not valid: use 1 to "
+                 "%d letters, digits, '_', '.' or '-'",
+                 name, NAME_MAX_LEN);
         return -1;
     }
     if (!json_is_object(v)) {
-        snprintf(why, whylen, "KX_MCP_SERVERS: server '%s' must be an object "
+        snprintf(why, whylen,
+                 "KX_MCP_SERVERS: server '%s' must be an object "
                  "{\"command\": ..., \"args\": [...], \"env\": {...}} or {\"type\": \"http\", "
-                 "\"url\": ...}", name);
+                 "\"url\": ...}",
+                 name);
         return -1;
     }
     char where[128];
@@ -258,21 +268,23 @@ static int parse_server(const char *name, const json_t *v, mcp_server_config *s,
     const json_t *type = json_object_get(v, "type");
     const char *t = type ? json_string_value(type) : "stdio";
     if (t == NULL || (strcmp(t, "stdio") && strcmp(t, "http") && strcmp(t, "sse"))) {
-        snprintf(why, whylen, "%s: \"type\" must be \"stdio\", \"http\" (Streamable HTTP) or "
-                 "\"sse\" (legacy HTTP+SSE)", where);
+        snprintf(why, whylen,
+                 "%s: \"type\" must be \"stdio\", \"http\" (Streamable HTTP) or "
+                 "\"sse\" (legacy HTTP+SSE)",
+                 where);
         return -1;
     }
     bool stdio = strcmp(t, "stdio") == 0;
     const char *key;
     const json_t *val;
-    json_object_foreach((json_t *)v, key, val) {
+    json_object_foreach((json_t *)v, key, val)
+    {
         bool ok = strcmp(key, "type") == 0 ||
-                  (stdio ? (!strcmp(key, "command") || !strcmp(key, "args") ||
-                            !strcmp(key, "env"))
-                         : (!strcmp(key, "url") || !strcmp(key, "headers")));
+            (stdio ? (!strcmp(key, "command") || !strcmp(key, "args") || !strcmp(key, "env"))
+                   : (!strcmp(key, "url") || !strcmp(key, "headers")));
         if (!ok) {
-            snprintf(why, whylen, "%s has an unknown key \"%.80s\" (known for type %s: %s)",
-                     where, key, t, stdio ? "command, args, env, type" : "url, headers, type");
+            snprintf(why, whylen, "%s has an unknown key \"%.80s\" (known for type %s: %s)", where,
+                     key, t, stdio ? "command, args, env, type" : "url, headers, type");
             return -1;
         }
     }
@@ -280,12 +292,12 @@ static int parse_server(const char *name, const json_t *v, mcp_server_config *s,
         snprintf(why, whylen, "KX_MCP_SERVERS: out of memory");
         return -1;
     }
-    int rc = stdio ? mcp_server_set_stdio(s, json_object_get(v, "command"),
-                                          json_object_get(v, "args"), json_object_get(v, "env"),
-                                          where, why, whylen)
-                   : mcp_server_set_url(s, strcmp(t, "http") == 0 ? MCP_T_HTTP : MCP_T_SSE,
-                                        json_object_get(v, "url"),
-                                        json_object_get(v, "headers"), where, why, whylen);
+    int rc = stdio
+        ? mcp_server_set_stdio(s, json_object_get(v, "command"), json_object_get(v, "args"),
+                               json_object_get(v, "env"), where, why, whylen)
+        : mcp_server_set_url(s, strcmp(t, "http") == 0 ? MCP_T_HTTP : MCP_T_SSE,
+                             json_object_get(v, "url"), json_object_get(v, "headers"), where, why,
+                             whylen);
     if (rc == 0)
         mcp_server_hash(s);
     return rc;
@@ -304,7 +316,8 @@ int mcp_config_parse(const char *text, mcp_config *out, char *why, size_t whylen
         return -1;
     }
     if (!json_is_object(root)) {
-        snprintf(why, whylen, "KX_MCP_SERVERS must be a JSON object: name -> {\"command\": "
+        snprintf(why, whylen,
+                 "KX_MCP_SERVERS must be a JSON object: name -> {\"command\": "
                  "..., \"args\": [...], \"env\": {...}}");
         json_decref(root);
         return -1;
@@ -317,7 +330,8 @@ int mcp_config_parse(const char *text, mcp_config *out, char *why, size_t whylen
     }
     const char *name;
     const json_t *v;
-    json_object_foreach(root, name, v) {
+    json_object_foreach(root, name, v)
+    {
         mcp_server_config *s = &out->servers[out->n++];
         if (parse_server(name, v, s, why, whylen) != 0) {
             json_decref(root);

@@ -21,17 +21,21 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-typedef enum mcp_transport_kind { MCP_T_STDIO, MCP_T_HTTP, MCP_T_SSE } mcp_transport_kind;
+typedef enum mcp_transport_kind {
+    MCP_T_STDIO,
+    MCP_T_HTTP,
+    MCP_T_SSE
+} mcp_transport_kind;
 
 typedef struct mcp_server_config {
-    char *name;             /* operator: the KX_MCP_SERVERS key; agent: the qualified name */
+    char *name; /* operator: the KX_MCP_SERVERS key; agent: the qualified name */
     mcp_transport_kind kind;
-    char **argv;            /* stdio: command, then args; NULL-terminated (NULL otherwise) */
-    char **env;             /* stdio: "KEY=value", written order; NULL-terminated (maybe empty) */
-    char *url;              /* http / sse */
-    char **headers;         /* http / sse: "Name: value"; NULL-terminated (maybe empty) */
-    bool user;              /* from an agent's config: stdio needs the sandbox, URLs checked */
-    char hash[17];          /* 64-bit FNV-1a of the above, hex */
+    char **argv;    /* stdio: command, then args; NULL-terminated (NULL otherwise) */
+    char **env;     /* stdio: "KEY=value", written order; NULL-terminated (maybe empty) */
+    char *url;      /* http / sse */
+    char **headers; /* http / sse: "Name: value"; NULL-terminated (maybe empty) */
+    bool user;      /* from an agent's config: stdio needs the sandbox, URLs checked */
+    char hash[17];  /* 64-bit FNV-1a of the above, hex */
 } mcp_server_config;
 
 typedef struct mcp_config {

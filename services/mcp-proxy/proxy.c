@@ -28,8 +28,7 @@ kx_err mcp_proxy_init(mcp_proxy *p, kx_svc *svc)
     p->idle_ms = idle_s * 1000;
 
     char why[512];
-    if (mcp_config_parse(kx_env_str("KX_MCP_SERVERS", "{}"), &p->config, why, sizeof why)
-        != 0) {
+    if (mcp_config_parse(kx_env_str("KX_MCP_SERVERS", "{}"), &p->config, why, sizeof why) != 0) {
         kx_error("config: %s", why);
         return KX_ERR_INVALID;
     }
@@ -38,11 +37,9 @@ kx_err mcp_proxy_init(mcp_proxy *p, kx_svc *svc)
     p->sessions = calloc(p->config.n + 1, sizeof *p->sessions);
     if (p->sessions == NULL)
         return KX_ERR_NOMEM;
-    mcp_session_hooks hooks = {.curlm = p->curlm, .on_list_changed = on_list_changed,
-                               .arg = p};
+    mcp_session_hooks hooks = {.curlm = p->curlm, .on_list_changed = on_list_changed, .arg = p};
     for (size_t i = 0; i < p->config.n; i++) {
-        p->sessions[i] = mcp_session_new(svc->loop, &p->config.servers[i], p->timeout_ms,
-                                         &hooks);
+        p->sessions[i] = mcp_session_new(svc->loop, &p->config.servers[i], p->timeout_ms, &hooks);
         if (p->sessions[i] == NULL)
             return KX_ERR_NOMEM;
     }
@@ -50,8 +47,8 @@ kx_err mcp_proxy_init(mcp_proxy *p, kx_svc *svc)
     char names[512];
     mcp_config_names(&p->config, names, sizeof names);
     kx_info("mcp-proxy: %zu MCP server(s) configured: %s; operations time out after %lld s; "
-            "idle servers stop after %lld s", p->config.n, names, (long long)timeout_s,
-            (long long)idle_s);
+            "idle servers stop after %lld s",
+            p->config.n, names, (long long)timeout_s, (long long)idle_s);
     int64_t sweep = p->idle_ms / 4 < 1000 ? 1000 : p->idle_ms / 4;
     p->idle_timer = kx_loop_timer(svc->loop, sweep, on_idle_sweep, p);
     return KX_OK;
@@ -72,8 +69,7 @@ mcp_session *mcp_proxy_pooled(mcp_proxy *p, const mcp_server_config *cfg)
             strcmp(mcp_session_name(e->s), cfg->name) == 0)
             return e->s;
     mcp_pooled *e = calloc(1, sizeof *e);
-    mcp_session_hooks hooks = {.curlm = p->curlm, .on_list_changed = on_list_changed,
-                               .arg = p};
+    mcp_session_hooks hooks = {.curlm = p->curlm, .on_list_changed = on_list_changed, .arg = p};
     if (e == NULL || (e->s = mcp_session_new(p->svc->loop, cfg, p->timeout_ms, &hooks)) == NULL) {
         free(e);
         return NULL;
@@ -95,7 +91,7 @@ size_t mcp_proxy_reply_budget(mcp_proxy *p)
 {
     int64_t max = natsConnection_GetMaxPayload(kx_bus_conn(p->svc->bus));
     if (max <= 0)
-        max = 1024 * 1024;   /* not connected yet: NATS's default */
+        max = 1024 * 1024; /* not connected yet: NATS's default */
     return max > 2 * MCP_REPLY_SLACK ? (size_t)max - MCP_REPLY_SLACK : (size_t)max / 2;
 }
 
@@ -141,8 +137,8 @@ kx_err mcp_proxy_serve(mcp_proxy *p)
         (err = kx_bus_subscribe_loop(bus, loop, KX_SUBJ_MCP_AGENT_TOOLS, MCP_QUEUE_GROUP,
                                      mcp_agent_tools_on_request, p, &p->agent_sub)) != KX_OK ||
         /* No queue group: every replica hears a cancel; the one holding the call answers. */
-        (err = kx_bus_subscribe_loop(bus, loop, KX_SUBJ_MCP_CANCEL, NULL,
-                                     mcp_cancel_on_request, p, &p->cancel_sub)) != KX_OK)
+        (err = kx_bus_subscribe_loop(bus, loop, KX_SUBJ_MCP_CANCEL, NULL, mcp_cancel_on_request, p,
+                                     &p->cancel_sub)) != KX_OK)
         return err;
     /* At start, before the loop runs: the server has our subscriptions once this returns
      * (when NATS is not up yet, cnats sends them on connect, before anything else). */
@@ -191,10 +187,9 @@ void mcp_proxy_drain(kx_svc *svc, void *arg)
     unsubscribe(&p->agent_sub);
     unsubscribe(&p->cancel_sub);
     /* Calls in flight are answered "unavailable" by their sessions' shutdown below. */
-    p->stopping = p->config.n + p->pool_n + 1;   /* + 1: held until every shutdown started */
+    p->stopping = p->config.n + p->pool_n + 1; /* + 1: held until every shutdown started */
     for (size_t i = 0; i < p->config.n; i++)
-        mcp_session_shutdown(p->sessions[i], "mcp-proxy is shutting down", on_session_stopped,
-                             p);
+        mcp_session_shutdown(p->sessions[i], "mcp-proxy is shutting down", on_session_stopped, p);
     for (mcp_pooled *e = p->pool; e; e = e->next)
         mcp_session_shutdown(e->s, "mcp-proxy is shutting down", on_session_stopped, p);
     on_session_stopped(p);

@@ -25,33 +25,33 @@
 #include "tool_cache.h"
 
 #define MCP_QUEUE_GROUP "mcp-proxy"
-#define MCP_OPEN_TIMEOUT_MS 15000   /* an agent server's first list: 15 s, as Kortix */
-#define MCP_REPLY_SLACK 16384       /* bytes of a reply kept for everything but the payload */
-#define MCP_REPLY_MARGIN_MS 100     /* we answer this long before the caller's deadline */
+#define MCP_OPEN_TIMEOUT_MS 15000 /* an agent server's first list: 15 s, as Kortix */
+#define MCP_REPLY_SLACK 16384     /* bytes of a reply kept for everything but the payload */
+#define MCP_REPLY_MARGIN_MS 100   /* we answer this long before the caller's deadline */
 
 typedef struct mcp_pooled {
     struct mcp_pooled *next;
     mcp_session *s;
 } mcp_pooled;
 
-typedef struct mcp_call mcp_call;   /* call.c */
+typedef struct mcp_call mcp_call; /* call.c */
 
 typedef struct mcp_proxy {
     kx_svc *svc;
-    mcp_config config;            /* KX_MCP_SERVERS */
-    int64_t timeout_ms;           /* KX_MCP_TIMEOUT_S: longest MCP operation */
-    int64_t idle_ms;              /* KX_MCP_IDLE_S */
-    kx_curlm *curlm;              /* HTTP transports */
-    mcp_session **sessions;       /* one per configured server, in config order */
-    mcp_pooled *pool;             /* agent servers, by config hash */
+    mcp_config config;      /* KX_MCP_SERVERS */
+    int64_t timeout_ms;     /* KX_MCP_TIMEOUT_S: longest MCP operation */
+    int64_t idle_ms;        /* KX_MCP_IDLE_S */
+    kx_curlm *curlm;        /* HTTP transports */
+    mcp_session **sessions; /* one per configured server, in config order */
+    mcp_pooled *pool;       /* agent servers, by config hash */
     size_t pool_n;
-    mcp_call *calls;              /* calls in flight (call.c), for kx.mcp.cancel */
+    mcp_call *calls; /* calls in flight (call.c), for kx.mcp.cancel */
     mcp_tool_cache cache;
     natsSubscription *list_sub, *call_sub, *cancel_sub, *agent_sub;
     kx_timer *idle_timer;
-    size_t stopping;              /* sessions still stopping during the drain */
+    size_t stopping; /* sessions still stopping during the drain */
     bool draining;
-    atomic_bool serving;          /* the kx.mcp.* subscriptions are in place (readiness) */
+    atomic_bool serving; /* the kx.mcp.* subscriptions are in place (readiness) */
 } mcp_proxy;
 
 /* Reads KX_MCP_SERVERS, KX_MCP_TIMEOUT_S, KX_MCP_IDLE_S; creates a (not yet started) session
@@ -77,9 +77,9 @@ kx_deadline mcp_proxy_deadline(const mcp_proxy *p, kx_deadline caller);
 size_t mcp_proxy_reply_budget(mcp_proxy *p);
 
 /* Responders (loop thread). */
-void mcp_list_on_request(natsMsg *msg, void *arg);          /* list_tools.c */
-void mcp_call_on_request(natsMsg *msg, void *arg);          /* call.c */
-void mcp_cancel_on_request(natsMsg *msg, void *arg);        /* call.c */
-void mcp_agent_tools_on_request(natsMsg *msg, void *arg);   /* agent_tools.c */
+void mcp_list_on_request(natsMsg *msg, void *arg);        /* list_tools.c */
+void mcp_call_on_request(natsMsg *msg, void *arg);        /* call.c */
+void mcp_cancel_on_request(natsMsg *msg, void *arg);      /* call.c */
+void mcp_agent_tools_on_request(natsMsg *msg, void *arg); /* agent_tools.c */
 
 #endif

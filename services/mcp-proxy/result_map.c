@@ -51,8 +51,8 @@ static void cut_text(kx_buf *b, size_t max)
 {
     size_t total = b->len;
     char note[96];
-    int nl = snprintf(note, sizeof note, "\n[truncated by mcp-proxy: %%zu of %zu bytes shown]",
-                      total);
+    int nl =
+        snprintf(note, sizeof note, "\n[truncated by mcp-proxy: %%zu of %zu bytes shown]", total);
     size_t keep = max > (size_t)nl + 24 ? max - (size_t)nl - 24 : 0;
     while (keep > 0 && ((unsigned char)b->s[keep] & 0xC0) == 0x80)
         keep--;
@@ -67,7 +67,8 @@ static json_t *elide(const json_t *content)
     json_t *copy = json_deep_copy(content);
     size_t i;
     json_t *item;
-    json_array_foreach(copy, i, item) {
+    json_array_foreach(copy, i, item)
+    {
         const char *keys[] = {"data", NULL};
         for (const char **k = keys; *k; k++) {
             const char *d = json_string_value(json_object_get(item, *k));
@@ -112,7 +113,8 @@ int mcp_result_map(const json_t *result, size_t max_bytes, mcp_mapped *out)
     kx_buf text = KX_BUF_INIT;
     size_t i;
     const json_t *item;
-    json_array_foreach(content, i, item) {
+    json_array_foreach(content, i, item)
+    {
         if (i > 0)
             kx_buf_str(&text, "\n");
         describe_item(&text, item);
@@ -122,7 +124,7 @@ int mcp_result_map(const json_t *result, size_t max_bytes, mcp_mapped *out)
         kx_buf_str(&text, s ? s : "");
         free(s);
     }
-    kx_buf_str(&text, "");   /* non-NULL even when empty */
+    kx_buf_str(&text, ""); /* non-NULL even when empty */
     if (!text.oom && text.len > max_bytes / 2) {
         cut_text(&text, max_bytes / 2);
         out->truncated = true;

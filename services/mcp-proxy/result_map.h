@@ -24,8 +24,8 @@
 
 typedef struct mcp_mapped {
     char *text;
-    char *content_json;      /* "[]" when there is none */
-    char *structured_json;   /* NULL when absent (or dropped) */
+    char *content_json;    /* "[]" when there is none */
+    char *structured_json; /* NULL when absent (or dropped) */
     bool is_error;
     bool truncated;
 } mcp_mapped;

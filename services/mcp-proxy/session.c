@@ -26,10 +26,18 @@
 #include "transport.h"
 #include "user_stdio.h"
 
-typedef enum sstate { S_IDLE, S_STARTING, S_READY, S_STOPPING } sstate;
+typedef enum sstate {
+    S_IDLE,
+    S_STARTING,
+    S_READY,
+    S_STOPPING
+} sstate;
 
 #define MCP_EXPIRY_MIN_MS 1000
-typedef enum op_kind { OP_LIST, OP_CALL } op_kind;
+typedef enum op_kind {
+    OP_LIST,
+    OP_CALL
+} op_kind;
 
 struct mcp_op {
     mcp_session *s;
@@ -37,11 +45,11 @@ struct mcp_op {
     op_kind kind;
     kx_deadline deadline;
     int64_t start_ms;
-    kx_timer *timer;          /* the deadline */
-    bool in_flight;           /* our request is at the server */
-    bool for_next_process;    /* arrived while the previous transport was stopping */
+    kx_timer *timer;       /* the deadline */
+    bool in_flight;        /* our request is at the server */
+    bool for_next_process; /* arrived while the previous transport was stopping */
     int64_t rpc_id;
-    int64_t token;            /* progressToken (calls with progress), unique per session */
+    int64_t token; /* progressToken (calls with progress), unique per session */
     /* list */
     json_t *tools;
     char *cursor;
@@ -57,7 +65,7 @@ struct mcp_op {
 
 struct mcp_session {
     kx_loop *loop;
-    mcp_server_config cfg;    /* our copy */
+    mcp_server_config cfg; /* our copy */
     mcp_session_hooks hooks;
     int64_t timeout_ms;
     sstate state;
@@ -65,19 +73,19 @@ struct mcp_session {
     mcp_rpc *rpc;
     kx_timer *init_timer;
     int64_t started_ms;
-    bool answered;            /* this transport has answered a request since initialize */
+    bool answered; /* this transport has answered a request since initialize */
     int64_t last_used_ms;
     int64_t next_token;
     char *server_name;
     char *protocol_version;
-    mcp_op *ops;              /* every operation not answered yet */
-    char **envp;              /* a stdio child's environment, built once */
+    mcp_op *ops; /* every operation not answered yet */
+    char **envp; /* a stdio child's environment, built once */
     kx_breaker breaker;
     bool shutting_down;
     void (*done)(void *arg);
     void *done_arg;
     kx_timer *stop_timer;
-    int stop_stage;           /* 0: closed politely, 1: SIGTERM sent */
+    int stop_stage; /* 0: closed politely, 1: SIGTERM sent */
 };
 
 static const char *const versions[] = {"2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05",
@@ -97,8 +105,8 @@ static void session_start(mcp_session *s);
 
 /* Inherited from our environment; everything else must be named in the server's "env" (so the
  * proxy's own settings and secrets do not leak into third-party servers). */
-static const char *const inherited_env[] = {"HOME", "LOGNAME", "PATH", "SHELL", "TERM", "USER",
-                                            "LANG", "LC_ALL", "TMPDIR", "TZ", NULL};
+static const char *const inherited_env[] = {"HOME", "LOGNAME", "PATH",   "SHELL", "TERM", "USER",
+                                            "LANG", "LC_ALL",  "TMPDIR", "TZ",    NULL};
 
 static bool env_has(char *const *env, const char *name)
 {
@@ -188,7 +196,7 @@ static void fail_ops(mcp_session *s, bool include_next, const char *code, const 
 {
     mcp_op *op = s->ops;
     while (op != NULL) {
-        mcp_op *next = op->next;   /* callbacks answer the bus; they do not touch the list */
+        mcp_op *next = op->next; /* callbacks answer the bus; they do not touch the list */
         if (include_next || !op->for_next_process) {
             if (op->kind == OP_CALL && op->in_flight && strcmp(code, "unavailable") == 0) {
                 char msg[600];
@@ -251,8 +259,10 @@ static void on_page(const json_t *result, const mcp_rpc_error *error, void *arg)
     }
     const json_t *tools = json_object_get(result, "tools");
     if (!json_is_array(tools)) {
-        snprintf(msg, sizeof msg, "MCP server '%s' sent a tools/list result without a "
-                 "\"tools\" array", s->cfg.name);
+        snprintf(msg, sizeof msg,
+                 "MCP server '%s' sent a tools/list result without a "
+                 "\"tools\" array",
+                 s->cfg.name);
         op_finish(op, NULL, "internal", msg);
         return;
     }
@@ -326,7 +336,7 @@ static void on_op_deadline(kx_loop *loop, void *arg)
     (void)loop;
     mcp_op *op = arg;
     mcp_session *s = op->s;
-    op->timer = NULL;   /* the loop freed it */
+    op->timer = NULL; /* the loop freed it */
     bool in_flight = op->in_flight && s->rpc != NULL;
     int64_t id = op->rpc_id;
     char msg[400];
@@ -336,8 +346,10 @@ static void on_op_deadline(kx_loop *loop, void *arg)
                  s->cfg.name, op->kind == OP_LIST ? "tools/list" : "tools/call ",
                  op->kind == OP_LIST ? "" : op->tool, (long long)waited);
     else
-        snprintf(msg, sizeof msg, "MCP server '%s' did not finish starting (initialize) "
-                 "within %lld ms", s->cfg.name, (long long)waited);
+        snprintf(msg, sizeof msg,
+                 "MCP server '%s' did not finish starting (initialize) "
+                 "within %lld ms",
+                 s->cfg.name, (long long)waited);
     op_finish(op, NULL, "deadline_exceeded", msg);
     /* After finishing: sending must not find op half-done. */
     if (in_flight)
@@ -389,8 +401,8 @@ static mcp_op *op_by_token(mcp_session *s, const json_t *token)
 
 /* Requests and notifications from the server. We declared no capabilities, so the only request
  * we answer is ping. */
-static void on_incoming(mcp_rpc *rpc, const char *method, const json_t *params,
-                        const json_t *id, void *arg)
+static void on_incoming(mcp_rpc *rpc, const char *method, const json_t *params, const json_t *id,
+                        void *arg)
 {
     mcp_session *s = arg;
     if (id != NULL) {
@@ -399,8 +411,7 @@ static void on_incoming(mcp_rpc *rpc, const char *method, const json_t *params,
         } else {
             char msg[160];
             snprintf(msg, sizeof msg, "Method not found: %.100s", method);
-            kx_debug("mcp server '%s' asked for %s, which we do not offer", s->cfg.name,
-                     method);
+            kx_debug("mcp server '%s' asked for %s, which we do not offer", s->cfg.name, method);
             mcp_rpc_reply_error(rpc, id, MCP_RPC_METHOD_NOT_FOUND, msg);
         }
         return;
@@ -415,7 +426,7 @@ static void on_incoming(mcp_rpc *rpc, const char *method, const json_t *params,
         kx_info("mcp server '%s' says its tool list changed", s->cfg.name);
         if (s->hooks.on_list_changed)
             s->hooks.on_list_changed(s, s->hooks.arg);
-    } else if (strcmp(method, "notifications/message") == 0) {   /* the server's log */
+    } else if (strcmp(method, "notifications/message") == 0) { /* the server's log */
         char *text = json_dumps(params, JSON_COMPACT);
         kx_info("mcp server '%s' log: %.1000s", s->cfg.name, text ? text : "?");
         free(text);
@@ -440,9 +451,10 @@ static void on_init_timeout(kx_loop *loop, void *arg)
     mcp_session *s = arg;
     s->init_timer = NULL;
     char msg[256];
-    snprintf(msg, sizeof msg, "MCP server '%s' did not answer initialize within %lld ms; it "
-             "was stopped and the next call starts it again", s->cfg.name,
-             (long long)s->timeout_ms);
+    snprintf(msg, sizeof msg,
+             "MCP server '%s' did not answer initialize within %lld ms; it "
+             "was stopped and the next call starts it again",
+             s->cfg.name, (long long)s->timeout_ms);
     kx_warn("%s", msg);
     abandon_process(s);
     fail_ops(s, false, "deadline_exceeded", msg);
@@ -462,10 +474,13 @@ static void on_init_response(const json_t *result, const mcp_rpc_error *error, v
             snprintf(msg, sizeof msg, "MCP server '%s' refused initialize: error %lld: %s",
                      s->cfg.name, (long long)error->code, error->message);
         else if (version == NULL)
-            snprintf(msg, sizeof msg, "MCP server '%s' answered initialize without a "
-                     "protocolVersion", s->cfg.name);
+            snprintf(msg, sizeof msg,
+                     "MCP server '%s' answered initialize without a "
+                     "protocolVersion",
+                     s->cfg.name);
         else
-            snprintf(msg, sizeof msg, "MCP server '%s' wants protocol version %.40s, which we "
+            snprintf(msg, sizeof msg,
+                     "MCP server '%s' wants protocol version %.40s, which we "
                      "do not speak (we speak 2025-11-25, 2025-06-18, 2025-03-26, 2024-11-05)",
                      s->cfg.name, version);
         kx_warn("%s; stopping it", msg);
@@ -473,10 +488,10 @@ static void on_init_response(const json_t *result, const mcp_rpc_error *error, v
         fail_ops(s, false, "unavailable", msg);
         return;
     }
-    const char *name = json_string_value(
-        json_object_get(json_object_get(result, "serverInfo"), "name"));
-    const char *sv = json_string_value(
-        json_object_get(json_object_get(result, "serverInfo"), "version"));
+    const char *name =
+        json_string_value(json_object_get(json_object_get(result, "serverInfo"), "name"));
+    const char *sv =
+        json_string_value(json_object_get(json_object_get(result, "serverInfo"), "version"));
     free(s->protocol_version);
     free(s->server_name);
     s->protocol_version = strdup(version);
@@ -495,8 +510,8 @@ static void on_init_response(const json_t *result, const mcp_rpc_error *error, v
         return;
     }
     s->state = S_READY;
-    kx_info("mcp server '%s' ready: %s %s, protocol %s, in %lld ms", s->cfg.name,
-            s->server_name, sv ? sv : "", version, (long long)(kx_mono_ms() - s->started_ms));
+    kx_info("mcp server '%s' ready: %s %s, protocol %s, in %lld ms", s->cfg.name, s->server_name,
+            sv ? sv : "", version, (long long)(kx_mono_ms() - s->started_ms));
     send_waiting(s);
 }
 
@@ -549,7 +564,8 @@ static void on_closed(const char *how, bool expired, void *arg)
     char labels[160];
     snprintf(labels, sizeof labels, "server=\"%s\"", s->cfg.name);
     kx_counter_add(kx_metrics_counter("kx_mcp_server_exits_total", labels,
-                                      "MCP server sessions that ended"), 1);
+                                      "MCP server sessions that ended"),
+                   1);
     if (!expected && !expired)
         kx_breaker_failure(&s->breaker, kx_mono_ms());
 
@@ -561,14 +577,14 @@ static void on_closed(const char *how, bool expired, void *arg)
         kx_timer_cancel(s->stop_timer);
         s->stop_timer = NULL;
     }
-    mcp_rpc_free(s->rpc);   /* pending requests: their operations are handled just below */
+    mcp_rpc_free(s->rpc); /* pending requests: their operations are handled just below */
     s->rpc = NULL;
-    s->io->vt->free(s->io);  /* allowed: on_closed is the transport's last callback */
+    s->io->vt->free(s->io); /* allowed: on_closed is the transport's last callback */
     s->io = NULL;
     s->state = S_IDLE;
     for (mcp_op *op = s->ops; op; op = op->next)
         if (!op->for_next_process && expired)
-            op->in_flight = false;   /* the server never saw them: re-sent after init */
+            op->in_flight = false; /* the server never saw them: re-sent after init */
     if (!expired)
         fail_ops(s, false, "unavailable", msg);
     if (s->shutting_down) {
@@ -609,9 +625,10 @@ static void session_start(mcp_session *s)
     char msg[512];
     int64_t retry_ms = 0;
     if (!kx_breaker_allow(&s->breaker, kx_mono_ms(), &retry_ms)) {
-        snprintf(msg, sizeof msg, "MCP server '%s' failed %d times in a row; not retried for "
-                 "another %lld ms (circuit open)", s->cfg.name, s->breaker.failures,
-                 (long long)retry_ms);
+        snprintf(msg, sizeof msg,
+                 "MCP server '%s' failed %d times in a row; not retried for "
+                 "another %lld ms (circuit open)",
+                 s->cfg.name, s->breaker.failures, (long long)retry_ms);
         fail_ops(s, true, "unavailable", msg);
         return;
     }
@@ -636,22 +653,22 @@ static void session_start(mcp_session *s)
     char labels[160];
     snprintf(labels, sizeof labels, "server=\"%s\"", s->cfg.name);
     kx_counter_add(kx_metrics_counter("kx_mcp_server_starts_total", labels,
-                                      "MCP server sessions started"), 1);
+                                      "MCP server sessions started"),
+                   1);
     kx_info("mcp server '%s': %s (%s); initializing", s->cfg.name,
             s->cfg.kind == MCP_T_STDIO ? "started" : "connecting", s->io->vt->describe(s->io));
 
-    json_t *params = json_pack("{s:s, s:{}, s:{s:s, s:s}}", "protocolVersion",
-                               MCP_PROTOCOL_VERSION, "capabilities", "clientInfo", "name",
-                               MCP_CLIENT_NAME, "version", KX_VERSION);
+    json_t *params =
+        json_pack("{s:s, s:{}, s:{s:s, s:s}}", "protocolVersion", MCP_PROTOCOL_VERSION,
+                  "capabilities", "clientInfo", "name", MCP_CLIENT_NAME, "version", KX_VERSION);
     s->init_timer = kx_loop_timer(s->loop, s->timeout_ms, on_init_timeout, s);
-    err = s->init_timer ? mcp_rpc_request(s->rpc, "initialize", params, on_init_response, s,
-                                          NULL)
+    err = s->init_timer ? mcp_rpc_request(s->rpc, "initialize", params, on_init_response, s, NULL)
                         : KX_ERR_NOMEM;
     if (s->init_timer == NULL)
         json_decref(params);
     if (err != KX_OK) {
-        snprintf(msg, sizeof msg, "cannot send initialize to MCP server '%s': %s",
-                 s->cfg.name, kx_err_str(err));
+        snprintf(msg, sizeof msg, "cannot send initialize to MCP server '%s': %s", s->cfg.name,
+                 kx_err_str(err));
         kx_error("%s", msg);
         if (s->init_timer != NULL) {
             kx_timer_cancel(s->init_timer);
@@ -721,8 +738,10 @@ static mcp_op *op_admit(mcp_session *s, op_kind kind, kx_deadline deadline, mcp_
         snprintf(msg, sizeof msg, "mcp-proxy is shutting down");
     } else if (left <= 0) {
         code = "deadline_exceeded";
-        snprintf(msg, sizeof msg, "the deadline passed before the request for MCP server '%s' "
-                 "was served", s->cfg.name);
+        snprintf(msg, sizeof msg,
+                 "the deadline passed before the request for MCP server '%s' "
+                 "was served",
+                 s->cfg.name);
     }
     mcp_op *op = code ? NULL : calloc(1, sizeof *op);
     if (op == NULL && code == NULL) {
@@ -761,16 +780,11 @@ static mcp_op *op_admit(mcp_session *s, op_kind kind, kx_deadline deadline, mcp_
 static void op_go(mcp_session *s, mcp_op *op)
 {
     switch (s->state) {
-    case S_READY:
-        op_send(op);
-        break;
-    case S_IDLE:
-        session_start(s);
-        break;
-    case S_STARTING:
-        break;   /* sent when initialize completes */
+    case S_READY: op_send(op); break;
+    case S_IDLE: session_start(s); break;
+    case S_STARTING: break; /* sent when initialize completes */
     case S_STOPPING:
-        op->for_next_process = true;   /* started again once the old one has closed */
+        op->for_next_process = true; /* started again once the old one has closed */
         break;
     }
 }
@@ -787,9 +801,8 @@ void mcp_session_list_tools(mcp_session *s, kx_deadline deadline, mcp_list_cb cb
     op_go(s, op);
 }
 
-mcp_op *mcp_session_call(mcp_session *s, const char *tool, json_t *arguments,
-                         kx_deadline deadline, mcp_progress_cb progress, mcp_call_cb cb,
-                         void *arg)
+mcp_op *mcp_session_call(mcp_session *s, const char *tool, json_t *arguments, kx_deadline deadline,
+                         mcp_progress_cb progress, mcp_call_cb cb, void *arg)
 {
     mcp_op *op = op_admit(s, OP_CALL, deadline, NULL, cb, arg);
     if (op == NULL) {
@@ -852,8 +865,7 @@ bool mcp_session_stopped(const mcp_session *s)
     return s->io == NULL;
 }
 
-void mcp_session_shutdown(mcp_session *s, const char *message, void (*done)(void *arg),
-                          void *arg)
+void mcp_session_shutdown(mcp_session *s, const char *message, void (*done)(void *arg), void *arg)
 {
     s->shutting_down = true;
     fail_ops(s, true, "unavailable", message);

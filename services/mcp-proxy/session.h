@@ -41,7 +41,7 @@
 
 #define MCP_PROTOCOL_VERSION "2025-11-25"
 #define MCP_CLIENT_NAME "kortix-mcp-proxy"
-#define MCP_MAX_PAGES 1000   /* a tools/list that pages longer than this is an error */
+#define MCP_MAX_PAGES 1000 /* a tools/list that pages longer than this is an error */
 #define MCP_STOP_GRACE_MS 2000
 
 typedef struct mcp_session mcp_session;
@@ -51,16 +51,16 @@ typedef struct mcp_op mcp_op;
 bool mcp_protocol_supported(const char *v);
 
 typedef struct mcp_tools_result {
-    const json_t *tools;             /* array of the server's tool objects, all pages */
-    const char *server_name;         /* serverInfo.name from initialize ("" if none) */
-    const char *protocol_version;    /* the version the server agreed to */
+    const json_t *tools;          /* array of the server's tool objects, all pages */
+    const char *server_name;      /* serverInfo.name from initialize ("" if none) */
+    const char *protocol_version; /* the version the server agreed to */
 } mcp_tools_result;
 
 /* Exactly once per operation: on success code is NULL and result is set; otherwise code is a
  * kx.v1.Error code ("deadline_exceeded", "unavailable", "internal", "cancelled") and message
  * explains. */
-typedef void (*mcp_list_cb)(const mcp_tools_result *result, const char *code,
-                            const char *message, void *arg);
+typedef void (*mcp_list_cb)(const mcp_tools_result *result, const char *code, const char *message,
+                            void *arg);
 /* result is the tools/call result object (content, isError, structuredContent). */
 typedef void (*mcp_call_cb)(const json_t *result, const char *code, const char *message,
                             void *arg);
@@ -68,7 +68,7 @@ typedef void (*mcp_progress_cb)(double progress, double total, const char *messa
 
 typedef struct kx_curlm kx_curlm;
 typedef struct mcp_session_hooks {
-    kx_curlm *curlm;   /* for HTTP transports (may be NULL when only stdio is used) */
+    kx_curlm *curlm; /* for HTTP transports (may be NULL when only stdio is used) */
     void (*on_list_changed)(mcp_session *s, void *arg);
     void *arg;
 } mcp_session_hooks;
@@ -81,9 +81,8 @@ mcp_session *mcp_session_new(kx_loop *loop, const mcp_server_config *cfg, int64_
 void mcp_session_list_tools(mcp_session *s, kx_deadline deadline, mcp_list_cb cb, void *arg);
 /* Calls tool with arguments (stolen; NULL = {}). progress may be NULL (no progressToken).
  * Returns the operation's handle, or NULL when cb already ran (refused at once). */
-mcp_op *mcp_session_call(mcp_session *s, const char *tool, json_t *arguments,
-                         kx_deadline deadline, mcp_progress_cb progress, mcp_call_cb cb,
-                         void *arg);
+mcp_op *mcp_session_call(mcp_session *s, const char *tool, json_t *arguments, kx_deadline deadline,
+                         mcp_progress_cb progress, mcp_call_cb cb, void *arg);
 /* Ends op now with code "cancelled" (its callback runs before this returns) and tells the
  * server (notifications/cancelled) if the request had reached it. */
 void mcp_session_cancel(mcp_op *op, const char *reason);
@@ -92,8 +91,7 @@ void mcp_session_cancel(mcp_op *op, const char *reason);
  * (stdin closed / HTTP DELETE; for stdio SIGTERM to its group after MCP_STOP_GRACE_MS, SIGKILL
  * after as long again). done(arg) runs once nothing is left (maybe before this returns).
  * Later operations are refused. */
-void mcp_session_shutdown(mcp_session *s, const char *message, void (*done)(void *arg),
-                          void *arg);
+void mcp_session_shutdown(mcp_session *s, const char *message, void (*done)(void *arg), void *arg);
 
 const char *mcp_session_name(const mcp_session *s);
 const mcp_server_config *mcp_session_config(const mcp_session *s);

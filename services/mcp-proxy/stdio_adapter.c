@@ -45,7 +45,7 @@ static void on_exit_cb(int wstatus, void *arg)
         n = snprintf(how, sizeof how, "exited (wait status %d)", wstatus);
     if (t->broken[0] && n > 0 && (size_t)n < sizeof how)
         snprintf(how + n, sizeof how - (size_t)n, " after %s", t->broken);
-    t->cbs.on_closed(how, false, t->arg);   /* last: the owner may free t */
+    t->cbs.on_closed(how, false, t->arg); /* last: the owner may free t */
 }
 
 static kx_err vt_send(mcp_transport *base, const char *text, size_t len)
@@ -82,14 +82,15 @@ static const char *vt_describe(mcp_transport *base)
     return ((stdio_t *)base)->desc;
 }
 
-static const mcp_transport_vt stdio_vt = {vt_send, vt_version, vt_close, vt_kill, vt_free,
-                                          vt_describe};
+static const mcp_transport_vt stdio_vt = {vt_send, vt_version, vt_close,
+                                          vt_kill, vt_free,    vt_describe};
 
 kx_err mcp_stdio_open(kx_loop *loop, const char *name, const char *const *argv,
                       const char *const *envp, const mcp_transport_cbs *cbs, void *arg,
                       mcp_transport **out)
 {
-    static const mcp_stdio_cbs scbs = {.on_line = on_line, .on_broken = on_broken,
+    static const mcp_stdio_cbs scbs = {.on_line = on_line,
+                                       .on_broken = on_broken,
                                        .on_exit = on_exit_cb};
     stdio_t *t = calloc(1, sizeof *t);
     if (t == NULL)

@@ -22,8 +22,8 @@
 #include "linebuf.h"
 
 #define READ_CHUNK 65536
-#define READ_BUDGET (1u << 20)          /* bytes read per wake-up, so one server cannot hog the loop */
-#define STDERR_MAX_LINE 4000            /* stderr lines are logged in pieces of this */
+#define READ_BUDGET (1u << 20) /* bytes read per wake-up, so one server cannot hog the loop */
+#define STDERR_MAX_LINE 4000   /* stderr lines are logged in pieces of this */
 
 struct mcp_stdio {
     kx_loop *loop;
@@ -32,12 +32,12 @@ struct mcp_stdio {
     mcp_stdio_cbs cbs;
     void *arg;
     mcp_linebuf out_lb, err_lb;
-    kx_buf wq;                   /* write queue: bytes wq.s[wq_off, wq.len) still to write */
+    kx_buf wq; /* write queue: bytes wq.s[wq_off, wq.len) still to write */
     size_t wq_off;
-    bool close_when_flushed;     /* mcp_stdio_close_stdin asked while bytes were queued */
-    bool broken;                 /* on_broken was called; stdout is no longer read */
-    bool exited;                 /* reaped; on_exit was called */
-    kx_timer *grace_timer;       /* kills a server whose stdout or stdin closed but lives on */
+    bool close_when_flushed; /* mcp_stdio_close_stdin asked while bytes were queued */
+    bool broken;             /* on_broken was called; stdout is no longer read */
+    bool exited;             /* reaped; on_exit was called */
+    kx_timer *grace_timer;   /* kills a server whose stdout or stdin closed but lives on */
 };
 
 /* ---- closing one side ---- */
@@ -56,8 +56,8 @@ static void on_grace_timeout(kx_loop *loop, void *arg)
     mcp_stdio *t = arg;
     t->grace_timer = NULL;
     kx_warn("mcp server '%s' (pid %d) closed its stdin or stdout but did not exit within "
-            "%d ms; killing its process group", t->name, (int)t->proc.pid,
-            MCP_STDIO_STDOUT_EOF_GRACE_MS);
+            "%d ms; killing its process group",
+            t->name, (int)t->proc.pid, MCP_STDIO_STDOUT_EOF_GRACE_MS);
     mcp_stdio_kill(t, SIGKILL);
 }
 
@@ -68,7 +68,7 @@ static void arm_grace(mcp_stdio *t)
         return;
     t->grace_timer = kx_loop_timer(t->loop, MCP_STDIO_STDOUT_EOF_GRACE_MS, on_grace_timeout, t);
     if (t->grace_timer == NULL)
-        mcp_stdio_kill(t, SIGKILL);   /* cannot wait: do not leave it half-open */
+        mcp_stdio_kill(t, SIGKILL); /* cannot wait: do not leave it half-open */
 }
 
 /* Forgets the queued bytes; keeps the memory. */
@@ -83,8 +83,8 @@ static void set_broken(mcp_stdio *t, const char *why)
     if (t->broken || t->exited)
         return;
     t->broken = true;
-    kx_error("mcp server '%s' (pid %d): %s; killing its process group", t->name,
-             (int)t->proc.pid, why);
+    kx_error("mcp server '%s' (pid %d): %s; killing its process group", t->name, (int)t->proc.pid,
+             why);
     close_fd(t, &t->proc.out_fd);
     queue_empty(t);
     close_fd(t, &t->proc.in_fd);
@@ -147,11 +147,11 @@ kx_err mcp_stdio_send(mcp_stdio *t, const char *text, size_t len)
     }
     if (t->wq_off > 0 && t->wq_off == t->wq.len)
         queue_empty(t);
-    if (t->wq_off > 0 && t->wq.len + len + 2 > t->wq.cap) {   /* compact before growing */
+    if (t->wq_off > 0 && t->wq.len + len + 2 > t->wq.cap) { /* compact before growing */
         kx_buf_consume(&t->wq, t->wq_off);
         t->wq_off = 0;
     }
-    kx_err err = kx_buf_reserve(&t->wq, len + 1);   /* the message and its "\n" */
+    kx_err err = kx_buf_reserve(&t->wq, len + 1); /* the message and its "\n" */
     if (err != KX_OK) {
         /* The queue's out-of-memory state lasts until it is emptied (written out); with
          * nothing queued, empty it now so that the next message is tried afresh. */
@@ -161,7 +161,7 @@ kx_err mcp_stdio_send(mcp_stdio *t, const char *text, size_t len)
     }
     kx_buf_add(&t->wq, text, len);
     kx_buf_add(&t->wq, "\n", 1);
-    if (queued == 0)   /* otherwise EPOLLOUT is already watched */
+    if (queued == 0) /* otherwise EPOLLOUT is already watched */
         flush_queue(t);
     return KX_OK;
 }
@@ -217,7 +217,7 @@ static bool drain(mcp_stdio *t, int fd, bool is_stdout, size_t budget)
                 snprintf(why, sizeof why, "it sent a message longer than %u bytes",
                          MCP_STDIO_MAX_LINE);
                 set_broken(t, why);
-                return true;   /* set_broken closed stdout already */
+                return true; /* set_broken closed stdout already */
             }
             if (err != KX_OK) {
                 set_broken(t, "out of memory buffering its stdout");
@@ -267,7 +267,7 @@ static void on_pidfd(kx_loop *loop, int fd, uint32_t events, void *arg)
     int wstatus = 0;
     kx_err err = kx_proc_reap(&t->proc, &wstatus);
     if (err == KX_ERR_TIMEOUT)
-        return;   /* not exited after all (the pidfd woke early): keep waiting */
+        return; /* not exited after all (the pidfd woke early): keep waiting */
     if (err != KX_OK)
         kx_warn("mcp server '%s' (pid %d): reaping failed: %s", t->name, (int)t->proc.pid,
                 kx_err_str(err));
@@ -280,7 +280,7 @@ static void on_pidfd(kx_loop *loop, int fd, uint32_t events, void *arg)
     close_fd(t, &t->proc.out_fd);
     close_fd(t, &t->proc.err_fd);
     close_fd(t, &t->proc.pidfd);
-    t->cbs.on_exit(wstatus, t->arg);   /* last: the owner may free t in there */
+    t->cbs.on_exit(wstatus, t->arg); /* last: the owner may free t in there */
 }
 
 /* ---- lifecycle ---- */
@@ -301,8 +301,12 @@ kx_err mcp_stdio_start(kx_loop *loop, const char *name, const char *const *argv,
     mcp_linebuf_init(&t->out_lb, MCP_STDIO_MAX_LINE, false);
     mcp_linebuf_init(&t->err_lb, STDERR_MAX_LINE, true);
 
-    kx_proc_opts opts = {.argv = argv, .envp = envp, .cwd = NULL,
-                         .in = KX_PROC_PIPE, .out = KX_PROC_PIPE, .err = KX_PROC_PIPE};
+    kx_proc_opts opts = {.argv = argv,
+                         .envp = envp,
+                         .cwd = NULL,
+                         .in = KX_PROC_PIPE,
+                         .out = KX_PROC_PIPE,
+                         .err = KX_PROC_PIPE};
     kx_err err = kx_proc_spawn(&opts, &t->proc);
     if (err != KX_OK) {
         mcp_linebuf_free(&t->out_lb);

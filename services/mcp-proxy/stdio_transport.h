@@ -22,9 +22,9 @@
 #include "kx/err.h"
 #include "kx/loop.h"
 
-#define MCP_STDIO_MAX_LINE (16u << 20)         /* longest message accepted from a server */
-#define MCP_STDIO_MAX_QUEUE (64u << 20)        /* most bytes waiting for the server's stdin */
-#define MCP_STDIO_STDOUT_EOF_GRACE_MS 2000     /* stdout closed but still alive: killed after */
+#define MCP_STDIO_MAX_LINE (16u << 20)     /* longest message accepted from a server */
+#define MCP_STDIO_MAX_QUEUE (64u << 20)    /* most bytes waiting for the server's stdin */
+#define MCP_STDIO_STDOUT_EOF_GRACE_MS 2000 /* stdout closed but still alive: killed after */
 
 typedef struct mcp_stdio mcp_stdio;
 

@@ -37,8 +37,7 @@ static void on_created(kx_err err, natsMsg *reply, void *arg)
         retry_later(c);
         return;
     }
-    json_t *j = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0,
-                           NULL);
+    json_t *j = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
     const json_t *e = json_object_get(j, "error");
     /* 10058: the stream exists (made by another replica, maybe with other settings). */
     if (e == NULL || json_integer_value(json_object_get(e, "err_code")) == 10058) {
@@ -71,8 +70,8 @@ static void create_bucket(mcp_tool_cache *c)
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, kx_deadline_in(API_TIMEOUT_MS), NULL);
     c->creating = true;
-    if (kx_bus_async_request(c->ab, subject, cfg, (size_t)n, &meta, on_created, c, NULL)
-        != KX_OK) {
+    if (kx_bus_async_request(c->ab, subject, cfg, (size_t)n, &meta, on_created, c, NULL) !=
+        KX_OK) {
         c->creating = false;
         retry_later(c);
     }
@@ -111,8 +110,8 @@ static void on_get(kx_err err, natsMsg *reply, void *arg)
         natsMsgHeader_Get(reply, "KV-Operation", &op);
         natsMsgHeader_Get(reply, "Status", &status);
         if (op == NULL && status == NULL)
-            value = json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply),
-                               0, NULL);
+            value =
+                json_loadb(natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply), 0, NULL);
     }
     natsMsg_Destroy(reply);
     if (!json_is_object(value) || !json_is_array(json_object_get(value, "tools"))) {
@@ -140,8 +139,8 @@ void mcp_tool_cache_get(mcp_tool_cache *c, const char *key, kx_deadline deadline
     g->cb = cb;
     g->arg = arg;
     char subject[256];
-    snprintf(subject, sizeof subject, "$JS.API.DIRECT.GET.KV_%s.$KV.%s.%s", c->bucket,
-             c->bucket, key);
+    snprintf(subject, sizeof subject, "$JS.API.DIRECT.GET.KV_%s.$KV.%s.%s", c->bucket, c->bucket,
+             key);
     kx_bus_meta meta;
     /* A cache read may take a small part of the caller's time, never all of it. */
     kx_bus_meta_init(&meta, kx_deadline_min(deadline, kx_deadline_in(1000)), NULL);
@@ -152,8 +151,7 @@ void mcp_tool_cache_get(mcp_tool_cache *c, const char *key, kx_deadline deadline
     }
 }
 
-static void publish(mcp_tool_cache *c, const char *key, const char *data, size_t len,
-                    bool del)
+static void publish(mcp_tool_cache *c, const char *key, const char *data, size_t len, bool del)
 {
     if (!c->ready)
         return;
@@ -166,8 +164,7 @@ static void publish(mcp_tool_cache *c, const char *key, const char *data, size_t
         natsMsgHeader_Set(m, "KV-Operation", "DEL");
     natsStatus s = natsConnection_PublishMsg(kx_bus_conn(c->bus), m);
     if (s != NATS_OK)
-        kx_debug("mcp-proxy: tool cache publish to %s failed: %s", subject,
-                 natsStatus_GetText(s));
+        kx_debug("mcp-proxy: tool cache publish to %s failed: %s", subject, natsStatus_GetText(s));
     natsMsg_Destroy(m);
 }
 

@@ -34,13 +34,13 @@ typedef struct mcp_tool_cache {
     kx_bus_async *ab;
     char bucket[64];
     int64_t ttl_s;
-    bool ready;            /* the bucket exists */
+    bool ready; /* the bucket exists */
     bool creating;
     kx_timer *retry;
-    int64_t hits, misses;  /* for logs and tests */
+    int64_t hits, misses; /* for logs and tests */
 } mcp_tool_cache;
 
-typedef void (*mcp_cache_get_cb)(json_t *value, void *arg);   /* NULL = miss */
+typedef void (*mcp_cache_get_cb)(json_t *value, void *arg); /* NULL = miss */
 
 void mcp_tool_cache_init(mcp_tool_cache *c, kx_bus *bus, kx_loop *loop);
 /* Looks key up; cb runs later on the loop (or now on an immediate miss). */

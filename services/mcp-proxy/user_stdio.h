@@ -20,7 +20,7 @@
 
 /* KX_OK with *out, or an error with why filled (size whylen). */
 kx_err mcp_user_stdio_open(kx_loop *loop, const mcp_server_config *cfg,
-                           const mcp_transport_cbs *cbs, void *arg, mcp_transport **out,
-                           char *why, size_t whylen);
+                           const mcp_transport_cbs *cbs, void *arg, mcp_transport **out, char *why,
+                           size_t whylen);
 
 #endif

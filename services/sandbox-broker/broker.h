@@ -33,25 +33,25 @@
 #define SB_EOF_GRACE_MS 100
 
 typedef struct sb_config {
-    char root[2048];          /* KX_SANDBOX_ROOT (absolute) */
-    int64_t max_output;       /* KX_SANDBOX_MAX_OUTPUT: bytes kept per stream */
-    char bwrap[512];          /* KX_SANDBOX_BWRAP, default /usr/bin/bwrap */
-    char init[1024];          /* KX_SANDBOX_INIT, default kx-sandbox-init beside the broker */
-    bool unsafe;              /* KX_SANDBOX_UNSAFE=1: run without a jail when bwrap fails */
-    kx_jail_net net;          /* KX_SANDBOX_NETWORK none|host */
-    uint16_t deny_ports[32];  /* KX_SANDBOX_DENY_PORTS + the NATS port (host network) */
+    char root[2048];         /* KX_SANDBOX_ROOT (absolute) */
+    int64_t max_output;      /* KX_SANDBOX_MAX_OUTPUT: bytes kept per stream */
+    char bwrap[512];         /* KX_SANDBOX_BWRAP, default /usr/bin/bwrap */
+    char init[1024];         /* KX_SANDBOX_INIT, default kx-sandbox-init beside the broker */
+    bool unsafe;             /* KX_SANDBOX_UNSAFE=1: run without a jail when bwrap fails */
+    kx_jail_net net;         /* KX_SANDBOX_NETWORK none|host */
+    uint16_t deny_ports[32]; /* KX_SANDBOX_DENY_PORTS + the NATS port (host network) */
     size_t ndeny_ports;
-    int64_t uid_base;         /* KX_SANDBOX_UID_BASE: first host uid given to sandboxes */
-    int64_t uid_count;        /* KX_SANDBOX_UID_COUNT */
-    kx_jail_limits limits;    /* KX_SANDBOX_MAX_PROCS, _MAX_MEMORY_MB, _MAX_FILE_MB */
-    int64_t cpu_s;            /* KX_SANDBOX_CPU_S: CPU seconds per command */
-    int64_t disk_bytes;       /* KX_SANDBOX_DISK_MB: /workspace size checked before a command */
-    int64_t tmp_bytes;        /* KX_SANDBOX_TMP_MB: the private /tmp */
-    int64_t bg_max_s;         /* KX_SANDBOX_BG_MAX_S: deadline of a background command */
-    int64_t log_max;          /* KX_SANDBOX_LOG_MAX: bytes kept in a background session log */
-    int64_t spill_max;        /* KX_SANDBOX_SPILL_MAX: bytes of full output kept on disk */
-    int64_t start_ms;         /* KX_SANDBOX_START_TIMEOUT_MS: bwrap + init up */
-    int64_t idle_stop_ms;     /* KX_SANDBOX_AUTO_STOP_MIN (or _MS): stop an idle sandbox */
+    int64_t uid_base;      /* KX_SANDBOX_UID_BASE: first host uid given to sandboxes */
+    int64_t uid_count;     /* KX_SANDBOX_UID_COUNT */
+    kx_jail_limits limits; /* KX_SANDBOX_MAX_PROCS, _MAX_MEMORY_MB, _MAX_FILE_MB */
+    int64_t cpu_s;         /* KX_SANDBOX_CPU_S: CPU seconds per command */
+    int64_t disk_bytes;    /* KX_SANDBOX_DISK_MB: /workspace size checked before a command */
+    int64_t tmp_bytes;     /* KX_SANDBOX_TMP_MB: the private /tmp */
+    int64_t bg_max_s;      /* KX_SANDBOX_BG_MAX_S: deadline of a background command */
+    int64_t log_max;       /* KX_SANDBOX_LOG_MAX: bytes kept in a background session log */
+    int64_t spill_max;     /* KX_SANDBOX_SPILL_MAX: bytes of full output kept on disk */
+    int64_t start_ms;      /* KX_SANDBOX_START_TIMEOUT_MS: bwrap + init up */
+    int64_t idle_stop_ms;  /* KX_SANDBOX_AUTO_STOP_MIN (or _MS): stop an idle sandbox */
 } sb_config;
 
 typedef struct sb_exec sb_exec;
@@ -63,15 +63,15 @@ typedef struct sb_broker {
     natsSubscription *exec_sub;
     natsSubscription *kill_sub;
     natsSubscription *session_subs[3]; /* sessions.c: output, terminate, list */
-    sb_exec *execs;           /* doubly linked list of tracked execs (exec.c) */
-    sb_sandbox *sandboxes;    /* running sandboxes (sandbox.c) */
-    bool jailed;              /* false only in unsafe mode */
-    atomic_bool serving;      /* subscribed to kx.sandbox.*: /readyz says ready only then */
-    size_t max_reply;         /* largest reply the bus carries (its max_payload) */
+    sb_exec *execs;                    /* doubly linked list of tracked execs (exec.c) */
+    sb_sandbox *sandboxes;             /* running sandboxes (sandbox.c) */
+    bool jailed;                       /* false only in unsafe mode */
+    atomic_bool serving; /* subscribed to kx.sandbox.*: /readyz says ready only then */
+    size_t max_reply;    /* largest reply the bus carries (its max_payload) */
     size_t nexecs;
     bool draining;
-    kx_timer *idle_timer;     /* sandbox.c: the auto-stop sweep */
-    kx_timer *drain_timer;    /* drain.c: gives up waiting for killed children */
+    kx_timer *idle_timer;  /* sandbox.c: the auto-stop sweep */
+    kx_timer *drain_timer; /* drain.c: gives up waiting for killed children */
 } sb_broker;
 
 /* broker_config.c: fills cfg from the environment; KX_ERR_INVALID names the bad variable. */

@@ -72,7 +72,8 @@ static kx_err read_deny_ports(sb_config *cfg)
         if (end == tok || *end != '\0' || p < 1 || p > 65535 ||
             cfg->ndeny_ports >= sizeof cfg->deny_ports / sizeof cfg->deny_ports[0] - 1) {
             kx_error("config: KX_SANDBOX_DENY_PORTS=\"%s\" is not valid: expected up to 30 "
-                     "comma-separated ports 1..65535 (\"%s\" is wrong)", list, tok);
+                     "comma-separated ports 1..65535 (\"%s\" is wrong)",
+                     list, tok);
             return KX_ERR_INVALID;
         }
         cfg->deny_ports[cfg->ndeny_ports++] = (uint16_t)p;
@@ -87,7 +88,8 @@ static kx_err read_deny_ports(sb_config *cfg)
 
 static kx_err read_paths(sb_config *cfg)
 {
-    snprintf(cfg->bwrap, sizeof cfg->bwrap, "%s", kx_env_str("KX_SANDBOX_BWRAP", "/usr/bin/bwrap"));
+    snprintf(cfg->bwrap, sizeof cfg->bwrap, "%s",
+             kx_env_str("KX_SANDBOX_BWRAP", "/usr/bin/bwrap"));
     const char *init = kx_env_str("KX_SANDBOX_INIT", NULL);
     if (init != NULL) {
         snprintf(cfg->init, sizeof cfg->init, "%s", init);
@@ -138,8 +140,7 @@ kx_err sb_config_load(sb_config *cfg)
     MB("KX_SANDBOX_DISK_MB", 5120, 1, 1024 * 1024 * 16, &cfg->disk_bytes);
     MB("KX_SANDBOX_TMP_MB", 256, 1, 65536, &cfg->tmp_bytes);
     INT("KX_SANDBOX_BG_MAX_S", 3600, 1, 7 * 86400, &cfg->bg_max_s);
-    INT("KX_SANDBOX_LOG_MAX", 16 * 1024 * 1024, 4096, (int64_t)1024 * 1024 * 1024,
-        &cfg->log_max);
+    INT("KX_SANDBOX_LOG_MAX", 16 * 1024 * 1024, 4096, (int64_t)1024 * 1024 * 1024, &cfg->log_max);
     INT("KX_SANDBOX_SPILL_MAX", 64 * 1024 * 1024, 0, (int64_t)16 * 1024 * 1024 * 1024,
         &cfg->spill_max);
     INT("KX_SANDBOX_START_TIMEOUT_MS", 10000, 100, 600000, &cfg->start_ms);
@@ -176,10 +177,12 @@ static kx_err check_root_searchable(const char *root, char *why, size_t whylen)
             return KX_ERR_INVALID;
         }
         if (!(st.st_mode & S_IXOTH)) {
-            snprintf(why, whylen, "%.500s is not searchable by other users (mode %03o): "
+            snprintf(why, whylen,
+                     "%.500s is not searchable by other users (mode %03o): "
                      "sandboxes run as their own uid and must reach their workspace under "
                      "KX_SANDBOX_ROOT; chmod o+x %.500s (it stays unlistable), or choose "
-                     "another root", path, (unsigned)(st.st_mode & 0777), path);
+                     "another root",
+                     path, (unsigned)(st.st_mode & 0777), path);
             return KX_ERR_INVALID;
         }
         char *slash = strrchr(path, '/');
@@ -196,7 +199,8 @@ kx_err sb_isolation_check(sb_broker *b)
     bool cg2 = kx_jail_cgroup2_delegated(cg, sizeof cg);
     if (access(cfg->init, X_OK) != 0) {
         kx_error("sandbox: the sandbox init %s is not an executable: build kx-sandbox-init or "
-                 "set KX_SANDBOX_INIT", cfg->init);
+                 "set KX_SANDBOX_INIT",
+                 cfg->init);
         return KX_ERR_UNAVAILABLE;
     }
     uid_t probe_uid = geteuid() == 0 ? (uid_t)cfg->uid_base : geteuid();
@@ -210,19 +214,26 @@ kx_err sb_isolation_check(sb_broker *b)
     char notes[1600];
     if (err == KX_OK) {
         b->jailed = true;
-        snprintf(notes, sizeof notes, "sandboxes: bubblewrap namespaces, network %s, uids %s; "
-                 "%s%s", cfg->net == KX_JAIL_NET_NONE ? "none (loopback only)" : "host "
-                 "(suite ports denied)", geteuid() == 0 ? "one per sandbox" :
-                 "the broker's own (not root: cannot drop)", cg, cg2 ? " (detected; not used yet)" : "");
+        snprintf(notes, sizeof notes,
+                 "sandboxes: bubblewrap namespaces, network %s, uids %s; "
+                 "%s%s",
+                 cfg->net == KX_JAIL_NET_NONE ? "none (loopback only)"
+                                              : "host "
+                                                "(suite ports denied)",
+                 geteuid() == 0 ? "one per sandbox" : "the broker's own (not root: cannot drop)",
+                 cg, cg2 ? " (detected; not used yet)" : "");
         kx_info("sandbox: isolation ok: %s", notes);
     } else if (cfg->unsafe) {
         b->jailed = false;
-        snprintf(notes, sizeof notes, "UNSAFE: KX_SANDBOX_UNSAFE=1 and bubblewrap does not "
-                 "work (%s): commands run WITHOUT namespaces; %s", why, cg);
+        snprintf(notes, sizeof notes,
+                 "UNSAFE: KX_SANDBOX_UNSAFE=1 and bubblewrap does not "
+                 "work (%s): commands run WITHOUT namespaces; %s",
+                 why, cg);
         kx_warn("sandbox: %s", notes);
     } else {
         kx_error("sandbox: refusing to start: %s (set KX_SANDBOX_UNSAFE=1 to run commands "
-                 "without isolation, never for untrusted users)", why);
+                 "without isolation, never for untrusted users)",
+                 why);
         return KX_ERR_UNAVAILABLE;
     }
     kx_svc_set_notes(b->svc, notes);

@@ -30,7 +30,7 @@ static void spill_write(sb_capture *c, const char *data, size_t n)
         ssize_t w = write(c->spill_fd, data, n);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w <= 0) {                  /* disk full, file size limit: keep what was written */
+        if (w <= 0) { /* disk full, file size limit: keep what was written */
             close(c->spill_fd);
             c->spill_fd = -1;
             return;
@@ -90,7 +90,7 @@ void sb_capture_add(sb_capture *c, const char *data, size_t n)
     if (c->tail == NULL) {
         c->tail = malloc(c->tail_max ? c->tail_max : 1);
         if (c->tail == NULL)
-            return;                    /* out of memory: the count still says what was cut */
+            return; /* out of memory: the count still says what was cut */
     }
     bool overflows = c->tail_len + n > c->tail_max;
     if (overflows && !c->spill_tried)
@@ -111,7 +111,8 @@ char *sb_capture_text(const sb_capture *c, size_t *len)
     (void)kx_buf_add(&out, c->head.s ? c->head.s : "", c->head.len);
     if (sb_capture_cut(c)) {
         uint64_t cut = c->total - c->head.len - c->tail_len;
-        (void)kx_buf_printf(&out, "\n[... %llu bytes of %s cut (%llu in all; the first %zu and "
+        (void)kx_buf_printf(&out,
+                            "\n[... %llu bytes of %s cut (%llu in all; the first %zu and "
                             "the last %zu are shown) ... ",
                             (unsigned long long)cut, c->stream, (unsigned long long)c->total,
                             c->head.len, c->tail_len);
@@ -124,7 +125,7 @@ char *sb_capture_text(const sb_capture *c, size_t *len)
             (void)kx_buf_printf(&out, "the full output could not be saved]\n");
     }
     if (c->tail_len > 0 && c->tail_len < c->tail_max) {
-        (void)kx_buf_add(&out, c->tail, c->tail_len);      /* not wrapped: oldest at 0 */
+        (void)kx_buf_add(&out, c->tail, c->tail_len); /* not wrapped: oldest at 0 */
     } else if (c->tail_len > 0) {
         (void)kx_buf_add(&out, c->tail + c->tail_pos, c->tail_max - c->tail_pos);
         (void)kx_buf_add(&out, c->tail, c->tail_pos);

@@ -19,18 +19,18 @@
 typedef int (*sb_spill_open_fn)(void *arg, const char *stream, char *visible, size_t vlen);
 
 typedef struct sb_capture {
-    const char *stream;          /* "stdout" / "stderr" (static) */
+    const char *stream; /* "stdout" / "stderr" (static) */
     size_t head_max, tail_max;
     kx_buf head;
-    char *tail;                  /* ring of tail_max bytes, allocated on first overflow */
-    size_t tail_len, tail_pos;   /* bytes in the ring, next write position */
-    uint64_t total;              /* bytes the stream produced */
+    char *tail;                /* ring of tail_max bytes, allocated on first overflow */
+    size_t tail_len, tail_pos; /* bytes in the ring, next write position */
+    uint64_t total;            /* bytes the stream produced */
     sb_spill_open_fn spill_open;
     void *spill_arg;
-    int spill_fd;                /* -1 until the stream overflows */
+    int spill_fd; /* -1 until the stream overflows */
     bool spill_tried;
     uint64_t spill_max, spilled;
-    char spill_path[256];        /* as the sandbox sees it */
+    char spill_path[256]; /* as the sandbox sees it */
 } sb_capture;
 
 void sb_capture_init(sb_capture *c, const char *stream, size_t keep, uint64_t spill_max,

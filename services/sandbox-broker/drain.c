@@ -31,7 +31,7 @@ void sb_drain_check(sb_broker *b)
 void sb_drain(kx_svc *svc, void *arg)
 {
     sb_broker *b = arg;
-    if (b->draining) {          /* second signal: exit now */
+    if (b->draining) { /* second signal: exit now */
         kx_svc_exit(svc);
         return;
     }
@@ -52,10 +52,10 @@ void sb_drain(kx_svc *svc, void *arg)
     sb_exec *e = b->execs;
     while (e != NULL) {
         sb_exec *next = sb_exec_next(e);
-        sb_exec_abort(e, "broker shutting down");   /* may free e */
+        sb_exec_abort(e, "broker shutting down"); /* may free e */
         e = next;
     }
-    sb_sandbox_stop_all(b);     /* every sandbox's namespace dies; their execs end */
+    sb_sandbox_stop_all(b); /* every sandbox's namespace dies; their execs end */
     if (b->nexecs == 0) {
         sb_drain_check(b);
         return;

@@ -40,7 +40,8 @@
 #include "utf8.h"
 
 #define READ_CHUNK 65536
-#define READS_PER_WAKEUP 16         /* at most 1 MiB per callback, so one chatty command
+#define READS_PER_WAKEUP \
+    16 /* at most 1 MiB per callback, so one chatty command
                                        cannot starve the others on the loop */
 #define SPILL_DIR ".kx-output"
 /* Room in a reply for everything but the two streams (ids, cwd, headers, the cut notes). */
@@ -53,23 +54,23 @@ struct sb_exec {
     sb_broker *b;
     sb_sandbox *sandbox;
     uint64_t run_id;
-    natsMsg *req;                   /* the caller's request while a reply is owed */
+    natsMsg *req; /* the caller's request while a reply is owed */
     char exec_id[SB_EXEC_ID_MAX + 1];
     char project_id[KX_UUID_LEN + 1];
     char session_name[SB_SESSION_MAX + 1];
-    char cwd[SB_FOLDER_MAX + 16];   /* sandbox-visible: /workspace[/folder] */
+    char cwd[SB_FOLDER_MAX + 16]; /* sandbox-visible: /workspace[/folder] */
     char trace_id[33];
-    char command[257];              /* for kx.sandbox.list: at most 256 bytes of it */
+    char command[257]; /* for kx.sandbox.list: at most 256 bytes of it */
     int64_t started_unix_ms;
     bool blocking;
-    bool exited;                    /* init reported the main process's end */
+    bool exited; /* init reported the main process's end */
     int wstatus;
     bool timed_out;
     bool kill_sent;
-    char start_error[256];          /* init could not start it */
-    int out_fd, err_fd;             /* our ends of the pipes, -1 when closed */
-    sb_capture out, err;            /* blocking */
-    int log_fd;                     /* background: the session log */
+    char start_error[256]; /* init could not start it */
+    int out_fd, err_fd;    /* our ends of the pipes, -1 when closed */
+    sb_capture out, err;   /* blocking */
+    int log_fd;            /* background: the session log */
     uint64_t log_written, log_dropped;
     kx_timer *deadline_timer;
     kx_timer *grace_timer;
@@ -134,11 +135,26 @@ sb_exec *sb_exec_find_run(sb_broker *b, const sb_sandbox *s, uint64_t run_id)
     return NULL;
 }
 
-sb_exec *sb_exec_next(const sb_exec *e) { return e->next; }
-const char *sb_exec_project(const sb_exec *e) { return e->project_id; }
-sb_sandbox *sb_exec_sandbox(const sb_exec *e) { return e->sandbox; }
-const char *sb_exec_session(const sb_exec *e) { return e->session_name; }
-bool sb_exec_running(const sb_exec *e) { return !e->exited; }
+sb_exec *sb_exec_next(const sb_exec *e)
+{
+    return e->next;
+}
+const char *sb_exec_project(const sb_exec *e)
+{
+    return e->project_id;
+}
+sb_sandbox *sb_exec_sandbox(const sb_exec *e)
+{
+    return e->sandbox;
+}
+const char *sb_exec_session(const sb_exec *e)
+{
+    return e->session_name;
+}
+bool sb_exec_running(const sb_exec *e)
+{
+    return !e->exited;
+}
 
 void sb_exec_describe(sb_exec *e, Kx__V1__SandboxCommand *out)
 {
@@ -164,7 +180,7 @@ static int spill_open(void *arg, const char *stream, char *visible, size_t vlen)
     (void)mkdirat(ws, SPILL_DIR, 0755);
     struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
                            .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-                                      RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+                               RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
     int dir = (int)syscall(SYS_openat2, ws, SPILL_DIR, &how, sizeof how);
     if (dir < 0)
         return -1;
@@ -176,7 +192,7 @@ static int spill_open(void *arg, const char *stream, char *visible, size_t vlen)
     size_t n = 0;
     for (const char *c = e->exec_id; *c != '\0' && n < SB_EXEC_ID_MAX; c++) {
         bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-                  (*c >= '0' && *c <= '9') || *c == '-' || *c == '_';
+            (*c >= '0' && *c <= '9') || *c == '-' || *c == '_';
         name[n++] = ok ? *c : '_';
     }
     snprintf(name + n, sizeof name - n, ".%s", stream);
@@ -193,7 +209,8 @@ static int spill_open(void *arg, const char *stream, char *visible, size_t vlen)
 static void log_append(sb_exec *e, const char *data, size_t n)
 {
     uint64_t room = (uint64_t)e->b->cfg.log_max > e->log_written
-                        ? (uint64_t)e->b->cfg.log_max - e->log_written : 0;
+        ? (uint64_t)e->b->cfg.log_max - e->log_written
+        : 0;
     size_t keep = n < room ? n : (size_t)room;
     if (keep > 0 && e->log_fd >= 0) {
         ssize_t w = write(e->log_fd, data, keep);
@@ -203,8 +220,10 @@ static void log_append(sb_exec *e, const char *data, size_t n)
     }
     if (keep < n) {
         if (e->log_dropped == 0 && e->log_fd >= 0)
-            (void)!write(e->log_fd, "\n[kx: session log full (KX_SANDBOX_LOG_MAX); further "
-                                    "output dropped]\n", 70);
+            (void)!write(e->log_fd,
+                         "\n[kx: session log full (KX_SANDBOX_LOG_MAX); further "
+                         "output dropped]\n",
+                         70);
         e->log_dropped += n - keep;
     }
 }
@@ -279,7 +298,7 @@ static void exit_status(const sb_exec *e, int *exit_code, int *term_signal)
             *term_signal = SIGKILL;
             *exit_code = 128 + SIGKILL;
         } else {
-            *exit_code = 126;         /* could not start */
+            *exit_code = 126; /* could not start */
         }
         return;
     }
@@ -333,8 +352,8 @@ static void reply_and_release(sb_exec *e)
         res.timed_out = e->timed_out;
         res.stdout = out ? out : "";
         res.stderr = err ? err : "";
-        res.truncated = sb_capture_cut(&e->out) || sb_capture_cut(&e->err) || out == NULL ||
-                        err == NULL;
+        res.truncated =
+            sb_capture_cut(&e->out) || sb_capture_cut(&e->err) || out == NULL || err == NULL;
         res.cwd = e->cwd;
         res.session_name = e->session_name;
         res.duration_ms = kx_mono_ms() - e->started_mono;
@@ -368,7 +387,7 @@ static void arm_grace(sb_exec *e)
         return;
     e->grace_timer = kx_loop_timer(e->b->svc->loop, SB_EOF_GRACE_MS, on_grace, e);
     if (e->grace_timer == NULL)
-        reply_and_release(e);   /* out of memory: answer now rather than never */
+        reply_and_release(e); /* out of memory: answer now rather than never */
 }
 
 /* ---- loop callbacks ------------------------------------------------------------------- */
@@ -396,9 +415,10 @@ void sb_exec_on_exit(sb_exec *e, int status, const char *why)
     if (why != NULL)
         snprintf(e->start_error, sizeof e->start_error, "kx-sandbox: %s\n", why);
     if (!e->blocking) {
-        kx_log(KX_LOG_INFO, NULL, e->trace_id, "sandbox: background exec %s (session %s) "
-               "ended with status 0x%x%s%s", e->exec_id, e->session_name, (unsigned)status,
-               why ? ": " : "", why ? why : "");
+        kx_log(KX_LOG_INFO, NULL, e->trace_id,
+               "sandbox: background exec %s (session %s) "
+               "ended with status 0x%x%s%s",
+               e->exec_id, e->session_name, (unsigned)status, why ? ": " : "", why ? why : "");
         kx_counter_add(metric_execs("background_exited"), 1);
         /* Its namespace is gone, so are the pipes' writers: read what is left, then free. */
         if (e->out_fd >= 0 && pipe_read(e, e->out_fd))
@@ -410,7 +430,7 @@ void sb_exec_on_exit(sb_exec *e, int status, const char *why)
         return;
     }
     if (e->req == NULL || !pipes_open(e))
-        reply_and_release(e);   /* frees too */
+        reply_and_release(e); /* frees too */
     else
         arm_grace(e);
 }
@@ -444,15 +464,17 @@ static kx_err check_folder(sb_sandbox *s, const char *folder, char *why, size_t 
         return KX_OK;
     struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
                            .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-                                      RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+                               RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
     int fd = (int)syscall(SYS_openat2, sb_sandbox_workspace_fd(s), folder, &how, sizeof how);
     if (fd >= 0) {
         close(fd);
         return KX_OK;
     }
     if (errno == ELOOP || errno == EXDEV)
-        snprintf(why, whylen, "folder '%s' goes through a symbolic link or leaves the "
-                 "workspace: refused", folder);
+        snprintf(why, whylen,
+                 "folder '%s' goes through a symbolic link or leaves the "
+                 "workspace: refused",
+                 folder);
     else if (errno == ENOTDIR)
         snprintf(why, whylen, "folder '%s' is not a directory", folder);
     else
@@ -470,8 +492,7 @@ static int open_session_log(sb_broker *b, const sb_exec_spec *spec, char *why, s
         return -1;
     }
     if (sb_mkdir_p(dir, 0700) != KX_OK) {
-        snprintf(why, whylen, "could not create the session log directory: %s",
-                 strerror(errno));
+        snprintf(why, whylen, "could not create the session log directory: %s", strerror(errno));
         return -1;
     }
     snprintf(path, sizeof path, "%s/%s.log", dir, spec->session_name);
@@ -496,9 +517,9 @@ static void reply_background_started(sb_exec *e, natsMsg *req)
 /* Per stream: what fits the bus with both streams at their worst UTF-8 expansion. */
 static size_t output_budget(const sb_broker *b, size_t requested)
 {
-    size_t bus = b->max_reply > REPLY_OVERHEAD * 2 ? (b->max_reply - REPLY_OVERHEAD) /
-                                                         (2 * UTF8_WORST)
-                                                   : 4096;
+    size_t bus = b->max_reply > REPLY_OVERHEAD * 2
+        ? (b->max_reply - REPLY_OVERHEAD) / (2 * UTF8_WORST)
+        : 4096;
     return requested < bus ? requested : bus;
 }
 
@@ -558,11 +579,16 @@ kx_err sb_exec_start(sb_broker *b, const sb_exec_spec *spec, natsMsg *req, char 
     /* The command's whole environment: nothing of the broker's leaks in. */
     char env_project[64];
     snprintf(env_project, sizeof env_project, "KX_PROJECT_ID=%s", spec->project_id);
-    const char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/workspace",
-                                "LANG=C.UTF-8", "TERM=dumb", "TMPDIR=/tmp", env_project, NULL};
+    const char *const envp[] = {"PATH=/usr/local/bin:/usr/bin:/bin",
+                                "HOME=/workspace",
+                                "LANG=C.UTF-8",
+                                "TERM=dumb",
+                                "TMPDIR=/tmp",
+                                env_project,
+                                NULL};
     e->started_mono = kx_mono_ms();
     track(b, e);
-    if (over_disk) {            /* said first on stderr; the command still runs */
+    if (over_disk) { /* said first on stderr; the command still runs */
         char note[300];
         int n = snprintf(note, sizeof note, "kx-sandbox: %s\n", disk_why);
         (void)!write(pe[1], note, n > 0 && (size_t)n < sizeof note ? (size_t)n : 0);
@@ -582,8 +608,7 @@ kx_err sb_exec_start(sb_broker *b, const sb_exec_spec *spec, natsMsg *req, char 
     err = kx_loop_watch(loop, e->out_fd, EPOLLIN, on_pipe, e);
     if (err == KX_OK)
         err = kx_loop_watch(loop, e->err_fd, EPOLLIN, on_pipe, e);
-    kx_deadline kill_at = spec->blocking ? spec->kill_at
-                                         : kx_deadline_in(b->cfg.bg_max_s * 1000);
+    kx_deadline kill_at = spec->blocking ? spec->kill_at : kx_deadline_in(b->cfg.bg_max_s * 1000);
     if (err == KX_OK) {
         int64_t ms = kx_deadline_remaining(kill_at);
         e->deadline_timer = kx_loop_timer(loop, ms > 0 ? ms : 0, on_deadline, e);

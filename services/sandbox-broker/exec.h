@@ -16,19 +16,19 @@
 #include "kx/pb.h"
 #include "sandbox_path.h"
 
-#define SB_EXEC_ID_MAX 128          /* longest exec_id accepted */
+#define SB_EXEC_ID_MAX 128 /* longest exec_id accepted */
 
 /* A request that handlers.c has validated. Strings are borrowed for the sb_exec_start call. */
 typedef struct sb_exec_spec {
-    const char *exec_id;                    /* non-empty, <= 128 bytes */
-    const char *project_id;                 /* a valid UUID */
-    const char *command;                    /* non-empty */
-    const char *folder;                     /* normalized (sb_folder_normalize), "" = none */
-    const char *session_name;               /* valid (sb_session_name_valid) */
+    const char *exec_id;      /* non-empty, <= 128 bytes */
+    const char *project_id;   /* a valid UUID */
+    const char *command;      /* non-empty */
+    const char *folder;       /* normalized (sb_folder_normalize), "" = none */
+    const char *session_name; /* valid (sb_session_name_valid) */
     bool blocking;
-    kx_deadline kill_at;                    /* absolute unix ms (background: BG_MAX_S) */
-    size_t max_output;                      /* bytes kept per stream */
-    const char *trace_id;                   /* for logs; may be "" */
+    kx_deadline kill_at;  /* absolute unix ms (background: BG_MAX_S) */
+    size_t max_output;    /* bytes kept per stream */
+    const char *trace_id; /* for logs; may be "" */
 } sb_exec_spec;
 
 /* Starts the command. On KX_OK the exec owns req (it replies, then destroys it); for a

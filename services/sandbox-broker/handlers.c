@@ -23,7 +23,8 @@ static void count_rejected(const char *code)
     char labels[64];
     snprintf(labels, sizeof labels, "outcome=\"rejected_%s\"", code);
     kx_counter_add(kx_metrics_counter("kx_sandbox_execs_total", labels,
-                                      "Sandbox commands finished, by outcome"), 1);
+                                      "Sandbox commands finished, by outcome"),
+                   1);
 }
 
 /* Replies with an error, counts it, logs it, and destroys msg. */
@@ -56,9 +57,9 @@ static void on_exec(natsMsg *msg, void *arg)
     char trace_id[33];
     kx_bus_trace_id(&meta, trace_id);
 
-    Kx__V1__SandboxExecRequest *rq = kx_pb_unpack(&kx__v1__sandbox_exec_request__descriptor,
-                                                  natsMsg_GetData(msg),
-                                                  (size_t)natsMsg_GetDataLength(msg));
+    Kx__V1__SandboxExecRequest *rq =
+        kx_pb_unpack(&kx__v1__sandbox_exec_request__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
     if (rq == NULL) {
         reject(b, msg, NULL, trace_id, KX_ERR_INVALID,
                "request is not a valid kx.v1.SandboxExecRequest");
@@ -102,8 +103,10 @@ static void on_exec(natsMsg *msg, void *arg)
     } else if (sb_session_name_valid(rq->session_name)) {
         snprintf(session, sizeof session, "%s", rq->session_name);
     } else {
-        snprintf(why, sizeof why, "session_name '%.80s' is not valid: use 1..%d of "
-                 "A-Z a-z 0-9 _ . -", rq->session_name, SB_SESSION_MAX);
+        snprintf(why, sizeof why,
+                 "session_name '%.80s' is not valid: use 1..%d of "
+                 "A-Z a-z 0-9 _ . -",
+                 rq->session_name, SB_SESSION_MAX);
         goto refuse;
     }
     if (rq->timeout_s < 0 || rq->max_output_bytes < 0) {
@@ -139,7 +142,7 @@ static void on_exec(natsMsg *msg, void *arg)
     if (err != KX_OK)
         goto refuse;
     kx_pb_free(rq);
-    return;   /* msg now belongs to the exec */
+    return; /* msg now belongs to the exec */
 
 refuse:
     reject(b, msg, exec_id, trace_id, err, why);
@@ -174,9 +177,9 @@ static void on_kill(natsMsg *msg, void *arg)
                    "the Kx-Deadline header (absolute unix ms) is required");
         return;
     }
-    Kx__V1__SandboxKillRequest *rq = kx_pb_unpack(&kx__v1__sandbox_kill_request__descriptor,
-                                                  natsMsg_GetData(msg),
-                                                  (size_t)natsMsg_GetDataLength(msg));
+    Kx__V1__SandboxKillRequest *rq =
+        kx_pb_unpack(&kx__v1__sandbox_kill_request__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
     if (rq == NULL || kx_pb_str_empty(rq->exec_id)) {
         reply_kill(b, msg, false, KX_ERR_INVALID,
                    "request is not a valid kx.v1.SandboxKillRequest with an exec_id");
@@ -184,8 +187,8 @@ static void on_kill(natsMsg *msg, void *arg)
         return;
     }
     sb_exec *e = sb_exec_find(b, rq->exec_id);
-    bool ours = e != NULL && (kx_pb_str_empty(rq->project_id) ||
-                              strcasecmp(rq->project_id, sb_exec_project(e)) == 0);
+    bool ours = e != NULL &&
+        (kx_pb_str_empty(rq->project_id) || strcasecmp(rq->project_id, sb_exec_project(e)) == 0);
     bool killed = ours && sb_exec_kill(e);
     kx_info("sandbox: kill request for exec %s: %s", rq->exec_id,
             killed ? "killed" : (ours ? "already finished" : "not running here"));
@@ -214,14 +217,14 @@ kx_err sb_handlers_start(sb_broker *b)
         kx_error("sandbox: cannot subscribe to %s: %s", KX_SUBJ_SANDBOX_EXEC, kx_err_str(err));
         return err;
     }
-    err = kx_bus_subscribe_loop(b->svc->bus, b->svc->loop, KX_SUBJ_SANDBOX_KILL, NULL, on_kill,
-                                b, &b->kill_sub);
+    err = kx_bus_subscribe_loop(b->svc->bus, b->svc->loop, KX_SUBJ_SANDBOX_KILL, NULL, on_kill, b,
+                                &b->kill_sub);
     if (err != KX_OK)
         kx_error("sandbox: cannot subscribe to %s: %s", KX_SUBJ_SANDBOX_KILL, kx_err_str(err));
     else if ((err = sb_sessions_start(b)) != KX_OK)
         return err;
     else if (natsConnection_FlushTimeout(kx_bus_conn(b->svc->bus), 2000) == NATS_OK)
-        atomic_store(&b->serving, true);   /* the server knows the subscriptions: ready */
+        atomic_store(&b->serving, true); /* the server knows the subscriptions: ready */
     else
         kx_warn("sandbox: the subscriptions were not confirmed by NATS yet; /readyz waits");
     return err;

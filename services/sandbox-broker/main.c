@@ -15,32 +15,32 @@ int main(void)
 {
     kx_svc svc;
     if (kx_svc_init(&svc, "sandbox-broker", 9104) != KX_OK)
-        return 1;                                   /* the reason is logged */
+        return 1; /* the reason is logged */
 
-    static sb_broker broker;                        /* the service's one state object */
+    static sb_broker broker; /* the service's one state object */
     memset(&broker, 0, sizeof broker);
     broker.svc = &svc;
-    kx_svc_on_ready(&svc, sb_ready, &broker);       /* handlers.c: ready once subscribed */
-    if (sb_config_load(&broker.cfg) != KX_OK) {     /* broker_config.c */
+    kx_svc_on_ready(&svc, sb_ready, &broker);   /* handlers.c: ready once subscribed */
+    if (sb_config_load(&broker.cfg) != KX_OK) { /* broker_config.c */
         kx_svc_close(&svc);
         return 1;
     }
-    kx_info("sandbox: workspaces under %s, %lld bytes of output kept per stream",
-            broker.cfg.root, (long long)broker.cfg.max_output);
+    kx_info("sandbox: workspaces under %s, %lld bytes of output kept per stream", broker.cfg.root,
+            (long long)broker.cfg.max_output);
 
-    if (sb_isolation_check(&broker) != KX_OK) {      /* broker_config.c: bwrap, or refuse */
+    if (sb_isolation_check(&broker) != KX_OK) { /* broker_config.c: bwrap, or refuse */
         kx_svc_close(&svc);
         return 1;
     }
-    if (sb_handlers_start(&broker) != KX_OK) {      /* handlers.c -> exec.c -> sandbox.c */
+    if (sb_handlers_start(&broker) != KX_OK) { /* handlers.c -> exec.c -> sandbox.c */
         kx_svc_close(&svc);
         return 1;
     }
-    if (sb_sandbox_sweep_start(&broker) != KX_OK) {  /* sandbox.c: auto-stop of idle ones */
+    if (sb_sandbox_sweep_start(&broker) != KX_OK) { /* sandbox.c: auto-stop of idle ones */
         kx_svc_close(&svc);
         return 1;
     }
-    kx_svc_on_drain(&svc, sb_drain, &broker);       /* drain.c */
+    kx_svc_on_drain(&svc, sb_drain, &broker); /* drain.c */
 
     int rc = kx_svc_run(&svc);
     kx_svc_close(&svc);

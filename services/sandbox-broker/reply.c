@@ -16,15 +16,16 @@ void sb_reply_result(sb_broker *b, natsMsg *req, const Kx__V1__SandboxExecResult
     if (err == KX_OK)
         return;
     kx_warn("sandbox: could not send the result of exec %s (%zu bytes): %s",
-            res->exec_id ? res->exec_id : "",
-            protobuf_c_message_get_packed_size(&res->base), kx_err_str(err));
+            res->exec_id ? res->exec_id : "", protobuf_c_message_get_packed_size(&res->base),
+            kx_err_str(err));
     if (res->error != NULL)
-        return;                 /* already a small error reply: nothing smaller to send */
+        return; /* already a small error reply: nothing smaller to send */
     /* Never silence: the caller hears why instead of waiting for its deadline. */
     char why[256];
-    snprintf(why, sizeof why, "the command's result could not be sent on the bus (%s; %zu "
-             "bytes, max_payload %zu)", kx_err_str(err),
-             protobuf_c_message_get_packed_size(&res->base), b->max_reply);
+    snprintf(why, sizeof why,
+             "the command's result could not be sent on the bus (%s; %zu "
+             "bytes, max_payload %zu)",
+             kx_err_str(err), protobuf_c_message_get_packed_size(&res->base), b->max_reply);
     Kx__V1__Error e = KX__V1__ERROR__INIT;
     e.code = (char *)kx_err_code(KX_ERR_INTERNAL);
     e.message = why;

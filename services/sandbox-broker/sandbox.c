@@ -35,20 +35,29 @@ struct sb_sandbox {
     char ws_path[4096];
     int ws_fd;
     uid_t uid;
-    pid_t pid;                 /* bwrap (or the init itself in unsafe mode) */
+    pid_t pid; /* bwrap (or the init itself in unsafe mode) */
     int pidfd;
-    int sock;                  /* our end of the socketpair */
+    int sock; /* our end of the socketpair */
     uint64_t next_run_id;
     int64_t disk_checked_ms;
     int64_t disk_used;
-    int64_t last_used_ms;      /* monotonic: the last command started or ended */
+    int64_t last_used_ms; /* monotonic: the last command started or ended */
 };
 
-static char g_buf[SBP_MAX_MSG];   /* loop thread only */
+static char g_buf[SBP_MAX_MSG]; /* loop thread only */
 
-int sb_sandbox_workspace_fd(const sb_sandbox *s) { return s->ws_fd; }
-const char *sb_sandbox_workspace_path(const sb_sandbox *s) { return s->ws_path; }
-uid_t sb_sandbox_uid(const sb_sandbox *s) { return s->uid; }
+int sb_sandbox_workspace_fd(const sb_sandbox *s)
+{
+    return s->ws_fd;
+}
+const char *sb_sandbox_workspace_path(const sb_sandbox *s)
+{
+    return s->ws_path;
+}
+uid_t sb_sandbox_uid(const sb_sandbox *s)
+{
+    return s->uid;
+}
 
 static void set_gauge(sb_broker *b)
 {
@@ -76,7 +85,7 @@ static uint32_t fnv1a(const char *s)
 static kx_err alloc_uid(sb_broker *b, const char *project, uid_t *out, char *why, size_t whylen)
 {
     if (geteuid() != 0) {
-        *out = geteuid();      /* cannot drop: README "Not done" */
+        *out = geteuid(); /* cannot drop: README "Not done" */
         return KX_OK;
     }
     char dir[2100];
@@ -87,7 +96,8 @@ static kx_err alloc_uid(sb_broker *b, const char *project, uid_t *out, char *why
     }
     uint32_t h = fnv1a(project);
     for (int64_t k = 0; k < b->cfg.uid_count; k++) {
-        uid_t uid = (uid_t)(b->cfg.uid_base + (int64_t)((h + (uint64_t)k) % (uint64_t)b->cfg.uid_count));
+        uid_t uid =
+            (uid_t)(b->cfg.uid_base + (int64_t)((h + (uint64_t)k) % (uint64_t)b->cfg.uid_count));
         if (uid == 0 || uid == getuid())
             continue;
         char path[2200];
@@ -187,7 +197,8 @@ bool sb_sandbox_over_disk(sb_sandbox *s, char *why, size_t whylen)
         s->disk_checked_ms = now;
     }
     if (s->disk_used > s->b->cfg.disk_bytes) {
-        snprintf(why, whylen, "the workspace uses %lld MiB, over its limit of %lld MiB "
+        snprintf(why, whylen,
+                 "the workspace uses %lld MiB, over its limit of %lld MiB "
                  "(KX_SANDBOX_DISK_MB): no file can grow until files are deleted",
                  (long long)(s->disk_used >> 20), (long long)(s->b->cfg.disk_bytes >> 20));
         return true;
@@ -227,7 +238,7 @@ static void sandbox_down(sb_sandbox *s, const char *why)
     while (e != NULL) {
         sb_exec *next = sb_exec_next(e);
         if (sb_exec_sandbox(e) == s)
-            sb_exec_on_exit(e, SIGKILL, "the sandbox ended");   /* may free e */
+            sb_exec_on_exit(e, SIGKILL, "the sandbox ended"); /* may free e */
         e = next;
     }
     sandbox_free(s);
@@ -279,7 +290,8 @@ static kx_err wait_ready(sb_sandbox *s, char *why, size_t whylen)
                      (long long)s->b->cfg.start_ms);
             return KX_ERR_TIMEOUT;
         }
-        struct pollfd p[2] = {{.fd = s->sock, .events = POLLIN}, {.fd = s->pidfd, .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = s->sock, .events = POLLIN},
+                              {.fd = s->pidfd, .events = POLLIN}};
         int r = poll(p, 2, (int)left);
         if (r < 0 && errno == EINTR)
             continue;
@@ -387,8 +399,8 @@ static kx_err sandbox_start(sb_sandbox *s, char *why, size_t whylen)
         close(errfd);
     if (err == KX_OK)
         err = kx_loop_watch(s->b->svc->loop, s->sock, EPOLLIN, on_sock, s);
-    if (err == KX_OK && (err = kx_loop_watch(s->b->svc->loop, s->pidfd, EPOLLIN, on_jail_exit,
-                                             s)) != KX_OK)
+    if (err == KX_OK &&
+        (err = kx_loop_watch(s->b->svc->loop, s->pidfd, EPOLLIN, on_jail_exit, s)) != KX_OK)
         kx_loop_unwatch(s->b->svc->loop, s->sock);
     if (err != KX_OK) {
         if (why[0] == '\0')
@@ -439,26 +451,27 @@ kx_err sb_sandbox_get(sb_broker *b, const char *project_id, sb_sandbox **out, ch
     s->next = b->sandboxes;
     b->sandboxes = s;
     set_gauge(b);
-    kx_info("sandbox: project %s: sandbox started (pid %d, uid %u, %s) in %lld us",
-            s->project_id, (int)s->pid, (unsigned)s->uid, b->jailed ? "jailed" : "UNSAFE",
+    kx_info("sandbox: project %s: sandbox started (pid %d, uid %u, %s) in %lld us", s->project_id,
+            (int)s->pid, (unsigned)s->uid, b->jailed ? "jailed" : "UNSAFE",
             (long long)(kx_mono_us() - t0));
     *out = s;
     return KX_OK;
 }
 
 kx_err sb_sandbox_run(sb_sandbox *s, sb_exec *e, const char *cwd, const char *command,
-                      const char *const *env, int32_t cpu_s, int64_t fsize, int out_fd,
-                      int err_fd, uint64_t *run_id, char *why, size_t whylen)
+                      const char *const *env, int32_t cpu_s, int64_t fsize, int out_fd, int err_fd,
+                      uint64_t *run_id, char *why, size_t whylen)
 {
-    sbp_msg m = {.op = SBP_RUN, .id = ++s->next_run_id, .a = cpu_s, .b = fsize,
-                 .fds = {out_fd, err_fd}};
+    sbp_msg m = {
+        .op = SBP_RUN, .id = ++s->next_run_id, .a = cpu_s, .b = fsize, .fds = {out_fd, err_fd}};
     m.strs[m.nstrs++] = cwd;
     m.strs[m.nstrs++] = command;
     for (size_t i = 0; env[i] != NULL && m.nstrs < SBP_MAX_STRS; i++)
         m.strs[m.nstrs++] = env[i];
     if (sbp_send(s->sock, &m, g_buf, sizeof g_buf) != 0) {
-        snprintf(why, whylen, errno == EMSGSIZE ? "the command is too long"
-                                                : "the sandbox did not take the command: %s",
+        snprintf(why, whylen,
+                 errno == EMSGSIZE ? "the command is too long"
+                                   : "the sandbox did not take the command: %s",
                  strerror(errno));
         return errno == EMSGSIZE ? KX_ERR_INVALID : KX_ERR_UNAVAILABLE;
     }

@@ -20,8 +20,7 @@ static bool append(char *out, size_t cap, size_t *len, const char *s, size_t n)
     return true;
 }
 
-kx_err sb_folder_normalize(const char *folder, char *out, size_t outlen, char *why,
-                           size_t whylen)
+kx_err sb_folder_normalize(const char *folder, char *out, size_t outlen, char *why, size_t whylen)
 {
     if (outlen == 0)
         return KX_ERR_INVALID;
@@ -64,8 +63,8 @@ kx_err sb_folder_normalize(const char *folder, char *out, size_t outlen, char *w
         if (!(n == 1 && p[0] == '.')) {
             if ((len > 0 && !append(out, outlen, &len, "/", 1)) ||
                 !append(out, outlen, &len, p, n) || len > SB_FOLDER_MAX) {
-                snprintf(why, whylen, "folder '%.64s...' is too long (at most %d bytes)",
-                         folder, SB_FOLDER_MAX);
+                snprintf(why, whylen, "folder '%.64s...' is too long (at most %d bytes)", folder,
+                         SB_FOLDER_MAX);
                 out[0] = '\0';
                 return KX_ERR_INVALID;
             }
@@ -107,15 +106,15 @@ static kx_err project_dir(const char *root, const char *project_id, char *out, s
     return KX_OK;
 }
 
-kx_err sb_workspace_path(const char *root, const char *project_id, const char *folder,
-                         char *out, size_t outlen)
+kx_err sb_workspace_path(const char *root, const char *project_id, const char *folder, char *out,
+                         size_t outlen)
 {
     size_t len = 0;
     if (project_dir(root, project_id, out, outlen, &len) != KX_OK)
         return KX_ERR_INVALID;
     int n = (folder != NULL && folder[0] != '\0')
-                ? snprintf(out + len, outlen - len, "/workspace/%s", folder)
-                : snprintf(out + len, outlen - len, "/workspace");
+        ? snprintf(out + len, outlen - len, "/workspace/%s", folder)
+        : snprintf(out + len, outlen - len, "/workspace");
     return (n < 0 || (size_t)n >= outlen - len) ? KX_ERR_INVALID : KX_OK;
 }
 
@@ -131,8 +130,8 @@ kx_err sb_sessions_dir(const char *root, const char *project_id, char *out, size
 kx_err sb_visible_cwd(const char *folder, char *out, size_t outlen)
 {
     int n = (folder != NULL && folder[0] != '\0')
-                ? snprintf(out, outlen, "%s/%s", SB_VISIBLE_ROOT, folder)
-                : snprintf(out, outlen, "%s", SB_VISIBLE_ROOT);
+        ? snprintf(out, outlen, "%s/%s", SB_VISIBLE_ROOT, folder)
+        : snprintf(out, outlen, "%s", SB_VISIBLE_ROOT);
     return (n < 0 || (size_t)n >= outlen) ? KX_ERR_INVALID : KX_OK;
 }
 

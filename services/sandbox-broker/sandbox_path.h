@@ -18,8 +18,8 @@
 #include <sys/types.h>
 #include "kx/err.h"
 
-#define SB_SESSION_MAX 64          /* session names: [A-Za-z0-9_.-]{1,64} */
-#define SB_FOLDER_MAX 1024         /* longest folder accepted (after normalization) */
+#define SB_SESSION_MAX 64  /* session names: [A-Za-z0-9_.-]{1,64} */
+#define SB_FOLDER_MAX 1024 /* longest folder accepted (after normalization) */
 #define SB_VISIBLE_ROOT "/workspace"
 
 /* Normalizes a folder given by the caller into a relative path with no empty, "." or ".."
@@ -28,8 +28,7 @@
  * "/workspace/src" (Kortix models see that path in replies and pass it back).
  * Refused (KX_ERR_INVALID, with a sentence naming the folder in why): any ".." component, any
  * other absolute path, control characters, and results longer than SB_FOLDER_MAX. */
-kx_err sb_folder_normalize(const char *folder, char *out, size_t outlen, char *why,
-                           size_t whylen);
+kx_err sb_folder_normalize(const char *folder, char *out, size_t outlen, char *why, size_t whylen);
 
 /* True when name matches [A-Za-z0-9_.-]{1,64}. */
 bool sb_session_name_valid(const char *name);
@@ -38,8 +37,8 @@ void sb_session_name_default(unsigned int random32, char *out, size_t outlen);
 
 /* "<root>/<project_id lowercased>/workspace[/<folder>]" into out. folder is a normalized
  * folder ("" for none). KX_ERR_INVALID when it does not fit. */
-kx_err sb_workspace_path(const char *root, const char *project_id, const char *folder,
-                         char *out, size_t outlen);
+kx_err sb_workspace_path(const char *root, const char *project_id, const char *folder, char *out,
+                         size_t outlen);
 /* "<root>/<project_id lowercased>/.kx/sessions" into out. */
 kx_err sb_sessions_dir(const char *root, const char *project_id, char *out, size_t outlen);
 /* The sandbox-visible cwd: "/workspace" or "/workspace/<folder>". */

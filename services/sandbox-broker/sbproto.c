@@ -6,7 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define HDR_LEN 28   /* op u32, id u64, a i32, b i64, nstrs u32 */
+#define HDR_LEN 28 /* op u32, id u64, a i32, b i64, nstrs u32 */
 
 size_t sbp_encode(const sbp_msg *m, char *buf, size_t cap)
 {
@@ -98,7 +98,9 @@ int sbp_recv(int sock, sbp_msg *m, char *buf, size_t cap)
         char b[CMSG_SPACE(sizeof(int) * 4)];
         struct cmsghdr align;
     } ctl;
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = ctl.b,
                         .msg_controllen = sizeof ctl.b};
     ssize_t n;
     do {

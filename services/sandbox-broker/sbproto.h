@@ -23,10 +23,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SBP_MAX_MSG (256 * 1024)    /* largest datagram either side accepts */
-#define SBP_MAX_STRS 256            /* strings per message (cwd + command + environment) */
+#define SBP_MAX_MSG (256 * 1024) /* largest datagram either side accepts */
+#define SBP_MAX_STRS 256         /* strings per message (cwd + command + environment) */
 
-enum sbp_op { SBP_RUN = 1, SBP_KILL, SBP_READY, SBP_STARTED, SBP_FAILED, SBP_EXITED };
+enum sbp_op {
+    SBP_RUN = 1,
+    SBP_KILL,
+    SBP_READY,
+    SBP_STARTED,
+    SBP_FAILED,
+    SBP_EXITED
+};
 
 typedef struct sbp_msg {
     uint32_t op;
@@ -35,7 +42,7 @@ typedef struct sbp_msg {
     int64_t b;
     const char *strs[SBP_MAX_STRS]; /* decoded: pointers into the receive buffer */
     size_t nstrs;
-    int fds[2];                     /* RUN: stdout, stderr; -1 when absent */
+    int fds[2]; /* RUN: stdout, stderr; -1 when absent */
 } sbp_msg;
 
 /* Encodes m into buf (header + strings). Returns the length, or 0 when it does not fit. */

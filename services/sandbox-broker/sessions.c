@@ -22,7 +22,7 @@
 #include "sandbox_path.h"
 #include "utf8.h"
 
-#define LIST_MAX 256            /* commands listed per reply (each well under 1 KiB) */
+#define LIST_MAX 256 /* commands listed per reply (each well under 1 KiB) */
 
 static Kx__V1__Error *set_error(Kx__V1__Error *e, kx_err err, const char *why)
 {
@@ -74,8 +74,7 @@ static int terminate(sb_broker *b, const char *project, const char *session)
             n++;
     }
     if (n > 0)
-        kx_info("sandbox: project %s: session %s terminated (%d command(s))", project, session,
-                n);
+        kx_info("sandbox: project %s: session %s terminated (%d command(s))", project, session, n);
     return n;
 }
 
@@ -95,9 +94,9 @@ static void on_output(natsMsg *msg, void *arg)
     Kx__V1__SandboxOutputReply rep = KX__V1__SANDBOX_OUTPUT_REPLY__INIT;
     Kx__V1__Error e = KX__V1__ERROR__INIT;
     char why[512];
-    Kx__V1__SandboxOutputRequest *rq = kx_pb_unpack(&kx__v1__sandbox_output_request__descriptor,
-                                                    natsMsg_GetData(msg),
-                                                    (size_t)natsMsg_GetDataLength(msg));
+    Kx__V1__SandboxOutputRequest *rq =
+        kx_pb_unpack(&kx__v1__sandbox_output_request__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
     if (rq == NULL) {
         rep.error = set_error(&e, KX_ERR_INVALID, "request is not a valid SandboxOutputRequest");
         respond(b, msg, &rep.base);
@@ -105,8 +104,8 @@ static void on_output(natsMsg *msg, void *arg)
     }
     rep.session_name = rq->session_name;
     char *text = NULL;
-    if (!valid(msg, rq->project_id, rq->session_name, true, why, sizeof why) ||
-        rq->offset < 0 || rq->max_bytes < 0) {
+    if (!valid(msg, rq->project_id, rq->session_name, true, why, sizeof why) || rq->offset < 0 ||
+        rq->max_bytes < 0) {
         if (rq->offset < 0 || rq->max_bytes < 0)
             snprintf(why, sizeof why, "offset and max_bytes must not be negative");
         rep.error = set_error(&e, KX_ERR_INVALID, why);
@@ -120,8 +119,10 @@ static void on_output(natsMsg *msg, void *arg)
     snprintf(path, sizeof path, "%s/%s.log", dir, rq->session_name);
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
-        snprintf(why, sizeof why, "session '%s' has no output in project %s (no background "
-                 "command was started with that name)", rq->session_name, rq->project_id);
+        snprintf(why, sizeof why,
+                 "session '%s' has no output in project %s (no background "
+                 "command was started with that name)",
+                 rq->session_name, rq->project_id);
         rep.error = set_error(&e, errno == ENOENT ? KX_ERR_NOT_FOUND : KX_ERR_INTERNAL, why);
         goto done;
     }
@@ -160,11 +161,12 @@ static void on_terminate(natsMsg *msg, void *arg)
     Kx__V1__SandboxTerminateReply rep = KX__V1__SANDBOX_TERMINATE_REPLY__INIT;
     Kx__V1__Error e = KX__V1__ERROR__INIT;
     char why[512];
-    Kx__V1__SandboxTerminateRequest *rq = kx_pb_unpack(
-        &kx__v1__sandbox_terminate_request__descriptor, natsMsg_GetData(msg),
-        (size_t)natsMsg_GetDataLength(msg));
+    Kx__V1__SandboxTerminateRequest *rq =
+        kx_pb_unpack(&kx__v1__sandbox_terminate_request__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
     if (rq == NULL)
-        rep.error = set_error(&e, KX_ERR_INVALID, "request is not a valid SandboxTerminateRequest");
+        rep.error =
+            set_error(&e, KX_ERR_INVALID, "request is not a valid SandboxTerminateRequest");
     else if (!valid(msg, rq->project_id, rq->session_name, true, why, sizeof why))
         rep.error = set_error(&e, KX_ERR_INVALID, why);
     else
@@ -181,9 +183,9 @@ static void on_list(natsMsg *msg, void *arg)
     char why[512];
     static Kx__V1__SandboxCommand cmds[LIST_MAX];
     static Kx__V1__SandboxCommand *ptrs[LIST_MAX];
-    Kx__V1__SandboxListRequest *rq = kx_pb_unpack(&kx__v1__sandbox_list_request__descriptor,
-                                                  natsMsg_GetData(msg),
-                                                  (size_t)natsMsg_GetDataLength(msg));
+    Kx__V1__SandboxListRequest *rq =
+        kx_pb_unpack(&kx__v1__sandbox_list_request__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
     if (rq == NULL) {
         rep.error = set_error(&e, KX_ERR_INVALID, "request is not a valid SandboxListRequest");
     } else if (!valid(msg, rq->project_id, NULL, false, why, sizeof why)) {

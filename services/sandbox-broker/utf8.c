@@ -13,23 +13,23 @@ size_t sb_utf8_seq_len(const unsigned char *s, size_t avail)
     if (c < 0x80)
         return 1;
     size_t n;
-    unsigned char lo = 0x80, hi = 0xbf;   /* allowed range of the second byte */
+    unsigned char lo = 0x80, hi = 0xbf; /* allowed range of the second byte */
     if (c >= 0xc2 && c <= 0xdf) {
         n = 2;
     } else if (c >= 0xe0 && c <= 0xef) {
         n = 3;
         if (c == 0xe0)
-            lo = 0xa0;                    /* overlong */
+            lo = 0xa0; /* overlong */
         else if (c == 0xed)
-            hi = 0x9f;                    /* surrogates */
+            hi = 0x9f; /* surrogates */
     } else if (c >= 0xf0 && c <= 0xf4) {
         n = 4;
         if (c == 0xf0)
-            lo = 0x90;                    /* overlong */
+            lo = 0x90; /* overlong */
         else if (c == 0xf4)
-            hi = 0x8f;                    /* above U+10FFFF */
+            hi = 0x8f; /* above U+10FFFF */
     } else {
-        return 0;                         /* continuation byte, 0xc0/0xc1, 0xf5.. */
+        return 0; /* continuation byte, 0xc0/0xc1, 0xf5.. */
     }
     if (avail < n || s[1] < lo || s[1] > hi)
         return 0;

@@ -13,38 +13,39 @@ int main(void)
 {
     kx_svc svc;
     if (kx_svc_init(&svc, "scheduler", 9101) != KX_OK)
-        return 1;                                        /* the reason is logged */
+        return 1; /* the reason is logged */
 
-    static scheduler s;                                  /* the service's one state object */
+    static scheduler s; /* the service's one state object */
     memset(&s, 0, sizeof s);
     s.svc = &svc;
-    if (sched_config_load(&s.cfg) != KX_OK) {            /* sched_config.c */
+    if (sched_config_load(&s.cfg) != KX_OK) { /* sched_config.c */
         kx_svc_close(&svc);
         return 1;
     }
-    kx_err err = kx_db_connect(s.cfg.database_url, sched_statements, &s.db);   /* store.c */
-    if (err != KX_OK && err != KX_ERR_UNAVAILABLE) {     /* unavailable: it reconnects later */
+    kx_err err = kx_db_connect(s.cfg.database_url, sched_statements, &s.db); /* store.c */
+    if (err != KX_OK && err != KX_ERR_UNAVAILABLE) { /* unavailable: it reconnects later */
         kx_svc_close(&svc);
         return 1;
     }
     atomic_store(&s.db_up, err == KX_OK);
-    kx_svc_on_ready(&svc, sched_ready, &s);              /* lifecycle.c */
+    kx_svc_on_ready(&svc, sched_ready, &s); /* lifecycle.c */
 
-    if (sched_heartbeat_subscribe(&s) != KX_OK) {        /* heartbeat.c */
+    if (sched_heartbeat_subscribe(&s) != KX_OK) { /* heartbeat.c */
         kx_svc_close(&svc);
         kx_db_close(s.db);
         return 1;
     }
-    sched_bringup_start(&s);     /* lifecycle.c: migrations, streams, submit.c's consumer */
-    sched_reaper_start(&s);      /* reaper.c */
-    sched_sweep_start(&s);       /* sweep.c */
-    kx_svc_on_drain(&svc, sched_drain, &s);              /* lifecycle.c */
+    sched_bringup_start(&s); /* lifecycle.c: migrations, streams, submit.c's consumer */
+    sched_reaper_start(&s);  /* reaper.c */
+    sched_sweep_start(&s);   /* sweep.c */
+    kx_svc_on_drain(&svc, sched_drain, &s); /* lifecycle.c */
     kx_info("scheduler: lease %lld ms, reaper every %lld ms, wall time %lld s, sweep every "
-            "%lld ms", (long long)s.cfg.lease_ttl_ms, (long long)s.cfg.reaper_interval_ms,
+            "%lld ms",
+            (long long)s.cfg.lease_ttl_ms, (long long)s.cfg.reaper_interval_ms,
             (long long)s.cfg.wall_time_s, (long long)s.cfg.sweep_interval_ms);
 
     int rc = kx_svc_run(&svc);
-    natsSubscription_Destroy(s.submit_sub);             /* unsubscribed by the drain */
+    natsSubscription_Destroy(s.submit_sub); /* unsubscribed by the drain */
     kx_svc_close(&svc);
     kx_db_close(s.db);
     return rc;

@@ -19,6 +19,7 @@
 /* A timestamptz as ISO 8601 in UTC with milliseconds. */
 #define ISO_MS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
+/* clang-format off: SQL laid out by hand */
 const kx_db_stmt sched_statements[] = {
     /* kx.run.submit: a queued run is being dispatched now. */
     {"sched_mark_dispatched",
@@ -124,6 +125,7 @@ const kx_db_stmt sched_statements[] = {
      "AND r.status = 'running')"},
     KX_DB_STMT_END,
 };
+/* clang-format on */
 
 /* Postgres is "up" unless the last call could not reach it. A statement that timed out also
  * means heartbeats may not have been applied in time: the reaper must not trust expiries. */

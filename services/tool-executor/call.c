@@ -27,7 +27,7 @@
 static const char *outcome_label(const te_outcome *o)
 {
     static const char *const codes[] = {"invalid_argument", "not_found", "deadline_exceeded",
-                                        "unavailable", "internal", "cancelled"};
+                                        "unavailable",      "internal",  "cancelled"};
     if (o->timed_out)
         return "timed_out";
     if (o->error_code[0] == '\0')
@@ -46,7 +46,8 @@ static void record_metrics(const te_call *c, const te_outcome *o, double seconds
     char labels[160];
     snprintf(labels, sizeof labels, "tool=\"%s\",outcome=\"%s\"", tool, outcome_label(o));
     kx_counter_add(kx_metrics_counter("kx_tool_calls_total", labels,
-                                      "Tool calls answered, by tool and outcome"), 1);
+                                      "Tool calls answered, by tool and outcome"),
+                   1);
     snprintf(labels, sizeof labels, "tool=\"%s\"", tool);
     kx_histogram_observe(kx_metrics_histogram("kx_tool_call_duration_seconds", labels,
                                               "Time from receiving a tool call to answering it",
@@ -94,7 +95,7 @@ static void on_drain_abort(kx_loop *loop, void *arg)
     ex->abort_timer = NULL;
     kx_warn("tool-executor: %zu call(s) still running at the end of the drain: aborting them",
             ex->ncalls);
-    while (ex->calls != NULL) {     /* each abort finishes (and unlinks) its call */
+    while (ex->calls != NULL) { /* each abort finishes (and unlinks) its call */
         te_call *c = ex->calls;
         te_outcome o;
         te_outcome_init(&o);
@@ -133,8 +134,8 @@ void te_call_finish(te_call *c, te_outcome *o)
                    "tool-executor: could not send the result of call %s: %s", call_id,
                    kx_err_str(rerr));
     }
-    kx_log(o->success ? KX_LOG_INFO : KX_LOG_WARN, c->call ? c->call->run_id : NULL,
-           c->trace_id, "tool-executor: call %s (%s) answered in %lld ms: %s%s%s", call_id,
+    kx_log(o->success ? KX_LOG_INFO : KX_LOG_WARN, c->call ? c->call->run_id : NULL, c->trace_id,
+           "tool-executor: call %s (%s) answered in %lld ms: %s%s%s", call_id,
            c->tool ? c->tool->name : "?", (long long)ms, outcome_label(o),
            o->error_message[0] ? " — " : "", o->error_message);
     record_metrics(c, o, (double)ms / 1000.0);
@@ -184,7 +185,7 @@ static void on_tool_call(natsMsg *msg, void *arg)
         te_outcome_error(&o, KX_ERR_NOT_FOUND, "Tool function '%s' not found",
                          c->call->tool_name ? c->call->tool_name : "");
     } else {
-        c->tool->start(c);   /* the tool finishes the call, now or later */
+        c->tool->start(c); /* the tool finishes the call, now or later */
         return;
     }
     te_call_finish(c, &o);
@@ -195,8 +196,7 @@ kx_err te_calls_start(te_executor *ex)
     kx_err err = kx_bus_subscribe_loop(ex->svc->bus, ex->svc->loop, KX_SUBJ_TOOL_EXEC,
                                        "tool-executor", on_tool_call, ex, &ex->sub);
     if (err != KX_OK)
-        kx_error("tool-executor: cannot subscribe to %s: %s", KX_SUBJ_TOOL_EXEC,
-                 kx_err_str(err));
+        kx_error("tool-executor: cannot subscribe to %s: %s", KX_SUBJ_TOOL_EXEC, kx_err_str(err));
     return err;
 }
 

@@ -15,8 +15,7 @@
 static void on_control(natsMsg *msg, void *arg)
 {
     te_executor *ex = arg;
-    Kx__V1__RunControl *ctl = kx_pb_unpack(&kx__v1__run_control__descriptor,
-                                           natsMsg_GetData(msg),
+    Kx__V1__RunControl *ctl = kx_pb_unpack(&kx__v1__run_control__descriptor, natsMsg_GetData(msg),
                                            (size_t)natsMsg_GetDataLength(msg));
     natsMsg_Destroy(msg);
     if (ctl == NULL) {
@@ -30,7 +29,7 @@ static void on_control(natsMsg *msg, void *arg)
     size_t aborted = 0;
     te_call *c = ex->calls;
     while (c != NULL) {
-        te_call *next = c->next;   /* aborting finishes (frees) c */
+        te_call *next = c->next; /* aborting finishes (frees) c */
         if (c->call != NULL && c->tool != NULL && c->call->run_id != NULL &&
             strcmp(c->call->run_id, ctl->run_id) == 0) {
             te_outcome o;
@@ -43,8 +42,10 @@ static void on_control(natsMsg *msg, void *arg)
         c = next;
     }
     if (aborted > 0) {
-        kx_log(KX_LOG_INFO, ctl->run_id, NULL, "tool-executor: run %s stopped: %zu call(s) "
-               "aborted and their commands killed", ctl->run_id, aborted);
+        kx_log(KX_LOG_INFO, ctl->run_id, NULL,
+               "tool-executor: run %s stopped: %zu call(s) "
+               "aborted and their commands killed",
+               ctl->run_id, aborted);
         kx_counter_add(kx_metrics_counter("kx_tool_calls_cancelled_total", "",
                                           "Tool calls aborted because their run was stopped"),
                        aborted);

@@ -11,7 +11,7 @@
 #define TE_DEADLINE_H
 
 #include <stdbool.h>
-#include <stddef.h>   /* kx/time.h uses size_t without including it */
+#include <stddef.h> /* kx/time.h uses size_t without including it */
 #include <stdint.h>
 #include "kx/time.h"
 

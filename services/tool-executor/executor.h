@@ -27,8 +27,8 @@
 #include "outcome.h"
 
 typedef struct te_config {
-    int64_t tool_timeout_s;           /* KX_TOOL_TIMEOUT_S: general tools */
-    int64_t sandbox_tool_timeout_s;   /* KX_SANDBOX_TOOL_TIMEOUT_S: sandbox tools */
+    int64_t tool_timeout_s;         /* KX_TOOL_TIMEOUT_S: general tools */
+    int64_t sandbox_tool_timeout_s; /* KX_SANDBOX_TOOL_TIMEOUT_S: sandbox tools */
 } te_config;
 
 typedef struct te_call te_call;
@@ -36,14 +36,14 @@ typedef struct te_call te_call;
 typedef struct te_executor {
     kx_svc *svc;
     te_config cfg;
-    kx_bus_async *async;      /* loop-bound requests to the sandbox-broker */
-    natsSubscription *sub;    /* kx.tool.exec */
-    natsSubscription *ctl_sub;/* kx.run.ctl.>: STOP aborts a run's calls (control.c) */
-    te_call *calls;           /* calls in flight (doubly linked) */
+    kx_bus_async *async;       /* loop-bound requests to the sandbox-broker */
+    natsSubscription *sub;     /* kx.tool.exec */
+    natsSubscription *ctl_sub; /* kx.run.ctl.>: STOP aborts a run's calls (control.c) */
+    te_call *calls;            /* calls in flight (doubly linked) */
     size_t ncalls;
-    struct te_kill *kills;    /* kill requests awaiting their reply (tool_execute_command.c) */
+    struct te_kill *kills; /* kill requests awaiting their reply (tool_execute_command.c) */
     bool draining;
-    kx_timer *abort_timer;    /* drain: answers what is still in flight before the drain ends */
+    kx_timer *abort_timer; /* drain: answers what is still in flight before the drain ends */
 } te_executor;
 
 typedef struct te_tool te_tool;
@@ -51,13 +51,13 @@ typedef struct te_tool te_tool;
 struct te_call {
     te_call *prev, *next;
     te_executor *ex;
-    natsMsg *req;                     /* the caller's request; replied to by te_call_finish */
-    Kx__V1__ToolCall *call;           /* unpacked request */
-    kx_bus_meta meta;                 /* its headers: deadline D, traceparent, account */
+    natsMsg *req;           /* the caller's request; replied to by te_call_finish */
+    Kx__V1__ToolCall *call; /* unpacked request */
+    kx_bus_meta meta;       /* its headers: deadline D, traceparent, account */
     char trace_id[33];
     const te_tool *tool;
     int64_t started_mono;
-    void *state;                      /* the tool's own state while it runs */
+    void *state; /* the tool's own state while it runs */
 };
 
 kx_err te_config_load(te_config *cfg);
@@ -67,10 +67,10 @@ kx_err te_config_load(te_config *cfg);
 void te_kills_free(te_executor *ex);
 
 /* call.c */
-kx_err te_calls_start(te_executor *ex);        /* subscribes kx.tool.exec */
+kx_err te_calls_start(te_executor *ex); /* subscribes kx.tool.exec */
 /* Replies with o (o is consumed: te_outcome_free is called), counts, frees the call. */
 void te_call_finish(te_call *c, te_outcome *o);
-void te_drain(kx_svc *svc, void *arg);         /* kx_svc drain callback (arg = executor) */
+void te_drain(kx_svc *svc, void *arg); /* kx_svc drain callback (arg = executor) */
 
 /* control.c: subscribes kx.run.ctl.> */
 kx_err te_control_start(te_executor *ex);

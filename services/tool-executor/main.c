@@ -15,29 +15,29 @@ int main(void)
 {
     kx_svc svc;
     if (kx_svc_init(&svc, "tool-executor", 9103) != KX_OK)
-        return 1;                                    /* the reason is logged */
+        return 1; /* the reason is logged */
 
-    static te_executor ex;                           /* the service's one state object */
+    static te_executor ex; /* the service's one state object */
     memset(&ex, 0, sizeof ex);
     ex.svc = &svc;
-    if (te_config_load(&ex.cfg) != KX_OK) {          /* te_config.c */
+    if (te_config_load(&ex.cfg) != KX_OK) { /* te_config.c */
         kx_svc_close(&svc);
         return 1;
     }
-    if (kx_bus_async_new(svc.bus, svc.loop, &ex.async) != KX_OK ||  /* replies on the loop */
-        te_calls_start(&ex) != KX_OK ||              /* call.c -> registry.c -> tools */
-        te_control_start(&ex) != KX_OK) {            /* control.c: STOP kills a run's tools */
+    if (kx_bus_async_new(svc.bus, svc.loop, &ex.async) != KX_OK || /* replies on the loop */
+        te_calls_start(&ex) != KX_OK ||   /* call.c -> registry.c -> tools */
+        te_control_start(&ex) != KX_OK) { /* control.c: STOP kills a run's tools */
         kx_bus_async_free(ex.async);
         kx_svc_close(&svc);
         return 1;
     }
-    kx_svc_on_drain(&svc, te_drain, &ex);            /* call.c */
+    kx_svc_on_drain(&svc, te_drain, &ex); /* call.c */
     kx_info("tool-executor: sandbox tools limited to %lld s, other tools to %lld s",
             (long long)ex.cfg.sandbox_tool_timeout_s, (long long)ex.cfg.tool_timeout_s);
 
     int rc = kx_svc_run(&svc);
-    kx_bus_async_free(ex.async);                     /* pending requests: no callbacks */
-    te_kills_free(&ex);                              /* ... so free what they held */
+    kx_bus_async_free(ex.async); /* pending requests: no callbacks */
+    te_kills_free(&ex);          /* ... so free what they held */
     kx_svc_close(&svc);
     return rc;
 }

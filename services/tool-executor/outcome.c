@@ -78,9 +78,9 @@ void te_outcome_from_exec(te_outcome *o, const Kx__V1__SandboxExecResult *r, boo
 
     if (r->timed_out) {
         ok = ok && put(obj, "output", jstr(r->stdout)) && put(obj, "stderr", jstr(r->stderr)) &&
-             put(obj, "cwd", jstr(r->cwd)) && put(obj, "session_name", jstr(r->session_name)) &&
-             put(obj, "completed", json_false()) && put(obj, "timed_out", json_true()) &&
-             (!r->truncated || put(obj, "truncated", json_true()));
+            put(obj, "cwd", jstr(r->cwd)) && put(obj, "session_name", jstr(r->session_name)) &&
+            put(obj, "completed", json_false()) && put(obj, "timed_out", json_true()) &&
+            (!r->truncated || put(obj, "truncated", json_true()));
         finish_json(o, obj, ok);
         if (o->output_json != NULL) {
             o->timed_out = true;
@@ -96,13 +96,14 @@ void te_outcome_from_exec(te_outcome *o, const Kx__V1__SandboxExecResult *r, boo
                  "Command sent to session '%s'. Its output is written to the session log.",
                  r->session_name ? r->session_name : "");
         ok = ok && put(obj, "session_name", jstr(r->session_name)) &&
-             put(obj, "cwd", jstr(r->cwd)) && put(obj, "message", jstr(msg)) &&
-             put(obj, "completed", json_false());
+            put(obj, "cwd", jstr(r->cwd)) && put(obj, "message", jstr(msg)) &&
+            put(obj, "completed", json_false());
         finish_json(o, obj, ok);
         if (o->output_json != NULL)
             o->success = r->started;
         if (o->output_json != NULL && !r->started)
-            te_outcome_error(o, KX_ERR_INTERNAL, "execute_command: the sandbox did not start "
+            te_outcome_error(o, KX_ERR_INTERNAL,
+                             "execute_command: the sandbox did not start "
                              "the command");
         return;
     }
@@ -113,9 +114,9 @@ void te_outcome_from_exec(te_outcome *o, const Kx__V1__SandboxExecResult *r, boo
         return;
     }
     ok = ok && put(obj, "output", jstr(r->stdout)) && put(obj, "stderr", jstr(r->stderr)) &&
-         put(obj, "exit_code", json_integer(r->exit_code)) && put(obj, "cwd", jstr(r->cwd)) &&
-         put(obj, "session_name", jstr(r->session_name)) && put(obj, "completed", json_true()) &&
-         (!r->truncated || put(obj, "truncated", json_true()));
+        put(obj, "exit_code", json_integer(r->exit_code)) && put(obj, "cwd", jstr(r->cwd)) &&
+        put(obj, "session_name", jstr(r->session_name)) && put(obj, "completed", json_true()) &&
+        (!r->truncated || put(obj, "truncated", json_true()));
     finish_json(o, obj, ok);
     if (o->output_json != NULL)
         o->success = r->exit_code == 0;

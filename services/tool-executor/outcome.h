@@ -26,8 +26,8 @@
 typedef struct te_outcome {
     bool success;
     bool timed_out;
-    char *output_json;          /* malloc'd, or NULL for none */
-    char error_code[40];        /* "" = no error */
+    char *output_json;   /* malloc'd, or NULL for none */
+    char error_code[40]; /* "" = no error */
     char error_message[512];
 } te_outcome;
 

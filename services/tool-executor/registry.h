@@ -12,12 +12,12 @@
 #include "executor.h"
 
 typedef enum te_tool_kind {
-    TE_TOOL_SANDBOX,    /* runs in the project's sandbox: KX_SANDBOX_TOOL_TIMEOUT_S */
-    TE_TOOL_MCP,        /* an MCP server through the mcp-proxy: KX_TOOL_TIMEOUT_S */
+    TE_TOOL_SANDBOX, /* runs in the project's sandbox: KX_SANDBOX_TOOL_TIMEOUT_S */
+    TE_TOOL_MCP,     /* an MCP server through the mcp-proxy: KX_TOOL_TIMEOUT_S */
 } te_tool_kind;
 
 struct te_tool {
-    const char *name;               /* as the model calls it, e.g. "execute_command" */
+    const char *name; /* as the model calls it, e.g. "execute_command" */
     te_tool_kind kind;
     void (*start)(te_call *c);
     void (*abort)(te_call *c, te_outcome *o);

@@ -28,8 +28,7 @@ static kx_err get_string(json_t *obj, const char *key, const char *def, char **o
     return *out != NULL ? KX_OK : KX_ERR_NOMEM;
 }
 
-static kx_err get_bool(json_t *obj, const char *key, bool def, bool *out, char *why,
-                       size_t whylen)
+static kx_err get_bool(json_t *obj, const char *key, bool def, bool *out, char *why, size_t whylen)
 {
     json_t *v = json_object_get(obj, key);
     *out = def;
@@ -86,24 +85,22 @@ static kx_err get_int_range(json_t *obj, const char *key, int def, int min, int 
     if (json_is_integer(v)) {
         n = json_integer_value(v);
         ok = true;
-    } else if (json_is_real(v)) {               /* 30.0 is an integer; 30.5 is not */
+    } else if (json_is_real(v)) { /* 30.0 is an integer; 30.5 is not */
         double d = json_real_value(v);
-        ok = d > -1e15 && d < 1e15 && d == (double)(long long)d;   /* false for NaN */
+        ok = d > -1e15 && d < 1e15 && d == (double)(long long)d; /* false for NaN */
         n = ok ? (long long)d : 0;
     } else if (json_is_string(v)) {
         ok = parse_int_string(json_string_value(v), &n);
     }
     if (!ok || n < min || n > max) {
-        snprintf(why, whylen, TOOL ": '%s' must be an integer between %d and %d", key, min,
-                 max);
+        snprintf(why, whylen, TOOL ": '%s' must be an integer between %d and %d", key, min, max);
         return KX_ERR_INVALID;
     }
     *out = (int)n;
     return KX_OK;
 }
 
-kx_err te_exec_args_parse(const char *arguments_json, te_exec_args *out, char *why,
-                          size_t whylen)
+kx_err te_exec_args_parse(const char *arguments_json, te_exec_args *out, char *why, size_t whylen)
 {
     memset(out, 0, sizeof *out);
     json_error_t jerr;

@@ -24,18 +24,17 @@
 #define TE_EXEC_MAX_TIMEOUT_S 3600
 
 typedef struct te_exec_args {
-    char *command;          /* malloc'd, non-empty */
-    char *folder;           /* malloc'd, "" when not given */
-    char *session_name;     /* malloc'd, "" when not given (the broker picks one) */
-    bool blocking;          /* default false, as in Kortix */
-    int timeout_s;          /* default TE_EXEC_DEFAULT_TIMEOUT_S */
+    char *command;      /* malloc'd, non-empty */
+    char *folder;       /* malloc'd, "" when not given */
+    char *session_name; /* malloc'd, "" when not given (the broker picks one) */
+    bool blocking;      /* default false, as in Kortix */
+    int timeout_s;      /* default TE_EXEC_DEFAULT_TIMEOUT_S */
 } te_exec_args;
 
 /* Parses and validates. On KX_OK *out holds the arguments (free with te_exec_args_free); on
  * KX_ERR_INVALID why says which argument was wrong and *out is empty; KX_ERR_NOMEM is
  * possible. */
-kx_err te_exec_args_parse(const char *arguments_json, te_exec_args *out, char *why,
-                          size_t whylen);
+kx_err te_exec_args_parse(const char *arguments_json, te_exec_args *out, char *why, size_t whylen);
 void te_exec_args_free(te_exec_args *a);
 
 #endif

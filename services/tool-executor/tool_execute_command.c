@@ -18,12 +18,12 @@
 #include "registry.h"
 #include "tool_args.h"
 
-#define KILL_REQUEST_MS 2000     /* how long a kill request may take; nobody waits on it */
+#define KILL_REQUEST_MS 2000 /* how long a kill request may take; nobody waits on it */
 
 typedef struct exec_state {
     te_exec_args args;
-    uint64_t req_id;             /* the pending kx.sandbox.exec request */
-    int64_t timeout_s;           /* T - start, rounded up: for "timed out after N s" */
+    uint64_t req_id;   /* the pending kx.sandbox.exec request */
+    int64_t timeout_s; /* T - start, rounded up: for "timed out after N s" */
 } exec_state;
 
 static void state_free(te_call *c)
@@ -76,9 +76,9 @@ static void on_kill_reply(kx_err err, natsMsg *reply, void *arg)
     te_kill *k = arg;
     bool killed = false;
     if (err == KX_OK) {
-        Kx__V1__SandboxKillReply *r = kx_pb_unpack(&kx__v1__sandbox_kill_reply__descriptor,
-                                                   natsMsg_GetData(reply),
-                                                   (size_t)natsMsg_GetDataLength(reply));
+        Kx__V1__SandboxKillReply *r =
+            kx_pb_unpack(&kx__v1__sandbox_kill_reply__descriptor, natsMsg_GetData(reply),
+                         (size_t)natsMsg_GetDataLength(reply));
         killed = r != NULL && r->killed;
         kx_pb_free(r);
         natsMsg_Destroy(reply);
@@ -128,9 +128,9 @@ static void on_exec_reply(kx_err err, natsMsg *reply, void *arg)
     te_outcome o;
     te_outcome_init(&o);
     if (err == KX_OK) {
-        Kx__V1__SandboxExecResult *r = kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor,
-                                                    natsMsg_GetData(reply),
-                                                    (size_t)natsMsg_GetDataLength(reply));
+        Kx__V1__SandboxExecResult *r =
+            kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
+                         (size_t)natsMsg_GetDataLength(reply));
         if (r == NULL)
             te_outcome_error(&o, KX_ERR_INTERNAL,
                              "execute_command: the sandbox-broker's reply is not a "
@@ -145,11 +145,15 @@ static void on_exec_reply(kx_err err, natsMsg *reply, void *arg)
         te_outcome_error(&o, KX_ERR_TIMEOUT, "execute_command timed out after %lld s",
                          (long long)st->timeout_s);
     } else if (err == KX_ERR_UNAVAILABLE) {
-        te_outcome_error(&o, KX_ERR_UNAVAILABLE, "execute_command: the sandbox is not "
-                         "available (no sandbox-broker answers on %s)", KX_SUBJ_SANDBOX_EXEC);
+        te_outcome_error(&o, KX_ERR_UNAVAILABLE,
+                         "execute_command: the sandbox is not "
+                         "available (no sandbox-broker answers on %s)",
+                         KX_SUBJ_SANDBOX_EXEC);
     } else {
-        te_outcome_error(&o, KX_ERR_INTERNAL, "execute_command: request to the sandbox failed: "
-                         "%s", kx_err_str(err));
+        te_outcome_error(&o, KX_ERR_INTERNAL,
+                         "execute_command: request to the sandbox failed: "
+                         "%s",
+                         kx_err_str(err));
     }
     finish(c, &o);
 }
@@ -177,8 +181,10 @@ void te_execute_command_start(te_call *c)
         return;
     }
     if (!kx_uuid_valid(c->call->project_id)) {
-        te_outcome_error(&o, KX_ERR_INVALID, "execute_command: the call's project_id '%.64s' "
-                         "is not a valid UUID", c->call->project_id ? c->call->project_id : "");
+        te_outcome_error(&o, KX_ERR_INVALID,
+                         "execute_command: the call's project_id '%.64s' "
+                         "is not a valid UUID",
+                         c->call->project_id ? c->call->project_id : "");
         finish(c, &o);
         return;
     }
@@ -187,7 +193,8 @@ void te_execute_command_start(te_call *c)
     kx_deadline t = te_tool_deadline(c->meta.deadline, now, ex->cfg.sandbox_tool_timeout_s,
                                      st->args.blocking, st->args.timeout_s);
     if (t <= now) {
-        te_outcome_error(&o, KX_ERR_TIMEOUT, "execute_command: no time left before the call's "
+        te_outcome_error(&o, KX_ERR_TIMEOUT,
+                         "execute_command: no time left before the call's "
                          "deadline");
         finish(c, &o);
         return;
@@ -206,10 +213,10 @@ void te_execute_command_start(te_call *c)
 
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, t + TE_BROKER_GRACE_MS, c->call->account_id);
-    if (c->meta.traceparent[0] != '\0')   /* stay in the caller's trace */
+    if (c->meta.traceparent[0] != '\0') /* stay in the caller's trace */
         memcpy(meta.traceparent, c->meta.traceparent, sizeof meta.traceparent);
-    err = kx_bus_async_request_pb(ex->async, KX_SUBJ_SANDBOX_EXEC, &rq.base, &meta,
-                                  on_exec_reply, c, &st->req_id);
+    err = kx_bus_async_request_pb(ex->async, KX_SUBJ_SANDBOX_EXEC, &rq.base, &meta, on_exec_reply,
+                                  c, &st->req_id);
     if (err != KX_OK) {
         te_outcome_error(&o, err == KX_ERR_NOMEM ? KX_ERR_NOMEM : KX_ERR_UNAVAILABLE,
                          "execute_command: could not send the request to the sandbox: %s",
@@ -219,14 +226,14 @@ void te_execute_command_start(te_call *c)
     }
     kx_log(KX_LOG_DEBUG, c->call->run_id, c->trace_id,
            "tool-executor: call %s: execute_command sent to the sandbox (%s, deadline in %lld "
-           "ms)", c->call->call_id, st->args.blocking ? "blocking" : "background",
-           (long long)(t - now));
+           "ms)",
+           c->call->call_id, st->args.blocking ? "blocking" : "background", (long long)(t - now));
 }
 
 void te_execute_command_abort(te_call *c, te_outcome *o)
 {
     exec_state *st = c->state;
-    if (st != NULL) {                /* the request was sent: stop waiting, stop the command */
+    if (st != NULL) { /* the request was sent: stop waiting, stop the command */
         kx_bus_async_cancel(c->ex->async, st->req_id);
         send_kill(c);
     }

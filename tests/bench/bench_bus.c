@@ -44,9 +44,9 @@ static kx_bus *g_resp_bus;
 static void kx_echo(natsMsg *msg, void *arg)
 {
     (void)arg;
-    Kx__V1__HealthRequest *req = kx_pb_unpack(&kx__v1__health_request__descriptor,
-                                              natsMsg_GetData(msg),
-                                              (size_t)natsMsg_GetDataLength(msg));
+    Kx__V1__HealthRequest *req =
+        kx_pb_unpack(&kx__v1__health_request__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
     Kx__V1__HealthReply rep = KX__V1__HEALTH_REPLY__INIT;
     rep.service = "bench";
     rep.ready = req != NULL;

@@ -25,7 +25,8 @@
 #include "mcp_config.h"
 #include "session.h"
 
-#define NM KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+#define NM \
+    KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 #define WARMUP 50
 
 static int cmp_i64(const void *a, const void *b)
@@ -52,7 +53,7 @@ typedef struct direct {
     kx_loop *loop;
     mcp_session *s;
     int total, done;
-    int batch_end;        /* the loop stops when done reaches it */
+    int batch_end; /* the loop stops when done reaches it */
     int64_t t0;
     int64_t *lat;
     int failures;
@@ -60,8 +61,7 @@ typedef struct direct {
 
 static void direct_next(direct *d);
 
-static void direct_called(const json_t *result, const char *code, const char *message,
-                          void *arg)
+static void direct_called(const json_t *result, const char *code, const char *message, void *arg)
 {
     direct *d = arg;
     int64_t us = kx_mono_us() - d->t0;
@@ -88,12 +88,12 @@ static void direct_next(direct *d)
         return;
     }
     if (d->done == d->batch_end) {
-        kx_loop_stop(d->loop);   /* the proxy's batch runs; the session stays warm */
+        kx_loop_stop(d->loop); /* the proxy's batch runs; the session stays warm */
         return;
     }
     d->t0 = kx_mono_us();
-    mcp_session_call(d->s, "echo", json_pack("{s:s}", "message", "bench"),
-                     kx_deadline_in(5000), NULL, direct_called, d);
+    mcp_session_call(d->s, "echo", json_pack("{s:s}", "message", "bench"), kx_deadline_in(5000),
+                     NULL, direct_called, d);
 }
 
 static void direct_start(kx_loop *loop, void *arg)
@@ -157,9 +157,9 @@ static int proxy_batch(kx_bus *bus, int from, int to, int64_t *lat)
             fprintf(stderr, "kx.mcp.call %d: %s\n", i, kx_err_str(err));
             return -1;
         }
-        Kx__V1__McpCallReply *r = kx_pb_unpack(&kx__v1__mcp_call_reply__descriptor,
-                                               natsMsg_GetData(reply),
-                                               (size_t)natsMsg_GetDataLength(reply));
+        Kx__V1__McpCallReply *r =
+            kx_pb_unpack(&kx__v1__mcp_call_reply__descriptor, natsMsg_GetData(reply),
+                         (size_t)natsMsg_GetDataLength(reply));
         natsMsg_Destroy(reply);
         bool ok = r && r->error == NULL && !r->is_error;
         if (!ok)
@@ -208,7 +208,8 @@ int main(int argc, char **argv)
     snprintf(port_env, sizeof port_env, "KX_HEALTH_PORT=%u", kx_th_free_port());
     snprintf(servers_env, sizeof servers_env,
              "KX_MCP_SERVERS={\"everything\": {\"command\": \"node\", \"args\": [\"%s\", "
-             "\"stdio\"]}}", NM);
+             "\"stdio\"]}}",
+             NM);
     snprintf(log, sizeof log, "%s/mcp-proxy.log", dir);
     const char *env[] = {nats_env, servers_env, port_env, "KX_LOG_LEVEL=warn", NULL};
     const char *pargv[] = {KX_BUILD_DIR "/services/mcp-proxy/mcp-proxy", NULL};
@@ -220,10 +221,11 @@ int main(int argc, char **argv)
         goto out;
     for (int i = 0; i < 500 && !kx_bus_connected(bus); i++)
         usleep(10000);
-    usleep(300000);   /* the proxy subscribes */
+    usleep(300000); /* the proxy subscribes */
 
     printf("tools/call echo to a warm stdio server-everything, %d sequential calls each "
-           "(after %d warm-up calls)\n", n, WARMUP);
+           "(after %d warm-up calls)\n",
+           n, WARMUP);
     direct dc;
     if (direct_open(&dc, n, direct_lat) != 0)
         goto out;
@@ -236,7 +238,7 @@ int main(int argc, char **argv)
         done += calls;
     }
     if (ok && dc.done == dc.total)
-        direct_batch(&dc, 0);   /* all done: stops the server */
+        direct_batch(&dc, 0); /* all done: stops the server */
     direct_close(&dc);
     if (!ok)
         goto out;

@@ -62,7 +62,7 @@ extern char **environ;
 
 #define SAY_PROMPT "say hi"
 #define TOOL_PROMPT "call execute_command {\"command\": \"true\", \"blocking\": true}"
-#define FANOUT_WORDS 300          /* the fan-out run answers this many words (3 per chunk) */
+#define FANOUT_WORDS 300 /* the fan-out run answers this many words (3 per chunk) */
 #define STREAM_TIMEOUT_MS 30000
 #define BATCH_TIMEOUT_MS 120000
 #define SAMPLE_PERIOD_US 1000
@@ -79,8 +79,8 @@ typedef struct opts {
 /* ==== state shared by the whole benchmark ================================================ */
 
 static kx_th_stack g_stack;
-static FILE *g_results;   /* --results, or NULL */
-static bool g_failed;     /* some check failed: exit status 1 */
+static FILE *g_results; /* --results, or NULL */
+static bool g_failed;   /* some check failed: exit status 1 */
 
 static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void fail(const char *fmt, ...)
@@ -169,24 +169,40 @@ static void result_stats(const char *key, const stats *s)
  * ended between two snapshots are missing, so this undercounts). Waiting for a CPU is the
  * direct sign of CPU saturation. */
 enum {
-    P_DEMO, P_GATEWAY, P_SCHEDULER, P_RUNNER, P_TOOLEXEC, P_BROKER, P_MCP,   /* stack procs */
-    P_NATS, P_PG, P_BENCH, P_COUNT
+    P_DEMO,
+    P_GATEWAY,
+    P_SCHEDULER,
+    P_RUNNER,
+    P_TOOLEXEC,
+    P_BROKER,
+    P_MCP, /* stack procs */
+    P_NATS,
+    P_PG,
+    P_BENCH,
+    P_COUNT
 };
 static const char *const P_NAMES[P_COUNT] = {
-    "demo-model", "gateway", "scheduler", "agent-runner", "tool-executor",
-    "sandbox-broker (+ commands)", "mcp-proxy", "nats-server", "postgres (all backends)",
+    "demo-model",
+    "gateway",
+    "scheduler",
+    "agent-runner",
+    "tool-executor",
+    "sandbox-broker (+ commands)",
+    "mcp-proxy",
+    "nats-server",
+    "postgres (all backends)",
     "bench client (this process)",
 };
 static const char *const P_KEYS[P_COUNT] = {
-    "demo_model", "gateway", "scheduler", "agent_runner", "tool_executor", "sandbox_broker",
-    "mcp_proxy", "nats_server", "postgres", "bench_client",
+    "demo_model",     "gateway",   "scheduler",   "agent_runner", "tool_executor",
+    "sandbox_broker", "mcp_proxy", "nats_server", "postgres",     "bench_client",
 };
 
 typedef struct cpu_snap {
     int64_t wall_us;
     int64_t run_ns[P_COUNT], wait_ns[P_COUNT];
     int64_t runner_loop_run, runner_loop_wait, sched_loop_run, sched_loop_wait;
-    int64_t machine_busy, machine_total;   /* /proc/stat, clock ticks summed over CPUs */
+    int64_t machine_busy, machine_total; /* /proc/stat, clock ticks summed over CPUs */
 } cpu_snap;
 
 /* Fields of /proc/<path>/stat: parent pid, utime+stime and cutime+cstime (clock ticks);
@@ -200,15 +216,17 @@ static bool stat_fields(const char *path, pid_t *ppid, int64_t *own_ticks, int64
     size_t n = fread(line, 1, sizeof line - 1, f);
     fclose(f);
     line[n] = '\0';
-    const char *p = strrchr(line, ')');   /* the command name may hold spaces */
+    const char *p = strrchr(line, ')'); /* the command name may hold spaces */
     if (p == NULL)
         return false;
     /* after ")": 3 state, 4 ppid, 5..13, 14 utime, 15 stime, 16 cutime, 17 cstime */
     char state;
     long long v[15];
-    int got = sscanf(p + 1, " %c %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld "
-                     "%lld %lld", &state, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7],
-                     &v[8], &v[9], &v[10], &v[11], &v[12], &v[13]);
+    int got = sscanf(p + 1,
+                     " %c %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld "
+                     "%lld %lld",
+                     &state, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9],
+                     &v[10], &v[11], &v[12], &v[13]);
     if (got != 15)
         return false;
     *ppid = (pid_t)v[0];
@@ -312,11 +330,11 @@ static void machine_ticks(int64_t *busy, int64_t *total)
     if (f == NULL)
         return;
     long long v[8] = {0};
-    if (fscanf(f, "cpu %lld %lld %lld %lld %lld %lld %lld %lld", &v[0], &v[1], &v[2], &v[3],
-               &v[4], &v[5], &v[6], &v[7]) == 8) {
+    if (fscanf(f, "cpu %lld %lld %lld %lld %lld %lld %lld %lld", &v[0], &v[1], &v[2], &v[3], &v[4],
+               &v[5], &v[6], &v[7]) == 8) {
         for (int i = 0; i < 8; i++)
             *total += v[i];
-        *busy = *total - v[3] - v[4];   /* minus idle and iowait */
+        *busy = *total - v[3] - v[4]; /* minus idle and iowait */
     }
     fclose(f);
 }
@@ -394,10 +412,10 @@ static void print_cpu(const char *key, const cpu_snap *a, const cpu_snap *b, int
     double total = (double)(b->machine_total - a->machine_total);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     double busy_pct = total > 0 ? 100.0 * busy / total : 0.0;
-    double busy_ns = busy_pct / 100.0 * (double)cores * wall_ns;   /* core-ns */
+    double busy_ns = busy_pct / 100.0 * (double)cores * wall_ns; /* core-ns */
     printf("    machine: %.1f %% of its %ld cores busy; not accounted to the processes above "
-           "(kernel, other processes): %.1f %% of one core\n", busy_pct, cores,
-           100.0 * clamp0(busy_ns - all_run) / wall_ns);
+           "(kernel, other processes): %.1f %% of one core\n",
+           busy_pct, cores, 100.0 * clamp0(busy_ns - all_run) / wall_ns);
     snprintf(k, sizeof k, "%s.cpu.stack", key);
     result(k, 100.0 * stack_run / wall_ns, "%core");
     snprintf(k, sizeof k, "%s.cpu.stack_waiting", key);
@@ -409,9 +427,11 @@ static void print_cpu(const char *key, const cpu_snap *a, const cpu_snap *b, int
     if (runs < 0) {
         int n = -runs;
         double per_run = busy_ns / 1e6 / n, stack_per_run = stack_run / 1e6 / n;
-        printf("    CPU per run at this load: %.2f ms for the stack, %.2f ms for the whole machine "
-               "(client, kernel included); %ld cores / that = %.0f runs/s if CPU were the only "
-               "limit\n", stack_per_run, per_run, cores, (double)cores * 1000.0 / per_run);
+        printf(
+            "    CPU per run at this load: %.2f ms for the stack, %.2f ms for the whole machine "
+            "(client, kernel included); %ld cores / that = %.0f runs/s if CPU were the only "
+            "limit\n",
+            stack_per_run, per_run, cores, (double)cores * 1000.0 / per_run);
         snprintf(k, sizeof k, "%s.cpu.stack_per_run", key);
         result(k, stack_per_run, "ms/run");
         snprintf(k, sizeof k, "%s.cpu.machine_per_run", key);
@@ -424,12 +444,23 @@ static void print_cpu(const char *key, const cpu_snap *a, const cpu_snap *b, int
 /* ==== loop-thread sampler ================================================================= */
 
 /* What a thread was doing when sampled, from /proc/<pid>/task/<tid>/syscall (x86-64 numbers). */
-enum { S_CPU, S_IDLE, S_POLL, S_FUTEX, S_IO, S_OTHER, S_COUNT };
+enum {
+    S_CPU,
+    S_IDLE,
+    S_POLL,
+    S_FUTEX,
+    S_IO,
+    S_OTHER,
+    S_COUNT
+};
 static const char *const S_KEYS[S_COUNT] = {"cpu", "idle", "pg_wait", "futex", "io", "other"};
 static const char *const S_NAMES[S_COUNT] = {
-    "on CPU or runnable", "idle in epoll_wait (the loop has nothing to do)",
-    "poll(): libpq waiting for Postgres", "futex: lock or cnats sync wait (e.g. JetStream ack)",
-    "socket/file read or write", "other system call",
+    "on CPU or runnable",
+    "idle in epoll_wait (the loop has nothing to do)",
+    "poll(): libpq waiting for Postgres",
+    "futex: lock or cnats sync wait (e.g. JetStream ack)",
+    "socket/file read or write",
+    "other system call",
 };
 
 typedef struct sampler {
@@ -440,7 +471,7 @@ typedef struct sampler {
     long counts[2][S_COUNT];
     long samples;
     bool ok;
-    int64_t start_us, stop_us;   /* kx_mono_us */
+    int64_t start_us, stop_us; /* kx_mono_us */
 } sampler;
 
 static int classify_syscall(const char *text)
@@ -449,12 +480,24 @@ static int classify_syscall(const char *text)
         return S_CPU;
     long nr = strtol(text, NULL, 10);
     switch (nr) {
-    case -1: return S_CPU;             /* in user space */
-    case 232: case 281: case 441: return S_IDLE;   /* epoll_wait, epoll_pwait, epoll_pwait2 */
-    case 7: case 271: return S_POLL;   /* poll, ppoll */
+    case -1: return S_CPU; /* in user space */
+    case 232:
+    case 281:
+    case 441: return S_IDLE; /* epoll_wait, epoll_pwait, epoll_pwait2 */
+    case 7:
+    case 271: return S_POLL; /* poll, ppoll */
     case 202: return S_FUTEX;
-    case 0: case 1: case 17: case 18: case 19: case 20: case 44: case 45: case 46: case 47:
-        return S_IO;                   /* read write pread pwrite readv writev sendto recvfrom sendmsg recvmsg */
+    case 0:
+    case 1:
+    case 17:
+    case 18:
+    case 19:
+    case 20:
+    case 44:
+    case 45:
+    case 46:
+    case 47:
+        return S_IO; /* read write pread pwrite readv writev sendto recvfrom sendmsg recvmsg */
     default: return S_OTHER;
     }
 }
@@ -516,7 +559,8 @@ static double sampler_stop(sampler *s, const char *key)
     pthread_join(s->thread, NULL);
     s->stop_us = kx_mono_us();
     if (!s->ok) {
-        printf("    loop-thread samples unavailable (/proc/<pid>/task/<tid>/syscall unreadable)\n");
+        printf(
+            "    loop-thread samples unavailable (/proc/<pid>/task/<tid>/syscall unreadable)\n");
         return -1;
     }
     double runner_pg = -1;
@@ -584,7 +628,7 @@ static bool base_bus(int n, int64_t *rtt, int n_js, int64_t *js)
         goto out;
     }
     char payload[64] = {0};
-    for (int i = -50; i < n; i++) {   /* 50 warm-up requests */
+    for (int i = -50; i < n; i++) { /* 50 warm-up requests */
         kx_bus_meta meta;
         kx_bus_meta_init(&meta, kx_deadline_in(1000), "00000000-0000-4000-8000-000000000000");
         natsMsg *reply = NULL;
@@ -617,7 +661,7 @@ static bool base_bus(int n, int64_t *rtt, int n_js, int64_t *js)
     kx_uuid_new(rid);
     kx_uuid_new(tid);
     kx_uuid_new(aid);
-    Kx__V1__RunSubmit rs = KX__V1__RUN_SUBMIT__INIT;   /* what the gateway publishes */
+    Kx__V1__RunSubmit rs = KX__V1__RUN_SUBMIT__INIT; /* what the gateway publishes */
     rs.run_id = rid;
     rs.thread_id = tid;
     rs.account_id = aid;
@@ -647,7 +691,7 @@ out:
 static void quiet_notice(void *arg, const char *message)
 {
     (void)arg;
-    (void)message;   /* "relation ... already exists, skipping" and the like */
+    (void)message; /* "relation ... already exists, skipping" and the like */
 }
 
 static PGconn *pg_connect(void)
@@ -679,12 +723,14 @@ static bool base_pg(int n, int64_t *commit, int64_t *select1)
     PGconn *c = pg_connect();
     if (c == NULL)
         return false;
-    bool ok = pg_cmd(c, "CREATE TABLE IF NOT EXISTS bench_commit (id bigserial PRIMARY KEY, "
-                        "run_id uuid NOT NULL, content jsonb NOT NULL, "
-                        "created_at timestamptz NOT NULL DEFAULT now())");
+    bool ok = pg_cmd(c,
+                     "CREATE TABLE IF NOT EXISTS bench_commit (id bigserial PRIMARY KEY, "
+                     "run_id uuid NOT NULL, content jsonb NOT NULL, "
+                     "created_at timestamptz NOT NULL DEFAULT now())");
     PGresult *r1 = PQprepare(c, "bench_insert",
                              "INSERT INTO bench_commit (run_id, content) "
-                             "VALUES ($1::uuid, $2::jsonb)", 2, NULL);
+                             "VALUES ($1::uuid, $2::jsonb)",
+                             2, NULL);
     PGresult *r2 = PQprepare(c, "bench_select", "SELECT 1", 0, NULL);
     ok = ok && PQresultStatus(r1) == PGRES_COMMAND_OK && PQresultStatus(r2) == PGRES_COMMAND_OK;
     PQclear(r1);
@@ -755,8 +801,8 @@ static bool base_llm(int n, int64_t *lat)
     for (int i = -20; i < n; i++) {
         kx_http_resp r = {0};
         int64_t t0 = kx_mono_us();
-        kx_err err = kx_http_request("POST", url, headers, body, strlen(body),
-                                     kx_deadline_in(5000), 0, &r);
+        kx_err err =
+            kx_http_request("POST", url, headers, body, strlen(body), kx_deadline_in(5000), 0, &r);
         if (i >= 0)
             lat[i] = kx_mono_us() - t0;
         bool done = r.body != NULL && strstr(r.body, "[DONE]") != NULL;
@@ -824,7 +870,8 @@ static bool base_mkdir(int n, int64_t *lat)
 static bool base_tool_path(int n, int64_t *tool, int64_t *sandbox)
 {
     kx_bus *bus = NULL;
-    if (kx_bus_connect(g_stack.nats.url, "bench-tools", &bus) != KX_OK || !bus_wait_connected(bus)) {
+    if (kx_bus_connect(g_stack.nats.url, "bench-tools", &bus) != KX_OK ||
+        !bus_wait_connected(bus)) {
         fail("baseline: cannot connect to nats-server");
         kx_bus_close(bus, 1000);
         return false;
@@ -865,7 +912,7 @@ static bool base_tool_path(int n, int64_t *tool, int64_t *sandbox)
         kx_pb_free(res);
         natsMsg_Destroy(reply);
     }
-    for (int i = -10; ok && i < 2 * n; i++) {   /* same project n times, then a new one each */
+    for (int i = -10; ok && i < 2 * n; i++) { /* same project n times, then a new one each */
         kx_uuid_new(id);
         if (i >= n)
             kx_uuid_new(project);
@@ -901,11 +948,11 @@ static bool base_tool_path(int n, int64_t *tool, int64_t *sandbox)
 static void print_baselines(const char *key, const baselines *b)
 {
     char k[96];
-#define ONE(field, label, name)                                 \
-    do {                                                        \
-        print_stats(label, &b->field);                          \
-        snprintf(k, sizeof k, "%s.%s", key, name);              \
-        result_stats(k, &b->field);                             \
+#define ONE(field, label, name)                    \
+    do {                                           \
+        print_stats(label, &b->field);             \
+        snprintf(k, sizeof k, "%s.%s", key, name); \
+        result_stats(k, &b->field);                \
     } while (0)
     ONE(nats, "NATS request/reply RTT (libkx)", "nats_rtt");
     ONE(js, "JetStream publish + ack (file stream)", "js_ack");
@@ -924,19 +971,24 @@ static void print_baselines(const char *key, const baselines *b)
 static bool measure_baselines(baselines *b)
 {
     enum {
-        N_NATS = 2000, N_JS = 500, N_PG = 500, N_HTTP = 300, N_LLM = 200, N_SPAWN = 200,
+        N_NATS = 2000,
+        N_JS = 500,
+        N_PG = 500,
+        N_HTTP = 300,
+        N_LLM = 200,
+        N_SPAWN = 200,
         N_TOOL = 100
     };
-    int64_t *v = calloc(N_NATS + N_JS + 2 * N_PG + N_HTTP + N_LLM + 2 * N_SPAWN + 3 * N_TOOL,
-                        sizeof *v);
+    int64_t *v =
+        calloc(N_NATS + N_JS + 2 * N_PG + N_HTTP + N_LLM + 2 * N_SPAWN + 3 * N_TOOL, sizeof *v);
     if (v == NULL)
         return false;
     int64_t *nats = v, *js = nats + N_NATS, *commit = js + N_JS, *sel = commit + N_PG,
-            *http = sel + N_PG, *llm = http + N_HTTP, *spawn = llm + N_LLM,
-            *mk = spawn + N_SPAWN, *tool = mk + N_SPAWN, *sandbox = tool + N_TOOL;
+            *http = sel + N_PG, *llm = http + N_HTTP, *spawn = llm + N_LLM, *mk = spawn + N_SPAWN,
+            *tool = mk + N_SPAWN, *sandbox = tool + N_TOOL;
     bool ok = base_bus(N_NATS, nats, N_JS, js) && base_pg(N_PG, commit, sel) &&
-              base_http(N_HTTP, http) && base_llm(N_LLM, llm) && base_spawn(N_SPAWN, spawn) &&
-              base_mkdir(N_SPAWN, mk) && base_tool_path(N_TOOL, tool, sandbox);
+        base_http(N_HTTP, http) && base_llm(N_LLM, llm) && base_spawn(N_SPAWN, spawn) &&
+        base_mkdir(N_SPAWN, mk) && base_tool_path(N_TOOL, tool, sandbox);
     if (ok) {
         b->nats = stats_of(nats, N_NATS);
         b->js = stats_of(js, N_JS);
@@ -960,7 +1012,7 @@ static bool measure_baselines(baselines *b)
 typedef struct account {
     char id[KX_UUID_LEN + 1];
     char *token;
-    char auth[700];   /* "Authorization: Bearer <token>" */
+    char auth[700]; /* "Authorization: Bearer <token>" */
 } account;
 
 static bool account_new(account *a)
@@ -1013,7 +1065,7 @@ static bool initiate(const account *a, const char *prompt, char run_id[KX_UUID_L
 static bool is_completed(const char *payload)
 {
     return payload != NULL && strstr(payload, "\"status\": \"completed\"") != NULL &&
-           kx_th_sse_is_terminal(payload);
+        kx_th_sse_is_terminal(payload);
 }
 
 /* Reads a run's stream to its terminal event; *events gets how many came. */
@@ -1024,7 +1076,7 @@ static bool read_stream(const account *a, const char *run_id, size_t *events)
     kx_th_sse sse;
     kx_err err = kx_th_sse_read(&g_stack, path, a->token, STREAM_TIMEOUT_MS, &sse);
     bool ok = err == KX_OK && sse.status == 200 && sse.terminal && !sse.timed_out && sse.n > 0 &&
-              is_completed(sse.data[sse.n - 1]);
+        is_completed(sse.data[sse.n - 1]);
     if (!ok)
         fail("run %s: stream %s, status %ld, %zu events, last: %s", run_id, kx_err_str(err),
              sse.status, sse.n, sse.n ? sse.data[sse.n - 1] : "(none)");
@@ -1036,7 +1088,7 @@ static bool read_stream(const account *a, const char *run_id, size_t *events)
 /* What one sequential run took, measured by the client. */
 typedef struct run_timing {
     char run_id[KX_UUID_LEN + 1];
-    int64_t start_wall_us, end_wall_us;   /* CLOCK_REALTIME, comparable with Postgres now() */
+    int64_t start_wall_us, end_wall_us; /* CLOCK_REALTIME, comparable with Postgres now() */
     int64_t total_us, post_us;
     size_t events;
 } run_timing;
@@ -1061,7 +1113,7 @@ static bool one_run(const account *a, const char *prompt, run_timing *t)
 typedef struct run_row {
     char id[KX_UUID_LEN + 1];
     char status[16];
-    int64_t created, dispatched, started, completed;   /* unix us */
+    int64_t created, dispatched, started, completed; /* unix us */
     int rows, llm_calls, tools;
 } run_row;
 
@@ -1140,14 +1192,14 @@ static path_model model_from(const run_row *r)
 {
     path_model m = {0};
     m.http = 1;
-    m.commits = 1 + 1 + 1 + r->rows + 1;   /* gateway, scheduler, claim, inserts, finish */
-    m.selects = r->llm_calls + 1;          /* one context load per turn, one to see the end */
+    m.commits = 1 + 1 + 1 + r->rows + 1; /* gateway, scheduler, claim, inserts, finish */
+    m.selects = r->llm_calls + 1;        /* one context load per turn, one to see the end */
     m.js_acks = 2;
     m.legs = 3;
     m.llm = r->llm_calls;
     m.bus_requests = 2 * r->tools;
     m.spawns = r->tools;
-    m.workspaces = r->tools > 0;   /* every run here has a new project: its first command */
+    m.workspaces = r->tools > 0; /* every run here has a new project: its first command */
     return m;
 }
 
@@ -1223,11 +1275,10 @@ static void print_runner_steps(const char *key, const char *account_id, const ru
     PGconn *c = pg_connect();
     if (c == NULL)
         return;
-    const char *sql =
-        "SELECT m.agent_run_id::text, coalesce(m.content->>'status_type', m.type), "
-        "(extract(epoch FROM m.created_at) * 1000000)::bigint "
-        "FROM messages m JOIN agent_runs r ON r.id = m.agent_run_id "
-        "WHERE r.account_id = $1::uuid ORDER BY m.agent_run_id, m.created_at";
+    const char *sql = "SELECT m.agent_run_id::text, coalesce(m.content->>'status_type', m.type), "
+                      "(extract(epoch FROM m.created_at) * 1000000)::bigint "
+                      "FROM messages m JOIN agent_runs r ON r.id = m.agent_run_id "
+                      "WHERE r.account_id = $1::uuid ORDER BY m.agent_run_id, m.created_at";
     const char *params[] = {account_id};
     PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
     int64_t *gaps = calloc((size_t)MAX_STEPS * (size_t)nruns, sizeof *gaps);
@@ -1261,8 +1312,9 @@ static void print_runner_steps(const char *key, const char *account_id, const ru
     }
     if (used == 0)
         goto out;
-    printf("    inside the runner: p50 gap between the starts of consecutive writes (%d runs%s):\n",
-           used, skipped ? ", some with another sequence left out" : "");
+    printf(
+        "    inside the runner: p50 gap between the starts of consecutive writes (%d runs%s):\n",
+        used, skipped ? ", some with another sequence left out" : "");
     int64_t sum = 0;
     for (int g = 0; g + 1 < ref->n; g++) {
         int64_t med = median_of(&gaps[(size_t)g * (size_t)nruns], used);
@@ -1287,15 +1339,15 @@ out:
 static bool scenario_sequential(const char *key, const char *title, const char *prompt, int n,
                                 const baselines *b)
 {
-    printf("\n(a) %s: %d sequential runs, POST /api/agent/initiate -> terminal SSE event\n",
-           title, n);
+    printf("\n(a) %s: %d sequential runs, POST /api/agent/initiate -> terminal SSE event\n", title,
+           n);
     account acc;
     if (!account_new(&acc))
         return false;
     run_timing *t = calloc((size_t)n, sizeof *t);
     int64_t *v = calloc((size_t)n * 7, sizeof *v);
     bool ok = t != NULL && v != NULL;
-    for (int i = 0; ok && i < 3; i++) {   /* warm-up, with an account of its own */
+    for (int i = 0; ok && i < 3; i++) { /* warm-up, with an account of its own */
         account w;
         run_timing wt;
         ok = account_new(&w) && one_run(&w, prompt, &wt);
@@ -1330,8 +1382,8 @@ static bool scenario_sequential(const char *key, const char *title, const char *
                 r0 = r;
                 events = t[i].events;
             } else if (r->rows != r0->rows || r->llm_calls != r0->llm_calls) {
-                printf("  note: run %s wrote %d rows / %d LLM calls (first run: %d / %d)\n",
-                       r->id, r->rows, r->llm_calls, r0->rows, r0->llm_calls);
+                printf("  note: run %s wrote %d rows / %d LLM calls (first run: %d / %d)\n", r->id,
+                       r->rows, r->llm_calls, r0->rows, r0->llm_calls);
             }
             total[i] = t[i].total_us;
             post[i] = t[i].post_us;
@@ -1361,8 +1413,8 @@ static bool scenario_sequential(const char *key, const char *title, const char *
             result(k, x_pg, "x");
 
             printf("  each run (counted from Postgres): %d messages inserted by the runner, %d "
-                   "LLM call(s), %d tool call(s); %zu SSE events\n", r0->rows, r0->llm_calls,
-                   r0->tools, events);
+                   "LLM call(s), %d tool call(s); %zu SSE events\n",
+                   r0->rows, r0->llm_calls, r0->tools, events);
             path_model m = model_from(r0);
             printf("    critical path and its ideal sum:\n");
             int64_t ideal = print_model(&m, b);
@@ -1392,12 +1444,13 @@ static bool scenario_sequential(const char *key, const char *title, const char *
                 snprintf(k, sizeof k, "%s.phase.%s", key, phases[i].name);
                 result(k, (double)med, "us");
             }
-            int runner_db = 1 + r0->rows + 1;   /* claim, inserts, finish */
+            int runner_db = 1 + r0->rows + 1; /* claim, inserts, finish */
             int64_t db_us = runner_db * b->pg_commit.p50 + m.selects * b->pg_select.p50;
             int64_t run_med = median_of(p_run, n);
             printf("    the runner's synchronous Postgres work (%d commits + %d reads at baseline "
-                   "p50) ~ %s = %.0f %% of its phase %s\n", runner_db, m.selects, dur(a1, db_us),
-                   100.0 * (double)db_us / (double)run_med, dur(a2, run_med));
+                   "p50) ~ %s = %.0f %% of its phase %s\n",
+                   runner_db, m.selects, dur(a1, db_us), 100.0 * (double)db_us / (double)run_med,
+                   dur(a2, run_med));
             snprintf(k, sizeof k, "%s.runner_db_share", key);
             result(k, 100.0 * (double)db_us / (double)run_med, "%");
             print_runner_steps(key, acc.id, rows, nrows, run_med);
@@ -1420,7 +1473,7 @@ typedef struct submitter {
     const account *acc;
     const char *prompt;
     int count;
-    int64_t *post_us;   /* count entries */
+    int64_t *post_us; /* count entries */
     int ok;
 } submitter;
 
@@ -1564,8 +1617,9 @@ static bool scenario_throughput(const char *key, const char *title, int n, int t
     /* warm-up batch (its own account): connections, prepared statements, caches */
     account warm;
     int nwarm = n < 50 ? n : 50;
-    bool ok = account_new(&warm) && submit_batch(&warm, SAY_PROMPT, nwarm, threads, NULL) == nwarm &&
-              wait_all_done(warm.id, nwarm, kx_mono_ms() + BATCH_TIMEOUT_MS);
+    bool ok = account_new(&warm) &&
+        submit_batch(&warm, SAY_PROMPT, nwarm, threads, NULL) == nwarm &&
+        wait_all_done(warm.id, nwarm, kx_mono_ms() + BATCH_TIMEOUT_MS);
     account_free(&warm);
     if (!ok) {
         fail("%s: the warm-up batch of %d runs did not complete", key, nwarm);
@@ -1629,13 +1683,13 @@ static bool scenario_throughput(const char *key, const char *title, int n, int t
         /* the runner's serial Postgres floor for this batch */
         const run_row *r0 = &rows[0];
         int per_run = 1 + r0->rows + 1;
-        int64_t floor_us = (int64_t)n * (per_run * b->pg_commit.p50 +
-                                         (r0->llm_calls + 1) * b->pg_select.p50);
+        int64_t floor_us =
+            (int64_t)n * (per_run * b->pg_commit.p50 + (r0->llm_calls + 1) * b->pg_select.p50);
         printf("  the runner's loop makes %d commits + %d reads per run, one at a time: %d runs "
                "x that at baseline p50 = %s (%.0f %% of the batch's wall time); alone, that "
-               "caps one runner at %.0f runs/s\n", per_run, r0->llm_calls + 1, n,
-               dur(a, floor_us), 100.0 * (double)floor_us / (double)wall,
-               (double)n / ((double)floor_us / 1e6));
+               "caps one runner at %.0f runs/s\n",
+               per_run, r0->llm_calls + 1, n, dur(a, floor_us),
+               100.0 * (double)floor_us / (double)wall, (double)n / ((double)floor_us / 1e6));
         snprintf(k, sizeof k, "%s.runner_db_ceiling", key);
         result(k, (double)n / ((double)floor_us / 1e6), "runs/s");
         snprintf(k, sizeof k, "%s.runner_db_share", key);
@@ -1648,9 +1702,10 @@ static bool scenario_throughput(const char *key, const char *title, int n, int t
                    "%.0f us per round trip (%d of them) = %.1f x the idle baseline\n",
                    100.0 * runner_pg, dur(a, sampled_us), dur(c2, (int64_t)blocked_us),
                    blocked_us / trips, trips,
-                   blocked_us / trips / (double)((b->pg_commit.p50 * per_run +
-                                                  b->pg_select.p50 * (r0->llm_calls + 1)) /
-                                                 (per_run + r0->llm_calls + 1)));
+                   blocked_us / trips /
+                       (double)((b->pg_commit.p50 * per_run +
+                                 b->pg_select.p50 * (r0->llm_calls + 1)) /
+                                (per_run + r0->llm_calls + 1)));
             snprintf(k, sizeof k, "%s.runner_pg_trip_under_load", key);
             result(k, blocked_us / trips, "us");
         }
@@ -1690,7 +1745,7 @@ static void *reader_main(void *arg)
     r->end_us = kx_mono_us();
     r->events = sse.n;
     r->ok = err == KX_OK && sse.status == 200 && sse.terminal && sse.n > 0 &&
-            is_completed(sse.data[sse.n - 1]);
+        is_completed(sse.data[sse.n - 1]);
     kx_th_sse_free(&sse);
     return NULL;
 }
@@ -1773,8 +1828,8 @@ static bool scenario_fanout(int nreaders)
         printf("  all %d readers done in %s: %zu events delivered, %.0f events/s; "
                "%.1f x one reader's p50, %.2f x the time of %d readers one after another\n",
                nreaders, dur(a, wall), delivered, (double)delivered / ((double)wall / 1e6),
-               (double)wall / (double)s1.p50,
-               (double)wall / ((double)nreaders * (double)s1.p50), nreaders);
+               (double)wall / (double)s1.p50, (double)wall / ((double)nreaders * (double)s1.p50),
+               nreaders);
         printf("  CPU while the readers ran:\n");
         print_cpu("fanout", &c0, &c1, 0);
         result_stats("fanout.single", &s1);
@@ -1842,7 +1897,8 @@ static int fd_count(pid_t pid, int *sockets)
 static bool scenario_held(int n, int threads, int hold_ms)
 {
     printf("\n(d) %d runs held at once in one agent-runner: each LLM answer waits %d ms "
-           "(demo-model `sleep`)\n", n, hold_ms);
+           "(demo-model `sleep`)\n",
+           n, hold_ms);
     account acc;
     if (!account_new(&acc))
         return false;
@@ -1910,7 +1966,8 @@ static bool scenario_held(int n, int threads, int hold_ms)
         printf("  while all were held (%lld ms window, %d still running at its end):\n",
                (long long)window_ms, still);
         printf("    agent-runner RSS %ld -> %ld KiB: %.1f KiB per held run (memory freed by "
-               "earlier parts of this run is reused)\n", rss0, rss1, (double)(rss1 - rss0) / n);
+               "earlier parts of this run is reused)\n",
+               rss0, rss1, (double)(rss1 - rss0) / n);
         printf("    agent-runner descriptors %d -> %d, sockets %d -> %d: %.2f sockets per held "
                "run at most (one LLM connection each; idle ones from before are reused)\n",
                fds0, fds1, socks0, socks1, (double)socks1 / n);
@@ -1921,7 +1978,8 @@ static bool scenario_held(int n, int threads, int hold_ms)
         print_stats("per-run latency (DB: created -> completed)", &sl);
         char c3[32];
         printf("  overhead over the %d ms wait: p50 %s, p99 %s; all done %s after the first "
-               "POST\n", hold_ms, dur(a, sl.p50 - (int64_t)hold_ms * 1000),
+               "POST\n",
+               hold_ms, dur(a, sl.p50 - (int64_t)hold_ms * 1000),
                dur(b, sl.p99 - (int64_t)hold_ms * 1000), dur(c3, last - start_wall));
         result("held.all_done_after", (double)(last - start_wall), "us");
         print_phases("held", ph, n);
@@ -2027,7 +2085,7 @@ static bool pg_restart_durable(void)
     if (c == NULL)
         return false;
     bool ok = pg_show_on(c, "fsync") && pg_show_on(c, "synchronous_commit") &&
-              pg_show_on(c, "full_page_writes");
+        pg_show_on(c, "full_page_writes");
     PQfinish(c);
     if (!ok) {
         fail("Postgres restarted but fsync/synchronous_commit/full_page_writes are not all on");
@@ -2093,18 +2151,29 @@ static void usage(void)
 
 static bool parse_opts(int argc, char **argv, opts *o)
 {
-    *o = (opts){.single = 100, .tool = 50, .concurrent = 200, .threads = 4, .readers = 100,
-                .held = 500, .held_ms = 3000, .durable_single = 50, .durable_concurrent = 200,
+    *o = (opts){.single = 100,
+                .tool = 50,
+                .concurrent = 200,
+                .threads = 4,
+                .readers = 100,
+                .held = 500,
+                .held_ms = 3000,
+                .durable_single = 50,
+                .durable_concurrent = 200,
                 .durable = true};
     struct {
         const char *name;
         int *v;
         int lo, hi;
     } ints[] = {
-        {"--single", &o->single, 0, 2000},        {"--tool", &o->tool, 0, 1000},
-        {"--concurrent", &o->concurrent, 0, 900}, {"--threads", &o->threads, 1, 32},
-        {"--readers", &o->readers, 0, 500},       {"--held", &o->held, 0, 900},
-        {"--held-ms", &o->held_ms, 1000, 30000},  {"--durable-single", &o->durable_single, 0, 1000},
+        {"--single", &o->single, 0, 2000},
+        {"--tool", &o->tool, 0, 1000},
+        {"--concurrent", &o->concurrent, 0, 900},
+        {"--threads", &o->threads, 1, 32},
+        {"--readers", &o->readers, 0, 500},
+        {"--held", &o->held, 0, 900},
+        {"--held-ms", &o->held_ms, 1000, 30000},
+        {"--durable-single", &o->durable_single, 0, 1000},
         {"--durable-concurrent", &o->durable_concurrent, 0, 900},
     };
     for (int i = 1; i < argc; i++) {
@@ -2150,9 +2219,9 @@ int main(int argc, char **argv)
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
     kx_log_init("bench", "bench");
-    kx_log_set_level(KX_LOG_ERROR);   /* the harness's polls while the stack starts are noise */
+    kx_log_set_level(KX_LOG_ERROR); /* the harness's polls while the stack starts are noise */
     static const char *const env[] = {
-        "KX_LOG_LEVEL=warn",      "KX_HEARTBEAT_MS=1000",     "KX_LEASE_TTL_MS=10000",
+        "KX_LOG_LEVEL=warn",          "KX_HEARTBEAT_MS=1000",      "KX_LEASE_TTL_MS=10000",
         "KX_REAPER_INTERVAL_MS=1000", "KX_SWEEP_INTERVAL_MS=5000", NULL,
     };
     kx_th_stack_opts so = {.env = env};
@@ -2163,7 +2232,8 @@ int main(int argc, char **argv)
     }
     kx_log_set_level(KX_LOG_WARN);
     printf("bench_run: stack up in %lld ms (KX_LOG_LEVEL=warn, heartbeat 1 s, lease 10 s); "
-           "%ld cores\n", (long long)(kx_mono_ms() - t_start), sysconf(_SC_NPROCESSORS_ONLN));
+           "%ld cores\n",
+           (long long)(kx_mono_ms() - t_start), sysconf(_SC_NPROCESSORS_ONLN));
     printf("Postgres runs as the harness starts it: fsync=off synchronous_commit=off "
            "full_page_writes=off (section (e) turns them on)\n");
 

@@ -87,9 +87,9 @@ static int64_t exec_true(const char *project)
     int64_t us = kx_mono_us() - t0;
     if (err != KX_OK)
         return -1;
-    Kx__V1__SandboxExecResult *res = kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor,
-                                                  natsMsg_GetData(reply),
-                                                  (size_t)natsMsg_GetDataLength(reply));
+    Kx__V1__SandboxExecResult *res =
+        kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
     bool ok = res != NULL && res->error == NULL && res->exit_code == 0;
     if (!ok)
         fprintf(stderr, "exec failed: %s\n", res && res->error ? res->error->message : "?");

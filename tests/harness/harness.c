@@ -57,7 +57,7 @@ static int64_t mono_ms(void)
 
 static void sleep_ms(int64_t ms)
 {
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
@@ -132,7 +132,7 @@ uint16_t kx_th_free_port(void)
         th_log("socket: %s", strerror(errno));
         return 0;
     }
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = 0 };
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof sa;
     uint16_t port = 0;
@@ -152,7 +152,7 @@ static bool port_accepts(uint16_t port)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return false;
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port) };
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
     close(fd);
@@ -227,8 +227,8 @@ fail:
 }
 
 /* fork + exec with an error pipe so that a failed exec is an error here, naming the program. */
-static kx_err spawn_as(const char *const *argv, const char *const *env_extra,
-                       const char *log_path, uid_t uid, gid_t gid, const char *cwd, pid_t *pid)
+static kx_err spawn_as(const char *const *argv, const char *const *env_extra, const char *log_path,
+                       uid_t uid, gid_t gid, const char *cwd, pid_t *pid)
 {
     char **envp = merged_env(env_extra);
     if (envp == NULL)
@@ -298,7 +298,7 @@ int kx_th_kill(pid_t pid)
     int64_t give_up = mono_ms() + 5000;
     bool exited = false;
     while (!exited) {
-        siginfo_t si = { 0 };
+        siginfo_t si = {0};
         if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0) {
             th_log("waitid(%d): %s", (int)pid, strerror(errno));
             return -1;
@@ -378,7 +378,7 @@ static kx_err wait_port(pid_t pid, uint16_t port, int64_t timeout_ms, const char
     for (;;) {
         if (port_accepts(port))
             return KX_OK;
-        siginfo_t si = { 0 };
+        siginfo_t si = {0};
         if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid) {
             th_log("%s exited before listening on port %u (see %s)", what, port, log_path);
             return KX_ERR_UNAVAILABLE;
@@ -415,8 +415,8 @@ kx_err kx_th_nats_start(const char *tmpdir, kx_th_nats *out)
             return KX_ERR_IO;
         char port_s[8];
         snprintf(port_s, sizeof port_s, "%u", port);
-        const char *argv[] = { "nats-server", "-js", "-a", "127.0.0.1", "-p", port_s,
-                               "-sd", out->dir, NULL };
+        const char *argv[] = {"nats-server", "-js", "-a",     "127.0.0.1", "-p",
+                              port_s,        "-sd", out->dir, NULL};
         int64_t t0 = mono_ms();
         pid_t pid;
         err = kx_th_spawn(argv, NULL, log_path, &pid);
@@ -519,8 +519,7 @@ static kx_err pg_ctl_start(const kx_th_pg *p)
              "-p %u -k %s -c listen_addresses=127.0.0.1 -c fsync=off "
              "-c synchronous_commit=off -c full_page_writes=off",
              p->port, p->dir);
-    const char *args[] = { "-D", data, "-l", log_path, "-w", "-t", "30", "-o", opts, "start",
-                           NULL };
+    const char *args[] = {"-D", data, "-l", log_path, "-w", "-t", "30", "-o", opts, "start", NULL};
     return pg_run(p, "pg_ctl", args);
 }
 
@@ -528,7 +527,7 @@ static kx_err pg_ctl_stop(const kx_th_pg *p)
 {
     char data[300];
     pg_data_dir(p, data, sizeof data);
-    const char *args[] = { "-D", data, "-m", "fast", "-w", "-t", "30", "stop", NULL };
+    const char *args[] = {"-D", data, "-m", "fast", "-w", "-t", "30", "stop", NULL};
     return pg_run(p, "pg_ctl", args);
 }
 
@@ -583,8 +582,8 @@ kx_err kx_th_pg_start(const char *tmpdir, kx_th_pg *out)
 
     char data[300];
     pg_data_dir(out, data, sizeof data);
-    const char *initdb_args[] = { "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                                  "--no-locale", "--no-sync", NULL };
+    const char *initdb_args[] = {"-D", data,   "-U",          "postgres",  "-A", "trust",
+                                 "-E", "UTF8", "--no-locale", "--no-sync", NULL};
     err = pg_run(out, "initdb", initdb_args);
     if (err != KX_OK)
         return err;
@@ -681,8 +680,8 @@ int kx_th_group_live(pid_t pgid)
         char *rp = strrchr(buf, ')');
         char state;
         int ppid, pgrp;
-        if (rp != NULL && sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 &&
-            pgrp == pgid && state != 'Z')
+        if (rp != NULL && sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 && pgrp == pgid &&
+            state != 'Z')
             n++;
     }
     closedir(d);

@@ -39,13 +39,13 @@ typedef struct kx_th_nats {
     char url[64];
     char dir[256];
 } kx_th_nats;
-kx_err kx_th_nats_start(const char *tmpdir, kx_th_nats *out);   /* JetStream on */
+kx_err kx_th_nats_start(const char *tmpdir, kx_th_nats *out); /* JetStream on */
 void kx_th_nats_stop(kx_th_nats *n);
 
 typedef struct kx_th_pg {
     uint16_t port;
     char dir[256];
-    char url[256];    /* postgresql://postgres@127.0.0.1:<port>/kortix */
+    char url[256]; /* postgresql://postgres@127.0.0.1:<port>/kortix */
 } kx_th_pg;
 /* initdb (as the postgres user when root), pg_ctl start, CREATE DATABASE kortix. */
 kx_err kx_th_pg_start(const char *tmpdir, kx_th_pg *out);

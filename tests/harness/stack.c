@@ -26,8 +26,8 @@
 #include "kx/time.h"
 
 static const char *const PROC_NAMES[KX_TH_STACK_NPROCS] = {
-    "demo-model", "gateway", "scheduler", "agent-runner", "tool-executor", "sandbox-broker",
-    "mcp-proxy",
+    "demo-model",    "gateway",        "scheduler", "agent-runner",
+    "tool-executor", "sandbox-broker", "mcp-proxy",
 };
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -45,7 +45,7 @@ static void st_log(const char *fmt, ...)
 
 static void sleep_ms(int64_t ms)
 {
-    struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
@@ -68,7 +68,7 @@ static kx_err env_set(char ***env, const char *pair)
         st_log("environment entry \"%s\" is not K=V", pair);
         return KX_ERR_INVALID;
     }
-    size_t keylen = (size_t)(eq - pair) + 1;   /* with the '=' */
+    size_t keylen = (size_t)(eq - pair) + 1; /* with the '=' */
     char *copy = strdup(pair);
     if (copy == NULL)
         return KX_ERR_NOMEM;
@@ -122,7 +122,7 @@ static void env_free(char **env)
 /* True (and *status set) when pid has exited; the zombie is left for kx_th_kill to reap. */
 static bool proc_exited(pid_t pid, int *status)
 {
-    siginfo_t si = { 0 };
+    siginfo_t si = {0};
     if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid != pid)
         return false;
     *status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
@@ -132,9 +132,9 @@ static bool proc_exited(pid_t pid, int *status)
 /* GET url answered 200 within a 1 s transfer. */
 static bool http_ok(const char *url)
 {
-    kx_http_resp r = { 0 };
+    kx_http_resp r = {0};
     bool ok = kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(1000), 0, &r) == KX_OK &&
-              r.status == 200;
+        r.status == 200;
     kx_http_resp_free(&r);
     return ok;
 }
@@ -221,8 +221,9 @@ static kx_err proc_spawn(kx_th_stack *s, kx_th_proc *p)
     bool broker = strcmp(p->name, "sandbox-broker") == 0;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
-        if (broker && (strncmp(s->env[i], "KX_JWT_SECRET=", 14) == 0 ||
-                       strncmp(s->env[i], "KX_DATABASE_URL=", 16) == 0))
+        if (broker &&
+            (strncmp(s->env[i], "KX_JWT_SECRET=", 14) == 0 ||
+             strncmp(s->env[i], "KX_DATABASE_URL=", 16) == 0))
             continue;
         env[k++] = s->env[i];
     }
@@ -230,7 +231,7 @@ static kx_err proc_spawn(kx_th_stack *s, kx_th_proc *p)
     char own[64];
     snprintf(own, sizeof own, "%s=%u", is_model(p) ? "KX_MODEL_PORT" : "KX_HEALTH_PORT", p->port);
     env[n] = own;
-    const char *argv[] = { p->path, NULL };
+    const char *argv[] = {p->path, NULL};
     kx_err err = kx_th_spawn(argv, env, p->log, &p->pid);
     free(env);
     if (err != KX_OK) {
@@ -309,10 +310,10 @@ static kx_err random_hex(char *out, size_t nbytes)
 static kx_err build_env(kx_th_stack *s, const kx_th_stack_opts *opts)
 {
     kx_err err = KX_OK;
-#define SETF(k, ...)                                      \
-    do {                                                  \
-        if (err == KX_OK)                                 \
-            err = env_setf(&s->env, k, __VA_ARGS__);      \
+#define SETF(k, ...)                                 \
+    do {                                             \
+        if (err == KX_OK)                            \
+            err = env_setf(&s->env, k, __VA_ARGS__); \
     } while (0)
     SETF("KX_NATS_URL", "%s", s->nats.url);
     SETF("KX_DATABASE_URL", "%s", s->pg.url);
@@ -321,7 +322,7 @@ static kx_err build_env(kx_th_stack *s, const kx_th_stack_opts *opts)
     SETF("KX_MODEL_PORT", "%u", s->model_port);
     SETF("KX_MODEL_URL", "http://127.0.0.1:%u/v1", s->model_port);
     SETF("KX_SANDBOX_ROOT", "%s", s->sandbox_root);
-    SETF("KX_SANDBOX_DENY_PORTS", "%u", s->pg.port);   /* with KX_SANDBOX_NETWORK=host */
+    SETF("KX_SANDBOX_DENY_PORTS", "%u", s->pg.port); /* with KX_SANDBOX_NETWORK=host */
     SETF("KX_DATA_DIR", "%s", s->dir);
     SETF("KX_MIGRATIONS_DIR", "%s/deploy/migrations", KX_SOURCE_DIR);
     SETF("KX_BIND_ADDR", "127.0.0.1");
@@ -387,7 +388,7 @@ static kx_err start_procs(kx_th_stack *s, int64_t deadline_mono)
     char url[128];
     snprintf(url, sizeof url, "%s/api/health", s->base_url);
     for (;;) {
-        kx_http_resp r = { 0 };
+        kx_http_resp r = {0};
         kx_err err = kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(2000), 0, &r);
         if (err == KX_OK && r.status == 200) {
             kx_http_resp_free(&r);
@@ -526,7 +527,7 @@ kx_err kx_th_http(const kx_th_stack *s, const char *method, const char *path, co
     if (snprintf(url, sizeof url, "%s%s", s->base_url, path) >= (int)sizeof url)
         return KX_ERR_INVALID;
     char *auth = NULL, *ctype = NULL;
-    const char *headers[3] = { NULL, NULL, NULL };
+    const char *headers[3] = {NULL, NULL, NULL};
     size_t nh = 0;
     if (token != NULL) {
         if (asprintf(&auth, "Authorization: Bearer %s", token) < 0)
@@ -541,8 +542,8 @@ kx_err kx_th_http(const kx_th_stack *s, const char *method, const char *path, co
         headers[nh++] = ctype;
     }
     memset(out, 0, sizeof *out);
-    kx_err err = kx_http_request(method, url, headers, body, body_len, kx_deadline_in(10000), 0,
-                                 out);
+    kx_err err =
+        kx_http_request(method, url, headers, body, body_len, kx_deadline_in(10000), 0, out);
     if (err != KX_OK)
         st_log("%s %s: %s", method, url, kx_err_str(err));
     free(auth);
@@ -553,7 +554,7 @@ kx_err kx_th_http(const kx_th_stack *s, const char *method, const char *path, co
 json_t *kx_th_json(const kx_th_stack *s, const char *method, const char *path, const char *token,
                    const char *json_body, long *status)
 {
-    kx_http_resp r = { 0 };
+    kx_http_resp r = {0};
     *status = 0;
     if (kx_th_http(s, method, path, token, json_body != NULL ? "application/json" : NULL,
                    json_body, json_body != NULL ? strlen(json_body) : 0, &r) != KX_OK)
@@ -618,13 +619,12 @@ char *kx_th_form_urlencoded(const char *const *pairs, size_t *len)
                 kx_buf_str(&b, "=");
             for (const unsigned char *c = (const unsigned char *)pairs[i + k]; *c; c++) {
                 if ((*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') ||
-                    (*c >= '0' && *c <= '9') || *c == '-' || *c == '_' || *c == '.' ||
-                    *c == '~') {
+                    (*c >= '0' && *c <= '9') || *c == '-' || *c == '_' || *c == '.' || *c == '~') {
                     kx_buf_add(&b, (const char *)c, 1);
                 } else if (*c == ' ') {
                     kx_buf_str(&b, "+");
                 } else {
-                    char esc[3] = { '%', HEX[*c >> 4], HEX[*c & 15] };
+                    char esc[3] = {'%', HEX[*c >> 4], HEX[*c & 15]};
                     kx_buf_add(&b, esc, 3);
                 }
             }
@@ -643,8 +643,8 @@ bool kx_th_sse_is_terminal(const char *payload)
         const char *type = json_string_value(json_object_get(v, "type"));
         const char *status = json_string_value(json_object_get(v, "status"));
         terminal = type != NULL && status != NULL && strcmp(type, "status") == 0 &&
-                   (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
-                    strcmp(status, "stopped") == 0 || strcmp(status, "error") == 0);
+            (strcmp(status, "completed") == 0 || strcmp(status, "failed") == 0 ||
+             strcmp(status, "stopped") == 0 || strcmp(status, "error") == 0);
     }
     json_decref(v);
     return terminal;
@@ -737,7 +737,7 @@ kx_err kx_th_sse_read(const kx_th_stack *s, const char *path, const char *token,
         }
         headers = curl_slist_append(headers, auth);
     }
-    sse_ctx ctx = { .out = out };
+    sse_ctx ctx = {.out = out};
     kx_sse_init(&ctx.parser, sse_on_event, &ctx);
     curl_easy_setopt(h, CURLOPT_URL, url);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -821,8 +821,7 @@ kx_err kx_th_sse_join(kx_th_sse_reader *r, kx_th_sse *out)
 
 /* ---- SQL -------------------------------------------------------------------------------- */
 
-PGresult *kx_th_sql(const kx_th_stack *s, const char *sql, int nparams,
-                    const char *const *params)
+PGresult *kx_th_sql(const kx_th_stack *s, const char *sql, int nparams, const char *const *params)
 {
     PGconn *c = PQconnectdb(s->pg.url);
     if (PQstatus(c) != CONNECTION_OK) {

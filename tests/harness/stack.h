@@ -39,26 +39,26 @@ typedef struct kx_th_stack_opts {
 
 /* One process of the stack: the demo model or a service. */
 typedef struct kx_th_proc {
-    const char *name;    /* static: "demo-model", "gateway", "scheduler", ... */
-    char path[512];      /* the binary */
-    pid_t pid;           /* 0 when not running */
-    uint16_t port;       /* KX_HEALTH_PORT of a service, KX_MODEL_PORT of the demo model */
-    char log[512];       /* stdout+stderr, appended */
-    int exit_status;     /* after it was stopped: exit code or 128 + signal; -1 before */
+    const char *name; /* static: "demo-model", "gateway", "scheduler", ... */
+    char path[512];   /* the binary */
+    pid_t pid;        /* 0 when not running */
+    uint16_t port;    /* KX_HEALTH_PORT of a service, KX_MODEL_PORT of the demo model */
+    char log[512];    /* stdout+stderr, appended */
+    int exit_status;  /* after it was stopped: exit code or 128 + signal; -1 before */
 } kx_th_proc;
 
-#define KX_TH_STACK_NPROCS 7   /* the demo model, then the six services in start order */
+#define KX_TH_STACK_NPROCS 7 /* the demo model, then the six services in start order */
 
 typedef struct kx_th_stack {
-    char *dir;                     /* the temp dir (malloc'd) */
+    char *dir; /* the temp dir (malloc'd) */
     kx_th_nats nats;
     kx_th_pg pg;
-    uint16_t http_port;            /* the gateway's API port */
+    uint16_t http_port; /* the gateway's API port */
     uint16_t model_port;
-    char base_url[64];             /* "http://127.0.0.1:<http_port>" */
-    char secret[65];               /* KX_JWT_SECRET: 64 hex digits */
+    char base_url[64]; /* "http://127.0.0.1:<http_port>" */
+    char secret[65];   /* KX_JWT_SECRET: 64 hex digits */
     char sandbox_root[512];
-    char **env;                    /* "K=V" every process gets (malloc'd, NULL-terminated) */
+    char **env; /* "K=V" every process gets (malloc'd, NULL-terminated) */
     kx_th_proc procs[KX_TH_STACK_NPROCS];
 } kx_th_stack;
 
@@ -122,14 +122,14 @@ char *kx_th_form_urlencoded(const char *const *pairs, size_t *len);
 
 /* What was read from one SSE stream. */
 typedef struct kx_th_sse {
-    long status;           /* HTTP status (0: no answer) */
-    char *content_type;    /* of the answer, or NULL */
-    size_t n;              /* events */
-    char **data;           /* each event's data (the text after "data: "), in order */
-    int64_t *at_ms;        /* when each event arrived (kx_mono_ms) */
-    bool terminal;         /* the last event is a terminal status (completed/failed/stopped/error) */
-    bool timed_out;        /* timeout_ms passed before the stream ended */
-    char *body;            /* a non-200 answer's body, or NULL */
+    long status;        /* HTTP status (0: no answer) */
+    char *content_type; /* of the answer, or NULL */
+    size_t n;           /* events */
+    char **data;        /* each event's data (the text after "data: "), in order */
+    int64_t *at_ms;     /* when each event arrived (kx_mono_ms) */
+    bool terminal;      /* the last event is a terminal status (completed/failed/stopped/error) */
+    bool timed_out;     /* timeout_ms passed before the stream ended */
+    char *body;         /* a non-200 answer's body, or NULL */
 } kx_th_sse;
 
 /* GETs path with "Authorization: Bearer <token>" (token may be NULL) and collects every event's
@@ -163,8 +163,7 @@ bool kx_th_sse_is_terminal(const char *payload);
 /* Runs sql with text parameters $1..$n on the stack's database (a new connection each time).
  * Returns the result (PQclear it) or NULL when the connection or the statement failed (the
  * error is printed). */
-PGresult *kx_th_sql(const kx_th_stack *s, const char *sql, int nparams,
-                    const char *const *params);
+PGresult *kx_th_sql(const kx_th_stack *s, const char *sql, int nparams, const char *const *params);
 /* The first column of the first row as a malloc'd string; NULL when there is no row, the value
  * is NULL, or the statement failed. */
 char *kx_th_sql_value(const kx_th_stack *s, const char *sql, int nparams,

@@ -40,10 +40,12 @@
 #include "kx/uuid.h"
 #include "stack.h"
 
-#define STOPPED "{\"type\": \"status\", \"status\": \"stopped\", \"message\": \"Agent run stopped by user\"}"
-#define COMPLETED "{\"type\": \"status\", \"status\": \"completed\", \"message\": \"Agent run completed successfully\"}"
+#define STOPPED \
+    "{\"type\": \"status\", \"status\": \"stopped\", \"message\": \"Agent run stopped by user\"}"
+#define COMPLETED \
+    "{\"type\": \"status\", \"status\": \"completed\", \"message\": \"Agent run completed successfully\"}"
 
-static kx_th_stack g_s;      /* only dir, nats, pg, base_url, secret are used */
+static kx_th_stack g_s; /* only dir, nats, pg, base_url, secret are used */
 static pid_t g_gateway;
 static char g_log[600];
 static kx_bus *g_bus;
@@ -69,9 +71,17 @@ static int start_all(void **state)
     snprintf(e_db, sizeof e_db, "KX_DATABASE_URL=%s", g_s.pg.url);
     snprintf(e_secret, sizeof e_secret, "KX_JWT_SECRET=%s", g_s.secret);
     snprintf(e_mig, sizeof e_mig, "KX_MIGRATIONS_DIR=%s/deploy/migrations", KX_SOURCE_DIR);
-    const char *env[] = {e_port, e_nats, e_db, e_secret, e_mig, "KX_HEALTH_PORT=0",
-                         "KX_HEALTH_TIMEOUT_MS=300", "KX_SSE_PING_S=1", "KX_LOG_LEVEL=debug",
-                         "KX_DRAIN_TIMEOUT_MS=3000", NULL};
+    const char *env[] = {e_port,
+                         e_nats,
+                         e_db,
+                         e_secret,
+                         e_mig,
+                         "KX_HEALTH_PORT=0",
+                         "KX_HEALTH_TIMEOUT_MS=300",
+                         "KX_SSE_PING_S=1",
+                         "KX_LOG_LEVEL=debug",
+                         "KX_DRAIN_TIMEOUT_MS=3000",
+                         NULL};
     const char *bin = getenv("KX_TEST_GATEWAY_BIN");
     char path[512];
     snprintf(path, sizeof path, "%s", bin ? bin : KX_BUILD_DIR "/services/gateway/gateway");
@@ -131,8 +141,7 @@ static const char *jstr(const json_t *o, const char *k)
 }
 
 /* A JSON answer of a request with a form body; *status gets the HTTP status. */
-static json_t *post_form(const char *token, bool multipart, const char *const *pairs,
-                         long *status)
+static json_t *post_form(const char *token, bool multipart, const char *const *pairs, long *status)
 {
     size_t len = 0;
     char *ct = NULL, *body;
@@ -169,8 +178,8 @@ static void initiate(const char *token, const char *prompt, char run[KX_UUID_LEN
 }
 
 /* Asserts a {"detail": detail} answer with that status. */
-static void expect_error(const char *method, const char *path, const char *token,
-                         const char *body, long status, const char *detail)
+static void expect_error(const char *method, const char *path, const char *token, const char *body,
+                         long status, const char *detail)
 {
     long got = 0;
     json_t *v = kx_th_json(&g_s, method, path, token, body, &got);
@@ -213,9 +222,18 @@ static void test_initiate_creates_rows_and_submits(void **state)
     char prompt[256] = "";
     for (int i = 0; i < 29; i++)
         strcat(prompt, "\xc3\xa9");                  /* é: 2 bytes each */
-    strcat(prompt, "\xe6\x97\xa5\xe6\x9c\xac tail");   /* 日本 tail: char 30 is 日 */
-    const char *pairs[] = {"prompt", prompt, "model_name", "gpt-4o-mini", "enable_thinking",
-                           "true", "reasoning_effort", "high", "agent_id", "ignored", NULL};
+    strcat(prompt, "\xe6\x97\xa5\xe6\x9c\xac tail"); /* 日本 tail: char 30 is 日 */
+    const char *pairs[] = {"prompt",
+                           prompt,
+                           "model_name",
+                           "gpt-4o-mini",
+                           "enable_thinking",
+                           "true",
+                           "reasoning_effort",
+                           "high",
+                           "agent_id",
+                           "ignored",
+                           NULL};
     long status = 0;
     json_t *v = post_form(token, true, pairs, &status);
     assert_int_equal(status, 200);
@@ -223,7 +241,8 @@ static void test_initiate_creates_rows_and_submits(void **state)
     assert_true(kx_uuid_valid(run) && kx_uuid_valid(thread));
 
     char *name = sql_value1("SELECT p.name FROM projects p JOIN threads t USING (project_id) "
-                            "WHERE t.thread_id = $1", thread);
+                            "WHERE t.thread_id = $1",
+                            thread);
     char expect_name[256] = "";
     for (int i = 0; i < 29; i++)
         strcat(expect_name, "\xc3\xa9");
@@ -231,7 +250,8 @@ static void test_initiate_creates_rows_and_submits(void **state)
     assert_string_equal(name, expect_name);
     free(name);
     char *content = sql_value1("SELECT content::text FROM messages WHERE thread_id = $1 "
-                               "AND type = 'user' AND is_llm_message", thread);
+                               "AND type = 'user' AND is_llm_message",
+                               thread);
     json_t *c = json_loads(content, 0, NULL);
     assert_string_equal(jstr(c, "role"), "user");
     assert_string_equal(jstr(c, "content"), prompt);
@@ -307,7 +327,8 @@ static void test_messages_start_and_runs(void **state)
     long status = 0;
     json_t *row = kx_th_json(&g_s, "POST", path, token,
                              "{\"type\": \"assistant\", \"content\": \"an answer\", "
-                             "\"is_llm_message\": true}", &status);
+                             "\"is_llm_message\": true}",
+                             &status);
     assert_int_equal(status, 200);
     assert_string_equal(jstr(row, "thread_id"), thread);
     assert_string_equal(jstr(row, "type"), "assistant");
@@ -329,7 +350,7 @@ static void test_messages_start_and_runs(void **state)
     json_t *list = kx_th_json(&g_s, "GET", path, token, NULL, &status);
     assert_int_equal(status, 200);
     json_t *msgs = json_object_get(list, "messages");
-    assert_int_equal(json_array_size(msgs), 2);   /* newest first by default */
+    assert_int_equal(json_array_size(msgs), 2); /* newest first by default */
     assert_string_equal(jstr(json_array_get(msgs, 0), "type"), "assistant");
     json_decref(list);
     snprintf(path, sizeof path, "/api/threads/%s/messages?order=asc", thread);
@@ -348,7 +369,8 @@ static void test_messages_start_and_runs(void **state)
     assert_string_equal(jstr(started, "status"), "queued");
     const char *run2 = jstr(started, "agent_run_id");
     char *n = sql_value1("SELECT count(*) FROM messages WHERE thread_id = $1 AND "
-                         "content->>'content' = 'second turn' AND type = 'user'", thread);
+                         "content->>'content' = 'second turn' AND type = 'user'",
+                         thread);
     assert_string_equal(n, "1");
     free(n);
     /* and without a body */
@@ -373,7 +395,8 @@ static void test_messages_start_and_runs(void **state)
     size_t i = 0;
     const char *key;
     json_t *val;
-    json_object_foreach(r, key, val) {
+    json_object_foreach(r, key, val)
+    {
         assert_true(i < 6);
         assert_string_equal(key, keys[i++]);
     }
@@ -472,7 +495,8 @@ static void test_stop_and_stream(void **state)
     assert_false(got.timed_out);
     assert_true(got.terminal);
     assert_int_equal(got.n, 3);
-    assert_string_equal(got.data[0], "{\"type\": \"status\", \"status_type\": \"thread_run_start\"}");
+    assert_string_equal(got.data[0],
+                        "{\"type\": \"status\", \"status_type\": \"thread_run_start\"}");
     assert_string_equal(got.data[1], "{\"sequence\": 0, \"content\": \"h\\u00e9\"}");
     assert_string_equal(got.data[2], STOPPED);
 
@@ -490,7 +514,8 @@ static void test_stop_and_stream(void **state)
 
     /* the database: stopped, epoch bumped, completed_at set */
     char *row = sql_value1("SELECT status || ' ' || lease_epoch || ' ' || "
-                           "(completed_at IS NOT NULL) FROM agent_runs WHERE id = $1", run);
+                           "(completed_at IS NOT NULL) FROM agent_runs WHERE id = $1",
+                           run);
     assert_string_equal(row, "stopped 1 true");
     free(row);
 
@@ -561,7 +586,7 @@ static void test_stream_of_just_ended_run_waits_for_its_events(void **state)
     snprintf(path, sizeof path, "/api/agent-run/%s/stream", run);
     kx_th_sse_reader *reader = kx_th_sse_start(&g_s, path, token, 10000);
     assert_non_null(reader);
-    usleep(200 * 1000);   /* the stream is open and has replayed the one stored event */
+    usleep(200 * 1000); /* the stream is open and has replayed the one stored event */
     publish_event(run, "{\"type\": \"status\", \"status_type\": \"thread_run_end\"}", false);
     publish_event(run, COMPLETED, true);
     kx_th_sse got;
@@ -591,7 +616,7 @@ static void test_health(void **state)
     assert_non_null(jstr(parts, "mcp-proxy"));
     assert_non_null(jstr(v, "timestamp"));
     assert_non_null(strstr(jstr(v, "instance_id"), "gateway"));
-    assert_true(took < 1000);   /* no responders: answered at once, not after the timeout */
+    assert_true(took < 1000); /* no responders: answered at once, not after the timeout */
     json_decref(v);
 
     kx_http_resp r;
@@ -621,7 +646,7 @@ static void test_sigterm_ends_open_streams(void **state)
     kx_th_sse got;
     assert_int_equal(kx_th_sse_join(reader, &got), KX_OK);
     assert_int_equal(got.status, 200);
-    assert_false(got.timed_out);   /* the server ended it */
+    assert_false(got.timed_out); /* the server ended it */
     assert_false(got.terminal);
     assert_true(kx_mono_ms() - t0 < 5000);
     kx_th_sse_free(&got);

@@ -24,10 +24,11 @@
 #include "kx/uuid.h"
 #include "stack.h"
 
-#define NM KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+#define NM \
+    KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 #define LOOPBACK KX_SOURCE_DIR "/tests/fakes/mcp/loopback.cjs"
 
-static kx_th_stack g_s;      /* only dir, nats, pg, base_url, secret are used */
+static kx_th_stack g_s; /* only dir, nats, pg, base_url, secret are used */
 static pid_t g_gateway, g_proxy, g_mcp;
 static uint16_t g_mcp_port;
 static char g_agent[KX_UUID_LEN + 1], g_owner[KX_UUID_LEN + 1];
@@ -88,9 +89,17 @@ static int start_all(void **state)
     uint16_t proxy_health = kx_th_free_port();
     char e_health[64];
     snprintf(e_health, sizeof e_health, "KX_HEALTH_PORT=%u", proxy_health);
-    const char *env[] = {e_port, e_nats, e_db, e_secret, e_mig, e_allow, "KX_HEALTH_PORT=0",
-                         "KX_HEALTH_TIMEOUT_MS=300", "KX_LOG_LEVEL=debug",
-                         "KX_DRAIN_TIMEOUT_MS=3000", NULL};
+    const char *env[] = {e_port,
+                         e_nats,
+                         e_db,
+                         e_secret,
+                         e_mig,
+                         e_allow,
+                         "KX_HEALTH_PORT=0",
+                         "KX_HEALTH_TIMEOUT_MS=300",
+                         "KX_LOG_LEVEL=debug",
+                         "KX_DRAIN_TIMEOUT_MS=3000",
+                         NULL};
     const char *penv[] = {e_nats, e_allow, e_health, "KX_LOG_LEVEL=debug", NULL};
     const char *gargv[] = {KX_BUILD_DIR "/services/gateway/gateway", NULL};
     const char *pargv[] = {KX_BUILD_DIR "/services/mcp-proxy/mcp-proxy", NULL};
@@ -119,17 +128,23 @@ static int start_all(void **state)
              "\"type\": \"http\", \"config\": {\"url\": \"%s\"}, \"enabledTools\": [\"echo\"]}]}",
              g_url);
     const char *p1[] = {g_agent, g_owner};
-    PQclear(kx_th_sql(&g_s, "INSERT INTO agents (agent_id, account_id, name) VALUES ($1, $2, "
-                            "'mcp agent')", 2, p1));
+    PQclear(kx_th_sql(&g_s,
+                      "INSERT INTO agents (agent_id, account_id, name) VALUES ($1, $2, "
+                      "'mcp agent')",
+                      2, p1));
     const char *p2[] = {version, g_agent, g_owner, config};
-    PQclear(kx_th_sql(&g_s, "INSERT INTO agent_versions (version_id, agent_id, account_id, "
-                            "version_number, version_name, config) VALUES ($1, $2, $3, 1, 'v1', "
-                            "$4::jsonb)", 4, p2));
+    PQclear(kx_th_sql(&g_s,
+                      "INSERT INTO agent_versions (version_id, agent_id, account_id, "
+                      "version_number, version_name, config) VALUES ($1, $2, $3, 1, 'v1', "
+                      "$4::jsonb)",
+                      4, p2));
     const char *p3[] = {version, g_agent};
-    PQclear(kx_th_sql(&g_s, "UPDATE agents SET current_version_id = $1 WHERE agent_id = $2", 2,
-                      p3));
-    char *check = kx_th_sql_value(&g_s, "SELECT current_version_id::text FROM agents WHERE "
-                                        "agent_id = $1", 1, p1);
+    PQclear(
+        kx_th_sql(&g_s, "UPDATE agents SET current_version_id = $1 WHERE agent_id = $2", 2, p3));
+    char *check = kx_th_sql_value(&g_s,
+                                  "SELECT current_version_id::text FROM agents WHERE "
+                                  "agent_id = $1",
+                                  1, p1);
     bool ok = check != NULL && strcmp(check, version) == 0;
     free(check);
     return ok ? 0 : -1;
@@ -199,7 +214,8 @@ static void test_lists_tools_with_enabled_flags(void **state)
     int seen = 0;
     size_t i;
     json_t *t;
-    json_array_foreach(tools, i, t) {
+    json_array_foreach(tools, i, t)
+    {
         const char *name = json_string_value(json_object_get(t, "name"));
         bool enabled = json_is_true(json_object_get(t, "enabled"));
         if (strcmp(name, "echo") == 0) {

@@ -28,7 +28,8 @@
 #include "kx/pb.h"
 #include "kx/time.h"
 
-#define NM KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+#define NM \
+    KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 #define FAKE KX_SOURCE_DIR "/tests/fakes/mcp/misbehave.js"
 #define LOOPBACK KX_SOURCE_DIR "/tests/fakes/mcp/loopback.cjs"
 #define PROXY KX_BUILD_DIR "/services/mcp-proxy/mcp-proxy"
@@ -77,7 +78,7 @@ static kx_err start_proxy(const char *log_name, pid_t *pid)
     char port_env[64];
     snprintf(port_env, sizeof port_env, "KX_HEALTH_PORT=%u", kx_th_free_port());
     snprintf(g_log, sizeof g_log, "%s/%s", g_dir, log_name);
-    const char *env[] = {g_nats_env, g_servers_env, port_env, g_allow_env,
+    const char *env[] = {g_nats_env,           g_servers_env,        port_env, g_allow_env,
                          "KX_MCP_TIMEOUT_S=4", "KX_LOG_LEVEL=debug", NULL};
     const char *argv[] = {PROXY, NULL};
     return kx_th_spawn(argv, env, g_log, pid);
@@ -93,9 +94,9 @@ static bool proxy_ready(void)
         natsMsg *reply = NULL;
         if (kx_bus_request_pb(g_bus, KX_SUBJ_HEALTH_PREFIX "mcp-proxy", &req.base, &meta,
                               &reply) == KX_OK) {
-            Kx__V1__HealthReply *rep = kx_pb_unpack(&kx__v1__health_reply__descriptor,
-                                                    natsMsg_GetData(reply),
-                                                    (size_t)natsMsg_GetDataLength(reply));
+            Kx__V1__HealthReply *rep =
+                kx_pb_unpack(&kx__v1__health_reply__descriptor, natsMsg_GetData(reply),
+                             (size_t)natsMsg_GetDataLength(reply));
             natsMsg_Destroy(reply);
             bool ready = rep && rep->ready;
             kx_pb_free(rep);
@@ -203,8 +204,7 @@ static natsMsg *request(const char *subject, const ProtobufCMessage *msg, int64_
 
 static Kx__V1__McpCallReply *call_full(const char *server, const char *server_json,
                                        const char *call_id, const char *tool, const char *args,
-                                       const char *progress, int64_t deadline_ms,
-                                       double *took_ms)
+                                       const char *progress, int64_t deadline_ms, double *took_ms)
 {
     Kx__V1__McpCallRequest req = KX__V1__MCP_CALL_REQUEST__INIT;
     req.call_id = (char *)call_id;
@@ -214,13 +214,13 @@ static Kx__V1__McpCallReply *call_full(const char *server, const char *server_js
     req.tool = (char *)tool;
     req.arguments_json = (char *)args;
     req.progress_subject = (char *)(progress ? progress : "");
-    natsMsg *reply = request(KX_SUBJ_MCP_CALL, &req.base, deadline_ms, deadline_ms + 3000,
-                             took_ms);
+    natsMsg *reply =
+        request(KX_SUBJ_MCP_CALL, &req.base, deadline_ms, deadline_ms + 3000, took_ms);
     if (reply == NULL)
         return NULL;
-    Kx__V1__McpCallReply *r = kx_pb_unpack(&kx__v1__mcp_call_reply__descriptor,
-                                           natsMsg_GetData(reply),
-                                           (size_t)natsMsg_GetDataLength(reply));
+    Kx__V1__McpCallReply *r =
+        kx_pb_unpack(&kx__v1__mcp_call_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
     natsMsg_Destroy(reply);
     return r;
 }
@@ -312,15 +312,14 @@ typedef struct progress_seen {
     double last, total;
 } progress_seen;
 
-static void on_progress_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg,
-                            void *closure)
+static void on_progress_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
     (void)nc;
     (void)sub;
     progress_seen *p = closure;
-    Kx__V1__McpCallProgress *ev = kx_pb_unpack(&kx__v1__mcp_call_progress__descriptor,
-                                               natsMsg_GetData(msg),
-                                               (size_t)natsMsg_GetDataLength(msg));
+    Kx__V1__McpCallProgress *ev =
+        kx_pb_unpack(&kx__v1__mcp_call_progress__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
     if (ev != NULL) {
         p->n++;
         p->last = ev->progress;
@@ -342,14 +341,14 @@ static void test_progress_is_passed_on(void **state)
         char subject[64];
         snprintf(subject, sizeof subject, "it.progress.%zu", i);
         assert_int_equal(natsConnection_Subscribe(&sub, kx_bus_conn(g_bus), subject,
-                                                  on_progress_msg, &seen), NATS_OK);
+                                                  on_progress_msg, &seen),
+                         NATS_OK);
         natsConnection_Flush(kx_bus_conn(g_bus));
         char id[32];
         snprintf(id, sizeof id, "progress-%zu", i);
-        Kx__V1__McpCallReply *r = call_full(servers[i], NULL, id,
-                                            "trigger-long-running-operation",
-                                            "{\"duration\": 0.6, \"steps\": 3}", subject, 15000,
-                                            NULL);
+        Kx__V1__McpCallReply *r =
+            call_full(servers[i], NULL, id, "trigger-long-running-operation",
+                      "{\"duration\": 0.6, \"steps\": 3}", subject, 15000, NULL);
         assert_non_null(r);
         if (r->error)
             fail_msg("%s: %s: %s", servers[i], r->error->code, r->error->message);
@@ -380,8 +379,8 @@ typedef struct async_call {
 static void *call_thread(void *arg)
 {
     async_call *a = arg;
-    a->reply = call_full(a->server, NULL, a->id, "trigger-long-running-operation", a->args,
-                         NULL, a->deadline_ms, &a->took_ms);
+    a->reply = call_full(a->server, NULL, a->id, "trigger-long-running-operation", a->args, NULL,
+                         a->deadline_ms, &a->took_ms);
     return NULL;
 }
 
@@ -394,18 +393,20 @@ static void test_cancel_mid_call(void **state)
     for (size_t i = 0; i < 2; i++) {
         char id[32];
         snprintf(id, sizeof id, "cancel-me-%zu", i);
-        async_call a = {.server = servers[i], .id = id,
-                        .args = "{\"duration\": 20, \"steps\": 20}", .deadline_ms = 25000};
+        async_call a = {.server = servers[i],
+                        .id = id,
+                        .args = "{\"duration\": 20, \"steps\": 20}",
+                        .deadline_ms = 25000};
         pthread_t th;
         assert_int_equal(pthread_create(&th, NULL, call_thread, &a), 0);
-        usleep(700000);   /* the call is at the server */
+        usleep(700000); /* the call is at the server */
         Kx__V1__McpCancelRequest creq = KX__V1__MCP_CANCEL_REQUEST__INIT;
         creq.call_id = id;
         natsMsg *rep = request(KX_SUBJ_MCP_CANCEL, &creq.base, 2000, 2000, NULL);
         assert_non_null(rep);
-        Kx__V1__McpCancelReply *cr = kx_pb_unpack(&kx__v1__mcp_cancel_reply__descriptor,
-                                                  natsMsg_GetData(rep),
-                                                  (size_t)natsMsg_GetDataLength(rep));
+        Kx__V1__McpCancelReply *cr =
+            kx_pb_unpack(&kx__v1__mcp_cancel_reply__descriptor, natsMsg_GetData(rep),
+                         (size_t)natsMsg_GetDataLength(rep));
         natsMsg_Destroy(rep);
         assert_non_null(cr);
         assert_true(cr->cancelled);
@@ -429,8 +430,10 @@ static void test_cancel_mid_call(void **state)
 static void test_call_past_deadline(void **state)
 {
     (void)state;
-    async_call a = {.server = "everything", .id = "late-1",
-                    .args = "{\"duration\": 10, \"steps\": 5}", .deadline_ms = 1500};
+    async_call a = {.server = "everything",
+                    .id = "late-1",
+                    .args = "{\"duration\": 10, \"steps\": 5}",
+                    .deadline_ms = 1500};
     call_thread(&a);
     assert_non_null(a.reply);
     assert_non_null(a.reply->error);
@@ -457,7 +460,7 @@ static void test_crash_mid_call(void **state)
     assert_non_null(strstr(r->error->message, "exited (status 3)"));
     assert_non_null(strstr(r->error->message, "outcome is unknown"));
     kx_pb_free(r);
-    r = call("crash", "boom", "{}");   /* restarted, and crashes again */
+    r = call("crash", "boom", "{}"); /* restarted, and crashes again */
     assert_non_null(r);
     assert_non_null(r->error);
     assert_non_null(strstr(r->error->message, "exited (status 3)"));
@@ -477,16 +480,14 @@ static void test_crash_mid_call(void **state)
 static void test_garbage_on_stdout_is_skipped(void **state)
 {
     (void)state;
-    assert_call_ok("garbage", "echo", "{\"message\": \"through the noise\"}",
-                   "through the noise");
+    assert_call_ok("garbage", "echo", "{\"message\": \"through the noise\"}", "through the noise");
 }
 
 static void test_server_that_never_initializes(void **state)
 {
     (void)state;
     double took = 0;
-    Kx__V1__McpCallReply *r = call_full("silent", NULL, "silent-1", "x", "{}", NULL, 2000,
-                                        &took);
+    Kx__V1__McpCallReply *r = call_full("silent", NULL, "silent-1", "x", "{}", NULL, 2000, &took);
     assert_non_null(r);
     assert_non_null(r->error);
     assert_string_equal(r->error->code, "deadline_exceeded");
@@ -502,7 +503,8 @@ static void test_every_content_kind(void **state)
     assert_non_null(r);
     assert_null(r->error);
     char *text = output_text(r);
-    const char *want[] = {"plain text", "[image: image/png, 12 bytes base64]",
+    const char *want[] = {"plain text",
+                          "[image: image/png, 12 bytes base64]",
                           "[audio: audio/wav, 8 bytes base64]",
                           "[resource test://doc]\nembedded text",
                           "[resource test://bin (application/octet-stream): 4 bytes base64]",
@@ -556,9 +558,9 @@ static Kx__V1__McpAgentToolsReply *agent_tools(const char *custom, const char *c
     natsMsg *reply = request(KX_SUBJ_MCP_AGENT_TOOLS, &req.base, 20000, 23000, NULL);
     if (reply == NULL)
         return NULL;
-    Kx__V1__McpAgentToolsReply *r = kx_pb_unpack(&kx__v1__mcp_agent_tools_reply__descriptor,
-                                                 natsMsg_GetData(reply),
-                                                 (size_t)natsMsg_GetDataLength(reply));
+    Kx__V1__McpAgentToolsReply *r =
+        kx_pb_unpack(&kx__v1__mcp_agent_tools_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
     natsMsg_Destroy(reply);
     return r;
 }
@@ -630,11 +632,11 @@ static void test_agent_tools_from_kortix_config(void **state)
     assert_string_equal(t->tool, "echo");
     assert_string_equal(t->server, "custom_http_everything");
     assert_non_null(strstr(t->description, " (MCP Server: Everything)"));
-    assert_non_null(agent_tool(r, "get_sum"));                 /* one-word server: own name */
-    const Kx__V1__McpAgentTool *s = agent_tool(r, "srv_get_sum");   /* "My Srv": Kortix's */
+    assert_non_null(agent_tool(r, "get_sum"));                    /* one-word server: own name */
+    const Kx__V1__McpAgentTool *s = agent_tool(r, "srv_get_sum"); /* "My Srv": Kortix's */
     assert_non_null(s);
     assert_string_equal(s->tool, "get-sum");
-    assert_null(agent_tool(r, "srv_echo"));                    /* not in enabledTools */
+    assert_null(agent_tool(r, "srv_echo")); /* not in enabledTools */
 
     /* The tool is called with the server entry the reply handed back. */
     double took = 0;
@@ -666,7 +668,7 @@ static void test_cache_shared_by_two_replicas(void **state)
     assert_non_null(r);
     const Kx__V1__McpServerStatus *st = status_of(r, "custom_http_everything");
     assert_non_null(st);
-    assert_true(st->cached);   /* listed (and cached) by the previous test */
+    assert_true(st->cached); /* listed (and cached) by the previous test */
     kx_pb_free(r);
 
     /* Replica B replaces A. */
@@ -690,9 +692,9 @@ static size_t list_count(const char *server)
     req.server = (char *)server;
     natsMsg *reply = request(KX_SUBJ_MCP_LIST, &req.base, 10000, 12000, NULL);
     assert_non_null(reply);
-    Kx__V1__McpListToolsReply *r = kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor,
-                                                natsMsg_GetData(reply),
-                                                (size_t)natsMsg_GetDataLength(reply));
+    Kx__V1__McpListToolsReply *r =
+        kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
     natsMsg_Destroy(reply);
     assert_non_null(r);
     assert_null(r->error);
@@ -706,12 +708,12 @@ static void test_list_changed_invalidates_the_cache(void **state)
 {
     (void)state;
     assert_int_equal(list_count("kinds"), 3);
-    assert_int_equal(list_count("kinds"), 3);   /* cached: the server is not asked */
+    assert_int_equal(list_count("kinds"), 3); /* cached: the server is not asked */
     assert_call_ok("kinds", "change", "{}", "changed");
     size_t n = 0;
     for (int i = 0; i < 50 && (n = list_count("kinds")) == 3; i++)
         usleep(20000);
-    assert_int_equal(n, 4);                      /* the server's second list has "added" */
+    assert_int_equal(n, 4); /* the server's second list has "added" */
 }
 
 /* The Streamable HTTP server restarts and forgets our session: the next call re-initializes

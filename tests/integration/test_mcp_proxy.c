@@ -19,7 +19,8 @@
 #include "kx/pb.h"
 #include "kx/time.h"
 
-#define EVERYTHING KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+#define EVERYTHING \
+    KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 
 static char *g_dir;
 static kx_th_nats g_nats;
@@ -44,8 +45,8 @@ static int setup(void **state)
              "KX_MCP_SERVERS={\"everything\": {\"command\": \"node\", \"args\": [\"%s\", "
              "\"stdio\"]}}",
              EVERYTHING);
-    const char *env[] = { nats_env, servers_env, port_env, "KX_LOG_LEVEL=debug", NULL };
-    const char *argv[] = { KX_BUILD_DIR "/services/mcp-proxy/mcp-proxy", NULL };
+    const char *env[] = {nats_env, servers_env, port_env, "KX_LOG_LEVEL=debug", NULL};
+    const char *argv[] = {KX_BUILD_DIR "/services/mcp-proxy/mcp-proxy", NULL};
     snprintf(g_log, sizeof g_log, "%s/mcp-proxy.log", g_dir);
     if (kx_th_spawn(argv, env, g_log, &g_proxy) != KX_OK)
         return -1;
@@ -109,9 +110,9 @@ static Kx__V1__McpListToolsReply *list(const char *server, int64_t timeout_ms, d
     if (kx_bus_request_pb(g_bus, KX_SUBJ_MCP_LIST, &req.base, &meta, &reply) != KX_OK)
         return NULL;
     *ms = (double)(kx_mono_us() - t0) / 1000.0;
-    Kx__V1__McpListToolsReply *r = kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor,
-                                                natsMsg_GetData(reply),
-                                                (size_t)natsMsg_GetDataLength(reply));
+    Kx__V1__McpListToolsReply *r =
+        kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
     natsMsg_Destroy(reply);
     return r;
 }
@@ -177,13 +178,13 @@ static void test_request_without_deadline(void **state)
     size_t len = 0;
     assert_int_equal(kx_pb_pack(&req.base, &buf, &len), KX_OK);
     natsMsg *reply = NULL;
-    natsStatus s = natsConnection_Request(&reply, kx_bus_conn(g_bus), KX_SUBJ_MCP_LIST,
-                                          buf, (int)len, 2000);
+    natsStatus s =
+        natsConnection_Request(&reply, kx_bus_conn(g_bus), KX_SUBJ_MCP_LIST, buf, (int)len, 2000);
     free(buf);
     assert_int_equal(s, NATS_OK);
-    Kx__V1__McpListToolsReply *r = kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor,
-                                                natsMsg_GetData(reply),
-                                                (size_t)natsMsg_GetDataLength(reply));
+    Kx__V1__McpListToolsReply *r =
+        kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
     natsMsg_Destroy(reply);
     assert_non_null(r);
     assert_non_null(r->error);

@@ -47,8 +47,8 @@ static char g_project[KX_UUID_LEN + 1];
 static char g_other[KX_UUID_LEN + 1];
 
 static const char *const STACK_ENV[] = {
-    "KX_SANDBOX_MAX_PROCS=64",      /* the fork bomb stops here */
-    "KX_SANDBOX_MAX_FILE_MB=64",    /* the 10 GB file stops here */
+    "KX_SANDBOX_MAX_PROCS=64",   /* the fork bomb stops here */
+    "KX_SANDBOX_MAX_FILE_MB=64", /* the 10 GB file stops here */
     "KX_SANDBOX_DISK_MB=200",
     NULL,
 };
@@ -140,9 +140,9 @@ static bool kill_exec(const char *exec_id, const char *project)
     natsMsg *reply = NULL;
     if (kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_KILL, &kr.base, &meta, &reply) != KX_OK)
         return false;
-    Kx__V1__SandboxKillReply *rep = kx_pb_unpack(&kx__v1__sandbox_kill_reply__descriptor,
-                                                 natsMsg_GetData(reply),
-                                                 (size_t)natsMsg_GetDataLength(reply));
+    Kx__V1__SandboxKillReply *rep =
+        kx_pb_unpack(&kx__v1__sandbox_kill_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
     bool killed = rep != NULL && rep->killed;
     kx_pb_free(rep);
     natsMsg_Destroy(reply);
@@ -235,7 +235,7 @@ static void test_proc_environ(void **state)
     assert_null(strstr(out, "KX_DATABASE_URL"));
     assert_null(strstr(out, "KX_NATS_URL"));
     assert_null(strstr(out, "postgresql://"));
-    assert_non_null(strstr(out, "/.kx/init"));       /* PID 1 is the sandbox's own init */
+    assert_non_null(strstr(out, "/.kx/init")); /* PID 1 is the sandbox's own init */
     free(out);
     /* The environment the command sees is the clean one. */
     out = output_of("env");
@@ -248,7 +248,7 @@ static void test_fds_and_processes(void **state)
 {
     /* Only 0, 1, 2 (and ls's own directory descriptor). */
     char *out = output_of("ls /proc/self/fd | tr '\\n' ' '; ls -l /proc/self/fd/");
-    expect_in(out, "0 1 2 3 total");             /* 3 is ls's own /proc/<pid>/fd */
+    expect_in(out, "0 1 2 3 total"); /* 3 is ls's own /proc/<pid>/fd */
     assert_null(strstr(out, "socket:"));
     free(out);
     /* The host's processes are invisible: a handful in the sandbox's /proc. */
@@ -263,8 +263,8 @@ static void test_fds_and_processes(void **state)
 
 static void test_host_uid(void **state)
 {
-    exec_result r = exec_in_as(g_bus, g_project, "uid-probe", "exec sleep 55.501", NULL, false,
-                               0, 5000);
+    exec_result r =
+        exec_in_as(g_bus, g_project, "uid-probe", "exec sleep 55.501", NULL, false, 0, 5000);
     assert_int_equal(r.err, KX_OK);
     assert_null(r.res->error);
     result_free(&r);
@@ -272,7 +272,7 @@ static void test_host_uid(void **state)
     uid_t uid = 0;
     assert_int_equal(kx_th_procs_with_arg("55.501", &uid), 1);
     assert_true(uid != 0);
-    assert_true(uid != getuid());                    /* the services run as this uid */
+    assert_true(uid != getuid()); /* the services run as this uid */
     assert_true(kill_exec("uid-probe", g_project));
     assert_true(wait_procs("55.501", 0, 3000));
     /* Inside, the same uid, and no capability at all. */
@@ -297,7 +297,7 @@ static void test_other_project(void **state)
              "grep -v ^/workspace/private; echo end",
              g_other, g_stack.sandbox_root, g_other);
     char *out = output_of(cmd);
-    assert_null(strstr(out, "other-project-data-7731\n"));   /* only in the command text */
+    assert_null(strstr(out, "other-project-data-7731\n")); /* only in the command text */
     expect_in(out, "end");
     free(out);
 }
@@ -337,7 +337,7 @@ static void test_network_none(void **state)
 {
     probe_ports(g_bus, g_project, g_stack.http_port, false);
     char *out = output_of("cat /proc/net/dev | grep -c ':'");
-    assert_int_equal(atoi(out), 1);                 /* lo only */
+    assert_int_equal(atoi(out), 1); /* lo only */
     free(out);
 }
 
@@ -364,7 +364,7 @@ static void test_paths(void **state)
     free(out);
     expect_folder_refused("esc/etc", "symbolic link");
     expect_folder_refused("esc", "symbolic link");
-    expect_folder_refused("alias", "symbolic link");     /* even one that stays inside */
+    expect_folder_refused("alias", "symbolic link"); /* even one that stays inside */
     expect_folder_refused("rootlink/etc", "symbolic link");
     expect_folder_refused("../other", "'..'");
     expect_folder_refused("real/../../x", "'..'");
@@ -429,9 +429,9 @@ static void test_blocking_leftovers_end_with_the_command(void **state)
 static void test_fork_bomb(void **state)
 {
     int64_t t0 = kx_mono_ms();
-    exec_result r = exec_in_as(g_bus, g_project, NULL,
-                               "bomb() { bomb | bomb & }; bomb; sleep 2; echo survived", NULL,
-                               true, 4, 20000);
+    exec_result r =
+        exec_in_as(g_bus, g_project, NULL,
+                   "bomb() { bomb | bomb & }; bomb; sleep 2; echo survived", NULL, true, 4, 20000);
     assert_int_equal(r.err, KX_OK);
     assert_non_null(r.res);
     assert_null(r.res->error);
@@ -470,13 +470,13 @@ static void test_disk_limit(void **state)
                         "echo written");
     assert_string_equal(r.res->stdout, "written\n");
     result_free(&r);
-    usleep(1100 * 1000);                           /* the usage is re-measured each second */
+    usleep(1100 * 1000); /* the usage is re-measured each second */
     r = run("echo more > more.txt; echo rc=$?");
     assert_null(r.res->error);
     assert_non_null(strstr(r.res->stderr, "over its limit of 200 MiB"));
-    expect_in(r.res->stdout, "rc=1");            /* the write failed (EFBIG) */
+    expect_in(r.res->stdout, "rc=1"); /* the write failed (EFBIG) */
     result_free(&r);
-    r = run("rm -f fill1 fill2 fill3 fill4; echo freed");     /* rm still works */
+    r = run("rm -f fill1 fill2 fill3 fill4; echo freed"); /* rm still works */
     assert_string_equal(r.res->stdout, "freed\n");
     result_free(&r);
     r = run("echo more > more.txt; echo rc=$?");
@@ -569,9 +569,9 @@ static Kx__V1__SandboxOutputReply *read_output(const char *session, int64_t offs
     rq.offset = offset;
     rq.kill = kill;
     natsMsg *reply = request(KX_SUBJ_SANDBOX_OUTPUT, &rq.base);
-    Kx__V1__SandboxOutputReply *rep = kx_pb_unpack(&kx__v1__sandbox_output_reply__descriptor,
-                                                   natsMsg_GetData(reply),
-                                                   (size_t)natsMsg_GetDataLength(reply));
+    Kx__V1__SandboxOutputReply *rep =
+        kx_pb_unpack(&kx__v1__sandbox_output_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
     natsMsg_Destroy(reply);
     assert_non_null(rep);
     return rep;
@@ -593,9 +593,9 @@ static void test_sessions(void **state)
     Kx__V1__SandboxListRequest lq = KX__V1__SANDBOX_LIST_REQUEST__INIT;
     lq.project_id = g_project;
     natsMsg *reply = request(KX_SUBJ_SANDBOX_LIST, &lq.base);
-    Kx__V1__SandboxListReply *list = kx_pb_unpack(&kx__v1__sandbox_list_reply__descriptor,
-                                                  natsMsg_GetData(reply),
-                                                  (size_t)natsMsg_GetDataLength(reply));
+    Kx__V1__SandboxListReply *list =
+        kx_pb_unpack(&kx__v1__sandbox_list_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
     natsMsg_Destroy(reply);
     assert_non_null(list);
     assert_null(list->error);
@@ -657,14 +657,14 @@ static void test_sessions(void **state)
         }
         kx_pb_free(list);
         if (pass == 1) {
-            assert_string_equal(session2, "");         /* gone from the list */
+            assert_string_equal(session2, ""); /* gone from the list */
             break;
         }
         tq.session_name = session2;
         reply = request(KX_SUBJ_SANDBOX_TERMINATE, &tq.base);
-        Kx__V1__SandboxTerminateReply *tr = kx_pb_unpack(
-            &kx__v1__sandbox_terminate_reply__descriptor, natsMsg_GetData(reply),
-            (size_t)natsMsg_GetDataLength(reply));
+        Kx__V1__SandboxTerminateReply *tr =
+            kx_pb_unpack(&kx__v1__sandbox_terminate_reply__descriptor, natsMsg_GetData(reply),
+                         (size_t)natsMsg_GetDataLength(reply));
         natsMsg_Destroy(reply);
         assert_int_equal(tr->killed, 1);
         kx_pb_free(tr);
@@ -725,8 +725,7 @@ static void test_host_network_denies_suite_ports(void **state)
     kx_th_nats own;
     assert_int_equal(kx_th_nats_start(g_stack.dir, &own), KX_OK);
     char deny[64];
-    snprintf(deny, sizeof deny, "KX_SANDBOX_DENY_PORTS=%u,%u", g_stack.pg.port,
-             g_stack.nats.port);
+    snprintf(deny, sizeof deny, "KX_SANDBOX_DENY_PORTS=%u,%u", g_stack.pg.port, g_stack.nats.port);
     const char *extra[] = {"KX_SANDBOX_NETWORK=host", deny, NULL};
     int st = -1;
     pid_t pid = start_own_broker(own.url, extra, &st);
@@ -764,24 +763,25 @@ static void test_refuses_without_bwrap_unless_unsafe(void **state)
     assert_int_equal(kx_bus_connect(own.url, "it-escape-unsafe", &bus), KX_OK);
     for (int i = 0; i < 500 && !kx_bus_connected(bus); i++)
         usleep(10 * 1000);
-    for (int i = 0; i < 2; i++) {                    /* every answer says so */
+    for (int i = 0; i < 2; i++) { /* every answer says so */
         Kx__V1__HealthRequest hq = KX__V1__HEALTH_REQUEST__INIT;
         kx_bus_meta meta;
         kx_bus_meta_init(&meta, kx_deadline_in(2000), NULL);
         natsMsg *reply = NULL;
         assert_int_equal(kx_bus_request_pb(bus, "kx.svc.health.sandbox-broker", &hq.base, &meta,
-                                           &reply), KX_OK);
-        Kx__V1__HealthReply *hr = kx_pb_unpack(&kx__v1__health_reply__descriptor,
-                                               natsMsg_GetData(reply),
-                                               (size_t)natsMsg_GetDataLength(reply));
+                                           &reply),
+                         KX_OK);
+        Kx__V1__HealthReply *hr =
+            kx_pb_unpack(&kx__v1__health_reply__descriptor, natsMsg_GetData(reply),
+                         (size_t)natsMsg_GetDataLength(reply));
         assert_non_null(hr);
         assert_non_null(strstr(hr->notes, "UNSAFE"));
         kx_pb_free(hr);
         natsMsg_Destroy(reply);
     }
     /* Still not root, still a clean environment, even unsafe. */
-    exec_result r = exec_in_as(bus, g_project, NULL, "id -u; env | grep -c KX_NATS_URL", NULL,
-                               true, 0, 10000);
+    exec_result r =
+        exec_in_as(bus, g_project, NULL, "id -u; env | grep -c KX_NATS_URL", NULL, true, 0, 10000);
     assert_int_equal(r.err, KX_OK);
     assert_null(r.res->error);
     assert_true(atoi(r.res->stdout) != 0);
@@ -830,7 +830,7 @@ int main(void)
         cmocka_unit_test(test_refuses_without_bwrap_unless_unsafe),
         cmocka_unit_test(test_gateway_health_reports_isolation),
     };
-    if (getenv("KX_TEST_FILTER") != NULL)        /* e.g. KX_TEST_FILTER='*network*' */
+    if (getenv("KX_TEST_FILTER") != NULL) /* e.g. KX_TEST_FILTER='*network*' */
         cmocka_set_test_filter(getenv("KX_TEST_FILTER"));
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -43,7 +43,7 @@
 static char *g_tmp;
 static kx_th_nats g_nats;
 static pid_t g_broker, g_executor;
-static char g_root[512];             /* KX_SANDBOX_ROOT */
+static char g_root[512]; /* KX_SANDBOX_ROOT */
 static char g_project[KX_UUID_LEN + 1];
 static kx_bus *g_bus;
 
@@ -78,8 +78,11 @@ static pid_t start_broker(void)
 {
     char root_env[600];
     snprintf(root_env, sizeof root_env, "KX_SANDBOX_ROOT=%s", g_root);
-    const char *extra[] = {root_env, "KX_SANDBOX_MAX_OUTPUT=4096", "KX_SANDBOX_AUTO_STOP_MS=1500",
-                           "KX_TEST_SECRET=hunter2-must-not-leak", "KX_DRAIN_TIMEOUT_MS=5000",
+    const char *extra[] = {root_env,
+                           "KX_SANDBOX_MAX_OUTPUT=4096",
+                           "KX_SANDBOX_AUTO_STOP_MS=1500",
+                           "KX_TEST_SECRET=hunter2-must-not-leak",
+                           "KX_DRAIN_TIMEOUT_MS=5000",
                            NULL};
     return start_service("sandbox-broker", "sandbox-broker", extra);
 }
@@ -97,7 +100,7 @@ static int group_setup(void **state)
     g_tmp = kx_th_tmpdir("kx-it-sandbox");
     if (g_tmp == NULL || kx_th_nats_start(g_tmp, &g_nats) != KX_OK)
         return -1;
-    chmod(g_tmp, 0711);   /* sandboxes run as their own uid: bwrap traverses to them */
+    chmod(g_tmp, 0711); /* sandboxes run as their own uid: bwrap traverses to them */
     snprintf(g_root, sizeof g_root, "%s/sandboxes", g_tmp);
     kx_uuid_new(g_project);
     g_broker = start_broker();
@@ -127,9 +130,9 @@ static int group_teardown(void **state)
 /* ---- calling tools -------------------------------------------------------------------- */
 
 typedef struct call_result {
-    kx_err err;                      /* of the bus request */
-    Kx__V1__ToolResult *res;         /* NULL unless err == KX_OK */
-    json_t *output;                  /* output_json parsed, or NULL */
+    kx_err err;              /* of the bus request */
+    Kx__V1__ToolResult *res; /* NULL unless err == KX_OK */
+    json_t *output;          /* output_json parsed, or NULL */
     int64_t elapsed_ms;
 } call_result;
 
@@ -231,7 +234,8 @@ static void test_failing_command_and_folder(void **state)
 {
     call_result r = call_tool(NULL, "execute_command",
                               "{\"command\": \"mkdir -p sub/dir && echo oops >&2; exit 3\", "
-                              "\"blocking\": \"true\"}", 10000);
+                              "\"blocking\": \"true\"}",
+                              10000);
     assert_int_equal(r.err, KX_OK);
     assert_false(r.res->success);
     assert_null(r.res->error);
@@ -244,7 +248,7 @@ static void test_failing_command_and_folder(void **state)
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
     assert_string_equal(out_str(&r, "cwd"), "/workspace/sub/dir");
-    assert_string_equal(out_str(&r, "output"), "/workspace/sub/dir\n");   /* jailed view */
+    assert_string_equal(out_str(&r, "output"), "/workspace/sub/dir\n"); /* jailed view */
     call_result_free(&r);
 
     r = call_tool(NULL, "execute_command",
@@ -261,10 +265,9 @@ static void test_timeout_kills_process_group(void **state)
 {
     /* The shell backgrounds a subshell that itself backgrounds a grandchild; the main shell
      * then sleeps 30 s. All of it must die at the 1 s timeout. */
-    const char *args =
-        "{\"command\": \"echo started; "
-        "sh -c 'sleep 100.0311 & sleep 100.0312' & sleep 30.0313\", "
-        "\"blocking\": true, \"timeout\": 1}";
+    const char *args = "{\"command\": \"echo started; "
+                       "sh -c 'sleep 100.0311 & sleep 100.0312' & sleep 30.0313\", "
+                       "\"blocking\": true, \"timeout\": 1}";
     call_result r = call_tool(NULL, "execute_command", args, 20000);
     assert_int_equal(r.err, KX_OK);
     assert_non_null(r.res);
@@ -320,10 +323,10 @@ static void test_hung_call_does_not_block_another(void **state)
     assert_int_equal(quick.r.err, KX_OK);
     assert_true(quick.r.res->success);
     assert_string_equal(out_str(&quick.r, "output"), "quick\n");
-    assert_true(quick.done_mono - t1 < 500);        /* answered at once ... */
+    assert_true(quick.done_mono - t1 < 500); /* answered at once ... */
 
     assert_int_equal(pthread_join(th_hung, NULL), 0);
-    assert_true(hung.done_mono > quick.done_mono);  /* ... while the other still hung */
+    assert_true(hung.done_mono > quick.done_mono); /* ... while the other still hung */
     /* The hung one is answered before its caller's deadline (3 s), as timed out: the broker
      * killed it at D - 250 ms. */
     assert_int_equal(hung.r.err, KX_OK);
@@ -368,9 +371,9 @@ static void test_validation_errors(void **state)
     assert_int_equal(natsConnection_Request(&reply, kx_bus_conn(g_bus), KX_SUBJ_TOOL_EXEC, buf,
                                             (int)len, 5000),
                      NATS_OK);
-    Kx__V1__ToolResult *res = kx_pb_unpack(&kx__v1__tool_result__descriptor,
-                                           natsMsg_GetData(reply),
-                                           (size_t)natsMsg_GetDataLength(reply));
+    Kx__V1__ToolResult *res =
+        kx_pb_unpack(&kx__v1__tool_result__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
     assert_non_null(res);
     assert_string_equal(res->error->code, "invalid_argument");
     assert_non_null(strstr(res->error->message, "Kx-Deadline"));
@@ -383,12 +386,12 @@ static void test_validation_errors(void **state)
     sr.project_id = g_project;
     sr.command = "echo x";
     len = kx__v1__sandbox_exec_request__pack(&sr, buf);
-    assert_int_equal(natsConnection_Request(&reply, kx_bus_conn(g_bus), KX_SUBJ_SANDBOX_EXEC,
-                                            buf, (int)len, 5000),
+    assert_int_equal(natsConnection_Request(&reply, kx_bus_conn(g_bus), KX_SUBJ_SANDBOX_EXEC, buf,
+                                            (int)len, 5000),
                      NATS_OK);
-    Kx__V1__SandboxExecResult *sres = kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor,
-                                                   natsMsg_GetData(reply),
-                                                   (size_t)natsMsg_GetDataLength(reply));
+    Kx__V1__SandboxExecResult *sres =
+        kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
     assert_non_null(sres);
     assert_non_null(sres->error);
     assert_string_equal(sres->error->code, "invalid_argument");
@@ -399,8 +402,8 @@ static void test_validation_errors(void **state)
 
 static void test_clean_environment_and_output_cap(void **state)
 {
-    call_result r = call_tool(NULL, "execute_command", "{\"command\": \"env\", \"blocking\": 1}",
-                              5000);
+    call_result r =
+        call_tool(NULL, "execute_command", "{\"command\": \"env\", \"blocking\": 1}", 5000);
     /* blocking: 1 is not a boolean */
     assert_string_equal(r.res->error->code, "invalid_argument");
     assert_non_null(strstr(r.res->error->message, "'blocking'"));
@@ -420,7 +423,8 @@ static void test_clean_environment_and_output_cap(void **state)
 
     r = call_tool(NULL, "execute_command",
                   "{\"command\": \"head -c 100000 /dev/zero | tr '\\\\0' a; echo done >&2\", "
-                  "\"blocking\": true}", 5000);
+                  "\"blocking\": true}",
+                  5000);
     assert_true(r.res->success);
     /* Head and tail kept (MAX_OUTPUT in all), a note in between says what was cut and
      * where the whole output is. */
@@ -445,7 +449,8 @@ static void test_background_session_and_kill(void **state)
 {
     call_result r = call_tool(NULL, "execute_command",
                               "{\"command\": \"echo in-background; echo bg > bg.txt\", "
-                              "\"session_name\": \"build\"}", 5000);
+                              "\"session_name\": \"build\"}",
+                              5000);
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
     assert_true(json_is_false(json_object_get(r.output, "completed")));
@@ -476,7 +481,7 @@ static void test_background_session_and_kill(void **state)
     call_result_free(&r);
     workspace_file("sleeper.pid", path, sizeof path);
     assert_true(wait_file(path, 3000));
-    for (int i = 0; i < 300 && process_gone("100.0421"); i++)   /* echo, then exec sleep */
+    for (int i = 0; i < 300 && process_gone("100.0421"); i++) /* echo, then exec sleep */
         usleep(10 * 1000);
     assert_false(process_gone("100.0421"));
 
@@ -488,11 +493,11 @@ static void test_background_session_and_kill(void **state)
         kx_bus_meta meta;
         kx_bus_meta_init(&meta, kx_deadline_in(2000), g_project);
         natsMsg *reply = NULL;
-        assert_int_equal(kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_KILL, &kr.base, &meta,
-                                           &reply), KX_OK);
-        Kx__V1__SandboxKillReply *kres = kx_pb_unpack(
-            &kx__v1__sandbox_kill_reply__descriptor, natsMsg_GetData(reply),
-            (size_t)natsMsg_GetDataLength(reply));
+        assert_int_equal(kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_KILL, &kr.base, &meta, &reply),
+                         KX_OK);
+        Kx__V1__SandboxKillReply *kres =
+            kx_pb_unpack(&kx__v1__sandbox_kill_reply__descriptor, natsMsg_GetData(reply),
+                         (size_t)natsMsg_GetDataLength(reply));
         assert_non_null(kres);
         killed[i] = kres->killed;
         kx_pb_free(kres);
@@ -500,7 +505,7 @@ static void test_background_session_and_kill(void **state)
         usleep(300 * 1000);
     }
     assert_true(killed[0]);
-    assert_false(killed[1]);       /* already gone */
+    assert_false(killed[1]); /* already gone */
     assert_true(process_gone("100.0421"));
 }
 
@@ -546,7 +551,7 @@ static void test_executor_drain_answers_calls_in_flight(void **state)
     assert_string_equal(t.r.res->error->message, "tool-executor shutting down");
     assert_in_range(t.done_mono - t0, 1000, 2500);
     call_result_free(&t.r);
-    for (int i = 0; i < 100 && !process_gone("30.0511"); i++)   /* via kx.sandbox.kill */
+    for (int i = 0; i < 100 && !process_gone("30.0511"); i++) /* via kx.sandbox.kill */
         usleep(10 * 1000);
     assert_true(process_gone("30.0511"));
 
@@ -570,7 +575,7 @@ static void test_broker_drain(void **state)
     char path[700];
     workspace_file("drained.pid", path, sizeof path);
     assert_true(wait_file(path, 3000));
-    assert_int_equal(kx_th_kill(g_broker), 0);      /* SIGTERM; a clean drain exits 0 */
+    assert_int_equal(kx_th_kill(g_broker), 0); /* SIGTERM; a clean drain exits 0 */
     g_broker = 0;
     assert_int_equal(pthread_join(th, NULL), 0);
     assert_int_equal(t.r.err, KX_OK);
@@ -600,9 +605,9 @@ static void on_mute_exec(natsMsg *msg, void *arg)
 static void on_mute_kill(natsMsg *msg, void *arg)
 {
     mute_broker *m = arg;
-    Kx__V1__SandboxKillRequest *kr = kx_pb_unpack(&kx__v1__sandbox_kill_request__descriptor,
-                                                  natsMsg_GetData(msg),
-                                                  (size_t)natsMsg_GetDataLength(msg));
+    Kx__V1__SandboxKillRequest *kr =
+        kx_pb_unpack(&kx__v1__sandbox_kill_request__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
     if (kr != NULL)
         snprintf(m->killed_id, sizeof m->killed_id, "%s", kr->exec_id);
     kx_pb_free(kr);
@@ -612,20 +617,21 @@ static void on_mute_kill(natsMsg *msg, void *arg)
 
 static void test_mute_broker_executor_still_answers(void **state)
 {
-    assert_int_equal(g_broker, 0);                  /* stopped by test_broker_drain */
+    assert_int_equal(g_broker, 0); /* stopped by test_broker_drain */
     static mute_broker m;
     natsSubscription *s1 = NULL, *s2 = NULL;
-    assert_int_equal(kx_bus_subscribe(g_bus, KX_SUBJ_SANDBOX_EXEC, "sandbox-broker",
-                                      on_mute_exec, &m, &s1), KX_OK);
+    assert_int_equal(kx_bus_subscribe(g_bus, KX_SUBJ_SANDBOX_EXEC, "sandbox-broker", on_mute_exec,
+                                      &m, &s1),
+                     KX_OK);
     assert_int_equal(kx_bus_subscribe(g_bus, KX_SUBJ_SANDBOX_KILL, NULL, on_mute_kill, &m, &s2),
                      KX_OK);
     natsConnection_Flush(kx_bus_conn(g_bus));
 
     call_result r = call_tool("mute-call", "execute_command",
                               "{\"command\": \"sleep 100\", \"blocking\": true}", 2000);
-    assert_int_equal(r.err, KX_OK);                 /* answered, not left to time out */
+    assert_int_equal(r.err, KX_OK); /* answered, not left to time out */
     assert_true(r.elapsed_ms < 2000);
-    assert_true(r.elapsed_ms >= 1800);              /* waited for the broker until T + 200 */
+    assert_true(r.elapsed_ms >= 1800); /* waited for the broker until T + 200 */
     assert_true(r.res->timed_out);
     assert_false(r.res->success);
     assert_string_equal(r.res->error->code, "deadline_exceeded");
@@ -654,7 +660,7 @@ int main(void)
         cmocka_unit_test(test_background_session_and_kill),
         cmocka_unit_test(test_idle_sandbox_stops_and_comes_back),
         cmocka_unit_test(test_executor_drain_answers_calls_in_flight),
-        cmocka_unit_test(test_broker_drain),                      /* stops the broker */
+        cmocka_unit_test(test_broker_drain), /* stops the broker */
         cmocka_unit_test(test_mute_broker_executor_still_answers),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

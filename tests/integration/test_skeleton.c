@@ -35,8 +35,10 @@
 
 #define STREAM_TIMEOUT_MS 30000
 #define NATIVE_PROMPT "call execute_command {\"command\": \"echo hello\", \"blocking\": true}"
-#define COMPLETED "{\"type\": \"status\", \"status\": \"completed\", \"message\": \"Agent run completed successfully\"}"
-#define STOPPED "{\"type\": \"status\", \"status\": \"stopped\", \"message\": \"Agent run stopped by user\"}"
+#define COMPLETED \
+    "{\"type\": \"status\", \"status\": \"completed\", \"message\": \"Agent run completed successfully\"}"
+#define STOPPED \
+    "{\"type\": \"status\", \"status\": \"stopped\", \"message\": \"Agent run stopped by user\"}"
 
 static kx_th_stack g_stack;
 
@@ -92,11 +94,11 @@ static void assert_jstr(const json_t *obj, const char *key, const char *want)
 
 /* One stream event, classified. */
 typedef struct ev {
-    const char *raw;     /* the data text (borrowed from the kx_th_sse) */
-    json_t *row;         /* the parsed payload */
-    json_t *content;     /* DB-row shaped events: content parsed (it is a JSON string) */
-    json_t *metadata;    /* ... and metadata */
-    char label[64];      /* "thread_run_start", "chunk", "assistant", "tool", "finish:stop",
+    const char *raw;  /* the data text (borrowed from the kx_th_sse) */
+    json_t *row;      /* the parsed payload */
+    json_t *content;  /* DB-row shaped events: content parsed (it is a JSON string) */
+    json_t *metadata; /* ... and metadata */
+    char label[64];   /* "thread_run_start", "chunk", "assistant", "tool", "finish:stop",
                             "status:completed" (a run status), ... */
 } ev;
 
@@ -106,7 +108,7 @@ typedef struct run {
     kx_th_sse sse;
     ev *evs;
     size_t n;
-    char seq[8192];      /* labels joined by spaces, runs of chunks as one "chunk+" */
+    char seq[8192]; /* labels joined by spaces, runs of chunks as one "chunk+" */
 } run;
 
 static void classify(ev *e)
@@ -140,7 +142,8 @@ static void classify(ev *e)
     } else if (strcmp(type, "assistant") == 0) {
         const char *ss = jstr(e->metadata, "stream_status");
         assert_non_null(ss);
-        snprintf(e->label, sizeof e->label, "%s", strcmp(ss, "chunk") == 0 ? "chunk" : "assistant");
+        snprintf(e->label, sizeof e->label, "%s",
+                 strcmp(ss, "chunk") == 0 ? "chunk" : "assistant");
         if (strcmp(ss, "chunk") != 0)
             assert_string_equal(ss, "complete");
     } else {
@@ -194,12 +197,15 @@ static void run_read_stream(run *r, const char *token)
     run_parse_events(r);
 }
 
-typedef enum form_kind { FORM_MULTIPART, FORM_URLENCODED } form_kind;
+typedef enum form_kind {
+    FORM_MULTIPART,
+    FORM_URLENCODED
+} form_kind;
 
 /* POST /api/agent/initiate with prompt; fills thread and run ids. */
 static void initiate(run *r, const char *token, const char *prompt, form_kind kind)
 {
-    const char *pairs[] = { "prompt", prompt, NULL };
+    const char *pairs[] = {"prompt", prompt, NULL};
     char *ctype = NULL;
     size_t len = 0;
     char *body;
@@ -211,7 +217,7 @@ static void initiate(run *r, const char *token, const char *prompt, form_kind ki
     }
     assert_non_null(body);
     assert_non_null(ctype);
-    kx_http_resp resp = { 0 };
+    kx_http_resp resp = {0};
     assert_int_equal(kx_th_http(&g_stack, "POST", "/api/agent/initiate", token, ctype, body, len,
                                 &resp),
                      KX_OK);
@@ -297,7 +303,8 @@ static void check_row_shapes(run *r)
 }
 
 /* The sequence of a turn that answers with text only, as a string. */
-#define TEXT_TURN "thread_run_start assistant_response_start chunk+ assistant finish:stop thread_run_end"
+#define TEXT_TURN \
+    "thread_run_start assistant_response_start chunk+ assistant finish:stop thread_run_end"
 
 /* ---- API reads -------------------------------------------------------------------------- */
 
@@ -435,7 +442,7 @@ static void check_native_run(run *r, const char *token, const char *account)
 
     /* The run in the API and in Postgres. */
     assert_run_status(r->run_id, token, r->thread_id, "completed");
-    const char *p1[] = { r->run_id };
+    const char *p1[] = {r->run_id};
     PGresult *row = kx_th_sql(&g_stack,
                               "SELECT status, attempt, lease_epoch, account_id, "
                               "started_at IS NOT NULL, completed_at >= started_at "
@@ -451,7 +458,7 @@ static void check_native_run(run *r, const char *token, const char *account)
     assert_string_equal(PQgetvalue(row, 0, 5), "t");
     PQclear(row);
     /* The project is named after the prompt, cut to 30 characters + "...". */
-    const char *p2[] = { r->thread_id };
+    const char *p2[] = {r->thread_id};
     char *name = kx_th_sql_value(&g_stack,
                                  "SELECT p.name FROM projects p JOIN threads t USING (project_id) "
                                  "WHERE t.thread_id = $1",
@@ -507,9 +514,10 @@ static void check_native_run(run *r, const char *token, const char *account)
     assert_string_equal(llm_types[1], "assistant");
     assert_string_equal(llm_types[2], "tool");
     assert_string_equal(llm_types[3], "assistant");
-    assert_string_equal(status_types, "thread_run_start assistant_response_start tool_started "
-                                      "tool_completed finish thread_run_end thread_run_start "
-                                      "assistant_response_start finish thread_run_end");
+    assert_string_equal(status_types,
+                        "thread_run_start assistant_response_start tool_started "
+                        "tool_completed finish thread_run_end thread_run_start "
+                        "assistant_response_start finish thread_run_end");
     assert_int_equal(response_ends, 2);
     assert_jstr(db_user, "role", "user");
     assert_jstr(db_user, "content", NATIVE_PROMPT);
@@ -553,7 +561,7 @@ static void check_native_run(run *r, const char *token, const char *account)
 /* The run's stream read again after it ended is the same, event for event. */
 static void check_replay(run *r, const char *token)
 {
-    run again = { 0 };
+    run again = {0};
     snprintf(again.run_id, sizeof again.run_id, "%s", r->run_id);
     snprintf(again.thread_id, sizeof again.thread_id, "%s", r->thread_id);
     run_read_stream(&again, token);
@@ -567,7 +575,7 @@ static void skeleton(form_kind kind)
 {
     char account[KX_UUID_LEN + 1];
     char *token = new_account(account);
-    run r = { 0 };
+    run r = {0};
     initiate(&r, token, NATIVE_PROMPT, kind);
     run_read_stream(&r, token);
     check_native_run(&r, token, account);
@@ -628,7 +636,7 @@ static void test_second_turn(void **state)
 {
     char account[KX_UUID_LEN + 1];
     char *token = new_account(account);
-    run r1 = { 0 };
+    run r1 = {0};
     initiate(&r1, token, "say first turn", FORM_MULTIPART);
     run_read_stream(&r1, token);
     check_text_run(&r1, token, "first turn");
@@ -646,7 +654,7 @@ static void test_second_turn(void **state)
     assert_true(kx_uuid_valid(jstr(row, "message_id")));
     assert_jstr(row, "type", "user");
     json_decref(row);
-    run r2 = { 0 };
+    run r2 = {0};
     snprintf(r2.thread_id, sizeof r2.thread_id, "%s", r1.thread_id);
     start_turn(&r2, token, "{}");
     assert_string_not_equal(r2.run_id, r1.run_id);
@@ -654,7 +662,7 @@ static void test_second_turn(void **state)
     check_text_run(&r2, token, "all good");
 
     /* Turn 3: the prompt given to agent/start itself. */
-    run r3 = { 0 };
+    run r3 = {0};
     snprintf(r3.thread_id, sizeof r3.thread_id, "%s", r1.thread_id);
     start_turn(&r3, token, "{\"prompt\": \"say third turn\"}");
     run_read_stream(&r3, token);
@@ -675,7 +683,7 @@ static void test_second_turn(void **state)
 
     /* Three user messages in the thread, in order. */
     json_t *msgs = get_messages(r1.thread_id, token, "asc");
-    const char *want[] = { "say first turn", "say all good", "say third turn" };
+    const char *want[] = {"say first turn", "say all good", "say third turn"};
     size_t users = 0;
     for (size_t i = 0; i < json_array_size(msgs); i++) {
         json_t *m = json_array_get(msgs, i);
@@ -700,7 +708,7 @@ static void test_stop_hanging_run(void **state)
 {
     char account[KX_UUID_LEN + 1];
     char *token = new_account(account);
-    run r = { 0 };
+    run r = {0};
     initiate(&r, token, "hang", FORM_MULTIPART);
 
     char path[128];
@@ -718,10 +726,10 @@ static void test_stop_hanging_run(void **state)
             break;
         if (kx_mono_ms() > give_up)
             fail_msg("run %s never became running", r.run_id);
-        struct timespec ts = { 0, 50 * 1000000L };
+        struct timespec ts = {0, 50 * 1000000L};
         nanosleep(&ts, NULL);
     }
-    struct timespec ts = { 0, 300 * 1000000L };   /* let it reach the model and hang there */
+    struct timespec ts = {0, 300 * 1000000L}; /* let it reach the model and hang there */
     nanosleep(&ts, NULL);
 
     int64_t t0 = kx_mono_ms();
@@ -747,9 +755,9 @@ static void test_stop_hanging_run(void **state)
 
     /* The run stays stopped: a runner that was mid-call cannot overwrite it. */
     assert_run_status(r.run_id, token, r.thread_id, "stopped");
-    nanosleep(&(struct timespec){ 1, 0 }, NULL);
+    nanosleep(&(struct timespec){1, 0}, NULL);
     assert_run_status(r.run_id, token, r.thread_id, "stopped");
-    const char *p[] = { r.run_id };
+    const char *p[] = {r.run_id};
     char *db = kx_th_sql_value(&g_stack, "SELECT status FROM agent_runs WHERE id = $1", 1, p);
     assert_non_null(db);
     assert_string_equal(db, "stopped");
@@ -762,7 +770,7 @@ static void test_stop_hanging_run(void **state)
     json_decref(v);
 
     /* The replay ends with the same single terminal event. */
-    run again = { 0 };
+    run again = {0};
     snprintf(again.run_id, sizeof again.run_id, "%s", r.run_id);
     snprintf(again.thread_id, sizeof again.thread_id, "%s", r.thread_id);
     run_read_stream(&again, token);
@@ -786,7 +794,7 @@ static void test_auth(void **state)
     char account[KX_UUID_LEN + 1], other[KX_UUID_LEN + 1];
     char *token = new_account(account);
     char *other_token = new_account(other);
-    run r = { 0 };
+    run r = {0};
     initiate(&r, token, "say mine", FORM_URLENCODED);
     run_read_stream(&r, token);
     check_text_run(&r, token, "mine");
@@ -803,7 +811,7 @@ static void test_auth(void **state)
     assert_int_equal(status, 401);
     assert_detail(v, "No valid authentication credentials found");
     json_decref(v);
-    kx_http_resp resp = { 0 };
+    kx_http_resp resp = {0};
     const char *form = "prompt=say+hi";
     assert_int_equal(kx_th_http(&g_stack, "POST", "/api/agent/initiate", NULL,
                                 "application/x-www-form-urlencoded", form, strlen(form), &resp),
@@ -884,7 +892,7 @@ static void test_llm_500_is_retried(void **state)
     char prompt[256];
     snprintf(prompt, sizeof prompt, "fail 500 1\nsay recovered after a failure\nnonce %s",
              account);
-    run r = { 0 };
+    run r = {0};
     initiate(&r, token, prompt, FORM_MULTIPART);
     run_read_stream(&r, token);
     check_text_run(&r, token, "recovered after a failure");
@@ -896,13 +904,15 @@ static void test_xml_tool_call(void **state)
 {
     char account[KX_UUID_LEN + 1];
     char *token = new_account(account);
-    run r = { 0 };
-    initiate(&r, token, "xml execute_command {\"command\": \"echo hello-xml\", \"blocking\": true}",
+    run r = {0};
+    initiate(&r, token,
+             "xml execute_command {\"command\": \"echo hello-xml\", \"blocking\": true}",
              FORM_MULTIPART);
     run_read_stream(&r, token);
-    assert_string_equal(r.seq, "thread_run_start assistant_response_start chunk+ tool_started "
-                               "assistant tool_completed tool finish:xml_tool_limit_reached "
-                               "thread_run_end " TEXT_TURN " status:completed");
+    assert_string_equal(r.seq,
+                        "thread_run_start assistant_response_start chunk+ tool_started "
+                        "assistant tool_completed tool finish:xml_tool_limit_reached "
+                        "thread_run_end " TEXT_TURN " status:completed");
     assert_string_equal(r.evs[r.n - 1].raw, COMPLETED);
     check_row_shapes(&r);
 
@@ -963,7 +973,7 @@ static void test_xml_tool_call(void **state)
 
 static int start_stack(void **state)
 {
-    kx_th_stack_opts opts = { 0 };
+    kx_th_stack_opts opts = {0};
     return kx_th_stack_start(&opts, &g_stack) == KX_OK ? 0 : -1;
 }
 

@@ -17,21 +17,21 @@ static void test_opens_after_threshold_and_backs_off(void **state)
     assert_true(kx_breaker_allow(&b, 0, &retry));
     kx_breaker_failure(&b, 0);
     kx_breaker_failure(&b, 0);
-    assert_true(kx_breaker_allow(&b, 0, &retry));      /* 2 < threshold: still closed */
-    kx_breaker_failure(&b, 10);                          /* 3rd: open for 100 ms */
+    assert_true(kx_breaker_allow(&b, 0, &retry)); /* 2 < threshold: still closed */
+    kx_breaker_failure(&b, 10);                   /* 3rd: open for 100 ms */
     assert_false(kx_breaker_allow(&b, 50, &retry));
     assert_int_equal(retry, 60);
-    assert_true(kx_breaker_allow(&b, 110, &retry));      /* half-open trial */
-    kx_breaker_failure(&b, 110);                         /* open for 200 */
+    assert_true(kx_breaker_allow(&b, 110, &retry)); /* half-open trial */
+    kx_breaker_failure(&b, 110);                    /* open for 200 */
     assert_false(kx_breaker_allow(&b, 309, &retry));
     assert_true(kx_breaker_allow(&b, 310, &retry));
-    kx_breaker_failure(&b, 310);                         /* 400 capped to 350 */
+    kx_breaker_failure(&b, 310); /* 400 capped to 350 */
     assert_false(kx_breaker_allow(&b, 659, &retry));
     assert_int_equal(retry, 1);
     assert_true(kx_breaker_allow(&b, 660, &retry));
     kx_breaker_success(&b);
     assert_int_equal(b.failures, 0);
-    kx_breaker_failure(&b, 700);                         /* count starts over */
+    kx_breaker_failure(&b, 700); /* count starts over */
     assert_true(kx_breaker_allow(&b, 700, &retry));
 }
 

@@ -30,7 +30,7 @@ static kx_th_nats g_nats;
 
 static int group_setup(void **state)
 {
-    if (nats_Open(-1) != NATS_OK)   /* natsMsg_Create below runs before any connection */
+    if (nats_Open(-1) != NATS_OK) /* natsMsg_Create below runs before any connection */
         return -1;
     g_tmp = kx_th_tmpdir("kx-test-bus");
     if (g_tmp == NULL)
@@ -124,13 +124,16 @@ static void on_echo(natsMsg *msg, void *arg)
     char out[256];
     kx_err err = kx_bus_meta_read(msg, &meta);
     kx_bus_trace_id(&meta, trace);
-    snprintf(out, sizeof out, "%lld|%s|%s|%.*s|%d", (long long)meta.deadline, trace,
-             meta.account, natsMsg_GetDataLength(msg), natsMsg_GetData(msg), (int)err);
+    snprintf(out, sizeof out, "%lld|%s|%s|%.*s|%d", (long long)meta.deadline, trace, meta.account,
+             natsMsg_GetDataLength(msg), natsMsg_GetData(msg), (int)err);
     kx_bus_respond(bus, msg, out, strlen(out));
     natsMsg_Destroy(msg);
 }
 
-static void on_silent(natsMsg *msg, void *arg) { natsMsg_Destroy(msg); }
+static void on_silent(natsMsg *msg, void *arg)
+{
+    natsMsg_Destroy(msg);
+}
 
 static void test_request_reply_carries_headers(void **state)
 {
@@ -249,7 +252,10 @@ static void on_async_reply(kx_err err, natsMsg *reply, void *arg)
         kx_loop_stop(g_at->loop);
 }
 
-static void stop_loop(kx_loop *loop, void *arg) { kx_loop_stop(loop); }
+static void stop_loop(kx_loop *loop, void *arg)
+{
+    kx_loop_stop(loop);
+}
 
 static void test_async_requests_on_loop(void **state)
 {
@@ -273,35 +279,42 @@ static void test_async_requests_on_loop(void **state)
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, kx_deadline_in(2000), "acct");
     uint64_t id_ok = 0, id_cancel = 0, id_cancel_echo = 0;
-    assert_int_equal(kx_bus_async_request(ab, "kx.test.aecho", "hi", 2, &meta, on_async_reply,
-                                          &ok, &id_ok), KX_OK);
+    assert_int_equal(kx_bus_async_request(ab, "kx.test.aecho", "hi", 2, &meta, on_async_reply, &ok,
+                                          &id_ok),
+                     KX_OK);
     assert_true(id_ok != 0);
     kx_bus_meta tmeta;
     kx_bus_meta_init(&tmeta, kx_deadline_in(250), NULL);
     int64_t t0 = kx_mono_ms();
     assert_int_equal(kx_bus_async_request(ab, "kx.test.asilent", "x", 1, &tmeta, on_async_reply,
-                                          &timeout, NULL), KX_OK);
+                                          &timeout, NULL),
+                     KX_OK);
     assert_int_equal(kx_bus_async_request(ab, "kx.test.anobody", "x", 1, &meta, on_async_reply,
-                                          &nobody, NULL), KX_OK);
+                                          &nobody, NULL),
+                     KX_OK);
     kx_bus_meta emeta;
     kx_bus_meta_init(&emeta, kx_now_ms() - 5, NULL);
     assert_int_equal(kx_bus_async_request(ab, "kx.test.aecho", "x", 1, &emeta, on_async_reply,
-                                          &expired, NULL), KX_OK);
-    assert_int_equal(kx_bus_async_request(ab, "kx.test.asilent", "x", 1, &tmeta,
-                                          on_async_reply, &cancelled, &id_cancel), KX_OK);
+                                          &expired, NULL),
+                     KX_OK);
+    assert_int_equal(kx_bus_async_request(ab, "kx.test.asilent", "x", 1, &tmeta, on_async_reply,
+                                          &cancelled, &id_cancel),
+                     KX_OK);
     assert_int_equal(kx_bus_async_request(ab, "kx.test.aecho", "y", 1, &meta, on_async_reply,
-                                          &cancelled_echo, &id_cancel_echo), KX_OK);
+                                          &cancelled_echo, &id_cancel_echo),
+                     KX_OK);
     assert_int_equal(kx_bus_async_pending(ab), 6);
     kx_bus_async_cancel(ab, id_cancel);
-    kx_bus_async_cancel(ab, id_cancel_echo);   /* its reply will arrive and be dropped */
-    kx_bus_async_cancel(ab, 999999);           /* unknown: ignored */
+    kx_bus_async_cancel(ab, id_cancel_echo); /* its reply will arrive and be dropped */
+    kx_bus_async_cancel(ab, 999999);         /* unknown: ignored */
     assert_int_equal(kx_bus_async_pending(ab), 4);
     kx_bus_meta nometa;
     kx_bus_meta_init(&nometa, KX_NO_DEADLINE, NULL);
     assert_int_equal(kx_bus_async_request(ab, "kx.test.aecho", "x", 1, &nometa, on_async_reply,
-                                          &expired, NULL), KX_ERR_INVALID);
+                                          &expired, NULL),
+                     KX_ERR_INVALID);
     at.outstanding = 4;
-    assert_non_null(kx_loop_timer(loop, 5000, stop_loop, NULL));   /* safety net */
+    assert_non_null(kx_loop_timer(loop, 5000, stop_loop, NULL)); /* safety net */
     assert_int_equal(kx_loop_run(loop), KX_OK);
 
     assert_int_equal(ok.calls, 1);
@@ -336,10 +349,11 @@ static void test_async_requests_on_loop(void **state)
     /* freeing with requests pending calls nobody back */
     async_result orphan = {0};
     assert_int_equal(kx_bus_async_request(ab, "kx.test.aecho", "z", 1, &meta, on_async_reply,
-                                          &orphan, NULL), KX_OK);
+                                          &orphan, NULL),
+                     KX_OK);
     assert_int_equal(kx_bus_async_pending(ab), 1);
     kx_bus_async_free(ab);
-    assert_non_null(kx_loop_timer(loop, 200, stop_loop, NULL));   /* the reply comes and goes */
+    assert_non_null(kx_loop_timer(loop, 200, stop_loop, NULL)); /* the reply comes and goes */
     assert_int_equal(kx_loop_run(loop), KX_OK);
     assert_int_equal(orphan.calls, 0);
 
@@ -369,8 +383,7 @@ static void test_async_many(void **state)
 {
     kx_bus *server = connect_or_fail("test-responder");
     kx_bus *client = connect_or_fail("test-async");
-    assert_int_equal(kx_bus_subscribe(server, "kx.test.many", NULL, on_echo, server, NULL),
-                     KX_OK);
+    assert_int_equal(kx_bus_subscribe(server, "kx.test.many", NULL, on_echo, server, NULL), KX_OK);
     assert_int_equal(natsConnection_Flush(kx_bus_conn(server)), NATS_OK);
     kx_loop *loop = kx_loop_new();
     kx_bus_async *ab = NULL;
@@ -380,7 +393,8 @@ static void test_async_many(void **state)
     kx_bus_meta_init(&meta, kx_deadline_in(5000), NULL);
     for (int i = 0; i < m.expected; i++)
         assert_int_equal(kx_bus_async_request(ab, "kx.test.many", "m", 1, &meta, on_many, &m,
-                                              NULL), KX_OK);
+                                              NULL),
+                         KX_OK);
     assert_non_null(kx_loop_timer(loop, 8000, stop_loop, NULL));
     assert_int_equal(kx_loop_run(loop), KX_OK);
     assert_int_equal(m.done, m.expected);
@@ -417,7 +431,8 @@ static void test_subscribe_loop(void **state)
     kx_loop *loop = kx_loop_new();
     loop_sub_state s = {.loop = loop, .all_on_loop = true};
     assert_int_equal(kx_bus_subscribe_loop(bus, loop, "kx.test.loop.>", "grp", on_loop_msg, &s,
-                                           NULL), KX_OK);
+                                           NULL),
+                     KX_OK);
     assert_int_equal(natsConnection_Flush(kx_bus_conn(bus)), NATS_OK);
     for (int i = 0; i < 10; i++)
         assert_int_equal(kx_bus_publish(bus, "kx.test.loop.a", "x", 1, NULL), KX_OK);
@@ -425,7 +440,7 @@ static void test_subscribe_loop(void **state)
     assert_int_equal(kx_loop_run(loop), KX_OK);
     assert_int_equal(s.count, 10);
     assert_true(s.all_on_loop);
-    kx_bus_close(bus, 1000);   /* frees the subscription */
+    kx_bus_close(bus, 1000); /* frees the subscription */
     kx_loop_free(loop);
 }
 
@@ -523,7 +538,7 @@ static void test_meta_read_rejects_malformed_deadline(void **state)
     natsMsg *m = NULL;
     assert_int_equal(natsMsg_Create(&m, "kx.x", NULL, NULL, 0), NATS_OK);
     kx_bus_meta meta;
-    assert_int_equal(kx_bus_meta_read(m, &meta), KX_OK);   /* nothing: zeros */
+    assert_int_equal(kx_bus_meta_read(m, &meta), KX_OK); /* nothing: zeros */
     assert_int_equal(meta.deadline, 0);
     assert_string_equal(meta.traceparent, "");
     assert_string_equal(meta.account, "");
@@ -552,7 +567,7 @@ static void test_connect_before_server_starts(void **state)
     kx_bus *bus = NULL;
     int64_t t0 = kx_mono_ms();
     assert_int_equal(kx_bus_connect(url, "test-early", &bus), KX_OK);
-    assert_true(kx_mono_ms() - t0 < 1000);   /* returned without waiting for a server */
+    assert_true(kx_mono_ms() - t0 < 1000); /* returned without waiting for a server */
     assert_false(kx_bus_connected(bus));
 
     char dir[300], log[320], port_s[8];
@@ -563,7 +578,7 @@ static void test_connect_before_server_starts(void **state)
     pid_t pid = 0;
     assert_int_equal(kx_th_spawn(argv, NULL, log, &pid), KX_OK);
     bool up = false;
-    for (int i = 0; i < 500 && !up; i++) {   /* backoff is capped at 2 s (+25 %) */
+    for (int i = 0; i < 500 && !up; i++) { /* backoff is capped at 2 s (+25 %) */
         usleep(10 * 1000);
         up = kx_bus_connected(bus);
     }

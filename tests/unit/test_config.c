@@ -15,7 +15,7 @@ static void test_str(void **state)
     unsetenv("KX_T_STR");
     assert_string_equal(kx_env_str("KX_T_STR", "def"), "def");
     setenv("KX_T_STR", "", 1);
-    assert_string_equal(kx_env_str("KX_T_STR", "def"), "def");   /* empty = unset */
+    assert_string_equal(kx_env_str("KX_T_STR", "def"), "def"); /* empty = unset */
     setenv("KX_T_STR", "nats://x:1", 1);
     assert_string_equal(kx_env_str("KX_T_STR", "def"), "nats://x:1");
     assert_null(kx_env_str("KX_T_UNSET_XYZ", NULL));
@@ -78,7 +78,7 @@ static void test_port(void **state)
     setenv("KX_T_PORT", "65535", 1);
     assert_int_equal(kx_env_port("KX_T_PORT", 9100, &p), KX_OK);
     assert_int_equal(p, 65535);
-    setenv("KX_T_PORT", "0", 1);   /* any free port */
+    setenv("KX_T_PORT", "0", 1); /* any free port */
     assert_int_equal(kx_env_port("KX_T_PORT", 9100, &p), KX_OK);
     assert_int_equal(p, 0);
     const char *bad[] = {"65536", "-1", "http", "80x"};

@@ -51,8 +51,8 @@ typedef struct ctx {
     kx_curlm *m;
     fetch f[3];
     int finished;
-    int want;          /* stop the loop after this many done callbacks */
-    int chain_left;    /* test_done_callback_adds: transfers still to start from done */
+    int want;       /* stop the loop after this many done callbacks */
+    int chain_left; /* test_done_callback_adds: transfers still to start from done */
     bool free_in_done;
 } ctx;
 
@@ -108,10 +108,10 @@ static void on_done(CURL *easy, CURLcode result, void *arg)
     c->finished++;
     if (c->chain_left > 0) {
         c->chain_left--;
-        start(c, c->finished, "/metrics");   /* re-entrant add from a done callback */
+        start(c, c->finished, "/metrics"); /* re-entrant add from a done callback */
     }
     if (c->free_in_done) {
-        kx_curlm_free(c->m);                 /* deferred until the dispatch is over */
+        kx_curlm_free(c->m); /* deferred until the dispatch is over */
         c->m = NULL;
     }
     if (c->finished == c->want)
@@ -192,7 +192,7 @@ static void test_done_callback_adds_next_transfer(void **state)
 static int silent_server(uint16_t *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof sa;
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(fd, 8), 0);
@@ -206,7 +206,7 @@ static void remove_hanging(kx_loop *loop, void *arg)
     ctx *c = arg;
     assert_int_equal(kx_curlm_running(c->m), 2);
     kx_curlm_remove(c->m, c->f[0].easy);
-    kx_curlm_remove(c->m, c->f[0].easy);   /* twice: no-op */
+    kx_curlm_remove(c->m, c->f[0].easy); /* twice: no-op */
     assert_int_equal(kx_curlm_running(c->m), 1);
 }
 

@@ -30,11 +30,11 @@ static char *g_tmp;
 static kx_th_pg g_pg;
 
 static const kx_db_stmt STMTS[] = {
-    { "project_insert",
-      "INSERT INTO projects (project_id, name, account_id) VALUES ($1::uuid, $2, $3::uuid)" },
-    { "project_name", "SELECT name, description FROM projects WHERE project_id = $1::uuid" },
-    { "project_desc", "UPDATE projects SET description = $2 WHERE project_id = $1::uuid" },
-    { "sleep", "SELECT pg_sleep($1::float8)" },
+    {"project_insert",
+     "INSERT INTO projects (project_id, name, account_id) VALUES ($1::uuid, $2, $3::uuid)"},
+    {"project_name", "SELECT name, description FROM projects WHERE project_id = $1::uuid"},
+    {"project_desc", "UPDATE projects SET description = $2 WHERE project_id = $1::uuid"},
+    {"sleep", "SELECT pg_sleep($1::float8)"},
     KX_DB_STMT_END,
 };
 
@@ -99,13 +99,17 @@ static void test_migrate_real_schema_is_idempotent(void **state)
     assert_int_equal(kx_db_migrate(db, kx_db_migrations_dir()), KX_OK);
     long applied = count(db, "SELECT count(*) FROM kx_schema_migrations");
     assert_true(applied >= 1);
-    assert_int_equal(count(db, "SELECT count(*) FROM kx_schema_migrations "
-                               "WHERE version = '001_kortix_schema'"), 1);
+    assert_int_equal(count(db,
+                           "SELECT count(*) FROM kx_schema_migrations "
+                           "WHERE version = '001_kortix_schema'"),
+                     1);
     /* Every table of the schema is there. */
-    assert_int_equal(count(db, "SELECT count(*) FROM information_schema.tables WHERE "
-                               "table_schema = 'public' AND table_name IN ('projects', "
-                               "'threads', 'agents', 'agent_versions', 'messages', "
-                               "'agent_runs')"), 6);
+    assert_int_equal(count(db,
+                           "SELECT count(*) FROM information_schema.tables WHERE "
+                           "table_schema = 'public' AND table_name IN ('projects', "
+                           "'threads', 'agents', 'agent_versions', 'messages', "
+                           "'agent_runs')"),
+                     6);
     assert_int_equal(kx_db_migrate(db, kx_db_migrations_dir()), KX_OK);
     assert_int_equal(count(db, "SELECT count(*) FROM kx_schema_migrations"), applied);
     /* The advisory lock was released: another session can take it at once. */
@@ -133,7 +137,7 @@ static void test_concurrent_migrations_apply_once(void **state)
 {
     char url[300];
     fresh_db("t_concurrent", url, sizeof url);
-    migrator a = { .url = url, .err = KX_ERR_INTERNAL }, b = a;
+    migrator a = {.url = url, .err = KX_ERR_INTERNAL}, b = a;
     pthread_t ta, tb;
     assert_int_equal(pthread_create(&ta, NULL, migrate_thread, &a), 0);
     assert_int_equal(pthread_create(&tb, NULL, migrate_thread, &b), 0);
@@ -144,8 +148,10 @@ static void test_concurrent_migrations_apply_once(void **state)
     assert_int_equal(b.err, KX_OK);
     kx_db *db = NULL;
     assert_int_equal(kx_db_connect(url, NULL, &db), KX_OK);
-    assert_int_equal(count(db, "SELECT count(*) FROM kx_schema_migrations "
-                               "WHERE version = '001_kortix_schema'"), 1);
+    assert_int_equal(count(db,
+                           "SELECT count(*) FROM kx_schema_migrations "
+                           "WHERE version = '001_kortix_schema'"),
+                     1);
     kx_db_close(db);
 }
 
@@ -190,25 +196,25 @@ static void test_prepared_statements_and_conflict(void **state)
 {
     kx_db *db = NULL;
     assert_int_equal(kx_db_connect(g_pg.url, STMTS, &db), KX_OK);
-    const char *p1[] = { "22222222-2222-2222-2222-222222222222", "first", ACCOUNT };
+    const char *p1[] = {"22222222-2222-2222-2222-222222222222", "first", ACCOUNT};
     long rows = -1;
     assert_int_equal(kx_db_exec_cmd(db, "project_insert", 3, p1, &rows), KX_OK);
     assert_int_equal(rows, 1);
 
     kx_err err = KX_ERR_INTERNAL;
-    const char *key[] = { p1[0] };
+    const char *key[] = {p1[0]};
     PGresult *r = kx_db_exec(db, "project_name", 1, key, &err);
     assert_non_null(r);
     assert_int_equal(err, KX_OK);
     assert_int_equal(PQntuples(r), 1);
     assert_string_equal(PQgetvalue(r, 0, 0), "first");
-    assert_true(PQgetisnull(r, 0, 1));   /* description is NULL */
+    assert_true(PQgetisnull(r, 0, 1)); /* description is NULL */
     PQclear(r);
 
     /* A NULL parameter is SQL NULL; a second use of a statement reuses the preparation. */
-    const char *upd[] = { p1[0], "described" };
+    const char *upd[] = {p1[0], "described"};
     assert_int_equal(kx_db_exec_cmd(db, "project_desc", 2, upd, &rows), KX_OK);
-    const char *upd_null[] = { p1[0], NULL };
+    const char *upd_null[] = {p1[0], NULL};
     assert_int_equal(kx_db_exec_cmd(db, "project_desc", 2, upd_null, &rows), KX_OK);
     assert_int_equal(rows, 1);
     r = kx_db_exec(db, "project_name", 1, key, &err);
@@ -223,7 +229,7 @@ static void test_prepared_statements_and_conflict(void **state)
     assert_non_null(strstr(kx_db_last_error(db), "duplicate key"));
 
     /* A malformed uuid is a data error (22P02). */
-    const char *bad[] = { "not-a-uuid" };
+    const char *bad[] = {"not-a-uuid"};
     r = kx_db_exec(db, "project_name", 1, bad, &err);
     assert_null(r);
     assert_int_equal(err, KX_ERR_INVALID);
@@ -239,17 +245,19 @@ static void test_prepared_statements_and_conflict(void **state)
     assert_int_equal(kx_db_exec_cmd(db, "project_insert", 3, p1, NULL), KX_ERR_CONFLICT);
     assert_int_not_equal(kx_db_commit(db), KX_OK);
     /* And a good transaction commits. */
-    const char *p2[] = { "33333333-3333-3333-3333-333333333333", "second", ACCOUNT };
+    const char *p2[] = {"33333333-3333-3333-3333-333333333333", "second", ACCOUNT};
     assert_int_equal(kx_db_begin(db), KX_OK);
     assert_int_equal(kx_db_exec_cmd(db, "project_insert", 3, p2, NULL), KX_OK);
     assert_int_equal(kx_db_commit(db), KX_OK);
     /* Rolled back work is gone. */
-    const char *p3[] = { "44444444-4444-4444-4444-444444444444", "third", ACCOUNT };
+    const char *p3[] = {"44444444-4444-4444-4444-444444444444", "third", ACCOUNT};
     assert_int_equal(kx_db_begin(db), KX_OK);
     assert_int_equal(kx_db_exec_cmd(db, "project_insert", 3, p3, NULL), KX_OK);
     kx_db_rollback(db);
-    assert_int_equal(count(db, "SELECT count(*) FROM projects WHERE project_id = "
-                               "'44444444-4444-4444-4444-444444444444'"), 0);
+    assert_int_equal(count(db,
+                           "SELECT count(*) FROM projects WHERE project_id = "
+                           "'44444444-4444-4444-4444-444444444444'"),
+                     0);
     kx_db_close(db);
 }
 
@@ -261,7 +269,7 @@ static void test_statement_timeout_maps_to_timeout(void **state)
     unsetenv("KX_DB_STATEMENT_TIMEOUT_MS");
     assert_int_equal(err, KX_OK);
     int64_t t0 = kx_mono_ms();
-    const char *secs[] = { "3" };
+    const char *secs[] = {"3"};
     PGresult *r = kx_db_exec(db, "sleep", 1, secs, &err);
     int64_t took = kx_mono_ms() - t0;
     assert_null(r);
@@ -269,7 +277,7 @@ static void test_statement_timeout_maps_to_timeout(void **state)
     assert_string_equal(kx_db_last_sqlstate(db), "57014");
     assert_true(took >= 150 && took < 2000);
     /* The connection survives a cancelled statement. */
-    const char *short_secs[] = { "0.01" };
+    const char *short_secs[] = {"0.01"};
     r = kx_db_exec(db, "sleep", 1, short_secs, &err);
     assert_non_null(r);
     PQclear(r);
@@ -280,7 +288,7 @@ static void test_reconnects_after_server_restart(void **state)
 {
     kx_db *db = NULL;
     assert_int_equal(kx_db_connect(g_pg.url, STMTS, &db), KX_OK);
-    const char *key[] = { "22222222-2222-2222-2222-222222222222" };
+    const char *key[] = {"22222222-2222-2222-2222-222222222222"};
     kx_err err = KX_ERR_INTERNAL;
     PGresult *r = kx_db_exec(db, "project_name", 1, key, &err);
     assert_non_null(r);
@@ -358,7 +366,7 @@ static void *slam_thread(void *arg)
 {
     slammer *s = arg;
     while (!atomic_load(&s->stop)) {
-        struct pollfd pfd = { .fd = s->fd, .events = POLLIN };
+        struct pollfd pfd = {.fd = s->fd, .events = POLLIN};
         if (poll(&pfd, 1, 10) == 1) {
             int c = accept(s->fd, NULL, NULL);
             if (c >= 0) {
@@ -372,9 +380,9 @@ static void *slam_thread(void *arg)
 
 static void test_reconnect_attempts_back_off(void **state)
 {
-    slammer s = { .fd = socket(AF_INET, SOCK_STREAM, 0) };
+    slammer s = {.fd = socket(AF_INET, SOCK_STREAM, 0)};
     assert_true(s.fd >= 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof sa;
     assert_int_equal(bind(s.fd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(s.fd, 64), 0);
@@ -430,7 +438,7 @@ static void test_pool_blocks_until_deadline_or_put(void **state)
     int64_t took = kx_mono_ms() - t0;
     assert_true(took >= 150 && took < 1500);
 
-    waiter w = { .pool = pool };
+    waiter w = {.pool = pool};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, pool_waiter, &w), 0);
     /* A connection returned inside a transaction is rolled back first. */
@@ -441,7 +449,7 @@ static void test_pool_blocks_until_deadline_or_put(void **state)
     kx_err err = KX_OK;
     PGresult *r = kx_db_exec_sql(a, "SELECT now() = statement_timestamp()", &err);
     assert_non_null(r);
-    assert_string_equal(PQgetvalue(r, 0, 0), "t");   /* not inside the old transaction */
+    assert_string_equal(PQgetvalue(r, 0, 0), "t"); /* not inside the old transaction */
     PQclear(r);
     kx_db_pool_put(pool, w.got);
     kx_db_pool_put(pool, b);

@@ -62,7 +62,7 @@ static void test_call_directive(void **state)
     assert_int_equal(st->kind, DEMO_STEP_CALL);
     assert_string_equal(st->tool, "execute_command");
     char *a = args_text(st);
-    assert_string_equal(a, "{\"command\":\"ls -la\",\"timeout\":5}");   /* written order */
+    assert_string_equal(a, "{\"command\":\"ls -la\",\"timeout\":5}"); /* written order */
     free(a);
     assert_int_equal(st->line, 1);
     assert_null(demo_script_step(&s, 1));
@@ -77,11 +77,12 @@ static void test_xml_directive(void **state)
     assert_int_equal(st->kind, DEMO_STEP_XML);
     assert_string_equal(st->tool, "create_file");
     char *x = demo_xml_call(st->tool, st->args);
-    assert_string_equal(x, "<function_calls>\n<invoke name=\"create_file\">\n"
-                           "<parameter name=\"file_path\">a.txt</parameter>\n"
-                           "<parameter name=\"n\">2</parameter>\n"
-                           "<parameter name=\"tags\">[1]</parameter>\n"
-                           "</invoke>\n</function_calls>");
+    assert_string_equal(x,
+                        "<function_calls>\n<invoke name=\"create_file\">\n"
+                        "<parameter name=\"file_path\">a.txt</parameter>\n"
+                        "<parameter name=\"n\">2</parameter>\n"
+                        "<parameter name=\"tags\">[1]</parameter>\n"
+                        "</invoke>\n</function_calls>");
     free(x);
     demo_script_free(&s);
 }
@@ -97,7 +98,7 @@ static void test_say_directive_and_prose(void **state)
     assert_int_equal(s.nsteps, 2);
     assert_int_equal(s.nerrors, 0);
     assert_int_equal(s.steps[0].kind, DEMO_STEP_SAY);
-    assert_string_equal(s.steps[0].text, "Hello there, world  ");   /* CR stripped, rest kept */
+    assert_string_equal(s.steps[0].text, "Hello there, world  "); /* CR stripped, rest kept */
     assert_int_equal(s.steps[0].line, 2);
     assert_string_equal(s.steps[1].text, "second");
     assert_int_equal(s.steps[1].line, 6);
@@ -147,7 +148,7 @@ static void test_modifiers_attach_to_next_step(void **state)
 
     const demo_mods *m2 = demo_script_mods(&s, 2);
     assert_true(m2->hang);
-    assert_int_equal(m2->hang_count, 0);   /* every attempt */
+    assert_int_equal(m2->hang_count, 0); /* every attempt */
 
     /* modifiers after the last step belong to the final answer, for every later index */
     const demo_mods *fm = demo_script_mods(&s, 3);
@@ -191,7 +192,7 @@ static void test_malformed_call_becomes_error_step(void **state)
     assert_int_equal(s.nsteps, 2);
     assert_int_equal(s.nerrors, 1);
     assert_error_step(&s.steps[0], 2, "not valid JSON");
-    assert_int_equal(s.steps[0].mods.sleep_ms, 100);   /* the error step took the modifier */
+    assert_int_equal(s.steps[0].mods.sleep_ms, 100); /* the error step took the modifier */
     assert_int_equal(s.steps[1].kind, DEMO_STEP_SAY);
     assert_false(s.steps[1].is_error);
     assert_string_equal(s.steps[1].text, "still here");
@@ -201,20 +202,20 @@ static void test_malformed_call_becomes_error_step(void **state)
 
 static void test_malformed_lines(void **state)
 {
-    demo_script s = parse("call\n"                          /* 1: no tool */
-                          "call ls\n"                       /* 2: no arguments */
-                          "xml ls [1, 2]\n"                 /* 3: not an object */
-                          "call bad.name {}\n"              /* 4: invalid tool name */
-                          "call t {\"a\": 1, \"a\": 2}\n"   /* 5: duplicate key */
-                          "call t {} trailing\n"            /* 6: text after the JSON */
-                          "say\n"                           /* 7: no text */
-                          "sleep soon\n"                    /* 8 */
-                          "sleep -5\n"                      /* 9 */
-                          "fail 200 1\n"                    /* 10: not an error status */
-                          "fail 503\n"                      /* 11: no count */
-                          "fail 503 0\n"                    /* 12: zero attempts */
-                          "hang forever\n"                  /* 13 */
-                          "sleep 1 2\n");                   /* 14: extra word */
+    demo_script s = parse("call\n"                        /* 1: no tool */
+                          "call ls\n"                     /* 2: no arguments */
+                          "xml ls [1, 2]\n"               /* 3: not an object */
+                          "call bad.name {}\n"            /* 4: invalid tool name */
+                          "call t {\"a\": 1, \"a\": 2}\n" /* 5: duplicate key */
+                          "call t {} trailing\n"          /* 6: text after the JSON */
+                          "say\n"                         /* 7: no text */
+                          "sleep soon\n"                  /* 8 */
+                          "sleep -5\n"                    /* 9 */
+                          "fail 200 1\n"                  /* 10: not an error status */
+                          "fail 503\n"                    /* 11: no count */
+                          "fail 503 0\n"                  /* 12: zero attempts */
+                          "hang forever\n"                /* 13 */
+                          "sleep 1 2\n");                 /* 14: extra word */
     assert_int_equal(s.nsteps, 14);
     assert_int_equal(s.nerrors, 14);
     assert_error_step(&s.steps[0], 1, "needs a tool name");
@@ -261,7 +262,7 @@ static void test_error_quote_cut_keeps_utf8(void **state)
         memcpy(line + n, "\xc3\xa9", 3); /* é, and the NUL after it */
     demo_script s = parse(line);
     assert_int_equal(s.nerrors, 1);
-    json_t *t = json_string(s.steps[0].text);   /* NULL for invalid UTF-8 */
+    json_t *t = json_string(s.steps[0].text); /* NULL for invalid UTF-8 */
     assert_non_null(t);
     json_decref(t);
     assert_non_null(strstr(s.steps[0].text, "...)"));
@@ -272,15 +273,15 @@ static void test_error_quote_cut_keeps_utf8(void **state)
 
 static void test_step_index_native(void **state)
 {
-    demo_conv c = conv_of(
-        "[{\"role\": \"system\", \"content\": \"You are Suna\"},"
-        " {\"role\": \"user\", \"content\": \"first question\"},"
-        " {\"role\": \"assistant\", \"content\": \"first answer\"},"
-        " {\"role\": \"user\", \"content\": \"call a {}\\ncall b {}\\nsay done\"},"
-        " {\"role\": \"assistant\", \"content\": null, \"tool_calls\": []},"
-        " {\"role\": \"tool\", \"tool_call_id\": \"x\", \"content\": \"result A\"},"
-        " {\"role\": \"assistant\", \"content\": null, \"tool_calls\": []},"
-        " {\"role\": \"tool\", \"tool_call_id\": \"y\", \"content\": \"result B\"}]");
+    demo_conv c =
+        conv_of("[{\"role\": \"system\", \"content\": \"You are Suna\"},"
+                " {\"role\": \"user\", \"content\": \"first question\"},"
+                " {\"role\": \"assistant\", \"content\": \"first answer\"},"
+                " {\"role\": \"user\", \"content\": \"call a {}\\ncall b {}\\nsay done\"},"
+                " {\"role\": \"assistant\", \"content\": null, \"tool_calls\": []},"
+                " {\"role\": \"tool\", \"tool_call_id\": \"x\", \"content\": \"result A\"},"
+                " {\"role\": \"assistant\", \"content\": null, \"tool_calls\": []},"
+                " {\"role\": \"tool\", \"tool_call_id\": \"y\", \"content\": \"result B\"}]");
     assert_string_equal(c.first_user, "first question");
     assert_string_equal(c.script, "call a {}\ncall b {}\nsay done");
     assert_int_equal(c.step_index, 2);
@@ -313,7 +314,7 @@ static void test_newest_user_message_restarts_steps(void **state)
         " {\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"say one\"},"
         "                                   {\"type\": \"text\", \"text\": \"say two\"}]}]");
     assert_string_equal(c.first_user, "call a {}");
-    assert_string_equal(c.script, "say one\nsay two");   /* parts joined by lines */
+    assert_string_equal(c.script, "say one\nsay two"); /* parts joined by lines */
     assert_int_equal(c.step_index, 0);
     assert_string_equal(c.last_tool_result, "old");
     demo_conv_free(&c);
@@ -418,7 +419,9 @@ static void test_stream_say_three_words_per_chunk(void **state)
     demo_conv c = {0};
     demo_turn t;
     assert_int_equal(demo_turn_build(demo_script_step(&s, 0), 0, &c, &t), 0);
-    demo_reply_meta meta = {.id = "chatcmpl-t", .model = "kortix/demo", .created = 1,
+    demo_reply_meta meta = {.id = "chatcmpl-t",
+                            .model = "kortix/demo",
+                            .created = 1,
                             .prompt_chars = 10};
     char **chunks;
     size_t n;
@@ -454,7 +457,9 @@ static void test_stream_tool_call_fragments(void **state)
     assert_string_equal(t.finish_reason, "tool_calls");
     assert_int_equal(strncmp(t.call_id, "call_0_", 7), 0);
     assert_int_equal(strlen(t.call_id), 7 + 8);
-    demo_reply_meta meta = {.id = "chatcmpl-t", .model = "kortix/demo", .created = 1,
+    demo_reply_meta meta = {.id = "chatcmpl-t",
+                            .model = "kortix/demo",
+                            .created = 1,
                             .prompt_chars = 10};
     char **chunks;
     size_t n;
@@ -475,8 +480,8 @@ static void test_stream_tool_call_fragments(void **state)
     size_t fragments = 0;
     for (size_t i = 1; i + 2 < nobj; i++) {
         json_t *d = json_object_get(choice(json_array_get(all, i)), "delta");
-        json_t *f = json_object_get(json_array_get(json_object_get(d, "tool_calls"), 0),
-                                    "function");
+        json_t *f =
+            json_object_get(json_array_get(json_object_get(d, "tool_calls"), 0), "function");
         strcat(joined, json_string_value(json_object_get(f, "arguments")));
         fragments++;
     }
@@ -496,9 +501,9 @@ static void test_stream_tool_call_fragments(void **state)
     json_t *msg = json_object_get(ch, "message");
     assert_true(json_is_null(json_object_get(msg, "content")));
     json_t *call = json_array_get(json_object_get(msg, "tool_calls"), 0);
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(call, "function"), "arguments")),
-        "{\"command\":\"echo hi\"}");
+    assert_string_equal(json_string_value(
+                            json_object_get(json_object_get(call, "function"), "arguments")),
+                        "{\"command\":\"echo hi\"}");
     assert_non_null(json_object_get(json_object_get(v, "usage"), "total_tokens"));
     json_decref(v);
     free(body);

@@ -52,13 +52,13 @@ static char *slurp(const char *path)
 static bool tcp_accepts(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(port),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons(port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
     close(fd);
     return ok;
 }
-
 
 static void test_tmpdir_and_port(void **state)
 {
@@ -89,11 +89,11 @@ static void test_spawn_log_env_and_kill(void **state)
     snprintf(log, sizeof log, "%s/spawn.log", g_tmp);
     setenv("KX_HARNESS_INHERITED", "yes", 1);
     setenv("KX_HARNESS_OVERRIDE", "old", 1);
-    const char *argv[] = { "sh", "-c",
-                           "echo \"$KX_HARNESS_INHERITED $KX_HARNESS_OVERRIDE $EXTRA\"; "
-                           "echo oops >&2; exec sleep 30",
-                           NULL };
-    const char *env[] = { "KX_HARNESS_OVERRIDE=new", "EXTRA=x", NULL };
+    const char *argv[] = {"sh", "-c",
+                          "echo \"$KX_HARNESS_INHERITED $KX_HARNESS_OVERRIDE $EXTRA\"; "
+                          "echo oops >&2; exec sleep 30",
+                          NULL};
+    const char *env[] = {"KX_HARNESS_OVERRIDE=new", "EXTRA=x", NULL};
     pid_t pid = 0;
     assert_int_equal(kx_th_spawn(argv, env, log, &pid), KX_OK);
     assert_true(pid > 0);
@@ -105,15 +105,15 @@ static void test_spawn_log_env_and_kill(void **state)
     assert_int_equal(kx_th_kill(pid), 128 + SIGTERM);
 
     /* A group whose members ignore SIGTERM gets SIGKILL after 5 s. */
-    const char *stubborn[] = { "sh", "-c", "trap '' TERM; sleep 30 & sleep 30", NULL };
+    const char *stubborn[] = {"sh", "-c", "trap '' TERM; sleep 30 & sleep 30", NULL};
     assert_int_equal(kx_th_spawn(stubborn, NULL, log, &pid), KX_OK);
     usleep(100000);
     int64_t t0 = kx_mono_ms();
     assert_int_equal(kx_th_kill(pid), 128 + SIGKILL);
     assert_true(kx_mono_ms() - t0 >= 4900);
-    assert_int_equal(kx_th_group_live(pid), 0);   /* nobody left in the group */
+    assert_int_equal(kx_th_group_live(pid), 0); /* nobody left in the group */
 
-    const char *missing[] = { "kx-no-such-program", NULL };
+    const char *missing[] = {"kx-no-such-program", NULL};
     assert_int_not_equal(kx_th_spawn(missing, NULL, log, &pid), KX_OK);
     unsetenv("KX_HARNESS_INHERITED");
     unsetenv("KX_HARNESS_OVERRIDE");
@@ -128,7 +128,7 @@ static void test_wait_http(void **state)
     assert_int_equal(kx_th_wait_http(url, 2000), KX_OK);
     snprintf(url, sizeof url, "http://127.0.0.1:%u/nope", kx_httpd_port(h));
     int64_t t0 = kx_mono_ms();
-    assert_int_equal(kx_th_wait_http(url, 300), KX_ERR_TIMEOUT);   /* 404 is not ready */
+    assert_int_equal(kx_th_wait_http(url, 300), KX_ERR_TIMEOUT); /* 404 is not ready */
     assert_true(kx_mono_ms() - t0 >= 300);
     kx_httpd_stop(h);
 }

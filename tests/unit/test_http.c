@@ -34,8 +34,8 @@ static enum MHD_Result echo(void *cls, struct MHD_Connection *conn, const char *
         return MHD_YES;
     }
     if (*data_size > 0) {
-        size_t n = *data_size < sizeof u->body - u->len - 1 ? *data_size
-                                                               : sizeof u->body - u->len - 1;
+        size_t n =
+            *data_size < sizeof u->body - u->len - 1 ? *data_size : sizeof u->body - u->len - 1;
         memcpy(u->body + u->len, data, n);
         u->len += n;
         *data_size = 0;
@@ -67,7 +67,7 @@ static int setup(void **state)
 {
     if (kx_http_global_init() != KX_OK)
         return -1;
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     g_mhd = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO, 0, NULL, NULL, echo,
                              NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                              MHD_OPTION_NOTIFY_COMPLETED, done, NULL, MHD_OPTION_END);
@@ -93,7 +93,7 @@ static void test_methods_bodies_headers(void **state)
     char url[128];
     url_of(url, sizeof url, "/a");
     kx_http_resp r;
-    const char *hdrs[] = { "X-Test: yes", NULL };
+    const char *hdrs[] = {"X-Test: yes", NULL};
     assert_int_equal(kx_http_request("GET", url, hdrs, NULL, 0, kx_deadline_in(3000), 0, &r),
                      KX_OK);
     assert_int_equal(r.status, 200);
@@ -144,7 +144,7 @@ static void test_deadline_and_refused(void **state)
 {
     /* A listening socket nobody accepts from: the request waits for an answer forever. */
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t len = sizeof sa;
     assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     assert_int_equal(listen(fd, 8), 0);
@@ -157,15 +157,14 @@ static void test_deadline_and_refused(void **state)
                      KX_ERR_TIMEOUT);
     int64_t took = kx_mono_ms() - t0;
     assert_true(took >= 250 && took < 2000);
-    close(fd);   /* now nothing listens on that port */
+    close(fd); /* now nothing listens on that port */
     assert_int_equal(kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(1000), 0, &r),
                      KX_ERR_UNAVAILABLE);
     /* A deadline already passed: no request at all. */
     url_of(url, sizeof url, "/");
     assert_int_equal(kx_http_request("GET", url, NULL, NULL, 0, kx_now_ms() - 1, 0, &r),
                      KX_ERR_TIMEOUT);
-    assert_int_equal(kx_http_request("GET", "nope://x", NULL, NULL, 0, 0, 0, &r),
-                     KX_ERR_INVALID);
+    assert_int_equal(kx_http_request("GET", "nope://x", NULL, NULL, 0, 0, 0, &r), KX_ERR_INVALID);
 }
 
 int main(void)

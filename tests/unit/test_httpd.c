@@ -68,8 +68,9 @@ static void test_ops_routes(void **state)
     r = get(port, "GET", "/metrics", &err);
     assert_int_equal(r.status, 200);
     assert_string_equal(r.content_type, "text/plain; version=0.0.4; charset=utf-8");
-    assert_non_null(strstr(r.body, "# TYPE kx_test_httpd_total counter\n"
-                                   "kx_test_httpd_total 42\n"));
+    assert_non_null(strstr(r.body,
+                           "# TYPE kx_test_httpd_total counter\n"
+                           "kx_test_httpd_total 42\n"));
     kx_http_resp_free(&r);
 
     r = get(port, "GET", "/nope", &err);

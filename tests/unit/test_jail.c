@@ -26,15 +26,24 @@ static void test_default_jail(void **state)
 {
     const char *const env[] = {"PATH=/usr/bin:/bin", "A=b=c", NULL};
     kx_jail_file f = {.fd = 7, .dest = "/.kx/init"};
-    kx_jail_opts o = {.bwrap = "/usr/bin/bwrap", .uid = 200001, .gid = 200001, .bind_fd = 9,
-                      .bind_dest = "/workspace", .files = &f, .nfiles = 1,
-                      .keep_sys_admin = true, .tmp_bytes = 1048576, .argv = ARGV, .envp = env};
+    kx_jail_opts o = {.bwrap = "/usr/bin/bwrap",
+                      .uid = 200001,
+                      .gid = 200001,
+                      .bind_fd = 9,
+                      .bind_dest = "/workspace",
+                      .files = &f,
+                      .nfiles = 1,
+                      .keep_sys_admin = true,
+                      .tmp_bytes = 1048576,
+                      .argv = ARGV,
+                      .envp = env};
     char **v = NULL;
     assert_int_equal(kx_jail_argv(&o, &v), KX_OK);
     assert_string_equal(v[0], "/usr/bin/bwrap");
-    const char *must[] = {"--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                          "--unshare-net", "--disable-userns", "--die-with-parent",
-                          "--as-pid-1", "--clearenv", "--new-session"};
+    const char *must[] = {"--unshare-user",    "--unshare-pid", "--unshare-ipc",
+                          "--unshare-uts",     "--unshare-net", "--disable-userns",
+                          "--die-with-parent", "--as-pid-1",    "--clearenv",
+                          "--new-session"};
     for (size_t i = 0; i < sizeof must / sizeof must[0]; i++)
         assert_true(find(v, must[i]) > 0);
     int i = find(v, "--bind-fd");
@@ -43,16 +52,16 @@ static void test_default_jail(void **state)
     assert_string_equal(v[i + 2], "/workspace");
     i = find(v, "--file");
     assert_string_equal(v[i + 1], "7");
-    assert_string_equal(v[i - 1], "0555");          /* --perms 0555 --file 7 /.kx/init */
+    assert_string_equal(v[i - 1], "0555"); /* --perms 0555 --file 7 /.kx/init */
     i = find(v, "--ro-bind");
-    assert_string_equal(v[i + 1], "/usr");          /* read-only system */
+    assert_string_equal(v[i + 1], "/usr"); /* read-only system */
     i = find(v, "--size");
     assert_string_equal(v[i + 1], "1048576");
     assert_string_equal(v[i + 2], "--tmpfs");
     assert_string_equal(v[i + 3], "/tmp");
     i = find(v, "--cap-add");
     assert_string_equal(v[i + 1], "CAP_SYS_ADMIN");
-    i = find(v, "A");                               /* --setenv A b=c */
+    i = find(v, "A"); /* --setenv A b=c */
     assert_string_equal(v[i - 1], "--setenv");
     assert_string_equal(v[i + 1], "b=c");
     i = find(v, "--");
@@ -67,7 +76,9 @@ static void test_default_jail(void **state)
 
 static void test_host_network_keeps_the_net_namespace_shared(void **state)
 {
-    kx_jail_opts o = {.bwrap = "/usr/bin/bwrap", .bind_fd = -1, .net = KX_JAIL_NET_HOST,
+    kx_jail_opts o = {.bwrap = "/usr/bin/bwrap",
+                      .bind_fd = -1,
+                      .net = KX_JAIL_NET_HOST,
                       .argv = ARGV};
     char **v = NULL;
     assert_int_equal(kx_jail_argv(&o, &v), KX_OK);

@@ -28,8 +28,9 @@ static void test_terminal_status_event(void **state)
     json_object_set_new(v, "type", json_string("status"));
     json_object_set_new(v, "status", json_string("completed"));
     json_object_set_new(v, "message", json_string("Agent run completed successfully"));
-    expect_py(v, "{\"type\": \"status\", \"status\": \"completed\", "
-                 "\"message\": \"Agent run completed successfully\"}");
+    expect_py(v,
+              "{\"type\": \"status\", \"status\": \"completed\", "
+              "\"message\": \"Agent run completed successfully\"}");
 }
 
 static void test_nesting_order_and_scalars(void **state)
@@ -37,8 +38,9 @@ static void test_nesting_order_and_scalars(void **state)
     /* Keys stay in insertion order, not sorted. */
     json_t *v = json_pack("{s:[i,i],s:{s:n,s:b,s:b},s:[],s:{},s:[[i],{}],s:i}", "z", 1, 2, "a",
                           "x", "t", 1, "f", 0, "empty_a", "empty_o", "deep", 3, "neg", -7);
-    expect_py(v, "{\"z\": [1, 2], \"a\": {\"x\": null, \"t\": true, \"f\": false}, "
-                 "\"empty_a\": [], \"empty_o\": {}, \"deep\": [[3], {}], \"neg\": -7}");
+    expect_py(v,
+              "{\"z\": [1, 2], \"a\": {\"x\": null, \"t\": true, \"f\": false}, "
+              "\"empty_a\": [], \"empty_o\": {}, \"deep\": [[3], {}], \"neg\": -7}");
     /* Any value, not only containers. */
     expect_py(json_string("x"), "\"x\"");
     expect_py(json_integer(9007199254740993LL), "9007199254740993");
@@ -51,8 +53,10 @@ static void test_string_escapes_like_python(void **state)
      * controls, everything else as is (no escaping of '/', DEL, non-ASCII, U+2028). */
     expect_py(json_string("q\"b\\n\nr\rt\tb\bf\f"), "\"q\\\"b\\\\n\\nr\\rt\\tb\\bf\\f\"");
     expect_py(json_string("\x01\x1f\x1b[0m"), "\"\\u0001\\u001f\\u001b[0m\"");
-    expect_py(json_string("a/b\x7f" "\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80"),
-              "\"a/b\x7f" "\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80\"");
+    expect_py(json_string("a/b\x7f"
+                          "\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80"),
+              "\"a/b\x7f"
+              "\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80\"");
     expect_py(json_stringn("a\0b", 3), "\"a\\u0000b\"");
     /* Keys are escaped the same way. */
     json_t *o = json_object();
@@ -66,25 +70,25 @@ static void test_reals_like_python_repr(void **state)
         double v;
         const char *want;
     } cases[] = {
-        { 0.1, "0.1" },
-        { 1.0, "1.0" },
-        { 1e16, "1e+16" },
-        { 1e-5, "1e-05" },
-        { 123456.789, "123456.789" },
-        { 1e15, "1000000000000000.0" },
-        { -2.5, "-2.5" },
-        { 0.0001, "0.0001" },
-        { 1.5e300, "1.5e+300" },
-        { 5e-324, "5e-324" },
-        { 0.30000000000000004, "0.30000000000000004" },
-        { 1e22, "1e+22" },
-        { 100.0, "100.0" },
-        { 12345678901234567890.0, "1.2345678901234567e+19" },
-        { -0.0, "-0.0" },
-        { 0.0, "0.0" },
-        { 2.5e-7, "2.5e-07" },
-        { 9999999999999998.0, "9999999999999998.0" },
-        { 1.7976931348623157e308, "1.7976931348623157e+308" },
+        {0.1, "0.1"},
+        {1.0, "1.0"},
+        {1e16, "1e+16"},
+        {1e-5, "1e-05"},
+        {123456.789, "123456.789"},
+        {1e15, "1000000000000000.0"},
+        {-2.5, "-2.5"},
+        {0.0001, "0.0001"},
+        {1.5e300, "1.5e+300"},
+        {5e-324, "5e-324"},
+        {0.30000000000000004, "0.30000000000000004"},
+        {1e22, "1e+22"},
+        {100.0, "100.0"},
+        {12345678901234567890.0, "1.2345678901234567e+19"},
+        {-0.0, "-0.0"},
+        {0.0, "0.0"},
+        {2.5e-7, "2.5e-07"},
+        {9999999999999998.0, "9999999999999998.0"},
+        {1.7976931348623157e308, "1.7976931348623157e+308"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         json_t *real = json_real(cases[i].v);
@@ -120,7 +124,7 @@ static void test_typed_getters(void **state)
 {
     json_t *v = json_pack("{s:s,s:i,s:b,s:n,s:f}", "s", "str", "i", 42, "b", 1, "n", "f", 1.5);
     assert_string_equal(kx_json_str(v, "s", "def"), "str");
-    assert_string_equal(kx_json_str(v, "i", "def"), "def");      /* wrong type */
+    assert_string_equal(kx_json_str(v, "i", "def"), "def"); /* wrong type */
     assert_string_equal(kx_json_str(v, "missing", "def"), "def");
     assert_null(kx_json_str(v, "n", NULL));
     assert_int_equal(kx_json_int(v, "i", -1), 42);

@@ -29,7 +29,7 @@ static char *capture(void (*fn)(void *), void *arg)
     assert_int_equal(dup2(p[1], 2), 2);
     close(p[1]);
     fn(arg);
-    dup2(saved, 2);   /* closes the pipe's last write end */
+    dup2(saved, 2); /* closes the pipe's last write end */
     close(saved);
     kx_buf out = KX_BUF_INIT;
     char chunk[4096];
@@ -84,8 +84,8 @@ static void test_one_line_fields_in_order(void **state)
     assert_string_equal(ts + 26, "+00:00");
     assert_int_equal(json_object_size(j), 7);
     /* order on the wire */
-    const char *keys[] = {"\"ts\"", "\"level\"", "\"service\"", "\"instance\"", "\"run_id\"",
-                          "\"trace_id\"", "\"msg\""};
+    const char *keys[] = {"\"ts\"",     "\"level\"",    "\"service\"", "\"instance\"",
+                          "\"run_id\"", "\"trace_id\"", "\"msg\""};
     const char *prev = out;
     for (size_t i = 0; i < 7; i++) {
         const char *at = strstr(out, keys[i]);
@@ -119,9 +119,10 @@ static void test_optional_fields_omitted_and_utf8_made_valid(void **state)
     assert_int_equal(json_object_size(a), 5);
     assert_string_equal(json_string_value(json_object_get(a, "msg")), "plain");
     assert_string_equal(json_string_value(json_object_get(b, "level")), "error");
-    assert_string_equal(json_string_value(json_object_get(b, "msg")),
-                        "bad utf8: \xef\xbf\xbd\xef\xbf\xbd end; overlong \xef\xbf\xbd\xef\xbf\xbd; "
-                        "ok \xc3\xa9");
+    assert_string_equal(
+        json_string_value(json_object_get(b, "msg")),
+        "bad utf8: \xef\xbf\xbd\xef\xbf\xbd end; overlong \xef\xbf\xbd\xef\xbf\xbd; "
+        "ok \xc3\xa9");
     json_decref(a);
     json_decref(b);
     free(out);
@@ -135,7 +136,10 @@ static void log_each_level(void *arg)
     kx_error("e");
 }
 
-static void init_x(void *arg) { kx_log_init("x", "x-1"); }
+static void init_x(void *arg)
+{
+    kx_log_init("x", "x-1");
+}
 
 static void test_level_from_env(void **state)
 {
@@ -154,7 +158,7 @@ static void test_level_from_env(void **state)
     assert_int_equal(count_lines(out), 4);
     free(out);
 
-    setenv("KX_LOG_LEVEL", "loud", 1);   /* invalid: says so and uses info */
+    setenv("KX_LOG_LEVEL", "loud", 1); /* invalid: says so and uses info */
     out = capture(init_x, NULL);
     assert_int_equal(count_lines(out), 1);
     assert_non_null(strstr(out, "KX_LOG_LEVEL=loud is not valid"));
@@ -188,7 +192,10 @@ static void test_long_message_is_cut(void **state)
     free(out);
 }
 
-enum { THREADS = 4, PER_THREAD = 500 };
+enum {
+    THREADS = 4,
+    PER_THREAD = 500
+};
 
 static void *log_many(void *arg)
 {
@@ -228,8 +235,9 @@ static void test_threads_never_interleave(void **state)
             fail_msg("line %d is not JSON: %s", lines, line);
         int t = -1, i = -1;
         assert_int_equal(sscanf(json_string_value(json_object_get(j, "msg")), "thread %d line %d",
-                                &t, &i), 2);
-        assert_int_equal(i, per[t]);   /* each thread's lines in its order */
+                                &t, &i),
+                         2);
+        assert_int_equal(i, per[t]); /* each thread's lines in its order */
         per[t]++;
         json_decref(j);
         lines++;

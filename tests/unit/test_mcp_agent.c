@@ -33,7 +33,9 @@ static void test_custom_shapes(void **state)
     char why[512];
     assert_int_equal(parse("{\"name\": \"My Srv\", \"type\": \"json\", \"config\": {\"command\": "
                            "\"npx\", \"args\": [\"-y\", \"pkg\"], \"env\": {\"K\": \"v\"}}, "
-                           "\"enabledTools\": [\"a\"]}", true, &s, why), 0);
+                           "\"enabledTools\": [\"a\"]}",
+                           true, &s, why),
+                     0);
     assert_string_equal(s.cfg.name, "custom_json_my_srv");
     assert_int_equal(s.cfg.kind, MCP_T_STDIO);
     assert_true(s.cfg.user);
@@ -49,14 +51,17 @@ static void test_custom_shapes(void **state)
     /* Same command, other env: another session (hash). */
     assert_int_equal(parse("{\"name\": \"My Srv\", \"type\": \"json\", \"config\": {\"command\": "
                            "\"npx\", \"args\": [\"-y\", \"pkg\"], \"env\": {\"K\": \"w\"}}}",
-                           true, &s, why), 0);
+                           true, &s, why),
+                     0);
     assert_string_not_equal(s.cfg.hash, hash1);
-    assert_true(mcp_agent_tool_enabled(&s, "anything"));   /* custom: empty = all */
+    assert_true(mcp_agent_tool_enabled(&s, "anything")); /* custom: empty = all */
     mcp_agent_server_free(&s);
 
     assert_int_equal(parse("{\"name\": \"web\", \"customType\": \"sse\", \"config\": {\"url\": "
                            "\"https://x.example/sse\", \"headers\": {\"Authorization\": "
-                           "\"Bearer t\"}}}", true, &s, why), 0);
+                           "\"Bearer t\"}}}",
+                           true, &s, why),
+                     0);
     assert_string_equal(s.cfg.name, "custom_sse_web");
     assert_int_equal(s.cfg.kind, MCP_T_SSE);
     assert_string_equal(s.cfg.headers[0], "Authorization: Bearer t");
@@ -65,7 +70,8 @@ static void test_custom_shapes(void **state)
     /* configured_mcps: Streamable HTTP, qualifiedName, empty enabledTools = none. */
     assert_int_equal(parse("{\"name\": \"Exa\", \"qualifiedName\": \"exa\", \"config\": "
                            "{\"url\": \"https://exa.example/mcp\"}, \"enabledTools\": []}",
-                           false, &s, why), 0);
+                           false, &s, why),
+                     0);
     assert_string_equal(s.cfg.name, "exa");
     assert_int_equal(s.cfg.kind, MCP_T_HTTP);
     assert_false(mcp_agent_tool_enabled(&s, "search"));
@@ -91,11 +97,14 @@ static void test_bad_entries_say_what_is_wrong(void **state)
     assert_refused("{\"name\": \"a\", \"type\": \"ftp\", \"config\": {}}", true,
                    "unknown type \"ftp\"");
     assert_refused("{\"name\": \"a\", \"type\": \"http\", \"config\": {\"url\": \"file:///etc/"
-                   "passwd\"}}", true, "http:// or https://");
+                   "passwd\"}}",
+                   true, "http:// or https://");
     assert_refused("{\"name\": \"a\", \"type\": \"http\", \"config\": {\"url\": \"http://x/\", "
-                   "\"headers\": {\"X\": \"a\\r\\nInjected: 1\"}}}", true, "line breaks");
+                   "\"headers\": {\"X\": \"a\\r\\nInjected: 1\"}}}",
+                   true, "line breaks");
     assert_refused("{\"name\": \"a\", \"type\": \"json\", \"config\": {\"command\": \"x\"}, "
-                   "\"enabledTools\": [1]}", true, "enabledTools[0]");
+                   "\"enabledTools\": [1]}",
+                   true, "enabledTools[0]");
     assert_refused("{\"name\": \"a\", \"type\": \"json\"}", true, "needs \"config\"");
 }
 
@@ -104,9 +113,9 @@ static void test_model_names_as_kortix(void **state)
     (void)state;
     char n[MCP_MODEL_NAME_MAX + 1];
     mcp_model_name("everything", "get-sum", true, n, sizeof n);
-    assert_string_equal(n, "get_sum");                 /* one-word server: the tool's name */
+    assert_string_equal(n, "get_sum"); /* one-word server: the tool's name */
     mcp_model_name("My Srv", "search", true, n, sizeof n);
-    assert_string_equal(n, "srv_search");              /* Kortix's leak of "Srv" */
+    assert_string_equal(n, "srv_search"); /* Kortix's leak of "Srv" */
     mcp_model_name("exa", "web_search", false, n, sizeof n);
     assert_string_equal(n, "web_search");
     mcp_model_name("x", "we!rd name.tool", true, n, sizeof n);
@@ -142,7 +151,8 @@ static void test_result_mapping(void **state)
     json_t *r = json_loads("{\"content\": [{\"type\": \"text\", \"text\": \"a\"}, {\"type\": "
                            "\"image\", \"data\": \"AAAA\", \"mimeType\": \"image/png\"}, "
                            "{\"type\": \"mystery\"}], \"isError\": true, "
-                           "\"structuredContent\": {\"k\": 1}}", 0, NULL);
+                           "\"structuredContent\": {\"k\": 1}}",
+                           0, NULL);
     mcp_mapped m;
     assert_int_equal(mcp_result_map(r, 1 << 20, &m), 0);
     assert_string_equal(m.text, "a\n[image: image/png, 4 bytes base64]\n[mystery content]");
@@ -163,7 +173,7 @@ static void test_result_mapping(void **state)
     size_t n = 100000;
     char *big = malloc(n + 1);
     for (size_t i = 0; i < n; i += 2) {
-        big[i] = (char)0xC3;   /* "é" */
+        big[i] = (char)0xC3; /* "é" */
         big[i + 1] = (char)0xA9;
     }
     big[n] = '\0';
@@ -176,7 +186,7 @@ static void test_result_mapping(void **state)
     assert_true(m.truncated);
     assert_true(strlen(m.text) <= 20000);
     assert_non_null(strstr(m.text, "[truncated by mcp-proxy:"));
-    json_t *check = json_string(m.text);   /* still valid UTF-8 */
+    json_t *check = json_string(m.text); /* still valid UTF-8 */
     assert_non_null(check);
     json_decref(check);
     assert_true(strlen(m.content_json) <= 10000);
@@ -216,7 +226,8 @@ static void test_operator_http_servers_and_versions(void **state)
     assert_int_equal(mcp_config_parse("{\"h\": {\"type\": \"http\", \"url\": "
                                       "\"http://127.0.0.1:1/mcp\", \"headers\": {\"A\": \"b\"}},"
                                       " \"s\": {\"type\": \"sse\", \"url\": \"https://x/sse\"}}",
-                                      &c, why, sizeof why), 0);
+                                      &c, why, sizeof why),
+                     0);
     assert_int_equal(c.n, 2);
     assert_int_equal(c.servers[0].kind, MCP_T_HTTP);
     assert_string_equal(c.servers[0].headers[0], "A: b");
@@ -224,8 +235,9 @@ static void test_operator_http_servers_and_versions(void **state)
     assert_int_equal(c.servers[1].kind, MCP_T_SSE);
     assert_string_not_equal(c.servers[0].hash, c.servers[1].hash);
     mcp_config_free(&c);
-    assert_int_equal(mcp_config_parse("{\"h\": {\"type\": \"http\", \"command\": \"x\"}}", &c,
-                                      why, sizeof why), -1);
+    assert_int_equal(mcp_config_parse("{\"h\": {\"type\": \"http\", \"command\": \"x\"}}", &c, why,
+                                      sizeof why),
+                     -1);
     assert_non_null(strstr(why, "unknown key \"command\""));
     assert_int_equal(mcp_config_parse("{\"h\": {\"type\": \"ws\"}}", &c, why, sizeof why), -1);
     assert_non_null(strstr(why, "\"type\" must be"));

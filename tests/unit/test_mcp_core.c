@@ -39,13 +39,13 @@ static kx_err fake_send(const char *text, size_t len, void *arg)
     assert_true(len < sizeof p->sent[0]);
     memcpy(p->sent[p->nsent], text, len);
     p->sent[p->nsent][len] = '\0';
-    assert_null(memchr(text, '\n', len));   /* framing is the transport's business */
+    assert_null(memchr(text, '\n', len)); /* framing is the transport's business */
     p->nsent++;
     return KX_OK;
 }
 
-static void fake_incoming(mcp_rpc *rpc, const char *method, const json_t *params,
-                          const json_t *id, void *arg)
+static void fake_incoming(mcp_rpc *rpc, const char *method, const json_t *params, const json_t *id,
+                          void *arg)
 {
     peer *p = arg;
     snprintf(p->incoming_method, sizeof p->incoming_method, "%s", method);
@@ -84,13 +84,15 @@ static void test_request_ids_and_wire_form(void **state)
     peer p = {0};
     mcp_rpc *rpc = mcp_rpc_new(fake_send, fake_incoming, &p);
     int64_t id1 = 0, id2 = 0;
-    assert_int_equal(mcp_rpc_request(rpc, "initialize", json_pack("{s:s}", "a", "b"),
-                                     on_response, &p, &id1), KX_OK);
+    assert_int_equal(mcp_rpc_request(rpc, "initialize", json_pack("{s:s}", "a", "b"), on_response,
+                                     &p, &id1),
+                     KX_OK);
     assert_int_equal(mcp_rpc_request(rpc, "tools/list", NULL, on_response, &p, &id2), KX_OK);
     assert_int_equal(id1, 1);
     assert_int_equal(id2, 2);
-    assert_string_equal(p.sent[0],
-                        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"a\":\"b\"}}");
+    assert_string_equal(
+        p.sent[0],
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"a\":\"b\"}}");
     assert_string_equal(p.sent[1], "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\"}");
     assert_int_equal(mcp_rpc_pending(rpc), 2);
 
@@ -111,15 +113,16 @@ static void test_responses_match_requests(void **state)
     assert_int_equal(feed(rpc, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"v\":2}}"), KX_OK);
     assert_int_equal(p.nresponses, 1);
     assert_string_equal(p.last_result, "{\"v\":2}");
-    assert_int_equal(feed(rpc, "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32601,"
-                               "\"message\":\"Method not found\"}}"), KX_OK);
+    assert_int_equal(feed(rpc,
+                          "{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{\"code\":-32601,"
+                          "\"message\":\"Method not found\"}}"),
+                     KX_OK);
     assert_int_equal(p.nresponses, 2);
     assert_int_equal(p.last_error_code, -32601);
     assert_string_equal(p.last_error_msg, "Method not found");
     assert_int_equal(mcp_rpc_pending(rpc), 0);
     /* answered twice: the second is for an id that is no longer pending */
-    assert_int_equal(feed(rpc, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}"),
-                     KX_ERR_NOT_FOUND);
+    assert_int_equal(feed(rpc, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}"), KX_ERR_NOT_FOUND);
     assert_int_equal(p.nresponses, 2);
     mcp_rpc_free(rpc);
 }
@@ -132,21 +135,19 @@ static void test_malformed_messages(void **state)
     mcp_rpc_request(rpc, "x", NULL, on_response, &p, &id);
     char why[256] = "";
     const char *bad = "not json at all";
-    assert_int_equal(mcp_rpc_receive(rpc, bad, strlen(bad), why, sizeof why),
-                     KX_ERR_PROTOCOL);
+    assert_int_equal(mcp_rpc_receive(rpc, bad, strlen(bad), why, sizeof why), KX_ERR_PROTOCOL);
     assert_non_null(strstr(why, "not JSON"));
     assert_int_equal(feed(rpc, "[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}]"),
-                     KX_ERR_PROTOCOL);   /* batches are refused */
-    assert_int_equal(feed(rpc, "{\"id\":1,\"result\":{}}"), KX_ERR_PROTOCOL);   /* no jsonrpc */
-    assert_int_equal(feed(rpc, "{\"jsonrpc\":\"1.0\",\"id\":1,\"result\":{}}"),
-                     KX_ERR_PROTOCOL);
+                     KX_ERR_PROTOCOL); /* batches are refused */
+    assert_int_equal(feed(rpc, "{\"id\":1,\"result\":{}}"), KX_ERR_PROTOCOL); /* no jsonrpc */
+    assert_int_equal(feed(rpc, "{\"jsonrpc\":\"1.0\",\"id\":1,\"result\":{}}"), KX_ERR_PROTOCOL);
     assert_int_equal(feed(rpc, "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{},\"error\":{}}"),
                      KX_ERR_PROTOCOL);
     assert_int_equal(feed(rpc, "{\"jsonrpc\":\"2.0\",\"id\":1}"), KX_ERR_PROTOCOL);
     assert_int_equal(feed(rpc, "{\"jsonrpc\":\"2.0\"}"), KX_ERR_PROTOCOL);
     assert_int_equal(feed(rpc, "42"), KX_ERR_PROTOCOL);
     assert_int_equal(feed(rpc, "{\"jsonrpc\":\"2.0\",\"id\":\"1\",\"result\":{}}"),
-                     KX_ERR_NOT_FOUND);   /* we only issue integer ids */
+                     KX_ERR_NOT_FOUND); /* we only issue integer ids */
     assert_int_equal(p.nresponses, 0);
     assert_int_equal(mcp_rpc_pending(rpc), 1);
     /* a malformed error object still ends the request, as an internal error */
@@ -162,12 +163,13 @@ static void test_peer_requests_and_notifications(void **state)
 {
     peer p = {0};
     mcp_rpc *rpc = mcp_rpc_new(fake_send, fake_incoming, &p);
-    assert_int_equal(feed(rpc, "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/"
-                               "list_changed\"}"), KX_OK);
+    assert_int_equal(feed(rpc,
+                          "{\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/"
+                          "list_changed\"}"),
+                     KX_OK);
     assert_string_equal(p.incoming_method, "notifications/tools/list_changed");
     assert_false(p.incoming_had_id);
-    assert_int_equal(feed(rpc, "{\"jsonrpc\":\"2.0\",\"id\":\"abc\",\"method\":\"ping\"}"),
-                     KX_OK);
+    assert_int_equal(feed(rpc, "{\"jsonrpc\":\"2.0\",\"id\":\"abc\",\"method\":\"ping\"}"), KX_OK);
     assert_true(p.incoming_had_id);
     assert_int_equal(p.nsent, 1);
     assert_string_equal(p.sent[0], "{\"jsonrpc\":\"2.0\",\"id\":\"abc\",\"result\":{}}");
@@ -175,8 +177,9 @@ static void test_peer_requests_and_notifications(void **state)
     assert_int_equal(feed(rpc, "{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":5}"), KX_ERR_PROTOCOL);
     assert_int_equal(p.nincoming, 2);
     assert_int_equal(p.nsent, 2);
-    assert_string_equal(p.sent[1], "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32600,"
-                                   "\"message\":\"Invalid Request\"}}");
+    assert_string_equal(p.sent[1],
+                        "{\"jsonrpc\":\"2.0\",\"id\":7,\"error\":{\"code\":-32600,"
+                        "\"message\":\"Invalid Request\"}}");
     mcp_rpc_free(rpc);
 }
 
@@ -190,8 +193,7 @@ static void test_cancel_fail_all_and_send_failure(void **state)
     mcp_rpc_request(rpc, "c", NULL, on_response, &p, &c);
     assert_true(mcp_rpc_cancel(rpc, b));
     assert_false(mcp_rpc_cancel(rpc, b));
-    assert_int_equal(feed(rpc, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}"),
-                     KX_ERR_NOT_FOUND);
+    assert_int_equal(feed(rpc, "{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}"), KX_ERR_NOT_FOUND);
     assert_int_equal(p.nresponses, 0);
     mcp_rpc_fail_all(rpc, -1, "server exited");
     assert_int_equal(p.nresponses, 2);
@@ -201,9 +203,8 @@ static void test_cancel_fail_all_and_send_failure(void **state)
 
     p.send_result = KX_ERR_UNAVAILABLE;
     int64_t d = -5;
-    assert_int_equal(mcp_rpc_request(rpc, "d", NULL, on_response, &p, &d),
-                     KX_ERR_UNAVAILABLE);
-    assert_int_equal(d, -5);   /* untouched */
+    assert_int_equal(mcp_rpc_request(rpc, "d", NULL, on_response, &p, &d), KX_ERR_UNAVAILABLE);
+    assert_int_equal(d, -5); /* untouched */
     assert_int_equal(mcp_rpc_pending(rpc), 0);
     mcp_rpc_free(rpc);
 }
@@ -229,10 +230,10 @@ static void test_linebuf_splits_any_pieces(void **state)
     lines l = {0};
     mcp_linebuf_init(&lb, 100, false);
     const char *stream = "{\"a\":1}\r\n{\"b\":\n\nlast";
-    for (size_t i = 0; i < strlen(stream); i++)   /* one byte at a time */
+    for (size_t i = 0; i < strlen(stream); i++) /* one byte at a time */
         assert_int_equal(mcp_linebuf_feed(&lb, stream + i, 1, on_line, &l), KX_OK);
     assert_int_equal(l.n, 3);
-    assert_string_equal(l.got[0], "{\"a\":1}");   /* "\r" dropped */
+    assert_string_equal(l.got[0], "{\"a\":1}"); /* "\r" dropped */
     assert_string_equal(l.got[1], "{\"b\":");
     assert_string_equal(l.got[2], "");
     mcp_linebuf_flush(&lb, on_line, &l);
@@ -246,7 +247,7 @@ static void test_linebuf_cap(void **state)
     mcp_linebuf lb;
     lines l = {0};
     mcp_linebuf_init(&lb, 8, false);
-    assert_int_equal(mcp_linebuf_feed(&lb, "12345678\n", 9, on_line, &l), KX_OK);   /* = max */
+    assert_int_equal(mcp_linebuf_feed(&lb, "12345678\n", 9, on_line, &l), KX_OK); /* = max */
     assert_int_equal(mcp_linebuf_feed(&lb, "12345", 5, on_line, &l), KX_OK);
     assert_int_equal(mcp_linebuf_feed(&lb, "6789\n", 5, on_line, &l), KX_ERR_PROTOCOL);
     assert_int_equal(l.n, 1);
@@ -273,8 +274,9 @@ static void test_config_valid(void **state)
     assert_int_equal(mcp_config_parse("{\"everything\": {\"command\": \"node\", \"args\": "
                                       "[\"index.js\", \"stdio\"], \"env\": {\"A\": \"1\", "
                                       "\"B_2\": \"x=y\"}}, \"other.srv\": {\"command\": "
-                                      "\"/bin/cat\", \"type\": \"stdio\"}}", &c, why,
-                                      sizeof why), 0);
+                                      "\"/bin/cat\", \"type\": \"stdio\"}}",
+                                      &c, why, sizeof why),
+                     0);
     assert_int_equal(c.n, 2);
     const mcp_server_config *e = mcp_config_find(&c, "everything");
     assert_non_null(e);
@@ -327,10 +329,10 @@ static void test_config_errors(void **state)
     assert_config_error("{\"a\": {\"command\": \"x\", \"env\": {\"1K\": \"v\"}}}",
                         "not a valid environment variable name");
     assert_config_error("{\"a\": {\"command\": \"x\", \"arg\": []}}", "unknown key \"arg\"");
-    assert_config_error("{\"a\": {\"command\": \"x\", \"type\": \"sse\"}}", "unknown key \"command\"");
+    assert_config_error("{\"a\": {\"command\": \"x\", \"type\": \"sse\"}}",
+                        "unknown key \"command\"");
     assert_config_error("{\"a b\": {\"command\": \"x\"}}", "name \"a b\" is not valid");
-    assert_config_error("{\"a\": {\"command\": \"x\"}, \"a\": {\"command\": \"y\"}}",
-                        "duplicate");
+    assert_config_error("{\"a\": {\"command\": \"x\"}, \"a\": {\"command\": \"y\"}}", "duplicate");
 }
 
 int main(void)

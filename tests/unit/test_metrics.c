@@ -17,10 +17,10 @@
 
 static void test_render_exact_text(void **state)
 {
-    kx_counter *ok = kx_metrics_counter("kx_test_requests_total", "status=\"ok\"",
-                                        "Requests handled.");
-    kx_counter *err = kx_metrics_counter("kx_test_requests_total", "status=\"error\"",
-                                         "Requests handled.");
+    kx_counter *ok =
+        kx_metrics_counter("kx_test_requests_total", "status=\"ok\"", "Requests handled.");
+    kx_counter *err =
+        kx_metrics_counter("kx_test_requests_total", "status=\"error\"", "Requests handled.");
     assert_non_null(ok);
     assert_non_null(err);
     assert_ptr_not_equal(ok, err);
@@ -34,14 +34,14 @@ static void test_render_exact_text(void **state)
     kx_gauge_set(g, 5);
     kx_gauge_add(g, -7);
 
-    static const double buckets[] = { 0.3, 1 };
-    kx_histogram *h = kx_metrics_histogram("kx_test_latency_seconds", "route=\"/a\"",
-                                           "Latency.", buckets, 2);
+    static const double buckets[] = {0.3, 1};
+    kx_histogram *h =
+        kx_metrics_histogram("kx_test_latency_seconds", "route=\"/a\"", "Latency.", buckets, 2);
     kx_histogram *bare = kx_metrics_histogram("kx_test_size_bytes", "", "Sizes.", buckets, 2);
     assert_non_null(h);
     kx_histogram_observe(h, 0.25);
     kx_histogram_observe(h, 0.5);
-    kx_histogram_observe(h, 1);      /* on a bound: counts in le="1" */
+    kx_histogram_observe(h, 1); /* on a bound: counts in le="1" */
     kx_histogram_observe(h, 4);
     kx_histogram_observe(bare, 2);
 
@@ -97,13 +97,14 @@ static void test_default_latency_buckets(void **state)
     assert_true(kx_metrics_latency_buckets[kx_metrics_latency_nbuckets - 1] == 60);
     for (size_t i = 1; i < kx_metrics_latency_nbuckets; i++)
         assert_true(kx_metrics_latency_buckets[i] > kx_metrics_latency_buckets[i - 1]);
-    kx_histogram *h = kx_metrics_histogram("kx_test_default_seconds", "", "Default buckets.",
-                                           kx_metrics_latency_buckets,
-                                           kx_metrics_latency_nbuckets);
+    kx_histogram *h =
+        kx_metrics_histogram("kx_test_default_seconds", "", "Default buckets.",
+                             kx_metrics_latency_buckets, kx_metrics_latency_nbuckets);
     kx_histogram_observe(h, 0.0007);
     char *text = kx_metrics_render(NULL);
-    assert_non_null(strstr(text, "kx_test_default_seconds_bucket{le=\"0.0005\"} 0\n"
-                                 "kx_test_default_seconds_bucket{le=\"0.001\"} 1\n"));
+    assert_non_null(strstr(text,
+                           "kx_test_default_seconds_bucket{le=\"0.0005\"} 0\n"
+                           "kx_test_default_seconds_bucket{le=\"0.001\"} 1\n"));
     assert_non_null(strstr(text, "kx_test_default_seconds_bucket{le=\"60\"} 1\n"));
     free(text);
 }
@@ -116,9 +117,9 @@ static void *hammer(void *arg)
     /* Registration races too: every thread registers the same metrics. */
     kx_counter *c = kx_metrics_counter("kx_test_parallel_total", "", "Parallel adds.");
     kx_gauge *g = kx_metrics_gauge("kx_test_parallel_gauge", "", "Parallel gauge.");
-    kx_histogram *h = kx_metrics_histogram("kx_test_parallel_seconds", "", "Parallel.",
-                                           kx_metrics_latency_buckets,
-                                           kx_metrics_latency_nbuckets);
+    kx_histogram *h =
+        kx_metrics_histogram("kx_test_parallel_seconds", "", "Parallel.",
+                             kx_metrics_latency_buckets, kx_metrics_latency_nbuckets);
     for (int i = 0; i < PER_THREAD; i++) {
         kx_counter_add(c, 1);
         kx_gauge_add(g, (i & 1) ? -1 : 2);

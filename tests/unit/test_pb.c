@@ -61,8 +61,8 @@ static void test_garbage_rejected(void **state)
     const uint8_t truncated[] = {0x0a, 0x64, 'a', 'b', 'c'};
     assert_null(kx_pb_unpack(&kx__v1__health_reply__descriptor, truncated, sizeof truncated));
     /* a varint that never ends */
-    const uint8_t endless[] = {0x20, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                               0xff};
+    const uint8_t endless[] = {0x20, 0xff, 0xff, 0xff, 0xff, 0xff,
+                               0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     assert_null(kx_pb_unpack(&kx__v1__health_reply__descriptor, endless, sizeof endless));
     /* wire type 7 does not exist */
     const uint8_t badwire[] = {0x0f, 0x00};
@@ -77,8 +77,7 @@ static void test_garbage_rejected(void **state)
     assert_null(kx_pb_unpack(&kx__v1__health_reply__descriptor, field0, sizeof field0));
     /* ... also inside a nested message: McpListToolsReply.tools[0] */
     const uint8_t nested0[] = {0x12, 0x03, 0x82, 0x00, 0x00};
-    assert_null(kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, nested0,
-                             sizeof nested0));
+    assert_null(kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, nested0, sizeof nested0));
     /* an unknown field with a real number is still accepted (newer senders) */
     const uint8_t unknown99[] = {0x12, 0x03, 0x98, 0x06, 0x01};
     Kx__V1__McpListToolsReply *r =

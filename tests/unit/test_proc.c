@@ -23,7 +23,7 @@
 #include "kx/proc.h"
 #include "kx/time.h"
 
-static const char *const ENV[] = { "PATH=/usr/bin:/bin", "FOO=bar", NULL };
+static const char *const ENV[] = {"PATH=/usr/bin:/bin", "FOO=bar", NULL};
 
 /* Reads fd until EOF or timeout_ms; returns what was read (static buffer). */
 static const char *read_all(int fd, int timeout_ms)
@@ -32,7 +32,7 @@ static const char *read_all(int fd, int timeout_ms)
     size_t len = 0;
     int64_t give_up = kx_mono_ms() + timeout_ms;
     for (;;) {
-        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
         int left = (int)(give_up - kx_mono_ms());
         if (left <= 0 || poll(&pfd, 1, left) <= 0)
             break;
@@ -48,19 +48,18 @@ static const char *read_all(int fd, int timeout_ms)
 /* Waits for the pidfd to become readable (the child exited) and reaps it. */
 static int wait_exit(kx_proc *p)
 {
-    struct pollfd pfd = { .fd = p->pidfd, .events = POLLIN };
+    struct pollfd pfd = {.fd = p->pidfd, .events = POLLIN};
     assert_int_equal(poll(&pfd, 1, 5000), 1);
     int st = -1;
     assert_int_equal(kx_proc_reap(p, &st), KX_OK);
     return st;
 }
 
-
 static void test_output_and_group_kill(void **state)
 {
-    const char *argv[] = { "sh", "-c", "echo hi; sleep 30 & sleep 30", NULL };
-    kx_proc_opts o = { .argv = argv, .envp = ENV, .in = KX_PROC_NULL, .out = KX_PROC_PIPE,
-                       .err = KX_PROC_PIPE };
+    const char *argv[] = {"sh", "-c", "echo hi; sleep 30 & sleep 30", NULL};
+    kx_proc_opts o = {
+        .argv = argv, .envp = ENV, .in = KX_PROC_NULL, .out = KX_PROC_PIPE, .err = KX_PROC_PIPE};
     kx_proc p;
     assert_int_equal(kx_proc_spawn(&o, &p), KX_OK);
     assert_true(p.pid > 0);
@@ -69,22 +68,22 @@ static void test_output_and_group_kill(void **state)
     assert_true(p.out_fd >= 0 && p.err_fd >= 0);
     assert_true(fcntl(p.out_fd, F_GETFL) & O_NONBLOCK);
     assert_true(fcntl(p.out_fd, F_GETFD) & FD_CLOEXEC);
-    assert_int_equal(getpgid(p.pid), p.pid);   /* its own group */
-    assert_int_equal(getsid(p.pid), p.pid);    /* and session */
+    assert_int_equal(getpgid(p.pid), p.pid); /* its own group */
+    assert_int_equal(getsid(p.pid), p.pid);  /* and session */
 
     /* "hi\n" arrives while the shell is still running (read up to the newline). */
-    char buf[16] = { 0 };
+    char buf[16] = {0};
     size_t len = 0;
     int64_t give_up = kx_mono_ms() + 5000;
     while (strchr(buf, '\n') == NULL && kx_mono_ms() < give_up) {
-        struct pollfd pfd = { .fd = p.out_fd, .events = POLLIN };
+        struct pollfd pfd = {.fd = p.out_fd, .events = POLLIN};
         poll(&pfd, 1, 100);
         ssize_t n = read(p.out_fd, buf + len, sizeof buf - 1 - len);
         if (n > 0)
             len += (size_t)n;
     }
     assert_string_equal(buf, "hi\n");
-    assert_int_equal(kx_proc_reap(&p, NULL), KX_ERR_TIMEOUT);   /* still running */
+    assert_int_equal(kx_proc_reap(&p, NULL), KX_ERR_TIMEOUT); /* still running */
 
     /* sh and both sleeps. */
     give_up = kx_mono_ms() + 2000;
@@ -107,22 +106,22 @@ static void test_output_and_group_kill(void **state)
 
 static void test_missing_program_fails_cleanly(void **state)
 {
-    const char *argv[] = { "kx-no-such-program", "x", NULL };
-    kx_proc_opts o = { .argv = argv, .envp = ENV };
+    const char *argv[] = {"kx-no-such-program", "x", NULL};
+    kx_proc_opts o = {.argv = argv, .envp = ENV};
     kx_proc p;
     assert_int_equal(kx_proc_spawn(&o, &p), KX_ERR_NOT_FOUND);
     assert_int_equal(p.pidfd, -1);
     assert_int_equal(p.out_fd, -1);
     /* With a path: found by execve itself, which fails in the child. */
-    const char *argv2[] = { "/nonexistent/prog", NULL };
+    const char *argv2[] = {"/nonexistent/prog", NULL};
     o.argv = argv2;
     assert_int_equal(kx_proc_spawn(&o, &p), KX_ERR_NOT_FOUND);
     /* Exists but is not a program: exec fails in the child. */
-    const char *argv3[] = { "/etc/hostname", NULL };
+    const char *argv3[] = {"/etc/hostname", NULL};
     o.argv = argv3;
     assert_int_equal(kx_proc_spawn(&o, &p), KX_ERR_IO);
     /* A bad cwd fails in the child too. */
-    const char *argv4[] = { "true", NULL };
+    const char *argv4[] = {"true", NULL};
     o.argv = argv4;
     o.cwd = "/nonexistent-dir";
     assert_int_equal(kx_proc_spawn(&o, &p), KX_ERR_NOT_FOUND);
@@ -134,9 +133,9 @@ static void test_missing_program_fails_cleanly(void **state)
 static void test_environment_and_cwd(void **state)
 {
     setenv("KX_PROC_TEST_SECRET", "leaked", 1);
-    const char *argv[] = { "sh", "-c", "echo \"[$KX_PROC_TEST_SECRET][$FOO]\"; pwd", NULL };
-    kx_proc_opts o = { .argv = argv, .envp = ENV, .cwd = "/tmp", .out = KX_PROC_PIPE,
-                       .err = KX_PROC_NULL };
+    const char *argv[] = {"sh", "-c", "echo \"[$KX_PROC_TEST_SECRET][$FOO]\"; pwd", NULL};
+    kx_proc_opts o = {
+        .argv = argv, .envp = ENV, .cwd = "/tmp", .out = KX_PROC_PIPE, .err = KX_PROC_NULL};
     kx_proc p;
     assert_int_equal(kx_proc_spawn(&o, &p), KX_OK);
     assert_string_equal(read_all(p.out_fd, 5000), "[][bar]\n/tmp\n");
@@ -152,9 +151,9 @@ static void test_environment_and_cwd(void **state)
     unsetenv("KX_PROC_TEST_SECRET");
 
     /* No PATH in envp: /usr/local/bin:/usr/bin:/bin. */
-    const char *const bare_env[] = { "A=1", NULL };
-    const char *argv2[] = { "env", NULL };
-    kx_proc_opts o2 = { .argv = argv2, .envp = bare_env, .out = KX_PROC_PIPE };
+    const char *const bare_env[] = {"A=1", NULL};
+    const char *argv2[] = {"env", NULL};
+    kx_proc_opts o2 = {.argv = argv2, .envp = bare_env, .out = KX_PROC_PIPE};
     assert_int_equal(kx_proc_spawn(&o2, &p), KX_OK);
     assert_string_equal(read_all(p.out_fd, 5000), "A=1\n");
     wait_exit(&p);
@@ -163,9 +162,9 @@ static void test_environment_and_cwd(void **state)
 
 static void test_stdin_pipe_and_files(void **state)
 {
-    const char *argv[] = { "sh", "-c", "cat; echo err >&2", NULL };
-    kx_proc_opts o = { .argv = argv, .envp = ENV, .in = KX_PROC_PIPE, .out = KX_PROC_PIPE,
-                       .err = KX_PROC_PIPE };
+    const char *argv[] = {"sh", "-c", "cat; echo err >&2", NULL};
+    kx_proc_opts o = {
+        .argv = argv, .envp = ENV, .in = KX_PROC_PIPE, .out = KX_PROC_PIPE, .err = KX_PROC_PIPE};
     kx_proc p;
     assert_int_equal(kx_proc_spawn(&o, &p), KX_OK);
     assert_int_equal(write(p.in_fd, "ping\n", 5), 5);
@@ -182,9 +181,13 @@ static void test_stdin_pipe_and_files(void **state)
     assert_true(fd >= 0);
     assert_int_equal(write(fd, "before\n", 7), 7);
     close(fd);
-    const char *argv2[] = { "sh", "-c", "echo out; echo err >&2", NULL };
-    kx_proc_opts o2 = { .argv = argv2, .envp = ENV, .out = KX_PROC_FILE, .err = KX_PROC_FILE,
-                        .out_path = path, .err_path = path };
+    const char *argv2[] = {"sh", "-c", "echo out; echo err >&2", NULL};
+    kx_proc_opts o2 = {.argv = argv2,
+                       .envp = ENV,
+                       .out = KX_PROC_FILE,
+                       .err = KX_PROC_FILE,
+                       .out_path = path,
+                       .err_path = path};
     assert_int_equal(kx_proc_spawn(&o2, &p), KX_OK);
     assert_int_equal(p.out_fd, -1);
     wait_exit(&p);
@@ -205,15 +208,15 @@ static void test_no_fd_leak_and_signals_unblocked(void **state)
     sigemptyset(&term);
     sigaddset(&term, SIGTERM);
     sigprocmask(SIG_BLOCK, &term, &old);
-    const char *argv[] = { "sh", "-c", "ls /proc/$$/fd; exec sleep 30", NULL };
-    kx_proc_opts o = { .argv = argv, .envp = ENV, .out = KX_PROC_PIPE, .err = KX_PROC_NULL };
+    const char *argv[] = {"sh", "-c", "ls /proc/$$/fd; exec sleep 30", NULL};
+    kx_proc_opts o = {.argv = argv, .envp = ENV, .out = KX_PROC_PIPE, .err = KX_PROC_NULL};
     kx_proc p;
     kx_err err = kx_proc_spawn(&o, &p);
     sigprocmask(SIG_SETMASK, &old, NULL);
     close(leaky);
     assert_int_equal(err, KX_OK);
-    char first[64] = { 0 };
-    const char *lines = read_all(p.out_fd, 300);   /* sleep keeps stdout open: read what came */
+    char first[64] = {0};
+    const char *lines = read_all(p.out_fd, 300); /* sleep keeps stdout open: read what came */
     snprintf(first, sizeof first, "%.*s", (int)sizeof first - 1, lines);
     assert_string_equal(first, "0\n1\n2\n");
     assert_int_equal(kx_proc_kill_group(&p, SIGTERM), KX_OK);

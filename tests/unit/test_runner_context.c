@@ -12,7 +12,10 @@
 #include "context.h"
 #include "kx/json.h"
 
-static const char *role_of(const json_t *m) { return json_string_value(json_object_get(m, "role")); }
+static const char *role_of(const json_t *m)
+{
+    return json_string_value(json_object_get(m, "role"));
+}
 static const char *content_of(const json_t *m)
 {
     return json_string_value(json_object_get(m, "content"));
@@ -26,7 +29,8 @@ static void test_object_and_string_content(void **state)
     json_decref(m);
 
     /* a jsonb string holding JSON, as Kortix's /agent/initiate writes it */
-    m = context_message_from_row("user", "\"{\\\"role\\\": \\\"user\\\", \\\"content\\\": \\\"yo\\\"}\"");
+    m = context_message_from_row("user",
+                                 "\"{\\\"role\\\": \\\"user\\\", \\\"content\\\": \\\"yo\\\"}\"");
     assert_string_equal(role_of(m), "user");
     assert_string_equal(content_of(m), "yo");
     json_decref(m);
@@ -48,21 +52,24 @@ static void test_cleaning(void **state)
 {
     /* tool_calls null is dropped; object content becomes JSON text; unknown keys dropped */
     json_t *m = context_message_from_row(
-        "assistant", "{\"role\": \"assistant\", \"content\": {\"a\": 1}, \"tool_calls\": null, "
-                     "\"message_id\": \"x\"}");
+        "assistant",
+        "{\"role\": \"assistant\", \"content\": {\"a\": 1}, \"tool_calls\": null, "
+        "\"message_id\": \"x\"}");
     assert_string_equal(content_of(m), "{\"a\": 1}");
     assert_null(json_object_get(m, "tool_calls"));
     assert_null(json_object_get(m, "message_id"));
     json_decref(m);
 
     /* an XML tool result is stored with role user: it stays a user message */
-    m = context_message_from_row("tool", "{\"role\": \"user\", \"content\": \"{\\\"tool_execution\\\": {}}\"}");
+    m = context_message_from_row(
+        "tool", "{\"role\": \"user\", \"content\": \"{\\\"tool_execution\\\": {}}\"}");
     assert_string_equal(role_of(m), "user");
     json_decref(m);
 
     /* a native tool result keeps tool_call_id and name */
-    m = context_message_from_row("tool", "{\"role\": \"tool\", \"tool_call_id\": \"c1\", "
-                                         "\"name\": \"execute_command\", \"content\": \"ok\"}");
+    m = context_message_from_row("tool",
+                                 "{\"role\": \"tool\", \"tool_call_id\": \"c1\", "
+                                 "\"name\": \"execute_command\", \"content\": \"ok\"}");
     assert_string_equal(role_of(m), "tool");
     assert_string_equal(json_string_value(json_object_get(m, "tool_call_id")), "c1");
     assert_string_equal(json_string_value(json_object_get(m, "name")), "execute_command");
@@ -76,26 +83,32 @@ static json_t *assistant_with_calls(const char *id1, const char *id2)
              "{\"role\": \"assistant\", \"content\": \"\", \"tool_calls\": ["
              "{\"id\": \"%s\", \"type\": \"function\", \"function\": {\"name\": \"f\", "
              "\"arguments\": \"{}\"}}, {\"id\": \"%s\", \"type\": \"function\", \"function\": "
-             "{\"name\": \"g\", \"arguments\": \"{}\"}}]}", id1, id2);
+             "{\"name\": \"g\", \"arguments\": \"{}\"}}]}",
+             id1, id2);
     return context_message_from_row("assistant", buf);
 }
 
 static json_t *tool_result(const char *id, const char *text)
 {
     char buf[256];
-    snprintf(buf, sizeof buf, "{\"role\": \"tool\", \"tool_call_id\": \"%s\", \"name\": \"f\", "
-             "\"content\": \"%s\"}", id, text);
+    snprintf(buf, sizeof buf,
+             "{\"role\": \"tool\", \"tool_call_id\": \"%s\", \"name\": \"f\", "
+             "\"content\": \"%s\"}",
+             id, text);
     return context_message_from_row("tool", buf);
 }
 
 static void test_repair(void **state)
 {
     json_t *a = json_array();
-    json_array_append_new(a, context_message_from_row("user", "{\"role\": \"user\", \"content\": \"go\"}"));
+    json_array_append_new(a,
+                          context_message_from_row("user",
+                                                   "{\"role\": \"user\", \"content\": \"go\"}"));
     json_array_append_new(a, assistant_with_calls("A", "B"));
-    json_array_append_new(a, tool_result("B", "b done"));   /* A never answered (stopped) */
-    json_array_append_new(a, tool_result("Z", "orphan"));   /* answers no call */
-    json_array_append_new(a, context_message_from_row("user", "{\"role\": \"user\", \"content\": \"again\"}"));
+    json_array_append_new(a, tool_result("B", "b done")); /* A never answered (stopped) */
+    json_array_append_new(a, tool_result("Z", "orphan")); /* answers no call */
+    json_array_append_new(
+        a, context_message_from_row("user", "{\"role\": \"user\", \"content\": \"again\"}"));
     context_repair(a);
 
     assert_int_equal(json_array_size(a), 6);
@@ -103,12 +116,12 @@ static void test_repair(void **state)
     json_t *t1 = json_array_get(a, 2);
     assert_string_equal(role_of(t1), "tool");
     assert_string_equal(json_string_value(json_object_get(t1, "tool_call_id")), "B");
-    json_t *t2 = json_array_get(a, 3);   /* the synthetic answer for A, inside the block */
+    json_t *t2 = json_array_get(a, 3); /* the synthetic answer for A, inside the block */
     assert_string_equal(role_of(t2), "tool");
     assert_string_equal(json_string_value(json_object_get(t2, "tool_call_id")), "A");
     assert_string_equal(json_string_value(json_object_get(t2, "name")), "f");
     assert_string_equal(content_of(t2), CONTEXT_MISSING_RESULT);
-    json_t *orphan = json_array_get(a, 4);   /* demoted to a user message */
+    json_t *orphan = json_array_get(a, 4); /* demoted to a user message */
     assert_string_equal(role_of(orphan), "user");
     assert_string_equal(content_of(orphan), "Tool result: orphan");
     assert_string_equal(content_of(json_array_get(a, 5)), "again");
@@ -118,11 +131,17 @@ static void test_repair(void **state)
 static void test_repair_leaves_good_threads_alone(void **state)
 {
     json_t *a = json_array();
-    json_array_append_new(a, context_message_from_row("user", "{\"role\": \"user\", \"content\": \"go\"}"));
+    json_array_append_new(a,
+                          context_message_from_row("user",
+                                                   "{\"role\": \"user\", \"content\": \"go\"}"));
     json_array_append_new(a, assistant_with_calls("A", "B"));
     json_array_append_new(a, tool_result("A", "a"));
     json_array_append_new(a, tool_result("B", "b"));
-    json_array_append_new(a, context_message_from_row("assistant", "{\"role\": \"assistant\", \"content\": \"done\", \"tool_calls\": null}"));
+    json_array_append_new(
+        a,
+        context_message_from_row(
+            "assistant",
+            "{\"role\": \"assistant\", \"content\": \"done\", \"tool_calls\": null}"));
     char *before = kx_json_dumps_py(a);
     context_repair(a);
     char *after = kx_json_dumps_py(a);

@@ -21,18 +21,23 @@ static void test_content_deltas(void **state)
     llm_stream s;
     llm_stream_init(&s);
     size_t from = 99;
-    assert_int_equal(feed(&s, "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\","
-                              "\"model\":\"kortix/demo\",\"choices\":[{\"index\":0,\"delta\":"
-                              "{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}",
-                         &from), LLM_FEED_OK);
+    assert_int_equal(feed(&s,
+                          "{\"id\":\"c1\",\"object\":\"chat.completion.chunk\","
+                          "\"model\":\"kortix/demo\",\"choices\":[{\"index\":0,\"delta\":"
+                          "{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}",
+                          &from),
+                     LLM_FEED_OK);
     assert_int_equal(from, 0);
     assert_int_equal(s.content.len, 0);
     assert_false(s.received_output);
     assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}",
-                          &from), LLM_FEED_OK);
+                          &from),
+                     LLM_FEED_OK);
     assert_int_equal(from, 0);
-    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo \\u00e9\"}}]}",
-                          &from), LLM_FEED_OK);
+    assert_int_equal(feed(&s,
+                          "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo \\u00e9\"}}]}",
+                          &from),
+                     LLM_FEED_OK);
     assert_int_equal(from, 3);
     assert_string_equal(s.content.s + from, "lo \xc3\xa9");
     assert_string_equal(s.content.s, "Hello \xc3\xa9");
@@ -48,15 +53,21 @@ static void test_finish_usage_done(void **state)
 {
     llm_stream s;
     llm_stream_init(&s);
-    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"}}]}", NULL),
+    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"ok\"}}]}",
+                          NULL),
                      LLM_FEED_OK);
-    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}",
-                          NULL), LLM_FEED_OK);
+    assert_int_equal(feed(&s,
+                          "{\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}",
+                          NULL),
+                     LLM_FEED_OK);
     assert_string_equal(s.finish_reason, "stop");
     assert_false(s.have_usage);
     /* OpenAI's include_usage chunk: empty choices, usage set */
-    assert_int_equal(feed(&s, "{\"choices\":[],\"usage\":{\"prompt_tokens\":12,"
-                              "\"completion_tokens\":3,\"total_tokens\":15}}", NULL), LLM_FEED_OK);
+    assert_int_equal(feed(&s,
+                          "{\"choices\":[],\"usage\":{\"prompt_tokens\":12,"
+                          "\"completion_tokens\":3,\"total_tokens\":15}}",
+                          NULL),
+                     LLM_FEED_OK);
     assert_true(s.have_usage);
     assert_int_equal(s.prompt_tokens, 12);
     assert_int_equal(s.completion_tokens, 3);
@@ -74,15 +85,20 @@ static void test_usage_sum_saturates(void **state)
 {
     llm_stream s;
     llm_stream_init(&s);
-    assert_int_equal(feed(&s, "{\"choices\":[],\"usage\":{\"prompt_tokens\":"
-                              "9223372036854775807,\"completion_tokens\":1}}", NULL),
+    assert_int_equal(feed(&s,
+                          "{\"choices\":[],\"usage\":{\"prompt_tokens\":"
+                          "9223372036854775807,\"completion_tokens\":1}}",
+                          NULL),
                      LLM_FEED_OK);
     assert_true(s.total_tokens == LLONG_MAX);
-    assert_int_equal(feed(&s, "{\"usage\":{\"prompt_tokens\":-9223372036854775807,"
-                              "\"completion_tokens\":-2}}", NULL), LLM_FEED_OK);
+    assert_int_equal(feed(&s,
+                          "{\"usage\":{\"prompt_tokens\":-9223372036854775807,"
+                          "\"completion_tokens\":-2}}",
+                          NULL),
+                     LLM_FEED_OK);
     assert_true(s.total_tokens == LLONG_MIN);
-    assert_int_equal(feed(&s, "{\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}",
-                          NULL), LLM_FEED_OK);
+    assert_int_equal(feed(&s, "{\"usage\":{\"prompt_tokens\":2,\"completion_tokens\":3}}", NULL),
+                     LLM_FEED_OK);
     assert_int_equal(s.total_tokens, 5);
     llm_stream_free(&s);
 }
@@ -92,21 +108,35 @@ static void test_tool_call_fragments(void **state)
     llm_stream s;
     llm_stream_init(&s);
     /* index 1 arrives first, then index 0; arguments split mid-token across chunks */
-    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
-                              "\"content\":null,\"tool_calls\":[{\"index\":1,\"id\":\"call_B\","
-                              "\"type\":\"function\",\"function\":{\"name\":\"execute_command\","
-                              "\"arguments\":\"\"}}]}}]}", NULL), LLM_FEED_OK);
-    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
-                              "\"id\":\"call_A\",\"function\":{\"name\":\"execute_command\","
-                              "\"arguments\":\"{\\\"comm\"}}]}}]}", NULL), LLM_FEED_OK);
-    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
-                              "\"function\":{\"arguments\":\"and\\\": \\\"ls\"}}]}}]}", NULL),
+    assert_int_equal(feed(&s,
+                          "{\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+                          "\"content\":null,\"tool_calls\":[{\"index\":1,\"id\":\"call_B\","
+                          "\"type\":\"function\",\"function\":{\"name\":\"execute_command\","
+                          "\"arguments\":\"\"}}]}}]}",
+                          NULL),
                      LLM_FEED_OK);
-    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,"
-                              "\"function\":{\"arguments\":\"{}\"}},{\"index\":0,\"function\":"
-                              "{\"arguments\":\"\\\"}\"}}]}}]}", NULL), LLM_FEED_OK);
-    assert_int_equal(feed(&s, "{\"choices\":[{\"index\":0,\"delta\":{},"
-                              "\"finish_reason\":\"tool_calls\"}]}", NULL), LLM_FEED_OK);
+    assert_int_equal(feed(&s,
+                          "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+                          "\"id\":\"call_A\",\"function\":{\"name\":\"execute_command\","
+                          "\"arguments\":\"{\\\"comm\"}}]}}]}",
+                          NULL),
+                     LLM_FEED_OK);
+    assert_int_equal(feed(&s,
+                          "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+                          "\"function\":{\"arguments\":\"and\\\": \\\"ls\"}}]}}]}",
+                          NULL),
+                     LLM_FEED_OK);
+    assert_int_equal(feed(&s,
+                          "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":1,"
+                          "\"function\":{\"arguments\":\"{}\"}},{\"index\":0,\"function\":"
+                          "{\"arguments\":\"\\\"}\"}}]}}]}",
+                          NULL),
+                     LLM_FEED_OK);
+    assert_int_equal(feed(&s,
+                          "{\"choices\":[{\"index\":0,\"delta\":{},"
+                          "\"finish_reason\":\"tool_calls\"}]}",
+                          NULL),
+                     LLM_FEED_OK);
     assert_int_equal(feed(&s, "[DONE]", NULL), LLM_FEED_DONE);
 
     assert_int_equal(s.ncalls, 2);
@@ -127,11 +157,15 @@ static void test_repeated_name_not_doubled(void **state)
 {
     llm_stream s;
     llm_stream_init(&s);
-    assert_int_equal(feed(&s, "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"x\","
-                              "\"function\":{\"name\":\"f\",\"arguments\":\"{\"}}]}}]}", NULL),
+    assert_int_equal(feed(&s,
+                          "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"x\","
+                          "\"function\":{\"name\":\"f\",\"arguments\":\"{\"}}]}}]}",
+                          NULL),
                      LLM_FEED_OK);
-    assert_int_equal(feed(&s, "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"x\","
-                              "\"function\":{\"name\":\"f\",\"arguments\":\"}\"}}]}}]}", NULL),
+    assert_int_equal(feed(&s,
+                          "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"x\","
+                          "\"function\":{\"name\":\"f\",\"arguments\":\"}\"}}]}}]}",
+                          NULL),
                      LLM_FEED_OK);
     assert_string_equal(s.calls[0].name.s, "f");
     assert_string_equal(s.calls[0].id.s, "x");
@@ -143,10 +177,13 @@ static void test_whole_completion(void **state)
 {
     llm_stream s;
     llm_stream_init(&s);
-    assert_int_equal(feed(&s, "{\"object\":\"chat.completion\",\"choices\":[{\"index\":0,"
-                              "\"message\":{\"role\":\"assistant\",\"content\":\"hi\"},"
-                              "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,"
-                              "\"completion_tokens\":1}}", NULL), LLM_FEED_OK);
+    assert_int_equal(feed(&s,
+                          "{\"object\":\"chat.completion\",\"choices\":[{\"index\":0,"
+                          "\"message\":{\"role\":\"assistant\",\"content\":\"hi\"},"
+                          "\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":1,"
+                          "\"completion_tokens\":1}}",
+                          NULL),
+                     LLM_FEED_OK);
     assert_string_equal(s.content.s, "hi");
     assert_string_equal(s.finish_reason, "stop");
     assert_int_equal(s.total_tokens, 2);
@@ -157,8 +194,11 @@ static void test_errors(void **state)
 {
     llm_stream s;
     llm_stream_init(&s);
-    assert_int_equal(feed(&s, "{\"error\":{\"message\":\"Rate limit reached\","
-                              "\"type\":\"rate_limit_error\"}}", NULL), LLM_FEED_ERROR);
+    assert_int_equal(feed(&s,
+                          "{\"error\":{\"message\":\"Rate limit reached\","
+                          "\"type\":\"rate_limit_error\"}}",
+                          NULL),
+                     LLM_FEED_ERROR);
     assert_string_equal(s.error, "Rate limit reached (rate_limit_error)");
     assert_int_equal(feed(&s, "not json at all", NULL), LLM_FEED_MALFORMED);
     assert_non_null(strstr(s.error, "not a JSON object"));

@@ -17,15 +17,14 @@ static xml_calls_result find(const char *text, xml_call *c)
 
 static void test_valid_call(void **state)
 {
-    const char *text =
-        "I will list the files.\n"
-        "<function_calls>\n"
-        "<invoke name=\"execute_command\">\n"
-        "<parameter name=\"command\">  ls -la /workspace  </parameter>\n"
-        "<parameter name='folder'>src</parameter>\n"
-        "</invoke>\n"
-        "</function_calls>\n"
-        "trailing text";
+    const char *text = "I will list the files.\n"
+                       "<function_calls>\n"
+                       "<invoke name=\"execute_command\">\n"
+                       "<parameter name=\"command\">  ls -la /workspace  </parameter>\n"
+                       "<parameter name='folder'>src</parameter>\n"
+                       "</invoke>\n"
+                       "</function_calls>\n"
+                       "trailing text";
     xml_call c;
     assert_int_equal(find(text, &c), XML_CALLS_FOUND);
     assert_string_equal(c.function_name, "execute_command");
@@ -76,20 +75,19 @@ static void test_multiple_invokes_first_only(void **state)
 
 static void test_typed_values(void **state)
 {
-    const char *text =
-        "<function_calls><invoke name=\"t\">"
-        "<parameter name=\"obj\">{\"k\": [1, 2]}</parameter>"
-        "<parameter name=\"arr\"> [\"a\", true] </parameter>"
-        "<parameter name=\"badjson\">{not json</parameter>"
-        "<parameter name=\"yes\">true</parameter>"
-        "<parameter name=\"no\">False</parameter>"
-        "<parameter name=\"int\">-42</parameter>"
-        "<parameter name=\"real\">3.5</parameter>"
-        "<parameter name=\"notnum\">12abc</parameter>"
-        "<parameter name=\"version\">1.2.3</parameter>"
-        "<parameter name=\"empty\"></parameter>"
-        "<parameter name=\"text\">hello world</parameter>"
-        "</invoke></function_calls>";
+    const char *text = "<function_calls><invoke name=\"t\">"
+                       "<parameter name=\"obj\">{\"k\": [1, 2]}</parameter>"
+                       "<parameter name=\"arr\"> [\"a\", true] </parameter>"
+                       "<parameter name=\"badjson\">{not json</parameter>"
+                       "<parameter name=\"yes\">true</parameter>"
+                       "<parameter name=\"no\">False</parameter>"
+                       "<parameter name=\"int\">-42</parameter>"
+                       "<parameter name=\"real\">3.5</parameter>"
+                       "<parameter name=\"notnum\">12abc</parameter>"
+                       "<parameter name=\"version\">1.2.3</parameter>"
+                       "<parameter name=\"empty\"></parameter>"
+                       "<parameter name=\"text\">hello world</parameter>"
+                       "</invoke></function_calls>";
     xml_call c;
     assert_int_equal(find(text, &c), XML_CALLS_FOUND);
     json_t *a = c.arguments;
@@ -172,12 +170,16 @@ static void test_garbage(void **state)
     xml_call_clear(&c);
 
     assert_int_equal(find("<function_calls><invoke name=\"f\"><parameter>x</parameter>"
-                          "</invoke></function_calls>", &c), XML_CALLS_ERROR);
+                          "</invoke></function_calls>",
+                          &c),
+                     XML_CALLS_ERROR);
     assert_non_null(strstr(c.error, "<parameter>"));
     xml_call_clear(&c);
 
     assert_int_equal(find("<function_calls><invoke name=\"f\x01\xff\">\xfe\xfd</invoke>"
-                          "</function_calls>", &c), XML_CALLS_FOUND);
+                          "</function_calls>",
+                          &c),
+                     XML_CALLS_FOUND);
     assert_int_equal(json_object_size(c.arguments), 0);
     xml_call_clear(&c);
 }
@@ -205,7 +207,9 @@ static void test_call_without_parameters(void **state)
 {
     xml_call c;
     assert_int_equal(find("<function_calls><invoke name=\"list_commands\"></invoke>"
-                          "</function_calls>", &c), XML_CALLS_FOUND);
+                          "</function_calls>",
+                          &c),
+                     XML_CALLS_FOUND);
     assert_string_equal(c.function_name, "list_commands");
     assert_int_equal(json_object_size(c.arguments), 0);
     xml_call_clear(&c);
@@ -217,7 +221,7 @@ static size_t scan_in_steps(const char *text, size_t step)
 {
     xml_scan st = {0};
     size_t len = strlen(text);
-    for (size_t n = step; ; n += step) {
+    for (size_t n = step;; n += step) {
         if (n > len)
             n = len;
         if (xml_calls_scan(&st, text, n))

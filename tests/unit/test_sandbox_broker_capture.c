@@ -55,7 +55,7 @@ static void test_short_stream_is_whole(void **state)
 static void test_long_stream_head_tail_note_spill(void **state)
 {
     sb_capture c;
-    sb_capture_init(&c, "stdout", 10, 1000, open_memfd, NULL);   /* head 5, tail 5 */
+    sb_capture_init(&c, "stdout", 10, 1000, open_memfd, NULL); /* head 5, tail 5 */
     const char *chunks[] = {"0123", "456789", "abcdefghij", "KLMNO", "pq"};
     for (size_t i = 0; i < 5; i++)
         sb_capture_add(&c, chunks[i], strlen(chunks[i]));
@@ -63,9 +63,10 @@ static void test_long_stream_head_tail_note_spill(void **state)
     char *t = sb_capture_text(&c, &len);
     assert_true(sb_capture_cut(&c));
     assert_memory_equal(t, "01234", 5);
-    assert_non_null(strstr(t, "[... 17 bytes of stdout cut (27 in all; the first 5 and the "
-                              "last 5 are shown) ... the full output is in "
-                              "/workspace/.kx-output/x.stdout]\n"));
+    assert_non_null(strstr(t,
+                           "[... 17 bytes of stdout cut (27 in all; the first 5 and the "
+                           "last 5 are shown) ... the full output is in "
+                           "/workspace/.kx-output/x.stdout]\n"));
     assert_memory_equal(t + len - 5, "MNOpq", 5);
     assert_int_equal(spilled(), 27);
     assert_string_equal(g_spill, "0123456789abcdefghijKLMNOpq");
@@ -115,11 +116,11 @@ static void test_sbproto_round_trip(void **state)
     assert_int_equal(d.b, -1);
     assert_int_equal(d.nstrs, 3);
     assert_string_equal(d.strs[1], "echo hi");
-    assert_false(sbp_decode(buf, n - 1, &d));        /* last string not terminated */
-    assert_false(sbp_decode(buf, 10, &d));           /* short header */
-    buf[0] = 99;                                     /* unknown op */
+    assert_false(sbp_decode(buf, n - 1, &d)); /* last string not terminated */
+    assert_false(sbp_decode(buf, 10, &d));    /* short header */
+    buf[0] = 99;                              /* unknown op */
     assert_false(sbp_decode(buf, n, &d));
-    assert_int_equal(sbp_encode(&m, buf, 20), 0);    /* does not fit */
+    assert_int_equal(sbp_encode(&m, buf, 20), 0); /* does not fit */
 }
 
 int main(void)

@@ -43,7 +43,7 @@ static void test_folder_accepted(void **state)
     expect_folder("/workspace/", "");
     expect_folder("/workspace/app/src", "app/src");
     expect_folder("my app", "my app");
-    expect_folder("..foo/bar..", "..foo/bar..");   /* names that merely contain dots */
+    expect_folder("..foo/bar..", "..foo/bar.."); /* names that merely contain dots */
 }
 
 static void test_folder_refused(void **state)
@@ -75,7 +75,7 @@ static void test_session_names(void **state)
     assert_true(sb_session_name_valid(max));
     max[SB_SESSION_MAX] = 'a';
     max[SB_SESSION_MAX + 1] = '\0';
-    assert_false(sb_session_name_valid(max));     /* 65 characters */
+    assert_false(sb_session_name_valid(max)); /* 65 characters */
     assert_false(sb_session_name_valid(NULL));
     assert_false(sb_session_name_valid(""));
     assert_false(sb_session_name_valid("a/b"));
@@ -120,7 +120,7 @@ static void test_mkdir_p(void **state)
     assert_int_equal(stat(path, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
     assert_int_equal(st.st_mode & 0777, 0700);
-    assert_int_equal(sb_mkdir_p(path, 0700), KX_OK);          /* again: fine */
+    assert_int_equal(sb_mkdir_p(path, 0700), KX_OK); /* again: fine */
 
     char file[300];
     snprintf(file, sizeof file, "%s/a/file", tmpl);
@@ -128,7 +128,7 @@ static void test_mkdir_p(void **state)
     assert_non_null(f);
     fclose(f);
     snprintf(path, sizeof path, "%s/a/file/sub", tmpl);
-    assert_int_equal(sb_mkdir_p(path, 0700), KX_ERR_IO);      /* a file in the way */
+    assert_int_equal(sb_mkdir_p(path, 0700), KX_ERR_IO); /* a file in the way */
 
     unlink(file);
     snprintf(path, sizeof path, "%s/a/b/c", tmpl);
@@ -158,17 +158,19 @@ static void test_utf8(void **state)
     assert_true(sb_utf8_valid("hello", 5));
     const char *mixed = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
     assert_true(sb_utf8_valid(mixed, strlen(mixed)));
-    assert_false(sb_utf8_valid("\xc3", 1));               /* cut in half */
-    assert_false(sb_utf8_valid("\xc0\xaf", 2));           /* overlong '/' */
-    assert_false(sb_utf8_valid("\xed\xa0\x80", 3));       /* surrogate */
-    assert_false(sb_utf8_valid("\xf4\x90\x80\x80", 4));   /* above U+10FFFF */
+    assert_false(sb_utf8_valid("\xc3", 1));             /* cut in half */
+    assert_false(sb_utf8_valid("\xc0\xaf", 2));         /* overlong '/' */
+    assert_false(sb_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(sb_utf8_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
     assert_false(sb_utf8_valid("\xff", 1));
 
     expect_sanitized("plain text\n", 11, "plain text\n");
     expect_sanitized("caf\xc3\xa9", 5, "caf\xc3\xa9");
-    expect_sanitized("ab\xc3", 3, "ab" FFFD);              /* the cap cut a character */
-    expect_sanitized("\xff\xfe" "x", 3, FFFD FFFD "x");
-    expect_sanitized("a\0b", 3, "a" FFFD "b");              /* NUL would end the string */
+    expect_sanitized("ab\xc3", 3, "ab" FFFD); /* the cap cut a character */
+    expect_sanitized("\xff\xfe"
+                     "x",
+                     3, FFFD FFFD "x");
+    expect_sanitized("a\0b", 3, "a" FFFD "b"); /* NUL would end the string */
     expect_sanitized("\xe2\x82", 2, FFFD FFFD);
     expect_sanitized("", 0, "");
 }
@@ -176,12 +178,9 @@ static void test_utf8(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_folder_accepted),
-        cmocka_unit_test(test_folder_refused),
-        cmocka_unit_test(test_session_names),
-        cmocka_unit_test(test_layout),
-        cmocka_unit_test(test_mkdir_p),
-        cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_folder_accepted), cmocka_unit_test(test_folder_refused),
+        cmocka_unit_test(test_session_names),   cmocka_unit_test(test_layout),
+        cmocka_unit_test(test_mkdir_p),         cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -71,12 +71,12 @@ static const char STREAM[] = "\xEF\xBB\xBF: comment\r\n"
 static const struct {
     const char *event, *data, *id;
 } WANT[] = {
-    { "message", "first", "" },
-    { "update", "line1\nline2\n indented", "7" },
+    {"message", "first", ""},
+    {"update", "line1\nline2\n indented", "7"},
     /* "event: empty" without data: nothing. */
-    { "message", "", "7" },              /* a bare "data" line is an empty data line */
-    { "message", "after-unknown", "" },  /* "id" alone resets the id */
-    { "message", "{\"choices\": [1]}", "" },
+    {"message", "", "7"},             /* a bare "data" line is an empty data line */
+    {"message", "after-unknown", ""}, /* "id" alone resets the id */
+    {"message", "{\"choices\": [1]}", ""},
     /* "data: incomplete" never sees its blank line. */
 };
 #define NWANT ((int)(sizeof WANT / sizeof WANT[0]))
@@ -94,7 +94,7 @@ static void check(const got *g)
 
 static void test_whole_stream(void **state)
 {
-    got g = { .n = 0 };
+    got g = {.n = 0};
     kx_sse_parser p;
     kx_sse_init(&p, collect, &g);
     assert_int_equal(kx_sse_feed(&p, STREAM, sizeof STREAM - 1), KX_OK);
@@ -107,7 +107,7 @@ static void test_every_split_position(void **state)
 {
     size_t len = sizeof STREAM - 1;
     for (size_t cut = 0; cut <= len; cut++) {
-        got g = { .n = 0 };
+        got g = {.n = 0};
         kx_sse_parser p;
         kx_sse_init(&p, collect, &g);
         assert_int_equal(kx_sse_feed(&p, STREAM, cut), KX_OK);
@@ -117,7 +117,7 @@ static void test_every_split_position(void **state)
         kx_sse_free(&p);
     }
     /* And byte by byte (every split at once). */
-    got g = { .n = 0 };
+    got g = {.n = 0};
     kx_sse_parser p;
     kx_sse_init(&p, collect, &g);
     for (size_t i = 0; i < len; i++)
@@ -130,7 +130,7 @@ static void test_every_split_position(void **state)
 /* Number of events a whole stream gives. */
 static int count_events(const char *s, size_t len)
 {
-    got g = { .n = 0 };
+    got g = {.n = 0};
     kx_sse_parser p;
     kx_sse_init(&p, collect, &g);
     assert_int_equal(kx_sse_feed(&p, s, len), KX_OK);
@@ -142,9 +142,12 @@ static int count_events(const char *s, size_t len)
 
 static void test_bom_only_once_and_only_whole(void **state)
 {
-    const char one[] = "\xEF\xBB\xBF" "data: x\n\n";
-    const char two[] = "\xEF\xBB\xBF\xEF\xBB\xBF" "data: x\n\n";   /* 2nd is in the field name */
-    const char partial[] = "\xEF\xBB" "data: x\n\n";             /* not a BOM: kept */
+    const char one[] = "\xEF\xBB\xBF"
+                       "data: x\n\n";
+    const char two[] = "\xEF\xBB\xBF\xEF\xBB\xBF"
+                       "data: x\n\n"; /* 2nd is in the field name */
+    const char partial[] = "\xEF\xBB"
+                           "data: x\n\n"; /* not a BOM: kept */
     const char none[] = "data: x\n\n";
     assert_int_equal(count_events(one, sizeof one - 1), 1);
     assert_int_equal(count_events(two, sizeof two - 1), 0);
@@ -154,7 +157,7 @@ static void test_bom_only_once_and_only_whole(void **state)
 
 static void test_crlf_split_between_feeds_is_one_line_end(void **state)
 {
-    got g = { .n = 0 };
+    got g = {.n = 0};
     kx_sse_parser p;
     kx_sse_init(&p, collect, &g);
     /* "\r" then "\n" then "\r\n": one line end, then a blank line. */
@@ -170,7 +173,7 @@ static void test_crlf_split_between_feeds_is_one_line_end(void **state)
 
 static void test_event_size_limit(void **state)
 {
-    got g = { .n = 0 };
+    got g = {.n = 0};
     kx_sse_parser p;
     kx_sse_init(&p, collect, &g);
     p.max_event_bytes = 100;
@@ -178,7 +181,7 @@ static void test_event_size_limit(void **state)
     memset(line, 'x', sizeof line);
     memcpy(line, "data: ", 6);
     line[79] = '\n';
-    assert_int_equal(kx_sse_feed(&p, line, sizeof line), KX_OK);   /* 73 bytes of data */
+    assert_int_equal(kx_sse_feed(&p, line, sizeof line), KX_OK); /* 73 bytes of data */
     assert_int_equal(kx_sse_feed(&p, line, sizeof line), KX_ERR_PROTOCOL);
     kx_sse_free(&p);
 

@@ -59,10 +59,11 @@ static Kx__V1__HealthReply *ask_health(kx_svc *svc)
     Kx__V1__HealthRequest req = KX__V1__HEALTH_REQUEST__INIT;
     natsMsg *reply = NULL;
     assert_int_equal(kx_bus_request_pb(svc->bus, "kx.svc.health.testsvc", &req.base, &meta,
-                                       &reply), KX_OK);
-    Kx__V1__HealthReply *hr = kx_pb_unpack(&kx__v1__health_reply__descriptor,
-                                           natsMsg_GetData(reply),
-                                           (size_t)natsMsg_GetDataLength(reply));
+                                       &reply),
+                     KX_OK);
+    Kx__V1__HealthReply *hr =
+        kx_pb_unpack(&kx__v1__health_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
     natsMsg_Destroy(reply);
     assert_non_null(hr);
     return hr;
@@ -128,11 +129,14 @@ static void test_identity_health_and_ops(void **state)
 
 typedef struct drain_state {
     int calls;
-    bool exit_after;        /* call kx_svc_exit 50 ms after the drain starts */
-    bool flag_unset_in_drain;   /* kx_svc_draining was false inside the drain cb */
+    bool exit_after;          /* call kx_svc_exit 50 ms after the drain starts */
+    bool flag_unset_in_drain; /* kx_svc_draining was false inside the drain cb */
 } drain_state;
 
-static void exit_cb(kx_loop *loop, void *arg) { kx_svc_exit(arg); }
+static void exit_cb(kx_loop *loop, void *arg)
+{
+    kx_svc_exit(arg);
+}
 
 static void on_drain(kx_svc *svc, void *arg)
 {
@@ -143,7 +147,10 @@ static void on_drain(kx_svc *svc, void *arg)
         assert_non_null(kx_loop_timer(svc->loop, 50, exit_cb, svc));
 }
 
-static void send_term(kx_loop *loop, void *arg) { kill(getpid(), SIGTERM); }
+static void send_term(kx_loop *loop, void *arg)
+{
+    kill(getpid(), SIGTERM);
+}
 
 static void test_drain_then_exit_zero(void **state)
 {
@@ -219,7 +226,7 @@ static void test_bad_config_refuses_to_start(void **state)
     setenv("KX_DRAIN_TIMEOUT_MS", "soon", 1);
     kx_svc svc;
     assert_int_equal(kx_svc_init(&svc, "testsvc", 0), KX_ERR_INVALID);
-    kx_svc_close(&svc);   /* safe on a half-made svc */
+    kx_svc_close(&svc); /* safe on a half-made svc */
     unsetenv("KX_DRAIN_TIMEOUT_MS");
 }
 

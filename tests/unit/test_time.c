@@ -13,7 +13,7 @@
 static void test_clocks_agree_and_advance(void **state)
 {
     int64_t wall_ms = kx_now_ms(), wall_us = kx_now_us();
-    assert_true(wall_ms > 1700000000000LL);   /* after 2023 */
+    assert_true(wall_ms > 1700000000000LL); /* after 2023 */
     assert_true(wall_us / 1000 - wall_ms >= 0 && wall_us / 1000 - wall_ms < 50);
     int64_t m0 = kx_mono_ms(), u0 = kx_mono_us();
     struct timespec ts = {0, 20 * 1000000};
@@ -49,7 +49,7 @@ static void test_iso_format(void **state)
     assert_string_equal(buf, "2026-11-21T19:40:13.123456+00:00");
     kx_time_iso(buf, sizeof buf, 1795290013000001LL);
     assert_string_equal(buf, "2026-11-21T19:40:13.000001+00:00");
-    kx_time_iso(buf, 10, 0);   /* truncated, still NUL-terminated */
+    kx_time_iso(buf, 10, 0); /* truncated, still NUL-terminated */
     assert_int_equal(strlen(buf), 9);
 }
 

@@ -36,7 +36,7 @@ static void test_defaults(void **state)
     assert_string_equal(a.command, "ls -la");
     assert_string_equal(a.folder, "");
     assert_string_equal(a.session_name, "");
-    assert_false(a.blocking);                       /* Kortix's default */
+    assert_false(a.blocking); /* Kortix's default */
     assert_int_equal(a.timeout_s, 60);
     te_exec_args_free(&a);
     assert_null(a.command);
@@ -46,7 +46,8 @@ static void test_all_arguments(void **state)
 {
     te_exec_args a;
     parse_ok("{\"command\": \"make\", \"folder\": \"app\", \"session_name\": \"build\", "
-             "\"blocking\": true, \"timeout\": 120, \"unknown\": [1, 2]}", &a);
+             "\"blocking\": true, \"timeout\": 120, \"unknown\": [1, 2]}",
+             &a);
     assert_string_equal(a.command, "make");
     assert_string_equal(a.folder, "app");
     assert_string_equal(a.session_name, "build");
@@ -89,7 +90,8 @@ static void test_errors_name_the_argument(void **state)
                 "execute_command: 'command' is required and must be a non-empty string");
     parse_fails("{\"command\": 5}",
                 "execute_command: 'command' is required and must be a non-empty string");
-    parse_fails("{\"command\": \"x\", \"folder\": 3}", "execute_command: 'folder' must be a string");
+    parse_fails("{\"command\": \"x\", \"folder\": 3}",
+                "execute_command: 'folder' must be a string");
     parse_fails("{\"command\": \"x\", \"session_name\": {}}",
                 "execute_command: 'session_name' must be a string");
     parse_fails("{\"command\": \"x\", \"blocking\": \"yes\"}",

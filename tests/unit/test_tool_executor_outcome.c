@@ -44,7 +44,7 @@ static void test_blocking_success_and_failure(void **state)
     r.truncated = true;
     te_outcome_from_exec(&o, &r, true, 60);
     assert_false(o.success);
-    assert_string_equal(o.error_code, "");        /* the tool ran; it failed */
+    assert_string_equal(o.error_code, ""); /* the tool ran; it failed */
     assert_string_equal(o.output_json,
                         "{\"output\": \"\", \"stderr\": \"no such file\\n\", \"exit_code\": 2, "
                         "\"cwd\": \"/workspace/app\", \"session_name\": \"build\", "

@@ -16,12 +16,12 @@
 #include <stdint.h>
 
 typedef struct kx_breaker {
-    int threshold;          /* failures in a row before it opens (>= 1) */
-    int64_t base_ms;        /* first open period */
-    int64_t max_ms;         /* longest open period */
-    int failures;           /* in a row */
-    int64_t open_until;     /* monotonic ms; 0 = closed */
-    bool trial;             /* half-open: one attempt is out */
+    int threshold;      /* failures in a row before it opens (>= 1) */
+    int64_t base_ms;    /* first open period */
+    int64_t max_ms;     /* longest open period */
+    int failures;       /* in a row */
+    int64_t open_until; /* monotonic ms; 0 = closed */
+    bool trial;         /* half-open: one attempt is out */
 } kx_breaker;
 
 void kx_breaker_init(kx_breaker *b, int threshold, int64_t base_ms, int64_t max_ms);

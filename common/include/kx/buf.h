@@ -18,14 +18,17 @@
 #include "kx/err.h"
 
 typedef struct kx_buf {
-    char *s;        /* NULL until the first append; then NUL-terminated, s[len] == '\0' */
+    char *s; /* NULL until the first append; then NUL-terminated, s[len] == '\0' */
     size_t len;
     size_t cap;
-    size_t max;     /* 0: no limit */
+    size_t max; /* 0: no limit */
     bool oom;
 } kx_buf;
 
-#define KX_BUF_INIT { NULL, 0, 0, 0, false }
+#define KX_BUF_INIT          \
+    {                        \
+        NULL, 0, 0, 0, false \
+    }
 
 kx_err kx_buf_add(kx_buf *b, const void *data, size_t n);
 kx_err kx_buf_str(kx_buf *b, const char *s);

@@ -44,7 +44,7 @@
 #define KX_SUBJ_MCP_CALL "kx.mcp.call"
 #define KX_SUBJ_MCP_CANCEL "kx.mcp.cancel"
 #define KX_SUBJ_MCP_AGENT_TOOLS "kx.mcp.agent_tools"
-#define KX_SUBJ_HEALTH_PREFIX "kx.svc.health."    /* + service name */
+#define KX_SUBJ_HEALTH_PREFIX "kx.svc.health." /* + service name */
 
 #define KX_STREAM_SUBMIT "KX_RUN_SUBMIT"     /* work queue, subject kx.run.submit */
 #define KX_STREAM_DISPATCH "KX_RUN_DISPATCH" /* work queue, subject kx.run.dispatch */

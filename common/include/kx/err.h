@@ -7,14 +7,14 @@
 
 typedef enum kx_err {
     KX_OK = 0,
-    KX_ERR_INVALID,      /* bad argument or input: names what was wrong in the log */
+    KX_ERR_INVALID, /* bad argument or input: names what was wrong in the log */
     KX_ERR_NOMEM,
-    KX_ERR_IO,           /* system call or socket failure */
-    KX_ERR_TIMEOUT,      /* a deadline passed */
+    KX_ERR_IO,      /* system call or socket failure */
+    KX_ERR_TIMEOUT, /* a deadline passed */
     KX_ERR_NOT_FOUND,
-    KX_ERR_CONFLICT,     /* a compare-and-set lost (e.g. fenced by a newer lease epoch) */
-    KX_ERR_UNAVAILABLE,  /* a dependency (NATS, Postgres, a service) is not reachable */
-    KX_ERR_PROTOCOL,     /* a peer sent something malformed */
+    KX_ERR_CONFLICT,    /* a compare-and-set lost (e.g. fenced by a newer lease epoch) */
+    KX_ERR_UNAVAILABLE, /* a dependency (NATS, Postgres, a service) is not reachable */
+    KX_ERR_PROTOCOL,    /* a peer sent something malformed */
     KX_ERR_CANCELLED,
     KX_ERR_INTERNAL,
 } kx_err;

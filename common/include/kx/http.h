@@ -9,9 +9,9 @@
 
 typedef struct kx_http_resp {
     long status;
-    char *body;          /* NUL-terminated, malloc'd (owned by the struct) */
+    char *body; /* NUL-terminated, malloc'd (owned by the struct) */
     size_t len;
-    char *content_type;  /* malloc'd or NULL */
+    char *content_type; /* malloc'd or NULL */
 } kx_http_resp;
 
 /* Call once per process before threads start (curl_global_init). */

@@ -25,7 +25,7 @@ typedef struct kx_httpd kx_httpd;
 kx_err kx_httpd_start(const char *bind_addr, uint16_t port, kx_ready_fn ready, void *arg,
                       kx_httpd **out);
 uint16_t kx_httpd_port(const kx_httpd *h);
-void kx_httpd_stop(kx_httpd *h);   /* NULL is a no-op */
+void kx_httpd_stop(kx_httpd *h); /* NULL is a no-op */
 
 /* For servers of their own: if url is one of the three ops routes, queues the answer on conn
  * and returns true (the MHD return value goes into *mhd_ret). */

@@ -31,7 +31,10 @@
 #include <sys/types.h>
 #include "kx/err.h"
 
-typedef enum kx_jail_net { KX_JAIL_NET_NONE = 0, KX_JAIL_NET_HOST } kx_jail_net;
+typedef enum kx_jail_net {
+    KX_JAIL_NET_NONE = 0,
+    KX_JAIL_NET_HOST
+} kx_jail_net;
 
 /* 0 = leave the limit as inherited. Sizes in bytes, cpu in seconds. */
 typedef struct kx_jail_limits {
@@ -45,32 +48,32 @@ typedef struct kx_jail_limits {
 /* A file copied into the jail's own root (read through the descriptor, so the jail's uid
  * needs no access to the host path), mode 0555: e.g. the program the jail runs. */
 typedef struct kx_jail_file {
-    int fd;              /* open for reading */
-    const char *dest;    /* where it appears in the jail */
+    int fd;           /* open for reading */
+    const char *dest; /* where it appears in the jail */
 } kx_jail_file;
 
 typedef struct kx_jail_opts {
-    const char *bwrap;           /* path of bwrap, e.g. "/usr/bin/bwrap"; NULL = NO jail: argv
+    const char *bwrap;     /* path of bwrap, e.g. "/usr/bin/bwrap"; NULL = NO jail: argv
                                     runs directly with envp, the uid drop and the rlimits only
                                     (the broker's KX_SANDBOX_UNSAFE mode) */
-    uid_t uid;                   /* host uid/gid of everything in the jail (applied when the */
-    gid_t gid;                   /* caller is root; otherwise the caller's own are kept) */
-    int bind_fd;                 /* directory bound read-write at bind_dest; -1 for none.
+    uid_t uid;             /* host uid/gid of everything in the jail (applied when the */
+    gid_t gid;             /* caller is root; otherwise the caller's own are kept) */
+    int bind_fd;           /* directory bound read-write at bind_dest; -1 for none.
                                     bwrap resolves its path as the jail's uid: every ancestor
                                     must be searchable by others (o+x) */
-    const char *bind_dest;       /* e.g. "/workspace"; also the jail's cwd */
+    const char *bind_dest; /* e.g. "/workspace"; also the jail's cwd */
     const kx_jail_file *files;
     size_t nfiles;
     kx_jail_net net;
-    bool keep_sys_admin;         /* keep CAP_SYS_ADMIN inside the jail's own user namespace
+    bool keep_sys_admin; /* keep CAP_SYS_ADMIN inside the jail's own user namespace
                                     (the sandbox init needs it for a PID namespace per command;
                                     it drops every capability before running user code) */
     kx_jail_limits limits;
-    int64_t tmp_bytes;           /* size of the private /tmp tmpfs; 0 = bwrap's default */
-    const char *const *argv;     /* the program inside the jail (an absolute path in the jail) */
-    const char *const *envp;     /* its whole environment; NULL = empty */
-    int stderr_fd;               /* bwrap's (and the program's) stderr; 0 or -1: /dev/null */
-    const int *pass_fds;         /* descriptors kept open into the jail, same numbers */
+    int64_t tmp_bytes;       /* size of the private /tmp tmpfs; 0 = bwrap's default */
+    const char *const *argv; /* the program inside the jail (an absolute path in the jail) */
+    const char *const *envp; /* its whole environment; NULL = empty */
+    int stderr_fd;           /* bwrap's (and the program's) stderr; 0 or -1: /dev/null */
+    const int *pass_fds;     /* descriptors kept open into the jail, same numbers */
     size_t npass_fds;
 } kx_jail_opts;
 

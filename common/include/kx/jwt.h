@@ -13,8 +13,8 @@
 
 typedef struct kx_jwt_claims {
     char sub[128];
-    int64_t exp;   /* 0 if absent */
-    int64_t iat;   /* 0 if absent */
+    int64_t exp; /* 0 if absent */
+    int64_t iat; /* 0 if absent */
 } kx_jwt_claims;
 
 kx_err kx_jwt_verify(const char *token, const char *secret, size_t secret_len, int64_t now_s,

@@ -10,7 +10,12 @@
 #ifndef KX_LOG_H
 #define KX_LOG_H
 
-typedef enum kx_log_level { KX_LOG_DEBUG, KX_LOG_INFO, KX_LOG_WARN, KX_LOG_ERROR } kx_log_level;
+typedef enum kx_log_level {
+    KX_LOG_DEBUG,
+    KX_LOG_INFO,
+    KX_LOG_WARN,
+    KX_LOG_ERROR
+} kx_log_level;
 
 /* Call once at start. service and instance are copied. */
 void kx_log_init(const char *service, const char *instance_id);
@@ -21,8 +26,8 @@ void kx_log(kx_log_level level, const char *run_id, const char *trace_id, const 
     __attribute__((format(printf, 4, 5)));
 
 #define kx_debug(...) kx_log(KX_LOG_DEBUG, NULL, NULL, __VA_ARGS__)
-#define kx_info(...)  kx_log(KX_LOG_INFO, NULL, NULL, __VA_ARGS__)
-#define kx_warn(...)  kx_log(KX_LOG_WARN, NULL, NULL, __VA_ARGS__)
+#define kx_info(...) kx_log(KX_LOG_INFO, NULL, NULL, __VA_ARGS__)
+#define kx_warn(...) kx_log(KX_LOG_WARN, NULL, NULL, __VA_ARGS__)
 #define kx_error(...) kx_log(KX_LOG_ERROR, NULL, NULL, __VA_ARGS__)
 
 #endif

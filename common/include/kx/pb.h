@@ -21,10 +21,13 @@ kx_err kx_pb_pack(const ProtobufCMessage *msg, uint8_t **buf, size_t *len);
 
 /* Unpacks data as a message of type desc; NULL if it is not one. */
 void *kx_pb_unpack(const ProtobufCMessageDescriptor *desc, const void *data, size_t len);
-void kx_pb_free(void *msg);   /* NULL is a no-op */
+void kx_pb_free(void *msg); /* NULL is a no-op */
 
 /* protobuf-c leaves unset strings pointing at protobuf_c_empty_string; this is true for NULL
  * or "". */
-static inline int kx_pb_str_empty(const char *s) { return s == NULL || s[0] == '\0'; }
+static inline int kx_pb_str_empty(const char *s)
+{
+    return s == NULL || s[0] == '\0';
+}
 
 #endif

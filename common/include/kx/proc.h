@@ -16,21 +16,25 @@
 #include <sys/types.h>
 #include "kx/err.h"
 
-typedef enum kx_proc_io { KX_PROC_PIPE = 0, KX_PROC_NULL, KX_PROC_FILE } kx_proc_io;
+typedef enum kx_proc_io {
+    KX_PROC_PIPE = 0,
+    KX_PROC_NULL,
+    KX_PROC_FILE
+} kx_proc_io;
 
 typedef struct kx_proc_opts {
-    const char *const *argv;      /* argv[0] is looked up in PATH of envp (or /usr/bin:/bin) */
-    const char *const *envp;      /* NULL: inherit the parent's environment */
-    const char *cwd;              /* NULL: the parent's */
+    const char *const *argv; /* argv[0] is looked up in PATH of envp (or /usr/bin:/bin) */
+    const char *const *envp; /* NULL: inherit the parent's environment */
+    const char *cwd;         /* NULL: the parent's */
     kx_proc_io in, out, err;
-    const char *out_path;         /* for KX_PROC_FILE (appended, created 0600) */
-    const char *err_path;         /* for KX_PROC_FILE; may equal out_path */
+    const char *out_path; /* for KX_PROC_FILE (appended, created 0600) */
+    const char *err_path; /* for KX_PROC_FILE; may equal out_path */
 } kx_proc_opts;
 
 typedef struct kx_proc {
-    pid_t pid;                    /* also the process group id */
-    int pidfd;                    /* readable when the child has exited; -1 after close */
-    int in_fd, out_fd, err_fd;    /* parent ends of the pipes, -1 when not a pipe */
+    pid_t pid;                 /* also the process group id */
+    int pidfd;                 /* readable when the child has exited; -1 after close */
+    int in_fd, out_fd, err_fd; /* parent ends of the pipes, -1 when not a pipe */
 } kx_proc;
 
 kx_err kx_proc_spawn(const kx_proc_opts *opts, kx_proc *out);

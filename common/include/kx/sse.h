@@ -16,14 +16,16 @@ typedef void (*kx_sse_cb)(const char *event, const char *data, size_t data_len, 
 typedef struct kx_sse_parser {
     kx_sse_cb cb;
     void *arg;
-    char *line; size_t line_len, line_cap;
-    char *data; size_t data_len, data_cap;
+    char *line;
+    size_t line_len, line_cap;
+    char *data;
+    size_t data_len, data_cap;
     char event[64];
     char id[128];
     int saw_cr;
     int started;
-    size_t max_event_bytes;   /* an event larger than this is KX_ERR_PROTOCOL (default 8 MiB) */
-    long retry_ms;            /* the last "retry" field (reconnection time), -1 if none */
+    size_t max_event_bytes; /* an event larger than this is KX_ERR_PROTOCOL (default 8 MiB) */
+    long retry_ms;          /* the last "retry" field (reconnection time), -1 if none */
 } kx_sse_parser;
 
 void kx_sse_init(kx_sse_parser *p, kx_sse_cb cb, void *arg);

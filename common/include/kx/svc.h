@@ -28,8 +28,8 @@ typedef void (*kx_svc_drain_fn)(kx_svc *svc, void *arg);
 typedef bool (*kx_svc_ready_fn)(kx_svc *svc, void *arg, char *why, size_t whylen);
 
 struct kx_svc {
-    const char *name;              /* static string: "gateway", "agent-runner", ... */
-    char instance_id[64];          /* "<name>-<hostname>-<pid>-<4 hex>" */
+    const char *name;     /* static string: "gateway", "agent-runner", ... */
+    char instance_id[64]; /* "<name>-<hostname>-<pid>-<4 hex>" */
     int64_t started_mono_ms;
     kx_loop *loop;
     kx_bus *bus;
@@ -43,7 +43,7 @@ struct kx_svc {
     kx_timer *drain_timer;
     int64_t drain_timeout_ms;
     uint16_t health_port;
-    char notes[512];               /* HealthReply.notes: set once before kx_svc_run */
+    char notes[512]; /* HealthReply.notes: set once before kx_svc_run */
 };
 
 /* default_health_port is used when KX_HEALTH_PORT is unset (each service has its own). */

@@ -10,14 +10,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-typedef int64_t kx_deadline;          /* unix ms; 0 = none */
+typedef int64_t kx_deadline; /* unix ms; 0 = none */
 #define KX_NO_DEADLINE ((kx_deadline)0)
 
-int64_t kx_now_ms(void);              /* wall clock, unix ms */
-int64_t kx_mono_ms(void);             /* monotonic ms, for durations */
+int64_t kx_now_ms(void);  /* wall clock, unix ms */
+int64_t kx_mono_ms(void); /* monotonic ms, for durations */
 int64_t kx_mono_us(void);
 
-kx_deadline kx_deadline_in(int64_t ms);                 /* now + ms */
+kx_deadline kx_deadline_in(int64_t ms);                    /* now + ms */
 kx_deadline kx_deadline_min(kx_deadline a, kx_deadline b); /* the earlier; 0 counts as infinite */
 /* Milliseconds left (<= 0: expired). INT64_MAX when d == KX_NO_DEADLINE. */
 int64_t kx_deadline_remaining(kx_deadline d);

@@ -4,7 +4,7 @@
 
 #include <stdbool.h>
 
-#define KX_UUID_LEN 36   /* without the NUL */
+#define KX_UUID_LEN 36 /* without the NUL */
 
 /* Writes a lowercase v4 UUID and a NUL into out (>= 37 bytes). Uses getrandom(2). */
 void kx_uuid_new(char out[KX_UUID_LEN + 1]);

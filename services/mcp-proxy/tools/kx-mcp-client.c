@@ -56,7 +56,8 @@ static json_t *make_args(const json_t *schema)
     json_t *args = json_object();
     const char *key;
     json_t *prop;
-    json_object_foreach(json_object_get(schema, "properties"), key, prop) {
+    json_object_foreach(json_object_get(schema, "properties"), key, prop)
+    {
         const char *type = json_string_value(json_object_get(prop, "type"));
         if (type == NULL)
             continue;
@@ -74,8 +75,7 @@ static void on_called(const json_t *result, const char *code, const char *messag
 {
     client *c = arg;
     json_t *line = result ? json_pack("{s:O}", "result", result)
-                          : json_pack("{s:{s:s, s:s}}", "error", "code", code, "message",
-                                      message);
+                          : json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", message);
     char *s = line ? json_dumps(line, JSON_COMPACT) : NULL;
     printf("%s\n", s ? s : "{}");
     fflush(stdout);
@@ -105,8 +105,7 @@ static void next_call(client *c)
     finish(c);
 }
 
-static void on_listed(const mcp_tools_result *r, const char *code, const char *message,
-                      void *arg)
+static void on_listed(const mcp_tools_result *r, const char *code, const char *message, void *arg)
 {
     client *c = arg;
     json_t *line;
@@ -138,8 +137,9 @@ static void start(kx_loop *loop, void *arg)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: kx-mcp-client [--timeout-ms N] [--call TOOL [--args JSON]] "
-                    "[--call-all] (URL | --sse URL | --stdio CMD ARG...)\n");
+    fprintf(stderr,
+            "usage: kx-mcp-client [--timeout-ms N] [--call TOOL [--args JSON]] "
+            "[--call-all] (URL | --sse URL | --stdio CMD ARG...)\n");
 }
 
 int main(int argc, char **argv)
@@ -167,7 +167,7 @@ int main(int argc, char **argv)
             cfg.env = empty;
             break;
         } else if (argv[i][0] != '-') {
-            cfg.url = argv[i];   /* the last one wins: the conformance harness appends its URL */
+            cfg.url = argv[i]; /* the last one wins: the conformance harness appends its URL */
         } else {
             usage();
             return 2;

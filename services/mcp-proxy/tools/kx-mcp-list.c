@@ -38,15 +38,17 @@ static bool list_once(kx_bus *bus, const char *server, int64_t timeout_ms)
     json_t *out = json_pack("{s:s, s:f}", "server", server, "ms", ms);
     bool ok = false;
     if (err != KX_OK) {
-        json_object_set_new(out, "error", json_pack("{s:s, s:s}", "code", kx_err_code(err),
-                                                    "message", "the request itself failed"));
+        json_object_set_new(out, "error",
+                            json_pack("{s:s, s:s}", "code", kx_err_code(err), "message",
+                                      "the request itself failed"));
     } else {
-        Kx__V1__McpListToolsReply *r = kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor,
-                                                    natsMsg_GetData(reply),
-                                                    (size_t)natsMsg_GetDataLength(reply));
+        Kx__V1__McpListToolsReply *r =
+            kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, natsMsg_GetData(reply),
+                         (size_t)natsMsg_GetDataLength(reply));
         if (r == NULL) {
-            json_object_set_new(out, "error", json_pack("{s:s, s:s}", "code", "internal",
-                                                        "message", "undecodable reply"));
+            json_object_set_new(out, "error",
+                                json_pack("{s:s, s:s}", "code", "internal", "message",
+                                          "undecodable reply"));
         } else {
             json_t *names = json_array();
             for (size_t i = 0; i < r->n_tools; i++)
@@ -103,7 +105,7 @@ int main(int argc, char **argv)
     kx_bus *bus = NULL;
     if (kx_bus_connect(url, "kx-mcp-list", &bus) != KX_OK)
         return 1;
-    for (int i = 0; i < 100 && !kx_bus_connected(bus); i++)   /* up to 5 s */
+    for (int i = 0; i < 100 && !kx_bus_connected(bus); i++) /* up to 5 s */
         usleep(50000);
     bool all_ok = true;
     for (int i = 0; i < repeat; i++)

@@ -43,13 +43,13 @@
 
 typedef struct cmd {
     uint64_t id;
-    pid_t reaper;             /* 0 = free slot */
-    int status_fd;            /* read end: the main process's wait status */
+    pid_t reaper;  /* 0 = free slot */
+    int status_fd; /* read end: the main process's wait status */
 } cmd;
 
 static cmd g_cmds[MAX_CMDS];
 static const char *g_workspace = "/workspace";
-static int g_sock = -1;         /* --sock N: the broker's channel */
+static int g_sock = -1; /* --sock N: the broker's channel */
 static char g_buf[SBP_MAX_MSG];
 
 static void send_msg(uint32_t op, uint64_t id, int32_t a, const char *s)
@@ -84,7 +84,7 @@ static int enter_cwd(const char *rel)
         return -1;
     struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
                            .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
-                                      RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+                               RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
     int fd = (int)syscall(SYS_openat2, ws, rel, &how, sizeof how);
     close(ws);
     if (fd < 0)
@@ -154,7 +154,7 @@ static void reaper_main(const sbp_msg *m, int status_w)
         pid_t p = waitpid(-1, &st, 0);
         if (p == child) {
             (void)!write(status_w, &st, sizeof st);
-            _exit(0);          /* the kernel kills what is left in this namespace */
+            _exit(0); /* the kernel kills what is left in this namespace */
         }
         if (p < 0 && errno != EINTR)
             _exit(0);
@@ -234,7 +234,7 @@ static void reap(void)
         for (size_t i = 0; i < MAX_CMDS; i++) {
             if (g_cmds[i].reaper != p)
                 continue;
-            int main_st = SIGKILL;   /* the namespace was killed before the main exited */
+            int main_st = SIGKILL; /* the namespace was killed before the main exited */
             int got = 0;
             if (read(g_cmds[i].status_fd, &got, sizeof got) == (ssize_t)sizeof got)
                 main_st = got;
@@ -296,7 +296,7 @@ int main(int argc, char **argv)
             sbp_msg m;
             int r = sbp_recv(g_sock, &m, g_buf, sizeof g_buf);
             if (r == 0)
-                return 0;                 /* the broker is gone: the sandbox ends */
+                return 0; /* the broker is gone: the sandbox ends */
             if (r < 0) {
                 if (errno == EAGAIN)
                     continue;

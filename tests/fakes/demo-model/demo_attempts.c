@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SLOTS (DEMO_ATTEMPTS_MAX * 2)   /* a power of two */
+#define SLOTS (DEMO_ATTEMPTS_MAX * 2) /* a power of two */
 
 typedef struct slot {
     uint64_t key;

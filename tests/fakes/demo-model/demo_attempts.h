@@ -16,7 +16,7 @@
 
 typedef struct demo_attempts demo_attempts;
 
-demo_attempts *demo_attempts_new(void);   /* NULL on OOM */
+demo_attempts *demo_attempts_new(void); /* NULL on OOM */
 void demo_attempts_free(demo_attempts *a);
 /* Counts one more attempt for key and returns its number (1 for the first). Thread-safe. */
 int demo_attempts_next(demo_attempts *a, uint64_t key);

@@ -35,7 +35,8 @@ static char *content_text(const json_t *msg)
     if (json_is_array(c)) {
         size_t total = 1, i;
         const json_t *part;
-        json_array_foreach(c, i, part) {
+        json_array_foreach(c, i, part)
+        {
             const json_t *t = json_object_get(part, "text");
             if (json_is_string(t))
                 total += json_string_length(t) + 1;
@@ -44,7 +45,8 @@ static char *content_text(const json_t *msg)
         if (out == NULL)
             return NULL;
         size_t len = 0;
-        json_array_foreach(c, i, part) {
+        json_array_foreach(c, i, part)
+        {
             const json_t *t = json_object_get(part, "text");
             if (!json_is_string(t))
                 continue;
@@ -64,7 +66,7 @@ bool demo_is_tool_result(const char *text)
     const char *p = text;
     while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
         p++;
-    if (*p != '{')   /* cheap check first: most user messages are prose */
+    if (*p != '{') /* cheap check first: most user messages are prose */
         return false;
     json_t *v = json_loads(text, 0, NULL);
     bool yes = json_is_object(v) && json_object_get(v, "tool_execution") != NULL;
@@ -123,7 +125,7 @@ int demo_conv_read(const json_t *messages, demo_conv *out, char *err, size_t err
                 out->step_index = 0;
             }
         } else {
-            free(text);   /* system, developer, ...: not part of the script */
+            free(text); /* system, developer, ...: not part of the script */
         }
     }
     if (out->first_user == NULL) {
@@ -149,7 +151,7 @@ uint64_t demo_conv_key(const demo_conv *c, size_t step_index)
     uint64_t h = DEMO_FNV_OFFSET;
     const char *first = c->first_user ? c->first_user : "";
     const char *script = c->script ? c->script : "";
-    h = demo_fnv1a(h, first, strlen(first) + 1);     /* + 1: the NUL separates the fields */
+    h = demo_fnv1a(h, first, strlen(first) + 1); /* + 1: the NUL separates the fields */
     h = demo_fnv1a(h, script, strlen(script) + 1);
     uint64_t step = step_index;
     return demo_fnv1a(h, &step, sizeof step);

@@ -20,11 +20,11 @@
 #include <stdint.h>
 
 typedef struct demo_conv {
-    char *first_user;        /* content of the first user message; "" if none */
-    char *script;            /* content of the script message; NULL if there is none */
-    size_t step_index;       /* assistant messages after the script message */
-    char *last_tool_result;  /* NULL if there is none */
-    size_t prompt_chars;     /* characters of all message contents (for the usage estimate) */
+    char *first_user;       /* content of the first user message; "" if none */
+    char *script;           /* content of the script message; NULL if there is none */
+    size_t step_index;      /* assistant messages after the script message */
+    char *last_tool_result; /* NULL if there is none */
+    size_t prompt_chars;    /* characters of all message contents (for the usage estimate) */
 } demo_conv;
 
 /* Reads messages (must be a JSON array). Returns 0; -1 with a message naming the problem in err

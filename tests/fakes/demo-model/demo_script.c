@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TOOL_NAME_MAX 64      /* OpenAI's limit for function names */
-#define LINE_QUOTE_MAX 80     /* how much of a bad line an error message repeats */
+#define TOOL_NAME_MAX 64  /* OpenAI's limit for function names */
+#define LINE_QUOTE_MAX 80 /* how much of a bad line an error message repeats */
 
 /* ---- small string helpers ---- */
 
@@ -71,7 +71,7 @@ static bool tool_name_valid(const char *s, size_t len)
 typedef struct parser {
     demo_script *out;
     size_t cap;
-    demo_mods pending;    /* modifiers waiting for the next step */
+    demo_mods pending; /* modifiers waiting for the next step */
     bool oom;
 } parser;
 
@@ -109,15 +109,15 @@ static void add_error(parser *p, int lineno, const char *ls, const char *le, con
             len--;
         ellipsis = "...";
     }
-    int n = snprintf(NULL, 0, "Demo model: cannot read line %d (%.*s%s): %s", lineno, (int)len,
-                     ls, ellipsis, why);
+    int n = snprintf(NULL, 0, "Demo model: cannot read line %d (%.*s%s): %s", lineno, (int)len, ls,
+                     ellipsis, why);
     char *text = malloc((size_t)n + 1);
     if (text == NULL) {
         p->oom = true;
         return;
     }
-    snprintf(text, (size_t)n + 1, "Demo model: cannot read line %d (%.*s%s): %s", lineno,
-             (int)len, ls, ellipsis, why);
+    snprintf(text, (size_t)n + 1, "Demo model: cannot read line %d (%.*s%s): %s", lineno, (int)len,
+             ls, ellipsis, why);
     demo_step *st = append_step(p, DEMO_STEP_SAY, lineno);
     if (st == NULL) {
         free(text);
@@ -136,35 +136,43 @@ static void parse_tool_line(parser *p, demo_step_kind kind, const char *directiv
     const char *name = skip_blanks(rest, le);
     const char *name_end = skip_word(name, le);
     if (name == name_end) {
-        snprintf(why, sizeof why, "`%s` needs a tool name and a JSON object of arguments, "
-                 "e.g. `%s execute_command {\"command\": \"ls\"}`", directive, directive);
+        snprintf(why, sizeof why,
+                 "`%s` needs a tool name and a JSON object of arguments, "
+                 "e.g. `%s execute_command {\"command\": \"ls\"}`",
+                 directive, directive);
         add_error(p, lineno, ls, le, why);
         return;
     }
     if (!tool_name_valid(name, (size_t)(name_end - name))) {
-        snprintf(why, sizeof why, "`%s`: the tool name must be 1 to %d letters, digits, '_' or "
-                 "'-'", directive, TOOL_NAME_MAX);
+        snprintf(why, sizeof why,
+                 "`%s`: the tool name must be 1 to %d letters, digits, '_' or "
+                 "'-'",
+                 directive, TOOL_NAME_MAX);
         add_error(p, lineno, ls, le, why);
         return;
     }
     const char *js = skip_blanks(name_end, le);
     if (js == le) {
-        snprintf(why, sizeof why, "`%s %.*s` needs a JSON object of arguments after the tool "
-                 "name (use {} for none)", directive, (int)(name_end - name), name);
+        snprintf(why, sizeof why,
+                 "`%s %.*s` needs a JSON object of arguments after the tool "
+                 "name (use {} for none)",
+                 directive, (int)(name_end - name), name);
         add_error(p, lineno, ls, le, why);
         return;
     }
     json_error_t jerr;
     json_t *args = json_loadb(js, (size_t)(le - js), JSON_REJECT_DUPLICATES, &jerr);
     if (args == NULL) {
-        snprintf(why, sizeof why, "`%s`: the arguments are not valid JSON: %s (at character %d "
-                 "of the arguments)", directive, jerr.text, jerr.position);
+        snprintf(why, sizeof why,
+                 "`%s`: the arguments are not valid JSON: %s (at character %d "
+                 "of the arguments)",
+                 directive, jerr.text, jerr.position);
         add_error(p, lineno, ls, le, why);
         return;
     }
     if (!json_is_object(args)) {
-        snprintf(why, sizeof why, "`%s`: the arguments must be a JSON object, not %s",
-                 directive, json_is_array(args) ? "an array" : "a scalar");
+        snprintf(why, sizeof why, "`%s`: the arguments must be a JSON object, not %s", directive,
+                 json_is_array(args) ? "an array" : "a scalar");
         json_decref(args);
         add_error(p, lineno, ls, le, why);
         return;
@@ -185,8 +193,7 @@ static void parse_tool_line(parser *p, demo_step_kind kind, const char *directiv
     st->args = args;
 }
 
-static void parse_say_line(parser *p, int lineno, const char *ls, const char *rest,
-                           const char *le)
+static void parse_say_line(parser *p, int lineno, const char *ls, const char *rest, const char *le)
 {
     const char *t = skip_blanks(rest, le);
     if (t == le) {
@@ -234,8 +241,10 @@ static void parse_modifier(parser *p, const char *directive, int lineno, const c
 
     if (strcmp(directive, "sleep") == 0) {
         if (!ok || n != 1 || !parse_int(w[0], we[0], 0, DEMO_MAX_SLEEP_MS, &a)) {
-            snprintf(why, sizeof why, "`sleep` needs one whole number of milliseconds from 0 to "
-                     "%d, e.g. `sleep 500`", DEMO_MAX_SLEEP_MS);
+            snprintf(why, sizeof why,
+                     "`sleep` needs one whole number of milliseconds from 0 to "
+                     "%d, e.g. `sleep 500`",
+                     DEMO_MAX_SLEEP_MS);
             add_error(p, lineno, ls, le, why);
             return;
         }
@@ -243,8 +252,10 @@ static void parse_modifier(parser *p, const char *directive, int lineno, const c
     } else if (strcmp(directive, "fail") == 0) {
         if (!ok || n != 2 || !parse_int(w[0], we[0], 400, 599, &a) ||
             !parse_int(w[1], we[1], 1, DEMO_MAX_COUNT, &b)) {
-            snprintf(why, sizeof why, "`fail` needs an HTTP status from 400 to 599 and a number "
-                     "of attempts from 1 to %d, e.g. `fail 503 2`", DEMO_MAX_COUNT);
+            snprintf(why, sizeof why,
+                     "`fail` needs an HTTP status from 400 to 599 and a number "
+                     "of attempts from 1 to %d, e.g. `fail 503 2`",
+                     DEMO_MAX_COUNT);
             add_error(p, lineno, ls, le, why);
             return;
         }
@@ -252,8 +263,10 @@ static void parse_modifier(parser *p, const char *directive, int lineno, const c
         p->pending.fail_count = (int)b;
     } else { /* hang */
         if (!ok || n > 1 || (n == 1 && !parse_int(w[0], we[0], 1, DEMO_MAX_COUNT, &a))) {
-            snprintf(why, sizeof why, "`hang` takes nothing (every attempt hangs) or a number of "
-                     "attempts from 1 to %d, e.g. `hang 1`", DEMO_MAX_COUNT);
+            snprintf(why, sizeof why,
+                     "`hang` takes nothing (every attempt hangs) or a number of "
+                     "attempts from 1 to %d, e.g. `hang 1`",
+                     DEMO_MAX_COUNT);
             add_error(p, lineno, ls, le, why);
             return;
         }

@@ -23,39 +23,39 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define DEMO_MAX_SLEEP_MS 3600000   /* one hour: longer than any client waits */
-#define DEMO_MAX_COUNT 1000000      /* largest n of fail / hang */
+#define DEMO_MAX_SLEEP_MS 3600000 /* one hour: longer than any client waits */
+#define DEMO_MAX_COUNT 1000000    /* largest n of fail / hang */
 
 typedef enum demo_step_kind {
-    DEMO_STEP_CALL,   /* native tool call */
-    DEMO_STEP_XML,    /* XML tool call in the text */
-    DEMO_STEP_SAY,    /* plain text */
+    DEMO_STEP_CALL, /* native tool call */
+    DEMO_STEP_XML,  /* XML tool call in the text */
+    DEMO_STEP_SAY,  /* plain text */
 } demo_step_kind;
 
 /* What modifiers ask of one step. All zero: answer at once. */
 typedef struct demo_mods {
-    int64_t sleep_ms;   /* wait before the first byte */
-    int fail_status;    /* 0 = no failure; else an HTTP status 400..599 */
-    int fail_count;     /* attempts answered with fail_status (>= 1 when fail_status is set) */
-    bool hang;          /* hold the connection without answering */
-    int hang_count;     /* attempts that hang; 0 = every attempt */
+    int64_t sleep_ms; /* wait before the first byte */
+    int fail_status;  /* 0 = no failure; else an HTTP status 400..599 */
+    int fail_count;   /* attempts answered with fail_status (>= 1 when fail_status is set) */
+    bool hang;        /* hold the connection without answering */
+    int hang_count;   /* attempts that hang; 0 = every attempt */
 } demo_mods;
 
 typedef struct demo_step {
     demo_step_kind kind;
-    char *tool;         /* CALL, XML: the tool name; NULL for SAY */
-    json_t *args;       /* CALL, XML: the argument object (keys in written order); NULL for SAY */
-    char *text;         /* SAY: the text (for an error step, the explanation); NULL otherwise */
-    bool is_error;      /* this SAY step stands for a malformed directive line */
-    int line;           /* 1-based line of the directive in the message */
+    char *tool;    /* CALL, XML: the tool name; NULL for SAY */
+    json_t *args;  /* CALL, XML: the argument object (keys in written order); NULL for SAY */
+    char *text;    /* SAY: the text (for an error step, the explanation); NULL otherwise */
+    bool is_error; /* this SAY step stands for a malformed directive line */
+    int line;      /* 1-based line of the directive in the message */
     demo_mods mods;
 } demo_step;
 
 typedef struct demo_script {
     demo_step *steps;
     size_t nsteps;
-    demo_mods final_mods;   /* modifiers written after the last step */
-    size_t nerrors;         /* malformed lines (each became an error say-step) */
+    demo_mods final_mods; /* modifiers written after the last step */
+    size_t nerrors;       /* malformed lines (each became an error say-step) */
 } demo_script;
 
 /* Parses text (NUL-terminated; NULL is an empty message) into *out. Returns 0, or -1 when out of

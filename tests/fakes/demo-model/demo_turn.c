@@ -16,7 +16,7 @@
 
 #include "kx/buf.h"
 
-#define ARG_FRAGMENT_BYTES 24   /* tool-call arguments are streamed in pieces of about this */
+#define ARG_FRAGMENT_BYTES 24 /* tool-call arguments are streamed in pieces of about this */
 
 /* Byte length of the first max_chars UTF-8 code points of s. */
 static size_t utf8_prefix(const char *s, size_t max_chars)
@@ -36,13 +36,14 @@ static size_t utf8_prefix(const char *s, size_t max_chars)
 
 char *demo_xml_call(const char *tool, const json_t *args)
 {
-    kx_buf b = KX_BUF_INIT;   /* its out-of-memory state is checked once, by kx_buf_take */
+    kx_buf b = KX_BUF_INIT; /* its out-of-memory state is checked once, by kx_buf_take */
     kx_buf_str(&b, "<function_calls>\n<invoke name=\"");
     kx_buf_str(&b, tool);
     kx_buf_str(&b, "\">\n");
     const char *key;
     const json_t *v;
-    json_object_foreach((json_t *)args, key, v) {
+    json_object_foreach((json_t *)args, key, v)
+    {
         kx_buf_str(&b, "<parameter name=\"");
         kx_buf_str(&b, key);
         kx_buf_str(&b, "\">");
@@ -70,7 +71,7 @@ static char *final_answer(const demo_conv *conv)
     kx_buf b = KX_BUF_INIT;
     kx_buf_str(&b, "Done. The last tool result was: ");
     kx_buf_add(&b, conv->last_tool_result,
-           utf8_prefix(conv->last_tool_result, DEMO_RESULT_QUOTE_CHARS));
+               utf8_prefix(conv->last_tool_result, DEMO_RESULT_QUOTE_CHARS));
     return kx_buf_take(&b);
 }
 
@@ -141,8 +142,8 @@ static json_t *usage_json(const demo_turn *t, const demo_reply_meta *meta)
 
 static json_t *tool_call_json(const demo_turn *t)
 {
-    return json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", t->call_id, "type", "function",
-                     "function", "name", t->tool, "arguments", t->arguments);
+    return json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", t->call_id, "type", "function", "function",
+                     "name", t->tool, "arguments", t->arguments);
 }
 
 static char *dump_and_free(json_t *v)
@@ -161,8 +162,7 @@ char *demo_render_completion(const demo_turn *t, const demo_reply_meta *meta)
         return NULL;
     if (t->tool_call) {
         json_object_set_new(message, "content", json_null());
-        json_object_set_new(message, "tool_calls",
-                            json_pack("[o]", tool_call_json(t)));
+        json_object_set_new(message, "tool_calls", json_pack("[o]", tool_call_json(t)));
     } else {
         json_object_set_new(message, "content", json_string(t->content));
     }
@@ -234,8 +234,8 @@ static void push_text(chunk_list *l, const demo_reply_meta *meta, const char *te
         int words = 0;
         while (*p) {
             bool space = (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r');
-            if (!space && (p == start || p[-1] == ' ' || p[-1] == '\n' || p[-1] == '\t' ||
-                           p[-1] == '\r')) {
+            if (!space &&
+                (p == start || p[-1] == ' ' || p[-1] == '\n' || p[-1] == '\t' || p[-1] == '\r')) {
                 if (words == DEMO_WORDS_PER_CHUNK)
                     break;
                 words++;
@@ -254,9 +254,9 @@ static void push_text(chunk_list *l, const demo_reply_meta *meta, const char *te
  * in at least two fragments (never splitting a UTF-8 sequence). */
 static void push_tool_call(chunk_list *l, const demo_turn *t, const demo_reply_meta *meta)
 {
-    json_t *delta = json_pack("{s:s, s:n, s:[{s:i, s:s, s:s, s:{s:s, s:s}}]}", "role",
-                              "assistant", "content", "tool_calls", "index", 0, "id", t->call_id,
-                              "type", "function", "function", "name", t->tool, "arguments", "");
+    json_t *delta = json_pack("{s:s, s:n, s:[{s:i, s:s, s:s, s:{s:s, s:s}}]}", "role", "assistant",
+                              "content", "tool_calls", "index", 0, "id", t->call_id, "type",
+                              "function", "function", "name", t->tool, "arguments", "");
     push_chunk(l, meta, delta, NULL);
 
     const char *args = t->arguments;
@@ -277,8 +277,7 @@ static void push_tool_call(chunk_list *l, const demo_turn *t, const demo_reply_m
     }
 }
 
-int demo_render_stream(const demo_turn *t, const demo_reply_meta *meta, char ***chunks,
-                       size_t *n)
+int demo_render_stream(const demo_turn *t, const demo_reply_meta *meta, char ***chunks, size_t *n)
 {
     chunk_list l = {0};
     if (t->tool_call)
@@ -320,6 +319,6 @@ char *demo_render_error(int status, const char *message, const char *code)
         type = "rate_limit_error";
     else if (status >= 400 && status < 500)
         type = "invalid_request_error";
-    return dump_and_free(json_pack("{s:{s:s, s:s, s:s}}", "error", "message", message, "type",
-                                   type, "code", code));
+    return dump_and_free(
+        json_pack("{s:{s:s, s:s, s:s}}", "error", "message", message, "type", type, "code", code));
 }

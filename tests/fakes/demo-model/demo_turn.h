@@ -23,16 +23,16 @@
 #include "demo_script.h"
 
 #define DEMO_WORDS_PER_CHUNK 3
-#define DEMO_RESULT_QUOTE_CHARS 200   /* how much of the last tool result the final answer quotes */
+#define DEMO_RESULT_QUOTE_CHARS 200 /* how much of the last tool result the final answer quotes */
 #define DEMO_MODEL_NAME "kortix/demo"
 
 typedef struct demo_turn {
-    bool tool_call;             /* a native tool call: content is NULL */
-    char *content;              /* the text (say, xml, final answer); NULL for a tool call */
-    char *tool;                 /* tool call: the function name */
-    char *arguments;            /* tool call: the arguments as compact JSON text */
-    char *call_id;              /* tool call: "call_<step>_<8 hex>" */
-    const char *finish_reason;  /* static: "tool_calls" or "stop" */
+    bool tool_call;            /* a native tool call: content is NULL */
+    char *content;             /* the text (say, xml, final answer); NULL for a tool call */
+    char *tool;                /* tool call: the function name */
+    char *arguments;           /* tool call: the arguments as compact JSON text */
+    char *call_id;             /* tool call: "call_<step>_<8 hex>" */
+    const char *finish_reason; /* static: "tool_calls" or "stop" */
 } demo_turn;
 
 /* step is the due step, or NULL for the final answer; conv supplies the last tool result and the
@@ -46,16 +46,15 @@ char *demo_xml_call(const char *tool, const json_t *args);
 
 /* What every rendered object repeats. */
 typedef struct demo_reply_meta {
-    const char *id;        /* "chatcmpl-..." */
-    const char *model;     /* the request's model, or DEMO_MODEL_NAME */
-    int64_t created;       /* unix seconds */
-    size_t prompt_chars;   /* for usage.prompt_tokens */
+    const char *id;      /* "chatcmpl-..." */
+    const char *model;   /* the request's model, or DEMO_MODEL_NAME */
+    int64_t created;     /* unix seconds */
+    size_t prompt_chars; /* for usage.prompt_tokens */
 } demo_reply_meta;
 
 char *demo_render_completion(const demo_turn *t, const demo_reply_meta *meta);
 /* *chunks: array of *n malloc'd "data: ...\n\n" strings; free with demo_chunks_free. */
-int demo_render_stream(const demo_turn *t, const demo_reply_meta *meta, char ***chunks,
-                       size_t *n);
+int demo_render_stream(const demo_turn *t, const demo_reply_meta *meta, char ***chunks, size_t *n);
 void demo_chunks_free(char **chunks, size_t n);
 
 /* {"error": {"message", "type", "code"}}; type follows the status (invalid_request_error,

@@ -20,9 +20,10 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: kx-demo-model [--port N]\n"
-               "  Deterministic OpenAI-compatible model for Kortix in C.\n"
-               "  Environment: KX_BIND_ADDR (127.0.0.1), KX_MODEL_PORT (8089), KX_LOG_LEVEL.\n");
+    fprintf(f,
+            "usage: kx-demo-model [--port N]\n"
+            "  Deterministic OpenAI-compatible model for Kortix in C.\n"
+            "  Environment: KX_BIND_ADDR (127.0.0.1), KX_MODEL_PORT (8089), KX_LOG_LEVEL.\n");
 }
 
 /* --port N (or --port=N) into *port; false on a bad command line (explained on stderr). */

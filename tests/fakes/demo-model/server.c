@@ -26,19 +26,19 @@
 #include "kx/log.h"
 #include "kx/time.h"
 
-#define MAX_BODY_BYTES (32u << 20)   /* a larger request body is answered 413 */
+#define MAX_BODY_BYTES (32u << 20) /* a larger request body is answered 413 */
 
 struct demo_server {
     struct MHD_Daemon *daemon;
     demo_attempts *attempts;
-    int stop_pipe[2];            /* [0] becomes readable when the server stops */
+    int stop_pipe[2]; /* [0] becomes readable when the server stops */
     atomic_uint_fast64_t next_id;
     uint16_t port;
 };
 
 /* One request's state across MHD's calls of the handler (its *con_cls). */
 typedef struct request {
-    kx_buf body;        /* body.max = MAX_BODY_BYTES */
+    kx_buf body; /* body.max = MAX_BODY_BYTES */
     bool too_large;
     int64_t start_ms;
 } request;
@@ -49,7 +49,7 @@ static enum MHD_Result send_body(struct MHD_Connection *conn, unsigned status, c
                                  const char *content_type)
 {
     if (body == NULL)
-        return MHD_NO;   /* out of memory: drop the connection */
+        return MHD_NO; /* out of memory: drop the connection */
     struct MHD_Response *r =
         MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
     if (r == NULL) {
@@ -62,20 +62,18 @@ static enum MHD_Result send_body(struct MHD_Connection *conn, unsigned status, c
     return ret;
 }
 
-static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status,
-                                  const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, const char *code,
+                                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status,
-                                  const char *code, const char *fmt, ...)
+static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, const char *code,
+                                  const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    return send_body(conn, status, demo_render_error((int)status, msg, code),
-                     "application/json");
+    return send_body(conn, status, demo_render_error((int)status, msg, code), "application/json");
 }
 
 /* The SSE body of a streamed answer: the prepared chunks, handed to MHD one per call. */
@@ -254,28 +252,30 @@ static enum MHD_Result chat(demo_server *srv, struct MHD_Connection *conn, reque
 
     enum MHD_Result ret;
     if (mods->sleep_ms > 0 && !wait_on(srv, conn, mods->sleep_ms)) {
-        kx_info("POST /v1/chat/completions step %zu (%s): client left during sleep %lld ms",
-                idx, label, (long long)mods->sleep_ms);
+        kx_info("POST /v1/chat/completions step %zu (%s): client left during sleep %lld ms", idx,
+                label, (long long)mods->sleep_ms);
         ret = MHD_NO;
     } else if (mods->hang && (mods->hang_count == 0 || attempt <= mods->hang_count)) {
         wait_on(srv, conn, -1);
         kx_info("POST /v1/chat/completions step %zu (%s): `hang` held the request %lld ms, "
-                "until the client or the server went away", idx, label,
-                (long long)(kx_mono_ms() - rq->start_ms));
+                "until the client or the server went away",
+                idx, label, (long long)(kx_mono_ms() - rq->start_ms));
         ret = MHD_NO;
     } else if (mods->fail_status != 0 && attempt <= mods->fail_count) {
         kx_info("POST /v1/chat/completions %d: step %zu (%s) scripted failure, attempt %d of %d",
                 mods->fail_status, idx, label, attempt, mods->fail_count);
         ret = send_error(conn, (unsigned)mods->fail_status, "demo_scripted_failure",
                          "demo model: scripted failure of step %zu, attempt %d of %d "
-                         "(`fail %d %d`)", idx, attempt, mods->fail_count, mods->fail_status,
-                         mods->fail_count);
+                         "(`fail %d %d`)",
+                         idx, attempt, mods->fail_count, mods->fail_status, mods->fail_count);
     } else {
         demo_turn turn;
         char id[64];
         snprintf(id, sizeof id, "chatcmpl-%016llx%llx", (unsigned long long)key,
                  (unsigned long long)atomic_fetch_add(&srv->next_id, 1));
-        demo_reply_meta meta = {.id = id, .model = c.model, .created = (int64_t)time(NULL),
+        demo_reply_meta meta = {.id = id,
+                                .model = c.model,
+                                .created = (int64_t)time(NULL),
                                 .prompt_chars = c.conv.prompt_chars};
         if (demo_turn_build(step, idx, &c.conv, &turn) != 0) {
             ret = send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
@@ -283,16 +283,16 @@ static enum MHD_Result chat(demo_server *srv, struct MHD_Connection *conn, reque
             char **chunks = NULL;
             size_t n = 0;
             if (demo_render_stream(&turn, &meta, &chunks, &n) != 0)
-                ret = send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
-                                 "out of memory");
+                ret =
+                    send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
             else
                 ret = send_stream(conn, chunks, n);
         } else {
             ret = send_body(conn, MHD_HTTP_OK, demo_render_completion(&turn, &meta),
                             "application/json");
         }
-        kx_info("POST /v1/chat/completions 200 %s: step %zu (%s), finish_reason %s, %lld ms",
-                mode, idx, label, turn.finish_reason ? turn.finish_reason : "-",
+        kx_info("POST /v1/chat/completions 200 %s: step %zu (%s), finish_reason %s, %lld ms", mode,
+                idx, label, turn.finish_reason ? turn.finish_reason : "-",
                 (long long)(kx_mono_ms() - rq->start_ms));
         demo_turn_free(&turn);
     }
@@ -335,7 +335,8 @@ static enum MHD_Result route(demo_server *srv, struct MHD_Connection *conn, cons
     kx_info("%s %s 404", method, url);
     return send_error(conn, MHD_HTTP_NOT_FOUND, "not_found",
                       "no route %s %s (try POST /v1/chat/completions, GET /v1/models, "
-                      "GET /healthz)", method, url);
+                      "GET /healthz)",
+                      method, url);
 not_allowed:
     kx_info("%s %s 405", method, url);
     return send_error(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed",
@@ -343,13 +344,12 @@ not_allowed:
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     demo_server *srv = cls;
     request *rq = *con_cls;
-    if (rq == NULL) {   /* first call: headers only */
+    if (rq == NULL) { /* first call: headers only */
         rq = calloc(1, sizeof *rq);
         if (rq == NULL)
             return MHD_NO;
@@ -358,13 +358,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = rq;
         return MHD_YES;
     }
-    if (*upload_data_size > 0) {   /* a piece of the body */
+    if (*upload_data_size > 0) { /* a piece of the body */
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         if (rq->too_large)
             return MHD_YES;
         kx_err err = kx_buf_add(&rq->body, upload_data, n);
-        if (err == KX_ERR_INVALID)   /* over MAX_BODY_BYTES: read on, answer 413 */
+        if (err == KX_ERR_INVALID) /* over MAX_BODY_BYTES: read on, answer 413 */
             rq->too_large = true;
         else if (err != KX_OK)
             return MHD_NO;
@@ -406,7 +406,7 @@ demo_server *demo_server_start(const char *bind_addr, uint16_t port)
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_POLL | MHD_USE_ERROR_LOG;
+        MHD_USE_POLL | MHD_USE_ERROR_LOG;
     struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
     if (inet_pton(AF_INET, bind_addr, &s4->sin_addr) == 1) {
@@ -432,10 +432,9 @@ demo_server *demo_server_start(const char *bind_addr, uint16_t port)
         return NULL;
     }
     srv->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, srv,
-                                   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,   /* first */
+                                   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, /* first */
                                    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                                   MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                                   MHD_OPTION_END);
+                                   MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         kx_error("demo-model: cannot listen on %s:%u (is the port in use?)", bind_addr,
                  (unsigned)port);
@@ -459,7 +458,7 @@ void demo_server_stop(demo_server *s)
 {
     if (s == NULL)
         return;
-    if (write(s->stop_pipe[1], "x", 1) != 1)   /* wakes every wait_on */
+    if (write(s->stop_pipe[1], "x", 1) != 1) /* wakes every wait_on */
         kx_warn("demo-model: cannot signal stop: %s", strerror(errno));
     MHD_stop_daemon(s->daemon);
     close(s->stop_pipe[0]);
