@@ -380,6 +380,14 @@ static void loop_deliver(kx_loop *loop, void *arg)
     free(d);
 }
 
+/* A delivery still queued when the loop is freed (a message that arrived during shutdown). */
+static void loop_delivery_dispose(void *arg)
+{
+    loop_delivery *d = arg;
+    natsMsg_Destroy(d->msg);
+    free(d);
+}
+
 static void subctx_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
     subctx *c = closure;
@@ -393,7 +401,8 @@ static void subctx_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
         d->arg = c->arg;
         d->msg = msg;
     }
-    if (d == NULL || kx_loop_post(c->loop, loop_deliver, d) != KX_OK) {
+    if (d == NULL ||
+        kx_loop_post_owned(c->loop, loop_deliver, d, loop_delivery_dispose) != KX_OK) {
         kx_error("bus: out of memory handing a message on %s to the loop; dropped",
                  natsMsg_GetSubject(msg));
         free(d);

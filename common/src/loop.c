@@ -50,6 +50,7 @@ struct kx_timer {
 typedef struct task {
     kx_task_cb cb;
     void *arg;
+    void (*dispose)(void *arg); /* the loop was freed before cb ran (may be NULL) */
     struct task *next;
 } task;
 
@@ -191,6 +192,8 @@ void kx_loop_free(kx_loop *loop)
     task *t = loop->head;
     while (t != NULL) {
         task *next = t->next;
+        if (t->dispose != NULL)
+            t->dispose(t->arg);
         free(t);
         t = next;
     }
@@ -359,6 +362,11 @@ static void fire_timers(kx_loop *loop)
 
 kx_err kx_loop_post(kx_loop *loop, kx_task_cb cb, void *arg)
 {
+    return kx_loop_post_owned(loop, cb, arg, NULL);
+}
+
+kx_err kx_loop_post_owned(kx_loop *loop, kx_task_cb cb, void *arg, void (*dispose)(void *arg))
+{
     task *t = malloc(sizeof *t);
     if (t == NULL) {
         kx_error("loop: out of memory posting a task");
@@ -366,6 +374,7 @@ kx_err kx_loop_post(kx_loop *loop, kx_task_cb cb, void *arg)
     }
     t->cb = cb;
     t->arg = arg;
+    t->dispose = dispose;
     t->next = NULL;
     pthread_mutex_lock(&loop->mu);
     bool was_empty = loop->head == NULL;

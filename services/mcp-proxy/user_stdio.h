@@ -2,8 +2,8 @@
  *
  * A user's stdio server is a command the user chose: it must run inside a sandbox
  * (user/PID/mount namespaces, read-only /usr, private /tmp, no suite secrets or ports), never as
- * a bare process on the proxy's host. The suite's sandbox launcher (a kx_ module in common/) is
- * not there yet, so until it is, this REFUSES every such server with
+ * a bare process on the proxy's host. The suite's jail (kx/jail.h) cannot yet give a jailed
+ * program pipes as stdin/stdout, so until it can, this REFUSES every such server with
  * "stdio MCP servers from agent configs need the sandbox launcher". Every user-config stdio
  * spawn goes through mcp_user_stdio_open and nowhere else: wiring the launcher in is a change
  * to user_stdio.c only. */

@@ -50,6 +50,9 @@ void kx_timer_cancel(kx_timer *timer);
 /* Thread-safe: runs cb(loop, arg) on the loop thread soon, in FIFO order of posting.
  * Returns KX_ERR_NOMEM on allocation failure (cb is then never called). */
 kx_err kx_loop_post(kx_loop *loop, kx_task_cb cb, void *arg);
+/* The same, for a task that owns arg: if the loop is freed before the task ran, dispose(arg)
+ * is called instead (from kx_loop_free's thread), so nothing posted is leaked at shutdown. */
+kx_err kx_loop_post_owned(kx_loop *loop, kx_task_cb cb, void *arg, void (*dispose)(void *arg));
 
 /* Monotonic ms as cached at the start of the current iteration (cheap). */
 int64_t kx_loop_now(const kx_loop *loop);
