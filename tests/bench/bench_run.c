@@ -1648,7 +1648,7 @@ static bool scenario_throughput(const char *key, const char *title, int n, int t
                    "%.0f us per round trip (%d of them) = %.1f x the idle baseline\n",
                    100.0 * runner_pg, dur(a, sampled_us), dur(c2, (int64_t)blocked_us),
                    blocked_us / trips, trips,
-                   blocked_us / trips / (double)((b->pg_commit.p50 * per_run +
+                   blocked_us / trips / ((double)(b->pg_commit.p50 * per_run +
                                                   b->pg_select.p50 * (r0->llm_calls + 1)) /
                                                  (per_run + r0->llm_calls + 1)));
             snprintf(k, sizeof k, "%s.runner_pg_trip_under_load", key);
