@@ -23,11 +23,16 @@ kx_err kx_env_int(const char *name, int64_t def, int64_t min, int64_t max, int64
     const char *v = kx_env_str(name, NULL);
     if (v == NULL)
         return KX_OK;
+    return kx_parse_int(name, v, min, max, out);
+}
+
+kx_err kx_parse_int(const char *what, const char *v, int64_t min, int64_t max, int64_t *out)
+{
     char *end = NULL;
     errno = 0;
     long long n = strtoll(v, &end, 10);
     if (errno != 0 || end == v || *end != '\0' || n < min || n > max) {
-        kx_error("config: %s=\"%s\" is not valid: expected an integer in [%lld, %lld]", name, v,
+        kx_error("config: %s=\"%s\" is not valid: expected an integer in [%lld, %lld]", what, v,
                  (long long)min, (long long)max);
         return KX_ERR_INVALID;
     }

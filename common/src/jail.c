@@ -207,9 +207,9 @@ static void child_exec(const kx_jail_opts *o, char **argv, const int *keep, size
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (devnull < 0)
         _exit(126);
-    dup2(devnull, 0);
-    dup2(devnull, 1);
-    dup2(o->stderr_fd > 0 ? o->stderr_fd : devnull, 2);
+    if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 ||
+        dup2(o->stderr_fd > 0 ? o->stderr_fd : devnull, 2) < 0)
+        _exit(126); /* a child must not run with the parent's stdio */
     /* Close every descriptor but 0-2 and keep[] (sorted). */
     unsigned int lo = 3;
     for (size_t i = 0; i < nkeep; i++) {

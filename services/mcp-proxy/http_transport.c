@@ -590,8 +590,10 @@ static void vt_version(mcp_transport *base, const char *v)
 
 static void abort_all(http_t *t)
 {
+    /* False positive: xfer_free unlinks before it frees, and the head's prev is always NULL
+     * (calloc, linked at the head), so t->xfers moves past the freed transfer */
     while (t->xfers)
-        xfer_free(t, t->xfers, true);
+        xfer_free(t, t->xfers, true); // NOLINT(clang-analyzer-unix.Malloc): see above
     if (t->to_resume)
         xfer_free(t, t->to_resume, false);
 }

@@ -267,7 +267,8 @@ static int parse_server(const char *name, const json_t *v, mcp_server_config *s,
     snprintf(where, sizeof where, "KX_MCP_SERVERS: server '%s'", name);
     const json_t *type = json_object_get(v, "type");
     const char *t = type ? json_string_value(type) : "stdio";
-    if (t == NULL || (strcmp(t, "stdio") && strcmp(t, "http") && strcmp(t, "sse"))) {
+    if (t == NULL ||
+        (strcmp(t, "stdio") != 0 && strcmp(t, "http") != 0 && strcmp(t, "sse") != 0)) {
         snprintf(why, whylen,
                  "%s: \"type\" must be \"stdio\", \"http\" (Streamable HTTP) or "
                  "\"sse\" (legacy HTTP+SSE)",

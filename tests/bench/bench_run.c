@@ -1703,9 +1703,9 @@ static bool scenario_throughput(const char *key, const char *title, int n, int t
                    100.0 * runner_pg, dur(a, sampled_us), dur(c2, (int64_t)blocked_us),
                    blocked_us / trips, trips,
                    blocked_us / trips /
-                       (double)((b->pg_commit.p50 * per_run +
+                       ((double)(b->pg_commit.p50 * per_run +
                                  b->pg_select.p50 * (r0->llm_calls + 1)) /
-                                (per_run + r0->llm_calls + 1)));
+                        (per_run + r0->llm_calls + 1)));
             snprintf(k, sizeof k, "%s.runner_pg_trip_under_load", key);
             result(k, blocked_us / trips, "us");
         }

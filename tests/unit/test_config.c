@@ -48,6 +48,22 @@ static void test_int(void **state)
     assert_int_equal(v, 100);
 }
 
+static void test_parse_int(void **state)
+{
+    (void)state;
+    int64_t v = 7;
+    assert_int_equal(kx_parse_int("--n", "42", 1, 100, &v), KX_OK);
+    assert_int_equal(v, 42);
+    assert_int_equal(kx_parse_int("--n", "-3", -5, 5, &v), KX_OK);
+    assert_int_equal(v, -3);
+    const char *bad[] = {"", "x", "12x", "0", "101", "99999999999999999999", " 4x"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        v = 7;
+        assert_int_equal(kx_parse_int("--n", bad[i], 1, 100, &v), KX_ERR_INVALID);
+        assert_int_equal(v, 7);
+    }
+}
+
 static void test_bool(void **state)
 {
     bool b = false;
@@ -92,10 +108,8 @@ static void test_port(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_str),
-        cmocka_unit_test(test_int),
-        cmocka_unit_test(test_bool),
-        cmocka_unit_test(test_port),
+        cmocka_unit_test(test_str),  cmocka_unit_test(test_int),  cmocka_unit_test(test_parse_int),
+        cmocka_unit_test(test_bool), cmocka_unit_test(test_port),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -15,6 +15,10 @@
  * until the environment changes; copy it if you keep it. */
 const char *kx_env_str(const char *name, const char *def);
 kx_err kx_env_int(const char *name, int64_t def, int64_t min, int64_t max, int64_t *out);
+/* The decimal integer v in [min, max] (command-line arguments, numbers read back from tools);
+ * anything else (empty, trailing bytes, out of range) logs "what=\"v\" is not valid" and
+ * returns KX_ERR_INVALID with *out untouched. */
+kx_err kx_parse_int(const char *what, const char *v, int64_t min, int64_t max, int64_t *out);
 /* Accepts 1/0, true/false, yes/no, on/off (any case). */
 kx_err kx_env_bool(const char *name, bool def, bool *out);
 /* A TCP port 0..65535; 0 means "any free port" (tests use it for KX_HEALTH_PORT). */

@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 
+#include "kx/config.h"
 #include "kx/curlm.h"
 #include "kx/log.h"
 #include "kx/loop.h"
@@ -151,7 +152,8 @@ int main(int argc, char **argv)
     int i = 1;
     for (; i < argc; i++) {
         if (!strcmp(argv[i], "--timeout-ms") && i + 1 < argc) {
-            c.timeout_ms = atoll(argv[++i]);
+            if (kx_parse_int("--timeout-ms", argv[++i], 1, INT64_MAX / 2, &c.timeout_ms) != KX_OK)
+                return 2;
         } else if (!strcmp(argv[i], "--call") && i + 1 < argc) {
             c.call = argv[++i];
         } else if (!strcmp(argv[i], "--args") && i + 1 < argc) {

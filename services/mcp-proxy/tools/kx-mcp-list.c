@@ -6,6 +6,7 @@
  * Prints one JSON object per request: {"server", "server_name", "protocol_version", "ms",
  * "tools": [names], "error": {code, message} | null}. Exit status 0 when every reply had no
  * error, 1 otherwise, 2 on a bad command line. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,11 +87,15 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--nats") == 0 && i + 1 < argc)
             url = argv[++i];
-        else if (strcmp(argv[i], "--timeout-ms") == 0 && i + 1 < argc)
-            timeout_ms = atoll(argv[++i]);
-        else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
-            repeat = atoi(argv[++i]);
-        else if (argv[i][0] != '-' && server == NULL)
+        else if (strcmp(argv[i], "--timeout-ms") == 0 && i + 1 < argc) {
+            if (kx_parse_int("--timeout-ms", argv[++i], 1, INT64_MAX / 2, &timeout_ms) != KX_OK)
+                return 2;
+        } else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc) {
+            int64_t n;
+            if (kx_parse_int("--repeat", argv[++i], 1, INT_MAX, &n) != KX_OK)
+                return 2;
+            repeat = (int)n;
+        } else if (argv[i][0] != '-' && server == NULL)
             server = argv[i];
         else {
             usage();

@@ -21,6 +21,7 @@
  * own instead of a PID namespace). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <linux/openat2.h>
 #include <poll.h>
@@ -246,17 +247,35 @@ static void reap(void)
     }
 }
 
+/* The decimal number s in [min, max], or -1 when s is not one (empty, trailing bytes, out of
+ * range): a port that does not parse must not become port 0 or wrap to another port. */
+static long parse_arg(const char *s, long min, long max)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || n < min || n > max)
+        return -1;
+    return n;
+}
+
 int main(int argc, char **argv)
 {
     uint16_t deny[64];
     size_t ndeny = 0;
     for (int i = 1; i + 1 < argc && ndeny < 64; i += 2) {
-        if (strcmp(argv[i], "--deny-port") == 0)
-            deny[ndeny++] = (uint16_t)atoi(argv[i + 1]);
-        else if (strcmp(argv[i], "--workspace") == 0)
+        if (strcmp(argv[i], "--deny-port") == 0) {
+            long port = parse_arg(argv[i + 1], 1, 65535);
+            if (port < 0) {
+                fprintf(stderr, "sandbox-init: --deny-port %s is not a port\n", argv[i + 1]);
+                return 2;
+            }
+            deny[ndeny++] = (uint16_t)port;
+        } else if (strcmp(argv[i], "--workspace") == 0) {
             g_workspace = argv[i + 1];
-        else if (strcmp(argv[i], "--sock") == 0)
-            g_sock = atoi(argv[i + 1]);
+        } else if (strcmp(argv[i], "--sock") == 0) {
+            g_sock = (int)parse_arg(argv[i + 1], 0, INT_MAX);
+        }
     }
     if (g_sock < 0)
         return 2;
