@@ -23,8 +23,7 @@ static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 
 /* ---- base64url without padding --------------------------------------------------------- */
 
-/* Encodes n bytes into out (room for 4 * ceil(n / 3) + 1); returns the length written. */
-static size_t b64url_encode(const unsigned char *in, size_t n, char *out)
+size_t kx_b64url_encode(const unsigned char *in, size_t n, char *out)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i += 3) {
@@ -248,9 +247,9 @@ char *kx_jwt_sign(const char *sub, int64_t iat, int64_t exp, const char *secret,
         free(payload);
         return NULL;
     }
-    size_t n = b64url_encode((const unsigned char *)header, hl, tok);
+    size_t n = kx_b64url_encode((const unsigned char *)header, hl, tok);
     tok[n++] = '.';
-    n += b64url_encode((const unsigned char *)payload, pl, tok + n);
+    n += kx_b64url_encode((const unsigned char *)payload, pl, tok + n);
     free(payload);
     unsigned char mac[SHA256_LEN];
     if (!hmac_sha256(secret, secret_len, tok, n, mac)) {
@@ -258,6 +257,6 @@ char *kx_jwt_sign(const char *sub, int64_t iat, int64_t exp, const char *secret,
         return NULL;
     }
     tok[n++] = '.';
-    b64url_encode(mac, SHA256_LEN, tok + n);
+    kx_b64url_encode(mac, SHA256_LEN, tok + n);
     return tok;
 }

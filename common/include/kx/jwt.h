@@ -20,6 +20,10 @@ typedef struct kx_jwt_claims {
 kx_err kx_jwt_verify(const char *token, const char *secret, size_t secret_len, int64_t now_s,
                      kx_jwt_claims *out, const char **why);
 /* A signed token for sub, valid until exp (0 = no exp). malloc'd, caller frees; NULL on OOM. */
+/* Unpadded base64url of n bytes into out (room for 4 * ceil(n / 3) + 1, NUL-terminated);
+ * returns the length written. */
+size_t kx_b64url_encode(const unsigned char *in, size_t n, char *out);
+
 char *kx_jwt_sign(const char *sub, int64_t iat, int64_t exp, const char *secret,
                   size_t secret_len);
 

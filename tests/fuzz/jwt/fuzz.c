@@ -18,27 +18,6 @@
 static const char SECRET[] = "fuzz-secret";
 static const int64_t NOW = 1767225600; /* 2026-01-01 */
 
-static size_t b64url(const uint8_t *in, size_t n, char *out)
-{
-    static const char A[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    for (size_t i = 0; i < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        if (i + 1 < n)
-            v |= (uint32_t)in[i + 1] << 8;
-        if (i + 2 < n)
-            v |= in[i + 2];
-        out[o++] = A[(v >> 18) & 63];
-        out[o++] = A[(v >> 12) & 63];
-        if (i + 1 < n)
-            out[o++] = A[(v >> 6) & 63];
-        if (i + 2 < n)
-            out[o++] = A[v & 63];
-    }
-    out[o] = '\0';
-    return o;
-}
-
 static void check(const char *token, bool signed_by_us)
 {
     kx_jwt_claims claims;
@@ -73,15 +52,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t plen = (size_t)(data + size - p);
     char *tok = malloc((hlen + plen + 32) / 3 * 4 + 64);
     FUZZ_CHECK(tok != NULL);
-    size_t o = b64url(h, hlen, tok);
+    size_t o = kx_b64url_encode(h, hlen, tok);
     tok[o++] = '.';
-    o += b64url(p, plen, tok + o);
+    o += kx_b64url_encode(p, plen, tok + o);
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
     FUZZ_CHECK(HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (const unsigned char *)tok, o, mac,
                     &maclen) != NULL);
     tok[o++] = '.';
-    b64url(mac, maclen, tok + o);
+    kx_b64url_encode(mac, maclen, tok + o);
     /* the empty-part forms are refused before the signature: only check well-formed ones */
     check(tok, hlen > 0 && plen > 0);
     free(tok);
