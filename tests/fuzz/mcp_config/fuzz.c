@@ -32,10 +32,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (char **e = s->env; *e != NULL; e++) {
                 const char *eq = strchr(*e, '=');
                 FUZZ_CHECK(eq != NULL);
-                char key[256];
-                snprintf(key, sizeof key, "%.*s", (int)(eq - *e), *e);
+                /* the name may be any length: copy it whole (a 256-byte buffer once cut a
+                 * 300-character name and failed this check on a correct entry) */
+                char *key = strndup(*e, (size_t)(eq - *e));
+                FUZZ_CHECK(key != NULL);
                 const json_t *val = json_object_get(json_object_get(js, "env"), key);
                 FUZZ_CHECK(json_is_string(val) && strlen(eq + 1) == json_string_length(val));
+                free(key);
             }
             size_t nl = strlen(s->name);
             FUZZ_CHECK(nl >= 1 && nl <= 64);
