@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kx/time.h"
+#include "kx/utf8.h"
 
 #define MSG_MAX 4096                        /* longer messages are cut and end with "..." */
 #define LINE_MAX_BYTES (MSG_MAX * 6 + 1024) /* worst case: every byte escaped as \u00XX */
@@ -86,39 +87,6 @@ static void puts_raw(line *l, const char *s)
     put(l, s, strlen(s));
 }
 
-/* Length of the valid UTF-8 sequence starting at s (at most n bytes available), or 0. */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-    size_t len;
-    unsigned int cp;
-    if (s[0] < 0x80)
-        return 1;
-    if ((s[0] & 0xE0) == 0xC0) {
-        len = 2;
-        cp = s[0] & 0x1F;
-    } else if ((s[0] & 0xF0) == 0xE0) {
-        len = 3;
-        cp = s[0] & 0x0F;
-    } else if ((s[0] & 0xF8) == 0xF0) {
-        len = 4;
-        cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    /* reject overlong forms, surrogates and values past U+10FFFF */
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
-        (cp >= 0xD800 && cp <= 0xDFFF) || cp > 0x10FFFF)
-        return 0;
-    return len;
-}
-
 static void put_json_string(line *l, const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
@@ -164,7 +132,7 @@ static void put_json_string(line *l, const char *s)
             i++;
             continue;
         }
-        size_t sl = utf8_seq_len(p + i, n - i);
+        size_t sl = kx_utf8_seq_len(p + i, n - i);
         if (sl == 0) {
             put(l, "\\ufffd", 6);
             i++;

@@ -2,6 +2,7 @@
 #include "kx/utf8.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 size_t kx_utf8_seq_len(const unsigned char *p, size_t avail)
@@ -64,4 +65,32 @@ void kx_utf8_scrub(char *s)
         }
         i += n;
     }
+}
+
+char *kx_utf8_sanitize(const char *s, size_t len, size_t *out_len)
+{
+    /* the worst case: every byte becomes the 3-byte U+FFFD */
+    if (len > (SIZE_MAX - 1) / 3)
+        return NULL;
+    char *out = malloc(len * 3 + 1);
+    if (out == NULL)
+        return NULL;
+    const unsigned char *p = (const unsigned char *)s;
+    size_t i = 0, o = 0;
+    while (i < len) {
+        size_t n = kx_utf8_seq_len(p + i, len - i);
+        if (n == 0) {
+            memcpy(out + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            i += 1;
+        } else {
+            memcpy(out + o, p + i, n);
+            o += n;
+            i += n;
+        }
+    }
+    out[o] = '\0';
+    if (out_len != NULL)
+        *out_len = o;
+    return out;
 }

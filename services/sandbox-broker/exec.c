@@ -34,10 +34,10 @@
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "kx/pb.h"
+#include "kx/utf8.h"
 #include "kx/uuid.h"
 #include "reply.h"
 #include "sandbox.h"
-#include "utf8.h"
 
 #define READ_CHUNK 65536
 #define READS_PER_WAKEUP \
@@ -317,7 +317,7 @@ static char *stream_text(const sb_capture *c)
     char *raw = sb_capture_text(c, &len);
     if (raw == NULL)
         return NULL;
-    char *txt = sb_utf8_sanitize(raw, len, NULL);
+    char *txt = kx_utf8_sanitize(raw, len, NULL);
     free(raw);
     return txt;
 }

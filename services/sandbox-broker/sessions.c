@@ -18,9 +18,9 @@
 #include "exec.h"
 #include "kx/log.h"
 #include "kx/pb.h"
+#include "kx/utf8.h"
 #include "kx/uuid.h"
 #include "sandbox_path.h"
-#include "utf8.h"
 
 #define LIST_MAX 256 /* commands listed per reply (each well under 1 KiB) */
 
@@ -141,7 +141,7 @@ static void on_output(natsMsg *msg, void *arg)
         rep.error = set_error(&e, KX_ERR_INTERNAL, "could not read the session log");
         goto done;
     }
-    text = sb_utf8_sanitize(raw, (size_t)got, NULL);
+    text = kx_utf8_sanitize(raw, (size_t)got, NULL);
     free(raw);
     rep.output = text ? text : "";
     rep.next_offset = off + got;

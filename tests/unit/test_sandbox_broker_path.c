@@ -14,7 +14,6 @@
 #include <cmocka.h>
 
 #include "sandbox_path.h"
-#include "utf8.h"
 
 static void expect_folder(const char *in, const char *want)
 {
@@ -140,47 +139,12 @@ static void test_mkdir_p(void **state)
     rmdir(tmpl);
 }
 
-static void expect_sanitized(const char *in, size_t len, const char *want)
-{
-    size_t out_len = 0;
-    char *out = sb_utf8_sanitize(in, len, &out_len);
-    assert_non_null(out);
-    assert_int_equal(out_len, strlen(want));
-    assert_memory_equal(out, want, out_len);
-    assert_true(sb_utf8_valid(out, out_len));
-    free(out);
-}
-
-#define FFFD "\xef\xbf\xbd"
-
-static void test_utf8(void **state)
-{
-    assert_true(sb_utf8_valid("hello", 5));
-    const char *mixed = "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80";
-    assert_true(sb_utf8_valid(mixed, strlen(mixed)));
-    assert_false(sb_utf8_valid("\xc3", 1));             /* cut in half */
-    assert_false(sb_utf8_valid("\xc0\xaf", 2));         /* overlong '/' */
-    assert_false(sb_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
-    assert_false(sb_utf8_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
-    assert_false(sb_utf8_valid("\xff", 1));
-
-    expect_sanitized("plain text\n", 11, "plain text\n");
-    expect_sanitized("caf\xc3\xa9", 5, "caf\xc3\xa9");
-    expect_sanitized("ab\xc3", 3, "ab" FFFD); /* the cap cut a character */
-    expect_sanitized("\xff\xfe"
-                     "x",
-                     3, FFFD FFFD "x");
-    expect_sanitized("a\0b", 3, "a" FFFD "b"); /* NUL would end the string */
-    expect_sanitized("\xe2\x82", 2, FFFD FFFD);
-    expect_sanitized("", 0, "");
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_folder_accepted), cmocka_unit_test(test_folder_refused),
         cmocka_unit_test(test_session_names),   cmocka_unit_test(test_layout),
-        cmocka_unit_test(test_mkdir_p),         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_mkdir_p),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,5 +17,10 @@ bool kx_utf8_valid(const char *s, size_t len);
 /* Replaces, in place, every byte of the NUL-terminated s that does not belong to a valid
  * sequence with '?' (so a string cut in the middle of a character stays printable). */
 void kx_utf8_scrub(char *s);
+/* A malloc'd NUL-terminated copy of s[0..len) in which every byte that does not belong to a
+ * valid sequence, NUL included, became U+FFFD (for bytes from outside, e.g. a command's output
+ * cut by a cap, headed for a protobuf string: protobuf-c strings end at the first NUL).
+ * *out_len (may be NULL) gets its length. The caller frees; NULL when out of memory. */
+char *kx_utf8_sanitize(const char *s, size_t len, size_t *out_len);
 
 #endif
