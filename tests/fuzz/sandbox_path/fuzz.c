@@ -1,6 +1,6 @@
 /* fuzz.c — the sandbox-broker's checks of names that come from outside (sandbox_path.c) and
- * its repair of command output into UTF-8 (utf8.c): a SandboxExecRequest's folder and
- * session_name, and whatever bytes a command prints.
+ * the repair of command output into UTF-8 (libkx's kx_utf8_sanitize): a SandboxExecRequest's
+ * folder and session_name, and whatever bytes a command prints.
  *
  * Byte 0 picks what the rest is: 0-1 a folder, 2 a session name, 3 command output.
  * Properties of a folder that is accepted: its normal form has no empty, "." or ".." component,
@@ -14,7 +14,7 @@
 
 #include "fuzz_util.h"
 #include "sandbox_path.h"
-#include "utf8.h"
+#include "kx/utf8.h"
 
 static const char ROOT[] = "/var/lib/kx/sandboxes";
 static const char PROJECT[] = "0a1b2c3d-0000-4000-8000-000000000001";
@@ -73,13 +73,13 @@ static void check_output(const uint8_t *data, size_t size)
 {
     const char *s = (const char *)data;
     size_t out_len = (size_t)-1;
-    char *clean = sb_utf8_sanitize(s, size, &out_len);
+    char *clean = kx_utf8_sanitize(s, size, &out_len);
     FUZZ_CHECK(clean != NULL && strlen(clean) == out_len && clean[out_len] == '\0');
-    FUZZ_CHECK(sb_utf8_valid(clean, out_len));
+    FUZZ_CHECK(kx_utf8_valid(clean, out_len));
     json_t *j = json_stringn(clean, out_len);
     FUZZ_CHECK(j != NULL);
     json_decref(j);
-    bool valid = sb_utf8_valid(s, size);
+    bool valid = kx_utf8_valid(s, size);
     json_t *k = json_stringn(s, size);
     FUZZ_CHECK(valid == (k != NULL));
     json_decref(k);
