@@ -79,11 +79,13 @@ static void check_output(const uint8_t *data, size_t size)
     json_t *j = json_stringn(clean, out_len);
     FUZZ_CHECK(j != NULL);
     json_decref(j);
+    /* valid means UTF-8 without NUL; jansson takes a NUL inside a string, so it alone is not
+     * the oracle */
     bool valid = kx_utf8_valid(s, size);
     json_t *k = json_stringn(s, size);
-    FUZZ_CHECK(valid == (k != NULL));
+    FUZZ_CHECK(valid == (k != NULL && memchr(s, '\0', size) == NULL));
     json_decref(k);
-    if (valid && memchr(s, '\0', size) == NULL)
+    if (valid)
         FUZZ_CHECK(out_len == size && memcmp(clean, s, size) == 0);
     free(clean);
 }
