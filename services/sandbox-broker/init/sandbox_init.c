@@ -46,6 +46,7 @@ typedef struct cmd {
     uint64_t id;
     pid_t reaper;  /* 0 = free slot */
     int status_fd; /* read end: the main process's wait status */
+    bool dying;    /* KILL sent: its namespace is being torn down */
 } cmd;
 
 static cmd g_cmds[MAX_CMDS];
@@ -180,6 +181,33 @@ static void close_fds(sbp_msg *m)
     }
 }
 
+static void reap(void);
+
+/* True while a killed command's namespace is still being torn down: until the kernel has
+ * reaped them, its processes count against the sandbox's process limit. */
+static bool any_dying(void)
+{
+    for (size_t i = 0; i < MAX_CMDS; i++) {
+        if (g_cmds[i].reaper != 0 && g_cmds[i].dying)
+            return true;
+    }
+    return false;
+}
+
+/* The command's reaper: a child in a PID namespace of its own (fork + setsid in unsafe mode).
+ * Returns its pid in the parent, 0 in the child, -1 with errno. */
+static long start_reaper(void)
+{
+    long pid = syscall(SYS_clone, (unsigned long)(CLONE_NEWPID | SIGCHLD), NULL, NULL, NULL, 0);
+    if (pid < 0 && errno == EPERM) {
+        /* Unsafe mode (no jail, no CAP_SYS_ADMIN): a session of its own is the best we have. */
+        pid = fork();
+        if (pid == 0)
+            setsid();
+    }
+    return pid;
+}
+
 static void on_run(sbp_msg *m)
 {
     if (m->nstrs < 2 || m->fds[0] < 0 || m->fds[1] < 0) {
@@ -200,12 +228,16 @@ static void on_run(sbp_msg *m)
         send_msg(SBP_FAILED, m->id, errno, "pipe");
         return;
     }
-    long pid = syscall(SYS_clone, (unsigned long)(CLONE_NEWPID | SIGCHLD), NULL, NULL, NULL, 0);
-    if (pid < 0 && errno == EPERM) {
-        /* Unsafe mode (no jail, no CAP_SYS_ADMIN): a session of its own is the best we have. */
-        pid = fork();
-        if (pid == 0)
-            setsid();
+    long pid = start_reaper();
+    /* A command killed a moment ago (its deadline, a terminate: the broker has already
+     * answered for it) may still hold the process limit while the kernel tears its namespace
+     * down, e.g. after a fork bomb on a busy machine. Wait for that teardown, at most 3 s,
+     * rather than refuse the next command; a limit that no dying command holds fails at once.
+     * Messages meanwhile wait in the socket. */
+    for (int i = 0; pid < 0 && errno == EAGAIN && any_dying() && i < 60; i++) {
+        (void)poll(NULL, 0, 50);
+        reap();
+        pid = start_reaper();
     }
     if (pid < 0) {
         int e = errno;
@@ -222,6 +254,7 @@ static void on_run(sbp_msg *m)
     slot->id = m->id;
     slot->reaper = (pid_t)pid;
     slot->status_fd = sp[0];
+    slot->dying = false;
     send_msg(SBP_STARTED, m->id, (int32_t)pid, NULL);
 }
 
@@ -327,8 +360,10 @@ int main(int argc, char **argv)
                 on_run(&m);
             } else if (m.op == SBP_KILL) {
                 cmd *c = find_cmd(m.id);
-                if (c != NULL)
+                if (c != NULL) {
                     kill(c->reaper, SIGKILL);
+                    c->dying = true;
+                }
             }
             close_fds(&m);
         }
