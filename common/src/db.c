@@ -46,6 +46,7 @@ struct kx_db {
     int64_t backoff_ms;
     char sqlstate[6];
     char errmsg[512];
+    char errdetail[4096]; /* the failure's DETAIL field ("" if none) */
 };
 
 /* What kind of SQL a call runs. */
@@ -69,6 +70,8 @@ static kx_err map_sqlstate(const char *st)
         return KX_ERR_TIMEOUT; /* query_canceled: statement_timeout */
     if (strncmp(st, "22", 2) == 0)
         return KX_ERR_INVALID; /* data exception */
+    if (strncmp(st, "KX", 2) == 0)
+        return KX_ERR_CONFLICT; /* refused by one of our rules (e.g. an account quota) */
     if (strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
         strcmp(st, "57P03") == 0)
         return KX_ERR_UNAVAILABLE; /* connection exception, server shutting down */
@@ -89,6 +92,8 @@ static kx_err record_failure(kx_db *db, const char *label, const PGresult *res)
     snprintf(db->sqlstate, sizeof db->sqlstate, "%s", st != NULL ? st : "");
     snprintf(db->errmsg, sizeof db->errmsg, "%s", msg);
     db->errmsg[strcspn(db->errmsg, "\n")] = '\0';
+    const char *detail = res != NULL ? PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL) : NULL;
+    snprintf(db->errdetail, sizeof db->errdetail, "%s", detail != NULL ? detail : "");
     kx_err err = lost ? KX_ERR_UNAVAILABLE : map_sqlstate(db->sqlstate);
     kx_log_level level = err == KX_ERR_CONFLICT            ? KX_LOG_INFO
         : (err == KX_ERR_TIMEOUT || err == KX_ERR_INVALID) ? KX_LOG_WARN
@@ -244,6 +249,11 @@ const char *kx_db_last_sqlstate(const kx_db *db)
 const char *kx_db_last_error(const kx_db *db)
 {
     return db->errmsg;
+}
+
+const char *kx_db_last_detail(const kx_db *db)
+{
+    return db->errdetail;
 }
 
 /* ---- running statements -------------------------------------------------------------------- */

@@ -16,6 +16,7 @@
 #include "gateway.h"
 #include "kx/log.h"
 #include "publish.h"
+#include "quota.h"
 #include "reply.h"
 #include "store.h"
 #include "text.h"
@@ -115,8 +116,11 @@ void gw_route_initiate(gw_app *app, gw_request *req, gw_reply *reply)
     gw_limit_info over;
     kx_err err = gw_store_initiate_limited(db, req->account, name, prompt, &opts,
                                            reject_limit(app), &over, thread_id, run_id);
+    bool refused = gw_quota_refused(db, err, reply); /* account_limits: 403 / 429 */
     gw_db_put(app, db);
     free(name);
+    if (refused)
+        return;
     if (over.over) {
         reply_over_limit(reply, &over);
         return;
@@ -179,7 +183,7 @@ void gw_route_thread_start(gw_app *app, gw_request *req, gw_reply *reply)
                            "Thread %s already has an active agent run "
                            "%s (multitask_strategy reject)",
                            req->id, busy);
-        else if (err != KX_OK)
+        else if (err != KX_OK && !gw_quota_refused(db, err, reply)) /* limits: 403 / 429 */
             gw_reply_db_error(reply, err, "Failed to start agent run");
         created = err == KX_OK;
     }

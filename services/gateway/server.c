@@ -25,6 +25,7 @@
 #include "kx/metrics.h"
 #include "kx/time.h"
 #include "reply.h"
+#include "routes_triggers.h"
 
 typedef enum gw_auth_mode {
     AUTH_NONE,
@@ -65,6 +66,11 @@ static const gw_route routes[] = {
           gw_route_custom_mcp_tools),
     ROUTE("POST", "/api/agents/{id}/custom-mcp-tools", AUTH_BEARER, BODY_JSON,
           gw_route_custom_mcp_tools),
+    ROUTE("POST", "/api/triggers", AUTH_BEARER, BODY_JSON, gw_route_trigger_create),
+    ROUTE("GET", "/api/triggers", AUTH_BEARER, BODY_NONE, gw_route_triggers_list),
+    ROUTE("GET", "/api/triggers/{id}", AUTH_BEARER, BODY_NONE, gw_route_trigger_get),
+    ROUTE("PATCH", "/api/triggers/{id}", AUTH_BEARER, BODY_JSON, gw_route_trigger_update),
+    ROUTE("DELETE", "/api/triggers/{id}", AUTH_BEARER, BODY_NONE, gw_route_trigger_delete),
 };
 #define NROUTES (sizeof routes / sizeof routes[0])
 

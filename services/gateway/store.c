@@ -9,10 +9,12 @@
 #include <string.h>
 
 #include "kx/log.h"
+#include "quota.h"
+#include "trigger_store.h"
 
 /* A timestamptz as Python's isoformat() in UTC: "2026-11-21T19:40:13.123456+00:00" (NULL stays
  * NULL). Independent of the session's TimeZone. */
-#define ISO(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+#define ISO(col) GW_SQL_ISO(col)
 
 /* clang-format off: SQL laid out by hand */
 /* agent_runs.metadata from the parameters $4..$7 of the run-creating statements. */
@@ -127,6 +129,8 @@ const kx_db_stmt gw_store_statements[] = {
      "        jsonb_build_object('role', $5::text, 'content', $6::text), '{}'::jsonb) "
      "RETURNING " MESSAGE_JSON "::text"},
 
+    GW_QUOTA_STATEMENTS   /* quota.h */
+    GW_TRIGGER_STATEMENTS /* trigger_store.h */
     KX_DB_STMT_END,
 };
 /* clang-format on */

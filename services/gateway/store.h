@@ -21,6 +21,11 @@
 
 extern const kx_db_stmt gw_store_statements[];
 
+/* A timestamptz column as Python's isoformat() in UTC: "2026-11-21T19:40:13.123456+00:00" (NULL
+ * stays NULL), independent of the session's TimeZone. For SQL text built with macros. */
+#define GW_SQL_ISO(col) \
+    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
+
 /* The options a run is started with; stored as agent_runs.metadata. */
 typedef struct gw_run_options {
     const char *model_name; /* NULL: the runner's default model */

@@ -85,7 +85,8 @@ void sched_drain(kx_svc *svc, void *arg)
 {
     scheduler *s = arg;
     s->draining = true;
-    kx_timer **timers[] = {&s->bringup_timer, &s->reaper_timer, &s->sweep_timer};
+    kx_timer **timers[] = {&s->bringup_timer, &s->reaper_timer, &s->sweep_timer,
+                           &s->trigger_timer};
     for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++) {
         kx_timer_cancel(*timers[i]);
         *timers[i] = NULL;

@@ -2,7 +2,8 @@
  *
  * Postgres (agent_runs) is the truth; the scheduler moves runs along it: queued -> dispatched
  * (submit consumer, sweep), leases kept alive by heartbeats, and running -> failed when a
- * lease or the wall time runs out (reaper). See README.md and docs/architecture.md. */
+ * lease or the wall time runs out (reaper); due cron triggers become queued runs (triggers).
+ * See README.md and docs/architecture.md. */
 #include <string.h>
 
 #include "kx/log.h"
@@ -38,6 +39,7 @@ int main(void)
     sched_bringup_start(&s); /* lifecycle.c: migrations, streams, submit.c's consumer */
     sched_reaper_start(&s);  /* reaper.c */
     sched_sweep_start(&s);   /* sweep.c */
+    sched_triggers_start(&s); /* triggers.c: scheduled runs */
     kx_svc_on_drain(&svc, sched_drain, &s); /* lifecycle.c */
     kx_info("scheduler: lease %lld ms, reaper every %lld ms, wall time %lld s, sweep every "
             "%lld ms",

@@ -19,7 +19,8 @@
  *   reaper.c        runs whose runner lease or wall time ran out -> queued again (retry) or
  *                   failed, written with a notice (outbox); notices -> STOP + stream event
  *   terminal.c      the reaper's event payloads (pure)
- *   sweep.c         re-dispatching queued runs whose dispatch was lost (and only those) */
+ *   sweep.c         re-dispatching queued runs whose dispatch was lost (and only those)
+ *   triggers.c      scheduled runs: firing each due cron trigger once (across replicas) */
 #ifndef SCHED_H
 #define SCHED_H
 
@@ -39,6 +40,7 @@ typedef struct sched_config {
     int64_t bus_timeout_ms;     /* KX_BUS_TIMEOUT_MS: longest wait for a JetStream ack */
     int64_t max_attempts;       /* KX_RUN_MAX_ATTEMPTS: a reaped run is retried below this */
     int64_t max_parallel_runs;  /* KX_MAX_PARALLEL_RUNS: active runs per account */
+    int64_t trigger_poll_ms;    /* KX_TRIGGER_POLL_MS: how often due triggers are looked for */
 } sched_config;
 
 /* Most revoked leases one heartbeat answer carries (~60 B each: the answer stays far below
@@ -61,6 +63,7 @@ typedef struct scheduler {
     kx_timer *bringup_timer;
     kx_timer *reaper_timer;
     kx_timer *sweep_timer;
+    kx_timer *trigger_timer;
     bool draining;
     /* Lease reaping is blind while heartbeats cannot be applied (Postgres or NATS down, or the
      * scheduler not yet running): an expired lease then says nothing about its runner. After
@@ -115,6 +118,17 @@ PGresult *sched_store_admit(scheduler *s, int batch, kx_err *err);
 PGresult *sched_store_sweep(scheduler *s, kx_err *err);
 /* A candidate whose dispatch (sequence seq) is still in the stream: looked at again later. */
 kx_err sched_store_sweep_seen(scheduler *s, const char *run_id, int64_t seq);
+/* Scheduled runs (triggers.c): the active triggers due now, oldest first, at most batch; rows:
+ * trigger_id, cron_expression, next_fire_at (text, exact), next_fire_at and now (unix s). */
+PGresult *sched_store_triggers_due(scheduler *s, int batch, kx_err *err);
+/* kx_fire_trigger (migration 005): fires the trigger for its due time `due` (as read) and moves
+ * next_fire_at to next (unix s; 0: none). Rows: outcome (fired, refused, duplicate, skipped),
+ * run id or "", detail or "". Idempotent: a retry finds next_fire_at moved and skips. */
+PGresult *sched_store_trigger_fire(scheduler *s, const char *trigger_id, const char *due,
+                                   int64_t next, kx_err *err);
+/* A trigger whose expression cannot be read any more (edited by hand): no next fire, and why. */
+kx_err sched_store_trigger_disable(scheduler *s, const char *trigger_id, const char *due,
+                                   const char *why);
 /* Purges old revocations and lease rows of long-gone runners. */
 kx_err sched_store_cleanup(scheduler *s);
 /* Copies row i of a mark/sweep result into *row. */
@@ -149,5 +163,7 @@ static inline void sched_blind(scheduler *s)
     s->blind = true;
 }
 void sched_sweep_start(scheduler *s);
+/* triggers.c: starts the timer that fires due triggers every KX_TRIGGER_POLL_MS. */
+void sched_triggers_start(scheduler *s);
 
 #endif

@@ -6,7 +6,8 @@
  *   KX_RUN_MAX_ATTEMPTS    a run whose runner died is queued again while attempt < this (2)
  *   KX_MAX_PARALLEL_RUNS   active (running or dispatched) runs per account (3)
  *   KX_SWEEP_INTERVAL_MS   how often never-dispatched queued runs are re-dispatched (5000)
- *   KX_BUS_TIMEOUT_MS      longest wait for a JetStream publish ack (5000) */
+ *   KX_BUS_TIMEOUT_MS      longest wait for a JetStream publish ack (5000)
+ *   KX_TRIGGER_POLL_MS     how often due scheduled-run triggers are looked for (1000) */
 #include "sched.h"
 
 #include <stdio.h>
@@ -39,6 +40,8 @@ kx_err sched_config_load(sched_config *cfg)
     if (kx_env_int("KX_RUN_MAX_ATTEMPTS", 2, 1, 100, &cfg->max_attempts) != KX_OK)
         err = KX_ERR_INVALID;
     if (kx_env_int("KX_MAX_PARALLEL_RUNS", 3, 1, 1000000, &cfg->max_parallel_runs) != KX_OK)
+        err = KX_ERR_INVALID;
+    if (kx_env_int("KX_TRIGGER_POLL_MS", 1000, 10, 600000, &cfg->trigger_poll_ms) != KX_OK)
         err = KX_ERR_INVALID;
     return err;
 }

@@ -118,6 +118,19 @@ const kx_db_stmt sched_statements[] = {
     {"sched_sweep_seen",
      "UPDATE agent_runs SET dispatched_at = now() WHERE id = $1::uuid AND status = 'queued' "
      "AND dispatch_seq = $2::bigint"},
+    /* Scheduled runs (triggers.c; kx_fire_trigger is in migration 005). next_fire_at goes back
+     * to kx_fire_trigger as the text read here (exact: the compare-and-set is on it). */
+    {"sched_triggers_due",
+     "SELECT trigger_id::text, cron_expression, next_fire_at::text, "
+     "floor(extract(epoch FROM next_fire_at))::bigint, floor(extract(epoch FROM now()))::bigint "
+     "FROM run_triggers WHERE is_active AND next_fire_at <= now() "
+     "ORDER BY next_fire_at LIMIT $1::int"},
+    {"sched_trigger_fire",
+     "SELECT outcome, coalesce(run_id::text, ''), coalesce(detail, '') "
+     "FROM kx_fire_trigger($1::uuid, $2::timestamptz, to_timestamp($3::bigint))"},
+    {"sched_trigger_disable",
+     "UPDATE run_triggers SET next_fire_at = NULL, last_error = $3::text "
+     "WHERE trigger_id = $1::uuid AND next_fire_at = $2::timestamptz"},
     {"sched_cleanup",
      "WITH a AS (DELETE FROM lease_revocations WHERE revoked_at < now() - interval '1 hour') "
      "DELETE FROM runner_leases l WHERE expires_at < now() - interval '1 hour' "
@@ -263,4 +276,32 @@ kx_err sched_store_sweep_seen(scheduler *s, const char *run_id, int64_t seq)
 kx_err sched_store_cleanup(scheduler *s)
 {
     return note(s, kx_db_exec_cmd_idem(s->db, "sched_cleanup", 0, NULL, NULL));
+}
+
+PGresult *sched_store_triggers_due(scheduler *s, int batch, kx_err *err)
+{
+    char n[16];
+    snprintf(n, sizeof n, "%d", batch);
+    const char *params[] = {n};
+    PGresult *res = kx_db_exec(s->db, "sched_triggers_due", 1, params, err);
+    note(s, res != NULL ? KX_OK : *err);
+    return res;
+}
+
+PGresult *sched_store_trigger_fire(scheduler *s, const char *trigger_id, const char *due,
+                                   int64_t next, kx_err *err)
+{
+    char nx[24];
+    snprintf(nx, sizeof nx, "%lld", (long long)next);
+    const char *params[] = {trigger_id, due, next > 0 ? nx : NULL};
+    PGresult *res = kx_db_exec_idem(s->db, "sched_trigger_fire", 3, params, err);
+    note(s, res != NULL ? KX_OK : *err);
+    return res;
+}
+
+kx_err sched_store_trigger_disable(scheduler *s, const char *trigger_id, const char *due,
+                                   const char *why)
+{
+    const char *params[] = {trigger_id, due, why};
+    return note(s, kx_db_exec_cmd_idem(s->db, "sched_trigger_disable", 3, params, NULL));
 }

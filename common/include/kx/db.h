@@ -47,8 +47,10 @@ bool kx_db_ok(kx_db *db);    /* connected now (tries one reconnect if not) */
  * statement is a plain SELECT: a write whose answer was lost may have committed, so it is
  * never blindly run again — see kx_db_exec_idem), KX_ERR_CONFLICT on
  * a unique/foreign-key violation (SQLSTATE 23xxx), KX_ERR_TIMEOUT on statement_timeout,
- * KX_ERR_INVALID on data errors (22xxx), KX_ERR_INTERNAL otherwise. nparams may be 0.
- * A NULL entry in params is SQL NULL. */
+ * KX_ERR_INVALID on data errors (22xxx), KX_ERR_CONFLICT also for our own SQLSTATE class KX
+ * (a rule of the schema refused the write, e.g. KX429 / KX403 of an account's limits: see
+ * deploy/migrations/005_account_limits_triggers.sql), KX_ERR_INTERNAL otherwise. nparams
+ * may be 0. A NULL entry in params is SQL NULL. */
 PGresult *kx_db_exec(kx_db *db, const char *stmt, int nparams, const char *const *params,
                      kx_err *err);
 /* As kx_db_exec for statements without rows: *rows (may be NULL) gets PQcmdTuples. */
@@ -72,6 +74,8 @@ void kx_db_rollback(kx_db *db); /* best effort */
 /* The SQLSTATE of the last failed call ("" if none). */
 const char *kx_db_last_sqlstate(const kx_db *db);
 const char *kx_db_last_error(const kx_db *db);
+/* The DETAIL field of the last failure ("" if it had none), whole (up to 4 KiB). */
+const char *kx_db_last_detail(const kx_db *db);
 
 /* Applies every "*.sql" file of dir not yet recorded in kx_schema_migrations, in file-name
  * order, each in its own transaction, all under pg_advisory_lock so that concurrent services

@@ -1,0 +1,359 @@
+/* cron.c — the cron expression parser and next-fire-time search of kx/cron.h.
+ *
+ * Parsing turns each field into a bit set of the values it matches. The search walks the
+ * calendar from the minute after `after`, skipping a whole month, day or hour at a time when
+ * that unit does not match, so it costs at most a few thousand steps even for an expression
+ * that never fires. Calendar arithmetic is proleptic Gregorian on day numbers (days since
+ * 1970-01-01), independent of the C library's time zone functions. */
+#include "kx/cron.h"
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---- fields ---- */
+
+typedef struct field_spec {
+    const char *name;
+    int min, max;
+    const char *const *names; /* 3-letter names for min.., or NULL */
+} field_spec;
+
+static const char *const MONTHS[] = {"jan", "feb", "mar", "apr", "may", "jun",
+                                     "jul", "aug", "sep", "oct", "nov", "dec"};
+static const char *const DAYS[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
+
+static const field_spec FIELDS[5] = {
+    {"minute", 0, 59, NULL},
+    {"hour", 0, 23, NULL},
+    {"day-of-month", 1, 31, NULL},
+    {"month", 1, 12, MONTHS},
+    {"day-of-week", 0, 7, DAYS}, /* 7 is Sunday again */
+};
+
+static void say(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(char *why, size_t whylen, const char *fmt, ...)
+{
+    if (why == NULL || whylen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+}
+
+/* A value at *p (digits, or a name of the field): advances *p. */
+static bool parse_value(const field_spec *f, const char **p, const char *end, int *out,
+                        char *why, size_t whylen)
+{
+    const char *s = *p;
+    if (s < end && isdigit((unsigned char)*s)) {
+        long v = 0;
+        int digits = 0;
+        while (s < end && isdigit((unsigned char)*s)) {
+            if (++digits > 2) {
+                say(why, whylen, "%s: the number %.*s is out of range %d-%d", f->name,
+                    (int)(end - *p), *p, f->min, f->max);
+                return false;
+            }
+            v = v * 10 + (*s - '0');
+            s++;
+        }
+        if (v < f->min || v > f->max) {
+            say(why, whylen, "%s: %ld is out of range %d-%d", f->name, v, f->min, f->max);
+            return false;
+        }
+        *out = (int)v;
+        *p = s;
+        return true;
+    }
+    if (f->names != NULL && end - s >= 3 && isalpha((unsigned char)s[0])) {
+        int n = f->max - f->min + 1;
+        if (f->names == DAYS)
+            n = 7;
+        for (int i = 0; i < n; i++) {
+            if (strncasecmp(s, f->names[i], 3) == 0 &&
+                (end - s == 3 || !isalpha((unsigned char)s[3]))) {
+                *out = f->min + i;
+                *p = s + 3;
+                return true;
+            }
+        }
+    }
+    say(why, whylen, "%s: \"%.*s\" is not a %s", f->name, (int)(end - s > 16 ? 16 : end - s), s,
+        f->names != NULL ? "number or a 3-letter name" : "number");
+    return false;
+}
+
+/* One comma-free item [start, end) into *bits. */
+static bool parse_item(const field_spec *f, const char *start, const char *end, uint64_t *bits,
+                       char *why, size_t whylen)
+{
+    int lo = f->min, hi = f->max, step = 1;
+    const char *p = start;
+    if (p < end && *p == '*') {
+        p++;
+        if (f->max == 7) /* "*" in day-of-week is 0-6: 7 would only repeat Sunday */
+            hi = 6;
+    } else {
+        if (!parse_value(f, &p, end, &lo, why, whylen))
+            return false;
+        hi = lo;
+        if (p < end && *p == '-') {
+            p++;
+            if (!parse_value(f, &p, end, &hi, why, whylen))
+                return false;
+            if (hi < lo) {
+                say(why, whylen, "%s: the range %.*s runs backwards", f->name,
+                    (int)(end - start), start);
+                return false;
+            }
+        } else if (p < end && *p == '/') {
+            hi = f->max == 7 ? 6 : f->max; /* "V/N": from V to the end */
+        }
+    }
+    if (p < end && *p == '/') {
+        p++;
+        int span = f->max == 7 ? 7 : f->max - f->min + 1;
+        long v = 0;
+        int digits = 0;
+        while (p < end && isdigit((unsigned char)*p) && digits < 3) {
+            v = v * 10 + (*p - '0');
+            p++;
+            digits++;
+        }
+        if (digits == 0 || (p < end && isdigit((unsigned char)*p)) || v < 1 || v > span) {
+            say(why, whylen, "%s: the step in \"%.*s\" must be a number from 1 to %d", f->name,
+                (int)(end - start), start, span);
+            return false;
+        }
+        step = (int)v;
+    }
+    if (p != end) {
+        say(why, whylen, "%s: unexpected \"%.*s\" in \"%.*s\"", f->name, (int)(end - p), p,
+            (int)(end - start), start);
+        return false;
+    }
+    for (int v = lo; v <= hi; v += step)
+        *bits |= UINT64_C(1) << (f->max == 7 && v == 7 ? 0 : v);
+    return true;
+}
+
+static bool parse_field(const field_spec *f, const char *start, const char *end, uint64_t *bits,
+                        char *why, size_t whylen)
+{
+    *bits = 0;
+    const char *p = start;
+    for (;;) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *item_end = comma != NULL ? comma : end;
+        if (item_end == p) {
+            say(why, whylen, "%s: empty item in \"%.*s\"", f->name, (int)(end - start), start);
+            return false;
+        }
+        if (!parse_item(f, p, item_end, bits, why, whylen))
+            return false;
+        if (comma == NULL)
+            return true;
+        p = comma + 1;
+    }
+}
+
+static const struct {
+    const char *name, *expr;
+} MACROS[] = {
+    {"@yearly", "0 0 1 1 *"}, {"@annually", "0 0 1 1 *"}, {"@monthly", "0 0 1 * *"},
+    {"@weekly", "0 0 * * 0"}, {"@daily", "0 0 * * *"},    {"@midnight", "0 0 * * *"},
+    {"@hourly", "0 * * * *"},
+};
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+kx_err kx_cron_parse(const char *expr, kx_cron *out, char *why, size_t whylen)
+{
+    memset(out, 0, sizeof *out);
+    if (why != NULL && whylen > 0)
+        why[0] = '\0';
+    if (expr == NULL) {
+        say(why, whylen, "no cron expression");
+        return KX_ERR_INVALID;
+    }
+    size_t len = strnlen(expr, KX_CRON_MAX_LEN + 1);
+    if (len > KX_CRON_MAX_LEN) {
+        say(why, whylen, "the cron expression is longer than %d characters", KX_CRON_MAX_LEN);
+        return KX_ERR_INVALID;
+    }
+    const char *s = expr, *e = expr + len;
+    while (s < e && is_blank(*s))
+        s++;
+    while (e > s && is_blank(e[-1]))
+        e--;
+    if (s < e && *s == '@') {
+        for (size_t i = 0; i < sizeof MACROS / sizeof MACROS[0]; i++) {
+            size_t n = strlen(MACROS[i].name);
+            if ((size_t)(e - s) == n && strncasecmp(s, MACROS[i].name, n) == 0)
+                return kx_cron_parse(MACROS[i].expr, out, why, whylen);
+        }
+        say(why, whylen, "unknown macro \"%.*s\" (use @yearly, @monthly, @weekly, @daily or "
+            "@hourly)", (int)(e - s > 16 ? 16 : e - s), s);
+        return KX_ERR_INVALID;
+    }
+    uint64_t bits[5];
+    bool star[5];
+    int n = 0;
+    const char *p = s;
+    while (p < e) {
+        const char *f = p;
+        while (p < e && !is_blank(*p))
+            p++;
+        if (n == 5) {
+            say(why, whylen, "more than 5 fields (minute hour day-of-month month day-of-week)");
+            return KX_ERR_INVALID;
+        }
+        for (const char *c = f; c < p; c++) {
+            if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e) {
+                say(why, whylen, "%s: a character that is not printable ASCII (byte 0x%02x)",
+                    FIELDS[n].name, (unsigned char)*c);
+                return KX_ERR_INVALID;
+            }
+        }
+        if (!parse_field(&FIELDS[n], f, p, &bits[n], why, whylen))
+            return KX_ERR_INVALID;
+        star[n] = *f == '*';
+        n++;
+        while (p < e && is_blank(*p))
+            p++;
+    }
+    if (n != 5) {
+        say(why, whylen, "%d field%s, want 5 (minute hour day-of-month month day-of-week)", n,
+            n == 1 ? "" : "s");
+        return KX_ERR_INVALID;
+    }
+    out->minute = bits[0];
+    out->hour = (uint32_t)bits[1];
+    out->dom = (uint32_t)bits[2];
+    out->month = (uint16_t)bits[3];
+    out->dow = (uint8_t)bits[4];
+    out->dom_star = star[2];
+    out->dow_star = star[4];
+    return KX_OK;
+}
+
+/* ---- calendar ---- */
+
+/* Days since 1970-01-01 of y-m-d (proleptic Gregorian; m 1-12). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;                                   /* [0, 399] */
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1; /* [0, 365] */
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;          /* [0, 146096] */
+    return era * 146097 + doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    int64_t doe = z - era * 146097;
+    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    int64_t mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+static int days_in_month(int64_t y, int m)
+{
+    static const int DIM[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0))
+        return 29;
+    return DIM[m - 1];
+}
+
+static bool day_matches(const kx_cron *c, int64_t day, int d)
+{
+    int wd = (int)((day % 7 + 11) % 7); /* 1970-01-01 was a Thursday (4) */
+    bool dom = (c->dom >> d) & 1u, dow = (c->dow >> wd) & 1u;
+    return (c->dom_star || c->dow_star) ? (dom && dow) : (dom || dow);
+}
+
+/* The lowest set bit of mask at or above `from`, or -1. */
+static int next_bit(uint64_t mask, int from, int top)
+{
+    for (int i = from; i <= top; i++)
+        if ((mask >> i) & 1u)
+            return i;
+    return -1;
+}
+
+kx_err kx_cron_next(const kx_cron *c, int64_t after, int64_t *next)
+{
+    *next = 0;
+    if (after < 0 || after > KX_CRON_MAX_TIME)
+        return KX_ERR_INVALID;
+    int64_t t = after / 60 * 60 + 60; /* the first whole minute strictly after */
+    int64_t day = t / 86400;
+    int minute = (int)(t % 86400 / 60);
+    int hour = minute / 60;
+    minute %= 60;
+    int64_t y;
+    int m, d;
+    civil_from_days(day, &y, &m, &d);
+    int64_t last_year = y + KX_CRON_HORIZON_YEARS;
+
+    while (y <= last_year) {
+        if (!((c->month >> m) & 1u)) { /* next month, from its first minute */
+            if (++m > 12) {
+                m = 1;
+                y++;
+            }
+            d = 1;
+            hour = minute = 0;
+            day = days_from_civil(y, m, d);
+            continue;
+        }
+        if (!day_matches(c, day, d)) { /* next day */
+            day++;
+            if (++d > days_in_month(y, m)) {
+                d = 1;
+                if (++m > 12) {
+                    m = 1;
+                    y++;
+                }
+            }
+            hour = minute = 0;
+            continue;
+        }
+        int h = next_bit(c->hour, hour, 23);
+        if (h != hour)
+            minute = 0;
+        int mi = h < 0 ? -1 : next_bit(c->minute, minute, 59);
+        while (h >= 0 && mi < 0) { /* no minute left in this hour: the next matching hour */
+            h = next_bit(c->hour, h + 1, 23);
+            mi = h < 0 ? -1 : next_bit(c->minute, 0, 59);
+        }
+        if (h < 0) { /* nothing left today */
+            day++;
+            if (++d > days_in_month(y, m)) {
+                d = 1;
+                if (++m > 12) {
+                    m = 1;
+                    y++;
+                }
+            }
+            hour = minute = 0;
+            continue;
+        }
+        *next = day * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60;
+        return KX_OK;
+    }
+    return KX_ERR_NOT_FOUND;
+}

@@ -1,0 +1,285 @@
+/* routes_triggers.c — the scheduled-run routes (see routes_triggers.h).
+ *
+ * A trigger is validated here — the cron expression parsed (kx_cron: 5 fields, ranges, steps,
+ * lists, names; UTC only) and its next fire time computed from the gateway's clock, the agent
+ * being one of the account's, the model allowed for the account — and stored; the scheduler
+ * fires it (services/scheduler/triggers.c). Pausing sets next_fire_at to NULL; resuming or
+ * re-timing computes it again from now, so the time a trigger was paused is not made up for. */
+#include "routes_triggers.h"
+
+#include <microhttpd.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "access.h"
+#include "body.h"
+#include "kx/cron.h"
+#include "kx/time.h"
+#include "kx/uuid.h"
+#include "quota.h"
+#include "reply.h"
+#include "text.h"
+#include "trigger_store.h"
+
+#define TRIGGER_NAME_CHARS 30 /* a trigger without a name is named after its prompt */
+
+/* The next fire time of expr after now; false with a 400 naming what is wrong. */
+static bool next_fire(const char *expr, int64_t *next, gw_reply *reply)
+{
+    kx_cron c;
+    char why[200];
+    if (kx_cron_parse(expr, &c, why, sizeof why) != KX_OK) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "cron_expression: %s", why);
+        return false;
+    }
+    if (kx_cron_next(&c, kx_now_ms() / 1000, next) != KX_OK) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                       "cron_expression: \"%s\" never fires (no such date within %d years)",
+                       expr, KX_CRON_HORIZON_YEARS);
+        return false;
+    }
+    return true;
+}
+
+/* timezone: absent, null or UTC. */
+static bool timezone_ok(const json_t *body, gw_reply *reply)
+{
+    const char *tz = NULL;
+    if (!gw_body_str(body, "timezone", NULL, &tz, reply))
+        return false;
+    if (tz != NULL && strcmp(tz, "UTC") != 0 && strcmp(tz, "Etc/UTC") != 0) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                       "timezone: only UTC is supported (cron expressions are read in UTC)");
+        return false;
+    }
+    return true;
+}
+
+/* A required string field: present, not empty, valid UTF-8. */
+static bool required_text(const json_t *body, const char *key, const char **out, gw_reply *reply)
+{
+    if (!gw_body_str(body, key, NULL, out, reply))
+        return false;
+    if (*out == NULL || (*out)[0] == '\0') {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s is required", key);
+        return false;
+    }
+    return true;
+}
+
+static void reply_trigger(gw_reply *reply, char *json)
+{
+    gw_reply_json(reply, MHD_HTTP_OK, json != NULL ? gw_json_from_sql(json) : NULL);
+    free(json);
+}
+
+void gw_route_trigger_create(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    json_t *body = gw_body_json_object(req, false, reply);
+    if (body == NULL)
+        return;
+    gw_trigger_new t = {0};
+    char *default_name = NULL;
+    if (!required_text(body, "agent_id", &t.agent_id, reply) ||
+        !required_text(body, "cron_expression", &t.cron_expression, reply) ||
+        !required_text(body, "prompt", &t.prompt, reply) ||
+        !gw_body_str(body, "name", NULL, &t.name, reply) ||
+        !gw_body_str(body, "model_name", NULL, &t.model_name, reply) ||
+        !timezone_ok(body, reply) || !next_fire(t.cron_expression, &t.next_fire_at, reply))
+        goto out;
+    if (t.model_name != NULL && t.model_name[0] == '\0')
+        t.model_name = NULL;
+    if (t.name == NULL || t.name[0] == '\0') {
+        t.name = default_name = gw_project_name(t.prompt, TRIGGER_NAME_CHARS);
+        if (t.name == NULL) {
+            gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+            goto out;
+        }
+    }
+    if (!kx_uuid_valid(t.agent_id)) {
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Agent not found or access denied");
+        goto out;
+    }
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        goto out;
+    char *json = NULL;
+    if (gw_quota_model_allowed(db, req->account, t.model_name, reply)) {
+        kx_err err = gw_trigger_create(db, req->account, &t, &json);
+        if (err == KX_ERR_NOT_FOUND)
+            gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Agent not found or access denied");
+        else if (err != KX_OK)
+            gw_reply_db_error(reply, err, "Failed to create trigger");
+    }
+    gw_db_put(app, db);
+    if (json != NULL)
+        reply_trigger(reply, json);
+out:
+    free(default_name);
+    json_decref(body);
+}
+
+void gw_route_triggers_list(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return;
+    char *json = NULL;
+    kx_err err = gw_triggers_list(db, req->account, &json);
+    gw_db_put(app, db);
+    if (err != KX_OK) {
+        gw_reply_db_error(reply, err, "Failed to list triggers");
+        return;
+    }
+    json_t *arr = gw_json_from_sql(json);
+    free(json);
+    gw_reply_json(reply, MHD_HTTP_OK, arr ? json_pack("{s:o}", "triggers", arr) : NULL);
+}
+
+/* 404 for anything that is not one of the account's triggers. */
+static bool trigger_id_ok(const gw_request *req, gw_reply *reply)
+{
+    if (kx_uuid_valid(req->id))
+        return true;
+    gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Trigger not found");
+    return false;
+}
+
+void gw_route_trigger_get(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    if (!trigger_id_ok(req, reply))
+        return;
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return;
+    gw_trigger_row row;
+    kx_err err = gw_trigger_get(db, req->id, req->account, &row);
+    gw_db_put(app, db);
+    if (err == KX_ERR_NOT_FOUND)
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Trigger not found");
+    else if (err != KX_OK)
+        gw_reply_db_error(reply, err, "Failed to load trigger");
+    else
+        reply_trigger(reply, row.json);
+    if (err == KX_OK)
+        row.json = NULL;
+    gw_trigger_row_free(&row);
+}
+
+/* The edit a PATCH body asks for; false with a 400. */
+static bool parse_edit(const json_t *body, gw_trigger_edit *e, gw_reply *reply)
+{
+    static const char *const KEYS[] = {"is_active", "name", "prompt", "cron_expression",
+                                       "timezone"};
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)body, key, v)
+    {
+        bool known = false;
+        for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
+            known = known || strcmp(key, KEYS[i]) == 0;
+        if (!known) {
+            gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                           "unknown field \"%.64s\" (a trigger's editable fields: is_active, "
+                           "name, prompt, cron_expression)",
+                           key);
+            return false;
+        }
+    }
+    if (json_object_size(body) == 0) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                       "nothing to change: give is_active, name, prompt or cron_expression");
+        return false;
+    }
+    e->is_active = -1;
+    const json_t *active = json_object_get(body, "is_active");
+    if (active != NULL && !json_is_null(active)) {
+        if (!json_is_boolean(active)) {
+            gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "is_active must be a boolean");
+            return false;
+        }
+        e->is_active = json_is_true(active);
+    }
+    if (!gw_body_str(body, "name", NULL, &e->name, reply) ||
+        !gw_body_str(body, "prompt", NULL, &e->prompt, reply) ||
+        !gw_body_str(body, "cron_expression", NULL, &e->cron_expression, reply) ||
+        !timezone_ok(body, reply))
+        return false;
+    const char *empty = e->name != NULL && e->name[0] == '\0' ? "name"
+        : e->prompt != NULL && e->prompt[0] == '\0'           ? "prompt"
+        : e->cron_expression != NULL && e->cron_expression[0] == '\0' ? "cron_expression"
+                                                                       : NULL;
+    if (empty != NULL) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s must not be empty", empty);
+        return false;
+    }
+    return true;
+}
+
+void gw_route_trigger_update(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    if (!trigger_id_ok(req, reply))
+        return;
+    json_t *body = gw_body_json_object(req, false, reply);
+    if (body == NULL)
+        return;
+    gw_trigger_edit e = {0};
+    int64_t next = 0;
+    if (!parse_edit(body, &e, reply) ||
+        (e.cron_expression != NULL && !next_fire(e.cron_expression, &next, reply))) {
+        json_decref(body);
+        return;
+    }
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL) {
+        json_decref(body);
+        return;
+    }
+    gw_trigger_row cur;
+    char *json = NULL;
+    kx_err err = gw_trigger_get(db, req->id, req->account, &cur);
+    if (err == KX_OK) {
+        bool active = e.is_active < 0 ? cur.is_active : e.is_active == 1;
+        if (!active) { /* paused: nothing is due */
+            e.set_next = true;
+            e.next = 0;
+        } else if (e.cron_expression != NULL) { /* re-timed: from now */
+            e.set_next = true;
+            e.next = next;
+        } else if (!cur.is_active) { /* resumed: from now, the paused time is not made up */
+            kx_cron c;
+            e.set_next = true;
+            if (kx_cron_parse(cur.cron_expression, &c, NULL, 0) != KX_OK ||
+                kx_cron_next(&c, kx_now_ms() / 1000, &e.next) != KX_OK)
+                e.next = 0; /* an expression that fires no more stays without a next time */
+        }
+        gw_trigger_row_free(&cur);
+        err = gw_trigger_update(db, req->id, req->account, &e, &json);
+    }
+    gw_db_put(app, db);
+    json_decref(body); /* e's strings pointed into it */
+    if (err == KX_ERR_NOT_FOUND)
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Trigger not found");
+    else if (err != KX_OK)
+        gw_reply_db_error(reply, err, "Failed to update trigger");
+    else
+        reply_trigger(reply, json);
+}
+
+void gw_route_trigger_delete(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    if (!trigger_id_ok(req, reply))
+        return;
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return;
+    kx_err err = gw_trigger_delete(db, req->id, req->account);
+    gw_db_put(app, db);
+    if (err == KX_ERR_NOT_FOUND)
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Trigger not found");
+    else if (err != KX_OK)
+        gw_reply_db_error(reply, err, "Failed to delete trigger");
+    else
+        gw_reply_json(reply, MHD_HTTP_OK,
+                      json_pack("{s:s}", "message", "Trigger deleted successfully"));
+}

@@ -1,0 +1,104 @@
+/* trigger_store.c — run_triggers rows for the trigger routes (see trigger_store.h; the
+ * statements themselves are in its GW_TRIGGER_STATEMENTS). */
+#include "trigger_store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The first column of the only row, malloc'd; KX_ERR_NOT_FOUND when there is no row. */
+static kx_err first_text(kx_db *db, const char *stmt, int n, const char *const *params,
+                         char **out, PGresult **keep)
+{
+    *out = NULL;
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_exec(db, stmt, n, params, &err);
+    if (res == NULL)
+        return err != KX_OK ? err : KX_ERR_INTERNAL;
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return KX_ERR_NOT_FOUND;
+    }
+    *out = strdup(PQgetvalue(res, 0, 0));
+    if (keep != NULL)
+        *keep = res;
+    else
+        PQclear(res);
+    if (*out == NULL) {
+        if (keep != NULL) {
+            PQclear(res);
+            *keep = NULL;
+        }
+        return KX_ERR_NOMEM;
+    }
+    return KX_OK;
+}
+
+kx_err gw_trigger_create(kx_db *db, const char *account, const gw_trigger_new *t, char **json)
+{
+    char next[24];
+    snprintf(next, sizeof next, "%" PRId64, t->next_fire_at);
+    const char *params[] = {account,   t->agent_id,   t->name, t->cron_expression,
+                            t->prompt, t->model_name, next};
+    return first_text(db, "gw_trigger_create", 7, params, json, NULL);
+}
+
+kx_err gw_triggers_list(kx_db *db, const char *account, char **json)
+{
+    const char *params[] = {account};
+    kx_err err = first_text(db, "gw_triggers_list", 1, params, json, NULL);
+    return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err; /* an aggregate: always one row */
+}
+
+kx_err gw_trigger_get(kx_db *db, const char *id, const char *account, gw_trigger_row *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *params[] = {id, account};
+    PGresult *res = NULL;
+    kx_err err = first_text(db, "gw_trigger_get", 2, params, &out->json, &res);
+    if (err != KX_OK)
+        return err;
+    out->cron_expression = strdup(PQgetvalue(res, 0, 1));
+    out->is_active = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+    PQclear(res);
+    if (out->cron_expression == NULL) {
+        gw_trigger_row_free(out);
+        return KX_ERR_NOMEM;
+    }
+    return KX_OK;
+}
+
+void gw_trigger_row_free(gw_trigger_row *row)
+{
+    free(row->json);
+    free(row->cron_expression);
+    row->json = row->cron_expression = NULL;
+}
+
+kx_err gw_trigger_update(kx_db *db, const char *id, const char *account,
+                         const gw_trigger_edit *e, char **json)
+{
+    char next[24];
+    snprintf(next, sizeof next, "%" PRId64, e->next);
+    const char *params[] = {
+        id,
+        account,
+        e->name,
+        e->prompt,
+        e->cron_expression,
+        e->is_active < 0 ? NULL : (e->is_active ? "true" : "false"),
+        e->set_next ? "true" : "false",
+        e->next > 0 ? next : NULL,
+    };
+    return first_text(db, "gw_trigger_update", 8, params, json, NULL);
+}
+
+kx_err gw_trigger_delete(kx_db *db, const char *id, const char *account)
+{
+    const char *params[] = {id, account};
+    char *one = NULL;
+    kx_err err = first_text(db, "gw_trigger_delete", 2, params, &one, NULL);
+    free(one);
+    return err;
+}

@@ -1,0 +1,92 @@
+/* trigger_store.h — the SQL of the scheduled-run routes (routes_triggers.c): the rows of
+ * run_triggers (deploy/migrations/005_account_limits_triggers.sql), always filtered by the
+ * owner's account, so another account's trigger is "not found".
+ *
+ * A trigger goes back to the client as json_build_object(...)::text (key order as written,
+ * timestamps ISO-8601 UTC like the other routes). The scheduler fires triggers; the gateway
+ * only creates, lists, edits and deletes them, and computes next_fire_at (kx_cron) when a
+ * trigger is created, re-timed or resumed.
+ *
+ * Errors: kx_err from kx_db; KX_ERR_NOT_FOUND when no row of this account matched.
+ * Ownership: char ** outputs are malloc'd and the caller's. The kx_db is borrowed. */
+#ifndef GW_TRIGGER_STORE_H
+#define GW_TRIGGER_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kx/db.h"
+#include "kx/err.h"
+#include "store.h"
+
+/* A run_triggers row as the API shows it. */
+#define GW_TRIGGER_JSON                                                                       \
+    "json_build_object('trigger_id', trigger_id, 'agent_id', agent_id, 'name', name, "        \
+    "'cron_expression', cron_expression, 'timezone', timezone, 'prompt', prompt, "            \
+    "'model_name', model_name, 'is_active', is_active, "                                      \
+    "'next_fire_at', " GW_SQL_ISO("next_fire_at") ", "                                        \
+    "'last_fired_at', " GW_SQL_ISO("last_fired_at") ", 'last_run_id', last_run_id, "          \
+    "'last_error', last_error, 'fire_count', fire_count, "                                    \
+    "'created_at', " GW_SQL_ISO("created_at") ", 'updated_at', " GW_SQL_ISO("updated_at") ")"
+
+/* The statements, spliced into gw_store_statements (store.c). next_fire_at parameters are unix
+ * seconds, or NULL. */
+#define GW_TRIGGER_STATEMENTS                                                                  \
+    {"gw_trigger_create",                                                                      \
+     "INSERT INTO run_triggers (account_id, agent_id, name, cron_expression, timezone, "       \
+     "prompt, model_name, next_fire_at) "                                                      \
+     "SELECT $1::uuid, a.agent_id, $3::text, $4::text, 'UTC', $5::text, $6::text, "            \
+     "to_timestamp($7::bigint) FROM agents a "                                                 \
+     "WHERE a.agent_id = $2::uuid AND a.account_id = $1::uuid "                                \
+     "RETURNING " GW_TRIGGER_JSON "::text"},                                                   \
+    {"gw_triggers_list",                                                                       \
+     "SELECT coalesce(json_agg(" GW_TRIGGER_JSON " ORDER BY created_at DESC, trigger_id), "    \
+     "'[]'::json)::text FROM run_triggers WHERE account_id = $1::uuid"},                       \
+    {"gw_trigger_get",                                                                         \
+     "SELECT " GW_TRIGGER_JSON "::text, cron_expression, is_active FROM run_triggers "         \
+     "WHERE trigger_id = $1::uuid AND account_id = $2::uuid"},                                 \
+    {"gw_trigger_update",                                                                      \
+     "UPDATE run_triggers SET name = coalesce($3::text, name), "                               \
+     "prompt = coalesce($4::text, prompt), "                                                   \
+     "cron_expression = coalesce($5::text, cron_expression), "                                 \
+     "is_active = coalesce($6::boolean, is_active), "                                          \
+     "next_fire_at = CASE WHEN $7::boolean THEN to_timestamp($8::bigint) ELSE next_fire_at END " \
+     "WHERE trigger_id = $1::uuid AND account_id = $2::uuid "                                  \
+     "RETURNING " GW_TRIGGER_JSON "::text"},                                                   \
+    {"gw_trigger_delete",                                                                      \
+     "DELETE FROM run_triggers WHERE trigger_id = $1::uuid AND account_id = $2::uuid "         \
+     "RETURNING 1"},
+
+/* What a new trigger is made of. model_name may be NULL (the default model). */
+typedef struct gw_trigger_new {
+    const char *agent_id, *name, *cron_expression, *prompt, *model_name;
+    int64_t next_fire_at; /* unix seconds */
+} gw_trigger_new;
+
+/* Inserts the trigger; KX_ERR_NOT_FOUND when agent_id is not one of account's agents. */
+kx_err gw_trigger_create(kx_db *db, const char *account, const gw_trigger_new *t, char **json);
+/* The account's triggers, newest first, as a JSON array. */
+kx_err gw_triggers_list(kx_db *db, const char *account, char **json);
+
+/* One trigger of the account, with the fields an edit needs. */
+typedef struct gw_trigger_row {
+    char *json;
+    char *cron_expression;
+    bool is_active;
+} gw_trigger_row;
+kx_err gw_trigger_get(kx_db *db, const char *id, const char *account, gw_trigger_row *out);
+void gw_trigger_row_free(gw_trigger_row *row);
+
+/* An edit: NULL fields stay; is_active < 0 stays; set_next: next_fire_at = next (or NULL when
+ * next is 0). */
+typedef struct gw_trigger_edit {
+    const char *name, *prompt, *cron_expression;
+    int is_active;
+    bool set_next;
+    int64_t next;
+} gw_trigger_edit;
+kx_err gw_trigger_update(kx_db *db, const char *id, const char *account,
+                         const gw_trigger_edit *e, char **json);
+kx_err gw_trigger_delete(kx_db *db, const char *id, const char *account);
+
+#endif

@@ -1,0 +1,121 @@
+/* triggers.c — scheduled runs (Kortix's triggers): every KX_TRIGGER_POLL_MS, each active trigger
+ * whose next_fire_at has come is fired once, and becomes an ordinary queued run.
+ *
+ * For each due trigger (store.c "sched_triggers_due", at most TRIGGER_BATCH per tick, oldest
+ * first) the scheduler computes the next fire time with kx_cron — the first match strictly
+ * after NOW, not after the due time: after downtime a trigger that missed several fire times
+ * fires once, not once per missed time — and calls kx_fire_trigger (migration 005), one
+ * statement that, in one transaction, moves next_fire_at from the due time it read to the next
+ * one (a compare-and-set) and creates the run: a new project and thread per fire, the prompt as
+ * the user message, a queued run carrying the trigger's agent and model. With two replicas both
+ * may read the same due trigger; the second compare-and-set waits for the first to commit and
+ * then matches no row ("skipped"), so each due time makes exactly one run; agent_runs'
+ * (trigger_id, trigger_fire_at) is unique on top of that. A run the account's quota or model
+ * allow-list refuses is not made: the fire is skipped and the trigger's last_error says why.
+ * After a tick that made runs, an admission pass dispatches them (within KX_MAX_PARALLEL_RUNS,
+ * fair between accounts, like any run). The poll interval, not the minute, is the granularity a
+ * fire can be late by; Postgres' clock decides what is due. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kx/cron.h"
+#include "kx/log.h"
+#include "kx/metrics.h"
+#include "sched.h"
+
+#define TRIGGER_BATCH 100
+
+static void count(const char *outcome)
+{
+    char labels[64];
+    snprintf(labels, sizeof labels, "outcome=\"%s\"", outcome);
+    kx_counter *c = kx_metrics_counter("kx_scheduler_trigger_fires_total", labels,
+                                       "Due scheduled-run triggers handled, by outcome");
+    if (c != NULL)
+        kx_counter_add(c, 1);
+}
+
+/* Fires one due trigger; true when it made a run. */
+static bool fire_one(scheduler *s, const char *id, const char *cron, const char *due,
+                     int64_t now_s)
+{
+    kx_cron c;
+    char why[200];
+    if (kx_cron_parse(cron, &c, why, sizeof why) != KX_OK) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "cron_expression cannot be read: %s", why);
+        kx_warn("scheduler: trigger %s: %s; it fires no more", id, msg);
+        (void)sched_store_trigger_disable(s, id, due, msg);
+        count("invalid");
+        return false;
+    }
+    int64_t next = 0;
+    if (kx_cron_next(&c, now_s, &next) != KX_OK)
+        next = 0; /* fires now, then no more */
+    kx_err err = KX_OK;
+    PGresult *res = sched_store_trigger_fire(s, id, due, next, &err);
+    if (res == NULL) {
+        kx_warn("scheduler: trigger %s could not be fired: %s; retried next tick", id,
+                kx_err_str(err));
+        return false;
+    }
+    bool fired = false;
+    if (PQntuples(res) == 1) {
+        const char *outcome = PQgetvalue(res, 0, 0);
+        const char *run_id = PQgetvalue(res, 0, 1);
+        const char *detail = PQgetvalue(res, 0, 2);
+        count(outcome);
+        if (strcmp(outcome, "fired") == 0) {
+            fired = true;
+            kx_log(KX_LOG_INFO, run_id, NULL, "scheduler: trigger %s fired for %s: run %s", id,
+                   due, run_id);
+        } else if (strcmp(outcome, "refused") == 0) {
+            kx_info("scheduler: trigger %s due %s made no run: %s", id, due, detail);
+        } else {
+            kx_debug("scheduler: trigger %s due %s: %s", id, due, outcome);
+        }
+    }
+    PQclear(res);
+    return fired;
+}
+
+static void fire_due(scheduler *s)
+{
+    kx_err err = KX_OK;
+    PGresult *res = sched_store_triggers_due(s, TRIGGER_BATCH, &err);
+    if (res == NULL) {
+        kx_warn("scheduler: due triggers could not be read: %s", kx_err_str(err));
+        return;
+    }
+    int fired = 0;
+    for (int i = 0; i < PQntuples(res) && !s->draining; i++) {
+        int64_t now_s = strtoll(PQgetvalue(res, i, 4), NULL, 10);
+        if (fire_one(s, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+                     now_s))
+            fired++;
+    }
+    PQclear(res);
+    if (fired > 0 && kx_bus_connected(s->svc->bus))
+        (void)sched_admit(s); /* the new runs start now if their accounts' limits allow */
+}
+
+static void on_trigger_tick(kx_loop *loop, void *arg)
+{
+    scheduler *s = arg;
+    s->trigger_timer = NULL;
+    if (s->draining)
+        return;
+    if (atomic_load(&s->migrated))
+        fire_due(s);
+    s->trigger_timer = kx_loop_timer(loop, s->cfg.trigger_poll_ms, on_trigger_tick, s);
+    if (s->trigger_timer == NULL)
+        kx_error("scheduler: could not re-arm the trigger timer: scheduled runs stop");
+}
+
+void sched_triggers_start(scheduler *s)
+{
+    s->trigger_timer = kx_loop_timer(s->svc->loop, s->cfg.trigger_poll_ms, on_trigger_tick, s);
+    if (s->trigger_timer == NULL)
+        kx_error("scheduler: could not arm the trigger timer: scheduled runs stop");
+}
