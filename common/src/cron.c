@@ -26,14 +26,12 @@ static const char *const MONTHS[] = {"jan", "feb", "mar", "apr", "may", "jun",
 static const char *const DAYS[] = {"sun", "mon", "tue", "wed", "thu", "fri", "sat"};
 
 static const field_spec FIELDS[5] = {
-    {"minute", 0, 59, NULL},
-    {"hour", 0, 23, NULL},
-    {"day-of-month", 1, 31, NULL},
-    {"month", 1, 12, MONTHS},
-    {"day-of-week", 0, 7, DAYS}, /* 7 is Sunday again */
+    {"minute", 0, 59, NULL},  {"hour", 0, 23, NULL},       {"day-of-month", 1, 31, NULL},
+    {"month", 1, 12, MONTHS}, {"day-of-week", 0, 7, DAYS}, /* 7 is Sunday again */
 };
 
-static void say(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void say(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void say(char *why, size_t whylen, const char *fmt, ...)
 {
     if (why == NULL || whylen == 0)
@@ -45,8 +43,8 @@ static void say(char *why, size_t whylen, const char *fmt, ...)
 }
 
 /* A value at *p (digits, or a name of the field): advances *p. */
-static bool parse_value(const field_spec *f, const char **p, const char *end, int *out,
-                        char *why, size_t whylen)
+static bool parse_value(const field_spec *f, const char **p, const char *end, int *out, char *why,
+                        size_t whylen)
 {
     const char *s = *p;
     if (s < end && isdigit((unsigned char)*s)) {
@@ -106,12 +104,12 @@ static bool parse_item(const field_spec *f, const char *start, const char *end, 
             if (!parse_value(f, &p, end, &hi, why, whylen))
                 return false;
             if (hi < lo) {
-                say(why, whylen, "%s: the range %.*s runs backwards", f->name,
-                    (int)(end - start), start);
+                say(why, whylen, "%s: the range %.*s runs backwards", f->name, (int)(end - start),
+                    start);
                 return false;
             }
         } else if (p < end && *p == '/') {
-            hi = f->max == 7 ? 6 : f->max; /* "V/N": from V to the end */
+            hi = f->max; /* "V/N": from V to the end (day-of-week: to 7, Sunday) */
         }
     }
     if (p < end && *p == '/') {
@@ -199,8 +197,10 @@ kx_err kx_cron_parse(const char *expr, kx_cron *out, char *why, size_t whylen)
             if ((size_t)(e - s) == n && strncasecmp(s, MACROS[i].name, n) == 0)
                 return kx_cron_parse(MACROS[i].expr, out, why, whylen);
         }
-        say(why, whylen, "unknown macro \"%.*s\" (use @yearly, @monthly, @weekly, @daily or "
-            "@hourly)", (int)(e - s > 16 ? 16 : e - s), s);
+        say(why, whylen,
+            "unknown macro \"%.*s\" (use @yearly, @monthly, @weekly, @daily or "
+            "@hourly)",
+            (int)(e - s > 16 ? 16 : e - s), s);
         return KX_ERR_INVALID;
     }
     uint64_t bits[5];
@@ -251,7 +251,7 @@ static int64_t days_from_civil(int64_t y, int m, int d)
 {
     y -= m <= 2;
     int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;                                   /* [0, 399] */
+    int64_t yoe = y - era * 400;                                  /* [0, 399] */
     int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1; /* [0, 365] */
     int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;          /* [0, 146096] */
     return era * 146097 + doe - 719468;

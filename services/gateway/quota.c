@@ -12,9 +12,8 @@
 static void reply_refusal(gw_reply *reply, unsigned int status, const char *detail_json,
                           const char *message)
 {
-    json_t *detail = detail_json != NULL && detail_json[0] != '\0'
-        ? json_loads(detail_json, 0, NULL)
-        : NULL;
+    json_t *detail =
+        detail_json != NULL && detail_json[0] != '\0' ? json_loads(detail_json, 0, NULL) : NULL;
     if (json_is_object(detail)) {
         gw_reply_json(reply, status, json_pack("{s:o}", "detail", detail));
         return;

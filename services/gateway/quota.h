@@ -17,9 +17,11 @@
 #include "kx/db.h"
 #include "kx/err.h"
 
-/* The quota statements, spliced into gw_store_statements (store.c). */
-#define GW_QUOTA_STATEMENTS \
-    {"gw_account_refusal", "SELECT kx_account_refusal($1::uuid, $2::text)::text"},
+/* The quota statements, spliced into gw_store_statements (store.c; no trailing comma). */
+#define GW_QUOTA_STATEMENTS                                                         \
+    {                                                                               \
+        "gw_account_refusal", "SELECT kx_account_refusal($1::uuid, $2::text)::text" \
+    }
 
 /* After a run-creating statement on db failed with err: true (and the 403/429 reply set) when
  * the failure was an account limit's refusal; false otherwise (reply untouched). Call it before

@@ -34,8 +34,8 @@ static bool next_fire(const char *expr, int64_t *next, gw_reply *reply)
     }
     if (kx_cron_next(&c, kx_now_ms() / 1000, next) != KX_OK) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
-                       "cron_expression: \"%s\" never fires (no such date within %d years)",
-                       expr, KX_CRON_HORIZON_YEARS);
+                       "cron_expression: \"%s\" never fires (no such date within %d years)", expr,
+                       KX_CRON_HORIZON_YEARS);
         return false;
     }
     return true;
@@ -205,10 +205,10 @@ static bool parse_edit(const json_t *body, gw_trigger_edit *e, gw_reply *reply)
         !gw_body_str(body, "cron_expression", NULL, &e->cron_expression, reply) ||
         !timezone_ok(body, reply))
         return false;
-    const char *empty = e->name != NULL && e->name[0] == '\0' ? "name"
-        : e->prompt != NULL && e->prompt[0] == '\0'           ? "prompt"
+    const char *empty = e->name != NULL && e->name[0] == '\0'         ? "name"
+        : e->prompt != NULL && e->prompt[0] == '\0'                   ? "prompt"
         : e->cron_expression != NULL && e->cron_expression[0] == '\0' ? "cron_expression"
-                                                                       : NULL;
+                                                                      : NULL;
     if (empty != NULL) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s must not be empty", empty);
         return false;

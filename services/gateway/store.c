@@ -129,8 +129,8 @@ const kx_db_stmt gw_store_statements[] = {
      "        jsonb_build_object('role', $5::text, 'content', $6::text), '{}'::jsonb) "
      "RETURNING " MESSAGE_JSON "::text"},
 
-    GW_QUOTA_STATEMENTS   /* quota.h */
-    GW_TRIGGER_STATEMENTS /* trigger_store.h */
+    GW_QUOTA_STATEMENTS,   /* quota.h */
+    GW_TRIGGER_STATEMENTS, /* trigger_store.h */
     KX_DB_STMT_END,
 };
 /* clang-format on */

@@ -8,8 +8,8 @@
 #include <string.h>
 
 /* The first column of the only row, malloc'd; KX_ERR_NOT_FOUND when there is no row. */
-static kx_err first_text(kx_db *db, const char *stmt, int n, const char *const *params,
-                         char **out, PGresult **keep)
+static kx_err first_text(kx_db *db, const char *stmt, int n, const char *const *params, char **out,
+                         PGresult **keep)
 {
     *out = NULL;
     kx_err err = KX_OK;
@@ -76,8 +76,8 @@ void gw_trigger_row_free(gw_trigger_row *row)
     row->json = row->cron_expression = NULL;
 }
 
-kx_err gw_trigger_update(kx_db *db, const char *id, const char *account,
-                         const gw_trigger_edit *e, char **json)
+kx_err gw_trigger_update(kx_db *db, const char *id, const char *account, const gw_trigger_edit *e,
+                         char **json)
 {
     char next[24];
     snprintf(next, sizeof next, "%" PRId64, e->next);

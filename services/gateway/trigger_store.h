@@ -19,7 +19,8 @@
 #include "kx/err.h"
 #include "store.h"
 
-/* A run_triggers row as the API shows it. */
+/* clang-format off */
+/* A run_triggers row as the API shows it (SQL laid out by hand). */
 #define GW_TRIGGER_JSON                                                                       \
     "json_build_object('trigger_id', trigger_id, 'agent_id', agent_id, 'name', name, "        \
     "'cron_expression', cron_expression, 'timezone', timezone, 'prompt', prompt, "            \
@@ -29,8 +30,8 @@
     "'last_error', last_error, 'fire_count', fire_count, "                                    \
     "'created_at', " GW_SQL_ISO("created_at") ", 'updated_at', " GW_SQL_ISO("updated_at") ")"
 
-/* The statements, spliced into gw_store_statements (store.c). next_fire_at parameters are unix
- * seconds, or NULL. */
+/* The statements, spliced into gw_store_statements (store.c; no trailing comma). next_fire_at
+ * parameters are unix seconds, or NULL. */
 #define GW_TRIGGER_STATEMENTS                                                                  \
     {"gw_trigger_create",                                                                      \
      "INSERT INTO run_triggers (account_id, agent_id, name, cron_expression, timezone, "       \
@@ -50,12 +51,14 @@
      "prompt = coalesce($4::text, prompt), "                                                   \
      "cron_expression = coalesce($5::text, cron_expression), "                                 \
      "is_active = coalesce($6::boolean, is_active), "                                          \
-     "next_fire_at = CASE WHEN $7::boolean THEN to_timestamp($8::bigint) ELSE next_fire_at END " \
+     "next_fire_at = CASE WHEN $7::boolean THEN to_timestamp($8::bigint) "                     \
+     "ELSE next_fire_at END "                                                                  \
      "WHERE trigger_id = $1::uuid AND account_id = $2::uuid "                                  \
      "RETURNING " GW_TRIGGER_JSON "::text"},                                                   \
     {"gw_trigger_delete",                                                                      \
      "DELETE FROM run_triggers WHERE trigger_id = $1::uuid AND account_id = $2::uuid "         \
-     "RETURNING 1"},
+     "RETURNING 1"}
+/* clang-format on */
 
 /* What a new trigger is made of. model_name may be NULL (the default model). */
 typedef struct gw_trigger_new {
@@ -85,8 +88,8 @@ typedef struct gw_trigger_edit {
     bool set_next;
     int64_t next;
 } gw_trigger_edit;
-kx_err gw_trigger_update(kx_db *db, const char *id, const char *account,
-                         const gw_trigger_edit *e, char **json);
+kx_err gw_trigger_update(kx_db *db, const char *id, const char *account, const gw_trigger_edit *e,
+                         char **json);
 kx_err gw_trigger_delete(kx_db *db, const char *id, const char *account);
 
 #endif

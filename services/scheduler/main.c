@@ -36,9 +36,9 @@ int main(void)
         kx_db_close(s.db);
         return 1;
     }
-    sched_bringup_start(&s); /* lifecycle.c: migrations, streams, submit.c's consumer */
-    sched_reaper_start(&s);  /* reaper.c */
-    sched_sweep_start(&s);   /* sweep.c */
+    sched_bringup_start(&s);  /* lifecycle.c: migrations, streams, submit.c's consumer */
+    sched_reaper_start(&s);   /* reaper.c */
+    sched_sweep_start(&s);    /* sweep.c */
     sched_triggers_start(&s); /* triggers.c: scheduled runs */
     kx_svc_on_drain(&svc, sched_drain, &s); /* lifecycle.c */
     kx_info("scheduler: lease %lld ms, reaper every %lld ms, wall time %lld s, sweep every "

@@ -282,9 +282,10 @@ static void test_model_allow_list(void **state)
     json_decref(body);
     assert_int_equal(runs_of(&a), 2);
     /* the operator adds the model */
-    sql_do("UPDATE account_limits SET allowed_models = array_append(allowed_models, 'other-model') "
-           "WHERE account_id = $1::uuid",
-           1, p);
+    sql_do(
+        "UPDATE account_limits SET allowed_models = array_append(allowed_models, 'other-model') "
+        "WHERE account_id = $1::uuid",
+        1, p);
     assert_int_equal(start(&a, thread, "other-model", NULL), 200);
     assert_int_equal(runs_of(&a), 3);
     wait_idle(&a, 40000);
@@ -542,8 +543,8 @@ static void test_two_schedulers_fire_once(void **state)
                              "AND status = 'completed' AND agent_id IS NOT NULL",
                              1, ip),
                      4);
-    char *last = sql("SELECT last_run_id::text FROM run_triggers WHERE trigger_id = $1::uuid", 1,
-                     ip);
+    char *last =
+        sql("SELECT last_run_id::text FROM run_triggers WHERE trigger_id = $1::uuid", 1, ip);
     assert_true(kx_uuid_valid(last));
     free(last);
 

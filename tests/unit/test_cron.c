@@ -19,8 +19,8 @@ static int64_t at(const char *s)
 {
     struct tm tm;
     memset(&tm, 0, sizeof tm);
-    assert_int_equal(sscanf(s, "%d-%d-%d %d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-                            &tm.tm_hour, &tm.tm_min),
+    assert_int_equal(sscanf(s, "%d-%d-%d %d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                            &tm.tm_min),
                      5);
     tm.tm_year -= 1900;
     tm.tm_mon -= 1;
@@ -95,6 +95,12 @@ static void test_fields_become_bit_sets(void **state)
     assert_int_equal(c.dow, 1u);
     c = parse_ok("0 0 * * 5-7");
     assert_int_equal(c.dow, (1u << 5) | (1u << 6) | 1u);
+    /* "V/N" runs to the field's end: for day-of-week that is 7, Sunday (the fuzzer found "7/6"
+     * matching no day at all when the end was taken as 6) */
+    c = parse_ok("0 0 * * 7/6");
+    assert_int_equal(c.dow, 1u);
+    c = parse_ok("0 0 * * 5/1");
+    assert_int_equal(c.dow, (1u << 5) | (1u << 6) | 1u);
     c = parse_ok("10-50/20 */6 2-31/10 FEB-DEC/3 *");
     assert_int_equal(c.minute, (1ull << 10) | (1ull << 30) | (1ull << 50));
     assert_int_equal(c.hour, (1u << 0) | (1u << 6) | (1u << 12) | (1u << 18));
@@ -152,8 +158,8 @@ static void test_next_fire_times(void **state)
     assert_next("30 9 * * MON-FRI", "2026-11-27 10:00", "2026-11-30 09:30"); /* Fri -> Mon */
     assert_next("0 0 1 1 *", "2026-06-15 12:00", "2027-01-01 00:00");
     assert_next("0 12 31 * *", "2026-11-01 00:00", "2026-12-31 12:00"); /* skips Nov (30 d) */
-    assert_next("0 0 29 2 *", "2026-03-01 00:00", "2028-02-29 00:00"); /* leap day */
-    assert_next("0 0 29 2 *", "2096-03-01 00:00", "2104-02-29 00:00"); /* 2100 is not leap */
+    assert_next("0 0 29 2 *", "2026-03-01 00:00", "2028-02-29 00:00");  /* leap day */
+    assert_next("0 0 29 2 *", "2096-03-01 00:00", "2104-02-29 00:00");  /* 2100 is not leap */
     assert_next("15 10 * * 0", "2026-11-30 00:00", "2026-12-06 10:15"); /* next Sunday */
     /* both day fields restricted: either matches (the 13th, or any Friday) */
     assert_next("0 0 13 * 5", "2026-11-30 00:00", "2026-12-04 00:00");
@@ -190,9 +196,9 @@ static void test_never_and_out_of_range(void **state)
 static void test_matches_a_minute_by_minute_search(void **state)
 {
     static const char *const exprs[] = {
-        "*/7 * * * *",       "0,30 8-18/2 * * 1-5", "59 23 * * *",     "0 0 1,15 * *",
-        "15 3 * * sat,sun",  "0 12 10-20 * 2",      "*/13 */5 */3 * *", "0 0 * 2 *",
-        "5 4 31 * *",        "0 6 * jun-aug mon",   "@monthly",         "1-5/2 0 1 * 0",
+        "*/7 * * * *",      "0,30 8-18/2 * * 1-5", "59 23 * * *",      "0 0 1,15 * *",
+        "15 3 * * sat,sun", "0 12 10-20 * 2",      "*/13 */5 */3 * *", "0 0 * 2 *",
+        "5 4 31 * *",       "0 6 * jun-aug mon",   "@monthly",         "1-5/2 0 1 * 0",
     };
     unsigned seed = 12345;
     for (size_t i = 0; i < sizeof exprs / sizeof exprs[0]; i++) {
