@@ -24,7 +24,9 @@ static void reply_refusal(gw_reply *reply, unsigned int status, const char *deta
 
 bool gw_quota_refused(kx_db *db, kx_err err, gw_reply *reply)
 {
-    if (err == KX_OK || db == NULL)
+    /* the class KX maps to KX_ERR_CONFLICT; any other error cannot be a refusal (and the
+     * connection's SQLSTATE may then be a stale one of an earlier request) */
+    if (err != KX_ERR_CONFLICT || db == NULL)
         return false;
     const char *st = kx_db_last_sqlstate(db);
     unsigned int status;

@@ -24,8 +24,10 @@
     }
 
 /* After a run-creating statement on db failed with err: true (and the 403/429 reply set) when
- * the failure was an account limit's refusal; false otherwise (reply untouched). Call it before
- * the connection goes back to the pool (the detail is the connection's). */
+ * the failure was an account limit's refusal; false otherwise (reply untouched). Call it right
+ * after the failed statement, before the connection goes back to the pool (the SQLSTATE and
+ * detail are the connection's last failure's), and only when err came from the database (a
+ * KX_ERR_CONFLICT the caller made up itself would find a stale SQLSTATE). */
 bool gw_quota_refused(kx_db *db, kx_err err, gw_reply *reply);
 
 /* Would a run of account naming model (NULL: the default model) be refused for its model

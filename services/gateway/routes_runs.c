@@ -116,7 +116,7 @@ void gw_route_initiate(gw_app *app, gw_request *req, gw_reply *reply)
     gw_limit_info over;
     kx_err err = gw_store_initiate_limited(db, req->account, name, prompt, &opts,
                                            reject_limit(app), &over, thread_id, run_id);
-    bool refused = gw_quota_refused(db, err, reply); /* account_limits: 403 / 429 */
+    bool refused = !over.over && gw_quota_refused(db, err, reply); /* account_limits */
     gw_db_put(app, db);
     free(name);
     if (refused)
