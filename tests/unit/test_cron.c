@@ -17,13 +17,21 @@
 /* "YYYY-MM-DD HH:MM" (UTC) as unix seconds. */
 static int64_t at(const char *s)
 {
+    int v[5];
+    const char *p = s;
+    for (int i = 0; i < 5; i++) {
+        char *end = NULL;
+        v[i] = (int)strtol(p, &end, 10);
+        assert_true(end != p && (i == 4 ? *end == '\0' : *end == "-- :"[i]));
+        p = end + 1;
+    }
     struct tm tm;
     memset(&tm, 0, sizeof tm);
-    assert_int_equal(sscanf(s, "%d-%d-%d %d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                            &tm.tm_min),
-                     5);
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
+    tm.tm_year = v[0] - 1900;
+    tm.tm_mon = v[1] - 1;
+    tm.tm_mday = v[2];
+    tm.tm_hour = v[3];
+    tm.tm_min = v[4];
     return (int64_t)timegm(&tm);
 }
 
