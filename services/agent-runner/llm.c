@@ -401,11 +401,29 @@ static void pick_mode(llm_call *call)
         call->mode = BODY_SSE;
 }
 
+static void on_watchdog(kx_loop *loop, void *arg);
+static int64_t watchdog_in(const llm_call *call);
+
+/* A byte arrived. The first one switches the watchdog from the first byte's deadline to the
+ * idle gap's, which may be sooner. */
+static void got_bytes(llm_call *call)
+{
+    bool first = call->last_byte_mono == 0;
+    call->last_byte_mono = kx_mono_ms();
+    if (first && call->watchdog != NULL && call->c->cfg->llm_idle_ms < call->c->cfg->llm_ttfb_ms) {
+        kx_timer *t = kx_loop_timer(call->c->loop, watchdog_in(call), on_watchdog, call);
+        if (t != NULL) { /* else (out of memory) the old one stays: it re-arms when it fires */
+            kx_timer_cancel(call->watchdog);
+            call->watchdog = t;
+        }
+    }
+}
+
 static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 {
     llm_call *call = arg;
     size_t n = size * nmemb;
-    call->last_byte_mono = kx_mono_ms();
+    got_bytes(call);
     char line[200];
     if (n >= sizeof line)
         return n;
@@ -430,7 +448,7 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
 {
     llm_call *call = arg;
     size_t n = size * nmemb;
-    call->last_byte_mono = kx_mono_ms();
+    got_bytes(call);
     if (call->mode == BODY_UNKNOWN)
         pick_mode(call);
     if (call->mode == BODY_SSE) {
@@ -461,8 +479,6 @@ static void release_easy(llm_call *call, bool remove)
     curl_easy_cleanup(call->easy);
     call->easy = NULL;
 }
-
-static void on_watchdog(kx_loop *loop, void *arg);
 
 /* When the watchdog must look next: the first byte's, the idle gap's or the wall deadline. */
 static int64_t watchdog_in(const llm_call *call)

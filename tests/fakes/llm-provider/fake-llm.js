@@ -50,7 +50,7 @@ function plan(scenario, wire, body) {
   if (scenario === 'tool') {
     const result = lastIsToolResult(wire, body);
     if (result === null)
-      return { parts: [{ text: 'Let me run it.' }, { tool: { id: 'toolu_fake_1', name: 'execute_command', args: '{"command": "echo hi from the fake"}' } }], stop: 'tool' };
+      return { parts: [{ text: 'Let me run it.' }, { tool: { id: 'toolu_fake_1', name: 'execute_command', args: '{"command": "echo hi from the fake", "blocking": true}' } }], stop: 'tool' };
     return { parts: [{ text: `The tool said: ${result.slice(0, 200)}` }], stop: 'end' };
   }
   return { parts: [{ text: 'Hello from the fake provider. It streams in pieces.' }], stop: 'end' };
