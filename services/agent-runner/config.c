@@ -50,7 +50,7 @@ static kx_err load_provider(runner_config *cfg)
     cfg->openai_set =
         kx_env_str("OPENAI_API_KEY", NULL) != NULL || kx_env_str("OPENAI_BASE_URL", NULL) != NULL;
     cfg->anthropic_set = kx_env_str("ANTHROPIC_API_KEY", NULL) != NULL ||
-                         kx_env_str("ANTHROPIC_BASE_URL", NULL) != NULL;
+        kx_env_str("ANTHROPIC_BASE_URL", NULL) != NULL;
     kx_err err = copy_url("OPENAI_BASE_URL", DEFAULT_OPENAI_URL, cfg->openai_base_url,
                           sizeof cfg->openai_base_url);
     if (err == KX_OK)
@@ -83,8 +83,8 @@ static kx_err load_provider(runner_config *cfg)
     }
     err = copy_env("KX_MODEL", def_model, cfg->model, sizeof cfg->model);
     if (err == KX_OK)
-        err = copy_env("KX_LLM_FALLBACK_MODEL", "", cfg->fallback_model,
-                       sizeof cfg->fallback_model);
+        err =
+            copy_env("KX_LLM_FALLBACK_MODEL", "", cfg->fallback_model, sizeof cfg->fallback_model);
     return err;
 }
 

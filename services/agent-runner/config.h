@@ -49,17 +49,17 @@ typedef struct runner_config {
     char fallback_model[128];   /* KX_LLM_FALLBACK_MODEL, "" for none */
     runner_model_alias aliases[RUNNER_MAX_ALIASES]; /* KX_MODEL_ALIASES */
     int naliases;
-    int64_t llm_ttfb_ms;       /* KX_LLM_TTFB_MS: request sent -> first byte of the answer */
-    int64_t llm_idle_ms;       /* KX_LLM_IDLE_MS: the longest gap between two chunks */
-    int64_t llm_retries;       /* KX_LLM_RETRIES: per model */
-    int64_t llm_max_tokens;    /* KX_LLM_MAX_TOKENS: Anthropic's required max_tokens */
-    int64_t max_iterations;    /* KX_MAX_ITERATIONS */
-    int64_t heartbeat_ms;      /* KX_HEARTBEAT_MS */
-    int64_t lease_ttl_ms;      /* KX_LEASE_TTL_MS: lease taken at claim */
-    int64_t capacity;          /* KX_RUNNER_CAPACITY: most runs held at once */
-    int64_t tool_timeout_s;    /* KX_TOOL_TIMEOUT_S */
-    int64_t drain_timeout_ms;  /* KX_DRAIN_TIMEOUT_MS (for the log line; kx_svc enforces it) */
-    int64_t wall_time_s;       /* KX_RUN_WALL_TIME_S: counted from the claim (started_at), the
+    int64_t llm_ttfb_ms;      /* KX_LLM_TTFB_MS: request sent -> first byte of the answer */
+    int64_t llm_idle_ms;      /* KX_LLM_IDLE_MS: the longest gap between two chunks */
+    int64_t llm_retries;      /* KX_LLM_RETRIES: per model */
+    int64_t llm_max_tokens;   /* KX_LLM_MAX_TOKENS: Anthropic's required max_tokens */
+    int64_t max_iterations;   /* KX_MAX_ITERATIONS */
+    int64_t heartbeat_ms;     /* KX_HEARTBEAT_MS */
+    int64_t lease_ttl_ms;     /* KX_LEASE_TTL_MS: lease taken at claim */
+    int64_t capacity;         /* KX_RUNNER_CAPACITY: most runs held at once */
+    int64_t tool_timeout_s;   /* KX_TOOL_TIMEOUT_S */
+    int64_t drain_timeout_ms; /* KX_DRAIN_TIMEOUT_MS (for the log line; kx_svc enforces it) */
+    int64_t wall_time_s;      /* KX_RUN_WALL_TIME_S: counted from the claim (started_at), the
                                   * same rule as the scheduler's reaper */
 } runner_config;
 

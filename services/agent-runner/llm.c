@@ -179,10 +179,9 @@ static void finish(llm_call *call, kx_err err, const char *msg)
     if (err == KX_OK) {
         call->result_msg[0] = '\0';
     } else {
-        int n = call->attempt > 1
-            ? snprintf(call->result_msg, sizeof call->result_msg, "%s (after %d attempts)", msg,
-                       call->attempt)
-            : snprintf(call->result_msg, sizeof call->result_msg, "%s", msg);
+        int n = call->attempt > 1 ? snprintf(call->result_msg, sizeof call->result_msg,
+                                             "%s (after %d attempts)", msg, call->attempt)
+                                  : snprintf(call->result_msg, sizeof call->result_msg, "%s", msg);
         if (call->primary_error[0] != '\0' && n >= 0 && (size_t)n < sizeof call->result_msg)
             snprintf(call->result_msg + n, sizeof call->result_msg - (size_t)n,
                      "; before it, the primary model failed: %s", call->primary_error);
@@ -288,13 +287,16 @@ static void attempt_failed(llm_call *call, bool retryable, kx_err err, const cha
         int64_t left = kx_deadline_remaining(call->wall_deadline);
         if (call->wall_deadline != KX_NO_DEADLINE && delay >= left) {
             char m[1600];
-            snprintf(m, sizeof m, "%s; not retried: the wait (%lld ms%s) would pass the run's "
-                     "wall deadline", msg, (long long)delay, told ? ", the provider's Retry-After" : "");
+            snprintf(m, sizeof m,
+                     "%s; not retried: the wait (%lld ms%s) would pass the run's "
+                     "wall deadline",
+                     msg, (long long)delay, told ? ", the provider's Retry-After" : "");
             finish(call, err, m);
             return;
         }
-        kx_log(KX_LOG_WARN, call->run_id, NULL, "llm: attempt %d failed (%s); retrying in %lld ms%s",
-               call->attempt, msg, (long long)delay, told ? " (Retry-After)" : "");
+        kx_log(KX_LOG_WARN, call->run_id, NULL,
+               "llm: attempt %d failed (%s); retrying in %lld ms%s", call->attempt, msg,
+               (long long)delay, told ? " (Retry-After)" : "");
         kx_counter_add(kx_metrics_counter("kx_runner_llm_retries_total", "",
                                           "LLM attempts retried"),
                        1);
@@ -549,8 +551,7 @@ static void on_transfer_done(CURL *easy, CURLcode result, void *arg)
     }
     if (result != CURLE_OK) {
         attempt_failedf(call, true, KX_ERR_UNAVAILABLE, "could not talk to %s: %s%s%s", url,
-                        curl_easy_strerror(result), call->curl_err[0] ? ": " : "",
-                        call->curl_err);
+                        curl_easy_strerror(result), call->curl_err[0] ? ": " : "", call->curl_err);
         return;
     }
     if (status != 200) {
@@ -628,8 +629,8 @@ static void start_attempt(llm_call *call)
         return;
     }
     CURL *e = call->easy;
-    int64_t connect_ms = c->cfg->llm_ttfb_ms < CONNECT_TIMEOUT_MS ? c->cfg->llm_ttfb_ms
-                                                                  : CONNECT_TIMEOUT_MS;
+    int64_t connect_ms =
+        c->cfg->llm_ttfb_ms < CONNECT_TIMEOUT_MS ? c->cfg->llm_ttfb_ms : CONNECT_TIMEOUT_MS;
     curl_easy_setopt(e, CURLOPT_URL, call->route.url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, call->headers);
     curl_easy_setopt(e, CURLOPT_POST, 1L);

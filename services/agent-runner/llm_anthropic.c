@@ -35,7 +35,8 @@ static json_t *text_of(const json_t *content)
     json_array_foreach(content, i, part)
     {
         const json_t *t = json_object_get(part, "text");
-        if (json_is_string(t) && kx_buf_add(&b, json_string_value(t), json_string_length(t)) != KX_OK) {
+        if (json_is_string(t) &&
+            kx_buf_add(&b, json_string_value(t), json_string_length(t)) != KX_OK) {
             kx_buf_free(&b);
             return NULL;
         }
@@ -113,8 +114,8 @@ static bool push_turn(json_t *turns, const char *role, json_t *blocks)
         json_decref(blocks);
         return rc == 0;
     }
-    return json_array_append_new(turns, json_pack("{s:s, s:o}", "role", role, "content",
-                                                  blocks)) == 0;
+    return json_array_append_new(turns,
+                                 json_pack("{s:s, s:o}", "role", role, "content", blocks)) == 0;
 }
 
 static json_t *convert_messages(const json_t *messages)
@@ -136,7 +137,7 @@ static json_t *convert_messages(const json_t *messages)
         } else if (ok && strcmp(role, "assistant") == 0) {
             to = "assistant";
             ok = add_text_block(blocks, json_object_get(m, "content")) &&
-                 add_tool_uses(blocks, json_object_get(m, "tool_calls"));
+                add_tool_uses(blocks, json_object_get(m, "tool_calls"));
         } else if (ok) { /* user, and a stray system message: as user text */
             ok = add_text_block(blocks, json_object_get(m, "content"));
         }

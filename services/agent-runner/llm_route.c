@@ -73,13 +73,13 @@ kx_err llm_route_resolve(const runner_config *cfg, const char *name, llm_route *
                      n);
             return KX_ERR_INVALID;
         }
-        return set_route(out, LLM_WIRE_OPENAI, "openai", cfg->openai_base_url,
-                         "/chat/completions", cfg->openai_api_key, n + 7, why, whylen);
+        return set_route(out, LLM_WIRE_OPENAI, "openai", cfg->openai_base_url, "/chat/completions",
+                         cfg->openai_api_key, n + 7, why, whylen);
     }
     switch (cfg->provider) {
     case PROVIDER_OPENAI:
-        return set_route(out, LLM_WIRE_OPENAI, "openai", cfg->openai_base_url,
-                         "/chat/completions", cfg->openai_api_key, n, why, whylen);
+        return set_route(out, LLM_WIRE_OPENAI, "openai", cfg->openai_base_url, "/chat/completions",
+                         cfg->openai_api_key, n, why, whylen);
     case PROVIDER_ANTHROPIC:
         return set_route(out, LLM_WIRE_ANTHROPIC, "anthropic", cfg->anthropic_base_url,
                          "/v1/messages", cfg->anthropic_api_key, n, why, whylen);

@@ -623,7 +623,8 @@ static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *messa
     }
     const llm_stream *s = llm_call_result(call);
     r->text = strndup(s->content.s ? s->content.s : "", s->content.len);
-    snprintf(r->llm_model, sizeof r->llm_model, "%s", s->model[0] ? s->model : llm_call_model(call));
+    snprintf(r->llm_model, sizeof r->llm_model, "%s",
+             s->model[0] ? s->model : llm_call_model(call));
     r->request_bytes = llm_call_request_bytes(call); /* the fallback's body, if it answered */
     snprintf(r->finish_reason, sizeof r->finish_reason, "%s", s->finish_reason);
     r->have_usage = s->have_usage;

@@ -821,7 +821,8 @@ static void test_hanging_model_fails_the_run(void **state)
         fail_msg("the run failed after %lld ms (want 4000..7000)", (long long)took);
     assert_run_col(&g_llm_stack, &r, "status", "failed");
     char *error = run_col(&g_llm_stack, &r, "error");
-    if (strncmp(error, "LLM request failed: ", 20) != 0 || (strstr(error, "within 2000 ms") == NULL && strstr(error, "silent for 2000 ms") == NULL))
+    if (strncmp(error, "LLM request failed: ", 20) != 0 ||
+        (strstr(error, "within 2000 ms") == NULL && strstr(error, "silent for 2000 ms") == NULL))
         fail_msg("error \"%s\" does not name the LLM timeout", error);
     char want_event[1024];
     snprintf(want_event, sizeof want_event,

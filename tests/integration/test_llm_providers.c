@@ -229,7 +229,8 @@ static void test_openai_tool_deltas(void **state)
     assert_int_equal(s->ncalls, 1);
     assert_string_equal(s->calls[0].id.s, "toolu_fake_1");
     assert_string_equal(s->calls[0].name.s, "execute_command");
-    assert_string_equal(s->calls[0].arguments.s, "{\"command\": \"echo hi from the fake\", \"blocking\": true}");
+    assert_string_equal(s->calls[0].arguments.s,
+                        "{\"command\": \"echo hi from the fake\", \"blocking\": true}");
     assert_string_equal(s->finish_reason, "tool_calls");
     assert_int_equal(s->prompt_tokens, 31);
     assert_int_equal(s->completion_tokens, 17);
@@ -262,7 +263,8 @@ static void test_anthropic_tool_use(void **state)
     assert_int_equal(s->ncalls, 1);
     assert_string_equal(s->calls[0].id.s, "toolu_fake_1");
     assert_string_equal(s->calls[0].name.s, "execute_command");
-    assert_string_equal(s->calls[0].arguments.s, "{\"command\": \"echo hi from the fake\", \"blocking\": true}");
+    assert_string_equal(s->calls[0].arguments.s,
+                        "{\"command\": \"echo hi from the fake\", \"blocking\": true}");
     assert_string_equal(s->finish_reason, "tool_calls");
     assert_int_equal(s->prompt_tokens, 55); /* 52 input + 3 cache read */
     assert_int_equal(s->completion_tokens, 21);
@@ -414,7 +416,8 @@ static void test_no_first_byte(void **state)
     c.cfg.llm_ttfb_ms = 1500;
     c.cfg.llm_retries = 0;
     int64_t took = ctx_call(&c, "openai/nohead:c8");
-    print_message("[ timing   ] no first byte: failed after %lld ms: %s\n", (long long)took, c.msg);
+    print_message("[ timing   ] no first byte: failed after %lld ms: %s\n", (long long)took,
+                  c.msg);
     assert_int_equal(c.err, KX_ERR_TIMEOUT);
     assert_non_null(strstr(c.msg, "within 1500 ms (KX_LLM_TTFB_MS)"));
     if (took < 1500 || took > 4500)
@@ -476,9 +479,9 @@ static void initiate(const char *token, const char *model, run *r)
     size_t len = 0;
     char *body = kx_th_form_multipart(pairs, &ctype, &len);
     kx_http_resp resp = {0};
-    assert_int_equal(
-        kx_th_http(&g_stack, "POST", "/api/agent/initiate", token, ctype, body, len, &resp),
-        KX_OK);
+    assert_int_equal(kx_th_http(&g_stack, "POST", "/api/agent/initiate", token, ctype, body, len,
+                                &resp),
+                     KX_OK);
     if (resp.status != 200)
         fail_msg("initiate: status %ld: %s", resp.status, resp.body ? resp.body : "");
     json_t *v = json_loads(resp.body, 0, NULL);
@@ -551,8 +554,8 @@ static void test_stack_anthropic_tool_round_trip(void **state)
     size_t n = json_array_size(reqs);
     assert_true(n >= 2);
     /* the second request carried the tool call and its result in Anthropic's blocks */
-    json_t *msgs = json_object_get(json_object_get(json_array_get(reqs, n - 1), "body"),
-                                   "messages");
+    json_t *msgs =
+        json_object_get(json_object_get(json_array_get(reqs, n - 1), "body"), "messages");
     char *text = json_dumps(msgs, JSON_COMPACT);
     if (strstr(text, "\"type\":\"tool_use\",\"id\":\"toolu_fake_1\"") == NULL ||
         strstr(text, "\"type\":\"tool_result\",\"tool_use_id\":\"toolu_fake_1\"") == NULL)

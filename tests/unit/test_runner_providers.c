@@ -206,8 +206,9 @@ static void test_anthropic_events(void **state)
     llm_stream s;
     llm_stream_init(&s);
     /* an error event mid-stream: the provider's message and type */
-    assert_int_equal(afeed(&s, "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
-                               "\"message\":\"Overloaded\"}}"),
+    assert_int_equal(afeed(&s,
+                           "{\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\","
+                           "\"message\":\"Overloaded\"}}"),
                      LLM_FEED_ERROR);
     assert_string_equal(s.error, "Overloaded (overloaded_error)");
     llm_stream_free(&s);
@@ -215,43 +216,51 @@ static void test_anthropic_events(void **state)
     /* unknown events, thinking blocks and their deltas are ignored */
     llm_stream_init(&s);
     assert_int_equal(afeed(&s, "{\"type\":\"some_future_event\",\"x\":1}"), LLM_FEED_OK);
-    assert_int_equal(afeed(&s, "{\"type\":\"content_block_start\",\"index\":0,"
-                               "\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}"),
+    assert_int_equal(afeed(&s,
+                           "{\"type\":\"content_block_start\",\"index\":0,"
+                           "\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\"}}"),
                      LLM_FEED_OK);
-    assert_int_equal(afeed(&s, "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
-                               "{\"type\":\"thinking_delta\",\"thinking\":\"hmm\"}}"),
+    assert_int_equal(afeed(&s,
+                           "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+                           "{\"type\":\"thinking_delta\",\"thinking\":\"hmm\"}}"),
                      LLM_FEED_OK);
     assert_int_equal(s.content.len, 0);
     assert_false(s.received_output);
     /* stop reasons in OpenAI's words */
-    assert_int_equal(afeed(&s, "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
-                               "\"max_tokens\"},\"usage\":{\"output_tokens\":7}}"),
+    assert_int_equal(afeed(&s,
+                           "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+                           "\"max_tokens\"},\"usage\":{\"output_tokens\":7}}"),
                      LLM_FEED_OK);
     assert_string_equal(s.finish_reason, "length");
     assert_int_equal(s.completion_tokens, 7);
-    assert_int_equal(afeed(&s, "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
-                               "\"end_turn\"},\"usage\":{\"output_tokens\":9}}"),
+    assert_int_equal(afeed(&s,
+                           "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":"
+                           "\"end_turn\"},\"usage\":{\"output_tokens\":9}}"),
                      LLM_FEED_OK);
     assert_string_equal(s.finish_reason, "stop");
     assert_int_equal(s.completion_tokens, 9); /* cumulative, not added */
     /* malformed: not JSON, a delta for a block that is not a tool_use, no index */
     assert_int_equal(afeed(&s, "{not json"), LLM_FEED_MALFORMED);
     assert_non_null(strstr(s.error, "not a JSON object"));
-    assert_int_equal(afeed(&s, "{\"type\":\"content_block_delta\",\"index\":5,\"delta\":"
-                               "{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}"),
+    assert_int_equal(afeed(&s,
+                           "{\"type\":\"content_block_delta\",\"index\":5,\"delta\":"
+                           "{\"type\":\"input_json_delta\",\"partial_json\":\"{}\"}}"),
                      LLM_FEED_MALFORMED);
     assert_non_null(strstr(s.error, "not a tool_use"));
-    assert_int_equal(afeed(&s, "{\"type\":\"content_block_delta\",\"delta\":"
-                               "{\"type\":\"text_delta\",\"text\":\"x\"}}"),
+    assert_int_equal(afeed(&s,
+                           "{\"type\":\"content_block_delta\",\"delta\":"
+                           "{\"type\":\"text_delta\",\"text\":\"x\"}}"),
                      LLM_FEED_MALFORMED);
     /* a tool_use whose input came whole is replaced by deltas, not doubled */
-    assert_int_equal(afeed(&s, "{\"type\":\"content_block_start\",\"index\":2,\"content_block\":"
-                               "{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"n\","
-                               "\"input\":{\"a\":1}}}"),
+    assert_int_equal(afeed(&s,
+                           "{\"type\":\"content_block_start\",\"index\":2,\"content_block\":"
+                           "{\"type\":\"tool_use\",\"id\":\"t\",\"name\":\"n\","
+                           "\"input\":{\"a\":1}}}"),
                      LLM_FEED_OK);
     assert_string_equal(s.calls[0].arguments.s, "{\"a\":1}");
-    assert_int_equal(afeed(&s, "{\"type\":\"content_block_delta\",\"index\":2,\"delta\":"
-                               "{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"b\\\":2}\"}}"),
+    assert_int_equal(afeed(&s,
+                           "{\"type\":\"content_block_delta\",\"index\":2,\"delta\":"
+                           "{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"b\\\":2}\"}}"),
                      LLM_FEED_OK);
     assert_string_equal(s.calls[0].arguments.s, "{\"b\":2}");
     assert_int_equal(afeed(&s, "{\"type\":\"message_stop\"}"), LLM_FEED_DONE);
@@ -260,10 +269,11 @@ static void test_anthropic_events(void **state)
 
     /* a whole Message (a server that did not stream) */
     llm_stream_init(&s);
-    assert_int_equal(afeed(&s, "{\"type\":\"message\",\"model\":\"m\",\"content\":[{\"type\":"
-                               "\"text\",\"text\":\"hi\"},{\"type\":\"tool_use\",\"id\":\"t1\","
-                               "\"name\":\"x\",\"input\":{\"k\":\"v\"}}],\"stop_reason\":"
-                               "\"tool_use\",\"usage\":{\"input_tokens\":3,\"output_tokens\":4}}"),
+    assert_int_equal(afeed(&s,
+                           "{\"type\":\"message\",\"model\":\"m\",\"content\":[{\"type\":"
+                           "\"text\",\"text\":\"hi\"},{\"type\":\"tool_use\",\"id\":\"t1\","
+                           "\"name\":\"x\",\"input\":{\"k\":\"v\"}}],\"stop_reason\":"
+                           "\"tool_use\",\"usage\":{\"input_tokens\":3,\"output_tokens\":4}}"),
                      LLM_FEED_DONE);
     assert_string_equal(s.content.s, "hi");
     assert_int_equal(s.ncalls, 1);
@@ -291,10 +301,11 @@ static void test_anthropic_body(void **state)
         "   {\"type\":\"text\",\"text\":\"then?\"}]},"
         " {\"role\":\"assistant\",\"content\":\"Done.\",\"tool_calls\":null}]",
         0, NULL);
-    json_t *tools = json_loads("[{\"type\":\"function\",\"function\":{\"name\":\"execute_command\","
-                               "\"description\":\"runs\",\"parameters\":{\"type\":\"object\","
-                               "\"properties\":{\"command\":{\"type\":\"string\"}}}}}]",
-                               0, NULL);
+    json_t *tools =
+        json_loads("[{\"type\":\"function\",\"function\":{\"name\":\"execute_command\","
+                   "\"description\":\"runs\",\"parameters\":{\"type\":\"object\","
+                   "\"properties\":{\"command\":{\"type\":\"string\"}}}}}]",
+                   0, NULL);
     assert_non_null(msgs);
     assert_non_null(tools);
     char *body = llm_anthropic_body("claude-x", 4096, "You are a test.", tools, msgs);
@@ -337,8 +348,7 @@ static void base_config(runner_config *cfg)
     cfg->provider_name = "demo";
     snprintf(cfg->demo_url, sizeof cfg->demo_url, "http://127.0.0.1:1/v1");
     snprintf(cfg->openai_base_url, sizeof cfg->openai_base_url, "https://api.openai.com/v1");
-    snprintf(cfg->anthropic_base_url, sizeof cfg->anthropic_base_url,
-             "https://api.anthropic.com");
+    snprintf(cfg->anthropic_base_url, sizeof cfg->anthropic_base_url, "https://api.anthropic.com");
     snprintf(cfg->model, sizeof cfg->model, "kortix/demo");
 }
 
@@ -373,7 +383,8 @@ static void test_routes(void **state)
     assert_string_equal(rt.model, "claude-x");
     assert_string_equal(rt.api_key, "sk-ant");
     /* OpenRouter-style ids keep their own slashes */
-    assert_int_equal(llm_route_resolve(&cfg, "openai/meta-llama/llama-3-70b", &rt, why, sizeof why),
+    assert_int_equal(llm_route_resolve(&cfg, "openai/meta-llama/llama-3-70b", &rt, why,
+                                       sizeof why),
                      KX_OK);
     assert_int_equal(rt.wire, LLM_WIRE_OPENAI);
     assert_string_equal(rt.url, "https://api.openai.com/v1/chat/completions");
@@ -383,11 +394,12 @@ static void test_routes(void **state)
     assert_non_null(strstr(why, "names no model"));
 
     /* aliases, chained */
-    assert_int_equal(runner_config_parse_aliases(&cfg,
-                                                 " sonnet = anthropic/claude-sonnet-4 ,fast=sonnet,,"
-                                                 "mini=openai/gpt-4o-mini",
-                                                 why, sizeof why),
-                     KX_OK);
+    assert_int_equal(
+        runner_config_parse_aliases(&cfg,
+                                    " sonnet = anthropic/claude-sonnet-4 ,fast=sonnet,,"
+                                    "mini=openai/gpt-4o-mini",
+                                    why, sizeof why),
+        KX_OK);
     assert_int_equal(cfg.naliases, 3);
     assert_int_equal(llm_route_resolve(&cfg, "fast", &rt, why, sizeof why), KX_OK);
     assert_string_equal(rt.name, "anthropic/claude-sonnet-4");
