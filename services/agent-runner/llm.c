@@ -31,6 +31,7 @@
 
 #define RETRY_BASE_MS 500
 #define RETRY_MAX_MS 20000
+#define MAX_RETRY_AFTER_MS (10 * 60 * 1000) /* a longer Retry-After is not waited for */
 #define CONNECT_TIMEOUT_MS 10000
 #define MAX_ERROR_BODY (64 * 1024)
 #define MAX_JSON_BODY (16 * 1024 * 1024)
@@ -285,13 +286,15 @@ static void attempt_failed(llm_call *call, bool retryable, kx_err err, const cha
             delay = base / 2 + (int64_t)(next_rand(c) % (uint64_t)(base / 2 + 1));
         }
         int64_t left = kx_deadline_remaining(call->wall_deadline);
-        if (call->wall_deadline != KX_NO_DEADLINE && delay >= left) {
+        bool past_wall = call->wall_deadline != KX_NO_DEADLINE && delay >= left;
+        if (past_wall || delay > MAX_RETRY_AFTER_MS) {
+            /* the model stays down longer than this run can wait: the fallback, or the end */
             char m[1600];
-            snprintf(m, sizeof m,
-                     "%s; not retried: the wait (%lld ms%s) would pass the run's "
-                     "wall deadline",
-                     msg, (long long)delay, told ? ", the provider's Retry-After" : "");
-            finish(call, err, m);
+            snprintf(m, sizeof m, "%s; not retried: the wait (%lld ms%s) %s", msg,
+                     (long long)delay, told ? ", the provider's Retry-After" : "",
+                     past_wall ? "would pass the run's wall deadline" : "is too long");
+            if (!try_fallback(call, m))
+                finish(call, err, m);
             return;
         }
         kx_log(KX_LOG_WARN, call->run_id, NULL,

@@ -7,7 +7,8 @@
  *   2. Anthropic: text and tool_use + input_json_delta, usage, x-api-key, anthropic-version,
  *      system at the top level and tools with input_schema;
  *   3. 429 with Retry-After: 2 (and an HTTP date): the retry waits that long;
- *   4. 500/529 until the fallback model answers; both down: the message names both;
+ *   4. 500/529 until the fallback model answers; both down: the message names both; a
+ *      Retry-After past the run's wall deadline: the fallback at once, or a clear failure;
  *   5. a stream that stops mid-message: failed, not retried, a message that says so;
  *   6. an answer streaming for 3.6 s with an idle timeout of 1 s that never pauses that long:
  *      completes;
@@ -357,6 +358,35 @@ static void test_fallback(void **state)
     ctx_free(&c);
 }
 
+/* A Retry-After beyond the run's wall deadline is not waited for: the fallback answers at
+ * once, or (without one) the call fails at once saying why. */
+static void test_retry_after_past_the_deadline(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    snprintf(c.cfg.fallback_model, sizeof c.cfg.fallback_model, "openai/text:c11fb");
+    int64_t took = ctx_call(&c, "anthropic/retry-after:3600:c11");
+    assert_int_equal(c.err, KX_OK);
+    assert_string_equal(llm_call_model(c.call), "openai/text:c11fb");
+    if (took > 10000)
+        fail_msg("the fallback answered after %lld ms", (long long)took);
+    ctx_free(&c);
+
+    ctx_init(&c);
+    took = ctx_call(&c, "anthropic/retry-after:3600:c11b");
+    assert_int_equal(c.err, KX_ERR_UNAVAILABLE);
+    print_message("[ message  ] %s\n", c.msg);
+    assert_non_null(strstr(c.msg, "HTTP 429 from http://127.0.0.1:"));
+    assert_non_null(strstr(c.msg,
+                           "rate limited by the fake (rate_limit_error); not retried: the "
+                           "wait (3600000 ms, the provider's Retry-After) would pass the "
+                           "run's wall deadline"));
+    if (took > 10000)
+        fail_msg("the call failed after %lld ms", (long long)took);
+    ctx_free(&c);
+}
+
 static void test_cut_mid_message(void **state)
 {
     (void)state;
@@ -689,6 +719,7 @@ int main(void)
         cmocka_unit_test(test_anthropic_tool_use),
         cmocka_unit_test(test_retry_after),
         cmocka_unit_test(test_fallback),
+        cmocka_unit_test(test_retry_after_past_the_deadline),
         cmocka_unit_test(test_cut_mid_message),
         cmocka_unit_test(test_long_answer_beyond_idle),
         cmocka_unit_test(test_silent_provider),
