@@ -2,6 +2,7 @@
  * config.h for the provider rules and docs/operations.md for the table of variables). */
 #include "config.h"
 
+#include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -9,9 +10,12 @@
 #include "kx/log.h"
 
 #define DEFAULT_OPENAI_URL "https://api.openai.com/v1"
+#define DEFAULT_ANTHROPIC_URL "https://api.anthropic.com"
+#define DEFAULT_ANTHROPIC_VERSION "2023-06-01"
 #define DEFAULT_DEMO_URL "http://127.0.0.1:8089/v1"
 #define DEFAULT_DEMO_MODEL "kortix/demo"
 #define DEFAULT_OPENAI_MODEL "gpt-4o-mini"
+#define DEFAULT_ANTHROPIC_MODEL "claude-sonnet-4-20250514"
 
 /* Copies the variable (or def) into dst; refuses values that do not fit. */
 static kx_err copy_env(const char *name, const char *def, char *dst, size_t cap)
@@ -25,45 +29,111 @@ static kx_err copy_env(const char *name, const char *def, char *dst, size_t cap)
     return KX_OK;
 }
 
+/* A base URL: copied, trailing '/' removed, http:// or https:// required. */
+static kx_err copy_url(const char *name, const char *def, char *dst, size_t cap)
+{
+    kx_err err = copy_env(name, def, dst, cap);
+    if (err != KX_OK)
+        return err;
+    size_t n = strlen(dst);
+    while (n > 0 && dst[n - 1] == '/')
+        dst[--n] = '\0';
+    if (strncmp(dst, "http://", 7) != 0 && strncmp(dst, "https://", 8) != 0) {
+        kx_error("config: %s \"%s\" must start with http:// or https://", name, dst);
+        return KX_ERR_INVALID;
+    }
+    return KX_OK;
+}
+
 static kx_err load_provider(runner_config *cfg)
 {
-    const char *openai_key = kx_env_str("OPENAI_API_KEY", NULL);
-    const char *openai_url = kx_env_str("OPENAI_BASE_URL", NULL);
-    const char *anthropic_key = kx_env_str("ANTHROPIC_API_KEY", NULL);
-    kx_err err = KX_OK;
-    if (openai_key != NULL || openai_url != NULL) {
+    cfg->openai_set =
+        kx_env_str("OPENAI_API_KEY", NULL) != NULL || kx_env_str("OPENAI_BASE_URL", NULL) != NULL;
+    cfg->anthropic_set = kx_env_str("ANTHROPIC_API_KEY", NULL) != NULL ||
+        kx_env_str("ANTHROPIC_BASE_URL", NULL) != NULL;
+    kx_err err = copy_url("OPENAI_BASE_URL", DEFAULT_OPENAI_URL, cfg->openai_base_url,
+                          sizeof cfg->openai_base_url);
+    if (err == KX_OK)
+        err = copy_env("OPENAI_API_KEY", "", cfg->openai_api_key, sizeof cfg->openai_api_key);
+    if (err == KX_OK)
+        err = copy_url("ANTHROPIC_BASE_URL", DEFAULT_ANTHROPIC_URL, cfg->anthropic_base_url,
+                       sizeof cfg->anthropic_base_url);
+    if (err == KX_OK)
+        err = copy_env("ANTHROPIC_API_KEY", "", cfg->anthropic_api_key,
+                       sizeof cfg->anthropic_api_key);
+    if (err == KX_OK)
+        err = copy_env("ANTHROPIC_VERSION", DEFAULT_ANTHROPIC_VERSION, cfg->anthropic_version,
+                       sizeof cfg->anthropic_version);
+    if (err == KX_OK)
+        err = copy_url("KX_MODEL_URL", DEFAULT_DEMO_URL, cfg->demo_url, sizeof cfg->demo_url);
+    if (err != KX_OK)
+        return err;
+    const char *def_model = DEFAULT_DEMO_MODEL;
+    if (cfg->openai_set) {
         cfg->provider = PROVIDER_OPENAI;
         cfg->provider_name = "openai";
-        err = copy_env("OPENAI_BASE_URL", DEFAULT_OPENAI_URL, cfg->llm_base_url,
-                       sizeof cfg->llm_base_url);
-        if (err == KX_OK)
-            err = copy_env("OPENAI_API_KEY", "", cfg->api_key, sizeof cfg->api_key);
-        if (err == KX_OK)
-            err = copy_env("KX_MODEL", DEFAULT_OPENAI_MODEL, cfg->model, sizeof cfg->model);
-    } else if (anthropic_key != NULL) {
+        def_model = DEFAULT_OPENAI_MODEL;
+    } else if (kx_env_str("ANTHROPIC_API_KEY", NULL) != NULL) {
         cfg->provider = PROVIDER_ANTHROPIC;
         cfg->provider_name = "anthropic";
-        cfg->llm_base_url[0] = '\0';
-        err = copy_env("KX_MODEL", "", cfg->model, sizeof cfg->model);
+        def_model = DEFAULT_ANTHROPIC_MODEL;
     } else {
         cfg->provider = PROVIDER_DEMO;
         cfg->provider_name = "demo";
-        err = copy_env("KX_MODEL_URL", DEFAULT_DEMO_URL, cfg->llm_base_url,
-                       sizeof cfg->llm_base_url);
-        if (err == KX_OK)
-            err = copy_env("KX_MODEL", DEFAULT_DEMO_MODEL, cfg->model, sizeof cfg->model);
     }
-    if (err != KX_OK)
-        return err;
-    size_t n = strlen(cfg->llm_base_url);
-    while (n > 0 && cfg->llm_base_url[n - 1] == '/')
-        cfg->llm_base_url[--n] = '\0';
-    if (cfg->provider != PROVIDER_ANTHROPIC && strncmp(cfg->llm_base_url, "http://", 7) != 0 &&
-        strncmp(cfg->llm_base_url, "https://", 8) != 0) {
-        kx_error("config: the LLM base URL \"%s\" (%s) must start with http:// or https://",
-                 cfg->llm_base_url,
-                 cfg->provider == PROVIDER_OPENAI ? "OPENAI_BASE_URL" : "KX_MODEL_URL");
-        return KX_ERR_INVALID;
+    err = copy_env("KX_MODEL", def_model, cfg->model, sizeof cfg->model);
+    if (err == KX_OK)
+        err =
+            copy_env("KX_LLM_FALLBACK_MODEL", "", cfg->fallback_model, sizeof cfg->fallback_model);
+    return err;
+}
+
+static void trim(const char **s, const char **e)
+{
+    while (*s < *e && isspace((unsigned char)**s))
+        (*s)++;
+    while (*e > *s && isspace((unsigned char)(*e)[-1]))
+        (*e)--;
+}
+
+kx_err runner_config_parse_aliases(runner_config *cfg, const char *text, char *why, size_t whylen)
+{
+    cfg->naliases = 0;
+    const char *p = text != NULL ? text : "";
+    while (*p != '\0') {
+        const char *end = strchr(p, ',');
+        if (end == NULL)
+            end = p + strlen(p);
+        const char *s = p, *e = end;
+        trim(&s, &e);
+        p = *end == ',' ? end + 1 : end;
+        if (s == e)
+            continue; /* "a=b,,c=d" or a trailing comma */
+        const char *eq = memchr(s, '=', (size_t)(e - s));
+        if (eq == NULL) {
+            snprintf(why, whylen, "\"%.*s\" is not name=model", (int)(e - s), s);
+            return KX_ERR_INVALID;
+        }
+        const char *ns = s, *ne = eq, *ts = eq + 1, *te = e;
+        trim(&ns, &ne);
+        trim(&ts, &te);
+        runner_model_alias *a = &cfg->aliases[cfg->naliases];
+        if (ns == ne || ts == te) {
+            snprintf(why, whylen, "\"%.*s\" has an empty name or model", (int)(e - s), s);
+            return KX_ERR_INVALID;
+        }
+        if ((size_t)(ne - ns) >= sizeof a->name || (size_t)(te - ts) >= sizeof a->target) {
+            snprintf(why, whylen, "\"%.*s\" is too long (names %zu, models %zu bytes at most)",
+                     (int)(e - s > 80 ? 80 : e - s), s, sizeof a->name - 1, sizeof a->target - 1);
+            return KX_ERR_INVALID;
+        }
+        if (cfg->naliases == RUNNER_MAX_ALIASES) {
+            snprintf(why, whylen, "more than %d aliases", RUNNER_MAX_ALIASES);
+            return KX_ERR_INVALID;
+        }
+        snprintf(a->name, sizeof a->name, "%.*s", (int)(ne - ns), ns);
+        snprintf(a->target, sizeof a->target, "%.*s", (int)(te - ts), ts);
+        cfg->naliases++;
     }
     return KX_OK;
 }
@@ -77,13 +147,24 @@ kx_err runner_config_load(runner_config *cfg)
         return err;
     if ((err = load_provider(cfg)) != KX_OK)
         return err;
+    char why[300];
+    if (runner_config_parse_aliases(cfg, kx_env_str("KX_MODEL_ALIASES", ""), why, sizeof why) !=
+        KX_OK) {
+        kx_error("config: KX_MODEL_ALIASES: %s", why);
+        return KX_ERR_INVALID;
+    }
+    if (kx_env_str("KX_LLM_TIMEOUT_S", NULL) != NULL)
+        kx_warn("config: KX_LLM_TIMEOUT_S is no longer read (an answer may stream as long as "
+                "it keeps streaming); use KX_LLM_TTFB_MS and KX_LLM_IDLE_MS");
     struct {
         const char *name;
         int64_t def, min, max;
         int64_t *out;
     } ints[] = {
-        {"KX_LLM_TIMEOUT_S", 120, 1, 3600, &cfg->llm_timeout_s},
-        {"KX_LLM_RETRIES", 2, 0, 10, &cfg->llm_retries},
+        {"KX_LLM_TTFB_MS", 120000, 100, 3600000, &cfg->llm_ttfb_ms},
+        {"KX_LLM_IDLE_MS", 90000, 100, 3600000, &cfg->llm_idle_ms},
+        {"KX_LLM_RETRIES", 3, 0, 10, &cfg->llm_retries},
+        {"KX_LLM_MAX_TOKENS", 8192, 1, 1000000, &cfg->llm_max_tokens},
         {"KX_MAX_ITERATIONS", 100, 1, 10000, &cfg->max_iterations},
         {"KX_HEARTBEAT_MS", 1000, 50, 60000, &cfg->heartbeat_ms},
         {"KX_LEASE_TTL_MS", 10000, 100, 3600000, &cfg->lease_ttl_ms},

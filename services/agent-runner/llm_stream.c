@@ -26,8 +26,15 @@ void llm_stream_free(llm_stream *s)
     memset(s, 0, sizeof *s);
 }
 
-/* The call with this index, created (in index order) if new; NULL on OOM. */
-static llm_tool_call *call_at(llm_stream *s, int index)
+llm_tool_call *llm_stream_find_call(llm_stream *s, int index)
+{
+    for (size_t i = 0; i < s->ncalls; i++)
+        if (s->calls[i].index == index)
+            return &s->calls[i];
+    return NULL;
+}
+
+llm_tool_call *llm_stream_call_at(llm_stream *s, int index)
 {
     size_t pos = 0;
     while (pos < s->ncalls && s->calls[pos].index < index)
@@ -69,7 +76,7 @@ static bool fold_tool_calls(llm_stream *s, const json_t *arr)
             continue;
         const json_t *jidx = json_object_get(tc, "index");
         int index = json_is_integer(jidx) ? (int)json_integer_value(jidx) : (int)i;
-        llm_tool_call *c = call_at(s, index);
+        llm_tool_call *c = llm_stream_call_at(s, index);
         if (c == NULL)
             return false;
         s->received_output = true;

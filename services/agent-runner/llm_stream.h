@@ -1,4 +1,8 @@
-/* llm_stream.h — the accumulator of an OpenAI-compatible streamed chat completion.
+/* llm_stream.h — the accumulator of one streamed LLM answer, and its OpenAI-compatible parser.
+ *
+ * The llm_stream struct is what every provider's parser fills (llm_anthropic_stream.h folds
+ * Anthropic's events into the same struct) and what run.c reads: the text, the native tool
+ * calls by index, the finish_reason in OpenAI's words, usage and the model.
  *
  * Each SSE event's data is one `chat.completion.chunk` JSON object (or the literal "[DONE]").
  * llm_stream_feed folds it into the accumulated answer: the text (choices[0].delta.content),
@@ -22,6 +26,8 @@ typedef struct llm_tool_call {
     kx_buf id;
     kx_buf name;
     kx_buf arguments; /* the JSON text of the arguments, as the model wrote it */
+    bool args_whole;  /* Anthropic: the arguments came whole at the block's start (replaced by
+                         the first input_json_delta, if any) */
 } llm_tool_call;
 
 typedef struct llm_stream {
@@ -36,6 +42,8 @@ typedef struct llm_stream {
     size_t nchunks;       /* chunks folded in (not counting [DONE]) */
     bool received_output; /* any text or tool-call fragment arrived */
     char error[512];      /* LLM_FEED_ERROR / LLM_FEED_MALFORMED: what was wrong */
+    /* Anthropic's usage parts (prompt_tokens is their sum; message_delta may update them) */
+    long long input_tokens, cache_creation_tokens, cache_read_tokens;
 } llm_stream;
 
 typedef enum llm_feed_result {
@@ -48,6 +56,11 @@ typedef enum llm_feed_result {
 
 void llm_stream_init(llm_stream *s);
 void llm_stream_free(llm_stream *s); /* frees what it holds; s itself is the caller's */
+
+/* The tool call with this index, created (kept in index order) if new; NULL on OOM. */
+llm_tool_call *llm_stream_call_at(llm_stream *s, int index);
+/* The tool call with this index, or NULL. */
+llm_tool_call *llm_stream_find_call(llm_stream *s, int index);
 
 /* Folds one event's data in. *content_from (may be NULL) receives the content length before
  * this chunk, so the new text is s->content.s[*content_from .. s->content.len). */

@@ -65,13 +65,11 @@ static kx_err start(app *a)
         kx_error("agent-runner refuses to start: bad configuration (see above)");
         return err;
     }
-    kx_info("config: provider %s at %s, default model %s, capacity %lld, max iterations %lld",
-            a->cfg.provider_name, a->cfg.llm_base_url[0] ? a->cfg.llm_base_url : "(none)",
-            a->cfg.model[0] ? a->cfg.model : "(none)", (long long)a->cfg.capacity,
-            (long long)a->cfg.max_iterations);
-    if (a->cfg.provider == PROVIDER_ANTHROPIC)
-        kx_warn("config: ANTHROPIC_API_KEY is set: every run will fail: %s",
-                RUNNER_ANTHROPIC_ERROR);
+    kx_info("config: default provider %s, default model %s, fallback %s, %d alias(es), "
+            "capacity %lld, max iterations %lld",
+            a->cfg.provider_name, a->cfg.model,
+            a->cfg.fallback_model[0] ? a->cfg.fallback_model : "(none)", a->cfg.naliases,
+            (long long)a->cfg.capacity, (long long)a->cfg.max_iterations);
 
     err = kx_db_connect(a->cfg.database_url, store_statements(), &a->db);
     if (err != KX_OK && a->db == NULL)

@@ -623,7 +623,9 @@ static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *messa
     }
     const llm_stream *s = llm_call_result(call);
     r->text = strndup(s->content.s ? s->content.s : "", s->content.len);
-    snprintf(r->llm_model, sizeof r->llm_model, "%s", s->model[0] ? s->model : r->model);
+    snprintf(r->llm_model, sizeof r->llm_model, "%s",
+             s->model[0] ? s->model : llm_call_model(call));
+    r->request_bytes = llm_call_request_bytes(call); /* the fallback's body, if it answered */
     snprintf(r->finish_reason, sizeof r->finish_reason, "%s", s->finish_reason);
     r->have_usage = s->have_usage;
     r->prompt_tokens = s->prompt_tokens;
@@ -664,10 +666,6 @@ static void begin_iteration(kx_loop *loop, void *arg)
     runner *o = r->owner;
     clear_turn(r);
     r->state = RUN_LOADING;
-    if (o->cfg->provider == PROVIDER_ANTHROPIC) {
-        run_fail(r, RUNNER_ANTHROPIC_ERROR);
-        return;
-    }
     if (r->wall_deadline != KX_NO_DEADLINE && kx_deadline_expired(r->wall_deadline)) {
         run_fail(r, "the run exceeded its wall time");
         return;
@@ -710,18 +708,17 @@ static void begin_iteration(kx_loop *loop, void *arg)
         json_decref(msgs);
         return;
     }
-    char *body = llm_request_body(o->llm, r->model, msgs);
-    json_decref(msgs);
-    if (body == NULL) {
-        run_fail(r, "internal error: out of memory building the LLM request");
-        return;
-    }
-    r->request_bytes = strlen(body);
     r->state = RUN_LLM_STREAMING;
     r->turn_started_ms = kx_now_ms();
-    r->llm = llm_call_start(o->llm, body, r->wall_deadline, r->id, on_llm_content, on_llm_done, r);
-    if (r->llm == NULL)
+    /* the provider is chosen by the model name (llm_route.h); the call keeps msgs */
+    r->llm = llm_call_start(o->llm, r->model, msgs, r->wall_deadline, r->id, on_llm_content,
+                            on_llm_done, r);
+    json_decref(msgs);
+    if (r->llm == NULL) {
         run_fail(r, "internal error: out of memory starting the LLM request");
+        return;
+    }
+    r->request_bytes = llm_call_request_bytes(r->llm);
 }
 
 /* ---- public --------------------------------------------------------------------------- */

@@ -19,7 +19,7 @@
  *   5. sandbox-broker down: the tool fails fast, the run completes; after a restart tools work;
  *   6. stop is a compare-and-set: a completed run stays completed; a stopped queued run is never
  *      executed;
- *   7. a hanging model with KX_LLM_TIMEOUT_S=2, KX_LLM_RETRIES=1 (a second stack): `failed`
+ *   7. a hanging model with KX_LLM_TTFB_MS=KX_LLM_IDLE_MS=2000, KX_LLM_RETRIES=1 (a second stack): `failed`
  *      naming the timeout after both attempts, while another run on the same stack completes;
  *   8. Postgres down for longer than the lease TTL while a healthy runner holds a run: the
  *      scheduler could not apply heartbeats meanwhile, so it must not take the expired lease
@@ -59,7 +59,7 @@
     "{\"type\": \"status\", \"status\": \"stopped\", \"message\": \"Agent run stopped by user\"}"
 
 static kx_th_stack g_stack;     /* cases 1-6 */
-static kx_th_stack g_llm_stack; /* case 7: KX_LLM_TIMEOUT_S=2, KX_LLM_RETRIES=1 */
+static kx_th_stack g_llm_stack; /* case 7: KX_LLM_TTFB_MS=2000, KX_LLM_RETRIES=1 */
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
@@ -375,7 +375,7 @@ static void test_runner_sigkill_is_reaped(void **state)
     assert_non_null(reader);
 
     /* A runner holds it (running, with a lease) and is waiting for the model, which never
-     * answers: without the reaper this run would stay running for KX_LLM_TIMEOUT_S (120 s). */
+     * answers: without the reaper this run would stay running for KX_LLM_TTFB_MS (120 s). */
     wait_status(&g_stack, &r, "running", true, 10000);
     sleep_ms(300);
     char *owner = run_col(&g_stack, &r, "lease_owner");
@@ -813,14 +813,16 @@ static void test_hanging_model_fails_the_run(void **state)
     kx_th_sse e;
     join_stream(reader, &e);
     int64_t took = e.at_ms[e.n - 1] - r.started_ms;
-    /* Two attempts of 2 s and a 250 ms backoff: 4.25 s. At least 4 s (both attempts ran to
-     * their timeout); at most 7 s for a loaded machine. */
+    /* Two attempts of 2 s (the first byte's or the idle gap's deadline) and a jittered backoff
+     * of 250..500 ms: 4.25..4.5 s. At least 4 s (both attempts ran to their timeout); at most
+     * 7 s for a loaded machine. */
     print_message("[ timing   ] llm hang run took %lld ms\n", (long long)took);
     if (took < 4000 || took > 7000)
         fail_msg("the run failed after %lld ms (want 4000..7000)", (long long)took);
     assert_run_col(&g_llm_stack, &r, "status", "failed");
     char *error = run_col(&g_llm_stack, &r, "error");
-    if (strncmp(error, "LLM request failed: ", 20) != 0 || strstr(error, "within 2 s") == NULL)
+    if (strncmp(error, "LLM request failed: ", 20) != 0 ||
+        (strstr(error, "within 2000 ms") == NULL && strstr(error, "silent for 2000 ms") == NULL))
         fail_msg("error \"%s\" does not name the LLM timeout", error);
     char want_event[1024];
     snprintf(want_event, sizeof want_event,
@@ -885,7 +887,7 @@ static int all_running(void **state)
 
 static int start_llm_stack(void **state)
 {
-    const char *env[] = {"KX_LLM_TIMEOUT_S=2", "KX_LLM_RETRIES=1", NULL};
+    const char *env[] = {"KX_LLM_TTFB_MS=2000", "KX_LLM_IDLE_MS=2000", "KX_LLM_RETRIES=1", NULL};
     kx_th_stack_opts opts = {.env = env};
     return kx_th_stack_start(&opts, &g_llm_stack) == KX_OK ? 0 : -1;
 }

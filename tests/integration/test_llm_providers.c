@@ -1,0 +1,747 @@
+/* test_llm_providers.c — the agent-runner's LLM providers against a fake provider that speaks
+ * the real wire formats over HTTP (tests/fakes/llm-provider/fake-llm.js: OpenAI Chat
+ * Completions and Anthropic Messages, streamed).
+ *
+ * Group "llm" drives llm.c directly on a loop in this process (exact timings, no stack):
+ *   1. OpenAI-compatible: text and tool-call deltas, usage, the Bearer key and the body;
+ *   2. Anthropic: text and tool_use + input_json_delta, usage, x-api-key, anthropic-version,
+ *      system at the top level and tools with input_schema;
+ *   3. 429 with Retry-After: 2 (and an HTTP date): the retry waits that long;
+ *   4. 500/529 until the fallback model answers; both down: the message names both; a
+ *      Retry-After past the run's wall deadline: the fallback at once, or a clear failure;
+ *   5. a stream that stops mid-message: failed, not retried, a message that says so;
+ *   6. an answer streaming for 3.6 s with an idle timeout of 1 s that never pauses that long:
+ *      completes;
+ *   7. a provider that goes silent after its first event: fails at the idle timeout;
+ *   8. a provider that never answers: fails at the time-to-first-byte timeout;
+ *   9. an error event after output: failed with the provider's message;
+ *  10. cancel mid-stream: the fake sees its connection closed within 200 ms.
+ * Group "stack" runs the whole stack with the runner pointed at the fake:
+ *  11. a run on an alias of an Anthropic model: a tool call round trip (the tool_result goes
+ *      back as Anthropic's block), usage recorded in each turn's assistant_response_end;
+ *  12. STOP mid-stream: the fake sees the transfer cancelled (within 500 ms of the STOP's
+ *      answer; the STOP crosses the gateway and NATS first);
+ *  13. a stream cut mid-message: the run fails with the provider, the model and the reason. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "config.h"
+#include "harness.h"
+#include "kx/curlm.h"
+#include "kx/loop.h"
+#include "kx/time.h"
+#include "kx/uuid.h"
+#include "llm.h"
+#include "stack.h"
+
+#define FAKE KX_SOURCE_DIR "/tests/fakes/llm-provider/fake-llm.js"
+#define STREAM_TIMEOUT_MS 30000
+
+static char *g_dir;
+static pid_t g_fake;
+static uint16_t g_port;
+static kx_th_stack g_stack;
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* ---- the fake's request log ------------------------------------------------------------ */
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    kx_buf *b = arg;
+    return kx_buf_add(b, p, size * n) == KX_OK ? size * n : 0;
+}
+
+static json_t *fake_log(void)
+{
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_port);
+    CURL *e = curl_easy_init();
+    kx_buf b = {0};
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
+    CURLcode rc = curl_easy_perform(e);
+    curl_easy_cleanup(e);
+    assert_int_equal(rc, CURLE_OK);
+    json_t *v = json_loadb(b.s ? b.s : "", b.len, 0, NULL);
+    kx_buf_free(&b);
+    assert_true(json_is_array(v));
+    return v;
+}
+
+/* The requests the fake got for model (its name as sent), in order: a new array. */
+static json_t *requests_for(const char *model)
+{
+    json_t *all = fake_log(), *out = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(all, i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "model")), model) == 0)
+            json_array_append(out, e);
+    }
+    json_decref(all);
+    return out;
+}
+
+static int64_t jint(const json_t *o, const char *k)
+{
+    return (int64_t)json_integer_value(json_object_get(o, k));
+}
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+/* ---- llm.c on a loop of our own ------------------------------------------------------- */
+
+typedef struct ctx {
+    kx_loop *loop;
+    kx_curlm *curlm;
+    runner_config cfg;
+    llm_client *client;
+    llm_call *call;
+    bool done;
+    kx_err err;
+    char msg[4096];
+    size_t content_events;
+    int64_t first_content_mono;
+    int64_t cancel_after_ms; /* > 0: cancel that long after the first content */
+    int64_t cancelled_at;    /* kx_now_ms of the cancel */
+    kx_timer *cancel_timer;
+} ctx;
+
+static void base_cfg(runner_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->provider = PROVIDER_DEMO;
+    cfg->provider_name = "demo";
+    snprintf(cfg->demo_url, sizeof cfg->demo_url, "http://127.0.0.1:%u/v1", g_port);
+    cfg->openai_set = cfg->anthropic_set = true;
+    snprintf(cfg->openai_base_url, sizeof cfg->openai_base_url, "http://127.0.0.1:%u/v1", g_port);
+    snprintf(cfg->openai_api_key, sizeof cfg->openai_api_key, "sk-openai-test");
+    snprintf(cfg->anthropic_base_url, sizeof cfg->anthropic_base_url, "http://127.0.0.1:%u",
+             g_port);
+    snprintf(cfg->anthropic_api_key, sizeof cfg->anthropic_api_key, "sk-ant-test");
+    snprintf(cfg->anthropic_version, sizeof cfg->anthropic_version, "2023-06-01");
+    snprintf(cfg->model, sizeof cfg->model, "text");
+    cfg->llm_ttfb_ms = 5000;
+    cfg->llm_idle_ms = 5000;
+    cfg->llm_retries = 2;
+    cfg->llm_max_tokens = 1024;
+}
+
+static void on_cancel(kx_loop *loop, void *arg)
+{
+    ctx *c = arg;
+    c->cancel_timer = NULL;
+    c->cancelled_at = kx_now_ms();
+    llm_call_free(c->call);
+    c->call = NULL;
+    c->done = true;
+    kx_loop_stop(loop);
+}
+
+static bool on_content(void *arg, const char *delta, size_t len)
+{
+    (void)delta;
+    (void)len;
+    ctx *c = arg;
+    if (c->content_events++ == 0) {
+        c->first_content_mono = kx_mono_ms();
+        if (c->cancel_after_ms > 0)
+            c->cancel_timer = kx_loop_timer(c->loop, c->cancel_after_ms, on_cancel, c);
+    }
+    return true;
+}
+
+static void on_done(void *arg, llm_call *call, kx_err err, const char *message)
+{
+    (void)call;
+    ctx *c = arg;
+    c->done = true;
+    c->err = err;
+    snprintf(c->msg, sizeof c->msg, "%s", message ? message : "");
+    kx_loop_stop(c->loop);
+}
+
+static void ctx_init(ctx *c)
+{
+    memset(c, 0, sizeof *c);
+    base_cfg(&c->cfg);
+    c->loop = kx_loop_new();
+    assert_non_null(c->loop);
+    assert_int_equal(kx_curlm_new(c->loop, &c->curlm), KX_OK);
+}
+
+/* Runs one call of model to its end; returns how long it took (ms). */
+static int64_t ctx_call(ctx *c, const char *model)
+{
+    assert_int_equal(llm_client_new(&c->cfg, c->loop, c->curlm, &c->client), KX_OK);
+    json_t *msgs = json_loads("[{\"role\":\"user\",\"content\":\"hi\"}]", 0, NULL);
+    int64_t t0 = kx_mono_ms();
+    c->call = llm_call_start(c->client, model, msgs, kx_deadline_in(60000), "test", on_content,
+                             on_done, c);
+    json_decref(msgs);
+    assert_non_null(c->call);
+    while (!c->done)
+        assert_int_equal(kx_loop_run(c->loop), KX_OK);
+    return kx_mono_ms() - t0;
+}
+
+static void ctx_free(ctx *c)
+{
+    kx_timer_cancel(c->cancel_timer);
+    llm_call_free(c->call);
+    llm_client_free(c->client);
+    kx_curlm_free(c->curlm);
+    kx_loop_free(c->loop);
+}
+
+static void test_openai_tool_deltas(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    ctx_call(&c, "openai/tool:c1");
+    assert_int_equal(c.err, KX_OK);
+    const llm_stream *s = llm_call_result(c.call);
+    assert_string_equal(s->content.s, "Let me run it.");
+    assert_int_equal(s->ncalls, 1);
+    assert_string_equal(s->calls[0].id.s, "toolu_fake_1");
+    assert_string_equal(s->calls[0].name.s, "execute_command");
+    assert_string_equal(s->calls[0].arguments.s,
+                        "{\"command\": \"echo hi from the fake\", \"blocking\": true}");
+    assert_string_equal(s->finish_reason, "tool_calls");
+    assert_int_equal(s->prompt_tokens, 31);
+    assert_int_equal(s->completion_tokens, 17);
+    assert_int_equal(s->total_tokens, 48);
+    assert_true(c.content_events >= 2); /* streamed, not at the end */
+    json_t *reqs = requests_for("tool:c1");
+    assert_int_equal(json_array_size(reqs), 1);
+    json_t *r = json_array_get(reqs, 0);
+    assert_string_equal(jstr(r, "path"), "/v1/chat/completions");
+    assert_string_equal(jstr(json_object_get(r, "headers"), "authorization"),
+                        "Bearer sk-openai-test");
+    json_t *body = json_object_get(r, "body");
+    assert_true(json_is_true(json_object_get(body, "stream")));
+    assert_string_equal(jstr(json_array_get(json_object_get(body, "messages"), 0), "role"),
+                        "system");
+    assert_true(json_array_size(json_object_get(body, "tools")) >= 1);
+    json_decref(reqs);
+    ctx_free(&c);
+}
+
+static void test_anthropic_tool_use(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    ctx_call(&c, "anthropic/tool:c2");
+    assert_int_equal(c.err, KX_OK);
+    const llm_stream *s = llm_call_result(c.call);
+    assert_string_equal(s->content.s, "Let me run it.");
+    assert_int_equal(s->ncalls, 1);
+    assert_string_equal(s->calls[0].id.s, "toolu_fake_1");
+    assert_string_equal(s->calls[0].name.s, "execute_command");
+    assert_string_equal(s->calls[0].arguments.s,
+                        "{\"command\": \"echo hi from the fake\", \"blocking\": true}");
+    assert_string_equal(s->finish_reason, "tool_calls");
+    assert_int_equal(s->prompt_tokens, 55); /* 52 input + 3 cache read */
+    assert_int_equal(s->completion_tokens, 21);
+    assert_string_equal(llm_call_provider(c.call), "anthropic");
+    json_t *reqs = requests_for("tool:c2");
+    assert_int_equal(json_array_size(reqs), 1);
+    json_t *r = json_array_get(reqs, 0);
+    assert_string_equal(jstr(r, "path"), "/v1/messages");
+    json_t *h = json_object_get(r, "headers");
+    assert_string_equal(jstr(h, "x-api-key"), "sk-ant-test");
+    assert_string_equal(jstr(h, "anthropic-version"), "2023-06-01");
+    assert_string_equal(jstr(h, "authorization"), "");
+    json_t *body = json_object_get(r, "body");
+    assert_true(json_is_string(json_object_get(body, "system")));
+    assert_int_equal(jint(body, "max_tokens"), 1024);
+    json_t *tool = json_array_get(json_object_get(body, "tools"), 0);
+    assert_true(json_is_object(json_object_get(tool, "input_schema")));
+    assert_null(json_object_get(tool, "function"));
+    json_t *m0 = json_array_get(json_object_get(body, "messages"), 0);
+    assert_string_equal(jstr(m0, "role"), "user");
+    assert_string_equal(jstr(json_array_get(json_object_get(m0, "content"), 0), "text"), "hi");
+    json_decref(reqs);
+    ctx_free(&c);
+}
+
+static void check_retry_after(const char *model, const char *fake_model, int64_t min_wait)
+{
+    ctx c;
+    ctx_init(&c);
+    int64_t took = ctx_call(&c, model);
+    assert_int_equal(c.err, KX_OK);
+    assert_int_equal(llm_call_attempts(c.call), 2);
+    json_t *reqs = requests_for(fake_model);
+    assert_int_equal(json_array_size(reqs), 2);
+    int64_t gap = jint(json_array_get(reqs, 1), "at_ms") - jint(json_array_get(reqs, 0), "at_ms");
+    print_message("[ timing   ] %s: retried %lld ms after the 429 (call %lld ms)\n", model,
+                  (long long)gap, (long long)took);
+    /* it waited what the provider asked; the backoff alone would be 250..500 ms */
+    if (gap < min_wait || gap > min_wait + 3000)
+        fail_msg("the retry came %lld ms after the 429 (want %lld..%lld)", (long long)gap,
+                 (long long)min_wait, (long long)(min_wait + 3000));
+    json_decref(reqs);
+    ctx_free(&c);
+}
+
+static void test_retry_after(void **state)
+{
+    (void)state;
+    check_retry_after("anthropic/retry-after:2:c3", "retry-after:2:c3", 1950);
+    /* an HTTP date 2..3 s ahead (dates have whole seconds) */
+    check_retry_after("openai/retry-date:2:c3", "retry-date:2:c3", 1500);
+}
+
+static void test_fallback(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    c.cfg.llm_retries = 2;
+    snprintf(c.cfg.fallback_model, sizeof c.cfg.fallback_model, "anthropic/text:c4fb");
+    ctx_call(&c, "openai/fail500:c4");
+    assert_int_equal(c.err, KX_OK);
+    assert_string_equal(llm_call_model(c.call), "anthropic/text:c4fb");
+    assert_string_equal(llm_call_result(c.call)->content.s,
+                        "Hello from the fake provider. It streams in pieces.");
+    assert_int_equal(llm_call_attempts(c.call), 4);
+    json_t *reqs = requests_for("fail500:c4");
+    assert_int_equal(json_array_size(reqs), 3); /* 1 + KX_LLM_RETRIES */
+    json_decref(reqs);
+    reqs = requests_for("text:c4fb");
+    assert_int_equal(json_array_size(reqs), 1);
+    json_decref(reqs);
+    ctx_free(&c);
+
+    /* both down: the message says what happened to each */
+    ctx_init(&c);
+    c.cfg.llm_retries = 1;
+    snprintf(c.cfg.fallback_model, sizeof c.cfg.fallback_model, "anthropic/fail500:c4b");
+    ctx_call(&c, "openai/fail500:c4a");
+    assert_int_equal(c.err, KX_ERR_UNAVAILABLE);
+    print_message("[ message  ] %s\n", c.msg);
+    const char *want[] = {"anthropic model fail500:c4b: HTTP 529 from http://127.0.0.1:",
+                          "/v1/messages: the fake is down (overloaded_error) (after 2 attempts)",
+                          "before it, the primary model failed: openai model fail500:c4a: "
+                          "HTTP 500 from http://127.0.0.1:",
+                          "the fake is down (server_error) (after 2 attempts)"};
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        if (strstr(c.msg, want[i]) == NULL)
+            fail_msg("the message \"%s\" lacks \"%s\"", c.msg, want[i]);
+    ctx_free(&c);
+}
+
+/* A Retry-After beyond the run's wall deadline is not waited for: the fallback answers at
+ * once, or (without one) the call fails at once saying why. */
+static void test_retry_after_past_the_deadline(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    snprintf(c.cfg.fallback_model, sizeof c.cfg.fallback_model, "openai/text:c11fb");
+    int64_t took = ctx_call(&c, "anthropic/retry-after:3600:c11");
+    assert_int_equal(c.err, KX_OK);
+    assert_string_equal(llm_call_model(c.call), "openai/text:c11fb");
+    if (took > 10000)
+        fail_msg("the fallback answered after %lld ms", (long long)took);
+    ctx_free(&c);
+
+    ctx_init(&c);
+    took = ctx_call(&c, "anthropic/retry-after:3600:c11b");
+    assert_int_equal(c.err, KX_ERR_UNAVAILABLE);
+    print_message("[ message  ] %s\n", c.msg);
+    assert_non_null(strstr(c.msg, "HTTP 429 from http://127.0.0.1:"));
+    assert_non_null(strstr(c.msg,
+                           "rate limited by the fake (rate_limit_error); not retried: the "
+                           "wait (3600000 ms, the provider's Retry-After) would pass the "
+                           "run's wall deadline"));
+    if (took > 10000)
+        fail_msg("the call failed after %lld ms", (long long)took);
+    ctx_free(&c);
+}
+
+static void test_cut_mid_message(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    ctx_call(&c, "anthropic/cut:c5");
+    assert_int_not_equal(c.err, KX_OK);
+    print_message("[ message  ] %s\n", c.msg);
+    assert_non_null(strstr(c.msg, "anthropic model cut:c5: the stream from http://127.0.0.1:"));
+    assert_non_null(strstr(c.msg, "ended in the middle of the answer"));
+    assert_non_null(strstr(c.msg, "no message_stop"));
+    json_t *reqs = requests_for("cut:c5");
+    assert_int_equal(json_array_size(reqs), 1); /* text had reached the caller: no retry */
+    json_decref(reqs);
+    ctx_free(&c);
+}
+
+static void test_long_answer_beyond_idle(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    c.cfg.llm_idle_ms = 1000;
+    c.cfg.llm_ttfb_ms = 1000;
+    int64_t took = ctx_call(&c, "anthropic/steady:250:14:c6");
+    print_message("[ timing   ] a 3.5 s answer with a 1 s idle timeout took %lld ms\n",
+                  (long long)took);
+    if (c.err != KX_OK)
+        fail_msg("the call failed: %s", c.msg);
+    assert_true(took >= 3400);
+    assert_non_null(strstr(llm_call_result(c.call)->content.s, " tick13"));
+    ctx_free(&c);
+}
+
+static void test_silent_provider(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    c.cfg.llm_idle_ms = 1000;
+    c.cfg.llm_retries = 0;
+    int64_t took = ctx_call(&c, "anthropic/silent:c7");
+    print_message("[ timing   ] a silent provider failed after %lld ms: %s\n", (long long)took,
+                  c.msg);
+    assert_int_equal(c.err, KX_ERR_TIMEOUT);
+    assert_non_null(strstr(c.msg, "went silent for 1000 ms in the middle of its answer"));
+    if (took < 1000 || took > 4000)
+        fail_msg("failed after %lld ms (want 1000..4000)", (long long)took);
+    ctx_free(&c);
+}
+
+static void test_no_first_byte(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    c.cfg.llm_ttfb_ms = 1500;
+    c.cfg.llm_retries = 0;
+    int64_t took = ctx_call(&c, "openai/nohead:c8");
+    print_message("[ timing   ] no first byte: failed after %lld ms: %s\n", (long long)took,
+                  c.msg);
+    assert_int_equal(c.err, KX_ERR_TIMEOUT);
+    assert_non_null(strstr(c.msg, "within 1500 ms (KX_LLM_TTFB_MS)"));
+    if (took < 1500 || took > 4500)
+        fail_msg("failed after %lld ms (want 1500..4500)", (long long)took);
+    ctx_free(&c);
+}
+
+static void test_error_event_after_output(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    ctx_call(&c, "openai/error-event:c10");
+    assert_int_not_equal(c.err, KX_OK);
+    assert_non_null(strstr(c.msg, "the LLM stream reported an error: the fake broke mid-stream"));
+    json_t *reqs = requests_for("error-event:c10");
+    assert_int_equal(json_array_size(reqs), 1);
+    json_decref(reqs);
+    ctx_free(&c);
+}
+
+static void test_cancel_closes_the_connection(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    c.cancel_after_ms = 300;
+    ctx_call(&c, "anthropic/steady:100:600:c9");
+    assert_true(c.cancelled_at > 0);
+    int64_t closed = 0;
+    for (int i = 0; i < 100 && closed == 0; i++) {
+        json_t *reqs = requests_for("steady:100:600:c9");
+        assert_int_equal(json_array_size(reqs), 1);
+        closed = jint(json_array_get(reqs, 0), "closed_ms");
+        json_decref(reqs);
+        if (closed == 0)
+            sleep_ms(20);
+    }
+    print_message("[ timing   ] the fake saw the connection closed %lld ms after the cancel\n",
+                  (long long)(closed - c.cancelled_at));
+    assert_true(closed > 0);
+    if (closed - c.cancelled_at > 200)
+        fail_msg("closed %lld ms after the cancel (want <= 200)",
+                 (long long)(closed - c.cancelled_at));
+    ctx_free(&c);
+}
+
+/* ---- the whole stack ------------------------------------------------------------------- */
+
+typedef struct run {
+    char id[KX_UUID_LEN + 1];
+    char thread_id[KX_UUID_LEN + 1];
+} run;
+
+static void initiate(const char *token, const char *model, run *r)
+{
+    const char *pairs[] = {"prompt", "run something", "model_name", model, NULL};
+    char *ctype = NULL;
+    size_t len = 0;
+    char *body = kx_th_form_multipart(pairs, &ctype, &len);
+    kx_http_resp resp = {0};
+    assert_int_equal(kx_th_http(&g_stack, "POST", "/api/agent/initiate", token, ctype, body, len,
+                                &resp),
+                     KX_OK);
+    if (resp.status != 200)
+        fail_msg("initiate: status %ld: %s", resp.status, resp.body ? resp.body : "");
+    json_t *v = json_loads(resp.body, 0, NULL);
+    snprintf(r->id, sizeof r->id, "%s", jstr(v, "agent_run_id"));
+    snprintf(r->thread_id, sizeof r->thread_id, "%s", jstr(v, "thread_id"));
+    json_decref(v);
+    kx_http_resp_free(&resp);
+    free(body);
+    free(ctype);
+}
+
+static char *run_col(const run *r, const char *column)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT coalesce((%s)::text, '') FROM agent_runs WHERE id = $1",
+             column);
+    const char *p[] = {r->id};
+    char *v = kx_th_sql_value(&g_stack, sql, 1, p);
+    assert_non_null(v);
+    return v;
+}
+
+static char *wait_final(const run *r, int64_t timeout_ms)
+{
+    int64_t give_up = kx_mono_ms() + timeout_ms;
+    for (;;) {
+        char *st = run_col(r, "status");
+        if (strcmp(st, "queued") != 0 && strcmp(st, "running") != 0)
+            return st;
+        if (kx_mono_ms() > give_up)
+            fail_msg("run %s still %s after %lld ms", r->id, st, (long long)timeout_ms);
+        free(st);
+        sleep_ms(50);
+    }
+}
+
+static char *new_token(void)
+{
+    char account[KX_UUID_LEN + 1];
+    kx_uuid_new(account);
+    char *t = kx_th_stack_token(&g_stack, account);
+    assert_non_null(t);
+    return t;
+}
+
+static void test_stack_anthropic_tool_round_trip(void **state)
+{
+    (void)state;
+    char *token = new_token();
+    run r;
+    initiate(token, "claude", &r); /* KX_MODEL_ALIASES: claude=anthropic/tool:stack */
+    char *st = wait_final(&r, STREAM_TIMEOUT_MS);
+    if (strcmp(st, "completed") != 0) {
+        char *err = run_col(&r, "error");
+        fail_msg("run %s: %s (%s)", r.id, st, err);
+    }
+    free(st);
+    /* two turns: the tool call, then the answer quoting the tool's output */
+    const char *p[] = {r.thread_id};
+    char *answer = kx_th_sql_value(
+        &g_stack,
+        "SELECT content->>'content' FROM messages WHERE thread_id = $1 AND type = 'assistant' "
+        "ORDER BY created_at DESC LIMIT 1",
+        1, p);
+    assert_non_null(answer);
+    if (strncmp(answer, "The tool said: ", 15) != 0 || strstr(answer, "hi from the fake") == NULL)
+        fail_msg("the last answer is \"%s\"", answer);
+    free(answer);
+    json_t *reqs = requests_for("tool:stack");
+    size_t n = json_array_size(reqs);
+    assert_true(n >= 2);
+    /* the second request carried the tool call and its result in Anthropic's blocks */
+    json_t *msgs =
+        json_object_get(json_object_get(json_array_get(reqs, n - 1), "body"), "messages");
+    char *text = json_dumps(msgs, JSON_COMPACT);
+    if (strstr(text, "\"type\":\"tool_use\",\"id\":\"toolu_fake_1\"") == NULL ||
+        strstr(text, "\"type\":\"tool_result\",\"tool_use_id\":\"toolu_fake_1\"") == NULL)
+        fail_msg("the second request's messages: %s", text);
+    free(text);
+    json_decref(reqs);
+    /* usage from the provider, per turn, where the quotas read it */
+    char *usage = kx_th_sql_value(
+        &g_stack,
+        "SELECT string_agg((content->'usage'->>'prompt_tokens') || '/' || "
+        "(content->'usage'->>'completion_tokens') || '/' || "
+        "(content->'usage'->>'total_tokens'), ',' ORDER BY created_at) FROM messages "
+        "WHERE thread_id = $1 AND type = 'assistant_response_end'",
+        1, p);
+    assert_non_null(usage);
+    assert_string_equal(usage, "55/21/76,55/21/76");
+    free(usage);
+    free(token);
+}
+
+static void test_stack_stop_cancels_the_transfer(void **state)
+{
+    (void)state;
+    char *token = new_token();
+    run r;
+    initiate(token, "anthropic/steady:100:900:stop", &r);
+    /* wait until the answer streams */
+    int64_t give_up = kx_mono_ms() + 20000;
+    for (;;) {
+        json_t *reqs = requests_for("steady:100:900:stop");
+        size_t n = json_array_size(reqs);
+        json_decref(reqs);
+        if (n > 0)
+            break;
+        if (kx_mono_ms() > give_up)
+            fail_msg("the fake never got the request");
+        sleep_ms(20);
+    }
+    sleep_ms(500);
+    char path[128];
+    snprintf(path, sizeof path, "/api/agent-run/%s/stop", r.id);
+    long status = 0;
+    json_t *v = kx_th_json(&g_stack, "POST", path, token, NULL, &status);
+    int64_t stopped_at = kx_now_ms();
+    assert_int_equal(status, 200);
+    json_decref(v);
+    int64_t closed = 0;
+    for (int i = 0; i < 150 && closed == 0; i++) {
+        json_t *reqs = requests_for("steady:100:900:stop");
+        closed = jint(json_array_get(reqs, 0), "closed_ms");
+        bool finished = json_is_true(json_object_get(json_array_get(reqs, 0), "finished"));
+        json_decref(reqs);
+        assert_false(finished);
+        if (closed == 0)
+            sleep_ms(20);
+    }
+    assert_true(closed > 0);
+    print_message("[ timing   ] STOP answered; the provider's connection closed %lld ms later\n",
+                  (long long)(closed - stopped_at));
+    if (closed - stopped_at > 500)
+        fail_msg("the transfer was cancelled %lld ms after the STOP (want <= 500)",
+                 (long long)(closed - stopped_at));
+    char *st = run_col(&r, "status");
+    assert_string_equal(st, "stopped");
+    free(st);
+    free(token);
+}
+
+static void test_stack_cut_fails_the_run(void **state)
+{
+    (void)state;
+    char *token = new_token();
+    run r;
+    initiate(token, "anthropic/cut:stack", &r);
+    char *st = wait_final(&r, STREAM_TIMEOUT_MS);
+    assert_string_equal(st, "failed");
+    free(st);
+    char *err = run_col(&r, "error");
+    print_message("[ message  ] %s\n", err);
+    if (strncmp(err, "LLM request failed: anthropic model cut:stack: the stream from ", 63) != 0 ||
+        strstr(err, "ended in the middle of the answer") == NULL)
+        fail_msg("error \"%s\" does not say what happened", err);
+    free(err);
+    free(token);
+}
+
+/* ---- setup ----------------------------------------------------------------------------- */
+
+static int start_fake(void)
+{
+    g_dir = kx_th_tmpdir("kx-llm-providers");
+    if (g_dir == NULL)
+        return -1;
+    g_port = kx_th_free_port();
+    char port[16], log[600], url[64];
+    snprintf(port, sizeof port, "%u", g_port);
+    snprintf(log, sizeof log, "%s/fake-llm.log", g_dir);
+    const char *argv[] = {"node", FAKE, port, NULL};
+    if (kx_th_spawn(argv, NULL, log, &g_fake) != KX_OK)
+        return -1;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_port);
+    return kx_th_wait_http(url, 20000) == KX_OK ? 0 : -1;
+}
+
+static int start_stack(void **state)
+{
+    (void)state;
+    char anthropic[96], openai[96];
+    snprintf(anthropic, sizeof anthropic, "ANTHROPIC_BASE_URL=http://127.0.0.1:%u", g_port);
+    snprintf(openai, sizeof openai, "OPENAI_BASE_URL=http://127.0.0.1:%u/v1", g_port);
+    const char *env[] = {anthropic,
+                         "ANTHROPIC_API_KEY=sk-ant-stack",
+                         openai,
+                         "KX_MODEL=text",
+                         "KX_MODEL_ALIASES=claude=anthropic/tool:stack",
+                         "KX_RUN_MAX_ATTEMPTS=1",
+                         NULL};
+    kx_th_stack_opts opts = {.env = env};
+    return kx_th_stack_start(&opts, &g_stack) == KX_OK ? 0 : -1;
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (start_fake() != 0) {
+        fprintf(stderr, "could not start the fake provider (%s)\n", FAKE);
+        return 1;
+    }
+    const struct CMUnitTest llm[] = {
+        cmocka_unit_test(test_openai_tool_deltas),
+        cmocka_unit_test(test_anthropic_tool_use),
+        cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_fallback),
+        cmocka_unit_test(test_retry_after_past_the_deadline),
+        cmocka_unit_test(test_cut_mid_message),
+        cmocka_unit_test(test_long_answer_beyond_idle),
+        cmocka_unit_test(test_silent_provider),
+        cmocka_unit_test(test_no_first_byte),
+        cmocka_unit_test(test_error_event_after_output),
+        cmocka_unit_test(test_cancel_closes_the_connection),
+    };
+    const struct CMUnitTest stack[] = {
+        cmocka_unit_test(test_stack_anthropic_tool_round_trip),
+        cmocka_unit_test(test_stack_stop_cancels_the_transfer),
+        cmocka_unit_test(test_stack_cut_fails_the_run),
+    };
+    int failed = cmocka_run_group_tests_name("llm", llm, NULL, NULL);
+    int sfailed = cmocka_run_group_tests_name("stack", stack, start_stack, NULL);
+    if (kx_th_stack_stop(&g_stack, sfailed != 0) != 0)
+        sfailed++;
+    kx_th_kill(g_fake);
+    if (failed + sfailed == 0)
+        kx_th_rmrf(g_dir);
+    else
+        fprintf(stderr, "fake provider log kept in %s\n", g_dir);
+    free(g_dir);
+    curl_global_cleanup();
+    return failed + sfailed != 0;
+}
