@@ -276,14 +276,24 @@ static int64_t ticks_of(pid_t pid, pid_t *ppid)
     size_t n = fread(line, 1, sizeof line - 1, f);
     fclose(f);
     line[n] = '\0';
-    const char *p = strrchr(line, ')');
-    char st;
-    long long v[13];
-    if (p == NULL ||
-        sscanf(p + 1, " %c %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld", &st,
-               &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10],
-               &v[11]) != 13)
+    const char *p = strrchr(line, ')'); /* the command name may hold spaces */
+    if (p == NULL)
         return -1;
+    /* after ")": the state, then fields 4 (ppid) ... 15 (stime) as numbers: v[0] .. v[11] */
+    const char *q = p + 1;
+    while (*q == ' ')
+        q++;
+    if (*q == '\0')
+        return -1;
+    q++; /* the state */
+    long long v[12];
+    for (int k = 0; k < 12; k++) {
+        char *end = NULL;
+        v[k] = strtoll(q, &end, 10);
+        if (end == q)
+            return -1;
+        q = end;
+    }
     if (ppid != NULL)
         *ppid = (pid_t)v[0];
     return v[10] + v[11];
@@ -295,9 +305,10 @@ static pid_t postmaster_pid(void)
     snprintf(path, sizeof path, "%s/pg/postmaster.pid", g_stack.pg.dir);
     FILE *f = fopen(path, "r");
     long pid = 0;
+    char line[32];
     if (f != NULL) {
-        if (fscanf(f, "%ld", &pid) != 1)
-            pid = 0;
+        if (fgets(line, sizeof line, f) != NULL)
+            pid = strtol(line, NULL, 10);
         fclose(f);
     }
     return (pid_t)pid;
@@ -355,8 +366,10 @@ static long rss_kib(pid_t pid)
     if (f == NULL)
         return -1;
     while (fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kib = strtol(line + 6, NULL, 10);
             break;
+        }
     fclose(f);
     return kib;
 }
@@ -540,15 +553,21 @@ static bool phase(int n, int naccs, int threads, int64_t window_ms, sink *sk, ph
     account *accs = calloc((size_t)naccs, sizeof *accs);
     size_t idlen = (size_t)naccs * (KX_UUID_LEN + 1) + 3;
     char *ids = malloc(idlen);
-    if (accs == NULL || ids == NULL)
+    if (accs == NULL || ids == NULL) {
+        free(accs);
+        free(ids);
         return false;
+    }
     size_t off = 0;
     ids[off++] = '{';
     for (int i = 0; i < naccs; i++) {
         kx_uuid_new(accs[i].id);
         char *tok = kx_th_stack_token(&g_stack, accs[i].id);
-        if (tok == NULL)
+        if (tok == NULL) {
+            free(accs);
+            free(ids);
             return false;
+        }
         snprintf(accs[i].auth, sizeof accs[i].auth, "Authorization: Bearer %s", tok);
         free(tok);
         off += (size_t)snprintf(ids + off, idlen - off, "%s%s", i ? "," : "", accs[i].id);
@@ -768,14 +787,14 @@ int main(int argc, char **argv)
             char *copy = strdup(v), *save = NULL;
             for (char *tok = strtok_r(copy, ",", &save); tok && nsizes < MAX_SIZES;
                  tok = strtok_r(NULL, ",", &save))
-                sizes[nsizes++] = atoi(tok);
+                sizes[nsizes++] = (int)strtol(tok, NULL, 10);
             free(copy);
         } else if (strcmp(argv[i], "--accounts") == 0 && v != NULL) {
-            naccs = atoi(v);
+            naccs = (int)strtol(v, NULL, 10);
         } else if (strcmp(argv[i], "--threads") == 0 && v != NULL) {
-            threads = atoi(v);
+            threads = (int)strtol(v, NULL, 10);
         } else if (strcmp(argv[i], "--window-ms") == 0 && v != NULL) {
-            window_ms = atoll(v);
+            window_ms = strtoll(v, NULL, 10);
         } else if (strcmp(argv[i], "--results") == 0 && v != NULL) {
             results = v;
         } else {
@@ -802,7 +821,7 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur < (rlim_t)(maxn + 2000)) {
+    if (rl.rlim_cur < (rlim_t)maxn + 2000) {
         fprintf(stderr,
                 "bench_lease: %d runs need a file-descriptor limit of at least %d (ulimit -n "
                 "is %llu)\n",
@@ -821,6 +840,7 @@ int main(int argc, char **argv)
     sink sk;
     if (!sink_start(&sk)) {
         fprintf(stderr, "bench_lease: cannot start the model sink: %s\n", strerror(errno));
+        free(sk.seen);
         return 1;
     }
     char model_url[96], cap[48], limit[48], ttl[48];
