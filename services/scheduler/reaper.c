@@ -8,15 +8,17 @@
  *    (retried; what the first attempt stored stays, the retry continues the thread), else it
  *    fails ("reaped: runner <owner> stopped heartbeating at <time>"). Either way the epoch is
  *    bumped — the old holder's later writes are refused — and the decision is written into
- *    the row itself (notice, notice_epoch): the outbox.
+ *    the row itself (notice, notice_epoch): the outbox. In batches of SCHED_REAP_BATCH, as
+ *    many as it takes in the same tick (10 000 runs of a dead runner leave `running` together).
  * 2. Publish the notices (a SELECT, so a reap whose answer was lost, or a scheduler killed
  *    right after its reap, loses nothing): STOP on kx.run.ctl.<id> for the fenced epoch (a
  *    runner that is alive but slow lets go now; the heartbeat answer tells it too); the stream
  *    event on kx.run.ev.<id> — terminal "failed", or a non-terminal status saying the run was
  *    retried, carrying the new epoch (admission dispatches the retry). Then the notice is
- *    cleared by a compare-and-set on notice_epoch. Every publish carries a Nats-Msg-Id made of
- *    run id and epoch, so a notice published twice (crash between publish and clear) is
- *    stored once. NATS down: the notices wait in Postgres for the next tick.
+ *    cleared by a compare-and-set on notice_epoch; batch after batch while the tick has spent
+ *    less than half a reaper interval, the rest at the next tick. Every publish carries a
+ *    Nats-Msg-Id made of run id and epoch, so a notice published twice (crash between publish
+ *    and clear) is stored once. NATS down: the notices wait in Postgres for the next tick.
  *
  * An expired lease means "its runner stopped heartbeating" only if the scheduler could hear
  * the heartbeats. At start, and after any gap in which they could not be applied (Postgres or
@@ -35,6 +37,11 @@
 #include "terminal.h"
 
 #define CLEANUP_EVERY_MS 60000
+/* Most reap batches (of SCHED_REAP_BATCH runs) in one tick. */
+#define REAP_MAX_PASSES 100
+/* Notices are published in batches of SCHED_REAP_BATCH while a tick has spent less than this
+ * share of the reaper interval on them (the loop also applies heartbeats). */
+#define NOTICE_SHARE_OF_TICK 2
 
 /* One notice as read back from agent_runs. */
 typedef struct notice {
@@ -84,15 +91,17 @@ static kx_err publish_notice(scheduler *s, const notice *n)
     return err; /* a retried run is dispatched by admission, within the limits */
 }
 
-/* Publishes every pending notice, oldest first; stops at the first publish failure. */
-static void publish_notices(scheduler *s)
+/* Publishes one batch of pending notices, oldest first; stops at the first publish failure.
+ * Returns how many were published. */
+static int publish_notices(scheduler *s)
 {
     kx_err err = KX_OK;
     PGresult *res = sched_store_notices(s, &err);
     if (res == NULL) {
         kx_warn("scheduler: reaper notices could not be read: %s", kx_err_str(err));
-        return;
+        return 0;
     }
+    int published = 0;
     for (int i = 0; i < PQntuples(res); i++) {
         notice n = {
             .run_id = PQgetvalue(res, i, 0),
@@ -123,8 +132,10 @@ static void publish_notices(scheduler *s)
                        1);
         kx_log(KX_LOG_WARN, n.run_id, NULL, "scheduler: reaped run %s (runner %s): %s%s", n.run_id,
                n.owner[0] ? n.owner : "unknown", n.error, retried ? " — queued again" : "");
+        published++;
     }
     PQclear(res);
+    return published;
 }
 
 /* Called when Postgres and NATS both answer: ends a blind gap with one TTL of grace. */
@@ -150,16 +161,28 @@ static void reap(scheduler *s)
         s->blind_logged = true;
     }
     bool reap_leases = !s->blind && kx_mono_ms() >= s->lease_reap_after_ms;
-    long rows = 0;
-    kx_err err = sched_store_reap(s, reap_leases, &rows);
+    /* Batches of SCHED_REAP_BATCH until the dead are all moved: a runner that died holding
+     * 10 000 runs must not take ten ticks to be reaped (bounded by REAP_MAX_PASSES). */
+    long rows = 0, total = 0;
+    kx_err err = KX_OK;
+    for (int pass = 0; pass < REAP_MAX_PASSES; pass++) {
+        rows = 0;
+        err = sched_store_reap(s, reap_leases, &rows);
+        if (err != KX_OK)
+            break;
+        total += rows;
+        if (rows < SCHED_REAP_BATCH)
+            break;
+    }
     if (err != KX_OK) {
         kx_warn("scheduler: reaper could not run: %s", kx_err_str(err));
-        return;
+        if (total == 0)
+            return;
     }
     if (kx_bus_connected(s->svc->bus))
         see(s);
-    if (rows > 0)
-        kx_debug("scheduler: reaper moved %ld run(s)", rows);
+    if (total > 0)
+        kx_debug("scheduler: reaper moved %ld run(s)", total);
     if (kx_mono_ms() >= s->next_cleanup_ms) {
         s->next_cleanup_ms = kx_mono_ms() + CLEANUP_EVERY_MS;
         (void)sched_store_cleanup(s);
@@ -173,9 +196,14 @@ static void on_reaper_tick(kx_loop *loop, void *arg)
     if (s->draining)
         return;
     if (atomic_load(&s->migrated)) {
+        int64_t t0 = kx_mono_ms();
         reap(s);
         if (kx_bus_connected(s->svc->bus)) {
-            publish_notices(s);
+            int published = 0;
+            do {
+                published = publish_notices(s);
+            } while (published >= SCHED_REAP_BATCH &&
+                     kx_mono_ms() - t0 < s->cfg.reaper_interval_ms / NOTICE_SHARE_OF_TICK);
             (void)sched_admit(s); /* slots freed by finished or reaped runs */
         }
     }

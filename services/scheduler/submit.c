@@ -10,11 +10,17 @@
  *                          else it waits queued for a later pass), ack
  *   undecodable/invalid -> term (never redelivered) + log
  *   Postgres or JetStream unreachable -> nak with a delay (retried later)
- *   draining            -> nak at once (another replica takes it) */
+ *   draining            -> nak at once (another replica takes it)
+ * One admission pass serves every submit waiting on the loop at that moment: the valid submits
+ * are collected, and one pass (posted behind them) settles them all with its outcome. An
+ * admission pass reads every active run, so one pass per submit made a burst of N submits cost
+ * O(N²) and kept the loop — which also applies heartbeats — tens of seconds behind at 10 000
+ * runs (tests/bench/bench_lease.c). */
 #include <stdlib.h>
 #include <string.h>
 
 #include "kx/log.h"
+#include "kx/metrics.h"
 #include "kx/pb.h"
 #include "kx/uuid.h"
 #include "sched.h"
@@ -24,6 +30,21 @@
 #define RETRY_DELAY_MS 1000
 
 static void handle_submit(kx_loop *loop, void *arg);
+static void admit_waiting(kx_loop *loop, void *arg);
+static void dispose_waiting(void *arg);
+
+/* Valid submits waiting for the next admission pass. Loop thread only (the scheduler runs
+ * one consumer per process). */
+typedef struct waiting_submit {
+    natsMsg *msg;
+    char run_id[40];
+} waiting_submit;
+
+static struct {
+    waiting_submit *items;
+    size_t n, cap;
+    bool pass_posted;
+} g_waiting;
 
 typedef struct submit_task {
     scheduler *s;
@@ -77,26 +98,96 @@ static void handle_submit(kx_loop *loop, void *arg)
     }
 
     /* The row is the truth: admission dispatches this run now if its account, its thread and
-     * fairness allow, else later (each reaper tick); either way the submit is done. */
-    kx_err err = sched_admit(s);
+     * fairness allow, else later (each reaper tick); either way the submit is done. One pass
+     * for all the submits that are waiting now. */
+    if (g_waiting.n == g_waiting.cap) {
+        size_t cap = g_waiting.cap ? g_waiting.cap * 2 : 64;
+        waiting_submit *items = realloc(g_waiting.items, cap * sizeof *items);
+        if (items == NULL) {
+            kx_error("scheduler: out of memory queueing a submit; it will be redelivered");
+            settle(msg, "nak", natsMsg_NakWithDelay(msg, RETRY_DELAY_MS, NULL));
+            natsMsg_Destroy(msg);
+            kx_pb_free(rs);
+            return;
+        }
+        g_waiting.items = items;
+        g_waiting.cap = cap;
+    }
+    waiting_submit *w = &g_waiting.items[g_waiting.n++];
+    w->msg = msg;
+    snprintf(w->run_id, sizeof w->run_id, "%s", rs->run_id);
+    kx_pb_free(rs);
+    if (!g_waiting.pass_posted) {
+        if (kx_loop_post_owned(loop, admit_waiting, s, dispose_waiting) == KX_OK)
+            g_waiting.pass_posted = true;
+        else
+            admit_waiting(loop, s); /* out of memory: at least this one is not stranded */
+    }
+}
 
+/* Settles one submit with the outcome of the admission pass that served it. */
+static void settle_submit(natsMsg *msg, const char *run_id, kx_err err)
+{
     if (err == KX_OK) {
         settle(msg, "ack", natsMsg_Ack(msg, NULL));
     } else if (err == KX_ERR_UNAVAILABLE || err == KX_ERR_TIMEOUT) {
-        kx_log(KX_LOG_WARN, rs->run_id, NULL, "scheduler: run %s: %s; submit retried in %d ms",
-               rs->run_id, kx_err_str(err), RETRY_DELAY_MS);
+        kx_log(KX_LOG_WARN, run_id, NULL, "scheduler: run %s: %s; submit retried in %d ms", run_id,
+               kx_err_str(err), RETRY_DELAY_MS);
         settle(msg, "nak", natsMsg_NakWithDelay(msg, RETRY_DELAY_MS, NULL));
     } else if (err == KX_ERR_INVALID) {
-        kx_log(KX_LOG_WARN, rs->run_id, NULL,
+        kx_log(KX_LOG_WARN, run_id, NULL,
                "scheduler: run %s: refused by the database (%s); "
                "submit dropped",
-               rs->run_id, kx_err_str(err));
+               run_id, kx_err_str(err));
         settle(msg, "term", natsMsg_Term(msg, NULL));
     } else {
         settle(msg, "nak", natsMsg_NakWithDelay(msg, 5 * RETRY_DELAY_MS, NULL));
     }
     natsMsg_Destroy(msg);
-    kx_pb_free(rs);
+}
+
+/* Loop: one admission pass for every submit collected since the last one. */
+static void admit_waiting(kx_loop *loop, void *arg)
+{
+    (void)loop;
+    scheduler *s = arg;
+    g_waiting.pass_posted = false;
+    size_t n = g_waiting.n;
+    if (n == 0)
+        return;
+    kx_err err = s->draining ? KX_ERR_UNAVAILABLE : sched_admit(s);
+    kx_counter_add(kx_metrics_counter("kx_scheduler_submit_admission_passes_total", "",
+                                      "Admission passes run for submits (one serves every "
+                                      "submit waiting on the loop)"),
+                   1);
+    kx_counter_add(kx_metrics_counter("kx_scheduler_submits_total", "",
+                                      "Valid kx.run.submit messages settled"),
+                   n);
+    for (size_t i = 0; i < n; i++) {
+        natsMsg *msg = g_waiting.items[i].msg;
+        if (s->draining) { /* another replica takes it */
+            settle(msg, "nak", natsMsg_Nak(msg, NULL));
+            natsMsg_Destroy(msg);
+        } else {
+            settle_submit(msg, g_waiting.items[i].run_id, err);
+        }
+    }
+    g_waiting.n = 0;
+}
+
+/* The loop is freed before the pass ran (shutdown): hand the submits back. */
+static void dispose_waiting(void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < g_waiting.n; i++) {
+        natsMsg_Nak(g_waiting.items[i].msg, NULL);
+        natsMsg_Destroy(g_waiting.items[i].msg);
+    }
+    g_waiting.n = 0;
+    g_waiting.pass_posted = false;
+    free(g_waiting.items);
+    g_waiting.items = NULL;
+    g_waiting.cap = 0;
 }
 
 /* Creates the durable consumer if it is missing (a replica may have just created it). */

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,6 +30,7 @@
 
 #include "harness.h"
 #include "kx/bus.h"
+#include "kx/http.h"
 #include "kx/pb.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
@@ -85,16 +87,19 @@ static void sql_value(char *out, size_t outlen, const char *fmt, ...)
     PQclear(r);
 }
 
-static pid_t start_scheduler(void)
+static uint16_t g_sched_port; /* the running scheduler's KX_HEALTH_PORT (/metrics) */
+
+static pid_t start_scheduler_with(int reaper_ms)
 {
     uint16_t port = kx_th_free_port();
+    g_sched_port = port;
     char port_env[64], nats_env[128], db_env[320], log_path[600], url[128], bin[512];
     char ttl[64], reaper[64], sweep[64], wall[64];
     snprintf(port_env, sizeof port_env, "KX_HEALTH_PORT=%u", port);
     snprintf(nats_env, sizeof nats_env, "KX_NATS_URL=%s", g_nats.url);
     snprintf(db_env, sizeof db_env, "KX_DATABASE_URL=%s", g_pg.url);
     snprintf(ttl, sizeof ttl, "KX_LEASE_TTL_MS=%d", LEASE_TTL_MS);
-    snprintf(reaper, sizeof reaper, "KX_REAPER_INTERVAL_MS=%d", REAPER_MS);
+    snprintf(reaper, sizeof reaper, "KX_REAPER_INTERVAL_MS=%d", reaper_ms);
     snprintf(sweep, sizeof sweep, "KX_SWEEP_INTERVAL_MS=%d", SWEEP_MS);
     snprintf(wall, sizeof wall, "KX_RUN_WALL_TIME_S=%d", WALL_S);
     snprintf(log_path, sizeof log_path, "%s/scheduler.log", g_tmp);
@@ -119,6 +124,11 @@ static pid_t start_scheduler(void)
         return 0;
     }
     return pid;
+}
+
+static pid_t start_scheduler(void)
+{
+    return start_scheduler_with(REAPER_MS);
 }
 
 static int group_setup(void **state)
@@ -649,6 +659,138 @@ static void test_submit_while_postgres_down(void **state)
     sql("UPDATE agent_runs SET status = 'stopped' WHERE id = '%s'", run);
 }
 
+/* A counter of the scheduler's /metrics (the first sample named exactly `name`), -1 if absent. */
+static long long sched_metric(const char *name)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/metrics", g_sched_port);
+    kx_http_resp resp = {0};
+    assert_int_equal(kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(5000), 1 << 20,
+                                     &resp),
+                     KX_OK);
+    long long v = -1;
+    size_t nlen = strlen(name);
+    for (const char *line = resp.body; line != NULL && *line;) {
+        if (strncmp(line, name, nlen) == 0 && (line[nlen] == ' ' || line[nlen] == '{')) {
+            const char *sp = strchr(line, ' ');
+            if (sp != NULL)
+                v = strtoll(sp + 1, NULL, 10);
+            break;
+        }
+        const char *nl = strchr(line, '\n');
+        line = nl ? nl + 1 : NULL;
+    }
+    kx_http_resp_free(&resp);
+    return v;
+}
+
+static long count_of(const char *fmt, const char *account)
+{
+    char v[32];
+    sql_value(v, sizeof v, fmt, account);
+    return strtol(v, NULL, 10);
+}
+
+/* Regression (bench_lease: 10 000 runs of a killed runner took 29 s to leave `running`): the
+ * reaper moved at most SCHED_REAP_BATCH (1000) runs per tick, so a runner that died holding
+ * 1500 runs was reaped over two ticks. Now one tick moves them all. A scheduler with a 4 s
+ * reaper interval: 1 s after the first run left `running`, none may be left. */
+static void test_reaper_moves_more_than_a_batch_in_one_tick(void **state)
+{
+    assert_int_equal(kx_th_kill(g_sched), 0);
+    g_sched = 0;
+    char account[KX_UUID_LEN + 1];
+    kx_uuid_new(account);
+    /* 1500 runs of a runner without a lease row, on their last attempt: all dead */
+    sql("INSERT INTO agent_runs (id, thread_id, account_id, project_id, status, started_at, "
+        "lease_epoch, lease_owner, lease_expires_at, attempt) SELECT gen_random_uuid(), '%s', "
+        "'%s', '%s', 'running', now(), 1, 'runner-dead-with-1500', now() - interval '1 minute', "
+        "2 FROM generate_series(1, 1500)",
+        g_thread, account, g_project);
+    g_sched = start_scheduler_with(4000);
+    assert_true(g_sched > 0);
+    const char *running = "SELECT count(*) FROM agent_runs WHERE account_id = '%s' AND "
+                          "status = 'running'";
+    int64_t give_up = kx_mono_ms() + 20000;
+    while (count_of(running, account) == 1500) {
+        if (kx_mono_ms() > give_up)
+            fail_msg("no run reaped within 20 s");
+        usleep(20 * 1000);
+    }
+    usleep(1000 * 1000); /* the next tick is 3 s away */
+    long left = count_of(running, account);
+    print_message("[ reaper   ] runs still running 1 s after the first tick reaped: %ld\n", left);
+    assert_int_equal(left, 0);
+    assert_int_equal(count_of("SELECT count(*) FROM agent_runs WHERE account_id = '%s' AND "
+                              "status = 'failed' AND lease_epoch = 2",
+                              account),
+                     1500);
+    /* and every notice is published (STOP + terminal event), within a few ticks */
+    give_up = kx_mono_ms() + 15000;
+    while (count_of("SELECT count(*) FROM agent_runs WHERE account_id = '%s' AND notice IS NOT "
+                    "NULL",
+                    account) > 0) {
+        if (kx_mono_ms() > give_up)
+            fail_msg("reaper notices not all published within 15 s");
+        usleep(50 * 1000);
+    }
+    assert_int_equal(kx_th_kill(g_sched), 0);
+    g_sched = start_scheduler();
+    assert_true(g_sched > 0);
+}
+
+/* Regression (bench_lease: with 10 000 runs submitted, heartbeats reached the scheduler 36 s
+ * late): every submit ran its own admission pass, which reads every active run, so a burst
+ * of N submits cost O(N²) on the loop that also applies heartbeats. Now the submits waiting on
+ * the loop share one pass. 300 submits delivered at once (the scheduler is stopped while they
+ * are published) must take far fewer than 300 passes, and every run is dispatched. */
+static void test_a_burst_of_submits_shares_admission_passes(void **state)
+{
+    char account[KX_UUID_LEN + 1];
+    kx_uuid_new(account);
+    /* 300 waiting runs, each on a thread of its own, created "in the future" so that nothing
+     * but admission picks them */
+    sql("WITH t AS (INSERT INTO threads (thread_id, account_id, project_id) SELECT "
+        "gen_random_uuid(), '%s', '%s' FROM generate_series(1, 300) RETURNING thread_id) "
+        "INSERT INTO agent_runs (id, thread_id, account_id, project_id, created_at) SELECT "
+        "gen_random_uuid(), thread_id, '%s', '%s', now() + interval '1 hour' FROM t",
+        account, g_project, account, g_project);
+    long long passes0 = sched_metric("kx_scheduler_submit_admission_passes_total");
+    long long submits0 = sched_metric("kx_scheduler_submits_total");
+    assert_int_equal(kill(g_sched, SIGSTOP), 0);
+    PGresult *ids = PQexecParams(g_db, "SELECT id::text FROM agent_runs WHERE account_id = $1", 1,
+                                 NULL, (const char *const[]){account}, NULL, NULL, 0);
+    assert_int_equal(PQntuples(ids), 300);
+    for (int i = 0; i < PQntuples(ids); i++)
+        submit(PQgetvalue(ids, i, 0));
+    PQclear(ids);
+    usleep(300 * 1000);
+    assert_int_equal(kill(g_sched, SIGCONT), 0);
+    int64_t give_up = kx_mono_ms() + 20000;
+    while (count_of("SELECT count(*) FROM agent_runs WHERE account_id = '%s' AND dispatched_at "
+                    "IS NULL",
+                    account) > 0) {
+        if (kx_mono_ms() > give_up)
+            fail_msg("the 300 runs were not all dispatched within 20 s");
+        usleep(50 * 1000);
+    }
+    long long submits = 0, passes = 0;
+    give_up = kx_mono_ms() + 20000;
+    do { /* every submit settled */
+        submits = sched_metric("kx_scheduler_submits_total") - (submits0 < 0 ? 0 : submits0);
+        passes = sched_metric("kx_scheduler_submit_admission_passes_total") -
+            (passes0 < 0 ? 0 : passes0);
+        if (submits >= 300)
+            break;
+        usleep(50 * 1000);
+    } while (kx_mono_ms() < give_up);
+    print_message("[ admit    ] 300 submits at once: %lld settled by %lld admission pass(es)\n",
+                  submits, passes);
+    assert_int_equal(submits, 300);
+    assert_true(passes >= 1);
+    assert_true(passes <= 100);
+}
+
 static void test_sigterm_keeps_durable_consumer(void **state)
 {
     assert_int_equal(kx_th_kill(g_sched), 0);
@@ -670,6 +812,8 @@ int main(void)
         cmocka_unit_test(test_reaper_fails_expired_lease),
         cmocka_unit_test(test_sweep_redispatches),
         cmocka_unit_test(test_submit_while_postgres_down),
+        cmocka_unit_test(test_reaper_moves_more_than_a_batch_in_one_tick),
+        cmocka_unit_test(test_a_burst_of_submits_shares_admission_passes),
         cmocka_unit_test(test_sigterm_keeps_durable_consumer),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
