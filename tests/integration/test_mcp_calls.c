@@ -8,7 +8,8 @@
  * collisions, the loopback guard), an agent's stdio servers run in the jail (server-everything
  * by node and by `npx -y`; a probing server that cannot read the JWT secret in $KX_DATA_DIR, see
  * the host's processes or connect to NATS and Postgres, while the same server run bare can),
- * the tool-list cache shared by two proxy replicas, and its invalidation by list_changed. */
+ * the tool-list cache shared by two proxy replicas, and its invalidation by list_changed (over
+ * stdio, and over Streamable HTTP's GET stream from an SDK server; 405 on that GET is fine). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -36,6 +37,7 @@
 #define FAKE KX_SOURCE_DIR "/tests/fakes/mcp/misbehave.js"
 #define LOOPBACK KX_SOURCE_DIR "/tests/fakes/mcp/loopback.cjs"
 #define PROBE KX_SOURCE_DIR "/tests/fakes/mcp/probe.js"
+#define NOTIFY KX_SOURCE_DIR "/tests/fakes/mcp/notify_http.mjs"
 /* What the operator binds read-only into every user stdio server's jail (KX_MCP_JAIL_RO_BINDS):
  * the npm packages (so `npx -y @modelcontextprotocol/server-everything` finds it without a
  * download) and the fake servers. */
@@ -46,8 +48,8 @@
 
 static char *g_dir;
 static kx_th_nats g_nats;
-static pid_t g_proxy, g_http, g_sse;
-static uint16_t g_http_port, g_sse_port;
+static pid_t g_proxy, g_http, g_sse, g_notify, g_noget;
+static uint16_t g_http_port, g_sse_port, g_notify_port, g_noget_port;
 static kx_bus *g_bus;
 static char g_log[512];
 static char g_servers_env[4096];
@@ -86,6 +88,20 @@ static kx_err start_node_http(const char *mode, uint16_t port, pid_t *pid)
 }
 
 static const char *g_timeout_env = "KX_MCP_TIMEOUT_S=4";
+
+/* notify_http.mjs (a Streamable HTTP server on the SDK) in mode ("" or "no-get"). */
+static kx_err start_notify(const char *mode, uint16_t port, pid_t *pid)
+{
+    char port_env[32], log[600];
+    snprintf(port_env, sizeof port_env, "PORT=%u", port);
+    snprintf(log, sizeof log, "%s/notify-%s.log", g_dir, mode[0] ? mode : "get");
+    const char *env[] = {port_env, NULL};
+    const char *argv[] = {"node", NOTIFY, mode, NULL};
+    kx_err err = kx_th_spawn(argv, env, log, pid);
+    if (err == KX_OK && !wait_port(port, 20000))
+        return KX_ERR_TIMEOUT;
+    return err;
+}
 
 static kx_err start_proxy(const char *log_name, pid_t *pid)
 {
@@ -162,6 +178,11 @@ static int setup(void **state)
     if (start_node_http("streamableHttp", g_http_port, &g_http) != KX_OK ||
         start_node_http("sse", g_sse_port, &g_sse) != KX_OK)
         return -1;
+    g_notify_port = kx_th_free_port();
+    g_noget_port = kx_th_free_port();
+    if (start_notify("", g_notify_port, &g_notify) != KX_OK ||
+        start_notify("no-get", g_noget_port, &g_noget) != KX_OK)
+        return -1;
     snprintf(g_nats_env, sizeof g_nats_env, "KX_NATS_URL=%s", g_nats.url);
     if (kx_th_pg_start(g_dir, &g_pg) != KX_OK)
         return -1;
@@ -191,8 +212,11 @@ static int setup(void **state)
              "\"old\": {\"command\": \"node\", \"args\": [\"%s\", \"old-version\"]},"
              "\"bad\": {\"command\": \"node\", \"args\": [\"%s\", \"bad-version\"]},"
              "\"paged\": {\"command\": \"node\", \"args\": [\"%s\", \"paged\"]},"
-             "\"bare-probe\": {\"command\": \"node\", \"args\": [\"%s\"]}}",
-             NM, g_http_port, g_sse_port, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, PROBE);
+             "\"bare-probe\": {\"command\": \"node\", \"args\": [\"%s\"]},"
+             "\"notify\": {\"type\": \"http\", \"url\": \"http://127.0.0.1:%u/mcp\"},"
+             "\"noget\": {\"type\": \"http\", \"url\": \"http://127.0.0.1:%u/mcp\"}}",
+             NM, g_http_port, g_sse_port, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, PROBE,
+             g_notify_port, g_noget_port);
     if (start_proxy("mcp-proxy-a.log", &g_proxy) != KX_OK)
         return -1;
     if (kx_bus_connect(g_nats.url, "it-mcpcall", &g_bus) != KX_OK)
@@ -211,6 +235,10 @@ static int teardown(void **state)
         kx_th_kill(g_http);
     if (g_sse > 0)
         kx_th_kill(g_sse);
+    if (g_notify > 0)
+        kx_th_kill(g_notify);
+    if (g_noget > 0)
+        kx_th_kill(g_noget);
     kx_th_nats_stop(&g_nats);
     if (g_pg.port != 0)
         kx_th_pg_stop(&g_pg);
@@ -751,6 +779,37 @@ static void test_list_changed_invalidates_the_cache(void **state)
     assert_int_equal(n, 4); /* the server's second list has "added" */
 }
 
+/* A Streamable HTTP server (the SDK's) changes its tool list outside any request: the
+ * notification comes on the GET stream the proxy opened after initialize, and drops the cached
+ * list. A server answering that GET with 405 still works, and is not asked again. */
+static void test_list_changed_over_streamable_http(void **state)
+{
+    (void)state;
+    assert_int_equal(list_count("notify"), 2);
+    assert_int_equal(list_count("notify"), 2); /* cached */
+    assert_call_ok("notify", "add-tool", "{}", "a tool will be added");
+    size_t n = 0;
+    for (int i = 0; i < 100 && (n = list_count("notify")) == 2; i++)
+        usleep(50000);
+    assert_int_equal(n, 3); /* "added-1", seen only through the GET stream */
+
+    assert_int_equal(list_count("noget"), 2);
+    assert_call_ok("noget", "add-tool", "{}", "a tool will be added");
+    for (int i = 0; i < 100; i++) {
+        Kx__V1__McpCallReply *r = call("noget", "stats", "{}");
+        assert_non_null(r);
+        char *text = output_text(r);
+        bool one = strstr(text, "\"gets\":1") != NULL;
+        free(text);
+        kx_pb_free(r);
+        if (one)
+            break;
+        usleep(50000);
+    }
+    usleep(3000 * 1000); /* longer than a re-open would wait */
+    assert_call_ok("noget", "stats", "{}", "{\"gets\":1}");
+}
+
 /* The Streamable HTTP server restarts and forgets our session: the next call re-initializes
  * and succeeds (server-everything answers the stale session id with 400; the spec says 404). */
 static void test_http_server_restart_reinitializes(void **state)
@@ -963,6 +1022,7 @@ int main(void)
         cmocka_unit_test(test_agent_tools_from_kortix_config),
         cmocka_unit_test(test_cache_shared_by_two_replicas),
         cmocka_unit_test(test_list_changed_invalidates_the_cache),
+        cmocka_unit_test(test_list_changed_over_streamable_http),
         cmocka_unit_test(test_tools_list_pagination),
         cmocka_unit_test(test_user_stdio_server_runs_jailed),
         cmocka_unit_test(test_user_stdio_server_cannot_escape),
