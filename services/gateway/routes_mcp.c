@@ -155,8 +155,9 @@ static bool save_body(const gw_request *req, const char **url, const char **type
         return false;
     }
     if (json_array_size(list) > SAVE_MAX_TOOLS) {
-        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "\"enabled_tools\" has %zu entries; at most %d",
-                       json_array_size(list), SAVE_MAX_TOOLS);
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                       "\"enabled_tools\" has %zu entries; at most %d", json_array_size(list),
+                       SAVE_MAX_TOOLS);
         return false;
     }
     *tools = json_array();
@@ -302,9 +303,10 @@ static void save_tools(gw_app *app, gw_request *req, gw_reply *reply)
     } else {
         char name[64];
         snprintf(name, sizeof name, "Custom MCP (%s)", strcmp(type, "http") == 0 ? "HTTP" : "SSE");
-        json_array_append_new(custom, json_pack("{s:s, s:s, s:s, s:{s:s}, s:O}", "name", name,
-                                                "customType", type, "type", type, "config", "url",
-                                                url, "enabledTools", tools));
+        json_array_append_new(custom,
+                              json_pack("{s:s, s:s, s:s, s:{s:s}, s:O}", "name", name,
+                                        "customType", type, "type", type, "config", "url", url,
+                                        "enabledTools", tools));
     }
     config_text = json_dumps(config, JSON_COMPACT);
     config_sql = config_text ? sql_text(config_text) : NULL;
@@ -314,20 +316,21 @@ static void save_tools(gw_app *app, gw_request *req, gw_reply *reply)
         goto oom;
     char prev_sql[KX_UUID_LEN + 16];
     snprintf(prev_sql, sizeof prev_sql, previous[0] ? "'%s'::uuid" : "NULL", previous);
-    sprintf(sql,
-            "WITH nv AS (INSERT INTO agent_versions (agent_id, account_id, version_number, "
-            "version_name, is_active, created_by, change_description, previous_version_id, "
-            "config) VALUES ('%s'::uuid, '%s'::uuid, %ld, 'v%ld', true, '%s'::uuid, "
-            "'Auto-updated MCP tools', %s, %s::jsonb) RETURNING version_id), "
-            "old AS (UPDATE agent_versions SET is_active = false, updated_at = clock_timestamp() "
-            "WHERE agent_id = '%s'::uuid AND is_active AND version_id NOT IN "
-            "(SELECT version_id FROM nv)) "
-            "UPDATE agents SET current_version_id = (SELECT version_id FROM nv), "
-            "version_count = (SELECT count(*) FROM agent_versions WHERE agent_id = '%s'::uuid) + 1, "
-            "updated_at = clock_timestamp() WHERE agent_id = '%s'::uuid "
-            "RETURNING current_version_id::text",
-            req->id, req->account, number, number, req->account, prev_sql, config_sql, req->id,
-            req->id, req->id);
+    sprintf(
+        sql,
+        "WITH nv AS (INSERT INTO agent_versions (agent_id, account_id, version_number, "
+        "version_name, is_active, created_by, change_description, previous_version_id, "
+        "config) VALUES ('%s'::uuid, '%s'::uuid, %ld, 'v%ld', true, '%s'::uuid, "
+        "'Auto-updated MCP tools', %s, %s::jsonb) RETURNING version_id), "
+        "old AS (UPDATE agent_versions SET is_active = false, updated_at = clock_timestamp() "
+        "WHERE agent_id = '%s'::uuid AND is_active AND version_id NOT IN "
+        "(SELECT version_id FROM nv)) "
+        "UPDATE agents SET current_version_id = (SELECT version_id FROM nv), "
+        "version_count = (SELECT count(*) FROM agent_versions WHERE agent_id = '%s'::uuid) + 1, "
+        "updated_at = clock_timestamp() WHERE agent_id = '%s'::uuid "
+        "RETURNING current_version_id::text",
+        req->id, req->account, number, number, req->account, prev_sql, config_sql, req->id,
+        req->id, req->id);
     if ((r = tx_exec(db, sql, reply)) == NULL)
         goto done;
     if (PQntuples(r) != 1) {

@@ -84,9 +84,9 @@ struct http_t {
     inmsg *outbox, **outbox_tail; /* legacy: messages sent before the endpoint arrived */
     kx_timer *flush_timer;
     kx_timer *resume_timer;
-    xfer *to_resume; /* waiting for resume_timer */
-    kx_timer *listen_timer;  /* re-opens the GET stream */
-    int listen_fails;        /* GET streams in a row that brought no event */
+    xfer *to_resume;          /* waiting for resume_timer */
+    kx_timer *listen_timer;   /* re-opens the GET stream */
+    int listen_fails;         /* GET streams in a row that brought no event */
     char listen_last_id[128]; /* its last event id (Last-Event-ID on re-opening) */
     bool close_pending;
     bool closed; /* on_closed delivered (or freed) */
@@ -424,8 +424,7 @@ static void listen_open(http_t *t)
     x->kind = X_LISTEN;
     snprintf(x->resume_id, sizeof x->resume_id, "%s", t->listen_last_id);
     if (xfer_start(t, x, "GET", t->cfg->url) != KX_OK)
-        kx_warn("mcp server '%s': cannot open the GET stream for server messages",
-                t->cfg->name);
+        kx_warn("mcp server '%s': cannot open the GET stream for server messages", t->cfg->name);
 }
 
 static void on_listen_timer(kx_loop *loop, void *arg)

@@ -86,8 +86,8 @@ static const mcp_transport_vt stdio_vt = {vt_send, vt_version, vt_close,
                                           vt_kill, vt_free,    vt_describe};
 
 static const mcp_stdio_cbs stdio_cbs = {.on_line = on_line,
-                                         .on_broken = on_broken,
-                                         .on_exit = on_exit_cb};
+                                        .on_broken = on_broken,
+                                        .on_exit = on_exit_cb};
 
 /* Starts t->io with argv/envp, or adopts proc when argv is NULL. */
 static kx_err open_common(kx_loop *loop, const char *name, const char *const *argv,

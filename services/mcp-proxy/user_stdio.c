@@ -32,11 +32,11 @@ static kx_err parse_binds(mcp_jail_config *jc, const char *text)
         }
         static const char *const forbidden[] = {"/", "/usr", "/etc", "/proc", "/dev", "/tmp"};
         bool bad = tok[0] != '/' || dest[0] != '/' || strstr(tok, "/..") != NULL ||
-                   strstr(dest, "/..") != NULL || jc->nbinds >= MCP_JAIL_MAX_BINDS;
+            strstr(dest, "/..") != NULL || jc->nbinds >= MCP_JAIL_MAX_BINDS;
         for (size_t i = 0; !bad && i < sizeof forbidden / sizeof forbidden[0]; i++) {
             size_t n = strlen(forbidden[i]);
             bad = strcmp(dest, forbidden[i]) == 0 ||
-                  (n > 1 && strncmp(dest, forbidden[i], n) == 0 && dest[n] == '/');
+                (n > 1 && strncmp(dest, forbidden[i], n) == 0 && dest[n] == '/');
         }
         if (bad) {
             kx_error("config: KX_MCP_JAIL_RO_BINDS=\"%s\" is not valid: expected up to %d "
@@ -155,8 +155,8 @@ kx_err mcp_user_stdio_open(kx_loop *loop, const mcp_jail_config *jc, const mcp_s
     }
     /* A host uid per server config: one user's server cannot signal, ptrace or exhaust the
      * process limit of another's. */
-    uid_t uid = (uid_t)(jc->uid_base +
-                        (int64_t)(strtoull(cfg->hash, NULL, 16) % (uint64_t)jc->uid_count));
+    uid_t uid =
+        (uid_t)(jc->uid_base + (int64_t)(strtoull(cfg->hash, NULL, 16) % (uint64_t)jc->uid_count));
     kx_jail_opts o = {
         .bwrap = jc->bwrap,
         .uid = uid,
@@ -184,7 +184,8 @@ kx_err mcp_user_stdio_open(kx_loop *loop, const mcp_jail_config *jc, const mcp_s
     close(err[1]);
     if (e != KX_OK) {
         snprintf(why, whylen, "cannot start MCP server '%s' (%s) in its sandbox: %s", cfg->name,
-                 cfg->argv[0], e == KX_ERR_INVALID ? "invalid jail options" : strerror(spawn_errno));
+                 cfg->argv[0],
+                 e == KX_ERR_INVALID ? "invalid jail options" : strerror(spawn_errno));
         close(in[1]);
         close(outp[0]);
         close(err[0]);

@@ -32,10 +32,10 @@
 #define MCP_JAIL_MAX_BINDS 16
 
 typedef struct mcp_jail_config {
-    bool ok;         /* the jail works here; otherwise why says why not */
-    char why[600];   /* for refusals */
-    char bwrap[256]; /* KX_SANDBOX_BWRAP */
-    kx_jail_net net; /* KX_SANDBOX_NETWORK */
+    bool ok;                 /* the jail works here; otherwise why says why not */
+    char why[600];           /* for refusals */
+    char bwrap[256];         /* KX_SANDBOX_BWRAP */
+    kx_jail_net net;         /* KX_SANDBOX_NETWORK */
     uint16_t deny_ports[32]; /* KX_SANDBOX_DENY_PORTS + the NATS port (host network) */
     size_t ndeny_ports;
     int64_t uid_base, uid_count; /* KX_MCP_JAIL_UID_BASE, _COUNT */

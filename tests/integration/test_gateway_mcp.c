@@ -266,7 +266,6 @@ static void test_errors(void **state)
     assert_int_equal(status, 502);
     assert_non_null(strstr(json_string_value(json_object_get(j, "detail")), "loopback"));
     json_decref(j);
-
 }
 
 /* POST body (JSON text) for agent as account. */
@@ -279,8 +278,8 @@ static json_t *post_tools(const char *agent, const char *account, const char *bo
     const char *headers[] = {auth, "Content-Type: application/json", NULL};
     snprintf(path, sizeof path, "%s/api/agents/%s/custom-mcp-tools", g_s.base_url, agent);
     kx_http_resp r = {0};
-    kx_err err = kx_http_request("POST", path, headers, body, strlen(body),
-                                 kx_deadline_in(30000), 0, &r);
+    kx_err err =
+        kx_http_request("POST", path, headers, body, strlen(body), kx_deadline_in(30000), 0, &r);
     *status = err == KX_OK ? r.status : 0;
     json_t *j = err == KX_OK && r.body ? json_loads(r.body, 0, NULL) : NULL;
     kx_http_resp_free(&r);

@@ -41,7 +41,7 @@
 /* What the operator binds read-only into every user stdio server's jail (KX_MCP_JAIL_RO_BINDS):
  * the npm packages (so `npx -y @modelcontextprotocol/server-everything` finds it without a
  * download) and the fake servers. */
-#define JAIL_BINDS                                                         \
+#define JAIL_BINDS                                                                           \
     "KX_MCP_JAIL_RO_BINDS=" KX_SOURCE_DIR "/tests/node_modules:/node_modules," KX_SOURCE_DIR \
     "/tests/fakes/mcp:/fakes"
 #define PROXY KX_BUILD_DIR "/services/mcp-proxy/mcp-proxy"
@@ -110,17 +110,10 @@ static kx_err start_proxy(const char *log_name, pid_t *pid)
     snprintf(g_log, sizeof g_log, "%s/%s", g_dir, log_name);
     /* The jail for agents' stdio servers: the host's network minus the suite's ports (NATS is
      * added by the proxy itself, Postgres' is listed as up.sh does). */
-    const char *env[] = {g_nats_env,
-                         g_servers_env,
-                         port_env,
-                         g_allow_env,
-                         g_timeout_env,
-                         "KX_LOG_LEVEL=debug",
-                         g_data_env,
-                         JAIL_BINDS,
-                         "KX_SANDBOX_NETWORK=host",
-                         g_deny_env,
-                         NULL};
+    const char *env[] = {g_nats_env,  g_servers_env, port_env,
+                         g_allow_env, g_timeout_env, "KX_LOG_LEVEL=debug",
+                         g_data_env,  JAIL_BINDS,    "KX_SANDBOX_NETWORK=host",
+                         g_deny_env,  NULL};
     const char *argv[] = {PROXY, NULL};
     return kx_th_spawn(argv, env, g_log, pid);
 }

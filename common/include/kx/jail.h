@@ -97,7 +97,7 @@ typedef struct kx_jail_opts {
     int stdin_fd;
     int stdout_fd;
     int stderr_fd;
-    const int *pass_fds;     /* descriptors kept open into the jail, same numbers */
+    const int *pass_fds; /* descriptors kept open into the jail, same numbers */
     size_t npass_fds;
 } kx_jail_opts;
 
