@@ -187,8 +187,6 @@ kx_err kx_jail_argv(const kx_jail_opts *o, char ***argv_out)
 
 /* ---- spawning ------------------------------------------------------------------------- */
 
-static kx_err tcp_deny_ruleset(const uint16_t *ports, size_t nports, int *fd_out); /* below */
-
 static int cmp_int(const void *a, const void *b)
 {
     int x = *(const int *)a, y = *(const int *)b;
@@ -293,15 +291,7 @@ kx_err kx_jail_spawn(const kx_jail_opts *o, pid_t *pid_out, int *pidfd_out)
     if (o->bind_fd >= 0)
         keep[nkeep++] = o->bind_fd;
     qsort(keep, nkeep, sizeof keep[0], cmp_int);
-    int ruleset_fd = -1;
-    if (o->ndeny_tcp_ports > 0) {
-        err = tcp_deny_ruleset(o->deny_tcp_ports, o->ndeny_tcp_ports, &ruleset_fd);
-        if (err != KX_OK) {
-            kx_jail_argv_free(argv);
-            errno = err == KX_ERR_UNAVAILABLE ? EOPNOTSUPP : EIO;
-            return err;
-        }
-    }
+    int ruleset_fd = o->deny_ruleset_fd > 0 ? o->deny_ruleset_fd : -1;
 
     int pidfd = -1;
     struct clone_args {
@@ -315,16 +305,12 @@ kx_err kx_jail_spawn(const kx_jail_opts *o, pid_t *pid_out, int *pidfd_out)
     if (pid < 0) {
         int e = errno;
         kx_jail_argv_free(argv);
-        if (ruleset_fd >= 0)
-            close(ruleset_fd);
         errno = e;
         return KX_ERR_IO;
     }
     if (pid == 0)
         child_exec(o, argv, keep, nkeep, ruleset_fd);
     kx_jail_argv_free(argv);
-    if (ruleset_fd >= 0)
-        close(ruleset_fd);
     *pid_out = (pid_t)pid;
     *pidfd_out = pidfd;
     return KX_OK;
@@ -386,9 +372,7 @@ struct kx_ll_net_port_attr {
 #define KX_LL_ACCESS_NET_CONNECT_TCP (1ULL << 1)
 #define KX_LL_RULE_NET_PORT 2
 
-/* A Landlock ruleset (O_CLOEXEC) that handles TCP connect and allows it on every port but
- * ports[]. KX_ERR_UNAVAILABLE when the kernel has no Landlock network support. */
-static kx_err tcp_deny_ruleset(const uint16_t *ports, size_t nports, int *fd_out)
+kx_err kx_jail_tcp_deny_ruleset(const uint16_t *ports, size_t nports, int *fd_out)
 {
     *fd_out = -1;
     long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
@@ -427,7 +411,7 @@ kx_err kx_jail_deny_tcp_ports(const uint16_t *ports, size_t nports)
     if (nports == 0)
         return KX_OK;
     int rs = -1;
-    kx_err err = tcp_deny_ruleset(ports, nports, &rs);
+    kx_err err = kx_jail_tcp_deny_ruleset(ports, nports, &rs);
     if (err != KX_OK)
         return err;
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);

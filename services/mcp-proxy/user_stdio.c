@@ -12,6 +12,7 @@
 
 #include "kx/config.h"
 #include "kx/log.h"
+#include "kx/time.h"
 #include "stdio_adapter.h"
 
 #define JAIL_PATH "PATH=/usr/local/bin:/usr/bin:/bin"
@@ -55,6 +56,7 @@ static kx_err parse_binds(mcp_jail_config *jc, const char *text)
 kx_err mcp_jail_config_load(mcp_jail_config *jc)
 {
     memset(jc, 0, sizeof *jc);
+    jc->deny_ruleset_fd = -1;
     char why[400];
     if (kx_jail_net_from_env(&jc->net, jc->deny_ports,
                              sizeof jc->deny_ports / sizeof jc->deny_ports[0], &jc->ndeny_ports,
@@ -84,12 +86,21 @@ kx_err mcp_jail_config_load(mcp_jail_config *jc)
                 MCP_USER_STDIO_REFUSAL, jc->why);
         return KX_OK;
     }
-    if (jc->net == KX_JAIL_NET_HOST && kx_jail_deny_tcp_ports(NULL, 0) != KX_OK) {
-        snprintf(jc->why, sizeof jc->why,
-                 "KX_SANDBOX_NETWORK=host needs Landlock network rules (Linux >= 6.7) to keep "
-                 "the suite's ports out of reach, and this kernel has none");
-        kx_warn("mcp-proxy: %s: %s", MCP_USER_STDIO_REFUSAL, jc->why);
-        return KX_OK;
+    if (jc->net == KX_JAIL_NET_HOST) {
+        int64_t t0 = kx_mono_ms();
+        kx_err err =
+            kx_jail_tcp_deny_ruleset(jc->deny_ports, jc->ndeny_ports, &jc->deny_ruleset_fd);
+        if (err != KX_OK) {
+            snprintf(jc->why, sizeof jc->why,
+                     "KX_SANDBOX_NETWORK=host needs Landlock network rules (Linux >= 6.7) to keep "
+                     "the suite's ports out of reach, and %s",
+                     err == KX_ERR_UNAVAILABLE ? "this kernel has none"
+                                               : "building the rule set failed");
+            kx_warn("mcp-proxy: %s: %s", MCP_USER_STDIO_REFUSAL, jc->why);
+            return KX_OK;
+        }
+        kx_debug("mcp-proxy: the jail's port rules took %lld ms to build",
+                 (long long)(kx_mono_ms() - t0));
     }
     jc->ok = true;
     kx_info("mcp-proxy: agents' stdio servers run jailed: bubblewrap namespaces, network %s, "
@@ -102,6 +113,9 @@ kx_err mcp_jail_config_load(mcp_jail_config *jc)
 
 void mcp_jail_config_free(mcp_jail_config *jc)
 {
+    if (jc->deny_ruleset_fd >= 0)
+        close(jc->deny_ruleset_fd);
+    jc->deny_ruleset_fd = -1;
     free(jc->bind_text);
     jc->bind_text = NULL;
     jc->nbinds = 0;
@@ -165,8 +179,7 @@ kx_err mcp_user_stdio_open(kx_loop *loop, const mcp_jail_config *jc, const mcp_s
         .ro_binds = jc->binds,
         .nro_binds = jc->nbinds,
         .net = jc->net,
-        .deny_tcp_ports = jc->net == KX_JAIL_NET_HOST ? jc->deny_ports : NULL,
-        .ndeny_tcp_ports = jc->net == KX_JAIL_NET_HOST ? jc->ndeny_ports : 0,
+        .deny_ruleset_fd = jc->net == KX_JAIL_NET_HOST ? jc->deny_ruleset_fd : -1,
         .limits = jc->limits,
         .tmp_bytes = jc->tmp_bytes,
         .argv = (const char *const *)cfg->argv,

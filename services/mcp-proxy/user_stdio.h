@@ -38,6 +38,7 @@ typedef struct mcp_jail_config {
     kx_jail_net net;         /* KX_SANDBOX_NETWORK */
     uint16_t deny_ports[32]; /* KX_SANDBOX_DENY_PORTS + the NATS port (host network) */
     size_t ndeny_ports;
+    int deny_ruleset_fd; /* host network: their Landlock ruleset, built once at start (-1) */
     int64_t uid_base, uid_count; /* KX_MCP_JAIL_UID_BASE, _COUNT */
     kx_jail_limits limits;       /* KX_MCP_JAIL_MAX_PROCS, _MAX_MEMORY_MB, _MAX_FILE_MB */
     int64_t tmp_bytes;           /* KX_MCP_JAIL_TMP_MB */
@@ -46,7 +47,9 @@ typedef struct mcp_jail_config {
     char *bind_text;
 } mcp_jail_config;
 
-/* Reads the settings above and probes bubblewrap (at most 5 s). KX_ERR_INVALID with the
+/* Reads the settings above, probes bubblewrap (at most 5 s) and, for the host network, builds
+ * the port ruleset once (tens of thousands of system calls: at start, never per server on the
+ * loop). KX_ERR_INVALID with the
  * problem logged when a setting is bad; a jail that does not work is not an error (ok = false,
  * logged as a warning): operator servers and HTTP servers still work. */
 kx_err mcp_jail_config_load(mcp_jail_config *jc);

@@ -13,9 +13,9 @@
  *   read-only binds (opts->ro_binds). Nothing else of the host's tree: no $KX_DATA_DIR, no
  *   other sandbox, no service files.
  *   Network: KX_JAIL_NET_NONE = a namespace with only loopback; KX_JAIL_NET_HOST = the host's
- *   network, with TCP connects to opts->deny_tcp_ports refused (Landlock, applied before bwrap
- *   runs, so it covers bwrap and everything in the jail); a program may also restrict itself
- *   from inside with kx_jail_deny_tcp_ports.
+ *   network, with TCP connects to the ports of opts->deny_ruleset_fd refused (Landlock, applied
+ *   before bwrap runs, so it covers bwrap and everything in the jail); a program may also
+ *   restrict itself from inside with kx_jail_deny_tcp_ports.
  *   Environment: only opts->envp (bwrap --clearenv). Descriptors: 0, 1, 2 (/dev/null unless
  *   stdin_fd/stdout_fd/stderr_fd name the caller's descriptors) and pass_fds.
  *
@@ -79,10 +79,9 @@ typedef struct kx_jail_opts {
     const kx_jail_bind *ro_binds;
     size_t nro_binds;
     kx_jail_net net;
-    const uint16_t *deny_tcp_ports; /* TCP ports nothing in the jail may connect to, on any
-                                       address (Landlock ABI >= 4; kx_jail_spawn fails with
-                                       KX_ERR_UNAVAILABLE without it). Meant for NET_HOST */
-    size_t ndeny_tcp_ports;
+    int deny_ruleset_fd; /* > 0: a ruleset from kx_jail_tcp_deny_ruleset, enforced in the child
+                            before bwrap runs (nothing in the jail may connect to its ports);
+                            0 or -1: none. Meant for NET_HOST. Stays the caller's */
     bool keep_sys_admin; /* keep CAP_SYS_ADMIN inside the jail's own user namespace
                                     (the sandbox init needs it for a PID namespace per command;
                                     it drops every capability before running user code) */
@@ -108,15 +107,22 @@ void kx_jail_argv_free(char **argv);
 
 /* Forks and execs bwrap with kx_jail_argv(opts): in the child, a new session (pgid = *pid),
  * 0/1/2 as opts says and pass_fds kept open (nothing else), the Landlock port rules
- * (deny_tcp_ports) applied, rlimits set, uid/gid dropped (setgroups, setresgid, setresuid) when
- * running as root, PR_SET_PDEATHSIG. *pidfd is a pidfd of the bwrap process (readable when it
- * exits). KX_ERR_UNAVAILABLE when deny_tcp_ports is set and the kernel cannot enforce it. */
+ * (deny_ruleset_fd) enforced, rlimits set, uid/gid dropped (setgroups, setresgid, setresuid)
+ * when running as root, PR_SET_PDEATHSIG. *pidfd is a pidfd of the bwrap process (readable when
+ * it exits). */
 kx_err kx_jail_spawn(const kx_jail_opts *opts, pid_t *pid, int *pidfd);
 
 /* Runs `true` in a minimal jail as uid/gid and waits for it (at most timeout_ms): KX_OK when
  * bwrap works on this host; otherwise why says what failed (for the refusal to start). */
 kx_err kx_jail_probe(const char *bwrap, uid_t uid, gid_t gid, int64_t timeout_ms, char *why,
                      size_t whylen);
+
+/* A Landlock ruleset (a descriptor, O_CLOEXEC; close it when done) that refuses TCP connects
+ * to ports[] and allows every other port, for kx_jail_opts.deny_ruleset_fd. Build it once and
+ * reuse it: Landlock has no port ranges, so this is ~65536 system calls (a second or more on a
+ * busy machine) — never on a loop thread per spawn. KX_ERR_UNAVAILABLE when the kernel has no
+ * Landlock network support (ABI < 4). */
+kx_err kx_jail_tcp_deny_ruleset(const uint16_t *ports, size_t nports, int *fd_out);
 
 /* For a jail with the host's network: from now on this process and its descendants cannot
  * connect (TCP) to any of the given ports, on any address (Landlock, ABI >= 4). Call inside
