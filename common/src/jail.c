@@ -140,6 +140,16 @@ kx_err kx_jail_argv(const kx_jail_opts *o, char ***argv_out)
         addf(&a, "%lld", o->files[i].fd);
         add(&a, o->files[i].dest);
     }
+    for (size_t i = 0; i < o->nro_binds; i++) {
+        const kx_jail_bind *b = &o->ro_binds[i];
+        if (b->src == NULL || b->dest == NULL || b->src[0] != '/' || b->dest[0] != '/') {
+            kx_jail_argv_free(a.v);
+            return KX_ERR_INVALID;
+        }
+        add(&a, "--ro-bind");
+        add(&a, b->src);
+        add(&a, b->dest);
+    }
     if (o->bind_fd >= 0) {
         add(&a, "--bind-fd");
         addf(&a, "%lld", o->bind_fd);
@@ -156,17 +166,13 @@ kx_err kx_jail_argv(const kx_jail_opts *o, char ***argv_out)
             kx_jail_argv_free(a.v);
             return KX_ERR_INVALID;
         }
-        char name[256];
-        size_t n = (size_t)(eq - o->envp[i]);
-        if (n >= sizeof name) {
-            kx_jail_argv_free(a.v);
-            return KX_ERR_INVALID;
-        }
-        memcpy(name, o->envp[i], n);
-        name[n] = '\0';
+        char *name = strndup(o->envp[i], (size_t)(eq - o->envp[i]));
+        if (name == NULL)
+            a.oom = true;
         add(&a, "--setenv");
-        add(&a, name);
+        add(&a, name != NULL ? name : "");
         add(&a, eq + 1);
+        free(name);
     }
     add(&a, "--");
     for (size_t i = 0; o->argv[i] != NULL; i++)
@@ -196,7 +202,8 @@ static void set_limit(int resource, int64_t v)
 }
 
 /* In the child between clone3 and exec: only async-signal-safe calls. Never returns. */
-static void child_exec(const kx_jail_opts *o, char **argv, const int *keep, size_t nkeep)
+static void child_exec(const kx_jail_opts *o, char **argv, const int *keep, size_t nkeep,
+                       int ruleset_fd)
 {
     sigset_t all;
     sigemptyset(&all);
@@ -204,12 +211,27 @@ static void child_exec(const kx_jail_opts *o, char **argv, const int *keep, size
     for (int s = 1; s < NSIG; s++)
         signal(s, SIG_DFL);
     setsid();
+    if (ruleset_fd >= 0) {
+        /* The port rules, before bwrap runs: they bind bwrap and everything it starts. */
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+            syscall(SYS_landlock_restrict_self, ruleset_fd, 0) != 0)
+            _exit(124);
+    }
     int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (devnull < 0)
         _exit(126);
-    if (dup2(devnull, 0) < 0 || dup2(devnull, 1) < 0 ||
-        dup2(o->stderr_fd > 0 ? o->stderr_fd : devnull, 2) < 0)
-        _exit(126); /* a child must not run with the parent's stdio */
+    /* The caller's descriptors for 0/1/2; one that is itself 0..2 is first moved out of the
+     * way, so that no dup2 below overwrites a source another one still needs. */
+    int src[3] = {o->stdin_fd, o->stdout_fd, o->stderr_fd};
+    for (int i = 0; i < 3; i++) {
+        if (src[i] <= 0)
+            src[i] = devnull;
+        else if (src[i] <= 2 && (src[i] = fcntl(src[i], F_DUPFD_CLOEXEC, 3)) < 0)
+            _exit(126);
+    }
+    for (int i = 0; i < 3; i++)
+        if (dup2(src[i], i) < 0)
+            _exit(126); /* a child must not run with the parent's stdio */
     /* Close every descriptor but 0-2 and keep[] (sorted). */
     unsigned int lo = 3;
     for (size_t i = 0; i < nkeep; i++) {
@@ -269,6 +291,7 @@ kx_err kx_jail_spawn(const kx_jail_opts *o, pid_t *pid_out, int *pidfd_out)
     if (o->bind_fd >= 0)
         keep[nkeep++] = o->bind_fd;
     qsort(keep, nkeep, sizeof keep[0], cmp_int);
+    int ruleset_fd = o->deny_ruleset_fd > 0 ? o->deny_ruleset_fd : -1;
 
     int pidfd = -1;
     struct clone_args {
@@ -286,7 +309,7 @@ kx_err kx_jail_spawn(const kx_jail_opts *o, pid_t *pid_out, int *pidfd_out)
         return KX_ERR_IO;
     }
     if (pid == 0)
-        child_exec(o, argv, keep, nkeep);
+        child_exec(o, argv, keep, nkeep, ruleset_fd);
     kx_jail_argv_free(argv);
     *pid_out = (pid_t)pid;
     *pidfd_out = pidfd;
@@ -349,13 +372,12 @@ struct kx_ll_net_port_attr {
 #define KX_LL_ACCESS_NET_CONNECT_TCP (1ULL << 1)
 #define KX_LL_RULE_NET_PORT 2
 
-kx_err kx_jail_deny_tcp_ports(const uint16_t *ports, size_t nports)
+kx_err kx_jail_tcp_deny_ruleset(const uint16_t *ports, size_t nports, int *fd_out)
 {
+    *fd_out = -1;
     long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
     if (abi < 4)
         return KX_ERR_UNAVAILABLE;
-    if (nports == 0)
-        return KX_OK;
     struct kx_ll_ruleset_attr attr;
     memset(&attr, 0, sizeof attr);
     attr.handled_access_net = KX_LL_ACCESS_NET_CONNECT_TCP;
@@ -363,12 +385,12 @@ kx_err kx_jail_deny_tcp_ports(const uint16_t *ports, size_t nports)
     if (rs < 0)
         return KX_ERR_IO;
     /* Landlock rules allow; every port not denied gets a rule. */
-    static bool denied[65536];
+    uint8_t denied[65536 / 8];
     memset(denied, 0, sizeof denied);
     for (size_t i = 0; i < nports; i++)
-        denied[ports[i]] = true;
+        denied[ports[i] / 8] |= (uint8_t)(1u << (ports[i] % 8));
     for (uint32_t p = 0; p < 65536; p++) {
-        if (denied[p])
+        if (denied[p / 8] & (1u << (p % 8)))
             continue;
         struct kx_ll_net_port_attr na = {.allowed_access = KX_LL_ACCESS_NET_CONNECT_TCP,
                                          .port = p};
@@ -377,6 +399,21 @@ kx_err kx_jail_deny_tcp_ports(const uint16_t *ports, size_t nports)
             return KX_ERR_IO;
         }
     }
+    *fd_out = rs;
+    return KX_OK;
+}
+
+kx_err kx_jail_deny_tcp_ports(const uint16_t *ports, size_t nports)
+{
+    long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
+    if (abi < 4)
+        return KX_ERR_UNAVAILABLE;
+    if (nports == 0)
+        return KX_OK;
+    int rs = -1;
+    kx_err err = kx_jail_tcp_deny_ruleset(ports, nports, &rs);
+    if (err != KX_OK)
+        return err;
     prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     long r = syscall(SYS_landlock_restrict_self, rs, 0);
     close(rs);

@@ -229,13 +229,13 @@ start_supervised() {
 
 # service_env NAME: the `env` arguments that withhold the secrets NAME does not need. Only the
 # gateway holds the JWT secret; only the gateway, scheduler and agent-runner the database URL.
-# The sandbox-broker also learns the Postgres port, which its sandboxes may never connect to
-# (KX_SANDBOX_NETWORK=host).
+# The sandbox-broker and the mcp-proxy also learn the Postgres port, which their jails (sandboxes,
+# agents' stdio MCP servers) may never connect to (KX_SANDBOX_NETWORK=host).
 service_env() {
     case "$1" in
         gateway) ;;
         scheduler | agent-runner) printf '%s\n' -u KX_JWT_SECRET ;;
-        sandbox-broker) printf '%s\n' -u KX_JWT_SECRET -u KX_DATABASE_URL "KX_SANDBOX_DENY_PORTS=$KX_PG_PORT" ;;
+        sandbox-broker | mcp-proxy) printf '%s\n' -u KX_JWT_SECRET -u KX_DATABASE_URL "KX_SANDBOX_DENY_PORTS=$KX_PG_PORT" ;;
         *) printf '%s\n' -u KX_JWT_SECRET -u KX_DATABASE_URL ;;
     esac
 }

@@ -9,7 +9,14 @@
  * A POST for a request of ours remembers the request's id: when it fails (HTTP error, network
  * error) we queue a JSON-RPC error response for that id, so the operation fails with a clear
  * message instead of waiting for its deadline; when its SSE stream ends before the response,
- * it is resumed with GET + Last-Event-ID after the server's retry delay. */
+ * it is resumed with GET + Last-Event-ID after the server's retry delay.
+ *
+ * Streamable HTTP: once our notifications/initialized is accepted, a GET opens the server's
+ * stream for messages outside any request (notifications/tools/list_changed at any time). 405
+ * (or any answer that is not an event stream) means the server offers none: we stop asking.
+ * A stream that ends or breaks is re-opened after the server's retry delay (Last-Event-ID when
+ * it gave ids), doubling per attempt that brought no event, given up after
+ * MCP_HTTP_LISTEN_TRIES such attempts in a row. */
 #include "http_transport.h"
 
 #include <arpa/inet.h>
@@ -27,7 +34,8 @@
 typedef enum xkind {
     X_POST,
     X_RESUME,
-    X_STREAM,
+    X_STREAM, /* legacy: the SSE stream that carries everything */
+    X_LISTEN, /* Streamable HTTP: the GET stream for messages outside requests */
     X_DELETE
 } xkind;
 
@@ -48,6 +56,8 @@ typedef struct xfer {
     json_t *req_id;       /* its id */
     bool answered;        /* a response to req_id came */
     bool carried_session; /* the request carried Mcp-Session-Id */
+    bool opens_listen;    /* notifications/initialized: once accepted, open the GET stream */
+    int events;           /* X_LISTEN: messages it brought */
     int resumes;
     char resume_id[128]; /* X_RESUME: the Last-Event-ID to send */
     char refused[200];   /* the address guard refused the connection */
@@ -74,7 +84,10 @@ struct http_t {
     inmsg *outbox, **outbox_tail; /* legacy: messages sent before the endpoint arrived */
     kx_timer *flush_timer;
     kx_timer *resume_timer;
-    xfer *to_resume; /* waiting for resume_timer */
+    xfer *to_resume;          /* waiting for resume_timer */
+    kx_timer *listen_timer;   /* re-opens the GET stream */
+    int listen_fails;         /* GET streams in a row that brought no event */
+    char listen_last_id[128]; /* its last event id (Last-Event-ID on re-opening) */
     bool close_pending;
     bool closed; /* on_closed delivered (or freed) */
     bool close_expired;
@@ -205,8 +218,10 @@ static void on_event(const char *event, const char *data, size_t len, const char
         schedule_flush(t); /* sends what waited for the endpoint */
         return;
     }
-    if (strcmp(event, "message") == 0 && len > 0)
+    if (strcmp(event, "message") == 0 && len > 0) {
+        x->events++;
         got_message(x, data, len);
+    }
 }
 
 static size_t on_header(char *buf, size_t size, size_t n, void *arg)
@@ -307,7 +322,7 @@ static kx_err xfer_start(http_t *t, xfer *x, const char *method, const char *url
         snprintf(h, sizeof h, "MCP-Protocol-Version: %s", t->version);
         x->hdrs = curl_slist_append(x->hdrs, h);
     }
-    if (x->kind == X_RESUME && x->resume_id[0]) {
+    if ((x->kind == X_RESUME || x->kind == X_LISTEN) && x->resume_id[0]) {
         snprintf(x->parser.id, sizeof x->parser.id, "%s", x->resume_id);
         snprintf(h, sizeof h, "Last-Event-ID: %s", x->resume_id);
         x->hdrs = curl_slist_append(x->hdrs, h);
@@ -394,6 +409,70 @@ static void on_resume(kx_loop *loop, void *arg)
     json_decref(req_id);
 }
 
+/* ---- the GET stream for server-initiated messages (Streamable HTTP) ---- */
+
+static void listen_open(http_t *t)
+{
+    if (t->closing || t->closed || t->close_pending || t->cfg->kind != MCP_T_HTTP)
+        return;
+    for (xfer *o = t->xfers; o; o = o->next)
+        if (o->kind == X_LISTEN)
+            return; /* one at a time */
+    xfer *x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return; /* only notifications outside requests are missed */
+    x->kind = X_LISTEN;
+    snprintf(x->resume_id, sizeof x->resume_id, "%s", t->listen_last_id);
+    if (xfer_start(t, x, "GET", t->cfg->url) != KX_OK)
+        kx_warn("mcp server '%s': cannot open the GET stream for server messages", t->cfg->name);
+}
+
+static void on_listen_timer(kx_loop *loop, void *arg)
+{
+    (void)loop;
+    http_t *t = arg;
+    t->listen_timer = NULL;
+    listen_open(t);
+}
+
+/* The GET stream x ended (rc, HTTP status). Frees x. */
+static void listen_done(http_t *t, xfer *x, CURLcode rc, long status)
+{
+    bool stream = x->sse && status == 200;
+    int events = x->events;
+    long retry = x->parser.retry_ms;
+    if (x->parser.id[0])
+        snprintf(t->listen_last_id, sizeof t->listen_last_id, "%s", x->parser.id);
+    xfer_free(t, x, false);
+    if (t->closing || t->closed || t->close_pending)
+        return;
+    if (!stream && rc == CURLE_OK) {
+        if (status == 405)
+            kx_debug("mcp server '%s' offers no stream for server messages (GET: 405)",
+                     t->cfg->name);
+        else
+            kx_info("mcp server '%s' answered the GET for server messages with HTTP %ld; "
+                    "its notifications arrive only with responses",
+                    t->cfg->name, status);
+        return;
+    }
+    t->listen_fails = events > 0 ? 0 : t->listen_fails + 1;
+    if (t->listen_fails >= MCP_HTTP_LISTEN_TRIES) {
+        kx_warn("mcp server '%s': its GET stream for server messages failed %d times in a row "
+                "(%s); not re-opened for this session",
+                t->cfg->name, t->listen_fails,
+                rc == CURLE_OK ? "ended without events" : curl_easy_strerror(rc));
+        return;
+    }
+    long delay = retry >= 0 ? retry : 1000;
+    for (int i = 0; i < t->listen_fails && delay < 30000; i++)
+        delay *= 2;
+    if (delay > 30000)
+        delay = 30000;
+    if (t->listen_timer == NULL)
+        t->listen_timer = kx_loop_timer(t->loop, delay, on_listen_timer, t);
+}
+
 static void on_done(CURL *easy, CURLcode rc, void *arg)
 {
     xfer *x = arg;
@@ -406,6 +485,10 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
         fail_request(x, why);
         report_close(t, why, false);
         xfer_free(t, x, false);
+        return;
+    }
+    if (x->kind == X_LISTEN) {
+        listen_done(t, x, rc, status);
         return;
     }
     if (rc != CURLE_OK && !(x->sse && x->typed && rc == CURLE_PARTIAL_FILE)) {
@@ -430,6 +513,7 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
         return;
     }
     switch (x->kind) {
+    case X_LISTEN: break; /* handled above */
     case X_DELETE: report_close(t, "closed (session deleted)", false); break;
     case X_STREAM:
         report_close(t, status >= 400 ? "refused the SSE stream" : "ended its SSE stream", false);
@@ -468,6 +552,8 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
             }
             json_decref(j);
         }
+        if (x->opens_listen && t->cfg->kind == MCP_T_HTTP)
+            listen_open(t);
         if (x->sse && x->has_id && !x->answered && t->cfg->kind == MCP_T_HTTP) {
             if (x->parser.id[0] && x->resumes < MCP_HTTP_MAX_RESUMES && !t->closing)
                 goto resume;
@@ -556,6 +642,8 @@ static kx_err post(http_t *t, const char *text, size_t len)
         x->has_id = true;
         x->req_id = json_incref(id);
     }
+    const char *method = json_string_value(json_object_get(j, "method"));
+    x->opens_listen = id == NULL && method && strcmp(method, "notifications/initialized") == 0;
     json_decref(j);
     return xfer_start(t, x, "POST", t->post_url); /* on an error the caller fails it */
 }
@@ -596,6 +684,10 @@ static void abort_all(http_t *t)
         xfer_free(t, t->xfers, true); // NOLINT(clang-analyzer-unix.Malloc): see above
     if (t->to_resume)
         xfer_free(t, t->to_resume, false);
+    if (t->listen_timer) {
+        kx_timer_cancel(t->listen_timer);
+        t->listen_timer = NULL;
+    }
 }
 
 static void vt_close(mcp_transport *base)

@@ -10,7 +10,11 @@
  * server's `retry` delay, at most MCP_HTTP_MAX_RESUMES times). 404 on a request carrying a
  * session id = the session expired (on_closed with expired); 400 likewise, as some servers
  * (server-everything) answer an unknown session id so. close sends DELETE with the
- * session id (a 405 is fine).
+ * session id (a 405 is fine). Once notifications/initialized is accepted, a GET to the URL
+ * opens the server's stream for messages outside requests (list_changed, logging); 405 or any
+ * non-stream answer = the server has none (not asked again); a stream that ends or breaks is
+ * re-opened after the server's retry delay (doubling while attempts bring nothing, given up
+ * after MCP_HTTP_LISTEN_TRIES in a row). It never closes the transport.
  *
  * Legacy HTTP+SSE (MCP_T_SSE): a GET to the URL opens the event stream; its `endpoint` event
  * names the URL (resolved against the stream's) to POST messages to; responses arrive on the
@@ -33,6 +37,7 @@
 #include "transport.h"
 
 #define MCP_HTTP_MAX_RESUMES 5
+#define MCP_HTTP_LISTEN_TRIES 5 /* GET streams in a row without an event before we give up */
 #define MCP_HTTP_MAX_MESSAGE (16u << 20)
 
 /* Opens the transport (for SSE: starts the GET; messages sent before the endpoint arrives are

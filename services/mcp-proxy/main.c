@@ -8,7 +8,7 @@
  *   linebuf.c          newline framing with a 16 MiB cap per message
  *   stdio_transport.c  a server as a child process group with pipes, on the loop
  *   stdio_adapter.c    operator stdio servers as a transport (transport.h)
- *   user_stdio.c       agents' stdio servers: only through the sandbox launcher (refused today)
+ *   user_stdio.c       agents' stdio servers: each in a kx_jail, never bare
  *   http_transport.c   Streamable HTTP and legacy HTTP+SSE on libcurl multi; the address guard
  *   session.c          the MCP session: handshake, versions, breaker, deadlines, list, call
  *   result_map.c       tools/call results mapped for the agent within the reply budget

@@ -32,12 +32,17 @@ kx_err mcp_proxy_init(mcp_proxy *p, kx_svc *svc)
         kx_error("config: %s", why);
         return KX_ERR_INVALID;
     }
+    if (mcp_jail_config_load(&p->jail) != KX_OK)
+        return KX_ERR_INVALID;
     if (kx_curlm_new(svc->loop, &p->curlm) != KX_OK)
         return KX_ERR_NOMEM;
     p->sessions = calloc(p->config.n + 1, sizeof *p->sessions);
     if (p->sessions == NULL)
         return KX_ERR_NOMEM;
-    mcp_session_hooks hooks = {.curlm = p->curlm, .on_list_changed = on_list_changed, .arg = p};
+    mcp_session_hooks hooks = {.curlm = p->curlm,
+                               .on_list_changed = on_list_changed,
+                               .arg = p,
+                               .jail = &p->jail};
     for (size_t i = 0; i < p->config.n; i++) {
         p->sessions[i] = mcp_session_new(svc->loop, &p->config.servers[i], p->timeout_ms, &hooks);
         if (p->sessions[i] == NULL)
@@ -69,7 +74,10 @@ mcp_session *mcp_proxy_pooled(mcp_proxy *p, const mcp_server_config *cfg)
             strcmp(mcp_session_name(e->s), cfg->name) == 0)
             return e->s;
     mcp_pooled *e = calloc(1, sizeof *e);
-    mcp_session_hooks hooks = {.curlm = p->curlm, .on_list_changed = on_list_changed, .arg = p};
+    mcp_session_hooks hooks = {.curlm = p->curlm,
+                               .on_list_changed = on_list_changed,
+                               .arg = p,
+                               .jail = &p->jail};
     if (e == NULL || (e->s = mcp_session_new(p->svc->loop, cfg, p->timeout_ms, &hooks)) == NULL) {
         free(e);
         return NULL;
@@ -221,4 +229,5 @@ void mcp_proxy_free(mcp_proxy *p)
     kx_curlm_free(p->curlm);
     p->curlm = NULL;
     mcp_config_free(&p->config);
+    mcp_jail_config_free(&p->jail);
 }

@@ -23,6 +23,7 @@
 #include "mcp_config.h"
 #include "session.h"
 #include "tool_cache.h"
+#include "user_stdio.h"
 
 #define MCP_QUEUE_GROUP "mcp-proxy"
 #define MCP_OPEN_TIMEOUT_MS 15000 /* an agent server's first list: 15 s, as Kortix */
@@ -47,6 +48,7 @@ typedef struct mcp_proxy {
     size_t pool_n;
     mcp_call *calls; /* calls in flight (call.c), for kx.mcp.cancel */
     mcp_tool_cache cache;
+    mcp_jail_config jail; /* agents' stdio servers (user_stdio.h) */
     natsSubscription *list_sub, *call_sub, *cancel_sub, *agent_sub;
     kx_timer *idle_timer;
     size_t stopping; /* sessions still stopping during the drain */
@@ -54,7 +56,8 @@ typedef struct mcp_proxy {
     atomic_bool serving; /* the kx.mcp.* subscriptions are in place (readiness) */
 } mcp_proxy;
 
-/* Reads KX_MCP_SERVERS, KX_MCP_TIMEOUT_S, KX_MCP_IDLE_S; creates a (not yet started) session
+/* Reads KX_MCP_SERVERS, KX_MCP_TIMEOUT_S, KX_MCP_IDLE_S and the jail's settings (probing
+ * bubblewrap); creates a (not yet started) session
  * per operator server. KX_ERR_INVALID with the problem logged when the configuration is bad. */
 kx_err mcp_proxy_init(mcp_proxy *p, kx_svc *svc);
 /* The session of the operator server called name, or NULL. */

@@ -608,7 +608,8 @@ static kx_err open_transport(mcp_session *s, char *why, size_t whylen)
     static const mcp_transport_cbs cbs = {.on_message = on_message, .on_closed = on_closed};
     if (s->cfg.kind == MCP_T_STDIO) {
         if (s->cfg.user)
-            return mcp_user_stdio_open(s->loop, &s->cfg, &cbs, s, &s->io, why, whylen);
+            return mcp_user_stdio_open(s->loop, s->hooks.jail, &s->cfg, &cbs, s, &s->io, why,
+                                       whylen);
         kx_err err = mcp_stdio_open(s->loop, s->cfg.name, (const char *const *)s->cfg.argv,
                                     (const char *const *)s->envp, &cbs, s, &s->io);
         if (err != KX_OK)
@@ -844,7 +845,7 @@ static void on_stop_timer(kx_loop *loop, void *arg)
     s->stop_timer = NULL;
     if (s->io == NULL)
         return;
-    bool term = s->stop_stage == 0 && s->cfg.kind == MCP_T_STDIO && !s->cfg.user;
+    bool term = s->stop_stage == 0 && s->cfg.kind == MCP_T_STDIO;
     kx_info("mcp server '%s' (%s) still runs %d ms after %s; %s", s->cfg.name,
             s->io->vt->describe(s->io), MCP_STOP_GRACE_MS,
             s->stop_stage == 0 ? "we asked it to close" : "SIGTERM",

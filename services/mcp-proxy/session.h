@@ -71,6 +71,8 @@ typedef struct mcp_session_hooks {
     kx_curlm *curlm; /* for HTTP transports (may be NULL when only stdio is used) */
     void (*on_list_changed)(mcp_session *s, void *arg);
     void *arg;
+    const struct mcp_jail_config *jail; /* agents' stdio servers run in it (user_stdio.h);
+                                           NULL: they are refused */
 } mcp_session_hooks;
 
 /* NULL on OOM. timeout_ms limits initialize (and the shutdown escalation). hooks may be NULL. */

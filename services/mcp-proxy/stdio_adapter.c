@@ -1,6 +1,6 @@
 /* stdio_adapter.c — the stdio transport (stdio_transport.c) behind the mcp_transport interface
- * (transport.h): spawning a server bare, as for operator-configured servers. Servers from an
- * agent's config go through user_stdio.c instead. */
+ * (transport.h): spawning a server bare, as for operator-configured servers, or taking over a
+ * child already started in a jail (user_stdio.c, for servers from an agent's config). */
 #include "stdio_adapter.h"
 
 #include <signal.h>
@@ -85,20 +85,26 @@ static const char *vt_describe(mcp_transport *base)
 static const mcp_transport_vt stdio_vt = {vt_send, vt_version, vt_close,
                                           vt_kill, vt_free,    vt_describe};
 
-kx_err mcp_stdio_open(kx_loop *loop, const char *name, const char *const *argv,
-                      const char *const *envp, const mcp_transport_cbs *cbs, void *arg,
-                      mcp_transport **out)
+static const mcp_stdio_cbs stdio_cbs = {.on_line = on_line,
+                                        .on_broken = on_broken,
+                                        .on_exit = on_exit_cb};
+
+/* Starts t->io with argv/envp, or adopts proc when argv is NULL. */
+static kx_err open_common(kx_loop *loop, const char *name, const char *const *argv,
+                          const char *const *envp, kx_proc *proc, const mcp_transport_cbs *cbs,
+                          void *arg, mcp_transport **out)
 {
-    static const mcp_stdio_cbs scbs = {.on_line = on_line,
-                                       .on_broken = on_broken,
-                                       .on_exit = on_exit_cb};
     stdio_t *t = calloc(1, sizeof *t);
-    if (t == NULL)
+    if (t == NULL) {
+        if (proc != NULL) /* the child does not outlive a failure */
+            mcp_stdio_discard(proc);
         return KX_ERR_NOMEM;
+    }
     t->base.vt = &stdio_vt;
     t->cbs = *cbs;
     t->arg = arg;
-    kx_err err = mcp_stdio_start(loop, name, argv, envp, &scbs, t, &t->io);
+    kx_err err = argv != NULL ? mcp_stdio_start(loop, name, argv, envp, &stdio_cbs, t, &t->io)
+                              : mcp_stdio_adopt(loop, name, proc, &stdio_cbs, t, &t->io);
     if (err != KX_OK) {
         free(t);
         return err;
@@ -106,6 +112,19 @@ kx_err mcp_stdio_open(kx_loop *loop, const char *name, const char *const *argv,
     snprintf(t->desc, sizeof t->desc, "pid %d", (int)mcp_stdio_pid(t->io));
     *out = &t->base;
     return KX_OK;
+}
+
+kx_err mcp_stdio_open(kx_loop *loop, const char *name, const char *const *argv,
+                      const char *const *envp, const mcp_transport_cbs *cbs, void *arg,
+                      mcp_transport **out)
+{
+    return open_common(loop, name, argv, envp, NULL, cbs, arg, out);
+}
+
+kx_err mcp_stdio_open_proc(kx_loop *loop, const char *name, kx_proc *proc,
+                           const mcp_transport_cbs *cbs, void *arg, mcp_transport **out)
+{
+    return open_common(loop, name, NULL, NULL, proc, cbs, arg, out);
 }
 
 /* Exposed for stdio_transport's signal API used by the session's shutdown escalation. */

@@ -285,35 +285,33 @@ static void on_pidfd(kx_loop *loop, int fd, uint32_t events, void *arg)
 
 /* ---- lifecycle ---- */
 
-kx_err mcp_stdio_start(kx_loop *loop, const char *name, const char *const *argv,
-                       const char *const *envp, const mcp_stdio_cbs *cbs, void *arg,
-                       mcp_stdio **out)
+void mcp_stdio_discard(kx_proc *proc)
+{
+    if (proc->pid > 0) {
+        kx_proc_kill_group(proc, SIGKILL);
+        int wstatus;
+        while (waitpid(proc->pid, &wstatus, 0) < 0 && errno == EINTR) {
+        }
+    }
+    kx_proc_close(proc);
+}
+
+kx_err mcp_stdio_adopt(kx_loop *loop, const char *name, kx_proc *proc, const mcp_stdio_cbs *cbs,
+                       void *arg, mcp_stdio **out)
 {
     mcp_stdio *t = calloc(1, sizeof *t);
-    if (t == NULL)
+    if (t == NULL) {
+        mcp_stdio_discard(proc);
         return KX_ERR_NOMEM;
+    }
     t->loop = loop;
     snprintf(t->name, sizeof t->name, "%s", name);
     t->cbs = *cbs;
     t->arg = arg;
-    t->proc.pid = -1;
-    t->proc.pidfd = t->proc.in_fd = t->proc.out_fd = t->proc.err_fd = -1;
+    t->proc = *proc;
     mcp_linebuf_init(&t->out_lb, MCP_STDIO_MAX_LINE, false);
     mcp_linebuf_init(&t->err_lb, STDERR_MAX_LINE, true);
-
-    kx_proc_opts opts = {.argv = argv,
-                         .envp = envp,
-                         .cwd = NULL,
-                         .in = KX_PROC_PIPE,
-                         .out = KX_PROC_PIPE,
-                         .err = KX_PROC_PIPE};
-    kx_err err = kx_proc_spawn(&opts, &t->proc);
-    if (err != KX_OK) {
-        mcp_linebuf_free(&t->out_lb);
-        mcp_linebuf_free(&t->err_lb);
-        free(t);
-        return err;
-    }
+    kx_err err;
     if ((err = kx_loop_watch(loop, t->proc.out_fd, EPOLLIN, on_stdout, t)) != KX_OK ||
         (err = kx_loop_watch(loop, t->proc.err_fd, EPOLLIN, on_stderr, t)) != KX_OK ||
         (err = kx_loop_watch(loop, t->proc.pidfd, EPOLLIN, on_pidfd, t)) != KX_OK ||
@@ -324,6 +322,23 @@ kx_err mcp_stdio_start(kx_loop *loop, const char *name, const char *const *argv,
     }
     *out = t;
     return KX_OK;
+}
+
+kx_err mcp_stdio_start(kx_loop *loop, const char *name, const char *const *argv,
+                       const char *const *envp, const mcp_stdio_cbs *cbs, void *arg,
+                       mcp_stdio **out)
+{
+    kx_proc proc = {.pid = -1, .pidfd = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1};
+    kx_proc_opts opts = {.argv = argv,
+                         .envp = envp,
+                         .cwd = NULL,
+                         .in = KX_PROC_PIPE,
+                         .out = KX_PROC_PIPE,
+                         .err = KX_PROC_PIPE};
+    kx_err err = kx_proc_spawn(&opts, &proc);
+    if (err != KX_OK)
+        return err;
+    return mcp_stdio_adopt(loop, name, &proc, cbs, arg, out);
 }
 
 void mcp_stdio_kill(mcp_stdio *t, int sig)

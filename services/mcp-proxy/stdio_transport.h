@@ -21,6 +21,7 @@
 
 #include "kx/err.h"
 #include "kx/loop.h"
+#include "kx/proc.h"
 
 #define MCP_STDIO_MAX_LINE (16u << 20)     /* longest message accepted from a server */
 #define MCP_STDIO_MAX_QUEUE (64u << 20)    /* most bytes waiting for the server's stdin */
@@ -43,6 +44,16 @@ typedef struct mcp_stdio_cbs {
 kx_err mcp_stdio_start(kx_loop *loop, const char *name, const char *const *argv,
                        const char *const *envp, const mcp_stdio_cbs *cbs, void *arg,
                        mcp_stdio **out);
+
+/* Takes over a child already started in its own process group (pgid = proc->pid) with
+ * non-blocking parent ends of its stdin/stdout/stderr pipes and a pidfd — e.g. a jailed server
+ * (user_stdio.c). proc is copied; the transport owns its descriptors from now on, also when
+ * this fails (then the child is killed and reaped). */
+kx_err mcp_stdio_adopt(kx_loop *loop, const char *name, kx_proc *proc, const mcp_stdio_cbs *cbs,
+                       void *arg, mcp_stdio **out);
+
+/* Kills (SIGKILL to its group), reaps and closes a child that will not be adopted. */
+void mcp_stdio_discard(kx_proc *proc);
 
 /* Queues one message (len bytes, without line end; "\n" is added). KX_ERR_UNAVAILABLE when the
  * server's stdin is closed or the queue is over MCP_STDIO_MAX_QUEUE (the server is not reading:

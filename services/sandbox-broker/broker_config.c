@@ -59,31 +59,16 @@ static kx_err read_root(sb_config *cfg)
     return KX_OK;
 }
 
-/* "4222,5432" plus the NATS port of KX_NATS_URL. */
-static kx_err read_deny_ports(sb_config *cfg)
+/* KX_SANDBOX_NETWORK, KX_SANDBOX_DENY_PORTS and the NATS port: the suite's jail network. */
+static kx_err read_network(sb_config *cfg)
 {
-    const char *list = kx_env_str("KX_SANDBOX_DENY_PORTS", "");
-    char buf[512];
-    snprintf(buf, sizeof buf, "%s", list);
-    for (char *save = NULL, *tok = strtok_r(buf, ", ", &save); tok != NULL;
-         tok = strtok_r(NULL, ", ", &save)) {
-        char *end = NULL;
-        long p = strtol(tok, &end, 10);
-        if (end == tok || *end != '\0' || p < 1 || p > 65535 ||
-            cfg->ndeny_ports >= sizeof cfg->deny_ports / sizeof cfg->deny_ports[0] - 1) {
-            kx_error("config: KX_SANDBOX_DENY_PORTS=\"%s\" is not valid: expected up to 30 "
-                     "comma-separated ports 1..65535 (\"%s\" is wrong)",
-                     list, tok);
-            return KX_ERR_INVALID;
-        }
-        cfg->deny_ports[cfg->ndeny_ports++] = (uint16_t)p;
-    }
-    const char *url = kx_env_str("KX_NATS_URL", "nats://127.0.0.1:4222");
-    const char *colon = strrchr(url, ':');
-    long p = colon ? strtol(colon + 1, NULL, 10) : 0;
-    if (p > 0 && p < 65536)
-        cfg->deny_ports[cfg->ndeny_ports++] = (uint16_t)p;
-    return KX_OK;
+    char why[400];
+    kx_err err = kx_jail_net_from_env(&cfg->net, cfg->deny_ports,
+                                      sizeof cfg->deny_ports / sizeof cfg->deny_ports[0],
+                                      &cfg->ndeny_ports, why, sizeof why);
+    if (err != KX_OK)
+        kx_error("config: %s", why);
+    return err;
 }
 
 static kx_err read_paths(sb_config *cfg)
@@ -109,17 +94,8 @@ static kx_err read_paths(sb_config *cfg)
 kx_err sb_config_load(sb_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    if (read_root(cfg) != KX_OK || read_paths(cfg) != KX_OK || read_deny_ports(cfg) != KX_OK)
+    if (read_root(cfg) != KX_OK || read_paths(cfg) != KX_OK || read_network(cfg) != KX_OK)
         return KX_ERR_INVALID;
-    const char *net = kx_env_str("KX_SANDBOX_NETWORK", "none");
-    if (strcmp(net, "none") == 0) {
-        cfg->net = KX_JAIL_NET_NONE;
-    } else if (strcmp(net, "host") == 0) {
-        cfg->net = KX_JAIL_NET_HOST;
-    } else {
-        kx_error("config: KX_SANDBOX_NETWORK=\"%s\" is not valid: expected none or host", net);
-        return KX_ERR_INVALID;
-    }
     int64_t mb;
     kx_err err = KX_OK;
 #define INT(name, def, lo, hi, dst) \

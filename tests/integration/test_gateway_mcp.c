@@ -2,8 +2,10 @@
  * and a real Streamable HTTP MCP server (@modelcontextprotocol/server-everything from npm),
  * with a real nats-server and PostgreSQL: the server's tools come back with "enabled" from the
  * agent's current version; a missing X-MCP-URL is 400; another account's private agent is 403;
- * an unknown agent is 404; a loopback target the proxy does not allow is 502 naming why; POST
- * (saving versions) is 501. */
+ * an unknown agent is 404; a loopback target the proxy does not allow is 502 naming why. POST
+ * saves the chosen tools as a new agent version (Kortix's "Auto-updated MCP tools"): the GET then
+ * shows them enabled, the version chain and counters follow, a repeated POST writes nothing, a
+ * new URL adds an entry, and bad bodies are 400 naming the field. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -264,10 +266,150 @@ static void test_errors(void **state)
     assert_int_equal(status, 502);
     assert_non_null(strstr(json_string_value(json_object_get(j, "detail")), "loopback"));
     json_decref(j);
+}
 
-    j = get_tools("POST", g_agent, g_owner, NULL, NULL, &status);
-    assert_int_equal(status, 501);
+/* POST body (JSON text) for agent as account. */
+static json_t *post_tools(const char *agent, const char *account, const char *body, long *status)
+{
+    char *token = kx_th_jwt(g_s.secret, account, 600);
+    char auth[1024], path[256];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    free(token);
+    const char *headers[] = {auth, "Content-Type: application/json", NULL};
+    snprintf(path, sizeof path, "%s/api/agents/%s/custom-mcp-tools", g_s.base_url, agent);
+    kx_http_resp r = {0};
+    kx_err err =
+        kx_http_request("POST", path, headers, body, strlen(body), kx_deadline_in(30000), 0, &r);
+    *status = err == KX_OK ? r.status : 0;
+    json_t *j = err == KX_OK && r.body ? json_loads(r.body, 0, NULL) : NULL;
+    kx_http_resp_free(&r);
+    return j;
+}
+
+static char *agent_value(const char *sql)
+{
+    const char *p[] = {g_agent};
+    return kx_th_sql_value(&g_s, sql, 1, p);
+}
+
+static void assert_agent_value(const char *sql, const char *want)
+{
+    char *v = agent_value(sql);
+    assert_non_null(v);
+    assert_string_equal(v, want);
+    free(v);
+}
+
+/* Saving the chosen tools makes a new active version, as Kortix does. */
+static void test_post_saves_tools_as_a_new_version(void **state)
+{
+    (void)state;
+    char *v1 = agent_value("SELECT current_version_id::text FROM agents WHERE agent_id = $1");
+    assert_non_null(v1);
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"url\": \"%s\", \"type\": \"http\", \"enabled_tools\": [\"echo\", \"get-sum\", "
+             "\"echo\"]}",
+             g_url);
+    long status = 0;
+    json_t *j = post_tools(g_agent, g_owner, body, &status);
+    assert_int_equal(status, 200);
+    assert_true(json_is_true(json_object_get(j, "success")));
+    assert_true(json_is_true(json_object_get(j, "created")));
+    assert_int_equal(json_integer_value(json_object_get(j, "total_tools")), 2); /* de-duplicated */
+    char v2[64];
+    snprintf(v2, sizeof v2, "%s", json_string_value(json_object_get(j, "version_id")));
+    assert_string_not_equal(v2, v1);
     json_decref(j);
+
+    /* The agent now points at v2; v1 is inactive and linked from it. */
+    assert_agent_value("SELECT current_version_id::text FROM agents WHERE agent_id = $1", v2);
+    assert_agent_value("SELECT version_count::text FROM agents WHERE agent_id = $1", "2");
+    char want[128];
+    snprintf(want, sizeof want, "v2 Auto-updated MCP tools %s", v1);
+    assert_agent_value("SELECT version_name || ' ' || change_description || ' ' || "
+                       "previous_version_id::text FROM agent_versions v JOIN agents a ON "
+                       "a.current_version_id = v.version_id WHERE a.agent_id = $1",
+                       want);
+    assert_agent_value("SELECT string_agg(version_name || '=' || is_active::text, ',' ORDER BY "
+                       "version_number) FROM agent_versions WHERE agent_id = $1",
+                       "v1=false,v2=true");
+
+    /* The GET reads the new version: both tools enabled. */
+    j = get_tools("GET", g_agent, g_owner, g_url, "http", &status);
+    assert_int_equal(status, 200);
+    int enabled = 0;
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(j, "tools"), i, t)
+    {
+        if (json_is_true(json_object_get(t, "enabled")))
+            enabled++;
+    }
+    assert_int_equal(enabled, 2);
+    json_decref(j);
+
+    /* The same POST again changes nothing: no third version. */
+    j = post_tools(g_agent, g_owner, body, &status);
+    assert_int_equal(status, 200);
+    assert_true(json_is_false(json_object_get(j, "created")));
+    assert_string_equal(json_string_value(json_object_get(j, "version_id")), v2);
+    json_decref(j);
+    assert_agent_value("SELECT version_count::text FROM agents WHERE agent_id = $1", "2");
+
+    /* A server not in the config yet gets its own entry (the first one is kept). */
+    j = post_tools(g_agent, g_owner,
+                   "{\"url\": \"https://mcp.example.com/sse\", \"enabled_tools\": [\"search\"]}",
+                   &status);
+    assert_int_equal(status, 200);
+    json_decref(j);
+    assert_agent_value(
+        "SELECT v.config -> 'custom_mcps' -> 1 ->> 'name' || ' ' || (v.config -> 'custom_mcps' "
+        "-> 1 ->> 'type') || ' ' || (v.config -> 'custom_mcps' -> 1 -> 'enabledTools')::text || "
+        "' ' || jsonb_array_length(v.config -> 'custom_mcps') || ' ' || v.version_name FROM "
+        "agent_versions v JOIN agents a ON a.current_version_id = v.version_id WHERE a.agent_id "
+        "= $1",
+        "Custom MCP (SSE) sse [\"search\"] 2 v3");
+    free(v1);
+}
+
+/* Bad bodies are 400 naming the field; only the owner may save; nothing is written. */
+static void test_post_errors(void **state)
+{
+    (void)state;
+    char *before = agent_value("SELECT version_count::text FROM agents WHERE agent_id = $1");
+    static const struct {
+        const char *body, *detail;
+    } bad[] = {
+        {"{\"type\": \"http\", \"enabled_tools\": []}", "URL is required"},
+        {"{\"url\": \"ftp://x/\", \"enabled_tools\": []}", "http://"},
+        {"{\"url\": \"http://x/\", \"type\": \"json\"}", "'sse' or 'http'"},
+        {"{\"url\": \"http://x/\", \"enabled_tools\": \"echo\"}", "enabled_tools"},
+        {"{\"url\": \"http://x/\", \"enabled_tools\": [\"echo\", 7]}", "enabled_tools\"[1]"},
+        {"[1, 2]", "JSON object"},
+    };
+    long status = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *j = post_tools(g_agent, g_owner, bad[i].body, &status);
+        assert_int_equal(status, 400);
+        const char *d = json_string_value(json_object_get(j, "detail"));
+        if (d == NULL || strstr(d, bad[i].detail) == NULL)
+            fail_msg("%s: want \"%s\" in the detail, got \"%s\"", bad[i].body, bad[i].detail,
+                     d ? d : "(none)");
+        json_decref(j);
+    }
+    char stranger[KX_UUID_LEN + 1];
+    kx_uuid_new(stranger);
+    json_t *j = post_tools(g_agent, stranger, "{\"url\": \"http://x/\"}", &status);
+    assert_int_equal(status, 404);
+    json_decref(j);
+    j = post_tools("not-a-uuid", g_owner, "{\"url\": \"http://x/\"}", &status);
+    assert_int_equal(status, 404);
+    json_decref(j);
+    char *after = agent_value("SELECT version_count::text FROM agents WHERE agent_id = $1");
+    assert_string_equal(before, after);
+    free(before);
+    free(after);
 }
 
 int main(void)
@@ -275,6 +417,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lists_tools_with_enabled_flags),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_post_saves_tools_as_a_new_version),
+        cmocka_unit_test(test_post_errors),
     };
     return cmocka_run_group_tests(tests, start_all, stop_all);
 }

@@ -5,8 +5,11 @@
  * mid-way, a call past its deadline, a server crashing mid-call, garbage on stdout, a server
  * that never answers initialize, every content kind, a result larger than NATS's max_payload,
  * old and unknown protocol versions, an agent's config in Kortix's shapes (names, enabledTools,
- * collisions, the loopback guard, the stdio sandbox refusal), the tool-list cache shared by two
- * proxy replicas, and its invalidation by list_changed. */
+ * collisions, the loopback guard), an agent's stdio servers run in the jail (server-everything
+ * by node and by `npx -y`; a probing server that cannot read the JWT secret in $KX_DATA_DIR, see
+ * the host's processes or connect to NATS and Postgres, while the same server run bare can),
+ * the tool-list cache shared by two proxy replicas, and its invalidation by list_changed (over
+ * stdio, and over Streamable HTTP's GET stream from an SDK server; 405 on that GET is fine). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -17,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -32,17 +36,27 @@
     KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
 #define FAKE KX_SOURCE_DIR "/tests/fakes/mcp/misbehave.js"
 #define LOOPBACK KX_SOURCE_DIR "/tests/fakes/mcp/loopback.cjs"
+#define PROBE KX_SOURCE_DIR "/tests/fakes/mcp/probe.js"
+#define NOTIFY KX_SOURCE_DIR "/tests/fakes/mcp/notify_http.mjs"
+/* What the operator binds read-only into every user stdio server's jail (KX_MCP_JAIL_RO_BINDS):
+ * the npm packages (so `npx -y @modelcontextprotocol/server-everything` finds it without a
+ * download) and the fake servers. */
+#define JAIL_BINDS                                                                           \
+    "KX_MCP_JAIL_RO_BINDS=" KX_SOURCE_DIR "/tests/node_modules:/node_modules," KX_SOURCE_DIR \
+    "/tests/fakes/mcp:/fakes"
 #define PROXY KX_BUILD_DIR "/services/mcp-proxy/mcp-proxy"
 
 static char *g_dir;
 static kx_th_nats g_nats;
-static pid_t g_proxy, g_http, g_sse;
-static uint16_t g_http_port, g_sse_port;
+static pid_t g_proxy, g_http, g_sse, g_notify, g_noget;
+static uint16_t g_http_port, g_sse_port, g_notify_port, g_noget_port;
 static kx_bus *g_bus;
 static char g_log[512];
 static char g_servers_env[4096];
 static char g_allow_env[128];
 static char g_nats_env[128];
+static kx_th_pg g_pg;
+static char g_data_env[600], g_secret_path[600], g_deny_env[64];
 
 static bool wait_port(uint16_t port, int64_t timeout_ms)
 {
@@ -73,13 +87,33 @@ static kx_err start_node_http(const char *mode, uint16_t port, pid_t *pid)
     return err;
 }
 
+static const char *g_timeout_env = "KX_MCP_TIMEOUT_S=4";
+
+/* notify_http.mjs (a Streamable HTTP server on the SDK) in mode ("" or "no-get"). */
+static kx_err start_notify(const char *mode, uint16_t port, pid_t *pid)
+{
+    char port_env[32], log[600];
+    snprintf(port_env, sizeof port_env, "PORT=%u", port);
+    snprintf(log, sizeof log, "%s/notify-%s.log", g_dir, mode[0] ? mode : "get");
+    const char *env[] = {port_env, NULL};
+    const char *argv[] = {"node", NOTIFY, mode, NULL};
+    kx_err err = kx_th_spawn(argv, env, log, pid);
+    if (err == KX_OK && !wait_port(port, 20000))
+        return KX_ERR_TIMEOUT;
+    return err;
+}
+
 static kx_err start_proxy(const char *log_name, pid_t *pid)
 {
     char port_env[64];
     snprintf(port_env, sizeof port_env, "KX_HEALTH_PORT=%u", kx_th_free_port());
     snprintf(g_log, sizeof g_log, "%s/%s", g_dir, log_name);
-    const char *env[] = {g_nats_env,           g_servers_env,        port_env, g_allow_env,
-                         "KX_MCP_TIMEOUT_S=4", "KX_LOG_LEVEL=debug", NULL};
+    /* The jail for agents' stdio servers: the host's network minus the suite's ports (NATS is
+     * added by the proxy itself, Postgres' is listed as up.sh does). */
+    const char *env[] = {g_nats_env,  g_servers_env, port_env,
+                         g_allow_env, g_timeout_env, "KX_LOG_LEVEL=debug",
+                         g_data_env,  JAIL_BINDS,    "KX_SANDBOX_NETWORK=host",
+                         g_deny_env,  NULL};
     const char *argv[] = {PROXY, NULL};
     return kx_th_spawn(argv, env, g_log, pid);
 }
@@ -137,7 +171,26 @@ static int setup(void **state)
     if (start_node_http("streamableHttp", g_http_port, &g_http) != KX_OK ||
         start_node_http("sse", g_sse_port, &g_sse) != KX_OK)
         return -1;
+    g_notify_port = kx_th_free_port();
+    g_noget_port = kx_th_free_port();
+    if (start_notify("", g_notify_port, &g_notify) != KX_OK ||
+        start_notify("no-get", g_noget_port, &g_noget) != KX_OK)
+        return -1;
     snprintf(g_nats_env, sizeof g_nats_env, "KX_NATS_URL=%s", g_nats.url);
+    if (kx_th_pg_start(g_dir, &g_pg) != KX_OK)
+        return -1;
+    snprintf(g_deny_env, sizeof g_deny_env, "KX_SANDBOX_DENY_PORTS=%u", g_pg.port);
+    /* The suite's data directory with its JWT secret, which no user's server may read. */
+    snprintf(g_data_env, sizeof g_data_env, "KX_DATA_DIR=%s/data", g_dir);
+    snprintf(g_secret_path, sizeof g_secret_path, "%s/data", g_dir);
+    if (mkdir(g_secret_path, 0755) != 0)
+        return -1;
+    snprintf(g_secret_path, sizeof g_secret_path, "%s/data/jwt-secret", g_dir);
+    FILE *f = fopen(g_secret_path, "w");
+    if (f == NULL)
+        return -1;
+    fputs("it-jwt-secret-do-not-leak", f);
+    fclose(f);
     /* Agent servers may reach this loopback port only because the test lists it. */
     snprintf(g_allow_env, sizeof g_allow_env, "KX_MCP_ALLOW_LOOPBACK_PORTS=%u", g_http_port);
     snprintf(g_servers_env, sizeof g_servers_env,
@@ -151,8 +204,12 @@ static int setup(void **state)
              "\"kinds\": {\"command\": \"node\", \"args\": [\"%s\", \"kinds\"]},"
              "\"old\": {\"command\": \"node\", \"args\": [\"%s\", \"old-version\"]},"
              "\"bad\": {\"command\": \"node\", \"args\": [\"%s\", \"bad-version\"]},"
-             "\"paged\": {\"command\": \"node\", \"args\": [\"%s\", \"paged\"]}}",
-             NM, g_http_port, g_sse_port, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE);
+             "\"paged\": {\"command\": \"node\", \"args\": [\"%s\", \"paged\"]},"
+             "\"bare-probe\": {\"command\": \"node\", \"args\": [\"%s\"]},"
+             "\"notify\": {\"type\": \"http\", \"url\": \"http://127.0.0.1:%u/mcp\"},"
+             "\"noget\": {\"type\": \"http\", \"url\": \"http://127.0.0.1:%u/mcp\"}}",
+             NM, g_http_port, g_sse_port, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, PROBE,
+             g_notify_port, g_noget_port);
     if (start_proxy("mcp-proxy-a.log", &g_proxy) != KX_OK)
         return -1;
     if (kx_bus_connect(g_nats.url, "it-mcpcall", &g_bus) != KX_OK)
@@ -171,7 +228,13 @@ static int teardown(void **state)
         kx_th_kill(g_http);
     if (g_sse > 0)
         kx_th_kill(g_sse);
+    if (g_notify > 0)
+        kx_th_kill(g_notify);
+    if (g_noget > 0)
+        kx_th_kill(g_noget);
     kx_th_nats_stop(&g_nats);
+    if (g_pg.port != 0)
+        kx_th_pg_stop(&g_pg);
     if (status != 0)
         fprintf(stderr, "mcp-proxy exited with status %d on SIGTERM (log %s)\n", status, g_log);
     kx_th_rmrf(g_dir);
@@ -586,8 +649,8 @@ static const Kx__V1__McpServerStatus *status_of(const Kx__V1__McpAgentToolsReply
 static char g_custom[2048];
 
 /* An agent's custom_mcps: model-visible names as Kortix derives them, enabledTools, names
- * made unique against built-ins, the description suffix; a stdio entry is refused (no sandbox
- * launcher yet) and an http entry aimed at another loopback port is refused by the guard. */
+ * made unique against built-ins, the description suffix; an http entry aimed at another
+ * loopback port is refused by the guard. */
 static void test_agent_tools_from_kortix_config(void **state)
 {
     (void)state;
@@ -597,16 +660,14 @@ static void test_agent_tools_from_kortix_config(void **state)
              " {\"name\": \"My Srv\", \"customType\": \"http\", \"config\": {\"url\": "
              "\"http://127.0.0.1:%u/mcp\", \"headers\": {\"X-Test\": \"1\"}}, "
              "\"enabledTools\": [\"get-sum\"]},"
-             " {\"name\": \"local\", \"type\": \"json\", \"config\": {\"command\": \"node\", "
-             "\"args\": [\"%s\", \"stdio\"]}},"
              " {\"name\": \"nats\", \"type\": \"http\", \"config\": {\"url\": "
              "\"http://127.0.0.1:%u/\"}}]",
-             g_http_port, g_http_port, NM, g_nats.port);
+             g_http_port, g_http_port, g_nats.port);
     char *reserved[] = {"echo"};
     Kx__V1__McpAgentToolsReply *r = agent_tools(g_custom, NULL, reserved, 1);
     assert_non_null(r);
     assert_null(r->error);
-    assert_int_equal(r->n_servers, 4);
+    assert_int_equal(r->n_servers, 3);
     const Kx__V1__McpServerStatus *st = status_of(r, "custom_http_everything");
     assert_non_null(st);
     assert_null(st->error);
@@ -615,11 +676,6 @@ static void test_agent_tools_from_kortix_config(void **state)
     assert_non_null(st);
     assert_null(st->error);
     assert_int_equal(st->tools, 1);
-    st = status_of(r, "custom_json_local");
-    assert_non_null(st);
-    assert_non_null(st->error);
-    assert_non_null(strstr(st->error->message,
-                           "stdio MCP servers from agent configs need the sandbox launcher"));
     st = status_of(r, "custom_http_nats");
     assert_non_null(st);
     assert_non_null(st->error);
@@ -716,6 +772,37 @@ static void test_list_changed_invalidates_the_cache(void **state)
     assert_int_equal(n, 4); /* the server's second list has "added" */
 }
 
+/* A Streamable HTTP server (the SDK's) changes its tool list outside any request: the
+ * notification comes on the GET stream the proxy opened after initialize, and drops the cached
+ * list. A server answering that GET with 405 still works, and is not asked again. */
+static void test_list_changed_over_streamable_http(void **state)
+{
+    (void)state;
+    assert_int_equal(list_count("notify"), 2);
+    assert_int_equal(list_count("notify"), 2); /* cached */
+    assert_call_ok("notify", "add-tool", "{}", "a tool will be added");
+    size_t n = 0;
+    for (int i = 0; i < 100 && (n = list_count("notify")) == 2; i++)
+        usleep(50000);
+    assert_int_equal(n, 3); /* "added-1", seen only through the GET stream */
+
+    assert_int_equal(list_count("noget"), 2);
+    assert_call_ok("noget", "add-tool", "{}", "a tool will be added");
+    for (int i = 0; i < 100; i++) {
+        Kx__V1__McpCallReply *r = call("noget", "stats", "{}");
+        assert_non_null(r);
+        char *text = output_text(r);
+        bool one = strstr(text, "\"gets\":1") != NULL;
+        free(text);
+        kx_pb_free(r);
+        if (one)
+            break;
+        usleep(50000);
+    }
+    usleep(3000 * 1000); /* longer than a re-open would wait */
+    assert_call_ok("noget", "stats", "{}", "{\"gets\":1}");
+}
+
 /* The Streamable HTTP server restarts and forgets our session: the next call re-initializes
  * and succeeds (server-everything answers the stale session id with 400; the spec says 404). */
 static void test_http_server_restart_reinitializes(void **state)
@@ -733,6 +820,179 @@ static void test_tools_list_pagination(void **state)
 {
     (void)state;
     assert_int_equal(list_count("paged"), 3);
+}
+
+/* The tool of server (a qualified name) called tool in an agent_tools reply, or NULL. */
+static const Kx__V1__McpAgentTool *server_tool(const Kx__V1__McpAgentToolsReply *r,
+                                               const char *server, const char *tool)
+{
+    for (size_t i = 0; i < r->n_tools; i++)
+        if (strcmp(r->tools[i]->server, server) == 0 && strcmp(r->tools[i]->tool, tool) == 0)
+            return r->tools[i];
+    return NULL;
+}
+
+/* Lists custom (one stdio entry called name) and returns the reply once its server has
+ * answered. A cold `npx` on a loaded 2-core machine can take longer than one request's 15 s
+ * open limit (npm starts, checks the registry, then the server starts): a server still
+ * starting is joined by the next request, at most three of them. */
+static Kx__V1__McpAgentToolsReply *list_jailed(const char *custom, const char *server)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        Kx__V1__McpAgentToolsReply *r = agent_tools(custom, NULL, NULL, 0);
+        assert_non_null(r);
+        assert_null(r->error);
+        const Kx__V1__McpServerStatus *st = status_of(r, server);
+        assert_non_null(st);
+        if (st->error == NULL)
+            return r;
+        fprintf(stderr, "attempt %d: %s: %s\n", attempt + 1, server, st->error->message);
+        kx_pb_free(r);
+    }
+    fail_msg("%s never listed its tools from its jail (log %s)", server, g_log);
+    return NULL;
+}
+
+static void assert_echo_through(const Kx__V1__McpAgentToolsReply *r, const char *server,
+                                const char *call_id)
+{
+    const Kx__V1__McpAgentTool *t = server_tool(r, server, "echo");
+    assert_non_null(t);
+    Kx__V1__McpCallReply *c = call_full(NULL, t->server_json, call_id, "echo",
+                                        "{\"message\": \"through the jail\"}", NULL, 15000, NULL);
+    assert_non_null(c);
+    if (c->error)
+        fail_msg("%s: %s", c->error->code, c->error->message);
+    char *text = output_text(c);
+    assert_non_null(strstr(text, "through the jail"));
+    free(text);
+    kx_pb_free(c);
+}
+
+/* An agent's stdio servers run in the jail: server-everything started with node and with
+ * `npx -y` (found in the operator's read-only /node_modules, no download) lists its tools and
+ * answers echo. Before the jail existed these were refused. */
+static void test_user_stdio_server_runs_jailed(void **state)
+{
+    (void)state;
+    /* Replica C, whose servers may take 30 s to initialize (npx under load), replaces B. */
+    assert_int_equal(kx_th_kill(g_proxy), 0);
+    g_proxy = 0;
+    g_timeout_env = "KX_MCP_TIMEOUT_S=30";
+    assert_int_equal(start_proxy("mcp-proxy-c.log", &g_proxy), KX_OK);
+    assert_true(proxy_ready());
+    const char *custom =
+        "[{\"name\": \"jailed\", \"type\": \"json\", \"config\": {\"command\": \"node\", "
+        "\"args\": [\"/node_modules/@modelcontextprotocol/server-everything/dist/index.js\", "
+        "\"stdio\"]}}]";
+    Kx__V1__McpAgentToolsReply *r = list_jailed(custom, "custom_json_jailed");
+    assert_true(status_of(r, "custom_json_jailed")->tools >= 5);
+    assert_echo_through(r, "custom_json_jailed", "jail-1");
+    kx_pb_free(r);
+
+    custom = "[{\"name\": \"npx\", \"type\": \"json\", \"config\": {\"command\": \"npx\", "
+             "\"args\": [\"-y\", \"@modelcontextprotocol/server-everything\", \"stdio\"]}, "
+             "\"enabledTools\": [\"echo\"]}]";
+    r = list_jailed(custom, "custom_json_npx");
+    assert_int_equal(status_of(r, "custom_json_npx")->tools, 1);
+    assert_echo_through(r, "custom_json_npx", "jail-2");
+    kx_pb_free(r);
+}
+
+/* The probe's report for the file and ports, from server (operator) or server_json. */
+static json_t *run_probe(const char *server, const char *server_json, const char *call_id)
+{
+    char args[1024];
+    snprintf(args, sizeof args, "{\"file\": \"%s\", \"ports\": [%u, %u, %u]}", g_secret_path,
+             g_nats.port, g_pg.port, g_http_port);
+    Kx__V1__McpCallReply *c =
+        call_full(server, server_json, call_id, "probe", args, NULL, 20000, NULL);
+    assert_non_null(c);
+    if (c->error)
+        fail_msg("%s: %s", c->error->code, c->error->message);
+    char *text = output_text(c);
+    json_t *report = json_loads(text, 0, NULL);
+    if (report == NULL)
+        fail_msg("not a report: %s", text);
+    free(text);
+    kx_pb_free(c);
+    return report;
+}
+
+static const char *connect_result(json_t *report, uint16_t port)
+{
+    char key[8];
+    snprintf(key, sizeof key, "%u", port);
+    const char *v = json_string_value(json_object_get(json_object_get(report, "connect"), key));
+    return v ? v : "(missing)";
+}
+
+/* True when some process command line in the report contains what. */
+static bool sees_process(json_t *report, const char *what)
+{
+    size_t i;
+    json_t *cmd;
+    json_array_foreach(json_object_get(report, "procs"), i, cmd)
+    {
+        if (strstr(json_string_value(cmd), what) != NULL)
+            return true;
+    }
+    return false;
+}
+
+/* A hostile user's stdio server tries to read the suite's JWT secret in $KX_DATA_DIR, look at
+ * the host's processes, learn the proxy's environment, and connect to NATS and Postgres. The
+ * same probe run bare (an operator server) does all of it — so every assertion on the jailed
+ * run below would fail without the jail. */
+static void test_user_stdio_server_cannot_escape(void **state)
+{
+    (void)state;
+    json_t *bare = run_probe("bare-probe", NULL, "probe-bare");
+    assert_string_equal(json_string_value(json_object_get(bare, "file")),
+                        "it-jwt-secret-do-not-leak");
+    assert_true(sees_process(bare, "nats-server"));
+    assert_true(sees_process(bare, "mcp-proxy"));
+    assert_string_equal(connect_result(bare, g_nats.port), "ok");
+    assert_string_equal(connect_result(bare, g_pg.port), "ok");
+    assert_string_equal(connect_result(bare, g_http_port), "ok");
+    json_decref(bare);
+
+    const char *custom = "[{\"name\": \"probe\", \"type\": \"json\", \"config\": {\"command\": "
+                         "\"node\", \"args\": [\"/fakes/probe.js\"], \"env\": {\"FOO\": "
+                         "\"bar\"}}}]";
+    Kx__V1__McpAgentToolsReply *r = list_jailed(custom, "custom_json_probe");
+    const Kx__V1__McpAgentTool *t = server_tool(r, "custom_json_probe", "probe");
+    assert_non_null(t);
+    json_t *jailed = run_probe(NULL, t->server_json, "probe-jailed");
+    kx_pb_free(r);
+    char *dump = json_dumps(jailed, JSON_COMPACT);
+    fprintf(stderr, "jailed probe: %s\n", dump);
+    free(dump);
+
+    /* No suite secret: $KX_DATA_DIR is not in the jail's tree. */
+    const char *file = json_string_value(json_object_get(jailed, "file"));
+    assert_non_null(file);
+    assert_string_equal(file, "ERR:ENOENT");
+    /* Only its own processes: a PID namespace with a /proc of its own. */
+    assert_false(sees_process(jailed, "nats-server"));
+    assert_false(sees_process(jailed, "mcp-proxy"));
+    assert_false(sees_process(jailed, "postgres"));
+    assert_true(json_array_size(json_object_get(jailed, "procs")) <= 3);
+    /* The suite's ports refused, while another loopback port answers (the host's network is
+     * there: the refusal is the port rule, not a missing network). */
+    assert_string_not_equal(connect_result(jailed, g_nats.port), "ok");
+    assert_string_not_equal(connect_result(jailed, g_pg.port), "ok");
+    assert_string_equal(connect_result(jailed, g_http_port), "ok");
+    /* Its environment is PATH, HOME and the config's env (and PWD, which bwrap sets); HOME is
+     * a writable private dir. */
+    char *env = json_dumps(json_object_get(jailed, "env"), JSON_COMPACT);
+    assert_string_equal(env, "[\"FOO\",\"HOME\",\"PATH\",\"PWD\"]");
+    free(env);
+    assert_true(json_is_true(json_object_get(jailed, "home_writable")));
+    /* Not root on the host (the tests run as root: the jail drops to a uid of its own). */
+    if (geteuid() == 0)
+        assert_true(json_integer_value(json_object_get(jailed, "uid")) >= 300000);
+    json_decref(jailed);
 }
 
 int main(void)
@@ -755,7 +1015,10 @@ int main(void)
         cmocka_unit_test(test_agent_tools_from_kortix_config),
         cmocka_unit_test(test_cache_shared_by_two_replicas),
         cmocka_unit_test(test_list_changed_invalidates_the_cache),
+        cmocka_unit_test(test_list_changed_over_streamable_http),
         cmocka_unit_test(test_tools_list_pagination),
+        cmocka_unit_test(test_user_stdio_server_runs_jailed),
+        cmocka_unit_test(test_user_stdio_server_cannot_escape),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
