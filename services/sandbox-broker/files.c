@@ -48,7 +48,8 @@ struct sb_files_job {
     uid_t uid;
     char project[40];
     char trace_id[33];
-    int64_t grew;
+    int64_t reserved; /* WRITE: bytes counted against the disk budget when queued */
+    int64_t grew;     /* what the operation changed (set by the worker) */
 };
 
 struct sb_files {
@@ -206,8 +207,9 @@ static void *worker(void *arg)
         j->rq = NULL;
         close(j->ws_fd);
         j->ws_fd = -1;
-        if (stop || j->grew == 0 ||
-            kx_loop_post_owned(j->b->svc->loop, on_done, j, dispose_done) != KX_OK)
+        /* The size change replaces the reservation made when the job was queued. */
+        j->grew -= j->reserved;
+        if (j->grew == 0 || kx_loop_post_owned(j->b->svc->loop, on_done, j, dispose_done) != KX_OK)
             free(j);
     }
 }
@@ -275,8 +277,12 @@ static void on_files(natsMsg *msg, void *arg)
     j->lim.max_reply = budget;
     j->lim.max_file = b->cfg.limits.fsize_bytes > 0 ? b->cfg.limits.fsize_bytes : INT64_MAX;
     j->lim.disk_limit = b->cfg.disk_bytes;
-    if (j->req.op == KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_WRITE)
+    if (j->req.op == KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_WRITE) {
         j->lim.disk_room = sb_sandbox_disk_room(s); /* a walk at most once a second */
+        /* Counted at once, so that writes queued together cannot each spend the same room. */
+        j->reserved = (int64_t)j->req.len;
+        sb_sandbox_disk_add(b, rq->project_id, j->reserved);
+    }
     j->lim.deadline = meta.deadline;
 
     sb_files *f = b->files;
@@ -293,6 +299,7 @@ static void on_files(natsMsg *msg, void *arg)
     }
     pthread_mutex_unlock(&f->mu);
     if (full) {
+        sb_sandbox_disk_add(b, rq->project_id, -j->reserved);
         snprintf(why, sizeof why,
                  "%d file operations are already waiting on this broker: try again shortly",
                  FILE_QUEUE_MAX);
