@@ -89,8 +89,7 @@ static void respond(sb_broker *b, natsMsg *msg, const Kx__V1__SandboxFilesReply 
     (void)kx_bus_respond_pb(b->svc->bus, msg, &small.base);
 }
 
-static void refuse(sb_broker *b, natsMsg *msg, const char *op, const char *code,
-                   const char *why)
+static void refuse(sb_broker *b, natsMsg *msg, const char *op, const char *code, const char *why)
 {
     Kx__V1__Error e = KX__V1__ERROR__INIT;
     e.code = (char *)code;

@@ -43,7 +43,8 @@ static void fail_errno(sb_files_result *r, int e, const char *vis, const char *d
     case EXDEV:
         fail(r, "invalid_argument",
              "path '%s' leaves the workspace (through '..', an absolute or outward symbolic "
-             "link, or a mount): refused", vis);
+             "link, or a mount): refused",
+             vis);
         break;
     case ELOOP:
         fail(r, "invalid_argument",
@@ -51,7 +52,9 @@ static void fail_errno(sb_files_result *r, int e, const char *vis, const char *d
              vis, doing);
         break;
     case ENOENT: fail(r, "not_found", "path '%s' does not exist", vis); break;
-    case ENOTDIR: fail(r, "invalid_argument", "path '%s': a component is not a directory", vis); break;
+    case ENOTDIR:
+        fail(r, "invalid_argument", "path '%s': a component is not a directory", vis);
+        break;
     case EISDIR: fail(r, "invalid_argument", "path '%s' is a directory", vis); break;
     case EEXIST: fail(r, "already_exists", "path '%s' already exists", vis); break;
     case ENOTEMPTY:
@@ -60,8 +63,8 @@ static void fail_errno(sb_files_result *r, int e, const char *vis, const char *d
         break;
     case EACCES:
     case EPERM:
-        fail(r, "invalid_argument", "path '%s': permission denied to the sandbox's user (%s)",
-             vis, doing);
+        fail(r, "invalid_argument", "path '%s': permission denied to the sandbox's user (%s)", vis,
+             doing);
         break;
     case ENAMETOOLONG: fail(r, "invalid_argument", "path '%s': a name is too long", vis); break;
     case EFBIG:
@@ -167,8 +170,8 @@ static void op_stat(int ws, const sb_files_req *req, const char *vis, sb_files_r
         return;
     }
     struct stat st;
-    int rc = req->path[0] == '\0' ? fstat(pd, &st)
-                                  : fstatat(pd, req->base, &st, AT_SYMLINK_NOFOLLOW);
+    int rc =
+        req->path[0] == '\0' ? fstat(pd, &st) : fstatat(pd, req->base, &st, AT_SYMLINK_NOFOLLOW);
     if (rc != 0)
         fail_errno(r, errno, vis, "reading its status");
     else
@@ -222,7 +225,8 @@ static void op_list(int ws, const sb_files_req *req, const char *vis, const sb_f
             bytes += cost;
             continue;
         }
-        if (++more >= LIST_COUNT_MAX || ((more & 1023) == 0 && kx_deadline_expired(lim->deadline))) {
+        if (++more >= LIST_COUNT_MAX ||
+            ((more & 1023) == 0 && kx_deadline_expired(lim->deadline))) {
             bounded = true;
             break;
         }
@@ -391,8 +395,8 @@ static void write_replace(int pd, const sb_files_req *req, const char *vis,
     if (!check_room(r, lim, vis, (int64_t)req->len, (int64_t)req->len - old_size))
         return;
     /* The replaced file's permissions stay unless the request names others. */
-    mode_t perm = had && S_ISREG(old.st_mode) && !req->perm_given ? (old.st_mode & 0777)
-                                                                  : (mode_t)req->perm;
+    mode_t perm =
+        had && S_ISREG(old.st_mode) && !req->perm_given ? (old.st_mode & 0777) : (mode_t)req->perm;
     char tmp[64];
     int fd = -1;
     for (int i = 0; i < 8 && fd < 0; i++) {
@@ -507,9 +511,9 @@ typedef struct rm_state {
     int64_t freed;
     dev_t dev;
     kx_deadline deadline;
-    int err;             /* first errno */
-    char where[512];     /* the name it happened on */
-    bool stopped;        /* the deadline */
+    int err;         /* first errno */
+    char where[512]; /* the name it happened on */
+    bool stopped;    /* the deadline */
 } rm_state;
 
 static void rm_note(rm_state *st, int e, const char *name)
@@ -625,11 +629,13 @@ static void op_delete(int ws, const sb_files_req *req, const char *vis, const sb
     if (st.stopped) {
         fail(r, "deadline_exceeded",
              "deleting '%s' stopped at the request's deadline after %lld entries: call again to "
-             "go on", vis, (long long)st.deleted);
+             "go on",
+             vis, (long long)st.deleted);
     } else if (st.err == ENAMETOOLONG) {
         fail(r, "invalid_argument",
              "deleting '%s': directories nested deeper than %d levels (at '%s'): delete them with "
-             "a command", vis, DELETE_MAX_DEPTH, st.where);
+             "a command",
+             vis, DELETE_MAX_DEPTH, st.where);
     } else if (st.err != 0) {
         char inner[SB_FOLDER_MAX + 16 + 600];
         snprintf(inner, sizeof inner, "%s (at '%s', after %lld deleted)", vis, st.where,

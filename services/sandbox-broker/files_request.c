@@ -43,8 +43,10 @@ kx_err sb_files_validate(const Kx__V1__SandboxFilesRequest *rq, sb_files_req *ou
     int op = (int)rq->op;
     if (op < KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_STAT ||
         op > KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_DELETE) {
-        snprintf(why, whylen, "op %d is not one of stat (1), list (2), read (3), write (4), "
-                 "delete (5)", op);
+        snprintf(why, whylen,
+                 "op %d is not one of stat (1), list (2), read (3), write (4), "
+                 "delete (5)",
+                 op);
         return KX_ERR_INVALID;
     }
     out->op = op;
@@ -81,8 +83,10 @@ kx_err sb_files_validate(const Kx__V1__SandboxFilesRequest *rq, sb_files_req *ou
     int mode = (int)rq->mode;
     if (mode < KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_OVERWRITE ||
         mode > KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_AT) {
-        snprintf(why, whylen, "mode %d is not one of overwrite (0), create (1), append (2), "
-                 "at (3)", mode);
+        snprintf(why, whylen,
+                 "mode %d is not one of overwrite (0), create (1), append (2), "
+                 "at (3)",
+                 mode);
         return KX_ERR_INVALID;
     }
     if (rq->offset > 0 && op != KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ &&

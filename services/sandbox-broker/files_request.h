@@ -26,9 +26,9 @@ typedef struct sb_files_req {
     int64_t offset, length;
     const uint8_t *data; /* WRITE: borrowed from the request */
     size_t len;
-    int mode;            /* KX__V1__SANDBOX_WRITE_MODE__* */
-    unsigned perm;       /* mode bits of a new file (0644 when the request says 0) */
-    bool perm_given;     /* the request named permissions */
+    int mode;        /* KX__V1__SANDBOX_WRITE_MODE__* */
+    unsigned perm;   /* mode bits of a new file (0644 when the request says 0) */
+    bool perm_given; /* the request named permissions */
     bool recursive;
     size_t max_entries;
 } sb_files_req;

@@ -46,8 +46,8 @@ kx_err sb_path_normalize(const char *what, const char *folder, char *out, size_t
         size_t rl = strlen(SB_VISIBLE_ROOT);
         if (strncmp(p, SB_VISIBLE_ROOT, rl) != 0 || (p[rl] != '\0' && p[rl] != '/')) {
             snprintf(why, whylen,
-                     "%s '%s' must be relative to the workspace (or start with /workspace)",
-                     what, folder);
+                     "%s '%s' must be relative to the workspace (or start with /workspace)", what,
+                     folder);
             return KX_ERR_INVALID;
         }
         p += rl;
@@ -69,8 +69,8 @@ kx_err sb_path_normalize(const char *what, const char *folder, char *out, size_t
         if (!(n == 1 && p[0] == '.')) {
             if ((len > 0 && !append(out, outlen, &len, "/", 1)) ||
                 !append(out, outlen, &len, p, n) || len > SB_FOLDER_MAX) {
-                snprintf(why, whylen, "%s '%.64s...' is too long (at most %d bytes)", what,
-                         folder, SB_FOLDER_MAX);
+                snprintf(why, whylen, "%s '%.64s...' is too long (at most %d bytes)", what, folder,
+                         SB_FOLDER_MAX);
                 out[0] = '\0';
                 return KX_ERR_INVALID;
             }

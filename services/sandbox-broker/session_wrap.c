@@ -85,7 +85,7 @@ kx_err sb_session_cwd_read(int ws_fd, const char *session, char *out, size_t out
     if (fd < 0)
         return KX_ERR_NOT_FOUND;
     struct stat st;
-    char raw[4096];
+    char raw[4096] = "";
     ssize_t n = -1;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode))
         n = read(fd, raw, sizeof raw - 1 < outlen - 1 ? sizeof raw - 1 : outlen - 1);

@@ -613,7 +613,8 @@ static void test_disk_cap_concurrent_writes(void **state)
     char *out = sh("du -sk /workspace | cut -f1");
     long kb = atol(out);
     free(out);
-    print_message("concurrent writers: %d of %d written, workspace %ld KiB\n", ok, RACE_WRITERS, kb);
+    print_message("concurrent writers: %d of %d written, workspace %ld KiB\n", ok, RACE_WRITERS,
+                  kb);
     assert_true(ok >= 1 && ok < RACE_WRITERS);
     assert_true(kb <= 16 * 1024);
     reply_t *d = fdelete("cap2", true);

@@ -157,7 +157,13 @@ static void expect_code(sb_files_result *r, const char *code, const char *part)
     sb_files_result_free(r);
 }
 
-enum { STAT = 1, LIST, READ, WRITE, DELETE };
+enum {
+    STAT = 1,
+    LIST,
+    READ,
+    WRITE,
+    DELETE
+};
 
 static void test_write_read_modes(void **state)
 {
@@ -293,10 +299,8 @@ static void test_session_cwd_read(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_validate),
-        cmocka_unit_test(test_write_read_modes),
-        cmocka_unit_test(test_links_and_delete),
-        cmocka_unit_test(test_session_wrap_quotes),
+        cmocka_unit_test(test_validate),         cmocka_unit_test(test_write_read_modes),
+        cmocka_unit_test(test_links_and_delete), cmocka_unit_test(test_session_wrap_quotes),
         cmocka_unit_test(test_session_cwd_read),
     };
     return cmocka_run_group_tests(tests, ws_setup, ws_teardown);
