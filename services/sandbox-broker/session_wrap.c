@@ -57,11 +57,13 @@ char *sb_session_wrap(const char *session, const char *folder, const char *comma
                   session, ws, ws);
     kx_buf_printf(&b,
                   "__kx_save() {\n"
+                  "  __kx_t=\n"
                   "  { /bin/mkdir -p %s/%s &&\n"
                   "    __kx_t=$(/bin/mktemp %s/%s/.tmp.XXXXXX) && export -p >\"$__kx_t\" &&\n"
                   "    /bin/mv -f \"$__kx_t\" %s/%s/%s.env &&\n"
                   "    __kx_t=$(/bin/mktemp %s/%s/.tmp.XXXXXX) && pwd >\"$__kx_t\" &&\n"
-                  "    /bin/mv -f \"$__kx_t\" %s/%s/%s.cwd; } 2>/dev/null\n"
+                  "    /bin/mv -f \"$__kx_t\" %s/%s/%s.cwd; } 2>/dev/null ||\n"
+                  "  /bin/rm -f \"$__kx_t\" 2>/dev/null\n"
                   "}\n"
                   "trap __kx_save EXIT\n"
                   "eval ",

@@ -9,7 +9,8 @@
  * Every command runs as /bin/sh -c <the script sb_session_wrap builds>: source the .env, cd to
  * the request's folder if it names one, else to the saved directory (else /workspace), set an
  * EXIT trap that saves both (atomically: a temporary file renamed), then `eval` the command
- * (so `cd` and `export` act on the shell whose state is saved). The command's exit status is
+ * (so `cd` and `export` act on the shell whose state is saved; a save that fails — the
+ * workspace over its disk limit — removes its temporary file and keeps the old state). The command's exit status is
  * kept (an EXIT trap does not change it). Not kept: unexported variables, functions, aliases,
  * and the state of a command killed (deadline, terminate) or that replaced the shell (`exec`)
  * or set its own EXIT trap.
