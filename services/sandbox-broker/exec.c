@@ -600,7 +600,7 @@ kx_err sb_exec_start(sb_broker *b, const sb_exec_spec *spec, natsMsg *req, char 
         (void)!write(pe[1], note, n > 0 && (size_t)n < sizeof note ? (size_t)n : 0);
     }
     /* The session's cwd and environment come with it (session_wrap.c). */
-    char *script = sb_session_wrap(spec->session_name, spec->folder, spec->command);
+    char *script = sb_session_wrap(spec->session_name, spec->folder, spec->command, spec->exec_id);
     if (script == NULL) {
         snprintf(why, whylen, "out of memory");
         err = KX_ERR_NOMEM;

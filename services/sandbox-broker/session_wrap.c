@@ -29,7 +29,8 @@ static void put_quoted(kx_buf *b, const char *s)
     kx_buf_add(b, "'", 1);
 }
 
-char *sb_session_wrap(const char *session, const char *folder, const char *command)
+char *sb_session_wrap(const char *session, const char *folder, const char *command,
+                      const char *token)
 {
     /* The session name is [A-Za-z0-9_.-] (checked by the caller): safe unquoted, and with a
      * suffix it is always a plain file name in the state directory. */
@@ -55,19 +56,28 @@ char *sb_session_wrap(const char *session, const char *folder, const char *comma
                   "enter %%s; starting in %s\\n' \"$__kx_d\" >&2; cd %s; }\n"
                   "unset __kx_d\n",
                   session, ws, ws);
+    /* The temporary files are named after the exec (unique among running ones), so saving
+     * costs two renames and no other process; mkdir only the first time. */
+    char tok[72];
+    size_t n = 0;
+    for (const char *c = token != NULL ? token : ""; *c != '\0' && n < 64; c++) {
+        bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+            (*c >= '0' && *c <= '9') || *c == '-' || *c == '_';
+        tok[n++] = ok ? *c : '_';
+    }
+    tok[n] = '\0';
     kx_buf_printf(&b,
                   "__kx_save() {\n"
-                  "  __kx_t=\n"
-                  "  { /bin/mkdir -p %s/%s &&\n"
-                  "    __kx_t=$(/bin/mktemp %s/%s/.tmp.XXXXXX) && export -p >\"$__kx_t\" &&\n"
-                  "    /bin/mv -f \"$__kx_t\" %s/%s/%s.env &&\n"
-                  "    __kx_t=$(/bin/mktemp %s/%s/.tmp.XXXXXX) && pwd >\"$__kx_t\" &&\n"
-                  "    /bin/mv -f \"$__kx_t\" %s/%s/%s.cwd; } 2>/dev/null ||\n"
-                  "  /bin/rm -f \"$__kx_t\" 2>/dev/null\n"
+                  "  { { [ -d %s/%s ] || /bin/mkdir -p %s/%s; } &&\n"
+                  "    export -p >%s/%s/.tmp.%s.env && pwd >%s/%s/.tmp.%s.cwd &&\n"
+                  "    /bin/mv -f %s/%s/.tmp.%s.env %s/%s/%s.env &&\n"
+                  "    /bin/mv -f %s/%s/.tmp.%s.cwd %s/%s/%s.cwd; } 2>/dev/null ||\n"
+                  "  /bin/rm -f %s/%s/.tmp.%s.env %s/%s/.tmp.%s.cwd 2>/dev/null\n"
                   "}\n"
                   "trap __kx_save EXIT\n"
                   "eval ",
-                  ws, dir, ws, dir, ws, dir, session, ws, dir, ws, dir, session);
+                  ws, dir, ws, dir, ws, dir, tok, ws, dir, tok, ws, dir, tok, ws, dir, session, ws,
+                  dir, tok, ws, dir, session, ws, dir, tok, ws, dir, tok);
     put_quoted(&b, command);
     kx_buf_str(&b, "\n");
     return kx_buf_take(&b);

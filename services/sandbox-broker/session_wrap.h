@@ -8,7 +8,8 @@
  *     /workspace/.kx-session/<session>.cwd   its working directory then
  * Every command runs as /bin/sh -c <the script sb_session_wrap builds>: source the .env, cd to
  * the request's folder if it names one, else to the saved directory (else /workspace), set an
- * EXIT trap that saves both (atomically: a temporary file renamed), then `eval` the command
+ * EXIT trap that saves both (atomically: temporary files named after the exec, renamed: two
+ * `mv` processes per command), then `eval` the command
  * (so `cd` and `export` act on the shell whose state is saved; a save that fails — the
  * workspace over its disk limit — removes its temporary file and keeps the old state). The command's exit status is
  * kept (an EXIT trap does not change it). Not kept: unexported variables, functions, aliases,
@@ -25,8 +26,11 @@
 #define SB_SESSION_STATE_DIR ".kx-session" /* in /workspace */
 
 /* The script for `command` in `session` (valid: sb_session_name_valid) started in `folder`
- * (normalized, "" = the session's directory). malloc'd; NULL when out of memory. */
-char *sb_session_wrap(const char *session, const char *folder, const char *command);
+ * (normalized, "" = the session's directory); `token` (the exec id: unique among running
+ * commands; characters outside [A-Za-z0-9_-] become '_') names its temporary files.
+ * malloc'd; NULL when out of memory. */
+char *sb_session_wrap(const char *session, const char *folder, const char *command,
+                      const char *token);
 
 /* The session's saved directory ("/workspace/..."), read beneath the workspace ws_fd without
  * following a link, at most outlen − 1 bytes, repaired to UTF-8; KX_ERR_NOT_FOUND when the

@@ -266,13 +266,14 @@ static void test_links_and_delete(void **state)
 
 static void test_session_wrap_quotes(void **state)
 {
-    char *s = sb_session_wrap("s.1", "it's here", "echo 'a'\"b\"$X; exit 3");
+    char *s = sb_session_wrap("s.1", "it's here", "echo 'a'\"b\"$X; exit 3", "ex/1");
     assert_non_null(s);
     assert_non_null(strstr(s, "__kx_d='/workspace/it'\\''s here'"));
     assert_non_null(strstr(s, "eval 'echo '\\''a'\\''\"b\"$X; exit 3'"));
     assert_non_null(strstr(s, "/workspace/.kx-session/s.1.env"));
+    assert_non_null(strstr(s, "/workspace/.kx-session/.tmp.ex_1.cwd"));
     free(s);
-    s = sb_session_wrap("s", "", "true");
+    s = sb_session_wrap("s", "", "true", "e1");
     assert_non_null(strstr(s, "/workspace/.kx-session/s.cwd"));
     free(s);
 }

@@ -63,7 +63,7 @@ static void check_req(const Kx__V1__SandboxFilesRequest *rq)
 
 static void check_wrap(const char *command, const char *folder)
 {
-    char *s = sb_session_wrap("fuzz_1", folder, command);
+    char *s = sb_session_wrap("fuzz_1", folder, command, command);
     FUZZ_CHECK(s != NULL);
     const char *q = strstr(s, "\neval '");
     FUZZ_CHECK(q != NULL);
