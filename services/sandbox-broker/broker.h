@@ -12,6 +12,10 @@
  *   exec.c           one command: spawn, pipes, deadline, exit, reply
  *   handlers.c       kx.sandbox.exec / kx.sandbox.kill requests
  *   sessions.c       kx.sandbox.output / terminate / list (check_command_output & co.)
+ *   session_wrap.c   a session's cwd and environment kept between its commands (pure)
+ *   files.c          kx.sandbox.files: validation on the loop, the I/O on worker threads
+ *   files_request.c  kx.sandbox.files request checks (pure)
+ *   files_io.c       list / stat / read / write / delete beneath the workspace (openat2)
  *   drain.c          SIGTERM: stop taking requests, kill, answer, exit */
 #ifndef SB_BROKER_H
 #define SB_BROKER_H
@@ -56,6 +60,7 @@ typedef struct sb_config {
 
 typedef struct sb_exec sb_exec;
 typedef struct sb_sandbox sb_sandbox;
+typedef struct sb_files sb_files;
 
 typedef struct sb_broker {
     kx_svc *svc;
@@ -63,6 +68,8 @@ typedef struct sb_broker {
     natsSubscription *exec_sub;
     natsSubscription *kill_sub;
     natsSubscription *session_subs[3]; /* sessions.c: output, terminate, list */
+    natsSubscription *files_sub;       /* files.c: kx.sandbox.files */
+    sb_files *files;                   /* files.c: the file workers */
     sb_exec *execs;                    /* doubly linked list of tracked execs (exec.c) */
     sb_sandbox *sandboxes;             /* running sandboxes (sandbox.c) */
     bool jailed;                       /* false only in unsafe mode */
@@ -86,6 +93,11 @@ kx_err sb_handlers_start(sb_broker *b);
 
 /* sessions.c: subscribes kx.sandbox.output, kx.sandbox.terminate, kx.sandbox.list. */
 kx_err sb_sessions_start(sb_broker *b);
+
+/* files.c: starts the file workers and subscribes kx.sandbox.files (queue "sandbox-broker"). */
+kx_err sb_files_start(sb_broker *b);
+/* files.c: after the loop ended: answers what still waits, joins the workers. */
+void sb_files_stop(sb_broker *b);
 
 /* sandbox.c: starts the auto-stop sweep (a sandbox with no command running for
  * cfg.idle_stop_ms is stopped; its files stay). */

@@ -39,8 +39,8 @@ void sb_drain(kx_svc *svc, void *arg)
     kx_timer_cancel(b->idle_timer);
     b->idle_timer = NULL;
     kx_info("sandbox: draining: %zu command(s) running", b->nexecs);
-    natsSubscription **subs[] = {&b->exec_sub, &b->kill_sub, &b->session_subs[0],
-                                 &b->session_subs[1], &b->session_subs[2]};
+    natsSubscription **subs[] = {&b->exec_sub,        &b->kill_sub,        &b->session_subs[0],
+                                 &b->session_subs[1], &b->session_subs[2], &b->files_sub};
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
         if (*subs[i] != NULL) {
             natsSubscription_Unsubscribe(*subs[i]);

@@ -1,6 +1,7 @@
 /* exec.c — one command in a project's sandbox, from RUN to reply (see exec.h).
  *
- * The command runs in the project's jailed sandbox (sandbox.c) as /bin/sh -c <command>, in a
+ * The command runs in the project's jailed sandbox (sandbox.c) as /bin/sh -c <command> (wrapped
+ * so that its session's cwd and environment carry over: session_wrap.c), in a
  * PID namespace of its own, with a clean environment (the broker's holds secrets and is never
  * passed on). Its stdout and stderr are pipes watched on the loop:
  *   - blocking: each stream is captured within a budget that keeps the reply under the bus's
@@ -38,6 +39,7 @@
 #include "kx/uuid.h"
 #include "reply.h"
 #include "sandbox.h"
+#include "session_wrap.h"
 
 #define READ_CHUNK 65536
 #define READS_PER_WAKEUP \
@@ -550,7 +552,11 @@ kx_err sb_exec_start(sb_broker *b, const sb_exec_spec *spec, natsMsg *req, char 
     snprintf(e->trace_id, sizeof e->trace_id, "%s", spec->trace_id ? spec->trace_id : "");
     snprintf(e->command, sizeof e->command, "%s", spec->command);
     e->started_unix_ms = kx_now_us() / 1000;
-    (void)sb_visible_cwd(spec->folder, e->cwd, sizeof e->cwd);
+    /* Where it starts: the folder, else the session's directory as its last command left it. */
+    if (spec->folder[0] != '\0' ||
+        sb_session_cwd_read(sb_sandbox_workspace_fd(s), spec->session_name, e->cwd,
+                            sizeof e->cwd) != KX_OK)
+        (void)sb_visible_cwd(spec->folder, e->cwd, sizeof e->cwd);
     size_t keep = output_budget(b, spec->max_output);
     sb_capture_init(&e->out, "stdout", keep, (uint64_t)b->cfg.spill_max, spill_open, e);
     sb_capture_init(&e->err, "stderr", keep, (uint64_t)b->cfg.spill_max, spill_open, e);
@@ -593,8 +599,16 @@ kx_err sb_exec_start(sb_broker *b, const sb_exec_spec *spec, natsMsg *req, char 
         int n = snprintf(note, sizeof note, "kx-sandbox: %s\n", disk_why);
         (void)!write(pe[1], note, n > 0 && (size_t)n < sizeof note ? (size_t)n : 0);
     }
-    err = sb_sandbox_run(s, e, spec->folder, spec->command, envp, (int32_t)b->cfg.cpu_s,
-                         over_disk ? 0 : -1, po[1], pe[1], &e->run_id, why, whylen);
+    /* The session's cwd and environment come with it (session_wrap.c). */
+    char *script = sb_session_wrap(spec->session_name, spec->folder, spec->command, spec->exec_id);
+    if (script == NULL) {
+        snprintf(why, whylen, "out of memory");
+        err = KX_ERR_NOMEM;
+    } else {
+        err = sb_sandbox_run(s, e, spec->folder, script, envp, (int32_t)b->cfg.cpu_s,
+                             over_disk ? 0 : -1, po[1], pe[1], &e->run_id, why, whylen);
+    }
+    free(script);
     close(po[1]);
     close(pe[1]);
     if (err != KX_OK) {

@@ -223,6 +223,8 @@ kx_err sb_handlers_start(sb_broker *b)
         kx_error("sandbox: cannot subscribe to %s: %s", KX_SUBJ_SANDBOX_KILL, kx_err_str(err));
     else if ((err = sb_sessions_start(b)) != KX_OK)
         return err;
+    else if ((err = sb_files_start(b)) != KX_OK) /* files.c */
+        return err;
     else if (natsConnection_FlushTimeout(kx_bus_conn(b->svc->bus), 2000) == NATS_OK)
         atomic_store(&b->serving, true); /* the server knows the subscriptions: ready */
     else

@@ -3,7 +3,8 @@
  * It runs commands in a project's sandbox — a bubblewrap jail per project (user, PID, mount,
  * network namespaces, its own host uid, rlimits) whose init runs each command in a PID
  * namespace of its own, so that it can be killed whole — for the tool-executor, on
- * kx.sandbox.exec and kx.sandbox.kill. See README.md. */
+ * kx.sandbox.exec and kx.sandbox.kill, and gives its /workspace as files on kx.sandbox.files.
+ * See README.md. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,17 +33,20 @@ int main(void)
         kx_svc_close(&svc);
         return 1;
     }
-    if (sb_handlers_start(&broker) != KX_OK) { /* handlers.c -> exec.c -> sandbox.c */
+    if (sb_handlers_start(&broker) != KX_OK) { /* handlers.c -> exec.c -> sandbox.c; files.c */
+        sb_files_stop(&broker);
         kx_svc_close(&svc);
         return 1;
     }
     if (sb_sandbox_sweep_start(&broker) != KX_OK) { /* sandbox.c: auto-stop of idle ones */
+        sb_files_stop(&broker);
         kx_svc_close(&svc);
         return 1;
     }
     kx_svc_on_drain(&svc, sb_drain, &broker); /* drain.c */
 
     int rc = kx_svc_run(&svc);
+    sb_files_stop(&broker); /* files.c: the file workers answer what waits, then end */
     kx_svc_close(&svc);
     return rc;
 }

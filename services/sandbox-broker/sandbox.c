@@ -184,7 +184,8 @@ static int walk_cb(const char *path, const struct stat *st, int flag, struct FTW
     return ++g_walk_entries > DISK_WALK_MAX_ENTRIES ? 1 : 0;
 }
 
-bool sb_sandbox_over_disk(sb_sandbox *s, char *why, size_t whylen)
+/* s->disk_used, measured again when older than DISK_CHECK_EVERY_MS or over the limit. */
+static void measure_disk(sb_sandbox *s)
 {
     int64_t now = kx_mono_ms();
     /* Over the limit, measure every time, so that freeing space takes effect at once. */
@@ -196,6 +197,34 @@ bool sb_sandbox_over_disk(sb_sandbox *s, char *why, size_t whylen)
         s->disk_used = g_walk_bytes;
         s->disk_checked_ms = now;
     }
+}
+
+int64_t sb_sandbox_disk_room(sb_sandbox *s)
+{
+    measure_disk(s);
+    return s->b->cfg.disk_bytes - s->disk_used;
+}
+
+void sb_sandbox_disk_add(sb_broker *b, const char *project_id, int64_t delta)
+{
+    for (sb_sandbox *s = b->sandboxes; s != NULL; s = s->next) {
+        if (strcasecmp(s->project_id, project_id) == 0) {
+            s->disk_used += delta;
+            if (s->disk_used < 0)
+                s->disk_used = 0;
+            return;
+        }
+    }
+}
+
+void sb_sandbox_touch(sb_sandbox *s)
+{
+    s->last_used_ms = kx_mono_ms();
+}
+
+bool sb_sandbox_over_disk(sb_sandbox *s, char *why, size_t whylen)
+{
+    measure_disk(s);
     if (s->disk_used > s->b->cfg.disk_bytes) {
         snprintf(why, whylen,
                  "the workspace uses %lld MiB, over its limit of %lld MiB "

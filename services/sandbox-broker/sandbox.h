@@ -46,6 +46,14 @@ void sb_sandbox_kill(sb_sandbox *s, uint64_t run_id);
  * space) but may not grow any file (RLIMIT_FSIZE 0), and stderr says why. */
 bool sb_sandbox_over_disk(sb_sandbox *s, char *why, size_t whylen);
 
+/* kx.sandbox.files (files.c): the bytes /workspace may still grow by (negative when over;
+ * measured like sb_sandbox_over_disk), and what a write or delete changed (by project, since
+ * the sandbox may have ended meanwhile; a sandbox not running here is measured anew). */
+int64_t sb_sandbox_disk_room(sb_sandbox *s);
+void sb_sandbox_disk_add(sb_broker *b, const char *project_id, int64_t delta);
+/* A file operation counts as use (auto-stop waits). */
+void sb_sandbox_touch(sb_sandbox *s);
+
 /* Drain: ends every sandbox (their commands are reported SIGKILLed). */
 void sb_sandbox_stop_all(sb_broker *b);
 

@@ -22,6 +22,12 @@ static bool append(char *out, size_t cap, size_t *len, const char *s, size_t n)
 
 kx_err sb_folder_normalize(const char *folder, char *out, size_t outlen, char *why, size_t whylen)
 {
+    return sb_path_normalize("folder", folder, out, outlen, why, whylen);
+}
+
+kx_err sb_path_normalize(const char *what, const char *folder, char *out, size_t outlen, char *why,
+                         size_t whylen)
+{
     if (outlen == 0)
         return KX_ERR_INVALID;
     out[0] = '\0';
@@ -29,7 +35,7 @@ kx_err sb_folder_normalize(const char *folder, char *out, size_t outlen, char *w
         return KX_OK;
     for (const unsigned char *c = (const unsigned char *)folder; *c != '\0'; c++) {
         if (*c < 0x20 || *c == 0x7f) {
-            snprintf(why, whylen, "folder '%s' contains a control character", folder);
+            snprintf(why, whylen, "%s '%s' contains a control character", what, folder);
             return KX_ERR_INVALID;
         }
     }
@@ -40,7 +46,7 @@ kx_err sb_folder_normalize(const char *folder, char *out, size_t outlen, char *w
         size_t rl = strlen(SB_VISIBLE_ROOT);
         if (strncmp(p, SB_VISIBLE_ROOT, rl) != 0 || (p[rl] != '\0' && p[rl] != '/')) {
             snprintf(why, whylen,
-                     "folder '%s' must be relative to the workspace (or start with /workspace)",
+                     "%s '%s' must be relative to the workspace (or start with /workspace)", what,
                      folder);
             return KX_ERR_INVALID;
         }
@@ -56,14 +62,14 @@ kx_err sb_folder_normalize(const char *folder, char *out, size_t outlen, char *w
         const char *end = strchr(p, '/');
         size_t n = end ? (size_t)(end - p) : strlen(p);
         if (n == 2 && p[0] == '.' && p[1] == '.') {
-            snprintf(why, whylen, "folder '%s' must not contain '..'", folder);
+            snprintf(why, whylen, "%s '%s' must not contain '..'", what, folder);
             out[0] = '\0';
             return KX_ERR_INVALID;
         }
         if (!(n == 1 && p[0] == '.')) {
             if ((len > 0 && !append(out, outlen, &len, "/", 1)) ||
                 !append(out, outlen, &len, p, n) || len > SB_FOLDER_MAX) {
-                snprintf(why, whylen, "folder '%.64s...' is too long (at most %d bytes)", folder,
+                snprintf(why, whylen, "%s '%.64s...' is too long (at most %d bytes)", what, folder,
                          SB_FOLDER_MAX);
                 out[0] = '\0';
                 return KX_ERR_INVALID;

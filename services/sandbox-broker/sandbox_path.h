@@ -29,6 +29,10 @@
  * Refused (KX_ERR_INVALID, with a sentence naming the folder in why): any ".." component, any
  * other absolute path, control characters, and results longer than SB_FOLDER_MAX. */
 kx_err sb_folder_normalize(const char *folder, char *out, size_t outlen, char *why, size_t whylen);
+/* The same for any path beneath the workspace (the file API's): `what` names it in why
+ * ("path 'x' must not contain '..'"). */
+kx_err sb_path_normalize(const char *what, const char *path, char *out, size_t outlen, char *why,
+                         size_t whylen);
 
 /* True when name matches [A-Za-z0-9_.-]{1,64}. */
 bool sb_session_name_valid(const char *name);

@@ -9,6 +9,8 @@
  *   - connect to the suite's Postgres and NATS ports (network none), and with
  *     KX_SANDBOX_NETWORK=host: those two refused while another host port answers;
  *   - a symlink folder, ../ and absolute folders (the error names the folder);
+ *   - the file API (kx.sandbox.files) reading the JWT secret or another project's file by "..",
+ *     absolute paths, /proc/self/root and planted links (refused, the path named);
  *   - setsid and double-fork survivors after kx.sandbox.kill and after the deadline;
  *   - a fork bomb (ends, the sandbox and the machine stay usable);
  *   - a 10 GB file (RLIMIT_FSIZE), a workspace over its disk limit;
@@ -375,6 +377,68 @@ static void test_paths(void **state)
     assert_null(r.res->error);
     assert_string_equal(r.res->stdout, "/workspace/real\n");
     result_free(&r);
+}
+
+/* The file API (kx.sandbox.files) asked for the JWT secret and another project's file: by
+ * "..", an absolute path, /proc/self/root, and links planted by a command. Each refused with
+ * the path named; nothing of the secret comes back. */
+static Kx__V1__SandboxFilesReply *file_read(const char *project, const char *path)
+{
+    Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
+    rq.project_id = (char *)project;
+    rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ;
+    rq.path = (char *)path;
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(5000), project);
+    natsMsg *reply = NULL;
+    assert_int_equal(kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_FILES, &rq.base, &meta, &reply),
+                     KX_OK);
+    Kx__V1__SandboxFilesReply *rep =
+        kx_pb_unpack(&kx__v1__sandbox_files_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(rep);
+    return rep;
+}
+
+static void test_file_api_paths(void **state)
+{
+    exec_result r = run_in(g_other, "echo other-project-file-9127 > theirs.txt");
+    assert_int_equal(r.res->exit_code, 0);
+    result_free(&r);
+    char secret_path[700], other_path[900], cmd[2400];
+    snprintf(secret_path, sizeof secret_path, "%s/jwt-secret", g_stack.dir);
+    snprintf(other_path, sizeof other_path, "%s/%s/workspace/theirs.txt", g_stack.sandbox_root,
+             g_other);
+    snprintf(cmd, sizeof cmd,
+             "ln -sfn %s fsecret && ln -sfn %s fother && ln -sfn ../../%s/workspace/theirs.txt "
+             "frel && ln -sfn /proc/1/root/workspace fproc && echo ok",
+             secret_path, other_path, g_other);
+    free(output_of(cmd));
+    char rel[128];
+    snprintf(rel, sizeof rel, "../../%s/workspace/theirs.txt", g_other);
+    const char *paths[] = {"../../../jwt-secret",
+                           "../../jwt-secret",
+                           secret_path,
+                           other_path,
+                           "/proc/self/root/etc/passwd",
+                           rel,
+                           "fsecret",
+                           "fother",
+                           "frel",
+                           "fproc/fsecret"};
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        Kx__V1__SandboxFilesReply *rep = file_read(g_project, paths[i]);
+        if (rep->error == NULL)
+            fail_msg("file API read of '%s' was not refused", paths[i]);
+        assert_string_equal(rep->error->code, "invalid_argument");
+        const char *name = paths[i][0] == '/' || paths[i][0] == '.' ? paths[i] : "/workspace/";
+        if (strstr(rep->error->message, name) == NULL)
+            fail_msg("the error for '%s' does not name it: %s", paths[i], rep->error->message);
+        assert_int_equal(rep->data.len, 0);
+        assert_null(strstr(rep->error->message, g_stack.secret));
+        kx_pb_free(rep);
+    }
 }
 
 /* ---- process lifetime ------------------------------------------------------------------- */
@@ -816,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_other_project),
         cmocka_unit_test(test_network_none),
         cmocka_unit_test(test_paths),
+        cmocka_unit_test(test_file_api_paths),
         cmocka_unit_test(test_survivors_after_terminate),
         cmocka_unit_test(test_survivors_after_deadline),
         cmocka_unit_test(test_blocking_leftovers_end_with_the_command),

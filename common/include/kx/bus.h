@@ -40,6 +40,7 @@
 #define KX_SUBJ_SANDBOX_OUTPUT "kx.sandbox.output"
 #define KX_SUBJ_SANDBOX_TERMINATE "kx.sandbox.terminate"
 #define KX_SUBJ_SANDBOX_LIST "kx.sandbox.list"
+#define KX_SUBJ_SANDBOX_FILES "kx.sandbox.files"
 #define KX_SUBJ_MCP_LIST "kx.mcp.list"
 #define KX_SUBJ_MCP_CALL "kx.mcp.call"
 #define KX_SUBJ_MCP_CANCEL "kx.mcp.cancel"
