@@ -27,7 +27,6 @@
 #include "reply.h"
 #include "store.h"
 
-#define STREAM_MAX_BUFFER (16u << 20) /* a client this far behind is cut off */
 #define STREAM_BLOCK 32768
 #define PING_FRAME ": ping\n\n"
 /* A run that ended this long ago without its terminal event reaching a stream (the publish of
@@ -42,7 +41,10 @@ struct gw_streams {
     pthread_mutex_t mu;
     gw_stream *head; /* streams libmicrohttpd holds */
     size_t open;
-    size_t alive; /* streams not yet freed (open or waiting for on_sub_complete) */
+    size_t max_open;        /* KX_SSE_MAX_STREAMS */
+    size_t max_per_account; /* KX_SSE_MAX_STREAMS_PER_ACCOUNT */
+    size_t max_buffer;      /* KX_SSE_BUFFER_BYTES */
+    size_t alive;           /* streams not yet freed (open or waiting for on_sub_complete) */
     bool closing;
     kx_loop *loop;
     kx_timer *ping_timer;
@@ -54,6 +56,7 @@ struct gw_stream {
     gw_stream *prev, *next; /* registry list, under reg->mu */
     bool listed;
     char run_id[KX_UUID_LEN + 1];
+    char account[KX_UUID_LEN + 1];
 
     pthread_mutex_t mu; /* everything below */
     struct MHD_Connection *conn;
@@ -61,7 +64,9 @@ struct gw_stream {
     size_t off;    /* what the reader has sent already */
     bool terminal; /* the terminal event is in the buffer: end once it is sent */
     bool end;      /* end once the buffer is sent (drain) */
-    bool failed;   /* buffer overflow: end with an error */
+    bool failed;   /* out of memory: end with an error */
+    bool cut;      /* the client fell behind: end once the buffer is sent (it resumes
+                                 from its Last-Event-ID); later events are dropped */
     bool suspended;
     bool mhd_done;
     uint64_t synth_after_seq; /* > 0: after this stream sequence, end with final_payload */
@@ -85,13 +90,6 @@ static void buf_put(gw_stream *st, const char *data, size_t n)
         kx_buf_clear(b);
         st->off = 0;
     }
-    if (b->len - st->off + n > STREAM_MAX_BUFFER) {
-        kx_log(KX_LOG_WARN, st->run_id, NULL,
-               "sse: client too slow: more than %u bytes pending, closing its stream",
-               STREAM_MAX_BUFFER);
-        st->failed = true;
-        return;
-    }
     if (st->off > 0 && b->len + n + 1 > b->cap) { /* reclaim what was already sent */
         kx_buf_consume(b, st->off);
         st->off = 0;
@@ -100,9 +98,42 @@ static void buf_put(gw_stream *st, const char *data, size_t n)
         st->failed = true;
 }
 
-/* One SSE event: "data: <line>\n" per line of payload, then a blank line. */
-static void buf_put_event(gw_stream *st, const char *payload, size_t n)
+/* The size of an event's frame: "id: <seq>\n" (when seq > 0), "data: <line>\n" per line of
+ * payload, then a blank line. */
+static size_t event_frame_len(const char *payload, size_t n, uint64_t seq)
 {
+    size_t len = seq > 0 ? 4 + 20 + 1 : 0;
+    size_t lines = 1;
+    for (const char *p = payload; (p = memchr(p, '\n', (size_t)(payload + n - p))) != NULL; p++)
+        lines++;
+    return len + n + lines * 7 + 1;
+}
+
+/* Appends one SSE event (stream mutex held). Kortix's framing ("data: <json>" and a blank
+ * line) with "id: <seq>" first when the event has a stream sequence, so that a client resumes
+ * after it (Last-Event-ID; clients that ignore ids see Kortix's stream unchanged).
+ *
+ * Bounded memory: an event that would take the pending bytes over the stream's cap (one event
+ * always fits an empty buffer) cuts the stream instead: what is buffered is sent, then the
+ * stream ends cleanly, and the client resumes after the last event it received. */
+static void buf_put_event(gw_stream *st, const char *payload, size_t n, uint64_t seq)
+{
+    if (st->cut || st->failed)
+        return;
+    size_t pending = st->buf.len - st->off;
+    if (pending > 0 && pending + event_frame_len(payload, n, seq) > st->reg->max_buffer) {
+        kx_log(KX_LOG_WARN, st->run_id, NULL,
+               "sse: client too slow: more than %zu bytes pending; ending its stream after them "
+               "(it resumes from its last event id)",
+               st->reg->max_buffer);
+        st->cut = true;
+        return;
+    }
+    if (seq > 0) {
+        char id[32];
+        int k = snprintf(id, sizeof id, "id: %llu\n", (unsigned long long)seq);
+        buf_put(st, id, (size_t)k);
+    }
     const char *p = payload, *end = payload + n;
     do {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -216,15 +247,15 @@ static void on_event(natsConnection *nc, natsSubscription *sub, natsMsg *msg, vo
     if (stale)
         kx_log(KX_LOG_INFO, st->run_id, NULL, "sse: dropped an event of stale epoch %lld",
                (long long)ev->lease_epoch);
-    if (!stale && !st->mhd_done && !st->terminal && !st->end) {
+    if (!stale && !st->mhd_done && !st->terminal && !st->end && !st->cut) {
         st->last_event_ms = kx_mono_ms();
         if (ev != NULL && !kx_pb_str_empty(ev->payload_json))
-            buf_put_event(st, ev->payload_json, strlen(ev->payload_json));
-        st->terminal = ev != NULL && ev->terminal;
-        if (!st->terminal && st->synth_after_seq > 0 && sseq >= st->synth_after_seq &&
+            buf_put_event(st, ev->payload_json, strlen(ev->payload_json), sseq);
+        st->terminal = !st->cut && ev != NULL && ev->terminal;
+        if (!st->terminal && !st->cut && st->synth_after_seq > 0 && sseq >= st->synth_after_seq &&
             st->final_payload != NULL) {
             /* The run ended without a terminal event on the stream: close with Postgres'. */
-            buf_put_event(st, st->final_payload, strlen(st->final_payload));
+            buf_put_event(st, st->final_payload, strlen(st->final_payload), 0);
             st->terminal = true;
         }
         wake(st);
@@ -249,7 +280,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
         memcpy(out, st->buf.s + st->off, n);
         st->off += n;
         ret = (ssize_t)n;
-    } else if (st->terminal || st->end) {
+    } else if (st->terminal || st->end || st->cut) {
         ret = MHD_CONTENT_READER_END_OF_STREAM;
     } else {
         st->suspended = true;
@@ -288,6 +319,9 @@ gw_streams *gw_streams_new(gw_app *app)
     if (reg == NULL)
         return NULL;
     reg->app = app;
+    reg->max_open = (size_t)app->cfg.sse_max_streams;
+    reg->max_per_account = (size_t)app->cfg.sse_max_per_account;
+    reg->max_buffer = app->cfg.sse_buffer_bytes;
     pthread_mutex_init(&reg->mu, NULL);
     reg->open_gauge = kx_metrics_gauge("kx_gateway_sse_streams", "", "Open SSE streams");
     return reg;
@@ -306,7 +340,7 @@ static void end_stale_streams(gw_streams *reg)
     pthread_mutex_lock(&reg->mu);
     for (gw_stream *st = reg->head; st != NULL && count < STALE_BATCH; st = st->next) {
         pthread_mutex_lock(&st->mu);
-        bool idle = !st->terminal && !st->end && st->last_event_ms <= idle_before;
+        bool idle = !st->terminal && !st->end && !st->cut && st->last_event_ms <= idle_before;
         pthread_mutex_unlock(&st->mu);
         if (!idle)
             continue;
@@ -345,12 +379,12 @@ static void end_stale_streams(gw_streams *reg)
             if (strcmp(st->run_id, ended[i].id) != 0)
                 continue;
             pthread_mutex_lock(&st->mu);
-            if (!st->terminal && !st->end) {
+            if (!st->terminal && !st->end && !st->cut) {
                 kx_log(KX_LOG_WARN, st->run_id, NULL,
                        "sse: the run ended (%s) but its terminal event never came; "
                        "ending the stream with the status from Postgres",
                        ended[i].status);
-                buf_put_event(st, payload, strlen(payload));
+                buf_put_event(st, payload, strlen(payload), 0);
                 st->terminal = true;
                 wake(st);
             }
@@ -370,7 +404,8 @@ static void on_ping(kx_loop *loop, void *arg)
     pthread_mutex_lock(&reg->mu);
     for (gw_stream *st = reg->head; st != NULL; st = st->next) {
         pthread_mutex_lock(&st->mu);
-        if (!st->terminal && !st->end) {
+        /* Only an idle stream needs a ping (one with bytes pending is not idle). */
+        if (!st->terminal && !st->end && !st->cut && st->buf.len == st->off) {
             buf_put(st, PING_FRAME, sizeof PING_FRAME - 1);
             wake(st);
         }
@@ -486,8 +521,9 @@ static kx_err last_event(gw_app *app, const char *subject, uint64_t *last_seq, b
     return KX_OK;
 }
 
-/* Creates the ordered consumer feeding st. The subscription holds a reference to st. */
-static kx_err subscribe(gw_app *app, gw_stream *st, const char *subject)
+/* Creates the ordered consumer feeding st, from stream sequence start_seq (0: the subject's
+ * first event). The subscription holds a reference to st. */
+static kx_err subscribe(gw_app *app, gw_stream *st, const char *subject, uint64_t start_seq)
 {
     if (!kx_bus_connected(app->svc->bus)) {
         kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: NATS not connected; cannot follow %s",
@@ -498,15 +534,22 @@ static kx_err subscribe(gw_app *app, gw_stream *st, const char *subject)
     jsSubOptions_Init(&so);
     so.Stream = KX_STREAM_EVENTS;
     so.Ordered = true;
-    so.Config.DeliverPolicy = js_DeliverAll;
+    so.Config.DeliverPolicy = start_seq > 0 ? js_DeliverByStartSequence : js_DeliverAll;
+    so.Config.OptStartSeq = start_seq;
     jsErrCode jerr = 0;
     natsSubscription *sub = NULL;
-    st->refs++; /* the subscription's; nobody else sees st yet */
+    pthread_mutex_lock(&st->mu);
+    st->refs++; /* the subscription's */
+    pthread_mutex_unlock(&st->mu);
     natsStatus s =
         js_Subscribe(&sub, kx_bus_js(app->svc->bus), subject, on_event, st, NULL, &so, &jerr);
     if (s != NATS_OK) {
-        st->refs--;
-        kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: subscribing to %s failed: %s (js error %d)",
+        /* The subscription's reference is kept: after a failure (a timeout above all) cnats
+         * may still run on_event for messages already on their way, and nothing tells us when
+         * it has stopped. A stream that could not subscribe is therefore never freed (a small,
+         * logged leak) rather than freed under a callback (seen as heap corruption). */
+        kx_log(KX_LOG_WARN, st->run_id, NULL,
+               "sse: subscribing to %s failed: %s (js error %d); the stream's memory is kept",
                subject, natsStatus_GetText(s), (int)jerr);
         return KX_ERR_UNAVAILABLE;
     }
@@ -525,12 +568,25 @@ static kx_err subscribe(gw_app *app, gw_stream *st, const char *subject)
     return KX_OK;
 }
 
-/* Lists st in the registry, unless the gateway is draining. */
-static bool stream_register(gw_streams *reg, gw_stream *st)
+/* Lists st in the registry, unless the gateway is draining or a cap is reached: NULL, or the
+ * reason for a refusal (static; *status is then the answer's status). */
+static const char *stream_register(gw_streams *reg, gw_stream *st, unsigned int *status)
 {
+    const char *why = NULL;
     pthread_mutex_lock(&reg->mu);
-    bool ok = !reg->closing;
-    if (ok) {
+    size_t mine = 0;
+    for (gw_stream *o = reg->head; o != NULL && mine < reg->max_per_account; o = o->next)
+        mine += strcmp(o->account, st->account) == 0;
+    if (reg->closing) {
+        why = "Server is shutting down";
+        *status = MHD_HTTP_SERVICE_UNAVAILABLE;
+    } else if (mine >= reg->max_per_account) {
+        why = "Too many open streams for this account: close one first";
+        *status = MHD_HTTP_TOO_MANY_REQUESTS;
+    } else if (reg->open >= reg->max_open) {
+        why = "Too many open streams on this server: try again later";
+        *status = MHD_HTTP_TOO_MANY_REQUESTS;
+    } else {
         st->next = reg->head;
         if (reg->head)
             reg->head->prev = st;
@@ -541,7 +597,7 @@ static bool stream_register(gw_streams *reg, gw_stream *st)
             kx_gauge_add(reg->open_gauge, 1);
     }
     pthread_mutex_unlock(&reg->mu);
-    return ok;
+    return why;
 }
 
 static struct MHD_Response *sse_response(gw_stream *st)
@@ -557,6 +613,29 @@ static struct MHD_Response *sse_response(gw_stream *st)
     return resp;
 }
 
+/* Where a reconnecting client resumes: after the stream sequence in Last-Event-ID (what
+ * EventSource sends) or ?after=. 0 when neither is given; false (with a 400) when malformed. */
+static bool resume_after(gw_request *req, uint64_t *after, gw_reply *reply)
+{
+    const char *v = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Last-Event-ID");
+    const char *name = "Last-Event-ID";
+    if (v == NULL || v[0] == '\0') {
+        v = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "after");
+        name = "after";
+    }
+    *after = 0;
+    if (v == NULL || v[0] == '\0')
+        return true;
+    size_t n = strspn(v, "0123456789");
+    if (n == 0 || n > 19 || v[n] != '\0') {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                       "%s must be the id of an event of this stream (a decimal number)", name);
+        return false;
+    }
+    *after = strtoull(v, NULL, 10);
+    return true;
+}
+
 void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
 {
     gw_streams *reg = app->streams;
@@ -564,6 +643,9 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
         gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE, "Server is shutting down");
         return;
     }
+    uint64_t after = 0;
+    if (!resume_after(req, &after, reply))
+        return;
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return;
@@ -581,6 +663,15 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
     }
     st->conn = req->conn;
     st->refs = 1; /* libmicrohttpd's, released by on_response_free */
+    snprintf(st->account, sizeof st->account, "%s", req->account);
+    unsigned int refused = 0;
+    const char *why = stream_register(reg, st, &refused);
+    if (why != NULL) {
+        gw_store_run_info_free(&info);
+        on_response_free(st); /* never listed: releases libmicrohttpd's reference */
+        gw_reply_error(reply, refused, "%s", why);
+        return;
+    }
     char subject[sizeof KX_SUBJ_RUN_EV_PREFIX + sizeof req->id];
     snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, req->id);
 
@@ -594,41 +685,41 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
         uint64_t last_seq = 0;
         bool last_terminal = false;
         kx_err err = last_event(app, subject, &last_seq, &last_terminal);
-        if (err != KX_OK) {
-            /* Events expired (or NATS cannot tell): one terminal status from Postgres. */
+        if (err != KX_OK || after >= last_seq) {
+            /* Events expired (or NATS cannot tell), or the client has them all already: one
+             * terminal status from Postgres. */
             live = false;
         } else if (!last_terminal) {
             st->synth_after_seq = last_seq; /* replay, then end with Postgres' status */
         }
         if (!live && st->final_payload != NULL) {
-            buf_put_event(st, st->final_payload, strlen(st->final_payload));
+            pthread_mutex_lock(&st->mu);
+            buf_put_event(st, st->final_payload, strlen(st->final_payload), 0);
             st->terminal = true;
+            pthread_mutex_unlock(&st->mu);
         }
     }
     gw_store_run_info_free(&info);
 
-    if (live && subscribe(app, st, subject) != KX_OK) {
-        stream_release(st);
+    if (live && subscribe(app, st, subject, after > 0 ? after + 1 : 0) != KX_OK) {
+        on_response_free(st);
         gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE,
                        "Event stream unavailable: cannot subscribe to the run's events");
         return;
     }
     if (!live && !st->terminal) { /* out of memory building the status */
-        stream_release(st);
+        on_response_free(st);
         gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
         return;
     }
     struct MHD_Response *resp = sse_response(st);
-    if (resp == NULL || !stream_register(reg, st)) {
-        if (resp != NULL)
-            MHD_destroy_response(resp); /* runs on_response_free: unsubscribes, releases */
-        else
-            on_response_free(st);
-        gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE,
-                       resp == NULL ? "out of memory" : "Server is shutting down");
+    if (resp == NULL) {
+        on_response_free(st); /* unlists, unsubscribes, releases */
+        gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
         return;
     }
-    kx_log(KX_LOG_INFO, req->id, NULL, "sse: stream opened (%s)", live ? "live" : "final status");
+    kx_log(KX_LOG_INFO, req->id, NULL, "sse: stream opened (%s, after %llu)",
+           live ? "live" : "final status", (unsigned long long)after);
     reply->status = MHD_HTTP_OK;
     reply->resp = resp;
 }

@@ -71,6 +71,8 @@ for pass in $(seq 1 "$passes"); do
                 "$build/tests/bench/bench_sandbox" --results "$results" 2>&1 | tee "$log" ;;
             bench_mcp)
                 "$build/tests/bench/bench_mcp" --results "$results" 2>&1 | tee "$log" ;;
+            bench_gateway)
+                "$build/tests/bench/bench_gateway" --results "$results" 2>&1 | tee "$log" ;;
             bench_bus)
                 "$build/tests/bench/bench_bus" 2>&1 | tee "$log"
                 bus_results "$log" >>"$results" ;;
