@@ -98,6 +98,8 @@ static kx_err load_edge(gw_config *cfg)
     if (kx_env_int("KX_SSE_BUFFER_BYTES", 1 << 20, 64 * 1024, 64 << 20, &v) != KX_OK)
         err = KX_ERR_INVALID;
     cfg->sse_buffer_bytes = (size_t)v;
+    if (kx_env_int("KX_SSE_FEED_LINGER_MS", 10000, 0, 3600000, &cfg->sse_feed_linger_ms) != KX_OK)
+        err = KX_ERR_INVALID;
     /* The pool must hold the largest header set we accept plus libmicrohttpd's bookkeeping of
      * it (about 48 bytes per header or query argument) and the answer's headers, so that every
      * refusal is ours (JSON), never libmicrohttpd's own. */

@@ -38,14 +38,16 @@ typedef struct gw_config {
     int conn_timeout_s;   /* KX_HTTP_TIMEOUT_S, 10: a connection idle this long is closed */
     size_t conn_memory;   /* KX_HTTP_CONN_MEMORY, 256 KiB: libmicrohttpd's per-connection pool */
     size_t max_url_bytes; /* KX_HTTP_MAX_URL_BYTES, 8192: longer path+query: 414 */
-    size_t max_header_bytes; /* KX_HTTP_MAX_HEADER_BYTES, 16384: larger header set: 431 */
-    int max_query_args;      /* KX_HTTP_MAX_QUERY_ARGS, 64: more: 400 */
-    int http_workers;        /* KX_HTTP_WORKERS, 32: threads that run the handlers */
-    int queue_max;           /* KX_HTTP_QUEUE_MAX, 1024: requests waiting for a worker */
-    int64_t queue_wait_ms;   /* KX_HTTP_QUEUE_WAIT_MS, 10000: longest wait for a worker (503) */
-    int sse_max_streams;     /* KX_SSE_MAX_STREAMS, 2000: open streams, all accounts */
-    int sse_max_per_account; /* KX_SSE_MAX_STREAMS_PER_ACCOUNT, 100 */
-    size_t sse_buffer_bytes; /* KX_SSE_BUFFER_BYTES, 1 MiB: a client this far behind is cut */
+    size_t max_header_bytes;    /* KX_HTTP_MAX_HEADER_BYTES, 16384: larger header set: 431 */
+    int max_query_args;         /* KX_HTTP_MAX_QUERY_ARGS, 64: more: 400 */
+    int http_workers;           /* KX_HTTP_WORKERS, 32: threads that run the handlers */
+    int queue_max;              /* KX_HTTP_QUEUE_MAX, 1024: requests waiting for a worker */
+    int64_t queue_wait_ms;      /* KX_HTTP_QUEUE_WAIT_MS, 10000: longest wait for a worker (503) */
+    int sse_max_streams;        /* KX_SSE_MAX_STREAMS, 2000: open streams, all accounts */
+    int sse_max_per_account;    /* KX_SSE_MAX_STREAMS_PER_ACCOUNT, 100 */
+    size_t sse_buffer_bytes;    /* KX_SSE_BUFFER_BYTES, 1 MiB: a client this far behind is cut */
+    int64_t sse_feed_linger_ms; /* KX_SSE_FEED_LINGER_MS, 10000: a run's shared subscription
+                                 * is kept this long after its last stream closed */
 } gw_config;
 
 kx_err gw_config_load(gw_config *cfg);

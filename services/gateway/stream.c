@@ -2,12 +2,21 @@
  *
  * Threads that touch a stream, and what they hold:
  *   - an MHD pool thread: the content reader and the response free callback;
- *   - the cnats thread of the stream's subscription: on_event, on_sub_complete;
+ *   - a thread of the registry's worker pool: the catch-up job (history from JetStream), the
+ *     check of streams whose run ended without a terminal event, feed teardowns;
+ *   - the cnats thread of the run's feed: deliver (feed.h), with the feed's lock held;
  *   - the service loop thread: the ping timer, gw_streams_close_all (on drain).
  * Each stream has a mutex over its buffer and flags; the registry has a mutex over the list of
- * open streams. Lock order: registry, then stream. libmicrohttpd's suspend/resume are called
- * under the stream's mutex so that "suspended" is always true exactly while libmicrohttpd has
- * the connection suspended (a connection is never resumed twice, nor after it is done). */
+ * open streams. Lock order: registry, then feed, then stream. libmicrohttpd's suspend/resume
+ * are called under the stream's mutex so that "suspended" is always true exactly while
+ * libmicrohttpd has the connection suspended (a connection is never resumed twice, nor after
+ * it is done).
+ *
+ * A stream's position (pos) is the stream sequence of the last event it has (or skipped as not
+ * its business): everything up to pos is in its buffer or sent. While it is behind its run's
+ * feed it catches up with direct gets (KX_RUN_EVENTS allows them), one job at a time, paced by
+ * the reader (at most REFILL_BYTES pending), so a slow client of a long run costs no memory
+ * and cannot be cut during the replay; then it attaches to the feed and follows it live. */
 #include "stream.h"
 
 #include <microhttpd.h>
@@ -18,6 +27,7 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "feed.h"
 #include "kx/buf.h"
 #include "kx/json.h"
 #include "kx/log.h"
@@ -26,6 +36,7 @@
 #include "kx/time.h"
 #include "reply.h"
 #include "store.h"
+#include "work.h"
 
 #define STREAM_BLOCK 32768
 #define PING_FRAME ": ping\n\n"
@@ -33,6 +44,10 @@
  * that event failed) gets the terminal status from Postgres instead. */
 #define STALE_GRACE_S 10
 #define STALE_BATCH 500
+#define REFILL_BYTES 65536 /* the catch-up job stops when this much is pending */
+#define FETCH_WAIT_MS 2000 /* longest wait for one event of the history */
+#define STREAM_WORKERS 4   /* catch-up jobs, stale checks and feed teardowns */
+#define STREAM_QUEUE 16384 /* jobs waiting (over the stream cap: one job per stream at most) */
 
 typedef struct gw_stream gw_stream;
 
@@ -46,9 +61,13 @@ struct gw_streams {
     size_t max_buffer;      /* KX_SSE_BUFFER_BYTES */
     size_t alive;           /* streams not yet freed (open or waiting for on_sub_complete) */
     bool closing;
+    bool stale_check_queued; /* an end_stale_streams job is queued or running */
+    gw_work *work;           /* catch-up jobs, stale checks, feed teardowns */
+    gw_feeds *feeds;         /* one shared subscription per run with live streams */
     kx_loop *loop;
     kx_timer *ping_timer;
     kx_gauge *open_gauge;
+    kx_gauge *feeds_gauge;
 };
 
 struct gw_stream {
@@ -69,12 +88,18 @@ struct gw_stream {
                                  from its Last-Event-ID); later events are dropped */
     bool suspended;
     bool mhd_done;
-    uint64_t synth_after_seq; /* > 0: after this stream sequence, end with final_payload */
-    char *final_payload;      /* the terminal status from Postgres (NULL if the run is live) */
-    int64_t last_event_ms;    /* kx_mono_ms of the last event (or of the start) */
-    int64_t epoch;            /* highest writer epoch seen: older writers' events are dropped */
-    natsSubscription *sub;
-    int refs; /* libmicrohttpd's + the subscription's */
+    bool live;             /* attached to the feed: its events arrive by deliver */
+    bool job_pending;      /* a catch-up job is queued or running */
+    uint64_t pos;          /* the stream sequence of the last event the stream has */
+    char *final_payload;   /* replay-only: the status from Postgres to end with, or NULL */
+    int64_t last_event_ms; /* kx_mono_ms of the last event (or of the start) */
+    int64_t epoch;         /* highest writer epoch seen: older writers' events are dropped */
+    int refs;              /* libmicrohttpd's + a pending catch-up job's */
+
+    /* Set before the response is queued, then read only. */
+    gw_feed *feed;      /* the run's feed (live runs), held until the stream is freed */
+    uint64_t replay_to; /* no feed (an ended run): the history ends at this sequence */
+    gw_feed_sink sink;  /* how the feed reaches this stream */
 };
 
 /* ---- buffer ---- */
@@ -160,6 +185,10 @@ static void wake(gw_stream *st)
 static void stream_free(gw_stream *st)
 {
     gw_streams *reg = st->reg;
+    if (st->feed != NULL) {
+        gw_feed_detach(st->feed, &st->sink); /* no deliver runs for it after this */
+        gw_feed_release(st->feed);
+    }
     pthread_mutex_destroy(&st->mu);
     kx_buf_free(&st->buf);
     free(st->final_payload);
@@ -176,12 +205,6 @@ static void stream_release(gw_stream *st)
     pthread_mutex_unlock(&st->mu);
     if (refs == 0)
         stream_free(st);
-}
-
-/* The subscription is closed and its last callback returned. */
-static void on_sub_complete(void *closure)
-{
-    stream_release(closure);
 }
 
 /* libmicrohttpd is done with the response (sent, client gone, or server stopping). */
@@ -206,63 +229,159 @@ static void on_response_free(void *cls)
 
     pthread_mutex_lock(&st->mu);
     st->mhd_done = true;
-    natsSubscription *sub = st->sub;
-    st->sub = NULL;
     pthread_mutex_unlock(&st->mu);
-    if (sub != NULL) {
-        /* Destroy unsubscribes without a request to the server (Unsubscribe would delete the
-         * ordered consumer with a blocking JetStream request, up to 5 s on this libmicrohttpd
-         * thread); the server drops the ephemeral consumer once it is inactive.
-         * on_sub_complete releases its reference once cnats has returned from the last
-         * callback. */
-        natsSubscription_Destroy(sub);
-    }
+    if (st->feed != NULL)
+        gw_feed_detach(st->feed, &st->sink); /* stops the deliveries now (a no-op if behind) */
     stream_release(st);
 }
 
 /* ---- the two sides ---- */
 
-/* cnats thread: one RunEvent from KX_RUN_EVENTS. */
-static void on_event(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+/* One event of the run, from the history or the feed (stream mutex held). Events up to pos
+ * are the stream's already (the hand-over from history to feed never repeats one). */
+static void take_event(gw_stream *st, const Kx__V1__RunEvent *ev, uint64_t seq)
 {
-    gw_stream *st = closure;
-    Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(msg),
-                                        (size_t)natsMsg_GetDataLength(msg));
-    uint64_t sseq = 0;
-    jsMsgMetaData *md = NULL;
-    if (natsMsg_GetMetaData(&md, msg) == NATS_OK) {
-        sseq = md->Sequence.Stream;
-        jsMsgMetaData_Destroy(md);
-    }
-    if (ev == NULL)
-        kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: skipping an event that is not a RunEvent");
-
-    pthread_mutex_lock(&st->mu);
+    if (seq <= st->pos)
+        return;
+    st->pos = seq;
+    if (ev == NULL || st->mhd_done || st->terminal || st->end || st->cut || st->failed)
+        return;
     /* Fencing: an event written under an older lease epoch than one already seen comes from
      * an attempt that lost its lease (reaped, then retried): dropped. Epoch 0 = a status of
      * the gateway or the scheduler, always shown. */
-    bool stale = ev != NULL && ev->lease_epoch > 0 && ev->lease_epoch < st->epoch;
-    if (ev != NULL && ev->lease_epoch > st->epoch)
-        st->epoch = ev->lease_epoch;
-    if (stale)
+    if (ev->lease_epoch > 0 && ev->lease_epoch < st->epoch) {
         kx_log(KX_LOG_INFO, st->run_id, NULL, "sse: dropped an event of stale epoch %lld",
                (long long)ev->lease_epoch);
-    if (!stale && !st->mhd_done && !st->terminal && !st->end && !st->cut) {
-        st->last_event_ms = kx_mono_ms();
-        if (ev != NULL && !kx_pb_str_empty(ev->payload_json))
-            buf_put_event(st, ev->payload_json, strlen(ev->payload_json), sseq);
-        st->terminal = !st->cut && ev != NULL && ev->terminal;
-        if (!st->terminal && !st->cut && st->synth_after_seq > 0 && sseq >= st->synth_after_seq &&
-            st->final_payload != NULL) {
-            /* The run ended without a terminal event on the stream: close with Postgres'. */
-            buf_put_event(st, st->final_payload, strlen(st->final_payload), 0);
-            st->terminal = true;
-        }
-        wake(st);
+        return;
     }
+    if (ev->lease_epoch > st->epoch)
+        st->epoch = ev->lease_epoch;
+    st->last_event_ms = kx_mono_ms();
+    if (!kx_pb_str_empty(ev->payload_json))
+        buf_put_event(st, ev->payload_json, strlen(ev->payload_json), seq);
+    st->terminal = !st->cut && ev->terminal;
+}
+
+/* The feed's cnats thread (feed lock held): a live event. */
+static void deliver(gw_feed_sink *sink, const Kx__V1__RunEvent *ev, uint64_t seq)
+{
+    gw_stream *st = (gw_stream *)((char *)sink - offsetof(gw_stream, sink));
+    pthread_mutex_lock(&st->mu);
+    take_event(st, ev, seq);
+    wake(st);
     pthread_mutex_unlock(&st->mu);
-    kx_pb_free(ev);
-    natsMsg_Destroy(msg);
+}
+
+/* ---- catching up: the history from JetStream ---- */
+
+/* The first event of the run after stream sequence pos: KX_OK with *msg, KX_ERR_NOT_FOUND when
+ * there is none (or it expired), KX_ERR_UNAVAILABLE when NATS does not answer in time. */
+static kx_err fetch_after(gw_streams *reg, const char *subject, uint64_t pos, natsMsg **msg)
+{
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Wait = FETCH_WAIT_MS;
+    jsDirectGetMsgOptions dg;
+    jsDirectGetMsgOptions_Init(&dg);
+    dg.Sequence = pos + 1;
+    dg.NextBySubject = subject;
+    natsStatus s = js_DirectGetMsg(msg, kx_bus_js(reg->app->svc->bus), KX_STREAM_EVENTS, &o, &dg);
+    if (s == NATS_OK)
+        return KX_OK;
+    *msg = NULL;
+    return s == NATS_NOT_FOUND ? KX_ERR_NOT_FOUND : KX_ERR_UNAVAILABLE;
+}
+
+/* Worker thread: moves the stream towards its target (the feed's last sequence, or replay_to)
+ * until REFILL_BYTES are pending, then hands it to the feed (live) or ends it (replay-only).
+ * Holds a reference to the stream; the reader queues the next job when the buffer drains. */
+static void catch_up(void *arg, bool stopping)
+{
+    gw_stream *st = arg;
+    char subject[sizeof KX_SUBJ_RUN_EV_PREFIX + KX_UUID_LEN];
+    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, st->run_id);
+    const char *failure = NULL;
+    for (;;) {
+        pthread_mutex_lock(&st->mu);
+        bool stop = stopping || st->mhd_done || st->terminal || st->end || st->cut || st->failed;
+        uint64_t pos = st->pos;
+        size_t pending = st->buf.len - st->off;
+        pthread_mutex_unlock(&st->mu);
+        if (stop)
+            break;
+        uint64_t target;
+        if (st->feed != NULL) {
+            if (gw_feed_attach(st->feed, &st->sink, pos, &target)) {
+                pthread_mutex_lock(&st->mu);
+                st->live = true;
+                pthread_mutex_unlock(&st->mu);
+                break;
+            }
+        } else if (pos >= (target = st->replay_to)) {
+            /* The whole history of an ended run: close with Postgres' status unless the
+             * terminal event was in it. */
+            pthread_mutex_lock(&st->mu);
+            if (!st->terminal && st->final_payload != NULL)
+                buf_put_event(st, st->final_payload, strlen(st->final_payload), 0);
+            st->terminal = true;
+            pthread_mutex_unlock(&st->mu);
+            break;
+        }
+        if (pending >= REFILL_BYTES)
+            break; /* paced by the client: the reader queues the next job */
+        natsMsg *m = NULL;
+        kx_err err = fetch_after(st->reg, subject, pos, &m);
+        uint64_t seq = err == KX_OK ? natsMsg_GetSequence(m) : 0;
+        if (err == KX_ERR_UNAVAILABLE) {
+            failure = "NATS did not answer";
+            break;
+        }
+        if (err == KX_ERR_NOT_FOUND || seq > target) {
+            /* Nothing more up to the target (expired, or it is the feed's): skip to it. */
+            natsMsg_Destroy(m);
+            pthread_mutex_lock(&st->mu);
+            if (st->pos < target)
+                st->pos = target;
+            pthread_mutex_unlock(&st->mu);
+            continue;
+        }
+        Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
+                                            (size_t)natsMsg_GetDataLength(m));
+        if (ev == NULL)
+            kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: skipping an event that is not a RunEvent");
+        pthread_mutex_lock(&st->mu);
+        take_event(st, ev, seq);
+        pthread_mutex_unlock(&st->mu);
+        kx_pb_free(ev);
+        natsMsg_Destroy(m);
+    }
+    pthread_mutex_lock(&st->mu);
+    if (failure != NULL && !st->mhd_done) {
+        /* Cut cleanly: the client resumes from its last event id. */
+        kx_log(KX_LOG_WARN, st->run_id, NULL,
+               "sse: reading the run's history failed (%s); ending the stream after its last "
+               "event (the client resumes from there)",
+               failure);
+        st->end = true;
+    }
+    st->job_pending = false;
+    wake(st);
+    pthread_mutex_unlock(&st->mu);
+    stream_release(st);
+}
+
+/* Queues a catch-up job (stream mutex held). False when the pool refuses it. */
+static bool queue_catch_up(gw_stream *st)
+{
+    if (st->job_pending)
+        return true;
+    st->job_pending = true;
+    st->refs++; /* the job's */
+    if (gw_work_submit(st->reg->work, catch_up, st))
+        return true;
+    st->job_pending = false;
+    st->refs--; /* the MHD reference is still held: never the last */
+    return false;
 }
 
 /* MHD thread: copies pending bytes out; never blocks. */
@@ -281,6 +400,10 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
         st->off += n;
         ret = (ssize_t)n;
     } else if (st->terminal || st->end || st->cut) {
+        ret = MHD_CONTENT_READER_END_OF_STREAM;
+    } else if (!st->live && !queue_catch_up(st)) {
+        kx_log(KX_LOG_WARN, st->run_id, NULL,
+               "sse: too many streams catching up; ending this one (the client resumes)");
         ret = MHD_CONTENT_READER_END_OF_STREAM;
     } else {
         st->suspended = true;
@@ -324,11 +447,24 @@ gw_streams *gw_streams_new(gw_app *app)
     reg->max_buffer = app->cfg.sse_buffer_bytes;
     pthread_mutex_init(&reg->mu, NULL);
     reg->open_gauge = kx_metrics_gauge("kx_gateway_sse_streams", "", "Open SSE streams");
+    reg->feeds_gauge = kx_metrics_gauge("kx_gateway_sse_feeds", "",
+                                        "Runs followed by a shared subscription (SSE)");
+    reg->work = gw_work_new(STREAM_WORKERS, STREAM_QUEUE);
+    reg->feeds = reg->work != NULL
+        ? gw_feeds_new(app->svc->bus, reg->work, app->cfg.sse_feed_linger_ms)
+        : NULL;
+    if (reg->feeds == NULL) {
+        gw_work_free(reg->work);
+        pthread_mutex_destroy(&reg->mu);
+        free(reg);
+        return NULL;
+    }
     return reg;
 }
 
 /* Ends the streams of runs that ended STALE_GRACE_S ago while their stream never saw the
- * terminal event, with the status from Postgres. Loop thread; one query per tick. */
+ * terminal event, with the status from Postgres. A worker thread (queued by the ping tick, so
+ * the loop never waits on Postgres); one query per tick. */
 static void end_stale_streams(gw_streams *reg)
 {
     int64_t idle_before = kx_mono_ms() - reg->app->cfg.sse_ping_ms;
@@ -396,7 +532,18 @@ static void end_stale_streams(gw_streams *reg)
     gw_store_ended_free(ended, n);
 }
 
-/* Loop thread, every KX_SSE_PING_S: ": ping" to every open stream, then the stale check. */
+static void stale_job(void *arg, bool stopping)
+{
+    gw_streams *reg = arg;
+    if (!stopping)
+        end_stale_streams(reg);
+    pthread_mutex_lock(&reg->mu);
+    reg->stale_check_queued = false;
+    pthread_mutex_unlock(&reg->mu);
+}
+
+/* Loop thread, every KX_SSE_PING_S: ": ping" to every open stream; queues the stale check and
+ * the teardown of feeds no stream uses any more. */
 static void on_ping(kx_loop *loop, void *arg)
 {
     gw_streams *reg = arg;
@@ -411,8 +558,17 @@ static void on_ping(kx_loop *loop, void *arg)
         }
         pthread_mutex_unlock(&st->mu);
     }
+    bool queue = !reg->stale_check_queued;
+    reg->stale_check_queued = true;
     pthread_mutex_unlock(&reg->mu);
-    end_stale_streams(reg);
+    if (queue && !gw_work_submit(reg->work, stale_job, reg)) {
+        pthread_mutex_lock(&reg->mu);
+        reg->stale_check_queued = false;
+        pthread_mutex_unlock(&reg->mu);
+    }
+    gw_feeds_sweep(reg->feeds);
+    if (reg->feeds_gauge)
+        kx_gauge_set(reg->feeds_gauge, (int64_t)gw_feeds_count(reg->feeds));
 }
 
 void gw_streams_start_pings(gw_streams *reg, kx_loop *loop)
@@ -456,19 +612,22 @@ void gw_streams_free(gw_streams *reg)
 {
     if (reg == NULL)
         return;
-    for (int i = 0; i < 200; i++) { /* cnats returns from the last callbacks within ms */
+    bool gone = false;
+    for (int i = 0; i < 500 && !gone; i++) { /* catch-up jobs end within a fetch's wait */
         pthread_mutex_lock(&reg->mu);
-        size_t alive = reg->alive;
+        gone = reg->alive == 0;
         pthread_mutex_unlock(&reg->mu);
-        if (alive == 0) {
-            pthread_mutex_destroy(&reg->mu);
-            free(reg);
-            return;
-        }
-        usleep(10 * 1000);
+        if (!gone)
+            usleep(10 * 1000);
     }
-    kx_warn("sse: %zu stream(s) still wait for their subscription to complete; leaving them",
-            reg->alive);
+    if (!gone) {
+        kx_warn("sse: %zu stream(s) still held at shutdown; leaving them", reg->alive);
+        return;
+    }
+    gw_work_free(reg->work); /* runs the queued jobs (teardowns) and joins */
+    gw_feeds_free(reg->feeds);
+    pthread_mutex_destroy(&reg->mu);
+    free(reg);
 }
 
 /* ---- the route ---- */
@@ -487,6 +646,7 @@ static gw_stream *stream_new(gw_streams *reg, const char *run_id)
     st->reg = reg;
     snprintf(st->run_id, sizeof st->run_id, "%.36s", run_id); /* a valid UUID */
     st->last_event_ms = kx_mono_ms();
+    st->sink.deliver = deliver;
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_lock(&reg->mu);
     reg->alive++;
@@ -518,53 +678,6 @@ static kx_err last_event(gw_app *app, const char *subject, uint64_t *last_seq, b
     *last_terminal = ev != NULL && ev->terminal;
     kx_pb_free(ev);
     natsMsg_Destroy(m);
-    return KX_OK;
-}
-
-/* Creates the ordered consumer feeding st, from stream sequence start_seq (0: the subject's
- * first event). The subscription holds a reference to st. */
-static kx_err subscribe(gw_app *app, gw_stream *st, const char *subject, uint64_t start_seq)
-{
-    if (!kx_bus_connected(app->svc->bus)) {
-        kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: NATS not connected; cannot follow %s",
-               subject);
-        return KX_ERR_UNAVAILABLE;
-    }
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = KX_STREAM_EVENTS;
-    so.Ordered = true;
-    so.Config.DeliverPolicy = start_seq > 0 ? js_DeliverByStartSequence : js_DeliverAll;
-    so.Config.OptStartSeq = start_seq;
-    jsErrCode jerr = 0;
-    natsSubscription *sub = NULL;
-    pthread_mutex_lock(&st->mu);
-    st->refs++; /* the subscription's */
-    pthread_mutex_unlock(&st->mu);
-    natsStatus s =
-        js_Subscribe(&sub, kx_bus_js(app->svc->bus), subject, on_event, st, NULL, &so, &jerr);
-    if (s != NATS_OK) {
-        /* The subscription's reference is kept: after a failure (a timeout above all) cnats
-         * may still run on_event for messages already on their way, and nothing tells us when
-         * it has stopped. A stream that could not subscribe is therefore never freed (a small,
-         * logged leak) rather than freed under a callback (seen as heap corruption). */
-        kx_log(KX_LOG_WARN, st->run_id, NULL,
-               "sse: subscribing to %s failed: %s (js error %d); the stream's memory is kept",
-               subject, natsStatus_GetText(s), (int)jerr);
-        return KX_ERR_UNAVAILABLE;
-    }
-    s = natsSubscription_SetOnCompleteCB(sub, on_sub_complete, st);
-    if (s != NATS_OK) {
-        /* Closed already (the connection went away): a callback may still be running, so st
-         * cannot be freed safely; keep it (a small, logged leak) and give up this stream. */
-        kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: subscription closed at once: %s",
-               natsStatus_GetText(s));
-        natsSubscription_Destroy(sub);
-        return KX_ERR_UNAVAILABLE;
-    }
-    pthread_mutex_lock(&st->mu);
-    st->sub = sub;
-    pthread_mutex_unlock(&st->mu);
     return KX_OK;
 }
 
@@ -674,52 +787,61 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
     }
     char subject[sizeof KX_SUBJ_RUN_EV_PREFIX + sizeof req->id];
     snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, req->id);
+    st->pos = after;
 
-    bool live = true; /* follow the run's events */
+    const char *mode = "live"; /* history if any, then the run's feed */
     /* Only a run that ended STALE_GRACE_S ago can be judged by what the stream holds: the
      * writer updates Postgres first and its last events (JetStream publishes in flight) are
      * stored moments later. A run that ended more recently is followed live; if its terminal
      * event never comes, the stale check of the ping tick ends the stream from Postgres. */
     if (run_ended(info.status) && info.ended_ago_ms >= (int64_t)STALE_GRACE_S * 1000) {
-        st->final_payload = final_payload(info.status, info.error);
+        char *final = final_payload(info.status, info.error);
         uint64_t last_seq = 0;
         bool last_terminal = false;
         kx_err err = last_event(app, subject, &last_seq, &last_terminal);
         if (err != KX_OK || after >= last_seq) {
             /* Events expired (or NATS cannot tell), or the client has them all already: one
              * terminal status from Postgres. */
-            live = false;
-        } else if (!last_terminal) {
-            st->synth_after_seq = last_seq; /* replay, then end with Postgres' status */
-        }
-        if (!live && st->final_payload != NULL) {
-            pthread_mutex_lock(&st->mu);
-            buf_put_event(st, st->final_payload, strlen(st->final_payload), 0);
-            st->terminal = true;
-            pthread_mutex_unlock(&st->mu);
+            mode = "final status";
+            if (final != NULL) {
+                pthread_mutex_lock(&st->mu);
+                buf_put_event(st, final, strlen(final), 0);
+                st->terminal = true;
+                pthread_mutex_unlock(&st->mu);
+            }
+            free(final);
+        } else {
+            /* The history up to its last event, then Postgres' status if that event was not
+             * the terminal one. No feed: nothing more will come. */
+            mode = "history";
+            st->replay_to = last_seq;
+            if (last_terminal)
+                free(final);
+            else
+                st->final_payload = final;
         }
     }
     gw_store_run_info_free(&info);
 
-    if (live && subscribe(app, st, subject, after > 0 ? after + 1 : 0) != KX_OK) {
+    if (strcmp(mode, "live") == 0 && gw_feed_acquire(reg->feeds, st->run_id, &st->feed) != KX_OK) {
         on_response_free(st);
         gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE,
                        "Event stream unavailable: cannot subscribe to the run's events");
         return;
     }
-    if (!live && !st->terminal) { /* out of memory building the status */
+    if (strcmp(mode, "final status") == 0 && !st->terminal) { /* out of memory */
         on_response_free(st);
         gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
         return;
     }
     struct MHD_Response *resp = sse_response(st);
     if (resp == NULL) {
-        on_response_free(st); /* unlists, unsubscribes, releases */
+        on_response_free(st); /* unlists, detaches, releases */
         gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
         return;
     }
-    kx_log(KX_LOG_INFO, req->id, NULL, "sse: stream opened (%s, after %llu)",
-           live ? "live" : "final status", (unsigned long long)after);
+    kx_log(KX_LOG_INFO, req->id, NULL, "sse: stream opened (%s, after %llu)", mode,
+           (unsigned long long)after);
     reply->status = MHD_HTTP_OK;
     reply->resp = resp;
 }

@@ -207,12 +207,16 @@ int kx_th_events_open(uint16_t port, const char *path, const char *token,
 typedef struct collect_state {
     kx_th_events *out;
     size_t got;
+    size_t max; /* 0: no limit; else events after the max-th are dropped, as by a client that
+                 * goes away right after it (whatever else it had received) */
 } collect_state;
 
 static void on_event_cb(const char *event, const char *data, size_t len, const char *id, void *arg)
 {
     collect_state *cs = arg;
     kx_th_events *e = cs->out;
+    if (cs->max > 0 && cs->got >= cs->max)
+        return;
     char **d = realloc(e->data, (e->n + 1) * sizeof *d);
     unsigned long long *ids = realloc(e->id, (e->n + 1) * sizeof *ids);
     if (d != NULL)
@@ -229,7 +233,7 @@ static void on_event_cb(const char *event, const char *data, size_t len, const c
 
 void kx_th_events_collect(int fd, size_t max_events, int64_t timeout_ms, kx_th_events *out)
 {
-    collect_state cs = {out, 0};
+    collect_state cs = {out, 0, max_events};
     kx_sse_parser p;
     kx_sse_init(&p, on_event_cb, &cs);
     kx_buf head = KX_BUF_INIT;

@@ -58,7 +58,9 @@ typedef struct kx_th_events {
 int kx_th_events_open(uint16_t port, const char *path, const char *token,
                       const char *last_event_id, int rcvbuf);
 /* Reads from fd until max_events more events (0: no limit), the close, or timeout_ms; appends
- * to out (zero it before the first call). Closes fd when it returns. */
+ * to out (zero it before the first call), never more than max_events (the rest of what was
+ * received is dropped, as by a client that goes away right after its max_events-th event).
+ * Closes fd when it returns. */
 void kx_th_events_collect(int fd, size_t max_events, int64_t timeout_ms, kx_th_events *out);
 void kx_th_events_free(kx_th_events *e);
 
