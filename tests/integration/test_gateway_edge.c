@@ -508,8 +508,12 @@ static char *mutate(const char *seed, size_t *len)
         default: /* duplicate a slice */
             if (n > 0 && n * 2 < cap) {
                 size_t from = rnd() % n, k = rnd() % (n - from) + 1;
+                char *slice = malloc(k); /* the slice may overlap where it goes */
+                assert_non_null(slice);
+                memcpy(slice, out + from, k);
                 memmove(out + at + k, out + at, n - at);
-                memcpy(out + at, out + (from < at ? from : from + k), k);
+                memcpy(out + at, slice, k);
+                free(slice);
                 n += k;
             }
         }
