@@ -585,6 +585,7 @@ typedef struct stream_def {
     const char *subject;
     jsRetentionPolicy retention;
     int64_t max_age_ns;
+    bool allow_direct; /* direct gets (the gateway reads a run's history with them) */
 } stream_def;
 
 static kx_err ensure_stream(kx_bus *bus, const stream_def *d)
@@ -592,6 +593,22 @@ static kx_err ensure_stream(kx_bus *bus, const stream_def *d)
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_GetStreamInfo(&si, bus->js, d->name, NULL, &jerr);
+    if (s == NATS_OK && d->allow_direct && !si->Config->AllowDirect) {
+        /* Created by an older version: turn direct gets on (an update keeps the messages). */
+        si->Config->AllowDirect = true;
+        jsStreamInfo *upd = NULL;
+        s = js_UpdateStream(&upd, bus->js, si->Config, NULL, &jerr);
+        jsStreamInfo_Destroy(upd);
+        jsStreamInfo_Destroy(si);
+        if (s != NATS_OK) {
+            kx_err err = nats_fail("js_UpdateStream", s);
+            kx_error("bus: could not allow direct gets on %s (JetStream error %d)", d->name,
+                     (int)jerr);
+            return err;
+        }
+        kx_info("bus: stream %s now allows direct gets", d->name);
+        return KX_OK;
+    }
     if (s == NATS_OK) {
         jsStreamInfo_Destroy(si);
         return KX_OK;
@@ -610,6 +627,7 @@ static kx_err ensure_stream(kx_bus *bus, const stream_def *d)
     cfg.Retention = d->retention;
     cfg.Storage = js_FileStorage;
     cfg.MaxAge = d->max_age_ns;
+    cfg.AllowDirect = d->allow_direct;
     jerr = 0;
     s = js_AddStream(&si, bus->js, &cfg, NULL, &jerr);
     if (s == NATS_OK) {
@@ -646,10 +664,10 @@ kx_err kx_bus_ensure_consumer(kx_bus *bus, const char *stream, jsConsumerConfig 
 kx_err kx_bus_ensure_streams(kx_bus *bus)
 {
     static const stream_def defs[] = {
-        {KX_STREAM_SUBMIT, KX_SUBJ_RUN_SUBMIT, js_WorkQueuePolicy, 0},
-        {KX_STREAM_DISPATCH, KX_SUBJ_RUN_DISPATCH, js_WorkQueuePolicy, 0},
+        {KX_STREAM_SUBMIT, KX_SUBJ_RUN_SUBMIT, js_WorkQueuePolicy, 0, false},
+        {KX_STREAM_DISPATCH, KX_SUBJ_RUN_DISPATCH, js_WorkQueuePolicy, 0, false},
         {KX_STREAM_EVENTS, KX_SUBJ_RUN_EV_PREFIX ">", js_LimitsPolicy,
-         (int64_t)24 * 3600 * 1000000000},
+         (int64_t)24 * 3600 * 1000000000, true},
     };
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
         kx_err err = ensure_stream(bus, &defs[i]);

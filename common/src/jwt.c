@@ -59,7 +59,9 @@ static int b64url_value(char c)
 }
 
 /* Decodes n characters of in into a malloc'd buffer (NUL-terminated for convenience).
- * NULL when a character is not base64url or the length is impossible. */
+ * NULL when a character is not base64url, the length is impossible, or the encoding is not
+ * canonical (the unused low bits of the last character must be zero, so that each byte string
+ * has exactly one spelling and a signature cannot be altered without changing its bytes). */
 static unsigned char *b64url_decode(const char *in, size_t n, size_t *out_len)
 {
     if (n % 4 == 1)
@@ -83,6 +85,10 @@ static unsigned char *b64url_decode(const char *in, size_t n, size_t *out_len)
             out[o++] = (unsigned char)(acc >> bits);
             acc &= (1u << bits) - 1;
         }
+    }
+    if (acc != 0) { /* padding bits set: a second spelling of the same bytes */
+        free(out);
+        return NULL;
     }
     out[o] = '\0';
     *out_len = o;
@@ -147,9 +153,26 @@ static const char *check_header(const unsigned char *header, size_t len)
     return why;
 }
 
+/* Is audience among the token's aud (a string or an array of strings, RFC 7519 4.1.3)? */
+static bool audience_ok(const json_t *aud, const char *audience)
+{
+    if (json_is_string(aud))
+        return strcmp(json_string_value(aud), audience) == 0;
+    if (!json_is_array(aud))
+        return false;
+    size_t i;
+    const json_t *v;
+    json_array_foreach(aud, i, v)
+    {
+        if (json_is_string(v) && strcmp(json_string_value(v), audience) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* The claims checks on a payload whose signature is good. */
 static kx_err check_claims(const unsigned char *payload, size_t len, int64_t now_s,
-                           kx_jwt_claims *out, const char **why)
+                           const char *audience, kx_jwt_claims *out, const char **why)
 {
     json_t *p = json_loadb((const char *)payload, len, 0, NULL);
     if (!json_is_object(p)) {
@@ -175,10 +198,14 @@ static kx_err check_claims(const unsigned char *payload, size_t len, int64_t now
     else if (json_string_length(sub) >= sizeof out->sub ||
              strlen(json_string_value(sub)) != json_string_length(sub))
         err = refuse(why, "malformed token"); /* too long, or contains a NUL */
+    else if (!has_exp)
+        err = refuse(why, "missing exp"); /* a token that never expires is not accepted */
+    else if (audience != NULL && !audience_ok(json_object_get(p, "aud"), audience))
+        err = refuse(why, "invalid audience");
     if (err == KX_OK && out != NULL) {
         memset(out, 0, sizeof *out);
         snprintf(out->sub, sizeof out->sub, "%s", json_string_value(sub));
-        out->exp = has_exp ? exp : 0;
+        out->exp = exp;
         out->iat = has_iat ? iat : 0;
     }
     json_decref(p);
@@ -186,7 +213,7 @@ static kx_err check_claims(const unsigned char *payload, size_t len, int64_t now
 }
 
 kx_err kx_jwt_verify(const char *token, const char *secret, size_t secret_len, int64_t now_s,
-                     kx_jwt_claims *out, const char **why)
+                     const char *audience, kx_jwt_claims *out, const char **why)
 {
     if (why != NULL)
         *why = NULL;
@@ -216,7 +243,7 @@ kx_err kx_jwt_verify(const char *token, const char *secret, size_t secret_len, i
     else if (slen != SHA256_LEN || CRYPTO_memcmp(mac, sig, SHA256_LEN) != 0)
         err = refuse(why, "bad signature");
     else
-        err = check_claims(payload, plen, now_s, out, why);
+        err = check_claims(payload, plen, now_s, audience, out, why);
     free(header);
     free(payload);
     free(sig);
@@ -227,6 +254,12 @@ kx_err kx_jwt_verify(const char *token, const char *secret, size_t secret_len, i
 
 char *kx_jwt_sign(const char *sub, int64_t iat, int64_t exp, const char *secret, size_t secret_len)
 {
+    return kx_jwt_sign_aud(sub, KX_JWT_DEFAULT_AUDIENCE, iat, exp, secret, secret_len);
+}
+
+char *kx_jwt_sign_aud(const char *sub, const char *aud, int64_t iat, int64_t exp,
+                      const char *secret, size_t secret_len)
+{
     static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
     json_t *claims = json_object();
     if (claims == NULL)
@@ -236,6 +269,8 @@ char *kx_jwt_sign(const char *sub, int64_t iat, int64_t exp, const char *secret,
         json_object_set_new(claims, "iat", json_integer(iat));
     if (exp != 0)
         json_object_set_new(claims, "exp", json_integer(exp));
+    if (aud != NULL)
+        json_object_set_new(claims, "aud", json_string(aud));
     char *payload = json_dumps(claims, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(claims);
     if (payload == NULL)

@@ -260,12 +260,13 @@ kx_b64url() {
     openssl base64 -A | tr '+/' '-_' | tr -d '='
 }
 
-# kx_jwt_hs256 SECRET SUB TTL_SECONDS: prints an HS256 JWT {"sub", "iat", "exp"}.
+# kx_jwt_hs256 SECRET SUB TTL_SECONDS: prints an HS256 JWT {"sub", "iat", "exp", "aud"} (the
+# gateway requires exp and checks aud, "authenticated" unless KX_JWT_AUDIENCE says otherwise).
 kx_jwt_hs256() {
     local secret="$1" sub="$2" ttl="$3" now header payload sig
     now="$(date +%s)"
     header="$(printf '%s' '{"alg":"HS256","typ":"JWT"}' | kx_b64url)"
-    payload="$(printf '{"sub":"%s","iat":%s,"exp":%s}' "$sub" "$now" $((now + ttl)) | kx_b64url)"
+    payload="$(printf '{"sub":"%s","iat":%s,"exp":%s,"aud":"%s"}' "$sub" "$now" $((now + ttl)) "${KX_JWT_AUDIENCE:-authenticated}" | kx_b64url)"
     sig="$(printf '%s' "$header.$payload" | openssl dgst -sha256 -hmac "$secret" -binary | kx_b64url)"
     printf '%s.%s.%s' "$header" "$payload" "$sig"
 }

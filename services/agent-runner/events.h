@@ -31,9 +31,22 @@ char *events_chunk_json(uint64_t sequence, const char *thread_id, const char *de
 /* {"type": "status", "status": "<status>", "message": "<message>"} — the terminal status. */
 char *events_status_json(const char *status, const char *message);
 
+/* The most payload bytes an event carries inline: NATS' max_payload is 1 MB and the RunEvent
+ * around the payload, the headers and the JetStream overhead need room too. */
+#define EVENTS_INLINE_MAX (768u * 1024u)
+
+/* What a payload too large for the bus is replaced with, by reference rather than dropped:
+ * {"type": "status", "status": "too_large", "message": "message <seq> too large to stream
+ * (<n> bytes), fetch it", "message_id": <the row's id or null>, "thread_id": <... or null>,
+ * "size": <n>} (Kortix's frontend ignores statuses it does not know; the saved row is fetched
+ * with GET /api/threads/{thread_id}/messages). NULL on OOM. */
+char *events_too_large_json(uint64_t seq, const char *payload, size_t len);
+
 /* Publishes RunEvent{run_id, lease_epoch, seq, kind, terminal, payload_json} on
  * kx.run.ev.<run_id> (JetStream, asynchronous: order is kept per connection). meta may be
- * NULL. */
+ * NULL. A payload over EVENTS_INLINE_MAX goes as events_too_large_json; a publish that fails
+ * is followed by a {"type": "status", "status": "error", "message": "event <seq> could not be
+ * streamed: ..."} event (best effort: the failure is logged either way). */
 kx_err events_publish(kx_bus *bus, const char *run_id, int64_t epoch, uint64_t seq,
                       Kx__V1__RunEventKind kind, bool terminal, const char *payload_json,
                       const kx_bus_meta *meta);

@@ -9,11 +9,114 @@
 #include <string.h>
 
 #include "kx/config.h"
+#include "kx/jwt.h"
 #include "kx/log.h"
 
 static char *dup_or_null(const char *s)
 {
     return s == NULL ? NULL : strdup(s);
+}
+
+/* "a, b,c" -> {"a", "b", "c", NULL} (blanks around items dropped, empty items skipped). */
+static char **split_list(const char *s)
+{
+    size_t n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == ',';
+    char **v = calloc(n + 1, sizeof *v);
+    if (v == NULL)
+        return NULL;
+    size_t k = 0;
+    const char *p = s;
+    while (*p != '\0') {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        size_t trimmed = len;
+        while (trimmed > 0 &&
+               (p[trimmed - 1] == ' ' || p[trimmed - 1] == '\t' || p[trimmed - 1] == '/'))
+            trimmed--; /* "https://a.example/" is the origin "https://a.example" */
+        if (trimmed > 0 && (v[k] = strndup(p, trimmed)) != NULL)
+            k++;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    return v;
+}
+
+static void free_list(char **v)
+{
+    if (v == NULL)
+        return;
+    for (char **p = v; *p; p++)
+        free(*p);
+    free(v);
+}
+
+/* The limits of the HTTP edge (server.c, stream.c). */
+static kx_err load_edge(gw_config *cfg)
+{
+    kx_err err = KX_OK;
+    int64_t v = 0;
+    if (kx_env_int("KX_HTTP_MAX_CONNS", 4096, 16, 1000000, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->max_conns = (int)v;
+    if (kx_env_int("KX_HTTP_MAX_CONNS_PER_IP", 512, 1, 1000000, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->max_conns_per_ip = (int)v;
+    if (kx_env_int("KX_HTTP_TIMEOUT_S", 10, 1, 3600, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->conn_timeout_s = (int)v;
+    if (kx_env_int("KX_HTTP_CONN_MEMORY", 256 * 1024, 32 * 1024, 16 << 20, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->conn_memory = (size_t)v;
+    if (kx_env_int("KX_HTTP_MAX_URL_BYTES", 8192, 256, 65536, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->max_url_bytes = (size_t)v;
+    if (kx_env_int("KX_HTTP_MAX_HEADER_BYTES", 16384, 1024, 65536, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->max_header_bytes = (size_t)v;
+    if (kx_env_int("KX_HTTP_MAX_QUERY_ARGS", 64, 1, 1024, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->max_query_args = (int)v;
+    if (kx_env_int("KX_HTTP_WORKERS", 32, 1, 1024, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->http_workers = (int)v;
+    if (kx_env_int("KX_HTTP_QUEUE_MAX", 1024, 1, 1000000, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->queue_max = (int)v;
+    if (kx_env_int("KX_HTTP_QUEUE_WAIT_MS", 10000, 1, 600000, &cfg->queue_wait_ms) != KX_OK)
+        err = KX_ERR_INVALID;
+    if (kx_env_int("KX_SSE_MAX_STREAMS", 2000, 1, 1000000, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->sse_max_streams = (int)v;
+    if (kx_env_int("KX_SSE_MAX_STREAMS_PER_ACCOUNT", 100, 1, 1000000, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->sse_max_per_account = (int)v;
+    if (kx_env_int("KX_SSE_BUFFER_BYTES", 1 << 20, 64 * 1024, 64 << 20, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->sse_buffer_bytes = (size_t)v;
+    if (kx_env_int("KX_SSE_FEED_LINGER_MS", 10000, 0, 3600000, &cfg->sse_feed_linger_ms) != KX_OK)
+        err = KX_ERR_INVALID;
+    /* The pool must hold the largest header set we accept plus libmicrohttpd's bookkeeping of
+     * it (about 48 bytes per header or query argument) and the answer's headers, so that every
+     * refusal is ours (JSON), never libmicrohttpd's own. */
+    size_t need = 2 * (cfg->max_url_bytes + cfg->max_header_bytes) + 16 * 1024;
+    if (err == KX_OK && cfg->conn_memory < need) {
+        kx_error("config: KX_HTTP_CONN_MEMORY=%zu is too small for KX_HTTP_MAX_URL_BYTES + "
+                 "KX_HTTP_MAX_HEADER_BYTES (needs at least %zu)",
+                 cfg->conn_memory, need);
+        err = KX_ERR_INVALID;
+    }
+    cfg->cors_origins = split_list(kx_env_str("KX_CORS_ORIGINS", ""));
+    const char *ops = kx_env_str("KX_OPS_TOKEN", NULL);
+    cfg->ops_token = ops != NULL && ops[0] != '\0' ? strdup(ops) : NULL;
+    cfg->jwt_audience = dup_or_null(kx_env_str("KX_JWT_AUDIENCE", KX_JWT_DEFAULT_AUDIENCE));
+    if (err == KX_OK && (cfg->cors_origins == NULL || cfg->jwt_audience == NULL))
+        err = KX_ERR_NOMEM;
+    return err;
 }
 
 kx_err gw_config_load(gw_config *cfg)
@@ -33,6 +136,11 @@ kx_err gw_config_load(gw_config *cfg)
     if (kx_env_int("KX_MAX_BODY_BYTES", 1048576, 1024, (int64_t)1 << 30, &v) != KX_OK)
         err = KX_ERR_INVALID;
     cfg->max_body_bytes = (size_t)v;
+    /* What a run's events and LLM requests carry must fit NATS' 1 MB max_payload with room
+     * for the rest of the message. */
+    if (kx_env_int("KX_MAX_PROMPT_BYTES", 256 * 1024, 1, 768 * 1024, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->max_prompt_bytes = (size_t)v;
     if (kx_env_int("KX_SSE_PING_S", 15, 1, 3600, &v) != KX_OK)
         err = KX_ERR_INVALID;
     cfg->sse_ping_ms = v * 1000;
@@ -58,6 +166,8 @@ kx_err gw_config_load(gw_config *cfg)
         err = KX_ERR_INVALID;
     }
 
+    if (load_edge(cfg) != KX_OK && err == KX_OK)
+        err = KX_ERR_INVALID;
     cfg->bind_addr = dup_or_null(kx_env_str("KX_BIND_ADDR", "127.0.0.1"));
     cfg->conninfo = dup_or_null(kx_env_str("KX_DATABASE_URL", KX_DEFAULT_DATABASE_URL));
 
@@ -83,6 +193,9 @@ void gw_config_free(gw_config *cfg)
 {
     free(cfg->bind_addr);
     free(cfg->conninfo);
+    free(cfg->jwt_audience);
+    free(cfg->ops_token);
+    free_list(cfg->cors_origins);
     if (cfg->jwt_secret != NULL) {
         memset(cfg->jwt_secret, 0, cfg->jwt_secret_len);
         free(cfg->jwt_secret);

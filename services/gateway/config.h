@@ -21,6 +21,7 @@ typedef struct gw_config {
     int http_threads;          /* KX_HTTP_THREADS, 4 */
     int db_pool_size;          /* KX_DB_POOL_SIZE, 8 */
     size_t max_body_bytes;     /* KX_MAX_BODY_BYTES, 1 MiB */
+    size_t max_prompt_bytes;   /* KX_MAX_PROMPT_BYTES, 256 KiB: a prompt or message's text */
     int64_t sse_ping_ms;       /* KX_SSE_PING_S * 1000, 15 s */
     int64_t health_timeout_ms; /* KX_HEALTH_TIMEOUT_MS, 1000 */
     int64_t bus_timeout_ms;    /* KX_BUS_TIMEOUT_MS, 5000: deadline of the gateway's publishes */
@@ -29,6 +30,24 @@ typedef struct gw_config {
     int64_t max_parallel_runs; /* KX_MAX_PARALLEL_RUNS, 3: active runs per account */
     bool over_limit_reject;    /* KX_OVER_LIMIT: "queue" (default: the scheduler holds the
                                  * run queued) or "reject" (429 at creation) */
+    char *jwt_audience;        /* KX_JWT_AUDIENCE, "authenticated"; "" = aud not checked */
+    char **cors_origins;  /* KX_CORS_ORIGINS, comma-separated; NULL-terminated, may be empty */
+    char *ops_token;      /* KX_OPS_TOKEN: ops routes on the API port need it; NULL = 404 */
+    int max_conns;        /* KX_HTTP_MAX_CONNS, 4096: connections at once, all clients */
+    int max_conns_per_ip; /* KX_HTTP_MAX_CONNS_PER_IP, 512 */
+    int conn_timeout_s;   /* KX_HTTP_TIMEOUT_S, 10: a connection idle this long is closed */
+    size_t conn_memory;   /* KX_HTTP_CONN_MEMORY, 256 KiB: libmicrohttpd's per-connection pool */
+    size_t max_url_bytes; /* KX_HTTP_MAX_URL_BYTES, 8192: longer path+query: 414 */
+    size_t max_header_bytes;    /* KX_HTTP_MAX_HEADER_BYTES, 16384: larger header set: 431 */
+    int max_query_args;         /* KX_HTTP_MAX_QUERY_ARGS, 64: more: 400 */
+    int http_workers;           /* KX_HTTP_WORKERS, 32: threads that run the handlers */
+    int queue_max;              /* KX_HTTP_QUEUE_MAX, 1024: requests waiting for a worker */
+    int64_t queue_wait_ms;      /* KX_HTTP_QUEUE_WAIT_MS, 10000: longest wait for a worker (503) */
+    int sse_max_streams;        /* KX_SSE_MAX_STREAMS, 2000: open streams, all accounts */
+    int sse_max_per_account;    /* KX_SSE_MAX_STREAMS_PER_ACCOUNT, 100 */
+    size_t sse_buffer_bytes;    /* KX_SSE_BUFFER_BYTES, 1 MiB: a client this far behind is cut */
+    int64_t sse_feed_linger_ms; /* KX_SSE_FEED_LINGER_MS, 10000: a run's shared subscription
+                                 * is kept this long after its last stream closed */
 } gw_config;
 
 kx_err gw_config_load(gw_config *cfg);

@@ -30,8 +30,9 @@ typedef struct gw_app {
     kx_svc *svc; /* instance id, loop, bus */
     kx_db_pool *pool;
     gw_server *server;
-    gw_streams *streams;  /* open SSE streams (stream.h) */
-    atomic_bool draining; /* set when SIGTERM arrived: new streams are refused */
+    gw_streams *streams;   /* open SSE streams (stream.h) */
+    atomic_bool draining;  /* set when SIGTERM arrived: new streams are refused */
+    atomic_bool listening; /* the API port accepts connections (ready needs it) */
 } gw_app;
 
 /* One HTTP request, as a handler sees it. Strings are valid until the handler returns. */
@@ -40,7 +41,9 @@ typedef struct gw_request {
     const char *method;
     const char *url;               /* path only, as libmicrohttpd decoded it */
     const char *route;             /* the matched pattern, e.g. "/api/agent-run/{id}" */
-    char id[128];                  /* the {id} segment of the path ("" if the route has none) */
+    char id[128];                  /* the {id} segment of the path ("" if the route has none);
+                                    lower-cased when it is a UUID */
+    const char *rest;              /* what a final {*} of the pattern matched, or NULL */
     char account[KX_UUID_LEN + 1]; /* the JWT sub (a UUID) when the route needs auth, else "" */
     char traceparent[56];          /* the request's W3C traceparent header if valid, else "" */
     const char *body;              /* raw body (NUL-terminated) for JSON routes; NULL if none */

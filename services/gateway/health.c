@@ -138,6 +138,10 @@ bool gw_ready(void *arg, char *why, size_t whylen)
         snprintf(why, whylen, "draining");
         return false;
     }
+    if (!atomic_load(&app->listening)) {
+        snprintf(why, whylen, "API not listening yet (migrations running?)");
+        return false;
+    }
     if (!kx_bus_connected(app->svc->bus)) {
         snprintf(why, whylen, "NATS not connected");
         return false;

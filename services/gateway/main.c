@@ -119,6 +119,7 @@ int main(void)
         kx_error("gateway: cannot create the Postgres pool");
         goto out_cfg;
     }
+    kx_svc_on_ready(&svc, svc_ready, &app); /* not ready until the API listens */
     if (migrate(&app) != KX_OK)
         goto out_pool;
     app.streams = gw_streams_new(&app);
@@ -126,8 +127,8 @@ int main(void)
         goto out_pool;
     if (gw_server_start(&app, &app.server) != KX_OK)
         goto out_streams;
+    atomic_store(&app.listening, true);
 
-    kx_svc_on_ready(&svc, svc_ready, &app);
     kx_svc_on_drain(&svc, on_drain, &app);
     if (kx_loop_post(svc.loop, ensure_streams, &app) != KX_OK ||
         kx_loop_post(svc.loop, start_pings, &app) != KX_OK)

@@ -1,4 +1,10 @@
-/* publish.c — RunSubmit, RunControl STOP and the stop's terminal RunEvent (see publish.h). */
+/* publish.c — RunSubmit, RunControl STOP and the stop's terminal RunEvent (see publish.h).
+ *
+ * None of them waits for NATS: the JetStream publishes are asynchronous (their acks, or their
+ * failures, are handled and logged by the bus in the background), so a slow or paused
+ * nats-server never holds an HTTP thread here. Postgres is the truth either way: a queued run
+ * whose submit is lost is dispatched by the scheduler's sweep, a stopped run's stream ends
+ * from Postgres' status. */
 #include "publish.h"
 
 #include <stdio.h>
@@ -35,8 +41,8 @@ kx_err gw_publish_submit(gw_app *app, const gw_request *req, const char *run_id,
                "dispatch the queued run");
         return KX_ERR_UNAVAILABLE;
     }
-    kx_err err = kx_bus_js_publish_pb(app->svc->bus, KX_SUBJ_RUN_SUBMIT,
-                                      (const ProtobufCMessage *)&msg, &meta);
+    kx_err err = kx_bus_js_publish_pb_async(app->svc->bus, KX_SUBJ_RUN_SUBMIT,
+                                            (const ProtobufCMessage *)&msg, &meta);
     if (err != KX_OK)
         kx_log(KX_LOG_WARN, run_id, trace,
                "gateway: RunSubmit on %s failed (%s); the run stays queued in Postgres and the "
@@ -79,7 +85,7 @@ kx_err gw_publish_stop(gw_app *app, const gw_request *req, const char *run_id,
     ev.payload_json = (char *)GW_STOPPED_PAYLOAD;
     snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, run_id);
     kx_err err2 =
-        kx_bus_js_publish_pb(app->svc->bus, subject, (const ProtobufCMessage *)&ev, &meta);
+        kx_bus_js_publish_pb_async(app->svc->bus, subject, (const ProtobufCMessage *)&ev, &meta);
     if (err2 != KX_OK)
         kx_log(KX_LOG_WARN, run_id, trace, "gateway: terminal event on %s failed: %s", subject,
                kx_err_str(err2));

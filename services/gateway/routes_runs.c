@@ -98,6 +98,8 @@ void gw_route_initiate(gw_app *app, gw_request *req, gw_reply *reply)
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "prompt is required");
         return;
     }
+    if (!gw_text_fits("prompt", prompt, app->cfg.max_prompt_bytes, reply))
+        return;
     gw_run_options opts = {0};
     if (!form_options(req->form, &opts, reply))
         return;
@@ -156,6 +158,10 @@ void gw_route_thread_start(gw_app *app, gw_request *req, gw_reply *reply)
     } else if (strcmp(strategy_s, "enqueue") != 0) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
                        "multitask_strategy must be enqueue, reject or interrupt");
+        json_decref(body);
+        return;
+    }
+    if (prompt != NULL && !gw_text_fits("prompt", prompt, app->cfg.max_prompt_bytes, reply)) {
         json_decref(body);
         return;
     }

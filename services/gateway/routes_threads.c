@@ -11,6 +11,7 @@
 #include "body.h"
 #include "gateway.h"
 #include "reply.h"
+#include "text.h"
 #include "store.h"
 
 void gw_route_messages_list(gw_app *app, gw_request *req, gw_reply *reply)
@@ -60,6 +61,10 @@ void gw_route_messages_add(gw_app *app, gw_request *req, gw_reply *reply)
     }
     if (content == NULL) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "content is required (a string)");
+        json_decref(body);
+        return;
+    }
+    if (!gw_text_fits("content", content, app->cfg.max_prompt_bytes, reply)) {
         json_decref(body);
         return;
     }

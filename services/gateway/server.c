@@ -1,15 +1,24 @@
-/* server.c — libmicrohttpd wiring, the route table, bodies, auth and metrics (see server.h).
+/* server.c — libmicrohttpd wiring, the edge's limits, bodies, auth and metrics (see server.h;
+ * the route table is in routes.c, CORS in cors.c).
  *
  * libmicrohttpd calls on_request several times per request: once when the headers are in (we
- * match the route and check Content-Length), once per piece of body (we accumulate it, or feed
- * the form parser), and a last time with no data (we authenticate, call the handler and queue
- * its answer). on_completed frees the per-request state. */
+ * check the URL/header/query limits, answer a CORS preflight, match the route, authenticate
+ * and check Content-Length — all before any body byte is read), once per piece of body (we
+ * accumulate it, or feed the form parser), and a last time with no data (we call the handler
+ * and queue its answer). on_completed frees the per-request state.
+ *
+ * Every answer is {"detail": ...} JSON, including the refusals libmicrohttpd would otherwise
+ * write itself as HTML: the connection memory pool (KX_HTTP_CONN_MEMORY) is sized so that our
+ * own limits on the URL, the query and the headers are always reached first. */
 #include "server.h"
 
 #include <arpa/inet.h>
 #include <microhttpd.h>
+#include <openssl/crypto.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,54 +34,11 @@
 #include "kx/metrics.h"
 #include "kx/time.h"
 #include "reply.h"
-#include "routes_triggers.h"
+#include "route.h"
+#include "work.h"
+#include "cors.h"
 
-typedef enum gw_auth_mode {
-    AUTH_NONE,
-    AUTH_BEARER,
-    AUTH_BEARER_OR_QUERY
-} gw_auth_mode;
-typedef enum gw_body_kind {
-    BODY_NONE,
-    BODY_JSON,
-    BODY_FORM
-} gw_body_kind;
-
-typedef struct gw_route {
-    const char *method;
-    const char *pattern; /* "/api/agent-run/{id}/stop": {id} matches one path segment */
-    gw_auth_mode auth;
-    gw_body_kind body;
-    gw_handler handler;
-    const char *label; /* "POST /api/agent-run/{id}/stop", for metrics and logs */
-} gw_route;
-
-#define ROUTE(m, p, a, b, h)   \
-    {                          \
-        m, p, a, b, h, m " " p \
-    }
-static const gw_route routes[] = {
-    ROUTE("GET", "/api/health", AUTH_NONE, BODY_NONE, gw_route_health),
-    ROUTE("POST", "/api/agent/initiate", AUTH_BEARER, BODY_FORM, gw_route_initiate),
-    ROUTE("POST", "/api/thread/{id}/agent/start", AUTH_BEARER, BODY_JSON, gw_route_thread_start),
-    ROUTE("GET", "/api/thread/{id}/agent-runs", AUTH_BEARER, BODY_NONE, gw_route_thread_runs),
-    ROUTE("GET", "/api/agent-run/{id}", AUTH_BEARER, BODY_NONE, gw_route_run_get),
-    ROUTE("POST", "/api/agent-run/{id}/stop", AUTH_BEARER, BODY_NONE, gw_route_run_stop),
-    ROUTE("GET", "/api/agent-run/{id}/stream", AUTH_BEARER_OR_QUERY, BODY_NONE,
-          gw_route_run_stream),
-    ROUTE("GET", "/api/threads/{id}/messages", AUTH_BEARER, BODY_NONE, gw_route_messages_list),
-    ROUTE("POST", "/api/threads/{id}/messages", AUTH_BEARER, BODY_JSON, gw_route_messages_add),
-    ROUTE("GET", "/api/agents/{id}/custom-mcp-tools", AUTH_BEARER, BODY_NONE,
-          gw_route_custom_mcp_tools),
-    ROUTE("POST", "/api/agents/{id}/custom-mcp-tools", AUTH_BEARER, BODY_JSON,
-          gw_route_custom_mcp_tools),
-    ROUTE("POST", "/api/triggers", AUTH_BEARER, BODY_JSON, gw_route_trigger_create),
-    ROUTE("GET", "/api/triggers", AUTH_BEARER, BODY_NONE, gw_route_triggers_list),
-    ROUTE("GET", "/api/triggers/{id}", AUTH_BEARER, BODY_NONE, gw_route_trigger_get),
-    ROUTE("PATCH", "/api/triggers/{id}", AUTH_BEARER, BODY_JSON, gw_route_trigger_update),
-    ROUTE("DELETE", "/api/triggers/{id}", AUTH_BEARER, BODY_NONE, gw_route_trigger_delete),
-};
-#define NROUTES (sizeof routes / sizeof routes[0])
+#define NROUTES gw_nroutes
 
 struct gw_server {
     gw_app *app;
@@ -80,8 +46,9 @@ struct gw_server {
     uint16_t port;
     atomic_int inflight;
     atomic_bool quiesced;
-    int listen_fd;                      /* returned by MHD_quiesce_daemon; closed at free */
-    kx_histogram *latency[NROUTES + 1]; /* last slot: unmatched requests */
+    int listen_fd;          /* returned by MHD_quiesce_daemon; closed at free */
+    gw_work *work;          /* runs the handlers (work.h) */
+    kx_histogram **latency; /* per route, last slot: unmatched requests */
 };
 
 /* Per-request state, libmicrohttpd's *con_cls. */
@@ -91,56 +58,26 @@ typedef struct gw_conn {
     kx_buf body;           /* a JSON body as it arrives */
     bool too_large;
     bool form_bad;
+    bool preflight; /* a CORS preflight: the answer carries the preflight headers */
+    bool has_early; /* refused before its body: early is sent once the body is read */
+    gw_reply early;
+    size_t discarded; /* body bytes read and dropped for a refused request */
     int64_t start_us;
+    gw_server *srv;
+    /* Handed to a worker (under mu): the connection is suspended until the worker is done. */
+    pthread_mutex_t mu;
+    bool queued;    /* the handler was queued */
+    bool suspended; /* libmicrohttpd has the connection suspended */
+    bool done;      /* the worker filled result */
+    gw_reply result;
 } gw_conn;
 
+/* A refused request's body is read and dropped (never kept) up to this much before the answer
+ * is sent, so that the client, still sending, is not reset before it reads the answer; a larger
+ * declared body gets the answer at once. */
+#define DISCARD_MAX (8u << 20)
+
 static const char oom_body[] = "{\"detail\": \"Internal server error\"}";
-
-/* ---- routing ---- */
-
-/* Does url match pattern? Fills id (the {id} segment) when it does. */
-static bool path_match(const char *pattern, const char *url, char *id, size_t idcap)
-{
-    const char *p = pattern, *u = url;
-    while (*p != '\0' && *u != '\0') {
-        if (strncmp(p, "{id}", 4) == 0) {
-            const char *end = strchr(u, '/');
-            size_t n = end ? (size_t)(end - u) : strlen(u);
-            if (n == 0)
-                return false;
-            if (n < idcap) {
-                memcpy(id, u, n);
-                id[n] = '\0';
-            } else {
-                id[0] = '\0'; /* too long to be an id: the handler answers 404 */
-            }
-            p += 4;
-            u += n;
-            continue;
-        }
-        if (*p != *u)
-            return false;
-        p++;
-        u++;
-    }
-    return *p == '\0' && *u == '\0';
-}
-
-/* The route for method + url; *path_known tells a 405 from a 404 when there is none. */
-static const gw_route *find_route(const char *method, const char *url, char *id, size_t idcap,
-                                  bool *path_known)
-{
-    *path_known = false;
-    for (size_t i = 0; i < NROUTES; i++) {
-        if (!path_match(routes[i].pattern, url, id, idcap))
-            continue;
-        *path_known = true;
-        if (strcmp(routes[i].method, method) == 0)
-            return &routes[i];
-    }
-    id[0] = '\0';
-    return NULL;
-}
 
 /* ---- answers ---- */
 
@@ -162,7 +99,7 @@ static bool header_valid_traceparent(const char *tp)
 static void count_answer(gw_server *srv, gw_conn *c, unsigned int status)
 {
     const char *label = c->route ? c->route->label : "unmatched";
-    size_t slot = c->route ? (size_t)(c->route - routes) : NROUTES;
+    size_t slot = c->route ? (size_t)(c->route - gw_routes) : NROUTES;
     char labels[256];
     snprintf(labels, sizeof labels, "route=\"%s\",status=\"%u\"", label, status);
     kx_counter *cnt = kx_metrics_counter("kx_gateway_http_requests_total", labels,
@@ -203,6 +140,13 @@ static enum MHD_Result send_reply(gw_server *srv, gw_conn *c, gw_reply *r)
         }
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
     }
+    gw_cors_headers(&srv->app->cfg, c->req.conn, resp, c->preflight);
+    if (status == MHD_HTTP_METHOD_NOT_ALLOWED) {
+        char allow[128];
+        gw_route_methods(c->req.url, allow, sizeof allow);
+        if (allow[0] != '\0')
+            MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    }
     enum MHD_Result ret = MHD_queue_response(c->req.conn, status, resp);
     MHD_destroy_response(resp);
     gw_reply_free(r);
@@ -216,6 +160,35 @@ static enum MHD_Result send_error(gw_server *srv, gw_conn *c, unsigned int statu
     gw_reply r = {0};
     gw_reply_error(&r, status, "%s", detail);
     return send_reply(srv, c, &r);
+}
+
+/* Answers a request refused from its headers. A request with a body up to DISCARD_MAX keeps
+ * the answer until the body has been read (and dropped): closing on a client that is still
+ * sending would reset the connection and lose the answer. Returns like begin_request. */
+static bool answer_early(gw_server *srv, gw_conn *c, gw_reply *r, enum MHD_Result *ret)
+{
+    const char *cl =
+        MHD_lookup_connection_value(c->req.conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te = MHD_lookup_connection_value(c->req.conn, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    unsigned long long len = cl != NULL ? strtoull(cl, NULL, 10) : 0;
+    bool body = len > 0 || te != NULL;
+    if (body && len <= DISCARD_MAX) {
+        c->early = *r;
+        c->has_early = true;
+        *ret = MHD_YES;
+        return false;
+    }
+    *ret = send_reply(srv, c, r);
+    return false;
+}
+
+static bool refuse(gw_server *srv, gw_conn *c, unsigned int status, const char *detail,
+                   enum MHD_Result *ret)
+{
+    gw_reply r = {0};
+    gw_reply_error(&r, status, "%s", detail);
+    return answer_early(srv, c, &r, ret);
 }
 
 /* ---- bodies ---- */
@@ -248,18 +221,108 @@ static bool ops_ready(void *arg, char *why, size_t whylen)
     return gw_ready(arg, why, whylen);
 }
 
-/* First call of a request: route, Content-Length, form parser. Returns false when an answer
- * was queued already (*ret is then the result). */
+typedef struct sizes {
+    size_t bytes;
+    int count;
+} sizes;
+
+static enum MHD_Result add_size(void *cls, enum MHD_ValueKind kind, const char *key,
+                                const char *value)
+{
+    sizes *z = cls;
+    z->bytes += strlen(key) + (value != NULL ? strlen(value) : 0) + 4;
+    z->count++;
+    return MHD_YES;
+}
+
+/* The edge's own limits on what the headers carry, checked before anything else so that the
+ * answer is ours ({"detail": ...}) and prompt. Returns false with the answer queued. */
+static bool within_limits(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
+{
+    const gw_config *cfg = &srv->app->cfg;
+    sizes args = {0}, hdrs = {0};
+    MHD_get_connection_values(c->req.conn, MHD_GET_ARGUMENT_KIND, add_size, &args);
+    MHD_get_connection_values(c->req.conn, MHD_HEADER_KIND, add_size, &hdrs);
+    char detail[160];
+    unsigned int status = 0;
+    if (strlen(c->req.url) + args.bytes > cfg->max_url_bytes) {
+        status = MHD_HTTP_URI_TOO_LONG;
+        snprintf(detail, sizeof detail, "Request URL too long: the limit is %zu bytes",
+                 cfg->max_url_bytes);
+    } else if (args.count > cfg->max_query_args) {
+        status = MHD_HTTP_BAD_REQUEST;
+        snprintf(detail, sizeof detail, "Too many query parameters: the limit is %d",
+                 cfg->max_query_args);
+    } else if (hdrs.bytes > cfg->max_header_bytes) {
+        status = MHD_HTTP_REQUEST_HEADER_FIELDS_TOO_LARGE;
+        snprintf(detail, sizeof detail, "Request headers too large: the limit is %zu bytes",
+                 cfg->max_header_bytes);
+    }
+    if (status == 0)
+        return true;
+    return refuse(srv, c, status, detail, ret);
+}
+
+/* The ops routes (/healthz, /readyz, /metrics) live on KX_HEALTH_PORT; on the API port they
+ * answer only to "Authorization: Bearer <KX_OPS_TOKEN>" (and are a 404 without the token).
+ * Returns true when url was an ops route (the answer is queued). */
+static bool ops_route(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
+{
+    const char *url = c->req.url;
+    if (strcmp(url, "/healthz") != 0 && strcmp(url, "/readyz") != 0 &&
+        strcmp(url, "/metrics") != 0)
+        return false;
+    const char *tok = srv->app->cfg.ops_token;
+    const char *h =
+        MHD_lookup_connection_value(c->req.conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    bool ok = tok != NULL && h != NULL && strncmp(h, "Bearer ", 7) == 0 &&
+        strlen(h + 7) == strlen(tok) && CRYPTO_memcmp(h + 7, tok, strlen(tok)) == 0;
+    int ops_ret = MHD_NO;
+    if (ok && kx_httpd_ops_route(c->req.conn, c->req.method, url, ops_ready, srv->app, &ops_ret))
+        *ret = (enum MHD_Result)ops_ret;
+    else
+        *ret = send_error(srv, c, MHD_HTTP_NOT_FOUND, "Not Found");
+    return true;
+}
+
+/* First call of a request (the headers are in, no body byte was read): limits, preflight,
+ * route, auth, Content-Length, form parser. Returns false when an answer was queued already
+ * (*ret is then the result). */
 static bool begin_request(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
 {
-    bool path_known = false;
-    c->route = find_route(c->req.method, c->req.url, c->req.id, sizeof c->req.id, &path_known);
-    if (c->route == NULL) {
-        *ret = path_known ? send_error(srv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed")
-                          : send_error(srv, c, MHD_HTTP_NOT_FOUND, "Not Found");
+    if (!within_limits(srv, c, ret))
+        return false;
+    if (gw_cors_is_preflight(c->req.conn, c->req.method)) {
+        const char *why = NULL;
+        unsigned int status = gw_cors_preflight(&srv->app->cfg, c->req.conn, &why);
+        c->preflight = status == MHD_HTTP_OK;
+        gw_reply r = {0};
+        if (why != NULL)
+            gw_reply_error(&r, status, "%s", why);
+        else
+            gw_reply_json(&r, status, json_pack("{s:s}", "status", "ok"));
+        *ret = send_reply(srv, c, &r);
         return false;
     }
+    if (ops_route(srv, c, ret))
+        return false;
+
+    bool path_known = false;
+    c->route = gw_route_find(c->req.method, c->req.url, &c->req, &path_known);
+    if (c->route == NULL) {
+        return path_known ? refuse(srv, c, MHD_HTTP_METHOD_NOT_ALLOWED, "Method Not Allowed", ret)
+                          : refuse(srv, c, MHD_HTTP_NOT_FOUND, "Not Found", ret);
+    }
     c->req.route = c->route->pattern;
+    const char *tp = MHD_lookup_connection_value(c->req.conn, MHD_HEADER_KIND, "traceparent");
+    if (header_valid_traceparent(tp))
+        snprintf(c->req.traceparent, sizeof c->req.traceparent, "%s", tp);
+
+    /* Auth before any body byte is read: an anonymous upload costs us nothing. */
+    gw_reply reply = {0};
+    if (c->route->auth != AUTH_NONE &&
+        !gw_auth(srv->app, &c->req, c->route->auth == AUTH_BEARER_OR_QUERY, &reply))
+        return answer_early(srv, c, &reply, ret);
 
     const char *cl =
         MHD_lookup_connection_value(c->req.conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -267,8 +330,7 @@ static bool begin_request(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
         char detail[128];
         snprintf(detail, sizeof detail, "Request body too large: the limit is %zu bytes",
                  srv->app->cfg.max_body_bytes);
-        *ret = send_error(srv, c, MHD_HTTP_CONTENT_TOO_LARGE, detail);
-        return false;
+        return refuse(srv, c, MHD_HTTP_CONTENT_TOO_LARGE, detail, ret);
     }
 
     c->req.content_type =
@@ -279,17 +341,40 @@ static bool begin_request(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
         if (c->req.form == NULL) {
             char detail[256];
             snprintf(detail, sizeof detail, "Malformed form data: %s", why);
-            *ret = send_error(srv, c, MHD_HTTP_BAD_REQUEST, detail);
-            return false;
+            return refuse(srv, c, MHD_HTTP_BAD_REQUEST, detail, ret);
         }
     }
-    const char *tp = MHD_lookup_connection_value(c->req.conn, MHD_HEADER_KIND, "traceparent");
-    if (header_valid_traceparent(tp))
-        snprintf(c->req.traceparent, sizeof c->req.traceparent, "%s", tp);
     return true;
 }
 
-/* Last call: the body is complete. */
+/* A worker: runs the handler (unless the request waited too long for it, or the gateway is
+ * stopping), then resumes the connection so that libmicrohttpd calls on_request again. */
+static void run_handler(void *arg, bool stopping)
+{
+    gw_conn *c = arg;
+    gw_server *srv = c->srv;
+    gw_reply reply = {0};
+    int64_t waited_ms = (kx_mono_us() - c->start_us) / 1000;
+    if (stopping)
+        gw_reply_error(&reply, MHD_HTTP_SERVICE_UNAVAILABLE, "Server is shutting down");
+    else if (waited_ms > srv->app->cfg.queue_wait_ms)
+        gw_reply_error(&reply, MHD_HTTP_SERVICE_UNAVAILABLE,
+                       "Server busy: no worker free within %lld ms (a dependency is slow)",
+                       (long long)srv->app->cfg.queue_wait_ms);
+    else
+        c->route->handler(srv->app, &c->req, &reply);
+    pthread_mutex_lock(&c->mu);
+    c->result = reply;
+    c->done = true;
+    if (c->suspended) {
+        c->suspended = false;
+        MHD_resume_connection(c->req.conn);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Last call: the body is complete (auth passed in begin_request). The handler runs on a worker
+ * while the connection is suspended; this thread goes on serving other connections. */
 static enum MHD_Result finish_request(gw_server *srv, gw_conn *c)
 {
     if (c->too_large) {
@@ -304,12 +389,21 @@ static enum MHD_Result finish_request(gw_server *srv, gw_conn *c)
     c->req.body = c->body.s;
     c->req.body_len = c->body.len;
 
-    gw_reply reply = {0};
-    if (c->route->auth != AUTH_NONE &&
-        !gw_auth(srv->app, &c->req, c->route->auth == AUTH_BEARER_OR_QUERY, &reply))
-        return send_reply(srv, c, &reply);
-    c->route->handler(srv->app, &c->req, &reply);
-    return send_reply(srv, c, &reply);
+    c->queued = true;
+    if (!gw_work_submit(srv->work, run_handler, c)) {
+        c->queued = false;
+        return send_error(srv, c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                          "Server busy: too many requests waiting (a dependency is slow)");
+    }
+    pthread_mutex_lock(&c->mu);
+    if (!c->done) {
+        c->suspended = true;
+        MHD_suspend_connection(c->req.conn);
+        pthread_mutex_unlock(&c->mu);
+        return MHD_YES;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return send_reply(srv, c, &c->result); /* the worker was quicker than this thread */
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -320,13 +414,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     gw_conn *c = *con_cls;
 
     if (c == NULL) {
-        int ops_ret = MHD_NO;
-        if (kx_httpd_ops_route(conn, method, url, ops_ready, srv->app, &ops_ret))
-            return (enum MHD_Result)ops_ret;
         c = calloc(1, sizeof *c);
         if (c == NULL)
             return MHD_NO; /* libmicrohttpd closes the connection */
         c->start_us = kx_mono_us();
+        c->srv = srv;
+        pthread_mutex_init(&c->mu, NULL);
         c->req.conn = conn;
         c->req.method = method;
         c->req.url = url;
@@ -336,6 +429,24 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!begin_request(srv, c, &ret))
             return ret;
         return MHD_YES;
+    }
+    if (c->queued) { /* resumed by its worker: answer */
+        pthread_mutex_lock(&c->mu);
+        bool done = c->done;
+        pthread_mutex_unlock(&c->mu);
+        if (!done)
+            return MHD_YES;
+        c->queued = false;
+        return send_reply(srv, c, &c->result);
+    }
+    if (c->has_early) { /* refused: drop the body, then answer */
+        c->discarded += *upload_data_size;
+        bool more = *upload_data_size > 0;
+        *upload_data_size = 0;
+        if (more && c->discarded <= DISCARD_MAX)
+            return MHD_YES;
+        c->has_early = false;
+        return send_reply(srv, c, &c->early);
     }
     if (*upload_data_size > 0) {
         take_body(srv, c, upload_data, *upload_data_size);
@@ -353,6 +464,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (c == NULL)
         return;
     gw_form_free(c->req.form);
+    gw_reply_free(&c->early);
+    gw_reply_free(&c->result);
+    pthread_mutex_destroy(&c->mu);
     kx_buf_free(&c->body);
     free(c);
     *con_cls = NULL;
@@ -371,6 +485,32 @@ static void on_mhd_error(void *cls, const char *fmt, va_list ap)
 
 /* ---- lifecycle ---- */
 
+#define FD_RESERVE 256 /* descriptors kept for NATS, Postgres, logs and the ops server */
+
+/* Raises RLIMIT_NOFILE's soft limit so that want connections fit; returns the number of
+ * connections that do fit (want, or less with a warning when the hard limit is lower). */
+static unsigned int raise_nofile(unsigned int want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return want;
+    rlim_t need = (rlim_t)want + FD_RESERVE;
+    if (rl.rlim_cur < need) {
+        rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0 && getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = old;
+    }
+    if (rl.rlim_cur < need) {
+        unsigned int fit = rl.rlim_cur > 2 * FD_RESERVE ? (unsigned int)(rl.rlim_cur - FD_RESERVE)
+                                                        : (unsigned int)(rl.rlim_cur / 2);
+        kx_warn("http: RLIMIT_NOFILE is %llu: at most %u connections instead of %u",
+                (unsigned long long)rl.rlim_cur, fit, want);
+        return fit;
+    }
+    return want;
+}
+
 kx_err gw_server_start(gw_app *app, gw_server **out)
 {
     *out = NULL;
@@ -379,10 +519,15 @@ kx_err gw_server_start(gw_app *app, gw_server **out)
         return KX_ERR_NOMEM;
     srv->app = app;
     srv->listen_fd = -1;
+    srv->latency = calloc(NROUTES + 1, sizeof *srv->latency);
+    if (srv->latency == NULL) {
+        free(srv);
+        return KX_ERR_NOMEM;
+    }
     for (size_t i = 0; i <= NROUTES; i++) {
         char labels[160];
         snprintf(labels, sizeof labels, "route=\"%s\"",
-                 i < NROUTES ? routes[i].label : "unmatched");
+                 i < NROUTES ? gw_routes[i].label : "unmatched");
         srv->latency[i] =
             kx_metrics_histogram("kx_gateway_http_request_seconds", labels,
                                  "Time from request to queued answer", kx_metrics_latency_buckets,
@@ -404,29 +549,45 @@ kx_err gw_server_start(gw_app *app, gw_server **out)
         flags |= MHD_USE_IPv6;
     } else {
         kx_error("config: KX_BIND_ADDR=\"%s\" is not an IPv4 or IPv6 address", app->cfg.bind_addr);
+        free(srv->latency);
         free(srv);
         return KX_ERR_INVALID;
     }
 
-    /* Idle keep-alive connections are closed after this; SSE streams write a ping well before
-     * (suspended connections do not time out at all). */
-    unsigned int idle_s = (unsigned int)(app->cfg.sse_ping_ms / 1000) * 2 + 60;
+    /* A connection that sends nothing for KX_HTTP_TIMEOUT_S (headers, body, or between
+     * keep-alive requests) is closed; a suspended SSE stream does not time out, and a stream
+     * being written to is not idle. */
+    unsigned int conns = raise_nofile((unsigned int)app->cfg.max_conns);
+    srv->work = gw_work_new(app->cfg.http_workers, app->cfg.queue_max);
+    if (srv->work == NULL) {
+        free(srv->latency);
+        free(srv);
+        return KX_ERR_NOMEM;
+    }
     srv->daemon =
         MHD_start_daemon(flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
                          on_mhd_error, srv, /* first, or MHD logs to stderr */
                          MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)app->cfg.http_threads,
                          MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
-                         on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, idle_s, MHD_OPTION_END);
+                         on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
+                         (unsigned int)app->cfg.conn_timeout_s, MHD_OPTION_CONNECTION_LIMIT, conns,
+                         MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                         (unsigned int)app->cfg.max_conns_per_ip,
+                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, app->cfg.conn_memory,
+                         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         kx_error("http: cannot listen on %s:%u (port in use, or a bad address?)",
                  app->cfg.bind_addr, (unsigned)app->cfg.http_port);
+        gw_work_free(srv->work);
+        free(srv->latency);
         free(srv);
         return KX_ERR_IO;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = info != NULL ? info->port : app->cfg.http_port;
-    kx_info("http: API listening on %s:%u (%d threads)", app->cfg.bind_addr, (unsigned)srv->port,
-            app->cfg.http_threads);
+    kx_info("http: API listening on %s:%u (%d threads, at most %u connections, %d per address)",
+            app->cfg.bind_addr, (unsigned)srv->port, app->cfg.http_threads, conns,
+            app->cfg.max_conns_per_ip);
     *out = srv;
     return KX_OK;
 }
@@ -453,8 +614,10 @@ void gw_server_free(gw_server *srv)
 {
     if (srv == NULL)
         return;
+    gw_work_free(srv->work); /* every queued request is answered and resumed first */
     MHD_stop_daemon(srv->daemon);
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
+    free(srv->latency);
     free(srv);
 }

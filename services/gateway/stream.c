@@ -2,12 +2,21 @@
  *
  * Threads that touch a stream, and what they hold:
  *   - an MHD pool thread: the content reader and the response free callback;
- *   - the cnats thread of the stream's subscription: on_event, on_sub_complete;
+ *   - a thread of the registry's worker pool: the catch-up job (history from JetStream), the
+ *     check of streams whose run ended without a terminal event, feed teardowns;
+ *   - the cnats thread of the run's feed: deliver (feed.h), with the feed's lock held;
  *   - the service loop thread: the ping timer, gw_streams_close_all (on drain).
  * Each stream has a mutex over its buffer and flags; the registry has a mutex over the list of
- * open streams. Lock order: registry, then stream. libmicrohttpd's suspend/resume are called
- * under the stream's mutex so that "suspended" is always true exactly while libmicrohttpd has
- * the connection suspended (a connection is never resumed twice, nor after it is done). */
+ * open streams. Lock order: registry, then feed, then stream. libmicrohttpd's suspend/resume
+ * are called under the stream's mutex so that "suspended" is always true exactly while
+ * libmicrohttpd has the connection suspended (a connection is never resumed twice, nor after
+ * it is done).
+ *
+ * A stream's position (pos) is the stream sequence of the last event it has (or skipped as not
+ * its business): everything up to pos is in its buffer or sent. While it is behind its run's
+ * feed it catches up with direct gets (KX_RUN_EVENTS allows them), one job at a time, paced by
+ * the reader (at most REFILL_BYTES pending), so a slow client of a long run costs no memory
+ * and cannot be cut during the replay; then it attaches to the feed and follows it live. */
 #include "stream.h"
 
 #include <microhttpd.h>
@@ -18,6 +27,7 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "feed.h"
 #include "kx/buf.h"
 #include "kx/json.h"
 #include "kx/log.h"
@@ -26,14 +36,18 @@
 #include "kx/time.h"
 #include "reply.h"
 #include "store.h"
+#include "work.h"
 
-#define STREAM_MAX_BUFFER (16u << 20) /* a client this far behind is cut off */
 #define STREAM_BLOCK 32768
 #define PING_FRAME ": ping\n\n"
 /* A run that ended this long ago without its terminal event reaching a stream (the publish of
  * that event failed) gets the terminal status from Postgres instead. */
 #define STALE_GRACE_S 10
 #define STALE_BATCH 500
+#define REFILL_BYTES 65536 /* the catch-up job stops when this much is pending */
+#define FETCH_WAIT_MS 2000 /* longest wait for one event of the history */
+#define STREAM_WORKERS 4   /* catch-up jobs, stale checks and feed teardowns */
+#define STREAM_QUEUE 16384 /* jobs waiting (over the stream cap: one job per stream at most) */
 
 typedef struct gw_stream gw_stream;
 
@@ -42,11 +56,18 @@ struct gw_streams {
     pthread_mutex_t mu;
     gw_stream *head; /* streams libmicrohttpd holds */
     size_t open;
-    size_t alive; /* streams not yet freed (open or waiting for on_sub_complete) */
+    size_t max_open;        /* KX_SSE_MAX_STREAMS */
+    size_t max_per_account; /* KX_SSE_MAX_STREAMS_PER_ACCOUNT */
+    size_t max_buffer;      /* KX_SSE_BUFFER_BYTES */
+    size_t alive;           /* streams not yet freed (open or waiting for on_sub_complete) */
     bool closing;
+    bool stale_check_queued; /* an end_stale_streams job is queued or running */
+    gw_work *work;           /* catch-up jobs, stale checks, feed teardowns */
+    gw_feeds *feeds;         /* one shared subscription per run with live streams */
     kx_loop *loop;
     kx_timer *ping_timer;
     kx_gauge *open_gauge;
+    kx_gauge *feeds_gauge;
 };
 
 struct gw_stream {
@@ -54,6 +75,7 @@ struct gw_stream {
     gw_stream *prev, *next; /* registry list, under reg->mu */
     bool listed;
     char run_id[KX_UUID_LEN + 1];
+    char account[KX_UUID_LEN + 1];
 
     pthread_mutex_t mu; /* everything below */
     struct MHD_Connection *conn;
@@ -61,15 +83,23 @@ struct gw_stream {
     size_t off;    /* what the reader has sent already */
     bool terminal; /* the terminal event is in the buffer: end once it is sent */
     bool end;      /* end once the buffer is sent (drain) */
-    bool failed;   /* buffer overflow: end with an error */
+    bool failed;   /* out of memory: end with an error */
+    bool cut;      /* the client fell behind: end once the buffer is sent (it resumes
+                                 from its Last-Event-ID); later events are dropped */
     bool suspended;
     bool mhd_done;
-    uint64_t synth_after_seq; /* > 0: after this stream sequence, end with final_payload */
-    char *final_payload;      /* the terminal status from Postgres (NULL if the run is live) */
-    int64_t last_event_ms;    /* kx_mono_ms of the last event (or of the start) */
-    int64_t epoch;            /* highest writer epoch seen: older writers' events are dropped */
-    natsSubscription *sub;
-    int refs; /* libmicrohttpd's + the subscription's */
+    bool live;             /* attached to the feed: its events arrive by deliver */
+    bool job_pending;      /* a catch-up job is queued or running */
+    uint64_t pos;          /* the stream sequence of the last event the stream has */
+    char *final_payload;   /* replay-only: the status from Postgres to end with, or NULL */
+    int64_t last_event_ms; /* kx_mono_ms of the last event (or of the start) */
+    int64_t epoch;         /* highest writer epoch seen: older writers' events are dropped */
+    int refs;              /* libmicrohttpd's + a pending catch-up job's */
+
+    /* Set before the response is queued, then read only. */
+    gw_feed *feed;      /* the run's feed (live runs), held until the stream is freed */
+    uint64_t replay_to; /* no feed (an ended run): the history ends at this sequence */
+    gw_feed_sink sink;  /* how the feed reaches this stream */
 };
 
 /* ---- buffer ---- */
@@ -85,13 +115,6 @@ static void buf_put(gw_stream *st, const char *data, size_t n)
         kx_buf_clear(b);
         st->off = 0;
     }
-    if (b->len - st->off + n > STREAM_MAX_BUFFER) {
-        kx_log(KX_LOG_WARN, st->run_id, NULL,
-               "sse: client too slow: more than %u bytes pending, closing its stream",
-               STREAM_MAX_BUFFER);
-        st->failed = true;
-        return;
-    }
     if (st->off > 0 && b->len + n + 1 > b->cap) { /* reclaim what was already sent */
         kx_buf_consume(b, st->off);
         st->off = 0;
@@ -100,9 +123,42 @@ static void buf_put(gw_stream *st, const char *data, size_t n)
         st->failed = true;
 }
 
-/* One SSE event: "data: <line>\n" per line of payload, then a blank line. */
-static void buf_put_event(gw_stream *st, const char *payload, size_t n)
+/* The size of an event's frame: "id: <seq>\n" (when seq > 0), "data: <line>\n" per line of
+ * payload, then a blank line. */
+static size_t event_frame_len(const char *payload, size_t n, uint64_t seq)
 {
+    size_t len = seq > 0 ? 4 + 20 + 1 : 0;
+    size_t lines = 1;
+    for (const char *p = payload; (p = memchr(p, '\n', (size_t)(payload + n - p))) != NULL; p++)
+        lines++;
+    return len + n + lines * 7 + 1;
+}
+
+/* Appends one SSE event (stream mutex held). Kortix's framing ("data: <json>" and a blank
+ * line) with "id: <seq>" first when the event has a stream sequence, so that a client resumes
+ * after it (Last-Event-ID; clients that ignore ids see Kortix's stream unchanged).
+ *
+ * Bounded memory: an event that would take the pending bytes over the stream's cap (one event
+ * always fits an empty buffer) cuts the stream instead: what is buffered is sent, then the
+ * stream ends cleanly, and the client resumes after the last event it received. */
+static void buf_put_event(gw_stream *st, const char *payload, size_t n, uint64_t seq)
+{
+    if (st->cut || st->failed)
+        return;
+    size_t pending = st->buf.len - st->off;
+    if (pending > 0 && pending + event_frame_len(payload, n, seq) > st->reg->max_buffer) {
+        kx_log(KX_LOG_WARN, st->run_id, NULL,
+               "sse: client too slow: more than %zu bytes pending; ending its stream after them "
+               "(it resumes from its last event id)",
+               st->reg->max_buffer);
+        st->cut = true;
+        return;
+    }
+    if (seq > 0) {
+        char id[32];
+        int k = snprintf(id, sizeof id, "id: %llu\n", (unsigned long long)seq);
+        buf_put(st, id, (size_t)k);
+    }
     const char *p = payload, *end = payload + n;
     do {
         const char *nl = memchr(p, '\n', (size_t)(end - p));
@@ -129,6 +185,10 @@ static void wake(gw_stream *st)
 static void stream_free(gw_stream *st)
 {
     gw_streams *reg = st->reg;
+    if (st->feed != NULL) {
+        gw_feed_detach(st->feed, &st->sink); /* no deliver runs for it after this */
+        gw_feed_release(st->feed);
+    }
     pthread_mutex_destroy(&st->mu);
     kx_buf_free(&st->buf);
     free(st->final_payload);
@@ -145,12 +205,6 @@ static void stream_release(gw_stream *st)
     pthread_mutex_unlock(&st->mu);
     if (refs == 0)
         stream_free(st);
-}
-
-/* The subscription is closed and its last callback returned. */
-static void on_sub_complete(void *closure)
-{
-    stream_release(closure);
 }
 
 /* libmicrohttpd is done with the response (sent, client gone, or server stopping). */
@@ -175,63 +229,159 @@ static void on_response_free(void *cls)
 
     pthread_mutex_lock(&st->mu);
     st->mhd_done = true;
-    natsSubscription *sub = st->sub;
-    st->sub = NULL;
     pthread_mutex_unlock(&st->mu);
-    if (sub != NULL) {
-        /* Destroy unsubscribes without a request to the server (Unsubscribe would delete the
-         * ordered consumer with a blocking JetStream request, up to 5 s on this libmicrohttpd
-         * thread); the server drops the ephemeral consumer once it is inactive.
-         * on_sub_complete releases its reference once cnats has returned from the last
-         * callback. */
-        natsSubscription_Destroy(sub);
-    }
+    if (st->feed != NULL)
+        gw_feed_detach(st->feed, &st->sink); /* stops the deliveries now (a no-op if behind) */
     stream_release(st);
 }
 
 /* ---- the two sides ---- */
 
-/* cnats thread: one RunEvent from KX_RUN_EVENTS. */
-static void on_event(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
+/* One event of the run, from the history or the feed (stream mutex held). Events up to pos
+ * are the stream's already (the hand-over from history to feed never repeats one). */
+static void take_event(gw_stream *st, const Kx__V1__RunEvent *ev, uint64_t seq)
 {
-    gw_stream *st = closure;
-    Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(msg),
-                                        (size_t)natsMsg_GetDataLength(msg));
-    uint64_t sseq = 0;
-    jsMsgMetaData *md = NULL;
-    if (natsMsg_GetMetaData(&md, msg) == NATS_OK) {
-        sseq = md->Sequence.Stream;
-        jsMsgMetaData_Destroy(md);
-    }
-    if (ev == NULL)
-        kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: skipping an event that is not a RunEvent");
-
-    pthread_mutex_lock(&st->mu);
+    if (seq <= st->pos)
+        return;
+    st->pos = seq;
+    if (ev == NULL || st->mhd_done || st->terminal || st->end || st->cut || st->failed)
+        return;
     /* Fencing: an event written under an older lease epoch than one already seen comes from
      * an attempt that lost its lease (reaped, then retried): dropped. Epoch 0 = a status of
      * the gateway or the scheduler, always shown. */
-    bool stale = ev != NULL && ev->lease_epoch > 0 && ev->lease_epoch < st->epoch;
-    if (ev != NULL && ev->lease_epoch > st->epoch)
-        st->epoch = ev->lease_epoch;
-    if (stale)
+    if (ev->lease_epoch > 0 && ev->lease_epoch < st->epoch) {
         kx_log(KX_LOG_INFO, st->run_id, NULL, "sse: dropped an event of stale epoch %lld",
                (long long)ev->lease_epoch);
-    if (!stale && !st->mhd_done && !st->terminal && !st->end) {
-        st->last_event_ms = kx_mono_ms();
-        if (ev != NULL && !kx_pb_str_empty(ev->payload_json))
-            buf_put_event(st, ev->payload_json, strlen(ev->payload_json));
-        st->terminal = ev != NULL && ev->terminal;
-        if (!st->terminal && st->synth_after_seq > 0 && sseq >= st->synth_after_seq &&
-            st->final_payload != NULL) {
-            /* The run ended without a terminal event on the stream: close with Postgres'. */
-            buf_put_event(st, st->final_payload, strlen(st->final_payload));
-            st->terminal = true;
-        }
-        wake(st);
+        return;
     }
+    if (ev->lease_epoch > st->epoch)
+        st->epoch = ev->lease_epoch;
+    st->last_event_ms = kx_mono_ms();
+    if (!kx_pb_str_empty(ev->payload_json))
+        buf_put_event(st, ev->payload_json, strlen(ev->payload_json), seq);
+    st->terminal = !st->cut && ev->terminal;
+}
+
+/* The feed's cnats thread (feed lock held): a live event. */
+static void deliver(gw_feed_sink *sink, const Kx__V1__RunEvent *ev, uint64_t seq)
+{
+    gw_stream *st = (gw_stream *)((char *)sink - offsetof(gw_stream, sink));
+    pthread_mutex_lock(&st->mu);
+    take_event(st, ev, seq);
+    wake(st);
     pthread_mutex_unlock(&st->mu);
-    kx_pb_free(ev);
-    natsMsg_Destroy(msg);
+}
+
+/* ---- catching up: the history from JetStream ---- */
+
+/* The first event of the run after stream sequence pos: KX_OK with *msg, KX_ERR_NOT_FOUND when
+ * there is none (or it expired), KX_ERR_UNAVAILABLE when NATS does not answer in time. */
+static kx_err fetch_after(gw_streams *reg, const char *subject, uint64_t pos, natsMsg **msg)
+{
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.Wait = FETCH_WAIT_MS;
+    jsDirectGetMsgOptions dg;
+    jsDirectGetMsgOptions_Init(&dg);
+    dg.Sequence = pos + 1;
+    dg.NextBySubject = subject;
+    natsStatus s = js_DirectGetMsg(msg, kx_bus_js(reg->app->svc->bus), KX_STREAM_EVENTS, &o, &dg);
+    if (s == NATS_OK)
+        return KX_OK;
+    *msg = NULL;
+    return s == NATS_NOT_FOUND ? KX_ERR_NOT_FOUND : KX_ERR_UNAVAILABLE;
+}
+
+/* Worker thread: moves the stream towards its target (the feed's last sequence, or replay_to)
+ * until REFILL_BYTES are pending, then hands it to the feed (live) or ends it (replay-only).
+ * Holds a reference to the stream; the reader queues the next job when the buffer drains. */
+static void catch_up(void *arg, bool stopping)
+{
+    gw_stream *st = arg;
+    char subject[sizeof KX_SUBJ_RUN_EV_PREFIX + KX_UUID_LEN];
+    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, st->run_id);
+    const char *failure = NULL;
+    for (;;) {
+        pthread_mutex_lock(&st->mu);
+        bool stop = stopping || st->mhd_done || st->terminal || st->end || st->cut || st->failed;
+        uint64_t pos = st->pos;
+        size_t pending = st->buf.len - st->off;
+        pthread_mutex_unlock(&st->mu);
+        if (stop)
+            break;
+        uint64_t target;
+        if (st->feed != NULL) {
+            if (gw_feed_attach(st->feed, &st->sink, pos, &target)) {
+                pthread_mutex_lock(&st->mu);
+                st->live = true;
+                pthread_mutex_unlock(&st->mu);
+                break;
+            }
+        } else if (pos >= (target = st->replay_to)) {
+            /* The whole history of an ended run: close with Postgres' status unless the
+             * terminal event was in it. */
+            pthread_mutex_lock(&st->mu);
+            if (!st->terminal && st->final_payload != NULL)
+                buf_put_event(st, st->final_payload, strlen(st->final_payload), 0);
+            st->terminal = true;
+            pthread_mutex_unlock(&st->mu);
+            break;
+        }
+        if (pending >= REFILL_BYTES)
+            break; /* paced by the client: the reader queues the next job */
+        natsMsg *m = NULL;
+        kx_err err = fetch_after(st->reg, subject, pos, &m);
+        uint64_t seq = err == KX_OK ? natsMsg_GetSequence(m) : 0;
+        if (err == KX_ERR_UNAVAILABLE) {
+            failure = "NATS did not answer";
+            break;
+        }
+        if (err == KX_ERR_NOT_FOUND || seq > target) {
+            /* Nothing more up to the target (expired, or it is the feed's): skip to it. */
+            natsMsg_Destroy(m);
+            pthread_mutex_lock(&st->mu);
+            if (st->pos < target)
+                st->pos = target;
+            pthread_mutex_unlock(&st->mu);
+            continue;
+        }
+        Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
+                                            (size_t)natsMsg_GetDataLength(m));
+        if (ev == NULL)
+            kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: skipping an event that is not a RunEvent");
+        pthread_mutex_lock(&st->mu);
+        take_event(st, ev, seq);
+        pthread_mutex_unlock(&st->mu);
+        kx_pb_free(ev);
+        natsMsg_Destroy(m);
+    }
+    pthread_mutex_lock(&st->mu);
+    if (failure != NULL && !st->mhd_done) {
+        /* Cut cleanly: the client resumes from its last event id. */
+        kx_log(KX_LOG_WARN, st->run_id, NULL,
+               "sse: reading the run's history failed (%s); ending the stream after its last "
+               "event (the client resumes from there)",
+               failure);
+        st->end = true;
+    }
+    st->job_pending = false;
+    wake(st);
+    pthread_mutex_unlock(&st->mu);
+    stream_release(st);
+}
+
+/* Queues a catch-up job (stream mutex held). False when the pool refuses it. */
+static bool queue_catch_up(gw_stream *st)
+{
+    if (st->job_pending)
+        return true;
+    st->job_pending = true;
+    st->refs++; /* the job's */
+    if (gw_work_submit(st->reg->work, catch_up, st))
+        return true;
+    st->job_pending = false;
+    st->refs--; /* the MHD reference is still held: never the last */
+    return false;
 }
 
 /* MHD thread: copies pending bytes out; never blocks. */
@@ -249,7 +399,11 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
         memcpy(out, st->buf.s + st->off, n);
         st->off += n;
         ret = (ssize_t)n;
-    } else if (st->terminal || st->end) {
+    } else if (st->terminal || st->end || st->cut) {
+        ret = MHD_CONTENT_READER_END_OF_STREAM;
+    } else if (!st->live && !queue_catch_up(st)) {
+        kx_log(KX_LOG_WARN, st->run_id, NULL,
+               "sse: too many streams catching up; ending this one (the client resumes)");
         ret = MHD_CONTENT_READER_END_OF_STREAM;
     } else {
         st->suspended = true;
@@ -288,13 +442,29 @@ gw_streams *gw_streams_new(gw_app *app)
     if (reg == NULL)
         return NULL;
     reg->app = app;
+    reg->max_open = (size_t)app->cfg.sse_max_streams;
+    reg->max_per_account = (size_t)app->cfg.sse_max_per_account;
+    reg->max_buffer = app->cfg.sse_buffer_bytes;
     pthread_mutex_init(&reg->mu, NULL);
     reg->open_gauge = kx_metrics_gauge("kx_gateway_sse_streams", "", "Open SSE streams");
+    reg->feeds_gauge = kx_metrics_gauge("kx_gateway_sse_feeds", "",
+                                        "Runs followed by a shared subscription (SSE)");
+    reg->work = gw_work_new(STREAM_WORKERS, STREAM_QUEUE);
+    reg->feeds = reg->work != NULL
+        ? gw_feeds_new(app->svc->bus, reg->work, app->cfg.sse_feed_linger_ms)
+        : NULL;
+    if (reg->feeds == NULL) {
+        gw_work_free(reg->work);
+        pthread_mutex_destroy(&reg->mu);
+        free(reg);
+        return NULL;
+    }
     return reg;
 }
 
 /* Ends the streams of runs that ended STALE_GRACE_S ago while their stream never saw the
- * terminal event, with the status from Postgres. Loop thread; one query per tick. */
+ * terminal event, with the status from Postgres. A worker thread (queued by the ping tick, so
+ * the loop never waits on Postgres); one query per tick. */
 static void end_stale_streams(gw_streams *reg)
 {
     int64_t idle_before = kx_mono_ms() - reg->app->cfg.sse_ping_ms;
@@ -306,7 +476,7 @@ static void end_stale_streams(gw_streams *reg)
     pthread_mutex_lock(&reg->mu);
     for (gw_stream *st = reg->head; st != NULL && count < STALE_BATCH; st = st->next) {
         pthread_mutex_lock(&st->mu);
-        bool idle = !st->terminal && !st->end && st->last_event_ms <= idle_before;
+        bool idle = !st->terminal && !st->end && !st->cut && st->last_event_ms <= idle_before;
         pthread_mutex_unlock(&st->mu);
         if (!idle)
             continue;
@@ -345,12 +515,12 @@ static void end_stale_streams(gw_streams *reg)
             if (strcmp(st->run_id, ended[i].id) != 0)
                 continue;
             pthread_mutex_lock(&st->mu);
-            if (!st->terminal && !st->end) {
+            if (!st->terminal && !st->end && !st->cut) {
                 kx_log(KX_LOG_WARN, st->run_id, NULL,
                        "sse: the run ended (%s) but its terminal event never came; "
                        "ending the stream with the status from Postgres",
                        ended[i].status);
-                buf_put_event(st, payload, strlen(payload));
+                buf_put_event(st, payload, strlen(payload), 0);
                 st->terminal = true;
                 wake(st);
             }
@@ -362,7 +532,18 @@ static void end_stale_streams(gw_streams *reg)
     gw_store_ended_free(ended, n);
 }
 
-/* Loop thread, every KX_SSE_PING_S: ": ping" to every open stream, then the stale check. */
+static void stale_job(void *arg, bool stopping)
+{
+    gw_streams *reg = arg;
+    if (!stopping)
+        end_stale_streams(reg);
+    pthread_mutex_lock(&reg->mu);
+    reg->stale_check_queued = false;
+    pthread_mutex_unlock(&reg->mu);
+}
+
+/* Loop thread, every KX_SSE_PING_S: ": ping" to every open stream; queues the stale check and
+ * the teardown of feeds no stream uses any more. */
 static void on_ping(kx_loop *loop, void *arg)
 {
     gw_streams *reg = arg;
@@ -370,14 +551,24 @@ static void on_ping(kx_loop *loop, void *arg)
     pthread_mutex_lock(&reg->mu);
     for (gw_stream *st = reg->head; st != NULL; st = st->next) {
         pthread_mutex_lock(&st->mu);
-        if (!st->terminal && !st->end) {
+        /* Only an idle stream needs a ping (one with bytes pending is not idle). */
+        if (!st->terminal && !st->end && !st->cut && st->buf.len == st->off) {
             buf_put(st, PING_FRAME, sizeof PING_FRAME - 1);
             wake(st);
         }
         pthread_mutex_unlock(&st->mu);
     }
+    bool queue = !reg->stale_check_queued;
+    reg->stale_check_queued = true;
     pthread_mutex_unlock(&reg->mu);
-    end_stale_streams(reg);
+    if (queue && !gw_work_submit(reg->work, stale_job, reg)) {
+        pthread_mutex_lock(&reg->mu);
+        reg->stale_check_queued = false;
+        pthread_mutex_unlock(&reg->mu);
+    }
+    gw_feeds_sweep(reg->feeds);
+    if (reg->feeds_gauge)
+        kx_gauge_set(reg->feeds_gauge, (int64_t)gw_feeds_count(reg->feeds));
 }
 
 void gw_streams_start_pings(gw_streams *reg, kx_loop *loop)
@@ -421,19 +612,22 @@ void gw_streams_free(gw_streams *reg)
 {
     if (reg == NULL)
         return;
-    for (int i = 0; i < 200; i++) { /* cnats returns from the last callbacks within ms */
+    bool gone = false;
+    for (int i = 0; i < 500 && !gone; i++) { /* catch-up jobs end within a fetch's wait */
         pthread_mutex_lock(&reg->mu);
-        size_t alive = reg->alive;
+        gone = reg->alive == 0;
         pthread_mutex_unlock(&reg->mu);
-        if (alive == 0) {
-            pthread_mutex_destroy(&reg->mu);
-            free(reg);
-            return;
-        }
-        usleep(10 * 1000);
+        if (!gone)
+            usleep(10 * 1000);
     }
-    kx_warn("sse: %zu stream(s) still wait for their subscription to complete; leaving them",
-            reg->alive);
+    if (!gone) {
+        kx_warn("sse: %zu stream(s) still held at shutdown; leaving them", reg->alive);
+        return;
+    }
+    gw_work_free(reg->work); /* runs the queued jobs (teardowns) and joins */
+    gw_feeds_free(reg->feeds);
+    pthread_mutex_destroy(&reg->mu);
+    free(reg);
 }
 
 /* ---- the route ---- */
@@ -452,6 +646,7 @@ static gw_stream *stream_new(gw_streams *reg, const char *run_id)
     st->reg = reg;
     snprintf(st->run_id, sizeof st->run_id, "%.36s", run_id); /* a valid UUID */
     st->last_event_ms = kx_mono_ms();
+    st->sink.deliver = deliver;
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_lock(&reg->mu);
     reg->alive++;
@@ -486,51 +681,25 @@ static kx_err last_event(gw_app *app, const char *subject, uint64_t *last_seq, b
     return KX_OK;
 }
 
-/* Creates the ordered consumer feeding st. The subscription holds a reference to st. */
-static kx_err subscribe(gw_app *app, gw_stream *st, const char *subject)
+/* Lists st in the registry, unless the gateway is draining or a cap is reached: NULL, or the
+ * reason for a refusal (static; *status is then the answer's status). */
+static const char *stream_register(gw_streams *reg, gw_stream *st, unsigned int *status)
 {
-    if (!kx_bus_connected(app->svc->bus)) {
-        kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: NATS not connected; cannot follow %s",
-               subject);
-        return KX_ERR_UNAVAILABLE;
-    }
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = KX_STREAM_EVENTS;
-    so.Ordered = true;
-    so.Config.DeliverPolicy = js_DeliverAll;
-    jsErrCode jerr = 0;
-    natsSubscription *sub = NULL;
-    st->refs++; /* the subscription's; nobody else sees st yet */
-    natsStatus s =
-        js_Subscribe(&sub, kx_bus_js(app->svc->bus), subject, on_event, st, NULL, &so, &jerr);
-    if (s != NATS_OK) {
-        st->refs--;
-        kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: subscribing to %s failed: %s (js error %d)",
-               subject, natsStatus_GetText(s), (int)jerr);
-        return KX_ERR_UNAVAILABLE;
-    }
-    s = natsSubscription_SetOnCompleteCB(sub, on_sub_complete, st);
-    if (s != NATS_OK) {
-        /* Closed already (the connection went away): a callback may still be running, so st
-         * cannot be freed safely; keep it (a small, logged leak) and give up this stream. */
-        kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: subscription closed at once: %s",
-               natsStatus_GetText(s));
-        natsSubscription_Destroy(sub);
-        return KX_ERR_UNAVAILABLE;
-    }
-    pthread_mutex_lock(&st->mu);
-    st->sub = sub;
-    pthread_mutex_unlock(&st->mu);
-    return KX_OK;
-}
-
-/* Lists st in the registry, unless the gateway is draining. */
-static bool stream_register(gw_streams *reg, gw_stream *st)
-{
+    const char *why = NULL;
     pthread_mutex_lock(&reg->mu);
-    bool ok = !reg->closing;
-    if (ok) {
+    size_t mine = 0;
+    for (gw_stream *o = reg->head; o != NULL && mine < reg->max_per_account; o = o->next)
+        mine += strcmp(o->account, st->account) == 0;
+    if (reg->closing) {
+        why = "Server is shutting down";
+        *status = MHD_HTTP_SERVICE_UNAVAILABLE;
+    } else if (mine >= reg->max_per_account) {
+        why = "Too many open streams for this account: close one first";
+        *status = MHD_HTTP_TOO_MANY_REQUESTS;
+    } else if (reg->open >= reg->max_open) {
+        why = "Too many open streams on this server: try again later";
+        *status = MHD_HTTP_TOO_MANY_REQUESTS;
+    } else {
         st->next = reg->head;
         if (reg->head)
             reg->head->prev = st;
@@ -541,7 +710,7 @@ static bool stream_register(gw_streams *reg, gw_stream *st)
             kx_gauge_add(reg->open_gauge, 1);
     }
     pthread_mutex_unlock(&reg->mu);
-    return ok;
+    return why;
 }
 
 static struct MHD_Response *sse_response(gw_stream *st)
@@ -557,6 +726,29 @@ static struct MHD_Response *sse_response(gw_stream *st)
     return resp;
 }
 
+/* Where a reconnecting client resumes: after the stream sequence in Last-Event-ID (what
+ * EventSource sends) or ?after=. 0 when neither is given; false (with a 400) when malformed. */
+static bool resume_after(gw_request *req, uint64_t *after, gw_reply *reply)
+{
+    const char *v = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Last-Event-ID");
+    const char *name = "Last-Event-ID";
+    if (v == NULL || v[0] == '\0') {
+        v = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "after");
+        name = "after";
+    }
+    *after = 0;
+    if (v == NULL || v[0] == '\0')
+        return true;
+    size_t n = strspn(v, "0123456789");
+    if (n == 0 || n > 19 || v[n] != '\0') {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                       "%s must be the id of an event of this stream (a decimal number)", name);
+        return false;
+    }
+    *after = strtoull(v, NULL, 10);
+    return true;
+}
+
 void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
 {
     gw_streams *reg = app->streams;
@@ -564,6 +756,9 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
         gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE, "Server is shutting down");
         return;
     }
+    uint64_t after = 0;
+    if (!resume_after(req, &after, reply))
+        return;
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return;
@@ -581,54 +776,72 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
     }
     st->conn = req->conn;
     st->refs = 1; /* libmicrohttpd's, released by on_response_free */
+    snprintf(st->account, sizeof st->account, "%s", req->account);
+    unsigned int refused = 0;
+    const char *why = stream_register(reg, st, &refused);
+    if (why != NULL) {
+        gw_store_run_info_free(&info);
+        on_response_free(st); /* never listed: releases libmicrohttpd's reference */
+        gw_reply_error(reply, refused, "%s", why);
+        return;
+    }
     char subject[sizeof KX_SUBJ_RUN_EV_PREFIX + sizeof req->id];
     snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, req->id);
+    st->pos = after;
 
-    bool live = true; /* follow the run's events */
+    const char *mode = "live"; /* history if any, then the run's feed */
     /* Only a run that ended STALE_GRACE_S ago can be judged by what the stream holds: the
      * writer updates Postgres first and its last events (JetStream publishes in flight) are
      * stored moments later. A run that ended more recently is followed live; if its terminal
      * event never comes, the stale check of the ping tick ends the stream from Postgres. */
     if (run_ended(info.status) && info.ended_ago_ms >= (int64_t)STALE_GRACE_S * 1000) {
-        st->final_payload = final_payload(info.status, info.error);
+        char *final = final_payload(info.status, info.error);
         uint64_t last_seq = 0;
         bool last_terminal = false;
         kx_err err = last_event(app, subject, &last_seq, &last_terminal);
-        if (err != KX_OK) {
-            /* Events expired (or NATS cannot tell): one terminal status from Postgres. */
-            live = false;
-        } else if (!last_terminal) {
-            st->synth_after_seq = last_seq; /* replay, then end with Postgres' status */
-        }
-        if (!live && st->final_payload != NULL) {
-            buf_put_event(st, st->final_payload, strlen(st->final_payload));
-            st->terminal = true;
+        if (err != KX_OK || after >= last_seq) {
+            /* Events expired (or NATS cannot tell), or the client has them all already: one
+             * terminal status from Postgres. */
+            mode = "final status";
+            if (final != NULL) {
+                pthread_mutex_lock(&st->mu);
+                buf_put_event(st, final, strlen(final), 0);
+                st->terminal = true;
+                pthread_mutex_unlock(&st->mu);
+            }
+            free(final);
+        } else {
+            /* The history up to its last event, then Postgres' status if that event was not
+             * the terminal one. No feed: nothing more will come. */
+            mode = "history";
+            st->replay_to = last_seq;
+            if (last_terminal)
+                free(final);
+            else
+                st->final_payload = final;
         }
     }
     gw_store_run_info_free(&info);
 
-    if (live && subscribe(app, st, subject) != KX_OK) {
-        stream_release(st);
+    if (strcmp(mode, "live") == 0 && gw_feed_acquire(reg->feeds, st->run_id, &st->feed) != KX_OK) {
+        on_response_free(st);
         gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE,
                        "Event stream unavailable: cannot subscribe to the run's events");
         return;
     }
-    if (!live && !st->terminal) { /* out of memory building the status */
-        stream_release(st);
+    if (strcmp(mode, "final status") == 0 && !st->terminal) { /* out of memory */
+        on_response_free(st);
         gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
         return;
     }
     struct MHD_Response *resp = sse_response(st);
-    if (resp == NULL || !stream_register(reg, st)) {
-        if (resp != NULL)
-            MHD_destroy_response(resp); /* runs on_response_free: unsubscribes, releases */
-        else
-            on_response_free(st);
-        gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE,
-                       resp == NULL ? "out of memory" : "Server is shutting down");
+    if (resp == NULL) {
+        on_response_free(st); /* unlists, detaches, releases */
+        gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE, "out of memory");
         return;
     }
-    kx_log(KX_LOG_INFO, req->id, NULL, "sse: stream opened (%s)", live ? "live" : "final status");
+    kx_log(KX_LOG_INFO, req->id, NULL, "sse: stream opened (%s, after %llu)", mode,
+           (unsigned long long)after);
     reply->status = MHD_HTTP_OK;
     reply->resp = resp;
 }

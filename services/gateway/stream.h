@@ -1,21 +1,43 @@
 /* stream.h — GET /api/agent-run/{id}/stream: a run's events as server-sent events.
  *
- * After auth and the access check, each stream gets a JetStream ordered push consumer on
- * KX_RUN_EVENTS filtered to kx.run.ev.<id>, delivering from the first event (replay, then
- * live). The consumer's callback (a cnats thread) appends "data: <payload_json>\n\n" to the
- * stream's buffer and resumes the suspended connection; libmicrohttpd's content reader copies
- * the buffer out and suspends the connection when it is empty (it never blocks). The stream
- * ends after the terminal event. A run that has ended and whose events expired (24 h) gets one
- * terminal status built from Postgres.
+ * After auth and the access check, a stream starts at the run's first event, or just after the
+ * event a reconnecting client names (Last-Event-ID, or ?after=<seq>; not a decimal number:
+ * 400). Each event is written "id: <seq>\ndata: <payload_json>\n\n" (seq: the event's JetStream
+ * stream sequence, increasing along a run; Kortix's "data:" framing is unchanged, clients that
+ * ignore ids see Kortix's stream). Two sources, one after the other:
+ *   - history: what KX_RUN_EVENTS holds after the stream's position is read with direct gets
+ *     by a job on the registry's worker pool, at most 64 KiB ahead of what the client has
+ *     taken (the reader queues the next job when the buffer drains), so a replay costs no more
+ *     memory for a slow client than for a fast one;
+ *   - live: once the stream has everything up to its run's feed's last sequence it attaches to
+ *     the feed (feed.h: one JetStream subscription per run, shared by the run's streams), which
+ *     appends each new event to every attached stream and resumes its connection.
+ * libmicrohttpd's content reader copies the buffer out and suspends the connection when it is
+ * empty (it never blocks). The stream ends after the terminal event. A run that ended more than
+ * 10 s ago is replayed without a feed up to its last stored event, then closed with the status
+ * from Postgres if that event was not the terminal one; a run whose events expired (24 h after
+ * they were published), or whose events the client has all seen, gets one terminal status built
+ * from Postgres (without an id).
  *
- * Keep-alive: every KX_SSE_PING_S a ": ping" comment goes to every open stream (a timer on the
- * service loop). The same tick ends, with the status from Postgres, the streams of runs that
+ * Bounded memory: at most KX_SSE_BUFFER_BYTES (1 MiB) pending per live stream, plus one event.
+ * A client further behind is cut cleanly: what is buffered (whole events only) is sent, the
+ * stream ends, and the client resumes after the last event it got. A client that stops reading
+ * altogether is closed after KX_HTTP_TIMEOUT_S without progress. A history read that NATS does
+ * not answer in 2 s ends the stream the same way.
+ *
+ * Caps: KX_SSE_MAX_STREAMS_PER_ACCOUNT (100) and KX_SSE_MAX_STREAMS (2 000) open streams; over
+ * either the answer is 429 with a {"detail": ...} naming which.
+ *
+ * Keep-alive: every KX_SSE_PING_S a ": ping" comment goes to every idle open stream (a timer
+ * on the service loop); it is also how a vanished client is noticed. The same tick queues, on
+ * the worker pool, the check that ends (with the status from Postgres) the streams of runs that
  * ended more than 10 s ago without their terminal event ever arriving (its publish failed), so
- * no stream waits forever. Drain: gw_streams_close_all ends every stream and refuses new ones.
+ * no stream waits forever, and the teardown of feeds unused for KX_SSE_FEED_LINGER_MS. Drain:
+ * gw_streams_close_all ends every stream and refuses new ones.
  *
- * Lifetime of one stream: it is freed only when both libmicrohttpd is done with it (the
- * response's free callback) and its subscription has completed (natsSubscription's on-complete
- * callback, which runs after the last message callback returned).
+ * Lifetime of one stream: it is freed when libmicrohttpd is done with it (the response's free
+ * callback) and no catch-up job holds it; it is detached from its feed before (no delivery
+ * reaches a freed stream) and releases the feed then.
  *
  * Ownership: main() creates the registry (gw_streams_new) and frees it after the HTTP server
  * stopped (gw_streams_free). */
@@ -36,8 +58,8 @@ void gw_streams_close_all(gw_streams *reg);
 size_t gw_streams_open(gw_streams *reg);
 /* Cancels the keep-alive timer (loop thread). */
 void gw_streams_stop_pings(gw_streams *reg);
-/* Waits (bounded) for the last subscription callbacks, then frees. Call after the HTTP server
- * stopped and the pings were stopped. NULL is a no-op. */
+/* Waits (bounded) for the last streams and jobs, tears the feeds down, then frees. Call after
+ * the HTTP server stopped and the pings were stopped (NATS still connected). NULL: no-op. */
 void gw_streams_free(gw_streams *reg);
 
 #endif

@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "kx/utf8.h"
+#include <microhttpd.h>
+
+#include "reply.h"
 
 bool gw_utf8_valid(const char *s, size_t len)
 {
@@ -33,4 +36,14 @@ char *gw_project_name(const char *s, size_t max_chars)
     memcpy(out, s, cut);
     memcpy(out + cut, "...", 4);
     return out;
+}
+
+bool gw_text_fits(const char *field, const char *s, size_t max_bytes, struct gw_reply *reply)
+{
+    size_t n = strlen(s);
+    if (n <= max_bytes)
+        return true;
+    gw_reply_error(reply, MHD_HTTP_CONTENT_TOO_LARGE,
+                   "%s is too long: %zu bytes, the limit is %zu bytes", field, n, max_bytes);
+    return false;
 }

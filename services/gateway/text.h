@@ -17,4 +17,11 @@ bool gw_utf8_valid(const char *s, size_t len);
  * s must be valid UTF-8. */
 char *gw_project_name(const char *s, size_t max_chars);
 
+/* A prompt or message is stored, then travels inside bus messages (its run's events, the LLM
+ * request): text larger than max_bytes (KX_MAX_PROMPT_BYTES, well below NATS' 1 MB
+ * max_payload) is refused with a 413 naming the field, the size and the limit. True when it
+ * fits. */
+struct gw_reply;
+bool gw_text_fits(const char *field, const char *s, size_t max_bytes, struct gw_reply *reply);
+
 #endif

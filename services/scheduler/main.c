@@ -23,13 +23,14 @@ int main(void)
         kx_svc_close(&svc);
         return 1;
     }
+    /* Before anything slow: until then /readyz would answer "ready" (no ready function). */
+    kx_svc_on_ready(&svc, sched_ready, &s);                                  /* lifecycle.c */
     kx_err err = kx_db_connect(s.cfg.database_url, sched_statements, &s.db); /* store.c */
     if (err != KX_OK && err != KX_ERR_UNAVAILABLE) { /* unavailable: it reconnects later */
         kx_svc_close(&svc);
         return 1;
     }
     atomic_store(&s.db_up, err == KX_OK);
-    kx_svc_on_ready(&svc, sched_ready, &s); /* lifecycle.c */
 
     if (sched_heartbeat_subscribe(&s) != KX_OK) { /* heartbeat.c */
         kx_svc_close(&svc);

@@ -81,6 +81,8 @@ for pass in $(seq 1 "$passes"); do
                 fi
                 nice -n 10 "$build/tests/bench/bench_lease" --results "$results" 2>&1 |
                     tee "$log" ;;
+            bench_gateway)
+                "$build/tests/bench/bench_gateway" --results "$results" 2>&1 | tee "$log" ;;
             bench_bus)
                 "$build/tests/bench/bench_bus" 2>&1 | tee "$log"
                 bus_results "$log" >>"$results" ;;

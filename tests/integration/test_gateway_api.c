@@ -61,12 +61,13 @@ static int start_all(void **state)
     if (g_s.dir == NULL || kx_th_nats_start(g_s.dir, &g_s.nats) != KX_OK ||
         kx_th_pg_start(g_s.dir, &g_s.pg) != KX_OK)
         return -1;
-    uint16_t port = kx_th_free_port();
+    uint16_t port = kx_th_free_port(), hport = kx_th_free_port();
     snprintf(g_s.base_url, sizeof g_s.base_url, "http://127.0.0.1:%u", (unsigned)port);
     snprintf(g_s.secret, sizeof g_s.secret, "gateway-test-secret");
 
-    char e_port[64], e_nats[128], e_db[320], e_secret[128], e_mig[600];
+    char e_port[64], e_hport[64], e_nats[128], e_db[320], e_secret[128], e_mig[600];
     snprintf(e_port, sizeof e_port, "KX_HTTP_PORT=%u", (unsigned)port);
+    snprintf(e_hport, sizeof e_hport, "KX_HEALTH_PORT=%u", (unsigned)hport);
     snprintf(e_nats, sizeof e_nats, "KX_NATS_URL=%s", g_s.nats.url);
     snprintf(e_db, sizeof e_db, "KX_DATABASE_URL=%s", g_s.pg.url);
     snprintf(e_secret, sizeof e_secret, "KX_JWT_SECRET=%s", g_s.secret);
@@ -76,7 +77,8 @@ static int start_all(void **state)
                          e_db,
                          e_secret,
                          e_mig,
-                         "KX_HEALTH_PORT=0",
+                         e_hport,
+                         "KX_OPS_TOKEN=ops-test",
                          "KX_HEALTH_TIMEOUT_MS=300",
                          "KX_SSE_PING_S=1",
                          "KX_LOG_LEVEL=debug",
@@ -92,7 +94,7 @@ static int start_all(void **state)
     /* /readyz: Postgres migrated and NATS connected (a submit made before the bus is up is
      * skipped and left to the scheduler's sweep, which this test does not run). */
     char url[128];
-    snprintf(url, sizeof url, "%s/readyz", g_s.base_url);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/readyz", (unsigned)hport);
     if (kx_th_wait_http(url, 30000) != KX_OK)
         return -1;
     if (kx_bus_connect(g_s.nats.url, "test-gateway", &g_bus) != KX_OK)
@@ -619,11 +621,20 @@ static void test_health(void **state)
     assert_true(took < 1000); /* no responders: answered at once, not after the timeout */
     json_decref(v);
 
+    /* The ops routes on the API port: only with the ops token (KX_OPS_TOKEN). */
     kx_http_resp r;
     assert_int_equal(kx_th_http(&g_s, "GET", "/readyz", NULL, NULL, NULL, 0, &r), KX_OK);
+    assert_int_equal(r.status, 404);
+    kx_http_resp_free(&r);
+    assert_int_equal(kx_th_http(&g_s, "GET", "/metrics", "not-the-ops-token", NULL, NULL, 0, &r),
+                     KX_OK);
+    assert_int_equal(r.status, 404);
+    assert_null(strstr(r.body, "kx_gateway"));
+    kx_http_resp_free(&r);
+    assert_int_equal(kx_th_http(&g_s, "GET", "/readyz", "ops-test", NULL, NULL, 0, &r), KX_OK);
     assert_int_equal(r.status, 200);
     kx_http_resp_free(&r);
-    assert_int_equal(kx_th_http(&g_s, "GET", "/metrics", NULL, NULL, NULL, 0, &r), KX_OK);
+    assert_int_equal(kx_th_http(&g_s, "GET", "/metrics", "ops-test", NULL, NULL, 0, &r), KX_OK);
     assert_non_null(strstr(r.body, "kx_gateway_http_requests_total{route=\"GET /api/health\""));
     kx_http_resp_free(&r);
 }

@@ -89,15 +89,18 @@ static int start_all(void **state)
      * explicitly, by its port. */
     snprintf(e_allow, sizeof e_allow, "KX_MCP_ALLOW_LOOPBACK_PORTS=%u", g_mcp_port);
     uint16_t proxy_health = kx_th_free_port();
-    char e_health[64];
+    uint16_t gw_health = kx_th_free_port();
+    char e_health[64], e_gw_health[64];
     snprintf(e_health, sizeof e_health, "KX_HEALTH_PORT=%u", proxy_health);
+    /* The ops routes live on the health port (the API port answers them only with a token). */
+    snprintf(e_gw_health, sizeof e_gw_health, "KX_HEALTH_PORT=%u", gw_health);
     const char *env[] = {e_port,
                          e_nats,
                          e_db,
                          e_secret,
                          e_mig,
                          e_allow,
-                         "KX_HEALTH_PORT=0",
+                         e_gw_health,
                          "KX_HEALTH_TIMEOUT_MS=300",
                          "KX_LOG_LEVEL=debug",
                          "KX_DRAIN_TIMEOUT_MS=3000",
@@ -113,7 +116,7 @@ static int start_all(void **state)
         return -1;
     /* /readyz of both: Postgres migrated, NATS connected (the proxy then has subscribed). */
     char ready[128];
-    snprintf(ready, sizeof ready, "%s/readyz", g_s.base_url);
+    snprintf(ready, sizeof ready, "http://127.0.0.1:%u/readyz", gw_health);
     if (kx_th_wait_http(ready, 30000) != KX_OK)
         return -1;
     snprintf(ready, sizeof ready, "http://127.0.0.1:%u/readyz", proxy_health);

@@ -1,7 +1,7 @@
 /* test_jwt.c — HS256 tokens: our signatures verify, a token made elsewhere (jwt.io's example,
  * checked with `openssl dgst -sha256 -hmac`) verifies, and every refusal has its reason:
  * tampering, wrong secret, other algs including "none", expiry and nbf with 30 s leeway,
- * missing sub, garbage. Tokens with chosen headers/payloads are built here with OpenSSL
+ * missing sub, missing exp, audience, non-canonical base64url, garbage. Tokens with chosen headers/payloads are built here with OpenSSL
  * directly, independently of jwt.c. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -58,7 +58,8 @@ static void expect_refused(const char *tok, const char *reason)
 {
     const char *why = NULL;
     kx_jwt_claims c;
-    assert_int_equal(kx_jwt_verify(tok, SECRET, strlen(SECRET), NOW, &c, &why), KX_ERR_INVALID);
+    assert_int_equal(kx_jwt_verify(tok, SECRET, strlen(SECRET), NOW, "authenticated", &c, &why),
+                     KX_ERR_INVALID);
     assert_non_null(why);
     assert_string_equal(why, reason);
 }
@@ -70,23 +71,67 @@ static void test_sign_verify_roundtrip(void **state)
     assert_null(strchr(tok, '='));
     kx_jwt_claims c;
     const char *why = "unset";
-    assert_int_equal(kx_jwt_verify(tok, SECRET, strlen(SECRET), NOW, &c, &why), KX_OK);
+    assert_int_equal(kx_jwt_verify(tok, SECRET, strlen(SECRET), NOW, "authenticated", &c, &why),
+                     KX_OK);
     assert_null(why);
     assert_string_equal(c.sub, "user-42");
     assert_int_equal(c.exp, NOW + 3600);
     assert_int_equal(c.iat, NOW - 10);
     /* Signed by us == signed by an independent HS256 implementation of the same claims. */
     char payload[200];
-    snprintf(payload, sizeof payload, "{\"sub\":\"user-42\",\"iat\":%lld,\"exp\":%lld}", NOW - 10,
+    snprintf(payload, sizeof payload,
+             "{\"sub\":\"user-42\",\"iat\":%lld,\"exp\":%lld,\"aud\":\"authenticated\"}", NOW - 10,
              NOW + 3600);
     assert_string_equal(tok, make_token(HS256, payload, SECRET));
     free(tok);
 
-    /* No exp: valid forever; exp and iat come back as 0. */
+    /* No exp: refused (a token that never expires). */
     tok = kx_jwt_sign("dev", 0, 0, SECRET, strlen(SECRET));
-    assert_int_equal(kx_jwt_verify(tok, SECRET, strlen(SECRET), NOW, &c, NULL), KX_OK);
-    assert_int_equal(c.exp, 0);
-    assert_int_equal(c.iat, 0);
+    expect_refused(tok, "missing exp");
+    free(tok);
+}
+
+static void test_audience(void **state)
+{
+    kx_jwt_claims c;
+    const char *why = NULL;
+    char *tok = kx_jwt_sign_aud("u", "other", NOW, NOW + 60, SECRET, strlen(SECRET));
+    expect_refused(tok, "invalid audience");
+    /* Not checked when no audience is asked for. */
+    assert_int_equal(kx_jwt_verify(tok, SECRET, strlen(SECRET), NOW, NULL, &c, &why), KX_OK);
+    free(tok);
+    tok = kx_jwt_sign_aud("u", NULL, NOW, NOW + 60, SECRET, strlen(SECRET));
+    expect_refused(tok, "invalid audience");
+    free(tok);
+    char payload[200];
+    snprintf(payload, sizeof payload,
+             "{\"sub\":\"u\",\"exp\":%lld,\"aud\":[\"x\",\"authenticated\"]}", NOW + 60);
+    assert_int_equal(kx_jwt_verify(make_token(HS256, payload, SECRET), SECRET, strlen(SECRET), NOW,
+                                   "authenticated", &c, NULL),
+                     KX_OK);
+    snprintf(payload, sizeof payload, "{\"sub\":\"u\",\"exp\":%lld,\"aud\":[\"x\",7]}", NOW + 60);
+    expect_refused(make_token(HS256, payload, SECRET), "invalid audience");
+    snprintf(payload, sizeof payload, "{\"sub\":\"u\",\"exp\":%lld,\"aud\":\"Authenticated\"}",
+             NOW + 60);
+    expect_refused(make_token(HS256, payload, SECRET), "invalid audience");
+}
+
+/* Each byte string has one base64url spelling: a last character whose unused low bits are set
+ * decodes to the same bytes but is refused (it would let a signature be altered unnoticed). */
+static void test_non_canonical_base64url(void **state)
+{
+    char *tok = kx_jwt_sign("user-42", NOW, NOW + 3600, SECRET, strlen(SECRET));
+    /* A 32-byte HMAC is 43 characters: the last one carries 4 bits + 2 unused bits. */
+    size_t n = strlen(tok);
+    char *bad = strdup(tok);
+    const char *alpha = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    int v = (int)(strchr(alpha, tok[n - 1]) - alpha);
+    assert_int_equal(v & 3, 0);
+    bad[n - 1] = alpha[v | 1];
+    expect_refused(bad, "malformed token");
+    bad[n - 1] = alpha[v | 2];
+    expect_refused(bad, "malformed token");
+    free(bad);
     free(tok);
 }
 
@@ -97,18 +142,24 @@ static void test_foreign_token_verifies(void **state)
                       "JV_adQssw5c";
     const char *secret = "your-256-bit-secret";
     kx_jwt_claims c;
-    assert_int_equal(kx_jwt_verify(tok, secret, strlen(secret), NOW, &c, NULL), KX_OK);
-    assert_string_equal(c.sub, "1234567890");
-    assert_int_equal(c.iat, 1516239022);
+    /* Its signature is good; it has no exp, so it is refused for that (and only that). */
+    const char *why = NULL;
+    assert_int_equal(kx_jwt_verify(tok, secret, strlen(secret), NOW, NULL, &c, &why),
+                     KX_ERR_INVALID);
+    assert_string_equal(why, "missing exp");
+    assert_int_equal(kx_jwt_verify(tok, "not-the-secret", 14, NOW, NULL, &c, &why),
+                     KX_ERR_INVALID);
+    assert_string_equal(why, "bad signature");
 }
 
 static void test_tampering_and_wrong_secret(void **state)
 {
     char *tok = kx_jwt_sign("user-42", NOW, NOW + 3600, SECRET, strlen(SECRET));
     char *bad = strdup(tok);
-    /* Flip the last signature character. */
+    /* Change the last signature character (to another canonical one: its 2 low bits are
+     * unused). */
     size_t n = strlen(bad);
-    bad[n - 1] = bad[n - 1] == 'A' ? 'B' : 'A';
+    bad[n - 1] = bad[n - 1] == 'A' ? 'E' : 'A';
     expect_refused(bad, "bad signature");
     /* Swap in another payload, keep the signature. */
     char *other = kx_jwt_sign("admin", NOW, NOW + 3600, SECRET, strlen(SECRET));
@@ -116,13 +167,13 @@ static void test_tampering_and_wrong_secret(void **state)
     const char *sig = strrchr(tok, '.');
     snprintf(forged, sizeof forged, "%.*s%s", (int)(strrchr(other, '.') - other), other, sig);
     expect_refused(forged, "bad signature");
-    /* Truncated signature. */
+    /* Truncated signature (to 40 characters, a canonical 30 bytes). */
     strcpy(bad, tok);
-    bad[n - 4] = '\0';
+    bad[n - 3] = '\0';
     expect_refused(bad, "bad signature");
     /* Another secret. */
     const char *why = NULL;
-    assert_int_equal(kx_jwt_verify(tok, "other", 5, NOW, NULL, &why), KX_ERR_INVALID);
+    assert_int_equal(kx_jwt_verify(tok, "other", 5, NOW, NULL, NULL, &why), KX_ERR_INVALID);
     assert_string_equal(why, "bad signature");
     free(tok);
     free(bad);
@@ -159,13 +210,15 @@ static void test_time_claims_with_leeway(void **state)
     snprintf(payload, sizeof payload, "{\"sub\":\"u\",\"exp\":%lld}", NOW - 29);
     kx_jwt_claims c;
     assert_int_equal(kx_jwt_verify(make_token(HS256, payload, SECRET), SECRET, strlen(SECRET), NOW,
-                                   &c, NULL),
+                                   NULL, &c, NULL),
                      KX_OK);
-    snprintf(payload, sizeof payload, "{\"sub\":\"u\",\"nbf\":%lld}", NOW + 31);
+    snprintf(payload, sizeof payload, "{\"sub\":\"u\",\"exp\":%lld,\"nbf\":%lld}", NOW + 60,
+             NOW + 31);
     expect_refused(make_token(HS256, payload, SECRET), "token not yet valid");
-    snprintf(payload, sizeof payload, "{\"sub\":\"u\",\"nbf\":%lld}", NOW + 29);
+    snprintf(payload, sizeof payload, "{\"sub\":\"u\",\"exp\":%lld,\"nbf\":%lld}", NOW + 60,
+             NOW + 29);
     assert_int_equal(kx_jwt_verify(make_token(HS256, payload, SECRET), SECRET, strlen(SECRET), NOW,
-                                   &c, NULL),
+                                   NULL, &c, NULL),
                      KX_OK);
     /* A real-valued exp (some issuers send floats) counts too. */
     snprintf(payload, sizeof payload, "{\"sub\":\"u\",\"exp\":%lld.5}", NOW - 100);
@@ -177,7 +230,7 @@ static void test_time_claims_with_leeway(void **state)
     expect_refused(make_token(HS256, "{\"sub\":\"u\",\"nbf\":9223372036854775807}", SECRET),
                    "token not yet valid");
     assert_int_equal(kx_jwt_verify(make_token(HS256, "{\"sub\":\"u\",\"exp\":1e300}", SECRET),
-                                   SECRET, strlen(SECRET), NOW, &c, NULL),
+                                   SECRET, strlen(SECRET), NOW, NULL, &c, NULL),
                      KX_OK);
     /* exp that is not a number. */
     expect_refused(make_token(HS256, "{\"sub\":\"u\",\"exp\":\"soon\"}", SECRET),
@@ -214,7 +267,8 @@ static void test_garbage(void **state)
     expect_refused(make_token(HS256, "[1,2]", SECRET), "malformed token");
     expect_refused(make_token(HS256, "{\"sub\":", SECRET), "malformed token");
     const char *why = NULL;
-    assert_int_equal(kx_jwt_verify(NULL, SECRET, strlen(SECRET), NOW, NULL, &why), KX_ERR_INVALID);
+    assert_int_equal(kx_jwt_verify(NULL, SECRET, strlen(SECRET), NOW, NULL, NULL, &why),
+                     KX_ERR_INVALID);
     assert_string_equal(why, "malformed token");
 }
 
@@ -227,6 +281,8 @@ int main(void)
         cmocka_unit_test(test_other_algs_refused),
         cmocka_unit_test(test_time_claims_with_leeway),
         cmocka_unit_test(test_missing_sub),
+        cmocka_unit_test(test_audience),
+        cmocka_unit_test(test_non_canonical_base64url),
         cmocka_unit_test(test_garbage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -49,7 +49,7 @@
 
 #define KX_STREAM_SUBMIT "KX_RUN_SUBMIT"     /* work queue, subject kx.run.submit */
 #define KX_STREAM_DISPATCH "KX_RUN_DISPATCH" /* work queue, subject kx.run.dispatch */
-#define KX_STREAM_EVENTS "KX_RUN_EVENTS"     /* limits, kx.run.ev.>, max age 24 h */
+#define KX_STREAM_EVENTS "KX_RUN_EVENTS"     /* limits, kx.run.ev.>, max age 24 h, direct gets */
 #define KX_CONSUMER_SCHEDULER "scheduler"    /* durable on KX_RUN_SUBMIT */
 #define KX_CONSUMER_RUNNERS "agent-runners"  /* durable pull consumer on KX_RUN_DISPATCH */
 

@@ -22,7 +22,8 @@ static void check(const char *token, bool signed_by_us)
 {
     kx_jwt_claims claims;
     const char *why = NULL;
-    kx_err err = kx_jwt_verify(token, SECRET, strlen(SECRET), NOW, &claims, &why);
+    kx_err err =
+        kx_jwt_verify(token, SECRET, strlen(SECRET), NOW, KX_JWT_DEFAULT_AUDIENCE, &claims, &why);
     if (err == KX_OK) {
         FUZZ_CHECK(why == NULL);
         FUZZ_CHECK(claims.sub[0] != '\0' && strlen(claims.sub) < sizeof claims.sub);
@@ -31,7 +32,7 @@ static void check(const char *token, bool signed_by_us)
         if (signed_by_us)
             FUZZ_CHECK(strcmp(why, "bad signature") != 0);
     }
-    err = kx_jwt_verify(token, "other", 5, NOW, NULL, &why);
+    err = kx_jwt_verify(token, "other", 5, NOW, NULL, NULL, &why);
     FUZZ_CHECK(err != KX_OK);
 }
 

@@ -1,0 +1,434 @@
+/* tests/bench/bench_gateway.c — the gateway's HTTP edge under load, against baselines measured
+ * in the same run (docs/performance.md, "Gateway edge"):
+ *
+ *   1. throughput of authenticated GET /api/agent-run/{id} (JWT check, access check and one
+ *      Postgres query per request) against a bare libmicrohttpd hello-world (same flags: epoll,
+ *      thread pool of 4, in this process), both driven by the same closed-loop client: 64
+ *      keep-alive connections for 5 s. Goals: >= 20 000 req/s and >= 1/8 of bare.
+ *   2. event publish -> SSE client latency with 1 000 streams open on one run: per event, from
+ *      before the JetStream publish to its arrival on a rotating one of the streams (p50, p90,
+ *      p99) and to its arrival on all 1 000; baseline: the same publish to a plain core NATS
+ *      subscriber in this process. Goal: p50 <= 1 ms.
+ *
+ * It starts its own nats-server, PostgreSQL and gateway (tests/harness/gateway_alone.h), talks
+ * to 127.0.0.1 only, and is bounded in time (about 40 s).
+ *   bench_gateway [--results FILE]   also append "key value unit" lines to FILE */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <jansson.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gateway_alone.h"
+#include "kx/bus.h"
+#include "kx/log.h"
+#include "kx/pb.h"
+#include "kx/time.h"
+#include "kx/uuid.h"
+
+#define CONNS 64
+#define LOAD_SECONDS 5
+#define STREAMS 1000
+#define EVENTS 200
+
+static kx_th_gw g_gw;
+static FILE *g_results;
+
+/* Stops what it started (printing the gateway log's tail) and exits. */
+static void die(const char *what)
+{
+    fprintf(stderr, "bench_gateway: %s\n", what);
+    kx_th_gw_stop(&g_gw, true);
+    exit(1);
+}
+
+static void result(const char *key, double v, const char *unit)
+{
+    if (g_results != NULL)
+        fprintf(g_results, "%s %.1f %s\n", key, v, unit);
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int64_t pct(int64_t *v, size_t n, double p)
+{
+    qsort(v, n, sizeof *v, cmp_i64);
+    size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+    return v[i];
+}
+
+/* ---- a closed-loop keep-alive load client ------------------------------------------------ */
+
+typedef struct conn {
+    int fd;
+    char buf[8193];
+    size_t len;
+} conn;
+
+/* The length of one complete answer at the start of buf (0: not complete yet); *status. */
+static size_t answer_len(const char *buf, size_t len, int *status)
+{
+    const char *eoh = memmem(buf, len, "\r\n\r\n", 4);
+    if (eoh == NULL)
+        return 0;
+    const char *cl = strcasestr(buf, "\r\nContent-Length: ");
+    size_t body = cl != NULL && cl < eoh ? strtoul(cl + 18, NULL, 10) : 0;
+    size_t total = (size_t)(eoh - buf) + 4 + body;
+    if (len < total)
+        return 0;
+    *status = atoi(buf + 9);
+    return total;
+}
+
+/* Requests per second over LOAD_SECONDS; every answer must have status want. */
+static double load(uint16_t port, const char *req, int want)
+{
+    static conn c[CONNS];
+    struct pollfd pf[CONNS];
+    size_t rl = strlen(req);
+    for (int i = 0; i < CONNS; i++) {
+        c[i].fd = kx_th_raw_connect(port, NULL);
+        c[i].len = 0;
+        if (c[i].fd < 0) {
+            fprintf(stderr, "cannot connect\n");
+            die("see the line above");
+        }
+        int one = 1;
+        setsockopt(c[i].fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (send(c[i].fd, req, rl, MSG_NOSIGNAL) != (ssize_t)rl)
+            die("see the line above");
+    }
+    long done = 0, bad = 0;
+    int64_t t0 = kx_mono_us(), until = t0 + LOAD_SECONDS * 1000000LL;
+    while (kx_mono_us() < until) {
+        for (int i = 0; i < CONNS; i++)
+            pf[i] = (struct pollfd){.fd = c[i].fd, .events = POLLIN};
+        if (poll(pf, CONNS, 100) <= 0)
+            continue;
+        for (int i = 0; i < CONNS; i++) {
+            if (!(pf[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                continue;
+            ssize_t r = recv(c[i].fd, c[i].buf + c[i].len, sizeof c[i].buf - 1 - c[i].len, 0);
+            if (r <= 0) {
+                fprintf(stderr, "connection closed by the server after %ld answers (%s): %.*s\n",
+                        done, r < 0 ? strerror(errno) : "EOF", (int)c[i].len, c[i].buf);
+                die("a load connection was closed");
+            }
+            c[i].len += (size_t)r;
+            c[i].buf[c[i].len] = '\0';
+            int status = 0;
+            size_t n;
+            while ((n = answer_len(c[i].buf, c[i].len, &status)) > 0) {
+                done++;
+                bad += status != want;
+                memmove(c[i].buf, c[i].buf + n, c[i].len - n);
+                c[i].len -= n;
+                c[i].buf[c[i].len] = '\0';
+                if (send(c[i].fd, req, rl, MSG_NOSIGNAL) != (ssize_t)rl)
+                    die("see the line above");
+            }
+        }
+    }
+    double secs = (double)(kx_mono_us() - t0) / 1e6;
+    for (int i = 0; i < CONNS; i++)
+        close(c[i].fd);
+    if (bad > 0) {
+        fprintf(stderr, "%ld answers were not %d\n", bad, want);
+        die("see the line above");
+    }
+    return (double)done / secs;
+}
+
+/* The bare libmicrohttpd hello-world. */
+static enum MHD_Result hello(void *cls, struct MHD_Connection *conn, const char *url,
+                             const char *method, const char *version, const char *data,
+                             size_t *size, void **con_cls)
+{
+    static const char body[] = "Hello, world!";
+    static int first;
+    if (*con_cls == NULL) { /* headers in: answer once the (empty) body is read too */
+        *con_cls = &first;
+        return MHD_YES;
+    }
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(sizeof body - 1, (void *)body, MHD_RESPMEM_PERSISTENT);
+    enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* ---- helpers on the gateway -------------------------------------------------------------- */
+
+static void initiate(const char *token, char run[KX_UUID_LEN + 1])
+{
+    const char *pairs[] = {"prompt", "bench", NULL};
+    size_t len = 0;
+    char *body = kx_th_form_urlencoded(pairs, &len);
+    kx_http_resp r;
+    if (kx_th_http(&g_gw.s, "POST", "/api/agent/initiate", token,
+                   "application/x-www-form-urlencoded", body, len, &r) != KX_OK ||
+        r.status != 200) {
+        fprintf(stderr, "initiate failed\n");
+        die("see the line above");
+    }
+    json_t *v = json_loads(r.body, 0, NULL);
+    snprintf(run, KX_UUID_LEN + 1, "%s", json_string_value(json_object_get(v, "agent_run_id")));
+    json_decref(v);
+    kx_http_resp_free(&r);
+    free(body);
+}
+
+static void publish(kx_bus *bus, const char *run, const char *payload)
+{
+    Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
+    ev.run_id = (char *)run;
+    ev.kind = KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE;
+    ev.payload_json = (char *)payload;
+    char subject[96];
+    snprintf(subject, sizeof subject, KX_SUBJ_RUN_EV_PREFIX "%s", run);
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(5000), NULL);
+    if (kx_bus_js_publish_pb(bus, subject, (const ProtobufCMessage *)&ev, &meta) != KX_OK) {
+        fprintf(stderr, "publish failed\n");
+        die("see the line above");
+    }
+}
+
+/* ---- 1. throughput ----------------------------------------------------------------------- */
+
+static void bench_throughput(const char *token, const char *run)
+{
+    struct MHD_Daemon *d =
+        MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0,
+                         NULL, NULL, hello, NULL, MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)4,
+                         MHD_OPTION_CONNECTION_LIMIT, (unsigned int)1000, MHD_OPTION_END);
+    if (d == NULL) {
+        fprintf(stderr, "cannot start the bare server\n");
+        die("see the line above");
+    }
+    uint16_t bare_port = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT)->port;
+    double bare = load(bare_port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 200);
+    MHD_stop_daemon(d);
+
+    char req[1024];
+    snprintf(req, sizeof req,
+             "GET /api/agent-run/%s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", run,
+             token);
+    double gw = load(g_gw.s.http_port, req, 200);
+    printf("baseline: bare libmicrohttpd hello-world: %.0f req/s (%d connections, %d s)\n", bare,
+           CONNS, LOAD_SECONDS);
+    printf("gateway: authenticated GET /api/agent-run/{id}: %.0f req/s\n", gw);
+    printf("ratio gateway/bare: %.3f (goal >= 0.125); goal >= 20000 req/s: %s\n", gw / bare,
+           gw >= 20000 ? "met" : "NOT met");
+    result("gateway.bare_rps", bare, "req/s");
+    result("gateway.get_run_rps", gw, "req/s");
+    result("gateway.get_run_over_bare", gw / bare, "x");
+}
+
+/* ---- 2. publish -> SSE latency with 1 000 streams ---------------------------------------- */
+
+typedef struct nats_probe {
+    int64_t got_us;
+} nats_probe;
+
+static void on_core(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+    nats_probe *p = arg;
+    __atomic_store_n(&p->got_us, kx_mono_us(), __ATOMIC_RELEASE);
+    natsMsg_Destroy(m);
+}
+
+static void bench_sse(kx_bus *bus, const char *token, const char *run)
+{
+    static int fds[STREAMS];
+    char path[128];
+    snprintf(path, sizeof path, "/api/agent-run/%s/stream", run);
+    for (int i = 0; i < STREAMS; i++) {
+        fds[i] = kx_th_events_open(g_gw.s.http_port, path, token, NULL, 0);
+        if (fds[i] < 0) {
+            fprintf(stderr, "cannot open stream %d\n", i);
+            die("see the line above");
+        }
+    }
+    /* A first event reaches them all (so every stream is open and live). */
+    publish(bus, run, "{\"warm\": 1}");
+    static char tail[STREAMS][64];
+    for (int i = 0; i < STREAMS; i++) {
+        char buf[4096];
+        int64_t until = kx_mono_ms() + 30000;
+        bool ok = false;
+        size_t have = 0;
+        char acc[8192];
+        while (!ok && kx_mono_ms() < until) {
+            struct pollfd pf = {.fd = fds[i], .events = POLLIN};
+            if (poll(&pf, 1, 100) <= 0)
+                continue;
+            ssize_t r = recv(fds[i], buf, sizeof buf, 0);
+            if (r <= 0)
+                break;
+            if (have + (size_t)r < sizeof acc) {
+                memcpy(acc + have, buf, (size_t)r);
+                have += (size_t)r;
+                acc[have] = '\0';
+            }
+            ok = strstr(acc, "{\"warm\": 1}") != NULL;
+        }
+        if (!ok) {
+            fprintf(stderr, "stream %d never got the first event\n", i);
+            die("see the line above");
+        }
+        tail[i][0] = '\0';
+    }
+
+    int64_t one[EVENTS], all[EVENTS], base[EVENTS];
+    for (int e = 0; e < EVENTS; e++) {
+        char payload[64];
+        snprintf(payload, sizeof payload, "{\"e\": %d}", e);
+        char needle[64];
+        snprintf(needle, sizeof needle, "data: {\"e\": %d}", e);
+        int watch = (e * 37) % STREAMS;
+        int64_t t0 = kx_mono_us();
+        publish(bus, run, payload);
+        int remaining = STREAMS;
+        static bool seen[STREAMS];
+        memset(seen, 0, sizeof seen);
+        one[e] = -1;
+        int64_t until = kx_mono_ms() + 10000;
+        while (remaining > 0 && kx_mono_ms() < until) {
+            /* The watched stream first, spinning, for the single-client latency. */
+            for (int i = -1; i < STREAMS; i++) {
+                int k = i < 0 ? watch : i;
+                if (seen[k] || (i >= 0 && k == watch))
+                    continue;
+                char buf[512];
+                ssize_t r = recv(fds[k], buf, sizeof buf - 1, MSG_DONTWAIT);
+                if (r <= 0)
+                    continue;
+                buf[r] = '\0';
+                char joined[640];
+                snprintf(joined, sizeof joined, "%s%s", tail[k], buf);
+                if (strstr(joined, needle) != NULL) {
+                    seen[k] = true;
+                    remaining--;
+                    if (k == watch)
+                        one[e] = kx_mono_us() - t0;
+                }
+                size_t jl = strlen(joined), keep = jl > 40 ? 40 : jl;
+                memcpy(tail[k], joined + jl - keep, keep);
+                tail[k][keep] = '\0';
+            }
+        }
+        if (remaining > 0 || one[e] < 0) {
+            fprintf(stderr, "event %d reached only %d streams\n", e, STREAMS - remaining);
+            die("see the line above");
+        }
+        all[e] = kx_mono_us() - t0;
+    }
+    for (int i = 0; i < STREAMS; i++)
+        close(fds[i]);
+
+    /* Baseline: the same JetStream publish, received by a core NATS subscriber here. */
+    natsConnection *nc = NULL;
+    nats_probe probe = {0};
+    natsSubscription *sub = NULL;
+    char subject[96];
+    snprintf(subject, sizeof subject, KX_SUBJ_RUN_EV_PREFIX "%s", run);
+    if (natsConnection_ConnectTo(&nc, g_gw.s.nats.url) != NATS_OK ||
+        natsConnection_Subscribe(&sub, nc, subject, on_core, &probe) != NATS_OK ||
+        natsConnection_Flush(nc) != NATS_OK) {
+        fprintf(stderr, "cannot subscribe the baseline\n");
+        die("see the line above");
+    }
+    for (int e = 0; e < EVENTS; e++) {
+        __atomic_store_n(&probe.got_us, 0, __ATOMIC_RELEASE);
+        int64_t t0 = kx_mono_us();
+        publish(bus, run, "{\"b\": 1}");
+        while (__atomic_load_n(&probe.got_us, __ATOMIC_ACQUIRE) == 0 &&
+               kx_mono_us() - t0 < 5000000)
+            ;
+        base[e] = __atomic_load_n(&probe.got_us, __ATOMIC_ACQUIRE) - t0;
+    }
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(nc);
+
+    printf(
+        "baseline: JetStream publish -> core NATS subscriber: p50 %lld us p90 %lld us p99 %lld us\n",
+        (long long)pct(base, EVENTS, 0.5), (long long)pct(base, EVENTS, 0.9),
+        (long long)pct(base, EVENTS, 0.99));
+    printf(
+        "gateway: publish -> one SSE client (of %d open): p50 %lld us p90 %lld us p99 %lld us\n",
+        STREAMS, (long long)pct(one, EVENTS, 0.5), (long long)pct(one, EVENTS, 0.9),
+        (long long)pct(one, EVENTS, 0.99));
+    printf("gateway: publish -> all %d SSE clients: p50 %lld us p90 %lld us p99 %lld us\n",
+           STREAMS, (long long)pct(all, EVENTS, 0.5), (long long)pct(all, EVENTS, 0.9),
+           (long long)pct(all, EVENTS, 0.99));
+    printf("goal p50 <= 1000 us (one client): %s\n",
+           pct(one, EVENTS, 0.5) <= 1000 ? "met" : "NOT met");
+    result("gateway.sse_baseline_nats.p50", (double)pct(base, EVENTS, 0.5), "us");
+    result("gateway.sse_one_of_1000.p50", (double)pct(one, EVENTS, 0.5), "us");
+    result("gateway.sse_one_of_1000.p99", (double)pct(one, EVENTS, 0.99), "us");
+    result("gateway.sse_all_1000.p50", (double)pct(all, EVENTS, 0.5), "us");
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--results") == 0 && i + 1 < argc) {
+            g_results = fopen(argv[++i], "a");
+        } else {
+            fprintf(stderr, "usage: bench_gateway [--results FILE]\n");
+            return 2;
+        }
+    }
+    kx_log_init("bench-gateway", "bench");
+    kx_log_set_level(KX_LOG_ERROR);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 8192) {
+        rl.rlim_cur = rl.rlim_max < 8192 ? rl.rlim_max : 8192;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    const char *env[] = {"KX_LOG_LEVEL=warn",
+                         "KX_SSE_MAX_STREAMS_PER_ACCOUNT=2000",
+                         "KX_HTTP_MAX_CONNS_PER_IP=4000",
+                         "KX_SSE_PING_S=15",
+                         "KX_DB_POOL_SIZE=8",
+                         NULL};
+    if (kx_th_gw_start(&g_gw, "kx-bench-gateway", env) != KX_OK) {
+        fprintf(stderr, "cannot start the gateway\n");
+        kx_th_gw_stop(&g_gw, true);
+        return 1;
+    }
+    kx_bus *bus = NULL;
+    if (kx_bus_connect(g_gw.s.nats.url, "bench-gateway", &bus) != KX_OK)
+        return 1;
+    for (int i = 0; i < 100 && !kx_bus_connected(bus); i++)
+        usleep(20000);
+    for (int i = 0; i < 100 && kx_bus_ensure_streams(bus) != KX_OK; i++)
+        usleep(20000);
+    char account[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    kx_uuid_new(account);
+    char *token = kx_th_jwt(g_gw.s.secret, account, 3600);
+    initiate(token, run);
+
+    bench_throughput(token, run);
+    bench_sse(bus, token, run);
+
+    free(token);
+    kx_bus_close(bus, 1000);
+    kx_th_gw_stop(&g_gw, false);
+    if (g_results != NULL)
+        fclose(g_results);
+    return 0;
+}
