@@ -75,7 +75,7 @@ static void test_tmpdir_and_port(void **state)
     assert_int_equal(mkdir(dir, 0755), 0);
     snprintf(file, sizeof file, "%s/f", dir);
     fclose(fopen(file, "w"));
-    setenv("KX_TEST_KEEP", "1", 1);
+    assert_int_equal(setenv("KX_TEST_KEEP", "1", 1), 0);
     kx_th_rmrf(dir);
     unsetenv("KX_TEST_KEEP");
     assert_int_equal(access(file, F_OK), 0);
@@ -87,8 +87,8 @@ static void test_spawn_log_env_and_kill(void **state)
 {
     char log[300];
     snprintf(log, sizeof log, "%s/spawn.log", g_tmp);
-    setenv("KX_HARNESS_INHERITED", "yes", 1);
-    setenv("KX_HARNESS_OVERRIDE", "old", 1);
+    assert_int_equal(setenv("KX_HARNESS_INHERITED", "yes", 1), 0);
+    assert_int_equal(setenv("KX_HARNESS_OVERRIDE", "old", 1), 0);
     const char *argv[] = {"sh", "-c",
                           "echo \"$KX_HARNESS_INHERITED $KX_HARNESS_OVERRIDE $EXTRA\"; "
                           "echo oops >&2; exec sleep 30",
