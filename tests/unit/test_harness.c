@@ -119,6 +119,23 @@ static void test_spawn_log_env_and_kill(void **state)
     unsetenv("KX_HARNESS_OVERRIDE");
 }
 
+/* Numbers read back from commands and SQL: all of the text or nothing (atoi took "12abc" as 12
+ * and "abc" as 0). */
+static void test_parse_long(void **state)
+{
+    long v = 7;
+    assert_true(kx_th_parse_long("3\n", &v));
+    assert_int_equal(v, 3);
+    assert_true(kx_th_parse_long("  -42 ", &v));
+    assert_int_equal(v, -42);
+    v = 7;
+    const char *bad[] = {"", "\n", "abc", "12abc", "1 2", "0x10", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_false(kx_th_parse_long(bad[i], &v));
+    assert_false(kx_th_parse_long(NULL, &v));
+    assert_int_equal(v, 7); /* untouched on refusal */
+}
+
 static void test_wait_http(void **state)
 {
     kx_httpd *h = NULL;
@@ -150,9 +167,8 @@ static void test_nats_start_stop(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tmpdir_and_port),
-        cmocka_unit_test(test_spawn_log_env_and_kill),
-        cmocka_unit_test(test_wait_http),
+        cmocka_unit_test(test_tmpdir_and_port), cmocka_unit_test(test_spawn_log_env_and_kill),
+        cmocka_unit_test(test_parse_long),      cmocka_unit_test(test_wait_http),
         cmocka_unit_test(test_nats_start_stop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
