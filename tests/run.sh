@@ -3,7 +3,10 @@
 #
 #   ./tests/run.sh                 build into build/ and run ctest there
 #   KX_SANITIZE=1 ./tests/run.sh   the same with AddressSanitizer + UBSan, in build-asan/
+#   KX_TSAN=1 ./tests/run.sh       the same with ThreadSanitizer, in build-tsan/ (CI runs only the
+#                                  threaded unit tests there: .ci/run's tsan stage)
 #   KX_BUILD_DIR=dir               another build directory
+#   KX_BUILD_TARGETS="a b"         build only these targets (then select their tests with -R)
 #   extra arguments go to ctest, e.g. ./tests/run.sh -R it_skeleton
 #
 # Unit tests run two at a time; integration tests are RUN_SERIAL (each starts its own stack).
@@ -21,9 +24,14 @@ kx_ensure_packages
 kx_say "npm install in tests/ ..."
 (cd tests && npm install --no-audit --no-fund --loglevel=error) || kx_die "npm install in tests/ failed"
 
-if [ "${KX_SANITIZE:-0}" = 1 ]; then
+if [ "${KX_SANITIZE:-0}" = 1 ] && [ "${KX_TSAN:-0}" = 1 ]; then
+    kx_die "KX_SANITIZE=1 and KX_TSAN=1 cannot be combined (ASan and TSan exclude each other)"
+elif [ "${KX_SANITIZE:-0}" = 1 ]; then
     build="${KX_BUILD_DIR:-$KX_ROOT/build-asan}"
     kx_build "$build" -DKX_SANITIZE=ON
+elif [ "${KX_TSAN:-0}" = 1 ]; then
+    build="${KX_BUILD_DIR:-$KX_ROOT/build-tsan}"
+    kx_build "$build" -DKX_TSAN=ON
 else
     build="${KX_BUILD_DIR:-$KX_ROOT/build}"
     kx_build "$build" -DKX_SANITIZE=OFF

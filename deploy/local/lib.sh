@@ -76,7 +76,8 @@ kx_ensure_packages() {
 # ---- building ------------------------------------------------------------------------------
 
 # kx_build BUILD_DIR [cmake -D options...]: configures BUILD_DIR if it has never been
-# configured (or was configured with other options), then builds it with every core.
+# configured (or was configured with other options), then builds it with every core: everything,
+# or only the targets named in KX_BUILD_TARGETS (space-separated) when it is set.
 kx_build() {
     local dir="$1"
     shift
@@ -87,7 +88,12 @@ kx_build() {
         cmake -S "$KX_ROOT" -B "$dir" $args || kx_die "cmake configure of $dir failed"
         printf '%s' "$args" >"$stamp"
     fi
-    cmake --build "$dir" -j"$(nproc)" || kx_die "build in $dir failed"
+    local targets=()
+    if [ -n "${KX_BUILD_TARGETS:-}" ]; then
+        read -r -a targets <<<"$KX_BUILD_TARGETS"
+        targets=(--target "${targets[@]}")
+    fi
+    cmake --build "$dir" -j"$(nproc)" "${targets[@]}" || kx_die "build in $dir failed"
 }
 
 # ---- processes and PID files ---------------------------------------------------------------

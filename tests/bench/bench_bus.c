@@ -110,11 +110,14 @@ static int run_kx(const char *url, int n, int64_t *lat)
 
 int main(int argc, char **argv)
 {
-    int n = argc > 1 ? atoi(argv[1]) : 5000;
-    if (n < 100 || n > 200000) {
+    long requests = 5000;
+    if (argc > 1 && !kx_th_parse_long(argv[1], &requests))
+        requests = -1;
+    if (requests < 100 || requests > 200000) {
         fprintf(stderr, "requests must be 100..200000\n");
         return 2;
     }
+    int n = (int)requests;
     kx_log_init("bench", "bench");
     kx_log_set_level(KX_LOG_WARN);
     char *dir = kx_th_tmpdir("kx-bench-bus");

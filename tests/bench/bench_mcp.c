@@ -176,22 +176,24 @@ static int proxy_batch(kx_bus *bus, int from, int to, int64_t *lat)
 
 int main(int argc, char **argv)
 {
-    int n = 2000;
+    long calls = 2000;
     const char *results = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--calls") && i + 1 < argc)
-            n = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--results") && i + 1 < argc)
+        if (!strcmp(argv[i], "--calls") && i + 1 < argc) {
+            if (!kx_th_parse_long(argv[++i], &calls))
+                calls = -1; /* refused below */
+        } else if (!strcmp(argv[i], "--results") && i + 1 < argc)
             results = argv[++i];
         else {
             fprintf(stderr, "usage: bench_mcp [--calls N] [--results FILE]\n");
             return 2;
         }
     }
-    if (n < 100 || n > 100000) {
+    if (calls < 100 || calls > 100000) {
         fprintf(stderr, "bench_mcp: --calls must be 100..100000\n");
         return 2;
     }
+    int n = (int)calls;
     kx_log_init("bench-mcp", "bench-mcp");
     if (access(NM, R_OK) != 0) {
         fprintf(stderr, "missing %s: npm install in tests/\n", NM);
@@ -201,8 +203,12 @@ int main(int argc, char **argv)
     int64_t *proxy_lat = calloc((size_t)n, sizeof *proxy_lat);
     char *dir = kx_th_tmpdir("kx-bench-mcp");
     kx_th_nats nats;
-    if (!direct_lat || !proxy_lat || !dir || kx_th_nats_start(dir, &nats) != KX_OK)
+    if (!direct_lat || !proxy_lat || !dir || kx_th_nats_start(dir, &nats) != KX_OK) {
+        free(direct_lat);
+        free(proxy_lat);
+        free(dir);
         return 1;
+    }
     char nats_env[128], servers_env[1024], port_env[64], log[600];
     snprintf(nats_env, sizeof nats_env, "KX_NATS_URL=%s", nats.url);
     snprintf(port_env, sizeof port_env, "KX_HEALTH_PORT=%u", kx_th_free_port());

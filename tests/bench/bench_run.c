@@ -34,6 +34,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <pwd.h>
 #include <spawn.h>
@@ -222,6 +223,7 @@ static bool stat_fields(const char *path, pid_t *ppid, int64_t *own_ticks, int64
     /* after ")": 3 state, 4 ppid, 5..13, 14 utime, 15 stime, 16 cutime, 17 cstime */
     char state;
     long long v[15];
+    /* NOLINTNEXTLINE(cert-err34-c): kernel-written numbers, the field count is checked */
     int got = sscanf(p + 1,
                      " %c %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld "
                      "%lld %lld",
@@ -241,7 +243,7 @@ static void schedstat(const char *path, int64_t *run, int64_t *wait)
     if (f == NULL)
         return;
     long long r = 0, w = 0;
-    if (fscanf(f, "%lld %lld", &r, &w) == 2) {
+    if (fscanf(f, "%lld %lld", &r, &w) == 2) { /* NOLINT(cert-err34-c): kernel-written */
         *run += r;
         *wait += w;
     }
@@ -290,8 +292,10 @@ static pid_t postmaster_pid(void)
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return 0;
+    char line[32] = "";
     long pid = 0;
-    if (fscanf(f, "%ld", &pid) != 1)
+    if (fgets(line, sizeof line, f) == NULL || !kx_th_parse_long(line, &pid) || pid < 0 ||
+        pid > INT_MAX)
         pid = 0;
     fclose(f);
     return (pid_t)pid;
@@ -330,6 +334,7 @@ static void machine_ticks(int64_t *busy, int64_t *total)
     if (f == NULL)
         return;
     long long v[8] = {0};
+    /* NOLINTNEXTLINE(cert-err34-c): kernel-written numbers, the field count is checked */
     if (fscanf(f, "cpu %lld %lld %lld %lld %lld %lld %lld %lld", &v[0], &v[1], &v[2], &v[3], &v[4],
                &v[5], &v[6], &v[7]) == 8) {
         for (int i = 0; i < 8; i++)
@@ -1119,6 +1124,15 @@ typedef struct run_row {
 } run_row;
 
 /* Every run of the account with its timestamps and message counts (malloc'd array). */
+/* An int column of a result row (a count): -1 when it does not read as one. */
+static int col_int(const PGresult *r, int row, int col)
+{
+    long v = 0;
+    if (!kx_th_parse_long(PQgetvalue(r, row, col), &v) || v < 0 || v > INT_MAX)
+        return -1;
+    return (int)v;
+}
+
 static run_row *load_runs(const char *account_id, int *n)
 {
     *n = 0;
@@ -1150,9 +1164,9 @@ static run_row *load_runs(const char *account_id, int *n)
             rows[i].dispatched = strtoll(PQgetvalue(r, i, 3), NULL, 10);
             rows[i].started = strtoll(PQgetvalue(r, i, 4), NULL, 10);
             rows[i].completed = strtoll(PQgetvalue(r, i, 5), NULL, 10);
-            rows[i].rows = atoi(PQgetvalue(r, i, 6));
-            rows[i].llm_calls = atoi(PQgetvalue(r, i, 7));
-            rows[i].tools = atoi(PQgetvalue(r, i, 8));
+            rows[i].rows = col_int(r, i, 6);
+            rows[i].llm_calls = col_int(r, i, 7);
+            rows[i].tools = col_int(r, i, 8);
         }
         if (rows != NULL)
             *n = k;
@@ -1539,9 +1553,11 @@ static bool count_runs(PGconn *c, const char *account_id, int *all, int *active,
     PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
     bool ok = PQresultStatus(r) == PGRES_TUPLES_OK;
     if (ok) {
-        *all = atoi(PQgetvalue(r, 0, 0));
-        *active = atoi(PQgetvalue(r, 0, 1));
-        *running = atoi(PQgetvalue(r, 0, 2));
+        /* a count that does not read back is an error, not "0 runs left" */
+        *all = col_int(r, 0, 0);
+        *active = col_int(r, 0, 1);
+        *running = col_int(r, 0, 2);
+        ok = *all >= 0 && *active >= 0 && *running >= 0;
     }
     PQclear(r);
     return ok;
@@ -1859,7 +1875,7 @@ static long rss_kib(pid_t pid)
     FILE *f = fopen(path, "r");
     long kib = 0;
     while (f != NULL && fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) /* NOLINT(cert-err34-c): kernel-written */
             break;
     if (f != NULL)
         fclose(f);
@@ -1900,6 +1916,10 @@ static bool scenario_held(int n, int threads, int hold_ms)
     printf("\n(d) %d runs held at once in one agent-runner: each LLM answer waits %d ms "
            "(demo-model `sleep`)\n",
            n, hold_ms);
+    if (n <= 0) {
+        fail("held: the number of runs must be positive, not %d", n);
+        return false;
+    }
     account acc;
     if (!account_new(&acc))
         return false;
@@ -2036,9 +2056,10 @@ static bool pg_ctl(const char *const *args)
         return false;
     }
     if (pid == 0) {
-        FILE *f = freopen(log_path, "a", stdout);
-        if (f != NULL)
-            dup2(fileno(stdout), 2);
+        /* The child's output goes to pg.log or it does not run (it would write into the
+         * benchmark's own report). */
+        if (freopen(log_path, "a", stdout) == NULL || dup2(fileno(stdout), 2) < 0)
+            _exit(126);
         if (pw != NULL && (setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0))
             _exit(126);
         if (chdir(g_stack.pg.dir) != 0)

@@ -12,6 +12,7 @@
 #include "harness.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <curl/curl.h>
 #include <dirent.h>
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include <ftw.h>
 #include <grp.h>
 #include <libpq-fe.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <signal.h>
@@ -642,15 +644,16 @@ void kx_th_pg_stop(kx_th_pg *p)
         char pidfile[300];
         snprintf(pidfile, sizeof pidfile, "%s/pg/postmaster.pid", p->dir);
         FILE *f = fopen(pidfile, "r");
-        int pid = 0;
+        char line[32] = "";
+        long pid = 0;
         if (f != NULL) {
-            if (fscanf(f, "%d", &pid) != 1)
+            if (fgets(line, sizeof line, f) == NULL || !kx_th_parse_long(line, &pid))
                 pid = 0;
             fclose(f);
         }
-        if (pid > 0) {
-            th_log("pg_ctl stop failed: SIGQUIT to postmaster %d", pid);
-            kill(pid, SIGQUIT);
+        if (pid > 0 && pid <= INT_MAX) {
+            th_log("pg_ctl stop failed: SIGQUIT to postmaster %ld", pid);
+            kill((pid_t)pid, SIGQUIT);
             sleep_ms(500);
         }
     }
@@ -680,12 +683,30 @@ int kx_th_group_live(pid_t pgid)
         char *rp = strrchr(buf, ')');
         char state;
         int ppid, pgrp;
+        /* NOLINTNEXTLINE(cert-err34-c): kernel-written numbers, the field count is checked */
         if (rp != NULL && sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 && pgrp == pgid &&
             state != 'Z')
             n++;
     }
     closedir(d);
     return n;
+}
+
+bool kx_th_parse_long(const char *text, long *out)
+{
+    if (text == NULL)
+        return false;
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (end == text || errno != 0)
+        return false;
+    while (isspace((unsigned char)*end))
+        end++;
+    if (*end != '\0')
+        return false;
+    *out = v;
+    return true;
 }
 
 int kx_th_procs_with_arg(const char *arg, uid_t *uid_out)

@@ -30,6 +30,10 @@ int kx_th_group_live(pid_t pgid);
  * (e.g. "sleep 31.4159" -> "31.4159"): for processes in a sandbox, whose PIDs the test cannot
  * know. If uid_out is not NULL it gets the host uid of the last one found. */
 int kx_th_procs_with_arg(const char *arg, uid_t *uid_out);
+/* A decimal integer that is all of text but for surrounding white space (a command's output
+ * such as "3\n", a SQL count): true and *out set, or false for anything else (empty, other
+ * bytes, out of range of long). */
+bool kx_th_parse_long(const char *text, long *out);
 /* Polls GET url until it answers 200 or timeout_ms passes. */
 kx_err kx_th_wait_http(const char *url, int64_t timeout_ms);
 

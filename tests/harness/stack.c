@@ -473,8 +473,10 @@ int kx_th_stack_stop(kx_th_stack *s, bool failed)
         kx_th_stack_dump_logs(s, 40);
         if (s->dir != NULL) {
             /* harness.c removes temp dirs unless KX_TEST_KEEP=1: keep this one for reading. */
-            setenv("KX_TEST_KEEP", "1", 1);
-            st_log("keeping %s for its logs", s->dir);
+            if (setenv("KX_TEST_KEEP", "1", 1) == 0)
+                st_log("keeping %s for its logs", s->dir);
+            else
+                st_log("cannot keep %s for its logs: setenv: %s", s->dir, strerror(errno));
         }
     }
     /* One by one (a second SIGTERM could cut a drain short): the gateway first so that it

@@ -213,6 +213,17 @@ static char *sql_value1(const char *sql, const char *p1)
     return kx_th_sql_value(&g_s, sql, 1, params);
 }
 
+/* out = unit n times, then tail (the test fails if that does not fit in cap bytes). */
+static void repeat_then(char *out, size_t cap, const char *unit, int n, const char *tail)
+{
+    size_t len = 0;
+    for (int i = 0; i <= n; i++) {
+        int w = snprintf(out + len, cap - len, "%s", i < n ? unit : tail);
+        assert_true(w >= 0 && (size_t)w < cap - len);
+        len += (size_t)w;
+    }
+}
+
 /* ---- tests ------------------------------------------------------------------------------- */
 
 static void test_initiate_creates_rows_and_submits(void **state)
@@ -221,10 +232,9 @@ static void test_initiate_creates_rows_and_submits(void **state)
     char *token = new_account(account);
 
     /* multipart, with options and an uploaded file (ignored, not a failure) */
-    char prompt[256] = "";
-    for (int i = 0; i < 29; i++)
-        strcat(prompt, "\xc3\xa9");                  /* é: 2 bytes each */
-    strcat(prompt, "\xe6\x97\xa5\xe6\x9c\xac tail"); /* 日本 tail: char 30 is 日 */
+    char prompt[256];
+    /* é (2 bytes) 29 times, then 日本 tail: char 30 is 日 */
+    repeat_then(prompt, sizeof prompt, "\xc3\xa9", 29, "\xe6\x97\xa5\xe6\x9c\xac tail");
     const char *pairs[] = {"prompt",
                            prompt,
                            "model_name",
@@ -245,10 +255,8 @@ static void test_initiate_creates_rows_and_submits(void **state)
     char *name = sql_value1("SELECT p.name FROM projects p JOIN threads t USING (project_id) "
                             "WHERE t.thread_id = $1",
                             thread);
-    char expect_name[256] = "";
-    for (int i = 0; i < 29; i++)
-        strcat(expect_name, "\xc3\xa9");
-    strcat(expect_name, "\xe6\x97\xa5...");
+    char expect_name[256];
+    repeat_then(expect_name, sizeof expect_name, "\xc3\xa9", 29, "\xe6\x97\xa5...");
     assert_string_equal(name, expect_name);
     free(name);
     char *content = sql_value1("SELECT content::text FROM messages WHERE thread_id = $1 "

@@ -90,13 +90,17 @@ static exec_result exec_in_as(kx_bus *bus, const char *project, const char *exec
         out.res = kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
                                (size_t)natsMsg_GetDataLength(reply));
         natsMsg_Destroy(reply);
+        assert_non_null(out.res); /* a reply that is not a SandboxExecResult fails the test */
     }
     return out;
 }
 
+/* Runs command (blocking) and asserts the broker answered. */
 static exec_result run_in(const char *project, const char *command)
 {
-    return exec_in_as(g_bus, project, NULL, command, NULL, true, 0, 20000);
+    exec_result r = exec_in_as(g_bus, project, NULL, command, NULL, true, 0, 20000);
+    assert_int_equal(r.err, KX_OK);
+    return r;
 }
 
 static exec_result run(const char *command)
@@ -170,7 +174,7 @@ static long broker_hwm_kb(void)
     FILE *f = fopen(path, "r");
     long kb = -1;
     while (f != NULL && fgets(line, sizeof line, f) != NULL) {
-        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1)
+        if (sscanf(line, "VmHWM: %ld kB", &kb) == 1) /* NOLINT(cert-err34-c): kernel-written */
             break;
     }
     if (f != NULL)
@@ -255,7 +259,9 @@ static void test_fds_and_processes(void **state)
     free(out);
     /* The host's processes are invisible: a handful in the sandbox's /proc. */
     out = output_of("ls /proc | grep -c '^[0-9]'");
-    assert_true(atoi(out) > 0 && atoi(out) < 10);
+    long nprocs = 0;
+    assert_true(kx_th_parse_long(out, &nprocs));
+    assert_true(nprocs > 0 && nprocs < 10);
     free(out);
     /* No view of the service files or the data dir. */
     out = output_of("ls / | tr '\\n' ' '; ls /work /root /home 2>&1 | head -3");
@@ -339,7 +345,9 @@ static void test_network_none(void **state)
 {
     probe_ports(g_bus, g_project, g_stack.http_port, false);
     char *out = output_of("cat /proc/net/dev | grep -c ':'");
-    assert_int_equal(atoi(out), 1); /* lo only */
+    long nifs = 0;
+    assert_true(kx_th_parse_long(out, &nifs));
+    assert_int_equal(nifs, 1); /* lo only */
     free(out);
 }
 
@@ -374,6 +382,7 @@ static void test_paths(void **state)
     expect_folder_refused("/proc/self/root/etc", "relative");
     expect_folder_refused("nope", "does not exist");
     exec_result r = exec_in_as(g_bus, g_project, NULL, "pwd", "real", true, 0, 10000);
+    assert_int_equal(r.err, KX_OK);
     assert_null(r.res->error);
     assert_string_equal(r.res->stdout, "/workspace/real\n");
     result_free(&r);
@@ -595,6 +604,7 @@ static void test_background_server(void **state)
                                "exec node -e \"require('http').createServer((q, s) => "
                                "s.end(require('fs').readFileSync('index.html'))).listen(8123)\"",
                                NULL, false, 0, 5000);
+    assert_int_equal(r.err, KX_OK);
     assert_null(r.res->error);
     result_free(&r);
     char *out = NULL;
@@ -646,8 +656,12 @@ static void test_sessions(void **state)
     exec_result r = exec_in_as(g_bus, g_project, "dev-1",
                                "for i in 1 2 3; do echo line$i; done; exec sleep 93.001", NULL,
                                false, 0, 5000);
+    assert_int_equal(r.err, KX_OK);
     assert_null(r.res->error);
-    assert_string_equal(r.res->session_name, r.res->session_name);
+    /* The session the start reply names is the one list_commands shows for dev-1. */
+    char started[80];
+    assert_true(!kx_pb_str_empty(r.res->session_name));
+    snprintf(started, sizeof started, "%s", r.res->session_name);
     result_free(&r);
     r = exec_in_as(g_bus, g_project, "dev-2", "sleep 93.002", NULL, false, 0, 5000);
     result_free(&r);
@@ -676,6 +690,7 @@ static void test_sessions(void **state)
             seen++;
     }
     assert_int_equal(seen, 2);
+    assert_string_equal(session1, started);
     kx_pb_free(list);
 
     /* check_command_output: incrementally. */
@@ -848,7 +863,13 @@ static void test_refuses_without_bwrap_unless_unsafe(void **state)
         exec_in_as(bus, g_project, NULL, "id -u; env | grep -c KX_NATS_URL", NULL, true, 0, 10000);
     assert_int_equal(r.err, KX_OK);
     assert_null(r.res->error);
-    assert_true(atoi(r.res->stdout) != 0);
+    long uid = 0; /* "id -u" then the count of KX_NATS_URL lines, 0 */
+    char *nl = strchr(r.res->stdout, '\n');
+    assert_non_null(nl);
+    *nl = '\0';
+    assert_true(kx_th_parse_long(r.res->stdout, &uid));
+    assert_true(uid != 0);
+    *nl = '\n';
     assert_non_null(strstr(r.res->stdout, "\n0\n"));
     result_free(&r);
     kx_bus_close(bus, 1000);

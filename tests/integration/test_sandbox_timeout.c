@@ -170,7 +170,8 @@ static call_result call_tool(const char *call_id, const char *tool, const char *
         out.res = kx_pb_unpack(&kx__v1__tool_result__descriptor, natsMsg_GetData(reply),
                                (size_t)natsMsg_GetDataLength(reply));
         natsMsg_Destroy(reply);
-        if (out.res != NULL && !kx_pb_str_empty(out.res->output_json))
+        assert_non_null(out.res); /* a reply that is not a ToolResult fails the test */
+        if (!kx_pb_str_empty(out.res->output_json))
             out.output = json_loads(out.res->output_json, 0, NULL);
     }
     return out;
@@ -405,6 +406,8 @@ static void test_clean_environment_and_output_cap(void **state)
     call_result r =
         call_tool(NULL, "execute_command", "{\"command\": \"env\", \"blocking\": 1}", 5000);
     /* blocking: 1 is not a boolean */
+    assert_int_equal(r.err, KX_OK);
+    assert_non_null(r.res->error);
     assert_string_equal(r.res->error->code, "invalid_argument");
     assert_non_null(strstr(r.res->error->message, "'blocking'"));
     call_result_free(&r);
@@ -515,6 +518,7 @@ static void test_idle_sandbox_stops_and_comes_back(void **state)
      * next command starts it again. */
     call_result r = call_tool(NULL, "execute_command",
                               "{\"command\": \"echo kept > idle.txt\", \"blocking\": true}", 5000);
+    assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
     call_result_free(&r);
     assert_true(kx_th_procs_with_arg("/.kx/init", NULL) >= 1);

@@ -452,7 +452,9 @@ static void check_native_run(run *r, const char *token, const char *account)
     assert_int_equal(PQntuples(row), 1);
     assert_string_equal(PQgetvalue(row, 0, 0), "completed");
     assert_string_equal(PQgetvalue(row, 0, 1), "1");
-    assert_true(atoi(PQgetvalue(row, 0, 2)) >= 1);
+    long n = 0;
+    assert_true(kx_th_parse_long(PQgetvalue(row, 0, 2), &n));
+    assert_true(n >= 1);
     assert_string_equal(PQgetvalue(row, 0, 3), account);
     assert_string_equal(PQgetvalue(row, 0, 4), "t");
     assert_string_equal(PQgetvalue(row, 0, 5), "t");

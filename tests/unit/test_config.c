@@ -14,9 +14,9 @@ static void test_str(void **state)
 {
     unsetenv("KX_T_STR");
     assert_string_equal(kx_env_str("KX_T_STR", "def"), "def");
-    setenv("KX_T_STR", "", 1);
+    assert_int_equal(setenv("KX_T_STR", "", 1), 0);
     assert_string_equal(kx_env_str("KX_T_STR", "def"), "def"); /* empty = unset */
-    setenv("KX_T_STR", "nats://x:1", 1);
+    assert_int_equal(setenv("KX_T_STR", "nats://x:1", 1), 0);
     assert_string_equal(kx_env_str("KX_T_STR", "def"), "nats://x:1");
     assert_null(kx_env_str("KX_T_UNSET_XYZ", NULL));
 }
@@ -27,23 +27,23 @@ static void test_int(void **state)
     unsetenv("KX_T_INT");
     assert_int_equal(kx_env_int("KX_T_INT", 42, 0, 100, &v), KX_OK);
     assert_int_equal(v, 42);
-    setenv("KX_T_INT", "77", 1);
+    assert_int_equal(setenv("KX_T_INT", "77", 1), 0);
     assert_int_equal(kx_env_int("KX_T_INT", 42, 0, 100, &v), KX_OK);
     assert_int_equal(v, 77);
-    setenv("KX_T_INT", "-5", 1);
+    assert_int_equal(setenv("KX_T_INT", "-5", 1), 0);
     assert_int_equal(kx_env_int("KX_T_INT", 42, -10, 100, &v), KX_OK);
     assert_int_equal(v, -5);
     const char *bad[] = {"101", "-1", "12abc", "abc", " 5x", "99999999999999999999999", "1.5"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        setenv("KX_T_INT", bad[i], 1);
+        assert_int_equal(setenv("KX_T_INT", bad[i], 1), 0);
         v = -1;
         assert_int_equal(kx_env_int("KX_T_INT", 42, 0, 100, &v), KX_ERR_INVALID);
         assert_int_equal(v, 42);
     }
-    setenv("KX_T_INT", "0", 1);
+    assert_int_equal(setenv("KX_T_INT", "0", 1), 0);
     assert_int_equal(kx_env_int("KX_T_INT", 42, 0, 100, &v), KX_OK);
     assert_int_equal(v, 0);
-    setenv("KX_T_INT", "100", 1);
+    assert_int_equal(setenv("KX_T_INT", "100", 1), 0);
     assert_int_equal(kx_env_int("KX_T_INT", 42, 0, 100, &v), KX_OK);
     assert_int_equal(v, 100);
 }
@@ -73,14 +73,14 @@ static void test_bool(void **state)
     const char *yes[] = {"1", "true", "TRUE", "Yes", "on"};
     const char *no[] = {"0", "false", "False", "NO", "off"};
     for (size_t i = 0; i < 5; i++) {
-        setenv("KX_T_BOOL", yes[i], 1);
+        assert_int_equal(setenv("KX_T_BOOL", yes[i], 1), 0);
         assert_int_equal(kx_env_bool("KX_T_BOOL", false, &b), KX_OK);
         assert_true(b);
-        setenv("KX_T_BOOL", no[i], 1);
+        assert_int_equal(setenv("KX_T_BOOL", no[i], 1), 0);
         assert_int_equal(kx_env_bool("KX_T_BOOL", true, &b), KX_OK);
         assert_false(b);
     }
-    setenv("KX_T_BOOL", "maybe", 1);
+    assert_int_equal(setenv("KX_T_BOOL", "maybe", 1), 0);
     assert_int_equal(kx_env_bool("KX_T_BOOL", true, &b), KX_ERR_INVALID);
     assert_true(b);
 }
@@ -91,15 +91,15 @@ static void test_port(void **state)
     unsetenv("KX_T_PORT");
     assert_int_equal(kx_env_port("KX_T_PORT", 9100, &p), KX_OK);
     assert_int_equal(p, 9100);
-    setenv("KX_T_PORT", "65535", 1);
+    assert_int_equal(setenv("KX_T_PORT", "65535", 1), 0);
     assert_int_equal(kx_env_port("KX_T_PORT", 9100, &p), KX_OK);
     assert_int_equal(p, 65535);
-    setenv("KX_T_PORT", "0", 1); /* any free port */
+    assert_int_equal(setenv("KX_T_PORT", "0", 1), 0); /* any free port */
     assert_int_equal(kx_env_port("KX_T_PORT", 9100, &p), KX_OK);
     assert_int_equal(p, 0);
     const char *bad[] = {"65536", "-1", "http", "80x"};
     for (size_t i = 0; i < 4; i++) {
-        setenv("KX_T_PORT", bad[i], 1);
+        assert_int_equal(setenv("KX_T_PORT", bad[i], 1), 0);
         assert_int_equal(kx_env_port("KX_T_PORT", 9100, &p), KX_ERR_INVALID);
         assert_int_equal(p, 9100);
     }

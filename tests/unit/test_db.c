@@ -263,7 +263,7 @@ static void test_prepared_statements_and_conflict(void **state)
 
 static void test_statement_timeout_maps_to_timeout(void **state)
 {
-    setenv("KX_DB_STATEMENT_TIMEOUT_MS", "200", 1);
+    assert_int_equal(setenv("KX_DB_STATEMENT_TIMEOUT_MS", "200", 1), 0);
     kx_db *db = NULL;
     kx_err err = kx_db_connect(g_pg.url, STMTS, &db);
     unsetenv("KX_DB_STATEMENT_TIMEOUT_MS");

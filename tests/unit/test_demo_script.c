@@ -482,7 +482,11 @@ static void test_stream_tool_call_fragments(void **state)
         json_t *d = json_object_get(choice(json_array_get(all, i)), "delta");
         json_t *f =
             json_object_get(json_array_get(json_object_get(d, "tool_calls"), 0), "function");
-        strcat(joined, json_string_value(json_object_get(f, "arguments")));
+        const char *frag = json_string_value(json_object_get(f, "arguments"));
+        assert_non_null(frag);
+        size_t len = strlen(joined);
+        assert_true(strlen(frag) < sizeof joined - len);
+        memcpy(joined + len, frag, strlen(frag) + 1);
         fragments++;
     }
     assert_true(fragments >= 2);

@@ -75,7 +75,7 @@ static void test_tmpdir_and_port(void **state)
     assert_int_equal(mkdir(dir, 0755), 0);
     snprintf(file, sizeof file, "%s/f", dir);
     fclose(fopen(file, "w"));
-    setenv("KX_TEST_KEEP", "1", 1);
+    assert_int_equal(setenv("KX_TEST_KEEP", "1", 1), 0);
     kx_th_rmrf(dir);
     unsetenv("KX_TEST_KEEP");
     assert_int_equal(access(file, F_OK), 0);
@@ -87,8 +87,8 @@ static void test_spawn_log_env_and_kill(void **state)
 {
     char log[300];
     snprintf(log, sizeof log, "%s/spawn.log", g_tmp);
-    setenv("KX_HARNESS_INHERITED", "yes", 1);
-    setenv("KX_HARNESS_OVERRIDE", "old", 1);
+    assert_int_equal(setenv("KX_HARNESS_INHERITED", "yes", 1), 0);
+    assert_int_equal(setenv("KX_HARNESS_OVERRIDE", "old", 1), 0);
     const char *argv[] = {"sh", "-c",
                           "echo \"$KX_HARNESS_INHERITED $KX_HARNESS_OVERRIDE $EXTRA\"; "
                           "echo oops >&2; exec sleep 30",
@@ -117,6 +117,23 @@ static void test_spawn_log_env_and_kill(void **state)
     assert_int_not_equal(kx_th_spawn(missing, NULL, log, &pid), KX_OK);
     unsetenv("KX_HARNESS_INHERITED");
     unsetenv("KX_HARNESS_OVERRIDE");
+}
+
+/* Numbers read back from commands and SQL: all of the text or nothing (atoi took "12abc" as 12
+ * and "abc" as 0). */
+static void test_parse_long(void **state)
+{
+    long v = 7;
+    assert_true(kx_th_parse_long("3\n", &v));
+    assert_int_equal(v, 3);
+    assert_true(kx_th_parse_long("  -42 ", &v));
+    assert_int_equal(v, -42);
+    v = 7;
+    const char *bad[] = {"", "\n", "abc", "12abc", "1 2", "0x10", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_false(kx_th_parse_long(bad[i], &v));
+    assert_false(kx_th_parse_long(NULL, &v));
+    assert_int_equal(v, 7); /* untouched on refusal */
 }
 
 static void test_wait_http(void **state)
@@ -150,9 +167,8 @@ static void test_nats_start_stop(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tmpdir_and_port),
-        cmocka_unit_test(test_spawn_log_env_and_kill),
-        cmocka_unit_test(test_wait_http),
+        cmocka_unit_test(test_tmpdir_and_port), cmocka_unit_test(test_spawn_log_env_and_kill),
+        cmocka_unit_test(test_parse_long),      cmocka_unit_test(test_wait_http),
         cmocka_unit_test(test_nats_start_stop),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -109,7 +109,7 @@ static void test_bind_address(void **state)
     assert_int_equal(kx_httpd_start("not-an-address", 0, NULL, NULL, &h), KX_ERR_INVALID);
     assert_null(h);
     /* NULL address: KX_BIND_ADDR. ::1 works as an IPv6 literal (when the host has it). */
-    setenv("KX_BIND_ADDR", "::1", 1);
+    assert_int_equal(setenv("KX_BIND_ADDR", "::1", 1), 0);
     kx_err err = kx_httpd_start(NULL, 0, NULL, NULL, &h);
     unsetenv("KX_BIND_ADDR");
     if (err == KX_OK) {

@@ -29,7 +29,7 @@ static char *capture(void (*fn)(void *), void *arg)
     assert_int_equal(dup2(p[1], 2), 2);
     close(p[1]);
     fn(arg);
-    dup2(saved, 2); /* closes the pipe's last write end */
+    assert_int_equal(dup2(saved, 2), 2); /* closes the pipe's last write end */
     close(saved);
     kx_buf out = KX_BUF_INIT;
     char chunk[4096];
@@ -143,7 +143,7 @@ static void init_x(void *arg)
 
 static void test_level_from_env(void **state)
 {
-    setenv("KX_LOG_LEVEL", "warn", 1);
+    assert_int_equal(setenv("KX_LOG_LEVEL", "warn", 1), 0);
     kx_log_init("x", "x-1");
     assert_int_equal(kx_log_get_level(), KX_LOG_WARN);
     char *out = capture(log_each_level, NULL);
@@ -152,13 +152,13 @@ static void test_level_from_env(void **state)
     assert_non_null(strstr(out, "\"msg\": \"e\""));
     free(out);
 
-    setenv("KX_LOG_LEVEL", "DEBUG", 1);
+    assert_int_equal(setenv("KX_LOG_LEVEL", "DEBUG", 1), 0);
     kx_log_init("x", "x-1");
     out = capture(log_each_level, NULL);
     assert_int_equal(count_lines(out), 4);
     free(out);
 
-    setenv("KX_LOG_LEVEL", "loud", 1); /* invalid: says so and uses info */
+    assert_int_equal(setenv("KX_LOG_LEVEL", "loud", 1), 0); /* invalid: says so and uses info */
     out = capture(init_x, NULL);
     assert_int_equal(count_lines(out), 1);
     assert_non_null(strstr(out, "KX_LOG_LEVEL=loud is not valid"));
@@ -222,7 +222,7 @@ static void test_threads_never_interleave(void **state)
         assert_int_equal(pthread_create(&th[t], NULL, log_many, (void *)(intptr_t)t), 0);
     for (int t = 0; t < THREADS; t++)
         pthread_join(th[t], NULL);
-    dup2(saved, 2);
+    assert_int_equal(dup2(saved, 2), 2);
     close(saved);
     assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
     FILE *f = fdopen(fd, "r");
@@ -234,9 +234,11 @@ static void test_threads_never_interleave(void **state)
         if (j == NULL)
             fail_msg("line %d is not JSON: %s", lines, line);
         int t = -1, i = -1;
+        /* NOLINTNEXTLINE(cert-err34-c): our own "thread %d line %d", t checked just below */
         assert_int_equal(sscanf(json_string_value(json_object_get(j, "msg")), "thread %d line %d",
                                 &t, &i),
                          2);
+        assert_in_range(t, 0, THREADS - 1);
         assert_int_equal(i, per[t]); /* each thread's lines in its order */
         per[t]++;
         json_decref(j);

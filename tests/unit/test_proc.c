@@ -132,7 +132,7 @@ static void test_missing_program_fails_cleanly(void **state)
 
 static void test_environment_and_cwd(void **state)
 {
-    setenv("KX_PROC_TEST_SECRET", "leaked", 1);
+    assert_int_equal(setenv("KX_PROC_TEST_SECRET", "leaked", 1), 0);
     const char *argv[] = {"sh", "-c", "echo \"[$KX_PROC_TEST_SECRET][$FOO]\"; pwd", NULL};
     kx_proc_opts o = {
         .argv = argv, .envp = ENV, .cwd = "/tmp", .out = KX_PROC_PIPE, .err = KX_PROC_NULL};

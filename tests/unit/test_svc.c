@@ -30,9 +30,9 @@ static int group_setup(void **state)
     g_tmp = kx_th_tmpdir("kx-test-svc");
     if (g_tmp == NULL || kx_th_nats_start(g_tmp, &g_nats) != KX_OK)
         return -1;
-    setenv("KX_NATS_URL", g_nats.url, 1);
-    setenv("KX_HEALTH_PORT", "0", 1);
-    setenv("KX_BIND_ADDR", "127.0.0.1", 1);
+    assert_int_equal(setenv("KX_NATS_URL", g_nats.url, 1), 0);
+    assert_int_equal(setenv("KX_HEALTH_PORT", "0", 1), 0);
+    assert_int_equal(setenv("KX_BIND_ADDR", "127.0.0.1", 1), 0);
     return 0;
 }
 
@@ -154,7 +154,7 @@ static void send_term(kx_loop *loop, void *arg)
 
 static void test_drain_then_exit_zero(void **state)
 {
-    setenv("KX_DRAIN_TIMEOUT_MS", "5000", 1);
+    assert_int_equal(setenv("KX_DRAIN_TIMEOUT_MS", "5000", 1), 0);
     kx_svc svc;
     init_or_fail(&svc);
     drain_state d = {.exit_after = true};
@@ -178,7 +178,7 @@ static void test_drain_then_exit_zero(void **state)
 
 static void test_drain_timeout_exits_one(void **state)
 {
-    setenv("KX_DRAIN_TIMEOUT_MS", "200", 1);
+    assert_int_equal(setenv("KX_DRAIN_TIMEOUT_MS", "200", 1), 0);
     kx_svc svc;
     init_or_fail(&svc);
     assert_int_equal(svc.drain_timeout_ms, 200);
@@ -195,7 +195,7 @@ static void test_drain_timeout_exits_one(void **state)
 
 static void test_second_signal_exits_at_once(void **state)
 {
-    setenv("KX_DRAIN_TIMEOUT_MS", "10000", 1);
+    assert_int_equal(setenv("KX_DRAIN_TIMEOUT_MS", "10000", 1), 0);
     kx_svc svc;
     init_or_fail(&svc);
     drain_state d = {0};
@@ -211,7 +211,7 @@ static void test_second_signal_exits_at_once(void **state)
 
 static void test_no_drain_callback_exits_at_once(void **state)
 {
-    setenv("KX_DRAIN_TIMEOUT_MS", "10000", 1);
+    assert_int_equal(setenv("KX_DRAIN_TIMEOUT_MS", "10000", 1), 0);
     kx_svc svc;
     init_or_fail(&svc);
     assert_non_null(kx_loop_timer(svc.loop, 10, send_term, NULL));
@@ -223,7 +223,7 @@ static void test_no_drain_callback_exits_at_once(void **state)
 
 static void test_bad_config_refuses_to_start(void **state)
 {
-    setenv("KX_DRAIN_TIMEOUT_MS", "soon", 1);
+    assert_int_equal(setenv("KX_DRAIN_TIMEOUT_MS", "soon", 1), 0);
     kx_svc svc;
     assert_int_equal(kx_svc_init(&svc, "testsvc", 0), KX_ERR_INVALID);
     kx_svc_close(&svc); /* safe on a half-made svc */
