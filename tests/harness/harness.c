@@ -709,7 +709,42 @@ bool kx_th_parse_long(const char *text, long *out)
     return true;
 }
 
+/* The parent of pid from /proc/<pid>/stat, or 0 when it cannot be read. */
+static pid_t ppid_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t len = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    const char *rp = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+    if (rp == NULL || strlen(rp) < 4)
+        return 0;
+    char *end;
+    long ppid = strtol(rp + 4, &end, 10); /* ") S <ppid> ..." */
+    return end == rp + 4 || ppid <= 0 ? 0 : (pid_t)ppid;
+}
+
+/* True when ancestor is pid's parent, grandparent, ... (at most 64 levels up). */
+static bool descends_from(pid_t pid, pid_t ancestor)
+{
+    for (int i = 0; i < 64 && pid > 1; i++) {
+        pid = ppid_of(pid);
+        if (pid == ancestor)
+            return true;
+    }
+    return false;
+}
+
 int kx_th_procs_with_arg(const char *arg, uid_t *uid_out)
+{
+    return kx_th_procs_with_arg_under(arg, 0, uid_out);
+}
+
+int kx_th_procs_with_arg_under(const char *arg, pid_t ancestor, uid_t *uid_out)
 {
     DIR *d = opendir("/proc");
     if (d == NULL)
@@ -742,6 +777,8 @@ int kx_th_procs_with_arg(const char *arg, uid_t *uid_out)
         buf[len] = '\0';
         char *rp = strrchr(buf, ')');
         if (rp == NULL || rp[1] == '\0' || rp[2] == 'Z' || rp[2] == 'X')
+            continue;
+        if (ancestor > 0 && !descends_from((pid_t)strtol(e->d_name, NULL, 10), ancestor))
             continue;
         n++;
         if (uid_out != NULL) {

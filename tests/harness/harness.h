@@ -34,6 +34,9 @@ int kx_th_procs_with_arg(const char *arg, uid_t *uid_out);
  * such as "3\n", a SQL count): true and *out set, or false for anything else (empty, other
  * bytes, out of range of long). */
 bool kx_th_parse_long(const char *text, long *out);
+/* The same, counting only descendants of ancestor (e.g. one broker's sandboxes, while other
+ * suites on the machine run theirs). */
+int kx_th_procs_with_arg_under(const char *arg, pid_t ancestor, uid_t *uid_out);
 /* Polls GET url until it answers 200 or timeout_ms passes. */
 kx_err kx_th_wait_http(const char *url, int64_t timeout_ms);
 

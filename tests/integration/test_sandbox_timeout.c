@@ -515,17 +515,18 @@ static void test_background_session_and_kill(void **state)
 static void test_idle_sandbox_stops_and_comes_back(void **state)
 {
     /* KX_SANDBOX_AUTO_STOP_MS=1500: with no command running, the jail ends; files stay; the
-     * next command starts it again. */
+     * next command starts it again. Only this broker's jails count: another suite's sandboxes
+     * on the same machine once failed this check. */
     call_result r = call_tool(NULL, "execute_command",
                               "{\"command\": \"echo kept > idle.txt\", \"blocking\": true}", 5000);
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
     call_result_free(&r);
-    assert_true(kx_th_procs_with_arg("/.kx/init", NULL) >= 1);
+    assert_true(kx_th_procs_with_arg_under("/.kx/init", g_broker, NULL) >= 1);
     int64_t end = kx_mono_ms() + 6000;
-    while (kx_th_procs_with_arg("/.kx/init", NULL) != 0 && kx_mono_ms() < end)
+    while (kx_th_procs_with_arg_under("/.kx/init", g_broker, NULL) != 0 && kx_mono_ms() < end)
         usleep(50 * 1000);
-    assert_int_equal(kx_th_procs_with_arg("/.kx/init", NULL), 0);
+    assert_int_equal(kx_th_procs_with_arg_under("/.kx/init", g_broker, NULL), 0);
     r = call_tool(NULL, "execute_command", "{\"command\": \"cat idle.txt\", \"blocking\": true}",
                   5000);
     assert_true(r.res->success);
