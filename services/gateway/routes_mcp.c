@@ -209,7 +209,8 @@ static char *sql_text(const char *text)
         *p++ = hex[(unsigned char)text[i] >> 4];
         *p++ = hex[(unsigned char)text[i] & 15];
     }
-    strcpy(p, "', 'hex'), 'UTF8')");
+    static const char tail[] = "', 'hex'), 'UTF8')";
+    memcpy(p, tail, sizeof tail); /* with its NUL; out has room for 63 more bytes */
     return out;
 }
 

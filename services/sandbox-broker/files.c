@@ -249,7 +249,7 @@ static void on_files(natsMsg *msg, void *arg)
         job_free(j);
         return;
     }
-    if (sb_files_validate(rq, &j->req, why, sizeof why) != KX_OK) {
+    if (rq == NULL || sb_files_validate(rq, &j->req, why, sizeof why) != KX_OK) {
         refuse(b, msg, op, "invalid_argument", why);
         job_free(j);
         return;

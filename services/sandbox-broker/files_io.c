@@ -231,7 +231,8 @@ static void op_list(int ws, const sb_files_req *req, const char *vis, const sb_f
             break;
         }
     }
-    qsort(names, n, sizeof *names, cmp_name);
+    if (n > 1)
+        qsort(names, n, sizeof *names, cmp_name);
     size_t total_str = 0;
     for (size_t i = 0; i < n; i++)
         total_str += 2 * strlen(names[i]) + vis_len + 4;

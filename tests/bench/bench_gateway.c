@@ -88,7 +88,7 @@ static size_t answer_len(const char *buf, size_t len, int *status)
     size_t total = (size_t)(eoh - buf) + 4 + body;
     if (len < total)
         return 0;
-    *status = atoi(buf + 9);
+    *status = (int)strtol(buf + 9, NULL, 10);
     return total;
 }
 

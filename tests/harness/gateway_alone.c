@@ -161,7 +161,7 @@ int kx_th_raw(uint16_t port, const char *src, const char *bytes, size_t n, int64
     close(fd);
     int status = 0;
     if (in.s != NULL && strncmp(in.s, "HTTP/1.", 7) == 0 && in.len > 12)
-        status = atoi(in.s + 9);
+        status = (int)strtol(in.s + 9, NULL, 10);
     if (out != NULL) {
         *out = in.s != NULL ? in.s : strdup("");
         in.s = NULL;
@@ -261,7 +261,7 @@ void kx_th_events_collect(int fd, size_t max_events, int64_t timeout_ms, kx_th_e
             in_body = true;
             size_t hl = (size_t)(eoh - head.s) + 4;
             if (strncmp(head.s, "HTTP/1.", 7) == 0)
-                out->status = atoi(head.s + 9);
+                out->status = (int)strtol(head.s + 9, NULL, 10);
             free(out->head);
             out->head = strndup(head.s, hl);
             data = head.s + hl;

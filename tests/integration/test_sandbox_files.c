@@ -361,7 +361,9 @@ static void test_large_file_in_chunks(void **state)
     free(back);
     free(data);
     char *out = sh("wc -c < big/upload.bin");
-    assert_int_equal(atol(out), (long)total);
+    long wc = -1;
+    assert_true(kx_th_parse_long(out, &wc));
+    assert_int_equal(wc, (long)total);
     free(out);
     reply_t *d = fdelete("big", true);
     expect_ok(d);
@@ -611,7 +613,8 @@ static void test_disk_cap_concurrent_writes(void **state)
     }
     /* The workspace measured on the host stays within its limit. */
     char *out = sh("du -sk /workspace | cut -f1");
-    long kb = atol(out);
+    long kb = -1;
+    assert_true(kx_th_parse_long(out, &kb));
     free(out);
     print_message("concurrent writers: %d of %d written, workspace %ld KiB\n", ok, RACE_WRITERS,
                   kb);
