@@ -117,6 +117,7 @@ static void job_free(sb_files_job *j)
 static void on_done(kx_loop *loop, void *arg)
 {
     sb_files_job *j = arg;
+    sb_sandbox_disk_reserve(j->b, j->project, -j->reserved);
     sb_sandbox_disk_add(j->b, j->project, j->grew);
     free(j);
 }
@@ -206,9 +207,10 @@ static void *worker(void *arg)
         j->rq = NULL;
         close(j->ws_fd);
         j->ws_fd = -1;
-        /* The size change replaces the reservation made when the job was queued. */
-        j->grew -= j->reserved;
-        if (j->grew == 0 || kx_loop_post_owned(j->b->svc->loop, on_done, j, dispose_done) != KX_OK)
+        /* The loop releases the reservation made when the job was queued and counts the size
+         * change. */
+        if ((j->grew == 0 && j->reserved == 0) ||
+            kx_loop_post_owned(j->b->svc->loop, on_done, j, dispose_done) != KX_OK)
             free(j);
     }
 }
@@ -280,7 +282,7 @@ static void on_files(natsMsg *msg, void *arg)
         j->lim.disk_room = sb_sandbox_disk_room(s); /* a walk at most once a second */
         /* Counted at once, so that writes queued together cannot each spend the same room. */
         j->reserved = (int64_t)j->req.len;
-        sb_sandbox_disk_add(b, rq->project_id, j->reserved);
+        sb_sandbox_disk_reserve(b, rq->project_id, j->reserved);
     }
     j->lim.deadline = meta.deadline;
 
@@ -298,7 +300,7 @@ static void on_files(natsMsg *msg, void *arg)
     }
     pthread_mutex_unlock(&f->mu);
     if (full) {
-        sb_sandbox_disk_add(b, rq->project_id, -j->reserved);
+        sb_sandbox_disk_reserve(b, rq->project_id, -j->reserved);
         snprintf(why, sizeof why,
                  "%d file operations are already waiting on this broker: try again shortly",
                  FILE_QUEUE_MAX);

@@ -41,7 +41,9 @@ struct sb_sandbox {
     uint64_t next_run_id;
     int64_t disk_checked_ms;
     int64_t disk_used;
-    int64_t last_used_ms; /* monotonic: the last command started or ended */
+    int64_t disk_reserved; /* writes queued and not yet done: kept apart from disk_used, which a
+                            * walk replaces (a walk once dropped them and let a write pass) */
+    int64_t last_used_ms;  /* monotonic: the last command started or ended */
 };
 
 static char g_buf[SBP_MAX_MSG]; /* loop thread only */
@@ -202,7 +204,19 @@ static void measure_disk(sb_sandbox *s)
 int64_t sb_sandbox_disk_room(sb_sandbox *s)
 {
     measure_disk(s);
-    return s->b->cfg.disk_bytes - s->disk_used;
+    return s->b->cfg.disk_bytes - s->disk_used - s->disk_reserved;
+}
+
+void sb_sandbox_disk_reserve(sb_broker *b, const char *project_id, int64_t delta)
+{
+    for (sb_sandbox *s = b->sandboxes; s != NULL; s = s->next) {
+        if (strcasecmp(s->project_id, project_id) == 0) {
+            s->disk_reserved += delta;
+            if (s->disk_reserved < 0)
+                s->disk_reserved = 0;
+            return;
+        }
+    }
 }
 
 void sb_sandbox_disk_add(sb_broker *b, const char *project_id, int64_t delta)

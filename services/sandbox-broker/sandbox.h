@@ -51,6 +51,9 @@ bool sb_sandbox_over_disk(sb_sandbox *s, char *why, size_t whylen);
  * the sandbox may have ended meanwhile; a sandbox not running here is measured anew). */
 int64_t sb_sandbox_disk_room(sb_sandbox *s);
 void sb_sandbox_disk_add(sb_broker *b, const char *project_id, int64_t delta);
+/* Bytes promised to writes queued and not yet done (+ when queued, - when done): the room
+ * excludes them, and a re-measure of the workspace does not forget them. */
+void sb_sandbox_disk_reserve(sb_broker *b, const char *project_id, int64_t delta);
 /* A file operation counts as use (auto-stop waits). */
 void sb_sandbox_touch(sb_sandbox *s);
 
