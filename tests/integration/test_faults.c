@@ -50,6 +50,7 @@
 
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "api_client.h"
 #include "stack.h"
 
 #define STREAM_TIMEOUT_MS 30000 /* longest wait for any stream here: far above every bound */
@@ -78,9 +79,7 @@ static const char *jstr(const json_t *obj, const char *key)
 /* A fresh account and a token for it on stack s (the token is the caller's to free). */
 static char *new_account(const kx_th_stack *s)
 {
-    char account[KX_UUID_LEN + 1];
-    kx_uuid_new(account);
-    char *token = kx_th_stack_token(s, account);
+    char *token = kx_th_new_account(s, NULL);
     assert_non_null(token);
     return token;
 }
@@ -96,26 +95,12 @@ typedef struct run {
 static void initiate(const kx_th_stack *s, const char *token, const char *prompt, run *r)
 {
     const char *pairs[] = {"prompt", prompt, NULL};
-    char *ctype = NULL;
-    size_t len = 0;
-    char *body = kx_th_form_multipart(pairs, &ctype, &len);
-    assert_non_null(body);
-    kx_http_resp resp = {0};
+    char *answer = NULL;
     r->started_ms = kx_mono_ms();
-    assert_int_equal(kx_th_http(s, "POST", "/api/agent/initiate", token, ctype, body, len, &resp),
-                     KX_OK);
-    if (resp.status != 200)
-        fail_msg("initiate: status %ld: %s", resp.status, resp.body ? resp.body : "");
-    json_t *v = json_loads(resp.body, 0, NULL);
-    assert_non_null(v);
-    assert_true(kx_uuid_valid(jstr(v, "thread_id")));
-    assert_true(kx_uuid_valid(jstr(v, "agent_run_id")));
-    snprintf(r->thread_id, sizeof r->thread_id, "%s", jstr(v, "thread_id"));
-    snprintf(r->id, sizeof r->id, "%s", jstr(v, "agent_run_id"));
-    json_decref(v);
-    kx_http_resp_free(&resp);
-    free(body);
-    free(ctype);
+    long st = kx_th_initiate_form(s, token, pairs, true, r->id, r->thread_id, &answer);
+    if (st != 200 || r->id[0] == '\0' || r->thread_id[0] == '\0')
+        fail_msg("initiate: status %ld: %s", st, answer ? answer : "");
+    free(answer);
 }
 
 /* One column of the run's row as a malloc'd string ("" for SQL NULL). column is a literal of

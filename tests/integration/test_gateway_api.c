@@ -33,6 +33,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "api_client.h"
 #include "kx/bus.h"
 #include "kx/log.h"
 #include "kx/pb.h"
@@ -131,8 +132,7 @@ static void stop_all(bool failed)
 
 static char *new_account(char account[KX_UUID_LEN + 1])
 {
-    kx_uuid_new(account);
-    char *token = kx_th_jwt(g_s.secret, account, 3600);
+    char *token = kx_th_new_account(&g_s, account);
     assert_non_null(token);
     return token;
 }
@@ -169,14 +169,7 @@ static json_t *post_form(const char *token, bool multipart, const char *const *p
 static void initiate(const char *token, const char *prompt, char run[KX_UUID_LEN + 1],
                      char thread[KX_UUID_LEN + 1])
 {
-    const char *pairs[] = {"prompt", prompt, NULL};
-    long status = 0;
-    json_t *v = post_form(token, true, pairs, &status);
-    assert_int_equal(status, 200);
-    snprintf(run, KX_UUID_LEN + 1, "%s", jstr(v, "agent_run_id"));
-    if (thread != NULL)
-        snprintf(thread, KX_UUID_LEN + 1, "%s", jstr(v, "thread_id"));
-    json_decref(v);
+    assert_int_equal(kx_th_initiate(&g_s, token, prompt, run, thread), 200);
 }
 
 /* Asserts a {"detail": detail} answer with that status. */
@@ -193,18 +186,7 @@ static void expect_error(const char *method, const char *path, const char *token
 
 static void publish_event(const char *run, const char *payload, bool terminal)
 {
-    Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
-    ev.run_id = (char *)run;
-    ev.kind = terminal ? KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS
-                       : KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE;
-    ev.terminal = terminal;
-    ev.payload_json = (char *)payload;
-    char subject[96];
-    snprintf(subject, sizeof subject, KX_SUBJ_RUN_EV_PREFIX "%s", run);
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(5000), NULL);
-    assert_int_equal(kx_bus_js_publish_pb(g_bus, subject, (const ProtobufCMessage *)&ev, &meta),
-                     KX_OK);
+    assert_int_equal(kx_th_publish_run_event(g_bus, run, payload, terminal), KX_OK);
 }
 
 static char *sql_value1(const char *sql, const char *p1)

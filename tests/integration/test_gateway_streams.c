@@ -34,6 +34,7 @@
 #include <jansson.h>
 
 #include "gateway_alone.h"
+#include "api_client.h"
 #include "kx/bus.h"
 #include "kx/log.h"
 #include "kx/pb.h"
@@ -79,42 +80,19 @@ static int setup(void **state)
 
 static char *new_account(char account[KX_UUID_LEN + 1])
 {
-    kx_uuid_new(account);
-    char *token = kx_th_jwt(g_gw.s.secret, account, 3600);
+    char *token = kx_th_new_account(&g_gw.s, account);
     assert_non_null(token);
     return token;
 }
 
 static void initiate(const char *token, char run[KX_UUID_LEN + 1])
 {
-    const char *pairs[] = {"prompt", "hello", NULL};
-    size_t len = 0;
-    char *body = kx_th_form_urlencoded(pairs, &len);
-    kx_http_resp r;
-    assert_int_equal(kx_th_http(&g_gw.s, "POST", "/api/agent/initiate", token,
-                                "application/x-www-form-urlencoded", body, len, &r),
-                     KX_OK);
-    assert_int_equal(r.status, 200);
-    json_t *v = json_loads(r.body, 0, NULL);
-    snprintf(run, KX_UUID_LEN + 1, "%s", json_string_value(json_object_get(v, "agent_run_id")));
-    json_decref(v);
-    kx_http_resp_free(&r);
-    free(body);
+    assert_int_equal(kx_th_initiate(&g_gw.s, token, "hello", run, NULL), 200);
 }
 
 static kx_err publish(const char *run, const char *payload, bool terminal)
 {
-    Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
-    ev.run_id = (char *)run;
-    ev.kind = terminal ? KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS
-                       : KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE;
-    ev.terminal = terminal;
-    ev.payload_json = (char *)payload;
-    char subject[96];
-    snprintf(subject, sizeof subject, KX_SUBJ_RUN_EV_PREFIX "%s", run);
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(5000), NULL);
-    return kx_bus_js_publish_pb(g_bus, subject, (const ProtobufCMessage *)&ev, &meta);
+    return kx_th_publish_run_event(g_bus, run, payload, terminal);
 }
 
 /* Publishes {"i": from} .. {"i": to - 1}, each padded with pad bytes of filler. */

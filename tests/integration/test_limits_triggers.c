@@ -35,6 +35,7 @@
 #include "kx/http.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "api_client.h"
 #include "stack.h"
 
 static kx_th_stack g_stack;
@@ -91,32 +92,20 @@ static long initiate(const account *a, const char *prompt, const char *model, ch
                      char *run, json_t **body)
 {
     const char *pairs[] = {"prompt", prompt, model ? "model_name" : NULL, model, NULL};
-    char *ctype = NULL;
-    size_t len = 0;
-    char *form = kx_th_form_multipart(pairs, &ctype, &len);
-    assert_non_null(form);
-    kx_http_resp resp = {0};
-    assert_int_equal(kx_th_http(&g_stack, "POST", "/api/agent/initiate", a->token, ctype, form,
-                                len, &resp),
-                     KX_OK);
-    json_t *v = json_loads(resp.body ? resp.body : "", 0, NULL);
-    long st = resp.status;
+    char run_id[KX_UUID_LEN + 1], thread_id[KX_UUID_LEN + 1];
+    char *answer = NULL;
+    long st = kx_th_initiate_form(&g_stack, a->token, pairs, true, run_id, thread_id, &answer);
+    assert_int_not_equal(st, 0);
     if (st == 200) {
-        assert_non_null(v);
+        assert_true(run_id[0] != '\0' && thread_id[0] != '\0');
         if (thread != NULL)
-            snprintf(thread, KX_UUID_LEN + 1, "%s",
-                     json_string_value(json_object_get(v, "thread_id")));
+            snprintf(thread, KX_UUID_LEN + 1, "%s", thread_id);
         if (run != NULL)
-            snprintf(run, KX_UUID_LEN + 1, "%s",
-                     json_string_value(json_object_get(v, "agent_run_id")));
+            snprintf(run, KX_UUID_LEN + 1, "%s", run_id);
     }
     if (body != NULL)
-        *body = v;
-    else
-        json_decref(v);
-    kx_http_resp_free(&resp);
-    free(form);
-    free(ctype);
+        *body = json_loads(answer ? answer : "", 0, NULL);
+    free(answer);
     return st;
 }
 

@@ -44,6 +44,7 @@
 #include "kx/time.h"
 #include "kx/uuid.h"
 #include "llm.h"
+#include "api_client.h"
 #include "stack.h"
 
 #define FAKE KX_SOURCE_DIR "/tests/fakes/llm-provider/fake-llm.js"
@@ -505,22 +506,11 @@ typedef struct run {
 static void initiate(const char *token, const char *model, run *r)
 {
     const char *pairs[] = {"prompt", "run something", "model_name", model, NULL};
-    char *ctype = NULL;
-    size_t len = 0;
-    char *body = kx_th_form_multipart(pairs, &ctype, &len);
-    kx_http_resp resp = {0};
-    assert_int_equal(kx_th_http(&g_stack, "POST", "/api/agent/initiate", token, ctype, body, len,
-                                &resp),
-                     KX_OK);
-    if (resp.status != 200)
-        fail_msg("initiate: status %ld: %s", resp.status, resp.body ? resp.body : "");
-    json_t *v = json_loads(resp.body, 0, NULL);
-    snprintf(r->id, sizeof r->id, "%s", jstr(v, "agent_run_id"));
-    snprintf(r->thread_id, sizeof r->thread_id, "%s", jstr(v, "thread_id"));
-    json_decref(v);
-    kx_http_resp_free(&resp);
-    free(body);
-    free(ctype);
+    char *answer = NULL;
+    long st = kx_th_initiate_form(&g_stack, token, pairs, true, r->id, r->thread_id, &answer);
+    if (st != 200 || r->id[0] == '\0')
+        fail_msg("initiate: status %ld: %s", st, answer ? answer : "");
+    free(answer);
 }
 
 static char *run_col(const run *r, const char *column)

@@ -51,6 +51,7 @@
 #include "kx/pb.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "api_client.h"
 #include "stack.h"
 
 #define STREAM_TIMEOUT_MS 40000
@@ -83,26 +84,11 @@ static char *new_account(void)
 static void initiate(const char *token, const char *prompt, run *r)
 {
     const char *pairs[] = {"prompt", prompt, NULL};
-    char *ctype = NULL;
-    size_t len = 0;
-    char *body = kx_th_form_multipart(pairs, &ctype, &len);
-    assert_non_null(body);
-    kx_http_resp resp = {0};
-    assert_int_equal(kx_th_http(&g_stack, "POST", "/api/agent/initiate", token, ctype, body, len,
-                                &resp),
-                     KX_OK);
-    if (resp.status != 200)
-        fail_msg("initiate: status %ld: %s", resp.status, resp.body ? resp.body : "");
-    json_t *v = json_loads(resp.body, 0, NULL);
-    assert_non_null(v);
-    snprintf(r->thread_id, sizeof r->thread_id, "%s",
-             json_string_value(json_object_get(v, "thread_id")));
-    snprintf(r->id, sizeof r->id, "%s", json_string_value(json_object_get(v, "agent_run_id")));
-    assert_true(kx_uuid_valid(r->id));
-    json_decref(v);
-    kx_http_resp_free(&resp);
-    free(body);
-    free(ctype);
+    char *answer = NULL;
+    long st = kx_th_initiate_form(&g_stack, token, pairs, true, r->id, r->thread_id, &answer);
+    if (st != 200 || r->id[0] == '\0' || r->thread_id[0] == '\0')
+        fail_msg("initiate: status %ld: %s", st, answer ? answer : "");
+    free(answer);
 }
 
 /* One expression over the run's row, as text ("" for NULL). expr is a literal of this file. */
