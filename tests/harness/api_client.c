@@ -36,8 +36,8 @@ long kx_th_initiate_form(const kx_th_stack *s, const char *token, const char *co
         *answer = NULL;
     char *ctype = NULL;
     size_t len = 0;
-    char *body = multipart ? kx_th_form_multipart(pairs, &ctype, &len)
-                           : kx_th_form_urlencoded(pairs, &len);
+    char *body =
+        multipart ? kx_th_form_multipart(pairs, &ctype, &len) : kx_th_form_urlencoded(pairs, &len);
     if (body == NULL) {
         free(ctype);
         return 0;
