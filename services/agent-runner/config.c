@@ -172,10 +172,27 @@ kx_err runner_config_load(runner_config *cfg)
         {"KX_TOOL_TIMEOUT_S", 120, 1, 86400, &cfg->tool_timeout_s},
         {"KX_DRAIN_TIMEOUT_MS", 10000, 0, 3600000, &cfg->drain_timeout_ms},
         {"KX_RUN_WALL_TIME_S", 3600, 1, 7 * 86400, &cfg->wall_time_s},
+        {"KX_MAX_AUTO_CONTINUES", 25, 0, 1000, &cfg->max_auto_continues},
+        {"KX_MAX_XML_TOOL_CALLS", 1, 1, 100, &cfg->max_xml_tool_calls},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         if (kx_env_int(ints[i].name, ints[i].def, ints[i].min, ints[i].max, ints[i].out) != KX_OK)
             return KX_ERR_INVALID;
     }
+    const char *strategy = kx_env_str("KX_TOOL_STRATEGY", "parallel");
+    if (strcmp(strategy, "parallel") != 0 && strcmp(strategy, "sequential") != 0) {
+        kx_error("config: KX_TOOL_STRATEGY must be parallel or sequential, not \"%s\"", strategy);
+        return KX_ERR_INVALID;
+    }
+    cfg->sequential_tools = strcmp(strategy, "sequential") == 0;
+    int64_t naming = 1;
+    if (kx_env_int("KX_PROJECT_NAMING", 1, 0, 1, &naming) != KX_OK)
+        return KX_ERR_INVALID;
+    cfg->project_naming = naming == 1;
+    if ((err = copy_env("KX_CONTEXT_BUDGETS", "", cfg->context_budgets,
+                        sizeof cfg->context_budgets)) != KX_OK ||
+        (err = copy_env("KX_NAMING_MODEL", "", cfg->naming_model, sizeof cfg->naming_model)) !=
+            KX_OK)
+        return err;
     return KX_OK;
 }

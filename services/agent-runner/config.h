@@ -61,6 +61,13 @@ typedef struct runner_config {
     int64_t drain_timeout_ms; /* KX_DRAIN_TIMEOUT_MS (for the log line; kx_svc enforces it) */
     int64_t wall_time_s;      /* KX_RUN_WALL_TIME_S: counted from the claim (started_at), the
                                   * same rule as the scheduler's reaper */
+    /* the loop (agent_config.h, context_budget.h) */
+    int64_t max_auto_continues; /* KX_MAX_AUTO_CONTINUES: continuations after finish "length" */
+    int64_t max_xml_tool_calls; /* KX_MAX_XML_TOOL_CALLS: invokes run per turn (Kortix: 1) */
+    bool sequential_tools;      /* KX_TOOL_STRATEGY=sequential (default parallel) */
+    char context_budgets[512];  /* KX_CONTEXT_BUDGETS: "substring=tokens,..." */
+    bool project_naming;        /* KX_PROJECT_NAMING (1): name new projects from the model */
+    char naming_model[128];     /* KX_NAMING_MODEL: "" = the run's model */
 } runner_config;
 
 /* Fills cfg from the environment. KX_ERR_INVALID (already logged, naming the variable) when a

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "context_budget.h"
 #include "kx/json.h"
 #include "kx/log.h"
 #include "store.h"
@@ -183,6 +184,8 @@ kx_err context_load(kx_db *db, const char *thread_id, json_t **messages, char *l
     }
     for (size_t i = 0; i < n; i++) {
         json_t *m = context_message_from_row(rows[i].type, rows[i].content);
+        if (m != NULL && rows[i].message_id[0] != '\0')
+            json_object_set_new(m, CONTEXT_ID_KEY, json_string(rows[i].message_id));
         if (m == NULL || json_array_append_new(out, m) != 0) {
             json_decref(out);
             store_msgs_free(rows, n);

@@ -55,6 +55,9 @@ typedef enum body_mode {
 struct llm_call {
     llm_client *c;
     json_t *messages;
+    char *system;       /* NULL: prompt_system() */
+    json_t *tools;      /* NULL: the client's default schemas */
+    int64_t max_tokens; /* 0: the provider's default */
     char run_id[40];
     kx_deadline wall_deadline;
     llm_content_cb on_content;
@@ -210,7 +213,9 @@ static bool use_model(llm_call *call, const char *model)
     call->prov = llm_provider_of(call->route.wire);
     free(call->body);
     curl_slist_free_all(call->headers);
-    call->body = call->prov->body(c->cfg, &call->route, prompt_system(), c->tools, call->messages);
+    call->body = call->prov->body(c->cfg, &call->route, call->system ? call->system : prompt_system(),
+                                  call->tools ? call->tools : c->tools, call->messages,
+                                  call->max_tokens);
     call->headers = call->prov->headers(c->cfg, &call->route);
     if (call->body == NULL || call->headers == NULL) {
         finish(call, KX_ERR_NOMEM, "out of memory building the LLM request");
@@ -675,11 +680,28 @@ llm_call *llm_call_start(llm_client *c, const char *model, json_t *messages,
                          kx_deadline wall_deadline, const char *run_id, llm_content_cb on_content,
                          llm_done_cb on_done, void *arg)
 {
+    return llm_call_start_opts(c, model, messages, NULL, wall_deadline, run_id, on_content,
+                               on_done, arg);
+}
+
+llm_call *llm_call_start_opts(llm_client *c, const char *model, json_t *messages,
+                              const llm_opts *opts, kx_deadline wall_deadline, const char *run_id,
+                              llm_content_cb on_content, llm_done_cb on_done, void *arg)
+{
     llm_call *call = calloc(1, sizeof *call);
     if (call == NULL)
         return NULL;
     call->c = c;
     call->messages = json_incref(messages);
+    if (opts != NULL) {
+        if (opts->system != NULL && (call->system = strdup(opts->system)) == NULL) {
+            json_decref(call->messages);
+            free(call);
+            return NULL;
+        }
+        call->tools = opts->tools ? json_incref(opts->tools) : NULL;
+        call->max_tokens = opts->max_tokens;
+    }
     snprintf(call->run_id, sizeof call->run_id, "%s", run_id ? run_id : "");
     call->wall_deadline = wall_deadline;
     call->on_content = on_content;
@@ -735,6 +757,8 @@ void llm_call_free(llm_call *call)
     llm_stream_free(&call->stream);
     curl_slist_free_all(call->headers);
     json_decref(call->messages);
+    free(call->system);
+    json_decref(call->tools);
     free(call->body);
     free(call);
 }

@@ -59,6 +59,19 @@ void llm_client_free(llm_client *c);
 llm_call *llm_call_start(llm_client *c, const char *model, json_t *messages,
                          kx_deadline wall_deadline, const char *run_id, llm_content_cb on_content,
                          llm_done_cb on_done, void *arg);
+/* What a call may set apart from the model and the thread (every field optional). */
+typedef struct llm_opts {
+    const char *system; /* the system prompt (copied); NULL: the default (prompt.h) */
+    json_t *tools;      /* OpenAI-form schemas (a reference is kept); NULL: the default;
+                           an empty array: no tools in the request */
+    int64_t max_tokens; /* the answer's cap; 0: the provider's default */
+} llm_opts;
+
+/* llm_call_start with options (opts may be NULL). */
+llm_call *llm_call_start_opts(llm_client *c, const char *model, json_t *messages,
+                              const llm_opts *opts, kx_deadline wall_deadline, const char *run_id,
+                              llm_content_cb on_content, llm_done_cb on_done, void *arg);
+
 /* The accumulated answer (valid until llm_call_free). */
 const llm_stream *llm_call_result(const llm_call *call);
 int llm_call_attempts(const llm_call *call); /* all attempts, fallback included */

@@ -16,11 +16,11 @@ bool llm_header_add(struct curl_slist **list, const char *line)
     return true;
 }
 
-/* {"model", "messages": [system, ...messages], "stream": true, "tools", "tool_choice": "auto",
- * "temperature": 0} plus, for a real provider (not the demo model), stream_options.include_usage:
+/* {"model", "messages": [system, ...messages], "stream": true, "tools", "tool_choice": "auto"
+ * (both only when there are tools), "temperature": 0, "max_tokens" (only when asked)} plus, for a real provider (not the demo model), stream_options.include_usage:
  * OpenAI sends usage only when asked. */
 static char *openai_body(const runner_config *cfg, const llm_route *rt, const char *system,
-                         const json_t *tools, const json_t *messages)
+                         const json_t *tools, const json_t *messages, int64_t max_tokens)
 {
     (void)cfg;
     json_t *root = json_object();
@@ -34,9 +34,13 @@ static char *openai_body(const runner_config *cfg, const llm_route *rt, const ch
     if (json_object_set_new(root, "model", json_string(rt->model)) != 0 ||
         json_object_set(root, "messages", msgs) != 0 ||
         json_object_set_new(root, "stream", json_true()) != 0 ||
-        json_object_set(root, "tools", (json_t *)tools) != 0 ||
-        json_object_set_new(root, "tool_choice", json_string("auto")) != 0 ||
         json_object_set_new(root, "temperature", json_integer(0)) != 0)
+        goto done;
+    if (json_array_size(tools) > 0 &&
+        (json_object_set(root, "tools", (json_t *)tools) != 0 ||
+         json_object_set_new(root, "tool_choice", json_string("auto")) != 0))
+        goto done;
+    if (max_tokens > 0 && json_object_set_new(root, "max_tokens", json_integer(max_tokens)) != 0)
         goto done;
     if (strcmp(rt->provider, "demo") != 0 &&
         json_object_set_new(root, "stream_options", json_pack("{s:b}", "include_usage", 1)) != 0)

@@ -23,9 +23,11 @@
 typedef struct llm_provider {
     const char *wire_name; /* "openai" or "anthropic", for logs */
     /* The request body (malloc'd JSON text; NULL on OOM). system: the system prompt; tools:
-     * the tool schemas in OpenAI's "tools" form (borrowed); messages borrowed. */
+     * the tool schemas in OpenAI's "tools" form (borrowed; an empty array sends none);
+     * messages borrowed; max_tokens: the answer's cap, 0 = the provider's default
+     * (KX_LLM_MAX_TOKENS for Anthropic, which requires one; none for OpenAI). */
     char *(*body)(const runner_config *cfg, const llm_route *rt, const char *system,
-                  const json_t *tools, const json_t *messages);
+                  const json_t *tools, const json_t *messages, int64_t max_tokens);
     /* The request's headers (a new list; NULL on OOM). */
     struct curl_slist *(*headers)(const runner_config *cfg, const llm_route *rt);
     /* Folds one SSE event's data (event: its name, or NULL), or a whole JSON answer of a

@@ -2,6 +2,11 @@
  * Kept short on purpose: agents with their own prompts come with a later issue. */
 #include "prompt.h"
 
+#include <stdlib.h>
+#include <string.h>
+
+#include "kx/json.h"
+
 static const char SYSTEM_PROMPT[] =
     "You are Kortix, an autonomous AI agent. You work in a sandboxed Linux workspace "
     "(/workspace) that belongs to the user's project.\n"
@@ -52,4 +57,37 @@ json_t *prompt_tools(void)
         "Wait for the command to finish and return its output.", "timeout", "type", "integer",
         "default", 60, "description", "Seconds a blocking command may run before it is killed.",
         "required", "command");
+}
+
+static const char XML_RULES[] =
+    "\n\n# Tools\n"
+    "Call a tool through the function-calling interface when it is available. Otherwise write "
+    "the call in this XML format:\n\n"
+    "<function_calls>\n<invoke name=\"function_name\">\n"
+    "<parameter name=\"param_name\">param_value</parameter>\n</invoke>\n</function_calls>\n\n"
+    "Scalar values are written as they are; lists and objects as JSON inside the tag; booleans "
+    "are the lowercase words true and false; use the exact function names below. Call ask to "
+    "ask the user something and complete when the task is done: both end your turn.\n\n"
+    "Available tools:\n";
+
+char *prompt_with_tools(const char *agent_prompt, const json_t *tools)
+{
+    size_t cap = strlen(agent_prompt) + sizeof XML_RULES + 1, i;
+    const json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        const json_t *f = json_object_get(t, "function");
+        cap += strlen(kx_json_str(f, "name", "")) + strlen(kx_json_str(f, "description", "")) + 8;
+    }
+    char *out = malloc(cap);
+    if (out == NULL)
+        return NULL;
+    size_t o = (size_t)snprintf(out, cap, "%s%s", agent_prompt, XML_RULES);
+    json_array_foreach(tools, i, t)
+    {
+        const json_t *f = json_object_get(t, "function");
+        o += (size_t)snprintf(out + o, cap - o, "- %s: %s\n", kx_json_str(f, "name", ""),
+                              kx_json_str(f, "description", ""));
+    }
+    return out;
 }

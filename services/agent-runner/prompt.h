@@ -12,4 +12,8 @@ const char *prompt_system(void);
 /* A new array with the one tool schema, [{"type": "function", "function": {...}}]; NULL on OOM. */
 json_t *prompt_tools(void);
 
+/* An agent's own (rendered) prompt followed by the tool section Kortix appends: the XML calling
+ * format with its rules and, per tool, its name and description. malloc'd; NULL on OOM. */
+char *prompt_with_tools(const char *agent_prompt, const json_t *tools);
+
 #endif

@@ -17,8 +17,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "context.h"
+#include "context_budget.h"
+#include "prompt.h"
 #include "events.h"
 #include "kx/json.h"
 #include "kx/log.h"
@@ -28,6 +31,11 @@
 static void begin_iteration(kx_loop *loop, void *arg);
 static void run_fail(run *r, const char *error);
 static void on_tool_done(void *arg, tool_outcome *o);
+static void advance_tools(run *r);
+static void continue_answer(run *r);
+static bool on_llm_content(void *arg, const char *delta, size_t len);
+static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *message);
+static bool run_tool_known(const run *r, const char *name);
 
 const char *run_state_name(run_state s)
 {
@@ -68,6 +76,8 @@ static void free_calls(run *r)
         free(c->error);
         json_decref(c->raw_parameters);
         free(c->raw_xml);
+        tools_cancel(&c->pending);
+        tool_outcome_clear(&c->outcome);
     }
     free(r->calls);
     r->calls = NULL;
@@ -91,6 +101,11 @@ static void clear_turn(run *r)
     r->request_bytes = 0;
     r->xml_call = false;
     r->assistant_message_id[0] = '\0';
+    r->launched = 0;
+    r->launching = false;
+    free(r->continued);
+    r->continued = NULL;
+    r->auto_continues = 0;
 }
 
 /* Cancels whatever is in flight: the LLM transfer, the tool request, the next step. */
@@ -98,7 +113,8 @@ static void cancel_work(run *r)
 {
     llm_call_free(r->llm);
     r->llm = NULL;
-    tools_cancel(&r->tool);
+    for (size_t i = 0; i < r->ncalls; i++)
+        tools_cancel(&r->calls[i].pending);
     kx_timer_cancel(r->step_timer);
     r->step_timer = NULL;
 }
@@ -349,13 +365,13 @@ static char *xml_tag_name(const char *name)
 
 /* {"role": "assistant", "status_type", "function_name", "xml_tag_name", "message",
  *  "tool_index", "tool_call_id"} */
-static json_t *tool_status(run *r, const run_call *c, const char *status_type, const char *message)
+static json_t *tool_status(const run_call *c, const char *status_type, const char *message)
 {
     char *tag = xml_tag_name(c->name);
     json_t *s =
         json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:o}", "role", "assistant", "status_type",
                   status_type, "function_name", c->name, "xml_tag_name", tag ? tag : "", "message",
-                  message, "tool_index", (json_int_t)r->next_call, "tool_call_id",
+                  message, "tool_index", (json_int_t)c->index, "tool_call_id",
                   c->tool_call_id[0] ? json_string(c->tool_call_id) : json_null());
     free(tag);
     return s;
@@ -377,19 +393,27 @@ static json_t *tool_execution(const run_call *c, const tool_outcome *o)
     return te;
 }
 
-static void start_call(run *r)
+/* Sends call c to the tool-executor, or fails it at once (unparseable, unknown, disabled). */
+static void launch_call(run *r, run_call *c)
 {
-    run_call *c = &r->calls[r->next_call];
-    char msg[300];
-    snprintf(msg, sizeof msg, "Starting execution of %s", c->name);
-    if (!save_status(r, tool_status(r, c, "tool_started", msg)))
-        return;
-    if (r->next_call == 0 && !save_assistant(r))
-        return;
-    tool_outcome o = {0};
-    if (c->error != NULL) { /* unparseable call: the model gets the reason as the result */
-        tool_outcome_fail(&o, c->error);
-        on_tool_done(r, &o);
+    c->launched = true;
+    r->launched++;
+    char msg[400];
+    const char *fail_why = c->error;
+    if (fail_why == NULL && !agent_config_tool_enabled(&r->agent, c->name)) {
+        snprintf(msg, sizeof msg,
+                 "Tool function '%s' is not enabled for this agent (its tool family is off in "
+                 "agentpress_tools)",
+                 c->name);
+        fail_why = msg;
+    } else if (fail_why == NULL && !run_tool_known(r, c->name)) {
+        snprintf(msg, sizeof msg, "Tool function '%s' not found", c->name);
+        fail_why = msg;
+    }
+    if (fail_why != NULL) { /* the model gets the reason as the result */
+        tool_outcome o = {0};
+        tool_outcome_fail(&o, fail_why);
+        on_tool_done(c, &o);
         return;
     }
     tools_request req = {
@@ -405,16 +429,44 @@ static void start_call(run *r)
         .wall_deadline = r->wall_deadline,
         .tool_timeout_s = r->owner->cfg->tool_timeout_s,
     };
-    r->state = RUN_TOOL_RUNNING;
-    kx_err err = tools_call(r->owner->async, &req, &r->tool, on_tool_done, r);
+    kx_err err = tools_call(r->owner->async, &req, &c->pending, on_tool_done, c);
     if (err != KX_OK) {
+        tool_outcome o = {0};
         snprintf(msg, sizeof msg, "could not send the call to the tool-executor: %s",
                  kx_err_str(err));
         tool_outcome_fail(&o, msg);
-        on_tool_done(r, &o);
+        on_tool_done(c, &o);
         return;
     }
     rlog(r, KX_LOG_DEBUG, "run: tool call %s (%s) sent", c->exec_id, c->name);
+}
+
+/* tool_started for call c (the first one also saves the assistant message). */
+static bool announce_call(run *r, run_call *c)
+{
+    char msg[300];
+    snprintf(msg, sizeof msg, "Starting execution of %s", c->name);
+    if (!save_status(r, tool_status(c, "tool_started", msg)))
+        return false;
+    if (c->index == 0 && !save_assistant(r))
+        return false;
+    return true;
+}
+
+/* Starts the turn's calls: all at once (parallel), or the first (sequential). */
+static void start_calls(run *r)
+{
+    r->state = RUN_TOOL_RUNNING;
+    r->next_call = 0;
+    size_t upto = r->sequential ? 1 : r->ncalls;
+    for (size_t i = 0; i < upto; i++)
+        if (!announce_call(r, &r->calls[i]))
+            return;
+    r->launching = true;
+    for (size_t i = 0; i < upto; i++)
+        launch_call(r, &r->calls[i]);
+    r->launching = false;
+    advance_tools(r);
 }
 
 /* The text the model gets as a native tool result: the output itself when it is a string,
@@ -428,8 +480,19 @@ static char *llm_result_text(const tool_outcome *o)
 
 static void on_tool_done(void *arg, tool_outcome *o)
 {
-    run *r = arg;
-    run_call *c = &r->calls[r->next_call];
+    run_call *c = arg;
+    run *r = c->owner;
+    c->outcome = *o;
+    memset(o, 0, sizeof *o);
+    c->done = true;
+    if (!r->launching)
+        advance_tools(r);
+}
+
+/* Saves the result of call c: the tool row, tool_completed|tool_failed, the tool event. */
+static bool record_call(run *r, run_call *c)
+{
+    tool_outcome *o = &c->outcome;
     kx_counter_add(kx_metrics_counter("kx_runner_tool_calls_total",
                                       o->success ? "result=\"ok\"" : "result=\"failed\"",
                                       "Tool calls made by runs, by outcome"),
@@ -463,24 +526,27 @@ static void on_tool_done(void *arg, tool_outcome *o)
         json_decref(metadata);
         json_decref(event_metadata);
         run_fail(r, "internal error: out of memory recording a tool result");
-        return;
+        return false;
     }
     if (!save_row(r, "tool", true, content, metadata, false, &row)) {
         json_decref(te);
         json_decref(event_metadata);
-        return;
+        return false;
     }
+    bool terminating = agent_config_is_terminating(c->name);
     char msg[300];
     snprintf(msg, sizeof msg, success ? "Tool %s completed successfully" : "Tool %s failed",
              c->name);
     json_t *smeta = turn_metadata(r);
     json_object_set_new(smeta, "linked_tool_result_message_id", json_string(row.message_id));
+    if (terminating) /* a string, as Kortix */
+        json_object_set_new(smeta, "agent_should_terminate", json_string("true"));
     if (!save_row(r, "status", false,
-                  tool_status(r, c, success ? "tool_completed" : "tool_failed", msg), smeta, true,
+                  tool_status(c, success ? "tool_completed" : "tool_failed", msg), smeta, true,
                   NULL)) {
         json_decref(te);
         json_decref(event_metadata);
-        return;
+        return false;
     }
     /* the tool row as the frontend wants it: content = {"tool_execution": ...} */
     publish(r, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false,
@@ -488,16 +554,62 @@ static void on_tool_done(void *arg, tool_outcome *o)
                             row.created_at, row.updated_at));
     json_decref(te);
     json_decref(event_metadata);
+    if (terminating)
+        r->terminate = true;
+    return true;
+}
 
-    r->next_call++;
-    if (r->next_call < r->ncalls) {
-        start_call(r);
+/* After the turn's calls: finish, and either the next iteration or (ask / complete) the end:
+ * finish agent_terminated, assistant_response_end, thread_run_end, completed. */
+static void end_tools(run *r)
+{
+    r->state = RUN_FINISHING;
+    if (r->finish_reason[0] != '\0' && !save_finish(r, r->finish_reason))
+        return;
+    if (!r->terminate) {
+        end_turn(r);
         return;
     }
-    r->state = RUN_FINISHING;
-    if (!save_finish(r, r->finish_reason))
+    if (!save_finish(r, "agent_terminated") || !save_response_end(r))
         return;
-    end_turn(r);
+    r->turn_open = false;
+    if (!save_simple_status(r, "thread_run_end"))
+        return;
+    run_finish(r, "completed", NULL);
+}
+
+/* Records what is done, in index order, and starts what is next. */
+static void advance_tools(run *r)
+{
+    if (r->state == RUN_DEAD)
+        return;
+    if (r->sequential) {
+        while (r->next_call < r->launched && r->calls[r->next_call].done) {
+            if (!record_call(r, &r->calls[r->next_call]))
+                return;
+            r->next_call++;
+            if (r->terminate) /* sequential stops after ask / complete */
+                break;
+            if (r->next_call < r->ncalls && r->launched == r->next_call) {
+                run_call *c = &r->calls[r->next_call];
+                if (!announce_call(r, c))
+                    return;
+                r->launching = true;
+                launch_call(r, c);
+                r->launching = false;
+            }
+        }
+        if (r->terminate || r->next_call == r->ncalls)
+            end_tools(r);
+        return;
+    }
+    for (size_t i = 0; i < r->ncalls; i++)
+        if (!r->calls[i].done)
+            return;
+    for (size_t i = 0; i < r->ncalls; i++)
+        if (!record_call(r, &r->calls[i]))
+            return;
+    end_tools(r);
 }
 
 /* ---- the LLM's answer ------------------------------------------------------------------- */
@@ -508,8 +620,10 @@ static run_call *add_call(run *r)
     if (n == NULL)
         return NULL;
     r->calls = n;
-    run_call *c = &r->calls[r->ncalls++];
+    run_call *c = &r->calls[r->ncalls];
     memset(c, 0, sizeof *c);
+    c->owner = r;
+    c->index = r->ncalls++;
     return c;
 }
 
@@ -563,36 +677,45 @@ static bool take_native_calls(run *r, const llm_stream *s)
     return true;
 }
 
-/* An XML <function_calls> block in the text: one call; the text is cut after the block. */
-static bool take_xml_call(run *r)
+/* The XML <function_calls> block of the text: its invokes, up to max_xml_tool_calls; the text
+ * is cut after the block. */
+static bool take_xml_calls(run *r)
 {
-    xml_call x;
-    xml_calls_result res = xml_calls_find(r->text, strlen(r->text), &x);
-    if (res == XML_CALLS_NONE)
-        return true;
-    run_call *c = add_call(r);
-    if (c == NULL) {
+    size_t block_end = 0;
+    for (size_t i = 0; i < (size_t)r->max_xml_calls; i++) {
+        xml_call x;
+        xml_calls_result res = xml_calls_find_at(r->text, strlen(r->text), i, &x);
+        if (res == XML_CALLS_NONE)
+            break;
+        run_call *c = add_call(r);
+        if (c == NULL) {
+            xml_call_clear(&x);
+            return false;
+        }
+        char u[KX_UUID_LEN + 1];
+        kx_uuid_new(u);
+        snprintf(c->exec_id, sizeof c->exec_id, "%s", u);
+        c->name = strdup(x.function_name && x.function_name[0] ? x.function_name : "unknown");
+        c->arguments = json_incref(x.arguments);
+        c->arguments_text = kx_json_dumps_compact(x.arguments);
+        c->raw_parameters = json_incref(x.raw_parameters);
+        c->raw_xml = strdup(x.raw_xml ? x.raw_xml : "");
+        if (res == XML_CALLS_ERROR) {
+            char why[400];
+            snprintf(why, sizeof why, "could not parse the <function_calls> block: %s", x.error);
+            c->error = strdup(why);
+        }
+        block_end = x.block_end;
         xml_call_clear(&x);
-        return false;
+        if (c->name == NULL || c->arguments_text == NULL || c->raw_xml == NULL)
+            return false;
+        if (res == XML_CALLS_ERROR)
+            break;
     }
-    char u[KX_UUID_LEN + 1];
-    kx_uuid_new(u);
-    snprintf(c->exec_id, sizeof c->exec_id, "%s", u);
-    c->name = strdup(x.function_name && x.function_name[0] ? x.function_name : "unknown");
-    c->arguments = json_incref(x.arguments);
-    c->arguments_text = kx_json_dumps_compact(x.arguments);
-    c->raw_parameters = json_incref(x.raw_parameters);
-    c->raw_xml = strdup(x.raw_xml ? x.raw_xml : "");
-    if (res == XML_CALLS_ERROR) {
-        char why[400];
-        snprintf(why, sizeof why, "could not parse the <function_calls> block: %s", x.error);
-        c->error = strdup(why);
-    }
-    if (x.block_end < strlen(r->text))
-        r->text[x.block_end] = '\0';
-    xml_call_clear(&x);
-    if (c->name == NULL || c->arguments_text == NULL || c->raw_xml == NULL)
-        return false;
+    if (r->ncalls == 0)
+        return true;
+    if (block_end < strlen(r->text))
+        r->text[block_end] = '\0';
     r->xml_call = true;
     snprintf(r->finish_reason, sizeof r->finish_reason, "xml_tool_limit_reached");
     return true;
@@ -636,8 +759,27 @@ static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *messa
     bool ok = r->text != NULL && (s->ncalls == 0 || take_native_calls(r, s));
     llm_call_free(call);
     r->llm = NULL;
+    if (ok && r->ncalls == 0 && strcmp(r->finish_reason, "length") == 0 &&
+        r->auto_continues < r->owner->cfg->max_auto_continues) {
+        continue_answer(r); /* the same turn goes on from where the model stopped */
+        return;
+    }
+    if (ok && r->continued != NULL) { /* the text of this turn's earlier answers first */
+        size_t a = strlen(r->continued), b = strlen(r->text);
+        char *all = malloc(a + b + 80);
+        if (all != NULL) {
+            memcpy(all, r->continued, a);
+            memcpy(all + a, r->text, b + 1);
+            if (strcmp(r->finish_reason, "length") == 0 && r->ncalls == 0)
+                snprintf(all + a + b, 80, "\n[Agent reached maximum auto-continue limit of %lld]",
+                         (long long)r->owner->cfg->max_auto_continues);
+        }
+        free(r->text);
+        r->text = all;
+        ok = all != NULL;
+    }
     if (ok && r->ncalls == 0)
-        ok = take_xml_call(r);
+        ok = take_xml_calls(r);
     if (!ok) {
         run_fail(r, "internal error: out of memory reading the model's answer");
         return;
@@ -645,8 +787,7 @@ static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *messa
     rlog(r, KX_LOG_DEBUG, "run: turn %lld answered: %zu chars, %zu tool call(s), finish %s",
          (long long)r->iterations, strlen(r->text), r->ncalls, r->finish_reason);
     if (r->ncalls > 0) {
-        r->next_call = 0;
-        start_call(r);
+        start_calls(r);
         return;
     }
     r->state = RUN_FINISHING;
@@ -659,8 +800,150 @@ static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *messa
 
 /* ---- iterations --------------------------------------------------------------------------- */
 
+/* The schemas of every tool the runner can offer: the one seam through which the loop gets
+ * them (prompt.h today; the tool-executor's list when it publishes one). A new reference. */
+static json_t *run_tool_schemas(run *r)
+{
+    (void)r;
+    return prompt_tools();
+}
+
+/* Whether the model may name this function: one of the agent's schemas, or a function of a
+ * known family (its executor answers for it). */
+static bool run_tool_known(const run *r, const char *name)
+{
+    size_t i;
+    const json_t *t;
+    json_array_foreach(r->tools, i, t)
+    {
+        if (strcmp(kx_json_str(json_object_get(t, "function"), "name", ""), name) == 0)
+            return true;
+    }
+    return agent_config_family(name) != NULL;
+}
+
+/* The run's agent, model, strategy, tools and system prompt (first iteration only). */
+static bool ensure_agent(run *r)
+{
+    if (r->agent_loaded)
+        return true;
+    runner *o = r->owner;
+    char why[400];
+    kx_err err = agent_config_load(o->db, r->id, &r->agent, why, sizeof why);
+    if (err != KX_OK) {
+        if (err == KX_ERR_UNAVAILABLE)
+            atomic_store(&o->db_ok, false);
+        run_fail(r, why);
+        return false;
+    }
+    r->agent_loaded = true;
+    if (!r->model_from_run && r->agent.model[0] != '\0')
+        snprintf(r->model, sizeof r->model, "%s", r->agent.model);
+    r->sequential = r->agent.strategy_set ? r->agent.strategy == AGENT_STRATEGY_SEQUENTIAL
+                                          : o->cfg->sequential_tools;
+    r->max_xml_calls =
+        r->agent.max_xml_tool_calls > 0 ? r->agent.max_xml_tool_calls : o->cfg->max_xml_tool_calls;
+    json_t *all = run_tool_schemas(r);
+    r->tools = all ? agent_config_filter_tools(&r->agent, all) : NULL;
+    json_decref(all);
+    if (r->agent.system_prompt != NULL) {
+        char *rendered = agent_config_render(r->agent.system_prompt, time(NULL));
+        r->system = rendered ? prompt_with_tools(rendered, r->tools) : NULL;
+        free(rendered);
+    } else {
+        r->system = strdup(prompt_system());
+    }
+    if (r->tools == NULL || r->system == NULL) {
+        run_fail(r, "internal error: out of memory building the agent's prompt");
+        return false;
+    }
+    if (r->agent.found)
+        rlog(r, KX_LOG_INFO, "run: agent %s version %s, model %s, %zu tool(s), %s", r->agent.agent_id,
+             r->agent.version_id, r->model, json_array_size(r->tools),
+             r->sequential ? "sequential" : "parallel");
+    return true;
+}
+
+/* The thread as the model gets it: cut to the model's budget, the partial answer of a length
+ * continuation last; then the LLM call. Takes msgs. */
+static void start_llm(run *r, json_t *msgs)
+{
+    runner *o = r->owner;
+    if (r->continued != NULL)
+        json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "assistant", "content",
+                                              r->continued));
+    int64_t budget = context_budget_for(o->cfg->context_budgets, r->model);
+    char *tools_text = kx_json_dumps_compact(r->tools);
+    int64_t fixed = context_text_tokens(strlen(r->system) + (tools_text ? strlen(tools_text) : 0));
+    free(tools_text);
+    context_fit_report rep;
+    if (context_fit(msgs, budget, fixed, &rep) != 0) {
+        json_decref(msgs);
+        run_fail(r, "internal error: out of memory fitting the thread into the context");
+        return;
+    }
+    if (rep.truncated > 0 || rep.dropped > 0)
+        rlog(r, KX_LOG_INFO,
+             "run: context over the budget of %s (%lld tokens): %zu message(s) cut, %zu dropped; "
+             "estimate %lld -> %lld tokens",
+             r->model, (long long)budget, rep.truncated, rep.dropped, (long long)rep.tokens_before,
+             (long long)rep.tokens_after);
+    context_strip_ids(msgs);
+    r->state = RUN_LLM_STREAMING;
+    /* the provider is chosen by the model name (llm_route.h); the call keeps msgs */
+    llm_opts opts = {.system = r->system, .tools = r->tools};
+    r->llm = llm_call_start_opts(o->llm, r->model, msgs, &opts, r->wall_deadline, r->id,
+                                 on_llm_content, on_llm_done, r);
+    json_decref(msgs);
+    if (r->llm == NULL) {
+        run_fail(r, "internal error: out of memory starting the LLM request");
+        return;
+    }
+    r->request_bytes = llm_call_request_bytes(r->llm);
+}
+
+static bool load_thread(run *r, json_t **msgs, char *last_type, size_t last_len)
+{
+    kx_err err = context_load(r->owner->db, r->thread_id, msgs, last_type, last_len);
+    if (err == KX_OK)
+        return true;
+    if (err == KX_ERR_UNAVAILABLE)
+        atomic_store(&r->owner->db_ok, false);
+    char why[200];
+    snprintf(why, sizeof why, "internal error: could not load the thread's messages: %s",
+             kx_err_str(err));
+    run_fail(r, why);
+    return false;
+}
+
+/* finish "length": the answer so far is kept and the model asked to go on (Kortix's
+ * auto-continue, up to KX_MAX_AUTO_CONTINUES); nothing is saved until the answer ends. */
+static void continue_answer(run *r)
+{
+    size_t a = r->continued ? strlen(r->continued) : 0, b = strlen(r->text);
+    char *all = realloc(r->continued, a + b + 1);
+    if (all == NULL) {
+        run_fail(r, "internal error: out of memory continuing the answer");
+        return;
+    }
+    memcpy(all + a, r->text, b + 1);
+    r->continued = all;
+    free(r->text);
+    r->text = NULL;
+    r->finish_reason[0] = '\0';
+    r->auto_continues++;
+    rlog(r, KX_LOG_DEBUG, "run: answer cut at the length limit; continuing (%lld of %lld)",
+         (long long)r->auto_continues, (long long)r->owner->cfg->max_auto_continues);
+    json_t *msgs = NULL;
+    char last_type[32];
+    if (!load_thread(r, &msgs, last_type, sizeof last_type))
+        return;
+    start_llm(r, msgs);
+}
+
 static void begin_iteration(kx_loop *loop, void *arg)
 {
+    (void)loop;
     run *r = arg;
     r->step_timer = NULL; /* the loop freed it */
     runner *o = r->owner;
@@ -670,18 +953,12 @@ static void begin_iteration(kx_loop *loop, void *arg)
         run_fail(r, "the run exceeded its wall time");
         return;
     }
+    if (!ensure_agent(r))
+        return;
     json_t *msgs = NULL;
     char last_type[32];
-    kx_err err = context_load(o->db, r->thread_id, &msgs, last_type, sizeof last_type);
-    if (err != KX_OK) {
-        if (err == KX_ERR_UNAVAILABLE)
-            atomic_store(&o->db_ok, false);
-        char why[200];
-        snprintf(why, sizeof why, "internal error: could not load the thread's messages: %s",
-                 kx_err_str(err));
-        run_fail(r, why);
+    if (!load_thread(r, &msgs, last_type, sizeof last_type))
         return;
-    }
     if (strcmp(last_type, "assistant") == 0) { /* the model answered without a tool call */
         json_decref(msgs);
         run_finish(r, "completed", NULL);
@@ -708,17 +985,8 @@ static void begin_iteration(kx_loop *loop, void *arg)
         json_decref(msgs);
         return;
     }
-    r->state = RUN_LLM_STREAMING;
     r->turn_started_ms = kx_now_ms();
-    /* the provider is chosen by the model name (llm_route.h); the call keeps msgs */
-    r->llm = llm_call_start(o->llm, r->model, msgs, r->wall_deadline, r->id, on_llm_content,
-                            on_llm_done, r);
-    json_decref(msgs);
-    if (r->llm == NULL) {
-        run_fail(r, "internal error: out of memory starting the LLM request");
-        return;
-    }
-    r->request_bytes = llm_call_request_bytes(r->llm);
+    start_llm(r, msgs);
 }
 
 /* ---- public --------------------------------------------------------------------------- */
@@ -736,6 +1004,7 @@ kx_err run_start(runner *owner, const char *run_id, const store_claim *claim,
     snprintf(r->project_id, sizeof r->project_id, "%s", claim->project_id);
     snprintf(r->model, sizeof r->model, "%s",
              claim->model_name[0] ? claim->model_name : owner->cfg->model);
+    r->model_from_run = claim->model_name[0] != '\0';
     r->epoch = claim->epoch;
     r->wall_deadline = wall_deadline;
     if (meta != NULL && meta->traceparent[0] != '\0')
@@ -783,5 +1052,8 @@ void run_free(run *r)
         return;
     cancel_work(r);
     clear_turn(r);
+    agent_config_clear(&r->agent);
+    free(r->system);
+    json_decref(r->tools);
     free(r);
 }

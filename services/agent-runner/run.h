@@ -20,6 +20,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "agent_config.h"
 #include "kx/bus.h"
 #include "kx/time.h"
 #include "llm.h"
@@ -39,6 +40,11 @@ typedef enum run_state {
 
 /* One tool call of a turn (native or XML). */
 typedef struct run_call {
+    run *owner;
+    size_t index;          /* tool_index */
+    tools_pending pending; /* the request in flight (the calls array is not resized then) */
+    tool_outcome outcome;  /* valid once done */
+    bool launched, done;
     char tool_call_id[80]; /* the model's id for native calls, "" for XML */
     char exec_id[80];      /* ToolCall.call_id: the native id, or a fresh uuid */
     char *name;
@@ -86,7 +92,20 @@ struct run {
     size_t ncalls, next_call;
     bool xml_call;
     char assistant_message_id[40];
-    tools_pending tool;
+    size_t launched;   /* calls started (sequential: one at a time) */
+    bool launching;    /* starting calls: completions wait for the loop to end */
+    bool terminate;    /* ask or complete ran: the run ends after this turn */
+    char *continued;   /* text of earlier answers of this turn that stopped at "length" */
+    int64_t auto_continues;
+
+    /* the agent (loaded at the first iteration) */
+    bool agent_loaded;
+    agent_config agent;
+    bool model_from_run; /* agent_runs.metadata.model_name chose the model */
+    char *system;        /* the rendered system prompt */
+    json_t *tools;       /* the schemas of the agent's tools */
+    bool sequential;
+    int64_t max_xml_calls;
 };
 
 /* Creates the run for a successful claim, holds it in the runner and queues its first step.

@@ -66,10 +66,45 @@
     "WHERE id=$1::uuid AND lease_epoch=$2::bigint AND status='running'"
 
 #define SQL_LLM_MESSAGES                                                              \
-    "SELECT type, content::text FROM messages WHERE thread_id=$1 AND is_llm_message " \
+    "SELECT type, content::text, message_id::text FROM messages WHERE thread_id=$1 AND is_llm_message " \
     "ORDER BY created_at"
 
+/* The run's agent: agent_runs.agent_id, else the account's default agent (is_default); its
+ * version: agent_runs.agent_version_id, else the agent's current_version_id — only a version
+ * of that agent, and only an agent of the run's account (or a public one). One row, with NULLs
+ * when there is no agent or no version. */
+#define SQL_AGENT                                                                              \
+    "SELECT a.agent_id::text, v.version_id::text, v.config::text, a.metadata::text "           \
+    "FROM agent_runs r "                                                                       \
+    "LEFT JOIN LATERAL (SELECT * FROM agents x WHERE CASE WHEN r.agent_id IS NOT NULL "        \
+    "    THEN x.agent_id = r.agent_id AND (x.account_id = r.account_id OR x.is_public) "       \
+    "    ELSE x.account_id = r.account_id AND x.is_default END LIMIT 1) a ON true "             \
+    "LEFT JOIN agent_versions v ON v.agent_id = a.agent_id "                                   \
+    "    AND v.version_id = COALESCE(r.agent_version_id, a.current_version_id) "                \
+    "WHERE r.id = $1::uuid"
+
+/* Project naming: $1 run. The project's name, and whether this run is its first (no run of
+ * the project was created before it). */
+#define SQL_PROJECT_FIRST_RUN                                                                 \
+    "SELECT p.project_id::text, p.name, NOT EXISTS (SELECT 1 FROM agent_runs o "              \
+    "    WHERE o.project_id = r.project_id AND o.id <> r.id AND o.created_at <= r.created_at) " \
+    "FROM agent_runs r JOIN projects p ON p.project_id = r.project_id WHERE r.id = $1::uuid"
+
+/* $1 project, $2 the new name, $3 the name it had when read (nobody renamed it meanwhile). */
+#define SQL_PROJECT_RENAME                                                              \
+    "UPDATE projects SET name = $2, updated_at = clock_timestamp() "                    \
+    "WHERE project_id = $1::uuid AND name = $3"
+
+/* The first user message of the run's thread (the project's first request), as text. */
+#define SQL_FIRST_USER_MESSAGE                                                          \
+    "SELECT m.content::text FROM agent_runs r JOIN messages m ON m.thread_id = r.thread_id " \
+    "WHERE r.id = $1::uuid AND m.type = 'user' ORDER BY m.created_at LIMIT 1"
+
 static const kx_db_stmt STATEMENTS[] = {
+    {"runner_agent", SQL_AGENT},
+    {"runner_project_first_run", SQL_PROJECT_FIRST_RUN},
+    {"runner_project_rename", SQL_PROJECT_RENAME},
+    {"runner_first_user_message", SQL_FIRST_USER_MESSAGE},
     {"runner_claim", SQL_CLAIM},
     {"runner_insert_message", SQL_INSERT_MESSAGE},
     {"runner_finish", SQL_FINISH},
@@ -186,6 +221,7 @@ kx_err store_load_llm_messages(kx_db *db, const char *thread_id, store_msg **msg
     }
     for (int i = 0; i < rows; i++) {
         copy_field(out[i].type, sizeof out[i].type, res, i, 0);
+        copy_field(out[i].message_id, sizeof out[i].message_id, res, i, 2);
         out[i].content = strdup(PQgetisnull(res, i, 1) ? "null" : PQgetvalue(res, i, 1));
         if (out[i].content == NULL) {
             store_msgs_free(out, (size_t)i);
@@ -206,4 +242,91 @@ void store_msgs_free(store_msg *msgs, size_t n)
     for (size_t i = 0; i < n; i++)
         free(msgs[i].content);
     free(msgs);
+}
+
+/* A nullable text column, malloc'd (NULL when SQL NULL); *oom set on failure. */
+static char *dup_field(const PGresult *res, int col, bool *oom)
+{
+    if (PQgetisnull(res, 0, col))
+        return NULL;
+    char *s = strdup(PQgetvalue(res, 0, col));
+    if (s == NULL)
+        *oom = true;
+    return s;
+}
+
+kx_err store_load_agent(kx_db *db, const char *run_id, store_agent *out)
+{
+    memset(out, 0, sizeof *out);
+    const char *params[] = {run_id};
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_exec(db, "runner_agent", 1, params, &err);
+    if (res == NULL)
+        return err != KX_OK ? err : KX_ERR_INTERNAL;
+    bool oom = false;
+    if (PQntuples(res) == 1) {
+        copy_field(out->agent_id, sizeof out->agent_id, res, 0, 0);
+        copy_field(out->version_id, sizeof out->version_id, res, 0, 1);
+        out->config = dup_field(res, 2, &oom);
+        out->metadata = dup_field(res, 3, &oom);
+    }
+    PQclear(res);
+    if (oom) {
+        store_agent_clear(out);
+        return KX_ERR_NOMEM;
+    }
+    return KX_OK;
+}
+
+void store_agent_clear(store_agent *a)
+{
+    free(a->config);
+    free(a->metadata);
+    memset(a, 0, sizeof *a);
+}
+
+kx_err store_project_first_run(kx_db *db, const char *run_id, char *project_id, size_t pid_len,
+                               char **name, bool *first)
+{
+    *name = NULL;
+    *first = false;
+    project_id[0] = '\0';
+    const char *params[] = {run_id};
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_exec(db, "runner_project_first_run", 1, params, &err);
+    if (res == NULL)
+        return err != KX_OK ? err : KX_ERR_INTERNAL;
+    bool oom = false;
+    if (PQntuples(res) == 1) {
+        copy_field(project_id, pid_len, res, 0, 0);
+        *name = dup_field(res, 1, &oom);
+        *first = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+    }
+    PQclear(res);
+    return oom ? KX_ERR_NOMEM : KX_OK;
+}
+
+kx_err store_project_rename(kx_db *db, const char *project_id, const char *name,
+                            const char *old_name, bool *renamed)
+{
+    const char *params[] = {project_id, name, old_name};
+    long rows = 0;
+    kx_err err = kx_db_exec_cmd_idem(db, "runner_project_rename", 3, params, &rows);
+    *renamed = err == KX_OK && rows == 1;
+    return err;
+}
+
+kx_err store_first_user_message(kx_db *db, const char *run_id, char **content)
+{
+    *content = NULL;
+    const char *params[] = {run_id};
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_exec(db, "runner_first_user_message", 1, params, &err);
+    if (res == NULL)
+        return err != KX_OK ? err : KX_ERR_INTERNAL;
+    bool oom = false;
+    if (PQntuples(res) == 1)
+        *content = dup_field(res, 0, &oom);
+    PQclear(res);
+    return oom ? KX_ERR_NOMEM : KX_OK;
 }

@@ -63,6 +63,7 @@ kx_err store_handback_run(kx_db *db, const char *run_id, int64_t epoch, const ch
 /* One LLM message of a thread, as stored. */
 typedef struct store_msg {
     char type[32];
+    char message_id[40];
     char *content; /* the jsonb as text (an object, or a string holding JSON); malloc'd */
 } store_msg;
 
@@ -70,5 +71,27 @@ typedef struct store_msg {
  * store_msgs_free. */
 kx_err store_load_llm_messages(kx_db *db, const char *thread_id, store_msg **msgs, size_t *n);
 void store_msgs_free(store_msg *msgs, size_t n);
+
+/* The run's agent and version as stored (agent_config.h reads them). Fields are "" / NULL when
+ * there is no agent or no version. */
+typedef struct store_agent {
+    char agent_id[40];
+    char version_id[40];
+    char *config;   /* agent_versions.config as JSON text; NULL: no version */
+    char *metadata; /* agents.metadata as JSON text; NULL: no agent */
+} store_agent;
+kx_err store_load_agent(kx_db *db, const char *run_id, store_agent *out);
+void store_agent_clear(store_agent *a);
+
+/* Project naming: the run's project, its name (malloc'd) and whether this run is the
+ * project's first. */
+kx_err store_project_first_run(kx_db *db, const char *run_id, char *project_id, size_t pid_len,
+                               char **name, bool *first);
+/* Renames the project only if its name is still old_name; *renamed says whether it did. */
+kx_err store_project_rename(kx_db *db, const char *project_id, const char *name,
+                            const char *old_name, bool *renamed);
+/* The first user message of the run's thread (its content as JSON text, malloc'd; NULL if
+ * none). */
+kx_err store_first_user_message(kx_db *db, const char *run_id, char **content);
 
 #endif

@@ -194,6 +194,11 @@ static xml_calls_result parse_params(xml_call *c, const char *s, const char *end
 
 xml_calls_result xml_calls_find(const char *text, size_t len, xml_call *c)
 {
+    return xml_calls_find_at(text, len, 0, c);
+}
+
+xml_calls_result xml_calls_find_at(const char *text, size_t len, size_t index, xml_call *c)
+{
     memset(c, 0, sizeof *c);
     if (text == NULL)
         return XML_CALLS_NONE;
@@ -218,7 +223,23 @@ xml_calls_result xml_calls_find(const char *text, size_t len, xml_call *c)
         return fail(c, "the <function_calls> block has no closing </function_calls> tag%s", NULL);
     const char *end = body + close;
 
-    const char *inv = find_open_tag(body, end, "<invoke");
+    const char *from = body;
+    for (size_t k = 0; k < index; k++) { /* skip the invokes before this one */
+        const char *prev = find_open_tag(from, end, "<invoke");
+        long pc = prev ? find_ci(prev, (size_t)(end - prev), CLOSE_INVOKE) : -1;
+        if (pc < 0) {
+            xml_call_clear(c);
+            memset(c, 0, sizeof *c);
+            return XML_CALLS_NONE;
+        }
+        from = prev + pc + strlen(CLOSE_INVOKE);
+    }
+    const char *inv = find_open_tag(from, end, "<invoke");
+    if (inv == NULL && index > 0) {
+        xml_call_clear(c);
+        memset(c, 0, sizeof *c);
+        return XML_CALLS_NONE;
+    }
     if (inv == NULL)
         return fail(c, "the <function_calls> block has no <invoke name=\"...\"> element%s", NULL);
     const char *p = inv + strlen("<invoke");

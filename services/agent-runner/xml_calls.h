@@ -47,6 +47,11 @@ typedef struct xml_call {
  * and ERROR the caller must xml_call_clear(out). Out of memory is an ERROR too. */
 xml_calls_result xml_calls_find(const char *text, size_t len, xml_call *out);
 
+/* The same for the index-th <invoke> (from 0) of the first block: XML_CALLS_NONE when the block
+ * has no such invoke (index > 0), so callers take invokes 0, 1, ... until NONE or their limit
+ * (max_xml_tool_calls). An invoke without its </invoke> ends the walk with an ERROR. */
+xml_calls_result xml_calls_find_at(const char *text, size_t len, size_t index, xml_call *out);
+
 /* True when text holds a complete "<function_calls>" ... "</function_calls>" block; used while
  * streaming to stop reading once the one call of the turn is complete. */
 bool xml_calls_block_complete(const char *text, size_t len);

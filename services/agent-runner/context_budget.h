@@ -1,0 +1,62 @@
+/* context_budget.h — fitting a thread into a model's context window before each LLM call
+ * (kortix-behaviour.md §10, made to always converge).
+ *
+ * Token estimate (no tokenizer): ceil(bytes / KX_CTX_BYTES_PER_TOKEN) per text, plus
+ * CONTEXT_MSG_OVERHEAD tokens per message. The divisor is 3: calibrated against OpenAI's
+ * o200k_base / cl100k_base tokenizers (the npm package gpt-tokenizer) on English prose, JSON
+ * tool results, C source and shell listings, where bytes per token ranged 3.2–4.6 (prose the
+ * highest, JSON and listings the lowest); 3 is below every sample, so the estimate
+ * over-counts and the budget holds (docs/performance.md, "Context estimate").
+ *
+ * Budget per model: KX_CONTEXT_BUDGETS ("substring=tokens,...", first match wins), else
+ * Kortix's table: "sonnet" 108 000, "gpt" 100 000, "gemini" 700 000, "deepseek" 100 000,
+ * anything else 31 000 tokens. The system prompt and the tool schemas count against it.
+ *
+ * When the thread is over its budget (all in place, on the messages array):
+ *   1. every message but the newest whose content is over T tokens is cut to T tokens' worth
+ *      of bytes, ending with "... (truncated)", its message_id and a pointer to the
+ *      expand_message tool; T starts at 4096 and halves, up to 6 passes (down to 128);
+ *   2. the newest message is cut in the middle (head and tail kept) to what is left;
+ *   3. messages are dropped from the middle (the first message and the newest kept), tool
+ *      results with the assistant message that asked for them, then context_repair;
+ *   4. if the first and newest messages alone are still over, both are cut further.
+ * The result always fits, whatever the stored rows hold: a thread never fails every later run
+ * with the provider's "context too long" 400.
+ *
+ * Messages carry their row id in CONTEXT_ID_KEY (context_load sets it); context_strip_ids
+ * removes it before the request is built. Pure functions. */
+#ifndef RUNNER_CONTEXT_BUDGET_H
+#define RUNNER_CONTEXT_BUDGET_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONTEXT_ID_KEY "_kx_message_id"
+#define CONTEXT_BYTES_PER_TOKEN 3
+#define CONTEXT_MSG_OVERHEAD 4
+#define CONTEXT_DEFAULT_BUDGET 31000
+
+typedef struct context_fit_report {
+    int64_t tokens_before, tokens_after; /* the messages' estimate (fixed part excluded) */
+    size_t truncated;                    /* messages cut */
+    size_t dropped;                      /* messages removed */
+} context_fit_report;
+
+int64_t context_text_tokens(size_t bytes);
+int64_t context_message_tokens(const json_t *msg);
+int64_t context_messages_tokens(const json_t *messages);
+
+/* The budget of a model: overrides ("substring=tokens,..."; NULL or "" for none) first, then
+ * Kortix's table. */
+int64_t context_budget_for(const char *overrides, const char *model);
+
+/* Fits messages into budget - fixed_tokens (the system prompt and tool schemas). report may
+ * be NULL. Returns 0, -1 on OOM (messages are then still valid, maybe not fitted). */
+int context_fit(json_t *messages, int64_t budget, int64_t fixed_tokens,
+                context_fit_report *report);
+
+/* Removes CONTEXT_ID_KEY from every message. */
+void context_strip_ids(json_t *messages);
+
+#endif
