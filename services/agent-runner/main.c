@@ -27,6 +27,7 @@
 #include "kx/db.h"
 #include "kx/log.h"
 #include "kx/svc.h"
+#include "project_name.h"
 #include "runner.h"
 #include "store.h"
 
@@ -116,6 +117,7 @@ int main(void)
                         "handed back: the agent-runner shut down before the run "
                         "finished");
     heartbeat_free(a.heartbeat);
+    project_name_cancel_all(); /* naming requests in flight, before the LLM client goes */
     runner_free(a.runner);
     kx_curlm_free(a.curlm);
     kx_svc_close(&a.svc);

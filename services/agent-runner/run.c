@@ -21,6 +21,7 @@
 
 #include "context.h"
 #include "context_budget.h"
+#include "project_name.h"
 #include "prompt.h"
 #include "events.h"
 #include "kx/json.h"
@@ -267,6 +268,8 @@ static void run_finish(run *r, const char *status, const char *error)
          (long long)r->iterations, error ? ": " : "", error ? error : "");
     cancel_work(r);
     r->state = RUN_DEAD;
+    if (r->iterations > 0) /* after the first run of a new project: its name (never fails) */
+        project_name_after_run(r->owner, r->id, r->model);
     runner_release(r->owner, r);
 }
 

@@ -21,6 +21,20 @@
 //   silent             the head and the first event, then nothing (the connection stays open)
 //   nohead             accepts the request and never answers
 //   error-event        an error event in the middle of the stream
+// The agent loop's scenarios (tests/integration/test_runloop.c); "results" are the tool results
+// after the newest real user message (role tool, or a user message holding tool_execution):
+//   multi              no results yet: two execute_command calls in one turn (echo one, echo
+//                      two); else a text answer naming the results
+//   xmlmulti           no results yet: one <function_calls> block with two invokes and text
+//                      after the block; else a text answer
+//   badxml             no results yet: a block whose invoke is never closed; else text
+//   unknown            no results yet: a call of no_such_tool; else text
+//   ask                a call of ask (the run must end with it); after a result: text
+//   loop               always a tool call (max iterations)
+//   length:N           the first N requests stop with finish "length" ("max_tokens"), then text
+//   big:LIMIT          a request body over LIMIT bytes is answered 400 context_length_exceeded;
+//                      while the thread holds no tool result: a call printing 2 MB; else text
+//   title              text: the answer of a project-naming request; title-fail: HTTP 500
 // Every request and the moment its connection closed are logged; GET /_log returns them as
 // JSON [{id, path, model, at_ms, closed_ms, finished, headers, body}] (at/closed: Date.now()).
 'use strict';
@@ -45,8 +59,56 @@ function lastIsToolResult(wire, body) {
   return tr ? String(tr.content) : null;
 }
 
+// Tool results after the newest real user message.
+function resultsSinceUser(wire, body) {
+  const msgs = body.messages || [];
+  const out = [];
+  for (let i = msgs.length - 1; i >= 0; i--) {
+    const m = msgs[i];
+    const text = typeof m.content === 'string' ? m.content : JSON.stringify(m.content || '');
+    if (m.role === 'tool') { out.unshift(text); continue; }
+    if (m.role === 'user' && (text.includes('tool_execution') || text.includes('tool_result'))) { out.unshift(text); continue; }
+    if (m.role === 'user') break;
+  }
+  return out;
+}
+
+const call = (id, name, args) => ({ tool: { id, name, args } });
+
 // The answer as a list of parts: {text} or {tool: {id, name, args}}; plus a stop reason.
-function plan(scenario, wire, body) {
+function plan(scenario, wire, body, n, arg) {
+  const results = resultsSinceUser(wire, body);
+  if (scenario === 'multi') {
+    if (results.length === 0)
+      return { parts: [{ text: 'Two at once.' }, call('call_m1', 'execute_command', '{"command": "echo one", "blocking": true}'), call('call_m2', 'execute_command', '{"command": "echo two", "blocking": true}')], stop: 'tool' };
+    return { parts: [{ text: `Got ${results.length} results.` }], stop: 'end' };
+  }
+  if (scenario === 'xmlmulti' || scenario === 'badxml') {
+    if (results.length > 0) return { parts: [{ text: `Read ${results.length} results.` }], stop: 'end' };
+    const block = scenario === 'xmlmulti'
+      ? '<function_calls>\n<invoke name="execute_command">\n<parameter name="command">echo x1</parameter>\n<parameter name="blocking">true</parameter>\n</invoke>\n<invoke name="execute_command">\n<parameter name="command">echo x2</parameter>\n<parameter name="blocking">true</parameter>\n</invoke>\n</function_calls>'
+      : '<function_calls>\n<invoke name="execute_command">\n<parameter name="command">echo never</parameter>\n</function_calls>';
+    return { parts: [{ text: `Running both.\n${block}\nTEXT AFTER THE BLOCK` }], stop: 'end' };
+  }
+  if (scenario === 'unknown') {
+    if (results.length === 0) return { parts: [call('call_u1', 'no_such_tool', '{"x": 1}')], stop: 'tool' };
+    return { parts: [{ text: `The tool said: ${results[0].slice(0, 300)}` }], stop: 'end' };
+  }
+  if (scenario === 'ask') {
+    if (results.length === 0) return { parts: [{ text: 'I need to know.' }, call('call_a1', 'ask', '{"text": "Which colour?"}')], stop: 'tool' };
+    return { parts: [{ text: 'THE RUN SHOULD HAVE ENDED' }], stop: 'end' };
+  }
+  if (scenario === 'loop') return { parts: [call(`call_l${n}`, 'execute_command', '{"command": "echo again", "blocking": true}')], stop: 'tool' };
+  if (scenario === 'length') {
+    if (n < Number(arg || 1)) return { parts: [{ text: `part${n} ` }], stop: 'length' };
+    return { parts: [{ text: 'the end.' }], stop: 'end' };
+  }
+  if (scenario === 'big') {
+    const any = (body.messages || []).some((m) => m.role === 'tool');
+    if (!any) return { parts: [call(`call_b${n}`, 'execute_command', '{"command": "yes xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx | head -c 2000000", "blocking": true}')], stop: 'tool' };
+    return { parts: [{ text: `Fine, request ${n}.` }], stop: 'end' };
+  }
+  if (scenario === 'title') return { parts: [{ text: ' "Colour Survey Notes" ' }], stop: 'end' };
   if (scenario === 'tool') {
     const result = lastIsToolResult(wire, body);
     if (result === null)
@@ -71,13 +133,15 @@ async function streamOpenAI(res, model, p, opts) {
   chunk({ role: 'assistant', content: '' });
   if (opts.silent) return false;
   let text = '';
+  let ti = 0;
   for (const part of p.parts) {
     if (part.text !== undefined) {
       for (const t of pieces(part.text, 7)) { chunk({ content: t }); text += t; }
     } else {
       const tc = part.tool;
-      chunk({ tool_calls: [{ index: 0, id: tc.id, type: 'function', function: { name: tc.name, arguments: '' } }] });
-      for (const a of pieces(tc.args, 3)) chunk({ tool_calls: [{ index: 0, function: { arguments: a } }] });
+      chunk({ tool_calls: [{ index: ti, id: tc.id, type: 'function', function: { name: tc.name, arguments: '' } }] });
+      for (const a of pieces(tc.args, 3)) chunk({ tool_calls: [{ index: ti, function: { arguments: a } }] });
+      ti++;
     }
   }
   if (opts.count) {
@@ -89,7 +153,7 @@ async function streamOpenAI(res, model, p, opts) {
   }
   if (opts.errorEvent) { sseWrite(res, 'error', { error: { message: 'the fake broke mid-stream', type: 'server_error' } }); return true; }
   if (opts.cut) return true;
-  chunk({}, p.stop === 'tool' ? 'tool_calls' : 'stop');
+  chunk({}, p.stop === 'tool' ? 'tool_calls' : p.stop === 'length' ? 'length' : 'stop');
   sseWrite(res, null, { ...base, choices: [], usage: { prompt_tokens: 31, completion_tokens: 17, total_tokens: 48 } });
   sseWrite(res, null, '[DONE]');
   return true;
@@ -122,7 +186,7 @@ async function streamAnthropic(res, model, p, opts) {
     }
     index++;
   }
-  sseWrite(res, 'message_delta', { type: 'message_delta', delta: { stop_reason: p.stop === 'tool' ? 'tool_use' : 'end_turn', stop_sequence: null }, usage: { output_tokens: 21 } });
+  sseWrite(res, 'message_delta', { type: 'message_delta', delta: { stop_reason: p.stop === 'tool' ? 'tool_use' : p.stop === 'length' ? 'max_tokens' : 'end_turn', stop_sequence: null }, usage: { output_tokens: 21 } });
   sseWrite(res, 'message_stop', { type: 'message_stop' });
   return true;
 }
@@ -147,7 +211,11 @@ async function handle(req, res, entry, body) {
     const value = scenario === 'retry-after' ? String(s) : new Date(Date.now() + s * 1000 + 999).toUTCString();
     return sendError(429, 'rate limited by the fake', { 'Retry-After': value });
   }
-  if (scenario === 'fail500') return sendError(wire === 'anthropic' ? 529 : 500, 'the fake is down');
+  if (scenario === 'fail500' || scenario === 'title-fail') return sendError(wire === 'anthropic' ? 529 : 500, 'the fake is down');
+  if (scenario === 'big' && entry.bytes > Number(arg || 200000)) {
+    res.writeHead(400, { 'Content-Type': 'application/json' });
+    return res.end(JSON.stringify({ error: { message: `This model's maximum context length is exceeded: the request has ${entry.bytes} bytes`, type: 'invalid_request_error', code: 'context_length_exceeded' } }));
+  }
   if (scenario === 'nohead') return; // never answers
   res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
   const opts = {};
@@ -155,7 +223,7 @@ async function handle(req, res, entry, body) {
   if (scenario === 'silent') opts.silent = true;
   if (scenario === 'error-event') opts.errorEvent = true;
   if (scenario === 'steady') { opts.intervalMs = Number(arg || 100); opts.count = Number(model.split(':')[2] || 10); }
-  const p = plan(scenario, wire, body);
+  const p = plan(scenario, wire, body, n, arg);
   const ended = wire === 'anthropic' ? await streamAnthropic(res, body.model, p, opts) : await streamOpenAI(res, body.model, p, opts);
   if (ended && !res.destroyed) { entry.finished = true; res.end(); }
 }
@@ -180,6 +248,7 @@ const server = http.createServer((req, res) => {
     }
     entry.model = String(body.model || '');
     entry.body = body;
+    entry.bytes = Buffer.concat(chunks).length;
     if (req.method !== 'POST' || !/\/(chat\/completions|messages)$/.test(req.url)) {
       res.writeHead(404, { 'Content-Type': 'application/json' });
       return res.end(JSON.stringify({ error: { message: `no route ${req.method} ${req.url}` } }));

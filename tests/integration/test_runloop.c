@@ -1,0 +1,613 @@
+/* test_runloop.c — the agent loop (services/agent-runner/run.c) through the whole stack, with
+ * the runner pointed at the fake provider (tests/fakes/llm-provider/fake-llm.js, OpenAI wire
+ * format: text and tool-call deltas split into small chunks):
+ *   1. two native calls in one turn, parallel (the default): both started before either result
+ *      is recorded; results in index order; the model reads both;
+ *   2. the same with the account's default agent set to sequential: each call recorded before
+ *      the next starts; the agent's model and its prompt with {{current_date}} rendered and the
+ *      tool section appended; only the enabled families' schemas;
+ *   3. an XML block with two invokes: both run (max_xml_tool_calls 2 from the agent), the saved
+ *      text is cut after the block;
+ *   4. malformed XML and an unknown tool: failed tool results the model reads, runs complete;
+ *   5. ask ends the run: finish agent_terminated, agent_should_terminate "true", no more turns;
+ *   6. KX_MAX_ITERATIONS (4): a model that always calls a tool fails with the limit named;
+ *   7. finish_reason "length": continued in the same turn, one assistant message; the
+ *      KX_MAX_AUTO_CONTINUES cap (5) appends Kortix's notice;
+ *   8. a tool printing 2 MB (the sandbox returns part of it), then a 2 MB tool result in the
+ *      thread, followed by three more runs on the same thread (the fake answers 400 to any
+ *      request over 200 kB, like a provider over its context window): all complete, every
+ *      later request under the limit and pointing at expand_message with the row's id;
+ *   9. project naming: the first run's project gets the naming model's title (max_tokens 20,
+ *      no tools). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "harness.h"
+#include "kx/buf.h"
+#include "kx/time.h"
+#include "kx/uuid.h"
+#include "stack.h"
+
+#define FAKE KX_SOURCE_DIR "/tests/fakes/llm-provider/fake-llm.js"
+#define RUN_TIMEOUT_MS 40000
+
+static char *g_dir;
+static pid_t g_fake;
+static uint16_t g_port;
+static kx_th_stack g_stack;
+
+static void sleep_ms(int64_t ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* ---- the fake's request log ------------------------------------------------------------ */
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    kx_buf *b = arg;
+    return kx_buf_add(b, p, size * n) == KX_OK ? size * n : 0;
+}
+
+/* The requests the fake got for model, in order: a new array. */
+static json_t *requests_for(const char *model)
+{
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_port);
+    CURL *e = curl_easy_init();
+    kx_buf b = {0};
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+    CURLcode rc = curl_easy_perform(e);
+    curl_easy_cleanup(e);
+    assert_int_equal(rc, CURLE_OK);
+    json_t *all = json_loadb(b.s ? b.s : "", b.len, 0, NULL);
+    kx_buf_free(&b);
+    assert_true(json_is_array(all));
+    json_t *out = json_array();
+    size_t i;
+    json_t *x;
+    json_array_foreach(all, i, x)
+    {
+        if (strcmp(json_string_value(json_object_get(x, "model")), model) == 0)
+            json_array_append(out, x);
+    }
+    json_decref(all);
+    return out;
+}
+
+/* ---- runs -------------------------------------------------------------------------------- */
+
+typedef struct run {
+    char id[KX_UUID_LEN + 1];
+    char thread_id[KX_UUID_LEN + 1];
+} run;
+
+static const char *jstr(const json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+static char *new_token(char account[KX_UUID_LEN + 1])
+{
+    kx_uuid_new(account);
+    char *t = kx_th_stack_token(&g_stack, account);
+    assert_non_null(t);
+    return t;
+}
+
+/* model NULL: the run names none (the agent's or KX_MODEL applies). */
+static void initiate(const char *token, const char *model, const char *prompt, run *r)
+{
+    const char *pairs[] = {"prompt", prompt, model ? "model_name" : NULL, model, NULL};
+    char *ctype = NULL;
+    size_t len = 0;
+    char *body = kx_th_form_multipart(pairs, &ctype, &len);
+    kx_http_resp resp = {0};
+    assert_int_equal(kx_th_http(&g_stack, "POST", "/api/agent/initiate", token, ctype, body, len,
+                                &resp),
+                     KX_OK);
+    if (resp.status != 200)
+        fail_msg("initiate: status %ld: %s", resp.status, resp.body ? resp.body : "");
+    json_t *v = json_loads(resp.body, 0, NULL);
+    snprintf(r->id, sizeof r->id, "%s", jstr(v, "agent_run_id"));
+    snprintf(r->thread_id, sizeof r->thread_id, "%s", jstr(v, "thread_id"));
+    json_decref(v);
+    kx_http_resp_free(&resp);
+    free(body);
+    free(ctype);
+}
+
+static void start_on_thread(const char *token, const char *model, const char *prompt, run *r)
+{
+    char path[128], body[512];
+    snprintf(path, sizeof path, "/api/thread/%s/agent/start", r->thread_id);
+    snprintf(body, sizeof body, "{\"model_name\": \"%s\", \"prompt\": \"%s\"}", model, prompt);
+    long status = 0;
+    json_t *v = kx_th_json(&g_stack, "POST", path, token, body, &status);
+    if (status != 200)
+        fail_msg("agent/start: %ld", status);
+    snprintf(r->id, sizeof r->id, "%s", jstr(v, "agent_run_id"));
+    json_decref(v);
+}
+
+static char *sql1(const char *sql, const char *param)
+{
+    const char *p[] = {param};
+    char *v = kx_th_sql_value(&g_stack, sql, 1, p);
+    assert_non_null(v);
+    return v;
+}
+
+static char *run_col(const run *r, const char *column)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT coalesce((%s)::text, '') FROM agent_runs WHERE id = $1",
+             column);
+    return sql1(sql, r->id);
+}
+
+/* Waits for the end and checks the status; returns nothing, fails with the run's error. */
+static void expect_final(const run *r, const char *want)
+{
+    int64_t give_up = kx_mono_ms() + RUN_TIMEOUT_MS;
+    for (;;) {
+        char *st = run_col(r, "status");
+        if (strcmp(st, "queued") != 0 && strcmp(st, "running") != 0) {
+            if (strcmp(st, want) != 0) {
+                char *err = run_col(r, "error");
+                fail_msg("run %s ended %s, want %s (error: %s)", r->id, st, want, err);
+            }
+            free(st);
+            return;
+        }
+        free(st);
+        if (kx_mono_ms() > give_up)
+            fail_msg("run %s did not end within %d ms", r->id, RUN_TIMEOUT_MS);
+        sleep_ms(50);
+    }
+}
+
+/* The run's rows in order, one per line: "type[:status_type|:finish_reason]". */
+static char *row_trace(const run *r)
+{
+    return sql1("SELECT string_agg(type || coalesce(':' || (content->>'status_type'), '') || "
+                "coalesce(':' || (content->>'finish_reason'), ''), ' ' ORDER BY created_at) "
+                "FROM messages WHERE agent_run_id = $1",
+                r->id);
+}
+
+static char *last_answer(const run *r)
+{
+    return sql1("SELECT content->>'content' FROM messages WHERE agent_run_id = $1 AND "
+                "type = 'assistant' ORDER BY created_at DESC LIMIT 1",
+                r->id);
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+    if (strstr(hay, needle) == NULL)
+        fail_msg("\"%s\" not found in: %.2000s", needle, hay);
+}
+
+static void assert_not_contains(const char *hay, const char *needle)
+{
+    if (strstr(hay, needle) != NULL)
+        fail_msg("\"%s\" found in: %.2000s", needle, hay);
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+static void test_two_calls_parallel(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    run r;
+    initiate(token, "multi:par", "two things", &r);
+    expect_final(&r, "completed");
+    char *trace = row_trace(&r);
+    print_message("[ rows     ] %s\n", trace);
+    /* both started before the first result */
+    assert_contains(trace, "status:tool_started assistant status:tool_started tool "
+                           "status:tool_completed tool status:tool_completed status:finish:tool_calls");
+    free(trace);
+    char *results = sql1("SELECT string_agg(content->>'tool_call_id' || '=' || "
+                         "(content->>'content'), ' | ' ORDER BY created_at) FROM messages "
+                         "WHERE agent_run_id = $1 AND type = 'tool'",
+                         r.id);
+    assert_contains(results, "call_m1=");
+    char *one = strstr(results, "call_m1="), *two = strstr(results, "call_m2=");
+    assert_non_null(two);
+    assert_true(one < two); /* index order */
+    assert_contains(one, "one");
+    assert_contains(two, "two");
+    free(results);
+    char *answer = last_answer(&r);
+    assert_string_equal(answer, "Got 2 results.");
+    free(answer);
+    free(token);
+}
+
+/* The account's default agent, with config (JSON) as its current version (one statement: the
+ * foreign keys between the two rows are checked at its end). */
+static void make_default_agent(const char *account, const char *config)
+{
+    char aid[KX_UUID_LEN + 1], vid[KX_UUID_LEN + 1];
+    kx_uuid_new(aid);
+    kx_uuid_new(vid);
+    const char *p[] = {account, config, aid, vid};
+    char *v = kx_th_sql_value(
+        &g_stack,
+        "WITH v AS (INSERT INTO agent_versions (version_id, agent_id, account_id, "
+        "version_number, version_name, config) VALUES ($4::uuid, $3::uuid, $1::uuid, 1, 'v1', "
+        "$2::jsonb) RETURNING version_id) "
+        "INSERT INTO agents (agent_id, account_id, name, is_default, current_version_id) "
+        "SELECT $3::uuid, $1::uuid, 'Tester', true, version_id FROM v RETURNING agent_id::text",
+        4, p);
+    assert_non_null(v);
+    free(v);
+}
+
+static void test_two_calls_sequential_agent(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    make_default_agent(account,
+                       "{\"system_prompt\": \"You are Tester. Today is {{current_date}}.\", "
+                       "\"tools\": {\"agentpress\": {\"sb_shell_tool\": {\"enabled\": true}, "
+                       "\"sb_files_tool\": false}}, \"model\": \"multi:seq\", "
+                       "\"tool_execution_strategy\": \"sequential\"}");
+    run r;
+    initiate(token, NULL, "two things, one by one", &r);
+    expect_final(&r, "completed");
+    char *trace = row_trace(&r);
+    print_message("[ rows     ] %s\n", trace);
+    assert_contains(trace, "status:tool_started assistant tool status:tool_completed "
+                           "status:tool_started tool status:tool_completed "
+                           "status:finish:tool_calls");
+    free(trace);
+    json_t *reqs = requests_for("multi:seq"); /* the agent's model */
+    assert_int_equal(json_array_size(reqs), 2);
+    json_t *body = json_object_get(json_array_get(reqs, 0), "body");
+    const char *system =
+        jstr(json_array_get(json_object_get(body, "messages"), 0), "content");
+    char today[16];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(today, sizeof today, "%Y-%m-%d", &tm);
+    char want[64];
+    snprintf(want, sizeof want, "You are Tester. Today is %s.", today);
+    if (strncmp(system, want, strlen(want)) != 0)
+        fail_msg("system prompt: %.300s", system);
+    assert_contains(system, "<function_calls>");
+    assert_contains(system, "- execute_command: ");
+    json_t *tools = json_object_get(body, "tools");
+    assert_int_equal(json_array_size(tools), 1);
+    json_decref(reqs);
+    free(token);
+}
+
+static void test_xml_two_invokes(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    make_default_agent(account, "{\"system_prompt\": \"\", \"tools\": {}, \"agentpress_tools\": "
+                                "{\"sb_shell_tool\": true}, \"max_xml_tool_calls\": 2}");
+    run r;
+    initiate(token, "xmlmulti:t", "two xml calls", &r);
+    expect_final(&r, "completed");
+    char *trace = row_trace(&r);
+    print_message("[ rows     ] %s\n", trace);
+    assert_contains(trace, "tool status:tool_completed tool status:tool_completed "
+                           "status:finish:xml_tool_limit_reached");
+    free(trace);
+    char *first = sql1("SELECT content->>'content' FROM messages WHERE agent_run_id = $1 AND "
+                       "type = 'assistant' ORDER BY created_at LIMIT 1",
+                       r.id);
+    assert_contains(first, "</function_calls>");
+    assert_not_contains(first, "TEXT AFTER THE BLOCK");
+    free(first);
+    char *outs = sql1("SELECT string_agg(content->>'content', ' | ' ORDER BY created_at) FROM "
+                      "messages WHERE agent_run_id = $1 AND type = 'tool'",
+                      r.id);
+    assert_contains(outs, "x1");
+    assert_contains(outs, "x2");
+    free(outs);
+    char *answer = last_answer(&r);
+    assert_string_equal(answer, "Read 2 results.");
+    free(answer);
+    free(token);
+}
+
+static void test_bad_xml_and_unknown_tool(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    run r;
+    initiate(token, "badxml:t", "broken xml", &r);
+    expect_final(&r, "completed");
+    char *out = sql1("SELECT content->>'content' FROM messages WHERE agent_run_id = $1 AND "
+                     "type = 'tool'",
+                     r.id);
+    assert_contains(out, "\"success\": false");
+    assert_contains(out, "</invoke>");
+    free(out);
+    char *answer = last_answer(&r);
+    assert_string_equal(answer, "Read 1 results.");
+    free(answer);
+
+    run u;
+    initiate(token, "unknown:t", "unknown tool", &u);
+    expect_final(&u, "completed");
+    answer = last_answer(&u);
+    assert_contains(answer, "Tool function 'no_such_tool' not found");
+    free(answer);
+    free(token);
+}
+
+static void test_ask_ends_the_run(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    run r;
+    initiate(token, "ask:t", "ask me", &r);
+    expect_final(&r, "completed");
+    char *trace = row_trace(&r);
+    print_message("[ rows     ] %s\n", trace);
+    assert_contains(trace, "status:finish:tool_calls status:finish:agent_terminated "
+                           "assistant_response_end status:thread_run_end");
+    free(trace);
+    char *term = sql1("SELECT metadata->>'agent_should_terminate' FROM messages WHERE "
+                      "agent_run_id = $1 AND content->>'status_type' IN ('tool_completed', "
+                      "'tool_failed')",
+                      r.id);
+    assert_string_equal(term, "true");
+    free(term);
+    json_t *reqs = requests_for("ask:t");
+    assert_int_equal(json_array_size(reqs), 1); /* no turn after ask */
+    json_decref(reqs);
+    free(token);
+}
+
+static void test_max_iterations(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    run r;
+    initiate(token, "loop:t", "forever", &r);
+    expect_final(&r, "failed");
+    char *err = run_col(&r, "error");
+    assert_string_equal(err, "reached max iterations (4)");
+    free(err);
+    json_t *reqs = requests_for("loop:t");
+    assert_int_equal(json_array_size(reqs), 4);
+    json_decref(reqs);
+    free(token);
+}
+
+static void test_length_auto_continue(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    run r;
+    initiate(token, "length:3:t", "a long answer", &r);
+    expect_final(&r, "completed");
+    char *trace = row_trace(&r);
+    assert_string_equal(trace, "status:thread_run_start status:assistant_response_start "
+                               "assistant status:finish:stop assistant_response_end "
+                               "status:thread_run_end");
+    free(trace);
+    char *answer = last_answer(&r);
+    assert_string_equal(answer, "part0 part1 part2 the end.");
+    free(answer);
+    json_t *reqs = requests_for("length:3:t");
+    assert_int_equal(json_array_size(reqs), 4);
+    /* a continuation carries the answer so far as the last message */
+    json_t *msgs =
+        json_object_get(json_object_get(json_array_get(reqs, 2), "body"), "messages");
+    json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
+    assert_string_equal(jstr(last, "role"), "assistant");
+    assert_string_equal(jstr(last, "content"), "part0 part1 ");
+    json_decref(reqs);
+
+    run c; /* KX_MAX_AUTO_CONTINUES=5: the sixth "length" is kept with the notice */
+    initiate(token, "length:9:cap", "a longer answer", &c);
+    expect_final(&c, "completed");
+    answer = last_answer(&c);
+    assert_string_equal(answer, "part0 part1 part2 part3 part4 part5 \n[Agent reached maximum "
+                                "auto-continue limit of 5]");
+    free(answer);
+    reqs = requests_for("length:9:cap");
+    assert_int_equal(json_array_size(reqs), 6);
+    json_decref(reqs);
+    free(token);
+}
+
+static void test_huge_tool_output_keeps_the_thread(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    run r;
+    initiate(token, "big:200000:t", "print a lot", &r);
+    expect_final(&r, "completed");
+    char *size = sql1("SELECT length(content->>'content') FROM messages WHERE agent_run_id = $1 "
+                      "AND type = 'tool'",
+                      r.id);
+    print_message("[ output   ] the tool result the sandbox returned: %s bytes\n", size);
+    free(size);
+    /* a 2 MB tool result in the thread (the sandbox and the bus cut one tool's output below
+     * 1 MB, but a thread may hold any row: an MCP tool, an import, an older runner) */
+    const char *p[] = {r.thread_id, account};
+    char *ok = kx_th_sql_value(
+        &g_stack,
+        "WITH a AS (INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, "
+        "created_at) VALUES ($1::uuid, $2::uuid, 'assistant', true, jsonb_build_object('role', "
+        "'assistant', 'content', 'Reading the log.', 'tool_calls', jsonb_build_array("
+        "jsonb_build_object('id', 'call_huge', 'type', 'function', 'function', "
+        "jsonb_build_object('name', 'execute_command', 'arguments', '{\"command\": \"cat log\"}')))), "
+        "clock_timestamp()) RETURNING 1) "
+        "INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, created_at) "
+        "SELECT $1::uuid, $2::uuid, 'tool', true, jsonb_build_object('role', 'tool', "
+        "'tool_call_id', 'call_huge', 'name', 'execute_command', 'content', repeat('log line "
+        "of the huge output ', 80000)), clock_timestamp() + interval '1 ms' FROM a "
+        "RETURNING 'ok'",
+        2, p);
+    assert_non_null(ok);
+    free(ok);
+    char *total = sql1("SELECT sum(length(content::text)) FROM messages WHERE thread_id = $1 "
+                       "AND is_llm_message",
+                       r.thread_id);
+    print_message("[ thread   ] %s bytes of LLM messages\n", total);
+    assert_true(strtol(total, NULL, 10) > 2000000);
+    free(total);
+    for (int i = 0; i < 3; i++) {
+        start_on_thread(token, "big:200000:t", "and now?", &r);
+        expect_final(&r, "completed");
+    }
+    json_t *reqs = requests_for("big:200000:t");
+    size_t n = json_array_size(reqs);
+    assert_int_equal(n, 5); /* the call, its answer, three more runs */
+    for (size_t i = 2; i < n; i++) {
+        json_t *e = json_array_get(reqs, i);
+        int64_t bytes = (int64_t)json_integer_value(json_object_get(e, "bytes"));
+        assert_true(bytes < 200000);
+        char *text = json_dumps(json_object_get(e, "body"), JSON_COMPACT);
+        assert_contains(text, "Use the expand_message tool to see contents");
+        assert_contains(text, "message_id \\\"");
+        free(text);
+    }
+    json_decref(reqs);
+    free(token);
+}
+
+static void test_project_naming(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    run r;
+    initiate(token, "multi:name", "survey everyone about their favourite colour", &r);
+    expect_final(&r, "completed");
+    char *name = NULL;
+    for (int i = 0; i < 200; i++) {
+        free(name);
+        name = sql1("SELECT p.name FROM projects p JOIN agent_runs r ON r.project_id = "
+                    "p.project_id WHERE r.id = $1",
+                    r.id);
+        if (strcmp(name, "Colour Survey Notes") == 0)
+            break;
+        sleep_ms(50);
+    }
+    assert_string_equal(name, "Colour Survey Notes");
+    free(name);
+    json_t *reqs = requests_for("title:n");
+    assert_true(json_array_size(reqs) >= 1);
+    bool seen = false;
+    size_t i;
+    json_t *e;
+    json_array_foreach(reqs, i, e)
+    {
+        json_t *body = json_object_get(e, "body");
+        char *text = json_dumps(body, JSON_COMPACT);
+        if (strstr(text, "favourite colour") != NULL) {
+            seen = true;
+            assert_int_equal(json_integer_value(json_object_get(body, "max_tokens")), 20);
+            assert_null(json_object_get(body, "tools"));
+        }
+        free(text);
+    }
+    assert_true(seen);
+    json_decref(reqs);
+    free(token);
+}
+
+/* ---- setup --------------------------------------------------------------------------------- */
+
+static int start_fake(void)
+{
+    g_dir = kx_th_tmpdir("kx-runloop");
+    if (g_dir == NULL)
+        return -1;
+    g_port = kx_th_free_port();
+    char port[16], log[600], url[64];
+    snprintf(port, sizeof port, "%u", g_port);
+    snprintf(log, sizeof log, "%s/fake-llm.log", g_dir);
+    const char *argv[] = {"node", FAKE, port, NULL};
+    if (kx_th_spawn(argv, NULL, log, &g_fake) != KX_OK)
+        return -1;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_port);
+    return kx_th_wait_http(url, 20000) == KX_OK ? 0 : -1;
+}
+
+static int start_stack(void **state)
+{
+    (void)state;
+    char openai[96];
+    snprintf(openai, sizeof openai, "OPENAI_BASE_URL=http://127.0.0.1:%u/v1", g_port);
+    const char *env[] = {openai,
+                         "KX_MODEL=text",
+                         "KX_RUN_MAX_ATTEMPTS=1",
+                         "KX_MAX_ITERATIONS=4",
+                         "KX_MAX_AUTO_CONTINUES=5",
+                         "KX_NAMING_MODEL=title:n",
+                         NULL};
+    kx_th_stack_opts opts = {.env = env};
+    return kx_th_stack_start(&opts, &g_stack) == KX_OK ? 0 : -1;
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (start_fake() != 0) {
+        fprintf(stderr, "could not start the fake provider (%s)\n", FAKE);
+        return 1;
+    }
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_two_calls_parallel),
+        cmocka_unit_test(test_two_calls_sequential_agent),
+        cmocka_unit_test(test_xml_two_invokes),
+        cmocka_unit_test(test_bad_xml_and_unknown_tool),
+        cmocka_unit_test(test_ask_ends_the_run),
+        cmocka_unit_test(test_max_iterations),
+        cmocka_unit_test(test_length_auto_continue),
+        cmocka_unit_test(test_huge_tool_output_keeps_the_thread),
+        cmocka_unit_test(test_project_naming),
+    };
+    int failed = cmocka_run_group_tests_name("runloop", tests, start_stack, NULL);
+    if (kx_th_stack_stop(&g_stack, failed != 0) != 0)
+        failed++;
+    kx_th_kill(g_fake);
+    if (failed == 0)
+        kx_th_rmrf(g_dir);
+    else
+        fprintf(stderr, "fake provider log kept in %s\n", g_dir);
+    free(g_dir);
+    curl_global_cleanup();
+    return failed != 0;
+}
