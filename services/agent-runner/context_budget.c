@@ -15,7 +15,7 @@
 
 int64_t context_text_tokens(size_t bytes)
 {
-    return (int64_t)((bytes + CONTEXT_BYTES_PER_TOKEN - 1) / CONTEXT_BYTES_PER_TOKEN);
+    return (int64_t)((bytes * 10 + CONTEXT_BYTES_PER_10_TOKENS - 1) / CONTEXT_BYTES_PER_10_TOKENS);
 }
 
 /* The text of a content value: a string, or the text parts of an array. */
@@ -126,6 +126,12 @@ static char *content_text(const json_t *msg)
     return out;
 }
 
+/* The bytes that hold about this many tokens. */
+static size_t bytes_for(int64_t tokens)
+{
+    return tokens > 0 ? (size_t)tokens * CONTEXT_BYTES_PER_10_TOKENS / 10 : 0;
+}
+
 /* Cuts msg's content to keep_bytes of text (head only, or head and tail when middle) plus a
  * pointer to expand_message. true when it was cut. -1 on OOM through *oom. */
 static bool cut_message(json_t *msg, size_t keep_bytes, bool middle, bool *oom)
@@ -153,7 +159,7 @@ static bool cut_message(json_t *msg, size_t keep_bytes, bool middle, bool *oom)
         snprintf(note, sizeof note, "\n\n... (truncated: %zu of %zu bytes shown)", keep_bytes,
                  len);
     size_t nl = strlen(note);
-    char *out = malloc(keep_bytes + nl + 1);
+    char *out = malloc(keep_bytes + nl + 2); /* + the newline of a middle cut, + NUL */
     if (out == NULL) {
         free(text);
         *oom = true;
@@ -231,7 +237,7 @@ int context_fit(json_t *messages, int64_t budget, int64_t fixed_tokens,
         for (size_t i = 0; i + 1 < n && !oom; i++) { /* every message but the newest */
             json_t *m = json_array_get(messages, i);
             if (context_message_tokens(m) > threshold &&
-                cut_message(m, (size_t)threshold * CONTEXT_BYTES_PER_TOKEN, false, &oom))
+                cut_message(m, bytes_for(threshold), false, &oom))
                 rep.truncated++;
         }
         threshold /= 2;
@@ -244,7 +250,7 @@ int context_fit(json_t *messages, int64_t budget, int64_t fixed_tokens,
         int64_t keep = t - over - CONTEXT_MSG_OVERHEAD - 100;
         if (keep < 0)
             keep = 0;
-        if (cut_message(last, (size_t)keep * CONTEXT_BYTES_PER_TOKEN, true, &oom))
+        if (cut_message(last, bytes_for(keep), true, &oom))
             rep.truncated++;
     }
     bool dropped_any = false;
@@ -258,7 +264,7 @@ int context_fit(json_t *messages, int64_t budget, int64_t fixed_tokens,
         int64_t room = budget - fixed_tokens - (int64_t)n * (CONTEXT_MSG_OVERHEAD + 100);
         size_t each = room > 0 ? (size_t)(room / (int64_t)(n ? n : 1)) : 0;
         for (size_t i = 0; i < n && !oom; i++)
-            if (cut_message(json_array_get(messages, i), each * CONTEXT_BYTES_PER_TOKEN, true,
+            if (cut_message(json_array_get(messages, i), bytes_for((int64_t)each), true,
                             &oom))
                 rep.truncated++;
     }

@@ -1,12 +1,14 @@
 /* context_budget.h — fitting a thread into a model's context window before each LLM call
  * (kortix-behaviour.md §10, made to always converge).
  *
- * Token estimate (no tokenizer): ceil(bytes / KX_CTX_BYTES_PER_TOKEN) per text, plus
- * CONTEXT_MSG_OVERHEAD tokens per message. The divisor is 3: calibrated against OpenAI's
- * o200k_base / cl100k_base tokenizers (the npm package gpt-tokenizer) on English prose, JSON
- * tool results, C source and shell listings, where bytes per token ranged 3.2–4.6 (prose the
- * highest, JSON and listings the lowest); 3 is below every sample, so the estimate
- * over-counts and the budget holds (docs/performance.md, "Context estimate").
+ * Token estimate (no tokenizer): ceil(bytes * 10 / 23) per text (2.3 bytes per token), plus
+ * CONTEXT_MSG_OVERHEAD tokens per message. Calibrated against OpenAI's o200k_base and
+ * cl100k_base tokenizers (tests/bench/context_estimate.js): English prose 3.9 bytes/token, C
+ * and JavaScript 3.6-3.7, indented JSON 3.3, a Kortix tool result holding an `ls -la` listing
+ * 2.4, `ps aux` output 2.4-2.5, repeated ASCII 5.3. 2.3 is below every sample, so the estimate
+ * over-counts (by 1.0-1.1x on listings, 1.7x on prose) and the budget holds; Anthropic's
+ * tokenizer counts somewhat more than OpenAI's, which the margin absorbs (docs/performance.md,
+ * "Context estimate").
  *
  * Budget per model: KX_CONTEXT_BUDGETS ("substring=tokens,...", first match wins), else
  * Kortix's table: "sonnet" 108 000, "gpt" 100 000, "gemini" 700 000, "deepseek" 100 000,
@@ -33,7 +35,7 @@
 #include <stdint.h>
 
 #define CONTEXT_ID_KEY "_kx_message_id"
-#define CONTEXT_BYTES_PER_TOKEN 3
+#define CONTEXT_BYTES_PER_10_TOKENS 23 /* 2.3 bytes per token */
 #define CONTEXT_MSG_OVERHEAD 4
 #define CONTEXT_DEFAULT_BUDGET 31000
 

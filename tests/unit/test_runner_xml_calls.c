@@ -248,6 +248,32 @@ static void test_incremental_scan(void **state)
     assert_int_equal(scan_in_steps("</function_calls> then <function_calls> open", 5), 0);
 }
 
+/* Every invoke of a block, by index (max_xml_tool_calls > 1); past the last: NONE. */
+static void test_invokes_by_index(void **state)
+{
+    (void)state;
+    const char *t = "x <function_calls>\n<invoke name=\"a\"><parameter name=\"n\">1</parameter>"
+                    "</invoke>\n<INVOKE name='b'><parameter name=\"s\">[1, 2]</parameter>"
+                    "</invoke><invoke name=\"c\"></invoke></function_calls> after";
+    const char *names[] = {"a", "b", "c"};
+    for (size_t i = 0; i < 3; i++) {
+        xml_call c;
+        assert_int_equal(xml_calls_find_at(t, strlen(t), i, &c), XML_CALLS_FOUND);
+        assert_string_equal(c.function_name, names[i]);
+        assert_int_equal(c.block_end, strlen(t) - strlen(" after"));
+        if (i == 1)
+            assert_int_equal(json_array_size(json_object_get(c.arguments, "s")), 2);
+        xml_call_clear(&c);
+    }
+    xml_call c;
+    assert_int_equal(xml_calls_find_at(t, strlen(t), 3, &c), XML_CALLS_NONE);
+    /* an invoke that is never closed: index 0 is an error, later indexes NONE */
+    const char *bad = "<function_calls><invoke name=\"a\"></function_calls>";
+    assert_int_equal(xml_calls_find_at(bad, strlen(bad), 0, &c), XML_CALLS_ERROR);
+    xml_call_clear(&c);
+    assert_int_equal(xml_calls_find_at(bad, strlen(bad), 1, &c), XML_CALLS_NONE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -261,6 +287,7 @@ int main(void)
         cmocka_unit_test(test_nul_in_names),
         cmocka_unit_test(test_call_without_parameters),
         cmocka_unit_test(test_incremental_scan),
+        cmocka_unit_test(test_invokes_by_index),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,187 @@
+/* test_runner_context_budget.c — the thread cut to a model's budget (services/agent-runner/
+ * context_budget.c): the per-model budgets, a 2 MB tool result cut with a pointer to
+ * expand_message and its message id, the newest message cut in the middle, drops from the
+ * middle that keep tool calls paired, and a fit whatever the thread holds. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "context.h"
+#include "context_budget.h"
+#include "kx/json.h"
+
+static char *filler(size_t n, char c)
+{
+    char *s = malloc(n + 1);
+    memset(s, c, n);
+    s[n] = '\0';
+    return s;
+}
+
+static json_t *msg(const char *role, const char *content, const char *id)
+{
+    json_t *m = json_pack("{s:s, s:s}", "role", role, "content", content);
+    if (id != NULL)
+        json_object_set_new(m, CONTEXT_ID_KEY, json_string(id));
+    return m;
+}
+
+static void test_budgets(void **state)
+{
+    (void)state;
+    assert_int_equal(context_budget_for(NULL, "anthropic/claude-sonnet-4-20250514"), 108000);
+    assert_int_equal(context_budget_for("", "openai/gpt-4o"), 100000);
+    assert_int_equal(context_budget_for(NULL, "gemini-2.5-pro"), 700000);
+    assert_int_equal(context_budget_for(NULL, "kortix/demo"), CONTEXT_DEFAULT_BUDGET);
+    assert_int_equal(context_budget_for("demo=5000,gpt=9", "kortix/demo"), 5000);
+    assert_int_equal(context_budget_for("demo=5000,gpt=9", "gpt-4o"), 9);
+    assert_int_equal(context_budget_for("bad,=3,x=-1", "x"), CONTEXT_DEFAULT_BUDGET);
+}
+
+static void test_under_budget_untouched(void **state)
+{
+    (void)state;
+    json_t *msgs = json_array();
+    json_array_append_new(msgs, msg("user", "hello", "m1"));
+    json_array_append_new(msgs, msg("assistant", "hi", "m2"));
+    json_t *copy = json_deep_copy(msgs);
+    context_fit_report rep;
+    assert_int_equal(context_fit(msgs, 31000, 500, &rep), 0);
+    assert_true(json_equal(msgs, copy));
+    assert_int_equal(rep.truncated + rep.dropped, 0);
+    context_strip_ids(msgs);
+    assert_null(json_object_get(json_array_get(msgs, 0), CONTEXT_ID_KEY));
+    json_decref(msgs);
+    json_decref(copy);
+}
+
+/* The thread that broke for good before: a 2 MB tool result, then a new question. */
+static void test_two_megabyte_tool_result(void **state)
+{
+    (void)state;
+    char *big = filler(2 * 1024 * 1024, 'x');
+    json_t *msgs = json_array();
+    json_array_append_new(msgs, msg("user", "print the log", "u1"));
+    json_t *a = json_pack("{s:s, s:s, s:[{s:s, s:s, s:{s:s, s:s}}]}", "role", "assistant",
+                          "content", "", "tool_calls", "id", "c1", "type", "function", "function",
+                          "name", "execute_command", "arguments", "{}");
+    json_array_append_new(msgs, a);
+    json_t *t = msg("tool", big, "4d2c0e0e-0000-4000-8000-000000000001");
+    json_object_set_new(t, "tool_call_id", json_string("c1"));
+    json_array_append_new(msgs, t);
+    json_array_append_new(msgs, msg("assistant", "done", "a2"));
+    json_array_append_new(msgs, msg("user", "and now?", "u2"));
+    context_fit_report rep;
+    assert_int_equal(context_fit(msgs, 31000, 2000, &rep), 0);
+    assert_true(context_messages_tokens(msgs) + 2000 <= 31000);
+    assert_int_equal(rep.dropped, 0);
+    assert_int_equal(rep.truncated, 1);
+    assert_int_equal(json_array_size(msgs), 5);
+    const char *cut = json_string_value(json_object_get(json_array_get(msgs, 2), "content"));
+    assert_true(strlen(cut) < 20000);
+    assert_non_null(strstr(cut, "... (truncated: "));
+    assert_non_null(strstr(cut, "message_id \"4d2c0e0e-0000-4000-8000-000000000001\""));
+    assert_non_null(strstr(cut, "Use the expand_message tool to see contents"));
+    /* the newest message is intact */
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 4), "content")),
+                        "and now?");
+    json_decref(msgs);
+    free(big);
+}
+
+static void test_newest_cut_in_the_middle(void **state)
+{
+    (void)state;
+    char *big = filler(600000, 'y');
+    memcpy(big, "HEAD", 4);
+    memcpy(big + 600000 - 4, "TAIL", 4);
+    json_t *msgs = json_array();
+    json_array_append_new(msgs, msg("user", big, "u1"));
+    assert_int_equal(context_fit(msgs, 31000, 0, NULL), 0);
+    const char *c = json_string_value(json_object_get(json_array_get(msgs, 0), "content"));
+    assert_true(context_messages_tokens(msgs) <= 31000);
+    assert_int_equal(strncmp(c, "HEAD", 4), 0);
+    assert_string_equal(c + strlen(c) - 4, "TAIL");
+    json_decref(msgs);
+    free(big);
+}
+
+/* Many mid-sized turns: the oldest are dropped from the middle; calls stay paired. */
+static void test_drop_from_the_middle(void **state)
+{
+    (void)state;
+    char *mid = filler(300, 'z');
+    json_t *msgs = json_array();
+    json_array_append_new(msgs, msg("user", "the first request", "u0"));
+    for (int i = 0; i < 2000; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "c%d", i);
+        json_t *a = json_pack("{s:s, s:n, s:[{s:s, s:s, s:{s:s, s:s}}]}", "role", "assistant",
+                              "content", "tool_calls", "id", id, "type", "function", "function",
+                              "name", "execute_command", "arguments", "{}");
+        json_array_append_new(msgs, a);
+        json_t *t = msg("tool", mid, NULL);
+        json_object_set_new(t, "tool_call_id", json_string(id));
+        json_array_append_new(msgs, t);
+    }
+    json_array_append_new(msgs, msg("user", "the newest", "u9"));
+    context_fit_report rep;
+    assert_int_equal(context_fit(msgs, 31000, 1000, &rep), 0);
+    assert_true(context_messages_tokens(msgs) + 1000 <= 31000);
+    assert_true(rep.dropped > 0);
+    size_t n = json_array_size(msgs);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 0), "content")),
+                        "the first request");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, n - 1), "content")),
+                        "the newest");
+    /* every tool message follows an assistant message that has its call */
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = json_array_get(msgs, i);
+        if (strcmp(json_string_value(json_object_get(m, "role")), "tool") != 0)
+            continue;
+        size_t j = i;
+        while (j > 0 && strcmp(json_string_value(json_object_get(json_array_get(msgs, j - 1),
+                                                                  "role")),
+                               "tool") == 0)
+            j--;
+        assert_true(j > 0);
+        json_t *a = json_array_get(msgs, j - 1);
+        assert_string_equal(json_string_value(json_object_get(a, "role")), "assistant");
+        assert_non_null(json_object_get(a, "tool_calls"));
+    }
+    json_decref(msgs);
+    free(mid);
+}
+
+/* Whatever the rows hold, the result fits (a small budget, huge first and last messages). */
+static void test_always_fits(void **state)
+{
+    (void)state;
+    char *big = filler(3000000, 'w');
+    json_t *msgs = json_array();
+    json_array_append_new(msgs, msg("user", big, "u1"));
+    json_array_append_new(msgs, msg("assistant", big, "a1"));
+    json_array_append_new(msgs, msg("user", big, "u2"));
+    assert_int_equal(context_fit(msgs, 2000, 500, NULL), 0);
+    assert_true(context_messages_tokens(msgs) + 500 <= 2000);
+    json_decref(msgs);
+    free(big);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_budgets),
+        cmocka_unit_test(test_under_budget_untouched),
+        cmocka_unit_test(test_two_megabyte_tool_result),
+        cmocka_unit_test(test_newest_cut_in_the_middle),
+        cmocka_unit_test(test_drop_from_the_middle),
+        cmocka_unit_test(test_always_fits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
