@@ -9,7 +9,10 @@
  *   dispatch_start                      the fetcher thread pulling RunDispatch (dispatch.c)
  *   control_subscribe                   STOP on kx.run.ctl.> (control.c)
  *   heartbeat_start                     RunnerHeartbeat on kx.run.hb (heartbeat.c)
- *   kx_svc_run                          the loop; every run is a state machine on it (run.c)
+ *   kx_svc_run                          the loop; every run is a state machine on it (run.c):
+ *                                       its agent (agent_config.c), the thread fitted to the
+ *                                       model's budget (context_budget.c), the new project's
+ *                                       name after its first run (project_name.c)
  *
  * Drain (SIGTERM): stop fetching dispatches, let the held runs finish until the drain timeout
  * (KX_DRAIN_TIMEOUT_MS); runs still held 500 ms before it are handed back to the queue

@@ -33,6 +33,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         xml_call_clear(&call);
     }
 
+    /* every invoke by index: inside the same block; NONE ends the walk for good */
+    bool none = false;
+    for (size_t i = 1; i < 5; i++) {
+        xml_call c2;
+        xml_calls_result r2 = xml_calls_find_at(text, size, i, &c2);
+        if (r2 == XML_CALLS_NONE) {
+            FUZZ_CHECK(c2.function_name == NULL);
+            none = true;
+            continue;
+        }
+        FUZZ_CHECK(!none && r != XML_CALLS_NONE);
+        FUZZ_CHECK(c2.block_end <= size && c2.function_name != NULL);
+        xml_call_clear(&c2);
+        if (r2 == XML_CALLS_ERROR)
+            break;
+    }
+
     json_t *v = xml_calls_value(text, size);
     FUZZ_CHECK(v != NULL);
     json_decref(v);
