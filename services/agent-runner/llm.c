@@ -58,6 +58,7 @@ struct llm_call {
     char *system;       /* NULL: prompt_system() */
     json_t *tools;      /* NULL: the client's default schemas */
     int64_t max_tokens; /* 0: the provider's default */
+    void (*on_calls)(void *arg, const llm_stream *s);
     char run_id[40];
     kx_deadline wall_deadline;
     llm_content_cb on_content;
@@ -394,6 +395,8 @@ static void on_sse_event(const char *event, const char *data, size_t len, const 
     size_t n = call->stream.content.len - from;
     if (n > 0 && !call->on_content(call->arg, call->stream.content.s + from, n))
         call->stop_requested = true;
+    if (call->on_calls != NULL && call->stream.ncalls > 0)
+        call->on_calls(call->arg, &call->stream);
 }
 
 /* Chooses how to read the body from the status and content type of the response. */
@@ -701,6 +704,7 @@ llm_call *llm_call_start_opts(llm_client *c, const char *model, json_t *messages
         }
         call->tools = opts->tools ? json_incref(opts->tools) : NULL;
         call->max_tokens = opts->max_tokens;
+        call->on_calls = opts->on_calls;
     }
     snprintf(call->run_id, sizeof call->run_id, "%s", run_id ? run_id : "");
     call->wall_deadline = wall_deadline;

@@ -65,6 +65,10 @@ typedef struct llm_opts {
     json_t *tools;      /* OpenAI-form schemas (a reference is kept); NULL: the default;
                            an empty array: no tools in the request */
     int64_t max_tokens; /* the answer's cap; 0: the provider's default */
+    /* Called (with the call's arg) after every event of an answer that has native tool calls,
+     * to start the complete ones (execute-on-stream). Same rules as on_content: inside
+     * libcurl's write callback, must not free the call. NULL: not called. */
+    void (*on_calls)(void *arg, const llm_stream *s);
 } llm_opts;
 
 /* llm_call_start with options (opts may be NULL). */

@@ -13,6 +13,7 @@
  * dropped and may already be queued for freeing — the caller returns at once. */
 #include "run.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +71,7 @@ static void rlog(run *r, kx_log_level level, const char *fmt, ...)
 static void free_calls(run *r)
 {
     for (size_t i = 0; i < r->ncalls; i++) {
-        run_call *c = &r->calls[i];
+        run_call *c = r->calls[i];
         free(c->name);
         free(c->arguments_text);
         json_decref(c->arguments);
@@ -79,10 +80,12 @@ static void free_calls(run *r)
         free(c->raw_xml);
         tools_cancel(&c->pending);
         tool_outcome_clear(&c->outcome);
+        free(c);
     }
     free(r->calls);
     r->calls = NULL;
     r->ncalls = r->next_call = 0;
+    r->early = 0;
 }
 
 /* Forgets everything of the previous turn. */
@@ -115,7 +118,7 @@ static void cancel_work(run *r)
     llm_call_free(r->llm);
     r->llm = NULL;
     for (size_t i = 0; i < r->ncalls; i++)
-        tools_cancel(&r->calls[i].pending);
+        tools_cancel(&r->calls[i]->pending);
     kx_timer_cancel(r->step_timer);
     r->step_timer = NULL;
 }
@@ -463,11 +466,12 @@ static void start_calls(run *r)
     r->next_call = 0;
     size_t upto = r->sequential ? 1 : r->ncalls;
     for (size_t i = 0; i < upto; i++)
-        if (!announce_call(r, &r->calls[i]))
+        if (!announce_call(r, r->calls[i]))
             return;
     r->launching = true;
     for (size_t i = 0; i < upto; i++)
-        launch_call(r, &r->calls[i]);
+        if (!r->calls[i]->launched) /* not started from the stream already */
+            launch_call(r, r->calls[i]);
     r->launching = false;
     advance_tools(r);
 }
@@ -488,7 +492,7 @@ static void on_tool_done(void *arg, tool_outcome *o)
     c->outcome = *o;
     memset(o, 0, sizeof *o);
     c->done = true;
-    if (!r->launching)
+    if (!r->launching && r->state == RUN_TOOL_RUNNING) /* not while the answer streams */
         advance_tools(r);
 }
 
@@ -587,14 +591,14 @@ static void advance_tools(run *r)
     if (r->state == RUN_DEAD)
         return;
     if (r->sequential) {
-        while (r->next_call < r->launched && r->calls[r->next_call].done) {
-            if (!record_call(r, &r->calls[r->next_call]))
+        while (r->next_call < r->launched && r->calls[r->next_call]->done) {
+            if (!record_call(r, r->calls[r->next_call]))
                 return;
             r->next_call++;
             if (r->terminate) /* sequential stops after ask / complete */
                 break;
             if (r->next_call < r->ncalls && r->launched == r->next_call) {
-                run_call *c = &r->calls[r->next_call];
+                run_call *c = r->calls[r->next_call];
                 if (!announce_call(r, c))
                     return;
                 r->launching = true;
@@ -607,10 +611,10 @@ static void advance_tools(run *r)
         return;
     }
     for (size_t i = 0; i < r->ncalls; i++)
-        if (!r->calls[i].done)
+        if (!r->calls[i]->done)
             return;
     for (size_t i = 0; i < r->ncalls; i++)
-        if (!record_call(r, &r->calls[i]))
+        if (!record_call(r, r->calls[i]))
             return;
     end_tools(r);
 }
@@ -619,57 +623,64 @@ static void advance_tools(run *r)
 
 static run_call *add_call(run *r)
 {
-    run_call *n = realloc(r->calls, (r->ncalls + 1) * sizeof *n);
+    run_call **n = realloc(r->calls, (r->ncalls + 1) * sizeof *n);
     if (n == NULL)
         return NULL;
     r->calls = n;
-    run_call *c = &r->calls[r->ncalls];
-    memset(c, 0, sizeof *c);
+    run_call *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    r->calls[r->ncalls] = c;
     c->owner = r;
     c->index = r->ncalls++;
     return c;
 }
 
-/* Native tool calls: run_calls and the assistant message's tool_calls array. */
+/* Run call c from the stream's native call t. false on OOM. */
+static bool fill_native_call(run_call *c, const llm_tool_call *t)
+{
+    if (t->id.len > 0) {
+        snprintf(c->tool_call_id, sizeof c->tool_call_id, "%s", t->id.s);
+    } else { /* some servers send no id: make one, the next request needs it */
+        char u[KX_UUID_LEN + 1];
+        kx_uuid_new(u);
+        snprintf(c->tool_call_id, sizeof c->tool_call_id, "call_%s", u);
+    }
+    /* The exec id (ToolCall.call_id: the kill handle across executor and broker) is always
+     * ours: a provider's tool_call_id need not be unique across runs. */
+    char eid[KX_UUID_LEN + 1];
+    kx_uuid_new(eid);
+    snprintf(c->exec_id, sizeof c->exec_id, "%s", eid);
+    c->name = strdup(t->name.len > 0 ? t->name.s : "");
+    c->arguments_text = strdup(t->arguments.len > 0 ? t->arguments.s : "{}");
+    if (c->name == NULL || c->arguments_text == NULL)
+        return false;
+    json_error_t jerr;
+    c->arguments = json_loads(c->arguments_text, JSON_DECODE_ANY, &jerr);
+    char why[400];
+    if (!json_is_object(c->arguments)) {
+        snprintf(why, sizeof why, "the arguments of %s are not a JSON object (%s)",
+                 c->name[0] ? c->name : "the tool call", c->arguments ? "wrong type" : jerr.text);
+        json_decref(c->arguments);
+        c->arguments = json_string(c->arguments_text);
+        c->error = strdup(why);
+    } else if (c->name[0] == '\0') {
+        c->error = strdup("the tool call has no function name");
+    }
+    return true;
+}
+
+/* Native tool calls: run_calls (those started from the stream are kept) and the assistant
+ * message's tool_calls array. */
 static bool take_native_calls(run *r, const llm_stream *s)
 {
     r->tool_calls = json_array();
     if (r->tool_calls == NULL)
         return false;
     for (size_t i = 0; i < s->ncalls; i++) {
-        const llm_tool_call *t = &s->calls[i];
-        run_call *c = add_call(r);
-        if (c == NULL)
+        run_call *c = i < r->early ? r->calls[i] : add_call(r);
+        if (c == NULL || (i >= r->early && !fill_native_call(c, &s->calls[i])))
             return false;
-        if (t->id.len > 0) {
-            snprintf(c->tool_call_id, sizeof c->tool_call_id, "%s", t->id.s);
-        } else { /* some servers send no id: make one, the next request needs it */
-            char u[KX_UUID_LEN + 1];
-            kx_uuid_new(u);
-            snprintf(c->tool_call_id, sizeof c->tool_call_id, "call_%s", u);
-        }
-        /* The exec id (ToolCall.call_id: the kill handle across executor and broker) is
-         * always ours: a provider's tool_call_id need not be unique across runs. */
-        char eid[KX_UUID_LEN + 1];
-        kx_uuid_new(eid);
-        snprintf(c->exec_id, sizeof c->exec_id, "%s", eid);
-        c->name = strdup(t->name.len > 0 ? t->name.s : "");
-        c->arguments_text = strdup(t->arguments.len > 0 ? t->arguments.s : "{}");
-        if (c->name == NULL || c->arguments_text == NULL)
-            return false;
-        json_error_t jerr;
-        c->arguments = json_loads(c->arguments_text, JSON_DECODE_ANY, &jerr);
-        char why[400];
-        if (!json_is_object(c->arguments)) {
-            snprintf(why, sizeof why, "the arguments of %s are not a JSON object (%s)",
-                     c->name[0] ? c->name : "the tool call",
-                     c->arguments ? "wrong type" : jerr.text);
-            json_decref(c->arguments);
-            c->arguments = json_string(c->arguments_text);
-            c->error = strdup(why);
-        } else if (c->name[0] == '\0') {
-            c->error = strdup("the tool call has no function name");
-        }
         json_t *tc =
             json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", c->tool_call_id, "type", "function",
                       "function", "name", c->name, "arguments", c->arguments_text);
@@ -678,6 +689,49 @@ static bool take_native_calls(run *r, const llm_stream *s)
     }
     snprintf(r->finish_reason, sizeof r->finish_reason, "tool_calls");
     return true;
+}
+
+/* Whether native call i of the streaming answer is complete: a later call has begun, or its
+ * arguments already form a whole JSON object (nothing can follow one's closing brace; parsed
+ * only when the text ends with '}'). Anthropic's arguments given whole at the block's start
+ * may still be replaced by deltas: not complete until a later call begins. */
+static bool native_call_complete(const llm_stream *s, size_t i)
+{
+    if (i + 1 < s->ncalls)
+        return true;
+    const llm_tool_call *t = &s->calls[i];
+    if (t->args_whole || t->name.len == 0 || t->arguments.len == 0)
+        return false;
+    size_t n = t->arguments.len;
+    while (n > 0 && isspace((unsigned char)t->arguments.s[n - 1]))
+        n--;
+    if (n == 0 || t->arguments.s[n - 1] != '}')
+        return false;
+    json_t *v = json_loadb(t->arguments.s, t->arguments.len, 0, NULL);
+    bool whole = json_is_object(v);
+    json_decref(v);
+    return whole;
+}
+
+/* Execute-on-stream: with the parallel strategy a native call starts as soon as it is complete
+ * in the stream (its rows are written in order after the answer, as for the others). Runs
+ * inside the LLM transfer's callback: it writes nothing and frees nothing. */
+static void on_llm_calls(void *arg, const llm_stream *s)
+{
+    run *r = arg;
+    if (r->sequential || s->ncalls == 0)
+        return;
+    while (r->early < s->ncalls && native_call_complete(s, r->early)) {
+        const llm_tool_call *t = &s->calls[r->early];
+        run_call *c = add_call(r);
+        if (c == NULL || !fill_native_call(c, t))
+            return; /* out of memory: on_llm_done reports it */
+        r->early++;
+        c->early = true;
+        rlog(r, KX_LOG_DEBUG, "run: tool call %zu (%s) complete in the stream; starting it",
+             c->index, c->name);
+        launch_call(r, c);
+    }
 }
 
 /* The XML <function_calls> block of the text: its invokes, up to max_xml_tool_calls; the text
@@ -894,7 +948,7 @@ static void start_llm(run *r, json_t *msgs)
     context_strip_ids(msgs);
     r->state = RUN_LLM_STREAMING;
     /* the provider is chosen by the model name (llm_route.h); the call keeps msgs */
-    llm_opts opts = {.system = r->system, .tools = r->tools};
+    llm_opts opts = {.system = r->system, .tools = r->tools, .on_calls = on_llm_calls};
     r->llm = llm_call_start_opts(o->llm, r->model, msgs, &opts, r->wall_deadline, r->id,
                                  on_llm_content, on_llm_done, r);
     json_decref(msgs);

@@ -17,7 +17,9 @@
  *      thread, followed by three more runs on the same thread (the fake answers 400 to any
  *      request over 200 kB, like a provider over its context window): all complete, every
  *      later request under the limit and pointing at expand_message with the row's id;
- *   9. project naming: the first run's project gets the naming model's title (max_tokens 20,
+ *   9. execute-on-stream: a call complete in the stream starts before the stream ends (the
+ *      fake holds the stream 2 s after it; the tool prints the time it ran);
+ *  10. project naming: the first run's project gets the naming model's title (max_tokens 20,
  *      no tools). */
 #include <errno.h>
 #include <setjmp.h>
@@ -506,6 +508,35 @@ static void test_huge_tool_output_keeps_the_thread(void **state)
     free(token);
 }
 
+static void test_execute_on_stream(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    run r;
+    initiate(token, "slow2:t", "two calls, slowly", &r);
+    expect_final(&r, "completed");
+    char *out = sql1("SELECT content->>'content' FROM messages WHERE agent_run_id = $1 AND "
+                     "type = 'tool' AND content->>'tool_call_id' = 'call_s1'",
+                     r.id);
+    const char *digits = strpbrk(out, "0123456789");
+    assert_non_null(digits);
+    long long ran_ms = strtoll(digits, NULL, 10);
+    json_t *reqs = requests_for("slow2:t");
+    long long closed_ms =
+        (long long)json_integer_value(json_object_get(json_array_get(reqs, 0), "closed_ms"));
+    json_decref(reqs);
+    print_message("[ timing   ] the first call ran %lld ms before its answer's stream ended\n",
+                  closed_ms - ran_ms);
+    if (closed_ms - ran_ms < 1000) /* the stream pauses 2 s after the first call */
+        fail_msg("the first call ran at %lld, the stream ended at %lld", ran_ms, closed_ms);
+    free(out);
+    char *answer = last_answer(&r);
+    assert_string_equal(answer, "Both ran.");
+    free(answer);
+    free(token);
+}
+
 static void test_project_naming(void **state)
 {
     (void)state;
@@ -597,6 +628,7 @@ int main(void)
         cmocka_unit_test(test_max_iterations),
         cmocka_unit_test(test_length_auto_continue),
         cmocka_unit_test(test_huge_tool_output_keeps_the_thread),
+        cmocka_unit_test(test_execute_on_stream),
         cmocka_unit_test(test_project_naming),
     };
     int failed = cmocka_run_group_tests_name("runloop", tests, start_stack, NULL);

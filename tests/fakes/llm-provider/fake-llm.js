@@ -34,6 +34,8 @@
 //   length:N           the first N requests stop with finish "length" ("max_tokens"), then text
 //   big:LIMIT          a request body over LIMIT bytes is answered 400 context_length_exceeded;
 //                      while the thread holds no tool result: a call printing 2 MB; else text
+//   slow2              no results yet: a call printing the time (date +%s%3N), then 2 s of
+//                      silence, then a second call; else text (execute-on-stream)
 //   title              text: the answer of a project-naming request; title-fail: HTTP 500
 // Every request and the moment its connection closed are logged; GET /_log returns them as
 // JSON [{id, path, model, at_ms, closed_ms, finished, headers, body}] (at/closed: Date.now()).
@@ -98,6 +100,11 @@ function plan(scenario, wire, body, n, arg) {
     if (results.length === 0) return { parts: [{ text: 'I need to know.' }, call('call_a1', 'ask', '{"text": "Which colour?"}')], stop: 'tool' };
     return { parts: [{ text: 'THE RUN SHOULD HAVE ENDED' }], stop: 'end' };
   }
+  if (scenario === 'slow2') {
+    if (results.length === 0)
+      return { parts: [call('call_s1', 'execute_command', '{"command": "date +%s%3N", "blocking": true}'), { sleep: 2000 }, call('call_s2', 'execute_command', '{"command": "echo late", "blocking": true}')], stop: 'tool' };
+    return { parts: [{ text: 'Both ran.' }], stop: 'end' };
+  }
   if (scenario === 'loop') return { parts: [call(`call_l${n}`, 'execute_command', '{"command": "echo again", "blocking": true}')], stop: 'tool' };
   if (scenario === 'length') {
     if (n < Number(arg || 1)) return { parts: [{ text: `part${n} ` }], stop: 'length' };
@@ -135,7 +142,10 @@ async function streamOpenAI(res, model, p, opts) {
   let text = '';
   let ti = 0;
   for (const part of p.parts) {
-    if (part.text !== undefined) {
+    if (part.sleep !== undefined) {
+      await sleep(part.sleep);
+      if (res.destroyed) return false;
+    } else if (part.text !== undefined) {
       for (const t of pieces(part.text, 7)) { chunk({ content: t }); text += t; }
     } else {
       const tc = part.tool;
