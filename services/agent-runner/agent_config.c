@@ -46,7 +46,8 @@ static json_t *enabled_families(const json_t *tools)
     json_t *v;
     json_object_foreach((json_t *)tools, k, v)
     {
-        bool on = json_is_true(v) || (json_is_object(v) && json_is_true(json_object_get(v, "enabled")));
+        bool on =
+            json_is_true(v) || (json_is_object(v) && json_is_true(json_object_get(v, "enabled")));
         if (on)
             json_object_set_new(out, k, json_true());
     }
@@ -180,8 +181,8 @@ char *agent_config_render(const char *tmpl, time_t now)
         const char *name;
         const char *value;
     } vars[] = {
-        {"{{current_date}}", date},   {"{{current_time}}", tim},   {"{{current_datetime}}", dt},
-        {"{{current_year}}", year},   {"{{current_month}}", month}, {"{{current_day}}", day},
+        {"{{current_date}}", date},    {"{{current_time}}", tim},    {"{{current_datetime}}", dt},
+        {"{{current_year}}", year},    {"{{current_month}}", month}, {"{{current_day}}", day},
         {"{{current_weekday}}", wday}, {"{{timezone}}", "UTC"},
     };
     size_t n = strlen(tmpl), cap = n + 1;

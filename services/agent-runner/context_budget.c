@@ -51,8 +51,7 @@ int64_t context_messages_tokens(const json_t *messages)
     int64_t t = 0;
     size_t i;
     const json_t *m;
-    json_array_foreach(messages, i, m)
-        t += context_message_tokens(m);
+    json_array_foreach(messages, i, m) t += context_message_tokens(m);
     return t;
 }
 
@@ -223,8 +222,7 @@ static bool drop_middle(json_t *messages, size_t *dropped)
     return true;
 }
 
-int context_fit(json_t *messages, int64_t budget, int64_t fixed_tokens,
-                context_fit_report *report)
+int context_fit(json_t *messages, int64_t budget, int64_t fixed_tokens, context_fit_report *report)
 {
     context_fit_report rep = {0};
     bool oom = false;
@@ -264,8 +262,7 @@ int context_fit(json_t *messages, int64_t budget, int64_t fixed_tokens,
         int64_t room = budget - fixed_tokens - (int64_t)n * (CONTEXT_MSG_OVERHEAD + 100);
         size_t each = room > 0 ? (size_t)(room / (int64_t)(n ? n : 1)) : 0;
         for (size_t i = 0; i < n && !oom; i++)
-            if (cut_message(json_array_get(messages, i), bytes_for((int64_t)each), true,
-                            &oom))
+            if (cut_message(json_array_get(messages, i), bytes_for((int64_t)each), true, &oom))
                 rep.truncated++;
     }
     rep.tokens_after = context_messages_tokens(messages);
@@ -278,6 +275,5 @@ void context_strip_ids(json_t *messages)
 {
     size_t i;
     json_t *m;
-    json_array_foreach(messages, i, m)
-        json_object_del(m, CONTEXT_ID_KEY);
+    json_array_foreach(messages, i, m) json_object_del(m, CONTEXT_ID_KEY);
 }

@@ -208,8 +208,8 @@ done:
 static char *anthropic_body(const runner_config *cfg, const llm_route *rt, const char *system,
                             const json_t *tools, const json_t *messages, int64_t max_tokens)
 {
-    return llm_anthropic_body(rt->model, max_tokens > 0 ? max_tokens : cfg->llm_max_tokens,
-                              system, tools, messages);
+    return llm_anthropic_body(rt->model, max_tokens > 0 ? max_tokens : cfg->llm_max_tokens, system,
+                              tools, messages);
 }
 
 static struct curl_slist *anthropic_headers(const runner_config *cfg, const llm_route *rt)

@@ -102,15 +102,14 @@ static void on_done(void *arg, llm_call *call, kx_err err, const char *message)
         char *text = strndup(s->content.s ? s->content.s : "", s->content.len);
         bool renamed = false;
         if (text != NULL && project_name_clean(text, title, sizeof title)) {
-            kx_err e = store_project_rename(n->owner->db, n->project_id, title, n->old_name,
-                                            &renamed);
+            kx_err e =
+                store_project_rename(n->owner->db, n->project_id, title, n->old_name, &renamed);
             if (e != KX_OK)
                 kx_log(KX_LOG_WARN, n->run_id, NULL, "naming: could not save the name: %s",
                        kx_err_str(e));
             else
-                kx_log(KX_LOG_INFO, n->run_id, NULL, "naming: project %s %s \"%s\"",
-                       n->project_id, renamed ? "named" : "was renamed meanwhile; not",
-                       title);
+                kx_log(KX_LOG_INFO, n->run_id, NULL, "naming: project %s %s \"%s\"", n->project_id,
+                       renamed ? "named" : "was renamed meanwhile; not", title);
             count(e != KX_OK ? "db_failed" : renamed ? "named" : "skipped");
         } else {
             kx_log(KX_LOG_WARN, n->run_id, NULL, "naming: the model gave no usable title");
@@ -130,8 +129,8 @@ void project_name_after_run(runner *o, const char *run_id, const char *run_model
     char project_id[40];
     char *name = NULL;
     bool first = false;
-    kx_err err = store_project_first_run(o->db, run_id, project_id, sizeof project_id, &name,
-                                         &first);
+    kx_err err =
+        store_project_first_run(o->db, run_id, project_id, sizeof project_id, &name, &first);
     if (err != KX_OK || !first || name == NULL) {
         if (err != KX_OK)
             kx_log(KX_LOG_WARN, run_id, NULL, "naming: could not read the project: %s",
@@ -150,7 +149,8 @@ void project_name_after_run(runner *o, const char *run_id, const char *run_model
         return;
     }
     char prompt[REQUEST_CHARS + 200];
-    snprintf(prompt, sizeof prompt, "Generate an extremely brief title (2-4 words only) for a chat "
+    snprintf(prompt, sizeof prompt,
+             "Generate an extremely brief title (2-4 words only) for a chat "
              "thread that starts with this message: \"%.*s\"",
              REQUEST_CHARS, text);
     json_decref(msg);
@@ -172,8 +172,8 @@ void project_name_after_run(runner *o, const char *run_id, const char *run_model
     g_namers = n;
     llm_opts opts = {.system = NAMING_SYSTEM, .tools = no_tools, .max_tokens = NAMING_MAX_TOKENS};
     const char *model = o->cfg->naming_model[0] ? o->cfg->naming_model : run_model;
-    n->call = llm_call_start_opts(o->llm, model, msgs, &opts, kx_deadline_in(60000), run_id, on_content,
-                                  on_done, n);
+    n->call = llm_call_start_opts(o->llm, model, msgs, &opts, kx_deadline_in(60000), run_id,
+                                  on_content, on_done, n);
     json_decref(msgs);
     json_decref(no_tools);
     if (n->call == NULL)

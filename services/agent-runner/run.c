@@ -915,8 +915,8 @@ static bool ensure_agent(run *r)
         return false;
     }
     if (r->agent.found)
-        rlog(r, KX_LOG_INFO, "run: agent %s version %s, model %s, %zu tool(s), %s", r->agent.agent_id,
-             r->agent.version_id, r->model, json_array_size(r->tools),
+        rlog(r, KX_LOG_INFO, "run: agent %s version %s, model %s, %zu tool(s), %s",
+             r->agent.agent_id, r->agent.version_id, r->model, json_array_size(r->tools),
              r->sequential ? "sequential" : "parallel");
     return true;
 }
@@ -927,8 +927,9 @@ static void start_llm(run *r, json_t *msgs)
 {
     runner *o = r->owner;
     if (r->continued != NULL)
-        json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "assistant", "content",
-                                              r->continued));
+        json_array_append_new(msgs,
+                              json_pack("{s:s, s:s}", "role", "assistant", "content",
+                                        r->continued));
     int64_t budget = context_budget_for(o->cfg->context_budgets, r->model);
     char *tools_text = kx_json_dumps_compact(r->tools);
     int64_t fixed = context_text_tokens(strlen(r->system) + (tools_text ? strlen(tools_text) : 0));

@@ -45,7 +45,7 @@ typedef struct run_call {
     tools_pending pending; /* the request in flight (the calls array is not resized then) */
     tool_outcome outcome;  /* valid once done */
     bool launched, done;
-    bool early; /* started while the answer was still streaming (execute-on-stream) */
+    bool early;            /* started while the answer was still streaming (execute-on-stream) */
     char tool_call_id[80]; /* the model's id for native calls, "" for XML */
     char exec_id[80];      /* ToolCall.call_id: the native id, or a fresh uuid */
     char *name;
@@ -89,15 +89,15 @@ struct run {
     long long prompt_tokens, completion_tokens, total_tokens;
     int64_t response_ms;
     size_t request_bytes; /* for a usage estimate when the provider sends none */
-    run_call **calls; /* each allocated on its own: a call in flight never moves */
+    run_call **calls;     /* each allocated on its own: a call in flight never moves */
     size_t ncalls, next_call;
     bool xml_call;
     char assistant_message_id[40];
-    size_t launched;   /* calls started (sequential: one at a time) */
-    size_t early;      /* native calls already taken from the stream (execute-on-stream) */
-    bool launching;    /* starting calls: completions wait for the loop to end */
-    bool terminate;    /* ask or complete ran: the run ends after this turn */
-    char *continued;   /* text of earlier answers of this turn that stopped at "length" */
+    size_t launched; /* calls started (sequential: one at a time) */
+    size_t early;    /* native calls already taken from the stream (execute-on-stream) */
+    bool launching;  /* starting calls: completions wait for the loop to end */
+    bool terminate;  /* ask or complete ran: the run ends after this turn */
+    char *continued; /* text of earlier answers of this turn that stopped at "length" */
     int64_t auto_continues;
 
     /* the agent (loaded at the first iteration) */

@@ -65,7 +65,7 @@
     "  error=$3, lease_expires_at=NULL, dispatched_at=NULL, dispatch_seq=NULL "        \
     "WHERE id=$1::uuid AND lease_epoch=$2::bigint AND status='running'"
 
-#define SQL_LLM_MESSAGES                                                              \
+#define SQL_LLM_MESSAGES                                                                                \
     "SELECT type, content::text, message_id::text FROM messages WHERE thread_id=$1 AND is_llm_message " \
     "ORDER BY created_at"
 
@@ -73,30 +73,30 @@
  * version: agent_runs.agent_version_id, else the agent's current_version_id — only a version
  * of that agent, and only an agent of the run's account (or a public one). One row, with NULLs
  * when there is no agent or no version. */
-#define SQL_AGENT                                                                              \
-    "SELECT a.agent_id::text, v.version_id::text, v.config::text, a.metadata::text "           \
-    "FROM agent_runs r "                                                                       \
-    "LEFT JOIN LATERAL (SELECT * FROM agents x WHERE CASE WHEN r.agent_id IS NOT NULL "        \
-    "    THEN x.agent_id = r.agent_id AND (x.account_id = r.account_id OR x.is_public) "       \
-    "    ELSE x.account_id = r.account_id AND x.is_default END LIMIT 1) a ON true "             \
-    "LEFT JOIN agent_versions v ON v.agent_id = a.agent_id "                                   \
-    "    AND v.version_id = COALESCE(r.agent_version_id, a.current_version_id) "                \
+#define SQL_AGENT                                                                        \
+    "SELECT a.agent_id::text, v.version_id::text, v.config::text, a.metadata::text "     \
+    "FROM agent_runs r "                                                                 \
+    "LEFT JOIN LATERAL (SELECT * FROM agents x WHERE CASE WHEN r.agent_id IS NOT NULL "  \
+    "    THEN x.agent_id = r.agent_id AND (x.account_id = r.account_id OR x.is_public) " \
+    "    ELSE x.account_id = r.account_id AND x.is_default END LIMIT 1) a ON true "      \
+    "LEFT JOIN agent_versions v ON v.agent_id = a.agent_id "                             \
+    "    AND v.version_id = COALESCE(r.agent_version_id, a.current_version_id) "         \
     "WHERE r.id = $1::uuid"
 
 /* Project naming: $1 run. The project's name, and whether this run is its first (no run of
  * the project was created before it). */
-#define SQL_PROJECT_FIRST_RUN                                                                 \
-    "SELECT p.project_id::text, p.name, NOT EXISTS (SELECT 1 FROM agent_runs o "              \
+#define SQL_PROJECT_FIRST_RUN                                                                   \
+    "SELECT p.project_id::text, p.name, NOT EXISTS (SELECT 1 FROM agent_runs o "                \
     "    WHERE o.project_id = r.project_id AND o.id <> r.id AND o.created_at <= r.created_at) " \
     "FROM agent_runs r JOIN projects p ON p.project_id = r.project_id WHERE r.id = $1::uuid"
 
 /* $1 project, $2 the new name, $3 the name it had when read (nobody renamed it meanwhile). */
-#define SQL_PROJECT_RENAME                                                              \
-    "UPDATE projects SET name = $2, updated_at = clock_timestamp() "                    \
+#define SQL_PROJECT_RENAME                                           \
+    "UPDATE projects SET name = $2, updated_at = clock_timestamp() " \
     "WHERE project_id = $1::uuid AND name = $3"
 
 /* The first user message of the run's thread (the project's first request), as text. */
-#define SQL_FIRST_USER_MESSAGE                                                          \
+#define SQL_FIRST_USER_MESSAGE                                                               \
     "SELECT m.content::text FROM agent_runs r JOIN messages m ON m.thread_id = r.thread_id " \
     "WHERE r.id = $1::uuid AND m.type = 'user' ORDER BY m.created_at LIMIT 1"
 

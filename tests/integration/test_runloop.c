@@ -228,8 +228,9 @@ static void test_two_calls_parallel(void **state)
     char *trace = row_trace(&r);
     print_message("[ rows     ] %s\n", trace);
     /* both started before the first result */
-    assert_contains(trace, "status:tool_started assistant status:tool_started tool "
-                           "status:tool_completed tool status:tool_completed status:finish:tool_calls");
+    assert_contains(trace,
+                    "status:tool_started assistant status:tool_started tool "
+                    "status:tool_completed tool status:tool_completed status:finish:tool_calls");
     free(trace);
     char *results = sql1("SELECT string_agg(content->>'tool_call_id' || '=' || "
                          "(content->>'content'), ' | ' ORDER BY created_at) FROM messages "
@@ -283,15 +284,15 @@ static void test_two_calls_sequential_agent(void **state)
     expect_final(&r, "completed");
     char *trace = row_trace(&r);
     print_message("[ rows     ] %s\n", trace);
-    assert_contains(trace, "status:tool_started assistant tool status:tool_completed "
-                           "status:tool_started tool status:tool_completed "
-                           "status:finish:tool_calls");
+    assert_contains(trace,
+                    "status:tool_started assistant tool status:tool_completed "
+                    "status:tool_started tool status:tool_completed "
+                    "status:finish:tool_calls");
     free(trace);
     json_t *reqs = requests_for("multi:seq"); /* the agent's model */
     assert_int_equal(json_array_size(reqs), 2);
     json_t *body = json_object_get(json_array_get(reqs, 0), "body");
-    const char *system =
-        jstr(json_array_get(json_object_get(body, "messages"), 0), "content");
+    const char *system = jstr(json_array_get(json_object_get(body, "messages"), 0), "content");
     char today[16];
     time_t now = time(NULL);
     struct tm tm;
@@ -314,15 +315,17 @@ static void test_xml_two_invokes(void **state)
     (void)state;
     char account[KX_UUID_LEN + 1];
     char *token = new_token(account);
-    make_default_agent(account, "{\"system_prompt\": \"\", \"tools\": {}, \"agentpress_tools\": "
-                                "{\"sb_shell_tool\": true}, \"max_xml_tool_calls\": 2}");
+    make_default_agent(account,
+                       "{\"system_prompt\": \"\", \"tools\": {}, \"agentpress_tools\": "
+                       "{\"sb_shell_tool\": true}, \"max_xml_tool_calls\": 2}");
     run r;
     initiate(token, "xmlmulti:t", "two xml calls", &r);
     expect_final(&r, "completed");
     char *trace = row_trace(&r);
     print_message("[ rows     ] %s\n", trace);
-    assert_contains(trace, "tool status:tool_completed tool status:tool_completed "
-                           "status:finish:xml_tool_limit_reached");
+    assert_contains(trace,
+                    "tool status:tool_completed tool status:tool_completed "
+                    "status:finish:xml_tool_limit_reached");
     free(trace);
     char *first = sql1("SELECT content->>'content' FROM messages WHERE agent_run_id = $1 AND "
                        "type = 'assistant' ORDER BY created_at LIMIT 1",
@@ -379,8 +382,9 @@ static void test_ask_ends_the_run(void **state)
     expect_final(&r, "completed");
     char *trace = row_trace(&r);
     print_message("[ rows     ] %s\n", trace);
-    assert_contains(trace, "status:finish:tool_calls status:finish:agent_terminated "
-                           "assistant_response_end status:thread_run_end");
+    assert_contains(trace,
+                    "status:finish:tool_calls status:finish:agent_terminated "
+                    "assistant_response_end status:thread_run_end");
     free(trace);
     char *term = sql1("SELECT metadata->>'agent_should_terminate' FROM messages WHERE "
                       "agent_run_id = $1 AND content->>'status_type' IN ('tool_completed', "
@@ -420,9 +424,10 @@ static void test_length_auto_continue(void **state)
     initiate(token, "length:3:t", "a long answer", &r);
     expect_final(&r, "completed");
     char *trace = row_trace(&r);
-    assert_string_equal(trace, "status:thread_run_start status:assistant_response_start "
-                               "assistant status:finish:stop assistant_response_end "
-                               "status:thread_run_end");
+    assert_string_equal(trace,
+                        "status:thread_run_start status:assistant_response_start "
+                        "assistant status:finish:stop assistant_response_end "
+                        "status:thread_run_end");
     free(trace);
     char *answer = last_answer(&r);
     assert_string_equal(answer, "part0 part1 part2 the end.");
@@ -430,8 +435,7 @@ static void test_length_auto_continue(void **state)
     json_t *reqs = requests_for("length:3:t");
     assert_int_equal(json_array_size(reqs), 4);
     /* a continuation carries the answer so far as the last message */
-    json_t *msgs =
-        json_object_get(json_object_get(json_array_get(reqs, 2), "body"), "messages");
+    json_t *msgs = json_object_get(json_object_get(json_array_get(reqs, 2), "body"), "messages");
     json_t *last = json_array_get(msgs, json_array_size(msgs) - 1);
     assert_string_equal(jstr(last, "role"), "assistant");
     assert_string_equal(jstr(last, "content"), "part0 part1 ");
@@ -441,8 +445,9 @@ static void test_length_auto_continue(void **state)
     initiate(token, "length:9:cap", "a longer answer", &c);
     expect_final(&c, "completed");
     answer = last_answer(&c);
-    assert_string_equal(answer, "part0 part1 part2 part3 part4 part5 \n[Agent reached maximum "
-                                "auto-continue limit of 5]");
+    assert_string_equal(answer,
+                        "part0 part1 part2 part3 part4 part5 \n[Agent reached maximum "
+                        "auto-continue limit of 5]");
     free(answer);
     reqs = requests_for("length:9:cap");
     assert_int_equal(json_array_size(reqs), 6);

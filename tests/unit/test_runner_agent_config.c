@@ -126,8 +126,9 @@ static void test_render(void **state)
                                   "{{timezone}}); {{current_datetime}}; {{current_year}}-"
                                   "{{current_month}}-{{current_day}}; {{unknown}} {{",
                                   t);
-    assert_string_equal(s, "Today 2026-11-30 21:25:07 (Monday, UTC); 2026-11-30 21:25:07 UTC; "
-                           "2026-11-30; {{unknown}} {{");
+    assert_string_equal(s,
+                        "Today 2026-11-30 21:25:07 (Monday, UTC); 2026-11-30 21:25:07 UTC; "
+                        "2026-11-30; {{unknown}} {{");
     free(s);
 }
 
@@ -165,9 +166,12 @@ static void test_title_cleaner(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_versioned_shape),     cmocka_unit_test(test_flat_shape_and_booleans),
-        cmocka_unit_test(test_suna_default_and_no_agent), cmocka_unit_test(test_bad_configs_are_named),
-        cmocka_unit_test(test_render),              cmocka_unit_test(test_terminating),
+        cmocka_unit_test(test_versioned_shape),
+        cmocka_unit_test(test_flat_shape_and_booleans),
+        cmocka_unit_test(test_suna_default_and_no_agent),
+        cmocka_unit_test(test_bad_configs_are_named),
+        cmocka_unit_test(test_render),
+        cmocka_unit_test(test_terminating),
         cmocka_unit_test(test_title_cleaner),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -145,9 +145,9 @@ static void test_drop_from_the_middle(void **state)
         if (strcmp(json_string_value(json_object_get(m, "role")), "tool") != 0)
             continue;
         size_t j = i;
-        while (j > 0 && strcmp(json_string_value(json_object_get(json_array_get(msgs, j - 1),
-                                                                  "role")),
-                               "tool") == 0)
+        while (j > 0 &&
+               strcmp(json_string_value(json_object_get(json_array_get(msgs, j - 1), "role")),
+                      "tool") == 0)
             j--;
         assert_true(j > 0);
         json_t *a = json_array_get(msgs, j - 1);

@@ -26,7 +26,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *msgs = json_array();
     char *save = NULL;
     int k = 0;
-    for (char *row = strtok_r(text, "\x1e", &save); row != NULL; row = strtok_r(NULL, "\x1e", &save)) {
+    for (char *row = strtok_r(text, "\x1e", &save); row != NULL;
+         row = strtok_r(NULL, "\x1e", &save)) {
         char *content = strchr(row, 0x1f);
         if (content != NULL)
             *content++ = '\0';
