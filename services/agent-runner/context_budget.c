@@ -91,9 +91,11 @@ int64_t context_budget_for(const char *overrides, const char *model)
     return CONTEXT_DEFAULT_BUDGET;
 }
 
-/* n clipped back to a UTF-8 character boundary of s. */
-static size_t utf8_floor(const char *s, size_t n)
+/* n (at most len, the length of s) clipped back to a UTF-8 character boundary of s. */
+static size_t utf8_floor(const char *s, size_t len, size_t n)
 {
+    if (n >= len)
+        return len;
     while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
         n--;
     return n;
@@ -106,7 +108,7 @@ static char *content_text(const json_t *msg)
     if (json_is_string(content))
         return strdup(json_string_value(content));
     size_t n = content_bytes(content) + 1, o = 0, i;
-    char *out = malloc(n);
+    char *out = calloc(n, 1);
     if (out == NULL)
         return NULL;
     const json_t *part;
@@ -166,12 +168,12 @@ static bool cut_message(json_t *msg, size_t keep_bytes, bool middle, bool *oom)
     }
     size_t o;
     if (!middle) {
-        o = utf8_floor(text, keep_bytes);
+        o = utf8_floor(text, len, keep_bytes);
         memcpy(out, text, o);
         memcpy(out + o, note, nl);
         o += nl;
     } else {
-        size_t head = utf8_floor(text, keep_bytes / 2);
+        size_t head = utf8_floor(text, len, keep_bytes / 2);
         size_t tail_from = len - (keep_bytes - keep_bytes / 2);
         while (tail_from < len && ((unsigned char)text[tail_from] & 0xC0) == 0x80)
             tail_from++;

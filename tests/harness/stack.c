@@ -334,6 +334,9 @@ static kx_err build_env(kx_th_stack *s, const kx_th_stack_opts *opts)
     SETF("KX_DRAIN_TIMEOUT_MS", "3000");
     SETF("OPENAI_API_KEY", "%s", "");
     SETF("ANTHROPIC_API_KEY", "%s", "");
+    /* project naming sends one more LLM request after a project's first run: off unless a
+     * test asks for it, so request counts and benchmarks see only the runs' own requests */
+    SETF("KX_PROJECT_NAMING", "0");
 #undef SETF
     for (size_t i = 0; err == KX_OK && opts != NULL && opts->env != NULL && opts->env[i] != NULL;
          i++)

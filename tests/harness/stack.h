@@ -67,7 +67,8 @@ typedef struct kx_th_stack {
  * KX_MIGRATIONS_DIR, KX_BIND_ADDR=127.0.0.1, KX_LOG_LEVEL=debug, KX_HEARTBEAT_MS=200,
  * KX_LEASE_TTL_MS=2000, KX_REAPER_INTERVAL_MS=200, KX_SWEEP_INTERVAL_MS=500,
  * KX_DRAIN_TIMEOUT_MS=3000, and empty OPENAI_API_KEY / ANTHROPIC_API_KEY (so the demo model is
- * used whatever the caller's environment says); each service also its own KX_HEALTH_PORT.
+ * used whatever the caller's environment says), KX_PROJECT_NAMING=0 (no naming request after
+ * a project's first run; it_runloop turns it on); each service also its own KX_HEALTH_PORT.
  * Starts everything, then waits for each /healthz and for GET /api/health to answer 200.
  * On failure prints why and the logs' tails, stops what it started, and returns the error. */
 kx_err kx_th_stack_start(const kx_th_stack_opts *opts, kx_th_stack *s);

@@ -612,6 +612,7 @@ static int start_stack(void **state)
                          "KX_MAX_ITERATIONS=4",
                          "KX_MAX_AUTO_CONTINUES=5",
                          "KX_NAMING_MODEL=title:n",
+                         "KX_PROJECT_NAMING=1", /* the harness turns it off */
                          NULL};
     kx_th_stack_opts opts = {.env = env};
     return kx_th_stack_start(&opts, &g_stack) == KX_OK ? 0 : -1;

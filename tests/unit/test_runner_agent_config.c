@@ -156,9 +156,10 @@ static void test_title_cleaner(void **state)
     assert_true(project_name_clean(longer, out, sizeof out));
     assert_int_equal(strlen(out), PROJECT_NAME_MAX);
     /* a cut never splits a UTF-8 character */
-    char utf[200] = "";
+    char utf[101];
     for (int i = 0; i < 50; i++)
-        strcat(utf, "\xc3\xa9");
+        memcpy(utf + 2 * i, "\xc3\xa9", 2);
+    utf[100] = '\0';
     assert_true(project_name_clean(utf, out, sizeof out));
     assert_int_equal(strlen(out) % 2, 0);
 }

@@ -98,8 +98,14 @@ static void test_newest_cut_in_the_middle(void **state)
 {
     (void)state;
     char *big = filler(600000, 'y');
-    memcpy(big, "HEAD", 4);
-    memcpy(big + 600000 - 4, "TAIL", 4);
+    big[0] = 'H';
+    big[1] = 'E';
+    big[2] = 'A';
+    big[3] = 'D';
+    big[600000 - 4] = 'T';
+    big[600000 - 3] = 'A';
+    big[600000 - 2] = 'I';
+    big[600000 - 1] = 'L';
     json_t *msgs = json_array();
     json_array_append_new(msgs, msg("user", big, "u1"));
     assert_int_equal(context_fit(msgs, 31000, 0, NULL), 0);
