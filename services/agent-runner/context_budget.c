@@ -51,7 +51,10 @@ int64_t context_messages_tokens(const json_t *messages)
     int64_t t = 0;
     size_t i;
     const json_t *m;
-    json_array_foreach(messages, i, m) t += context_message_tokens(m);
+    json_array_foreach(messages, i, m)
+    {
+        t += context_message_tokens(m);
+    }
     return t;
 }
 
@@ -277,5 +280,8 @@ void context_strip_ids(json_t *messages)
 {
     size_t i;
     json_t *m;
-    json_array_foreach(messages, i, m) json_object_del(m, CONTEXT_ID_KEY);
+    json_array_foreach(messages, i, m)
+    {
+        json_object_del(m, CONTEXT_ID_KEY);
+    }
 }
