@@ -63,7 +63,7 @@ kx_err sb_state_load(const sb_config *cfg, const char *project_id, sb_state *out
     state_path(cfg, project_id, "", path, sizeof path);
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
-        return errno == ENOENT ? KX_ERR_NOT_FOUND : KX_ERR_INTERNAL;
+        return errno == ENOENT || errno == ENOTDIR ? KX_ERR_NOT_FOUND : KX_ERR_INTERNAL;
     char buf[256];
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
