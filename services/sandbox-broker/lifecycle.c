@@ -317,8 +317,32 @@ static void on_op(natsMsg *msg, void *arg)
     kx_pb_free(rq);
 }
 
+/* At start no jail is ours: a record still saying running is from before a restart (its
+ * processes ended with the old broker; its files are all there) and now says stopped. One
+ * broker per KX_SANDBOX_ROOT (README "Not done": several replicas). */
+static void reconcile(sb_broker *b)
+{
+    DIR *d = opendir(b->cfg.root);
+    if (d == NULL)
+        return;
+    struct dirent *de;
+    int n = 0;
+    while ((de = readdir(d)) != NULL) {
+        sb_state st;
+        if (kx_uuid_valid(de->d_name) && sb_state_load(&b->cfg, de->d_name, &st) == KX_OK &&
+            strcmp(st.state, "running") == 0 && set_state(b, de->d_name, "stopped", &st) == KX_OK)
+            n++;
+    }
+    closedir(d);
+    if (n > 0)
+        kx_info("sandbox: %d sandbox(es) left running by a previous broker are now stopped "
+                "(their files are kept)",
+                n);
+}
+
 kx_err sb_lifecycle_start(sb_broker *b)
 {
+    reconcile(b);
     for (size_t i = 0; i < NOPS; i++) {
         g_ops[i].b = b;
         g_ops[i].op = (enum sb_op)i;

@@ -576,6 +576,37 @@ static void test_preview_link(void **state)
     free(tb);
 }
 
+static void test_broker_restart_keeps_files(void **state)
+{
+    char p[KX_UUID_LEN + 1], id[KX_UUID_LEN + 1], id2[KX_UUID_LEN + 1];
+    kx_uuid_new(p);
+    assert_string_equal(life_ok("create", p, id), "running");
+    free(sh(p, "echo survives > s.txt"));
+    kx_th_proc *broker = kx_th_stack_proc(&g_stack, "sandbox-broker");
+    assert_non_null(broker);
+    assert_int_equal(kx_th_stack_proc_stop(&g_stack, broker), 0);
+    assert_int_equal(kx_th_stack_proc_start(&g_stack, broker, 20000), KX_OK);
+    /* The record is there (stopped: its processes ended with the old broker), the files too. */
+    const char *st = NULL;
+    for (int i = 0; i < 50; i++) { /* the new broker's subscriptions reach NATS */
+        life_t *r = life("get", p);
+        bool ok = r->sandbox != NULL;
+        kx_pb_free(r);
+        if (ok)
+            break;
+        usleep(100 * 1000);
+    }
+    st = life_ok("get", p, id2);
+    assert_string_equal(st, "stopped");
+    assert_string_equal(id, id2);
+    char *out = sh(p, "cat s.txt");
+    assert_string_equal(out, "survives\n");
+    free(out);
+    assert_string_equal(life_ok("get", p, id2), "running");
+    assert_string_equal(id, id2);
+    life_ok("delete", p, NULL);
+}
+
 /* ---- setup ------------------------------------------------------------------------------ */
 
 static int group_setup(void **state)
@@ -621,6 +652,7 @@ int main(void)
         cmocka_unit_test(test_failed_creation_leaves_nothing),
         cmocka_unit_test(test_gateway_routes),
         cmocka_unit_test(test_preview_link),
+        cmocka_unit_test(test_broker_restart_keeps_files),
     };
     if (getenv("KX_TEST_FILTER") != NULL)
         cmocka_set_test_filter(getenv("KX_TEST_FILTER"));
