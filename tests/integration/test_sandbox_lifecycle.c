@@ -219,6 +219,12 @@ static void test_lifecycle_over_the_bus(void **state)
     assert_string_equal(life_ok("get", p, id2), "running");
     assert_string_equal(id, id2);
     free(sh(p, "echo kept > kept.txt"));
+    /* The session's state was saved and renamed into place by the broker: no temporary left. */
+    free(sh(p, "cd sub 2>/dev/null || mkdir sub; export KX_T=1"));
+    char *ls = sh(p, "ls -a .kx-session");
+    assert_null(strstr(ls, ".tmp."));
+    assert_non_null(strstr(ls, ".env"));
+    free(ls);
 
     assert_string_equal(life_ok("stop", p, NULL), "stopped");
     assert_string_equal(life_ok("get", p, NULL), "stopped");
