@@ -11,9 +11,14 @@
 #include "kx/log.h"
 
 static const char *const known_fields[] = {
-    "prompt",           "model_name", "enable_thinking",
-    "reasoning_effort", "stream",     "enable_context_manager",
-    "path",             "file", /* POST /api/sandboxes/{id}/files (routes_sandbox.c) */
+    "prompt",
+    "model_name",
+    "enable_thinking",
+    "reasoning_effort",
+    "stream",
+    "enable_context_manager",
+    "path",
+    "file", /* POST /api/sandboxes/{id}/files (routes_sandbox.c) */
 };
 #define NFIELDS (sizeof known_fields / sizeof known_fields[0])
 

@@ -17,8 +17,8 @@
 #include "kx/time.h"
 
 /* The answer's headers a browser needs; hop-by-hop and length headers are libmicrohttpd's. */
-static const char *const PASSED[] = {"Content-Type", "Cache-Control", "Last-Modified",
-                                     "ETag",         "Location",      "Content-Disposition",
+static const char *const PASSED[] = {"Content-Type", "Cache-Control",   "Last-Modified",
+                                     "ETag",         "Location",        "Content-Disposition",
                                      "Expires",      "Content-Language"};
 
 void gw_proxy_resp_free(gw_proxy_resp *r)
@@ -182,8 +182,9 @@ kx_err gw_proxy_fetch(const char *relay, const char *preamble, const char *metho
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (left <= 0 || poll(&p, 1, (int)left) == 0) {
             err = KX_ERR_TIMEOUT;
-            snprintf(why, whylen, "the server on port %d in the sandbox did not answer within %lld ms",
-                     port, (long long)timeout_ms);
+            snprintf(why, whylen,
+                     "the server on port %d in the sandbox did not answer within %lld ms", port,
+                     (long long)timeout_ms);
             break;
         }
         if (len == cap) {

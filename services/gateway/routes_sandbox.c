@@ -145,9 +145,8 @@ kx_err gw_sandbox_record(gw_app *app, const Kx__V1__SandboxInfo *info)
              "WHERE project_id = '%s'::uuid AND "
              "(NOT (sandbox ? 'updated_unix_ms') OR "
              "(sandbox->>'updated_unix_ms')::bigint <= %lld::bigint)",
-             info->id, info->state, info->provider, info->broker,
-             (long long)info->created_unix_ms, (long long)info->updated_unix_ms,
-             info->project_id, (long long)info->updated_unix_ms);
+             info->id, info->state, info->provider, info->broker, (long long)info->created_unix_ms,
+             (long long)info->updated_unix_ms, info->project_id, (long long)info->updated_unix_ms);
     kx_err err = KX_OK;
     PGresult *r = kx_db_exec_sql(db, sql, &err);
     PQclear(r);
@@ -242,7 +241,8 @@ static const char *required_path(const gw_request *req, gw_reply *reply)
 {
     const char *p = query(req, "path");
     if (p == NULL || p[0] == '\0')
-        gw_reply_error(reply, MHD_HTTP_UNPROCESSABLE_CONTENT, "Query parameter 'path' is required");
+        gw_reply_error(reply, MHD_HTTP_UNPROCESSABLE_CONTENT,
+                       "Query parameter 'path' is required");
     return p != NULL && p[0] != '\0' ? p : NULL;
 }
 
@@ -433,16 +433,17 @@ void gw_route_sandbox_files_delete(gw_app *app, gw_request *req, gw_reply *reply
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
 
-static Kx__V1__SandboxLifecycleReply *lifecycle(gw_app *app, const gw_request *req,
-                                                const char *op, const char *project,
-                                                int64_t timeout_ms, gw_reply *reply)
+static Kx__V1__SandboxLifecycleReply *lifecycle(gw_app *app, const gw_request *req, const char *op,
+                                                const char *project, int64_t timeout_ms,
+                                                gw_reply *reply)
 {
     Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
     rq.project_id = (char *)project;
     char subj[64];
     snprintf(subj, sizeof subj, KX_SUBJ_SANDBOX_LIFECYCLE_PREFIX "%s", op);
-    Kx__V1__SandboxLifecycleReply *rep = ask(
-        app, req, subj, &rq.base, &kx__v1__sandbox_lifecycle_reply__descriptor, timeout_ms, reply);
+    Kx__V1__SandboxLifecycleReply *rep =
+        ask(app, req, subj, &rq.base, &kx__v1__sandbox_lifecycle_reply__descriptor, timeout_ms,
+            reply);
     if (rep != NULL && (broker_error(rep->error, reply) || rep->sandbox == NULL)) {
         if (rep->error == NULL)
             gw_reply_error(reply, MHD_HTTP_BAD_GATEWAY, "The sandbox service sent no sandbox");
@@ -511,8 +512,8 @@ void gw_route_sandbox_ensure_active(gw_app *app, gw_request *req, gw_reply *repl
     if (rep == NULL)
         return;
     gw_reply_json(reply, MHD_HTTP_OK,
-                  json_pack("{s:s, s:s, s:s}", "status", "success", "sandbox_id",
-                            rep->sandbox->id, "message", "Sandbox is active"));
+                  json_pack("{s:s, s:s, s:s}", "status", "success", "sandbox_id", rep->sandbox->id,
+                            "message", "Sandbox is active"));
     kx_pb_free(rep);
 }
 
@@ -581,8 +582,8 @@ void gw_route_sandbox_preview(gw_app *app, gw_request *req, gw_reply *reply)
     rq.port = (int32_t)port;
     rq.token = (char *)token;
     Kx__V1__SandboxPreviewReply *rep =
-        ask(app, req, KX_SUBJ_SANDBOX_PREVIEW, &rq.base, &kx__v1__sandbox_preview_reply__descriptor,
-            g_preview_ms, reply);
+        ask(app, req, KX_SUBJ_SANDBOX_PREVIEW, &rq.base,
+            &kx__v1__sandbox_preview_reply__descriptor, g_preview_ms, reply);
     if (rep == NULL)
         return;
     if (broker_error(rep->error, reply) || kx_pb_str_empty(rep->relay)) {
@@ -600,10 +601,10 @@ void gw_route_sandbox_preview(gw_app *app, gw_request *req, gw_reply *reply)
     snprintf(preamble, sizeof preamble, "%s %ld %s", project, port, token);
     gw_proxy_resp pr;
     char why[300];
-    kx_err err = gw_proxy_fetch(
-        rep->relay, preamble, req->method, path, (int)port,
-        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT),
-        PREVIEW_MAX_BYTES, PREVIEW_FETCH_MS, &pr, why, sizeof why);
+    kx_err err = gw_proxy_fetch(rep->relay, preamble, req->method, path, (int)port,
+                                MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                            MHD_HTTP_HEADER_ACCEPT),
+                                PREVIEW_MAX_BYTES, PREVIEW_FETCH_MS, &pr, why, sizeof why);
     kx_pb_free(rep);
     if (err != KX_OK) {
         gw_reply_error(reply,

@@ -29,7 +29,7 @@ enum sb_op {
     OP_DELETE,
     OP_ENSURE
 };
-static const char *const OP_NAMES[] = {"create", "get",    "start",        "stop",
+static const char *const OP_NAMES[] = {"create",  "get",    "start",        "stop",
                                        "archive", "delete", "ensure_active"};
 #define NOPS (sizeof OP_NAMES / sizeof OP_NAMES[0])
 
@@ -50,8 +50,8 @@ static int64_t next_stamp(void)
     return g_last_ms;
 }
 
-static void state_path(const sb_config *cfg, const char *project_id, const char *suffix,
-                       char *out, size_t cap)
+static void state_path(const sb_config *cfg, const char *project_id, const char *suffix, char *out,
+                       size_t cap)
 {
     snprintf(out, cap, "%s/%s/%s%s", cfg->root, project_id, STATE_FILE, suffix);
 }
@@ -91,8 +91,8 @@ static kx_err state_save(const sb_config *cfg, const char *project_id, const sb_
     if (fd < 0)
         return KX_ERR_INTERNAL;
     char buf[256];
-    int n = snprintf(buf, sizeof buf, "%s %s %u %lld %lld\n", st->id, st->state,
-                     (unsigned)st->uid, (long long)st->created_ms, (long long)st->updated_ms);
+    int n = snprintf(buf, sizeof buf, "%s %s %u %lld %lld\n", st->id, st->state, (unsigned)st->uid,
+                     (long long)st->created_ms, (long long)st->updated_ms);
     bool ok = write(fd, buf, (size_t)n) == n;
     ok = close(fd) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
@@ -122,8 +122,8 @@ static void publish(sb_broker *b, const char *project_id, const sb_state *st)
     fill_info(b, project_id, st, &info);
     kx_err err = kx_bus_publish_pb(b->svc->bus, KX_SUBJ_SANDBOX_STATE, &info.base, NULL);
     if (err != KX_OK)
-        kx_warn("sandbox: project %s: could not publish its state %s: %s", project_id,
-                st->state, kx_err_str(err));
+        kx_warn("sandbox: project %s: could not publish its state %s: %s", project_id, st->state,
+                kx_err_str(err));
     char labels[64];
     snprintf(labels, sizeof labels, "state=\"%s\"", st->state);
     kx_counter_add(kx_metrics_counter("kx_sandbox_state_changes_total", labels,
@@ -228,8 +228,7 @@ static kx_err run_op(sb_broker *b, enum sb_op op, const char *project_id, kx_dea
     sb_sandbox *running = sb_sandbox_find(b, project_id);
     switch (op) {
     case OP_CREATE:
-    case OP_ENSURE:
-        return ensure(b, project_id, deadline, st, why, whylen);
+    case OP_ENSURE: return ensure(b, project_id, deadline, st, why, whylen);
     case OP_GET:
         if (have == KX_ERR_NOT_FOUND) {
             snprintf(why, whylen, "project %s has no sandbox", project_id);
@@ -371,9 +370,8 @@ void sb_lifecycle_sweep(sb_broker *b)
         if (!kx_uuid_valid(de->d_name))
             continue;
         sb_state st;
-        if (sb_state_load(&b->cfg, de->d_name, &st) != KX_OK ||
-            strcmp(st.state, "stopped") != 0 || now - st.updated_ms < b->cfg.idle_archive_ms ||
-            sb_sandbox_find(b, de->d_name) != NULL)
+        if (sb_state_load(&b->cfg, de->d_name, &st) != KX_OK || strcmp(st.state, "stopped") != 0 ||
+            now - st.updated_ms < b->cfg.idle_archive_ms || sb_sandbox_find(b, de->d_name) != NULL)
             continue;
         if (set_state(b, de->d_name, "archived", &st) == KX_OK)
             kx_info("sandbox: project %s: archived after %lld ms stopped", de->d_name,

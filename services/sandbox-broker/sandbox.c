@@ -378,8 +378,7 @@ static kx_err wait_ready(sb_sandbox *s, int64_t wait_ms, char *why, size_t whyle
     for (;;) {
         int64_t left = until - kx_mono_ms();
         if (left <= 0) {
-            snprintf(why, whylen, "the sandbox did not start within %lld ms",
-                     (long long)wait_ms);
+            snprintf(why, whylen, "the sandbox did not start within %lld ms", (long long)wait_ms);
             return KX_ERR_TIMEOUT;
         }
         struct pollfd p[2] = {{.fd = s->sock, .events = POLLIN},
@@ -750,7 +749,7 @@ static void on_idle_sweep(kx_loop *loop, void *arg)
 kx_err sb_sandbox_sweep_start(sb_broker *b)
 {
     int64_t every = (b->cfg.idle_stop_ms < b->cfg.idle_archive_ms ? b->cfg.idle_stop_ms
-                                                                   : b->cfg.idle_archive_ms) /
+                                                                  : b->cfg.idle_archive_ms) /
         4;
     if (every < 50)
         every = 50;

@@ -219,7 +219,7 @@ int main(int argc, char **argv)
     report("sandbox_warm_exec", "sandbox: exec of true, running sandbox", sw);
     report("sandbox_warm_exec_nosave", "sandbox: exec true (no session save)", sn);
     report("sandbox_create_op", "sandbox: kx.sandbox.create alone", so);
-    printf("session save (two mv) costs p50 %lld us per exec\n", (long long)(sw.p50 - sn.p50));
+    printf("session save costs p50 %lld us per exec\n", (long long)(sw.p50 - sn.p50));
     printf("ratio create/fork+exec p50 %.1f; warm exec/fork+exec p50 %.1f; "
            "warm exec - NATS rtt p50 %lld us\n",
            (double)sc.p50 / (double)sb.p50, (double)sw.p50 / (double)sb.p50,

@@ -263,17 +263,19 @@ static void test_background_server_survives_between_commands(void **state)
     char p[KX_UUID_LEN + 1];
     kx_uuid_new(p);
     Kx__V1__SandboxExecResult *bg =
-        exec_in(p, "echo hello-from-bg > index.html; exec python3 -m http.server 8123 "
-                   "--bind 127.0.0.1",
+        exec_in(p,
+                "echo hello-from-bg > index.html; exec python3 -m http.server 8123 "
+                "--bind 127.0.0.1",
                 false);
     assert_true(bg->started);
     kx_pb_free(bg);
     char *out = NULL;
     for (int i = 0; i < 100; i++) {
         free(out);
-        out = sh(p, "python3 -c \"import urllib.request as u\n"
-                    "try: print(u.urlopen('http://127.0.0.1:8123/index.html').read().decode())\n"
-                    "except Exception as e: print('no', e)\"");
+        out = sh(p,
+                 "python3 -c \"import urllib.request as u\n"
+                 "try: print(u.urlopen('http://127.0.0.1:8123/index.html').read().decode())\n"
+                 "except Exception as e: print('no', e)\"");
         if (strncmp(out, "hello-from-bg", 13) == 0)
             break;
         usleep(100 * 1000);
@@ -510,8 +512,8 @@ static void test_preview_link(void **state)
 
     /* A run's command starts a web server in the background. */
     free(sh(p, "mkdir -p site && echo '<h1>preview works</h1>' > site/index.html"));
-    Kx__V1__SandboxExecResult *bg = exec_in(
-        p, "cd site && exec python3 -m http.server 8321 --bind 127.0.0.1", false);
+    Kx__V1__SandboxExecResult *bg =
+        exec_in(p, "cd site && exec python3 -m http.server 8321 --bind 127.0.0.1", false);
     kx_pb_free(bg);
     /* expose_port: a link and a token. */
     Kx__V1__SandboxPreviewReply *pv = preview(p, 8321, NULL);
@@ -552,9 +554,10 @@ static void test_preview_link(void **state)
     assert_int_equal(http("GET", url, tb, NULL, NULL, 0, NULL), 404);
     assert_int_equal(http("GET", url, NULL, NULL, NULL, 0, NULL), 401);
     /* A wrong token, and none. */
-    snprintf(url, sizeof url,
-             "/api/sandboxes/%s/preview/8321/index.html?preview_token=0123456789abcdef0123456789abcdef",
-             sid);
+    snprintf(
+        url, sizeof url,
+        "/api/sandboxes/%s/preview/8321/index.html?preview_token=0123456789abcdef0123456789abcdef",
+        sid);
     assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 403);
     snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8321/index.html", sid);
     assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 401);
