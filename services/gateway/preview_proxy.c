@@ -74,17 +74,24 @@ kx_err gw_proxy_parse(char *raw, size_t len, gw_proxy_resp *out, char *why, size
         return KX_ERR_PROTOCOL;
     }
     *hend = '\0';
-    unsigned int status = 0;
-    if (strncmp(raw, "HTTP/1.", 7) != 0 || sscanf(raw + 7, "%*c %3u", &status) != 1 ||
-        status < 100 || status > 599) {
+    /* "HTTP/1.x NNN ...": three digits after the version and a space. */
+    char *end = NULL;
+    long status = -1;
+    if (strncmp(raw, "HTTP/1.", 7) == 0 && raw[7] != '\0' && raw[8] == ' ' && raw[9] >= '0' &&
+        raw[9] <= '9') {
+        status = strtol(raw + 9, &end, 10);
+        if (end != raw + 12 || (*end != ' ' && *end != '\r' && *end != '\0'))
+            status = -1;
+    }
+    if (status < 100 || status > 599) {
         snprintf(why, whylen, "the server in the sandbox did not answer HTTP");
         return KX_ERR_PROTOCOL;
     }
-    out->status = status;
+    out->status = (unsigned int)status;
     bool chunked = false;
     char *save = NULL;
-    char *line = strtok_r(raw, "\r\n", &save); /* the status line */
-    while ((line = strtok_r(NULL, "\r\n", &save)) != NULL) {
+    (void)strtok_r(raw, "\r\n", &save); /* the status line */
+    for (char *line; (line = strtok_r(NULL, "\r\n", &save)) != NULL;) {
         char *colon = strchr(line, ':');
         if (colon == NULL)
             continue;
@@ -138,11 +145,16 @@ kx_err gw_proxy_fetch(const char *relay, const char *preamble, const char *metho
 {
     memset(out, 0, sizeof *out);
     char host[64];
-    unsigned rport = 0;
-    if (sscanf(relay, "%63[^:]:%u", host, &rport) != 2 || rport == 0 || rport > 65535) {
+    const char *colon = strrchr(relay, ':');
+    char *pend = NULL;
+    unsigned long rport = colon != NULL ? strtoul(colon + 1, &pend, 10) : 0;
+    if (colon == NULL || (size_t)(colon - relay) >= sizeof host || pend == colon + 1 ||
+        *pend != '\0' || rport == 0 || rport > 65535) {
         snprintf(why, whylen, "the sandbox-broker gave no usable relay address");
         return KX_ERR_PROTOCOL;
     }
+    memcpy(host, relay, (size_t)(colon - relay));
+    host[colon - relay] = '\0';
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)rport)};
     if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
         snprintf(why, whylen, "the sandbox-broker gave no usable relay address");

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kx/config.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "kx/pb.h"
@@ -70,15 +71,23 @@ kx_err sb_state_load(const sb_config *cfg, const char *project_id, sb_state *out
     if (n <= 0)
         return KX_ERR_INTERNAL;
     buf[n] = '\0';
-    unsigned uid = 0;
-    long long created = 0, updated = 0;
-    if (sscanf(buf, "%36s %15s %u %lld %lld", out->id, out->state, &uid, &created, &updated) !=
-            5 ||
-        !kx_uuid_valid(out->id))
+    /* "<id> <state> <uid> <created> <updated>\n" */
+    char *save = NULL;
+    const char *f[5];
+    for (int i = 0; i < 5; i++) {
+        f[i] = strtok_r(i == 0 ? buf : NULL, " \n", &save);
+        if (f[i] == NULL)
+            return KX_ERR_INTERNAL;
+    }
+    int64_t uid = 0;
+    if (!kx_uuid_valid(f[0]) || strlen(f[1]) >= sizeof out->state ||
+        kx_parse_int("uid", f[2], 0, UINT32_MAX, &uid) != KX_OK ||
+        kx_parse_int("created", f[3], 0, INT64_MAX, &out->created_ms) != KX_OK ||
+        kx_parse_int("updated", f[4], 0, INT64_MAX, &out->updated_ms) != KX_OK)
         return KX_ERR_INTERNAL;
+    snprintf(out->id, sizeof out->id, "%s", f[0]);
+    snprintf(out->state, sizeof out->state, "%s", f[1]);
     out->uid = (uid_t)uid;
-    out->created_ms = created;
-    out->updated_ms = updated;
     return KX_OK;
 }
 

@@ -360,17 +360,22 @@ static void on_client(kx_loop *loop, int fd, uint32_t events, void *arg)
     kx_loop_unwatch(loop, fd);
     kx_timer_cancel(r->timer);
     r->timer = NULL;
-    char project[64], token[64];
-    int port = 0;
+    /* "<project> <port> <token>" */
+    char *save = NULL;
+    const char *project = strtok_r(r->line, " ", &save);
+    const char *port_s = strtok_r(NULL, " ", &save);
+    const char *token = strtok_r(NULL, " ", &save);
+    int64_t port = 0;
     sb_sandbox *s = NULL;
-    if (sscanf(r->line, "%63s %d %63s", project, &port, token) != 3 || !kx_uuid_valid(project) ||
-        (s = sb_sandbox_find(r->b, project)) == NULL || !token_ok(s, port, token)) {
+    if (project == NULL || port_s == NULL || token == NULL || !kx_uuid_valid(project) ||
+        kx_parse_int("port", port_s, 1, 65535, &port) != KX_OK ||
+        (s = sb_sandbox_find(r->b, project)) == NULL || !token_ok(s, (int)port, token)) {
         kx_info("sandbox: preview relay: a connection without a valid token was closed");
         relay_free(r, "denied");
         return;
     }
     char why[256];
-    if (sb_sandbox_connect(s, port, on_connected, r, why, sizeof why) != KX_OK) {
+    if (sb_sandbox_connect(s, (int)port, on_connected, r, why, sizeof why) != KX_OK) {
         kx_info("sandbox: preview relay: %s", why);
         relay_free(r, "refused");
     }

@@ -86,6 +86,7 @@ static void life_err(const char *op, const char *project, const char *code)
     life_t *r = life(op, project);
     if (r->error == NULL)
         fail_msg("%s: expected %s, got state %s", op, code, r->sandbox ? r->sandbox->state : "");
+    assert_non_null(r->error);
     assert_string_equal(r->error->code, code);
     kx_pb_free(r);
 }
