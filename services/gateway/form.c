@@ -11,8 +11,14 @@
 #include "kx/log.h"
 
 static const char *const known_fields[] = {
-    "prompt",           "model_name", "enable_thinking",
-    "reasoning_effort", "stream",     "enable_context_manager",
+    "prompt",
+    "model_name",
+    "enable_thinking",
+    "reasoning_effort",
+    "stream",
+    "enable_context_manager",
+    "path",
+    "file", /* POST /api/sandboxes/{id}/files (routes_sandbox.c) */
 };
 #define NFIELDS (sizeof known_fields / sizeof known_fields[0])
 
@@ -55,8 +61,8 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
                                 size_t size)
 {
     gw_form *f = cls;
-    if (filename != NULL)
-        return MHD_YES; /* an uploaded file: not used yet, read and dropped */
+    if (filename != NULL && (key == NULL || strcmp(key, "file") != 0))
+        return MHD_YES; /* an uploaded file other than a sandbox upload's: read and dropped */
     int i = field_index(key);
     if (i < 0)
         return MHD_YES; /* a field the gateway does not know (agent_id, ...) */

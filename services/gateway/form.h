@@ -3,8 +3,8 @@
  *
  * libmicrohttpd's post processor does the parsing; this module keeps the fields the gateway
  * knows (prompt, model_name, enable_thinking, reasoning_effort, stream,
- * enable_context_manager) and ignores every other field and every uploaded file (files are
- * read and dropped, never a failure). When a field appears twice, the last value wins, as in
+ * enable_context_manager; path and the uploaded file named "file" of a sandbox upload) and
+ * ignores every other field and every other uploaded file (read and dropped, never a failure). When a field appears twice, the last value wins, as in
  * Starlette.
  *
  * Ownership: gw_form is owned by the request that created it (gw_form_free). Values returned

@@ -21,6 +21,7 @@
 #include "kx/db.h"
 #include "kx/log.h"
 #include "kx/svc.h"
+#include "sandbox_routes.h"
 #include "server.h"
 #include "store.h"
 #include "stream.h"
@@ -133,6 +134,8 @@ int main(void)
     if (kx_loop_post(svc.loop, ensure_streams, &app) != KX_OK ||
         kx_loop_post(svc.loop, start_pings, &app) != KX_OK)
         goto out_server;
+    if (gw_sandbox_state_start(&app) != KX_OK) /* sandbox_state.c: projects.sandbox */
+        goto out_server;
     kx_info("gateway: ready on port %u", (unsigned)gw_server_port(app.server));
 
     rc = kx_svc_run(&svc);
@@ -146,6 +149,7 @@ out_server:
 out_streams:
     gw_streams_free(app.streams);
 out_pool:
+    gw_sandbox_state_stop();
     kx_db_pool_free(app.pool);
 out_cfg:
     gw_config_free(&app.cfg);

@@ -7,6 +7,7 @@
 
 #include "kx/uuid.h"
 #include "routes_triggers.h"
+#include "sandbox_routes.h"
 
 /* clang-format off */
 const gw_route gw_routes[] = {
@@ -29,6 +30,16 @@ const gw_route gw_routes[] = {
     ROUTE("GET",    "/api/triggers/{id}",           AUTH_BEARER, BODY_NONE, gw_route_trigger_get),
     ROUTE("PATCH",  "/api/triggers/{id}",           AUTH_BEARER, BODY_JSON, gw_route_trigger_update),
     ROUTE("DELETE", "/api/triggers/{id}",           AUTH_BEARER, BODY_NONE, gw_route_trigger_delete),
+    ROUTE("GET",    "/api/sandboxes/{id}/files",    AUTH_BEARER, BODY_NONE, gw_route_sandbox_files_list),
+    ROUTE("POST",   "/api/sandboxes/{id}/files",    AUTH_BEARER, BODY_FORM, gw_route_sandbox_files_upload),
+    ROUTE("DELETE", "/api/sandboxes/{id}/files",    AUTH_BEARER, BODY_NONE, gw_route_sandbox_files_delete),
+    ROUTE("GET",    "/api/sandboxes/{id}/files/content", AUTH_BEARER, BODY_NONE,
+          gw_route_sandbox_file_content),
+    ROUTE("DELETE", "/api/sandboxes/{id}",          AUTH_BEARER, BODY_NONE, gw_route_sandbox_delete),
+    ROUTE("GET",    "/api/sandboxes/{id}/preview/{*}", AUTH_BEARER_OR_QUERY, BODY_NONE,
+          gw_route_sandbox_preview),
+    ROUTE("POST",   "/api/project/{id}/sandbox/ensure-active", AUTH_BEARER, BODY_NONE,
+          gw_route_sandbox_ensure_active),
 };
 /* clang-format on */
 const size_t gw_nroutes = sizeof gw_routes / sizeof gw_routes[0];

@@ -16,6 +16,8 @@
  *   files.c          kx.sandbox.files: validation on the loop, the I/O on worker threads
  *   files_request.c  kx.sandbox.files request checks (pure)
  *   files_io.c       list / stat / read / write / delete beneath the workspace (openat2)
+ *   lifecycle.c      kx.sandbox.create .. ensure_active, the record on disk, auto-archive
+ *   preview.c        kx.sandbox.preview and the host-side relay into a sandbox's loopback
  *   drain.c          SIGTERM: stop taking requests, kill, answer, exit */
 #ifndef SB_BROKER_H
 #define SB_BROKER_H
@@ -45,17 +47,21 @@ typedef struct sb_config {
     kx_jail_net net;         /* KX_SANDBOX_NETWORK none|host */
     uint16_t deny_ports[32]; /* KX_SANDBOX_DENY_PORTS + the NATS port (host network) */
     size_t ndeny_ports;
-    int64_t uid_base;      /* KX_SANDBOX_UID_BASE: first host uid given to sandboxes */
-    int64_t uid_count;     /* KX_SANDBOX_UID_COUNT */
-    kx_jail_limits limits; /* KX_SANDBOX_MAX_PROCS, _MAX_MEMORY_MB, _MAX_FILE_MB */
-    int64_t cpu_s;         /* KX_SANDBOX_CPU_S: CPU seconds per command */
-    int64_t disk_bytes;    /* KX_SANDBOX_DISK_MB: /workspace size checked before a command */
-    int64_t tmp_bytes;     /* KX_SANDBOX_TMP_MB: the private /tmp */
-    int64_t bg_max_s;      /* KX_SANDBOX_BG_MAX_S: deadline of a background command */
-    int64_t log_max;       /* KX_SANDBOX_LOG_MAX: bytes kept in a background session log */
-    int64_t spill_max;     /* KX_SANDBOX_SPILL_MAX: bytes of full output kept on disk */
-    int64_t start_ms;      /* KX_SANDBOX_START_TIMEOUT_MS: bwrap + init up */
-    int64_t idle_stop_ms;  /* KX_SANDBOX_AUTO_STOP_MIN (or _MS): stop an idle sandbox */
+    int64_t uid_base;        /* KX_SANDBOX_UID_BASE: first host uid given to sandboxes */
+    int64_t uid_count;       /* KX_SANDBOX_UID_COUNT */
+    kx_jail_limits limits;   /* KX_SANDBOX_MAX_PROCS, _MAX_MEMORY_MB, _MAX_FILE_MB */
+    int64_t cpu_s;           /* KX_SANDBOX_CPU_S: CPU seconds per command */
+    int64_t disk_bytes;      /* KX_SANDBOX_DISK_MB: /workspace size checked before a command */
+    int64_t tmp_bytes;       /* KX_SANDBOX_TMP_MB: the private /tmp */
+    int64_t bg_max_s;        /* KX_SANDBOX_BG_MAX_S: deadline of a background command */
+    int64_t log_max;         /* KX_SANDBOX_LOG_MAX: bytes kept in a background session log */
+    int64_t spill_max;       /* KX_SANDBOX_SPILL_MAX: bytes of full output kept on disk */
+    int64_t start_ms;        /* KX_SANDBOX_START_TIMEOUT_MS: bwrap + init up */
+    int64_t idle_stop_ms;    /* KX_SANDBOX_AUTO_STOP_MIN (or _MS): stop an idle sandbox */
+    int64_t idle_archive_ms; /* KX_SANDBOX_AUTO_ARCHIVE_MIN (or _MS): archive a stopped one */
+    int64_t preview_conns;   /* KX_SANDBOX_PREVIEW_CONNS: relay connections at once */
+    int64_t preview_bytes;   /* KX_SANDBOX_PREVIEW_MAX_MB: bytes per relay connection */
+    int64_t preview_s;       /* KX_SANDBOX_PREVIEW_MAX_S: life of a relay connection */
 } sb_config;
 
 typedef struct sb_exec sb_exec;
@@ -67,12 +73,15 @@ typedef struct sb_broker {
     sb_config cfg;
     natsSubscription *exec_sub;
     natsSubscription *kill_sub;
-    natsSubscription *session_subs[3]; /* sessions.c: output, terminate, list */
-    natsSubscription *files_sub;       /* files.c: kx.sandbox.files */
-    sb_files *files;                   /* files.c: the file workers */
-    sb_exec *execs;                    /* doubly linked list of tracked execs (exec.c) */
-    sb_sandbox *sandboxes;             /* running sandboxes (sandbox.c) */
-    bool jailed;                       /* false only in unsafe mode */
+    natsSubscription *session_subs[3];   /* sessions.c: output, terminate, list */
+    natsSubscription *files_sub;         /* files.c: kx.sandbox.files */
+    natsSubscription *lifecycle_subs[7]; /* lifecycle.c: create .. ensure_active */
+    natsSubscription *preview_sub;       /* preview.c: kx.sandbox.preview */
+    struct sb_preview *preview;          /* preview.c: the relay */
+    sb_files *files;                     /* files.c: the file workers */
+    sb_exec *execs;                      /* doubly linked list of tracked execs (exec.c) */
+    sb_sandbox *sandboxes;               /* running sandboxes (sandbox.c) */
+    bool jailed;                         /* false only in unsafe mode */
     atomic_bool serving; /* subscribed to kx.sandbox.*: /readyz says ready only then */
     size_t max_reply;    /* largest reply the bus carries (its max_payload) */
     size_t nexecs;
@@ -102,6 +111,10 @@ void sb_files_stop(sb_broker *b);
 /* sandbox.c: starts the auto-stop sweep (a sandbox with no command running for
  * cfg.idle_stop_ms is stopped; its files stay). */
 kx_err sb_sandbox_sweep_start(sb_broker *b);
+
+/* preview.c: the preview relay (127.0.0.1:KX_SANDBOX_PREVIEW_PORT, default any free port) and
+ * kx.sandbox.preview. */
+kx_err sb_preview_start(sb_broker *b);
 
 /* handlers.c: the readiness check (kx_svc_on_ready): true once subscribed. */
 bool sb_ready(kx_svc *svc, void *arg, char *why, size_t whylen);

@@ -8,7 +8,8 @@
  *   KX_SANDBOX_DENY_PORTS, KX_SANDBOX_UID_BASE/_COUNT, KX_SANDBOX_MAX_PROCS,
  *   KX_SANDBOX_MAX_MEMORY_MB, KX_SANDBOX_MAX_FILE_MB, KX_SANDBOX_CPU_S, KX_SANDBOX_DISK_MB,
  *   KX_SANDBOX_TMP_MB, KX_SANDBOX_BG_MAX_S, KX_SANDBOX_LOG_MAX, KX_SANDBOX_SPILL_MAX,
- *   KX_SANDBOX_START_TIMEOUT_MS, KX_SANDBOX_AUTO_STOP_MIN (_MS for tests) — see services/sandbox-broker/README.md. */
+ *   KX_SANDBOX_START_TIMEOUT_MS, KX_SANDBOX_AUTO_STOP_MIN (_MS for tests),
+ *   KX_SANDBOX_AUTO_ARCHIVE_MIN (_MS for tests), KX_SANDBOX_PREVIEW_CONNS/_MAX_MB/_MAX_S — see services/sandbox-broker/README.md. */
 #include "broker.h"
 
 #include <libgen.h>
@@ -124,6 +125,13 @@ kx_err sb_config_load(sb_config *cfg)
     INT("KX_SANDBOX_AUTO_STOP_MIN", 15, 1, 7 * 24 * 60, &stop_min);
     INT("KX_SANDBOX_AUTO_STOP_MS", stop_min * 60 * 1000, 100, (int64_t)7 * 24 * 3600 * 1000,
         &cfg->idle_stop_ms);
+    int64_t archive_min = 120;
+    INT("KX_SANDBOX_AUTO_ARCHIVE_MIN", 120, 1, 365 * 24 * 60, &archive_min);
+    INT("KX_SANDBOX_AUTO_ARCHIVE_MS", archive_min * 60 * 1000, 100,
+        (int64_t)365 * 24 * 3600 * 1000, &cfg->idle_archive_ms);
+    INT("KX_SANDBOX_PREVIEW_CONNS", 64, 1, 4096, &cfg->preview_conns);
+    MB("KX_SANDBOX_PREVIEW_MAX_MB", 64, 1, 65536, &cfg->preview_bytes);
+    INT("KX_SANDBOX_PREVIEW_MAX_S", 300, 1, 86400, &cfg->preview_s);
 #undef INT
 #undef MB
     (void)mb;

@@ -414,6 +414,8 @@ void sb_exec_on_exit(sb_exec *e, int status, const char *why)
         return;
     e->exited = true;
     e->wstatus = status;
+    if (e->sandbox != NULL) /* session_wrap.c: its cwd and environment into place */
+        sb_session_commit(sb_sandbox_workspace_fd(e->sandbox), e->session_name, e->exec_id);
     if (why != NULL)
         snprintf(e->start_error, sizeof e->start_error, "kx-sandbox: %s\n", why);
     if (!e->blocking) {

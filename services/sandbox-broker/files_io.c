@@ -481,22 +481,32 @@ static void write_in_place(int pd, const sb_files_req *req, const char *vis,
     close(fd);
 }
 
+/* The parent directory of req->path, opened for *at calls that create or remove entries (an
+ * O_PATH descriptor cannot be used for those): resolved beneath the workspace (created when
+ * create), then reopened readable. -1 with r's error set (naming vis) on failure. */
+static int open_parent_dir(int ws, const sb_files_req *req, bool create, const char *vis,
+                           sb_files_result *r)
+{
+    int e = 0;
+    int pd = open_parent(ws, req, create, &e);
+    if (pd < 0) {
+        fail_errno(r, e, vis, create ? "creating its directory" : "resolving it");
+        return -1;
+    }
+    int dir = openat(pd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int oe = errno;
+    close(pd);
+    if (dir < 0)
+        fail_errno(r, oe, vis, "opening its directory");
+    return dir;
+}
+
 static void op_write(int ws, const sb_files_req *req, const char *vis, const sb_files_limits *lim,
                      sb_files_result *r)
 {
-    int e = 0;
-    int pd = open_parent(ws, req, true, &e);
-    if (pd < 0) {
-        fail_errno(r, e, vis, "creating its directory");
+    int dir = open_parent_dir(ws, req, true, vis, r);
+    if (dir < 0)
         return;
-    }
-    /* O_PATH descriptors cannot be used for *at creation: reopen the directory for that. */
-    int dir = openat(pd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    close(pd);
-    if (dir < 0) {
-        fail_errno(r, errno, vis, "opening its directory");
-        return;
-    }
     if (req->mode == KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_OVERWRITE ||
         req->mode == KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_CREATE)
         write_replace(dir, req, vis, lim, r);
@@ -595,18 +605,9 @@ static void rm_tree(int dfd, const char *name, int depth, rm_state *st)
 static void op_delete(int ws, const sb_files_req *req, const char *vis, const sb_files_limits *lim,
                       sb_files_result *r)
 {
-    int e = 0;
-    int pd = open_parent(ws, req, false, &e);
-    if (pd < 0) {
-        fail_errno(r, e, vis, "resolving it");
+    int dir = open_parent_dir(ws, req, false, vis, r);
+    if (dir < 0)
         return;
-    }
-    int dir = openat(pd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    close(pd);
-    if (dir < 0) {
-        fail_errno(r, errno, vis, "opening its directory");
-        return;
-    }
     struct stat sb, wsst;
     if (fstatat(dir, req->base, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
         fail_errno(r, errno, vis, "deleting it");

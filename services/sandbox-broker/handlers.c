@@ -15,6 +15,7 @@
 #include "kx/metrics.h"
 #include "kx/pb.h"
 #include "kx/uuid.h"
+#include "lifecycle.h"
 #include "reply.h"
 #include "sandbox_path.h"
 
@@ -224,6 +225,10 @@ kx_err sb_handlers_start(sb_broker *b)
     else if ((err = sb_sessions_start(b)) != KX_OK)
         return err;
     else if ((err = sb_files_start(b)) != KX_OK) /* files.c */
+        return err;
+    else if ((err = sb_lifecycle_start(b)) != KX_OK) /* lifecycle.c */
+        return err;
+    else if ((err = sb_preview_start(b)) != KX_OK) /* preview.c */
         return err;
     else if (natsConnection_FlushTimeout(kx_bus_conn(b->svc->bus), 2000) == NATS_OK)
         atomic_store(&b->serving, true); /* the server knows the subscriptions: ready */

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "exec.h"
+#include "lifecycle.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "kx/uuid.h"
@@ -44,6 +46,15 @@ struct sb_sandbox {
     int64_t disk_reserved; /* writes queued and not yet done: kept apart from disk_used, which a
                             * walk replaces (a walk once dropped them and let a write pass) */
     int64_t last_used_ms;  /* monotonic: the last command started or ended */
+    sb_connect *connects;  /* CONNECTs sent to init, waiting for their socket */
+    sb_preview_token tokens[SB_PREVIEW_TOKENS]; /* preview.c: ports exposed while it runs */
+};
+
+struct sb_connect {
+    sb_connect *next;
+    uint64_t id;
+    sb_connect_cb cb;
+    void *arg;
 };
 
 static char g_buf[SBP_MAX_MSG]; /* loop thread only */
@@ -84,8 +95,10 @@ static uint32_t fnv1a(const char *s)
 
 /* <root>/.uids/<uid> holds the project id of the uid's owner; the first free or own slot
  * from the project's hash on is ours. */
-static kx_err alloc_uid(sb_broker *b, const char *project, uid_t *out, char *why, size_t whylen)
+static kx_err alloc_uid(sb_broker *b, const char *project, uid_t *out, bool *fresh, char *why,
+                        size_t whylen)
 {
+    *fresh = false;
     if (geteuid() != 0) {
         *out = geteuid(); /* cannot drop: README "Not done" */
         return KX_OK;
@@ -114,6 +127,7 @@ static kx_err alloc_uid(sb_broker *b, const char *project, uid_t *out, char *why
                 return KX_ERR_INTERNAL;
             }
             *out = uid;
+            *fresh = true;
             return KX_OK;
         }
         if (errno != EEXIST) {
@@ -255,6 +269,12 @@ static void sandbox_free(sb_sandbox *s)
 {
     if (s->ws_fd >= 0)
         close(s->ws_fd);
+    while (s->connects != NULL) { /* init is gone: no socket will come */
+        sb_connect *c = s->connects;
+        s->connects = c->next;
+        c->cb(-1, "the sandbox ended", c->arg);
+        free(c);
+    }
     free(s);
 }
 
@@ -284,13 +304,40 @@ static void sandbox_down(sb_sandbox *s, const char *why)
             sb_exec_on_exit(e, SIGKILL, "the sandbox ended"); /* may free e */
         e = next;
     }
+    char project[KX_UUID_LEN + 1];
+    memcpy(project, s->project_id, sizeof project);
     sandbox_free(s);
     set_gauge(b);
+    sb_lifecycle_on_down(b, project); /* lifecycle.c: its record says stopped */
 }
 
 static void on_jail_exit(kx_loop *loop, int fd, uint32_t events, void *arg)
 {
     sandbox_down(arg, "its init exited");
+}
+
+/* A CONNECTED (or FAILED) answering one of our CONNECTs: its callback gets the socket. */
+static bool take_connect(sb_sandbox *s, sbp_msg *m)
+{
+    if (m->op != SBP_CONNECTED && m->op != SBP_FAILED)
+        return false;
+    for (sb_connect **pp = &s->connects; *pp != NULL; pp = &(*pp)->next) {
+        sb_connect *c = *pp;
+        if (c->id != m->id)
+            continue;
+        *pp = c->next;
+        int fd = m->op == SBP_CONNECTED ? m->fds[0] : -1;
+        if (m->op == SBP_CONNECTED)
+            m->fds[0] = -1;
+        for (int k = 0; k < 2; k++) {
+            if (m->fds[k] >= 0)
+                close(m->fds[k]);
+        }
+        c->cb(fd, fd >= 0 ? NULL : (m->nstrs > 0 ? m->strs[0] : "could not connect"), c->arg);
+        free(c);
+        return true;
+    }
+    return false;
 }
 
 static void on_sock(kx_loop *loop, int fd, uint32_t events, void *arg)
@@ -305,6 +352,8 @@ static void on_sock(kx_loop *loop, int fd, uint32_t events, void *arg)
             sandbox_down(s, r == 0 ? "its init closed the channel" : "its channel failed");
             return;
         }
+        if (take_connect(s, &m))
+            continue;
         for (int k = 0; k < 2; k++) {
             if (m.fds[k] >= 0)
                 close(m.fds[k]);
@@ -322,15 +371,14 @@ static void on_sock(kx_loop *loop, int fd, uint32_t events, void *arg)
     }
 }
 
-/* Waits (bounded) for init's READY. */
-static kx_err wait_ready(sb_sandbox *s, char *why, size_t whylen)
+/* Waits (bounded by wait_ms) for init's READY. */
+static kx_err wait_ready(sb_sandbox *s, int64_t wait_ms, char *why, size_t whylen)
 {
-    int64_t until = kx_mono_ms() + s->b->cfg.start_ms;
+    int64_t until = kx_mono_ms() + wait_ms;
     for (;;) {
         int64_t left = until - kx_mono_ms();
         if (left <= 0) {
-            snprintf(why, whylen, "the sandbox did not start within %lld ms",
-                     (long long)s->b->cfg.start_ms);
+            snprintf(why, whylen, "the sandbox did not start within %lld ms", (long long)wait_ms);
             return KX_ERR_TIMEOUT;
         }
         struct pollfd p[2] = {{.fd = s->sock, .events = POLLIN},
@@ -357,7 +405,7 @@ static kx_err wait_ready(sb_sandbox *s, char *why, size_t whylen)
     }
 }
 
-static kx_err sandbox_start(sb_sandbox *s, char *why, size_t whylen)
+static kx_err sandbox_start(sb_sandbox *s, int64_t wait_ms, char *why, size_t whylen)
 {
     sb_config *cfg = &s->b->cfg;
     int sv[2];
@@ -427,7 +475,7 @@ static kx_err sandbox_start(sb_sandbox *s, char *why, size_t whylen)
         snprintf(why, whylen, "could not start the sandbox: %s", strerror(spawn_errno));
         return KX_ERR_INTERNAL;
     }
-    err = wait_ready(s, why, whylen);
+    err = wait_ready(s, wait_ms, why, whylen);
     if (err != KX_OK && errfd >= 0) {
         char msg[512];
         ssize_t n = pread(errfd, msg, sizeof msg - 1, 0);
@@ -459,16 +507,56 @@ static kx_err sandbox_start(sb_sandbox *s, char *why, size_t whylen)
     return KX_OK;
 }
 
+/* A started jail that must not stay (its record could not be written): unwatch, kill, reap. */
+static void end_jail(sb_sandbox *s)
+{
+    kx_loop_unwatch(s->b->svc->loop, s->sock);
+    kx_loop_unwatch(s->b->svc->loop, s->pidfd);
+    close(s->sock);
+    syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
+    int st;
+    while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    close(s->pidfd);
+}
+
+sb_sandbox *sb_sandbox_find(sb_broker *b, const char *project_id)
+{
+    for (sb_sandbox *s = b->sandboxes; s != NULL; s = s->next) {
+        if (strcasecmp(s->project_id, project_id) == 0)
+            return s;
+    }
+    return NULL;
+}
+
 kx_err sb_sandbox_get(sb_broker *b, const char *project_id, sb_sandbox **out, char *why,
                       size_t whylen)
 {
-    *out = NULL;
-    for (sb_sandbox *s = b->sandboxes; s != NULL; s = s->next) {
-        if (strcasecmp(s->project_id, project_id) == 0) {
-            *out = s;
-            return KX_OK;
-        }
+    return sb_sandbox_ensure(b, project_id, b->cfg.start_ms, out, why, whylen);
+}
+
+/* Undoes what a failed first start made: the project's directory and its uid's record. */
+static void undo_creation(sb_broker *b, const sb_sandbox *s, bool dir_fresh, bool uid_fresh)
+{
+    if (dir_fresh) {
+        char why[256];
+        (void)sb_sandbox_remove(b, s->project_id, (uid_t)-1, why, sizeof why);
     }
+    if (uid_fresh) {
+        char path[2200];
+        snprintf(path, sizeof path, "%s/.uids/%u", b->cfg.root, (unsigned)s->uid);
+        (void)unlink(path);
+    }
+}
+
+kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, int64_t wait_ms, sb_sandbox **out,
+                         char *why, size_t whylen)
+{
+    *out = sb_sandbox_find(b, project_id);
+    if (*out != NULL)
+        return KX_OK;
+    if (wait_ms > b->cfg.start_ms)
+        wait_ms = b->cfg.start_ms;
     sb_sandbox *s = calloc(1, sizeof *s);
     if (s == NULL) {
         snprintf(why, whylen, "out of memory");
@@ -480,13 +568,21 @@ kx_err sb_sandbox_get(sb_broker *b, const char *project_id, sb_sandbox **out, ch
         s->project_id[i] = (char)tolower((unsigned char)project_id[i]);
     why[0] = '\0';
     int64_t t0 = kx_mono_us();
-    kx_err err = alloc_uid(b, s->project_id, &s->uid, why, whylen);
+    char project_dir[4200];
+    snprintf(project_dir, sizeof project_dir, "%s/%s", b->cfg.root, s->project_id);
+    struct stat pst;
+    bool dir_fresh = lstat(project_dir, &pst) != 0;
+    bool uid_fresh = false;
+    kx_err err = alloc_uid(b, s->project_id, &s->uid, &uid_fresh, why, whylen);
     if (err == KX_OK)
         err = prepare_workspace(s, why, whylen);
     if (err == KX_OK)
-        err = sandbox_start(s, why, whylen);
+        err = sandbox_start(s, wait_ms, why, whylen);
+    if (err == KX_OK && (err = sb_lifecycle_on_up(b, s->project_id, s->uid, why, whylen)) != KX_OK)
+        end_jail(s);
     if (err != KX_OK) {
         kx_error("sandbox: project %s: %s", s->project_id, why);
+        undo_creation(b, s, dir_fresh, uid_fresh);
         sandbox_free(s);
         return err;
     }
@@ -532,6 +628,89 @@ void sb_sandbox_kill(sb_sandbox *s, uint64_t run_id)
         kx_warn("sandbox: project %s: could not send KILL: %s", s->project_id, strerror(errno));
 }
 
+void sb_sandbox_stop(sb_sandbox *s, const char *why)
+{
+    sandbox_down(s, why);
+}
+
+const char *sb_sandbox_project(const sb_sandbox *s)
+{
+    return s->project_id;
+}
+
+sb_preview_token *sb_sandbox_tokens(sb_sandbox *s)
+{
+    return s->tokens;
+}
+
+kx_err sb_sandbox_connect(sb_sandbox *s, int port, sb_connect_cb cb, void *arg, char *why,
+                          size_t whylen)
+{
+    sb_connect *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        snprintf(why, whylen, "out of memory");
+        return KX_ERR_NOMEM;
+    }
+    sbp_msg m = {.op = SBP_CONNECT, .id = ++s->next_run_id, .a = port, .b = -1, .fds = {-1, -1}};
+    char buf[64];
+    if (sbp_send(s->sock, &m, buf, sizeof buf) != 0) {
+        snprintf(why, whylen, "the sandbox did not take the request: %s", strerror(errno));
+        free(c);
+        return KX_ERR_UNAVAILABLE;
+    }
+    c->id = m.id;
+    c->cb = cb;
+    c->arg = arg;
+    c->next = s->connects;
+    s->connects = c;
+    return KX_OK;
+}
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    (void)(flag == FTW_DP ? rmdir(path) : unlink(path));
+    return 0;
+}
+
+static void *remove_tree(void *arg)
+{
+    char *path = arg;
+    (void)nftw(path, rm_cb, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+    free(path);
+    return NULL;
+}
+
+kx_err sb_sandbox_remove(sb_broker *b, const char *project_id, uid_t uid, char *why, size_t whylen)
+{
+    /* Renamed away at once (the loop does not wait for a large tree), removed by a thread. */
+    char trash[2100], from[2200], to[2300];
+    snprintf(trash, sizeof trash, "%s/.trash", b->cfg.root);
+    if (sb_mkdir_p(trash, 0700) != KX_OK) {
+        snprintf(why, whylen, "could not create %s: %s", trash, strerror(errno));
+        return KX_ERR_INTERNAL;
+    }
+    snprintf(from, sizeof from, "%s/%s", b->cfg.root, project_id);
+    snprintf(to, sizeof to, "%s/%s.%lld", trash, project_id, (long long)kx_mono_us());
+    if (rename(from, to) != 0 && errno != ENOENT) {
+        snprintf(why, whylen, "could not remove the sandbox's files: %s", strerror(errno));
+        return KX_ERR_INTERNAL;
+    }
+    if (uid != (uid_t)-1 && uid != 0 && geteuid() == 0) {
+        char path[2200];
+        snprintf(path, sizeof path, "%s/.uids/%u", b->cfg.root, (unsigned)uid);
+        (void)unlink(path);
+    }
+    char *copy = strdup(to);
+    pthread_t t;
+    if (copy != NULL && pthread_create(&t, NULL, remove_tree, copy) == 0)
+        pthread_detach(t);
+    else
+        free(copy); /* left in .trash; the next start's sweep of .trash removes it */
+    return KX_OK;
+}
+
 void sb_sandbox_stop_all(sb_broker *b)
 {
     while (b->sandboxes != NULL)
@@ -563,12 +742,15 @@ static void on_idle_sweep(kx_loop *loop, void *arg)
             sandbox_down(s, "idle: auto-stop");
         s = next;
     }
+    sb_lifecycle_sweep(b); /* lifecycle.c: auto-archive */
     (void)sb_sandbox_sweep_start(b);
 }
 
 kx_err sb_sandbox_sweep_start(sb_broker *b)
 {
-    int64_t every = b->cfg.idle_stop_ms / 4;
+    int64_t every = (b->cfg.idle_stop_ms < b->cfg.idle_archive_ms ? b->cfg.idle_stop_ms
+                                                                  : b->cfg.idle_archive_ms) /
+        4;
     if (every < 50)
         every = 50;
     if (every > 30000)

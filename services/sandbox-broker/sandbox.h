@@ -21,6 +21,45 @@
 #include <stdint.h>
 #include "broker.h"
 
+#define SB_PREVIEW_TOKENS 16 /* ports one sandbox may expose at once */
+
+/* A port exposed with kx.sandbox.preview while the sandbox runs (preview.c). */
+typedef struct sb_preview_token {
+    int port; /* 0 = free slot */
+    char token[33];
+} sb_preview_token;
+
+/* The sandbox running here for project_id, or NULL (never starts one). */
+sb_sandbox *sb_sandbox_find(sb_broker *b, const char *project_id);
+
+/* The project's sandbox made running: created when it has none (lifecycle.c records it),
+ * started when stopped or archived; the start waits for init at most wait_ms (and
+ * KX_SANDBOX_START_TIMEOUT_MS). A failed first start removes what it made (directory, uid
+ * record): the next call tries again from nothing. */
+kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, int64_t wait_ms, sb_sandbox **out,
+                         char *why, size_t whylen);
+
+/* Ends the sandbox's jail (every command SIGKILLed, the record says stopped); s is freed. */
+void sb_sandbox_stop(sb_sandbox *s, const char *why);
+
+/* Removes a (stopped) sandbox's directory — renamed into <root>/.trash at once, deleted by a
+ * thread — and its uid's record (uid (uid_t)-1: none). */
+kx_err sb_sandbox_remove(sb_broker *b, const char *project_id, uid_t uid, char *why,
+                         size_t whylen);
+
+const char *sb_sandbox_project(const sb_sandbox *s);
+/* The sandbox's exposed ports (SB_PREVIEW_TOKENS slots; they die with the sandbox). */
+sb_preview_token *sb_sandbox_tokens(sb_sandbox *s);
+
+/* Asks init for a TCP socket connected (non-blocking, maybe still in progress) to
+ * 127.0.0.1:port inside the sandbox's network namespace. cb(fd, NULL, arg) with the socket
+ * (the callback's), or cb(-1, why, arg) when it failed or the sandbox ended — always once, on
+ * the loop thread. */
+typedef void (*sb_connect_cb)(int fd, const char *why, void *arg);
+typedef struct sb_connect sb_connect;
+kx_err sb_sandbox_connect(sb_sandbox *s, int port, sb_connect_cb cb, void *arg, char *why,
+                          size_t whylen);
+
 /* The running sandbox of project_id, started now if needed (bounded by
  * KX_SANDBOX_START_TIMEOUT_MS). On error why names what failed. */
 kx_err sb_sandbox_get(sb_broker *b, const char *project_id, sb_sandbox **out, char *why,

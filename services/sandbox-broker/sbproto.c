@@ -41,7 +41,7 @@ bool sbp_decode(char *buf, size_t len, sbp_msg *m)
     memcpy(&m->a, buf + 12, 4);
     memcpy(&m->b, buf + 16, 8);
     memcpy(&nstrs, buf + 24, 4);
-    if (nstrs > SBP_MAX_STRS || m->op < SBP_RUN || m->op > SBP_EXITED)
+    if (nstrs > SBP_MAX_STRS || m->op < SBP_RUN || m->op > SBP_CONNECTED)
         return false;
     size_t off = HDR_LEN;
     for (uint32_t i = 0; i < nstrs; i++) {

@@ -8,9 +8,13 @@
  *                           disk limit: nothing can grow, rm still works); strings: cwd (relative to
  *                           /workspace, "" = it), command, then "K=V" environment entries
  *                    KILL   id: SIGKILL the command's PID namespace (everything it started)
+ *                    CONNECT id, a = port: a TCP socket to 127.0.0.1:port in the sandbox's
+ *                           network namespace (a preview link's connection)
  *   init -> broker   READY  the sandbox is up (sent once, first)
  *                    STARTED id, a = pid of the command's namespace init (sandbox pid)
  *                    FAILED id, a = errno; string: what failed
+ *                    CONNECTED id, fd: the socket (non-blocking; the connect may be in
+ *                           progress) — or FAILED id, a = errno
  *                    EXITED id, a = wait status of the command's main process (a SIGKILLed
  *                           namespace reports SIGKILL)
  *
@@ -32,7 +36,9 @@ enum sbp_op {
     SBP_READY,
     SBP_STARTED,
     SBP_FAILED,
-    SBP_EXITED
+    SBP_EXITED,
+    SBP_CONNECT,
+    SBP_CONNECTED
 };
 
 typedef struct sbp_msg {

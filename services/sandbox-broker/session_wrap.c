@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,44 @@ static void put_quoted(kx_buf *b, const char *s)
             kx_buf_add(b, p, 1);
     }
     kx_buf_add(b, "'", 1);
+}
+
+void sb_session_token(const char *exec_id, char *out, size_t outlen)
+{
+    size_t n = 0;
+    for (const char *c = exec_id != NULL ? exec_id : ""; *c != '\0' && n < 64 && n + 1 < outlen;
+         c++) {
+        bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+            (*c >= '0' && *c <= '9') || *c == '-' || *c == '_';
+        out[n++] = ok ? *c : '_';
+    }
+    out[n] = '\0';
+}
+
+void sb_session_commit(int ws_fd, const char *session, const char *exec_id)
+{
+    struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+                           .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+                               RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV};
+    int dir = (int)syscall(SYS_openat2, ws_fd, SB_SESSION_STATE_DIR, &how, sizeof how);
+    if (dir < 0)
+        return; /* no session state saved yet (or it is not a plain directory) */
+    char tok[72], tmp[128], fin[128];
+    sb_session_token(exec_id, tok, sizeof tok);
+    snprintf(tmp, sizeof tmp, ".tmp.%s.ok", tok);
+    struct stat st;
+    bool complete = fstatat(dir, tmp, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
+    (void)unlinkat(dir, tmp, 0);
+    static const char *const kinds[] = {"env", "cwd"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(tmp, sizeof tmp, ".tmp.%s.%s", tok, kinds[i]);
+        snprintf(fin, sizeof fin, "%s.%s", session, kinds[i]);
+        /* rename never follows a link in either name: a link planted here is moved, not
+         * followed, and the broker reads <s>.cwd without following links. */
+        if (!complete || renameat(dir, tmp, dir, fin) != 0)
+            (void)unlinkat(dir, tmp, 0);
+    }
+    close(dir);
 }
 
 char *sb_session_wrap(const char *session, const char *folder, const char *command,
@@ -56,28 +95,21 @@ char *sb_session_wrap(const char *session, const char *folder, const char *comma
                   "enter %%s; starting in %s\\n' \"$__kx_d\" >&2; cd %s; }\n"
                   "unset __kx_d\n",
                   session, ws, ws);
-    /* The temporary files are named after the exec (unique among running ones), so saving
-     * costs two renames and no other process; mkdir only the first time. */
+    /* The temporary files are named after the exec (unique among running ones). The shell
+     * only writes them, with builtins (mkdir only the first time), and marks them complete
+     * with a third, empty file; the broker renames them into place when it sees the command
+     * exit (sb_session_commit) — no process is started for the save. */
     char tok[72];
-    size_t n = 0;
-    for (const char *c = token != NULL ? token : ""; *c != '\0' && n < 64; c++) {
-        bool ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-            (*c >= '0' && *c <= '9') || *c == '-' || *c == '_';
-        tok[n++] = ok ? *c : '_';
-    }
-    tok[n] = '\0';
+    sb_session_token(token, tok, sizeof tok);
     kx_buf_printf(&b,
                   "__kx_save() {\n"
                   "  { { [ -d %s/%s ] || /bin/mkdir -p %s/%s; } &&\n"
                   "    export -p >%s/%s/.tmp.%s.env && pwd >%s/%s/.tmp.%s.cwd &&\n"
-                  "    /bin/mv -f %s/%s/.tmp.%s.env %s/%s/%s.env &&\n"
-                  "    /bin/mv -f %s/%s/.tmp.%s.cwd %s/%s/%s.cwd; } 2>/dev/null ||\n"
-                  "  /bin/rm -f %s/%s/.tmp.%s.env %s/%s/.tmp.%s.cwd 2>/dev/null\n"
+                  "    : >%s/%s/.tmp.%s.ok; } 2>/dev/null\n"
                   "}\n"
                   "trap __kx_save EXIT\n"
                   "eval ",
-                  ws, dir, ws, dir, ws, dir, tok, ws, dir, tok, ws, dir, tok, ws, dir, session, ws,
-                  dir, tok, ws, dir, session, ws, dir, tok, ws, dir, tok);
+                  ws, dir, ws, dir, ws, dir, tok, ws, dir, tok, ws, dir, tok);
     put_quoted(&b, command);
     kx_buf_str(&b, "\n");
     return kx_buf_take(&b);

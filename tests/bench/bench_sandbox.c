@@ -4,7 +4,9 @@
  *   - baseline: a NATS request/reply round trip to an echo responder (the bus's share);
  *   - create -> first exec: kx.sandbox.exec of `true` for a project never seen before (the
  *     broker makes its uid, workspace, bubblewrap jail and init, then runs the command);
- *   - exec in a running sandbox: kx.sandbox.exec of `true` in a sandbox already up.
+ *   - exec in a running sandbox: kx.sandbox.exec of `true` in a sandbox already up, and of
+ *     `exec true` (no session save: the shell is replaced before its EXIT trap);
+ *   - kx.sandbox.create alone for new projects (the jail up, no command).
  * Prints p50/p90/p99 and the ratios; with --results FILE appends "key value unit" lines for
  * tests/bench/run.sh. Starts its own nats-server and broker (as root: real uid drop). */
 #include <spawn.h>
@@ -70,14 +72,14 @@ static int64_t fork_exec_true(void)
 
 static kx_bus *g_bus;
 
-static int64_t exec_true(const char *project)
+static int64_t exec_cmd(const char *project, const char *command)
 {
     char id[KX_UUID_LEN + 1];
     kx_uuid_new(id);
     Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
     rq.exec_id = id;
     rq.project_id = (char *)project;
-    rq.command = "true";
+    rq.command = (char *)command;
     rq.blocking = true;
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, kx_deadline_in(30000), project);
@@ -93,6 +95,33 @@ static int64_t exec_true(const char *project)
     bool ok = res != NULL && res->error == NULL && res->exit_code == 0;
     if (!ok)
         fprintf(stderr, "exec failed: %s\n", res && res->error ? res->error->message : "?");
+    kx_pb_free(res);
+    natsMsg_Destroy(reply);
+    return ok ? us : -1;
+}
+
+static int64_t exec_true(const char *project)
+{
+    return exec_cmd(project, "true");
+}
+
+/* kx.sandbox.create of a new project (the jail up, no command), in us; -1 on failure. */
+static int64_t create_only(const char *project)
+{
+    Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
+    rq.project_id = (char *)project;
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(30000), project);
+    natsMsg *reply = NULL;
+    int64_t t0 = kx_mono_us();
+    kx_err err = kx_bus_request_pb(g_bus, "kx.sandbox.create", &rq.base, &meta, &reply);
+    int64_t us = kx_mono_us() - t0;
+    if (err != KX_OK)
+        return -1;
+    Kx__V1__SandboxLifecycleReply *res =
+        kx_pb_unpack(&kx__v1__sandbox_lifecycle_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    bool ok = res != NULL && res->error == NULL;
     kx_pb_free(res);
     natsMsg_Destroy(reply);
     return ok ? us : -1;
@@ -142,7 +171,8 @@ int main(int argc, char **argv)
     kx_bus_subscribe(g_bus, "bench.echo", NULL, on_echo, NULL, &echo);
     natsConnection_Flush(kx_bus_conn(g_bus));
 
-    static int64_t base[N_BASE], rtt[N_BASE], create[N_CREATE], warm[N_WARM];
+    static int64_t base[N_BASE], rtt[N_BASE], create[N_CREATE], warm[N_WARM], nosave[N_WARM],
+        create_op[N_CREATE];
     int rc = 0;
     for (int i = 0; i < N_BASE; i++)
         base[i] = fork_exec_true();
@@ -168,12 +198,28 @@ int main(int argc, char **argv)
         if ((warm[i] = exec_true(warm_project)) < 0)
             rc = 1;
     }
+    /* The same command with `exec`: the shell is replaced, so its EXIT trap (the session's
+     * save: two renames by /bin/mv) never runs — the difference is what saving costs. */
+    for (int i = 0; i < N_WARM; i++) {
+        if ((nosave[i] = exec_cmd(warm_project, "exec true")) < 0)
+            rc = 1;
+    }
+    /* kx.sandbox.create alone (no command). */
+    for (int i = 0; i < N_CREATE; i++) {
+        char project[KX_UUID_LEN + 1];
+        kx_uuid_new(project);
+        if ((create_op[i] = create_only(project)) < 0)
+            rc = 1;
+    }
     stats sb = pct(base, N_BASE), sr = pct(rtt, N_BASE), sc = pct(create, N_CREATE),
-          sw = pct(warm, N_WARM);
+          sw = pct(warm, N_WARM), sn = pct(nosave, N_WARM), so = pct(create_op, N_CREATE);
     report("sandbox_baseline_fork_exec", "baseline: fork+exec /bin/true", sb);
     report("sandbox_baseline_nats_rtt", "baseline: NATS request/reply", sr);
     report("sandbox_create_first_exec", "sandbox: create -> first exec of true", sc);
     report("sandbox_warm_exec", "sandbox: exec of true, running sandbox", sw);
+    report("sandbox_warm_exec_nosave", "sandbox: exec true (no session save)", sn);
+    report("sandbox_create_op", "sandbox: kx.sandbox.create alone", so);
+    printf("session save costs p50 %lld us per exec\n", (long long)(sw.p50 - sn.p50));
     printf("ratio create/fork+exec p50 %.1f; warm exec/fork+exec p50 %.1f; "
            "warm exec - NATS rtt p50 %lld us\n",
            (double)sc.p50 / (double)sb.p50, (double)sw.p50 / (double)sb.p50,

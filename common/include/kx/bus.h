@@ -41,6 +41,10 @@
 #define KX_SUBJ_SANDBOX_TERMINATE "kx.sandbox.terminate"
 #define KX_SUBJ_SANDBOX_LIST "kx.sandbox.list"
 #define KX_SUBJ_SANDBOX_FILES "kx.sandbox.files"
+#define KX_SUBJ_SANDBOX_LIFECYCLE_PREFIX \
+    "kx.sandbox." /* + create|get|start|stop|archive|delete|ensure_active */
+#define KX_SUBJ_SANDBOX_STATE "kx.sandbox.state" /* publish: SandboxInfo on every change */
+#define KX_SUBJ_SANDBOX_PREVIEW "kx.sandbox.preview"
 #define KX_SUBJ_MCP_LIST "kx.mcp.list"
 #define KX_SUBJ_MCP_CALL "kx.mcp.call"
 #define KX_SUBJ_MCP_CANCEL "kx.mcp.cancel"

@@ -11,6 +11,9 @@
  *        └─ /bin/sh -c <command>   no capabilities, no ambient caps, no_new_privs,
  *                                  RLIMIT_CPU, cwd inside /workspace, only the given env
  *
+ * CONNECT <id> <port> answers a socket connected to the sandbox's own 127.0.0.1:port (preview
+ * links: the broker relays it to the gateway).
+ *
  * KILL <id> SIGKILLs the reaper: its namespace dies whole. When the broker's end of the socket
  * closes, init exits and the sandbox's namespace dies whole.
  *
@@ -24,6 +27,8 @@
 #include <limits.h>
 #include <linux/capability.h>
 #include <linux/openat2.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
@@ -258,6 +263,33 @@ static void on_run(sbp_msg *m)
     send_msg(SBP_STARTED, m->id, (int32_t)pid, NULL);
 }
 
+/* CONNECT: a TCP socket to 127.0.0.1:port in the sandbox's own network namespace, sent back
+ * to the broker (its preview relay); the connect is non-blocking, so init never waits. */
+static void on_connect(const sbp_msg *m)
+{
+    if (m->a < 1 || m->a > 65535) {
+        send_msg(SBP_FAILED, m->id, EINVAL, "port out of range");
+        return;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        send_msg(SBP_FAILED, m->id, errno, strerror(errno));
+        return;
+    }
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)m->a)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno != EINPROGRESS) {
+        int e = errno;
+        close(fd);
+        send_msg(SBP_FAILED, m->id, e, strerror(e));
+        return;
+    }
+    sbp_msg r = {.op = SBP_CONNECTED, .id = m->id, .b = -1, .fds = {fd, -1}};
+    char out[64];
+    (void)sbp_send(g_sock, &r, out, sizeof out);
+    close(fd);
+}
+
 static void reap(void)
 {
     for (;;) {
@@ -358,6 +390,8 @@ int main(int argc, char **argv)
             }
             if (m.op == SBP_RUN) {
                 on_run(&m);
+            } else if (m.op == SBP_CONNECT) {
+                on_connect(&m);
             } else if (m.op == SBP_KILL) {
                 cmd *c = find_cmd(m.id);
                 if (c != NULL) {

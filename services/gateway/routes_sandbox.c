@@ -1,0 +1,628 @@
+/* routes_sandbox.c — a project's sandbox over HTTP (Kortix's backend/sandbox/api.py shapes,
+ * docs/api.md), each route one request to the sandbox-broker (docs/subjects.md):
+ *   GET    /api/sandboxes/{id}/files?path=          {"files": [{name, path, is_dir, size,
+ *                                                    mod_time, permissions}]}   (LIST)
+ *   GET    /api/sandboxes/{id}/files/content?path=  the bytes, application/octet-stream, as an
+ *                                                    attachment (READs of one message each, at
+ *                                                    most SANDBOX_DOWNLOAD_MAX in all)
+ *   POST   /api/sandboxes/{id}/files                form: path, file → {"status": "success",
+ *                                                    "created": true, "path"} (a file larger than
+ *                                                    one bus message is written in chunks: WRITE
+ *                                                    OVERWRITE, then WRITE AT next_offset; a
+ *                                                    failed chunk deletes the partial file)
+ *   DELETE /api/sandboxes/{id}/files?path=          {"status": "success", "deleted": true, "path"}
+ *   DELETE /api/sandboxes/{id}                      kx.sandbox.delete → {"status": "success",
+ *                                                    "deleted": true, "sandbox_id"}
+ *   POST   /api/project/{id}/sandbox/ensure-active   kx.sandbox.ensure_active → {"status":
+ *                                                    "success", "sandbox_id", "message": "Sandbox
+ *                                                    is active"}
+ *   GET    /api/sandboxes/{id}/preview/{port}/...   a preview link (kx.sandbox.preview check,
+ *                                                    then preview_proxy.c)
+ * Access: the sandbox id is looked up on projects.sandbox->>'id' (409's index); unknown, not a
+ * UUID, or deleted: 404 "Sandbox not found". The project must be the caller's account's (403
+ * "Not authorized to access this sandbox"; reads of a public project's files are allowed, as in
+ * Kortix); a preview link of another account is 404, like an unknown one.
+ * Recording: gw_sandbox_record writes the broker's SandboxInfo on projects.sandbox (only when
+ * not older than what is there); ensure-active and delete record their replies, sandbox_state.c
+ * records the broker's events.
+ * Handlers run on libmicrohttpd's pool threads: the bus requests block this thread only, each
+ * within its deadline (KX_SANDBOX_{GET,START,CREATE,PREVIEW}_TIMEOUT_MS, default 10/30/60/10 s;
+ * file operations use the get budget). */
+#include <jansson.h>
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "access.h"
+#include "form.h"
+#include "gateway.h"
+#include "kx/bus.h"
+#include "kx/config.h"
+#include "kx/log.h"
+#include "kx/pb.h"
+#include "kx/uuid.h"
+#include "preview_proxy.h"
+#include "reply.h"
+#include "sandbox_routes.h"
+
+#define SANDBOX_DOWNLOAD_MAX ((size_t)64 << 20)
+#define PREVIEW_MAX_BYTES ((size_t)32 << 20)
+#define PREVIEW_FETCH_MS 30000
+
+static int64_t g_get_ms = 10000, g_start_ms = 30000, g_create_ms = 60000, g_preview_ms = 10000;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void read_timeouts(void)
+{
+    (void)kx_env_int("KX_SANDBOX_GET_TIMEOUT_MS", 10000, 100, 600000, &g_get_ms);
+    (void)kx_env_int("KX_SANDBOX_START_TIMEOUT_MS", 30000, 100, 600000, &g_start_ms);
+    (void)kx_env_int("KX_SANDBOX_CREATE_TIMEOUT_MS", 60000, 100, 600000, &g_create_ms);
+    (void)kx_env_int("KX_SANDBOX_PREVIEW_TIMEOUT_MS", 10000, 100, 600000, &g_preview_ms);
+}
+
+/* ---- access ----------------------------------------------------------------------------- */
+
+typedef enum access_kind {
+    FOR_READ,    /* the owner, or anyone for a public project */
+    FOR_WRITE,   /* the owner */
+    FOR_PREVIEW, /* the owner; anyone else sees 404 */
+} access_kind;
+
+/* The project of sandbox req->id, checked for req->account. false with the reply set. */
+static bool find_sandbox(gw_app *app, gw_request *req, access_kind kind,
+                         char project[KX_UUID_LEN + 1], gw_reply *reply)
+{
+    if (!kx_uuid_valid(req->id)) {
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Sandbox not found");
+        return false;
+    }
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return false;
+    char sql[512];
+    /* req->id was checked to be a UUID: embedding it cannot inject SQL. */
+    snprintf(sql, sizeof sql,
+             "SELECT project_id::text, account_id::text, is_public, "
+             "COALESCE(sandbox->>'state', '') FROM projects "
+             "WHERE sandbox ? 'id' AND sandbox->>'id' = '%s' LIMIT 1",
+             req->id);
+    kx_err err = KX_OK;
+    PGresult *r = kx_db_exec_sql(db, sql, &err);
+    bool ok = false;
+    if (r == NULL) {
+        gw_reply_db_error(reply, err, "Failed to find the sandbox");
+    } else if (PQntuples(r) == 0 || strcmp(PQgetvalue(r, 0, 3), "deleted") == 0) {
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Sandbox not found");
+    } else if (strcmp(PQgetvalue(r, 0, 1), req->account) != 0 &&
+               !(kind == FOR_READ && strcmp(PQgetvalue(r, 0, 2), "t") == 0)) {
+        if (kind == FOR_PREVIEW)
+            gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Sandbox not found");
+        else
+            gw_reply_error(reply, MHD_HTTP_FORBIDDEN, "Not authorized to access this sandbox");
+    } else {
+        snprintf(project, KX_UUID_LEN + 1, "%s", PQgetvalue(r, 0, 0));
+        ok = true;
+    }
+    PQclear(r);
+    gw_db_put(app, db);
+    return ok;
+}
+
+/* ---- recording projects.sandbox --------------------------------------------------------- */
+
+static bool plain(const char *s, size_t max)
+{
+    size_t n = 0;
+    for (; s != NULL && s[n] != '\0'; n++) {
+        char c = s[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.'))
+            return false;
+    }
+    return s != NULL && n <= max;
+}
+
+kx_err gw_sandbox_record(gw_app *app, const Kx__V1__SandboxInfo *info)
+{
+    if (info == NULL || !kx_uuid_valid(info->id) || !kx_uuid_valid(info->project_id) ||
+        !plain(info->state, 16) || !plain(info->provider, 32) || !plain(info->broker, 128)) {
+        kx_warn("gateway: a sandbox state that is not well formed was not recorded");
+        return KX_ERR_INVALID;
+    }
+    kx_db *db = kx_db_pool_get(app->pool, kx_deadline_in(app->cfg.db_wait_ms));
+    if (db == NULL)
+        return KX_ERR_UNAVAILABLE;
+    /* Every value was checked above (UUIDs, [A-Za-z0-9._-], integers): safe to embed. */
+    char sql[1400];
+    snprintf(sql, sizeof sql,
+             "UPDATE projects SET sandbox = sandbox || jsonb_build_object('id', '%s', "
+             "'state', '%s', 'provider', '%s', 'broker', '%s', 'created_unix_ms', %lld::bigint, "
+             "'updated_unix_ms', %lld::bigint) "
+             "WHERE project_id = '%s'::uuid AND "
+             "(NOT (sandbox ? 'updated_unix_ms') OR "
+             "(sandbox->>'updated_unix_ms')::bigint <= %lld::bigint)",
+             info->id, info->state, info->provider, info->broker, (long long)info->created_unix_ms,
+             (long long)info->updated_unix_ms, info->project_id, (long long)info->updated_unix_ms);
+    kx_err err = KX_OK;
+    PGresult *r = kx_db_exec_sql(db, sql, &err);
+    PQclear(r);
+    kx_db_pool_put(app->pool, db);
+    if (err != KX_OK)
+        kx_warn("gateway: could not record sandbox %s (%s): %s", info->id, info->state,
+                kx_err_str(err));
+    return err;
+}
+
+/* ---- bus requests ----------------------------------------------------------------------- */
+
+/* The HTTP status for a broker's error code. */
+static unsigned int status_of(const char *code)
+{
+    static const struct {
+        const char *code;
+        unsigned int status;
+    } map[] = {
+        {"invalid_argument", MHD_HTTP_BAD_REQUEST},
+        {"not_found", MHD_HTTP_NOT_FOUND},
+        {"already_exists", MHD_HTTP_CONFLICT},
+        {"conflict", MHD_HTTP_CONFLICT},
+        {"permission_denied", MHD_HTTP_FORBIDDEN},
+        {"resource_exhausted", MHD_HTTP_CONTENT_TOO_LARGE},
+        {"deadline_exceeded", MHD_HTTP_GATEWAY_TIMEOUT},
+        {"unavailable", MHD_HTTP_SERVICE_UNAVAILABLE},
+    };
+    for (size_t i = 0; code != NULL && i < sizeof map / sizeof map[0]; i++) {
+        if (strcmp(code, map[i].code) == 0)
+            return map[i].status;
+    }
+    return MHD_HTTP_INTERNAL_SERVER_ERROR;
+}
+
+/* One request to the broker; the decoded reply (kx_pb_free it), or NULL with the reply set. */
+static void *ask(gw_app *app, const gw_request *req, const char *subject,
+                 const ProtobufCMessage *rq, const ProtobufCMessageDescriptor *rep_desc,
+                 int64_t timeout_ms, gw_reply *reply)
+{
+    pthread_once(&g_once, read_timeouts);
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(timeout_ms), req->account);
+    natsMsg *m = NULL;
+    kx_err err = kx_bus_request_pb(app->svc->bus, subject, rq, &meta, &m);
+    if (err == KX_ERR_TIMEOUT) {
+        gw_reply_error(reply, MHD_HTTP_GATEWAY_TIMEOUT,
+                       "The sandbox did not answer within %lld ms", (long long)timeout_ms);
+        return NULL;
+    }
+    if (err != KX_OK) {
+        gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE, "Sandbox service unavailable: %s",
+                       kx_err_str(err));
+        return NULL;
+    }
+    void *rep = kx_pb_unpack(rep_desc, natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m));
+    natsMsg_Destroy(m);
+    if (rep == NULL)
+        gw_reply_error(reply, MHD_HTTP_BAD_GATEWAY, "The sandbox service sent a malformed reply");
+    return rep;
+}
+
+/* An error the broker answered, as {"detail"}; true when there was one. */
+static bool broker_error(const Kx__V1__Error *e, gw_reply *reply)
+{
+    if (e == NULL)
+        return false;
+    gw_reply_error(reply, status_of(e->code), "%s", e->message ? e->message : "sandbox error");
+    return true;
+}
+
+static Kx__V1__SandboxFilesReply *files(gw_app *app, const gw_request *req,
+                                        Kx__V1__SandboxFilesRequest *rq, gw_reply *reply)
+{
+    pthread_once(&g_once, read_timeouts);
+    Kx__V1__SandboxFilesReply *rep =
+        ask(app, req, KX_SUBJ_SANDBOX_FILES, &rq->base, &kx__v1__sandbox_files_reply__descriptor,
+            g_get_ms, reply);
+    if (rep != NULL && broker_error(rep->error, reply)) {
+        kx_pb_free(rep);
+        return NULL;
+    }
+    return rep;
+}
+
+static const char *query(const gw_request *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static const char *required_path(const gw_request *req, gw_reply *reply)
+{
+    const char *p = query(req, "path");
+    if (p == NULL || p[0] == '\0')
+        gw_reply_error(reply, MHD_HTTP_UNPROCESSABLE_CONTENT,
+                       "Query parameter 'path' is required");
+    return p != NULL && p[0] != '\0' ? p : NULL;
+}
+
+/* ---- files ------------------------------------------------------------------------------ */
+
+static json_t *file_json(const Kx__V1__SandboxFileInfo *f)
+{
+    char when[40] = "";
+    time_t t = (time_t)(f->mtime_unix_ms / 1000);
+    struct tm tm;
+    if (gmtime_r(&t, &tm) != NULL)
+        strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S+00:00", &tm);
+    char perm[8];
+    snprintf(perm, sizeof perm, "%04o", (unsigned)f->mode);
+    return json_pack("{s:s, s:s, s:b, s:I, s:s, s:s}", "name", f->name ? f->name : "", "path",
+                     f->path ? f->path : "", "is_dir", f->is_dir, "size", (json_int_t)f->size,
+                     "mod_time", when, "permissions", perm);
+}
+
+void gw_route_sandbox_files_list(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    char project[KX_UUID_LEN + 1];
+    if (!find_sandbox(app, req, FOR_READ, project, reply))
+        return;
+    const char *path = query(req, "path");
+    Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
+    rq.project_id = project;
+    rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_LIST;
+    rq.path = (char *)(path ? path : "/workspace");
+    Kx__V1__SandboxFilesReply *rep = files(app, req, &rq, reply);
+    if (rep == NULL)
+        return;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < rep->n_entries; i++)
+        json_array_append_new(arr, file_json(rep->entries[i]));
+    kx_pb_free(rep);
+    gw_reply_json(reply, MHD_HTTP_OK, json_pack("{s:o}", "files", arr));
+}
+
+/* filename*=UTF-8''<name, percent-encoded> */
+static void disposition(const char *name, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "attachment; filename*=UTF-8''");
+    for (const unsigned char *c = (const unsigned char *)name; *c && n + 4 < cap; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            strchr("-._~", *c) != NULL)
+            out[n++] = (char)*c;
+        else
+            n += (size_t)snprintf(out + n, cap - n, "%%%02X", *c);
+    }
+    out[n] = '\0';
+}
+
+void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    char project[KX_UUID_LEN + 1];
+    const char *path = required_path(req, reply);
+    if (path == NULL || !find_sandbox(app, req, FOR_READ, project, reply))
+        return;
+    size_t cap = 64 * 1024, len = 0;
+    char *buf = malloc(cap);
+    char name[512] = "file";
+    int64_t offset = 0;
+    for (bool eof = false; !eof;) {
+        Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
+        rq.project_id = project;
+        rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ;
+        rq.path = (char *)path;
+        rq.offset = offset;
+        Kx__V1__SandboxFilesReply *rep = buf != NULL ? files(app, req, &rq, reply) : NULL;
+        if (rep == NULL) {
+            if (buf == NULL)
+                gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
+            free(buf);
+            return;
+        }
+        if (rep->info != NULL && rep->info->name != NULL && rep->info->name[0] != '\0')
+            snprintf(name, sizeof name, "%s", rep->info->name);
+        if (len + rep->data.len > SANDBOX_DOWNLOAD_MAX) {
+            kx_pb_free(rep);
+            free(buf);
+            gw_reply_error(reply, MHD_HTTP_CONTENT_TOO_LARGE,
+                           "File is larger than the %zu MiB a download may carry",
+                           SANDBOX_DOWNLOAD_MAX >> 20);
+            return;
+        }
+        if (len + rep->data.len > cap) {
+            while (cap < len + rep->data.len)
+                cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (nb == NULL) {
+                kx_pb_free(rep);
+                free(buf);
+                gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
+                return;
+            }
+            buf = nb;
+        }
+        memcpy(buf + len, rep->data.data, rep->data.len);
+        len += rep->data.len;
+        offset = rep->next_offset;
+        eof = rep->eof || rep->data.len == 0;
+        kx_pb_free(rep);
+    }
+    struct MHD_Response *resp = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        free(buf);
+        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
+        return;
+    }
+    char cd[1800];
+    disposition(name, cd, sizeof cd);
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+    MHD_add_response_header(resp, "Content-Disposition", cd);
+    reply->status = MHD_HTTP_OK;
+    reply->resp = resp;
+}
+
+void gw_route_sandbox_files_upload(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    char project[KX_UUID_LEN + 1];
+    size_t flen = 0;
+    const char *path = req->form ? gw_form_get(req->form, "path", NULL) : NULL;
+    const char *data = req->form ? gw_form_get(req->form, "file", &flen) : NULL;
+    if (path == NULL || path[0] == '\0') {
+        gw_reply_error(reply, MHD_HTTP_UNPROCESSABLE_CONTENT, "Form field 'path' is required");
+        return;
+    }
+    if (data == NULL) {
+        gw_reply_error(reply, MHD_HTTP_UNPROCESSABLE_CONTENT,
+                       "Form field 'file' (an uploaded file) is required");
+        return;
+    }
+    if (!find_sandbox(app, req, FOR_WRITE, project, reply))
+        return;
+    int64_t mp = natsConnection_GetMaxPayload(kx_bus_conn(app->svc->bus));
+    size_t chunk = mp > 128 * 1024 ? (size_t)mp - 64 * 1024 : 64 * 1024;
+    size_t off = 0;
+    do {
+        size_t n = flen - off < chunk ? flen - off : chunk;
+        Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
+        rq.project_id = project;
+        rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_WRITE;
+        rq.path = (char *)path;
+        rq.mode = off == 0 ? KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_OVERWRITE
+                           : KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_AT;
+        rq.offset = off == 0 ? 0 : (int64_t)off;
+        rq.data.data = (uint8_t *)(data + off);
+        rq.data.len = n;
+        Kx__V1__SandboxFilesReply *rep = files(app, req, &rq, reply);
+        if (rep == NULL) {
+            if (off > 0) { /* a partial file is worse than none */
+                Kx__V1__SandboxFilesRequest del = KX__V1__SANDBOX_FILES_REQUEST__INIT;
+                gw_reply scratch = {0};
+                del.project_id = project;
+                del.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_DELETE;
+                del.path = (char *)path;
+                kx_pb_free(files(app, req, &del, &scratch));
+                gw_reply_free(&scratch);
+            }
+            return;
+        }
+        kx_pb_free(rep);
+        off += n;
+    } while (off < flen);
+    gw_reply_json(reply, MHD_HTTP_OK,
+                  json_pack("{s:s, s:b, s:s}", "status", "success", "created", 1, "path", path));
+}
+
+void gw_route_sandbox_files_delete(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    char project[KX_UUID_LEN + 1];
+    const char *path = required_path(req, reply);
+    if (path == NULL || !find_sandbox(app, req, FOR_WRITE, project, reply))
+        return;
+    Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
+    rq.project_id = project;
+    rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_DELETE;
+    rq.path = (char *)path;
+    rq.recursive = true;
+    Kx__V1__SandboxFilesReply *rep = files(app, req, &rq, reply);
+    if (rep == NULL)
+        return;
+    kx_pb_free(rep);
+    gw_reply_json(reply, MHD_HTTP_OK,
+                  json_pack("{s:s, s:b, s:s}", "status", "success", "deleted", 1, "path", path));
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------- */
+
+static Kx__V1__SandboxLifecycleReply *lifecycle(gw_app *app, const gw_request *req, const char *op,
+                                                const char *project, int64_t timeout_ms,
+                                                gw_reply *reply)
+{
+    Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
+    rq.project_id = (char *)project;
+    char subj[64];
+    snprintf(subj, sizeof subj, KX_SUBJ_SANDBOX_LIFECYCLE_PREFIX "%s", op);
+    Kx__V1__SandboxLifecycleReply *rep =
+        ask(app, req, subj, &rq.base, &kx__v1__sandbox_lifecycle_reply__descriptor, timeout_ms,
+            reply);
+    if (rep != NULL && (broker_error(rep->error, reply) || rep->sandbox == NULL)) {
+        if (rep->error == NULL)
+            gw_reply_error(reply, MHD_HTTP_BAD_GATEWAY, "The sandbox service sent no sandbox");
+        kx_pb_free(rep);
+        return NULL;
+    }
+    if (rep != NULL)
+        (void)gw_sandbox_record(app, rep->sandbox); /* the event may be lost: record it here */
+    return rep;
+}
+
+void gw_route_sandbox_delete(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    char project[KX_UUID_LEN + 1];
+    if (!find_sandbox(app, req, FOR_WRITE, project, reply))
+        return;
+    pthread_once(&g_once, read_timeouts);
+    Kx__V1__SandboxLifecycleReply *rep = lifecycle(app, req, "delete", project, g_get_ms, reply);
+    if (rep == NULL)
+        return;
+    if (rep->sandbox->id == NULL || rep->sandbox->id[0] == '\0') {
+        /* It was already gone on the broker: the row still says otherwise; say deleted. */
+        Kx__V1__SandboxInfo info = *rep->sandbox;
+        info.id = req->id;
+        info.project_id = project;
+        info.provider = "local";
+        info.broker = "";
+        (void)gw_sandbox_record(app, &info);
+    }
+    kx_pb_free(rep);
+    gw_reply_json(reply, MHD_HTTP_OK,
+                  json_pack("{s:s, s:b, s:s}", "status", "success", "deleted", 1, "sandbox_id",
+                            req->id));
+}
+
+void gw_route_sandbox_ensure_active(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    if (!kx_uuid_valid(req->id)) {
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Project not found");
+        return;
+    }
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return;
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT account_id::text FROM projects WHERE project_id = '%s'",
+             req->id);
+    kx_err err = KX_OK;
+    PGresult *r = kx_db_exec_sql(db, sql, &err);
+    bool ok = false;
+    if (r == NULL)
+        gw_reply_db_error(reply, err, "Failed to load the project");
+    else if (PQntuples(r) == 0)
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Project not found");
+    else if (strcmp(PQgetvalue(r, 0, 0), req->account) != 0)
+        gw_reply_error(reply, MHD_HTTP_FORBIDDEN, "Not authorized to access this project");
+    else
+        ok = true;
+    PQclear(r);
+    gw_db_put(app, db);
+    if (!ok)
+        return;
+    pthread_once(&g_once, read_timeouts);
+    Kx__V1__SandboxLifecycleReply *rep =
+        lifecycle(app, req, "ensure_active", req->id, g_create_ms, reply);
+    if (rep == NULL)
+        return;
+    gw_reply_json(reply, MHD_HTTP_OK,
+                  json_pack("{s:s, s:s, s:s}", "status", "success", "sandbox_id", rep->sandbox->id,
+                            "message", "Sandbox is active"));
+    kx_pb_free(rep);
+}
+
+/* ---- preview links ---------------------------------------------------------------------- */
+
+typedef struct qs {
+    char *buf;
+    size_t len, cap;
+} qs;
+
+static void qs_add_enc(qs *q, const char *s)
+{
+    for (const unsigned char *c = (const unsigned char *)s; *c && q->len + 4 < q->cap; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            strchr("-._~/", *c) != NULL)
+            q->buf[q->len++] = (char)*c;
+        else
+            q->len += (size_t)snprintf(q->buf + q->len, q->cap - q->len, "%%%02X", *c);
+    }
+    q->buf[q->len] = '\0';
+}
+
+/* The query string passed on: every argument but the gateway's own (token, preview_token). */
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value)
+{
+    qs *q = cls;
+    if (key == NULL || strcmp(key, "token") == 0 || strcmp(key, "preview_token") == 0)
+        return MHD_YES;
+    if (q->len + 2 < q->cap)
+        q->buf[q->len++] = strchr(q->buf, '?') == NULL ? '?' : '&';
+    q->buf[q->len] = '\0';
+    qs_add_enc(q, key);
+    if (value != NULL && q->len + 2 < q->cap) {
+        q->buf[q->len++] = '=';
+        q->buf[q->len] = '\0';
+        qs_add_enc(q, value);
+    }
+    return MHD_YES;
+}
+
+void gw_route_sandbox_preview(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    const char *rest = req->rest ? req->rest : "";
+    char *end = NULL;
+    long port = strtol(rest, &end, 10);
+    if (end == rest || (*end != '\0' && *end != '/') || port < 1 || port > 65535) {
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Preview port not found: expected 1..65535");
+        return;
+    }
+    char project[KX_UUID_LEN + 1];
+    if (!find_sandbox(app, req, FOR_PREVIEW, project, reply))
+        return;
+    const char *token = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Preview-Token");
+    if (token == NULL)
+        token = query(req, "preview_token");
+    if (token == NULL || token[0] == '\0' || strlen(token) > 64) {
+        gw_reply_error(reply, MHD_HTTP_UNAUTHORIZED,
+                       "A preview token is required: the X-Preview-Token header or the "
+                       "preview_token query parameter");
+        return;
+    }
+    pthread_once(&g_once, read_timeouts);
+    Kx__V1__SandboxPreviewRequest rq = KX__V1__SANDBOX_PREVIEW_REQUEST__INIT;
+    rq.project_id = project;
+    rq.port = (int32_t)port;
+    rq.token = (char *)token;
+    Kx__V1__SandboxPreviewReply *rep =
+        ask(app, req, KX_SUBJ_SANDBOX_PREVIEW, &rq.base,
+            &kx__v1__sandbox_preview_reply__descriptor, g_preview_ms, reply);
+    if (rep == NULL)
+        return;
+    if (broker_error(rep->error, reply) || kx_pb_str_empty(rep->relay)) {
+        if (rep->error == NULL)
+            gw_reply_error(reply, MHD_HTTP_BAD_GATEWAY, "The sandbox service gave no relay");
+        kx_pb_free(rep);
+        return;
+    }
+    char path[4096];
+    qs q = {.buf = path, .cap = sizeof path};
+    path[0] = '\0';
+    qs_add_enc(&q, *end == '/' ? end : "/");
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_arg, &q);
+    char preamble[200];
+    snprintf(preamble, sizeof preamble, "%s %ld %s", project, port, token);
+    gw_proxy_resp pr;
+    char why[300];
+    kx_err err = gw_proxy_fetch(rep->relay, preamble, req->method, path, (int)port,
+                                MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+                                                            MHD_HTTP_HEADER_ACCEPT),
+                                PREVIEW_MAX_BYTES, PREVIEW_FETCH_MS, &pr, why, sizeof why);
+    kx_pb_free(rep);
+    if (err != KX_OK) {
+        gw_reply_error(reply,
+                       err == KX_ERR_TIMEOUT ? MHD_HTTP_GATEWAY_TIMEOUT : MHD_HTTP_BAD_GATEWAY,
+                       "%s", why);
+        return;
+    }
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(pr.body_len, pr.body, MHD_RESPMEM_MUST_FREE);
+    if (resp == NULL) {
+        gw_proxy_resp_free(&pr);
+        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
+        return;
+    }
+    pr.body = NULL; /* libmicrohttpd frees it */
+    for (size_t i = 0; i < pr.nheaders; i++)
+        MHD_add_response_header(resp, pr.names[i], pr.values[i]);
+    reply->status = pr.status;
+    reply->resp = resp;
+    gw_proxy_resp_free(&pr);
+}

@@ -1,0 +1,31 @@
+/* sandbox_routes.h — the sandbox routes (routes_sandbox.c) and the recorder of the
+ * sandbox-broker's state events (sandbox_state.c): what the gateway knows of sandboxes.
+ *
+ * projects.sandbox is written only here (the broker holds no database URL): by
+ * gw_sandbox_record, from kx.sandbox.state events and from the replies of ensure-active and
+ * delete. A value older (updated_unix_ms) than the row's is dropped, so replays are harmless.
+ * Ownership: the SandboxInfo passed in is borrowed. */
+#ifndef GW_SANDBOX_ROUTES_H
+#define GW_SANDBOX_ROUTES_H
+
+#include "gateway.h"
+#include "kx/err.h"
+#include "kx/pb.h"
+
+/* Records info on its project's projects.sandbox (see above); any thread. */
+kx_err gw_sandbox_record(gw_app *app, const Kx__V1__SandboxInfo *info);
+
+/* sandbox_state.c: subscribes kx.sandbox.state (queue group gateway-sandbox-state). */
+kx_err gw_sandbox_state_start(gw_app *app);
+/* Drains that subscription (before the pool is freed); a no-op when not started. */
+void gw_sandbox_state_stop(void);
+
+void gw_route_sandbox_files_list(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_sandbox_files_upload(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_sandbox_files_delete(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_sandbox_delete(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_sandbox_ensure_active(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_sandbox_preview(gw_app *app, gw_request *req, gw_reply *reply);
+
+#endif

@@ -1,0 +1,680 @@
+/* test_sandbox_lifecycle.c — a project's sandbox from creation to deletion, its preview links
+ * and the gateway's sandbox routes, with the whole stack (real NATS, Postgres, bubblewrap):
+ *   - kx.sandbox.create/get/start/stop/archive/delete/ensure_active over the bus: one id from
+ *     creation to deletion, files kept across stop and archive, gone after delete;
+ *   - a server started in the background by one command answers the next command;
+ *   - auto-stop and auto-archive with short intervals, recorded on projects.sandbox by the
+ *     gateway from the broker's state events;
+ *   - a creation that fails leaves nothing behind (no uid record, no record) and the next call
+ *     succeeds;
+ *   - the gateway: ensure-active, files (upload in chunks, list, content, delete), delete, with
+ *     404/403/422 and another account refused;
+ *   - a preview link: a web server in the sandbox, its page fetched through the gateway; another
+ *     account 404, a wrong token 403, no token 401, a port nobody listens on 502. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "kx/bus.h"
+#include "kx/pb.h"
+#include "kx/time.h"
+#include "kx/uuid.h"
+#include "stack.h"
+
+static kx_th_stack g_stack;
+static kx_bus *g_bus;
+
+static const char *const STACK_ENV[] = {
+    "KX_SANDBOX_AUTO_STOP_MS=1500",
+    "KX_SANDBOX_AUTO_ARCHIVE_MS=1500",
+    "KX_MAX_BODY_BYTES=4194304",
+    NULL,
+};
+
+/* ---- bus helpers ------------------------------------------------------------------------ */
+
+typedef Kx__V1__SandboxLifecycleReply life_t;
+
+/* An error's code and message, "(none)" when there is no error. */
+static const char *code_of(const Kx__V1__Error *e)
+{
+    return e != NULL && e->code != NULL ? e->code : "(none)";
+}
+static const char *msg_of(const Kx__V1__Error *e)
+{
+    return e != NULL && e->message != NULL ? e->message : "(none)";
+}
+
+static life_t *life(const char *op, const char *project)
+{
+    Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
+    rq.project_id = (char *)project;
+    char subj[64];
+    snprintf(subj, sizeof subj, "kx.sandbox.%s", op);
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(30000), project);
+    natsMsg *reply = NULL;
+    kx_err err = kx_bus_request_pb(g_bus, subj, &rq.base, &meta, &reply);
+    if (err != KX_OK)
+        fail_msg("%s failed: %s", subj, kx_err_str(err));
+    life_t *rep = kx_pb_unpack(&kx__v1__sandbox_lifecycle_reply__descriptor,
+                               natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(rep);
+    return rep;
+}
+
+/* op must succeed; returns the sandbox's state (static buffer) and fills id if not NULL. */
+static const char *life_ok(const char *op, const char *project, char id[KX_UUID_LEN + 1])
+{
+    static char state[32];
+    life_t *r = life(op, project);
+    if (r->error != NULL)
+        fail_msg("%s: %s: %s", op, r->error->code, r->error->message);
+    assert_non_null(r->sandbox);
+    snprintf(state, sizeof state, "%s", r->sandbox->state);
+    if (id != NULL)
+        snprintf(id, KX_UUID_LEN + 1, "%s", r->sandbox->id);
+    assert_string_equal(r->sandbox->provider, "local");
+    kx_pb_free(r);
+    return state;
+}
+
+static void life_err(const char *op, const char *project, const char *code)
+{
+    life_t *r = life(op, project);
+    if (r->error == NULL)
+        fail_msg("%s: expected %s, got state %s", op, code, r->sandbox ? r->sandbox->state : "");
+    assert_string_equal(code_of(r->error), code);
+    kx_pb_free(r);
+}
+
+static Kx__V1__SandboxExecResult *exec_in(const char *project, const char *command, bool blocking)
+{
+    char id[KX_UUID_LEN + 1];
+    kx_uuid_new(id);
+    Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
+    rq.exec_id = id;
+    rq.project_id = (char *)project;
+    rq.command = (char *)command;
+    rq.blocking = blocking;
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(30000), project);
+    natsMsg *reply = NULL;
+    kx_err err = kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_EXEC, &rq.base, &meta, &reply);
+    if (err != KX_OK)
+        fail_msg("exec '%s' failed: %s", command, kx_err_str(err));
+    Kx__V1__SandboxExecResult *res =
+        kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(res);
+    if (res->error != NULL)
+        fail_msg("exec '%s' refused: %s", command, res->error->message);
+    return res;
+}
+
+/* A blocking command; its stdout (malloc'd), asserting exit 0. */
+static char *sh(const char *project, const char *command)
+{
+    Kx__V1__SandboxExecResult *res = exec_in(project, command, true);
+    if (res->exit_code != 0)
+        fail_msg("'%s' exited %d: %s%s", command, res->exit_code, res->stdout, res->stderr);
+    char *out = strdup(res->stdout);
+    kx_pb_free(res);
+    return out;
+}
+
+static Kx__V1__SandboxPreviewReply *preview(const char *project, int port, const char *token)
+{
+    Kx__V1__SandboxPreviewRequest rq = KX__V1__SANDBOX_PREVIEW_REQUEST__INIT;
+    rq.project_id = (char *)project;
+    rq.port = port;
+    rq.token = (char *)(token ? token : "");
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(10000), project);
+    natsMsg *reply = NULL;
+    assert_int_equal(kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_PREVIEW, &rq.base, &meta, &reply),
+                     KX_OK);
+    Kx__V1__SandboxPreviewReply *rep =
+        kx_pb_unpack(&kx__v1__sandbox_preview_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(rep);
+    return rep;
+}
+
+static bool exists(const char *project, const char *rel)
+{
+    char p[1200];
+    snprintf(p, sizeof p, "%s/%s/%s", g_stack.sandbox_root, project, rel);
+    struct stat st;
+    return lstat(p, &st) == 0;
+}
+
+/* Waits (at most timeout_ms) for `get` to say state. */
+static bool wait_state(const char *project, const char *state, int64_t timeout_ms)
+{
+    int64_t until = kx_mono_ms() + timeout_ms;
+    while (kx_mono_ms() < until) {
+        life_t *r = life("get", project);
+        bool ok = r->sandbox != NULL && strcmp(r->sandbox->state, state) == 0;
+        kx_pb_free(r);
+        if (ok)
+            return true;
+        usleep(100 * 1000);
+    }
+    return false;
+}
+
+/* A project row of account (so the gateway can find it). */
+static void make_project(const char *project, const char *account)
+{
+    const char *p[] = {project, account};
+    PGresult *r = kx_th_sql(&g_stack,
+                            "INSERT INTO projects (project_id, name, account_id) "
+                            "VALUES ($1::uuid, 'sandbox test', $2::uuid)",
+                            2, p);
+    assert_non_null(r);
+    PQclear(r);
+}
+
+static char *row_sandbox(const char *project, const char *key)
+{
+    char sql[200];
+    snprintf(sql, sizeof sql, "SELECT sandbox->>'%s' FROM projects WHERE project_id = $1::uuid",
+             key);
+    const char *p[] = {project};
+    return kx_th_sql_value(&g_stack, sql, 1, p);
+}
+
+static bool wait_row_state(const char *project, const char *state, int64_t timeout_ms)
+{
+    int64_t until = kx_mono_ms() + timeout_ms;
+    while (kx_mono_ms() < until) {
+        char *v = row_sandbox(project, "state");
+        bool ok = v != NULL && strcmp(v, state) == 0;
+        free(v);
+        if (ok)
+            return true;
+        usleep(100 * 1000);
+    }
+    return false;
+}
+
+/* ---- cases ------------------------------------------------------------------------------ */
+
+static void test_lifecycle_over_the_bus(void **state)
+{
+    char p[KX_UUID_LEN + 1], id[KX_UUID_LEN + 1], id2[KX_UUID_LEN + 1];
+    kx_uuid_new(p);
+    life_err("get", p, "not_found");
+    life_err("start", p, "not_found");
+    life_err("stop", p, "not_found");
+    assert_string_equal(life_ok("create", p, id), "running");
+    assert_true(kx_uuid_valid(id));
+    assert_string_equal(life_ok("create", p, id2), "running"); /* idempotent: the same one */
+    assert_string_equal(id, id2);
+    assert_string_equal(life_ok("get", p, id2), "running");
+    assert_string_equal(id, id2);
+    free(sh(p, "echo kept > kept.txt"));
+    /* The session's state was saved and renamed into place by the broker: no temporary left. */
+    free(sh(p, "cd sub 2>/dev/null || mkdir sub; export KX_T=1"));
+    char *ls = sh(p, "ls -a .kx-session");
+    assert_null(strstr(ls, ".tmp."));
+    assert_non_null(strstr(ls, ".env"));
+    free(ls);
+
+    assert_string_equal(life_ok("stop", p, NULL), "stopped");
+    assert_string_equal(life_ok("get", p, NULL), "stopped");
+    assert_string_equal(life_ok("start", p, id2), "running");
+    assert_string_equal(id, id2);
+    char *out = sh(p, "cat kept.txt");
+    assert_string_equal(out, "kept\n");
+    free(out);
+
+    assert_string_equal(life_ok("archive", p, NULL), "archived");
+    assert_string_equal(life_ok("stop", p, NULL), "archived"); /* stop keeps it archived */
+    assert_true(exists(p, "workspace/kept.txt"));
+    assert_string_equal(life_ok("ensure_active", p, id2), "running");
+    assert_string_equal(id, id2);
+    out = sh(p, "cat kept.txt");
+    assert_string_equal(out, "kept\n");
+    free(out);
+
+    assert_string_equal(life_ok("delete", p, NULL), "deleted");
+    assert_false(exists(p, ""));
+    life_err("get", p, "not_found");
+    assert_string_equal(life_ok("delete", p, NULL), "deleted"); /* idempotent */
+    /* A command afterwards makes a new sandbox, with a new id and no old file. */
+    out = sh(p, "ls");
+    assert_string_equal(out, "");
+    free(out);
+    assert_string_equal(life_ok("get", p, id2), "running");
+    assert_string_not_equal(id, id2);
+    life_ok("delete", p, NULL);
+
+    life_err("get", "not-a-uuid", "invalid_argument");
+}
+
+static void test_background_server_survives_between_commands(void **state)
+{
+    char p[KX_UUID_LEN + 1];
+    kx_uuid_new(p);
+    Kx__V1__SandboxExecResult *bg =
+        exec_in(p,
+                "echo hello-from-bg > index.html; exec python3 -m http.server 8123 "
+                "--bind 127.0.0.1",
+                false);
+    assert_true(bg->started);
+    kx_pb_free(bg);
+    char *out = NULL;
+    for (int i = 0; i < 100; i++) {
+        free(out);
+        out = sh(p,
+                 "python3 -c \"import urllib.request as u\n"
+                 "try: print(u.urlopen('http://127.0.0.1:8123/index.html').read().decode())\n"
+                 "except Exception as e: print('no', e)\"");
+        if (strncmp(out, "hello-from-bg", 13) == 0)
+            break;
+        usleep(100 * 1000);
+    }
+    assert_string_equal(out, "hello-from-bg\n\n");
+    free(out);
+    life_ok("delete", p, NULL);
+}
+
+static void test_auto_stop_and_archive_recorded(void **state)
+{
+    char p[KX_UUID_LEN + 1], account[KX_UUID_LEN + 1], id[KX_UUID_LEN + 1];
+    kx_uuid_new(p);
+    kx_uuid_new(account);
+    make_project(p, account);
+    assert_string_equal(life_ok("create", p, id), "running");
+    assert_true(wait_row_state(p, "running", 5000));
+    char *rid = row_sandbox(p, "id");
+    assert_non_null(rid);
+    assert_string_equal(rid, id);
+    free(rid);
+    char *prov = row_sandbox(p, "provider");
+    assert_string_equal(prov, "local");
+    free(prov);
+    /* Idle 1.5 s: stopped; stopped 1.5 s more: archived (sweeps every ~375 ms). */
+    assert_true(wait_state(p, "stopped", 15000) || wait_state(p, "archived", 100));
+    assert_true(wait_state(p, "archived", 15000));
+    assert_true(wait_row_state(p, "archived", 5000));
+    assert_true(exists(p, "workspace"));
+    assert_string_equal(life_ok("ensure_active", p, NULL), "running");
+    assert_true(wait_row_state(p, "running", 5000));
+    life_ok("delete", p, NULL);
+    assert_true(wait_row_state(p, "deleted", 5000));
+}
+
+/* Whether any uid record under <root>/.uids names project. */
+static bool uid_recorded(const char *project)
+{
+    char dir[700];
+    snprintf(dir, sizeof dir, "%s/.uids", g_stack.sandbox_root);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return false;
+    bool found = false;
+    struct dirent *de;
+    while (!found && (de = readdir(d)) != NULL) {
+        char path[1000], buf[64] = "";
+        snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+        found = strcasecmp(buf, project) == 0;
+    }
+    closedir(d);
+    return found;
+}
+
+static void test_failed_creation_leaves_nothing(void **state)
+{
+    char p[KX_UUID_LEN + 1];
+    kx_uuid_new(p);
+    /* A file where the project's directory goes: the workspace cannot be made. */
+    char path[800];
+    snprintf(path, sizeof path, "%s/%s", g_stack.sandbox_root, p);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fclose(f);
+    life_t *r = life("create", p);
+    assert_string_equal(code_of(r->error), "internal");
+    assert_non_null(strstr(msg_of(r->error), "workspace"));
+    kx_pb_free(r);
+    assert_false(uid_recorded(p));
+    life_err("get", p, "not_found");
+    unlink(path);
+    char id[KX_UUID_LEN + 1];
+    assert_string_equal(life_ok("create", p, id), "running"); /* the next call succeeds */
+    assert_true(uid_recorded(p));
+    life_ok("delete", p, NULL);
+    assert_false(uid_recorded(p));
+}
+
+/* ---- the gateway ------------------------------------------------------------------------ */
+
+static long http(const char *method, const char *path, const char *token, const char *ct,
+                 const char *body, size_t len, kx_http_resp *out)
+{
+    kx_http_resp tmp;
+    kx_http_resp *r = out ? out : &tmp;
+    assert_int_equal(kx_th_http(&g_stack, method, path, token, ct, body, len, r), KX_OK);
+    long st = r->status;
+    if (out == NULL)
+        kx_http_resp_free(&tmp);
+    return st;
+}
+
+static long upload(const char *sid, const char *token, const char *path, const char *data,
+                   size_t dlen)
+{
+    /* multipart by hand: a file part with a filename, binary-safe. */
+    const char *b = "kxboundary7f3a";
+    size_t cap = dlen + 1024, n = 0;
+    char *body = malloc(cap);
+    n += (size_t)snprintf(body + n, cap - n,
+                          "--%s\r\nContent-Disposition: form-data; name=\"path\"\r\n\r\n%s\r\n"
+                          "--%s\r\nContent-Disposition: form-data; name=\"file\"; "
+                          "filename=\"f.bin\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+                          b, path, b);
+    memcpy(body + n, data, dlen);
+    n += dlen;
+    n += (size_t)snprintf(body + n, cap - n, "\r\n--%s--\r\n", b);
+    char ct[100];
+    snprintf(ct, sizeof ct, "multipart/form-data; boundary=%s", b);
+    char url[200];
+    snprintf(url, sizeof url, "/api/sandboxes/%s/files", sid);
+    kx_http_resp r;
+    long st = http("POST", url, token, ct, body, n, &r);
+    if (st != 200)
+        fprintf(stderr, "upload: %ld %s\n", st, r.body);
+    kx_http_resp_free(&r);
+    free(body);
+    return st;
+}
+
+static void test_gateway_routes(void **state)
+{
+    char p[KX_UUID_LEN + 1], a[KX_UUID_LEN + 1], other[KX_UUID_LEN + 1], url[400];
+    kx_uuid_new(p);
+    kx_uuid_new(a);
+    kx_uuid_new(other);
+    make_project(p, a);
+    char *ta = kx_th_stack_token(&g_stack, a), *tb = kx_th_stack_token(&g_stack, other);
+
+    /* ensure-active: the owner only. */
+    snprintf(url, sizeof url, "/api/project/%s/sandbox/ensure-active", p);
+    long st = 0;
+    json_t *j = kx_th_json(&g_stack, "POST", url, tb, NULL, &st);
+    assert_int_equal(st, 403);
+    json_decref(j);
+    j = kx_th_json(&g_stack, "POST", "/api/project/nope/sandbox/ensure-active", ta, NULL, &st);
+    assert_int_equal(st, 404);
+    assert_string_equal(json_string_value(json_object_get(j, "detail")), "Project not found");
+    json_decref(j);
+    j = kx_th_json(&g_stack, "POST", url, ta, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(j, "status")), "success");
+    assert_string_equal(json_string_value(json_object_get(j, "message")), "Sandbox is active");
+    char sid[KX_UUID_LEN + 1];
+    snprintf(sid, sizeof sid, "%s", json_string_value(json_object_get(j, "sandbox_id")));
+    json_decref(j);
+    char *rid = row_sandbox(p, "id");
+    assert_string_equal(rid, sid); /* recorded from the reply */
+    free(rid);
+
+    /* Upload a file larger than one bus message (chunks), binary. */
+    size_t big = 1536 * 1024;
+    char *data = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        data[i] = (char)(i * 7 + (i >> 9));
+    assert_int_equal(upload(sid, ta, "/workspace/dir/big.bin", data, big), 200);
+    assert_int_equal(upload(sid, tb, "/workspace/dir/evil.bin", "x", 1), 403);
+    assert_int_equal(upload("00000000-0000-4000-8000-000000000000", ta, "a", "x", 1), 404);
+
+    /* List. */
+    snprintf(url, sizeof url, "/api/sandboxes/%s/files?path=/workspace/dir", sid);
+    j = kx_th_json(&g_stack, "GET", url, ta, NULL, &st);
+    assert_int_equal(st, 200);
+    json_t *files = json_object_get(j, "files");
+    assert_int_equal(json_array_size(files), 1);
+    json_t *f0 = json_array_get(files, 0);
+    assert_string_equal(json_string_value(json_object_get(f0, "name")), "big.bin");
+    assert_string_equal(json_string_value(json_object_get(f0, "path")), "/workspace/dir/big.bin");
+    assert_int_equal(json_integer_value(json_object_get(f0, "size")), big);
+    assert_true(json_is_false(json_object_get(f0, "is_dir")));
+    assert_non_null(json_string_value(json_object_get(f0, "mod_time")));
+    json_decref(j);
+    j = kx_th_json(&g_stack, "GET", url, tb, NULL, &st);
+    assert_int_equal(st, 403);
+    json_decref(j);
+
+    /* Content: every byte back. */
+    snprintf(url, sizeof url, "/api/sandboxes/%s/files/content?path=/workspace/dir/big.bin", sid);
+    kx_http_resp r;
+    assert_int_equal(http("GET", url, ta, NULL, NULL, 0, &r), 200);
+    assert_int_equal(r.len, big);
+    assert_memory_equal(r.body, data, big);
+    assert_string_equal(r.content_type, "application/octet-stream");
+    kx_http_resp_free(&r);
+    assert_int_equal(http("GET", url, tb, NULL, NULL, 0, NULL), 403);
+    snprintf(url, sizeof url, "/api/sandboxes/%s/files/content", sid);
+    assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 422);
+    snprintf(url, sizeof url, "/api/sandboxes/%s/files/content?path=../../etc/passwd", sid);
+    assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 400);
+    free(data);
+
+    /* Delete a file. */
+    snprintf(url, sizeof url, "/api/sandboxes/%s/files?path=/workspace/dir/big.bin", sid);
+    assert_int_equal(http("DELETE", url, tb, NULL, NULL, 0, NULL), 403);
+    j = kx_th_json(&g_stack, "DELETE", url, ta, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_true(json_is_true(json_object_get(j, "deleted")));
+    json_decref(j);
+    snprintf(url, sizeof url, "/api/sandboxes/%s/files/content?path=/workspace/dir/big.bin", sid);
+    assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 404);
+
+    /* Delete the sandbox: then it is not found. */
+    snprintf(url, sizeof url, "/api/sandboxes/%s", sid);
+    assert_int_equal(http("DELETE", url, tb, NULL, NULL, 0, NULL), 403);
+    assert_int_equal(http("DELETE", url, ta, NULL, NULL, 0, NULL), 200);
+    char *stt = row_sandbox(p, "state");
+    assert_string_equal(stt, "deleted");
+    free(stt);
+    snprintf(url, sizeof url, "/api/sandboxes/%s/files?path=/workspace", sid);
+    j = kx_th_json(&g_stack, "GET", url, ta, NULL, &st);
+    assert_int_equal(st, 404);
+    assert_string_equal(json_string_value(json_object_get(j, "detail")), "Sandbox not found");
+    json_decref(j);
+    assert_false(exists(p, "workspace"));
+    free(ta);
+    free(tb);
+}
+
+static void test_preview_link(void **state)
+{
+    char p[KX_UUID_LEN + 1], a[KX_UUID_LEN + 1], other[KX_UUID_LEN + 1], url[600];
+    kx_uuid_new(p);
+    kx_uuid_new(a);
+    kx_uuid_new(other);
+    make_project(p, a);
+    char *ta = kx_th_stack_token(&g_stack, a), *tb = kx_th_stack_token(&g_stack, other);
+
+    /* A run's command starts a web server in the background. */
+    free(sh(p, "mkdir -p site && echo '<h1>preview works</h1>' > site/index.html"));
+    Kx__V1__SandboxExecResult *bg =
+        exec_in(p, "cd site && exec python3 -m http.server 8321 --bind 127.0.0.1", false);
+    kx_pb_free(bg);
+    /* expose_port: a link and a token. */
+    Kx__V1__SandboxPreviewReply *pv = preview(p, 8321, NULL);
+    if (pv->error != NULL)
+        fail_msg("preview: %s", pv->error->message);
+    char sid[KX_UUID_LEN + 1], token[64];
+    snprintf(sid, sizeof sid, "%s", pv->sandbox_id);
+    snprintf(token, sizeof token, "%s", pv->token);
+    char want[200];
+    snprintf(want, sizeof want, "/api/sandboxes/%s/preview/8321/", sid);
+    assert_string_equal(pv->url, want);
+    assert_int_equal(strlen(token), 32);
+    kx_pb_free(pv);
+    assert_true(wait_row_state(p, "running", 5000)); /* the event recorded the sandbox */
+
+    snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8321/index.html?preview_token=%s", sid,
+             token);
+    kx_http_resp r;
+    long st = 0;
+    for (int i = 0; i < 100; i++) {
+        st = http("GET", url, ta, NULL, NULL, 0, &r);
+        if (st == 200)
+            break;
+        kx_http_resp_free(&r);
+        usleep(100 * 1000);
+    }
+    assert_int_equal(st, 200);
+    assert_non_null(strstr(r.body, "<h1>preview works</h1>"));
+    assert_non_null(strstr(r.content_type, "text/html"));
+    kx_http_resp_free(&r);
+    /* The directory page (the server's own listing) through the prefix. */
+    snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8321/?preview_token=%s", sid, token);
+    assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 200);
+
+    /* Another account: 404, as for an unknown sandbox. */
+    snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8321/index.html?preview_token=%s", sid,
+             token);
+    assert_int_equal(http("GET", url, tb, NULL, NULL, 0, NULL), 404);
+    assert_int_equal(http("GET", url, NULL, NULL, NULL, 0, NULL), 401);
+    /* A wrong token, and none. */
+    snprintf(
+        url, sizeof url,
+        "/api/sandboxes/%s/preview/8321/index.html?preview_token=0123456789abcdef0123456789abcdef",
+        sid);
+    assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 403);
+    snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8321/index.html", sid);
+    assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 401);
+    /* A token for port 8322, which nobody listens on: a clean 502 with a detail. */
+    pv = preview(p, 8322, NULL);
+    assert_null(pv->error);
+    snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8322/?preview_token=%s", sid, pv->token);
+    kx_pb_free(pv);
+    assert_int_equal(http("GET", url, ta, NULL, NULL, 0, &r), 502);
+    assert_non_null(strstr(r.body, "8322"));
+    kx_http_resp_free(&r);
+    /* The token of one port does not open another. */
+    snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8322/?preview_token=%s", sid, token);
+    assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 403);
+    /* A bad port. */
+    snprintf(url, sizeof url, "/api/sandboxes/%s/preview/70000/?preview_token=%s", sid, token);
+    assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 404);
+    pv = preview(p, 0, NULL);
+    assert_string_equal(code_of(pv->error), "invalid_argument");
+    kx_pb_free(pv);
+
+    life_ok("delete", p, NULL);
+    free(ta);
+    free(tb);
+}
+
+static void test_broker_restart_keeps_files(void **state)
+{
+    char p[KX_UUID_LEN + 1], id[KX_UUID_LEN + 1], id2[KX_UUID_LEN + 1];
+    kx_uuid_new(p);
+    assert_string_equal(life_ok("create", p, id), "running");
+    free(sh(p, "echo survives > s.txt"));
+    kx_th_proc *broker = kx_th_stack_proc(&g_stack, "sandbox-broker");
+    assert_non_null(broker);
+    assert_int_equal(kx_th_stack_proc_stop(&g_stack, broker), 0);
+    assert_int_equal(kx_th_stack_proc_start(&g_stack, broker, 20000), KX_OK);
+    /* The record is there (stopped: its processes ended with the old broker), the files too. */
+    const char *st = NULL;
+    for (int i = 0; i < 50; i++) { /* the new broker's subscriptions reach NATS */
+        life_t *r = life("get", p);
+        bool ok = r->sandbox != NULL;
+        kx_pb_free(r);
+        if (ok)
+            break;
+        usleep(100 * 1000);
+    }
+    st = life_ok("get", p, id2);
+    assert_string_equal(st, "stopped");
+    assert_string_equal(id, id2);
+    char *out = sh(p, "cat s.txt");
+    assert_string_equal(out, "survives\n");
+    free(out);
+    assert_string_equal(life_ok("get", p, id2), "running");
+    assert_string_equal(id, id2);
+    life_ok("delete", p, NULL);
+}
+
+/* ---- setup ------------------------------------------------------------------------------ */
+
+static int group_setup(void **state)
+{
+    if (nats_Open(-1) != NATS_OK)
+        return -1;
+    kx_th_stack_opts opts = {.env = STACK_ENV};
+    if (kx_th_stack_start(&opts, &g_stack) != KX_OK)
+        return -1;
+    if (kx_bus_connect(g_stack.nats.url, "it-lifecycle", &g_bus) != KX_OK)
+        return -1;
+    for (int i = 0; i < 500 && !kx_bus_connected(g_bus); i++)
+        usleep(10 * 1000);
+    char p[KX_UUID_LEN + 1];
+    kx_uuid_new(p);
+    for (int i = 0; i < 50; i++) {
+        Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
+        rq.project_id = p;
+        kx_bus_meta meta;
+        kx_bus_meta_init(&meta, kx_deadline_in(5000), p);
+        natsMsg *reply = NULL;
+        if (kx_bus_request_pb(g_bus, "kx.sandbox.get", &rq.base, &meta, &reply) == KX_OK) {
+            natsMsg_Destroy(reply);
+            return 0;
+        }
+        usleep(100 * 1000);
+    }
+    return -1;
+}
+
+static int group_teardown(void **state)
+{
+    kx_bus_close(g_bus, 2000);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lifecycle_over_the_bus),
+        cmocka_unit_test(test_background_server_survives_between_commands),
+        cmocka_unit_test(test_auto_stop_and_archive_recorded),
+        cmocka_unit_test(test_failed_creation_leaves_nothing),
+        cmocka_unit_test(test_gateway_routes),
+        cmocka_unit_test(test_preview_link),
+        cmocka_unit_test(test_broker_restart_keeps_files),
+    };
+    if (getenv("KX_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("KX_TEST_FILTER"));
+    int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
+    if (kx_th_stack_stop(&g_stack, failed != 0) != 0)
+        failed++;
+    return failed;
+}
