@@ -20,6 +20,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include "chunks.h"
 #include "kx/bus.h"
 #include "kx/time.h"
 #include "llm.h"
@@ -87,6 +88,7 @@ struct run {
     bool xml_call;
     char assistant_message_id[40];
     tools_pending tool;
+    chunks chunks; /* the text deltas not yet published (run_chunks.c) */
 };
 
 /* Creates the run for a successful claim, holds it in the runner and queues its first step.
@@ -106,5 +108,10 @@ void run_handback(run *r, const char *why);
 void run_free(run *r);
 
 const char *run_state_name(run_state s);
+
+/* run_chunks.c: the run's text deltas, coalesced (chunks.h) into chunk events with the run's
+ * "sequence"; the coalescer holds text back while the publisher is busy. */
+void run_chunks_init(run *r);
+void run_stream_text(run *r, const char *delta, size_t len);
 
 #endif
