@@ -601,8 +601,8 @@ static kx_err ensure_stream(kx_bus *bus, const stream_def *d)
     jsErrCode jerr = 0;
     natsStatus s = js_GetStreamInfo(&si, bus->js, d->name, NULL, &jerr);
     int64_t want_bytes = d->max_bytes > 0 ? d->max_bytes : -1;
-    if (s == NATS_OK && ((d->allow_direct && !si->Config->AllowDirect) ||
-                         si->Config->MaxBytes != want_bytes)) {
+    if (s == NATS_OK &&
+        ((d->allow_direct && !si->Config->AllowDirect) || si->Config->MaxBytes != want_bytes)) {
         /* Created by an older version or with another byte limit: update it (an update keeps
          * the messages; a smaller limit drops the oldest). */
         if (si->Config->MaxBytes != want_bytes)

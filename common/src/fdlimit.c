@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
@@ -12,9 +13,15 @@ static uint64_t nr_open(void)
     FILE *f = fopen("/proc/sys/fs/nr_open", "re");
     if (f == NULL)
         return 0;
+    char buf[32] = "";
+    char *end = NULL;
     unsigned long long v = 0;
-    if (fscanf(f, "%llu", &v) != 1)
-        v = 0;
+    if (fgets(buf, sizeof buf, f) != NULL) {
+        errno = 0;
+        v = strtoull(buf, &end, 10);
+        if (errno != 0 || end == buf)
+            v = 0;
+    }
     fclose(f);
     return (uint64_t)v;
 }

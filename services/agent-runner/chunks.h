@@ -29,7 +29,8 @@
 #include "kx/err.h"
 #include "kx/loop.h"
 
-#define CHUNKS_MAX_EVENT (64u * 1024u) /* even all escaped (\\u0001 twice: 7 bytes each), < 768 KiB */
+#define CHUNKS_MAX_EVENT \
+    (64u * 1024u) /* even all escaped (\\u0001 twice: 7 bytes each), < 768 KiB */
 
 /* Emits text[0..len) as one chunk event (len > 0). */
 typedef void (*chunks_emit_fn)(void *arg, const char *text, size_t len);

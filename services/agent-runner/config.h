@@ -61,7 +61,9 @@ typedef struct runner_config {
     int64_t drain_timeout_ms; /* KX_DRAIN_TIMEOUT_MS (for the log line; kx_svc enforces it) */
     int64_t wall_time_s;      /* KX_RUN_WALL_TIME_S: counted from the claim (started_at), the
                                   * same rule as the scheduler's reaper */
-    int64_t event_coalesce_ms;    /* KX_EVENT_COALESCE_MS: text deltas gathered this long (chunks.h) */
+
+    /* run events (chunks.h, publisher.h) */
+    int64_t event_coalesce_ms;    /* KX_EVENT_COALESCE_MS: text deltas gathered this long */
     int64_t event_coalesce_bytes; /* KX_EVENT_COALESCE_BYTES: ... or until this many bytes */
     int64_t events_max_pending;   /* KX_EVENTS_MAX_PENDING: event publishes awaiting acks */
     int64_t events_ack_wait_ms;   /* KX_EVENTS_ACK_WAIT_MS: an event publish's ack deadline */

@@ -119,8 +119,8 @@ char *events_row_json(const char *message_id, const char *thread_id, const char 
                       const json_t *content, const json_t *metadata, const char *created_at,
                       const char *updated_at)
 {
-    char *out = row_text(message_id, thread_id, type, is_llm, content, metadata, created_at,
-                         updated_at);
+    char *out =
+        row_text(message_id, thread_id, type, is_llm, content, metadata, created_at, updated_at);
     /* Too large for the bus: cut the long strings, keeping less each time, until it fits. */
     for (size_t max = 256u * 1024u; out != NULL && strlen(out) > EVENTS_INLINE_MAX && max >= 512;
          max /= 2) {

@@ -62,8 +62,9 @@ static int attempt_of(natsMsg *m)
         return 1;
     if (strcmp(v, "error") == 0)
         return MAX_ATTEMPTS + 1;
-    int n = atoi(v);
-    return n > 0 ? n : 1;
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    return end != v && n > 0 && n <= MAX_ATTEMPTS ? (int)n : 1;
 }
 
 /* ---- sending (loop thread) ---- */
@@ -174,9 +175,8 @@ static void dispose_failure(void *arg)
 static void publish_error_for(publisher *p, natsMsg *m, const char *why)
 {
     const char *subject = natsMsg_GetSubject(m);
-    Kx__V1__RunEvent *ev =
-        kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
-                     (size_t)natsMsg_GetDataLength(m));
+    Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
+                                        (size_t)natsMsg_GetDataLength(m));
     if (ev == NULL) {
         kx_error("events: a failed event on %s cannot be read back; lost: %s", subject, why);
         return;
@@ -230,8 +230,8 @@ static void on_failure(kx_loop *loop, void *arg)
             kx_counter_add(counter("kx_runner_events_retried_total",
                                    "Run event publishes retried after a failure"),
                            1);
-            kx_warn("events: publish to %s failed (%s); retry %d of %d", natsMsg_GetSubject(f->msg),
-                    f->why, attempt, MAX_ATTEMPTS - 1);
+            kx_warn("events: publish to %s failed (%s); retry %d of %d",
+                    natsMsg_GetSubject(f->msg), f->why, attempt, MAX_ATTEMPTS - 1);
             return;
         }
     }

@@ -184,8 +184,7 @@ static void test_thousands_of_slow_streams_few_threads(void **state)
         assert_true(threads >= 1 && threads <= 4);
     int done = read_all(fds, SLOW_STREAMS, kx_mono_ms() + 60000);
     int64_t all_ms = kx_mono_ms() - t0;
-    print_message("%d of %d answered, all after %lld ms\n", done, SLOW_STREAMS,
-                  (long long)all_ms);
+    print_message("%d of %d answered, all after %lld ms\n", done, SLOW_STREAMS, (long long)all_ms);
     assert_int_equal(done, SLOW_STREAMS);
     assert_true(all_ms >= 1500); /* nobody was answered before its sleep */
     free(fds);

@@ -209,8 +209,9 @@ static void test_capacity_over_the_fd_limit_is_refused(void **state)
     char line[4096];
     bool said = false;
     while (fgets(line, sizeof line, f))
-        said = said || (strstr(line, "KX_RUNNER_CAPACITY=5000 cannot be served") != NULL &&
-                        strstr(line, "hard limit RLIMIT_NOFILE is 2048") != NULL);
+        said = said ||
+            (strstr(line, "KX_RUNNER_CAPACITY=5000 cannot be served") != NULL &&
+             strstr(line, "hard limit RLIMIT_NOFILE is 2048") != NULL);
     fclose(f);
     assert_true(said);
 }

@@ -126,7 +126,7 @@ static void test_held_back_while_busy(void **state)
 static void test_utf8_cut_and_off(void **state)
 {
     const char *s = "a\xc3\xa9"
-                    "b"; /* a é b */
+                    "b";                           /* a é b */
     assert_int_equal(chunks_utf8_cut(s, 4, 2), 1); /* not inside é */
     assert_int_equal(chunks_utf8_cut(s, 4, 3), 3);
     assert_int_equal(chunks_utf8_cut(s, 4, 10), 4);

@@ -64,7 +64,7 @@ typedef struct request {
     chat_phase phase;
     int attempt;
     atomic_int woke; /* waiter_reason of the wait that resumed us */
-    suspension susp;  /* while suspended */
+    suspension susp; /* while suspended */
 } request;
 
 /* ---- suspending (sleep, hang, paced chunks) ---- */
@@ -295,8 +295,7 @@ static enum MHD_Result chat_answer(demo_server *srv, struct MHD_Connection *conn
         return send_error(conn, (unsigned)mods->fail_status, "demo_scripted_failure",
                           "demo model: scripted failure of step %zu, attempt %d of %d "
                           "(`fail %d %d`)",
-                          idx, rq->attempt, mods->fail_count, mods->fail_status,
-                          mods->fail_count);
+                          idx, rq->attempt, mods->fail_count, mods->fail_status, mods->fail_count);
     }
     uint64_t key = demo_conv_key(&c->conv, idx);
     demo_turn turn;
@@ -318,8 +317,8 @@ static enum MHD_Result chat_answer(demo_server *srv, struct MHD_Connection *conn
         else
             ret = send_stream(srv, conn, chunks, n);
     } else {
-        ret = send_body(conn, MHD_HTTP_OK, demo_render_completion(&turn, &meta),
-                        "application/json");
+        ret =
+            send_body(conn, MHD_HTTP_OK, demo_render_completion(&turn, &meta), "application/json");
     }
     kx_info("POST /v1/chat/completions 200 %s: step %zu (%s), finish_reason %s, %lld ms",
             c->stream ? "stream" : "non-stream", idx, label,
@@ -345,6 +344,7 @@ static enum MHD_Result chat(demo_server *srv, struct MHD_Connection *conn, reque
             rq->chat = NULL;
             return send_error(conn, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", why);
         }
+        kx_buf_free(&rq->body); /* parsed: a request held for `sleep` keeps only what it needs */
     }
     chat_req *c = rq->chat;
     size_t idx = c->conv.step_index;
@@ -377,8 +377,7 @@ static enum MHD_Result chat(demo_server *srv, struct MHD_Connection *conn, reque
                 "until the client or the server went away",
                 idx, label, (long long)(kx_mono_ms() - rq->start_ms));
         return MHD_NO;
-    case PHASE_READY:
-        break;
+    case PHASE_READY: break;
     }
     if (mods->hang && (mods->hang_count == 0 || rq->attempt <= mods->hang_count)) {
         rq->phase = PHASE_HANG;
@@ -531,11 +530,12 @@ demo_server *demo_server_start(const char *bind_addr, uint16_t port, const demo_
          (intptr_t)srv->opts.threads, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
-    srv->daemon = MHD_start_daemon(
-        flags, port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-        srv, MHD_OPTION_CONNECTION_LIMIT, srv->opts.max_connections,
-        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096, MHD_OPTION_ARRAY, pool, MHD_OPTION_END);
+    srv->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, srv,
+                                   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_SOCK_ADDR,
+                                   (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
+                                   on_completed, srv, MHD_OPTION_CONNECTION_LIMIT,
+                                   srv->opts.max_connections, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+                                   (unsigned)4096, MHD_OPTION_ARRAY, pool, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         kx_error("demo-model: cannot listen on %s:%u (is the port in use?)", bind_addr,
                  (unsigned)port);
