@@ -182,12 +182,13 @@ static void test_capacity_over_the_fd_limit_is_refused(void **state)
 {
     char log[600];
     snprintf(log, sizeof log, "%s/runner-fdlimit.log", g_stack.dir);
+    static const char runner_bin[] = KX_BUILD_DIR "/services/agent-runner/agent-runner";
     const char *argv[] = {"prlimit",
                           "--nofile=1024:2048",
                           "setpriv",
                           "--bounding-set=-sys_resource",
                           "--inh-caps=-sys_resource",
-                          KX_BUILD_DIR "/services/agent-runner/agent-runner",
+                          runner_bin,
                           NULL};
     char health[32], nats[96];
     snprintf(health, sizeof health, "KX_HEALTH_PORT=%u", (unsigned)kx_th_free_port());
