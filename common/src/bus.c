@@ -152,6 +152,12 @@ static kx_err make_pb_msg(const char *subject, const ProtobufCMessage *msg,
     return err;
 }
 
+kx_err kx_bus_pb_msg(const char *subject, const ProtobufCMessage *msg, const kx_bus_meta *meta,
+                     natsMsg **out)
+{
+    return make_pb_msg(subject, msg, meta, out);
+}
+
 /* ---- connection callbacks (cnats' own thread) ---- */
 
 static int64_t reconnect_delay(natsConnection *nc, int attempts, void *closure)
@@ -586,6 +592,7 @@ typedef struct stream_def {
     jsRetentionPolicy retention;
     int64_t max_age_ns;
     bool allow_direct; /* direct gets (the gateway reads a run's history with them) */
+    int64_t max_bytes; /* 0: no limit; else the oldest messages go first (discard old) */
 } stream_def;
 
 static kx_err ensure_stream(kx_bus *bus, const stream_def *d)
@@ -593,9 +600,17 @@ static kx_err ensure_stream(kx_bus *bus, const stream_def *d)
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_GetStreamInfo(&si, bus->js, d->name, NULL, &jerr);
-    if (s == NATS_OK && d->allow_direct && !si->Config->AllowDirect) {
-        /* Created by an older version: turn direct gets on (an update keeps the messages). */
-        si->Config->AllowDirect = true;
+    int64_t want_bytes = d->max_bytes > 0 ? d->max_bytes : -1;
+    if (s == NATS_OK &&
+        ((d->allow_direct && !si->Config->AllowDirect) || si->Config->MaxBytes != want_bytes)) {
+        /* Created by an older version or with another byte limit: update it (an update keeps
+         * the messages; a smaller limit drops the oldest). */
+        if (si->Config->MaxBytes != want_bytes)
+            kx_info("bus: stream %s: byte limit %lld -> %lld", d->name,
+                    (long long)si->Config->MaxBytes, (long long)want_bytes);
+        si->Config->MaxBytes = want_bytes;
+        si->Config->Discard = js_DiscardOld;
+        si->Config->AllowDirect = si->Config->AllowDirect || d->allow_direct;
         jsStreamInfo *upd = NULL;
         s = js_UpdateStream(&upd, bus->js, si->Config, NULL, &jerr);
         jsStreamInfo_Destroy(upd);
@@ -606,7 +621,8 @@ static kx_err ensure_stream(kx_bus *bus, const stream_def *d)
                      (int)jerr);
             return err;
         }
-        kx_info("bus: stream %s now allows direct gets", d->name);
+        kx_info("bus: stream %s updated (direct gets %s, byte limit %lld)", d->name,
+                d->allow_direct ? "on" : "off", (long long)want_bytes);
         return KX_OK;
     }
     if (s == NATS_OK) {
@@ -628,6 +644,8 @@ static kx_err ensure_stream(kx_bus *bus, const stream_def *d)
     cfg.Storage = js_FileStorage;
     cfg.MaxAge = d->max_age_ns;
     cfg.AllowDirect = d->allow_direct;
+    cfg.MaxBytes = want_bytes;
+    cfg.Discard = js_DiscardOld;
     jerr = 0;
     s = js_AddStream(&si, bus->js, &cfg, NULL, &jerr);
     if (s == NATS_OK) {
@@ -663,11 +681,18 @@ kx_err kx_bus_ensure_consumer(kx_bus *bus, const char *stream, jsConsumerConfig 
 
 kx_err kx_bus_ensure_streams(kx_bus *bus)
 {
-    static const stream_def defs[] = {
-        {KX_STREAM_SUBMIT, KX_SUBJ_RUN_SUBMIT, js_WorkQueuePolicy, 0, false},
-        {KX_STREAM_DISPATCH, KX_SUBJ_RUN_DISPATCH, js_WorkQueuePolicy, 0, false},
+    /* The event stream keeps 24 h but at most KX_RUN_EVENTS_MAX_BYTES (1 GiB; 0 = no limit):
+     * past it the oldest events go (Postgres keeps every saved row; a replay of a run whose
+     * events went starts where the stream starts). */
+    int64_t ev_bytes = 0;
+    if (kx_env_int("KX_RUN_EVENTS_MAX_BYTES", (int64_t)1 << 30, 0, (int64_t)1 << 50, &ev_bytes) !=
+        KX_OK)
+        return KX_ERR_INVALID;
+    const stream_def defs[] = {
+        {KX_STREAM_SUBMIT, KX_SUBJ_RUN_SUBMIT, js_WorkQueuePolicy, 0, false, 0},
+        {KX_STREAM_DISPATCH, KX_SUBJ_RUN_DISPATCH, js_WorkQueuePolicy, 0, false, 0},
         {KX_STREAM_EVENTS, KX_SUBJ_RUN_EV_PREFIX ">", js_LimitsPolicy,
-         (int64_t)24 * 3600 * 1000000000, true},
+         (int64_t)24 * 3600 * 1000000000, true, ev_bytes},
     };
     for (size_t i = 0; i < sizeof defs / sizeof defs[0]; i++) {
         kx_err err = ensure_stream(bus, &defs[i]);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kx/config.h"
+#include "kx/fdlimit.h"
 #include "kx/log.h"
 
 #define DEFAULT_OPENAI_URL "https://api.openai.com/v1"
@@ -174,6 +175,10 @@ kx_err runner_config_load(runner_config *cfg)
         {"KX_RUN_WALL_TIME_S", 3600, 1, 7 * 86400, &cfg->wall_time_s},
         {"KX_MAX_AUTO_CONTINUES", 25, 0, 1000, &cfg->max_auto_continues},
         {"KX_MAX_XML_TOOL_CALLS", 1, 1, 100, &cfg->max_xml_tool_calls},
+        {"KX_EVENT_COALESCE_MS", 50, 0, 10000, &cfg->event_coalesce_ms},
+        {"KX_EVENT_COALESCE_BYTES", 4096, 0, 65536, &cfg->event_coalesce_bytes},
+        {"KX_EVENTS_MAX_PENDING", 4096, 1, 1000000, &cfg->events_max_pending},
+        {"KX_EVENTS_ACK_WAIT_MS", 10000, 100, 600000, &cfg->events_ack_wait_ms},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         if (kx_env_int(ints[i].name, ints[i].def, ints[i].min, ints[i].max, ints[i].out) != KX_OK)
@@ -194,5 +199,21 @@ kx_err runner_config_load(runner_config *cfg)
         (err = copy_env("KX_NAMING_MODEL", "", cfg->naming_model, sizeof cfg->naming_model)) !=
             KX_OK)
         return err;
+    return KX_OK;
+}
+
+kx_err runner_config_check_fds(const runner_config *cfg)
+{
+    uint64_t need = (uint64_t)cfg->capacity + RUNNER_FD_BASE, have = 0;
+    char why[512];
+    if (kx_fd_limit_ensure(need, &have, why, sizeof why) != KX_OK) {
+        kx_error("config: KX_RUNNER_CAPACITY=%lld cannot be served: %s (each held run keeps one "
+                 "LLM connection open; at most %lld runs fit the limit now)",
+                 (long long)cfg->capacity, why,
+                 (long long)(have > RUNNER_FD_BASE ? have - RUNNER_FD_BASE : 0));
+        return KX_ERR_INVALID;
+    }
+    kx_info("config: RLIMIT_NOFILE %llu for a capacity of %lld runs", (unsigned long long)have,
+            (long long)cfg->capacity);
     return KX_OK;
 }

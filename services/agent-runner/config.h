@@ -68,11 +68,25 @@ typedef struct runner_config {
     char context_budgets[512];  /* KX_CONTEXT_BUDGETS: "substring=tokens,..." */
     bool project_naming;        /* KX_PROJECT_NAMING (1): name new projects from the model */
     char naming_model[128];     /* KX_NAMING_MODEL: "" = the run's model */
+
+    /* run events (chunks.h, publisher.h) */
+    int64_t event_coalesce_ms;    /* KX_EVENT_COALESCE_MS: text deltas gathered this long */
+    int64_t event_coalesce_bytes; /* KX_EVENT_COALESCE_BYTES: ... or until this many bytes */
+    int64_t events_max_pending;   /* KX_EVENTS_MAX_PENDING: event publishes awaiting acks */
+    int64_t events_ack_wait_ms;   /* KX_EVENTS_ACK_WAIT_MS: an event publish's ack deadline */
 } runner_config;
 
 /* Fills cfg from the environment. KX_ERR_INVALID (already logged, naming the variable) when a
  * value is bad or too long. */
 kx_err runner_config_load(runner_config *cfg);
+
+/* Descriptors a runner of this capacity needs: one LLM connection per held run plus
+ * RUNNER_FD_BASE for everything else (NATS, Postgres, the ops HTTP server, libcurl's own). */
+#define RUNNER_FD_BASE 256
+/* Raises RLIMIT_NOFILE to capacity + RUNNER_FD_BASE. KX_ERR_INVALID (logged: the capacity, the
+ * limit that stops it and how to fix it) when the limits cannot serve the capacity: the runner
+ * refuses to start rather than fail runs one by one with EMFILE once it holds ~1 000. */
+kx_err runner_config_check_fds(const runner_config *cfg);
 
 /* Parses KX_MODEL_ALIASES-style text ("name=target,name2=target2"; spaces around items are
  * ignored; an empty text is no alias) into cfg->aliases. KX_ERR_INVALID with why[] naming the

@@ -27,7 +27,8 @@ static char *dump_and_free(json_t *obj)
     return out;
 }
 
-char *events_row_json(const char *message_id, const char *thread_id, const char *type, bool is_llm,
+/* The row's JSON text for these content and metadata (see events_row_json). */
+static char *row_text(const char *message_id, const char *thread_id, const char *type, bool is_llm,
                       const json_t *content, const json_t *metadata, const char *created_at,
                       const char *updated_at)
 {
@@ -41,6 +42,97 @@ char *events_row_json(const char *message_id, const char *thread_id, const char 
     json_decref(c);
     json_decref(m);
     return dump_and_free(row);
+}
+
+/* Where a cut starts or ends: the largest n <= want on a UTF-8 boundary of s. */
+static size_t utf8_floor(const char *s, size_t want)
+{
+    while (want > 0 && ((unsigned char)s[want] & 0xC0) == 0x80)
+        want--;
+    return want;
+}
+
+static json_t *cap_string(const json_t *v, size_t max, const char *message_id)
+{
+    size_t len = json_string_length(v);
+    const char *s = json_string_value(v);
+    if (len <= max)
+        return json_incref((json_t *)v);
+    size_t head = utf8_floor(s, max / 2);
+    size_t tail_start = utf8_floor(s, len - max / 2);
+    if (tail_start < head)
+        tail_start = head;
+    char note[200];
+    int nl = snprintf(note, sizeof note,
+                      "\n\n[... %zu bytes cut from the middle to fit the event stream; message "
+                      "%s has all of it ...]\n\n",
+                      tail_start - head, message_id ? message_id : "(unsaved)");
+    size_t out_len = head + (size_t)nl + (len - tail_start);
+    char *out = malloc(out_len + 1);
+    if (out == NULL)
+        return NULL;
+    memcpy(out, s, head);
+    memcpy(out + head, note, (size_t)nl);
+    memcpy(out + head + (size_t)nl, s + tail_start, len - tail_start);
+    out[out_len] = '\0';
+    json_t *r = json_stringn_nocheck(out, out_len);
+    free(out);
+    return r;
+}
+
+json_t *events_cap_strings(const json_t *v, size_t max, const char *message_id)
+{
+    if (json_is_string(v))
+        return cap_string(v, max, message_id);
+    if (json_is_object(v)) {
+        json_t *o = json_object();
+        const char *k;
+        json_t *x;
+        json_object_foreach((json_t *)v, k, x)
+        {
+            json_t *c = events_cap_strings(x, max, message_id);
+            if (c == NULL || o == NULL || json_object_set_new(o, k, c) != 0) {
+                json_decref(o);
+                return NULL;
+            }
+        }
+        return o;
+    }
+    if (json_is_array(v)) {
+        json_t *a = json_array();
+        size_t i;
+        json_t *x;
+        json_array_foreach(v, i, x)
+        {
+            json_t *c = events_cap_strings(x, max, message_id);
+            if (c == NULL || a == NULL || json_array_append_new(a, c) != 0) {
+                json_decref(a);
+                return NULL;
+            }
+        }
+        return a;
+    }
+    return json_incref((json_t *)v); /* numbers, booleans, null: shared, never changed */
+}
+
+char *events_row_json(const char *message_id, const char *thread_id, const char *type, bool is_llm,
+                      const json_t *content, const json_t *metadata, const char *created_at,
+                      const char *updated_at)
+{
+    char *out =
+        row_text(message_id, thread_id, type, is_llm, content, metadata, created_at, updated_at);
+    /* Too large for the bus: cut the long strings, keeping less each time, until it fits. */
+    for (size_t max = 256u * 1024u; out != NULL && strlen(out) > EVENTS_INLINE_MAX && max >= 512;
+         max /= 2) {
+        json_t *c = events_cap_strings(content, max, message_id);
+        json_t *m = events_cap_strings(metadata, max, message_id);
+        free(out);
+        out = c && m ? row_text(message_id, thread_id, type, is_llm, c, m, created_at, updated_at)
+                     : NULL;
+        json_decref(c);
+        json_decref(m);
+    }
+    return out;
 }
 
 char *events_chunk_json(uint64_t sequence, const char *thread_id, const char *delta, size_t len,
@@ -88,26 +180,10 @@ char *events_too_large_json(uint64_t seq, const char *payload, size_t len)
     return dump_and_free(ev);
 }
 
-static kx_err publish_one(kx_bus *bus, const char *subject, const char *run_id, int64_t epoch,
-                          uint64_t seq, Kx__V1__RunEventKind kind, bool terminal,
-                          const char *payload_json, const kx_bus_meta *meta)
-{
-    Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
-    ev.run_id = (char *)run_id;
-    ev.lease_epoch = epoch;
-    ev.seq = seq;
-    ev.kind = kind;
-    ev.terminal = terminal;
-    ev.payload_json = (char *)payload_json;
-    return kx_bus_js_publish_pb_async(bus, subject, &ev.base, meta);
-}
-
-kx_err events_publish(kx_bus *bus, const char *run_id, int64_t epoch, uint64_t seq,
+kx_err events_publish(publisher *pub, const char *run_id, int64_t epoch, uint64_t seq,
                       Kx__V1__RunEventKind kind, bool terminal, const char *payload_json,
                       const kx_bus_meta *meta)
 {
-    char subject[128];
-    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, run_id);
     size_t len = payload_json != NULL ? strlen(payload_json) : 0;
     char *stand_in = NULL;
     if (len > EVENTS_INLINE_MAX) {
@@ -119,22 +195,10 @@ kx_err events_publish(kx_bus *bus, const char *run_id, int64_t epoch, uint64_t s
             return KX_ERR_NOMEM;
         payload_json = stand_in;
     }
-    kx_err err = publish_one(bus, subject, run_id, epoch, seq, kind, terminal, payload_json, meta);
+    kx_err err = publisher_event(pub, run_id, epoch, seq, kind, terminal, payload_json, meta);
     free(stand_in);
-    if (err == KX_OK)
-        return KX_OK;
-    kx_log(KX_LOG_ERROR, run_id, NULL, "events: could not publish event %llu on %s: %s",
-           (unsigned long long)seq, subject, kx_err_str(err));
-    /* Never silence: the stream learns that an event is missing. */
-    char message[160];
-    snprintf(message, sizeof message, "event %llu could not be streamed: %s",
-             (unsigned long long)seq, kx_err_str(err));
-    char *error = events_status_json("error", message);
-    if (error != NULL &&
-        publish_one(bus, subject, run_id, epoch, seq,
-                    KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS, false, error, meta) != KX_OK)
-        kx_log(KX_LOG_ERROR, run_id, NULL, "events: the error event for %llu failed too",
-               (unsigned long long)seq);
-    free(error);
+    if (err != KX_OK)
+        kx_log(KX_LOG_ERROR, run_id, NULL, "events: could not publish event %llu: %s",
+               (unsigned long long)seq, kx_err_str(err));
     return err;
 }

@@ -14,9 +14,14 @@
 #include <stdint.h>
 #include "kx/bus.h"
 #include "kx/pb.h"
+#include "publisher.h"
 
 /* {"message_id", "thread_id", "type", "is_llm_message", "content": "<content as JSON text>",
- *  "metadata": "<metadata as JSON text>", "created_at", "updated_at"} — a saved messages row. */
+ *  "metadata": "<metadata as JSON text>", "created_at", "updated_at"} — a saved messages row.
+ * A row too large for the bus (over EVENTS_INLINE_MAX: a 900 KB tool output is in both its
+ * content and metadata.frontend_content) is streamed with its long strings cut to their head
+ * and tail around a note naming the saved message (events_cap_strings), halving the length
+ * kept until the event fits; the saved row keeps everything. */
 char *events_row_json(const char *message_id, const char *thread_id, const char *type, bool is_llm,
                       const json_t *content, const json_t *metadata, const char *created_at,
                       const char *updated_at);
@@ -42,12 +47,16 @@ char *events_status_json(const char *status, const char *message);
  * with GET /api/threads/{thread_id}/messages). NULL on OOM. */
 char *events_too_large_json(uint64_t seq, const char *payload, size_t len);
 
+/* A deep copy of v in which every string longer than max bytes keeps its first and last
+ * max / 2 bytes (cut at UTF-8 boundaries) around "\n\n[… N bytes cut from the middle to fit
+ * the event stream; message <message_id> has all of it …]\n\n". NULL on OOM. */
+json_t *events_cap_strings(const json_t *v, size_t max, const char *message_id);
+
 /* Publishes RunEvent{run_id, lease_epoch, seq, kind, terminal, payload_json} on
- * kx.run.ev.<run_id> (JetStream, asynchronous: order is kept per connection). meta may be
- * NULL. A payload over EVENTS_INLINE_MAX goes as events_too_large_json; a publish that fails
- * is followed by a {"type": "status", "status": "error", "message": "event <seq> could not be
- * streamed: ..."} event (best effort: the failure is logged either way). */
-kx_err events_publish(kx_bus *bus, const char *run_id, int64_t epoch, uint64_t seq,
+ * kx.run.ev.<run_id> through the runner's publisher (asynchronous, bounded, order kept; a
+ * publish that fails is retried or replaced by an error event: publisher.h). meta may be NULL.
+ * A payload still over EVENTS_INLINE_MAX goes as events_too_large_json. */
+kx_err events_publish(publisher *pub, const char *run_id, int64_t epoch, uint64_t seq,
                       Kx__V1__RunEventKind kind, bool terminal, const char *payload_json,
                       const kx_bus_meta *meta);
 

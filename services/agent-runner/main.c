@@ -2,6 +2,7 @@
  *
  *   kx_svc_init("agent-runner", 9102)   identity, logs, loop, signals, NATS, health, ops HTTP
  *   runner_config_load                  KX_* / provider settings (config.c)
+ *   runner_config_check_fds             RLIMIT_NOFILE raised for the capacity, or refuse
  *   kx_db_connect + kx_db_migrate       Postgres and the schema (store.c has every statement)
  *   kx_bus_ensure_streams               KX_RUN_DISPATCH and KX_RUN_EVENTS exist
  *   kx_curlm_new                        libcurl multi on the loop, for the LLM streams (llm.c)
@@ -65,6 +66,8 @@ static bool on_ready(kx_svc *svc, void *arg, char *why, size_t whylen)
 static kx_err start(app *a)
 {
     kx_err err = runner_config_load(&a->cfg);
+    if (err == KX_OK)
+        err = runner_config_check_fds(&a->cfg); /* RLIMIT_NOFILE for the capacity */
     if (err != KX_OK) {
         kx_error("agent-runner refuses to start: bad configuration (see above)");
         return err;

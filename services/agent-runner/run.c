@@ -140,6 +140,7 @@ static void run_drop(run *r, const char *why)
                                       "Runs let go without a final write (fenced, stopped)"),
                    1);
     cancel_work(r);
+    chunks_clear(&r->chunks);
     r->state = RUN_DEAD;
     runner_release(r->owner, r);
 }
@@ -169,7 +170,10 @@ static void publish(run *r, Kx__V1__RunEventKind kind, bool terminal, char *payl
              (unsigned long long)r->ev_seq);
         return;
     }
-    events_publish(r->owner->bus, r->id, r->epoch, r->ev_seq++, kind, terminal, payload, &r->meta);
+    if (kind != KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_CHUNK)
+        chunks_flush(&r->chunks); /* the text streamed so far goes before the next event */
+    events_publish(r->owner->events, r->id, r->epoch, r->ev_seq++, kind, terminal, payload,
+                   &r->meta);
     free(payload);
 }
 
@@ -781,8 +785,7 @@ static bool take_xml_calls(run *r)
 static bool on_llm_content(void *arg, const char *delta, size_t len)
 {
     run *r = arg;
-    publish(r, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_CHUNK, false,
-            events_chunk_json(r->chunk_seq++, r->thread_id, delta, len, r->thread_run_id));
+    run_stream_text(r, delta, len); /* coalesced into chunk events (run_chunks.c) */
     /* Kortix runs one XML call per turn and stops reading the model once its block closed */
     const llm_stream *s = llm_call_result(r->llm);
     if (s->ncalls == 0 && xml_calls_scan(&r->xml_scan, s->content.s, s->content.len)) {
@@ -1073,6 +1076,7 @@ kx_err run_start(runner *owner, const char *run_id, const store_claim *claim,
     snprintf(r->meta.account, sizeof r->meta.account, "%s", claim->account_id);
     kx_bus_trace_id(&r->meta, r->trace_id);
     r->state = RUN_CLAIMED;
+    run_chunks_init(r);
     runner_hold(owner, r);
     rlog(r, KX_LOG_INFO, "run: claimed (epoch %lld, thread %s, model %s)", (long long)r->epoch,
          r->thread_id, r->model);
@@ -1100,6 +1104,7 @@ void run_handback(run *r, const char *why)
              kx_err_str(err));
     else
         rlog(r, KX_LOG_INFO, "run: handed back to the queue: %s", why);
+    chunks_clear(&r->chunks);
     r->state = RUN_DEAD;
     runner_release(r->owner, r);
 }
@@ -1109,6 +1114,7 @@ void run_free(run *r)
     if (r == NULL)
         return;
     cancel_work(r);
+    chunks_clear(&r->chunks);
     clear_turn(r);
     agent_config_clear(&r->agent);
     free(r->system);

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "agent_config.h"
+#include "chunks.h"
 #include "kx/bus.h"
 #include "kx/time.h"
 #include "llm.h"
@@ -108,6 +109,7 @@ struct run {
     json_t *tools;       /* the schemas of the agent's tools */
     bool sequential;
     int64_t max_xml_calls;
+    chunks chunks; /* the text deltas not yet published (run_chunks.c) */
 };
 
 /* Creates the run for a successful claim, holds it in the runner and queues its first step.
@@ -127,5 +129,10 @@ void run_handback(run *r, const char *why);
 void run_free(run *r);
 
 const char *run_state_name(run_state s);
+
+/* run_chunks.c: the run's text deltas, coalesced (chunks.h) into chunk events with the run's
+ * "sequence"; the coalescer holds text back while the publisher is busy. */
+void run_chunks_init(run *r);
+void run_stream_text(run *r, const char *delta, size_t len);
 
 #endif

@@ -49,6 +49,9 @@ kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *cu
     kx_err err = kx_bus_async_new(r->bus, r->loop, &r->async);
     if (err == KX_OK)
         err = llm_client_new(cfg, r->loop, curlm, &r->llm);
+    if (err == KX_OK)
+        err = publisher_new(r->bus, r->loop, cfg->events_max_pending, cfg->events_ack_wait_ms,
+                            &r->events);
     if (err != KX_OK) {
         kx_error("runner: could not set up (%s)", kx_err_str(err));
         runner_free(r);
@@ -254,6 +257,7 @@ void runner_free(runner *r)
     bury(r->loop, r);
     free(r->buckets);
     llm_client_free(r->llm);
+    publisher_free(r->events, 2000);
     kx_bus_async_free(r->async);
     free(r);
 }

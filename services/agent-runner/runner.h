@@ -17,6 +17,7 @@
 #include "kx/loop.h"
 #include "kx/svc.h"
 #include "llm.h"
+#include "publisher.h"
 
 typedef struct run run;
 
@@ -29,6 +30,7 @@ typedef struct runner {
     kx_curlm *curlm;         /* borrowed */
     kx_bus_async *async;     /* owned: tool-call requests */
     llm_client *llm;         /* owned */
+    publisher *events;       /* owned: run events (bounded, never silent: publisher.h) */
     const char *instance_id; /* lease owner and heartbeat runner_id */
 
     run **buckets; /* held runs, chained by run->hnext */

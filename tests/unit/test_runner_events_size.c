@@ -1,7 +1,11 @@
-/* test_runner_events_size.c — size discipline of the run event stream: a payload too large
- * for the bus (NATS max_payload 1 MB) is streamed by reference ("message N too large to
- * stream, fetch it", with the row's ids), never dropped; a small one goes as is. Against a
- * real nats-server with JetStream (the harness starts it). */
+/* test_runner_events_size.c — size and flow discipline of the run event stream, against a
+ * real nats-server with JetStream (the harness starts it):
+ *  - a row too large for the bus (a 900 KB tool output, which the event carries twice) is cut
+ *    to head + tail + a note naming the saved message, and fits;
+ *  - a payload still too large is streamed by reference ("message N too large to stream, fetch
+ *    it", with the row's ids), never dropped; a small one goes as is;
+ *  - the publisher bounds what is in flight, queues the rest in order, never blocks;
+ *  - a publish whose ack never comes becomes an error event, not silence. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,11 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "events.h"
 #include "harness.h"
 #include "kx/log.h"
+#include "kx/loop.h"
+#include "publisher.h"
 #include "kx/pb.h"
 #include "kx/time.h"
 
@@ -70,9 +77,12 @@ static void test_large_payload_goes_by_reference(void **state)
     for (int i = 0; i < 100 && !kx_bus_connected(bus); i++)
         usleep(20000);
     assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
+    kx_loop *loop = kx_loop_new();
+    publisher *pub = NULL;
+    assert_int_equal(publisher_new(bus, loop, 4096, 5000, &pub), KX_OK);
 
     /* A small event: as is. */
-    assert_int_equal(events_publish(bus, RUN, 1, 1, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE,
+    assert_int_equal(events_publish(pub, RUN, 1, 1, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE,
                                     false, "{\"n\": 1}", NULL),
                      KX_OK);
     char *p = last_payload(bus, 1);
@@ -87,7 +97,7 @@ static void test_large_payload_goes_by_reference(void **state)
         snprintf(row, 200, "{\"message_id\": \"m-9\", \"thread_id\": \"t-9\", \"content\": \"");
     memset(row + n, 'x', big);
     snprintf(row + n + big, 8, "\"}");
-    assert_int_equal(events_publish(bus, RUN, 1, 2, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE,
+    assert_int_equal(events_publish(pub, RUN, 1, 2, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE,
                                     false, row, NULL),
                      KX_OK);
     p = last_payload(bus, 2); /* it was dropped before: nothing arrived */
@@ -101,6 +111,235 @@ static void test_large_payload_goes_by_reference(void **state)
     free(p);
     free(row);
 
+    publisher_free(pub, 2000);
+    kx_loop_free(loop);
+    kx_bus_close(bus, 1000);
+    kx_th_nats_stop(&nats);
+    kx_th_rmrf(dir);
+    free(dir);
+}
+
+/* A tool result row with a 900 KB output, which the event carries twice (content and
+ * metadata.frontend_content): before, 1.8 MB went by reference only; now both copies are cut
+ * to head + tail + a note naming the message, and the event fits under the inline limit. */
+static void test_tool_row_is_capped_to_fit(void **state)
+{
+    size_t big = 900 * 1000;
+    char *out = malloc(big + 1);
+    memset(out, 'a', big);
+    memcpy(out, "HEAD-", 5);
+    memcpy(out + big - 5, "-TAIL", 5);
+    out[big] = '\0';
+    json_t *te = json_pack("{s:{s:s, s:{s:b, s:s}}}", "tool_execution", "function_name",
+                           "execute_command", "result", "success", 1, "output", out);
+    json_t *meta = json_pack("{s:s, s:O}", "assistant_message_id", "a-1", "frontend_content", te);
+    char *ev = events_row_json("m-900", "t-1", "tool", true, te, meta, "2026-11-30T00:00:00Z",
+                               "2026-11-30T00:00:00Z");
+    assert_non_null(ev);
+    size_t len = strlen(ev);
+    print_message("900 KB tool row event: %zu bytes\n", len);
+    assert_true(len <= EVENTS_INLINE_MAX);
+    json_t *row = json_loads(ev, 0, NULL);
+    assert_non_null(row);
+    json_t *content = json_loads(json_string_value(json_object_get(row, "content")), 0, NULL);
+    assert_non_null(content);
+    const char *o = json_string_value(
+        json_object_get(json_object_get(json_object_get(content, "tool_execution"), "result"),
+                        "output"));
+    assert_non_null(o);
+    assert_memory_equal(o, "HEAD-", 5);
+    assert_memory_equal(o + strlen(o) - 5, "-TAIL", 5);
+    assert_non_null(strstr(o, "bytes cut from the middle to fit the event stream; message m-900"));
+    assert_true(strlen(o) > 100 * 1000); /* most of what fits is kept */
+    json_t *md = json_loads(json_string_value(json_object_get(row, "metadata")), 0, NULL);
+    assert_non_null(md);
+    assert_string_equal(json_string_value(json_object_get(md, "assistant_message_id")), "a-1");
+    json_decref(md);
+    json_decref(content);
+    json_decref(row);
+    free(ev);
+    /* a small row is not touched */
+    json_t *small = json_pack("{s:s}", "content", "hello");
+    ev = events_row_json("m-1", "t-1", "assistant", true, small, small, "x", "y");
+    assert_non_null(strstr(ev, "hello"));
+    assert_null(strstr(ev, "bytes cut"));
+    free(ev);
+    json_decref(small);
+    json_decref(te);
+    json_decref(meta);
+    free(out);
+}
+
+/* ---- the publisher on a running loop ---- */
+
+typedef struct flow {
+    kx_loop *loop;
+    publisher *pub;
+    kx_th_nats *nats;
+    int64_t until_ms;
+    bool (*done)(struct flow *f);
+    int64_t max_queued;
+    bool busy_seen;
+    int phase;
+} flow;
+
+static void tick(kx_loop *loop, void *arg)
+{
+    flow *f = arg;
+    int64_t q = publisher_queued(f->pub);
+    if (q > f->max_queued)
+        f->max_queued = q;
+    if (f->done(f) || kx_mono_ms() > f->until_ms) {
+        kx_loop_stop(loop);
+        return;
+    }
+    kx_loop_timer(loop, 10, tick, f);
+}
+
+static bool all_acked(flow *f)
+{
+    return publisher_inflight(f->pub) == 0 && publisher_queued(f->pub) == 0;
+}
+
+#define FLOW_EVENTS 3000
+
+static void publish_many(kx_loop *loop, void *arg)
+{
+    flow *f = arg;
+    for (uint64_t i = 1; i <= FLOW_EVENTS; i++) {
+        char payload[64];
+        snprintf(payload, sizeof payload, "{\"i\": %llu}", (unsigned long long)i);
+        assert_int_equal(events_publish(f->pub, RUN, 1, i,
+                                        KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false,
+                                        payload, NULL),
+                         KX_OK);
+    }
+    f->busy_seen = publisher_busy(f->pub);
+    tick(loop, f);
+}
+
+/* 3 000 events with at most 8 in flight: the rest wait in the publisher's queue (the loop never
+ * blocks), and all arrive, in order. */
+static void test_bounded_inflight_keeps_order(void **state)
+{
+    char *dir = kx_th_tmpdir("kx-ut-events-flow");
+    kx_th_nats nats;
+    assert_int_equal(kx_th_nats_start(dir, &nats), KX_OK);
+    kx_bus *bus = NULL;
+    assert_int_equal(kx_bus_connect(nats.url, "test-events-flow", &bus), KX_OK);
+    for (int i = 0; i < 100 && !kx_bus_connected(bus); i++)
+        usleep(20000);
+    assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
+    flow f = {.loop = kx_loop_new(), .nats = &nats, .done = all_acked};
+    assert_int_equal(publisher_new(bus, f.loop, 8, 5000, &f.pub), KX_OK);
+    f.until_ms = kx_mono_ms() + 30000;
+    int64_t t0 = kx_mono_ms();
+    kx_loop_timer(f.loop, 0, publish_many, &f);
+    kx_loop_run(f.loop);
+    print_message("%d events, at most 8 in flight: queue peaked at %lld, all acked after %lld "
+                  "ms\n",
+                  FLOW_EVENTS, (long long)f.max_queued, (long long)(kx_mono_ms() - t0));
+    assert_true(f.busy_seen);
+    assert_true(f.max_queued > 0);
+    assert_true(all_acked(&f));
+    /* in the stream, in order */
+    jsStreamInfo *si = NULL;
+    assert_int_equal(js_GetStreamInfo(&si, kx_bus_js(bus), KX_STREAM_EVENTS, NULL, NULL), NATS_OK);
+    assert_int_equal(si->State.Msgs, FLOW_EVENTS);
+    uint64_t first = si->State.FirstSeq;
+    assert_true(si->Config->MaxBytes > 0); /* the events stream has a byte limit */
+    jsStreamInfo_Destroy(si);
+    for (uint64_t i = 0; i < FLOW_EVENTS; i += 499) {
+        natsMsg *m = NULL;
+        assert_int_equal(js_GetMsg(&m, kx_bus_js(bus), KX_STREAM_EVENTS, first + i, NULL, NULL),
+                         NATS_OK);
+        Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
+                                            (size_t)natsMsg_GetDataLength(m));
+        assert_non_null(ev);
+        assert_int_equal(ev->seq, i + 1);
+        kx_pb_free(ev);
+        natsMsg_Destroy(m);
+    }
+    publisher_free(f.pub, 2000);
+    kx_loop_free(f.loop);
+    kx_bus_close(bus, 1000);
+    kx_th_nats_stop(&nats);
+    kx_th_rmrf(dir);
+    free(dir);
+}
+
+static bool error_event_seen(flow *f);
+
+/* Whether every thread of pid is stopped (state T in /proc/<pid>/task/<tid>/stat). */
+static bool all_stopped(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return false;
+    char buf[512];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')');
+    return p != NULL && p[1] == ' ' && p[2] == 'T';
+}
+
+static void publish_while_stopped(kx_loop *loop, void *arg)
+{
+    flow *f = arg;
+    kill(f->nats->pid, SIGSTOP); /* JetStream will not ack */
+    for (int i = 0; i < 200 && !all_stopped(f->nats->pid); i++)
+        usleep(5000);
+    usleep(50 * 1000); /* a thread that was running when the stop came has stopped too */
+    assert_int_equal(events_publish(f->pub, RUN, 1, 7,
+                                    KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false,
+                                    "{\"n\": 7}", NULL),
+                     KX_OK);
+    tick(loop, f);
+}
+
+static kx_bus *probe_bus;
+
+static bool error_event_seen(flow *f)
+{
+    if (f->phase == 0 && publisher_inflight(f->pub) == 0) { /* the ack deadline passed */
+        f->phase = 1;
+        kill(f->nats->pid, SIGCONT);
+        return false;
+    }
+    if (f->phase == 0)
+        return false;
+    char *p = last_payload(probe_bus, 7);
+    bool ok = p != NULL && strstr(p, "event 7 could not be streamed") != NULL;
+    free(p);
+    return ok;
+}
+
+/* nats-server stopped (SIGSTOP) while an event is published: its ack never comes; after the
+ * ack deadline an error event stands in for it on the run's subject. */
+static void test_unacked_publish_becomes_error_event(void **state)
+{
+    char *dir = kx_th_tmpdir("kx-ut-events-err");
+    kx_th_nats nats;
+    assert_int_equal(kx_th_nats_start(dir, &nats), KX_OK);
+    kx_bus *bus = NULL;
+    assert_int_equal(kx_bus_connect(nats.url, "test-events-err", &bus), KX_OK);
+    for (int i = 0; i < 100 && !kx_bus_connected(bus); i++)
+        usleep(20000);
+    assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
+    probe_bus = bus;
+    flow f = {.loop = kx_loop_new(), .nats = &nats, .done = error_event_seen};
+    assert_int_equal(publisher_new(bus, f.loop, 64, 300, &f.pub), KX_OK);
+    f.until_ms = kx_mono_ms() + 20000;
+    kx_loop_timer(f.loop, 0, publish_while_stopped, &f);
+    kx_loop_run(f.loop);
+    kill(nats.pid, SIGCONT);
+    assert_int_equal(f.phase, 1);
+    assert_true(error_event_seen(&f));
+    publisher_free(f.pub, 2000);
+    kx_loop_free(f.loop);
     kx_bus_close(bus, 1000);
     kx_th_nats_stop(&nats);
     kx_th_rmrf(dir);
@@ -114,6 +353,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_stand_in_shape),
         cmocka_unit_test(test_large_payload_goes_by_reference),
+        cmocka_unit_test(test_tool_row_is_capped_to_fit),
+        cmocka_unit_test(test_bounded_inflight_keeps_order),
+        cmocka_unit_test(test_unacked_publish_becomes_error_event),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -113,6 +113,11 @@ kx_err kx_bus_js_publish_pb_ex(kx_bus *bus, const char *subject, const ProtobufC
 /* Whether the message with sequence seq is still in stream (a work queue drops a message once
  * it is acknowledged). KX_OK with *has; KX_ERR_UNAVAILABLE / TIMEOUT when NATS cannot tell. */
 kx_err kx_bus_js_stream_has(kx_bus *bus, const char *stream, uint64_t seq, bool *has);
+/* A new natsMsg on subject carrying msg packed, with meta's headers (meta may be NULL), for
+ * callers that publish it themselves (e.g. on a JetStream context of their own). The caller
+ * owns *out (natsMsg_Destroy). */
+kx_err kx_bus_pb_msg(const char *subject, const ProtobufCMessage *msg, const kx_bus_meta *meta,
+                     natsMsg **out);
 /* JetStream publish without waiting (order is kept per connection; failures are logged). */
 kx_err kx_bus_js_publish_pb_async(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
                                   const kx_bus_meta *meta);

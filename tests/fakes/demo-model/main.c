@@ -4,7 +4,10 @@
  *   kx-demo-model [--port N]
  *
  * Configuration: KX_BIND_ADDR (127.0.0.1), KX_MODEL_PORT (8089; --port overrides, 0 = any free
- * port), KX_LOG_LEVEL. The script language is described in demo_script.h, how a request picks
+ * port), KX_MODEL_MAX_CONNECTIONS (16384: libmicrohttpd's connection limit; RLIMIT_NOFILE is
+ * raised to match, or the limit lowered to what the descriptors allow, with a warning),
+ * KX_MODEL_THREADS (1: epoll threads), KX_MODEL_CHUNK_MS (0: pause between streamed chunks, for
+ * slow, realistic streams), KX_LOG_LEVEL. The script language is described in demo_script.h, how a request picks
  * its step in demo_conv.h, the wire format in demo_turn.h, the server in server.h.
  * It runs until SIGTERM or SIGINT. */
 #include <errno.h>
@@ -15,6 +18,7 @@
 #include <unistd.h>
 
 #include "kx/config.h"
+#include "kx/fdlimit.h"
 #include "kx/log.h"
 #include "server.h"
 
@@ -23,7 +27,9 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: kx-demo-model [--port N]\n"
             "  Deterministic OpenAI-compatible model for Kortix in C.\n"
-            "  Environment: KX_BIND_ADDR (127.0.0.1), KX_MODEL_PORT (8089), KX_LOG_LEVEL.\n");
+            "  Environment: KX_BIND_ADDR (127.0.0.1), KX_MODEL_PORT (8089),\n"
+            "  KX_MODEL_MAX_CONNECTIONS (16384), KX_MODEL_THREADS (1), KX_MODEL_CHUNK_MS (0),\n"
+            "  KX_LOG_LEVEL.\n");
 }
 
 /* --port N (or --port=N) into *port; false on a bad command line (explained on stderr). */
@@ -77,6 +83,24 @@ int main(int argc, char **argv)
         return 0;
     }
     const char *bind_addr = kx_env_str("KX_BIND_ADDR", "127.0.0.1");
+    int64_t max_conns, threads, chunk_ms;
+    if (kx_env_int("KX_MODEL_MAX_CONNECTIONS", 16384, 16, 1000000, &max_conns) != KX_OK ||
+        kx_env_int("KX_MODEL_THREADS", 1, 1, 64, &threads) != KX_OK ||
+        kx_env_int("KX_MODEL_CHUNK_MS", 0, 0, 60000, &chunk_ms) != KX_OK)
+        return 2;
+    /* one descriptor per connection, plus the listener, the epoll sets, the waiter, stdio */
+    const int64_t spare = 64;
+    char why[512];
+    uint64_t have = 0;
+    if (kx_fd_limit_ensure((uint64_t)(max_conns + spare), &have, why, sizeof why) != KX_OK) {
+        int64_t fit = (int64_t)have > spare + 16 ? (int64_t)have - spare : 16;
+        kx_warn("demo-model: %s; serving at most %lld connections instead of %lld", why,
+                (long long)fit, (long long)max_conns);
+        max_conns = fit;
+    }
+    demo_server_opts opts = {.max_connections = (unsigned)max_conns,
+                             .threads = (unsigned)threads,
+                             .chunk_ms = chunk_ms};
 
     /* Block the stop signals before any thread starts (threads inherit the mask), then wait
      * for them with sigwait on this thread. */
@@ -87,11 +111,13 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    demo_server *srv = demo_server_start(bind_addr, port);
+    demo_server *srv = demo_server_start(bind_addr, port, &opts);
     if (srv == NULL)
         return 1;
-    kx_info("demo-model listening on http://%s:%u/v1 (model kortix/demo)", bind_addr,
-            (unsigned)demo_server_port(srv));
+    kx_info("demo-model listening on http://%s:%u/v1 (model kortix/demo): up to %lld "
+            "connections, %lld thread(s), chunk pause %lld ms",
+            bind_addr, (unsigned)demo_server_port(srv), (long long)max_conns, (long long)threads,
+            (long long)chunk_ms);
 
     int sig = 0;
     if (sigwait(&stop, &sig) != 0)

@@ -1,6 +1,7 @@
 /* server.c — the demo model's HTTP server (see server.h): routing, request bodies, the chat
- * endpoint that plays the script (demo_script / demo_conv / demo_turn), and the waits of the
- * `sleep` and `hang` modifiers. */
+ * endpoint that plays the script (demo_script / demo_conv / demo_turn) as a small state machine
+ * across libmicrohttpd's calls of the handler, and the suspensions of `sleep`, `hang` and paced
+ * stream chunks (ended by the waiter, waiter.h). */
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -8,7 +9,6 @@
 #include <fcntl.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -25,23 +25,83 @@
 #include "kx/buf.h"
 #include "kx/log.h"
 #include "kx/time.h"
+#include "waiter.h"
 
 #define MAX_BODY_BYTES (32u << 20) /* a larger request body is answered 413 */
 
 struct demo_server {
     struct MHD_Daemon *daemon;
     demo_attempts *attempts;
-    int stop_pipe[2]; /* [0] becomes readable when the server stops */
+    waiter *waiter;
+    demo_server_opts opts;
     atomic_uint_fast64_t next_id;
     uint16_t port;
 };
+
+typedef struct chat_req chat_req;
+
+/* What the waiter needs to resume a suspended connection (lives in the request or stream). */
+typedef struct suspension {
+    struct MHD_Connection *conn;
+    atomic_int *woke;
+} suspension;
+
+/* Where a chat request is between MHD's calls of the handler. */
+typedef enum chat_phase {
+    PHASE_NEW = 0, /* not parsed yet */
+    PHASE_SLEEP,   /* suspended for `sleep` */
+    PHASE_READY,   /* slept (or no sleep): hang, fail or answer now */
+    PHASE_HANG,    /* suspended for `hang` */
+} chat_phase;
 
 /* One request's state across MHD's calls of the handler (its *con_cls). */
 typedef struct request {
     kx_buf body; /* body.max = MAX_BODY_BYTES */
     bool too_large;
     int64_t start_ms;
+    struct MHD_Connection *conn;
+    chat_req *chat; /* parsed once, freed at completion */
+    chat_phase phase;
+    int attempt;
+    atomic_int woke; /* waiter_reason of the wait that resumed us */
+    suspension susp; /* while suspended */
 } request;
+
+/* ---- suspending (sleep, hang, paced chunks) ---- */
+
+static void resume_after_wait(void *arg, waiter_reason why);
+
+/* The client socket of conn, or -1. */
+static int conn_fd(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    return ci ? ci->connect_fd : -1;
+}
+
+/* Suspends conn until ms pass (< 0: until the client or the server goes away); *woke gets the
+ * reason before the connection is resumed. If the wait cannot start, the connection is resumed
+ * at once as if the server were stopping. */
+
+static void suspend_for(demo_server *srv, struct MHD_Connection *conn, atomic_int *woke,
+                        suspension *slot, int64_t ms)
+{
+    slot->conn = conn;
+    slot->woke = woke;
+    MHD_suspend_connection(conn);
+    if (waiter_add(srv->waiter, conn_fd(conn), ms, resume_after_wait, slot) != 0) {
+        atomic_store(woke, WAIT_STOPPED);
+        MHD_resume_connection(conn);
+    }
+}
+
+/* Waiter thread: record why, then hand the connection back to libmicrohttpd. */
+static void resume_after_wait(void *arg, waiter_reason why)
+{
+    suspension *slot = arg;
+    atomic_store(slot->woke, (int)why);
+    MHD_resume_connection(slot->conn);
+}
 
 /* ---- responses ---- */
 
@@ -76,10 +136,16 @@ static enum MHD_Result send_error(struct MHD_Connection *conn, unsigned status, 
     return send_body(conn, status, demo_render_error((int)status, msg, code), "application/json");
 }
 
-/* The SSE body of a streamed answer: the prepared chunks, handed to MHD one per call. */
+/* The SSE body of a streamed answer: the prepared chunks, handed to MHD one per call; with
+ * opts.chunk_ms the connection is suspended between two chunks (a paced, "slow" stream). */
 typedef struct stream_body {
     char **chunks;
     size_t n, idx, off;
+    demo_server *srv;
+    struct MHD_Connection *conn;
+    bool paused; /* suspended before chunk idx; woke says why it resumed */
+    atomic_int woke;
+    suspension susp;
 } stream_body;
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -87,6 +153,16 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     stream_body *s = cls;
     if (s->idx == s->n)
         return MHD_CONTENT_READER_END_OF_STREAM;
+    if (s->srv->opts.chunk_ms > 0 && s->idx > 0 && s->off == 0) {
+        if (!s->paused) {
+            s->paused = true;
+            suspend_for(s->srv, s->conn, &s->woke, &s->susp, s->srv->opts.chunk_ms);
+            return 0;
+        }
+        s->paused = false;
+        if (atomic_load(&s->woke) != WAIT_ELAPSED) /* the client left, or we stop */
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
     const char *c = s->chunks[s->idx];
     size_t left = strlen(c) - s->off;
     size_t n = left < max ? left : max;
@@ -106,7 +182,8 @@ static void stream_free(void *cls)
     free(s);
 }
 
-static enum MHD_Result send_stream(struct MHD_Connection *conn, char **chunks, size_t n)
+static enum MHD_Result send_stream(demo_server *srv, struct MHD_Connection *conn, char **chunks,
+                                   size_t n)
 {
     stream_body *s = calloc(1, sizeof *s);
     if (s == NULL) {
@@ -115,6 +192,8 @@ static enum MHD_Result send_stream(struct MHD_Connection *conn, char **chunks, s
     }
     s->chunks = chunks;
     s->n = n;
+    s->srv = srv;
+    s->conn = conn;
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, stream_read, s, stream_free);
     if (r == NULL) {
@@ -126,37 +205,6 @@ static enum MHD_Result send_stream(struct MHD_Connection *conn, char **chunks, s
     enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     return ret;
-}
-
-/* ---- waiting (sleep, hang) ---- */
-
-/* Waits ms milliseconds (-1: forever) on this connection's thread. Returns true when the time
- * passed; false as soon as the client hangs up or the server stops. */
-static bool wait_on(demo_server *srv, struct MHD_Connection *conn, int64_t ms)
-{
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-    struct pollfd p[2] = {
-        {.fd = srv->stop_pipe[0], .events = POLLIN},
-        {.fd = ci ? ci->connect_fd : -1, .events = POLLRDHUP},
-    };
-    int64_t until = ms < 0 ? -1 : kx_mono_ms() + ms;
-    for (;;) {
-        int timeout = -1;
-        if (until >= 0) {
-            int64_t left = until - kx_mono_ms();
-            if (left <= 0)
-                return true;
-            timeout = left > 60000 ? 60000 : (int)left;
-        }
-        int rc = poll(p, p[1].fd >= 0 ? 2 : 1, timeout);
-        if (rc < 0 && errno != EINTR) {
-            kx_error("demo-model: poll failed while waiting: %s", strerror(errno));
-            return false;
-        }
-        if (rc > 0 && (p[0].revents || p[1].revents))
-            return false;
-    }
 }
 
 /* ---- POST /v1/chat/completions ---- */
@@ -173,13 +221,13 @@ static const char *step_label(const demo_step *step, char *buf, size_t len)
     return buf;
 }
 
-typedef struct chat_req {
+struct chat_req {
     json_t *body;
     bool stream;
     const char *model;
     demo_conv conv;
     demo_script script;
-} chat_req;
+};
 
 /* Validates the body into c. On a problem, writes it into why and returns false. */
 static bool chat_parse(const request *rq, chat_req *c, char *why, size_t whylen)
@@ -224,80 +272,119 @@ static bool chat_parse(const request *rq, chat_req *c, char *why, size_t whylen)
 
 static void chat_free(chat_req *c)
 {
+    if (c == NULL)
+        return;
     demo_script_free(&c->script);
     demo_conv_free(&c->conv);
     json_decref(c->body);
+    free(c);
 }
 
-static enum MHD_Result chat(demo_server *srv, struct MHD_Connection *conn, request *rq)
+/* The step's answer: a scripted failure, or the turn (streamed or not). */
+static enum MHD_Result chat_answer(demo_server *srv, struct MHD_Connection *conn, request *rq)
 {
-    chat_req c = {0};
-    char why[512];
-    if (!chat_parse(rq, &c, why, sizeof why)) {
-        kx_info("POST /v1/chat/completions 400: %s", why);
-        chat_free(&c);
-        return send_error(conn, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", why);
-    }
-    size_t idx = c.conv.step_index;
-    const demo_step *step = demo_script_step(&c.script, idx);
-    const demo_mods *mods = demo_script_mods(&c.script, idx);
-    uint64_t key = demo_conv_key(&c.conv, idx);
+    chat_req *c = rq->chat;
+    size_t idx = c->conv.step_index;
+    const demo_step *step = demo_script_step(&c->script, idx);
+    const demo_mods *mods = demo_script_mods(&c->script, idx);
     char label_buf[128];
     const char *label = step_label(step, label_buf, sizeof label_buf);
-    const char *mode = c.stream ? "stream" : "non-stream";
-
-    int attempt = 0;
-    if (mods->fail_status != 0 || (mods->hang && mods->hang_count > 0))
-        attempt = demo_attempts_next(srv->attempts, key);
-
+    if (mods->fail_status != 0 && rq->attempt <= mods->fail_count) {
+        kx_info("POST /v1/chat/completions %d: step %zu (%s) scripted failure, attempt %d of %d",
+                mods->fail_status, idx, label, rq->attempt, mods->fail_count);
+        return send_error(conn, (unsigned)mods->fail_status, "demo_scripted_failure",
+                          "demo model: scripted failure of step %zu, attempt %d of %d "
+                          "(`fail %d %d`)",
+                          idx, rq->attempt, mods->fail_count, mods->fail_status, mods->fail_count);
+    }
+    uint64_t key = demo_conv_key(&c->conv, idx);
+    demo_turn turn;
+    char id[64];
+    snprintf(id, sizeof id, "chatcmpl-%016llx%llx", (unsigned long long)key,
+             (unsigned long long)atomic_fetch_add(&srv->next_id, 1));
+    demo_reply_meta meta = {.id = id,
+                            .model = c->model,
+                            .created = (int64_t)time(NULL),
+                            .prompt_chars = c->conv.prompt_chars};
     enum MHD_Result ret;
-    if (mods->sleep_ms > 0 && !wait_on(srv, conn, mods->sleep_ms)) {
-        kx_info("POST /v1/chat/completions step %zu (%s): client left during sleep %lld ms", idx,
-                label, (long long)mods->sleep_ms);
-        ret = MHD_NO;
-    } else if (mods->hang && (mods->hang_count == 0 || attempt <= mods->hang_count)) {
-        wait_on(srv, conn, -1);
+    if (demo_turn_build(step, idx, &c->conv, &turn) != 0)
+        return send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
+    if (c->stream) {
+        char **chunks = NULL;
+        size_t n = 0;
+        if (demo_render_stream(&turn, &meta, &chunks, &n) != 0)
+            ret = send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
+        else
+            ret = send_stream(srv, conn, chunks, n);
+    } else {
+        ret =
+            send_body(conn, MHD_HTTP_OK, demo_render_completion(&turn, &meta), "application/json");
+    }
+    kx_info("POST /v1/chat/completions 200 %s: step %zu (%s), finish_reason %s, %lld ms",
+            c->stream ? "stream" : "non-stream", idx, label,
+            turn.finish_reason ? turn.finish_reason : "-",
+            (long long)(kx_mono_ms() - rq->start_ms));
+    demo_turn_free(&turn);
+    return ret;
+}
+
+/* Called once the body is read, and again after each suspension ends: parse, then `sleep`
+ * (suspended), then `hang` (suspended until the client or the server goes away), then the
+ * failure or the answer. */
+static enum MHD_Result chat(demo_server *srv, struct MHD_Connection *conn, request *rq)
+{
+    if (rq->phase == PHASE_NEW) {
+        char why[512];
+        rq->chat = calloc(1, sizeof *rq->chat);
+        if (rq->chat == NULL)
+            return MHD_NO;
+        if (!chat_parse(rq, rq->chat, why, sizeof why)) {
+            kx_info("POST /v1/chat/completions 400: %s", why);
+            chat_free(rq->chat);
+            rq->chat = NULL;
+            return send_error(conn, MHD_HTTP_BAD_REQUEST, "invalid_request", "%s", why);
+        }
+        kx_buf_free(&rq->body); /* parsed: a request held for `sleep` keeps only what it needs */
+    }
+    chat_req *c = rq->chat;
+    size_t idx = c->conv.step_index;
+    const demo_step *step = demo_script_step(&c->script, idx);
+    const demo_mods *mods = demo_script_mods(&c->script, idx);
+    char label_buf[128];
+    const char *label = step_label(step, label_buf, sizeof label_buf);
+
+    switch (rq->phase) {
+    case PHASE_NEW:
+        if (mods->fail_status != 0 || (mods->hang && mods->hang_count > 0))
+            rq->attempt = demo_attempts_next(srv->attempts, demo_conv_key(&c->conv, idx));
+        if (mods->sleep_ms > 0) {
+            rq->phase = PHASE_SLEEP;
+            suspend_for(srv, conn, &rq->woke, &rq->susp, mods->sleep_ms);
+            return MHD_YES;
+        }
+        rq->phase = PHASE_READY;
+        break;
+    case PHASE_SLEEP:
+        if (atomic_load(&rq->woke) != WAIT_ELAPSED) {
+            kx_info("POST /v1/chat/completions step %zu (%s): client left during sleep %lld ms",
+                    idx, label, (long long)mods->sleep_ms);
+            return MHD_NO;
+        }
+        rq->phase = PHASE_READY;
+        break;
+    case PHASE_HANG:
         kx_info("POST /v1/chat/completions step %zu (%s): `hang` held the request %lld ms, "
                 "until the client or the server went away",
                 idx, label, (long long)(kx_mono_ms() - rq->start_ms));
-        ret = MHD_NO;
-    } else if (mods->fail_status != 0 && attempt <= mods->fail_count) {
-        kx_info("POST /v1/chat/completions %d: step %zu (%s) scripted failure, attempt %d of %d",
-                mods->fail_status, idx, label, attempt, mods->fail_count);
-        ret = send_error(conn, (unsigned)mods->fail_status, "demo_scripted_failure",
-                         "demo model: scripted failure of step %zu, attempt %d of %d "
-                         "(`fail %d %d`)",
-                         idx, attempt, mods->fail_count, mods->fail_status, mods->fail_count);
-    } else {
-        demo_turn turn;
-        char id[64];
-        snprintf(id, sizeof id, "chatcmpl-%016llx%llx", (unsigned long long)key,
-                 (unsigned long long)atomic_fetch_add(&srv->next_id, 1));
-        demo_reply_meta meta = {.id = id,
-                                .model = c.model,
-                                .created = (int64_t)time(NULL),
-                                .prompt_chars = c.conv.prompt_chars};
-        if (demo_turn_build(step, idx, &c.conv, &turn) != 0) {
-            ret = send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
-        } else if (c.stream) {
-            char **chunks = NULL;
-            size_t n = 0;
-            if (demo_render_stream(&turn, &meta, &chunks, &n) != 0)
-                ret =
-                    send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
-            else
-                ret = send_stream(conn, chunks, n);
-        } else {
-            ret = send_body(conn, MHD_HTTP_OK, demo_render_completion(&turn, &meta),
-                            "application/json");
-        }
-        kx_info("POST /v1/chat/completions 200 %s: step %zu (%s), finish_reason %s, %lld ms", mode,
-                idx, label, turn.finish_reason ? turn.finish_reason : "-",
-                (long long)(kx_mono_ms() - rq->start_ms));
-        demo_turn_free(&turn);
+        return MHD_NO;
+    case PHASE_READY: break;
     }
-    chat_free(&c);
-    return ret;
+    if (mods->hang && (mods->hang_count == 0 || rq->attempt <= mods->hang_count)) {
+        rq->phase = PHASE_HANG;
+        suspend_for(srv, conn, &rq->woke, &rq->susp, -1);
+        return MHD_YES;
+    }
+    return chat_answer(srv, conn, rq);
 }
 
 /* ---- routing ---- */
@@ -355,6 +442,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             return MHD_NO;
         rq->start_ms = kx_mono_ms();
         rq->body.max = MAX_BODY_BYTES;
+        rq->conn = conn;
         *con_cls = rq;
         return MHD_YES;
     }
@@ -378,6 +466,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     request *rq = *con_cls;
     if (rq != NULL) {
+        chat_free(rq->chat);
         kx_buf_free(&rq->body);
         free(rq);
         *con_cls = NULL;
@@ -401,12 +490,12 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 
 /* ---- lifecycle ---- */
 
-demo_server *demo_server_start(const char *bind_addr, uint16_t port)
+demo_server *demo_server_start(const char *bind_addr, uint16_t port, const demo_server_opts *opts)
 {
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-        MHD_USE_POLL | MHD_USE_ERROR_LOG;
+    /* epoll, no thread per connection: waits are suspensions (waiter.h) */
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
     if (inet_pton(AF_INET, bind_addr, &s4->sin_addr) == 1) {
@@ -424,22 +513,33 @@ demo_server *demo_server_start(const char *bind_addr, uint16_t port)
     demo_server *srv = calloc(1, sizeof *srv);
     if (srv == NULL)
         return NULL;
+    srv->opts = *opts;
+    if (srv->opts.threads == 0)
+        srv->opts.threads = 1;
     srv->attempts = demo_attempts_new();
-    if (srv->attempts == NULL || pipe2(srv->stop_pipe, O_CLOEXEC) != 0) {
+    srv->waiter = srv->attempts ? waiter_start() : NULL;
+    if (srv->waiter == NULL) {
         kx_error("demo-model: cannot set up the server: %s", strerror(errno));
         demo_attempts_free(srv->attempts);
         free(srv);
         return NULL;
     }
+    /* MHD_OPTION_THREAD_POOL_SIZE only when there is a pool (MHD warns about a size of 0) */
+    struct MHD_OptionItem pool[] = {
+        {srv->opts.threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END,
+         (intptr_t)srv->opts.threads, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
     srv->daemon = MHD_start_daemon(flags, port, NULL, NULL, on_request, srv,
-                                   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, /* first */
-                                   MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-                                   MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_END);
+                                   MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_SOCK_ADDR,
+                                   (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
+                                   on_completed, srv, MHD_OPTION_CONNECTION_LIMIT,
+                                   srv->opts.max_connections, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+                                   (unsigned)4096, MHD_OPTION_ARRAY, pool, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         kx_error("demo-model: cannot listen on %s:%u (is the port in use?)", bind_addr,
                  (unsigned)port);
-        close(srv->stop_pipe[0]);
-        close(srv->stop_pipe[1]);
+        waiter_stop(srv->waiter);
         demo_attempts_free(srv->attempts);
         free(srv);
         return NULL;
@@ -458,11 +558,13 @@ void demo_server_stop(demo_server *s)
 {
     if (s == NULL)
         return;
-    if (write(s->stop_pipe[1], "x", 1) != 1) /* wakes every wait_on */
-        kx_warn("demo-model: cannot signal stop: %s", strerror(errno));
+    /* No new connections; every suspended one is resumed (its wait ends WAIT_STOPPED) before the
+     * daemon stops, as libmicrohttpd requires. */
+    MHD_socket lfd = MHD_quiesce_daemon(s->daemon);
+    waiter_stop(s->waiter);
     MHD_stop_daemon(s->daemon);
-    close(s->stop_pipe[0]);
-    close(s->stop_pipe[1]);
+    if (lfd != MHD_INVALID_SOCKET)
+        close(lfd);
     demo_attempts_free(s->attempts);
     free(s);
 }
