@@ -13,6 +13,7 @@
 static const char *const known_fields[] = {
     "prompt",           "model_name", "enable_thinking",
     "reasoning_effort", "stream",     "enable_context_manager",
+    "agent_id",         "name",
 };
 #define NFIELDS (sizeof known_fields / sizeof known_fields[0])
 
@@ -20,6 +21,7 @@ struct gw_form {
     struct MHD_PostProcessor *pp;
     kx_buf fields[NFIELDS]; /* the values of known_fields; .s is NULL while absent */
     bool oom;
+    size_t files; /* uploaded file parts seen (their bytes are dropped) */
 };
 
 bool gw_form_content_type(const char *ct)
@@ -55,11 +57,14 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
                                 size_t size)
 {
     gw_form *f = cls;
-    if (filename != NULL)
-        return MHD_YES; /* an uploaded file: not used yet, read and dropped */
+    if (filename != NULL) {
+        if (off == 0)
+            f->files++; /* an uploaded file: counted, its bytes dropped */
+        return MHD_YES;
+    }
     int i = field_index(key);
     if (i < 0)
-        return MHD_YES; /* a field the gateway does not know (agent_id, ...) */
+        return MHD_YES; /* a field the gateway does not know (is_agent_builder, ...) */
     if (!field_put(&f->fields[i], off, data, size)) {
         f->oom = true;
         return MHD_NO;
@@ -109,6 +114,11 @@ const char *gw_form_get(const gw_form *f, const char *name, size_t *len)
     if (len != NULL)
         *len = f->fields[i].len;
     return f->fields[i].s;
+}
+
+size_t gw_form_files(const gw_form *f)
+{
+    return f->files;
 }
 
 void gw_form_free(gw_form *f)

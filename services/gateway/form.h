@@ -3,8 +3,8 @@
  *
  * libmicrohttpd's post processor does the parsing; this module keeps the fields the gateway
  * knows (prompt, model_name, enable_thinking, reasoning_effort, stream,
- * enable_context_manager) and ignores every other field and every uploaded file (files are
- * read and dropped, never a failure). When a field appears twice, the last value wins, as in
+ * enable_context_manager, agent_id, name) and ignores every other field; uploaded files are
+ * counted (gw_form_files) and their bytes dropped. When a field appears twice, the last value wins, as in
  * Starlette.
  *
  * Ownership: gw_form is owned by the request that created it (gw_form_free). Values returned
@@ -28,6 +28,8 @@ bool gw_form_finish(gw_form *f);
 /* The value of a known field, NUL-terminated, or NULL if absent; *len (may be NULL) gets its
  * length in bytes (it may contain NUL bytes: check with gw_utf8_valid). */
 const char *gw_form_get(const gw_form *f, const char *name, size_t *len);
+/* How many uploaded file parts the body had. */
+size_t gw_form_files(const gw_form *f);
 void gw_form_free(gw_form *f); /* NULL is a no-op */
 
 #endif
