@@ -24,6 +24,7 @@ struct MHD_Connection;
 typedef struct gw_server gw_server;
 typedef struct gw_streams gw_streams;
 typedef struct gw_form gw_form;
+typedef struct gw_run_nats gw_run_nats;
 
 typedef struct gw_app {
     gw_config cfg;
@@ -31,6 +32,7 @@ typedef struct gw_app {
     kx_db_pool *pool;
     gw_server *server;
     gw_streams *streams;   /* open SSE streams (stream.h) */
+    gw_run_nats *run_nats; /* kx.run.start / kx.run.stop (run_nats.h) */
     atomic_bool draining;  /* set when SIGTERM arrived: new streams are refused */
     atomic_bool listening; /* the API port accepts connections (ready needs it) */
 } gw_app;

@@ -5,7 +5,7 @@
  *   POST /api/agent-run/{id}/stop          the stop compare-and-set, STOP, terminal event
  *   GET  /api/thread/{id}/agent-runs       a thread's runs, newest first
  *   GET  /api/thread/{id}/agent            the agent of the thread's newest run (Kortix's shape)
- * Creating a run is run_create.c's (the path kx.run.start shares).
+ * Creating a run is run_ops.c's (the path kx.run.start shares).
  * Runs are created in Postgres first (one statement each) and only then submitted on the bus;
  * a failed submit is logged, not fatal (the scheduler sweeps queued runs). */
 #include <microhttpd.h>
@@ -19,7 +19,7 @@
 #include "kx/log.h"
 #include "publish.h"
 #include "reply.h"
-#include "run_create.h"
+#include "run_ops.h"
 #include "store.h"
 #include "text.h"
 
@@ -93,7 +93,7 @@ void gw_route_initiate(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     if (gw_form_files(req->form) > 0) {
         /* Refused rather than dropped: a run told about files it cannot see would mislead. */
-        gw_reply_error(reply, MHD_HTTP_NOT_IMPLEMENTED,
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
                        "files[]: uploading files with /agent/initiate is not supported yet; "
                        "upload them to the project's sandbox after the run is created");
         return;
@@ -195,35 +195,9 @@ void gw_route_run_get(gw_app *app, gw_request *req, gw_reply *reply)
 
 void gw_route_run_stop(gw_app *app, gw_request *req, gw_reply *reply)
 {
-    kx_db *db = gw_db_get(app, reply);
-    if (db == NULL)
-        return;
-    gw_run_info info;
-    if (!gw_access_run(db, req, req->id, &info, reply)) {
-        gw_db_put(app, db);
-        return;
-    }
-    gw_store_run_info_free(&info);
-
-    bool stopped = false;
-    int64_t epoch = 0;
-    kx_err err = gw_store_run_stop(db, req->id, &stopped, &epoch);
-    if (err == KX_OK && !stopped) {
-        /* The run had already ended (or someone else ended it just now): report its status. */
-        err = gw_store_run_info(db, req->id, &info);
-    }
-    gw_db_put(app, db);
-    if (err != KX_OK) {
-        gw_reply_db_error(reply, err, "Failed to update agent run status in database");
-        return;
-    }
-    if (stopped) {
-        gw_publish_stop(app, req, req->id, epoch > 0 ? epoch - 1 : 0);
-        gw_reply_json(reply, MHD_HTTP_OK, json_pack("{s:s}", "status", "stopped"));
-    } else {
-        gw_reply_json(reply, MHD_HTTP_OK, json_pack("{s:s}", "status", info.status));
-        gw_store_run_info_free(&info);
-    }
+    char status[16];
+    if (gw_run_stop(app, req, req->id, status, reply))
+        gw_reply_json(reply, MHD_HTTP_OK, json_pack("{s:s}", "status", status));
 }
 
 void gw_route_thread_runs(gw_app *app, gw_request *req, gw_reply *reply)

@@ -12,7 +12,7 @@
  *     project's threads and messages readable by anyone, nothing of it writable;
  *   - runs: agent_id (another account's agent: 404, nothing created; the default agent),
  *     GET /thread/{id}/agent, reasoning_effort / booleans validated, a model the account may
- *     not use (Kortix's 403 body, nothing created), files[] refused (501, nothing created);
+ *     not use (Kortix's 403 body, nothing created), files[] refused (400, nothing created);
  *   - every route: another account's object is 404 (the older Kortix routes: 403). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -709,7 +709,7 @@ static void test_run_options(void **state)
                      "filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nabc\r\n--XyZ--\r\n";
     v = call2("POST", "/api/agent/initiate", bearer(0), NULL, "multipart/form-data; boundary=XyZ",
               mp, strlen(mp), &st);
-    assert_int_equal(st, 501);
+    assert_int_equal(st, 400);
     assert_non_null(strstr(detail(v), "files[]"));
     json_decref(v);
     assert_int_equal(sql_long("SELECT count(*) FROM projects", NULL, NULL), projects);

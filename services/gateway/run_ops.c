@@ -1,5 +1,5 @@
-/* run_create.c — the run-creating path shared by HTTP and NATS (see run_create.h). */
-#include "run_create.h"
+/* run_ops.c — creating and stopping runs, shared by HTTP and NATS (see run_ops.h). */
+#include "run_ops.h"
 
 #include <microhttpd.h>
 #include <stdio.h>
@@ -125,4 +125,39 @@ bool gw_run_create(gw_app *app, const gw_request *req, const gw_run_new *n,
     if (created)
         gw_publish_submit(app, req, run_id, thread_id);
     return created;
+}
+
+bool gw_run_stop(gw_app *app, const gw_request *req, const char *run_id, char status[16],
+                 gw_reply *reply)
+{
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return false;
+    gw_run_info info;
+    if (!gw_access_run(db, req, run_id, &info, reply)) {
+        gw_db_put(app, db);
+        return false;
+    }
+    gw_store_run_info_free(&info);
+
+    bool stopped = false;
+    int64_t epoch = 0;
+    kx_err err = gw_store_run_stop(db, run_id, &stopped, &epoch);
+    if (err == KX_OK && !stopped) {
+        /* The run had already ended (or someone else ended it just now): report its status. */
+        err = gw_store_run_info(db, run_id, &info);
+    }
+    gw_db_put(app, db);
+    if (err != KX_OK) {
+        gw_reply_db_error(reply, err, "Failed to update agent run status in database");
+        return false;
+    }
+    if (stopped) {
+        gw_publish_stop(app, req, run_id, epoch > 0 ? epoch - 1 : 0);
+        snprintf(status, 16, "stopped");
+    } else {
+        snprintf(status, 16, "%s", info.status);
+        gw_store_run_info_free(&info);
+    }
+    return true;
 }
