@@ -84,6 +84,7 @@ void gw_route_thread_get(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_thread_update(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_thread_delete(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_message_delete(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_message_add_query(gw_app *app, gw_request *req, gw_reply *reply);
 /* routes_projects.c */
 void gw_route_projects_list(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_project_create(gw_app *app, gw_request *req, gw_reply *reply);

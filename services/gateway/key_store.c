@@ -17,7 +17,7 @@ static kx_err one_text(kx_db *db, const char *stmt, int n, const char *const *pa
         PQclear(res);
         return KX_ERR_NOT_FOUND;
     }
-    if (out != NULL && (*out = strdup(PQgetvalue(res, 0, 0))) == NULL)
+    if ((*out = strdup(PQgetvalue(res, 0, 0))) == NULL)
         err = KX_ERR_NOMEM;
     PQclear(res);
     return err;

@@ -30,6 +30,8 @@ const gw_route gw_routes[] = {
     ROUTE("GET",    "/api/threads/{id}",            AUTH_OPTIONAL, BODY_NONE, gw_route_thread_get),
     ROUTE("PATCH",  "/api/threads/{id}",            AUTH_BEARER, BODY_JSON, gw_route_thread_update),
     ROUTE("DELETE", "/api/threads/{id}",            AUTH_BEARER, BODY_NONE, gw_route_thread_delete),
+    ROUTE("POST",   "/api/threads/{id}/messages/add", AUTH_BEARER, BODY_NONE,
+          gw_route_message_add_query),
     ROUTE("DELETE", "/api/threads/{id}/messages/{*}", AUTH_BEARER, BODY_NONE,
           gw_route_message_delete),
     ROUTE("GET",    "/api/projects",                AUTH_BEARER, BODY_NONE, gw_route_projects_list),

@@ -10,6 +10,7 @@
  *   POST   /api/threads/{id}/messages           JSON {"type", "content", "is_llm_message"};
  *        stores content {"role": "user" if type == "user" else "assistant", "content": ...}
  *        and answers the inserted row.
+ *   POST   /api/threads/{id}/messages/add?message=…   a user message (Kortix's query form)
  *   DELETE /api/threads/{id}/messages/{mid}     an LLM message (Kortix keeps the others)
  * The new routes answer another account's thread with 404; the older Kortix ones with 403. */
 #include <microhttpd.h>
@@ -309,4 +310,39 @@ void gw_route_message_delete(gw_app *app, gw_request *req, gw_reply *reply)
     if (ok)
         gw_reply_json(reply, MHD_HTTP_OK,
                       json_pack("{s:s}", "message", "Message deleted successfully"));
+}
+
+void gw_route_message_add_query(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    const char *message = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "message");
+    if (message == NULL || message[0] == '\0') {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "message is required (a query parameter)");
+        return;
+    }
+    if (!gw_utf8_valid(message, strlen(message))) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "message must be UTF-8 text");
+        return;
+    }
+    if (!gw_text_fits("message", message, app->cfg.max_prompt_bytes, reply))
+        return;
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return;
+    char owner[KX_UUID_LEN + 1];
+    char *row = NULL;
+    kx_err err = kx_uuid_valid(req->id) ? gw_store_thread_account(db, req->id, owner, NULL)
+                                        : KX_ERR_NOT_FOUND;
+    if (err == KX_OK && strcmp(owner, req->account) != 0)
+        err = KX_ERR_NOT_FOUND; /* another account's thread */
+    if (err == KX_OK)
+        err = gw_store_message_add(db, req->id, req->account, "user", true, "user", message, &row);
+    gw_db_put(app, db);
+    if (err == KX_ERR_NOT_FOUND || err == KX_ERR_CONFLICT) /* conflict: deleted meanwhile */
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+    else if (err != KX_OK)
+        gw_reply_db_error(reply, err, "Failed to add message");
+    if (row == NULL)
+        return;
+    gw_reply_json(reply, MHD_HTTP_OK, gw_json_from_sql(row));
+    free(row);
 }

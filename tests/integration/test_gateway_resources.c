@@ -480,6 +480,19 @@ static void test_threads(void **state)
     assert_int_equal(sql_long("SELECT count(*) FROM messages WHERE thread_id = $1::uuid", t2, NULL),
                      1);
 
+    /* Kortix's query form of adding a user message */
+    snprintf(mpath, sizeof mpath, "/api/threads/%s/messages/add?message=hello%%20there", t2);
+    v = jcall(0, "POST", mpath, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(v, "type")), "user");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(v, "content"), "content")),
+        "hello there");
+    json_decref(v);
+    expect_error(1, "POST", mpath, NULL, 404, "Thread not found");
+    snprintf(mpath, sizeof mpath, "/api/threads/%s/messages/add", t2);
+    expect_error(0, "POST", mpath, NULL, 400, "message is required");
+
     /* delete with a queued run: the run is stopped (its stream ends with the stop event), the
      * messages are gone, the thread is 404 everywhere; the run row stays (usage) */
     const char *pairs[] = {"prompt", "to be deleted", NULL};
