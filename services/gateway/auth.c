@@ -139,5 +139,6 @@ bool gw_auth_api_key(gw_app *app, gw_request *req, gw_reply *reply)
         return false;
     }
     snprintf(req->account, sizeof req->account, "%s", row.account);
+    req->via_api_key = true;
     return true;
 }

@@ -49,6 +49,7 @@ typedef struct gw_request {
     char account[KX_UUID_LEN + 1]; /* the JWT sub (a UUID) when the route needs auth, else "" */
     char api_key[112];             /* "pk_…:sk_…" of X-API-Key, well-formed, until the worker
                                       checked it (auth.h); "" otherwise */
+    bool via_api_key;              /* the account comes from an API key (not a JWT) */
     char traceparent[56];          /* the request's W3C traceparent header if valid, else "" */
     const char *body;              /* raw body (NUL-terminated) for JSON routes; NULL if none */
     size_t body_len;

@@ -4,7 +4,9 @@
  *   GET    /api/api-keys                  the account's keys, newest first (no secrets)
  *   PATCH  /api/api-keys/{id}/revoke      the key stops working at once
  *   DELETE /api/api-keys/{id}             the key is gone
- * Requests sent with "X-API-Key: pk_…:sk_…" act as the key's account (auth.c). Another
+ * Requests sent with "X-API-Key: pk_…:sk_…" act as the key's account (auth.c) on every other
+ * route; these four need a session token (JWT): a leaked key must not be able to mint a
+ * successor that outlives its revocation, nor revoke the owner's other keys (403). Another
  * account's key is 404. */
 #include <microhttpd.h>
 #include <stdlib.h>
@@ -19,6 +21,16 @@
 #include "reply.h"
 
 #define TITLE_MAX_CHARS 255
+
+/* API keys are managed with a session token only (see above). */
+static bool session_only(const gw_request *req, gw_reply *reply)
+{
+    if (!req->via_api_key)
+        return true;
+    gw_reply_error(reply, MHD_HTTP_FORBIDDEN,
+                   "API keys cannot manage API keys: sign in with a session token");
+    return false;
+}
 #define DESCRIPTION_MAX_CHARS 1000
 #define EXPIRES_MAX_DAYS 3650
 
@@ -49,6 +61,8 @@ static json_t *with_secret(json_t *row, const char *secret)
 
 void gw_route_key_create(gw_app *app, gw_request *req, gw_reply *reply)
 {
+    if (!session_only(req, reply))
+        return;
     json_t *body = gw_body_json_object(req, false, reply);
     if (body == NULL)
         return;
@@ -107,6 +121,8 @@ void gw_route_key_create(gw_app *app, gw_request *req, gw_reply *reply)
 
 void gw_route_keys_list(gw_app *app, gw_request *req, gw_reply *reply)
 {
+    if (!session_only(req, reply))
+        return;
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return;
@@ -124,6 +140,8 @@ void gw_route_keys_list(gw_app *app, gw_request *req, gw_reply *reply)
 /* revoke or delete: 404 unless the key is the account's. */
 static void key_change(gw_app *app, gw_request *req, gw_reply *reply, bool delete)
 {
+    if (!session_only(req, reply))
+        return;
     if (!kx_uuid_valid(req->id)) {
         gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "API key not found");
         return;

@@ -244,9 +244,14 @@ static void test_api_keys(void **state)
     json_decref(list);
 
     /* X-API-Key acts as account a */
-    json_t *v = with_key(key, "GET", "/api/api-keys", &st);
+    json_t *v = with_key(key, "GET", "/api/threads", &st);
     assert_int_equal(st, 200);
-    assert_int_equal(json_array_size(v), 1);
+    assert_non_null(json_object_get(v, "pagination"));
+    json_decref(v);
+    /* ... but cannot manage keys: a leaked key must not mint a successor or revoke others */
+    v = with_key(key, "GET", "/api/api-keys", &st);
+    assert_int_equal(st, 403);
+    assert_non_null(strstr(detail(v), "session token"));
     json_decref(v);
     char line[300];
     snprintf(line, sizeof line, "X-API-Key: %s", key);
@@ -256,9 +261,11 @@ static void test_api_keys(void **state)
     assert_string_equal(json_string_value(json_object_get(v, "account_id")), g_acct_a);
     json_decref(v);
     /* the key decides even next to another account's bearer token (Kortix's order) */
-    v = call2("GET", "/api/api-keys", line, bearer(1), NULL, NULL, 0, &st);
+    v = call2("GET", "/api/projects", line, bearer(1), NULL, NULL, 0, &st);
     assert_int_equal(st, 200);
-    assert_int_equal(json_array_size(v), 1);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(v, "projects"), 0), "account_id")),
+                        g_acct_a);
     json_decref(v);
     assert_int_equal(sql_long("SELECT count(*) FROM api_keys WHERE last_used_at IS NOT NULL",
                               NULL, NULL),
@@ -267,17 +274,17 @@ static void test_api_keys(void **state)
     /* wrong secret, malformed, unknown public key */
     snprintf(bad, sizeof bad, "%s", key);
     bad[strlen(bad) - 1] = bad[strlen(bad) - 1] == '0' ? '1' : '0';
-    v = with_key(bad, "GET", "/api/api-keys", &st);
+    v = with_key(bad, "GET", "/api/threads", &st);
     assert_int_equal(st, 401);
     assert_non_null(strstr(detail(v), "Invalid API key"));
     json_decref(v);
-    v = with_key("pk_abc:sk_def", "GET", "/api/api-keys", &st);
+    v = with_key("pk_abc:sk_def", "GET", "/api/threads", &st);
     assert_int_equal(st, 401);
     assert_string_equal(detail(v), "Invalid API key format. Expected format: pk_xxx:sk_xxx");
     json_decref(v);
     snprintf(bad, sizeof bad, "%s", key);
     bad[3] = bad[3] == 'a' ? 'b' : 'a';
-    v = with_key(bad, "GET", "/api/api-keys", &st);
+    v = with_key(bad, "GET", "/api/threads", &st);
     assert_int_equal(st, 401);
     assert_non_null(strstr(detail(v), "Invalid API key"));
     json_decref(v);
@@ -293,7 +300,7 @@ static void test_api_keys(void **state)
     snprintf(path, sizeof path, "/api/api-keys/%s", kid_s);
     expect_error(1, "DELETE", path, NULL, 404, "API key not found");
     expect_error(0, "DELETE", "/api/api-keys/not-a-uuid", NULL, 404, "API key not found");
-    v = with_key(key, "GET", "/api/api-keys", &st); /* still works */
+    v = with_key(key, "GET", "/api/threads", &st); /* still works */
     assert_int_equal(st, 200);
     json_decref(v);
 
@@ -304,14 +311,14 @@ static void test_api_keys(void **state)
     char key2[200];
     snprintf(key2, sizeof key2, "%s:%s", json_string_value(json_object_get(k2, "public_key")),
              json_string_value(json_object_get(k2, "secret_key")));
-    v = with_key(key2, "GET", "/api/api-keys", &st);
+    v = with_key(key2, "GET", "/api/threads", &st);
     assert_int_equal(st, 200);
     json_decref(v);
     char *upd = sql1("UPDATE api_keys SET expires_at = now() - interval '1 second' "
                      "WHERE key_id = $1::uuid RETURNING 1",
                      json_string_value(json_object_get(k2, "key_id")), NULL);
     free(upd);
-    v = with_key(key2, "GET", "/api/api-keys", &st);
+    v = with_key(key2, "GET", "/api/threads", &st);
     assert_int_equal(st, 401);
     assert_non_null(strstr(detail(v), "revoked or expired"));
     json_decref(v);
@@ -324,7 +331,7 @@ static void test_api_keys(void **state)
     assert_string_equal(json_string_value(json_object_get(v, "message")),
                         "API key revoked successfully");
     json_decref(v);
-    v = with_key(key, "GET", "/api/api-keys", &st);
+    v = with_key(key, "GET", "/api/threads", &st);
     assert_int_equal(st, 401);
     assert_non_null(strstr(detail(v), "revoked or expired"));
     json_decref(v);
