@@ -103,8 +103,8 @@ bool gw_auth_api_key(gw_app *app, gw_request *req, gw_reply *reply)
                        "Invalid API key format. Expected format: pk_xxx:sk_xxx");
         return false;
     }
-    bool digested = gw_apikey_digest(app->cfg.api_key_secret, app->cfg.api_key_secret_len,
-                                     secret, digest);
+    bool digested =
+        gw_apikey_digest(app->cfg.api_key_secret, app->cfg.api_key_secret_len, secret, digest);
     memset(secret, 0, sizeof secret);
     if (!digested) {
         gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "API key validation failed");
@@ -117,8 +117,8 @@ bool gw_auth_api_key(gw_app *app, gw_request *req, gw_reply *reply)
     kx_err err = gw_key_lookup(db, pub, &row);
     /* An unknown public key still costs a digest comparison, so that timing does not tell
      * "no such key" from "wrong secret" any more than the answer does (both are 401). */
-    bool match = gw_apikey_digest_equal(err == KX_OK ? row.secret_hash : digest, digest) &&
-        err == KX_OK;
+    bool match =
+        gw_apikey_digest_equal(err == KX_OK ? row.secret_hash : digest, digest) && err == KX_OK;
     if (match && row.usable && row.touch_due) {
         kx_err terr = gw_key_touch(db, row.key_id); /* at most once a minute per key */
         if (terr != KX_OK)
@@ -131,7 +131,8 @@ bool gw_auth_api_key(gw_app *app, gw_request *req, gw_reply *reply)
         return false;
     }
     if (!match) {
-        gw_reply_error(reply, MHD_HTTP_UNAUTHORIZED, "Invalid API key: unknown key or wrong secret");
+        gw_reply_error(reply, MHD_HTTP_UNAUTHORIZED,
+                       "Invalid API key: unknown key or wrong secret");
         return false;
     }
     if (!row.usable) {

@@ -125,8 +125,8 @@ bool gw_query_int(const gw_request *req, const char *name, long def, long lo, lo
     char *end = NULL;
     long n = strtol(v, &end, 10);
     if (v[0] == '\0' || end == NULL || *end != '\0' || n < lo || n > hi) {
-        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s must be an integer from %ld to %ld",
-                       name, lo, hi);
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s must be an integer from %ld to %ld", name,
+                       lo, hi);
         return false;
     }
     *out = n;

@@ -29,8 +29,8 @@ kx_err gw_key_create(kx_db *db, const char *account, const char *public_key,
 {
     char days[16];
     snprintf(days, sizeof days, "%d", expires_in_days);
-    const char *p[] = {account,     public_key, secret_hash, title,
-                       description, expires_in_days > 0 ? days : NULL};
+    const char *p[] = {account, public_key,  secret_hash,
+                       title,   description, expires_in_days > 0 ? days : NULL};
     kx_err err = one_text(db, "gw_key_create", 6, p, json);
     return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
 }

@@ -63,8 +63,8 @@ typedef struct gw_key_row {
     char key_id[KX_UUID_LEN + 1];
     char account[KX_UUID_LEN + 1];
     char secret_hash[GW_APIKEY_DIGEST_LEN + 1];
-    bool usable;     /* active and not expired */
-    bool touch_due;  /* last_used_at is over a minute old (or never set) */
+    bool usable;    /* active and not expired */
+    bool touch_due; /* last_used_at is over a minute old (or never set) */
 } gw_key_row;
 kx_err gw_key_lookup(kx_db *db, const char *public_key, gw_key_row *out);
 /* last_used_at = now() (at most once a minute per key: callers check touch_due). */

@@ -130,8 +130,8 @@ static kx_err delete_tx(kx_db *db, const char *lock, const char *stop, const cha
 kx_err gw_thread_delete(kx_db *db, const char *thread_id, const char *account,
                         gw_stopped_run **stopped, size_t *nstopped)
 {
-    return delete_tx(db, "gw_thread_lock", "gw_thread_stop_runs", "gw_thread_forget",
-                     thread_id, account, stopped, nstopped);
+    return delete_tx(db, "gw_thread_lock", "gw_thread_stop_runs", "gw_thread_forget", thread_id,
+                     account, stopped, nstopped);
 }
 
 kx_err gw_message_delete(kx_db *db, const char *thread_id, const char *message_id)
@@ -169,19 +169,19 @@ kx_err gw_project_get(kx_db *db, const char *project_id, char account[KX_UUID_LE
     return *json != NULL ? KX_OK : KX_ERR_NOMEM;
 }
 
-kx_err gw_project_create(kx_db *db, const char *account, const char *name,
-                         const char *description, const char *is_public, char **json)
+kx_err gw_project_create(kx_db *db, const char *account, const char *name, const char *description,
+                         const char *is_public, char **json)
 {
     const char *p[] = {account, name, description, is_public};
     kx_err err = text(db, "gw_project_create", 4, p, 0, json);
     return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
 }
 
-kx_err gw_project_update(kx_db *db, const char *project_id, const char *account,
-                         const char *name, bool set_description, const char *description,
-                         const char *is_public, char **json)
+kx_err gw_project_update(kx_db *db, const char *project_id, const char *account, const char *name,
+                         bool set_description, const char *description, const char *is_public,
+                         char **json)
 {
-    const char *p[] = {project_id,  account, name, description, set_description ? "true" : "false",
+    const char *p[] = {project_id, account, name, description, set_description ? "true" : "false",
                        is_public};
     return text(db, "gw_project_update", 6, p, 0, json);
 }

@@ -21,7 +21,7 @@
 #include "kx/err.h"
 #include "store.h"
 
-/* clang-format off: SQL laid out by hand */
+/* clang-format off */ /* SQL laid out by hand */
 #define GW_PROJECT_FIELDS(p)                                                                   \
     "'project_id', " p ".project_id, 'name', " p ".name, 'description', " p ".description, "   \
     "'account_id', " p ".account_id, 'sandbox', " p ".sandbox, 'is_public', " p ".is_public, " \
@@ -138,13 +138,13 @@ kx_err gw_projects_list(kx_db *db, const char *account, char **json);
 kx_err gw_project_get(kx_db *db, const char *project_id, char account[KX_UUID_LEN + 1],
                       bool *is_public, char **json);
 /* is_public: "true"/"false". */
-kx_err gw_project_create(kx_db *db, const char *account, const char *name,
-                         const char *description, const char *is_public, char **json);
+kx_err gw_project_create(kx_db *db, const char *account, const char *name, const char *description,
+                         const char *is_public, char **json);
 /* NULL name / is_public: unchanged; set_description: description = description (NULL
  * clears it). */
-kx_err gw_project_update(kx_db *db, const char *project_id, const char *account,
-                         const char *name, bool set_description, const char *description,
-                         const char *is_public, char **json);
+kx_err gw_project_update(kx_db *db, const char *project_id, const char *account, const char *name,
+                         bool set_description, const char *description, const char *is_public,
+                         char **json);
 kx_err gw_project_delete(kx_db *db, const char *project_id, const char *account,
                          gw_stopped_run **stopped, size_t *nstopped);
 

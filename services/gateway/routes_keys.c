@@ -78,8 +78,9 @@ void gw_route_key_create(gw_app *app, gw_request *req, gw_reply *reply)
         chars(title) > TITLE_MAX_CHARS) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
                        "title is required: a string of 1 to %d characters", TITLE_MAX_CHARS);
-    } else if (description != NULL && (!kx_utf8_valid(description, strlen(description)) ||
-                                        chars(description) > DESCRIPTION_MAX_CHARS)) {
+    } else if (description != NULL &&
+               (!kx_utf8_valid(description, strlen(description)) ||
+                chars(description) > DESCRIPTION_MAX_CHARS)) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
                        "description must be a string of at most %d characters",
                        DESCRIPTION_MAX_CHARS);
@@ -155,8 +156,8 @@ static void key_change(gw_app *app, gw_request *req, gw_reply *reply, bool delet
     if (err == KX_ERR_NOT_FOUND)
         gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "API key not found");
     else if (err != KX_OK)
-        gw_reply_db_error(reply, err, delete ? "Failed to delete API key"
-                                             : "Failed to revoke API key");
+        gw_reply_db_error(reply, err,
+                          delete ? "Failed to delete API key" : "Failed to revoke API key");
     else
         gw_reply_json(reply, MHD_HTTP_OK,
                       json_pack("{s:s}", "message",

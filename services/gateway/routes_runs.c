@@ -26,8 +26,7 @@
 /* reasoning_effort: Kortix's values (its default "low"). */
 static bool effort_ok(const char *effort, gw_reply *reply)
 {
-    if (strcmp(effort, "low") == 0 || strcmp(effort, "medium") == 0 ||
-        strcmp(effort, "high") == 0)
+    if (strcmp(effort, "low") == 0 || strcmp(effort, "medium") == 0 || strcmp(effort, "high") == 0)
         return true;
     gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "reasoning_effort must be low, medium or high");
     return false;

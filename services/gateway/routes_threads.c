@@ -120,8 +120,8 @@ void gw_route_threads_list(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     char *rows = NULL;
     long long total = 0;
-    kx_err err = gw_threads_page(db, req->account, (int)limit, (int)((page - 1) * limit), &rows,
-                                 &total);
+    kx_err err =
+        gw_threads_page(db, req->account, (int)limit, (int)((page - 1) * limit), &rows, &total);
     gw_db_put(app, db);
     if (err != KX_OK) {
         gw_reply_db_error(reply, err, "Failed to list threads");
@@ -268,8 +268,8 @@ void gw_route_thread_delete(gw_app *app, gw_request *req, gw_reply *reply)
     }
     gw_publish_stops(app, req, stopped, n);
     gw_reply_json(reply, MHD_HTTP_OK,
-                  json_pack("{s:s, s:I}", "message", "Thread deleted successfully",
-                            "stopped_runs", (json_int_t)n));
+                  json_pack("{s:s, s:I}", "message", "Thread deleted successfully", "stopped_runs",
+                            (json_int_t)n));
 }
 
 void gw_route_message_delete(gw_app *app, gw_request *req, gw_reply *reply)

@@ -86,8 +86,9 @@ static void serve_start(gw_run_nats *rn, natsMsg *msg, bool stopping)
     gw_request req;
     unsigned status = MHD_HTTP_OK;
     const char *why = NULL;
-    Kx__V1__RunStartRequest *in = kx__v1__run_start_request__unpack(
-        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+    Kx__V1__RunStartRequest *in =
+        kx__v1__run_start_request__unpack(NULL, (size_t)natsMsg_GetDataLength(msg),
+                                          (const uint8_t *)natsMsg_GetData(msg));
     if (stopping) {
         status = MHD_HTTP_SERVICE_UNAVAILABLE;
         why = "Server is shutting down";
@@ -108,9 +109,9 @@ static void serve_start(gw_run_nats *rn, natsMsg *msg, bool stopping)
                            "reasoning_effort must be low, medium or high");
         } else if (strcmp(strategy, "enqueue") == 0 || strcmp(strategy, "reject") == 0 ||
                    strcmp(strategy, "interrupt") == 0) {
-            n.strategy = strategy[0] == 'e'   ? GW_MULTITASK_ENQUEUE
-                : strategy[0] == 'r' ? GW_MULTITASK_REJECT
-                                     : GW_MULTITASK_INTERRUPT;
+            n.strategy = strategy[0] == 'e' ? GW_MULTITASK_ENQUEUE
+                : strategy[0] == 'r'        ? GW_MULTITASK_REJECT
+                                            : GW_MULTITASK_INTERRUPT;
             if (n.thread_id != NULL && !kx_uuid_valid(n.thread_id))
                 gw_reply_error(&reply, MHD_HTTP_NOT_FOUND, "Thread not found");
             else
@@ -149,8 +150,9 @@ static void serve_stop(gw_run_nats *rn, natsMsg *msg, bool stopping)
     gw_request req;
     unsigned status = MHD_HTTP_OK;
     const char *why = NULL;
-    Kx__V1__RunStopRequest *in = kx__v1__run_stop_request__unpack(
-        NULL, (size_t)natsMsg_GetDataLength(msg), (const uint8_t *)natsMsg_GetData(msg));
+    Kx__V1__RunStopRequest *in =
+        kx__v1__run_stop_request__unpack(NULL, (size_t)natsMsg_GetDataLength(msg),
+                                         (const uint8_t *)natsMsg_GetData(msg));
     if (stopping) {
         status = MHD_HTTP_SERVICE_UNAVAILABLE;
         why = "Server is shutting down";
@@ -239,8 +241,8 @@ kx_err gw_run_nats_start(gw_app *app, gw_run_nats **out)
     if (rn->work == NULL ||
         kx_bus_subscribe(app->svc->bus, KX_SUBJ_RUN_START, "gateway", on_start, rn,
                          &rn->start_sub) != KX_OK ||
-        kx_bus_subscribe(app->svc->bus, KX_SUBJ_RUN_STOP, "gateway", on_stop, rn,
-                         &rn->stop_sub) != KX_OK) {
+        kx_bus_subscribe(app->svc->bus, KX_SUBJ_RUN_STOP, "gateway", on_stop, rn, &rn->stop_sub) !=
+            KX_OK) {
         kx_error("gateway: cannot serve %s / %s", KX_SUBJ_RUN_START, KX_SUBJ_RUN_STOP);
         gw_run_nats_stop(rn); /* rn itself is freed by gw_run_nats_free, after the bus */
         return KX_ERR_INTERNAL;

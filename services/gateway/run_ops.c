@@ -51,9 +51,9 @@ static bool agent_ok(kx_db *db, const gw_request *req, const gw_run_options *o, 
     return err == KX_OK;
 }
 
-static bool create_new_thread(gw_app *app, const gw_request *req, const gw_run_new *n,
-                              kx_db *db, char thread_id[KX_UUID_LEN + 1],
-                              char run_id[KX_UUID_LEN + 1], gw_reply *reply)
+static bool create_new_thread(gw_app *app, const gw_request *req, const gw_run_new *n, kx_db *db,
+                              char thread_id[KX_UUID_LEN + 1], char run_id[KX_UUID_LEN + 1],
+                              gw_reply *reply)
 {
     char *name = gw_project_name(n->prompt, PROJECT_NAME_CHARS);
     if (name == NULL) {
@@ -81,9 +81,9 @@ static bool create_on_thread(gw_app *app, const gw_request *req, const gw_run_ne
         return false;
     char busy[KX_UUID_LEN + 1];
     gw_limit_info over;
-    kx_err err = gw_store_start_strategy(db, n->thread_id, req->account, n->prompt, &n->opts,
-                                         n->strategy, reject_limit(app), &over, run_id, busy,
-                                         stopped, nstopped);
+    kx_err err =
+        gw_store_start_strategy(db, n->thread_id, req->account, n->prompt, &n->opts, n->strategy,
+                                reject_limit(app), &over, run_id, busy, stopped, nstopped);
     if (over.over)
         reply_over_limit(reply, &over);
     else if (err == KX_ERR_NOT_FOUND) /* deleted since the access check */
@@ -99,8 +99,7 @@ static bool create_on_thread(gw_app *app, const gw_request *req, const gw_run_ne
 }
 
 bool gw_run_create(gw_app *app, const gw_request *req, const gw_run_new *n,
-                   char thread_id[KX_UUID_LEN + 1], char run_id[KX_UUID_LEN + 1],
-                   gw_reply *reply)
+                   char thread_id[KX_UUID_LEN + 1], char run_id[KX_UUID_LEN + 1], gw_reply *reply)
 {
     if (n->thread_id == NULL && n->prompt == NULL) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "prompt is required");

@@ -30,8 +30,7 @@ typedef struct gw_run_new {
 /* True with thread_id and run_id filled; false with the refusal in reply (status and
  * {"detail": ...}). */
 bool gw_run_create(gw_app *app, const gw_request *req, const gw_run_new *n,
-                   char thread_id[KX_UUID_LEN + 1], char run_id[KX_UUID_LEN + 1],
-                   gw_reply *reply);
+                   char thread_id[KX_UUID_LEN + 1], char run_id[KX_UUID_LEN + 1], gw_reply *reply);
 
 /* The stop compare-and-set of docs/architecture.md on the account's run: if it was queued or
  * running, it is now stopped (status "stopped"; STOP and the terminal event are published);

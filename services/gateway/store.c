@@ -24,6 +24,7 @@
     "jsonb_build_object('model_name', $4::text, 'enable_thinking', $5::boolean, " \
     "'reasoning_effort', $6::text, 'enable_context_manager', $7::boolean)"
 
+/* clang-format off */
 /* The run's agent ($8, an agent of the account; NULL: the account's default agent, if any)
  * and its current version, joined to the thread row t. */
 #define RUN_AGENT(account)                                                                \
@@ -44,6 +45,9 @@
     "'is_public', a.is_public, 'tags', a.tags, 'current_version_id', "                    \
     "a.current_version_id, 'version_count', a.version_count, 'current_version', NULL, "   \
     "'metadata', a.metadata)"
+/* clang-format on */
+#define RUN_AGENT_OF_1 RUN_AGENT("$1") /* the account is $1 (gw_initiate) */
+#define RUN_AGENT_OF_2 RUN_AGENT("$2") /* the account is $2 (gw_start) */
 
 /* A messages row as Kortix's `select *` shows it. */
 #define MESSAGE_JSON                                                                     \
@@ -82,7 +86,7 @@ const kx_db_stmt gw_store_statements[] = {
      "r AS (INSERT INTO agent_runs (thread_id, account_id, project_id, status, metadata, "
      "                        agent_id, agent_version_id) "
      "      SELECT thread_id, $1::uuid, project_id, 'queued', " RUN_METADATA ", "
-     "             a.agent_id, a.current_version_id FROM t " RUN_AGENT("$1")
+     "             a.agent_id, a.current_version_id FROM t " RUN_AGENT_OF_1
      "      RETURNING id, thread_id) "
      "SELECT r.thread_id::text, r.id::text FROM r, m"},
 
@@ -97,8 +101,7 @@ const kx_db_stmt gw_store_statements[] = {
      "r AS (INSERT INTO agent_runs (thread_id, account_id, project_id, status, metadata, "
      "                        agent_id, agent_version_id) "
      "      SELECT thread_id, $2::uuid, project_id, 'queued', " RUN_METADATA ", "
-     "             a.agent_id, a.current_version_id FROM t " RUN_AGENT("$2")
-     "      RETURNING id) "
+     "             a.agent_id, a.current_version_id FROM t " RUN_AGENT_OF_2 "      RETURNING id) "
      "SELECT id::text FROM r"},
 
     /* multitask_strategy (gw_store_start_strategy): inside one transaction, the thread row is
@@ -160,8 +163,7 @@ const kx_db_stmt gw_store_statements[] = {
      "        jsonb_build_object('role', $5::text, 'content', $6::text), '{}'::jsonb) "
      "RETURNING " MESSAGE_JSON "::text"},
 
-    {"gw_agent_owned",
-     "SELECT 1 FROM agents WHERE agent_id = $1::uuid AND account_id = $2::uuid"},
+    {"gw_agent_owned", "SELECT 1 FROM agents WHERE agent_id = $1::uuid AND account_id = $2::uuid"},
 
     /* GET /api/thread/{id}/agent: the agent of the thread's newest run that had one */
     {"gw_thread_agent",

@@ -217,15 +217,9 @@ static void test_initiate_creates_rows_and_submits(void **state)
     char prompt[256];
     /* é (2 bytes) 29 times, then 日本 tail: char 30 is 日 */
     repeat_then(prompt, sizeof prompt, "\xc3\xa9", 29, "\xe6\x97\xa5\xe6\x9c\xac tail");
-    const char *pairs[] = {"prompt",
-                           prompt,
-                           "model_name",
-                           "gpt-4o-mini",
-                           "enable_thinking",
-                           "true",
-                           "reasoning_effort",
-                           "high",
-                           NULL}; /* agent_id: test_gateway_resources.c */
+    const char *pairs[] = {
+        "prompt",           prompt, "model_name", "gpt-4o-mini", "enable_thinking", "true",
+        "reasoning_effort", "high", NULL}; /* agent_id: test_gateway_resources.c */
     long status = 0;
     json_t *v = post_form(token, true, pairs, &status);
     assert_int_equal(status, 200);

@@ -120,8 +120,8 @@ static void expect_error(int who, const char *method, const char *path, const ch
     long st = 0;
     json_t *v = jcall(who, method, path, body, &st);
     if (st != want_status || strstr(detail(v), want) == NULL)
-        fprintf(stderr, "%s %s %s: got %ld %s, want %ld \"%s\"\n", method, path,
-                body ? body : "", st, detail(v), want_status, want);
+        fprintf(stderr, "%s %s %s: got %ld %s, want %ld \"%s\"\n", method, path, body ? body : "",
+                st, detail(v), want_status, want);
     assert_int_equal(st, want_status);
     assert_non_null(strstr(detail(v), want));
     json_decref(v);
@@ -182,17 +182,17 @@ static void test_api_keys(void **state)
     expect_error(0, "POST", "/api/api-keys", body, 400, "title");
     expect_error(0, "POST", "/api/api-keys", "{\"title\": \"t\", \"expires_in_days\": 0}", 400,
                  "expires_in_days");
-    expect_error(0, "POST", "/api/api-keys", "{\"title\": \"t\", \"expires_in_days\": \"3\"}",
-                 400, "expires_in_days");
+    expect_error(0, "POST", "/api/api-keys", "{\"title\": \"t\", \"expires_in_days\": \"3\"}", 400,
+                 "expires_in_days");
     expect_error(0, "POST", "/api/api-keys", "{\"title\": \"t\", \"description\": []}", 400,
                  "description");
     expect_error(0, "POST", "/api/api-keys", "not json", 400, "");
     assert_int_equal(sql_long("SELECT count(*) FROM api_keys", NULL, NULL), 0);
 
     /* create: the secret once, in Kortix's order */
-    json_t *k = jcall(0, "POST", "/api/api-keys",
-                      "{\"title\": \"ci\", \"description\": \"the CI\", \"expires_in_days\": 30}",
-                      &st);
+    json_t *k =
+        jcall(0, "POST", "/api/api-keys",
+              "{\"title\": \"ci\", \"description\": \"the CI\", \"expires_in_days\": 30}", &st);
     assert_int_equal(st, 200);
     const char *pub = json_string_value(json_object_get(k, "public_key"));
     const char *sec = json_string_value(json_object_get(k, "secret_key"));
@@ -263,12 +263,13 @@ static void test_api_keys(void **state)
     /* the key decides even next to another account's bearer token (Kortix's order) */
     v = call2("GET", "/api/projects", line, bearer(1), NULL, NULL, 0, &st);
     assert_int_equal(st, 200);
-    assert_string_equal(json_string_value(json_object_get(
-                            json_array_get(json_object_get(v, "projects"), 0), "account_id")),
+    assert_string_equal(json_string_value(
+                            json_object_get(json_array_get(json_object_get(v, "projects"), 0),
+                                            "account_id")),
                         g_acct_a);
     json_decref(v);
-    assert_int_equal(sql_long("SELECT count(*) FROM api_keys WHERE last_used_at IS NOT NULL",
-                              NULL, NULL),
+    assert_int_equal(sql_long("SELECT count(*) FROM api_keys WHERE last_used_at IS NOT NULL", NULL,
+                              NULL),
                      1);
 
     /* wrong secret, malformed, unknown public key */
@@ -393,8 +394,8 @@ static void test_threads(void **state)
     memset(long_name, 'n', 300);
     long_name[300] = '\0';
     snprintf(body, sizeof body, "name=%s", long_name);
-    json_t *v = call2("POST", "/api/threads", bearer(0), NULL,
-                      "application/x-www-form-urlencoded", body, strlen(body), &st);
+    json_t *v = call2("POST", "/api/threads", bearer(0), NULL, "application/x-www-form-urlencoded",
+                      body, strlen(body), &st);
     assert_int_equal(st, 400);
     assert_non_null(strstr(detail(v), "name"));
     json_decref(v);
@@ -404,10 +405,12 @@ static void test_threads(void **state)
     assert_int_equal(st, 200);
     json_t *threads = json_object_get(v, "threads");
     assert_int_equal(json_array_size(threads), 2);
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(threads, 0), "thread_id")), t3);
-    assert_string_equal(
-        json_string_value(json_object_get(json_array_get(threads, 1), "thread_id")), t2);
+    assert_string_equal(json_string_value(
+                            json_object_get(json_array_get(threads, 0), "thread_id")),
+                        t3);
+    assert_string_equal(json_string_value(
+                            json_object_get(json_array_get(threads, 1), "thread_id")),
+                        t2);
     json_t *proj = json_object_get(json_array_get(threads, 0), "project");
     assert_string_equal(json_string_value(json_object_get(proj, "name")), "third");
     json_t *pg = json_object_get(v, "pagination");
@@ -417,8 +420,9 @@ static void test_threads(void **state)
     json_decref(v);
     v = jcall(0, "GET", "/api/threads?limit=2&page=2", NULL, &st);
     assert_int_equal(st, 200);
-    assert_string_equal(json_string_value(json_object_get(
-                            json_array_get(json_object_get(v, "threads"), 0), "thread_id")),
+    assert_string_equal(json_string_value(
+                            json_object_get(json_array_get(json_object_get(v, "threads"), 0),
+                                            "thread_id")),
                         t1);
     json_decref(v);
     expect_error(0, "GET", "/api/threads?limit=0", NULL, 400, "limit");
@@ -427,7 +431,8 @@ static void test_threads(void **state)
     expect_error(-1, "GET", "/api/threads", NULL, 401, "No valid authentication");
     v = jcall(1, "GET", "/api/threads", NULL, &st);
     assert_int_equal(st, 200);
-    assert_int_equal(json_integer_value(json_object_get(json_object_get(v, "pagination"), "total")),
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_object_get(v, "pagination"), "total")),
                      0);
     json_decref(v);
 
@@ -484,7 +489,8 @@ static void test_threads(void **state)
     expect_error(0, "DELETE", mpath, NULL, 404, "Message not found");
     snprintf(mpath, sizeof mpath, "/api/threads/%s/messages/xyz", t2);
     expect_error(0, "DELETE", mpath, NULL, 404, "Message not found");
-    assert_int_equal(sql_long("SELECT count(*) FROM messages WHERE thread_id = $1::uuid", t2, NULL),
+    assert_int_equal(sql_long("SELECT count(*) FROM messages WHERE thread_id = $1::uuid", t2,
+                              NULL),
                      1);
 
     /* Kortix's query form of adding a user message */
@@ -492,9 +498,9 @@ static void test_threads(void **state)
     v = jcall(0, "POST", mpath, NULL, &st);
     assert_int_equal(st, 200);
     assert_string_equal(json_string_value(json_object_get(v, "type")), "user");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(v, "content"), "content")),
-        "hello there");
+    assert_string_equal(json_string_value(
+                            json_object_get(json_object_get(v, "content"), "content")),
+                        "hello there");
     json_decref(v);
     expect_error(1, "POST", mpath, NULL, 404, "Thread not found");
     snprintf(mpath, sizeof mpath, "/api/threads/%s/messages/add", t2);
@@ -522,7 +528,8 @@ static void test_threads(void **state)
     free(status);
     assert_int_equal(sql_long("SELECT lease_epoch FROM agent_runs WHERE id = $1::uuid", run, NULL),
                      1);
-    assert_int_equal(sql_long("SELECT count(*) FROM messages WHERE thread_id = $1::uuid", tr, NULL),
+    assert_int_equal(sql_long("SELECT count(*) FROM messages WHERE thread_id = $1::uuid", tr,
+                              NULL),
                      0);
     char spath[200];
     snprintf(spath, sizeof spath, "/api/agent-run/%s/stream", run);
@@ -557,8 +564,8 @@ static void test_projects(void **state)
                  "unknown field: sandbox");
     expect_error(-1, "POST", "/api/projects", "{\"name\": \"p\"}", 401, "No valid");
 
-    json_t *p = jcall(0, "POST", "/api/projects", "{\"name\": \"proj\", \"description\": \"d\"}",
-                      &st);
+    json_t *p =
+        jcall(0, "POST", "/api/projects", "{\"name\": \"proj\", \"description\": \"d\"}", &st);
     assert_int_equal(st, 200);
     char pid[KX_UUID_LEN + 1];
     snprintf(pid, sizeof pid, "%s", json_string_value(json_object_get(p, "project_id")));
@@ -568,8 +575,9 @@ static void test_projects(void **state)
 
     json_t *v = jcall(0, "GET", "/api/projects", NULL, &st);
     assert_int_equal(st, 200);
-    assert_string_equal(json_string_value(json_object_get(
-                            json_array_get(json_object_get(v, "projects"), 0), "project_id")),
+    assert_string_equal(json_string_value(
+                            json_object_get(json_array_get(json_object_get(v, "projects"), 0),
+                                            "project_id")),
                         pid);
     json_decref(v);
     v = jcall(1, "GET", "/api/projects", NULL, &st);
@@ -657,7 +665,8 @@ static void test_projects(void **state)
     expect_error(-1, "GET", tpath, NULL, 401, "No valid authentication");
     expect_error(0, "GET", tpath, NULL, 404, "Thread not found");
     expect_error(0, "DELETE", path, NULL, 404, "Project not found");
-    assert_int_equal(sql_long("SELECT count(*) FROM messages WHERE thread_id = $1::uuid", tid, NULL),
+    assert_int_equal(sql_long("SELECT count(*) FROM messages WHERE thread_id = $1::uuid", tid,
+                              NULL),
                      0);
     free(tid);
 }
@@ -735,8 +744,8 @@ static void test_run_options(void **state)
     assert_int_equal(sql_long("SELECT count(*) FROM projects", NULL, NULL), projects);
 
     /* the account's agent: stored on the run with its version */
-    const char *p6[] = {"prompt",          "with agent", "agent_id", agent_a, "enable_thinking",
-                        "true",            "reasoning_effort", "high", NULL};
+    const char *p6[] = {"prompt", "with agent",       "agent_id", agent_a, "enable_thinking",
+                        "true",   "reasoning_effort", "high",     NULL};
     v = initiate(0, p6, &st);
     assert_int_equal(st, 200);
     char tid[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
@@ -811,8 +820,8 @@ static void test_run_options(void **state)
               NULL));
 
     /* a thread whose runs had no agent: source none */
-    free(sql1("UPDATE agents SET is_default = false WHERE agent_id = $1::uuid RETURNING 1", agent_d,
-              NULL));
+    free(sql1("UPDATE agents SET is_default = false WHERE agent_id = $1::uuid RETURNING 1",
+              agent_d, NULL));
     const char *p8[] = {"prompt", "plain", NULL};
     v = initiate(0, p8, &st);
     assert_int_equal(st, 200);

@@ -66,12 +66,13 @@ static Kx__V1__RunStartReply *start(natsConnection *nc, const char *label, const
     natsMsg *r = request(nc, "kx.run.start", (const ProtobufCMessage *)&req, account, deadline);
     if (r == NULL)
         return NULL;
-    Kx__V1__RunStartReply *rep = kx__v1__run_start_reply__unpack(
-        NULL, (size_t)natsMsg_GetDataLength(r), (const uint8_t *)natsMsg_GetData(r));
+    Kx__V1__RunStartReply *rep =
+        kx__v1__run_start_reply__unpack(NULL, (size_t)natsMsg_GetDataLength(r),
+                                        (const uint8_t *)natsMsg_GetData(r));
     natsMsg_Destroy(r);
     if (rep != NULL)
-        printf("%s status=%d thread=%s run=%s error=%s\n", label, (int)rep->status,
-               rep->thread_id, rep->agent_run_id, rep->error);
+        printf("%s status=%d thread=%s run=%s error=%s\n", label, (int)rep->status, rep->thread_id,
+               rep->agent_run_id, rep->error);
     fflush(stdout);
     return rep;
 }
@@ -129,12 +130,12 @@ int main(int argc, char **argv)
     kx__v1__run_start_reply__free_unpacked(r, NULL);
     Kx__V1__RunStopRequest stop = KX__V1__RUN_STOP_REQUEST__INIT;
     stop.run_id = first->agent_run_id;
-    natsMsg *m = request(nc, "kx.run.stop", (const ProtobufCMessage *)&stop, account,
-                         now_ms() + 5000);
-    Kx__V1__RunStopReply *sr =
-        m ? kx__v1__run_stop_reply__unpack(NULL, (size_t)natsMsg_GetDataLength(m),
-                                           (const uint8_t *)natsMsg_GetData(m))
-          : NULL;
+    natsMsg *m =
+        request(nc, "kx.run.stop", (const ProtobufCMessage *)&stop, account, now_ms() + 5000);
+    Kx__V1__RunStopReply *sr = m
+        ? kx__v1__run_stop_reply__unpack(NULL, (size_t)natsMsg_GetDataLength(m),
+                                         (const uint8_t *)natsMsg_GetData(m))
+        : NULL;
     natsMsg_Destroy(m);
     if (sr == NULL)
         goto out;
@@ -147,8 +148,8 @@ int main(int argc, char **argv)
         natsMsg *ev = NULL;
         if (natsSubscription_NextMsg(&ev, sub, 1000) != NATS_OK)
             continue;
-        Kx__V1__RunEvent *e = kx__v1__run_event__unpack(
-            NULL, (size_t)natsMsg_GetDataLength(ev), (const uint8_t *)natsMsg_GetData(ev));
+        Kx__V1__RunEvent *e = kx__v1__run_event__unpack(NULL, (size_t)natsMsg_GetDataLength(ev),
+                                                        (const uint8_t *)natsMsg_GetData(ev));
         natsMsg_Destroy(ev);
         if (e == NULL)
             continue;
