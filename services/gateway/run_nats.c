@@ -187,32 +187,36 @@ static void run_job(void *arg, bool stopping)
     free(j);
 }
 
-/* A cnats thread: queue the request, never wait. */
+/* A cnats thread: queue the request, never wait. A request that cannot be queued (queue full,
+ * or the gateway draining) is answered 503 at once, so its caller does not wait out its
+ * deadline. */
 static void on_request(natsMsg *msg, void *arg, bool is_start)
 {
     gw_run_nats *rn = arg;
     rn_job *j = malloc(sizeof *j);
     bool queued = false;
     pthread_mutex_lock(&rn->mu);
-    if (j != NULL && rn->work != NULL) {
+    bool open = rn->work != NULL;
+    if (j != NULL && open) {
         *j = (rn_job){.rn = rn, .msg = msg, .is_start = is_start};
         queued = gw_work_submit(rn->work, run_job, j);
     }
-    bool open = rn->work != NULL;
     pthread_mutex_unlock(&rn->mu);
     if (queued)
         return;
     free(j);
-    if (open && natsMsg_GetReply(msg) != NULL) { /* busy: say so at once */
+    const char *why =
+        open ? "Server busy: too many run requests waiting" : "Server is shutting down";
+    if (natsMsg_GetReply(msg) != NULL) {
         if (is_start) {
             Kx__V1__RunStartReply out = KX__V1__RUN_START_REPLY__INIT;
             out.status = MHD_HTTP_SERVICE_UNAVAILABLE;
-            out.error = (char *)"Server busy: too many run requests waiting";
+            out.error = (char *)why;
             kx_bus_respond_pb(rn->app->svc->bus, msg, (const ProtobufCMessage *)&out);
         } else {
             Kx__V1__RunStopReply out = KX__V1__RUN_STOP_REPLY__INIT;
             out.code = MHD_HTTP_SERVICE_UNAVAILABLE;
-            out.error = (char *)"Server busy: too many run requests waiting";
+            out.error = (char *)why;
             kx_bus_respond_pb(rn->app->svc->bus, msg, (const ProtobufCMessage *)&out);
         }
     }
@@ -255,10 +259,8 @@ void gw_run_nats_stop(gw_run_nats *rn)
 {
     if (rn == NULL)
         return;
-    if (rn->start_sub != NULL)
-        natsSubscription_Unsubscribe(rn->start_sub);
-    if (rn->stop_sub != NULL)
-        natsSubscription_Unsubscribe(rn->stop_sub);
+    /* The subscriptions stay until the bus is closed (kx_bus_close destroys them; unsubscribing
+     * here would leave them to nobody): from now on they answer 503 at once. */
     pthread_mutex_lock(&rn->mu);
     gw_work *w = rn->work;
     rn->work = NULL; /* later deliveries are dropped */

@@ -15,9 +15,10 @@
  * it with NATS permissions in a shared deployment); a Kx-Deadline already passed is refused
  * and creates nothing.
  *
- * Ownership: gw_run_nats_start allocates (main.c keeps it in gw_app.run_nats); gw_run_nats_stop (at drain, and before the database
- * pool is freed) unsubscribes and finishes the queued requests; gw_run_nats_free after the bus
- * is closed. */
+ * Ownership: gw_run_nats_start allocates (main.c keeps it in gw_app.run_nats);
+ * gw_run_nats_stop (at drain, and before the database pool is freed) finishes the queued
+ * requests, after which new ones are answered 503 at once; the subscriptions are destroyed by
+ * kx_bus_close; gw_run_nats_free after that. */
 #ifndef GW_RUN_NATS_H
 #define GW_RUN_NATS_H
 
