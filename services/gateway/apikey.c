@@ -47,9 +47,9 @@ bool gw_apikey_generate(char pub[GW_APIKEY_PUBLIC_LEN + 1], char secret[GW_APIKE
     unsigned char p[16], s[32];
     if (RAND_bytes(p, sizeof p) != 1 || RAND_bytes(s, sizeof s) != 1)
         return false;
-    memcpy(pub, "pk_", 3);
+    memcpy(pub, "pk_", 4); /* with its NUL; the hex goes after it */
     to_hex(p, sizeof p, pub + 3);
-    memcpy(secret, "sk_", 3);
+    memcpy(secret, "sk_", 4);
     to_hex(s, sizeof s, secret + 3);
     OPENSSL_cleanse(s, sizeof s);
     return true;

@@ -206,7 +206,7 @@ static void test_api_keys(void **state)
     assert_memory_equal(sec, "sk_", 3);
     assert_string_equal(json_string_value(json_object_get(k, "status")), "active");
     assert_non_null(json_string_value(json_object_get(k, "expires_at")));
-    const char *keys[3];
+    const char *keys[3] = {"", "", ""};
     size_t nk = 0;
     const char *name;
     json_t *val;
@@ -217,6 +217,7 @@ static void test_api_keys(void **state)
             keys[nk] = name;
         nk++;
     }
+    assert_true(nk >= 3);
     assert_string_equal(keys[1], "public_key");
     assert_string_equal(keys[2], "secret_key");
     char key[200], bad[200];
