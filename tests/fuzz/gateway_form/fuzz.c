@@ -68,7 +68,7 @@ static void read_fields(const gw_form *f)
         if (!gw_form_bool(f, bools[i], false, &b, &r))
             check_refusal(&r, bools[i]);
     }
-    FUZZ_CHECK(gw_form_get(f, "agent_id", NULL) == NULL);
+    FUZZ_CHECK(gw_form_get(f, "is_agent_builder", NULL) == NULL); /* not a field it keeps */
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
