@@ -24,6 +24,28 @@ void gw_db_put(gw_app *app, kx_db *db)
         kx_db_pool_put(app->pool, db);
 }
 
+bool gw_access_thread_read(kx_db *db, const gw_request *req, const char *thread_id,
+                           bool foreign_is_404, gw_reply *reply)
+{
+    bool anonymous = req->account[0] == '\0';
+    char owner[KX_UUID_LEN + 1];
+    bool is_public = false;
+    kx_err err = kx_uuid_valid(thread_id)
+        ? gw_store_thread_account(db, thread_id, owner, &is_public)
+        : KX_ERR_NOT_FOUND;
+    if (err == KX_OK && (is_public || strcmp(owner, req->account) == 0))
+        return true;
+    if (anonymous && (err == KX_OK || err == KX_ERR_NOT_FOUND)) /* as before: no existence hint */
+        gw_reply_error(reply, MHD_HTTP_UNAUTHORIZED, "No valid authentication credentials found");
+    else if (err == KX_ERR_NOT_FOUND || (err == KX_OK && foreign_is_404))
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+    else if (err == KX_OK)
+        gw_reply_error(reply, MHD_HTTP_FORBIDDEN, "Not authorized to access this thread");
+    else
+        gw_reply_db_error(reply, err, "Failed to load thread");
+    return false;
+}
+
 bool gw_access_thread(kx_db *db, const gw_request *req, const char *thread_id, gw_reply *reply)
 {
     if (!kx_uuid_valid(thread_id)) {
@@ -31,7 +53,7 @@ bool gw_access_thread(kx_db *db, const gw_request *req, const char *thread_id, g
         return false;
     }
     char owner[KX_UUID_LEN + 1];
-    kx_err err = gw_store_thread_account(db, thread_id, owner);
+    kx_err err = gw_store_thread_account(db, thread_id, owner, NULL);
     if (err == KX_ERR_NOT_FOUND) {
         gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
         return false;

@@ -20,6 +20,11 @@ void gw_db_put(gw_app *app, kx_db *db);
 /* Checks the thread `thread_id` exists and is req->account's; else sets the reply (404, 403,
  * or a database error) and returns false. */
 bool gw_access_thread(kx_db *db, const gw_request *req, const char *thread_id, gw_reply *reply);
+/* For reads: also allowed when the thread's project (or the thread) is public, to anyone,
+ * even without credentials (req->account ""). Refusals: anonymous -> 401 (whether or not the
+ * thread exists); another account's private thread -> 404 when foreign_is_404, else 403. */
+bool gw_access_thread_read(kx_db *db, const gw_request *req, const char *thread_id,
+                           bool foreign_is_404, gw_reply *reply);
 /* The same for the run `run_id`; on success *info is filled (gw_store_run_info_free it). */
 bool gw_access_run(kx_db *db, const gw_request *req, const char *run_id, gw_run_info *info,
                    gw_reply *reply);

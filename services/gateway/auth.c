@@ -2,10 +2,14 @@
 #include "auth.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <microhttpd.h>
 #include <string.h>
 #include <strings.h>
 
+#include "access.h"
+#include "apikey.h"
+#include "key_store.h"
 #include "kx/jwt.h"
 #include "kx/log.h"
 #include "kx/time.h"
@@ -26,6 +30,21 @@ static const char *bearer_token(struct MHD_Connection *conn)
 
 bool gw_auth(const gw_app *app, gw_request *req, bool allow_query_token, gw_reply *reply)
 {
+    /* Kortix's order: an X-API-Key header, when present, decides. Only its form is checked
+     * here (this is an HTTP thread); the key itself on the worker (gw_auth_api_key). */
+    const char *key = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-API-Key");
+    if (key != NULL) {
+        char pub[GW_APIKEY_PUBLIC_LEN + 1], secret[GW_APIKEY_SECRET_LEN + 1];
+        if (!gw_apikey_parse(key, pub, secret)) {
+            gw_reply_error(reply, MHD_HTTP_UNAUTHORIZED,
+                           "Invalid API key format. Expected format: pk_xxx:sk_xxx");
+            return false;
+        }
+        memset(secret, 0, sizeof secret);
+        snprintf(req->api_key, sizeof req->api_key, "%s", key);
+        req->account[0] = '\0';
+        return true;
+    }
     const char *token = bearer_token(req->conn);
     if (token == NULL && allow_query_token) {
         token = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "token");
@@ -59,5 +78,68 @@ bool gw_auth(const gw_app *app, gw_request *req, bool allow_query_token, gw_repl
     for (size_t i = 0; i < KX_UUID_LEN; i++)
         req->account[i] = (char)tolower((unsigned char)claims.sub[i]);
     req->account[KX_UUID_LEN] = '\0';
+    return true;
+}
+
+bool gw_auth_optional(const gw_app *app, gw_request *req, gw_reply *reply)
+{
+    if (MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-API-Key") == NULL &&
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION) ==
+            NULL) {
+        req->account[0] = '\0';
+        return true;
+    }
+    return gw_auth(app, req, false, reply);
+}
+
+bool gw_auth_api_key(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    char pub[GW_APIKEY_PUBLIC_LEN + 1], secret[GW_APIKEY_SECRET_LEN + 1];
+    char digest[GW_APIKEY_DIGEST_LEN + 1];
+    bool parsed = gw_apikey_parse(req->api_key, pub, secret);
+    memset(req->api_key, 0, sizeof req->api_key);
+    if (!parsed) { /* checked on the HTTP thread already */
+        gw_reply_error(reply, MHD_HTTP_UNAUTHORIZED,
+                       "Invalid API key format. Expected format: pk_xxx:sk_xxx");
+        return false;
+    }
+    bool digested =
+        gw_apikey_digest(app->cfg.api_key_secret, app->cfg.api_key_secret_len, secret, digest);
+    memset(secret, 0, sizeof secret);
+    if (!digested) {
+        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "API key validation failed");
+        return false;
+    }
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return false;
+    gw_key_row row;
+    kx_err err = gw_key_lookup(db, pub, &row);
+    /* An unknown public key still costs a digest comparison, so that timing does not tell
+     * "no such key" from "wrong secret" any more than the answer does (both are 401). */
+    bool match =
+        gw_apikey_digest_equal(err == KX_OK ? row.secret_hash : digest, digest) && err == KX_OK;
+    if (match && row.usable && row.touch_due) {
+        kx_err terr = gw_key_touch(db, row.key_id); /* at most once a minute per key */
+        if (terr != KX_OK)
+            kx_warn("gateway: api key %s: last_used_at not updated (%s)", row.key_id,
+                    kx_err_str(terr));
+    }
+    gw_db_put(app, db);
+    if (err != KX_OK && err != KX_ERR_NOT_FOUND) {
+        gw_reply_db_error(reply, err, "API key validation failed");
+        return false;
+    }
+    if (!match) {
+        gw_reply_error(reply, MHD_HTTP_UNAUTHORIZED,
+                       "Invalid API key: unknown key or wrong secret");
+        return false;
+    }
+    if (!row.usable) {
+        gw_reply_error(reply, MHD_HTTP_UNAUTHORIZED, "Invalid API key: revoked or expired");
+        return false;
+    }
+    snprintf(req->account, sizeof req->account, "%s", row.account);
+    req->via_api_key = true;
     return true;
 }

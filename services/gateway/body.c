@@ -2,6 +2,7 @@
 #include "body.h"
 
 #include <microhttpd.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -110,5 +111,44 @@ bool gw_form_text(const gw_form *form, const char *key, bool empty_is_absent, co
         return false;
     }
     *out = v;
+    return true;
+}
+
+/* A query parameter as an integer in [lo, hi]; absent gives def. A 400 naming it otherwise. */
+bool gw_query_int(const gw_request *req, const char *name, long def, long lo, long hi, long *out,
+                  gw_reply *reply)
+{
+    const char *v = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    *out = def;
+    if (v == NULL)
+        return true;
+    char *end = NULL;
+    long n = strtol(v, &end, 10);
+    if (v[0] == '\0' || end == NULL || *end != '\0' || n < lo || n > hi) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s must be an integer from %ld to %ld", name,
+                       lo, hi);
+        return false;
+    }
+    *out = n;
+    return true;
+}
+
+/* A JSON object's keys must all be among allowed (NULL-terminated); a 400 names the first
+ * other one. */
+bool gw_body_only(const json_t *obj, const char *const *allowed, gw_reply *reply)
+{
+    const char *k;
+    const json_t *v;
+    json_object_foreach((json_t *)obj, k, v)
+    {
+        (void)v;
+        bool ok = false;
+        for (size_t i = 0; allowed[i] != NULL && !ok; i++)
+            ok = strcmp(allowed[i], k) == 0;
+        if (!ok) {
+            gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "unknown field: %s", k);
+            return false;
+        }
+    }
     return true;
 }

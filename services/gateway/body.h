@@ -26,4 +26,12 @@ bool gw_form_bool(const gw_form *form, const char *key, bool def, bool *out, gw_
 bool gw_form_text(const gw_form *form, const char *key, bool empty_is_absent, const char **out,
                   gw_reply *reply);
 
+/* A query parameter as an integer in [lo, hi]; absent gives def; anything else is a 400
+ * naming it. */
+bool gw_query_int(const gw_request *req, const char *name, long def, long lo, long hi, long *out,
+                  gw_reply *reply);
+/* Every key of obj must be one of allowed (NULL-terminated); else a 400 naming the first
+ * other one. */
+bool gw_body_only(const json_t *obj, const char *const *allowed, gw_reply *reply);
+
 #endif

@@ -179,10 +179,16 @@ kx_err gw_config_load(gw_config *cfg)
     } else {
         cfg->jwt_secret = strdup(secret);
         cfg->jwt_secret_len = strlen(secret);
+        const char *ks = kx_env_str("KX_API_KEY_SECRET", NULL);
+        if (ks == NULL || ks[0] == '\0')
+            ks = secret;
+        cfg->api_key_secret = strdup(ks);
+        cfg->api_key_secret_len = strlen(ks);
     }
 
     if (err == KX_OK &&
-        (cfg->bind_addr == NULL || cfg->conninfo == NULL || cfg->jwt_secret == NULL))
+        (cfg->bind_addr == NULL || cfg->conninfo == NULL || cfg->jwt_secret == NULL ||
+         cfg->api_key_secret == NULL))
         err = KX_ERR_NOMEM;
     if (err != KX_OK)
         gw_config_free(cfg);
@@ -199,6 +205,10 @@ void gw_config_free(gw_config *cfg)
     if (cfg->jwt_secret != NULL) {
         memset(cfg->jwt_secret, 0, cfg->jwt_secret_len);
         free(cfg->jwt_secret);
+    }
+    if (cfg->api_key_secret != NULL) {
+        memset(cfg->api_key_secret, 0, cfg->api_key_secret_len);
+        free(cfg->api_key_secret);
     }
     memset(cfg, 0, sizeof *cfg);
 }

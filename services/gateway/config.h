@@ -18,6 +18,9 @@ typedef struct gw_config {
     uint16_t http_port; /* KX_HTTP_PORT, 8000 (0 = any free port) */
     char *jwt_secret;   /* KX_JWT_SECRET, required */
     size_t jwt_secret_len;
+    char *api_key_secret; /* KX_API_KEY_SECRET, default KX_JWT_SECRET: the HMAC key of API
+                             key secrets (api_keys.secret_hash); changing it voids every key */
+    size_t api_key_secret_len;
     int http_threads;          /* KX_HTTP_THREADS, 4 */
     int db_pool_size;          /* KX_DB_POOL_SIZE, 8 */
     size_t max_body_bytes;     /* KX_MAX_BODY_BYTES, 1 MiB */

@@ -17,6 +17,8 @@ static const char *const known_fields[] = {
     "reasoning_effort",
     "stream",
     "enable_context_manager",
+    "agent_id",
+    "name",
     "path",
     "file", /* POST /api/sandboxes/{id}/files (routes_sandbox.c) */
 };
@@ -26,6 +28,7 @@ struct gw_form {
     struct MHD_PostProcessor *pp;
     kx_buf fields[NFIELDS]; /* the values of known_fields; .s is NULL while absent */
     bool oom;
+    size_t files; /* uploaded file parts seen (their bytes are dropped) */
 };
 
 bool gw_form_content_type(const char *ct)
@@ -61,11 +64,15 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
                                 size_t size)
 {
     gw_form *f = cls;
-    if (filename != NULL && (key == NULL || strcmp(key, "file") != 0))
-        return MHD_YES; /* an uploaded file other than a sandbox upload's: read and dropped */
+    if (filename != NULL) {
+        if (off == 0)
+            f->files++; /* an uploaded file: counted (gw_form_files) */
+        if (key == NULL || strcmp(key, "file") != 0)
+            return MHD_YES; /* other than a sandbox upload's: its bytes dropped */
+    }
     int i = field_index(key);
     if (i < 0)
-        return MHD_YES; /* a field the gateway does not know (agent_id, ...) */
+        return MHD_YES; /* a field the gateway does not know (is_agent_builder, ...) */
     if (!field_put(&f->fields[i], off, data, size)) {
         f->oom = true;
         return MHD_NO;
@@ -115,6 +122,11 @@ const char *gw_form_get(const gw_form *f, const char *name, size_t *len)
     if (len != NULL)
         *len = f->fields[i].len;
     return f->fields[i].s;
+}
+
+size_t gw_form_files(const gw_form *f)
+{
+    return f->files;
 }
 
 void gw_form_free(gw_form *f)

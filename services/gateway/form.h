@@ -3,8 +3,9 @@
  *
  * libmicrohttpd's post processor does the parsing; this module keeps the fields the gateway
  * knows (prompt, model_name, enable_thinking, reasoning_effort, stream,
- * enable_context_manager; path and the uploaded file named "file" of a sandbox upload) and
- * ignores every other field and every other uploaded file (read and dropped, never a failure). When a field appears twice, the last value wins, as in
+ * enable_context_manager, agent_id, name; path and the uploaded file named "file" of a sandbox
+ * upload) and ignores every other field. Uploaded files are counted (gw_form_files); the bytes of
+ * any but a sandbox upload's "file" are dropped. When a field appears twice, the last value wins, as in
  * Starlette.
  *
  * Ownership: gw_form is owned by the request that created it (gw_form_free). Values returned
@@ -28,6 +29,8 @@ bool gw_form_finish(gw_form *f);
 /* The value of a known field, NUL-terminated, or NULL if absent; *len (may be NULL) gets its
  * length in bytes (it may contain NUL bytes: check with gw_utf8_valid). */
 const char *gw_form_get(const gw_form *f, const char *name, size_t *len);
+/* How many uploaded file parts the body had. */
+size_t gw_form_files(const gw_form *f);
 void gw_form_free(gw_form *f); /* NULL is a no-op */
 
 #endif

@@ -24,6 +24,7 @@ struct MHD_Connection;
 typedef struct gw_server gw_server;
 typedef struct gw_streams gw_streams;
 typedef struct gw_form gw_form;
+typedef struct gw_run_nats gw_run_nats;
 
 typedef struct gw_app {
     gw_config cfg;
@@ -31,6 +32,7 @@ typedef struct gw_app {
     kx_db_pool *pool;
     gw_server *server;
     gw_streams *streams;   /* open SSE streams (stream.h) */
+    gw_run_nats *run_nats; /* kx.run.start / kx.run.stop (run_nats.h) */
     atomic_bool draining;  /* set when SIGTERM arrived: new streams are refused */
     atomic_bool listening; /* the API port accepts connections (ready needs it) */
 } gw_app;
@@ -45,6 +47,9 @@ typedef struct gw_request {
                                     lower-cased when it is a UUID */
     const char *rest;              /* what a final {*} of the pattern matched, or NULL */
     char account[KX_UUID_LEN + 1]; /* the JWT sub (a UUID) when the route needs auth, else "" */
+    char api_key[112];             /* "pk_…:sk_…" of X-API-Key, well-formed, until the worker
+                                      checked it (auth.h); "" otherwise */
+    bool via_api_key;              /* the account comes from an API key (not a JWT) */
     char traceparent[56];          /* the request's W3C traceparent header if valid, else "" */
     const char *body;              /* raw body (NUL-terminated) for JSON routes; NULL if none */
     size_t body_len;
@@ -73,6 +78,27 @@ void gw_route_thread_runs(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_messages_list(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_messages_add(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply);
+/* routes_threads.c (threads as rows) */
+void gw_route_threads_list(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_thread_create(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_thread_get(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_thread_update(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_thread_delete(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_message_delete(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_message_add_query(gw_app *app, gw_request *req, gw_reply *reply);
+/* routes_projects.c */
+void gw_route_projects_list(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_project_create(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_project_get(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_project_update(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_project_delete(gw_app *app, gw_request *req, gw_reply *reply);
+/* routes_keys.c */
+void gw_route_key_create(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_keys_list(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_key_revoke(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_key_delete(gw_app *app, gw_request *req, gw_reply *reply);
+/* routes_runs.c (the thread's agent) */
+void gw_route_thread_agent(gw_app *app, gw_request *req, gw_reply *reply);
 /* routes_mcp.c */
 void gw_route_custom_mcp_tools(gw_app *app, gw_request *req, gw_reply *reply);
 

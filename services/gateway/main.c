@@ -7,6 +7,7 @@
  *   3. Postgres pool + migrations     (migrations run at start, under an advisory lock)
  *   4. kx_bus_ensure_streams          JetStream streams (retried on the loop until NATS is up)
  *   5. the HTTP server (server.c)     routes in routes_*.c, stream.c, health.c
+ *   5b. kx.run.start / kx.run.stop    runs over NATS (run_nats.c), on a worker pool of its own
  *   6. kx_svc_run                     until SIGTERM
  *   7. drain                          stop accepting, close SSE streams, wait for requests,
  *                                     stop libmicrohttpd, close everything
@@ -21,6 +22,7 @@
 #include "kx/db.h"
 #include "kx/log.h"
 #include "kx/svc.h"
+#include "run_nats.h"
 #include "sandbox_routes.h"
 #include "server.h"
 #include "store.h"
@@ -98,6 +100,7 @@ static void on_drain(kx_svc *svc, void *arg)
     kx_info("gateway: draining");
     atomic_store(&app->draining, true);
     gw_server_quiesce(app->server);
+    gw_run_nats_stop(app->run_nats); /* no new runs over NATS; queued ones are answered */
     gw_streams_stop_pings(app->streams);
     gw_streams_close_all(app->streams);
     drain_poll(svc->loop, app);
@@ -129,6 +132,8 @@ int main(void)
     if (gw_server_start(&app, &app.server) != KX_OK)
         goto out_streams;
     atomic_store(&app.listening, true);
+    if (gw_run_nats_start(&app, &app.run_nats) != KX_OK)
+        goto out_server;
 
     kx_svc_on_drain(&svc, on_drain, &app);
     if (kx_loop_post(svc.loop, ensure_streams, &app) != KX_OK ||
@@ -143,6 +148,7 @@ int main(void)
 out_server:
     atomic_store(&app.draining, true);
     gw_server_quiesce(app.server);
+    gw_run_nats_stop(app.run_nats); /* before the pool its requests use */
     gw_streams_stop_pings(app.streams);
     gw_streams_close_all(app.streams); /* resumes every suspended stream before the stop */
     gw_server_free(app.server);
@@ -155,5 +161,6 @@ out_cfg:
     gw_config_free(&app.cfg);
 out_svc:
     kx_svc_close(&svc);
+    gw_run_nats_free(app.run_nats); /* after the bus: no callback can reach it any more */
     return rc;
 }

@@ -8,6 +8,7 @@
 #include "publish.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kx/log.h"
@@ -92,4 +93,12 @@ kx_err gw_publish_stop(gw_app *app, const gw_request *req, const char *run_id,
     else
         kx_log(KX_LOG_INFO, run_id, trace, "gateway: run stopped by user");
     return err != KX_OK ? err : err2;
+}
+
+/* After a delete committed: STOP and the terminal event of each run it stopped. */
+void gw_publish_stops(gw_app *app, const gw_request *req, gw_stopped_run *stopped, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        gw_publish_stop(app, req, stopped[i].id, stopped[i].epoch > 0 ? stopped[i].epoch - 1 : 0);
+    free(stopped);
 }

@@ -12,6 +12,7 @@
 
 #include <stdint.h>
 #include "gateway.h"
+#include "store.h"
 
 /* The terminal event the gateway publishes when a user stops a run (exact Kortix text). */
 #define GW_STOPPED_PAYLOAD \
@@ -22,5 +23,8 @@ kx_err gw_publish_submit(gw_app *app, const gw_request *req, const char *run_id,
 /* fenced_epoch: the lease epoch the stop took away (the new epoch - 1; 0 = any). */
 kx_err gw_publish_stop(gw_app *app, const gw_request *req, const char *run_id,
                        int64_t fenced_epoch);
+
+/* gw_publish_stop for each run a delete stopped (the epochs after the stop); frees stopped. */
+void gw_publish_stops(gw_app *app, const gw_request *req, gw_stopped_run *stopped, size_t n);
 
 #endif

@@ -23,6 +23,7 @@ typedef enum gw_auth_mode {
     AUTH_NONE,            /* anyone */
     AUTH_BEARER,          /* Authorization: Bearer <jwt> */
     AUTH_BEARER_OR_QUERY, /* the same, or ?token=<jwt> (EventSource cannot send headers) */
+    AUTH_OPTIONAL,        /* none (req->account ""), or valid credentials: public reads */
 } gw_auth_mode;
 
 typedef enum gw_body_kind {

@@ -1,15 +1,29 @@
-/* routes_threads.c — a thread's messages (docs/api.md):
- *   GET  /api/threads/{id}/messages?order=desc   {"messages": [rows]}, desc by default (Kortix)
- *   POST /api/threads/{id}/messages              JSON {"type", "content", "is_llm_message"};
+/* routes_threads.c — threads and their messages (docs/api.md):
+ *   GET    /api/threads?page=1&limit=1000       the account's threads, newest first, paginated
+ *   POST   /api/threads                         form {name}: a project and its thread, no run
+ *   GET    /api/threads/{id}                    the thread, its project, message_count and
+ *                                               recent_agent_runs (public: anyone)
+ *   PATCH  /api/threads/{id}                    JSON {is_public?, metadata?}
+ *   DELETE /api/threads/{id}                    stops its active runs, deletes it
+ *   GET    /api/threads/{id}/messages?order=desc   {"messages": [rows]}, desc by default (Kortix;
+ *                                               public: anyone)
+ *   POST   /api/threads/{id}/messages           JSON {"type", "content", "is_llm_message"};
  *        stores content {"role": "user" if type == "user" else "assistant", "content": ...}
- *        and answers the inserted row. */
+ *        and answers the inserted row.
+ *   POST   /api/threads/{id}/messages/add?message=…   a user message (Kortix's query form)
+ *   DELETE /api/threads/{id}/messages/{mid}     an LLM message (Kortix keeps the others)
+ * The new routes answer another account's thread with 404; the older Kortix ones with 403. */
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "access.h"
 #include "body.h"
+#include "form.h"
 #include "gateway.h"
+#include "kx/utf8.h"
+#include "project_store.h"
+#include "publish.h"
 #include "reply.h"
 #include "text.h"
 #include "store.h"
@@ -28,7 +42,7 @@ void gw_route_messages_list(gw_app *app, gw_request *req, gw_reply *reply)
     if (db == NULL)
         return;
     char *rows = NULL;
-    if (gw_access_thread(db, req, req->id, reply)) {
+    if (gw_access_thread_read(db, req, req->id, false, reply)) {
         kx_err err = gw_store_messages(db, req->id, ascending, &rows);
         if (err != KX_OK)
             gw_reply_db_error(reply, err, "Failed to get messages");
@@ -86,6 +100,247 @@ void gw_route_messages_add(gw_app *app, gw_request *req, gw_reply *reply)
     }
     gw_db_put(app, db);
     json_decref(body);
+    if (row == NULL)
+        return;
+    gw_reply_json(reply, MHD_HTTP_OK, gw_json_from_sql(row));
+    free(row);
+}
+
+#define THREADS_MAX_LIMIT 1000
+#define PROJECT_NAME_MAX_CHARS 255
+
+void gw_route_threads_list(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    long page = 1, limit = THREADS_MAX_LIMIT;
+    if (!gw_query_int(req, "page", 1, 1, 1000000, &page, reply) ||
+        !gw_query_int(req, "limit", THREADS_MAX_LIMIT, 1, THREADS_MAX_LIMIT, &limit, reply))
+        return;
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return;
+    char *rows = NULL;
+    long long total = 0;
+    kx_err err =
+        gw_threads_page(db, req->account, (int)limit, (int)((page - 1) * limit), &rows, &total);
+    gw_db_put(app, db);
+    if (err != KX_OK) {
+        gw_reply_db_error(reply, err, "Failed to list threads");
+        return;
+    }
+    json_t *arr = gw_json_from_sql(rows);
+    free(rows);
+    long long pages = (total + limit - 1) / limit;
+    gw_reply_json(reply, MHD_HTTP_OK,
+                  arr ? json_pack("{s:o, s:{s:I, s:I, s:I, s:I}}", "threads", arr, "pagination",
+                                  "page", (json_int_t)page, "limit", (json_int_t)limit, "total",
+                                  (json_int_t)total, "pages", (json_int_t)pages)
+                      : NULL);
+}
+
+void gw_route_thread_get(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return;
+    char *row = NULL;
+    if (gw_access_thread_read(db, req, req->id, true, reply)) {
+        kx_err err = gw_thread_detail(db, req->id, &row);
+        if (err == KX_ERR_NOT_FOUND)
+            gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+        else if (err != KX_OK)
+            gw_reply_db_error(reply, err, "Failed to load thread");
+    }
+    gw_db_put(app, db);
+    if (row == NULL)
+        return;
+    gw_reply_json(reply, MHD_HTTP_OK, gw_json_from_sql(row));
+    free(row);
+}
+
+/* Characters (not bytes) of valid UTF-8 text. */
+static size_t utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+void gw_route_thread_create(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    const char *name = NULL;
+    if (req->form == NULL && req->body_len > 0) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                       "Content-Type must be multipart/form-data or "
+                       "application/x-www-form-urlencoded");
+        return;
+    }
+    if (req->form != NULL && !gw_form_text(req->form, "name", true, &name, reply))
+        return;
+    if (name == NULL)
+        name = "New Project";
+    if (utf8_chars(name) > PROJECT_NAME_MAX_CHARS) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "name must be at most %d characters",
+                       PROJECT_NAME_MAX_CHARS);
+        return;
+    }
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return;
+    char thread_id[KX_UUID_LEN + 1], project_id[KX_UUID_LEN + 1];
+    kx_err err = gw_thread_create(db, req->account, name, thread_id, project_id);
+    gw_db_put(app, db);
+    if (err != KX_OK) {
+        gw_reply_db_error(reply, err, "Failed to create thread");
+        return;
+    }
+    gw_reply_json(reply, MHD_HTTP_OK,
+                  json_pack("{s:s, s:s}", "thread_id", thread_id, "project_id", project_id));
+}
+
+void gw_route_thread_update(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    static const char *const allowed[] = {"is_public", "metadata", NULL};
+    json_t *body = gw_body_json_object(req, false, reply);
+    if (body == NULL)
+        return;
+    const json_t *pub = json_object_get(body, "is_public");
+    const json_t *meta = json_object_get(body, "metadata");
+    char *meta_text = NULL;
+    if (!gw_body_only(body, allowed, reply)) {
+        json_decref(body);
+        return;
+    }
+    if (pub != NULL && !json_is_boolean(pub)) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "is_public must be a boolean");
+    } else if (meta != NULL && !json_is_object(meta)) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "metadata must be a JSON object");
+    } else if (meta != NULL && (meta_text = json_dumps(meta, JSON_COMPACT)) == NULL) {
+        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+    } else if (meta_text != NULL && strlen(meta_text) > app->cfg.max_prompt_bytes) {
+        gw_reply_error(reply, MHD_HTTP_CONTENT_TOO_LARGE, "metadata is larger than %zu bytes",
+                       app->cfg.max_prompt_bytes);
+    } else {
+        kx_db *db = gw_db_get(app, reply);
+        char *row = NULL;
+        if (db != NULL) {
+            kx_err err = !kx_uuid_valid(req->id)
+                ? KX_ERR_NOT_FOUND
+                : gw_thread_update(db, req->id, req->account,
+                                   pub ? (json_is_true(pub) ? "true" : "false") : NULL, meta_text);
+            if (err == KX_OK)
+                err = gw_thread_detail(db, req->id, &row);
+            if (err == KX_ERR_NOT_FOUND)
+                gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+            else if (err != KX_OK)
+                gw_reply_db_error(reply, err, "Failed to update thread");
+            gw_db_put(app, db);
+        }
+        if (row != NULL) {
+            gw_reply_json(reply, MHD_HTTP_OK, gw_json_from_sql(row));
+            free(row);
+        }
+    }
+    free(meta_text);
+    json_decref(body);
+}
+
+void gw_route_thread_delete(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    if (!kx_uuid_valid(req->id)) {
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+        return;
+    }
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return;
+    gw_stopped_run *stopped = NULL;
+    size_t n = 0;
+    kx_err err = gw_thread_delete(db, req->id, req->account, &stopped, &n);
+    gw_db_put(app, db);
+    if (err == KX_ERR_NOT_FOUND) {
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+        return;
+    }
+    if (err != KX_OK) {
+        gw_reply_db_error(reply, err, "Failed to delete thread");
+        return;
+    }
+    gw_publish_stops(app, req, stopped, n);
+    gw_reply_json(reply, MHD_HTTP_OK,
+                  json_pack("{s:s, s:I}", "message", "Thread deleted successfully", "stopped_runs",
+                            (json_int_t)n));
+}
+
+void gw_route_message_delete(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    const char *mid = req->rest != NULL ? req->rest : "";
+    if (!kx_uuid_valid(req->id)) {
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+        return;
+    }
+    if (!kx_uuid_valid(mid)) {
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Message not found");
+        return;
+    }
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return;
+    bool ok = false;
+    char owner[KX_UUID_LEN + 1];
+    kx_err err = gw_store_thread_account(db, req->id, owner, NULL);
+    if (err == KX_OK && strcmp(owner, req->account) != 0)
+        err = KX_ERR_NOT_FOUND; /* another account's thread: not found */
+    if (err == KX_ERR_NOT_FOUND) {
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+    } else if (err != KX_OK) {
+        gw_reply_db_error(reply, err, "Failed to load thread");
+    } else {
+        err = gw_message_delete(db, req->id, mid);
+        if (err == KX_ERR_NOT_FOUND)
+            gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Message not found");
+        else if (err == KX_ERR_INVALID)
+            gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                           "Message %s is not an LLM message and cannot be deleted", mid);
+        else if (err != KX_OK)
+            gw_reply_db_error(reply, err, "Failed to delete message");
+        ok = err == KX_OK;
+    }
+    gw_db_put(app, db);
+    if (ok)
+        gw_reply_json(reply, MHD_HTTP_OK,
+                      json_pack("{s:s}", "message", "Message deleted successfully"));
+}
+
+void gw_route_message_add_query(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    const char *message = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "message");
+    if (message == NULL || message[0] == '\0') {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "message is required (a query parameter)");
+        return;
+    }
+    if (!gw_utf8_valid(message, strlen(message))) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "message must be UTF-8 text");
+        return;
+    }
+    if (!gw_text_fits("message", message, app->cfg.max_prompt_bytes, reply))
+        return;
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return;
+    char owner[KX_UUID_LEN + 1];
+    char *row = NULL;
+    kx_err err = kx_uuid_valid(req->id) ? gw_store_thread_account(db, req->id, owner, NULL)
+                                        : KX_ERR_NOT_FOUND;
+    if (err == KX_OK && strcmp(owner, req->account) != 0)
+        err = KX_ERR_NOT_FOUND; /* another account's thread */
+    if (err == KX_OK)
+        err = gw_store_message_add(db, req->id, req->account, "user", true, "user", message, &row);
+    gw_db_put(app, db);
+    if (err == KX_ERR_NOT_FOUND || err == KX_ERR_CONFLICT) /* conflict: deleted meanwhile */
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+    else if (err != KX_OK)
+        gw_reply_db_error(reply, err, "Failed to add message");
     if (row == NULL)
         return;
     gw_reply_json(reply, MHD_HTTP_OK, gw_json_from_sql(row));

@@ -320,8 +320,11 @@ static bool begin_request(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
 
     /* Auth before any body byte is read: an anonymous upload costs us nothing. */
     gw_reply reply = {0};
-    if (c->route->auth != AUTH_NONE &&
-        !gw_auth(srv->app, &c->req, c->route->auth == AUTH_BEARER_OR_QUERY, &reply))
+    bool authed = c->route->auth == AUTH_NONE ||
+        (c->route->auth == AUTH_OPTIONAL
+             ? gw_auth_optional(srv->app, &c->req, &reply)
+             : gw_auth(srv->app, &c->req, c->route->auth == AUTH_BEARER_OR_QUERY, &reply));
+    if (!authed)
         return answer_early(srv, c, &reply, ret);
 
     const char *cl =
@@ -361,8 +364,8 @@ static void run_handler(void *arg, bool stopping)
         gw_reply_error(&reply, MHD_HTTP_SERVICE_UNAVAILABLE,
                        "Server busy: no worker free within %lld ms (a dependency is slow)",
                        (long long)srv->app->cfg.queue_wait_ms);
-    else
-        c->route->handler(srv->app, &c->req, &reply);
+    else if (c->req.api_key[0] == '\0' || gw_auth_api_key(srv->app, &c->req, &reply))
+        c->route->handler(srv->app, &c->req, &reply); /* an API key is checked here: a read */
     pthread_mutex_lock(&c->mu);
     c->result = reply;
     c->done = true;

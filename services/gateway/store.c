@@ -10,6 +10,8 @@
 
 #include "kx/log.h"
 #include "quota.h"
+#include "key_store.h"
+#include "project_store.h"
 #include "trigger_store.h"
 
 /* A timestamptz as Python's isoformat() in UTC: "2026-11-21T19:40:13.123456+00:00" (NULL stays
@@ -22,6 +24,31 @@
     "jsonb_build_object('model_name', $4::text, 'enable_thinking', $5::boolean, " \
     "'reasoning_effort', $6::text, 'enable_context_manager', $7::boolean)"
 
+/* clang-format off */
+/* The run's agent ($8, an agent of the account; NULL: the account's default agent, if any)
+ * and its current version, joined to the thread row t. */
+#define RUN_AGENT(account)                                                                \
+    "LEFT JOIN LATERAL (SELECT agent_id, current_version_id FROM agents "                 \
+    "WHERE account_id = " account "::uuid AND (agent_id = $8::uuid OR "                   \
+    "($8::uuid IS NULL AND is_default)) LIMIT 1) a ON true "
+
+/* An agent as Kortix's AgentResponse (its current version's config spread out). */
+#define AGENT_JSON                                                                        \
+    "json_build_object('agent_id', a.agent_id, 'account_id', a.account_id, "              \
+    "'name', a.name, 'description', a.description, "                                      \
+    "'system_prompt', coalesce(v.config ->> 'system_prompt', ''), "                       \
+    "'configured_mcps', coalesce(v.config -> 'tools' -> 'mcp', '[]'::jsonb), "            \
+    "'custom_mcps', coalesce(v.config -> 'tools' -> 'custom_mcp', '[]'::jsonb), "         \
+    "'agentpress_tools', coalesce(v.config -> 'tools' -> 'agentpress', '{}'::jsonb), "    \
+    "'is_default', a.is_default, 'avatar', a.avatar, 'avatar_color', a.avatar_color, "    \
+    "'created_at', " ISO("a.created_at") ", 'updated_at', " ISO("a.updated_at") ", "      \
+    "'is_public', a.is_public, 'tags', a.tags, 'current_version_id', "                    \
+    "a.current_version_id, 'version_count', a.version_count, 'current_version', NULL, "   \
+    "'metadata', a.metadata)"
+/* clang-format on */
+#define RUN_AGENT_OF_1 RUN_AGENT("$1") /* the account is $1 (gw_initiate) */
+#define RUN_AGENT_OF_2 RUN_AGENT("$2") /* the account is $2 (gw_start) */
+
 /* A messages row as Kortix's `select *` shows it. */
 #define MESSAGE_JSON                                                                     \
     "json_build_object('message_id', message_id, 'thread_id', thread_id, 'type', type, " \
@@ -32,7 +59,10 @@
 const kx_db_stmt gw_store_statements[] = {
     {"gw_ping", "SELECT 1"},
 
-    {"gw_thread_account", "SELECT account_id::text FROM threads WHERE thread_id = $1::uuid"},
+    {"gw_thread_account",
+     "SELECT account_id::text, coalesce((SELECT p.is_public FROM projects p "
+     "WHERE p.project_id = threads.project_id AND p.deleted_at IS NULL), false) OR is_public "
+     "FROM threads WHERE thread_id = $1::uuid AND deleted_at IS NULL"},
 
     {"gw_run_info",
      "SELECT account_id::text, thread_id::text, status, error, "
@@ -53,28 +83,32 @@ const kx_db_stmt gw_store_statements[] = {
      "      SELECT thread_id, $1::uuid, 'user', true, "
      "             jsonb_build_object('role', 'user', 'content', $3::text), '{}'::jsonb FROM t "
      "      RETURNING message_id), "
-     "r AS (INSERT INTO agent_runs (thread_id, account_id, project_id, status, metadata) "
-     "      SELECT thread_id, $1::uuid, project_id, 'queued', " RUN_METADATA " FROM t "
+     "r AS (INSERT INTO agent_runs (thread_id, account_id, project_id, status, metadata, "
+     "                        agent_id, agent_version_id) "
+     "      SELECT thread_id, $1::uuid, project_id, 'queued', " RUN_METADATA ", "
+     "             a.agent_id, a.current_version_id FROM t " RUN_AGENT_OF_1
      "      RETURNING id, thread_id) "
      "SELECT r.thread_id::text, r.id::text FROM r, m"},
 
     /* $1 thread, $2 account, $3 prompt or NULL, $4..$7 run options */
     {"gw_start",
      "WITH t AS (SELECT thread_id, project_id FROM threads "
-     "           WHERE thread_id = $1::uuid AND account_id = $2::uuid), "
+     "           WHERE thread_id = $1::uuid AND account_id = $2::uuid AND deleted_at IS NULL), "
      "m AS (INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, metadata) "
      "      SELECT thread_id, $2::uuid, 'user', true, "
      "             jsonb_build_object('role', 'user', 'content', $3::text), '{}'::jsonb "
      "      FROM t WHERE $3::text IS NOT NULL RETURNING message_id), "
-     "r AS (INSERT INTO agent_runs (thread_id, account_id, project_id, status, metadata) "
-     "      SELECT thread_id, $2::uuid, project_id, 'queued', " RUN_METADATA " FROM t "
-     "      RETURNING id) "
+     "r AS (INSERT INTO agent_runs (thread_id, account_id, project_id, status, metadata, "
+     "                        agent_id, agent_version_id) "
+     "      SELECT thread_id, $2::uuid, project_id, 'queued', " RUN_METADATA ", "
+     "             a.agent_id, a.current_version_id FROM t " RUN_AGENT_OF_2 "      RETURNING id) "
      "SELECT id::text FROM r"},
 
     /* multitask_strategy (gw_store_start_strategy): inside one transaction, the thread row is
      * locked first, so the statements after it see every run a concurrent start committed. */
     {"gw_thread_lock",
-     "SELECT 1 FROM threads WHERE thread_id = $1::uuid AND account_id = $2::uuid FOR UPDATE"},
+     "SELECT 1 FROM threads WHERE thread_id = $1::uuid AND account_id = $2::uuid "
+     "AND deleted_at IS NULL FOR UPDATE"},
     {"gw_thread_active",
      "SELECT id::text FROM agent_runs WHERE thread_id = $1::uuid "
      "AND status IN ('queued', 'running') ORDER BY created_at LIMIT 1"},
@@ -129,8 +163,19 @@ const kx_db_stmt gw_store_statements[] = {
      "        jsonb_build_object('role', $5::text, 'content', $6::text), '{}'::jsonb) "
      "RETURNING " MESSAGE_JSON "::text"},
 
+    {"gw_agent_owned", "SELECT 1 FROM agents WHERE agent_id = $1::uuid AND account_id = $2::uuid"},
+
+    /* GET /api/thread/{id}/agent: the agent of the thread's newest run that had one */
+    {"gw_thread_agent",
+     "SELECT " AGENT_JSON "::text FROM agent_runs r JOIN agents a ON a.agent_id = r.agent_id "
+     "LEFT JOIN agent_versions v ON v.version_id = a.current_version_id "
+     "WHERE r.thread_id = $1::uuid AND r.agent_id IS NOT NULL "
+     "ORDER BY r.created_at DESC LIMIT 1"},
+
     GW_QUOTA_STATEMENTS,   /* quota.h */
     GW_TRIGGER_STATEMENTS, /* trigger_store.h */
+    GW_KEY_STATEMENTS,     /* key_store.h */
+    GW_PROJECT_STATEMENTS, /* project_store.h */
     KX_DB_STMT_END,
 };
 /* clang-format on */
@@ -178,7 +223,8 @@ kx_err gw_store_ping(kx_db *db)
     return err;
 }
 
-kx_err gw_store_thread_account(kx_db *db, const char *thread_id, char account[KX_UUID_LEN + 1])
+kx_err gw_store_thread_account(kx_db *db, const char *thread_id, char account[KX_UUID_LEN + 1],
+                               bool *is_public)
 {
     const char *params[] = {thread_id};
     PGresult *res = NULL;
@@ -186,6 +232,8 @@ kx_err gw_store_thread_account(kx_db *db, const char *thread_id, char account[KX
     if (err != KX_OK)
         return err;
     copy_col(res, 0, account, KX_UUID_LEN + 1);
+    if (is_public != NULL)
+        *is_public = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
     PQclear(res);
     return KX_OK;
 }
@@ -234,9 +282,10 @@ kx_err gw_store_initiate(kx_db *db, const char *account, const char *project_nam
         o->enable_thinking ? "true" : "false",
         o->reasoning_effort,
         o->enable_context_manager ? "true" : "false",
+        o->agent_id,
     };
     PGresult *res = NULL;
-    kx_err err = exec_rows(db, "gw_initiate", 7, params, &res);
+    kx_err err = exec_rows(db, "gw_initiate", 8, params, &res);
     if (err == KX_ERR_NOT_FOUND)
         return KX_ERR_INTERNAL; /* an INSERT chain that returned nothing: cannot happen */
     if (err != KX_OK)
@@ -258,9 +307,10 @@ kx_err gw_store_start(kx_db *db, const char *thread_id, const char *account, con
         o->enable_thinking ? "true" : "false",
         o->reasoning_effort,
         o->enable_context_manager ? "true" : "false",
+        o->agent_id,
     };
     PGresult *res = NULL;
-    kx_err err = exec_rows(db, "gw_start", 7, params, &res);
+    kx_err err = exec_rows(db, "gw_start", 8, params, &res);
     if (err != KX_OK)
         return err;
     copy_col(res, 0, run_id, KX_UUID_LEN + 1);
@@ -456,4 +506,19 @@ kx_err gw_store_message_add(kx_db *db, const char *thread_id, const char *accoun
     };
     kx_err err = exec_text(db, "gw_message_add", 6, params, row_json);
     return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
+}
+
+kx_err gw_store_agent_owned(kx_db *db, const char *agent_id, const char *account)
+{
+    const char *params[] = {agent_id, account};
+    PGresult *res = NULL;
+    kx_err err = exec_rows(db, "gw_agent_owned", 2, params, &res);
+    PQclear(res);
+    return err;
+}
+
+kx_err gw_store_thread_agent(kx_db *db, const char *thread_id, char **json)
+{
+    const char *params[] = {thread_id};
+    return exec_text(db, "gw_thread_agent", 1, params, json);
 }

@@ -32,7 +32,15 @@ typedef struct gw_run_options {
     bool enable_thinking;
     const char *reasoning_effort; /* "low" unless the client said otherwise */
     bool enable_context_manager;
+    const char *agent_id; /* an agent of the account (checked first: gw_store_agent_owned);
+                             NULL: the account's default agent, or none */
 } gw_run_options;
+
+/* KX_OK when agent_id is one of account's agents, else KX_ERR_NOT_FOUND. */
+kx_err gw_store_agent_owned(kx_db *db, const char *agent_id, const char *account);
+/* The agent (AgentResponse JSON) of the thread's newest run that had one; KX_ERR_NOT_FOUND
+ * when none did. */
+kx_err gw_store_thread_agent(kx_db *db, const char *thread_id, char **json);
 
 typedef struct gw_run_info {
     char account[KX_UUID_LEN + 1];
@@ -45,8 +53,10 @@ typedef struct gw_run_info {
 
 kx_err gw_store_ping(kx_db *db);
 
-/* The owner of a thread. */
-kx_err gw_store_thread_account(kx_db *db, const char *thread_id, char account[KX_UUID_LEN + 1]);
+/* The owner of a (not deleted) thread, and whether anyone may read it (its project or the
+ * thread is public); is_public may be NULL. */
+kx_err gw_store_thread_account(kx_db *db, const char *thread_id, char account[KX_UUID_LEN + 1],
+                               bool *is_public);
 /* A run's owner, thread, status, error and its GET /api/agent-run/{id} JSON. */
 kx_err gw_store_run_info(kx_db *db, const char *run_id, gw_run_info *out);
 void gw_store_run_info_free(gw_run_info *info);

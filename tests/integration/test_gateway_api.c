@@ -213,21 +213,13 @@ static void test_initiate_creates_rows_and_submits(void **state)
     char account[KX_UUID_LEN + 1];
     char *token = new_account(account);
 
-    /* multipart, with options and an uploaded file (ignored, not a failure) */
+    /* multipart, with options */
     char prompt[256];
     /* é (2 bytes) 29 times, then 日本 tail: char 30 is 日 */
     repeat_then(prompt, sizeof prompt, "\xc3\xa9", 29, "\xe6\x97\xa5\xe6\x9c\xac tail");
-    const char *pairs[] = {"prompt",
-                           prompt,
-                           "model_name",
-                           "gpt-4o-mini",
-                           "enable_thinking",
-                           "true",
-                           "reasoning_effort",
-                           "high",
-                           "agent_id",
-                           "ignored",
-                           NULL};
+    const char *pairs[] = {
+        "prompt",           prompt, "model_name", "gpt-4o-mini", "enable_thinking", "true",
+        "reasoning_effort", "high", NULL}; /* agent_id: test_gateway_resources.c */
     long status = 0;
     json_t *v = post_form(token, true, pairs, &status);
     assert_int_equal(status, 200);

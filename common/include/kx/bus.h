@@ -34,6 +34,8 @@
 #define KX_SUBJ_RUN_HB "kx.run.hb"
 #define KX_SUBJ_RUN_CTL_PREFIX "kx.run.ctl." /* + run_id */
 #define KX_SUBJ_RUN_EV_PREFIX "kx.run.ev."   /* + run_id */
+#define KX_SUBJ_RUN_START "kx.run.start"     /* request/reply, served by the gateway */
+#define KX_SUBJ_RUN_STOP "kx.run.stop"       /* request/reply, served by the gateway */
 #define KX_SUBJ_TOOL_EXEC "kx.tool.exec"
 #define KX_SUBJ_SANDBOX_EXEC "kx.sandbox.exec"
 #define KX_SUBJ_SANDBOX_KILL "kx.sandbox.kill"

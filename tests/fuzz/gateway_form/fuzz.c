@@ -44,7 +44,8 @@ static void check_refusal(gw_reply *r, const char *field)
 
 static void read_fields(const gw_form *f)
 {
-    static const char *const texts[] = {"prompt", "model_name", "reasoning_effort"};
+    static const char *const texts[] = {"prompt", "model_name", "reasoning_effort", "agent_id",
+                                        "name"};
     static const char *const bools[] = {"enable_thinking", "stream", "enable_context_manager"};
     gw_reply r = {0};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
@@ -67,7 +68,7 @@ static void read_fields(const gw_form *f)
         if (!gw_form_bool(f, bools[i], false, &b, &r))
             check_refusal(&r, bools[i]);
     }
-    FUZZ_CHECK(gw_form_get(f, "agent_id", NULL) == NULL);
+    FUZZ_CHECK(gw_form_get(f, "is_agent_builder", NULL) == NULL); /* not a field it keeps */
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,

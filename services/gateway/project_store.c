@@ -1,0 +1,194 @@
+/* project_store.c — the SQL of projects and threads as rows (see project_store.h). */
+#include "project_store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* stmt's result when it has a row; KX_ERR_NOT_FOUND (NULL) when it has none. */
+static kx_err rows(kx_db *db, const char *stmt, int n, const char *const *p, PGresult **res)
+{
+    kx_err err = KX_OK;
+    *res = kx_db_exec(db, stmt, n, p, &err);
+    if (*res == NULL)
+        return err != KX_OK ? err : KX_ERR_INTERNAL;
+    if (PQntuples(*res) == 0) {
+        PQclear(*res);
+        *res = NULL;
+        return KX_ERR_NOT_FOUND;
+    }
+    return KX_OK;
+}
+
+/* Column col of the first row, malloc'd (out may be NULL: the row's existence is enough). */
+static kx_err text(kx_db *db, const char *stmt, int n, const char *const *p, int col, char **out)
+{
+    PGresult *res = NULL;
+    if (out != NULL)
+        *out = NULL;
+    kx_err err = rows(db, stmt, n, p, &res);
+    if (err != KX_OK)
+        return err;
+    if (out != NULL && (*out = strdup(PQgetvalue(res, 0, col))) == NULL)
+        err = KX_ERR_NOMEM;
+    PQclear(res);
+    return err;
+}
+
+kx_err gw_threads_page(kx_db *db, const char *account, int limit, int offset, char **json,
+                       long long *total)
+{
+    char l[16], o[16];
+    snprintf(l, sizeof l, "%d", limit);
+    snprintf(o, sizeof o, "%d", offset);
+    const char *p[] = {account, l, o};
+    PGresult *res = NULL;
+    *json = NULL;
+    kx_err err = rows(db, "gw_threads_list", 3, p, &res);
+    if (err != KX_OK)
+        return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
+    *total = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    *json = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return *json != NULL ? KX_OK : KX_ERR_NOMEM;
+}
+
+kx_err gw_thread_detail(kx_db *db, const char *thread_id, char **json)
+{
+    const char *p[] = {thread_id};
+    return text(db, "gw_thread_detail", 1, p, 0, json);
+}
+
+kx_err gw_thread_create(kx_db *db, const char *account, const char *name,
+                        char thread_id[KX_UUID_LEN + 1], char project_id[KX_UUID_LEN + 1])
+{
+    const char *p[] = {account, name};
+    PGresult *res = NULL;
+    kx_err err = rows(db, "gw_thread_create", 2, p, &res);
+    if (err != KX_OK)
+        return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
+    snprintf(thread_id, KX_UUID_LEN + 1, "%s", PQgetvalue(res, 0, 0));
+    snprintf(project_id, KX_UUID_LEN + 1, "%s", PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return KX_OK;
+}
+
+kx_err gw_thread_update(kx_db *db, const char *thread_id, const char *account,
+                        const char *is_public, const char *metadata)
+{
+    const char *p[] = {thread_id, account, is_public, metadata};
+    return text(db, "gw_thread_update", 4, p, 0, NULL);
+}
+
+/* In one transaction: lock (account's, not deleted), stop the runs, forget the content. */
+static kx_err delete_tx(kx_db *db, const char *lock, const char *stop, const char *forget,
+                        const char *id, const char *account, gw_stopped_run **stopped,
+                        size_t *nstopped)
+{
+    *stopped = NULL;
+    *nstopped = 0;
+    kx_err err = kx_db_begin(db);
+    if (err != KX_OK)
+        return err;
+    const char *p[] = {id, account};
+    err = text(db, lock, 2, p, 0, NULL);
+    PGresult *res = NULL;
+    if (err == KX_OK) {
+        err = rows(db, stop, 1, p, &res);
+        if (err == KX_OK) {
+            int n = PQntuples(res);
+            *stopped = calloc((size_t)n, sizeof **stopped);
+            if (*stopped == NULL) {
+                err = KX_ERR_NOMEM;
+            } else {
+                for (int i = 0; i < n; i++) {
+                    snprintf((*stopped)[i].id, sizeof(*stopped)[i].id, "%s",
+                             PQgetvalue(res, i, 0));
+                    (*stopped)[i].epoch = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+                }
+                *nstopped = (size_t)n;
+            }
+            PQclear(res);
+        } else if (err == KX_ERR_NOT_FOUND) {
+            err = KX_OK; /* no active run */
+        }
+    }
+    if (err == KX_OK)
+        err = text(db, forget, 1, p, 0, NULL);
+    if (err == KX_OK)
+        err = kx_db_commit(db);
+    else
+        kx_db_rollback(db);
+    if (err != KX_OK) {
+        free(*stopped);
+        *stopped = NULL;
+        *nstopped = 0;
+    }
+    return err;
+}
+
+kx_err gw_thread_delete(kx_db *db, const char *thread_id, const char *account,
+                        gw_stopped_run **stopped, size_t *nstopped)
+{
+    return delete_tx(db, "gw_thread_lock", "gw_thread_stop_runs", "gw_thread_forget", thread_id,
+                     account, stopped, nstopped);
+}
+
+kx_err gw_message_delete(kx_db *db, const char *thread_id, const char *message_id)
+{
+    const char *p[] = {thread_id, message_id};
+    PGresult *res = NULL;
+    kx_err err = rows(db, "gw_message_delete", 2, p, &res);
+    if (err != KX_OK)
+        return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
+    bool deleted = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+    bool exists = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+    PQclear(res);
+    return deleted ? KX_OK : exists ? KX_ERR_INVALID : KX_ERR_NOT_FOUND;
+}
+
+kx_err gw_projects_list(kx_db *db, const char *account, char **json)
+{
+    const char *p[] = {account};
+    return text(db, "gw_projects_list", 1, p, 0, json);
+}
+
+kx_err gw_project_get(kx_db *db, const char *project_id, char account[KX_UUID_LEN + 1],
+                      bool *is_public, char **json)
+{
+    const char *p[] = {project_id};
+    PGresult *res = NULL;
+    *json = NULL;
+    kx_err err = rows(db, "gw_project_get", 1, p, &res);
+    if (err != KX_OK)
+        return err;
+    snprintf(account, KX_UUID_LEN + 1, "%s", PQgetvalue(res, 0, 0));
+    *is_public = strcmp(PQgetvalue(res, 0, 1), "t") == 0;
+    *json = strdup(PQgetvalue(res, 0, 2));
+    PQclear(res);
+    return *json != NULL ? KX_OK : KX_ERR_NOMEM;
+}
+
+kx_err gw_project_create(kx_db *db, const char *account, const char *name, const char *description,
+                         const char *is_public, char **json)
+{
+    const char *p[] = {account, name, description, is_public};
+    kx_err err = text(db, "gw_project_create", 4, p, 0, json);
+    return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
+}
+
+kx_err gw_project_update(kx_db *db, const char *project_id, const char *account, const char *name,
+                         bool set_description, const char *description, const char *is_public,
+                         char **json)
+{
+    const char *p[] = {project_id, account, name, description, set_description ? "true" : "false",
+                       is_public};
+    return text(db, "gw_project_update", 6, p, 0, json);
+}
+
+kx_err gw_project_delete(kx_db *db, const char *project_id, const char *account,
+                         gw_stopped_run **stopped, size_t *nstopped)
+{
+    return delete_tx(db, "gw_project_lock", "gw_project_stop_runs", "gw_project_forget",
+                     project_id, account, stopped, nstopped);
+}

@@ -1,0 +1,855 @@
+/* tests/integration/test_gateway_resources.c — the gateway alone (real nats-server and
+ * PostgreSQL, no scheduler, no runner) through the routes of API keys, threads, projects and
+ * the run options (docs/api.md):
+ *   - API keys: create (the secret shown once, stored as a keyed digest only), list, X-API-Key
+ *     acting as the key's account, wrong / malformed / unknown / expired / revoked keys (401,
+ *     revocation effective on the next request), delete, another account's key (404), each
+ *     field's 400;
+ *   - threads: create, paginated list (newest first), get (project, message_count,
+ *     recent_agent_runs), patch, delete with a queued run (stopped: its stream ends with the
+ *     stop event; messages gone; the run row stays), message delete (LLM messages only);
+ *   - projects: create, list, get, patch, delete (its threads and their runs too); a public
+ *     project's threads and messages readable by anyone, nothing of it writable;
+ *   - runs: agent_id (another account's agent: 404, nothing created; the default agent),
+ *     GET /thread/{id}/agent, reasoning_effort / booleans validated, a model the account may
+ *     not use (Kortix's 403 body, nothing created), files[] refused (400, nothing created);
+ *   - every route: another account's object is 404 (the older Kortix routes: 403). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "gateway_alone.h"
+#include "kx/http.h"
+#include "kx/log.h"
+#include "kx/time.h"
+#include "kx/uuid.h"
+#include "stack.h"
+
+static kx_th_gw g_gw;
+static char *g_tok_a, *g_tok_b;
+static char g_acct_a[KX_UUID_LEN + 1], g_acct_b[KX_UUID_LEN + 1];
+
+#define STOPPED \
+    "{\"type\": \"status\", \"status\": \"stopped\", \"message\": \"Agent run stopped by user\"}"
+
+static int setup(void **state)
+{
+    (void)state;
+    kx_log_init("test-gateway-resources", "test");
+    kx_log_set_level(KX_LOG_WARN);
+    memset(&g_gw, 0, sizeof g_gw);
+    if (kx_th_gw_start(&g_gw, "kx-it-gw-res", NULL) != KX_OK)
+        return -1;
+    kx_uuid_new(g_acct_a);
+    kx_uuid_new(g_acct_b);
+    g_tok_a = kx_th_stack_token(&g_gw.s, g_acct_a);
+    g_tok_b = kx_th_stack_token(&g_gw.s, g_acct_b);
+    return g_tok_a && g_tok_b ? 0 : -1;
+}
+
+/* ---- HTTP helpers --------------------------------------------------------------------------- */
+
+/* method path with the auth header given as a whole line ("Authorization: Bearer …",
+ * "X-API-Key: …" or NULL), an optional second header, a body with its type. The answer's
+ * JSON (NULL if not JSON); *status the HTTP status. */
+static json_t *call2(const char *method, const char *path, const char *auth, const char *extra,
+                     const char *ctype, const char *body, size_t len, long *status)
+{
+    char url[1024], ct[512];
+    snprintf(url, sizeof url, "%s%s", g_gw.s.base_url, path);
+    const char *headers[4] = {NULL, NULL, NULL, NULL};
+    size_t nh = 0;
+    if (auth != NULL)
+        headers[nh++] = auth;
+    if (extra != NULL)
+        headers[nh++] = extra;
+    if (ctype != NULL) {
+        snprintf(ct, sizeof ct, "Content-Type: %s", ctype);
+        headers[nh++] = ct;
+    }
+    kx_http_resp r;
+    memset(&r, 0, sizeof r);
+    *status = 0;
+    if (kx_http_request(method, url, headers, body, len, kx_deadline_in(10000), 0, &r) != KX_OK)
+        return NULL;
+    *status = r.status;
+    json_t *v = r.body ? json_loads(r.body, 0, NULL) : NULL;
+    if (v == NULL && r.body != NULL && r.status != 200)
+        fprintf(stderr, "%s %s -> %ld %s\n", method, path, r.status, r.body);
+    kx_http_resp_free(&r);
+    return v;
+}
+
+static char g_auth_line[2][600];
+/* "Authorization: Bearer <token>" for account a (0) or b (1). */
+static const char *bearer(int who)
+{
+    snprintf(g_auth_line[who], sizeof g_auth_line[who], "Authorization: Bearer %s",
+             who == 0 ? g_tok_a : g_tok_b);
+    return g_auth_line[who];
+}
+
+/* JSON body (or none) as account who (0 a, 1 b, -1 anonymous). */
+static json_t *jcall(int who, const char *method, const char *path, const char *json_body,
+                     long *status)
+{
+    return call2(method, path, who < 0 ? NULL : bearer(who), NULL,
+                 json_body ? "application/json" : NULL, json_body,
+                 json_body ? strlen(json_body) : 0, status);
+}
+
+/* The detail text of an error answer (borrowed from v), or "". */
+static const char *detail(const json_t *v)
+{
+    const char *d = json_string_value(json_object_get(v, "detail"));
+    return d ? d : "";
+}
+
+/* Asserts method path answers status with a detail containing want; frees the answer. */
+static void expect_error(int who, const char *method, const char *path, const char *body,
+                         long want_status, const char *want)
+{
+    long st = 0;
+    json_t *v = jcall(who, method, path, body, &st);
+    if (st != want_status || strstr(detail(v), want) == NULL)
+        fprintf(stderr, "%s %s %s: got %ld %s, want %ld \"%s\"\n", method, path, body ? body : "",
+                st, detail(v), want_status, want);
+    assert_int_equal(st, want_status);
+    assert_non_null(strstr(detail(v), want));
+    json_decref(v);
+}
+
+static char *sql1(const char *sql, const char *p1, const char *p2)
+{
+    const char *params[] = {p1, p2};
+    int n = p2 ? 2 : p1 ? 1 : 0;
+    return kx_th_sql_value(&g_gw.s, sql, n, params);
+}
+
+static long sql_long(const char *sql, const char *p1, const char *p2)
+{
+    char *v = sql1(sql, p1, p2);
+    long n = -1;
+    if (v != NULL && !kx_th_parse_long(v, &n))
+        n = -1;
+    free(v);
+    return n;
+}
+
+/* POST /api/agent/initiate (urlencoded pairs) as who; the answer. */
+static json_t *initiate(int who, const char *const *pairs, long *status)
+{
+    size_t len = 0;
+    char *body = kx_th_form_urlencoded(pairs, &len);
+    json_t *v = call2("POST", "/api/agent/initiate", bearer(who), NULL,
+                      "application/x-www-form-urlencoded", body, len, status);
+    free(body);
+    return v;
+}
+
+/* ---- API keys ------------------------------------------------------------------------------- */
+
+static json_t *with_key(const char *key, const char *method, const char *path, long *status)
+{
+    char line[300];
+    snprintf(line, sizeof line, "X-API-Key: %s", key);
+    return call2(method, path, line, NULL, NULL, NULL, 0, status);
+}
+
+static void test_api_keys(void **state)
+{
+    (void)state;
+    long st = 0;
+    /* each field's 400, auth first */
+    expect_error(-1, "POST", "/api/api-keys", "{\"title\": \"x\"}", 401,
+                 "No valid authentication credentials found");
+    expect_error(0, "POST", "/api/api-keys", "{}", 400, "title is required");
+    expect_error(0, "POST", "/api/api-keys", "{\"title\": 5}", 400, "title");
+    expect_error(0, "POST", "/api/api-keys", "{\"title\": \"\"}", 400, "title is required");
+    char long_title[400];
+    memset(long_title, 'x', 300);
+    long_title[300] = '\0';
+    char body[600];
+    snprintf(body, sizeof body, "{\"title\": \"%s\"}", long_title);
+    expect_error(0, "POST", "/api/api-keys", body, 400, "title");
+    expect_error(0, "POST", "/api/api-keys", "{\"title\": \"t\", \"expires_in_days\": 0}", 400,
+                 "expires_in_days");
+    expect_error(0, "POST", "/api/api-keys", "{\"title\": \"t\", \"expires_in_days\": \"3\"}", 400,
+                 "expires_in_days");
+    expect_error(0, "POST", "/api/api-keys", "{\"title\": \"t\", \"description\": []}", 400,
+                 "description");
+    expect_error(0, "POST", "/api/api-keys", "not json", 400, "");
+    assert_int_equal(sql_long("SELECT count(*) FROM api_keys", NULL, NULL), 0);
+
+    /* create: the secret once, in Kortix's order */
+    json_t *k =
+        jcall(0, "POST", "/api/api-keys",
+              "{\"title\": \"ci\", \"description\": \"the CI\", \"expires_in_days\": 30}", &st);
+    assert_int_equal(st, 200);
+    const char *pub = json_string_value(json_object_get(k, "public_key"));
+    const char *sec = json_string_value(json_object_get(k, "secret_key"));
+    const char *kid = json_string_value(json_object_get(k, "key_id"));
+    assert_non_null(pub);
+    assert_non_null(sec);
+    assert_non_null(kid);
+    assert_int_equal(strlen(pub), 35);
+    assert_int_equal(strlen(sec), 67);
+    assert_memory_equal(pub, "pk_", 3);
+    assert_memory_equal(sec, "sk_", 3);
+    assert_string_equal(json_string_value(json_object_get(k, "status")), "active");
+    assert_non_null(json_string_value(json_object_get(k, "expires_at")));
+    const char *keys[3] = {"", "", ""};
+    size_t nk = 0;
+    const char *name;
+    json_t *val;
+    json_object_foreach(k, name, val)
+    {
+        (void)val;
+        if (nk < 3)
+            keys[nk] = name;
+        nk++;
+    }
+    assert_true(nk >= 3);
+    assert_string_equal(keys[1], "public_key");
+    assert_string_equal(keys[2], "secret_key");
+    char key[200], bad[200];
+    snprintf(key, sizeof key, "%s:%s", pub, sec);
+    char kid_s[KX_UUID_LEN + 1];
+    snprintf(kid_s, sizeof kid_s, "%s", kid);
+
+    /* stored: a 64-hex digest that is not the secret, and the secret nowhere in the row */
+    assert_int_equal(sql_long("SELECT count(*) FROM api_keys WHERE strpos(row_to_json(api_keys)"
+                              "::text, substr($1, 4)) > 0",
+                              sec, NULL),
+                     0);
+    assert_int_equal(sql_long("SELECT count(*) FROM api_keys WHERE secret_hash ~ '^[0-9a-f]{64}$'",
+                              NULL, NULL),
+                     1);
+
+    /* list: no secret */
+    json_t *list = jcall(0, "GET", "/api/api-keys", NULL, &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(json_array_size(list), 1);
+    assert_null(json_object_get(json_array_get(list, 0), "secret_key"));
+    assert_null(json_object_get(json_array_get(list, 0), "secret_hash"));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(list, 0), "title")),
+                        "ci");
+    json_decref(list);
+
+    /* X-API-Key acts as account a */
+    json_t *v = with_key(key, "GET", "/api/threads", &st);
+    assert_int_equal(st, 200);
+    assert_non_null(json_object_get(v, "pagination"));
+    json_decref(v);
+    /* ... but cannot manage keys: a leaked key must not mint a successor or revoke others */
+    v = with_key(key, "GET", "/api/api-keys", &st);
+    assert_int_equal(st, 403);
+    assert_non_null(strstr(detail(v), "session token"));
+    json_decref(v);
+    char line[300];
+    snprintf(line, sizeof line, "X-API-Key: %s", key);
+    v = call2("POST", "/api/projects", line, NULL, "application/json", "{\"name\": \"by key\"}",
+              strlen("{\"name\": \"by key\"}"), &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(v, "account_id")), g_acct_a);
+    json_decref(v);
+    /* the key decides even next to another account's bearer token (Kortix's order) */
+    v = call2("GET", "/api/projects", line, bearer(1), NULL, NULL, 0, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(
+                            json_object_get(json_array_get(json_object_get(v, "projects"), 0),
+                                            "account_id")),
+                        g_acct_a);
+    json_decref(v);
+    assert_int_equal(sql_long("SELECT count(*) FROM api_keys WHERE last_used_at IS NOT NULL", NULL,
+                              NULL),
+                     1);
+
+    /* wrong secret, malformed, unknown public key */
+    snprintf(bad, sizeof bad, "%s", key);
+    bad[strlen(bad) - 1] = bad[strlen(bad) - 1] == '0' ? '1' : '0';
+    v = with_key(bad, "GET", "/api/threads", &st);
+    assert_int_equal(st, 401);
+    assert_non_null(strstr(detail(v), "Invalid API key"));
+    json_decref(v);
+    v = with_key("pk_abc:sk_def", "GET", "/api/threads", &st);
+    assert_int_equal(st, 401);
+    assert_string_equal(detail(v), "Invalid API key format. Expected format: pk_xxx:sk_xxx");
+    json_decref(v);
+    snprintf(bad, sizeof bad, "%s", key);
+    bad[3] = bad[3] == 'a' ? 'b' : 'a';
+    v = with_key(bad, "GET", "/api/threads", &st);
+    assert_int_equal(st, 401);
+    assert_non_null(strstr(detail(v), "Invalid API key"));
+    json_decref(v);
+
+    /* another account cannot see, revoke or delete it */
+    list = jcall(1, "GET", "/api/api-keys", NULL, &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(json_array_size(list), 0);
+    json_decref(list);
+    char path[200];
+    snprintf(path, sizeof path, "/api/api-keys/%s/revoke", kid_s);
+    expect_error(1, "PATCH", path, NULL, 404, "API key not found");
+    snprintf(path, sizeof path, "/api/api-keys/%s", kid_s);
+    expect_error(1, "DELETE", path, NULL, 404, "API key not found");
+    expect_error(0, "DELETE", "/api/api-keys/not-a-uuid", NULL, 404, "API key not found");
+    v = with_key(key, "GET", "/api/threads", &st); /* still works */
+    assert_int_equal(st, 200);
+    json_decref(v);
+
+    /* expired */
+    json_t *k2 = jcall(0, "POST", "/api/api-keys", "{\"title\": \"short\"}", &st);
+    assert_int_equal(st, 200);
+    assert_true(json_is_null(json_object_get(k2, "expires_at")));
+    char key2[200];
+    snprintf(key2, sizeof key2, "%s:%s", json_string_value(json_object_get(k2, "public_key")),
+             json_string_value(json_object_get(k2, "secret_key")));
+    v = with_key(key2, "GET", "/api/threads", &st);
+    assert_int_equal(st, 200);
+    json_decref(v);
+    char *upd = sql1("UPDATE api_keys SET expires_at = now() - interval '1 second' "
+                     "WHERE key_id = $1::uuid RETURNING 1",
+                     json_string_value(json_object_get(k2, "key_id")), NULL);
+    free(upd);
+    v = with_key(key2, "GET", "/api/threads", &st);
+    assert_int_equal(st, 401);
+    assert_non_null(strstr(detail(v), "revoked or expired"));
+    json_decref(v);
+    json_decref(k2);
+
+    /* revoke: the next request fails */
+    snprintf(path, sizeof path, "/api/api-keys/%s/revoke", kid_s);
+    v = jcall(0, "PATCH", path, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(v, "message")),
+                        "API key revoked successfully");
+    json_decref(v);
+    v = with_key(key, "GET", "/api/threads", &st);
+    assert_int_equal(st, 401);
+    assert_non_null(strstr(detail(v), "revoked or expired"));
+    json_decref(v);
+    list = jcall(0, "GET", "/api/api-keys", NULL, &st);
+    bool seen_revoked = false, seen_expired = false;
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const char *s = json_string_value(json_object_get(json_array_get(list, i), "status"));
+        seen_revoked |= s && strcmp(s, "revoked") == 0;
+        seen_expired |= s && strcmp(s, "expired") == 0;
+    }
+    assert_true(seen_revoked);
+    assert_true(seen_expired);
+    json_decref(list);
+
+    /* delete */
+    snprintf(path, sizeof path, "/api/api-keys/%s", kid_s);
+    v = jcall(0, "DELETE", path, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(v, "message")),
+                        "API key deleted successfully");
+    json_decref(v);
+    expect_error(0, "DELETE", path, NULL, 404, "API key not found");
+    json_decref(k);
+}
+
+/* ---- threads -------------------------------------------------------------------------------- */
+
+/* POST /api/threads with form name (NULL: no body) as who; fills ids. */
+static void new_thread(int who, const char *name, char tid[KX_UUID_LEN + 1],
+                       char pid[KX_UUID_LEN + 1])
+{
+    long st = 0;
+    size_t len = 0;
+    const char *pairs[] = {"name", name, NULL};
+    char *body = name ? kx_th_form_urlencoded(pairs, &len) : NULL;
+    json_t *v = call2("POST", "/api/threads", bearer(who), NULL,
+                      name ? "application/x-www-form-urlencoded" : NULL, body, len, &st);
+    free(body);
+    assert_int_equal(st, 200);
+    snprintf(tid, KX_UUID_LEN + 1, "%s", json_string_value(json_object_get(v, "thread_id")));
+    snprintf(pid, KX_UUID_LEN + 1, "%s", json_string_value(json_object_get(v, "project_id")));
+    assert_true(kx_uuid_valid(tid));
+    json_decref(v);
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    long st = 0;
+    char t1[KX_UUID_LEN + 1], p1[KX_UUID_LEN + 1], t2[KX_UUID_LEN + 1], p2[KX_UUID_LEN + 1];
+    char t3[KX_UUID_LEN + 1], p3[KX_UUID_LEN + 1], path[300];
+    new_thread(0, NULL, t1, p1);
+    new_thread(0, "second", t2, p2);
+    new_thread(0, "third", t3, p3);
+    char *pname = sql1("SELECT name FROM projects WHERE project_id = $1::uuid", p1, NULL);
+    assert_string_equal(pname, "New Project");
+    free(pname);
+    char long_name[400], body[600];
+    memset(long_name, 'n', 300);
+    long_name[300] = '\0';
+    snprintf(body, sizeof body, "name=%s", long_name);
+    json_t *v = call2("POST", "/api/threads", bearer(0), NULL, "application/x-www-form-urlencoded",
+                      body, strlen(body), &st);
+    assert_int_equal(st, 400);
+    assert_non_null(strstr(detail(v), "name"));
+    json_decref(v);
+
+    /* list: newest first, paginated; another account sees none of them */
+    v = jcall(0, "GET", "/api/threads?limit=2&page=1", NULL, &st);
+    assert_int_equal(st, 200);
+    json_t *threads = json_object_get(v, "threads");
+    assert_int_equal(json_array_size(threads), 2);
+    assert_string_equal(json_string_value(
+                            json_object_get(json_array_get(threads, 0), "thread_id")),
+                        t3);
+    assert_string_equal(json_string_value(
+                            json_object_get(json_array_get(threads, 1), "thread_id")),
+                        t2);
+    json_t *proj = json_object_get(json_array_get(threads, 0), "project");
+    assert_string_equal(json_string_value(json_object_get(proj, "name")), "third");
+    json_t *pg = json_object_get(v, "pagination");
+    long long total = json_integer_value(json_object_get(pg, "total"));
+    assert_true(total >= 3);
+    assert_int_equal(json_integer_value(json_object_get(pg, "pages")), (total + 1) / 2);
+    json_decref(v);
+    v = jcall(0, "GET", "/api/threads?limit=2&page=2", NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(
+                            json_object_get(json_array_get(json_object_get(v, "threads"), 0),
+                                            "thread_id")),
+                        t1);
+    json_decref(v);
+    expect_error(0, "GET", "/api/threads?limit=0", NULL, 400, "limit");
+    expect_error(0, "GET", "/api/threads?limit=1001", NULL, 400, "limit");
+    expect_error(0, "GET", "/api/threads?page=abc", NULL, 400, "page");
+    expect_error(-1, "GET", "/api/threads", NULL, 401, "No valid authentication");
+    v = jcall(1, "GET", "/api/threads", NULL, &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_object_get(v, "pagination"), "total")),
+                     0);
+    json_decref(v);
+
+    /* get */
+    snprintf(path, sizeof path, "/api/threads/%s", t2);
+    v = jcall(0, "GET", path, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(v, "thread_id")), t2);
+    assert_int_equal(json_integer_value(json_object_get(v, "message_count")), 0);
+    assert_true(json_is_array(json_object_get(v, "recent_agent_runs")));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(v, "project"), "name")),
+                        "second");
+    json_decref(v);
+    expect_error(1, "GET", path, NULL, 404, "Thread not found");
+    expect_error(-1, "GET", path, NULL, 401, "No valid authentication");
+    expect_error(0, "GET", "/api/threads/nope", NULL, 404, "Thread not found");
+
+    /* patch */
+    expect_error(0, "PATCH", path, "{\"is_public\": \"yes\"}", 400, "is_public");
+    expect_error(0, "PATCH", path, "{\"metadata\": []}", 400, "metadata");
+    expect_error(0, "PATCH", path, "{\"name\": \"x\"}", 400, "unknown field: name");
+    expect_error(1, "PATCH", path, "{\"is_public\": true}", 404, "Thread not found");
+    v = jcall(0, "PATCH", path, "{\"metadata\": {\"pinned\": true}}", &st);
+    assert_int_equal(st, 200);
+    assert_true(json_is_true(json_object_get(json_object_get(v, "metadata"), "pinned")));
+    assert_true(json_is_false(json_object_get(v, "is_public")));
+    json_decref(v);
+
+    /* messages: delete an LLM message; a non-LLM one stays; another account: 404 */
+    char mpath[300];
+    snprintf(mpath, sizeof mpath, "/api/threads/%s/messages", t2);
+    v = jcall(0, "POST", mpath, "{\"type\": \"assistant\", \"content\": \"hi\"}", &st);
+    assert_int_equal(st, 200);
+    char mid[KX_UUID_LEN + 1];
+    snprintf(mid, sizeof mid, "%s", json_string_value(json_object_get(v, "message_id")));
+    json_decref(v);
+    v = jcall(0, "POST", mpath,
+              "{\"type\": \"status\", \"content\": \"s\", \"is_llm_message\": false}", &st);
+    assert_int_equal(st, 200);
+    char mid2[KX_UUID_LEN + 1];
+    snprintf(mid2, sizeof mid2, "%s", json_string_value(json_object_get(v, "message_id")));
+    json_decref(v);
+    snprintf(mpath, sizeof mpath, "/api/threads/%s/messages/%s", t2, mid);
+    expect_error(1, "DELETE", mpath, NULL, 404, "Thread not found");
+    v = jcall(0, "DELETE", mpath, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(v, "message")),
+                        "Message deleted successfully");
+    json_decref(v);
+    expect_error(0, "DELETE", mpath, NULL, 404, "Message not found");
+    snprintf(mpath, sizeof mpath, "/api/threads/%s/messages/%s", t2, mid2);
+    expect_error(0, "DELETE", mpath, NULL, 400, "not an LLM message");
+    snprintf(mpath, sizeof mpath, "/api/threads/%s/messages/%s", t1, mid2); /* other thread */
+    expect_error(0, "DELETE", mpath, NULL, 404, "Message not found");
+    snprintf(mpath, sizeof mpath, "/api/threads/%s/messages/xyz", t2);
+    expect_error(0, "DELETE", mpath, NULL, 404, "Message not found");
+    assert_int_equal(sql_long("SELECT count(*) FROM messages WHERE thread_id = $1::uuid", t2,
+                              NULL),
+                     1);
+
+    /* Kortix's query form of adding a user message */
+    snprintf(mpath, sizeof mpath, "/api/threads/%s/messages/add?message=hello%%20there", t2);
+    v = jcall(0, "POST", mpath, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(v, "type")), "user");
+    assert_string_equal(json_string_value(
+                            json_object_get(json_object_get(v, "content"), "content")),
+                        "hello there");
+    json_decref(v);
+    expect_error(1, "POST", mpath, NULL, 404, "Thread not found");
+    snprintf(mpath, sizeof mpath, "/api/threads/%s/messages/add", t2);
+    expect_error(0, "POST", mpath, NULL, 400, "message is required");
+
+    /* delete with a queued run: the run is stopped (its stream ends with the stop event), the
+     * messages are gone, the thread is 404 everywhere; the run row stays (usage) */
+    const char *pairs[] = {"prompt", "to be deleted", NULL};
+    v = initiate(0, pairs, &st);
+    assert_int_equal(st, 200);
+    char tr[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    snprintf(tr, sizeof tr, "%s", json_string_value(json_object_get(v, "thread_id")));
+    snprintf(run, sizeof run, "%s", json_string_value(json_object_get(v, "agent_run_id")));
+    json_decref(v);
+    snprintf(path, sizeof path, "/api/threads/%s", tr);
+    expect_error(1, "DELETE", path, NULL, 404, "Thread not found");
+    v = jcall(0, "DELETE", path, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(v, "message")),
+                        "Thread deleted successfully");
+    assert_int_equal(json_integer_value(json_object_get(v, "stopped_runs")), 1);
+    json_decref(v);
+    char *status = sql1("SELECT status FROM agent_runs WHERE id = $1::uuid", run, NULL);
+    assert_string_equal(status, "stopped");
+    free(status);
+    assert_int_equal(sql_long("SELECT lease_epoch FROM agent_runs WHERE id = $1::uuid", run, NULL),
+                     1);
+    assert_int_equal(sql_long("SELECT count(*) FROM messages WHERE thread_id = $1::uuid", tr,
+                              NULL),
+                     0);
+    char spath[200];
+    snprintf(spath, sizeof spath, "/api/agent-run/%s/stream", run);
+    kx_th_sse sse;
+    assert_int_equal(kx_th_sse_read(&g_gw.s, spath, g_tok_a, 10000, &sse), KX_OK);
+    assert_int_equal(sse.status, 200);
+    assert_true(sse.n >= 1);
+    assert_string_equal(sse.data[sse.n - 1], STOPPED);
+    kx_th_sse_free(&sse);
+    expect_error(0, "GET", path, NULL, 404, "Thread not found");
+    expect_error(0, "DELETE", path, NULL, 404, "Thread not found");
+    snprintf(mpath, sizeof mpath, "/api/threads/%s/messages", tr);
+    expect_error(0, "GET", mpath, NULL, 404, "Thread not found");
+    snprintf(mpath, sizeof mpath, "/api/thread/%s/agent/start", tr);
+    expect_error(0, "POST", mpath, "{}", 404, "Thread not found");
+}
+
+/* ---- projects ------------------------------------------------------------------------------- */
+
+static void test_projects(void **state)
+{
+    (void)state;
+    long st = 0;
+    char path[300], tpath[300], mpath[300];
+    expect_error(0, "POST", "/api/projects", "{}", 400, "name is required");
+    expect_error(0, "POST", "/api/projects", "{\"name\": \"\"}", 400, "name");
+    expect_error(0, "POST", "/api/projects", "{\"name\": \"p\", \"is_public\": \"no\"}", 400,
+                 "is_public");
+    expect_error(0, "POST", "/api/projects", "{\"name\": \"p\", \"description\": 5}", 400,
+                 "description");
+    expect_error(0, "POST", "/api/projects", "{\"name\": \"p\", \"sandbox\": {}}", 400,
+                 "unknown field: sandbox");
+    expect_error(-1, "POST", "/api/projects", "{\"name\": \"p\"}", 401, "No valid");
+
+    json_t *p =
+        jcall(0, "POST", "/api/projects", "{\"name\": \"proj\", \"description\": \"d\"}", &st);
+    assert_int_equal(st, 200);
+    char pid[KX_UUID_LEN + 1];
+    snprintf(pid, sizeof pid, "%s", json_string_value(json_object_get(p, "project_id")));
+    assert_string_equal(json_string_value(json_object_get(p, "description")), "d");
+    assert_true(json_is_false(json_object_get(p, "is_public")));
+    json_decref(p);
+
+    json_t *v = jcall(0, "GET", "/api/projects", NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(
+                            json_object_get(json_array_get(json_object_get(v, "projects"), 0),
+                                            "project_id")),
+                        pid);
+    json_decref(v);
+    v = jcall(1, "GET", "/api/projects", NULL, &st);
+    assert_int_equal(json_array_size(json_object_get(v, "projects")), 0);
+    json_decref(v);
+
+    snprintf(path, sizeof path, "/api/projects/%s", pid);
+    expect_error(1, "GET", path, NULL, 404, "Project not found");
+    expect_error(-1, "GET", path, NULL, 401, "No valid authentication");
+    expect_error(1, "PATCH", path, "{\"name\": \"mine\"}", 404, "Project not found");
+    expect_error(1, "DELETE", path, NULL, 404, "Project not found");
+    expect_error(0, "GET", "/api/projects/123", NULL, 404, "Project not found");
+    expect_error(0, "PATCH", path, "{\"name\": 7}", 400, "name");
+
+    v = jcall(0, "PATCH", path, "{\"name\": \"renamed\", \"description\": null}", &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(v, "name")), "renamed");
+    assert_true(json_is_null(json_object_get(v, "description")));
+    json_decref(v);
+
+    /* a thread in it, with a message; made public: readable by anyone, writable by nobody else */
+    char *tid = sql1("INSERT INTO threads (account_id, project_id) VALUES ($1::uuid, $2::uuid) "
+                     "RETURNING thread_id::text",
+                     g_acct_a, pid);
+    assert_non_null(tid);
+    snprintf(tpath, sizeof tpath, "/api/threads/%s", tid);
+    snprintf(mpath, sizeof mpath, "/api/threads/%s/messages", tid);
+    v = jcall(0, "POST", mpath, "{\"type\": \"user\", \"content\": \"public words\"}", &st);
+    assert_int_equal(st, 200);
+    json_decref(v);
+    expect_error(1, "GET", tpath, NULL, 404, "Thread not found");
+    expect_error(1, "GET", mpath, NULL, 403, "Not authorized to access this thread");
+    expect_error(-1, "GET", mpath, NULL, 401, "No valid authentication");
+
+    v = jcall(0, "PATCH", path, "{\"is_public\": true}", &st);
+    assert_int_equal(st, 200);
+    assert_true(json_is_true(json_object_get(v, "is_public")));
+    json_decref(v);
+    v = jcall(-1, "GET", path, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(v, "name")), "renamed");
+    json_decref(v);
+    v = jcall(1, "GET", tpath, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(json_integer_value(json_object_get(v, "message_count")), 1);
+    json_decref(v);
+    v = jcall(-1, "GET", mpath, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(json_array_size(json_object_get(v, "messages")), 1);
+    json_decref(v);
+    /* a bad token is still a 401 on a public read */
+    v = call2("GET", mpath, "Authorization: Bearer not.a.jwt", NULL, NULL, NULL, 0, &st);
+    assert_int_equal(st, 401);
+    json_decref(v);
+    /* nothing of it writable by another account */
+    expect_error(1, "PATCH", path, "{\"is_public\": false}", 404, "Project not found");
+    expect_error(1, "DELETE", path, NULL, 404, "Project not found");
+    expect_error(1, "PATCH", tpath, "{\"is_public\": false}", 404, "Thread not found");
+    expect_error(1, "DELETE", tpath, NULL, 404, "Thread not found");
+    expect_error(1, "POST", mpath, "{\"type\": \"user\", \"content\": \"x\"}", 403,
+                 "Not authorized");
+    char sp[300];
+    snprintf(sp, sizeof sp, "/api/thread/%s/agent/start", tid);
+    expect_error(1, "POST", sp, "{\"prompt\": \"x\"}", 403, "Not authorized");
+    snprintf(sp, sizeof sp, "/api/thread/%s/agent", tid);
+    expect_error(1, "GET", sp, NULL, 404, "Thread not found");
+
+    /* delete: its thread's queued run is stopped, the thread and project are gone */
+    snprintf(sp, sizeof sp, "/api/thread/%s/agent/start", tid);
+    v = jcall(0, "POST", sp, "{\"prompt\": \"work\"}", &st);
+    assert_int_equal(st, 200);
+    char run[KX_UUID_LEN + 1];
+    snprintf(run, sizeof run, "%s", json_string_value(json_object_get(v, "agent_run_id")));
+    json_decref(v);
+    v = jcall(0, "DELETE", path, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(v, "message")),
+                        "Project deleted successfully");
+    assert_int_equal(json_integer_value(json_object_get(v, "stopped_runs")), 1);
+    json_decref(v);
+    char *status = sql1("SELECT status FROM agent_runs WHERE id = $1::uuid", run, NULL);
+    assert_string_equal(status, "stopped");
+    free(status);
+    expect_error(0, "GET", path, NULL, 404, "Project not found");
+    expect_error(-1, "GET", tpath, NULL, 401, "No valid authentication");
+    expect_error(0, "GET", tpath, NULL, 404, "Thread not found");
+    expect_error(0, "DELETE", path, NULL, 404, "Project not found");
+    assert_int_equal(sql_long("SELECT count(*) FROM messages WHERE thread_id = $1::uuid", tid,
+                              NULL),
+                     0);
+    free(tid);
+}
+
+/* ---- run options ---------------------------------------------------------------------------- */
+
+/* An agent of account with a version; its id (malloc'd). */
+static char *make_agent(const char *account, const char *name, bool is_default)
+{
+    const char *params[] = {account, name, is_default ? "true" : "false"};
+    char *aid = kx_th_sql_value(&g_gw.s,
+                                "INSERT INTO agents (account_id, name, is_default) VALUES "
+                                "($1::uuid, $2, $3::boolean) RETURNING agent_id::text",
+                                3, params);
+    assert_non_null(aid);
+    const char *vp[] = {aid, account};
+    char *vid = kx_th_sql_value(
+        &g_gw.s,
+        "INSERT INTO agent_versions (agent_id, account_id, version_number, version_name, config) "
+        "VALUES ($1::uuid, $2::uuid, 1, 'v1', "
+        "'{\"system_prompt\": \"be brief\", \"tools\": {\"agentpress\": {\"web\": true}}}') "
+        "RETURNING version_id::text",
+        2, vp);
+    assert_non_null(vid);
+    free(sql1("UPDATE agents SET current_version_id = $2::uuid WHERE agent_id = $1::uuid "
+              "RETURNING 1",
+              aid, vid));
+    free(vid);
+    return aid;
+}
+
+static void test_run_options(void **state)
+{
+    (void)state;
+    long st = 0;
+    char *agent_a = make_agent(g_acct_a, "helper", false);
+    char *agent_b = make_agent(g_acct_b, "theirs", false);
+    long projects = sql_long("SELECT count(*) FROM projects", NULL, NULL);
+
+    /* another account's agent, or no agent at all: 404, nothing created */
+    const char *p1[] = {"prompt", "hello", "agent_id", agent_b, NULL};
+    json_t *v = initiate(0, p1, &st);
+    assert_int_equal(st, 404);
+    assert_string_equal(detail(v), "Agent not found or access denied");
+    json_decref(v);
+    const char *p2[] = {"prompt", "hello", "agent_id", "not-an-id", NULL};
+    v = initiate(0, p2, &st);
+    assert_int_equal(st, 404);
+    json_decref(v);
+    /* bad option values name their field */
+    const char *p3[] = {"prompt", "hello", "reasoning_effort", "extreme", NULL};
+    v = initiate(0, p3, &st);
+    assert_int_equal(st, 400);
+    assert_non_null(strstr(detail(v), "reasoning_effort"));
+    json_decref(v);
+    const char *p4[] = {"prompt", "hello", "enable_thinking", "maybe", NULL};
+    v = initiate(0, p4, &st);
+    assert_int_equal(st, 400);
+    assert_non_null(strstr(detail(v), "enable_thinking"));
+    json_decref(v);
+    const char *p5[] = {"prompt", "hello", "stream", "sometimes", NULL};
+    v = initiate(0, p5, &st);
+    assert_int_equal(st, 400);
+    assert_non_null(strstr(detail(v), "stream"));
+    json_decref(v);
+    /* files[]: refused, not dropped */
+    const char *mp = "--XyZ\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nread it\r\n"
+                     "--XyZ\r\nContent-Disposition: form-data; name=\"files\"; "
+                     "filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nabc\r\n--XyZ--\r\n";
+    v = call2("POST", "/api/agent/initiate", bearer(0), NULL, "multipart/form-data; boundary=XyZ",
+              mp, strlen(mp), &st);
+    assert_int_equal(st, 400);
+    assert_non_null(strstr(detail(v), "files[]"));
+    json_decref(v);
+    assert_int_equal(sql_long("SELECT count(*) FROM projects", NULL, NULL), projects);
+
+    /* the account's agent: stored on the run with its version */
+    const char *p6[] = {"prompt", "with agent",       "agent_id", agent_a, "enable_thinking",
+                        "true",   "reasoning_effort", "high",     NULL};
+    v = initiate(0, p6, &st);
+    assert_int_equal(st, 200);
+    char tid[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    snprintf(tid, sizeof tid, "%s", json_string_value(json_object_get(v, "thread_id")));
+    snprintf(run, sizeof run, "%s", json_string_value(json_object_get(v, "agent_run_id")));
+    json_decref(v);
+    char *got = sql1("SELECT agent_id::text || ' ' || (agent_version_id IS NOT NULL)::text || ' ' "
+                     "|| (metadata ->> 'reasoning_effort') || ' ' || "
+                     "(metadata ->> 'enable_thinking') FROM agent_runs WHERE id = $1::uuid",
+                     run, NULL);
+    char want[200];
+    snprintf(want, sizeof want, "%s true high true", agent_a);
+    assert_string_equal(got, want);
+    free(got);
+
+    /* GET /thread/{id}/agent */
+    char path[300];
+    snprintf(path, sizeof path, "/api/thread/%s/agent", tid);
+    v = jcall(0, "GET", path, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_string_equal(json_string_value(json_object_get(v, "source")), "recent");
+    json_t *ag = json_object_get(v, "agent");
+    assert_string_equal(json_string_value(json_object_get(ag, "agent_id")), agent_a);
+    assert_string_equal(json_string_value(json_object_get(ag, "name")), "helper");
+    assert_string_equal(json_string_value(json_object_get(ag, "system_prompt")), "be brief");
+    json_decref(v);
+    expect_error(1, "GET", path, NULL, 404, "Thread not found");
+    expect_error(0, "GET", "/api/thread/abc/agent", NULL, 404, "Thread not found");
+
+    /* start on the thread: another account's agent 404, a bad strategy 400, reject 409 */
+    snprintf(path, sizeof path, "/api/thread/%s/agent/start", tid);
+    char body[300];
+    snprintf(body, sizeof body, "{\"agent_id\": \"%s\"}", agent_b);
+    expect_error(0, "POST", path, body, 404, "Agent not found or access denied");
+    expect_error(0, "POST", path, "{\"multitask_strategy\": \"later\"}", 400,
+                 "multitask_strategy");
+    expect_error(0, "POST", path, "{\"agent_id\": 5}", 400, "agent_id");
+    expect_error(0, "POST", path, "{\"multitask_strategy\": \"reject\"}", 409,
+                 "already has an active agent run");
+    assert_int_equal(sql_long("SELECT count(*) FROM agent_runs WHERE thread_id = $1::uuid", tid,
+                              NULL),
+                     1);
+
+    /* no agent named: the account's default agent */
+    char *agent_d = make_agent(g_acct_a, "default one", true);
+    v = jcall(0, "POST", path, "{\"multitask_strategy\": \"interrupt\"}", &st);
+    assert_int_equal(st, 200);
+    char run2[KX_UUID_LEN + 1];
+    snprintf(run2, sizeof run2, "%s", json_string_value(json_object_get(v, "agent_run_id")));
+    json_decref(v);
+    got = sql1("SELECT agent_id::text FROM agent_runs WHERE id = $1::uuid", run2, NULL);
+    assert_string_equal(got, agent_d);
+    free(got);
+
+    /* a model the account may not use: Kortix's 403 body, nothing created */
+    free(sql1("INSERT INTO account_limits (account_id, allowed_models) VALUES ($1::uuid, "
+              "ARRAY['model-a']) RETURNING 1",
+              g_acct_a, NULL));
+    long runs = sql_long("SELECT count(*) FROM agent_runs", NULL, NULL);
+    projects = sql_long("SELECT count(*) FROM projects", NULL, NULL);
+    const char *p7[] = {"prompt", "x", "model_name", "model-b", NULL};
+    v = initiate(0, p7, &st);
+    assert_int_equal(st, 403);
+    json_t *d = json_object_get(v, "detail");
+    assert_non_null(strstr(json_string_value(json_object_get(d, "message")), "model-b"));
+    assert_string_equal(json_string_value(json_array_get(json_object_get(d, "allowed_models"), 0)),
+                        "model-a");
+    json_decref(v);
+    assert_int_equal(sql_long("SELECT count(*) FROM agent_runs", NULL, NULL), runs);
+    assert_int_equal(sql_long("SELECT count(*) FROM projects", NULL, NULL), projects);
+    free(sql1("DELETE FROM account_limits WHERE account_id = $1::uuid RETURNING 1", g_acct_a,
+              NULL));
+
+    /* a thread whose runs had no agent: source none */
+    free(sql1("UPDATE agents SET is_default = false WHERE agent_id = $1::uuid RETURNING 1",
+              agent_d, NULL));
+    const char *p8[] = {"prompt", "plain", NULL};
+    v = initiate(0, p8, &st);
+    assert_int_equal(st, 200);
+    snprintf(path, sizeof path, "/api/thread/%s/agent",
+             json_string_value(json_object_get(v, "thread_id")));
+    json_decref(v);
+    v = jcall(0, "GET", path, NULL, &st);
+    assert_int_equal(st, 200);
+    assert_true(json_is_null(json_object_get(v, "agent")));
+    assert_string_equal(json_string_value(json_object_get(v, "source")), "none");
+    json_decref(v);
+    free(agent_a);
+    free(agent_b);
+    free(agent_d);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_api_keys),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_projects),
+        cmocka_unit_test(test_run_options),
+    };
+    int failed = cmocka_run_group_tests(tests, setup, NULL);
+    kx_th_gw_stop(&g_gw, failed != 0);
+    free(g_tok_a);
+    free(g_tok_b);
+    return failed == 0 ? 0 : 1;
+}
