@@ -584,3 +584,22 @@ BEGIN
             'active_runs', active),
         'has_limits', l.account_id IS NOT NULL);
 END $$;
+
+-- POST /agents/{id}/versions: a new active version (always; a repeat with the same
+-- version_name is refused by UNIQUE (agent_id, version_name)). Its JSON, or NULL (not the
+-- account's agent).
+CREATE FUNCTION kx_agent_version_create(p_agent uuid, p_account uuid, p_config jsonb,
+                                        p_name text, p_change text)
+RETURNS json LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    nv record;
+    v agent_versions;
+BEGIN
+    SELECT * INTO nv FROM kx_agent_new_version(p_agent, p_account, p_config, p_name, p_change,
+                                               false);
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    SELECT * INTO v FROM agent_versions WHERE version_id = nv.version_id;
+    RETURN kx_version_json(v);
+END $$;

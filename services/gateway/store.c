@@ -11,6 +11,9 @@
 #include "kx/log.h"
 #include "quota.h"
 #include "trigger_store.h"
+#include "agent_store.h"
+#include "routes_flags.h"
+#include "routes_limits.h"
 
 /* A timestamptz as Python's isoformat() in UTC: "2026-11-21T19:40:13.123456+00:00" (NULL stays
  * NULL). Independent of the session's TimeZone. */
@@ -131,6 +134,9 @@ const kx_db_stmt gw_store_statements[] = {
 
     GW_QUOTA_STATEMENTS,   /* quota.h */
     GW_TRIGGER_STATEMENTS, /* trigger_store.h */
+    GW_AGENT_STATEMENTS,   /* agent_store.h */
+    GW_FLAG_STATEMENTS,    /* routes_flags.h */
+    GW_LIMITS_STATEMENTS,  /* routes_limits.h */
     KX_DB_STMT_END,
 };
 /* clang-format on */
