@@ -365,6 +365,29 @@ static void test_agents_crud(void **state)
     assert_non_null(strstr(str(v1, "detail"), "Idempotency-Key"));
     json_decref(v1);
 
+    /* POST custom-mcp-tools (migration 007's kx_agent_save_mcp_tools, with parameters): a
+     * URL with quotes, a backslash and non-ASCII is stored as sent; the same tools again write
+     * nothing */
+    snprintf(path, sizeof path, "/api/agents/%s/custom-mcp-tools", beta);
+    const char *save = "{\"url\": \"https://x.example/a'b\\\"c\\\\d/\u00e9?q=');--\", "
+                       "\"type\": \"http\", \"enabled_tools\": [\"t'1\", \"t2\"]}";
+    v = expect(&a, "POST", path, save, 200);
+    assert_true(json_is_true(json_object_get(v, "created")));
+    json_decref(v);
+    v = expect(&a, "POST", path, save, 200);
+    assert_false(json_is_true(json_object_get(v, "created")));
+    json_decref(v);
+    snprintf(path, sizeof path, "/api/agents/%s", beta);
+    v = expect(&a, "GET", path, NULL, 200);
+    assert_int_equal(json_integer_value(json_object_get(v, "version_count")), 2);
+    json_t *entry = json_array_get(json_object_get(v, "custom_mcps"), 0);
+    assert_string_equal(str(json_object_get(entry, "config"), "url"),
+                        "https://x.example/a'b\"c\\d/\xc3\xa9?q=');--");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(entry, "enabledTools"),
+                                                         0)),
+                        "t'1");
+    json_decref(v);
+
     /* delete */
     snprintf(path, sizeof path, "/api/agents/%s", beta);
     v = expect(&a, "DELETE", path, NULL, 200);
