@@ -65,16 +65,12 @@ static bool no_nul(const json_t *v)
     const char *k;
     const json_t *e;
     switch (json_typeof(v)) {
-    case JSON_STRING:
-        return strlen(json_string_value(v)) == json_string_length(v);
-    case JSON_ARRAY:
-        json_array_foreach(v, i, e) if (!no_nul(e)) return false;
-        return true;
+    case JSON_STRING: return strlen(json_string_value(v)) == json_string_length(v);
+    case JSON_ARRAY: json_array_foreach(v, i, e) if (!no_nul(e)) return false; return true;
     case JSON_OBJECT:
         json_object_foreach((json_t *)v, k, e) if (!no_nul(e)) return false;
         return true;
-    default:
-        return true;
+    default: return true;
     }
 }
 
@@ -112,8 +108,8 @@ static bool agentpress_ok(const json_t *v, gw_reply *reply)
             return false;
         }
         const json_t *en = json_is_object(e) ? json_object_get(e, "enabled") : NULL;
-        if (!json_is_boolean(e) && !(json_is_object(e) && (en == NULL || json_is_boolean(en)) &&
-                                     no_nul(e))) {
+        if (!json_is_boolean(e) &&
+            !(json_is_object(e) && (en == NULL || json_is_boolean(en)) && no_nul(e))) {
             gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
                            "agentpress_tools.%s must be a boolean or {\"enabled\": boolean}", k);
             return false;
@@ -182,15 +178,15 @@ static bool mcps_ok(const json_t *v, const char *list, bool custom, gw_reply *re
                     known = known || strcmp(s, TYPES[m]) == 0;
                 if (!known) {
                     gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
-                                   "%s[%zu].%s must be one of sse, http, json, pipedream", list,
-                                   i, keys[k]);
+                                   "%s[%zu].%s must be one of sse, http, json, pipedream", list, i,
+                                   keys[k]);
                     return false;
                 }
             }
         }
         if (!no_nul(e)) {
-            gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
-                           "%s[%zu] must not contain NUL characters", list, i);
+            gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s[%zu] must not contain NUL characters",
+                           list, i);
             return false;
         }
     }
@@ -292,14 +288,22 @@ static bool take(const json_t *in, json_t *out, const char *key, gw_agent_fields
 json_t *gw_agent_fields(const json_t *in, gw_agent_fields_kind kind, size_t max_prompt_bytes,
                         gw_reply *reply)
 {
-    static const char *const AGENT[] = {"name",         "description",     "system_prompt",
-                                        "model",        "agentpress_tools", "configured_mcps",
-                                        "custom_mcps",  "is_default",      "avatar",
-                                        "avatar_color", "tags",            NULL};
-    static const char *const IMPORT[] = {"name",         "description",     "system_prompt",
-                                         "model",        "agentpress_tools", "configured_mcps",
-                                         "custom_mcps",  "avatar",          "avatar_color",
-                                         "tags",         "metadata",        NULL};
+    static const char *const AGENT[] = {"name",
+                                        "description",
+                                        "system_prompt",
+                                        "model",
+                                        "agentpress_tools",
+                                        "configured_mcps",
+                                        "custom_mcps",
+                                        "is_default",
+                                        "avatar",
+                                        "avatar_color",
+                                        "tags",
+                                        NULL};
+    static const char *const IMPORT[] = {"name",        "description",      "system_prompt",
+                                         "model",       "agentpress_tools", "configured_mcps",
+                                         "custom_mcps", "avatar",           "avatar_color",
+                                         "tags",        "metadata",         NULL};
     static const char *const VERSION[] = {"system_prompt",   "model",       "agentpress_tools",
                                           "configured_mcps", "custom_mcps", "version_name",
                                           "description",     NULL};

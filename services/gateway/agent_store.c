@@ -7,7 +7,11 @@
 #include <string.h>
 
 /* How a statement may be run again after a lost answer. */
-typedef enum { READ, WRITE_IDEM, WRITE_ONCE } run_kind;
+typedef enum {
+    READ,
+    WRITE_IDEM,
+    WRITE_ONCE
+} run_kind;
 
 /* The first column of the first row (malloc'd) — KX_ERR_NOT_FOUND when there is no row or it
  * is NULL; *keep (when not NULL) gets the result for more columns (the caller PQclears it). */
@@ -182,8 +186,8 @@ kx_err gw_agent_mcp_config(kx_db *db, const char *agent, const char *account, ch
 }
 
 kx_err gw_agent_mcp_save(kx_db *db, const char *agent, const char *account, const char *type,
-                         const char *url, const char *enabled_tools,
-                         char version[KX_UUID_LEN + 1], bool *created)
+                         const char *url, const char *enabled_tools, char version[KX_UUID_LEN + 1],
+                         bool *created)
 {
     const char *params[] = {agent, account, type, url, enabled_tools};
     char *id = NULL;

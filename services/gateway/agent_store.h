@@ -133,7 +133,7 @@ kx_err gw_agent_mcp_config(kx_db *db, const char *agent, const char *account, ch
 /* Saves enabled_tools (a JSON array text) for the entry (type, url); version gets the current
  * version id, *created whether a new version was made. */
 kx_err gw_agent_mcp_save(kx_db *db, const char *agent, const char *account, const char *type,
-                         const char *url, const char *enabled_tools,
-                         char version[KX_UUID_LEN + 1], bool *created);
+                         const char *url, const char *enabled_tools, char version[KX_UUID_LEN + 1],
+                         bool *created);
 
 #endif

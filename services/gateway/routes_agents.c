@@ -194,8 +194,8 @@ void gw_route_agents_list(gw_app *app, gw_request *req, gw_reply *reply)
     gw_agent_query q = {0};
     char *tools = NULL;
     q.search = query(req, "search");
-    if (q.search != NULL && (!gw_utf8_valid(q.search, strlen(q.search)) ||
-                             strlen(q.search) > 4 * SEARCH_CHARS_MAX)) {
+    if (q.search != NULL &&
+        (!gw_utf8_valid(q.search, strlen(q.search)) || strlen(q.search) > 4 * SEARCH_CHARS_MAX)) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
                        "search must be UTF-8 text of at most %d characters", SEARCH_CHARS_MAX);
         return;
@@ -314,9 +314,9 @@ void gw_route_agent_import(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     /* what marks an agent as the managed default is not the importer's to set */
     json_t *meta = json_object_get(fields, "metadata");
-    static const char *const MANAGED[] = {"is_suna_default", "centrally_managed", "restrictions",
-                                          "installation_date", "last_central_update",
-                                          "management_version"};
+    static const char *const MANAGED[] = {"is_suna_default",     "centrally_managed",
+                                          "restrictions",        "installation_date",
+                                          "last_central_update", "management_version"};
     for (size_t i = 0; meta != NULL && i < sizeof MANAGED / sizeof MANAGED[0]; i++)
         json_object_del(meta, MANAGED[i]);
     create(app, req, fields, "Imported agent", reply);

@@ -54,8 +54,10 @@ void gw_route_flags_list(gw_app *app, gw_request *req, gw_reply *reply)
 void gw_route_flag_get(gw_app *app, gw_request *req, gw_reply *reply)
 {
     size_t n = strlen(req->id);
-    bool ok = n > 0 && n <= FLAG_NAME_MAX && strspn(req->id, "abcdefghijklmnopqrstuvwxyz"
-                                                             "0123456789_") == n;
+    bool ok = n > 0 && n <= FLAG_NAME_MAX &&
+        strspn(req->id,
+               "abcdefghijklmnopqrstuvwxyz"
+               "0123456789_") == n;
     if (!ok) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
                        "flag_name must be 1 to %d characters of a-z, 0-9 and _", FLAG_NAME_MAX);

@@ -22,6 +22,7 @@ void gw_route_billing_status(gw_app *app, gw_request *req, gw_reply *reply)
     if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0))
         gw_reply_json(reply, MHD_HTTP_OK, gw_json_from_sql(PQgetvalue(res, 0, 0)));
     else
-        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Failed to read the account's limits");
+        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                       "Failed to read the account's limits");
     PQclear(res);
 }

@@ -12,8 +12,10 @@
 #include "gateway.h"
 
 /* The statement, spliced into gw_store_statements (store.c; no trailing comma). */
-#define GW_LIMITS_STATEMENTS \
-    {"gw_account_status", "SELECT kx_account_status($1::uuid)::text"}
+#define GW_LIMITS_STATEMENTS                                            \
+    {                                                                   \
+        "gw_account_status", "SELECT kx_account_status($1::uuid)::text" \
+    }
 
 void gw_route_billing_status(gw_app *app, gw_request *req, gw_reply *reply);
 

@@ -183,8 +183,8 @@ static void save_tools(gw_app *app, gw_request *req, gw_reply *reply)
          * (or nothing written when the entry already has these tools) — agent_store.h */
         char version[KX_UUID_LEN + 1] = "";
         bool created = false;
-        kx_err err = gw_agent_mcp_save(db, req->id, req->account, type, url, text, version,
-                                       &created);
+        kx_err err =
+            gw_agent_mcp_save(db, req->id, req->account, type, url, text, version, &created);
         gw_db_put(app, db);
         if (err == KX_ERR_NOT_FOUND)
             gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Agent not found");

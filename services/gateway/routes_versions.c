@@ -171,7 +171,12 @@ void gw_route_version_action(gw_app *app, gw_request *req, gw_reply *reply)
         gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Version not found");
         return;
     }
-    enum { GET, COMPARE, ACTIVATE, ROLLBACK } what;
+    enum {
+        GET,
+        COMPARE,
+        ACTIVATE,
+        ROLLBACK
+    } what;
     bool get = strcmp(req->method, "GET") == 0;
     if (get && p[0] == '\0')
         what = GET;
@@ -194,18 +199,10 @@ void gw_route_version_action(gw_app *app, gw_request *req, gw_reply *reply)
     if (db == NULL)
         return;
     switch (what) {
-    case GET:
-        version_get(db, req, v1, reply);
-        break;
-    case COMPARE:
-        version_compare(db, req, v1, v2, reply);
-        break;
-    case ACTIVATE:
-        version_activate(db, req, v1, reply);
-        break;
-    case ROLLBACK:
-        version_rollback(db, req, v1, reply);
-        break;
+    case GET: version_get(db, req, v1, reply); break;
+    case COMPARE: version_compare(db, req, v1, v2, reply); break;
+    case ACTIVATE: version_activate(db, req, v1, reply); break;
+    case ROLLBACK: version_rollback(db, req, v1, reply); break;
     }
     gw_db_put(app, db);
 }

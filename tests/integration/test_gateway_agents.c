@@ -68,8 +68,8 @@ static json_t *call(const account *a, const char *method, const char *path, cons
         headers[n++] = header;
     kx_http_resp r = {0};
     *status = 0;
-    if (kx_http_request(method, url, headers, body, body ? strlen(body) : 0,
-                        kx_deadline_in(20000), 0, &r) != KX_OK)
+    if (kx_http_request(method, url, headers, body, body ? strlen(body) : 0, kx_deadline_in(20000),
+                        0, &r) != KX_OK)
         return NULL;
     *status = r.status;
     json_t *v = r.body ? json_loads(r.body, JSON_DECODE_ANY, NULL) : NULL;
@@ -182,12 +182,13 @@ static void test_default_agent(void **state)
     assert_true(json_is_true(json_object_get(suna, "is_default")));
     assert_true(
         json_is_true(json_object_get(json_object_get(suna, "metadata"), "is_suna_default")));
-    assert_true(json_is_true(
-        json_object_get(json_object_get(suna, "agentpress_tools"), "sb_shell_tool")));
+    assert_true(
+        json_is_true(json_object_get(json_object_get(suna, "agentpress_tools"), "sb_shell_tool")));
     assert_int_equal(json_integer_value(json_object_get(suna, "version_count")), 1);
     assert_string_equal(str(json_object_get(suna, "current_version"), "version_name"), "v1");
-    assert_int_equal(
-        json_integer_value(json_object_get(json_object_get(v, "pagination"), "total")), 1);
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_object_get(v, "pagination"), "total")),
+                     1);
     char id[KX_UUID_LEN + 1], path[200];
     snprintf(id, sizeof id, "%s", str(suna, "agent_id"));
     json_decref(v);
@@ -383,8 +384,8 @@ static void test_agents_crud(void **state)
     json_t *entry = json_array_get(json_object_get(v, "custom_mcps"), 0);
     assert_string_equal(str(json_object_get(entry, "config"), "url"),
                         "https://x.example/a'b\"c\\d/\xc3\xa9?q=');--");
-    assert_string_equal(json_string_value(json_array_get(json_object_get(entry, "enabledTools"),
-                                                         0)),
+    assert_string_equal(json_string_value(
+                            json_array_get(json_object_get(entry, "enabledTools"), 0)),
                         "t'1");
     json_decref(v);
 
@@ -538,8 +539,8 @@ static void test_versions(void **state)
     assert_string_equal(str(v, "version_name"), "release");
     assert_string_equal(str(v, "change_description"), "first release");
     assert_string_equal(str(v, "status"), "active");
-    assert_true(json_is_true(json_object_get(json_object_get(v, "agentpress_tools"),
-                                             "sb_shell_tool")));
+    assert_true(
+        json_is_true(json_object_get(json_object_get(v, "agentpress_tools"), "sb_shell_tool")));
     json_decref(v);
     expect_error(&a, "POST", path, "{\"system_prompt\": \"x\", \"version_name\": \"release\"}",
                  409, "already used");
@@ -582,8 +583,7 @@ static void test_validation(void **state)
         {"{\"name\": \"\", \"system_prompt\": \"p\"}", "name must have 1 to 255"},
         {"{\"name\": 5, \"system_prompt\": \"p\"}", "name must be a string"},
         {"{\"name\": \"n\", \"system_prompt\": []}", "system_prompt must be a string"},
-        {"{\"name\": \"n\", \"system_prompt\": \"p\", \"avatar_color\": \"red\"}",
-         "avatar_color"},
+        {"{\"name\": \"n\", \"system_prompt\": \"p\", \"avatar_color\": \"red\"}", "avatar_color"},
         {"{\"name\": \"n\", \"system_prompt\": \"p\", \"avatar\": \"12345678901\"}", "avatar"},
         {"{\"name\": \"n\", \"system_prompt\": \"p\", \"is_default\": \"yes\"}",
          "is_default must be a boolean"},
@@ -615,19 +615,20 @@ static void test_validation(void **state)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         expect_error(&a, "POST", "/api/agents", bad[i].body, 400, bad[i].what);
     /* a name of 256 characters (2-byte ones: 512 bytes) */
-    char body[1200] = "{\"name\": \"";
+    char body[1200];
+    size_t len = (size_t)snprintf(body, sizeof body, "{\"name\": \"");
     for (int i = 0; i < 256; i++)
-        strcat(body, "é");
-    strcat(body, "\", \"system_prompt\": \"p\"}");
+        len += (size_t)snprintf(body + len, sizeof body - len, "\u00e9");
+    snprintf(body + len, sizeof body - len, "\", \"system_prompt\": \"p\"}");
     expect_error(&a, "POST", "/api/agents", body, 400, "it has 256");
     /* a prompt over KX_MAX_PROMPT_BYTES (256 KiB) is a 413 naming it */
+    static const char head[] = "{\"name\": \"n\", \"system_prompt\": \"";
     size_t big = 300 * 1024;
-    char *huge = malloc(big + 100);
+    char *huge = malloc(sizeof head + big + 3);
     assert_non_null(huge);
-    strcpy(huge, "{\"name\": \"n\", \"system_prompt\": \"");
-    size_t len = strlen(huge);
-    memset(huge + len, 'x', big);
-    strcpy(huge + len + big, "\"}");
+    memcpy(huge, head, sizeof head - 1);
+    memset(huge + sizeof head - 1, 'x', big);
+    memcpy(huge + sizeof head - 1 + big, "\"}", 3);
     expect_error(&a, "POST", "/api/agents", huge, 413, "system_prompt is too long");
     free(huge);
 
@@ -836,8 +837,8 @@ static void test_check_status(void **state)
     rpd = json_object_get(lim, "runs_per_day");
     assert_int_equal(json_integer_value(json_object_get(rpd, "limit")), 1);
     assert_int_equal(json_integer_value(json_object_get(rpd, "used")), 1);
-    assert_string_equal(json_string_value(json_array_get(json_object_get(lim, "allowed_models"),
-                                                         0)),
+    assert_string_equal(json_string_value(
+                            json_array_get(json_object_get(lim, "allowed_models"), 0)),
                         "demo");
     assert_int_equal(json_integer_value(json_object_get(lim, "active_runs")), 1);
     json_decref(v);
@@ -846,10 +847,9 @@ static void test_check_status(void **state)
     new_account(&b);
     v = expect(&b, "GET", "/api/billing/check-status", NULL, 200);
     assert_true(json_is_true(json_object_get(v, "can_run")));
-    assert_int_equal(
-        json_integer_value(json_object_get(
-            json_object_get(json_object_get(v, "limits"), "runs_per_day"), "used")),
-        0);
+    assert_int_equal(json_integer_value(json_object_get(
+                         json_object_get(json_object_get(v, "limits"), "runs_per_day"), "used")),
+                     0);
     json_decref(v);
     expect_error(NULL, "GET", "/api/billing/check-status", NULL, 401, "credentials");
     free(a.token);
@@ -860,9 +860,9 @@ static void test_check_status(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_default_agent),  cmocka_unit_test(test_agents_crud),
-        cmocka_unit_test(test_versions),       cmocka_unit_test(test_validation),
-        cmocka_unit_test(test_cross_account),  cmocka_unit_test(test_feature_flags),
+        cmocka_unit_test(test_default_agent), cmocka_unit_test(test_agents_crud),
+        cmocka_unit_test(test_versions),      cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_cross_account), cmocka_unit_test(test_feature_flags),
         cmocka_unit_test(test_check_status),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
