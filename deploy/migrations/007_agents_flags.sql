@@ -12,7 +12,9 @@
 --     "custom_mcps"), written from the same values by kx_cfg_build, for readers of that flat
 --     shape (the custom-mcp-tools route wrote it before this migration). The readers below
 --     (kx_cfg_*) take the "tools" form first and fall back on the flat one, so rows of either
---     shape read the same. An empty system_prompt means the runner's default prompt.
+--     shape read the same. An empty system_prompt means the runner's default prompt. Keys the
+--     API does not edit (the runner's "tool_execution_strategy", "max_xml_tool_calls") are kept
+--     from version to version (kx_cfg_extra).
 --   * kx_agent_config(version_id): the runner's view of one version, one shape whatever the row
 --     holds: {"system_prompt", "model", "agentpress_tools", "configured_mcps", "custom_mcps"}.
 --   * Every write that makes a version goes through kx_agent_new_version, which locks the
@@ -85,10 +87,19 @@ CREATE FUNCTION kx_cfg_build(p_prompt text, p_agentpress jsonb, p_mcps jsonb, p_
         'configured_mcps', coalesce(p_mcps, '[]'::jsonb),
         'custom_mcps', coalesce(p_custom, '[]'::jsonb))
 $$;
--- A config in the written shape (two configs are the same agent setup when these are equal).
+-- The keys of a config the API does not edit (e.g. the runner's "tool_execution_strategy",
+-- "max_xml_tool_calls", set by an operator): kept by every new version made from it.
+CREATE FUNCTION kx_cfg_extra(c jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN jsonb_typeof(c) = 'object'
+                THEN c - 'system_prompt' - 'model' - 'tools' - 'agentpress_tools'
+                       - 'configured_mcps' - 'custom_mcps'
+                ELSE '{}'::jsonb END
+$$;
+-- A config in the written shape, its other keys kept (two configs are the same agent setup
+-- when these are equal).
 CREATE FUNCTION kx_cfg_norm(c jsonb) RETURNS jsonb LANGUAGE sql IMMUTABLE AS $$
-    SELECT kx_cfg_build(kx_cfg_prompt(c), kx_cfg_agentpress(c), kx_cfg_mcps(c), kx_cfg_custom(c),
-                        kx_cfg_model(c))
+    SELECT kx_cfg_extra(c) || kx_cfg_build(kx_cfg_prompt(c), kx_cfg_agentpress(c),
+                                           kx_cfg_mcps(c), kx_cfg_custom(c), kx_cfg_model(c))
 $$;
 -- Is an agentpress entry (true, or {"enabled": true, ...}) on?
 CREATE FUNCTION kx_tool_enabled(v jsonb) RETURNS boolean LANGUAGE sql IMMUTABLE AS $$
@@ -261,7 +272,7 @@ BEGIN
         RETURN NULL;
     END IF;
     SELECT config INTO c FROM agent_versions WHERE version_id = a.current_version_id;
-    nc := kx_cfg_build(
+    nc := kx_cfg_extra(c) || kx_cfg_build(
         CASE WHEN p ? 'system_prompt' THEN p ->> 'system_prompt' ELSE kx_cfg_prompt(c) END,
         CASE WHEN p ? 'agentpress_tools' THEN p -> 'agentpress_tools' ELSE kx_cfg_agentpress(c) END,
         CASE WHEN p ? 'configured_mcps' THEN p -> 'configured_mcps' ELSE kx_cfg_mcps(c) END,
@@ -497,7 +508,8 @@ BEGIN
             'config', jsonb_build_object('url', p_url), 'enabledTools', p_tools));
     END IF;
     RETURN QUERY SELECT * FROM kx_agent_new_version(p_agent, p_account,
-        kx_cfg_build(kx_cfg_prompt(c), kx_cfg_agentpress(c), kx_cfg_mcps(c), custom, kx_cfg_model(c)),
+        kx_cfg_extra(c) || kx_cfg_build(kx_cfg_prompt(c), kx_cfg_agentpress(c), kx_cfg_mcps(c),
+                                        custom, kx_cfg_model(c)),
         NULL, 'Auto-updated MCP tools', false);
 END $$;
 
@@ -586,8 +598,8 @@ BEGIN
 END $$;
 
 -- POST /agents/{id}/versions: a new active version (always; a repeat with the same
--- version_name is refused by UNIQUE (agent_id, version_name)). Its JSON, or NULL (not the
--- account's agent).
+-- version_name is refused by UNIQUE (agent_id, version_name)), keeping the current config's
+-- keys the API does not edit. Its JSON, or NULL (not the account's agent).
 CREATE FUNCTION kx_agent_version_create(p_agent uuid, p_account uuid, p_config jsonb,
                                         p_name text, p_change text)
 RETURNS json LANGUAGE plpgsql VOLATILE AS $$
@@ -595,6 +607,9 @@ DECLARE
     nv record;
     v agent_versions;
 BEGIN
+    SELECT kx_cfg_extra(cv.config) || p_config INTO p_config
+    FROM agents ag LEFT JOIN agent_versions cv ON cv.version_id = ag.current_version_id
+    WHERE ag.agent_id = p_agent AND ag.account_id = p_account;
     SELECT * INTO nv FROM kx_agent_new_version(p_agent, p_account, p_config, p_name, p_change,
                                                false);
     IF NOT FOUND THEN

@@ -439,6 +439,11 @@ static void test_versions(void **state)
     assert_int_equal(json_integer_value(json_object_get(v, "version_count")), 1);
     snprintf(v1, sizeof v1, "%s", str(v, "current_version_id"));
     json_decref(v);
+    /* keys the API does not edit (the runner's, set by an operator) survive new versions */
+    PQclear(kx_th_sql(&g_gw.s,
+                      "UPDATE agent_versions SET config = config || "
+                      "'{\"tool_execution_strategy\": \"sequential\"}' WHERE version_id = $1",
+                      1, (const char *const[]){v1}));
     /* a config change: v2; the same again: nothing */
     v = expect(&a, "PUT", path, "{\"system_prompt\": \"two\", \"model\": \"m2\"}", 200);
     assert_int_equal(json_integer_value(json_object_get(v, "version_count")), 2);
@@ -451,6 +456,12 @@ static void test_versions(void **state)
     v = expect(&a, "PUT", path, "{\"system_prompt\": \"two\"}", 200);
     assert_int_equal(json_integer_value(json_object_get(v, "version_count")), 2);
     json_decref(v);
+    char *kept = sql_value("SELECT config ->> 'tool_execution_strategy' FROM agent_versions "
+                           "WHERE version_id = $1",
+                           v2);
+    assert_non_null(kept);
+    assert_string_equal(kept, "sequential");
+    free(kept);
 
     /* 8 concurrent config updates: versions 3..10, distinct, one active, the current one */
     update_job jobs[8];
