@@ -618,3 +618,26 @@ BEGIN
     SELECT * INTO v FROM agent_versions WHERE version_id = nv.version_id;
     RETURN kx_version_json(v);
 END $$;
+
+-- PUT /agents/{id}/versions/{vid}/details: a version's name and change description (NULL: kept).
+-- {"version": <json>}, {"error": "no_version"}, or NULL (not the account's agent). A name the
+-- agent already has is refused by UNIQUE (agent_id, version_name).
+CREATE FUNCTION kx_agent_version_details(p_agent uuid, p_account uuid, p_version uuid,
+                                         p_name text, p_change text)
+RETURNS json LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    v agent_versions;
+BEGIN
+    PERFORM 1 FROM agents WHERE agent_id = p_agent AND account_id = p_account FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN NULL;
+    END IF;
+    UPDATE agent_versions SET version_name = coalesce(p_name, version_name),
+        change_description = coalesce(p_change, change_description)
+    WHERE agent_id = p_agent AND version_id = p_version
+    RETURNING * INTO v;
+    IF NOT FOUND THEN
+        RETURN json_build_object('error', 'no_version');
+    END IF;
+    RETURN json_build_object('version', kx_version_json(v));
+END $$;

@@ -276,7 +276,9 @@ static bool take(const json_t *in, json_t *out, const char *key, gw_agent_fields
         ok = json_is_object(v) && no_nul(v);
         if (!ok)
             gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "metadata must be an object");
-    } else if (strcmp(key, "version_name") == 0)
+    } else if (strcmp(key, "change_description") == 0)
+        ok = text_ok(v, key, 0, CHANGE_CHARS, false, reply);
+    else if (strcmp(key, "version_name") == 0)
         ok = version_name_ok(v, reply);
     else
         ok = false;
@@ -307,7 +309,9 @@ json_t *gw_agent_fields(const json_t *in, gw_agent_fields_kind kind, size_t max_
     static const char *const VERSION[] = {"system_prompt",   "model",       "agentpress_tools",
                                           "configured_mcps", "custom_mcps", "version_name",
                                           "description",     NULL};
-    const char *const *keys = kind == GW_FIELDS_VERSION ? VERSION
+    static const char *const DETAILS[] = {"version_name", "change_description", NULL};
+    const char *const *keys = kind == GW_FIELDS_DETAILS ? DETAILS
+        : kind == GW_FIELDS_VERSION                     ? VERSION
         : kind == GW_FIELDS_IMPORT                      ? IMPORT
                                                         : AGENT;
     json_t *out = json_object();
@@ -322,12 +326,19 @@ json_t *gw_agent_fields(const json_t *in, gw_agent_fields_kind kind, size_t max_
         }
     }
     const char *missing = NULL;
-    if (kind != GW_FIELDS_UPDATE && kind != GW_FIELDS_VERSION && !json_object_get(out, "name"))
+    if ((kind == GW_FIELDS_CREATE || kind == GW_FIELDS_IMPORT) && !json_object_get(out, "name"))
         missing = "name";
-    else if (kind != GW_FIELDS_UPDATE && !json_object_get(out, "system_prompt"))
+    else if (kind != GW_FIELDS_UPDATE && kind != GW_FIELDS_DETAILS &&
+             !json_object_get(out, "system_prompt"))
         missing = "system_prompt";
     if (missing != NULL) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s is required", missing);
+        json_decref(out);
+        return NULL;
+    }
+    if (kind == GW_FIELDS_DETAILS && json_object_size(out) == 0) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                       "nothing to change: give version_name or change_description");
         json_decref(out);
         return NULL;
     }

@@ -20,6 +20,7 @@
  *   metadata        object (import only)
  *   version_name    1..50 characters, not "v<number>" (those are the automatic names)
  *   description     (versions) the change description, at most 1 000 characters
+ *   change_description (version details) the same
  * Unknown fields are ignored (as FastAPI's models do); a null is the same as an absent field.
  *
  * Ownership: *out is a new JSON object (caller decrefs) holding copies of the accepted
@@ -38,6 +39,7 @@ typedef enum gw_agent_fields_kind {
     GW_FIELDS_UPDATE,  /* every field optional; at least one */
     GW_FIELDS_IMPORT,  /* as CREATE, plus metadata */
     GW_FIELDS_VERSION, /* system_prompt required; config fields, version_name, description */
+    GW_FIELDS_DETAILS, /* version_name, change_description; at least one */
 } gw_agent_fields_kind;
 
 /* The accepted fields of in as a new object; NULL with the reply set (400, or 413 for a

@@ -179,6 +179,14 @@ kx_err gw_version_rollback(kx_db *db, const char *agent, const char *account, co
     return one_value(db, "gw_version_rollback", WRITE_IDEM, 3, params, json, NULL);
 }
 
+kx_err gw_version_details(kx_db *db, const char *agent, const char *account, const char *version,
+                          const char *name, const char *change, char **json)
+{
+    const char *params[] = {agent, account, version, name, change};
+    /* the same names twice: the same outcome */
+    return one_value(db, "gw_version_details", WRITE_IDEM, 5, params, json, NULL);
+}
+
 kx_err gw_agent_mcp_config(kx_db *db, const char *agent, const char *account, char **json)
 {
     const char *params[] = {agent, account};

@@ -72,6 +72,8 @@
      "WHERE " GW_AGENT_READABLE},                                                              \
     {"gw_version_rollback", GW_SQL_WRITE                                                       \
      "SELECT kx_agent_rollback($1::uuid, $2::uuid, $3::uuid)::text"},                          \
+    {"gw_version_details", GW_SQL_WRITE                                                        \
+     "SELECT kx_agent_version_details($1::uuid, $2::uuid, $3::uuid, $4::text, $5::text)::text"},\
     {"gw_agent_mcp_config",                                                                    \
      "SELECT json_build_object('custom_mcps', kx_cfg_custom(v.config))::text FROM agents a "   \
      GW_AGENT_CURRENT "WHERE " GW_AGENT_READABLE},                                             \
@@ -127,6 +129,11 @@ kx_err gw_version_compare(kx_db *db, const char *agent, const char *account, con
 /* {"version", "created"}, or {"error": "no_version"}. */
 kx_err gw_version_rollback(kx_db *db, const char *agent, const char *account, const char *version,
                            char **json);
+
+/* Renames a version / sets its change description (NULL: kept). {"version"}, or
+ * {"error": "no_version"}; KX_ERR_CONFLICT: the name is taken. */
+kx_err gw_version_details(kx_db *db, const char *agent, const char *account, const char *version,
+                          const char *name, const char *change, char **json);
 
 /* The custom-mcp-tools route: {"custom_mcps": [...]} of the agent's current version. */
 kx_err gw_agent_mcp_config(kx_db *db, const char *agent, const char *account, char **json);

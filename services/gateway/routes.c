@@ -38,7 +38,7 @@ const gw_route gw_routes[] = {
     ROUTE("GET",    "/api/agents/{id}/versions",    AUTH_BEARER, BODY_NONE, gw_route_versions_list),
     ROUTE("POST",   "/api/agents/{id}/versions",    AUTH_BEARER, BODY_JSON, gw_route_version_create),
     ROUTE("GET",    "/api/agents/{id}/versions/{*}", AUTH_BEARER, BODY_NONE, gw_route_version_action),
-    ROUTE("PUT",    "/api/agents/{id}/versions/{*}", AUTH_BEARER, BODY_NONE, gw_route_version_action),
+    ROUTE("PUT",    "/api/agents/{id}/versions/{*}", AUTH_BEARER, BODY_JSON, gw_route_version_action),
     ROUTE("POST",   "/api/agents/{id}/versions/{*}", AUTH_BEARER, BODY_NONE, gw_route_version_action),
     ROUTE("GET",    "/api/feature-flags",           AUTH_NONE,   BODY_NONE, gw_route_flags_list),
     ROUTE("GET",    "/api/feature-flags/{id}",      AUTH_NONE,   BODY_NONE, gw_route_flag_get),

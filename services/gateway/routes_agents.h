@@ -16,6 +16,7 @@
  *   GET    /api/agents/{id}/versions/{vid}/compare/{vid2}  the differences
  *   PUT    /api/agents/{id}/versions/{vid}/activate        make it the current version
  *   POST   /api/agents/{id}/versions/{vid}/rollback        a new version with vid's config
+ *   PUT    /api/agents/{id}/versions/{vid}/details         rename it, set its description
  * All are behind the feature flag custom_agents (403 when it is off, as Kortix). Another
  * account's private agent, or an id that is not a UUID, is 404 "Agent not found". */
 #ifndef GW_ROUTES_AGENTS_H

@@ -1,5 +1,5 @@
 /* routes_versions.c — an agent's versions (see routes_agents.h): list, create, and the routes
- * under /api/agents/{id}/versions/{vid} (one version, compare, activate, rollback), whose
+ * under /api/agents/{id}/versions/{vid} (one version, compare, activate, rollback, details), whose
  * second id the route table hands over as the rest of the path. */
 #include <jansson.h>
 #include <microhttpd.h>
@@ -159,6 +159,36 @@ static void version_rollback(kx_db *db, const gw_request *req, const char *vid, 
     gw_reply_json(reply, MHD_HTTP_OK, version);
 }
 
+static void version_details(kx_db *db, const gw_request *req, const char *vid,
+                            const json_t *fields, gw_reply *reply)
+{
+    char *json = NULL;
+    const char *name = json_string_value(json_object_get(fields, "version_name"));
+    kx_err err =
+        gw_version_details(db, req->id, req->account, vid, name,
+                           json_string_value(json_object_get(fields, "change_description")),
+                           &json);
+    if (err == KX_ERR_CONFLICT) {
+        free(json);
+        gw_reply_error(reply, MHD_HTTP_CONFLICT,
+                       "version_name \"%s\" is already used by a version of this agent",
+                       name ? name : "");
+        return;
+    }
+    if (err != KX_OK) {
+        gw_agents_answer(reply, err, json, "Agent not found", "Failed to update the version");
+        return;
+    }
+    json_t *r = gw_json_from_sql(json);
+    free(json);
+    json_t *version = json_object_get(r, "version");
+    if (version == NULL)
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Version not found");
+    else
+        gw_reply_json(reply, MHD_HTTP_OK, json_incref(version));
+    json_decref(r);
+}
+
 void gw_route_version_action(gw_app *app, gw_request *req, gw_reply *reply)
 {
     const char *p = req->rest != NULL ? req->rest : "";
@@ -175,8 +205,10 @@ void gw_route_version_action(gw_app *app, gw_request *req, gw_reply *reply)
         GET,
         COMPARE,
         ACTIVATE,
-        ROLLBACK
+        ROLLBACK,
+        DETAILS
     } what;
+    json_t *fields = NULL;
     bool get = strcmp(req->method, "GET") == 0;
     if (get && p[0] == '\0')
         what = GET;
@@ -191,18 +223,31 @@ void gw_route_version_action(gw_app *app, gw_request *req, gw_reply *reply)
         what = ACTIVATE;
     else if (strcmp(req->method, "POST") == 0 && strcmp(p, "rollback") == 0)
         what = ROLLBACK;
-    else {
+    else if (strcmp(req->method, "PUT") == 0 && strcmp(p, "details") == 0) {
+        json_t *body = gw_body_json_object(req, false, reply);
+        if (body == NULL)
+            return;
+        fields = gw_agent_fields(body, GW_FIELDS_DETAILS, app->cfg.max_prompt_bytes, reply);
+        json_decref(body);
+        if (fields == NULL)
+            return;
+        what = DETAILS;
+    } else {
         gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Not Found");
         return;
     }
     kx_db *db = gw_agents_db(app, req, true, reply);
-    if (db == NULL)
+    if (db == NULL) {
+        json_decref(fields);
         return;
+    }
     switch (what) {
     case GET: version_get(db, req, v1, reply); break;
     case COMPARE: version_compare(db, req, v1, v2, reply); break;
     case ACTIVATE: version_activate(db, req, v1, reply); break;
     case ROLLBACK: version_rollback(db, req, v1, reply); break;
+    case DETAILS: version_details(db, req, v1, fields, reply); break;
     }
     gw_db_put(app, db);
+    json_decref(fields);
 }

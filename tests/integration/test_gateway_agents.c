@@ -9,7 +9,7 @@
  *   3. versions: a metadata change makes none, a config change one, the same change again none;
  *      8 concurrent config updates make versions 2..9 with distinct numbers and one active;
  *      list, get, compare, activate, rollback (a repeat makes nothing), create with a name, a
- *      taken name (409), a reserved one (400);
+ *      taken name (409), a reserved one (400), details (rename, describe);
  *   4. every 400 of the bodies and queries names the field; unknown ids are 404;
  *   5. another account: every route on a private agent is 404 and shows nothing of it; a public
  *      agent can be read, not written;
@@ -559,6 +559,19 @@ static void test_versions(void **state)
                  "version_name");
     expect_error(&a, "POST", path, "{\"version_name\": \"n\"}", 400, "system_prompt is required");
 
+    /* details: rename v2 and describe it; a taken name is 409; nothing to change is 400 */
+    snprintf(path, sizeof path, "/api/agents/%s/versions/%s/details", id, v2);
+    v = expect(&a, "PUT", path,
+               "{\"version_name\": \"second\", \"change_description\": \"the second one\"}", 200);
+    assert_string_equal(str(v, "version_name"), "second");
+    assert_string_equal(str(v, "change_description"), "the second one");
+    assert_string_equal(str(v, "system_prompt"), "two");
+    json_decref(v);
+    expect_error(&a, "PUT", path, "{\"version_name\": \"release\"}", 409, "already used");
+    expect_error(&a, "PUT", path, "{}", 400, "nothing to change");
+    expect_error(&a, "PUT", path, "{\"change_description\": 3}", 400,
+                 "change_description must be a string");
+
     /* unknown versions and paths */
     char other[KX_UUID_LEN + 1];
     kx_uuid_new(other);
@@ -568,6 +581,8 @@ static void test_versions(void **state)
     expect_error(&a, "PUT", path, NULL, 404, "Version not found");
     snprintf(path, sizeof path, "/api/agents/%s/versions/%s/rollback", id, other);
     expect_error(&a, "POST", path, NULL, 404, "Version not found");
+    snprintf(path, sizeof path, "/api/agents/%s/versions/%s/details", id, other);
+    expect_error(&a, "PUT", path, "{\"version_name\": \"x\"}", 404, "Version not found");
     snprintf(path, sizeof path, "/api/agents/%s/versions/%s/compare/%s", id, v1, other);
     expect_error(&a, "GET", path, NULL, 404, "Version not found");
     snprintf(path, sizeof path, "/api/agents/%s/versions/not-a-uuid", id);
@@ -721,6 +736,7 @@ static void test_cross_account(void **state)
         {"GET", "/api/agents/%s/versions/%s/compare/%s", NULL},
         {"PUT", "/api/agents/%s/versions/%s/activate", NULL},
         {"POST", "/api/agents/%s/versions/%s/rollback", NULL},
+        {"PUT", "/api/agents/%s/versions/%s/details", "{\"version_name\": \"stolen\"}"},
         {"POST", "/api/agents/%s/custom-mcp-tools",
          "{\"url\": \"https://x.example/mcp\", \"type\": \"http\", \"enabled_tools\": []}"},
     };
