@@ -10,6 +10,8 @@
  *      8 concurrent config updates make versions 2..9 with distinct numbers and one active;
  *      list, get, compare, activate, rollback (a repeat makes nothing), create with a name, a
  *      taken name (409), a reserved one (400), details (rename, describe);
+ *   3b. 8 creates with one Idempotency-Key make one agent; agents made the default at once
+ *      (updates and creates) leave exactly one default;
  *   4. every 400 of the bodies and queries names the field; unknown ids are 404;
  *   5. another account: every route on a private agent is 404 and shows nothing of it; a public
  *      agent can be read, not written;
@@ -593,6 +595,88 @@ static void test_versions(void **state)
     g_failed = false;
 }
 
+/* ---- 3b. races: one agent per Idempotency-Key, one default agent ---- */
+
+typedef struct race_job {
+    const account *a;
+    const char *method, *path, *body, *header;
+    long status;
+    char agent_id[KX_UUID_LEN + 1];
+    pthread_t t;
+} race_job;
+
+static void *race(void *arg)
+{
+    race_job *j = arg;
+    json_t *v = call(j->a, j->method, j->path, j->body, j->header, &j->status);
+    const char *id = json_string_value(json_object_get(v, "agent_id"));
+    snprintf(j->agent_id, sizeof j->agent_id, "%s", id != NULL ? id : "");
+    json_decref(v);
+    return NULL;
+}
+
+static void run_races(race_job *jobs, int n)
+{
+    for (int i = 0; i < n; i++)
+        assert_int_equal(pthread_create(&jobs[i].t, NULL, race, &jobs[i]), 0);
+    for (int i = 0; i < n; i++) {
+        pthread_join(jobs[i].t, NULL);
+        assert_int_equal(jobs[i].status, 200);
+    }
+}
+
+static void test_races(void **state)
+{
+    (void)state;
+    g_failed = true;
+    account a;
+    new_account(&a);
+    race_job jobs[8];
+    for (int i = 0; i < 8; i++)
+        jobs[i] = (race_job){.a = &a,
+                             .method = "POST",
+                             .path = "/api/agents",
+                             .body = "{\"name\": \"raced\", \"system_prompt\": \"p\"}",
+                             .header = "Idempotency-Key: race-key"};
+    run_races(jobs, 8);
+    for (int i = 1; i < 8; i++)
+        assert_string_equal(jobs[i].agent_id, jobs[0].agent_id);
+    assert_int_equal(sql_long("SELECT count(*) FROM agents WHERE account_id = $1", a.id), 1);
+    assert_int_equal(sql_long("SELECT count(*) FROM agent_versions WHERE account_id = $1", a.id),
+                     1);
+
+    /* two agents made the default at once, back and forth: always exactly one default */
+    char x[KX_UUID_LEN + 1], y[KX_UUID_LEN + 1], px[200], py[200];
+    create_agent(&a, "{\"name\": \"x\", \"system_prompt\": \"p\"}", x);
+    create_agent(&a, "{\"name\": \"y\", \"system_prompt\": \"p\", \"is_default\": true}", y);
+    snprintf(px, sizeof px, "/api/agents/%s", x);
+    snprintf(py, sizeof py, "/api/agents/%s", y);
+    for (int i = 0; i < 8; i++)
+        jobs[i] = (race_job){.a = &a,
+                             .method = "PUT",
+                             .path = i % 2 ? px : py,
+                             .body = "{\"is_default\": true}"};
+    run_races(jobs, 8);
+    assert_int_equal(sql_long("SELECT count(*) FROM agents WHERE account_id = $1 AND is_default",
+                              a.id),
+                     1);
+    /* and creating with is_default while updating: still one */
+    for (int i = 0; i < 8; i++)
+        jobs[i] = i % 2
+            ? (race_job){.a = &a,
+                         .method = "POST",
+                         .path = "/api/agents",
+                         .body = "{\"name\": \"z\", \"system_prompt\": \"p\", "
+                                 "\"is_default\": true}"}
+            : (race_job){.a = &a, .method = "PUT", .path = px, .body = "{\"is_default\": true}"};
+    run_races(jobs, 8);
+    assert_int_equal(sql_long("SELECT count(*) FROM agents WHERE account_id = $1 AND is_default",
+                              a.id),
+                     1);
+    free(a.token);
+    g_failed = false;
+}
+
 /* ---- 4. validation ---- */
 
 static void test_validation(void **state)
@@ -888,9 +972,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_default_agent), cmocka_unit_test(test_agents_crud),
-        cmocka_unit_test(test_versions),      cmocka_unit_test(test_validation),
-        cmocka_unit_test(test_cross_account), cmocka_unit_test(test_feature_flags),
-        cmocka_unit_test(test_check_status),
+        cmocka_unit_test(test_versions),      cmocka_unit_test(test_races),
+        cmocka_unit_test(test_validation),    cmocka_unit_test(test_cross_account),
+        cmocka_unit_test(test_feature_flags), cmocka_unit_test(test_check_status),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
