@@ -30,6 +30,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
+#include "api_client.h"
 #include "gateway_alone.h"
 #include "kx/http.h"
 #include "kx/log.h"
@@ -46,8 +47,7 @@ typedef struct account {
 
 static void new_account(account *a)
 {
-    kx_uuid_new(a->id);
-    a->token = kx_th_stack_token(&g_gw.s, a->id);
+    a->token = kx_th_new_account(&g_gw.s, a->id);
     assert_non_null(a->token);
 }
 
@@ -933,13 +933,8 @@ static void test_check_status(void **state)
                       "INSERT INTO account_limits (account_id, runs_per_day, allowed_models) "
                       "VALUES ($1, 1, '{demo}')",
                       1, (const char *const[]){a.id}));
-    kx_http_resp r = {0};
-    const char *form = "prompt=hello";
-    assert_int_equal(kx_th_http(&g_gw.s, "POST", "/api/agent/initiate", a.token,
-                                "application/x-www-form-urlencoded", form, strlen(form), &r),
-                     KX_OK);
-    assert_int_equal(r.status, 200);
-    kx_http_resp_free(&r);
+    char run[KX_UUID_LEN + 1], thread[KX_UUID_LEN + 1];
+    assert_int_equal(kx_th_initiate(&g_gw.s, a.token, "hello", run, thread), 200);
     v = expect(&a, "GET", "/api/billing/check-status", NULL, 200);
     assert_true(json_is_false(json_object_get(v, "can_run")));
     assert_true(json_is_true(json_object_get(v, "has_limits")));
