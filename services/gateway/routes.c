@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "kx/uuid.h"
+#include "routes_agents.h"
+#include "routes_flags.h"
+#include "routes_limits.h"
 #include "routes_triggers.h"
 #include "sandbox_routes.h"
 
@@ -44,6 +47,22 @@ const gw_route gw_routes[] = {
     ROUTE("GET",    "/api/api-keys",                AUTH_BEARER, BODY_NONE, gw_route_keys_list),
     ROUTE("PATCH",  "/api/api-keys/{id}/revoke",    AUTH_BEARER, BODY_NONE, gw_route_key_revoke),
     ROUTE("DELETE", "/api/api-keys/{id}",           AUTH_BEARER, BODY_NONE, gw_route_key_delete),
+    ROUTE("GET",    "/api/agents",                  AUTH_BEARER, BODY_NONE, gw_route_agents_list),
+    ROUTE("POST",   "/api/agents",                  AUTH_BEARER, BODY_JSON, gw_route_agent_create),
+    ROUTE("POST",   "/api/agents/import",           AUTH_BEARER, BODY_JSON, gw_route_agent_import),
+    ROUTE("GET",    "/api/agents/{id}",             AUTH_BEARER, BODY_NONE, gw_route_agent_get),
+    ROUTE("PUT",    "/api/agents/{id}",             AUTH_BEARER, BODY_JSON, gw_route_agent_update),
+    ROUTE("DELETE", "/api/agents/{id}",             AUTH_BEARER, BODY_NONE, gw_route_agent_delete),
+    ROUTE("GET",    "/api/agents/{id}/export",      AUTH_BEARER, BODY_NONE, gw_route_agent_export),
+    ROUTE("GET",    "/api/agents/{id}/tools",       AUTH_BEARER, BODY_NONE, gw_route_agent_tools),
+    ROUTE("GET",    "/api/agents/{id}/versions",    AUTH_BEARER, BODY_NONE, gw_route_versions_list),
+    ROUTE("POST",   "/api/agents/{id}/versions",    AUTH_BEARER, BODY_JSON, gw_route_version_create),
+    ROUTE("GET",    "/api/agents/{id}/versions/{*}", AUTH_BEARER, BODY_NONE, gw_route_version_action),
+    ROUTE("PUT",    "/api/agents/{id}/versions/{*}", AUTH_BEARER, BODY_JSON, gw_route_version_action),
+    ROUTE("POST",   "/api/agents/{id}/versions/{*}", AUTH_BEARER, BODY_NONE, gw_route_version_action),
+    ROUTE("GET",    "/api/feature-flags",           AUTH_NONE,   BODY_NONE, gw_route_flags_list),
+    ROUTE("GET",    "/api/feature-flags/{id}",      AUTH_NONE,   BODY_NONE, gw_route_flag_get),
+    ROUTE("GET",    "/api/billing/check-status",    AUTH_BEARER, BODY_NONE, gw_route_billing_status),
     ROUTE("POST",   "/api/triggers",                AUTH_BEARER, BODY_JSON, gw_route_trigger_create),
     ROUTE("GET",    "/api/triggers",                AUTH_BEARER, BODY_NONE, gw_route_triggers_list),
     ROUTE("GET",    "/api/triggers/{id}",           AUTH_BEARER, BODY_NONE, gw_route_trigger_get),

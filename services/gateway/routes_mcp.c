@@ -14,11 +14,12 @@
  *        "Auto-updated MCP tools", previous_version_id the old one; agents.current_version_id and
  *        version_count follow). Answers {"success": true, "enabled_tools", "total_tools",
  *        "version_id", "created"}; when the entry already has exactly these tools nothing is
- *        written (created false), so a retried POST makes no second version. All in one
- *        transaction with the agent's row locked (FOR UPDATE): concurrent saves take turns.
+ *        written (created false), so a retried POST makes no second version. One statement
+ *        (agent_store.h, kx_agent_save_mcp_tools of migration 007) with the agent's row locked:
+ *        concurrent saves take turns, and no SQL text is built from the request.
  * Access: GET — the agent's owner, or anyone when the agent is public; 404 "Agent not found"
- * for an unknown or malformed id, 403 "Access denied" otherwise. POST — the owner only (as
- * Kortix, 404 "Agent not found" for anyone else). Handlers run on libmicrohttpd's pool threads,
+ * for an unknown or malformed id and for another account's private agent. POST — the owner
+ * only (404 "Agent not found" for anyone else). Handlers run on libmicrohttpd's pool threads,
  * so the bus request may block this thread (up to MCP_LIST_TIMEOUT_MS). */
 #include <jansson.h>
 #include <microhttpd.h>
@@ -27,6 +28,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "agent_store.h"
 #include "gateway.h"
 #include "kx/bus.h"
 #include "kx/pb.h"
@@ -35,8 +37,8 @@
 
 #define MCP_LIST_TIMEOUT_MS 20000 /* the proxy gives a server 15 s to open and list */
 
-/* The agent's owner, is_public and current version config (JSON, malloc'd, "{}" if none).
- * false with the reply set when the agent cannot be read by this account. */
+/* The agent's current version's {"custom_mcps": [...]} (malloc'd). false with the reply set when
+ * the account may not read the agent (404: another account's private agent is "not found"). */
 static bool load_agent(gw_app *app, gw_request *req, char **config, gw_reply *reply)
 {
     *config = NULL;
@@ -47,32 +49,13 @@ static bool load_agent(gw_app *app, gw_request *req, char **config, gw_reply *re
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return false;
-    /* The id was checked to be a UUID: embedding it cannot inject SQL. */
-    char sql[512];
-    snprintf(sql, sizeof sql,
-             "SELECT a.account_id::text, a.is_public, COALESCE(v.config::text, '{}') "
-             "FROM agents a LEFT JOIN agent_versions v ON v.version_id = a.current_version_id "
-             "WHERE a.agent_id = '%s'::uuid",
-             req->id);
-    kx_err err = KX_OK;
-    PGresult *r = kx_db_exec_sql(db, sql, &err);
-    bool ok = false;
-    if (r == NULL) {
-        gw_reply_db_error(reply, err, "Failed to load agent");
-    } else if (PQntuples(r) == 0) {
-        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Agent not found");
-    } else if (strcmp(PQgetvalue(r, 0, 0), req->account) != 0 &&
-               strcmp(PQgetvalue(r, 0, 1), "t") != 0) {
-        gw_reply_error(reply, MHD_HTTP_FORBIDDEN, "Access denied");
-    } else {
-        *config = strdup(PQgetvalue(r, 0, 2));
-        ok = *config != NULL;
-        if (!ok)
-            gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
-    }
-    PQclear(r);
+    kx_err err = gw_agent_mcp_config(db, req->id, req->account, config);
     gw_db_put(app, db);
-    return ok;
+    if (err == KX_ERR_NOT_FOUND)
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Agent not found");
+    else if (err != KX_OK)
+        gw_reply_db_error(reply, err, "Failed to load agent");
+    return err == KX_OK;
 }
 
 /* Whether config has a custom_mcps entry whose config.url is url; *enabled gets its
@@ -179,54 +162,6 @@ static bool save_body(const gw_request *req, const char **url, const char **type
     return true;
 }
 
-/* The entry of config's custom_mcps with this type (type or customType) and URL, or NULL. */
-static json_t *entry_for(json_t *custom, const char *type, const char *url)
-{
-    size_t i;
-    json_t *e;
-    json_array_foreach(custom, i, e)
-    {
-        const char *t = json_string_value(json_object_get(e, "customType"));
-        if (t == NULL)
-            t = json_string_value(json_object_get(e, "type"));
-        const char *u = json_string_value(json_object_get(json_object_get(e, "config"), "url"));
-        if (t != NULL && u != NULL && strcmp(t, type) == 0 && strcmp(u, url) == 0)
-            return e;
-    }
-    return NULL;
-}
-
-/* Text as a SQL expression that cannot inject: convert_from(decode('<hex>', 'hex'), 'UTF8'). */
-static char *sql_text(const char *text)
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t n = strlen(text);
-    char *out = malloc(2 * n + 64);
-    if (out == NULL)
-        return NULL;
-    char *p = out + sprintf(out, "convert_from(decode('");
-    for (size_t i = 0; i < n; i++) {
-        *p++ = hex[(unsigned char)text[i] >> 4];
-        *p++ = hex[(unsigned char)text[i] & 15];
-    }
-    static const char tail[] = "', 'hex'), 'UTF8')";
-    memcpy(p, tail, sizeof tail); /* with its NUL; out has room for 63 more bytes */
-    return out;
-}
-
-/* Runs sql in the open transaction; NULL with the reply set (and the transaction rolled back)
- * on failure. */
-static PGresult *tx_exec(kx_db *db, const char *sql, gw_reply *reply)
-{
-    kx_err err = KX_OK;
-    PGresult *r = kx_db_exec_sql(db, sql, &err);
-    if (r == NULL) {
-        kx_db_rollback(db);
-        gw_reply_db_error(reply, err, "Failed to save the MCP tools");
-    }
-    return r;
-}
-
 static void save_tools(gw_app *app, gw_request *req, gw_reply *reply)
 {
     if (!kx_uuid_valid(req->id)) {
@@ -239,127 +174,29 @@ static void save_tools(gw_app *app, gw_request *req, gw_reply *reply)
         json_decref(body);
         return;
     }
-    kx_db *db = gw_db_get(app, reply);
-    if (db == NULL) {
-        json_decref(tools);
-        json_decref(body);
-        return;
+    char *text = json_dumps(tools, JSON_COMPACT);
+    kx_db *db = text != NULL ? gw_db_get(app, reply) : NULL;
+    if (text == NULL)
+        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
+    if (db != NULL) {
+        /* one statement: the agent's row locked, the entry found or added, the version made
+         * (or nothing written when the entry already has these tools) — agent_store.h */
+        char version[KX_UUID_LEN + 1] = "";
+        bool created = false;
+        kx_err err =
+            gw_agent_mcp_save(db, req->id, req->account, type, url, text, version, &created);
+        gw_db_put(app, db);
+        if (err == KX_ERR_NOT_FOUND)
+            gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Agent not found");
+        else if (err != KX_OK)
+            gw_reply_db_error(reply, err, "Failed to save the MCP tools");
+        else
+            gw_reply_json(reply, MHD_HTTP_OK,
+                          json_pack("{s:b, s:O, s:I, s:s, s:b}", "success", 1, "enabled_tools",
+                                    tools, "total_tools", (json_int_t)json_array_size(tools),
+                                    "version_id", version, "created", created));
     }
-    json_t *config = NULL;
-    char *config_text = NULL, *config_sql = NULL, *sql = NULL;
-    PGresult *r = NULL;
-    kx_err err = kx_db_begin(db);
-    if (err != KX_OK) {
-        gw_reply_db_error(reply, err, "Failed to save the MCP tools");
-        goto done;
-    }
-    /* The ids were checked to be UUIDs: embedding them cannot inject SQL. The agent's row is
-     * locked until the commit, so the version number read below stays the next one. */
-    sql = malloc(1024);
-    if (sql == NULL)
-        goto oom;
-    snprintf(sql, 1024,
-             "SELECT a.account_id::text, COALESCE(a.current_version_id::text, ''), "
-             "COALESCE(v.config::text, '{\"system_prompt\": \"\", \"tools\": {}}'), "
-             "(SELECT COALESCE(max(version_number), 0) + 1 FROM agent_versions "
-             "WHERE agent_id = a.agent_id) "
-             "FROM agents a LEFT JOIN agent_versions v ON v.version_id = a.current_version_id "
-             "WHERE a.agent_id = '%s'::uuid FOR UPDATE OF a",
-             req->id);
-    if ((r = tx_exec(db, sql, reply)) == NULL)
-        goto done;
-    if (PQntuples(r) == 0 || strcmp(PQgetvalue(r, 0, 0), req->account) != 0) {
-        kx_db_rollback(db);
-        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Agent not found");
-        goto done;
-    }
-    char previous[KX_UUID_LEN + 1];
-    snprintf(previous, sizeof previous, "%s", PQgetvalue(r, 0, 1));
-    long number = strtol(PQgetvalue(r, 0, 3), NULL, 10);
-    config = json_loads(PQgetvalue(r, 0, 2), 0, NULL);
-    PQclear(r);
-    r = NULL;
-    if (!json_is_object(config)) {
-        kx_db_rollback(db);
-        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR,
-                       "The agent's current version has no readable config");
-        goto done;
-    }
-    json_t *custom = json_object_get(config, "custom_mcps");
-    if (!json_is_array(custom)) {
-        custom = json_array();
-        json_object_set_new(config, "custom_mcps", custom);
-    }
-    json_t *entry = entry_for(custom, type, url);
-    if (entry != NULL && json_equal(json_object_get(entry, "enabledTools"), tools)) {
-        kx_db_rollback(db); /* nothing to change: no new version */
-        gw_reply_json(reply, MHD_HTTP_OK,
-                      json_pack("{s:b, s:O, s:I, s:s, s:b}", "success", 1, "enabled_tools", tools,
-                                "total_tools", (json_int_t)json_array_size(tools), "version_id",
-                                previous, "created", 0));
-        goto done;
-    }
-    if (entry != NULL) {
-        json_object_set(entry, "enabledTools", tools);
-    } else {
-        char name[64];
-        snprintf(name, sizeof name, "Custom MCP (%s)", strcmp(type, "http") == 0 ? "HTTP" : "SSE");
-        json_array_append_new(custom,
-                              json_pack("{s:s, s:s, s:s, s:{s:s}, s:O}", "name", name,
-                                        "customType", type, "type", type, "config", "url", url,
-                                        "enabledTools", tools));
-    }
-    config_text = json_dumps(config, JSON_COMPACT);
-    config_sql = config_text ? sql_text(config_text) : NULL;
-    free(sql);
-    sql = config_sql ? malloc(strlen(config_sql) + 2048) : NULL;
-    if (sql == NULL)
-        goto oom;
-    char prev_sql[KX_UUID_LEN + 16];
-    snprintf(prev_sql, sizeof prev_sql, previous[0] ? "'%s'::uuid" : "NULL", previous);
-    sprintf(
-        sql,
-        "WITH nv AS (INSERT INTO agent_versions (agent_id, account_id, version_number, "
-        "version_name, is_active, created_by, change_description, previous_version_id, "
-        "config) VALUES ('%s'::uuid, '%s'::uuid, %ld, 'v%ld', true, '%s'::uuid, "
-        "'Auto-updated MCP tools', %s, %s::jsonb) RETURNING version_id), "
-        "old AS (UPDATE agent_versions SET is_active = false, updated_at = clock_timestamp() "
-        "WHERE agent_id = '%s'::uuid AND is_active AND version_id NOT IN "
-        "(SELECT version_id FROM nv)) "
-        "UPDATE agents SET current_version_id = (SELECT version_id FROM nv), "
-        "version_count = (SELECT count(*) FROM agent_versions WHERE agent_id = '%s'::uuid) + 1, "
-        "updated_at = clock_timestamp() WHERE agent_id = '%s'::uuid "
-        "RETURNING current_version_id::text",
-        req->id, req->account, number, number, req->account, prev_sql, config_sql, req->id,
-        req->id, req->id);
-    if ((r = tx_exec(db, sql, reply)) == NULL)
-        goto done;
-    if (PQntuples(r) != 1) {
-        kx_db_rollback(db);
-        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Failed to save the MCP tools");
-        goto done;
-    }
-    char version[KX_UUID_LEN + 1];
-    snprintf(version, sizeof version, "%s", PQgetvalue(r, 0, 0));
-    if ((err = kx_db_commit(db)) != KX_OK) {
-        gw_reply_db_error(reply, err, "Failed to save the MCP tools");
-        goto done;
-    }
-    gw_reply_json(reply, MHD_HTTP_OK,
-                  json_pack("{s:b, s:O, s:I, s:s, s:b}", "success", 1, "enabled_tools", tools,
-                            "total_tools", (json_int_t)json_array_size(tools), "version_id",
-                            version, "created", 1));
-    goto done;
-oom:
-    kx_db_rollback(db);
-    gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
-done:
-    PQclear(r);
-    gw_db_put(app, db);
-    free(sql);
-    free(config_sql);
-    free(config_text);
-    json_decref(config);
+    free(text);
     json_decref(tools);
     json_decref(body);
 }

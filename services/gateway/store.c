@@ -13,6 +13,9 @@
 #include "key_store.h"
 #include "project_store.h"
 #include "trigger_store.h"
+#include "agent_store.h"
+#include "routes_flags.h"
+#include "routes_limits.h"
 
 /* A timestamptz as Python's isoformat() in UTC: "2026-11-21T19:40:13.123456+00:00" (NULL stays
  * NULL). Independent of the session's TimeZone. */
@@ -176,6 +179,9 @@ const kx_db_stmt gw_store_statements[] = {
     GW_TRIGGER_STATEMENTS, /* trigger_store.h */
     GW_KEY_STATEMENTS,     /* key_store.h */
     GW_PROJECT_STATEMENTS, /* project_store.h */
+    GW_AGENT_STATEMENTS,   /* agent_store.h */
+    GW_FLAG_STATEMENTS,    /* routes_flags.h */
+    GW_LIMITS_STATEMENTS,  /* routes_limits.h */
     KX_DB_STMT_END,
 };
 /* clang-format on */

@@ -1,7 +1,7 @@
 /* test_gateway_mcp.c — GET/POST /api/agents/{id}/custom-mcp-tools: the gateway, the mcp-proxy
  * and a real Streamable HTTP MCP server (@modelcontextprotocol/server-everything from npm),
  * with a real nats-server and PostgreSQL: the server's tools come back with "enabled" from the
- * agent's current version; a missing X-MCP-URL is 400; another account's private agent is 403;
+ * agent's current version; a missing X-MCP-URL is 400; another account's private agent is 404;
  * an unknown agent is 404; a loopback target the proxy does not allow is 502 naming why. POST
  * saves the chosen tools as a new agent version (Kortix's "Auto-updated MCP tools"): the GET then
  * shows them enabled, the version chain and counters follow, a repeated POST writes nothing, a
@@ -250,7 +250,7 @@ static void test_errors(void **state)
     kx_uuid_new(stranger);
     kx_uuid_new(nobody);
     j = get_tools("GET", g_agent, stranger, g_url, "http", &status);
-    assert_int_equal(status, 403);
+    assert_int_equal(status, 404); /* another account's private agent: "not found" */
     json_decref(j);
     j = get_tools("GET", nobody, g_owner, g_url, "http", &status);
     assert_int_equal(status, 404);
