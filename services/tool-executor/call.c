@@ -17,6 +17,8 @@
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "registry.h"
+#include "result_cap.h"
+#include "runs.h"
 
 #define DRAIN_ABORT_MARGIN_MS 500
 
@@ -112,12 +114,32 @@ static void on_drain_abort(kx_loop *loop, void *arg)
 
 /* ---- finishing ------------------------------------------------------------------------ */
 
+const char *te_outcome_status(const te_outcome *o)
+{
+    if (o->success)
+        return "ok";
+    if (o->timed_out || strcmp(o->error_code, "deadline_exceeded") == 0)
+        return "timeout";
+    if (strcmp(o->error_code, "cancelled") == 0)
+        return "cancelled";
+    if (strcmp(o->error_code, "unavailable") == 0)
+        return "unavailable";
+    return "error";
+}
+
 void te_call_finish(te_call *c, te_outcome *o)
 {
     te_executor *ex = c->ex;
     int64_t ms = kx_mono_ms() - c->started_mono;
     const char *call_id = c->call != NULL && c->call->call_id ? c->call->call_id : "";
 
+    if (te_result_cap(&o->output_json, ex->result_budget)) {
+        kx_log(KX_LOG_WARN, c->call ? c->call->run_id : NULL, c->trace_id,
+               "tool-executor: call %s: output cut to fit the bus (head and tail kept)", call_id);
+        kx_counter_add(kx_metrics_counter("kx_tool_results_capped_total", "",
+                                          "Tool results cut (head and tail kept) to fit the bus"),
+                       1);
+    }
     Kx__V1__Error err = KX__V1__ERROR__INIT;
     Kx__V1__ToolResult res = KX__V1__TOOL_RESULT__INIT;
     res.call_id = (char *)call_id;
@@ -125,6 +147,7 @@ void te_call_finish(te_call *c, te_outcome *o)
     res.output_json = o->output_json != NULL ? o->output_json : "";
     res.timed_out = o->timed_out;
     res.duration_ms = ms;
+    res.status = (char *)te_outcome_status(o);
     if (o->error_code[0] != '\0') {
         err.code = o->error_code;
         err.message = o->error_message;
@@ -152,6 +175,25 @@ void te_call_finish(te_call *c, te_outcome *o)
 }
 
 /* ---- receiving ------------------------------------------------------------------------ */
+
+/* The run's STOPs and epochs (runs.h): false with o set when the call must not run. */
+static bool run_may_call(te_executor *ex, te_call *c, te_outcome *o)
+{
+    const char *why = "";
+    switch (te_runs_check(ex->runs, c->call->run_id, c->call->lease_epoch, kx_mono_ms(), &why)) {
+    case TE_RUN_OK: return true;
+    case TE_RUN_STOPPED:
+        te_outcome_error(o, KX_ERR_CANCELLED, "the run was stopped: %s", why);
+        kx_counter_add(kx_metrics_counter("kx_tool_calls_cancelled_total", "",
+                                          "Tool calls aborted because their run was stopped"),
+                       1);
+        return false;
+    case TE_RUN_STALE:
+        te_outcome_error(o, KX_ERR_CONFLICT, "%s", why);
+        return false;
+    }
+    return true;
+}
 
 static void on_tool_call(natsMsg *msg, void *arg)
 {
@@ -187,6 +229,8 @@ static void on_tool_call(natsMsg *msg, void *arg)
     } else if ((c->tool = te_registry_find(c->call->tool_name)) == NULL) {
         te_outcome_error(&o, KX_ERR_NOT_FOUND, "Tool function '%s' not found",
                          c->call->tool_name ? c->call->tool_name : "");
+    } else if (!run_may_call(ex, c, &o)) {
+        /* o says why: the run was stopped, or the call's epoch is stale */
     } else {
         c->tool->start(c); /* the tool finishes the call, now or later */
         return;

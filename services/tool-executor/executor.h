@@ -29,6 +29,8 @@
 typedef struct te_config {
     int64_t tool_timeout_s;         /* KX_TOOL_TIMEOUT_S: general tools */
     int64_t sandbox_tool_timeout_s; /* KX_SANDBOX_TOOL_TIMEOUT_S: sandbox tools */
+    int64_t stop_memory_s;          /* KX_TOOL_STOP_MEMORY_S: how long a STOP is remembered */
+    int64_t stop_memory_runs;       /* KX_TOOL_STOP_MEMORY_RUNS: how many runs at most */
 } te_config;
 
 typedef struct te_call te_call;
@@ -42,6 +44,8 @@ typedef struct te_executor {
     te_call *calls;            /* calls in flight (doubly linked) */
     size_t ncalls;
     struct te_kill *kills; /* kill requests awaiting their reply (tool_execute_command.c) */
+    struct te_runs *runs;  /* epochs seen and STOPs remembered (runs.h) */
+    size_t result_budget;  /* bytes an output_json may take (result_cap.h) */
     bool draining;
     kx_timer *abort_timer; /* drain: answers what is still in flight before the drain ends */
 } te_executor;
@@ -70,6 +74,8 @@ void te_kills_free(te_executor *ex);
 kx_err te_calls_start(te_executor *ex); /* subscribes kx.tool.exec */
 /* Replies with o (o is consumed: te_outcome_free is called), counts, frees the call. */
 void te_call_finish(te_call *c, te_outcome *o);
+/* "ok", "error", "timeout", "cancelled" or "unavailable" (ToolResult.status). */
+const char *te_outcome_status(const te_outcome *o);
 void te_drain(kx_svc *svc, void *arg); /* kx_svc drain callback (arg = executor) */
 
 /* control.c: subscribes kx.run.ctl.> */

@@ -10,6 +10,8 @@
 #include "executor.h"
 #include "kx/log.h"
 #include "kx/svc.h"
+#include "result_cap.h"
+#include "runs.h"
 
 int main(void)
 {
@@ -24,10 +26,16 @@ int main(void)
         kx_svc_close(&svc);
         return 1;
     }
-    if (kx_bus_async_new(svc.bus, svc.loop, &ex.async) != KX_OK || /* replies on the loop */
+    ex.runs = te_runs_new((size_t)ex.cfg.stop_memory_runs, ex.cfg.stop_memory_s * 1000);
+    int64_t max_payload = natsConnection_GetMaxPayload(kx_bus_conn(svc.bus));
+    ex.result_budget = te_result_budget( /* result_cap.c: every result fits the bus */
+        max_payload > 0 ? (size_t)max_payload : (size_t)1024 * 1024);
+    if (ex.runs == NULL ||                                          /* runs.c: STOPs, epochs */
+        kx_bus_async_new(svc.bus, svc.loop, &ex.async) != KX_OK || /* replies on the loop */
         te_calls_start(&ex) != KX_OK ||   /* call.c -> registry.c -> tools */
         te_control_start(&ex) != KX_OK) { /* control.c: STOP kills a run's tools */
         kx_bus_async_free(ex.async);
+        te_runs_free(ex.runs);
         kx_svc_close(&svc);
         return 1;
     }
@@ -38,6 +46,7 @@ int main(void)
     int rc = kx_svc_run(&svc);
     kx_bus_async_free(ex.async); /* pending requests: no callbacks */
     te_kills_free(&ex);          /* ... so free what they held */
+    te_runs_free(ex.runs);
     kx_svc_close(&svc);
     return rc;
 }
