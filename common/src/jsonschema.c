@@ -144,7 +144,7 @@ static bool is_integral(const json_t *v)
     if (!json_is_real(v))
         return false;
     double d = json_real_value(v);
-    return isfinite(d) && d == floor(d) && fabs(d) < 9.0e15;
+    return isfinite(d) && d > -9.0e15 && d < 9.0e15 && d == (double)(long long)d;
 }
 
 static bool matches(const json_t *v, const char *type)
