@@ -384,6 +384,33 @@ static void join_path(char *out, size_t outlen, const char *path, const char *ke
         snprintf(out, outlen, "%s.%.100s", path, key);
 }
 
+static bool is_required(const json_t *req, const char *key)
+{
+    size_t i;
+    const json_t *n;
+    json_array_foreach (req, i, n) {
+        if (strcmp(json_string_value(n), key) == 0)
+            return true;
+    }
+    return false;
+}
+
+static bool allows_null(const json_t *s)
+{
+    const json_t *t = json_object_get(s, "type");
+    if (t == NULL)
+        return true;
+    if (json_is_string(t))
+        return strcmp(json_string_value(t), "null") == 0;
+    size_t i;
+    const json_t *e;
+    json_array_foreach (t, i, e) {
+        if (strcmp(json_string_value(e), "null") == 0)
+            return true;
+    }
+    return false;
+}
+
 static kx_err validate_object(vctx *x, const json_t *s, json_t *obj, const char *path, int depth)
 {
     if (!json_is_object(obj))
@@ -407,6 +434,11 @@ static kx_err validate_object(vctx *x, const json_t *s, json_t *obj, const char 
     json_object_foreach_safe (obj, tmp, key, val) {
         const json_t *ps = props != NULL ? json_object_get(props, key) : NULL;
         join_path(sub, sizeof sub, path, key);
+        if ((x->flags & KX_JS_COERCE) && json_is_null(val) && !is_required(req, key) &&
+            !allows_null(ps)) {
+            json_object_del(obj, key); /* an optional argument given as null: not given */
+            continue;
+        }
         if (ps == NULL) {
             if (json_is_false(addl))
                 return fail(x, sub, "is not an argument of this tool%s%s", "", "");

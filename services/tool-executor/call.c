@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "executor.h"
+#include "kx/jsonschema.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "registry.h"
@@ -166,6 +167,9 @@ void te_call_finish(te_call *c, te_outcome *o)
            o->error_message[0] ? " — " : "", o->error_message);
     record_metrics(c, o, (double)ms / 1000.0);
     te_outcome_free(o);
+    if (c->state_free != NULL)
+        c->state_free(c);
+    json_decref(c->args);
 
     untrack(ex, c);
     natsMsg_Destroy(c->req);
@@ -175,6 +179,29 @@ void te_call_finish(te_call *c, te_outcome *o)
 }
 
 /* ---- receiving ------------------------------------------------------------------------ */
+
+/* Parses the arguments and validates them against the tool's schema (with the coercions of
+ * XML calls, kx/jsonschema.h) into c->args: false with o set when they are refused. */
+static bool args_valid(te_call *c, te_outcome *o)
+{
+    const char *text = c->call->arguments_json;
+    json_error_t jerr;
+    c->args = kx_pb_str_empty(text) ? json_object() : json_loads(text, JSON_DECODE_ANY, &jerr);
+    if (c->args == NULL) {
+        te_outcome_error(o, KX_ERR_INVALID, "%s: the arguments are not JSON: %s", c->tool->name,
+                         jerr.text);
+        return false;
+    }
+    char why[400];
+    kx_err err = kx_jsonschema_validate(te_registry_parameters(c->tool), &c->args, KX_JS_COERCE,
+                                        why, sizeof why);
+    if (err != KX_OK) {
+        te_outcome_error(o, err == KX_ERR_NOMEM ? KX_ERR_NOMEM : KX_ERR_INVALID, "%s: %s",
+                         c->tool->name, err == KX_ERR_NOMEM ? "out of memory" : why);
+        return false;
+    }
+    return true;
+}
 
 /* The run's STOPs and epochs (runs.h): false with o set when the call must not run. */
 static bool run_may_call(te_executor *ex, te_call *c, te_outcome *o)
@@ -231,6 +258,8 @@ static void on_tool_call(natsMsg *msg, void *arg)
                          c->call->tool_name ? c->call->tool_name : "");
     } else if (!run_may_call(ex, c, &o)) {
         /* o says why: the run was stopped, or the call's epoch is stale */
+    } else if (!args_valid(c, &o)) {
+        /* o names the argument and what was expected */
     } else {
         c->tool->start(c); /* the tool finishes the call, now or later */
         return;
@@ -256,6 +285,11 @@ void te_drain(kx_svc *svc, void *arg)
         natsSubscription_Unsubscribe(ex->sub);
         natsSubscription_Destroy(ex->sub);
         ex->sub = NULL;
+    }
+    if (ex->schemas_sub != NULL) {
+        natsSubscription_Unsubscribe(ex->schemas_sub);
+        natsSubscription_Destroy(ex->schemas_sub);
+        ex->schemas_sub = NULL;
     }
     if (ex->ncalls > 0) {
         int64_t ms = svc->drain_timeout_ms - DRAIN_ABORT_MARGIN_MS;

@@ -42,7 +42,10 @@ static void on_control(natsMsg *msg, void *arg)
             te_outcome o;
             te_outcome_init(&o);
             te_outcome_error(&o, KX_ERR_CANCELLED, "the run was stopped: %s", reason);
-            c->tool->abort(c, &o);
+            if (c->tool->abort != NULL)
+                c->tool->abort(c, &o);
+            else
+                te_call_finish(c, &o);
             aborted++;
         }
         c = next;

@@ -10,6 +10,7 @@
 #include "executor.h"
 #include "kx/log.h"
 #include "kx/svc.h"
+#include "registry.h"
 #include "result_cap.h"
 #include "runs.h"
 
@@ -27,15 +28,20 @@ int main(void)
         return 1;
     }
     ex.runs = te_runs_new((size_t)ex.cfg.stop_memory_runs, ex.cfg.stop_memory_s * 1000);
+    ex.breakers = te_breakers_new((int)ex.cfg.breaker_failures, ex.cfg.breaker_open_ms);
     int64_t max_payload = natsConnection_GetMaxPayload(kx_bus_conn(svc.bus));
     ex.result_budget = te_result_budget( /* result_cap.c: every result fits the bus */
         max_payload > 0 ? (size_t)max_payload : (size_t)1024 * 1024);
-    if (ex.runs == NULL ||                                          /* runs.c: STOPs, epochs */
+    if (te_registry_init() != KX_OK ||                              /* registry.c: schemas */
+        ex.runs == NULL || ex.breakers == NULL ||                   /* runs.c, breakers.c */
         kx_bus_async_new(svc.bus, svc.loop, &ex.async) != KX_OK || /* replies on the loop */
         te_calls_start(&ex) != KX_OK ||   /* call.c -> registry.c -> tools */
-        te_control_start(&ex) != KX_OK) { /* control.c: STOP kills a run's tools */
+        te_control_start(&ex) != KX_OK || /* control.c: STOP kills a run's tools */
+        te_schemas_start(&ex) != KX_OK) { /* schemas.c: kx.tool.schemas */
         kx_bus_async_free(ex.async);
         te_runs_free(ex.runs);
+        te_breakers_free(ex.breakers);
+        te_registry_free();
         kx_svc_close(&svc);
         return 1;
     }
@@ -47,6 +53,8 @@ int main(void)
     kx_bus_async_free(ex.async); /* pending requests: no callbacks */
     te_kills_free(&ex);          /* ... so free what they held */
     te_runs_free(ex.runs);
+    te_breakers_free(ex.breakers);
+    te_registry_free();
     kx_svc_close(&svc);
     return rc;
 }

@@ -128,6 +128,14 @@ static void test_xml_coercions(void **state)
     assert_true(json_real_value(json_object_get(v, "ratio")) == 2.5);
     assert_true(json_is_array(json_object_get(v, "tasks")));
     json_decref(v);
+    /* an optional argument given as null is not given; a required one is still refused */
+    assert_string_equal(check("{\"command\": \"x\", \"timeout\": null, \"ids\": null}",
+                              KX_JS_COERCE, &v),
+                        "");
+    assert_null(json_object_get(v, "timeout"));
+    json_decref(v);
+    assert_string_equal(check("{\"command\": null}", KX_JS_COERCE, NULL),
+                        "'command' must be a string (got null)");
     /* without the flag they are refused */
     assert_string_equal(check("{\"command\": \"x\", \"timeout\": \"60\"}", 0, NULL),
                         "'timeout' must be an integer (got a string)");

@@ -35,6 +35,7 @@
 #define KX_SUBJ_RUN_CTL_PREFIX "kx.run.ctl." /* + run_id */
 #define KX_SUBJ_RUN_EV_PREFIX "kx.run.ev."   /* + run_id */
 #define KX_SUBJ_TOOL_EXEC "kx.tool.exec"
+#define KX_SUBJ_TOOL_SCHEMAS "kx.tool.schemas"
 #define KX_SUBJ_SANDBOX_EXEC "kx.sandbox.exec"
 #define KX_SUBJ_SANDBOX_KILL "kx.sandbox.kill"
 #define KX_SUBJ_SANDBOX_OUTPUT "kx.sandbox.output"

@@ -6,7 +6,8 @@
  * "parameters" schema before anything runs, and with KX_JS_COERCE repairs the guesses that
  * have one meaning: a string holding a boolean/integer/number where the schema wants one, a
  * string holding a JSON array/object where the schema wants one, and a number or boolean
- * where the schema wants a string (replaced by its JSON text).
+ * where the schema wants a string (replaced by its JSON text); and an optional argument given
+ * as null whose schema does not allow null is taken as not given (removed).
  *
  * The subset (anything else in a schema is refused by kx_jsonschema_check, so a schema never
  * relies on a keyword that is silently not enforced):
