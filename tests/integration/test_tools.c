@@ -24,6 +24,7 @@
 
 #include "harness.h"
 #include "kx/bus.h"
+#include "kx/http.h"
 #include "kx/pb.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
@@ -35,9 +36,14 @@ static char g_root[512];
 static char g_project[KX_UUID_LEN + 1];
 static kx_bus *g_bus;
 
+static uint16_t g_exec_port;
+static char g_broker_env_root[600];
+
 static pid_t start_service(const char *name, const char *const *extra)
 {
     uint16_t port = kx_th_free_port();
+    if (strcmp(name, "tool-executor") == 0)
+        g_exec_port = port;
     char port_env[64], nats_env[128], log_path[600], url[128], bin[512];
     snprintf(port_env, sizeof port_env, "KX_HEALTH_PORT=%u", port);
     snprintf(nats_env, sizeof nats_env, "KX_NATS_URL=%s", g_nats.url);
@@ -71,10 +77,10 @@ static int group_setup(void **state)
     chmod(g_tmp, 0711);
     snprintf(g_root, sizeof g_root, "%s/sandboxes", g_tmp);
     kx_uuid_new(g_project);
-    char root_env[600];
-    snprintf(root_env, sizeof root_env, "KX_SANDBOX_ROOT=%s", g_root);
-    const char *broker_env[] = {root_env, "KX_SANDBOX_MAX_OUTPUT=2000000", NULL};
-    const char *exec_env[] = {"KX_DRAIN_TIMEOUT_MS=2000", NULL};
+    snprintf(g_broker_env_root, sizeof g_broker_env_root, "KX_SANDBOX_ROOT=%s", g_root);
+    const char *broker_env[] = {g_broker_env_root, "KX_SANDBOX_MAX_OUTPUT=2000000", NULL};
+    const char *exec_env[] = {"KX_DRAIN_TIMEOUT_MS=2000", "KX_TOOL_BREAKER_OPEN_MS=1500",
+                              "KX_SANDBOX_TOOL_TIMEOUT_S=4", NULL};
     g_broker = start_service("sandbox-broker", broker_env);
     g_executor = start_service("tool-executor", exec_env);
     if (g_broker == 0 || g_executor == 0)
@@ -326,6 +332,438 @@ static void test_status_values(void **state)
     call_result_free(&r);
 }
 
+
+/* ---- the deadline rule: min(own timeout, class timeout, what is left of the call) -------- */
+
+static void test_deadline_rule(void **state)
+{
+    (void)state;
+    /* own timeout 1 s < class 4 s < call 20 s */
+    call_spec s = {NULL, 0, "execute_command",
+                   "{\"command\": \"sleep 9.0421\", \"blocking\": true, \"timeout\": 1}", 20000};
+    call_result r = call(&s);
+    assert_string_equal(r.res->status, "timeout");
+    assert_in_range(r.elapsed_ms, 900, 2500);
+    call_result_free(&r);
+    /* class 4 s (KX_SANDBOX_TOOL_TIMEOUT_S) < own timeout 3600 s < call 20 s */
+    s.args = "{\"command\": \"sleep 9.0422\", \"blocking\": true, \"timeout\": 3600}";
+    r = call(&s);
+    assert_string_equal(r.res->status, "timeout");
+    assert_string_equal(r.res->error->message,
+                        "execute_command timed out after 4 s (process group killed)");
+    assert_in_range(r.elapsed_ms, 3800, 5500);
+    call_result_free(&r);
+    /* the call's own deadline (what is left of the run) 2 s < class 4 s < own 3600 s */
+    s.deadline_ms = 2000;
+    s.args = "{\"command\": \"sleep 9.0423\", \"blocking\": true, \"timeout\": 3600}";
+    r = call(&s);
+    assert_int_equal(r.err, KX_OK); /* answered before the caller gave up */
+    assert_string_equal(r.res->status, "timeout");
+    assert_in_range(r.elapsed_ms, 1500, 2000);
+    call_result_free(&r);
+    usleep(300 * 1000);
+    assert_true(process_gone("9.0421") && process_gone("9.0422") && process_gone("9.0423"));
+}
+
+/* ---- validation ------------------------------------------------------------------------ */
+
+static void expect_invalid(const char *tool, const char *args, const char *message)
+{
+    call_spec s = {NULL, 0, tool, args, 5000};
+    call_result r = call(&s);
+    assert_int_equal(r.err, KX_OK);
+    if (r.res->success)
+        fail_msg("%s %s: accepted: %s", tool, args, r.res->output_json);
+    assert_string_equal(r.res->error->code, "invalid_argument");
+    if (strcmp(r.res->error->message, message) != 0)
+        fail_msg("%s %s: got \"%s\", want \"%s\"", tool, args, r.res->error->message, message);
+    assert_string_equal(r.res->status, "error");
+    call_result_free(&r);
+}
+
+static void test_arguments_validated(void **state)
+{
+    (void)state;
+    expect_invalid("execute_command", "{\"command\": \"ls\", \"timeout\": 0}",
+                   "execute_command: 'timeout' must be between 1 and 3600 (got 0)");
+    expect_invalid("create_file", "{\"file_path\": \"a.txt\"}",
+                   "create_file: 'file_contents' is required");
+    expect_invalid("check_command_output", "{\"session_name\": \"s\", \"kill_session\": \"maybe\"}",
+                   "check_command_output: 'kill_session' must be a boolean (got a string)");
+    expect_invalid("ask", "{\"text\": \"\"}", "ask: 'text' must be at least 1 character long");
+    expect_invalid("ask", "{\"text\": \"q\", \"attachments\": [{}]}",
+                   "ask: 'attachments[0]' must be a string (got an object)");
+    expect_invalid("read_file", "not json", "read_file: the arguments are not JSON: "
+                                            "invalid token near 'not'");
+}
+
+/* ---- message tools ----------------------------------------------------------------------- */
+
+static void test_message_tools(void **state)
+{
+    (void)state;
+    const char *cases[][3] = {
+        {"ask", "{\"text\": \"Which one?\", \"attachments\": \"a.txt\"}",
+         "{\"status\": \"Awaiting user response...\", \"attachments\": \"a.txt\"}"},
+        {"complete", "{}", "{\"status\": \"complete\"}"},
+        {"web_browser_takeover", "{\"text\": \"solve the captcha\"}",
+         "{\"status\": \"Awaiting user browser takeover...\"}"},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        call_spec s = {NULL, 0, cases[i][0], cases[i][1], 5000};
+        call_result r = call(&s);
+        assert_int_equal(r.err, KX_OK);
+        assert_true(r.res->success);
+        assert_string_equal(r.res->status, "ok");
+        assert_string_equal(r.res->output_json, cases[i][2]);
+        call_result_free(&r);
+    }
+}
+
+/* ---- shell ------------------------------------------------------------------------------- */
+
+static void test_shell_sessions(void **state)
+{
+    (void)state;
+    call_spec s = {NULL, 0, "execute_command",
+                   "{\"command\": \"echo first; sleep 30.0431\", \"session_name\": \"bg1\"}",
+                   10000};
+    call_result r = call(&s);
+    assert_true(r.res->success);
+    call_result_free(&r);
+
+    s.tool = "list_commands";
+    s.args = "{}";
+    r = call(&s);
+    assert_true(r.res->success);
+    assert_non_null(strstr(r.res->output_json, "\"bg1\""));
+    assert_non_null(strstr(r.res->output_json, "sleep 30.0431"));
+    call_result_free(&r);
+
+    s.tool = "check_command_output";
+    s.args = "{\"session_name\": \"bg1\"}";
+    bool seen = false;
+    for (int i = 0; i < 50 && !seen; i++) {
+        r = call(&s);
+        assert_true(r.res->success);
+        seen = strstr(r.res->output_json, "first") != NULL;
+        if (seen)
+            assert_non_null(strstr(r.res->output_json, "\"status\": \"running\""));
+        call_result_free(&r);
+        if (!seen)
+            usleep(50 * 1000);
+    }
+    assert_true(seen);
+
+    s.tool = "terminate_command";
+    s.args = "{\"session_name\": \"bg1\"}";
+    r = call(&s);
+    assert_true(r.res->success);
+    assert_non_null(strstr(r.res->output_json, "1 command(s) killed"));
+    call_result_free(&r);
+    for (int i = 0; i < 100 && !process_gone("30.0431"); i++)
+        usleep(20 * 1000);
+    assert_true(process_gone("30.0431"));
+
+    s.tool = "check_command_output";
+    s.args = "{\"session_name\": \"no-such-session\"}";
+    r = call(&s);
+    assert_false(r.res->success);
+    assert_string_equal(r.res->error->code, "not_found");
+    call_result_free(&r);
+}
+
+/* ---- files ------------------------------------------------------------------------------- */
+
+static call_result file_call(const char *tool, const char *args)
+{
+    call_spec s = {NULL, 0, tool, args, 10000};
+    return call(&s);
+}
+
+static void test_files(void **state)
+{
+    (void)state;
+    call_result r = file_call("create_file", "{\"file_path\": \"src/a.txt\", \"file_contents\": "
+                                             "\"one\\ntwo\\nthree two\\n\"}");
+    assert_true(r.res->success);
+    assert_string_equal(r.res->output_json, "\"File 'src/a.txt' created successfully.\"");
+    call_result_free(&r);
+    r = file_call("create_file", "{\"file_path\": \"/workspace/src/a.txt\", \"file_contents\": "
+                                 "\"x\"}");
+    assert_false(r.res->success);
+    assert_string_equal(r.res->error->code, "already_exists");
+    call_result_free(&r);
+
+    r = file_call("str_replace", "{\"file_path\": \"src/a.txt\", \"old_str\": \"two\", "
+                                 "\"new_str\": \"2\"}");
+    assert_false(r.res->success);
+    assert_non_null(strstr(r.res->error->message, "occurs 2 times"));
+    assert_non_null(strstr(r.res->error->message, "lines 2, 3"));
+    call_result_free(&r);
+    r = file_call("str_replace", "{\"file_path\": \"src/a.txt\", \"old_str\": \"zzz\", "
+                                 "\"new_str\": \"2\"}");
+    assert_false(r.res->success);
+    assert_non_null(strstr(r.res->error->message, "was not found"));
+    call_result_free(&r);
+    r = file_call("str_replace", "{\"file_path\": \"src/a.txt\", \"old_str\": \"three two\", "
+                                 "\"new_str\": \"3\"}");
+    assert_true(r.res->success);
+    call_result_free(&r);
+
+    r = file_call("read_file", "{\"file_path\": \"src/a.txt\"}");
+    assert_true(r.res->success);
+    assert_string_equal(json_string_value(json_object_get(r.output, "content")), "one\ntwo\n3\n");
+    assert_true(json_is_false(json_object_get(r.output, "truncated")));
+    call_result_free(&r);
+
+    r = file_call("full_file_rewrite", "{\"file_path\": \"src/a.txt\", \"file_contents\": 42, "
+                                       "\"permissions\": \"600\"}");
+    assert_true(r.res->success); /* 42 from an XML call is the text "42" */
+    call_result_free(&r);
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s/workspace/src/a.txt", g_root, g_project);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(st.st_size, 2);
+
+    r = file_call("delete_file", "{\"file_path\": \"src/a.txt\"}");
+    assert_true(r.res->success);
+    call_result_free(&r);
+    assert_int_not_equal(stat(path, &st), 0);
+    r = file_call("read_file", "{\"file_path\": \"src/a.txt\"}");
+    assert_false(r.res->success);
+    assert_string_equal(r.res->error->code, "not_found");
+    call_result_free(&r);
+}
+
+static void test_files_escaping_paths(void **state)
+{
+    (void)state;
+    /* a link inside the workspace that points out of it */
+    call_spec s = {NULL, 0, "execute_command",
+                   "{\"command\": \"ln -sf /etc out && ln -sf .. up\", \"blocking\": true}",
+                   10000};
+    call_result r = call(&s);
+    assert_true(r.res->success);
+    call_result_free(&r);
+    const char *paths[] = {"../escape.txt",      "/etc/passwd",        "src/../../x",
+                           "out/passwd",         "up/escape.txt",      "/proc/self/root/etc/x",
+                           "/workspace/../etc/x"};
+    const char *tools[] = {"read_file", "create_file", "delete_file", "full_file_rewrite"};
+    for (size_t t = 0; t < 4; t++) {
+        for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+            char args[300];
+            snprintf(args, sizeof args, "{\"file_path\": \"%s\", \"file_contents\": \"x\"}",
+                     paths[i]);
+            r = file_call(tools[t], args);
+            if (r.res->success)
+                fail_msg("%s %s succeeded", tools[t], paths[i]);
+            assert_true(strcmp(r.res->error->code, "invalid_argument") == 0 ||
+                        strcmp(r.res->error->code, "not_found") == 0);
+            call_result_free(&r);
+        }
+    }
+    char path[700];
+    snprintf(path, sizeof path, "%s/%s/escape.txt", g_root, g_project);
+    struct stat st;
+    assert_int_not_equal(stat(path, &st), 0);
+}
+
+/* ---- schemas ----------------------------------------------------------------------------- */
+
+static json_t *schemas(const char *cfg)
+{
+    Kx__V1__ToolSchemasRequest rq = KX__V1__TOOL_SCHEMAS_REQUEST__INIT;
+    rq.agentpress_tools_json = (char *)cfg;
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(5000), g_project);
+    natsMsg *reply = NULL;
+    assert_int_equal(kx_bus_request_pb(g_bus, KX_SUBJ_TOOL_SCHEMAS, &rq.base, &meta, &reply),
+                     KX_OK);
+    Kx__V1__ToolSchemasReply *rep =
+        kx_pb_unpack(&kx__v1__tool_schemas_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(rep);
+    json_t *v = rep->error == NULL ? json_loads(rep->tools_json, 0, NULL) : NULL;
+    if (rep->error != NULL)
+        v = json_string(rep->error->message);
+    kx_pb_free(rep);
+    return v;
+}
+
+static bool has_tool(const json_t *tools, const char *name)
+{
+    size_t i;
+    const json_t *t;
+    json_array_foreach (tools, i, t) {
+        const char *n = json_string_value(json_object_get(json_object_get(t, "function"), "name"));
+        if (n != NULL && strcmp(n, name) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void test_schemas_subject(void **state)
+{
+    (void)state;
+    json_t *all = schemas("");
+    assert_true(json_is_array(all));
+    const char *every[] = {"execute_command", "check_command_output", "terminate_command",
+                           "list_commands",   "create_file",          "str_replace",
+                           "full_file_rewrite", "delete_file",        "read_file",
+                           "ask",             "complete",             "web_browser_takeover"};
+    for (size_t i = 0; i < sizeof every / sizeof every[0]; i++) {
+        if (!has_tool(all, every[i]))
+            fail_msg("missing %s", every[i]);
+    }
+    json_t *first = json_array_get(all, 0);
+    assert_string_equal(json_string_value(json_object_get(first, "type")), "function");
+    json_decref(all);
+
+    json_t *some = schemas("{\"sb_shell_tool\": {\"enabled\": true}, \"sb_files_tool\": false}");
+    assert_true(has_tool(some, "execute_command"));
+    assert_true(has_tool(some, "list_commands"));
+    assert_false(has_tool(some, "create_file"));
+    assert_true(has_tool(some, "ask")); /* always on */
+    json_decref(some);
+
+    json_t *bad = schemas("[1]");
+    assert_true(json_is_string(bad));
+    assert_non_null(strstr(json_string_value(bad), "JSON object"));
+    json_decref(bad);
+}
+
+/* ---- many calls, some hanging ------------------------------------------------------------ */
+
+#define NCALLS 50
+#define NHANG 10
+
+/* 10 blocking commands that hang (each with its own timeout, 3 s) among 40 quick calls that go
+ * to the sandbox too (list_commands, read_file: a round trip to the broker each) or stay in
+ * the executor (complete). The 40 are answered while the 10 hang; the 10 at their deadline;
+ * none of their processes is left. (The 40 do not start commands: with 50 concurrent
+ * commands the broker was seen to miss a quick command's exit now and then — see the
+ * tool-executor's README, "Known problems".) */
+static void test_fifty_calls_ten_hanging(void **state)
+{
+    (void)state;
+    static bg_call calls[NCALLS];
+    static char args[NCALLS][160];
+    static const char *const quick_tools[] = {"list_commands", "read_file", "complete"};
+    pthread_t th[NCALLS];
+    call_result w = file_call("full_file_rewrite",
+                              "{\"file_path\": \"fifty.txt\", \"file_contents\": \"fifty\"}");
+    assert_true(w.res->success);
+    call_result_free(&w);
+    int64_t t0 = kx_mono_ms();
+    for (int i = 0; i < NCALLS; i++) {
+        bool hang = i % 5 == 0; /* 10 of 50 */
+        const char *tool = "execute_command";
+        if (hang) {
+            snprintf(args[i], sizeof args[i],
+                     "{\"command\": \"sleep 60.05%02d\", \"blocking\": true, \"timeout\": 3}", i);
+        } else {
+            tool = quick_tools[i % 3];
+            snprintf(args[i], sizeof args[i], "{\"file_path\": \"fifty.txt\"}");
+            if (strcmp(tool, "read_file") != 0)
+                snprintf(args[i], sizeof args[i], "{}");
+        }
+        memset(&calls[i], 0, sizeof calls[i]);
+        calls[i].spec = (call_spec){NULL, 0, tool, args[i], 20000};
+        assert_int_equal(pthread_create(&th[i], NULL, bg_call_thread, &calls[i]), 0);
+    }
+    int hung = 0;
+    int64_t slowest_quick = 0, first_hung = INT64_MAX;
+    for (int i = 0; i < NCALLS; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        call_result *r = &calls[i].r;
+        assert_int_equal(r->err, KX_OK);
+        if (i % 5 == 0) {
+            hung++;
+            assert_string_equal(r->res->status, "timeout");
+            assert_in_range(r->elapsed_ms, 2900, 5000); /* at its own deadline (3 s) */
+            if (r->elapsed_ms < first_hung)
+                first_hung = r->elapsed_ms;
+        } else {
+            if (!r->res->success)
+                fail_msg("call %d (%s): %s", i, calls[i].spec.tool,
+                         r->res->error ? r->res->error->message : "");
+            if (r->elapsed_ms > slowest_quick)
+                slowest_quick = r->elapsed_ms;
+        }
+        call_result_free(r);
+    }
+    assert_int_equal(hung, NHANG);
+    if (slowest_quick >= 1500)
+        fail_msg("a quick call took %lld ms (the first hanging one ended at %lld ms)",
+                 (long long)slowest_quick, (long long)first_hung);
+    assert_true(kx_mono_ms() - t0 < 8000);
+    usleep(300 * 1000);
+    char arg[32];
+    for (int i = 0; i < NCALLS; i += 5) {
+        snprintf(arg, sizeof arg, "60.05%02d", i);
+        assert_true(process_gone(arg));
+    }
+}
+
+/* ---- breaker ----------------------------------------------------------------------------- */
+
+static char *metrics(void)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/metrics", g_exec_port);
+    kx_http_resp resp;
+    if (kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(5000), 4 << 20, &resp) !=
+        KX_OK)
+        return NULL;
+    char *body = strdup(resp.body != NULL ? resp.body : "");
+    kx_http_resp_free(&resp);
+    return body;
+}
+
+static void test_breaker(void **state)
+{
+    (void)state;
+    kx_th_kill(g_broker); /* the sandbox goes away */
+    g_broker = 0;
+    call_spec s = {NULL, 0, "list_commands", "{}", 5000};
+    for (int i = 0; i < 5; i++) {
+        call_result r = call(&s);
+        assert_string_equal(r.res->status, "unavailable");
+        assert_null(strstr(r.res->error->message, "circuit breaker"));
+        call_result_free(&r);
+    }
+    call_result r = call(&s); /* open: refused at once, for every sandbox tool */
+    assert_string_equal(r.res->status, "unavailable");
+    assert_non_null(strstr(r.res->error->message, "circuit breaker is open"));
+    call_result_free(&r);
+    s.tool = "execute_command";
+    s.args = "{\"command\": \"echo hi\", \"blocking\": true}";
+    r = call(&s);
+    assert_string_equal(r.res->status, "unavailable");
+    assert_non_null(strstr(r.res->error->message, "circuit breaker is open"));
+    assert_true(r.elapsed_ms < 500);
+    call_result_free(&r);
+    char *m = metrics();
+    assert_non_null(m);
+    assert_non_null(strstr(m, "kx_tool_breaker_open{dependency=\"sandbox\"} 1"));
+    free(m);
+
+    const char *broker_env[] = {g_broker_env_root, NULL};
+    g_broker = start_service("sandbox-broker", broker_env);
+    assert_true(g_broker > 0);
+    usleep(1600 * 1000); /* KX_TOOL_BREAKER_OPEN_MS=1500: half-open, one probe */
+    r = call(&s);
+    assert_true(r.res->success);
+    call_result_free(&r);
+    m = metrics();
+    assert_non_null(strstr(m, "kx_tool_breaker_open{dependency=\"sandbox\"} 0"));
+    free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -334,6 +772,15 @@ int main(void)
         cmocka_unit_test(test_stale_epoch_refused),
         cmocka_unit_test(test_escaped_output_fits_the_bus),
         cmocka_unit_test(test_status_values),
+        cmocka_unit_test(test_deadline_rule),
+        cmocka_unit_test(test_arguments_validated),
+        cmocka_unit_test(test_message_tools),
+        cmocka_unit_test(test_shell_sessions),
+        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_files_escaping_paths),
+        cmocka_unit_test(test_schemas_subject),
+        cmocka_unit_test(test_fifty_calls_ten_hanging),
+        cmocka_unit_test(test_breaker), /* last: it restarts the broker */
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
