@@ -13,6 +13,7 @@
  * Everything here runs on the loop thread. The call owns its easy handle (one per attempt),
  * its timers, its headers and request body; llm_call_free releases whatever is live. */
 #include "llm.h"
+#include "tool_schemas.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -210,7 +211,9 @@ static bool use_model(llm_call *call, const char *model)
     call->prov = llm_provider_of(call->route.wire);
     free(call->body);
     curl_slist_free_all(call->headers);
-    call->body = call->prov->body(c->cfg, &call->route, prompt_system(), c->tools, call->messages);
+    /* the executor's catalogue (tool_schemas.c), or the built-in schema until it answered */
+    call->body = call->prov->body(c->cfg, &call->route, prompt_system(),
+                                  tool_schemas_get(NULL, c->tools), call->messages);
     call->headers = call->prov->headers(c->cfg, &call->route);
     if (call->body == NULL || call->headers == NULL) {
         finish(call, KX_ERR_NOMEM, "out of memory building the LLM request");
