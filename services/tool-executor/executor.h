@@ -18,6 +18,7 @@
 #ifndef TE_EXECUTOR_H
 #define TE_EXECUTOR_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,9 +51,11 @@ typedef struct te_executor {
     struct te_kill *kills; /* kill requests awaiting their reply (tool_execute_command.c) */
     struct te_runs *runs;  /* epochs seen and STOPs remembered (runs.h) */
     struct te_breakers *breakers; /* one circuit breaker per dependency (breakers.c) */
+    struct kx_db_worker *db;      /* Postgres on its own thread (db_call.c); NULL: none */
     natsSubscription *schemas_sub; /* kx.tool.schemas (schemas.c) */
     size_t result_budget;  /* bytes an output_json may take (result_cap.h) */
     bool draining;
+    atomic_bool subscribed; /* every subscription made: /readyz says ready (main.c) */
     kx_timer *abort_timer; /* drain: answers what is still in flight before the drain ends */
 } te_executor;
 

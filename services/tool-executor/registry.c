@@ -25,6 +25,7 @@ static const family families[] = {
     {te_shell_tools, &te_shell_tools_n},
     {te_files_tools, &te_files_tools_n},
     {te_message_tools, &te_message_tools_n},
+    {te_task_tools, &te_task_tools_n},
 };
 #define NFAMILIES (sizeof families / sizeof families[0])
 

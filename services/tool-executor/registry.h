@@ -56,6 +56,8 @@ extern const te_tool te_files_tools[];
 extern const size_t te_files_tools_n;
 extern const te_tool te_message_tools[];
 extern const size_t te_message_tools_n;
+extern const te_tool te_task_tools[]; /* tools_tasks.c: task list, expand_message */
+extern const size_t te_task_tools_n;
 
 /* tool_execute_command.c */
 void te_execute_command_start(te_call *c);

@@ -24,6 +24,7 @@
 
 #include "harness.h"
 #include "kx/bus.h"
+#include "kx/db.h"
 #include "kx/http.h"
 #include "kx/pb.h"
 #include "kx/time.h"
@@ -31,6 +32,9 @@
 
 static char *g_tmp;
 static kx_th_nats g_nats;
+static kx_th_pg g_pg;
+static char g_db_env[300];
+static char g_account[KX_UUID_LEN + 1], g_thread[KX_UUID_LEN + 1], g_other_thread[KX_UUID_LEN + 1];
 static pid_t g_broker, g_executor;
 static char g_root[512];
 static char g_project[KX_UUID_LEN + 1];
@@ -66,6 +70,42 @@ static pid_t start_service(const char *name, const char *const *extra)
     return pid;
 }
 
+/* The schema, an account's project and thread, and another account's thread. */
+static bool seed_db(void)
+{
+    kx_db *db = NULL;
+    if (kx_db_connect(g_pg.url, NULL, &db) != KX_OK ||
+        kx_db_migrate(db, kx_db_migrations_dir()) != KX_OK) {
+        kx_db_close(db);
+        return false;
+    }
+    kx_uuid_new(g_account);
+    kx_uuid_new(g_thread);
+    kx_uuid_new(g_other_thread);
+    char other[KX_UUID_LEN + 1], sql[1024];
+    kx_uuid_new(other);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO projects (project_id, name, account_id) VALUES ('%s', 'p', '%s');"
+             "INSERT INTO threads (thread_id, account_id, project_id) VALUES ('%s', '%s', '%s');"
+             "INSERT INTO threads (thread_id, account_id) VALUES ('%s', '%s');",
+             g_project, g_account, g_thread, g_account, g_project, g_other_thread, other);
+    kx_err err = KX_OK;
+    PGresult *r = kx_db_exec_sql(db, sql, &err);
+    PQclear(r);
+    kx_db_close(db);
+    return err == KX_OK;
+}
+
+static kx_err sql_exec(const char *sql)
+{
+    kx_db *db = NULL;
+    kx_err err = kx_db_connect(g_pg.url, NULL, &db);
+    if (err == KX_OK)
+        PQclear(kx_db_exec_sql(db, sql, &err));
+    kx_db_close(db);
+    return err;
+}
+
 static int group_setup(void **state)
 {
     (void)state;
@@ -79,8 +119,11 @@ static int group_setup(void **state)
     kx_uuid_new(g_project);
     snprintf(g_broker_env_root, sizeof g_broker_env_root, "KX_SANDBOX_ROOT=%s", g_root);
     const char *broker_env[] = {g_broker_env_root, "KX_SANDBOX_MAX_OUTPUT=2000000", NULL};
+    if (kx_th_pg_start(g_tmp, &g_pg) != KX_OK || !seed_db())
+        return -1;
+    snprintf(g_db_env, sizeof g_db_env, "KX_DATABASE_URL=%s", g_pg.url);
     const char *exec_env[] = {"KX_DRAIN_TIMEOUT_MS=2000", "KX_TOOL_BREAKER_OPEN_MS=1500",
-                              "KX_SANDBOX_TOOL_TIMEOUT_S=4", NULL};
+                              "KX_SANDBOX_TOOL_TIMEOUT_S=4", g_db_env, NULL};
     g_broker = start_service("sandbox-broker", broker_env);
     g_executor = start_service("tool-executor", exec_env);
     if (g_broker == 0 || g_executor == 0)
@@ -101,6 +144,7 @@ static int group_teardown(void **state)
     if (g_broker > 0)
         kx_th_kill(g_broker);
     kx_th_nats_stop(&g_nats);
+    kx_th_pg_stop(&g_pg);
     kx_th_rmrf(g_tmp);
     free(g_tmp);
     return 0;
@@ -128,6 +172,7 @@ typedef struct call_spec {
     const char *tool;
     const char *args;
     int64_t deadline_ms;
+    const char *thread_id; /* NULL: the account's thread */
 } call_spec;
 
 static call_result call(const call_spec *s)
@@ -141,7 +186,8 @@ static call_result call(const call_spec *s)
     tc.run_id = (char *)(s->run_id != NULL ? s->run_id : run);
     tc.lease_epoch = s->epoch;
     tc.project_id = g_project;
-    tc.account_id = g_project;
+    tc.account_id = g_account;
+    tc.thread_id = (char *)(s->thread_id != NULL ? s->thread_id : g_thread);
     tc.tool_name = (char *)s->tool;
     tc.arguments_json = (char *)s->args;
     kx_bus_meta meta;
@@ -191,7 +237,7 @@ static void test_stop_before_call(void **state)
     stop_run(run, 0, "stopped by user");
     usleep(100 * 1000); /* the STOP is processed first (the bus does not order subjects) */
     call_spec s = {run, 1, "execute_command",
-                   "{\"command\": \"touch stopped-ran; sleep 7.0411\", \"blocking\": true}", 20000};
+                   "{\"command\": \"touch stopped-ran; sleep 7.0411\", \"blocking\": true}", 20000, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_false(r.res->success);
@@ -228,7 +274,7 @@ static void test_stop_during_call(void **state)
     bg_call b = {.spec = {run, 3, "execute_command",
                           "{\"command\": \"sleep 30.0412\", \"blocking\": true, "
                           "\"timeout\": 60}",
-                          20000}};
+                          20000, NULL}};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, bg_call_thread, &b), 0);
     for (int i = 0; i < 300 && process_gone("30.0412"); i++)
@@ -248,7 +294,7 @@ static void test_stop_during_call(void **state)
 
     /* the retry's new lease (epoch 4) is not fenced by that STOP */
     call_spec s = {run, 4, "execute_command", "{\"command\": \"echo again\", \"blocking\": true}",
-                   10000};
+                   10000, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
@@ -262,7 +308,7 @@ static void test_stale_epoch_refused(void **state)
     char run[KX_UUID_LEN + 1];
     kx_uuid_new(run);
     call_spec s = {run, 2, "execute_command",
-                   "{\"command\": \"echo epoch2\", \"blocking\": true}", 10000};
+                   "{\"command\": \"echo epoch2\", \"blocking\": true}", 10000, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
@@ -294,7 +340,7 @@ static void test_escaped_output_fits_the_bus(void **state)
     call_spec s = {NULL, 0, "execute_command",
                    "{\"command\": \"printf START; head -c 700000 /dev/zero | tr '\\\\0' "
                    "'\\\\001'; printf END\", \"blocking\": true, \"timeout\": 30}",
-                   30000};
+                   30000, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK); /* before: the reply was refused by NATS -> a timeout */
     assert_true(r.res->success);
@@ -316,7 +362,7 @@ static void test_status_values(void **state)
 {
     (void)state;
     call_spec s = {NULL, 0, "execute_command", "{\"command\": \"exit 4\", \"blocking\": true}",
-                   10000};
+                   10000, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_false(r.res->success);
@@ -340,7 +386,7 @@ static void test_deadline_rule(void **state)
     (void)state;
     /* own timeout 1 s < class 4 s < call 20 s */
     call_spec s = {NULL, 0, "execute_command",
-                   "{\"command\": \"sleep 9.0421\", \"blocking\": true, \"timeout\": 1}", 20000};
+                   "{\"command\": \"sleep 9.0421\", \"blocking\": true, \"timeout\": 1}", 20000, NULL};
     call_result r = call(&s);
     assert_string_equal(r.res->status, "timeout");
     assert_in_range(r.elapsed_ms, 900, 2500);
@@ -369,7 +415,7 @@ static void test_deadline_rule(void **state)
 
 static void expect_invalid(const char *tool, const char *args, const char *message)
 {
-    call_spec s = {NULL, 0, tool, args, 5000};
+    call_spec s = {NULL, 0, tool, args, 5000, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     if (r.res->success)
@@ -410,7 +456,7 @@ static void test_message_tools(void **state)
          "{\"status\": \"Awaiting user browser takeover...\"}"},
     };
     for (size_t i = 0; i < 3; i++) {
-        call_spec s = {NULL, 0, cases[i][0], cases[i][1], 5000};
+        call_spec s = {NULL, 0, cases[i][0], cases[i][1], 5000, NULL};
         call_result r = call(&s);
         assert_int_equal(r.err, KX_OK);
         assert_true(r.res->success);
@@ -427,7 +473,7 @@ static void test_shell_sessions(void **state)
     (void)state;
     call_spec s = {NULL, 0, "execute_command",
                    "{\"command\": \"echo first; sleep 30.0431\", \"session_name\": \"bg1\"}",
-                   10000};
+                   10000, NULL};
     call_result r = call(&s);
     assert_true(r.res->success);
     call_result_free(&r);
@@ -477,7 +523,7 @@ static void test_shell_sessions(void **state)
 
 static call_result file_call(const char *tool, const char *args)
 {
-    call_spec s = {NULL, 0, tool, args, 10000};
+    call_spec s = {NULL, 0, tool, args, 10000, NULL};
     return call(&s);
 }
 
@@ -544,7 +590,7 @@ static void test_files_escaping_paths(void **state)
     /* a link inside the workspace that points out of it */
     call_spec s = {NULL, 0, "execute_command",
                    "{\"command\": \"ln -sf /etc out && ln -sf .. up\", \"blocking\": true}",
-                   10000};
+                   10000, NULL};
     call_result r = call(&s);
     assert_true(r.res->success);
     call_result_free(&r);
@@ -636,6 +682,139 @@ static void test_schemas_subject(void **state)
     json_decref(bad);
 }
 
+
+/* ---- task list and expand_message (Postgres, on the executor's database thread) --------- */
+
+static call_result task_call(const char *tool, const char *args)
+{
+    call_spec s = {NULL, 0, tool, args, 10000, NULL};
+    return call(&s);
+}
+
+static const char *task_id(const json_t *out, size_t i)
+{
+    return json_string_value(json_object_get(json_array_get(json_object_get(out, "tasks"), i),
+                                             "id"));
+}
+
+static void test_task_list(void **state)
+{
+    (void)state;
+    call_result r = task_call("view_tasks", "{}");
+    assert_true(r.res->success);
+    assert_string_equal(r.res->output_json, "{\"sections\": [], \"tasks\": []}");
+    call_result_free(&r);
+
+    r = task_call("create_tasks", "{\"sections\": [{\"title\": \"Research\", \"tasks\": "
+                                  "[\"find sources\", \"read them\"]}]}");
+    assert_true(r.res->success);
+    assert_int_equal(json_array_size(json_object_get(r.output, "tasks")), 2);
+    char id0[64], id1[64];
+    snprintf(id0, sizeof id0, "%s", task_id(r.output, 0));
+    snprintf(id1, sizeof id1, "%s", task_id(r.output, 1));
+    call_result_free(&r);
+    /* XML form: the list arrives as text */
+    r = task_call("create_tasks", "{\"section_title\": \"Research\", \"task_contents\": "
+                                  "\"[\\\"write it up\\\"]\"}");
+    assert_true(r.res->success);
+    assert_int_equal(json_array_size(json_object_get(r.output, "sections")), 1);
+    assert_int_equal(json_array_size(json_object_get(r.output, "tasks")), 3);
+    call_result_free(&r);
+
+    char args[300];
+    snprintf(args, sizeof args, "{\"task_ids\": \"%s\", \"status\": \"completed\"}", id0);
+    r = task_call("update_tasks", args);
+    assert_true(r.res->success);
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(json_object_get(r.output, "tasks"), 0), "status")),
+                        "completed");
+    call_result_free(&r);
+    r = task_call("update_tasks", "{\"task_ids\": [\"nope\"], \"status\": \"completed\"}");
+    assert_false(r.res->success);
+    assert_string_equal(r.res->error->message, "update_tasks: no task with id 'nope'");
+    call_result_free(&r);
+    r = task_call("update_tasks", "{\"task_ids\": \"x\", \"status\": \"done\"}");
+    assert_string_equal(r.res->error->code, "invalid_argument");
+    assert_non_null(strstr(r.res->error->message, "'status' must be one of"));
+    call_result_free(&r);
+
+    snprintf(args, sizeof args, "{\"task_ids\": [\"%s\"]}", id1);
+    r = task_call("delete_tasks", args);
+    assert_true(r.res->success);
+    assert_int_equal(json_array_size(json_object_get(r.output, "tasks")), 2);
+    call_result_free(&r);
+
+    r = task_call("clear_all", "{\"confirm\": false}");
+    assert_false(r.res->success);
+    assert_non_null(strstr(r.res->error->message, "confirm"));
+    call_result_free(&r);
+
+    /* stored as Kortix does: one task_list message of the thread, not for the LLM */
+    r = task_call("view_tasks", "{}");
+    assert_int_equal(json_array_size(json_object_get(r.output, "tasks")), 2);
+    call_result_free(&r);
+
+    /* ten concurrent creates on the thread: none lost */
+    bg_call calls[10];
+    pthread_t th[10];
+    for (int i = 0; i < 10; i++) {
+        memset(&calls[i], 0, sizeof calls[i]);
+        calls[i].spec = (call_spec){NULL, 0, "create_tasks",
+                                    "{\"task_contents\": [\"parallel\"]}", 10000, NULL};
+        assert_int_equal(pthread_create(&th[i], NULL, bg_call_thread, &calls[i]), 0);
+    }
+    for (int i = 0; i < 10; i++) {
+        assert_int_equal(pthread_join(th[i], NULL), 0);
+        assert_true(calls[i].r.res->success);
+        call_result_free(&calls[i].r);
+    }
+    r = task_call("view_tasks", "{}");
+    assert_int_equal(json_array_size(json_object_get(r.output, "tasks")), 12);
+    call_result_free(&r);
+    r = task_call("clear_all", "{\"confirm\": \"true\"}");
+    assert_true(r.res->success);
+    assert_string_equal(r.res->output_json, "{\"sections\": [], \"tasks\": []}");
+    call_result_free(&r);
+
+    /* another account's thread: refused, nothing written there */
+    call_spec s = {NULL, 0, "create_tasks", "{\"task_contents\": [\"x\"]}", 10000,
+                   g_other_thread};
+    r = call(&s);
+    assert_false(r.res->success);
+    assert_string_equal(r.res->error->code, "not_found");
+    call_result_free(&r);
+}
+
+static void test_expand_message(void **state)
+{
+    (void)state;
+    char mine[KX_UUID_LEN + 1], theirs[KX_UUID_LEN + 1], sql[1200];
+    kx_uuid_new(mine);
+    kx_uuid_new(theirs);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO messages (message_id, thread_id, account_id, type, content) VALUES "
+             "('%s', '%s', '%s', 'user', '\"{\\\"role\\\": \\\"user\\\", \\\"content\\\": "
+             "\\\"the long original\\\"}\"');"
+             "INSERT INTO messages (message_id, thread_id, account_id, type, content) "
+             "SELECT '%s', '%s', account_id, 'user', '{\"role\": \"user\", \"content\": "
+             "\"secret\"}' FROM threads WHERE thread_id = '%s';",
+             mine, g_thread, g_account, theirs, g_other_thread, g_other_thread);
+    assert_int_equal(sql_exec(sql), KX_OK);
+    char args[128];
+    snprintf(args, sizeof args, "{\"message_id\": \"%s\"}", mine);
+    call_result r = task_call("expand_message", args);
+    assert_true(r.res->success);
+    assert_string_equal(r.res->output_json, "{\"status\": \"Message expanded successfully.\", "
+                                            "\"message\": \"the long original\"}");
+    call_result_free(&r);
+    snprintf(args, sizeof args, "{\"message_id\": \"%s\"}", theirs);
+    r = task_call("expand_message", args); /* another thread's message */
+    assert_false(r.res->success);
+    assert_string_equal(r.res->error->code, "not_found");
+    assert_null(strstr(r.res->error->message, "secret"));
+    call_result_free(&r);
+}
+
 /* ---- many calls, some hanging ------------------------------------------------------------ */
 
 #define NCALLS 50
@@ -672,7 +851,7 @@ static void test_fifty_calls_ten_hanging(void **state)
                 snprintf(args[i], sizeof args[i], "{}");
         }
         memset(&calls[i], 0, sizeof calls[i]);
-        calls[i].spec = (call_spec){NULL, 0, tool, args[i], 20000};
+        calls[i].spec = (call_spec){NULL, 0, tool, args[i], 20000, NULL};
         assert_int_equal(pthread_create(&th[i], NULL, bg_call_thread, &calls[i]), 0);
     }
     int hung = 0;
@@ -729,7 +908,7 @@ static void test_breaker(void **state)
     (void)state;
     kx_th_kill(g_broker); /* the sandbox goes away */
     g_broker = 0;
-    call_spec s = {NULL, 0, "list_commands", "{}", 5000};
+    call_spec s = {NULL, 0, "list_commands", "{}", 5000, NULL};
     for (int i = 0; i < 5; i++) {
         call_result r = call(&s);
         assert_string_equal(r.res->status, "unavailable");
@@ -779,6 +958,8 @@ int main(void)
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_files_escaping_paths),
         cmocka_unit_test(test_schemas_subject),
+        cmocka_unit_test(test_task_list),
+        cmocka_unit_test(test_expand_message),
         cmocka_unit_test(test_fifty_calls_ten_hanging),
         cmocka_unit_test(test_breaker), /* last: it restarts the broker */
     };
