@@ -23,6 +23,11 @@ const kx_db_stmt te_db_stmts[] = {
     {"task_list_insert", "INSERT INTO messages (thread_id, account_id, type, is_llm_message, "
                          "content, metadata) VALUES ($1::uuid, $2::uuid, 'task_list', false, "
                          "$3::jsonb, '{}'::jsonb)"},
+    /* view_tasks in one round trip: a row iff the thread is the account's; the list or NULLs */
+    {"task_list_view", "SELECT m.message_id, m.content FROM threads t LEFT JOIN LATERAL "
+                       "(SELECT message_id, content FROM messages WHERE thread_id = t.thread_id "
+                       "AND type = 'task_list' ORDER BY created_at LIMIT 1) m ON true "
+                       "WHERE t.thread_id = $1::uuid AND t.account_id = $2::uuid"},
     {"message_get", "SELECT content FROM messages WHERE message_id = $1::uuid AND "
                     "thread_id = $2::uuid"},
     KX_DB_STMT_END,

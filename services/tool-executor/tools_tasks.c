@@ -21,9 +21,43 @@ static void db_failed(te_dbjob *j, kx_db *db, kx_err err, const char *what)
     snprintf(j->why, sizeof j->why, "the database failed %s: %s", what, kx_db_last_error(db));
 }
 
+/* view_tasks: one statement (the thread's ownership and its list). */
+static void view_run(kx_db *db, te_dbjob *j)
+{
+    kx_err err = KX_OK;
+    const char *owner[] = {j->thread_id, j->account_id};
+    PGresult *r = kx_db_exec(db, "task_list_view", 2, owner, &err);
+    if (r == NULL) {
+        db_failed(j, db, err, "reading the task list");
+        return;
+    }
+    if (PQntuples(r) != 1) {
+        PQclear(r);
+        j->err = KX_ERR_NOT_FOUND;
+        snprintf(j->why, sizeof j->why, "thread %s is not the run's account's", j->thread_id);
+        return;
+    }
+    json_t *state = PQgetisnull(r, 0, 1) ? NULL
+                                         : json_loads(PQgetvalue(r, 0, 1), JSON_DECODE_ANY, NULL);
+    PQclear(r);
+    if (json_is_string(state)) {
+        json_t *inner = json_loads(json_string_value(state), 0, NULL);
+        json_decref(state);
+        state = inner;
+    }
+    if (state == NULL)
+        state = te_tasks_empty();
+    j->err = te_tasks_apply(j->tool, j->args, &state, &j->output, j->why, sizeof j->why);
+    json_decref(state);
+}
+
 static void tasks_run(kx_db *db, te_dbjob *j)
 {
     bool writes = te_tasks_writes(j->tool);
+    if (!writes) {
+        view_run(db, j);
+        return;
+    }
     kx_err err = KX_OK;
     if (writes && kx_db_begin(db) != KX_OK) {
         db_failed(j, db, KX_ERR_UNAVAILABLE, "to begin");
