@@ -203,6 +203,19 @@ static bool args_valid(te_call *c, te_outcome *o)
     return true;
 }
 
+/* An MCP tool's arguments: a JSON object (its schema is the server's). */
+static bool mcp_args(te_call *c, te_outcome *o)
+{
+    const char *text = c->call->arguments_json;
+    c->args = kx_pb_str_empty(text) ? json_object() : json_loads(text, 0, NULL);
+    if (!json_is_object(c->args)) {
+        te_outcome_error(o, KX_ERR_INVALID, "%s: the arguments must be a JSON object",
+                         c->call->tool_name ? c->call->tool_name : "?");
+        return false;
+    }
+    return true;
+}
+
 /* The run's STOPs and epochs (runs.h): false with o set when the call must not run. */
 static bool run_may_call(te_executor *ex, te_call *c, te_outcome *o)
 {
@@ -253,6 +266,13 @@ static void on_tool_call(natsMsg *msg, void *arg)
         te_outcome_error(&o, KX_ERR_TIMEOUT, "the call's deadline has already passed");
     } else if (kx_pb_str_empty(c->call->call_id)) {
         te_outcome_error(&o, KX_ERR_INVALID, "call_id is required");
+    } else if (c->call->mcp != NULL && (!kx_pb_str_empty(c->call->mcp->server) ||
+                                         !kx_pb_str_empty(c->call->mcp->server_json))) {
+        c->tool = &te_mcp_tool; /* an agent's MCP tool: tool_mcp.c */
+        if (run_may_call(ex, c, &o) && mcp_args(c, &o)) {
+            c->tool->start(c);
+            return;
+        }
     } else if ((c->tool = te_registry_find(c->call->tool_name)) == NULL) {
         te_outcome_error(&o, KX_ERR_NOT_FOUND, "Tool function '%s' not found",
                          c->call->tool_name ? c->call->tool_name : "");

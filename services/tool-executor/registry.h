@@ -59,6 +59,10 @@ extern const size_t te_message_tools_n;
 extern const te_tool te_task_tools[]; /* tools_tasks.c: task list, expand_message */
 extern const size_t te_task_tools_n;
 
+/* tool_mcp.c: every call that carries an McpRoute (not in the catalogue: its schema is the
+ * MCP server's) */
+extern const te_tool te_mcp_tool;
+
 /* tool_execute_command.c */
 void te_execute_command_start(te_call *c);
 void te_execute_command_abort(te_call *c, te_outcome *o);

@@ -35,7 +35,8 @@ static kx_th_nats g_nats;
 static kx_th_pg g_pg;
 static char g_db_env[300];
 static char g_account[KX_UUID_LEN + 1], g_thread[KX_UUID_LEN + 1], g_other_thread[KX_UUID_LEN + 1];
-static pid_t g_broker, g_executor;
+static pid_t g_broker, g_executor, g_proxy;
+static char g_mcp_env[600];
 static char g_root[512];
 static char g_project[KX_UUID_LEN + 1];
 static kx_bus *g_bus;
@@ -124,9 +125,16 @@ static int group_setup(void **state)
     snprintf(g_db_env, sizeof g_db_env, "KX_DATABASE_URL=%s", g_pg.url);
     const char *exec_env[] = {"KX_DRAIN_TIMEOUT_MS=2000", "KX_TOOL_BREAKER_OPEN_MS=1500",
                               "KX_SANDBOX_TOOL_TIMEOUT_S=4", g_db_env, NULL};
+    snprintf(g_mcp_env, sizeof g_mcp_env,
+             "KX_MCP_SERVERS={\"everything\": {\"command\": \"node\", \"args\": [\"%s\", "
+             "\"stdio\"]}}",
+             KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/"
+                           "index.js");
+    const char *proxy_env[] = {g_mcp_env, NULL};
+    g_proxy = start_service("mcp-proxy", proxy_env);
     g_broker = start_service("sandbox-broker", broker_env);
     g_executor = start_service("tool-executor", exec_env);
-    if (g_broker == 0 || g_executor == 0)
+    if (g_broker == 0 || g_executor == 0 || g_proxy == 0)
         return -1;
     if (kx_bus_connect(g_nats.url, "it-tools", &g_bus) != KX_OK)
         return -1;
@@ -143,6 +151,8 @@ static int group_teardown(void **state)
         kx_th_kill(g_executor);
     if (g_broker > 0)
         kx_th_kill(g_broker);
+    if (g_proxy > 0)
+        kx_th_kill(g_proxy);
     kx_th_nats_stop(&g_nats);
     kx_th_pg_stop(&g_pg);
     kx_th_rmrf(g_tmp);
@@ -173,6 +183,7 @@ typedef struct call_spec {
     const char *args;
     int64_t deadline_ms;
     const char *thread_id; /* NULL: the account's thread */
+    const char *mcp_tool;  /* set: an MCP tool of the server "everything" */
 } call_spec;
 
 static call_result call(const call_spec *s)
@@ -190,6 +201,12 @@ static call_result call(const call_spec *s)
     tc.thread_id = (char *)(s->thread_id != NULL ? s->thread_id : g_thread);
     tc.tool_name = (char *)s->tool;
     tc.arguments_json = (char *)s->args;
+    Kx__V1__McpRoute route = KX__V1__MCP_ROUTE__INIT;
+    if (s->mcp_tool != NULL) {
+        route.server = "everything";
+        route.tool = (char *)s->mcp_tool;
+        tc.mcp = &route;
+    }
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, kx_deadline_in(s->deadline_ms), g_project);
     natsMsg *reply = NULL;
@@ -237,7 +254,7 @@ static void test_stop_before_call(void **state)
     stop_run(run, 0, "stopped by user");
     usleep(100 * 1000); /* the STOP is processed first (the bus does not order subjects) */
     call_spec s = {run, 1, "execute_command",
-                   "{\"command\": \"touch stopped-ran; sleep 7.0411\", \"blocking\": true}", 20000, NULL};
+                   "{\"command\": \"touch stopped-ran; sleep 7.0411\", \"blocking\": true}", 20000, NULL, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_false(r.res->success);
@@ -274,7 +291,7 @@ static void test_stop_during_call(void **state)
     bg_call b = {.spec = {run, 3, "execute_command",
                           "{\"command\": \"sleep 30.0412\", \"blocking\": true, "
                           "\"timeout\": 60}",
-                          20000, NULL}};
+                          20000, NULL, NULL}};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, bg_call_thread, &b), 0);
     for (int i = 0; i < 300 && process_gone("30.0412"); i++)
@@ -294,7 +311,7 @@ static void test_stop_during_call(void **state)
 
     /* the retry's new lease (epoch 4) is not fenced by that STOP */
     call_spec s = {run, 4, "execute_command", "{\"command\": \"echo again\", \"blocking\": true}",
-                   10000, NULL};
+                   10000, NULL, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
@@ -308,7 +325,7 @@ static void test_stale_epoch_refused(void **state)
     char run[KX_UUID_LEN + 1];
     kx_uuid_new(run);
     call_spec s = {run, 2, "execute_command",
-                   "{\"command\": \"echo epoch2\", \"blocking\": true}", 10000, NULL};
+                   "{\"command\": \"echo epoch2\", \"blocking\": true}", 10000, NULL, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
@@ -340,7 +357,7 @@ static void test_escaped_output_fits_the_bus(void **state)
     call_spec s = {NULL, 0, "execute_command",
                    "{\"command\": \"printf START; head -c 700000 /dev/zero | tr '\\\\0' "
                    "'\\\\001'; printf END\", \"blocking\": true, \"timeout\": 30}",
-                   30000, NULL};
+                   30000, NULL, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK); /* before: the reply was refused by NATS -> a timeout */
     assert_true(r.res->success);
@@ -362,7 +379,7 @@ static void test_status_values(void **state)
 {
     (void)state;
     call_spec s = {NULL, 0, "execute_command", "{\"command\": \"exit 4\", \"blocking\": true}",
-                   10000, NULL};
+                   10000, NULL, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_false(r.res->success);
@@ -386,7 +403,7 @@ static void test_deadline_rule(void **state)
     (void)state;
     /* own timeout 1 s < class 4 s < call 20 s */
     call_spec s = {NULL, 0, "execute_command",
-                   "{\"command\": \"sleep 9.0421\", \"blocking\": true, \"timeout\": 1}", 20000, NULL};
+                   "{\"command\": \"sleep 9.0421\", \"blocking\": true, \"timeout\": 1}", 20000, NULL, NULL};
     call_result r = call(&s);
     assert_string_equal(r.res->status, "timeout");
     assert_in_range(r.elapsed_ms, 900, 2500);
@@ -415,7 +432,7 @@ static void test_deadline_rule(void **state)
 
 static void expect_invalid(const char *tool, const char *args, const char *message)
 {
-    call_spec s = {NULL, 0, tool, args, 5000, NULL};
+    call_spec s = {NULL, 0, tool, args, 5000, NULL, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     if (r.res->success)
@@ -456,7 +473,7 @@ static void test_message_tools(void **state)
          "{\"status\": \"Awaiting user browser takeover...\"}"},
     };
     for (size_t i = 0; i < 3; i++) {
-        call_spec s = {NULL, 0, cases[i][0], cases[i][1], 5000, NULL};
+        call_spec s = {NULL, 0, cases[i][0], cases[i][1], 5000, NULL, NULL};
         call_result r = call(&s);
         assert_int_equal(r.err, KX_OK);
         assert_true(r.res->success);
@@ -473,7 +490,7 @@ static void test_shell_sessions(void **state)
     (void)state;
     call_spec s = {NULL, 0, "execute_command",
                    "{\"command\": \"echo first; sleep 30.0431\", \"session_name\": \"bg1\"}",
-                   10000, NULL};
+                   10000, NULL, NULL};
     call_result r = call(&s);
     assert_true(r.res->success);
     call_result_free(&r);
@@ -523,7 +540,7 @@ static void test_shell_sessions(void **state)
 
 static call_result file_call(const char *tool, const char *args)
 {
-    call_spec s = {NULL, 0, tool, args, 10000, NULL};
+    call_spec s = {NULL, 0, tool, args, 10000, NULL, NULL};
     return call(&s);
 }
 
@@ -590,7 +607,7 @@ static void test_files_escaping_paths(void **state)
     /* a link inside the workspace that points out of it */
     call_spec s = {NULL, 0, "execute_command",
                    "{\"command\": \"ln -sf /etc out && ln -sf .. up\", \"blocking\": true}",
-                   10000, NULL};
+                   10000, NULL, NULL};
     call_result r = call(&s);
     assert_true(r.res->success);
     call_result_free(&r);
@@ -687,7 +704,7 @@ static void test_schemas_subject(void **state)
 
 static call_result task_call(const char *tool, const char *args)
 {
-    call_spec s = {NULL, 0, tool, args, 10000, NULL};
+    call_spec s = {NULL, 0, tool, args, 10000, NULL, NULL};
     return call(&s);
 }
 
@@ -760,7 +777,7 @@ static void test_task_list(void **state)
     for (int i = 0; i < 10; i++) {
         memset(&calls[i], 0, sizeof calls[i]);
         calls[i].spec = (call_spec){NULL, 0, "create_tasks",
-                                    "{\"task_contents\": [\"parallel\"]}", 10000, NULL};
+                                    "{\"task_contents\": [\"parallel\"]}", 10000, NULL, NULL};
         assert_int_equal(pthread_create(&th[i], NULL, bg_call_thread, &calls[i]), 0);
     }
     for (int i = 0; i < 10; i++) {
@@ -778,7 +795,7 @@ static void test_task_list(void **state)
 
     /* another account's thread: refused, nothing written there */
     call_spec s = {NULL, 0, "create_tasks", "{\"task_contents\": [\"x\"]}", 10000,
-                   g_other_thread};
+                   g_other_thread, NULL};
     r = call(&s);
     assert_false(r.res->success);
     assert_string_equal(r.res->error->code, "not_found");
@@ -812,6 +829,57 @@ static void test_expand_message(void **state)
     assert_false(r.res->success);
     assert_string_equal(r.res->error->code, "not_found");
     assert_null(strstr(r.res->error->message, "secret"));
+    call_result_free(&r);
+}
+
+
+/* ---- MCP tools through the mcp-proxy to a real MCP server (server-everything, stdio) ------ */
+
+static void test_mcp_tool(void **state)
+{
+    (void)state;
+    call_spec s = {NULL, 0, "echo", "{\"message\": \"through the proxy\"}", 20000, NULL,
+                   "echo"};
+    call_result r = call(&s);
+    assert_int_equal(r.err, KX_OK);
+    if (!r.res->success)
+        fail_msg("echo: %s", r.res->error ? r.res->error->message : r.res->output_json);
+    assert_string_equal(r.res->status, "ok");
+    assert_non_null(strstr(r.res->output_json, "through the proxy"));
+    call_result_free(&r);
+
+    /* the call's deadline (what is left of the run) bounds a slow MCP tool; the proxy is told */
+    s = (call_spec){NULL, 0, "trigger-long-running-operation", "{\"duration\": 20, \"steps\": 20}", 2000,
+                    NULL, "trigger-long-running-operation"};
+    r = call(&s);
+    assert_int_equal(r.err, KX_OK);
+    if (strcmp(r.res->status, "timeout") != 0)
+        fail_msg("long: %s %s", r.res->status,
+                 r.res->error ? r.res->error->message : r.res->output_json);
+    assert_true(r.elapsed_ms < 2000);
+    call_result_free(&r);
+
+    /* STOP during an MCP call: cancelled at once */
+    char run[KX_UUID_LEN + 1];
+    kx_uuid_new(run);
+    bg_call b = {.spec = {run, 1, "trigger-long-running-operation", "{\"duration\": 20, \"steps\": 20}",
+                          20000, NULL, "trigger-long-running-operation"}};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bg_call_thread, &b), 0);
+    usleep(700 * 1000);
+    int64_t t0 = kx_mono_ms();
+    stop_run(run, 0, "stopped by user");
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_string_equal(b.r.res->status, "cancelled");
+    assert_true(kx_mono_ms() - t0 < 1500);
+    call_result_free(&b.r);
+
+    /* an unknown tool of the server: the proxy's error, not a timeout */
+    s = (call_spec){NULL, 0, "nope", "{}", 10000, NULL, "no-such-tool"};
+    r = call(&s);
+    assert_int_equal(r.err, KX_OK);
+    assert_false(r.res->success);
+    assert_string_equal(r.res->status, "error");
     call_result_free(&r);
 }
 
@@ -851,7 +919,7 @@ static void test_fifty_calls_ten_hanging(void **state)
                 snprintf(args[i], sizeof args[i], "{}");
         }
         memset(&calls[i], 0, sizeof calls[i]);
-        calls[i].spec = (call_spec){NULL, 0, tool, args[i], 20000, NULL};
+        calls[i].spec = (call_spec){NULL, 0, tool, args[i], 20000, NULL, NULL};
         assert_int_equal(pthread_create(&th[i], NULL, bg_call_thread, &calls[i]), 0);
     }
     int hung = 0;
@@ -908,7 +976,7 @@ static void test_breaker(void **state)
     (void)state;
     kx_th_kill(g_broker); /* the sandbox goes away */
     g_broker = 0;
-    call_spec s = {NULL, 0, "list_commands", "{}", 5000, NULL};
+    call_spec s = {NULL, 0, "list_commands", "{}", 5000, NULL, NULL};
     for (int i = 0; i < 5; i++) {
         call_result r = call(&s);
         assert_string_equal(r.res->status, "unavailable");
@@ -932,6 +1000,13 @@ static void test_breaker(void **state)
     free(m);
 
     const char *broker_env[] = {g_broker_env_root, NULL};
+    snprintf(g_mcp_env, sizeof g_mcp_env,
+             "KX_MCP_SERVERS={\"everything\": {\"command\": \"node\", \"args\": [\"%s\", "
+             "\"stdio\"]}}",
+             KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/"
+                           "index.js");
+    const char *proxy_env[] = {g_mcp_env, NULL};
+    g_proxy = start_service("mcp-proxy", proxy_env);
     g_broker = start_service("sandbox-broker", broker_env);
     assert_true(g_broker > 0);
     usleep(1600 * 1000); /* KX_TOOL_BREAKER_OPEN_MS=1500: half-open, one probe */
@@ -960,6 +1035,7 @@ int main(void)
         cmocka_unit_test(test_schemas_subject),
         cmocka_unit_test(test_task_list),
         cmocka_unit_test(test_expand_message),
+        cmocka_unit_test(test_mcp_tool),
         cmocka_unit_test(test_fifty_calls_ten_hanging),
         cmocka_unit_test(test_breaker), /* last: it restarts the broker */
     };
