@@ -14,8 +14,8 @@
 
 /* ---- checking a schema ----------------------------------------------------------------- */
 
-static const char *const type_names[] = {"object",  "array",   "string", "integer",
-                                         "number",  "boolean", "null"};
+static const char *const type_names[] = {"object", "array",   "string", "integer",
+                                         "number", "boolean", "null"};
 
 static bool known_type(const char *t)
 {
@@ -41,7 +41,8 @@ static kx_err check_node(const json_t *s, const char *where, int depth, char *wh
     const char *key;
     const json_t *v;
     char sub[256];
-    json_object_foreach ((json_t *)s, key, v) {
+    json_object_foreach((json_t *)s, key, v)
+    {
         if (strcmp(key, "description") == 0 || strcmp(key, "title") == 0 ||
             strcmp(key, "default") == 0 || strcmp(key, "examples") == 0)
             continue;
@@ -52,7 +53,8 @@ static kx_err check_node(const json_t *s, const char *where, int depth, char *wh
             } else if (json_is_array(v) && json_array_size(v) > 0) {
                 size_t i;
                 const json_t *t;
-                json_array_foreach (v, i, t) {
+                json_array_foreach(v, i, t)
+                {
                     if (!json_is_string(t) || !known_type(json_string_value(t)))
                         return bad(why, whylen, where, "unknown type in the type list");
                 }
@@ -64,7 +66,8 @@ static kx_err check_node(const json_t *s, const char *where, int depth, char *wh
                 return bad(why, whylen, where, "'properties' must be an object");
             const char *pk;
             const json_t *pv;
-            json_object_foreach ((json_t *)v, pk, pv) {
+            json_object_foreach((json_t *)v, pk, pv)
+            {
                 snprintf(sub, sizeof sub, "%s.properties.%.64s", where, pk);
                 kx_err e = check_node(pv, sub, depth + 1, why, whylen);
                 if (e != KX_OK)
@@ -75,7 +78,8 @@ static kx_err check_node(const json_t *s, const char *where, int depth, char *wh
                 return bad(why, whylen, where, "'required' must be a list of names");
             size_t i;
             const json_t *n;
-            json_array_foreach (v, i, n) {
+            json_array_foreach(v, i, n)
+            {
                 if (!json_is_string(n))
                     return bad(why, whylen, where, "'required' must be a list of names");
             }
@@ -237,7 +241,8 @@ static void print_expected_types(const json_t *t, char *out, size_t outlen)
     size_t i;
     const json_t *e;
     out[0] = '\0';
-    json_array_foreach (t, i, e) {
+    json_array_foreach(t, i, e)
+    {
         int k = snprintf(out + used, outlen - used, "%s%s", i ? " or " : "", json_string_value(e));
         if (k < 0 || (size_t)k >= outlen - used)
             break;
@@ -356,13 +361,15 @@ static kx_err validate_enum(vctx *x, const json_t *s, const json_t *v, const cha
         return KX_OK;
     size_t i;
     const json_t *opt;
-    json_array_foreach (e, i, opt) {
+    json_array_foreach(e, i, opt)
+    {
         if (json_equal((json_t *)opt, (json_t *)v))
             return KX_OK;
     }
     char list[240] = "", got[48];
     size_t used = 0;
-    json_array_foreach (e, i, opt) {
+    json_array_foreach(e, i, opt)
+    {
         char one[48];
         short_json(opt, one, sizeof one);
         int k = snprintf(list + used, sizeof list - used, "%s%s", i ? ", " : "", one);
@@ -388,7 +395,8 @@ static bool is_required(const json_t *req, const char *key)
 {
     size_t i;
     const json_t *n;
-    json_array_foreach (req, i, n) {
+    json_array_foreach(req, i, n)
+    {
         if (strcmp(json_string_value(n), key) == 0)
             return true;
     }
@@ -404,7 +412,8 @@ static bool allows_null(const json_t *s)
         return strcmp(json_string_value(t), "null") == 0;
     size_t i;
     const json_t *e;
-    json_array_foreach (t, i, e) {
+    json_array_foreach(t, i, e)
+    {
         if (strcmp(json_string_value(e), "null") == 0)
             return true;
     }
@@ -421,7 +430,8 @@ static kx_err validate_object(vctx *x, const json_t *s, json_t *obj, const char 
     char sub[400];
     size_t i;
     const json_t *name;
-    json_array_foreach (req, i, name) {
+    json_array_foreach(req, i, name)
+    {
         if (json_object_get(obj, json_string_value(name)) == NULL) {
             join_path(sub, sizeof sub, path, json_string_value(name));
             snprintf(x->why, x->whylen, "'%s' is required", sub);
@@ -431,7 +441,8 @@ static kx_err validate_object(vctx *x, const json_t *s, json_t *obj, const char 
     const char *key;
     json_t *val;
     void *tmp;
-    json_object_foreach_safe (obj, tmp, key, val) {
+    json_object_foreach_safe(obj, tmp, key, val)
+    {
         const json_t *ps = props != NULL ? json_object_get(props, key) : NULL;
         join_path(sub, sizeof sub, path, key);
         if ((x->flags & KX_JS_COERCE) && json_is_null(val) && !is_required(req, key) &&

@@ -12,11 +12,11 @@
 #define REQUEST_MS 5000
 
 typedef struct entry {
-    char *key;        /* agentpress_tools JSON; "" = every tool */
-    json_t *tools;    /* the executor's answer, or NULL */
-    int64_t fetched;  /* kx_mono_ms of the answer */
+    char *key;       /* agentpress_tools JSON; "" = every tool */
+    json_t *tools;   /* the executor's answer, or NULL */
+    int64_t fetched; /* kx_mono_ms of the answer */
     bool in_flight;
-    int64_t asked;    /* kx_mono_ms of the last request */
+    int64_t asked; /* kx_mono_ms of the last request */
 } entry;
 
 static kx_bus_async *g_ab;
@@ -60,7 +60,7 @@ static void on_reply(kx_err err, natsMsg *reply, void *arg)
     } else {
         kx_warn("runner: the tool-executor's schemas were refused: %s",
                 r != NULL && r->error != NULL && r->error->message ? r->error->message
-                                                                    : "not a tool list");
+                                                                   : "not a tool list");
         json_decref(tools);
     }
     kx_pb_free(r);

@@ -228,9 +228,7 @@ static bool run_may_call(te_executor *ex, te_call *c, te_outcome *o)
                                           "Tool calls aborted because their run was stopped"),
                        1);
         return false;
-    case TE_RUN_STALE:
-        te_outcome_error(o, KX_ERR_CONFLICT, "%s", why);
-        return false;
+    case TE_RUN_STALE: te_outcome_error(o, KX_ERR_CONFLICT, "%s", why); return false;
     }
     return true;
 }
@@ -266,8 +264,9 @@ static void on_tool_call(natsMsg *msg, void *arg)
         te_outcome_error(&o, KX_ERR_TIMEOUT, "the call's deadline has already passed");
     } else if (kx_pb_str_empty(c->call->call_id)) {
         te_outcome_error(&o, KX_ERR_INVALID, "call_id is required");
-    } else if (c->call->mcp != NULL && (!kx_pb_str_empty(c->call->mcp->server) ||
-                                         !kx_pb_str_empty(c->call->mcp->server_json))) {
+    } else if (c->call->mcp != NULL &&
+               (!kx_pb_str_empty(c->call->mcp->server) ||
+                !kx_pb_str_empty(c->call->mcp->server_json))) {
         c->tool = &te_mcp_tool; /* an agent's MCP tool: tool_mcp.c */
         if (run_may_call(ex, c, &o) && mcp_args(c, &o)) {
             c->tool->start(c);

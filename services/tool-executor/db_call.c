@@ -13,23 +13,29 @@
 
 const kx_db_stmt te_db_stmts[] = {
     /* the thread, if it is the account's; locked so that task list changes are serialized */
-    {"thread_lock", "SELECT 1 FROM threads WHERE thread_id = $1::uuid AND account_id = $2::uuid "
-                    "FOR UPDATE"},
+    {"thread_lock",
+     "SELECT 1 FROM threads WHERE thread_id = $1::uuid AND account_id = $2::uuid "
+     "FOR UPDATE"},
     {"thread_check", "SELECT 1 FROM threads WHERE thread_id = $1::uuid AND account_id = $2::uuid"},
-    {"task_list_get", "SELECT message_id, content FROM messages WHERE thread_id = $1::uuid "
-                      "AND type = 'task_list' ORDER BY created_at LIMIT 1"},
-    {"task_list_update", "UPDATE messages SET content = $2::jsonb, updated_at = clock_timestamp() "
-                         "WHERE message_id = $1::uuid"},
-    {"task_list_insert", "INSERT INTO messages (thread_id, account_id, type, is_llm_message, "
-                         "content, metadata) VALUES ($1::uuid, $2::uuid, 'task_list', false, "
-                         "$3::jsonb, '{}'::jsonb)"},
+    {"task_list_get",
+     "SELECT message_id, content FROM messages WHERE thread_id = $1::uuid "
+     "AND type = 'task_list' ORDER BY created_at LIMIT 1"},
+    {"task_list_update",
+     "UPDATE messages SET content = $2::jsonb, updated_at = clock_timestamp() "
+     "WHERE message_id = $1::uuid"},
+    {"task_list_insert",
+     "INSERT INTO messages (thread_id, account_id, type, is_llm_message, "
+     "content, metadata) VALUES ($1::uuid, $2::uuid, 'task_list', false, "
+     "$3::jsonb, '{}'::jsonb)"},
     /* view_tasks in one round trip: a row iff the thread is the account's; the list or NULLs */
-    {"task_list_view", "SELECT m.message_id, m.content FROM threads t LEFT JOIN LATERAL "
-                       "(SELECT message_id, content FROM messages WHERE thread_id = t.thread_id "
-                       "AND type = 'task_list' ORDER BY created_at LIMIT 1) m ON true "
-                       "WHERE t.thread_id = $1::uuid AND t.account_id = $2::uuid"},
-    {"message_get", "SELECT content FROM messages WHERE message_id = $1::uuid AND "
-                    "thread_id = $2::uuid"},
+    {"task_list_view",
+     "SELECT m.message_id, m.content FROM threads t LEFT JOIN LATERAL "
+     "(SELECT message_id, content FROM messages WHERE thread_id = t.thread_id "
+     "AND type = 'task_list' ORDER BY created_at LIMIT 1) m ON true "
+     "WHERE t.thread_id = $1::uuid AND t.account_id = $2::uuid"},
+    {"message_get",
+     "SELECT content FROM messages WHERE message_id = $1::uuid AND "
+     "thread_id = $2::uuid"},
     KX_DB_STMT_END,
 };
 
@@ -119,8 +125,9 @@ void te_db_call(te_call *c, void (*run)(kx_db *db, te_dbjob *j))
         return;
     }
     if (!kx_uuid_valid(c->call->thread_id) || !kx_uuid_valid(c->call->account_id)) {
-        te_outcome_error(&o, KX_ERR_INVALID, "%s: the call's thread_id and account_id must be "
-                                             "UUIDs",
+        te_outcome_error(&o, KX_ERR_INVALID,
+                         "%s: the call's thread_id and account_id must be "
+                         "UUIDs",
                          c->tool->name);
         te_call_finish(c, &o);
         return;

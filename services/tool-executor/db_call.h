@@ -16,17 +16,17 @@
 
 typedef struct te_dbjob te_dbjob;
 struct te_dbjob {
-    te_call *c;        /* NULL once the call was answered without this job */
-    kx_timer *timer;   /* the call's deadline */
+    te_call *c;      /* NULL once the call was answered without this job */
+    kx_timer *timer; /* the call's deadline */
     char tool[48];
     char thread_id[KX_UUID_LEN + 1];
     char account_id[KX_UUID_LEN + 1];
-    json_t *args;      /* a copy of the validated arguments */
+    json_t *args; /* a copy of the validated arguments */
     void (*run)(kx_db *db, te_dbjob *j);
     /* set by run (on the worker thread): */
-    json_t *output;    /* success: the output (owned) */
-    kx_err err;        /* failure: its kind ... */
-    char why[400];     /* ... and message */
+    json_t *output; /* success: the output (owned) */
+    kx_err err;     /* failure: its kind ... */
+    char why[400];  /* ... and message */
 };
 
 /* The prepared statements of the executor's database connection. */

@@ -48,15 +48,15 @@ typedef struct te_executor {
     natsSubscription *ctl_sub; /* kx.run.ctl.>: STOP aborts a run's calls (control.c) */
     te_call *calls;            /* calls in flight (doubly linked) */
     size_t ncalls;
-    struct te_kill *kills; /* kill requests awaiting their reply (tool_execute_command.c) */
-    struct te_runs *runs;  /* epochs seen and STOPs remembered (runs.h) */
+    struct te_kill *kills;        /* kill requests awaiting their reply (tool_execute_command.c) */
+    struct te_runs *runs;         /* epochs seen and STOPs remembered (runs.h) */
     struct te_breakers *breakers; /* one circuit breaker per dependency (breakers.c) */
     struct kx_db_worker *db;      /* Postgres on its own thread (db_call.c); NULL: none */
     natsSubscription *schemas_sub; /* kx.tool.schemas (schemas.c) */
-    size_t result_budget;  /* bytes an output_json may take (result_cap.h) */
+    size_t result_budget;          /* bytes an output_json may take (result_cap.h) */
     bool draining;
     atomic_bool subscribed; /* every subscription made: /readyz says ready (main.c) */
-    kx_timer *abort_timer; /* drain: answers what is still in flight before the drain ends */
+    kx_timer *abort_timer;  /* drain: answers what is still in flight before the drain ends */
 } te_executor;
 
 typedef struct te_tool te_tool;
@@ -77,8 +77,8 @@ struct te_call {
     uint64_t req_id;
     bool req_active;
     void (*reply_fn)(te_call *c, kx_err err, natsMsg *reply);
-    const char *req_dep;    /* the dependency's breaker name (static or the breaker's) */
-    int64_t req_timeout_s;  /* for "timed out after N s" */
+    const char *req_dep;   /* the dependency's breaker name (static or the breaker's) */
+    int64_t req_timeout_s; /* for "timed out after N s" */
 };
 
 /* rpc.c — a request from a tool to a dependency (sandbox-broker, mcp-proxy) within the call's

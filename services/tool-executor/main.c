@@ -38,7 +38,7 @@ int main(void)
     static te_executor ex; /* the service's one state object */
     memset(&ex, 0, sizeof ex);
     ex.svc = &svc;
-    kx_svc_on_ready(&svc, te_ready, &ex); /* not ready until subscribed (below) */
+    kx_svc_on_ready(&svc, te_ready, &ex);   /* not ready until subscribed (below) */
     if (te_config_load(&ex.cfg) != KX_OK) { /* te_config.c */
         kx_svc_close(&svc);
         return 1;
@@ -50,10 +50,11 @@ int main(void)
         kx_db_worker_new(db_url, te_db_stmts, svc.loop, 1024, &ex.db) != KX_OK)
         kx_warn("tool-executor: no database thread: task list tools will answer unavailable");
     int64_t max_payload = natsConnection_GetMaxPayload(kx_bus_conn(svc.bus));
-    ex.result_budget = te_result_budget( /* result_cap.c: every result fits the bus */
-        max_payload > 0 ? (size_t)max_payload : (size_t)1024 * 1024);
-    if (te_registry_init() != KX_OK ||                              /* registry.c: schemas */
-        ex.runs == NULL || ex.breakers == NULL ||                   /* runs.c, breakers.c */
+    ex.result_budget =
+        te_result_budget(/* result_cap.c: every result fits the bus */
+                         max_payload > 0 ? (size_t)max_payload : (size_t)1024 * 1024);
+    if (te_registry_init() != KX_OK ||                             /* registry.c: schemas */
+        ex.runs == NULL || ex.breakers == NULL ||                  /* runs.c, breakers.c */
         kx_bus_async_new(svc.bus, svc.loop, &ex.async) != KX_OK || /* replies on the loop */
         te_calls_start(&ex) != KX_OK ||   /* call.c -> registry.c -> tools */
         te_control_start(&ex) != KX_OK || /* control.c: STOP kills a run's tools */
@@ -67,7 +68,7 @@ int main(void)
         return 1;
     }
     kx_svc_on_drain(&svc, te_drain, &ex); /* call.c */
-    atomic_store(&ex.subscribed, true); /* /readyz: only now are STOPs and calls heard */
+    atomic_store(&ex.subscribed, true);   /* /readyz: only now are STOPs and calls heard */
     kx_info("tool-executor: sandbox tools limited to %lld s, other tools to %lld s",
             (long long)ex.cfg.sandbox_tool_timeout_s, (long long)ex.cfg.tool_timeout_s);
 

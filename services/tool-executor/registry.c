@@ -9,9 +9,9 @@
 #include "kx/jsonschema.h"
 #include "kx/log.h"
 
-static const te_tool exec_tool = {"execute_command", "sb_shell_tool", TE_TOOL_SANDBOX,
-                                  te_execute_command_schema, te_execute_command_start,
-                                  te_execute_command_abort};
+static const te_tool exec_tool = {"execute_command",        "sb_shell_tool",
+                                  TE_TOOL_SANDBOX,          te_execute_command_schema,
+                                  te_execute_command_start, te_execute_command_abort};
 
 typedef struct family {
     const te_tool *tools;
@@ -60,7 +60,9 @@ static void init_one(const te_tool *t, void *arg)
         kx_jsonschema_check(params, why, sizeof why) != KX_OK ||
         json_object_get(g_index, t->name) != NULL) {
         kx_error("tool-executor: the schema of tool %s is broken: %s", t->name,
-                 s == NULL ? jerr.text : why[0] ? why : "name, parameters or duplicate");
+                 s == NULL    ? jerr.text
+                     : why[0] ? why
+                              : "name, parameters or duplicate");
         json_decref(s);
         st->err = KX_ERR_INVALID;
         return;
@@ -150,7 +152,8 @@ static void add_schema(const te_tool *t, void *arg)
 json_t *te_registry_schemas(const json_t *agentpress_tools)
 {
     schemas_state st = {agentpress_tools,
-                        !json_is_object(agentpress_tools) || json_object_size(agentpress_tools) == 0,
+                        !json_is_object(agentpress_tools) ||
+                            json_object_size(agentpress_tools) == 0,
                         json_array()};
     if (st.out != NULL)
         each_tool(add_schema, &st);

@@ -26,8 +26,8 @@ typedef enum te_tool_kind {
 } te_tool_kind;
 
 struct te_tool {
-    const char *name;   /* as the model calls it, e.g. "execute_command" */
-    const char *group;  /* agentpress_tools key, or NULL: always on */
+    const char *name;  /* as the model calls it, e.g. "execute_command" */
+    const char *group; /* agentpress_tools key, or NULL: always on */
     te_tool_kind kind;
     const char *schema; /* {"type": "function", "function": {name, description, parameters}} */
     void (*start)(te_call *c);

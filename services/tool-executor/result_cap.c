@@ -89,6 +89,8 @@ bool te_result_cap(char **output_json, size_t budget)
         free(text);
     }
     free(*output_json);
-    *output_json = out != NULL ? out : strdup("\"[output too large for the bus and could not be cut: out of memory]\"");
+    *output_json = out != NULL
+        ? out
+        : strdup("\"[output too large for the bus and could not be cut: out of memory]\"");
     return out != NULL;
 }

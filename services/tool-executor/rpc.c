@@ -20,8 +20,9 @@ kx_deadline te_call_deadline(const te_call *c, int timeout_s)
 
 bool te_dep_error_counts(const char *code)
 {
-    return code != NULL && (strcmp(code, "unavailable") == 0 || strcmp(code, "internal") == 0 ||
-                            strcmp(code, "deadline_exceeded") == 0);
+    return code != NULL &&
+        (strcmp(code, "unavailable") == 0 || strcmp(code, "internal") == 0 ||
+         strcmp(code, "deadline_exceeded") == 0);
 }
 
 static void on_reply(kx_err err, natsMsg *reply, void *arg)
@@ -59,7 +60,8 @@ bool te_request(te_call *c, const char *dep, const char *subject, const Protobuf
     kx_bus_meta_init(&meta, deadline, c->call->account_id);
     if (c->meta.traceparent[0] != '\0')
         memcpy(meta.traceparent, c->meta.traceparent, sizeof meta.traceparent);
-    kx_err err = kx_bus_async_request_pb(c->ex->async, subject, msg, &meta, on_reply, c, &c->req_id);
+    kx_err err =
+        kx_bus_async_request_pb(c->ex->async, subject, msg, &meta, on_reply, c, &c->req_id);
     if (err != KX_OK) {
         te_breaker_record(c->ex, dep, false);
         te_outcome_error(&o, KX_ERR_UNAVAILABLE, "%s: could not send the request on %s: %s",

@@ -6,12 +6,12 @@
 #include <string.h>
 
 typedef struct run_entry {
-    struct run_entry *hnext;             /* hash chain */
-    struct run_entry *older, *newer;     /* use order: t->oldest ... t->newest */
-    int64_t touched;                     /* monotonic ms of the last use */
-    int64_t max_epoch;                   /* newest epoch seen from a call (0: none) */
+    struct run_entry *hnext;         /* hash chain */
+    struct run_entry *older, *newer; /* use order: t->oldest ... t->newest */
+    int64_t touched;                 /* monotonic ms of the last use */
+    int64_t max_epoch;               /* newest epoch seen from a call (0: none) */
     bool stopped;
-    int64_t stop_epoch;                  /* fenced epochs: <= stop_epoch (0 = all) */
+    int64_t stop_epoch; /* fenced epochs: <= stop_epoch (0 = all) */
     char reason[160];
     char why[200];
     char run_id[];

@@ -20,7 +20,8 @@ static json_t *find_by(json_t *arr, const char *key, const char *value, size_t *
 {
     size_t i;
     json_t *e;
-    json_array_foreach (arr, i, e) {
+    json_array_foreach(arr, i, e)
+    {
         const char *v = json_string_value(json_object_get(e, key));
         if (v != NULL && strcmp(v, value) == 0) {
             if (index != NULL)
@@ -52,9 +53,8 @@ static kx_err add_task(json_t *st, const char *section_id, const char *content)
     kx_uuid_new(id);
     json_t *t = json_pack("{s:s, s:s, s:s, s:s}", "id", id, "content", content, "status",
                           "pending", "section_id", section_id);
-    return t != NULL && json_array_append_new(json_object_get(st, "tasks"), t) == 0
-        ? KX_OK
-        : KX_ERR_NOMEM;
+    return t != NULL && json_array_append_new(json_object_get(st, "tasks"), t) == 0 ? KX_OK
+                                                                                    : KX_ERR_NOMEM;
 }
 
 static kx_err create(json_t *st, const json_t *args, char *why, size_t whylen)
@@ -62,11 +62,13 @@ static kx_err create(json_t *st, const json_t *args, char *why, size_t whylen)
     const json_t *sections = json_object_get(args, "sections");
     size_t i, k;
     const json_t *sec, *content;
-    json_array_foreach (sections, i, sec) {
+    json_array_foreach(sections, i, sec)
+    {
         const char *sid = section_for(st, json_string_value(json_object_get(sec, "title")));
         if (sid == NULL)
             return KX_ERR_NOMEM;
-        json_array_foreach (json_object_get(sec, "tasks"), k, content) {
+        json_array_foreach(json_object_get(sec, "tasks"), k, content)
+        {
             if (add_task(st, sid, json_string_value(content)) != KX_OK)
                 return KX_ERR_NOMEM;
         }
@@ -91,7 +93,8 @@ static kx_err create(json_t *st, const json_t *args, char *why, size_t whylen)
         if (sid == NULL)
             return KX_ERR_NOMEM;
     }
-    json_array_foreach (contents, k, content) {
+    json_array_foreach(contents, k, content)
+    {
         if (add_task(st, sid, json_string_value(content)) != KX_OK)
             return KX_ERR_NOMEM;
     }
@@ -118,14 +121,16 @@ static kx_err update(json_t *st, const json_t *args, char *why, size_t whylen)
     }
     size_t i;
     json_t *id;
-    json_array_foreach (ids, i, id) { /* all known first: nothing changes on an error */
+    json_array_foreach(ids, i, id)
+    { /* all known first: nothing changes on an error */
         if (find_by(tasks, "id", json_string_value(id), NULL) == NULL) {
             snprintf(why, whylen, "no task with id '%.64s'", json_string_value(id));
             json_decref(ids);
             return KX_ERR_INVALID;
         }
     }
-    json_array_foreach (ids, i, id) {
+    json_array_foreach(ids, i, id)
+    {
         json_t *t = find_by(tasks, "id", json_string_value(id), NULL);
         const char *keys[] = {"content", "status", "section_id"};
         for (size_t k = 0; k < 3; k++) {
@@ -153,24 +158,28 @@ static kx_err delete_tasks(json_t *st, const json_t *args, char *why, size_t why
     }
     size_t i, at;
     json_t *id;
-    json_array_foreach (ids, i, id) {
+    json_array_foreach(ids, i, id)
+    {
         if (err == KX_OK && find_by(tasks, "id", json_string_value(id), NULL) == NULL) {
             snprintf(why, whylen, "no task with id '%.64s'", json_string_value(id));
             err = KX_ERR_INVALID;
         }
     }
-    json_array_foreach (sids, i, id) {
+    json_array_foreach(sids, i, id)
+    {
         if (err == KX_OK && find_by(sections, "id", json_string_value(id), NULL) == NULL) {
             snprintf(why, whylen, "no section with id '%.64s'", json_string_value(id));
             err = KX_ERR_INVALID;
         }
     }
     if (err == KX_OK) {
-        json_array_foreach (ids, i, id) {
+        json_array_foreach(ids, i, id)
+        {
             if (find_by(tasks, "id", json_string_value(id), &at) != NULL)
                 json_array_remove(tasks, at);
         }
-        json_array_foreach (sids, i, id) {
+        json_array_foreach(sids, i, id)
+        {
             const char *sid = json_string_value(id);
             while (find_by(tasks, "section_id", sid, &at) != NULL)
                 json_array_remove(tasks, at);

@@ -65,8 +65,8 @@ static void on_reply(te_call *c, kx_err err, natsMsg *reply)
             char msg[sizeof o.error_message];
             snprintf(msg, sizeof msg, "%s: %s", c->call->tool_name,
                      r->error->message ? r->error->message : "MCP error");
-            te_outcome_error_code(&o, kx_pb_str_empty(r->error->code) ? "internal"
-                                                                      : r->error->code,
+            te_outcome_error_code(&o,
+                                  kx_pb_str_empty(r->error->code) ? "internal" : r->error->code,
                                   msg);
         } else {
             te_breaker_record(c->ex, c->req_dep, true);

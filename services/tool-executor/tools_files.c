@@ -23,7 +23,7 @@
 #include "registry.h"
 
 typedef struct files_state {
-    char *replaced;        /* str_replace: the new content, between the read and the write */
+    char *replaced; /* str_replace: the new content, between the read and the write */
     size_t replaced_len;
     uint32_t mode;
 } files_state;
@@ -178,8 +178,9 @@ static void write_start(te_call *c, Kx__V1__SandboxWriteMode mode, te_reply_fn f
     uint32_t perm = 0644;
     const char *p = kx_json_str(c->args, "permissions", "644");
     if (!parse_mode(p, &perm)) {
-        snprintf(msg, sizeof msg, "%s: 'permissions' must be octal digits like \"644\" (got "
-                                  "\"%.16s\")",
+        snprintf(msg, sizeof msg,
+                 "%s: 'permissions' must be octal digits like \"644\" (got "
+                 "\"%.16s\")",
                  c->tool->name, p);
         fail(c, KX_ERR_INVALID, msg);
         return;
@@ -359,14 +360,14 @@ static void replace_start(te_call *c)
 
 /* ---- the table --------------------------------------------------------------------------- */
 
-#define PATH_PROP                                                                         \
-    "\"file_path\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 4096, "       \
+#define PATH_PROP                                                                          \
+    "\"file_path\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 4096, "        \
     "\"description\": \"Path relative to /workspace (e.g. src/main.py), or starting with " \
     "/workspace.\"}"
 #define CONTENTS_PROP \
     "\"file_contents\": {\"type\": \"string\", \"description\": \"The whole content of the file.\"}"
-#define PERM_PROP                                                                          \
-    "\"permissions\": {\"type\": \"string\", \"default\": \"644\", \"minLength\": 3, "     \
+#define PERM_PROP                                                                      \
+    "\"permissions\": {\"type\": \"string\", \"default\": \"644\", \"minLength\": 3, " \
     "\"maxLength\": 4, \"description\": \"Octal permission bits of the file, e.g. 644.\"}"
 
 const te_tool te_files_tools[] = {

@@ -41,7 +41,7 @@ static void takeover_start(te_call *c)
     reply_status(c, "Awaiting user browser takeover...");
 }
 
-#define ATTACHMENTS_PROP                                                                      \
+#define ATTACHMENTS_PROP                                                                       \
     "\"attachments\": {\"type\": [\"string\", \"array\"], \"items\": {\"type\": \"string\"}, " \
     "\"description\": \"A file path or a list of paths relative to /workspace to show the "    \
     "user.\"}"
@@ -51,8 +51,8 @@ const te_tool te_message_tools[] = {
      "{\"type\": \"function\", \"function\": {\"name\": \"ask\", \"description\": \"Ask the "
      "user a question and wait for the answer. Ends the run; the user's reply starts the next "
      "one.\", \"parameters\": {\"type\": \"object\", \"properties\": {\"text\": {\"type\": "
-     "\"string\", \"minLength\": 1, \"description\": \"The question, in Markdown.\"}, "
-     ATTACHMENTS_PROP "}, \"required\": [\"text\"]}}}",
+     "\"string\", \"minLength\": 1, \"description\": \"The question, in Markdown.\"}, " ATTACHMENTS_PROP
+     "}, \"required\": [\"text\"]}}}",
      ask_start, NULL},
     {"complete", NULL, TE_TOOL_BUILTIN,
      "{\"type\": \"function\", \"function\": {\"name\": \"complete\", \"description\": "
@@ -64,8 +64,8 @@ const te_tool te_message_tools[] = {
      "{\"type\": \"function\", \"function\": {\"name\": \"web_browser_takeover\", "
      "\"description\": \"Ask the user to take over the browser (a CAPTCHA, a login) and say "
      "when done.\", \"parameters\": {\"type\": \"object\", \"properties\": {\"text\": "
-     "{\"type\": \"string\", \"minLength\": 1, \"description\": \"What the user should do.\"}, "
-     ATTACHMENTS_PROP "}, \"required\": [\"text\"]}}}",
+     "{\"type\": \"string\", \"minLength\": 1, \"description\": \"What the user should do.\"}, " ATTACHMENTS_PROP
+     "}, \"required\": [\"text\"]}}}",
      takeover_start, NULL},
 };
 const size_t te_message_tools_n = sizeof te_message_tools / sizeof te_message_tools[0];

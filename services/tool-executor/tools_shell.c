@@ -93,9 +93,9 @@ static void on_output(te_call *c, kx_err err, natsMsg *reply)
         kx_pb_free(r);
         return;
     }
-    json_t *obj = json_pack("{s:s, s:s, s:s}", "output", r->output ? r->output : "",
-                            "session_name", arg_str(c, "session_name"), "status",
-                            r->running ? "running" : "completed");
+    json_t *obj =
+        json_pack("{s:s, s:s, s:s}", "output", r->output ? r->output : "", "session_name",
+                  arg_str(c, "session_name"), "status", r->running ? "running" : "completed");
     if (obj != NULL && r->next_offset < r->size) {
         char note[200];
         snprintf(note, sizeof note,
@@ -202,7 +202,7 @@ static void list_start(te_call *c)
 
 /* ---- the table --------------------------------------------------------------------------- */
 
-#define SESSION_PROP                                                                        \
+#define SESSION_PROP                                                                          \
     "\"session_name\": {\"type\": \"string\", \"minLength\": 1, \"maxLength\": 64, "          \
     "\"description\": \"The session's name (letters, digits, '_', '.', '-'), as given to or " \
     "returned by execute_command.\"}"

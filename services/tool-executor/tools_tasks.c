@@ -37,8 +37,8 @@ static void view_run(kx_db *db, te_dbjob *j)
         snprintf(j->why, sizeof j->why, "thread %s is not the run's account's", j->thread_id);
         return;
     }
-    json_t *state = PQgetisnull(r, 0, 1) ? NULL
-                                         : json_loads(PQgetvalue(r, 0, 1), JSON_DECODE_ANY, NULL);
+    json_t *state =
+        PQgetisnull(r, 0, 1) ? NULL : json_loads(PQgetvalue(r, 0, 1), JSON_DECODE_ANY, NULL);
     PQclear(r);
     if (json_is_string(state)) {
         json_t *inner = json_loads(json_string_value(state), 0, NULL);
@@ -126,7 +126,8 @@ static void tasks_run(kx_db *db, te_dbjob *j)
             }
             free(text);
             if (werr != KX_OK || kx_db_commit(db) != KX_OK) {
-                db_failed(j, db, werr != KX_OK ? werr : KX_ERR_UNAVAILABLE, "writing the task list");
+                db_failed(j, db, werr != KX_OK ? werr : KX_ERR_UNAVAILABLE,
+                          "writing the task list");
                 kx_db_rollback(db);
                 json_decref(out);
                 out = NULL;
@@ -193,7 +194,7 @@ static void expand_start(te_call *c)
     te_db_call(c, expand_run);
 }
 
-#define IDS_PROP(name, what)                                                                  \
+#define IDS_PROP(name, what)                                                                \
     "\"" name "\": {\"type\": [\"string\", \"array\"], \"items\": {\"type\": \"string\"}, " \
     "\"description\": \"" what "\"}"
 
@@ -217,17 +218,19 @@ const te_tool te_task_tools[] = {
     {"update_tasks", NULL, TE_TOOL_BUILTIN,
      "{\"type\": \"function\", \"function\": {\"name\": \"update_tasks\", \"description\": "
      "\"Change tasks' content, status or section.\", \"parameters\": {\"type\": \"object\", "
-     "\"properties\": {" IDS_PROP("task_ids", "A task id or a list of them.") ", \"content\": "
-     "{\"type\": \"string\", \"minLength\": 1}, \"status\": {\"type\": \"string\", \"enum\": "
-     "[\"pending\", \"completed\", \"cancelled\"]}, \"section_id\": {\"type\": \"string\"}}, "
-     "\"required\": [\"task_ids\"]}}}",
+     "\"properties\": {" IDS_PROP(
+         "task_ids",
+         "A task id or a list of them.") ", \"content\": "
+                                         "{\"type\": \"string\", \"minLength\": 1}, \"status\": {\"type\": \"string\", \"enum\": "
+                                         "[\"pending\", \"completed\", \"cancelled\"]}, \"section_id\": {\"type\": \"string\"}}, "
+                                         "\"required\": [\"task_ids\"]}}}",
      tasks_start, te_db_abort},
     {"delete_tasks", NULL, TE_TOOL_BUILTIN,
      "{\"type\": \"function\", \"function\": {\"name\": \"delete_tasks\", \"description\": "
      "\"Delete tasks, or whole sections with their tasks (confirm: true).\", \"parameters\": "
-     "{\"type\": \"object\", \"properties\": {" IDS_PROP("task_ids", "Task ids.") ", "
-     IDS_PROP("section_ids", "Section ids.") ", \"confirm\": {\"type\": \"boolean\", "
-     "\"default\": false}}}}}",
+     "{\"type\": \"object\", \"properties\": {" IDS_PROP("task_ids", "Task ids.") ", " IDS_PROP(
+         "section_ids", "Section ids.") ", \"confirm\": {\"type\": \"boolean\", "
+                                        "\"default\": false}}}}}",
      tasks_start, te_db_abort},
     {"clear_all", NULL, TE_TOOL_BUILTIN,
      "{\"type\": \"function\", \"function\": {\"name\": \"clear_all\", \"description\": "

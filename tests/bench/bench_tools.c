@@ -75,9 +75,9 @@ static int run(kx_bus *bus, const char *subject, const char *tool, int n, int64_
         lat[i] = kx_mono_us() - t0;
         if (err != KX_OK)
             return -1;
-        Kx__V1__ToolResult *r = kx_pb_unpack(&kx__v1__tool_result__descriptor,
-                                             natsMsg_GetData(reply),
-                                             (size_t)natsMsg_GetDataLength(reply));
+        Kx__V1__ToolResult *r =
+            kx_pb_unpack(&kx__v1__tool_result__descriptor, natsMsg_GetData(reply),
+                         (size_t)natsMsg_GetDataLength(reply));
         bool ok = r != NULL && r->success;
         if (!ok)
             fprintf(stderr, "bench: %s failed: %s\n", tool,
@@ -107,9 +107,8 @@ int main(int argc, char **argv)
     kx_uuid_new(g_project);
     kx_db *db = NULL;
     char sql[600];
-    snprintf(sql, sizeof sql,
-             "INSERT INTO threads (thread_id, account_id) VALUES ('%s', '%s')", g_thread,
-             g_account);
+    snprintf(sql, sizeof sql, "INSERT INTO threads (thread_id, account_id) VALUES ('%s', '%s')",
+             g_thread, g_account);
     kx_err err = kx_db_connect(pg.url, NULL, &db);
     if (err == KX_OK)
         err = kx_db_migrate(db, kx_db_migrations_dir());

@@ -253,8 +253,13 @@ static void test_stop_before_call(void **state)
     kx_uuid_new(run);
     stop_run(run, 0, "stopped by user");
     usleep(100 * 1000); /* the STOP is processed first (the bus does not order subjects) */
-    call_spec s = {run, 1, "execute_command",
-                   "{\"command\": \"touch stopped-ran; sleep 7.0411\", \"blocking\": true}", 20000, NULL, NULL};
+    call_spec s = {run,
+                   1,
+                   "execute_command",
+                   "{\"command\": \"touch stopped-ran; sleep 7.0411\", \"blocking\": true}",
+                   20000,
+                   NULL,
+                   NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_false(r.res->success);
@@ -310,8 +315,9 @@ static void test_stop_during_call(void **state)
     assert_true(process_gone("30.0412"));
 
     /* the retry's new lease (epoch 4) is not fenced by that STOP */
-    call_spec s = {run, 4, "execute_command", "{\"command\": \"echo again\", \"blocking\": true}",
-                   10000, NULL, NULL};
+    call_spec s = {
+        run,  4,   "execute_command", "{\"command\": \"echo again\", \"blocking\": true}", 10000,
+        NULL, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
@@ -324,8 +330,9 @@ static void test_stale_epoch_refused(void **state)
     (void)state;
     char run[KX_UUID_LEN + 1];
     kx_uuid_new(run);
-    call_spec s = {run, 2, "execute_command",
-                   "{\"command\": \"echo epoch2\", \"blocking\": true}", 10000, NULL, NULL};
+    call_spec s = {
+        run,  2,   "execute_command", "{\"command\": \"echo epoch2\", \"blocking\": true}", 10000,
+        NULL, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
@@ -354,10 +361,14 @@ static void test_escaped_output_fits_the_bus(void **state)
     (void)state;
     /* 700 000 control bytes: under the broker's cap as bytes (it keeps head and tail of what
      * fits max_payload), six times that once JSON-escaped (\u0001) */
-    call_spec s = {NULL, 0, "execute_command",
+    call_spec s = {NULL,
+                   0,
+                   "execute_command",
                    "{\"command\": \"printf START; head -c 700000 /dev/zero | tr '\\\\0' "
                    "'\\\\001'; printf END\", \"blocking\": true, \"timeout\": 30}",
-                   30000, NULL, NULL};
+                   30000,
+                   NULL,
+                   NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK); /* before: the reply was refused by NATS -> a timeout */
     assert_true(r.res->success);
@@ -378,8 +389,9 @@ static void test_escaped_output_fits_the_bus(void **state)
 static void test_status_values(void **state)
 {
     (void)state;
-    call_spec s = {NULL, 0, "execute_command", "{\"command\": \"exit 4\", \"blocking\": true}",
-                   10000, NULL, NULL};
+    call_spec s = {
+        NULL, 0,   "execute_command", "{\"command\": \"exit 4\", \"blocking\": true}", 10000,
+        NULL, NULL};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_false(r.res->success);
@@ -395,15 +407,19 @@ static void test_status_values(void **state)
     call_result_free(&r);
 }
 
-
 /* ---- the deadline rule: min(own timeout, class timeout, what is left of the call) -------- */
 
 static void test_deadline_rule(void **state)
 {
     (void)state;
     /* own timeout 1 s < class 4 s < call 20 s */
-    call_spec s = {NULL, 0, "execute_command",
-                   "{\"command\": \"sleep 9.0421\", \"blocking\": true, \"timeout\": 1}", 20000, NULL, NULL};
+    call_spec s = {NULL,
+                   0,
+                   "execute_command",
+                   "{\"command\": \"sleep 9.0421\", \"blocking\": true, \"timeout\": 1}",
+                   20000,
+                   NULL,
+                   NULL};
     call_result r = call(&s);
     assert_string_equal(r.res->status, "timeout");
     assert_in_range(r.elapsed_ms, 900, 2500);
@@ -451,13 +467,15 @@ static void test_arguments_validated(void **state)
                    "execute_command: 'timeout' must be between 1 and 3600 (got 0)");
     expect_invalid("create_file", "{\"file_path\": \"a.txt\"}",
                    "create_file: 'file_contents' is required");
-    expect_invalid("check_command_output", "{\"session_name\": \"s\", \"kill_session\": \"maybe\"}",
+    expect_invalid("check_command_output",
+                   "{\"session_name\": \"s\", \"kill_session\": \"maybe\"}",
                    "check_command_output: 'kill_session' must be a boolean (got a string)");
     expect_invalid("ask", "{\"text\": \"\"}", "ask: 'text' must be at least 1 character long");
     expect_invalid("ask", "{\"text\": \"q\", \"attachments\": [{}]}",
                    "ask: 'attachments[0]' must be a string (got an object)");
-    expect_invalid("read_file", "not json", "read_file: the arguments are not JSON: "
-                                            "invalid token near 'not'");
+    expect_invalid("read_file", "not json",
+                   "read_file: the arguments are not JSON: "
+                   "invalid token near 'not'");
 }
 
 /* ---- message tools ----------------------------------------------------------------------- */
@@ -488,9 +506,13 @@ static void test_message_tools(void **state)
 static void test_shell_sessions(void **state)
 {
     (void)state;
-    call_spec s = {NULL, 0, "execute_command",
+    call_spec s = {NULL,
+                   0,
+                   "execute_command",
                    "{\"command\": \"echo first; sleep 30.0431\", \"session_name\": \"bg1\"}",
-                   10000, NULL, NULL};
+                   10000,
+                   NULL,
+                   NULL};
     call_result r = call(&s);
     assert_true(r.res->success);
     call_result_free(&r);
@@ -547,30 +569,35 @@ static call_result file_call(const char *tool, const char *args)
 static void test_files(void **state)
 {
     (void)state;
-    call_result r = file_call("create_file", "{\"file_path\": \"src/a.txt\", \"file_contents\": "
-                                             "\"one\\ntwo\\nthree two\\n\"}");
+    call_result r = file_call("create_file",
+                              "{\"file_path\": \"src/a.txt\", \"file_contents\": "
+                              "\"one\\ntwo\\nthree two\\n\"}");
     assert_true(r.res->success);
     assert_string_equal(r.res->output_json, "\"File 'src/a.txt' created successfully.\"");
     call_result_free(&r);
-    r = file_call("create_file", "{\"file_path\": \"/workspace/src/a.txt\", \"file_contents\": "
-                                 "\"x\"}");
+    r = file_call("create_file",
+                  "{\"file_path\": \"/workspace/src/a.txt\", \"file_contents\": "
+                  "\"x\"}");
     assert_false(r.res->success);
     assert_string_equal(r.res->error->code, "already_exists");
     call_result_free(&r);
 
-    r = file_call("str_replace", "{\"file_path\": \"src/a.txt\", \"old_str\": \"two\", "
-                                 "\"new_str\": \"2\"}");
+    r = file_call("str_replace",
+                  "{\"file_path\": \"src/a.txt\", \"old_str\": \"two\", "
+                  "\"new_str\": \"2\"}");
     assert_false(r.res->success);
     assert_non_null(strstr(r.res->error->message, "occurs 2 times"));
     assert_non_null(strstr(r.res->error->message, "lines 2, 3"));
     call_result_free(&r);
-    r = file_call("str_replace", "{\"file_path\": \"src/a.txt\", \"old_str\": \"zzz\", "
-                                 "\"new_str\": \"2\"}");
+    r = file_call("str_replace",
+                  "{\"file_path\": \"src/a.txt\", \"old_str\": \"zzz\", "
+                  "\"new_str\": \"2\"}");
     assert_false(r.res->success);
     assert_non_null(strstr(r.res->error->message, "was not found"));
     call_result_free(&r);
-    r = file_call("str_replace", "{\"file_path\": \"src/a.txt\", \"old_str\": \"three two\", "
-                                 "\"new_str\": \"3\"}");
+    r = file_call("str_replace",
+                  "{\"file_path\": \"src/a.txt\", \"old_str\": \"three two\", "
+                  "\"new_str\": \"3\"}");
     assert_true(r.res->success);
     call_result_free(&r);
 
@@ -580,8 +607,9 @@ static void test_files(void **state)
     assert_true(json_is_false(json_object_get(r.output, "truncated")));
     call_result_free(&r);
 
-    r = file_call("full_file_rewrite", "{\"file_path\": \"src/a.txt\", \"file_contents\": 42, "
-                                       "\"permissions\": \"600\"}");
+    r = file_call("full_file_rewrite",
+                  "{\"file_path\": \"src/a.txt\", \"file_contents\": 42, "
+                  "\"permissions\": \"600\"}");
     assert_true(r.res->success); /* 42 from an XML call is the text "42" */
     call_result_free(&r);
     char path[700];
@@ -605,14 +633,18 @@ static void test_files_escaping_paths(void **state)
 {
     (void)state;
     /* a link inside the workspace that points out of it */
-    call_spec s = {NULL, 0, "execute_command",
+    call_spec s = {NULL,
+                   0,
+                   "execute_command",
                    "{\"command\": \"ln -sf /etc out && ln -sf .. up\", \"blocking\": true}",
-                   10000, NULL, NULL};
+                   10000,
+                   NULL,
+                   NULL};
     call_result r = call(&s);
     assert_true(r.res->success);
     call_result_free(&r);
-    const char *paths[] = {"../escape.txt",      "/etc/passwd",        "src/../../x",
-                           "out/passwd",         "up/escape.txt",      "/proc/self/root/etc/x",
+    const char *paths[] = {"../escape.txt",      "/etc/passwd",   "src/../../x",
+                           "out/passwd",         "up/escape.txt", "/proc/self/root/etc/x",
                            "/workspace/../etc/x"};
     const char *tools[] = {"read_file", "create_file", "delete_file", "full_file_rewrite"};
     for (size_t t = 0; t < 4; t++) {
@@ -661,7 +693,8 @@ static bool has_tool(const json_t *tools, const char *name)
 {
     size_t i;
     const json_t *t;
-    json_array_foreach (tools, i, t) {
+    json_array_foreach(tools, i, t)
+    {
         const char *n = json_string_value(json_object_get(json_object_get(t, "function"), "name"));
         if (n != NULL && strcmp(n, name) == 0)
             return true;
@@ -674,10 +707,12 @@ static void test_schemas_subject(void **state)
     (void)state;
     json_t *all = schemas("");
     assert_true(json_is_array(all));
-    const char *every[] = {"execute_command", "check_command_output", "terminate_command",
-                           "list_commands",   "create_file",          "str_replace",
-                           "full_file_rewrite", "delete_file",        "read_file",
-                           "ask",             "complete",             "web_browser_takeover"};
+    const char *every[] = {"execute_command",   "check_command_output",
+                           "terminate_command", "list_commands",
+                           "create_file",       "str_replace",
+                           "full_file_rewrite", "delete_file",
+                           "read_file",         "ask",
+                           "complete",          "web_browser_takeover"};
     for (size_t i = 0; i < sizeof every / sizeof every[0]; i++) {
         if (!has_tool(all, every[i]))
             fail_msg("missing %s", every[i]);
@@ -699,7 +734,6 @@ static void test_schemas_subject(void **state)
     json_decref(bad);
 }
 
-
 /* ---- task list and expand_message (Postgres, on the executor's database thread) --------- */
 
 static call_result task_call(const char *tool, const char *args)
@@ -710,8 +744,8 @@ static call_result task_call(const char *tool, const char *args)
 
 static const char *task_id(const json_t *out, size_t i)
 {
-    return json_string_value(json_object_get(json_array_get(json_object_get(out, "tasks"), i),
-                                             "id"));
+    return json_string_value(
+        json_object_get(json_array_get(json_object_get(out, "tasks"), i), "id"));
 }
 
 static void test_task_list(void **state)
@@ -722,8 +756,9 @@ static void test_task_list(void **state)
     assert_string_equal(r.res->output_json, "{\"sections\": [], \"tasks\": []}");
     call_result_free(&r);
 
-    r = task_call("create_tasks", "{\"sections\": [{\"title\": \"Research\", \"tasks\": "
-                                  "[\"find sources\", \"read them\"]}]}");
+    r = task_call("create_tasks",
+                  "{\"sections\": [{\"title\": \"Research\", \"tasks\": "
+                  "[\"find sources\", \"read them\"]}]}");
     assert_true(r.res->success);
     assert_int_equal(json_array_size(json_object_get(r.output, "tasks")), 2);
     char id0[64], id1[64];
@@ -731,8 +766,9 @@ static void test_task_list(void **state)
     snprintf(id1, sizeof id1, "%s", task_id(r.output, 1));
     call_result_free(&r);
     /* XML form: the list arrives as text */
-    r = task_call("create_tasks", "{\"section_title\": \"Research\", \"task_contents\": "
-                                  "\"[\\\"write it up\\\"]\"}");
+    r = task_call("create_tasks",
+                  "{\"section_title\": \"Research\", \"task_contents\": "
+                  "\"[\\\"write it up\\\"]\"}");
     assert_true(r.res->success);
     assert_int_equal(json_array_size(json_object_get(r.output, "sections")), 1);
     assert_int_equal(json_array_size(json_object_get(r.output, "tasks")), 3);
@@ -742,8 +778,9 @@ static void test_task_list(void **state)
     snprintf(args, sizeof args, "{\"task_ids\": \"%s\", \"status\": \"completed\"}", id0);
     r = task_call("update_tasks", args);
     assert_true(r.res->success);
-    assert_string_equal(json_string_value(json_object_get(
-                            json_array_get(json_object_get(r.output, "tasks"), 0), "status")),
+    assert_string_equal(json_string_value(
+                            json_object_get(json_array_get(json_object_get(r.output, "tasks"), 0),
+                                            "status")),
                         "completed");
     call_result_free(&r);
     r = task_call("update_tasks", "{\"task_ids\": [\"nope\"], \"status\": \"completed\"}");
@@ -776,8 +813,9 @@ static void test_task_list(void **state)
     pthread_t th[10];
     for (int i = 0; i < 10; i++) {
         memset(&calls[i], 0, sizeof calls[i]);
-        calls[i].spec = (call_spec){NULL, 0, "create_tasks",
-                                    "{\"task_contents\": [\"parallel\"]}", 10000, NULL, NULL};
+        calls[i].spec =
+            (call_spec){NULL, 0,   "create_tasks", "{\"task_contents\": [\"parallel\"]}", 10000,
+                        NULL, NULL};
         assert_int_equal(pthread_create(&th[i], NULL, bg_call_thread, &calls[i]), 0);
     }
     for (int i = 0; i < 10; i++) {
@@ -794,7 +832,7 @@ static void test_task_list(void **state)
     call_result_free(&r);
 
     /* another account's thread: refused, nothing written there */
-    call_spec s = {NULL, 0, "create_tasks", "{\"task_contents\": [\"x\"]}", 10000,
+    call_spec s = {NULL,           0,   "create_tasks", "{\"task_contents\": [\"x\"]}", 10000,
                    g_other_thread, NULL};
     r = call(&s);
     assert_false(r.res->success);
@@ -821,8 +859,9 @@ static void test_expand_message(void **state)
     snprintf(args, sizeof args, "{\"message_id\": \"%s\"}", mine);
     call_result r = task_call("expand_message", args);
     assert_true(r.res->success);
-    assert_string_equal(r.res->output_json, "{\"status\": \"Message expanded successfully.\", "
-                                            "\"message\": \"the long original\"}");
+    assert_string_equal(r.res->output_json,
+                        "{\"status\": \"Message expanded successfully.\", "
+                        "\"message\": \"the long original\"}");
     call_result_free(&r);
     snprintf(args, sizeof args, "{\"message_id\": \"%s\"}", theirs);
     r = task_call("expand_message", args); /* another thread's message */
@@ -832,14 +871,12 @@ static void test_expand_message(void **state)
     call_result_free(&r);
 }
 
-
 /* ---- MCP tools through the mcp-proxy to a real MCP server (server-everything, stdio) ------ */
 
 static void test_mcp_tool(void **state)
 {
     (void)state;
-    call_spec s = {NULL, 0, "echo", "{\"message\": \"through the proxy\"}", 20000, NULL,
-                   "echo"};
+    call_spec s = {NULL, 0, "echo", "{\"message\": \"through the proxy\"}", 20000, NULL, "echo"};
     call_result r = call(&s);
     assert_int_equal(r.err, KX_OK);
     if (!r.res->success)
@@ -849,8 +886,9 @@ static void test_mcp_tool(void **state)
     call_result_free(&r);
 
     /* the call's deadline (what is left of the run) bounds a slow MCP tool; the proxy is told */
-    s = (call_spec){NULL, 0, "trigger-long-running-operation", "{\"duration\": 20, \"steps\": 20}", 2000,
-                    NULL, "trigger-long-running-operation"};
+    s = (call_spec){
+        NULL, 0,    "trigger-long-running-operation", "{\"duration\": 20, \"steps\": 20}",
+        2000, NULL, "trigger-long-running-operation"};
     r = call(&s);
     assert_int_equal(r.err, KX_OK);
     if (strcmp(r.res->status, "timeout") != 0)
@@ -862,8 +900,9 @@ static void test_mcp_tool(void **state)
     /* STOP during an MCP call: cancelled at once */
     char run[KX_UUID_LEN + 1];
     kx_uuid_new(run);
-    bg_call b = {.spec = {run, 1, "trigger-long-running-operation", "{\"duration\": 20, \"steps\": 20}",
-                          20000, NULL, "trigger-long-running-operation"}};
+    bg_call b = {.spec = {run, 1, "trigger-long-running-operation",
+                          "{\"duration\": 20, \"steps\": 20}", 20000, NULL,
+                          "trigger-long-running-operation"}};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, bg_call_thread, &b), 0);
     usleep(700 * 1000);
@@ -963,8 +1002,7 @@ static char *metrics(void)
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/metrics", g_exec_port);
     kx_http_resp resp;
-    if (kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(5000), 4 << 20, &resp) !=
-        KX_OK)
+    if (kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(5000), 4 << 20, &resp) != KX_OK)
         return NULL;
     char *body = strdup(resp.body != NULL ? resp.body : "");
     kx_http_resp_free(&resp);

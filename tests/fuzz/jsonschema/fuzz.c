@@ -16,8 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *schema = json_object_get(doc, "schema");
     json_t *inst = json_object_get(doc, "instance");
     char why[256];
-    if (schema != NULL && inst != NULL &&
-        kx_jsonschema_check(schema, why, sizeof why) == KX_OK) {
+    if (schema != NULL && inst != NULL && kx_jsonschema_check(schema, why, sizeof why) == KX_OK) {
         json_t *v = json_deep_copy(inst);
         memset(why, 'x', sizeof why);
         kx_err err = kx_jsonschema_validate(schema, &v, KX_JS_COERCE, why, sizeof why);
