@@ -90,6 +90,9 @@ static void remove_entry(te_runs *t, run_entry *e)
 
 static void expire(te_runs *t, int64_t now)
 {
+    /* False positive: remove_entry unlinks the entry (list_unlink moves t->oldest to the next
+     * one) before it frees it, so t->oldest never points at freed memory here */
+    // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): safe, see the comment above
     while (t->oldest != NULL && now - t->oldest->touched >= t->ttl_ms)
         remove_entry(t, t->oldest);
 }

@@ -92,7 +92,7 @@ static int run(kx_bus *bus, const char *subject, const char *tool, int n, int64_
 
 int main(int argc, char **argv)
 {
-    int n = argc > 1 ? atoi(argv[1]) : 2000;
+    int n = argc > 1 ? (int)strtol(argv[1], NULL, 10) : 2000;
     if (n < 100)
         n = 100;
     kx_log_init("bench_tools", "bench");
