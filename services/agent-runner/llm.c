@@ -13,6 +13,7 @@
  * Everything here runs on the loop thread. The call owns its easy handle (one per attempt),
  * its timers, its headers and request body; llm_call_free releases whatever is live. */
 #include "llm.h"
+#include "tool_schemas.h"
 
 #include <ctype.h>
 #include <stdarg.h>

@@ -24,6 +24,7 @@
 #include "context_budget.h"
 #include "project_name.h"
 #include "prompt.h"
+#include "tool_schemas.h"
 #include "events.h"
 #include "kx/json.h"
 #include "kx/log.h"
@@ -861,11 +862,17 @@ static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *messa
 /* ---- iterations --------------------------------------------------------------------------- */
 
 /* The schemas of every tool the runner can offer: the one seam through which the loop gets
- * them (prompt.h today; the tool-executor's list when it publishes one). A new reference. */
+ * them — the tool-executor's catalogue (tool_schemas.h, cached; every tool, filtered to the
+ * agent's families by the caller), or prompt.h's execute_command until the executor answered.
+ * A new reference. */
 static json_t *run_tool_schemas(run *r)
 {
     (void)r;
-    return prompt_tools();
+    json_t *builtin = prompt_tools();
+    json_t *all = tool_schemas_get(NULL, builtin); /* borrowed: the cache's or builtin */
+    json_incref(all);
+    json_decref(builtin);
+    return all;
 }
 
 /* Whether the model may name this function: one of the agent's schemas, or a function of a

@@ -2,6 +2,7 @@
  * a chained hash by run id; runs that ended wait in a graveyard list until a zero-delay timer
  * frees them, so the callback that ended a run can still read it until it returns. */
 #include "runner.h"
+#include "tool_schemas.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,8 @@ kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *cu
         return KX_ERR_NOMEM;
     }
     kx_err err = kx_bus_async_new(r->bus, r->loop, &r->async);
+    if (err == KX_OK)
+        tool_schemas_init(r->async); /* the model's tools come from the executor */
     if (err == KX_OK)
         err = llm_client_new(cfg, r->loop, curlm, &r->llm);
     if (err == KX_OK)
@@ -259,5 +262,6 @@ void runner_free(runner *r)
     llm_client_free(r->llm);
     publisher_free(r->events, 2000);
     kx_bus_async_free(r->async);
+    tool_schemas_free();
     free(r);
 }

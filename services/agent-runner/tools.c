@@ -92,6 +92,12 @@ void tools_outcome_from_reply(kx_err err, natsMsg *reply, tool_outcome *out)
     kx_pb_free(res);
 }
 
+kx_deadline tools_call_deadline(int64_t now_ms, kx_deadline wall_deadline)
+{
+    return kx_deadline_min(now_ms + (int64_t)TOOLS_CALL_MAX_S * 1000 + REPLY_GRACE_MS,
+                           wall_deadline);
+}
+
 static void on_reply(kx_err err, natsMsg *reply, void *arg)
 {
     tools_pending *slot = arg;
@@ -120,8 +126,7 @@ kx_err tools_call(kx_bus_async *ab, const tools_request *req, tools_pending *slo
     call.tool_name = (char *)req->tool_name;
     call.arguments_json = (char *)req->arguments_json;
     kx_bus_meta meta = *req->meta;
-    meta.deadline = kx_deadline_min(kx_deadline_in(req->tool_timeout_s * 1000 + REPLY_GRACE_MS),
-                                    req->wall_deadline);
+    meta.deadline = tools_call_deadline(kx_now_ms(), req->wall_deadline);
     kx_err err = kx_bus_async_request_pb(ab, KX_SUBJ_TOOL_EXEC, &call.base, &meta, on_reply, slot,
                                          &slot->req_id);
     slot->active = err == KX_OK;

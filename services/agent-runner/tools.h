@@ -1,6 +1,10 @@
 /* tools.h — tool calls from a run to the tool-executor: kx.v1.ToolCall on kx.tool.exec as a
- * loop-bound asynchronous request (kx_bus_async_request_pb) with the deadline
- * min(now + KX_TOOL_TIMEOUT_S + 5 s, the run's wall deadline). The executor answers with
+ * loop-bound asynchronous request (kx_bus_async_request_pb) whose deadline is what is left of
+ * the run: min(the run's wall deadline, now + TOOLS_CALL_MAX_S + 5 s). The executor applies
+ * the one deadline rule (services/tool-executor/README.md, "Deadlines"): min(the tool's own
+ * `timeout` argument, the tool's class timeout, this deadline). The runner does not cut a
+ * call shorter itself: before, its KX_TOOL_TIMEOUT_S + 5 s (125 s) made the executor's 180 s
+ * sandbox class and a `timeout` above 125 unreachable. The executor answers with
  * kx.v1.ToolResult by then even when the tool hangs; if it does not answer at all (timeout,
  * nobody listening) the caller still gets a failed result ("tool-executor did not answer: ...")
  * to give to the model, and the run goes on. */
@@ -40,8 +44,15 @@ typedef struct tools_request {
     const char *arguments_json; /* a JSON object */
     const kx_bus_meta *meta;    /* trace context and account; its deadline is replaced */
     kx_deadline wall_deadline;
-    int64_t tool_timeout_s;
+    int64_t tool_timeout_s; /* unused: the executor's class timeouts decide (see above) */
 } tools_request;
+
+/* The longest any tool may take (the largest `timeout` a tool accepts): a bound on the wait
+ * for an executor that died with the call. */
+#define TOOLS_CALL_MAX_S 3600
+
+/* The Kx-Deadline of a call sent at now_ms (unix ms) by a run that must end by wall_deadline. */
+kx_deadline tools_call_deadline(int64_t now_ms, kx_deadline wall_deadline);
 
 /* A call in flight, in storage the caller owns (e.g. inside its run) until the callback ran or
  * tools_cancel returned. */

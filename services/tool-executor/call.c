@@ -14,9 +14,12 @@
 #include <string.h>
 
 #include "executor.h"
+#include "kx/jsonschema.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "registry.h"
+#include "result_cap.h"
+#include "runs.h"
 
 #define DRAIN_ABORT_MARGIN_MS 500
 
@@ -112,12 +115,32 @@ static void on_drain_abort(kx_loop *loop, void *arg)
 
 /* ---- finishing ------------------------------------------------------------------------ */
 
+const char *te_outcome_status(const te_outcome *o)
+{
+    if (o->success)
+        return "ok";
+    if (o->timed_out || strcmp(o->error_code, "deadline_exceeded") == 0)
+        return "timeout";
+    if (strcmp(o->error_code, "cancelled") == 0)
+        return "cancelled";
+    if (strcmp(o->error_code, "unavailable") == 0)
+        return "unavailable";
+    return "error";
+}
+
 void te_call_finish(te_call *c, te_outcome *o)
 {
     te_executor *ex = c->ex;
     int64_t ms = kx_mono_ms() - c->started_mono;
     const char *call_id = c->call != NULL && c->call->call_id ? c->call->call_id : "";
 
+    if (te_result_cap(&o->output_json, ex->result_budget)) {
+        kx_log(KX_LOG_WARN, c->call ? c->call->run_id : NULL, c->trace_id,
+               "tool-executor: call %s: output cut to fit the bus (head and tail kept)", call_id);
+        kx_counter_add(kx_metrics_counter("kx_tool_results_capped_total", "",
+                                          "Tool results cut (head and tail kept) to fit the bus"),
+                       1);
+    }
     Kx__V1__Error err = KX__V1__ERROR__INIT;
     Kx__V1__ToolResult res = KX__V1__TOOL_RESULT__INIT;
     res.call_id = (char *)call_id;
@@ -125,6 +148,7 @@ void te_call_finish(te_call *c, te_outcome *o)
     res.output_json = o->output_json != NULL ? o->output_json : "";
     res.timed_out = o->timed_out;
     res.duration_ms = ms;
+    res.status = (char *)te_outcome_status(o);
     if (o->error_code[0] != '\0') {
         err.code = o->error_code;
         err.message = o->error_message;
@@ -143,6 +167,9 @@ void te_call_finish(te_call *c, te_outcome *o)
            o->error_message[0] ? " — " : "", o->error_message);
     record_metrics(c, o, (double)ms / 1000.0);
     te_outcome_free(o);
+    if (c->state_free != NULL)
+        c->state_free(c);
+    json_decref(c->args);
 
     untrack(ex, c);
     natsMsg_Destroy(c->req);
@@ -152,6 +179,59 @@ void te_call_finish(te_call *c, te_outcome *o)
 }
 
 /* ---- receiving ------------------------------------------------------------------------ */
+
+/* Parses the arguments and validates them against the tool's schema (with the coercions of
+ * XML calls, kx/jsonschema.h) into c->args: false with o set when they are refused. */
+static bool args_valid(te_call *c, te_outcome *o)
+{
+    const char *text = c->call->arguments_json;
+    json_error_t jerr;
+    c->args = kx_pb_str_empty(text) ? json_object() : json_loads(text, JSON_DECODE_ANY, &jerr);
+    if (c->args == NULL) {
+        te_outcome_error(o, KX_ERR_INVALID, "%s: the arguments are not JSON: %s", c->tool->name,
+                         jerr.text);
+        return false;
+    }
+    char why[400];
+    kx_err err = kx_jsonschema_validate(te_registry_parameters(c->tool), &c->args, KX_JS_COERCE,
+                                        why, sizeof why);
+    if (err != KX_OK) {
+        te_outcome_error(o, err == KX_ERR_NOMEM ? KX_ERR_NOMEM : KX_ERR_INVALID, "%s: %s",
+                         c->tool->name, err == KX_ERR_NOMEM ? "out of memory" : why);
+        return false;
+    }
+    return true;
+}
+
+/* An MCP tool's arguments: a JSON object (its schema is the server's). */
+static bool mcp_args(te_call *c, te_outcome *o)
+{
+    const char *text = c->call->arguments_json;
+    c->args = kx_pb_str_empty(text) ? json_object() : json_loads(text, 0, NULL);
+    if (!json_is_object(c->args)) {
+        te_outcome_error(o, KX_ERR_INVALID, "%s: the arguments must be a JSON object",
+                         c->call->tool_name ? c->call->tool_name : "?");
+        return false;
+    }
+    return true;
+}
+
+/* The run's STOPs and epochs (runs.h): false with o set when the call must not run. */
+static bool run_may_call(te_executor *ex, te_call *c, te_outcome *o)
+{
+    const char *why = "";
+    switch (te_runs_check(ex->runs, c->call->run_id, c->call->lease_epoch, kx_mono_ms(), &why)) {
+    case TE_RUN_OK: return true;
+    case TE_RUN_STOPPED:
+        te_outcome_error(o, KX_ERR_CANCELLED, "the run was stopped: %s", why);
+        kx_counter_add(kx_metrics_counter("kx_tool_calls_cancelled_total", "",
+                                          "Tool calls aborted because their run was stopped"),
+                       1);
+        return false;
+    case TE_RUN_STALE: te_outcome_error(o, KX_ERR_CONFLICT, "%s", why); return false;
+    }
+    return true;
+}
 
 static void on_tool_call(natsMsg *msg, void *arg)
 {
@@ -184,9 +264,21 @@ static void on_tool_call(natsMsg *msg, void *arg)
         te_outcome_error(&o, KX_ERR_TIMEOUT, "the call's deadline has already passed");
     } else if (kx_pb_str_empty(c->call->call_id)) {
         te_outcome_error(&o, KX_ERR_INVALID, "call_id is required");
+    } else if (c->call->mcp != NULL &&
+               (!kx_pb_str_empty(c->call->mcp->server) ||
+                !kx_pb_str_empty(c->call->mcp->server_json))) {
+        c->tool = &te_mcp_tool; /* an agent's MCP tool: tool_mcp.c */
+        if (run_may_call(ex, c, &o) && mcp_args(c, &o)) {
+            c->tool->start(c);
+            return;
+        }
     } else if ((c->tool = te_registry_find(c->call->tool_name)) == NULL) {
         te_outcome_error(&o, KX_ERR_NOT_FOUND, "Tool function '%s' not found",
                          c->call->tool_name ? c->call->tool_name : "");
+    } else if (!run_may_call(ex, c, &o)) {
+        /* o says why: the run was stopped, or the call's epoch is stale */
+    } else if (!args_valid(c, &o)) {
+        /* o names the argument and what was expected */
     } else {
         c->tool->start(c); /* the tool finishes the call, now or later */
         return;
@@ -212,6 +304,11 @@ void te_drain(kx_svc *svc, void *arg)
         natsSubscription_Unsubscribe(ex->sub);
         natsSubscription_Destroy(ex->sub);
         ex->sub = NULL;
+    }
+    if (ex->schemas_sub != NULL) {
+        natsSubscription_Unsubscribe(ex->schemas_sub);
+        natsSubscription_Destroy(ex->schemas_sub);
+        ex->schemas_sub = NULL;
     }
     if (ex->ncalls > 0) {
         int64_t ms = svc->drain_timeout_ms - DRAIN_ABORT_MARGIN_MS;

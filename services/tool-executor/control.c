@@ -3,7 +3,10 @@
  * user through the gateway, or by the scheduler's reaper after its runner died — aborts every
  * call of that run it has in flight: the sandbox command's process group is killed
  * (kx.sandbox.kill) and the call is answered "cancelled". Without this a stopped run's command
- * would keep running until its own deadline, up to KX_SANDBOX_TOOL_TIMEOUT_S. */
+ * would keep running until its own deadline, up to KX_SANDBOX_TOOL_TIMEOUT_S.
+ * The STOP is also remembered (runs.h): the bus does not order kx.run.ctl against
+ * kx.tool.exec, so a call of the run that arrives after its STOP is answered "cancelled" at
+ * once. A STOP with lease_epoch E fences epochs <= E only (0 = every epoch). */
 #include <string.h>
 
 #include "executor.h"
@@ -11,6 +14,7 @@
 #include "kx/metrics.h"
 #include "kx/pb.h"
 #include "registry.h"
+#include "runs.h"
 
 static void on_control(natsMsg *msg, void *arg)
 {
@@ -26,17 +30,22 @@ static void on_control(natsMsg *msg, void *arg)
         kx_pb_free(ctl);
         return;
     }
+    const char *reason = kx_pb_str_empty(ctl->reason) ? "STOP" : ctl->reason;
+    te_runs_stop(ex->runs, ctl->run_id, ctl->lease_epoch, reason, kx_mono_ms());
     size_t aborted = 0;
     te_call *c = ex->calls;
     while (c != NULL) {
         te_call *next = c->next; /* aborting finishes (frees) c */
         if (c->call != NULL && c->tool != NULL && c->call->run_id != NULL &&
-            strcmp(c->call->run_id, ctl->run_id) == 0) {
+            strcmp(c->call->run_id, ctl->run_id) == 0 &&
+            (ctl->lease_epoch == 0 || c->call->lease_epoch <= ctl->lease_epoch)) {
             te_outcome o;
             te_outcome_init(&o);
-            te_outcome_error(&o, KX_ERR_CANCELLED, "the run was stopped: %s",
-                             kx_pb_str_empty(ctl->reason) ? "STOP" : ctl->reason);
-            c->tool->abort(c, &o);
+            te_outcome_error(&o, KX_ERR_CANCELLED, "the run was stopped: %s", reason);
+            if (c->tool->abort != NULL)
+                c->tool->abort(c, &o);
+            else
+                te_call_finish(c, &o);
             aborted++;
         }
         c = next;

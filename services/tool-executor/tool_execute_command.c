@@ -13,6 +13,8 @@
 
 #include "deadline.h"
 #include "executor.h"
+#include <jansson.h>
+
 #include "kx/log.h"
 #include "kx/uuid.h"
 #include "registry.h"
@@ -130,6 +132,9 @@ static void on_exec_reply(kx_err err, natsMsg *reply, void *arg)
     exec_state *st = c->state;
     te_outcome o;
     te_outcome_init(&o);
+    /* the sandbox's breaker: no answer, no broker, or a broker that failed count */
+    te_breaker_record(c->ex, "sandbox",
+                      err != KX_ERR_TIMEOUT && err != KX_ERR_UNAVAILABLE && err != KX_ERR_IO);
     if (err == KX_OK) {
         Kx__V1__SandboxExecResult *r =
             kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
@@ -161,6 +166,25 @@ static void on_exec_reply(kx_err err, natsMsg *reply, void *arg)
     finish(c, &o);
 }
 
+/* ---- schema ----------------------------------------------------------------------------- */
+
+const char te_execute_command_schema[] =
+    "{\"type\": \"function\", \"function\": {\"name\": \"execute_command\", \"description\": "
+    "\"Run a shell command in the project's sandbox workspace (/bin/sh -c), in a named session "
+    "that keeps its working directory and exported environment between commands. Non-blocking "
+    "by default (read its output with check_command_output); set blocking to true to wait for "
+    "the command and get its output.\", \"parameters\": {\"type\": \"object\", "
+    "\"properties\": {\"command\": {\"type\": \"string\", \"minLength\": 1, "
+    "\"description\": \"The shell command to run.\"}, \"folder\": {\"type\": \"string\", "
+    "\"description\": \"Sub-directory of /workspace to run the command in (default: the "
+    "session's directory).\"}, \"session_name\": {\"type\": \"string\", \"maxLength\": 64, "
+    "\"description\": \"The session to use (created if new; default: a new one).\"}, "
+    "\"blocking\": {\"type\": \"boolean\", \"default\": false, \"description\": \"Wait for "
+    "the command to finish and return its output.\"}, \"timeout\": {\"type\": \"integer\", "
+    "\"minimum\": 1, \"maximum\": 3600, \"default\": 60, \"description\": \"Seconds a "
+    "blocking command may run before it is killed (the sandbox tool limit and the run's end "
+    "still apply).\"}}, \"required\": [\"command\"]}}}";
+
 /* ---- start ---------------------------------------------------------------------------- */
 
 void te_execute_command_start(te_call *c)
@@ -177,7 +201,13 @@ void te_execute_command_start(te_call *c)
     c->state = st;
 
     char why[256];
-    kx_err err = te_exec_args_parse(c->call->arguments_json, &st->args, why, sizeof why);
+    /* the arguments passed the schema (call.c) and were coerced: read them from there */
+    char *args_text = json_dumps(c->args, JSON_COMPACT);
+    kx_err err = args_text != NULL ? te_exec_args_parse(args_text, &st->args, why, sizeof why)
+                                   : KX_ERR_NOMEM;
+    free(args_text);
+    if (err == KX_ERR_NOMEM)
+        snprintf(why, sizeof why, "execute_command: out of memory");
     if (err != KX_OK) {
         te_outcome_error(&o, err, "%s", why);
         finish(c, &o);
@@ -203,6 +233,11 @@ void te_execute_command_start(te_call *c)
         return;
     }
     st->timeout_s = te_seconds_for_message(t - now);
+    if (!te_breaker_allow(ex, "sandbox", why, sizeof why)) {
+        te_outcome_error(&o, KX_ERR_UNAVAILABLE, "execute_command: %s", why);
+        finish(c, &o);
+        return;
+    }
 
     Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
     rq.exec_id = c->call->call_id;

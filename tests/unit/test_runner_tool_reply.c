@@ -102,6 +102,24 @@ static void test_not_utf8_over_the_bus(void **state)
     natsMsg_Destroy(m);
 }
 
+/* The deadline a tool call carries is what is left of the run (bounded by the longest tool
+ * timeout), not KX_TOOL_TIMEOUT_S + 5 s: the executor's class timeouts (180 s for sandbox
+ * tools) and a tool's own `timeout` must be reachable. */
+static void test_call_deadline_is_the_run(void **state)
+{
+    (void)state;
+    int64_t now = 1700000000000LL;
+    /* two hours left: the bound is the longest timeout a tool accepts, plus the reply grace */
+    kx_deadline d = tools_call_deadline(now, now + 7200 * 1000);
+    assert_true(d >= now + (int64_t)TOOLS_CALL_MAX_S * 1000);
+    assert_true(d > now + 180 * 1000); /* the sandbox class is reachable */
+    /* 30 s left: the run's end */
+    assert_int_equal(tools_call_deadline(now, now + 30000), now + 30000);
+    /* no wall deadline: still bounded */
+    d = tools_call_deadline(now, KX_NO_DEADLINE);
+    assert_true(d > now + 3600 * 1000 && d < now + 3700 * 1000);
+}
+
 int main(void)
 {
     assert_int_equal(nats_Open(-1), NATS_OK);
@@ -109,6 +127,7 @@ int main(void)
         cmocka_unit_test(test_result),
         cmocka_unit_test(test_long_refusal_cut_in_a_character),
         cmocka_unit_test(test_not_utf8_over_the_bus),
+        cmocka_unit_test(test_call_deadline_is_the_run),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     nats_Close();

@@ -37,6 +37,7 @@
 #define KX_SUBJ_RUN_START "kx.run.start"     /* request/reply, served by the gateway */
 #define KX_SUBJ_RUN_STOP "kx.run.stop"       /* request/reply, served by the gateway */
 #define KX_SUBJ_TOOL_EXEC "kx.tool.exec"
+#define KX_SUBJ_TOOL_SCHEMAS "kx.tool.schemas"
 #define KX_SUBJ_SANDBOX_EXEC "kx.sandbox.exec"
 #define KX_SUBJ_SANDBOX_KILL "kx.sandbox.kill"
 #define KX_SUBJ_SANDBOX_OUTPUT "kx.sandbox.output"
