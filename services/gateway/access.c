@@ -25,7 +25,7 @@ void gw_db_put(gw_app *app, kx_db *db)
 }
 
 bool gw_access_thread_read(kx_db *db, const gw_request *req, const char *thread_id,
-                           bool foreign_is_404, gw_reply *reply)
+                           gw_reply *reply)
 {
     bool anonymous = req->account[0] == '\0';
     char owner[KX_UUID_LEN + 1];
@@ -37,10 +37,8 @@ bool gw_access_thread_read(kx_db *db, const gw_request *req, const char *thread_
         return true;
     if (anonymous && (err == KX_OK || err == KX_ERR_NOT_FOUND)) /* as before: no existence hint */
         gw_reply_error(reply, MHD_HTTP_UNAUTHORIZED, "No valid authentication credentials found");
-    else if (err == KX_ERR_NOT_FOUND || (err == KX_OK && foreign_is_404))
+    else if (err == KX_ERR_NOT_FOUND || err == KX_OK) /* another account's: as if none */
         gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
-    else if (err == KX_OK)
-        gw_reply_error(reply, MHD_HTTP_FORBIDDEN, "Not authorized to access this thread");
     else
         gw_reply_db_error(reply, err, "Failed to load thread");
     return false;
@@ -62,8 +60,8 @@ bool gw_access_thread(kx_db *db, const gw_request *req, const char *thread_id, g
         gw_reply_db_error(reply, err, "Failed to load thread");
         return false;
     }
-    if (strcmp(owner, req->account) != 0) {
-        gw_reply_error(reply, MHD_HTTP_FORBIDDEN, "Not authorized to access this thread");
+    if (strcmp(owner, req->account) != 0) { /* another account's: as if there were none */
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
         return false;
     }
     return true;
@@ -88,7 +86,7 @@ bool gw_access_run(kx_db *db, const gw_request *req, const char *run_id, gw_run_
     }
     if (strcmp(info->account, req->account) != 0) {
         gw_store_run_info_free(info);
-        gw_reply_error(reply, MHD_HTTP_FORBIDDEN, "Not authorized to access this agent run");
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Agent run not found"); /* not a hint */
         return false;
     }
     return true;

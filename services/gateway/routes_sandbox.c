@@ -19,9 +19,9 @@
  *   GET    /api/sandboxes/{id}/preview/{port}/...   a preview link (kx.sandbox.preview check,
  *                                                    then preview_proxy.c)
  * Access: the sandbox id is looked up on projects.sandbox->>'id' (409's index); unknown, not a
- * UUID, or deleted: 404 "Sandbox not found". The project must be the caller's account's (403
- * "Not authorized to access this sandbox"; reads of a public project's files are allowed, as in
- * Kortix); a preview link of another account is 404, like an unknown one.
+ * UUID, or deleted: 404 "Sandbox not found". The project must be the caller's account's: another
+ * account's sandbox is 404 as well, never a hint that it exists (Kortix answered 403); reads of
+ * a public project's files are allowed, as in Kortix; a preview link of another account is 404.
  * Recording: gw_sandbox_record writes the broker's SandboxInfo on projects.sandbox (only when
  * not older than what is there); ensure-active and delete record their replies, sandbox_state.c
  * records the broker's events.
@@ -83,15 +83,9 @@ static bool find_sandbox(gw_app *app, gw_request *req, access_kind kind,
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return false;
-    char sql[512];
-    /* req->id was checked to be a UUID: embedding it cannot inject SQL. */
-    snprintf(sql, sizeof sql,
-             "SELECT project_id::text, account_id::text, is_public, "
-             "COALESCE(sandbox->>'state', '') FROM projects "
-             "WHERE sandbox ? 'id' AND sandbox->>'id' = '%s' LIMIT 1",
-             req->id);
+    const char *params[] = {req->id};
     kx_err err = KX_OK;
-    PGresult *r = kx_db_exec_sql(db, sql, &err);
+    PGresult *r = kx_db_exec(db, "gw_sandbox_find", 1, params, &err);
     bool ok = false;
     if (r == NULL) {
         gw_reply_db_error(reply, err, "Failed to find the sandbox");
@@ -99,10 +93,7 @@ static bool find_sandbox(gw_app *app, gw_request *req, access_kind kind,
         gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Sandbox not found");
     } else if (strcmp(PQgetvalue(r, 0, 1), req->account) != 0 &&
                !(kind == FOR_READ && strcmp(PQgetvalue(r, 0, 2), "t") == 0)) {
-        if (kind == FOR_PREVIEW)
-            gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Sandbox not found");
-        else
-            gw_reply_error(reply, MHD_HTTP_FORBIDDEN, "Not authorized to access this sandbox");
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Sandbox not found"); /* not a hint */
     } else {
         snprintf(project, KX_UUID_LEN + 1, "%s", PQgetvalue(r, 0, 0));
         ok = true;
@@ -136,20 +127,13 @@ kx_err gw_sandbox_record(gw_app *app, const Kx__V1__SandboxInfo *info)
     kx_db *db = kx_db_pool_get(app->pool, kx_deadline_in(app->cfg.db_wait_ms));
     if (db == NULL)
         return KX_ERR_UNAVAILABLE;
-    /* Every value was checked above (UUIDs, [A-Za-z0-9._-], integers): safe to embed. */
-    char sql[1400];
-    snprintf(sql, sizeof sql,
-             "UPDATE projects SET sandbox = sandbox || jsonb_build_object('id', '%s', "
-             "'state', '%s', 'provider', '%s', 'broker', '%s', 'created_unix_ms', %lld::bigint, "
-             "'updated_unix_ms', %lld::bigint) "
-             "WHERE project_id = '%s'::uuid AND "
-             "(NOT (sandbox ? 'updated_unix_ms') OR "
-             "(sandbox->>'updated_unix_ms')::bigint <= %lld::bigint)",
-             info->id, info->state, info->provider, info->broker, (long long)info->created_unix_ms,
-             (long long)info->updated_unix_ms, info->project_id, (long long)info->updated_unix_ms);
-    kx_err err = KX_OK;
-    PGresult *r = kx_db_exec_sql(db, sql, &err);
-    PQclear(r);
+    char created[24], updated[24];
+    snprintf(created, sizeof created, "%lld", (long long)info->created_unix_ms);
+    snprintf(updated, sizeof updated, "%lld", (long long)info->updated_unix_ms);
+    const char *params[] = {info->project_id, info->id, info->state, info->provider,
+                            info->broker,     created,  updated};
+    /* idempotent: the same info written twice leaves the same row */
+    kx_err err = kx_db_exec_cmd_idem(db, "gw_sandbox_record", 7, params, NULL);
     kx_db_pool_put(app->pool, db);
     if (err != KX_OK)
         kx_warn("gateway: could not record sandbox %s (%s): %s", info->id, info->state,
@@ -488,18 +472,16 @@ void gw_route_sandbox_ensure_active(gw_app *app, gw_request *req, gw_reply *repl
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return;
-    char sql[256];
-    snprintf(sql, sizeof sql, "SELECT account_id::text FROM projects WHERE project_id = '%s'",
-             req->id);
+    const char *params[] = {req->id};
     kx_err err = KX_OK;
-    PGresult *r = kx_db_exec_sql(db, sql, &err);
+    PGresult *r = kx_db_exec(db, "gw_sandbox_project_owner", 1, params, &err);
     bool ok = false;
     if (r == NULL)
         gw_reply_db_error(reply, err, "Failed to load the project");
     else if (PQntuples(r) == 0)
         gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Project not found");
     else if (strcmp(PQgetvalue(r, 0, 0), req->account) != 0)
-        gw_reply_error(reply, MHD_HTTP_FORBIDDEN, "Not authorized to access this project");
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Project not found"); /* not a hint */
     else
         ok = true;
     PQclear(r);

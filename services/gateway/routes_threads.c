@@ -12,7 +12,7 @@
  *        and answers the inserted row.
  *   POST   /api/threads/{id}/messages/add?message=…   a user message (Kortix's query form)
  *   DELETE /api/threads/{id}/messages/{mid}     an LLM message (Kortix keeps the others)
- * The new routes answer another account's thread with 404; the older Kortix ones with 403. */
+ * Another account's thread is 404, as one that does not exist (Kortix answered 403). */
 #include <microhttpd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,7 +42,7 @@ void gw_route_messages_list(gw_app *app, gw_request *req, gw_reply *reply)
     if (db == NULL)
         return;
     char *rows = NULL;
-    if (gw_access_thread_read(db, req, req->id, false, reply)) {
+    if (gw_access_thread_read(db, req, req->id, reply)) {
         kx_err err = gw_store_messages(db, req->id, ascending, &rows);
         if (err != KX_OK)
             gw_reply_db_error(reply, err, "Failed to get messages");
@@ -143,7 +143,7 @@ void gw_route_thread_get(gw_app *app, gw_request *req, gw_reply *reply)
     if (db == NULL)
         return;
     char *row = NULL;
-    if (gw_access_thread_read(db, req, req->id, true, reply)) {
+    if (gw_access_thread_read(db, req, req->id, reply)) {
         kx_err err = gw_thread_detail(db, req->id, &row);
         if (err == KX_ERR_NOT_FOUND)
             gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");

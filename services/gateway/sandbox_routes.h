@@ -12,6 +12,23 @@
 #include "kx/err.h"
 #include "kx/pb.h"
 
+/* The statements of routes_sandbox.c, in the gateway's table (store.c). */
+/* clang-format off */
+#define GW_SANDBOX_STATEMENTS                                                                  \
+    {"gw_sandbox_find",                                                                        \
+     "SELECT project_id::text, account_id::text, is_public, "                                  \
+     "COALESCE(sandbox->>'state', '') FROM projects "                                          \
+     "WHERE sandbox ? 'id' AND sandbox->>'id' = $1::text LIMIT 1"},                            \
+    {"gw_sandbox_record",                                                                      \
+     "UPDATE projects SET sandbox = sandbox || jsonb_build_object('id', $2::text, "            \
+     "'state', $3::text, 'provider', $4::text, 'broker', $5::text, "                           \
+     "'created_unix_ms', $6::bigint, 'updated_unix_ms', $7::bigint) "                          \
+     "WHERE project_id = $1::uuid AND (NOT (sandbox ? 'updated_unix_ms') OR "                  \
+     "(sandbox->>'updated_unix_ms')::bigint <= $7::bigint)"},                                  \
+    {"gw_sandbox_project_owner",                                                               \
+     "SELECT account_id::text FROM projects WHERE project_id = $1::uuid"}
+/* clang-format on */
+
 /* Records info on its project's projects.sandbox (see above); any thread. */
 kx_err gw_sandbox_record(gw_app *app, const Kx__V1__SandboxInfo *info);
 

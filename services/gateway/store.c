@@ -16,6 +16,7 @@
 #include "agent_store.h"
 #include "routes_flags.h"
 #include "routes_limits.h"
+#include "sandbox_routes.h"
 
 /* A timestamptz as Python's isoformat() in UTC: "2026-11-21T19:40:13.123456+00:00" (NULL stays
  * NULL). Independent of the session's TimeZone. */
@@ -182,6 +183,7 @@ const kx_db_stmt gw_store_statements[] = {
     GW_AGENT_STATEMENTS,   /* agent_store.h */
     GW_FLAG_STATEMENTS,    /* routes_flags.h */
     GW_LIMITS_STATEMENTS,  /* routes_limits.h */
+    GW_SANDBOX_STATEMENTS, /* sandbox_routes.h */
     KX_DB_STMT_END,
 };
 /* clang-format on */

@@ -402,7 +402,7 @@ static void test_access_and_errors(void **state)
 
     snprintf(path, sizeof path, "/api/agent-run/%s", run);
     expect_error("GET", path, NULL, NULL, 401, "No valid authentication credentials found");
-    expect_error("GET", path, token2, NULL, 403, "Not authorized to access this agent run");
+    expect_error("GET", path, token2, NULL, 404, "Agent run not found");
     char *bad = kx_th_jwt("another-secret", account, 3600);
     expect_error("GET", path, bad, NULL, 401, "Invalid token: bad signature");
     free(bad);
@@ -416,11 +416,11 @@ static void test_access_and_errors(void **state)
     expect_error("GET", "/api/agent-run/00000000-0000-4000-8000-000000000000", token, NULL, 404,
                  "Agent run not found");
     snprintf(path, sizeof path, "/api/agent-run/%s/stop", run);
-    expect_error("POST", path, token2, NULL, 403, "Not authorized to access this agent run");
+    expect_error("POST", path, token2, NULL, 404, "Agent run not found");
     snprintf(path, sizeof path, "/api/threads/%s/messages", thread);
-    expect_error("GET", path, token2, NULL, 403, "Not authorized to access this thread");
+    expect_error("GET", path, token2, NULL, 404, "Thread not found");
     snprintf(path, sizeof path, "/api/thread/%s/agent/start", thread);
-    expect_error("POST", path, token2, NULL, 403, "Not authorized to access this thread");
+    expect_error("POST", path, token2, NULL, 404, "Thread not found");
     expect_error("GET", "/api/threads/xyz/messages", token, NULL, 404, "Thread not found");
     expect_error("DELETE", "/api/agent-run/x", token, NULL, 405, "Method Not Allowed");
     expect_error("GET", "/api/nope", token, NULL, 404, "Not Found");

@@ -13,7 +13,7 @@
  *   - runs: agent_id (another account's agent: 404, nothing created; the default agent),
  *     GET /thread/{id}/agent, reasoning_effort / booleans validated, a model the account may
  *     not use (Kortix's 403 body, nothing created), files[] refused (400, nothing created);
- *   - every route: another account's object is 404 (the older Kortix routes: 403). */
+ *   - every route: another account's object is 404, as one that does not exist. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -610,7 +610,7 @@ static void test_projects(void **state)
     assert_int_equal(st, 200);
     json_decref(v);
     expect_error(1, "GET", tpath, NULL, 404, "Thread not found");
-    expect_error(1, "GET", mpath, NULL, 403, "Not authorized to access this thread");
+    expect_error(1, "GET", mpath, NULL, 404, "Thread not found");
     expect_error(-1, "GET", mpath, NULL, 401, "No valid authentication");
 
     v = jcall(0, "PATCH", path, "{\"is_public\": true}", &st);
@@ -638,11 +638,11 @@ static void test_projects(void **state)
     expect_error(1, "DELETE", path, NULL, 404, "Project not found");
     expect_error(1, "PATCH", tpath, "{\"is_public\": false}", 404, "Thread not found");
     expect_error(1, "DELETE", tpath, NULL, 404, "Thread not found");
-    expect_error(1, "POST", mpath, "{\"type\": \"user\", \"content\": \"x\"}", 403,
-                 "Not authorized");
+    expect_error(1, "POST", mpath, "{\"type\": \"user\", \"content\": \"x\"}", 404,
+                 "Thread not found");
     char sp[300];
     snprintf(sp, sizeof sp, "/api/thread/%s/agent/start", tid);
-    expect_error(1, "POST", sp, "{\"prompt\": \"x\"}", 403, "Not authorized");
+    expect_error(1, "POST", sp, "{\"prompt\": \"x\"}", 404, "Thread not found");
     snprintf(sp, sizeof sp, "/api/thread/%s/agent", tid);
     expect_error(1, "GET", sp, NULL, 404, "Thread not found");
 

@@ -2,7 +2,7 @@
  * the gateway alone (real nats-server and PostgreSQL) serves kx.run.start and kx.run.stop, and
  * a client that does not use libkx (run_client/run_client.c: plain cnats + protobuf-c) runs a
  * whole session: refusals (no Kx-Account 401, a passed Kx-Deadline 504, another account's
- * thread 403, no prompt 400: nothing created), a new thread and run, a follow-up on it, the
+ * thread 404, no prompt 400: nothing created), a new thread and run, a follow-up on it, the
  * stop, and the run's events from KX_RUN_EVENTS up to the terminal "stopped" event. Then the
  * rows are checked in Postgres. */
 #include <setjmp.h>
@@ -103,9 +103,9 @@ static void test_session_from_plain_client(void **state)
     field(line_of(out, "expired"), "status", v, sizeof v);
     assert_string_equal(v, "504");
     field(line_of(out, "foreign"), "status", v, sizeof v);
-    assert_string_equal(v, "403");
+    assert_string_equal(v, "404");
     field(line_of(out, "foreign"), "error", v, sizeof v);
-    assert_string_equal(v, "Not authorized to access this thread");
+    assert_string_equal(v, "Thread not found");
     field(line_of(out, "noprompt"), "status", v, sizeof v);
     assert_string_equal(v, "400");
     field(line_of(out, "noprompt"), "error", v, sizeof v);

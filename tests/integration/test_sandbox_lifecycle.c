@@ -425,7 +425,7 @@ static void test_gateway_routes(void **state)
     snprintf(url, sizeof url, "/api/project/%s/sandbox/ensure-active", p);
     long st = 0;
     json_t *j = kx_th_json(&g_stack, "POST", url, tb, NULL, &st);
-    assert_int_equal(st, 403);
+    assert_int_equal(st, 404);
     json_decref(j);
     j = kx_th_json(&g_stack, "POST", "/api/project/nope/sandbox/ensure-active", ta, NULL, &st);
     assert_int_equal(st, 404);
@@ -448,7 +448,7 @@ static void test_gateway_routes(void **state)
     for (size_t i = 0; i < big; i++)
         data[i] = (char)(i * 7 + (i >> 9));
     assert_int_equal(upload(sid, ta, "/workspace/dir/big.bin", data, big), 200);
-    assert_int_equal(upload(sid, tb, "/workspace/dir/evil.bin", "x", 1), 403);
+    assert_int_equal(upload(sid, tb, "/workspace/dir/evil.bin", "x", 1), 404);
     assert_int_equal(upload("00000000-0000-4000-8000-000000000000", ta, "a", "x", 1), 404);
 
     /* List. */
@@ -465,7 +465,7 @@ static void test_gateway_routes(void **state)
     assert_non_null(json_string_value(json_object_get(f0, "mod_time")));
     json_decref(j);
     j = kx_th_json(&g_stack, "GET", url, tb, NULL, &st);
-    assert_int_equal(st, 403);
+    assert_int_equal(st, 404);
     json_decref(j);
 
     /* Content: every byte back. */
@@ -476,7 +476,7 @@ static void test_gateway_routes(void **state)
     assert_memory_equal(r.body, data, big);
     assert_string_equal(r.content_type, "application/octet-stream");
     kx_http_resp_free(&r);
-    assert_int_equal(http("GET", url, tb, NULL, NULL, 0, NULL), 403);
+    assert_int_equal(http("GET", url, tb, NULL, NULL, 0, NULL), 404);
     snprintf(url, sizeof url, "/api/sandboxes/%s/files/content", sid);
     assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 422);
     snprintf(url, sizeof url, "/api/sandboxes/%s/files/content?path=../../etc/passwd", sid);
@@ -485,7 +485,7 @@ static void test_gateway_routes(void **state)
 
     /* Delete a file. */
     snprintf(url, sizeof url, "/api/sandboxes/%s/files?path=/workspace/dir/big.bin", sid);
-    assert_int_equal(http("DELETE", url, tb, NULL, NULL, 0, NULL), 403);
+    assert_int_equal(http("DELETE", url, tb, NULL, NULL, 0, NULL), 404);
     j = kx_th_json(&g_stack, "DELETE", url, ta, NULL, &st);
     assert_int_equal(st, 200);
     assert_true(json_is_true(json_object_get(j, "deleted")));
@@ -495,7 +495,7 @@ static void test_gateway_routes(void **state)
 
     /* Delete the sandbox: then it is not found. */
     snprintf(url, sizeof url, "/api/sandboxes/%s", sid);
-    assert_int_equal(http("DELETE", url, tb, NULL, NULL, 0, NULL), 403);
+    assert_int_equal(http("DELETE", url, tb, NULL, NULL, 0, NULL), 404);
     assert_int_equal(http("DELETE", url, ta, NULL, NULL, 0, NULL), 200);
     char *stt = row_sandbox(p, "state");
     assert_string_equal(stt, "deleted");

@@ -845,21 +845,21 @@ static void test_auth(void **state)
     assert_int_equal(sse.status, 401);
     kx_th_sse_free(&sse);
 
-    /* Another account: 403 on the run, its stream, its stop and its thread. */
+    /* Another account: 404 on the run, its stream, its stop and its thread. */
     v = kx_th_json(&g_stack, "GET", run_path, other_token, NULL, &status);
-    assert_int_equal(status, 403);
-    assert_detail(v, "Not authorized to access this agent run");
+    assert_int_equal(status, 404);
+    assert_detail(v, "Agent run not found");
     json_decref(v);
     assert_int_equal(kx_th_sse_read(&g_stack, stream_path, other_token, 5000, &sse), KX_OK);
-    assert_int_equal(sse.status, 403);
+    assert_int_equal(sse.status, 404);
     assert_int_equal(sse.n, 0);
     kx_th_sse_free(&sse);
     v = kx_th_json(&g_stack, "POST", stop_path, other_token, NULL, &status);
-    assert_int_equal(status, 403);
+    assert_int_equal(status, 404);
     json_decref(v);
     v = kx_th_json(&g_stack, "GET", msgs_path, other_token, NULL, &status);
-    assert_int_equal(status, 403);
-    assert_detail(v, "Not authorized to access this thread");
+    assert_int_equal(status, 404);
+    assert_detail(v, "Thread not found");
     json_decref(v);
     assert_run_status(r.run_id, token, r.thread_id, "completed");
 
