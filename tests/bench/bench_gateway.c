@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "api_client.h"
 #include "gateway_alone.h"
 #include "kx/bus.h"
 #include "kx/log.h"
@@ -173,34 +174,15 @@ static enum MHD_Result hello(void *cls, struct MHD_Connection *conn, const char 
 
 static void initiate(const char *token, char run[KX_UUID_LEN + 1])
 {
-    const char *pairs[] = {"prompt", "bench", NULL};
-    size_t len = 0;
-    char *body = kx_th_form_urlencoded(pairs, &len);
-    kx_http_resp r;
-    if (kx_th_http(&g_gw.s, "POST", "/api/agent/initiate", token,
-                   "application/x-www-form-urlencoded", body, len, &r) != KX_OK ||
-        r.status != 200) {
+    if (kx_th_initiate(&g_gw.s, token, "bench", run, NULL) != 200 || run[0] == '\0') {
         fprintf(stderr, "initiate failed\n");
         die("see the line above");
     }
-    json_t *v = json_loads(r.body, 0, NULL);
-    snprintf(run, KX_UUID_LEN + 1, "%s", json_string_value(json_object_get(v, "agent_run_id")));
-    json_decref(v);
-    kx_http_resp_free(&r);
-    free(body);
 }
 
 static void publish(kx_bus *bus, const char *run, const char *payload)
 {
-    Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
-    ev.run_id = (char *)run;
-    ev.kind = KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE;
-    ev.payload_json = (char *)payload;
-    char subject[96];
-    snprintf(subject, sizeof subject, KX_SUBJ_RUN_EV_PREFIX "%s", run);
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(5000), NULL);
-    if (kx_bus_js_publish_pb(bus, subject, (const ProtobufCMessage *)&ev, &meta) != KX_OK) {
+    if (kx_th_publish_run_event(bus, run, payload, false) != KX_OK) {
         fprintf(stderr, "publish failed\n");
         die("see the line above");
     }
