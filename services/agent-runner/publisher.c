@@ -223,7 +223,7 @@ static void on_failure(kx_loop *loop, void *arg)
     }
     /* A timeout may hide a stored event: retrying could stream it twice. */
     if (f->status != NATS_TIMEOUT && attempt < MAX_ATTEMPTS) {
-        char next[8];
+        char next[16];
         snprintf(next, sizeof next, "%d", attempt + 1);
         if (natsMsgHeader_Set(f->msg, HDR_ATTEMPT, next) == NATS_OK &&
             kx_loop_timer(p->loop, (int64_t)RETRY_BASE_MS * attempt, resend, f) != NULL) {
