@@ -39,6 +39,14 @@ typedef struct posted {
 
 /* ---- loop side ---------------------------------------------------------------------- */
 
+/* A dispatch the loop never ran (it shut down first): not acked, so the stream redelivers it. */
+static void drop_posted(void *arg)
+{
+    posted *p = arg;
+    natsMsg_Destroy(p->msg);
+    free(p);
+}
+
 static void handle_dispatch(kx_loop *loop, void *arg)
 {
     posted *p = arg;
@@ -200,7 +208,8 @@ static void *fetcher(void *arg)
                 p->r = r;
                 p->msg = m;
             }
-            if (p == NULL || kx_loop_post(r->loop, handle_dispatch, p) != KX_OK) {
+            if (p == NULL ||
+                kx_loop_post_owned(r->loop, handle_dispatch, p, drop_posted) != KX_OK) {
                 atomic_fetch_sub(&r->reserved, 1);
                 kx_error("dispatch: out of memory handing a dispatch to the loop; it will be "
                          "redelivered");

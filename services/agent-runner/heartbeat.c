@@ -39,6 +39,14 @@ typedef struct revoked_batch {
     int64_t *epochs;
 } revoked_batch;
 
+static void free_revoked(void *arg)
+{
+    revoked_batch *b = arg;
+    free(b->ids);
+    free(b->epochs);
+    free(b);
+}
+
 static void drop_revoked(kx_loop *loop, void *arg)
 {
     revoked_batch *b = arg;
@@ -55,9 +63,7 @@ static void drop_revoked(kx_loop *loop, void *arg)
                        1);
         run_stop(x, why);
     }
-    free(b->ids);
-    free(b->epochs);
-    free(b);
+    free_revoked(b);
 }
 
 static void post_revoked(heartbeat *h, const Kx__V1__RunnerHeartbeatAnswer *a)
@@ -86,11 +92,9 @@ static void post_revoked(heartbeat *h, const Kx__V1__RunnerHeartbeatAnswer *a)
         b->epochs[b->n] = l->lease_epoch;
         b->n++;
     }
-    if (kx_loop_post(h->r->loop, drop_revoked, b) != KX_OK) {
-        free(b->ids);
-        free(b->epochs);
-        free(b);
-    }
+    /* Owned: a batch posted while the loop shuts down is freed by kx_loop_free, not leaked. */
+    if (kx_loop_post_owned(h->r->loop, drop_revoked, b, free_revoked) != KX_OK)
+        free_revoked(b);
 }
 
 /* One heartbeat and its answer. true when the scheduler renewed the lease. */

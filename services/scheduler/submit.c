@@ -51,6 +51,14 @@ typedef struct submit_task {
     natsMsg *msg;
 } submit_task;
 
+/* A submit the loop never ran (it shut down first): not acked, so the stream redelivers it. */
+static void drop_submit(void *arg)
+{
+    submit_task *t = arg;
+    natsMsg_Destroy(t->msg);
+    free(t);
+}
+
 /* cnats thread: hand the message to the loop. */
 static void on_submit_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
 {
@@ -60,7 +68,7 @@ static void on_submit_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
         t->s = s;
         t->msg = msg;
     }
-    if (t == NULL || kx_loop_post(s->svc->loop, handle_submit, t) != KX_OK) {
+    if (t == NULL || kx_loop_post_owned(s->svc->loop, handle_submit, t, drop_submit) != KX_OK) {
         kx_error("scheduler: out of memory handing a submit to the loop; it will be redelivered");
         natsMsg_Nak(msg, NULL);
         natsMsg_Destroy(msg);

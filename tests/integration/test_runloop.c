@@ -304,8 +304,22 @@ static void test_two_calls_sequential_agent(void **state)
         fail_msg("system prompt: %.300s", system);
     assert_contains(system, "<function_calls>");
     assert_contains(system, "- execute_command: ");
+    /* The shell family and the always-on tools are offered; the disabled files family is not. */
     json_t *tools = json_object_get(body, "tools");
-    assert_int_equal(json_array_size(tools), 1);
+    int has_shell = 0, has_complete = 0, has_files = 0;
+    size_t i;
+    json_t *tool;
+    json_array_foreach(tools, i, tool) {
+        const char *name = jstr(json_object_get(tool, "function"), "name");
+        if (name == NULL)
+            fail_msg("a tool schema without function.name");
+        has_shell |= strcmp(name, "execute_command") == 0;
+        has_complete |= strcmp(name, "complete") == 0;
+        has_files |= strcmp(name, "create_file") == 0;
+    }
+    assert_true(has_shell);
+    assert_true(has_complete);
+    assert_false(has_files);
     json_decref(reqs);
     free(token);
 }
