@@ -547,11 +547,12 @@ static void test_two_schedulers_fire_once(void **state)
     make_due(id, "3 hours");
     sleep_ms(400);
     assert_int_equal(trigger_runs(id), 5);
-    assert_int_equal(sql_int("SELECT (next_fire_at > now() + interval '20 minutes' AND "
-                             "next_fire_at <= now() + interval '60 minutes')::int FROM run_triggers "
-                             "WHERE trigger_id = $1::uuid",
-                             1, ip),
-                     1);
+    assert_int_equal(
+        sql_int("SELECT (next_fire_at > now() + interval '20 minutes' AND "
+                "next_fire_at <= now() + interval '60 minutes')::int FROM run_triggers "
+                "WHERE trigger_id = $1::uuid",
+                1, ip),
+        1);
 
     /* paused: even when due by the clock, it does not fire */
     char path[128];

@@ -309,7 +309,8 @@ static void test_two_calls_sequential_agent(void **state)
     int has_shell = 0, has_complete = 0, has_files = 0;
     size_t i;
     json_t *tool;
-    json_array_foreach(tools, i, tool) {
+    json_array_foreach(tools, i, tool)
+    {
         const char *name = jstr(json_object_get(tool, "function"), "name");
         if (name == NULL)
             fail_msg("a tool schema without function.name");
