@@ -13,7 +13,9 @@
  *   3. a tool that does not answer (trigger_long_running_operation for 30 s) ends at the
  *      call's deadline (KX_TOOL_TIMEOUT_S = 5) as a timed-out result; the run goes on;
  *   4. STOP during an MCP call: the run is stopped at once and the mcp-proxy cancels the call
- *      at the server (kx.mcp.cancel from the tool-executor). */
+ *      at the server (kx.mcp.cancel from the tool-executor);
+ *   5. a server that cannot be reached is skipped with its error; the run goes on with the
+ *      other tools. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -417,6 +419,40 @@ static void test_stop_during_mcp_call(void **state)
     free(token);
 }
 
+/* A server that cannot be reached (a loopback port not allowed) is skipped with its error, as
+ * Kortix skipped it: the run goes on with the built-ins and the other server's tools; a call
+ * of the skipped server's tool is an unknown tool the model reads. */
+static void test_broken_server_is_skipped(void **state)
+{
+    (void)state;
+    char mcps[1024];
+    snprintf(mcps, sizeof mcps,
+             "[{\"name\": \"gone\", \"type\": \"http\", \"config\": {\"url\": "
+             "\"http://127.0.0.1:%u/mcp\"}},"
+             " {\"name\": \"everything\", \"type\": \"http\", \"config\": {\"url\": "
+             "\"http://127.0.0.1:%u/mcp\"}, \"enabledTools\": [\"get-sum\"]}]",
+             g_stack.nats.port, g_everything_port);
+    Kx__V1__ToolSchemasReply *r = schemas(mcps);
+    assert_int_equal(r->n_mcp_servers, 2);
+    assert_non_null(r->mcp_servers[0]->error);
+    assert_contains(r->mcp_servers[0]->error->message, "loopback");
+    assert_null(r->mcp_servers[1]->error);
+    assert_int_equal(r->n_mcp_tools, 1);
+    assert_non_null(mcp_tool(r, "get_sum"));
+    kx_pb_free(r);
+
+    char run[KX_UUID_LEN + 1];
+    char *token = start_run(mcps, "call echo {\"message\": \"x\"}\ncall get_sum {\"a\": 1, \"b\": 2}",
+                            run);
+    expect_final(run, "completed");
+    char *res = tool_results(run);
+    print_message("[ results  ] %s\n", res);
+    assert_contains(res, "echo=false:Tool function 'echo' not found");
+    assert_contains(res, "get_sum=true:The sum of 1 and 2 is 3");
+    free(res);
+    free(token);
+}
+
 /* ---- setup ---------------------------------------------------------------------------------- */
 
 static int setup(void **state)
@@ -463,6 +499,7 @@ int main(void)
         cmocka_unit_test(test_name_collisions),
         cmocka_unit_test(test_hanging_call_ends_at_its_deadline),
         cmocka_unit_test(test_stop_during_mcp_call),
+        cmocka_unit_test(test_broken_server_is_skipped),
     };
     int failed = cmocka_run_group_tests_name("mcp_agent", tests, setup, NULL);
     if (g_bus != NULL)
