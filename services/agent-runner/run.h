@@ -107,12 +107,14 @@ struct run {
     bool model_from_run; /* agent_runs.metadata.model_name chose the model */
     char *system;        /* the rendered system prompt */
     json_t *tools;       /* the schemas of the agent's tools */
-    json_t *mcp_routes;  /* the agent's MCP tools: name -> route (tool_schemas.h); or NULL */
-    bool agent_read;     /* the agent's config is read (its tools may still be awaited) */
-    int64_t tools_wait_until; /* kx_mono_ms: how long to wait for its MCP tools */
     bool sequential;
     int64_t max_xml_calls;
     chunks chunks; /* the text deltas not yet published (run_chunks.c) */
+
+    /* the agent's MCP tools (tool_schemas.h) */
+    json_t *mcp_routes;       /* name -> route; NULL: none */
+    bool agent_read;          /* its config is read (its MCP tools may still be awaited) */
+    int64_t tools_wait_until; /* kx_mono_ms: how long to wait for them */
 };
 
 /* Creates the run for a successful claim, holds it in the runner and queues its first step.

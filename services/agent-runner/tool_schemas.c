@@ -70,8 +70,9 @@ static void take_mcp(const Kx__V1__ToolSchemasReply *r, json_t **schemas, json_t
         json_array_append_new(*schemas, s);
         const Kx__V1__McpRoute *rt = t->route;
         json_object_set_new(*routes, t->name,
-                            json_pack("{s:s, s:s, s:s, s:b}", "server", rt->server ? rt->server : "",
-                                      "tool", rt->tool ? rt->tool : "", "server_json",
+                            json_pack("{s:s, s:s, s:s, s:b}", "server",
+                                      rt->server ? rt->server : "", "tool",
+                                      rt->tool ? rt->tool : "", "server_json",
                                       rt->server_json ? rt->server_json : "", "custom",
                                       rt->custom));
     }

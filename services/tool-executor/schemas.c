@@ -26,9 +26,9 @@
 #include "kx/pb.h"
 #include "registry.h"
 
-#define REPLY_MARGIN_MS 500          /* the proxy answers this long before our caller's deadline */
-#define DEFAULT_WAIT_MS 20000        /* a request without Kx-Deadline */
-#define SLACK ((size_t)16 * 1024)   /* headers and protobuf framing */
+#define REPLY_MARGIN_MS 500       /* the proxy answers this long before our caller's deadline */
+#define DEFAULT_WAIT_MS 20000     /* a request without Kx-Deadline */
+#define SLACK ((size_t)16 * 1024) /* headers and protobuf framing */
 
 typedef struct sch_req {
     struct sch_req *prev, *next;
@@ -44,16 +44,15 @@ static sch_req *g_pending;
  * server's inputSchema when it is a JSON object, else an empty object schema. */
 static json_t *mcp_schema(const Kx__V1__McpAgentTool *t)
 {
-    json_t *params = kx_pb_str_empty(t->input_schema_json)
-        ? NULL
-        : json_loads(t->input_schema_json, 0, NULL);
+    json_t *params =
+        kx_pb_str_empty(t->input_schema_json) ? NULL : json_loads(t->input_schema_json, 0, NULL);
     if (!json_is_object(params)) {
         json_decref(params);
         params = json_pack("{s:s, s:{}}", "type", "object", "properties");
     }
     return json_pack("{s:s, s:{s:s, s:s, s:o}}", "type", "function", "function", "name",
-                     t->name ? t->name : "", "description",
-                     t->description ? t->description : "", "parameters", params);
+                     t->name ? t->name : "", "description", t->description ? t->description : "",
+                     "parameters", params);
 }
 
 /* Replies with the built-ins (tools, NULL: error set) and, when mcp is given, its tools;
@@ -75,8 +74,8 @@ static void answer(te_executor *ex, natsMsg *msg, json_t *tools, Kx__V1__Error *
     Kx__V1__Error *sv_err = calloc(ns + 1, sizeof *sv_err);
     if (error == NULL && tools != NULL)
         text = kx_json_dumps_compact(tools);
-    if (error == NULL && (text == NULL || !ts || !tp || !routes || !schemas || !sv || !sp ||
-                          !sv_err)) {
+    if (error == NULL &&
+        (text == NULL || !ts || !tp || !routes || !schemas || !sv || !sp || !sv_err)) {
         oom.code = "internal";
         oom.message = "out of memory";
         error = &oom;
@@ -201,8 +200,7 @@ static void on_agent_tools(kx_err err, natsMsg *reply, void *arg)
     if (reply != NULL)
         natsMsg_Destroy(reply);
     if (code != NULL)
-        kx_log(KX_LOG_WARN, NULL, q->trace_id[0] ? q->trace_id : NULL, "tool-executor: %s",
-               why);
+        kx_log(KX_LOG_WARN, NULL, q->trace_id[0] ? q->trace_id : NULL, "tool-executor: %s", why);
     answer(q->ex, q->msg, q->tools, NULL, code == NULL ? r : NULL, code, why);
     kx_pb_free(r);
     req_free(q);
@@ -251,8 +249,8 @@ static void ask_proxy(te_executor *ex, natsMsg *msg, const Kx__V1__ToolSchemasRe
     q->msg = msg;
     q->tools = tools;
     for (size_t i = 0; i < nres; i++)
-        reserved[i] = (char *)kx_json_str(json_object_get(json_array_get(all, i), "function"),
-                                          "name", "");
+        reserved[i] =
+            (char *)kx_json_str(json_object_get(json_array_get(all, i), "function"), "name", "");
     kx_bus_meta in;
     int64_t now = kx_now_ms();
     kx_deadline deadline = now + DEFAULT_WAIT_MS;

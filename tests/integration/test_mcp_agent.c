@@ -408,8 +408,9 @@ static void test_stop_during_mcp_call(void **state)
     while (!cancelled && kx_mono_ms() - t0 < 5000) {
         char *log = read_file(proxy->log);
         cancelled = log != NULL && strstr(log, "kx.mcp.cancel") != NULL &&
-            strstr(log, "cancelling the call to 'custom_http_everything'/"
-                        "'trigger-long-running-operation'") != NULL;
+            strstr(log,
+                   "cancelling the call to 'custom_http_everything'/"
+                   "'trigger-long-running-operation'") != NULL;
         free(log);
         if (!cancelled)
             usleep(100 * 1000);
@@ -442,8 +443,8 @@ static void test_broken_server_is_skipped(void **state)
     kx_pb_free(r);
 
     char run[KX_UUID_LEN + 1];
-    char *token = start_run(mcps, "call echo {\"message\": \"x\"}\ncall get_sum {\"a\": 1, \"b\": 2}",
-                            run);
+    char *token =
+        start_run(mcps, "call echo {\"message\": \"x\"}\ncall get_sum {\"a\": 1, \"b\": 2}", run);
     expect_final(run, "completed");
     char *res = tool_results(run);
     print_message("[ results  ] %s\n", res);
