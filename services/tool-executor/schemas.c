@@ -337,9 +337,11 @@ kx_err te_schemas_start(te_executor *ex)
 
 void te_schemas_free(void)
 {
-    while (g_pending != NULL) {
-        sch_req *q = g_pending;
-        unlink_req(q);
+    sch_req *q = g_pending;
+    g_pending = NULL;
+    while (q != NULL) {
+        sch_req *next = q->next;
         req_free(q);
+        q = next;
     }
 }

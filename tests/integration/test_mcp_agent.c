@@ -248,7 +248,7 @@ static char *builtin_description(const Kx__V1__ToolSchemasReply *r, const char *
     json_array_foreach(tools, i, t)
     {
         json_t *f = json_object_get(t, "function");
-        if (strcmp(json_string_value(json_object_get(f, "name")), name) == 0)
+        if (out == NULL && strcmp(json_string_value(json_object_get(f, "name")), name) == 0)
             out = strdup(json_string_value(json_object_get(f, "description")));
     }
     json_decref(tools);
@@ -323,7 +323,9 @@ static void test_name_collisions(void **state)
     /* every name once among all the tools */
     for (size_t i = 0; i < r->n_mcp_tools; i++) {
         char *b = builtin_description(r, r->mcp_tools[i]->name);
-        if (b != NULL)
+        bool taken = b != NULL;
+        free(b);
+        if (taken)
             fail_msg("MCP tool %s has a built-in's name", r->mcp_tools[i]->name);
         for (size_t j = i + 1; j < r->n_mcp_tools; j++)
             assert_string_not_equal(r->mcp_tools[i]->name, r->mcp_tools[j]->name);
