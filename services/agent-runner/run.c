@@ -411,7 +411,14 @@ static void launch_call(run *r, run_call *c)
     r->launched++;
     char msg[400];
     const char *fail_why = c->error;
-    if (fail_why == NULL && !agent_config_tool_enabled(&r->agent, c->name)) {
+    const json_t *route = json_object_get(r->mcp_routes, c->name); /* one of its MCP tools */
+    Kx__V1__McpRoute mcp = KX__V1__MCP_ROUTE__INIT;
+    if (route != NULL) {
+        mcp.server = (char *)kx_json_str(route, "server", "");
+        mcp.tool = (char *)kx_json_str(route, "tool", "");
+        mcp.server_json = (char *)kx_json_str(route, "server_json", "");
+        mcp.custom = json_is_true(json_object_get(route, "custom"));
+    } else if (fail_why == NULL && !agent_config_tool_enabled(&r->agent, c->name)) {
         snprintf(msg, sizeof msg,
                  "Tool function '%s' is not enabled for this agent (its tool family is off in "
                  "agentpress_tools)",
@@ -439,6 +446,7 @@ static void launch_call(run *r, run_call *c)
         .meta = &r->meta,
         .wall_deadline = r->wall_deadline,
         .tool_timeout_s = r->owner->cfg->tool_timeout_s,
+        .mcp = route != NULL ? &mcp : NULL,
     };
     kx_err err = tools_call(r->owner->async, &req, &c->pending, on_tool_done, c);
     if (err != KX_OK) {
@@ -861,18 +869,33 @@ static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *messa
 
 /* ---- iterations --------------------------------------------------------------------------- */
 
-/* The schemas of every tool the runner can offer: the one seam through which the loop gets
- * them — the tool-executor's catalogue (tool_schemas.h, cached; every tool, filtered to the
- * agent's families by the caller), or prompt.h's execute_command until the executor answered.
- * A new reference. */
-static json_t *run_tool_schemas(run *r)
+/* The schemas of the agent's tools: the one seam through which the loop gets them — the
+ * tool-executor's built-ins (tool_schemas.h, cached; filtered to the agent's families here),
+ * or prompt.h's execute_command until the executor answered; then the tools of the agent's MCP
+ * servers (their routes kept in r->mcp_routes). A new reference, NULL on OOM. *ready is false
+ * while the first answer about the agent's MCP servers is still awaited. */
+static json_t *run_tool_schemas(run *r, bool *ready)
 {
-    (void)r;
     json_t *builtin = prompt_tools();
-    json_t *all = tool_schemas_get(NULL, builtin); /* borrowed: the cache's or builtin */
-    json_incref(all);
+    char *custom = json_array_size(r->agent.custom_mcps) > 0
+        ? kx_json_dumps_compact(r->agent.custom_mcps)
+        : NULL;
+    char *configured = json_array_size(r->agent.configured_mcps) > 0
+        ? kx_json_dumps_compact(r->agent.configured_mcps)
+        : NULL;
+    tool_schemas_view v;
+    *ready = tool_schemas_lookup(custom, configured, builtin, &v); /* borrowed */
+    json_t *tools = v.tools != NULL ? agent_config_filter_tools(&r->agent, v.tools) : NULL;
+    if (tools != NULL && v.mcp_tools != NULL && json_array_extend(tools, v.mcp_tools) != 0) {
+        json_decref(tools);
+        tools = NULL;
+    }
+    json_decref(r->mcp_routes);
+    r->mcp_routes = json_incref(v.mcp_routes);
+    free(custom);
+    free(configured);
     json_decref(builtin);
-    return all;
+    return tools;
 }
 
 /* Whether the model may name this function: one of the agent's schemas, or a function of a
@@ -895,14 +918,32 @@ static bool ensure_agent(run *r)
     if (r->agent_loaded)
         return true;
     runner *o = r->owner;
-    char why[400];
-    kx_err err = agent_config_load(o->db, r->id, &r->agent, why, sizeof why);
-    if (err != KX_OK) {
-        if (err == KX_ERR_UNAVAILABLE)
-            atomic_store(&o->db_ok, false);
-        run_fail(r, why);
+    if (!r->agent_read) {
+        char why[400];
+        kx_err err = agent_config_load(o->db, r->id, &r->agent, why, sizeof why);
+        if (err != KX_OK) {
+            if (err == KX_ERR_UNAVAILABLE)
+                atomic_store(&o->db_ok, false);
+            run_fail(r, why);
+            return false;
+        }
+        r->agent_read = true;
+        r->tools_wait_until = kx_mono_ms() + TOOL_SCHEMAS_MCP_WAIT_MS;
+    }
+    bool ready = true;
+    json_t *tools = run_tool_schemas(r, &ready);
+    if (!ready && kx_mono_ms() < r->tools_wait_until) { /* its MCP servers are being listed */
+        json_decref(tools);
+        r->step_timer = kx_loop_timer(o->loop, 50, begin_iteration, r);
+        if (r->step_timer == NULL)
+            run_fail(r, "internal error: out of memory scheduling the next step");
         return false;
     }
+    if (!ready)
+        rlog(r, KX_LOG_WARN,
+             "run: the agent's MCP servers were not listed within %d s; going on without their "
+             "tools",
+             TOOL_SCHEMAS_MCP_WAIT_MS / 1000);
     r->agent_loaded = true;
     if (!r->model_from_run && r->agent.model[0] != '\0')
         snprintf(r->model, sizeof r->model, "%s", r->agent.model);
@@ -910,9 +951,7 @@ static bool ensure_agent(run *r)
                                           : o->cfg->sequential_tools;
     r->max_xml_calls =
         r->agent.max_xml_tool_calls > 0 ? r->agent.max_xml_tool_calls : o->cfg->max_xml_tool_calls;
-    json_t *all = run_tool_schemas(r);
-    r->tools = all ? agent_config_filter_tools(&r->agent, all) : NULL;
-    json_decref(all);
+    r->tools = tools;
     if (r->agent.system_prompt != NULL) {
         char *rendered = agent_config_render(r->agent.system_prompt, time(NULL));
         r->system = rendered ? prompt_with_tools(rendered, r->tools) : NULL;
@@ -1126,5 +1165,6 @@ void run_free(run *r)
     agent_config_clear(&r->agent);
     free(r->system);
     json_decref(r->tools);
+    json_decref(r->mcp_routes);
     free(r);
 }

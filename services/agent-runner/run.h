@@ -110,6 +110,11 @@ struct run {
     bool sequential;
     int64_t max_xml_calls;
     chunks chunks; /* the text deltas not yet published (run_chunks.c) */
+
+    /* the agent's MCP tools (tool_schemas.h) */
+    json_t *mcp_routes;       /* name -> route; NULL: none */
+    bool agent_read;          /* its config is read (its MCP tools may still be awaited) */
+    int64_t tools_wait_until; /* kx_mono_ms: how long to wait for them */
 };
 
 /* Creates the run for a successful claim, holds it in the runner and queues its first step.

@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include "kx/bus.h"
 #include "kx/err.h"
+#include "kx/pb.h"
 #include "kx/time.h"
 
 /* What a tool call produced, as the run records it. */
@@ -45,6 +46,9 @@ typedef struct tools_request {
     const kx_bus_meta *meta;    /* trace context and account; its deadline is replaced */
     kx_deadline wall_deadline;
     int64_t tool_timeout_s; /* unused: the executor's class timeouts decide (see above) */
+    /* Set for one of the agent's MCP tools (tool_schemas.h gave its route): the executor sends
+     * the call to the mcp-proxy. Borrowed; NULL for a built-in. */
+    const Kx__V1__McpRoute *mcp;
 } tools_request;
 
 /* The longest any tool may take (the largest `timeout` a tool accepts): a bound on the wait

@@ -114,6 +114,7 @@ static void reply_and_free(at_req *r, const char *code, const char *message)
                 at->server = sv->as.cfg.name ? sv->as.cfg.name : (char *)"";
                 at->tool = (char *)tname;
                 at->server_json = sv->as.entry_json ? sv->as.entry_json : (char *)"";
+                at->custom = sv->as.custom;
                 tool_ptrs[kept++] = at;
                 sv->registered++;
             }

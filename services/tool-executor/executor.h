@@ -113,6 +113,8 @@ void te_drain(kx_svc *svc, void *arg); /* kx_svc drain callback (arg = executor)
 
 /* schemas.c: serves kx.tool.schemas */
 kx_err te_schemas_start(te_executor *ex);
+/* Frees the requests still waiting for the mcp-proxy (after kx_bus_async_free). */
+void te_schemas_free(void);
 
 /* breakers.c */
 struct te_breakers *te_breakers_new(int failures, int64_t open_ms);

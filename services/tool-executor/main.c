@@ -75,6 +75,7 @@ int main(void)
     int rc = kx_svc_run(&svc);
     kx_bus_async_free(ex.async); /* pending requests: no callbacks */
     te_kills_free(&ex);          /* ... so free what they held */
+    te_schemas_free();           /* schemas.c: requests waiting for the mcp-proxy */
     kx_db_worker_free(ex.db);    /* jobs still queued are failed (their calls were answered) */
     te_runs_free(ex.runs);
     te_breakers_free(ex.breakers);

@@ -63,8 +63,16 @@ static void on_reply(te_call *c, kx_err err, natsMsg *reply)
         } else if (r->error != NULL) {
             te_breaker_record(c->ex, c->req_dep, !te_dep_error_counts(r->error->code));
             char msg[sizeof o.error_message];
-            snprintf(msg, sizeof msg, "%s: %s", c->call->tool_name,
-                     r->error->message ? r->error->message : "MCP error");
+            if (r->error->code != NULL && strcmp(r->error->code, "deadline_exceeded") == 0) {
+                /* the proxy gave up at our deadline (less its margin): the call's timeout */
+                o.timed_out = true;
+                snprintf(msg, sizeof msg, "%s timed out after %lld s: %s", c->call->tool_name,
+                         (long long)c->req_timeout_s,
+                         r->error->message ? r->error->message : "MCP error");
+            } else {
+                snprintf(msg, sizeof msg, "%s: %s", c->call->tool_name,
+                         r->error->message ? r->error->message : "MCP error");
+            }
             te_outcome_error_code(&o,
                                   kx_pb_str_empty(r->error->code) ? "internal" : r->error->code,
                                   msg);

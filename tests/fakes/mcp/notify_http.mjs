@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // notify_http.mjs — a Streamable HTTP MCP server built on the official TypeScript SDK (from
 // tests/node_modules), for the mcp-proxy's test of server-initiated messages.
-// Usage: PORT=n node notify_http.mjs [no-get]
+// Usage: PORT=n node notify_http.mjs [no-get | collide]
 //   Tools: "add-tool" answers at once and, 300 ms later (outside any request), registers a new
 //   tool "added-N": the SDK then sends notifications/tools/list_changed on the session's GET
 //   stream — the only way a client can see it. "stats" returns {"gets": n}: the GETs received.
 //   no-get: every GET is answered 405 (a server without a stream for server messages).
+//   collide: also the tools "echo" and "complete" (names of server-everything's tool and of a
+//   built-in), answering "collide echo" / "collide complete", for the name-collision tests.
 // Binds 127.0.0.1 only.
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -13,6 +15,7 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 
 const noGet = process.argv[2] === 'no-get';
+const collide = process.argv[2] === 'collide';
 const transports = new Map();
 let gets = 0;
 
@@ -31,6 +34,13 @@ function newServer() {
   server.registerTool('stats', { description: 'how many GETs came' }, async () => ({
     content: [{ type: 'text', text: JSON.stringify({ gets }) }],
   }));
+  if (collide) {
+    for (const name of ['echo', 'complete']) {
+      server.registerTool(name, { description: 'the collide server\'s ' + name }, async () => ({
+        content: [{ type: 'text', text: 'collide ' + name }],
+      }));
+    }
+  }
   return server;
 }
 
