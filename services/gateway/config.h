@@ -39,7 +39,8 @@ typedef struct gw_config {
     int max_conns;        /* KX_HTTP_MAX_CONNS, 4096: connections at once, all clients */
     int max_conns_per_ip; /* KX_HTTP_MAX_CONNS_PER_IP, 512 */
     int conn_timeout_s;   /* KX_HTTP_TIMEOUT_S, 10: a connection idle this long is closed */
-    size_t conn_memory;   /* KX_HTTP_CONN_MEMORY, 256 KiB: libmicrohttpd's per-connection pool */
+    size_t conn_memory;   /* KX_HTTP_CONN_MEMORY, 96 KiB: libmicrohttpd's per-connection pool
+                           * (zeroed by libmicrohttpd between keep-alive requests: not free) */
     size_t max_url_bytes; /* KX_HTTP_MAX_URL_BYTES, 8192: longer path+query: 414 */
     size_t max_header_bytes;    /* KX_HTTP_MAX_HEADER_BYTES, 16384: larger header set: 431 */
     int max_query_args;         /* KX_HTTP_MAX_QUERY_ARGS, 64: more: 400 */
@@ -51,6 +52,9 @@ typedef struct gw_config {
     size_t sse_buffer_bytes;    /* KX_SSE_BUFFER_BYTES, 1 MiB: a client this far behind is cut */
     int64_t sse_feed_linger_ms; /* KX_SSE_FEED_LINGER_MS, 10000: a run's shared subscription
                                  * is kept this long after its last stream closed */
+    int64_t run_cache_ms;       /* KX_RUN_CACHE_MS, 100: longest age of a cached GET of a run
+                                 * (run_cache.h); 0 turns the cache off */
+    int auth_cache_slots;       /* KX_AUTH_CACHE_SLOTS, 4096: verified tokens kept; 0: off */
 } gw_config;
 
 kx_err gw_config_load(gw_config *cfg);
