@@ -12,8 +12,9 @@
  *
  * It starts its own nats-server, PostgreSQL and gateway (tests/harness/gateway_alone.h), talks
  * to 127.0.0.1 only, and is bounded in time (about 40 s).
- *   bench_gateway [--results FILE] [--no-run-cache]
+ *   bench_gateway [--results FILE] [--no-run-cache] [--env K=V]...
  *     --results FILE   also append "key value unit" lines to FILE
+ *     --env K=V        one more variable for the gateway (up to 8), e.g. to compare settings
  *     --no-run-cache   the gateway with KX_RUN_CACHE_MS=0: every GET reads Postgres on a worker
  *                      (the default answers a run polled this hard from services/gateway/
  *                      run_cache.h, at most 100 ms old) */
@@ -48,6 +49,9 @@
 static kx_th_gw g_gw;
 static FILE *g_results;
 static bool g_no_run_cache;
+#define MAX_EXTRA_ENV 8
+static const char *g_extra_env[MAX_EXTRA_ENV];
+static int g_nextra;
 
 /* Stops what it started (printing the gateway log's tail) and exits. */
 static void die(const char *what)
@@ -422,8 +426,11 @@ int main(int argc, char **argv)
             g_results = fopen(argv[++i], "a");
         } else if (strcmp(argv[i], "--no-run-cache") == 0) {
             g_no_run_cache = true;
+        } else if (strcmp(argv[i], "--env") == 0 && i + 1 < argc && g_nextra < MAX_EXTRA_ENV &&
+                   strchr(argv[i + 1], '=') != NULL) {
+            g_extra_env[g_nextra++] = argv[++i];
         } else {
-            fprintf(stderr, "usage: bench_gateway [--results FILE] [--no-run-cache]\n");
+            fprintf(stderr, "usage: bench_gateway [--results FILE] [--no-run-cache] [--env K=V]...\n");
             return 2;
         }
     }
@@ -434,13 +441,15 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max < 8192 ? rl.rlim_max : 8192;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    const char *env[] = {"KX_LOG_LEVEL=warn",
-                         "KX_SSE_MAX_STREAMS_PER_ACCOUNT=2000",
-                         "KX_HTTP_MAX_CONNS_PER_IP=4000",
-                         "KX_SSE_PING_S=15",
-                         "KX_DB_POOL_SIZE=8",
-                         g_no_run_cache ? "KX_RUN_CACHE_MS=0" : NULL,
-                         NULL};
+    const char *env[8 + MAX_EXTRA_ENV] = {"KX_LOG_LEVEL=warn", "KX_SSE_MAX_STREAMS_PER_ACCOUNT=2000",
+                                          "KX_HTTP_MAX_CONNS_PER_IP=4000", "KX_SSE_PING_S=15",
+                                          "KX_DB_POOL_SIZE=8"};
+    int nenv = 5;
+    if (g_no_run_cache)
+        env[nenv++] = "KX_RUN_CACHE_MS=0";
+    for (int i = 0; i < g_nextra; i++)
+        env[nenv++] = g_extra_env[i]; /* a key set above is not set again */
+    env[nenv] = NULL;
     if (kx_th_gw_start(&g_gw, "kx-bench-gateway", env) != KX_OK) {
         fprintf(stderr, "cannot start the gateway\n");
         kx_th_gw_stop(&g_gw, true);
