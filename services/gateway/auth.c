@@ -62,10 +62,9 @@ bool gw_auth(const gw_app *app, gw_request *req, bool allow_query_token, gw_repl
         return true; /* verified before, still within its exp (token_cache.h) */
     kx_jwt_claims claims;
     const char *why = NULL;
-    kx_err err =
-        kx_jwt_verify(token, app->cfg.jwt_secret, app->cfg.jwt_secret_len, now_s,
-                      app->cfg.jwt_audience[0] != '\0' ? app->cfg.jwt_audience : NULL, &claims,
-                      &why);
+    kx_err err = kx_jwt_verify(token, app->cfg.jwt_secret, app->cfg.jwt_secret_len, now_s,
+                               app->cfg.jwt_audience[0] != '\0' ? app->cfg.jwt_audience : NULL,
+                               &claims, &why);
     if (err != KX_OK && why != NULL && strcmp(why, "missing sub") == 0) {
         gw_reply_error(reply, MHD_HTTP_UNAUTHORIZED, "Invalid token payload");
         return false;

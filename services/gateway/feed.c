@@ -46,7 +46,7 @@ struct gw_feed {
 struct gw_feeds {
     kx_bus *bus;
     gw_work *work;
-    gw_run_cache *cache; /* a run's event drops its cached GET answer */
+    gw_run_cache *cache;  /* a run's event drops its cached GET answer */
     kx_histogram *fanout; /* time to hand one event to every stream of its run */
     int64_t linger_ms;
     pthread_mutex_t mu;

@@ -18,10 +18,10 @@
 
 typedef struct slot {
     uint64_t hash;
-    size_t len;         /* 0: empty */
-    char *token;        /* malloc'd copy, len bytes */
-    int64_t exp;        /* the token's exp */
-    int64_t until_s;    /* verified_at + GW_TOKEN_CACHE_MAX_S */
+    size_t len;      /* 0: empty */
+    char *token;     /* malloc'd copy, len bytes */
+    int64_t exp;     /* the token's exp */
+    int64_t until_s; /* verified_at + GW_TOKEN_CACHE_MAX_S */
     char account[KX_UUID_LEN + 1];
 } slot;
 

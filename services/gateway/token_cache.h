@@ -18,7 +18,7 @@
 
 #include "kx/uuid.h"
 
-#define GW_TOKEN_CACHE_MAX_S 60 /* longest life of an entry, whatever the token's exp */
+#define GW_TOKEN_CACHE_MAX_S 60       /* longest life of an entry, whatever the token's exp */
 #define GW_TOKEN_CACHE_MAX_TOKEN 2048 /* longer tokens are verified every time */
 
 typedef struct gw_token_cache gw_token_cache;

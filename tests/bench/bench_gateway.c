@@ -430,7 +430,8 @@ int main(int argc, char **argv)
                    strchr(argv[i + 1], '=') != NULL) {
             g_extra_env[g_nextra++] = argv[++i];
         } else {
-            fprintf(stderr, "usage: bench_gateway [--results FILE] [--no-run-cache] [--env K=V]...\n");
+            fprintf(stderr,
+                    "usage: bench_gateway [--results FILE] [--no-run-cache] [--env K=V]...\n");
             return 2;
         }
     }
@@ -441,7 +442,8 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max < 8192 ? rl.rlim_max : 8192;
         setrlimit(RLIMIT_NOFILE, &rl);
     }
-    const char *env[8 + MAX_EXTRA_ENV] = {"KX_LOG_LEVEL=warn", "KX_SSE_MAX_STREAMS_PER_ACCOUNT=2000",
+    const char *env[8 + MAX_EXTRA_ENV] = {"KX_LOG_LEVEL=warn",
+                                          "KX_SSE_MAX_STREAMS_PER_ACCOUNT=2000",
                                           "KX_HTTP_MAX_CONNS_PER_IP=4000", "KX_SSE_PING_S=15",
                                           "KX_DB_POOL_SIZE=8"};
     int nenv = 5;

@@ -476,8 +476,8 @@ static void test_cached_reads_keep_isolation_and_freshness(void **state)
     }
 
     /* a change made behind the gateway's back (no stream, no event): seen after the TTL */
-    char *row = sql_value1(
-        "UPDATE agent_runs SET status = 'running' WHERE id = $1 RETURNING status", run);
+    char *row =
+        sql_value1("UPDATE agent_runs SET status = 'running' WHERE id = $1 RETURNING status", run);
     assert_string_equal(row, "running");
     free(row);
     usleep(300 * 1000); /* 3 x KX_RUN_CACHE_MS */
@@ -490,7 +490,7 @@ static void test_cached_reads_keep_isolation_and_freshness(void **state)
     snprintf(spath, sizeof spath, "/api/agent-run/%s/stream", run);
     kx_th_sse_reader *reader = kx_th_sse_start(&g_s, spath, token, 15000);
     assert_non_null(reader);
-    usleep(400 * 1000); /* the stream is attached to the run's feed */
+    usleep(400 * 1000);          /* the stream is attached to the run's feed */
     s = run_status(path, token); /* cached: running */
     assert_string_equal(s, "running");
     free(s);

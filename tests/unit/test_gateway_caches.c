@@ -27,7 +27,7 @@ static void test_token_hit_only_for_the_same_token_within_exp(void **state)
     assert_non_null(c);
     char acc[KX_UUID_LEN + 1] = "";
     const char *tok = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
-    int64_t now = 1800000000, exp = now + 10; /* exp + leeway < the 60 s bound */
+    int64_t now = 1800000000, exp = now + 10;           /* exp + leeway < the 60 s bound */
     assert_false(gw_token_cache_get(c, tok, now, acc)); /* nothing verified yet */
     gw_token_cache_put(c, tok, now, exp, ACC_A);
     assert_true(gw_token_cache_get(c, tok, now + 1, acc));
