@@ -19,7 +19,7 @@
 typedef struct slot {
     uint64_t hash;
     size_t len;      /* 0: empty */
-    char *token;     /* malloc'd copy, len bytes */
+    char *token;     /* malloc'd copy (NUL-terminated) */
     int64_t exp;     /* the token's exp */
     int64_t until_s; /* verified_at + GW_TOKEN_CACHE_MAX_S */
     char account[KX_UUID_LEN + 1];
@@ -112,10 +112,9 @@ void gw_token_cache_put(gw_token_cache *c, const char *token, int64_t now_s, int
     size_t len = strlen(token);
     if (len == 0 || len > GW_TOKEN_CACHE_MAX_TOKEN)
         return;
-    char *copy = malloc(len);
+    char *copy = strdup(token);
     if (copy == NULL)
         return;
-    memcpy(copy, token, len);
     uint64_t h = token_hash(c, token, len);
     size_t i = (size_t)h & c->mask;
     pthread_mutex_t *mu = &c->mu[i % STRIPES];
