@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kx/metrics.h"
 #include "kx/time.h"
 
 #define STRIPES 64
@@ -25,6 +26,7 @@ typedef struct slot {
 struct gw_run_cache {
     size_t mask;
     int64_t ttl_us;
+    kx_counter *hits, *misses; /* kx_gateway_run_cache_total{result} */
     slot *slots;
     pthread_mutex_t mu[STRIPES];
 };
@@ -46,6 +48,10 @@ gw_run_cache *gw_run_cache_new(size_t slots, int64_t ttl_ms)
     }
     c->mask = n - 1;
     c->ttl_us = ttl_ms * 1000;
+    c->hits = kx_metrics_counter("kx_gateway_run_cache_total", "result=\"hit\"",
+                                 "GET /api/agent-run/{id} answered from the cache, or not");
+    c->misses = kx_metrics_counter("kx_gateway_run_cache_total", "result=\"miss\"",
+                                   "GET /api/agent-run/{id} answered from the cache, or not");
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_init(&c->mu[i], NULL);
     return c;
@@ -140,6 +146,9 @@ char *gw_run_cache_get(gw_run_cache *c, const char *run_id, const char *account,
         }
     }
     pthread_mutex_unlock(&c->mu[i % STRIPES]);
+    kx_counter *count = out != NULL ? c->hits : c->misses;
+    if (count != NULL)
+        kx_counter_add(count, 1);
     return out;
 }
 

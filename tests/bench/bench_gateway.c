@@ -198,6 +198,21 @@ static void publish(kx_bus *bus, const char *run, const char *payload)
     }
 }
 
+/* The value of the first line of the gateway's /metrics (its ops port) that starts with
+ * series; false when there is none. */
+static bool metric(const char *series, double *v)
+{
+    const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    char *a = NULL;
+    int st = kx_th_raw(g_gw.health_port, NULL, req, sizeof req - 1, 5000, &a);
+    const char *s = a != NULL ? strstr(a, series) : NULL;
+    bool ok = st == 200 && s != NULL && strchr(s, ' ') != NULL;
+    if (ok)
+        *v = strtod(strchr(s, ' ') + 1, NULL);
+    free(a);
+    return ok;
+}
+
 /* ---- 1. throughput ----------------------------------------------------------------------- */
 
 static void bench_throughput(const char *token, const char *run)
@@ -228,26 +243,21 @@ static void bench_throughput(const char *token, const char *run)
     result("gateway.bare_rps", bare, "req/s");
     result("gateway.get_run_rps", gw, "req/s");
     result("gateway.get_run_over_bare", gw / bare, "x");
+    double hits = 0, misses = 0;
+    if (metric("kx_gateway_run_cache_total{result=\"hit\"}", &hits) &&
+        metric("kx_gateway_run_cache_total{result=\"miss\"}", &misses) && hits + misses > 0)
+        printf("gateway: run cache hits %.0f, misses %.0f (%.1f %%)\n", hits, misses,
+               100.0 * hits / (hits + misses));
 }
 
 /* ---- 2. publish -> SSE latency with 1 000 streams ---------------------------------------- */
 
-/* The sum and count of the gateway's kx_gateway_sse_fanout_seconds (its ops port): how long its
- * feed took to hand events to every stream (append, resume). False when unreadable. */
+/* The sum and count of kx_gateway_sse_fanout_seconds: how long the gateway's feed took to hand
+ * events to every stream (append, resume). */
 static bool fanout_metric(double *sum, double *count)
 {
-    const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    char *a = NULL;
-    int st = kx_th_raw(g_gw.health_port, NULL, req, sizeof req - 1, 5000, &a);
-    const char *s = a != NULL ? strstr(a, "kx_gateway_sse_fanout_seconds_sum") : NULL;
-    const char *c = a != NULL ? strstr(a, "kx_gateway_sse_fanout_seconds_count") : NULL;
-    bool ok = st == 200 && s != NULL && c != NULL;
-    if (ok) {
-        *sum = strtod(strchr(s, ' ') + 1, NULL);
-        *count = strtod(strchr(c, ' ') + 1, NULL);
-    }
-    free(a);
-    return ok;
+    return metric("kx_gateway_sse_fanout_seconds_sum", sum) &&
+        metric("kx_gateway_sse_fanout_seconds_count", count);
 }
 
 typedef struct nats_probe {
