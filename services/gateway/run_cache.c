@@ -1,7 +1,12 @@
 /* run_cache.c — recent GET /api/agent-run/{id} answers (see run_cache.h for what a hit
  * promises). Direct-mapped slots by a hash of the run id; a slot keeps its generation across
  * evictions, so a put checks that nothing dropped the slot since its ticket was taken (an
- * eviction by another run also bumps it: a lost put, never a stale one). */
+ * eviction by another run also bumps it: a lost put, never a stale one).
+ *
+ * Refresh ahead: the first request of the owner that finds an entry past half its TTL is let
+ * through to the database (a miss) and its answer replaces the entry, while the others keep
+ * hitting it until the TTL. A run polled without pause is so read about twice per TTL, and the
+ * requests do not all miss together when an entry expires. */
 #include "run_cache.h"
 
 #include <microhttpd.h>
@@ -20,6 +25,7 @@ typedef struct slot {
     char run_id[KX_UUID_LEN + 1];
     char account[KX_UUID_LEN + 1];
     int64_t read_us; /* when the read that filled it started */
+    bool refreshing; /* past half its life, one request was sent to read it again */
     char *body;
 } slot;
 
@@ -120,6 +126,7 @@ void gw_run_cache_put(gw_run_cache *c, const gw_run_cache_ticket *t, const char 
         memcpy(s->run_id, run_id, KX_UUID_LEN + 1);
         memcpy(s->account, account, KX_UUID_LEN + 1);
         s->read_us = t->started_us;
+        s->refreshing = false;
         s->body = copy;
         copy = NULL;
     }
@@ -142,7 +149,10 @@ char *gw_run_cache_get(gw_run_cache *c, const char *run_id, const char *account,
             s->body = NULL;
             s->used = false;
         } else if (strcmp(s->account, account) == 0) {
-            out = strdup(s->body); /* NULL on OOM: the full path answers */
+            if (!s->refreshing && now_us - s->read_us >= c->ttl_us / 2)
+                s->refreshing = true; /* this one reads it again; the others still hit */
+            else
+                out = strdup(s->body); /* NULL on OOM: the full path answers */
         }
     }
     pthread_mutex_unlock(&c->mu[i % STRIPES]);

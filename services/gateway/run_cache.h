@@ -12,7 +12,8 @@
  *     (publish.c) and every event of the run reaching one of its feeds (feed.c: a runner's
  *     status and terminal events). A read that started before such a drop never refills the
  *     entry with what it read (a per-slot generation, taken before the read, must still match).
- * KX_RUN_CACHE_MS=0 turns the cache off (every GET reads Postgres).
+ * Past half its life, one request of the owner is sent to the database to refresh the entry (the
+ * others still hit it). KX_RUN_CACHE_MS=0 turns the cache off (every GET reads Postgres).
  *
  * Thread-safe (striped mutexes, direct-mapped slots); owned by gw_app. */
 #ifndef GW_RUN_CACHE_H

@@ -75,15 +75,15 @@ static void test_run_answer_only_to_its_account(void **state)
     assert_non_null(c);
     gw_run_cache_ticket t = gw_run_cache_begin(c, RUN_1);
     gw_run_cache_put(c, &t, RUN_1, ACC_A, "{\"id\": \"r1\"}");
-    char *got = gw_run_cache_get(c, RUN_1, ACC_A, kx_mono_us());
+    char *got = gw_run_cache_get(c, RUN_1, ACC_A, t.started_us + 1000);
     assert_non_null(got);
     assert_string_equal(got, "{\"id\": \"r1\"}");
     free(got);
-    assert_null(gw_run_cache_get(c, RUN_1, ACC_B, kx_mono_us())); /* another account */
-    assert_null(gw_run_cache_get(c, RUN_2, ACC_A, kx_mono_us())); /* another run */
-    assert_null(gw_run_cache_get(c, RUN_1, "", kx_mono_us()));    /* anonymous */
+    assert_null(gw_run_cache_get(c, RUN_1, ACC_B, t.started_us + 1000)); /* another account */
+    assert_null(gw_run_cache_get(c, RUN_2, ACC_A, t.started_us + 1000)); /* another run */
+    assert_null(gw_run_cache_get(c, RUN_1, "", t.started_us + 1000));    /* anonymous */
     /* still there for its owner after the refusals */
-    got = gw_run_cache_get(c, RUN_1, ACC_A, kx_mono_us());
+    got = gw_run_cache_get(c, RUN_1, ACC_A, t.started_us + 1000);
     assert_non_null(got);
     free(got);
     gw_run_cache_free(c);
@@ -95,7 +95,11 @@ static void test_run_answer_never_older_than_the_ttl(void **state)
     gw_run_cache_ticket t = gw_run_cache_begin(c, RUN_1);
     gw_run_cache_put(c, &t, RUN_1, ACC_A, "{}");
     /* the age counts from before the read started */
-    char *got = gw_run_cache_get(c, RUN_1, ACC_A, t.started_us + 99 * 1000);
+    char *got = gw_run_cache_get(c, RUN_1, ACC_A, t.started_us + 49 * 1000);
+    assert_non_null(got);
+    free(got);
+    assert_null(gw_run_cache_get(c, RUN_1, ACC_A, t.started_us + 60 * 1000)); /* the refresh */
+    got = gw_run_cache_get(c, RUN_1, ACC_A, t.started_us + 99 * 1000);
     assert_non_null(got);
     free(got);
     assert_null(gw_run_cache_get(c, RUN_1, ACC_A, t.started_us + 100 * 1000));
@@ -106,6 +110,37 @@ static void test_run_answer_never_older_than_the_ttl(void **state)
     gw_run_cache_ticket off = gw_run_cache_begin(NULL, RUN_1);
     gw_run_cache_put(NULL, &off, RUN_1, ACC_A, "{}");
     gw_run_cache_invalidate(NULL, RUN_1);
+    gw_run_cache_free(c);
+}
+
+static void test_run_refreshed_ahead_by_one_request(void **state)
+{
+    gw_run_cache *c = gw_run_cache_new(64, 100);
+    gw_run_cache_ticket t = gw_run_cache_begin(c, RUN_1);
+    gw_run_cache_put(c, &t, RUN_1, ACC_A, "{\"n\": 1}");
+    int64_t half = t.started_us + 50 * 1000;
+    /* past half its life: the first request reads the database again (a miss)... */
+    assert_null(gw_run_cache_get(c, RUN_1, ACC_A, half));
+    /* ...the others still get the entry until the TTL */
+    char *got = gw_run_cache_get(c, RUN_1, ACC_A, half + 1000);
+    assert_non_null(got);
+    assert_string_equal(got, "{\"n\": 1}");
+    free(got);
+    /* another account never hits, and does not take the refresh */
+    assert_null(gw_run_cache_get(c, RUN_1, ACC_B, half + 1000));
+    /* the refreshing read's answer replaces it, with a new age */
+    gw_run_cache_ticket r = gw_run_cache_begin(c, RUN_1);
+    gw_run_cache_put(c, &r, RUN_1, ACC_A, "{\"n\": 2}");
+    got = gw_run_cache_get(c, RUN_1, ACC_A, r.started_us + 1000);
+    assert_non_null(got);
+    assert_string_equal(got, "{\"n\": 2}");
+    free(got);
+    /* a refresh that never puts (its read failed): the entry still ends at its TTL */
+    assert_null(gw_run_cache_get(c, RUN_1, ACC_A, r.started_us + 60 * 1000));
+    got = gw_run_cache_get(c, RUN_1, ACC_A, r.started_us + 99 * 1000);
+    assert_non_null(got);
+    free(got);
+    assert_null(gw_run_cache_get(c, RUN_1, ACC_A, r.started_us + 100 * 1000));
     gw_run_cache_free(c);
 }
 
@@ -153,6 +188,7 @@ int main(void)
         cmocka_unit_test(test_token_entry_lives_at_most_the_bound),
         cmocka_unit_test(test_run_answer_only_to_its_account),
         cmocka_unit_test(test_run_answer_never_older_than_the_ttl),
+        cmocka_unit_test(test_run_refreshed_ahead_by_one_request),
         cmocka_unit_test(test_run_invalidation_beats_a_read_in_flight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
