@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define LEEWAY_S 30
+#define LEEWAY_S KX_JWT_LEEWAY_S
 #define SHA256_LEN 32
 
 static const char B64URL[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";

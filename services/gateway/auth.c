@@ -14,6 +14,7 @@
 #include "kx/log.h"
 #include "kx/time.h"
 #include "reply.h"
+#include "token_cache.h"
 
 /* The token of "Authorization: Bearer <token>", or NULL. */
 static const char *bearer_token(struct MHD_Connection *conn)
@@ -56,12 +57,14 @@ bool gw_auth(const gw_app *app, gw_request *req, bool allow_query_token, gw_repl
         return false;
     }
 
+    int64_t now_s = kx_now_ms() / 1000;
+    if (gw_token_cache_get(app->tokens, token, now_s, req->account))
+        return true; /* verified before, still within its exp (token_cache.h) */
     kx_jwt_claims claims;
     const char *why = NULL;
-    kx_err err =
-        kx_jwt_verify(token, app->cfg.jwt_secret, app->cfg.jwt_secret_len, kx_now_ms() / 1000,
-                      app->cfg.jwt_audience[0] != '\0' ? app->cfg.jwt_audience : NULL, &claims,
-                      &why);
+    kx_err err = kx_jwt_verify(token, app->cfg.jwt_secret, app->cfg.jwt_secret_len, now_s,
+                               app->cfg.jwt_audience[0] != '\0' ? app->cfg.jwt_audience : NULL,
+                               &claims, &why);
     if (err != KX_OK && why != NULL && strcmp(why, "missing sub") == 0) {
         gw_reply_error(reply, MHD_HTTP_UNAUTHORIZED, "Invalid token payload");
         return false;
@@ -78,6 +81,7 @@ bool gw_auth(const gw_app *app, gw_request *req, bool allow_query_token, gw_repl
     for (size_t i = 0; i < KX_UUID_LEN; i++)
         req->account[i] = (char)tolower((unsigned char)claims.sub[i]);
     req->account[KX_UUID_LEN] = '\0';
+    gw_token_cache_put(app->tokens, token, now_s, claims.exp, req->account);
     return true;
 }
 

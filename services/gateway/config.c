@@ -69,7 +69,7 @@ static kx_err load_edge(gw_config *cfg)
     if (kx_env_int("KX_HTTP_TIMEOUT_S", 10, 1, 3600, &v) != KX_OK)
         err = KX_ERR_INVALID;
     cfg->conn_timeout_s = (int)v;
-    if (kx_env_int("KX_HTTP_CONN_MEMORY", 256 * 1024, 32 * 1024, 16 << 20, &v) != KX_OK)
+    if (kx_env_int("KX_HTTP_CONN_MEMORY", 96 * 1024, 32 * 1024, 16 << 20, &v) != KX_OK)
         err = KX_ERR_INVALID;
     cfg->conn_memory = (size_t)v;
     if (kx_env_int("KX_HTTP_MAX_URL_BYTES", 8192, 256, 65536, &v) != KX_OK)
@@ -100,6 +100,11 @@ static kx_err load_edge(gw_config *cfg)
     cfg->sse_buffer_bytes = (size_t)v;
     if (kx_env_int("KX_SSE_FEED_LINGER_MS", 10000, 0, 3600000, &cfg->sse_feed_linger_ms) != KX_OK)
         err = KX_ERR_INVALID;
+    if (kx_env_int("KX_RUN_CACHE_MS", 100, 0, 10000, &cfg->run_cache_ms) != KX_OK)
+        err = KX_ERR_INVALID;
+    if (kx_env_int("KX_AUTH_CACHE_SLOTS", 4096, 0, 1 << 20, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->auth_cache_slots = (int)v;
     /* The pool must hold the largest header set we accept plus libmicrohttpd's bookkeeping of
      * it (about 48 bytes per header or query argument) and the answer's headers, so that every
      * refusal is ours (JSON), never libmicrohttpd's own. */

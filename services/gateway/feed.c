@@ -12,8 +12,10 @@
 #include <string.h>
 
 #include "kx/log.h"
+#include "kx/metrics.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "run_cache.h"
 
 #define CREATE_WAIT_MS 10000  /* longest wait for another request's creation of the same feed */
 #define COMPLETE_WAIT_MS 5000 /* longest wait for the subscription's on-complete callback */
@@ -44,6 +46,8 @@ struct gw_feed {
 struct gw_feeds {
     kx_bus *bus;
     gw_work *work;
+    gw_run_cache *cache;  /* a run's event drops its cached GET answer */
+    kx_histogram *fanout; /* time to hand one event to every stream of its run */
     int64_t linger_ms;
     pthread_mutex_t mu;
     pthread_cond_t cv; /* a feed left FEED_STARTING */
@@ -52,13 +56,18 @@ struct gw_feeds {
     size_t leaked; /* feeds whose subscription could not be torn down safely */
 };
 
-gw_feeds *gw_feeds_new(kx_bus *bus, gw_work *work, int64_t linger_ms)
+gw_feeds *gw_feeds_new(kx_bus *bus, gw_work *work, gw_run_cache *cache, int64_t linger_ms)
 {
     gw_feeds *fs = calloc(1, sizeof *fs);
     if (fs == NULL)
         return NULL;
     fs->bus = bus;
     fs->work = work;
+    fs->cache = cache;
+    fs->fanout = kx_metrics_histogram(
+        "kx_gateway_sse_fanout_seconds", "",
+        "Time to hand one event to every stream of its run (append and resume)",
+        kx_metrics_latency_buckets, kx_metrics_latency_nbuckets);
     fs->linger_ms = linger_ms;
     pthread_mutex_init(&fs->mu, NULL);
     pthread_cond_init(&fs->cv, NULL);
@@ -82,13 +91,18 @@ static void on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void
                                         (size_t)natsMsg_GetDataLength(msg));
     if (ev == NULL)
         kx_log(KX_LOG_WARN, f->run_id, NULL, "sse: skipping an event that is not a RunEvent");
+    gw_run_cache_invalidate(f->fs->cache, f->run_id); /* its status may have changed */
+    int64_t t0 = kx_mono_us();
     pthread_mutex_lock(&f->mu);
-    if (seq > f->last_seq) { /* an ordered consumer never repeats; this guards the hand-over */
+    bool delivered = seq > f->last_seq;
+    if (delivered) { /* an ordered consumer never repeats; this guards the hand-over */
         f->last_seq = seq;
         for (gw_feed_sink *s = f->sinks; s != NULL; s = s->next)
             s->deliver(s, ev, seq);
     }
     pthread_mutex_unlock(&f->mu);
+    if (delivered && f->fs->fanout != NULL)
+        kx_histogram_observe(f->fs->fanout, (double)(kx_mono_us() - t0) / 1e6);
     kx_pb_free(ev);
     natsMsg_Destroy(msg);
 }

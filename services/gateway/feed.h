@@ -49,8 +49,10 @@ struct gw_feed_sink {
     bool attached;
 };
 
-/* linger_ms: how long a feed without streams is kept for a reconnect. */
-gw_feeds *gw_feeds_new(kx_bus *bus, gw_work *work, int64_t linger_ms);
+/* linger_ms: how long a feed without streams is kept for a reconnect. cache (may be NULL):
+ * every event of a run drops the run's cached GET answer (run_cache.h). */
+typedef struct gw_run_cache gw_run_cache;
+gw_feeds *gw_feeds_new(kx_bus *bus, gw_work *work, gw_run_cache *cache, int64_t linger_ms);
 /* The run's feed, created (a JetStream consumer) if there is none; a reference the caller
  * releases. KX_ERR_UNAVAILABLE when NATS cannot create it in time. Blocks: worker threads. */
 kx_err gw_feed_acquire(gw_feeds *fs, const char *run_id, gw_feed **out);

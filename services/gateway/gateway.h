@@ -25,16 +25,20 @@ typedef struct gw_server gw_server;
 typedef struct gw_streams gw_streams;
 typedef struct gw_form gw_form;
 typedef struct gw_run_nats gw_run_nats;
+typedef struct gw_run_cache gw_run_cache;
+typedef struct gw_token_cache gw_token_cache;
 
 typedef struct gw_app {
     gw_config cfg;
     kx_svc *svc; /* instance id, loop, bus */
     kx_db_pool *pool;
     gw_server *server;
-    gw_streams *streams;   /* open SSE streams (stream.h) */
-    gw_run_nats *run_nats; /* kx.run.start / kx.run.stop (run_nats.h) */
-    atomic_bool draining;  /* set when SIGTERM arrived: new streams are refused */
-    atomic_bool listening; /* the API port accepts connections (ready needs it) */
+    gw_streams *streams;     /* open SSE streams (stream.h) */
+    gw_run_nats *run_nats;   /* kx.run.start / kx.run.stop (run_nats.h) */
+    atomic_bool draining;    /* set when SIGTERM arrived: new streams are refused */
+    atomic_bool listening;   /* the API port accepts connections (ready needs it) */
+    gw_token_cache *tokens;  /* verified bearer tokens (token_cache.h); NULL: off */
+    gw_run_cache *run_cache; /* recent GET /api/agent-run/{id} answers (run_cache.h); NULL: off */
 } gw_app;
 
 /* One HTTP request, as a handler sees it. Strings are valid until the handler returns. */

@@ -3,7 +3,8 @@
  * contents:
  *
  *   1. kx_svc_init("gateway", 9100)   logging, loop, signals, NATS, health responder, ops port
- *   2. gw_config_load                 KX_* variables (refuses to start without KX_JWT_SECRET)
+ *   2. gw_config_load                 KX_* variables (refuses to start without KX_JWT_SECRET);
+ *                                     the token and run caches (token_cache.h, run_cache.h)
  *   3. Postgres pool + migrations     (migrations run at start, under an advisory lock)
  *   4. kx_bus_ensure_streams          JetStream streams (retried on the loop until NATS is up)
  *   5. the HTTP server (server.c)     routes in routes_*.c, stream.c, health.c
@@ -22,15 +23,18 @@
 #include "kx/db.h"
 #include "kx/log.h"
 #include "kx/svc.h"
+#include "run_cache.h"
 #include "run_nats.h"
 #include "sandbox_routes.h"
 #include "server.h"
 #include "store.h"
 #include "stream.h"
+#include "token_cache.h"
 
 #define MIGRATE_WAIT_MS 30000 /* how long to wait for Postgres at start */
 #define STREAMS_RETRY_MS 1000
 #define DRAIN_POLL_MS 50
+#define RUN_CACHE_SLOTS 4096 /* runs whose last GET answer is kept (run_cache.h) */
 
 /* 3. Migrations need Postgres; wait for it a little (it may start after us), then give up so
  * the supervisor restarts the gateway with a clear log line. */
@@ -118,6 +122,8 @@ int main(void)
 
     if (gw_config_load(&app.cfg) != KX_OK)
         goto out_svc;
+    app.tokens = gw_token_cache_new((size_t)app.cfg.auth_cache_slots); /* NULL: off */
+    app.run_cache = gw_run_cache_new(RUN_CACHE_SLOTS, app.cfg.run_cache_ms);
     if (kx_db_pool_new(app.cfg.conninfo, gw_store_statements, app.cfg.db_pool_size, &app.pool) !=
         KX_OK) {
         kx_error("gateway: cannot create the Postgres pool");
@@ -162,5 +168,7 @@ out_cfg:
 out_svc:
     kx_svc_close(&svc);
     gw_run_nats_free(app.run_nats); /* after the bus: no callback can reach it any more */
+    gw_run_cache_free(app.run_cache);
+    gw_token_cache_free(app.tokens);
     return rc;
 }

@@ -14,6 +14,7 @@
 #include "kx/log.h"
 #include "kx/pb.h"
 #include "kx/time.h"
+#include "run_cache.h"
 
 static void meta_for(const gw_app *app, const gw_request *req, kx_bus_meta *meta)
 {
@@ -57,6 +58,7 @@ kx_err gw_publish_submit(gw_app *app, const gw_request *req, const char *run_id,
 kx_err gw_publish_stop(gw_app *app, const gw_request *req, const char *run_id,
                        int64_t fenced_epoch)
 {
+    gw_run_cache_invalidate(app->run_cache, run_id); /* the row changed: no cached answer */
     kx_bus_meta meta;
     meta_for(app, req, &meta);
     char trace[33];

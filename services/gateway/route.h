@@ -39,11 +39,18 @@ typedef struct gw_route {
     gw_body_kind body;
     gw_handler handler;
     const char *label; /* "POST /api/agent-run/{id}/stop", for metrics and logs */
+    /* Optional: answers from memory on the HTTP thread (it must never block) and returns true,
+     * or returns false and the handler runs on a worker as usual. Not called for API keys. */
+    bool (*cached)(gw_app *app, gw_request *req, gw_reply *reply);
 } gw_route;
 
-#define ROUTE(m, p, a, b, h)   \
-    {                          \
-        m, p, a, b, h, m " " p \
+#define ROUTE(m, p, a, b, h)         \
+    {                                \
+        m, p, a, b, h, m " " p, NULL \
+    }
+#define ROUTE_CACHED(m, p, a, b, h, c) \
+    {                                  \
+        m, p, a, b, h, m " " p, c      \
     }
 
 extern const gw_route gw_routes[];

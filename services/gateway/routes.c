@@ -10,6 +10,7 @@
 #include "routes_flags.h"
 #include "routes_limits.h"
 #include "routes_triggers.h"
+#include "run_cache.h"
 #include "sandbox_routes.h"
 
 /* clang-format off */
@@ -18,7 +19,8 @@ const gw_route gw_routes[] = {
     ROUTE("POST", "/api/agent/initiate",            AUTH_BEARER, BODY_FORM, gw_route_initiate),
     ROUTE("POST", "/api/thread/{id}/agent/start",   AUTH_BEARER, BODY_JSON, gw_route_thread_start),
     ROUTE("GET",  "/api/thread/{id}/agent-runs",    AUTH_BEARER, BODY_NONE, gw_route_thread_runs),
-    ROUTE("GET",  "/api/agent-run/{id}",            AUTH_BEARER, BODY_NONE, gw_route_run_get),
+    ROUTE_CACHED("GET", "/api/agent-run/{id}", AUTH_BEARER, BODY_NONE, gw_route_run_get,
+                 gw_route_run_get_cached),
     ROUTE("POST", "/api/agent-run/{id}/stop",       AUTH_BEARER, BODY_NONE, gw_route_run_stop),
     ROUTE("GET",  "/api/agent-run/{id}/stream",     AUTH_BEARER_OR_QUERY, BODY_NONE,
           gw_route_run_stream),

@@ -19,6 +19,7 @@
 #include "kx/log.h"
 #include "publish.h"
 #include "reply.h"
+#include "run_cache.h"
 #include "run_ops.h"
 #include "store.h"
 #include "text.h"
@@ -180,6 +181,7 @@ void gw_route_thread_agent(gw_app *app, gw_request *req, gw_reply *reply)
 
 void gw_route_run_get(gw_app *app, gw_request *req, gw_reply *reply)
 {
+    gw_run_cache_ticket ticket = gw_run_cache_begin(app->run_cache, req->id); /* before the read */
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return;
@@ -189,6 +191,8 @@ void gw_route_run_get(gw_app *app, gw_request *req, gw_reply *reply)
     if (!ok)
         return;
     gw_reply_json(reply, MHD_HTTP_OK, gw_json_from_sql(info.json));
+    if (reply->status == MHD_HTTP_OK)
+        gw_run_cache_put(app->run_cache, &ticket, req->id, info.account, reply->body);
     gw_store_run_info_free(&info);
 }
 

@@ -392,6 +392,12 @@ static enum MHD_Result finish_request(gw_server *srv, gw_conn *c)
     c->req.body = c->body.s;
     c->req.body_len = c->body.len;
 
+    if (c->route->cached != NULL && c->req.api_key[0] == '\0') {
+        gw_reply hit = {0};
+        if (c->route->cached(srv->app, &c->req, &hit))
+            return send_reply(srv, c, &hit); /* from memory: no worker, no dependency */
+        gw_reply_free(&hit);
+    }
     c->queued = true;
     if (!gw_work_submit(srv->work, run_handler, c)) {
         c->queued = false;

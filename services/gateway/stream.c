@@ -123,30 +123,38 @@ static void buf_put(gw_stream *st, const char *data, size_t n)
         st->failed = true;
 }
 
-/* The size of an event's frame: "id: <seq>\n" (when seq > 0), "data: <line>\n" per line of
- * payload, then a blank line. */
-static size_t event_frame_len(const char *payload, size_t n, uint64_t seq)
+/* Formats one SSE event into out (cleared first): Kortix's framing ("data: <json>" and a blank
+ * line) with "id: <seq>" first when the event has a stream sequence, so that a client resumes
+ * after it (Last-Event-ID; clients that ignore ids see Kortix's stream unchanged). A payload
+ * line break starts another "data: " line. False when out ran out of memory. */
+static bool format_event(kx_buf *out, const char *payload, size_t n, uint64_t seq)
 {
-    size_t len = seq > 0 ? 4 + 20 + 1 : 0;
-    size_t lines = 1;
-    for (const char *p = payload; (p = memchr(p, '\n', (size_t)(payload + n - p))) != NULL; p++)
-        lines++;
-    return len + n + lines * 7 + 1;
+    kx_buf_clear(out);
+    bool ok = true;
+    if (seq > 0)
+        ok = kx_buf_printf(out, "id: %llu\n", (unsigned long long)seq) == KX_OK;
+    const char *p = payload, *end = payload + n;
+    do {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl ? nl : end;
+        ok = ok && kx_buf_add(out, "data: ", 6) == KX_OK &&
+            kx_buf_add(out, p, (size_t)(stop - p)) == KX_OK && kx_buf_add(out, "\n", 1) == KX_OK;
+        p = nl ? nl + 1 : end;
+    } while (p < end);
+    return ok && kx_buf_add(out, "\n", 1) == KX_OK;
 }
 
-/* Appends one SSE event (stream mutex held). Kortix's framing ("data: <json>" and a blank
- * line) with "id: <seq>" first when the event has a stream sequence, so that a client resumes
- * after it (Last-Event-ID; clients that ignore ids see Kortix's stream unchanged).
+/* Appends one formatted event frame (stream mutex held).
  *
  * Bounded memory: an event that would take the pending bytes over the stream's cap (one event
  * always fits an empty buffer) cuts the stream instead: what is buffered is sent, then the
  * stream ends cleanly, and the client resumes after the last event it received. */
-static void buf_put_event(gw_stream *st, const char *payload, size_t n, uint64_t seq)
+static void buf_put_frame(gw_stream *st, const char *frame, size_t len)
 {
     if (st->cut || st->failed)
         return;
     size_t pending = st->buf.len - st->off;
-    if (pending > 0 && pending + event_frame_len(payload, n, seq) > st->reg->max_buffer) {
+    if (pending > 0 && pending + len > st->reg->max_buffer) {
         kx_log(KX_LOG_WARN, st->run_id, NULL,
                "sse: client too slow: more than %zu bytes pending; ending its stream after them "
                "(it resumes from its last event id)",
@@ -154,21 +162,18 @@ static void buf_put_event(gw_stream *st, const char *payload, size_t n, uint64_t
         st->cut = true;
         return;
     }
-    if (seq > 0) {
-        char id[32];
-        int k = snprintf(id, sizeof id, "id: %llu\n", (unsigned long long)seq);
-        buf_put(st, id, (size_t)k);
-    }
-    const char *p = payload, *end = payload + n;
-    do {
-        const char *nl = memchr(p, '\n', (size_t)(end - p));
-        const char *stop = nl ? nl : end;
-        buf_put(st, "data: ", 6);
-        buf_put(st, p, (size_t)(stop - p));
-        buf_put(st, "\n", 1);
-        p = nl ? nl + 1 : end;
-    } while (p < end);
-    buf_put(st, "\n", 1);
+    buf_put(st, frame, len);
+}
+
+/* Formats and appends one SSE event (stream mutex held). */
+static void buf_put_event(gw_stream *st, const char *payload, size_t n, uint64_t seq)
+{
+    kx_buf frame = {0};
+    if (format_event(&frame, payload, n, seq))
+        buf_put_frame(st, frame.s, frame.len);
+    else if (!st->cut)
+        st->failed = true;
+    kx_buf_free(&frame);
 }
 
 /* Lets libmicrohttpd call the reader again (stream mutex held). */
@@ -238,8 +243,10 @@ static void on_response_free(void *cls)
 /* ---- the two sides ---- */
 
 /* One event of the run, from the history or the feed (stream mutex held). Events up to pos
- * are the stream's already (the hand-over from history to feed never repeats one). */
-static void take_event(gw_stream *st, const Kx__V1__RunEvent *ev, uint64_t seq)
+ * are the stream's already (the hand-over from history to feed never repeats one). frame: the
+ * event already formatted (format_event), or NULL to format it here. */
+static void take_event(gw_stream *st, const Kx__V1__RunEvent *ev, uint64_t seq,
+                       const kx_buf *frame)
 {
     if (seq <= st->pos)
         return;
@@ -257,17 +264,51 @@ static void take_event(gw_stream *st, const Kx__V1__RunEvent *ev, uint64_t seq)
     if (ev->lease_epoch > st->epoch)
         st->epoch = ev->lease_epoch;
     st->last_event_ms = kx_mono_ms();
-    if (!kx_pb_str_empty(ev->payload_json))
-        buf_put_event(st, ev->payload_json, strlen(ev->payload_json), seq);
+    if (!kx_pb_str_empty(ev->payload_json)) {
+        if (frame != NULL)
+            buf_put_frame(st, frame->s, frame->len);
+        else
+            buf_put_event(st, ev->payload_json, strlen(ev->payload_json), seq);
+    }
     st->terminal = !st->cut && ev->terminal;
 }
+
+/* The last event formatted on this delivery thread: a feed hands one event to all its streams
+ * in a row, so it is formatted once (its stream sequence names it: one sequence, one event).
+ * A fixed array (no heap memory outlives the thread); a larger frame is formatted per stream. */
+#define FRAME_CACHE_BYTES 4096
+static _Thread_local struct {
+    uint64_t seq;
+    size_t len; /* 0: the event did not fit */
+    char s[FRAME_CACHE_BYTES];
+} t_frame;
 
 /* The feed's cnats thread (feed lock held): a live event. */
 static void deliver(gw_feed_sink *sink, const Kx__V1__RunEvent *ev, uint64_t seq)
 {
     gw_stream *st = (gw_stream *)((char *)sink - offsetof(gw_stream, sink));
+    kx_buf cached = {0}; /* a view of t_frame, never freed */
+    const kx_buf *frame = NULL;
+    if (ev != NULL && seq > 0 && !kx_pb_str_empty(ev->payload_json)) {
+        if (t_frame.seq != seq) {
+            kx_buf f = {0};
+            t_frame.seq = seq;
+            t_frame.len = 0;
+            if (format_event(&f, ev->payload_json, strlen(ev->payload_json), seq) &&
+                f.len < sizeof t_frame.s) {
+                memcpy(t_frame.s, f.s, f.len);
+                t_frame.len = f.len;
+            }
+            kx_buf_free(&f);
+        }
+        if (t_frame.len > 0) {
+            cached.s = t_frame.s;
+            cached.len = t_frame.len;
+            frame = &cached;
+        }
+    }
     pthread_mutex_lock(&st->mu);
-    take_event(st, ev, seq);
+    take_event(st, ev, seq, frame);
     wake(st);
     pthread_mutex_unlock(&st->mu);
 }
@@ -350,7 +391,7 @@ static void catch_up(void *arg, bool stopping)
         if (ev == NULL)
             kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: skipping an event that is not a RunEvent");
         pthread_mutex_lock(&st->mu);
-        take_event(st, ev, seq);
+        take_event(st, ev, seq, NULL);
         pthread_mutex_unlock(&st->mu);
         kx_pb_free(ev);
         natsMsg_Destroy(m);
@@ -451,7 +492,7 @@ gw_streams *gw_streams_new(gw_app *app)
                                         "Runs followed by a shared subscription (SSE)");
     reg->work = gw_work_new(STREAM_WORKERS, STREAM_QUEUE);
     reg->feeds = reg->work != NULL
-        ? gw_feeds_new(app->svc->bus, reg->work, app->cfg.sse_feed_linger_ms)
+        ? gw_feeds_new(app->svc->bus, reg->work, app->run_cache, app->cfg.sse_feed_linger_ms)
         : NULL;
     if (reg->feeds == NULL) {
         gw_work_free(reg->work);

@@ -52,9 +52,20 @@ kx_err kx_th_gw_start(kx_th_gw *g, const char *prefix, const char *const *env_ex
     const char **env = calloc(nb + ne + 1, sizeof *env);
     if (env == NULL)
         return KX_ERR_NOMEM;
-    memcpy(env, base, sizeof base);
+    /* A default that env_extra sets again is left out: with both in the environment the
+     * gateway's getenv would see the first, the default (the benchmark's KX_LOG_LEVEL=warn and
+     * KX_SSE_PING_S=15 were ignored that way: it ran with debug logs and 1 s pings). */
+    size_t k = 0;
+    for (size_t i = 0; i < nb; i++) {
+        size_t keylen = (size_t)(strchr(base[i], '=') - base[i]) + 1; /* with the '=' */
+        bool again = false;
+        for (size_t j = 0; j < ne && !again; j++)
+            again = strncmp(env_extra[j], base[i], keylen) == 0;
+        if (!again)
+            env[k++] = base[i];
+    }
     for (size_t i = 0; i < ne; i++)
-        env[nb + i] = env_extra[i];
+        env[k++] = env_extra[i];
     const char *bin = getenv("KX_TEST_GATEWAY_BIN");
     char path[512];
     snprintf(path, sizeof path, "%s", bin ? bin : KX_BUILD_DIR "/services/gateway/gateway");

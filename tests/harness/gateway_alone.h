@@ -23,8 +23,9 @@ typedef struct kx_th_gw {
 } kx_th_gw;
 
 /* Starts nats-server, PostgreSQL and the gateway (with env_extra "K=V", NULL-terminated, may be
- * NULL, after the defaults: KX_SSE_PING_S=1, KX_LOG_LEVEL=debug, KX_DRAIN_TIMEOUT_MS=3000) and
- * waits until it is ready (its /readyz on the health port). */
+ * NULL, added to the defaults KX_SSE_PING_S=1, KX_LOG_LEVEL=debug, KX_DRAIN_TIMEOUT_MS=3000; one
+ * with a default's key replaces it) and waits until it is ready (its /readyz on the health
+ * port). */
 kx_err kx_th_gw_start(kx_th_gw *g, const char *prefix, const char *const *env_extra);
 /* Stops the gateway (SIGTERM), nats-server and PostgreSQL; on failure prints the gateway log's
  * tail and keeps the temp dir. */

@@ -35,6 +35,7 @@
 
 #include "api_client.h"
 #include "kx/bus.h"
+#include "kx/jwt.h"
 #include "kx/log.h"
 #include "kx/pb.h"
 #include "kx/time.h"
@@ -442,6 +443,99 @@ static void test_access_and_errors(void **state)
     free(token2);
 }
 
+/* The status of a run as GET /api/agent-run/{id} answers it (asserting a 200). malloc'd. */
+static char *run_status(const char *path, const char *token)
+{
+    long st = 0;
+    json_t *v = kx_th_json(&g_s, "GET", path, token, NULL, &st);
+    assert_int_equal(st, 200);
+    char *s = strdup(jstr(v, "status"));
+    json_decref(v);
+    return s;
+}
+
+/* GET /api/agent-run/{id} may be answered from memory (services/gateway/run_cache.h and
+ * token_cache.h, KX_RUN_CACHE_MS 100 ms by default): never to another account, never stale
+ * after this gateway's own stop or after an event of the run reached it, never more than the
+ * TTL behind a change it could not see; a token it remembers stops working at its exp. */
+static void test_cached_reads_keep_isolation_and_freshness(void **state)
+{
+    char account[KX_UUID_LEN + 1], other[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    char *token = new_account(account);
+    char *token2 = new_account(other);
+    initiate(token, "cache me", run, NULL);
+    char path[160];
+    snprintf(path, sizeof path, "/api/agent-run/%s", run);
+
+    /* the owner's first GET fills the cache; the other account still gets the 404 */
+    for (int i = 0; i < 3; i++) {
+        char *s = run_status(path, token);
+        assert_string_equal(s, "queued");
+        free(s);
+        expect_error("GET", path, token2, NULL, 404, "Agent run not found");
+    }
+
+    /* a change made behind the gateway's back (no stream, no event): seen after the TTL */
+    char *row =
+        sql_value1("UPDATE agent_runs SET status = 'running' WHERE id = $1 RETURNING status", run);
+    assert_string_equal(row, "running");
+    free(row);
+    usleep(300 * 1000); /* 3 x KX_RUN_CACHE_MS */
+    char *s = run_status(path, token);
+    assert_string_equal(s, "running");
+    free(s);
+
+    /* an event of the run reaching one of the gateway's feeds: seen at once */
+    char spath[160];
+    snprintf(spath, sizeof spath, "/api/agent-run/%s/stream", run);
+    kx_th_sse_reader *reader = kx_th_sse_start(&g_s, spath, token, 15000);
+    assert_non_null(reader);
+    usleep(400 * 1000);          /* the stream is attached to the run's feed */
+    s = run_status(path, token); /* cached: running */
+    assert_string_equal(s, "running");
+    free(s);
+    row = sql_value1("UPDATE agent_runs SET status = 'completed', completed_at = now() "
+                     "WHERE id = $1 RETURNING status",
+                     run);
+    free(row);
+    publish_event(run, COMPLETED, true);
+    kx_th_sse got;
+    assert_int_equal(kx_th_sse_join(reader, &got), KX_OK);
+    assert_true(got.terminal); /* the feed had the event (and dropped the entry) */
+    kx_th_sse_free(&got);
+    s = run_status(path, token);
+    assert_string_equal(s, "completed");
+    free(s);
+
+    /* this gateway's own stop: the next GET says stopped */
+    char run2[KX_UUID_LEN + 1], stop[160];
+    initiate(token, "stop me", run2, NULL);
+    snprintf(path, sizeof path, "/api/agent-run/%s", run2);
+    snprintf(stop, sizeof stop, "/api/agent-run/%s/stop", run2);
+    s = run_status(path, token);
+    assert_string_equal(s, "queued");
+    free(s);
+    long st = 0;
+    json_t *v = kx_th_json(&g_s, "POST", stop, token, NULL, &st);
+    assert_int_equal(st, 200);
+    json_decref(v);
+    s = run_status(path, token);
+    assert_string_equal(s, "stopped");
+    free(s);
+
+    /* a token the gateway has verified (and remembers) is refused once it expires: this one
+     * is valid for 1-2 s more (kx_jwt_verify allows 30 s past exp) */
+    char *short_lived = kx_th_jwt(g_s.secret, account, -(KX_JWT_LEEWAY_S - 1));
+    s = run_status(path, short_lived);
+    assert_string_equal(s, "stopped");
+    free(s);
+    usleep(2500 * 1000);
+    expect_error("GET", path, short_lived, NULL, 401, "Invalid token: token expired");
+    free(short_lived);
+    free(token);
+    free(token2);
+}
+
 static void test_stop_and_stream(void **state)
 {
     char account[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
@@ -653,6 +747,7 @@ int main(void)
         cmocka_unit_test(test_messages_start_and_runs),
         cmocka_unit_test(test_access_and_errors),
         cmocka_unit_test(test_stop_and_stream),
+        cmocka_unit_test(test_cached_reads_keep_isolation_and_freshness),
         cmocka_unit_test(test_stream_of_ended_run_without_events),
         cmocka_unit_test(test_stream_of_just_ended_run_waits_for_its_events),
         cmocka_unit_test(test_health),

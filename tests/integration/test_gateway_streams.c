@@ -78,6 +78,29 @@ static int setup(void **state)
 
 /* ---- helpers ----------------------------------------------------------------------------- */
 
+/* The harness's defaults that a caller sets again are replaced, not followed: with both in the
+ * environment the gateway's getenv saw the default first (this test's KX_LOG_LEVEL=info was
+ * debug, and bench_gateway's warn and 1 s pings were debug and 1 s). */
+static void test_harness_env_replaces_defaults(void **state)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/environ", (int)g_gw.pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char env[1 << 16];
+    size_t n = fread(env, 1, sizeof env - 1, f);
+    fclose(f);
+    env[n] = '\0';
+    int levels = 0;
+    for (size_t i = 0; i < n; i += strlen(env + i) + 1) {
+        if (strncmp(env + i, "KX_LOG_LEVEL=", 13) == 0) {
+            levels++;
+            assert_string_equal(env + i, "KX_LOG_LEVEL=info");
+        }
+    }
+    assert_int_equal(levels, 1);
+}
+
 static char *new_account(char account[KX_UUID_LEN + 1])
 {
     char *token = kx_th_new_account(&g_gw.s, account);
@@ -607,6 +630,7 @@ static void test_stream_churn(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_harness_env_replaces_defaults),
         cmocka_unit_test(test_ids_and_late_join),
         cmocka_unit_test(test_resume_at_random_points),
         cmocka_unit_test(test_caps_and_1000_streams),

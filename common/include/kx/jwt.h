@@ -22,6 +22,7 @@ typedef struct kx_jwt_claims {
 
 /* Supabase's audience for signed-in users, and the gateway's default (KX_JWT_AUDIENCE). */
 #define KX_JWT_DEFAULT_AUDIENCE "authenticated"
+#define KX_JWT_LEEWAY_S 30 /* clock skew allowed on exp and nbf */
 
 /* audience: the aud the token must carry; NULL: aud is not checked. */
 kx_err kx_jwt_verify(const char *token, const char *secret, size_t secret_len, int64_t now_s,
