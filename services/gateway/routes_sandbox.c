@@ -465,7 +465,8 @@ void gw_sandbox_discard(gw_app *app, const gw_request *req, const char *project)
 {
     pthread_once(&g_once, read_timeouts);
     gw_reply scratch = {0};
-    Kx__V1__SandboxLifecycleReply *rep = lifecycle(app, req, "delete", project, g_get_ms, &scratch);
+    Kx__V1__SandboxLifecycleReply *rep =
+        lifecycle(app, req, "delete", project, g_get_ms, &scratch);
     if (rep == NULL)
         kx_warn("gateway: could not delete the sandbox of project %s: %s", project,
                 scratch.body ? scratch.body : "(no reason)");
