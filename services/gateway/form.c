@@ -28,8 +28,33 @@ struct gw_form {
     struct MHD_PostProcessor *pp;
     kx_buf fields[NFIELDS]; /* the values of known_fields; .s is NULL while absent */
     bool oom;
-    size_t files; /* uploaded file parts seen (their bytes are dropped) */
+    size_t files;                                /* uploaded file parts seen outside files[] */
+    gw_form_upload uploads[GW_FORM_MAX_UPLOADS]; /* the parts named "files", in order */
+    kx_buf upload_data[GW_FORM_MAX_UPLOADS];
+    size_t nuploads;
+    bool too_many_uploads;
 };
+
+/* A part of the field "files" (POST /api/agent/initiate's files[]): kept whole, in order. */
+static bool upload_put(gw_form *f, const char *filename, uint64_t off, const char *data,
+                       size_t size)
+{
+    if (off == 0) {
+        if (f->nuploads == GW_FORM_MAX_UPLOADS) {
+            f->too_many_uploads = true;
+            return true; /* refused by the route, which names the limit */
+        }
+        gw_form_upload *u = &f->uploads[f->nuploads];
+        u->filename = strdup(filename);
+        if (u->filename == NULL)
+            return false;
+        kx_buf_clear(&f->upload_data[f->nuploads]);
+        f->nuploads++;
+    }
+    if (f->too_many_uploads || f->nuploads == 0)
+        return true;
+    return kx_buf_add(&f->upload_data[f->nuploads - 1], data, size) == KX_OK;
+}
 
 bool gw_form_content_type(const char *ct)
 {
@@ -64,6 +89,14 @@ static enum MHD_Result on_field(void *cls, enum MHD_ValueKind kind, const char *
                                 size_t size)
 {
     gw_form *f = cls;
+    if (key != NULL && (strcmp(key, "files") == 0 || strcmp(key, "files[]") == 0)) {
+        /* a part without a filename is a file too, named "" (initiate_files.c names it) */
+        if (!upload_put(f, filename != NULL ? filename : "", off, data, size)) {
+            f->oom = true;
+            return MHD_NO;
+        }
+        return MHD_YES;
+    }
     if (filename != NULL) {
         if (off == 0)
             f->files++; /* an uploaded file: counted (gw_form_files) */
@@ -129,6 +162,17 @@ size_t gw_form_files(const gw_form *f)
     return f->files;
 }
 
+size_t gw_form_uploads(gw_form *f, const gw_form_upload **out, bool *too_many)
+{
+    for (size_t i = 0; i < f->nuploads; i++) {
+        f->uploads[i].data = f->upload_data[i].s != NULL ? f->upload_data[i].s : "";
+        f->uploads[i].len = f->upload_data[i].len;
+    }
+    *out = f->uploads;
+    *too_many = f->too_many_uploads;
+    return f->nuploads;
+}
+
 void gw_form_free(gw_form *f)
 {
     if (f == NULL)
@@ -137,5 +181,9 @@ void gw_form_free(gw_form *f)
         MHD_destroy_post_processor(f->pp);
     for (size_t i = 0; i < NFIELDS; i++)
         kx_buf_free(&f->fields[i]);
+    for (size_t i = 0; i < f->nuploads; i++) {
+        free(f->uploads[i].filename);
+        kx_buf_free(&f->upload_data[i]);
+    }
     free(f);
 }

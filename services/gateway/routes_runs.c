@@ -1,5 +1,7 @@
 /* routes_runs.c — the agent-run routes of docs/api.md:
- *   POST /api/agent/initiate               new project + thread + user message + queued run
+ *   POST /api/agent/initiate               new project + thread + user message + queued run;
+ *                                          files[] first into the project's sandbox
+ *                                          (initiate_files.h)
  *   POST /api/thread/{id}/agent/start      a queued run on an existing thread (+ optional prompt)
  *   GET  /api/agent-run/{id}               the run, camelCase as Kortix
  *   POST /api/agent-run/{id}/stop          the stop compare-and-set, STOP, terminal event
@@ -16,13 +18,16 @@
 #include "body.h"
 #include "form.h"
 #include "gateway.h"
+#include "initiate_files.h"
 #include "kx/log.h"
 #include "publish.h"
 #include "reply.h"
 #include "run_cache.h"
 #include "run_ops.h"
+#include "sandbox_routes.h"
 #include "store.h"
 #include "text.h"
+#include "kx/uuid.h"
 
 /* reasoning_effort: Kortix's values (its default "low"). */
 static bool effort_ok(const char *effort, gw_reply *reply)
@@ -71,6 +76,9 @@ static bool json_options(const json_t *body, gw_run_options *o, gw_reply *reply)
     return effort_ok(o->reasoning_effort, reply);
 }
 
+static void initiate(gw_app *app, gw_request *req, const gw_run_new *in,
+                     const gw_upload_plan *plan, gw_reply *reply);
+
 void gw_route_initiate(gw_app *app, gw_request *req, gw_reply *reply)
 {
     if (req->form == NULL) {
@@ -91,18 +99,50 @@ void gw_route_initiate(gw_app *app, gw_request *req, gw_reply *reply)
     }
     if (!form_options(req->form, &n.opts, reply))
         return;
-    if (gw_form_files(req->form) > 0) {
-        /* Refused rather than dropped: a run told about files it cannot see would mislead. */
-        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
-                       "files[]: uploading files with /agent/initiate is not supported yet; "
-                       "upload them to the project's sandbox after the run is created");
+    gw_upload_plan *plan = calloc(1, sizeof *plan);
+    if (plan == NULL) {
+        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
         return;
     }
-    char thread_id[KX_UUID_LEN + 1], run_id[KX_UUID_LEN + 1];
-    if (!gw_run_create(app, req, &n, thread_id, run_id, reply))
-        return;
-    gw_reply_json(reply, MHD_HTTP_OK,
-                  json_pack("{s:s, s:s}", "thread_id", thread_id, "agent_run_id", run_id));
+    if (gw_upload_plan_make(req->form, plan, reply))
+        initiate(app, req, &n, plan, reply);
+    free(plan);
+}
+
+/* The run of an initiate and, with files, its project's sandbox first (initiate_files.h). */
+static void initiate(gw_app *app, gw_request *req, const gw_run_new *in,
+                     const gw_upload_plan *plan, gw_reply *reply)
+{
+    char project[KX_UUID_LEN + 1], thread_id[KX_UUID_LEN + 1], run_id[KX_UUID_LEN + 1];
+    char *prompt = NULL;
+    Kx__V1__SandboxInfo *sandbox = NULL;
+    gw_run_new run = *in; /* with files: the project id and prompt below (this frame's) */
+    if (plan->n > 0) {
+        kx_uuid_new(project);
+        prompt = gw_upload_prompt(in->prompt, plan);
+        if (prompt == NULL) {
+            gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
+            return;
+        }
+        /* the cheap refusals before a sandbox is made (gw_run_create checks it again) */
+        if (!gw_text_fits("prompt", prompt, app->cfg.max_prompt_bytes, reply) ||
+            !gw_upload_put(app, req, project, plan, &sandbox, reply)) {
+            free(prompt);
+            return;
+        }
+        run.project_id = project;
+        run.prompt = prompt;
+    }
+    if (gw_run_create(app, req, &run, thread_id, run_id, reply)) {
+        if (sandbox != NULL)
+            (void)gw_sandbox_record(app, sandbox); /* the project row exists now */
+        gw_reply_json(reply, MHD_HTTP_OK,
+                      json_pack("{s:s, s:s}", "thread_id", thread_id, "agent_run_id", run_id));
+    } else if (sandbox != NULL) {
+        gw_sandbox_discard(app, req, project); /* refused (limits, agent, …): nothing stays */
+    }
+    kx_pb_free(sandbox);
+    free(prompt);
 }
 
 /* multitask_strategy's names. */

@@ -345,6 +345,43 @@ void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply
     reply->resp = resp;
 }
 
+/* One file written in chunks (see sandbox_routes.h). */
+bool gw_sandbox_write(gw_app *app, const gw_request *req, const char *project, const char *path,
+                      const char *data, size_t len, gw_reply *reply)
+{
+    int64_t mp = natsConnection_GetMaxPayload(kx_bus_conn(app->svc->bus));
+    size_t chunk = mp > 128 * 1024 ? (size_t)mp - 64 * 1024 : 64 * 1024;
+    size_t off = 0;
+    do {
+        size_t n = len - off < chunk ? len - off : chunk;
+        Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
+        rq.project_id = (char *)project;
+        rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_WRITE;
+        rq.path = (char *)path;
+        rq.mode = off == 0 ? KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_OVERWRITE
+                           : KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_AT;
+        rq.offset = off == 0 ? 0 : (int64_t)off;
+        rq.data.data = (uint8_t *)(data + off);
+        rq.data.len = n;
+        Kx__V1__SandboxFilesReply *rep = files(app, req, &rq, reply);
+        if (rep == NULL) {
+            if (off > 0) { /* a partial file is worse than none */
+                Kx__V1__SandboxFilesRequest del = KX__V1__SANDBOX_FILES_REQUEST__INIT;
+                gw_reply scratch = {0};
+                del.project_id = (char *)project;
+                del.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_DELETE;
+                del.path = (char *)path;
+                kx_pb_free(files(app, req, &del, &scratch));
+                gw_reply_free(&scratch);
+            }
+            return false;
+        }
+        kx_pb_free(rep);
+        off += n;
+    } while (off < len);
+    return true;
+}
+
 void gw_route_sandbox_files_upload(gw_app *app, gw_request *req, gw_reply *reply)
 {
     char project[KX_UUID_LEN + 1];
@@ -360,38 +397,9 @@ void gw_route_sandbox_files_upload(gw_app *app, gw_request *req, gw_reply *reply
                        "Form field 'file' (an uploaded file) is required");
         return;
     }
-    if (!find_sandbox(app, req, FOR_WRITE, project, reply))
+    if (!find_sandbox(app, req, FOR_WRITE, project, reply) ||
+        !gw_sandbox_write(app, req, project, path, data, flen, reply))
         return;
-    int64_t mp = natsConnection_GetMaxPayload(kx_bus_conn(app->svc->bus));
-    size_t chunk = mp > 128 * 1024 ? (size_t)mp - 64 * 1024 : 64 * 1024;
-    size_t off = 0;
-    do {
-        size_t n = flen - off < chunk ? flen - off : chunk;
-        Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
-        rq.project_id = project;
-        rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_WRITE;
-        rq.path = (char *)path;
-        rq.mode = off == 0 ? KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_OVERWRITE
-                           : KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_AT;
-        rq.offset = off == 0 ? 0 : (int64_t)off;
-        rq.data.data = (uint8_t *)(data + off);
-        rq.data.len = n;
-        Kx__V1__SandboxFilesReply *rep = files(app, req, &rq, reply);
-        if (rep == NULL) {
-            if (off > 0) { /* a partial file is worse than none */
-                Kx__V1__SandboxFilesRequest del = KX__V1__SANDBOX_FILES_REQUEST__INIT;
-                gw_reply scratch = {0};
-                del.project_id = project;
-                del.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_DELETE;
-                del.path = (char *)path;
-                kx_pb_free(files(app, req, &del, &scratch));
-                gw_reply_free(&scratch);
-            }
-            return;
-        }
-        kx_pb_free(rep);
-        off += n;
-    } while (off < flen);
     gw_reply_json(reply, MHD_HTTP_OK,
                   json_pack("{s:s, s:b, s:s}", "status", "success", "created", 1, "path", path));
 }
@@ -437,6 +445,33 @@ static Kx__V1__SandboxLifecycleReply *lifecycle(gw_app *app, const gw_request *r
     if (rep != NULL)
         (void)gw_sandbox_record(app, rep->sandbox); /* the event may be lost: record it here */
     return rep;
+}
+
+Kx__V1__SandboxInfo *gw_sandbox_ensure(gw_app *app, const gw_request *req, const char *project,
+                                       gw_reply *reply)
+{
+    pthread_once(&g_once, read_timeouts);
+    Kx__V1__SandboxLifecycleReply *rep =
+        lifecycle(app, req, "ensure_active", project, g_create_ms, reply);
+    if (rep == NULL)
+        return NULL;
+    Kx__V1__SandboxInfo *info = rep->sandbox;
+    rep->sandbox = NULL; /* kept; the rest of the reply freed */
+    kx_pb_free(rep);
+    return info;
+}
+
+void gw_sandbox_discard(gw_app *app, const gw_request *req, const char *project)
+{
+    pthread_once(&g_once, read_timeouts);
+    gw_reply scratch = {0};
+    Kx__V1__SandboxLifecycleReply *rep =
+        lifecycle(app, req, "delete", project, g_get_ms, &scratch);
+    if (rep == NULL)
+        kx_warn("gateway: could not delete the sandbox of project %s: %s", project,
+                scratch.body ? scratch.body : "(no reason)");
+    kx_pb_free(rep);
+    gw_reply_free(&scratch);
 }
 
 void gw_route_sandbox_delete(gw_app *app, gw_request *req, gw_reply *reply)

@@ -61,8 +61,8 @@ static bool create_new_thread(gw_app *app, const gw_request *req, const gw_run_n
         return false;
     }
     gw_limit_info over;
-    kx_err err = gw_store_initiate_limited(db, req->account, name, n->prompt, &n->opts,
-                                           reject_limit(app), &over, thread_id, run_id);
+    kx_err err = gw_store_initiate_limited(db, req->account, n->project_id, name, n->prompt,
+                                           &n->opts, reject_limit(app), &over, thread_id, run_id);
     free(name);
     if (over.over) {
         reply_over_limit(reply, &over);

@@ -21,8 +21,9 @@
 #include "store.h"
 
 typedef struct gw_run_new {
-    const char *thread_id; /* NULL: a new project (named after the prompt) and thread */
-    const char *prompt;    /* required for a new thread; NULL on a thread: no new message */
+    const char *thread_id;  /* NULL: a new project (named after the prompt) and thread */
+    const char *project_id; /* that new project's id (a UUID), or NULL: Postgres makes one */
+    const char *prompt;     /* required for a new thread; NULL on a thread: no new message */
     gw_run_options opts;
     gw_multitask strategy; /* on an existing thread */
 } gw_run_new;

@@ -8,6 +8,9 @@
 #ifndef GW_SANDBOX_ROUTES_H
 #define GW_SANDBOX_ROUTES_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "gateway.h"
 #include "kx/err.h"
 #include "kx/pb.h"
@@ -36,6 +39,20 @@ kx_err gw_sandbox_record(gw_app *app, const Kx__V1__SandboxInfo *info);
 kx_err gw_sandbox_state_start(gw_app *app);
 /* Drains that subscription (before the pool is freed); a no-op when not started. */
 void gw_sandbox_state_stop(void);
+
+/* What routes_sandbox.c lends to other routes (POST /api/agent/initiate's files[]); each is one
+ * or more bus requests to the broker, blocking the calling worker within the sandbox deadlines.
+ * gw_sandbox_write: len bytes of data into path (relative or /workspace/...) in project's
+ * sandbox, in chunks of one bus message (WRITE OVERWRITE, then WRITE AT); a failed chunk deletes
+ * the partial file. False with the broker's refusal in reply (e.g. 413 resource_exhausted).
+ * gw_sandbox_ensure: kx.sandbox.ensure_active for project (made when missing); its SandboxInfo
+ * (the caller kx_pb_free's it) or NULL with the reply set.
+ * gw_sandbox_discard: kx.sandbox.delete for project, best effort (a failure is logged). */
+bool gw_sandbox_write(gw_app *app, const gw_request *req, const char *project, const char *path,
+                      const char *data, size_t len, gw_reply *reply);
+Kx__V1__SandboxInfo *gw_sandbox_ensure(gw_app *app, const gw_request *req, const char *project,
+                                       gw_reply *reply);
+void gw_sandbox_discard(gw_app *app, const gw_request *req, const char *project);
 
 void gw_route_sandbox_files_list(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply);

@@ -77,9 +77,11 @@ const kx_db_stmt gw_store_statements[] = {
                          "coalesce((extract(epoch FROM now() - completed_at) * 1000)::bigint, -1) "
                          "FROM agent_runs WHERE id = $1::uuid"},
 
-    /* $1 account, $2 project name, $3 prompt, $4..$7 run options */
+    /* $1 account, $2 project name, $3 prompt, $4..$7 run options, $8 agent, $9 the project's id
+     * (NULL: a new one) */
     {"gw_initiate",
-     "WITH p AS (INSERT INTO projects (account_id, name) VALUES ($1::uuid, $2::text) "
+     "WITH p AS (INSERT INTO projects (project_id, account_id, name) "
+     "           VALUES (COALESCE($9::uuid, gen_random_uuid()), $1::uuid, $2::text) "
      "           RETURNING project_id), "
      "t AS (INSERT INTO threads (account_id, project_id) SELECT $1::uuid, project_id FROM p "
      "      RETURNING thread_id, project_id), "
@@ -278,8 +280,8 @@ void gw_store_run_info_free(gw_run_info *info)
     info->json = NULL;
 }
 
-kx_err gw_store_initiate(kx_db *db, const char *account, const char *project_name,
-                         const char *prompt, const gw_run_options *o,
+kx_err gw_store_initiate(kx_db *db, const char *account, const char *project_id,
+                         const char *project_name, const char *prompt, const gw_run_options *o,
                          char thread_id[KX_UUID_LEN + 1], char run_id[KX_UUID_LEN + 1])
 {
     const char *params[] = {
@@ -291,9 +293,10 @@ kx_err gw_store_initiate(kx_db *db, const char *account, const char *project_nam
         o->reasoning_effort,
         o->enable_context_manager ? "true" : "false",
         o->agent_id,
+        project_id,
     };
     PGresult *res = NULL;
-    kx_err err = exec_rows(db, "gw_initiate", 8, params, &res);
+    kx_err err = exec_rows(db, "gw_initiate", 9, params, &res);
     if (err == KX_ERR_NOT_FOUND)
         return KX_ERR_INTERNAL; /* an INSERT chain that returned nothing: cannot happen */
     if (err != KX_OK)
@@ -347,14 +350,15 @@ kx_err gw_store_limit_check(kx_db *db, const char *account, int64_t limit, gw_li
     return err;
 }
 
-kx_err gw_store_initiate_limited(kx_db *db, const char *account, const char *project_name,
-                                 const char *prompt, const gw_run_options *opts, int64_t limit,
-                                 gw_limit_info *over, char thread_id[KX_UUID_LEN + 1],
-                                 char run_id[KX_UUID_LEN + 1])
+kx_err gw_store_initiate_limited(kx_db *db, const char *account, const char *project_id,
+                                 const char *project_name, const char *prompt,
+                                 const gw_run_options *opts, int64_t limit, gw_limit_info *over,
+                                 char thread_id[KX_UUID_LEN + 1], char run_id[KX_UUID_LEN + 1])
 {
     memset(over, 0, sizeof *over);
     if (limit <= 0)
-        return gw_store_initiate(db, account, project_name, prompt, opts, thread_id, run_id);
+        return gw_store_initiate(db, account, project_id, project_name, prompt, opts, thread_id,
+                                 run_id);
     kx_err err = kx_db_begin(db);
     if (err != KX_OK)
         return err;
@@ -362,7 +366,8 @@ kx_err gw_store_initiate_limited(kx_db *db, const char *account, const char *pro
     if (err == KX_OK && over->over)
         err = KX_ERR_CONFLICT;
     if (err == KX_OK)
-        err = gw_store_initiate(db, account, project_name, prompt, opts, thread_id, run_id);
+        err = gw_store_initiate(db, account, project_id, project_name, prompt, opts, thread_id,
+                                run_id);
     if (err == KX_OK)
         return kx_db_commit(db);
     kx_db_rollback(db);

@@ -61,10 +61,11 @@ kx_err gw_store_thread_account(kx_db *db, const char *thread_id, char account[KX
 kx_err gw_store_run_info(kx_db *db, const char *run_id, gw_run_info *out);
 void gw_store_run_info_free(gw_run_info *info);
 
-/* One statement (so one transaction): project (named project_name), thread, the user message
- * {"role": "user", "content": prompt} and a queued run. */
-kx_err gw_store_initiate(kx_db *db, const char *account, const char *project_name,
-                         const char *prompt, const gw_run_options *opts,
+/* One statement (so one transaction): project (named project_name; its id project_id, or a new
+ * one when NULL), thread, the user message {"role": "user", "content": prompt} and a queued
+ * run. */
+kx_err gw_store_initiate(kx_db *db, const char *account, const char *project_id,
+                         const char *project_name, const char *prompt, const gw_run_options *opts,
                          char thread_id[KX_UUID_LEN + 1], char run_id[KX_UUID_LEN + 1]);
 /* One statement: a queued run on the account's thread and, when prompt is not NULL, the user
  * message. KX_ERR_NOT_FOUND if the thread is not (or no longer) the account's. */
@@ -96,10 +97,10 @@ typedef struct gw_limit_info {
 kx_err gw_store_limit_check(kx_db *db, const char *account, int64_t limit, gw_limit_info *out);
 /* gw_store_initiate, refused (KX_ERR_CONFLICT, over->over) when the account already has limit
  * active runs; limit 0: no check. */
-kx_err gw_store_initiate_limited(kx_db *db, const char *account, const char *project_name,
-                                 const char *prompt, const gw_run_options *opts, int64_t limit,
-                                 gw_limit_info *over, char thread_id[KX_UUID_LEN + 1],
-                                 char run_id[KX_UUID_LEN + 1]);
+kx_err gw_store_initiate_limited(kx_db *db, const char *account, const char *project_id,
+                                 const char *project_name, const char *prompt,
+                                 const gw_run_options *opts, int64_t limit, gw_limit_info *over,
+                                 char thread_id[KX_UUID_LEN + 1], char run_id[KX_UUID_LEN + 1]);
 
 /* gw_store_start with a strategy, in one transaction that first locks the thread row (so
  * concurrent starts on a thread are serialised). limit > 0: refused (KX_ERR_CONFLICT,

@@ -12,7 +12,8 @@
  *     project's threads and messages readable by anyone, nothing of it writable;
  *   - runs: agent_id (another account's agent: 404, nothing created; the default agent),
  *     GET /thread/{id}/agent, reasoning_effort / booleans validated, a model the account may
- *     not use (Kortix's 403 body, nothing created), files[] refused (400, nothing created);
+ *     not use (Kortix's 403 body, nothing created), files[] with no sandbox-broker (503,
+ *     nothing created);
  *   - every route: another account's object is 404, as one that does not exist. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -733,14 +734,15 @@ static void test_run_options(void **state)
     assert_int_equal(st, 400);
     assert_non_null(strstr(detail(v), "stream"));
     json_decref(v);
-    /* files[]: refused, not dropped */
+    /* files[] without a sandbox-broker on the bus: 503 naming the sandbox, nothing created
+     * (the uploads themselves: test_initiate_files.c) */
     const char *mp = "--XyZ\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nread it\r\n"
                      "--XyZ\r\nContent-Disposition: form-data; name=\"files\"; "
                      "filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nabc\r\n--XyZ--\r\n";
     v = call2("POST", "/api/agent/initiate", bearer(0), NULL, "multipart/form-data; boundary=XyZ",
               mp, strlen(mp), &st);
-    assert_int_equal(st, 400);
-    assert_non_null(strstr(detail(v), "files[]"));
+    assert_int_equal(st, 503);
+    assert_non_null(strstr(detail(v), "Sandbox service unavailable"));
     json_decref(v);
     assert_int_equal(sql_long("SELECT count(*) FROM projects", NULL, NULL), projects);
 

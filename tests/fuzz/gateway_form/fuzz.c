@@ -8,7 +8,12 @@
  * the body. The handler does what the gateway does: gw_form_new, gw_form_feed for every piece
  * libmicrohttpd hands over, gw_form_finish, then reads the known fields.
  * Properties: a refused form says why; a field read as text is UTF-8 without NUL; a field
- * read as a boolean is one of the accepted spellings or a 400 naming it.
+ * read as a boolean is one of the accepted spellings or a 400 naming it; the files[] parts
+ * (initiate_files.c): at most GW_FORM_MAX_UPLOADS kept, each one's safe name (gw_upload_name)
+ * is one non-empty path component of valid UTF-8 without '/', '\', control characters or
+ * "..", not starting with a dot, within GW_UPLOAD_NAME_MAX; a plan's names are unique and
+ * under /workspace/uploads/, or it is refused with a 400/413 that says why; the prompt with
+ * its lines is UTF-8.
  * Note: libmicrohttpd comes from Debian and is not instrumented; coverage guidance sees the
  * gateway's code, ASan checks every access our code makes and libc calls made for it. */
 #include <arpa/inet.h>
@@ -21,7 +26,9 @@
 #include <unistd.h>
 
 #include "body.h"
+#include "kx/utf8.h"
 #include "form.h"
+#include "initiate_files.h"
 #include "fuzz_util.h"
 #include "reply.h"
 #include "text.h"
@@ -71,6 +78,58 @@ static void read_fields(const gw_form *f)
     FUZZ_CHECK(gw_form_get(f, "is_agent_builder", NULL) == NULL); /* not a field it keeps */
 }
 
+static void check_name(const char *name)
+{
+    size_t len = strlen(name);
+    FUZZ_CHECK(len > 0 && kx_utf8_valid(name, len));
+    FUZZ_CHECK(strchr(name, '/') == NULL && strchr(name, '\\') == NULL);
+    FUZZ_CHECK(strstr(name, "..") == NULL && name[0] != '.');
+    for (size_t i = 0; i < len; i++) {
+        const unsigned char *c = (const unsigned char *)name + i;
+        FUZZ_CHECK(c[0] >= 0x20 && c[0] != 0x7f);
+        FUZZ_CHECK(!(c[0] == 0xc2 && c[1] >= 0x80 && c[1] < 0xa0)); /* C1 */
+    }
+}
+
+static void read_uploads(gw_form *f)
+{
+    const gw_form_upload *up = NULL;
+    bool too_many = false;
+    size_t n = gw_form_uploads(f, &up, &too_many);
+    FUZZ_CHECK(n <= GW_FORM_MAX_UPLOADS && (n == 0 || up != NULL));
+    for (size_t i = 0; i < n; i++) {
+        FUZZ_CHECK(up[i].filename != NULL && up[i].data != NULL);
+        char name[GW_UPLOAD_NAME_MAX + 1];
+        gw_upload_name(up[i].filename, name);
+        check_name(name);
+        FUZZ_CHECK(strlen(name) <= GW_UPLOAD_NAME_MAX);
+    }
+    gw_upload_plan *plan = calloc(1, sizeof *plan);
+    FUZZ_CHECK(plan != NULL);
+    gw_reply r = {0};
+    if (!gw_upload_plan_make(f, plan, &r)) {
+        FUZZ_CHECK((r.status == MHD_HTTP_BAD_REQUEST || r.status == MHD_HTTP_CONTENT_TOO_LARGE) &&
+                   r.body != NULL && strstr(r.body, "file") != NULL);
+        gw_reply_free(&r);
+        free(plan);
+        return;
+    }
+    FUZZ_CHECK(plan->n == n && !too_many);
+    for (size_t i = 0; i < plan->n; i++) {
+        check_name(plan->files[i].name);
+        FUZZ_CHECK(
+            strncmp(plan->files[i].path, GW_UPLOAD_DIR "/", strlen(GW_UPLOAD_DIR) + 1) == 0 &&
+            strcmp(plan->files[i].path + strlen(GW_UPLOAD_DIR) + 1, plan->files[i].name) == 0);
+        for (size_t k = 0; k < i; k++)
+            FUZZ_CHECK(strcmp(plan->files[i].name, plan->files[k].name) != 0);
+    }
+    char *prompt = gw_upload_prompt("p", plan);
+    FUZZ_CHECK(prompt != NULL && kx_utf8_valid(prompt, strlen(prompt)));
+    FUZZ_CHECK(plan->n == 0 || strstr(prompt, "\n\n[Uploaded File: " GW_UPLOAD_DIR "/") != NULL);
+    free(prompt);
+    free(plan);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_size, void **con_cls)
@@ -95,8 +154,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_size = 0;
         return MHD_YES;
     }
-    if (st->form != NULL && !st->bad && gw_form_finish(st->form))
+    if (st->form != NULL && !st->bad && gw_form_finish(st->form)) {
         read_fields(st->form);
+        read_uploads(st->form);
+    }
     struct MHD_Response *resp =
         MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
     enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, resp);
