@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "executor.h"
+#include "kx/curlm.h"
 #include "kx/log.h"
 #include "kx/svc.h"
 #include "db_call.h"
@@ -53,13 +54,16 @@ int main(void)
     ex.result_budget =
         te_result_budget(/* result_cap.c: every result fits the bus */
                          max_payload > 0 ? (size_t)max_payload : (size_t)1024 * 1024);
+    te_web_config_load(); /* tools_web.c: the web APIs' keys (no key: the tool is not offered) */
     if (te_registry_init() != KX_OK ||                             /* registry.c: schemas */
+        kx_curlm_new(svc.loop, &ex.curlm) != KX_OK || /* HTTP of the web tools, on the loop */
         ex.runs == NULL || ex.breakers == NULL ||                  /* runs.c, breakers.c */
         kx_bus_async_new(svc.bus, svc.loop, &ex.async) != KX_OK || /* replies on the loop */
         te_calls_start(&ex) != KX_OK ||   /* call.c -> registry.c -> tools */
         te_control_start(&ex) != KX_OK || /* control.c: STOP kills a run's tools */
         te_schemas_start(&ex) != KX_OK) { /* schemas.c: kx.tool.schemas */
         kx_bus_async_free(ex.async);
+        kx_curlm_free(ex.curlm);
         te_runs_free(ex.runs);
         te_breakers_free(ex.breakers);
         kx_db_worker_free(ex.db);
@@ -74,6 +78,7 @@ int main(void)
 
     int rc = kx_svc_run(&svc);
     kx_bus_async_free(ex.async); /* pending requests: no callbacks */
+    kx_curlm_free(ex.curlm);     /* transfers still added: removed, no callbacks */
     te_kills_free(&ex);          /* ... so free what they held */
     kx_db_worker_free(ex.db);    /* jobs still queued are failed (their calls were answered) */
     te_runs_free(ex.runs);
