@@ -110,6 +110,11 @@ struct run {
     bool sequential;
     int64_t max_xml_calls;
     chunks chunks; /* the text deltas not yet published (run_chunks.c) */
+
+    /* see_image: the image the last tool results asked for, read before the LLM call */
+    struct image_fetch *image_fetch; /* reading it (image_fetch.h), or NULL */
+    json_t *image_wait;              /* the thread's messages, waiting for it */
+    json_t *image_msg;               /* the message carrying it, for start_llm */
 };
 
 /* Creates the run for a successful claim, holds it in the runner and queues its first step.
