@@ -447,7 +447,15 @@ static void launch_call(run *r, run_call *c)
         .wall_deadline = r->wall_deadline,
         .tool_timeout_s = r->owner->cfg->tool_timeout_s,
     };
+    /* the executor checks the groups too; an agent with no family on is sent as an object
+     * that enables none ("{}" would mean every tool there, as in Kortix's config) */
+    char *groups = r->agent.agentpress == NULL ? NULL
+        : json_object_size(r->agent.agentpress) == 0
+        ? strdup("{\"none\": false}")
+        : kx_json_dumps_compact(r->agent.agentpress);
+    req.agentpress_tools_json = groups;
     kx_err err = tools_call(r->owner->async, &req, &c->pending, on_tool_done, c);
+    free(groups);
     if (err != KX_OK) {
         tool_outcome o = {0};
         snprintf(msg, sizeof msg, "could not send the call to the tool-executor: %s",

@@ -45,6 +45,9 @@ typedef struct tools_request {
     const kx_bus_meta *meta;    /* trace context and account; its deadline is replaced */
     kx_deadline wall_deadline;
     int64_t tool_timeout_s; /* unused: the executor's class timeouts decide (see above) */
+    /* the agent's agentpress_tools as JSON, or NULL/"" (every tool): the executor refuses a
+     * tool of a group the agent does not have */
+    const char *agentpress_tools_json;
 } tools_request;
 
 /* The longest any tool may take (the largest `timeout` a tool accepts): a bound on the wait
