@@ -405,7 +405,15 @@ static void test_scrape_big_and_partial(void **state)
     json_decref(page);
     call_result_free(&r);
 
-    /* one good URL beside two failing ones: success, each failure named */
+    /* a hung scrape API: answered "timeout" at the call's deadline, nothing saved */
+    r = call("scrape_webpage", "{\"urls\": \"https://slowpoke.example/hang\"}", 2500);
+    assert_string_equal(r.res->status, "timeout");
+    assert_true(r.res->timed_out);
+    assert_true(r.elapsed_ms >= 2000 && r.elapsed_ms < 2500);
+    call_result_free(&r);
+
+    /* one good URL beside two failing ones: success, each failure named (the good one also
+     * closes the breaker's count again) */
     r = call("scrape_webpage",
              "{\"urls\": \"https://x.example/fail500,https://ok.example/,"
              "https://y.example/nomarkdown\"}",
