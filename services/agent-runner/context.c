@@ -205,9 +205,8 @@ kx_err context_load(kx_db *db, const char *thread_id, json_t **messages, char *l
 
 static bool image_ref_of(const json_t *content, context_image_ref *out)
 {
-    json_t *v = json_is_string(content)
-        ? json_loads(json_string_value(content), 0, NULL)
-        : json_incref((json_t *)content);
+    json_t *v = json_is_string(content) ? json_loads(json_string_value(content), 0, NULL)
+                                        : json_incref((json_t *)content);
     const json_t *img = json_object_get(v, "image");
     const char *path = kx_json_str(img, "file_path", "");
     const char *mime = kx_json_str(img, "mime_type", "");
@@ -236,8 +235,7 @@ bool context_pending_image(const json_t *messages, context_image_ref *out)
     return false;
 }
 
-json_t *context_image_message(const context_image_ref *ref, const unsigned char *data,
-                              size_t len)
+json_t *context_image_message(const context_image_ref *ref, const unsigned char *data, size_t len)
 {
     const char *prefix = "data:";
     size_t plen = strlen(prefix) + strlen(ref->mime_type) + strlen(";base64,");
@@ -248,11 +246,12 @@ json_t *context_image_message(const context_image_ref *ref, const unsigned char 
     snprintf(url, plen + 1, "%s%s;base64,", prefix, ref->mime_type);
     EVP_EncodeBlock((unsigned char *)url + plen, data, (int)len);
     char text[800];
-    snprintf(text, sizeof text, "The image %s (%s, %zu bytes) that you asked to see:",
-             ref->file_path, ref->mime_type, len);
-    json_t *msg = json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}}]}", "role", "user", "content",
-                            "type", "text", "text", text, "type", "image_url", "image_url", "url",
-                            url);
+    snprintf(text, sizeof text,
+             "The image %s (%s, %zu bytes) that you asked to see:", ref->file_path, ref->mime_type,
+             len);
+    json_t *msg =
+        json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}}]}", "role", "user", "content", "type",
+                  "text", "text", text, "type", "image_url", "image_url", "url", url);
     free(url);
     return msg;
 fail:

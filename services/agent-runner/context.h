@@ -47,8 +47,7 @@ typedef struct context_image_ref {
 bool context_pending_image(const json_t *messages, context_image_ref *out);
 /* A user message carrying the image as an OpenAI image part (a data URL), after a text part
  * naming it. New reference; NULL on OOM. */
-json_t *context_image_message(const context_image_ref *ref, const unsigned char *data,
-                              size_t len);
+json_t *context_image_message(const context_image_ref *ref, const unsigned char *data, size_t len);
 /* The same without the image, saying why it could not be loaded. */
 json_t *context_image_failed_message(const context_image_ref *ref, const char *why);
 

@@ -55,9 +55,9 @@ static void on_reply(kx_err err, natsMsg *reply, void *arg)
     natsMsg_Destroy(reply);
     if (r == NULL || r->error != NULL) {
         snprintf(why, sizeof why, "%s",
-                 r == NULL ? "the sandbox's reply does not decode"
-                 : kx_pb_str_empty(r->error->message) ? "sandbox error"
-                                                      : r->error->message);
+                 r == NULL                                ? "the sandbox's reply does not decode"
+                     : kx_pb_str_empty(r->error->message) ? "sandbox error"
+                                                          : r->error->message);
         kx_pb_free(r);
         finish(f, KX_ERR_UNAVAILABLE, why);
         return;
@@ -66,8 +66,8 @@ static void on_reply(kx_err err, natsMsg *reply, void *arg)
     kx_err aerr = kx_buf_add(&f->data, r->data.data, r->data.len);
     kx_pb_free(r);
     if (aerr != KX_OK) {
-        finish(f, aerr, aerr == KX_ERR_INVALID ? "the image is larger than 10 MB"
-                                               : "out of memory");
+        finish(f, aerr,
+               aerr == KX_ERR_INVALID ? "the image is larger than 10 MB" : "out of memory");
         return;
     }
     if (eof) {

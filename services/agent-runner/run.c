@@ -449,10 +449,9 @@ static void launch_call(run *r, run_call *c)
     };
     /* the executor checks the groups too; an agent with no family on is sent as an object
      * that enables none ("{}" would mean every tool there, as in Kortix's config) */
-    char *groups = r->agent.agentpress == NULL ? NULL
-        : json_object_size(r->agent.agentpress) == 0
-        ? strdup("{\"none\": false}")
-        : kx_json_dumps_compact(r->agent.agentpress);
+    char *groups = r->agent.agentpress == NULL       ? NULL
+        : json_object_size(r->agent.agentpress) == 0 ? strdup("{\"none\": false}")
+                                                     : kx_json_dumps_compact(r->agent.agentpress);
     req.agentpress_tools_json = groups;
     kx_err err = tools_call(r->owner->async, &req, &c->pending, on_tool_done, c);
     free(groups);
@@ -1028,8 +1027,8 @@ static void start_llm_with_image(run *r, json_t *msgs)
     if (r->wall_deadline != KX_NO_DEADLINE && r->wall_deadline < d)
         d = r->wall_deadline;
     r->image_wait = msgs;
-    r->image_fetch = image_fetch_start(r->owner->async, r->project_id, &r->meta, d, &ref,
-                                       on_image, r);
+    r->image_fetch =
+        image_fetch_start(r->owner->async, r->project_id, &r->meta, d, &ref, on_image, r);
     if (r->image_fetch == NULL) {
         r->image_wait = NULL;
         r->image_msg = context_image_failed_message(&ref, "the sandbox could not be asked");

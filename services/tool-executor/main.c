@@ -55,9 +55,9 @@ int main(void)
         te_result_budget(/* result_cap.c: every result fits the bus */
                          max_payload > 0 ? (size_t)max_payload : (size_t)1024 * 1024);
     te_web_config_load(); /* tools_web.c: the web APIs' keys (no key: the tool is not offered) */
-    if (te_registry_init() != KX_OK ||                             /* registry.c: schemas */
+    if (te_registry_init() != KX_OK ||                /* registry.c: schemas */
         kx_curlm_new(svc.loop, &ex.curlm) != KX_OK || /* HTTP of the web tools, on the loop */
-        ex.runs == NULL || ex.breakers == NULL ||                  /* runs.c, breakers.c */
+        ex.runs == NULL || ex.breakers == NULL ||     /* runs.c, breakers.c */
         kx_bus_async_new(svc.bus, svc.loop, &ex.async) != KX_OK || /* replies on the loop */
         te_calls_start(&ex) != KX_OK ||   /* call.c -> registry.c -> tools */
         te_control_start(&ex) != KX_OK || /* control.c: STOP kills a run's tools */

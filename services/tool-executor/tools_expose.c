@@ -45,8 +45,8 @@ static void on_preview(te_call *c, kx_err err, natsMsg *reply)
             te_outcome_error(&o, KX_ERR_TIMEOUT, "expose_port timed out after %lld s",
                              (long long)c->req_timeout_s);
         else
-            te_outcome_error(&o, KX_ERR_UNAVAILABLE, "expose_port: the sandbox is not available: %s",
-                             kx_err_str(err));
+            te_outcome_error(&o, KX_ERR_UNAVAILABLE,
+                             "expose_port: the sandbox is not available: %s", kx_err_str(err));
         te_call_finish(c, &o);
         return;
     }
@@ -54,7 +54,8 @@ static void on_preview(te_call *c, kx_err err, natsMsg *reply)
         kx_pb_unpack(&kx__v1__sandbox_preview_reply__descriptor, natsMsg_GetData(reply),
                      (size_t)natsMsg_GetDataLength(reply));
     natsMsg_Destroy(reply);
-    if (r == NULL || (r->error == NULL && (kx_pb_str_empty(r->url) || kx_pb_str_empty(r->token)))) {
+    if (r == NULL ||
+        (r->error == NULL && (kx_pb_str_empty(r->url) || kx_pb_str_empty(r->token)))) {
         te_breaker_record(c->ex, c->req_dep, false);
         te_outcome_error(&o, KX_ERR_INTERNAL,
                          "expose_port: the sandbox-broker's reply is not a preview link");
@@ -74,8 +75,8 @@ static void on_preview(te_call *c, kx_err err, natsMsg *reply)
                  "Successfully exposed port %d to the public. Users can now access this service "
                  "at: %s (signed in: the link needs the account's token as well)",
                  r->port, url);
-        json_t *out = json_pack("{s:s, s:i, s:s}", "url", url, "port", r->port, "message",
-                                message);
+        json_t *out =
+            json_pack("{s:s, s:i, s:s}", "url", url, "port", r->port, "message", message);
         o.output_json = out != NULL ? kx_json_dumps_py(out) : NULL;
         json_decref(out);
         if (o.output_json == NULL)

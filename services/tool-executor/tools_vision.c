@@ -71,10 +71,10 @@ static void on_head(te_call *c, kx_err err, natsMsg *reply)
     snprintf(msg, sizeof msg,
              "Image '%s' (%s, %lld bytes) is added to your next model call: look at it there.",
              st->path, mime, (long long)st->size);
-    json_t *out = json_pack("{s:s, s:s, s:s, s:I, s:{s:s, s:s, s:I}}", "message", msg,
-                            "file_path", st->path, "mime_type", mime, "size",
-                            (json_int_t)st->size, "image", "file_path", st->path, "mime_type",
-                            mime, "size", (json_int_t)st->size);
+    json_t *out =
+        json_pack("{s:s, s:s, s:s, s:I, s:{s:s, s:s, s:I}}", "message", msg, "file_path", st->path,
+                  "mime_type", mime, "size", (json_int_t)st->size, "image", "file_path", st->path,
+                  "mime_type", mime, "size", (json_int_t)st->size);
     te_outcome o;
     te_outcome_init(&o);
     o.output_json = out != NULL ? kx_json_dumps_py(out) : NULL;

@@ -99,15 +99,15 @@ typedef struct web_state {
     char *body;
     kx_buf resp;
     char curl_err[CURL_ERROR_SIZE];
-    const char *dep;     /* the breaker of the transfer in flight */
-    kx_deadline t;       /* the call's tool deadline T */
-    int64_t xfer_ms;     /* the transfer in flight's timeout */
+    const char *dep; /* the breaker of the transfer in flight */
+    kx_deadline t;   /* the call's tool deadline T */
+    int64_t xfer_ms; /* the transfer in flight's timeout */
     /* scrape_webpage */
     json_t *urls;    /* array of strings */
     size_t idx;      /* the URL being scraped */
     json_t *results; /* one entry per URL done */
     size_t saved;
-    char *page;  /* the JSON being written */
+    char *page; /* the JSON being written */
     size_t page_len, page_off;
     char file_path[300];
     char title[300];
@@ -193,12 +193,12 @@ static size_t on_body(char *ptr, size_t size, size_t n, void *arg)
 
 /* What a finished transfer came to. */
 typedef struct web_answer {
-    bool ok;             /* 2xx with a JSON body: json is set */
-    json_t *json;        /* owned by the caller when set */
-    bool timed_out;      /* no answer by the transfer's timeout */
-    bool dep_failed;     /* counts against the API's breaker */
-    char code[40];       /* the error code when !ok */
-    char message[400];   /* why, when !ok */
+    bool ok;           /* 2xx with a JSON body: json is set */
+    json_t *json;      /* owned by the caller when set */
+    bool timed_out;    /* no answer by the transfer's timeout */
+    bool dep_failed;   /* counts against the API's breaker */
+    char code[40];     /* the error code when !ok */
+    char message[400]; /* why, when !ok */
 } web_answer;
 
 static void judge(te_call *c, CURLcode rc, web_answer *a, const char *what)
@@ -228,8 +228,8 @@ static void judge(te_call *c, CURLcode rc, web_answer *a, const char *what)
         snprintf(a->message, sizeof a->message, "%s: HTTP %ld: %.200s", what, status,
                  st->resp.s ? st->resp.s : "");
     } else if (status < 200 || status > 299) {
-        snprintf(a->code, sizeof a->code, status == 401 || status == 403 ? "permission_denied"
-                                                                         : "invalid_argument");
+        snprintf(a->code, sizeof a->code,
+                 status == 401 || status == 403 ? "permission_denied" : "invalid_argument");
         snprintf(a->message, sizeof a->message, "%s: HTTP %ld: %.200s", what, status,
                  st->resp.s ? st->resp.s : "");
     } else if ((a->json = json_loadb(st->resp.s ? st->resp.s : "", st->resp.len, 0, NULL)) ==
@@ -364,10 +364,10 @@ static void search_start(te_call *c)
         fail(c, KX_ERR_NOMEM, "%s: out of memory", c->tool->name);
         return;
     }
-    json_t *rq = json_pack("{s:s, s:I, s:s, s:s, s:b}", "query",
-                           kx_json_str(c->args, "query", ""), "max_results",
-                           (json_int_t)kx_json_int(c->args, "num_results", 20), "search_depth",
-                           "advanced", "include_answer", "advanced", "include_images", 1);
+    json_t *rq =
+        json_pack("{s:s, s:I, s:s, s:s, s:b}", "query", kx_json_str(c->args, "query", ""),
+                  "max_results", (json_int_t)kx_json_int(c->args, "num_results", 20),
+                  "search_depth", "advanced", "include_answer", "advanced", "include_images", 1);
     char *body = rq != NULL ? json_dumps(rq, JSON_COMPACT) : NULL;
     json_decref(rq);
     char url[600];
@@ -383,8 +383,9 @@ static void url_failed(te_call *c, const char *code, const char *message)
 {
     web_state *st = c->state;
     json_t *url = json_array_get(st->urls, st->idx);
-    json_array_append_new(st->results, json_pack("{s:O, s:b, s:s}", "url", url, "success", 0,
-                                                 "error", message));
+    json_array_append_new(st->results,
+                          json_pack("{s:O, s:b, s:s}", "url", url, "success", 0, "error",
+                                    message));
     snprintf(st->last_code, sizeof st->last_code, "%s", code);
     st->idx++;
     scrape_next(c);
@@ -400,9 +401,9 @@ static void on_chunk_written(te_call *c, kx_err err, natsMsg *reply)
         return; /* the call is finished: the sandbox failed */
     st->page_off = r->next_offset > 0 && (size_t)r->next_offset <= st->page_len
         ? (size_t)r->next_offset
-        : st->page_off + (st->page_len - st->page_off < WEB_WRITE_CHUNK
-                              ? st->page_len - st->page_off
-                              : WEB_WRITE_CHUNK);
+        : st->page_off +
+            (st->page_len - st->page_off < WEB_WRITE_CHUNK ? st->page_len - st->page_off
+                                                           : WEB_WRITE_CHUNK);
     kx_pb_free(r);
     if (st->page_off < st->page_len) {
         write_chunk(c);
@@ -555,8 +556,7 @@ static void scrape_next(te_call *c)
     json_decref(rq);
     char api[600];
     snprintf(api, sizeof api, "%s/v1/scrape", g_web.firecrawl_url);
-    post(c, DEP_FIRECRAWL, api, g_web.firecrawl_key, body, WEB_SCRAPE_TIMEOUT_MS,
-         on_scrape_done);
+    post(c, DEP_FIRECRAWL, api, g_web.firecrawl_key, body, WEB_SCRAPE_TIMEOUT_MS, on_scrape_done);
 }
 
 static void scrape_start(te_call *c)
@@ -630,8 +630,7 @@ static const char scrape_schema[] =
 
 const te_tool te_web_tools[] = {
     {"web_search", "web_search_tool", TE_TOOL_BUILTIN, search_schema, search_start, web_abort},
-    {"scrape_webpage", "web_search_tool", TE_TOOL_BUILTIN, scrape_schema, scrape_start,
-     web_abort},
+    {"scrape_webpage", "web_search_tool", TE_TOOL_BUILTIN, scrape_schema, scrape_start, web_abort},
 };
 const size_t te_web_tools_n = sizeof te_web_tools / sizeof te_web_tools[0];
 

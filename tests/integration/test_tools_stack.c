@@ -71,8 +71,8 @@ static char *run_script(const char *token, const char *script, char thread[KX_UU
     const char *params[] = {run};
     int64_t until = kx_mono_ms() + RUN_TIMEOUT_MS;
     while (kx_mono_ms() < until) {
-        char *st = kx_th_sql_value(&g_stack, "SELECT status FROM agent_runs WHERE id = $1", 1,
-                                   params);
+        char *st =
+            kx_th_sql_value(&g_stack, "SELECT status FROM agent_runs WHERE id = $1", 1, params);
         if (st != NULL && strcmp(st, "queued") != 0 && strcmp(st, "running") != 0)
             return st;
         free(st);
@@ -143,8 +143,9 @@ static void test_web_search_through_the_run(void **state)
     (void)state;
     char account[KX_UUID_LEN + 1], thread[KX_UUID_LEN + 1];
     char *token = kx_th_new_account(&g_stack, account);
-    char *st = run_script(
-        token, "call web_search {\"query\": \"stack search\", \"num_results\": 2}\n", thread);
+    char *st =
+        run_script(token, "call web_search {\"query\": \"stack search\", \"num_results\": 2}\n",
+                   thread);
     assert_string_equal(st, "completed");
     free(st);
     char *tool = newest(thread, "tool", "content");

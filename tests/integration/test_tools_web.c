@@ -79,11 +79,16 @@ static pid_t start_service(const char *name, const char *const *extra, uint16_t 
 
 static pid_t start_executor(bool keys)
 {
-    const char *with[] = {"KX_DRAIN_TIMEOUT_MS=2000", "KX_TOOL_BREAKER_OPEN_MS=1500",
-                          "KX_PUBLIC_URL=https://kortix.example", g_env[0], g_env[1], g_env[2],
-                          g_env[3], NULL};
-    const char *without[] = {"KX_DRAIN_TIMEOUT_MS=2000", "TAVILY_API_KEY=",
-                             "FIRECRAWL_API_KEY=", NULL};
+    const char *with[] = {"KX_DRAIN_TIMEOUT_MS=2000",
+                          "KX_TOOL_BREAKER_OPEN_MS=1500",
+                          "KX_PUBLIC_URL=https://kortix.example",
+                          g_env[0],
+                          g_env[1],
+                          g_env[2],
+                          g_env[3],
+                          NULL};
+    const char *without[] = {"KX_DRAIN_TIMEOUT_MS=2000",
+                             "TAVILY_API_KEY=", "FIRECRAWL_API_KEY=", NULL};
     return start_service("tool-executor", keys ? with : without, &g_exec_port);
 }
 
@@ -362,8 +367,9 @@ static json_t *read_saved(const char *file_path)
 static void test_scrape(void **state)
 {
     (void)state;
-    call_result r = call("scrape_webpage",
-                         "{\"urls\": \"https://example.org/a , https://www.example.net/b\"}", 20000);
+    call_result r =
+        call("scrape_webpage", "{\"urls\": \"https://example.org/a , https://www.example.net/b\"}",
+             20000);
     assert_true(r.res->success);
     json_t *results = json_object_get(r.output, "results");
     assert_int_equal(json_array_size(results), 2);
@@ -396,7 +402,8 @@ static void test_scrape_big_and_partial(void **state)
 {
     (void)state;
     /* 1.5 MB of markdown: written in chunks, whole */
-    call_result r = call("scrape_webpage", "{\"urls\": \"https://big.example/big-1500000\"}", 20000);
+    call_result r =
+        call("scrape_webpage", "{\"urls\": \"https://big.example/big-1500000\"}", 20000);
     assert_true(r.res->success);
     json_t *e = json_array_get(json_object_get(r.output, "results"), 0);
     assert_int_equal(json_integer_value(json_object_get(e, "content_length")), 1500000);
@@ -424,8 +431,8 @@ static void test_scrape_big_and_partial(void **state)
     assert_false(json_is_true(json_object_get(json_array_get(results, 0), "success")));
     assert_non_null(strstr(kx_json_str(json_array_get(results, 0), "error", ""), "HTTP 500"));
     assert_true(json_is_true(json_object_get(json_array_get(results, 1), "success")));
-    assert_non_null(strstr(kx_json_str(json_array_get(results, 2), "error", ""),
-                           "Failed to scrape the page"));
+    assert_non_null(
+        strstr(kx_json_str(json_array_get(results, 2), "error", ""), "Failed to scrape the page"));
     call_result_free(&r);
 
     r = call("scrape_webpage", "{\"urls\": \"ftp://example.org/file\"}", 10000);
@@ -450,8 +457,8 @@ static void test_breaker(void **state)
 {
     (void)state;
     for (int i = 0; i < 5; i++) {
-        call_result r = call("scrape_webpage", "{\"urls\": \"https://down.example/fail500\"}",
-                             10000);
+        call_result r =
+            call("scrape_webpage", "{\"urls\": \"https://down.example/fail500\"}", 10000);
         assert_error(&r, "unavailable", "no URL could be scraped");
         call_result_free(&r);
     }
@@ -485,7 +492,8 @@ static void test_breaker(void **state)
 static void test_agent_tools(void **state)
 {
     (void)state;
-    call_result r = call_as("web_search", "{\"query\": \"x\"}", 10000, "{\"sb_shell_tool\": true}");
+    call_result r =
+        call_as("web_search", "{\"query\": \"x\"}", 10000, "{\"sb_shell_tool\": true}");
     assert_error(&r, "not_found", "not enabled for this agent");
     assert_non_null(strstr(r.res->error->message, "web_search_tool"));
     call_result_free(&r);

@@ -39,8 +39,9 @@ static void test_images_reported(void **state)
     assert_string_equal(c.images, "image/png 4 bytes, image/gif 6 bytes, url");
     demo_turn t;
     assert_int_equal(demo_turn_build(NULL, 1, &c, &t), 0);
-    assert_non_null(strstr(t.content, "[images received: 3: image/png 4 bytes, image/gif 6 "
-                                      "bytes, url]"));
+    assert_non_null(strstr(t.content,
+                           "[images received: 3: image/png 4 bytes, image/gif 6 "
+                           "bytes, url]"));
     demo_turn_free(&t);
     demo_conv_free(&c);
 

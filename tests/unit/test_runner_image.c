@@ -15,12 +15,12 @@
 #include "context.h"
 #include "llm_provider.h"
 
-#define SEE(id, path)                                                                          \
+#define SEE(id, path)                                                                           \
     "{\"role\": \"tool\", \"tool_call_id\": \"" id "\", \"name\": \"see_image\", \"content\": " \
-    "\"{\\\"message\\\": \\\"ok\\\", \\\"image\\\": {\\\"file_path\\\": \\\"" path            \
+    "\"{\\\"message\\\": \\\"ok\\\", \\\"image\\\": {\\\"file_path\\\": \\\"" path              \
     "\\\", \\\"mime_type\\\": \\\"image/png\\\", \\\"size\\\": 3}}\"}"
-#define CALLS(id)                                                                              \
-    "{\"role\": \"assistant\", \"content\": null, \"tool_calls\": [{\"id\": \"" id "\", "      \
+#define CALLS(id)                                                                         \
+    "{\"role\": \"assistant\", \"content\": null, \"tool_calls\": [{\"id\": \"" id "\", " \
     "\"type\": \"function\", \"function\": {\"name\": \"see_image\", \"arguments\": \"{}\"}}]}"
 
 static json_t *load(const char *text)
@@ -36,8 +36,8 @@ static void test_pending_image(void **state)
 {
     (void)state;
     context_image_ref ref;
-    json_t *m = load("[{\"role\": \"user\", \"content\": \"look\"}, " CALLS("a") ", " SEE(
-        "a", "/workspace/a.png") "]");
+    json_t *m = load("[{\"role\": \"user\", \"content\": \"look\"}, " CALLS(
+        "a") ", " SEE("a", "/workspace/a.png") "]");
     assert_true(context_pending_image(m, &ref));
     assert_string_equal(ref.file_path, "/workspace/a.png");
     assert_string_equal(ref.mime_type, "image/png");
@@ -45,13 +45,16 @@ static void test_pending_image(void **state)
     json_decref(m);
 
     /* answered already: the model has seen it */
-    m = load("[" CALLS("a") ", " SEE("a", "/workspace/a.png") ", {\"role\": \"assistant\", "
-             "\"content\": \"I see it\"}, {\"role\": \"user\", \"content\": \"more\"}]");
+    m = load("[" CALLS("a") ", " SEE(
+        "a",
+        "/workspace/a.png") ", {\"role\": \"assistant\", "
+                            "\"content\": \"I see it\"}, {\"role\": \"user\", \"content\": \"more\"}]");
     assert_false(context_pending_image(m, &ref));
     json_decref(m);
 
     /* a failed see_image (no reference), another tool, no messages */
-    m = load("[" CALLS("a") ", {\"role\": \"tool\", \"tool_call_id\": \"a\", \"name\": "
+    m = load("[" CALLS(
+        "a") ", {\"role\": \"tool\", \"tool_call_id\": \"a\", \"name\": "
              "\"see_image\", \"content\": \"see_image: 'x' is not a PNG, JPEG, GIF or WebP "
              "image\"}, {\"role\": \"tool\", \"tool_call_id\": \"b\", \"name\": \"read_file\", "
              "\"content\": \"{\\\"image\\\": {\\\"file_path\\\": \\\"p\\\", \\\"mime_type\\\": "
@@ -76,16 +79,17 @@ static void test_image_message_and_anthropic_block(void **state)
                            "/workspace/a.png"));
     json_t *img = json_array_get(parts, 1);
     assert_string_equal(json_string_value(json_object_get(img, "type")), "image_url");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(img, "image_url"), "url")),
-        "data:image/png;base64,iVBORw==");
+    assert_string_equal(json_string_value(
+                            json_object_get(json_object_get(img, "image_url"), "url")),
+                        "data:image/png;base64,iVBORw==");
 
     json_t *msgs = json_array();
     json_array_append_new(msgs, msg);
     char *body = llm_anthropic_body("claude-x", 100, "sys", NULL, msgs);
     assert_non_null(body);
     json_t *got = json_loads(body, 0, NULL);
-    json_t *blocks = json_object_get(json_array_get(json_object_get(got, "messages"), 0), "content");
+    json_t *blocks =
+        json_object_get(json_array_get(json_object_get(got, "messages"), 0), "content");
     assert_int_equal(json_array_size(blocks), 2);
     json_t *want = load("{\"type\": \"image\", \"source\": {\"type\": \"base64\", \"media_type\": "
                         "\"image/png\", \"data\": \"iVBORw==\"}}");

@@ -92,8 +92,8 @@ static size_t read_images(const json_t *msg, demo_conv *out)
         if (strncmp(url, "data:", 5) == 0 && comma != NULL && comma - url > 12 &&
             strncmp(comma - 7, ";base64", 7) == 0) {
             size_t b64 = strlen(comma + 1);
-            size_t pad = b64 >= 1 && comma[b64] == '=' ? (b64 >= 2 && comma[b64 - 1] == '=' ? 2 : 1)
-                                                       : 0;
+            size_t pad =
+                b64 >= 1 && comma[b64] == '=' ? (b64 >= 2 && comma[b64 - 1] == '=' ? 2 : 1) : 0;
             int mlen = (int)(comma - 7 - (url + 5));
             snprintf(desc, sizeof desc, "%.*s %zu bytes", mlen > 60 ? 60 : mlen, url + 5,
                      b64 / 4 * 3 - pad);
