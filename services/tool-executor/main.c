@@ -4,7 +4,9 @@
  * (tool_args.c), gives it a deadline that ends before the caller's (deadline.c), runs it —
  * execute_command through the sandbox-broker (tool_execute_command.c) — and always answers
  * with a kx.v1.ToolResult in time (call.c, outcome.c). A STOP of a run aborts its calls and
- * kills their commands (control.c). See README.md. */
+ * kills their commands (control.c). The web tools call their HTTP APIs on the loop through a
+ * curl multi (tools_web.c); expose_port and see_image go to the broker (tools_expose.c,
+ * tools_vision.c). See README.md. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
