@@ -43,7 +43,8 @@ static int start_stack(void **state)
     char ports[16], log_path[300];
     snprintf(ports, sizeof ports, "%u", port);
     snprintf(log_path, sizeof log_path, "/tmp/kx-it-tools-stack-fake-web-%d.log", (int)getpid());
-    const char *fargv[] = {"node", FAKE_WEB, ports, KEY, NULL};
+    static const char fake_js[] = FAKE_WEB;
+    const char *fargv[] = {"node", fake_js, ports, KEY, NULL};
     if (kx_th_spawn(fargv, NULL, log_path, &g_fake) != KX_OK)
         return -1;
     char url[100];
@@ -177,8 +178,10 @@ static void test_expose_port_serves_the_page(void **state)
     json_t *out = json_loads(tool, 0, NULL);
     free(tool);
     const char *url = json_string_value(json_object_get(out, "url"));
-    if (url == NULL)
+    if (url == NULL) {
         fail_msg("expose_port gave no url");
+        return;
+    }
     assert_true(strncmp(url, g_stack.base_url, strlen(g_stack.base_url)) == 0);
     /* the link with the account's token serves the sandbox's page */
     kx_http_resp r = {0};

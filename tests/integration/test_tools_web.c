@@ -108,7 +108,8 @@ static int group_setup(void **state)
     char port[16], log_path[600], url[128];
     snprintf(port, sizeof port, "%u", g_fake_port);
     snprintf(log_path, sizeof log_path, "%s/fake-web.log", g_tmp);
-    const char *fargv[] = {"node", FAKE_WEB, port, KEY, NULL};
+    static const char fake_js[] = FAKE_WEB;
+    const char *fargv[] = {"node", fake_js, port, KEY, NULL};
     if (kx_th_spawn(fargv, NULL, log_path, &g_fake) != KX_OK)
         return -1;
     snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_fake_port);

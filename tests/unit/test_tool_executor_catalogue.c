@@ -29,8 +29,8 @@ static bool has(const json_t *tools, const char *name)
 static void test_web_tools_need_keys(void **state)
 {
     (void)state;
-    unsetenv("TAVILY_API_KEY");
-    unsetenv("FIRECRAWL_API_KEY");
+    assert_int_equal(unsetenv("TAVILY_API_KEY"), 0);
+    assert_int_equal(unsetenv("FIRECRAWL_API_KEY"), 0);
     te_web_config_load();
     assert_int_equal(te_registry_init(), KX_OK);
     json_t *all = te_registry_schemas(NULL);
@@ -42,16 +42,16 @@ static void test_web_tools_need_keys(void **state)
     json_decref(all);
     assert_false(te_tool_offered(te_registry_find("web_search")));
 
-    setenv("TAVILY_API_KEY", "k", 1);
+    assert_int_equal(setenv("TAVILY_API_KEY", "k", 1), 0);
     te_web_config_load();
     all = te_registry_schemas(NULL);
     assert_true(has(all, "web_search"));
     assert_false(has(all, "scrape_webpage")); /* each tool its own key */
     json_decref(all);
-    setenv("FIRECRAWL_API_KEY", "", 1); /* empty is not set */
+    assert_int_equal(setenv("FIRECRAWL_API_KEY", "", 1), 0); /* empty is not set */
     te_web_config_load();
     assert_false(te_tool_offered(te_registry_find("scrape_webpage")));
-    setenv("FIRECRAWL_API_KEY", "k", 1);
+    assert_int_equal(setenv("FIRECRAWL_API_KEY", "k", 1), 0);
     te_web_config_load();
     assert_true(te_tool_offered(te_registry_find("scrape_webpage")));
     te_registry_free();
@@ -60,7 +60,7 @@ static void test_web_tools_need_keys(void **state)
 static void test_agent_has(void **state)
 {
     (void)state;
-    setenv("TAVILY_API_KEY", "k", 1);
+    assert_int_equal(setenv("TAVILY_API_KEY", "k", 1), 0);
     te_web_config_load();
     assert_int_equal(te_registry_init(), KX_OK);
     json_t *cfg = json_loads("{\"sb_shell_tool\": true, \"web_search_tool\": {\"enabled\": "
@@ -74,7 +74,7 @@ static void test_agent_has(void **state)
     json_t *empty = json_object();
     assert_true(te_registry_agent_has(te_registry_find("expose_port"), empty)); /* all */
     assert_true(te_registry_agent_has(te_registry_find("web_search"), NULL));
-    unsetenv("TAVILY_API_KEY");
+    assert_int_equal(unsetenv("TAVILY_API_KEY"), 0);
     te_web_config_load();
     assert_false(te_registry_agent_has(te_registry_find("web_search"), NULL)); /* not offered */
     json_t *sel = te_registry_schemas(cfg);
