@@ -221,6 +221,22 @@ static bool image_ref_of(const json_t *content, context_image_ref *out)
     return ok;
 }
 
+/* Kortix's XML mode: the result is a user message {"tool_execution": {"function_name":
+ * "see_image", "result": {"success": true, "output": {..., "image": {...}}}}} (as text). */
+static bool xml_image_ref(const json_t *content, context_image_ref *out)
+{
+    if (!json_is_string(content) || strstr(json_string_value(content), "see_image") == NULL)
+        return false;
+    json_t *v = json_loads(json_string_value(content), 0, NULL);
+    const json_t *te = json_object_get(v, "tool_execution");
+    const json_t *result = json_object_get(te, "result");
+    bool ok = strcmp(kx_json_str(te, "function_name", ""), "see_image") == 0 &&
+        json_is_true(json_object_get(result, "success")) &&
+        image_ref_of(json_object_get(result, "output"), out);
+    json_decref(v);
+    return ok;
+}
+
 bool context_pending_image(const json_t *messages, context_image_ref *out)
 {
     for (size_t i = json_array_size(messages); i-- > 0;) {
@@ -230,6 +246,8 @@ bool context_pending_image(const json_t *messages, context_image_ref *out)
             return false;
         if (strcmp(role, "tool") == 0 && strcmp(kx_json_str(m, "name", ""), "see_image") == 0 &&
             image_ref_of(json_object_get(m, "content"), out))
+            return true;
+        if (strcmp(role, "user") == 0 && xml_image_ref(json_object_get(m, "content"), out))
             return true;
     }
     return false;

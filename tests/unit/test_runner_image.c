@@ -61,6 +61,18 @@ static void test_pending_image(void **state)
              "\\\"image/png\\\"}}\"}]");
     assert_false(context_pending_image(m, &ref));
     json_decref(m);
+    /* Kortix's XML mode: the result is a user message holding tool_execution */
+    m = load("[{\"role\": \"assistant\", \"content\": \"<function_calls>...\"}, "
+             "{\"role\": \"user\", \"content\": \"{\\\"tool_execution\\\": "
+             "{\\\"function_name\\\": \\\"see_image\\\", \\\"result\\\": "
+             "{\\\"success\\\": true, \\\"output\\\": {\\\"image\\\": "
+             "{\\\"file_path\\\": \\\"/workspace/x.gif\\\", \\\"mime_type\\\": "
+             "\\\"image/gif\\\", \\\"size\\\": 9}}}}}\"}]");
+    assert_true(context_pending_image(m, &ref));
+    assert_string_equal(ref.file_path, "/workspace/x.gif");
+    assert_string_equal(ref.mime_type, "image/gif");
+    json_decref(m);
+
     m = json_array();
     assert_false(context_pending_image(m, &ref));
     json_decref(m);
