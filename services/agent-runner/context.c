@@ -1,6 +1,7 @@
 /* context.c — builds the chat messages of a thread from its stored LLM rows (see context.h). */
 #include "context.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,4 +199,87 @@ kx_err context_load(kx_db *db, const char *thread_id, json_t **messages, char *l
     context_repair(out);
     *messages = out;
     return KX_OK;
+}
+
+/* ---- see_image ---------------------------------------------------------------------------- */
+
+static bool image_ref_of(const json_t *content, context_image_ref *out)
+{
+    json_t *v = json_is_string(content) ? json_loads(json_string_value(content), 0, NULL)
+                                        : json_incref((json_t *)content);
+    const json_t *img = json_object_get(v, "image");
+    const char *path = kx_json_str(img, "file_path", "");
+    const char *mime = kx_json_str(img, "mime_type", "");
+    bool ok = path[0] != '\0' && strncmp(mime, "image/", 6) == 0 &&
+        strlen(path) < sizeof out->file_path && strlen(mime) < sizeof out->mime_type;
+    if (ok) {
+        snprintf(out->file_path, sizeof out->file_path, "%s", path);
+        snprintf(out->mime_type, sizeof out->mime_type, "%s", mime);
+        out->size = kx_json_int(img, "size", 0);
+    }
+    json_decref(v);
+    return ok;
+}
+
+/* Kortix's XML mode: the result is a user message {"tool_execution": {"function_name":
+ * "see_image", "result": {"success": true, "output": {..., "image": {...}}}}} (as text). */
+static bool xml_image_ref(const json_t *content, context_image_ref *out)
+{
+    if (!json_is_string(content) || strstr(json_string_value(content), "see_image") == NULL)
+        return false;
+    json_t *v = json_loads(json_string_value(content), 0, NULL);
+    const json_t *te = json_object_get(v, "tool_execution");
+    const json_t *result = json_object_get(te, "result");
+    bool ok = strcmp(kx_json_str(te, "function_name", ""), "see_image") == 0 &&
+        json_is_true(json_object_get(result, "success")) &&
+        image_ref_of(json_object_get(result, "output"), out);
+    json_decref(v);
+    return ok;
+}
+
+bool context_pending_image(const json_t *messages, context_image_ref *out)
+{
+    for (size_t i = json_array_size(messages); i-- > 0;) {
+        const json_t *m = json_array_get(messages, i);
+        const char *role = kx_json_str(m, "role", "");
+        if (strcmp(role, "assistant") == 0)
+            return false;
+        if (strcmp(role, "tool") == 0 && strcmp(kx_json_str(m, "name", ""), "see_image") == 0 &&
+            image_ref_of(json_object_get(m, "content"), out))
+            return true;
+        if (strcmp(role, "user") == 0 && xml_image_ref(json_object_get(m, "content"), out))
+            return true;
+    }
+    return false;
+}
+
+json_t *context_image_message(const context_image_ref *ref, const unsigned char *data, size_t len)
+{
+    const char *prefix = "data:";
+    size_t plen = strlen(prefix) + strlen(ref->mime_type) + strlen(";base64,");
+    size_t blen = 4 * ((len + 2) / 3);
+    char *url = malloc(plen + blen + 1);
+    if (url == NULL || len > (size_t)INT32_MAX)
+        goto fail;
+    snprintf(url, plen + 1, "%s%s;base64,", prefix, ref->mime_type);
+    EVP_EncodeBlock((unsigned char *)url + plen, data, (int)len);
+    char text[800];
+    snprintf(text, sizeof text,
+             "The image %s (%s, %zu bytes) that you asked to see:", ref->file_path, ref->mime_type,
+             len);
+    json_t *msg =
+        json_pack("{s:s, s:[{s:s, s:s}, {s:s, s:{s:s}}]}", "role", "user", "content", "type",
+                  "text", "text", text, "type", "image_url", "image_url", "url", url);
+    free(url);
+    return msg;
+fail:
+    free(url);
+    return NULL;
+}
+
+json_t *context_image_failed_message(const context_image_ref *ref, const char *why)
+{
+    char text[1200];
+    snprintf(text, sizeof text, "The image %s could not be loaded: %s", ref->file_path, why);
+    return json_pack("{s:s, s:s}", "role", "user", "content", text);
 }

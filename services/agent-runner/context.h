@@ -11,7 +11,9 @@
 #define RUNNER_CONTEXT_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "kx/db.h"
 #include "kx/err.h"
 
@@ -27,5 +29,26 @@ kx_err context_load(kx_db *db, const char *thread_id, json_t **messages, char *l
  * reference, NULL only on OOM), and the repair pass over a whole list (in place). */
 json_t *context_message_from_row(const char *type, const char *content_text);
 void context_repair(json_t *messages);
+
+/* ---- see_image: an image for the next model call ---------------------------------------- */
+
+#define CONTEXT_IMAGE_MAX_BYTES (10 * 1024 * 1024)
+
+/* The image a see_image call asked for (the executor's result carries this reference, not the
+ * bytes: they do not fit the bus). */
+typedef struct context_image_ref {
+    char file_path[600];
+    char mime_type[32];
+    int64_t size;
+} context_image_ref;
+
+/* Whether the newest tool results (the messages after the last assistant message) hold a
+ * successful see_image result: its reference (the newest one) into *out. Pure. */
+bool context_pending_image(const json_t *messages, context_image_ref *out);
+/* A user message carrying the image as an OpenAI image part (a data URL), after a text part
+ * naming it. New reference; NULL on OOM. */
+json_t *context_image_message(const context_image_ref *ref, const unsigned char *data, size_t len);
+/* The same without the image, saying why it could not be loaded. */
+json_t *context_image_failed_message(const context_image_ref *ref, const char *why);
 
 #endif

@@ -4,7 +4,8 @@
  *
  * The thread (OpenAI chat shape, context.h) becomes Anthropic's shape:
  *   system prompt              -> the top-level "system"
- *   {"role": "user", content}  -> a user turn with text blocks
+ *   {"role": "user", content}  -> a user turn with text blocks, and image blocks for its
+ *                                 image_url parts (see_image's data URLs: base64 sources)
  *   assistant + tool_calls     -> an assistant turn: a text block (if any text), then one
  *                                 tool_use block {id, name, input} per call (input is the
  *                                 parsed arguments; arguments that are not a JSON object
@@ -56,6 +57,36 @@ static bool add_text_block(json_t *blocks, const json_t *content)
         return true;
     }
     return json_array_append_new(blocks, json_pack("{s:s, s:o}", "type", "text", "text", t)) == 0;
+}
+
+/* The image parts of an OpenAI content ({"type": "image_url", "image_url": {"url":
+ * "data:<mime>;base64,<data>"}}: see_image, context.h) as image blocks {"type": "image",
+ * "source": {"type": "base64", "media_type", "data"}}; a part that is not a base64 data URL
+ * becomes {"type": "image", "source": {"type": "url", "url"}}. */
+static bool add_image_blocks(json_t *blocks, const json_t *content)
+{
+    size_t i;
+    const json_t *part;
+    json_array_foreach(content, i, part)
+    {
+        if (strcmp(kx_json_str(part, "type", ""), "image_url") != 0)
+            continue;
+        const char *url = kx_json_str(json_object_get(part, "image_url"), "url", "");
+        const char *comma = strchr(url, ',');
+        json_t *b;
+        if (strncmp(url, "data:", 5) == 0 && comma != NULL && comma - url > 12 &&
+            strncmp(comma - 7, ";base64", 7) == 0) {
+            json_t *mime = json_stringn(url + 5, (size_t)(comma - 7 - (url + 5)));
+            b = json_pack("{s:s, s:{s:s, s:o, s:s}}", "type", "image", "source", "type", "base64",
+                          "media_type", mime, "data", comma + 1);
+        } else {
+            b = json_pack("{s:s, s:{s:s, s:s}}", "type", "image", "source", "type", "url", "url",
+                          url);
+        }
+        if (b == NULL || json_array_append_new(blocks, b) != 0)
+            return false;
+    }
+    return true;
 }
 
 static bool add_tool_uses(json_t *blocks, const json_t *calls)
@@ -139,7 +170,8 @@ static json_t *convert_messages(const json_t *messages)
             ok = add_text_block(blocks, json_object_get(m, "content")) &&
                 add_tool_uses(blocks, json_object_get(m, "tool_calls"));
         } else if (ok) { /* user, and a stray system message: as user text */
-            ok = add_text_block(blocks, json_object_get(m, "content"));
+            ok = add_text_block(blocks, json_object_get(m, "content")) &&
+                add_image_blocks(blocks, json_object_get(m, "content"));
         }
         if (!ok || !push_turn(turns, to, blocks)) {
             if (!ok)

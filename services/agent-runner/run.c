@@ -22,6 +22,7 @@
 
 #include "context.h"
 #include "context_budget.h"
+#include "image_fetch.h"
 #include "project_name.h"
 #include "prompt.h"
 #include "tool_schemas.h"
@@ -122,6 +123,12 @@ static void cancel_work(run *r)
         tools_cancel(&r->calls[i]->pending);
     kx_timer_cancel(r->step_timer);
     r->step_timer = NULL;
+    image_fetch_cancel(r->image_fetch);
+    r->image_fetch = NULL;
+    json_decref(r->image_wait);
+    r->image_wait = NULL;
+    json_decref(r->image_msg);
+    r->image_msg = NULL;
 }
 
 static void schedule_step(run *r, kx_timer_cb step)
@@ -448,7 +455,14 @@ static void launch_call(run *r, run_call *c)
         .tool_timeout_s = r->owner->cfg->tool_timeout_s,
         .mcp = route != NULL ? &mcp : NULL,
     };
+    /* the executor checks the groups too; an agent with no family on is sent as an object
+     * that enables none ("{}" would mean every tool there, as in Kortix's config) */
+    char *groups = r->agent.agentpress == NULL       ? NULL
+        : json_object_size(r->agent.agentpress) == 0 ? strdup("{\"none\": false}")
+                                                     : kx_json_dumps_compact(r->agent.agentpress);
+    req.agentpress_tools_json = groups;
     kx_err err = tools_call(r->owner->async, &req, &c->pending, on_tool_done, c);
+    free(groups);
     if (err != KX_OK) {
         tool_outcome o = {0};
         snprintf(msg, sizeof msg, "could not send the call to the tool-executor: %s",
@@ -996,6 +1010,10 @@ static void start_llm(run *r, json_t *msgs)
              r->model, (long long)budget, rep.truncated, rep.dropped, (long long)rep.tokens_before,
              (long long)rep.tokens_after);
     context_strip_ids(msgs);
+    if (r->image_msg != NULL) { /* see_image: after the fit (its bytes are not text tokens) */
+        json_array_append_new(msgs, r->image_msg);
+        r->image_msg = NULL;
+    }
     r->state = RUN_LLM_STREAMING;
     /* the provider is chosen by the model name (llm_route.h); the call keeps msgs */
     llm_opts opts = {.system = r->system, .tools = r->tools, .on_calls = on_llm_calls};
@@ -1007,6 +1025,54 @@ static void start_llm(run *r, json_t *msgs)
         return;
     }
     r->request_bytes = llm_call_request_bytes(r->llm);
+}
+
+#define IMAGE_FETCH_MS 30000
+
+static void on_image(void *arg, kx_err err, unsigned char *data, size_t len, const char *why)
+{
+    run *r = arg;
+    r->image_fetch = NULL;
+    context_image_ref ref;
+    json_t *msgs = r->image_wait;
+    r->image_wait = NULL;
+    if (!context_pending_image(msgs, &ref)) { /* cannot happen: it was found before */
+        free(data);
+        start_llm(r, msgs);
+        return;
+    }
+    if (err == KX_OK) {
+        r->image_msg = context_image_message(&ref, data, len);
+        rlog(r, KX_LOG_DEBUG, "run: see_image: %s (%s, %zu bytes) goes to the model",
+             ref.file_path, ref.mime_type, len);
+    } else {
+        rlog(r, KX_LOG_WARN, "run: see_image: %s could not be read: %s", ref.file_path, why);
+        r->image_msg = context_image_failed_message(&ref, why ? why : kx_err_str(err));
+    }
+    free(data);
+    start_llm(r, msgs);
+}
+
+/* start_llm, after reading the image a see_image result among the newest tool results asked
+ * for (image_fetch.h: through the sandbox-broker, off the loop's back). Takes msgs. */
+static void start_llm_with_image(run *r, json_t *msgs)
+{
+    context_image_ref ref;
+    if (!context_pending_image(msgs, &ref)) {
+        start_llm(r, msgs);
+        return;
+    }
+    kx_deadline d = kx_deadline_in(IMAGE_FETCH_MS);
+    if (r->wall_deadline != KX_NO_DEADLINE && r->wall_deadline < d)
+        d = r->wall_deadline;
+    r->image_wait = msgs;
+    r->image_fetch =
+        image_fetch_start(r->owner->async, r->project_id, &r->meta, d, &ref, on_image, r);
+    if (r->image_fetch == NULL) {
+        r->image_wait = NULL;
+        r->image_msg = context_image_failed_message(&ref, "the sandbox could not be asked");
+        start_llm(r, msgs);
+    }
 }
 
 static bool load_thread(run *r, json_t **msgs, char *last_type, size_t last_len)
@@ -1093,7 +1159,7 @@ static void begin_iteration(kx_loop *loop, void *arg)
         return;
     }
     r->turn_started_ms = kx_now_ms();
-    start_llm(r, msgs);
+    start_llm_with_image(r, msgs);
 }
 
 /* ---- public --------------------------------------------------------------------------- */

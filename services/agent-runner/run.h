@@ -115,6 +115,11 @@ struct run {
     json_t *mcp_routes;       /* name -> route; NULL: none */
     bool agent_read;          /* its config is read (its MCP tools may still be awaited) */
     int64_t tools_wait_until; /* kx_mono_ms: how long to wait for them */
+
+    /* see_image: the image the last tool results asked for, read before the LLM call */
+    struct image_fetch *image_fetch; /* reading it (image_fetch.h), or NULL */
+    json_t *image_wait;              /* the thread's messages, waiting for it */
+    json_t *image_msg;               /* the message carrying it, for start_llm */
 };
 
 /* Creates the run for a successful claim, holds it in the runner and queues its first step.

@@ -126,6 +126,8 @@ kx_err tools_call(kx_bus_async *ab, const tools_request *req, tools_pending *slo
     call.tool_name = (char *)req->tool_name;
     call.arguments_json = (char *)req->arguments_json;
     call.mcp = (Kx__V1__McpRoute *)req->mcp;
+    call.agentpress_tools_json =
+        (char *)(req->agentpress_tools_json != NULL ? req->agentpress_tools_json : "");
     kx_bus_meta meta = *req->meta;
     meta.deadline = tools_call_deadline(kx_now_ms(), req->wall_deadline);
     kx_err err = kx_bus_async_request_pb(ab, KX_SUBJ_TOOL_EXEC, &call.base, &meta, on_reply, slot,

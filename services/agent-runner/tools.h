@@ -49,6 +49,9 @@ typedef struct tools_request {
     /* Set for one of the agent's MCP tools (tool_schemas.h gave its route): the executor sends
      * the call to the mcp-proxy. Borrowed; NULL for a built-in. */
     const Kx__V1__McpRoute *mcp;
+    /* the agent's agentpress_tools as JSON, or NULL/"" (every tool): the executor refuses a
+     * tool of a group the agent does not have */
+    const char *agentpress_tools_json;
 } tools_request;
 
 /* The longest any tool may take (the largest `timeout` a tool accepts): a bound on the wait

@@ -119,3 +119,8 @@ void te_breaker_record(te_executor *ex, const char *dep, bool ok)
         kx_breaker_failure(&d->b, now);
     publish_state(d, kx_breaker_open(&d->b, now));
 }
+
+void te_breaker_release(te_executor *ex, const char *dep)
+{
+    find(ex->breakers, dep)->probe_out = false;
+}

@@ -216,6 +216,34 @@ static bool mcp_args(te_call *c, te_outcome *o)
     return true;
 }
 
+/* Whether the tool is offered here (configured) and, when the call carries the agent's
+ * agentpress_tools, whether the agent has it: false with o set (not_found) otherwise. */
+static bool tool_allowed(te_call *c, te_outcome *o)
+{
+    const te_tool *t = c->tool;
+    if (!te_tool_offered(t)) {
+        te_outcome_error(o, KX_ERR_NOT_FOUND,
+                         "Tool function '%s' is not available: it is not configured on this "
+                         "executor (see docs/operations.md)",
+                         t->name);
+        return false;
+    }
+    const char *text = c->call->agentpress_tools_json;
+    if (kx_pb_str_empty(text))
+        return true;
+    json_t *cfg = json_loads(text, 0, NULL);
+    bool ok = json_is_object(cfg);
+    if (!ok)
+        te_outcome_error(o, KX_ERR_INVALID, "agentpress_tools_json must be a JSON object");
+    else if (!(ok = te_registry_agent_has(t, cfg)))
+        te_outcome_error(o, KX_ERR_NOT_FOUND,
+                         "Tool function '%s' is not enabled for this agent (its group '%s' is "
+                         "not enabled in agentpress_tools)",
+                         t->name, t->group != NULL ? t->group : "");
+    json_decref(cfg);
+    return ok;
+}
+
 /* The run's STOPs and epochs (runs.h): false with o set when the call must not run. */
 static bool run_may_call(te_executor *ex, te_call *c, te_outcome *o)
 {
@@ -275,6 +303,8 @@ static void on_tool_call(natsMsg *msg, void *arg)
     } else if ((c->tool = te_registry_find(c->call->tool_name)) == NULL) {
         te_outcome_error(&o, KX_ERR_NOT_FOUND, "Tool function '%s' not found",
                          c->call->tool_name ? c->call->tool_name : "");
+    } else if (!tool_allowed(c, &o)) {
+        /* o says why: not configured here, or not the agent's */
     } else if (!run_may_call(ex, c, &o)) {
         /* o says why: the run was stopped, or the call's epoch is stale */
     } else if (!args_valid(c, &o)) {

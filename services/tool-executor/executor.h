@@ -53,6 +53,7 @@ typedef struct te_executor {
     struct te_breakers *breakers; /* one circuit breaker per dependency (breakers.c) */
     struct kx_db_worker *db;      /* Postgres on its own thread (db_call.c); NULL: none */
     natsSubscription *schemas_sub; /* kx.tool.schemas (schemas.c) */
+    struct kx_curlm *curlm;        /* HTTP transfers of the web tools on the loop (tools_web.c) */
     size_t result_budget;          /* bytes an output_json may take (result_cap.h) */
     bool draining;
     atomic_bool subscribed; /* every subscription made: /readyz says ready (main.c) */
@@ -96,6 +97,9 @@ bool te_request(te_call *c, const char *dep, const char *subject, const Protobuf
 /* Whether a reply error code counts as the dependency failing (for its breaker). */
 bool te_dep_error_counts(const char *code);
 void te_breaker_record(te_executor *ex, const char *dep, bool ok);
+/* A request allowed by te_breaker_allow ended without a verdict (aborted: STOP, shutdown):
+ * a half-open breaker's probe slot is freed, nothing is counted. */
+void te_breaker_release(te_executor *ex, const char *dep);
 
 kx_err te_config_load(te_config *cfg);
 

@@ -4,13 +4,16 @@
  * (tool_args.c), gives it a deadline that ends before the caller's (deadline.c), runs it —
  * execute_command through the sandbox-broker (tool_execute_command.c) — and always answers
  * with a kx.v1.ToolResult in time (call.c, outcome.c). A STOP of a run aborts its calls and
- * kills their commands (control.c). See README.md. */
+ * kills their commands (control.c). The web tools call their HTTP APIs on the loop through a
+ * curl multi (tools_web.c); expose_port and see_image go to the broker (tools_expose.c,
+ * tools_vision.c). See README.md. */
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "executor.h"
+#include "kx/curlm.h"
 #include "kx/log.h"
 #include "kx/svc.h"
 #include "db_call.h"
@@ -53,13 +56,16 @@ int main(void)
     ex.result_budget =
         te_result_budget(/* result_cap.c: every result fits the bus */
                          max_payload > 0 ? (size_t)max_payload : (size_t)1024 * 1024);
-    if (te_registry_init() != KX_OK ||                             /* registry.c: schemas */
-        ex.runs == NULL || ex.breakers == NULL ||                  /* runs.c, breakers.c */
+    te_web_config_load(); /* tools_web.c: the web APIs' keys (no key: the tool is not offered) */
+    if (te_registry_init() != KX_OK ||                /* registry.c: schemas */
+        kx_curlm_new(svc.loop, &ex.curlm) != KX_OK || /* HTTP of the web tools, on the loop */
+        ex.runs == NULL || ex.breakers == NULL ||     /* runs.c, breakers.c */
         kx_bus_async_new(svc.bus, svc.loop, &ex.async) != KX_OK || /* replies on the loop */
         te_calls_start(&ex) != KX_OK ||   /* call.c -> registry.c -> tools */
         te_control_start(&ex) != KX_OK || /* control.c: STOP kills a run's tools */
         te_schemas_start(&ex) != KX_OK) { /* schemas.c: kx.tool.schemas */
         kx_bus_async_free(ex.async);
+        kx_curlm_free(ex.curlm);
         te_runs_free(ex.runs);
         te_breakers_free(ex.breakers);
         kx_db_worker_free(ex.db);
@@ -74,6 +80,7 @@ int main(void)
 
     int rc = kx_svc_run(&svc);
     kx_bus_async_free(ex.async); /* pending requests: no callbacks */
+    kx_curlm_free(ex.curlm);     /* transfers still added: removed, no callbacks */
     te_kills_free(&ex);          /* ... so free what they held */
     te_schemas_free();           /* schemas.c: requests waiting for the mcp-proxy */
     kx_db_worker_free(ex.db);    /* jobs still queued are failed (their calls were answered) */

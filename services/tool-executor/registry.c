@@ -26,6 +26,9 @@ static const family families[] = {
     {te_files_tools, &te_files_tools_n},
     {te_message_tools, &te_message_tools_n},
     {te_task_tools, &te_task_tools_n},
+    {te_web_tools, &te_web_tools_n},
+    {te_expose_tools, &te_expose_tools_n},
+    {te_vision_tools, &te_vision_tools_n},
 };
 #define NFAMILIES (sizeof families / sizeof families[0])
 
@@ -139,10 +142,23 @@ typedef struct schemas_state {
     json_t *out;
 } schemas_state;
 
+static bool agent_has(const te_tool *t, const json_t *cfg, bool all)
+{
+    if (!te_tool_offered(t))
+        return false;
+    return all || t->group == NULL || group_enabled(cfg, t->group);
+}
+
+bool te_registry_agent_has(const te_tool *t, const json_t *agentpress_tools)
+{
+    return agent_has(t, agentpress_tools,
+                     !json_is_object(agentpress_tools) || json_object_size(agentpress_tools) == 0);
+}
+
 static void add_schema(const te_tool *t, void *arg)
 {
     schemas_state *st = arg;
-    if (st->all || t->group == NULL || group_enabled(st->cfg, t->group)) {
+    if (agent_has(t, st->cfg, st->all)) {
         json_t *s = schema_of(t);
         if (s != NULL)
             json_array_append(st->out, s);

@@ -59,6 +59,33 @@ extern const size_t te_message_tools_n;
 extern const te_tool te_task_tools[]; /* tools_tasks.c: task list, expand_message */
 extern const size_t te_task_tools_n;
 
+extern const te_tool te_web_tools[]; /* tools_web.c: web_search, scrape_webpage */
+extern const size_t te_web_tools_n;
+extern const te_tool te_expose_tools[]; /* tools_expose.c: expose_port */
+extern const size_t te_expose_tools_n;
+extern const te_tool te_vision_tools[]; /* tools_vision.c: see_image */
+extern const size_t te_vision_tools_n;
+
+/* tools_web.c: reads TAVILY_API_KEY, TAVILY_API_URL, FIRECRAWL_API_KEY, FIRECRAWL_URL once
+ * at start (before the loop runs; read-only afterwards). */
+void te_web_config_load(void);
+
+/* Whether t is configured here: false for a web tool without its API key (tools_web.c); a
+ * tool not offered is left out of kx.tool.schemas and its calls are refused (not_found). */
+bool te_tool_offered(const te_tool *t);
+
+/* Whether an agent with this agentpress_tools config (NULL or {} = every tool) has t, and t is
+ * offered. */
+bool te_registry_agent_has(const te_tool *t, const json_t *agentpress_tools);
+
+/* tools_vision.c: "image/png", "image/jpeg", "image/gif" or "image/webp" by the first n bytes
+ * of a file (16 are enough), or NULL. Pure. */
+const char *te_image_mime(const unsigned char *b, size_t n);
+
+/* tools_files.c: a kx.sandbox.files reply, or NULL with the call finished (transport error,
+ * undecodable reply, an error reply: its code and message); records the breaker. */
+Kx__V1__SandboxFilesReply *te_files_take_reply(te_call *c, kx_err err, natsMsg *reply);
+
 /* tool_mcp.c: every call that carries an McpRoute (not in the catalogue: its schema is the
  * MCP server's) */
 extern const te_tool te_mcp_tool;

@@ -85,8 +85,9 @@ static const char *path_arg(const te_call *c)
     return kx_json_str(c->args, "file_path", "");
 }
 
-/* The reply, or NULL with the call finished (transport error, undecodable, error reply). */
-static Kx__V1__SandboxFilesReply *take_reply(te_call *c, kx_err err, natsMsg *reply)
+/* The reply, or NULL with the call finished (transport error, undecodable, error reply).
+ * Shared with the other tools that use kx.sandbox.files (registry.h). */
+Kx__V1__SandboxFilesReply *te_files_take_reply(te_call *c, kx_err err, natsMsg *reply)
 {
     char msg[400];
     if (err != KX_OK) {
@@ -156,7 +157,7 @@ static bool parse_mode(const char *s, uint32_t *out)
 
 static void on_created(te_call *c, kx_err err, natsMsg *reply)
 {
-    Kx__V1__SandboxFilesReply *r = take_reply(c, err, reply);
+    Kx__V1__SandboxFilesReply *r = te_files_take_reply(c, err, reply);
     if (r == NULL)
         return;
     kx_pb_free(r);
@@ -165,7 +166,7 @@ static void on_created(te_call *c, kx_err err, natsMsg *reply)
 
 static void on_rewritten(te_call *c, kx_err err, natsMsg *reply)
 {
-    Kx__V1__SandboxFilesReply *r = take_reply(c, err, reply);
+    Kx__V1__SandboxFilesReply *r = te_files_take_reply(c, err, reply);
     if (r == NULL)
         return;
     kx_pb_free(r);
@@ -210,7 +211,7 @@ static void rewrite_start(te_call *c)
 
 static void on_deleted(te_call *c, kx_err err, natsMsg *reply)
 {
-    Kx__V1__SandboxFilesReply *r = take_reply(c, err, reply);
+    Kx__V1__SandboxFilesReply *r = te_files_take_reply(c, err, reply);
     if (r == NULL)
         return;
     kx_pb_free(r);
@@ -229,7 +230,7 @@ static void delete_start(te_call *c)
 
 static void on_read(te_call *c, kx_err err, natsMsg *reply)
 {
-    Kx__V1__SandboxFilesReply *r = take_reply(c, err, reply);
+    Kx__V1__SandboxFilesReply *r = te_files_take_reply(c, err, reply);
     if (r == NULL)
         return;
     size_t len = 0;
@@ -256,7 +257,7 @@ static void read_start(te_call *c)
 
 static void on_replaced(te_call *c, kx_err err, natsMsg *reply)
 {
-    Kx__V1__SandboxFilesReply *r = take_reply(c, err, reply);
+    Kx__V1__SandboxFilesReply *r = te_files_take_reply(c, err, reply);
     if (r == NULL)
         return;
     kx_pb_free(r);
@@ -273,7 +274,7 @@ static size_t line_of(const char *s, size_t off)
 
 static void on_read_for_replace(te_call *c, kx_err err, natsMsg *reply)
 {
-    Kx__V1__SandboxFilesReply *r = take_reply(c, err, reply);
+    Kx__V1__SandboxFilesReply *r = te_files_take_reply(c, err, reply);
     if (r == NULL)
         return;
     char msg[700];

@@ -74,6 +74,44 @@ bool demo_is_tool_result(const char *text)
     return yes;
 }
 
+/* Counts and describes the image parts of a message's content into out; how many it had. */
+static size_t read_images(const json_t *msg, demo_conv *out)
+{
+    const json_t *c = json_object_get(msg, "content");
+    size_t found = 0, i;
+    const json_t *part;
+    json_array_foreach(c, i, part)
+    {
+        const json_t *type = json_object_get(part, "type");
+        if (!json_is_string(type) || strcmp(json_string_value(type), "image_url") != 0)
+            continue;
+        const json_t *u = json_object_get(json_object_get(part, "image_url"), "url");
+        const char *url = json_is_string(u) ? json_string_value(u) : "";
+        const char *comma = strchr(url, ',');
+        char desc[128];
+        if (strncmp(url, "data:", 5) == 0 && comma != NULL && comma - url > 12 &&
+            strncmp(comma - 7, ";base64", 7) == 0) {
+            size_t b64 = strlen(comma + 1);
+            size_t pad =
+                b64 >= 1 && comma[b64] == '=' ? (b64 >= 2 && comma[b64 - 1] == '=' ? 2 : 1) : 0;
+            int mlen = (int)(comma - 7 - (url + 5));
+            snprintf(desc, sizeof desc, "%.*s %zu bytes", mlen > 60 ? 60 : mlen, url + 5,
+                     b64 / 4 * 3 - pad);
+        } else {
+            snprintf(desc, sizeof desc, "url");
+        }
+        size_t old = out->images ? strlen(out->images) : 0;
+        char *grown = realloc(out->images, old + strlen(desc) + 3);
+        if (grown == NULL)
+            continue;
+        snprintf(grown + old, strlen(desc) + 3, "%s%s", old ? ", " : "", desc);
+        out->images = grown;
+        out->nimages++;
+        found++;
+    }
+    return found;
+}
+
 static int fail(demo_conv *out, char *err, size_t errlen, const char *msg, size_t index)
 {
     snprintf(err, errlen, msg, index);
@@ -110,6 +148,8 @@ int demo_conv_read(const json_t *messages, demo_conv *out, char *err, size_t err
             free(text);
         } else if (strcmp(role, "tool") == 0) {
             take(&out->last_tool_result, text);
+        } else if (strcmp(role, "user") == 0 && read_images(m, out) > 0) {
+            free(text); /* an image attachment (see_image), not the script */
         } else if (strcmp(role, "user") == 0) {
             if (out->first_user == NULL) {
                 out->first_user = strdup(text);
@@ -143,6 +183,7 @@ void demo_conv_free(demo_conv *c)
     free(c->first_user);
     free(c->script);
     free(c->last_tool_result);
+    free(c->images);
     memset(c, 0, sizeof *c);
 }
 

@@ -7,6 +7,10 @@
  * - The step index is the number of assistant messages after the script message.
  * - The last tool result is the content of the last message with role "tool", or of the last
  *   tool_execution user message, whichever comes later.
+ * - A user message whose content has image parts ({"type": "image_url", "image_url": {"url":
+ *   "data:<mime>;base64,..."}}, the runner's see_image images) is an attachment, not the
+ *   script: its images are counted and described ("image/png 4096 bytes": the decoded size;
+ *   "url" for a part that is not a base64 data URL) for the final answer to report.
  * - Content may be a string, null, or an array of parts ({"type": "text", "text": ...}); parts'
  *   texts are joined with "\n". Anything else is read as its JSON text.
  *
@@ -25,6 +29,8 @@ typedef struct demo_conv {
     size_t step_index;      /* assistant messages after the script message */
     char *last_tool_result; /* NULL if there is none */
     size_t prompt_chars;    /* characters of all message contents (for the usage estimate) */
+    size_t nimages;         /* image parts in the request (OpenAI {"type": "image_url"}) */
+    char *images;           /* "image/png 4096 bytes, ..." of those parts; NULL if none */
 } demo_conv;
 
 /* Reads messages (must be a JSON array). Returns 0; -1 with a message naming the problem in err

@@ -66,12 +66,16 @@ char *demo_xml_call(const char *tool, const json_t *args)
 
 static char *final_answer(const demo_conv *conv)
 {
-    if (conv->last_tool_result == NULL)
-        return strdup("Done. There was no tool result.");
     kx_buf b = KX_BUF_INIT;
-    kx_buf_str(&b, "Done. The last tool result was: ");
-    kx_buf_add(&b, conv->last_tool_result,
-               utf8_prefix(conv->last_tool_result, DEMO_RESULT_QUOTE_CHARS));
+    if (conv->last_tool_result == NULL) {
+        kx_buf_str(&b, "Done. There was no tool result.");
+    } else {
+        kx_buf_str(&b, "Done. The last tool result was: ");
+        kx_buf_add(&b, conv->last_tool_result,
+                   utf8_prefix(conv->last_tool_result, DEMO_RESULT_QUOTE_CHARS));
+    }
+    if (conv->nimages > 0) /* what a test of see_image looks for */
+        kx_buf_printf(&b, " [images received: %zu: %s]", conv->nimages, conv->images);
     return kx_buf_take(&b);
 }
 

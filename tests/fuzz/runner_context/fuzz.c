@@ -7,7 +7,8 @@
  * goes through context_message_from_row, the list through context_repair. Properties: every
  * message is an object with a string role; every tool message sits in the block right after
  * an assistant message whose tool_calls has its id, answered once; every call of such an
- * assistant message is answered in that block; repairing again changes nothing. */
+ * assistant message is answered in that block; repairing again changes nothing; a see_image
+ * reference found (context_pending_image) has a path and an image type. */
 #include <jansson.h>
 #include <string.h>
 
@@ -104,6 +105,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     context_repair(copy);
     FUZZ_CHECK(json_equal(copy, msgs));
     json_decref(copy);
+    /* see_image: a reference found in the newest tool results is a path and an image type */
+    context_image_ref ref;
+    if (context_pending_image(msgs, &ref)) {
+        FUZZ_CHECK(ref.file_path[0] != '\0');
+        FUZZ_CHECK(strncmp(ref.mime_type, "image/", 6) == 0);
+        json_t *im = context_image_message(&ref, data, size);
+        FUZZ_CHECK(im != NULL);
+        json_decref(im);
+    }
     json_decref(msgs);
     free(text);
     return 0;
