@@ -20,6 +20,7 @@
 #include "kx/uuid.h"
 #include "lifecycle.h"
 #include "sandbox.h"
+#include "sandbox_path.h"
 
 #define LEASE_DIR ".brokers"
 #define MAX_DIRECT 16       /* subjects with a direct twin */
@@ -187,7 +188,7 @@ kx_err sb_fleet_init(sb_broker *b)
              start_time((long)getpid()));
     char dir[2100];
     snprintf(dir, sizeof dir, "%s/" LEASE_DIR, b->cfg.root);
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    if (sb_mkdir_p(dir, 0755) != KX_OK) {
         kx_error("sandbox: cannot create %s: %s", dir, strerror(errno));
         return KX_ERR_IO;
     }
