@@ -90,11 +90,11 @@ typedef struct sb_broker {
     kx_timer *idle_timer;  /* sandbox.c: the auto-stop sweep */
     kx_timer *drain_timer; /* drain.c: gives up waiting for killed children */
     /* fleet.c: several brokers over one root */
-    char id[64];                 /* KX_SANDBOX_BROKER_ID (default the instance id) */
-    char direct_prefix[96];      /* "kx.sandbox.<id>." */
-    int64_t lease_ms;            /* KX_SANDBOX_LEASE_MS */
+    char id[64];                  /* KX_SANDBOX_BROKER_ID (default the instance id) */
+    char direct_prefix[96];       /* "kx.sandbox.<id>." */
+    int64_t lease_ms;             /* KX_SANDBOX_LEASE_MS */
     natsSubscription *direct_sub; /* kx.sandbox.<id>.> */
-    kx_timer *fleet_timer;       /* the beat: lease + takeover */
+    kx_timer *fleet_timer;        /* the beat: lease + takeover */
 } sb_broker;
 
 /* broker_config.c: fills cfg from the environment; KX_ERR_INVALID names the bad variable. */

@@ -330,8 +330,8 @@ kx_err sb_files_start(sb_broker *b)
         }
         f->nthreads++;
     }
-    kx_err err = sb_fleet_subscribe(b, KX_SUBJ_SANDBOX_FILES, "sandbox-broker", on_files, b,
-                                    &b->files_sub);
+    kx_err err =
+        sb_fleet_subscribe(b, KX_SUBJ_SANDBOX_FILES, "sandbox-broker", on_files, b, &b->files_sub);
     if (err != KX_OK)
         kx_error("sandbox: cannot subscribe to %s: %s", KX_SUBJ_SANDBOX_FILES, kx_err_str(err));
     return err;

@@ -23,8 +23,8 @@
 #include "sandbox_path.h"
 
 #define LEASE_DIR ".brokers"
-#define MAX_DIRECT 16       /* subjects with a direct twin */
-#define SEEN_MAX 64         /* expired leases already handled (id + mtime) */
+#define MAX_DIRECT 16                       /* subjects with a direct twin */
+#define SEEN_MAX 64                         /* expired leases already handled (id + mtime) */
 #define STALE_LEASE_MS (24LL * 3600 * 1000) /* a dead broker's lease file is removed after */
 
 typedef struct direct_op {
@@ -172,8 +172,7 @@ kx_err sb_fleet_init(sb_broker *b)
     if (id != NULL) {
         token_of(id, b->id, sizeof b->id);
         if (strcmp(b->id, id) != 0) {
-            kx_error("config: KX_SANDBOX_BROKER_ID=\"%s\" is not valid: only A-Z a-z 0-9 - _",
-                     id);
+            kx_error("config: KX_SANDBOX_BROKER_ID=\"%s\" is not valid: only A-Z a-z 0-9 - _", id);
             return KX_ERR_INVALID;
         }
     } else {
@@ -316,9 +315,9 @@ int sb_fleet_adopt(sb_broker *b, const char *dead)
         if (!kx_uuid_valid(de->d_name) || sb_sandbox_find(b, de->d_name) != NULL ||
             sb_state_load(&b->cfg, de->d_name, &st) != KX_OK || strcmp(st.state, "running") != 0)
             continue;
-        bool ours = dead != NULL ? strcmp(st.owner, dead) == 0
-                                 : st.owner[0] == '\0' || strcmp(st.owner, b->id) == 0 ||
-                                       !sb_fleet_alive(b, st.owner);
+        bool ours = dead != NULL
+            ? strcmp(st.owner, dead) == 0
+            : st.owner[0] == '\0' || strcmp(st.owner, b->id) == 0 || !sb_fleet_alive(b, st.owner);
         if (!ours)
             continue;
         sb_sandbox *s = NULL;

@@ -217,7 +217,8 @@ kx_err sb_handlers_start(sb_broker *b)
     int64_t mp = natsConnection_GetMaxPayload(kx_bus_conn(b->svc->bus));
     b->max_reply = mp > 0 ? (size_t)mp : 1024 * 1024;
     kx_info("sandbox: replies kept under the bus's max_payload of %zu bytes", b->max_reply);
-    kx_err err = sb_fleet_subscribe(b, KX_SUBJ_SANDBOX_EXEC, "sandbox-broker", on_exec, b, &b->exec_sub);
+    kx_err err =
+        sb_fleet_subscribe(b, KX_SUBJ_SANDBOX_EXEC, "sandbox-broker", on_exec, b, &b->exec_sub);
     if (err != KX_OK) {
         kx_error("sandbox: cannot subscribe to %s: %s", KX_SUBJ_SANDBOX_EXEC, kx_err_str(err));
         return err;

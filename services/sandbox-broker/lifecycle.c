@@ -189,10 +189,10 @@ bool sb_lifecycle_elsewhere(sb_broker *b, const sb_state *st)
 
 /* What a change requires of the record, checked under its lock. */
 enum sb_require {
-    REQ_ANY,         /* any record */
+    REQ_ANY,           /* any record */
     REQ_NOT_ELSEWHERE, /* not running on another live broker (KX_ERR_UNAVAILABLE) */
-    REQ_MINE,        /* running here, or with no owner (KX_ERR_CONFLICT otherwise) */
-    REQ_STOPPED,     /* stopped (KX_ERR_CONFLICT otherwise) */
+    REQ_MINE,          /* running here, or with no owner (KX_ERR_CONFLICT otherwise) */
+    REQ_STOPPED,       /* stopped (KX_ERR_CONFLICT otherwise) */
 };
 
 /* Sets the record's state (when it has one and it meets req) under its lock, and publishes
@@ -419,8 +419,8 @@ static kx_err run_op(sb_broker *b, enum sb_op op, const char *project_id, kx_dea
             sb_sandbox_stop(running, op == OP_STOP ? "stop requested" : "archive requested");
         if (op == OP_STOP && strcmp(st->state, "archived") == 0)
             return sb_state_load(&b->cfg, project_id, st); /* stays archived */
-        kx_err serr =
-            set_state(b, project_id, op == OP_STOP ? "stopped" : "archived", REQ_NOT_ELSEWHERE, st);
+        kx_err serr = set_state(b, project_id, op == OP_STOP ? "stopped" : "archived",
+                                REQ_NOT_ELSEWHERE, st);
         if (serr == KX_ERR_UNAVAILABLE) {
             snprintf(why, whylen, "the sandbox runs on broker %s: retry", st->owner);
             return serr;
@@ -507,8 +507,8 @@ kx_err sb_lifecycle_start(sb_broker *b)
         g_ops[i].op = (enum sb_op)i;
         char subj[64];
         snprintf(subj, sizeof subj, KX_SUBJ_SANDBOX_LIFECYCLE_PREFIX "%s", OP_NAMES[i]);
-        kx_err err = sb_fleet_subscribe(b, subj, "sandbox-broker", on_op, &g_ops[i],
-                                        &b->lifecycle_subs[i]);
+        kx_err err =
+            sb_fleet_subscribe(b, subj, "sandbox-broker", on_op, &g_ops[i], &b->lifecycle_subs[i]);
         if (err != KX_OK) {
             kx_error("sandbox: cannot subscribe to %s: %s", subj, kx_err_str(err));
             return err;

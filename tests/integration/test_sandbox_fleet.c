@@ -42,10 +42,10 @@
 
 static kx_th_stack g_stack;
 static kx_bus *g_bus;
-static pid_t g_b_pid;         /* the second broker, "fleet-b" */
-static uint16_t g_b_port;     /* its KX_HEALTH_PORT */
+static pid_t g_b_pid;     /* the second broker, "fleet-b" */
+static uint16_t g_b_port; /* its KX_HEALTH_PORT */
 static char g_b_log[600];
-static char g_a_id[64];       /* the stack's broker's id, learnt from a reply */
+static char g_a_id[64]; /* the stack's broker's id, learnt from a reply */
 
 static const char *const STACK_ENV[] = {
     "KX_SANDBOX_LEASE_MS=2000",
@@ -68,8 +68,7 @@ static kx_err b_start(void)
         env[k++] = g_stack.env[i];
     }
     char port[48];
-    if (g_b_port == 0)
-        g_b_port = kx_th_free_port();
+    g_b_port = kx_th_free_port(); /* a fresh one each time: the last may be taken meanwhile */
     snprintf(port, sizeof port, "KX_HEALTH_PORT=%u", (unsigned)g_b_port);
     env[k++] = port;
     env[k++] = "KX_SANDBOX_BROKER_ID=fleet-b";
@@ -82,7 +81,15 @@ static kx_err b_start(void)
         return err;
     char url[96];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/readyz", (unsigned)g_b_port);
-    return kx_th_wait_http(url, 30000);
+    /* Ready means this process serves: it must still be running once /readyz says 200. */
+    err = kx_th_wait_http(url, 30000);
+    int st;
+    if (waitpid(g_b_pid, &st, WNOHANG) != 0) {
+        fprintf(stderr, "the second broker (pid %d) exited; log: %s\n", (int)g_b_pid, g_b_log);
+        g_b_pid = 0;
+        return KX_ERR_UNAVAILABLE;
+    }
+    return err;
 }
 
 static void b_kill9(void)
@@ -196,8 +203,8 @@ static long forwarded(uint16_t port)
     if (kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(5000), 0, &resp) != KX_OK)
         return -1;
     long n = 0;
-    const char *p = strstr(resp.body ? resp.body : "",
-                           "kx_sandbox_forwarded_total{outcome=\"forwarded\"} ");
+    const char *p =
+        strstr(resp.body ? resp.body : "", "kx_sandbox_forwarded_total{outcome=\"forwarded\"} ");
     if (p != NULL)
         n = strtol(p + strlen("kx_sandbox_forwarded_total{outcome=\"forwarded\"} "), NULL, 10);
     kx_http_resp_free(&resp);
@@ -205,7 +212,7 @@ static long forwarded(uint16_t port)
 }
 
 /* Waits until `get` (on subject prefix) says running on a broker other than `not` (NULL: any); its broker. */
-static int64_t wait_running(const char *prefix, const char *project, const char *not,
+static int64_t wait_running(const char *prefix, const char *project, const char * not,
                             char broker[64], int64_t timeout_ms)
 {
     int64_t t0 = kx_mono_ms();
@@ -229,7 +236,7 @@ static int64_t wait_running(const char *prefix, const char *project, const char 
         assert_non_null(r);
         bool ok = r->sandbox != NULL && strcmp(r->sandbox->state, "running") == 0 &&
             r->sandbox->broker != NULL && r->sandbox->broker[0] != '\0' &&
-            (not == NULL || strcmp(r->sandbox->broker, not) != 0);
+            (not == NULL || strcmp(r->sandbox->broker, not ) != 0);
         if (ok)
             snprintf(broker, 64, "%s", r->sandbox->broker);
         kx_pb_free(r);
@@ -244,11 +251,14 @@ static int64_t wait_running(const char *prefix, const char *project, const char 
 
 static void test_requests_reach_the_owner(void **state)
 {
-    enum { NPROJ = 4, NREQ = 8 };
+    enum {
+        NPROJ = 4,
+        NREQ = 8
+    };
     char p[NPROJ][KX_UUID_LEN + 1];
     char owner[NPROJ][64];
-    long before = forwarded(kx_th_stack_proc(&g_stack, "sandbox-broker")->port) +
-        forwarded(g_b_port);
+    long before =
+        forwarded(kx_th_stack_proc(&g_stack, "sandbox-broker")->port) + forwarded(g_b_port);
     for (int i = 0; i < NPROJ; i++) {
         kx_uuid_new(p[i]);
         /* Half made on each broker, through its own subject. */
@@ -293,8 +303,8 @@ static void test_requests_reach_the_owner(void **state)
         assert_non_null(strstr(res->error->message, owner[i]));
         kx_pb_free(res);
     }
-    long after = forwarded(kx_th_stack_proc(&g_stack, "sandbox-broker")->port) +
-        forwarded(g_b_port);
+    long after =
+        forwarded(kx_th_stack_proc(&g_stack, "sandbox-broker")->port) + forwarded(g_b_port);
     /* 4 x (8 exec + 8 get + 9 preview) requests over two brokers: some were forwarded (the
      * chance that the queue group gave every one to its owner is 2^-100). */
     assert_true(after - before > 0);
@@ -419,8 +429,7 @@ static void test_health_reports_cgroup(void **state)
         if (!got || line[0] == '\0')
             continue;
         if (access(dirs[i], W_OK) == 0)
-            snprintf(expect, sizeof expect, "cgroup v2 at %s with controllers: %s", dirs[i],
-                     line);
+            snprintf(expect, sizeof expect, "cgroup v2 at %s with controllers: %s", dirs[i], line);
         else
             snprintf(expect, sizeof expect, "cgroup v2 at %s (controllers %s) is not writable",
                      dirs[i], line);
