@@ -192,7 +192,7 @@ enum sb_require {
     REQ_ANY,           /* any record */
     REQ_NOT_ELSEWHERE, /* not running on another live broker (KX_ERR_UNAVAILABLE) */
     REQ_MINE,          /* running here, or with no owner (KX_ERR_CONFLICT otherwise) */
-    REQ_STOPPED,       /* stopped (KX_ERR_CONFLICT otherwise) */
+    REQ_STOPPED_LONG,  /* stopped for cfg.idle_archive_ms at least (KX_ERR_CONFLICT otherwise) */
 };
 
 /* Sets the record's state (when it has one and it meets req) under its lock, and publishes
@@ -209,7 +209,9 @@ static kx_err set_state(sb_broker *b, const char *project_id, const char *state,
         else if (req == REQ_MINE &&
                  (!running || (st->owner[0] != '\0' && strcmp(st->owner, b->id) != 0)))
             err = KX_ERR_CONFLICT;
-        else if (req == REQ_STOPPED && strcmp(st->state, "stopped") != 0)
+        else if (req == REQ_STOPPED_LONG &&
+                 (strcmp(st->state, "stopped") != 0 ||
+                  kx_now_ms() - st->updated_ms < b->cfg.idle_archive_ms))
             err = KX_ERR_CONFLICT;
     }
     if (err == KX_OK) {
@@ -533,10 +535,12 @@ void sb_lifecycle_sweep(sb_broker *b)
         if (sb_state_load(&b->cfg, de->d_name, &st) != KX_OK || strcmp(st.state, "stopped") != 0 ||
             now - st.updated_ms < b->cfg.idle_archive_ms || sb_sandbox_find(b, de->d_name) != NULL)
             continue;
-        /* Checked again under the lock: another broker may have started it meanwhile. */
-        if (set_state(b, de->d_name, "archived", REQ_STOPPED, &st) == KX_OK)
+        /* Checked again under the lock: another broker may have started (and stopped) it
+         * meanwhile. */
+        int64_t stopped_ms = now - st.updated_ms;
+        if (set_state(b, de->d_name, "archived", REQ_STOPPED_LONG, &st) == KX_OK)
             kx_info("sandbox: project %s: archived after %lld ms stopped", de->d_name,
-                    (long long)(now - st.updated_ms));
+                    (long long)stopped_ms);
     }
     closedir(d);
 }
