@@ -60,7 +60,9 @@ static void token_of(const char *id, char *out, size_t cap)
 
 static void lease_path(const sb_broker *b, const char *id, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s/" LEASE_DIR "/%s", b->cfg.root, id);
+    int n = snprintf(out, cap, "%s/" LEASE_DIR "/%.63s", b->cfg.root, id);
+    if (n < 0 || (size_t)n >= cap)
+        out[0] = '\0'; /* cannot happen: the root is at most 2047 bytes, an id 63 */
 }
 
 /* Where this process lives: "<boot id> <pid namespace> <pid> <start time>" — the lease's
@@ -339,7 +341,7 @@ static bool seen(const char *id, int64_t mtime_ms)
             return true;
     }
     seen_lease *e = &g_seen[g_nseen < SEEN_MAX ? g_nseen++ : (size_t)(mtime_ms % SEEN_MAX)];
-    snprintf(e->id, sizeof e->id, "%s", id);
+    snprintf(e->id, sizeof e->id, "%.63s", id);
     e->mtime_ms = mtime_ms;
     return false;
 }
@@ -385,7 +387,8 @@ static void on_beat(kx_loop *loop, void *arg)
     int64_t now = kx_now_ms();
     struct dirent *de;
     while (d != NULL && (de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || strcmp(de->d_name, b->id) == 0)
+        if (de->d_name[0] == '.' || strlen(de->d_name) >= sizeof b->id ||
+            strcmp(de->d_name, b->id) == 0)
             continue;
         int64_t m = lease_mtime(b, de->d_name);
         if (m < 0 || (now - m < b->lease_ms && !writer_gone(b, de->d_name)))
