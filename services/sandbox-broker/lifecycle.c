@@ -112,7 +112,7 @@ kx_err sb_state_load(const sb_config *cfg, const char *project_id, sb_state *out
     const char *f[6];
     for (int i = 0; i < 6; i++) {
         f[i] = strtok_r(i == 0 ? buf : NULL, " \n", &save);
-        if (f[i] == NULL && i < 5)
+        if (i < 5 && f[i] == NULL)
             return KX_ERR_INTERNAL;
     }
     if (f[5] != NULL && strlen(f[5]) >= sizeof out->owner)
