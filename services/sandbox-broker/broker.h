@@ -18,6 +18,7 @@
  *   files_io.c       list / stat / read / write / delete beneath the workspace (openat2)
  *   lifecycle.c      kx.sandbox.create .. ensure_active, the record on disk, auto-archive
  *   preview.c        kx.sandbox.preview and the host-side relay into a sandbox's loopback
+ *   fleet.c          several brokers: ids, leases, ownership routing, takeover
  *   drain.c          SIGTERM: stop taking requests, kill, answer, exit */
 #ifndef SB_BROKER_H
 #define SB_BROKER_H
@@ -88,6 +89,12 @@ typedef struct sb_broker {
     bool draining;
     kx_timer *idle_timer;  /* sandbox.c: the auto-stop sweep */
     kx_timer *drain_timer; /* drain.c: gives up waiting for killed children */
+    /* fleet.c: several brokers over one root */
+    char id[64];                  /* KX_SANDBOX_BROKER_ID (default the instance id) */
+    char direct_prefix[96];       /* "kx.sandbox.<id>." */
+    int64_t lease_ms;             /* KX_SANDBOX_LEASE_MS */
+    natsSubscription *direct_sub; /* kx.sandbox.<id>.> */
+    kx_timer *fleet_timer;        /* the beat: lease + takeover */
 } sb_broker;
 
 /* broker_config.c: fills cfg from the environment; KX_ERR_INVALID names the bad variable. */

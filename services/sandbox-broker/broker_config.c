@@ -9,7 +9,8 @@
  *   KX_SANDBOX_MAX_MEMORY_MB, KX_SANDBOX_MAX_FILE_MB, KX_SANDBOX_CPU_S, KX_SANDBOX_DISK_MB,
  *   KX_SANDBOX_TMP_MB, KX_SANDBOX_BG_MAX_S, KX_SANDBOX_LOG_MAX, KX_SANDBOX_SPILL_MAX,
  *   KX_SANDBOX_START_TIMEOUT_MS, KX_SANDBOX_AUTO_STOP_MIN (_MS for tests),
- *   KX_SANDBOX_AUTO_ARCHIVE_MIN (_MS for tests), KX_SANDBOX_PREVIEW_CONNS/_MAX_MB/_MAX_S — see services/sandbox-broker/README.md. */
+ *   KX_SANDBOX_AUTO_ARCHIVE_MIN (_MS for tests), KX_SANDBOX_PREVIEW_CONNS/_MAX_MB/_MAX_S — see services/sandbox-broker/README.md.
+ *   (KX_SANDBOX_BROKER_ID and KX_SANDBOX_LEASE_MS are read by fleet.c.) */
 #include "broker.h"
 
 #include <libgen.h>

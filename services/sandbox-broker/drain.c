@@ -4,6 +4,7 @@
  * (at most DRAIN_REAP_MS), then exit. */
 #include "broker.h"
 #include "exec.h"
+#include "fleet.h"
 #include "sandbox.h"
 #include "kx/log.h"
 
@@ -56,6 +57,7 @@ void sb_drain(kx_svc *svc, void *arg)
         e = next;
     }
     sb_sandbox_stop_all(b); /* every sandbox's namespace dies; their execs end */
+    sb_fleet_stop(b);       /* fleet.c: their records say stopped: the lease can go */
     if (b->nexecs == 0) {
         sb_drain_check(b);
         return;

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "fleet.h"
 #include "files_io.h"
 #include "files_request.h"
 #include "kx/log.h"
@@ -256,6 +257,11 @@ static void on_files(natsMsg *msg, void *arg)
         job_free(j);
         return;
     }
+    if (sb_fleet_route(b, msg, rq->project_id)) { /* fleet.c: its owner answers */
+        j->msg = NULL;
+        job_free(j);
+        return;
+    }
     sb_sandbox *s = NULL;
     kx_err err = sb_sandbox_get(b, rq->project_id, &s, why, sizeof why);
     if (err != KX_OK) {
@@ -324,8 +330,8 @@ kx_err sb_files_start(sb_broker *b)
         }
         f->nthreads++;
     }
-    kx_err err = kx_bus_subscribe_loop(b->svc->bus, b->svc->loop, KX_SUBJ_SANDBOX_FILES,
-                                       "sandbox-broker", on_files, b, &b->files_sub);
+    kx_err err =
+        sb_fleet_subscribe(b, KX_SUBJ_SANDBOX_FILES, "sandbox-broker", on_files, b, &b->files_sub);
     if (err != KX_OK)
         kx_error("sandbox: cannot subscribe to %s: %s", KX_SUBJ_SANDBOX_FILES, kx_err_str(err));
     return err;

@@ -10,6 +10,7 @@
 #include <sys/random.h>
 
 #include "broker.h"
+#include "fleet.h"
 #include "exec.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
@@ -89,6 +90,10 @@ static void on_exec(natsMsg *msg, void *arg)
         snprintf(why, sizeof why, "project_id '%.64s' is not a valid UUID",
                  rq->project_id ? rq->project_id : "");
         goto refuse;
+    }
+    if (sb_fleet_route(b, msg, rq->project_id)) { /* fleet.c: its owner answers */
+        kx_pb_free(rq);
+        return;
     }
     if (kx_pb_str_empty(rq->command)) {
         snprintf(why, sizeof why, "command is required and must be non-empty");
@@ -212,8 +217,8 @@ kx_err sb_handlers_start(sb_broker *b)
     int64_t mp = natsConnection_GetMaxPayload(kx_bus_conn(b->svc->bus));
     b->max_reply = mp > 0 ? (size_t)mp : 1024 * 1024;
     kx_info("sandbox: replies kept under the bus's max_payload of %zu bytes", b->max_reply);
-    kx_err err = kx_bus_subscribe_loop(b->svc->bus, b->svc->loop, KX_SUBJ_SANDBOX_EXEC,
-                                       "sandbox-broker", on_exec, b, &b->exec_sub);
+    kx_err err =
+        sb_fleet_subscribe(b, KX_SUBJ_SANDBOX_EXEC, "sandbox-broker", on_exec, b, &b->exec_sub);
     if (err != KX_OK) {
         kx_error("sandbox: cannot subscribe to %s: %s", KX_SUBJ_SANDBOX_EXEC, kx_err_str(err));
         return err;
@@ -229,6 +234,8 @@ kx_err sb_handlers_start(sb_broker *b)
     else if ((err = sb_lifecycle_start(b)) != KX_OK) /* lifecycle.c */
         return err;
     else if ((err = sb_preview_start(b)) != KX_OK) /* preview.c */
+        return err;
+    else if ((err = sb_fleet_start(b)) != KX_OK) /* fleet.c: kx.sandbox.<id>.>, the beat */
         return err;
     else if (natsConnection_FlushTimeout(kx_bus_conn(b->svc->bus), 2000) == NATS_OK)
         atomic_store(&b->serving, true); /* the server knows the subscriptions: ready */

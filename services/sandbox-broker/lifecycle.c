@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,9 +18,11 @@
 #include "kx/metrics.h"
 #include "kx/pb.h"
 #include "kx/time.h"
+#include "fleet.h"
 #include "sandbox.h"
 
 #define STATE_FILE "sandbox.state"
+#define LOCK_FILE "sandbox.lock"
 
 enum sb_op {
     OP_CREATE,
@@ -51,6 +54,39 @@ static int64_t next_stamp(void)
     return g_last_ms;
 }
 
+/* A stamp after the record's own (written under its lock, so it grows across brokers too). */
+static int64_t stamp_after(const sb_state *st)
+{
+    int64_t t = next_stamp();
+    if (t <= st->updated_ms)
+        t = g_last_ms = st->updated_ms + 1;
+    return t;
+}
+
+/* The record's lock (flock on <root>/<project>/sandbox.lock), or -1 when the project has no
+ * directory (then it has no record either). Released by record_unlock. */
+static int record_lock(const sb_config *cfg, const char *project_id)
+{
+    char path[2300];
+    snprintf(path, sizeof path, "%s/%s/%s", cfg->root, project_id, LOCK_FILE);
+    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    while (flock(fd, LOCK_EX) != 0) { /* held by another broker for one read-write: short */
+        if (errno != EINTR) {
+            close(fd);
+            return -1;
+        }
+    }
+    return fd;
+}
+
+static void record_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* releases the flock */
+}
+
 static void state_path(const sb_config *cfg, const char *project_id, const char *suffix, char *out,
                        size_t cap)
 {
@@ -71,14 +107,16 @@ kx_err sb_state_load(const sb_config *cfg, const char *project_id, sb_state *out
     if (n <= 0)
         return KX_ERR_INTERNAL;
     buf[n] = '\0';
-    /* "<id> <state> <uid> <created> <updated>\n" */
+    /* "<id> <state> <uid> <created> <updated>[ <owner>]\n" */
     char *save = NULL;
-    const char *f[5];
-    for (int i = 0; i < 5; i++) {
+    const char *f[6];
+    for (int i = 0; i < 6; i++) {
         f[i] = strtok_r(i == 0 ? buf : NULL, " \n", &save);
-        if (f[i] == NULL)
+        if (i < 5 && f[i] == NULL)
             return KX_ERR_INTERNAL;
     }
+    if (f[5] != NULL && strlen(f[5]) >= sizeof out->owner)
+        return KX_ERR_INTERNAL;
     int64_t uid = 0;
     if (!kx_uuid_valid(f[0]) || strlen(f[1]) >= sizeof out->state ||
         kx_parse_int("uid", f[2], 0, UINT32_MAX, &uid) != KX_OK ||
@@ -87,6 +125,7 @@ kx_err sb_state_load(const sb_config *cfg, const char *project_id, sb_state *out
         return KX_ERR_INTERNAL;
     snprintf(out->id, sizeof out->id, "%s", f[0]);
     snprintf(out->state, sizeof out->state, "%s", f[1]);
+    snprintf(out->owner, sizeof out->owner, "%s", f[5] != NULL ? f[5] : "");
     out->uid = (uid_t)uid;
     return KX_OK;
 }
@@ -100,8 +139,10 @@ static kx_err state_save(const sb_config *cfg, const char *project_id, const sb_
     if (fd < 0)
         return KX_ERR_INTERNAL;
     char buf[256];
-    int n = snprintf(buf, sizeof buf, "%s %s %u %lld %lld\n", st->id, st->state, (unsigned)st->uid,
-                     (long long)st->created_ms, (long long)st->updated_ms);
+    bool owned = strcmp(st->state, "running") == 0 && st->owner[0] != '\0';
+    int n = snprintf(buf, sizeof buf, "%s %s %u %lld %lld%s%s\n", st->id, st->state,
+                     (unsigned)st->uid, (long long)st->created_ms, (long long)st->updated_ms,
+                     owned ? " " : "", owned ? st->owner : "");
     bool ok = write(fd, buf, (size_t)n) == n;
     ok = close(fd) == 0 && ok;
     if (!ok || rename(tmp, path) != 0) {
@@ -120,7 +161,7 @@ static void fill_info(sb_broker *b, const char *project_id, const sb_state *st,
     info->project_id = (char *)project_id;
     info->state = (char *)st->state;
     info->provider = "local";
-    info->broker = strcmp(st->state, "running") == 0 ? b->svc->instance_id : "";
+    info->broker = strcmp(st->state, "running") == 0 ? (char *)st->owner : "";
     info->created_unix_ms = st->created_ms;
     info->updated_unix_ms = st->updated_ms;
 }
@@ -140,36 +181,146 @@ static void publish(sb_broker *b, const char *project_id, const sb_state *st)
                    1);
 }
 
-/* Sets the record's state (when it has one) and publishes it. */
-static kx_err set_state(sb_broker *b, const char *project_id, const char *state, sb_state *st)
+bool sb_lifecycle_elsewhere(sb_broker *b, const sb_state *st)
 {
-    if (sb_state_load(&b->cfg, project_id, st) != KX_OK)
-        return KX_ERR_NOT_FOUND;
-    snprintf(st->state, sizeof st->state, "%s", state);
-    st->updated_ms = next_stamp();
-    if (state_save(&b->cfg, project_id, st) != KX_OK)
+    return strcmp(st->state, "running") == 0 && st->owner[0] != '\0' &&
+        strcmp(st->owner, b->id) != 0 && sb_fleet_alive(b, st->owner);
+}
+
+/* What a change requires of the record, checked under its lock. */
+enum sb_require {
+    REQ_ANY,           /* any record */
+    REQ_NOT_ELSEWHERE, /* not running on another live broker (KX_ERR_UNAVAILABLE) */
+    REQ_MINE,          /* running here, or with no owner (KX_ERR_CONFLICT otherwise) */
+    REQ_STOPPED_LONG,  /* stopped for cfg.idle_archive_ms at least (KX_ERR_CONFLICT otherwise) */
+};
+
+/* Sets the record's state (when it has one and it meets req) under its lock, and publishes
+ * it. st gets the record (as it was when req refused it). */
+static kx_err set_state(sb_broker *b, const char *project_id, const char *state,
+                        enum sb_require req, sb_state *st)
+{
+    int lk = record_lock(&b->cfg, project_id);
+    kx_err err = sb_state_load(&b->cfg, project_id, st);
+    if (err == KX_OK) {
+        bool running = strcmp(st->state, "running") == 0;
+        if (req == REQ_NOT_ELSEWHERE && sb_lifecycle_elsewhere(b, st))
+            err = KX_ERR_UNAVAILABLE;
+        else if (req == REQ_MINE &&
+                 (!running || (st->owner[0] != '\0' && strcmp(st->owner, b->id) != 0)))
+            err = KX_ERR_CONFLICT;
+        else if (req == REQ_STOPPED_LONG &&
+                 (strcmp(st->state, "stopped") != 0 ||
+                  kx_now_ms() - st->updated_ms < b->cfg.idle_archive_ms))
+            err = KX_ERR_CONFLICT;
+    }
+    if (err == KX_OK) {
+        snprintf(st->state, sizeof st->state, "%s", state);
+        st->owner[0] = '\0';
+        st->updated_ms = stamp_after(st);
+        err = state_save(&b->cfg, project_id, st);
+    }
+    record_unlock(lk);
+    if (err == KX_OK)
+        publish(b, project_id, st);
+    return err;
+}
+
+kx_err sb_lifecycle_claim(sb_broker *b, const char *project_id, sb_state *prev, bool *had,
+                          char *why, size_t whylen)
+{
+    char dir[2200];
+    snprintf(dir, sizeof dir, "%s/%s", b->cfg.root, project_id);
+    if (mkdir(dir, 0711) != 0 && errno != EEXIST) {
+        snprintf(why, whylen, "could not create the sandbox directory: %s", strerror(errno));
         return KX_ERR_INTERNAL;
-    publish(b, project_id, st);
+    }
+    int lk = record_lock(&b->cfg, project_id);
+    if (lk < 0) {
+        snprintf(why, whylen, "could not lock the sandbox's record in its workspace directory: %s",
+                 strerror(errno));
+        return KX_ERR_INTERNAL;
+    }
+    kx_err err = sb_state_load(&b->cfg, project_id, prev);
+    *had = err == KX_OK;
+    if (err != KX_OK && err != KX_ERR_NOT_FOUND) {
+        record_unlock(lk);
+        snprintf(why, whylen, "the sandbox's record could not be read");
+        return KX_ERR_INTERNAL;
+    }
+    if (*had && sb_lifecycle_elsewhere(b, prev)) {
+        record_unlock(lk);
+        snprintf(why, whylen, "the sandbox runs on broker %s: retry (requests are routed there)",
+                 prev->owner);
+        return KX_ERR_UNAVAILABLE;
+    }
+    sb_state st = *prev;
+    if (!*had) {
+        memset(&st, 0, sizeof st);
+        kx_uuid_new(st.id);
+        st.created_ms = kx_now_ms();
+        st.uid = (uid_t)-1;
+    }
+    snprintf(st.state, sizeof st.state, "running");
+    snprintf(st.owner, sizeof st.owner, "%s", b->id);
+    st.updated_ms = stamp_after(&st);
+    err = state_save(&b->cfg, project_id, &st);
+    record_unlock(lk);
+    if (err != KX_OK) {
+        snprintf(why, whylen, "could not record the sandbox: %s", strerror(errno));
+        return KX_ERR_INTERNAL;
+    }
+    if (*had && strcmp(prev->state, "running") == 0 && prev->owner[0] != '\0' &&
+        strcmp(prev->owner, b->id) != 0)
+        kx_info("sandbox: project %s: taken over from broker %s (its lease expired)", project_id,
+                prev->owner);
     return KX_OK;
+}
+
+void sb_lifecycle_unclaim(sb_broker *b, const char *project_id, const sb_state *prev, bool had)
+{
+    int lk = record_lock(&b->cfg, project_id);
+    sb_state st;
+    if (sb_state_load(&b->cfg, project_id, &st) == KX_OK && strcmp(st.owner, b->id) == 0) {
+        if (!had) {
+            char path[2300];
+            state_path(&b->cfg, project_id, "", path, sizeof path);
+            (void)unlink(path);
+        } else {
+            sb_state back = *prev;
+            if (strcmp(back.state, "running") == 0) /* its broker died: the jail is not there */
+                snprintf(back.state, sizeof back.state, "stopped");
+            back.owner[0] = '\0';
+            back.updated_ms = stamp_after(&st);
+            (void)state_save(&b->cfg, project_id, &back);
+        }
+    }
+    record_unlock(lk);
 }
 
 kx_err sb_lifecycle_on_up(sb_broker *b, const char *project_id, uid_t uid, char *why,
                           size_t whylen)
 {
+    int lk = record_lock(&b->cfg, project_id);
     sb_state st;
     bool fresh = sb_state_load(&b->cfg, project_id, &st) != KX_OK;
-    if (fresh) {
+    if (fresh) { /* claimed before the start: only a record removed meanwhile lands here */
+        memset(&st, 0, sizeof st);
         kx_uuid_new(st.id);
         st.created_ms = kx_now_ms();
     }
+    bool created = fresh || st.uid == (uid_t)-1;
     snprintf(st.state, sizeof st.state, "running");
+    snprintf(st.owner, sizeof st.owner, "%s", b->id);
     st.uid = uid;
-    st.updated_ms = next_stamp();
-    if (state_save(&b->cfg, project_id, &st) != KX_OK) {
+    st.updated_ms = stamp_after(&st);
+    kx_err err = state_save(&b->cfg, project_id, &st);
+    record_unlock(lk);
+    if (err != KX_OK) {
         snprintf(why, whylen, "could not record the sandbox: %s", strerror(errno));
         return KX_ERR_INTERNAL;
     }
-    if (fresh)
+    if (created)
         kx_info("sandbox: project %s: sandbox %s created", project_id, st.id);
     publish(b, project_id, &st);
     return KX_OK;
@@ -178,8 +329,7 @@ kx_err sb_lifecycle_on_up(sb_broker *b, const char *project_id, uid_t uid, char 
 void sb_lifecycle_on_down(sb_broker *b, const char *project_id)
 {
     sb_state st;
-    if (sb_state_load(&b->cfg, project_id, &st) == KX_OK && strcmp(st.state, "running") == 0)
-        (void)set_state(b, project_id, "stopped", &st);
+    (void)set_state(b, project_id, "stopped", REQ_MINE, &st);
 }
 
 /* ---- the ops ---------------------------------------------------------------------------- */
@@ -243,9 +393,13 @@ static kx_err run_op(sb_broker *b, enum sb_op op, const char *project_id, kx_dea
             snprintf(why, whylen, "project %s has no sandbox", project_id);
             return KX_ERR_NOT_FOUND;
         }
-        /* A record saying running whose jail is not here: its broker ended (a restart). */
-        if (running == NULL && strcmp(st->state, "running") == 0)
+        /* A record saying running whose jail is neither here nor on a live broker: its broker
+         * ended (a takeover or a restart will start it again). */
+        if (running == NULL && strcmp(st->state, "running") == 0 &&
+            !sb_lifecycle_elsewhere(b, st)) {
             snprintf(st->state, sizeof st->state, "stopped");
+            st->owner[0] = '\0';
+        }
         return KX_OK;
     case OP_START:
         if (have == KX_ERR_NOT_FOUND) {
@@ -259,16 +413,30 @@ static kx_err run_op(sb_broker *b, enum sb_op op, const char *project_id, kx_dea
             snprintf(why, whylen, "project %s has no sandbox", project_id);
             return KX_ERR_NOT_FOUND;
         }
+        if (running == NULL && sb_lifecycle_elsewhere(b, st)) {
+            snprintf(why, whylen, "the sandbox runs on broker %s: retry", st->owner);
+            return KX_ERR_UNAVAILABLE;
+        }
         if (running != NULL)
             sb_sandbox_stop(running, op == OP_STOP ? "stop requested" : "archive requested");
         if (op == OP_STOP && strcmp(st->state, "archived") == 0)
             return sb_state_load(&b->cfg, project_id, st); /* stays archived */
-        if (set_state(b, project_id, op == OP_STOP ? "stopped" : "archived", st) != KX_OK) {
+        kx_err serr = set_state(b, project_id, op == OP_STOP ? "stopped" : "archived",
+                                REQ_NOT_ELSEWHERE, st);
+        if (serr == KX_ERR_UNAVAILABLE) {
+            snprintf(why, whylen, "the sandbox runs on broker %s: retry", st->owner);
+            return serr;
+        }
+        if (serr != KX_OK) {
             snprintf(why, whylen, "the sandbox's record could not be written");
             return KX_ERR_INTERNAL;
         }
         return KX_OK;
     case OP_DELETE:
+        if (running == NULL && have == KX_OK && sb_lifecycle_elsewhere(b, st)) {
+            snprintf(why, whylen, "the sandbox runs on broker %s: retry", st->owner);
+            return KX_ERR_UNAVAILABLE;
+        }
         if (running != NULL)
             sb_sandbox_stop(running, "delete requested");
         if (have == KX_ERR_NOT_FOUND) {
@@ -317,6 +485,10 @@ static void on_op(natsMsg *msg, void *arg)
             project[i] = (char)((rq->project_id[i] >= 'A' && rq->project_id[i] <= 'F')
                                     ? rq->project_id[i] + 32
                                     : rq->project_id[i]);
+        if (sb_fleet_route(b, msg, project)) { /* fleet.c: its owner answers */
+            kx_pb_free(rq);
+            return;
+        }
         err = run_op(b, c->op, project, meta.deadline, &st, why, sizeof why);
     }
     if (err != KX_OK)
@@ -325,39 +497,20 @@ static void on_op(natsMsg *msg, void *arg)
     kx_pb_free(rq);
 }
 
-/* At start no jail is ours: a record still saying running is from before a restart (its
- * processes ended with the old broker; its files are all there) and now says stopped. One
- * broker per KX_SANDBOX_ROOT (README "Not done": several replicas). */
-static void reconcile(sb_broker *b)
-{
-    DIR *d = opendir(b->cfg.root);
-    if (d == NULL)
-        return;
-    struct dirent *de;
-    int n = 0;
-    while ((de = readdir(d)) != NULL) {
-        sb_state st;
-        if (kx_uuid_valid(de->d_name) && sb_state_load(&b->cfg, de->d_name, &st) == KX_OK &&
-            strcmp(st.state, "running") == 0 && set_state(b, de->d_name, "stopped", &st) == KX_OK)
-            n++;
-    }
-    closedir(d);
-    if (n > 0)
-        kx_info("sandbox: %d sandbox(es) left running by a previous broker are now stopped "
-                "(their files are kept)",
-                n);
-}
-
 kx_err sb_lifecycle_start(sb_broker *b)
 {
-    reconcile(b);
+    /* fleet.c: what this broker (same id), nobody or a dead broker left running starts again
+     * here; a record running on another live broker is left alone. */
+    int n = sb_fleet_adopt(b, NULL);
+    if (n > 0)
+        kx_info("sandbox: %d sandbox(es) left running are running again here (adopted)", n);
     for (size_t i = 0; i < NOPS; i++) {
         g_ops[i].b = b;
         g_ops[i].op = (enum sb_op)i;
         char subj[64];
         snprintf(subj, sizeof subj, KX_SUBJ_SANDBOX_LIFECYCLE_PREFIX "%s", OP_NAMES[i]);
-        kx_err err = kx_bus_subscribe_loop(b->svc->bus, b->svc->loop, subj, "sandbox-broker",
-                                           on_op, &g_ops[i], &b->lifecycle_subs[i]);
+        kx_err err =
+            sb_fleet_subscribe(b, subj, "sandbox-broker", on_op, &g_ops[i], &b->lifecycle_subs[i]);
         if (err != KX_OK) {
             kx_error("sandbox: cannot subscribe to %s: %s", subj, kx_err_str(err));
             return err;
@@ -382,9 +535,12 @@ void sb_lifecycle_sweep(sb_broker *b)
         if (sb_state_load(&b->cfg, de->d_name, &st) != KX_OK || strcmp(st.state, "stopped") != 0 ||
             now - st.updated_ms < b->cfg.idle_archive_ms || sb_sandbox_find(b, de->d_name) != NULL)
             continue;
-        if (set_state(b, de->d_name, "archived", &st) == KX_OK)
+        /* Checked again under the lock: another broker may have started (and stopped) it
+         * meanwhile. */
+        int64_t stopped_ms = now - st.updated_ms;
+        if (set_state(b, de->d_name, "archived", REQ_STOPPED_LONG, &st) == KX_OK)
             kx_info("sandbox: project %s: archived after %lld ms stopped", de->d_name,
-                    (long long)(now - st.updated_ms));
+                    (long long)stopped_ms);
     }
     closedir(d);
 }

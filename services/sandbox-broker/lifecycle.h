@@ -2,8 +2,12 @@
  * created lazily, running, stopped, archived, deleted.
  *
  * The record lives beside the workspace, on the broker's disk (it holds no database URL):
- *   <root>/<project>/sandbox.state   "<id> <state> <uid> <created ms> <updated ms>\n", 0600,
- *                                    written as a temporary file renamed over the old one
+ *   <root>/<project>/sandbox.state   "<id> <state> <uid> <created ms> <updated ms> <owner>\n",
+ *                                    0600, written as a temporary file renamed over the old one
+ *                                    (owner: the broker running it, fleet.h; absent in records
+ *                                    written before several brokers, read as none)
+ *   <root>/<project>/sandbox.lock    flock'd around every read-check-write of the record, so
+ *                                    brokers sharing the root never overwrite each other
  * so a broker restart keeps every sandbox's id and files (its processes end with the broker).
  * Every change is published on kx.sandbox.state (SandboxInfo) for the gateway to record on
  * projects.sandbox; updated_unix_ms only grows on one broker, so the recorder can drop what
@@ -31,6 +35,7 @@ typedef struct sb_state {
     uid_t uid;
     int64_t created_ms; /* unix ms */
     int64_t updated_ms;
+    char owner[64]; /* the broker running it ("" when none); meaningful while running */
 } sb_state;
 
 /* The project's record; KX_ERR_NOT_FOUND when it has none (never created, or deleted). */
@@ -44,6 +49,17 @@ kx_err sb_lifecycle_on_up(sb_broker *b, const char *project_id, uid_t uid, char 
 /* sandbox.c, when a sandbox's jail ended for any reason: a record that says running now says
  * stopped (published). */
 void sb_lifecycle_on_down(sb_broker *b, const char *project_id);
+
+/* Before a start: takes the record for this broker under its lock (state running, owner this
+ * broker; a new record with a new id when there is none). KX_ERR_UNAVAILABLE (why names the
+ * broker) while another live broker runs it. prev and had say what was there, for
+ * sb_lifecycle_unclaim when the start fails (it puts prev back, or removes the new record). */
+kx_err sb_lifecycle_claim(sb_broker *b, const char *project_id, sb_state *prev, bool *had,
+                          char *why, size_t whylen);
+void sb_lifecycle_unclaim(sb_broker *b, const char *project_id, const sb_state *prev, bool had);
+
+/* True when st says running on another broker whose lease is alive. */
+bool sb_lifecycle_elsewhere(sb_broker *b, const sb_state *st);
 
 /* Subscribes the seven lifecycle subjects. */
 kx_err sb_lifecycle_start(sb_broker *b);

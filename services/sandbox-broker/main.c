@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "broker.h"
+#include "fleet.h"
 #include "kx/log.h"
 #include "kx/svc.h"
 
@@ -33,7 +34,13 @@ int main(void)
         kx_svc_close(&svc);
         return 1;
     }
-    if (sb_handlers_start(&broker) != KX_OK) { /* handlers.c -> exec.c -> sandbox.c; files.c */
+    if (sb_fleet_init(&broker) != KX_OK) { /* fleet.c: this broker's id and lease */
+        kx_svc_close(&svc);
+        return 1;
+    }
+    /* handlers.c -> exec.c -> sandbox.c; sessions.c, files.c, lifecycle.c (adopts what was left
+     * running), preview.c, fleet.c (kx.sandbox.<id>.>, the beat: takeover) */
+    if (sb_handlers_start(&broker) != KX_OK) {
         sb_files_stop(&broker);
         kx_svc_close(&svc);
         return 1;

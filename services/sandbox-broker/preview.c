@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "fleet.h"
 #include "kx/config.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
@@ -143,6 +144,9 @@ static void on_preview(natsMsg *msg, void *arg)
                  rq->project_id ? rq->project_id : "");
     } else if (rq->port < 1 || rq->port > 65535) {
         snprintf(why, sizeof why, "port %d is not valid: expected 1..65535", rq->port);
+    } else if (sb_fleet_route(b, msg, rq->project_id)) { /* fleet.c: its owner answers */
+        kx_pb_free(rq);
+        return;
     } else if (kx_pb_str_empty(rq->token)) { /* mint */
         sb_sandbox *s = NULL;
         int64_t left = kx_deadline_remaining(meta.deadline) - SB_REPLY_MARGIN_MS;
@@ -432,8 +436,8 @@ kx_err sb_preview_start(sb_broker *b)
     pv.port = ntohs(sa.sin_port);
     kx_err err = kx_loop_watch(b->svc->loop, fd, EPOLLIN, on_accept, b);
     if (err == KX_OK)
-        err = kx_bus_subscribe_loop(b->svc->bus, b->svc->loop, KX_SUBJ_SANDBOX_PREVIEW,
-                                    "sandbox-broker", on_preview, b, &b->preview_sub);
+        err = sb_fleet_subscribe(b, KX_SUBJ_SANDBOX_PREVIEW, "sandbox-broker", on_preview, b,
+                                 &b->preview_sub);
     if (err != KX_OK)
         kx_error("sandbox: cannot start preview links: %s", kx_err_str(err));
     else

@@ -573,7 +573,18 @@ kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, int64_t wait_ms, 
     struct stat pst;
     bool dir_fresh = lstat(project_dir, &pst) != 0;
     bool uid_fresh = false;
-    kx_err err = alloc_uid(b, s->project_id, &s->uid, &uid_fresh, why, whylen);
+    /* lifecycle.c: the record is this broker's from now on, or another live broker runs it. */
+    sb_state prev;
+    bool had = false;
+    kx_err err = sb_lifecycle_claim(b, s->project_id, &prev, &had, why, whylen);
+    if (err != KX_OK) {
+        kx_info("sandbox: project %s: not started here: %s", s->project_id, why);
+        if (dir_fresh)
+            undo_creation(b, s, true, false);
+        sandbox_free(s);
+        return err;
+    }
+    err = alloc_uid(b, s->project_id, &s->uid, &uid_fresh, why, whylen);
     if (err == KX_OK)
         err = prepare_workspace(s, why, whylen);
     if (err == KX_OK)
@@ -582,6 +593,7 @@ kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, int64_t wait_ms, 
         end_jail(s);
     if (err != KX_OK) {
         kx_error("sandbox: project %s: %s", s->project_id, why);
+        sb_lifecycle_unclaim(b, s->project_id, &prev, had);
         undo_creation(b, s, dir_fresh, uid_fresh);
         sandbox_free(s);
         return err;
@@ -709,6 +721,11 @@ kx_err sb_sandbox_remove(sb_broker *b, const char *project_id, uid_t uid, char *
     else
         free(copy); /* left in .trash; the next start's sweep of .trash removes it */
     return KX_OK;
+}
+
+sb_sandbox *sb_sandbox_next(const sb_sandbox *s)
+{
+    return s->next;
 }
 
 void sb_sandbox_stop_all(sb_broker *b)

@@ -96,6 +96,9 @@ void sb_sandbox_disk_reserve(sb_broker *b, const char *project_id, int64_t delta
 /* A file operation counts as use (auto-stop waits). */
 void sb_sandbox_touch(sb_sandbox *s);
 
+/* The sandbox after s in b->sandboxes (NULL at the end); the first is b->sandboxes. */
+sb_sandbox *sb_sandbox_next(const sb_sandbox *s);
+
 /* Drain: ends every sandbox (their commands are reported SIGKILLed). */
 void sb_sandbox_stop_all(sb_broker *b);
 

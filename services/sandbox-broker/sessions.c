@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "broker.h"
+#include "fleet.h"
 #include "exec.h"
 #include "kx/log.h"
 #include "kx/pb.h"
@@ -111,6 +112,10 @@ static void on_output(natsMsg *msg, void *arg)
         rep.error = set_error(&e, KX_ERR_INVALID, why);
         goto done;
     }
+    if (sb_fleet_route(b, msg, rq->project_id)) { /* fleet.c: its owner answers */
+        kx_pb_free(rq);
+        return;
+    }
     char dir[4096], path[4200];
     if (sb_sessions_dir(b->cfg.root, rq->project_id, dir, sizeof dir) != KX_OK) {
         rep.error = set_error(&e, KX_ERR_INTERNAL, "sandbox root path is too long");
@@ -190,6 +195,9 @@ static void on_list(natsMsg *msg, void *arg)
         rep.error = set_error(&e, KX_ERR_INVALID, "request is not a valid SandboxListRequest");
     } else if (!valid(msg, rq->project_id, NULL, false, why, sizeof why)) {
         rep.error = set_error(&e, KX_ERR_INVALID, why);
+    } else if (sb_fleet_route(b, msg, rq->project_id)) { /* fleet.c: its owner answers */
+        kx_pb_free(rq);
+        return;
     } else {
         size_t n = 0;
         for (sb_exec *x = b->execs; x != NULL && n < LIST_MAX; x = sb_exec_next(x)) {
@@ -218,8 +226,11 @@ kx_err sb_sessions_start(sb_broker *b)
         {KX_SUBJ_SANDBOX_LIST, "sandbox-broker", on_list},
     };
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++) {
-        kx_err err = kx_bus_subscribe_loop(b->svc->bus, b->svc->loop, subs[i].subject,
-                                           subs[i].queue, subs[i].cb, b, &b->session_subs[i]);
+        kx_err err = subs[i].queue != NULL
+            ? sb_fleet_subscribe(b, subs[i].subject, subs[i].queue, subs[i].cb, b,
+                                 &b->session_subs[i])
+            : kx_bus_subscribe_loop(b->svc->bus, b->svc->loop, subs[i].subject, NULL, subs[i].cb,
+                                    b, &b->session_subs[i]);
         if (err != KX_OK) {
             kx_error("sandbox: cannot subscribe to %s: %s", subs[i].subject, kx_err_str(err));
             return err;
