@@ -1,7 +1,8 @@
 /* test_runner_db.c — the agent-runner's Postgres is off its loop thread (services/agent-runner
  * rdb.h, run_ops.h), through the whole stack:
  *  - a run whose write waits for a row lock (the test holds its agent_runs row FOR UPDATE while
- *    the run's LLM answer is in flight) stalls no other run: runs submitted meanwhile are
+ *    the run's LLM answer is in flight, then waits until a backend waits for that lock) stalls
+ *    no other run: runs submitted then are
  *    claimed and complete while the lock is held (KX_RUNNER_DB_CONNS=4: a run shares the
  *    blocked connection with probability 1/4, so of 8 runs some always get through); once the
  *    lock is released the blocked run completes too, its rows and events intact. When the
@@ -91,7 +92,7 @@ static void test_a_blocked_run_stalls_no_other(void **state)
     char *token = kx_th_new_account(&g_stack, account);
     assert_non_null(token);
     char a[KX_UUID_LEN + 1];
-    initiate(token, "sleep 3000\nsay hi", a); /* its answer comes in 3 s */
+    initiate(token, "sleep 1000\nsay hi", a); /* its answer comes in 1 s */
 
     /* its turn has begun (those rows are committed): the LLM call is in flight */
     const char *pa[] = {a};
@@ -125,12 +126,28 @@ static void test_a_blocked_run_stalls_no_other(void **state)
     PQclear(res);
     int64_t locked_at = kx_mono_ms();
 
-    /* other runs, while the answer of A arrives (3 s) and its rows wait for the lock */
+    /* A's answer arrives and its rows wait for the lock: a backend waits on it */
+    char *waiting = NULL;
+    while (kx_mono_ms() < locked_at + RUN_TIMEOUT_MS) {
+        waiting = kx_th_sql_value(&g_stack,
+                                  "SELECT count(*) FROM pg_stat_activity WHERE "
+                                  "wait_event_type = 'Lock' AND datname = current_database()",
+                                  0, NULL);
+        if (waiting != NULL && strcmp(waiting, "0") != 0)
+            break;
+        free(waiting);
+        waiting = NULL;
+        usleep(20 * 1000);
+    }
+    assert_non_null(waiting);
+    free(waiting);
+
+    /* other runs, while A's write waits */
     char b[NB][KX_UUID_LEN + 1];
     for (int i = 0; i < NB; i++)
         initiate(token, "say hi", b[i]);
     int done = 0;
-    int64_t deadline = locked_at + 12000;
+    int64_t deadline = kx_mono_ms() + 12000;
     while (kx_mono_ms() < deadline) {
         done = 0;
         for (int i = 0; i < NB; i++)
@@ -139,7 +156,7 @@ static void test_a_blocked_run_stalls_no_other(void **state)
             break;
         usleep(100 * 1000);
     }
-    /* A really waited: its answer was in by now, and it is still running */
+    /* A really waited all along: it is still running */
     bool a_running = status_is(a, "running");
     print_message("[ blocked  ] %d of %d other runs completed while run A waited for the lock "
                   "(%lld ms); A running: %s\n",
