@@ -90,7 +90,8 @@ static void claim_done(rdb_job *j, bool live)
          * (a Nak would bring it back at once, in a tight loop while Postgres is down). */
         if (c->err == KX_ERR_UNAVAILABLE || c->err == KX_ERR_TIMEOUT)
             atomic_store(&r->db_ok, false);
-        kx_log(KX_LOG_ERROR, run_id, NULL, "dispatch: claim failed (%s); the dispatch will be redelivered",
+        kx_log(KX_LOG_ERROR, run_id, NULL,
+               "dispatch: claim failed (%s); the dispatch will be redelivered",
                kx_err_str(c->err));
         claim_free(c);
         return;

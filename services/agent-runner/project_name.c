@@ -182,8 +182,8 @@ typedef struct read_job {
 static void read_run(kx_db *db, rdb_job *j)
 {
     read_job *x = (read_job *)j;
-    x->err = store_project_first_run(db, x->run_id, x->project_id, sizeof x->project_id,
-                                     &x->name, &x->first);
+    x->err = store_project_first_run(db, x->run_id, x->project_id, sizeof x->project_id, &x->name,
+                                     &x->first);
     if (x->err == KX_OK && x->first && x->name != NULL)
         x->err = store_first_user_message(db, x->run_id, &x->content);
 }

@@ -27,8 +27,8 @@ kx_err rdb_open(runner *r)
         return KX_ERR_NOMEM;
     size_t max_queue = (size_t)r->cfg->capacity * 2 + 64;
     for (size_t i = 0; i < n; i++) {
-        kx_err err = kx_db_worker_new(r->cfg->database_url, store_statements(), r->loop,
-                                      max_queue, &r->dbw[i]);
+        kx_err err = kx_db_worker_new(r->cfg->database_url, store_statements(), r->loop, max_queue,
+                                      &r->dbw[i]);
         if (err != KX_OK)
             return err;
         r->ndbw++;

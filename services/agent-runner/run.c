@@ -184,8 +184,7 @@ static bool save_row(run *r, const char *type, bool is_llm, json_t *content, jso
     json_t *ev_content = publish_it ? json_incref(content) : NULL;
     json_t *ev_metadata = publish_it ? json_incref(metadata) : NULL;
     if (content != NULL && metadata != NULL &&
-        run_ops_insert(r, type, is_llm, content, metadata, ev_content, ev_metadata, false,
-                       id_out))
+        run_ops_insert(r, type, is_llm, content, metadata, ev_content, ev_metadata, false, id_out))
         return true;
     if (content == NULL || metadata == NULL) {
         json_decref(content);

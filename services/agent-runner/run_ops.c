@@ -16,7 +16,13 @@
 #include "run.h"
 #include "store.h"
 
-typedef enum op_kind { OP_INSERT, OP_PUBLISH, OP_FINISH, OP_HANDBACK, OP_LOAD } op_kind;
+typedef enum op_kind {
+    OP_INSERT,
+    OP_PUBLISH,
+    OP_FINISH,
+    OP_HANDBACK,
+    OP_LOAD
+} op_kind;
 
 struct run_op {
     run_op *next;
@@ -101,8 +107,8 @@ static kx_err exec_op(kx_db *db, run_batch *b, run_op *op)
         json_decref(op->loaded.msgs); /* a second try starts afresh */
         op->loaded.msgs = NULL;
         if (op->with_agent && !op->loaded.agent_loaded) {
-            kx_err err = agent_config_load(db, b->run_id, &op->loaded.agent, b->why,
-                                           sizeof b->why);
+            kx_err err =
+                agent_config_load(db, b->run_id, &op->loaded.agent, b->why, sizeof b->why);
             if (err != KX_OK) {
                 agent_config_clear(&op->loaded.agent);
                 return err;
@@ -113,8 +119,7 @@ static kx_err exec_op(kx_db *db, run_batch *b, run_op *op)
                                   sizeof op->loaded.last_type);
         if (err != KX_OK)
             snprintf(b->why, sizeof b->why,
-                     "internal error: could not load the thread's messages: %s",
-                     kx_err_str(err));
+                     "internal error: could not load the thread's messages: %s", kx_err_str(err));
         return err;
     }
     }
@@ -168,9 +173,9 @@ static void publish_now(run *r, int kind, bool terminal, const char *payload)
 
 static void publish_row(run *r, run_op *op)
 {
-    char *payload = events_row_json(op->row.message_id, r->thread_id, op->type, op->is_llm,
-                                    op->ev_content, op->ev_metadata, op->row.created_at,
-                                    op->row.updated_at);
+    char *payload =
+        events_row_json(op->row.message_id, r->thread_id, op->type, op->is_llm, op->ev_content,
+                        op->ev_metadata, op->row.created_at, op->row.updated_at);
     if (payload == NULL) {
         kx_log(KX_LOG_ERROR, r->id, NULL, "run: out of memory building the event of row %s",
                op->row.message_id);
@@ -199,7 +204,8 @@ static void batch_failed(run *r, run_batch *b)
     else
         snprintf(why, sizeof why, "internal error: could not write to Postgres: %s",
                  kx_err_str(b->err));
-    run_db_failed(r, b->err, op != NULL && op->kind == OP_FINISH, op != NULL && op->kind == OP_HANDBACK, why);
+    run_db_failed(r, b->err, op != NULL && op->kind == OP_FINISH,
+                  op != NULL && op->kind == OP_HANDBACK, why);
 }
 
 static void batch_done(rdb_job *j, bool live)

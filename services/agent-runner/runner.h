@@ -29,10 +29,10 @@ typedef struct runner {
     kx_bus *bus;
     struct kx_db_worker **dbw; /* owned: Postgres connections, a thread each (rdb.h) */
     size_t ndbw;
-    struct rdb_job *jobs;  /* database jobs in flight (rdb.c orphans them at runner_free) */
-    bool probing;          /* a /readyz probe is in flight */
-    size_t parked_inflight; /* hand-backs in flight (rdb_handback) */
-    bool loop_over;        /* the loop stopped: nothing waits for completions any more */
+    struct rdb_job *jobs;    /* database jobs in flight (rdb.c orphans them at runner_free) */
+    bool probing;            /* a /readyz probe is in flight */
+    size_t parked_inflight;  /* hand-backs in flight (rdb_handback) */
+    bool loop_over;          /* the loop stopped: nothing waits for completions any more */
     kx_curlm *curlm;         /* borrowed */
     kx_bus_async *async;     /* owned: tool-call requests */
     llm_client *llm;         /* owned */

@@ -15,7 +15,7 @@
  *                   wrote with its "ideal" sum, the split by phase from the runs' own timestamps,
  *                   and the CPU each process spent per run.
  *   (b) throughput  N runs submitted at once by a few threads (`say hi`, and with
- *                   --tool-concurrent the execute_command step: 2 model turns + 1 tool call);
+ *                   --tool-concurrent a view_tasks step: 2 model turns + 1 tool call);
  *                   runs/s and its ratio to the Postgres commit baseline, per-run latency, CPU of
  *                   every process, and where the agent-runner's and scheduler's loop threads
  *                   spent their time (sampled from /proc/<pid>/task/<tid>/syscall every 1 ms).
@@ -68,6 +68,10 @@ extern char **environ;
 
 #define SAY_PROMPT "say hi"
 #define TOOL_PROMPT "call execute_command {\"command\": \"true\", \"blocking\": true}"
+/* The throughput batch's tool step: a tool of the executor that needs no sandbox (one Postgres
+ * statement on the executor's database thread), so that the batch measures the run path and
+ * not the creation of one sandbox per new project (the baselines' "a new project each time"). */
+#define TASKS_PROMPT "call view_tasks {}"
 #define FANOUT_WORDS 300 /* the fan-out run answers this many words (3 per chunk) */
 #define STREAM_TIMEOUT_MS 30000
 #define BATCH_TIMEOUT_MS 120000
@@ -1637,13 +1641,12 @@ static bool scenario_throughput(const char *key, const char *title, const char *
 {
     printf("\n(b) %s: %d concurrent `%s` runs, submitted by %d threads\n", title, n,
            strcmp(prompt, SAY_PROMPT) == 0 ? "say hi"
-                                           : "execute_command step (2 model turns, 1 tool call)",
+                                           : "view_tasks step (2 model turns, 1 tool call)",
            threads);
     /* warm-up batch (its own account): connections, prepared statements, caches */
     account warm;
     int nwarm = n < 50 ? n : 50;
-    bool ok = account_new(&warm) &&
-        submit_batch(&warm, prompt, nwarm, threads, NULL) == nwarm &&
+    bool ok = account_new(&warm) && submit_batch(&warm, prompt, nwarm, threads, NULL) == nwarm &&
         wait_all_done(warm.id, nwarm, kx_mono_ms() + BATCH_TIMEOUT_MS);
     account_free(&warm);
     if (!ok) {
@@ -2171,7 +2174,7 @@ static bool scenario_durable(const opts *o, baselines *fast)
                                  o->durable_concurrent, o->threads, &b);
     if (ok && o->durable_tool_concurrent > 0)
         ok = scenario_throughput("durable.tool_batch", "throughput, durable Postgres",
-                                 TOOL_PROMPT, o->durable_tool_concurrent, o->threads, &b);
+                                 TASKS_PROMPT, o->durable_tool_concurrent, o->threads, &b);
     return ok;
 }
 
@@ -2315,7 +2318,7 @@ int main(int argc, char **argv)
     if (ok && o.concurrent > 0)
         ok = scenario_throughput("batch", "throughput", SAY_PROMPT, o.concurrent, o.threads, &b);
     if (ok && o.tool_concurrent > 0)
-        ok = scenario_throughput("tool_batch", "throughput", TOOL_PROMPT, o.tool_concurrent,
+        ok = scenario_throughput("tool_batch", "throughput", TASKS_PROMPT, o.tool_concurrent,
                                  o.threads, &b);
     if (ok && o.readers > 0)
         ok = scenario_fanout(o.readers);
