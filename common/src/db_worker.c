@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kx/log.h"
 
@@ -23,6 +24,8 @@ struct kx_db_worker {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
+    pthread_cond_t idle_cv; /* signalled when a job ends (kx_db_worker_flush) */
+    bool running;           /* a job is running */
     job *head, *tail;
     size_t queued, max_queue;
     bool stopping;
@@ -60,6 +63,7 @@ static void *worker_main(void *arg)
         if (w->head == NULL)
             w->tail = NULL;
         w->queued--;
+        w->running = true;
         pthread_mutex_unlock(&w->mu);
 
         j->run(w->db, j->arg);
@@ -68,6 +72,10 @@ static void *worker_main(void *arg)
             kx_error("db worker: could not post a completion (out of memory): calling it here");
             job_dispose(j);
         }
+        pthread_mutex_lock(&w->mu);
+        w->running = false;
+        pthread_cond_broadcast(&w->idle_cv);
+        pthread_mutex_unlock(&w->mu);
     }
 }
 
@@ -87,10 +95,12 @@ kx_err kx_db_worker_new(const char *conninfo, const kx_db_stmt *stmts, kx_loop *
     }
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
+    pthread_cond_init(&w->idle_cv, NULL);
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
         kx_db_close(w->db);
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->cv);
+        pthread_cond_destroy(&w->idle_cv);
         free(w);
         return KX_ERR_IO;
     }
@@ -134,6 +144,25 @@ size_t kx_db_worker_queued(kx_db_worker *w)
     return n;
 }
 
+bool kx_db_worker_flush(kx_db_worker *w, int64_t timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (timeout_ms % 1000) * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&w->mu);
+    while ((w->head != NULL || w->running) && !w->stopping)
+        if (pthread_cond_timedwait(&w->idle_cv, &w->mu, &until) != 0)
+            break; /* ETIMEDOUT */
+    bool idle = w->head == NULL && !w->running;
+    pthread_mutex_unlock(&w->mu);
+    return idle;
+}
+
 void kx_db_worker_free(kx_db_worker *w)
 {
     if (w == NULL)
@@ -156,5 +185,6 @@ void kx_db_worker_free(kx_db_worker *w)
     kx_db_close(w->db);
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
+    pthread_cond_destroy(&w->idle_cv);
     free(w);
 }

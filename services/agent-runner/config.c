@@ -170,6 +170,7 @@ kx_err runner_config_load(runner_config *cfg)
         {"KX_HEARTBEAT_MS", 1000, 50, 60000, &cfg->heartbeat_ms},
         {"KX_LEASE_TTL_MS", 10000, 100, 3600000, &cfg->lease_ttl_ms},
         {"KX_RUNNER_CAPACITY", 1000, 1, 100000, &cfg->capacity},
+        {"KX_RUNNER_DB_CONNS", 4, 1, 64, &cfg->db_conns},
         {"KX_TOOL_TIMEOUT_S", 120, 1, 86400, &cfg->tool_timeout_s},
         {"KX_DRAIN_TIMEOUT_MS", 10000, 0, 3600000, &cfg->drain_timeout_ms},
         {"KX_RUN_WALL_TIME_S", 3600, 1, 7 * 86400, &cfg->wall_time_s},

@@ -57,6 +57,7 @@ typedef struct runner_config {
     int64_t heartbeat_ms;     /* KX_HEARTBEAT_MS */
     int64_t lease_ttl_ms;     /* KX_LEASE_TTL_MS: lease taken at claim */
     int64_t capacity;         /* KX_RUNNER_CAPACITY: most runs held at once */
+    int64_t db_conns;         /* KX_RUNNER_DB_CONNS: Postgres connections, a thread each (rdb.h) */
     int64_t tool_timeout_s;   /* KX_TOOL_TIMEOUT_S */
     int64_t drain_timeout_ms; /* KX_DRAIN_TIMEOUT_MS (for the log line; kx_svc enforces it) */
     int64_t wall_time_s;      /* KX_RUN_WALL_TIME_S: counted from the claim (started_at), the

@@ -15,6 +15,7 @@
 #include "kx/metrics.h"
 #include "kx/pb.h"
 #include "kx/uuid.h"
+#include "rdb.h"
 #include "run.h"
 #include "store.h"
 
@@ -47,15 +48,91 @@ static void drop_posted(void *arg)
     free(p);
 }
 
+/* One claim, on a database thread (rdb.h). The dispatch's slot stays reserved until it is
+ * back, so the fetcher never takes more than the capacity. */
+typedef struct claim_job {
+    rdb_job base;
+    natsMsg *msg;
+    Kx__V1__RunDispatch *d;
+    kx_bus_meta meta;
+    const char *owner; /* the runner's instance id (static for the process) */
+    int64_t ttl_ms;
+    kx_err err;
+    bool claimed;
+    store_claim claim;
+} claim_job;
+
+static void claim_run(kx_db *db, rdb_job *j)
+{
+    claim_job *c = (claim_job *)j;
+    c->err = store_claim_run(db, c->d->run_id, c->owner, c->ttl_ms, &c->claimed, &c->claim);
+}
+
+static void claim_free(claim_job *c)
+{
+    natsMsg_Destroy(c->msg); /* unacked: JetStream redelivers it after AckWait */
+    kx_pb_free(c->d);
+    free(c);
+}
+
+static void claim_done(rdb_job *j, bool live)
+{
+    claim_job *c = (claim_job *)j;
+    if (!live) {
+        claim_free(c);
+        return;
+    }
+    runner *r = j->owner;
+    atomic_fetch_sub(&r->reserved, 1);
+    const char *run_id = c->d->run_id;
+    if (c->err != KX_OK) {
+        /* Postgres trouble: leave the message unacked; JetStream redelivers it after AckWait
+         * (a Nak would bring it back at once, in a tight loop while Postgres is down). */
+        if (c->err == KX_ERR_UNAVAILABLE || c->err == KX_ERR_TIMEOUT)
+            atomic_store(&r->db_ok, false);
+        kx_log(KX_LOG_ERROR, run_id, NULL,
+               "dispatch: claim failed (%s); the dispatch will be redelivered",
+               kx_err_str(c->err));
+        claim_free(c);
+        return;
+    }
+    atomic_store(&r->db_ok, true);
+    natsMsg_Ack(c->msg, NULL);
+    if (!c->claimed) {
+        kx_log(KX_LOG_INFO, run_id, NULL,
+               "dispatch: run is not queued (taken or stopped); "
+               "dispatch dropped");
+        kx_counter_add(kx_metrics_counter("kx_runner_dispatches_total", "result=\"dropped\"",
+                                          "Dispatches handled, by outcome"),
+                       1);
+        claim_free(c);
+        return;
+    }
+    kx_counter_add(kx_metrics_counter("kx_runner_dispatches_total", "result=\"claimed\"",
+                                      "Dispatches handled, by outcome"),
+                   1);
+    /* The wall time counts from the claim (started_at), as the reaper counts it: a run that
+     * waited in a backlog gets its whole wall time. The dispatch's wall_deadline_ms is only
+     * the deadline of the dispatch message itself. A run claimed while draining starts too:
+     * the drain hands it back. */
+    kx_err err = run_start(r, run_id, &c->claim,
+                           c->claim.started_at_ms + r->cfg->wall_time_s * 1000, &c->meta);
+    if (err != KX_OK) /* claimed but not started (out of memory): fail it, not the reaper */
+        rdb_fail_run(r, run_id, c->claim.epoch,
+                     "internal error: the agent-runner could not start the run (out of "
+                     "memory)");
+    claim_free(c);
+}
+
 static void handle_dispatch(kx_loop *loop, void *arg)
 {
     posted *p = arg;
     runner *r = p->r;
     natsMsg *msg = p->msg;
     free(p);
-    atomic_fetch_sub(&r->reserved, 1);
 
     if (r->draining) { /* let another runner have it */
+        atomic_fetch_sub(&r->reserved, 1);
         natsMsg_Nak(msg, NULL);
         natsMsg_Destroy(msg);
         return;
@@ -63,6 +140,7 @@ static void handle_dispatch(kx_loop *loop, void *arg)
     Kx__V1__RunDispatch *d = kx_pb_unpack(&kx__v1__run_dispatch__descriptor, natsMsg_GetData(msg),
                                           (size_t)natsMsg_GetDataLength(msg));
     if (d == NULL || !kx_uuid_valid(d->run_id)) {
+        atomic_fetch_sub(&r->reserved, 1);
         kx_error("dispatch: dropping a message on %s that is not a valid kx.v1.RunDispatch "
                  "(%d bytes%s)",
                  natsMsg_GetSubject(msg), natsMsg_GetDataLength(msg),
@@ -72,63 +150,35 @@ static void handle_dispatch(kx_loop *loop, void *arg)
         kx_pb_free(d);
         return;
     }
-    kx_bus_meta meta;
-    if (kx_bus_meta_read(msg, &meta) != KX_OK)
-        memset(&meta, 0, sizeof meta);
     if (runner_find(r, d->run_id) != NULL) { /* a redelivery of a run we already run */
+        atomic_fetch_sub(&r->reserved, 1);
         kx_log(KX_LOG_INFO, d->run_id, NULL, "dispatch: already held; duplicate acked");
         natsMsg_Ack(msg, NULL);
         natsMsg_Destroy(msg);
         kx_pb_free(d);
         return;
     }
-    bool claimed = false;
-    store_claim claim;
-    kx_err err =
-        store_claim_run(r->db, d->run_id, r->instance_id, r->cfg->lease_ttl_ms, &claimed, &claim);
-    if (err != KX_OK) {
-        /* Postgres trouble: leave the message unacked; JetStream redelivers it after AckWait
-         * (a Nak would bring it back at once, in a tight loop while Postgres is down). */
-        if (err == KX_ERR_UNAVAILABLE)
-            atomic_store(&r->db_ok, false);
+    claim_job *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        atomic_fetch_sub(&r->reserved, 1);
         kx_log(KX_LOG_ERROR, d->run_id, NULL,
-               "dispatch: claim failed (%s); the dispatch will "
-               "be redelivered",
-               kx_err_str(err));
+               "dispatch: out of memory claiming the run; the dispatch will be redelivered");
         natsMsg_Destroy(msg);
         kx_pb_free(d);
         return;
     }
-    atomic_store(&r->db_ok, true);
-    natsMsg_Ack(msg, NULL);
-    natsMsg_Destroy(msg);
-    if (!claimed) {
-        kx_log(KX_LOG_INFO, d->run_id, NULL,
-               "dispatch: run is not queued (taken or stopped); "
-               "dispatch dropped");
-        kx_counter_add(kx_metrics_counter("kx_runner_dispatches_total", "result=\"dropped\"",
-                                          "Dispatches handled, by outcome"),
-                       1);
-        kx_pb_free(d);
-        return;
+    c->msg = msg;
+    c->d = d;
+    if (kx_bus_meta_read(msg, &c->meta) != KX_OK)
+        memset(&c->meta, 0, sizeof c->meta);
+    c->owner = r->instance_id;
+    c->ttl_ms = r->cfg->lease_ttl_ms;
+    if (rdb_submit(r, d->run_id, &c->base, claim_run, claim_done) != KX_OK) {
+        atomic_fetch_sub(&r->reserved, 1);
+        kx_log(KX_LOG_ERROR, d->run_id, NULL,
+               "dispatch: the database queue is full; the dispatch will be redelivered");
+        claim_free(c);
     }
-    kx_counter_add(kx_metrics_counter("kx_runner_dispatches_total", "result=\"claimed\"",
-                                      "Dispatches handled, by outcome"),
-                   1);
-    /* The wall time counts from the claim (started_at), as the reaper counts it: a run that
-     * waited in a backlog gets its whole wall time. The dispatch's wall_deadline_ms is only
-     * the deadline of the dispatch message itself. */
-    err = run_start(r, d->run_id, &claim, claim.started_at_ms + r->cfg->wall_time_s * 1000, &meta);
-    if (err != KX_OK) {
-        /* Claimed but not started (out of memory): fail it now rather than leave it to the
-         * reaper. */
-        bool won = false;
-        const char *why = "internal error: the agent-runner could not start the run (out of "
-                          "memory)";
-        if (store_finish_run(r->db, d->run_id, claim.epoch, "failed", why, &won) == KX_OK && won)
-            kx_log(KX_LOG_ERROR, d->run_id, NULL, "dispatch: %s", why);
-    }
-    kx_pb_free(d);
 }
 
 /* ---- the fetcher thread ---------------------------------------------------------------- */

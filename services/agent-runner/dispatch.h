@@ -2,8 +2,9 @@
  * from the JetStream work queue (stream KX_RUN_DISPATCH, durable pull consumer "agent-runners",
  * AckWait 30 s) in batches of at most the runner's free capacity (max 64, 1 s fetch timeout)
  * and posts each message to the loop. On the loop each dispatch is unpacked (malformed:
- * terminated and logged), claimed in Postgres, acknowledged, and started — or dropped when the
- * claim finds the run not queued (someone else has it, or it was stopped).
+ * terminated and logged) and its claim queued to a database thread (rdb.h); when the claim is
+ * back the dispatch is acknowledged and the run started — or dropped when the claim found the
+ * run not queued (someone else has it, or it was stopped). The slot stays reserved meanwhile.
  *
  * The fetcher is the only blocking wait in the runner, and it has a thread of its own. */
 #ifndef RUNNER_DISPATCH_H

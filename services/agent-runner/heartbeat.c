@@ -11,6 +11,7 @@
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "kx/pb.h"
+#include "rdb.h"
 #include "run.h"
 
 /* Revocations are asked for again from this long before the last answer's watermark: a
@@ -167,14 +168,15 @@ static void *heartbeat_main(void *arg)
     return NULL;
 }
 
-/* Loop: keep /readyz honest about Postgres without touching the connection from elsewhere. */
+/* Loop: keep /readyz honest about Postgres when no run's work tells us (a probe on a database
+ * thread: the loop never waits for it). */
 static void db_check(kx_loop *loop, void *arg)
 {
     heartbeat *h = arg;
     runner *r = h->r;
     h->db_timer = NULL;
     if (!atomic_load(&r->db_ok) || r->nheld == 0)
-        atomic_store(&r->db_ok, kx_db_ok(r->db));
+        rdb_probe(r);
     h->db_timer = kx_loop_timer(loop, h->interval_ms, db_check, h);
 }
 

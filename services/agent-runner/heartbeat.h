@@ -7,15 +7,15 @@
  * reaped, handed back); those runs are dropped on the loop at once (no more writes, events or
  * tool calls), instead of at their next fenced write.
  *
- * Why a thread: the loop thread makes synchronous libpq calls (and reconnects) that a slow or
- * restarting Postgres can stretch over the whole lease TTL; heartbeats must keep flowing then,
- * or the scheduler would take a healthy runner for dead. The thread touches nothing of the
+ * Why a thread: the loop never waits for Postgres (rdb.h), but it can still be busy for a while
+ * (thousands of runs becoming ready at once, a burst of streams); heartbeats must keep flowing
+ * then, or the scheduler would take a healthy runner for dead and reap its runs. The thread touches nothing of the
  * loop's: it reads thread-safe counters (runner_free_slots, runner->held), owns its own state
  * (the "revoked since" watermark), uses the thread-safe bus, and posts revocations to the
  * loop with kx_loop_post.
  *
- * A loop timer at the same interval refreshes the /readyz view of Postgres (the connection
- * belongs to the loop thread). */
+ * A loop timer at the same interval refreshes the /readyz view of Postgres with a probe on a
+ * database thread (rdb_probe) when no run's work has told it lately. */
 #ifndef RUNNER_HEARTBEAT_H
 #define RUNNER_HEARTBEAT_H
 

@@ -3,10 +3,12 @@
  *   kx_svc_init("agent-runner", 9102)   identity, logs, loop, signals, NATS, health, ops HTTP
  *   runner_config_load                  KX_* / provider settings (config.c)
  *   runner_config_check_fds             RLIMIT_NOFILE raised for the capacity, or refuse
- *   kx_db_connect + kx_db_migrate       Postgres and the schema (store.c has every statement)
+ *   kx_db_connect + kx_db_migrate       the schema (a connection of its own, closed after)
  *   kx_bus_ensure_streams               KX_RUN_DISPATCH and KX_RUN_EVENTS exist
  *   kx_curlm_new                        libcurl multi on the loop, for the LLM streams (llm.c)
- *   runner_new                          the instance: held runs, LLM client, async requests
+ *   runner_new                          the instance: held runs, the database threads (rdb.c:
+ *                                       claims, a run's batched writes and reads, hand-backs;
+ *                                       store.c has every statement), LLM client, async requests
  *   dispatch_start                      the fetcher thread pulling RunDispatch (dispatch.c)
  *   control_subscribe                   STOP on kx.run.ctl.> (control.c)
  *   heartbeat_start                     RunnerHeartbeat on kx.run.hb (heartbeat.c)
@@ -96,7 +98,9 @@ static kx_err start(app *a)
     }
     if ((err = kx_curlm_new(a->svc.loop, &a->curlm)) != KX_OK)
         return err;
-    if ((err = runner_new(&a->cfg, &a->svc, a->db, a->curlm, &a->runner)) != KX_OK)
+    kx_db_close(a->db); /* the runner's own connections live on its database threads */
+    a->db = NULL;
+    if ((err = runner_new(&a->cfg, &a->svc, a->curlm, &a->runner)) != KX_OK)
         return err;
     if ((err = control_subscribe(a->runner)) != KX_OK)
         return err;

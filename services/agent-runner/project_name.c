@@ -11,6 +11,7 @@
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "llm.h"
+#include "rdb.h"
 #include "store.h"
 
 #define NAMING_MAX_TOKENS 20
@@ -89,6 +90,58 @@ static bool on_content(void *arg, const char *delta, size_t len)
     return true;
 }
 
+/* The rename, on a database thread (rdb.h); the job owns copies of what it writes. */
+typedef struct rename_job {
+    rdb_job base;
+    char run_id[40], project_id[40];
+    char title[PROJECT_NAME_MAX + 1];
+    char *old_name;
+    kx_err err;
+    bool renamed;
+} rename_job;
+
+static void rename_run(kx_db *db, rdb_job *j)
+{
+    rename_job *x = (rename_job *)j;
+    x->err = store_project_rename(db, x->project_id, x->title, x->old_name, &x->renamed);
+}
+
+static void rename_done(rdb_job *j, bool live)
+{
+    rename_job *x = (rename_job *)j;
+    if (live) {
+        if (x->err != KX_OK)
+            kx_log(KX_LOG_WARN, x->run_id, NULL, "naming: could not save the name: %s",
+                   kx_err_str(x->err));
+        else
+            kx_log(KX_LOG_INFO, x->run_id, NULL, "naming: project %s %s \"%s\"", x->project_id,
+                   x->renamed ? "named" : "was renamed meanwhile; not", x->title);
+        count(x->err != KX_OK ? "db_failed" : x->renamed ? "named" : "skipped");
+    }
+    free(x->old_name);
+    free(x);
+}
+
+static void save_name(namer *n, const char *title)
+{
+    rename_job *x = calloc(1, sizeof *x);
+    if (x == NULL) {
+        count("db_failed");
+        return;
+    }
+    snprintf(x->run_id, sizeof x->run_id, "%s", n->run_id);
+    snprintf(x->project_id, sizeof x->project_id, "%s", n->project_id);
+    snprintf(x->title, sizeof x->title, "%s", title);
+    x->old_name = n->old_name;
+    n->old_name = NULL;
+    if (rdb_submit(n->owner, n->project_id, &x->base, rename_run, rename_done) != KX_OK) {
+        kx_log(KX_LOG_WARN, n->run_id, NULL, "naming: could not queue the new name");
+        count("db_failed");
+        free(x->old_name);
+        free(x);
+    }
+}
+
 static void on_done(void *arg, llm_call *call, kx_err err, const char *message)
 {
     namer *n = arg;
@@ -100,17 +153,8 @@ static void on_done(void *arg, llm_call *call, kx_err err, const char *message)
     } else {
         const llm_stream *s = llm_call_result(call);
         char *text = strndup(s->content.s ? s->content.s : "", s->content.len);
-        bool renamed = false;
         if (text != NULL && project_name_clean(text, title, sizeof title)) {
-            kx_err e =
-                store_project_rename(n->owner->db, n->project_id, title, n->old_name, &renamed);
-            if (e != KX_OK)
-                kx_log(KX_LOG_WARN, n->run_id, NULL, "naming: could not save the name: %s",
-                       kx_err_str(e));
-            else
-                kx_log(KX_LOG_INFO, n->run_id, NULL, "naming: project %s %s \"%s\"", n->project_id,
-                       renamed ? "named" : "was renamed meanwhile; not", title);
-            count(e != KX_OK ? "db_failed" : renamed ? "named" : "skipped");
+            save_name(n, title);
         } else {
             kx_log(KX_LOG_WARN, n->run_id, NULL, "naming: the model gave no usable title");
             count("empty");
@@ -122,30 +166,67 @@ static void on_done(void *arg, llm_call *call, kx_err err, const char *message)
     namer_free(n);
 }
 
+/* What naming needs from Postgres, read on a database thread: the run's project, its name,
+ * whether this run is its first, and then the first user message. */
+typedef struct read_job {
+    rdb_job base;
+    char run_id[40];
+    char model[128];
+    char project_id[40];
+    char *name;
+    char *content;
+    bool first;
+    kx_err err;
+} read_job;
+
+static void read_run(kx_db *db, rdb_job *j)
+{
+    read_job *x = (read_job *)j;
+    x->err = store_project_first_run(db, x->run_id, x->project_id, sizeof x->project_id, &x->name,
+                                     &x->first);
+    if (x->err == KX_OK && x->first && x->name != NULL)
+        x->err = store_first_user_message(db, x->run_id, &x->content);
+}
+
+static void start_naming(runner *o, read_job *x);
+
+static void read_done(rdb_job *j, bool live)
+{
+    read_job *x = (read_job *)j;
+    if (live)
+        start_naming(j->owner, x);
+    free(x->name);
+    free(x->content);
+    free(x);
+}
+
 void project_name_after_run(runner *o, const char *run_id, const char *run_model)
 {
     if (!o->cfg->project_naming)
         return;
-    char project_id[40];
-    char *name = NULL;
-    bool first = false;
-    kx_err err =
-        store_project_first_run(o->db, run_id, project_id, sizeof project_id, &name, &first);
-    if (err != KX_OK || !first || name == NULL) {
-        if (err != KX_OK)
+    read_job *x = calloc(1, sizeof *x);
+    if (x == NULL)
+        return;
+    snprintf(x->run_id, sizeof x->run_id, "%s", run_id);
+    snprintf(x->model, sizeof x->model, "%s", run_model);
+    if (rdb_submit(o, run_id, &x->base, read_run, read_done) != KX_OK)
+        free(x);
+}
+
+/* The project and its first message are read: ask the model (loop). */
+static void start_naming(runner *o, read_job *x)
+{
+    const char *run_id = x->run_id;
+    if (x->err != KX_OK || !x->first || x->name == NULL) {
+        if (x->err != KX_OK)
             kx_log(KX_LOG_WARN, run_id, NULL, "naming: could not read the project: %s",
-                   kx_err_str(err));
-        free(name);
+                   kx_err_str(x->err));
         return;
     }
-    char *content = NULL;
-    err = store_first_user_message(o->db, run_id, &content);
-    json_t *msg = content ? context_message_from_row("user", content) : NULL;
-    free(content);
+    json_t *msg = x->content ? context_message_from_row("user", x->content) : NULL;
     const char *text = kx_json_str(msg, "content", NULL);
-    if (err != KX_OK || text == NULL || text[0] == '\0') {
+    if (text == NULL || text[0] == '\0') {
         json_decref(msg);
-        free(name);
         return;
     }
     char prompt[REQUEST_CHARS + 200];
@@ -159,19 +240,19 @@ void project_name_after_run(runner *o, const char *run_id, const char *run_model
     json_t *no_tools = json_array();
     if (n == NULL || msgs == NULL || no_tools == NULL) {
         free(n);
-        free(name);
         json_decref(msgs);
         json_decref(no_tools);
         return;
     }
     n->owner = o;
-    n->old_name = name;
+    n->old_name = x->name;
+    x->name = NULL;
     snprintf(n->run_id, sizeof n->run_id, "%s", run_id);
-    snprintf(n->project_id, sizeof n->project_id, "%s", project_id);
+    snprintf(n->project_id, sizeof n->project_id, "%s", x->project_id);
     n->next = g_namers;
     g_namers = n;
     llm_opts opts = {.system = NAMING_SYSTEM, .tools = no_tools, .max_tokens = NAMING_MAX_TOKENS};
-    const char *model = o->cfg->naming_model[0] ? o->cfg->naming_model : run_model;
+    const char *model = o->cfg->naming_model[0] ? o->cfg->naming_model : x->model;
     n->call = llm_call_start_opts(o->llm, model, msgs, &opts, kx_deadline_in(60000), run_id,
                                   on_content, on_done, n);
     json_decref(msgs);

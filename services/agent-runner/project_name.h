@@ -3,7 +3,8 @@
  * runner asks KX_NAMING_MODEL (default: the run's model) for a short title of the project's
  * first user message and writes it to projects.name — only if the name is still the one the
  * gateway gave it (nobody renamed the project meanwhile). Naming runs after the run's terminal
- * event, on the loop, with no tools; any failure (model down, empty title, database) is logged
+ * event, with no tools: its reads and its write on a database thread (rdb.h), the model call on
+ * the loop; any failure (model down, empty title, database) is logged
  * and changes nothing: it never fails a run. KX_PROJECT_NAMING=0 turns it off.
  *
  * Ownership: each naming request owns itself until its answer; project_name_cancel_all drops

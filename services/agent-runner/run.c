@@ -37,6 +37,9 @@ static void run_fail(run *r, const char *error);
 static void on_tool_done(void *arg, tool_outcome *o);
 static void advance_tools(run *r);
 static void continue_answer(run *r);
+static void continue_loaded(run *r, run_loaded *l);
+static void iteration_loaded(run *r, run_loaded *l);
+static void await_tools(kx_loop *loop, void *arg);
 static bool on_llm_content(void *arg, const char *delta, size_t len);
 static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *message);
 static bool run_tool_known(const run *r, const char *name);
@@ -149,6 +152,7 @@ static void run_drop(run *r, const char *why)
                    1);
     cancel_work(r);
     chunks_clear(&r->chunks);
+    run_ops_clear(r); /* nothing queued is written; a batch in flight is ignored */
     r->state = RUN_DEAD;
     runner_release(r->owner, r);
 }
@@ -170,64 +174,66 @@ static bool db_gone(kx_err err)
     return err == KX_ERR_UNAVAILABLE || err == KX_ERR_TIMEOUT;
 }
 
-/* Publishes an event; takes payload (NULL = out of memory building it: logged). */
+/* Publishes an event, after whatever of the run is still being written (run_ops.h); takes
+ * payload (NULL = out of memory building it: logged). */
 static void publish(run *r, Kx__V1__RunEventKind kind, bool terminal, char *payload)
 {
-    if (payload == NULL) {
-        rlog(r, KX_LOG_ERROR, "run: out of memory building event %llu; not published",
-             (unsigned long long)r->ev_seq);
-        return;
-    }
-    if (kind != KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_CHUNK)
+    if (payload != NULL && kind != KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_CHUNK)
         chunks_flush(&r->chunks); /* the text streamed so far goes before the next event */
-    events_publish(r->owner->events, r->id, r->epoch, r->ev_seq++, kind, terminal, payload,
-                   &r->meta);
-    free(payload);
+    run_ops_publish(r, (int)kind, terminal, payload);
 }
 
-/* Inserts a messages row (fenced by the epoch) and, if publish_it, publishes it as a MESSAGE
- * event. Takes content and metadata. */
+/* Queues a messages row (fenced by the epoch; written by the next batch, run_ops.h) and, if
+ * publish_it, its MESSAGE event once it is committed. Takes content and metadata. id_out (may
+ * be NULL) gets the row's id at once. false: out of memory, and the run was failed. */
 static bool save_row(run *r, const char *type, bool is_llm, json_t *content, json_t *metadata,
-                     bool publish_it, store_row *row_out)
+                     bool publish_it, char id_out[40])
 {
-    store_row row;
-    char *c = content ? kx_json_dumps_compact(content) : NULL;
-    char *m = metadata ? kx_json_dumps_compact(metadata) : NULL;
-    kx_err err = KX_ERR_NOMEM;
-    if (c != NULL && m != NULL)
-        err = store_insert_message(r->owner->db, r->id, r->epoch, type, is_llm, c, m, &row);
-    free(c);
-    free(m);
-    if (err == KX_OK) {
-        if (publish_it)
-            publish(r, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false,
-                    events_row_json(row.message_id, r->thread_id, type, is_llm, content, metadata,
-                                    row.created_at, row.updated_at));
-        if (row_out != NULL)
-            *row_out = row;
-    }
-    json_decref(content);
-    json_decref(metadata);
-    if (err == KX_OK)
+    json_t *ev_content = publish_it ? json_incref(content) : NULL;
+    json_t *ev_metadata = publish_it ? json_incref(metadata) : NULL;
+    if (content != NULL && metadata != NULL &&
+        run_ops_insert(r, type, is_llm, content, metadata, ev_content, ev_metadata, false, id_out))
         return true;
-    if (err == KX_ERR_CONFLICT) {
-        run_drop(r,
-                 "fenced: a message insert found the run no longer running with our "
-                 "epoch (stopped, reaped or claimed again)");
-        return false;
+    if (content == NULL || metadata == NULL) {
+        json_decref(content);
+        json_decref(metadata);
+        json_decref(ev_content);
+        json_decref(ev_metadata);
     }
-    if (err == KX_ERR_UNAVAILABLE)
-        atomic_store(&r->owner->db_ok, false);
-    char why[300];
-    snprintf(why, sizeof why, "internal error: could not save a %s message: %s", type,
-             kx_err_str(err));
-    if (db_gone(err))
-        run_park(r, why);
-    else if (r->failing)
+    char why[200];
+    snprintf(why, sizeof why, "internal error: out of memory saving a %s message", type);
+    if (r->failing)
         run_drop(r, why);
     else
         run_fail(r, why);
     return false;
+}
+
+/* A batch of the run's database work failed (run_ops.c): fenced -> dropped; Postgres gone ->
+ * parked (handed back once it answers); otherwise the run fails (or, already failing or
+ * ending, is dropped). */
+void run_db_failed(run *r, kx_err err, bool at_finish, bool at_handback, const char *why)
+{
+    if (r->state == RUN_DEAD)
+        return;
+    if (at_handback) {
+        rlog(r, KX_LOG_WARN, "run: could not hand the run back (%s); the reaper will",
+             kx_err_str(err));
+        run_handed_back(r, NULL);
+        return;
+    }
+    if (err == KX_ERR_CONFLICT && !at_finish) {
+        run_drop(r,
+                 "fenced: a message insert found the run no longer running with our "
+                 "epoch (stopped, reaped or claimed again)");
+        return;
+    }
+    if (db_gone(err))
+        run_park(r, why);
+    else if (r->failing || at_finish)
+        run_drop(r, why);
+    else
+        run_fail(r, why);
 }
 
 static json_t *turn_metadata(run *r)
@@ -248,24 +254,17 @@ static bool save_simple_status(run *r, const char *status_type)
     return save_status(r, json_pack("{s:s}", "status_type", status_type));
 }
 
-/* The end: a fenced compare-and-set, then (only if we won it) the terminal event. */
+/* The end: a fenced compare-and-set (queued behind the run's rows), then (only if we won it)
+ * the terminal event: run_finished. */
 static void run_finish(run *r, const char *status, const char *error)
 {
     r->state = RUN_FINISHING;
-    bool won = false;
-    kx_err err = store_finish_run(r->owner->db, r->id, r->epoch, status, error, &won);
-    if (err != KX_OK) {
-        char why[200];
-        snprintf(why, sizeof why,
-                 "could not record the end of the run (%s); handed back once "
-                 "Postgres answers",
-                 kx_err_str(err));
-        if (db_gone(err))
-            run_park(r, why);
-        else
-            run_drop(r, why);
-        return;
-    }
+    cancel_work(r);
+    run_ops_finish(r, status, error);
+}
+
+void run_finished(run *r, const char *status, const char *error, bool won)
+{
     if (!won) {
         run_drop(r, "fenced at finish: the run was stopped or reaped meanwhile");
         return;
@@ -322,11 +321,7 @@ static bool save_assistant(run *r)
                                 r->text ? r->text : "", "tool_calls", tool_calls_or_null(r));
     json_t *metadata =
         json_pack("{s:s, s:s}", "stream_status", "complete", "thread_run_id", r->thread_run_id);
-    store_row row;
-    if (!save_row(r, "assistant", true, content, metadata, true, &row))
-        return false;
-    snprintf(r->assistant_message_id, sizeof r->assistant_message_id, "%s", row.message_id);
-    return true;
+    return save_row(r, "assistant", true, content, metadata, true, r->assistant_message_id);
 }
 
 /* assistant_response_end: saved, not streamed. */
@@ -552,19 +547,20 @@ static bool record_call(run *r, run_call *c)
     }
     bool success = o->success;
     tool_outcome_clear(o);
-    json_t *event_metadata = json_incref(metadata);
-    store_row row;
     if (te == NULL || content == NULL || metadata == NULL) {
         json_decref(te);
         json_decref(content);
         json_decref(metadata);
-        json_decref(event_metadata);
         run_fail(r, "internal error: out of memory recording a tool result");
         return false;
     }
-    if (!save_row(r, "tool", true, content, metadata, false, &row)) {
-        json_decref(te);
-        json_decref(event_metadata);
+    /* the tool row; its event (content = {"tool_execution": ...}, as the frontend wants it)
+     * goes out after the status row's */
+    char tool_row_id[40];
+    json_t *event_metadata = json_incref(metadata);
+    if (!run_ops_insert(r, "tool", true, content, metadata, te, event_metadata, true,
+                        tool_row_id)) {
+        run_fail(r, "internal error: out of memory recording a tool result");
         return false;
     }
     bool terminating = agent_config_is_terminating(c->name);
@@ -572,22 +568,13 @@ static bool record_call(run *r, run_call *c)
     snprintf(msg, sizeof msg, success ? "Tool %s completed successfully" : "Tool %s failed",
              c->name);
     json_t *smeta = turn_metadata(r);
-    json_object_set_new(smeta, "linked_tool_result_message_id", json_string(row.message_id));
+    json_object_set_new(smeta, "linked_tool_result_message_id", json_string(tool_row_id));
     if (terminating) /* a string, as Kortix */
         json_object_set_new(smeta, "agent_should_terminate", json_string("true"));
     if (!save_row(r, "status", false,
                   tool_status(c, success ? "tool_completed" : "tool_failed", msg), smeta, true,
-                  NULL)) {
-        json_decref(te);
-        json_decref(event_metadata);
+                  NULL))
         return false;
-    }
-    /* the tool row as the frontend wants it: content = {"tool_execution": ...} */
-    publish(r, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false,
-            events_row_json(row.message_id, r->thread_id, "tool", true, te, event_metadata,
-                            row.created_at, row.updated_at));
-    json_decref(te);
-    json_decref(event_metadata);
     if (terminating)
         r->terminate = true;
     return true;
@@ -926,21 +913,19 @@ static bool run_tool_known(const run *r, const char *name)
     return agent_config_family(name) != NULL;
 }
 
-/* The run's agent, model, strategy, tools and system prompt (first iteration only). */
-static bool ensure_agent(run *r)
+/* The run's agent, model, strategy, tools and system prompt, from the agent the first load
+ * read (taken from l). */
+static bool apply_agent(run *r, run_loaded *l)
 {
     if (r->agent_loaded)
         return true;
     runner *o = r->owner;
     if (!r->agent_read) {
-        char why[400];
-        kx_err err = agent_config_load(o->db, r->id, &r->agent, why, sizeof why);
-        if (err != KX_OK) {
-            if (err == KX_ERR_UNAVAILABLE)
-                atomic_store(&o->db_ok, false);
-            run_fail(r, why);
-            return false;
-        }
+        if (!l->agent_loaded)
+            return true;
+        agent_config_clear(&r->agent);
+        r->agent = l->agent; /* ours now */
+        l->agent_loaded = false;
         r->agent_read = true;
         r->tools_wait_until = kx_mono_ms() + TOOL_SCHEMAS_MCP_WAIT_MS;
     }
@@ -948,7 +933,7 @@ static bool ensure_agent(run *r)
     json_t *tools = run_tool_schemas(r, &ready);
     if (!ready && kx_mono_ms() < r->tools_wait_until) { /* its MCP servers are being listed */
         json_decref(tools);
-        r->step_timer = kx_loop_timer(o->loop, 50, begin_iteration, r);
+        r->step_timer = kx_loop_timer(o->loop, 50, await_tools, r);
         if (r->step_timer == NULL)
             run_fail(r, "internal error: out of memory scheduling the next step");
         return false;
@@ -1075,20 +1060,6 @@ static void start_llm_with_image(run *r, json_t *msgs)
     }
 }
 
-static bool load_thread(run *r, json_t **msgs, char *last_type, size_t last_len)
-{
-    kx_err err = context_load(r->owner->db, r->thread_id, msgs, last_type, last_len);
-    if (err == KX_OK)
-        return true;
-    if (err == KX_ERR_UNAVAILABLE)
-        atomic_store(&r->owner->db_ok, false);
-    char why[200];
-    snprintf(why, sizeof why, "internal error: could not load the thread's messages: %s",
-             kx_err_str(err));
-    run_fail(r, why);
-    return false;
-}
-
 /* finish "length": the answer so far is kept and the model asked to go on (Kortix's
  * auto-continue, up to KX_MAX_AUTO_CONTINUES); nothing is saved until the answer ends. */
 static void continue_answer(run *r)
@@ -1107,10 +1078,14 @@ static void continue_answer(run *r)
     r->auto_continues++;
     rlog(r, KX_LOG_DEBUG, "run: answer cut at the length limit; continuing (%lld of %lld)",
          (long long)r->auto_continues, (long long)r->owner->cfg->max_auto_continues);
-    json_t *msgs = NULL;
-    char last_type[32];
-    if (!load_thread(r, &msgs, last_type, sizeof last_type))
-        return;
+    run_ops_load(r, false, continue_loaded);
+}
+
+/* continue_answer's read of the thread is back. */
+static void continue_loaded(run *r, run_loaded *l)
+{
+    json_t *msgs = l->msgs;
+    l->msgs = NULL;
     start_llm(r, msgs);
 }
 
@@ -1119,20 +1094,42 @@ static void begin_iteration(kx_loop *loop, void *arg)
     (void)loop;
     run *r = arg;
     r->step_timer = NULL; /* the loop freed it */
-    runner *o = r->owner;
     clear_turn(r);
     r->state = RUN_LOADING;
     if (r->wall_deadline != KX_NO_DEADLINE && kx_deadline_expired(r->wall_deadline)) {
         run_fail(r, "the run exceeded its wall time");
         return;
     }
-    if (!ensure_agent(r))
+    /* behind the rows of the last turn, in the same batch: the read sees them */
+    run_ops_load(r, !r->agent_read, iteration_loaded);
+}
+
+/* The agent's MCP tools are awaited (apply_agent): once the runner's cache has them, or the
+ * wait is over, the iteration starts again (its thread read afresh; the agent is kept). */
+static void await_tools(kx_loop *loop, void *arg)
+{
+    run *r = arg;
+    r->step_timer = NULL; /* the loop freed it */
+    bool ready = true;
+    json_decref(run_tool_schemas(r, &ready));
+    if (!ready && kx_mono_ms() < r->tools_wait_until) {
+        r->step_timer = kx_loop_timer(r->owner->loop, 50, await_tools, r);
+        if (r->step_timer == NULL)
+            run_fail(r, "internal error: out of memory scheduling the next step");
         return;
-    json_t *msgs = NULL;
-    char last_type[32];
-    if (!load_thread(r, &msgs, last_type, sizeof last_type))
+    }
+    begin_iteration(loop, r);
+}
+
+/* begin_iteration's read of the agent (first iteration) and of the thread is back. */
+static void iteration_loaded(run *r, run_loaded *l)
+{
+    runner *o = r->owner;
+    if (!apply_agent(r, l))
         return;
-    if (strcmp(last_type, "assistant") == 0) { /* the model answered without a tool call */
+    json_t *msgs = l->msgs;
+    l->msgs = NULL;
+    if (strcmp(l->last_type, "assistant") == 0) { /* the model answered without a tool call */
         json_decref(msgs);
         run_finish(r, "completed", NULL);
         return;
@@ -1200,6 +1197,11 @@ void run_stop(run *r, const char *reason)
 {
     if (r->state == RUN_DEAD)
         return;
+    if (r->ops.finishing) { /* the fenced finish decides: won, we publish the end; lost, dropped */
+        rlog(r, KX_LOG_INFO, "run: STOP (%s) while the end is being written",
+             reason && reason[0] ? reason : "no reason");
+        return;
+    }
     char why[300];
     snprintf(why, sizeof why, "STOP received (%s)", reason && reason[0] ? reason : "no reason");
     run_drop(r, why);
@@ -1209,13 +1211,26 @@ void run_handback(run *r, const char *why)
 {
     if (r->state == RUN_DEAD)
         return;
-    cancel_work(r);
-    kx_err err = store_handback_run(r->owner->db, r->id, r->epoch, why);
-    if (err != KX_OK)
-        rlog(r, KX_LOG_WARN, "run: could not hand the run back (%s); the reaper will",
-             kx_err_str(err));
-    else
+    if (!r->ops.finishing && !r->ops.handing_back) {
+        cancel_work(r);
+        chunks_clear(&r->chunks);
+        r->state = RUN_FINISHING;
+        run_ops_handback(r, why); /* behind the rows still queued: they are kept */
+    }
+    if (r->state != RUN_DEAD && r->owner->loop_over) {
+        /* shutdown: nothing will read the answers; send what is queued and let go */
+        run_ops_send_now(r);
+        run_handed_back(r, why);
+    }
+}
+
+void run_handed_back(run *r, const char *why)
+{
+    if (r->state == RUN_DEAD)
+        return;
+    if (why != NULL)
         rlog(r, KX_LOG_INFO, "run: handed back to the queue: %s", why);
+    cancel_work(r);
     chunks_clear(&r->chunks);
     r->state = RUN_DEAD;
     runner_release(r->owner, r);
@@ -1227,6 +1242,7 @@ void run_free(run *r)
         return;
     cancel_work(r);
     chunks_clear(&r->chunks);
+    run_ops_clear(r);
     clear_turn(r);
     agent_config_clear(&r->agent);
     free(r->system);

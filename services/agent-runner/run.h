@@ -25,6 +25,7 @@
 #include "kx/bus.h"
 #include "kx/time.h"
 #include "llm.h"
+#include "run_ops.h"
 #include "runner.h"
 #include "store.h"
 #include "tools.h"
@@ -110,6 +111,7 @@ struct run {
     bool sequential;
     int64_t max_xml_calls;
     chunks chunks; /* the text deltas not yet published (run_chunks.c) */
+    run_ops ops;   /* database work queued or in flight (run_ops.h) */
 
     /* the agent's MCP tools (tool_schemas.h) */
     json_t *mcp_routes;       /* name -> route; NULL: none */
@@ -131,9 +133,18 @@ kx_err run_start(runner *owner, const char *run_id, const store_claim *claim,
  * further writes or events. */
 void run_stop(run *r, const char *reason);
 
-/* Drain with the run still going: cancels its work and hands it back to the queue (fenced):
- * another runner continues the thread; nothing more is written or published. */
+/* Drain with the run still going: cancels its work and hands it back to the queue (fenced,
+ * behind the rows it already queued): another runner continues the thread; nothing more is
+ * written or published. The run is released when the hand-back is back (or at once after the
+ * loop stopped). */
 void run_handback(run *r, const char *why);
+
+/* For run_ops.c: a batch failed (err; at the finish or at the hand-back, why says what),
+ * the fenced finish came back (won: it ended the run), the hand-back came back (why NULL: it
+ * failed, already logged). */
+void run_db_failed(run *r, kx_err err, bool at_finish, bool at_handback, const char *why);
+void run_finished(run *r, const char *status, const char *error, bool won);
+void run_handed_back(run *r, const char *why);
 
 /* Frees a released run (runner only). */
 void run_free(run *r);

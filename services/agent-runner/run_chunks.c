@@ -16,9 +16,8 @@ static void emit(void *arg, const char *text, size_t len)
                (unsigned long long)r->ev_seq);
         return;
     }
-    events_publish(r->owner->events, r->id, r->epoch, r->ev_seq++,
-                   KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_CHUNK, false, payload, &r->meta);
-    free(payload);
+    /* after the rows still being written (run_ops.h): the stream keeps its order */
+    run_ops_publish(r, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_CHUNK, false, payload);
 }
 
 static bool busy(void *arg)

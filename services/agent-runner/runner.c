@@ -10,6 +10,7 @@
 
 #include "kx/log.h"
 #include "kx/metrics.h"
+#include "rdb.h"
 #include "run.h"
 #include "store.h"
 
@@ -23,7 +24,7 @@ static size_t hash_id(const char *s, size_t nbuckets)
     return h & (nbuckets - 1);
 }
 
-kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *curlm, runner **out)
+kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_curlm *curlm, runner **out)
 {
     *out = NULL;
     runner *r = calloc(1, sizeof *r);
@@ -33,7 +34,6 @@ kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *cu
     r->svc = svc;
     r->loop = svc->loop;
     r->bus = svc->bus;
-    r->db = db;
     r->curlm = curlm;
     r->instance_id = svc->instance_id;
     atomic_init(&r->held, 0);
@@ -47,7 +47,9 @@ kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *cu
         free(r);
         return KX_ERR_NOMEM;
     }
-    kx_err err = kx_bus_async_new(r->bus, r->loop, &r->async);
+    kx_err err = rdb_open(r);
+    if (err == KX_OK)
+        err = kx_bus_async_new(r->bus, r->loop, &r->async);
     if (err == KX_OK)
         tool_schemas_init(r->async); /* the model's tools come from the executor */
     if (err == KX_OK)
@@ -183,26 +185,20 @@ struct runner_parked {
 #define PARKED_RETRY_MS 500
 #define PARKED_WHY "handed back: Postgres was unreachable while the run went on"
 
+/* Every parked run gets a hand-back job; one round at a time (a job that finds Postgres still
+ * unreachable parks its run again). */
 static void retry_parked(kx_loop *loop, void *arg)
 {
     runner *r = arg;
     r->parked_timer = NULL;
-    size_t keep = 0;
-    for (size_t i = 0; i < r->nparked; i++) {
-        struct runner_parked *p = &r->parked[i];
-        kx_err err = store_handback_run(r->db, p->id, p->epoch, PARKED_WHY);
-        if (err == KX_ERR_UNAVAILABLE || err == KX_ERR_TIMEOUT) {
-            r->parked[keep++] = *p; /* still unreachable: the rest would wait as well */
-            for (size_t j = i + 1; j < r->nparked; j++)
-                r->parked[keep++] = r->parked[j];
-            break;
-        }
-        kx_log(err == KX_OK ? KX_LOG_INFO : KX_LOG_WARN, p->id, NULL,
-               "runner: parked run %s handed back (%s)", p->id, kx_err_str(err));
-    }
-    r->nparked = keep;
-    if (r->nparked > 0)
+    if (r->parked_inflight > 0) { /* the last round is not over */
         r->parked_timer = kx_loop_timer(r->loop, PARKED_RETRY_MS, retry_parked, r);
+        return;
+    }
+    size_t n = r->nparked;
+    r->nparked = 0;
+    for (size_t i = 0; i < n; i++)
+        rdb_handback(r, r->parked[i].id, r->parked[i].epoch, PARKED_WHY);
 }
 
 void runner_handback_later(runner *r, const char *run_id, int64_t epoch)
@@ -231,11 +227,13 @@ void runner_shutdown(runner *r, const char *why)
 {
     kx_timer_cancel(r->drain_timer);
     r->drain_timer = NULL;
-    if (r->nheld == 0)
-        return;
-    kx_warn("runner: exiting with %zu run(s) still held; handing them back", r->nheld);
-    r->draining = false; /* the loop is over: nothing left to signal */
-    runner_each(r, handback_one, (void *)why);
+    r->loop_over = true;
+    if (r->nheld > 0) {
+        kx_warn("runner: exiting with %zu run(s) still held; handing them back", r->nheld);
+        r->draining = false; /* the loop is over: nothing left to signal */
+        runner_each(r, handback_one, (void *)why);
+    }
+    rdb_flush(r, 3000); /* what is queued (writes, hand-backs) reaches Postgres */
 }
 
 static void free_one(run *x, void *arg)
@@ -248,7 +246,9 @@ void runner_free(runner *r)
     if (r == NULL)
         return;
     if (r->buckets != NULL)
-        runner_each(r, free_one, NULL);
+        runner_each(r, free_one, NULL); /* detaches their batches in flight (run_ops_clear) */
+    bury(r->loop, r);
+    rdb_close(r); /* completions still to come only release what they hold */
     kx_timer_cancel(r->bury_timer);
     r->bury_timer = NULL;
     kx_timer_cancel(r->parked_timer);
@@ -257,7 +257,6 @@ void runner_free(runner *r)
                 "takes them once this runner's lease expires",
                 r->nparked);
     free(r->parked);
-    bury(r->loop, r);
     free(r->buckets);
     llm_client_free(r->llm);
     publisher_free(r->events, 2000);

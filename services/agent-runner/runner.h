@@ -1,9 +1,10 @@
 /* runner.h — the agent-runner instance: everything its runs share (configuration, the loop,
- * the bus, the database connection, the curl multi, the LLM client, the async-request context)
+ * the bus, the database threads, the curl multi, the LLM client, the async-request context)
  * and the table of the runs it holds, by run id.
  *
  * Threads: the loop thread owns the runner and every run. The dispatch fetcher thread only
- * reads runner_free_slots() and adjusts `reserved` (atomics). */
+ * reads runner_free_slots() and adjusts `reserved` (atomics); the heartbeat thread reads
+ * `held`; the database threads (rdb.h) touch only the jobs given to them. */
 #ifndef RUNNER_RUNNER_H
 #define RUNNER_RUNNER_H
 
@@ -26,7 +27,12 @@ typedef struct runner {
     kx_svc *svc;              /* borrowed: loop, bus, instance id, drain */
     kx_loop *loop;
     kx_bus *bus;
-    kx_db *db;               /* borrowed; loop thread only */
+    struct kx_db_worker **dbw; /* owned: Postgres connections, a thread each (rdb.h) */
+    size_t ndbw;
+    struct rdb_job *jobs;    /* database jobs in flight (rdb.c orphans them at runner_free) */
+    bool probing;            /* a /readyz probe is in flight */
+    size_t parked_inflight;  /* hand-backs in flight (rdb_handback) */
+    bool loop_over;          /* the loop stopped: nothing waits for completions any more */
     kx_curlm *curlm;         /* borrowed */
     kx_bus_async *async;     /* owned: tool-call requests */
     llm_client *llm;         /* owned */
@@ -50,7 +56,8 @@ typedef struct runner {
     bool draining;
 } runner;
 
-kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_db *db, kx_curlm *curlm, runner **out);
+/* Also starts the database threads (rdb.h). */
+kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_curlm *curlm, runner **out);
 /* Frees the runner and any run it still holds, without writes (see runner_shutdown). Call
  * after the loop stopped, before the loop is freed. */
 void runner_free(runner *r);
@@ -79,8 +86,9 @@ typedef void (*runner_each_fn)(run *run, void *arg);
 /* Calls fn for every held run; fn may release the run it gets. */
 void runner_each(runner *r, runner_each_fn fn, void *arg);
 
-/* On exit with runs still held: hands each of them back to the queue (fenced) with the
- * reason, so they do not wait for the reaper. Loop thread (or after the loop stopped). */
+/* On exit, after the loop stopped: hands each run still held back to the queue (fenced) with
+ * the reason, so they do not wait for the reaper, and waits (bounded) for the database threads
+ * to write what was queued. */
 void runner_shutdown(runner *r, const char *why);
 
 #endif

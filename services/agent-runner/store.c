@@ -153,14 +153,13 @@ kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t
     return KX_OK;
 }
 
-kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const char *type,
-                            bool is_llm, const char *content_json, const char *metadata_json,
-                            store_row *out)
+kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const char *message_id,
+                            const char *type, bool is_llm, const char *content_json,
+                            const char *metadata_json, store_row *out)
 {
     memset(out, 0, sizeof *out);
-    char ep[24], message_id[KX_UUID_LEN + 1];
+    char ep[24];
     snprintf(ep, sizeof ep, "%" PRId64, epoch);
-    kx_uuid_new(message_id);
     const char *params[] = {run_id,       ep,
                             type,         is_llm ? "true" : "false",
                             content_json, metadata_json,

@@ -5,9 +5,9 @@
  * claimed again) and the caller must drop the run without writing or publishing anything more.
  *
  * Every write is idempotent (docs/architecture.md, "Run core"), so kx_db may retry it after a
- * lost connection. Loop thread only: the runner has one kx_db, used by the loop thread. Statements are short
- * (bounded by KX_DB_STATEMENT_TIMEOUT_MS); blocking on them is the runner's one known
- * compromise with its "never block the loop" rule (see README.md). */
+ * lost connection, and a batch of them may be run again whole (run_ops.c). These functions
+ * block on libpq: they are called only on the runner's database threads (rdb.h), each with the
+ * kx_db its thread owns — never on the loop thread. */
 #ifndef RUNNER_STORE_H
 #define RUNNER_STORE_H
 
@@ -44,12 +44,13 @@ typedef struct store_row {
     char updated_at[48];
 } store_row;
 
-/* Fenced insert (locks the run row it checks; a fresh message id each call, so a retry after
- * a lost answer writes nothing twice). content_json/metadata_json are JSON texts.
+/* Fenced insert (locks the run row it checks until the transaction ends). message_id is the
+ * caller's fresh uuid for this row: a retry after a lost answer writes nothing twice and
+ * returns the row the first try wrote. content_json/metadata_json are JSON texts.
  * KX_ERR_CONFLICT when fenced. */
-kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const char *type,
-                            bool is_llm, const char *content_json, const char *metadata_json,
-                            store_row *out);
+kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const char *message_id,
+                            const char *type, bool is_llm, const char *content_json,
+                            const char *metadata_json, store_row *out);
 
 /* Fenced finish: status "completed" or "failed", error NULL or the reason. *won is true when
  * this call ended the run (and so must publish the terminal event). */

@@ -1,7 +1,8 @@
 /* test_db_worker.c — kx/db_worker against a real PostgreSQL: jobs run in FIFO order on the
  * worker thread while the loop keeps running (a pg_sleep job does not hold up a timer),
- * completions come on the loop thread, the queue is bounded, and shutdown fails the jobs that
- * never ran (done called once each, with KX_ERR_UNAVAILABLE). */
+ * completions come on the loop thread, the queue is bounded, shutdown fails the jobs that
+ * never ran (done called once each, with KX_ERR_UNAVAILABLE), and kx_db_worker_flush waits
+ * (bounded) for the queue to run. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -176,11 +177,48 @@ static void test_bounded_queue_and_shutdown(void **state)
     assert_string_equal(jobs[0].got, "job-0");
 }
 
+/* kx_db_worker_flush: a short timeout while a job sleeps says "busy"; a long one returns once
+ * every queued job ran (their completions are posted, not yet run: the loop does not run). */
+static void test_flush_waits_for_the_queue(void **state)
+{
+    (void)state;
+    g_loop = kx_loop_new();
+    kx_db_worker *w = NULL;
+    assert_int_equal(kx_db_worker_new(g_pg.url, STMTS, g_loop, 8, &w), KX_OK);
+    tjob jobs[3];
+    memset(jobs, 0, sizeof jobs);
+    g_norder = 0;
+    g_expected = 100;
+    for (int i = 0; i < 3; i++) {
+        jobs[i].id = i;
+        jobs[i].sleep_ms = 200;
+        assert_int_equal(kx_db_worker_submit(w, job_run, job_done, &jobs[i]), KX_OK);
+    }
+    assert_false(kx_db_worker_flush(w, 50)); /* 600 ms of work queued */
+    int64_t t0 = kx_mono_ms();
+    assert_true(kx_db_worker_flush(w, 30000));
+    assert_true(kx_mono_ms() - t0 >= 300); /* it waited for the rest */
+    assert_int_equal(kx_db_worker_queued(w), 0);
+    for (int i = 0; i < 3; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "job-%d", i);
+        assert_string_equal(jobs[i].got, want);  /* every job ran */
+        assert_int_equal(jobs[i].done_calls, 0); /* completions wait on the loop */
+    }
+    assert_true(kx_db_worker_flush(w, 0)); /* idle: at once */
+    kx_db_worker_free(w);
+    kx_loop_free(g_loop); /* disposes of the completions: done once each */
+    g_loop = NULL;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(jobs[i].done_calls, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fifo_on_the_loop_without_blocking_it),
         cmocka_unit_test(test_bounded_queue_and_shutdown),
+        cmocka_unit_test(test_flush_waits_for_the_queue),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -238,7 +238,10 @@ static void test_message_fence_after_reap_refuses(void **state)
               "WHERE id=$1::uuid",
               1, rp));
     store_row row;
-    assert_int_equal(store_insert_message(db, run, c.epoch, "status", false, "{}", "{}", &row),
+    char mid[KX_UUID_LEN + 1];
+    kx_uuid_new(mid);
+    assert_int_equal(store_insert_message(db, run, c.epoch, mid, "status", false, "{}", "{}",
+                                          &row),
                      KX_ERR_CONFLICT);
     assert_int_equal(count1("SELECT count(*) FROM messages WHERE agent_run_id=$1::uuid", run), 0);
     kx_db_close(db);
@@ -282,7 +285,9 @@ static void test_insert_answer_lost_writes_once(void **state)
     int cuts = kx_th_pgproxy_cuts(g_proxy);
     kx_th_pgproxy_arm(g_proxy, "runner_insert_message");
     store_row row;
-    assert_int_equal(store_insert_message(db, run, c.epoch, "assistant", true,
+    char mid[KX_UUID_LEN + 1];
+    kx_uuid_new(mid);
+    assert_int_equal(store_insert_message(db, run, c.epoch, mid, "assistant", true,
                                           "{\"role\": \"assistant\", \"content\": \"hi\"}", "{}",
                                           &row),
                      KX_OK);

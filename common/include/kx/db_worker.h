@@ -16,7 +16,9 @@
 #ifndef KX_DB_WORKER_H
 #define KX_DB_WORKER_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kx/db.h"
 #include "kx/err.h"
@@ -34,6 +36,11 @@ kx_err kx_db_worker_new(const char *conninfo, const kx_db_stmt *stmts, kx_loop *
 kx_err kx_db_worker_submit(kx_db_worker *w, kx_db_job_run run, kx_db_job_done done, void *arg);
 /* Jobs waiting (not counting the one running). */
 size_t kx_db_worker_queued(kx_db_worker *w);
+/* Waits until no job is queued or running, at most timeout_ms; true when idle. For a service
+ * that ends: its last jobs (a hand-back) reach Postgres before kx_db_worker_free fails the rest.
+ * Their completions are posted as usual (to a loop that may not run any more). Not on the loop
+ * thread of a running loop. */
+bool kx_db_worker_flush(kx_db_worker *w, int64_t timeout_ms);
 void kx_db_worker_free(kx_db_worker *w); /* NULL is a no-op */
 
 #endif

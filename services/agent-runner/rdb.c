@@ -1,0 +1,214 @@
+/* rdb.c — the runner's database threads and its small stand-alone jobs (see rdb.h). */
+#include "rdb.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kx/db_worker.h"
+#include "kx/log.h"
+#include "store.h"
+
+static size_t key_hash(const char *s)
+{
+    size_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; s != NULL && *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+kx_err rdb_open(runner *r)
+{
+    size_t n = r->cfg->db_conns > 0 ? (size_t)r->cfg->db_conns : 1;
+    r->dbw = calloc(n, sizeof *r->dbw);
+    if (r->dbw == NULL)
+        return KX_ERR_NOMEM;
+    size_t max_queue = (size_t)r->cfg->capacity * 2 + 64;
+    for (size_t i = 0; i < n; i++) {
+        kx_err err = kx_db_worker_new(r->cfg->database_url, store_statements(), r->loop, max_queue,
+                                      &r->dbw[i]);
+        if (err != KX_OK)
+            return err;
+        r->ndbw++;
+    }
+    return KX_OK;
+}
+
+static void job_done(void *arg, kx_err err)
+{
+    rdb_job *j = arg;
+    bool live = !j->orphan && err == KX_OK;
+    if (!j->orphan) { /* unlink: the runner still lives */
+        runner *r = j->owner;
+        if (j->prev != NULL)
+            j->prev->next = j->next;
+        else
+            r->jobs = j->next;
+        if (j->next != NULL)
+            j->next->prev = j->prev;
+    }
+    j->done(j, live);
+}
+
+static void job_run(kx_db *db, void *arg)
+{
+    rdb_job *j = arg;
+    j->run(db, j);
+}
+
+kx_err rdb_submit(runner *r, const char *key, rdb_job *j, rdb_run_fn run, rdb_done_fn done)
+{
+    if (r->ndbw == 0)
+        return KX_ERR_UNAVAILABLE;
+    j->owner = r;
+    j->run = run;
+    j->done = done;
+    j->orphan = false;
+    j->prev = NULL;
+    j->next = r->jobs;
+    kx_err err = kx_db_worker_submit(r->dbw[key_hash(key) % r->ndbw], job_run, job_done, j);
+    if (err != KX_OK)
+        return err == KX_ERR_NOMEM ? err : KX_ERR_UNAVAILABLE;
+    if (r->jobs != NULL)
+        r->jobs->prev = j;
+    r->jobs = j;
+    return KX_OK;
+}
+
+void rdb_flush(runner *r, int64_t timeout_ms)
+{
+    int64_t until = kx_mono_ms() + timeout_ms;
+    for (size_t i = 0; i < r->ndbw; i++) {
+        int64_t left = until - kx_mono_ms();
+        if (!kx_db_worker_flush(r->dbw[i], left > 0 ? left : 0))
+            kx_warn("db: connection %zu still busy after %lld ms at exit", i,
+                    (long long)timeout_ms);
+    }
+}
+
+void rdb_close(runner *r)
+{
+    for (rdb_job *j = r->jobs; j != NULL; j = j->next)
+        j->orphan = true; /* their completions may still come (kx_loop_free): release only */
+    r->jobs = NULL;
+    for (size_t i = 0; i < r->ndbw; i++)
+        kx_db_worker_free(r->dbw[i]);
+    free(r->dbw);
+    r->dbw = NULL;
+    r->ndbw = 0;
+}
+
+/* ---- /readyz ------------------------------------------------------------------------------ */
+
+typedef struct probe_job {
+    rdb_job base;
+    bool ok;
+} probe_job;
+
+static void probe_run(kx_db *db, rdb_job *j)
+{
+    ((probe_job *)j)->ok = kx_db_ok(db);
+}
+
+static void probe_done(rdb_job *j, bool live)
+{
+    probe_job *p = (probe_job *)j;
+    if (live) {
+        atomic_store(&j->owner->db_ok, p->ok);
+        j->owner->probing = false;
+    }
+    free(p);
+}
+
+void rdb_probe(runner *r)
+{
+    if (r->probing)
+        return;
+    probe_job *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return;
+    if (rdb_submit(r, "probe", &p->base, probe_run, probe_done) != KX_OK) {
+        free(p);
+        return;
+    }
+    r->probing = true;
+}
+
+/* ---- fenced ends of runs the runner no longer holds ---------------------------------------- */
+
+typedef struct end_job {
+    rdb_job base;
+    bool handback; /* else: finish failed */
+    char run_id[40];
+    int64_t epoch;
+    char why[300];
+    kx_err err;
+    bool won;
+} end_job;
+
+static void end_run(kx_db *db, rdb_job *j)
+{
+    end_job *e = (end_job *)j;
+    if (e->handback)
+        e->err = store_handback_run(db, e->run_id, e->epoch, e->why);
+    else
+        e->err = store_finish_run(db, e->run_id, e->epoch, "failed", e->why, &e->won);
+}
+
+static void end_done(rdb_job *j, bool live)
+{
+    end_job *e = (end_job *)j;
+    if (live) {
+        runner *r = j->owner;
+        if (e->handback)
+            r->parked_inflight--;
+        bool gone = e->err == KX_ERR_UNAVAILABLE || e->err == KX_ERR_TIMEOUT;
+        if (gone)
+            atomic_store(&r->db_ok, false);
+        if (e->handback && gone) {
+            runner_handback_later(r, e->run_id, e->epoch);
+        } else if (e->handback) {
+            kx_log(e->err == KX_OK ? KX_LOG_INFO : KX_LOG_WARN, e->run_id, NULL,
+                   "runner: run handed back to the queue (%s): %s", kx_err_str(e->err), e->why);
+        } else if (e->err == KX_OK && e->won) {
+            kx_log(KX_LOG_ERROR, e->run_id, NULL, "dispatch: %s", e->why);
+        }
+    }
+    free(e);
+}
+
+static void submit_end(runner *r, bool handback, const char *run_id, int64_t epoch,
+                       const char *why)
+{
+    end_job *e = calloc(1, sizeof *e);
+    if (e == NULL) {
+        kx_log(KX_LOG_ERROR, run_id, NULL, "runner: out of memory ending run %s; the reaper will",
+               run_id);
+        return;
+    }
+    e->handback = handback;
+    snprintf(e->run_id, sizeof e->run_id, "%s", run_id);
+    e->epoch = epoch;
+    snprintf(e->why, sizeof e->why, "%s", why);
+    if (rdb_submit(r, run_id, &e->base, end_run, end_done) != KX_OK) {
+        kx_log(KX_LOG_WARN, run_id, NULL,
+               "runner: could not queue the end of run %s (shutting down); the reaper will",
+               run_id);
+        free(e);
+        return;
+    }
+    if (handback)
+        r->parked_inflight++;
+}
+
+void rdb_handback(runner *r, const char *run_id, int64_t epoch, const char *why)
+{
+    submit_end(r, true, run_id, epoch, why);
+}
+
+void rdb_fail_run(runner *r, const char *run_id, int64_t epoch, const char *why)
+{
+    submit_end(r, false, run_id, epoch, why);
+}

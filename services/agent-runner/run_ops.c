@@ -1,0 +1,484 @@
+/* run_ops.c — a run's queue of database work, its batches and their completions (see
+ * run_ops.h). */
+#include "run_ops.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "context.h"
+#include "events.h"
+#include "kx/json.h"
+#include "kx/log.h"
+#include "kx/metrics.h"
+#include "kx/uuid.h"
+#include "rdb.h"
+#include "run.h"
+#include "store.h"
+
+typedef enum op_kind {
+    OP_INSERT,
+    OP_PUBLISH,
+    OP_FINISH,
+    OP_HANDBACK,
+    OP_LOAD
+} op_kind;
+
+struct run_op {
+    run_op *next;
+    op_kind kind;
+    /* OP_INSERT */
+    char message_id[40];
+    char type[32];
+    bool is_llm;
+    char *content, *metadata; /* JSON texts for the row */
+    json_t *ev_content, *ev_metadata;
+    bool event_after_next;
+    store_row row; /* result */
+    /* OP_PUBLISH */
+    int ev_kind;
+    bool terminal;
+    char *payload;
+    /* OP_FINISH / OP_HANDBACK */
+    char status[16];
+    char *error; /* the finish's error, the hand-back's reason */
+    bool won;    /* result */
+    /* OP_LOAD */
+    bool with_agent;
+    run_load_then then;
+    run_loaded loaded; /* result */
+};
+
+struct run_batch {
+    rdb_job base;
+    run *run; /* NULL once the run was freed */
+    char run_id[40], thread_id[40];
+    int64_t epoch;
+    run_op *ops;
+    size_t nops;
+    kx_err err;      /* the batch's outcome */
+    run_op *failed;  /* the op that failed, or NULL (BEGIN/COMMIT) */
+    char why[400];   /* a failed load's message */
+    int64_t sent_ms; /* for the metric */
+};
+
+static void op_free(run_op *op)
+{
+    free(op->content);
+    free(op->metadata);
+    json_decref(op->ev_content);
+    json_decref(op->ev_metadata);
+    free(op->payload);
+    free(op->error);
+    json_decref(op->loaded.msgs);
+    if (op->loaded.agent_loaded)
+        agent_config_clear(&op->loaded.agent);
+    free(op);
+}
+
+static void ops_free(run_op *op)
+{
+    while (op != NULL) {
+        run_op *next = op->next;
+        op_free(op);
+        op = next;
+    }
+}
+
+static void batch_free(run_batch *b)
+{
+    ops_free(b->ops);
+    free(b);
+}
+
+/* ---- the database thread ------------------------------------------------------------------- */
+
+static kx_err exec_op(kx_db *db, run_batch *b, run_op *op)
+{
+    switch (op->kind) {
+    case OP_PUBLISH: return KX_OK;
+    case OP_INSERT:
+        return store_insert_message(db, b->run_id, b->epoch, op->message_id, op->type, op->is_llm,
+                                    op->content, op->metadata, &op->row);
+    case OP_FINISH:
+        return store_finish_run(db, b->run_id, b->epoch, op->status, op->error, &op->won);
+    case OP_HANDBACK: return store_handback_run(db, b->run_id, b->epoch, op->error);
+    case OP_LOAD: {
+        json_decref(op->loaded.msgs); /* a second try starts afresh */
+        op->loaded.msgs = NULL;
+        if (op->with_agent && !op->loaded.agent_loaded) {
+            kx_err err =
+                agent_config_load(db, b->run_id, &op->loaded.agent, b->why, sizeof b->why);
+            if (err != KX_OK) {
+                agent_config_clear(&op->loaded.agent);
+                return err;
+            }
+            op->loaded.agent_loaded = true;
+        }
+        kx_err err = context_load(db, b->thread_id, &op->loaded.msgs, op->loaded.last_type,
+                                  sizeof op->loaded.last_type);
+        if (err != KX_OK)
+            snprintf(b->why, sizeof b->why,
+                     "internal error: could not load the thread's messages: %s", kx_err_str(err));
+        return err;
+    }
+    }
+    return KX_ERR_INTERNAL;
+}
+
+static kx_err exec_batch(kx_db *db, run_batch *b)
+{
+    size_t nsql = 0;
+    for (run_op *op = b->ops; op != NULL; op = op->next)
+        nsql += op->kind != OP_PUBLISH;
+    if (nsql == 0)
+        return KX_OK;
+    bool tx = nsql > 1; /* one commit for the batch */
+    kx_err err = tx ? kx_db_begin(db) : KX_OK;
+    if (err != KX_OK)
+        return err;
+    for (run_op *op = b->ops; op != NULL; op = op->next) {
+        if ((err = exec_op(db, b, op)) != KX_OK) {
+            b->failed = op;
+            if (tx)
+                kx_db_rollback(db);
+            return err;
+        }
+    }
+    return tx ? kx_db_commit(db) : KX_OK;
+}
+
+static void batch_run(kx_db *db, rdb_job *j)
+{
+    run_batch *b = (run_batch *)j;
+    b->failed = NULL;
+    b->why[0] = '\0';
+    b->err = exec_batch(db, b);
+    if (b->err == KX_ERR_UNAVAILABLE) { /* the connection broke: once more, whole */
+        b->failed = NULL;
+        b->why[0] = '\0';
+        b->err = exec_batch(db, b);
+    }
+}
+
+/* ---- the loop ------------------------------------------------------------------------------ */
+
+static void send_batch(run *r);
+
+static void publish_now(run *r, int kind, bool terminal, const char *payload)
+{
+    events_publish(r->owner->events, r->id, r->epoch, r->ev_seq++, (Kx__V1__RunEventKind)kind,
+                   terminal, payload, &r->meta);
+}
+
+static void publish_row(run *r, run_op *op)
+{
+    char *payload =
+        events_row_json(op->row.message_id, r->thread_id, op->type, op->is_llm, op->ev_content,
+                        op->ev_metadata, op->row.created_at, op->row.updated_at);
+    if (payload == NULL) {
+        kx_log(KX_LOG_ERROR, r->id, NULL, "run: out of memory building the event of row %s",
+               op->row.message_id);
+        return;
+    }
+    publish_now(r, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false, payload);
+    free(payload);
+}
+
+/* The batch failed as a whole (rolled back). */
+static void batch_failed(run *r, run_batch *b)
+{
+    ops_free(r->ops.head); /* nothing queued after a failure is written */
+    r->ops.head = r->ops.tail = NULL;
+    run_op *op = b->failed;
+    char why[500];
+    if (op != NULL && op->kind == OP_LOAD && b->why[0] != '\0')
+        snprintf(why, sizeof why, "%s", b->why);
+    else if (op != NULL && op->kind == OP_INSERT)
+        snprintf(why, sizeof why, "internal error: could not save a %s message: %s", op->type,
+                 kx_err_str(b->err));
+    else if (op != NULL && op->kind == OP_FINISH)
+        snprintf(why, sizeof why,
+                 "could not record the end of the run (%s); handed back once Postgres answers",
+                 kx_err_str(b->err));
+    else
+        snprintf(why, sizeof why, "internal error: could not write to Postgres: %s",
+                 kx_err_str(b->err));
+    run_db_failed(r, b->err, op != NULL && op->kind == OP_FINISH,
+                  op != NULL && op->kind == OP_HANDBACK, why);
+}
+
+static void batch_done(rdb_job *j, bool live)
+{
+    run_batch *b = (run_batch *)j;
+    run *r = live ? b->run : NULL; /* not live: runner_free freed the runs (detached) first */
+    if (r == NULL) {               /* the run or the runner went away meanwhile */
+        batch_free(b);
+        return;
+    }
+    r->ops.inflight = NULL;
+    kx_histogram_observe(kx_metrics_histogram("kx_runner_db_batch_seconds", "",
+                                              "A run's database batch, sent to answered",
+                                              kx_metrics_latency_buckets,
+                                              kx_metrics_latency_nbuckets),
+                         (double)(kx_mono_ms() - b->sent_ms) / 1000.0);
+    if (r->state == RUN_DEAD) {
+        batch_free(b);
+        return;
+    }
+    if (b->err == KX_ERR_UNAVAILABLE || b->err == KX_ERR_TIMEOUT)
+        atomic_store(&r->owner->db_ok, false);
+    else
+        atomic_store(&r->owner->db_ok, true);
+    if (b->err != KX_OK) {
+        batch_failed(r, b);
+        batch_free(b);
+        return;
+    }
+    run_op *held_row = NULL; /* a row event that goes after the next row's */
+    for (run_op *op = b->ops; op != NULL && r->state != RUN_DEAD; op = op->next) {
+        switch (op->kind) {
+        case OP_INSERT:
+            if (op->ev_content != NULL && op->event_after_next) {
+                held_row = op;
+                break;
+            }
+            if (op->ev_content != NULL)
+                publish_row(r, op);
+            if (held_row != NULL) {
+                publish_row(r, held_row);
+                held_row = NULL;
+            }
+            break;
+        case OP_PUBLISH:
+            if (held_row != NULL) {
+                publish_row(r, held_row);
+                held_row = NULL;
+            }
+            publish_now(r, op->ev_kind, op->terminal, op->payload);
+            break;
+        case OP_FINISH:
+            r->ops.finishing = false;
+            run_finished(r, op->status, op->error, op->won);
+            break;
+        case OP_HANDBACK:
+            r->ops.handing_back = false;
+            run_handed_back(r, op->error);
+            break;
+        case OP_LOAD:
+            if (!r->ops.handing_back) /* a drain came meanwhile: the run goes no further */
+                op->then(r, &op->loaded);
+            break;
+        }
+    }
+    if (held_row != NULL && r->state != RUN_DEAD)
+        publish_row(r, held_row);
+    batch_free(b);
+    if (r->state != RUN_DEAD && r->ops.head != NULL && r->ops.kick == NULL)
+        send_batch(r);
+}
+
+static void send_batch(run *r)
+{
+    if (r->ops.inflight != NULL || r->ops.head == NULL || r->state == RUN_DEAD)
+        return;
+    bool sql = false;
+    for (run_op *op = r->ops.head; op != NULL && !sql; op = op->next)
+        sql = op->kind != OP_PUBLISH;
+    if (!sql) { /* only events: out now, in order */
+        run_op *ops = r->ops.head;
+        r->ops.head = r->ops.tail = NULL;
+        for (run_op *op = ops; op != NULL; op = op->next)
+            publish_now(r, op->ev_kind, op->terminal, op->payload);
+        ops_free(ops);
+        return;
+    }
+    run_batch *b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        run_db_failed(r, KX_ERR_NOMEM, false, false,
+                      "internal error: out of memory sending a database batch");
+        return;
+    }
+    b->run = r;
+    snprintf(b->run_id, sizeof b->run_id, "%s", r->id);
+    snprintf(b->thread_id, sizeof b->thread_id, "%s", r->thread_id);
+    b->epoch = r->epoch;
+    b->ops = r->ops.head;
+    b->sent_ms = kx_mono_ms();
+    r->ops.head = r->ops.tail = NULL;
+    kx_err err = rdb_submit(r->owner, r->id, &b->base, batch_run, batch_done);
+    if (err != KX_OK) {
+        b->failed = NULL;
+        b->err = err;
+        batch_failed(r, b);
+        batch_free(b);
+        return;
+    }
+    r->ops.inflight = b;
+}
+
+static void on_kick(kx_loop *loop, void *arg)
+{
+    (void)loop;
+    run *r = arg;
+    r->ops.kick = NULL;
+    send_batch(r);
+}
+
+static void enqueue(run *r, run_op *op)
+{
+    if (r->ops.tail != NULL)
+        r->ops.tail->next = op;
+    else
+        r->ops.head = op;
+    r->ops.tail = op;
+    if (r->owner->loop_over) /* shutdown: nobody runs the loop; send_now does it */
+        return;
+    if (r->ops.kick == NULL && r->ops.inflight == NULL)
+        r->ops.kick = kx_loop_timer(r->owner->loop, 0, on_kick, r);
+}
+
+bool run_ops_busy(const run *r)
+{
+    return r->ops.head != NULL || r->ops.inflight != NULL;
+}
+
+bool run_ops_insert(run *r, const char *type, bool is_llm, json_t *content, json_t *metadata,
+                    json_t *ev_content, json_t *ev_metadata, bool event_after_next,
+                    char message_id_out[40])
+{
+    run_op *op = calloc(1, sizeof *op);
+    if (op != NULL) {
+        op->kind = OP_INSERT;
+        op->content = content ? kx_json_dumps_compact(content) : NULL;
+        op->metadata = metadata ? kx_json_dumps_compact(metadata) : NULL;
+        op->ev_content = ev_content;
+        op->ev_metadata = ev_metadata;
+        ev_content = ev_metadata = NULL;
+    }
+    json_decref(content);
+    json_decref(metadata);
+    json_decref(ev_content);
+    json_decref(ev_metadata);
+    if (op == NULL || op->content == NULL || op->metadata == NULL ||
+        (op->ev_content != NULL && op->ev_metadata == NULL)) {
+        if (op != NULL)
+            op_free(op);
+        return false;
+    }
+    kx_uuid_new(op->message_id);
+    snprintf(op->type, sizeof op->type, "%s", type);
+    op->is_llm = is_llm;
+    op->event_after_next = event_after_next;
+    if (message_id_out != NULL)
+        snprintf(message_id_out, 40, "%s", op->message_id);
+    if (op->ev_content != NULL)
+        chunks_flush(&r->chunks); /* the text streamed so far goes before this row's event */
+    enqueue(r, op);
+    return true;
+}
+
+void run_ops_publish(run *r, int kind, bool terminal, char *payload)
+{
+    if (payload == NULL) {
+        kx_log(KX_LOG_ERROR, r->id, NULL, "run: out of memory building event %llu; not published",
+               (unsigned long long)r->ev_seq);
+        return;
+    }
+    if (!run_ops_busy(r)) {
+        publish_now(r, kind, terminal, payload);
+        free(payload);
+        return;
+    }
+    run_op *op = calloc(1, sizeof *op);
+    if (op == NULL) {
+        kx_log(KX_LOG_ERROR, r->id, NULL, "run: out of memory queueing event %llu; not published",
+               (unsigned long long)r->ev_seq);
+        free(payload);
+        return;
+    }
+    op->kind = OP_PUBLISH;
+    op->ev_kind = kind;
+    op->terminal = terminal;
+    op->payload = payload;
+    enqueue(r, op);
+}
+
+static run_op *end_op(op_kind kind, const char *status, const char *text)
+{
+    run_op *op = calloc(1, sizeof *op);
+    if (op == NULL)
+        return NULL;
+    op->kind = kind;
+    snprintf(op->status, sizeof op->status, "%s", status ? status : "");
+    if (text != NULL && (op->error = strdup(text)) == NULL) {
+        free(op);
+        return NULL;
+    }
+    return op;
+}
+
+void run_ops_finish(run *r, const char *status, const char *error)
+{
+    run_op *op = end_op(OP_FINISH, status, error);
+    if (op == NULL) {
+        run_db_failed(r, KX_ERR_NOMEM, true, false,
+                      "internal error: out of memory recording the end of the run");
+        return;
+    }
+    r->ops.finishing = true;
+    enqueue(r, op);
+}
+
+void run_ops_handback(run *r, const char *why)
+{
+    run_op *op = end_op(OP_HANDBACK, "", why);
+    if (op == NULL) {
+        run_db_failed(r, KX_ERR_NOMEM, false, true,
+                      "internal error: out of memory handing the run back");
+        return;
+    }
+    r->ops.handing_back = true;
+    enqueue(r, op);
+}
+
+void run_ops_load(run *r, bool with_agent, run_load_then then)
+{
+    run_op *op = calloc(1, sizeof *op);
+    if (op == NULL) {
+        run_db_failed(r, KX_ERR_NOMEM, false, false,
+                      "internal error: out of memory loading the thread");
+        return;
+    }
+    op->kind = OP_LOAD;
+    op->with_agent = with_agent;
+    op->then = then;
+    enqueue(r, op);
+}
+
+void run_ops_send_now(run *r)
+{
+    kx_timer_cancel(r->ops.kick);
+    r->ops.kick = NULL;
+    if (r->ops.head == NULL)
+        return;
+    /* the same connection runs the jobs of a run in order; nobody reads the answers now */
+    if (r->ops.inflight != NULL)
+        r->ops.inflight->run = NULL;
+    r->ops.inflight = NULL;
+    send_batch(r);
+    if (r->ops.inflight != NULL)
+        r->ops.inflight->run = NULL;
+    r->ops.inflight = NULL;
+}
+
+void run_ops_clear(run *r)
+{
+    kx_timer_cancel(r->ops.kick);
+    r->ops.kick = NULL;
+    ops_free(r->ops.head);
+    r->ops.head = r->ops.tail = NULL;
+    if (r->ops.inflight != NULL)
+        r->ops.inflight->run = NULL; /* it frees itself when it comes back */
+    r->ops.inflight = NULL;
+}

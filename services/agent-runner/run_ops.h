@@ -1,0 +1,78 @@
+/* run_ops.h — a run's database work, queued on the loop and done on a database thread (rdb.h).
+ *
+ * The run never waits for a write: run.c queues its rows (fenced inserts), the events that
+ * follow them, its end (the fenced finish) or its hand-back, and goes on. What was queued while
+ * nothing of the run is in flight leaves together on the next loop iteration as ONE batch: one
+ * transaction (BEGIN, the statements, COMMIT — one commit for a turn's rows), run again whole
+ * once if the connection was lost (every statement in it is idempotent: client-made message
+ * ids, compare-and-set ends). A run has at most one batch in flight; what it queues meanwhile
+ * forms the next. Reads (the agent and the thread, run_ops_load) are queued behind the writes,
+ * so they see them, and continue the run from their completion.
+ *
+ * Events keep their order: a row's MESSAGE event is published only after its batch committed,
+ * and every other event of the run (chunks, too) that was asked for after a queued row waits
+ * behind it. So nothing is ever published for a row that is not in Postgres, and the stream
+ * shows the rows in the order they were written.
+ *
+ * Fences are unchanged (store.c): the first fenced statement of a batch that finds the run no
+ * longer ours (its lease epoch moved: stopped, reaped, claimed again) rolls the batch back and
+ * the run is dropped without writing or publishing anything more; an insert that passed the
+ * fence holds the run row (FOR SHARE) until the commit, so the rest of the batch passes too.
+ * Postgres unreachable: the run is parked (runner_handback_later), as before.
+ *
+ * Ownership: the queue and the batch in flight belong to the run; run_ops_clear (run_free)
+ * frees the queue and detaches the batch in flight, which frees itself when it comes back.
+ * Loop thread only. */
+#ifndef RUNNER_RUN_OPS_H
+#define RUNNER_RUN_OPS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include "agent_config.h"
+#include "kx/loop.h"
+
+typedef struct run run;
+typedef struct run_op run_op;
+typedef struct run_batch run_batch;
+
+typedef struct run_ops {
+    run_op *head, *tail; /* queued, not yet sent */
+    run_batch *inflight; /* sent, not yet back */
+    kx_timer *kick;      /* sends the queue on the next loop iteration */
+    bool finishing;      /* the fenced finish is queued or in flight */
+    bool handing_back;   /* the hand-back is queued or in flight */
+} run_ops;
+
+/* What a load read (run_ops_load's continuation gets it; it takes msgs and agent). */
+typedef struct run_loaded {
+    json_t *msgs;       /* the thread as chat messages (context.h) */
+    char last_type[32]; /* the newest LLM row's type, "" for none */
+    bool agent_loaded;  /* the agent was asked for and read */
+    agent_config agent;
+} run_loaded;
+typedef void (*run_load_then)(run *r, run_loaded *l);
+
+/* Queues a fenced insert of a messages row; takes content and metadata. ev_content (taken;
+ * NULL: no event) is what the row's MESSAGE event shows as content, with ev_metadata (taken);
+ * event_after_next: that event goes out after the next queued row's event (a tool row's event
+ * follows its tool_completed status). The row's id is made here (message_id_out, may be
+ * NULL). false when out of memory (nothing queued; the caller fails the run). */
+bool run_ops_insert(run *r, const char *type, bool is_llm, json_t *content, json_t *metadata,
+                    json_t *ev_content, json_t *ev_metadata, bool event_after_next,
+                    char message_id_out[40]);
+/* Publishes an event now, or after what is queued (takes payload; NULL is logged). */
+void run_ops_publish(run *r, int kind, bool terminal, char *payload);
+/* Queues the fenced finish; its completion calls run_finished. */
+void run_ops_finish(run *r, const char *status, const char *error);
+/* Queues the fenced hand-back (drain); its completion releases the run. */
+void run_ops_handback(run *r, const char *why);
+/* Queues the read of the thread (and of the agent when with_agent); then runs on the loop. */
+void run_ops_load(run *r, bool with_agent, run_load_then then);
+/* Whether something of the run is queued or in flight. */
+bool run_ops_busy(const run *r);
+/* After the loop stopped (shutdown): sends what is queued at once. */
+void run_ops_send_now(run *r);
+/* Drops the queue and detaches the batch in flight (run_free, run_drop). */
+void run_ops_clear(run *r);
+
+#endif

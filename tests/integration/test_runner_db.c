@@ -1,0 +1,261 @@
+/* test_runner_db.c — the agent-runner's Postgres is off its loop thread (services/agent-runner
+ * rdb.h, run_ops.h), through the whole stack:
+ *  - a run whose write waits for a row lock (the test holds its agent_runs row FOR UPDATE while
+ *    the run's LLM answer is in flight, then waits until a backend waits for that lock) stalls
+ *    no other run: runs submitted then are
+ *    claimed and complete while the lock is held (KX_RUNNER_DB_CONNS=4: a run shares the
+ *    blocked connection with probability 1/4, so of 8 runs some always get through); once the
+ *    lock is released the blocked run completes too, its rows and events intact. When the
+ *    runner did its statements on its loop, that one insert stopped every run of the process.
+ *  - the rows of a run with a tool step are written in their order and the stream shows them
+ *    in that order (events are published only after their batch committed). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api_client.h"
+#include "harness.h"
+#include "kx/time.h"
+#include "kx/uuid.h"
+#include "stack.h"
+
+#define RUN_TIMEOUT_MS 60000
+#define NB 8
+
+static kx_th_stack g_stack;
+
+static int setup(void **state)
+{
+    (void)state;
+    /* the blocked statement must outlive the lock (the default statement_timeout is 5 s) */
+    const char *env[] = {"KX_RUNNER_DB_CONNS=4", "KX_DB_STATEMENT_TIMEOUT_MS=30000",
+                         "KX_LOG_LEVEL=info", NULL};
+    kx_th_stack_opts o = {.env = env};
+    return kx_th_stack_start(&o, &g_stack) == KX_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return kx_th_stack_stop(&g_stack, false) == 0 ? 0 : -1;
+}
+
+static char *run_status(const char *run)
+{
+    const char *p[] = {run};
+    return kx_th_sql_value(&g_stack, "SELECT status FROM agent_runs WHERE id = $1::uuid", 1, p);
+}
+
+static bool status_is(const char *run, const char *want)
+{
+    char *s = run_status(run);
+    bool is = s != NULL && strcmp(s, want) == 0;
+    free(s);
+    return is;
+}
+
+/* Waits until the run is no longer queued/running; its final status (malloc'd) or NULL. */
+static char *wait_end(const char *run, int64_t timeout_ms)
+{
+    int64_t until = kx_mono_ms() + timeout_ms;
+    while (kx_mono_ms() < until) {
+        char *s = run_status(run);
+        if (s != NULL && strcmp(s, "queued") != 0 && strcmp(s, "running") != 0)
+            return s;
+        free(s);
+        usleep(50 * 1000);
+    }
+    return NULL;
+}
+
+static void initiate(const char *token, const char *prompt, char run[KX_UUID_LEN + 1])
+{
+    char thread[KX_UUID_LEN + 1];
+    long st = kx_th_initiate(&g_stack, token, prompt, run, thread);
+    if (st != 200 || run[0] == '\0')
+        fail_msg("initiate \"%s\": HTTP %ld", prompt, st);
+}
+
+static void test_a_blocked_run_stalls_no_other(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    char a[KX_UUID_LEN + 1];
+    initiate(token, "sleep 1000\nsay hi", a); /* its answer comes in 1 s */
+
+    /* its turn has begun (those rows are committed): the LLM call is in flight */
+    const char *pa[] = {a};
+    int64_t until = kx_mono_ms() + RUN_TIMEOUT_MS;
+    char *n = NULL;
+    while (kx_mono_ms() < until) {
+        n = kx_th_sql_value(&g_stack,
+                            "SELECT count(*) FROM messages WHERE agent_run_id = $1::uuid "
+                            "AND content->>'status_type' = 'assistant_response_start'",
+                            1, pa);
+        if (n != NULL && strcmp(n, "1") == 0)
+            break;
+        free(n);
+        n = NULL;
+        usleep(20 * 1000);
+    }
+    assert_non_null(n);
+    free(n);
+
+    /* hold the run row: the answer's rows (their insert locks the row FOR SHARE) must wait */
+    PGconn *lock = PQconnectdb(g_stack.pg.url);
+    assert_int_equal(PQstatus(lock), CONNECTION_OK);
+    PGresult *res = PQexec(lock, "BEGIN");
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    const char *lp[] = {a};
+    res = PQexecParams(lock, "SELECT 1 FROM agent_runs WHERE id = $1::uuid FOR UPDATE", 1, NULL,
+                       lp, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(res), 1);
+    PQclear(res);
+    int64_t locked_at = kx_mono_ms();
+
+    /* A's answer arrives and its rows wait for the lock: a backend waits on it */
+    char *waiting = NULL;
+    while (kx_mono_ms() < locked_at + RUN_TIMEOUT_MS) {
+        waiting = kx_th_sql_value(&g_stack,
+                                  "SELECT count(*) FROM pg_stat_activity WHERE "
+                                  "wait_event_type = 'Lock' AND datname = current_database()",
+                                  0, NULL);
+        if (waiting != NULL && strcmp(waiting, "0") != 0)
+            break;
+        free(waiting);
+        waiting = NULL;
+        usleep(20 * 1000);
+    }
+    assert_non_null(waiting);
+    free(waiting);
+
+    /* other runs, while A's write waits */
+    char b[NB][KX_UUID_LEN + 1];
+    for (int i = 0; i < NB; i++)
+        initiate(token, "say hi", b[i]);
+    int done = 0;
+    int64_t deadline = kx_mono_ms() + 12000;
+    while (kx_mono_ms() < deadline) {
+        done = 0;
+        for (int i = 0; i < NB; i++)
+            done += status_is(b[i], "completed");
+        if (done == NB)
+            break;
+        usleep(100 * 1000);
+    }
+    /* A really waited all along: it is still running */
+    bool a_running = status_is(a, "running");
+    print_message("[ blocked  ] %d of %d other runs completed while run A waited for the lock "
+                  "(%lld ms); A running: %s\n",
+                  done, NB, (long long)(kx_mono_ms() - locked_at), a_running ? "yes" : "no");
+    res = PQexec(lock, "ROLLBACK");
+    PQclear(res);
+    PQfinish(lock);
+    assert_true(a_running);
+    assert_true(done >= 1); /* 0 when one blocked statement holds up the whole runner */
+
+    char *s = wait_end(a, RUN_TIMEOUT_MS);
+    assert_non_null(s);
+    assert_string_equal(s, "completed");
+    free(s);
+    for (int i = 0; i < NB; i++) {
+        s = wait_end(b[i], RUN_TIMEOUT_MS);
+        assert_non_null(s);
+        assert_string_equal(s, "completed");
+        free(s);
+    }
+    /* A's answer is saved once, after the wait */
+    n = kx_th_sql_value(&g_stack,
+                        "SELECT count(*) FROM messages WHERE agent_run_id = $1::uuid "
+                        "AND type = 'assistant'",
+                        1, pa);
+    assert_non_null(n);
+    assert_string_equal(n, "1");
+    free(n);
+    free(token);
+}
+
+/* The SSE stream of a tool run shows its rows in the order they were written. */
+static void test_events_follow_the_rows(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    char r[KX_UUID_LEN + 1];
+    initiate(token, "call execute_command {\"command\": \"echo hi\", \"blocking\": true}", r);
+    char path[128];
+    snprintf(path, sizeof path, "/api/agent-run/%s/stream", r);
+    kx_th_sse sse;
+    assert_int_equal(kx_th_sse_read(&g_stack, path, token, RUN_TIMEOUT_MS, &sse), KX_OK);
+    assert_true(sse.terminal);
+    /* the message ids of the MESSAGE events, in stream order */
+    json_t *ids = json_array();
+    for (size_t i = 0; i < sse.n; i++) {
+        json_t *ev = json_loads(sse.data[i], 0, NULL);
+        const char *mid = json_string_value(json_object_get(ev, "message_id"));
+        if (mid != NULL && json_object_get(ev, "created_at") != NULL)
+            json_array_append_new(ids, json_string(mid));
+        json_decref(ev);
+    }
+    kx_th_sse_free(&sse);
+    const char *pr[] = {r};
+    PGresult *res = kx_th_sql(&g_stack,
+                              "SELECT message_id::text FROM messages WHERE agent_run_id = "
+                              "$1::uuid AND type <> 'assistant_response_end' ORDER BY created_at",
+                              1, pr);
+    assert_non_null(res);
+    int rows = PQntuples(res);
+    json_t *saved = json_object(); /* the run's rows (not the gateway's user message) */
+    for (int i = 0; i < rows; i++)
+        json_object_set_new(saved, PQgetvalue(res, i, 0), json_true());
+    json_t *streamed = json_array();
+    for (size_t i = 0; i < json_array_size(ids); i++) {
+        const char *id = json_string_value(json_array_get(ids, i));
+        if (json_object_get(saved, id) != NULL)
+            json_array_append_new(streamed, json_string(id));
+    }
+    print_message("[ order    ] %d rows saved, %zu of them streamed\n", rows,
+                  json_array_size(streamed));
+    assert_true(rows >= 8);
+    assert_int_equal((size_t)rows, json_array_size(streamed));
+    /* a tool row's event follows its tool_completed status (allowed: that one swap) */
+    for (int i = 0; i < rows; i++) {
+        const char *want = PQgetvalue(res, i, 0);
+        const char *got = json_string_value(json_array_get(streamed, (size_t)i));
+        const char *prev =
+            i > 0 ? json_string_value(json_array_get(streamed, (size_t)i - 1)) : NULL;
+        const char *next = json_string_value(json_array_get(streamed, (size_t)i + 1));
+        bool ok = strcmp(want, got) == 0 || (prev && strcmp(want, prev) == 0) ||
+            (next && strcmp(want, next) == 0);
+        if (!ok)
+            fail_msg("row %d (%s) is not where the stream put it", i, want);
+    }
+    json_decref(saved);
+    json_decref(streamed);
+    PQclear(res);
+    json_decref(ids);
+    free(token);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_a_blocked_run_stalls_no_other),
+        cmocka_unit_test(test_events_follow_the_rows),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
