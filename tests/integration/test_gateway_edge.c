@@ -570,7 +570,11 @@ static void test_fuzz_no_5xx(void **state)
         assert_int_equal(kx_th_http(&g_gw.s, "POST", path, token, ct[0] ? ct : NULL, body, len,
                                     &r),
                          KX_OK);
-        if (r.status >= 500)
+        /* This gateway runs without a sandbox-broker: an initiate that carries files is
+         * answered 503 by design (nothing is created); any other 5xx is a defect. */
+        bool no_broker = r.status == 503 && r.body != NULL &&
+            strstr(r.body, "Sandbox service unavailable") != NULL;
+        if (r.status >= 500 && !no_broker)
             fail_msg("POST %s (%s) with %.*s -> %ld %s", path, ct, (int)len, body, r.status,
                      r.body);
         if (r.status >= 400) {
