@@ -291,11 +291,14 @@ static void on_schemas(natsMsg *msg, void *arg)
                      (size_t)natsMsg_GetDataLength(msg));
     Kx__V1__Error err = KX__V1__ERROR__INIT;
     json_t *cfg = NULL, *tools = NULL;
+    /* parsed once, before json_is_object: that macro names its argument twice (an assignment
+     * inside it parsed the text twice and leaked the first) */
+    if (rq != NULL && !kx_pb_str_empty(rq->agentpress_tools_json))
+        cfg = json_loads(rq->agentpress_tools_json, 0, NULL);
     if (rq == NULL) {
         err.code = "invalid_argument";
         err.message = "request is not a valid kx.v1.ToolSchemasRequest";
-    } else if (!kx_pb_str_empty(rq->agentpress_tools_json) &&
-               !json_is_object(cfg = json_loads(rq->agentpress_tools_json, 0, NULL))) {
+    } else if (!kx_pb_str_empty(rq->agentpress_tools_json) && !json_is_object(cfg)) {
         err.code = "invalid_argument";
         err.message = "agentpress_tools_json must be a JSON object";
     } else if (!array_or_empty(rq->custom_mcps_json)) {
