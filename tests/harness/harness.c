@@ -372,6 +372,34 @@ kx_err kx_th_wait_http(const char *url, int64_t timeout_ms)
     return KX_ERR_TIMEOUT;
 }
 
+pid_t kx_th_service_start(const char *tmpdir, const char *nats_url, const char *name,
+                          const char *const *env_extra, uint16_t *port_out)
+{
+    uint16_t port = kx_th_free_port();
+    char port_env[64], nats_env[128], log_path[600], url[128], bin[512];
+    snprintf(port_env, sizeof port_env, "KX_HEALTH_PORT=%u", port);
+    snprintf(nats_env, sizeof nats_env, "KX_NATS_URL=%s", nats_url);
+    snprintf(log_path, sizeof log_path, "%s/%s.log", tmpdir, name);
+    snprintf(bin, sizeof bin, "%s/services/%s/%s", KX_BUILD_DIR, name, name);
+    const char *env[24] = {port_env, nats_env, "KX_LOG_LEVEL=debug"};
+    size_t n = 3;
+    for (size_t i = 0; env_extra != NULL && env_extra[i] != NULL && n < 23; i++)
+        env[n++] = env_extra[i];
+    env[n] = NULL;
+    const char *argv[] = {bin, NULL};
+    pid_t pid = 0;
+    if (kx_th_spawn(argv, env, log_path, &pid) != KX_OK)
+        return 0;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/readyz", port);
+    if (kx_th_wait_http(url, 10000) != KX_OK) {
+        kx_th_kill(pid);
+        return 0;
+    }
+    if (port_out != NULL)
+        *port_out = port;
+    return pid;
+}
+
 /* Waits until 127.0.0.1:port accepts connections; fails early if pid exits. */
 static kx_err wait_port(pid_t pid, uint16_t port, int64_t timeout_ms, const char *what,
                         const char *log_path)

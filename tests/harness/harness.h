@@ -40,6 +40,15 @@ int kx_th_procs_with_arg_under(const char *arg, pid_t ancestor, uid_t *uid_out);
 /* Polls GET url until it answers 200 or timeout_ms passes. */
 kx_err kx_th_wait_http(const char *url, int64_t timeout_ms);
 
+/* Starts the service `name` alone (build/services/<name>/<name>) against nats_url, with a free
+ * KX_HEALTH_PORT, KX_LOG_LEVEL=debug and env_extra (at most 20 "K=V", NULL-terminated, may be
+ * NULL), its log in <tmpdir>/<name>.log, and waits up to 10 s
+ * for its /readyz. The pid (stop it with kx_th_kill), or 0 when it did not start or get ready
+ * (it is killed then). *port_out, if not NULL, gets its health port. For tests that need a few
+ * services without the whole stack (stack.h). */
+pid_t kx_th_service_start(const char *tmpdir, const char *nats_url, const char *name,
+                          const char *const *env_extra, uint16_t *port_out);
+
 typedef struct kx_th_nats {
     pid_t pid;
     uint16_t port;

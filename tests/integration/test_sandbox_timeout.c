@@ -49,31 +49,6 @@ static kx_bus *g_bus;
 
 /* ---- starting the services ------------------------------------------------------------ */
 
-static pid_t start_service(const char *name, const char *binary, const char *const *extra)
-{
-    uint16_t port = kx_th_free_port();
-    char port_env[64], nats_env[128], log_path[600], url[128], bin[512];
-    snprintf(port_env, sizeof port_env, "KX_HEALTH_PORT=%u", port);
-    snprintf(nats_env, sizeof nats_env, "KX_NATS_URL=%s", g_nats.url);
-    snprintf(log_path, sizeof log_path, "%s/%s.log", g_tmp, name);
-    snprintf(bin, sizeof bin, "%s/services/%s/%s", KX_BUILD_DIR, binary, binary);
-    const char *env[16] = {port_env, nats_env, "KX_LOG_LEVEL=debug"};
-    size_t n = 3;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 15; i++)
-        env[n++] = extra[i];
-    env[n] = NULL;
-    const char *argv[] = {bin, NULL};
-    pid_t pid = 0;
-    if (kx_th_spawn(argv, env, log_path, &pid) != KX_OK)
-        return 0;
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/readyz", port);
-    if (kx_th_wait_http(url, 10000) != KX_OK) {
-        kx_th_kill(pid);
-        return 0;
-    }
-    return pid;
-}
-
 static pid_t start_broker(void)
 {
     char root_env[600];
@@ -84,13 +59,13 @@ static pid_t start_broker(void)
                            "KX_TEST_SECRET=hunter2-must-not-leak",
                            "KX_DRAIN_TIMEOUT_MS=5000",
                            NULL};
-    return start_service("sandbox-broker", "sandbox-broker", extra);
+    return kx_th_service_start(g_tmp, g_nats.url, "sandbox-broker", extra, NULL);
 }
 
 static pid_t start_executor(void)
 {
     const char *extra[] = {"KX_DRAIN_TIMEOUT_MS=2000", NULL};
-    return start_service("tool-executor", "tool-executor", extra);
+    return kx_th_service_start(g_tmp, g_nats.url, "tool-executor", extra, NULL);
 }
 
 static int group_setup(void **state)

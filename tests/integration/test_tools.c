@@ -44,30 +44,13 @@ static kx_bus *g_bus;
 static uint16_t g_exec_port;
 static char g_broker_env_root[600];
 
+/* One service against this suite's NATS; the executor's health port is kept (its /metrics). */
 static pid_t start_service(const char *name, const char *const *extra)
 {
-    uint16_t port = kx_th_free_port();
-    if (strcmp(name, "tool-executor") == 0)
+    uint16_t port = 0;
+    pid_t pid = kx_th_service_start(g_tmp, g_nats.url, name, extra, &port);
+    if (pid != 0 && strcmp(name, "tool-executor") == 0)
         g_exec_port = port;
-    char port_env[64], nats_env[128], log_path[600], url[128], bin[512];
-    snprintf(port_env, sizeof port_env, "KX_HEALTH_PORT=%u", port);
-    snprintf(nats_env, sizeof nats_env, "KX_NATS_URL=%s", g_nats.url);
-    snprintf(log_path, sizeof log_path, "%s/%s.log", g_tmp, name);
-    snprintf(bin, sizeof bin, "%s/services/%s/%s", KX_BUILD_DIR, name, name);
-    const char *env[24] = {port_env, nats_env, "KX_LOG_LEVEL=debug"};
-    size_t n = 3;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 23; i++)
-        env[n++] = extra[i];
-    env[n] = NULL;
-    const char *argv[] = {bin, NULL};
-    pid_t pid = 0;
-    if (kx_th_spawn(argv, env, log_path, &pid) != KX_OK)
-        return 0;
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/readyz", port);
-    if (kx_th_wait_http(url, 10000) != KX_OK) {
-        kx_th_kill(pid);
-        return 0;
-    }
     return pid;
 }
 

@@ -50,33 +50,6 @@ static char g_root[512], g_project[KX_UUID_LEN + 1], g_account[KX_UUID_LEN + 1];
 static kx_bus *g_bus;
 static char g_env[6][700];
 
-static pid_t start_service(const char *name, const char *const *extra, uint16_t *port_out)
-{
-    uint16_t port = kx_th_free_port();
-    char port_env[64], nats_env[128], log_path[600], url[128], bin[512];
-    snprintf(port_env, sizeof port_env, "KX_HEALTH_PORT=%u", port);
-    snprintf(nats_env, sizeof nats_env, "KX_NATS_URL=%s", g_nats.url);
-    snprintf(log_path, sizeof log_path, "%s/%s.log", g_tmp, name);
-    snprintf(bin, sizeof bin, "%s/services/%s/%s", KX_BUILD_DIR, name, name);
-    const char *env[24] = {port_env, nats_env, "KX_LOG_LEVEL=debug"};
-    size_t n = 3;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 23; i++)
-        env[n++] = extra[i];
-    env[n] = NULL;
-    const char *argv[] = {bin, NULL};
-    pid_t pid = 0;
-    if (kx_th_spawn(argv, env, log_path, &pid) != KX_OK)
-        return 0;
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/readyz", port);
-    if (kx_th_wait_http(url, 10000) != KX_OK) {
-        kx_th_kill(pid);
-        return 0;
-    }
-    if (port_out != NULL)
-        *port_out = port;
-    return pid;
-}
-
 static pid_t start_executor(bool keys)
 {
     const char *with[] = {"KX_DRAIN_TIMEOUT_MS=2000",
@@ -89,7 +62,8 @@ static pid_t start_executor(bool keys)
                           NULL};
     const char *without[] = {"KX_DRAIN_TIMEOUT_MS=2000",
                              "TAVILY_API_KEY=", "FIRECRAWL_API_KEY=", NULL};
-    return start_service("tool-executor", keys ? with : without, &g_exec_port);
+    return kx_th_service_start(g_tmp, g_nats.url, "tool-executor", keys ? with : without,
+                               &g_exec_port);
 }
 
 static int group_setup(void **state)
@@ -121,7 +95,7 @@ static int group_setup(void **state)
     snprintf(g_env[3], sizeof g_env[3], "FIRECRAWL_URL=http://127.0.0.1:%u", g_fake_port);
     snprintf(g_env[4], sizeof g_env[4], "KX_SANDBOX_ROOT=%s", g_root);
     const char *broker_env[] = {g_env[4], NULL};
-    g_broker = start_service("sandbox-broker", broker_env, NULL);
+    g_broker = kx_th_service_start(g_tmp, g_nats.url, "sandbox-broker", broker_env, NULL);
     g_executor = start_executor(true);
     if (g_broker == 0 || g_executor == 0)
         return -1;
