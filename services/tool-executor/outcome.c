@@ -51,6 +51,16 @@ static bool put(json_t *obj, const char *key, json_t *v)
     return v != NULL && json_object_set_new(obj, key, v) == 0;
 }
 
+void te_outcome_json(te_outcome *o, json_t *obj, const char *tool)
+{
+    o->output_json = obj != NULL ? kx_json_dumps_py(obj) : NULL;
+    json_decref(obj);
+    if (o->output_json == NULL)
+        te_outcome_error(o, KX_ERR_NOMEM, "%s: out of memory building the result", tool);
+    else
+        o->success = true;
+}
+
 static void finish_json(te_outcome *o, json_t *obj, bool ok)
 {
     if (ok)

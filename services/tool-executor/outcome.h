@@ -19,6 +19,7 @@
 #define TE_OUTCOME_H
 
 #include <stdbool.h>
+#include <jansson.h>
 #include <stdint.h>
 #include "kx/err.h"
 #include "kx/pb.h"
@@ -38,6 +39,9 @@ void te_outcome_error(te_outcome *o, kx_err err, const char *fmt, ...)
 /* Same with an explicit code string (both copied). */
 void te_outcome_error_code(te_outcome *o, const char *code, const char *message);
 void te_outcome_free(te_outcome *o);
+/* A success whose output is obj as JSON (taken; NULL counts as out of memory), or, when the
+ * JSON cannot be made, a failure naming tool. o was te_outcome_init'ed. */
+void te_outcome_json(te_outcome *o, json_t *obj, const char *tool);
 
 /* Maps a broker result for execute_command. timeout_s is the tool deadline in seconds, for
  * the "timed out after N s" message. */

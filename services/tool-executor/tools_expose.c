@@ -77,12 +77,7 @@ static void on_preview(te_call *c, kx_err err, natsMsg *reply)
                  r->port, url);
         json_t *out =
             json_pack("{s:s, s:i, s:s}", "url", url, "port", r->port, "message", message);
-        o.output_json = out != NULL ? kx_json_dumps_py(out) : NULL;
-        json_decref(out);
-        if (o.output_json == NULL)
-            te_outcome_error(&o, KX_ERR_NOMEM, "expose_port: out of memory");
-        else
-            o.success = true;
+        te_outcome_json(&o, out, "expose_port");
     }
     kx_pb_free(r);
     te_call_finish(c, &o);

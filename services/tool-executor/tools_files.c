@@ -55,12 +55,7 @@ static void succeed_json(te_call *c, json_t *v)
 {
     te_outcome o;
     te_outcome_init(&o);
-    o.output_json = v != NULL ? kx_json_dumps_py(v) : NULL;
-    json_decref(v);
-    if (o.output_json == NULL)
-        te_outcome_error(&o, KX_ERR_NOMEM, "%s: out of memory", c->tool->name);
-    else
-        o.success = true;
+    te_outcome_json(&o, v, c->tool->name);
     finish(c, &o);
 }
 

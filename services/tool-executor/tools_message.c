@@ -17,12 +17,7 @@ static void reply_status(te_call *c, const char *status)
     json_t *att = json_object_get(c->args, "attachments");
     if (obj != NULL && att != NULL && !json_is_null(att))
         json_object_set(obj, "attachments", att);
-    o.output_json = obj != NULL ? kx_json_dumps_py(obj) : NULL;
-    json_decref(obj);
-    if (o.output_json == NULL)
-        te_outcome_error(&o, KX_ERR_NOMEM, "%s: out of memory", c->tool->name);
-    else
-        o.success = true;
+    te_outcome_json(&o, obj, c->tool->name);
     te_call_finish(c, &o);
 }
 

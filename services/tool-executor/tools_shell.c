@@ -19,12 +19,7 @@ static void finish_json(te_call *c, json_t *obj)
 {
     te_outcome o;
     te_outcome_init(&o);
-    o.output_json = obj != NULL ? kx_json_dumps_py(obj) : NULL;
-    json_decref(obj);
-    if (o.output_json == NULL)
-        te_outcome_error(&o, KX_ERR_NOMEM, "%s: out of memory building the result", c->tool->name);
-    else
-        o.success = true;
+    te_outcome_json(&o, obj, c->tool->name);
     te_call_finish(c, &o);
 }
 

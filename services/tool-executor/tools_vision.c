@@ -77,12 +77,7 @@ static void on_head(te_call *c, kx_err err, natsMsg *reply)
                   "mime_type", mime, "size", (json_int_t)st->size);
     te_outcome o;
     te_outcome_init(&o);
-    o.output_json = out != NULL ? kx_json_dumps_py(out) : NULL;
-    json_decref(out);
-    if (o.output_json == NULL)
-        te_outcome_error(&o, KX_ERR_NOMEM, "see_image: out of memory");
-    else
-        o.success = true;
+    te_outcome_json(&o, out, "see_image");
     te_call_finish(c, &o);
 }
 
