@@ -88,6 +88,10 @@ void gw_route_thread_create(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_thread_get(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_thread_update(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_thread_delete(gw_app *app, gw_request *req, gw_reply *reply);
+/* Both soft deletes that stop runs (the thread's, or the project's with its threads): 404 for
+ * a malformed id, a missing one or another account's; then STOP and the terminal event of
+ * each stopped run, and {"message": "<Thread|Project> deleted successfully", "stopped_runs"}. */
+void gw_route_delete_stopping(gw_app *app, gw_request *req, gw_reply *reply, bool project);
 void gw_route_message_delete(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_message_add_query(gw_app *app, gw_request *req, gw_reply *reply);
 /* routes_projects.c */

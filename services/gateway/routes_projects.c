@@ -178,27 +178,5 @@ void gw_route_project_update(gw_app *app, gw_request *req, gw_reply *reply)
 
 void gw_route_project_delete(gw_app *app, gw_request *req, gw_reply *reply)
 {
-    if (!kx_uuid_valid(req->id)) {
-        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Project not found");
-        return;
-    }
-    kx_db *db = gw_db_get(app, reply);
-    if (db == NULL)
-        return;
-    gw_stopped_run *stopped = NULL;
-    size_t n = 0;
-    kx_err err = gw_project_delete(db, req->id, req->account, &stopped, &n);
-    gw_db_put(app, db);
-    if (err == KX_ERR_NOT_FOUND) {
-        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Project not found");
-        return;
-    }
-    if (err != KX_OK) {
-        gw_reply_db_error(reply, err, "Failed to delete project");
-        return;
-    }
-    gw_publish_stops(app, req, stopped, n);
-    gw_reply_json(reply, MHD_HTTP_OK,
-                  json_pack("{s:s, s:I}", "message", "Project deleted successfully",
-                            "stopped_runs", (json_int_t)n));
+    gw_route_delete_stopping(app, req, reply, true);
 }

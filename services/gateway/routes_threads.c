@@ -14,6 +14,7 @@
  *   DELETE /api/threads/{id}/messages/{mid}     an LLM message (Kortix keeps the others)
  * Another account's thread is 404, as one that does not exist (Kortix answered 403). */
 #include <microhttpd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -245,10 +246,13 @@ void gw_route_thread_update(gw_app *app, gw_request *req, gw_reply *reply)
     json_decref(body);
 }
 
-void gw_route_thread_delete(gw_app *app, gw_request *req, gw_reply *reply)
+void gw_route_delete_stopping(gw_app *app, gw_request *req, gw_reply *reply, bool project)
 {
+    const char *what = project ? "Project" : "Thread";
+    char text[64];
+    snprintf(text, sizeof text, "%s not found", what);
     if (!kx_uuid_valid(req->id)) {
-        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "%s", text);
         return;
     }
     kx_db *db = gw_db_get(app, reply);
@@ -256,20 +260,27 @@ void gw_route_thread_delete(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     gw_stopped_run *stopped = NULL;
     size_t n = 0;
-    kx_err err = gw_thread_delete(db, req->id, req->account, &stopped, &n);
+    kx_err err = project ? gw_project_delete(db, req->id, req->account, &stopped, &n)
+                         : gw_thread_delete(db, req->id, req->account, &stopped, &n);
     gw_db_put(app, db);
     if (err == KX_ERR_NOT_FOUND) {
-        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "%s", text);
         return;
     }
     if (err != KX_OK) {
-        gw_reply_db_error(reply, err, "Failed to delete thread");
+        snprintf(text, sizeof text, "Failed to delete %s", project ? "project" : "thread");
+        gw_reply_db_error(reply, err, text);
         return;
     }
     gw_publish_stops(app, req, stopped, n);
+    snprintf(text, sizeof text, "%s deleted successfully", what);
     gw_reply_json(reply, MHD_HTTP_OK,
-                  json_pack("{s:s, s:I}", "message", "Thread deleted successfully", "stopped_runs",
-                            (json_int_t)n));
+                  json_pack("{s:s, s:I}", "message", text, "stopped_runs", (json_int_t)n));
+}
+
+void gw_route_thread_delete(gw_app *app, gw_request *req, gw_reply *reply)
+{
+    gw_route_delete_stopping(app, req, reply, false);
 }
 
 void gw_route_message_delete(gw_app *app, gw_request *req, gw_reply *reply)
