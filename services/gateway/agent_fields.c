@@ -5,6 +5,7 @@
 #include <microhttpd.h>
 #include <string.h>
 
+#include "body.h"
 #include "reply.h"
 #include "text.h"
 
@@ -351,4 +352,15 @@ json_t *gw_agent_fields(const json_t *in, gw_agent_fields_kind kind, size_t max_
         return NULL;
     }
     return out;
+}
+
+json_t *gw_agent_body_fields(const gw_app *app, const gw_request *req, gw_agent_fields_kind kind,
+                             gw_reply *reply)
+{
+    json_t *body = gw_body_json_object(req, false, reply);
+    if (body == NULL)
+        return NULL;
+    json_t *fields = gw_agent_fields(body, kind, app->cfg.max_prompt_bytes, reply);
+    json_decref(body);
+    return fields;
 }

@@ -47,4 +47,10 @@ typedef enum gw_agent_fields_kind {
 json_t *gw_agent_fields(const json_t *in, gw_agent_fields_kind kind, size_t max_prompt_bytes,
                         gw_reply *reply);
 
+/* The request's JSON body read and checked as gw_agent_fields of kind (limits from app's
+ * configuration): the accepted fields as a new object (caller decrefs), or NULL with the reply
+ * set (the body's own 400/413, or the fields'). */
+json_t *gw_agent_body_fields(const gw_app *app, const gw_request *req, gw_agent_fields_kind kind,
+                             gw_reply *reply);
+
 #endif

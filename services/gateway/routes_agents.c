@@ -282,11 +282,7 @@ out:
 
 void gw_route_agent_create(gw_app *app, gw_request *req, gw_reply *reply)
 {
-    json_t *body = gw_body_json_object(req, false, reply);
-    if (body == NULL)
-        return;
-    json_t *fields = gw_agent_fields(body, GW_FIELDS_CREATE, app->cfg.max_prompt_bytes, reply);
-    json_decref(body);
+    json_t *fields = gw_agent_body_fields(app, req, GW_FIELDS_CREATE, reply);
     if (fields != NULL)
         create(app, req, fields, "Initial version", reply);
 }
@@ -328,11 +324,7 @@ void gw_route_agent_update(gw_app *app, gw_request *req, gw_reply *reply)
         gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Agent not found");
         return;
     }
-    json_t *body = gw_body_json_object(req, false, reply);
-    if (body == NULL)
-        return;
-    json_t *fields = gw_agent_fields(body, GW_FIELDS_UPDATE, app->cfg.max_prompt_bytes, reply);
-    json_decref(body);
+    json_t *fields = gw_agent_body_fields(app, req, GW_FIELDS_UPDATE, reply);
     if (fields == NULL)
         return;
     char *text = json_dumps(fields, JSON_COMPACT);

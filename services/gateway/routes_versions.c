@@ -39,11 +39,7 @@ void gw_route_version_create(gw_app *app, gw_request *req, gw_reply *reply)
         gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Agent not found");
         return;
     }
-    json_t *body = gw_body_json_object(req, false, reply);
-    if (body == NULL)
-        return;
-    json_t *fields = gw_agent_fields(body, GW_FIELDS_VERSION, app->cfg.max_prompt_bytes, reply);
-    json_decref(body);
+    json_t *fields = gw_agent_body_fields(app, req, GW_FIELDS_VERSION, reply);
     if (fields == NULL)
         return;
     char *agentpress = dump(fields, "agentpress_tools"), *mcps = dump(fields, "configured_mcps"),
@@ -224,11 +220,7 @@ void gw_route_version_action(gw_app *app, gw_request *req, gw_reply *reply)
     else if (strcmp(req->method, "POST") == 0 && strcmp(p, "rollback") == 0)
         what = ROLLBACK;
     else if (strcmp(req->method, "PUT") == 0 && strcmp(p, "details") == 0) {
-        json_t *body = gw_body_json_object(req, false, reply);
-        if (body == NULL)
-            return;
-        fields = gw_agent_fields(body, GW_FIELDS_DETAILS, app->cfg.max_prompt_bytes, reply);
-        json_decref(body);
+        fields = gw_agent_body_fields(app, req, GW_FIELDS_DETAILS, reply);
         if (fields == NULL)
             return;
         what = DETAILS;

@@ -71,6 +71,25 @@ static bool read_headers(natsMsg *msg, gw_request *req, unsigned *status, const 
     return true;
 }
 
+/* Whether a request may be served: not while the gateway stops (503), not when its body did not
+ * decode (400, undecoded says why), and then its headers (read_headers). Otherwise *status and
+ * *why say why not. */
+static bool admitted(natsMsg *msg, bool stopping, bool decoded, const char *undecoded,
+                     gw_request *req, unsigned *status, const char **why)
+{
+    if (stopping) {
+        *status = MHD_HTTP_SERVICE_UNAVAILABLE;
+        *why = "Server is shutting down";
+        return false;
+    }
+    if (!decoded) {
+        *status = MHD_HTTP_BAD_REQUEST;
+        *why = undecoded;
+        return false;
+    }
+    return read_headers(msg, req, status, why);
+}
+
 /* "" -> NULL (protobuf's absent string). */
 static const char *opt(const char *s)
 {
@@ -89,13 +108,8 @@ static void serve_start(gw_run_nats *rn, natsMsg *msg, bool stopping)
     Kx__V1__RunStartRequest *in =
         kx__v1__run_start_request__unpack(NULL, (size_t)natsMsg_GetDataLength(msg),
                                           (const uint8_t *)natsMsg_GetData(msg));
-    if (stopping) {
-        status = MHD_HTTP_SERVICE_UNAVAILABLE;
-        why = "Server is shutting down";
-    } else if (in == NULL) {
-        status = MHD_HTTP_BAD_REQUEST;
-        why = "the request is not a RunStartRequest";
-    } else if (read_headers(msg, &req, &status, &why)) {
+    if (admitted(msg, stopping, in != NULL, "the request is not a RunStartRequest", &req, &status,
+                 &why)) {
         gw_run_new n = {.thread_id = opt(in->thread_id), .prompt = opt(in->prompt)};
         n.opts.agent_id = opt(in->agent_id);
         n.opts.model_name = opt(in->model_name);
@@ -153,14 +167,9 @@ static void serve_stop(gw_run_nats *rn, natsMsg *msg, bool stopping)
     Kx__V1__RunStopRequest *in =
         kx__v1__run_stop_request__unpack(NULL, (size_t)natsMsg_GetDataLength(msg),
                                          (const uint8_t *)natsMsg_GetData(msg));
-    if (stopping) {
-        status = MHD_HTTP_SERVICE_UNAVAILABLE;
-        why = "Server is shutting down";
-    } else if (in == NULL) {
-        status = MHD_HTTP_BAD_REQUEST;
-        why = "the request is not a RunStopRequest";
-    } else if (read_headers(msg, &req, &status, &why) &&
-               !gw_run_stop(rn->app, &req, in->run_id ? in->run_id : "", run_status, &reply)) {
+    if (admitted(msg, stopping, in != NULL, "the request is not a RunStopRequest", &req, &status,
+                 &why) &&
+        !gw_run_stop(rn->app, &req, in->run_id ? in->run_id : "", run_status, &reply)) {
         status = reply.status;
         reply_error(&reply, &err_text, &detail_json);
     }
