@@ -372,6 +372,27 @@ kx_err kx_th_wait_http(const char *url, int64_t timeout_ms)
     return KX_ERR_TIMEOUT;
 }
 
+pid_t kx_th_node_fake(const char *dir, const char *script, const char *arg, const char *log_name,
+                      uint16_t *port_out)
+{
+    uint16_t port = kx_th_free_port();
+    char port_text[16], log[600], url[64];
+    snprintf(port_text, sizeof port_text, "%u", port);
+    snprintf(log, sizeof log, "%s/%s", dir, log_name);
+    const char *argv[] = {"node", script, port_text, arg, NULL};
+    pid_t pid = 0;
+    if (kx_th_spawn(argv, NULL, log, &pid) != KX_OK)
+        return 0;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", port);
+    if (kx_th_wait_http(url, 20000) != KX_OK) {
+        fprintf(stderr, "harness: %s did not answer on %s (log %s)\n", script, url, log);
+        kx_th_kill(pid);
+        return 0;
+    }
+    *port_out = port;
+    return pid;
+}
+
 pid_t kx_th_service_start(const char *tmpdir, const char *nats_url, const char *name,
                           const char *const *env_extra, uint16_t *port_out)
 {

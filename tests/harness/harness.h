@@ -40,6 +40,13 @@ int kx_th_procs_with_arg_under(const char *arg, pid_t ancestor, uid_t *uid_out);
 /* Polls GET url until it answers 200 or timeout_ms passes. */
 kx_err kx_th_wait_http(const char *url, int64_t timeout_ms);
 
+/* Starts one of the fakes in tests/fakes/ that run on node and answer GET /_log when ready:
+ * `node script <port> [arg]` on a free port (*port_out), its log in <dir>/<log_name>, and waits
+ * up to 20 s for it. The pid (stop it with kx_th_kill), or 0 when it did not start or get ready
+ * (it is killed then). arg may be NULL. */
+pid_t kx_th_node_fake(const char *dir, const char *script, const char *arg, const char *log_name,
+                      uint16_t *port_out);
+
 /* Starts the service `name` alone (build/services/<name>/<name>) against nats_url, with a free
  * KX_HEALTH_PORT, KX_LOG_LEVEL=debug and env_extra (at most 20 "K=V", NULL-terminated, may be
  * NULL), its log in <tmpdir>/<name>.log, and waits up to 10 s

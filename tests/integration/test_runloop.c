@@ -605,15 +605,8 @@ static int start_fake(void)
     g_dir = kx_th_tmpdir("kx-runloop");
     if (g_dir == NULL)
         return -1;
-    g_port = kx_th_free_port();
-    char port[16], log[600], url[64];
-    snprintf(port, sizeof port, "%u", g_port);
-    snprintf(log, sizeof log, "%s/fake-llm.log", g_dir);
-    const char *argv[] = {"node", FAKE, port, NULL};
-    if (kx_th_spawn(argv, NULL, log, &g_fake) != KX_OK)
-        return -1;
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_port);
-    return kx_th_wait_http(url, 20000) == KX_OK ? 0 : -1;
+    g_fake = kx_th_node_fake(g_dir, FAKE, NULL, "fake-llm.log", &g_port);
+    return g_fake != 0 ? 0 : -1;
 }
 
 static int start_stack(void **state)

@@ -39,18 +39,13 @@ static char g_env[4][200];
 static int start_stack(void **state)
 {
     (void)state;
-    uint16_t port = kx_th_free_port();
-    char ports[16], log_path[300];
-    snprintf(ports, sizeof ports, "%u", port);
-    snprintf(log_path, sizeof log_path, "/tmp/kx-it-tools-stack-fake-web-%d.log", (int)getpid());
-    static const char fake_js[] = FAKE_WEB;
-    const char *fargv[] = {"node", fake_js, ports, KEY, NULL};
-    if (kx_th_spawn(fargv, NULL, log_path, &g_fake) != KX_OK)
+    uint16_t port = 0;
+    char log_name[64], log_path[100];
+    snprintf(log_name, sizeof log_name, "kx-it-tools-stack-fake-web-%d.log", (int)getpid());
+    g_fake = kx_th_node_fake("/tmp", FAKE_WEB, KEY, log_name, &port);
+    if (g_fake == 0)
         return -1;
-    char url[100];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", port);
-    if (kx_th_wait_http(url, 10000) != KX_OK)
-        return -1;
+    snprintf(log_path, sizeof log_path, "/tmp/%s", log_name);
     unlink(log_path);
     snprintf(g_env[0], sizeof g_env[0], "TAVILY_API_KEY=%s", KEY);
     snprintf(g_env[1], sizeof g_env[1], "TAVILY_API_URL=http://127.0.0.1:%u", port);

@@ -78,16 +78,8 @@ static int group_setup(void **state)
     snprintf(g_root, sizeof g_root, "%s/sandboxes", g_tmp);
     kx_uuid_new(g_project);
     kx_uuid_new(g_account);
-    g_fake_port = kx_th_free_port();
-    char port[16], log_path[600], url[128];
-    snprintf(port, sizeof port, "%u", g_fake_port);
-    snprintf(log_path, sizeof log_path, "%s/fake-web.log", g_tmp);
-    static const char fake_js[] = FAKE_WEB;
-    const char *fargv[] = {"node", fake_js, port, KEY, NULL};
-    if (kx_th_spawn(fargv, NULL, log_path, &g_fake) != KX_OK)
-        return -1;
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_fake_port);
-    if (kx_th_wait_http(url, 10000) != KX_OK)
+    g_fake = kx_th_node_fake(g_tmp, FAKE_WEB, KEY, "fake-web.log", &g_fake_port);
+    if (g_fake == 0)
         return -1;
     snprintf(g_env[0], sizeof g_env[0], "TAVILY_API_KEY=%s", KEY);
     snprintf(g_env[1], sizeof g_env[1], "TAVILY_API_URL=http://127.0.0.1:%u/", g_fake_port);
