@@ -1,5 +1,5 @@
 /* jail.c — bubblewrap jails: the command line, the uid drop and rlimits before exec, a probe
- * that bwrap works here, Landlock port denial for host-network jails, cgroup v2 detection.
+ * that bwrap works here, Landlock port denial for host-network jails (cgroup v2 limits: cgroup.c).
  * See kx/jail.h. */
 #include "kx/jail.h"
 
@@ -294,13 +294,18 @@ kx_err kx_jail_spawn(const kx_jail_opts *o, pid_t *pid_out, int *pidfd_out)
     int ruleset_fd = o->deny_ruleset_fd > 0 ? o->deny_ruleset_fd : -1;
 
     int pidfd = -1;
-    struct clone_args {
+    struct clone_args { /* CLONE_ARGS_SIZE_VER2 */
         uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls;
+        uint64_t set_tid, set_tid_size, cgroup;
     } ca;
     memset(&ca, 0, sizeof ca);
     ca.flags = 0x00001000; /* CLONE_PIDFD */
     ca.pidfd = (uint64_t)(uintptr_t)&pidfd;
     ca.exit_signal = SIGCHLD;
+    if (o->cgroup_fd > 0) {
+        ca.flags |= 0x200000000ULL; /* CLONE_INTO_CGROUP (Linux 5.7) */
+        ca.cgroup = (uint64_t)o->cgroup_fd;
+    }
     long pid = syscall(SYS_clone3, &ca, sizeof ca);
     if (pid < 0) {
         int e = errno;
@@ -418,35 +423,4 @@ kx_err kx_jail_deny_tcp_ports(const uint16_t *ports, size_t nports)
     long r = syscall(SYS_landlock_restrict_self, rs, 0);
     close(rs);
     return r == 0 ? KX_OK : KX_ERR_IO;
-}
-
-/* ---- cgroup v2 -------------------------------------------------------------------------- */
-
-bool kx_jail_cgroup2_delegated(char *what, size_t whatlen)
-{
-    static const char *const candidates[] = {"/sys/fs/cgroup/cgroup.controllers",
-                                             "/sys/fs/cgroup/unified/cgroup.controllers"};
-    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
-        FILE *f = fopen(candidates[i], "r");
-        if (f == NULL)
-            continue;
-        char line[256] = "";
-        bool got = fgets(line, sizeof line, f) != NULL;
-        fclose(f);
-        line[strcspn(line, "\n")] = '\0';
-        if (got && line[0] != '\0') {
-            char dir[256];
-            snprintf(dir, sizeof dir, "%.*s", (int)(strrchr(candidates[i], '/') - candidates[i]),
-                     candidates[i]);
-            if (access(dir, W_OK) == 0) {
-                snprintf(what, whatlen, "cgroup v2 at %s with controllers: %s", dir, line);
-                return true;
-            }
-            snprintf(what, whatlen, "cgroup v2 at %s (controllers %s) is not writable here", dir,
-                     line);
-            return false;
-        }
-    }
-    snprintf(what, whatlen, "no cgroup v2 controllers delegated (limits come from rlimits)");
-    return false;
 }

@@ -28,6 +28,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "kx/cgroup.h"
 #include "kx/jail.h"
 #include "kx/svc.h"
 
@@ -48,21 +49,23 @@ typedef struct sb_config {
     kx_jail_net net;         /* KX_SANDBOX_NETWORK none|host */
     uint16_t deny_ports[32]; /* KX_SANDBOX_DENY_PORTS + the NATS port (host network) */
     size_t ndeny_ports;
-    int64_t uid_base;        /* KX_SANDBOX_UID_BASE: first host uid given to sandboxes */
-    int64_t uid_count;       /* KX_SANDBOX_UID_COUNT */
-    kx_jail_limits limits;   /* KX_SANDBOX_MAX_PROCS, _MAX_MEMORY_MB, _MAX_FILE_MB */
-    int64_t cpu_s;           /* KX_SANDBOX_CPU_S: CPU seconds per command */
-    int64_t disk_bytes;      /* KX_SANDBOX_DISK_MB: /workspace size checked before a command */
-    int64_t tmp_bytes;       /* KX_SANDBOX_TMP_MB: the private /tmp */
-    int64_t bg_max_s;        /* KX_SANDBOX_BG_MAX_S: deadline of a background command */
-    int64_t log_max;         /* KX_SANDBOX_LOG_MAX: bytes kept in a background session log */
-    int64_t spill_max;       /* KX_SANDBOX_SPILL_MAX: bytes of full output kept on disk */
-    int64_t start_ms;        /* KX_SANDBOX_START_TIMEOUT_MS: bwrap + init up */
-    int64_t idle_stop_ms;    /* KX_SANDBOX_AUTO_STOP_MIN (or _MS): stop an idle sandbox */
-    int64_t idle_archive_ms; /* KX_SANDBOX_AUTO_ARCHIVE_MIN (or _MS): archive a stopped one */
-    int64_t preview_conns;   /* KX_SANDBOX_PREVIEW_CONNS: relay connections at once */
-    int64_t preview_bytes;   /* KX_SANDBOX_PREVIEW_MAX_MB: bytes per relay connection */
-    int64_t preview_s;       /* KX_SANDBOX_PREVIEW_MAX_S: life of a relay connection */
+    int64_t uid_base;           /* KX_SANDBOX_UID_BASE: first host uid given to sandboxes */
+    int64_t uid_count;          /* KX_SANDBOX_UID_COUNT */
+    kx_jail_limits limits;      /* KX_SANDBOX_MAX_PROCS, _MAX_MEMORY_MB, _MAX_FILE_MB */
+    int64_t cpu_s;              /* KX_SANDBOX_CPU_S: CPU seconds per command */
+    int64_t disk_bytes;         /* KX_SANDBOX_DISK_MB: /workspace size checked before a command */
+    int64_t tmp_bytes;          /* KX_SANDBOX_TMP_MB: the private /tmp */
+    int64_t bg_max_s;           /* KX_SANDBOX_BG_MAX_S: deadline of a background command */
+    int64_t log_max;            /* KX_SANDBOX_LOG_MAX: bytes kept in a background session log */
+    int64_t spill_max;          /* KX_SANDBOX_SPILL_MAX: bytes of full output kept on disk */
+    int64_t start_ms;           /* KX_SANDBOX_START_TIMEOUT_MS: bwrap + init up */
+    int64_t idle_stop_ms;       /* KX_SANDBOX_AUTO_STOP_MIN (or _MS): stop an idle sandbox */
+    int64_t idle_archive_ms;    /* KX_SANDBOX_AUTO_ARCHIVE_MIN (or _MS): archive a stopped one */
+    int64_t preview_conns;      /* KX_SANDBOX_PREVIEW_CONNS: relay connections at once */
+    int64_t preview_bytes;      /* KX_SANDBOX_PREVIEW_MAX_MB: bytes per relay connection */
+    int64_t preview_s;          /* KX_SANDBOX_PREVIEW_MAX_S: life of a relay connection */
+    char cgroup[1024];          /* KX_SANDBOX_CGROUP: auto | off | a delegated cgroup v2 path */
+    kx_cgroup_limits cg_limits; /* KX_SANDBOX_CGROUP_MEMORY_MB, _CGROUP_PIDS, _CPU_PERCENT */
 } sb_config;
 
 typedef struct sb_exec sb_exec;
@@ -83,6 +86,8 @@ typedef struct sb_broker {
     sb_exec *execs;                      /* doubly linked list of tracked execs (exec.c) */
     sb_sandbox *sandboxes;               /* running sandboxes (sandbox.c) */
     bool jailed;                         /* false only in unsafe mode */
+    bool cgroup_on;                      /* cgroup v2 limits applied (cgroup below) */
+    kx_cgroup_root cgroup;               /* the delegated root, when cgroup_on */
     atomic_bool serving; /* subscribed to kx.sandbox.*: /readyz says ready only then */
     size_t max_reply;    /* largest reply the bus carries (its max_payload) */
     size_t nexecs;

@@ -9,7 +9,9 @@
  *   KX_SANDBOX_MAX_MEMORY_MB, KX_SANDBOX_MAX_FILE_MB, KX_SANDBOX_CPU_S, KX_SANDBOX_DISK_MB,
  *   KX_SANDBOX_TMP_MB, KX_SANDBOX_BG_MAX_S, KX_SANDBOX_LOG_MAX, KX_SANDBOX_SPILL_MAX,
  *   KX_SANDBOX_START_TIMEOUT_MS, KX_SANDBOX_AUTO_STOP_MIN (_MS for tests),
- *   KX_SANDBOX_AUTO_ARCHIVE_MIN (_MS for tests), KX_SANDBOX_PREVIEW_CONNS/_MAX_MB/_MAX_S — see services/sandbox-broker/README.md.
+ *   KX_SANDBOX_AUTO_ARCHIVE_MIN (_MS for tests), KX_SANDBOX_PREVIEW_CONNS/_MAX_MB/_MAX_S,
+ *   KX_SANDBOX_CGROUP (auto|off|path), KX_SANDBOX_CGROUP_MEMORY_MB, KX_SANDBOX_CGROUP_PIDS,
+ *   KX_SANDBOX_CPU_PERCENT — see services/sandbox-broker/README.md.
  *   (KX_SANDBOX_BROKER_ID and KX_SANDBOX_LEASE_MS are read by fleet.c.) */
 #include "broker.h"
 
@@ -133,9 +135,21 @@ kx_err sb_config_load(sb_config *cfg)
     INT("KX_SANDBOX_PREVIEW_CONNS", 64, 1, 4096, &cfg->preview_conns);
     MB("KX_SANDBOX_PREVIEW_MAX_MB", 64, 1, 65536, &cfg->preview_bytes);
     INT("KX_SANDBOX_PREVIEW_MAX_S", 300, 1, 86400, &cfg->preview_s);
+    MB("KX_SANDBOX_CGROUP_MEMORY_MB", 4096, 16, 1024 * 1024, &cfg->cg_limits.memory_bytes);
+    INT("KX_SANDBOX_CGROUP_PIDS", 512, 8, 1000000, &cfg->cg_limits.pids);
+    INT("KX_SANDBOX_CPU_PERCENT", 100, 1, 100000, &cfg->cg_limits.cpu_percent);
 #undef INT
 #undef MB
     (void)mb;
+    const char *cg = kx_env_str("KX_SANDBOX_CGROUP", "auto");
+    if (err == KX_OK && strcmp(cg, "auto") != 0 && strcmp(cg, "off") != 0 &&
+        (cg[0] != '/' || strlen(cg) >= sizeof cfg->cgroup)) {
+        kx_error("config: KX_SANDBOX_CGROUP=\"%s\" is not valid: expected auto, off or an "
+                 "absolute path of a delegated cgroup v2 directory",
+                 cg);
+        return KX_ERR_INVALID;
+    }
+    snprintf(cfg->cgroup, sizeof cfg->cgroup, "%s", cg);
     cfg->limits.nofile = 4096;
     if (cfg->uid_base <= 0 || (uid_t)cfg->uid_base == getuid()) {
         kx_error("config: KX_SANDBOX_UID_BASE=%lld is the broker's own uid",
@@ -180,8 +194,23 @@ static kx_err check_root_searchable(const char *root, char *why, size_t whylen)
 kx_err sb_isolation_check(sb_broker *b)
 {
     sb_config *cfg = &b->cfg;
-    char cg[256];
-    bool cg2 = kx_jail_cgroup2_delegated(cg, sizeof cg);
+    char cg[1400];
+    if (strcmp(cfg->cgroup, "off") == 0) {
+        snprintf(cg, sizeof cg,
+                 "cgroup v2 off (KX_SANDBOX_CGROUP=off): sandbox limits from "
+                 "rlimits only");
+    } else {
+        kx_err cerr = kx_cgroup_root_prepare(cfg->cgroup, "", &b->cgroup, cg, sizeof cg);
+        if (cerr == KX_OK)
+            b->cgroup_on = true;
+        else if (strcmp(cfg->cgroup, "auto") == 0) {
+            size_t used = strlen(cg);
+            snprintf(cg + used, sizeof cg - used, "; sandbox limits from rlimits only");
+        } else { /* asked for by path: must work */
+            kx_error("sandbox: refusing to start: KX_SANDBOX_CGROUP=%s: %s", cfg->cgroup, cg);
+            return KX_ERR_UNAVAILABLE;
+        }
+    }
     if (access(cfg->init, X_OK) != 0) {
         kx_error("sandbox: the sandbox init %s is not an executable: build kx-sandbox-init or "
                  "set KX_SANDBOX_INIT",
@@ -196,17 +225,17 @@ kx_err sb_isolation_check(sb_broker *b)
         kx_error("sandbox: refusing to start: %s", why);
         return KX_ERR_UNAVAILABLE;
     }
-    char notes[1600];
+    char notes[3000];
     if (err == KX_OK) {
         b->jailed = true;
         snprintf(notes, sizeof notes,
                  "sandboxes: bubblewrap namespaces, network %s, uids %s; "
-                 "%s%s",
+                 "%s",
                  cfg->net == KX_JAIL_NET_NONE ? "none (loopback only)"
                                               : "host "
                                                 "(suite ports denied)",
                  geteuid() == 0 ? "one per sandbox" : "the broker's own (not root: cannot drop)",
-                 cg, cg2 ? " (detected; not used yet)" : "");
+                 cg);
         kx_info("sandbox: isolation ok: %s", notes);
     } else if (cfg->unsafe) {
         b->jailed = false;

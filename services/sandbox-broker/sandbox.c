@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cgroups.h"
 #include "exec.h"
 #include "lifecycle.h"
 #include "kx/log.h"
@@ -278,6 +279,20 @@ static void sandbox_free(sb_sandbox *s)
     free(s);
 }
 
+/* Unwatches, kills and reaps the jail, and releases its cgroup. */
+static void kill_jail(sb_sandbox *s)
+{
+    kx_loop_unwatch(s->b->svc->loop, s->sock);
+    kx_loop_unwatch(s->b->svc->loop, s->pidfd);
+    close(s->sock);
+    syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
+    int st;
+    while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR) {
+    }
+    close(s->pidfd);
+    sb_cgroup_release(s->b, s->project_id); /* cgroups.c */
+}
+
 /* The jail is gone or must go: unwatch, kill, reap, report every command SIGKILLed. */
 static void sandbox_down(sb_sandbox *s, const char *why)
 {
@@ -288,14 +303,7 @@ static void sandbox_down(sb_sandbox *s, const char *why)
             break;
         }
     }
-    kx_loop_unwatch(b->svc->loop, s->sock);
-    kx_loop_unwatch(b->svc->loop, s->pidfd);
-    close(s->sock);
-    syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
-    int st;
-    while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    close(s->pidfd);
+    kill_jail(s);
     kx_info("sandbox: project %s: sandbox ended (%s)", s->project_id, why);
     sb_exec *e = b->execs;
     while (e != NULL) {
@@ -460,13 +468,24 @@ static kx_err sandbox_start(sb_sandbox *s, int64_t wait_ms, char *why, size_t wh
         .pass_fds = pass,
         .npass_fds = 1,
     };
+    kx_err err = sb_cgroup_open(s->b, s->project_id, &o.cgroup_fd, why, whylen); /* cgroups.c */
+    if (err != KX_OK) {
+        close(sv[0]);
+        close(sv[1]);
+        close(init_fd);
+        return KX_ERR_INTERNAL;
+    }
     /* bwrap's complaints, for the error message when the jail cannot start. */
     int errfd = memfd_create("kx-sandbox-stderr", MFD_CLOEXEC);
     o.stderr_fd = errfd;
-    kx_err err = kx_jail_spawn(&o, &s->pid, &s->pidfd);
+    err = kx_jail_spawn(&o, &s->pid, &s->pidfd);
     int spawn_errno = errno;
     close(sv[1]);
     close(init_fd);
+    if (o.cgroup_fd >= 0)
+        close(o.cgroup_fd);
+    if (err != KX_OK)
+        sb_cgroup_release(s->b, s->project_id);
     s->sock = sv[0];
     if (err != KX_OK) {
         close(sv[0]);
@@ -502,22 +521,10 @@ static kx_err sandbox_start(sb_sandbox *s, int64_t wait_ms, char *why, size_t wh
         while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR) {
         }
         close(s->pidfd);
+        sb_cgroup_release(s->b, s->project_id);
         return err;
     }
     return KX_OK;
-}
-
-/* A started jail that must not stay (its record could not be written): unwatch, kill, reap. */
-static void end_jail(sb_sandbox *s)
-{
-    kx_loop_unwatch(s->b->svc->loop, s->sock);
-    kx_loop_unwatch(s->b->svc->loop, s->pidfd);
-    close(s->sock);
-    syscall(SYS_pidfd_send_signal, s->pidfd, SIGKILL, NULL, 0);
-    int st;
-    while (waitpid(s->pid, &st, 0) < 0 && errno == EINTR) {
-    }
-    close(s->pidfd);
 }
 
 sb_sandbox *sb_sandbox_find(sb_broker *b, const char *project_id)
@@ -590,7 +597,7 @@ kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, int64_t wait_ms, 
     if (err == KX_OK)
         err = sandbox_start(s, wait_ms, why, whylen);
     if (err == KX_OK && (err = sb_lifecycle_on_up(b, s->project_id, s->uid, why, whylen)) != KX_OK)
-        end_jail(s);
+        kill_jail(s); /* a started jail that must not stay: its record could not be written */
     if (err != KX_OK) {
         kx_error("sandbox: project %s: %s", s->project_id, why);
         sb_lifecycle_unclaim(b, s->project_id, &prev, had);
@@ -760,6 +767,7 @@ static void on_idle_sweep(kx_loop *loop, void *arg)
         s = next;
     }
     sb_lifecycle_sweep(b); /* lifecycle.c: auto-archive */
+    sb_cgroup_sweep(b);    /* cgroups.c: leftovers of ended jails */
     (void)sb_sandbox_sweep_start(b);
 }
 

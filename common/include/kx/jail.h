@@ -98,6 +98,9 @@ typedef struct kx_jail_opts {
     int stderr_fd;
     const int *pass_fds; /* descriptors kept open into the jail, same numbers */
     size_t npass_fds;
+    int cgroup_fd; /* > 0: a cgroup v2 directory (kx_cgroup_make) the jail is born in (clone3
+                      CLONE_INTO_CGROUP: nothing of it ever runs outside); 0 or -1: the
+                      caller's cgroup. Stays the caller's */
 } kx_jail_opts;
 
 /* The bwrap command line for opts (argv[0] = opts->bwrap), NULL-terminated and malloc'd.
@@ -136,9 +139,5 @@ kx_err kx_jail_deny_tcp_ports(const uint16_t *ports, size_t nports);
  * with why (naming the variable) when a value is bad. */
 kx_err kx_jail_net_from_env(kx_jail_net *net, uint16_t *ports, size_t cap, size_t *nports,
                             char *why, size_t whylen);
-
-/* True when the host has a cgroup v2 hierarchy with controllers this process could delegate
- * to a jail (cgroup.controllers non-empty and writable subtree); fills what with a sentence. */
-bool kx_jail_cgroup2_delegated(char *what, size_t whatlen);
 
 #endif
