@@ -71,36 +71,28 @@ static bool find_mount(char *out, size_t len)
     return found;
 }
 
-/* The pids in dir/cgroup.procs other than ours. */
-static int other_procs(const char *dir)
+/* Reads dir/cgroup.procs: how many pids other than ours it lists, and whether ours is there. */
+static int scan_procs(const char *dir, bool *ours)
 {
-    char path[1200];
+    char path[1200], line[64];
     snprintf(path, sizeof path, "%s/cgroup.procs", dir);
+    *ours = false;
     FILE *f = fopen(path, "re");
     if (f == NULL)
         return 0;
     int others = 0;
-    long pid;
-    while (fscanf(f, "%ld", &pid) == 1)
-        others += pid != (long)getpid();
+    while (fgets(line, sizeof line, f) != NULL) {
+        char *end = NULL;
+        long pid = strtol(line, &end, 10);
+        if (end == line)
+            continue;
+        if (pid == (long)getpid())
+            *ours = true;
+        else
+            others++;
+    }
     fclose(f);
     return others;
-}
-
-/* True when our pid is listed in dir/cgroup.procs. */
-static bool we_are_in(const char *dir)
-{
-    char path[1200];
-    snprintf(path, sizeof path, "%s/cgroup.procs", dir);
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
-        return false;
-    bool in = false;
-    long pid;
-    while (!in && fscanf(f, "%ld", &pid) == 1)
-        in = pid == (long)getpid();
-    fclose(f);
-    return in;
 }
 
 kx_err kx_cgroup_root_prepare(const char *spec, const char *mount, kx_cgroup_root *out, char *what,
@@ -156,7 +148,9 @@ kx_err kx_cgroup_root_prepare(const char *spec, const char *mount, kx_cgroup_roo
         return KX_ERR_UNAVAILABLE;
     }
     /* No internal processes: the service leaves the root for a leaf of its own. */
-    if (we_are_in(out->path)) {
+    bool ours = false;
+    scan_procs(out->path, &ours);
+    if (ours) {
         char leaf[1200], pid[24];
         snprintf(leaf, sizeof leaf, "%s/service", out->path);
         snprintf(pid, sizeof pid, "%ld", (long)getpid());
@@ -166,7 +160,7 @@ kx_err kx_cgroup_root_prepare(const char *spec, const char *mount, kx_cgroup_roo
             return KX_ERR_UNAVAILABLE;
         }
     }
-    int others = other_procs(out->path);
+    int others = scan_procs(out->path, &ours);
     if (others > 0) {
         snprintf(what, whatlen,
                  "cgroup v2 at %s holds %d other process(es): a delegated cgroup must be this "

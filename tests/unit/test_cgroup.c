@@ -58,7 +58,8 @@ static const char *get(const char *dir, const char *file)
 static char *fake_root(const char *controllers, const char *procs)
 {
     static char root[600];
-    snprintf(root, sizeof root, "%s/root-%d", g_dir, rand());
+    static int made;
+    snprintf(root, sizeof root, "%s/root-%d", g_dir, ++made);
     assert_int_equal(mkdir(root, 0755), 0);
     put(root, "cgroup.controllers", controllers);
     put(root, "cgroup.procs", procs);
