@@ -30,6 +30,8 @@ const gw_route gw_routes[] = {
           gw_route_custom_mcp_tools),
     ROUTE("POST", "/api/agents/{id}/custom-mcp-tools", AUTH_BEARER, BODY_JSON,
           gw_route_custom_mcp_tools),
+    ROUTE("POST", "/api/mcp/discover-custom-tools", AUTH_BEARER, BODY_JSON,
+          gw_route_mcp_discover),
     ROUTE("GET",    "/api/thread/{id}/agent",       AUTH_BEARER, BODY_NONE, gw_route_thread_agent),
     ROUTE("GET",    "/api/threads",                 AUTH_BEARER, BODY_NONE, gw_route_threads_list),
     ROUTE("POST",   "/api/threads",                 AUTH_BEARER, BODY_FORM, gw_route_thread_create),
