@@ -357,9 +357,9 @@ static void list_agent_tools(gw_app *app, gw_request *req, gw_reply *reply)
     json_t *headers = NULL;
     if (hdrs != NULL && hdrs[0] != '\0') {
         headers = json_loads(hdrs, 0, NULL);
-        if (!json_is_object(headers) || !headers_ok("X-MCP-Headers", headers, reply)) {
-            if (!json_is_object(headers))
-                gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "X-MCP-Headers must be a JSON object");
+        if (headers == NULL)
+            gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "X-MCP-Headers must be a JSON object");
+        if (headers == NULL || !headers_ok("X-MCP-Headers", headers, reply)) {
             json_decref(headers);
             return;
         }
