@@ -281,6 +281,10 @@ static void test_errors(void **state)
     j = get_tools("GET", g_agent, g_owner, g_url, "json", &status);
     assert_int_equal(status, 400);
     json_decref(j);
+    j = get_tools("GET", g_agent, g_owner, "ftp://a.example/", "http", &status);
+    assert_int_equal(status, 400); /* the same URL rule as discovery's, before the proxy */
+    assert_non_null(strstr(json_string_value(json_object_get(j, "detail")), "X-MCP-URL must be"));
+    json_decref(j);
 
     /* The NATS port: a loopback service the proxy does not let agents' servers reach. */
     char nats_url[128];
