@@ -109,5 +109,6 @@ void gw_route_key_delete(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_thread_agent(gw_app *app, gw_request *req, gw_reply *reply);
 /* routes_mcp.c */
 void gw_route_custom_mcp_tools(gw_app *app, gw_request *req, gw_reply *reply);
+void gw_route_mcp_discover(gw_app *app, gw_request *req, gw_reply *reply);
 
 #endif

@@ -40,7 +40,11 @@ bool gw_quota_refused(kx_db *db, kx_err err, gw_reply *reply)
     return true;
 }
 
-bool gw_quota_model_allowed(kx_db *db, const char *account, const char *model, gw_reply *reply)
+/* kx_account_refusal for account and model: true when the run may go on, or when the refusal
+ * is a quota's and quotas is false; false with the refusal (403 / 429 {"detail": …}) or a
+ * database error in reply. */
+static bool account_allows(kx_db *db, const char *account, const char *model, bool quotas,
+                           gw_reply *reply)
 {
     const char *params[] = {account, model};
     kx_err err = KX_OK;
@@ -52,14 +56,25 @@ bool gw_quota_model_allowed(kx_db *db, const char *account, const char *model, g
     bool allowed = true;
     if (PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
         json_t *v = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-        if (json_integer_value(json_object_get(v, "status")) == MHD_HTTP_FORBIDDEN) {
+        json_int_t status = json_integer_value(json_object_get(v, "status"));
+        if (status == MHD_HTTP_FORBIDDEN || (quotas && status == MHD_HTTP_TOO_MANY_REQUESTS)) {
             allowed = false;
             json_t *detail = json_object_get(v, "detail");
-            gw_reply_json(reply, MHD_HTTP_FORBIDDEN,
+            gw_reply_json(reply, (unsigned int)status,
                           json_pack("{s:O}", "detail", detail ? detail : json_null()));
         }
         json_decref(v);
     }
     PQclear(res);
     return allowed;
+}
+
+bool gw_quota_model_allowed(kx_db *db, const char *account, const char *model, gw_reply *reply)
+{
+    return account_allows(db, account, model, false, reply);
+}
+
+bool gw_quota_run_allowed(kx_db *db, const char *account, const char *model, gw_reply *reply)
+{
+    return account_allows(db, account, model, true, reply);
 }

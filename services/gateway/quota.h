@@ -35,4 +35,11 @@ bool gw_quota_refused(kx_db *db, kx_err err, gw_reply *reply);
  * reply. Quotas are not looked at: they apply when a run is created. */
 bool gw_quota_model_allowed(kx_db *db, const char *account, const char *model, gw_reply *reply);
 
+/* Would a run of account naming model (NULL: the default model) be refused right now, for its
+ * model or for a quota used up? true when it may go on; false with the reply the run's creation
+ * would give (403 / 429, the same bodies) or a database error reply. Advisory: the creation
+ * checks again under the account's lock. For work that is costly to undo before a run exists
+ * (initiate's sandbox and uploads). */
+bool gw_quota_run_allowed(kx_db *db, const char *account, const char *model, gw_reply *reply);
+
 #endif

@@ -16,6 +16,8 @@
 /* clang-format off */
 const gw_route gw_routes[] = {
     ROUTE("GET",  "/api/health",                    AUTH_NONE,   BODY_NONE, gw_route_health),
+    /* Kortix's container health check: the same checks (it pinged Redis and the database) */
+    ROUTE("GET",  "/api/health-docker",             AUTH_NONE,   BODY_NONE, gw_route_health),
     ROUTE("POST", "/api/agent/initiate",            AUTH_BEARER, BODY_FORM, gw_route_initiate),
     ROUTE("POST", "/api/thread/{id}/agent/start",   AUTH_BEARER, BODY_JSON, gw_route_thread_start),
     ROUTE("GET",  "/api/thread/{id}/agent-runs",    AUTH_BEARER, BODY_NONE, gw_route_thread_runs),
@@ -30,6 +32,8 @@ const gw_route gw_routes[] = {
           gw_route_custom_mcp_tools),
     ROUTE("POST", "/api/agents/{id}/custom-mcp-tools", AUTH_BEARER, BODY_JSON,
           gw_route_custom_mcp_tools),
+    ROUTE("POST", "/api/mcp/discover-custom-tools", AUTH_BEARER, BODY_JSON,
+          gw_route_mcp_discover),
     ROUTE("GET",    "/api/thread/{id}/agent",       AUTH_BEARER, BODY_NONE, gw_route_thread_agent),
     ROUTE("GET",    "/api/threads",                 AUTH_BEARER, BODY_NONE, gw_route_threads_list),
     ROUTE("POST",   "/api/threads",                 AUTH_BEARER, BODY_FORM, gw_route_thread_create),

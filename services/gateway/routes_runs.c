@@ -124,8 +124,10 @@ static void initiate(gw_app *app, gw_request *req, const gw_run_new *in,
             gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
             return;
         }
-        /* the cheap refusals before a sandbox is made (gw_run_create checks it again) */
+        /* the refusals before a sandbox is made (gw_run_create checks them again): the
+         * prompt's size, the agent, the account's run limits and quotas */
         if (!gw_text_fits("prompt", prompt, app->cfg.max_prompt_bytes, reply) ||
+            !gw_run_precheck(app, req, &in->opts, reply) ||
             !gw_upload_put(app, req, project, plan, &sandbox, reply)) {
             free(prompt);
             return;

@@ -126,6 +126,34 @@ bool gw_run_create(gw_app *app, const gw_request *req, const gw_run_new *n,
     return created;
 }
 
+bool gw_run_precheck(gw_app *app, const gw_request *req, const gw_run_options *o, gw_reply *reply)
+{
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return false;
+    bool ok = agent_ok(db, req, o, reply);
+    if (ok && reject_limit(app) > 0) {
+        /* the count as gw_store_initiate_limited takes it (in a transaction: the account's
+         * creation lock), then nothing kept */
+        gw_limit_info over = {0};
+        kx_err err = kx_db_begin(db);
+        if (err == KX_OK)
+            err = gw_store_limit_check(db, req->account, reject_limit(app), &over);
+        kx_db_rollback(db);
+        if (err != KX_OK) {
+            free(over.thread_ids_json);
+            gw_reply_db_error(reply, err, "Failed to count the account's active runs");
+            ok = false;
+        } else if (over.over) {
+            reply_over_limit(reply, &over);
+            ok = false;
+        }
+    }
+    ok = ok && gw_quota_run_allowed(db, req->account, o->model_name, reply);
+    gw_db_put(app, db);
+    return ok;
+}
+
 bool gw_run_stop(gw_app *app, const gw_request *req, const char *run_id, char status[16],
                  gw_reply *reply)
 {

@@ -33,6 +33,13 @@ typedef struct gw_run_new {
 bool gw_run_create(gw_app *app, const gw_request *req, const gw_run_new *n,
                    char thread_id[KX_UUID_LEN + 1], char run_id[KX_UUID_LEN + 1], gw_reply *reply);
 
+/* The refusals gw_run_create would give a new run of the account with these options, looked
+ * at now without writing anything: the agent (404), KX_OVER_LIMIT=reject's parallel runs (429,
+ * Kortix's body) and the account's limits (403 model / 429 quota, quota.h). True when it may go
+ * on. Advisory — gw_run_create checks again atomically — so that work costly to undo (initiate's
+ * sandbox and uploads) is not done for a run that would be refused. */
+bool gw_run_precheck(gw_app *app, const gw_request *req, const gw_run_options *o, gw_reply *reply);
+
 /* The stop compare-and-set of docs/architecture.md on the account's run: if it was queued or
  * running, it is now stopped (status "stopped"; STOP and the terminal event are published);
  * else status is the one it had already ended with. False with the refusal in reply (404 no

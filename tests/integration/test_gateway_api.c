@@ -696,6 +696,11 @@ static void test_health(void **state)
     assert_non_null(strstr(jstr(v, "instance_id"), "gateway"));
     assert_true(took < 1000); /* no responders: answered at once, not after the timeout */
     json_decref(v);
+    /* Kortix's container check: the same answer */
+    v = kx_th_json(&g_s, "GET", "/api/health-docker", NULL, NULL, &status);
+    assert_int_equal(status, 503);
+    assert_string_equal(jstr(json_object_get(v, "parts"), "database"), "ok");
+    json_decref(v);
 
     /* The ops routes on the API port: only with the ops token (KX_OPS_TOKEN). */
     kx_http_resp r;

@@ -5,7 +5,11 @@
  * an unknown agent is 404; a loopback target the proxy does not allow is 502 naming why. POST
  * saves the chosen tools as a new agent version (Kortix's "Auto-updated MCP tools"): the GET then
  * shows them enabled, the version chain and counters follow, a repeated POST writes nothing, a
- * new URL adds an entry, and bad bodies are 400 naming the field. */
+ * new URL adds an entry, and bad bodies are 400 naming the field. POST /api/mcp/discover-custom-tools
+ * lists a server before it is saved anywhere: Kortix's answer with each tool's inputSchema (the
+ * body's headers reach the server); each bad body is 400 naming the field; no token is 401; a
+ * refused connection and the loopback guard are 502, a server that accepts and never answers is
+ * 504 within the proxy's deadline (KX_MCP_TIMEOUT_S=3 here). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -33,6 +37,9 @@
 static kx_th_stack g_s; /* only dir, nats, pg, base_url, secret are used */
 static pid_t g_gateway, g_proxy, g_mcp;
 static uint16_t g_mcp_port;
+static uint16_t g_dead_port;   /* allowed for the proxy, nothing listens: refused */
+static uint16_t g_silent_port; /* allowed, listens (backlog), never answers */
+static int g_silent_fd = -1;
 static char g_agent[KX_UUID_LEN + 1], g_owner[KX_UUID_LEN + 1];
 static char g_url[128];
 
@@ -79,7 +86,7 @@ static int start_all(void **state)
     uint16_t port = kx_th_free_port();
     snprintf(g_s.base_url, sizeof g_s.base_url, "http://127.0.0.1:%u", (unsigned)port);
     snprintf(g_s.secret, sizeof g_s.secret, "gateway-mcp-test-secret");
-    char e_port[64], e_nats[128], e_db[320], e_secret[128], e_mig[600], e_allow[80];
+    char e_port[64], e_nats[128], e_db[320], e_secret[128], e_mig[600], e_allow[96];
     snprintf(e_port, sizeof e_port, "KX_HTTP_PORT=%u", (unsigned)port);
     snprintf(e_nats, sizeof e_nats, "KX_NATS_URL=%s", g_s.nats.url);
     snprintf(e_db, sizeof e_db, "KX_DATABASE_URL=%s", g_s.pg.url);
@@ -87,7 +94,16 @@ static int start_all(void **state)
     snprintf(e_mig, sizeof e_mig, "KX_MIGRATIONS_DIR=%s/deploy/migrations", KX_SOURCE_DIR);
     /* The proxy refuses loopback targets for agents' servers; this test's server is allowed
      * explicitly, by its port. */
-    snprintf(e_allow, sizeof e_allow, "KX_MCP_ALLOW_LOOPBACK_PORTS=%u", g_mcp_port);
+    g_dead_port = kx_th_free_port();
+    g_silent_port = kx_th_free_port();
+    g_silent_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(g_silent_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (g_silent_fd < 0 || bind(g_silent_fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        listen(g_silent_fd, 16) != 0)
+        return -1;
+    snprintf(e_allow, sizeof e_allow, "KX_MCP_ALLOW_LOOPBACK_PORTS=%u,%u,%u", g_mcp_port,
+             g_dead_port, g_silent_port);
     uint16_t proxy_health = kx_th_free_port();
     uint16_t gw_health = kx_th_free_port();
     char e_health[64], e_gw_health[64];
@@ -105,7 +121,9 @@ static int start_all(void **state)
                          "KX_LOG_LEVEL=debug",
                          "KX_DRAIN_TIMEOUT_MS=3000",
                          NULL};
-    const char *penv[] = {e_nats, e_allow, e_health, "KX_LOG_LEVEL=debug", NULL};
+    /* KX_MCP_TIMEOUT_S=3: the silent server's 504 comes after 3 s, not Kortix's 15 s. */
+    const char *penv[] = {e_nats, e_allow, e_health, "KX_MCP_TIMEOUT_S=3", "KX_LOG_LEVEL=debug",
+                          NULL};
     const char *gargv[] = {KX_BUILD_DIR "/services/gateway/gateway", NULL};
     const char *pargv[] = {KX_BUILD_DIR "/services/mcp-proxy/mcp-proxy", NULL};
     snprintf(log, sizeof log, "%s/gateway.log", g_s.dir);
@@ -165,6 +183,8 @@ static int stop_all(void **state)
         rc = -1;
     if (g_mcp > 0)
         kx_th_kill(g_mcp);
+    if (g_silent_fd >= 0)
+        close(g_silent_fd);
     kx_th_pg_stop(&g_s.pg);
     kx_th_nats_stop(&g_s.nats);
     kx_th_rmrf(g_s.dir);
@@ -260,6 +280,10 @@ static void test_errors(void **state)
     json_decref(j);
     j = get_tools("GET", g_agent, g_owner, g_url, "json", &status);
     assert_int_equal(status, 400);
+    json_decref(j);
+    j = get_tools("GET", g_agent, g_owner, "ftp://a.example/", "http", &status);
+    assert_int_equal(status, 400); /* the same URL rule as discovery's, before the proxy */
+    assert_non_null(strstr(json_string_value(json_object_get(j, "detail")), "X-MCP-URL must be"));
     json_decref(j);
 
     /* The NATS port: a loopback service the proxy does not let agents' servers reach. */
@@ -415,6 +439,190 @@ static void test_post_errors(void **state)
     free(after);
 }
 
+/* POST /api/mcp/discover-custom-tools with body (NULL: none) as account (NULL: no token). */
+static json_t *discover(const char *account, const char *body, long *status)
+{
+    char auth[1024] = "X-No-Auth: 1";
+    if (account != NULL) {
+        char *token = kx_th_jwt(g_s.secret, account, 600);
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+        free(token);
+    }
+    const char *headers[] = {auth, "Content-Type: application/json", NULL};
+    char path[256];
+    snprintf(path, sizeof path, "%s/api/mcp/discover-custom-tools", g_s.base_url);
+    kx_http_resp r = {0};
+    kx_err err = kx_http_request("POST", path, headers, body, body ? strlen(body) : 0,
+                                 kx_deadline_in(30000), 0, &r);
+    *status = err == KX_OK ? r.status : 0;
+    json_t *j = err == KX_OK && r.body ? json_loads(r.body, 0, NULL) : NULL;
+    kx_http_resp_free(&r);
+    return j;
+}
+
+static void assert_detail(const json_t *j, const char *want, const char *what)
+{
+    const char *d = json_string_value(json_object_get(j, "detail"));
+    if (d == NULL || strstr(d, want) == NULL)
+        fail_msg("%s: want \"%s\" in the detail, got \"%s\"", what, want, d ? d : "(none)");
+}
+
+/* A server's tools before it is saved anywhere, in Kortix's shape. */
+static void test_discover_lists_a_server(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1], body[512];
+    kx_uuid_new(account);
+    snprintf(body, sizeof body,
+             "{\"type\": \"http\", \"config\": {\"url\": \"%s\", \"headers\": {\"X-Trace\": "
+             "\"discover-1\"}}}",
+             g_url);
+    long status = 0;
+    json_t *j = discover(account, body, &status);
+    assert_int_equal(status, 200);
+    assert_true(json_is_true(json_object_get(j, "success")));
+    assert_string_equal(json_string_value(json_object_get(j, "qualified_name")),
+                        "custom_http_mcp");
+    char want[200];
+    snprintf(want, sizeof want, "Custom HTTP MCP (%s)", g_url);
+    assert_string_equal(json_string_value(json_object_get(j, "display_name")), want);
+    assert_string_equal(json_string_value(json_object_get(j, "url")), g_url);
+    json_t *config = json_object_get(j, "config"); /* the request's, as Kortix echoed it */
+    assert_string_equal(json_string_value(json_object_get(config, "url")), g_url);
+    assert_string_equal(json_string_value(
+                            json_object_get(json_object_get(config, "headers"), "X-Trace")),
+                        "discover-1");
+    const char *msg = json_string_value(json_object_get(j, "message"));
+    assert_non_null(msg);
+    assert_non_null(strstr(msg, "Connected via HTTP ("));
+    json_t *tools = json_object_get(j, "tools");
+    assert_true(json_array_size(tools) >= 5);
+    bool echo = false;
+    size_t i;
+    json_t *t;
+    json_array_foreach(tools, i, t)
+    {
+        if (strcmp(json_string_value(json_object_get(t, "name")), "echo") != 0)
+            continue;
+        echo = true;
+        const char *d = json_string_value(json_object_get(t, "description"));
+        assert_non_null(d);
+        assert_null(strstr(d, "(MCP Server:"));
+        json_t *schema = json_object_get(t, "inputSchema");
+        assert_true(json_is_object(schema));
+        assert_string_equal(json_string_value(json_object_get(schema, "type")), "object");
+        assert_non_null(json_object_get(json_object_get(schema, "properties"), "message"));
+    }
+    assert_true(echo);
+    json_decref(j);
+}
+
+/* Each bad body is a 400 naming the field; no token is 401. Nothing reaches a server. */
+static void test_discover_refuses_bad_bodies(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    kx_uuid_new(account);
+    char longurl[2200] = "{\"type\": \"http\", \"config\": {\"url\": \"http://a.example/";
+    size_t n = strlen(longurl);
+    memset(longurl + n, 'a', 2060);
+    snprintf(longurl + n + 2060, sizeof longurl - n - 2060, "\"}}");
+    char many[2048] = "{\"type\": \"sse\", \"config\": {\"url\": \"http://a.example/\", "
+                      "\"headers\": {";
+    for (int k = 0; k < 33; k++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%s\"H%d\": \"v\"",
+                 k ? ", " : "", k);
+    snprintf(many + strlen(many), sizeof many - strlen(many), "}}}");
+    static const char *const cfg = "\"config\": {\"url\": \"http://a.example/mcp\"}";
+    char no_type[128], json_type[128], num_type[128];
+    snprintf(no_type, sizeof no_type, "{%s}", cfg);
+    snprintf(json_type, sizeof json_type, "{\"type\": \"json\", %s}", cfg);
+    snprintf(num_type, sizeof num_type, "{\"type\": 7, %s}", cfg);
+    const struct {
+        const char *body, *detail;
+    } bad[] = {
+        {NULL, "body is required"},
+        {"{\"type\": ", "Invalid JSON"},
+        {"[1]", "expected an object"},
+        {no_type, "\"type\" is required"},
+        {json_type, "\"type\" must be 'sse' or 'http'"},
+        {num_type, "\"type\" must be 'sse' or 'http'"},
+        {"{\"type\": \"http\"}", "\"config\" is required"},
+        {"{\"type\": \"http\", \"config\": \"http://a.example/\"}", "\"config\" is required"},
+        {"{\"type\": \"http\", \"config\": {}}", "\"config.url\""},
+        {"{\"type\": \"http\", \"config\": {\"url\": 5}}", "\"config.url\""},
+        {"{\"type\": \"http\", \"config\": {\"url\": \"ftp://a.example/\"}}", "http://"},
+        {"{\"type\": \"http\", \"config\": {\"url\": \"file:///etc/passwd\"}}", "\"config.url\""},
+        {"{\"type\": \"http\", \"config\": {\"url\": \"http://a b/\"}}", "spaces"},
+        {longurl, "at most 2048 bytes"},
+        {"{\"type\": \"sse\", \"config\": {\"url\": \"http://a.example/\", \"headers\": []}}",
+         "\"config.headers\" must be a JSON object"},
+        {"{\"type\": \"sse\", \"config\": {\"url\": \"http://a.example/\", \"headers\": "
+         "{\"X-A\": 1}}}",
+         "header \"X-A\""},
+        {"{\"type\": \"sse\", \"config\": {\"url\": \"http://a.example/\", \"headers\": "
+         "{\"X-A\": \"a\\r\\nX-B: b\"}}}",
+         "without line breaks"},
+        {"{\"type\": \"sse\", \"config\": {\"url\": \"http://a.example/\", \"headers\": "
+         "{\"Bad Name\": \"v\"}}}",
+         "header \"Bad Name\""},
+        {many, "at most 32"},
+    };
+    long status = 0;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *j = discover(account, bad[i].body, &status);
+        if (status != 400)
+            fail_msg("%s: status %ld, want 400", bad[i].body ? bad[i].body : "(no body)", status);
+        assert_detail(j, bad[i].detail, bad[i].body ? bad[i].body : "(no body)");
+        json_decref(j);
+    }
+    char body[256];
+    snprintf(body, sizeof body, "{\"type\": \"http\", \"config\": {\"url\": \"%s\"}}", g_url);
+    json_t *j = discover(NULL, body, &status);
+    assert_int_equal(status, 401);
+    json_decref(j);
+}
+
+/* A server that cannot be read is 502 naming why; one that never answers is 504, in time. */
+static void test_discover_unreachable_servers(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1], body[256];
+    kx_uuid_new(account);
+    long status = 0;
+
+    /* nothing listens there (the port is allowed for the proxy): refused */
+    snprintf(body, sizeof body,
+             "{\"type\": \"http\", \"config\": {\"url\": \"http://127.0.0.1:%u/mcp\"}}",
+             g_dead_port);
+    json_t *j = discover(account, body, &status);
+    assert_int_equal(status, 502);
+    assert_detail(j, "Failed to list the MCP server's tools", "refused");
+    json_decref(j);
+
+    /* the loopback guard: the NATS port is not one agents' servers may reach */
+    snprintf(body, sizeof body,
+             "{\"type\": \"sse\", \"config\": {\"url\": \"http://127.0.0.1:%u/sse\"}}",
+             g_s.nats.port);
+    j = discover(account, body, &status);
+    assert_int_equal(status, 502);
+    assert_detail(j, "loopback", "loopback");
+    json_decref(j);
+
+    /* accepted by the kernel, never answered: 504 after the proxy's 3 s, well within ours */
+    snprintf(body, sizeof body,
+             "{\"type\": \"http\", \"config\": {\"url\": \"http://127.0.0.1:%u/mcp\"}}",
+             g_silent_port);
+    int64_t t0 = kx_mono_ms();
+    j = discover(account, body, &status);
+    int64_t took = kx_mono_ms() - t0;
+    assert_int_equal(status, 504);
+    assert_detail(j, "did not list its tools in time", "silent");
+    json_decref(j);
+    if (took > 15000)
+        fail_msg("the 504 took %lld ms", (long long)took);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +630,9 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_post_saves_tools_as_a_new_version),
         cmocka_unit_test(test_post_errors),
+        cmocka_unit_test(test_discover_lists_a_server),
+        cmocka_unit_test(test_discover_refuses_bad_bodies),
+        cmocka_unit_test(test_discover_unreachable_servers),
     };
     return cmocka_run_group_tests(tests, start_all, stop_all);
 }

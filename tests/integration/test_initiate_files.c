@@ -9,8 +9,11 @@
  *   - refusals that leave nothing (no project, no sandbox directory): too many files (400), a
  *     file over KX_INITIATE_FILE_MAX_BYTES (413 naming it), files together over
  *     KX_INITIATE_FILES_MAX_BYTES (413), a file the broker refuses (KX_SANDBOX_MAX_FILE_MB: 413
- *     naming it, the sandbox made for it deleted again), an account's quota (429 after the
- *     upload: the sandbox deleted again), a file part in another field (400). */
+ *     naming it, the sandbox made for it deleted again), an account's quota (429), a file
+ *     part in another field (400);
+ *   - a run the account would be refused (its daily quota used up: 429, a model outside its
+ *     allow-list: 403, another account's agent: 404) is refused before any sandbox: no
+ *     kx.sandbox.ensure_active / kx.sandbox.files request is sent at all. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,10 +23,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "harness.h"
+#include "kx/bus.h"
 #include "kx/uuid.h"
 #include "stack.h"
 
@@ -369,6 +374,71 @@ static void test_refusals_leave_nothing(void **state)
     free(ta);
 }
 
+/* Refused before any sandbox work: the gateway sent no sandbox request at all (a refusal
+ * after the upload deleted its sandbox again, so the directories alone cannot tell). */
+static void test_refused_account_makes_no_sandbox(void **state)
+{
+    (void)state;
+    kx_bus *bus = NULL;
+    assert_int_equal(kx_bus_connect(g_stack.nats.url, "test-initiate-files", &bus), KX_OK);
+    for (int i = 0; i < 100 && !kx_bus_connected(bus); i++)
+        usleep(20000);
+    natsSubscription *ensure = NULL, *files = NULL;
+    assert_int_equal(natsConnection_SubscribeSync(&ensure, kx_bus_conn(bus),
+                                                  KX_SUBJ_SANDBOX_LIFECYCLE_PREFIX
+                                                  "ensure_active"),
+                     NATS_OK);
+    assert_int_equal(natsConnection_SubscribeSync(&files, kx_bus_conn(bus), KX_SUBJ_SANDBOX_FILES),
+                     NATS_OK);
+    assert_int_equal(natsConnection_Flush(kx_bus_conn(bus)), NATS_OK);
+
+    char a[KX_UUID_LEN + 1], b[KX_UUID_LEN + 1], agent[KX_UUID_LEN + 1];
+    kx_uuid_new(a);
+    kx_uuid_new(b);
+    kx_uuid_new(agent);
+    char *ta = kx_th_stack_token(&g_stack, a);
+    const char *pa[] = {a};
+    const char *pb[] = {agent, b};
+    PQclear(kx_th_sql(&g_stack,
+                      "INSERT INTO account_limits (account_id, runs_per_day, allowed_models) "
+                      "VALUES ($1::uuid, 0, ARRAY['allowed-model'])",
+                      1, pa));
+    PQclear(kx_th_sql(&g_stack,
+                      "INSERT INTO agents (agent_id, account_id, name) VALUES ($1::uuid, "
+                      "$2::uuid, 'b''s agent')",
+                      2, pb));
+    part quota[] = {{"prompt", NULL, "quota", 5}, {"files", "q.txt", "q", 1}};
+    refused(ta, a, quota, 2, 429, "Daily run quota reached");
+    part model[] = {{"prompt", NULL, "model", 5},
+                    {"model_name", NULL, "other-model", 11},
+                    {"files", "m.txt", "m", 1}};
+    refused(ta, a, model, 3, 403, "may not use the model other-model");
+    PQclear(kx_th_sql(&g_stack, "DELETE FROM account_limits WHERE account_id = $1::uuid", 1, pa));
+    part other[] = {{"prompt", NULL, "agent", 5},
+                    {"agent_id", NULL, agent, strlen(agent)},
+                    {"files", "a.txt", "a", 1}};
+    refused(ta, a, other, 3, 404, "Agent not found");
+
+    /* nothing was asked of the broker (our subscriptions saw every request the gateway sent
+     * before it answered; the flush makes sure the server has passed them on) */
+    assert_int_equal(natsConnection_Flush(kx_bus_conn(bus)), NATS_OK);
+    natsMsg *m = NULL;
+    assert_int_equal(natsSubscription_NextMsg(&m, ensure, 300), NATS_TIMEOUT);
+    assert_int_equal(natsSubscription_NextMsg(&m, files, 50), NATS_TIMEOUT);
+
+    /* the check is not a blanket refusal: the same upload goes through once allowed */
+    long st = 0;
+    json_t *j = initiate(ta, quota, 2, &st);
+    assert_int_equal(st, 200);
+    json_decref(j);
+    assert_int_equal(natsSubscription_NextMsg(&m, ensure, 5000), NATS_OK);
+    natsMsg_Destroy(m);
+    natsSubscription_Destroy(ensure);
+    natsSubscription_Destroy(files);
+    kx_bus_close(bus, 2000);
+    free(ta);
+}
+
 /* ---- setup ------------------------------------------------------------------------------ */
 
 static int group_setup(void **state)
@@ -383,6 +453,7 @@ int main(void)
         cmocka_unit_test(test_two_files_in_the_sandbox_and_the_prompt),
         cmocka_unit_test(test_hostile_names_are_made_safe),
         cmocka_unit_test(test_refusals_leave_nothing),
+        cmocka_unit_test(test_refused_account_makes_no_sandbox),
     };
     if (getenv("KX_TEST_FILTER") != NULL)
         cmocka_set_test_filter(getenv("KX_TEST_FILTER"));

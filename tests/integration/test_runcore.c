@@ -25,7 +25,8 @@
  *   9. two scheduler replicas: a killed runner's run is reaped and announced once (epoch and
  *      attempt bumped once, one "retried" event) and completes;
  *   8. KX_OVER_LIMIT=reject on a second stack (KX_MAX_PARALLEL_RUNS=2): the third active run
- *      of an account is refused with 429 and Kortix's body, on initiate and on thread start,
+ *      of an account is refused with 429 and Kortix's body, on initiate (with files[]: before
+ *      any sandbox is asked for) and on thread start,
  *      nothing is created, and runs are accepted again once the first ones ended.
  * Each case has accounts of its own. */
 #include <errno.h>
@@ -696,6 +697,33 @@ static void test_over_limit_rejects_with_429(void **state)
                               1, p);
     assert_string_equal(n, "2");
     free(n);
+    /* with files[] it is refused before any sandbox is made: no ensure_active is sent */
+    kx_bus *bus = NULL;
+    assert_int_equal(kx_bus_connect(g_reject_stack.nats.url, "test-runcore-files", &bus), KX_OK);
+    for (int i = 0; i < 100 && !kx_bus_connected(bus); i++)
+        sleep_ms(20);
+    natsSubscription *ensure = NULL;
+    assert_int_equal(natsConnection_SubscribeSync(&ensure, kx_bus_conn(bus),
+                                                  KX_SUBJ_SANDBOX_LIFECYCLE_PREFIX
+                                                  "ensure_active"),
+                     NATS_OK);
+    assert_int_equal(natsConnection_Flush(kx_bus_conn(bus)), NATS_OK);
+    static const char files_body[] =
+        "--kxrc\r\nContent-Disposition: form-data; name=\"prompt\"\r\n\r\nsay files\r\n"
+        "--kxrc\r\nContent-Disposition: form-data; name=\"files\"; filename=\"f.txt\"\r\n"
+        "Content-Type: text/plain\r\n\r\nx\r\n--kxrc--\r\n";
+    assert_int_equal(kx_th_http(&g_reject_stack, "POST", "/api/agent/initiate", token,
+                                "multipart/form-data; boundary=kxrc", files_body,
+                                sizeof files_body - 1, &resp),
+                     KX_OK);
+    assert_int_equal(resp.status, 429);
+    assert_non_null(strstr(resp.body, "parallel agent runs"));
+    kx_http_resp_free(&resp);
+    assert_int_equal(natsConnection_Flush(kx_bus_conn(bus)), NATS_OK);
+    natsMsg *m = NULL;
+    assert_int_equal(natsSubscription_NextMsg(&m, ensure, 300), NATS_TIMEOUT);
+    natsSubscription_Destroy(ensure);
+    kx_bus_close(bus, 2000);
     /* a start on an existing thread is refused the same way */
     char path[128];
     snprintf(path, sizeof path, "/api/thread/%s/agent/start", thread);
@@ -768,6 +796,8 @@ int main(void)
     const struct CMUnitTest reject[] = {
         cmocka_unit_test(test_over_limit_rejects_with_429),
     };
+    if (getenv("KX_TEST_FILTER") != NULL) /* e.g. one case while working on it */
+        cmocka_set_test_filter(getenv("KX_TEST_FILTER"));
     int failed = cmocka_run_group_tests_name("runcore", tests, start_stack, NULL);
     if (kx_th_stack_stop(&g_stack, failed != 0) != 0)
         failed++;
