@@ -199,8 +199,11 @@ static void *burst_main(void *arg)
     for (int i = 0; i < BURST_RUNS && kx_mono_ms() < give_up; i++) {
         while (atomic_load(&b->released) <= i && kx_mono_ms() < give_up)
             sleep_ms(5);
-        /* accounts in turn; each run stays a little while at the model */
-        if (!initiate(&b->accs[i % BURST_ACCOUNTS], "sleep 300\nsay burst", b->ids[i])) {
+        /* accounts in turn; each run stays 3 s at the model, so that an account's next run
+         * waits for admission (limit 1) however slowly the submits come: with 0.3 s, on a
+         * loaded machine every run had been admitted by the time the test looked, and no kill
+         * landed mid-burst */
+        if (!initiate(&b->accs[i % BURST_ACCOUNTS], "sleep 3000\nsay burst", b->ids[i])) {
             atomic_store(&b->failed, true);
             return NULL;
         }
@@ -267,7 +270,7 @@ static void test_scheduler_killed_mid_dispatch(void **state)
     assert_true(kills_mid_burst >= 1);
 
     /* Every run ends, within the sweep's 10 s re-dispatch of a dispatch lost in a kill plus
-     * the time to run 4 runs of 0.3 s one after the other per account (limit 1). */
+     * the time to run 4 runs of 3 s one after the other per account (limit 1). */
     char accs[BURST_ACCOUNTS * (KX_UUID_LEN + 1) + 3];
     burst_accounts(b, accs, sizeof accs);
     int64_t give_up = kx_mono_ms() + 45000;
@@ -415,7 +418,7 @@ static int start_stack(void **state)
 {
     (void)state;
     /* One stack for both cases (a stack costs ~10 s to start on 2 cores): the wall time is 8 s
-     * and the account limit 1, so that runs wait for admission; the burst's runs take 0.3 s. */
+     * and the account limit 1, so that runs wait for admission; the burst's runs take 3 s. */
     static const char *const env[] = {"KX_RUN_WALL_TIME_S=8", "KX_MAX_PARALLEL_RUNS=1", NULL};
     kx_th_stack_opts opts = {.env = env};
     g_stack = &g_the_stack;
