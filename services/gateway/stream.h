@@ -54,6 +54,11 @@ gw_streams *gw_streams_new(gw_app *app);
 void gw_streams_start_pings(gw_streams *reg, kx_loop *loop);
 /* Ends every open stream (after what it has buffered) and refuses new ones. Thread-safe. */
 void gw_streams_close_all(gw_streams *reg);
+/* Hands every connection the writer threads hold back to libmicrohttpd with an error (it
+ * closes them) and makes the reader refuse new hand-overs; waits (bounded) until none is held.
+ * Call before the HTTP server stops: libmicrohttpd must not stop with suspended connections.
+ * Thread-safe. */
+void gw_streams_abort_all(gw_streams *reg);
 /* Streams libmicrohttpd still holds. */
 size_t gw_streams_open(gw_streams *reg);
 /* Cancels the keep-alive timer (loop thread). */
