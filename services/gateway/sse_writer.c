@@ -27,9 +27,9 @@ typedef struct writer {
     int ep;
     int efd;
     pthread_mutex_t mu;
-    gw_sse_sock *queue; /* under mu */
-    bool sleeping;      /* under mu: the thread is (about to be) in epoll_wait */
-    bool stop;          /* under mu */
+    gw_sse_sock *queue;   /* under mu */
+    bool sleeping;        /* under mu: the thread is (about to be) in epoll_wait */
+    bool stop;            /* under mu */
     gw_sse_sock *watched; /* writer thread only */
 } writer;
 

@@ -34,16 +34,16 @@ typedef struct gw_sse_writers gw_sse_writers;
 typedef struct gw_sse_sock gw_sse_sock;
 struct gw_sse_sock {
     int fd;
-    unsigned shard;               /* which writer thread (any number: taken modulo) */
-    bool queued;                  /* on the writer's queue (under its mutex) */
-    bool watched;                 /* in the writer's epoll set and list (writer thread only) */
-    gw_sse_sock *qnext;           /* the queue */
-    gw_sse_sock *wprev, *wnext;   /* the writer's list of watched sockets */
+    unsigned shard;             /* which writer thread (any number: taken modulo) */
+    bool queued;                /* on the writer's queue (under its mutex) */
+    bool watched;               /* in the writer's epoll set and list (writer thread only) */
+    gw_sse_sock *qnext;         /* the queue */
+    gw_sse_sock *wprev, *wnext; /* the writer's list of watched sockets */
 };
 
 /* The writer thread's reasons to call service. */
-#define GW_SSE_QUEUED 0u          /* kicked */
-#define GW_SSE_TICK 0x80000000u   /* the one-second tick (watched sockets only) */
+#define GW_SSE_QUEUED 0u        /* kicked */
+#define GW_SSE_TICK 0x80000000u /* the one-second tick (watched sockets only) */
 /* otherwise: the epoll events of the socket (EPOLLOUT, EPOLLRDHUP, EPOLLHUP, EPOLLERR) */
 
 typedef struct gw_sse_ops {

@@ -1,16 +1,18 @@
 /* stream.c — the SSE route and the registry of open streams (see stream.h for the design).
  *
  * Threads that touch a stream, and what they hold:
- *   - an MHD pool thread: the content reader and the response free callback;
+ *   - an MHD pool thread: the content reader (its first call hands the socket to a writer,
+ *     its second ends the response) and the response free callback;
+ *   - its writer thread (sse_writer.h): sends, sees the client go, hands the connection back;
  *   - a thread of the registry's worker pool: the catch-up job (history from JetStream), the
  *     check of streams whose run ended without a terminal event, feed teardowns;
  *   - the cnats thread of the run's feed: deliver (feed.h), with the feed's lock held;
  *   - the service loop thread: the ping timer, gw_streams_close_all (on drain).
  * Each stream has a mutex over its buffer and flags; the registry has a mutex over the list of
- * open streams. Lock order: registry, then feed, then stream. libmicrohttpd's suspend/resume
- * are called under the stream's mutex so that "suspended" is always true exactly while
- * libmicrohttpd has the connection suspended (a connection is never resumed twice, nor after
- * it is done).
+ * open streams. Lock order: registry, then feed, then stream, then a writer's queue. The
+ * hand-over (suspend) and the hand-back (resume) happen under the stream's mutex, and the
+ * socket is written only while hand == HAND_WRITER: libmicrohttpd neither writes nor closes a
+ * suspended connection, and the writer forgets the socket before it resumes the connection.
  *
  * A stream's position (pos) is the stream sequence of the last event it has (or skipped as not
  * its business): everything up to pos is in its buffer or sent. While it is behind its run's
@@ -75,7 +77,7 @@ struct gw_streams {
     atomic_int handed;       /* connections the writers hold suspended */
     atomic_bool aborting;    /* gw_streams_abort_all: hand everything back, take nothing */
     atomic_uint next_shard;
-    int64_t stall_ms;        /* KX_HTTP_TIMEOUT_S: a backlog that does not move this long */
+    int64_t stall_ms; /* KX_HTTP_TIMEOUT_S: a backlog that does not move this long */
     kx_loop *loop;
     kx_timer *ping_timer;
     kx_gauge *open_gauge;
@@ -109,12 +111,16 @@ struct gw_stream {
     /* Who writes the socket: libmicrohttpd until its first call of the reader (the headers
      * are sent), then a writer thread (the connection stays suspended), then libmicrohttpd
      * again to end it (BACK: the reader ends the response, cleanly or with an error). */
-    enum { HAND_MHD, HAND_WRITER, HAND_BACK } hand;
-    bool chunked;          /* HTTP/1.1: each piece of buf is framed as a chunk */
-    bool abort;            /* hand the connection back with an error (client gone, stall) */
-    bool back_error;       /* BACK with an error: libmicrohttpd closes the connection */
-    int64_t stall_since;   /* kx_mono_ms of the last progress while bytes are pending; 0 */
-    gw_sse_sock sock;      /* the socket while a writer holds it */
+    enum {
+        HAND_MHD,
+        HAND_WRITER,
+        HAND_BACK
+    } hand;
+    bool chunked;        /* HTTP/1.1: each piece of buf is framed as a chunk */
+    bool abort;          /* hand the connection back with an error (client gone, stall) */
+    bool back_error;     /* BACK with an error: libmicrohttpd closes the connection */
+    int64_t stall_since; /* kx_mono_ms of the last progress while bytes are pending; 0 */
+    gw_sse_sock sock;    /* the socket while a writer holds it */
 
     /* Set before the response is queued, then read only. */
     gw_feed *feed;      /* the run's feed (live runs), held until the stream is freed */
@@ -557,8 +563,8 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
     ssize_t ret;
     pthread_mutex_lock(&st->mu);
     if (st->hand == HAND_BACK) {
-        ret = st->back_error ? MHD_CONTENT_READER_END_WITH_ERROR
-                             : MHD_CONTENT_READER_END_OF_STREAM;
+        ret =
+            st->back_error ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
     } else if (st->failed || atomic_load(&reg->aborting)) {
         ret = MHD_CONTENT_READER_END_WITH_ERROR;
     } else {
@@ -626,9 +632,8 @@ gw_streams *gw_streams_new(gw_app *app)
         ? gw_feeds_new(app->svc->bus, reg->work, app->run_cache, app->cfg.sse_feed_linger_ms)
         : NULL;
     gw_sse_ops ops = {.service = on_writer_service, .unref = on_writer_unref, .arg = reg};
-    reg->writers = reg->feeds != NULL
-        ? gw_sse_writers_new((unsigned)app->cfg.sse_writers, ops)
-        : NULL;
+    reg->writers =
+        reg->feeds != NULL ? gw_sse_writers_new((unsigned)app->cfg.sse_writers, ops) : NULL;
     if (reg->writers == NULL) {
         gw_feeds_free(reg->feeds);
         gw_work_free(reg->work);
@@ -821,7 +826,7 @@ void gw_streams_free(gw_streams *reg)
         return;
     }
     gw_sse_writers_free(reg->writers); /* every connection was handed back: no socket left */
-    gw_work_free(reg->work); /* runs the queued jobs (teardowns) and joins */
+    gw_work_free(reg->work);           /* runs the queued jobs (teardowns) and joins */
     gw_feeds_free(reg->feeds);
     pthread_mutex_destroy(&reg->mu);
     free(reg);
