@@ -77,7 +77,8 @@ struct gw_streams {
     atomic_int handed;       /* connections the writers hold suspended */
     atomic_bool aborting;    /* gw_streams_abort_all: hand everything back, take nothing */
     atomic_uint next_shard;
-    int64_t stall_ms; /* KX_HTTP_TIMEOUT_S: a backlog that does not move this long */
+    int64_t stall_ms;         /* KX_HTTP_TIMEOUT_S: a backlog that does not move this long */
+    kx_histogram *send_delay; /* bytes queued -> their last byte handed to the kernel */
     kx_loop *loop;
     kx_timer *ping_timer;
     kx_gauge *open_gauge;
@@ -120,6 +121,7 @@ struct gw_stream {
     bool abort;          /* hand the connection back with an error (client gone, stall) */
     bool back_error;     /* BACK with an error: libmicrohttpd closes the connection */
     int64_t stall_since; /* kx_mono_ms of the last progress while bytes are pending; 0 */
+    int64_t queued_us;   /* kx_mono_us since when the pending bytes wait; 0: none pending */
     gw_sse_sock sock;    /* the socket while a writer holds it */
 
     /* Set before the response is queued, then read only. */
@@ -141,6 +143,8 @@ static void buf_put(gw_stream *st, const char *data, size_t n)
         kx_buf_clear(b);
         st->off = 0;
     }
+    if (st->off == b->len && st->queued_us == 0)
+        st->queued_us = kx_mono_us();
     if (st->off > 0 && b->len + n + 16 > b->cap) { /* reclaim what was already sent */
         kx_buf_consume(b, st->off);
         st->off = 0;
@@ -495,6 +499,9 @@ static bool send_pending(gw_stream *st)
         return false;
     }
     st->stall_since = 0;
+    if (st->queued_us != 0 && st->reg->send_delay != NULL)
+        kx_histogram_observe(st->reg->send_delay, (double)(kx_mono_us() - st->queued_us) / 1e6);
+    st->queued_us = 0;
     return true;
 }
 
@@ -625,6 +632,11 @@ gw_streams *gw_streams_new(gw_app *app)
     reg->stall_ms = (int64_t)app->cfg.conn_timeout_s * 1000;
     pthread_mutex_init(&reg->mu, NULL);
     reg->open_gauge = kx_metrics_gauge("kx_gateway_sse_streams", "", "Open SSE streams");
+    reg->send_delay = kx_metrics_histogram(
+        "kx_gateway_sse_send_delay_seconds", "",
+        "Time from bytes queued on an SSE stream to their last byte handed to the kernel "
+        "(the writer threads' share of an event's latency)",
+        kx_metrics_latency_buckets, kx_metrics_latency_nbuckets);
     reg->feeds_gauge = kx_metrics_gauge("kx_gateway_sse_feeds", "",
                                         "Runs followed by a shared subscription (SSE)");
     reg->work = gw_work_new(STREAM_WORKERS, STREAM_QUEUE);
