@@ -572,6 +572,10 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
     if (st->hand == HAND_BACK) {
         ret =
             st->back_error ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+    } else if (st->hand == HAND_WRITER) {
+        /* libmicrohttpd keeps a suspended connection's reader quiet; never hand it over twice */
+        kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: reader called while the writer holds it");
+        ret = 0;
     } else if (st->failed || atomic_load(&reg->aborting)) {
         ret = MHD_CONTENT_READER_END_WITH_ERROR;
     } else {

@@ -32,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -702,13 +703,17 @@ static bool dechunk(const char *raw, size_t len, char **body, size_t *after)
     return false;
 }
 
-/* Reads fd until the chunked answer is complete or timeout_ms; returns the raw bytes. */
-static char *read_chunked(int fd, int64_t timeout_ms, size_t *len, char **body, size_t *after,
-                          bool *complete)
+/* Reads fd until the chunked answer is complete or timeout_ms; returns the raw bytes, which
+ * start with the pre_len bytes of pre (read before, may be NULL). */
+static char *read_chunked(int fd, const char *pre, size_t pre_len, int64_t timeout_ms, size_t *len,
+                          char **body, size_t *after, bool *complete)
 {
-    size_t cap = 1 << 20, n = 0;
+    size_t cap = (1 << 20) + pre_len, n = pre_len;
     char *raw = malloc(cap + 1);
     assert_non_null(raw);
+    if (pre_len > 0)
+        memcpy(raw, pre, pre_len);
+    raw[n] = '\0';
     int64_t give_up = kx_mono_ms() + timeout_ms;
     *complete = false;
     *body = NULL;
@@ -779,7 +784,31 @@ static void send_get11(int fd, const char *path, const char *token, unsigned lon
     assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
 }
 
-/* A stream whose client reads nothing while the run publishes 6 MB and ends: the writer's
+typedef struct trickle_pub {
+    const char *run;
+    int events;
+    bool ok;
+    atomic_bool done;
+} trickle_pub;
+
+static void *trickle_publisher(void *arg)
+{
+    trickle_pub *tp = arg;
+    char *payload = malloc(4100);
+    tp->ok = payload != NULL;
+    for (int i = 0; tp->ok && i < tp->events; i++) {
+        int n = snprintf(payload, 64, "{\"i\": %d, \"pad\": \"", i);
+        memset(payload + n, 'p', 4000);
+        snprintf(payload + n + 4000, 8, "\"}");
+        tp->ok = publish(tp->run, payload, false) == KX_OK;
+    }
+    tp->ok = tp->ok && publish(tp->run, TERMINAL, true) == KX_OK;
+    free(payload);
+    atomic_store(&tp->done, true);
+    return NULL;
+}
+
+/* A stream whose client reads 160 KiB/s while the run publishes 6 MB and ends: the writer's
  * backlog passes the 1 MiB cap (the kernel takes at most tcp_wmem's 4 MiB), so the stream is cut and must end once its backlog is sent.
  * When the client reads, it gets whole events in well-formed chunks, then libmicrohttpd's
  * last chunk; the same connection (keep-alive) then carries the resume (Last-Event-ID), which
@@ -796,9 +825,24 @@ static void test_http11_stream_ends_while_backlogged(void **state)
     int fd = open11(path, token, 4096);
     assert_true(fd >= 0);
     usleep(500 * 1000); /* the stream follows the run's feed */
-    publish_range(run, 0, EVENTS, 4000);
-    assert_int_equal(publish(run, TERMINAL, true), KX_OK);
-    usleep(1000 * 1000); /* cut while backlogged (below KX_HTTP_TIMEOUT_S=4) */
+    /* The run is published (faster than the client reads) while the client trickles 16 KiB
+     * every 100 ms, so that the gateway never sees it stall for KX_HTTP_TIMEOUT_S (a slow
+     * machine, or ASan, can take seconds to publish 6 MB). */
+    trickle_pub tp = {.run = run, .events = EVENTS};
+    pthread_t pub;
+    assert_int_equal(pthread_create(&pub, NULL, trickle_publisher, &tp), 0);
+    size_t pre_cap = 4 << 20, pre_len = 0;
+    char *pre = malloc(pre_cap);
+    assert_non_null(pre);
+    while (!atomic_load(&tp.done)) {
+        ssize_t r = recv(fd, pre + pre_len, pre_cap - pre_len < 16384 ? pre_cap - pre_len : 16384,
+                         MSG_DONTWAIT);
+        if (r > 0)
+            pre_len += (size_t)r;
+        usleep(100 * 1000);
+    }
+    pthread_join(pub, NULL);
+    assert_true(tp.ok);
 
     int got = 0, rounds = 0;
     unsigned long long last_id = 0;
@@ -809,7 +853,8 @@ static void test_http11_stream_ends_while_backlogged(void **state)
         size_t len = 0, after = 0;
         char *body = NULL;
         bool complete = false;
-        char *raw = read_chunked(fd, 20000, &len, &body, &after, &complete);
+        char *raw = read_chunked(fd, rounds == 0 ? pre : NULL, rounds == 0 ? pre_len : 0, 20000,
+                                 &len, &body, &after, &complete);
         if (strncmp(raw, "HTTP/1.1 200", 12) != 0)
             fail_msg("round %d answered %.60s", rounds, raw);
         assert_non_null(strcasestr(raw, "Transfer-Encoding: chunked"));
@@ -827,6 +872,7 @@ static void test_http11_stream_ends_while_backlogged(void **state)
     assert_true(terminal);
     assert_int_equal(got, EVENTS);
     assert_true(rounds >= 2); /* the first was cut: the backlog passed the cap */
+    free(pre);
     close(fd);
     free(token);
 }
@@ -926,7 +972,7 @@ static void test_sigterm_with_100_streams(void **state)
         size_t len = 0, after = 0;
         char *body = NULL;
         bool complete = false;
-        char *raw = read_chunked(idle[i], 5000, &len, &body, &after, &complete);
+        char *raw = read_chunked(idle[i], NULL, 0, 5000, &len, &body, &after, &complete);
         assert_true(complete);
         assert_non_null(strstr(body, "data: {\"i\": 0}"));
         free(raw);
