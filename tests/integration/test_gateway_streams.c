@@ -638,9 +638,8 @@ static void test_stream_churn(void **state)
 
 /* ---- the writer threads own the sockets (HTTP/1.1 chunks, disconnects, SIGTERM) ---------- */
 
-/* A stream over HTTP/1.1 (libmicrohttpd frames the answer as chunks, the gateway's writer
- * writes the chunks after its headers). rcvbuf > 0: applied before connecting. */
-static int open11(const char *path, const char *token, int rcvbuf)
+/* A TCP connection to the gateway (rcvbuf > 0: applied before connecting), or -1. */
+static int connect11(int rcvbuf)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -653,14 +652,28 @@ static int open11(const char *path, const char *token, int rcvbuf)
         close(fd);
         return -1;
     }
-    char req[2048];
+    return fd;
+}
+
+/* Sends a GET of path (Last-Event-ID: after, if > 0) on an open HTTP/1.1 connection. */
+static void send_get11(int fd, const char *path, const char *token, unsigned long long after)
+{
+    char req[2048], last[64] = "";
+    if (after > 0)
+        snprintf(last, sizeof last, "Last-Event-ID: %llu\r\n", after);
     int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n",
-                     path, token);
-    if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
-        close(fd);
-        return -1;
-    }
+                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n%s\r\n",
+                     path, token, last);
+    assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+}
+
+/* A stream over HTTP/1.1 (libmicrohttpd frames the answer as chunks, the gateway's writer
+ * writes the chunks after its headers). rcvbuf > 0: applied before connecting. */
+static int open11(const char *path, const char *token, int rcvbuf)
+{
+    int fd = connect11(rcvbuf);
+    if (fd >= 0)
+        send_get11(fd, path, token, 0);
     return fd;
 }
 
@@ -772,18 +785,6 @@ static int count_events(const char *body, int first, unsigned long long *last_id
     return next - first;
 }
 
-/* Sends a GET of path (Last-Event-ID: after, if > 0) on an open HTTP/1.1 connection. */
-static void send_get11(int fd, const char *path, const char *token, unsigned long long after)
-{
-    char req[2048], last[64] = "";
-    if (after > 0)
-        snprintf(last, sizeof last, "Last-Event-ID: %llu\r\n", after);
-    int n = snprintf(req, sizeof req,
-                     "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n%s\r\n",
-                     path, token, last);
-    assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
-}
-
 typedef struct trickle_pub {
     const char *run;
     int events;
@@ -839,12 +840,14 @@ static void test_http11_stream_ends_while_backlogged(void **state)
                          MSG_DONTWAIT);
         if (r > 0)
             pre_len += (size_t)r;
+        /* The cut stream ended (its last chunk came): go on at once, or the idle keep-alive
+         * connection would reach KX_HTTP_TIMEOUT_S while the publisher still runs. */
+        if (pre_len >= 7 && memcmp(pre + pre_len - 7, "\r\n0\r\n\r\n", 7) == 0)
+            break;
         usleep(100 * 1000);
     }
-    pthread_join(pub, NULL);
-    assert_true(tp.ok);
 
-    int got = 0, rounds = 0;
+    int got = 0, rounds = 0, reused = 0;
     unsigned long long last_id = 0;
     bool terminal = false;
     while (!terminal && rounds < 10) {
@@ -855,6 +858,20 @@ static void test_http11_stream_ends_while_backlogged(void **state)
         bool complete = false;
         char *raw = read_chunked(fd, rounds == 0 ? pre : NULL, rounds == 0 ? pre_len : 0, 20000,
                                  &len, &body, &after, &complete);
+        if (rounds > 0 && len == 0) {
+            /* libmicrohttpd closed the idle keep-alive connection (KX_HTTP_TIMEOUT_S after the
+             * last chunk, while a slow machine still had the client reading the kernel's
+             * buffers): resume on a new one. */
+            free(raw);
+            free(body);
+            close(fd);
+            fd = connect11(0);
+            assert_true(fd >= 0);
+            send_get11(fd, path, token, last_id);
+            raw = read_chunked(fd, NULL, 0, 20000, &len, &body, &after, &complete);
+        } else if (rounds > 0) {
+            reused++;
+        }
         if (strncmp(raw, "HTTP/1.1 200", 12) != 0)
             fail_msg("round %d answered %.60s", rounds, raw);
         assert_non_null(strcasestr(raw, "Transfer-Encoding: chunked"));
@@ -868,7 +885,10 @@ static void test_http11_stream_ends_while_backlogged(void **state)
         free(body);
         rounds++;
     }
-    print_message("HTTP/1.1: the run in %d response(s) on one connection\n", rounds);
+    pthread_join(pub, NULL);
+    assert_true(tp.ok);
+    print_message("HTTP/1.1: the run in %d response(s), %d on the same connection\n", rounds,
+                  reused);
     assert_true(terminal);
     assert_int_equal(got, EVENTS);
     assert_true(rounds >= 2); /* the first was cut: the backlog passed the cap */
