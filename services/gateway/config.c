@@ -98,6 +98,9 @@ static kx_err load_edge(gw_config *cfg)
     if (kx_env_int("KX_SSE_BUFFER_BYTES", 1 << 20, 64 * 1024, 64 << 20, &v) != KX_OK)
         err = KX_ERR_INVALID;
     cfg->sse_buffer_bytes = (size_t)v;
+    if (kx_env_int("KX_SSE_WRITERS", 2, 1, 64, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->sse_writers = (int)v;
     if (kx_env_int("KX_SSE_FEED_LINGER_MS", 10000, 0, 3600000, &cfg->sse_feed_linger_ms) != KX_OK)
         err = KX_ERR_INVALID;
     if (kx_env_int("KX_RUN_CACHE_MS", 100, 0, 10000, &cfg->run_cache_ms) != KX_OK)

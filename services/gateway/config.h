@@ -49,6 +49,7 @@ typedef struct gw_config {
     int sse_max_streams;     /* KX_SSE_MAX_STREAMS, 2000: open streams, all accounts */
     int sse_max_per_account; /* KX_SSE_MAX_STREAMS_PER_ACCOUNT, 100 */
     size_t sse_buffer_bytes; /* KX_SSE_BUFFER_BYTES, 1 MiB: a client this far behind is cut */
+    int sse_writers;         /* KX_SSE_WRITERS, 2: threads that write the SSE sockets */
     int64_t sse_feed_linger_ms; /* KX_SSE_FEED_LINGER_MS, 10000: a run's shared subscription
                                  * is kept this long after its last stream closed */
     int64_t run_cache_ms;       /* KX_RUN_CACHE_MS, 100: longest age of a cached GET of a run

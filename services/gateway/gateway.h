@@ -46,6 +46,7 @@ typedef struct gw_request {
     struct MHD_Connection *conn;
     const char *method;
     const char *url;               /* path only, as libmicrohttpd decoded it */
+    const char *version;           /* "HTTP/1.1", as libmicrohttpd gave it */
     const char *route;             /* the matched pattern, e.g. "/api/agent-run/{id}" */
     char id[128];                  /* the {id} segment of the path ("" if the route has none);
                                     lower-cased when it is a UUID */

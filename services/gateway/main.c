@@ -156,7 +156,8 @@ out_server:
     gw_server_quiesce(app.server);
     gw_run_nats_stop(app.run_nats); /* before the pool its requests use */
     gw_streams_stop_pings(app.streams);
-    gw_streams_close_all(app.streams); /* resumes every suspended stream before the stop */
+    gw_streams_close_all(app.streams);
+    gw_streams_abort_all(app.streams); /* what the writers still hold, before the stop */
     gw_server_free(app.server);
 out_streams:
     gw_streams_free(app.streams);

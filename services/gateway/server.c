@@ -432,6 +432,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         c->req.conn = conn;
         c->req.method = method;
         c->req.url = url;
+        c->req.version = version;
         *con_cls = c;
         atomic_fetch_add(&srv->inflight, 1);
         enum MHD_Result ret = MHD_YES;

@@ -1,16 +1,18 @@
 /* stream.c — the SSE route and the registry of open streams (see stream.h for the design).
  *
  * Threads that touch a stream, and what they hold:
- *   - an MHD pool thread: the content reader and the response free callback;
+ *   - an MHD pool thread: the content reader (its first call hands the socket to a writer,
+ *     its second ends the response) and the response free callback;
+ *   - its writer thread (sse_writer.h): sends, sees the client go, hands the connection back;
  *   - a thread of the registry's worker pool: the catch-up job (history from JetStream), the
  *     check of streams whose run ended without a terminal event, feed teardowns;
  *   - the cnats thread of the run's feed: deliver (feed.h), with the feed's lock held;
  *   - the service loop thread: the ping timer, gw_streams_close_all (on drain).
  * Each stream has a mutex over its buffer and flags; the registry has a mutex over the list of
- * open streams. Lock order: registry, then feed, then stream. libmicrohttpd's suspend/resume
- * are called under the stream's mutex so that "suspended" is always true exactly while
- * libmicrohttpd has the connection suspended (a connection is never resumed twice, nor after
- * it is done).
+ * open streams. Lock order: registry, then feed, then stream, then a writer's queue. The
+ * hand-over (suspend) and the hand-back (resume) happen under the stream's mutex, and the
+ * socket is written only while hand == HAND_WRITER: libmicrohttpd neither writes nor closes a
+ * suspended connection, and the writer forgets the socket before it resumes the connection.
  *
  * A stream's position (pos) is the stream sequence of the last event it has (or skipped as not
  * its business): everything up to pos is in its buffer or sent. While it is behind its run's
@@ -19,11 +21,17 @@
  * and cannot be cut during the replay; then it attaches to the feed and follows it live. */
 #include "stream.h"
 
+#include <errno.h>
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "access.h"
@@ -35,6 +43,7 @@
 #include "kx/pb.h"
 #include "kx/time.h"
 #include "reply.h"
+#include "sse_writer.h"
 #include "store.h"
 #include "work.h"
 
@@ -64,6 +73,12 @@ struct gw_streams {
     bool stale_check_queued; /* an end_stale_streams job is queued or running */
     gw_work *work;           /* catch-up jobs, stale checks, feed teardowns */
     gw_feeds *feeds;         /* one shared subscription per run with live streams */
+    gw_sse_writers *writers; /* the threads that write the streams' sockets (sse_writer.h) */
+    atomic_int handed;       /* connections the writers hold suspended */
+    atomic_bool aborting;    /* gw_streams_abort_all: hand everything back, take nothing */
+    atomic_uint next_shard;
+    int64_t stall_ms;         /* KX_HTTP_TIMEOUT_S: a backlog that does not move this long */
+    kx_histogram *send_delay; /* bytes queued -> their last byte handed to the kernel */
     kx_loop *loop;
     kx_timer *ping_timer;
     kx_gauge *open_gauge;
@@ -86,7 +101,6 @@ struct gw_stream {
     bool failed;   /* out of memory: end with an error */
     bool cut;      /* the client fell behind: end once the buffer is sent (it resumes
                                  from its Last-Event-ID); later events are dropped */
-    bool suspended;
     bool mhd_done;
     bool live;             /* attached to the feed: its events arrive by deliver */
     bool job_pending;      /* a catch-up job is queued or running */
@@ -94,7 +108,21 @@ struct gw_stream {
     char *final_payload;   /* replay-only: the status from Postgres to end with, or NULL */
     int64_t last_event_ms; /* kx_mono_ms of the last event (or of the start) */
     int64_t epoch;         /* highest writer epoch seen: older writers' events are dropped */
-    int refs;              /* libmicrohttpd's + a pending catch-up job's */
+    int refs;              /* libmicrohttpd's + a catch-up job's + the writer's + a kick's */
+    /* Who writes the socket: libmicrohttpd until its first call of the reader (the headers
+     * are sent), then a writer thread (the connection stays suspended), then libmicrohttpd
+     * again to end it (BACK: the reader ends the response, cleanly or with an error). */
+    enum {
+        HAND_MHD,
+        HAND_WRITER,
+        HAND_BACK
+    } hand;
+    bool chunked;        /* HTTP/1.1: each piece of buf is framed as a chunk */
+    bool abort;          /* hand the connection back with an error (client gone, stall) */
+    bool back_error;     /* BACK with an error: libmicrohttpd closes the connection */
+    int64_t stall_since; /* kx_mono_ms of the last progress while bytes are pending; 0 */
+    int64_t queued_us;   /* kx_mono_us since when the pending bytes wait; 0: none pending */
+    gw_sse_sock sock;    /* the socket while a writer holds it */
 
     /* Set before the response is queued, then read only. */
     gw_feed *feed;      /* the run's feed (live runs), held until the stream is freed */
@@ -115,11 +143,19 @@ static void buf_put(gw_stream *st, const char *data, size_t n)
         kx_buf_clear(b);
         st->off = 0;
     }
-    if (st->off > 0 && b->len + n + 1 > b->cap) { /* reclaim what was already sent */
+    if (st->off == b->len && st->queued_us == 0)
+        st->queued_us = kx_mono_us();
+    if (st->off > 0 && b->len + n + 16 > b->cap) { /* reclaim what was already sent */
         kx_buf_consume(b, st->off);
         st->off = 0;
     }
-    if (kx_buf_add(b, data, n) != KX_OK)
+    /* HTTP/1.1: libmicrohttpd sent the headers of a chunked response; the writer sends the
+     * body, so every piece is one chunk ("<hex size>\r\n<data>\r\n"); libmicrohttpd writes
+     * the last chunk when the stream ends cleanly. */
+    bool ok = !st->chunked || kx_buf_printf(b, "%zx\r\n", n) == KX_OK;
+    ok = ok && kx_buf_add(b, data, n) == KX_OK;
+    ok = ok && (!st->chunked || kx_buf_add(b, "\r\n", 2) == KX_OK);
+    if (!ok)
         st->failed = true;
 }
 
@@ -176,13 +212,13 @@ static void buf_put_event(gw_stream *st, const char *payload, size_t n, uint64_t
     kx_buf_free(&frame);
 }
 
-/* Lets libmicrohttpd call the reader again (stream mutex held). */
+/* Something to do for the stream's writer thread (stream mutex held): bytes to send, or an
+ * end. Before the writer holds the connection (the headers are not sent yet) the reader's
+ * hand-over queues it; after it handed the connection back, nothing is left to do. */
 static void wake(gw_stream *st)
 {
-    if (st->suspended && !st->mhd_done) {
-        st->suspended = false;
-        MHD_resume_connection(st->conn);
-    }
+    if (st->hand == HAND_WRITER && gw_sse_writers_kick(st->reg->writers, &st->sock))
+        st->refs++; /* the queue's, dropped by on_writer_unref */
 }
 
 /* ---- lifetime ---- */
@@ -425,31 +461,142 @@ static bool queue_catch_up(gw_stream *st)
     return false;
 }
 
-/* MHD thread: copies pending bytes out; never blocks. */
+/* ---- the writer's side (sse_writer.h) ---- */
+
+/* Hands the connection back to libmicrohttpd (writer thread, stream mutex held): the socket
+ * leaves the writer's epoll set first, then the resume; the reader then ends the response
+ * (cleanly: libmicrohttpd writes the last chunk and keeps the connection; with an error: it
+ * closes it). The socket is never touched again here. The caller drops the writer's
+ * reference after unlocking. */
+static void hand_back(gw_stream *st, bool error)
+{
+    gw_sse_unwatch(st->reg->writers, &st->sock);
+    st->hand = HAND_BACK;
+    st->back_error = error;
+    atomic_fetch_sub(&st->reg->handed, 1);
+    MHD_resume_connection(st->conn);
+}
+
+/* Sends what is pending without blocking (writer thread, stream mutex held). False when the
+ * client is gone (the connection must be closed). */
+static bool send_pending(gw_stream *st)
+{
+    while (st->off < st->buf.len) {
+        ssize_t n = send(st->sock.fd, st->buf.s + st->off, st->buf.len - st->off,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            st->off += (size_t)n;
+            st->stall_since = kx_mono_ms();
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (st->stall_since == 0)
+                st->stall_since = kx_mono_ms();
+            return true; /* EPOLLOUT calls again */
+        }
+        return false;
+    }
+    st->stall_since = 0;
+    if (st->queued_us != 0 && st->reg->send_delay != NULL)
+        kx_histogram_observe(st->reg->send_delay, (double)(kx_mono_us() - st->queued_us) / 1e6);
+    st->queued_us = 0;
+    return true;
+}
+
+/* The writer thread: a kick, a socket event or the tick. Sends, notices a client that went
+ * away or stopped reading for KX_HTTP_TIMEOUT_S, queues the next catch-up job when the buffer
+ * drained, and hands the connection back once the stream is over. */
+static void on_writer_service(gw_sse_sock *sock, uint32_t why, void *arg)
+{
+    gw_stream *st = (gw_stream *)((char *)sock - offsetof(gw_stream, sock));
+    (void)arg;
+    bool release = false;
+    pthread_mutex_lock(&st->mu);
+    if (st->hand != HAND_WRITER) {
+        pthread_mutex_unlock(&st->mu);
+        return;
+    }
+    gw_sse_watch(st->reg->writers, &st->sock);
+    bool gone = st->abort || st->failed;
+    if (why != GW_SSE_QUEUED && why != GW_SSE_TICK && (why & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+        gone = true; /* the client closed (an SSE client never half-closes) */
+    if (!gone && !send_pending(st))
+        gone = true;
+    if (!gone && why == GW_SSE_TICK && st->stall_since != 0 && st->off < st->buf.len &&
+        kx_mono_ms() - st->stall_since >= st->reg->stall_ms) {
+        kx_log(KX_LOG_WARN, st->run_id, NULL,
+               "sse: the client read nothing for %lld ms with bytes pending; closing its stream "
+               "(it resumes from its last event id)",
+               (long long)st->reg->stall_ms);
+        gone = true;
+    }
+    if (gone) {
+        hand_back(st, true);
+        release = true;
+    } else if (st->off == st->buf.len) {
+        if (st->terminal || st->end || st->cut) {
+            hand_back(st, false);
+            release = true;
+        } else if (!st->live && !queue_catch_up(st)) {
+            kx_log(KX_LOG_WARN, st->run_id, NULL,
+                   "sse: too many streams catching up; ending this one (the client resumes)");
+            hand_back(st, false);
+            release = true;
+        }
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (release)
+        stream_release(st); /* the writer's */
+}
+
+static void on_writer_unref(gw_sse_sock *sock, void *arg)
+{
+    (void)arg;
+    stream_release((gw_stream *)((char *)sock - offsetof(gw_stream, sock)));
+}
+
+/* MHD thread: called once the headers are sent. Hands the socket to a writer thread and keeps
+ * the connection suspended; called again only after the writer handed it back, to end the
+ * response. Never blocks. */
 static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max)
 {
     gw_stream *st = cls;
+    gw_streams *reg = st->reg;
+    (void)pos;
+    (void)out;
+    (void)max;
     ssize_t ret;
     pthread_mutex_lock(&st->mu);
-    if (st->failed) {
-        ret = MHD_CONTENT_READER_END_WITH_ERROR;
-    } else if (st->buf.len > st->off) {
-        size_t n = st->buf.len - st->off;
-        if (n > max)
-            n = max;
-        memcpy(out, st->buf.s + st->off, n);
-        st->off += n;
-        ret = (ssize_t)n;
-    } else if (st->terminal || st->end || st->cut) {
-        ret = MHD_CONTENT_READER_END_OF_STREAM;
-    } else if (!st->live && !queue_catch_up(st)) {
-        kx_log(KX_LOG_WARN, st->run_id, NULL,
-               "sse: too many streams catching up; ending this one (the client resumes)");
-        ret = MHD_CONTENT_READER_END_OF_STREAM;
-    } else {
-        st->suspended = true;
-        MHD_suspend_connection(st->conn);
+    if (st->hand == HAND_BACK) {
+        ret =
+            st->back_error ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+    } else if (st->hand == HAND_WRITER) {
+        /* libmicrohttpd keeps a suspended connection's reader quiet; never hand it over twice */
+        kx_log(KX_LOG_WARN, st->run_id, NULL, "sse: reader called while the writer holds it");
         ret = 0;
+    } else if (st->failed || atomic_load(&reg->aborting)) {
+        ret = MHD_CONTENT_READER_END_WITH_ERROR;
+    } else {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(st->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci == NULL) {
+            ret = MHD_CONTENT_READER_END_WITH_ERROR;
+        } else {
+            st->sock.fd = ci->connect_fd;
+            /* Each event is one send: never held back by Nagle (libmicrohttpd pushed the
+             * headers the same way). */
+            int one = 1;
+            (void)setsockopt(st->sock.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+            st->sock.shard = atomic_fetch_add(&reg->next_shard, 1);
+            MHD_suspend_connection(st->conn);
+            st->hand = HAND_WRITER;
+            atomic_fetch_add(&reg->handed, 1);
+            st->refs++; /* the writer's, dropped when it hands the connection back */
+            wake(st);   /* first service: watch the socket, send, catch up */
+            ret = 0;
+        }
     }
     pthread_mutex_unlock(&st->mu);
     return ret;
@@ -486,15 +633,25 @@ gw_streams *gw_streams_new(gw_app *app)
     reg->max_open = (size_t)app->cfg.sse_max_streams;
     reg->max_per_account = (size_t)app->cfg.sse_max_per_account;
     reg->max_buffer = app->cfg.sse_buffer_bytes;
+    reg->stall_ms = (int64_t)app->cfg.conn_timeout_s * 1000;
     pthread_mutex_init(&reg->mu, NULL);
     reg->open_gauge = kx_metrics_gauge("kx_gateway_sse_streams", "", "Open SSE streams");
+    reg->send_delay = kx_metrics_histogram(
+        "kx_gateway_sse_send_delay_seconds", "",
+        "Time from bytes queued on an SSE stream to their last byte handed to the kernel "
+        "(the writer threads' share of an event's latency)",
+        kx_metrics_latency_buckets, kx_metrics_latency_nbuckets);
     reg->feeds_gauge = kx_metrics_gauge("kx_gateway_sse_feeds", "",
                                         "Runs followed by a shared subscription (SSE)");
     reg->work = gw_work_new(STREAM_WORKERS, STREAM_QUEUE);
     reg->feeds = reg->work != NULL
         ? gw_feeds_new(app->svc->bus, reg->work, app->run_cache, app->cfg.sse_feed_linger_ms)
         : NULL;
-    if (reg->feeds == NULL) {
+    gw_sse_ops ops = {.service = on_writer_service, .unref = on_writer_unref, .arg = reg};
+    reg->writers =
+        reg->feeds != NULL ? gw_sse_writers_new((unsigned)app->cfg.sse_writers, ops) : NULL;
+    if (reg->writers == NULL) {
+        gw_feeds_free(reg->feeds);
         gw_work_free(reg->work);
         pthread_mutex_destroy(&reg->mu);
         free(reg);
@@ -641,6 +798,25 @@ void gw_streams_close_all(gw_streams *reg)
     kx_info("sse: closing %zu open stream(s)", n);
 }
 
+void gw_streams_abort_all(gw_streams *reg)
+{
+    atomic_store(&reg->aborting, true);
+    pthread_mutex_lock(&reg->mu);
+    reg->closing = true;
+    for (gw_stream *st = reg->head; st != NULL; st = st->next) {
+        pthread_mutex_lock(&st->mu);
+        st->abort = true;
+        wake(st);
+        pthread_mutex_unlock(&st->mu);
+    }
+    pthread_mutex_unlock(&reg->mu);
+    for (int i = 0; i < 500 && atomic_load(&reg->handed) > 0; i++)
+        usleep(2 * 1000); /* the writers hand back within one service each */
+    int left = atomic_load(&reg->handed);
+    if (left > 0)
+        kx_error("sse: %d stream connection(s) still held by the writers at shutdown", left);
+}
+
 size_t gw_streams_open(gw_streams *reg)
 {
     pthread_mutex_lock(&reg->mu);
@@ -665,7 +841,8 @@ void gw_streams_free(gw_streams *reg)
         kx_warn("sse: %zu stream(s) still held at shutdown; leaving them", reg->alive);
         return;
     }
-    gw_work_free(reg->work); /* runs the queued jobs (teardowns) and joins */
+    gw_sse_writers_free(reg->writers); /* every connection was handed back: no socket left */
+    gw_work_free(reg->work);           /* runs the queued jobs (teardowns) and joins */
     gw_feeds_free(reg->feeds);
     pthread_mutex_destroy(&reg->mu);
     free(reg);
@@ -688,6 +865,7 @@ static gw_stream *stream_new(gw_streams *reg, const char *run_id)
     snprintf(st->run_id, sizeof st->run_id, "%.36s", run_id); /* a valid UUID */
     st->last_event_ms = kx_mono_ms();
     st->sink.deliver = deliver;
+    st->sock.fd = -1;
     pthread_mutex_init(&st->mu, NULL);
     pthread_mutex_lock(&reg->mu);
     reg->alive++;
@@ -816,6 +994,9 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     }
     st->conn = req->conn;
+    /* libmicrohttpd frames an HTTP/1.1 response of unknown size as chunks (an HTTP/1.0 one
+     * as raw bytes up to the close): the writer's bytes must match. */
+    st->chunked = req->version == NULL || strcmp(req->version, MHD_HTTP_VERSION_1_0) != 0;
     st->refs = 1; /* libmicrohttpd's, released by on_response_free */
     snprintf(st->account, sizeof st->account, "%s", req->account);
     unsigned int refused = 0;

@@ -12,8 +12,9 @@
  *   - live: once the stream has everything up to its run's feed's last sequence it attaches to
  *     the feed (feed.h: one JetStream subscription per run, shared by the run's streams), which
  *     appends each new event to every attached stream and resumes its connection.
- * libmicrohttpd's content reader copies the buffer out and suspends the connection when it is
- * empty (it never blocks). The stream ends after the terminal event. A run that ended more than
+ * Once libmicrohttpd has sent the headers, the socket is written by the gateway's writer
+ * threads (sse_writer.h) while libmicrohttpd keeps the connection suspended; the writer hands
+ * it back to end the response (docs/architecture.md, "SSE sockets"). The stream ends after the terminal event. A run that ended more than
  * 10 s ago is replayed without a feed up to its last stored event, then closed with the status
  * from Postgres if that event was not the terminal one; a run whose events expired (24 h after
  * they were published), or whose events the client has all seen, gets one terminal status built
@@ -22,7 +23,8 @@
  * Bounded memory: at most KX_SSE_BUFFER_BYTES (1 MiB) pending per live stream, plus one event.
  * A client further behind is cut cleanly: what is buffered (whole events only) is sent, the
  * stream ends, and the client resumes after the last event it got. A client that stops reading
- * altogether is closed after KX_HTTP_TIMEOUT_S without progress. A history read that NATS does
+ * altogether is closed after KX_HTTP_TIMEOUT_S without progress (the writer's tick); one that
+ * goes away is noticed at once (EPOLLRDHUP). A history read that NATS does
  * not answer in 2 s ends the stream the same way.
  *
  * Caps: KX_SSE_MAX_STREAMS_PER_ACCOUNT (100) and KX_SSE_MAX_STREAMS (2 000) open streams; over
@@ -36,7 +38,7 @@
  * gw_streams_close_all ends every stream and refuses new ones.
  *
  * Lifetime of one stream: it is freed when libmicrohttpd is done with it (the response's free
- * callback) and no catch-up job holds it; it is detached from its feed before (no delivery
+ * callback) and neither a catch-up job nor a writer (its socket, a queued kick) holds it; it is detached from its feed before (no delivery
  * reaches a freed stream) and releases the feed then.
  *
  * Ownership: main() creates the registry (gw_streams_new) and frees it after the HTTP server
@@ -54,6 +56,11 @@ gw_streams *gw_streams_new(gw_app *app);
 void gw_streams_start_pings(gw_streams *reg, kx_loop *loop);
 /* Ends every open stream (after what it has buffered) and refuses new ones. Thread-safe. */
 void gw_streams_close_all(gw_streams *reg);
+/* Hands every connection the writer threads hold back to libmicrohttpd with an error (it
+ * closes them) and makes the reader refuse new hand-overs; waits (bounded) until none is held.
+ * Call before the HTTP server stops: libmicrohttpd must not stop with suspended connections.
+ * Thread-safe. */
+void gw_streams_abort_all(gw_streams *reg);
 /* Streams libmicrohttpd still holds. */
 size_t gw_streams_open(gw_streams *reg);
 /* Cancels the keep-alive timer (loop thread). */
