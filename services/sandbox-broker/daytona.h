@@ -1,0 +1,115 @@
+/* daytona.h — the daytona provider (KX_SANDBOX_PROVIDER=daytona): the broker answers the same
+ * kx.sandbox.* subjects as with the local provider (docs/subjects.md), but each project's
+ * sandbox is a sandbox of a Daytona-compatible API (DAYTONA_SERVER_URL, DAYTONA_API_KEY,
+ * DAYTONA_TARGET), reached over HTTP (daytona_http.c) without ever blocking the loop.
+ *
+ *   daytona.c        settings, subscriptions, the project -> sandbox id map (label "id"),
+ *                    lifecycle (create .. ensure_active), preview links, what is not
+ *                    implemented (answered as such, naming the provider), drain
+ *   daytona_ops.c    kx.sandbox.exec (blocking) and kx.sandbox.files over the toolbox API
+ *   daytona_http.c   one REST call: bearer key, deadline, breaker, error mapping
+ *
+ * One request is one sb_dt_op: it resolves the project's sandbox (the map, else GET /sandbox
+ * with its label), makes sure it is started when the op needs it (POST start, then GET until
+ * "started"), then does its own call(s) and answers. Every call has its own deadline (the
+ * KX_DAYTONA_*_MS setting of its kind) and none outlives the caller's Kx-Deadline.
+ *
+ * Ownership: the provider (sb_daytona) is owned by the broker (b->daytona) and lives until the
+ * process ends; an op owns its request message until it answers. Loop thread only. */
+#ifndef SB_DAYTONA_H
+#define SB_DAYTONA_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "broker.h"
+#include "daytona_http.h"
+#include "files_request.h"
+#include "kx/pb.h"
+#include "kx/time.h"
+#include "kx/uuid.h"
+
+typedef struct sb_dt_config {
+    char url[512];       /* DAYTONA_SERVER_URL (or DAYTONA_API_URL), no trailing slash */
+    char key[1024];      /* DAYTONA_API_KEY: never logged */
+    char target[64];     /* DAYTONA_TARGET ("" = the organisation's default region) */
+    char snapshot[256];  /* KX_DAYTONA_SNAPSHOT */
+    char env[2048];      /* KX_DAYTONA_ENV: "K=V,K=V" given to every new sandbox */
+    int64_t cpu;         /* KX_DAYTONA_CPU */
+    int64_t memory_gb;   /* KX_DAYTONA_MEMORY_GB */
+    int64_t disk_gb;     /* KX_DAYTONA_DISK_GB */
+    int64_t stop_min;    /* KX_SANDBOX_AUTO_STOP_MIN: Daytona's autoStopInterval */
+    int64_t archive_min; /* KX_SANDBOX_AUTO_ARCHIVE_MIN: Daytona's autoArchiveInterval */
+    int64_t get_ms;      /* KX_DAYTONA_GET_MS: get, list, stop, archive, delete calls */
+    int64_t start_ms;    /* KX_DAYTONA_START_MS: a start, until the sandbox says started */
+    int64_t create_ms;   /* KX_DAYTONA_CREATE_MS: a creation, until it says started */
+    int64_t preview_ms;  /* KX_DAYTONA_PREVIEW_MS */
+    int64_t files_ms;    /* KX_DAYTONA_FILES_MS: one toolbox files call */
+    int64_t poll_ms;     /* KX_DAYTONA_POLL_MS: between GETs while starting */
+    int64_t breaker;     /* KX_DAYTONA_BREAKER_FAILURES */
+} sb_dt_config;
+
+enum sb_dt_kind {
+    DT_CREATE,
+    DT_GET,
+    DT_START,
+    DT_STOP,
+    DT_ARCHIVE,
+    DT_DELETE,
+    DT_ENSURE,
+    DT_EXEC,
+    DT_FILES,
+    DT_PREVIEW,
+};
+
+typedef struct sb_daytona sb_daytona;
+typedef struct sb_dt_op sb_dt_op;
+
+struct sb_dt_op {
+    sb_daytona *d;
+    enum sb_dt_kind kind;
+    natsMsg *msg;
+    char project[KX_UUID_LEN + 1];
+    char trace_id[33];
+    kx_deadline deadline; /* the caller's, less the reply margin */
+    char sid[128];        /* the Daytona sandbox id ("" until known) */
+    char state[32];       /* ours: running | stopped | archived | deleted | Daytona's own */
+    int64_t created_ms;
+    int64_t phase_end;    /* the current start/create phase's end (unix ms) */
+    bool started_once;    /* ensure: a start was asked for already */
+    sb_dt_call *call;
+    kx_timer *timer;
+    Kx__V1__SandboxExecRequest *exec;   /* DT_EXEC */
+    char folder[SB_FOLDER_MAX + 1];     /* DT_EXEC */
+    int64_t t0_ms;                      /* DT_EXEC */
+    Kx__V1__SandboxFilesRequest *files; /* DT_FILES */
+    sb_files_req fr;                    /* DT_FILES */
+    int port;                           /* DT_PREVIEW */
+    sb_dt_op *prev, *next;
+};
+
+/* daytona.c: reads the settings, starts the client and subscribes kx.sandbox.*; instead of
+ * the local provider's start (main.c). KX_ERR_INVALID (logged) for a missing or bad setting. */
+kx_err sb_daytona_start(sb_broker *b);
+/* daytona.c: the kx_svc drain callback of the daytona provider. */
+void sb_daytona_drain(kx_svc *svc, void *arg);
+
+/* daytona.c, for daytona_ops.c: the settings, the client, the broker. */
+const sb_dt_config *sb_dt_cfg(const sb_daytona *d);
+sb_dt_client *sb_dt_http(sb_daytona *d);
+sb_broker *sb_dt_broker(sb_daytona *d);
+/* Milliseconds a call of kind may take: min(its setting, what is left of the op's deadline). */
+int64_t sb_dt_budget(const sb_dt_op *op, int64_t setting_ms);
+/* Ends op (unlinks, frees what it holds; its message must have been answered and freed). */
+void sb_dt_op_end(sb_dt_op *op);
+
+/* daytona_ops.c: the op's sandbox is started (op->sid): run the command / the file op, answer,
+ * end the op. */
+void sb_dt_exec_run(sb_dt_op *op);
+void sb_dt_files_run(sb_dt_op *op);
+/* daytona_ops.c: answer op's request with an error (any kind but the lifecycle ones, which
+ * daytona.c answers) and end the op. */
+void sb_dt_exec_fail(sb_dt_op *op, kx_err err, const char *why);
+void sb_dt_files_fail(sb_dt_op *op, kx_err err, const char *why);
+
+#endif
