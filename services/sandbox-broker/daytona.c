@@ -379,12 +379,24 @@ static void proceed(sb_dt_op *op)
 
 /* ---- starting: start or create, then GET until started ----------------------------------- */
 
+static void not_started(sb_dt_op *op)
+{
+    char why[300];
+    snprintf(why, sizeof why, "daytona: sandbox %s did not start in time (still %s)", op->sid,
+             op->state);
+    fail(op, KX_ERR_TIMEOUT, why);
+}
+
 static void on_poll_timer(kx_loop *loop, void *arg)
 {
     (void)loop;
     sb_dt_op *op = arg;
     op->timer = NULL;
-    do_get(op);
+    int64_t now = kx_now_ms();
+    if (now >= op->phase_end || kx_deadline_expired(op->deadline))
+        not_started(op); /* the timer fired late: no time for one more GET */
+    else
+        do_get(op);
 }
 
 /* After a start/create/get answer: started -> proceed; stopped -> start; else poll. */
@@ -414,10 +426,7 @@ static void settle(sb_dt_op *op)
         op->phase_end = now + op->d->cfg.start_ms;
     if (now + op->d->cfg.poll_ms >= op->phase_end ||
         kx_deadline_remaining(op->deadline) <= op->d->cfg.poll_ms) {
-        char why[300];
-        snprintf(why, sizeof why, "daytona: sandbox %s did not start in time (still %s)",
-                 op->sid, op->state);
-        fail(op, KX_ERR_TIMEOUT, why);
+        not_started(op);
         return;
     }
     op->timer = kx_loop_timer(op->d->b->svc->loop, op->d->cfg.poll_ms, on_poll_timer, op);

@@ -1,0 +1,563 @@
+/* test_sandbox_daytona.c — the sandbox-broker with KX_SANDBOX_PROVIDER=daytona against
+ * tests/fakes/daytona/fake-daytona.js (Daytona's REST wire format), over the broker's NATS
+ * subjects:
+ *   - lifecycle end to end: get of nothing, create (snapshot, labels, env, resources and the
+ *     auto-stop/archive intervals sent, the bearer key in the header), get, stop, start (the
+ *     broker polls until "started"), archive, ensure_active, delete, delete again;
+ *   - a blocking command (exit code, output, folder), files (write, read, list, stat, delete),
+ *     a preview link (Daytona's url and token);
+ *   - what the provider does not implement answers so, naming it: background commands,
+ *     sessions, write modes other than overwrite, preview token checks;
+ *   - the fake hanging on each call (list, get, create, start, exec, files, preview, a start
+ *     that never settles): the caller gets deadline_exceeded by the configured deadline, and by
+ *     its own when that is shorter; slow answers within the deadline still succeed;
+ *   - HTTP 500 and 401 answer unavailable (the key never in the broker's log); the API gone
+ *     (connection refused) answers unavailable. */
+#include <jansson.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "kx/bus.h"
+#include "kx/http.h"
+#include "kx/pb.h"
+#include "kx/time.h"
+#include "kx/uuid.h"
+
+#define FAKE_JS KX_SOURCE_DIR "/tests/fakes/daytona/fake-daytona.js"
+#define KEY "dtn-secret-key-4242"
+/* The broker's per-call deadlines in this test (KX_DAYTONA_*_MS). */
+#define GET_MS 700
+#define START_MS 1500
+#define CREATE_MS 2000
+#define SLACK_MS 1500 /* scheduling slack on a shared machine */
+
+static char *g_tmp;
+static kx_th_nats g_nats;
+static pid_t g_broker, g_fake;
+static uint16_t g_fake_port;
+static kx_bus *g_bus;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (nats_Open(-1) != NATS_OK || kx_http_global_init() != KX_OK)
+        return -1;
+    g_tmp = kx_th_tmpdir("kx-it-daytona");
+    if (g_tmp == NULL || kx_th_nats_start(g_tmp, &g_nats) != KX_OK)
+        return -1;
+    g_fake_port = kx_th_free_port();
+    char port[16], log_path[600], url[128];
+    snprintf(port, sizeof port, "%u", g_fake_port);
+    snprintf(log_path, sizeof log_path, "%s/fake-daytona.log", g_tmp);
+    static const char fake_js[] = FAKE_JS;
+    const char *fargv[] = {"node", fake_js, port, KEY, NULL};
+    if (kx_th_spawn(fargv, NULL, log_path, &g_fake) != KX_OK)
+        return -1;
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_fake_port);
+    if (kx_th_wait_http(url, 10000) != KX_OK)
+        return -1;
+    static char env_url[128], env_root[600];
+    snprintf(env_url, sizeof env_url, "DAYTONA_SERVER_URL=http://127.0.0.1:%u/", g_fake_port);
+    snprintf(env_root, sizeof env_root, "KX_SANDBOX_ROOT=%s/sandboxes", g_tmp);
+    const char *env[] = {"KX_SANDBOX_PROVIDER=daytona",
+                         "DAYTONA_API_KEY=" KEY,
+                         env_url,
+                         "DAYTONA_TARGET=eu",
+                         "KX_DAYTONA_SNAPSHOT=kortix/test:1",
+                         "KX_DAYTONA_ENV=A=1,B=two",
+                         "KX_SANDBOX_AUTO_STOP_MIN=15",
+                         "KX_SANDBOX_AUTO_ARCHIVE_MIN=120",
+                         "KX_DAYTONA_GET_MS=700",
+                         "KX_DAYTONA_START_MS=1500",
+                         "KX_DAYTONA_CREATE_MS=2000",
+                         "KX_DAYTONA_PREVIEW_MS=700",
+                         "KX_DAYTONA_FILES_MS=700",
+                         "KX_DAYTONA_POLL_MS=50",
+                         "KX_DAYTONA_BREAKER_FAILURES=1000",
+                         env_root,
+                         NULL};
+    g_broker = kx_th_service_start(g_tmp, g_nats.url, "sandbox-broker", env, NULL);
+    if (g_broker == 0)
+        return -1;
+    if (kx_bus_connect(g_nats.url, "it-daytona", &g_bus) != KX_OK)
+        return -1;
+    for (int i = 0; i < 500 && !kx_bus_connected(g_bus); i++)
+        usleep(10 * 1000);
+    return kx_bus_connected(g_bus) ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    kx_bus_close(g_bus, 1000);
+    if (g_broker > 0)
+        kx_th_kill(g_broker);
+    if (g_fake > 0)
+        kx_th_kill(g_fake);
+    kx_th_nats_stop(&g_nats);
+    kx_th_rmrf(g_tmp);
+    free(g_tmp);
+    return 0;
+}
+
+/* ---- the fake --------------------------------------------------------------------------- */
+
+static void fake_mode(const char *route, const char *mode)
+{
+    char url[128], body[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/_mode", g_fake_port);
+    snprintf(body, sizeof body, "{\"route\":\"%s\",\"mode\":\"%s\"}", route, mode);
+    const char *hdrs[] = {"Content-Type: application/json", NULL};
+    kx_http_resp r = {0};
+    assert_int_equal(kx_http_request("POST", url, hdrs, body, strlen(body), kx_deadline_in(5000),
+                                     0, &r),
+                     KX_OK);
+    assert_int_equal(r.status, 200);
+    kx_http_resp_free(&r);
+}
+
+/* The fake's log entries whose method is method and whose path starts with prefix. */
+static json_t *fake_log(const char *method, const char *prefix)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_fake_port);
+    kx_http_resp r = {0};
+    assert_int_equal(kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(5000), 0, &r),
+                     KX_OK);
+    json_t *all = json_loads(r.body, 0, NULL);
+    kx_http_resp_free(&r);
+    assert_non_null(all);
+    json_t *out = json_array();
+    size_t i;
+    json_t *e;
+    json_array_foreach(all, i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "method")), method) == 0 &&
+            strncmp(json_string_value(json_object_get(e, "path")), prefix, strlen(prefix)) == 0)
+            json_array_append(out, e);
+    }
+    json_decref(all);
+    return out;
+}
+
+/* ---- bus helpers ------------------------------------------------------------------------ */
+
+typedef Kx__V1__SandboxLifecycleReply life_t;
+
+static const char *code_of(const Kx__V1__Error *e)
+{
+    return e != NULL && e->code != NULL ? e->code : "(none)";
+}
+
+static natsMsg *request(const char *subj, const ProtobufCMessage *m, const char *project,
+                        int64_t deadline_ms, int64_t *elapsed)
+{
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(deadline_ms), project);
+    natsMsg *reply = NULL;
+    int64_t t0 = kx_mono_ms();
+    kx_err err = kx_bus_request_pb(g_bus, subj, m, &meta, &reply);
+    if (elapsed != NULL)
+        *elapsed = kx_mono_ms() - t0;
+    if (err != KX_OK)
+        fail_msg("%s: no answer before the caller's deadline: %s", subj, kx_err_str(err));
+    return reply;
+}
+
+static life_t *life_d(const char *op, const char *project, int64_t deadline_ms, int64_t *elapsed)
+{
+    Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
+    rq.project_id = (char *)project;
+    char subj[64];
+    snprintf(subj, sizeof subj, "kx.sandbox.%s", op);
+    natsMsg *reply = request(subj, &rq.base, project, deadline_ms, elapsed);
+    life_t *rep = kx_pb_unpack(&kx__v1__sandbox_lifecycle_reply__descriptor,
+                               natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(rep);
+    return rep;
+}
+
+/* op must succeed; returns the state (static) and fills id if not NULL. */
+static const char *life_ok(const char *op, const char *project, char id[KX_UUID_LEN + 1])
+{
+    static char state[32];
+    life_t *r = life_d(op, project, 30000, NULL);
+    if (r->error != NULL)
+        fail_msg("%s: %s: %s", op, r->error->code, r->error->message);
+    assert_non_null(r->sandbox);
+    assert_string_equal(r->sandbox->provider, "daytona");
+    assert_string_equal(r->sandbox->project_id, project);
+    snprintf(state, sizeof state, "%s", r->sandbox->state);
+    if (id != NULL)
+        snprintf(id, KX_UUID_LEN + 1, "%s", r->sandbox->id);
+    kx_pb_free(r);
+    return state;
+}
+
+/* op must fail with code (and, if not NULL, a message containing needle) within max_ms. */
+static void life_err(const char *op, const char *project, const char *code, const char *needle,
+                     int64_t deadline_ms, int64_t max_ms)
+{
+    int64_t elapsed = 0;
+    life_t *r = life_d(op, project, deadline_ms, &elapsed);
+    if (r->error == NULL)
+        fail_msg("%s: expected %s, got state %s", op, code, r->sandbox ? r->sandbox->state : "");
+    if (strcmp(code_of(r->error), code) != 0 ||
+        (needle != NULL && strstr(r->error->message, needle) == NULL))
+        fail_msg("%s: expected %s (%s), got %s: %s", op, code, needle ? needle : "",
+                 code_of(r->error), r->error->message);
+    if (elapsed > max_ms)
+        fail_msg("%s: answered after %lld ms, expected at most %lld", op, (long long)elapsed,
+                 (long long)max_ms);
+    kx_pb_free(r);
+}
+
+static Kx__V1__SandboxExecResult *exec_d(const char *project, const char *command,
+                                         const char *folder, bool blocking, int timeout_s,
+                                         int64_t *elapsed)
+{
+    char id[KX_UUID_LEN + 1];
+    kx_uuid_new(id);
+    Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
+    rq.exec_id = id;
+    rq.project_id = (char *)project;
+    rq.command = (char *)command;
+    rq.folder = (char *)folder;
+    rq.blocking = blocking;
+    rq.timeout_s = timeout_s;
+    natsMsg *reply = request(KX_SUBJ_SANDBOX_EXEC, &rq.base, project, 30000, elapsed);
+    Kx__V1__SandboxExecResult *res =
+        kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(res);
+    return res;
+}
+
+static Kx__V1__SandboxFilesReply *files(const char *project, Kx__V1__SandboxFileOp op,
+                                        const char *path, const char *data,
+                                        Kx__V1__SandboxWriteMode mode, int64_t *elapsed)
+{
+    Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
+    rq.project_id = (char *)project;
+    rq.op = op;
+    rq.path = (char *)path;
+    rq.mode = mode;
+    rq.recursive = true;
+    if (data != NULL) {
+        rq.data.data = (uint8_t *)data;
+        rq.data.len = strlen(data);
+    }
+    natsMsg *reply = request(KX_SUBJ_SANDBOX_FILES, &rq.base, project, 30000, elapsed);
+    Kx__V1__SandboxFilesReply *rep =
+        kx_pb_unpack(&kx__v1__sandbox_files_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(rep);
+    return rep;
+}
+
+static Kx__V1__SandboxPreviewReply *preview(const char *project, int port, const char *token,
+                                            int64_t *elapsed)
+{
+    Kx__V1__SandboxPreviewRequest rq = KX__V1__SANDBOX_PREVIEW_REQUEST__INIT;
+    rq.project_id = (char *)project;
+    rq.port = port;
+    rq.token = (char *)token;
+    natsMsg *reply = request(KX_SUBJ_SANDBOX_PREVIEW, &rq.base, project, 30000, elapsed);
+    Kx__V1__SandboxPreviewReply *rep =
+        kx_pb_unpack(&kx__v1__sandbox_preview_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(rep);
+    return rep;
+}
+
+static void expect_err(const Kx__V1__Error *e, const char *code, const char *needle,
+                       const char *what)
+{
+    if (e == NULL)
+        fail_msg("%s: expected %s, got success", what, code);
+    if (strcmp(code_of(e), code) != 0 || (needle != NULL && strstr(e->message, needle) == NULL))
+        fail_msg("%s: expected %s (%s), got %s: %s", what, code, needle ? needle : "",
+                 code_of(e), e->message);
+}
+
+/* ---- tests ------------------------------------------------------------------------------ */
+
+static void test_lifecycle(void **state)
+{
+    (void)state;
+    char project[KX_UUID_LEN + 1], id[KX_UUID_LEN + 1], id2[KX_UUID_LEN + 1];
+    kx_uuid_new(project);
+    life_err("get", project, "not_found", "has no sandbox", 30000, 30000);
+    life_err("start", project, "not_found", "create it first", 30000, 30000);
+
+    assert_string_equal(life_ok("create", project, id), "running");
+    /* what was sent: snapshot, target, labels, env, resources, intervals, the key */
+    json_t *creates = fake_log("POST", "/sandbox");
+    json_t *c = NULL;
+    size_t i;
+    json_t *e;
+    json_array_foreach(creates, i, e)
+    {
+        if (strcmp(json_string_value(json_object_get(e, "path")), "/sandbox") == 0)
+            c = e;
+    }
+    assert_non_null(c);
+    assert_string_equal(json_string_value(json_object_get(c, "auth")), "Bearer " KEY);
+    json_t *body = json_loads(json_string_value(json_object_get(c, "body")), 0, NULL);
+    assert_non_null(body);
+    assert_string_equal(json_string_value(json_object_get(body, "snapshot")), "kortix/test:1");
+    assert_string_equal(json_string_value(json_object_get(body, "target")), "eu");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(body, "labels"), "id")), project);
+    json_t *env = json_object_get(body, "env");
+    assert_string_equal(json_string_value(json_object_get(env, "KX_PROJECT_ID")), project);
+    assert_string_equal(json_string_value(json_object_get(env, "A")), "1");
+    assert_string_equal(json_string_value(json_object_get(env, "B")), "two");
+    assert_int_equal(json_integer_value(json_object_get(body, "cpu")), 2);
+    assert_int_equal(json_integer_value(json_object_get(body, "memory")), 4);
+    assert_int_equal(json_integer_value(json_object_get(body, "disk")), 5);
+    assert_int_equal(json_integer_value(json_object_get(body, "autoStopInterval")), 15);
+    assert_int_equal(json_integer_value(json_object_get(body, "autoArchiveInterval")), 120);
+    json_decref(body);
+    json_decref(creates);
+
+    assert_string_equal(life_ok("get", project, id2), "running");
+    assert_string_equal(id, id2);
+    assert_string_equal(life_ok("create", project, id2), "running"); /* idempotent */
+    assert_string_equal(id, id2);
+    assert_string_equal(life_ok("stop", project, NULL), "stopped");
+    assert_string_equal(life_ok("get", project, NULL), "stopped");
+    assert_string_equal(life_ok("start", project, id2), "running");
+    assert_string_equal(id, id2);
+    assert_string_equal(life_ok("archive", project, NULL), "archived");
+    assert_string_equal(life_ok("ensure_active", project, id2), "running");
+    assert_string_equal(id, id2);
+    assert_string_equal(life_ok("delete", project, NULL), "deleted");
+    life_err("get", project, "not_found", NULL, 30000, 30000);
+    assert_string_equal(life_ok("delete", project, NULL), "deleted");
+}
+
+static void test_exec_files_preview(void **state)
+{
+    (void)state;
+    char project[KX_UUID_LEN + 1], id[KX_UUID_LEN + 1];
+    kx_uuid_new(project);
+    /* the first command creates the sandbox, as with the local provider */
+    Kx__V1__SandboxExecResult *r =
+        exec_d(project, "echo hello; echo oops >&2; exit 3", "", true, 0, NULL);
+    if (r->error != NULL)
+        fail_msg("exec: %s: %s", r->error->code, r->error->message);
+    assert_true(r->completed);
+    assert_int_equal(r->exit_code, 3);
+    assert_non_null(strstr(r->stdout, "hello\n"));
+    assert_non_null(strstr(r->stdout, "oops\n"));
+    kx_pb_free(r);
+    assert_string_equal(life_ok("get", project, id), "running");
+    r = exec_d(project, "pwd", "sub/dir", true, 0, NULL);
+    assert_null(r->error);
+    assert_int_equal(r->exit_code, 0);
+    assert_non_null(strstr(r->stdout, "/sub/dir\n"));
+    assert_string_equal(r->cwd, "/workspace/sub/dir");
+    kx_pb_free(r);
+
+    /* files */
+    Kx__V1__SandboxFilesReply *f =
+        files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_WRITE, "a/b.txt", "content\n",
+              KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_OVERWRITE, NULL);
+    assert_null(f->error);
+    assert_int_equal(f->written, 8);
+    kx_pb_free(f);
+    f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ, "/workspace/a/b.txt", NULL, 0,
+              NULL);
+    assert_null(f->error);
+    assert_int_equal(f->data.len, 8);
+    assert_memory_equal(f->data.data, "content\n", 8);
+    assert_true(f->eof);
+    kx_pb_free(f);
+    r = exec_d(project, "cat a/b.txt", "", true, 0, NULL); /* the command sees the file */
+    assert_string_equal(r->stdout, "content\n");
+    kx_pb_free(r);
+    f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_LIST, "a", NULL, 0, NULL);
+    assert_null(f->error);
+    assert_int_equal(f->n_entries, 1);
+    assert_string_equal(f->entries[0]->name, "b.txt");
+    assert_string_equal(f->entries[0]->path, "/workspace/a/b.txt");
+    assert_int_equal(f->entries[0]->size, 8);
+    assert_false(f->entries[0]->is_dir);
+    kx_pb_free(f);
+    f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_STAT, "a", NULL, 0, NULL);
+    assert_null(f->error);
+    assert_true(f->info->is_dir);
+    kx_pb_free(f);
+    f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_DELETE, "a", NULL, 0, NULL);
+    assert_null(f->error);
+    kx_pb_free(f);
+    f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ, "a/b.txt", NULL, 0, NULL);
+    expect_err(f->error, "not_found", "/workspace/a/b.txt", "read after delete");
+    kx_pb_free(f);
+    f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ, "../etc/passwd", NULL, 0,
+              NULL);
+    expect_err(f->error, "invalid_argument", NULL, "read outside the workspace");
+    kx_pb_free(f);
+
+    /* preview: Daytona's own url and token */
+    Kx__V1__SandboxPreviewReply *p = preview(project, 8080, "", NULL);
+    if (p->error != NULL)
+        fail_msg("preview: %s: %s", p->error->code, p->error->message);
+    char want[128];
+    snprintf(want, sizeof want, "https://8080-%s.", id);
+    assert_non_null(strstr(p->url, want));
+    assert_int_equal(strlen(p->token), 32);
+    assert_string_equal(p->sandbox_id, id);
+    kx_pb_free(p);
+
+    /* not implemented: said so, naming the provider */
+    r = exec_d(project, "sleep 1", "", false, 0, NULL);
+    expect_err(r->error, "invalid_argument", "daytona provider", "background command");
+    kx_pb_free(r);
+    f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_WRITE, "x.txt", "more",
+              KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_APPEND, NULL);
+    expect_err(f->error, "invalid_argument", "daytona provider", "append");
+    kx_pb_free(f);
+    p = preview(project, 8080, "0123456789abcdef0123456789abcdef", NULL);
+    expect_err(p->error, "invalid_argument", "daytona provider", "preview token check");
+    kx_pb_free(p);
+    Kx__V1__SandboxOutputRequest orq = KX__V1__SANDBOX_OUTPUT_REQUEST__INIT;
+    orq.project_id = project;
+    orq.session_name = "s1";
+    natsMsg *m = request(KX_SUBJ_SANDBOX_OUTPUT, &orq.base, project, 10000, NULL);
+    Kx__V1__SandboxOutputReply *o =
+        kx_pb_unpack(&kx__v1__sandbox_output_reply__descriptor, natsMsg_GetData(m),
+                     (size_t)natsMsg_GetDataLength(m));
+    natsMsg_Destroy(m);
+    assert_non_null(o);
+    expect_err(o->error, "invalid_argument", "daytona provider", "session output");
+    kx_pb_free(o);
+    assert_string_equal(life_ok("delete", project, NULL), "deleted");
+}
+
+/* Every call, hanging, fails at its own deadline; slow ones within it succeed. */
+static void test_deadlines(void **state)
+{
+    (void)state;
+    char project[KX_UUID_LEN + 1], fresh[KX_UUID_LEN + 1];
+    kx_uuid_new(project);
+    assert_string_equal(life_ok("create", project, NULL), "running");
+    int64_t elapsed = 0;
+
+    fake_mode("get", "slow-300");
+    assert_string_equal(life_ok("get", project, NULL), "running");
+    fake_mode("get", "hang");
+    life_err("get", project, "deadline_exceeded", "GET /sandbox/", 30000, GET_MS + SLACK_MS);
+    /* the caller's own deadline, shorter than the setting, wins: an answer, not silence */
+    life_err("get", project, "deadline_exceeded", NULL, 500, 500);
+    fake_mode("get", "ok");
+
+    kx_uuid_new(fresh); /* unknown to the broker: it asks GET /sandbox?labels= */
+    fake_mode("list", "hang");
+    life_err("get", fresh, "deadline_exceeded", "GET /sandbox", 30000, GET_MS + SLACK_MS);
+    fake_mode("list", "ok");
+
+    fake_mode("create", "hang");
+    life_err("create", fresh, "deadline_exceeded", "POST /sandbox", 30000,
+             CREATE_MS + SLACK_MS);
+    fake_mode("create", "ok");
+
+    assert_string_equal(life_ok("stop", project, NULL), "stopped");
+    fake_mode("start", "hang");
+    life_err("start", project, "deadline_exceeded", "/start", 30000, START_MS + SLACK_MS);
+    fake_mode("start", "stuck"); /* answered, but never "started" */
+    life_err("start", project, "deadline_exceeded", "did not start in time", 30000,
+             START_MS + SLACK_MS);
+    fake_mode("start", "ok");
+    assert_string_equal(life_ok("start", project, NULL), "running");
+
+    fake_mode("exec", "hang");
+    Kx__V1__SandboxExecResult *r = exec_d(project, "echo x", "", true, 1, &elapsed);
+    expect_err(r->error, "deadline_exceeded", "process/execute", "exec hanging");
+    assert_true(r->timed_out);
+    assert_true(elapsed < 1000 + SLACK_MS);
+    kx_pb_free(r);
+    fake_mode("exec", "ok");
+
+    fake_mode("files", "hang");
+    Kx__V1__SandboxFilesReply *f =
+        files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_LIST, "", NULL, 0, &elapsed);
+    expect_err(f->error, "deadline_exceeded", "toolbox/files", "files hanging");
+    assert_true(elapsed < GET_MS + SLACK_MS);
+    kx_pb_free(f);
+    fake_mode("files", "ok");
+
+    fake_mode("preview", "hang");
+    Kx__V1__SandboxPreviewReply *p = preview(project, 3000, "", &elapsed);
+    expect_err(p->error, "deadline_exceeded", "preview-url", "preview hanging");
+    assert_true(elapsed < GET_MS + SLACK_MS);
+    kx_pb_free(p);
+    fake_mode("preview", "ok");
+
+    /* and all is well again */
+    r = exec_d(project, "echo back", "", true, 0, NULL);
+    assert_null(r->error);
+    assert_string_equal(r->stdout, "back\n");
+    kx_pb_free(r);
+    assert_string_equal(life_ok("delete", project, NULL), "deleted");
+}
+
+static void test_failures(void **state)
+{
+    (void)state;
+    char project[KX_UUID_LEN + 1];
+    kx_uuid_new(project);
+    fake_mode("list", "500");
+    life_err("get", project, "unavailable", "HTTP 500", 30000, 30000);
+    fake_mode("list", "401");
+    life_err("get", project, "unavailable", "API key was refused", 30000, 30000);
+    fake_mode("*", "ok");
+    fake_mode("list", "ok");
+    life_err("get", project, "not_found", NULL, 30000, 30000);
+
+    /* the key never reaches the log */
+    char path[600];
+    snprintf(path, sizeof path, "%s/sandbox-broker.log", g_tmp);
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    char line[4096];
+    bool seen_daytona = false;
+    while (fgets(line, sizeof line, fp) != NULL) {
+        if (strstr(line, KEY) != NULL)
+            fail_msg("the API key is in the broker's log: %s", line);
+        seen_daytona = seen_daytona || strstr(line, "daytona") != NULL;
+    }
+    fclose(fp);
+    assert_true(seen_daytona);
+
+    /* the API gone: connection refused */
+    kx_th_kill(g_fake);
+    g_fake = 0;
+    life_err("get", project, "unavailable", NULL, 30000, GET_MS + SLACK_MS);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lifecycle),
+        cmocka_unit_test(test_exec_files_preview),
+        cmocka_unit_test(test_deadlines),
+        cmocka_unit_test(test_failures),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
