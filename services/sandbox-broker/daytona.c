@@ -42,9 +42,8 @@ struct sb_daytona {
     int64_t last_stamp;
 };
 
-static const char *const KIND_NAMES[] = {"create",  "get",    "start",         "stop",
-                                         "archive", "delete", "ensure_active", "exec",
-                                         "files",   "preview"};
+static const char *const KIND_NAMES[] = {"create", "get",           "start", "stop",  "archive",
+                                         "delete", "ensure_active", "exec",  "files", "preview"};
 
 const sb_dt_config *sb_dt_cfg(const sb_daytona *d)
 {
@@ -189,8 +188,8 @@ static sb_dt_op *op_new(sb_daytona *d, enum sb_dt_kind kind, natsMsg *msg, const
     op->kind = kind;
     op->msg = msg;
     for (size_t i = 0; i < KX_UUID_LEN && project[i] != '\0'; i++)
-        op->project[i] = (char)((project[i] >= 'A' && project[i] <= 'F') ? project[i] + 32
-                                                                           : project[i]);
+        op->project[i] =
+            (char)((project[i] >= 'A' && project[i] <= 'F') ? project[i] + 32 : project[i]);
     op->deadline = deadline - SB_REPLY_MARGIN_MS;
     snprintf(op->trace_id, sizeof op->trace_id, "%s", trace_id != NULL ? trace_id : "");
     op->next = d->ops;
@@ -291,7 +290,7 @@ static void fail(sb_dt_op *op, kx_err err, const char *why)
 
 /* ---- the sandbox's JSON ----------------------------------------------------------------- */
 
-static int64_t iso_ms(const char *s)
+int64_t sb_dt_iso_ms(const char *s)
 {
     struct tm tm;
     memset(&tm, 0, sizeof tm);
@@ -318,7 +317,7 @@ static bool read_sandbox(sb_dt_op *op, const json_t *sb)
         snprintf(op->state, sizeof op->state, "deleted");
     else
         snprintf(op->state, sizeof op->state, "%.31s", st); /* stopped, archived, starting.. */
-    op->created_ms = iso_ms(kx_json_str(sb, "createdAt", NULL));
+    op->created_ms = sb_dt_iso_ms(kx_json_str(sb, "createdAt", NULL));
     map_set(op->d, op->project, op->sid);
     return true;
 }
@@ -416,8 +415,8 @@ static void settle(sb_dt_op *op)
         fail(op, KX_ERR_UNAVAILABLE, why);
         return;
     }
-    if (!op->started_once && (strcmp(op->state, "stopped") == 0 ||
-                              strcmp(op->state, "archived") == 0)) {
+    if (!op->started_once &&
+        (strcmp(op->state, "stopped") == 0 || strcmp(op->state, "archived") == 0)) {
         do_start(op);
         return;
     }
@@ -510,12 +509,12 @@ static void do_create(sb_dt_op *op)
     const sb_dt_config *c = &op->d->cfg;
     op->started_once = true; /* a new sandbox starts by itself */
     op->phase_end = kx_now_ms() + c->create_ms;
-    json_t *body = json_pack("{s:s, s:{s:s}, s:o, s:b, s:I, s:I, s:I, s:I, s:I}", "snapshot",
-                             c->snapshot, "labels", "id", op->project, "env", create_env(op),
-                             "public", 0, "cpu", (json_int_t)c->cpu, "memory",
-                             (json_int_t)c->memory_gb, "disk", (json_int_t)c->disk_gb,
-                             "autoStopInterval", (json_int_t)c->stop_min, "autoArchiveInterval",
-                             (json_int_t)c->archive_min);
+    json_t *body =
+        json_pack("{s:s, s:{s:s}, s:o, s:b, s:I, s:I, s:I, s:I, s:I}", "snapshot", c->snapshot,
+                  "labels", "id", op->project, "env", create_env(op), "public", 0, "cpu",
+                  (json_int_t)c->cpu, "memory", (json_int_t)c->memory_gb, "disk",
+                  (json_int_t)c->disk_gb, "autoStopInterval", (json_int_t)c->stop_min,
+                  "autoArchiveInterval", (json_int_t)c->archive_min);
     if (body != NULL && c->target[0] != '\0')
         json_object_set_new(body, "target", json_string(c->target));
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
@@ -645,23 +644,45 @@ typedef struct dt_sub_ctx {
 } dt_sub_ctx;
 static dt_sub_ctx g_ctx[DT_PREVIEW + 1];
 
-/* Reads the deadline and trace id; false (msg answered by answer_err) without a deadline. */
-static bool read_meta(natsMsg *msg, kx_deadline *deadline, char trace_id[33])
+/* Reads the deadline and trace id. The reason to refuse any request before looking at it
+ * (*err set), or NULL. */
+static const char *gate(sb_daytona *d, natsMsg *msg, kx_deadline *deadline, char trace_id[33],
+                        kx_err *err)
 {
     kx_bus_meta meta;
     memset(&meta, 0, sizeof meta);
-    kx_err err = kx_bus_meta_read(msg, &meta);
+    kx_err merr = kx_bus_meta_read(msg, &meta);
     kx_bus_trace_id(&meta, trace_id);
     *deadline = meta.deadline;
-    return err == KX_OK && meta.deadline != KX_NO_DEADLINE;
+    *err = KX_ERR_INVALID;
+    if (d->b->draining) {
+        *err = KX_ERR_UNAVAILABLE;
+        return "broker shutting down";
+    }
+    if (merr != KX_OK || meta.deadline == KX_NO_DEADLINE)
+        return "the Kx-Deadline header (absolute unix ms) is required";
+    return NULL;
+}
+
+/* A new op for a valid request, or NULL (out of memory: msg and req destroyed). */
+static sb_dt_op *start_op(sb_daytona *d, enum sb_dt_kind kind, natsMsg *msg, const char *project,
+                          kx_deadline deadline, const char *trace_id, void *req)
+{
+    sb_dt_op *op = op_new(d, kind, msg, project, deadline, trace_id);
+    if (op == NULL) {
+        kx_warn("sandbox: daytona %s: out of memory", KIND_NAMES[kind]);
+        natsMsg_Destroy(msg);
+        kx_pb_free(req);
+    }
+    return op;
 }
 
 /* An op that could not start: answers with a bare op holding only the message. */
 static void refuse(sb_daytona *d, enum sb_dt_kind kind, natsMsg *msg, const char *project,
                    const char *trace_id, kx_err err, const char *why, void *req_to_free)
 {
-    sb_dt_op *op = op_new(d, kind, msg, project != NULL ? project : "", kx_deadline_in(1000),
-                          trace_id);
+    sb_dt_op *op =
+        op_new(d, kind, msg, project != NULL ? project : "", kx_deadline_in(1000), trace_id);
     if (op == NULL) {
         natsMsg_Destroy(msg);
         kx_pb_free(req_to_free);
@@ -681,33 +702,26 @@ static void on_lifecycle(natsMsg *msg, void *arg)
     dt_sub_ctx *x = arg;
     kx_deadline deadline;
     char trace_id[33];
-    bool has_deadline = read_meta(msg, &deadline, trace_id);
+    kx_err err;
+    const char *why = gate(x->d, msg, &deadline, trace_id, &err);
     Kx__V1__SandboxLifecycleRequest *rq =
         kx_pb_unpack(&kx__v1__sandbox_lifecycle_request__descriptor, natsMsg_GetData(msg),
                      (size_t)natsMsg_GetDataLength(msg));
-    const char *why = NULL;
-    kx_err err = KX_ERR_INVALID;
-    if (x->d->b->draining) {
-        err = KX_ERR_UNAVAILABLE;
-        why = "broker shutting down";
-    } else if (!has_deadline) {
-        why = "the Kx-Deadline header (absolute unix ms) is required";
+    if (why != NULL) {
+        /* refused below */
     } else if (rq == NULL) {
         why = "request is not a valid kx.v1.SandboxLifecycleRequest";
     } else if (!kx_uuid_valid(rq->project_id)) {
         why = "project_id is not a valid UUID";
     }
-    if (why != NULL) {
+    if (why != NULL || rq == NULL) {
         refuse(x->d, x->kind, msg, NULL, trace_id, err, why, rq);
         return;
     }
-    sb_dt_op *op = op_new(x->d, x->kind, msg, rq->project_id, deadline, trace_id);
+    sb_dt_op *op = start_op(x->d, x->kind, msg, rq->project_id, deadline, trace_id, NULL);
     kx_pb_free(rq);
-    if (op == NULL) {
-        natsMsg_Destroy(msg);
-        return;
-    }
-    resolve(op);
+    if (op != NULL)
+        resolve(op);
 }
 
 static void on_preview_req(natsMsg *msg, void *arg)
@@ -715,17 +729,13 @@ static void on_preview_req(natsMsg *msg, void *arg)
     sb_daytona *d = arg;
     kx_deadline deadline;
     char trace_id[33];
-    bool has_deadline = read_meta(msg, &deadline, trace_id);
+    kx_err err;
+    const char *why = gate(d, msg, &deadline, trace_id, &err);
     Kx__V1__SandboxPreviewRequest *rq =
         kx_pb_unpack(&kx__v1__sandbox_preview_request__descriptor, natsMsg_GetData(msg),
                      (size_t)natsMsg_GetDataLength(msg));
-    const char *why = NULL;
-    kx_err err = KX_ERR_INVALID;
-    if (d->b->draining) {
-        err = KX_ERR_UNAVAILABLE;
-        why = "broker shutting down";
-    } else if (!has_deadline) {
-        why = "the Kx-Deadline header (absolute unix ms) is required";
+    if (why != NULL) {
+        /* refused below */
     } else if (rq == NULL || !kx_uuid_valid(rq->project_id)) {
         why = "request is not a valid kx.v1.SandboxPreviewRequest with a project_id UUID";
     } else if (rq->port < 1 || rq->port > 65535) {
@@ -734,16 +744,13 @@ static void on_preview_req(natsMsg *msg, void *arg)
         why = "the daytona provider does not check preview tokens: its links are Daytona's own "
               "URLs (with their own token), not the broker's relay";
     }
-    if (why != NULL) {
+    if (why != NULL || rq == NULL) {
         refuse(d, DT_PREVIEW, msg, NULL, trace_id, err, why, rq);
         return;
     }
-    sb_dt_op *op = op_new(d, DT_PREVIEW, msg, rq->project_id, deadline, trace_id);
-    if (op == NULL) {
-        natsMsg_Destroy(msg);
-        kx_pb_free(rq);
+    sb_dt_op *op = start_op(d, DT_PREVIEW, msg, rq->project_id, deadline, trace_id, rq);
+    if (op == NULL)
         return;
-    }
     op->port = rq->port;
     kx_pb_free(rq);
     resolve(op);
@@ -754,18 +761,15 @@ static void on_exec_req(natsMsg *msg, void *arg)
     sb_daytona *d = arg;
     kx_deadline deadline;
     char trace_id[33];
-    bool has_deadline = read_meta(msg, &deadline, trace_id);
+    kx_err err;
+    const char *gwhy = gate(d, msg, &deadline, trace_id, &err);
     Kx__V1__SandboxExecRequest *rq =
         kx_pb_unpack(&kx__v1__sandbox_exec_request__descriptor, natsMsg_GetData(msg),
                      (size_t)natsMsg_GetDataLength(msg));
     char why[300] = "";
-    kx_err err = KX_ERR_INVALID;
     char folder[SB_FOLDER_MAX + 1] = "";
-    if (d->b->draining) {
-        err = KX_ERR_UNAVAILABLE;
-        snprintf(why, sizeof why, "broker shutting down");
-    } else if (!has_deadline) {
-        snprintf(why, sizeof why, "the Kx-Deadline header (absolute unix ms) is required");
+    if (gwhy != NULL) {
+        snprintf(why, sizeof why, "%s", gwhy);
     } else if (rq == NULL || kx_pb_str_empty(rq->exec_id) || !kx_uuid_valid(rq->project_id) ||
                kx_pb_str_empty(rq->command)) {
         snprintf(why, sizeof why,
@@ -780,16 +784,13 @@ static void on_exec_req(natsMsg *msg, void *arg)
     } else if (sb_folder_normalize(rq->folder, folder, sizeof folder, why, sizeof why) == KX_OK) {
         why[0] = '\0';
     }
-    if (why[0] != '\0') {
+    if (why[0] != '\0' || rq == NULL) {
         refuse(d, DT_EXEC, msg, NULL, trace_id, err, why, rq);
         return;
     }
-    sb_dt_op *op = op_new(d, DT_EXEC, msg, rq->project_id, deadline, trace_id);
-    if (op == NULL) {
-        natsMsg_Destroy(msg);
-        kx_pb_free(rq);
+    sb_dt_op *op = start_op(d, DT_EXEC, msg, rq->project_id, deadline, trace_id, rq);
+    if (op == NULL)
         return;
-    }
     op->exec = rq;
     snprintf(op->folder, sizeof op->folder, "%s", folder);
     op->t0_ms = kx_mono_ms();
@@ -801,19 +802,16 @@ static void on_files_req(natsMsg *msg, void *arg)
     sb_daytona *d = arg;
     kx_deadline deadline;
     char trace_id[33];
-    bool has_deadline = read_meta(msg, &deadline, trace_id);
+    kx_err err;
+    const char *gwhy = gate(d, msg, &deadline, trace_id, &err);
     Kx__V1__SandboxFilesRequest *rq =
         kx_pb_unpack(&kx__v1__sandbox_files_request__descriptor, natsMsg_GetData(msg),
                      (size_t)natsMsg_GetDataLength(msg));
     char why[400] = "";
-    kx_err err = KX_ERR_INVALID;
     sb_files_req fr;
     memset(&fr, 0, sizeof fr);
-    if (d->b->draining) {
-        err = KX_ERR_UNAVAILABLE;
-        snprintf(why, sizeof why, "broker shutting down");
-    } else if (!has_deadline) {
-        snprintf(why, sizeof why, "the Kx-Deadline header (absolute unix ms) is required");
+    if (gwhy != NULL) {
+        snprintf(why, sizeof why, "%s", gwhy);
     } else if (rq == NULL || !kx_uuid_valid(rq->project_id)) {
         snprintf(why, sizeof why,
                  "request is not a valid kx.v1.SandboxFilesRequest with a project_id UUID");
@@ -825,16 +823,13 @@ static void on_files_req(natsMsg *msg, void *arg)
                      "not implemented by the daytona provider: write modes other than "
                      "overwrite (create, append, at an offset)");
     }
-    if (why[0] != '\0') {
+    if (why[0] != '\0' || rq == NULL) {
         refuse(d, DT_FILES, msg, NULL, trace_id, err, why, rq);
         return;
     }
-    sb_dt_op *op = op_new(d, DT_FILES, msg, rq->project_id, deadline, trace_id);
-    if (op == NULL) {
-        natsMsg_Destroy(msg);
-        kx_pb_free(rq);
+    sb_dt_op *op = start_op(d, DT_FILES, msg, rq->project_id, deadline, trace_id, rq);
+    if (op == NULL)
         return;
-    }
     op->files = rq;
     op->fr = fr;
     op->fr.base = op->fr.path + (fr.base - fr.path); /* it pointed into the copy */
@@ -961,8 +956,12 @@ void sb_daytona_drain(kx_svc *svc, void *arg)
         d->subs[i] = NULL;
     }
     d->nsubs = 0;
-    while (d->ops != NULL)
-        fail(d->ops, KX_ERR_UNAVAILABLE, "broker shutting down");
+    sb_dt_op *op = d->ops;
+    while (op != NULL) {
+        sb_dt_op *next = op->next;
+        fail(op, KX_ERR_UNAVAILABLE, "broker shutting down"); /* frees op */
+        op = next;
+    }
     sb_dt_client_free(d->http);
     d->http = NULL;
     for (size_t i = 0; i < DT_BUCKETS; i++) {

@@ -75,8 +75,8 @@ struct sb_dt_op {
     char sid[128];        /* the Daytona sandbox id ("" until known) */
     char state[32];       /* ours: running | stopped | archived | deleted | Daytona's own */
     int64_t created_ms;
-    int64_t phase_end;    /* the current start/create phase's end (unix ms) */
-    bool started_once;    /* ensure: a start was asked for already */
+    int64_t phase_end; /* the current start/create phase's end (unix ms) */
+    bool started_once; /* ensure: a start was asked for already */
     sb_dt_call *call;
     kx_timer *timer;
     Kx__V1__SandboxExecRequest *exec;   /* DT_EXEC */
@@ -100,6 +100,8 @@ sb_dt_client *sb_dt_http(sb_daytona *d);
 sb_broker *sb_dt_broker(sb_daytona *d);
 /* Milliseconds a call of kind may take: min(its setting, what is left of the op's deadline). */
 int64_t sb_dt_budget(const sb_dt_op *op, int64_t setting_ms);
+/* An ISO 8601 time as Daytona writes them ("2025-06-01T10:00:00.123Z") in unix ms; 0 if not one. */
+int64_t sb_dt_iso_ms(const char *s);
 /* Ends op (unlinks, frees what it holds; its message must have been answered and freed). */
 void sb_dt_op_end(sb_dt_op *op);
 

@@ -87,14 +87,18 @@ void sb_dt_client_free(sb_dt_client *c)
 {
     if (c == NULL)
         return;
-    while (c->calls != NULL)
-        call_free(c->calls);
+    sb_dt_call *k = c->calls;
+    while (k != NULL) {
+        sb_dt_call *next = k->next;
+        call_free(k);
+        k = next;
+    }
     kx_curlm_free(c->curlm);
     memset(c->auth, 0, sizeof c->auth);
     free(c);
 }
 
-void sb_dt_cancel(sb_dt_client *c, sb_dt_call *call)
+void sb_dt_cancel(const sb_dt_client *c, sb_dt_call *call)
 {
     if (call != NULL && call->c == c)
         call_free(call);
@@ -176,8 +180,9 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
         kx_breaker_failure(&c->breaker, now);
         if (rc == CURLE_OPERATION_TIMEDOUT) {
             r.err = KX_ERR_TIMEOUT;
-            snprintf(r.why, sizeof r.why, "daytona: %.250s: no answer within its deadline of %lld ms",
-                     k->what, (long long)k->timeout_ms);
+            snprintf(r.why, sizeof r.why,
+                     "daytona: %.250s: no answer within its deadline of %lld ms", k->what,
+                     (long long)k->timeout_ms);
         } else {
             r.err = KX_ERR_UNAVAILABLE;
             snprintf(r.why, sizeof r.why, "daytona: %.250s: %.120s", k->what,
@@ -273,9 +278,9 @@ static bool setup_body(sb_dt_call *k, const char *method, const void *body, size
     return true;
 }
 
-sb_dt_call *sb_dt_request(sb_dt_client *c, const char *method, const char *path,
-                          const void *body, size_t len, const char *upload_path,
-                          int64_t timeout_ms, sb_dt_done done, void *arg)
+sb_dt_call *sb_dt_request(sb_dt_client *c, const char *method, const char *path, const void *body,
+                          size_t len, const char *upload_path, int64_t timeout_ms, sb_dt_done done,
+                          void *arg)
 {
     sb_dt_call *k = calloc(1, sizeof *k);
     if (k == NULL)

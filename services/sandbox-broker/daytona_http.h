@@ -52,11 +52,11 @@ void sb_dt_client_free(sb_dt_client *c);
  * toolbox upload). timeout_ms bounds the whole call. done runs later (never inside this
  * call), even on an early failure (breaker open, no time left): then on the next loop turn.
  * NULL only when out of memory before anything started: done will not run. */
-sb_dt_call *sb_dt_request(sb_dt_client *c, const char *method, const char *path,
-                          const void *body, size_t len, const char *upload_path,
-                          int64_t timeout_ms, sb_dt_done done, void *arg);
+sb_dt_call *sb_dt_request(sb_dt_client *c, const char *method, const char *path, const void *body,
+                          size_t len, const char *upload_path, int64_t timeout_ms, sb_dt_done done,
+                          void *arg);
 /* Stops a call in flight; its done will not run. */
-void sb_dt_cancel(sb_dt_client *c, sb_dt_call *call);
+void sb_dt_cancel(const sb_dt_client *c, sb_dt_call *call);
 
 /* Percent-encodes s for a URL query into out (RFC 3986 unreserved kept, '/' kept). */
 void sb_dt_escape(const char *s, char *out, size_t cap);

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "kx/json.h"
 #include "kx/log.h"
@@ -137,14 +136,6 @@ void sb_dt_files_fail(sb_dt_op *op, kx_err err, const char *why)
     files_answer(op, &rep);
 }
 
-static int64_t iso_ms(const char *s)
-{
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    const char *rest = s != NULL ? strptime(s, "%Y-%m-%dT%H:%M:%S", &tm) : NULL;
-    return rest != NULL ? (int64_t)timegm(&tm) * 1000 : 0;
-}
-
 /* A FileInfo into info; name and path point into fi / vis (valid while the answer is). */
 static void read_info(const json_t *fi, const char *vis, char *path, size_t pathcap,
                       Kx__V1__SandboxFileInfo *info)
@@ -158,7 +149,7 @@ static void read_info(const json_t *fi, const char *vis, char *path, size_t path
     const char *perm = kx_json_str(fi, "permissions", NULL);
     info->mode = perm != NULL ? (uint32_t)strtoul(perm, NULL, 8) & 07777
                               : (uint32_t)(kx_json_int(fi, "mode", 0) & 07777);
-    info->mtime_unix_ms = iso_ms(kx_json_str(fi, "modTime", NULL));
+    info->mtime_unix_ms = sb_dt_iso_ms(kx_json_str(fi, "modTime", NULL));
 }
 
 static int by_name(const void *a, const void *b)

@@ -7,7 +7,10 @@
 
 #include "kx/err.h"
 
-typedef enum sb_provider { SB_PROVIDER_LOCAL, SB_PROVIDER_DAYTONA } sb_provider;
+typedef enum sb_provider {
+    SB_PROVIDER_LOCAL,
+    SB_PROVIDER_DAYTONA
+} sb_provider;
 
 /* Reads KX_SANDBOX_PROVIDER; KX_ERR_INVALID (logged, naming the value) for an unknown one. */
 kx_err sb_provider_load(sb_provider *out);

@@ -66,11 +66,12 @@ static int group_setup(void **state)
     snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_fake_port);
     if (kx_th_wait_http(url, 10000) != KX_OK)
         return -1;
-    static char env_url[128], env_root[600];
+    static char env_url[128], env_root[600], env_key[128];
+    snprintf(env_key, sizeof env_key, "DAYTONA_API_KEY=%s", KEY);
     snprintf(env_url, sizeof env_url, "DAYTONA_SERVER_URL=http://127.0.0.1:%u/", g_fake_port);
     snprintf(env_root, sizeof env_root, "KX_SANDBOX_ROOT=%s/sandboxes", g_tmp);
     const char *env[] = {"KX_SANDBOX_PROVIDER=daytona",
-                         "DAYTONA_API_KEY=" KEY,
+                         env_key,
                          env_url,
                          "DAYTONA_TARGET=eu",
                          "KX_DAYTONA_SNAPSHOT=kortix/test:1",
@@ -290,8 +291,8 @@ static void expect_err(const Kx__V1__Error *e, const char *code, const char *nee
     if (e == NULL)
         fail_msg("%s: expected %s, got success", what, code);
     if (strcmp(code_of(e), code) != 0 || (needle != NULL && strstr(e->message, needle) == NULL))
-        fail_msg("%s: expected %s (%s), got %s: %s", what, code, needle ? needle : "",
-                 code_of(e), e->message);
+        fail_msg("%s: expected %s (%s), got %s: %s", what, code, needle ? needle : "", code_of(e),
+                 e->message);
 }
 
 /* ---- tests ------------------------------------------------------------------------------ */
@@ -321,8 +322,8 @@ static void test_lifecycle(void **state)
     assert_non_null(body);
     assert_string_equal(json_string_value(json_object_get(body, "snapshot")), "kortix/test:1");
     assert_string_equal(json_string_value(json_object_get(body, "target")), "eu");
-    assert_string_equal(
-        json_string_value(json_object_get(json_object_get(body, "labels"), "id")), project);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(body, "labels"), "id")),
+                        project);
     json_t *env = json_object_get(body, "env");
     assert_string_equal(json_string_value(json_object_get(env, "KX_PROJECT_ID")), project);
     assert_string_equal(json_string_value(json_object_get(env, "A")), "1");
@@ -409,8 +410,7 @@ static void test_exec_files_preview(void **state)
     f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ, "a/b.txt", NULL, 0, NULL);
     expect_err(f->error, "not_found", "/workspace/a/b.txt", "read after delete");
     kx_pb_free(f);
-    f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ, "../etc/passwd", NULL, 0,
-              NULL);
+    f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ, "../etc/passwd", NULL, 0, NULL);
     expect_err(f->error, "invalid_argument", NULL, "read outside the workspace");
     kx_pb_free(f);
 
@@ -473,8 +473,7 @@ static void test_deadlines(void **state)
     fake_mode("list", "ok");
 
     fake_mode("create", "hang");
-    life_err("create", fresh, "deadline_exceeded", "POST /sandbox", 30000,
-             CREATE_MS + SLACK_MS);
+    life_err("create", fresh, "deadline_exceeded", "POST /sandbox", 30000, CREATE_MS + SLACK_MS);
     fake_mode("create", "ok");
 
     assert_string_equal(life_ok("stop", project, NULL), "stopped");
