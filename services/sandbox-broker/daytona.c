@@ -103,6 +103,8 @@ static kx_err load_config(sb_dt_config *c)
     INT("KX_DAYTONA_FILES_MS", 30000, 50, 600000, &c->files_ms);
     INT("KX_DAYTONA_POLL_MS", 500, 10, 60000, &c->poll_ms);
     INT("KX_DAYTONA_BREAKER_FAILURES", 5, 1, 1000000, &c->breaker);
+    INT("KX_SANDBOX_MAX_OUTPUT", SB_DEFAULT_MAX_OUTPUT, 1024, (int64_t)256 * 1024 * 1024,
+        &c->max_output);
 #undef INT
     return err;
 }
@@ -899,6 +901,7 @@ kx_err sb_daytona_start(sb_broker *b)
     d.b = b;
     if (load_config(&d.cfg) != KX_OK)
         return KX_ERR_INVALID;
+    b->cfg.max_output = d.cfg.max_output; /* the one broker setting exec.c's twin needs */
     b->daytona = &d;
     kx_err err = sb_dt_client_new(b->svc->loop, d.cfg.url, d.cfg.key, (int)d.cfg.breaker, &d.http);
     if (err != KX_OK) {

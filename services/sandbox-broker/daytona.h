@@ -47,6 +47,7 @@ typedef struct sb_dt_config {
     int64_t files_ms;    /* KX_DAYTONA_FILES_MS: one toolbox files call */
     int64_t poll_ms;     /* KX_DAYTONA_POLL_MS: between GETs while starting */
     int64_t breaker;     /* KX_DAYTONA_BREAKER_FAILURES */
+    int64_t max_output;  /* KX_SANDBOX_MAX_OUTPUT: bytes of a command's output kept */
 } sb_dt_config;
 
 enum sb_dt_kind {

@@ -25,18 +25,14 @@ int main(void)
     static sb_broker broker; /* the service's one state object */
     memset(&broker, 0, sizeof broker);
     broker.svc = &svc;
-    kx_svc_on_ready(&svc, sb_ready, &broker);   /* handlers.c: ready once subscribed */
-    if (sb_config_load(&broker.cfg) != KX_OK) { /* broker_config.c */
-        kx_svc_close(&svc);
-        return 1;
-    }
+    kx_svc_on_ready(&svc, sb_ready, &broker); /* handlers.c: ready once subscribed */
     sb_provider provider;
     if (sb_provider_load(&provider) != KX_OK) { /* provider.c: local or daytona */
         kx_svc_close(&svc);
         return 1;
     }
     if (provider == SB_PROVIDER_DAYTONA) {
-        /* daytona.c: kx.sandbox.* over a Daytona API, nothing jailed here */
+        /* daytona.c: its own settings; kx.sandbox.* over a Daytona API, nothing jailed here */
         if (sb_daytona_start(&broker) != KX_OK) {
             kx_svc_close(&svc);
             return 1;
@@ -45,6 +41,10 @@ int main(void)
         int rc = kx_svc_run(&svc);
         kx_svc_close(&svc);
         return rc;
+    }
+    if (sb_config_load(&broker.cfg) != KX_OK) { /* broker_config.c */
+        kx_svc_close(&svc);
+        return 1;
     }
     kx_info("sandbox: workspaces under %s, %lld bytes of output kept per stream", broker.cfg.root,
             (long long)broker.cfg.max_output);

@@ -70,23 +70,24 @@ static int group_setup(void **state)
     snprintf(env_key, sizeof env_key, "DAYTONA_API_KEY=%s", KEY);
     snprintf(env_url, sizeof env_url, "DAYTONA_SERVER_URL=http://127.0.0.1:%u/", g_fake_port);
     snprintf(env_root, sizeof env_root, "KX_SANDBOX_ROOT=%s/sandboxes", g_tmp);
-    const char *env[] = {"KX_SANDBOX_PROVIDER=daytona",
-                         env_key,
-                         env_url,
-                         "DAYTONA_TARGET=eu",
-                         "KX_DAYTONA_SNAPSHOT=kortix/test:1",
-                         "KX_DAYTONA_ENV=A=1,B=two",
-                         "KX_SANDBOX_AUTO_STOP_MIN=15",
-                         "KX_SANDBOX_AUTO_ARCHIVE_MIN=120",
-                         "KX_DAYTONA_GET_MS=700",
-                         "KX_DAYTONA_START_MS=1500",
-                         "KX_DAYTONA_CREATE_MS=2000",
-                         "KX_DAYTONA_PREVIEW_MS=700",
-                         "KX_DAYTONA_FILES_MS=700",
-                         "KX_DAYTONA_POLL_MS=50",
-                         "KX_DAYTONA_BREAKER_FAILURES=1000",
-                         env_root,
-                         NULL};
+    const char *env[] = {
+        "KX_SANDBOX_PROVIDER=daytona",
+        env_key,
+        env_url,
+        "DAYTONA_TARGET=eu",
+        "KX_DAYTONA_SNAPSHOT=kortix/test:1",
+        "KX_DAYTONA_ENV=A=1,B=two",
+        "KX_SANDBOX_AUTO_STOP_MIN=0", /* never: a value the local provider refuses */
+        "KX_SANDBOX_AUTO_ARCHIVE_MIN=120",
+        "KX_DAYTONA_GET_MS=700",
+        "KX_DAYTONA_START_MS=1500",
+        "KX_DAYTONA_CREATE_MS=2000",
+        "KX_DAYTONA_PREVIEW_MS=700",
+        "KX_DAYTONA_FILES_MS=700",
+        "KX_DAYTONA_POLL_MS=50",
+        "KX_DAYTONA_BREAKER_FAILURES=1000",
+        env_root,
+        NULL};
     g_broker = kx_th_service_start(g_tmp, g_nats.url, "sandbox-broker", env, NULL);
     if (g_broker == 0)
         return -1;
@@ -331,7 +332,7 @@ static void test_lifecycle(void **state)
     assert_int_equal(json_integer_value(json_object_get(body, "cpu")), 2);
     assert_int_equal(json_integer_value(json_object_get(body, "memory")), 4);
     assert_int_equal(json_integer_value(json_object_get(body, "disk")), 5);
-    assert_int_equal(json_integer_value(json_object_get(body, "autoStopInterval")), 15);
+    assert_int_equal(json_integer_value(json_object_get(body, "autoStopInterval")), 0);
     assert_int_equal(json_integer_value(json_object_get(body, "autoArchiveInterval")), 120);
     json_decref(body);
     json_decref(creates);
