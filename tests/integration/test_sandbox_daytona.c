@@ -12,8 +12,12 @@
  *     that never settles): the caller gets deadline_exceeded by the configured deadline, and by
  *     its own when that is shorter; slow answers within the deadline still succeed;
  *   - HTTP 500 and 401 answer unavailable (the key never in the broker's log); the API gone
- *     (connection refused) answers unavailable. */
+ *     (connection refused) answers unavailable;
+ *   - SIGTERM while a call hangs: the waiting caller hears "broker shutting down" at once and
+ *     the broker exits 0. */
 #include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -22,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -551,13 +556,80 @@ static void test_failures(void **state)
     life_err("get", project, "unavailable", NULL, 30000, GET_MS + SLACK_MS);
 }
 
+/* A request on another thread (no cmocka assertions there). */
+typedef struct bg_req {
+    char project[KX_UUID_LEN + 1];
+    Kx__V1__SandboxExecResult *res; /* NULL when no answer came */
+    int64_t elapsed_ms;
+} bg_req;
+
+static void *bg_exec(void *arg)
+{
+    bg_req *r = arg;
+    char id[KX_UUID_LEN + 1];
+    kx_uuid_new(id);
+    Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
+    rq.exec_id = id;
+    rq.project_id = r->project;
+    rq.command = "echo never";
+    rq.blocking = true;
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(20000), r->project);
+    natsMsg *reply = NULL;
+    int64_t t0 = kx_mono_ms();
+    if (kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_EXEC, &rq.base, &meta, &reply) == KX_OK) {
+        r->res = kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
+                              (size_t)natsMsg_GetDataLength(reply));
+        natsMsg_Destroy(reply);
+    }
+    r->elapsed_ms = kx_mono_ms() - t0;
+    return NULL;
+}
+
+static void test_drain(void **state)
+{
+    (void)state;
+    /* the fake again (test_failures stopped it), every call hanging */
+    char port[16], log_path[600], url[128];
+    snprintf(port, sizeof port, "%u", g_fake_port);
+    snprintf(log_path, sizeof log_path, "%s/fake-daytona-2.log", g_tmp);
+    static const char fake_js[] = FAKE_JS;
+    const char *fargv[] = {"node", fake_js, port, KEY, NULL};
+    assert_int_equal(kx_th_spawn(fargv, NULL, log_path, &g_fake), KX_OK);
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_fake_port);
+    assert_int_equal(kx_th_wait_http(url, 10000), KX_OK);
+    fake_mode("*", "hang");
+
+    bg_req r;
+    memset(&r, 0, sizeof r);
+    kx_uuid_new(r.project);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, bg_exec, &r), 0);
+    usleep(500 * 1000); /* the broker is now waiting on the hung API */
+    int64_t t0 = kx_mono_ms();
+    assert_int_equal(kill(g_broker, SIGTERM), 0);
+    pthread_join(t, NULL);
+    int64_t after_term = kx_mono_ms() - t0;
+    assert_non_null(r.res);
+    expect_err(r.res->error, "unavailable", "broker shutting down", "exec during SIGTERM");
+    assert_true(after_term < 3000);
+    kx_pb_free(r.res);
+    int status = 0;
+    pid_t got = 0;
+    for (int i = 0; i < 500 && (got = waitpid(g_broker, &status, WNOHANG)) == 0; i++)
+        usleep(10 * 1000);
+    assert_int_equal(got, g_broker); /* it exited by itself, within 5 s */
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    g_broker = 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lifecycle),
-        cmocka_unit_test(test_exec_files_preview),
-        cmocka_unit_test(test_deadlines),
-        cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_lifecycle), cmocka_unit_test(test_exec_files_preview),
+        cmocka_unit_test(test_deadlines), cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_drain),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
