@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <time.h>
 
 #include "kx/config.h"
@@ -175,6 +176,8 @@ void sb_dt_op_end(sb_dt_op *op)
     kx_timer_cancel(op->timer);
     kx_pb_free(op->exec);
     kx_pb_free(op->files);
+    json_decref(op->cmds);
+    kx_buf_free(&op->logs);
     if (op->msg != NULL)
         natsMsg_Destroy(op->msg);
     free(op);
@@ -283,11 +286,19 @@ static void answer_preview(sb_dt_op *op, kx_err err, const char *why, const char
 static void fail(sb_dt_op *op, kx_err err, const char *why)
 {
     switch (op->kind) {
+    case DT_OUTPUT:
+    case DT_TERMINATE:
+    case DT_LIST: sb_dt_sessions_fail(op, err, why); return;
     case DT_EXEC: sb_dt_exec_fail(op, err, why); return;
     case DT_FILES: sb_dt_files_fail(op, err, why); return;
     case DT_PREVIEW: answer_preview(op, err, why, NULL, NULL); return;
     default: answer_lifecycle(op, err, why); return;
     }
+}
+
+void sb_dt_fail(sb_dt_op *op, kx_err err, const char *why)
+{
+    fail(op, err, why);
 }
 
 /* ---- the sandbox's JSON ----------------------------------------------------------------- */
@@ -569,6 +580,10 @@ static void act(sb_dt_op *op)
 {
     char path[256];
     const sb_dt_config *c = &op->d->cfg;
+    if (op->kind == DT_OUTPUT || op->kind == DT_TERMINATE || op->kind == DT_LIST) {
+        sb_dt_sessions_run(op); /* never starts or makes a sandbox */
+        return;
+    }
     if (op->sid[0] == '\0') {
         if (op->kind == DT_DELETE) {
             snprintf(op->state, sizeof op->state, "deleted");
@@ -623,7 +638,7 @@ static void on_list(const sb_dt_resp *r, void *arg)
     act(op);
 }
 
-static void resolve(sb_dt_op *op)
+void sb_dt_resolve(sb_dt_op *op)
 {
     const dt_map_entry *e = map_find(op->d, op->project);
     if (e != NULL) {
@@ -648,8 +663,8 @@ static dt_sub_ctx g_ctx[DT_PREVIEW + 1];
 
 /* Reads the deadline and trace id. The reason to refuse any request before looking at it
  * (*err set), or NULL. */
-static const char *gate(sb_daytona *d, natsMsg *msg, kx_deadline *deadline, char trace_id[33],
-                        kx_err *err)
+const char *sb_dt_gate(sb_daytona *d, natsMsg *msg, kx_deadline *deadline, char trace_id[33],
+                       kx_err *err)
 {
     kx_bus_meta meta;
     memset(&meta, 0, sizeof meta);
@@ -667,8 +682,8 @@ static const char *gate(sb_daytona *d, natsMsg *msg, kx_deadline *deadline, char
 }
 
 /* A new op for a valid request, or NULL (out of memory: msg and req destroyed). */
-static sb_dt_op *start_op(sb_daytona *d, enum sb_dt_kind kind, natsMsg *msg, const char *project,
-                          kx_deadline deadline, const char *trace_id, void *req)
+sb_dt_op *sb_dt_start_op(sb_daytona *d, enum sb_dt_kind kind, natsMsg *msg, const char *project,
+                         kx_deadline deadline, const char *trace_id, void *req)
 {
     sb_dt_op *op = op_new(d, kind, msg, project, deadline, trace_id);
     if (op == NULL) {
@@ -705,7 +720,7 @@ static void on_lifecycle(natsMsg *msg, void *arg)
     kx_deadline deadline;
     char trace_id[33];
     kx_err err;
-    const char *why = gate(x->d, msg, &deadline, trace_id, &err);
+    const char *why = sb_dt_gate(x->d, msg, &deadline, trace_id, &err);
     Kx__V1__SandboxLifecycleRequest *rq =
         kx_pb_unpack(&kx__v1__sandbox_lifecycle_request__descriptor, natsMsg_GetData(msg),
                      (size_t)natsMsg_GetDataLength(msg));
@@ -720,10 +735,10 @@ static void on_lifecycle(natsMsg *msg, void *arg)
         refuse(x->d, x->kind, msg, NULL, trace_id, err, why, rq);
         return;
     }
-    sb_dt_op *op = start_op(x->d, x->kind, msg, rq->project_id, deadline, trace_id, NULL);
+    sb_dt_op *op = sb_dt_start_op(x->d, x->kind, msg, rq->project_id, deadline, trace_id, NULL);
     kx_pb_free(rq);
     if (op != NULL)
-        resolve(op);
+        sb_dt_resolve(op);
 }
 
 static void on_preview_req(natsMsg *msg, void *arg)
@@ -732,7 +747,7 @@ static void on_preview_req(natsMsg *msg, void *arg)
     kx_deadline deadline;
     char trace_id[33];
     kx_err err;
-    const char *why = gate(d, msg, &deadline, trace_id, &err);
+    const char *why = sb_dt_gate(d, msg, &deadline, trace_id, &err);
     Kx__V1__SandboxPreviewRequest *rq =
         kx_pb_unpack(&kx__v1__sandbox_preview_request__descriptor, natsMsg_GetData(msg),
                      (size_t)natsMsg_GetDataLength(msg));
@@ -750,12 +765,12 @@ static void on_preview_req(natsMsg *msg, void *arg)
         refuse(d, DT_PREVIEW, msg, NULL, trace_id, err, why, rq);
         return;
     }
-    sb_dt_op *op = start_op(d, DT_PREVIEW, msg, rq->project_id, deadline, trace_id, rq);
+    sb_dt_op *op = sb_dt_start_op(d, DT_PREVIEW, msg, rq->project_id, deadline, trace_id, rq);
     if (op == NULL)
         return;
     op->port = rq->port;
     kx_pb_free(rq);
-    resolve(op);
+    sb_dt_resolve(op);
 }
 
 static void on_exec_req(natsMsg *msg, void *arg)
@@ -764,7 +779,7 @@ static void on_exec_req(natsMsg *msg, void *arg)
     kx_deadline deadline;
     char trace_id[33];
     kx_err err;
-    const char *gwhy = gate(d, msg, &deadline, trace_id, &err);
+    const char *gwhy = sb_dt_gate(d, msg, &deadline, trace_id, &err);
     Kx__V1__SandboxExecRequest *rq =
         kx_pb_unpack(&kx__v1__sandbox_exec_request__descriptor, natsMsg_GetData(msg),
                      (size_t)natsMsg_GetDataLength(msg));
@@ -777,10 +792,10 @@ static void on_exec_req(natsMsg *msg, void *arg)
         snprintf(why, sizeof why,
                  "request is not a valid kx.v1.SandboxExecRequest (exec_id, a project_id UUID "
                  "and a command are required)");
-    } else if (!rq->blocking) {
+    } else if (!kx_pb_str_empty(rq->session_name) && !sb_session_name_valid(rq->session_name)) {
         snprintf(why, sizeof why,
-                 "not implemented by the daytona provider: background (non-blocking) commands "
-                 "and their sessions; run the command blocking");
+                 "session_name '%.80s' is not valid: use 1..%d of A-Z a-z 0-9 _ . -",
+                 rq->session_name, SB_SESSION_MAX);
     } else if (rq->timeout_s < 0 || rq->max_output_bytes < 0) {
         snprintf(why, sizeof why, "timeout_s and max_output_bytes must not be negative");
     } else if (sb_folder_normalize(rq->folder, folder, sizeof folder, why, sizeof why) == KX_OK) {
@@ -790,13 +805,21 @@ static void on_exec_req(natsMsg *msg, void *arg)
         refuse(d, DT_EXEC, msg, NULL, trace_id, err, why, rq);
         return;
     }
-    sb_dt_op *op = start_op(d, DT_EXEC, msg, rq->project_id, deadline, trace_id, rq);
+    sb_dt_op *op = sb_dt_start_op(d, DT_EXEC, msg, rq->project_id, deadline, trace_id, rq);
     if (op == NULL)
         return;
     op->exec = rq;
     snprintf(op->folder, sizeof op->folder, "%s", folder);
+    if (!kx_pb_str_empty(rq->session_name)) {
+        snprintf(op->session, sizeof op->session, "%s", rq->session_name);
+    } else {
+        unsigned int r = 0;
+        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+            r = (unsigned int)kx_mono_us();
+        sb_session_name_default(r, op->session, sizeof op->session);
+    }
     op->t0_ms = kx_mono_ms();
-    resolve(op);
+    sb_dt_resolve(op);
 }
 
 static void on_files_req(natsMsg *msg, void *arg)
@@ -805,7 +828,7 @@ static void on_files_req(natsMsg *msg, void *arg)
     kx_deadline deadline;
     char trace_id[33];
     kx_err err;
-    const char *gwhy = gate(d, msg, &deadline, trace_id, &err);
+    const char *gwhy = sb_dt_gate(d, msg, &deadline, trace_id, &err);
     Kx__V1__SandboxFilesRequest *rq =
         kx_pb_unpack(&kx__v1__sandbox_files_request__descriptor, natsMsg_GetData(msg),
                      (size_t)natsMsg_GetDataLength(msg));
@@ -829,43 +852,13 @@ static void on_files_req(natsMsg *msg, void *arg)
         refuse(d, DT_FILES, msg, NULL, trace_id, err, why, rq);
         return;
     }
-    sb_dt_op *op = start_op(d, DT_FILES, msg, rq->project_id, deadline, trace_id, rq);
+    sb_dt_op *op = sb_dt_start_op(d, DT_FILES, msg, rq->project_id, deadline, trace_id, rq);
     if (op == NULL)
         return;
     op->files = rq;
     op->fr = fr;
     op->fr.base = op->fr.path + (fr.base - fr.path); /* it pointed into the copy */
-    resolve(op);
-}
-
-/* kx.sandbox.output / terminate / list: background sessions are not implemented. */
-static void on_sessions(natsMsg *msg, void *arg)
-{
-    sb_daytona *d = arg;
-    Kx__V1__Error e = KX__V1__ERROR__INIT;
-    e.code = (char *)kx_err_code(KX_ERR_INVALID);
-    e.message = "not implemented by the daytona provider: background command sessions "
-                "(kx.sandbox.output, kx.sandbox.terminate, kx.sandbox.list)";
-    const char *subj = natsMsg_GetSubject(msg);
-    kx_err rerr = KX_OK;
-    if (natsMsg_GetReply(msg) == NULL) {
-        /* nothing to answer */
-    } else if (strcmp(subj, KX_SUBJ_SANDBOX_OUTPUT) == 0) {
-        Kx__V1__SandboxOutputReply rep = KX__V1__SANDBOX_OUTPUT_REPLY__INIT;
-        rep.error = &e;
-        rerr = kx_bus_respond_pb(d->b->svc->bus, msg, &rep.base);
-    } else if (strcmp(subj, KX_SUBJ_SANDBOX_TERMINATE) == 0) {
-        Kx__V1__SandboxTerminateReply rep = KX__V1__SANDBOX_TERMINATE_REPLY__INIT;
-        rep.error = &e;
-        rerr = kx_bus_respond_pb(d->b->svc->bus, msg, &rep.base);
-    } else {
-        Kx__V1__SandboxListReply rep = KX__V1__SANDBOX_LIST_REPLY__INIT;
-        rep.error = &e;
-        rerr = kx_bus_respond_pb(d->b->svc->bus, msg, &rep.base);
-    }
-    if (rerr != KX_OK)
-        kx_warn("sandbox: could not answer %s: %s", subj, kx_err_str(rerr));
-    natsMsg_Destroy(msg);
+    sb_dt_resolve(op);
 }
 
 /* kx.sandbox.kill (every broker hears it): a daytona command is one HTTP call, never one of
@@ -879,8 +872,8 @@ static void on_kill(natsMsg *msg, void *arg)
     natsMsg_Destroy(msg);
 }
 
-static kx_err sub(sb_daytona *d, const char *subject, const char *queue, kx_bus_msg_cb cb,
-                  void *arg)
+kx_err sb_dt_subscribe(sb_daytona *d, const char *subject, const char *queue, kx_bus_msg_cb cb,
+                       void *arg)
 {
     if (d->nsubs >= sizeof d->subs / sizeof d->subs[0])
         return KX_ERR_INTERNAL;
@@ -915,25 +908,24 @@ kx_err sb_daytona_start(sb_broker *b)
         g_ctx[k].kind = (enum sb_dt_kind)k;
         char subj[64];
         snprintf(subj, sizeof subj, KX_SUBJ_SANDBOX_LIFECYCLE_PREFIX "%s", KIND_NAMES[k]);
-        err = sub(&d, subj, "sandbox-broker", on_lifecycle, &g_ctx[k]);
+        err = sb_dt_subscribe(&d, subj, "sandbox-broker", on_lifecycle, &g_ctx[k]);
     }
     if (err == KX_OK)
-        err = sub(&d, KX_SUBJ_SANDBOX_EXEC, "sandbox-broker", on_exec_req, &d);
+        err = sb_dt_subscribe(&d, KX_SUBJ_SANDBOX_EXEC, "sandbox-broker", on_exec_req, &d);
     if (err == KX_OK)
-        err = sub(&d, KX_SUBJ_SANDBOX_FILES, "sandbox-broker", on_files_req, &d);
+        err = sb_dt_subscribe(&d, KX_SUBJ_SANDBOX_FILES, "sandbox-broker", on_files_req, &d);
     if (err == KX_OK)
-        err = sub(&d, KX_SUBJ_SANDBOX_PREVIEW, "sandbox-broker", on_preview_req, &d);
+        err = sb_dt_subscribe(&d, KX_SUBJ_SANDBOX_PREVIEW, "sandbox-broker", on_preview_req, &d);
     if (err == KX_OK)
-        err = sub(&d, KX_SUBJ_SANDBOX_KILL, NULL, on_kill, &d);
-    const char *sess[] = {KX_SUBJ_SANDBOX_OUTPUT, KX_SUBJ_SANDBOX_TERMINATE, KX_SUBJ_SANDBOX_LIST};
-    for (size_t i = 0; i < 3 && err == KX_OK; i++)
-        err = sub(&d, sess[i], "sandbox-broker", on_sessions, &d);
+        err = sb_dt_subscribe(&d, KX_SUBJ_SANDBOX_KILL, NULL, on_kill, &d);
+    if (err == KX_OK)
+        err = sb_dt_sessions_start(&d); /* daytona_sessions.c */
     if (err != KX_OK)
         return err;
     char notes[700];
     snprintf(notes, sizeof notes,
-             "sandboxes: daytona provider at %s (target %s, snapshot %s); background sessions "
-             "and preview token checks not implemented",
+             "sandboxes: daytona provider at %s (target %s, snapshot %s); partial writes and "
+             "preview token checks not implemented",
              d.cfg.url, d.cfg.target[0] != '\0' ? d.cfg.target : "default", d.cfg.snapshot);
     kx_svc_set_notes(b->svc, notes);
     kx_info("sandbox: %s", notes);

@@ -7,6 +7,8 @@
  *                    lifecycle (create .. ensure_active), preview links, what is not
  *                    implemented (answered as such, naming the provider), drain
  *   daytona_ops.c    kx.sandbox.exec (blocking) and kx.sandbox.files over the toolbox API
+ *   daytona_sessions.c  background commands in Daytona process sessions, kx.sandbox.output,
+ *                    terminate, list
  *   daytona_http.c   one REST call: bearer key, deadline, breaker, error mapping
  *
  * One request is one sb_dt_op: it resolves the project's sandbox (the map, else GET /sandbox
@@ -25,6 +27,7 @@
 #include "broker.h"
 #include "daytona_http.h"
 #include "files_request.h"
+#include "kx/buf.h"
 #include "kx/pb.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
@@ -61,6 +64,9 @@ enum sb_dt_kind {
     DT_EXEC,
     DT_FILES,
     DT_PREVIEW,
+    DT_OUTPUT,    /* kx.sandbox.output */
+    DT_TERMINATE, /* kx.sandbox.terminate */
+    DT_LIST,      /* kx.sandbox.list */
 };
 
 typedef struct sb_daytona sb_daytona;
@@ -86,6 +92,13 @@ struct sb_dt_op {
     Kx__V1__SandboxFilesRequest *files; /* DT_FILES */
     sb_files_req fr;                    /* DT_FILES */
     int port;                           /* DT_PREVIEW */
+    char session[SB_SESSION_MAX + 1];   /* DT_EXEC (background), DT_OUTPUT, DT_TERMINATE */
+    int64_t offset;                     /* DT_OUTPUT */
+    int64_t max_bytes;                  /* DT_OUTPUT */
+    bool kill;                          /* DT_OUTPUT */
+    json_t *cmds;                       /* DT_OUTPUT, DT_TERMINATE: the session's commands */
+    size_t cmd_i;                       /* DT_OUTPUT: the next command whose log is read */
+    kx_buf logs;                        /* DT_OUTPUT: the logs read so far, in order */
     sb_dt_op *prev, *next;
 };
 
@@ -105,6 +118,28 @@ int64_t sb_dt_budget(const sb_dt_op *op, int64_t setting_ms);
 int64_t sb_dt_iso_ms(const char *s);
 /* Ends op (unlinks, frees what it holds; its message must have been answered and freed). */
 void sb_dt_op_end(sb_dt_op *op);
+
+/* daytona.c, for daytona_sessions.c: the request gate (draining, Kx-Deadline: the reason to
+ * refuse, *err set, or NULL), a new op (NULL: out of memory, msg and req destroyed), the op's
+ * resolution (then sb_dt_sessions_run or a creation, as its kind needs) and its answer with an
+ * error whatever its kind. */
+const char *sb_dt_gate(sb_daytona *d, natsMsg *msg, kx_deadline *deadline, char trace_id[33],
+                       kx_err *err);
+sb_dt_op *sb_dt_start_op(sb_daytona *d, enum sb_dt_kind kind, natsMsg *msg, const char *project,
+                         kx_deadline deadline, const char *trace_id, void *req);
+void sb_dt_resolve(sb_dt_op *op);
+void sb_dt_fail(sb_dt_op *op, kx_err err, const char *why);
+
+/* daytona_sessions.c: a background command in the op's session (the sandbox is started). */
+void sb_dt_bg_exec_run(sb_dt_op *op);
+/* daytona_sessions.c: output / terminate / list once op->sid is known ("" = no sandbox). */
+void sb_dt_sessions_run(sb_dt_op *op);
+void sb_dt_sessions_fail(sb_dt_op *op, kx_err err, const char *why);
+/* daytona_sessions.c: subscribes kx.sandbox.output, terminate, list. */
+kx_err sb_dt_sessions_start(sb_daytona *d);
+/* daytona.c: a subscription kept for the drain. */
+kx_err sb_dt_subscribe(sb_daytona *d, const char *subject, const char *queue, kx_bus_msg_cb cb,
+                       void *arg);
 
 /* daytona_ops.c: the op's sandbox is started (op->sid): run the command / the file op, answer,
  * end the op. */

@@ -33,7 +33,7 @@ void sb_dt_exec_fail(sb_dt_op *op, kx_err err, const char *why)
     e.message = (char *)why;
     Kx__V1__SandboxExecResult res = KX__V1__SANDBOX_EXEC_RESULT__INIT;
     res.exec_id = rq != NULL && rq->exec_id != NULL ? rq->exec_id : "";
-    res.session_name = rq != NULL && rq->session_name != NULL ? rq->session_name : "";
+    res.session_name = op->session;
     res.timed_out = err == KX_ERR_TIMEOUT && op->t0_ms > 0;
     res.duration_ms = op->t0_ms > 0 ? kx_mono_ms() - op->t0_ms : 0;
     res.error = &e;
@@ -80,7 +80,7 @@ static void on_exec(const sb_dt_resp *r, void *arg)
     res.stderr = "";
     res.truncated = truncated;
     res.cwd = cwd;
-    res.session_name = rq->session_name != NULL ? rq->session_name : "";
+    res.session_name = op->session;
     res.duration_ms = kx_mono_ms() - op->t0_ms;
     if (natsMsg_GetReply(op->msg) != NULL)
         sb_reply_result(b, op->msg, &res);
@@ -91,6 +91,10 @@ static void on_exec(const sb_dt_resp *r, void *arg)
 void sb_dt_exec_run(sb_dt_op *op)
 {
     const Kx__V1__SandboxExecRequest *rq = op->exec;
+    if (!rq->blocking) {
+        sb_dt_bg_exec_run(op); /* daytona_sessions.c */
+        return;
+    }
     int64_t budget = kx_deadline_remaining(op->deadline);
     if (rq->timeout_s > 0 && (int64_t)rq->timeout_s * 1000 < budget)
         budget = (int64_t)rq->timeout_s * 1000;

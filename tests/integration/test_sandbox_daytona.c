@@ -6,8 +6,10 @@
  *     broker polls until "started"), archive, ensure_active, delete, delete again;
  *   - a blocking command (exit code, output, folder), files (write, read, list, stat, delete),
  *     a preview link (Daytona's url and token);
- *   - what the provider does not implement answers so, naming it: background commands,
- *     sessions, write modes other than overwrite, preview token checks;
+ *   - background commands in Daytona process sessions: output from an offset, a second
+ *     command's log after the first's, list, terminate, output with kill;
+ *   - what the provider does not implement answers so, naming it: write modes other than
+ *     overwrite, preview token checks;
  *   - the fake hanging on each call (list, get, create, start, exec, files, preview, a start
  *     that never settles): the caller gets deadline_exceeded by the configured deadline, and by
  *     its own when that is shorter; slow answers within the deadline still succeed;
@@ -432,9 +434,6 @@ static void test_exec_files_preview(void **state)
     kx_pb_free(p);
 
     /* not implemented: said so, naming the provider */
-    r = exec_d(project, "sleep 1", "", false, 0, NULL);
-    expect_err(r->error, "invalid_argument", "daytona provider", "background command");
-    kx_pb_free(r);
     f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_WRITE, "x.txt", "more",
               KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_APPEND, NULL);
     expect_err(f->error, "invalid_argument", "daytona provider", "append");
@@ -442,17 +441,166 @@ static void test_exec_files_preview(void **state)
     p = preview(project, 8080, "0123456789abcdef0123456789abcdef", NULL);
     expect_err(p->error, "invalid_argument", "daytona provider", "preview token check");
     kx_pb_free(p);
-    Kx__V1__SandboxOutputRequest orq = KX__V1__SANDBOX_OUTPUT_REQUEST__INIT;
-    orq.project_id = project;
-    orq.session_name = "s1";
-    natsMsg *m = request(KX_SUBJ_SANDBOX_OUTPUT, &orq.base, project, 10000, NULL);
+    assert_string_equal(life_ok("delete", project, NULL), "deleted");
+}
+
+static Kx__V1__SandboxExecResult *bg_start(const char *project, const char *session,
+                                           const char *command, const char *folder)
+{
+    char id[KX_UUID_LEN + 1];
+    kx_uuid_new(id);
+    Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
+    rq.exec_id = id;
+    rq.project_id = (char *)project;
+    rq.command = (char *)command;
+    rq.folder = (char *)folder;
+    rq.session_name = (char *)session;
+    rq.blocking = false;
+    natsMsg *reply = request(KX_SUBJ_SANDBOX_EXEC, &rq.base, project, 30000, NULL);
+    Kx__V1__SandboxExecResult *res =
+        kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(res);
+    return res;
+}
+
+static Kx__V1__SandboxOutputReply *output(const char *project, const char *session, int64_t offset,
+                                          bool kill)
+{
+    Kx__V1__SandboxOutputRequest rq = KX__V1__SANDBOX_OUTPUT_REQUEST__INIT;
+    rq.project_id = (char *)project;
+    rq.session_name = (char *)session;
+    rq.offset = offset;
+    rq.kill = kill;
+    natsMsg *m = request(KX_SUBJ_SANDBOX_OUTPUT, &rq.base, project, 10000, NULL);
     Kx__V1__SandboxOutputReply *o =
         kx_pb_unpack(&kx__v1__sandbox_output_reply__descriptor, natsMsg_GetData(m),
                      (size_t)natsMsg_GetDataLength(m));
     natsMsg_Destroy(m);
     assert_non_null(o);
-    expect_err(o->error, "invalid_argument", "daytona provider", "session output");
+    return o;
+}
+
+static Kx__V1__SandboxListReply *list_cmds(const char *project)
+{
+    Kx__V1__SandboxListRequest rq = KX__V1__SANDBOX_LIST_REQUEST__INIT;
+    rq.project_id = (char *)project;
+    natsMsg *m = request(KX_SUBJ_SANDBOX_LIST, &rq.base, project, 10000, NULL);
+    Kx__V1__SandboxListReply *l =
+        kx_pb_unpack(&kx__v1__sandbox_list_reply__descriptor, natsMsg_GetData(m),
+                     (size_t)natsMsg_GetDataLength(m));
+    natsMsg_Destroy(m);
+    assert_non_null(l);
+    assert_null(l->error);
+    return l;
+}
+
+static Kx__V1__SandboxTerminateReply *terminate(const char *project, const char *session)
+{
+    Kx__V1__SandboxTerminateRequest rq = KX__V1__SANDBOX_TERMINATE_REQUEST__INIT;
+    rq.project_id = (char *)project;
+    rq.session_name = (char *)session;
+    natsMsg *m = request(KX_SUBJ_SANDBOX_TERMINATE, &rq.base, project, 10000, NULL);
+    Kx__V1__SandboxTerminateReply *t =
+        kx_pb_unpack(&kx__v1__sandbox_terminate_reply__descriptor, natsMsg_GetData(m),
+                     (size_t)natsMsg_GetDataLength(m));
+    natsMsg_Destroy(m);
+    assert_non_null(t);
+    return t;
+}
+
+/* Background commands in Daytona sessions: output, list, terminate, kill. */
+static void test_sessions(void **state)
+{
+    (void)state;
+    char project[KX_UUID_LEN + 1];
+    kx_uuid_new(project);
+    Kx__V1__SandboxListReply *l = list_cmds(project); /* no sandbox: nothing runs */
+    assert_int_equal(l->n_commands, 0);
+    kx_pb_free(l);
+    Kx__V1__SandboxOutputReply *o = output(project, "nosuch", 0, false);
+    expect_err(o->error, "not_found", "nosuch", "output without a sandbox");
     kx_pb_free(o);
+
+    Kx__V1__SandboxExecResult *r =
+        bg_start(project, "bg1", "echo start; pwd; sleep 0.3; echo done", "w/d");
+    if (r->error != NULL)
+        fail_msg("background exec: %s: %s", r->error->code, r->error->message);
+    assert_true(r->started);
+    assert_false(r->completed);
+    assert_string_equal(r->session_name, "bg1");
+    assert_string_equal(r->cwd, "/workspace/w/d");
+    kx_pb_free(r);
+    bool running = true;
+    for (int i = 0; i < 100 && running; i++) { /* up to 10 s */
+        o = output(project, "bg1", 0, false);
+        assert_null(o->error);
+        running = o->running;
+        if (running) {
+            kx_pb_free(o);
+            usleep(100 * 1000);
+        }
+    }
+    assert_false(running);
+    assert_non_null(strstr(o->output, "start\n"));
+    assert_non_null(strstr(o->output, "/w/d\n"));
+    assert_non_null(strstr(o->output, "done\n"));
+    assert_int_equal(o->next_offset, o->size);
+    int64_t size = o->size;
+    kx_pb_free(o);
+    o = output(project, "bg1", size, false); /* nothing new */
+    assert_null(o->error);
+    assert_string_equal(o->output, "");
+    kx_pb_free(o);
+    /* a second command in the same session: its log follows the first one's */
+    r = bg_start(project, "bg1", "echo again", "");
+    assert_null(r->error);
+    kx_pb_free(r);
+    for (int i = 0; i < 100; i++) {
+        o = output(project, "bg1", size, false);
+        if (strstr(o->output, "again\n") != NULL && !o->running)
+            break;
+        kx_pb_free(o);
+        o = NULL;
+        usleep(100 * 1000);
+    }
+    assert_non_null(o);
+    assert_string_equal(o->output, "again\n");
+    kx_pb_free(o);
+
+    r = bg_start(project, "bg2", "sleep 30", "");
+    assert_null(r->error);
+    kx_pb_free(r);
+    l = list_cmds(project);
+    assert_int_equal(l->n_commands, 1);
+    assert_string_equal(l->commands[0]->session_name, "bg2");
+    assert_non_null(strstr(l->commands[0]->command, "sleep 30"));
+    kx_pb_free(l);
+    Kx__V1__SandboxTerminateReply *t = terminate(project, "bg2");
+    assert_null(t->error);
+    assert_int_equal(t->killed, 1);
+    kx_pb_free(t);
+    l = list_cmds(project);
+    assert_int_equal(l->n_commands, 0);
+    kx_pb_free(l);
+    t = terminate(project, "bg2"); /* gone: nothing to kill */
+    assert_null(t->error);
+    assert_int_equal(t->killed, 0);
+    kx_pb_free(t);
+
+    r = bg_start(project, "bg3", "echo first; sleep 30", "");
+    assert_null(r->error);
+    kx_pb_free(r);
+    usleep(300 * 1000);
+    o = output(project, "bg3", 0, true); /* read, then kill */
+    assert_null(o->error);
+    assert_int_equal(o->killed, 1);
+    assert_false(o->running);
+    kx_pb_free(o);
+    r = bg_start(project, "bad name!", "true", "");
+    expect_err(r->error, "invalid_argument", "session_name", "bad session name");
+    kx_pb_free(r);
     assert_string_equal(life_ok("delete", project, NULL), "deleted");
 }
 
@@ -628,8 +776,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lifecycle), cmocka_unit_test(test_exec_files_preview),
-        cmocka_unit_test(test_deadlines), cmocka_unit_test(test_failures),
-        cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_sessions),  cmocka_unit_test(test_deadlines),
+        cmocka_unit_test(test_failures),  cmocka_unit_test(test_drain),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

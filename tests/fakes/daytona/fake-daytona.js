@@ -18,6 +18,14 @@
 //   GET    /toolbox/:id/toolbox/files/download?path=  the bytes
 //   POST   /toolbox/:id/toolbox/files/upload?path=    multipart/form-data, part "file"
 //   DELETE /toolbox/:id/toolbox/files?path=[&recursive=true]
+//   POST   /toolbox/:id/toolbox/process/session          {sessionId} (409 when it exists)
+//   GET    /toolbox/:id/toolbox/process/session          [Session{sessionId, commands}]
+//   GET    /toolbox/:id/toolbox/process/session/:s       Session{sessionId, commands: [Command{id,
+//                                                        command, exitCode}]}
+//   POST   /toolbox/:id/toolbox/process/session/:s/exec  {command, runAsync} -> {cmdId} (async),
+//                                                        {cmdId, output, exitCode} (not)
+//   GET    /toolbox/:id/toolbox/process/session/:s/command/:c/logs   text/plain
+//   DELETE /toolbox/:id/toolbox/process/session/:s       kills its commands
 // Sandbox: {id, organizationId, snapshot, user, env, labels, public, target, cpu, gpu, memory,
 // disk, state, autoStopInterval, autoArchiveInterval, createdAt, updatedAt}. Errors are
 // NestJS-shaped: {statusCode, message, error}.
@@ -30,7 +38,7 @@
 //
 // Test control (no key needed):
 //   POST /_mode {"route": R, "mode": M}  R: create list get start stop archive delete exec
-//                                        files preview, or "*"; M: ok | hang | slow-MS | 500 |
+//                                        files preview session, or "*"; M: ok | hang | slow-MS | 500 |
 //                                        401 | stuck (start/create: the state never settles)
 //   GET  /_log                            every request so far: [{method, path, auth, body}]
 //   GET  /_state                          {sandboxes: [Sandbox]}
@@ -42,7 +50,7 @@ const fs = require('fs');
 const os = require('os');
 const path = require('path');
 const crypto = require('crypto');
-const { execFile } = require('child_process');
+const { execFile, spawn } = require('child_process');
 
 const port = Number(process.argv[2] || process.env.PORT);
 const key = process.argv[3] || process.env.FAKE_DAYTONA_KEY || 'test-key';
@@ -111,6 +119,13 @@ function multipartFile(req, body) {
   return body.subarray(headEnd + 4, end);
 }
 
+function endSessions(rec) {
+  for (const sess of (rec.sessions || new Map()).values()) {
+    for (const c of sess.commands) if (c.exitCode === null) try { process.kill(-c.child.pid, 'SIGKILL'); } catch (e) { /* gone */ }
+  }
+  rec.sessions = new Map();
+}
+
 function routeOf(method, p) {
   if (p === '/sandbox') return method === 'POST' ? 'create' : 'list';
   let m = /^\/sandbox\/[^/]+$/.exec(p);
@@ -120,6 +135,7 @@ function routeOf(method, p) {
   if (/^\/sandbox\/[^/]+\/ports\/\d+\/preview-url$/.test(p)) return 'preview';
   if (/\/toolbox\/process\/execute$/.test(p)) return 'exec';
   if (/\/toolbox\/files/.test(p)) return 'files';
+  if (/\/toolbox\/process\/session/.test(p)) return 'session';
   return 'other';
 }
 
@@ -160,6 +176,7 @@ function handle(req, res, body, url) {
     const rest = m[2] || '';
     if (rest === '' && method === 'GET') return send(res, 200, settle(rec));
     if (rest === '' && method === 'DELETE') {
+      endSessions(rec);
       sandboxes.delete(m[1]);
       fs.rmSync(rec.dir, { recursive: true, force: true });
       return send(res, 200);
@@ -171,7 +188,7 @@ function handle(req, res, body, url) {
       setState(rec, 'starting', 'started');
       return send(res, 200, rec.sb);
     }
-    if (rest === '/stop' && method === 'POST') { setState(rec, 'stopped'); return send(res, 200, rec.sb); }
+    if (rest === '/stop' && method === 'POST') { endSessions(rec); setState(rec, 'stopped'); return send(res, 200, rec.sb); }
     if (rest === '/archive' && method === 'POST') { setState(rec, 'archived'); return send(res, 200, rec.sb); }
     const pm = /^\/ports\/(\d+)\/preview-url$/.exec(rest);
     if (pm && method === 'GET') {
@@ -201,6 +218,7 @@ function handle(req, res, body, url) {
       });
       return;
     }
+    if (what.startsWith('process/session')) return session(rec, what.slice('process/session'.length), method, body, res);
     const full = local(rec, url.searchParams.get('path'));
     if (full === null) return error(res, 400, 'path is outside the workspace');
     try {
@@ -233,6 +251,58 @@ function handle(req, res, body, url) {
     return error(res, 404, `Cannot ${method} ${p}`);
   }
   return error(res, 404, `Cannot ${method} ${p}`);
+}
+
+// Process sessions: one shell per command here (cwd and environment are not kept between
+// commands: the broker sends "cd <folder> && <command>").
+function sessionJson(id, sess) {
+  return { sessionId: id, commands: sess.commands.map((c) => ({ id: c.id, command: c.command, exitCode: c.exitCode })) };
+}
+function session(rec, rest, method, body, res) {
+  rec.sessions = rec.sessions || new Map();
+  if (rest === '' && method === 'POST') {
+    let rq;
+    try { rq = JSON.parse(body.toString() || '{}'); } catch (e) { return error(res, 400, 'body is not JSON'); }
+    if (!rq.sessionId) return error(res, 400, 'sessionId is required');
+    if (rec.sessions.has(rq.sessionId)) return error(res, 409, `session ${rq.sessionId} already exists`);
+    rec.sessions.set(rq.sessionId, { commands: [] });
+    return send(res, 201);
+  }
+  if (rest === '' && method === 'GET') return send(res, 200, [...rec.sessions].map(([id, s]) => sessionJson(id, s)));
+  const m = /^\/([^/]+)(\/.*)?$/.exec(rest);
+  const sess = m && rec.sessions.get(m[1]);
+  if (!sess) return error(res, 404, `session ${m ? m[1] : ''} not found`);
+  const tail = m[2] || '';
+  if (tail === '' && method === 'GET') return send(res, 200, sessionJson(m[1], sess));
+  if (tail === '' && method === 'DELETE') {
+    for (const c of sess.commands) if (c.exitCode === null) try { process.kill(-c.child.pid, 'SIGKILL'); } catch (e) { /* gone */ }
+    rec.sessions.delete(m[1]);
+    return send(res, 200);
+  }
+  if (tail === '/exec' && method === 'POST') {
+    let rq;
+    try { rq = JSON.parse(body.toString() || '{}'); } catch (e) { return error(res, 400, 'body is not JSON'); }
+    if (!rq.command) return error(res, 400, 'command is required');
+    // "/workspace" in the command stands for the sandbox's directory here
+    const command = String(rq.command).split('/workspace').join(rec.dir);
+    const c = { id: crypto.randomUUID(), command: rq.command, exitCode: null, log: '' };
+    c.child = spawn('/bin/sh', ['-c', command], { cwd: rec.dir, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    c.child.stdout.on('data', (d) => { c.log += d; });
+    c.child.stderr.on('data', (d) => { c.log += d; });
+    sess.commands.push(c);
+    const done = new Promise((resolve) => c.child.on('close', (code, sig) => { c.exitCode = code === null ? 128 + 9 : code; resolve(); }));
+    if (rq.runAsync || rq.async) return send(res, 200, { cmdId: c.id });
+    done.then(() => send(res, 200, { cmdId: c.id, output: c.log, exitCode: c.exitCode }));
+    return;
+  }
+  const lm = /^\/command\/([^/]+)\/logs$/.exec(tail);
+  if (lm && method === 'GET') {
+    const c = sess.commands.find((x) => x.id === lm[1]);
+    if (!c) return error(res, 404, `command ${lm[1]} not found`);
+    res.writeHead(200, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(c.log) });
+    return res.end(c.log);
+  }
+  return error(res, 404, 'no such session route');
 }
 
 const server = http.createServer((req, res) => {
@@ -269,6 +339,9 @@ const server = http.createServer((req, res) => {
 server.listen(port, '127.0.0.1', () => console.log(`fake-daytona on 127.0.0.1:${port}`));
 // The sandboxes' directories go with the fake.
 process.on('SIGTERM', () => {
-  for (const rec of sandboxes.values()) fs.rmSync(rec.dir, { recursive: true, force: true });
+  for (const rec of sandboxes.values()) {
+    endSessions(rec);
+    fs.rmSync(rec.dir, { recursive: true, force: true });
+  }
   process.exit(0);
 });
