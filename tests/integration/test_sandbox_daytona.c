@@ -183,17 +183,25 @@ static natsMsg *request(const char *subj, const ProtobufCMessage *m, const char 
     return reply;
 }
 
+/* request(), its answer unpacked as desc (asserted). */
+static void *ask(const char *subj, const ProtobufCMessage *m, const char *project,
+                 int64_t deadline_ms, int64_t *elapsed, const ProtobufCMessageDescriptor *desc)
+{
+    natsMsg *reply = request(subj, m, project, deadline_ms, elapsed);
+    void *rep = kx_pb_unpack(desc, natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(rep);
+    return rep;
+}
+
 static life_t *life_d(const char *op, const char *project, int64_t deadline_ms, int64_t *elapsed)
 {
     Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
     rq.project_id = (char *)project;
     char subj[64];
     snprintf(subj, sizeof subj, "kx.sandbox.%s", op);
-    natsMsg *reply = request(subj, &rq.base, project, deadline_ms, elapsed);
-    life_t *rep = kx_pb_unpack(&kx__v1__sandbox_lifecycle_reply__descriptor,
-                               natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(rep);
+    life_t *rep = ask(subj, &rq.base, project, deadline_ms, elapsed,
+                      &kx__v1__sandbox_lifecycle_reply__descriptor);
     return rep;
 }
 
@@ -245,12 +253,8 @@ static Kx__V1__SandboxExecResult *exec_d(const char *project, const char *comman
     rq.folder = (char *)folder;
     rq.blocking = blocking;
     rq.timeout_s = timeout_s;
-    natsMsg *reply = request(KX_SUBJ_SANDBOX_EXEC, &rq.base, project, 30000, elapsed);
-    Kx__V1__SandboxExecResult *res =
-        kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(res);
+    Kx__V1__SandboxExecResult *res = ask(KX_SUBJ_SANDBOX_EXEC, &rq.base, project, 30000, elapsed,
+                                         &kx__v1__sandbox_exec_result__descriptor);
     return res;
 }
 
@@ -268,12 +272,8 @@ static Kx__V1__SandboxFilesReply *files(const char *project, Kx__V1__SandboxFile
         rq.data.data = (uint8_t *)data;
         rq.data.len = strlen(data);
     }
-    natsMsg *reply = request(KX_SUBJ_SANDBOX_FILES, &rq.base, project, 30000, elapsed);
-    Kx__V1__SandboxFilesReply *rep =
-        kx_pb_unpack(&kx__v1__sandbox_files_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(rep);
+    Kx__V1__SandboxFilesReply *rep = ask(KX_SUBJ_SANDBOX_FILES, &rq.base, project, 30000, elapsed,
+                                         &kx__v1__sandbox_files_reply__descriptor);
     return rep;
 }
 
@@ -284,12 +284,8 @@ static Kx__V1__SandboxPreviewReply *preview(const char *project, int port, const
     rq.project_id = (char *)project;
     rq.port = port;
     rq.token = (char *)token;
-    natsMsg *reply = request(KX_SUBJ_SANDBOX_PREVIEW, &rq.base, project, 30000, elapsed);
-    Kx__V1__SandboxPreviewReply *rep =
-        kx_pb_unpack(&kx__v1__sandbox_preview_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(rep);
+    Kx__V1__SandboxPreviewReply *rep = ask(KX_SUBJ_SANDBOX_PREVIEW, &rq.base, project, 30000,
+                                           elapsed, &kx__v1__sandbox_preview_reply__descriptor);
     return rep;
 }
 
@@ -456,12 +452,8 @@ static Kx__V1__SandboxExecResult *bg_start(const char *project, const char *sess
     rq.folder = (char *)folder;
     rq.session_name = (char *)session;
     rq.blocking = false;
-    natsMsg *reply = request(KX_SUBJ_SANDBOX_EXEC, &rq.base, project, 30000, NULL);
-    Kx__V1__SandboxExecResult *res =
-        kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(res);
+    Kx__V1__SandboxExecResult *res = ask(KX_SUBJ_SANDBOX_EXEC, &rq.base, project, 30000, NULL,
+                                         &kx__v1__sandbox_exec_result__descriptor);
     return res;
 }
 
@@ -473,12 +465,8 @@ static Kx__V1__SandboxOutputReply *output(const char *project, const char *sessi
     rq.session_name = (char *)session;
     rq.offset = offset;
     rq.kill = kill;
-    natsMsg *m = request(KX_SUBJ_SANDBOX_OUTPUT, &rq.base, project, 10000, NULL);
-    Kx__V1__SandboxOutputReply *o =
-        kx_pb_unpack(&kx__v1__sandbox_output_reply__descriptor, natsMsg_GetData(m),
-                     (size_t)natsMsg_GetDataLength(m));
-    natsMsg_Destroy(m);
-    assert_non_null(o);
+    Kx__V1__SandboxOutputReply *o = ask(KX_SUBJ_SANDBOX_OUTPUT, &rq.base, project, 10000, NULL,
+                                        &kx__v1__sandbox_output_reply__descriptor);
     return o;
 }
 
@@ -486,12 +474,8 @@ static Kx__V1__SandboxListReply *list_cmds(const char *project)
 {
     Kx__V1__SandboxListRequest rq = KX__V1__SANDBOX_LIST_REQUEST__INIT;
     rq.project_id = (char *)project;
-    natsMsg *m = request(KX_SUBJ_SANDBOX_LIST, &rq.base, project, 10000, NULL);
-    Kx__V1__SandboxListReply *l =
-        kx_pb_unpack(&kx__v1__sandbox_list_reply__descriptor, natsMsg_GetData(m),
-                     (size_t)natsMsg_GetDataLength(m));
-    natsMsg_Destroy(m);
-    assert_non_null(l);
+    Kx__V1__SandboxListReply *l = ask(KX_SUBJ_SANDBOX_LIST, &rq.base, project, 10000, NULL,
+                                      &kx__v1__sandbox_list_reply__descriptor);
     assert_null(l->error);
     return l;
 }
@@ -501,12 +485,8 @@ static Kx__V1__SandboxTerminateReply *terminate(const char *project, const char 
     Kx__V1__SandboxTerminateRequest rq = KX__V1__SANDBOX_TERMINATE_REQUEST__INIT;
     rq.project_id = (char *)project;
     rq.session_name = (char *)session;
-    natsMsg *m = request(KX_SUBJ_SANDBOX_TERMINATE, &rq.base, project, 10000, NULL);
-    Kx__V1__SandboxTerminateReply *t =
-        kx_pb_unpack(&kx__v1__sandbox_terminate_reply__descriptor, natsMsg_GetData(m),
-                     (size_t)natsMsg_GetDataLength(m));
-    natsMsg_Destroy(m);
-    assert_non_null(t);
+    Kx__V1__SandboxTerminateReply *t = ask(KX_SUBJ_SANDBOX_TERMINATE, &rq.base, project, 10000,
+                                           NULL, &kx__v1__sandbox_terminate_reply__descriptor);
     return t;
 }
 
