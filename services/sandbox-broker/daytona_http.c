@@ -306,14 +306,20 @@ sb_dt_call *sb_dt_request(sb_dt_client *c, const char *method, const char *path,
                  c->breaker.failures, (long long)retry_ms);
         return fail_early(k, KX_ERR_UNAVAILABLE, why);
     }
-    char url[2600];
-    snprintf(url, sizeof url, "%s%s", c->url, path);
+    size_t ulen = strlen(c->url) + strlen(path) + 1;
+    char *url = malloc(ulen); /* a files path may be 3 KiB once escaped: never cut */
+    if (url == NULL)
+        return fail_early(k, KX_ERR_NOMEM, "out of memory");
+    snprintf(url, ulen, "%s%s", c->url, path);
     k->easy = curl_easy_init();
     k->hdrs = curl_slist_append(NULL, c->auth);
-    if (k->easy == NULL || k->hdrs == NULL || !setup_body(k, method, body, len, upload_path))
+    if (k->easy == NULL || k->hdrs == NULL || !setup_body(k, method, body, len, upload_path)) {
+        free(url);
         return fail_early(k, KX_ERR_NOMEM, "out of memory");
+    }
     CURL *e = k->easy;
-    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_URL, url); /* curl keeps its own copy */
+    free(url);
     curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
     if (strcmp(method, "GET") == 0)
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);

@@ -414,6 +414,28 @@ static void test_exec_files_preview(void **state)
     f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ, "a/b.txt", NULL, 0, NULL);
     expect_err(f->error, "not_found", "/workspace/a/b.txt", "read after delete");
     kx_pb_free(f);
+    /* a path whose escaped form is longer than 2600 bytes (regression: the URL was cut) */
+    char deep[1100] = "";
+    for (int c = 0; c < 5; c++) {
+        char comp[210];
+        memset(comp, ' ', 198);
+        comp[0] = 'a';
+        comp[197] = 'b';
+        comp[198] = '/';
+        comp[199] = '\0';
+        strcat(deep, comp);
+    }
+    strcat(deep, "f.txt");
+    f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_WRITE, deep, "deep\n",
+              KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_OVERWRITE, NULL);
+    if (f->error != NULL)
+        fail_msg("deep write: %s: %s", f->error->code, f->error->message);
+    kx_pb_free(f);
+    f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ, deep, NULL, 0, NULL);
+    assert_null(f->error);
+    assert_int_equal(f->data.len, 5);
+    assert_memory_equal(f->data.data, "deep\n", 5);
+    kx_pb_free(f);
     f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ, "../etc/passwd", NULL, 0, NULL);
     expect_err(f->error, "invalid_argument", NULL, "read outside the workspace");
     kx_pb_free(f);
