@@ -415,17 +415,16 @@ static void test_exec_files_preview(void **state)
     expect_err(f->error, "not_found", "/workspace/a/b.txt", "read after delete");
     kx_pb_free(f);
     /* a path whose escaped form is longer than 2600 bytes (regression: the URL was cut) */
-    char deep[1100] = "";
-    for (int c = 0; c < 5; c++) {
-        char comp[210];
-        memset(comp, ' ', 198);
-        comp[0] = 'a';
-        comp[197] = 'b';
-        comp[198] = '/';
-        comp[199] = '\0';
-        strcat(deep, comp);
+    char deep[1100];
+    size_t dl = 0;
+    for (int c = 0; c < 5; c++) { /* "a<196 spaces>b/" five times */
+        deep[dl++] = 'a';
+        memset(deep + dl, ' ', 196);
+        dl += 196;
+        deep[dl++] = 'b';
+        deep[dl++] = '/';
     }
-    strcat(deep, "f.txt");
+    snprintf(deep + dl, sizeof deep - dl, "f.txt");
     f = files(project, KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_WRITE, deep, "deep\n",
               KX__V1__SANDBOX_WRITE_MODE__SANDBOX_WRITE_OVERWRITE, NULL);
     if (f->error != NULL)
