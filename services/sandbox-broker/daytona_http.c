@@ -10,6 +10,7 @@
 #include "kx/buf.h"
 #include "kx/curlm.h"
 #include "kx/log.h"
+#include "kx/metrics.h"
 #include "kx/svc.h"
 #include "kx/time.h"
 
@@ -135,6 +136,12 @@ static size_t on_body(char *ptr, size_t size, size_t nmemb, void *arg)
 /* Hands resp to the caller, then frees the call. */
 static void finish(sb_dt_call *k, sb_dt_resp *r)
 {
+    char labels[48];
+    snprintf(labels, sizeof labels, "outcome=\"%s\"",
+             r->err == KX_OK ? "ok" : kx_err_code(r->err));
+    kx_counter_add(kx_metrics_counter("kx_sandbox_daytona_calls_total", labels,
+                                      "Calls to the Daytona API, by outcome"),
+                   1);
     sb_dt_done done = k->done;
     void *arg = k->arg;
     r->body = k->resp.s != NULL ? k->resp.s : "";

@@ -51,7 +51,7 @@
 static char *g_tmp;
 static kx_th_nats g_nats;
 static pid_t g_broker, g_fake;
-static uint16_t g_fake_port;
+static uint16_t g_fake_port, g_broker_port;
 static kx_bus *g_bus;
 
 static int group_setup(void **state)
@@ -95,7 +95,7 @@ static int group_setup(void **state)
         "KX_DAYTONA_BREAKER_FAILURES=1000",
         env_root,
         NULL};
-    g_broker = kx_th_service_start(g_tmp, g_nats.url, "sandbox-broker", env, NULL);
+    g_broker = kx_th_service_start(g_tmp, g_nats.url, "sandbox-broker", env, &g_broker_port);
     if (g_broker == 0)
         return -1;
     if (kx_bus_connect(g_nats.url, "it-daytona", &g_bus) != KX_OK)
@@ -698,6 +698,18 @@ static void test_failures(void **state)
     }
     fclose(fp);
     assert_true(seen_daytona);
+
+    /* the calls counted by outcome (test_deadlines made some time out) */
+    char murl[128];
+    snprintf(murl, sizeof murl, "http://127.0.0.1:%u/metrics", g_broker_port);
+    kx_http_resp mr = {0};
+    assert_int_equal(kx_http_request("GET", murl, NULL, NULL, 0, kx_deadline_in(5000), 0, &mr),
+                     KX_OK);
+    assert_non_null(strstr(mr.body, "kx_sandbox_daytona_calls_total{outcome=\"ok\"}"));
+    assert_non_null(
+        strstr(mr.body, "kx_sandbox_daytona_calls_total{outcome=\"deadline_exceeded\"}"));
+    assert_non_null(strstr(mr.body, "kx_sandbox_daytona_calls_total{outcome=\"unavailable\"}"));
+    kx_http_resp_free(&mr);
 
     /* the API gone: connection refused */
     kx_th_kill(g_fake);
