@@ -237,6 +237,9 @@ static void life_err(const char *op, const char *project, const char *code, cons
     if (elapsed > max_ms)
         fail_msg("%s: answered after %lld ms, expected at most %lld", op, (long long)elapsed,
                  (long long)max_ms);
+    if (strcmp(code, "deadline_exceeded") == 0) /* the figures docs quote */
+        print_message("  %s: %s after %lld ms (caller deadline %lld ms)\n", op, code,
+                      (long long)elapsed, (long long)deadline_ms);
     kx_pb_free(r);
 }
 
