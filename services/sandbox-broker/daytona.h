@@ -3,9 +3,10 @@
  * sandbox is a sandbox of a Daytona-compatible API (DAYTONA_SERVER_URL, DAYTONA_API_KEY,
  * DAYTONA_TARGET), reached over HTTP (daytona_http.c) without ever blocking the loop.
  *
- *   daytona.c        settings, subscriptions, the project -> sandbox id map (label "id"),
- *                    lifecycle (create .. ensure_active), preview links, what is not
- *                    implemented (answered as such, naming the provider), drain
+ *   daytona.c        settings, the project -> sandbox id map (label "id"), ops: resolve,
+ *                    start, lifecycle (create .. ensure_active), preview links; drain
+ *   daytona_requests.c  the bus endpoints: checks, then an op (what is not implemented is
+ *                    answered as such, naming the provider)
  *   daytona_ops.c    kx.sandbox.exec (blocking) and kx.sandbox.files over the toolbox API
  *   daytona_sessions.c  background commands in Daytona process sessions, kx.sandbox.output,
  *                    terminate, list
@@ -119,7 +120,7 @@ int64_t sb_dt_iso_ms(const char *s);
 /* Ends op (unlinks, frees what it holds; its message must have been answered and freed). */
 void sb_dt_op_end(sb_dt_op *op);
 
-/* daytona.c, for daytona_sessions.c: the request gate (draining, Kx-Deadline: the reason to
+/* daytona.c, for daytona_requests.c and daytona_sessions.c: the request gate (draining, Kx-Deadline: the reason to
  * refuse, *err set, or NULL), a new op (NULL: out of memory, msg and req destroyed), the op's
  * resolution (then sb_dt_sessions_run or a creation, as its kind needs) and its answer with an
  * error whatever its kind. */
@@ -135,6 +136,8 @@ void sb_dt_bg_exec_run(sb_dt_op *op);
 /* daytona_sessions.c: output / terminate / list once op->sid is known ("" = no sandbox). */
 void sb_dt_sessions_run(sb_dt_op *op);
 void sb_dt_sessions_fail(sb_dt_op *op, kx_err err, const char *why);
+/* daytona_requests.c: subscribes the lifecycle subjects, exec, files, preview and kill. */
+kx_err sb_dt_requests_start(sb_daytona *d);
 /* daytona_sessions.c: subscribes kx.sandbox.output, terminate, list. */
 kx_err sb_dt_sessions_start(sb_daytona *d);
 /* daytona.c: a subscription kept for the drain. */
