@@ -310,8 +310,11 @@ int64_t sb_dt_iso_ms(const char *s)
     if (rest == NULL)
         return 0;
     int64_t ms = (int64_t)timegm(&tm) * 1000;
-    if (*rest == '.')
-        ms += strtol(rest + 1, NULL, 10) % 1000;
+    if (*rest == '.') { /* a fraction of a second: its first three digits are ms */
+        int scale = 100;
+        for (const char *p = rest + 1; *p >= '0' && *p <= '9' && scale > 0; p++, scale /= 10)
+            ms += (*p - '0') * scale;
+    }
     return ms;
 }
 
