@@ -19,7 +19,9 @@
  *   lifecycle.c      kx.sandbox.create .. ensure_active, the record on disk, auto-archive
  *   preview.c        kx.sandbox.preview and the host-side relay into a sandbox's loopback
  *   fleet.c          several brokers: ids, leases, ownership routing, takeover
- *   drain.c          SIGTERM: stop taking requests, kill, answer, exit */
+ *   drain.c          SIGTERM: stop taking requests, kill, answer, exit
+ *   provider.c       KX_SANDBOX_PROVIDER: local (all of the above) or daytona
+ *   daytona*.c       the daytona provider: the same subjects over a Daytona API (daytona.h) */
 #ifndef SB_BROKER_H
 #define SB_BROKER_H
 
@@ -100,6 +102,7 @@ typedef struct sb_broker {
     int64_t lease_ms;             /* KX_SANDBOX_LEASE_MS */
     natsSubscription *direct_sub; /* kx.sandbox.<id>.> */
     kx_timer *fleet_timer;        /* the beat: lease + takeover */
+    struct sb_daytona *daytona;   /* daytona.c: the daytona provider, when it is the one */
 } sb_broker;
 
 /* broker_config.c: fills cfg from the environment; KX_ERR_INVALID names the bad variable. */

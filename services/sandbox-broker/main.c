@@ -4,14 +4,17 @@
  * network namespaces, its own host uid, rlimits) whose init runs each command in a PID
  * namespace of its own, so that it can be killed whole — for the tool-executor, on
  * kx.sandbox.exec and kx.sandbox.kill, and gives its /workspace as files on kx.sandbox.files.
- * See README.md. */
+ * With KX_SANDBOX_PROVIDER=daytona the same subjects are answered by sandboxes of a Daytona API
+ * instead (daytona.c). See README.md. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker.h"
+#include "daytona.h"
 #include "fleet.h"
 #include "kx/log.h"
 #include "kx/svc.h"
+#include "provider.h"
 
 int main(void)
 {
@@ -22,7 +25,23 @@ int main(void)
     static sb_broker broker; /* the service's one state object */
     memset(&broker, 0, sizeof broker);
     broker.svc = &svc;
-    kx_svc_on_ready(&svc, sb_ready, &broker);   /* handlers.c: ready once subscribed */
+    kx_svc_on_ready(&svc, sb_ready, &broker); /* handlers.c: ready once subscribed */
+    sb_provider provider;
+    if (sb_provider_load(&provider) != KX_OK) { /* provider.c: local or daytona */
+        kx_svc_close(&svc);
+        return 1;
+    }
+    if (provider == SB_PROVIDER_DAYTONA) {
+        /* daytona.c: its own settings; kx.sandbox.* over a Daytona API, nothing jailed here */
+        if (sb_daytona_start(&broker) != KX_OK) {
+            kx_svc_close(&svc);
+            return 1;
+        }
+        kx_svc_on_drain(&svc, sb_daytona_drain, &broker);
+        int rc = kx_svc_run(&svc);
+        kx_svc_close(&svc);
+        return rc;
+    }
     if (sb_config_load(&broker.cfg) != KX_OK) { /* broker_config.c */
         kx_svc_close(&svc);
         return 1;
