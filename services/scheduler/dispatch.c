@@ -70,7 +70,7 @@ kx_err sched_dispatch_queued(scheduler *s, kx_db *db, const char *run_id)
     /* Not fatal: without a sequence the sweep takes the dispatch for lost after 10 s and
      * sends another one, which the runners' claim makes harmless. */
     if (seq > 0 && sched_store_set_dispatch_seq(s, db, run_id, seq) != KX_OK)
-        kx_log(KX_LOG_WARN, run_id, NULL,
-               "scheduler: dispatch sequence of run %s not recorded", run_id);
+        kx_log(KX_LOG_WARN, run_id, NULL, "scheduler: dispatch sequence of run %s not recorded",
+               run_id);
     return KX_OK;
 }

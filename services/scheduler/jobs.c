@@ -20,8 +20,7 @@ kx_err sched_db_open(scheduler *s)
                            (size_t)s->cfg.db_conns, max_queue, &s->dbl);
 }
 
-kx_err sched_job(scheduler *s, const char *key, kx_db_job_run run, kx_db_job_done done,
-                 void *arg)
+kx_err sched_job(scheduler *s, const char *key, kx_db_job_run run, kx_db_job_done done, void *arg)
 {
     return kx_db_lanes_submit(s->dbl, key, run, done, arg);
 }

@@ -25,7 +25,7 @@ int main(void)
         return 1;
     }
     /* Before anything slow: until then /readyz would answer "ready" (no ready function). */
-    kx_svc_on_ready(&svc, sched_ready, &s);                                  /* lifecycle.c */
+    kx_svc_on_ready(&svc, sched_ready, &s); /* lifecycle.c */
     /* jobs.c: the database threads (store.c's statements run there; connections are made
      * lazily and re-made by themselves) */
     if (sched_db_open(&s) != KX_OK) {
@@ -36,8 +36,8 @@ int main(void)
     atomic_store(&s.db_up, true); /* until a statement says otherwise */
 
     if (sched_heartbeat_subscribe(&s) != KX_OK) { /* heartbeat.c */
-        kx_svc_close(&svc);
         kx_db_lanes_free(s.dbl);
+        kx_svc_close(&svc);
         return 1;
     }
     sched_bringup_start(&s);  /* lifecycle.c: migrations, streams, submit.c's consumer */
@@ -51,11 +51,11 @@ int main(void)
             (long long)s.cfg.wall_time_s, (long long)s.cfg.sweep_interval_ms);
 
     int rc = kx_svc_run(&svc);
-    s.loop_over = true;                 /* completions from now on only release */
-    kx_db_lanes_flush(s.dbl, 3000);     /* the jobs in flight end (statement_timeout bounds) */
-    kx_db_lanes_free(s.dbl);            /* queued ones are failed: their submits nak'ed */
-    sched_admit_free(&s);               /* admit.c: submits still waiting for a pass */
-    if (s.submit_sub != NULL) {         /* a second unsubscribe after the drain's is harmless */
+    s.loop_over = true;                   /* completions from now on only release */
+    (void)kx_db_lanes_flush(s.dbl, 3000); /* the jobs in flight end (statement_timeout bounds) */
+    kx_db_lanes_free(s.dbl);              /* queued ones are failed: their submits nak'ed */
+    sched_admit_free(&s);                 /* admit.c: submits still waiting for a pass */
+    if (s.submit_sub != NULL) {           /* a second unsubscribe after the drain's is harmless */
         natsSubscription_Unsubscribe(s.submit_sub);
         natsSubscription_Destroy(s.submit_sub);
     }

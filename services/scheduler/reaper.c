@@ -221,6 +221,6 @@ void sched_reaper_start(scheduler *s)
      * replica runs): a TTL of grace before expired leases count. */
     atomic_store(&s->blind, false);
     s->lease_reap_after_ms = kx_mono_ms() + s->cfg.lease_ttl_ms;
-    sched_tick_start(s, &s->reaper, "reaper", s->cfg.reaper_interval_ms,
-                     s->cfg.reaper_interval_ms, reaper_run, reaper_then);
+    sched_tick_start(s, &s->reaper, "reaper", s->cfg.reaper_interval_ms, s->cfg.reaper_interval_ms,
+                     reaper_run, reaper_then);
 }

@@ -154,11 +154,11 @@ PGresult *sched_store_triggers_due(scheduler *s, kx_db *db, int batch, kx_err *e
 /* kx_fire_trigger (migration 005): fires the trigger for its due time `due` (as read) and moves
  * next_fire_at to next (unix s; 0: none). Rows: outcome (fired, refused, duplicate, skipped),
  * run id or "", detail or "". Idempotent: a retry finds next_fire_at moved and skips. */
-PGresult *sched_store_trigger_fire(scheduler *s, kx_db *db, const char *trigger_id, const char *due,
-                                   int64_t next, kx_err *err);
+PGresult *sched_store_trigger_fire(scheduler *s, kx_db *db, const char *trigger_id,
+                                   const char *due, int64_t next, kx_err *err);
 /* A trigger whose expression cannot be read any more (edited by hand): no next fire, and why. */
-kx_err sched_store_trigger_disable(scheduler *s, kx_db *db, const char *trigger_id, const char *due,
-                                   const char *why);
+kx_err sched_store_trigger_disable(scheduler *s, kx_db *db, const char *trigger_id,
+                                   const char *due, const char *why);
 /* Purges old revocations and lease rows of long-gone runners. */
 kx_err sched_store_cleanup(scheduler *s, kx_db *db);
 /* Copies row i of a mark/sweep result into *row. */
@@ -193,8 +193,7 @@ void sched_admit_free(scheduler *s);
 /* jobs.c: starts the database threads (s->dbl; connections are made lazily). */
 kx_err sched_db_open(scheduler *s);
 /* Submits a job to the database threads (key picks the lane, see kx/db_lanes.h). */
-kx_err sched_job(scheduler *s, const char *key, kx_db_job_run run, kx_db_job_done done,
-                 void *arg);
+kx_err sched_job(scheduler *s, const char *key, kx_db_job_run run, kx_db_job_done done, void *arg);
 /* First tick after first_ms, then every_ms after each tick's end. */
 void sched_tick_start(scheduler *s, sched_tick *t, const char *name, int64_t first_ms,
                       int64_t every_ms, sched_tick_run run, sched_tick_then then);

@@ -364,8 +364,8 @@ PGresult *sched_store_triggers_due(scheduler *s, kx_db *db, int batch, kx_err *e
     return res;
 }
 
-PGresult *sched_store_trigger_fire(scheduler *s, kx_db *db, const char *trigger_id, const char *due,
-                                   int64_t next, kx_err *err)
+PGresult *sched_store_trigger_fire(scheduler *s, kx_db *db, const char *trigger_id,
+                                   const char *due, int64_t next, kx_err *err)
 {
     char nx[24];
     snprintf(nx, sizeof nx, "%lld", (long long)next);
@@ -375,8 +375,8 @@ PGresult *sched_store_trigger_fire(scheduler *s, kx_db *db, const char *trigger_
     return res;
 }
 
-kx_err sched_store_trigger_disable(scheduler *s, kx_db *db, const char *trigger_id, const char *due,
-                                   const char *why)
+kx_err sched_store_trigger_disable(scheduler *s, kx_db *db, const char *trigger_id,
+                                   const char *due, const char *why)
 {
     const char *params[] = {trigger_id, due, why};
     return note(s, kx_db_exec_cmd_idem(db, "sched_trigger_disable", 3, params, NULL));

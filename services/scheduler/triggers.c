@@ -113,6 +113,6 @@ static bool fired_then(scheduler *s, int fired)
 
 void sched_triggers_start(scheduler *s)
 {
-    sched_tick_start(s, &s->triggers, "triggers", s->cfg.trigger_poll_ms,
-                     s->cfg.trigger_poll_ms, fire_due, fired_then);
+    sched_tick_start(s, &s->triggers, "triggers", s->cfg.trigger_poll_ms, s->cfg.trigger_poll_ms,
+                     fire_due, fired_then);
 }

@@ -759,8 +759,7 @@ static void test_a_burst_of_submits_shares_admission_passes(void **state)
     give_up = kx_mono_ms() + 20000;
     do { /* every submit settled */
         submits = sched_metric("kx_scheduler_submits_total") - (submits0 < 0 ? 0 : submits0);
-        passes = sched_metric("kx_scheduler_admission_passes_total") -
-            (passes0 < 0 ? 0 : passes0);
+        passes = sched_metric("kx_scheduler_admission_passes_total") - (passes0 < 0 ? 0 : passes0);
         if (submits >= 300)
             break;
         usleep(50 * 1000);

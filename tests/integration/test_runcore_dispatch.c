@@ -213,8 +213,7 @@ static void runs_end_exactly_once(const char *accs, long n, int64_t timeout_ms, 
         bool ok = strcmp(PQgetvalue(bad, i, 1), "completed") == 0 &&
             strtol(PQgetvalue(bad, i, 2), NULL, 10) == 1 + 2 * h &&
             strcmp(PQgetvalue(bad, i, 3), "1") == 0 && PQgetvalue(bad, i, 4)[0] == '\0' &&
-            PQgetvalue(bad, i, 5)[0] == '\0' &&
-            strtol(PQgetvalue(bad, i, 6), NULL, 10) == 1 + h &&
+            PQgetvalue(bad, i, 5)[0] == '\0' && strtol(PQgetvalue(bad, i, 6), NULL, 10) == 1 + h &&
             strcmp(PQgetvalue(bad, i, 7), "1") == 0;
         if (!ok)
             fail_msg("run %s: status %s, epoch %s, attempt %s, error \"%s\", notice \"%s\", "
@@ -511,8 +510,8 @@ static void test_burst_dispatched_exactly_once(void **state)
     char *accs = many_accounts(m);
     runs_end_exactly_once(accs, MANY_RUNS, 90000, false);
     int64_t took = kx_mono_ms() - t0;
-    long long dispatched =
-        kx_th_metric(port, "kx_scheduler_runs_dispatched_total") - (dispatched0 < 0 ? 0 : dispatched0);
+    long long dispatched = kx_th_metric(port, "kx_scheduler_runs_dispatched_total") -
+        (dispatched0 < 0 ? 0 : dispatched0);
     long long passes =
         kx_th_metric(port, "kx_scheduler_admission_passes_total") - (passes0 < 0 ? 0 : passes0);
     print_message("[ burst    ] %d runs of %d accounts (limit 1) ended in %lld ms: %lld "
