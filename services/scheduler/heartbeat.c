@@ -33,6 +33,16 @@ static void answer(scheduler *s, natsMsg *req, const Kx__V1__RunnerHeartbeatAnsw
         kx_warn("scheduler: heartbeat answer not sent: %s", kx_err_str(err));
 }
 
+/* Answers applied = false (the lease was not renewed), then frees the request. */
+static void refuse(scheduler *s, natsMsg *msg, Kx__V1__RunnerHeartbeat *hb)
+{
+    Kx__V1__RunnerHeartbeatAnswer a = KX__V1__RUNNER_HEARTBEAT_ANSWER__INIT;
+    a.lease_ttl_ms = s->cfg.lease_ttl_ms;
+    answer(s, msg, &a);
+    natsMsg_Destroy(msg);
+    kx_pb_free(hb);
+}
+
 /* One heartbeat being written on a database thread. */
 typedef struct hb_job {
     scheduler *s;
@@ -106,12 +116,11 @@ static void hb_done(void *arg, kx_err err)
 {
     hb_job *j = arg;
     if (err != KX_OK && !j->s->loop_over) { /* never written (shutdown began): not applied */
-        Kx__V1__RunnerHeartbeatAnswer a = KX__V1__RUNNER_HEARTBEAT_ANSWER__INIT;
-        a.lease_ttl_ms = j->s->cfg.lease_ttl_ms;
-        answer(j->s, j->msg, &a);
+        refuse(j->s, j->msg, j->hb);
+    } else {
+        natsMsg_Destroy(j->msg);
+        kx_pb_free(j->hb);
     }
-    natsMsg_Destroy(j->msg);
-    kx_pb_free(j->hb);
     free(j);
 }
 
@@ -121,20 +130,14 @@ static void on_heartbeat(natsMsg *msg, void *arg)
     Kx__V1__RunnerHeartbeat *hb =
         kx_pb_unpack(&kx__v1__runner_heartbeat__descriptor, natsMsg_GetData(msg),
                      (size_t)natsMsg_GetDataLength(msg));
-    Kx__V1__RunnerHeartbeatAnswer a = KX__V1__RUNNER_HEARTBEAT_ANSWER__INIT;
-    a.lease_ttl_ms = s->cfg.lease_ttl_ms;
     if (hb == NULL || kx_pb_str_empty(hb->runner_id) || strlen(hb->runner_id) > 200) {
         kx_warn("scheduler: ignoring a kx.run.hb message that is not a kx.v1.RunnerHeartbeat "
                 "with a runner_id of at most 200 bytes");
-        answer(s, msg, &a);
-        natsMsg_Destroy(msg);
-        kx_pb_free(hb);
+        refuse(s, msg, hb);
         return;
     }
     if (atomic_load(&s->draining) || !atomic_load(&s->migrated)) {
-        answer(s, msg, &a); /* applied = false: not written */
-        natsMsg_Destroy(msg);
-        kx_pb_free(hb);
+        refuse(s, msg, hb); /* not written */
         return;
     }
     if (hb->sent_at_ms > 0 && kx_now_ms() - hb->sent_at_ms > s->cfg.lease_ttl_ms / 2) {
@@ -154,9 +157,7 @@ static void on_heartbeat(natsMsg *msg, void *arg)
         kx_warn("scheduler: heartbeat of runner %s not applied: database threads busy",
                 hb->runner_id);
         sched_blind(s); /* it could not be heard: not the runner's fault */
-        answer(s, msg, &a);
-        natsMsg_Destroy(msg);
-        kx_pb_free(hb);
+        refuse(s, msg, hb);
         free(j);
     }
 }
