@@ -722,8 +722,8 @@ static void test_reaper_moves_more_than_a_batch_in_one_tick(void **state)
 
 /* Regression (bench_lease: with 10 000 runs submitted, heartbeats reached the scheduler 36 s
  * late): every submit ran its own admission pass, which reads every active run, so a burst
- * of N submits cost O(N²) on the loop that also applies heartbeats. Now the submits waiting on
- * the loop share one pass. 300 submits delivered at once (the scheduler is stopped while they
+ * of N submits cost O(N²) on the loop that also applies heartbeats. Now the submits that
+ * arrive while a pass runs (on a database thread) share the next one. 300 submits delivered at once (the scheduler is stopped while they
  * are published) must take far fewer than 300 passes, and every run is dispatched. */
 static void test_a_burst_of_submits_shares_admission_passes(void **state)
 {
