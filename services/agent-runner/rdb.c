@@ -5,35 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kx/db_worker.h"
+#include "kx/db_lanes.h"
 #include "kx/log.h"
 #include "store.h"
-
-static size_t key_hash(const char *s)
-{
-    size_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; s != NULL && *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    return h;
-}
 
 kx_err rdb_open(runner *r)
 {
     size_t n = r->cfg->db_conns > 0 ? (size_t)r->cfg->db_conns : 1;
-    r->dbw = calloc(n, sizeof *r->dbw);
-    if (r->dbw == NULL)
-        return KX_ERR_NOMEM;
     size_t max_queue = (size_t)r->cfg->capacity * 2 + 64;
-    for (size_t i = 0; i < n; i++) {
-        kx_err err = kx_db_worker_new(r->cfg->database_url, store_statements(), r->loop, max_queue,
-                                      &r->dbw[i]);
-        if (err != KX_OK)
-            return err;
-        r->ndbw++;
-    }
-    return KX_OK;
+    return kx_db_lanes_new(r->cfg->database_url, store_statements(), r->loop, n, max_queue,
+                           &r->dbl);
 }
 
 static void job_done(void *arg, kx_err err)
@@ -60,7 +41,7 @@ static void job_run(kx_db *db, void *arg)
 
 kx_err rdb_submit(runner *r, const char *key, rdb_job *j, rdb_run_fn run, rdb_done_fn done)
 {
-    if (r->ndbw == 0)
+    if (r->dbl == NULL)
         return KX_ERR_UNAVAILABLE;
     j->owner = r;
     j->run = run;
@@ -68,7 +49,7 @@ kx_err rdb_submit(runner *r, const char *key, rdb_job *j, rdb_run_fn run, rdb_do
     j->orphan = false;
     j->prev = NULL;
     j->next = r->jobs;
-    kx_err err = kx_db_worker_submit(r->dbw[key_hash(key) % r->ndbw], job_run, job_done, j);
+    kx_err err = kx_db_lanes_submit(r->dbl, key, job_run, job_done, j);
     if (err != KX_OK)
         return err == KX_ERR_NOMEM ? err : KX_ERR_UNAVAILABLE;
     if (r->jobs != NULL)
@@ -79,13 +60,7 @@ kx_err rdb_submit(runner *r, const char *key, rdb_job *j, rdb_run_fn run, rdb_do
 
 void rdb_flush(runner *r, int64_t timeout_ms)
 {
-    int64_t until = kx_mono_ms() + timeout_ms;
-    for (size_t i = 0; i < r->ndbw; i++) {
-        int64_t left = until - kx_mono_ms();
-        if (!kx_db_worker_flush(r->dbw[i], left > 0 ? left : 0))
-            kx_warn("db: connection %zu still busy after %lld ms at exit", i,
-                    (long long)timeout_ms);
-    }
+    (void)kx_db_lanes_flush(r->dbl, timeout_ms);
 }
 
 void rdb_close(runner *r)
@@ -93,11 +68,8 @@ void rdb_close(runner *r)
     for (rdb_job *j = r->jobs; j != NULL; j = j->next)
         j->orphan = true; /* their completions may still come (kx_loop_free): release only */
     r->jobs = NULL;
-    for (size_t i = 0; i < r->ndbw; i++)
-        kx_db_worker_free(r->dbw[i]);
-    free(r->dbw);
-    r->dbw = NULL;
-    r->ndbw = 0;
+    kx_db_lanes_free(r->dbl);
+    r->dbl = NULL;
 }
 
 /* ---- /readyz ------------------------------------------------------------------------------ */

@@ -1,5 +1,5 @@
 /* rdb.h — the agent-runner's Postgres, off its loop thread: KX_RUNNER_DB_CONNS connections,
- * each owned by a thread of its own (kx/db_worker.h). The loop submits jobs; a job's run
+ * each owned by a thread of its own (kx/db_lanes.h). The loop submits jobs; a job's run
  * function executes on a database thread (it may block on libpq, bounded by statement_timeout,
  * and reconnects there), its done function on the loop. Nothing on the loop ever waits for
  * Postgres: claims (dispatch.c), a run's writes and reads (run_ops.h), hand-backs, project

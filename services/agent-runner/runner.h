@@ -27,8 +27,7 @@ typedef struct runner {
     kx_svc *svc;              /* borrowed: loop, bus, instance id, drain */
     kx_loop *loop;
     kx_bus *bus;
-    struct kx_db_worker **dbw; /* owned: Postgres connections, a thread each (rdb.h) */
-    size_t ndbw;
+    struct kx_db_lanes *dbl; /* owned: Postgres connections, a thread each (rdb.h) */
     struct rdb_job *jobs;    /* database jobs in flight (rdb.c orphans them at runner_free) */
     bool probing;            /* a /readyz probe is in flight */
     size_t parked_inflight;  /* hand-backs in flight (rdb_handback) */

@@ -6,40 +6,227 @@
  * (running, or dispatched and not yet claimed — over the limit a run simply waits queued),
  * one active run per thread (a thread's next run waits for the current one: multitask
  * "enqueue"), and round-robin fairness between accounts (every account's first waiting run
- * before any account's second), so one busy account cannot starve the others. It runs on every
- * submit and every reaper tick (a slot freed by a finished run is used within one tick). */
+ * before any account's second), so one busy account cannot starve the others.
+ *
+ * A pass runs on a database thread, never on the loop, and at most one pass is in flight: the
+ * requests (a submit each, a reaper tick, a trigger tick) made while one runs wait for the
+ * next, which starts when it ends and serves them all. So a burst of submits costs a few
+ * passes, not one per submit — group commit: a pass is the admit UPDATE (one commit for up to
+ * ADMIT_BATCH runs), one JetStream publish per admitted run, and ONE statement recording all
+ * their stream sequences (sched_set_dispatch_seqs: one commit), repeated while full batches
+ * come back. Publishes that fail give their runs back in one statement (sched_unmark_many).
+ *
+ * Exactly once: the admit UPDATE marks a run dispatched only while it is queued and not yet
+ * dispatched, so two passes (or two replicas) never both pick it. A pass that dies half way
+ * (Postgres restarts, the connection drops) loses nothing: a run marked but not published, or
+ * published without its sequence recorded, is found by the sweep (marked over 10 s ago, its
+ * message not in the stream) and dispatched again; a second dispatch of a run is harmless,
+ * the runner's claim is a compare-and-set on the row. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "kx/log.h"
+#include "kx/metrics.h"
 #include "sched.h"
 
 #define ADMIT_BATCH 200
 #define ADMIT_MAX_PASSES 10
 
-kx_err sched_admit(scheduler *s)
+/* A request waiting for the pass that serves it. */
+typedef struct admit_waiter {
+    struct admit_waiter *next;
+    sched_admit_done done;
+    void *arg;
+} admit_waiter;
+
+typedef struct sched_admission {
+    admit_waiter *next_head, *next_tail; /* served by the next pass */
+    bool pending;                        /* a pass was asked for (maybe without a waiter) */
+    bool inflight;                       /* a pass runs on a database thread */
+} sched_admission;
+
+/* One pass, on a database thread; waiters are the requests it serves. */
+typedef struct admit_job {
+    scheduler *s;
+    admit_waiter *waiters;
+    kx_err err;
+    int admitted;
+} admit_job;
+
+static void start_pass(scheduler *s);
+
+/* One batch: admit, publish, record. Returns the rows admitted (< 0 on a database error). */
+static int admit_batch(scheduler *s, kx_db *db, kx_err *err)
 {
-    for (int pass = 0; pass < ADMIT_MAX_PASSES; pass++) {
-        kx_err err = KX_OK;
-        PGresult *res = sched_store_admit(s, ADMIT_BATCH, &err);
-        if (res == NULL) {
-            kx_warn("scheduler: admission could not run: %s", kx_err_str(err));
-            return err;
-        }
-        int n = PQntuples(res);
-        kx_err bus_err = KX_OK;
-        for (int i = 0; i < n; i++) {
-            sched_run_row row;
-            sched_store_row(res, i, &row);
-            if (bus_err == KX_OK)
-                bus_err = sched_dispatch(s, &row);
+    PGresult *res = sched_store_admit(s, db, ADMIT_BATCH, err);
+    if (res == NULL) {
+        kx_warn("scheduler: admission could not run: %s", kx_err_str(*err));
+        return -1;
+    }
+    int n = PQntuples(res);
+    sched_run_row *rows = calloc((size_t)(n > 0 ? n : 1), sizeof *rows);
+    const char **sent = calloc((size_t)(n > 0 ? n : 1), sizeof *sent);
+    const char **back = calloc((size_t)(n > 0 ? n : 1), sizeof *back);
+    uint64_t *seqs = calloc((size_t)(n > 0 ? n : 1), sizeof *seqs);
+    if (rows == NULL || sent == NULL || back == NULL || seqs == NULL) {
+        /* marked but not published: the sweep dispatches them after 10 s */
+        kx_error("scheduler: out of memory in an admission pass; the sweep dispatches its runs");
+        *err = KX_ERR_NOMEM;
+        n = -1;
+        goto out;
+    }
+    size_t nsent = 0, nback = 0;
+    kx_err bus_err = KX_OK;
+    for (int i = 0; i < n; i++) {
+        sched_store_row(res, i, &rows[i]);
+        uint64_t seq = 0;
+        if (bus_err == KX_OK)
+            bus_err = sched_dispatch_publish(s, &rows[i], &seq);
+        if (bus_err != KX_OK) {
             /* after one failed publish the rest would wait for the same broken bus: give
              * them back at once (the next pass retries them) */
-            if (bus_err != KX_OK)
-                (void)sched_store_unmark_dispatched(s, row.run_id);
+            back[nback++] = rows[i].run_id;
+        } else if (seq > 0) {
+            sent[nsent] = rows[i].run_id;
+            seqs[nsent++] = seq;
         }
-        PQclear(res);
-        if (bus_err != KX_OK)
-            return bus_err;
-        if (n < ADMIT_BATCH)
-            return KX_OK;
     }
-    return KX_OK;
+    /* Not fatal: without a sequence the sweep takes a dispatch for lost after 10 s and sends
+     * another one, which the runners' claim makes harmless. */
+    if (sched_store_set_dispatch_seqs(s, db, nsent, sent, seqs) != KX_OK)
+        kx_warn("scheduler: dispatch sequences of %zu run(s) not recorded", nsent);
+    if (nback > 0 && sched_store_unmark_many(s, db, nback, back) != KX_OK)
+        kx_warn("scheduler: %zu run(s) whose dispatch failed stay marked dispatched; the sweep "
+                "dispatches them within 10 s",
+                nback);
+    if (bus_err != KX_OK) {
+        *err = bus_err;
+        n = -1;
+    }
+out:
+    free(seqs);
+    free(back);
+    free(sent);
+    free(rows);
+    PQclear(res);
+    return n;
+}
+
+static void pass_run(kx_db *db, void *arg)
+{
+    admit_job *j = arg;
+    scheduler *s = j->s;
+    j->err = KX_OK;
+    for (int pass = 0; pass < ADMIT_MAX_PASSES; pass++) {
+        if (atomic_load(&s->draining)) {
+            j->err = KX_ERR_UNAVAILABLE;
+            return;
+        }
+        int n = admit_batch(s, db, &j->err);
+        if (n < 0)
+            return;
+        j->admitted += n;
+        if (n < ADMIT_BATCH)
+            return;
+    }
+}
+
+static void serve(scheduler *s, admit_waiter *w, kx_err err)
+{
+    while (w != NULL) {
+        admit_waiter *next = w->next;
+        if (w->done != NULL)
+            w->done(s, err, w->arg);
+        free(w);
+        w = next;
+    }
+}
+
+static void pass_done(void *arg, kx_err err)
+{
+    admit_job *j = arg;
+    scheduler *s = j->s;
+    if (err == KX_OK)
+        err = j->err;
+    admit_waiter *w = j->waiters;
+    free(j);
+    if (s->loop_over) { /* shutdown: the waiters only release what they hold */
+        serve(s, w, KX_ERR_UNAVAILABLE);
+        return;
+    }
+    s->admission->inflight = false;
+    kx_counter_add(kx_metrics_counter("kx_scheduler_admission_passes_total", "",
+                                      "Admission passes run (one serves every request made "
+                                      "while the previous one ran)"),
+                   1);
+    serve(s, w, err);
+    if (s->admission->pending)
+        start_pass(s);
+}
+
+static void start_pass(scheduler *s)
+{
+    sched_admission *a = s->admission;
+    admit_job *j = calloc(1, sizeof *j);
+    if (j == NULL) {
+        kx_error("scheduler: out of memory starting an admission pass; retried next tick");
+        return; /* pending stays: the next request or reaper tick starts it */
+    }
+    j->s = s;
+    j->waiters = a->next_head;
+    if (sched_job(s, "admission", pass_run, pass_done, j) != KX_OK) {
+        kx_warn("scheduler: admission pass not queued (database threads busy or stopping)");
+        free(j);
+        /* the waiters are not stranded: they are answered "unavailable" (a submit is
+         * redelivered); pending stays for the next tick */
+        admit_waiter *w = a->next_head;
+        a->next_head = a->next_tail = NULL;
+        serve(s, w, KX_ERR_UNAVAILABLE);
+        return;
+    }
+    a->next_head = a->next_tail = NULL;
+    a->pending = false;
+    a->inflight = true;
+}
+
+void sched_admit(scheduler *s, sched_admit_done done, void *arg)
+{
+    if (s->admission == NULL) {
+        s->admission = calloc(1, sizeof *s->admission);
+        if (s->admission == NULL) {
+            kx_error("scheduler: out of memory for the admission state");
+            if (done != NULL)
+                done(s, KX_ERR_NOMEM, arg);
+            return;
+        }
+    }
+    sched_admission *a = s->admission;
+    if (done != NULL) {
+        admit_waiter *w = calloc(1, sizeof *w);
+        if (w == NULL) {
+            done(s, KX_ERR_NOMEM, arg);
+            return;
+        }
+        w->done = done;
+        w->arg = arg;
+        if (a->next_tail != NULL)
+            a->next_tail->next = w;
+        else
+            a->next_head = w;
+        a->next_tail = w;
+    }
+    a->pending = true;
+    if (!a->inflight)
+        start_pass(s);
+}
+
+void sched_admit_free(scheduler *s)
+{
+    if (s->admission == NULL)
+        return;
+    admit_waiter *w = s->admission->next_head;
+    s->admission->next_head = s->admission->next_tail = NULL;
+    serve(s, w, KX_ERR_UNAVAILABLE);
+    free(s->admission);
+    s->admission = NULL;
 }

@@ -1,11 +1,13 @@
 /* dispatch.c — publishing kx.v1.RunDispatch on kx.run.dispatch (JetStream work queue
- * KX_RUN_DISPATCH), for the submit consumer, the notices of retried runs and the sweep.
+ * KX_RUN_DISPATCH), for admission (admit.c) and the sweep. Runs on the database threads (the
+ * publish waits for the stream's ack; the loop never does).
  *
  * The run's wall time counts from its claim (the runner's and the reaper's one rule), so the
  * dispatch's wall_deadline_ms and Kx-Deadline header only bound how long the message itself
  * is worth handing out: now + the wall time. kx_bus_js_publish_pb_ex bounds the wait for the
  * stream's ack by KX_BUS_TIMEOUT_MS. The stream sequence the message got is stored with the
- * run (dispatch_seq): the sweep re-dispatches a queued run only once that message is gone. */
+ * run (dispatch_seq): the sweep re-dispatches a queued run only once that message is gone.
+ * Admission records the sequences of a whole pass in one statement (admit.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,8 +16,9 @@
 #include "kx/pb.h"
 #include "sched.h"
 
-kx_err sched_dispatch(scheduler *s, const sched_run_row *row)
+kx_err sched_dispatch_publish(scheduler *s, const sched_run_row *row, uint64_t *seq)
 {
+    *seq = 0;
     kx_deadline wall = kx_deadline_in(s->cfg.wall_time_s * 1000);
     Kx__V1__RunDispatch d = KX__V1__RUN_DISPATCH__INIT;
     d.run_id = (char *)row->run_id;
@@ -26,21 +29,13 @@ kx_err sched_dispatch(scheduler *s, const sched_run_row *row)
     d.wall_deadline_ms = wall;
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, wall, row->account_id);
-    uint64_t seq = 0;
     kx_err err =
-        kx_bus_js_publish_pb_ex(s->svc->bus, KX_SUBJ_RUN_DISPATCH, &d.base, &meta, NULL, &seq);
+        kx_bus_js_publish_pb_ex(s->svc->bus, KX_SUBJ_RUN_DISPATCH, &d.base, &meta, NULL, seq);
     if (err != KX_OK) {
         kx_log(KX_LOG_WARN, row->run_id, NULL, "scheduler: could not dispatch run %s: %s",
                row->run_id, kx_err_str(err));
         return err;
     }
-    /* Not fatal: without a sequence the sweep takes the dispatch for lost after 10 s and
-     * sends another one, which the runners' claim makes harmless. */
-    if (seq > 0 && sched_store_set_dispatch_seq(s, row->run_id, seq) != KX_OK)
-        kx_log(KX_LOG_WARN, row->run_id, NULL,
-               "scheduler: dispatch sequence of run %s not "
-               "recorded",
-               row->run_id);
     kx_counter_add(kx_metrics_counter("kx_scheduler_runs_dispatched_total", "",
                                       "RunDispatch messages published"),
                    1);
@@ -49,11 +44,11 @@ kx_err sched_dispatch(scheduler *s, const sched_run_row *row)
     return KX_OK;
 }
 
-kx_err sched_dispatch_queued(scheduler *s, const char *run_id)
+kx_err sched_dispatch_queued(scheduler *s, kx_db *db, const char *run_id)
 {
     sched_run_row row;
     bool found = false;
-    kx_err err = sched_store_mark_dispatched(s, run_id, &row, &found);
+    kx_err err = sched_store_mark_dispatched(s, db, run_id, &row, &found);
     if (err != KX_OK || !found) {
         if (err == KX_OK)
             kx_log(KX_LOG_DEBUG, run_id, NULL,
@@ -62,11 +57,20 @@ kx_err sched_dispatch_queued(scheduler *s, const char *run_id)
                    run_id);
         return err;
     }
-    err = sched_dispatch(s, &row);
-    if (err != KX_OK && sched_store_unmark_dispatched(s, run_id) != KX_OK)
-        kx_log(KX_LOG_WARN, run_id, NULL,
-               "scheduler: run %s stays marked dispatched; the "
-               "sweep re-dispatches it within 10 s",
+    uint64_t seq = 0;
+    err = sched_dispatch_publish(s, &row, &seq);
+    if (err != KX_OK) {
+        if (sched_store_unmark_dispatched(s, db, run_id) != KX_OK)
+            kx_log(KX_LOG_WARN, run_id, NULL,
+                   "scheduler: run %s stays marked dispatched; the "
+                   "sweep re-dispatches it within 10 s",
+                   run_id);
+        return err;
+    }
+    /* Not fatal: without a sequence the sweep takes the dispatch for lost after 10 s and
+     * sends another one, which the runners' claim makes harmless. */
+    if (seq > 0 && sched_store_set_dispatch_seq(s, db, run_id, seq) != KX_OK)
+        kx_log(KX_LOG_WARN, run_id, NULL, "scheduler: dispatch sequence of run %s not recorded",
                run_id);
-    return err;
+    return KX_OK;
 }

@@ -1,7 +1,8 @@
 /* lifecycle.c — the scheduler's start, readiness and stop.
  *
- * Bring-up is a loop timer that retries every BRINGUP_RETRY_MS until all three are done, so
- * the scheduler can start before Postgres or NATS and catch up by itself:
+ * Bring-up is a tick (jobs.c: its work runs on a database thread) that retries every
+ * BRINGUP_RETRY_MS until all three are done, so the scheduler can start before Postgres or
+ * NATS and catch up by itself:
  *   1. kx_db_migrate (under an advisory lock: concurrent services migrate once);
  *   2. kx_bus_ensure_streams;
  *   3. the submit consumer (submit.c).
@@ -10,8 +11,9 @@
  * Ready (/readyz, kx.svc.health) = migrated, Postgres reachable at the last statement, and the
  * submit consumer bound (NATS itself is checked by kx_svc).
  * Drain (SIGTERM): stop the timers, stop consuming (the durable consumer stays; unacked
- * submits are redelivered to another replica or after restart), exit. Nothing else is held:
- * every statement is a single UPDATE that has already finished. */
+ * submits are redelivered to another replica or after restart), exit. main then waits for the
+ * jobs in flight (each a few single statements, bounded by statement_timeout) before it closes
+ * the database threads; submits whose admission never ran are nak'ed. */
 #include <stdio.h>
 
 #include "kx/log.h"
@@ -19,14 +21,11 @@
 
 #define BRINGUP_RETRY_MS 1000
 
-static void on_bringup_tick(kx_loop *loop, void *arg)
+/* Database thread: one bring-up attempt; returns 1 when everything is up. */
+static int bringup_run(scheduler *s, kx_db *db)
 {
-    scheduler *s = arg;
-    s->bringup_timer = NULL;
-    if (s->draining)
-        return;
     if (!atomic_load(&s->migrated)) {
-        kx_err err = sched_store_migrate(s);
+        kx_err err = sched_store_migrate(s, db);
         if (err == KX_OK) {
             atomic_store(&s->migrated, true);
             kx_info("scheduler: database schema is up to date");
@@ -40,27 +39,28 @@ static void on_bringup_tick(kx_loop *loop, void *arg)
         else
             kx_warn("scheduler: JetStream streams not ready yet; retrying");
     }
-    if (s->streams_ready && !atomic_load(&s->consumer_ready)) {
+    if (s->streams_ready && !atomic_load(&s->consumer_ready) && !atomic_load(&s->draining)) {
         if (sched_submit_subscribe(s) == KX_OK) {
             atomic_store(&s->consumer_ready, true);
             kx_info("scheduler: consuming %s as durable consumer '%s'", KX_SUBJ_RUN_SUBMIT,
                     KX_CONSUMER_SCHEDULER);
         }
     }
-    if (atomic_load(&s->migrated) && atomic_load(&s->consumer_ready)) {
+    return atomic_load(&s->migrated) && atomic_load(&s->consumer_ready);
+}
+
+/* Loop: stop once up. */
+static bool bringup_then(scheduler *s, int up)
+{
+    (void)s;
+    if (up)
         kx_info("scheduler: ready");
-        return;
-    }
-    s->bringup_timer = kx_loop_timer(loop, BRINGUP_RETRY_MS, on_bringup_tick, s);
-    if (s->bringup_timer == NULL)
-        kx_error("scheduler: could not arm the bring-up timer; the scheduler stays not ready");
+    return !up;
 }
 
 void sched_bringup_start(scheduler *s)
 {
-    s->bringup_timer = kx_loop_timer(s->svc->loop, 0, on_bringup_tick, s);
-    if (s->bringup_timer == NULL)
-        kx_error("scheduler: could not arm the bring-up timer; the scheduler stays not ready");
+    sched_tick_start(s, &s->bringup, "bring-up", 0, BRINGUP_RETRY_MS, bringup_run, bringup_then);
 }
 
 bool sched_ready(kx_svc *svc, void *arg, char *why, size_t whylen)
@@ -84,14 +84,13 @@ bool sched_ready(kx_svc *svc, void *arg, char *why, size_t whylen)
 void sched_drain(kx_svc *svc, void *arg)
 {
     scheduler *s = arg;
-    s->draining = true;
-    kx_timer **timers[] = {&s->bringup_timer, &s->reaper_timer, &s->sweep_timer,
-                           &s->trigger_timer};
-    for (size_t i = 0; i < sizeof timers / sizeof timers[0]; i++) {
-        kx_timer_cancel(*timers[i]);
-        *timers[i] = NULL;
-    }
-    if (s->submit_sub != NULL) /* destroyed in main after the loop ends */
+    atomic_store(&s->draining, true);
+    sched_tick *ticks[] = {&s->bringup, &s->reaper, &s->sweep, &s->triggers};
+    for (size_t i = 0; i < sizeof ticks / sizeof ticks[0]; i++)
+        sched_tick_stop(ticks[i]);
+    /* while the bring-up job runs it may be binding the consumer (on its thread): main
+     * unsubscribes after the database threads stopped */
+    if (!s->bringup.busy && s->submit_sub != NULL) /* destroyed in main after the loop ends */
         natsSubscription_Unsubscribe(s->submit_sub);
     if (s->hb_sub != NULL) {
         natsSubscription_Unsubscribe(s->hb_sub);

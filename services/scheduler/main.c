@@ -3,6 +3,7 @@
  * Postgres (agent_runs) is the truth; the scheduler moves runs along it: queued -> dispatched
  * (submit consumer, sweep), leases kept alive by heartbeats, and running -> failed when a
  * lease or the wall time runs out (reaper); due cron triggers become queued runs (triggers).
+ * The loop never waits for Postgres: statements run on database threads (jobs.c).
  * See README.md and docs/architecture.md. */
 #include <string.h>
 
@@ -24,17 +25,19 @@ int main(void)
         return 1;
     }
     /* Before anything slow: until then /readyz would answer "ready" (no ready function). */
-    kx_svc_on_ready(&svc, sched_ready, &s);                                  /* lifecycle.c */
-    kx_err err = kx_db_connect(s.cfg.database_url, sched_statements, &s.db); /* store.c */
-    if (err != KX_OK && err != KX_ERR_UNAVAILABLE) { /* unavailable: it reconnects later */
+    kx_svc_on_ready(&svc, sched_ready, &s); /* lifecycle.c */
+    /* jobs.c: the database threads (store.c's statements run there; connections are made
+     * lazily and re-made by themselves) */
+    if (sched_db_open(&s) != KX_OK) {
+        kx_error("scheduler: cannot start the database threads");
         kx_svc_close(&svc);
         return 1;
     }
-    atomic_store(&s.db_up, err == KX_OK);
+    atomic_store(&s.db_up, true); /* until a statement says otherwise */
 
     if (sched_heartbeat_subscribe(&s) != KX_OK) { /* heartbeat.c */
+        kx_db_lanes_free(s.dbl);
         kx_svc_close(&svc);
-        kx_db_close(s.db);
         return 1;
     }
     sched_bringup_start(&s);  /* lifecycle.c: migrations, streams, submit.c's consumer */
@@ -48,8 +51,14 @@ int main(void)
             (long long)s.cfg.wall_time_s, (long long)s.cfg.sweep_interval_ms);
 
     int rc = kx_svc_run(&svc);
-    natsSubscription_Destroy(s.submit_sub); /* unsubscribed by the drain */
+    s.loop_over = true;                   /* completions from now on only release */
+    (void)kx_db_lanes_flush(s.dbl, 3000); /* the jobs in flight end (statement_timeout bounds) */
+    kx_db_lanes_free(s.dbl);              /* queued ones are failed: their submits nak'ed */
+    sched_admit_free(&s);                 /* admit.c: submits still waiting for a pass */
+    if (s.submit_sub != NULL) {           /* a second unsubscribe after the drain's is harmless */
+        natsSubscription_Unsubscribe(s.submit_sub);
+        natsSubscription_Destroy(s.submit_sub);
+    }
     kx_svc_close(&svc);
-    kx_db_close(s.db);
     return rc;
 }

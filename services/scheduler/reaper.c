@@ -1,5 +1,5 @@
 /* reaper.c — every KX_REAPER_INTERVAL_MS: move the dead running runs on, then publish what was
- * decided.
+ * decided. A tick (jobs.c) runs on a database thread; admission follows it.
  *
  * 1. Reap (store.c "sched_reap", one UPDATE): a running run is dead when its wall time,
  *    counted from its claim, passed ("exceeded max wall time of N s" -> failed), or when its
@@ -40,7 +40,7 @@
 /* Most reap batches (of SCHED_REAP_BATCH runs) in one tick. */
 #define REAP_MAX_PASSES 100
 /* Notices are published in batches of SCHED_REAP_BATCH while a tick has spent less than this
- * share of the reaper interval on them (the loop also applies heartbeats). */
+ * share of the reaper interval on them (the next tick and admission wait for it). */
 #define NOTICE_SHARE_OF_TICK 2
 
 /* One notice as read back from agent_runs. */
@@ -93,10 +93,10 @@ static kx_err publish_notice(scheduler *s, const notice *n)
 
 /* Publishes one batch of pending notices, oldest first; stops at the first publish failure.
  * Returns how many were published. */
-static int publish_notices(scheduler *s)
+static int publish_notices(scheduler *s, kx_db *db)
 {
     kx_err err = KX_OK;
-    PGresult *res = sched_store_notices(s, &err);
+    PGresult *res = sched_store_notices(s, db, &err);
     if (res == NULL) {
         kx_warn("scheduler: reaper notices could not be read: %s", kx_err_str(err));
         return 0;
@@ -122,7 +122,7 @@ static int publish_notices(scheduler *s)
                    n.run_id);
             break;
         }
-        if (sched_store_notice_done(s, n.run_id, n.epoch) != KX_OK)
+        if (sched_store_notice_done(s, db, n.run_id, n.epoch) != KX_OK)
             break; /* published again next tick; the Nats-Msg-Id keeps it stored once */
         kx_counter_add(kx_metrics_counter("kx_scheduler_runs_reaped_total",
                                           wall          ? "reason=\"wall_time\""
@@ -141,9 +141,8 @@ static int publish_notices(scheduler *s)
 /* Called when Postgres and NATS both answer: ends a blind gap with one TTL of grace. */
 static void see(scheduler *s)
 {
-    if (!s->blind)
+    if (!atomic_exchange(&s->blind, false))
         return;
-    s->blind = false;
     s->blind_logged = false;
     s->lease_reap_after_ms = kx_mono_ms() + s->cfg.lease_ttl_ms;
     kx_info("scheduler: heartbeats can be applied again: expired leases are reaped from %lld ms "
@@ -151,23 +150,24 @@ static void see(scheduler *s)
             (long long)s->cfg.lease_ttl_ms);
 }
 
-static void reap(scheduler *s)
+static void reap(scheduler *s, kx_db *db)
 {
     if (!kx_bus_connected(s->svc->bus))
         sched_blind(s);
-    if (s->blind && !s->blind_logged) {
+    bool blind = atomic_load(&s->blind);
+    if (blind && !s->blind_logged) {
         kx_warn("scheduler: heartbeats cannot be applied: expired leases will not be reaped "
                 "until one lease TTL after they can again");
         s->blind_logged = true;
     }
-    bool reap_leases = !s->blind && kx_mono_ms() >= s->lease_reap_after_ms;
+    bool reap_leases = !blind && kx_mono_ms() >= s->lease_reap_after_ms;
     /* Batches of SCHED_REAP_BATCH until the dead are all moved: a runner that died holding
      * 10 000 runs must not take ten ticks to be reaped (bounded by REAP_MAX_PASSES). */
     long rows = 0, total = 0;
     kx_err err = KX_OK;
     for (int pass = 0; pass < REAP_MAX_PASSES; pass++) {
         rows = 0;
-        err = sched_store_reap(s, reap_leases, &rows);
+        err = sched_store_reap(s, db, reap_leases, &rows);
         if (err != KX_OK)
             break;
         total += rows;
@@ -185,40 +185,42 @@ static void reap(scheduler *s)
         kx_debug("scheduler: reaper moved %ld run(s)", total);
     if (kx_mono_ms() >= s->next_cleanup_ms) {
         s->next_cleanup_ms = kx_mono_ms() + CLEANUP_EVERY_MS;
-        (void)sched_store_cleanup(s);
+        (void)sched_store_cleanup(s, db);
     }
 }
 
-static void on_reaper_tick(kx_loop *loop, void *arg)
+/* Database thread: one tick's reaping and notices. Returns 1 when an admission pass should
+ * follow (the bus is up: slots freed by finished or reaped runs). */
+static int reaper_run(scheduler *s, kx_db *db)
 {
-    scheduler *s = arg;
-    s->reaper_timer = NULL;
-    if (s->draining)
-        return;
-    if (atomic_load(&s->migrated)) {
-        int64_t t0 = kx_mono_ms();
-        reap(s);
-        if (kx_bus_connected(s->svc->bus)) {
-            int published = 0;
-            do {
-                published = publish_notices(s);
-            } while (published >= SCHED_REAP_BATCH &&
-                     kx_mono_ms() - t0 < s->cfg.reaper_interval_ms / NOTICE_SHARE_OF_TICK);
-            (void)sched_admit(s); /* slots freed by finished or reaped runs */
-        }
-    }
-    s->reaper_timer = kx_loop_timer(loop, s->cfg.reaper_interval_ms, on_reaper_tick, s);
-    if (s->reaper_timer == NULL)
-        kx_error("scheduler: could not re-arm the reaper timer: reaping stops");
+    if (!atomic_load(&s->migrated))
+        return 0;
+    int64_t t0 = kx_mono_ms();
+    reap(s, db);
+    if (!kx_bus_connected(s->svc->bus))
+        return 0;
+    int published = 0;
+    do {
+        published = publish_notices(s, db);
+    } while (published >= SCHED_REAP_BATCH && !atomic_load(&s->draining) &&
+             kx_mono_ms() - t0 < s->cfg.reaper_interval_ms / NOTICE_SHARE_OF_TICK);
+    return 1;
+}
+
+/* Loop: after the tick, the admission pass (it runs on a database thread too). */
+static bool reaper_then(scheduler *s, int admit)
+{
+    if (admit)
+        sched_admit(s, NULL, NULL);
+    return true;
 }
 
 void sched_reaper_start(scheduler *s)
 {
     /* Heartbeats sent before this scheduler ran were not applied by anyone (if no other
      * replica runs): a TTL of grace before expired leases count. */
-    s->blind = false;
+    atomic_store(&s->blind, false);
     s->lease_reap_after_ms = kx_mono_ms() + s->cfg.lease_ttl_ms;
-    s->reaper_timer = kx_loop_timer(s->svc->loop, s->cfg.reaper_interval_ms, on_reaper_tick, s);
-    if (s->reaper_timer == NULL)
-        kx_error("scheduler: could not arm the reaper timer: reaping stops");
+    sched_tick_start(s, &s->reaper, "reaper", s->cfg.reaper_interval_ms, s->cfg.reaper_interval_ms,
+                     reaper_run, reaper_then);
 }

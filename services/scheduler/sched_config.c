@@ -7,7 +7,8 @@
  *   KX_MAX_PARALLEL_RUNS   active (running or dispatched) runs per account (3)
  *   KX_SWEEP_INTERVAL_MS   how often never-dispatched queued runs are re-dispatched (5000)
  *   KX_BUS_TIMEOUT_MS      longest wait for a JetStream publish ack (5000)
- *   KX_TRIGGER_POLL_MS     how often due scheduled-run triggers are looked for (1000) */
+ *   KX_TRIGGER_POLL_MS     how often due scheduled-run triggers are looked for (1000)
+ *   KX_SCHED_DB_CONNS      database threads, one connection each (4) */
 #include "sched.h"
 
 #include <stdio.h>
@@ -42,6 +43,8 @@ kx_err sched_config_load(sched_config *cfg)
     if (kx_env_int("KX_MAX_PARALLEL_RUNS", 3, 1, 1000000, &cfg->max_parallel_runs) != KX_OK)
         err = KX_ERR_INVALID;
     if (kx_env_int("KX_TRIGGER_POLL_MS", 1000, 10, 600000, &cfg->trigger_poll_ms) != KX_OK)
+        err = KX_ERR_INVALID;
+    if (kx_env_int("KX_SCHED_DB_CONNS", 4, 1, 64, &cfg->db_conns) != KX_OK)
         err = KX_ERR_INVALID;
     return err;
 }

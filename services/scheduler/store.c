@@ -6,7 +6,10 @@
  * into the rows themselves (notice, notice_epoch), so a reap whose answer was lost loses
  * nothing — the notices are read back by a separate SELECT and cleared by a compare-and-set on
  * notice_epoch; mark/unmark/set_dispatch_seq only touch queued rows. The scheduler never holds
- * a transaction open. */
+ * a transaction open.
+ *
+ * The functions run on the database threads (kx/db_lanes.h): each takes the connection of the
+ * thread it runs on (db); s gives the settings and the flags they update (atomics). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +34,14 @@ const kx_db_stmt sched_statements[] = {
      "UPDATE agent_runs SET dispatched_at = NULL WHERE id = $1::uuid AND status = 'queued'"},
     {"sched_set_dispatch_seq",
      "UPDATE agent_runs SET dispatch_seq = $2::bigint WHERE id = $1::uuid AND status = 'queued'"},
+    /* The same for an admission pass's runs at once: one statement, one commit (group commit).
+     * Idempotent like the single one (a retry writes the same values). */
+    {"sched_set_dispatch_seqs",
+     "UPDATE agent_runs r SET dispatch_seq = v.seq "
+     "FROM unnest($1::uuid[], $2::bigint[]) AS v(id, seq) "
+     "WHERE r.id = v.id AND r.status = 'queued'"},
+    {"sched_unmark_many",
+     "UPDATE agent_runs SET dispatched_at = NULL WHERE id = ANY($1::uuid[]) AND status = 'queued'"},
     /* kx.run.hb: renew the runner's ONE lease row (clock_timestamp: a heartbeat that waited
      * for a lock still grants a full TTL from when it is written), then the leases it lost
      * since $4 (unix ms), oldest first, at most $5; the last row carries the server's now. */
@@ -151,9 +162,9 @@ static kx_err note(scheduler *s, kx_err err)
     return err;
 }
 
-kx_err sched_store_migrate(scheduler *s)
+kx_err sched_store_migrate(scheduler *s, kx_db *db)
 {
-    return note(s, kx_db_migrate(s->db, kx_db_migrations_dir()));
+    return note(s, kx_db_migrate(db, kx_db_migrations_dir()));
 }
 
 static void copy_col(const PGresult *res, int i, int col, char *out, size_t outlen)
@@ -173,13 +184,13 @@ void sched_store_row(const PGresult *res, int i, sched_run_row *row)
         row->dispatch_seq = strtoll(PQgetvalue(res, i, 5), NULL, 10);
 }
 
-kx_err sched_store_mark_dispatched(scheduler *s, const char *run_id, sched_run_row *row,
+kx_err sched_store_mark_dispatched(scheduler *s, kx_db *db, const char *run_id, sched_run_row *row,
                                    bool *found)
 {
     *found = false;
     kx_err err = KX_OK;
     const char *params[] = {run_id};
-    PGresult *res = kx_db_exec_idem(s->db, "sched_mark_dispatched", 1, params, &err);
+    PGresult *res = kx_db_exec_idem(db, "sched_mark_dispatched", 1, params, &err);
     note(s, res != NULL ? KX_OK : err);
     if (res == NULL)
         return err;
@@ -191,21 +202,86 @@ kx_err sched_store_mark_dispatched(scheduler *s, const char *run_id, sched_run_r
     return KX_OK;
 }
 
-kx_err sched_store_unmark_dispatched(scheduler *s, const char *run_id)
+kx_err sched_store_unmark_dispatched(scheduler *s, kx_db *db, const char *run_id)
 {
     const char *params[] = {run_id};
-    return note(s, kx_db_exec_cmd_idem(s->db, "sched_unmark_dispatched", 1, params, NULL));
+    return note(s, kx_db_exec_cmd_idem(db, "sched_unmark_dispatched", 1, params, NULL));
 }
 
-kx_err sched_store_set_dispatch_seq(scheduler *s, const char *run_id, uint64_t seq)
+kx_err sched_store_set_dispatch_seq(scheduler *s, kx_db *db, const char *run_id, uint64_t seq)
 {
     char sq[24];
     snprintf(sq, sizeof sq, "%" PRIu64, seq);
     const char *params[] = {run_id, sq};
-    return note(s, kx_db_exec_cmd_idem(s->db, "sched_set_dispatch_seq", 2, params, NULL));
+    return note(s, kx_db_exec_cmd_idem(db, "sched_set_dispatch_seq", 2, params, NULL));
 }
 
-PGresult *sched_store_heartbeat(scheduler *s, const char *runner_id, int capacity,
+/* A Postgres array literal of n values: {a,b,...} (uuids and numbers need no quoting). Caller
+ * frees; NULL when out of memory. */
+static char *array_lit(size_t n, const char *const *vals)
+{
+    size_t len = 3;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(vals[i]) + 1;
+    char *out = malloc(len);
+    if (out == NULL)
+        return NULL;
+    char *p = out;
+    *p++ = '{';
+    for (size_t i = 0; i < n; i++) {
+        size_t l = strlen(vals[i]);
+        if (i > 0)
+            *p++ = ',';
+        memcpy(p, vals[i], l);
+        p += l;
+    }
+    *p++ = '}';
+    *p = '\0';
+    return out;
+}
+
+kx_err sched_store_set_dispatch_seqs(scheduler *s, kx_db *db, size_t n, const char *const *run_ids,
+                                     const uint64_t *seqs)
+{
+    if (n == 0)
+        return KX_OK;
+    char(*sq)[24] = calloc(n, sizeof *sq);
+    const char **sqp = calloc(n, sizeof *sqp);
+    char *ids = array_lit(n, run_ids);
+    char *nums = NULL;
+    kx_err err = KX_ERR_NOMEM;
+    if (sq != NULL && sqp != NULL && ids != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            snprintf(sq[i], sizeof sq[i], "%" PRIu64, seqs[i]);
+            sqp[i] = sq[i];
+        }
+        nums = array_lit(n, sqp);
+    }
+    if (nums != NULL) {
+        const char *params[] = {ids, nums};
+        err = note(s, kx_db_exec_cmd_idem(db, "sched_set_dispatch_seqs", 2, params, NULL));
+    }
+    free(nums);
+    free(ids);
+    free(sqp);
+    free(sq);
+    return err;
+}
+
+kx_err sched_store_unmark_many(scheduler *s, kx_db *db, size_t n, const char *const *run_ids)
+{
+    if (n == 0)
+        return KX_OK;
+    char *ids = array_lit(n, run_ids);
+    if (ids == NULL)
+        return KX_ERR_NOMEM;
+    const char *params[] = {ids};
+    kx_err err = note(s, kx_db_exec_cmd_idem(db, "sched_unmark_many", 1, params, NULL));
+    free(ids);
+    return err;
+}
+
+PGresult *sched_store_heartbeat(scheduler *s, kx_db *db, const char *runner_id, int capacity,
                                 int64_t since_ms, kx_err *err)
 {
     char ttl[24], cap[16], since[24], limit[16];
@@ -214,94 +290,94 @@ PGresult *sched_store_heartbeat(scheduler *s, const char *runner_id, int capacit
     snprintf(since, sizeof since, "%lld", (long long)since_ms);
     snprintf(limit, sizeof limit, "%d", SCHED_HB_MAX_REVOKED);
     const char *params[] = {runner_id, ttl, cap, since, limit};
-    PGresult *res = kx_db_exec_idem(s->db, "sched_heartbeat", 5, params, err);
+    PGresult *res = kx_db_exec_idem(db, "sched_heartbeat", 5, params, err);
     note(s, res != NULL ? KX_OK : *err);
     return res;
 }
 
-kx_err sched_store_reap(scheduler *s, bool reap_leases, long *rows)
+kx_err sched_store_reap(scheduler *s, kx_db *db, bool reap_leases, long *rows)
 {
     char wall[32], attempts[16], limit[16];
     snprintf(wall, sizeof wall, "%lld", (long long)s->cfg.wall_time_s);
     snprintf(attempts, sizeof attempts, "%lld", (long long)s->cfg.max_attempts);
     snprintf(limit, sizeof limit, "%d", SCHED_REAP_BATCH);
     const char *params[] = {wall, reap_leases ? "true" : "false", attempts, limit};
-    return note(s, kx_db_exec_cmd_idem(s->db, "sched_reap", 4, params, rows));
+    return note(s, kx_db_exec_cmd_idem(db, "sched_reap", 4, params, rows));
 }
 
-PGresult *sched_store_notices(scheduler *s, kx_err *err)
+PGresult *sched_store_notices(scheduler *s, kx_db *db, kx_err *err)
 {
     char limit[16];
     snprintf(limit, sizeof limit, "%d", SCHED_REAP_BATCH);
     const char *params[] = {limit};
-    PGresult *res = kx_db_exec(s->db, "sched_notices", 1, params, err);
+    PGresult *res = kx_db_exec(db, "sched_notices", 1, params, err);
     note(s, res != NULL ? KX_OK : *err);
     return res;
 }
 
-kx_err sched_store_notice_done(scheduler *s, const char *run_id, int64_t notice_epoch)
+kx_err sched_store_notice_done(scheduler *s, kx_db *db, const char *run_id, int64_t notice_epoch)
 {
     char ep[24];
     snprintf(ep, sizeof ep, "%lld", (long long)notice_epoch);
     const char *params[] = {run_id, ep};
-    return note(s, kx_db_exec_cmd_idem(s->db, "sched_notice_done", 2, params, NULL));
+    return note(s, kx_db_exec_cmd_idem(db, "sched_notice_done", 2, params, NULL));
 }
 
-PGresult *sched_store_admit(scheduler *s, int batch, kx_err *err)
+PGresult *sched_store_admit(scheduler *s, kx_db *db, int batch, kx_err *err)
 {
     char limit[24], n[16];
     snprintf(limit, sizeof limit, "%lld", (long long)s->cfg.max_parallel_runs);
     snprintf(n, sizeof n, "%d", batch);
     const char *params[] = {limit, n};
-    PGresult *res = kx_db_exec_idem(s->db, "sched_admit", 2, params, err);
+    PGresult *res = kx_db_exec_idem(db, "sched_admit", 2, params, err);
     note(s, res != NULL ? KX_OK : *err);
     return res;
 }
 
-PGresult *sched_store_sweep(scheduler *s, kx_err *err)
+PGresult *sched_store_sweep(scheduler *s, kx_db *db, kx_err *err)
 {
-    PGresult *res = kx_db_exec(s->db, "sched_sweep", 0, NULL, err);
+    PGresult *res = kx_db_exec(db, "sched_sweep", 0, NULL, err);
     note(s, res != NULL ? KX_OK : *err);
     return res;
 }
 
-kx_err sched_store_sweep_seen(scheduler *s, const char *run_id, int64_t seq)
+kx_err sched_store_sweep_seen(scheduler *s, kx_db *db, const char *run_id, int64_t seq)
 {
     char sq[24];
     snprintf(sq, sizeof sq, "%lld", (long long)seq);
     const char *params[] = {run_id, sq};
-    return note(s, kx_db_exec_cmd_idem(s->db, "sched_sweep_seen", 2, params, NULL));
+    return note(s, kx_db_exec_cmd_idem(db, "sched_sweep_seen", 2, params, NULL));
 }
 
-kx_err sched_store_cleanup(scheduler *s)
+kx_err sched_store_cleanup(scheduler *s, kx_db *db)
 {
-    return note(s, kx_db_exec_cmd_idem(s->db, "sched_cleanup", 0, NULL, NULL));
+    return note(s, kx_db_exec_cmd_idem(db, "sched_cleanup", 0, NULL, NULL));
 }
 
-PGresult *sched_store_triggers_due(scheduler *s, int batch, kx_err *err)
+PGresult *sched_store_triggers_due(scheduler *s, kx_db *db, int batch, kx_err *err)
 {
     char n[16];
     snprintf(n, sizeof n, "%d", batch);
     const char *params[] = {n};
-    PGresult *res = kx_db_exec(s->db, "sched_triggers_due", 1, params, err);
+    PGresult *res = kx_db_exec(db, "sched_triggers_due", 1, params, err);
     note(s, res != NULL ? KX_OK : *err);
     return res;
 }
 
-PGresult *sched_store_trigger_fire(scheduler *s, const char *trigger_id, const char *due,
-                                   int64_t next, kx_err *err)
+PGresult *sched_store_trigger_fire(scheduler *s, kx_db *db, const char *trigger_id,
+                                   const char *due, int64_t next, kx_err *err)
 {
     char nx[24];
     snprintf(nx, sizeof nx, "%lld", (long long)next);
     const char *params[] = {trigger_id, due, next > 0 ? nx : NULL};
-    PGresult *res = kx_db_exec_idem(s->db, "sched_trigger_fire", 3, params, err);
+    PGresult *res = kx_db_exec_idem(db, "sched_trigger_fire", 3, params, err);
     note(s, res != NULL ? KX_OK : *err);
     return res;
 }
 
-kx_err sched_store_trigger_disable(scheduler *s, const char *trigger_id, const char *due,
-                                   const char *why)
+kx_err sched_store_trigger_disable(scheduler *s, kx_db *db, const char *trigger_id,
+                                   const char *due, const char *why)
 {
     const char *params[] = {trigger_id, due, why};
-    return note(s, kx_db_exec_cmd_idem(s->db, "sched_trigger_disable", 3, params, NULL));
+    return note(s, kx_db_exec_cmd_idem(db, "sched_trigger_disable", 3, params, NULL));
 }

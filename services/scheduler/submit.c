@@ -11,8 +11,8 @@
  *   undecodable/invalid -> term (never redelivered) + log
  *   Postgres or JetStream unreachable -> nak with a delay (retried later)
  *   draining            -> nak at once (another replica takes it)
- * One admission pass serves every submit waiting on the loop at that moment: the valid submits
- * are collected, and one pass (posted behind them) settles them all with its outcome. An
+ * One admission pass serves every submit that arrived while the previous pass ran (admit.c:
+ * passes run on a database thread, one at a time), and settles them all with its outcome. An
  * admission pass reads every active run, so one pass per submit made a burst of N submits cost
  * O(N²) and kept the loop — which also applies heartbeats — tens of seconds behind at 10 000
  * runs (tests/bench/bench_lease.c). */
@@ -30,21 +30,13 @@
 #define RETRY_DELAY_MS 1000
 
 static void handle_submit(kx_loop *loop, void *arg);
-static void admit_waiting(kx_loop *loop, void *arg);
-static void dispose_waiting(void *arg);
+static void on_admitted(scheduler *s, kx_err err, void *arg);
 
-/* Valid submits waiting for the next admission pass. Loop thread only (the scheduler runs
- * one consumer per process). */
+/* A valid submit waiting for the admission pass that serves it. */
 typedef struct waiting_submit {
     natsMsg *msg;
     char run_id[40];
 } waiting_submit;
-
-static struct {
-    waiting_submit *items;
-    size_t n, cap;
-    bool pass_posted;
-} g_waiting;
 
 typedef struct submit_task {
     scheduler *s;
@@ -84,12 +76,13 @@ static void settle(natsMsg *msg, const char *what, natsStatus st)
 
 static void handle_submit(kx_loop *loop, void *arg)
 {
+    (void)loop;
     submit_task *t = arg;
     scheduler *s = t->s;
     natsMsg *msg = t->msg;
     free(t);
 
-    if (s->draining) {
+    if (atomic_load(&s->draining)) {
         settle(msg, "nak", natsMsg_Nak(msg, NULL));
         natsMsg_Destroy(msg);
         return;
@@ -106,31 +99,20 @@ static void handle_submit(kx_loop *loop, void *arg)
     }
 
     /* The row is the truth: admission dispatches this run now if its account, its thread and
-     * fairness allow, else later (each reaper tick); either way the submit is done. One pass
-     * for all the submits that are waiting now. */
-    if (g_waiting.n == g_waiting.cap) {
-        size_t cap = g_waiting.cap ? g_waiting.cap * 2 : 64;
-        waiting_submit *items = realloc(g_waiting.items, cap * sizeof *items);
-        if (items == NULL) {
-            kx_error("scheduler: out of memory queueing a submit; it will be redelivered");
-            settle(msg, "nak", natsMsg_NakWithDelay(msg, RETRY_DELAY_MS, NULL));
-            natsMsg_Destroy(msg);
-            kx_pb_free(rs);
-            return;
-        }
-        g_waiting.items = items;
-        g_waiting.cap = cap;
+     * fairness allow, else later (each reaper tick); either way the submit is done. Every
+     * submit made while a pass runs is served by the next one (admit.c). */
+    waiting_submit *w = malloc(sizeof *w);
+    if (w == NULL) {
+        kx_error("scheduler: out of memory queueing a submit; it will be redelivered");
+        settle(msg, "nak", natsMsg_NakWithDelay(msg, RETRY_DELAY_MS, NULL));
+        natsMsg_Destroy(msg);
+        kx_pb_free(rs);
+        return;
     }
-    waiting_submit *w = &g_waiting.items[g_waiting.n++];
     w->msg = msg;
     snprintf(w->run_id, sizeof w->run_id, "%s", rs->run_id);
     kx_pb_free(rs);
-    if (!g_waiting.pass_posted) {
-        if (kx_loop_post_owned(loop, admit_waiting, s, dispose_waiting) == KX_OK)
-            g_waiting.pass_posted = true;
-        else
-            admit_waiting(loop, s); /* out of memory: at least this one is not stranded */
-    }
+    sched_admit(s, on_admitted, w);
 }
 
 /* Settles one submit with the outcome of the admission pass that served it. */
@@ -154,48 +136,20 @@ static void settle_submit(natsMsg *msg, const char *run_id, kx_err err)
     natsMsg_Destroy(msg);
 }
 
-/* Loop: one admission pass for every submit collected since the last one. */
-static void admit_waiting(kx_loop *loop, void *arg)
+/* Loop (or shutdown): the admission pass that served this submit ended with err. */
+static void on_admitted(scheduler *s, kx_err err, void *arg)
 {
-    (void)loop;
-    scheduler *s = arg;
-    g_waiting.pass_posted = false;
-    size_t n = g_waiting.n;
-    if (n == 0)
-        return;
-    kx_err err = s->draining ? KX_ERR_UNAVAILABLE : sched_admit(s);
-    kx_counter_add(kx_metrics_counter("kx_scheduler_submit_admission_passes_total", "",
-                                      "Admission passes run for submits (one serves every "
-                                      "submit waiting on the loop)"),
-                   1);
-    kx_counter_add(kx_metrics_counter("kx_scheduler_submits_total", "",
-                                      "Valid kx.run.submit messages settled"),
-                   n);
-    for (size_t i = 0; i < n; i++) {
-        natsMsg *msg = g_waiting.items[i].msg;
-        if (s->draining) { /* another replica takes it */
-            settle(msg, "nak", natsMsg_Nak(msg, NULL));
-            natsMsg_Destroy(msg);
-        } else {
-            settle_submit(msg, g_waiting.items[i].run_id, err);
-        }
+    waiting_submit *w = arg;
+    if (s->loop_over || atomic_load(&s->draining)) { /* another replica takes it */
+        natsMsg_Nak(w->msg, NULL);
+        natsMsg_Destroy(w->msg);
+    } else {
+        settle_submit(w->msg, w->run_id, err);
+        kx_counter_add(kx_metrics_counter("kx_scheduler_submits_total", "",
+                                          "Valid kx.run.submit messages settled"),
+                       1);
     }
-    g_waiting.n = 0;
-}
-
-/* The loop is freed before the pass ran (shutdown): hand the submits back. */
-static void dispose_waiting(void *arg)
-{
-    (void)arg;
-    for (size_t i = 0; i < g_waiting.n; i++) {
-        natsMsg_Nak(g_waiting.items[i].msg, NULL);
-        natsMsg_Destroy(g_waiting.items[i].msg);
-    }
-    g_waiting.n = 0;
-    g_waiting.pass_posted = false;
-    free(g_waiting.items);
-    g_waiting.items = NULL;
-    g_waiting.cap = 0;
+    free(w);
 }
 
 /* Creates the durable consumer if it is missing (a replica may have just created it). */

@@ -7,17 +7,20 @@
  * never dispatched — a lost submit, a wiped stream — are admission's: admit.c, every tick.) At
  * most 100 candidates per sweep, least recently looked at first (one stream lookup each).
  * This is how Postgres rebuilds the queue: the bus only moves work, the agent_runs rows are
- * the truth. Runners claim with a compare-and-set, so a run dispatched twice still runs once. */
+ * the truth. Runners claim with a compare-and-set, so a run dispatched twice still runs once.
+ * A sweep is a tick (jobs.c): it runs on a database thread. */
 #include "kx/log.h"
 #include "sched.h"
 
-static void sweep(scheduler *s)
+static int sweep(scheduler *s, kx_db *db)
 {
+    if (!atomic_load(&s->migrated))
+        return 0;
     kx_err err = KX_OK;
-    PGresult *res = sched_store_sweep(s, &err);
+    PGresult *res = sched_store_sweep(s, db, &err);
     if (res == NULL) {
         kx_warn("scheduler: sweep could not run: %s", kx_err_str(err));
-        return;
+        return 0;
     }
     int n = PQntuples(res), sent = 0, pending = 0;
     for (int i = 0; i < n && kx_bus_connected(s->svc->bus); i++) {
@@ -30,11 +33,11 @@ static void sweep(scheduler *s)
                 break; /* NATS cannot tell now: the next sweep looks again */
             if (has) {
                 pending++;
-                (void)sched_store_sweep_seen(s, row.run_id, row.dispatch_seq);
+                (void)sched_store_sweep_seen(s, db, row.run_id, row.dispatch_seq);
                 continue;
             }
         }
-        if (sched_dispatch_queued(s, row.run_id) != KX_OK)
+        if (sched_dispatch_queued(s, db, row.run_id) != KX_OK)
             break; /* the rest would wait for the same broken bus */
         sent++;
     }
@@ -43,24 +46,11 @@ static void sweep(scheduler *s)
         kx_info("scheduler: sweep re-dispatched %d lost dispatch(es) (%d still waiting in the "
                 "queue)",
                 sent, pending);
-}
-
-static void on_sweep_tick(kx_loop *loop, void *arg)
-{
-    scheduler *s = arg;
-    s->sweep_timer = NULL;
-    if (s->draining)
-        return;
-    if (atomic_load(&s->migrated))
-        sweep(s);
-    s->sweep_timer = kx_loop_timer(loop, s->cfg.sweep_interval_ms, on_sweep_tick, s);
-    if (s->sweep_timer == NULL)
-        kx_error("scheduler: could not re-arm the sweep timer: sweeping stops");
+    return sent;
 }
 
 void sched_sweep_start(scheduler *s)
 {
-    s->sweep_timer = kx_loop_timer(s->svc->loop, s->cfg.sweep_interval_ms, on_sweep_tick, s);
-    if (s->sweep_timer == NULL)
-        kx_error("scheduler: could not arm the sweep timer: sweeping stops");
+    sched_tick_start(s, &s->sweep, "sweep", s->cfg.sweep_interval_ms, s->cfg.sweep_interval_ms,
+                     sweep, NULL);
 }

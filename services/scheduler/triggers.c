@@ -14,7 +14,8 @@
  * allow-list refuses is not made: the fire is skipped and the trigger's last_error says why.
  * After a tick that made runs, an admission pass dispatches them (within KX_MAX_PARALLEL_RUNS,
  * fair between accounts, like any run). The poll interval, not the minute, is the granularity a
- * fire can be late by; Postgres' clock decides what is due. */
+ * fire can be late by; Postgres' clock decides what is due. A poll is a tick (jobs.c): it runs
+ * on a database thread. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,7 +38,7 @@ static void count(const char *outcome)
 }
 
 /* Fires one due trigger; true when it made a run. */
-static bool fire_one(scheduler *s, const char *id, const char *cron, const char *due,
+static bool fire_one(scheduler *s, kx_db *db, const char *id, const char *cron, const char *due,
                      int64_t now_s)
 {
     kx_cron c;
@@ -46,7 +47,7 @@ static bool fire_one(scheduler *s, const char *id, const char *cron, const char 
         char msg[300];
         snprintf(msg, sizeof msg, "cron_expression cannot be read: %s", why);
         kx_warn("scheduler: trigger %s: %s; it fires no more", id, msg);
-        (void)sched_store_trigger_disable(s, id, due, msg);
+        (void)sched_store_trigger_disable(s, db, id, due, msg);
         count("invalid");
         return false;
     }
@@ -54,7 +55,7 @@ static bool fire_one(scheduler *s, const char *id, const char *cron, const char 
     if (kx_cron_next(&c, now_s, &next) != KX_OK)
         next = 0; /* fires now, then no more */
     kx_err err = KX_OK;
-    PGresult *res = sched_store_trigger_fire(s, id, due, next, &err);
+    PGresult *res = sched_store_trigger_fire(s, db, id, due, next, &err);
     if (res == NULL) {
         kx_warn("scheduler: trigger %s could not be fired: %s; retried next tick", id,
                 kx_err_str(err));
@@ -80,42 +81,38 @@ static bool fire_one(scheduler *s, const char *id, const char *cron, const char 
     return fired;
 }
 
-static void fire_due(scheduler *s)
+/* Database thread: fires the due triggers; returns how many made a run. */
+static int fire_due(scheduler *s, kx_db *db)
 {
+    if (!atomic_load(&s->migrated))
+        return 0;
     kx_err err = KX_OK;
-    PGresult *res = sched_store_triggers_due(s, TRIGGER_BATCH, &err);
+    PGresult *res = sched_store_triggers_due(s, db, TRIGGER_BATCH, &err);
     if (res == NULL) {
         kx_warn("scheduler: due triggers could not be read: %s", kx_err_str(err));
-        return;
+        return 0;
     }
     int fired = 0;
-    for (int i = 0; i < PQntuples(res) && !s->draining; i++) {
+    for (int i = 0; i < PQntuples(res) && !atomic_load(&s->draining); i++) {
         int64_t now_s = strtoll(PQgetvalue(res, i, 4), NULL, 10);
-        if (fire_one(s, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
+        if (fire_one(s, db, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
                      now_s))
             fired++;
     }
     PQclear(res);
-    if (fired > 0 && kx_bus_connected(s->svc->bus))
-        (void)sched_admit(s); /* the new runs start now if their accounts' limits allow */
+    return fired;
 }
 
-static void on_trigger_tick(kx_loop *loop, void *arg)
+/* Loop: the new runs start now if their accounts' limits allow. */
+static bool fired_then(scheduler *s, int fired)
 {
-    scheduler *s = arg;
-    s->trigger_timer = NULL;
-    if (s->draining)
-        return;
-    if (atomic_load(&s->migrated))
-        fire_due(s);
-    s->trigger_timer = kx_loop_timer(loop, s->cfg.trigger_poll_ms, on_trigger_tick, s);
-    if (s->trigger_timer == NULL)
-        kx_error("scheduler: could not re-arm the trigger timer: scheduled runs stop");
+    if (fired > 0 && kx_bus_connected(s->svc->bus))
+        sched_admit(s, NULL, NULL);
+    return true;
 }
 
 void sched_triggers_start(scheduler *s)
 {
-    s->trigger_timer = kx_loop_timer(s->svc->loop, s->cfg.trigger_poll_ms, on_trigger_tick, s);
-    if (s->trigger_timer == NULL)
-        kx_error("scheduler: could not arm the trigger timer: scheduled runs stop");
+    sched_tick_start(s, &s->triggers, "triggers", s->cfg.trigger_poll_ms, s->cfg.trigger_poll_ms,
+                     fire_due, fired_then);
 }

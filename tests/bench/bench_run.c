@@ -730,6 +730,23 @@ static bool pg_cmd(PGconn *c, const char *sql)
     return ok;
 }
 
+/* The next transaction id Postgres will assign (-1 on failure). Only transactions that write
+ * get one, so the difference over a batch counts the stack's write transactions (commits, and
+ * the few that roll back) — every service's, not the client's reads. */
+static int64_t pg_next_xid(void)
+{
+    PGconn *c = pg_connect();
+    if (c == NULL)
+        return -1;
+    PGresult *r = PQexec(c, "SELECT txid_snapshot_xmax(txid_current_snapshot())");
+    int64_t x = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+        ? strtoll(PQgetvalue(r, 0, 0), NULL, 10)
+        : -1;
+    PQclear(r);
+    PQfinish(c);
+    return x;
+}
+
 /* Single-row INSERT commits (autocommit, prepared, a jsonb row shaped like a status message)
  * and SELECT 1 round trips, on a connection of our own. */
 static bool base_pg(int n, int64_t *commit, int64_t *select1)
@@ -1664,6 +1681,7 @@ static bool scenario_throughput(const char *key, const char *title, const char *
     cpu_snap c0, c1;
     int64_t start_wall = kx_now_us(), t0 = kx_mono_us(), submitted_us = 0, sampled_us = 0;
     double runner_pg = -1;
+    int64_t xid0 = pg_next_xid(), xid1 = -1;
     if (ok) {
         cpu_take(&c0);
         ok = sampler_start(&smp);
@@ -1680,6 +1698,7 @@ static bool scenario_throughput(const char *key, const char *title, const char *
             ok = false;
         }
         cpu_take(&c1);
+        xid1 = pg_next_xid();
         printf("  loop threads while the batch ran:\n");
         runner_pg = sampler_stop(&smp, key);
         sampled_us = smp.stop_us - smp.start_us;
@@ -1708,6 +1727,12 @@ static bool scenario_throughput(const char *key, const char *title, const char *
         snprintf(k, sizeof k, "%s.post", key);
         result_stats(k, &sp);
         print_phases(key, ph, n);
+        if (xid0 > 0 && xid1 >= xid0) {
+            printf("  write transactions (commits) of the whole stack: %lld, %.1f per run\n",
+                   (long long)(xid1 - xid0), (double)(xid1 - xid0) / n);
+            snprintf(k, sizeof k, "%s.commits_per_run", key);
+            result(k, (double)(xid1 - xid0) / n, "commits");
+        }
         /* against the baseline: one connection committing one row at a time */
         printf("  vs the Postgres INSERT commit baseline (p50 %lld us, one connection: %.0f "
                "commits/s): %.2f x; each run wrote %d rows\n",

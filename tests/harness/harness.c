@@ -35,6 +35,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kx/http.h"
+#include "kx/time.h"
+
 extern char **environ;
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -839,4 +842,30 @@ int kx_th_procs_with_arg_under(const char *arg, pid_t ancestor, uid_t *uid_out)
     }
     closedir(d);
     return n;
+}
+
+long long kx_th_metric(uint16_t port, const char *name)
+{
+    char url[128];
+    snprintf(url, sizeof url, "http://127.0.0.1:%u/metrics", (unsigned)port);
+    kx_http_resp resp = {0};
+    if (kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(5000), 1 << 20, &resp) !=
+        KX_OK) {
+        kx_http_resp_free(&resp);
+        return -1;
+    }
+    long long v = -1;
+    size_t nlen = strlen(name);
+    for (const char *line = resp.body; line != NULL && *line;) {
+        if (strncmp(line, name, nlen) == 0 && (line[nlen] == ' ' || line[nlen] == '{')) {
+            const char *sp = strchr(line, ' ');
+            if (sp != NULL)
+                v = strtoll(sp + 1, NULL, 10);
+            break;
+        }
+        const char *nl = strchr(line, '\n');
+        line = nl ? nl + 1 : NULL;
+    }
+    kx_http_resp_free(&resp);
+    return v;
 }

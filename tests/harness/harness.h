@@ -39,6 +39,9 @@ bool kx_th_parse_long(const char *text, long *out);
 int kx_th_procs_with_arg_under(const char *arg, pid_t ancestor, uid_t *uid_out);
 /* Polls GET url until it answers 200 or timeout_ms passes. */
 kx_err kx_th_wait_http(const char *url, int64_t timeout_ms);
+/* The value of the first series of metric `name` on the service whose health port is port
+ * (GET /metrics), or -1 when it is not there (not counted yet) or the service did not answer. */
+long long kx_th_metric(uint16_t port, const char *name);
 
 /* Starts one of the fakes in tests/fakes/ that run on node and answer GET /_log when ready:
  * `node script <port> [arg]` on a free port (*port_out), its log in <dir>/<log_name>, and waits

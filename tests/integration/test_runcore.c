@@ -152,26 +152,7 @@ static void sigkill(kx_th_proc *p)
 /* A gauge or counter of a service's /metrics (the first sample named exactly `name`). */
 static long long metric(kx_th_proc *p, const char *name)
 {
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/metrics", p->port);
-    kx_http_resp resp = {0};
-    assert_int_equal(kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(5000), 1 << 20,
-                                     &resp),
-                     KX_OK);
-    long long v = -1;
-    size_t nlen = strlen(name);
-    for (const char *line = resp.body; line != NULL && *line;) {
-        if (strncmp(line, name, nlen) == 0 && (line[nlen] == ' ' || line[nlen] == '{')) {
-            const char *sp = strchr(line, ' ');
-            if (sp != NULL)
-                v = strtoll(sp + 1, NULL, 10);
-            break;
-        }
-        const char *nl = strchr(line, '\n');
-        line = nl ? nl + 1 : NULL;
-    }
-    kx_http_resp_free(&resp);
-    return v;
+    return kx_th_metric(p->port, name);
 }
 
 static void read_stream(const run *r, const char *token, kx_th_sse *out)

@@ -4,7 +4,8 @@
  *    the run's LLM answer is in flight, then waits until a backend waits for that lock) stalls
  *    no other run: runs submitted then are
  *    claimed and complete while the lock is held (KX_RUNNER_DB_CONNS=4: a run shares the
- *    blocked connection with probability 1/4, so of 8 runs some always get through); once the
+ *    blocked connection with probability 1/4, so of 8 runs admitted together some always get
+ *    through — KX_MAX_PARALLEL_RUNS=16 lets all 8 be admitted at once); once the
  *    lock is released the blocked run completes too, its rows and events intact. When the
  *    runner did its statements on its loop, that one insert stopped every run of the process.
  *  - the rows of a run with a tool step are written in their order and the stream shows them
@@ -36,9 +37,15 @@ static kx_th_stack g_stack;
 static int setup(void **state)
 {
     (void)state;
-    /* the blocked statement must outlive the lock (the default statement_timeout is 5 s) */
+    /* the blocked statement must outlive the lock (the default statement_timeout is 5 s).
+     * KX_MAX_PARALLEL_RUNS=16: the other runs are the same account's, and they must all be
+     * admitted at once. With the default limit (3) run A and two others filled the account:
+     * the next run was admitted only when one of them ended, and a run whose jobs hash to A's
+     * blocked connection (1 in 4) holds its slot until the lock goes — so when the first two
+     * both did (1 in 16), nothing else was admitted and 0 of 8 completed (the flake seen under
+     * ctest -j3; reproduced by the lane of each run id against its dispatch and end times). */
     const char *env[] = {"KX_RUNNER_DB_CONNS=4", "KX_DB_STATEMENT_TIMEOUT_MS=30000",
-                         "KX_LOG_LEVEL=info", NULL};
+                         "KX_MAX_PARALLEL_RUNS=16", "KX_LOG_LEVEL=info", NULL};
     kx_th_stack_opts o = {.env = env};
     return kx_th_stack_start(&o, &g_stack) == KX_OK ? 0 : -1;
 }

@@ -2,7 +2,8 @@
  * worker thread while the loop keeps running (a pg_sleep job does not hold up a timer),
  * completions come on the loop thread, the queue is bounded, shutdown fails the jobs that
  * never ran (done called once each, with KX_ERR_UNAVAILABLE), and kx_db_worker_flush waits
- * (bounded) for the queue to run. */
+ * (bounded) for the queue to run. kx/db_lanes over several workers: a key's jobs stay on one
+ * thread, in order, and a slow job holds up only its own lane. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 
 #include "harness.h"
 #include "kx/db.h"
+#include "kx/db_lanes.h"
 #include "kx/db_worker.h"
 #include "kx/log.h"
 #include "kx/loop.h"
@@ -213,12 +215,61 @@ static void test_flush_waits_for_the_queue(void **state)
         assert_int_equal(jobs[i].done_calls, 1);
 }
 
+static void test_lanes_keep_a_key_in_order_and_spread(void **state)
+{
+    (void)state;
+    g_loop = kx_loop_new();
+    kx_db_lanes *l = NULL;
+    assert_int_equal(kx_db_lanes_new(g_pg.url, STMTS, g_loop, 3, 16, &l), KX_OK);
+    assert_int_equal(kx_db_lanes_count(l), 3);
+    tjob jobs[9];
+    memset(jobs, 0, sizeof jobs);
+    g_norder = 0;
+    g_expected = 9;
+    /* key "a": a slow first job, then two more; six other keys, one job each */
+    for (int i = 0; i < 9; i++) {
+        jobs[i].id = i;
+        jobs[i].sleep_ms = i == 0 ? 1000 : 0;
+        char key[8];
+        snprintf(key, sizeof key, "k%d", i - 3);
+        assert_int_equal(kx_db_lanes_submit(l, i < 3 ? "a" : key, job_run, job_done, &jobs[i]),
+                         KX_OK);
+    }
+    kx_loop_run(g_loop);
+    assert_int_equal(g_norder, 9);
+    /* a's jobs: one thread, in order */
+    int pos[9];
+    for (int i = 0; i < 9; i++)
+        pos[g_order[i]] = i;
+    assert_true(pos[0] < pos[1] && pos[1] < pos[2]);
+    assert_true(pthread_equal(jobs[0].runner, jobs[1].runner));
+    assert_true(pthread_equal(jobs[0].runner, jobs[2].runner));
+    /* other keys landed on other lanes and did not wait for a's slow job */
+    int elsewhere = 0, before_slow = 0;
+    for (int i = 3; i < 9; i++) {
+        assert_int_equal(jobs[i].done_calls, 1);
+        assert_int_equal(jobs[i].err, KX_OK);
+        assert_true(jobs[i].on_loop);
+        if (!pthread_equal(jobs[i].runner, jobs[0].runner)) {
+            elsewhere++;
+            before_slow += pos[i] < pos[0];
+        }
+    }
+    assert_true(elsewhere >= 1);
+    assert_int_equal(before_slow, elsewhere);
+    assert_true(kx_db_lanes_flush(l, 1000));
+    kx_db_lanes_free(l);
+    kx_loop_free(g_loop);
+    g_loop = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fifo_on_the_loop_without_blocking_it),
         cmocka_unit_test(test_bounded_queue_and_shutdown),
         cmocka_unit_test(test_flush_waits_for_the_queue),
+        cmocka_unit_test(test_lanes_keep_a_key_in_order_and_spread),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
