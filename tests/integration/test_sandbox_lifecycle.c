@@ -512,6 +512,21 @@ static void test_gateway_routes(void **state)
     free(tb);
 }
 
+/* expose_port for port: the sandbox's id and the token (sid KX_UUID_LEN + 1, token 64 bytes),
+ * the link checked. */
+static void expose(const char *project, int port, char *sid, char *token)
+{
+    Kx__V1__SandboxPreviewReply *pv = preview(project, port, NULL);
+    if (pv->error != NULL)
+        fail_msg("preview: %s", pv->error->message);
+    snprintf(sid, KX_UUID_LEN + 1, "%s", pv->sandbox_id);
+    snprintf(token, 64, "%s", pv->token);
+    char want[200];
+    snprintf(want, sizeof want, "/api/sandboxes/%s/preview/%d/", sid, port);
+    assert_string_equal(pv->url, want);
+    kx_pb_free(pv);
+}
+
 static void test_preview_link(void **state)
 {
     char p[KX_UUID_LEN + 1], a[KX_UUID_LEN + 1], other[KX_UUID_LEN + 1], url[600];
@@ -527,17 +542,9 @@ static void test_preview_link(void **state)
         exec_in(p, "cd site && exec python3 -m http.server 8321 --bind 127.0.0.1", false);
     kx_pb_free(bg);
     /* expose_port: a link and a token. */
-    Kx__V1__SandboxPreviewReply *pv = preview(p, 8321, NULL);
-    if (pv->error != NULL)
-        fail_msg("preview: %s", pv->error->message);
     char sid[KX_UUID_LEN + 1], token[64];
-    snprintf(sid, sizeof sid, "%s", pv->sandbox_id);
-    snprintf(token, sizeof token, "%s", pv->token);
-    char want[200];
-    snprintf(want, sizeof want, "/api/sandboxes/%s/preview/8321/", sid);
-    assert_string_equal(pv->url, want);
+    expose(p, 8321, sid, token);
     assert_int_equal(strlen(token), 32);
-    kx_pb_free(pv);
     assert_true(wait_row_state(p, "running", 5000)); /* the event recorded the sandbox */
 
     snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8321/index.html?preview_token=%s", sid,
@@ -573,7 +580,7 @@ static void test_preview_link(void **state)
     snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8321/index.html", sid);
     assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 401);
     /* A token for port 8322, which nobody listens on: a clean 502 with a detail. */
-    pv = preview(p, 8322, NULL);
+    Kx__V1__SandboxPreviewReply *pv = preview(p, 8322, NULL);
     assert_null(pv->error);
     snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8322/?preview_token=%s", sid, pv->token);
     kx_pb_free(pv);
@@ -627,13 +634,8 @@ static void test_preview_methods_with_body(void **state)
     char *ta = kx_th_stack_token(&g_stack, a);
     free(sh(p, ECHO_SERVER));
     kx_pb_free(exec_in(p, "exec python3 echo_srv.py", false));
-    Kx__V1__SandboxPreviewReply *pv = preview(p, 8324, NULL);
-    if (pv->error != NULL)
-        fail_msg("preview: %s", pv->error->message);
     char sid[KX_UUID_LEN + 1], token[64];
-    snprintf(sid, sizeof sid, "%s", pv->sandbox_id);
-    snprintf(token, sizeof token, "%s", pv->token);
-    kx_pb_free(pv);
+    expose(p, 8324, sid, token);
 
     snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8324/submit?x=1&preview_token=%s", sid,
              token);
