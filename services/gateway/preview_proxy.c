@@ -139,10 +139,11 @@ static bool send_all(int fd, const char *b, size_t n)
     return true;
 }
 
-kx_err gw_proxy_fetch(const char *relay, const char *preamble, const char *method,
-                      const char *path_query, int port, const char *accept, size_t max_bytes,
-                      int64_t timeout_ms, gw_proxy_resp *out, char *why, size_t whylen)
+kx_err gw_proxy_fetch(const char *relay, const char *preamble, const gw_proxy_req *rq,
+                      size_t max_bytes, int64_t timeout_ms, gw_proxy_resp *out, char *why,
+                      size_t whylen)
 {
+    int port = rq->port;
     memset(out, 0, sizeof *out);
     char host[64];
     const char *colon = strrchr(relay, ':');
@@ -175,13 +176,18 @@ kx_err gw_proxy_fetch(const char *relay, const char *preamble, const char *metho
         close(fd);
         return KX_ERR_UNAVAILABLE;
     }
-    char head[8192];
+    char head[8192], length[48] = "";
+    const char *accept = rq->accept, *ctype = rq->content_type;
+    if (rq->body != NULL) /* a request with a body says how long it is (HTTP/1.0: no chunks) */
+        snprintf(length, sizeof length, "Content-Length: %zu\r\n", rq->body_len);
     int n = snprintf(head, sizeof head,
                      "%s\n%s %s HTTP/1.0\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n"
-                     "%s%s%s\r\n",
-                     preamble, method, path_query, port, accept ? "Accept: " : "",
-                     accept ? accept : "", accept ? "\r\n" : "");
-    if (n < 0 || (size_t)n >= sizeof head || !send_all(fd, head, (size_t)n)) {
+                     "%s%s%s%s%s%s%s\r\n",
+                     preamble, rq->method, rq->path_query, port, accept ? "Accept: " : "",
+                     accept ? accept : "", accept ? "\r\n" : "", ctype ? "Content-Type: " : "",
+                     ctype ? ctype : "", ctype ? "\r\n" : "", length);
+    if (n < 0 || (size_t)n >= sizeof head || !send_all(fd, head, (size_t)n) ||
+        (rq->body != NULL && !send_all(fd, rq->body, rq->body_len))) {
         snprintf(why, whylen, "could not send the request to the sandbox");
         close(fd);
         return KX_ERR_IO;

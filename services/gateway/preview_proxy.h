@@ -3,7 +3,8 @@
  *
  * gw_proxy_fetch connects to the relay (127.0.0.1:<port>, from kx.sandbox.preview's check),
  * sends the relay's first line "<project_id> <port> <token>\n", then the request as HTTP/1.0
- * with Connection: close, and reads the whole answer — at most max_bytes, within timeout_ms —
+ * with Connection: close (any method; a body with its Content-Type and Content-Length — the
+ * server has already bounded it by KX_MAX_BODY_BYTES), and reads the whole answer — at most max_bytes, within timeout_ms —
  * which gw_proxy_parse turns into a status, a few headers and the body (a chunked body is
  * decoded). Nothing answering (the port has no listener: the relay closes at once) is
  * KX_ERR_UNAVAILABLE; a malformed answer KX_ERR_PROTOCOL; too large KX_ERR_NOMEM; too slow
@@ -35,11 +36,21 @@ typedef struct gw_proxy_resp {
  * point into raw (keep it until done). */
 kx_err gw_proxy_parse(char *raw, size_t len, gw_proxy_resp *out, char *why, size_t whylen);
 
-/* One request through the relay (see above). path_query is "/..." as the browser asked it
- * below the preview prefix; accept may be NULL. */
-kx_err gw_proxy_fetch(const char *relay, const char *preamble, const char *method,
-                      const char *path_query, int port, const char *accept, size_t max_bytes,
-                      int64_t timeout_ms, gw_proxy_resp *out, char *why, size_t whylen);
+/* The request to carry. Strings are borrowed for the call. */
+typedef struct gw_proxy_req {
+    const char *method;       /* GET, POST, ... as the browser sent it */
+    const char *path_query;   /* "/..." as asked below the preview prefix */
+    int port;                 /* in the sandbox */
+    const char *accept;       /* may be NULL */
+    const char *content_type; /* may be NULL */
+    const char *body;         /* body_len bytes (may contain NULs); NULL: none */
+    size_t body_len;
+} gw_proxy_req;
+
+/* One request through the relay (see above). */
+kx_err gw_proxy_fetch(const char *relay, const char *preamble, const gw_proxy_req *rq,
+                      size_t max_bytes, int64_t timeout_ms, gw_proxy_resp *out, char *why,
+                      size_t whylen);
 
 void gw_proxy_resp_free(gw_proxy_resp *r);
 

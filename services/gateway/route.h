@@ -29,7 +29,8 @@ typedef enum gw_auth_mode {
 typedef enum gw_body_kind {
     BODY_NONE,
     BODY_JSON,
-    BODY_FORM
+    BODY_FORM,
+    BODY_RAW /* any bytes, kept as sent (a preview link's request body) */
 } gw_body_kind;
 
 typedef struct gw_route {

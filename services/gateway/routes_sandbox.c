@@ -17,7 +17,8 @@
  *                                                    "success", "sandbox_id", "message": "Sandbox
  *                                                    is active"}
  *   GET    /api/sandboxes/{id}/preview/{port}/...   a preview link (kx.sandbox.preview check,
- *                                                    then preview_proxy.c)
+ *                                                    then preview_proxy.c); also POST, PUT,
+ *                                                    PATCH, DELETE with their body
  * Access: the sandbox id is looked up on projects.sandbox->>'id' (409's index); unknown, not a
  * UUID, or deleted: 404 "Sandbox not found". The project must be the caller's account's: another
  * account's sandbox is 404 as well, never a hint that it exists (Kortix answered 403); reads of
@@ -618,10 +619,19 @@ void gw_route_sandbox_preview(gw_app *app, gw_request *req, gw_reply *reply)
     snprintf(preamble, sizeof preamble, "%s %ld %s", project, port, token);
     gw_proxy_resp pr;
     char why[300];
-    kx_err err = gw_proxy_fetch(rep->relay, preamble, req->method, path, (int)port,
-                                MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
-                                                            MHD_HTTP_HEADER_ACCEPT),
-                                PREVIEW_MAX_BYTES, PREVIEW_FETCH_MS, &pr, why, sizeof why);
+    gw_proxy_req prq = {
+        .method = req->method,
+        .path_query = path,
+        .port = (int)port,
+        .accept = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_ACCEPT),
+        .content_type = req->content_type,
+        /* POST, PUT, PATCH, DELETE (BODY_RAW, bounded by KX_MAX_BODY_BYTES): their body, an
+         * empty one said as Content-Length: 0 */
+        .body = strcmp(req->method, "GET") == 0 ? NULL : (req->body != NULL ? req->body : ""),
+        .body_len = req->body != NULL ? req->body_len : 0,
+    };
+    kx_err err = gw_proxy_fetch(rep->relay, preamble, &prq, PREVIEW_MAX_BYTES, PREVIEW_FETCH_MS,
+                                &pr, why, sizeof why);
     kx_pb_free(rep);
     if (err != KX_OK) {
         gw_reply_error(reply,

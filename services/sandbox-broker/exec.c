@@ -69,6 +69,7 @@ struct sb_exec {
     int wstatus;
     bool timed_out;
     bool kill_sent;
+    bool at_deadline;      /* on_deadline is reading init's reports: on_exit only records */
     char start_error[256]; /* init could not start it */
     int out_fd, err_fd;    /* our ends of the pipes, -1 when closed */
     sb_capture out, err;   /* blocking */
@@ -433,6 +434,8 @@ void sb_exec_on_exit(sb_exec *e, int status, const char *why)
             exec_free(e);
         return;
     }
+    if (e->at_deadline)
+        return; /* on_deadline, reading init's reports, answers it as completed */
     if (e->req == NULL || !pipes_open(e))
         reply_and_release(e); /* frees too */
     else
@@ -443,6 +446,14 @@ static void on_deadline(kx_loop *loop, void *arg)
 {
     sb_exec *e = arg;
     e->deadline_timer = NULL;
+    if (!e->exited && e->blocking && e->sandbox != NULL) {
+        /* The loop fires due timers after the descriptors that were ready when it woke: an
+         * exit init reported meanwhile (while this pass started 50 commands, say) is still
+         * queued on the channel. It wins over the deadline. */
+        e->at_deadline = true;
+        sb_sandbox_read_reports(e->sandbox);
+        e->at_deadline = false;
+    }
     if (e->exited) {
         reply_and_release(e);
         return;

@@ -348,17 +348,19 @@ static bool take_connect(sb_sandbox *s, sbp_msg *m)
     return false;
 }
 
-static void on_sock(kx_loop *loop, int fd, uint32_t events, void *arg)
+/* Handles what init has sent and is queued on the channel now (at most 64 messages). Returns
+ * 0 when the channel is drained, 1 when messages remain, -1 when it ended (EOF: the reason in
+ * *why) — the caller decides whether the sandbox goes down. */
+static int read_reports(sb_sandbox *s, const char **why)
 {
-    sb_sandbox *s = arg;
     for (int i = 0; i < 64; i++) {
         sbp_msg m;
         int r = sbp_recv(s->sock, &m, g_buf, sizeof g_buf);
         if (r < 0 && errno == EAGAIN)
-            return;
+            return 0;
         if (r <= 0) {
-            sandbox_down(s, r == 0 ? "its init closed the channel" : "its channel failed");
-            return;
+            *why = r == 0 ? "its init closed the channel" : "its channel failed";
+            return -1;
         }
         if (take_connect(s, &m))
             continue;
@@ -377,6 +379,23 @@ static void on_sock(kx_loop *loop, int fd, uint32_t events, void *arg)
         else
             sb_exec_on_exit(e, -1, m.nstrs > 0 ? m.strs[0] : "the command could not start");
     }
+    return 1;
+}
+
+static void on_sock(kx_loop *loop, int fd, uint32_t events, void *arg)
+{
+    sb_sandbox *s = arg;
+    const char *why = NULL;
+    if (read_reports(s, &why) < 0)
+        sandbox_down(s, why);
+}
+
+void sb_sandbox_read_reports(sb_sandbox *s)
+{
+    const char *why = NULL;
+    while (read_reports(s, &why) > 0) {
+    }
+    /* an ended channel is left to on_sock / on_jail_exit on the loop's next pass */
 }
 
 /* Waits (bounded by wait_ms) for init's READY. */

@@ -79,6 +79,11 @@ kx_err sb_sandbox_run(sb_sandbox *s, sb_exec *e, const char *cwd, const char *co
 
 /* SIGKILLs the command's whole PID namespace (EXITED follows). */
 void sb_sandbox_kill(sb_sandbox *s, uint64_t run_id);
+/* Handles now the exit reports init has already sent (they are otherwise read when the loop
+ * next polls): a command's deadline must not override an exit that is already reported.
+ * Never ends the sandbox itself (a closed channel is seen by the loop next); may finish and
+ * free other execs (sb_exec_on_exit). */
+void sb_sandbox_read_reports(sb_sandbox *s);
 
 /* Checks /workspace's disk use against KX_SANDBOX_DISK_MB (cached for a second): true when
  * over, with why saying by how much. Over the limit, commands still run (so that rm can free

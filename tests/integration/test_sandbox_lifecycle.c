@@ -10,7 +10,9 @@
  *   - the gateway: ensure-active, files (upload in chunks, list, content, delete), delete, with
  *     404/403/422 and another account refused;
  *   - a preview link: a web server in the sandbox, its page fetched through the gateway; another
- *     account 404, a wrong token 403, no token 401, a port nobody listens on 502. */
+ *     account 404, a wrong token 403, no token 401, a port nobody listens on 502;
+ *   - POST, PUT, PATCH and DELETE through a preview link with their body and Content-Type; a
+ *     body over KX_MAX_BODY_BYTES is a 413. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -510,6 +512,21 @@ static void test_gateway_routes(void **state)
     free(tb);
 }
 
+/* expose_port for port: the sandbox's id and the token (sid KX_UUID_LEN + 1, token 64 bytes),
+ * the link checked. */
+static void expose(const char *project, int port, char *sid, char *token)
+{
+    Kx__V1__SandboxPreviewReply *pv = preview(project, port, NULL);
+    if (pv->error != NULL)
+        fail_msg("preview: %s", pv->error->message);
+    snprintf(sid, KX_UUID_LEN + 1, "%s", pv->sandbox_id);
+    snprintf(token, 64, "%s", pv->token);
+    char want[200];
+    snprintf(want, sizeof want, "/api/sandboxes/%s/preview/%d/", sid, port);
+    assert_string_equal(pv->url, want);
+    kx_pb_free(pv);
+}
+
 static void test_preview_link(void **state)
 {
     char p[KX_UUID_LEN + 1], a[KX_UUID_LEN + 1], other[KX_UUID_LEN + 1], url[600];
@@ -525,17 +542,9 @@ static void test_preview_link(void **state)
         exec_in(p, "cd site && exec python3 -m http.server 8321 --bind 127.0.0.1", false);
     kx_pb_free(bg);
     /* expose_port: a link and a token. */
-    Kx__V1__SandboxPreviewReply *pv = preview(p, 8321, NULL);
-    if (pv->error != NULL)
-        fail_msg("preview: %s", pv->error->message);
     char sid[KX_UUID_LEN + 1], token[64];
-    snprintf(sid, sizeof sid, "%s", pv->sandbox_id);
-    snprintf(token, sizeof token, "%s", pv->token);
-    char want[200];
-    snprintf(want, sizeof want, "/api/sandboxes/%s/preview/8321/", sid);
-    assert_string_equal(pv->url, want);
+    expose(p, 8321, sid, token);
     assert_int_equal(strlen(token), 32);
-    kx_pb_free(pv);
     assert_true(wait_row_state(p, "running", 5000)); /* the event recorded the sandbox */
 
     snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8321/index.html?preview_token=%s", sid,
@@ -571,7 +580,7 @@ static void test_preview_link(void **state)
     snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8321/index.html", sid);
     assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 401);
     /* A token for port 8322, which nobody listens on: a clean 502 with a detail. */
-    pv = preview(p, 8322, NULL);
+    Kx__V1__SandboxPreviewReply *pv = preview(p, 8322, NULL);
     assert_null(pv->error);
     snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8322/?preview_token=%s", sid, pv->token);
     kx_pb_free(pv);
@@ -591,6 +600,89 @@ static void test_preview_link(void **state)
     life_ok("delete", p, NULL);
     free(ta);
     free(tb);
+}
+
+/* An echo server in the sandbox: "<method> <path> <content type> <length>:" and the body. */
+static const char ECHO_SERVER[] =
+    "cat > echo_srv.py <<'PY'\n"
+    "import http.server\n"
+    "class H(http.server.BaseHTTPRequestHandler):\n"
+    "    def echo(self):\n"
+    "        n = int(self.headers.get('Content-Length') or 0)\n"
+    "        body = self.rfile.read(n)\n"
+    "        out = ('%s %s %s %d:' % (self.command, self.path,\n"
+    "               self.headers.get('Content-Type'), n)).encode() + body\n"
+    "        self.send_response(201 if self.command == 'POST' else 200)\n"
+    "        self.send_header('Content-Type', 'text/plain')\n"
+    "        self.send_header('Content-Length', str(len(out)))\n"
+    "        self.end_headers()\n"
+    "        self.wfile.write(out)\n"
+    "    do_POST = do_PUT = do_PATCH = do_DELETE = echo\n"
+    "    def log_message(self, *a):\n"
+    "        pass\n"
+    "http.server.HTTPServer(('127.0.0.1', 8324), H).serve_forever()\n"
+    "PY\n";
+
+/* POST, PUT, PATCH and DELETE go through a preview link with their body and Content-Type (a
+ * form a page posts, an API the agent serves); a body over KX_MAX_BODY_BYTES is a 413. */
+static void test_preview_methods_with_body(void **state)
+{
+    char p[KX_UUID_LEN + 1], a[KX_UUID_LEN + 1], url[600];
+    kx_uuid_new(p);
+    kx_uuid_new(a);
+    make_project(p, a);
+    char *ta = kx_th_stack_token(&g_stack, a);
+    free(sh(p, ECHO_SERVER));
+    kx_pb_free(exec_in(p, "exec python3 echo_srv.py", false));
+    char sid[KX_UUID_LEN + 1], token[64];
+    expose(p, 8324, sid, token);
+
+    snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8324/submit?x=1&preview_token=%s", sid,
+             token);
+    kx_http_resp r;
+    long st = 0;
+    for (int i = 0; i < 100; i++) { /* until the server listens */
+        st = http("POST", url, ta, "application/json", "{\"a\": \"b\"}", 10, &r);
+        if (st != 502)
+            break;
+        kx_http_resp_free(&r);
+        usleep(100 * 1000);
+    }
+    assert_int_equal(st, 201);
+    assert_string_equal(r.body, "POST /submit?x=1 application/json 10:{\"a\": \"b\"}");
+    assert_non_null(strstr(r.content_type, "text/plain"));
+    kx_http_resp_free(&r);
+    /* PUT with bytes that are not text (a NUL inside), PATCH, DELETE without a body */
+    snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8324/item/7?preview_token=%s", sid,
+             token);
+    assert_int_equal(http("PUT", url, ta, "application/octet-stream", "a\0b", 3, &r), 200);
+    static const char put_want[] = "PUT /item/7 application/octet-stream 3:a\0b";
+    assert_int_equal(r.len, sizeof put_want - 1);
+    assert_memory_equal(r.body, put_want, sizeof put_want - 1);
+    kx_http_resp_free(&r);
+    assert_int_equal(http("PATCH", url, ta, "text/plain", "done", 4, &r), 200);
+    assert_string_equal(r.body, "PATCH /item/7 text/plain 4:done");
+    kx_http_resp_free(&r);
+    assert_int_equal(http("DELETE", url, ta, NULL, NULL, 0, &r), 200);
+    assert_string_equal(r.body, "DELETE /item/7 None 0:");
+    kx_http_resp_free(&r);
+    /* the token is still required; a body over KX_MAX_BODY_BYTES (4 MiB here) never reaches it */
+    snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8324/item/7", sid);
+    assert_int_equal(http("POST", url, ta, "text/plain", "x", 1, NULL), 401);
+    snprintf(url, sizeof url, "/api/sandboxes/%s/preview/8324/big?preview_token=%s", sid, token);
+    size_t big = ((size_t)4 << 20) + 10;
+    char *body = malloc(big);
+    assert_non_null(body);
+    memset(body, 'a', big);
+    assert_int_equal(http("POST", url, ta, "text/plain", body, big, &r), 413);
+    assert_non_null(strstr(r.body, "Request body too large"));
+    kx_http_resp_free(&r);
+    free(body);
+    /* a method a preview link does not carry */
+    assert_int_equal(http("OPTIONS", url, ta, NULL, NULL, 0, NULL), 405);
+
+    life_ok("delete", p, NULL);
+    free(ta);
 }
 
 static void test_broker_restart_keeps_files(void **state)
@@ -669,6 +761,7 @@ int main(void)
         cmocka_unit_test(test_failed_creation_leaves_nothing),
         cmocka_unit_test(test_gateway_routes),
         cmocka_unit_test(test_preview_link),
+        cmocka_unit_test(test_preview_methods_with_body),
         cmocka_unit_test(test_broker_restart_keeps_files),
     };
     if (getenv("KX_TEST_FILTER") != NULL)
