@@ -344,6 +344,55 @@ static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *arg)
     return size * nmemb;
 }
 
+int kx_th_procs_using(const char *dir)
+{
+    DIR *proc = opendir("/proc");
+    if (proc == NULL)
+        return 0;
+    size_t dlen = strlen(dir);
+    int found = 0;
+    struct dirent *pe;
+    while ((pe = readdir(proc)) != NULL) {
+        long pid = 0;
+        if (!kx_th_parse_long(pe->d_name, &pid) || pid == (long)getpid())
+            continue;
+        char fddir[64];
+        snprintf(fddir, sizeof fddir, "/proc/%ld/fd", pid);
+        DIR *fds = opendir(fddir);
+        if (fds == NULL)
+            continue;
+        struct dirent *fe;
+        bool uses = false;
+        while (!uses && (fe = readdir(fds)) != NULL) {
+            char link[600], target[PATH_MAX];
+            snprintf(link, sizeof link, "%s/%s", fddir, fe->d_name);
+            ssize_t n = readlink(link, target, sizeof target - 1);
+            if (n <= 0)
+                continue;
+            target[n] = '\0';
+            uses =
+                strncmp(target, dir, dlen) == 0 && (target[dlen] == '/' || target[dlen] == '\0');
+        }
+        closedir(fds);
+        if (!uses)
+            continue;
+        char cmd[256] = "", path[64];
+        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
+        FILE *f = fopen(path, "r");
+        if (f != NULL) {
+            size_t n = fread(cmd, 1, sizeof cmd - 1, f);
+            fclose(f);
+            for (size_t i = 0; i < n; i++)
+                cmd[i] = cmd[i] == '\0' ? ' ' : cmd[i];
+            cmd[n] = '\0';
+        }
+        th_log("pid %ld still uses %s: %s", pid, dir, cmd);
+        found++;
+    }
+    closedir(proc);
+    return found;
+}
+
 kx_err kx_th_wait_http(const char *url, int64_t timeout_ms)
 {
     CURL *c = curl_easy_init();

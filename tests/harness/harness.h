@@ -37,6 +37,10 @@ bool kx_th_parse_long(const char *text, long *out);
 /* The same, counting only descendants of ancestor (e.g. one broker's sandboxes, while other
  * suites on the machine run theirs). */
 int kx_th_procs_with_arg_under(const char *arg, pid_t ancestor, uid_t *uid_out);
+/* How many processes other than this one have a descriptor open on a path under dir (e.g. a
+ * service still writing its log into a suite's temp dir): for suites that check they left
+ * nothing running. Each one found is printed with its pid and command. */
+int kx_th_procs_using(const char *dir);
 /* Polls GET url until it answers 200 or timeout_ms passes. */
 kx_err kx_th_wait_http(const char *url, int64_t timeout_ms);
 /* The value of the first series of metric `name` on the service whose health port is port
