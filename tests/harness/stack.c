@@ -501,6 +501,12 @@ int kx_th_stack_stop(kx_th_stack *s, bool failed)
     kx_th_nats_stop(&s->nats);
     kx_th_pg_stop(&s->pg);
     if (s->dir != NULL) {
+        /* nothing the suite started may outlive it (each one found is printed) */
+        int left = kx_th_procs_using(s->dir);
+        if (left > 0) {
+            st_log("%d process(es) still use %s after the stack stopped", left, s->dir);
+            unclean += left;
+        }
         kx_th_rmrf(s->dir);
         free(s->dir);
         s->dir = NULL;

@@ -76,7 +76,9 @@ kx_err kx_th_stack_start(const kx_th_stack_opts *opts, kx_th_stack *s);
 /* Stops the services (SIGTERM to all at once, then waits; SIGKILL after 5 s), the demo model,
  * nats-server and PostgreSQL. failed: print the tail of every log and keep the temp dir.
  * Returns how many services or the demo model did not exit with status 0 (each is named on
- * stderr): a service must drain and exit cleanly on SIGTERM. */
+ * stderr): a service must drain and exit cleanly on SIGTERM; plus how many processes still have
+ * a file open in the stack's temp dir once it stopped (a service or helper the suite started
+ * and never stopped: each is named on stderr). */
 int kx_th_stack_stop(kx_th_stack *s, bool failed);
 
 /* Prints the last `lines` lines of every log of the stack to stderr, with their paths. */
