@@ -618,10 +618,13 @@ static kx_err pg_ctl_start(const kx_th_pg *p)
     char data[300], log_path[300], opts[600];
     pg_data_dir(p, data, sizeof data);
     snprintf(log_path, sizeof log_path, "%s/pg.log", p->dir);
+    /* KX_TH_PG_OPTS: extra server options for a profiling session, e.g.
+     * "-c shared_preload_libraries=pg_stat_statements" (docs/performance.md) */
+    const char *extra = getenv("KX_TH_PG_OPTS");
     snprintf(opts, sizeof opts,
              "-p %u -k %s -c listen_addresses=127.0.0.1 -c fsync=off "
-             "-c synchronous_commit=off -c full_page_writes=off",
-             p->port, p->dir);
+             "-c synchronous_commit=off -c full_page_writes=off %s",
+             p->port, p->dir, extra ? extra : "");
     const char *args[] = {"-D", data, "-l", log_path, "-w", "-t", "30", "-o", opts, "start", NULL};
     return pg_run(p, "pg_ctl", args);
 }
