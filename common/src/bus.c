@@ -1110,6 +1110,16 @@ static void inbox_deliver(kx_loop *loop, void *arg)
     }
 }
 
+/* A delivery the loop never ran (it was freed first, at shutdown): its message and its
+ * reference on the shared part go with it. */
+static void inbox_dispose(void *arg)
+{
+    inbox_delivery *d = arg;
+    natsMsg_Destroy(d->msg);
+    shared_unref(d->sh);
+    free(d);
+}
+
 /* cnats thread: hand the reply to the loop. */
 static void inbox_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure)
 {
@@ -1125,7 +1135,7 @@ static void inbox_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg
         d->sh = sh;
         d->msg = msg;
         atomic_fetch_add(&sh->refs, 1);
-        if (kx_loop_post(sh->loop, inbox_deliver, d) != KX_OK) {
+        if (kx_loop_post_owned(sh->loop, inbox_deliver, d, inbox_dispose) != KX_OK) {
             atomic_fetch_sub(&sh->refs, 1); /* the subscription's reference remains */
             free(d);
             d = NULL;

@@ -362,6 +362,36 @@ static void test_async_requests_on_loop(void **state)
     kx_loop_free(loop);
 }
 
+/* A reply posted to a loop that never runs again (a service shutting down while a reply is
+ * in flight) is freed with the loop: LeakSanitizer found its message, its delivery and the
+ * inbox's shared part leaked before (it_sandbox_timeout under ASan, tool-executor exit 1). */
+static void test_async_reply_queued_at_shutdown(void **state)
+{
+    kx_bus *server = connect_or_fail("test-responder-late");
+    kx_bus *client = connect_or_fail("test-async-late");
+    assert_int_equal(kx_bus_subscribe(server, "kx.test.lecho", NULL, on_echo, server, NULL),
+                     KX_OK);
+    assert_int_equal(natsConnection_Flush(kx_bus_conn(server)), NATS_OK);
+    kx_loop *loop = kx_loop_new();
+    async_test at = {.loop = loop};
+    g_at = &at;
+    kx_bus_async *ab = NULL;
+    assert_int_equal(kx_bus_async_new(client, loop, &ab), KX_OK);
+    assert_int_equal(natsConnection_Flush(kx_bus_conn(client)), NATS_OK);
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(2000), NULL);
+    async_result never = {0};
+    assert_int_equal(kx_bus_async_request(ab, "kx.test.lecho", "q", 1, &meta, on_async_reply,
+                                          &never, NULL),
+                     KX_OK);
+    usleep(500 * 1000); /* the reply arrives and is posted to the loop, which does not run */
+    kx_bus_async_free(ab);
+    kx_bus_close(client, 1000);
+    kx_bus_close(server, 1000);
+    kx_loop_free(loop); /* disposes of the queued delivery */
+    assert_int_equal(never.calls, 0);
+}
+
 /* Many concurrent async requests all complete once (and grow the pending table). */
 typedef struct many_state {
     kx_loop *loop;
@@ -602,6 +632,7 @@ int main(void)
         cmocka_unit_test(test_request_timeout_at_deadline),
         cmocka_unit_test(test_no_responders_is_unavailable),
         cmocka_unit_test(test_async_requests_on_loop),
+        cmocka_unit_test(test_async_reply_queued_at_shutdown),
         cmocka_unit_test(test_async_many),
         cmocka_unit_test(test_subscribe_loop),
         cmocka_unit_test(test_streams_idempotent_and_configured),
