@@ -359,6 +359,43 @@ static void test_lifecycle(void **state)
     assert_string_equal(life_ok("delete", project, NULL), "deleted");
 }
 
+/* The exec request's checks are the local provider's (sb_exec_request_check): an exec_id over
+ * 128 bytes, no command, a bad project id or folder is refused before any API call. */
+static void test_exec_bad_requests(void **state)
+{
+    (void)state;
+    char project[KX_UUID_LEN + 1], long_id[300];
+    kx_uuid_new(project);
+    memset(long_id, 'x', 200);
+    long_id[200] = '\0';
+    struct {
+        const char *exec_id, *project, *command, *folder, *needle;
+    } cases[] = {
+        {long_id, project, "echo hi", "", "exec_id is required (1..128 bytes)"},
+        {"", project, "echo hi", "", "exec_id is required"},
+        {"e1", "not-a-uuid", "echo hi", "", "project_id 'not-a-uuid' is not a valid UUID"},
+        {"e2", project, "", "", "command is required"},
+        {"e3", project, "echo hi", "../up", "must not contain '..'"},
+    };
+    json_t *before = fake_log("POST", "/toolbox");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
+        rq.exec_id = (char *)cases[i].exec_id;
+        rq.project_id = (char *)cases[i].project;
+        rq.command = (char *)cases[i].command;
+        rq.folder = (char *)cases[i].folder;
+        rq.blocking = true;
+        Kx__V1__SandboxExecResult *r = ask(KX_SUBJ_SANDBOX_EXEC, &rq.base, project, 30000, NULL,
+                                           &kx__v1__sandbox_exec_result__descriptor);
+        expect_err(r->error, "invalid_argument", cases[i].needle, cases[i].needle);
+        kx_pb_free(r);
+    }
+    json_t *after = fake_log("POST", "/toolbox"); /* none reached the API */
+    assert_int_equal(json_array_size(after), json_array_size(before));
+    json_decref(before);
+    json_decref(after);
+}
+
 static void test_exec_files_preview(void **state)
 {
     (void)state;
@@ -791,9 +828,13 @@ static void test_drain(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lifecycle), cmocka_unit_test(test_exec_files_preview),
-        cmocka_unit_test(test_sessions),  cmocka_unit_test(test_deadlines),
-        cmocka_unit_test(test_failures),  cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_lifecycle),
+        cmocka_unit_test(test_exec_bad_requests),
+        cmocka_unit_test(test_exec_files_preview),
+        cmocka_unit_test(test_sessions),
+        cmocka_unit_test(test_deadlines),
+        cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_drain),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
