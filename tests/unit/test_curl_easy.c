@@ -10,6 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kx/buf.h"
+
 #include "kx/curl_easy.h"
 #include "kx/httpd.h"
 
@@ -30,24 +32,12 @@ static int teardown(void **state)
     return 0;
 }
 
-typedef struct sink {
-    char body[4096];
-    size_t len;
-} sink;
-
 static size_t on_body(char *p, size_t size, size_t n, void *arg)
 {
-    sink *s = arg;
-    size_t len = size * n;
-    if (s->len + len >= sizeof s->body)
-        return 0;
-    memcpy(s->body + s->len, p, len);
-    s->len += len;
-    s->body[s->len] = '\0';
-    return len;
+    return kx_buf_add(arg, p, size * n) == KX_OK ? size * n : 0;
 }
 
-static CURLcode perform(const char *url, sink *s, char errbuf[CURL_ERROR_SIZE], long *status)
+static CURLcode perform(const char *url, kx_buf *s, char errbuf[CURL_ERROR_SIZE], long *status)
 {
     CURL *e = curl_easy_init();
     assert_non_null(e);
@@ -72,23 +62,25 @@ static void test_body_delivered(void **state)
     (void)state;
     char url[64], errbuf[CURL_ERROR_SIZE] = "stale";
     snprintf(url, sizeof url, "http://127.0.0.1:%u/healthz", kx_httpd_port(g_httpd));
-    sink s = {.len = 0};
+    kx_buf s = KX_BUF_INIT;
     long status = 0;
     assert_int_equal(perform(url, &s, errbuf, &status), CURLE_OK);
     assert_int_equal(status, 200);
     assert_true(s.len > 0);
     assert_string_equal(errbuf, "");
+    kx_buf_free(&s);
 }
 
 static void test_other_schemes_refused(void **state)
 {
     (void)state;
     char errbuf[CURL_ERROR_SIZE] = "stale";
-    sink s = {.len = 0};
+    kx_buf s = KX_BUF_INIT;
     long status = 0;
     assert_int_equal(perform("file:///etc/hostname", &s, errbuf, &status),
                      CURLE_UNSUPPORTED_PROTOCOL);
     assert_int_equal(s.len, 0);
+    kx_buf_free(&s);
     assert_non_null(strstr(errbuf, "file"));
 }
 

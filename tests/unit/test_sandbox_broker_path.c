@@ -172,27 +172,33 @@ static void test_exec_request_check(void **state)
 
     expect_exec_refused(NULL, "not a valid kx.v1.SandboxExecRequest");
     long_id[SB_EXEC_ID_MAX] = 'x';
-    expect_exec_refused(&rq, "exec_id is required (1..128 bytes)");
-    rq.exec_id = "";
-    expect_exec_refused(&rq, "exec_id is required");
-    rq.exec_id = "e1";
-    rq.project_id = "nope";
-    expect_exec_refused(&rq, "project_id 'nope' is not a valid UUID");
-    rq.project_id = "0a1b2c3d-0000-4000-8000-00000000000f";
-    rq.command = "";
-    expect_exec_refused(&rq, "command is required");
-    rq.command = "true";
-    rq.folder = "../etc";
-    expect_exec_refused(&rq, "folder '../etc' must not contain '..'");
-    rq.folder = "";
-    rq.session_name = "bad name";
-    expect_exec_refused(&rq, "session_name 'bad name' is not valid");
-    rq.session_name = "";
-    rq.timeout_s = -1;
-    expect_exec_refused(&rq, "must not be negative");
-    rq.timeout_s = 0;
-    rq.max_output_bytes = -5;
-    expect_exec_refused(&rq, "must not be negative");
+    /* each case changes one field of a good request */
+    const struct {
+        const char *exec_id, *project, *command, *folder, *session;
+        int timeout_s, max_output;
+        const char *why;
+    } bad[] = {
+        {long_id, NULL, NULL, NULL, NULL, 0, 0, "exec_id is required (1..128 bytes)"},
+        {"", NULL, NULL, NULL, NULL, 0, 0, "exec_id is required"},
+        {NULL, "nope", NULL, NULL, NULL, 0, 0, "project_id 'nope' is not a valid UUID"},
+        {NULL, NULL, "", NULL, NULL, 0, 0, "command is required"},
+        {NULL, NULL, NULL, "../etc", NULL, 0, 0, "folder '../etc' must not contain '..'"},
+        {NULL, NULL, NULL, NULL, "bad name", 0, 0, "session_name 'bad name' is not valid"},
+        {NULL, NULL, NULL, NULL, NULL, -1, 0, "must not be negative"},
+        {NULL, NULL, NULL, NULL, NULL, 0, -5, "must not be negative"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        Kx__V1__SandboxExecRequest b = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
+        b.exec_id = (char *)(bad[i].exec_id ? bad[i].exec_id : "e1");
+        b.project_id =
+            (char *)(bad[i].project ? bad[i].project : "0a1b2c3d-0000-4000-8000-00000000000f");
+        b.command = (char *)(bad[i].command ? bad[i].command : "true");
+        b.folder = (char *)(bad[i].folder ? bad[i].folder : "");
+        b.session_name = (char *)(bad[i].session ? bad[i].session : "");
+        b.timeout_s = bad[i].timeout_s;
+        b.max_output_bytes = bad[i].max_output;
+        expect_exec_refused(&b, bad[i].why);
+    }
 }
 
 int main(void)
