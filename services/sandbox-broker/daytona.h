@@ -5,8 +5,9 @@
  *
  *   daytona.c        settings, the project -> sandbox id map (label "id"), ops: resolve,
  *                    start, lifecycle (create .. ensure_active), preview links; drain
- *   daytona_requests.c  the bus endpoints: checks, then an op (what is not implemented is
- *                    answered as such, naming the provider)
+ *   daytona_requests.c  the bus endpoints: one prologue for every request subject
+ *                    (sb_dt_serve: gate, unpack, the endpoint's check), then an op (what is
+ *                    not implemented is answered as such, naming the provider)
  *   daytona_ops.c    kx.sandbox.exec (blocking) and kx.sandbox.files over the toolbox API
  *   daytona_sessions.c  background commands in Daytona process sessions, kx.sandbox.output,
  *                    terminate, list
