@@ -5,8 +5,9 @@
  *
  *   daytona.c        settings, the project -> sandbox id map (label "id"), ops: resolve,
  *                    start, lifecycle (create .. ensure_active), preview links; drain
- *   daytona_requests.c  the bus endpoints: checks, then an op (what is not implemented is
- *                    answered as such, naming the provider)
+ *   daytona_requests.c  the bus endpoints: one prologue for every request subject
+ *                    (sb_dt_serve: gate, unpack, the endpoint's check), then an op (what is
+ *                    not implemented is answered as such, naming the provider)
  *   daytona_ops.c    kx.sandbox.exec (blocking) and kx.sandbox.files over the toolbox API
  *   daytona_sessions.c  background commands in Daytona process sessions, kx.sandbox.output,
  *                    terminate, list
@@ -138,6 +139,32 @@ void sb_dt_sessions_run(sb_dt_op *op);
 void sb_dt_sessions_fail(sb_dt_op *op, kx_err err, const char *why);
 /* daytona_requests.c: subscribes the lifecycle subjects, exec, files, preview and kill. */
 kx_err sb_dt_requests_start(sb_daytona *d);
+
+/* What a request's check found, for its op (daytona_requests.c's one prologue). */
+typedef struct sb_dt_checked {
+    const char *project;              /* the request's project_id (borrowed from it) */
+    char folder[SB_FOLDER_MAX + 1];   /* DT_EXEC: normalized */
+    char session[SB_SESSION_MAX + 1]; /* DT_EXEC (valid or a new default), output, terminate */
+    sb_files_req fr;                  /* DT_FILES (its strings point into fr itself) */
+} sb_dt_checked;
+
+/* One request subject of the daytona provider: every one is served by the same prologue (the
+ * gate, the unpack, its check, then an op resolved, or refused with the reason). */
+typedef struct sb_dt_endpoint {
+    enum sb_dt_kind kind;
+    const char *subject;                    /* queue group "sandbox-broker" */
+    const ProtobufCMessageDescriptor *desc; /* the request's message */
+    /* rq (unpacked, never NULL): KX_OK with c filled, or an error and a sentence in why. */
+    kx_err (*check)(const void *rq, sb_dt_checked *c, char *why, size_t whylen);
+    /* The op made for rq; c is NULL when the request is refused. Copies what the op needs and
+     * returns true when the op keeps rq (freed when it ends), false when rq can be freed.
+     * NULL: nothing to keep. */
+    bool (*keep)(sb_dt_op *op, void *rq, const sb_dt_checked *c);
+} sb_dt_endpoint;
+
+/* daytona_requests.c: subscribes ep->subject with the common prologue. ep must outlive the
+ * subscription (a static table); at most one endpoint per kind. */
+kx_err sb_dt_serve(sb_daytona *d, const sb_dt_endpoint *ep);
 /* daytona_sessions.c: subscribes kx.sandbox.output, terminate, list. */
 kx_err sb_dt_sessions_start(sb_daytona *d);
 /* daytona.c: a subscription kept for the drain. */

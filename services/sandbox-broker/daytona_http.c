@@ -8,6 +8,7 @@
 
 #include "kx/breaker.h"
 #include "kx/buf.h"
+#include "kx/curl_easy.h"
 #include "kx/curlm.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
@@ -331,15 +332,13 @@ sb_dt_call *sb_dt_request(sb_dt_client *c, const char *method, const char *path,
     if (strcmp(method, "GET") == 0)
         curl_easy_setopt(e, CURLOPT_HTTPGET, 1L);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, k->hdrs);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, k);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, k->curl_err);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "kortix-sandbox-broker/" KX_VERSION);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)(timeout_ms < DT_CONNECT_MS ? timeout_ms : DT_CONNECT_MS));
+    kx_curl_opts o = {.on_body = on_body,
+                      .body_arg = k,
+                      .errbuf = k->curl_err,
+                      .user_agent = "kortix-sandbox-broker/" KX_VERSION,
+                      .timeout_ms = timeout_ms,
+                      .connect_ms = DT_CONNECT_MS};
+    kx_curl_easy_setup(e, &o);
     if (kx_curlm_add(c->curlm, e, on_done, k) != KX_OK)
         return fail_early(k, KX_ERR_UNAVAILABLE, "could not start the HTTP request");
     kx_debug("daytona: %s (deadline %lld ms)", k->what, (long long)timeout_ms);

@@ -379,88 +379,79 @@ void sb_dt_sessions_run(sb_dt_op *op)
 
 /* ---- bus endpoints ----------------------------------------------------------------------- */
 
-static void on_request(natsMsg *msg, sb_daytona *d, enum sb_dt_kind kind)
+/* The checks of the three requests (daytona_requests.c's prologue runs them): a project_id
+ * UUID, a valid session name when one is needed, no negative offset or size. */
+static kx_err check_common(const char *project, const char *session, int64_t offset,
+                           int64_t max_bytes, sb_dt_checked *c, char *why, size_t whylen)
 {
-    kx_deadline deadline;
-    char trace_id[33];
-    kx_err err;
-    const char *gwhy = sb_dt_gate(d, msg, &deadline, trace_id, &err);
-    const void *data = natsMsg_GetData(msg);
-    size_t len = (size_t)natsMsg_GetDataLength(msg);
-    const char *project = NULL, *session = NULL;
-    int64_t offset = 0, max_bytes = 0;
-    bool kill = false;
-    void *rq = NULL;
-    if (kind == DT_OUTPUT) {
-        Kx__V1__SandboxOutputRequest *o =
-            kx_pb_unpack(&kx__v1__sandbox_output_request__descriptor, data, len);
-        if (o != NULL) {
-            project = o->project_id;
-            session = o->session_name;
-            offset = o->offset;
-            max_bytes = o->max_bytes;
-            kill = o->kill;
-        }
-        rq = o;
-    } else if (kind == DT_TERMINATE) {
-        Kx__V1__SandboxTerminateRequest *t =
-            kx_pb_unpack(&kx__v1__sandbox_terminate_request__descriptor, data, len);
-        if (t != NULL) {
-            project = t->project_id;
-            session = t->session_name;
-        }
-        rq = t;
-    } else {
-        Kx__V1__SandboxListRequest *l =
-            kx_pb_unpack(&kx__v1__sandbox_list_request__descriptor, data, len);
-        project = l != NULL ? l->project_id : NULL;
-        session = "";
-        rq = l;
-    }
-    char why[200] = "";
-    if (gwhy != NULL)
-        snprintf(why, sizeof why, "%s", gwhy);
-    else if (rq == NULL || !kx_uuid_valid(project))
-        snprintf(why, sizeof why, "request is not valid: a project_id UUID is required");
-    else if (kind != DT_LIST && !sb_session_name_valid(session))
-        snprintf(why, sizeof why, "session_name is not valid: use 1..%d of A-Z a-z 0-9 _ . -",
+    if (!kx_uuid_valid(project))
+        snprintf(why, whylen, "request is not valid: a project_id UUID is required");
+    else if (session != NULL && !sb_session_name_valid(session))
+        snprintf(why, whylen, "session_name is not valid: use 1..%d of A-Z a-z 0-9 _ . -",
                  SB_SESSION_MAX);
     else if (offset < 0 || max_bytes < 0)
-        snprintf(why, sizeof why, "offset and max_bytes must not be negative");
-    sb_dt_op *op = sb_dt_start_op(d, kind, msg, why[0] == '\0' ? project : "",
-                                  why[0] == '\0' ? deadline : kx_deadline_in(1000), trace_id, rq);
-    if (op == NULL)
-        return;
-    snprintf(op->session, sizeof op->session, "%s", why[0] == '\0' ? session : "");
-    op->offset = offset;
-    op->max_bytes = max_bytes;
-    op->kill = kill;
-    kx_pb_free(rq);
-    if (why[0] != '\0')
-        sb_dt_fail(op, err, why);
-    else
-        sb_dt_resolve(op);
+        snprintf(why, whylen, "offset and max_bytes must not be negative");
+    else {
+        c->project = project;
+        snprintf(c->session, sizeof c->session, "%s", session != NULL ? session : "");
+        return KX_OK;
+    }
+    return KX_ERR_INVALID;
 }
 
-static void on_output_req(natsMsg *msg, void *arg)
+static kx_err check_output(const void *req, sb_dt_checked *c, char *why, size_t whylen)
 {
-    on_request(msg, arg, DT_OUTPUT);
+    const Kx__V1__SandboxOutputRequest *rq = req;
+    return check_common(rq->project_id, rq->session_name != NULL ? rq->session_name : "",
+                        rq->offset, rq->max_bytes, c, why, whylen);
 }
-static void on_terminate_req(natsMsg *msg, void *arg)
+
+static bool keep_output(sb_dt_op *op, void *req, const sb_dt_checked *c)
 {
-    on_request(msg, arg, DT_TERMINATE);
+    const Kx__V1__SandboxOutputRequest *rq = req;
+    if (c != NULL) {
+        snprintf(op->session, sizeof op->session, "%s", c->session);
+        op->offset = rq->offset;
+        op->max_bytes = rq->max_bytes;
+        op->kill = rq->kill;
+    }
+    return false;
 }
-static void on_list_req(natsMsg *msg, void *arg)
+
+static kx_err check_terminate(const void *req, sb_dt_checked *c, char *why, size_t whylen)
 {
-    on_request(msg, arg, DT_LIST);
+    const Kx__V1__SandboxTerminateRequest *rq = req;
+    return check_common(rq->project_id, rq->session_name != NULL ? rq->session_name : "", 0, 0, c,
+                        why, whylen);
 }
+
+static bool keep_session(sb_dt_op *op, void *req, const sb_dt_checked *c)
+{
+    (void)req;
+    if (c != NULL)
+        snprintf(op->session, sizeof op->session, "%s", c->session);
+    return false;
+}
+
+static kx_err check_list(const void *req, sb_dt_checked *c, char *why, size_t whylen)
+{
+    const Kx__V1__SandboxListRequest *rq = req;
+    return check_common(rq->project_id, NULL, 0, 0, c, why, whylen);
+}
+
+static const sb_dt_endpoint ENDPOINTS[] = {
+    /* as with the local provider: the owner answers (one Daytona: any) */
+    {DT_OUTPUT, KX_SUBJ_SANDBOX_OUTPUT, &kx__v1__sandbox_output_request__descriptor, check_output,
+     keep_output},
+    {DT_TERMINATE, KX_SUBJ_SANDBOX_TERMINATE, &kx__v1__sandbox_terminate_request__descriptor,
+     check_terminate, keep_session},
+    {DT_LIST, KX_SUBJ_SANDBOX_LIST, &kx__v1__sandbox_list_request__descriptor, check_list, NULL},
+};
 
 kx_err sb_dt_sessions_start(sb_daytona *d)
 {
-    kx_err err = sb_dt_subscribe(d, KX_SUBJ_SANDBOX_OUTPUT, "sandbox-broker", on_output_req, d);
-    if (err == KX_OK) /* as with the local provider: the owner answers (one Daytona: any) */
-        err = sb_dt_subscribe(d, KX_SUBJ_SANDBOX_TERMINATE, "sandbox-broker", on_terminate_req, d);
-    if (err == KX_OK)
-        err = sb_dt_subscribe(d, KX_SUBJ_SANDBOX_LIST, "sandbox-broker", on_list_req, d);
+    kx_err err = KX_OK;
+    for (size_t i = 0; i < sizeof ENDPOINTS / sizeof ENDPOINTS[0] && err == KX_OK; i++)
+        err = sb_dt_serve(d, &ENDPOINTS[i]);
     return err;
 }

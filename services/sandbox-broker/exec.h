@@ -16,8 +16,6 @@
 #include "kx/pb.h"
 #include "sandbox_path.h"
 
-#define SB_EXEC_ID_MAX 128 /* longest exec_id accepted */
-
 /* A request that handlers.c has validated. Strings are borrowed for the sb_exec_start call. */
 typedef struct sb_exec_spec {
     const char *exec_id;      /* non-empty, <= 128 bytes */

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 
 #include "broker.h"
 #include "fleet.h"
@@ -15,7 +14,6 @@
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "kx/pb.h"
-#include "kx/uuid.h"
 #include "lifecycle.h"
 #include "reply.h"
 #include "sandbox_path.h"
@@ -82,42 +80,11 @@ static void on_exec(natsMsg *msg, void *arg)
         snprintf(why, sizeof why, "the Kx-Deadline header (absolute unix ms) is required");
         goto refuse;
     }
-    if (kx_pb_str_empty(exec_id) || strlen(exec_id) > SB_EXEC_ID_MAX) {
-        snprintf(why, sizeof why, "exec_id is required (1..%d bytes)", SB_EXEC_ID_MAX);
-        goto refuse;
-    }
-    if (!kx_uuid_valid(rq->project_id)) {
-        snprintf(why, sizeof why, "project_id '%.64s' is not a valid UUID",
-                 rq->project_id ? rq->project_id : "");
-        goto refuse;
-    }
+    if (sb_exec_request_check(rq, folder, session, why, sizeof why) != KX_OK)
+        goto refuse; /* sandbox_path.c: the checks the daytona provider makes too */
     if (sb_fleet_route(b, msg, rq->project_id)) { /* fleet.c: its owner answers */
         kx_pb_free(rq);
         return;
-    }
-    if (kx_pb_str_empty(rq->command)) {
-        snprintf(why, sizeof why, "command is required and must be non-empty");
-        goto refuse;
-    }
-    if (sb_folder_normalize(rq->folder, folder, sizeof folder, why, sizeof why) != KX_OK)
-        goto refuse;
-    if (kx_pb_str_empty(rq->session_name)) {
-        unsigned int r = 0;
-        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
-            r = (unsigned int)kx_mono_us();
-        sb_session_name_default(r, session, sizeof session);
-    } else if (sb_session_name_valid(rq->session_name)) {
-        snprintf(session, sizeof session, "%s", rq->session_name);
-    } else {
-        snprintf(why, sizeof why,
-                 "session_name '%.80s' is not valid: use 1..%d of "
-                 "A-Z a-z 0-9 _ . -",
-                 rq->session_name, SB_SESSION_MAX);
-        goto refuse;
-    }
-    if (rq->timeout_s < 0 || rq->max_output_bytes < 0) {
-        snprintf(why, sizeof why, "timeout_s and max_output_bytes must not be negative");
-        goto refuse;
     }
     if (sb_exec_find(b, exec_id) != NULL) {
         snprintf(why, sizeof why, "exec '%s' is already running", exec_id);

@@ -7,7 +7,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+
+#include "kx/time.h"
+#include "kx/uuid.h"
 
 /* Appends the n bytes at s to out (length *len, capacity cap, kept NUL-terminated). */
 static bool append(char *out, size_t cap, size_t *len, const char *s, size_t n)
@@ -97,6 +101,49 @@ bool sb_session_name_valid(const char *name)
 void sb_session_name_default(unsigned int random32, char *out, size_t outlen)
 {
     snprintf(out, outlen, "session_%08x", random32 & 0xffffffffu);
+}
+
+kx_err sb_exec_request_check(const Kx__V1__SandboxExecRequest *rq, char folder[SB_FOLDER_MAX + 1],
+                             char session[SB_SESSION_MAX + 1], char *why, size_t whylen)
+{
+    folder[0] = '\0';
+    session[0] = '\0';
+    if (rq == NULL) {
+        snprintf(why, whylen, "request is not a valid kx.v1.SandboxExecRequest");
+        return KX_ERR_INVALID;
+    }
+    if (kx_pb_str_empty(rq->exec_id) || strlen(rq->exec_id) > SB_EXEC_ID_MAX) {
+        snprintf(why, whylen, "exec_id is required (1..%d bytes)", SB_EXEC_ID_MAX);
+        return KX_ERR_INVALID;
+    }
+    if (!kx_uuid_valid(rq->project_id)) {
+        snprintf(why, whylen, "project_id '%.64s' is not a valid UUID",
+                 rq->project_id != NULL ? rq->project_id : "");
+        return KX_ERR_INVALID;
+    }
+    if (kx_pb_str_empty(rq->command)) {
+        snprintf(why, whylen, "command is required and must be non-empty");
+        return KX_ERR_INVALID;
+    }
+    if (sb_folder_normalize(rq->folder, folder, SB_FOLDER_MAX + 1, why, whylen) != KX_OK)
+        return KX_ERR_INVALID;
+    if (kx_pb_str_empty(rq->session_name)) {
+        unsigned int r = 0;
+        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+            r = (unsigned int)kx_mono_us();
+        sb_session_name_default(r, session, SB_SESSION_MAX + 1);
+    } else if (sb_session_name_valid(rq->session_name)) {
+        snprintf(session, SB_SESSION_MAX + 1, "%s", rq->session_name);
+    } else {
+        snprintf(why, whylen, "session_name '%.80s' is not valid: use 1..%d of A-Z a-z 0-9 _ . -",
+                 rq->session_name, SB_SESSION_MAX);
+        return KX_ERR_INVALID;
+    }
+    if (rq->timeout_s < 0 || rq->max_output_bytes < 0) {
+        snprintf(why, whylen, "timeout_s and max_output_bytes must not be negative");
+        return KX_ERR_INVALID;
+    }
+    return KX_OK;
 }
 
 /* "<root>/<project lowercased>" into out; the common prefix of the two paths below. */

@@ -8,8 +8,9 @@
  * The sandbox-visible path of the workspace is "/workspace" (what Kortix's Daytona sandbox
  * used), so replies say cwd "/workspace/<folder>".
  *
- * Everything here except sb_mkdir_p is pure (no I/O) and unit tested
- * (tests/unit/test_sandbox_broker_path.c). Output buffers are caller-owned. */
+ * Everything here except sb_mkdir_p (and the getrandom of sb_exec_request_check) is pure (no
+ * I/O) and unit tested (tests/unit/test_sandbox_broker_path.c). Output buffers are
+ * caller-owned. */
 #ifndef SB_SANDBOX_PATH_H
 #define SB_SANDBOX_PATH_H
 
@@ -17,7 +18,9 @@
 #include <stddef.h>
 #include <sys/types.h>
 #include "kx/err.h"
+#include "kx/pb.h"
 
+#define SB_EXEC_ID_MAX 128 /* longest exec_id accepted */
 #define SB_SESSION_MAX 64  /* session names: [A-Za-z0-9_.-]{1,64} */
 #define SB_FOLDER_MAX 1024 /* longest folder accepted (after normalization) */
 #define SB_VISIBLE_ROOT "/workspace"
@@ -38,6 +41,14 @@ kx_err sb_path_normalize(const char *what, const char *path, char *out, size_t o
 bool sb_session_name_valid(const char *name);
 /* "session_<8 lowercase hex>" built from the given 32 random bits. out >= 17 bytes. */
 void sb_session_name_default(unsigned int random32, char *out, size_t outlen);
+
+/* The checks every provider makes on a kx.sandbox.exec request, in this order: rq unpacked,
+ * exec_id 1..SB_EXEC_ID_MAX bytes, project_id a UUID, a non-empty command, the folder
+ * (sb_folder_normalize, into folder), the session name (valid, or a new default one made from
+ * getrandom, into session), timeout_s and max_output_bytes not negative. KX_OK, or
+ * KX_ERR_INVALID with a sentence naming what was wrong in why. rq may be NULL (refused). */
+kx_err sb_exec_request_check(const Kx__V1__SandboxExecRequest *rq, char folder[SB_FOLDER_MAX + 1],
+                             char session[SB_SESSION_MAX + 1], char *why, size_t whylen);
 
 /* "<root>/<project_id lowercased>/workspace[/<folder>]" into out. folder is a normalized
  * folder ("" for none). KX_ERR_INVALID when it does not fit. */

@@ -34,6 +34,7 @@
 #include "deadline.h"
 #include "executor.h"
 #include "kx/buf.h"
+#include "kx/curl_easy.h"
 #include "kx/curlm.h"
 #include "kx/json.h"
 #include "kx/log.h"
@@ -276,7 +277,6 @@ static bool post(te_call *c, const char *dep, const char *url, const char *key, 
         left = limit_ms;
     st->dep = dep;
     st->xfer_ms = left;
-    st->curl_err[0] = '\0';
     kx_buf_clear(&st->resp);
     char auth[600];
     snprintf(auth, sizeof auth, "Authorization: Bearer %s", key);
@@ -295,15 +295,13 @@ static bool post(te_call *c, const char *dep, const char *url, const char *key, 
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, st->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(st->body));
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, st);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, st->curl_err);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "kortix-tool-executor/" KX_VERSION);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)left);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-                     (long)(left < WEB_CONNECT_TIMEOUT_MS ? left : WEB_CONNECT_TIMEOUT_MS));
+    kx_curl_opts o = {.on_body = on_body,
+                      .body_arg = st,
+                      .errbuf = st->curl_err,
+                      .user_agent = "kortix-tool-executor/" KX_VERSION,
+                      .timeout_ms = left,
+                      .connect_ms = WEB_CONNECT_TIMEOUT_MS};
+    kx_curl_easy_setup(e, &o);
     if (kx_curlm_add(c->ex->curlm, e, done, c) != KX_OK) {
         te_breaker_release(c->ex, dep);
         fail(c, KX_ERR_UNAVAILABLE, "%s: could not start the HTTP request to %s", c->tool->name,

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "sandbox_client.h"
 #include "kx/bus.h"
 #include "kx/pb.h"
 #include "kx/time.h"
@@ -74,29 +75,13 @@ static kx_bus *g_bus;
 
 static int64_t exec_cmd(const char *project, const char *command)
 {
-    char id[KX_UUID_LEN + 1];
-    kx_uuid_new(id);
-    Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
-    rq.exec_id = id;
-    rq.project_id = (char *)project;
-    rq.command = (char *)command;
-    rq.blocking = true;
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(30000), project);
-    natsMsg *reply = NULL;
-    int64_t t0 = kx_mono_us();
-    kx_err err = kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_EXEC, &rq.base, &meta, &reply);
-    int64_t us = kx_mono_us() - t0;
-    if (err != KX_OK)
-        return -1;
-    Kx__V1__SandboxExecResult *res =
-        kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
+    kx_th_exec x = {.project = project, .command = command, .blocking = true};
+    int64_t us = 0;
+    Kx__V1__SandboxExecResult *res = kx_th_exec_request(g_bus, &x, &us, NULL);
     bool ok = res != NULL && res->error == NULL && res->exit_code == 0;
     if (!ok)
         fprintf(stderr, "exec failed: %s\n", res && res->error ? res->error->message : "?");
     kx_pb_free(res);
-    natsMsg_Destroy(reply);
     return ok ? us : -1;
 }
 
@@ -108,22 +93,11 @@ static int64_t exec_true(const char *project)
 /* kx.sandbox.create of a new project (the jail up, no command), in us; -1 on failure. */
 static int64_t create_only(const char *project)
 {
-    Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
-    rq.project_id = (char *)project;
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(30000), project);
-    natsMsg *reply = NULL;
-    int64_t t0 = kx_mono_us();
-    kx_err err = kx_bus_request_pb(g_bus, "kx.sandbox.create", &rq.base, &meta, &reply);
-    int64_t us = kx_mono_us() - t0;
-    if (err != KX_OK)
-        return -1;
+    int64_t us = 0;
     Kx__V1__SandboxLifecycleReply *res =
-        kx_pb_unpack(&kx__v1__sandbox_lifecycle_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
+        kx_th_life_request(g_bus, NULL, "create", project, 30000, &us, NULL);
     bool ok = res != NULL && res->error == NULL;
     kx_pb_free(res);
-    natsMsg_Destroy(reply);
     return ok ? us : -1;
 }
 
@@ -163,10 +137,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "the broker did not start (log: %s)\n", log);
         return 1;
     }
-    if (kx_bus_connect(nats.url, "bench-sandbox", &g_bus) != KX_OK)
+    if (kx_th_bus_connect(nats.url, "bench-sandbox", &g_bus) != KX_OK)
         return 1;
-    for (int i = 0; i < 500 && !kx_bus_connected(g_bus); i++)
-        usleep(10 * 1000);
     natsSubscription *echo = NULL;
     kx_bus_subscribe(g_bus, "bench.echo", NULL, on_echo, NULL, &echo);
     natsConnection_Flush(kx_bus_conn(g_bus));

@@ -34,6 +34,8 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "sandbox_client.h"
+#include "suite.h"
 #include "kx/bus.h"
 #include "kx/http.h"
 #include "kx/pb.h"
@@ -57,10 +59,8 @@ static kx_bus *g_bus;
 static int group_setup(void **state)
 {
     (void)state;
-    if (nats_Open(-1) != NATS_OK || kx_http_global_init() != KX_OK)
-        return -1;
-    g_tmp = kx_th_tmpdir("kx-it-daytona");
-    if (g_tmp == NULL || kx_th_nats_start(g_tmp, &g_nats) != KX_OK)
+    if (kx_th_suite_open("kx-it-daytona", &g_tmp, &g_nats) != KX_OK ||
+        kx_http_global_init() != KX_OK)
         return -1;
     g_fake_port = kx_th_free_port();
     char port[16], log_path[600], url[128];
@@ -98,25 +98,14 @@ static int group_setup(void **state)
     g_broker = kx_th_service_start(g_tmp, g_nats.url, "sandbox-broker", env, &g_broker_port);
     if (g_broker == 0)
         return -1;
-    if (kx_bus_connect(g_nats.url, "it-daytona", &g_bus) != KX_OK)
-        return -1;
-    for (int i = 0; i < 500 && !kx_bus_connected(g_bus); i++)
-        usleep(10 * 1000);
-    return kx_bus_connected(g_bus) ? 0 : -1;
+    return kx_th_bus_connect(g_nats.url, "it-daytona", &g_bus) == KX_OK ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
-    kx_bus_close(g_bus, 1000);
-    if (g_broker > 0)
-        kx_th_kill(g_broker);
-    if (g_fake > 0)
-        kx_th_kill(g_fake);
-    kx_th_nats_stop(&g_nats);
-    kx_th_rmrf(g_tmp);
-    free(g_tmp);
-    return 0;
+    const pid_t pids[] = {g_broker, g_fake};
+    return kx_th_suite_close(g_bus, pids, 2, &g_nats, NULL, g_tmp) == 0 ? 0 : -1;
 }
 
 /* ---- the fake --------------------------------------------------------------------------- */
@@ -168,40 +157,29 @@ static const char *code_of(const Kx__V1__Error *e)
     return e != NULL && e->code != NULL ? e->code : "(none)";
 }
 
-static natsMsg *request(const char *subj, const ProtobufCMessage *m, const char *project,
-                        int64_t deadline_ms, int64_t *elapsed)
-{
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(deadline_ms), project);
-    natsMsg *reply = NULL;
-    int64_t t0 = kx_mono_ms();
-    kx_err err = kx_bus_request_pb(g_bus, subj, m, &meta, &reply);
-    if (elapsed != NULL)
-        *elapsed = kx_mono_ms() - t0;
-    if (err != KX_OK)
-        fail_msg("%s: no answer before the caller's deadline: %s", subj, kx_err_str(err));
-    return reply;
-}
-
-/* request(), its answer unpacked as desc (asserted). */
+/* A request, its answer unpacked as desc (asserted); elapsed (ms) if not NULL. */
 static void *ask(const char *subj, const ProtobufCMessage *m, const char *project,
                  int64_t deadline_ms, int64_t *elapsed, const ProtobufCMessageDescriptor *desc)
 {
-    natsMsg *reply = request(subj, m, project, deadline_ms, elapsed);
-    void *rep = kx_pb_unpack(desc, natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(rep);
+    int64_t us = 0;
+    kx_err err = KX_OK;
+    void *rep = kx_th_sb_ask(g_bus, subj, m, project, deadline_ms, desc, &us, &err);
+    if (elapsed != NULL)
+        *elapsed = us / 1000;
+    if (rep == NULL)
+        fail_msg("%s: no answer before the caller's deadline: %s", subj, kx_err_str(err));
     return rep;
 }
 
 static life_t *life_d(const char *op, const char *project, int64_t deadline_ms, int64_t *elapsed)
 {
-    Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
-    rq.project_id = (char *)project;
-    char subj[64];
-    snprintf(subj, sizeof subj, "kx.sandbox.%s", op);
-    life_t *rep = ask(subj, &rq.base, project, deadline_ms, elapsed,
-                      &kx__v1__sandbox_lifecycle_reply__descriptor);
+    int64_t us = 0;
+    kx_err err = KX_OK;
+    life_t *rep = kx_th_life_request(g_bus, NULL, op, project, deadline_ms, &us, &err);
+    if (elapsed != NULL)
+        *elapsed = us / 1000;
+    if (rep == NULL)
+        fail_msg("%s: no answer before the caller's deadline: %s", op, kx_err_str(err));
     return rep;
 }
 
@@ -247,17 +225,19 @@ static Kx__V1__SandboxExecResult *exec_d(const char *project, const char *comman
                                          const char *folder, bool blocking, int timeout_s,
                                          int64_t *elapsed)
 {
-    char id[KX_UUID_LEN + 1];
-    kx_uuid_new(id);
-    Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
-    rq.exec_id = id;
-    rq.project_id = (char *)project;
-    rq.command = (char *)command;
-    rq.folder = (char *)folder;
-    rq.blocking = blocking;
-    rq.timeout_s = timeout_s;
-    Kx__V1__SandboxExecResult *res = ask(KX_SUBJ_SANDBOX_EXEC, &rq.base, project, 30000, elapsed,
-                                         &kx__v1__sandbox_exec_result__descriptor);
+    kx_th_exec x = {.project = project,
+                    .command = command,
+                    .folder = folder,
+                    .blocking = blocking,
+                    .timeout_s = timeout_s};
+    int64_t us = 0;
+    kx_err err = KX_OK;
+    Kx__V1__SandboxExecResult *res = kx_th_exec_request(g_bus, &x, &us, &err);
+    if (elapsed != NULL)
+        *elapsed = us / 1000;
+    if (res == NULL)
+        fail_msg("exec '%s': no answer before the caller's deadline: %s", command,
+                 kx_err_str(err));
     return res;
 }
 
@@ -357,6 +337,43 @@ static void test_lifecycle(void **state)
     assert_string_equal(life_ok("delete", project, NULL), "deleted");
     life_err("get", project, "not_found", NULL, 30000, 30000);
     assert_string_equal(life_ok("delete", project, NULL), "deleted");
+}
+
+/* The exec request's checks are the local provider's (sb_exec_request_check): an exec_id over
+ * 128 bytes, no command, a bad project id or folder is refused before any API call. */
+static void test_exec_bad_requests(void **state)
+{
+    (void)state;
+    char project[KX_UUID_LEN + 1], long_id[300];
+    kx_uuid_new(project);
+    memset(long_id, 'x', 200);
+    long_id[200] = '\0';
+    struct {
+        const char *exec_id, *project, *command, *folder, *needle;
+    } cases[] = {
+        {long_id, project, "echo hi", "", "exec_id is required (1..128 bytes)"},
+        {"", project, "echo hi", "", "exec_id is required"},
+        {"e1", "not-a-uuid", "echo hi", "", "project_id 'not-a-uuid' is not a valid UUID"},
+        {"e2", project, "", "", "command is required"},
+        {"e3", project, "echo hi", "../up", "must not contain '..'"},
+    };
+    json_t *before = fake_log("POST", "/toolbox");
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
+        rq.exec_id = (char *)cases[i].exec_id;
+        rq.project_id = (char *)cases[i].project;
+        rq.command = (char *)cases[i].command;
+        rq.folder = (char *)cases[i].folder;
+        rq.blocking = true;
+        Kx__V1__SandboxExecResult *r = ask(KX_SUBJ_SANDBOX_EXEC, &rq.base, project, 30000, NULL,
+                                           &kx__v1__sandbox_exec_result__descriptor);
+        expect_err(r->error, "invalid_argument", cases[i].needle, cases[i].needle);
+        kx_pb_free(r);
+    }
+    json_t *after = fake_log("POST", "/toolbox"); /* none reached the API */
+    assert_int_equal(json_array_size(after), json_array_size(before));
+    json_decref(before);
+    json_decref(after);
 }
 
 static void test_exec_files_preview(void **state)
@@ -467,17 +484,9 @@ static void test_exec_files_preview(void **state)
 static Kx__V1__SandboxExecResult *bg_start(const char *project, const char *session,
                                            const char *command, const char *folder)
 {
-    char id[KX_UUID_LEN + 1];
-    kx_uuid_new(id);
-    Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
-    rq.exec_id = id;
-    rq.project_id = (char *)project;
-    rq.command = (char *)command;
-    rq.folder = (char *)folder;
-    rq.session_name = (char *)session;
-    rq.blocking = false;
-    Kx__V1__SandboxExecResult *res = ask(KX_SUBJ_SANDBOX_EXEC, &rq.base, project, 30000, NULL,
-                                         &kx__v1__sandbox_exec_result__descriptor);
+    kx_th_exec x = {.project = project, .command = command, .folder = folder, .session = session};
+    Kx__V1__SandboxExecResult *res = kx_th_exec_request(g_bus, &x, NULL, NULL);
+    assert_non_null(res);
     return res;
 }
 
@@ -730,23 +739,13 @@ typedef struct bg_req {
 static void *bg_exec(void *arg)
 {
     bg_req *r = arg;
-    char id[KX_UUID_LEN + 1];
-    kx_uuid_new(id);
-    Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
-    rq.exec_id = id;
-    rq.project_id = r->project;
-    rq.command = "echo never";
-    rq.blocking = true;
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(20000), r->project);
-    natsMsg *reply = NULL;
-    int64_t t0 = kx_mono_ms();
-    if (kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_EXEC, &rq.base, &meta, &reply) == KX_OK) {
-        r->res = kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
-                              (size_t)natsMsg_GetDataLength(reply));
-        natsMsg_Destroy(reply);
-    }
-    r->elapsed_ms = kx_mono_ms() - t0;
+    kx_th_exec x = {.project = r->project,
+                    .command = "echo never",
+                    .blocking = true,
+                    .deadline_ms = 20000};
+    int64_t us = 0;
+    r->res = kx_th_exec_request(g_bus, &x, &us, NULL);
+    r->elapsed_ms = us / 1000;
     return NULL;
 }
 
@@ -791,9 +790,13 @@ static void test_drain(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lifecycle), cmocka_unit_test(test_exec_files_preview),
-        cmocka_unit_test(test_sessions),  cmocka_unit_test(test_deadlines),
-        cmocka_unit_test(test_failures),  cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_lifecycle),
+        cmocka_unit_test(test_exec_bad_requests),
+        cmocka_unit_test(test_exec_files_preview),
+        cmocka_unit_test(test_sessions),
+        cmocka_unit_test(test_deadlines),
+        cmocka_unit_test(test_failures),
+        cmocka_unit_test(test_drain),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

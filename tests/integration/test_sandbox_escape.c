@@ -36,6 +36,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "sandbox_client.h"
 #include "kx/bus.h"
 #include "kx/http.h"
 #include "kx/pb.h"
@@ -201,11 +202,7 @@ static int group_setup(void **state)
     fclose(f);
     kx_uuid_new(g_project);
     kx_uuid_new(g_other);
-    if (kx_bus_connect(g_stack.nats.url, "it-escape", &g_bus) != KX_OK)
-        return -1;
-    for (int i = 0; i < 500 && !kx_bus_connected(g_bus); i++)
-        usleep(10 * 1000);
-    return kx_bus_connected(g_bus) ? 0 : -1;
+    return kx_th_bus_connect(g_stack.nats.url, "it-escape", &g_bus) == KX_OK ? 0 : -1;
 }
 
 static int group_teardown(void **state)
@@ -810,9 +807,7 @@ static void test_host_network_denies_suite_ports(void **state)
     pid_t pid = start_own_broker(own.url, extra, &st);
     assert_true(pid > 0);
     kx_bus *bus = NULL;
-    assert_int_equal(kx_bus_connect(own.url, "it-escape-host", &bus), KX_OK);
-    for (int i = 0; i < 500 && !kx_bus_connected(bus); i++)
-        usleep(10 * 1000);
+    assert_int_equal(kx_th_bus_connect(own.url, "it-escape-host", &bus), KX_OK);
     /* The gateway's port answers (host network), Postgres and NATS do not. */
     int wst = 0;
     if (waitpid(pid, &wst, WNOHANG) == pid)
@@ -839,9 +834,7 @@ static void test_refuses_without_bwrap_unless_unsafe(void **state)
     pid = start_own_broker(own.url, unsafe, &st);
     assert_true(pid > 0);
     kx_bus *bus = NULL;
-    assert_int_equal(kx_bus_connect(own.url, "it-escape-unsafe", &bus), KX_OK);
-    for (int i = 0; i < 500 && !kx_bus_connected(bus); i++)
-        usleep(10 * 1000);
+    assert_int_equal(kx_th_bus_connect(own.url, "it-escape-unsafe", &bus), KX_OK);
     for (int i = 0; i < 2; i++) { /* every answer says so */
         Kx__V1__HealthRequest hq = KX__V1__HEALTH_REQUEST__INIT;
         kx_bus_meta meta;

@@ -32,6 +32,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "sandbox_client.h"
 #include "kx/bus.h"
 #include "kx/pb.h"
 #include "kx/time.h"
@@ -58,16 +59,11 @@ typedef Kx__V1__SandboxFilesReply reply_t;
 
 static reply_t *files_req(const Kx__V1__SandboxFilesRequest *rq)
 {
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(15000), rq->project_id);
-    natsMsg *reply = NULL;
-    kx_err err = kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_FILES, &rq->base, &meta, &reply);
-    if (err != KX_OK)
+    kx_err err = KX_OK;
+    reply_t *rep = kx_th_sb_ask(g_bus, KX_SUBJ_SANDBOX_FILES, &rq->base, rq->project_id, 15000,
+                                &kx__v1__sandbox_files_reply__descriptor, NULL, &err);
+    if (rep == NULL)
         fail_msg("kx.sandbox.files request failed: %s", kx_err_str(err));
-    reply_t *rep = kx_pb_unpack(&kx__v1__sandbox_files_reply__descriptor, natsMsg_GetData(reply),
-                                (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(rep);
     return rep;
 }
 
@@ -154,26 +150,15 @@ typedef struct exec_result {
 static Kx__V1__SandboxExecResult *exec_in(const char *project, const char *session,
                                           const char *folder, const char *command, bool blocking)
 {
-    char id[KX_UUID_LEN + 1];
-    kx_uuid_new(id);
-    Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
-    rq.exec_id = id;
-    rq.project_id = (char *)project;
-    rq.command = (char *)command;
-    rq.folder = (char *)(folder ? folder : "");
-    rq.session_name = (char *)(session ? session : "");
-    rq.blocking = blocking;
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(30000), project);
-    natsMsg *reply = NULL;
-    kx_err err = kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_EXEC, &rq.base, &meta, &reply);
-    if (err != KX_OK)
+    kx_th_exec x = {.project = project,
+                    .command = command,
+                    .folder = folder,
+                    .session = session,
+                    .blocking = blocking};
+    kx_err err = KX_OK;
+    Kx__V1__SandboxExecResult *res = kx_th_exec_request(g_bus, &x, NULL, &err);
+    if (res == NULL)
         fail_msg("exec '%s' failed: %s", command, kx_err_str(err));
-    Kx__V1__SandboxExecResult *res =
-        kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(res);
     if (res->error != NULL)
         fail_msg("exec '%s' refused: %s", command, res->error->message);
     return res;
@@ -222,25 +207,10 @@ static int group_setup(void **state)
     fclose(f);
     chmod(p, 0666);
     chmod(g_outside, 0777); /* even writable by anyone: only resolution protects it */
-    if (kx_bus_connect(g_stack.nats.url, "it-files", &g_bus) != KX_OK)
+    if (kx_th_bus_connect(g_stack.nats.url, "it-files", &g_bus) != KX_OK)
         return -1;
-    for (int i = 0; i < 500 && !kx_bus_connected(g_bus); i++)
-        usleep(10 * 1000);
     /* The broker's subscription may not be visible to a fresh connection at once. */
-    for (int i = 0; i < 50; i++) {
-        kx_bus_meta meta;
-        Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
-        rq.project_id = g_project;
-        rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_STAT;
-        kx_bus_meta_init(&meta, kx_deadline_in(5000), g_project);
-        natsMsg *reply = NULL;
-        if (kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_FILES, &rq.base, &meta, &reply) == KX_OK) {
-            natsMsg_Destroy(reply);
-            return 0;
-        }
-        usleep(100 * 1000);
-    }
-    return -1;
+    return kx_th_sb_wait_serving(g_bus) == KX_OK ? 0 : -1;
 }
 
 static int group_teardown(void **state)

@@ -30,6 +30,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "sandbox_client.h"
 #include "kx/bus.h"
 #include "kx/http.h"
 #include "kx/pb.h"
@@ -106,30 +107,13 @@ static void b_kill9(void)
 
 typedef Kx__V1__SandboxLifecycleReply life_t;
 
-static natsMsg *request(const char *subject, const ProtobufCMessage *m, const char *project,
-                        int64_t timeout_ms)
-{
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(timeout_ms), project);
-    natsMsg *reply = NULL;
-    kx_err err = kx_bus_request_pb(g_bus, subject, m, &meta, &reply);
-    if (err != KX_OK)
-        fail_msg("%s failed: %s", subject, kx_err_str(err));
-    return reply;
-}
-
 /* A lifecycle op on subject prefix ("kx.sandbox." or "kx.sandbox.<broker>."). */
 static life_t *life_on(const char *prefix, const char *op, const char *project)
 {
-    Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
-    rq.project_id = (char *)project;
-    char subj[128];
-    snprintf(subj, sizeof subj, "%s%s", prefix, op);
-    natsMsg *reply = request(subj, &rq.base, project, 30000);
-    life_t *rep = kx_pb_unpack(&kx__v1__sandbox_lifecycle_reply__descriptor,
-                               natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(rep);
+    kx_err err = KX_OK;
+    life_t *rep = kx_th_life_request(g_bus, prefix, op, project, 30000, NULL, &err);
+    if (rep == NULL)
+        fail_msg("%s%s failed: %s", prefix, op, kx_err_str(err));
     return rep;
 }
 
@@ -150,19 +134,11 @@ static void life_ok(const char *prefix, const char *op, const char *project, cha
 static Kx__V1__SandboxExecResult *exec_on(const char *subject, const char *project,
                                           const char *command)
 {
-    char id[KX_UUID_LEN + 1];
-    kx_uuid_new(id);
-    Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
-    rq.exec_id = id;
-    rq.project_id = (char *)project;
-    rq.command = (char *)command;
-    rq.blocking = true;
-    natsMsg *reply = request(subject, &rq.base, project, 30000);
-    Kx__V1__SandboxExecResult *res =
-        kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(res);
+    kx_th_exec x = {.subject = subject, .project = project, .command = command, .blocking = true};
+    kx_err err = KX_OK;
+    Kx__V1__SandboxExecResult *res = kx_th_exec_request(g_bus, &x, NULL, &err);
+    if (res == NULL)
+        fail_msg("%s failed: %s", subject, kx_err_str(err));
     return res;
 }
 
@@ -181,16 +157,11 @@ static char *sh(const char *project, const char *command)
 
 static Kx__V1__SandboxPreviewReply *preview(const char *project, int port, const char *token)
 {
-    Kx__V1__SandboxPreviewRequest rq = KX__V1__SANDBOX_PREVIEW_REQUEST__INIT;
-    rq.project_id = (char *)project;
-    rq.port = port;
-    rq.token = (char *)(token ? token : "");
-    natsMsg *reply = request(KX_SUBJ_SANDBOX_PREVIEW, &rq.base, project, 10000);
+    kx_err err = KX_OK;
     Kx__V1__SandboxPreviewReply *rep =
-        kx_pb_unpack(&kx__v1__sandbox_preview_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(rep);
+        kx_th_preview_request(g_bus, project, port, token, 10000, &err);
+    if (rep == NULL)
+        fail_msg("kx.sandbox.preview failed: %s", kx_err_str(err));
     return rep;
 }
 
@@ -220,20 +191,12 @@ static int64_t wait_running(const char *prefix, const char *project, const char 
     while (kx_mono_ms() - t0 < timeout_ms) {
         /* Short requests, a lost one retried: a request NATS handed to a broker as it died is
          * lost with it (the caller's deadline is its answer). */
-        Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
-        rq.project_id = (char *)project;
-        char subj[128];
-        snprintf(subj, sizeof subj, "%sget", prefix);
-        kx_bus_meta meta;
-        kx_bus_meta_init(&meta, kx_deadline_in(2000), project);
-        natsMsg *reply = NULL;
-        if (kx_bus_request_pb(g_bus, subj, &rq.base, &meta, &reply) != KX_OK) {
+        kx_err err = KX_OK;
+        life_t *r = kx_th_life_request(g_bus, prefix, "get", project, 2000, NULL, &err);
+        if (r == NULL && err != KX_ERR_PROTOCOL) {
             usleep(100 * 1000);
             continue;
         }
-        life_t *r = kx_pb_unpack(&kx__v1__sandbox_lifecycle_reply__descriptor,
-                                 natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-        natsMsg_Destroy(reply);
         assert_non_null(r);
         bool ok = r->sandbox != NULL && strcmp(r->sandbox->state, "running") == 0 &&
             r->sandbox->broker != NULL && r->sandbox->broker[0] != '\0' &&
@@ -499,10 +462,8 @@ static int group_setup(void **state)
     kx_th_stack_opts opts = {.env = STACK_ENV};
     if (kx_th_stack_start(&opts, &g_stack) != KX_OK)
         return -1;
-    if (kx_bus_connect(g_stack.nats.url, "it-fleet", &g_bus) != KX_OK)
+    if (kx_th_bus_connect(g_stack.nats.url, "it-fleet", &g_bus) != KX_OK)
         return -1;
-    for (int i = 0; i < 500 && !kx_bus_connected(g_bus); i++)
-        usleep(10 * 1000);
     /* The stack's broker's id: the broker of a sandbox it made (the only broker so far). */
     char p[KX_UUID_LEN + 1], st[32];
     kx_uuid_new(p);

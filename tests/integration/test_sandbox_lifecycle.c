@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "sandbox_client.h"
 #include "kx/bus.h"
 #include "kx/pb.h"
 #include "kx/time.h"
@@ -60,20 +61,10 @@ static const char *msg_of(const Kx__V1__Error *e)
 
 static life_t *life(const char *op, const char *project)
 {
-    Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
-    rq.project_id = (char *)project;
-    char subj[64];
-    snprintf(subj, sizeof subj, "kx.sandbox.%s", op);
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(30000), project);
-    natsMsg *reply = NULL;
-    kx_err err = kx_bus_request_pb(g_bus, subj, &rq.base, &meta, &reply);
-    if (err != KX_OK)
-        fail_msg("%s failed: %s", subj, kx_err_str(err));
-    life_t *rep = kx_pb_unpack(&kx__v1__sandbox_lifecycle_reply__descriptor,
-                               natsMsg_GetData(reply), (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(rep);
+    kx_err err = KX_OK;
+    life_t *rep = kx_th_life_request(g_bus, NULL, op, project, 30000, NULL, &err);
+    if (rep == NULL)
+        fail_msg("kx.sandbox.%s failed: %s", op, kx_err_str(err));
     return rep;
 }
 
@@ -104,24 +95,11 @@ static void life_err(const char *op, const char *project, const char *code)
 
 static Kx__V1__SandboxExecResult *exec_in(const char *project, const char *command, bool blocking)
 {
-    char id[KX_UUID_LEN + 1];
-    kx_uuid_new(id);
-    Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
-    rq.exec_id = id;
-    rq.project_id = (char *)project;
-    rq.command = (char *)command;
-    rq.blocking = blocking;
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(30000), project);
-    natsMsg *reply = NULL;
-    kx_err err = kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_EXEC, &rq.base, &meta, &reply);
-    if (err != KX_OK)
+    kx_th_exec x = {.project = project, .command = command, .blocking = blocking};
+    kx_err err = KX_OK;
+    Kx__V1__SandboxExecResult *res = kx_th_exec_request(g_bus, &x, NULL, &err);
+    if (res == NULL)
         fail_msg("exec '%s' failed: %s", command, kx_err_str(err));
-    Kx__V1__SandboxExecResult *res =
-        kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(res);
     if (res->error != NULL)
         fail_msg("exec '%s' refused: %s", command, res->error->message);
     return res;
@@ -140,20 +118,11 @@ static char *sh(const char *project, const char *command)
 
 static Kx__V1__SandboxPreviewReply *preview(const char *project, int port, const char *token)
 {
-    Kx__V1__SandboxPreviewRequest rq = KX__V1__SANDBOX_PREVIEW_REQUEST__INIT;
-    rq.project_id = (char *)project;
-    rq.port = port;
-    rq.token = (char *)(token ? token : "");
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(10000), project);
-    natsMsg *reply = NULL;
-    assert_int_equal(kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_PREVIEW, &rq.base, &meta, &reply),
-                     KX_OK);
+    kx_err err = KX_OK;
     Kx__V1__SandboxPreviewReply *rep =
-        kx_pb_unpack(&kx__v1__sandbox_preview_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(rep);
+        kx_th_preview_request(g_bus, project, port, token, 10000, &err);
+    if (rep == NULL)
+        fail_msg("kx.sandbox.preview failed: %s", kx_err_str(err));
     return rep;
 }
 
@@ -725,25 +694,9 @@ static int group_setup(void **state)
     kx_th_stack_opts opts = {.env = STACK_ENV};
     if (kx_th_stack_start(&opts, &g_stack) != KX_OK)
         return -1;
-    if (kx_bus_connect(g_stack.nats.url, "it-lifecycle", &g_bus) != KX_OK)
+    if (kx_th_bus_connect(g_stack.nats.url, "it-lifecycle", &g_bus) != KX_OK)
         return -1;
-    for (int i = 0; i < 500 && !kx_bus_connected(g_bus); i++)
-        usleep(10 * 1000);
-    char p[KX_UUID_LEN + 1];
-    kx_uuid_new(p);
-    for (int i = 0; i < 50; i++) {
-        Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
-        rq.project_id = p;
-        kx_bus_meta meta;
-        kx_bus_meta_init(&meta, kx_deadline_in(5000), p);
-        natsMsg *reply = NULL;
-        if (kx_bus_request_pb(g_bus, "kx.sandbox.get", &rq.base, &meta, &reply) == KX_OK) {
-            natsMsg_Destroy(reply);
-            return 0;
-        }
-        usleep(100 * 1000);
-    }
-    return -1;
+    return kx_th_sb_wait_serving(g_bus) == KX_OK ? 0 : -1;
 }
 
 static int group_teardown(void **state)

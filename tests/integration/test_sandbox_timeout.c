@@ -33,6 +33,8 @@
 #include <cmocka.h>
 
 #include "harness.h"
+#include "sandbox_client.h"
+#include "suite.h"
 #include "kx/bus.h"
 #include "kx/pb.h"
 #include "kx/time.h"
@@ -70,10 +72,7 @@ static pid_t start_executor(void)
 
 static int group_setup(void **state)
 {
-    if (nats_Open(-1) != NATS_OK)
-        return -1;
-    g_tmp = kx_th_tmpdir("kx-it-sandbox");
-    if (g_tmp == NULL || kx_th_nats_start(g_tmp, &g_nats) != KX_OK)
+    if (kx_th_suite_open("kx-it-sandbox", &g_tmp, &g_nats) != KX_OK)
         return -1;
     chmod(g_tmp, 0711); /* sandboxes run as their own uid: bwrap traverses to them */
     snprintf(g_root, sizeof g_root, "%s/sandboxes", g_tmp);
@@ -82,24 +81,13 @@ static int group_setup(void **state)
     g_executor = start_executor();
     if (g_broker == 0 || g_executor == 0)
         return -1;
-    if (kx_bus_connect(g_nats.url, "it-sandbox", &g_bus) != KX_OK)
-        return -1;
-    for (int i = 0; i < 500 && !kx_bus_connected(g_bus); i++)
-        usleep(10 * 1000);
-    return kx_bus_connected(g_bus) ? 0 : -1;
+    return kx_th_bus_connect(g_nats.url, "it-sandbox", &g_bus) == KX_OK ? 0 : -1;
 }
 
 static int group_teardown(void **state)
 {
-    kx_bus_close(g_bus, 1000);
-    if (g_executor > 0)
-        kx_th_kill(g_executor);
-    if (g_broker > 0)
-        kx_th_kill(g_broker);
-    kx_th_nats_stop(&g_nats);
-    kx_th_rmrf(g_tmp);
-    free(g_tmp);
-    return 0;
+    const pid_t pids[] = {g_executor, g_broker};
+    return kx_th_suite_close(g_bus, pids, 2, &g_nats, NULL, g_tmp) == 0 ? 0 : -1;
 }
 
 /* ---- calling tools -------------------------------------------------------------------- */

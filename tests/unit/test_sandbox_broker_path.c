@@ -139,12 +139,74 @@ static void test_mkdir_p(void **state)
     rmdir(tmpl);
 }
 
+/* The exec request's checks, shared by both providers: each field refused with its name. */
+static void expect_exec_refused(const Kx__V1__SandboxExecRequest *rq, const char *why_part)
+{
+    char folder[SB_FOLDER_MAX + 1], session[SB_SESSION_MAX + 1], why[512] = "";
+    assert_int_equal(sb_exec_request_check(rq, folder, session, why, sizeof why), KX_ERR_INVALID);
+    if (strstr(why, why_part) == NULL)
+        fail_msg("expected '%s' in: %s", why_part, why);
+}
+
+static void test_exec_request_check(void **state)
+{
+    (void)state;
+    char long_id[SB_EXEC_ID_MAX + 2];
+    memset(long_id, 'x', SB_EXEC_ID_MAX + 1);
+    long_id[SB_EXEC_ID_MAX + 1] = '\0';
+    Kx__V1__SandboxExecRequest rq = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
+    rq.exec_id = "e1";
+    rq.project_id = "0a1b2c3d-0000-4000-8000-00000000000f";
+    rq.command = "echo hi";
+    rq.folder = "./app//src/";
+    char folder[SB_FOLDER_MAX + 1], session[SB_SESSION_MAX + 1], why[512] = "";
+    assert_int_equal(sb_exec_request_check(&rq, folder, session, why, sizeof why), KX_OK);
+    assert_string_equal(folder, "app/src");
+    assert_int_equal(strncmp(session, "session_", 8), 0); /* a default one */
+    rq.session_name = "build";
+    assert_int_equal(sb_exec_request_check(&rq, folder, session, why, sizeof why), KX_OK);
+    assert_string_equal(session, "build");
+    long_id[SB_EXEC_ID_MAX] = '\0'; /* exactly the longest */
+    rq.exec_id = long_id;
+    assert_int_equal(sb_exec_request_check(&rq, folder, session, why, sizeof why), KX_OK);
+
+    expect_exec_refused(NULL, "not a valid kx.v1.SandboxExecRequest");
+    long_id[SB_EXEC_ID_MAX] = 'x';
+    /* each case changes one field of a good request */
+    const struct {
+        const char *exec_id, *project, *command, *folder, *session;
+        int timeout_s, max_output;
+        const char *why;
+    } bad[] = {
+        {long_id, NULL, NULL, NULL, NULL, 0, 0, "exec_id is required (1..128 bytes)"},
+        {"", NULL, NULL, NULL, NULL, 0, 0, "exec_id is required"},
+        {NULL, "nope", NULL, NULL, NULL, 0, 0, "project_id 'nope' is not a valid UUID"},
+        {NULL, NULL, "", NULL, NULL, 0, 0, "command is required"},
+        {NULL, NULL, NULL, "../etc", NULL, 0, 0, "folder '../etc' must not contain '..'"},
+        {NULL, NULL, NULL, NULL, "bad name", 0, 0, "session_name 'bad name' is not valid"},
+        {NULL, NULL, NULL, NULL, NULL, -1, 0, "must not be negative"},
+        {NULL, NULL, NULL, NULL, NULL, 0, -5, "must not be negative"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        Kx__V1__SandboxExecRequest b = KX__V1__SANDBOX_EXEC_REQUEST__INIT;
+        b.exec_id = (char *)(bad[i].exec_id ? bad[i].exec_id : "e1");
+        b.project_id =
+            (char *)(bad[i].project ? bad[i].project : "0a1b2c3d-0000-4000-8000-00000000000f");
+        b.command = (char *)(bad[i].command ? bad[i].command : "true");
+        b.folder = (char *)(bad[i].folder ? bad[i].folder : "");
+        b.session_name = (char *)(bad[i].session ? bad[i].session : "");
+        b.timeout_s = bad[i].timeout_s;
+        b.max_output_bytes = bad[i].max_output;
+        expect_exec_refused(&b, bad[i].why);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_folder_accepted), cmocka_unit_test(test_folder_refused),
         cmocka_unit_test(test_session_names),   cmocka_unit_test(test_layout),
-        cmocka_unit_test(test_mkdir_p),
+        cmocka_unit_test(test_mkdir_p),         cmocka_unit_test(test_exec_request_check),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,58 @@
+/* tests/harness/sandbox_client.h — what sandbox tests and benchmarks do over and over on the
+ * sandbox-broker's subjects (docs/subjects.md): connect a client to the bus, send a request
+ * with a Kx-Deadline and unpack its answer, a lifecycle op, a command with a new exec_id.
+ *
+ * These helpers never assert (cmocka tests and the benchmarks both use them): they answer NULL
+ * with *err (when err is not NULL) saying why. Ownership: answers are the caller's
+ * (kx_pb_free); what is passed in is borrowed for the call. Safe from any thread that may use
+ * bus. */
+#ifndef KX_TEST_SANDBOX_CLIENT_H
+#define KX_TEST_SANDBOX_CLIENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kx/bus.h"
+#include "kx/pb.h"
+
+/* Connects a client called name to url and waits up to 5 s until it is connected (the bus is
+ * closed again when it is not). */
+kx_err kx_th_bus_connect(const char *url, const char *name, kx_bus **out);
+
+/* Sends rq on subject with a deadline deadline_ms from now (project in the metadata) and
+ * unpacks the answer as desc. NULL when no answer came (*err: the request's error) or it did
+ * not unpack (KX_ERR_PROTOCOL). *elapsed_us, if not NULL, gets the round trip. */
+void *kx_th_sb_ask(kx_bus *bus, const char *subject, const ProtobufCMessage *rq,
+                   const char *project, int64_t deadline_ms,
+                   const ProtobufCMessageDescriptor *desc, int64_t *elapsed_us, kx_err *err);
+
+/* The lifecycle op ("create", "get", ..., "ensure_active") of project on <prefix><op>; prefix
+ * NULL is "kx.sandbox." (a broker's own subjects: "kx.sandbox.<broker id>."). */
+Kx__V1__SandboxLifecycleReply *kx_th_life_request(kx_bus *bus, const char *prefix, const char *op,
+                                                  const char *project, int64_t deadline_ms,
+                                                  int64_t *elapsed_us, kx_err *err);
+
+/* Until a kx.sandbox.get (of a new project, 5 s deadline each) is answered, at most 50 tries
+ * 100 ms apart: a fresh connection may not see a broker's subscriptions at once. */
+kx_err kx_th_sb_wait_serving(kx_bus *bus);
+
+/* kx.sandbox.preview of port for project (token NULL: none). */
+Kx__V1__SandboxPreviewReply *kx_th_preview_request(kx_bus *bus, const char *project, int port,
+                                                   const char *token, int64_t deadline_ms,
+                                                   kx_err *err);
+
+/* A kx.sandbox.exec request; a new exec_id is made for it. */
+typedef struct kx_th_exec {
+    const char *subject; /* NULL: kx.sandbox.exec */
+    const char *project;
+    const char *command;
+    const char *folder;  /* NULL: none */
+    const char *session; /* NULL: none (the broker makes one) */
+    bool blocking;
+    int timeout_s;
+    int64_t deadline_ms; /* 0: 30 s */
+} kx_th_exec;
+Kx__V1__SandboxExecResult *kx_th_exec_request(kx_bus *bus, const kx_th_exec *x,
+                                              int64_t *elapsed_us, kx_err *err);
+
+#endif
