@@ -9,11 +9,16 @@
  *      before the JetStream publish to its arrival on a rotating one of the streams (p50, p90,
  *      p99) and to its arrival on all 1 000; baseline: the same publish to a plain core NATS
  *      subscriber in this process. Goal: p50 <= 1 ms.
+ *   3. the same goal as 1 000 users each watching their own run see it: 1 000 streams, each on
+ *      a run of its own (1 000 feeds); publish -> arrival on that run's stream, one event at a
+ *      time (every run in turn) and at a steady rate across all runs (--per-run-rate, events/s
+ *      in total for 3 s; 0 skips this part).
  *
  * It starts its own nats-server, PostgreSQL and gateway (tests/harness/gateway_alone.h), talks
- * to 127.0.0.1 only, and is bounded in time (about 40 s).
- *   bench_gateway [--results FILE] [--no-run-cache] [--env K=V]...
+ * to 127.0.0.1 only, and is bounded in time (about a minute).
+ *   bench_gateway [--results FILE] [--no-run-cache] [--per-run-rate N] [--env K=V]...
  *     --results FILE   also append "key value unit" lines to FILE
+ *     --per-run-rate N part 3's steady rate, events/s across the 1 000 runs (default 1000)
  *     --env K=V        one more variable for the gateway (up to 8), e.g. to compare settings
  *     --no-run-cache   the gateway with KX_RUN_CACHE_MS=0: every GET reads Postgres on a worker
  *                      (the default answers a run polled this hard from services/gateway/
@@ -25,12 +30,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api_client.h"
@@ -446,11 +453,242 @@ static void bench_sse(kx_bus *bus, const char *token, const char *run)
     result("gateway.sse_all_1000.p50", (double)pct(all, EVENTS, 0.5), "us");
 }
 
+/* ---- 3. publish -> SSE latency, 1 000 streams each on its own run ------------------------ */
+
+/* What 1 000 users each watching their own run see: every stream is on a run of its own (so the
+ * gateway has 1 000 feeds, one JetStream subscription each), and an event of a run goes to one
+ * stream. Two loads: a closed loop (one event at a time, every run once, in a shuffled order)
+ * and a steady rate across all runs (--per-run-rate events/s for PACED_SECONDS, run i%1000 in
+ * the same shuffled order), the rate real runs emit at together. */
+#define PACED_SECONDS 3
+#define PACED_MAX 60000
+static int g_per_run_rate = 1000;
+
+/* A stream's bytes not yet parsed (what follows its last complete frame). */
+typedef struct rx {
+    char s[2048];
+    size_t n;
+} rx;
+
+/* Reads what fd has and calls got(p) for every complete frame "data: {"p": <p>}" in it. False
+ * when the stream closed or failed. */
+static bool rx_read(int fd, rx *r, void (*got)(long long p, void *arg), void *arg)
+{
+    for (;;) {
+        ssize_t n = recv(fd, r->s + r->n, sizeof r->s - 1 - r->n, MSG_DONTWAIT);
+        if (n == 0)
+            return false;
+        if (n < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+        r->n += (size_t)n;
+        r->s[r->n] = '\0';
+        char *start = r->s, *end;
+        while ((end = strstr(start, "\n\n")) != NULL) {
+            *end = '\0';
+            const char *d = strstr(start, "data: {\"p\": ");
+            if (d != NULL)
+                got(strtoll(d + 12, NULL, 10), arg);
+            start = end + 2;
+        }
+        size_t left = r->n - (size_t)(start - r->s);
+        memmove(r->s, start, left);
+        r->n = left;
+        if (r->n + 1 >= sizeof r->s)
+            r->n = 0; /* a frame this benchmark never sends: drop it */
+    }
+}
+
+typedef struct paced {
+    kx_bus *bus;
+    char (*runs)[KX_UUID_LEN + 1];
+    int n;        /* events */
+    int rate;     /* events/s */
+    int64_t *pub; /* kx_mono_us before each publish */
+} paced;
+
+static void *paced_publisher(void *arg)
+{
+    paced *p = arg;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < p->n; i++) {
+        int64_t off_ns = (int64_t)i * 1000000000LL / p->rate;
+        struct timespec at = {.tv_sec = t0.tv_sec + (time_t)((t0.tv_nsec + off_ns) / 1000000000LL),
+                              .tv_nsec = (long)((t0.tv_nsec + off_ns) % 1000000000LL)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR)
+            ;
+        char payload[64];
+        snprintf(payload, sizeof payload, "{\"p\": %d}", i);
+        p->pub[i] = kx_mono_us();
+        publish(p->bus, p->runs[(i * 37) % STREAMS], payload);
+    }
+    return NULL;
+}
+
+typedef struct arrivals {
+    int64_t *at; /* per event: kx_mono_us of its arrival, 0: not yet */
+    int n;
+    int got;
+    int bad; /* a frame that is not an event of this pass, or one twice */
+} arrivals;
+
+static void on_arrival(long long p, void *arg)
+{
+    arrivals *a = arg;
+    if (p < 0 || p >= a->n || a->at[p] != 0) {
+        a->bad++;
+        return;
+    }
+    a->at[p] = kx_mono_us();
+    a->got++;
+}
+
+static void on_warm(long long p, void *arg)
+{
+    (void)p;
+    (*(int *)arg)++;
+}
+
+static void bench_sse_per_run(kx_bus *bus, const char *token)
+{
+    static char runs[STREAMS][KX_UUID_LEN + 1];
+    static int fds[STREAMS];
+    static rx rxs[STREAMS];
+    int64_t t_setup = kx_mono_ms();
+    for (int i = 0; i < STREAMS; i++)
+        initiate(token, runs[i]);
+    for (int i = 0; i < STREAMS; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "/api/agent-run/%.36s/stream", runs[i]);
+        fds[i] = kx_th_events_open(g_gw.s.http_port, path, token, NULL, 0);
+        if (fds[i] < 0) {
+            fprintf(stderr, "cannot open stream %d\n", i);
+            die("see the line above");
+        }
+        rxs[i].n = 0;
+    }
+    int ep = epoll_create1(0);
+    if (ep < 0)
+        die("epoll_create1");
+    for (int i = 0; i < STREAMS; i++) {
+        struct epoll_event ee = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ee) != 0)
+            die("epoll_ctl");
+    }
+    /* A first event on every run (each stream live on its run's feed). */
+    for (int i = 0; i < STREAMS; i++)
+        publish(bus, runs[i], "{\"p\": -1}");
+    static int warm[STREAMS];
+    static struct epoll_event ready[STREAMS];
+    int warmed = 0;
+    int64_t until = kx_mono_ms() + 30000;
+    while (warmed < STREAMS && kx_mono_ms() < until) {
+        int nr = epoll_wait(ep, ready, STREAMS, 100);
+        for (int i = 0; i < nr; i++) {
+            int k = (int)ready[i].data.u32;
+            bool had = warm[k] > 0;
+            if (!rx_read(fds[k], &rxs[k], on_warm, &warm[k]))
+                die("a stream closed during the warm-up");
+            warmed += !had && warm[k] > 0;
+        }
+    }
+    if (warmed < STREAMS) {
+        fprintf(stderr, "only %d of %d streams got their run's first event\n", warmed, STREAMS);
+        die("see the line above");
+    }
+    double feeds = 0;
+    bool have_feeds = metric("\nkx_gateway_sse_feeds ", &feeds);
+    t_setup = kx_mono_ms() - t_setup;
+
+    /* Closed loop: one event at a time, to one run after the other. */
+    static int64_t rr[STREAMS];
+    double d_sum0 = 0, d_cnt0 = 0, d_sum1 = 0, d_cnt1 = 0;
+    bool have_delay = send_delay_metric(&d_sum0, &d_cnt0);
+    for (int e = 0; e < STREAMS; e++) {
+        int k = (e * 37) % STREAMS;
+        int64_t a0 = 0;
+        arrivals a = {.at = &a0, .n = 1};
+        char payload[64];
+        snprintf(payload, sizeof payload, "{\"p\": 0}");
+        int64_t t0 = kx_mono_us();
+        publish(bus, runs[k], payload);
+        until = kx_mono_ms() + 10000;
+        while (a.got == 0 && kx_mono_ms() < until) {
+            struct pollfd pf = {.fd = fds[k], .events = POLLIN};
+            if (poll(&pf, 1, 100) > 0 && !rx_read(fds[k], &rxs[k], on_arrival, &a))
+                die("a stream closed");
+        }
+        if (a.got == 0) {
+            fprintf(stderr, "event %d never reached its run's stream\n", e);
+            die("see the line above");
+        }
+        rr[e] = a0 - t0;
+    }
+    have_delay = have_delay && send_delay_metric(&d_sum1, &d_cnt1) && d_cnt1 > d_cnt0;
+
+    /* A steady rate across all runs. */
+    int n = g_per_run_rate * PACED_SECONDS;
+    n = n > PACED_MAX ? PACED_MAX : n;
+    static int64_t pub[PACED_MAX], at[PACED_MAX], lat[PACED_MAX];
+    memset(at, 0, sizeof at);
+    paced p = {.bus = bus, .runs = runs, .n = n, .rate = g_per_run_rate, .pub = pub};
+    arrivals a = {.at = at, .n = n};
+    pthread_t th;
+    int64_t t_paced = kx_mono_us();
+    if (pthread_create(&th, NULL, paced_publisher, &p) != 0)
+        die("pthread_create");
+    until = kx_mono_ms() + PACED_SECONDS * 1000 + 20000;
+    while (a.got < n && kx_mono_ms() < until) {
+        int nr = epoll_wait(ep, ready, STREAMS, 100);
+        for (int i = 0; i < nr; i++) {
+            int k = (int)ready[i].data.u32;
+            if (!rx_read(fds[k], &rxs[k], on_arrival, &a))
+                die("a stream closed during the paced pass");
+        }
+    }
+    pthread_join(th, NULL);
+    double paced_s = (double)(kx_mono_us() - t_paced) / 1e6;
+    close(ep);
+    for (int i = 0; i < STREAMS; i++)
+        close(fds[i]);
+    if (a.got < n || a.bad > 0) {
+        fprintf(stderr, "paced pass: %d of %d events arrived, %d unexpected frames\n", a.got, n,
+                a.bad);
+        die("see the line above");
+    }
+    for (int i = 0; i < n; i++)
+        lat[i] = at[i] - pub[i];
+
+    printf("gateway, per-run streams: %d streams open, each on its own run (%.0f feeds; set up in "
+           "%lld ms)\n",
+           STREAMS, have_feeds ? feeds : -1.0, (long long)t_setup);
+    printf("gateway: publish -> its run's SSE client, one event at a time (%d runs in turn): "
+           "p50 %lld us p90 %lld us p99 %lld us\n",
+           STREAMS, (long long)pct(rr, STREAMS, 0.5), (long long)pct(rr, STREAMS, 0.9),
+           (long long)pct(rr, STREAMS, 0.99));
+    if (have_delay)
+        printf("gateway: (its writers' share, kx_gateway_sse_send_delay_seconds: mean %.0f us)\n",
+               (d_sum1 - d_sum0) / (d_cnt1 - d_cnt0) * 1e6);
+    printf("gateway: publish -> its run's SSE client, %d events/s across all %d runs for %d s "
+           "(%d events in %.1f s): p50 %lld us p90 %lld us p99 %lld us\n",
+           g_per_run_rate, STREAMS, PACED_SECONDS, n, paced_s, (long long)pct(lat, (size_t)n, 0.5),
+           (long long)pct(lat, (size_t)n, 0.9), (long long)pct(lat, (size_t)n, 0.99));
+    printf("goal p50 <= 1000 us (per-run streams, closed loop / steady rate): %s / %s\n",
+           pct(rr, STREAMS, 0.5) <= 1000 ? "met" : "NOT met",
+           pct(lat, (size_t)n, 0.5) <= 1000 ? "met" : "NOT met");
+    result("gateway.sse_per_run_rr.p50", (double)pct(rr, STREAMS, 0.5), "us");
+    result("gateway.sse_per_run_rr.p99", (double)pct(rr, STREAMS, 0.99), "us");
+    result("gateway.sse_per_run_paced.p50", (double)pct(lat, (size_t)n, 0.5), "us");
+    result("gateway.sse_per_run_paced.p99", (double)pct(lat, (size_t)n, 0.99), "us");
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--results") == 0 && i + 1 < argc) {
             g_results = fopen(argv[++i], "a");
+        } else if (strcmp(argv[i], "--per-run-rate") == 0 && i + 1 < argc) {
+            g_per_run_rate = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--no-run-cache") == 0) {
             g_no_run_cache = true;
         } else if (strcmp(argv[i], "--env") == 0 && i + 1 < argc && g_nextra < MAX_EXTRA_ENV &&
@@ -458,7 +696,8 @@ int main(int argc, char **argv)
             g_extra_env[g_nextra++] = argv[++i];
         } else {
             fprintf(stderr,
-                    "usage: bench_gateway [--results FILE] [--no-run-cache] [--env K=V]...\n");
+                    "usage: bench_gateway [--results FILE] [--no-run-cache] [--per-run-rate N] "
+                    "[--env K=V]...\n");
             return 2;
         }
     }
@@ -498,6 +737,8 @@ int main(int argc, char **argv)
 
     bench_throughput(token, run);
     bench_sse(bus, token, run);
+    if (g_per_run_rate > 0)
+        bench_sse_per_run(bus, token);
 
     free(token);
     kx_bus_close(bus, 1000);
