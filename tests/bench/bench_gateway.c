@@ -8,7 +8,9 @@
  *   2. event publish -> SSE client latency with 1 000 streams open on one run: per event, from
  *      before the JetStream publish to its arrival on a rotating one of the streams (p50, p90,
  *      p99) and to its arrival on all 1 000; baseline: the same publish to a plain core NATS
- *      subscriber in this process. Goal: p50 <= 1 ms.
+ *      subscriber in this process; and the floor of such a fan-out here: the same frames sent
+ *      by 2 threads, one send per socket, to 1 000 loopback sockets, read by the same client
+ *      (no gateway, no NATS). Goal: p50 <= 1 ms.
  *   3. the same goal as 1 000 users each watching their own run see it: 1 000 streams, each on
  *      a run of its own (1 000 feeds); publish -> arrival on that run's stream, one event at a
  *      time (every run in turn) and at a steady rate across all runs (--per-run-rate, events/s
@@ -284,6 +286,185 @@ static void on_core(natsConnection *nc, natsSubscription *sub, natsMsg *m, void 
     natsMsg_Destroy(m);
 }
 
+/* Part 2's client and clock: for each of EVENTS events, fire(e) (which makes the frame
+ * "data: {"e": <e>}" reach every one of fds), then the time from before fire to its arrival on
+ * a rotating one of the streams (one[e]) and on all of them (all[e]). The client waits on epoll
+ * for the sockets and reads the watched one first whenever it is ready, so the single-client
+ * figure is when its bytes arrived, not when a sweep of 1 000 reads reached it. tail: the last
+ * bytes seen per stream (a frame may be split between two reads). */
+static void fanout_measure(const int *fds, char (*tail)[64], void (*fire)(int e, void *arg),
+                           void *arg, int64_t *one, int64_t *all)
+{
+    int ep = epoll_create1(0);
+    if (ep < 0)
+        die("epoll_create1");
+    for (int i = 0; i < STREAMS; i++) {
+        struct epoll_event ee = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ee) != 0)
+            die("epoll_ctl");
+    }
+    static struct epoll_event ready[STREAMS];
+    for (int e = 0; e < EVENTS; e++) {
+        char needle[64];
+        snprintf(needle, sizeof needle, "data: {\"e\": %d}", e);
+        int watch = (e * 37) % STREAMS;
+        int64_t t0 = kx_mono_us();
+        fire(e, arg);
+        int remaining = STREAMS;
+        static bool seen[STREAMS];
+        memset(seen, 0, sizeof seen);
+        one[e] = -1;
+        int64_t until = kx_mono_ms() + 10000;
+        while (remaining > 0 && kx_mono_ms() < until) {
+            int nr = epoll_wait(ep, ready, STREAMS, 100);
+            if (nr <= 0)
+                continue;
+            /* The watched stream first (if it is ready), for the single-client latency. */
+            for (int i = -1; i < nr; i++) {
+                int k = i < 0 ? watch : (int)ready[i].data.u32;
+                if (seen[k] || (i >= 0 && k == watch))
+                    continue;
+                char buf[512];
+                ssize_t r = recv(fds[k], buf, sizeof buf - 1, MSG_DONTWAIT);
+                if (r <= 0)
+                    continue;
+                buf[r] = '\0';
+                char joined[640];
+                snprintf(joined, sizeof joined, "%s%s", tail[k], buf);
+                if (strstr(joined, needle) != NULL) {
+                    seen[k] = true;
+                    remaining--;
+                    if (k == watch)
+                        one[e] = kx_mono_us() - t0;
+                }
+                size_t jl = strlen(joined), keep = jl > 40 ? 40 : jl;
+                memcpy(tail[k], joined + jl - keep, keep);
+                tail[k][keep] = '\0';
+            }
+        }
+        if (remaining > 0 || one[e] < 0) {
+            fprintf(stderr, "event %d reached only %d streams\n", e, STREAMS - remaining);
+            die("see the line above");
+        }
+        all[e] = kx_mono_us() - t0;
+    }
+    close(ep);
+}
+
+typedef struct gw_fire {
+    kx_bus *bus;
+    const char *run;
+} gw_fire;
+
+static void fire_publish(int e, void *arg)
+{
+    gw_fire *g = arg;
+    char payload[64];
+    snprintf(payload, sizeof payload, "{\"e\": %d}", e);
+    publish(g->bus, g->run, payload);
+}
+
+/* The floor of a fan-out on this machine, for part 2's figures: the same kind of frame sent by
+ * BARE_SENDERS threads (the gateway's default KX_SSE_WRITERS), woken by one condition variable,
+ * to 1 000 loopback TCP sockets (TCP_NODELAY, one send each), read by the same client. No
+ * gateway, no NATS: what one send per stream per event costs here. */
+#define BARE_SENDERS 2
+typedef struct bare_fan {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int gen; /* event to send (-1: none yet); -2: stop */
+    char frame[96];
+    size_t len;
+    int *fds; /* the server's side */
+} bare_fan;
+
+typedef struct bare_sender {
+    bare_fan *b;
+    int index;
+} bare_sender;
+
+static void *bare_sender_main(void *arg)
+{
+    bare_sender *me = arg;
+    bare_fan *b = me->b;
+    int done = -1;
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        while (b->gen == done)
+            pthread_cond_wait(&b->cv, &b->mu);
+        int gen = b->gen;
+        char frame[96];
+        size_t len = b->len;
+        memcpy(frame, b->frame, len);
+        pthread_mutex_unlock(&b->mu);
+        if (gen == -2)
+            return NULL;
+        for (int i = me->index; i < STREAMS; i += BARE_SENDERS)
+            if (send(b->fds[i], frame, len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)len)
+                fprintf(stderr, "bare fan-out: a send did not take the whole frame\n");
+        done = gen;
+    }
+}
+
+static void fire_bare(int e, void *arg)
+{
+    bare_fan *b = arg;
+    pthread_mutex_lock(&b->mu);
+    b->gen = e;
+    int n = snprintf(b->frame, sizeof b->frame, "id: %d\ndata: {\"e\": %d}\n\n", e + 1, e);
+    b->len = (size_t)n;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void bench_bare_fanout(int64_t *one, int64_t *all)
+{
+    static int srv[STREAMS], cli[STREAMS];
+    static char tail[STREAMS][64];
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    socklen_t al = sizeof a;
+    if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof a) != 0 || listen(ls, 128) != 0 ||
+        getsockname(ls, (struct sockaddr *)&a, &al) != 0)
+        die("bare fan-out: cannot listen");
+    for (int i = 0; i < STREAMS; i++) {
+        cli[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (cli[i] < 0 || connect(cli[i], (struct sockaddr *)&a, sizeof a) != 0)
+            die("bare fan-out: cannot connect");
+        srv[i] = accept(ls, NULL, NULL);
+        if (srv[i] < 0)
+            die("bare fan-out: cannot accept");
+        int one_ = 1;
+        setsockopt(srv[i], IPPROTO_TCP, TCP_NODELAY, &one_, sizeof one_);
+        tail[i][0] = '\0';
+    }
+    close(ls);
+    bare_fan b = {.gen = -1, .fds = srv};
+    pthread_mutex_init(&b.mu, NULL);
+    pthread_cond_init(&b.cv, NULL);
+    pthread_t th[BARE_SENDERS];
+    bare_sender ss[BARE_SENDERS];
+    for (int i = 0; i < BARE_SENDERS; i++) {
+        ss[i] = (bare_sender){.b = &b, .index = i};
+        if (pthread_create(&th[i], NULL, bare_sender_main, &ss[i]) != 0)
+            die("pthread_create");
+    }
+    fanout_measure(cli, tail, fire_bare, &b, one, all);
+    pthread_mutex_lock(&b.mu);
+    b.gen = -2;
+    pthread_cond_broadcast(&b.cv);
+    pthread_mutex_unlock(&b.mu);
+    for (int i = 0; i < BARE_SENDERS; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&b.mu);
+    pthread_cond_destroy(&b.cv);
+    for (int i = 0; i < STREAMS; i++) {
+        close(cli[i]);
+        close(srv[i]);
+    }
+}
+
 static void bench_sse(kx_bus *bus, const char *token, const char *run)
 {
     static int fds[STREAMS];
@@ -326,74 +507,21 @@ static void bench_sse(kx_bus *bus, const char *token, const char *run)
         tail[i][0] = '\0';
     }
 
-    /* The client waits on epoll for the 1 000 sockets and reads the watched one first whenever
-     * it is ready, so the single-client figure is when its bytes arrived, not when a sweep of
-     * 1 000 reads reached it. */
-    int ep = epoll_create1(0);
-    if (ep < 0)
-        die("epoll_create1");
-    for (int i = 0; i < STREAMS; i++) {
-        struct epoll_event ee = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ee) != 0)
-            die("epoll_ctl");
-    }
-    static struct epoll_event ready[STREAMS];
     double f_sum0 = 0, f_cnt0 = 0, f_sum1 = 0, f_cnt1 = 0;
     bool have_fanout = fanout_metric(&f_sum0, &f_cnt0);
     double d_sum0 = 0, d_cnt0 = 0, d_sum1 = 0, d_cnt1 = 0;
     bool have_delay = send_delay_metric(&d_sum0, &d_cnt0);
     int64_t one[EVENTS], all[EVENTS], base[EVENTS];
-    for (int e = 0; e < EVENTS; e++) {
-        char payload[64];
-        snprintf(payload, sizeof payload, "{\"e\": %d}", e);
-        char needle[64];
-        snprintf(needle, sizeof needle, "data: {\"e\": %d}", e);
-        int watch = (e * 37) % STREAMS;
-        int64_t t0 = kx_mono_us();
-        publish(bus, run, payload);
-        int remaining = STREAMS;
-        static bool seen[STREAMS];
-        memset(seen, 0, sizeof seen);
-        one[e] = -1;
-        int64_t until = kx_mono_ms() + 10000;
-        while (remaining > 0 && kx_mono_ms() < until) {
-            int nr = epoll_wait(ep, ready, STREAMS, 100);
-            if (nr <= 0)
-                continue;
-            /* The watched stream first (if it is ready), for the single-client latency. */
-            for (int i = -1; i < nr; i++) {
-                int k = i < 0 ? watch : (int)ready[i].data.u32;
-                if (seen[k] || (i >= 0 && k == watch))
-                    continue;
-                char buf[512];
-                ssize_t r = recv(fds[k], buf, sizeof buf - 1, MSG_DONTWAIT);
-                if (r <= 0)
-                    continue;
-                buf[r] = '\0';
-                char joined[640];
-                snprintf(joined, sizeof joined, "%s%s", tail[k], buf);
-                if (strstr(joined, needle) != NULL) {
-                    seen[k] = true;
-                    remaining--;
-                    if (k == watch)
-                        one[e] = kx_mono_us() - t0;
-                }
-                size_t jl = strlen(joined), keep = jl > 40 ? 40 : jl;
-                memcpy(tail[k], joined + jl - keep, keep);
-                tail[k][keep] = '\0';
-            }
-        }
-        if (remaining > 0 || one[e] < 0) {
-            fprintf(stderr, "event %d reached only %d streams\n", e, STREAMS - remaining);
-            die("see the line above");
-        }
-        all[e] = kx_mono_us() - t0;
-    }
+    gw_fire gf = {.bus = bus, .run = run};
+    fanout_measure(fds, tail, fire_publish, &gf, one, all);
     have_fanout = have_fanout && fanout_metric(&f_sum1, &f_cnt1) && f_cnt1 > f_cnt0;
     have_delay = have_delay && send_delay_metric(&d_sum1, &d_cnt1) && d_cnt1 > d_cnt0;
-    close(ep);
     for (int i = 0; i < STREAMS; i++)
         close(fds[i]);
+
+    /* Baseline: the bare fan-out (no gateway, no NATS) with the same client. */
+    int64_t bone[EVENTS], ball[EVENTS];
+    bench_bare_fanout(bone, ball);
 
     /* Baseline: the same JetStream publish, received by a core NATS subscriber here. */
     natsConnection *nc = NULL;
@@ -423,6 +551,11 @@ static void bench_sse(kx_bus *bus, const char *token, const char *run)
         "baseline: JetStream publish -> core NATS subscriber: p50 %lld us p90 %lld us p99 %lld us\n",
         (long long)pct(base, EVENTS, 0.5), (long long)pct(base, EVENTS, 0.9),
         (long long)pct(base, EVENTS, 0.99));
+    printf("baseline: bare fan-out, one send per socket by %d threads to %d loopback sockets -> "
+           "one of them: p50 %lld us p90 %lld us p99 %lld us; all: p50 %lld us\n",
+           BARE_SENDERS, STREAMS, (long long)pct(bone, EVENTS, 0.5),
+           (long long)pct(bone, EVENTS, 0.9), (long long)pct(bone, EVENTS, 0.99),
+           (long long)pct(ball, EVENTS, 0.5));
     printf(
         "gateway: publish -> one SSE client (of %d open): p50 %lld us p90 %lld us p99 %lld us\n",
         STREAMS, (long long)pct(one, EVENTS, 0.5), (long long)pct(one, EVENTS, 0.9),
@@ -448,6 +581,7 @@ static void bench_sse(kx_bus *bus, const char *token, const char *run)
     printf("goal p50 <= 1000 us (one client): %s\n",
            pct(one, EVENTS, 0.5) <= 1000 ? "met" : "NOT met");
     result("gateway.sse_baseline_nats.p50", (double)pct(base, EVENTS, 0.5), "us");
+    result("gateway.sse_bare_fanout_one.p50", (double)pct(bone, EVENTS, 0.5), "us");
     result("gateway.sse_one_of_1000.p50", (double)pct(one, EVENTS, 0.5), "us");
     result("gateway.sse_one_of_1000.p99", (double)pct(one, EVENTS, 0.99), "us");
     result("gateway.sse_all_1000.p50", (double)pct(all, EVENTS, 0.5), "us");
