@@ -18,9 +18,11 @@
  *
  * It starts its own nats-server, PostgreSQL and gateway (tests/harness/gateway_alone.h), talks
  * to 127.0.0.1 only, and is bounded in time (about a minute).
- *   bench_gateway [--results FILE] [--no-run-cache] [--per-run-rate N] [--env K=V]...
+ *   bench_gateway [--results FILE] [--no-run-cache] [--per-run-rate N] [--bare-senders N]
+ *                 [--env K=V]...
  *     --results FILE   also append "key value unit" lines to FILE
  *     --per-run-rate N part 3's steady rate, events/s across the 1 000 runs (default 1000)
+ *     --bare-senders N threads of part 2's bare fan-out (default 2, as KX_SSE_WRITERS; 1-16)
  *     --env K=V        one more variable for the gateway (up to 8), e.g. to compare settings
  *     --no-run-cache   the gateway with KX_RUN_CACHE_MS=0: every GET reads Postgres on a worker
  *                      (the default answers a run polled this hard from services/gateway/
@@ -365,10 +367,11 @@ static void fire_publish(int e, void *arg)
 }
 
 /* The floor of a fan-out on this machine, for part 2's figures: the same kind of frame sent by
- * BARE_SENDERS threads (the gateway's default KX_SSE_WRITERS), woken by one condition variable,
+ * g_bare_senders threads (2 by default: the gateway's default KX_SSE_WRITERS), woken by one condition variable,
  * to 1 000 loopback TCP sockets (TCP_NODELAY, one send each), read by the same client. No
  * gateway, no NATS: what one send per stream per event costs here. */
-#define BARE_SENDERS 2
+#define BARE_SENDERS_MAX 16
+static int g_bare_senders = 2; /* --bare-senders */
 typedef struct bare_fan {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -399,7 +402,7 @@ static void *bare_sender_main(void *arg)
         pthread_mutex_unlock(&b->mu);
         if (gen == -2)
             return NULL;
-        for (int i = me->index; i < STREAMS; i += BARE_SENDERS)
+        for (int i = me->index; i < STREAMS; i += g_bare_senders)
             if (send(b->fds[i], frame, len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)len)
                 fprintf(stderr, "bare fan-out: a send did not take the whole frame\n");
         done = gen;
@@ -443,9 +446,9 @@ static void bench_bare_fanout(int64_t *one, int64_t *all)
     bare_fan b = {.gen = -1, .fds = srv};
     pthread_mutex_init(&b.mu, NULL);
     pthread_cond_init(&b.cv, NULL);
-    pthread_t th[BARE_SENDERS];
-    bare_sender ss[BARE_SENDERS];
-    for (int i = 0; i < BARE_SENDERS; i++) {
+    pthread_t th[BARE_SENDERS_MAX];
+    bare_sender ss[BARE_SENDERS_MAX];
+    for (int i = 0; i < g_bare_senders; i++) {
         ss[i] = (bare_sender){.b = &b, .index = i};
         if (pthread_create(&th[i], NULL, bare_sender_main, &ss[i]) != 0)
             die("pthread_create");
@@ -455,7 +458,7 @@ static void bench_bare_fanout(int64_t *one, int64_t *all)
     b.gen = -2;
     pthread_cond_broadcast(&b.cv);
     pthread_mutex_unlock(&b.mu);
-    for (int i = 0; i < BARE_SENDERS; i++)
+    for (int i = 0; i < g_bare_senders; i++)
         pthread_join(th[i], NULL);
     pthread_mutex_destroy(&b.mu);
     pthread_cond_destroy(&b.cv);
@@ -553,7 +556,7 @@ static void bench_sse(kx_bus *bus, const char *token, const char *run)
         (long long)pct(base, EVENTS, 0.99));
     printf("baseline: bare fan-out, one send per socket by %d threads to %d loopback sockets -> "
            "one of them: p50 %lld us p90 %lld us p99 %lld us; all: p50 %lld us\n",
-           BARE_SENDERS, STREAMS, (long long)pct(bone, EVENTS, 0.5),
+           g_bare_senders, STREAMS, (long long)pct(bone, EVENTS, 0.5),
            (long long)pct(bone, EVENTS, 0.9), (long long)pct(bone, EVENTS, 0.99),
            (long long)pct(ball, EVENTS, 0.5));
     printf(
@@ -823,6 +826,9 @@ int main(int argc, char **argv)
             g_results = fopen(argv[++i], "a");
         } else if (strcmp(argv[i], "--per-run-rate") == 0 && i + 1 < argc) {
             g_per_run_rate = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--bare-senders") == 0 && i + 1 < argc &&
+                   atoi(argv[i + 1]) >= 1 && atoi(argv[i + 1]) <= BARE_SENDERS_MAX) {
+            g_bare_senders = atoi(argv[++i]);
         } else if (strcmp(argv[i], "--no-run-cache") == 0) {
             g_no_run_cache = true;
         } else if (strcmp(argv[i], "--env") == 0 && i + 1 < argc && g_nextra < MAX_EXTRA_ENV &&
@@ -831,7 +837,7 @@ int main(int argc, char **argv)
         } else {
             fprintf(stderr,
                     "usage: bench_gateway [--results FILE] [--no-run-cache] [--per-run-rate N] "
-                    "[--env K=V]...\n");
+                    "[--bare-senders N] [--env K=V]...\n");
             return 2;
         }
     }
