@@ -820,16 +820,29 @@ static void bench_sse_per_run(kx_bus *bus, const char *token)
     result("gateway.sse_per_run_paced.p99", (double)pct(lat, (size_t)n, 0.99), "us");
 }
 
+/* A whole decimal integer in [lo, hi] into *out; false otherwise. */
+static bool int_arg(const char *s, int lo, int hi, int *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        return false;
+    *out = (int)v;
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--results") == 0 && i + 1 < argc) {
             g_results = fopen(argv[++i], "a");
-        } else if (strcmp(argv[i], "--per-run-rate") == 0 && i + 1 < argc) {
-            g_per_run_rate = atoi(argv[++i]);
+        } else if (strcmp(argv[i], "--per-run-rate") == 0 && i + 1 < argc &&
+                   int_arg(argv[i + 1], 0, 100000, &g_per_run_rate)) {
+            i++;
         } else if (strcmp(argv[i], "--bare-senders") == 0 && i + 1 < argc &&
-                   atoi(argv[i + 1]) >= 1 && atoi(argv[i + 1]) <= BARE_SENDERS_MAX) {
-            g_bare_senders = atoi(argv[++i]);
+                   int_arg(argv[i + 1], 1, BARE_SENDERS_MAX, &g_bare_senders)) {
+            i++;
         } else if (strcmp(argv[i], "--no-run-cache") == 0) {
             g_no_run_cache = true;
         } else if (strcmp(argv[i], "--env") == 0 && i + 1 < argc && g_nextra < MAX_EXTRA_ENV &&
