@@ -367,9 +367,9 @@ static void fire_publish(int e, void *arg)
 }
 
 /* The floor of a fan-out on this machine, for part 2's figures: the same kind of frame sent by
- * g_bare_senders threads (2 by default: the gateway's default KX_SSE_WRITERS), woken by one condition variable,
- * to 1 000 loopback TCP sockets (TCP_NODELAY, one send each), read by the same client. No
- * gateway, no NATS: what one send per stream per event costs here. */
+ * g_bare_senders threads (2 by default, as the gateway's KX_SSE_WRITERS), woken by one
+ * condition variable, to 1 000 loopback TCP sockets (TCP_NODELAY, one send each), read by the
+ * same client. No gateway, no NATS: what one send per stream per event costs here. */
 #define BARE_SENDERS_MAX 16
 static int g_bare_senders = 2; /* --bare-senders */
 typedef struct bare_fan {
