@@ -8,12 +8,21 @@
  *   2. event publish -> SSE client latency with 1 000 streams open on one run: per event, from
  *      before the JetStream publish to its arrival on a rotating one of the streams (p50, p90,
  *      p99) and to its arrival on all 1 000; baseline: the same publish to a plain core NATS
- *      subscriber in this process. Goal: p50 <= 1 ms.
+ *      subscriber in this process; and the floor of such a fan-out here: the same frames sent
+ *      by 2 threads, one send per socket, to 1 000 loopback sockets, read by the same client
+ *      (no gateway, no NATS). Goal: p50 <= 1 ms.
+ *   3. the same goal as 1 000 users each watching their own run see it: 1 000 streams, each on
+ *      a run of its own (1 000 feeds); publish -> arrival on that run's stream, one event at a
+ *      time (every run in turn) and at a steady rate across all runs (--per-run-rate, events/s
+ *      in total for 3 s; 0 skips this part).
  *
  * It starts its own nats-server, PostgreSQL and gateway (tests/harness/gateway_alone.h), talks
- * to 127.0.0.1 only, and is bounded in time (about 40 s).
- *   bench_gateway [--results FILE] [--no-run-cache] [--env K=V]...
+ * to 127.0.0.1 only, and is bounded in time (about a minute).
+ *   bench_gateway [--results FILE] [--no-run-cache] [--per-run-rate N] [--bare-senders N]
+ *                 [--env K=V]...
  *     --results FILE   also append "key value unit" lines to FILE
+ *     --per-run-rate N part 3's steady rate, events/s across the 1 000 runs (default 1000)
+ *     --bare-senders N threads of part 2's bare fan-out (default 2, as KX_SSE_WRITERS; 1-16)
  *     --env K=V        one more variable for the gateway (up to 8), e.g. to compare settings
  *     --no-run-cache   the gateway with KX_RUN_CACHE_MS=0: every GET reads Postgres on a worker
  *                      (the default answers a run polled this hard from services/gateway/
@@ -25,12 +34,14 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "api_client.h"
@@ -277,6 +288,186 @@ static void on_core(natsConnection *nc, natsSubscription *sub, natsMsg *m, void 
     natsMsg_Destroy(m);
 }
 
+/* Part 2's client and clock: for each of EVENTS events, fire(e) (which makes the frame
+ * "data: {"e": <e>}" reach every one of fds), then the time from before fire to its arrival on
+ * a rotating one of the streams (one[e]) and on all of them (all[e]). The client waits on epoll
+ * for the sockets and reads the watched one first whenever it is ready, so the single-client
+ * figure is when its bytes arrived, not when a sweep of 1 000 reads reached it. tail: the last
+ * bytes seen per stream (a frame may be split between two reads). */
+static void fanout_measure(const int *fds, char (*tail)[64], void (*fire)(int e, void *arg),
+                           void *arg, int64_t *one, int64_t *all)
+{
+    int ep = epoll_create1(0);
+    if (ep < 0)
+        die("epoll_create1");
+    for (int i = 0; i < STREAMS; i++) {
+        struct epoll_event ee = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ee) != 0)
+            die("epoll_ctl");
+    }
+    static struct epoll_event ready[STREAMS];
+    for (int e = 0; e < EVENTS; e++) {
+        char needle[64];
+        snprintf(needle, sizeof needle, "data: {\"e\": %d}", e);
+        int watch = (e * 37) % STREAMS;
+        int64_t t0 = kx_mono_us();
+        fire(e, arg);
+        int remaining = STREAMS;
+        static bool seen[STREAMS];
+        memset(seen, 0, sizeof seen);
+        one[e] = -1;
+        int64_t until = kx_mono_ms() + 10000;
+        while (remaining > 0 && kx_mono_ms() < until) {
+            int nr = epoll_wait(ep, ready, STREAMS, 100);
+            if (nr <= 0)
+                continue;
+            /* The watched stream first (if it is ready), for the single-client latency. */
+            for (int i = -1; i < nr; i++) {
+                int k = i < 0 ? watch : (int)ready[i].data.u32;
+                if (seen[k] || (i >= 0 && k == watch))
+                    continue;
+                char buf[512];
+                ssize_t r = recv(fds[k], buf, sizeof buf - 1, MSG_DONTWAIT);
+                if (r <= 0)
+                    continue;
+                buf[r] = '\0';
+                char joined[640];
+                snprintf(joined, sizeof joined, "%s%s", tail[k], buf);
+                if (strstr(joined, needle) != NULL) {
+                    seen[k] = true;
+                    remaining--;
+                    if (k == watch)
+                        one[e] = kx_mono_us() - t0;
+                }
+                size_t jl = strlen(joined), keep = jl > 40 ? 40 : jl;
+                memcpy(tail[k], joined + jl - keep, keep);
+                tail[k][keep] = '\0';
+            }
+        }
+        if (remaining > 0 || one[e] < 0) {
+            fprintf(stderr, "event %d reached only %d streams\n", e, STREAMS - remaining);
+            die("see the line above");
+        }
+        all[e] = kx_mono_us() - t0;
+    }
+    close(ep);
+}
+
+typedef struct gw_fire {
+    kx_bus *bus;
+    const char *run;
+} gw_fire;
+
+static void fire_publish(int e, void *arg)
+{
+    gw_fire *g = arg;
+    char payload[64];
+    snprintf(payload, sizeof payload, "{\"e\": %d}", e);
+    publish(g->bus, g->run, payload);
+}
+
+/* The floor of a fan-out on this machine, for part 2's figures: the same kind of frame sent by
+ * g_bare_senders threads (2 by default, as the gateway's KX_SSE_WRITERS), woken by one
+ * condition variable, to 1 000 loopback TCP sockets (TCP_NODELAY, one send each), read by the
+ * same client. No gateway, no NATS: what one send per stream per event costs here. */
+#define BARE_SENDERS_MAX 16
+static int g_bare_senders = 2; /* --bare-senders */
+typedef struct bare_fan {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int gen; /* event to send (-1: none yet); -2: stop */
+    char frame[96];
+    size_t len;
+    int *fds; /* the server's side */
+} bare_fan;
+
+typedef struct bare_sender {
+    bare_fan *b;
+    int index;
+} bare_sender;
+
+static void *bare_sender_main(void *arg)
+{
+    bare_sender *me = arg;
+    bare_fan *b = me->b;
+    int done = -1;
+    for (;;) {
+        pthread_mutex_lock(&b->mu);
+        while (b->gen == done)
+            pthread_cond_wait(&b->cv, &b->mu);
+        int gen = b->gen;
+        char frame[96];
+        size_t len = b->len;
+        memcpy(frame, b->frame, len);
+        pthread_mutex_unlock(&b->mu);
+        if (gen == -2)
+            return NULL;
+        for (int i = me->index; i < STREAMS; i += g_bare_senders)
+            if (send(b->fds[i], frame, len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)len)
+                fprintf(stderr, "bare fan-out: a send did not take the whole frame\n");
+        done = gen;
+    }
+}
+
+static void fire_bare(int e, void *arg)
+{
+    bare_fan *b = arg;
+    pthread_mutex_lock(&b->mu);
+    b->gen = e;
+    int n = snprintf(b->frame, sizeof b->frame, "id: %d\ndata: {\"e\": %d}\n\n", e + 1, e);
+    b->len = (size_t)n;
+    pthread_cond_broadcast(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+}
+
+static void bench_bare_fanout(int64_t *one, int64_t *all)
+{
+    static int srv[STREAMS], cli[STREAMS];
+    static char tail[STREAMS][64];
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    socklen_t al = sizeof a;
+    if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof a) != 0 || listen(ls, 128) != 0 ||
+        getsockname(ls, (struct sockaddr *)&a, &al) != 0)
+        die("bare fan-out: cannot listen");
+    for (int i = 0; i < STREAMS; i++) {
+        cli[i] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (cli[i] < 0 || connect(cli[i], (struct sockaddr *)&a, sizeof a) != 0)
+            die("bare fan-out: cannot connect");
+        srv[i] = accept(ls, NULL, NULL);
+        if (srv[i] < 0)
+            die("bare fan-out: cannot accept");
+        int one_ = 1;
+        setsockopt(srv[i], IPPROTO_TCP, TCP_NODELAY, &one_, sizeof one_);
+        tail[i][0] = '\0';
+    }
+    close(ls);
+    bare_fan b = {.gen = -1, .fds = srv};
+    pthread_mutex_init(&b.mu, NULL);
+    pthread_cond_init(&b.cv, NULL);
+    pthread_t th[BARE_SENDERS_MAX];
+    bare_sender ss[BARE_SENDERS_MAX];
+    for (int i = 0; i < g_bare_senders; i++) {
+        ss[i] = (bare_sender){.b = &b, .index = i};
+        if (pthread_create(&th[i], NULL, bare_sender_main, &ss[i]) != 0)
+            die("pthread_create");
+    }
+    fanout_measure(cli, tail, fire_bare, &b, one, all);
+    pthread_mutex_lock(&b.mu);
+    b.gen = -2;
+    pthread_cond_broadcast(&b.cv);
+    pthread_mutex_unlock(&b.mu);
+    for (int i = 0; i < g_bare_senders; i++)
+        pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&b.mu);
+    pthread_cond_destroy(&b.cv);
+    for (int i = 0; i < STREAMS; i++) {
+        close(cli[i]);
+        close(srv[i]);
+    }
+}
+
 static void bench_sse(kx_bus *bus, const char *token, const char *run)
 {
     static int fds[STREAMS];
@@ -319,74 +510,21 @@ static void bench_sse(kx_bus *bus, const char *token, const char *run)
         tail[i][0] = '\0';
     }
 
-    /* The client waits on epoll for the 1 000 sockets and reads the watched one first whenever
-     * it is ready, so the single-client figure is when its bytes arrived, not when a sweep of
-     * 1 000 reads reached it. */
-    int ep = epoll_create1(0);
-    if (ep < 0)
-        die("epoll_create1");
-    for (int i = 0; i < STREAMS; i++) {
-        struct epoll_event ee = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ee) != 0)
-            die("epoll_ctl");
-    }
-    static struct epoll_event ready[STREAMS];
     double f_sum0 = 0, f_cnt0 = 0, f_sum1 = 0, f_cnt1 = 0;
     bool have_fanout = fanout_metric(&f_sum0, &f_cnt0);
     double d_sum0 = 0, d_cnt0 = 0, d_sum1 = 0, d_cnt1 = 0;
     bool have_delay = send_delay_metric(&d_sum0, &d_cnt0);
     int64_t one[EVENTS], all[EVENTS], base[EVENTS];
-    for (int e = 0; e < EVENTS; e++) {
-        char payload[64];
-        snprintf(payload, sizeof payload, "{\"e\": %d}", e);
-        char needle[64];
-        snprintf(needle, sizeof needle, "data: {\"e\": %d}", e);
-        int watch = (e * 37) % STREAMS;
-        int64_t t0 = kx_mono_us();
-        publish(bus, run, payload);
-        int remaining = STREAMS;
-        static bool seen[STREAMS];
-        memset(seen, 0, sizeof seen);
-        one[e] = -1;
-        int64_t until = kx_mono_ms() + 10000;
-        while (remaining > 0 && kx_mono_ms() < until) {
-            int nr = epoll_wait(ep, ready, STREAMS, 100);
-            if (nr <= 0)
-                continue;
-            /* The watched stream first (if it is ready), for the single-client latency. */
-            for (int i = -1; i < nr; i++) {
-                int k = i < 0 ? watch : (int)ready[i].data.u32;
-                if (seen[k] || (i >= 0 && k == watch))
-                    continue;
-                char buf[512];
-                ssize_t r = recv(fds[k], buf, sizeof buf - 1, MSG_DONTWAIT);
-                if (r <= 0)
-                    continue;
-                buf[r] = '\0';
-                char joined[640];
-                snprintf(joined, sizeof joined, "%s%s", tail[k], buf);
-                if (strstr(joined, needle) != NULL) {
-                    seen[k] = true;
-                    remaining--;
-                    if (k == watch)
-                        one[e] = kx_mono_us() - t0;
-                }
-                size_t jl = strlen(joined), keep = jl > 40 ? 40 : jl;
-                memcpy(tail[k], joined + jl - keep, keep);
-                tail[k][keep] = '\0';
-            }
-        }
-        if (remaining > 0 || one[e] < 0) {
-            fprintf(stderr, "event %d reached only %d streams\n", e, STREAMS - remaining);
-            die("see the line above");
-        }
-        all[e] = kx_mono_us() - t0;
-    }
+    gw_fire gf = {.bus = bus, .run = run};
+    fanout_measure(fds, tail, fire_publish, &gf, one, all);
     have_fanout = have_fanout && fanout_metric(&f_sum1, &f_cnt1) && f_cnt1 > f_cnt0;
     have_delay = have_delay && send_delay_metric(&d_sum1, &d_cnt1) && d_cnt1 > d_cnt0;
-    close(ep);
     for (int i = 0; i < STREAMS; i++)
         close(fds[i]);
+
+    /* Baseline: the bare fan-out (no gateway, no NATS) with the same client. */
+    int64_t bone[EVENTS], ball[EVENTS];
+    bench_bare_fanout(bone, ball);
 
     /* Baseline: the same JetStream publish, received by a core NATS subscriber here. */
     natsConnection *nc = NULL;
@@ -416,6 +554,11 @@ static void bench_sse(kx_bus *bus, const char *token, const char *run)
         "baseline: JetStream publish -> core NATS subscriber: p50 %lld us p90 %lld us p99 %lld us\n",
         (long long)pct(base, EVENTS, 0.5), (long long)pct(base, EVENTS, 0.9),
         (long long)pct(base, EVENTS, 0.99));
+    printf("baseline: bare fan-out, one send per socket by %d threads to %d loopback sockets -> "
+           "one of them: p50 %lld us p90 %lld us p99 %lld us; all: p50 %lld us\n",
+           g_bare_senders, STREAMS, (long long)pct(bone, EVENTS, 0.5),
+           (long long)pct(bone, EVENTS, 0.9), (long long)pct(bone, EVENTS, 0.99),
+           (long long)pct(ball, EVENTS, 0.5));
     printf(
         "gateway: publish -> one SSE client (of %d open): p50 %lld us p90 %lld us p99 %lld us\n",
         STREAMS, (long long)pct(one, EVENTS, 0.5), (long long)pct(one, EVENTS, 0.9),
@@ -441,9 +584,252 @@ static void bench_sse(kx_bus *bus, const char *token, const char *run)
     printf("goal p50 <= 1000 us (one client): %s\n",
            pct(one, EVENTS, 0.5) <= 1000 ? "met" : "NOT met");
     result("gateway.sse_baseline_nats.p50", (double)pct(base, EVENTS, 0.5), "us");
+    result("gateway.sse_bare_fanout_one.p50", (double)pct(bone, EVENTS, 0.5), "us");
     result("gateway.sse_one_of_1000.p50", (double)pct(one, EVENTS, 0.5), "us");
     result("gateway.sse_one_of_1000.p99", (double)pct(one, EVENTS, 0.99), "us");
     result("gateway.sse_all_1000.p50", (double)pct(all, EVENTS, 0.5), "us");
+}
+
+/* ---- 3. publish -> SSE latency, 1 000 streams each on its own run ------------------------ */
+
+/* What 1 000 users each watching their own run see: every stream is on a run of its own (so the
+ * gateway has 1 000 feeds, one JetStream subscription each), and an event of a run goes to one
+ * stream. Two loads: a closed loop (one event at a time, every run once, in a shuffled order)
+ * and a steady rate across all runs (--per-run-rate events/s for PACED_SECONDS, run i%1000 in
+ * the same shuffled order), the rate real runs emit at together. */
+#define PACED_SECONDS 3
+#define PACED_MAX 60000
+static int g_per_run_rate = 1000;
+
+/* A stream's bytes not yet parsed (what follows its last complete frame). */
+typedef struct rx {
+    char s[2048];
+    size_t n;
+} rx;
+
+/* Reads what fd has and calls got(p) for every complete frame "data: {"p": <p>}" in it. False
+ * when the stream closed or failed. */
+static bool rx_read(int fd, rx *r, void (*got)(long long p, void *arg), void *arg)
+{
+    for (;;) {
+        ssize_t n = recv(fd, r->s + r->n, sizeof r->s - 1 - r->n, MSG_DONTWAIT);
+        if (n == 0)
+            return false;
+        if (n < 0)
+            return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+        r->n += (size_t)n;
+        r->s[r->n] = '\0';
+        char *start = r->s, *end;
+        while ((end = strstr(start, "\n\n")) != NULL) {
+            *end = '\0';
+            const char *d = strstr(start, "data: {\"p\": ");
+            if (d != NULL)
+                got(strtoll(d + 12, NULL, 10), arg);
+            start = end + 2;
+        }
+        size_t left = r->n - (size_t)(start - r->s);
+        memmove(r->s, start, left);
+        r->n = left;
+        if (r->n + 1 >= sizeof r->s)
+            r->n = 0; /* a frame this benchmark never sends: drop it */
+    }
+}
+
+typedef struct paced {
+    kx_bus *bus;
+    char (*runs)[KX_UUID_LEN + 1];
+    int n;        /* events */
+    int rate;     /* events/s */
+    int64_t *pub; /* kx_mono_us before each publish */
+} paced;
+
+static void *paced_publisher(void *arg)
+{
+    paced *p = arg;
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < p->n; i++) {
+        int64_t off_ns = (int64_t)i * 1000000000LL / p->rate;
+        struct timespec at = {.tv_sec = t0.tv_sec + (time_t)((t0.tv_nsec + off_ns) / 1000000000LL),
+                              .tv_nsec = (long)((t0.tv_nsec + off_ns) % 1000000000LL)};
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR)
+            ;
+        char payload[64];
+        snprintf(payload, sizeof payload, "{\"p\": %d}", i);
+        p->pub[i] = kx_mono_us();
+        publish(p->bus, p->runs[(i * 37) % STREAMS], payload);
+    }
+    return NULL;
+}
+
+typedef struct arrivals {
+    int64_t *at; /* per event: kx_mono_us of its arrival, 0: not yet */
+    int n;
+    int got;
+    int bad; /* a frame that is not an event of this pass, or one twice */
+} arrivals;
+
+static void on_arrival(long long p, void *arg)
+{
+    arrivals *a = arg;
+    if (p < 0 || p >= a->n || a->at[p] != 0) {
+        a->bad++;
+        return;
+    }
+    a->at[p] = kx_mono_us();
+    a->got++;
+}
+
+static void on_warm(long long p, void *arg)
+{
+    (void)p;
+    (*(int *)arg)++;
+}
+
+static void bench_sse_per_run(kx_bus *bus, const char *token)
+{
+    static char runs[STREAMS][KX_UUID_LEN + 1];
+    static int fds[STREAMS];
+    static rx rxs[STREAMS];
+    int64_t t_setup = kx_mono_ms();
+    for (int i = 0; i < STREAMS; i++)
+        initiate(token, runs[i]);
+    for (int i = 0; i < STREAMS; i++) {
+        char path[128];
+        snprintf(path, sizeof path, "/api/agent-run/%.36s/stream", runs[i]);
+        fds[i] = kx_th_events_open(g_gw.s.http_port, path, token, NULL, 0);
+        if (fds[i] < 0) {
+            fprintf(stderr, "cannot open stream %d\n", i);
+            die("see the line above");
+        }
+        rxs[i].n = 0;
+    }
+    int ep = epoll_create1(0);
+    if (ep < 0)
+        die("epoll_create1");
+    for (int i = 0; i < STREAMS; i++) {
+        struct epoll_event ee = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
+        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ee) != 0)
+            die("epoll_ctl");
+    }
+    /* A first event on every run (each stream live on its run's feed). */
+    for (int i = 0; i < STREAMS; i++)
+        publish(bus, runs[i], "{\"p\": -1}");
+    static int warm[STREAMS];
+    static struct epoll_event ready[STREAMS];
+    int warmed = 0;
+    int64_t until = kx_mono_ms() + 30000;
+    while (warmed < STREAMS && kx_mono_ms() < until) {
+        int nr = epoll_wait(ep, ready, STREAMS, 100);
+        for (int i = 0; i < nr; i++) {
+            int k = (int)ready[i].data.u32;
+            bool had = warm[k] > 0;
+            if (!rx_read(fds[k], &rxs[k], on_warm, &warm[k]))
+                die("a stream closed during the warm-up");
+            warmed += !had && warm[k] > 0;
+        }
+    }
+    if (warmed < STREAMS) {
+        fprintf(stderr, "only %d of %d streams got their run's first event\n", warmed, STREAMS);
+        die("see the line above");
+    }
+    t_setup = kx_mono_ms() - t_setup;
+
+    /* Closed loop: one event at a time, to one run after the other. */
+    static int64_t rr[STREAMS];
+    double d_sum0 = 0, d_cnt0 = 0, d_sum1 = 0, d_cnt1 = 0;
+    bool have_delay = send_delay_metric(&d_sum0, &d_cnt0);
+    for (int e = 0; e < STREAMS; e++) {
+        int k = (e * 37) % STREAMS;
+        int64_t a0 = 0;
+        arrivals a = {.at = &a0, .n = 1};
+        char payload[64];
+        snprintf(payload, sizeof payload, "{\"p\": 0}");
+        int64_t t0 = kx_mono_us();
+        publish(bus, runs[k], payload);
+        until = kx_mono_ms() + 10000;
+        while (a.got == 0 && kx_mono_ms() < until) {
+            struct pollfd pf = {.fd = fds[k], .events = POLLIN};
+            if (poll(&pf, 1, 100) > 0 && !rx_read(fds[k], &rxs[k], on_arrival, &a))
+                die("a stream closed");
+        }
+        if (a.got == 0) {
+            fprintf(stderr, "event %d never reached its run's stream\n", e);
+            die("see the line above");
+        }
+        rr[e] = a0 - t0;
+    }
+    have_delay = have_delay && send_delay_metric(&d_sum1, &d_cnt1) && d_cnt1 > d_cnt0;
+
+    /* A steady rate across all runs. */
+    int n = g_per_run_rate * PACED_SECONDS;
+    n = n > PACED_MAX ? PACED_MAX : n;
+    static int64_t pub[PACED_MAX], at[PACED_MAX], lat[PACED_MAX];
+    memset(at, 0, sizeof at);
+    paced p = {.bus = bus, .runs = runs, .n = n, .rate = g_per_run_rate, .pub = pub};
+    arrivals a = {.at = at, .n = n};
+    pthread_t th;
+    int64_t t_paced = kx_mono_us();
+    if (pthread_create(&th, NULL, paced_publisher, &p) != 0)
+        die("pthread_create");
+    until = kx_mono_ms() + PACED_SECONDS * 1000 + 20000;
+    while (a.got < n && kx_mono_ms() < until) {
+        int nr = epoll_wait(ep, ready, STREAMS, 100);
+        for (int i = 0; i < nr; i++) {
+            int k = (int)ready[i].data.u32;
+            if (!rx_read(fds[k], &rxs[k], on_arrival, &a))
+                die("a stream closed during the paced pass");
+        }
+    }
+    pthread_join(th, NULL);
+    double paced_s = (double)(kx_mono_us() - t_paced) / 1e6;
+    close(ep);
+    for (int i = 0; i < STREAMS; i++)
+        close(fds[i]);
+    if (a.got < n || a.bad > 0) {
+        fprintf(stderr, "paced pass: %d of %d events arrived, %d unexpected frames\n", a.got, n,
+                a.bad);
+        die("see the line above");
+    }
+    for (int i = 0; i < n; i++)
+        lat[i] = at[i] - pub[i];
+
+    printf("gateway, per-run streams: %d streams open, each on its own run (%d feeds; set up in "
+           "%lld ms)\n",
+           STREAMS, STREAMS, (long long)t_setup);
+    printf("gateway: publish -> its run's SSE client, one event at a time (%d runs in turn): "
+           "p50 %lld us p90 %lld us p99 %lld us\n",
+           STREAMS, (long long)pct(rr, STREAMS, 0.5), (long long)pct(rr, STREAMS, 0.9),
+           (long long)pct(rr, STREAMS, 0.99));
+    if (have_delay)
+        printf("gateway: (its writers' share, kx_gateway_sse_send_delay_seconds: mean %.0f us)\n",
+               (d_sum1 - d_sum0) / (d_cnt1 - d_cnt0) * 1e6);
+    printf("gateway: publish -> its run's SSE client, %d events/s across all %d runs for %d s "
+           "(%d events in %.1f s): p50 %lld us p90 %lld us p99 %lld us\n",
+           g_per_run_rate, STREAMS, PACED_SECONDS, n, paced_s, (long long)pct(lat, (size_t)n, 0.5),
+           (long long)pct(lat, (size_t)n, 0.9), (long long)pct(lat, (size_t)n, 0.99));
+    if (paced_s > PACED_SECONDS * 1.2)
+        printf("gateway: (the benchmark's publisher fell behind that rate: the events went out "
+               "back to back, each timed from its own publish)\n");
+    printf("goal p50 <= 1000 us (per-run streams, closed loop / steady rate): %s / %s\n",
+           pct(rr, STREAMS, 0.5) <= 1000 ? "met" : "NOT met",
+           pct(lat, (size_t)n, 0.5) <= 1000 ? "met" : "NOT met");
+    result("gateway.sse_per_run_rr.p50", (double)pct(rr, STREAMS, 0.5), "us");
+    result("gateway.sse_per_run_rr.p99", (double)pct(rr, STREAMS, 0.99), "us");
+    result("gateway.sse_per_run_paced.p50", (double)pct(lat, (size_t)n, 0.5), "us");
+    result("gateway.sse_per_run_paced.p99", (double)pct(lat, (size_t)n, 0.99), "us");
+}
+
+/* A whole decimal integer in [lo, hi] into *out; false otherwise. */
+static bool int_arg(const char *s, int lo, int hi, int *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        return false;
+    *out = (int)v;
+    return true;
 }
 
 int main(int argc, char **argv)
@@ -451,6 +837,12 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--results") == 0 && i + 1 < argc) {
             g_results = fopen(argv[++i], "a");
+        } else if (strcmp(argv[i], "--per-run-rate") == 0 && i + 1 < argc &&
+                   int_arg(argv[i + 1], 0, 100000, &g_per_run_rate)) {
+            i++;
+        } else if (strcmp(argv[i], "--bare-senders") == 0 && i + 1 < argc &&
+                   int_arg(argv[i + 1], 1, BARE_SENDERS_MAX, &g_bare_senders)) {
+            i++;
         } else if (strcmp(argv[i], "--no-run-cache") == 0) {
             g_no_run_cache = true;
         } else if (strcmp(argv[i], "--env") == 0 && i + 1 < argc && g_nextra < MAX_EXTRA_ENV &&
@@ -458,7 +850,8 @@ int main(int argc, char **argv)
             g_extra_env[g_nextra++] = argv[++i];
         } else {
             fprintf(stderr,
-                    "usage: bench_gateway [--results FILE] [--no-run-cache] [--env K=V]...\n");
+                    "usage: bench_gateway [--results FILE] [--no-run-cache] [--per-run-rate N] "
+                    "[--bare-senders N] [--env K=V]...\n");
             return 2;
         }
     }
@@ -498,6 +891,8 @@ int main(int argc, char **argv)
 
     bench_throughput(token, run);
     bench_sse(bus, token, run);
+    if (g_per_run_rate > 0)
+        bench_sse_per_run(bus, token);
 
     free(token);
     kx_bus_close(bus, 1000);
