@@ -175,6 +175,11 @@ kx_err sched_submit_subscribe(scheduler *s);
 /* dispatch.c (database threads): publishes RunDispatch for row (attempt + 1); *seq gets the
  * stream sequence it got (0 when unknown). The caller records it. */
 kx_err sched_dispatch_publish(scheduler *s, const sched_run_row *row, uint64_t *seq);
+/* The same for n admitted runs at once, pipelined (kx_bus_js_publish_many): seqs[i] > 0 for
+ * each run whose dispatch the stream acknowledged, 0 for the others (not sent, refused, or no
+ * ack in time: maybe in the stream). KX_OK when all were acknowledged, else the first error. */
+kx_err sched_dispatch_publish_many(scheduler *s, size_t n, const sched_run_row *rows,
+                                   uint64_t *seqs);
 /* mark dispatched + dispatch + record the sequence (+ unmark on failure), for one run the sweep
  * found lost. KX_OK also when the run is not queued (nothing sent). */
 kx_err sched_dispatch_queued(scheduler *s, kx_db *db, const char *run_id);
