@@ -228,8 +228,10 @@ out_sync:
     pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);
 out_free:
-    for (size_t i = 0; i < n; i++)
-        natsMsg_Destroy(msgs[i]); /* those never handed to cnats */
+    for (size_t i = 0; i < n; i++) { /* those never handed to cnats */
+        natsMsg_Destroy(msgs[i]);
+        msgs[i] = NULL;
+    }
     free(sent);
     free(done);
     free(b);

@@ -531,6 +531,77 @@ static void test_js_publish_read_back(void **state)
     kx_bus_close(bus, 1000);
 }
 
+/* kx_bus_js_publish_many: more messages than the pending bound, all acknowledged with their
+ * own stream sequences (distinct, in order: one connection keeps the order); messages for a
+ * subject no stream captures come back with 0 and an error, the others of the batch still go
+ * through; with NATS gone, nothing is sent and every sequence is 0. */
+static void test_js_publish_many(void **state)
+{
+    (void)state;
+    kx_bus *bus = connect_or_fail("test-js-many");
+    assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
+    char run_id[KX_UUID_LEN + 1];
+    kx_uuid_new(run_id);
+    char subject[96];
+    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, run_id);
+    enum { N = KX_BUS_MANY_MAX_PENDING + 44 };
+    static natsMsg *msgs[N];
+    static uint64_t seqs[N];
+    Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
+    ev.run_id = run_id;
+    ev.kind = KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS;
+    for (int i = 0; i < N; i++) {
+        ev.seq = (uint64_t)i + 1;
+        /* every 100th to a subject no stream captures */
+        const char *subj = i % 100 == 50 ? "kx.test.nostream" : subject;
+        assert_int_equal(kx_bus_pb_msg(subj, &ev.base, NULL, &msgs[i]), KX_OK);
+    }
+    kx_err err = kx_bus_js_publish_many(bus, N, msgs, 3000, seqs);
+    assert_int_not_equal(err, KX_OK); /* the refused ones */
+    uint64_t last = 0;
+    for (int i = 0; i < N; i++) {
+        assert_null(msgs[i]);
+        if (i % 100 == 50) {
+            assert_int_equal(seqs[i], 0);
+            continue;
+        }
+        assert_true(seqs[i] > last);
+        last = seqs[i];
+    }
+    /* the last one is in the stream with the last sequence */
+    natsMsg *m = NULL;
+    jsErrCode jerr = 0;
+    assert_int_equal(js_GetLastMsg(&m, kx_bus_js(bus), KX_STREAM_EVENTS, subject, NULL, &jerr),
+                     NATS_OK);
+    Kx__V1__RunEvent *got = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
+                                         (size_t)natsMsg_GetDataLength(m));
+    assert_non_null(got);
+    assert_int_equal(got->seq, N);
+    kx_pb_free(got);
+    natsMsg_Destroy(m);
+
+    /* all of a batch to one stream: KX_OK */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(kx_bus_pb_msg(subject, &ev.base, NULL, &msgs[i]), KX_OK);
+    assert_int_equal(kx_bus_js_publish_many(bus, 10, msgs, 3000, seqs), KX_OK);
+    for (int i = 0; i < 10; i++)
+        assert_true(seqs[i] > last);
+
+    /* NATS gone: refused at once, nothing acknowledged, the messages freed */
+    kx_th_nats_stop(&g_nats);
+    for (int i = 0; i < 500 && kx_bus_connected(bus); i++)
+        usleep(10000);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(kx_bus_pb_msg(subject, &ev.base, NULL, &msgs[i]), KX_OK);
+    assert_int_equal(kx_bus_js_publish_many(bus, 10, msgs, 1000, seqs), KX_ERR_UNAVAILABLE);
+    for (int i = 0; i < 10; i++) {
+        assert_null(msgs[i]);
+        assert_int_equal(seqs[i], 0);
+    }
+    kx_bus_close(bus, 1000);
+    assert_int_equal(kx_th_nats_start(g_tmp, &g_nats), KX_OK);
+}
+
 /* ---- metadata parsing ---- */
 
 static void test_meta_read_rejects_malformed_deadline(void **state)
@@ -606,6 +677,7 @@ int main(void)
         cmocka_unit_test(test_subscribe_loop),
         cmocka_unit_test(test_streams_idempotent_and_configured),
         cmocka_unit_test(test_js_publish_read_back),
+        cmocka_unit_test(test_js_publish_many),
         cmocka_unit_test(test_connect_before_server_starts),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
