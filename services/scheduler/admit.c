@@ -15,9 +15,9 @@
  * ADMIT_BATCH runs; index-driven, it reads O(batch) rows, not every active and waiting run),
  * the admitted runs' dispatches published pipelined (all sent, then the acks collected:
  * about one round trip to the stream per batch, not one per run), and ONE statement
- * recording all their stream sequences (sched_set_dispatch_seqs: one commit), repeated until
- * a batch comes back empty (one may come back short while runs still wait: the statement's
- * per-account quota, store.c). A run whose dispatch was not acknowledged (refused, not sent,
+ * recording all their stream sequences (sched_set_dispatch_seqs: one commit), repeated while
+ * the statement says runs are left (a full batch, or a short one cut by its per-account
+ * quota, store.c). A run whose dispatch was not acknowledged (refused, not sent,
  * or no ack in time) is given back, all of them in one statement (sched_unmark_many): a run
  * stays marked dispatched only with an acknowledged message, whose sequence is recorded.
  *
@@ -60,9 +60,11 @@ typedef struct admit_job {
 
 static void start_pass(scheduler *s);
 
-/* One batch: admit, publish, record. Returns the rows admitted (< 0 on a database error). */
-static int admit_batch(scheduler *s, kx_db *db, kx_err *err)
+/* One batch: admit, publish, record. Returns the rows admitted (< 0 on a database error);
+ * *more: whether runs may be left to admit now (a full batch, or a per-account quota hit). */
+static int admit_batch(scheduler *s, kx_db *db, kx_err *err, bool *more)
 {
+    *more = false;
     PGresult *res = sched_store_admit(s, db, ADMIT_BATCH, err);
     if (res == NULL) {
         kx_warn("scheduler: admission could not run: %s", kx_err_str(*err));
@@ -82,6 +84,9 @@ static int admit_batch(scheduler *s, kx_db *db, kx_err *err)
     }
     for (int i = 0; i < n; i++)
         sched_store_row(res, i, &rows[i]);
+    int more_col = PQfnumber(res, "more");
+    *more = n == ADMIT_BATCH ||
+        (n > 0 && more_col >= 0 && strcmp(PQgetvalue(res, 0, more_col), "t") == 0);
     /* all of the batch's dispatches leave before any ack is waited for */
     kx_err bus_err = sched_dispatch_publish_many(s, (size_t)n, rows, seqs);
     size_t nsent = 0, nback = 0;
@@ -126,13 +131,14 @@ static void pass_run(kx_db *db, void *arg)
             j->err = KX_ERR_UNAVAILABLE;
             return;
         }
-        int n = admit_batch(s, db, &j->err);
+        bool more = false;
+        int n = admit_batch(s, db, &j->err, &more);
         if (n < 0)
             return;
         j->admitted += n;
-        /* fewer than a batch may still leave runs to admit (the statement's per-account
-         * quota, see store.c): only an empty batch says admission is done for now */
-        if (n == 0)
+        /* a batch shorter than ADMIT_BATCH may still leave runs to admit (the statement's
+         * per-account quota, store.c): the statement says so */
+        if (!more)
             return;
     }
 }

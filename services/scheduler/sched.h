@@ -140,8 +140,9 @@ kx_err sched_store_reap(scheduler *s, kx_db *db, bool reap_leases, long *rows);
  * notice, thread_id, project_id, attempt, status. */
 PGresult *sched_store_notices(scheduler *s, kx_db *db, kx_err *err);
 kx_err sched_store_notice_done(scheduler *s, kx_db *db, const char *run_id, int64_t notice_epoch);
-/* Admission (see store.c): marks dispatched and returns (rows as mark_dispatched) the waiting
- * runs that may start now, at most batch. */
+/* Admission (see store.c): marks dispatched and returns (rows as mark_dispatched, plus a
+ * column "more": whether runs may be left to admit now although fewer than batch came back)
+ * the waiting runs that may start now, at most batch. */
 PGresult *sched_store_admit(scheduler *s, kx_db *db, int batch, kx_err *err);
 /* The sweep's candidates (queued, no dispatch yet or the last one over 10 s ago); rows: id,
  * thread_id, account_id, project_id, attempt, dispatch_seq. */

@@ -122,7 +122,9 @@ const kx_db_stmt sched_statements[] = {
      *         has fewer than k, so the pass picks what the full round-robin order would pick
      *         first, only sometimes fewer than $2 (the caller then runs another pass);
      *  cand   each account's first k eligible runs, oldest first, numbered (rn);
-     *  pick   round robin: by rn, then oldest first.
+     *  pick   round robin: by rn, then oldest first;
+ *  more   (a column of every row) whether an account gave all of its quota k while it had
+ *         room for more: only then may a batch shorter than $2 leave runs to admit now.
      * An account whose oldest waiting runs all wait behind a busy thread is read up to its
      * first eligible run each pass (the old statement read every waiting run every pass). */
     {"sched_admit",
@@ -140,25 +142,28 @@ const kx_db_stmt sched_statements[] = {
      "elig AS MATERIALIZED (SELECT q.account_id, q.room FROM room q WHERE q.room > 0 "
      "  AND EXISTS (SELECT 1 FROM agent_runs w WHERE w.account_id = q.account_id "
      "    AND w.status = 'queued' AND w.dispatched_at IS NULL " SCHED_THREAD_IDLE("w") ")), "
-     "quota AS (SELECT account_id, least(room, ceil($2::numeric / count(*) OVER ()))::bigint "
+     "quota AS (SELECT account_id, room, least(room, ceil($2::numeric / count(*) OVER ()))::bigint "
      "  AS k FROM elig), "
-     "cand AS (SELECT c.id, c.created_at, c.rn FROM quota q CROSS JOIN LATERAL ("
+     "cand AS (SELECT q.account_id, c.id, c.created_at, c.rn FROM quota q CROSS JOIN LATERAL ("
      "  SELECT w.id, w.created_at, row_number() OVER (ORDER BY w.created_at, w.id) AS rn "
      "  FROM agent_runs w WHERE w.account_id = q.account_id AND w.status = 'queued' "
      "    AND w.dispatched_at IS NULL " SCHED_THREAD_IDLE("w") " "
      "  ORDER BY w.created_at, w.id LIMIT q.k) c), "
      "pick AS (SELECT id FROM cand WHERE (SELECT got FROM lk) "
-     "  ORDER BY rn, created_at LIMIT $2::int) "
+     "  ORDER BY rn, created_at LIMIT $2::int), "
+     "more AS (SELECT EXISTS (SELECT 1 FROM quota q WHERE q.k < q.room "
+     "  AND q.k <= (SELECT count(*) FROM cand c WHERE c.account_id = q.account_id)) AS v) "
      "UPDATE agent_runs r SET dispatched_at = now(), dispatch_seq = NULL "
      "WHERE r.id = ANY (ARRAY(SELECT id FROM pick)) AND r.status = 'queued' "
      "  AND r.dispatched_at IS NULL "
-     "RETURNING r.id, r.thread_id, r.account_id, r.project_id, r.attempt"},
+     "RETURNING r.id, r.thread_id, r.account_id, r.project_id, r.attempt, "
+     "  (SELECT v FROM more) AS more"},
     /* The sweep's candidates: queued runs dispatched over 10 s ago; the caller re-dispatches
      * only those whose dispatch message is gone from the stream (or was never recorded).
      * Least recently looked at first. (Runs never dispatched are admission's.) */
     {"sched_sweep",
      "SELECT id::text, thread_id::text, account_id::text, project_id::text, attempt, "
-     "coalesce(dispatch_seq, 0) FROM agent_runs WHERE status = 'queued' AND "
+     "coalesce(dispatch_seq, 0) AS dispatch_seq FROM agent_runs WHERE status = 'queued' AND "
      "dispatched_at < now() - interval '10 seconds' "
      "ORDER BY dispatched_at, created_at LIMIT 100"},
     /* A candidate whose dispatch is still in the stream: look at it again later. */
@@ -216,8 +221,9 @@ void sched_store_row(const PGresult *res, int i, sched_run_row *row)
     copy_col(res, i, 2, row->account_id, sizeof row->account_id);
     copy_col(res, i, 3, row->project_id, sizeof row->project_id);
     row->attempt = PQgetisnull(res, i, 4) ? 0 : (int)strtol(PQgetvalue(res, i, 4), NULL, 10);
-    if (PQnfields(res) > 5 && !PQgetisnull(res, i, 5))
-        row->dispatch_seq = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+    int seq_col = PQfnumber(res, "dispatch_seq");
+    if (seq_col >= 0 && !PQgetisnull(res, i, seq_col))
+        row->dispatch_seq = strtoll(PQgetvalue(res, i, seq_col), NULL, 10);
 }
 
 kx_err sched_store_mark_dispatched(scheduler *s, kx_db *db, const char *run_id, sched_run_row *row,
