@@ -121,18 +121,14 @@ static void take_back(pub_batch *b, jsCtx *js)
 static kx_err status_err(natsStatus s)
 {
     switch (s) {
-    case NATS_OK:
-        return KX_OK;
-    case NATS_TIMEOUT:
-        return KX_ERR_TIMEOUT;
+    case NATS_OK: return KX_OK;
+    case NATS_TIMEOUT: return KX_ERR_TIMEOUT;
     case NATS_CONNECTION_CLOSED:
     case NATS_CONNECTION_DISCONNECTED:
     case NATS_NO_SERVER:
     case NATS_NO_RESPONDERS:
-    case NATS_NOT_YET_CONNECTED:
-        return KX_ERR_UNAVAILABLE;
-    default:
-        return KX_ERR_IO;
+    case NATS_NOT_YET_CONNECTED: return KX_ERR_UNAVAILABLE;
+    default: return KX_ERR_IO;
     }
 }
 

@@ -83,9 +83,8 @@ kx_err sched_dispatch_publish_many(scheduler *s, size_t n, const sched_run_row *
         if (seqs[i] > 0)
             dispatched(&rows[i]);
         else
-            kx_log(KX_LOG_WARN, rows[i].run_id, NULL,
-                   "scheduler: could not dispatch run %s: %s", rows[i].run_id,
-                   kx_err_str(err != KX_OK ? err : KX_ERR_IO));
+            kx_log(KX_LOG_WARN, rows[i].run_id, NULL, "scheduler: could not dispatch run %s: %s",
+                   rows[i].run_id, kx_err_str(err != KX_OK ? err : KX_ERR_IO));
     }
     free(msgs);
     return err;

@@ -22,12 +22,12 @@
 /* A timestamptz as ISO 8601 in UTC with milliseconds. */
 #define ISO_MS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
-/* Admission: waiting run w may start as far as its thread goes — no other run of the thread
- * is active (running, or dispatched) or waits since before it (created_at, then id). */
-#define SCHED_THREAD_IDLE(w)                                                                     \
-    "AND NOT EXISTS (SELECT 1 FROM agent_runs x WHERE x.thread_id = " w ".thread_id "            \
-    "AND x.status IN ('queued', 'running') AND x.id <> " w ".id AND (x.status = 'running' "     \
-    "OR x.dispatched_at IS NOT NULL OR (x.created_at, x.id) < (" w ".created_at, " w ".id)))"
+/* Admission: waiting run w (the alias) may start as far as its thread goes — no other run of
+ * the thread is active (running, or dispatched) or waits since before it (created_at, id). */
+#define SCHED_W_THREAD_IDLE                                                             \
+    "AND NOT EXISTS (SELECT 1 FROM agent_runs x WHERE x.thread_id = w.thread_id "       \
+    "AND x.status IN ('queued', 'running') AND x.id <> w.id AND (x.status = 'running' " \
+    "OR x.dispatched_at IS NOT NULL OR (x.created_at, x.id) < (w.created_at, w.id)))"
 
 /* clang-format off: SQL laid out by hand */
 const kx_db_stmt sched_statements[] = {
@@ -141,13 +141,13 @@ const kx_db_stmt sched_statements[] = {
      "  FROM accts a WHERE a.account_id IS NOT NULL), "
      "elig AS MATERIALIZED (SELECT q.account_id, q.room FROM room q WHERE q.room > 0 "
      "  AND EXISTS (SELECT 1 FROM agent_runs w WHERE w.account_id = q.account_id "
-     "    AND w.status = 'queued' AND w.dispatched_at IS NULL " SCHED_THREAD_IDLE("w") ")), "
-     "quota AS (SELECT account_id, room, least(room, ceil($2::numeric / count(*) OVER ()))::bigint "
-     "  AS k FROM elig), "
+     "    AND w.status = 'queued' AND w.dispatched_at IS NULL " SCHED_W_THREAD_IDLE ")), "
+     "quota AS (SELECT account_id, room, "
+     "  least(room, ceil($2::numeric / count(*) OVER ()))::bigint AS k FROM elig), "
      "cand AS (SELECT q.account_id, c.id, c.created_at, c.rn FROM quota q CROSS JOIN LATERAL ("
      "  SELECT w.id, w.created_at, row_number() OVER (ORDER BY w.created_at, w.id) AS rn "
      "  FROM agent_runs w WHERE w.account_id = q.account_id AND w.status = 'queued' "
-     "    AND w.dispatched_at IS NULL " SCHED_THREAD_IDLE("w") " "
+     "    AND w.dispatched_at IS NULL " SCHED_W_THREAD_IDLE " "
      "  ORDER BY w.created_at, w.id LIMIT q.k) c), "
      "pick AS (SELECT id FROM cand WHERE (SELECT got FROM lk) "
      "  ORDER BY rn, created_at LIMIT $2::int), "

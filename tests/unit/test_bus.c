@@ -544,7 +544,9 @@ static void test_js_publish_many(void **state)
     kx_uuid_new(run_id);
     char subject[96];
     snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, run_id);
-    enum { N = KX_BUS_MANY_MAX_PENDING + 44 };
+    enum {
+        N = KX_BUS_MANY_MAX_PENDING + 44
+    };
     static natsMsg *msgs[N];
     static uint64_t seqs[N];
     Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
