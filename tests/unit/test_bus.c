@@ -473,14 +473,34 @@ static void test_streams_idempotent_and_configured(void **state)
     kx_bus_close(bus, 1000);
 }
 
+/* A bus with the streams, a new run id and its events subject. */
+static kx_bus *events_bus(const char *name, char run_id[KX_UUID_LEN + 1], char *subject,
+                          size_t len)
+{
+    kx_bus *bus = connect_or_fail(name);
+    assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
+    kx_uuid_new(run_id);
+    snprintf(subject, len, "%s%s", KX_SUBJ_RUN_EV_PREFIX, run_id);
+    return bus;
+}
+
+/* The last message on subject in the events stream (*m, the caller's), unpacked. */
+static Kx__V1__RunEvent *last_event(kx_bus *bus, const char *subject, natsMsg **m)
+{
+    *m = NULL;
+    jsErrCode jerr = 0;
+    assert_int_equal(js_GetLastMsg(m, kx_bus_js(bus), KX_STREAM_EVENTS, subject, NULL, &jerr),
+                     NATS_OK);
+    Kx__V1__RunEvent *got = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(*m),
+                                         (size_t)natsMsg_GetDataLength(*m));
+    assert_non_null(got);
+    return got;
+}
+
 static void test_js_publish_read_back(void **state)
 {
-    kx_bus *bus = connect_or_fail("test-js");
-    assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
-    char run_id[KX_UUID_LEN + 1];
-    kx_uuid_new(run_id);
-    char subject[96];
-    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, run_id);
+    char run_id[KX_UUID_LEN + 1], subject[96];
+    kx_bus *bus = events_bus("test-js", run_id, subject, sizeof subject);
 
     Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
     ev.run_id = run_id;
@@ -491,12 +511,7 @@ static void test_js_publish_read_back(void **state)
     assert_int_equal(kx_bus_js_publish_pb(bus, subject, &ev.base, &meta), KX_OK);
 
     natsMsg *m = NULL;
-    jsErrCode jerr = 0;
-    assert_int_equal(js_GetLastMsg(&m, kx_bus_js(bus), KX_STREAM_EVENTS, subject, NULL, &jerr),
-                     NATS_OK);
-    Kx__V1__RunEvent *got = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
-                                         (size_t)natsMsg_GetDataLength(m));
-    assert_non_null(got);
+    Kx__V1__RunEvent *got = last_event(bus, subject, &m);
     assert_string_equal(got->run_id, run_id);
     assert_int_equal(got->seq, 1);
     kx_bus_meta rmeta;
@@ -516,12 +531,7 @@ static void test_js_publish_read_back(void **state)
     jsPubOptions_Init(&po);
     po.MaxWait = 3000;
     assert_int_equal(js_PublishAsyncComplete(kx_bus_js(bus), &po), NATS_OK);
-    m = NULL;
-    assert_int_equal(js_GetLastMsg(&m, kx_bus_js(bus), KX_STREAM_EVENTS, subject, NULL, &jerr),
-                     NATS_OK);
-    got = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
-                       (size_t)natsMsg_GetDataLength(m));
-    assert_non_null(got);
+    got = last_event(bus, subject, &m);
     assert_int_equal(got->seq, 50);
     kx_pb_free(got);
     natsMsg_Destroy(m);
@@ -538,12 +548,8 @@ static void test_js_publish_read_back(void **state)
 static void test_js_publish_many(void **state)
 {
     (void)state;
-    kx_bus *bus = connect_or_fail("test-js-many");
-    assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
-    char run_id[KX_UUID_LEN + 1];
-    kx_uuid_new(run_id);
-    char subject[96];
-    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, run_id);
+    char run_id[KX_UUID_LEN + 1], subject[96];
+    kx_bus *bus = events_bus("test-js-many", run_id, subject, sizeof subject);
     enum {
         N = KX_BUS_MANY_MAX_PENDING + 44
     };
@@ -572,12 +578,7 @@ static void test_js_publish_many(void **state)
     }
     /* the last one is in the stream with the last sequence */
     natsMsg *m = NULL;
-    jsErrCode jerr = 0;
-    assert_int_equal(js_GetLastMsg(&m, kx_bus_js(bus), KX_STREAM_EVENTS, subject, NULL, &jerr),
-                     NATS_OK);
-    Kx__V1__RunEvent *got = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
-                                         (size_t)natsMsg_GetDataLength(m));
-    assert_non_null(got);
+    Kx__V1__RunEvent *got = last_event(bus, subject, &m);
     assert_int_equal(got->seq, N);
     kx_pb_free(got);
     natsMsg_Destroy(m);
