@@ -1,13 +1,14 @@
 /* dispatch.c — publishing kx.v1.RunDispatch on kx.run.dispatch (JetStream work queue
  * KX_RUN_DISPATCH), for admission (admit.c) and the sweep. Runs on the database threads (the
- * publish waits for the stream's ack; the loop never does).
+ * publish waits for the stream's acks; the loop never does).
  *
  * The run's wall time counts from its claim (the runner's and the reaper's one rule), so the
  * dispatch's wall_deadline_ms and Kx-Deadline header only bound how long the message itself
  * is worth handing out: now + the wall time. kx_bus_js_publish_pb_ex bounds the wait for the
  * stream's ack by KX_BUS_TIMEOUT_MS. The stream sequence the message got is stored with the
  * run (dispatch_seq): the sweep re-dispatches a queued run only once that message is gone.
- * Admission records the sequences of a whole pass in one statement (admit.c). */
+ * Admission publishes a batch's dispatches pipelined (kx_bus_js_publish_many: all sent, then
+ * the acks collected) and records their sequences in one statement (admit.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,19 +17,37 @@
 #include "kx/pb.h"
 #include "sched.h"
 
+/* The RunDispatch of row (attempt + 1), with its headers. */
+static void dispatch_of(scheduler *s, const sched_run_row *row, Kx__V1__RunDispatch *d,
+                        kx_bus_meta *meta)
+{
+    kx_deadline wall = kx_deadline_in(s->cfg.wall_time_s * 1000);
+    Kx__V1__RunDispatch init = KX__V1__RUN_DISPATCH__INIT;
+    *d = init;
+    d->run_id = (char *)row->run_id;
+    d->thread_id = (char *)row->thread_id;
+    d->account_id = (char *)row->account_id;
+    d->project_id = (char *)row->project_id;
+    d->attempt = row->attempt + 1;
+    d->wall_deadline_ms = wall;
+    kx_bus_meta_init(meta, wall, row->account_id);
+}
+
+static void dispatched(const sched_run_row *row)
+{
+    kx_counter_add(kx_metrics_counter("kx_scheduler_runs_dispatched_total", "",
+                                      "RunDispatch messages published"),
+                   1);
+    kx_log(KX_LOG_INFO, row->run_id, NULL, "scheduler: dispatched run %s (attempt %d)",
+           row->run_id, row->attempt + 1);
+}
+
 kx_err sched_dispatch_publish(scheduler *s, const sched_run_row *row, uint64_t *seq)
 {
     *seq = 0;
-    kx_deadline wall = kx_deadline_in(s->cfg.wall_time_s * 1000);
-    Kx__V1__RunDispatch d = KX__V1__RUN_DISPATCH__INIT;
-    d.run_id = (char *)row->run_id;
-    d.thread_id = (char *)row->thread_id;
-    d.account_id = (char *)row->account_id;
-    d.project_id = (char *)row->project_id;
-    d.attempt = row->attempt + 1;
-    d.wall_deadline_ms = wall;
+    Kx__V1__RunDispatch d;
     kx_bus_meta meta;
-    kx_bus_meta_init(&meta, wall, row->account_id);
+    dispatch_of(s, row, &d, &meta);
     kx_err err =
         kx_bus_js_publish_pb_ex(s->svc->bus, KX_SUBJ_RUN_DISPATCH, &d.base, &meta, NULL, seq);
     if (err != KX_OK) {
@@ -36,12 +55,39 @@ kx_err sched_dispatch_publish(scheduler *s, const sched_run_row *row, uint64_t *
                row->run_id, kx_err_str(err));
         return err;
     }
-    kx_counter_add(kx_metrics_counter("kx_scheduler_runs_dispatched_total", "",
-                                      "RunDispatch messages published"),
-                   1);
-    kx_log(KX_LOG_INFO, row->run_id, NULL, "scheduler: dispatched run %s (attempt %d)",
-           row->run_id, d.attempt);
+    dispatched(row);
     return KX_OK;
+}
+
+kx_err sched_dispatch_publish_many(scheduler *s, size_t n, const sched_run_row *rows,
+                                   uint64_t *seqs)
+{
+    for (size_t i = 0; i < n; i++)
+        seqs[i] = 0;
+    if (n == 0)
+        return KX_OK;
+    natsMsg **msgs = calloc(n, sizeof *msgs);
+    if (msgs == NULL)
+        return KX_ERR_NOMEM;
+    kx_err err = KX_OK;
+    for (size_t i = 0; i < n && err == KX_OK; i++) {
+        Kx__V1__RunDispatch d;
+        kx_bus_meta meta;
+        dispatch_of(s, &rows[i], &d, &meta);
+        err = kx_bus_pb_msg(KX_SUBJ_RUN_DISPATCH, &d.base, &meta, &msgs[i]);
+    }
+    if (err == KX_OK)
+        err = kx_bus_js_publish_many(s->svc->bus, n, msgs, s->cfg.bus_timeout_ms, seqs);
+    for (size_t i = 0; i < n; i++) {
+        natsMsg_Destroy(msgs[i]); /* left when a message could not be made */
+        if (seqs[i] > 0)
+            dispatched(&rows[i]);
+        else
+            kx_log(KX_LOG_WARN, rows[i].run_id, NULL, "scheduler: could not dispatch run %s: %s",
+                   rows[i].run_id, kx_err_str(err != KX_OK ? err : KX_ERR_IO));
+    }
+    free(msgs);
+    return err;
 }
 
 kx_err sched_dispatch_queued(scheduler *s, kx_db *db, const char *run_id)

@@ -140,8 +140,9 @@ kx_err sched_store_reap(scheduler *s, kx_db *db, bool reap_leases, long *rows);
  * notice, thread_id, project_id, attempt, status. */
 PGresult *sched_store_notices(scheduler *s, kx_db *db, kx_err *err);
 kx_err sched_store_notice_done(scheduler *s, kx_db *db, const char *run_id, int64_t notice_epoch);
-/* Admission (see store.c): marks dispatched and returns (rows as mark_dispatched) the waiting
- * runs that may start now, at most batch. */
+/* Admission (see store.c): marks dispatched and returns (rows as mark_dispatched, plus a
+ * column "more": whether runs may be left to admit now although fewer than batch came back)
+ * the waiting runs that may start now, at most batch. */
 PGresult *sched_store_admit(scheduler *s, kx_db *db, int batch, kx_err *err);
 /* The sweep's candidates (queued, no dispatch yet or the last one over 10 s ago); rows: id,
  * thread_id, account_id, project_id, attempt, dispatch_seq. */
@@ -175,6 +176,11 @@ kx_err sched_submit_subscribe(scheduler *s);
 /* dispatch.c (database threads): publishes RunDispatch for row (attempt + 1); *seq gets the
  * stream sequence it got (0 when unknown). The caller records it. */
 kx_err sched_dispatch_publish(scheduler *s, const sched_run_row *row, uint64_t *seq);
+/* The same for n admitted runs at once, pipelined (kx_bus_js_publish_many): seqs[i] > 0 for
+ * each run whose dispatch the stream acknowledged, 0 for the others (not sent, refused, or no
+ * ack in time: maybe in the stream). KX_OK when all were acknowledged, else the first error. */
+kx_err sched_dispatch_publish_many(scheduler *s, size_t n, const sched_run_row *rows,
+                                   uint64_t *seqs);
 /* mark dispatched + dispatch + record the sequence (+ unmark on failure), for one run the sweep
  * found lost. KX_OK also when the run is not queued (nothing sent). */
 kx_err sched_dispatch_queued(scheduler *s, kx_db *db, const char *run_id);

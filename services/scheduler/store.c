@@ -22,6 +22,13 @@
 /* A timestamptz as ISO 8601 in UTC with milliseconds. */
 #define ISO_MS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
+/* Admission: waiting run w (the alias) may start as far as its thread goes — no other run of
+ * the thread is active (running, or dispatched) or waits since before it (created_at, id). */
+#define SCHED_W_THREAD_IDLE                                                             \
+    "AND NOT EXISTS (SELECT 1 FROM agent_runs x WHERE x.thread_id = w.thread_id "       \
+    "AND x.status IN ('queued', 'running') AND x.id <> w.id AND (x.status = 'running' " \
+    "OR x.dispatched_at IS NOT NULL OR (x.created_at, x.id) < (w.created_at, w.id)))"
+
 /* clang-format off: SQL laid out by hand */
 const kx_db_stmt sched_statements[] = {
     /* kx.run.submit: a queued run is being dispatched now. */
@@ -35,11 +42,13 @@ const kx_db_stmt sched_statements[] = {
     {"sched_set_dispatch_seq",
      "UPDATE agent_runs SET dispatch_seq = $2::bigint WHERE id = $1::uuid AND status = 'queued'"},
     /* The same for an admission pass's runs at once: one statement, one commit (group commit).
-     * Idempotent like the single one (a retry writes the same values). */
+     * Idempotent like the single one (a retry writes the same values). "= ANY" makes the
+     * planner find the rows by primary key (joined with unnest alone, it hashed every queued
+     * run). */
     {"sched_set_dispatch_seqs",
      "UPDATE agent_runs r SET dispatch_seq = v.seq "
      "FROM unnest($1::uuid[], $2::bigint[]) AS v(id, seq) "
-     "WHERE r.id = v.id AND r.status = 'queued'"},
+     "WHERE r.id = ANY ($1::uuid[]) AND r.id = v.id AND r.status = 'queued'"},
     {"sched_unmark_many",
      "UPDATE agent_runs SET dispatched_at = NULL WHERE id = ANY($1::uuid[]) AND status = 'queued'"},
     /* kx.run.hb: renew the runner's ONE lease row (clock_timestamp: a heartbeat that waited
@@ -99,30 +108,62 @@ const kx_db_stmt sched_statements[] = {
      *  - one scheduler replica at a time (a transaction-scoped advisory lock: a replica that
      *    does not get it admits nothing this pass), so replicas never exceed a limit together.
      * Marks the picked runs dispatched and returns them. A lost answer loses nothing: the
-     * sweep takes a run marked dispatched without a recorded dispatch for lost after 10 s. */
+     * sweep takes a run marked dispatched without a recorded dispatch for lost after 10 s.
+     *
+     * Index-driven (migration 011), so a pass costs O(batch), not O(active + waiting runs):
+     *  accts  the accounts with waiting runs: one probe of agent_runs_waiting_idx per account
+     *         (a skip scan: the next account_id after the last one);
+     *  room   each one's free slots: $1 minus its active runs, counted on agent_runs_active_idx
+     *         and only up to $1;
+     *  elig   those with room and at least one eligible waiting run (oldest of its thread, the
+     *         thread idle: one probe of agent_runs_thread_active_idx per run looked at);
+     *  quota  each of them may give k = min(room, ceil($2 / #elig)) runs to this pass: with
+     *         round robin the pass never takes an account's (k+1)th run anyway unless another
+     *         has fewer than k, so the pass picks what the full round-robin order would pick
+     *         first, only sometimes fewer than $2 (the caller then runs another pass);
+     *  cand   each account's first k eligible runs, oldest first, numbered (rn);
+     *  pick   round robin: by rn, then oldest first;
+ *  more   (a column of every row) whether an account gave all of its quota k while it had
+ *         room for more: only then may a batch shorter than $2 leave runs to admit now.
+     * An account whose oldest waiting runs all wait behind a busy thread is read up to its
+     * first eligible run each pass (the old statement read every waiting run every pass). */
     {"sched_admit",
-     "WITH lk AS (SELECT pg_try_advisory_xact_lock(7743542548017916514) AS got), "
-     "act AS (SELECT account_id, thread_id FROM agent_runs WHERE status = 'running' "
-     "  OR (status = 'queued' AND dispatched_at IS NOT NULL)), "
-     "per_account AS (SELECT account_id, count(*) AS n FROM act GROUP BY account_id), "
-     "waiting AS (SELECT id, account_id, thread_id, created_at, row_number() OVER "
-     "  (PARTITION BY thread_id ORDER BY created_at, id) AS tn FROM agent_runs "
-     "  WHERE status = 'queued' AND dispatched_at IS NULL), "
-     "eligible AS (SELECT w.id, w.account_id, w.created_at, row_number() OVER "
-     "  (PARTITION BY w.account_id ORDER BY w.created_at, w.id) AS rn FROM waiting w "
-     "  WHERE w.tn = 1 AND NOT EXISTS (SELECT 1 FROM act WHERE act.thread_id = w.thread_id)), "
-     "pick AS (SELECT e.id FROM eligible e LEFT JOIN per_account p ON p.account_id = e.account_id "
-     "  WHERE (SELECT got FROM lk) AND e.rn <= $1::int - coalesce(p.n, 0) "
-     "  ORDER BY e.rn, e.created_at LIMIT $2::int) "
-     "UPDATE agent_runs r SET dispatched_at = now(), dispatch_seq = NULL FROM pick "
-     "WHERE r.id = pick.id AND r.status = 'queued' AND r.dispatched_at IS NULL "
-     "RETURNING r.id, r.thread_id, r.account_id, r.project_id, r.attempt"},
+     "WITH RECURSIVE lk AS (SELECT pg_try_advisory_xact_lock(7743542548017916514) AS got), "
+     "accts AS ((SELECT account_id FROM agent_runs WHERE status = 'queued' "
+     "    AND dispatched_at IS NULL ORDER BY account_id, created_at, id LIMIT 1) "
+     "  UNION ALL SELECT (SELECT w.account_id FROM agent_runs w WHERE w.status = 'queued' "
+     "    AND w.dispatched_at IS NULL AND w.account_id > a.account_id "
+     "    ORDER BY w.account_id, w.created_at, w.id LIMIT 1) "
+     "  FROM accts a WHERE a.account_id IS NOT NULL), "
+     "room AS MATERIALIZED (SELECT a.account_id, $1::int - (SELECT count(*) FROM (SELECT 1 "
+     "    FROM agent_runs r WHERE r.account_id = a.account_id AND (r.status = 'running' "
+     "    OR (r.status = 'queued' AND r.dispatched_at IS NOT NULL)) LIMIT $1::int) x) AS room "
+     "  FROM accts a WHERE a.account_id IS NOT NULL), "
+     "elig AS MATERIALIZED (SELECT q.account_id, q.room FROM room q WHERE q.room > 0 "
+     "  AND EXISTS (SELECT 1 FROM agent_runs w WHERE w.account_id = q.account_id "
+     "    AND w.status = 'queued' AND w.dispatched_at IS NULL " SCHED_W_THREAD_IDLE ")), "
+     "quota AS (SELECT account_id, room, "
+     "  least(room, ceil($2::numeric / count(*) OVER ()))::bigint AS k FROM elig), "
+     "cand AS (SELECT q.account_id, c.id, c.created_at, c.rn FROM quota q CROSS JOIN LATERAL ("
+     "  SELECT w.id, w.created_at, row_number() OVER (ORDER BY w.created_at, w.id) AS rn "
+     "  FROM agent_runs w WHERE w.account_id = q.account_id AND w.status = 'queued' "
+     "    AND w.dispatched_at IS NULL " SCHED_W_THREAD_IDLE " "
+     "  ORDER BY w.created_at, w.id LIMIT q.k) c), "
+     "pick AS (SELECT id FROM cand WHERE (SELECT got FROM lk) "
+     "  ORDER BY rn, created_at LIMIT $2::int), "
+     "more AS (SELECT EXISTS (SELECT 1 FROM quota q WHERE q.k < q.room "
+     "  AND q.k <= (SELECT count(*) FROM cand c WHERE c.account_id = q.account_id)) AS v) "
+     "UPDATE agent_runs r SET dispatched_at = now(), dispatch_seq = NULL "
+     "WHERE r.id = ANY (ARRAY(SELECT id FROM pick)) AND r.status = 'queued' "
+     "  AND r.dispatched_at IS NULL "
+     "RETURNING r.id, r.thread_id, r.account_id, r.project_id, r.attempt, "
+     "  (SELECT v FROM more) AS more"},
     /* The sweep's candidates: queued runs dispatched over 10 s ago; the caller re-dispatches
      * only those whose dispatch message is gone from the stream (or was never recorded).
      * Least recently looked at first. (Runs never dispatched are admission's.) */
     {"sched_sweep",
      "SELECT id::text, thread_id::text, account_id::text, project_id::text, attempt, "
-     "coalesce(dispatch_seq, 0) FROM agent_runs WHERE status = 'queued' AND "
+     "coalesce(dispatch_seq, 0) AS dispatch_seq FROM agent_runs WHERE status = 'queued' AND "
      "dispatched_at < now() - interval '10 seconds' "
      "ORDER BY dispatched_at, created_at LIMIT 100"},
     /* A candidate whose dispatch is still in the stream: look at it again later. */
@@ -180,8 +221,9 @@ void sched_store_row(const PGresult *res, int i, sched_run_row *row)
     copy_col(res, i, 2, row->account_id, sizeof row->account_id);
     copy_col(res, i, 3, row->project_id, sizeof row->project_id);
     row->attempt = PQgetisnull(res, i, 4) ? 0 : (int)strtol(PQgetvalue(res, i, 4), NULL, 10);
-    if (PQnfields(res) > 5 && !PQgetisnull(res, i, 5))
-        row->dispatch_seq = strtoll(PQgetvalue(res, i, 5), NULL, 10);
+    int seq_col = PQfnumber(res, "dispatch_seq");
+    if (seq_col >= 0 && !PQgetisnull(res, i, seq_col))
+        row->dispatch_seq = strtoll(PQgetvalue(res, i, seq_col), NULL, 10);
 }
 
 kx_err sched_store_mark_dispatched(scheduler *s, kx_db *db, const char *run_id, sched_run_row *row,

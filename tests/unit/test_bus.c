@@ -503,14 +503,34 @@ static void test_streams_idempotent_and_configured(void **state)
     kx_bus_close(bus, 1000);
 }
 
+/* A bus with the streams, a new run id and its events subject. */
+static kx_bus *events_bus(const char *name, char run_id[KX_UUID_LEN + 1], char *subject,
+                          size_t len)
+{
+    kx_bus *bus = connect_or_fail(name);
+    assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
+    kx_uuid_new(run_id);
+    snprintf(subject, len, "%s%s", KX_SUBJ_RUN_EV_PREFIX, run_id);
+    return bus;
+}
+
+/* The last message on subject in the events stream (*m, the caller's), unpacked. */
+static Kx__V1__RunEvent *last_event(kx_bus *bus, const char *subject, natsMsg **m)
+{
+    *m = NULL;
+    jsErrCode jerr = 0;
+    assert_int_equal(js_GetLastMsg(m, kx_bus_js(bus), KX_STREAM_EVENTS, subject, NULL, &jerr),
+                     NATS_OK);
+    Kx__V1__RunEvent *got = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(*m),
+                                         (size_t)natsMsg_GetDataLength(*m));
+    assert_non_null(got);
+    return got;
+}
+
 static void test_js_publish_read_back(void **state)
 {
-    kx_bus *bus = connect_or_fail("test-js");
-    assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
-    char run_id[KX_UUID_LEN + 1];
-    kx_uuid_new(run_id);
-    char subject[96];
-    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, run_id);
+    char run_id[KX_UUID_LEN + 1], subject[96];
+    kx_bus *bus = events_bus("test-js", run_id, subject, sizeof subject);
 
     Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
     ev.run_id = run_id;
@@ -521,12 +541,7 @@ static void test_js_publish_read_back(void **state)
     assert_int_equal(kx_bus_js_publish_pb(bus, subject, &ev.base, &meta), KX_OK);
 
     natsMsg *m = NULL;
-    jsErrCode jerr = 0;
-    assert_int_equal(js_GetLastMsg(&m, kx_bus_js(bus), KX_STREAM_EVENTS, subject, NULL, &jerr),
-                     NATS_OK);
-    Kx__V1__RunEvent *got = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
-                                         (size_t)natsMsg_GetDataLength(m));
-    assert_non_null(got);
+    Kx__V1__RunEvent *got = last_event(bus, subject, &m);
     assert_string_equal(got->run_id, run_id);
     assert_int_equal(got->seq, 1);
     kx_bus_meta rmeta;
@@ -546,12 +561,7 @@ static void test_js_publish_read_back(void **state)
     jsPubOptions_Init(&po);
     po.MaxWait = 3000;
     assert_int_equal(js_PublishAsyncComplete(kx_bus_js(bus), &po), NATS_OK);
-    m = NULL;
-    assert_int_equal(js_GetLastMsg(&m, kx_bus_js(bus), KX_STREAM_EVENTS, subject, NULL, &jerr),
-                     NATS_OK);
-    got = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
-                       (size_t)natsMsg_GetDataLength(m));
-    assert_non_null(got);
+    got = last_event(bus, subject, &m);
     assert_int_equal(got->seq, 50);
     kx_pb_free(got);
     natsMsg_Destroy(m);
@@ -559,6 +569,70 @@ static void test_js_publish_read_back(void **state)
     /* a subject no stream captures: the publish is refused, not lost silently */
     assert_int_not_equal(kx_bus_js_publish_pb(bus, "kx.test.nostream", &ev.base, &meta), KX_OK);
     kx_bus_close(bus, 1000);
+}
+
+/* kx_bus_js_publish_many: more messages than the pending bound, all acknowledged with their
+ * own stream sequences (distinct, in order: one connection keeps the order); messages for a
+ * subject no stream captures come back with 0 and an error, the others of the batch still go
+ * through; with NATS gone, nothing is sent and every sequence is 0. */
+static void test_js_publish_many(void **state)
+{
+    (void)state;
+    char run_id[KX_UUID_LEN + 1], subject[96];
+    kx_bus *bus = events_bus("test-js-many", run_id, subject, sizeof subject);
+    enum {
+        N = KX_BUS_MANY_MAX_PENDING + 44
+    };
+    static natsMsg *msgs[N];
+    static uint64_t seqs[N];
+    Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
+    ev.run_id = run_id;
+    ev.kind = KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS;
+    for (int i = 0; i < N; i++) {
+        ev.seq = (uint64_t)i + 1;
+        /* every 100th to a subject no stream captures */
+        const char *subj = i % 100 == 50 ? "kx.test.nostream" : subject;
+        assert_int_equal(kx_bus_pb_msg(subj, &ev.base, NULL, &msgs[i]), KX_OK);
+    }
+    kx_err err = kx_bus_js_publish_many(bus, N, msgs, 3000, seqs);
+    assert_int_not_equal(err, KX_OK); /* the refused ones */
+    uint64_t last = 0;
+    for (int i = 0; i < N; i++) {
+        assert_null(msgs[i]);
+        if (i % 100 == 50) {
+            assert_int_equal(seqs[i], 0);
+            continue;
+        }
+        assert_true(seqs[i] > last);
+        last = seqs[i];
+    }
+    /* the last one is in the stream with the last sequence */
+    natsMsg *m = NULL;
+    Kx__V1__RunEvent *got = last_event(bus, subject, &m);
+    assert_int_equal(got->seq, N);
+    kx_pb_free(got);
+    natsMsg_Destroy(m);
+
+    /* all of a batch to one stream: KX_OK */
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(kx_bus_pb_msg(subject, &ev.base, NULL, &msgs[i]), KX_OK);
+    assert_int_equal(kx_bus_js_publish_many(bus, 10, msgs, 3000, seqs), KX_OK);
+    for (int i = 0; i < 10; i++)
+        assert_true(seqs[i] > last);
+
+    /* NATS gone: refused at once, nothing acknowledged, the messages freed */
+    kx_th_nats_stop(&g_nats);
+    for (int i = 0; i < 500 && kx_bus_connected(bus); i++)
+        usleep(10000);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(kx_bus_pb_msg(subject, &ev.base, NULL, &msgs[i]), KX_OK);
+    assert_int_equal(kx_bus_js_publish_many(bus, 10, msgs, 1000, seqs), KX_ERR_UNAVAILABLE);
+    for (int i = 0; i < 10; i++) {
+        assert_null(msgs[i]);
+        assert_int_equal(seqs[i], 0);
+    }
+    kx_bus_close(bus, 1000);
+    assert_int_equal(kx_th_nats_start(g_tmp, &g_nats), KX_OK);
 }
 
 /* ---- metadata parsing ---- */
@@ -637,6 +711,7 @@ int main(void)
         cmocka_unit_test(test_subscribe_loop),
         cmocka_unit_test(test_streams_idempotent_and_configured),
         cmocka_unit_test(test_js_publish_read_back),
+        cmocka_unit_test(test_js_publish_many),
         cmocka_unit_test(test_connect_before_server_starts),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

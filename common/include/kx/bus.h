@@ -125,6 +125,18 @@ kx_err kx_bus_pb_msg(const char *subject, const ProtobufCMessage *msg, const kx_
 kx_err kx_bus_js_publish_pb_async(kx_bus *bus, const char *subject, const ProtobufCMessage *msg,
                                   const kx_bus_meta *meta);
 
+/* Most messages kx_bus_js_publish_many keeps unacknowledged at a time. */
+#define KX_BUS_MANY_MAX_PENDING 256
+/* JetStream publish of n prepared messages (kx_bus_pb_msg), pipelined (bus_batch.c): all are
+ * sent before any ack is waited for (at most KX_BUS_MANY_MAX_PENDING unacknowledged at a
+ * time), then the call waits for every ack, each at most ack_wait_ms. Blocking: for worker
+ * threads, never a loop thread. Takes the messages (msgs[i] is NULL on return). seqs[i] gets
+ * message i's stream sequence, 0 when it was not acknowledged (refused, not sent, or no ack in
+ * time: then it may or may not be in the stream). KX_OK when every message was acknowledged,
+ * else the first failure (KX_ERR_UNAVAILABLE: not connected; KX_ERR_TIMEOUT: no ack in time). */
+kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack_wait_ms,
+                              uint64_t *seqs);
+
 /* Blocking request; meta->deadline is required (KX_ERR_INVALID without it). On KX_OK *reply is
  * the caller's (natsMsg_Destroy). KX_ERR_TIMEOUT when the deadline passes, KX_ERR_UNAVAILABLE
  * when nobody listens (no responders). */

@@ -1,0 +1,235 @@
+/* bus_batch.c — kx_bus_js_publish_many: a batch of JetStream publishes, pipelined.
+ *
+ * kx_bus_js_publish_pb_ex waits for each message's ack before the next one leaves: n messages
+ * cost n round trips to the stream. Here every message of the batch is sent first (cnats'
+ * asynchronous publish, at most KX_BUS_MANY_MAX_PENDING unacknowledged at a time) and the acks
+ * are collected as they come back, so a batch costs about one round trip plus the stream's
+ * work. The call blocks until each message is settled (acknowledged, refused, or not
+ * acknowledged within the wait): it is for worker threads, never for a loop thread.
+ *
+ * Each call has its own JetStream context, whose ack handler (a cnats thread) records into the
+ * call's batch; acks are matched to messages by the message pointer, which stays unique
+ * because every message of the batch exists (is owned by cnats or by the batch) until the
+ * batch is settled. When the wait runs out, the messages still pending are taken back from
+ * cnats (js_PublishAsyncGetPendingList), so that no ack handler runs after the call returns. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "kx/bus.h"
+#include "kx/log.h"
+
+typedef struct pub_batch {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    size_t n, settled, hint;
+    natsMsg **msgs; /* the messages as sent (only compared, never used once sent) */
+    bool *done;
+    uint64_t *seqs;
+    natsStatus first_err;
+} pub_batch;
+
+/* Index of msg in the batch (acks mostly come back in order: hint first), n if not ours. */
+static size_t find_msg(pub_batch *b, const natsMsg *msg)
+{
+    for (size_t k = 0; k < b->n; k++) {
+        size_t i = (b->hint + k) % b->n;
+        if (b->msgs[i] == msg && !b->done[i]) {
+            b->hint = (i + 1) % b->n;
+            return i;
+        }
+    }
+    return b->n;
+}
+
+/* Under b->mu. */
+static void settle(pub_batch *b, size_t i, uint64_t seq, natsStatus err)
+{
+    b->done[i] = true;
+    b->seqs[i] = seq;
+    if (err != NATS_OK && b->first_err == NATS_OK)
+        b->first_err = err;
+    if (++b->settled == b->n)
+        pthread_cond_broadcast(&b->cv);
+}
+
+/* cnats thread: the outcome of one message. */
+static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    pub_batch *b = closure;
+    pthread_mutex_lock(&b->mu);
+    size_t i = find_msg(b, msg);
+    if (i < b->n) {
+        if (pa != NULL) {
+            settle(b, i, pa->Sequence, NATS_OK);
+        } else {
+            natsStatus err = pae != NULL && pae->Err != NATS_OK ? pae->Err : NATS_ERR;
+            kx_warn("bus: JetStream publish to %s failed: %s (code %d%s%s)",
+                    natsMsg_GetSubject(msg), natsStatus_GetText(err),
+                    pae != NULL ? (int)pae->ErrCode : 0,
+                    pae != NULL && pae->ErrText != NULL ? ", " : "",
+                    pae != NULL && pae->ErrText != NULL ? pae->ErrText : "");
+            settle(b, i, 0, err);
+        }
+    }
+    pthread_mutex_unlock(&b->mu);
+    natsMsg_Destroy(msg);
+}
+
+static struct timespec abs_in(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* Waits until every message is settled or until `until` (NULL: no limit). Under b->mu. */
+static bool wait_settled(pub_batch *b, const struct timespec *until)
+{
+    while (b->settled < b->n) {
+        if (until == NULL)
+            pthread_cond_wait(&b->cv, &b->mu);
+        else if (pthread_cond_timedwait(&b->cv, &b->mu, until) != 0)
+            return b->settled == b->n;
+    }
+    return true;
+}
+
+/* Takes back the messages cnats still holds (no ack within the wait): settled as timed out. */
+static void take_back(pub_batch *b, jsCtx *js)
+{
+    natsMsgList pending = {0};
+    if (js_PublishAsyncGetPendingList(&pending, js) != NATS_OK)
+        return;
+    pthread_mutex_lock(&b->mu);
+    for (int k = 0; k < pending.Count; k++) {
+        size_t i = find_msg(b, pending.Msgs[k]);
+        if (i < b->n)
+            settle(b, i, 0, NATS_TIMEOUT);
+    }
+    pthread_mutex_unlock(&b->mu);
+    natsMsgList_Destroy(&pending); /* destroys the messages too */
+}
+
+static kx_err status_err(natsStatus s)
+{
+    switch (s) {
+    case NATS_OK: return KX_OK;
+    case NATS_TIMEOUT: return KX_ERR_TIMEOUT;
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_NO_SERVER:
+    case NATS_NO_RESPONDERS:
+    case NATS_NOT_YET_CONNECTED: return KX_ERR_UNAVAILABLE;
+    default: return KX_ERR_IO;
+    }
+}
+
+kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack_wait_ms,
+                              uint64_t *seqs)
+{
+    for (size_t i = 0; i < n; i++)
+        seqs[i] = 0;
+    if (n == 0)
+        return KX_OK;
+    kx_err err = KX_OK;
+    pub_batch *b = calloc(1, sizeof *b);
+    bool *done = calloc(n, sizeof *done);
+    natsMsg **sent = calloc(n, sizeof *sent);
+    if (b == NULL || done == NULL || sent == NULL) {
+        err = KX_ERR_NOMEM;
+        goto out_free;
+    }
+    if (!kx_bus_connected(bus)) {
+        kx_warn("bus: JetStream publish of %zu message(s): not connected to NATS", n);
+        err = KX_ERR_UNAVAILABLE;
+        goto out_free;
+    }
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&b->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    b->n = n;
+    b->msgs = sent;
+    b->done = done;
+    b->seqs = seqs;
+    b->first_err = NATS_OK;
+
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = ack_wait_ms;
+    jo.PublishAsync.MaxPending = KX_BUS_MANY_MAX_PENDING;
+    jo.PublishAsync.StallWait = ack_wait_ms; /* a full window waits for room, not 200 ms */
+    jo.PublishAsync.AckHandler = on_ack;
+    jo.PublishAsync.AckHandlerClosure = b;
+    jsCtx *js = NULL;
+    natsStatus s = natsConnection_JetStream(&js, kx_bus_conn(bus), &jo);
+    if (s != NATS_OK) {
+        kx_warn("bus: no JetStream context for a batch publish: %s", natsStatus_GetText(s));
+        err = status_err(s);
+        goto out_sync;
+    }
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = ack_wait_ms;
+    for (size_t i = 0; i < n; i++) {
+        /* recorded before it leaves: its ack may come back before the call returns */
+        pthread_mutex_lock(&b->mu);
+        sent[i] = msgs[i];
+        pthread_mutex_unlock(&b->mu);
+        natsMsg *m = msgs[i];
+        msgs[i] = NULL;
+        s = js_PublishMsgAsync(js, &m, &po); /* on success cnats owns m (and clears it) */
+        if (s != NATS_OK) {
+            kx_warn("bus: JetStream publish to %s not sent: %s", natsMsg_GetSubject(sent[i]),
+                    natsStatus_GetText(s));
+            pthread_mutex_lock(&b->mu);
+            settle(b, i, 0, s);
+            sent[i] = NULL; /* destroyed now: its address may be reused */
+            pthread_mutex_unlock(&b->mu);
+            natsMsg_Destroy(m);
+        }
+    }
+    /* every ack, or the wait (plus a margin for cnats' own timeout to fire first) */
+    struct timespec until = abs_in(ack_wait_ms + 1000);
+    pthread_mutex_lock(&b->mu);
+    bool all = wait_settled(b, &until);
+    pthread_mutex_unlock(&b->mu);
+    if (!all) {
+        take_back(b, js);
+        /* what is neither settled nor taken back is in an ack handler right now */
+        until = abs_in(ack_wait_ms + 1000);
+        pthread_mutex_lock(&b->mu);
+        all = wait_settled(b, &until);
+        pthread_mutex_unlock(&b->mu);
+        if (!all) {
+            /* cannot happen by cnats' contract; leaking beats a handler using freed memory */
+            kx_error("bus: %zu JetStream publish(es) never settled; their batch is leaked",
+                     n - b->settled);
+            return KX_ERR_TIMEOUT;
+        }
+    }
+    jsCtx_Destroy(js);
+    err = status_err(b->first_err);
+out_sync:
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
+out_free:
+    for (size_t i = 0; i < n; i++) { /* those never handed to cnats */
+        natsMsg_Destroy(msgs[i]);
+        msgs[i] = NULL;
+    }
+    free(sent);
+    free(done);
+    free(b);
+    return err;
+}

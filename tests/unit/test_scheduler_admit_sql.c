@@ -1,0 +1,229 @@
+/* test_scheduler_admit_sql.c — the scheduler's admission statement (store.c "sched_admit",
+ * index-driven since migration 011) against its specification, on a real PostgreSQL.
+ *
+ * The specification is the statement admission used before (kept here, not in the service):
+ * it reads every active and every waiting run and ranks all eligible runs — only a thread's
+ * oldest waiting run, only while none of the thread's runs is active, at most `limit` active
+ * runs per account, round robin between accounts (each account's 1st run, then 2nd, ...,
+ * oldest first within a round). For random sets of runs (deterministic seeds), the new
+ * statement must
+ *   - admit exactly a prefix of the specification's order (so never a run the rules forbid,
+ *     never out of the fair order), and the whole of it when the batch does not bind;
+ *   - repeated with a small batch until it admits nothing, admit exactly the runs the
+ *     specification admits with an unbounded batch; and when a short batch says no run is left
+ *     (its column "more"), the next one admits nothing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "kx/db.h"
+#include "kx/log.h"
+#include "sched.h"
+
+#define SCENARIOS 60
+#define MAX_RUNS 120
+
+static char *g_tmp;
+static kx_th_pg g_pg;
+static kx_db *g_db;
+
+/* The specification: the eligible runs in fair order (limit %d, batch %d). */
+static const char SPEC[] =
+    "WITH act AS (SELECT account_id, thread_id FROM agent_runs WHERE status = 'running' "
+    "  OR (status = 'queued' AND dispatched_at IS NOT NULL)), "
+    "per_account AS (SELECT account_id, count(*) AS n FROM act GROUP BY account_id), "
+    "waiting AS (SELECT id, account_id, thread_id, created_at, row_number() OVER "
+    "  (PARTITION BY thread_id ORDER BY created_at, id) AS tn FROM agent_runs "
+    "  WHERE status = 'queued' AND dispatched_at IS NULL), "
+    "eligible AS (SELECT w.id, w.account_id, w.created_at, row_number() OVER "
+    "  (PARTITION BY w.account_id ORDER BY w.created_at, w.id) AS rn FROM waiting w "
+    "  WHERE w.tn = 1 AND NOT EXISTS (SELECT 1 FROM act WHERE act.thread_id = w.thread_id)) "
+    "SELECT e.id::text FROM eligible e LEFT JOIN per_account p ON p.account_id = e.account_id "
+    "  WHERE e.rn <= %d - coalesce(p.n, 0) ORDER BY e.rn, e.created_at LIMIT %d";
+
+static uint64_t g_rng;
+static unsigned rnd(unsigned n)
+{
+    g_rng = g_rng * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (unsigned)((g_rng >> 33) % n);
+}
+
+static void sql(const char *q)
+{
+    kx_err err = KX_OK;
+    PGresult *r = kx_db_exec_sql(g_db, q, &err);
+    if (r == NULL)
+        fail_msg("SQL failed (%s): %s\n%s", kx_err_str(err), kx_db_last_error(g_db), q);
+    PQclear(r);
+}
+
+/* A random set of runs: 2..7 accounts, 3..40 threads, up to MAX_RUNS runs, mostly waiting,
+ * some running, some dispatched, some finished, created in random order. */
+static void scenario(unsigned seed)
+{
+    g_rng = seed * 7919ULL + 17;
+    unsigned accounts = 2 + rnd(6), threads = 3 + rnd(38), runs = 10 + rnd(MAX_RUNS - 10);
+    char q[1024];
+    sql("TRUNCATE agent_runs, threads, projects CASCADE");
+    snprintf(q, sizeof q,
+             "INSERT INTO projects (project_id, name, account_id) SELECT md5('p' || a)::uuid, "
+             "'p', md5('a' || a)::uuid FROM generate_series(0, %u) a",
+             accounts - 1);
+    sql(q);
+    snprintf(q, sizeof q,
+             "INSERT INTO threads (thread_id, account_id, project_id) SELECT md5('t' || i)::uuid, "
+             "md5('a' || (i %% %u))::uuid, md5('p' || (i %% %u))::uuid "
+             "FROM generate_series(0, %u) i",
+             accounts, accounts, threads - 1);
+    sql(q);
+    for (unsigned i = 0; i < runs; i++) {
+        unsigned t = rnd(threads), kind = rnd(20);
+        const char *status = kind < 2 ? "running" : kind < 3 ? "completed" : "queued";
+        bool dispatched = kind >= 3 && kind < 5;
+        snprintf(q, sizeof q,
+                 "INSERT INTO agent_runs (thread_id, account_id, project_id, status, "
+                 "dispatched_at, created_at) VALUES (md5('t%u')::uuid, md5('a%u')::uuid, "
+                 "md5('p%u')::uuid, '%s', %s, now() - interval '%u ms')",
+                 t, t % accounts, t % accounts, status, dispatched ? "now()" : "NULL",
+                 rnd(100000));
+        sql(q);
+    }
+    sql("ANALYZE agent_runs");
+}
+
+/* The specification's ids, in order. */
+static PGresult *spec(int limit, int batch)
+{
+    char q[sizeof SPEC + 64];
+    snprintf(q, sizeof q, SPEC, limit, batch);
+    kx_err err = KX_OK;
+    PGresult *r = kx_db_exec_sql(g_db, q, &err);
+    assert_non_null(r);
+    return r;
+}
+
+static bool in_result(const PGresult *r, int upto, const char *id)
+{
+    for (int i = 0; i < upto; i++)
+        if (strcmp(PQgetvalue(r, i, 0), id) == 0)
+            return true;
+    return false;
+}
+
+static PGresult *admit(scheduler *s, int batch)
+{
+    kx_err err = KX_OK;
+    PGresult *r = sched_store_admit(s, g_db, batch, &err);
+    if (r == NULL)
+        fail_msg("sched_admit failed (%s): %s", kx_err_str(err), kx_db_last_error(g_db));
+    return r;
+}
+
+static void test_one_pass_is_a_prefix_of_the_fair_order(void **state)
+{
+    (void)state;
+    scheduler s;
+    memset(&s, 0, sizeof s);
+    int bound = 0;
+    for (unsigned seed = 1; seed <= SCENARIOS; seed++) {
+        scenario(seed);
+        int limit = 1 + (int)rnd(6), batch = 1 + (int)rnd(12);
+        s.cfg.max_parallel_runs = limit;
+        PGresult *want = spec(limit, 100000);
+        PGresult *got = admit(&s, batch);
+        int nw = PQntuples(want), ng = PQntuples(got);
+        /* a prefix of the fair order: never more than the batch, something when something
+         * may start, everything when the batch does not bind */
+        assert_true(ng <= batch && ng <= nw);
+        if (nw > 0)
+            assert_true(ng > 0);
+        if (nw <= batch)
+            assert_int_equal(ng, nw);
+        else
+            bound++;
+        for (int i = 0; i < ng; i++)
+            if (!in_result(want, ng, PQgetvalue(got, i, 0)))
+                fail_msg("seed %u (limit %d, batch %d): run %s admitted, not among the first "
+                         "%d of the fair order",
+                         seed, limit, batch, PQgetvalue(got, i, 0), ng);
+        PQclear(got);
+        PQclear(want);
+    }
+    print_message("[ admit    ] %d scenarios, %d where the batch bound\n", SCENARIOS, bound);
+    assert_true(bound > 0); /* the random sets do exercise the per-account quota */
+}
+
+static void test_passes_until_empty_admit_what_the_rules_allow(void **state)
+{
+    (void)state;
+    scheduler s;
+    memset(&s, 0, sizeof s);
+    for (unsigned seed = 100; seed < 100 + SCENARIOS; seed++) {
+        scenario(seed);
+        /* limits above the batch's per-account share, so that short batches cut by it (and
+         * their column "more") occur */
+        int limit = 1 + (int)rnd(12), batch = 2 + (int)rnd(8);
+        s.cfg.max_parallel_runs = limit;
+        PGresult *want = spec(limit, 100000);
+        int nw = PQntuples(want), total = 0, passes = 0;
+        bool said_done = false;
+        for (;;) {
+            PGresult *got = admit(&s, batch);
+            int ng = PQntuples(got);
+            if (said_done && ng > 0)
+                fail_msg("seed %u: the last batch said no run was left, %d were", seed, ng);
+            /* "more" false on a short batch: nothing is left to admit now */
+            said_done = ng > 0 && ng < batch &&
+                strcmp(PQgetvalue(got, 0, PQfnumber(got, "more")), "f") == 0;
+            for (int i = 0; i < ng; i++)
+                if (!in_result(want, nw, PQgetvalue(got, i, 0)))
+                    fail_msg("seed %u: run %s admitted, which the rules do not allow", seed,
+                             PQgetvalue(got, i, 0));
+            total += ng;
+            PQclear(got);
+            if (ng == 0)
+                break;
+            assert_true(++passes <= MAX_RUNS);
+        }
+        assert_int_equal(total, nw);
+        PQclear(want);
+    }
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    kx_log_init("test_scheduler_admit_sql", "test");
+    g_tmp = kx_th_tmpdir("kx-test-admit");
+    if (g_tmp == NULL || kx_th_pg_start(g_tmp, &g_pg) != KX_OK)
+        return -1;
+    if (kx_db_connect(g_pg.url, sched_statements, &g_db) != KX_OK)
+        return -1;
+    return kx_db_migrate(g_db, kx_db_migrations_dir()) == KX_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kx_db_close(g_db);
+    kx_th_pg_stop(&g_pg);
+    kx_th_rmrf(g_tmp);
+    free(g_tmp);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_pass_is_a_prefix_of_the_fair_order),
+        cmocka_unit_test(test_passes_until_empty_admit_what_the_rules_allow),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
