@@ -52,9 +52,11 @@ static char *explain(PGconn *c, const char *sql, bool as_json, char *why, size_t
                 for (int i = 0; i < PQntuples(r); i++)
                     total += strlen(PQgetvalue(r, i, 0)) + 1;
                 out = calloc(1, total);
-                for (int i = 0; out != NULL && i < PQntuples(r); i++) {
-                    strcat(out, PQgetvalue(r, i, 0));
-                    strcat(out, "\n");
+                for (size_t i = 0, at = 0; out != NULL && i < (size_t)PQntuples(r); i++) {
+                    size_t len = strlen(PQgetvalue(r, (int)i, 0));
+                    memcpy(out + at, PQgetvalue(r, (int)i, 0), len);
+                    out[at + len] = '\n';
+                    at += len + 1;
                 }
             }
             PQclear(r);
@@ -93,10 +95,9 @@ static void walk(const json_t *node, const char *const *partial, const char *req
             (sweeps == NULL || strcmp(index, sweeps) != 0))
             *walked = index;
     }
-    size_t i;
-    const json_t *child;
-    json_array_foreach(json_object_get(node, "Plans"), i, child)
-        walk(child, partial, requires, sweeps, uses_required, walked);
+    const json_t *plans = json_object_get(node, "Plans");
+    for (size_t i = 0; i < json_array_size(plans); i++)
+        walk(json_array_get(plans, i), partial, requires, sweeps, uses_required, walked);
 }
 
 /* The names of the database's partial indexes, NULL-terminated, malloc'd (one block). */
@@ -116,8 +117,9 @@ static char **partial_indexes(PGconn *c)
     char **names = calloc(1, bytes);
     char *text = names != NULL ? (char *)(names + n + 1) : NULL;
     for (int i = 0; names != NULL && i < n; i++) {
-        names[i] = strcpy(text, PQgetvalue(r, i, 0));
-        text += strlen(text) + 1;
+        size_t len = strlen(PQgetvalue(r, i, 0)) + 1;
+        names[i] = memcpy(text, PQgetvalue(r, i, 0), len);
+        text += len;
     }
     PQclear(r);
     return names;
