@@ -10,6 +10,15 @@
 #include "kx/log.h"
 #include "kx/uuid.h"
 
+/* Every statement below finds the run row by its primary key and tests its status with
+ * "status IS NOT DISTINCT FROM '...'" rather than "status = '...'". The two mean the same here
+ * (status is NOT NULL), but only "=" lets the planner take a partial index on status
+ * (agent_runs_lease_expiry_idx: status = 'running'; agent_runs_queued_idx: status = 'queued')
+ * with the id as a mere filter. A prepared statement's generic plan, made while the database
+ * holds few runs, did exactly that and then walked every entry of the index on each call
+ * (~1400 buffer hits per message insert at 1600 running runs: docs/performance.md, issue 12;
+ * tests/unit/test_runner_store.c checks the plans). */
+
 /* queued -> running for this runner; $4 is the claim id the runner made for this claim. The
  * second branch recognises the claim's own earlier success (a retry after a lost answer): it
  * reads the row as it was before this statement, so on a first try it never matches. */
@@ -18,15 +27,15 @@
     "  lease_epoch=lease_epoch+1, claim_id=$4::uuid, "                                       \
     "  lease_expires_at=now()+($3::bigint * interval '1 millisecond'), heartbeat_at=now(), " \
     "  attempt=attempt+1, started_at=now() "                                                 \
-    "  WHERE id=$1::uuid AND status='queued' "                                               \
+    "  WHERE id=$1::uuid AND status IS NOT DISTINCT FROM 'queued' "                          \
     "  RETURNING lease_epoch, thread_id, account_id, project_id, metadata, started_at) "     \
     "SELECT lease_epoch, thread_id, account_id, project_id, metadata::text, "                \
     "  (extract(epoch FROM started_at) * 1000)::bigint FROM c "                              \
     "UNION ALL "                                                                             \
     "SELECT lease_epoch, thread_id, account_id, project_id, metadata::text, "                \
     "  (extract(epoch FROM started_at) * 1000)::bigint FROM agent_runs "                     \
-    "WHERE id=$1::uuid AND claim_id=$4::uuid AND status='running' AND lease_owner=$2 "       \
-    "  AND NOT EXISTS (SELECT 1 FROM c)"
+    "WHERE id=$1::uuid AND claim_id=$4::uuid AND lease_owner=$2 "                            \
+    "  AND status IS NOT DISTINCT FROM 'running' AND NOT EXISTS (SELECT 1 FROM c)"
 
 /* The fenced insert. FOR SHARE OF r locks the run row it checks: a reap or a STOP (an UPDATE
  * of that row) either waits for this insert to commit, or commits first and this statement
@@ -38,7 +47,7 @@
     "  is_llm_message, content, metadata, agent_run_id) "                                      \
     "  SELECT $7::uuid, r.thread_id, r.account_id, $3, $4::boolean, $5::jsonb, $6::jsonb, "    \
     "    r.id FROM agent_runs r WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint AND "         \
-    "    r.status='running' FOR SHARE OF r "                                                   \
+    "    r.status IS NOT DISTINCT FROM 'running' FOR SHARE OF r "                              \
     "  ON CONFLICT (message_id) DO NOTHING "                                                   \
     "  RETURNING message_id, created_at, updated_at) "                                         \
     "SELECT message_id, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM ins "      \
@@ -52,7 +61,8 @@
 #define SQL_FINISH                                                                           \
     "WITH f AS (UPDATE agent_runs SET status=$3, completed_at=now(), error=$4, "             \
     "  lease_expires_at=NULL "                                                               \
-    "  WHERE id=$1::uuid AND lease_epoch=$2::bigint AND status='running' RETURNING 1) "      \
+    "  WHERE id=$1::uuid AND lease_epoch=$2::bigint "                                        \
+    "  AND status IS NOT DISTINCT FROM 'running' RETURNING 1) "                              \
     "SELECT EXISTS (SELECT 1 FROM f) OR EXISTS (SELECT 1 FROM agent_runs WHERE id=$1::uuid " \
     "  AND lease_epoch=$2::bigint AND status=$3 AND error IS NOT DISTINCT FROM $4)"
 
@@ -63,7 +73,7 @@
     "UPDATE agent_runs SET status='queued', lease_epoch=lease_epoch+1, "               \
     "  notice='retried', notice_epoch=lease_epoch+1, attempt=greatest(attempt-1, 0), " \
     "  error=$3, lease_expires_at=NULL, dispatched_at=NULL, dispatch_seq=NULL "        \
-    "WHERE id=$1::uuid AND lease_epoch=$2::bigint AND status='running'"
+    "WHERE id=$1::uuid AND lease_epoch=$2::bigint AND status IS NOT DISTINCT FROM 'running'"
 
 #define SQL_LLM_MESSAGES                                                                                \
     "SELECT type, content::text, message_id::text FROM messages WHERE thread_id=$1 AND is_llm_message " \

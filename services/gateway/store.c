@@ -22,6 +22,16 @@
  * NULL). Independent of the session's TimeZone. */
 #define ISO(col) GW_SQL_ISO(col)
 
+/* A status or deleted_at test written "(status IN ('queued', 'running')) IS TRUE" or
+ * "(deleted_at IS NULL) IS TRUE" is the plain test (neither column's test can be NULL) in a form
+ * the planner cannot prove a partial index's predicate from. Written plainly, it let the plan
+ * take agent_runs_account_active_idx / agent_runs_thread_active_idx (WHERE status IN ('queued',
+ * 'running')) or projects_account_live_idx / threads_account_live_idx (WHERE deleted_at IS
+ * NULL) with the row's key as a mere filter, walking every active run (or live project) on
+ * each call once the statistics said there were none (every run ended, analyzed) or none were
+ * known (an empty database, generic plan): docs/performance.md, issue 12;
+ * tests/unit/test_gateway_plans.c checks every statement's plan. */
+
 /* clang-format off: SQL laid out by hand */
 /* agent_runs.metadata from the parameters $4..$7 of the run-creating statements. */
 #define RUN_METADATA                                                              \
@@ -117,11 +127,11 @@ const kx_db_stmt gw_store_statements[] = {
      "AND deleted_at IS NULL FOR UPDATE"},
     {"gw_thread_active",
      "SELECT id::text FROM agent_runs WHERE thread_id = $1::uuid "
-     "AND status IN ('queued', 'running') ORDER BY created_at LIMIT 1"},
+     "AND (status IN ('queued', 'running')) IS TRUE ORDER BY created_at LIMIT 1"},
     {"gw_thread_interrupt",
      "UPDATE agent_runs SET status = 'stopped', completed_at = now(), "
      "lease_epoch = lease_epoch + 1, lease_expires_at = NULL "
-     "WHERE thread_id = $1::uuid AND status IN ('queued', 'running') "
+     "WHERE thread_id = $1::uuid AND (status IN ('queued', 'running')) IS TRUE "
      "RETURNING id::text, lease_epoch"},
 
     /* KX_OVER_LIMIT=reject: one creation per account at a time (transaction-scoped lock), so
@@ -135,7 +145,7 @@ const kx_db_stmt gw_store_statements[] = {
     {"gw_run_stop",
      "UPDATE agent_runs SET status = 'stopped', completed_at = now(), "
      "lease_epoch = lease_epoch + 1, lease_expires_at = NULL "
-     "WHERE id = $1::uuid AND status IN ('queued', 'running') RETURNING lease_epoch"},
+     "WHERE id = $1::uuid AND (status IN ('queued', 'running')) IS TRUE RETURNING lease_epoch"},
 
     /* For SSE streams that wait for a terminal event that may never come (its publish failed). */
     {"gw_runs_ended",

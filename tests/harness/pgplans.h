@@ -1,0 +1,48 @@
+/* tests/harness/pgplans.h — the generic plans of a service's prepared statements, checked
+ * against the trap of docs/performance.md (issue 12, "A generic plan that walked every running
+ * run"): a prepared statement gets a generic plan at its sixth call and keeps it; made while a
+ * table holds few rows, the planner may take a partial index whose predicate the statement
+ * repeats (status = 'running', status IN ('queued', 'running'), ...) as a mere filter over the
+ * whole index, instead of the primary key. At 10 000 runs every such call walks every active
+ * run.
+ *
+ * kx_th_plans_check prepares each statement with
+ * plan_cache_mode = force_generic_plan, EXPLAINs it with every parameter NULL (a generic plan
+ * does not look at the values) and fails a statement when its plan
+ *   - scans a partial index without an Index Cond (it walks every entry of that index), unless
+ *     the statement's expectation allows exactly that index (a sweep that means to), or
+ *   - does not use the index the expectation requires.
+ * A statement whose walk is a known open issue (the expectation's `open`) is printed with its
+ * plan and the reason, and not failed.
+ *
+ * Ownership: the connection is the caller's; the session's plan_cache_mode is reset after. */
+#ifndef KX_TEST_PGPLANS_H
+#define KX_TEST_PGPLANS_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include "kx/db.h"
+
+typedef struct kx_th_plan_expect {
+    const char *stmt;     /* statement name; NULL ends the table */
+    const char *requires; /* an index the plan must use (NULL: none required) */
+    const char *sweeps;   /* a partial index the statement may walk whole (NULL: none) */
+    const char *open;     /* a walk known and not fixed yet: why (printed, not failed) */
+} kx_th_plan_expect;
+
+/* The generic plan of sql (EXPLAIN, text format) as a malloc'd string, or NULL with the reason
+ * in why. */
+char *kx_th_generic_plan(PGconn *c, const char *sql, char *why, size_t cap);
+
+/* Checks every statement of stmts (a table ending in KX_DB_STMT_END) as described above, with
+ * expect (ending in a NULL stmt; may be NULL) for the statements that need one. Prints each
+ * failure with its plan to stderr; returns the number of failing statements (or of
+ * expectations naming no statement of stmts). */
+int kx_th_plans_check(PGconn *c, const kx_db_stmt *stmts, const kx_th_plan_expect *expect);
+
+/* A whole test: starts PostgreSQL in a temp dir, applies the migrations (no rows), runs
+ * kx_th_plans_check and stops what it started. 0 when every plan is good (a process exit
+ * status). name prefixes the temp dir. */
+int kx_th_plans_test(const char *name, const kx_db_stmt *stmts, const kx_th_plan_expect *expect);
+
+#endif

@@ -1,0 +1,32 @@
+/* test_gateway_plans.c — the generic plan of every gateway statement (services/gateway/
+ * store.c and the tables it includes) on an empty database and on one whose runs have all
+ * ended (tests/harness/pgplans.h): none walks a whole partial index, and the statements fixed
+ * for that take the index meant for them. Each of the fixed ones took a partial index whose
+ * predicate it repeated (status IN ('queued', 'running'), deleted_at IS NULL) before the fix:
+ * gw_run_stop, for one, walked every queued and running run of the system to stop one. */
+#include "pgplans.h"
+#include "store.h"
+
+static const kx_th_plan_expect EXPECT[] = {
+    {"gw_run_stop", "agent_runs_pkey", NULL, NULL},
+    {"gw_thread_active", "agent_runs_thread_id_idx", NULL, NULL},
+    {"gw_thread_interrupt", "agent_runs_thread_id_idx", NULL, NULL},
+    {"gw_thread_stop_runs", "agent_runs_thread_id_idx", NULL, NULL},
+    {"gw_project_stop_runs", NULL, NULL, NULL}, /* a seq scan while empty; the walk rule holds */
+    {"gw_thread_detail", "projects_pkey", NULL, NULL},
+    {"gw_threads_list", "projects_pkey", NULL, NULL},
+    {"gw_project_forget", "threads_project_id_idx", NULL, NULL},
+    /* Both partial indexes on the active runs have the same predicate, so no rewrite of the
+     * status test can keep agent_runs_account_active_idx and not agent_runs_thread_active_idx;
+     * once the statistics say no run is active, the planner may pick either (it walked the
+     * thread one in 3 of 4 runs). Hiding the status test would walk the account's whole
+     * history instead. Needs a migration: docs/performance.md, issue 12. */
+    {"gw_account_active", NULL, NULL,
+     "KX_OVER_LIMIT=reject: may walk every active run; needs distinct index predicates"},
+    {NULL, NULL, NULL, NULL},
+};
+
+int main(void)
+{
+    return kx_th_plans_test("kx-gateway-plans", gw_store_statements, EXPECT);
+}
