@@ -13,3 +13,20 @@ CREATE INDEX IF NOT EXISTS agent_runs_waiting_idx ON agent_runs (account_id, cre
     WHERE status = 'queued' AND dispatched_at IS NULL;
 CREATE INDEX IF NOT EXISTS agent_runs_active_idx ON agent_runs (account_id)
     WHERE status = 'running' OR (status = 'queued' AND dispatched_at IS NOT NULL);
+
+-- Generic plans (docs/performance.md, "Every other statement: an audit of the plans"): a
+-- prepared statement planned while the table looked empty takes any partial index whose
+-- predicate it implies, and walks it whole.
+--   * agent_runs_queued_idx (every queued run) gave admission and every dispatch-path update
+--     such a walk of ALL queued runs. Its one remaining reader, the sweep (queued runs
+--     dispatched over 10 s ago), gets an index of exactly those: dispatched and not claimed.
+--   * agent_runs_thread_active_idx had the same predicate as agent_runs_account_active_idx,
+--     so a count of an account's active runs could walk every active run of every account
+--     through it. "thread_id IS NOT NULL" (always true: the column is NOT NULL) is implied by
+--     a thread_id = ... lookup and by nothing else.
+DROP INDEX IF EXISTS agent_runs_queued_idx;
+CREATE INDEX IF NOT EXISTS agent_runs_redispatch_idx ON agent_runs (dispatched_at, created_at)
+    WHERE status = 'queued' AND dispatched_at IS NOT NULL;
+DROP INDEX IF EXISTS agent_runs_thread_active_idx;
+CREATE INDEX IF NOT EXISTS agent_runs_thread_active_idx ON agent_runs (thread_id)
+    WHERE status IN ('queued', 'running') AND thread_id IS NOT NULL;

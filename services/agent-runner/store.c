@@ -13,7 +13,7 @@
 /* Every statement below finds the run row by its primary key and tests its status with
  * "status IS NOT DISTINCT FROM '...'" rather than "status = '...'". The two mean the same here
  * (status is NOT NULL), but only "=" lets the planner take a partial index on status
- * (agent_runs_lease_expiry_idx: status = 'running'; agent_runs_queued_idx: status = 'queued')
+ * (agent_runs_lease_expiry_idx: status = 'running'; agent_runs_queued_idx, since dropped: 'queued')
  * with the id as a mere filter. A prepared statement's generic plan, made while the database
  * holds few runs, did exactly that and then walked every entry of the index on each call
  * (~1400 buffer hits per message insert at 1600 running runs: docs/performance.md, issue 12;

@@ -34,13 +34,15 @@ const kx_db_stmt sched_statements[] = {
     /* kx.run.submit: a queued run is being dispatched now. */
     {"sched_mark_dispatched",
      "UPDATE agent_runs SET dispatched_at = now(), dispatch_seq = NULL "
-     "WHERE id = $1::uuid AND status = 'queued' "
+     "WHERE id = $1::uuid AND status IS NOT DISTINCT FROM 'queued' "
      "RETURNING id, thread_id, account_id, project_id, attempt"},
     /* The dispatch could not be published: let the sweep retry it soon. */
     {"sched_unmark_dispatched",
-     "UPDATE agent_runs SET dispatched_at = NULL WHERE id = $1::uuid AND status = 'queued'"},
+     "UPDATE agent_runs SET dispatched_at = NULL "
+     "WHERE id = $1::uuid AND status IS NOT DISTINCT FROM 'queued'"},
     {"sched_set_dispatch_seq",
-     "UPDATE agent_runs SET dispatch_seq = $2::bigint WHERE id = $1::uuid AND status = 'queued'"},
+     "UPDATE agent_runs SET dispatch_seq = $2::bigint "
+     "WHERE id = $1::uuid AND status IS NOT DISTINCT FROM 'queued'"},
     /* The same for an admission pass's runs at once: one statement, one commit (group commit).
      * Idempotent like the single one (a retry writes the same values). "= ANY" makes the
      * planner find the rows by primary key (joined with unnest alone, it hashed every queued
@@ -48,9 +50,10 @@ const kx_db_stmt sched_statements[] = {
     {"sched_set_dispatch_seqs",
      "UPDATE agent_runs r SET dispatch_seq = v.seq "
      "FROM unnest($1::uuid[], $2::bigint[]) AS v(id, seq) "
-     "WHERE r.id = ANY ($1::uuid[]) AND r.id = v.id AND r.status = 'queued'"},
+     "WHERE r.id = ANY ($1::uuid[]) AND r.id = v.id AND r.status IS NOT DISTINCT FROM 'queued'"},
     {"sched_unmark_many",
-     "UPDATE agent_runs SET dispatched_at = NULL WHERE id = ANY($1::uuid[]) AND status = 'queued'"},
+     "UPDATE agent_runs SET dispatched_at = NULL "
+     "WHERE id = ANY($1::uuid[]) AND status IS NOT DISTINCT FROM 'queued'"},
     /* kx.run.hb: renew the runner's ONE lease row (clock_timestamp: a heartbeat that waited
      * for a lock still grants a full TTL from when it is written), then the leases it lost
      * since $4 (unix ms), oldest first, at most $5; the last row carries the server's now. */
@@ -91,7 +94,7 @@ const kx_db_stmt sched_statements[] = {
          "d.last_beat") " END, "
                         "  lease_epoch = r.lease_epoch + 1, notice_epoch = r.lease_epoch + 1, "
                         "  lease_expires_at = NULL, dispatched_at = NULL, dispatch_seq = NULL "
-                        "FROM dead d WHERE r.id = d.id AND r.status = 'running'"},
+                        "FROM dead d WHERE r.id = d.id AND r.status IS NOT DISTINCT FROM 'running'"},
     {"sched_notices",
      "SELECT id::text, coalesce(lease_owner, ''), coalesce(error, ''), notice_epoch, "
      "account_id::text, notice, thread_id::text, project_id::text, attempt, status "
@@ -154,7 +157,7 @@ const kx_db_stmt sched_statements[] = {
      "more AS (SELECT EXISTS (SELECT 1 FROM quota q WHERE q.k < q.room "
      "  AND q.k <= (SELECT count(*) FROM cand c WHERE c.account_id = q.account_id)) AS v) "
      "UPDATE agent_runs r SET dispatched_at = now(), dispatch_seq = NULL "
-     "WHERE r.id = ANY (ARRAY(SELECT id FROM pick)) AND r.status = 'queued' "
+     "WHERE r.id = ANY (ARRAY(SELECT id FROM pick)) AND r.status IS NOT DISTINCT FROM 'queued' "
      "  AND r.dispatched_at IS NULL "
      "RETURNING r.id, r.thread_id, r.account_id, r.project_id, r.attempt, "
      "  (SELECT v FROM more) AS more"},
@@ -168,7 +171,8 @@ const kx_db_stmt sched_statements[] = {
      "ORDER BY dispatched_at, created_at LIMIT 100"},
     /* A candidate whose dispatch is still in the stream: look at it again later. */
     {"sched_sweep_seen",
-     "UPDATE agent_runs SET dispatched_at = now() WHERE id = $1::uuid AND status = 'queued' "
+     "UPDATE agent_runs SET dispatched_at = now() "
+     "WHERE id = $1::uuid AND status IS NOT DISTINCT FROM 'queued' "
      "AND dispatch_seq = $2::bigint"},
     /* Scheduled runs (triggers.c; kx_fire_trigger is in migration 005). next_fire_at goes back
      * to kx_fire_trigger as the text read here (exact: the compare-and-set is on it). */
@@ -187,7 +191,7 @@ const kx_db_stmt sched_statements[] = {
      "WITH a AS (DELETE FROM lease_revocations WHERE revoked_at < now() - interval '1 hour') "
      "DELETE FROM runner_leases l WHERE expires_at < now() - interval '1 hour' "
      "AND NOT EXISTS (SELECT 1 FROM agent_runs r WHERE r.lease_owner = l.runner_id "
-     "AND r.status = 'running')"},
+     "AND r.status IS NOT DISTINCT FROM 'running')"},
     KX_DB_STMT_END,
 };
 /* clang-format on */

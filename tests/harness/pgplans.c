@@ -81,8 +81,22 @@ static bool is_partial(const char *const *partial, const char *name)
     return false;
 }
 
+/* Whether name is one of the comma-separated names of list (NULL: none). */
+static bool in_list(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; p != NULL && *p != '\0';
+         p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+        const char *end = strchr(p, ',');
+        size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* Walks a JSON plan node: *uses_required set when it or a child uses `requires`; the first
- * partial index scanned without an Index Cond (other than `sweeps`) into *walked. */
+ * partial index scanned without an Index Cond (other than those in `sweeps`) into *walked. */
 static void walk(const json_t *node, const char *const *partial, const char *requires,
                  const char *sweeps, bool *uses_required, const char **walked)
 {
@@ -91,8 +105,7 @@ static void walk(const json_t *node, const char *const *partial, const char *req
         if (requires != NULL && strcmp(index, requires) == 0)
             *uses_required = true;
         if (*walked == NULL && is_partial(partial, index) &&
-            json_object_get(node, "Index Cond") == NULL &&
-            (sweeps == NULL || strcmp(index, sweeps) != 0))
+            json_object_get(node, "Index Cond") == NULL && !in_list(sweeps, index))
             *walked = index;
     }
     const json_t *plans = json_object_get(node, "Plans");

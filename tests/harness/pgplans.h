@@ -26,7 +26,8 @@
 typedef struct kx_th_plan_expect {
     const char *stmt;     /* statement name; NULL ends the table */
     const char *requires; /* an index the plan must use (NULL: none required) */
-    const char *sweeps;   /* a partial index the statement may walk whole (NULL: none) */
+    const char *sweeps;   /* partial indexes the statement may walk whole, comma-separated
+                           * (NULL: none) */
     const char *open;     /* a walk known and not fixed yet: why (printed, not failed) */
 } kx_th_plan_expect;
 
