@@ -23,10 +23,14 @@
 #define ISO_MS(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
 /* Admission: waiting run w (the alias) may start as far as its thread goes — no other run of
- * the thread is active (running, or dispatched) or waits since before it (created_at, id). */
-#define SCHED_W_THREAD_IDLE                                                             \
-    "AND NOT EXISTS (SELECT 1 FROM agent_runs x WHERE x.thread_id = w.thread_id "       \
-    "AND x.status IN ('queued', 'running') AND x.id <> w.id AND (x.status = 'running' " \
+ * the thread is active (running, or dispatched) or waits since before it (created_at, id).
+ * The status test is written "(…) IS TRUE" so that no partial index on status fits it: a
+ * generic plan made while no run was active walked agent_runs_thread_active_idx whole for each
+ * candidate; this way the thread's runs are read through agent_runs_thread_id_idx
+ * (tests/unit/test_scheduler_plans.c). */
+#define SCHED_W_THREAD_IDLE                                                                       \
+    "AND NOT EXISTS (SELECT 1 FROM agent_runs x WHERE x.thread_id = w.thread_id "                 \
+    "AND (x.status IN ('queued', 'running')) IS TRUE AND x.id <> w.id AND (x.status = 'running' " \
     "OR x.dispatched_at IS NOT NULL OR (x.created_at, x.id) < (w.created_at, w.id)))"
 
 /* clang-format off: SQL laid out by hand */

@@ -20,9 +20,7 @@ static const kx_th_plan_expect EXPECT[] = {
     {"sched_reap", NULL, "agent_runs_lease_expiry_idx,agent_runs_active_idx", NULL},
     {"sched_notices", NULL, "agent_runs_notice_idx", NULL},
     /* one probe per account with waiting runs: the skip scan's first step reads the index */
-    {"sched_admit", "agent_runs_waiting_idx", "agent_runs_waiting_idx",
-     "a generic plan made on a near-empty table checks a candidate's thread by walking "
-     "agent_runs_thread_active_idx with a join filter (docs/performance.md, the plan audit)"},
+    {"sched_admit", "agent_runs_waiting_idx", "agent_runs_waiting_idx", NULL},
     {"sched_sweep", NULL, "agent_runs_redispatch_idx", NULL},
     {"sched_cleanup", NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL},
