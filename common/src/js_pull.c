@@ -130,8 +130,9 @@ kx_err kx_js_pull_fetch(kx_js_pull *p, int max, int64_t timeout_ms, natsMsg **ou
                 return KX_ERR_UNAVAILABLE;
         }
         int queued = 0;
-        if (*n > 0 && (natsSubscription_GetPending(p->sub, &queued, NULL) != NATS_OK ||
-                       queued == 0))
+        if (natsSubscription_GetPending(p->sub, &queued, NULL) != NATS_OK)
+            queued = 0;
+        if (*n > 0 && queued == 0)
             return KX_OK; /* what came so far, without waiting for more */
         if (!p->live && queued == 0) {
             kx_err err = send_request(p, max, timeout_ms > 0 ? timeout_ms : 1);
@@ -145,10 +146,8 @@ kx_err kx_js_pull_fetch(kx_js_pull *p, int max, int64_t timeout_ms, natsMsg **ou
         natsStatus s = natsSubscription_NextMsg(&m, p->sub, wait > 0 ? wait : 0);
         if (s == NATS_TIMEOUT)
             return KX_OK;
-        if (s != NATS_OK)
-            return s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_SUBSCRIPTION
-                       ? KX_ERR_IO
-                       : KX_ERR_UNAVAILABLE;
+        if (s != NATS_OK) /* closed connection or subscription, slow consumer: start over */
+            return *n > 0 ? KX_OK : KX_ERR_UNAVAILABLE;
         int code = 0;
         if (status_of(m, &code)) {
             bool current = of_current(p, m);

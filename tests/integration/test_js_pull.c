@@ -80,8 +80,7 @@ static void publish_n(int first, int n)
     for (int i = first; i < first + n; i++) {
         char body[16];
         int len = snprintf(body, sizeof body, "%d", i);
-        assert_int_equal(js_Publish(NULL, kx_bus_js(g_bus), SUBJ, body, len, NULL, NULL),
-                         NATS_OK);
+        assert_int_equal(js_Publish(NULL, kx_bus_js(g_bus), SUBJ, body, len, NULL, NULL), NATS_OK);
     }
 }
 
