@@ -23,10 +23,13 @@ struct kx_js_pull {
     natsSubscription *sub; /* sync, on <inbox>.* */
     char inbox[96];        /* <inbox>, without the request number */
     char next_subj[256];   /* $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer> */
-    uint64_t seq;          /* the number of the last request sent */
-    bool live;             /* that request may still deliver */
-    int left;              /* messages it may still deliver */
-    int64_t over_at;       /* kx_mono_ms after which it is taken as over anyway */
+    char stream[64], consumer[64];
+    uint64_t seq;       /* the number of the last request sent */
+    bool live;          /* that request may still deliver */
+    bool heard;         /* something (a message, a status) came since it was sent */
+    int left;           /* messages it may still deliver */
+    int64_t over_at;    /* kx_mono_ms after which it is taken as over anyway */
+    int64_t checked_at; /* kx_mono_ms of the last look at the consumer */
 };
 
 kx_err kx_js_pull_new(kx_bus *bus, const char *stream, const char *consumer, kx_js_pull **out)
@@ -36,6 +39,9 @@ kx_err kx_js_pull_new(kx_bus *bus, const char *stream, const char *consumer, kx_
     if (p == NULL)
         return KX_ERR_NOMEM;
     p->bus = bus;
+    snprintf(p->stream, sizeof p->stream, "%s", stream);
+    snprintf(p->consumer, sizeof p->consumer, "%s", consumer);
+    p->checked_at = kx_mono_ms();
     snprintf(p->next_subj, sizeof p->next_subj, "$JS.API.CONSUMER.MSG.NEXT.%s.%s", stream,
              consumer);
     natsInbox *inbox = NULL;
@@ -75,6 +81,26 @@ int kx_js_pull_request_json(char *out, size_t cap, int batch, int64_t expires_ms
                     expires_ms * 1000000);
 }
 
+/* A request lapsed without a word: normal while the queue is empty (nats-server 2.9 does not
+ * always send the 408 of an expired request), but also what a deleted consumer looks like (a
+ * pull request to it is dropped silently). At most every KX_JS_PULL_CHECK_MS, ask. */
+static kx_err check_consumer(kx_js_pull *p)
+{
+    int64_t now = kx_mono_ms();
+    if (now - p->checked_at < KX_JS_PULL_CHECK_MS)
+        return KX_OK;
+    p->checked_at = now;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetConsumerInfo(&ci, kx_bus_js(p->bus), p->stream, p->consumer, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr) {
+        kx_warn("js pull: consumer %s of %s is gone", p->consumer, p->stream);
+        return KX_ERR_UNAVAILABLE;
+    }
+    return KX_OK; /* there, or JetStream did not answer: go on pulling */
+}
+
 static kx_err send_request(kx_js_pull *p, int batch, int64_t expires_ms)
 {
     char reply[sizeof p->inbox + 24], body[96];
@@ -89,6 +115,7 @@ static kx_err send_request(kx_js_pull *p, int batch, int64_t expires_ms)
     }
     p->seq++;
     p->live = true;
+    p->heard = false;
     p->left = batch;
     p->over_at = kx_mono_ms() + expires_ms + KX_JS_PULL_GRACE_MS;
     return KX_OK;
@@ -122,11 +149,9 @@ kx_err kx_js_pull_fetch(kx_js_pull *p, int max, int64_t timeout_ms, natsMsg **ou
     int64_t deadline = kx_mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         int64_t now = kx_mono_ms();
-        if (p->live && now >= p->over_at) {
-            /* its expiry passed long ago and the server never said so: nobody serves the
-             * consumer (it was deleted, or JetStream is gone): the caller makes it again */
+        if (p->live && now >= p->over_at) { /* expired; its 408 did not come (yet) */
             p->live = false;
-            if (*n == 0)
+            if (!p->heard && *n == 0 && check_consumer(p) != KX_OK)
                 return KX_ERR_UNAVAILABLE;
         }
         int queued = 0;
@@ -148,6 +173,7 @@ kx_err kx_js_pull_fetch(kx_js_pull *p, int max, int64_t timeout_ms, natsMsg **ou
             return KX_OK;
         if (s != NATS_OK) /* closed connection or subscription, slow consumer: start over */
             return *n > 0 ? KX_OK : KX_ERR_UNAVAILABLE;
+        p->heard = true;
         int code = 0;
         if (status_of(m, &code)) {
             bool current = of_current(p, m);

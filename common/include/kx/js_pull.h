@@ -14,9 +14,11 @@
  * the caller's array, never more than it asked for; the rest stay queued for the next call.
  * At most one pull request is live at a time (its batch is the max of the call that sent it):
  * a new one is sent only when the last one is over (all its messages came, or its 404/408/409
- * status), or KX_JS_PULL_GRACE_MS after its expiry, so a runner never asks for more than its
- * free slots plus one batch. A request whose end never came (no 408 after its expiry, plus
- * the grace) means nobody serves the consumer: KX_ERR_UNAVAILABLE, the caller makes it again.
+ * status), or KX_JS_PULL_GRACE_MS after its expiry (nats-server 2.9 does not always send the
+ * 408), so a runner asks for at most its free slots plus about one batch. A pull request to a
+ * consumer that does not exist is dropped without a word: when requests lapse silently, the
+ * consumer is looked up (at most every KX_JS_PULL_CHECK_MS) and, gone, KX_ERR_UNAVAILABLE
+ * says so: the caller makes it again.
  *
  * Acknowledging: the messages came through a plain subscription, so natsMsg_Ack (which needs
  * cnats' JetStream subscription) does not apply; kx_js_ack/nak/term publish the protocol's
@@ -33,7 +35,8 @@
 #include "kx/bus.h"
 #include "kx/err.h"
 
-#define KX_JS_PULL_GRACE_MS 2000
+#define KX_JS_PULL_GRACE_MS 100  /* after a request's expiry: taken as over */
+#define KX_JS_PULL_CHECK_MS 5000 /* at most this often: does the consumer still exist? */
 
 typedef struct kx_js_pull kx_js_pull;
 
