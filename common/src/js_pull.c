@@ -128,7 +128,7 @@ static bool status_of(natsMsg *m, int *code)
     if (natsMsg_GetDataLength(m) != 0 || natsMsgHeader_Get(m, "Status", &v) != NATS_OK ||
         v == NULL)
         return false;
-    *code = atoi(v);
+    *code = (int)strtol(v, NULL, 10);
     return true;
 }
 

@@ -87,7 +87,7 @@ static void publish_n(int first, int n)
 /* Records m's number in seen (failing on a duplicate), acks and destroys it. */
 static void take(natsMsg *m, bool seen[TOTAL])
 {
-    int i = atoi(natsMsg_GetData(m));
+    int i = (int)strtol(natsMsg_GetData(m), NULL, 10);
     assert_true(i >= 0 && i < TOTAL);
     assert_false(seen[i]);
     seen[i] = true;
