@@ -1,6 +1,7 @@
 /* dispatch.c — the fetcher thread and the loop-side handling of RunDispatch messages (see
- * dispatch.h). The consumer is created explicitly (js_AddConsumer) and the pull subscription
- * binds to it, so that closing this subscription never deletes the durable that every runner
+ * dispatch.h). The consumer is created explicitly (js_AddConsumer) and pulled through
+ * kx/js_pull.h (not cnats' natsSubscription_Fetch, which overflows its array on bursts in the
+ * cnats we build with); letting go of the puller never deletes the durable that every runner
  * replica shares. */
 #include "dispatch.h"
 
@@ -11,6 +12,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kx/js_pull.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "kx/pb.h"
@@ -30,7 +32,7 @@ struct dispatch {
     pthread_t thread;
     bool started;
     atomic_bool stop;
-    natsSubscription *sub; /* fetcher thread only (until joined) */
+    kx_js_pull *pull; /* fetcher thread only (until joined) */
 };
 
 typedef struct posted {
@@ -97,7 +99,7 @@ static void claim_done(rdb_job *j, bool live)
         return;
     }
     atomic_store(&r->db_ok, true);
-    natsMsg_Ack(c->msg, NULL);
+    kx_js_ack(r->bus, c->msg);
     if (!c->claimed) {
         kx_log(KX_LOG_INFO, run_id, NULL,
                "dispatch: run is not queued (taken or stopped); "
@@ -133,7 +135,7 @@ static void handle_dispatch(kx_loop *loop, void *arg)
 
     if (r->draining) { /* let another runner have it */
         atomic_fetch_sub(&r->reserved, 1);
-        natsMsg_Nak(msg, NULL);
+        kx_js_nak(r->bus, msg);
         natsMsg_Destroy(msg);
         return;
     }
@@ -145,7 +147,7 @@ static void handle_dispatch(kx_loop *loop, void *arg)
                  "(%d bytes%s)",
                  natsMsg_GetSubject(msg), natsMsg_GetDataLength(msg),
                  d ? ", run_id is not a UUID" : "");
-        natsMsg_Term(msg, NULL);
+        kx_js_term(r->bus, msg);
         natsMsg_Destroy(msg);
         kx_pb_free(d);
         return;
@@ -153,7 +155,7 @@ static void handle_dispatch(kx_loop *loop, void *arg)
     if (runner_find(r, d->run_id) != NULL) { /* a redelivery of a run we already run */
         atomic_fetch_sub(&r->reserved, 1);
         kx_log(KX_LOG_INFO, d->run_id, NULL, "dispatch: already held; duplicate acked");
-        natsMsg_Ack(msg, NULL);
+        kx_js_ack(r->bus, msg);
         natsMsg_Destroy(msg);
         kx_pb_free(d);
         return;
@@ -183,10 +185,9 @@ static void handle_dispatch(kx_loop *loop, void *arg)
 
 /* ---- the fetcher thread ---------------------------------------------------------------- */
 
-/* Creates (or finds) the durable consumer and binds a pull subscription to it. */
+/* Creates (or finds) the durable consumer and binds a puller to it. */
 static kx_err subscribe(dispatch *d)
 {
-    jsCtx *js = kx_bus_js(d->r->bus);
     jsConsumerConfig cc;
     jsConsumerConfig_Init(&cc);
     cc.Durable = KX_CONSUMER_RUNNERS;
@@ -195,19 +196,11 @@ static kx_err subscribe(dispatch *d)
     cc.FilterSubject = KX_SUBJ_RUN_DISPATCH;
     if (kx_bus_ensure_consumer(d->r->bus, KX_STREAM_DISPATCH, &cc) != KX_OK)
         return KX_ERR_UNAVAILABLE;
-    jsSubOptions so;
-    jsSubOptions_Init(&so);
-    so.Stream = KX_STREAM_DISPATCH;
-    so.Consumer = KX_CONSUMER_RUNNERS;
-    jsErrCode jerr = 0;
-    natsStatus s =
-        js_PullSubscribe(&d->sub, js, KX_SUBJ_RUN_DISPATCH, KX_CONSUMER_RUNNERS, NULL, &so, &jerr);
-    if (s != NATS_OK) {
-        kx_warn("dispatch: could not subscribe to %s (consumer %s): %s (JetStream error %d); "
-                "retrying",
-                KX_SUBJ_RUN_DISPATCH, KX_CONSUMER_RUNNERS, natsStatus_GetText(s), (int)jerr);
-        d->sub = NULL;
-        return KX_ERR_UNAVAILABLE;
+    kx_err err = kx_js_pull_new(d->r->bus, KX_STREAM_DISPATCH, KX_CONSUMER_RUNNERS, &d->pull);
+    if (err != KX_OK) {
+        kx_warn("dispatch: could not pull %s (consumer %s): %s; retrying", KX_SUBJ_RUN_DISPATCH,
+                KX_CONSUMER_RUNNERS, kx_err_str(err));
+        return err;
     }
     kx_info("dispatch: pulling %s (stream %s, consumer %s)", KX_SUBJ_RUN_DISPATCH,
             KX_STREAM_DISPATCH, KX_CONSUMER_RUNNERS);
@@ -219,7 +212,7 @@ static void *fetcher(void *arg)
     dispatch *d = arg;
     runner *r = d->r;
     while (!atomic_load(&d->stop)) {
-        if (d->sub == NULL && subscribe(d) != KX_OK) {
+        if (d->pull == NULL && subscribe(d) != KX_OK) {
             usleep(RETRY_SLEEP_US);
             continue;
         }
@@ -230,28 +223,17 @@ static void *fetcher(void *arg)
             usleep(IDLE_SLEEP_US);
             continue;
         }
-        natsMsgList list = {0};
-        jsErrCode jerr = 0;
-        natsStatus s = natsSubscription_Fetch(&list, d->sub, batch, FETCH_TIMEOUT_MS, &jerr);
-        if (s == NATS_TIMEOUT || (s == NATS_OK && list.Count == 0)) {
-            natsMsgList_Destroy(&list);
-            continue;
+        natsMsg *msgs[MAX_BATCH];
+        int count = 0;
+        kx_err err = kx_js_pull_fetch(d->pull, batch, FETCH_TIMEOUT_MS, msgs, &count);
+        if (err != KX_OK) {
+            kx_warn("dispatch: pulling %s failed (%s); making the consumer again",
+                    KX_SUBJ_RUN_DISPATCH, kx_err_str(err));
+            kx_js_pull_free(d->pull); /* what it still queued is redelivered after AckWait */
+            d->pull = NULL;
         }
-        if (s != NATS_OK) {
-            kx_warn("dispatch: fetch failed: %s (JetStream error %d)", natsStatus_GetText(s),
-                    (int)jerr);
-            natsMsgList_Destroy(&list);
-            if (s == NATS_INVALID_SUBSCRIPTION || s == NATS_CONNECTION_CLOSED ||
-                jerr == JSConsumerNotFoundErr) {
-                natsSubscription_Destroy(d->sub);
-                d->sub = NULL;
-            }
-            usleep(RETRY_SLEEP_US);
-            continue;
-        }
-        for (int i = 0; i < list.Count; i++) {
-            natsMsg *m = list.Msgs[i];
-            list.Msgs[i] = NULL; /* ours now */
+        for (int i = 0; i < count; i++) {
+            natsMsg *m = msgs[i];
             posted *p = malloc(sizeof *p);
             atomic_fetch_add(&r->reserved, 1);
             if (p != NULL) {
@@ -267,7 +249,8 @@ static void *fetcher(void *arg)
                 natsMsg_Destroy(m);
             }
         }
-        natsMsgList_Destroy(&list);
+        if (err != KX_OK)
+            usleep(RETRY_SLEEP_US);
     }
     return NULL;
 }
@@ -303,7 +286,6 @@ void dispatch_free(dispatch *d)
     dispatch_stop(d);
     if (d->started)
         pthread_join(d->thread, NULL);
-    if (d->sub != NULL)
-        natsSubscription_Destroy(d->sub); /* keeps the durable consumer (no unsubscribe) */
+    kx_js_pull_free(d->pull); /* keeps the durable consumer */
     free(d);
 }

@@ -1,7 +1,7 @@
 /* dispatch.h — taking runs from the queue: a fetcher THREAD pulls kx.v1.RunDispatch messages
  * from the JetStream work queue (stream KX_RUN_DISPATCH, durable pull consumer "agent-runners",
- * AckWait 30 s) in batches of at most the runner's free capacity (max 64, 1 s fetch timeout)
- * and posts each message to the loop. On the loop each dispatch is unpacked (malformed:
+ * AckWait 30 s) in batches of at most the runner's free capacity (max 64, 1 s fetch timeout;
+ * kx/js_pull.h, never more than asked for) and posts each message to the loop. On the loop each dispatch is unpacked (malformed:
  * terminated and logged) and its claim queued to a database thread (rdb.h); when the claim is
  * back the dispatch is acknowledged and the run started — or dropped when the claim found the
  * run not queued (someone else has it, or it was stopped). The slot stays reserved meanwhile.
