@@ -288,14 +288,8 @@ static void on_core(natsConnection *nc, natsSubscription *sub, natsMsg *m, void 
     natsMsg_Destroy(m);
 }
 
-/* Part 2's client and clock: for each of EVENTS events, fire(e) (which makes the frame
- * "data: {"e": <e>}" reach every one of fds), then the time from before fire to its arrival on
- * a rotating one of the streams (one[e]) and on all of them (all[e]). The client waits on epoll
- * for the sockets and reads the watched one first whenever it is ready, so the single-client
- * figure is when its bytes arrived, not when a sweep of 1 000 reads reached it. tail: the last
- * bytes seen per stream (a frame may be split between two reads). */
-static void fanout_measure(const int *fds, char (*tail)[64], void (*fire)(int e, void *arg),
-                           void *arg, int64_t *one, int64_t *all)
+/* An epoll set watching the STREAMS stream sockets for input, each tagged with its index. */
+static int epoll_of_streams(const int *fds)
 {
     int ep = epoll_create1(0);
     if (ep < 0)
@@ -305,6 +299,19 @@ static void fanout_measure(const int *fds, char (*tail)[64], void (*fire)(int e,
         if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ee) != 0)
             die("epoll_ctl");
     }
+    return ep;
+}
+
+/* Part 2's client and clock: for each of EVENTS events, fire(e) (which makes the frame
+ * "data: {"e": <e>}" reach every one of fds), then the time from before fire to its arrival on
+ * a rotating one of the streams (one[e]) and on all of them (all[e]). The client waits on epoll
+ * for the sockets and reads the watched one first whenever it is ready, so the single-client
+ * figure is when its bytes arrived, not when a sweep of 1 000 reads reached it. tail: the last
+ * bytes seen per stream (a frame may be split between two reads). */
+static void fanout_measure(const int *fds, char (*tail)[64], void (*fire)(int e, void *arg),
+                           void *arg, int64_t *one, int64_t *all)
+{
+    int ep = epoll_of_streams(fds);
     static struct epoll_event ready[STREAMS];
     for (int e = 0; e < EVENTS; e++) {
         char needle[64];
@@ -704,14 +711,7 @@ static void bench_sse_per_run(kx_bus *bus, const char *token)
         }
         rxs[i].n = 0;
     }
-    int ep = epoll_create1(0);
-    if (ep < 0)
-        die("epoll_create1");
-    for (int i = 0; i < STREAMS; i++) {
-        struct epoll_event ee = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
-        if (epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ee) != 0)
-            die("epoll_ctl");
-    }
+    int ep = epoll_of_streams(fds);
     /* A first event on every run (each stream live on its run's feed). */
     for (int i = 0; i < STREAMS; i++)
         publish(bus, runs[i], "{\"p\": -1}");
