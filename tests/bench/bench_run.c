@@ -2139,8 +2139,10 @@ static bool pg_restart_durable(void)
     char data[400], log_path[400], o[600];
     snprintf(data, sizeof data, "%s/pg", g_stack.pg.dir);
     snprintf(log_path, sizeof log_path, "%s/pg.log", g_stack.pg.dir);
-    snprintf(o, sizeof o, "-p %u -k %s -c listen_addresses=127.0.0.1", g_stack.pg.port,
-             g_stack.pg.dir);
+    /* KX_TH_PG_OPTS (e.g. pg_stat_statements) survives the restart, as the harness applies it */
+    const char *extra = getenv("KX_TH_PG_OPTS");
+    snprintf(o, sizeof o, "-p %u -k %s -c listen_addresses=127.0.0.1 %s", g_stack.pg.port,
+             g_stack.pg.dir, extra ? extra : "");
     if (kx_th_pg_down(&g_stack.pg) != KX_OK) {
         fail("cannot stop Postgres");
         return false;
