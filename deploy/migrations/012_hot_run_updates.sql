@@ -24,7 +24,7 @@
 --     finds room on the row's own page. Applies to pages written from now on (no rewrite).
 -- Columns an update may now change and stay HOT: tokens_used, dispatch_seq, updated_at,
 -- heartbeat_at, error, completed_at, started_at, attempt, claim_id, notice_epoch, metadata, ...
--- (tests/unit/test_schema_hot.c checks that the usage update is HOT and that no index names
+-- (tests/unit/test_runner_usage_hot.c checks that the usage update is HOT and that no index names
 -- tokens_used, dispatch_seq or updated_at). Status, lease_epoch, dispatched_at and
 -- lease_expires_at stay indexed: the updates that change them are not HOT.
 DROP INDEX IF EXISTS agent_runs_notice_idx;

@@ -146,14 +146,9 @@ static void test_usage_update_is_hot(void **state)
     exec("BEGIN", 0, NULL);
     long upd0, hot0, upd1, hot1;
     xact_updates(&upd0, &hot0);
-    const char *ip[] = {run,
-                        "1",
-                        "assistant_response_end",
-                        "false",
-                        "{\"usage\": {\"prompt_tokens\": 30, \"completion_tokens\": 12, "
-                        "\"total_tokens\": 42}}",
-                        "{}",
-                        mid};
+    static const char usage[] =
+        "{\"usage\": {\"prompt_tokens\": 30, \"completion_tokens\": 12, \"total_tokens\": 42}}";
+    const char *ip[] = {run, "1", "assistant_response_end", "false", usage, "{}", mid};
     PGresult *r = PQexecPrepared(g_sql, "ins", 7, ip, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
         fail_msg("the runner's insert failed: %s", PQerrorMessage(g_sql));
