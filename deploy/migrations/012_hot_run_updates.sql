@@ -27,6 +27,9 @@
 -- (tests/unit/test_runner_usage_hot.c checks that the usage update is HOT and that no index names
 -- tokens_used, dispatch_seq or updated_at). Status, lease_epoch, dispatched_at and
 -- lease_expires_at stay indexed: the updates that change them are not HOT.
+-- On an existing deployment the index builds below are plain CREATE INDEX (the migration runs in
+-- one transaction): writes to agent_runs and messages wait while agent_runs_owner_idx (every
+-- run) and the two partial indexes are built.
 DROP INDEX IF EXISTS agent_runs_notice_idx;
 CREATE INDEX IF NOT EXISTS agent_runs_notice_idx ON agent_runs (id) WHERE notice IS NOT NULL;
 DROP INDEX IF EXISTS agent_runs_owner_idx;
