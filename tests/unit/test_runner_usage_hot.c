@@ -1,0 +1,220 @@
+/* test_runner_usage_hot.c — the updates of a run that change no indexed column stay HOT
+ * (heap-only: no index entry written; migration 012, docs/performance.md "Per-row write cost
+ * of a run"), against a real PostgreSQL with the migrations:
+ *   - the token-usage trigger's UPDATE, fired by the runner's own fenced insert of an
+ *     assistant_response_end message (services/agent-runner/store.c), is one HOT update, and
+ *     it still adds the turn's usage to tokens_used and moves updated_at;
+ *   - the scheduler's dispatch_seq update is HOT;
+ *   - no index of agent_runs names a column those updates write (tokens_used, dispatch_seq,
+ *     updated_at, heartbeat_at) in its key, expressions or predicate, and agent_runs keeps
+ *     room on its pages for the new versions (fillfactor).
+ * The HOT counts are this connection's own (pg_stat_xact_user_tables, before and after the
+ * statement in one transaction), so nothing else running on the server moves them. Before migration 012 every update of a run was non-HOT: the touch
+ * trigger writes updated_at, which two indexes had as a key. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "kx/db.h"
+#include "kx/log.h"
+#include "kx/uuid.h"
+#include "store.h"
+
+static char *g_tmp;
+static kx_th_pg g_pg;
+static PGconn *g_sql;
+
+static PGresult *q(const char *sql, int n, const char *const *params)
+{
+    PGresult *r = PQexecParams(g_sql, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        fail_msg("SQL failed: %s: %s", sql, PQerrorMessage(g_sql));
+    return r;
+}
+
+static void exec(const char *sql, int n, const char *const *params)
+{
+    PQclear(q(sql, n, params));
+}
+
+/* The first value of a one-row answer, malloc'd. */
+static char *value1(const char *sql, int n, const char *const *params)
+{
+    PGresult *r = q(sql, n, params);
+    if (PQntuples(r) != 1)
+        fail_msg("expected one row from %s, got %d", sql, PQntuples(r));
+    char *v = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    assert_non_null(v);
+    return v;
+}
+
+/* The updates and HOT updates of agent_runs this backend counted and has not reported yet
+ * (pg_stat_xact_user_tables: the current transaction's, and possibly some of the previous
+ * ones', so callers take a difference within one transaction). */
+static void xact_updates(long *upd, long *hot)
+{
+    PGresult *r = q("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_xact_user_tables "
+                    "WHERE relname = 'agent_runs'",
+                    0, NULL);
+    assert_int_equal(PQntuples(r), 1);
+    *upd = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    *hot = strtol(PQgetvalue(r, 0, 1), NULL, 10);
+    PQclear(r);
+}
+
+/* A running run (epoch 1) on a thread of its own; its id into run. */
+static void new_running_run(char run[KX_UUID_LEN + 1])
+{
+    char account[KX_UUID_LEN + 1], project[KX_UUID_LEN + 1], thread[KX_UUID_LEN + 1];
+    kx_uuid_new(account);
+    kx_uuid_new(project);
+    kx_uuid_new(thread);
+    kx_uuid_new(run);
+    const char *p[] = {account, project, thread, run};
+    exec("WITH p AS (INSERT INTO projects (project_id, name, account_id) "
+         "  VALUES ($2::uuid, 'p', $1::uuid)), "
+         "t AS (INSERT INTO threads (thread_id, account_id, project_id) "
+         "  VALUES ($3::uuid, $1::uuid, $2::uuid) RETURNING thread_id) "
+         "INSERT INTO agent_runs (id, thread_id, account_id, project_id, status, lease_epoch, "
+         "  lease_owner, metadata) SELECT $4::uuid, thread_id, $1::uuid, $2::uuid, 'running', 1, "
+         "  'r1', '{\"model_name\": \"demo\", \"enable_thinking\": false}' FROM t",
+         4, p);
+}
+
+static const char *stmt_sql(const char *name)
+{
+    for (const kx_db_stmt *s = store_statements(); s->name; s++)
+        if (strcmp(s->name, name) == 0)
+            return s->sql;
+    fail_msg("no statement %s", name);
+    return NULL;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    kx_log_init("test_runner_usage_hot", "test");
+    g_tmp = kx_th_tmpdir("kx-usage-hot");
+    if (g_tmp == NULL || kx_th_pg_start(g_tmp, &g_pg) != KX_OK)
+        return -1;
+    kx_db *db = NULL;
+    if (kx_db_connect(g_pg.url, NULL, &db) != KX_OK)
+        return -1;
+    kx_err err = kx_db_migrate(db, kx_db_migrations_dir());
+    kx_db_close(db);
+    if (err != KX_OK)
+        return -1;
+    g_sql = PQconnectdb(g_pg.url);
+    if (PQstatus(g_sql) != CONNECTION_OK)
+        return -1;
+    PGresult *r = PQprepare(g_sql, "ins", stmt_sql("runner_insert_message"), 0, NULL);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    PQfinish(g_sql);
+    kx_th_pg_stop(&g_pg);
+    kx_th_rmrf(g_tmp);
+    free(g_tmp);
+    return 0;
+}
+
+static void test_usage_update_is_hot(void **state)
+{
+    (void)state;
+    char run[KX_UUID_LEN + 1], mid[KX_UUID_LEN + 1];
+    new_running_run(run);
+    kx_uuid_new(mid);
+    const char *rp[] = {run};
+    char *before = value1("SELECT updated_at::text FROM agent_runs WHERE id = $1::uuid", 1, rp);
+
+    exec("BEGIN", 0, NULL);
+    long upd0, hot0, upd1, hot1;
+    xact_updates(&upd0, &hot0);
+    static const char usage[] =
+        "{\"usage\": {\"prompt_tokens\": 30, \"completion_tokens\": 12, \"total_tokens\": 42}}";
+    const char *ip[] = {run, "1", "assistant_response_end", "false", usage, "{}", mid};
+    PGresult *r = PQexecPrepared(g_sql, "ins", 7, ip, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("the runner's insert failed: %s", PQerrorMessage(g_sql));
+    PQclear(r);
+    xact_updates(&upd1, &hot1);
+    if (upd1 - upd0 != 1 || hot1 - hot0 != 1)
+        fail_msg("the usage trigger made %ld update(s) of agent_runs, %ld of them HOT, not 1 "
+                 "HOT: an index names a column it writes, or the page had no room",
+                 upd1 - upd0, hot1 - hot0);
+    exec("COMMIT", 0, NULL);
+
+    /* the usage is counted, and updated_at still moves with it */
+    char *after = value1("SELECT tokens_used || '|' || (updated_at > $2::timestamptz) "
+                         "FROM agent_runs WHERE id = $1::uuid",
+                         2, (const char *const[]){run, before});
+    assert_string_equal(after, "42|true");
+    free(after);
+    free(before);
+}
+
+static void test_dispatch_seq_update_is_hot(void **state)
+{
+    (void)state;
+    char run[KX_UUID_LEN + 1];
+    new_running_run(run);
+    const char *rp[] = {run};
+    exec("UPDATE agent_runs SET status = 'queued', dispatched_at = now() WHERE id = $1::uuid", 1,
+         rp);
+    exec("BEGIN", 0, NULL);
+    long upd0, hot0, upd1, hot1;
+    xact_updates(&upd0, &hot0);
+    /* the scheduler's sched_set_dispatch_seq (services/scheduler/store.c) */
+    exec("UPDATE agent_runs SET dispatch_seq = 7 "
+         "WHERE id = $1::uuid AND status IS NOT DISTINCT FROM 'queued'",
+         1, rp);
+    xact_updates(&upd1, &hot1);
+    assert_int_equal(upd1 - upd0, 1);
+    assert_int_equal(hot1 - hot0, 1);
+    exec("COMMIT", 0, NULL);
+}
+
+/* The property behind both, on the schema: the columns those updates write are in no index. */
+static void test_no_index_names_the_hot_columns(void **state)
+{
+    (void)state;
+    char *bad = value1("SELECT coalesce(string_agg(indexrelid::regclass::text, ', '), '') "
+                       "FROM pg_index WHERE indrelid = 'agent_runs'::regclass AND "
+                       "pg_get_indexdef(indexrelid) ~ "
+                       "'\\m(tokens_used|dispatch_seq|updated_at|heartbeat_at)\\M'",
+                       0, NULL);
+    if (bad[0] != '\0')
+        fail_msg("these indexes of agent_runs name a column of the HOT updates: %s", bad);
+    free(bad);
+    char *opts = value1("SELECT coalesce(array_to_string(reloptions, ','), '') FROM pg_class "
+                        "WHERE oid = 'agent_runs'::regclass",
+                        0, NULL);
+    assert_string_equal(opts, "fillfactor=70");
+    free(opts);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_usage_update_is_hot),
+        cmocka_unit_test(test_dispatch_seq_update_is_hot),
+        cmocka_unit_test(test_no_index_names_the_hot_columns),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
