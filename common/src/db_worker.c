@@ -35,8 +35,8 @@ struct kx_db_worker {
     size_t queued, max_queue;
     bool stopping;
     bool started;
-    size_t group_max; /* >= 1 */
-    job **group;      /* the jobs taken together: group_max slots, worker thread only */
+    size_t group_max;        /* >= 1 */
+    job **group;             /* the jobs taken together: group_max slots, worker thread only */
     kx_db_group_stats stats; /* under mu */
 };
 
@@ -140,7 +140,7 @@ static void run_group(kx_db_worker *w, job **g, size_t n)
             count(w, 0, 0, 1, 0);
             if (k > 0)
                 run_group(w, g, k); /* the jobs before it, together again */
-            run_solo(w, g + k, 1); /* the failing one alone: its own error, or success */
+            run_solo(w, g + k, 1);  /* the failing one alone: its own error, or success */
             g += k + 1;
             n -= k + 1;
             break;
@@ -227,8 +227,8 @@ kx_err kx_db_worker_new(const char *conninfo, const kx_db_stmt *stmts, kx_loop *
     return KX_OK;
 }
 
-static kx_err submit(kx_db_worker *w, kx_db_job_run run, kx_db_job_step step,
-                     kx_db_job_done done, void *arg)
+static kx_err submit(kx_db_worker *w, kx_db_job_run run, kx_db_job_step step, kx_db_job_done done,
+                     void *arg)
 {
     job *j = calloc(1, sizeof *j);
     if (j == NULL)

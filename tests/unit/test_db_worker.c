@@ -288,12 +288,12 @@ static void test_lanes_keep_a_key_in_order_and_spread(void **state)
 
 typedef struct gjob {
     int id;
-    const char *v;       /* 'bad' fails the CHECK: the step's own error */
-    const char *dkey;    /* also a row of gd, whose UNIQUE is checked at COMMIT */
-    const char *lock1;   /* rows of glock to update, with a pause between (deadlock) */
+    const char *v;     /* 'bad' fails the CHECK: the step's own error */
+    const char *dkey;  /* also a row of gd, whose UNIQUE is checked at COMMIT */
+    const char *lock1; /* rows of glock to update, with a pause between (deadlock) */
     const char *lock2;
     int pause_ms;
-    bool kill_once;      /* the first step ends its own connection */
+    bool kill_once; /* the first step ends its own connection */
     int steps, solos, done_calls;
     kx_err err;
     bool visible_at_done; /* its row could be read by another connection when done came */
@@ -379,8 +379,8 @@ static void g_done(void *arg, kx_err err)
 static void clear_tables(void)
 {
     kx_err err = KX_OK;
-    PQclear(kx_db_exec_sql(g_check, "DELETE FROM gt; DELETE FROM gd; UPDATE glock SET n = 0",
-                           &err));
+    PQclear(
+        kx_db_exec_sql(g_check, "DELETE FROM gt; DELETE FROM gd; UPDATE glock SET n = 0", &err));
     assert_int_equal(err, KX_OK);
 }
 
@@ -577,8 +577,8 @@ static void test_group_deadlock_falls_back_to_each_alone(void **state)
         assert_int_equal(rows_of(jobs[i].id), 1);
     }
     kx_err err = KX_OK;
-    PGresult *r = kx_db_exec_sql(g_check, "SELECT string_agg(k || n, ',' ORDER BY k) FROM glock",
-                                 &err);
+    PGresult *r =
+        kx_db_exec_sql(g_check, "SELECT string_agg(k || n, ',' ORDER BY k) FROM glock", &err);
     assert_non_null(r);
     assert_string_equal(PQgetvalue(r, 0, 0), "x4,y4"); /* 2 updates per job, once each */
     PQclear(r);
