@@ -18,7 +18,8 @@ datadir=${1:?usage: $0 DATADIR PORT [statements] [seconds]}
 port=${2:?usage: $0 DATADIR PORT [statements] [seconds]}
 n=${3:-20}
 secs=${4:-5}
-bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+bins=(/usr/lib/postgresql/*/bin)
+bin=${bins[-1]}
 pm=$(head -1 "$datadir/postmaster.pid")
 sockdir=$(sed -n 5p "$datadir/postmaster.pid")
 tck=$(getconf CLK_TCK)
@@ -27,6 +28,7 @@ trap 'rm -rf "$work"' EXIT
 psql_() { "$bin/psql" -h "$sockdir" -p "$port" -U postgres -qAt -v ON_ERROR_STOP=1 "$@" postgres; }
 
 psql_ <<'SQL'
+SET client_min_messages = warning;
 DROP TABLE IF EXISTS bench_pl_msgs, bench_pl_runs;
 CREATE TABLE bench_pl_runs (n int PRIMARY KEY, id uuid NOT NULL, lease_epoch bigint NOT NULL,
     status text NOT NULL, thread_id uuid NOT NULL, account_id uuid NOT NULL);
@@ -51,11 +53,11 @@ RETURNING message_id, created_at) SELECT message_id, to_json(created_at)#>>'{}' 
 } >"$work/plain.sql"
 {
     echo '\set r random(1, 2000)'
-    echo '\startpipeline'
+    printf '%s\n' '\startpipeline'
     echo 'BEGIN;'
     for _ in $(seq "$n"); do echo "$ins"; done
     echo 'COMMIT;'
-    echo '\endpipeline'
+    printf '%s\n' '\endpipeline'
 } >"$work/pipeline.sql"
 
 server_ticks() { awk '{print $14 + $15 + $16 + $17}' "/proc/$pm/stat"; }

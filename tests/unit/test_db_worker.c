@@ -358,7 +358,7 @@ static int rows_of(int id)
     const char *p[] = {s};
     kx_err err = KX_OK;
     PGresult *r = kx_db_exec(g_check, "count", 1, p, &err);
-    int n = r != NULL ? atoi(PQgetvalue(r, 0, 0)) : -1;
+    int n = r != NULL ? (int)strtol(PQgetvalue(r, 0, 0), NULL, 10) : -1;
     PQclear(r);
     return n;
 }
