@@ -421,20 +421,31 @@ static void group_teardown(kx_db_worker *w)
     g_check = NULL;
 }
 
+static void init_jobs(gjob *jobs, int n)
+{
+    memset(jobs, 0, (size_t)n * sizeof *jobs);
+    for (int i = 0; i < n; i++)
+        jobs[i].id = i + 1;
+}
+
+static void assert_stats(kx_db_worker *w, uint64_t groups, uint64_t grouped, uint64_t rollbacks,
+                         uint64_t solo)
+{
+    kx_db_group_stats st = kx_db_worker_group_stats(w);
+    assert_int_equal(st.groups, groups);
+    assert_int_equal(st.grouped, grouped);
+    assert_int_equal(st.rollbacks, rollbacks);
+    assert_int_equal(st.solo, solo);
+}
+
 static void test_group_commits_queued_jobs_together(void **state)
 {
     (void)state;
     gjob jobs[8];
-    memset(jobs, 0, sizeof jobs);
-    for (int i = 0; i < 8; i++)
-        jobs[i].id = i + 1;
+    init_jobs(jobs, 8);
     kx_db_worker *w = group_setup(jobs, 8, 8);
     assert_int_equal(kx_loop_run(g_loop), KX_OK);
-    kx_db_group_stats st = kx_db_worker_group_stats(w);
-    assert_int_equal(st.groups, 1);
-    assert_int_equal(st.grouped, 8);
-    assert_int_equal(st.rollbacks, 0);
-    assert_int_equal(st.solo, 0);
+    assert_stats(w, 1, 8, 0, 0);
     for (int i = 0; i < 8; i++) {
         assert_int_equal(g_gorder[i], i + 1); /* FIFO */
         assert_int_equal(jobs[i].done_calls, 1);
@@ -452,17 +463,11 @@ static void test_group_a_failing_job_harms_no_other(void **state)
 {
     (void)state;
     gjob jobs[7];
-    memset(jobs, 0, sizeof jobs);
-    for (int i = 0; i < 7; i++)
-        jobs[i].id = i + 1;
+    init_jobs(jobs, 7);
     jobs[3].v = "bad";
     kx_db_worker *w = group_setup(jobs, 7, 7);
     assert_int_equal(kx_loop_run(g_loop), KX_OK);
-    kx_db_group_stats st = kx_db_worker_group_stats(w);
-    assert_int_equal(st.groups, 2);
-    assert_int_equal(st.grouped, 6);
-    assert_int_equal(st.rollbacks, 1);
-    assert_int_equal(st.solo, 1);
+    assert_stats(w, 2, 6, 1, 1);
     for (int i = 0; i < 7; i++) {
         assert_int_equal(g_gorder[i], i + 1);
         assert_int_equal(jobs[i].done_calls, 1);
@@ -486,16 +491,11 @@ static void test_group_commit_failure_runs_each_alone(void **state)
 {
     (void)state;
     gjob jobs[4];
-    memset(jobs, 0, sizeof jobs);
-    for (int i = 0; i < 4; i++)
-        jobs[i].id = i + 1;
+    init_jobs(jobs, 4);
     jobs[1].dkey = jobs[2].dkey = "same";
     kx_db_worker *w = group_setup(jobs, 4, 4);
     assert_int_equal(kx_loop_run(g_loop), KX_OK);
-    kx_db_group_stats st = kx_db_worker_group_stats(w);
-    assert_int_equal(st.groups, 0);
-    assert_int_equal(st.rollbacks, 1);
-    assert_int_equal(st.solo, 4);
+    assert_stats(w, 0, 0, 1, 4);
     for (int i = 0; i < 4; i++) {
         assert_int_equal(jobs[i].done_calls, 1);
         assert_int_equal(jobs[i].steps, 2); /* once in the group, once alone */
@@ -512,16 +512,11 @@ static void test_group_connection_loss_runs_each_alone(void **state)
 {
     (void)state;
     gjob jobs[5];
-    memset(jobs, 0, sizeof jobs);
-    for (int i = 0; i < 5; i++)
-        jobs[i].id = i + 1;
+    init_jobs(jobs, 5);
     jobs[2].kill_once = true;
     kx_db_worker *w = group_setup(jobs, 5, 5);
     assert_int_equal(kx_loop_run(g_loop), KX_OK);
-    kx_db_group_stats st = kx_db_worker_group_stats(w);
-    assert_int_equal(st.groups, 0);
-    assert_int_equal(st.rollbacks, 1);
-    assert_int_equal(st.solo, 5);
+    assert_stats(w, 0, 0, 1, 5);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(jobs[i].done_calls, 1);
         assert_int_equal(jobs[i].err, KX_OK);
@@ -543,9 +538,7 @@ static void test_group_deadlock_falls_back_to_each_alone(void **state)
     assert_int_equal(kx_db_worker_new(g_pg.url, STMTS, g_loop, 8, &wa), KX_OK);
     assert_int_equal(kx_db_worker_new(g_pg.url, STMTS, g_loop, 8, &wb), KX_OK);
     gjob jobs[4];
-    memset(jobs, 0, sizeof jobs);
-    for (int i = 0; i < 4; i++)
-        jobs[i].id = i + 1;
+    init_jobs(jobs, 4);
     /* a's group: x (then a pause), y; b's group: y (then a pause), x. Each job updates its
      * row twice, the pause between. */
     const char *rows[4] = {"x", "y", "y", "x"};
