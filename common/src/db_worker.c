@@ -78,8 +78,9 @@ static void count(kx_db_worker *w, uint64_t groups, uint64_t grouped, uint64_t r
 /* How a group's transaction ended. */
 typedef enum group_end {
     GROUP_COMMITTED,
-    GROUP_STEP_FAILED, /* job *failed_at failed on its own: the others may go on together */
-    GROUP_BROKEN       /* connection lost, deadlock, serialization failure, COMMIT failed */
+    GROUP_STEP_FAILED,    /* job *failed_at failed on its own: the others may go on together */
+    GROUP_STEP_TIMED_OUT, /* the same, after a statement timeout: its outcome stands */
+    GROUP_BROKEN          /* connection lost, deadlock, serialization failure, COMMIT failed */
 } group_end;
 
 static bool whole_group_error(kx_db *db, kx_err err)
@@ -102,7 +103,9 @@ static group_end try_group(kx_db *db, job **g, size_t n, size_t *failed_at)
             bool whole = whole_group_error(db, err);
             kx_db_rollback(db);
             *failed_at = i;
-            return whole ? GROUP_BROKEN : GROUP_STEP_FAILED;
+            return whole                ? GROUP_BROKEN
+                : err == KX_ERR_TIMEOUT ? GROUP_STEP_TIMED_OUT
+                                        : GROUP_STEP_FAILED;
         }
     }
     if (kx_db_commit(db) != KX_OK) {
@@ -128,7 +131,8 @@ static void run_group(kx_db_worker *w, job **g, size_t n)
             return;
         }
         size_t k = 0;
-        switch (try_group(w->db, g, n, &k)) {
+        group_end end = try_group(w->db, g, n, &k);
+        switch (end) {
         case GROUP_COMMITTED: count(w, 1, n, 0, 0); return;
         case GROUP_BROKEN:
             kx_warn("db worker: a group of %zu jobs was rolled back (%s); running each alone", n,
@@ -137,10 +141,15 @@ static void run_group(kx_db_worker *w, job **g, size_t n)
             run_solo(w, g, n);
             return;
         case GROUP_STEP_FAILED:
+        case GROUP_STEP_TIMED_OUT:
             count(w, 0, 0, 1, 0);
             if (k > 0)
                 run_group(w, g, k); /* the jobs before it, together again */
-            run_solo(w, g + k, 1);  /* the failing one alone: its own error, or success */
+            /* The failing one alone: its own error, or success. Not after a statement timeout
+             * (a lock held elsewhere, most likely): it would hold up the lane as long again;
+             * its step recorded the timeout, and nothing of it was written (rolled back). */
+            if (end == GROUP_STEP_FAILED)
+                run_solo(w, g + k, 1);
             g += k + 1;
             n -= k + 1;
             break;

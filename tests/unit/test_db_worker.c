@@ -506,6 +506,30 @@ static void test_group_commit_failure_runs_each_alone(void **state)
     group_teardown(w);
 }
 
+/* Job 3 of 5 outlives statement_timeout (300 ms here): its timeout stands, it is not run
+ * again (that would hold the lane up as long once more); 1..2 and 4..5 commit together. */
+static void test_group_statement_timeout_is_not_run_again(void **state)
+{
+    (void)state;
+    gjob jobs[5];
+    init_jobs(jobs, 5);
+    jobs[2].lock1 = jobs[2].lock2 = "x";
+    jobs[2].pause_ms = 2000;
+    setenv("KX_DB_STATEMENT_TIMEOUT_MS", "300", 1);
+    kx_db_worker *w = group_setup(jobs, 5, 5);
+    unsetenv("KX_DB_STATEMENT_TIMEOUT_MS");
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    assert_stats(w, 2, 4, 1, 0);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(jobs[i].done_calls, 1);
+        assert_int_equal(jobs[i].steps, i < 2 ? 2 : 1); /* 1, 2: in both groups */
+        assert_int_equal(jobs[i].solos, 0);
+        assert_int_equal(jobs[i].err, i == 2 ? KX_ERR_TIMEOUT : KX_OK);
+        assert_int_equal(rows_of(jobs[i].id), i == 2 ? 0 : 1);
+    }
+    group_teardown(w);
+}
+
 /* The connection dies in the middle of a group: nothing of the group was written, every job
  * runs alone on a new connection, each row exactly once. */
 static void test_group_connection_loss_runs_each_alone(void **state)
@@ -593,6 +617,7 @@ int main(void)
         cmocka_unit_test(test_group_commits_queued_jobs_together),
         cmocka_unit_test(test_group_a_failing_job_harms_no_other),
         cmocka_unit_test(test_group_commit_failure_runs_each_alone),
+        cmocka_unit_test(test_group_statement_timeout_is_not_run_again),
         cmocka_unit_test(test_group_connection_loss_runs_each_alone),
         cmocka_unit_test(test_group_deadlock_falls_back_to_each_alone),
     };

@@ -14,9 +14,10 @@
  * KX_DB_GROUP_MAX of them (default 64; 1 turns grouping off) and runs them in ONE transaction:
  * BEGIN, each job's step(db, arg) in FIFO order, COMMIT. Only once COMMIT returned are their
  * completions posted, so done never hears of a write that is not committed. When a step fails
- * (its own error: a fenced write, a bad row, a statement timeout) the group is rolled back, the
- * jobs before it run again as a group, the failing job runs alone (solo) and the jobs after it
- * go on as a group: one bad job never fails another. When the group as a whole fails — the
+ * (its own error: a fenced write, a bad row) the group is rolled back, the jobs before it run
+ * again as a group, the failing job runs alone (solo) and the jobs after it go on as a group:
+ * one bad job never fails another. After a statement timeout the failing job is not run again
+ * (it would hold the others up as long once more): the outcome its step recorded stands. When the group as a whole fails — the
  * connection is lost, a deadlock or serialization failure (40P01/40001: a group holds the row
  * locks of several jobs until COMMIT), or COMMIT itself fails — every job of the group runs
  * alone, in order. A job may thus be stepped several times and then run solo, and a COMMIT
