@@ -515,7 +515,7 @@ static void test_group_statement_timeout_is_not_run_again(void **state)
     init_jobs(jobs, 5);
     jobs[2].lock1 = jobs[2].lock2 = "x";
     jobs[2].pause_ms = 2000;
-    setenv("KX_DB_STATEMENT_TIMEOUT_MS", "300", 1);
+    assert_int_equal(setenv("KX_DB_STATEMENT_TIMEOUT_MS", "300", 1), 0);
     kx_db_worker *w = group_setup(jobs, 5, 5);
     unsetenv("KX_DB_STATEMENT_TIMEOUT_MS");
     assert_int_equal(kx_loop_run(g_loop), KX_OK);
