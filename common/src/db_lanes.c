@@ -52,13 +52,38 @@ size_t kx_db_lanes_count(const kx_db_lanes *l)
     return l != NULL ? l->n : 0;
 }
 
+static size_t lane_of(const kx_db_lanes *l, const char *key)
+{
+    return key != NULL ? key_hash(key) % l->n : 0;
+}
+
 kx_err kx_db_lanes_submit(kx_db_lanes *l, const char *key, kx_db_job_run run, kx_db_job_done done,
                           void *arg)
 {
     if (l == NULL || l->n == 0)
         return KX_ERR_UNAVAILABLE;
-    size_t i = key != NULL ? key_hash(key) % l->n : 0;
-    return kx_db_worker_submit(l->w[i], run, done, arg);
+    return kx_db_worker_submit(l->w[lane_of(l, key)], run, done, arg);
+}
+
+kx_err kx_db_lanes_submit_group(kx_db_lanes *l, const char *key, kx_db_job_step step,
+                                kx_db_job_run solo, kx_db_job_done done, void *arg)
+{
+    if (l == NULL || l->n == 0)
+        return KX_ERR_UNAVAILABLE;
+    return kx_db_worker_submit_group(l->w[lane_of(l, key)], step, solo, done, arg);
+}
+
+kx_db_group_stats kx_db_lanes_group_stats(kx_db_lanes *l)
+{
+    kx_db_group_stats sum = {0};
+    for (size_t i = 0; l != NULL && i < l->n; i++) {
+        kx_db_group_stats s = kx_db_worker_group_stats(l->w[i]);
+        sum.groups += s.groups;
+        sum.grouped += s.grouped;
+        sum.rollbacks += s.rollbacks;
+        sum.solo += s.solo;
+    }
+    return sum;
 }
 
 bool kx_db_lanes_flush(kx_db_lanes *l, int64_t timeout_ms)

@@ -1,5 +1,5 @@
 /* db_worker.c — one thread, one kx_db, a bounded FIFO of jobs, completions posted to the
- * loop (see kx/db_worker.h). */
+ * loop, and the group commit of groupable jobs (see kx/db_worker.h). */
 #include "kx/db_worker.h"
 
 #include <pthread.h>
@@ -8,11 +8,16 @@
 #include <string.h>
 #include <time.h>
 
+#include "kx/config.h"
 #include "kx/log.h"
+
+#define GROUP_MAX_DEFAULT 64
+#define GROUP_MAX_LIMIT 1024
 
 typedef struct job {
     struct job *next;
-    kx_db_job_run run;
+    kx_db_job_run run;   /* for a groupable job: its solo run */
+    kx_db_job_step step; /* NULL: not groupable */
     kx_db_job_done done;
     void *arg;
     kx_err err;
@@ -30,6 +35,9 @@ struct kx_db_worker {
     size_t queued, max_queue;
     bool stopping;
     bool started;
+    size_t group_max;        /* >= 1 */
+    job **group;             /* the jobs taken together: group_max slots, worker thread only */
+    kx_db_group_stats stats; /* under mu */
 };
 
 static void job_done_on_loop(kx_loop *loop, void *arg)
@@ -47,6 +55,108 @@ static void job_dispose(void *arg)
     free(j);
 }
 
+static void post_completion(kx_db_worker *w, job *j)
+{
+    j->err = KX_OK;
+    if (kx_loop_post_owned(w->loop, job_done_on_loop, j, job_dispose) != KX_OK) {
+        kx_error("db worker: could not post a completion (out of memory): calling it here");
+        job_dispose(j);
+    }
+}
+
+static void count(kx_db_worker *w, uint64_t groups, uint64_t grouped, uint64_t rollbacks,
+                  uint64_t solo)
+{
+    pthread_mutex_lock(&w->mu);
+    w->stats.groups += groups;
+    w->stats.grouped += grouped;
+    w->stats.rollbacks += rollbacks;
+    w->stats.solo += solo;
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* How a group's transaction ended. */
+typedef enum group_end {
+    GROUP_COMMITTED,
+    GROUP_STEP_FAILED,    /* job *failed_at failed on its own: the others may go on together */
+    GROUP_STEP_TIMED_OUT, /* the same, after a statement timeout: its outcome stands */
+    GROUP_BROKEN          /* connection lost, deadlock, serialization failure, COMMIT failed */
+} group_end;
+
+static bool whole_group_error(kx_db *db, kx_err err)
+{
+    const char *st = kx_db_last_sqlstate(db);
+    return err == KX_ERR_UNAVAILABLE || strcmp(st, "40P01") == 0 || strcmp(st, "40001") == 0;
+}
+
+/* One transaction over g[0..n). */
+static group_end try_group(kx_db *db, job **g, size_t n, size_t *failed_at)
+{
+    kx_err err = kx_db_begin(db);
+    if (err != KX_OK) {
+        kx_db_rollback(db);
+        return GROUP_BROKEN;
+    }
+    for (size_t i = 0; i < n; i++) {
+        err = g[i]->step(db, g[i]->arg);
+        if (err != KX_OK) {
+            bool whole = whole_group_error(db, err);
+            kx_db_rollback(db);
+            *failed_at = i;
+            return whole                ? GROUP_BROKEN
+                : err == KX_ERR_TIMEOUT ? GROUP_STEP_TIMED_OUT
+                                        : GROUP_STEP_FAILED;
+        }
+    }
+    if (kx_db_commit(db) != KX_OK) {
+        kx_db_rollback(db); /* if it is still open; a lost answer may have committed */
+        return GROUP_BROKEN;
+    }
+    return GROUP_COMMITTED;
+}
+
+static void run_solo(kx_db_worker *w, job **g, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        g[i]->run(w->db, g[i]->arg);
+    count(w, 0, 0, 0, n);
+}
+
+/* g[0..n), n >= 1, in FIFO order; on return every job has its final outcome in its arg. */
+static void run_group(kx_db_worker *w, job **g, size_t n)
+{
+    while (n > 0) {
+        if (n == 1) {
+            g[0]->run(w->db, g[0]->arg);
+            return;
+        }
+        size_t k = 0;
+        group_end end = try_group(w->db, g, n, &k);
+        switch (end) {
+        case GROUP_COMMITTED: count(w, 1, n, 0, 0); return;
+        case GROUP_BROKEN:
+            kx_warn("db worker: a group of %zu jobs was rolled back (%s); running each alone", n,
+                    kx_db_last_error(w->db));
+            count(w, 0, 0, 1, 0);
+            run_solo(w, g, n);
+            return;
+        case GROUP_STEP_FAILED:
+        case GROUP_STEP_TIMED_OUT:
+            count(w, 0, 0, 1, 0);
+            if (k > 0)
+                run_group(w, g, k); /* the jobs before it, together again */
+            /* The failing one alone: its own error, or success. Not after a statement timeout
+             * (a lock held elsewhere, most likely): it would hold up the lane as long again;
+             * its step recorded the timeout, and nothing of it was written (rolled back). */
+            if (end == GROUP_STEP_FAILED)
+                run_solo(w, g + k, 1);
+            g += k + 1;
+            n -= k + 1;
+            break;
+        }
+    }
+}
+
 static void *worker_main(void *arg)
 {
     kx_db_worker *w = arg;
@@ -58,20 +168,23 @@ static void *worker_main(void *arg)
             pthread_mutex_unlock(&w->mu);
             return NULL;
         }
-        job *j = w->head;
-        w->head = j->next;
+        size_t n = 0;
+        do { /* the head, and the groupable jobs right behind a groupable head */
+            job *j = w->head;
+            w->head = j->next;
+            j->next = NULL;
+            w->queued--;
+            w->group[n++] = j;
+        } while (w->group[0]->step != NULL && n < w->group_max && w->head != NULL &&
+                 w->head->step != NULL);
         if (w->head == NULL)
             w->tail = NULL;
-        w->queued--;
         w->running = true;
         pthread_mutex_unlock(&w->mu);
 
-        j->run(w->db, j->arg);
-        j->err = KX_OK;
-        if (kx_loop_post_owned(w->loop, job_done_on_loop, j, job_dispose) != KX_OK) {
-            kx_error("db worker: could not post a completion (out of memory): calling it here");
-            job_dispose(j);
-        }
+        run_group(w, w->group, n);
+        for (size_t i = 0; i < n; i++) /* after the outcome is known: COMMIT returned */
+            post_completion(w, w->group[i]);
         pthread_mutex_lock(&w->mu);
         w->running = false;
         pthread_cond_broadcast(&w->idle_cv);
@@ -88,8 +201,21 @@ kx_err kx_db_worker_new(const char *conninfo, const kx_db_stmt *stmts, kx_loop *
         return KX_ERR_NOMEM;
     w->loop = loop;
     w->max_queue = max_queue > 0 ? max_queue : 1;
-    kx_err err = kx_db_connect(conninfo, stmts, &w->db);
+    int64_t group_max = GROUP_MAX_DEFAULT;
+    kx_err err = kx_env_int("KX_DB_GROUP_MAX", GROUP_MAX_DEFAULT, 1, GROUP_MAX_LIMIT, &group_max);
+    if (err != KX_OK) {
+        free(w);
+        return err;
+    }
+    w->group_max = (size_t)group_max;
+    w->group = calloc(w->group_max, sizeof *w->group);
+    if (w->group == NULL) {
+        free(w);
+        return KX_ERR_NOMEM;
+    }
+    err = kx_db_connect(conninfo, stmts, &w->db);
     if (w->db == NULL) { /* UNAVAILABLE still gives a handle that reconnects */
+        free(w->group);
         free(w);
         return err != KX_OK ? err : KX_ERR_NOMEM;
     }
@@ -101,6 +227,7 @@ kx_err kx_db_worker_new(const char *conninfo, const kx_db_stmt *stmts, kx_loop *
         pthread_mutex_destroy(&w->mu);
         pthread_cond_destroy(&w->cv);
         pthread_cond_destroy(&w->idle_cv);
+        free(w->group);
         free(w);
         return KX_ERR_IO;
     }
@@ -109,12 +236,14 @@ kx_err kx_db_worker_new(const char *conninfo, const kx_db_stmt *stmts, kx_loop *
     return KX_OK;
 }
 
-kx_err kx_db_worker_submit(kx_db_worker *w, kx_db_job_run run, kx_db_job_done done, void *arg)
+static kx_err submit(kx_db_worker *w, kx_db_job_run run, kx_db_job_step step, kx_db_job_done done,
+                     void *arg)
 {
     job *j = calloc(1, sizeof *j);
     if (j == NULL)
         return KX_ERR_NOMEM;
     j->run = run;
+    j->step = step;
     j->done = done;
     j->arg = arg;
     pthread_mutex_lock(&w->mu);
@@ -134,6 +263,25 @@ kx_err kx_db_worker_submit(kx_db_worker *w, kx_db_job_run run, kx_db_job_done do
     if (err != KX_OK)
         free(j);
     return err;
+}
+
+kx_err kx_db_worker_submit(kx_db_worker *w, kx_db_job_run run, kx_db_job_done done, void *arg)
+{
+    return submit(w, run, NULL, done, arg);
+}
+
+kx_err kx_db_worker_submit_group(kx_db_worker *w, kx_db_job_step step, kx_db_job_run solo,
+                                 kx_db_job_done done, void *arg)
+{
+    return submit(w, solo, step, done, arg);
+}
+
+kx_db_group_stats kx_db_worker_group_stats(kx_db_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    kx_db_group_stats s = w->stats;
+    pthread_mutex_unlock(&w->mu);
+    return s;
 }
 
 size_t kx_db_worker_queued(kx_db_worker *w)
@@ -186,5 +334,6 @@ void kx_db_worker_free(kx_db_worker *w)
     pthread_mutex_destroy(&w->mu);
     pthread_cond_destroy(&w->cv);
     pthread_cond_destroy(&w->idle_cv);
+    free(w->group);
     free(w);
 }

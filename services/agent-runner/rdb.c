@@ -39,23 +39,44 @@ static void job_run(kx_db *db, void *arg)
     j->run(db, j);
 }
 
-kx_err rdb_submit(runner *r, const char *key, rdb_job *j, rdb_run_fn run, rdb_done_fn done)
+static kx_err job_step(kx_db *db, void *arg)
+{
+    rdb_job *j = arg;
+    return j->step(db, j);
+}
+
+static kx_err submit(runner *r, const char *key, rdb_job *j, rdb_step_fn step, rdb_run_fn run,
+                     rdb_done_fn done)
 {
     if (r->dbl == NULL)
         return KX_ERR_UNAVAILABLE;
     j->owner = r;
     j->run = run;
+    j->step = step;
     j->done = done;
     j->orphan = false;
     j->prev = NULL;
     j->next = r->jobs;
-    kx_err err = kx_db_lanes_submit(r->dbl, key, job_run, job_done, j);
+    kx_err err = step != NULL
+        ? kx_db_lanes_submit_group(r->dbl, key, job_step, job_run, job_done, j)
+        : kx_db_lanes_submit(r->dbl, key, job_run, job_done, j);
     if (err != KX_OK)
         return err == KX_ERR_NOMEM ? err : KX_ERR_UNAVAILABLE;
     if (r->jobs != NULL)
         r->jobs->prev = j;
     r->jobs = j;
     return KX_OK;
+}
+
+kx_err rdb_submit(runner *r, const char *key, rdb_job *j, rdb_run_fn run, rdb_done_fn done)
+{
+    return submit(r, key, j, NULL, run, done);
+}
+
+kx_err rdb_submit_group(runner *r, const char *key, rdb_job *j, rdb_step_fn step, rdb_run_fn run,
+                        rdb_done_fn done)
+{
+    return submit(r, key, j, step, run, done);
 }
 
 void rdb_flush(runner *r, int64_t timeout_ms)
@@ -120,13 +141,20 @@ typedef struct end_job {
     bool won;
 } end_job;
 
-static void end_run(kx_db *db, rdb_job *j)
+/* One fenced statement: the same inside a group's transaction and alone (autocommit). */
+static kx_err end_step(kx_db *db, rdb_job *j)
 {
     end_job *e = (end_job *)j;
     if (e->handback)
         e->err = store_handback_run(db, e->run_id, e->epoch, e->why);
     else
         e->err = store_finish_run(db, e->run_id, e->epoch, "failed", e->why, &e->won);
+    return e->err;
+}
+
+static void end_run(kx_db *db, rdb_job *j)
+{
+    (void)end_step(db, j);
 }
 
 static void end_done(rdb_job *j, bool live)
@@ -164,7 +192,7 @@ static void submit_end(runner *r, bool handback, const char *run_id, int64_t epo
     snprintf(e->run_id, sizeof e->run_id, "%s", run_id);
     e->epoch = epoch;
     snprintf(e->why, sizeof e->why, "%s", why);
-    if (rdb_submit(r, run_id, &e->base, end_run, end_done) != KX_OK) {
+    if (rdb_submit_group(r, run_id, &e->base, end_step, end_run, end_done) != KX_OK) {
         kx_log(KX_LOG_WARN, run_id, NULL,
                "runner: could not queue the end of run %s (shutting down); the reaper will",
                run_id);

@@ -9,6 +9,15 @@
  * connection in order (a run also never has two jobs in flight: run_ops.c). The queue of each
  * connection holds 2 x capacity + 64 jobs, more than the runner can have in flight.
  *
+ * Group commit (kx/db_worker.h): a run's batches (run_ops.c) and the fenced ends of runs
+ * (rdb_handback, rdb_fail_run) are submitted groupable — the jobs queued on one connection are
+ * committed together, several runs per transaction. Their writes are fenced and find their own
+ * earlier success, so a rolled-back group (or a COMMIT whose answer was lost) can run them
+ * again alone. Claims (dispatch.c) are not: store_claim_run makes a new claim id on each call,
+ * so a claim re-run after a COMMIT that did commit would not recognise its own success; and a
+ * claim is a single autocommit statement whose answer the dispatcher waits for. Reads (the
+ * probe, project naming) have nothing to commit.
+ *
  * Ownership: a job struct embeds rdb_job first and is the caller's; done(j, live) is called
  * exactly once per accepted job and must free it. live is false when the job never ran
  * (shutdown) or the runner is being freed (runner_free orphans the jobs in flight): then done
@@ -26,11 +35,14 @@
 typedef struct rdb_job rdb_job;
 typedef void (*rdb_run_fn)(kx_db *db, rdb_job *j);
 typedef void (*rdb_done_fn)(rdb_job *j, bool live);
+/* A groupable job's work inside a group's transaction (no BEGIN/COMMIT): KX_OK or why not. */
+typedef kx_err (*rdb_step_fn)(kx_db *db, rdb_job *j);
 
 struct rdb_job {
     runner *owner;
     rdb_job *prev, *next; /* the runner's jobs in flight */
     rdb_run_fn run;
+    rdb_step_fn step; /* NULL: not groupable */
     rdb_done_fn done;
     bool orphan; /* the runner let go of it (runner_free) */
 };
@@ -40,6 +52,10 @@ kx_err rdb_open(runner *r);
 /* Queues j (its fields are set here). KX_ERR_UNAVAILABLE when the queue is full or the
  * runner shuts down: then done is not called and j is still the caller's. */
 kx_err rdb_submit(runner *r, const char *key, rdb_job *j, rdb_run_fn run, rdb_done_fn done);
+/* The same for a groupable job: step runs it inside a group's transaction, run alone (its own
+ * transaction); both idempotent, both record the outcome in j afresh (kx/db_worker.h). */
+kx_err rdb_submit_group(runner *r, const char *key, rdb_job *j, rdb_step_fn step, rdb_run_fn run,
+                        rdb_done_fn done);
 /* Waits (at most timeout_ms in all) until every connection finished what was queued. */
 void rdb_flush(runner *r, int64_t timeout_ms);
 /* Orphans the jobs in flight, fails the queued ones, joins the threads. */

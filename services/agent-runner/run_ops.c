@@ -126,6 +126,21 @@ static kx_err exec_op(kx_db *db, run_batch *b, run_op *op)
     return KX_ERR_INTERNAL;
 }
 
+/* The batch inside a group's transaction (kx/db_worker.h): its statements, no BEGIN/COMMIT.
+ * A later call (after the group was rolled back) starts afresh. */
+static kx_err batch_step(kx_db *db, rdb_job *j)
+{
+    run_batch *b = (run_batch *)j;
+    b->failed = NULL;
+    b->why[0] = '\0';
+    b->err = KX_OK;
+    for (run_op *op = b->ops; op != NULL && b->err == KX_OK; op = op->next)
+        if ((b->err = exec_op(db, b, op)) != KX_OK)
+            b->failed = op;
+    return b->err;
+}
+
+/* The batch alone: one transaction of its own (none for a single statement). */
 static kx_err exec_batch(kx_db *db, run_batch *b)
 {
     size_t nsql = 0;
@@ -306,7 +321,7 @@ static void send_batch(run *r)
     b->ops = r->ops.head;
     b->sent_ms = kx_mono_ms();
     r->ops.head = r->ops.tail = NULL;
-    kx_err err = rdb_submit(r->owner, r->id, &b->base, batch_run, batch_done);
+    kx_err err = rdb_submit_group(r->owner, r->id, &b->base, batch_step, batch_run, batch_done);
     if (err != KX_OK) {
         b->failed = NULL;
         b->err = err;

@@ -9,7 +9,9 @@
  *    lock is released the blocked run completes too, its rows and events intact. When the
  *    runner did its statements on its loop, that one insert stopped every run of the process.
  *  - the rows of a run with a tool step are written in their order and the stream shows them
- *    in that order (events are published only after their batch committed). */
+ *    in that order (events are published only after their batch committed).
+ *  - many runs at once, their batches group-committed several runs per transaction
+ *    (kx/db_worker.h): every run completes with the same rows as a run alone, none twice. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -258,11 +260,49 @@ static void test_events_follow_the_rows(void **state)
     free(token);
 }
 
+/* NG runs of a tool step at once: their batches queue on the 4 connections and are committed
+ * together. Each run ends completed with exactly the rows of a run alone, no row twice. */
+#define NG 24
+static void test_many_runs_group_committed(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    char runs[NG][KX_UUID_LEN + 1];
+    for (int i = 0; i < NG; i++)
+        initiate(token, "call view_tasks {}", runs[i]);
+    char *rows0 = NULL;
+    for (int i = 0; i < NG; i++) {
+        char *st = wait_end(runs[i], RUN_TIMEOUT_MS);
+        assert_non_null(st);
+        assert_string_equal(st, "completed");
+        free(st);
+        const char *p[] = {runs[i]};
+        char *rows = kx_th_sql_value(&g_stack,
+                                     "SELECT count(*) || '/' || count(DISTINCT message_id) || "
+                                     "'/' || string_agg(type, ',' ORDER BY created_at) "
+                                     "FROM messages WHERE agent_run_id = $1::uuid",
+                                     1, p);
+        assert_non_null(rows);
+        if (rows0 == NULL) {
+            rows0 = rows;
+            print_message("[ rows     ] each run: %s\n", rows0);
+            continue;
+        }
+        assert_string_equal(rows, rows0); /* the same rows as every other run, none twice */
+        free(rows);
+    }
+    free(rows0);
+    free(token);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_blocked_run_stalls_no_other),
         cmocka_unit_test(test_events_follow_the_rows),
+        cmocka_unit_test(test_many_runs_group_committed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

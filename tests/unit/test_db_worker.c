@@ -3,7 +3,11 @@
  * completions come on the loop thread, the queue is bounded, shutdown fails the jobs that
  * never ran (done called once each, with KX_ERR_UNAVAILABLE), and kx_db_worker_flush waits
  * (bounded) for the queue to run. kx/db_lanes over several workers: a key's jobs stay on one
- * thread, in order, and a slow job holds up only its own lane. */
+ * thread, in order, and a slow job holds up only its own lane. Group commit: groupable jobs
+ * queued together commit in one transaction and hear of it only after COMMIT; a job that
+ * fails in a group gets its own error while the others land; a COMMIT that fails, a lost
+ * connection and a deadlock between two groups make every job run alone, nothing written
+ * twice. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -32,6 +36,10 @@ static kx_th_pg g_pg;
 static const kx_db_stmt STMTS[] = {
     {"sleep", "SELECT pg_sleep($1::float8 / 1000.0)"},
     {"echo", "SELECT $1::text"},
+    {"ins", "INSERT INTO gt (id, v) VALUES ($1::int, $2) ON CONFLICT (id) DO NOTHING"},
+    {"insd", "INSERT INTO gd (k) VALUES ($1)"},
+    {"lock", "UPDATE glock SET n = n + 1 WHERE k = $1"},
+    {"count", "SELECT count(*) FROM gt WHERE id = $1::int"},
     KX_DB_STMT_END,
 };
 
@@ -95,7 +103,20 @@ static int setup(void **state)
     (void)state;
     kx_log_init("test_db_worker", "test");
     g_tmp = kx_th_tmpdir("kx-test-dbw");
-    return g_tmp != NULL && kx_th_pg_start(g_tmp, &g_pg) == KX_OK ? 0 : -1;
+    if (g_tmp == NULL || kx_th_pg_start(g_tmp, &g_pg) != KX_OK)
+        return -1;
+    kx_db *db = NULL;
+    if (kx_db_connect(g_pg.url, STMTS, &db) != KX_OK)
+        return -1;
+    kx_err err = KX_OK;
+    PQclear(kx_db_exec_sql(db,
+                           "CREATE TABLE gt (id int PRIMARY KEY, v text CHECK (v <> 'bad'));"
+                           "CREATE TABLE gd (k text UNIQUE DEFERRABLE INITIALLY DEFERRED);"
+                           "CREATE TABLE glock (k text PRIMARY KEY, n int NOT NULL);"
+                           "INSERT INTO glock VALUES ('x', 0), ('y', 0)",
+                           &err));
+    kx_db_close(db);
+    return err == KX_OK ? 0 : -1;
 }
 
 static int teardown(void **state)
@@ -263,6 +284,329 @@ static void test_lanes_keep_a_key_in_order_and_spread(void **state)
     g_loop = NULL;
 }
 
+/* ---- group commit --------------------------------------------------------------------------- */
+
+typedef struct gjob {
+    int id;
+    const char *v;     /* 'bad' fails the CHECK: the step's own error */
+    const char *dkey;  /* also a row of gd, whose UNIQUE is checked at COMMIT */
+    const char *lock1; /* rows of glock to update, with a pause between (deadlock) */
+    const char *lock2;
+    int pause_ms;
+    bool kill_once; /* the first step ends its own connection */
+    int steps, solos, done_calls;
+    kx_err err;
+    bool visible_at_done; /* its row could be read by another connection when done came */
+} gjob;
+
+static kx_db *g_check;
+static int g_gdone, g_gexpected, g_gorder[64];
+
+static kx_err g_step(kx_db *db, void *arg)
+{
+    gjob *j = arg;
+    j->steps++;
+    kx_err err = KX_OK;
+    if (j->kill_once) {
+        j->kill_once = false;
+        PQclear(kx_db_exec_sql(db, "SELECT pg_terminate_backend(pg_backend_pid())", &err));
+        return j->err = err != KX_OK ? err : KX_ERR_UNAVAILABLE;
+    }
+    if (j->lock1 != NULL) {
+        const char *p[] = {j->lock1};
+        if ((err = kx_db_exec_cmd(db, "lock", 1, p, NULL)) != KX_OK)
+            return j->err = err;
+        char ms[16];
+        snprintf(ms, sizeof ms, "%d", j->pause_ms);
+        const char *q[] = {ms};
+        PQclear(kx_db_exec(db, "sleep", 1, q, &err));
+        const char *r[] = {j->lock2};
+        if (err != KX_OK || (err = kx_db_exec_cmd(db, "lock", 1, r, NULL)) != KX_OK)
+            return j->err = err;
+    }
+    if (j->dkey != NULL) {
+        const char *p[] = {j->dkey};
+        if ((err = kx_db_exec_cmd(db, "insd", 1, p, NULL)) != KX_OK)
+            return j->err = err;
+    }
+    char id[16];
+    snprintf(id, sizeof id, "%d", j->id);
+    const char *p[] = {id, j->v != NULL ? j->v : "ok"};
+    return j->err = kx_db_exec_cmd_idem(db, "ins", 2, p, NULL);
+}
+
+static void g_solo(kx_db *db, void *arg)
+{
+    gjob *j = arg;
+    j->solos++;
+    for (int tries = 0; tries < 2; tries++) { /* once more after a lost connection */
+        kx_err err = kx_db_begin(db);
+        if (err == KX_OK && (err = g_step(db, j)) == KX_OK)
+            err = kx_db_commit(db);
+        if (err != KX_OK)
+            kx_db_rollback(db);
+        j->err = err;
+        if (err != KX_ERR_UNAVAILABLE)
+            return;
+    }
+}
+
+static int rows_of(int id)
+{
+    char s[16];
+    snprintf(s, sizeof s, "%d", id);
+    const char *p[] = {s};
+    kx_err err = KX_OK;
+    PGresult *r = kx_db_exec(g_check, "count", 1, p, &err);
+    int n = r != NULL ? (int)strtol(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    PQclear(r);
+    return n;
+}
+
+static void g_done(void *arg, kx_err err)
+{
+    gjob *j = arg;
+    j->done_calls++;
+    if (err != KX_OK)
+        j->err = err;
+    j->visible_at_done = rows_of(j->id) == 1;
+    if (g_gdone < 64)
+        g_gorder[g_gdone] = j->id;
+    if (++g_gdone == g_gexpected)
+        kx_loop_stop(g_loop);
+}
+
+static void clear_tables(void)
+{
+    kx_err err = KX_OK;
+    PQclear(
+        kx_db_exec_sql(g_check, "DELETE FROM gt; DELETE FROM gd; UPDATE glock SET n = 0", &err));
+    assert_int_equal(err, KX_OK);
+}
+
+/* A plain job that holds the worker while the group's jobs queue up behind it. */
+static tjob g_blocker;
+
+static void submit_blocker(kx_db_worker *w, int ms)
+{
+    memset(&g_blocker, 0, sizeof g_blocker);
+    g_blocker.id = 99;
+    g_blocker.sleep_ms = ms;
+    assert_int_equal(kx_db_worker_submit(w, job_run, job_done, &g_blocker), KX_OK);
+}
+
+static kx_db_worker *group_setup(gjob *jobs, int n, int expected)
+{
+    g_loop = kx_loop_new();
+    assert_int_equal(kx_db_connect(g_pg.url, STMTS, &g_check), KX_OK);
+    clear_tables();
+    kx_db_worker *w = NULL;
+    assert_int_equal(kx_db_worker_new(g_pg.url, STMTS, g_loop, 64, &w), KX_OK);
+    g_norder = 0;
+    g_expected = 1000; /* the blocker's done does not stop the loop */
+    g_gdone = 0;
+    g_gexpected = expected;
+    submit_blocker(w, 300);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(kx_db_worker_submit_group(w, g_step, g_solo, g_done, &jobs[i]), KX_OK);
+    return w;
+}
+
+static void group_teardown(kx_db_worker *w)
+{
+    kx_db_worker_free(w);
+    kx_loop_free(g_loop);
+    g_loop = NULL;
+    kx_db_close(g_check);
+    g_check = NULL;
+}
+
+static void init_jobs(gjob *jobs, int n)
+{
+    memset(jobs, 0, (size_t)n * sizeof *jobs);
+    for (int i = 0; i < n; i++)
+        jobs[i].id = i + 1;
+}
+
+static void assert_stats(kx_db_worker *w, uint64_t groups, uint64_t grouped, uint64_t rollbacks,
+                         uint64_t solo)
+{
+    kx_db_group_stats st = kx_db_worker_group_stats(w);
+    assert_int_equal(st.groups, groups);
+    assert_int_equal(st.grouped, grouped);
+    assert_int_equal(st.rollbacks, rollbacks);
+    assert_int_equal(st.solo, solo);
+}
+
+static void test_group_commits_queued_jobs_together(void **state)
+{
+    (void)state;
+    gjob jobs[8];
+    init_jobs(jobs, 8);
+    kx_db_worker *w = group_setup(jobs, 8, 8);
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    assert_stats(w, 1, 8, 0, 0);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(g_gorder[i], i + 1); /* FIFO */
+        assert_int_equal(jobs[i].done_calls, 1);
+        assert_int_equal(jobs[i].err, KX_OK);
+        assert_int_equal(jobs[i].steps, 1);
+        assert_int_equal(jobs[i].solos, 0);
+        assert_true(jobs[i].visible_at_done); /* done only after COMMIT */
+    }
+    group_teardown(w);
+}
+
+/* Job 4 of 7 fails on its own: 1..3 commit together, 4 runs alone and gets its error,
+ * 5..7 commit together. */
+static void test_group_a_failing_job_harms_no_other(void **state)
+{
+    (void)state;
+    gjob jobs[7];
+    init_jobs(jobs, 7);
+    jobs[3].v = "bad";
+    kx_db_worker *w = group_setup(jobs, 7, 7);
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    assert_stats(w, 2, 6, 1, 1);
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(g_gorder[i], i + 1);
+        assert_int_equal(jobs[i].done_calls, 1);
+        if (i == 3) {
+            assert_int_equal(jobs[i].err, KX_ERR_CONFLICT); /* 23514: its own error */
+            assert_int_equal(jobs[i].solos, 1);
+            assert_false(jobs[i].visible_at_done);
+        } else {
+            assert_int_equal(jobs[i].err, KX_OK);
+            assert_int_equal(jobs[i].solos, 0);
+            assert_true(jobs[i].visible_at_done);
+            assert_int_equal(rows_of(jobs[i].id), 1);
+        }
+    }
+    group_teardown(w);
+}
+
+/* Jobs 2 and 3 insert the same key of a constraint checked at COMMIT: the group's COMMIT
+ * fails, every job runs alone; only job 3's own COMMIT fails then. */
+static void test_group_commit_failure_runs_each_alone(void **state)
+{
+    (void)state;
+    gjob jobs[4];
+    init_jobs(jobs, 4);
+    jobs[1].dkey = jobs[2].dkey = "same";
+    kx_db_worker *w = group_setup(jobs, 4, 4);
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    assert_stats(w, 0, 0, 1, 4);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(jobs[i].done_calls, 1);
+        assert_int_equal(jobs[i].steps, 2); /* once in the group, once alone */
+        assert_int_equal(jobs[i].solos, 1);
+        assert_int_equal(jobs[i].err, i == 2 ? KX_ERR_CONFLICT : KX_OK);
+        assert_int_equal(rows_of(jobs[i].id), i == 2 ? 0 : 1);
+    }
+    group_teardown(w);
+}
+
+/* Job 3 of 5 outlives statement_timeout (300 ms here): its timeout stands, it is not run
+ * again (that would hold the lane up as long once more); 1..2 and 4..5 commit together. */
+static void test_group_statement_timeout_is_not_run_again(void **state)
+{
+    (void)state;
+    gjob jobs[5];
+    init_jobs(jobs, 5);
+    jobs[2].lock1 = jobs[2].lock2 = "x";
+    jobs[2].pause_ms = 2000;
+    assert_int_equal(setenv("KX_DB_STATEMENT_TIMEOUT_MS", "300", 1), 0);
+    kx_db_worker *w = group_setup(jobs, 5, 5);
+    unsetenv("KX_DB_STATEMENT_TIMEOUT_MS");
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    assert_stats(w, 2, 4, 1, 0);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(jobs[i].done_calls, 1);
+        assert_int_equal(jobs[i].steps, i < 2 ? 2 : 1); /* 1, 2: in both groups */
+        assert_int_equal(jobs[i].solos, 0);
+        assert_int_equal(jobs[i].err, i == 2 ? KX_ERR_TIMEOUT : KX_OK);
+        assert_int_equal(rows_of(jobs[i].id), i == 2 ? 0 : 1);
+    }
+    group_teardown(w);
+}
+
+/* The connection dies in the middle of a group: nothing of the group was written, every job
+ * runs alone on a new connection, each row exactly once. */
+static void test_group_connection_loss_runs_each_alone(void **state)
+{
+    (void)state;
+    gjob jobs[5];
+    init_jobs(jobs, 5);
+    jobs[2].kill_once = true;
+    kx_db_worker *w = group_setup(jobs, 5, 5);
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    assert_stats(w, 0, 0, 1, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(jobs[i].done_calls, 1);
+        assert_int_equal(jobs[i].err, KX_OK);
+        assert_true(jobs[i].visible_at_done);
+        assert_int_equal(rows_of(jobs[i].id), 1);
+    }
+    group_teardown(w);
+}
+
+/* Two workers' groups lock the same two rows in opposite orders: Postgres breaks the deadlock
+ * by failing one group, whose jobs then run alone; every job succeeds, each update once. */
+static void test_group_deadlock_falls_back_to_each_alone(void **state)
+{
+    (void)state;
+    g_loop = kx_loop_new();
+    assert_int_equal(kx_db_connect(g_pg.url, STMTS, &g_check), KX_OK);
+    clear_tables();
+    kx_db_worker *wa = NULL, *wb = NULL;
+    assert_int_equal(kx_db_worker_new(g_pg.url, STMTS, g_loop, 8, &wa), KX_OK);
+    assert_int_equal(kx_db_worker_new(g_pg.url, STMTS, g_loop, 8, &wb), KX_OK);
+    gjob jobs[4];
+    init_jobs(jobs, 4);
+    /* a's group: x (then a pause), y; b's group: y (then a pause), x. Each job updates its
+     * row twice, the pause between. */
+    const char *rows[4] = {"x", "y", "y", "x"};
+    for (int i = 0; i < 4; i++) {
+        jobs[i].lock1 = jobs[i].lock2 = rows[i];
+        jobs[i].pause_ms = i % 2 == 0 ? 400 : 0; /* both hold their first row, then cross */
+    }
+    g_norder = 0;
+    g_expected = 1000;
+    g_gdone = 0;
+    g_gexpected = 4;
+    tjob blockers[2];
+    memset(blockers, 0, sizeof blockers);
+    blockers[0].sleep_ms = blockers[1].sleep_ms = 100;
+    assert_int_equal(kx_db_worker_submit(wa, job_run, job_done, &blockers[0]), KX_OK);
+    assert_int_equal(kx_db_worker_submit(wb, job_run, job_done, &blockers[1]), KX_OK);
+    assert_int_equal(kx_db_worker_submit_group(wa, g_step, g_solo, g_done, &jobs[0]), KX_OK);
+    assert_int_equal(kx_db_worker_submit_group(wa, g_step, g_solo, g_done, &jobs[1]), KX_OK);
+    assert_int_equal(kx_db_worker_submit_group(wb, g_step, g_solo, g_done, &jobs[2]), KX_OK);
+    assert_int_equal(kx_db_worker_submit_group(wb, g_step, g_solo, g_done, &jobs[3]), KX_OK);
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    kx_db_group_stats a = kx_db_worker_group_stats(wa), b = kx_db_worker_group_stats(wb);
+    assert_int_equal(a.rollbacks + b.rollbacks, 1); /* one group lost */
+    assert_int_equal(a.groups + b.groups, 1);       /* the other committed */
+    assert_int_equal(a.solo + b.solo, 2);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(jobs[i].done_calls, 1);
+        assert_int_equal(jobs[i].err, KX_OK);
+        assert_int_equal(rows_of(jobs[i].id), 1);
+    }
+    kx_err err = KX_OK;
+    PGresult *r =
+        kx_db_exec_sql(g_check, "SELECT string_agg(k || n, ',' ORDER BY k) FROM glock", &err);
+    assert_non_null(r);
+    assert_string_equal(PQgetvalue(r, 0, 0), "x4,y4"); /* 2 updates per job, once each */
+    PQclear(r);
+    kx_db_worker_free(wa);
+    kx_db_worker_free(wb);
+    kx_loop_free(g_loop);
+    g_loop = NULL;
+    kx_db_close(g_check);
+    g_check = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -270,6 +614,12 @@ int main(void)
         cmocka_unit_test(test_bounded_queue_and_shutdown),
         cmocka_unit_test(test_flush_waits_for_the_queue),
         cmocka_unit_test(test_lanes_keep_a_key_in_order_and_spread),
+        cmocka_unit_test(test_group_commits_queued_jobs_together),
+        cmocka_unit_test(test_group_a_failing_job_harms_no_other),
+        cmocka_unit_test(test_group_commit_failure_runs_each_alone),
+        cmocka_unit_test(test_group_statement_timeout_is_not_run_again),
+        cmocka_unit_test(test_group_connection_loss_runs_each_alone),
+        cmocka_unit_test(test_group_deadlock_falls_back_to_each_alone),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

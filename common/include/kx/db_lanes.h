@@ -4,7 +4,9 @@
  * spread over the lanes, so one slow statement holds up only its own lane.
  *
  * A job is run(db, arg) on the lane's thread and done(arg, err) on the loop, exactly as in
- * kx/db_worker.h (err KX_OK when run ran, KX_ERR_UNAVAILABLE when it never did).
+ * kx/db_worker.h (err KX_OK when run ran, KX_ERR_UNAVAILABLE when it never did). Groupable
+ * jobs (kx_db_lanes_submit_group) are committed several at a time per lane, as
+ * kx_db_worker_submit_group says; the jobs of one key stay in order either way.
  *
  * Lifecycle: kx_db_lanes_new (starts the threads; connections are made lazily and re-made on
  * failure) -> kx_db_lanes_submit (loop thread) -> kx_db_lanes_flush (optional, at exit) ->
@@ -33,6 +35,12 @@ size_t kx_db_lanes_count(const kx_db_lanes *l);
  * full or shutdown began, KX_ERR_NOMEM: then done will not be called. */
 kx_err kx_db_lanes_submit(kx_db_lanes *l, const char *key, kx_db_job_run run, kx_db_job_done done,
                           void *arg);
+/* The same for a groupable job (kx_db_worker_submit_group: step inside a group's transaction,
+ * solo alone). */
+kx_err kx_db_lanes_submit_group(kx_db_lanes *l, const char *key, kx_db_job_step step,
+                                kx_db_job_run solo, kx_db_job_done done, void *arg);
+/* The group counters summed over the lanes. */
+kx_db_group_stats kx_db_lanes_group_stats(kx_db_lanes *l);
 /* Waits (at most timeout_ms in all) until every lane finished what was queued; true if so.
  * Not on the thread of a running loop. */
 bool kx_db_lanes_flush(kx_db_lanes *l, int64_t timeout_ms);

@@ -9,6 +9,23 @@
  * yet run when the worker or the loop is freed — from kx_db_worker_free or kx_loop_free's
  * thread (then the loop no longer runs: done must only release what it holds).
  *
+ * Group commit: a job submitted with kx_db_worker_submit_group is "groupable". When the worker
+ * takes a groupable job and more groupable jobs wait right behind it, it takes up to
+ * KX_DB_GROUP_MAX of them (default 64; 1 turns grouping off) and runs them in ONE transaction:
+ * BEGIN, each job's step(db, arg) in FIFO order, COMMIT. Only once COMMIT returned are their
+ * completions posted, so done never hears of a write that is not committed. When a step fails
+ * (its own error: a fenced write, a bad row) the group is rolled back, the jobs before it run
+ * again as a group, the failing job runs alone (solo) and the jobs after it go on as a group:
+ * one bad job never fails another. After a statement timeout the failing job is not run again
+ * (it would hold the others up as long once more): the outcome its step recorded stands. When the group as a whole fails — the
+ * connection is lost, a deadlock or serialization failure (40P01/40001: a group holds the row
+ * locks of several jobs until COMMIT), or COMMIT itself fails — every job of the group runs
+ * alone, in order. A job may thus be stepped several times and then run solo, and a COMMIT
+ * whose answer was lost may have committed: step and solo must be idempotent (every write
+ * finds its own earlier success) and record their outcome in arg afresh on each call. A job
+ * submitted with kx_db_worker_submit is never grouped (it runs alone and ends a group: FIFO
+ * order is kept across both kinds).
+ *
  * Lifecycle: kx_db_worker_new (starts the thread; the connection is made lazily and
  * re-made by kx_db) -> kx_db_worker_submit* (loop thread) -> kx_db_worker_free (finishes the
  * job that runs, fails what is queued, joins the thread, closes the connection).
@@ -27,6 +44,17 @@
 typedef struct kx_db_worker kx_db_worker;
 typedef void (*kx_db_job_run)(kx_db *db, void *arg);
 typedef void (*kx_db_job_done)(void *arg, kx_err err);
+/* A groupable job's work inside a transaction the worker opened: no BEGIN/COMMIT/ROLLBACK of
+ * its own. KX_OK, or why it failed (then the worker rolls the group back). */
+typedef kx_err (*kx_db_job_step)(kx_db *db, void *arg);
+
+/* What the worker did with groupable jobs since it started (tests, metrics). */
+typedef struct kx_db_group_stats {
+    uint64_t groups;    /* transactions of >= 2 jobs that committed */
+    uint64_t grouped;   /* jobs committed in such a transaction */
+    uint64_t rollbacks; /* groups rolled back (a step failed, or the group as a whole) */
+    uint64_t solo;      /* groupable jobs that ran alone after a rollback */
+} kx_db_group_stats;
 
 /* max_queue: jobs that may wait (>= 1); a submit beyond is refused. */
 kx_err kx_db_worker_new(const char *conninfo, const kx_db_stmt *stmts, kx_loop *loop,
@@ -34,6 +62,13 @@ kx_err kx_db_worker_new(const char *conninfo, const kx_db_stmt *stmts, kx_loop *
 /* Queues a job. KX_ERR_UNAVAILABLE when the queue is full or after shutdown
  * began, KX_ERR_NOMEM: then done will not be called. Any thread. */
 kx_err kx_db_worker_submit(kx_db_worker *w, kx_db_job_run run, kx_db_job_done done, void *arg);
+/* Queues a groupable job (see above): step runs it inside a group's transaction, solo runs it
+ * alone in its own transaction (as a kx_db_job_run: it opens and commits its transaction and
+ * retries as it sees fit). done as for kx_db_worker_submit; refused the same way. Any thread. */
+kx_err kx_db_worker_submit_group(kx_db_worker *w, kx_db_job_step step, kx_db_job_run solo,
+                                 kx_db_job_done done, void *arg);
+/* The group counters so far. Any thread. */
+kx_db_group_stats kx_db_worker_group_stats(kx_db_worker *w);
 /* Jobs waiting (not counting the one running). */
 size_t kx_db_worker_queued(kx_db_worker *w);
 /* Waits until no job is queued or running, at most timeout_ms; true when idle. For a service
