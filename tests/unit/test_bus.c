@@ -750,18 +750,28 @@ static void test_js_publish_many_ack_timeout(void **state)
 static void test_status_err_mapping(void **state)
 {
     (void)state;
-    assert_int_equal(kx_bus_status_err(NATS_OK), KX_OK);
-    assert_int_equal(kx_bus_status_err(NATS_TIMEOUT), KX_ERR_TIMEOUT);
-    assert_int_equal(kx_bus_status_err(NATS_NO_MEMORY), KX_ERR_NOMEM);
-    assert_int_equal(kx_bus_status_err(NATS_INVALID_ARG), KX_ERR_INVALID);
-    assert_int_equal(kx_bus_status_err(NATS_INVALID_SUBJECT), KX_ERR_INVALID);
-    assert_int_equal(kx_bus_status_err(NATS_NO_RESPONDERS), KX_ERR_UNAVAILABLE);
-    assert_int_equal(kx_bus_status_err(NATS_CONNECTION_CLOSED), KX_ERR_UNAVAILABLE);
-    assert_int_equal(kx_bus_status_err(NATS_CONNECTION_DISCONNECTED), KX_ERR_UNAVAILABLE);
-    assert_int_equal(kx_bus_status_err(NATS_NOT_YET_CONNECTED), KX_ERR_UNAVAILABLE);
-    assert_int_equal(kx_bus_status_err(NATS_NO_SERVER), KX_ERR_UNAVAILABLE);
-    assert_int_equal(kx_bus_status_err(NATS_ERR), KX_ERR_IO);
-    assert_int_equal(kx_bus_status_err(NATS_PROTOCOL_ERROR), KX_ERR_IO);
+    static const struct {
+        natsStatus s;
+        kx_err want;
+    } cases[] = {
+        {NATS_OK, KX_OK},
+        {NATS_TIMEOUT, KX_ERR_TIMEOUT},
+        {NATS_NO_MEMORY, KX_ERR_NOMEM},
+        {NATS_INVALID_ARG, KX_ERR_INVALID},
+        {NATS_INVALID_SUBJECT, KX_ERR_INVALID},
+        {NATS_NO_RESPONDERS, KX_ERR_UNAVAILABLE},
+        {NATS_CONNECTION_CLOSED, KX_ERR_UNAVAILABLE},
+        {NATS_CONNECTION_DISCONNECTED, KX_ERR_UNAVAILABLE},
+        {NATS_NOT_YET_CONNECTED, KX_ERR_UNAVAILABLE},
+        {NATS_NO_SERVER, KX_ERR_UNAVAILABLE},
+        {NATS_ERR, KX_ERR_IO},
+        {NATS_PROTOCOL_ERROR, KX_ERR_IO},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (kx_bus_status_err(cases[i].s) != cases[i].want)
+            fail_msg("kx_bus_status_err(%s) = %s, want %s", natsStatus_GetText(cases[i].s),
+                     kx_err_str(kx_bus_status_err(cases[i].s)), kx_err_str(cases[i].want));
+    }
 }
 
 /* ---- metadata parsing ---- */
