@@ -53,13 +53,10 @@ struct kx_bus {
 
 /* ---- small helpers ---- */
 
-static kx_err nats_fail(const char *what, natsStatus s)
+kx_err kx_bus_status_err(natsStatus s)
 {
-    const char *detail = nats_GetLastError(NULL);
-    bool has_detail = detail != NULL && detail[0] != '\0';
-    kx_error("bus: %s failed: %s%s%s", what, natsStatus_GetText(s), has_detail ? ": " : "",
-             has_detail ? detail : "");
     switch (s) {
+    case NATS_OK: return KX_OK;
     case NATS_TIMEOUT: return KX_ERR_TIMEOUT;
     case NATS_NO_MEMORY: return KX_ERR_NOMEM;
     case NATS_INVALID_ARG:
@@ -71,6 +68,16 @@ static kx_err nats_fail(const char *what, natsStatus s)
     case NATS_NO_SERVER: return KX_ERR_UNAVAILABLE;
     default: return KX_ERR_IO;
     }
+}
+
+/* Logs what failed (with cnats' last error text) and maps s. */
+static kx_err nats_fail(const char *what, natsStatus s)
+{
+    const char *detail = nats_GetLastError(NULL);
+    bool has_detail = detail != NULL && detail[0] != '\0';
+    kx_error("bus: %s failed: %s%s%s", what, natsStatus_GetText(s), has_detail ? ": " : "",
+             has_detail ? detail : "");
+    return kx_bus_status_err(s);
 }
 
 static void random_fill(void *buf, size_t len)
@@ -501,11 +508,7 @@ kx_err kx_bus_subscribe_loop(kx_bus *bus, kx_loop *loop, const char *subject, co
 /* Waits on bus->cond until pred(bus) or timeout_ms passes; bus->mu held. */
 static bool wait_until(kx_bus *bus, bool (*pred)(kx_bus *), int64_t timeout_ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (timeout_ms % 1000) * 1000000;
-    ts.tv_sec += (time_t)(timeout_ms / 1000 + ns / 1000000000);
-    ts.tv_nsec = (long)(ns % 1000000000);
+    struct timespec ts = kx_abs_timespec_in_ms(CLOCK_REALTIME, timeout_ms);
     while (!pred(bus)) {
         if (pthread_cond_timedwait(&bus->cond, &bus->mu, &ts) == ETIMEDOUT)
             return pred(bus);
@@ -661,19 +664,27 @@ static kx_err ensure_stream(kx_bus *bus, const stream_def *d)
     return err;
 }
 
+kx_err kx_bus_consumer_exists(kx_bus *bus, const char *stream, const char *durable)
+{
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_GetConsumerInfo(&ci, bus->js, stream, durable, NULL, &jerr);
+    jsConsumerInfo_Destroy(ci);
+    if (s == NATS_OK)
+        return KX_OK;
+    if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr)
+        return KX_ERR_NOT_FOUND;
+    return kx_bus_status_err(s);
+}
+
 kx_err kx_bus_ensure_consumer(kx_bus *bus, const char *stream, jsConsumerConfig *cc)
 {
     jsConsumerInfo *ci = NULL;
     jsErrCode jerr = 0;
     natsStatus st = js_AddConsumer(&ci, bus->js, stream, cc, NULL, &jerr);
     jsConsumerInfo_Destroy(ci);
-    if (st == NATS_OK)
+    if (st == NATS_OK || kx_bus_consumer_exists(bus, stream, cc->Durable) == KX_OK)
         return KX_OK;
-    ci = NULL;
-    if (js_GetConsumerInfo(&ci, bus->js, stream, cc->Durable, NULL, NULL) == NATS_OK) {
-        jsConsumerInfo_Destroy(ci);
-        return KX_OK;
-    }
     kx_warn("bus: cannot create consumer %s on %s: %s (JetStream error %d)", cc->Durable, stream,
             natsStatus_GetText(st), (int)jerr);
     return st == NATS_TIMEOUT ? KX_ERR_TIMEOUT : KX_ERR_UNAVAILABLE;

@@ -18,6 +18,7 @@
 
 #include "kx/bus.h"
 #include "kx/log.h"
+#include "kx/time.h"
 
 typedef struct pub_batch {
     pthread_mutex_t mu;
@@ -77,19 +78,6 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     natsMsg_Destroy(msg);
 }
 
-static struct timespec abs_in(int64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_sec += (time_t)(ms / 1000);
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 /* Waits until every message is settled or until `until` (NULL: no limit). Under b->mu. */
 static bool wait_settled(pub_batch *b, const struct timespec *until)
 {
@@ -116,20 +104,6 @@ static void take_back(pub_batch *b, jsCtx *js)
     }
     pthread_mutex_unlock(&b->mu);
     natsMsgList_Destroy(&pending); /* destroys the messages too */
-}
-
-static kx_err status_err(natsStatus s)
-{
-    switch (s) {
-    case NATS_OK: return KX_OK;
-    case NATS_TIMEOUT: return KX_ERR_TIMEOUT;
-    case NATS_CONNECTION_CLOSED:
-    case NATS_CONNECTION_DISCONNECTED:
-    case NATS_NO_SERVER:
-    case NATS_NO_RESPONDERS:
-    case NATS_NOT_YET_CONNECTED: return KX_ERR_UNAVAILABLE;
-    default: return KX_ERR_IO;
-    }
 }
 
 kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack_wait_ms,
@@ -175,7 +149,7 @@ kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack
     natsStatus s = natsConnection_JetStream(&js, kx_bus_conn(bus), &jo);
     if (s != NATS_OK) {
         kx_warn("bus: no JetStream context for a batch publish: %s", natsStatus_GetText(s));
-        err = status_err(s);
+        err = kx_bus_status_err(s);
         goto out_sync;
     }
     jsPubOptions po;
@@ -200,14 +174,14 @@ kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack
         }
     }
     /* every ack, or the wait (plus a margin for cnats' own timeout to fire first) */
-    struct timespec until = abs_in(ack_wait_ms + 1000);
+    struct timespec until = kx_abs_timespec_in_ms(CLOCK_MONOTONIC, ack_wait_ms + 1000);
     pthread_mutex_lock(&b->mu);
     bool all = wait_settled(b, &until);
     pthread_mutex_unlock(&b->mu);
     if (!all) {
         take_back(b, js);
         /* what is neither settled nor taken back is in an ack handler right now */
-        until = abs_in(ack_wait_ms + 1000);
+        until = kx_abs_timespec_in_ms(CLOCK_MONOTONIC, ack_wait_ms + 1000);
         pthread_mutex_lock(&b->mu);
         all = wait_settled(b, &until);
         pthread_mutex_unlock(&b->mu);
@@ -219,7 +193,7 @@ kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack
         }
     }
     jsCtx_Destroy(js);
-    err = status_err(b->first_err);
+    err = kx_bus_status_err(b->first_err);
 out_sync:
     pthread_cond_destroy(&b->cv);
     pthread_mutex_destroy(&b->mu);

@@ -294,14 +294,7 @@ size_t kx_db_worker_queued(kx_db_worker *w)
 
 bool kx_db_worker_flush(kx_db_worker *w, int64_t timeout_ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (timeout_ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
+    struct timespec until = kx_abs_timespec_in_ms(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&w->mu);
     while ((w->head != NULL || w->running) && !w->stopping)
         if (pthread_cond_timedwait(&w->idle_cv, &w->mu, &until) != 0)

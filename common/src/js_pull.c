@@ -18,10 +18,13 @@
 #include "kx/log.h"
 #include "kx/time.h"
 
+#define INBOX_CAP 96               /* <inbox> */
+#define REPLY_CAP (INBOX_CAP + 24) /* <inbox>.<request number> */
+
 struct kx_js_pull {
     kx_bus *bus;
     natsSubscription *sub; /* sync, on <inbox>.* */
-    char inbox[96];        /* <inbox>, without the request number */
+    char inbox[INBOX_CAP]; /* <inbox>, without the request number */
     char next_subj[256];   /* $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer> */
     char stream[64], consumer[64];
     uint64_t seq;       /* the number of the last request sent */
@@ -58,7 +61,7 @@ kx_err kx_js_pull_new(kx_bus *bus, const char *stream, const char *consumer, kx_
     if (s != NATS_OK) {
         kx_warn("js pull: cannot subscribe for %s: %s", p->next_subj, natsStatus_GetText(s));
         kx_js_pull_free(p);
-        return s == NATS_NO_MEMORY ? KX_ERR_NOMEM : KX_ERR_UNAVAILABLE;
+        return kx_bus_status_err(s);
     }
     *out = p;
     return KX_OK;
@@ -90,28 +93,30 @@ static kx_err check_consumer(kx_js_pull *p)
     if (now - p->checked_at < KX_JS_PULL_CHECK_MS)
         return KX_OK;
     p->checked_at = now;
-    jsConsumerInfo *ci = NULL;
-    jsErrCode jerr = 0;
-    natsStatus s = js_GetConsumerInfo(&ci, kx_bus_js(p->bus), p->stream, p->consumer, NULL, &jerr);
-    jsConsumerInfo_Destroy(ci);
-    if (s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr || jerr == JSStreamNotFoundErr) {
+    if (kx_bus_consumer_exists(p->bus, p->stream, p->consumer) == KX_ERR_NOT_FOUND) {
         kx_warn("js pull: consumer %s of %s is gone", p->consumer, p->stream);
         return KX_ERR_UNAVAILABLE;
     }
     return KX_OK; /* there, or JetStream did not answer: go on pulling */
 }
 
+/* The reply subject of request number seq: <inbox>.<seq>. */
+static void reply_subject(const kx_js_pull *p, uint64_t seq, char out[REPLY_CAP])
+{
+    snprintf(out, REPLY_CAP, "%s.%" PRIu64, p->inbox, seq);
+}
+
 static kx_err send_request(kx_js_pull *p, int batch, int64_t expires_ms)
 {
-    char reply[sizeof p->inbox + 24], body[96];
-    snprintf(reply, sizeof reply, "%s.%" PRIu64, p->inbox, p->seq + 1);
+    char reply[REPLY_CAP], body[96];
+    reply_subject(p, p->seq + 1, reply);
     kx_js_pull_request_json(body, sizeof body, batch, expires_ms);
     natsStatus s =
         natsConnection_PublishRequestString(kx_bus_conn(p->bus), p->next_subj, reply, body);
     if (s != NATS_OK) {
         kx_warn("js pull: cannot send a pull request to %s: %s", p->next_subj,
                 natsStatus_GetText(s));
-        return s == NATS_CONNECTION_CLOSED ? KX_ERR_IO : KX_ERR_UNAVAILABLE;
+        return kx_bus_status_err(s);
     }
     p->seq++;
     p->live = true;
@@ -135,8 +140,8 @@ static bool status_of(natsMsg *m, int *code)
 /* Whether the status m came on the reply subject of the current request. */
 static bool of_current(const kx_js_pull *p, natsMsg *m)
 {
-    char reply[sizeof p->inbox + 24];
-    snprintf(reply, sizeof reply, "%s.%" PRIu64, p->inbox, p->seq);
+    char reply[REPLY_CAP];
+    reply_subject(p, p->seq, reply);
     const char *subj = natsMsg_GetSubject(m);
     return subj != NULL && strcmp(subj, reply) == 0;
 }
@@ -200,8 +205,7 @@ static kx_err reply_with(kx_bus *bus, natsMsg *m, const char *what)
     const char *reply = natsMsg_GetReply(m);
     if (reply == NULL || reply[0] == '\0')
         return KX_ERR_INVALID;
-    natsStatus s = natsConnection_PublishString(kx_bus_conn(bus), reply, what);
-    return s == NATS_OK ? KX_OK : KX_ERR_UNAVAILABLE;
+    return kx_bus_status_err(natsConnection_PublishString(kx_bus_conn(bus), reply, what));
 }
 
 kx_err kx_js_ack(kx_bus *bus, natsMsg *m)

@@ -1,4 +1,5 @@
-/* time.c — wall and monotonic clocks, absolute deadlines (unix ms) and ISO-8601 timestamps.
+/* time.c — wall and monotonic clocks, absolute deadlines (unix ms), absolute timespecs for
+ * timed waits and ISO-8601 timestamps.
  * Deadlines are wall-clock so they can cross process boundaries in the Kx-Deadline header. */
 #include <stddef.h> /* kx/time.h uses size_t */
 #include <stdio.h>
@@ -54,6 +55,24 @@ int64_t kx_deadline_remaining(kx_deadline d)
 bool kx_deadline_expired(kx_deadline d)
 {
     return d != KX_NO_DEADLINE && kx_deadline_remaining(d) <= 0;
+}
+
+struct timespec kx_abs_timespec_in_ms(clockid_t clock, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(clock, &ts);
+    int64_t ns = (int64_t)ts.tv_nsec + (ms % 1000) * 1000000;
+    int64_t secs = (int64_t)ts.tv_sec + ms / 1000;
+    if (ns >= 1000000000) { /* (ms % 1000 is negative for a negative ms) */
+        secs++;
+        ns -= 1000000000;
+    } else if (ns < 0) {
+        secs--;
+        ns += 1000000000;
+    }
+    ts.tv_sec = (time_t)secs;
+    ts.tv_nsec = (long)ns;
+    return ts;
 }
 
 void kx_time_iso(char *buf, size_t len, int64_t unix_us)

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kx/curl_easy.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "kx/sse.h"
@@ -648,15 +649,17 @@ static void start_attempt(llm_call *call)
     curl_easy_setopt(e, CURLOPT_POST, 1L);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, call->body);
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)call->body_len);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, call);
+    /* no transfer timeout: the watchdog bounds the stream (first byte, stalls, wall time) */
+    kx_curl_opts o = {.on_body = write_cb,
+                      .body_arg = call,
+                      .errbuf = call->curl_err,
+                      .user_agent = "kortix-agent-runner/" KX_VERSION,
+                      .timeout_ms = 0,
+                      .connect_ms = connect_ms};
+    kx_curl_easy_setup(e, &o);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, header_cb);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, call);
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, call->curl_err);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "kortix-agent-runner/" KX_VERSION);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)connect_ms);
     call->started_mono = kx_mono_ms();
     call->watchdog = kx_loop_timer(c->loop, watchdog_in(call), on_watchdog, call);
     if (call->watchdog == NULL) {

@@ -28,6 +28,7 @@
 #include <strings.h>
 
 #include "kx/buf.h"
+#include "kx/curl_easy.h"
 #include "kx/log.h"
 #include "kx/sse.h"
 
@@ -331,13 +332,15 @@ static kx_err xfer_start(http_t *t, xfer *x, const char *method, const char *url
         x->hdrs = curl_slist_append(x->hdrs, *hd);
     curl_easy_setopt(e, CURLOPT_URL, url);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, x->hdrs);
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    /* no transfer timeout: a listening GET stream stays open; requests keep their deadlines */
+    kx_curl_opts o = {.on_body = on_body,
+                      .body_arg = x,
+                      .errbuf = NULL,
+                      .user_agent = "kortix-mcp-proxy",
+                      .timeout_ms = 0,
+                      .connect_ms = 10000};
+    kx_curl_easy_setup(e, &o);
     curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "kortix-mcp-proxy");
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, x);
     curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(e, CURLOPT_HEADERDATA, x);
     if (t->cfg->user) {

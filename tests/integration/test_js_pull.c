@@ -10,7 +10,8 @@
  * returned 73 messages: 9 pointers written past a 64-slot heap array. The same interleaving is
  * driven here through kx_js_pull_fetch, which must never return more than it was asked for and
  * must deliver every message exactly once. The other cases: an empty consumer times out with
- * nothing, a consumer that does not exist is reported, and acks stop redelivery. */
+ * nothing, a consumer that does not exist is reported, acks stop redelivery, the consumer
+ * lookup tells "there" from "gone", and a closed connection is KX_ERR_UNAVAILABLE. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -202,6 +203,37 @@ static void test_missing_consumer_is_reported(void **state)
     kx_js_pull_free(p);
 }
 
+/* kx_bus_consumer_exists (the lookup kx_bus_ensure_consumer and the puller share): there,
+ * a missing consumer and a missing stream told apart from "JetStream did not answer". */
+static void test_consumer_exists(void **state)
+{
+    (void)state;
+    assert_int_equal(kx_bus_consumer_exists(g_bus, STREAM, CONSUMER), KX_OK);
+    assert_int_equal(kx_bus_consumer_exists(g_bus, STREAM, "no-such-consumer"), KX_ERR_NOT_FOUND);
+    assert_int_equal(kx_bus_consumer_exists(g_bus, "KXT_NO_SUCH_STREAM", CONSUMER),
+                     KX_ERR_NOT_FOUND);
+}
+
+/* A pull request that cannot go out because the connection is closed: KX_ERR_UNAVAILABLE, as
+ * for every other "NATS is not there" (it was KX_ERR_IO, the puller's own mapping). */
+static void test_closed_connection_is_unavailable(void **state)
+{
+    (void)state;
+    kx_bus *bus = NULL;
+    assert_int_equal(kx_bus_connect(g_nats.url, "it-js-pull-closed", &bus), KX_OK);
+    for (int i = 0; i < 500 && !kx_bus_connected(bus); i++)
+        usleep(10 * 1000);
+    kx_js_pull *p = NULL;
+    assert_int_equal(kx_js_pull_new(bus, STREAM, CONSUMER, &p), KX_OK);
+    natsConnection_Close(kx_bus_conn(bus));
+    natsMsg *out[4];
+    int n = -1;
+    assert_int_equal(kx_js_pull_fetch(p, 4, 200, out, &n), KX_ERR_UNAVAILABLE);
+    assert_int_equal(n, 0);
+    kx_js_pull_free(p);
+    kx_bus_close(bus, 1000);
+}
+
 static void test_request_json(void **state)
 {
     (void)state;
@@ -217,6 +249,8 @@ int main(void)
         cmocka_unit_test(test_never_more_than_asked_with_an_earlier_request_live),
         cmocka_unit_test(test_empty_times_out_and_unacked_comes_back),
         cmocka_unit_test(test_missing_consumer_is_reported),
+        cmocka_unit_test(test_consumer_exists),
+        cmocka_unit_test(test_closed_connection_is_unavailable),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -3,8 +3,10 @@
  * back by the responder, request timeout at the deadline, no responders, async requests on a
  * loop (reply on the loop thread, timeout, no responders, cancel, free with requests pending),
  * loop subscriptions, stream creation twice, JetStream publish (sync and async) read back,
- * and a connection that starts before its server. */
+ * batch publishes (all acknowledged, some refused, acks that never come), the one
+ * natsStatus -> kx_err mapping, and a connection that starts before its server. */
 #include <pthread.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -257,22 +259,53 @@ static void stop_loop(kx_loop *loop, void *arg)
     kx_loop_stop(loop);
 }
 
+/* A responder bus answering echo_subject (and never silent_subject, when not NULL), a client
+ * bus with a request context on a fresh loop, both flushed: requests made now reach them. */
+typedef struct async_fixture {
+    kx_bus *server, *client;
+    kx_loop *loop;
+    kx_bus_async *ab; /* NULL once the test freed it */
+    async_test at;    /* g_at points here */
+} async_fixture;
+
+static void async_fixture_setup(async_fixture *fx, const char *echo_subject,
+                                const char *silent_subject)
+{
+    memset(fx, 0, sizeof *fx);
+    fx->server = connect_or_fail("test-responder");
+    fx->client = connect_or_fail("test-async");
+    assert_int_equal(kx_bus_subscribe(fx->server, echo_subject, NULL, on_echo, fx->server, NULL),
+                     KX_OK);
+    if (silent_subject != NULL)
+        assert_int_equal(kx_bus_subscribe(fx->server, silent_subject, NULL, on_silent, NULL, NULL),
+                         KX_OK);
+    assert_int_equal(natsConnection_Flush(kx_bus_conn(fx->server)), NATS_OK);
+    fx->loop = kx_loop_new();
+    assert_non_null(fx->loop);
+    fx->at.loop = fx->loop;
+    g_at = &fx->at;
+    assert_int_equal(kx_bus_async_new(fx->client, fx->loop, &fx->ab), KX_OK);
+    assert_int_equal(natsConnection_Flush(kx_bus_conn(fx->client)), NATS_OK);
+}
+
+/* Frees the request context (unless the test did), closes both buses, then frees the loop. */
+static void async_fixture_teardown(async_fixture *fx)
+{
+    kx_bus_async_free(fx->ab);
+    fx->ab = NULL;
+    kx_bus_close(fx->client, 1000);
+    kx_bus_close(fx->server, 1000);
+    kx_loop_free(fx->loop);
+    g_at = NULL;
+}
+
 static void test_async_requests_on_loop(void **state)
 {
-    kx_bus *server = connect_or_fail("test-responder");
-    kx_bus *client = connect_or_fail("test-async");
-    assert_int_equal(kx_bus_subscribe(server, "kx.test.aecho", NULL, on_echo, server, NULL),
-                     KX_OK);
-    assert_int_equal(kx_bus_subscribe(server, "kx.test.asilent", NULL, on_silent, NULL, NULL),
-                     KX_OK);
-    assert_int_equal(natsConnection_Flush(kx_bus_conn(server)), NATS_OK);
-
-    kx_loop *loop = kx_loop_new();
-    async_test at = {.loop = loop};
-    g_at = &at;
-    kx_bus_async *ab = NULL;
-    assert_int_equal(kx_bus_async_new(client, loop, &ab), KX_OK);
-    assert_int_equal(natsConnection_Flush(kx_bus_conn(client)), NATS_OK);
+    async_fixture fx;
+    async_fixture_setup(&fx, "kx.test.aecho", "kx.test.asilent");
+    kx_loop *loop = fx.loop;
+    async_test *at = &fx.at;
+    kx_bus_async *ab = fx.ab;
 
     async_result ok = {0}, timeout = {0}, nobody = {0}, expired = {0}, cancelled = {0},
                  cancelled_echo = {0};
@@ -313,7 +346,7 @@ static void test_async_requests_on_loop(void **state)
     assert_int_equal(kx_bus_async_request(ab, "kx.test.aecho", "x", 1, &nometa, on_async_reply,
                                           &expired, NULL),
                      KX_ERR_INVALID);
-    at.outstanding = 4;
+    at->outstanding = 4;
     assert_non_null(kx_loop_timer(loop, 5000, stop_loop, NULL)); /* safety net */
     assert_int_equal(kx_loop_run(loop), KX_OK);
 
@@ -353,13 +386,12 @@ static void test_async_requests_on_loop(void **state)
                      KX_OK);
     assert_int_equal(kx_bus_async_pending(ab), 1);
     kx_bus_async_free(ab);
+    fx.ab = NULL;
     assert_non_null(kx_loop_timer(loop, 200, stop_loop, NULL)); /* the reply comes and goes */
     assert_int_equal(kx_loop_run(loop), KX_OK);
     assert_int_equal(orphan.calls, 0);
 
-    kx_bus_close(client, 1000);
-    kx_bus_close(server, 1000);
-    kx_loop_free(loop);
+    async_fixture_teardown(&fx);
 }
 
 /* A reply posted to a loop that never runs again (a service shutting down while a reply is
@@ -367,28 +399,16 @@ static void test_async_requests_on_loop(void **state)
  * inbox's shared part leaked before (it_sandbox_timeout under ASan, tool-executor exit 1). */
 static void test_async_reply_queued_at_shutdown(void **state)
 {
-    kx_bus *server = connect_or_fail("test-responder-late");
-    kx_bus *client = connect_or_fail("test-async-late");
-    assert_int_equal(kx_bus_subscribe(server, "kx.test.lecho", NULL, on_echo, server, NULL),
-                     KX_OK);
-    assert_int_equal(natsConnection_Flush(kx_bus_conn(server)), NATS_OK);
-    kx_loop *loop = kx_loop_new();
-    async_test at = {.loop = loop};
-    g_at = &at;
-    kx_bus_async *ab = NULL;
-    assert_int_equal(kx_bus_async_new(client, loop, &ab), KX_OK);
-    assert_int_equal(natsConnection_Flush(kx_bus_conn(client)), NATS_OK);
+    async_fixture fx;
+    async_fixture_setup(&fx, "kx.test.lecho", NULL);
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, kx_deadline_in(2000), NULL);
     async_result never = {0};
-    assert_int_equal(kx_bus_async_request(ab, "kx.test.lecho", "q", 1, &meta, on_async_reply,
+    assert_int_equal(kx_bus_async_request(fx.ab, "kx.test.lecho", "q", 1, &meta, on_async_reply,
                                           &never, NULL),
                      KX_OK);
     usleep(500 * 1000); /* the reply arrives and is posted to the loop, which does not run */
-    kx_bus_async_free(ab);
-    kx_bus_close(client, 1000);
-    kx_bus_close(server, 1000);
-    kx_loop_free(loop); /* disposes of the queued delivery */
+    async_fixture_teardown(&fx); /* the loop, freed last, disposes of the queued delivery */
     assert_int_equal(never.calls, 0);
 }
 
@@ -411,13 +431,10 @@ static void on_many(kx_err err, natsMsg *reply, void *arg)
 
 static void test_async_many(void **state)
 {
-    kx_bus *server = connect_or_fail("test-responder");
-    kx_bus *client = connect_or_fail("test-async");
-    assert_int_equal(kx_bus_subscribe(server, "kx.test.many", NULL, on_echo, server, NULL), KX_OK);
-    assert_int_equal(natsConnection_Flush(kx_bus_conn(server)), NATS_OK);
-    kx_loop *loop = kx_loop_new();
-    kx_bus_async *ab = NULL;
-    assert_int_equal(kx_bus_async_new(client, loop, &ab), KX_OK);
+    async_fixture fx;
+    async_fixture_setup(&fx, "kx.test.many", NULL);
+    kx_loop *loop = fx.loop;
+    kx_bus_async *ab = fx.ab;
     many_state m = {.loop = loop, .expected = 500};
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, kx_deadline_in(5000), NULL);
@@ -430,10 +447,7 @@ static void test_async_many(void **state)
     assert_int_equal(m.done, m.expected);
     assert_int_equal(m.ok, m.expected);
     assert_int_equal(kx_bus_async_pending(ab), 0);
-    kx_bus_async_free(ab);
-    kx_bus_close(client, 1000);
-    kx_bus_close(server, 1000);
-    kx_loop_free(loop);
+    async_fixture_teardown(&fx);
 }
 
 /* ---- loop subscriptions ---- */
@@ -635,6 +649,131 @@ static void test_js_publish_many(void **state)
     assert_int_equal(kx_th_nats_start(g_tmp, &g_nats), KX_OK);
 }
 
+/* A core subscriber that takes messages and never answers: a JetStream publish to its
+ * subject gets no ack (and no "no responders" either). */
+static void on_swallow(natsMsg *msg, void *arg)
+{
+    atomic_fetch_add((atomic_int *)arg, 1);
+    natsMsg_Destroy(msg);
+}
+
+/* Fills msgs[0..n) with events on subject, except the indexes in noack[0..k) which go to
+ * kx.test.noack. */
+static void many_msgs(natsMsg **msgs, int n, const char *subject, const int *noack, int k)
+{
+    Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
+    ev.kind = KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS;
+    for (int i = 0; i < n; i++) {
+        const char *subj = subject;
+        for (int j = 0; j < k; j++)
+            if (noack[j] == i)
+                subj = "kx.test.noack";
+        ev.seq = (uint64_t)i + 1;
+        assert_int_equal(kx_bus_pb_msg(subj, &ev.base, NULL, &msgs[i]), KX_OK);
+    }
+}
+
+/* kx_bus_js_publish_many when acks do not come. (a) Three messages of a batch of ten go to a
+ * subject that a plain subscriber takes without answering: the call returns
+ * KX_ERR_TIMEOUT after about the ack wait (bounded: ack wait plus the 1 s margin, plus slack
+ * for a loaded machine), those three have sequence 0, the seven others their stream sequences
+ * in order. (b) The stream's nats-server (this test's own, by PID) is paused with SIGSTOP
+ * while a batch is out: nothing is acknowledged, every sequence is 0, the call returns
+ * KX_ERR_TIMEOUT within the same bound; once the server runs again, its late acks find no
+ * batch (no handler runs on the freed one: ASan) and the bus works on. */
+static void test_js_publish_many_ack_timeout(void **state)
+{
+    (void)state;
+    enum {
+        N = 10,
+        ACK_WAIT_MS = 400,
+        BOUND_MS = ACK_WAIT_MS + 1000 + 3000 /* the wait, its margin, a loaded machine */
+    };
+    char run_id[KX_UUID_LEN + 1], subject[96];
+    kx_bus *bus = events_bus("test-js-many-noack", run_id, subject, sizeof subject);
+    kx_bus *sink = connect_or_fail("test-js-many-sink");
+    atomic_int swallowed = 0;
+    assert_int_equal(kx_bus_subscribe(sink, "kx.test.noack", NULL, on_swallow, &swallowed, NULL),
+                     KX_OK);
+    assert_int_equal(natsConnection_Flush(kx_bus_conn(sink)), NATS_OK);
+
+    /* (a) some acks never come */
+    natsMsg *msgs[N];
+    uint64_t seqs[N];
+    const int noack[] = {3, 6, 7};
+    many_msgs(msgs, N, subject, noack, 3);
+    int64_t t0 = kx_mono_ms();
+    kx_err err = kx_bus_js_publish_many(bus, N, msgs, ACK_WAIT_MS, seqs);
+    int64_t took = kx_mono_ms() - t0;
+    assert_int_equal(err, KX_ERR_TIMEOUT);
+    assert_true(took < BOUND_MS);
+    assert_true(wait_count(&swallowed, 3, 2000)); /* they were sent: only the acks are missing */
+    uint64_t last = 0;
+    for (int i = 0; i < N; i++) {
+        assert_null(msgs[i]);
+        if (i == 3 || i == 6 || i == 7) {
+            assert_int_equal(seqs[i], 0);
+            continue;
+        }
+        assert_true(seqs[i] > last);
+        last = seqs[i];
+    }
+
+    /* (b) the stream's server paused: no ack at all */
+    many_msgs(msgs, N, subject, NULL, 0);
+    assert_int_equal(kill(g_nats.pid, SIGSTOP), 0);
+    t0 = kx_mono_ms();
+    err = kx_bus_js_publish_many(bus, N, msgs, ACK_WAIT_MS, seqs);
+    took = kx_mono_ms() - t0;
+    assert_int_equal(kill(g_nats.pid, SIGCONT), 0);
+    assert_int_equal(err, KX_ERR_TIMEOUT);
+    assert_true(took < BOUND_MS);
+    for (int i = 0; i < N; i++) {
+        assert_null(msgs[i]);
+        assert_int_equal(seqs[i], 0);
+    }
+    /* the server stores them late and acks nobody; the next batch goes through */
+    usleep(300 * 1000);
+    many_msgs(msgs, N, subject, NULL, 0);
+    assert_int_equal(kx_bus_js_publish_many(bus, N, msgs, 3000, seqs), KX_OK);
+    for (int i = 0; i < N; i++)
+        assert_true(seqs[i] > last);
+    kx_bus_close(sink, 1000);
+    kx_bus_close(bus, 1000);
+}
+
+/* ---- the one natsStatus -> kx_err mapping ---- */
+
+/* kx_bus_status_err: the batch publish mapped NATS_NO_MEMORY (and bad arguments) to
+ * KX_ERR_IO while the rest of the bus said KX_ERR_NOMEM (KX_ERR_INVALID); the pull consumer
+ * said KX_ERR_IO for a closed connection. One mapping now. */
+static void test_status_err_mapping(void **state)
+{
+    (void)state;
+    static const struct {
+        natsStatus s;
+        kx_err want;
+    } cases[] = {
+        {NATS_OK, KX_OK},
+        {NATS_TIMEOUT, KX_ERR_TIMEOUT},
+        {NATS_NO_MEMORY, KX_ERR_NOMEM},
+        {NATS_INVALID_ARG, KX_ERR_INVALID},
+        {NATS_INVALID_SUBJECT, KX_ERR_INVALID},
+        {NATS_NO_RESPONDERS, KX_ERR_UNAVAILABLE},
+        {NATS_CONNECTION_CLOSED, KX_ERR_UNAVAILABLE},
+        {NATS_CONNECTION_DISCONNECTED, KX_ERR_UNAVAILABLE},
+        {NATS_NOT_YET_CONNECTED, KX_ERR_UNAVAILABLE},
+        {NATS_NO_SERVER, KX_ERR_UNAVAILABLE},
+        {NATS_ERR, KX_ERR_IO},
+        {NATS_PROTOCOL_ERROR, KX_ERR_IO},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (kx_bus_status_err(cases[i].s) != cases[i].want)
+            fail_msg("kx_bus_status_err(%s) = %s, want %s", natsStatus_GetText(cases[i].s),
+                     kx_err_str(kx_bus_status_err(cases[i].s)), kx_err_str(cases[i].want));
+    }
+}
+
 /* ---- metadata parsing ---- */
 
 static void test_meta_read_rejects_malformed_deadline(void **state)
@@ -712,6 +851,8 @@ int main(void)
         cmocka_unit_test(test_streams_idempotent_and_configured),
         cmocka_unit_test(test_js_publish_read_back),
         cmocka_unit_test(test_js_publish_many),
+        cmocka_unit_test(test_js_publish_many_ack_timeout),
+        cmocka_unit_test(test_status_err_mapping),
         cmocka_unit_test(test_connect_before_server_starts),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -1,4 +1,5 @@
-/* test_time.c — clocks, deadline arithmetic (0 = none) and the ISO-8601 timestamp format. */
+/* test_time.c — clocks, deadline arithmetic (0 = none), absolute timespecs for timed waits
+ * and the ISO-8601 timestamp format. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,6 +40,33 @@ static void test_deadlines(void **state)
     assert_int_equal(kx_deadline_min(KX_NO_DEADLINE, KX_NO_DEADLINE), KX_NO_DEADLINE);
 }
 
+static int64_t ts_ns(struct timespec ts)
+{
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* kx_abs_timespec_in_ms: now on the given clock plus ms, normalised (0 <= tv_nsec < 1 s) for
+ * every remainder, also across a second and for a negative ms (an instant already past). */
+static void test_abs_timespec(void **state)
+{
+    (void)state;
+    const clockid_t clocks[] = {CLOCK_REALTIME, CLOCK_MONOTONIC};
+    const int64_t offsets[] = {0, 1, 999, 1000, 1001, 2500, 86400001, -1, -999, -1000, -1501};
+    for (size_t c = 0; c < 2; c++) {
+        for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
+            struct timespec before;
+            clock_gettime(clocks[c], &before);
+            struct timespec got = kx_abs_timespec_in_ms(clocks[c], offsets[i]);
+            struct timespec after;
+            clock_gettime(clocks[c], &after);
+            assert_true(got.tv_nsec >= 0 && got.tv_nsec < 1000000000L);
+            int64_t want_lo = ts_ns(before) + offsets[i] * 1000000;
+            int64_t want_hi = ts_ns(after) + offsets[i] * 1000000;
+            assert_true(ts_ns(got) >= want_lo && ts_ns(got) <= want_hi);
+        }
+    }
+}
+
 static void test_iso_format(void **state)
 {
     char buf[48];
@@ -58,6 +86,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_clocks_agree_and_advance),
         cmocka_unit_test(test_deadlines),
+        cmocka_unit_test(test_abs_timespec),
         cmocka_unit_test(test_iso_format),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

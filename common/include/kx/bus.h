@@ -80,6 +80,11 @@ bool kx_bus_close(kx_bus *bus, int64_t timeout_ms);
 bool kx_bus_connected(kx_bus *bus);
 natsConnection *kx_bus_conn(kx_bus *bus);
 jsCtx *kx_bus_js(kx_bus *bus);
+/* The kx_err of a cnats status, the one mapping of libkx: NATS_OK -> KX_OK, NATS_TIMEOUT ->
+ * KX_ERR_TIMEOUT, NATS_NO_MEMORY -> KX_ERR_NOMEM, a bad argument or subject -> KX_ERR_INVALID,
+ * no connection (closed, disconnected, not yet connected, no server) or no responders ->
+ * KX_ERR_UNAVAILABLE, anything else -> KX_ERR_IO. Logs nothing. */
+kx_err kx_bus_status_err(natsStatus s);
 
 /* Creates the three JetStream streams if missing (idempotent; replicas may race). */
 kx_err kx_bus_ensure_streams(kx_bus *bus);
@@ -89,6 +94,10 @@ kx_err kx_bus_ensure_streams(kx_bus *bus);
  * the subscribe call itself created when the subscription is unsubscribed or drained, even a
  * durable one. */
 kx_err kx_bus_ensure_consumer(kx_bus *bus, const char *stream, jsConsumerConfig *cc);
+/* Whether the durable consumer `durable` of stream exists: KX_OK when it does,
+ * KX_ERR_NOT_FOUND when JetStream says it (or its stream) does not, else the error of the
+ * lookup (KX_ERR_TIMEOUT, KX_ERR_UNAVAILABLE, ...: JetStream did not tell). Logs nothing. */
+kx_err kx_bus_consumer_exists(kx_bus *bus, const char *stream, const char *durable);
 
 /* A fresh trace: random trace id, random span id. */
 void kx_bus_meta_init(kx_bus_meta *meta, kx_deadline deadline, const char *account);
@@ -133,7 +142,10 @@ kx_err kx_bus_js_publish_pb_async(kx_bus *bus, const char *subject, const Protob
  * threads, never a loop thread. Takes the messages (msgs[i] is NULL on return). seqs[i] gets
  * message i's stream sequence, 0 when it was not acknowledged (refused, not sent, or no ack in
  * time: then it may or may not be in the stream). KX_OK when every message was acknowledged,
- * else the first failure (KX_ERR_UNAVAILABLE: not connected; KX_ERR_TIMEOUT: no ack in time). */
+ * else the first failure (KX_ERR_UNAVAILABLE: not connected; KX_ERR_TIMEOUT: no ack in time).
+ * When acks do not come (a stalled stream, a subject nobody acknowledges) the call returns
+ * about ack_wait_ms after the messages left (cnats times each one out), at worst ack_wait_ms
+ * plus 1 s (then what cnats still holds is taken back and counted as not acknowledged). */
 kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack_wait_ms,
                               uint64_t *seqs);
 

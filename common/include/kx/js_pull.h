@@ -48,8 +48,9 @@ void kx_js_pull_free(kx_js_pull *p); /* NULL is a no-op; the durable stays */
 /* Up to max (>= 1) messages into out[0..*n), waiting at most timeout_ms for them; returns as
  * soon as one came and nothing more is queued, or max came. KX_OK (also with *n == 0: nothing
  * in time); KX_ERR_UNAVAILABLE when the consumer or JetStream is not there or the
- * subscription failed (the caller frees this puller and makes the consumer and a new puller
- * again, after a pause). */
+ * subscription failed, the error of the send (kx_bus_status_err: KX_ERR_UNAVAILABLE when NATS
+ * is not connected) when a pull request could not go out. On any error the caller frees this
+ * puller and makes the consumer and a new puller again, after a pause. */
 kx_err kx_js_pull_fetch(kx_js_pull *p, int max, int64_t timeout_ms, natsMsg **out, int *n);
 
 /* The pull request's JSON for a batch and an expiry, as the server wants it (for the tests). */

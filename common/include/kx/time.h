@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 typedef int64_t kx_deadline; /* unix ms; 0 = none */
 #define KX_NO_DEADLINE ((kx_deadline)0)
@@ -22,6 +23,11 @@ kx_deadline kx_deadline_min(kx_deadline a, kx_deadline b); /* the earlier; 0 cou
 /* Milliseconds left (<= 0: expired). INT64_MAX when d == KX_NO_DEADLINE. */
 int64_t kx_deadline_remaining(kx_deadline d);
 bool kx_deadline_expired(kx_deadline d);
+
+/* The instant ms milliseconds from now on clock (CLOCK_REALTIME, CLOCK_MONOTONIC), as the
+ * absolute timespec pthread_cond_timedwait wants: use the clock its condition variable waits
+ * on (CLOCK_REALTIME unless pthread_condattr_setclock said otherwise). */
+struct timespec kx_abs_timespec_in_ms(clockid_t clock, int64_t ms);
 
 /* ISO-8601 UTC with microseconds ("2026-11-21T19:40:13.123456+00:00") into buf (>= 40 bytes). */
 void kx_time_iso(char *buf, size_t len, int64_t unix_us);
