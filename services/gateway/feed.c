@@ -203,13 +203,7 @@ kx_err gw_feed_acquire(gw_feeds *fs, const char *run_id, gw_feed **out)
             pthread_mutex_unlock(&fs->mu);
             return KX_ERR_UNAVAILABLE;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = kx_abs_timespec_in_ms(CLOCK_REALTIME, 50);
         pthread_cond_timedwait(&fs->cv, &fs->mu, &ts);
     }
     gw_feed *f = calloc(1, sizeof *f);
@@ -323,13 +317,7 @@ static void feed_teardown(gw_feed *f)
     int64_t until = kx_mono_ms() + COMPLETE_WAIT_MS;
     pthread_mutex_lock(&f->mu);
     while (!f->completed && kx_mono_ms() < until) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 20 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = kx_abs_timespec_in_ms(CLOCK_REALTIME, 20);
         pthread_cond_timedwait(&f->cv, &f->mu, &ts);
     }
     bool completed = f->completed;
