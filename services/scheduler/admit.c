@@ -77,8 +77,9 @@ static int admit_batch(scheduler *s, kx_db *db, kx_err *err, bool *more)
     }
     int n = PQntuples(res);
     sched_run_row *rows = calloc((size_t)(n > 0 ? n : 1), sizeof *rows);
-    const char **sent = calloc((size_t)(n > 0 ? n : 1), sizeof *sent);
-    const char **back = calloc((size_t)(n > 0 ? n : 1), sizeof *back);
+    /* run ids (then their row versions) of the acknowledged ones, and of the others */
+    const char **sent = calloc((size_t)(n > 0 ? 2 * n : 1), sizeof *sent);
+    const char **back = calloc((size_t)(n > 0 ? 2 * n : 1), sizeof *back);
     uint64_t *seqs = calloc((size_t)(n > 0 ? n : 1), sizeof *seqs);
     if (rows == NULL || sent == NULL || back == NULL || seqs == NULL) {
         /* marked but not published: the sweep dispatches them after 10 s */
@@ -95,21 +96,26 @@ static int admit_batch(scheduler *s, kx_db *db, kx_err *err, bool *more)
     /* all of the batch's dispatches leave before any ack is waited for */
     kx_err bus_err = sched_dispatch_publish_many(s, (size_t)n, rows, seqs);
     size_t nsent = 0, nback = 0;
+    const char **sent_tids = sent + n, **back_tids = back + n;
     for (int i = 0; i < n; i++) {
+        /* a row without its version (never: admission returns it) is found by no probe */
+        const char *tid = rows[i].tid[0] != '\0' ? rows[i].tid : "(0,0)";
         if (seqs[i] > 0) {
+            sent_tids[nsent] = tid;
             sent[nsent] = rows[i].run_id;
             seqs[nsent++] = seqs[i];
         } else {
             /* not acknowledged: given back, so that the next pass dispatches it again (if it
              * did reach the stream, the second dispatch is harmless: the claim is a CAS) */
+            back_tids[nback] = tid;
             back[nback++] = rows[i].run_id;
         }
     }
     /* Not fatal: without a sequence the sweep takes a dispatch for lost after 10 s and sends
      * another one, which the runners' claim makes harmless. */
-    if (sched_store_set_dispatch_seqs(s, db, nsent, sent, seqs) != KX_OK)
+    if (sched_store_set_dispatch_seqs(s, db, nsent, sent, sent_tids, seqs) != KX_OK)
         kx_warn("scheduler: dispatch sequences of %zu run(s) not recorded", nsent);
-    if (nback > 0 && sched_store_unmark_many(s, db, nback, back) != KX_OK)
+    if (nback > 0 && sched_store_unmark_many(s, db, nback, back, back_tids) != KX_OK)
         kx_warn("scheduler: %zu run(s) whose dispatch failed stay marked dispatched; the sweep "
                 "dispatches them within 10 s",
                 nback);

@@ -108,6 +108,7 @@ typedef struct sched_run_row {
     char project_id[40];
     int attempt;          /* agent_runs.attempt as it is now */
     int64_t dispatch_seq; /* sweep only: the last dispatch's stream sequence, 0 = none */
+    char tid[24];         /* admission only: the row version it wrote, "(page,item)", or "" */
 } sched_run_row;
 
 /* sched_config.c */
@@ -124,11 +125,14 @@ kx_err sched_store_mark_dispatched(scheduler *s, kx_db *db, const char *run_id, 
 kx_err sched_store_unmark_dispatched(scheduler *s, kx_db *db, const char *run_id);
 /* Records the stream sequence of the dispatch just published (the sweep's proof of loss). */
 kx_err sched_store_set_dispatch_seq(scheduler *s, kx_db *db, const char *run_id, uint64_t seq);
-/* The same for n runs at once (one statement, one commit: admission's group commit). */
+/* The same for n runs at once (one statement, one commit: admission's group commit); tids[i]
+ * is the row version admission returned for run_ids[i] (sched_run_row.tid): each run is found
+ * by it, and skipped when that version is gone (store.c). */
 kx_err sched_store_set_dispatch_seqs(scheduler *s, kx_db *db, size_t n, const char *const *run_ids,
-                                     const uint64_t *seqs);
-/* unmark_dispatched for n runs at once. */
-kx_err sched_store_unmark_many(scheduler *s, kx_db *db, size_t n, const char *const *run_ids);
+                                     const char *const *tids, const uint64_t *seqs);
+/* unmark_dispatched for n runs at once, found as above. */
+kx_err sched_store_unmark_many(scheduler *s, kx_db *db, size_t n, const char *const *run_ids,
+                               const char *const *tids);
 /* The heartbeat: renews runner_id's lease row and returns the revocations since since_ms:
  * rows run_id, epoch, revoked_at ms; plus one last row (NULL, NULL, server now ms). */
 PGresult *sched_store_heartbeat(scheduler *s, kx_db *db, const char *runner_id, int capacity,
