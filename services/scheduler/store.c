@@ -50,10 +50,11 @@ const kx_db_stmt sched_statements[] = {
     /* The same for an admission pass's runs at once: one statement, one commit (group commit).
      * Idempotent like the single one (a retry writes the same values).
      * Each run is found by the row version the admission returned ($3, its ctid): a TID probe,
-     * checked against the run's id (if that version was updated since — claimed, say — the
-     * update follows it to the newest version and its status check skips a claimed run; if
-     * the version is gone, the run is skipped: its sequence is only an optimisation of the
-     * sweep, see sweep.c). The filter on v.n is always true: it makes the planner estimate
+     * checked against the run's id. A version updated since (the run claimed, stopped) is no
+     * longer the run's and is skipped, as is a gone one: a claimed run needs no sequence, and
+     * for any other a missing one costs a second dispatch by the sweep (sweep.c), harmless;
+     * an update running concurrently is followed to its new version (checked again: status,
+     * id). The filter on v.n is always true: it makes the planner estimate
      * one row from unnest, so that the generic plan probes the rows one by one even when it is
      * made while agent_runs was never analyzed. Joined by id (or "= ANY"), the generic plan
      * made on a young table is a sequential scan of agent_runs, kept for good: every pass then
@@ -145,9 +146,20 @@ const kx_db_stmt sched_statements[] = {
  *  more   (a column of every row) whether an account gave all of its quota k while it had
  *         room for more: only then may a batch shorter than $2 leave runs to admit now.
      * An account whose oldest waiting runs all wait behind a busy thread is read up to its
-     * first eligible run each pass (the old statement read every waiting run every pass). */
+     * first eligible run each pass (the old statement read every waiting run every pass).
+     *
+     * seqs   records the dispatch sequences of an earlier pass's runs ($3 ids, $4 sequences,
+     *        $5 row versions; empty arrays: none) as sched_set_dispatch_seqs does, in this
+     *        statement's commit (admit.c, "Sequences"). Its rows are dispatched, those the
+     *        pass picks are not (one snapshot): the two updates never meet on a row.
+     * The final update probes the row versions cand read (TID probes, checked against the
+     * id): joined by id, the generic plan made on a never-analyzed agent_runs read it whole. */
     {"sched_admit",
      "WITH RECURSIVE lk AS (SELECT pg_try_advisory_xact_lock(7743542548017916514) AS got), "
+     "seqs AS (UPDATE agent_runs r SET dispatch_seq = v.seq "
+     "  FROM unnest($3::uuid[], $4::bigint[], $5::tid[]) WITH ORDINALITY AS v(id, seq, tid, n) "
+     "  WHERE v.n BETWEEN 1 AND cardinality($3::uuid[]) AND r.ctid = v.tid AND r.id = v.id "
+     "    AND r.status IS NOT DISTINCT FROM 'queued' AND r.dispatched_at IS NOT NULL), "
      "accts AS ((SELECT account_id FROM agent_runs WHERE status = 'queued' "
      "    AND dispatched_at IS NULL ORDER BY account_id, created_at, id LIMIT 1) "
      "  UNION ALL SELECT (SELECT w.account_id FROM agent_runs w WHERE w.status = 'queued' "
@@ -311,33 +323,50 @@ static char *array_lit(size_t n, const char *const *vals, bool quoted)
     return out;
 }
 
-kx_err sched_store_set_dispatch_seqs(scheduler *s, kx_db *db, size_t n, const char *const *run_ids,
-                                     const char *const *tids, const uint64_t *seqs)
+/* The three array parameters of notes: run ids, sequences, row versions (malloc'd; false when
+ * out of memory, nothing to free then). */
+static bool notes_params(size_t n, const sched_seq_note *notes, char *out[3])
+{
+    const char **ids = calloc(n > 0 ? n : 1, sizeof *ids);
+    const char **tids = calloc(n > 0 ? n : 1, sizeof *tids);
+    const char **nums = calloc(n > 0 ? n : 1, sizeof *nums);
+    char(*sq)[24] = calloc(n > 0 ? n : 1, sizeof *sq);
+    out[0] = out[1] = out[2] = NULL;
+    if (ids != NULL && tids != NULL && nums != NULL && sq != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            snprintf(sq[i], sizeof sq[i], "%" PRIu64, notes[i].seq);
+            ids[i] = notes[i].run_id;
+            /* a note without its version (never: admission returns it) finds no row */
+            tids[i] = notes[i].tid[0] != '\0' ? notes[i].tid : "(0,0)";
+            nums[i] = sq[i];
+        }
+        out[0] = array_lit(n, ids, false);
+        out[1] = array_lit(n, nums, false);
+        out[2] = array_lit(n, tids, true);
+    }
+    free(sq);
+    free(nums);
+    free(tids);
+    free(ids);
+    if (out[0] != NULL && out[1] != NULL && out[2] != NULL)
+        return true;
+    for (int i = 0; i < 3; i++)
+        free(out[i]);
+    return false;
+}
+
+kx_err sched_store_set_dispatch_seqs(scheduler *s, kx_db *db, size_t n,
+                                     const sched_seq_note *notes)
 {
     if (n == 0)
         return KX_OK;
-    char(*sq)[24] = calloc(n, sizeof *sq);
-    const char **sqp = calloc(n, sizeof *sqp);
-    char *ids = array_lit(n, run_ids, false);
-    char *tl = array_lit(n, tids, true);
-    char *nums = NULL;
-    kx_err err = KX_ERR_NOMEM;
-    if (sq != NULL && sqp != NULL && ids != NULL && tl != NULL) {
-        for (size_t i = 0; i < n; i++) {
-            snprintf(sq[i], sizeof sq[i], "%" PRIu64, seqs[i]);
-            sqp[i] = sq[i];
-        }
-        nums = array_lit(n, sqp, false);
-    }
-    if (nums != NULL) {
-        const char *params[] = {ids, nums, tl};
-        err = note(s, kx_db_exec_cmd_idem(db, "sched_set_dispatch_seqs", 3, params, NULL));
-    }
-    free(nums);
-    free(tl);
-    free(ids);
-    free(sqp);
-    free(sq);
+    char *p[3];
+    if (!notes_params(n, notes, p))
+        return KX_ERR_NOMEM;
+    const char *params[] = {p[0], p[1], p[2]};
+    kx_err err = note(s, kx_db_exec_cmd_idem(db, "sched_set_dispatch_seqs", 3, params, NULL));
+    for (int i = 0; i < 3; i++)
+        free(p[i]);
     return err;
 }
 
@@ -400,14 +429,21 @@ kx_err sched_store_notice_done(scheduler *s, kx_db *db, const char *run_id, int6
     return note(s, kx_db_exec_cmd_idem(db, "sched_notice_done", 2, params, NULL));
 }
 
-PGresult *sched_store_admit(scheduler *s, kx_db *db, int batch, kx_err *err)
+PGresult *sched_store_admit(scheduler *s, kx_db *db, int batch, size_t nnotes,
+                            const sched_seq_note *notes, kx_err *err)
 {
-    char limit[24], n[16];
+    char limit[24], n[16], *p[3];
     snprintf(limit, sizeof limit, "%lld", (long long)s->cfg.max_parallel_runs);
     snprintf(n, sizeof n, "%d", batch);
-    const char *params[] = {limit, n};
-    PGresult *res = kx_db_exec_idem(db, "sched_admit", 2, params, err);
+    if (!notes_params(nnotes, notes, p)) {
+        *err = KX_ERR_NOMEM;
+        return NULL;
+    }
+    const char *params[] = {limit, n, p[0], p[1], p[2]};
+    PGresult *res = kx_db_exec_idem(db, "sched_admit", 5, params, err);
     note(s, res != NULL ? KX_OK : *err);
+    for (int i = 0; i < 3; i++)
+        free(p[i]);
     return res;
 }
 
