@@ -20,13 +20,15 @@
  * or no ack in time) is given back, all of them in one statement (sched_unmark_many): a run
  * stays marked dispatched only with an acknowledged message, whose sequence is recorded.
  *
- * Sequences: the stream sequences of a batch's dispatches are recorded by the NEXT admit
- * statement (one statement and one commit per batch, not two), and only on the runs still
- * queued then: most have been claimed meanwhile and need none (the sweep looks at queued runs
- * only). Writing them right after the publish also made the runners' claims of those very
- * rows wait for this commit. Admission runs after every reaper tick, so they wait at most
- * KX_REAPER_INTERVAL_MS; with a reaper interval over SCHED_HOLD_SEQS_MAX_MS (or while
- * draining) they are recorded at once as before. Sequences lost (a failed statement, a
+ * Sequences: the stream sequence of a dispatch is recorded by the first admit statement that
+ * runs SCHED_SEQ_DELAY_MS (2 s) or more after the stream acknowledged it (no statement and no
+ * commit of its own), and only on a run still queued then: a run claimed by then (nearly all
+ * of them) needs none, the sweep looks at queued runs only. Written right after the publish,
+ * as before, they were a second commit per batch and an extra non-HOT update of nearly every
+ * run, and the runners' claims of those very rows waited for that commit. Admission runs
+ * after every reaper tick, so a sequence waits at most SCHED_SEQ_DELAY_MS plus one tick; with
+ * a reaper interval over SCHED_HOLD_SEQS_MAX_MS, over SCHED_SEQ_HELD_MAX held, or while
+ * draining, they are recorded at once as before. Sequences lost (a failed statement, a
  * scheduler stopped with some held) cost nothing but a second dispatch by the sweep of a run
  * still queued 10 s later, which the runners' claim makes harmless.
  *
@@ -41,6 +43,7 @@
 
 #include "kx/log.h"
 #include "kx/metrics.h"
+#include "kx/time.h"
 #include "sched.h"
 
 #define ADMIT_BATCH 200
@@ -58,11 +61,10 @@ typedef struct admit_waiter {
     void *arg;
 } admit_waiter;
 
-/* The dispatch sequences of a pass's runs, recorded by the next pass's admit statement (see
- * "Sequences" above); at most one batch's worth. */
+/* The dispatch sequences not recorded yet (see "Sequences" above), oldest first. */
 typedef struct held_seqs {
     sched_seq_note *notes;
-    size_t n;
+    size_t n, cap;
 } held_seqs;
 
 typedef struct sched_admission {
@@ -76,7 +78,7 @@ typedef struct sched_admission {
 typedef struct admit_job {
     scheduler *s;
     admit_waiter *waiters;
-    held_seqs held; /* recorded by the pass's first admit, replaced by its last batch's */
+    held_seqs held; /* the pass's admits record the due ones and add their own */
     kx_err err;
     int admitted;
 } admit_job;
@@ -91,16 +93,49 @@ static bool hold_seqs(scheduler *s)
     return s->cfg.reaper_interval_ms <= SCHED_HOLD_SEQS_MAX_MS && !atomic_load(&s->draining);
 }
 
-/* One batch: admit (recording the held sequences), publish, hold (or record) the batch's
- * sequences. Returns the rows admitted (< 0 on a database error); *more: whether runs may be
- * left to admit now (a full batch, or a per-account quota hit). */
+/* How many of the held sequences (the oldest) are due: acknowledged SCHED_SEQ_DELAY_MS ago. */
+static size_t seqs_due(const held_seqs *h, int64_t now)
+{
+    size_t k = 0;
+    while (k < h->n && h->notes[k].acked_ms <= now - SCHED_SEQ_DELAY_MS)
+        k++;
+    return k;
+}
+
+/* Appends n notes to h; false when h would exceed SCHED_SEQ_HELD_MAX or out of memory. */
+static bool seqs_hold(held_seqs *h, const sched_seq_note *notes, size_t n)
+{
+    if (h->n + n > SCHED_SEQ_HELD_MAX)
+        return false;
+    if (h->n + n > h->cap) {
+        size_t cap = h->cap > 0 ? h->cap * 2 : 256;
+        while (cap < h->n + n)
+            cap *= 2;
+        sched_seq_note *grown = realloc(h->notes, cap * sizeof *grown);
+        if (grown == NULL)
+            return false;
+        h->notes = grown;
+        h->cap = cap;
+    }
+    memcpy(h->notes + h->n, notes, n * sizeof *notes);
+    h->n += n;
+    return true;
+}
+
+/* One batch: admit (recording the held sequences that are due), publish, hold (or record)
+ * the batch's sequences. Returns the rows admitted (< 0 on a database error); *more: whether
+ * runs may be left to admit now (a full batch, or a per-account quota hit). */
 static int admit_batch(scheduler *s, kx_db *db, held_seqs *held, kx_err *err, bool *more)
 {
     *more = false;
-    PGresult *res = sched_store_admit(s, db, ADMIT_BATCH, held->n, held->notes, err);
+    size_t due = seqs_due(held, kx_mono_ms());
+    PGresult *res = sched_store_admit(s, db, ADMIT_BATCH, due, held->notes, err);
     /* recorded, or dropped with a failed statement (so that they can never keep admission
      * failing; without them the sweep looks at those runs after 10 s) */
-    held->n = 0;
+    if (due > 0) {
+        memmove(held->notes, held->notes + due, (held->n - due) * sizeof *held->notes);
+        held->n -= due;
+    }
     if (res == NULL) {
         kx_warn("scheduler: admission could not run: %s", kx_err_str(*err));
         return -1;
@@ -126,6 +161,7 @@ static int admit_batch(scheduler *s, kx_db *db, held_seqs *held, kx_err *err, bo
     kx_err bus_err = sched_dispatch_publish_many(s, (size_t)n, rows, seqs);
     size_t nsent = 0, nback = 0;
     const char **back_tids = back + n; /* run ids, then their row versions */
+    int64_t acked = kx_mono_ms();
     for (int i = 0; i < n; i++) {
         /* a row without its version (never: admission returns it) is found by no probe */
         const char *tid = rows[i].tid[0] != '\0' ? rows[i].tid : "(0,0)";
@@ -134,6 +170,7 @@ static int admit_batch(scheduler *s, kx_db *db, held_seqs *held, kx_err *err, bo
             snprintf(sn->run_id, sizeof sn->run_id, "%s", rows[i].run_id);
             snprintf(sn->tid, sizeof sn->tid, "%s", tid);
             sn->seq = seqs[i];
+            sn->acked_ms = acked;
         } else {
             /* not acknowledged: given back, so that the next pass dispatches it again (if it
              * did reach the stream, the second dispatch is harmless: the claim is a CAS) */
@@ -141,12 +178,8 @@ static int admit_batch(scheduler *s, kx_db *db, held_seqs *held, kx_err *err, bo
             back[nback++] = rows[i].run_id;
         }
     }
-    if (nsent > 0 && hold_seqs(s)) {
-        free(held->notes);
-        held->notes = notes;
-        held->n = nsent;
-        notes = NULL;
-    } else if (sched_store_set_dispatch_seqs(s, db, nsent, notes) != KX_OK) {
+    if (nsent > 0 && !(hold_seqs(s) && seqs_hold(held, notes, nsent)) &&
+        sched_store_set_dispatch_seqs(s, db, nsent, notes) != KX_OK) {
         /* Not fatal: without a sequence the sweep takes a dispatch for lost after 10 s and
          * sends another one, which the runners' claim makes harmless. */
         kx_warn("scheduler: dispatch sequences of %zu run(s) not recorded", nsent);
@@ -252,7 +285,7 @@ static void start_pass(scheduler *s)
         return;
     }
     a->next_head = a->next_tail = NULL;
-    a->held = (held_seqs){NULL, 0};
+    a->held = (held_seqs){NULL, 0, 0};
     a->pending = false;
     a->inflight = true;
 }

@@ -53,8 +53,13 @@ typedef struct sched_config {
 /* Most revoked leases one heartbeat answer carries (~60 B each: the answer stays far below
  * NATS' 1 MB max_payload); the runner asks again for the rest. */
 #define SCHED_HB_MAX_REVOKED 2000
-/* Admission holds a batch's dispatch sequences for the next pass (admit.c, "Sequences") only
- * while the reaper tick, after which a pass always runs, is at most this long (ms). */
+/* Admission records a dispatch's stream sequence with the first pass at least
+ * SCHED_SEQ_DELAY_MS after the dispatch (admit.c, "Sequences"), holding at most
+ * SCHED_SEQ_HELD_MAX of them, and only while the reaper tick, after which a pass always runs,
+ * is at most SCHED_HOLD_SEQS_MAX_MS: a sequence is then recorded within 7 s, before the sweep
+ * (10 s) needs it. */
+#define SCHED_SEQ_DELAY_MS 2000
+#define SCHED_SEQ_HELD_MAX 20000
 #define SCHED_HOLD_SEQS_MAX_MS 5000
 /* Most runs one reaper pass moves, and most notices one pass publishes. */
 #define SCHED_REAP_BATCH 1000
@@ -135,6 +140,7 @@ typedef struct sched_seq_note {
     char run_id[40];
     char tid[24];
     uint64_t seq;
+    int64_t acked_ms; /* admit.c: when the stream acknowledged the dispatch (monotonic ms) */
 } sched_seq_note;
 /* The same as set_dispatch_seq for n runs at once (one statement, one commit). */
 kx_err sched_store_set_dispatch_seqs(scheduler *s, kx_db *db, size_t n,
