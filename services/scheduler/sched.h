@@ -53,6 +53,14 @@ typedef struct sched_config {
 /* Most revoked leases one heartbeat answer carries (~60 B each: the answer stays far below
  * NATS' 1 MB max_payload); the runner asks again for the rest. */
 #define SCHED_HB_MAX_REVOKED 2000
+/* Admission records a dispatch's stream sequence with the first pass at least
+ * SCHED_SEQ_DELAY_MS after the dispatch (admit.c, "Sequences"), holding at most
+ * SCHED_SEQ_HELD_MAX of them, and only while the reaper tick, after which a pass always runs,
+ * is at most SCHED_HOLD_SEQS_MAX_MS: a sequence is then recorded within 7 s, before the sweep
+ * (10 s) needs it. */
+#define SCHED_SEQ_DELAY_MS 2000
+#define SCHED_SEQ_HELD_MAX 20000
+#define SCHED_HOLD_SEQS_MAX_MS 5000
 /* Most runs one reaper pass moves, and most notices one pass publishes. */
 #define SCHED_REAP_BATCH 1000
 
@@ -108,6 +116,7 @@ typedef struct sched_run_row {
     char project_id[40];
     int attempt;          /* agent_runs.attempt as it is now */
     int64_t dispatch_seq; /* sweep only: the last dispatch's stream sequence, 0 = none */
+    char tid[24];         /* admission only: the row version it wrote, "(page,item)", or "" */
 } sched_run_row;
 
 /* sched_config.c */
@@ -124,11 +133,21 @@ kx_err sched_store_mark_dispatched(scheduler *s, kx_db *db, const char *run_id, 
 kx_err sched_store_unmark_dispatched(scheduler *s, kx_db *db, const char *run_id);
 /* Records the stream sequence of the dispatch just published (the sweep's proof of loss). */
 kx_err sched_store_set_dispatch_seq(scheduler *s, kx_db *db, const char *run_id, uint64_t seq);
-/* The same for n runs at once (one statement, one commit: admission's group commit). */
-kx_err sched_store_set_dispatch_seqs(scheduler *s, kx_db *db, size_t n, const char *const *run_ids,
-                                     const uint64_t *seqs);
-/* unmark_dispatched for n runs at once. */
-kx_err sched_store_unmark_many(scheduler *s, kx_db *db, size_t n, const char *const *run_ids);
+/* A dispatch sequence to record: the run, the row version admission returned for it
+ * (sched_run_row.tid: the run is found by it, and skipped when that version is gone) and the
+ * stream sequence its dispatch got. */
+typedef struct sched_seq_note {
+    char run_id[40];
+    char tid[24];
+    uint64_t seq;
+    int64_t acked_ms; /* admit.c: when the stream acknowledged the dispatch (monotonic ms) */
+} sched_seq_note;
+/* The same as set_dispatch_seq for n runs at once (one statement, one commit). */
+kx_err sched_store_set_dispatch_seqs(scheduler *s, kx_db *db, size_t n,
+                                     const sched_seq_note *notes);
+/* unmark_dispatched for n runs at once, found as above. */
+kx_err sched_store_unmark_many(scheduler *s, kx_db *db, size_t n, const char *const *run_ids,
+                               const char *const *tids);
 /* The heartbeat: renews runner_id's lease row and returns the revocations since since_ms:
  * rows run_id, epoch, revoked_at ms; plus one last row (NULL, NULL, server now ms). */
 PGresult *sched_store_heartbeat(scheduler *s, kx_db *db, const char *runner_id, int capacity,
@@ -141,9 +160,12 @@ kx_err sched_store_reap(scheduler *s, kx_db *db, bool reap_leases, long *rows);
 PGresult *sched_store_notices(scheduler *s, kx_db *db, kx_err *err);
 kx_err sched_store_notice_done(scheduler *s, kx_db *db, const char *run_id, int64_t notice_epoch);
 /* Admission (see store.c): marks dispatched and returns (rows as mark_dispatched, plus a
- * column "more": whether runs may be left to admit now although fewer than batch came back)
- * the waiting runs that may start now, at most batch. */
-PGresult *sched_store_admit(scheduler *s, kx_db *db, int batch, kx_err *err);
+ * column "more": whether runs may be left to admit now although fewer than batch came back,
+ * and "tid": the row version written) the waiting runs that may start now, at most batch; in
+ * the same statement, records the dispatch sequences of notes (an earlier pass's runs) as
+ * set_dispatch_seqs does. */
+PGresult *sched_store_admit(scheduler *s, kx_db *db, int batch, size_t nnotes,
+                            const sched_seq_note *notes, kx_err *err);
 /* The sweep's candidates (queued, no dispatch yet or the last one over 10 s ago); rows: id,
  * thread_id, account_id, project_id, attempt, dispatch_seq. */
 PGresult *sched_store_sweep(scheduler *s, kx_db *db, kx_err *err);

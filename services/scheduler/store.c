@@ -48,16 +48,28 @@ const kx_db_stmt sched_statements[] = {
      "UPDATE agent_runs SET dispatch_seq = $2::bigint "
      "WHERE id = $1::uuid AND status IS NOT DISTINCT FROM 'queued'"},
     /* The same for an admission pass's runs at once: one statement, one commit (group commit).
-     * Idempotent like the single one (a retry writes the same values). "= ANY" makes the
-     * planner find the rows by primary key (joined with unnest alone, it hashed every queued
-     * run). */
+     * Idempotent like the single one (a retry writes the same values).
+     * Each run is found by the row version the admission returned ($3, its ctid): a TID probe,
+     * checked against the run's id. A version updated since (the run claimed, stopped) is no
+     * longer the run's and is skipped, as is a gone one: a claimed run needs no sequence, and
+     * for any other a missing one costs a second dispatch by the sweep (sweep.c), harmless;
+     * an update running concurrently is followed to its new version (checked again: status,
+     * id). The filter on v.n is always true: it makes the planner estimate
+     * one row from unnest, so that the generic plan probes the rows one by one even when it is
+     * made while agent_runs was never analyzed. Joined by id (or "= ANY"), the generic plan
+     * made on a young table is a sequential scan of agent_runs, kept for good: every pass then
+     * read every run (tests/unit/test_scheduler_plans.c). */
     {"sched_set_dispatch_seqs",
      "UPDATE agent_runs r SET dispatch_seq = v.seq "
-     "FROM unnest($1::uuid[], $2::bigint[]) AS v(id, seq) "
-     "WHERE r.id = ANY ($1::uuid[]) AND r.id = v.id AND r.status IS NOT DISTINCT FROM 'queued'"},
+     "FROM unnest($1::uuid[], $2::bigint[], $3::tid[]) WITH ORDINALITY AS v(id, seq, tid, n) "
+     "WHERE v.n BETWEEN 1 AND cardinality($1::uuid[]) AND r.ctid = v.tid AND r.id = v.id "
+     "AND r.status IS NOT DISTINCT FROM 'queued'"},
+    /* Runs whose dispatch was not acknowledged, given back; found as above. */
     {"sched_unmark_many",
-     "UPDATE agent_runs SET dispatched_at = NULL "
-     "WHERE id = ANY($1::uuid[]) AND status IS NOT DISTINCT FROM 'queued'"},
+     "UPDATE agent_runs r SET dispatched_at = NULL "
+     "FROM unnest($1::uuid[], $2::tid[]) WITH ORDINALITY AS v(id, tid, n) "
+     "WHERE v.n BETWEEN 1 AND cardinality($1::uuid[]) AND r.ctid = v.tid AND r.id = v.id "
+     "AND r.status IS NOT DISTINCT FROM 'queued'"},
     /* kx.run.hb: renew the runner's ONE lease row (clock_timestamp: a heartbeat that waited
      * for a lock still grants a full TTL from when it is written), then the leases it lost
      * since $4 (unix ms), oldest first, at most $5; the last row carries the server's now. */
@@ -79,7 +91,7 @@ const kx_db_stmt sched_statements[] = {
      * (notice 'retried'), else failed (notice 'failed'); by wall time: failed. SKIP LOCKED: a
      * row a runner's fenced write holds right now is taken at the next pass. */
     {"sched_reap",
-     "WITH dead AS (SELECT r.id, "
+     "WITH dead AS (SELECT r.id, r.ctid AS tid, "
      "    r.started_at < now() - ($1::bigint * interval '1 second') AS wall, "
      "    coalesce(greatest(l.heartbeat_at, r.heartbeat_at), r.heartbeat_at, r.started_at) "
      "      AS last_beat "
@@ -98,7 +110,8 @@ const kx_db_stmt sched_statements[] = {
          "d.last_beat") " END, "
                         "  lease_epoch = r.lease_epoch + 1, notice_epoch = r.lease_epoch + 1, "
                         "  lease_expires_at = NULL, dispatched_at = NULL, dispatch_seq = NULL "
-                        "FROM dead d WHERE r.id = d.id AND r.status IS NOT DISTINCT FROM 'running'"},
+                        "FROM dead d WHERE r.ctid = d.tid AND r.id = d.id "
+                        "AND r.status IS NOT DISTINCT FROM 'running'"},
     {"sched_notices",
      "SELECT id::text, coalesce(lease_owner, ''), coalesce(error, ''), notice_epoch, "
      "account_id::text, notice, thread_id::text, project_id::text, attempt, status "
@@ -133,9 +146,20 @@ const kx_db_stmt sched_statements[] = {
  *  more   (a column of every row) whether an account gave all of its quota k while it had
  *         room for more: only then may a batch shorter than $2 leave runs to admit now.
      * An account whose oldest waiting runs all wait behind a busy thread is read up to its
-     * first eligible run each pass (the old statement read every waiting run every pass). */
+     * first eligible run each pass (the old statement read every waiting run every pass).
+     *
+     * seqs   records the dispatch sequences of an earlier pass's runs ($3 ids, $4 sequences,
+     *        $5 row versions; empty arrays: none) as sched_set_dispatch_seqs does, in this
+     *        statement's commit (admit.c, "Sequences"). Its rows are dispatched, those the
+     *        pass picks are not (one snapshot): the two updates never meet on a row.
+     * The final update probes the row versions cand read (TID probes, checked against the
+     * id): joined by id, the generic plan made on a never-analyzed agent_runs read it whole. */
     {"sched_admit",
      "WITH RECURSIVE lk AS (SELECT pg_try_advisory_xact_lock(7743542548017916514) AS got), "
+     "seqs AS (UPDATE agent_runs r SET dispatch_seq = v.seq "
+     "  FROM unnest($3::uuid[], $4::bigint[], $5::tid[]) WITH ORDINALITY AS v(id, seq, tid, n) "
+     "  WHERE v.n BETWEEN 1 AND cardinality($3::uuid[]) AND r.ctid = v.tid AND r.id = v.id "
+     "    AND r.status IS NOT DISTINCT FROM 'queued' AND r.dispatched_at IS NOT NULL), "
      "accts AS ((SELECT account_id FROM agent_runs WHERE status = 'queued' "
      "    AND dispatched_at IS NULL ORDER BY account_id, created_at, id LIMIT 1) "
      "  UNION ALL SELECT (SELECT w.account_id FROM agent_runs w WHERE w.status = 'queued' "
@@ -151,20 +175,21 @@ const kx_db_stmt sched_statements[] = {
      "    AND w.status = 'queued' AND w.dispatched_at IS NULL " SCHED_W_THREAD_IDLE ")), "
      "quota AS (SELECT account_id, room, "
      "  least(room, ceil($2::numeric / count(*) OVER ()))::bigint AS k FROM elig), "
-     "cand AS (SELECT q.account_id, c.id, c.created_at, c.rn FROM quota q CROSS JOIN LATERAL ("
-     "  SELECT w.id, w.created_at, row_number() OVER (ORDER BY w.created_at, w.id) AS rn "
+     "cand AS (SELECT q.account_id, c.id, c.tid, c.created_at, c.rn FROM quota q CROSS JOIN LATERAL ("
+     "  SELECT w.id, w.ctid AS tid, w.created_at, "
+     "    row_number() OVER (ORDER BY w.created_at, w.id) AS rn "
      "  FROM agent_runs w WHERE w.account_id = q.account_id AND w.status = 'queued' "
      "    AND w.dispatched_at IS NULL " SCHED_W_THREAD_IDLE " "
      "  ORDER BY w.created_at, w.id LIMIT q.k) c), "
-     "pick AS (SELECT id FROM cand WHERE (SELECT got FROM lk) "
+     "pick AS (SELECT id, tid FROM cand WHERE (SELECT got FROM lk) "
      "  ORDER BY rn, created_at LIMIT $2::int), "
      "more AS (SELECT EXISTS (SELECT 1 FROM quota q WHERE q.k < q.room "
      "  AND q.k <= (SELECT count(*) FROM cand c WHERE c.account_id = q.account_id)) AS v) "
-     "UPDATE agent_runs r SET dispatched_at = now(), dispatch_seq = NULL "
-     "WHERE r.id = ANY (ARRAY(SELECT id FROM pick)) AND r.status IS NOT DISTINCT FROM 'queued' "
+     "UPDATE agent_runs r SET dispatched_at = now(), dispatch_seq = NULL FROM pick p "
+     "WHERE r.ctid = p.tid AND r.id = p.id AND r.status IS NOT DISTINCT FROM 'queued' "
      "  AND r.dispatched_at IS NULL "
      "RETURNING r.id, r.thread_id, r.account_id, r.project_id, r.attempt, "
-     "  (SELECT v FROM more) AS more"},
+     "  (SELECT v FROM more) AS more, r.ctid AS tid"},
     /* The sweep's candidates: queued runs dispatched over 10 s ago; the caller re-dispatches
      * only those whose dispatch message is gone from the stream (or was never recorded).
      * Least recently looked at first. (Runs never dispatched are admission's.) */
@@ -194,8 +219,8 @@ const kx_db_stmt sched_statements[] = {
     {"sched_cleanup",
      "WITH a AS (DELETE FROM lease_revocations WHERE revoked_at < now() - interval '1 hour') "
      "DELETE FROM runner_leases l WHERE expires_at < now() - interval '1 hour' "
-     "AND NOT EXISTS (SELECT 1 FROM agent_runs r WHERE r.lease_owner = l.runner_id "
-     "AND r.status IS NOT DISTINCT FROM 'running')"},
+     "AND (SELECT 1 FROM agent_runs r WHERE r.lease_owner = l.runner_id "
+     "AND r.status IS NOT DISTINCT FROM 'running' LIMIT 1) IS NULL"},
     KX_DB_STMT_END,
 };
 /* clang-format on */
@@ -232,6 +257,9 @@ void sched_store_row(const PGresult *res, int i, sched_run_row *row)
     int seq_col = PQfnumber(res, "dispatch_seq");
     if (seq_col >= 0 && !PQgetisnull(res, i, seq_col))
         row->dispatch_seq = strtoll(PQgetvalue(res, i, seq_col), NULL, 10);
+    int tid_col = PQfnumber(res, "tid");
+    if (tid_col >= 0)
+        copy_col(res, i, tid_col, row->tid, sizeof row->tid);
 }
 
 kx_err sched_store_mark_dispatched(scheduler *s, kx_db *db, const char *run_id, sched_run_row *row,
@@ -266,13 +294,14 @@ kx_err sched_store_set_dispatch_seq(scheduler *s, kx_db *db, const char *run_id,
     return note(s, kx_db_exec_cmd_idem(db, "sched_set_dispatch_seq", 2, params, NULL));
 }
 
-/* A Postgres array literal of n values: {a,b,...} (uuids and numbers need no quoting). Caller
- * frees; NULL when out of memory. */
-static char *array_lit(size_t n, const char *const *vals)
+/* A Postgres array literal of n values: {a,b,...}, each value in double quotes when quoted
+ * (a tid "(1,2)" holds a comma; uuids and numbers need no quoting; none of them holds a quote
+ * or a backslash). Caller frees; NULL when out of memory. */
+static char *array_lit(size_t n, const char *const *vals, bool quoted)
 {
     size_t len = 3;
     for (size_t i = 0; i < n; i++)
-        len += strlen(vals[i]) + 1;
+        len += strlen(vals[i]) + 3;
     char *out = malloc(len);
     if (out == NULL)
         return NULL;
@@ -282,51 +311,78 @@ static char *array_lit(size_t n, const char *const *vals)
         size_t l = strlen(vals[i]);
         if (i > 0)
             *p++ = ',';
+        if (quoted)
+            *p++ = '"';
         memcpy(p, vals[i], l);
         p += l;
+        if (quoted)
+            *p++ = '"';
     }
     *p++ = '}';
     *p = '\0';
     return out;
 }
 
-kx_err sched_store_set_dispatch_seqs(scheduler *s, kx_db *db, size_t n, const char *const *run_ids,
-                                     const uint64_t *seqs)
+/* The three array parameters of notes: run ids, sequences, row versions (malloc'd; false when
+ * out of memory, nothing to free then). */
+static bool notes_params(size_t n, const sched_seq_note *notes, char *out[3])
+{
+    const char **ids = calloc(n > 0 ? n : 1, sizeof *ids);
+    const char **tids = calloc(n > 0 ? n : 1, sizeof *tids);
+    const char **nums = calloc(n > 0 ? n : 1, sizeof *nums);
+    char(*sq)[24] = calloc(n > 0 ? n : 1, sizeof *sq);
+    out[0] = out[1] = out[2] = NULL;
+    if (ids != NULL && tids != NULL && nums != NULL && sq != NULL) {
+        for (size_t i = 0; i < n; i++) {
+            snprintf(sq[i], sizeof sq[i], "%" PRIu64, notes[i].seq);
+            ids[i] = notes[i].run_id;
+            /* a note without its version (never: admission returns it) finds no row */
+            tids[i] = notes[i].tid[0] != '\0' ? notes[i].tid : "(0,0)";
+            nums[i] = sq[i];
+        }
+        out[0] = array_lit(n, ids, false);
+        out[1] = array_lit(n, nums, false);
+        out[2] = array_lit(n, tids, true);
+    }
+    free(sq);
+    free(nums);
+    free(tids);
+    free(ids);
+    if (out[0] != NULL && out[1] != NULL && out[2] != NULL)
+        return true;
+    for (int i = 0; i < 3; i++)
+        free(out[i]);
+    return false;
+}
+
+kx_err sched_store_set_dispatch_seqs(scheduler *s, kx_db *db, size_t n,
+                                     const sched_seq_note *notes)
 {
     if (n == 0)
         return KX_OK;
-    char(*sq)[24] = calloc(n, sizeof *sq);
-    const char **sqp = calloc(n, sizeof *sqp);
-    char *ids = array_lit(n, run_ids);
-    char *nums = NULL;
-    kx_err err = KX_ERR_NOMEM;
-    if (sq != NULL && sqp != NULL && ids != NULL) {
-        for (size_t i = 0; i < n; i++) {
-            snprintf(sq[i], sizeof sq[i], "%" PRIu64, seqs[i]);
-            sqp[i] = sq[i];
-        }
-        nums = array_lit(n, sqp);
-    }
-    if (nums != NULL) {
-        const char *params[] = {ids, nums};
-        err = note(s, kx_db_exec_cmd_idem(db, "sched_set_dispatch_seqs", 2, params, NULL));
-    }
-    free(nums);
-    free(ids);
-    free(sqp);
-    free(sq);
+    char *p[3];
+    if (!notes_params(n, notes, p))
+        return KX_ERR_NOMEM;
+    const char *params[] = {p[0], p[1], p[2]};
+    kx_err err = note(s, kx_db_exec_cmd_idem(db, "sched_set_dispatch_seqs", 3, params, NULL));
+    for (int i = 0; i < 3; i++)
+        free(p[i]);
     return err;
 }
 
-kx_err sched_store_unmark_many(scheduler *s, kx_db *db, size_t n, const char *const *run_ids)
+kx_err sched_store_unmark_many(scheduler *s, kx_db *db, size_t n, const char *const *run_ids,
+                               const char *const *tids)
 {
     if (n == 0)
         return KX_OK;
-    char *ids = array_lit(n, run_ids);
-    if (ids == NULL)
-        return KX_ERR_NOMEM;
-    const char *params[] = {ids};
-    kx_err err = note(s, kx_db_exec_cmd_idem(db, "sched_unmark_many", 1, params, NULL));
+    char *ids = array_lit(n, run_ids, false);
+    char *tl = array_lit(n, tids, true);
+    kx_err err = KX_ERR_NOMEM;
+    if (ids != NULL && tl != NULL) {
+        const char *params[] = {ids, tl};
+        err = note(s, kx_db_exec_cmd_idem(db, "sched_unmark_many", 2, params, NULL));
+    }
+    free(tl);
     free(ids);
     return err;
 }
@@ -373,14 +429,21 @@ kx_err sched_store_notice_done(scheduler *s, kx_db *db, const char *run_id, int6
     return note(s, kx_db_exec_cmd_idem(db, "sched_notice_done", 2, params, NULL));
 }
 
-PGresult *sched_store_admit(scheduler *s, kx_db *db, int batch, kx_err *err)
+PGresult *sched_store_admit(scheduler *s, kx_db *db, int batch, size_t nnotes,
+                            const sched_seq_note *notes, kx_err *err)
 {
-    char limit[24], n[16];
+    char limit[24], n[16], *p[3];
     snprintf(limit, sizeof limit, "%lld", (long long)s->cfg.max_parallel_runs);
     snprintf(n, sizeof n, "%d", batch);
-    const char *params[] = {limit, n};
-    PGresult *res = kx_db_exec_idem(db, "sched_admit", 2, params, err);
+    if (!notes_params(nnotes, notes, p)) {
+        *err = KX_ERR_NOMEM;
+        return NULL;
+    }
+    const char *params[] = {limit, n, p[0], p[1], p[2]};
+    PGresult *res = kx_db_exec_idem(db, "sched_admit", 5, params, err);
     note(s, res != NULL ? KX_OK : *err);
+    for (int i = 0; i < 3; i++)
+        free(p[i]);
     return res;
 }
 

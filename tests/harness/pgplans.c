@@ -72,11 +72,11 @@ char *kx_th_generic_plan(PGconn *c, const char *sql, char *why, size_t cap)
     return explain(c, sql, false, why, cap);
 }
 
-/* Whether name is one of the partial indexes (a NULL-terminated list). */
-static bool is_partial(const char *const *partial, const char *name)
+/* Whether name is one of names (a NULL-terminated list). */
+static bool in_names(const char *const *names, const char *name)
 {
-    for (size_t i = 0; partial[i] != NULL; i++)
-        if (strcmp(partial[i], name) == 0)
+    for (size_t i = 0; names[i] != NULL; i++)
+        if (strcmp(names[i], name) == 0)
             return true;
     return false;
 }
@@ -95,16 +95,26 @@ static bool in_list(const char *list, const char *name)
     return false;
 }
 
+/* The tables that hold a row per run or per message: a generic plan must never read them
+ * whole (a plan made while they were small or never analyzed is kept when they are large). */
+static const char *const BIG_TABLES[] = {"agent_runs", "messages", NULL};
+
 /* Walks a JSON plan node: *uses_required set when it or a child uses `requires`; the first
- * partial index scanned without an Index Cond (other than those in `sweeps`) into *walked. */
+ * partial index scanned without an Index Cond, or the first of BIG_TABLES read by a sequential
+ * scan (other than those in `sweeps`), into *walked. */
 static void walk(const json_t *node, const char *const *partial, const char *requires,
                  const char *sweeps, bool *uses_required, const char **walked)
 {
+    const char *type = json_string_value(json_object_get(node, "Node Type"));
+    const char *rel = json_string_value(json_object_get(node, "Relation Name"));
+    if (*walked == NULL && type != NULL && rel != NULL && strcmp(type, "Seq Scan") == 0 &&
+        in_names(BIG_TABLES, rel) && !in_list(sweeps, rel))
+        *walked = rel;
     const char *index = json_string_value(json_object_get(node, "Index Name"));
     if (index != NULL) {
         if (requires != NULL && strcmp(index, requires) == 0)
             *uses_required = true;
-        if (*walked == NULL && is_partial(partial, index) &&
+        if (*walked == NULL && in_names(partial, index) &&
             json_object_get(node, "Index Cond") == NULL && !in_list(sweeps, index))
             *walked = index;
     }
@@ -180,14 +190,14 @@ int kx_th_plans_check(PGconn *c, const kx_db_stmt *stmts, const kx_th_plan_expec
                  &uses_required, &walked);
             if (walked != NULL && uses_required && e != NULL && e->open != NULL) {
                 char *text = kx_th_generic_plan(c, s->sql, why, sizeof why);
-                printf("pgplans: KNOWN, NOT FIXED: %s walks the whole partial index %s (%s):\n%s",
-                       s->name, walked, e->open, text != NULL ? text : why);
+                printf("pgplans: KNOWN, NOT FIXED: %s reads the whole of %s (%s):\n%s", s->name,
+                       walked, e->open, text != NULL ? text : why);
                 free(text);
             } else if (walked != NULL || !uses_required) {
                 char *text = kx_th_generic_plan(c, s->sql, why, sizeof why);
                 if (walked != NULL)
-                    fprintf(stderr, "pgplans: %s walks the whole partial index %s:\n%s", s->name,
-                            walked, text != NULL ? text : why);
+                    fprintf(stderr, "pgplans: %s reads the whole of %s:\n%s", s->name, walked,
+                            text != NULL ? text : why);
                 else
                     fprintf(stderr, "pgplans: %s does not use %s:\n%s", s->name, requires,
                             text != NULL ? text : why);

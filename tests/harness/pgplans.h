@@ -11,6 +11,11 @@
  * does not look at the values) and fails a statement when its plan
  *   - scans a partial index without an Index Cond (it walks every entry of that index), unless
  *     the statement's expectation allows exactly that index (a sweep that means to), or
+ *   - reads agent_runs or messages with a sequential scan (the plan of the empty, never
+ *     analyzed database is the one a service caches at its start: PostgreSQL takes a never
+ *     analyzed table for 10 pages, and a sequential scan of 10 pages for cheaper than two
+ *     index probes; the plan is kept as the table grows, until the first ANALYZE), unless
+ *     the expectation's sweeps name that table, or
  *   - does not use the index the expectation requires.
  * A statement whose walk is a known open issue (the expectation's `open`) is printed with its
  * plan and the reason, and not failed.
@@ -26,8 +31,8 @@
 typedef struct kx_th_plan_expect {
     const char *stmt;     /* statement name; NULL ends the table */
     const char *requires; /* an index the plan must use (NULL: none required) */
-    const char *sweeps;   /* partial indexes the statement may walk whole, comma-separated
-                           * (NULL: none) */
+    const char *sweeps;   /* partial indexes (or agent_runs, messages) the statement may
+                           * walk whole, comma-separated (NULL: none) */
     const char *open;     /* a walk known and not fixed yet: why (printed, not failed) */
 } kx_th_plan_expect;
 

@@ -11,7 +11,8 @@
  *     never out of the fair order), and the whole of it when the batch does not bind;
  *   - repeated with a small batch until it admits nothing, admit exactly the runs the
  *     specification admits with an unbounded batch; and when a short batch says no run is left
- *     (its column "more"), the next one admits nothing. */
+ *     (its column "more"), the next one admits nothing.
+ * And it records the dispatch sequences an earlier pass held on the runs still queued only. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -128,7 +129,7 @@ static bool in_result(const PGresult *r, int upto, const char *id)
 static PGresult *admit(scheduler *s, int batch)
 {
     kx_err err = KX_OK;
-    PGresult *r = sched_store_admit(s, g_db, batch, &err);
+    PGresult *r = sched_store_admit(s, g_db, batch, 0, NULL, &err);
     if (r == NULL)
         fail_msg("sched_admit failed (%s): %s", kx_err_str(err), kx_db_last_error(g_db));
     return r;
@@ -205,6 +206,68 @@ static void test_passes_until_empty_admit_what_the_rules_allow(void **state)
     }
 }
 
+/* The dispatch sequences a pass holds (admit.c, "Sequences") are recorded by the next admit
+ * statement, on the runs still queued only: a run claimed meanwhile (its row version is not
+ * the one admission returned) and a note for a version that is not the run's are skipped,
+ * and the statement admits as it would without them. */
+static void test_admit_records_held_sequences(void **state)
+{
+    (void)state;
+    scheduler s;
+    memset(&s, 0, sizeof s);
+    s.cfg.max_parallel_runs = 10;
+    sql("TRUNCATE agent_runs, threads, projects CASCADE");
+    sql("INSERT INTO projects (project_id, name, account_id) VALUES "
+        "(md5('p')::uuid, 'p', md5('a')::uuid)");
+    sql("INSERT INTO threads (thread_id, account_id, project_id) SELECT md5('t' || i)::uuid, "
+        "md5('a')::uuid, md5('p')::uuid FROM generate_series(0, 3) i");
+    sql("INSERT INTO agent_runs (thread_id, account_id, project_id, status) SELECT "
+        "md5('t' || i)::uuid, md5('a')::uuid, md5('p')::uuid, 'queued' "
+        "FROM generate_series(0, 2) i");
+    PGresult *got = admit(&s, 10);
+    assert_int_equal(PQntuples(got), 3);
+    sched_seq_note notes[4];
+    memset(notes, 0, sizeof notes);
+    for (int i = 0; i < 3; i++) {
+        sched_run_row row;
+        sched_store_row(got, i, &row);
+        assert_true(row.tid[0] == '(');
+        snprintf(notes[i].run_id, sizeof notes[i].run_id, "%s", row.run_id);
+        snprintf(notes[i].tid, sizeof notes[i].tid, "%s", row.tid);
+        notes[i].seq = 100 + (uint64_t)i;
+    }
+    PQclear(got);
+    /* the first is claimed before the next pass; the fourth note names the second run's
+     * version for another run id */
+    char q[256];
+    snprintf(q, sizeof q, "UPDATE agent_runs SET status = 'running' WHERE id = '%s'",
+             notes[0].run_id);
+    sql(q);
+    snprintf(notes[3].run_id, sizeof notes[3].run_id, "%s", notes[2].run_id);
+    snprintf(notes[3].tid, sizeof notes[3].tid, "%s", notes[1].tid);
+    notes[3].seq = 999;
+    /* a new waiting run on a fourth thread: admitted by the same statement */
+    sql("INSERT INTO agent_runs (thread_id, account_id, project_id, status) VALUES "
+        "(md5('t3')::uuid, md5('a')::uuid, md5('p')::uuid, 'queued')");
+    kx_err err = KX_OK;
+    got = sched_store_admit(&s, g_db, 10, 4, notes, &err);
+    assert_non_null(got);
+    assert_int_equal(PQntuples(got), 1);
+    PQclear(got);
+    got = kx_db_exec_sql(g_db,
+                         "SELECT coalesce(dispatch_seq, 0) FROM agent_runs "
+                         "ORDER BY thread_id = md5('t0')::uuid DESC, thread_id = md5('t1')::uuid "
+                         "DESC, thread_id = md5('t2')::uuid DESC",
+                         &err);
+    assert_non_null(got);
+    assert_int_equal(PQntuples(got), 4);
+    assert_string_equal(PQgetvalue(got, 0, 0), "0");   /* claimed: skipped */
+    assert_string_equal(PQgetvalue(got, 1, 0), "101"); /* still queued: recorded */
+    assert_string_equal(PQgetvalue(got, 2, 0), "102"); /* not 999 (another run's version) */
+    assert_string_equal(PQgetvalue(got, 3, 0), "0");   /* just admitted: none yet */
+    PQclear(got);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -232,6 +295,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_one_pass_is_a_prefix_of_the_fair_order),
         cmocka_unit_test(test_passes_until_empty_admit_what_the_rules_allow),
+        cmocka_unit_test(test_admit_records_held_sequences),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -2,7 +2,8 @@
  * (services/scheduler/store.c) on an empty database and on one whose runs have all ended
  * (tests/harness/pgplans.h): a statement that finds a run by its id uses the primary key (it
  * walked every queued run on each dispatch before), admission reads its own indexes (not every
- * queued run), and only the sweeps walk the index they sweep. */
+ * queued run), only the sweeps walk the index they sweep, and none reads agent_runs whole
+ * (admission's update, the reaper's and set_dispatch_seqs did on a never-analyzed table). */
 #include "pgplans.h"
 #include "sched.h"
 
@@ -10,8 +11,10 @@ static const kx_th_plan_expect EXPECT[] = {
     {"sched_mark_dispatched", "agent_runs_pkey", NULL, NULL},
     {"sched_unmark_dispatched", "agent_runs_pkey", NULL, NULL},
     {"sched_set_dispatch_seq", "agent_runs_pkey", NULL, NULL},
-    /* "= ANY($1)": on a never-analyzed table the generic plan is a sequential scan (no
-     * partial index walked); the first ANALYZE of agent_runs replans it with the key */
+    /* each run probed by the row version admission returned (a TID scan, no index); joined
+     * by id ("= ANY($1)") the generic plan made on a never-analyzed agent_runs was a
+     * sequential scan of it, kept until the first ANALYZE: every admission pass read every
+     * run (pgplans.c now fails a statement that reads agent_runs or messages whole) */
     {"sched_set_dispatch_seqs", NULL, NULL, NULL},
     {"sched_unmark_many", NULL, NULL, NULL},
     {"sched_sweep_seen", "agent_runs_pkey", NULL, NULL},
