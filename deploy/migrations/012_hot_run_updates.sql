@@ -9,9 +9,9 @@
 -- metadata included — the token-usage trigger's two updates per run (migration 005), the
 -- scheduler's dispatch_seq and every other.
 --   * agent_runs_notice_idx (updated_at) WHERE notice IS NOT NULL becomes (id) WHERE notice
---     IS NOT NULL. Its reader, the scheduler's sched_notices (notice IS NOT NULL ORDER BY
---     updated_at LIMIT n), reads the same entries — the runs with a notice, a handful between
---     a reap and its publication — and sorts them by updated_at from the rows.
+--     IS NOT NULL. Its reader, the scheduler's sched_notices, takes a batch in the index's
+--     order (notice IS NOT NULL ORDER BY id LIMIT n) — the runs with a notice, a handful
+--     between a reap and its publication — and sorts the batch by updated_at from the rows.
 --   * agent_runs_owner_idx (lease_owner, updated_at) becomes (lease_owner). Its reader, the
 --     scheduler's sched_cleanup (is any run of this runner still running?), looks up
 --     lease_owner only.

@@ -112,10 +112,16 @@ const kx_db_stmt sched_statements[] = {
                         "  lease_expires_at = NULL, dispatched_at = NULL, dispatch_seq = NULL "
                         "FROM dead d WHERE r.ctid = d.tid AND r.id = d.id "
                         "AND r.status IS NOT DISTINCT FROM 'running'"},
+    /* A batch of pending notices, the batch's oldest first. The batch is taken in the order
+     * of agent_runs_notice_idx, (id) WHERE notice IS NOT NULL (migration 012), so that even the
+     * generic plan made on a never-analyzed table reads that index and not every run; ordered
+     * by updated_at as a whole, that plan was a sequential scan (unit_scheduler_plans). Every
+     * pending notice is in some batch: each published one is cleared. */
     {"sched_notices",
      "SELECT id::text, coalesce(lease_owner, ''), coalesce(error, ''), notice_epoch, "
      "account_id::text, notice, thread_id::text, project_id::text, attempt, status "
-     "FROM agent_runs WHERE notice IS NOT NULL ORDER BY updated_at LIMIT $1::int"},
+     "FROM (SELECT * FROM agent_runs WHERE notice IS NOT NULL ORDER BY id LIMIT $1::int) n "
+     "ORDER BY updated_at"},
     {"sched_notice_done",
      "UPDATE agent_runs SET notice = NULL, notice_epoch = NULL "
      "WHERE id = $1::uuid AND notice_epoch = $2::bigint"},
