@@ -47,3 +47,9 @@ ALTER TABLE agent_runs SET (fillfactor = 70);
 DROP INDEX IF EXISTS messages_agent_run_id_idx;
 DROP INDEX IF EXISTS messages_agent_id_idx;
 CREATE INDEX IF NOT EXISTS messages_agent_id_idx ON messages (agent_id) WHERE agent_id IS NOT NULL;
+
+-- The runner's project naming asks, after each run, whether it was its project's first
+-- (services/agent-runner/store.c, runner_project_first_run: another run of the project created
+-- no later). No index of agent_runs led with project_id, so every run's question read every
+-- run of every account (tests/unit/test_runner_plans.c).
+CREATE INDEX IF NOT EXISTS agent_runs_project_created_idx ON agent_runs (project_id, created_at);

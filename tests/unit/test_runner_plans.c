@@ -4,7 +4,7 @@
  * run row by its primary key. Before the fix of issue 12 (status IS NOT DISTINCT FROM '...')
  * the claim walked agent_runs_queued_idx and the fenced insert, finish and hand-back walked
  * agent_runs_lease_expiry_idx on the empty database. No statement reads agent_runs or messages
- * whole either (one known exception, below). */
+ * whole either. */
 #include "pgplans.h"
 #include "store.h"
 
@@ -14,12 +14,9 @@ static const kx_th_plan_expect EXPECT[] = {
     {"runner_finish", "agent_runs_pkey", NULL, NULL},
     {"runner_handback", "agent_runs_pkey", NULL, NULL},
     {"runner_agent", "agent_runs_pkey", NULL, NULL},
-    /* its NOT EXISTS reads the project's other runs by project_id, which no index of
-     * agent_runs leads with: a sequential scan of agent_runs in both states (a known open
-     * issue of the runner's statements; an index on agent_runs (project_id, created_at), or
-     * reading them through the project's threads, would fix it) */
-    {"runner_project_first_run", "agent_runs_pkey", NULL,
-     "reads every run to tell whether one is the first of its project"},
+    /* its NOT EXISTS reads the project's other runs by agent_runs_project_created_idx
+     * (migration 012); before it, no index led with project_id and both states read every run */
+    {"runner_project_first_run", "agent_runs_pkey", NULL, NULL},
     {"runner_first_user_message", "agent_runs_pkey", NULL, NULL},
     {NULL, NULL, NULL, NULL},
 };
