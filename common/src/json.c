@@ -23,40 +23,42 @@
 
 /* ---- strings --------------------------------------------------------------------------- */
 
+/* The escape of each byte: 0 = copied as is, else the letter after the backslash ('u' for
+ * \u00xx). Only '"', '\\' and the bytes below 0x20 are escaped. */
+static const char ESC[256] = {
+    ['"'] = '"', ['\\'] = '\\', ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't',
+    [0x00] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u', [0x05] = 'u',
+    [0x06] = 'u', [0x07] = 'u', [0x0b] = 'u', [0x0e] = 'u', [0x0f] = 'u', [0x10] = 'u',
+    [0x11] = 'u', [0x12] = 'u', [0x13] = 'u', [0x14] = 'u', [0x15] = 'u', [0x16] = 'u',
+    [0x17] = 'u', [0x18] = 'u', [0x19] = 'u', [0x1a] = 'u', [0x1b] = 'u', [0x1c] = 'u',
+    [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u',
+};
+
 static void put_string(kx_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
+    /* room for the common case (nothing escaped) at once; escapes grow it as they come */
+    if (kx_buf_reserve(b, n + 2) != KX_OK)
+        return;
     kx_buf_add(b, "\"", 1);
     size_t run = 0; /* start of the current run of bytes copied as is */
     for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        const char *esc = NULL;
-        char u[7];
-        switch (c) {
-        case '"': esc = "\\\""; break;
-        case '\\': esc = "\\\\"; break;
-        case '\n': esc = "\\n"; break;
-        case '\r': esc = "\\r"; break;
-        case '\t': esc = "\\t"; break;
-        case '\b': esc = "\\b"; break;
-        case '\f': esc = "\\f"; break;
-        default:
-            if (c < 0x20) {
-                u[0] = '\\';
-                u[1] = 'u';
-                u[2] = '0';
-                u[3] = '0';
-                u[4] = hex[c >> 4];
-                u[5] = hex[c & 15];
-                u[6] = '\0';
-                esc = u;
-            }
+        char e = ESC[(unsigned char)s[i]];
+        if (e == 0)
+            continue;
+        kx_buf_add(b, s + run, i - run);
+        char u[6] = {'\\', e};
+        size_t ul = 2;
+        if (e == 'u') {
+            unsigned char c = (unsigned char)s[i];
+            u[2] = '0';
+            u[3] = '0';
+            u[4] = hex[c >> 4];
+            u[5] = hex[c & 15];
+            ul = 6;
         }
-        if (esc != NULL) {
-            kx_buf_add(b, s + run, i - run);
-            kx_buf_str(b, esc);
-            run = i + 1;
-        }
+        kx_buf_add(b, u, ul);
+        run = i + 1;
     }
     kx_buf_add(b, s + run, n - run);
     kx_buf_add(b, "\"", 1);
@@ -185,6 +187,20 @@ static void put_value(kx_buf *b, const json_t *v)
     case JSON_FALSE: kx_buf_str(b, "false"); break;
     case JSON_NULL: kx_buf_str(b, "null"); break;
     }
+}
+
+void kx_json_put_py(kx_buf *b, const json_t *v)
+{
+    if (v == NULL) {
+        b->oom = true; /* as kx_json_dumps_py(NULL): nothing to print is a failure */
+        return;
+    }
+    put_value(b, v);
+}
+
+void kx_json_put_py_str(kx_buf *b, const char *s, size_t n)
+{
+    put_string(b, s, n);
 }
 
 char *kx_json_dumps_py(const json_t *v)
