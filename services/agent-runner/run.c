@@ -26,6 +26,7 @@
 #include "project_name.h"
 #include "prompt.h"
 #include "tool_schemas.h"
+#include "tools_text.h"
 #include "events.h"
 #include "kx/json.h"
 #include "kx/log.h"
@@ -951,7 +952,7 @@ static bool apply_agent(run *r, run_loaded *l)
     r->max_xml_calls =
         r->agent.max_xml_tool_calls > 0 ? r->agent.max_xml_tool_calls : o->cfg->max_xml_tool_calls;
     r->tools = tools;
-    r->tools_text = tools ? kx_json_dumps_compact(tools) : NULL;
+    r->tools_text = tools ? tools_text_print(tools) : NULL; /* each schema printed once */
     if (r->agent.system_prompt != NULL) {
         char *rendered = agent_config_render(r->agent.system_prompt, time(NULL));
         r->system = rendered ? prompt_with_tools(rendered, r->tools) : NULL;
