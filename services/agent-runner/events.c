@@ -64,8 +64,9 @@ static char *row_text(const char *message_id, const char *thread_id, const char 
     put_str(&b, thread_id);
     kx_buf_str(&b, ", \"type\": ");
     put_str(&b, type);
-    kx_buf_str(&b, is_llm ? ", \"is_llm_message\": true, \"content\": "
-                          : ", \"is_llm_message\": false, \"content\": ");
+    kx_buf_str(&b,
+               is_llm ? ", \"is_llm_message\": true, \"content\": "
+                      : ", \"is_llm_message\": false, \"content\": ");
     put_text_of(&b, content);
     kx_buf_str(&b, ", \"metadata\": ");
     put_text_of(&b, metadata);
@@ -162,9 +163,9 @@ char *events_row_json(const char *message_id, const char *thread_id, const char 
         json_t *c = events_cap_strings(content, max, message_id);
         json_t *m = events_cap_strings(metadata, max, message_id);
         free(out);
-        out = c && m ? row_text(message_id, thread_id, type, is_llm, c, m, created_at, updated_at,
-                                &len)
-                     : NULL;
+        out = c && m
+            ? row_text(message_id, thread_id, type, is_llm, c, m, created_at, updated_at, &len)
+            : NULL;
         json_decref(c);
         json_decref(m);
     }

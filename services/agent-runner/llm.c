@@ -218,8 +218,8 @@ static bool use_model(llm_call *call, const char *model)
     curl_slist_free_all(call->headers);
     call->body =
         call->prov->body(c->cfg, &call->route, call->system ? call->system : prompt_system(),
-                         call->tools ? call->tools : c->tools, call->tools ? call->tools_text : NULL,
-                         call->messages, call->max_tokens);
+                         call->tools ? call->tools : c->tools,
+                         call->tools ? call->tools_text : NULL, call->messages, call->max_tokens);
     call->headers = call->prov->headers(c->cfg, &call->route);
     if (call->body == NULL || call->headers == NULL) {
         finish(call, KX_ERR_NOMEM, "out of memory building the LLM request");

@@ -275,12 +275,13 @@ kx_err publisher_new(kx_bus *bus, kx_loop *loop, int64_t max_pending, int64_t ac
     p->loop = loop;
     p->max_pending = max_pending > 0 ? max_pending : 1;
     p->ack_wait_ms = ack_wait_ms > 0 ? ack_wait_ms : 10000;
-    p->published =
-        kx_metrics_counter("kx_runner_events_published_total", "", "Run events stored by JetStream");
+    p->published = kx_metrics_counter("kx_runner_events_published_total", "",
+                                      "Run events stored by JetStream");
     p->retried = kx_metrics_counter("kx_runner_events_retried_total", "",
                                     "Run event publishes retried after a failure");
-    p->failed = kx_metrics_counter("kx_runner_events_failed_total", "",
-                                   "Run events that could not be streamed (an error event stands in)");
+    p->failed =
+        kx_metrics_counter("kx_runner_events_failed_total", "",
+                           "Run events that could not be streamed (an error event stands in)");
     p->g_inflight = kx_metrics_gauge("kx_runner_events_inflight", "",
                                      "Run event publishes waiting for their JetStream ack");
     p->g_queued = kx_metrics_gauge("kx_runner_events_queued", "",

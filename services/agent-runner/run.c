@@ -981,8 +981,8 @@ static void start_llm(run *r, json_t *msgs)
                               json_pack("{s:s, s:s}", "role", "assistant", "content",
                                         r->continued));
     int64_t budget = context_budget_for(o->cfg->context_budgets, r->model);
-    int64_t fixed = context_text_tokens(strlen(r->system) +
-                                        (r->tools_text ? strlen(r->tools_text) : 0));
+    int64_t fixed =
+        context_text_tokens(strlen(r->system) + (r->tools_text ? strlen(r->tools_text) : 0));
     context_fit_report rep;
     if (context_fit(msgs, budget, fixed, &rep) != 0) {
         json_decref(msgs);

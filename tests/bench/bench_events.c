@@ -81,8 +81,8 @@ static double time2(print2 f, const json_t *a, const json_t *b, int n, size_t *l
 
 static void line(const char *what, double base, double ours, size_t len)
 {
-    printf("  %-44s %7zu B   jansson %8.2f us CPU   ours %8.2f us CPU   %.2f x\n", what, len, base, ours,
-           ours > 0 ? base / ours : 0);
+    printf("  %-44s %7zu B   jansson %8.2f us CPU   ours %8.2f us CPU   %.2f x\n", what, len, base,
+           ours, ours > 0 ? base / ours : 0);
 }
 
 int main(int argc, char **argv)

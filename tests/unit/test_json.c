@@ -161,11 +161,25 @@ static json_t *rand_string(void)
 
 static json_t *rand_tree(int depth)
 {
-    static const double reals[] = {0.1,    -2.5,    1e16,   1.5e-05, 3.141592653589793,
-                                   100.0,  -0.0,    1e-7,   1e300,   -1.7976931348623157e308,
-                                   5e-324, 123456789.125, 0.30000000000000004, 2.0, 1e22};
+    static const double reals[] = {0.1,
+                                   -2.5,
+                                   1e16,
+                                   1.5e-05,
+                                   3.141592653589793,
+                                   100.0,
+                                   -0.0,
+                                   1e-7,
+                                   1e300,
+                                   -1.7976931348623157e308,
+                                   5e-324,
+                                   123456789.125,
+                                   0.30000000000000004,
+                                   2.0,
+                                   1e22};
     switch (rnd(depth > 0 ? 9 : 6)) {
-    case 0: return json_integer(rnd(3) == 0 ? (json_int_t)INT64_MIN + rnd(2) : (json_int_t)rnd(99999) - 500);
+    case 0:
+        return json_integer(rnd(3) == 0 ? (json_int_t)INT64_MIN + rnd(2)
+                                        : (json_int_t)rnd(99999) - 500);
     case 1: {
         double x = reals[rnd(sizeof reals / sizeof *reals)];
         return json_real(rnd(2) && x < 1e300 && x > -1e300 ? x * 3.7 : x);

@@ -67,9 +67,9 @@ static char *ref_row_json(const char *message_id, const char *thread_id, const c
         json_t *c = events_cap_strings(content, max, message_id);
         json_t *m = events_cap_strings(metadata, max, message_id);
         free(out);
-        out = c && m ? ref_row_text(message_id, thread_id, type, is_llm, c, m, created_at,
-                                    updated_at)
-                     : NULL;
+        out = c && m
+            ? ref_row_text(message_id, thread_id, type, is_llm, c, m, created_at, updated_at)
+            : NULL;
         json_decref(c);
         json_decref(m);
     }
@@ -118,8 +118,8 @@ static uint32_t rnd(uint32_t n)
 /* Appends one valid UTF-8 character of a random class to b. */
 static void add_char(kx_buf *b)
 {
-    static const char *specials[] = {"\"", "\\", "/", "\n", "\r", "\t", "\b", "\f", "\x7f",
-                                     "\xe2\x80\xa8", "<", "'", "{", "}", ":", ","};
+    static const char *specials[] = {"\"",   "\\",           "/", "\n", "\r", "\t", "\b", "\f",
+                                     "\x7f", "\xe2\x80\xa8", "<", "'",  "{",  "}",  ":",  ","};
     char c[4];
     switch (rnd(6)) {
     case 0: /* a control character, every one of them in time */
@@ -147,9 +147,7 @@ static void add_char(kx_buf *b)
         c[3] = (char)(0x80 + rnd(64));
         kx_buf_add(b, c, 4);
         break;
-    default:
-        c[0] = (char)(' ' + rnd(95));
-        kx_buf_add(b, c, 1);
+    default: c[0] = (char)(' ' + rnd(95)); kx_buf_add(b, c, 1);
     }
 }
 
@@ -268,8 +266,8 @@ static void test_row_matches_jansson(void **state)
         json_t *content = rand_value(4);
         json_t *metadata = rand_value(3);
         char *type = rand_text(10);
-        check_row("0b0e7a36-6a5c-4f57-9a4a-0c6b8b8f1d2e", "t-\xc3\xa9\"\n", type, rnd(2),
-                  content, metadata);
+        check_row("0b0e7a36-6a5c-4f57-9a4a-0c6b8b8f1d2e", "t-\xc3\xa9\"\n", type, rnd(2), content,
+                  metadata);
         free(type);
         json_decref(content);
         json_decref(metadata);
@@ -277,8 +275,8 @@ static void test_row_matches_jansson(void **state)
     /* a typical tool result row */
     json_t *c = json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id", "call_1", "content",
                           "{\"tool\": \"view_tasks\", \"output\": \"a\\nb \\u00e9\"}");
-    json_t *m = json_pack("{s:s, s:{s:b, s:f}}", "thread_run_id", "r-1", "frontend_content",
-                          "ok", 0.25);
+    json_t *m =
+        json_pack("{s:s, s:{s:b, s:f}}", "thread_run_id", "r-1", "frontend_content", "ok", 0.25);
     check_row("m-1", "t-1", "tool", false, c, m);
     json_decref(c);
     json_decref(m);

@@ -47,8 +47,8 @@ static char *ref_body(const llm_route *rt, const char *system, const json_t *too
 static json_t *tool(const char *name, const char *desc)
 {
     return json_pack("{s:s, s:{s:s, s:s, s:{s:s, s:{s:{s:s}}, s:[s]}}}", "type", "function",
-                     "function", "name", name, "description", desc, "parameters", "type",
-                     "object", "properties", "path", "type", "string", "required", "path");
+                     "function", "name", name, "description", desc, "parameters", "type", "object",
+                     "properties", "path", "type", "string", "required", "path");
 }
 
 static void test_body_matches_the_tree_print(void **state)
