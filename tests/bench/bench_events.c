@@ -57,26 +57,26 @@ static char *jansson_compact(const json_t *v)
 typedef char *(*print1)(const json_t *v);
 typedef char *(*print2)(const json_t *a, const json_t *b);
 
-static double time1(print1 f, const json_t *v, int n, size_t *len)
+static double time1(print1 f, const json_t *v, long n, size_t *len)
 {
     double t0 = cpu_us();
-    for (int i = 0; i < n; i++) {
+    for (long i = 0; i < n; i++) {
         char *s = f(v);
         *len = s ? strlen(s) : 0;
         free(s);
     }
-    return (cpu_us() - t0) / n;
+    return (cpu_us() - t0) / (double)n;
 }
 
-static double time2(print2 f, const json_t *a, const json_t *b, int n, size_t *len)
+static double time2(print2 f, const json_t *a, const json_t *b, long n, size_t *len)
 {
     double t0 = cpu_us();
-    for (int i = 0; i < n; i++) {
+    for (long i = 0; i < n; i++) {
         char *s = f(a, b);
         *len = s ? strlen(s) : 0;
         free(s);
     }
-    return (cpu_us() - t0) / n;
+    return (cpu_us() - t0) / (double)n;
 }
 
 static void line(const char *what, double base, double ours, size_t len)
@@ -87,8 +87,8 @@ static void line(const char *what, double base, double ours, size_t len)
 
 int main(int argc, char **argv)
 {
-    int n = argc > 1 ? atoi(argv[1]) : 2000;
-    if (n <= 0)
+    long n = argc > 1 ? strtol(argv[1], NULL, 10) : 2000;
+    if (n <= 0 || n > 100000000)
         n = 2000;
     json_t *tools = prompt_tools();
     json_t *thread = json_array();
@@ -105,7 +105,7 @@ int main(int argc, char **argv)
                                  "view_tasks", "frontend_content", "success", 1, "output",
                                  "- [ ] write the report\n- [x] profile");
     size_t l1, l2;
-    printf("bench_events: %d iterations each, one thread\n", n);
+    printf("bench_events: %ld iterations each, one thread\n", n);
     double b = time1(jansson_compact, tools, n, &l1);
     double o = time1(kx_json_dumps_compact, tools, n, &l2);
     line("compact print: the default tool schemas", b, o, l2);
