@@ -5,43 +5,78 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kx/buf.h"
 #include "kx/json.h"
 #include "kx/log.h"
 #include "kx/time.h"
 
-/* json_string of a JSON text (the Python form of v); NULL on OOM. */
-static json_t *as_json_text(const json_t *v)
+/* The inner texts (a row's content and metadata printed before they are escaped into the
+ * row) are printed into one buffer per thread, kept between events: an event costs one
+ * allocation (its own text, grown by doubling), not a jansson tree and three copies. A buffer
+ * grown past SCRATCH_KEEP by a large row is let go after it. */
+#define SCRATCH_KEEP (256u * 1024u)
+static _Thread_local kx_buf scratch;
+
+static void scratch_done(void)
 {
-    char *text = kx_json_dumps_py(v);
-    if (text == NULL)
-        return NULL;
-    json_t *s = json_string(text);
-    free(text);
-    return s;
+    if (scratch.cap > SCRATCH_KEEP)
+        kx_buf_free(&scratch);
 }
 
-static char *dump_and_free(json_t *obj)
+/* Appends the Python text of v as a JSON string literal (the "content": "<text>" form). */
+static void put_text_of(kx_buf *b, const json_t *v)
 {
-    char *out = obj ? kx_json_dumps_py(obj) : NULL;
-    json_decref(obj);
-    return out;
+    kx_buf_clear(&scratch);
+    kx_json_put_py(&scratch, v);
+    if (scratch.oom) {
+        b->oom = true;
+        return;
+    }
+    kx_json_put_py_str(b, scratch.s, scratch.len);
 }
 
-/* The row's JSON text for these content and metadata (see events_row_json). */
+static void put_str(kx_buf *b, const char *s)
+{
+    kx_json_put_py_str(b, s, strlen(s));
+}
+
+/* The text of b (malloc'd) and b reset; NULL when anything ran out of memory. */
+static char *finish(kx_buf *b)
+{
+    scratch_done();
+    return kx_buf_take(b);
+}
+
+/* The row's JSON text for these content and metadata (see events_row_json); *len its length.
+ * Written directly (no jansson tree), byte for byte what json_pack + kx_json_dumps_py made. */
 static char *row_text(const char *message_id, const char *thread_id, const char *type, bool is_llm,
                       const json_t *content, const json_t *metadata, const char *created_at,
-                      const char *updated_at)
+                      const char *updated_at, size_t *len)
 {
-    json_t *c = as_json_text(content);
-    json_t *m = as_json_text(metadata);
-    json_t *row = NULL;
-    if (c != NULL && m != NULL)
-        row = json_pack("{s:s, s:s, s:s, s:b, s:O, s:O, s:s, s:s}", "message_id", message_id,
-                        "thread_id", thread_id, "type", type, "is_llm_message", is_llm, "content",
-                        c, "metadata", m, "created_at", created_at, "updated_at", updated_at);
-    json_decref(c);
-    json_decref(m);
-    return dump_and_free(row);
+    if (message_id == NULL || thread_id == NULL || type == NULL || content == NULL ||
+        metadata == NULL || created_at == NULL || updated_at == NULL)
+        return NULL;
+    kx_buf b = KX_BUF_INIT;
+    kx_buf_reserve(&b, 512);
+    kx_buf_str(&b, "{\"message_id\": ");
+    put_str(&b, message_id);
+    kx_buf_str(&b, ", \"thread_id\": ");
+    put_str(&b, thread_id);
+    kx_buf_str(&b, ", \"type\": ");
+    put_str(&b, type);
+    kx_buf_str(&b,
+               is_llm ? ", \"is_llm_message\": true, \"content\": "
+                      : ", \"is_llm_message\": false, \"content\": ");
+    put_text_of(&b, content);
+    kx_buf_str(&b, ", \"metadata\": ");
+    put_text_of(&b, metadata);
+    kx_buf_str(&b, ", \"created_at\": ");
+    put_str(&b, created_at);
+    kx_buf_str(&b, ", \"updated_at\": ");
+    put_str(&b, updated_at);
+    kx_buf_add(&b, "}", 1);
+    *len = b.len;
+    return finish(&b);
 }
 
 /* Where a cut starts or ends: the largest n <= want on a UTF-8 boundary of s. */
@@ -119,16 +154,18 @@ char *events_row_json(const char *message_id, const char *thread_id, const char 
                       const json_t *content, const json_t *metadata, const char *created_at,
                       const char *updated_at)
 {
-    char *out =
-        row_text(message_id, thread_id, type, is_llm, content, metadata, created_at, updated_at);
+    size_t len = 0;
+    char *out = row_text(message_id, thread_id, type, is_llm, content, metadata, created_at,
+                         updated_at, &len);
     /* Too large for the bus: cut the long strings, keeping less each time, until it fits. */
-    for (size_t max = 256u * 1024u; out != NULL && strlen(out) > EVENTS_INLINE_MAX && max >= 512;
+    for (size_t max = 256u * 1024u; out != NULL && len > EVENTS_INLINE_MAX && max >= 512;
          max /= 2) {
         json_t *c = events_cap_strings(content, max, message_id);
         json_t *m = events_cap_strings(metadata, max, message_id);
         free(out);
-        out = c && m ? row_text(message_id, thread_id, type, is_llm, c, m, created_at, updated_at)
-                     : NULL;
+        out = c && m
+            ? row_text(message_id, thread_id, type, is_llm, c, m, created_at, updated_at, &len)
+            : NULL;
         json_decref(c);
         json_decref(m);
     }
@@ -138,30 +175,57 @@ char *events_row_json(const char *message_id, const char *thread_id, const char 
 char *events_chunk_json(uint64_t sequence, const char *thread_id, const char *delta, size_t len,
                         const char *thread_run_id)
 {
+    if (thread_id == NULL || delta == NULL || thread_run_id == NULL)
+        return NULL;
     char now[48];
     kx_time_iso(now, sizeof now, kx_now_us());
-    json_t *content = json_pack("{s:s, s:s%}", "role", "assistant", "content", delta, len);
-    json_t *metadata =
-        json_pack("{s:s, s:s}", "stream_status", "chunk", "thread_run_id", thread_run_id);
-    json_t *c = content ? as_json_text(content) : NULL;
-    json_t *m = metadata ? as_json_text(metadata) : NULL;
-    json_t *ev = NULL;
-    if (c != NULL && m != NULL)
-        ev = json_pack("{s:I, s:n, s:s, s:s, s:b, s:O, s:O, s:s, s:s}", "sequence",
-                       (json_int_t)sequence, "message_id", "thread_id", thread_id, "type",
-                       "assistant", "is_llm_message", 1, "content", c, "metadata", m, "created_at",
-                       now, "updated_at", now);
-    json_decref(content);
-    json_decref(metadata);
-    json_decref(c);
-    json_decref(m);
-    return dump_and_free(ev);
+    char num[32];
+    snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, (json_int_t)sequence);
+    kx_buf b = KX_BUF_INIT;
+    kx_buf_reserve(&b, 2 * len + 512);
+    kx_buf_str(&b, "{\"sequence\": ");
+    kx_buf_str(&b, num);
+    kx_buf_str(&b, ", \"message_id\": null, \"thread_id\": ");
+    put_str(&b, thread_id);
+    kx_buf_str(&b, ", \"type\": \"assistant\", \"is_llm_message\": true, \"content\": ");
+    /* content: the text of {"role": "assistant", "content": "<delta>"} */
+    kx_buf_clear(&scratch);
+    kx_buf_str(&scratch, "{\"role\": \"assistant\", \"content\": ");
+    kx_json_put_py_str(&scratch, delta, len);
+    kx_buf_add(&scratch, "}", 1);
+    if (scratch.oom)
+        b.oom = true;
+    else
+        kx_json_put_py_str(&b, scratch.s, scratch.len);
+    /* metadata: the text of {"stream_status": "chunk", "thread_run_id": "<T>"} */
+    kx_buf_clear(&scratch);
+    kx_buf_str(&scratch, "{\"stream_status\": \"chunk\", \"thread_run_id\": ");
+    put_str(&scratch, thread_run_id);
+    kx_buf_add(&scratch, "}", 1);
+    kx_buf_str(&b, ", \"metadata\": ");
+    if (scratch.oom)
+        b.oom = true;
+    else
+        kx_json_put_py_str(&b, scratch.s, scratch.len);
+    kx_buf_str(&b, ", \"created_at\": ");
+    put_str(&b, now);
+    kx_buf_str(&b, ", \"updated_at\": ");
+    put_str(&b, now);
+    kx_buf_add(&b, "}", 1);
+    return finish(&b);
 }
 
 char *events_status_json(const char *status, const char *message)
 {
-    return dump_and_free(
-        json_pack("{s:s, s:s, s:s}", "type", "status", "status", status, "message", message));
+    if (status == NULL || message == NULL)
+        return NULL;
+    kx_buf b = KX_BUF_INIT;
+    kx_buf_str(&b, "{\"type\": \"status\", \"status\": ");
+    put_str(&b, status);
+    kx_buf_str(&b, ", \"message\": ");
+    put_str(&b, message);
+    kx_buf_add(&b, "}", 1);
+    return kx_buf_take(&b);
 }
 
 char *events_too_large_json(uint64_t seq, const char *payload, size_t len)
@@ -177,7 +241,9 @@ char *events_too_large_json(uint64_t seq, const char *payload, size_t len)
                   "message", message, "message_id", json_is_string(mid) ? mid : NULL, "thread_id",
                   json_is_string(tid) ? tid : NULL, "size", (json_int_t)len);
     json_decref(row);
-    return dump_and_free(ev);
+    char *out = ev ? kx_json_dumps_py(ev) : NULL;
+    json_decref(ev);
+    return out;
 }
 
 kx_err events_publish(publisher *pub, const char *run_id, int64_t epoch, uint64_t seq,

@@ -59,6 +59,7 @@ struct llm_call {
     json_t *messages;
     char *system;       /* NULL: prompt_system() */
     json_t *tools;      /* NULL: the client's default schemas */
+    char *tools_text;   /* tools printed compact, or NULL (llm_opts.tools_text) */
     int64_t max_tokens; /* 0: the provider's default */
     void (*on_calls)(void *arg, const llm_stream *s);
     char run_id[40];
@@ -218,7 +219,8 @@ static bool use_model(llm_call *call, const char *model)
     curl_slist_free_all(call->headers);
     call->body =
         call->prov->body(c->cfg, &call->route, call->system ? call->system : prompt_system(),
-                         call->tools ? call->tools : c->tools, call->messages, call->max_tokens);
+                         call->tools ? call->tools : c->tools,
+                         call->tools ? call->tools_text : NULL, call->messages, call->max_tokens);
     call->headers = call->prov->headers(c->cfg, &call->route);
     if (call->body == NULL || call->headers == NULL) {
         finish(call, KX_ERR_NOMEM, "out of memory building the LLM request");
@@ -707,6 +709,14 @@ llm_call *llm_call_start_opts(llm_client *c, const char *model, json_t *messages
             return NULL;
         }
         call->tools = opts->tools ? json_incref(opts->tools) : NULL;
+        if (opts->tools != NULL && opts->tools_text != NULL &&
+            (call->tools_text = strdup(opts->tools_text)) == NULL) {
+            json_decref(call->tools);
+            free(call->system);
+            json_decref(call->messages);
+            free(call);
+            return NULL;
+        }
         call->max_tokens = opts->max_tokens;
         call->on_calls = opts->on_calls;
     }
@@ -767,6 +777,7 @@ void llm_call_free(llm_call *call)
     json_decref(call->messages);
     free(call->system);
     json_decref(call->tools);
+    free(call->tools_text);
     free(call->body);
     free(call);
 }

@@ -61,10 +61,12 @@ llm_call *llm_call_start(llm_client *c, const char *model, json_t *messages,
                          llm_done_cb on_done, void *arg);
 /* What a call may set apart from the model and the thread (every field optional). */
 typedef struct llm_opts {
-    const char *system; /* the system prompt (copied); NULL: the default (prompt.h) */
-    json_t *tools;      /* OpenAI-form schemas (a reference is kept); NULL: the default;
+    const char *system;     /* the system prompt (copied); NULL: the default (prompt.h) */
+    json_t *tools;          /* OpenAI-form schemas (a reference is kept); NULL: the default;
                            an empty array: no tools in the request */
-    int64_t max_tokens; /* the answer's cap; 0: the provider's default */
+    const char *tools_text; /* tools as kx_json_dumps_compact prints them (copied), or NULL:
+                               spares the provider printing the same schemas every turn */
+    int64_t max_tokens;     /* the answer's cap; 0: the provider's default */
     /* Called (with the call's arg) after every event of an answer that has native tool calls,
      * to start the complete ones (execute-on-stream). Same rules as on_content: inside
      * libcurl's write callback, must not free the call. NULL: not called. */

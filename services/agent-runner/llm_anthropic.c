@@ -238,8 +238,10 @@ done:
 }
 
 static char *anthropic_body(const runner_config *cfg, const llm_route *rt, const char *system,
-                            const json_t *tools, const json_t *messages, int64_t max_tokens)
+                            const json_t *tools, const char *tools_text, const json_t *messages,
+                            int64_t max_tokens)
 {
+    (void)tools_text; /* Anthropic's tools have another shape: converted from the tree */
     return llm_anthropic_body(rt->model, max_tokens > 0 ? max_tokens : cfg->llm_max_tokens, system,
                               tools, messages);
 }

@@ -2,8 +2,10 @@
  * {base}/chat/completions with "stream": true, "Authorization: Bearer <key>" when a key is set;
  * the answer's chunks are folded by llm_stream.c. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "kx/buf.h"
 #include "kx/json.h"
 #include "llm_provider.h"
 
@@ -16,17 +18,24 @@ bool llm_header_add(struct curl_slist **list, const char *line)
     return true;
 }
 
-/* {"model", "messages": [system, ...messages], "stream": true, "tools", "tool_choice": "auto"
- * (both only when there are tools), "temperature": 0, "max_tokens" (only when asked)} plus, for a real provider (not the demo model), stream_options.include_usage:
- * OpenAI sends usage only when asked. */
+/* {"model", "messages": [system, ...messages], "stream": true, "temperature": 0, "tools",
+ * "tool_choice": "auto" (both only when there are tools), "max_tokens" (only when asked)} plus,
+ * for a real provider (not the demo model), stream_options.include_usage: OpenAI sends usage
+ * only when asked. Compact, keys in this order. The head is printed from a tree; the tools
+ * (the largest part, the same every turn) are spliced in from tools_text when the caller has
+ * it printed already, and the short tail is written as jansson would print it. */
 static char *openai_body(const runner_config *cfg, const llm_route *rt, const char *system,
-                         const json_t *tools, const json_t *messages, int64_t max_tokens)
+                         const json_t *tools, const char *tools_text, const json_t *messages,
+                         int64_t max_tokens)
 {
     (void)cfg;
     json_t *root = json_object();
     json_t *msgs = json_array();
     json_t *sys = json_pack("{s:s, s:s}", "role", "system", "content", system);
-    char *out = NULL;
+    char *head = NULL;
+    char *printed = NULL;
+    kx_buf b = KX_BUF_INIT;
+    bool ok = false;
     if (root == NULL || msgs == NULL || sys == NULL)
         goto done;
     if (json_array_append(msgs, sys) != 0 || json_array_extend(msgs, (json_t *)messages) != 0)
@@ -36,21 +45,36 @@ static char *openai_body(const runner_config *cfg, const llm_route *rt, const ch
         json_object_set_new(root, "stream", json_true()) != 0 ||
         json_object_set_new(root, "temperature", json_integer(0)) != 0)
         goto done;
-    if (json_array_size(tools) > 0 &&
-        (json_object_set(root, "tools", (json_t *)tools) != 0 ||
-         json_object_set_new(root, "tool_choice", json_string("auto")) != 0))
+    head = kx_json_dumps_compact(root);
+    if (head == NULL)
         goto done;
-    if (max_tokens > 0 && json_object_set_new(root, "max_tokens", json_integer(max_tokens)) != 0)
-        goto done;
-    if (strcmp(rt->provider, "demo") != 0 &&
-        json_object_set_new(root, "stream_options", json_pack("{s:b}", "include_usage", 1)) != 0)
-        goto done;
-    out = kx_json_dumps_compact(root);
+    kx_buf_add(&b, head, strlen(head) - 1); /* without its closing brace */
+    if (json_array_size(tools) > 0) {
+        if (tools_text == NULL)
+            tools_text = printed = kx_json_dumps_compact(tools);
+        if (tools_text == NULL)
+            goto done;
+        kx_buf_str(&b, ",\"tools\":");
+        kx_buf_str(&b, tools_text);
+        kx_buf_str(&b, ",\"tool_choice\":\"auto\"");
+    }
+    if (max_tokens > 0)
+        kx_buf_printf(&b, ",\"max_tokens\":%" JSON_INTEGER_FORMAT, (json_int_t)max_tokens);
+    if (strcmp(rt->provider, "demo") != 0)
+        kx_buf_str(&b, ",\"stream_options\":{\"include_usage\":true}");
+    kx_buf_add(&b, "}", 1);
+    ok = !b.oom;
 done:
+    free(head);
+    free(printed);
     json_decref(root);
     json_decref(msgs);
     json_decref(sys);
-    return out;
+    if (!ok) {
+        kx_buf_free(&b);
+        return NULL;
+    }
+    return kx_buf_take(&b);
 }
 
 static struct curl_slist *openai_headers(const runner_config *cfg, const llm_route *rt)

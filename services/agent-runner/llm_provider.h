@@ -24,10 +24,13 @@ typedef struct llm_provider {
     const char *wire_name; /* "openai" or "anthropic", for logs */
     /* The request body (malloc'd JSON text; NULL on OOM). system: the system prompt; tools:
      * the tool schemas in OpenAI's "tools" form (borrowed; an empty array sends none);
+     * tools_text: the same printed by kx_json_dumps_compact, or NULL (a provider that sends
+     * them as they are splices it instead of printing them again);
      * messages borrowed; max_tokens: the answer's cap, 0 = the provider's default
      * (KX_LLM_MAX_TOKENS for Anthropic, which requires one; none for OpenAI). */
     char *(*body)(const runner_config *cfg, const llm_route *rt, const char *system,
-                  const json_t *tools, const json_t *messages, int64_t max_tokens);
+                  const json_t *tools, const char *tools_text, const json_t *messages,
+                  int64_t max_tokens);
     /* The request's headers (a new list; NULL on OOM). */
     struct curl_slist *(*headers)(const runner_config *cfg, const llm_route *rt);
     /* Folds one SSE event's data (event: its name, or NULL), or a whole JSON answer of a

@@ -27,6 +27,9 @@ struct publisher {
     atomic_bool drain_posted;
     natsMsg **q; /* ring: loop thread only */
     size_t qhead, qlen, qcap;
+    /* looked up once: a lookup takes the registry's lock, and acks come from cnats' thread */
+    kx_counter *published, *retried, *failed;
+    kx_gauge *g_inflight, *g_queued;
 };
 
 /* What an ack handler hands to the loop when a publish failed. */
@@ -37,19 +40,10 @@ typedef struct failure {
     char why[200];
 } failure;
 
-static kx_counter *counter(const char *name, const char *help)
-{
-    return kx_metrics_counter(name, "", help);
-}
-
 static void gauges(publisher *p)
 {
-    kx_gauge_set(kx_metrics_gauge("kx_runner_events_inflight", "",
-                                  "Run event publishes waiting for their JetStream ack"),
-                 atomic_load(&p->inflight));
-    kx_gauge_set(kx_metrics_gauge("kx_runner_events_queued", "",
-                                  "Run events queued behind the in-flight bound"),
-                 atomic_load(&p->queued));
+    kx_gauge_set(p->g_inflight, atomic_load(&p->inflight));
+    kx_gauge_set(p->g_queued, atomic_load(&p->queued));
 }
 
 static void drain(kx_loop *loop, void *arg);
@@ -227,17 +221,13 @@ static void on_failure(kx_loop *loop, void *arg)
         snprintf(next, sizeof next, "%d", attempt + 1);
         if (natsMsgHeader_Set(f->msg, HDR_ATTEMPT, next) == NATS_OK &&
             kx_loop_timer(p->loop, (int64_t)RETRY_BASE_MS * attempt, resend, f) != NULL) {
-            kx_counter_add(counter("kx_runner_events_retried_total",
-                                   "Run event publishes retried after a failure"),
-                           1);
+            kx_counter_add(p->retried, 1);
             kx_warn("events: publish to %s failed (%s); retry %d of %d",
                     natsMsg_GetSubject(f->msg), f->why, attempt, MAX_ATTEMPTS - 1);
             return;
         }
     }
-    kx_counter_add(counter("kx_runner_events_failed_total",
-                           "Run events that could not be streamed (an error event stands in)"),
-                   1);
+    kx_counter_add(p->failed, 1);
     publish_error_for(p, f->msg, f->why);
     dispose_failure(f);
 }
@@ -249,9 +239,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     publisher *p = closure;
     atomic_fetch_sub(&p->inflight, 1);
     if (pae == NULL) {
-        kx_counter_add(counter("kx_runner_events_published_total",
-                               "Run events stored by JetStream"),
-                       1);
+        kx_counter_add(p->published, 1);
         natsMsg_Destroy(msg);
     } else {
         failure *f = calloc(1, sizeof *f);
@@ -287,6 +275,17 @@ kx_err publisher_new(kx_bus *bus, kx_loop *loop, int64_t max_pending, int64_t ac
     p->loop = loop;
     p->max_pending = max_pending > 0 ? max_pending : 1;
     p->ack_wait_ms = ack_wait_ms > 0 ? ack_wait_ms : 10000;
+    p->published = kx_metrics_counter("kx_runner_events_published_total", "",
+                                      "Run events stored by JetStream");
+    p->retried = kx_metrics_counter("kx_runner_events_retried_total", "",
+                                    "Run event publishes retried after a failure");
+    p->failed =
+        kx_metrics_counter("kx_runner_events_failed_total", "",
+                           "Run events that could not be streamed (an error event stands in)");
+    p->g_inflight = kx_metrics_gauge("kx_runner_events_inflight", "",
+                                     "Run event publishes waiting for their JetStream ack");
+    p->g_queued = kx_metrics_gauge("kx_runner_events_queued", "",
+                                   "Run events queued behind the in-flight bound");
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = p->ack_wait_ms;

@@ -26,6 +26,7 @@
 #include "project_name.h"
 #include "prompt.h"
 #include "tool_schemas.h"
+#include "tools_text.h"
 #include "events.h"
 #include "kx/json.h"
 #include "kx/log.h"
@@ -951,6 +952,7 @@ static bool apply_agent(run *r, run_loaded *l)
     r->max_xml_calls =
         r->agent.max_xml_tool_calls > 0 ? r->agent.max_xml_tool_calls : o->cfg->max_xml_tool_calls;
     r->tools = tools;
+    r->tools_text = tools ? tools_text_print(tools) : NULL; /* each schema printed once */
     if (r->agent.system_prompt != NULL) {
         char *rendered = agent_config_render(r->agent.system_prompt, time(NULL));
         r->system = rendered ? prompt_with_tools(rendered, r->tools) : NULL;
@@ -958,7 +960,7 @@ static bool apply_agent(run *r, run_loaded *l)
     } else {
         r->system = strdup(prompt_system());
     }
-    if (r->tools == NULL || r->system == NULL) {
+    if (r->tools == NULL || r->tools_text == NULL || r->system == NULL) {
         run_fail(r, "internal error: out of memory building the agent's prompt");
         return false;
     }
@@ -979,9 +981,8 @@ static void start_llm(run *r, json_t *msgs)
                               json_pack("{s:s, s:s}", "role", "assistant", "content",
                                         r->continued));
     int64_t budget = context_budget_for(o->cfg->context_budgets, r->model);
-    char *tools_text = kx_json_dumps_compact(r->tools);
-    int64_t fixed = context_text_tokens(strlen(r->system) + (tools_text ? strlen(tools_text) : 0));
-    free(tools_text);
+    int64_t fixed =
+        context_text_tokens(strlen(r->system) + (r->tools_text ? strlen(r->tools_text) : 0));
     context_fit_report rep;
     if (context_fit(msgs, budget, fixed, &rep) != 0) {
         json_decref(msgs);
@@ -1001,7 +1002,10 @@ static void start_llm(run *r, json_t *msgs)
     }
     r->state = RUN_LLM_STREAMING;
     /* the provider is chosen by the model name (llm_route.h); the call keeps msgs */
-    llm_opts opts = {.system = r->system, .tools = r->tools, .on_calls = on_llm_calls};
+    llm_opts opts = {.system = r->system,
+                     .tools = r->tools,
+                     .tools_text = r->tools_text,
+                     .on_calls = on_llm_calls};
     r->llm = llm_call_start_opts(o->llm, r->model, msgs, &opts, r->wall_deadline, r->id,
                                  on_llm_content, on_llm_done, r);
     json_decref(msgs);
@@ -1247,6 +1251,7 @@ void run_free(run *r)
     agent_config_clear(&r->agent);
     free(r->system);
     json_decref(r->tools);
+    free(r->tools_text);
     json_decref(r->mcp_routes);
     free(r);
 }

@@ -10,9 +10,16 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include "kx/buf.h"
 
 /* malloc'd string (free()), NULL on OOM. */
 char *kx_json_dumps_py(const json_t *v);
+/* The same text appended to b, for builders that write a larger text in one buffer (no copy,
+ * no jansson tree around v). Out of memory (or v NULL) is b's sticky oom. */
+void kx_json_put_py(kx_buf *b, const json_t *v);
+/* s[0..n) appended to b as a JSON string literal escaped exactly as kx_json_dumps_py escapes
+ * a string (bytes are copied as they are: the caller passes UTF-8). */
+void kx_json_put_py_str(kx_buf *b, const char *s, size_t n);
 /* Compact form for bodies sent to machines (LLM requests, protobuf fields). */
 char *kx_json_dumps_compact(const json_t *v);
 

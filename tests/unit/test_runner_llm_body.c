@@ -1,0 +1,102 @@
+/* test_runner_llm_body.c — the OpenAI request body splices the tool schemas in from the text
+ * the run printed once (llm_opts.tools_text) instead of printing them every turn; the body must
+ * be byte for byte what printing the whole tree with kx_json_dumps_compact gave (the reference
+ * below is that earlier implementation), with and without the text, with and without tools,
+ * max_tokens and stream_options, on generated messages (UTF-8, control characters, reals). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kx/json.h"
+#include "llm_provider.h"
+
+static char *ref_body(const llm_route *rt, const char *system, const json_t *tools,
+                      const json_t *messages, int64_t max_tokens)
+{
+    json_t *root = json_object();
+    json_t *msgs = json_array();
+    json_t *sys = json_pack("{s:s, s:s}", "role", "system", "content", system);
+    json_array_append(msgs, sys);
+    json_array_extend(msgs, (json_t *)messages);
+    json_object_set_new(root, "model", json_string(rt->model));
+    json_object_set(root, "messages", msgs);
+    json_object_set_new(root, "stream", json_true());
+    json_object_set_new(root, "temperature", json_integer(0));
+    if (json_array_size(tools) > 0) {
+        json_object_set(root, "tools", (json_t *)tools);
+        json_object_set_new(root, "tool_choice", json_string("auto"));
+    }
+    if (max_tokens > 0)
+        json_object_set_new(root, "max_tokens", json_integer(max_tokens));
+    if (strcmp(rt->provider, "demo") != 0)
+        json_object_set_new(root, "stream_options", json_pack("{s:b}", "include_usage", 1));
+    char *out = kx_json_dumps_compact(root);
+    json_decref(root);
+    json_decref(msgs);
+    json_decref(sys);
+    return out;
+}
+
+static json_t *tool(const char *name, const char *desc)
+{
+    return json_pack("{s:s, s:{s:s, s:s, s:{s:s, s:{s:{s:s}}, s:[s]}}}", "type", "function",
+                     "function", "name", name, "description", desc, "parameters", "type", "object",
+                     "properties", "path", "type", "string", "required", "path");
+}
+
+static void test_body_matches_the_tree_print(void **state)
+{
+    (void)state;
+    json_t *tools = json_array();
+    json_array_append_new(tools, tool("view_tasks", "Shows the tasks \xe2\x9c\x93 \"quoted\""));
+    json_array_append_new(tools, tool("read_file", "Reads a file\n\ttabbed \x01 \\ /"));
+    json_t *none = json_array();
+    char *tools_text = kx_json_dumps_compact(tools);
+    char *none_text = kx_json_dumps_compact(none);
+    json_t *messages = json_pack(
+        "[{s:s, s:s}, {s:s, s:s, s:[{s:s, s:s, s:{s:s, s:s}}]}, {s:s, s:s, s:s}, {s:s, s:f}]",
+        "role", "user", "content", "caf\xc3\xa9 \xf0\x9f\x98\x80 \x1f\x7f", "role", "assistant",
+        "content", "", "tool_calls", "id", "c1", "type", "function", "function", "name",
+        "view_tasks", "arguments", "{\"a\":1}", "role", "tool", "tool_call_id", "c1", "content",
+        "line1\nline2 \"x\"", "role", "user", "weight", 0.1);
+    const char *providers[] = {"demo", "openai"};
+    const int64_t caps[] = {0, 4096};
+    for (int p = 0; p < 2; p++)
+        for (int c = 0; c < 2; c++)
+            for (int t = 0; t < 3; t++) {
+                llm_route rt;
+                memset(&rt, 0, sizeof rt);
+                rt.provider = providers[p];
+                snprintf(rt.model, sizeof rt.model, "%s", "kortix/basic \"m\"");
+                const json_t *tl = t == 2 ? none : tools;
+                const char *text = t == 0 ? tools_text : t == 1 ? NULL : none_text;
+                char *want = ref_body(&rt, "You are \xc3\xa9 helpful.\n", tl, messages, caps[c]);
+                char *got = llm_openai_provider.body(NULL, &rt, "You are \xc3\xa9 helpful.\n", tl,
+                                                     text, messages, caps[c]);
+                assert_non_null(want);
+                assert_non_null(got);
+                assert_string_equal(got, want);
+                free(want);
+                free(got);
+            }
+    free(tools_text);
+    free(none_text);
+    json_decref(tools);
+    json_decref(none);
+    json_decref(messages);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_body_matches_the_tree_print),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
