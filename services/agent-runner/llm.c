@@ -59,7 +59,7 @@ struct llm_call {
     json_t *messages;
     char *system;       /* NULL: prompt_system() */
     json_t *tools;      /* NULL: the client's default schemas */
-    char *tools_text;   /* tools printed compact, or NULL (llm_opts.tools_text) */
+    char *tools_text;   /* llm_opts.tools_text until the first body is built, then NULL */
     int64_t max_tokens; /* 0: the provider's default */
     void (*on_calls)(void *arg, const llm_stream *s);
     char run_id[40];
@@ -228,6 +228,10 @@ static bool use_model(llm_call *call, const char *model)
     }
     call->body_len = strlen(call->body);
     call->attempt = 0;
+    /* The text served this body; a fallback model's body prints the tools from the tree
+     * again. Not kept for the call's life: a run held in its call holds the body only. */
+    free(call->tools_text);
+    call->tools_text = NULL;
     return true;
 }
 

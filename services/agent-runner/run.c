@@ -952,7 +952,6 @@ static bool apply_agent(run *r, run_loaded *l)
     r->max_xml_calls =
         r->agent.max_xml_tool_calls > 0 ? r->agent.max_xml_tool_calls : o->cfg->max_xml_tool_calls;
     r->tools = tools;
-    r->tools_text = tools ? tools_text_print(tools) : NULL; /* each schema printed once */
     if (r->agent.system_prompt != NULL) {
         char *rendered = agent_config_render(r->agent.system_prompt, time(NULL));
         r->system = rendered ? prompt_with_tools(rendered, r->tools) : NULL;
@@ -960,7 +959,7 @@ static bool apply_agent(run *r, run_loaded *l)
     } else {
         r->system = strdup(prompt_system());
     }
-    if (r->tools == NULL || r->tools_text == NULL || r->system == NULL) {
+    if (r->tools == NULL || r->system == NULL) {
         run_fail(r, "internal error: out of memory building the agent's prompt");
         return false;
     }
@@ -976,15 +975,23 @@ static bool apply_agent(run *r, run_loaded *l)
 static void start_llm(run *r, json_t *msgs)
 {
     runner *o = r->owner;
+    /* The tools' text, from each schema's cached text (tools_text.h): held only while the call
+     * starts (the call keeps its own copy), not for the run's life — a held run's memory. */
+    char *tools_text = tools_text_print(r->tools);
+    if (tools_text == NULL) {
+        json_decref(msgs);
+        run_fail(r, "internal error: out of memory printing the agent's tools");
+        return;
+    }
     if (r->continued != NULL)
         json_array_append_new(msgs,
                               json_pack("{s:s, s:s}", "role", "assistant", "content",
                                         r->continued));
     int64_t budget = context_budget_for(o->cfg->context_budgets, r->model);
-    int64_t fixed =
-        context_text_tokens(strlen(r->system) + (r->tools_text ? strlen(r->tools_text) : 0));
+    int64_t fixed = context_text_tokens(strlen(r->system) + strlen(tools_text));
     context_fit_report rep;
     if (context_fit(msgs, budget, fixed, &rep) != 0) {
+        free(tools_text);
         json_decref(msgs);
         run_fail(r, "internal error: out of memory fitting the thread into the context");
         return;
@@ -1004,10 +1011,11 @@ static void start_llm(run *r, json_t *msgs)
     /* the provider is chosen by the model name (llm_route.h); the call keeps msgs */
     llm_opts opts = {.system = r->system,
                      .tools = r->tools,
-                     .tools_text = r->tools_text,
+                     .tools_text = tools_text,
                      .on_calls = on_llm_calls};
     r->llm = llm_call_start_opts(o->llm, r->model, msgs, &opts, r->wall_deadline, r->id,
                                  on_llm_content, on_llm_done, r);
+    free(tools_text);
     json_decref(msgs);
     if (r->llm == NULL) {
         run_fail(r, "internal error: out of memory starting the LLM request");
@@ -1251,7 +1259,6 @@ void run_free(run *r)
     agent_config_clear(&r->agent);
     free(r->system);
     json_decref(r->tools);
-    free(r->tools_text);
     json_decref(r->mcp_routes);
     free(r);
 }

@@ -108,7 +108,6 @@ struct run {
     bool model_from_run; /* agent_runs.metadata.model_name chose the model */
     char *system;        /* the rendered system prompt */
     json_t *tools;       /* the schemas of the agent's tools */
-    char *tools_text;    /* tools printed compact once (the budget's count, the request body) */
     bool sequential;
     int64_t max_xml_calls;
     chunks chunks; /* the text deltas not yet published (run_chunks.c) */
