@@ -10,6 +10,7 @@
 
 #include "kx/config.h"
 #include "kx/log.h"
+#include "kx/metrics.h"
 
 #define GROUP_MAX_DEFAULT 64
 #define GROUP_MAX_LIMIT 1024
@@ -38,6 +39,8 @@ struct kx_db_worker {
     size_t group_max;        /* >= 1 */
     job **group;             /* the jobs taken together: group_max slots, worker thread only */
     kx_db_group_stats stats; /* under mu */
+    /* the same counts, process-wide, on /metrics (handles looked up once) */
+    kx_counter *m_groups, *m_grouped, *m_rollbacks, *m_solo;
 };
 
 static void job_done_on_loop(kx_loop *loop, void *arg)
@@ -73,6 +76,10 @@ static void count(kx_db_worker *w, uint64_t groups, uint64_t grouped, uint64_t r
     w->stats.rollbacks += rollbacks;
     w->stats.solo += solo;
     pthread_mutex_unlock(&w->mu);
+    kx_counter_add(w->m_groups, groups);
+    kx_counter_add(w->m_grouped, grouped);
+    kx_counter_add(w->m_rollbacks, rollbacks);
+    kx_counter_add(w->m_solo, solo);
 }
 
 /* How a group's transaction ended. */
@@ -208,6 +215,15 @@ kx_err kx_db_worker_new(const char *conninfo, const kx_db_stmt *stmts, kx_loop *
         return err;
     }
     w->group_max = (size_t)group_max;
+    w->m_groups = kx_metrics_counter("kx_db_groups_total", "",
+                                     "Transactions that committed several groupable jobs");
+    w->m_grouped =
+        kx_metrics_counter("kx_db_grouped_jobs_total", "", "Jobs committed as part of a group");
+    w->m_rollbacks = kx_metrics_counter("kx_db_group_rollbacks_total", "",
+                                        "Group transactions rolled back (a job failed, or the "
+                                        "group did)");
+    w->m_solo = kx_metrics_counter("kx_db_group_solo_runs_total", "",
+                                   "Jobs of a rolled-back group run again alone");
     w->group = calloc(w->group_max, sizeof *w->group);
     if (w->group == NULL) {
         free(w);

@@ -28,6 +28,7 @@
 #include "kx/db_worker.h"
 #include "kx/log.h"
 #include "kx/loop.h"
+#include "kx/metrics.h"
 #include "kx/time.h"
 
 static char *g_tmp;
@@ -438,6 +439,25 @@ static void assert_stats(kx_db_worker *w, uint64_t groups, uint64_t grouped, uin
     assert_int_equal(st.solo, solo);
 }
 
+/* A counter's value in the process's /metrics text (0 when absent). */
+static uint64_t metric(const char *name)
+{
+    size_t len = 0;
+    char *text = kx_metrics_render(&len);
+    assert_non_null(text);
+    uint64_t v = 0;
+    size_t n = strlen(name);
+    for (const char *l = text; l != NULL && *l != '\0';) {
+        if (strncmp(l, name, n) == 0 && l[n] == ' ')
+            v = strtoull(l + n + 1, NULL, 10);
+        l = strchr(l, '\n');
+        if (l != NULL)
+            l++;
+    }
+    free(text);
+    return v;
+}
+
 static void test_group_commits_queued_jobs_together(void **state)
 {
     (void)state;
@@ -465,9 +485,16 @@ static void test_group_a_failing_job_harms_no_other(void **state)
     gjob jobs[7];
     init_jobs(jobs, 7);
     jobs[3].v = "bad";
+    uint64_t m0[] = {metric("kx_db_groups_total"), metric("kx_db_grouped_jobs_total"),
+                     metric("kx_db_group_rollbacks_total"), metric("kx_db_group_solo_runs_total")};
     kx_db_worker *w = group_setup(jobs, 7, 7);
     assert_int_equal(kx_loop_run(g_loop), KX_OK);
     assert_stats(w, 2, 6, 1, 1);
+    /* the same counts on /metrics */
+    assert_int_equal(metric("kx_db_groups_total") - m0[0], 2);
+    assert_int_equal(metric("kx_db_grouped_jobs_total") - m0[1], 6);
+    assert_int_equal(metric("kx_db_group_rollbacks_total") - m0[2], 1);
+    assert_int_equal(metric("kx_db_group_solo_runs_total") - m0[3], 1);
     for (int i = 0; i < 7; i++) {
         assert_int_equal(g_gorder[i], i + 1);
         assert_int_equal(jobs[i].done_calls, 1);

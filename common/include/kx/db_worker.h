@@ -24,7 +24,9 @@
  * whose answer was lost may have committed: step and solo must be idempotent (every write
  * finds its own earlier success) and record their outcome in arg afresh on each call. A job
  * submitted with kx_db_worker_submit is never grouped (it runs alone and ends a group: FIFO
- * order is kept across both kinds).
+ * order is kept across both kinds). The counts (kx_db_worker_group_stats) are also added to
+ * process-wide counters on /metrics: kx_db_groups_total, kx_db_grouped_jobs_total,
+ * kx_db_group_rollbacks_total, kx_db_group_solo_runs_total.
  *
  * Lifecycle: kx_db_worker_new (starts the thread; the connection is made lazily and
  * re-made by kx_db) -> kx_db_worker_submit* (loop thread) -> kx_db_worker_free (finishes the
