@@ -148,6 +148,12 @@ static json_t *rand_string(void)
             s[n++] = (char)(0x80 + rnd(64));
             break;
         case 3:
+            if (rnd(2)) { /* 3 bytes: U+0800..U+FFFF but for the surrogates */
+                s[n++] = (char)(0xe1 + rnd(12));
+                s[n++] = (char)(0x80 + rnd(64));
+                s[n++] = (char)(0x80 + rnd(64));
+                break;
+            }
             s[n++] = (char)0xf0;
             s[n++] = (char)(0x90 + rnd(48));
             s[n++] = (char)(0x80 + rnd(64));
@@ -236,6 +242,64 @@ static void test_compact_equals_jansson(void **state)
     }
 }
 
+/* A key that is not UTF-8 fails the compact print as a value does. Here the compact printer
+ * and jansson 2.14 part: jansson ignores the failure on a key and prints a broken text
+ * ({"a":[1,{":1}]}), the compact printer returns NULL. The Python printer copies the bytes of
+ * keys and values as they are (it never checks). */
+static void test_bad_utf8_key(void **state)
+{
+    (void)state;
+    json_t *o = json_object();
+    json_t *inner = json_object();
+    json_object_setn_new_nocheck(inner, "k\xc0\x80", 3, json_integer(1));
+    json_object_set_new(o, "a", json_pack("[i, o]", 1, inner));
+    assert_null(kx_json_dumps_compact(o));
+    char *py = kx_json_dumps_py(o);
+    assert_string_equal(py, "{\"a\": [1, {\"k\xc0\x80\": 1}]}");
+    free(py);
+    json_decref(o);
+}
+
+/* n arrays inside each other: [[[...]]]. */
+static json_t *nested(int n)
+{
+    json_t *v = json_array();
+    for (int i = 1; i < n; i++) {
+        json_t *outer = json_array();
+        json_array_append_new(outer, v);
+        v = outer;
+    }
+    return v;
+}
+
+/* The compact printer stops at 2048 levels below the root (a bound of its own where jansson
+ * would recurse on): up to it the text equals jansson's, one deeper is NULL. The Python
+ * printer has no bound. */
+static void test_depth_bound(void **state)
+{
+    (void)state;
+    json_t *deepest_ok = nested(2049); /* the innermost array is at depth 2048 */
+    char *want = json_dumps(deepest_ok, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *got = kx_json_dumps_compact(deepest_ok);
+    assert_non_null(want);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    free(want);
+    free(got);
+    json_decref(deepest_ok);
+
+    json_t *too_deep = nested(2050);
+    assert_null(kx_json_dumps_compact(too_deep));
+    char *py = kx_json_dumps_py(too_deep);
+    assert_non_null(py);
+    assert_int_equal(strlen(py), 2 * 2050);
+    assert_int_equal(py[0], '[');
+    assert_int_equal(py[2049], '[');
+    assert_int_equal(py[2050], ']');
+    free(py);
+    json_decref(too_deep);
+}
+
 static void test_typed_getters(void **state)
 {
     json_t *v = json_pack("{s:s,s:i,s:b,s:n,s:f}", "s", "str", "i", 42, "b", 1, "n", "f", 1.5);
@@ -266,6 +330,8 @@ int main(void)
         cmocka_unit_test(test_reals_like_python_repr),
         cmocka_unit_test(test_compact),
         cmocka_unit_test(test_compact_equals_jansson),
+        cmocka_unit_test(test_bad_utf8_key),
+        cmocka_unit_test(test_depth_bound),
         cmocka_unit_test(test_typed_getters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
