@@ -3,6 +3,7 @@
 #include "pgplans.h"
 
 #include "harness.h"
+#include "pgdb.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -156,6 +157,14 @@ static const kx_th_plan_expect *expectation(const kx_th_plan_expect *expect, con
     return NULL;
 }
 
+const char *kx_th_stmt_sql(const kx_db_stmt *stmts, const char *name)
+{
+    for (const kx_db_stmt *s = stmts; s->name != NULL; s++)
+        if (strcmp(s->name, name) == 0)
+            return s->sql;
+    return NULL;
+}
+
 int kx_th_plans_check(PGconn *c, const kx_db_stmt *stmts, const kx_th_plan_expect *expect)
 {
     char **partial = partial_indexes(c);
@@ -236,21 +245,10 @@ int kx_th_plans_check(PGconn *c, const kx_db_stmt *stmts, const kx_th_plan_expec
 
 int kx_th_plans_test(const char *name, const kx_db_stmt *stmts, const kx_th_plan_expect *expect)
 {
-    char *tmp = kx_th_tmpdir(name);
-    kx_th_pg pg;
-    if (tmp == NULL || kx_th_pg_start(tmp, &pg) != KX_OK) {
-        fprintf(stderr, "pgplans: PostgreSQL did not start\n");
-        free(tmp);
-        return 1;
-    }
+    kx_th_pgdb d;
     int failures = 1;
-    kx_db *db = NULL;
-    kx_err err = kx_db_connect(pg.url, NULL, &db);
-    if (err == KX_OK)
-        err = kx_db_migrate(db, kx_db_migrations_dir());
-    kx_db_close(db);
-    PGconn *c = err == KX_OK ? PQconnectdb(pg.url) : NULL;
-    if (c != NULL && PQstatus(c) == CONNECTION_OK) {
+    if (kx_th_pgdb_start(name, &d) == KX_OK) {
+        PGconn *c = d.sql;
         printf("pgplans: %s on an empty database\n", name);
         failures = kx_th_plans_check(c, stmts, expect);
         PGresult *r = PQexec(c, ENDED_RUNS);
@@ -269,10 +267,7 @@ int kx_th_plans_test(const char *name, const kx_db_stmt *stmts, const kx_th_plan
     } else {
         fprintf(stderr, "pgplans: no migrated database\n");
     }
-    PQfinish(c);
-    kx_th_pg_stop(&pg);
-    kx_th_rmrf(tmp);
-    free(tmp);
+    kx_th_pgdb_stop(&d);
     if (failures == 0)
         printf("pgplans: every generic plan of %s is good in both states\n", name);
     return failures == 0 ? 0 : 1;

@@ -36,6 +36,10 @@ typedef struct kx_th_plan_expect {
     const char *open;     /* a walk known and not fixed yet: why (printed, not failed) */
 } kx_th_plan_expect;
 
+/* The SQL of the statement called name in stmts (a table ending in KX_DB_STMT_END), or NULL
+ * when there is none: for tests that prepare a service's statement themselves. */
+const char *kx_th_stmt_sql(const kx_db_stmt *stmts, const char *name);
+
 /* The generic plan of sql (EXPLAIN, text format) as a malloc'd string, or NULL with the reason
  * in why. */
 char *kx_th_generic_plan(PGconn *c, const char *sql, char *why, size_t cap);
@@ -46,9 +50,9 @@ char *kx_th_generic_plan(PGconn *c, const char *sql, char *why, size_t cap);
  * expectations naming no statement of stmts). */
 int kx_th_plans_check(PGconn *c, const kx_db_stmt *stmts, const kx_th_plan_expect *expect);
 
-/* A whole test: starts PostgreSQL in a temp dir, applies the migrations (no rows), runs
- * kx_th_plans_check and stops what it started. 0 when every plan is good (a process exit
- * status). name prefixes the temp dir. */
+/* A whole test: a migrated database (pgdb.h, no rows), kx_th_plans_check on it empty and
+ * again with ended runs, and what it started stopped. 0 when every plan is good (a process
+ * exit status). name prefixes the temp dir. */
 int kx_th_plans_test(const char *name, const kx_db_stmt *stmts, const kx_th_plan_expect *expect);
 
 #endif

@@ -25,9 +25,9 @@
 #include "kx/db.h"
 #include "kx/log.h"
 #include "kx/time.h"
+#include "pgdb.h"
 
-static char *g_tmp;
-static kx_th_pg g_pg;
+static kx_th_pgdb g_db; /* the shared database, with the real schema */
 
 static const kx_db_stmt STMTS[] = {
     {"project_insert",
@@ -45,7 +45,7 @@ static void fresh_db(const char *name, char *url, size_t len)
 {
     char admin[300];
     snprintf(admin, sizeof admin, "host=127.0.0.1 port=%u user=postgres dbname=postgres",
-             g_pg.port);
+             g_db.pg.port);
     PGconn *c = PQconnectdb(admin);
     assert_int_equal(PQstatus(c), CONNECTION_OK);
     char sql[200];
@@ -54,7 +54,7 @@ static void fresh_db(const char *name, char *url, size_t len)
     assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
     PQclear(r);
     PQfinish(c);
-    snprintf(url, len, "postgresql://postgres@127.0.0.1:%u/%s", g_pg.port, name);
+    snprintf(url, len, "postgresql://postgres@127.0.0.1:%u/%s", g_db.pg.port, name);
 }
 
 static long count(kx_db *db, const char *sql)
@@ -70,23 +70,13 @@ static long count(kx_db *db, const char *sql)
 static int setup(void **state)
 {
     kx_log_init("test_db", "test");
-    g_tmp = kx_th_tmpdir("kx-test-db");
-    if (g_tmp == NULL || kx_th_pg_start(g_tmp, &g_pg) != KX_OK)
-        return -1;
     /* The shared database gets the real schema once; tests that need their own make one. */
-    kx_db *db = NULL;
-    if (kx_db_connect(g_pg.url, NULL, &db) != KX_OK)
-        return -1;
-    kx_err err = kx_db_migrate(db, kx_db_migrations_dir());
-    kx_db_close(db);
-    return err == KX_OK ? 0 : -1;
+    return kx_th_pgdb_start("kx-test-db", &g_db) == KX_OK ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-    kx_th_pg_stop(&g_pg);
-    kx_th_rmrf(g_tmp);
-    free(g_tmp);
+    kx_th_pgdb_stop(&g_db);
     return 0;
 }
 
@@ -169,7 +159,7 @@ static void test_migrations_in_order_and_broken_one_rolls_back(void **state)
 {
     char url[300], dir[300];
     fresh_db("t_order", url, sizeof url);
-    snprintf(dir, sizeof dir, "%s/migr", g_tmp);
+    snprintf(dir, sizeof dir, "%s/migr", g_db.tmp);
     assert_int_equal(mkdir(dir, 0755), 0);
     /* Written out of order; 002 depends on 001. Not-.sql files are ignored. */
     write_file(dir, "002_b.sql", "INSERT INTO t (v) VALUES ('b');\n");
@@ -195,7 +185,7 @@ static void test_migrations_in_order_and_broken_one_rolls_back(void **state)
 static void test_prepared_statements_and_conflict(void **state)
 {
     kx_db *db = NULL;
-    assert_int_equal(kx_db_connect(g_pg.url, STMTS, &db), KX_OK);
+    assert_int_equal(kx_db_connect(g_db.pg.url, STMTS, &db), KX_OK);
     const char *p1[] = {"22222222-2222-2222-2222-222222222222", "first", ACCOUNT};
     long rows = -1;
     assert_int_equal(kx_db_exec_cmd(db, "project_insert", 3, p1, &rows), KX_OK);
@@ -265,7 +255,7 @@ static void test_statement_timeout_maps_to_timeout(void **state)
 {
     assert_int_equal(setenv("KX_DB_STATEMENT_TIMEOUT_MS", "200", 1), 0);
     kx_db *db = NULL;
-    kx_err err = kx_db_connect(g_pg.url, STMTS, &db);
+    kx_err err = kx_db_connect(g_db.pg.url, STMTS, &db);
     unsetenv("KX_DB_STATEMENT_TIMEOUT_MS");
     assert_int_equal(err, KX_OK);
     int64_t t0 = kx_mono_ms();
@@ -287,7 +277,7 @@ static void test_statement_timeout_maps_to_timeout(void **state)
 static void test_reconnects_after_server_restart(void **state)
 {
     kx_db *db = NULL;
-    assert_int_equal(kx_db_connect(g_pg.url, STMTS, &db), KX_OK);
+    assert_int_equal(kx_db_connect(g_db.pg.url, STMTS, &db), KX_OK);
     const char *key[] = {"22222222-2222-2222-2222-222222222222"};
     kx_err err = KX_ERR_INTERNAL;
     PGresult *r = kx_db_exec(db, "project_name", 1, key, &err);
@@ -295,7 +285,7 @@ static void test_reconnects_after_server_restart(void **state)
     PQclear(r);
 
     /* Outside a transaction the statement is re-prepared on a new connection, transparently. */
-    assert_int_equal(kx_th_pg_restart(&g_pg), KX_OK);
+    assert_int_equal(kx_th_pg_restart(&g_db.pg), KX_OK);
     r = kx_db_exec(db, "project_name", 1, key, &err);
     assert_non_null(r);
     assert_int_equal(err, KX_OK);
@@ -304,7 +294,7 @@ static void test_reconnects_after_server_restart(void **state)
 
     /* Inside a transaction a lost connection is an error, not a silent autocommit. */
     assert_int_equal(kx_db_begin(db), KX_OK);
-    assert_int_equal(kx_th_pg_restart(&g_pg), KX_OK);
+    assert_int_equal(kx_th_pg_restart(&g_db.pg), KX_OK);
     r = kx_db_exec(db, "project_name", 1, key, &err);
     assert_null(r);
     assert_int_equal(err, KX_ERR_UNAVAILABLE);
@@ -318,19 +308,19 @@ static void test_reconnects_after_server_restart(void **state)
     PQclear(r);
     /* A failed COMMIT also ends the transaction: no rollback needed to recover. */
     assert_int_equal(kx_db_begin(db), KX_OK);
-    assert_int_equal(kx_th_pg_restart(&g_pg), KX_OK);
+    assert_int_equal(kx_th_pg_restart(&g_db.pg), KX_OK);
     assert_int_equal(kx_db_commit(db), KX_ERR_UNAVAILABLE);
     r = kx_db_exec(db, "project_name", 1, key, &err);
     assert_non_null(r);
     PQclear(r);
 
     /* Server down: unavailable; the handle recovers once the server is back. */
-    assert_int_equal(kx_th_pg_down(&g_pg), KX_OK);
+    assert_int_equal(kx_th_pg_down(&g_db.pg), KX_OK);
     r = kx_db_exec(db, "project_name", 1, key, &err);
     assert_null(r);
     assert_int_equal(err, KX_ERR_UNAVAILABLE);
     assert_false(kx_db_ok(db));
-    assert_int_equal(kx_th_pg_up(&g_pg), KX_OK);
+    assert_int_equal(kx_th_pg_up(&g_db.pg), KX_OK);
     int64_t give_up = kx_mono_ms() + 5000;
     while (!kx_db_ok(db) && kx_mono_ms() < give_up) {
     }
@@ -425,7 +415,7 @@ static void *pool_waiter(void *arg)
 static void test_pool_blocks_until_deadline_or_put(void **state)
 {
     kx_db_pool *pool = NULL;
-    assert_int_equal(kx_db_pool_new(g_pg.url, STMTS, 2, &pool), KX_OK);
+    assert_int_equal(kx_db_pool_new(g_db.pg.url, STMTS, 2, &pool), KX_OK);
     kx_db *a = kx_db_pool_get(pool, kx_deadline_in(1000));
     kx_db *b = kx_db_pool_get(pool, kx_deadline_in(1000));
     assert_non_null(a);

@@ -24,13 +24,13 @@
 #include "kx/log.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "pgdb.h"
+#include "pgplans.h"
 #include "pgproxy.h"
 #include "store.h"
 
-static char *g_tmp;
-static kx_th_pg g_pg;
+static kx_th_pgdb g_db; /* its sql: direct, for setup and assertions */
 static kx_th_pgproxy *g_proxy;
-static PGconn *g_sql; /* direct, for setup and assertions */
 
 static void sleep_ms(int ms)
 {
@@ -49,7 +49,7 @@ static PGresult *q(PGconn *c, const char *sql, int n, const char *const *params)
 static long count1(const char *sql, const char *param)
 {
     const char *params[] = {param};
-    PGresult *r = q(g_sql, sql, param ? 1 : 0, params);
+    PGresult *r = q(g_db.sql, sql, param ? 1 : 0, params);
     long n = strtol(PQgetvalue(r, 0, 0), NULL, 10);
     PQclear(r);
     return n;
@@ -58,7 +58,7 @@ static long count1(const char *sql, const char *param)
 static char *value1(const char *sql, const char *param)
 {
     const char *params[] = {param};
-    PGresult *r = q(g_sql, sql, 1, params);
+    PGresult *r = q(g_db.sql, sql, 1, params);
     char *v = strdup(PQntuples(r) ? PQgetvalue(r, 0, 0) : "");
     PQclear(r);
     return v;
@@ -73,54 +73,33 @@ static void new_run(char thread[KX_UUID_LEN + 1], char run[KX_UUID_LEN + 1])
     kx_uuid_new(thread);
     kx_uuid_new(run);
     const char *p[] = {account, project, thread, run};
-    PQclear(q(g_sql,
+    PQclear(q(g_db.sql,
               "INSERT INTO projects (project_id, name, account_id) "
               "VALUES ($2::uuid, 'p', $1::uuid)",
               2, p));
     const char *t[] = {account, project, thread};
-    PQclear(q(g_sql,
+    PQclear(q(g_db.sql,
               "INSERT INTO threads (thread_id, account_id, project_id) "
               "VALUES ($3::uuid, $1::uuid, $2::uuid)",
               3, t));
-    PQclear(q(g_sql,
+    PQclear(q(g_db.sql,
               "INSERT INTO agent_runs (id, thread_id, account_id, project_id) "
               "VALUES ($4::uuid, $3::uuid, $1::uuid, $2::uuid)",
               4, p));
 }
 
-static const char *stmt_sql(const char *name)
-{
-    for (const kx_db_stmt *s = store_statements(); s->name; s++)
-        if (strcmp(s->name, name) == 0)
-            return s->sql;
-    fail_msg("no statement %s", name);
-    return NULL;
-}
-
 static int setup(void **state)
 {
     kx_log_init("test_runner_store", "test");
-    g_tmp = kx_th_tmpdir("kx-runner-store");
-    if (g_tmp == NULL || kx_th_pg_start(g_tmp, &g_pg) != KX_OK)
+    if (kx_th_pgdb_start("kx-runner-store", &g_db) != KX_OK)
         return -1;
-    kx_db *db = NULL;
-    if (kx_db_connect(g_pg.url, NULL, &db) != KX_OK)
-        return -1;
-    kx_err err = kx_db_migrate(db, kx_db_migrations_dir());
-    kx_db_close(db);
-    if (err != KX_OK || kx_th_pgproxy_start(g_pg.port, &g_proxy) != KX_OK)
-        return -1;
-    g_sql = PQconnectdb(g_pg.url);
-    return PQstatus(g_sql) == CONNECTION_OK ? 0 : -1;
+    return kx_th_pgproxy_start(g_db.pg.port, &g_proxy) == KX_OK ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
-    PQfinish(g_sql);
     kx_th_pgproxy_stop(g_proxy);
-    kx_th_pg_stop(&g_pg);
-    kx_th_rmrf(g_tmp);
-    free(g_tmp);
+    kx_th_pgdb_stop(&g_db);
     return 0;
 }
 
@@ -162,13 +141,13 @@ static void test_message_fence_races_a_reap(void **state)
     char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
     new_run(thread, run);
     const char *rp[] = {run};
-    PQclear(q(g_sql,
+    PQclear(q(g_db.sql,
               "UPDATE agent_runs SET status='running', lease_epoch=1, "
               "lease_owner='r1' WHERE id=$1::uuid",
               1, rp));
 
-    PGconn *holder = PQconnectdb(g_pg.url), *writer = PQconnectdb(g_pg.url),
-           *reaper = PQconnectdb(g_pg.url);
+    PGconn *holder = PQconnectdb(g_db.pg.url), *writer = PQconnectdb(g_db.pg.url),
+           *reaper = PQconnectdb(g_db.pg.url);
     assert_int_equal(PQstatus(holder), CONNECTION_OK);
     assert_int_equal(PQstatus(writer), CONNECTION_OK);
     assert_int_equal(PQstatus(reaper), CONNECTION_OK);
@@ -177,7 +156,7 @@ static void test_message_fence_races_a_reap(void **state)
     PQclear(q(holder, "BEGIN", 0, NULL));
     PQclear(q(holder, "SELECT 1 FROM threads WHERE thread_id=$1::uuid FOR UPDATE", 1, tp));
     /* 2. The runner's insert, with the runner's SQL, as epoch 1. */
-    PGresult *pr = PQprepare(writer, "ins", stmt_sql("runner_insert_message"), 0, NULL);
+    PGresult *pr = PQprepare(writer, "ins", kx_th_stmt_sql(store_statements(), "runner_insert_message"), 0, NULL);
     assert_int_equal(PQresultStatus(pr), PGRES_COMMAND_OK);
     PQclear(pr);
     char mid[KX_UUID_LEN + 1];
@@ -233,7 +212,7 @@ static void test_message_fence_after_reap_refuses(void **state)
     assert_int_equal(store_claim_run(db, run, "r1", 10000, &claimed, &c), KX_OK);
     assert_true(claimed);
     const char *rp[] = {run};
-    PQclear(q(g_sql,
+    PQclear(q(g_db.sql,
               "UPDATE agent_runs SET status='failed', lease_epoch=lease_epoch+1 "
               "WHERE id=$1::uuid",
               1, rp));
@@ -368,28 +347,28 @@ static void test_run_row_lookups_use_the_primary_key(void **state)
         {"runner_finish", "('%s', 1, 'completed', NULL)"},
         {"runner_handback", "('%s', 1, 'drain')"},
     };
-    PQclear(q(g_sql, "SET plan_cache_mode = force_generic_plan", 0, NULL));
+    PQclear(q(g_db.sql, "SET plan_cache_mode = force_generic_plan", 0, NULL));
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char sql[400], args[200];
         snprintf(args, sizeof args, cases[i].args, run, mid);
-        PGresult *r = PQprepare(g_sql, "plan_probe", stmt_sql(cases[i].name), 0, NULL);
+        PGresult *r = PQprepare(g_db.sql, "plan_probe", kx_th_stmt_sql(store_statements(), cases[i].name), 0, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            fail_msg("prepare %s: %s", cases[i].name, PQerrorMessage(g_sql));
+            fail_msg("prepare %s: %s", cases[i].name, PQerrorMessage(g_db.sql));
         PQclear(r);
         snprintf(sql, sizeof sql, "EXPLAIN EXECUTE plan_probe%s", args);
-        r = q(g_sql, sql, 0, NULL);
+        r = q(g_db.sql, sql, 0, NULL);
         char plan[8192] = "";
         for (int row = 0; row < PQntuples(r); row++) {
             strncat(plan, PQgetvalue(r, row, 0), sizeof plan - strlen(plan) - 2);
             strncat(plan, "\n", sizeof plan - strlen(plan) - 1);
         }
         PQclear(r);
-        PQclear(q(g_sql, "DEALLOCATE plan_probe", 0, NULL));
+        PQclear(q(g_db.sql, "DEALLOCATE plan_probe", 0, NULL));
         if (strstr(plan, "agent_runs_pkey") == NULL || strstr(plan, "lease_expiry_idx") != NULL ||
             strstr(plan, "queued_idx") != NULL || strstr(plan, "Seq Scan on agent_runs") != NULL)
             fail_msg("%s: the run row is not found by its primary key:\n%s", cases[i].name, plan);
     }
-    PQclear(q(g_sql, "RESET plan_cache_mode", 0, NULL));
+    PQclear(q(g_db.sql, "RESET plan_cache_mode", 0, NULL));
 }
 
 int main(void)

@@ -27,18 +27,18 @@
 #include "kx/db.h"
 #include "kx/log.h"
 #include "kx/uuid.h"
+#include "pgdb.h"
+#include "pgplans.h"
 #include "store.h"
 
-static char *g_tmp;
-static kx_th_pg g_pg;
-static PGconn *g_sql;
+static kx_th_pgdb g_db; /* its sql: direct, for setup and assertions */
 
 static PGresult *q(const char *sql, int n, const char *const *params)
 {
-    PGresult *r = PQexecParams(g_sql, sql, n, NULL, params, NULL, NULL, 0);
+    PGresult *r = PQexecParams(g_db.sql, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("SQL failed: %s: %s", sql, PQerrorMessage(g_sql));
+        fail_msg("SQL failed: %s: %s", sql, PQerrorMessage(g_db.sql));
     return r;
 }
 
@@ -92,33 +92,14 @@ static void new_running_run(char run[KX_UUID_LEN + 1])
          4, p);
 }
 
-static const char *stmt_sql(const char *name)
-{
-    for (const kx_db_stmt *s = store_statements(); s->name; s++)
-        if (strcmp(s->name, name) == 0)
-            return s->sql;
-    fail_msg("no statement %s", name);
-    return NULL;
-}
-
 static int setup(void **state)
 {
     (void)state;
     kx_log_init("test_runner_usage_hot", "test");
-    g_tmp = kx_th_tmpdir("kx-usage-hot");
-    if (g_tmp == NULL || kx_th_pg_start(g_tmp, &g_pg) != KX_OK)
+    if (kx_th_pgdb_start("kx-usage-hot", &g_db) != KX_OK)
         return -1;
-    kx_db *db = NULL;
-    if (kx_db_connect(g_pg.url, NULL, &db) != KX_OK)
-        return -1;
-    kx_err err = kx_db_migrate(db, kx_db_migrations_dir());
-    kx_db_close(db);
-    if (err != KX_OK)
-        return -1;
-    g_sql = PQconnectdb(g_pg.url);
-    if (PQstatus(g_sql) != CONNECTION_OK)
-        return -1;
-    PGresult *r = PQprepare(g_sql, "ins", stmt_sql("runner_insert_message"), 0, NULL);
+    PGresult *r = PQprepare(g_db.sql, "ins", kx_th_stmt_sql(store_statements(), "runner_insert_message"),
+                            0, NULL);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     return ok ? 0 : -1;
@@ -127,10 +108,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    PQfinish(g_sql);
-    kx_th_pg_stop(&g_pg);
-    kx_th_rmrf(g_tmp);
-    free(g_tmp);
+    kx_th_pgdb_stop(&g_db);
     return 0;
 }
 
@@ -149,9 +127,9 @@ static void test_usage_update_is_hot(void **state)
     static const char usage[] =
         "{\"usage\": {\"prompt_tokens\": 30, \"completion_tokens\": 12, \"total_tokens\": 42}}";
     const char *ip[] = {run, "1", "assistant_response_end", "false", usage, "{}", mid};
-    PGresult *r = PQexecPrepared(g_sql, "ins", 7, ip, NULL, NULL, 0);
+    PGresult *r = PQexecPrepared(g_db.sql, "ins", 7, ip, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
-        fail_msg("the runner's insert failed: %s", PQerrorMessage(g_sql));
+        fail_msg("the runner's insert failed: %s", PQerrorMessage(g_db.sql));
     PQclear(r);
     xact_updates(&upd1, &hot1);
     if (upd1 - upd0 != 1 || hot1 - hot0 != 1)
