@@ -7,8 +7,12 @@
  *
  * Conventions: errors are printed to stderr with "harness:" and what failed (tests show their
  * stderr on failure); KX_TEST_KEEP=1 keeps every temp dir so logs can be read after a run.
- * PostgreSQL refuses to run as root, so when the test runs as root, initdb and pg_ctl run as
- * the "postgres" system user (fork, setgid, setuid, exec). */
+ * PostgreSQL refuses to run as root, so when the test runs as root, initdb, pg_ctl and the
+ * server run as the "postgres" system user (fork, setgid, setuid, exec).
+ *
+ * The postmaster is the test's own child (not daemonized by pg_ctl) with a parent-death signal:
+ * when the test process dies, even by SIGKILL (ctest's timeout), the kernel sends the
+ * postmaster SIGQUIT and the server shuts down with its backends. */
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -28,6 +32,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -196,12 +201,26 @@ static char **merged_env(const char *const *extra)
     return env;
 }
 
+/* How a spawned process is started: optionally as another identity, in another directory,
+ * and bound to its parent's life. */
+typedef struct spawn_opts {
+    uid_t uid; /* (uid_t)-1: ours */
+    gid_t gid; /* (gid_t)-1: ours */
+    const char *cwd;
+    int pdeathsig; /* sent to the child when the thread that spawned it exits (0: none) */
+} spawn_opts;
+
+static const spawn_opts SPAWN_PLAIN = {(uid_t)-1, (gid_t)-1, NULL, 0};
+
 /* What a forked child does before exec: its own session, output to log_path, optionally
- * another identity and directory. Only async-signal-safe calls. On failure, writes errno to
- * errfd and exits 127. */
+ * another identity and directory and a parent-death signal. Only async-signal-safe calls. On
+ * failure, writes errno to errfd and exits 127. */
 static void child_setup_and_exec(const char *const *argv, char **envp, const char *log_path,
-                                 uid_t uid, gid_t gid, const char *cwd, int errfd)
+                                 const spawn_opts *o, pid_t parent, int errfd)
 {
+    uid_t uid = o->uid;
+    gid_t gid = o->gid;
+    const char *cwd = o->cwd;
     int e = 0;
     if (setsid() < 0)
         goto fail;
@@ -212,6 +231,11 @@ static void child_setup_and_exec(const char *const *argv, char **envp, const cha
     if (gid != (gid_t)-1 && (setgroups(0, NULL) != 0 || setgid(gid) != 0))
         goto fail;
     if (uid != (uid_t)-1 && setuid(uid) != 0)
+        goto fail;
+    /* After setuid: a change of identity clears the parent-death signal. If the parent is
+     * already gone (died before the prctl), nobody would send it: do not start at all. */
+    if (o->pdeathsig != 0 &&
+        (prctl(PR_SET_PDEATHSIG, (unsigned long)o->pdeathsig) != 0 || getppid() != parent))
         goto fail;
     if (log_path != NULL) {
         int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
@@ -233,8 +257,9 @@ fail:
 
 /* fork + exec with an error pipe so that a failed exec is an error here, naming the program. */
 static kx_err spawn_as(const char *const *argv, const char *const *env_extra, const char *log_path,
-                       uid_t uid, gid_t gid, const char *cwd, pid_t *pid)
+                       const spawn_opts *o, pid_t *pid)
 {
+    pid_t parent = getpid();
     char **envp = merged_env(env_extra);
     if (envp == NULL)
         return KX_ERR_NOMEM;
@@ -254,7 +279,7 @@ static kx_err spawn_as(const char *const *argv, const char *const *env_extra, co
     }
     if (child == 0) {
         close(ep[0]);
-        child_setup_and_exec(argv, envp, log_path, uid, gid, cwd, ep[1]);
+        child_setup_and_exec(argv, envp, log_path, o, parent, ep[1]);
     }
     close(ep[1]);
     free(envp);
@@ -278,7 +303,7 @@ kx_err kx_th_spawn(const char *const *argv, const char *const *env_extra, const 
 {
     if (argv == NULL || argv[0] == NULL || pid == NULL)
         return KX_ERR_INVALID;
-    return spawn_as(argv, env_extra, log_path, (uid_t)-1, (gid_t)-1, NULL, pid);
+    return spawn_as(argv, env_extra, log_path, &SPAWN_PLAIN, pid);
 }
 
 /* Exit status in shell convention: the exit code, or 128 + signal number. */
@@ -569,9 +594,12 @@ static kx_err pg_bindir(char *buf, size_t len)
     return KX_OK;
 }
 
-/* Runs <bindir>/<prog> args... as the PostgreSQL user, output appended to <dir>/pg.log, and
- * waits. KX_OK on exit 0. */
-static kx_err pg_run(const kx_th_pg *p, const char *prog, const char *const *args)
+#define PG_MAX_ARGS 64
+
+/* Starts <bindir>/<prog> args... as the PostgreSQL user in p->dir, output appended to
+ * <dir>/pg.log, with parent-death signal pdeathsig (0: none). Does not wait. */
+static kx_err pg_spawn(const kx_th_pg *p, const char *prog, const char *const *args, int pdeathsig,
+                       pid_t *pid)
 {
     char bindir[256], exe[512], log_path[300];
     kx_err err = pg_bindir(bindir, sizeof bindir);
@@ -579,19 +607,29 @@ static kx_err pg_run(const kx_th_pg *p, const char *prog, const char *const *arg
         return err;
     snprintf(exe, sizeof exe, "%s/%s", bindir, prog);
     snprintf(log_path, sizeof log_path, "%s/pg.log", p->dir);
-    const char *argv[16];
+    const char *argv[PG_MAX_ARGS + 1];
     size_t n = 0;
     argv[n++] = exe;
-    for (size_t i = 0; args[i] != NULL && n < 15; i++)
+    for (size_t i = 0; args[i] != NULL; i++) {
+        if (n == PG_MAX_ARGS) {
+            th_log("%s: more than %d arguments", prog, PG_MAX_ARGS);
+            return KX_ERR_INVALID;
+        }
         argv[n++] = args[i];
+    }
     argv[n] = NULL;
-    uid_t uid;
-    gid_t gid;
-    err = pg_identity(&uid, &gid);
+    spawn_opts o = {.cwd = p->dir, .pdeathsig = pdeathsig};
+    err = pg_identity(&o.uid, &o.gid);
     if (err != KX_OK)
         return err;
+    return spawn_as(argv, NULL, log_path, &o, pid);
+}
+
+/* Runs <bindir>/<prog> args... as pg_spawn does, and waits. KX_OK on exit 0. */
+static kx_err pg_run(const kx_th_pg *p, const char *prog, const char *const *args)
+{
     pid_t pid;
-    err = spawn_as(argv, NULL, log_path, uid, gid, p->dir, &pid);
+    kx_err err = pg_spawn(p, prog, args, 0, &pid);
     if (err != KX_OK)
         return err;
     int wstatus = 0;
@@ -600,8 +638,7 @@ static kx_err pg_run(const kx_th_pg *p, const char *prog, const char *const *arg
         r = waitpid(pid, &wstatus, 0);
     } while (r < 0 && errno == EINTR);
     if (r != pid || shell_status(wstatus) != 0) {
-        th_log("%s ... %s failed (status %d), see %s", prog, argv[n - 1], shell_status(wstatus),
-               log_path);
+        th_log("%s failed (status %d), see %s/pg.log", prog, shell_status(wstatus), p->dir);
         return KX_ERR_UNAVAILABLE;
     }
     return KX_OK;
@@ -612,29 +649,126 @@ static void pg_data_dir(const kx_th_pg *p, char *buf, size_t len)
     snprintf(buf, len, "%s/pg", p->dir);
 }
 
-/* pg_ctl start with our options; -w waits until the server accepts connections. */
-static kx_err pg_ctl_start(const kx_th_pg *p)
+/* True when <data>/postmaster.pid names pid and says "ready" (what pg_ctl -w waits for: the
+ * first line is the postmaster's pid, the eighth its status). */
+static bool pg_ready(const kx_th_pg *p, pid_t pid)
 {
-    char data[300], log_path[300], opts[600];
-    pg_data_dir(p, data, sizeof data);
-    snprintf(log_path, sizeof log_path, "%s/pg.log", p->dir);
-    /* KX_TH_PG_OPTS: extra server options for a profiling session, e.g.
-     * "-c shared_preload_libraries=pg_stat_statements" (docs/performance.md) */
-    const char *extra = getenv("KX_TH_PG_OPTS");
-    snprintf(opts, sizeof opts,
-             "-p %u -k %s -c listen_addresses=127.0.0.1 -c fsync=off "
-             "-c synchronous_commit=off -c full_page_writes=off %s",
-             p->port, p->dir, extra ? extra : "");
-    const char *args[] = {"-D", data, "-l", log_path, "-w", "-t", "30", "-o", opts, "start", NULL};
-    return pg_run(p, "pg_ctl", args);
+    char path[320], line[64];
+    snprintf(path, sizeof path, "%s/pg/postmaster.pid", p->dir);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    bool ready = false;
+    for (int i = 1; i <= 8 && fgets(line, sizeof line, f) != NULL; i++) {
+        long v = 0;
+        if (i == 1 && (!kx_th_parse_long(line, &v) || v != (long)pid))
+            break;
+        if (i == 8)
+            ready = strncmp(line, "ready", 5) == 0;
+    }
+    fclose(f);
+    return ready;
 }
 
-static kx_err pg_ctl_stop(const kx_th_pg *p)
+/* Waits up to timeout_ms for our child pid to exit (reaped); true if it did (or is not ours
+ * to wait for any more). */
+static bool reap_within(pid_t pid, int64_t timeout_ms)
+{
+    int64_t give_up = mono_ms() + timeout_ms;
+    for (;;) {
+        pid_t r = waitpid(pid, NULL, WNOHANG);
+        if (r == pid || (r < 0 && errno == ECHILD))
+            return true;
+        if (mono_ms() >= give_up)
+            return false;
+        sleep_ms(10);
+    }
+}
+
+/* Stops our postmaster p->pid (if any) by signal and reaps it: sig, then SIGKILL after 30 s. */
+static void pg_signal_and_reap(kx_th_pg *p, int sig)
+{
+    if (p->pid <= 0)
+        return;
+    kill(p->pid, sig);
+    if (!reap_within(p->pid, 30000)) {
+        th_log("postmaster %d still running 30 s after signal %d: SIGKILL", (int)p->pid, sig);
+        kill(p->pid, SIGKILL);
+        reap_within(p->pid, 5000);
+    }
+    p->pid = 0;
+}
+
+/* Starts the server (`postgres`, not pg_ctl: it stays our child and gets SIGQUIT when the
+ * thread that started it exits) with our options, and waits up to 30 s until it is ready. */
+static kx_err pg_server_start(kx_th_pg *p)
+{
+    char data[300], port[8], opts[600];
+    pg_data_dir(p, data, sizeof data);
+    snprintf(port, sizeof port, "%u", p->port);
+    const char *args[PG_MAX_ARGS + 1] = {"-D",
+                                         data,
+                                         "-p",
+                                         port,
+                                         "-k",
+                                         p->dir,
+                                         "-c",
+                                         "listen_addresses=127.0.0.1",
+                                         "-c",
+                                         "fsync=off",
+                                         "-c",
+                                         "synchronous_commit=off",
+                                         "-c",
+                                         "full_page_writes=off"};
+    size_t n = 14;
+    /* KX_TH_PG_OPTS: extra server options for a profiling session, split at white space, e.g.
+     * "-c shared_preload_libraries=pg_stat_statements" (docs/performance.md) */
+    const char *extra = getenv("KX_TH_PG_OPTS");
+    snprintf(opts, sizeof opts, "%s", extra != NULL ? extra : "");
+    char *save = NULL;
+    for (char *w = strtok_r(opts, " \t\n", &save); w != NULL; w = strtok_r(NULL, " \t\n", &save)) {
+        if (n == PG_MAX_ARGS - 1) {
+            th_log("KX_TH_PG_OPTS: too many options");
+            return KX_ERR_INVALID;
+        }
+        args[n++] = w;
+    }
+    args[n] = NULL;
+    pid_t pid;
+    kx_err err = pg_spawn(p, "postgres", args, SIGQUIT, &pid);
+    if (err != KX_OK)
+        return err;
+    p->pid = pid;
+    int64_t give_up = mono_ms() + 30000;
+    while (!pg_ready(p, pid)) {
+        siginfo_t si = {0};
+        if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG) == 0 && si.si_pid == pid) {
+            th_log("postgres exited (status %d) before it was ready on port %u, see %s/pg.log",
+                   si.si_status, p->port, p->dir);
+            p->pid = 0;
+            return KX_ERR_UNAVAILABLE;
+        }
+        if (mono_ms() >= give_up) {
+            th_log("postgres not ready on port %u after 30 s, see %s/pg.log", p->port, p->dir);
+            pg_signal_and_reap(p, SIGQUIT);
+            return KX_ERR_TIMEOUT;
+        }
+        sleep_ms(10);
+    }
+    return KX_OK;
+}
+
+/* pg_ctl stop -m fast (whoever started the server on this data dir), then our postmaster, if
+ * it was one, reaped. */
+static kx_err pg_ctl_stop(kx_th_pg *p)
 {
     char data[300];
     pg_data_dir(p, data, sizeof data);
     const char *args[] = {"-D", data, "-m", "fast", "-w", "-t", "30", "stop", NULL};
-    return pg_run(p, "pg_ctl", args);
+    kx_err err = pg_run(p, "pg_ctl", args);
+    if (err == KX_OK)
+        pg_signal_and_reap(p, SIGINT); /* it has exited: SIGINT reaches a zombie, if anything */
+    return err;
 }
 
 static kx_err pg_create_db(const kx_th_pg *p)
@@ -700,7 +834,7 @@ kx_err kx_th_pg_start(const char *tmpdir, kx_th_pg *out)
         out->port = kx_th_free_port();
         if (out->port == 0)
             return KX_ERR_IO;
-        err = pg_ctl_start(out);
+        err = pg_server_start(out);
         if (err == KX_OK)
             break;
     }
@@ -728,7 +862,7 @@ kx_err kx_th_pg_down(kx_th_pg *p)
 
 kx_err kx_th_pg_up(kx_th_pg *p)
 {
-    return pg_ctl_start(p);
+    return pg_server_start(p);
 }
 
 kx_err kx_th_pg_restart(kx_th_pg *p)
@@ -736,15 +870,21 @@ kx_err kx_th_pg_restart(kx_th_pg *p)
     kx_err err = pg_ctl_stop(p);
     if (err != KX_OK)
         return err;
-    return pg_ctl_start(p);
+    return pg_server_start(p);
 }
 
 void kx_th_pg_stop(kx_th_pg *p)
 {
     if (p == NULL || p->port == 0)
         return;
-    if (pg_ctl_stop(p) != KX_OK) {
-        /* pg_ctl could not stop it: the postmaster we started is named in postmaster.pid. */
+    if (pg_ctl_stop(p) == KX_OK) {
+        /* stopped and reaped */
+    } else if (p->pid > 0) {
+        th_log("pg_ctl stop failed: SIGQUIT to postmaster %d", (int)p->pid);
+        pg_signal_and_reap(p, SIGQUIT);
+    } else {
+        /* pg_ctl could not stop a postmaster not ours (started by other means on this data
+         * dir, e.g. bench_run's durable restart): it is named in postmaster.pid. */
         char pidfile[300];
         snprintf(pidfile, sizeof pidfile, "%s/pg/postmaster.pid", p->dir);
         FILE *f = fopen(pidfile, "r");

@@ -76,14 +76,20 @@ typedef struct kx_th_pg {
     uint16_t port;
     char dir[256];
     char url[256]; /* postgresql://postgres@127.0.0.1:<port>/kortix */
+    pid_t pid;     /* the postmaster, our child; 0 while it is down */
 } kx_th_pg;
-/* initdb (as the postgres user when root), pg_ctl start, CREATE DATABASE kortix. */
+/* initdb (as the postgres user when root), the server started, CREATE DATABASE kortix.
+ * The server is the calling thread's child (`postgres`, not daemonized) with SIGQUIT as its
+ * parent-death signal: when that thread exits, or the test process is killed (ctest's
+ * timeout), the server shuts down at once. So start it from a thread that lives as long as
+ * the server (the main thread, in every test). */
 kx_err kx_th_pg_start(const char *tmpdir, kx_th_pg *out);
+/* pg_ctl stop -m fast, the postmaster reaped, the data removed. */
 void kx_th_pg_stop(kx_th_pg *p);
 
 /* Added by the harness owner: for tests of reconnection. kx_th_pg_down stops the server
- * (pg_ctl -m fast stop) but keeps its data; kx_th_pg_up starts it again on the same port;
- * kx_th_pg_restart does both. */
+ * (pg_ctl -m fast stop) but keeps its data; kx_th_pg_up starts it again on the same port (as
+ * kx_th_pg_start does: a child of the calling thread); kx_th_pg_restart does both. */
 kx_err kx_th_pg_down(kx_th_pg *p);
 kx_err kx_th_pg_up(kx_th_pg *p);
 kx_err kx_th_pg_restart(kx_th_pg *p);

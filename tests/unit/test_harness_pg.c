@@ -1,0 +1,160 @@
+/* test_harness_pg.c — the harness's PostgreSQL does not outlive the test that started it: a
+ * child process starts one with kx_th_pg_start and is killed with SIGKILL (as ctest kills a
+ * test at its timeout); within a few seconds the postmaster is gone, its port closed and no
+ * process holds a file of its data dir. (Before, pg_ctl daemonized the postmaster and it ran
+ * on, orphaned, until someone stopped it by hand.) Also the migrated-database helper
+ * (kx_th_pgdb_start) and the statement lookup (kx_th_stmt_sql). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "kx/log.h"
+#include "kx/time.h"
+#include "pgdb.h"
+#include "pgplans.h"
+
+/* pid is a live process (not a zombie: an orphan that nobody reaped has exited). */
+static bool alive(pid_t pid)
+{
+    char path[64], stat[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    size_t n = fread(stat, 1, sizeof stat - 1, f);
+    fclose(f);
+    stat[n] = '\0';
+    const char *paren = strrchr(stat, ')');
+    return paren != NULL && paren[1] == ' ' && paren[2] != 'Z';
+}
+
+static bool tcp_accepts(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* The postmaster's pid from <dir>/postgres/pg/postmaster.pid, 0 if unreadable. */
+static pid_t postmaster_of(const char *tmp)
+{
+    char path[512], line[32] = "";
+    snprintf(path, sizeof path, "%s/postgres/pg/postmaster.pid", tmp);
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (f != NULL) {
+        if (fgets(line, sizeof line, f) == NULL || !kx_th_parse_long(line, &pid))
+            pid = 0;
+        fclose(f);
+    }
+    return (pid_t)pid;
+}
+
+static void test_pg_dies_with_its_test(void **state)
+{
+    (void)state;
+    char *tmp = kx_th_tmpdir("kx-th-orphan");
+    assert_non_null(tmp);
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) { /* the "test" that ctest will kill */
+        close(fds[0]);
+        kx_th_pg pg;
+        long port = kx_th_pg_start(tmp, &pg) == KX_OK ? pg.port : 0;
+        if (write(fds[1], &port, sizeof port) != (ssize_t)sizeof port)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(fds[1]);
+    long port = 0;
+    ssize_t r;
+    do {
+        r = read(fds[0], &port, sizeof port);
+    } while (r < 0 && errno == EINTR);
+    close(fds[0]);
+    assert_int_equal(r, sizeof port);
+    assert_true(port > 0);
+    pid_t pm = postmaster_of(tmp);
+    assert_true(pm > 0);
+    assert_true(alive(pm));
+    assert_true(tcp_accepts((uint16_t)port));
+
+    assert_int_equal(kill(child, SIGKILL), 0);
+    assert_int_equal(waitpid(child, NULL, 0), child);
+
+    int64_t give_up = kx_mono_ms() + 5000;
+    while ((alive(pm) || tcp_accepts((uint16_t)port)) && kx_mono_ms() < give_up)
+        usleep(20000);
+    bool pm_gone = !alive(pm);
+    bool port_closed = !tcp_accepts((uint16_t)port);
+    int holders = -1;
+    while (kx_mono_ms() < give_up + 2000 && (holders = kx_th_procs_using(tmp)) != 0)
+        usleep(100000);
+    if (!pm_gone) /* the leak this test is about: do not leave it running */
+        kill(pm, SIGQUIT);
+    kx_th_rmrf(tmp);
+    free(tmp);
+    assert_true(pm_gone);
+    assert_true(port_closed);
+    assert_int_equal(holders, 0);
+}
+
+/* kx_th_pgdb_start: a migrated database with a connection; kx_th_stmt_sql finds a statement's
+ * SQL by name in a statement table. */
+static const kx_db_stmt STMTS[] = {
+    {"one", "SELECT 1"},
+    {"two", "SELECT 2"},
+    KX_DB_STMT_END,
+};
+
+static void test_migrated_database(void **state)
+{
+    (void)state;
+    kx_th_pgdb d;
+    assert_int_equal(kx_th_pgdb_start("kx-th-pgdb", &d), KX_OK);
+    PGresult *r = PQexec(d.sql, "SELECT count(*) FROM agent_runs");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "0");
+    PQclear(r);
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s", d.tmp);
+    kx_th_pgdb_stop(&d);
+    assert_null(d.sql);
+    assert_null(d.tmp);
+    assert_int_not_equal(access(dir, F_OK), 0);
+
+    assert_string_equal(kx_th_stmt_sql(STMTS, "two"), "SELECT 2");
+    assert_null(kx_th_stmt_sql(STMTS, "three"));
+}
+
+int main(void)
+{
+    kx_log_init("test_harness_pg", "test");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_pg_dies_with_its_test),
+        cmocka_unit_test(test_migrated_database),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
