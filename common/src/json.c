@@ -26,6 +26,23 @@
 
 /* The text grows in a kx_buf; its out-of-memory state (sticky) is checked once, at the end. */
 
+/* ---- escapes ------------------------------------------------------------------------- */
+
+/* What each byte of a string needs: 0 = copied as is, 'x' = the first byte of a UTF-8
+ * sequence to check, else the letter after the backslash ('u' for \u00xx). Only '"', '\\'
+ * and the bytes below 0x20 are escaped (both styles agree); the style that checks UTF-8 looks
+ * at every byte from 0x80 up, the other copies them. One lookup per byte either way. */
+#define ESC_LOW                                                                         \
+    ['"'] = '"', ['\\'] = '\\', ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', \
+    ['\t'] = 't', [0x00] = 'u', [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u', \
+    [0x05] = 'u', [0x06] = 'u', [0x07] = 'u', [0x0b] = 'u', [0x0e] = 'u', [0x0f] = 'u', \
+    [0x10] = 'u', [0x11] = 'u', [0x12] = 'u', [0x13] = 'u', [0x14] = 'u', [0x15] = 'u', \
+    [0x16] = 'u', [0x17] = 'u', [0x18] = 'u', [0x19] = 'u', [0x1a] = 'u', [0x1b] = 'u', \
+    [0x1c] = 'u', [0x1d] = 'u', [0x1e] = 'u', [0x1f] = 'u'
+#define X16 'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x', 'x'
+static const char ESC_PLAIN[256] = {ESC_LOW};
+static const char ESC_UTF8[256] = {ESC_LOW, [0x80] = X16, X16, X16, X16, X16, X16, X16, X16};
+
 /* ---- the two styles ------------------------------------------------------------------- */
 
 /* What differs between the Python printer and the compact one; one walk prints both. */
@@ -34,7 +51,8 @@ typedef struct json_style {
     const char *key_sep;  /* between a key and its value */
     size_t item_sep_len, key_sep_len;
     const char *hex;   /* the digits of \u00xx */
-    bool check_utf8;   /* fail on a string that is not valid UTF-8 (else bytes go as they are) */
+    const char *esc;   /* ESC_UTF8: fail on a string that is not valid UTF-8; ESC_PLAIN: bytes
+                      * go as they are */
     bool python_reals; /* reals as Python's repr(), else as jansson's "%.17g" */
     int max_depth;     /* fail on nesting deeper than this (INT_MAX: no bound) */
 } json_style;
@@ -46,7 +64,7 @@ static const json_style STYLE_PY = {
     .item_sep_len = 2,
     .key_sep_len = 2,
     .hex = "0123456789abcdef",
-    .check_utf8 = false,
+    .esc = ESC_PLAIN,
     .python_reals = true,
     .max_depth = INT_MAX,
 };
@@ -65,23 +83,12 @@ static const json_style STYLE_COMPACT = {
     .item_sep_len = 1,
     .key_sep_len = 1,
     .hex = "0123456789ABCDEF",
-    .check_utf8 = true,
+    .esc = ESC_UTF8,
     .python_reals = false,
     .max_depth = COMPACT_MAX_DEPTH,
 };
 
 /* ---- strings --------------------------------------------------------------------------- */
-
-/* The escape of each byte: 0 = copied as is, else the letter after the backslash ('u' for
- * \u00xx). Only '"', '\\' and the bytes below 0x20 are escaped (both styles agree). */
-static const char ESC[256] = {
-    ['"'] = '"',  ['\\'] = '\\', ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r',
-    ['\t'] = 't', [0x00] = 'u',  [0x01] = 'u', [0x02] = 'u', [0x03] = 'u', [0x04] = 'u',
-    [0x05] = 'u', [0x06] = 'u',  [0x07] = 'u', [0x0b] = 'u', [0x0e] = 'u', [0x0f] = 'u',
-    [0x10] = 'u', [0x11] = 'u',  [0x12] = 'u', [0x13] = 'u', [0x14] = 'u', [0x15] = 'u',
-    [0x16] = 'u', [0x17] = 'u',  [0x18] = 'u', [0x19] = 'u', [0x1a] = 'u', [0x1b] = 'u',
-    [0x1c] = 'u', [0x1d] = 'u',  [0x1e] = 'u', [0x1f] = 'u',
-};
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid; as jansson's
  * utf8_check_first / utf8_check_full (no overlongs, no surrogates, nothing past U+10FFFF). */
@@ -120,7 +127,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
 static bool put_string(kx_buf *b, const char *str, size_t n, const json_style *st)
 {
     const unsigned char *s = (const unsigned char *)str;
-    const bool check = st->check_utf8;
+    const char *esc = st->esc;
     /* room for the common case (nothing escaped) at once; escapes grow it as they come */
     if (kx_buf_reserve(b, n + 2) != KX_OK)
         return false;
@@ -128,16 +135,16 @@ static bool put_string(kx_buf *b, const char *str, size_t n, const json_style *s
     size_t run = 0; /* start of the current run of bytes copied as is */
     for (size_t i = 0; i < n;) {
         unsigned char c = s[i];
-        if (c >= 0x80 && check) {
+        char e = esc[c];
+        if (e == 0) {
+            i++;
+            continue;
+        }
+        if (e == 'x') {
             size_t l = utf8_seq(s + i, n - i);
             if (l == 0)
                 return false;
             i += l;
-            continue;
-        }
-        char e = ESC[c];
-        if (e == 0) {
-            i++;
             continue;
         }
         kx_buf_add(b, str + run, i - run);
