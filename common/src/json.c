@@ -91,8 +91,11 @@ static const json_style STYLE_COMPACT = {
 /* ---- strings --------------------------------------------------------------------------- */
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid; as jansson's
- * utf8_check_first / utf8_check_full (no overlongs, no surrogates, nothing past U+10FFFF). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
+ * utf8_check_first / utf8_check_full (no overlongs, no surrogates, nothing past U+10FFFF).
+ * Not inlined: put_string stays small for the many short strings of either style (callgrind,
+ * bench_events: 2 % fewer instructions on both the compact print and the Python row than
+ * with it inlined). */
+__attribute__((noinline)) static size_t utf8_seq(const unsigned char *s, size_t n)
 {
     unsigned char c = s[0];
     size_t len;
@@ -133,18 +136,16 @@ static bool put_string(kx_buf *b, const char *str, size_t n, const json_style *s
         return false;
     kx_buf_add(b, "\"", 1);
     size_t run = 0; /* start of the current run of bytes copied as is */
-    for (size_t i = 0; i < n;) {
+    for (size_t i = 0; i < n; i++) {
         unsigned char c = s[i];
         char e = esc[c];
-        if (e == 0) {
-            i++;
+        if (e == 0)
             continue;
-        }
         if (e == 'x') {
             size_t l = utf8_seq(s + i, n - i);
             if (l == 0)
                 return false;
-            i += l;
+            i += l - 1;
             continue;
         }
         kx_buf_add(b, str + run, i - run);
@@ -158,7 +159,7 @@ static bool put_string(kx_buf *b, const char *str, size_t n, const json_style *s
             ul = 6;
         }
         kx_buf_add(b, u, ul);
-        run = ++i;
+        run = i + 1;
     }
     kx_buf_add(b, str + run, n - run);
     kx_buf_add(b, "\"", 1);
