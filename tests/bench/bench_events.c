@@ -2,10 +2,10 @@
  * jansson's printer in the same run (the baseline):
  *   - kx_json_dumps_compact vs json_dumps(JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY)
  *     on the runner's default tool schemas (prompt_tools(): what every request body carries)
- *     and on a thread of messages;
- *   - events_row_json (written straight into one buffer) vs the same row built the way it was
- *     before: the content and metadata printed, wrapped in jansson strings, packed in a jansson
- *     object and printed again.
+ *     and on the messages of the harness's sample run (sample_run.h);
+ *   - events_row_json (written straight into one buffer), the sample run's tool result as
+ *     content, vs the same row built the way it was before: the content and metadata printed,
+ *     wrapped in jansson strings, packed in a jansson object and printed again.
  * Usage: bench_events [iterations] (default 2000). Single thread, in-process; the figures are
  * the thread's CPU time per call (CLOCK_THREAD_CPUTIME_ID), steadier than wall time on a
  * shared machine. */
@@ -18,6 +18,7 @@
 #include "events.h"
 #include "kx/json.h"
 #include "prompt.h"
+#include "sample_run.h"
 
 static double cpu_us(void)
 {
@@ -91,16 +92,8 @@ int main(int argc, char **argv)
     if (n <= 0 || n > 100000000)
         n = 2000;
     json_t *tools = prompt_tools();
-    json_t *thread = json_array();
-    for (int i = 0; i < 6; i++)
-        json_array_append_new(
-            thread,
-            json_pack("{s:s, s:s}", "role", i % 2 ? "assistant" : "user", "content",
-                      "Please run view_tasks and tell me what is left \xe2\x80\x94 with "
-                      "\"quotes\", a tab\t and a newline\n, caf\xc3\xa9."));
-    json_t *content = json_pack(
-        "{s:s, s:s, s:s}", "role", "tool", "tool_call_id", "call_1", "content",
-        "{\"tool\": \"view_tasks\", \"output\": \"- [ ] write the report\\n- [x] profile\"}");
+    json_t *thread = kx_th_sample_messages();
+    const json_t *content = json_array_get(thread, KX_TH_SAMPLE_TOOL_RESULT);
     json_t *metadata = json_pack("{s:s, s:s, s:{s:b, s:s}}", "thread_run_id", "r-1", "tool_name",
                                  "view_tasks", "frontend_content", "success", 1, "output",
                                  "- [ ] write the report\n- [x] profile");
@@ -113,7 +106,7 @@ int main(int argc, char **argv)
         printf("  MISMATCH: %zu vs %zu bytes\n", l1, l2);
     b = time1(jansson_compact, thread, n, &l1);
     o = time1(kx_json_dumps_compact, thread, n, &l2);
-    line("compact print: a 6-message thread", b, o, l2);
+    line("compact print: the sample run's 4 messages", b, o, l2);
     b = time2(row_before, content, metadata, n, &l1);
     o = time2(row_after, content, metadata, n, &l2);
     line("row event: a tool result row (before / after)", b, o, l2);
@@ -121,7 +114,6 @@ int main(int argc, char **argv)
         printf("  MISMATCH: %zu vs %zu bytes\n", l1, l2);
     json_decref(tools);
     json_decref(thread);
-    json_decref(content);
     json_decref(metadata);
     return 0;
 }

@@ -706,20 +706,13 @@ static kx_err pg_server_start(kx_th_pg *p)
     char data[300], port[8], opts[600];
     pg_data_dir(p, data, sizeof data);
     snprintf(port, sizeof port, "%u", p->port);
-    const char *args[PG_MAX_ARGS + 1] = {"-D",
-                                         data,
-                                         "-p",
-                                         port,
-                                         "-k",
-                                         p->dir,
-                                         "-c",
-                                         "listen_addresses=127.0.0.1",
-                                         "-c",
-                                         "fsync=off",
-                                         "-c",
-                                         "synchronous_commit=off",
-                                         "-c",
-                                         "full_page_writes=off"};
+    const char *args[PG_MAX_ARGS + 1] = {"-D", data,
+                                         "-p", port,
+                                         "-k", p->dir,
+                                         "-c", "listen_addresses=127.0.0.1",
+                                         "-c", "fsync=off",
+                                         "-c", "synchronous_commit=off",
+                                         "-c", "full_page_writes=off"};
     size_t n = 14;
     /* KX_TH_PG_OPTS: extra server options for a profiling session, split at white space, e.g.
      * "-c shared_preload_libraries=pg_stat_statements" (docs/performance.md) */

@@ -13,9 +13,9 @@
 #include "harness.h"
 
 typedef struct kx_th_pgdb {
-    char *tmp;    /* the temp dir (malloc'd) */
-    kx_th_pg pg;  /* the server; pg.url is the database's URL */
-    PGconn *sql;  /* a connection to pg.url */
+    char *tmp;   /* the temp dir (malloc'd) */
+    kx_th_pg pg; /* the server; pg.url is the database's URL */
+    PGconn *sql; /* a connection to pg.url */
 } kx_th_pgdb;
 
 /* The temp dir /tmp/<prefix>-XXXXXX, the server, the migrations, the connection. On failure

@@ -2,7 +2,8 @@
  * the run printed once (llm_opts.tools_text) instead of printing them every turn; the body must
  * be byte for byte what printing the whole tree with kx_json_dumps_compact gave (the reference
  * below is that earlier implementation), with and without the text, with and without tools,
- * max_tokens and stream_options, on generated messages (UTF-8, control characters, reals). */
+ * max_tokens and stream_options, on the harness's sample run (sample_run.h: UTF-8, control
+ * characters, a tool call, a real). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 
 #include "kx/json.h"
 #include "llm_provider.h"
+#include "sample_run.h"
 
 static char *ref_body(const llm_route *rt, const char *system, const json_t *tools,
                       const json_t *messages, int64_t max_tokens)
@@ -44,28 +46,14 @@ static char *ref_body(const llm_route *rt, const char *system, const json_t *too
     return out;
 }
 
-static json_t *tool(const char *name, const char *desc)
-{
-    return json_pack("{s:s, s:{s:s, s:s, s:{s:s, s:{s:{s:s}}, s:[s]}}}", "type", "function",
-                     "function", "name", name, "description", desc, "parameters", "type", "object",
-                     "properties", "path", "type", "string", "required", "path");
-}
-
 static void test_body_matches_the_tree_print(void **state)
 {
     (void)state;
-    json_t *tools = json_array();
-    json_array_append_new(tools, tool("view_tasks", "Shows the tasks \xe2\x9c\x93 \"quoted\""));
-    json_array_append_new(tools, tool("read_file", "Reads a file\n\ttabbed \x01 \\ /"));
+    json_t *tools = kx_th_sample_tools();
     json_t *none = json_array();
     char *tools_text = kx_json_dumps_compact(tools);
     char *none_text = kx_json_dumps_compact(none);
-    json_t *messages = json_pack(
-        "[{s:s, s:s}, {s:s, s:s, s:[{s:s, s:s, s:{s:s, s:s}}]}, {s:s, s:s, s:s}, {s:s, s:f}]",
-        "role", "user", "content", "caf\xc3\xa9 \xf0\x9f\x98\x80 \x1f\x7f", "role", "assistant",
-        "content", "", "tool_calls", "id", "c1", "type", "function", "function", "name",
-        "view_tasks", "arguments", "{\"a\":1}", "role", "tool", "tool_call_id", "c1", "content",
-        "line1\nline2 \"x\"", "role", "user", "weight", 0.1);
+    json_t *messages = kx_th_sample_messages();
     const char *providers[] = {"demo", "openai"};
     const int64_t caps[] = {0, 4096};
     for (int p = 0; p < 2; p++)

@@ -156,7 +156,8 @@ static void test_message_fence_races_a_reap(void **state)
     PQclear(q(holder, "BEGIN", 0, NULL));
     PQclear(q(holder, "SELECT 1 FROM threads WHERE thread_id=$1::uuid FOR UPDATE", 1, tp));
     /* 2. The runner's insert, with the runner's SQL, as epoch 1. */
-    PGresult *pr = PQprepare(writer, "ins", kx_th_stmt_sql(store_statements(), "runner_insert_message"), 0, NULL);
+    PGresult *pr = PQprepare(writer, "ins",
+                             kx_th_stmt_sql(store_statements(), "runner_insert_message"), 0, NULL);
     assert_int_equal(PQresultStatus(pr), PGRES_COMMAND_OK);
     PQclear(pr);
     char mid[KX_UUID_LEN + 1];
@@ -351,7 +352,8 @@ static void test_run_row_lookups_use_the_primary_key(void **state)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char sql[400], args[200];
         snprintf(args, sizeof args, cases[i].args, run, mid);
-        PGresult *r = PQprepare(g_db.sql, "plan_probe", kx_th_stmt_sql(store_statements(), cases[i].name), 0, NULL);
+        PGresult *r = PQprepare(g_db.sql, "plan_probe",
+                                kx_th_stmt_sql(store_statements(), cases[i].name), 0, NULL);
         if (PQresultStatus(r) != PGRES_COMMAND_OK)
             fail_msg("prepare %s: %s", cases[i].name, PQerrorMessage(g_db.sql));
         PQclear(r);
