@@ -10,9 +10,10 @@
  * PostgreSQL refuses to run as root, so when the test runs as root, initdb, pg_ctl and the
  * server run as the "postgres" system user (fork, setgid, setuid, exec).
  *
- * The postmaster is the test's own child (not daemonized by pg_ctl) with a parent-death signal:
+ * Every process started here but for the short PostgreSQL commands gets a parent-death signal:
  * when the test process dies, even by SIGKILL (ctest's timeout), the kernel sends the
- * postmaster SIGQUIT and the server shuts down with its backends. */
+ * postmaster SIGQUIT (it shuts down with its backends; it is the test's own child, not
+ * daemonized by pg_ctl) and every other server SIGTERM. */
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -210,7 +211,9 @@ typedef struct spawn_opts {
     int pdeathsig; /* sent to the child when the thread that spawned it exits (0: none) */
 } spawn_opts;
 
-static const spawn_opts SPAWN_PLAIN = {(uid_t)-1, (gid_t)-1, NULL, 0};
+/* kx_th_spawn's: our identity, our directory, SIGTERM when the spawning thread exits (so a
+ * service, nats-server or fake does not outlive a test that ctest killed at its timeout). */
+static const spawn_opts SPAWN_PLAIN = {(uid_t)-1, (gid_t)-1, NULL, SIGTERM};
 
 /* What a forked child does before exec: its own session, output to log_path, optionally
  * another identity and directory and a parent-death signal. Only async-signal-safe calls. On

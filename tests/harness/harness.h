@@ -18,7 +18,9 @@ void kx_th_rmrf(const char *dir);
 uint16_t kx_th_free_port(void);
 
 /* Spawns argv with the current environment plus env_extra ("K=V", NULL-terminated, may be NULL),
- * stdout+stderr appended to log_path, in its own process group. */
+ * stdout+stderr appended to log_path, in its own process group, with SIGTERM as its
+ * parent-death signal: it gets SIGTERM when the calling thread exits (or the test is killed),
+ * so spawn from a thread that lives as long as the process should (the main thread). */
 kx_err kx_th_spawn(const char *const *argv, const char *const *env_extra, const char *log_path,
                    pid_t *pid);
 /* SIGTERM the process group, wait up to 5 s, then SIGKILL; reaps. Returns the exit status. */

@@ -1,8 +1,9 @@
-/* test_harness_pg.c — the harness's PostgreSQL does not outlive the test that started it: a
- * child process starts one with kx_th_pg_start and is killed with SIGKILL (as ctest kills a
- * test at its timeout); within a few seconds the postmaster is gone, its port closed and no
- * process holds a file of its data dir. (Before, pg_ctl daemonized the postmaster and it ran
- * on, orphaned, until someone stopped it by hand.) Also the migrated-database helper
+/* test_harness_pg.c — the harness's PostgreSQL and nats-server do not outlive the test that
+ * started them: a child process starts both and is killed with SIGKILL (as ctest kills a test
+ * at its timeout); within a few seconds the postmaster and nats-server are gone, the port
+ * closed and no process holds a file of the temp dir. (Before, pg_ctl daemonized the
+ * postmaster and nats-server was left in its own session: both ran on, orphaned, until someone
+ * stopped them by hand.) Also the migrated-database helper
  * (kx_th_pgdb_start) and the statement lookup (kx_th_stmt_sql). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -69,7 +70,7 @@ static pid_t postmaster_of(const char *tmp)
     return (pid_t)pid;
 }
 
-static void test_pg_dies_with_its_test(void **state)
+static void test_servers_die_with_their_test(void **state)
 {
     (void)state;
     char *tmp = kx_th_tmpdir("kx-th-orphan");
@@ -81,21 +82,27 @@ static void test_pg_dies_with_its_test(void **state)
     if (child == 0) { /* the "test" that ctest will kill */
         close(fds[0]);
         kx_th_pg pg;
-        long port = kx_th_pg_start(tmp, &pg) == KX_OK ? pg.port : 0;
-        if (write(fds[1], &port, sizeof port) != (ssize_t)sizeof port)
+        kx_th_nats nats;
+        long msg[2] = {kx_th_pg_start(tmp, &pg) == KX_OK ? pg.port : 0,
+                       kx_th_nats_start(tmp, &nats) == KX_OK ? nats.pid : 0};
+        if (write(fds[1], msg, sizeof msg) != (ssize_t)sizeof msg)
             _exit(1);
         for (;;)
             pause();
     }
     close(fds[1]);
-    long port = 0;
+    long msg[2] = {0, 0};
     ssize_t r;
     do {
-        r = read(fds[0], &port, sizeof port);
+        r = read(fds[0], msg, sizeof msg);
     } while (r < 0 && errno == EINTR);
     close(fds[0]);
-    assert_int_equal(r, sizeof port);
+    assert_int_equal(r, sizeof msg);
+    long port = msg[0];
+    pid_t nats = (pid_t)msg[1];
     assert_true(port > 0);
+    assert_true(nats > 0);
+    assert_true(alive(nats));
     pid_t pm = postmaster_of(tmp);
     assert_true(pm > 0);
     assert_true(alive(pm));
@@ -105,21 +112,26 @@ static void test_pg_dies_with_its_test(void **state)
     assert_int_equal(waitpid(child, NULL, 0), child);
 
     int64_t t0 = kx_mono_ms(), give_up = t0 + 10000; /* room for a loaded machine */
-    while ((alive(pm) || tcp_accepts((uint16_t)port)) && kx_mono_ms() < give_up)
+    while ((alive(pm) || tcp_accepts((uint16_t)port) || alive(nats)) && kx_mono_ms() < give_up)
         usleep(20000);
     bool pm_gone = !alive(pm);
     bool port_closed = !tcp_accepts((uint16_t)port);
-    printf("postmaster %d %s %lld ms after its test's SIGKILL\n", (int)pm,
-           pm_gone ? "gone" : "STILL RUNNING", (long long)(kx_mono_ms() - t0));
+    bool nats_gone = !alive(nats);
+    printf("%lld ms after its test's SIGKILL: postmaster %d %s, nats-server %d %s\n",
+           (long long)(kx_mono_ms() - t0), (int)pm, pm_gone ? "gone" : "STILL RUNNING", (int)nats,
+           nats_gone ? "gone" : "STILL RUNNING");
     int holders = -1;
     while (kx_mono_ms() < give_up + 2000 && (holders = kx_th_procs_using(tmp)) != 0)
         usleep(100000);
     if (!pm_gone) /* the leak this test is about: do not leave it running */
         kill(pm, SIGQUIT);
+    if (!nats_gone)
+        kill(nats, SIGKILL);
     kx_th_rmrf(tmp);
     free(tmp);
     assert_true(pm_gone);
     assert_true(port_closed);
+    assert_true(nats_gone);
     assert_int_equal(holders, 0);
 }
 
@@ -155,7 +167,7 @@ int main(void)
 {
     kx_log_init("test_harness_pg", "test");
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_pg_dies_with_its_test),
+        cmocka_unit_test(test_servers_die_with_their_test),
         cmocka_unit_test(test_migrated_database),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
