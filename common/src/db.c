@@ -35,7 +35,7 @@
 
 /* One thing sent in a pipeline: a caller's statement, or a PREPARE queued in front of one. */
 typedef struct pipe_item {
-    int stmt;   /* index in the statement table; -1: SQL text (BEGIN, COMMIT) */
+    int stmt;     /* index in the statement table; -1: SQL text (BEGIN, COMMIT) */
     bool prep;    /* our PREPARE of stmt, not a caller's result */
     kx_err err;   /* KX_OK: sent; else it was not sent, and why */
     char sql[24]; /* stmt -1: the SQL's start, for the log */
@@ -66,7 +66,7 @@ struct kx_db {
     int64_t backoff_ms;
     char sqlstate[6];
     char errmsg[512];
-    char errdetail[4096]; /* the failure's DETAIL field ("" if none) */
+    char errdetail[4096];   /* the failure's DETAIL field ("" if none) */
     struct pipe_state pipe; /* kx_db_pipe_*: piping only between _begin and _end */
 };
 
@@ -643,8 +643,7 @@ static PGresult *pipe_read_one(kx_db *db, const char *label, kx_err *err)
         PQclear(end);
         end = PQgetResult(db->conn);
     }
-    if (PQstatus(db->conn) != CONNECTION_OK && st != PGRES_TUPLES_OK &&
-        st != PGRES_COMMAND_OK) {
+    if (PQstatus(db->conn) != CONNECTION_OK && st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
         *err = pipe_lost(db, label, r, false);
         PQclear(r);
         return NULL;
@@ -711,7 +710,7 @@ static PGresult *pipe_next(kx_db *db, kx_err *err)
         if (st == PGRES_PIPELINE_ABORTED)
             *err = prep_fail != KX_OK ? prep_fail : KX_ERR_CANCELLED;
         else if ((*err = record_failure(db, label, r)) == KX_ERR_UNAVAILABLE)
-            *err = pipe_lost(db, label, r, true); /* the server ends the connection (57P01, 08xxx) */
+            *err = pipe_lost(db, label, r, true); /* the server ends it (57P01, 08xxx) */
         else
             p->aborted = true;
         PQclear(r);

@@ -422,8 +422,8 @@ kx_err kx_db_worker_submit(kx_db_worker *w, kx_db_job_run run, kx_db_job_done do
     return submit(w, run, NULL, done, arg);
 }
 
-kx_err kx_db_worker_submit_group(kx_db_worker *w, const kx_db_group_job *how,
-                                 kx_db_job_done done, void *arg)
+kx_err kx_db_worker_submit_group(kx_db_worker *w, const kx_db_group_job *how, kx_db_job_done done,
+                                 void *arg)
 {
     bool step = how != NULL && how->step != NULL;
     bool pipe = how != NULL && how->send != NULL && how->recv != NULL;

@@ -295,9 +295,9 @@ typedef struct gjob {
     const char *lock1; /* rows of glock to update, with a pause between (deadlock) */
     const char *lock2;
     int pause_ms;
-    bool kill_once; /* the first step ends its own connection */
-    bool piped;     /* send/recv (pipelined) rather than step */
-    bool one_write; /* submitted as one write (alone: no transaction) */
+    bool kill_once;        /* the first step ends its own connection */
+    bool piped;            /* send/recv (pipelined) rather than step */
+    bool one_write;        /* submitted as one write (alone: no transaction) */
     int steps, done_calls; /* steps: step or send calls */
     kx_err err;
     char got[32];         /* piped: what its echo read back (results matched to jobs) */

@@ -94,8 +94,8 @@ kx_err kx_db_worker_new(const char *conninfo, const kx_db_stmt *stmts, kx_loop *
 kx_err kx_db_worker_submit(kx_db_worker *w, kx_db_job_run run, kx_db_job_done done, void *arg);
 /* Queues a groupable job (see above). KX_ERR_INVALID when how gives neither step nor both
  * send and recv, or both kinds; otherwise refused as kx_db_worker_submit. Any thread. */
-kx_err kx_db_worker_submit_group(kx_db_worker *w, const kx_db_group_job *how,
-                                 kx_db_job_done done, void *arg);
+kx_err kx_db_worker_submit_group(kx_db_worker *w, const kx_db_group_job *how, kx_db_job_done done,
+                                 void *arg);
 /* The group counters so far. Any thread. */
 kx_db_group_stats kx_db_worker_group_stats(kx_db_worker *w);
 /* Jobs waiting (not counting the one running). */
