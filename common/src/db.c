@@ -33,6 +33,26 @@
 /* pg_advisory_lock key that serialises migrations across processes ("kx_migra" in ASCII). */
 #define MIGRATION_LOCK_KEY "7743542548017916513"
 
+/* One thing sent in a pipeline: a caller's statement, or a PREPARE queued in front of one. */
+typedef struct pipe_item {
+    int stmt;     /* index in the statement table; -1: SQL text (BEGIN, COMMIT) */
+    bool prep;    /* our PREPARE of stmt, not a caller's result */
+    kx_err err;   /* KX_OK: sent; else it was not sent, and why */
+    char sql[24]; /* stmt -1: the SQL's start, for the log */
+} pipe_item;
+
+struct pipe_state {
+    bool piping;
+    bool synced;
+    kx_err stop;      /* KX_OK, or why nothing more is sent (the first failure to send) */
+    bool lost;        /* the connection went: every result not yet read is UNAVAILABLE */
+    bool aborted;     /* a statement failed: the server skips the rest up to the sync */
+    kx_err prep_fail; /* a PREPARE failed: reported as its statement's result */
+    pipe_item *items;
+    size_t nitems, cap, cursor;
+    size_t sent, read; /* caller's results */
+};
+
 struct kx_db {
     PGconn *conn; /* NULL until the first successful PQconnectdbParams */
     char *conninfo;
@@ -46,7 +66,8 @@ struct kx_db {
     int64_t backoff_ms;
     char sqlstate[6];
     char errmsg[512];
-    char errdetail[4096]; /* the failure's DETAIL field ("" if none) */
+    char errdetail[4096];   /* the failure's DETAIL field ("" if none) */
+    struct pipe_state pipe; /* kx_db_pipe_*: piping only between _begin and _end */
 };
 
 /* What kind of SQL a call runs. */
@@ -154,6 +175,8 @@ static kx_err try_connect(kx_db *db)
         PQsetNoticeProcessor(db->conn, notice_to_log, NULL);
     } else {
         PQreset(db->conn);
+        if (PQpipelineStatus(db->conn) != PQ_PIPELINE_OFF) /* a pipeline the old one broke */
+            (void)PQexitPipelineMode(db->conn);
     }
     forget_prepared(db);
     if (PQstatus(db->conn) == CONNECTION_OK) {
@@ -231,6 +254,7 @@ void kx_db_close(kx_db *db)
         return;
     if (db->conn != NULL)
         PQfinish(db->conn);
+    free(db->pipe.items);
     free(db->prepared);
     free(db->conninfo);
     free(db);
@@ -316,6 +340,11 @@ static PGresult *attempt(kx_db *db, call_kind kind, size_t stmt_index, const cha
 static PGresult *run(kx_db *db, call_kind kind, size_t stmt_index, const char *sql, int nparams,
                      const char *const *params, const char *label, bool retry_ok, kx_err *err)
 {
+    if (db->pipe.piping) {
+        kx_error("db: %s: called inside a pipeline (kx_db_pipe_end it first)", label);
+        *err = KX_ERR_INTERNAL;
+        return NULL;
+    }
     for (int tries = 0;; tries++) {
         *err = ensure_connected(db);
         if (*err != KX_OK) {
@@ -444,6 +473,334 @@ static kx_err exec_simple(kx_db *db, const char *sql)
     return err;
 }
 
+/* ---- pipeline mode ------------------------------------------------------------------------- */
+
+static void pipe_push(kx_db *db, int stmt, bool prep, kx_err err, const char *sql)
+{
+    struct pipe_state *p = &db->pipe;
+    if (p->nitems == p->cap) {
+        size_t cap = p->cap == 0 ? 64 : p->cap * 2;
+        pipe_item *n = realloc(p->items, cap * sizeof *n);
+        if (n == NULL) { /* cannot even remember it: stop sending, report on every result */
+            kx_error("db: out of memory recording a pipelined statement");
+            if (p->stop == KX_OK)
+                p->stop = KX_ERR_NOMEM;
+            if (!prep)
+                p->sent++; /* its result: the error above (pipe_next_user finds no item) */
+            return;
+        }
+        p->items = n;
+        p->cap = cap;
+    }
+    pipe_item *it = &p->items[p->nitems++];
+    *it = (pipe_item){.stmt = stmt, .prep = prep, .err = err};
+    snprintf(it->sql, sizeof it->sql, "%s", sql != NULL ? sql : "?");
+    if (!prep)
+        p->sent++;
+}
+
+/* A send failed (err): nothing more is sent; the connection's state decides whether the rest
+ * is UNAVAILABLE (lost) or CANCELLED (not run). */
+static kx_err pipe_send_failed(kx_db *db, const char *label)
+{
+    kx_err err = record_failure(db, label, NULL);
+    db->pipe.stop = err;
+    return err;
+}
+
+kx_err kx_db_pipe_begin(kx_db *db)
+{
+    struct pipe_state *p = &db->pipe;
+    if (p->piping) {
+        kx_error("db: kx_db_pipe_begin inside a pipeline");
+        return KX_ERR_INTERNAL; /* the open one stays as it is */
+    }
+    p->piping = true;
+    p->synced = p->lost = p->aborted = false;
+    p->stop = p->prep_fail = KX_OK;
+    p->nitems = p->cursor = p->sent = p->read = 0;
+    kx_err err = ensure_connected(db);
+    if (err == KX_OK && PQenterPipelineMode(db->conn) != 1)
+        err = pipe_send_failed(db, "enter pipeline mode");
+    if (err != KX_OK) {
+        p->stop = err;
+        p->lost = err == KX_ERR_UNAVAILABLE;
+    }
+    return err;
+}
+
+/* Why a send is not sent now (KX_OK: send it). */
+static kx_err pipe_cannot_send(kx_db *db, const char *what)
+{
+    if (!db->pipe.piping) {
+        kx_error("db: %s sent outside a pipeline (kx_db_pipe_begin first)", what);
+        return KX_ERR_INTERNAL;
+    }
+    if (db->pipe.synced) {
+        kx_error("db: %s sent after the pipeline's sync", what);
+        return KX_ERR_INTERNAL;
+    }
+    if (db->pipe.stop != KX_OK)
+        return db->pipe.stop == KX_ERR_UNAVAILABLE ? KX_ERR_UNAVAILABLE : KX_ERR_CANCELLED;
+    return KX_OK;
+}
+
+kx_err kx_db_pipe_send(kx_db *db, const char *stmt, int nparams, const char *const *params)
+{
+    kx_err err = pipe_cannot_send(db, stmt);
+    if (err == KX_ERR_INTERNAL)
+        return err;
+    size_t i = 0;
+    if (err == KX_OK && !find_stmt(db, stmt, &i)) {
+        kx_error("db: no statement named \"%s\" in this connection's table", stmt);
+        snprintf(db->errmsg, sizeof db->errmsg, "unknown statement %s", stmt);
+        db->sqlstate[0] = '\0';
+        err = db->pipe.stop = KX_ERR_INVALID;
+    }
+    if (err == KX_OK && !db->prepared[i]) {
+        if (PQsendPrepare(db->conn, db->stmts[i].name, db->stmts[i].sql, 0, NULL) != 1) {
+            err = pipe_send_failed(db, stmt);
+        } else {
+            db->prepared[i] = true; /* for the sends after it; undone if it fails */
+            pipe_push(db, (int)i, true, KX_OK, NULL);
+        }
+    }
+    if (err == KX_OK &&
+        PQsendQueryPrepared(db->conn, db->stmts[i].name, nparams, params, NULL, NULL, 0) != 1)
+        err = pipe_send_failed(db, stmt);
+    pipe_push(db, err == KX_OK ? (int)i : -1, false, err, stmt);
+    return err;
+}
+
+kx_err kx_db_pipe_send_sql(kx_db *db, const char *sql)
+{
+    kx_err err = pipe_cannot_send(db, sql);
+    if (err == KX_ERR_INTERNAL)
+        return err;
+    /* extended protocol: the simple one (PQsendQuery) is not allowed in a pipeline */
+    if (err == KX_OK && PQsendQueryParams(db->conn, sql, 0, NULL, NULL, NULL, NULL, 0) != 1)
+        err = pipe_send_failed(db, sql);
+    pipe_push(db, -1, false, err, sql);
+    return err;
+}
+
+kx_err kx_db_pipe_sync(kx_db *db)
+{
+    struct pipe_state *p = &db->pipe;
+    if (!p->piping) {
+        kx_error("db: kx_db_pipe_sync outside a pipeline");
+        return KX_ERR_INTERNAL;
+    }
+    if (p->synced)
+        return KX_OK;
+    p->synced = true;
+    if (p->lost)
+        return KX_ERR_UNAVAILABLE;
+    if (PQpipelineSync(db->conn) != 1) { /* sends the sync and flushes (blocking connection) */
+        kx_err err = pipe_send_failed(db, "pipeline sync");
+        p->lost = true;
+        return err;
+    }
+    return KX_OK;
+}
+
+/* The connection went while reading: every result not yet read is UNAVAILABLE. */
+static kx_err pipe_lost(kx_db *db, const char *label, const PGresult *r, bool recorded)
+{
+    kx_err err = KX_ERR_UNAVAILABLE;
+    if (!db->pipe.lost) {
+        if (!recorded)
+            err = record_failure(db, label, r);
+        db->pipe.lost = true;
+        forget_prepared(db);
+        db->next_attempt_ms = 0; /* the first reconnect after a loss is immediate */
+    }
+    return err == KX_OK ? KX_ERR_UNAVAILABLE : err;
+}
+
+/* Reads the answer to one sent item: its result (the caller's) and the NULL that ends it. */
+static PGresult *pipe_read_one(kx_db *db, const char *label, kx_err *err)
+{
+    if (db->pipe.lost || PQstatus(db->conn) != CONNECTION_OK) {
+        *err = pipe_lost(db, label, NULL, false);
+        return NULL;
+    }
+    PGresult *r = PQgetResult(db->conn);
+    if (r == NULL) {
+        *err = pipe_lost(db, label, NULL, false);
+        return NULL;
+    }
+    ExecStatusType st = PQresultStatus(r);
+    if (st == PGRES_PIPELINE_SYNC) { /* more results asked for than were sent: a bug */
+        PQclear(r);
+        kx_error("db: %s: pipeline out of step (its sync came first)", label);
+        db->pipe.lost = true; /* do not read past it */
+        *err = KX_ERR_INTERNAL;
+        return NULL;
+    }
+    PGresult *end = PQgetResult(db->conn); /* NULL ends a statement's results */
+    while (end != NULL) {
+        PQclear(end);
+        end = PQgetResult(db->conn);
+    }
+    if (PQstatus(db->conn) != CONNECTION_OK && st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+        *err = pipe_lost(db, label, r, false);
+        PQclear(r);
+        return NULL;
+    }
+    *err = KX_OK;
+    return r;
+}
+
+/* The next caller's result: a PREPARE in front of it is read (and judged) first. */
+static PGresult *pipe_next(kx_db *db, kx_err *err)
+{
+    struct pipe_state *p = &db->pipe;
+    if (!p->piping) {
+        kx_error("db: kx_db_pipe_result outside a pipeline");
+        *err = KX_ERR_INTERNAL;
+        return NULL;
+    }
+    if (p->read >= p->sent) {
+        kx_error("db: kx_db_pipe_result: all %zu results were read already", p->sent);
+        *err = KX_ERR_INTERNAL;
+        return NULL;
+    }
+    if (!p->synced)
+        (void)kx_db_pipe_sync(db);
+    p->read++;
+    while (p->cursor < p->nitems) {
+        pipe_item it = p->items[p->cursor++];
+        char label[48];
+        snprintf(label, sizeof label, "%s%s%s", it.stmt >= 0 ? "" : "sql \"",
+                 it.stmt >= 0 ? db->stmts[it.stmt].name : it.sql, it.stmt >= 0 ? "" : "\"");
+        if (it.err != KX_OK) { /* never sent */
+            *err = it.err;
+            return NULL;
+        }
+        PGresult *r = pipe_read_one(db, label, err);
+        ExecStatusType st = PQresultStatus(r);
+        if (it.prep) {
+            const char *code = r != NULL ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+            if (r != NULL &&
+                !(st == PGRES_COMMAND_OK || (code != NULL && strcmp(code, "42P05") == 0))) {
+                db->prepared[it.stmt] = false;
+                if (st == PGRES_PIPELINE_ABORTED) {
+                    p->prep_fail = KX_ERR_CANCELLED;
+                } else {
+                    char what[160];
+                    snprintf(what, sizeof what, "prepare %s", label);
+                    p->prep_fail = record_failure(db, what, r);
+                    p->aborted = true;
+                }
+            } else if (r == NULL) {
+                db->prepared[it.stmt] = false;
+            }
+            PQclear(r);
+            continue;
+        }
+        kx_err prep_fail = p->prep_fail;
+        p->prep_fail = KX_OK;
+        if (r == NULL)
+            return NULL; /* *err: lost */
+        if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY) {
+            *err = KX_OK;
+            return r;
+        }
+        if (st == PGRES_PIPELINE_ABORTED)
+            *err = prep_fail != KX_OK ? prep_fail : KX_ERR_CANCELLED;
+        else if ((*err = record_failure(db, label, r)) == KX_ERR_UNAVAILABLE)
+            *err = pipe_lost(db, label, r, true); /* the server ends it (57P01, 08xxx) */
+        else
+            p->aborted = true;
+        PQclear(r);
+        return NULL;
+    }
+    /* pipe_push ran out of memory for this one */
+    *err = p->stop != KX_OK ? p->stop : KX_ERR_INTERNAL;
+    return NULL;
+}
+
+PGresult *kx_db_pipe_result(kx_db *db, kx_err *err)
+{
+    return pipe_next(db, err);
+}
+
+kx_err kx_db_pipe_result_cmd(kx_db *db, long *rows)
+{
+    kx_err err = KX_OK;
+    PGresult *r = pipe_next(db, &err);
+    if (r == NULL)
+        return err != KX_OK ? err : KX_ERR_INTERNAL;
+    if (rows != NULL)
+        *rows = strtol(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return KX_OK;
+}
+
+size_t kx_db_pipe_sent(const kx_db *db)
+{
+    return db->pipe.sent;
+}
+
+size_t kx_db_pipe_read(const kx_db *db)
+{
+    return db->pipe.read;
+}
+
+kx_err kx_db_pipe_skip(kx_db *db, size_t upto)
+{
+    kx_err first = KX_OK;
+    while (db->pipe.piping && db->pipe.read < upto && db->pipe.read < db->pipe.sent) {
+        kx_err err = KX_OK;
+        PQclear(pipe_next(db, &err));
+        if (first == KX_OK)
+            first = err;
+    }
+    return first;
+}
+
+void kx_db_pipe_end(kx_db *db)
+{
+    struct pipe_state *p = &db->pipe;
+    if (!p->piping)
+        return;
+    bool anything = p->nitems > 0;
+    if (anything && !p->synced)
+        (void)kx_db_pipe_sync(db);
+    (void)kx_db_pipe_skip(db, p->sent);
+    if (!p->lost && p->synced && anything) { /* the sync's own answer */
+        PGresult *r = PQgetResult(db->conn);
+        if (PQresultStatus(r) != PGRES_PIPELINE_SYNC)
+            p->lost = true;
+        PQclear(r);
+    }
+    bool left = PQstatus(db->conn) == CONNECTION_OK && !p->lost;
+    if (left && PQexitPipelineMode(db->conn) != 1) { /* a NULL may still follow the sync */
+        PGresult *r = PQgetResult(db->conn);
+        left = r == NULL && PQexitPipelineMode(db->conn) == 1;
+        PQclear(r);
+    }
+    if (left) {
+        db->in_tx = transaction_open(db->conn);
+    } else {
+        /* Gone (or out of step, which we do not try to mend): the transaction went with the
+         * connection; the next call reconnects (PQreset leaves pipeline mode). */
+        if (PQstatus(db->conn) == CONNECTION_OK) {
+            if (!p->lost)
+                kx_error("db: could not leave pipeline mode (%s): dropping the connection",
+                         PQerrorMessage(db->conn));
+            PQfinish(db->conn);
+            db->conn = NULL;
+            db->next_attempt_ms = 0;
+        }
+        forget_prepared(db);
+        db->in_tx = false;
+    }
+    p->piping = false;
+    p->nitems = p->cursor = 0;
+}
+
 /* ---- transactions -------------------------------------------------------------------------- */
 
 kx_err kx_db_begin(kx_db *db)
@@ -456,6 +813,10 @@ kx_err kx_db_begin(kx_db *db)
 
 kx_err kx_db_commit(kx_db *db)
 {
+    if (db->pipe.piping) {
+        kx_error("db: COMMIT called inside a pipeline (kx_db_pipe_end it first)");
+        return KX_ERR_INTERNAL;
+    }
     /* Whatever happens below, the transaction is over: a lost connection took it along, so
      * the handle may reconnect on its next use even if the caller does not roll back. */
     if (db->conn == NULL || PQstatus(db->conn) != CONNECTION_OK) {
@@ -483,6 +844,7 @@ kx_err kx_db_commit(kx_db *db)
 
 void kx_db_rollback(kx_db *db)
 {
+    kx_db_pipe_end(db);
     if (db->conn != NULL && PQstatus(db->conn) == CONNECTION_OK) {
         PGresult *r = PQexec(db->conn, "ROLLBACK");
         PQclear(r);

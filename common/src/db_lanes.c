@@ -65,12 +65,12 @@ kx_err kx_db_lanes_submit(kx_db_lanes *l, const char *key, kx_db_job_run run, kx
     return kx_db_worker_submit(l->w[lane_of(l, key)], run, done, arg);
 }
 
-kx_err kx_db_lanes_submit_group(kx_db_lanes *l, const char *key, kx_db_job_step step,
-                                kx_db_job_run solo, kx_db_job_done done, void *arg)
+kx_err kx_db_lanes_submit_group(kx_db_lanes *l, const char *key, const kx_db_group_job *how,
+                                kx_db_job_done done, void *arg)
 {
     if (l == NULL || l->n == 0)
         return KX_ERR_UNAVAILABLE;
-    return kx_db_worker_submit_group(l->w[lane_of(l, key)], step, solo, done, arg);
+    return kx_db_worker_submit_group(l->w[lane_of(l, key)], how, done, arg);
 }
 
 kx_db_group_stats kx_db_lanes_group_stats(kx_db_lanes *l)
@@ -82,6 +82,7 @@ kx_db_group_stats kx_db_lanes_group_stats(kx_db_lanes *l)
         sum.grouped += s.grouped;
         sum.rollbacks += s.rollbacks;
         sum.solo += s.solo;
+        sum.pipelines += s.pipelines;
     }
     return sum;
 }

@@ -17,12 +17,22 @@
 
 typedef struct job {
     struct job *next;
-    kx_db_job_run run;   /* for a groupable job: its solo run */
-    kx_db_job_step step; /* NULL: not groupable */
+    kx_db_job_run run;   /* a plain job; NULL: a groupable one (how) */
+    kx_db_group_job how; /* step, or send + recv */
     kx_db_job_done done;
     void *arg;
-    kx_err err;
+    kx_err err; /* what done gets: KX_OK, or a groupable job's outcome */
 } job;
+
+static bool groupable(const job *j)
+{
+    return j->run == NULL;
+}
+
+static bool piped(const job *j)
+{
+    return j->how.send != NULL;
+}
 
 struct kx_db_worker {
     kx_loop *loop;
@@ -38,9 +48,10 @@ struct kx_db_worker {
     bool started;
     size_t group_max;        /* >= 1 */
     job **group;             /* the jobs taken together: group_max slots, worker thread only */
+    size_t *ends;            /* per job of a pipeline: results sent up to its last (group_max) */
     kx_db_group_stats stats; /* under mu */
     /* the same counts, process-wide, on /metrics (handles looked up once) */
-    kx_counter *m_groups, *m_grouped, *m_rollbacks, *m_solo;
+    kx_counter *m_groups, *m_grouped, *m_rollbacks, *m_solo, *m_pipelines;
 };
 
 static void job_done_on_loop(kx_loop *loop, void *arg)
@@ -60,26 +71,26 @@ static void job_dispose(void *arg)
 
 static void post_completion(kx_db_worker *w, job *j)
 {
-    j->err = KX_OK;
     if (kx_loop_post_owned(w->loop, job_done_on_loop, j, job_dispose) != KX_OK) {
         kx_error("db worker: could not post a completion (out of memory): calling it here");
         job_dispose(j);
     }
 }
 
-static void count(kx_db_worker *w, uint64_t groups, uint64_t grouped, uint64_t rollbacks,
-                  uint64_t solo)
+static void count(kx_db_worker *w, kx_db_group_stats d)
 {
     pthread_mutex_lock(&w->mu);
-    w->stats.groups += groups;
-    w->stats.grouped += grouped;
-    w->stats.rollbacks += rollbacks;
-    w->stats.solo += solo;
+    w->stats.groups += d.groups;
+    w->stats.grouped += d.grouped;
+    w->stats.rollbacks += d.rollbacks;
+    w->stats.solo += d.solo;
+    w->stats.pipelines += d.pipelines;
     pthread_mutex_unlock(&w->mu);
-    kx_counter_add(w->m_groups, groups);
-    kx_counter_add(w->m_grouped, grouped);
-    kx_counter_add(w->m_rollbacks, rollbacks);
-    kx_counter_add(w->m_solo, solo);
+    kx_counter_add(w->m_groups, d.groups);
+    kx_counter_add(w->m_grouped, d.grouped);
+    kx_counter_add(w->m_rollbacks, d.rollbacks);
+    kx_counter_add(w->m_solo, d.solo);
+    kx_counter_add(w->m_pipelines, d.pipelines);
 }
 
 /* How a group's transaction ended. */
@@ -93,70 +104,178 @@ typedef enum group_end {
 static bool whole_group_error(kx_db *db, kx_err err)
 {
     const char *st = kx_db_last_sqlstate(db);
-    return err == KX_ERR_UNAVAILABLE || strcmp(st, "40P01") == 0 || strcmp(st, "40001") == 0;
+    /* CANCELLED: a job heard "not run" with no failure before it: the pipeline is out of step */
+    return err == KX_ERR_UNAVAILABLE || err == KX_ERR_CANCELLED || strcmp(st, "40P01") == 0 ||
+        strcmp(st, "40001") == 0;
 }
 
-/* One transaction over g[0..n). */
-static group_end try_group(kx_db *db, job **g, size_t n, size_t *failed_at)
+/* How job g[k] failing with err ends the group. */
+static group_end job_failed(kx_db *db, job **g, size_t k, kx_err err, size_t *failed_at)
 {
-    kx_err err = kx_db_begin(db);
-    if (err != KX_OK) {
-        kx_db_rollback(db);
-        return GROUP_BROKEN;
-    }
-    for (size_t i = 0; i < n; i++) {
-        err = g[i]->step(db, g[i]->arg);
-        if (err != KX_OK) {
-            bool whole = whole_group_error(db, err);
-            kx_db_rollback(db);
-            *failed_at = i;
-            return whole                ? GROUP_BROKEN
-                : err == KX_ERR_TIMEOUT ? GROUP_STEP_TIMED_OUT
-                                        : GROUP_STEP_FAILED;
+    g[k]->err = err;
+    *failed_at = k;
+    return whole_group_error(db, err) ? GROUP_BROKEN
+        : err == KX_ERR_TIMEOUT       ? GROUP_STEP_TIMED_OUT
+                                      : GROUP_STEP_FAILED;
+}
+
+/* One pipeline of m send/recv jobs, with BEGIN in front and COMMIT at the end when asked.
+ * GROUP_COMMITTED here means: every statement of it succeeded (and COMMIT, if it was in it). */
+static group_end pipe_jobs(kx_db_worker *w, job **g, size_t m, bool with_begin, bool with_commit,
+                           size_t *failed_at, kx_err *why)
+{
+    kx_db *db = w->db;
+    (void)kx_db_pipe_begin(db); /* a failure comes back as every result's error */
+    if (with_begin)
+        (void)kx_db_pipe_send_sql(db, "BEGIN");
+    size_t nsent = m;
+    kx_err send_err = KX_OK;
+    for (size_t k = 0; k < m; k++) {
+        send_err = g[k]->how.send(db, g[k]->arg);
+        w->ends[k] = kx_db_pipe_sent(db);
+        if (send_err != KX_OK) { /* the job could not send all: the rest stays unsent */
+            nsent = k;
+            break;
         }
     }
-    if (kx_db_commit(db) != KX_OK) {
-        kx_db_rollback(db); /* if it is still open; a lost answer may have committed */
-        return GROUP_BROKEN;
+    if (with_commit && send_err == KX_OK)
+        (void)kx_db_pipe_send_sql(db, "COMMIT");
+    (void)kx_db_pipe_sync(db);
+    count(w, (kx_db_group_stats){.pipelines = 1});
+    group_end end = GROUP_COMMITTED;
+    kx_err err = with_begin ? kx_db_pipe_result_cmd(db, NULL) : KX_OK;
+    if (err != KX_OK) {
+        *why = err;
+        end = GROUP_BROKEN;
+        goto out;
     }
-    return GROUP_COMMITTED;
+    for (size_t k = 0; k < nsent; k++) {
+        err = g[k]->how.recv(db, g[k]->arg);
+        kx_err rest = kx_db_pipe_skip(db, w->ends[k]); /* what recv left unread */
+        if (err == KX_OK && rest != KX_OK) {
+            kx_error("db worker: a job's recv missed a failed statement of its own (%s)",
+                     kx_err_str(rest));
+            err = rest;
+        }
+        if (err != KX_OK) {
+            *why = err;
+            end = job_failed(db, g, k, err, failed_at);
+            goto out;
+        }
+        g[k]->err = KX_OK;
+    }
+    if (send_err != KX_OK) {
+        *why = send_err;
+        end = job_failed(db, g, nsent, send_err, failed_at);
+        goto out;
+    }
+    if (with_commit) {
+        PGresult *r = kx_db_pipe_result(db, &err);
+        /* COMMIT of a failed transaction "succeeds" with the tag ROLLBACK */
+        if (r == NULL || strcmp(PQcmdStatus(r), "ROLLBACK") == 0) {
+            *why = err != KX_OK ? err : KX_ERR_INTERNAL;
+            end = GROUP_BROKEN;
+        }
+        PQclear(r);
+    }
+out:
+    kx_db_pipe_end(db);
+    return end;
 }
 
-static void run_solo(kx_db_worker *w, job **g, size_t n)
+/* g[0..n) in ONE transaction (or none when tx is false: a lone one-write job). Consecutive
+ * send/recv jobs go out as one pipeline. On failure *why is the error; for a job's own failure
+ * *failed_at is the job and its err is set. */
+static group_end try_group(kx_db_worker *w, job **g, size_t n, bool tx, size_t *failed_at,
+                           kx_err *why)
+{
+    kx_db *db = w->db;
+    group_end end = GROUP_COMMITTED;
+    for (size_t i = 0; i < n && end == GROUP_COMMITTED;) {
+        if (piped(g[i])) {
+            size_t j = i;
+            while (j < n && piped(g[j]))
+                j++;
+            size_t k = 0;
+            end = pipe_jobs(w, g + i, j - i, tx && i == 0, tx && j == n, &k, why);
+            *failed_at = i + k;
+            i = j;
+            continue;
+        }
+        kx_err err = tx && i == 0 ? kx_db_begin(db) : KX_OK;
+        if (err != KX_OK) {
+            *why = err;
+            end = GROUP_BROKEN;
+            break;
+        }
+        err = g[i]->how.step(db, g[i]->arg);
+        if (err != KX_OK) {
+            *why = err;
+            end = job_failed(db, g, i, err, failed_at);
+            break;
+        }
+        g[i]->err = KX_OK;
+        if (++i == n && tx && (err = kx_db_commit(db)) != KX_OK) {
+            *why = err;
+            end = GROUP_BROKEN;
+        }
+    }
+    if (end != GROUP_COMMITTED && tx)
+        kx_db_rollback(db); /* if it is still open; a lost COMMIT answer may have committed */
+    return end;
+}
+
+/* A groupable job alone: a group of one (no transaction for a one-write job), once more after
+ * a lost connection. */
+static void run_alone(kx_db_worker *w, job *j)
+{
+    for (int tries = 0;; tries++) {
+        size_t k = 0;
+        kx_err why = KX_OK;
+        group_end end = try_group(w, &j, 1, !j->how.one_write, &k, &why);
+        j->err = end == GROUP_COMMITTED ? KX_OK : why;
+        if (j->err != KX_ERR_UNAVAILABLE || tries > 0)
+            return;
+        kx_info("db worker: the connection was lost under a job; running it once more");
+    }
+}
+
+static void run_each_alone(kx_db_worker *w, job **g, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        g[i]->run(w->db, g[i]->arg);
-    count(w, 0, 0, 0, n);
+        run_alone(w, g[i]);
+    count(w, (kx_db_group_stats){.solo = n});
 }
 
-/* g[0..n), n >= 1, in FIFO order; on return every job has its final outcome in its arg. */
+/* g[0..n), n >= 1, in FIFO order; on return every job has its outcome in err. */
 static void run_group(kx_db_worker *w, job **g, size_t n)
 {
     while (n > 0) {
         if (n == 1) {
-            g[0]->run(w->db, g[0]->arg);
+            run_alone(w, g[0]);
             return;
         }
         size_t k = 0;
-        group_end end = try_group(w->db, g, n, &k);
+        kx_err why = KX_OK;
+        group_end end = try_group(w, g, n, true, &k, &why);
         switch (end) {
-        case GROUP_COMMITTED: count(w, 1, n, 0, 0); return;
+        case GROUP_COMMITTED: count(w, (kx_db_group_stats){.groups = 1, .grouped = n}); return;
         case GROUP_BROKEN:
-            kx_warn("db worker: a group of %zu jobs was rolled back (%s); running each alone", n,
-                    kx_db_last_error(w->db));
-            count(w, 0, 0, 1, 0);
-            run_solo(w, g, n);
+            kx_warn("db worker: a group of %zu jobs was rolled back (%s: %s); running each alone",
+                    n, kx_err_str(why), kx_db_last_error(w->db));
+            count(w, (kx_db_group_stats){.rollbacks = 1});
+            run_each_alone(w, g, n);
             return;
         case GROUP_STEP_FAILED:
         case GROUP_STEP_TIMED_OUT:
-            count(w, 0, 0, 1, 0);
+            count(w, (kx_db_group_stats){.rollbacks = 1});
             if (k > 0)
                 run_group(w, g, k); /* the jobs before it, together again */
             /* The failing one alone: its own error, or success. Not after a statement timeout
              * (a lock held elsewhere, most likely): it would hold up the lane as long again;
-             * its step recorded the timeout, and nothing of it was written (rolled back). */
+             * its timeout is its outcome, and nothing of it was written (rolled back). */
             if (end == GROUP_STEP_FAILED)
-                run_solo(w, g + k, 1);
+                run_each_alone(w, g + k, 1);
             g += k + 1;
             n -= k + 1;
             break;
@@ -182,14 +301,19 @@ static void *worker_main(void *arg)
             j->next = NULL;
             w->queued--;
             w->group[n++] = j;
-        } while (w->group[0]->step != NULL && n < w->group_max && w->head != NULL &&
-                 w->head->step != NULL);
+        } while (groupable(w->group[0]) && n < w->group_max && w->head != NULL &&
+                 groupable(w->head));
         if (w->head == NULL)
             w->tail = NULL;
         w->running = true;
         pthread_mutex_unlock(&w->mu);
 
-        run_group(w, w->group, n);
+        if (groupable(w->group[0])) {
+            run_group(w, w->group, n);
+        } else {
+            w->group[0]->run(w->db, w->group[0]->arg);
+            w->group[0]->err = KX_OK;
+        }
         for (size_t i = 0; i < n; i++) /* after the outcome is known: COMMIT returned */
             post_completion(w, w->group[i]);
         pthread_mutex_lock(&w->mu);
@@ -224,14 +348,20 @@ kx_err kx_db_worker_new(const char *conninfo, const kx_db_stmt *stmts, kx_loop *
                                         "group did)");
     w->m_solo = kx_metrics_counter("kx_db_group_solo_runs_total", "",
                                    "Jobs of a rolled-back group run again alone");
+    w->m_pipelines = kx_metrics_counter("kx_db_pipelines_total", "",
+                                        "Pipelines of groupable jobs sent (one round trip each)");
     w->group = calloc(w->group_max, sizeof *w->group);
-    if (w->group == NULL) {
+    w->ends = calloc(w->group_max, sizeof *w->ends);
+    if (w->group == NULL || w->ends == NULL) {
+        free(w->group);
+        free(w->ends);
         free(w);
         return KX_ERR_NOMEM;
     }
     err = kx_db_connect(conninfo, stmts, &w->db);
     if (w->db == NULL) { /* UNAVAILABLE still gives a handle that reconnects */
         free(w->group);
+        free(w->ends);
         free(w);
         return err != KX_OK ? err : KX_ERR_NOMEM;
     }
@@ -244,6 +374,7 @@ kx_err kx_db_worker_new(const char *conninfo, const kx_db_stmt *stmts, kx_loop *
         pthread_cond_destroy(&w->cv);
         pthread_cond_destroy(&w->idle_cv);
         free(w->group);
+        free(w->ends);
         free(w);
         return KX_ERR_IO;
     }
@@ -252,14 +383,15 @@ kx_err kx_db_worker_new(const char *conninfo, const kx_db_stmt *stmts, kx_loop *
     return KX_OK;
 }
 
-static kx_err submit(kx_db_worker *w, kx_db_job_run run, kx_db_job_step step, kx_db_job_done done,
-                     void *arg)
+static kx_err submit(kx_db_worker *w, kx_db_job_run run, const kx_db_group_job *how,
+                     kx_db_job_done done, void *arg)
 {
     job *j = calloc(1, sizeof *j);
     if (j == NULL)
         return KX_ERR_NOMEM;
     j->run = run;
-    j->step = step;
+    if (how != NULL)
+        j->how = *how;
     j->done = done;
     j->arg = arg;
     pthread_mutex_lock(&w->mu);
@@ -283,13 +415,24 @@ static kx_err submit(kx_db_worker *w, kx_db_job_run run, kx_db_job_step step, kx
 
 kx_err kx_db_worker_submit(kx_db_worker *w, kx_db_job_run run, kx_db_job_done done, void *arg)
 {
+    if (run == NULL) {
+        kx_error("db worker: a job without a run function");
+        return KX_ERR_INVALID;
+    }
     return submit(w, run, NULL, done, arg);
 }
 
-kx_err kx_db_worker_submit_group(kx_db_worker *w, kx_db_job_step step, kx_db_job_run solo,
-                                 kx_db_job_done done, void *arg)
+kx_err kx_db_worker_submit_group(kx_db_worker *w, const kx_db_group_job *how, kx_db_job_done done,
+                                 void *arg)
 {
-    return submit(w, solo, step, done, arg);
+    bool step = how != NULL && how->step != NULL;
+    bool pipe = how != NULL && how->send != NULL && how->recv != NULL;
+    bool half = how != NULL && (how->send != NULL) != (how->recv != NULL);
+    if (step == pipe || half) {
+        kx_error("db worker: a groupable job needs a step, or a send and a recv (not both)");
+        return KX_ERR_INVALID;
+    }
+    return submit(w, NULL, how, done, arg);
 }
 
 kx_db_group_stats kx_db_worker_group_stats(kx_db_worker *w)
@@ -344,5 +487,6 @@ void kx_db_worker_free(kx_db_worker *w)
     pthread_cond_destroy(&w->cv);
     pthread_cond_destroy(&w->idle_cv);
     free(w->group);
+    free(w->ends);
     free(w);
 }

@@ -20,7 +20,10 @@ kx_err rdb_open(runner *r)
 static void job_done(void *arg, kx_err err)
 {
     rdb_job *j = arg;
-    bool live = !j->orphan && err == KX_OK;
+    bool groupable = j->run == NULL;
+    /* a groupable job's err is its outcome (it ran); a plain job's says it never ran */
+    bool live = !j->orphan && (groupable || err == KX_OK);
+    j->err = err;
     if (!j->orphan) { /* unlink: the runner still lives */
         runner *r = j->owner;
         if (j->prev != NULL)
@@ -42,24 +45,44 @@ static void job_run(kx_db *db, void *arg)
 static kx_err job_step(kx_db *db, void *arg)
 {
     rdb_job *j = arg;
-    return j->step(db, j);
+    return j->how.step(db, j);
 }
 
-static kx_err submit(runner *r, const char *key, rdb_job *j, rdb_step_fn step, rdb_run_fn run,
-                     rdb_done_fn done)
+static kx_err job_send(kx_db *db, void *arg)
+{
+    rdb_job *j = arg;
+    return j->how.send(db, j);
+}
+
+static kx_err job_recv(kx_db *db, void *arg)
+{
+    rdb_job *j = arg;
+    return j->how.recv(db, j);
+}
+
+static kx_err submit(runner *r, const char *key, rdb_job *j, rdb_run_fn run,
+                     const rdb_group_job *how, rdb_done_fn done)
 {
     if (r->dbl == NULL)
         return KX_ERR_UNAVAILABLE;
     j->owner = r;
     j->run = run;
-    j->step = step;
+    j->how = how != NULL ? *how : (rdb_group_job){0};
     j->done = done;
+    j->err = KX_OK;
     j->orphan = false;
     j->prev = NULL;
     j->next = r->jobs;
-    kx_err err = step != NULL
-        ? kx_db_lanes_submit_group(r->dbl, key, job_step, job_run, job_done, j)
-        : kx_db_lanes_submit(r->dbl, key, job_run, job_done, j);
+    kx_err err = KX_OK;
+    if (how != NULL) {
+        kx_db_group_job g = {.step = how->step != NULL ? job_step : NULL,
+                             .send = how->send != NULL ? job_send : NULL,
+                             .recv = how->recv != NULL ? job_recv : NULL,
+                             .one_write = how->one_write};
+        err = kx_db_lanes_submit_group(r->dbl, key, &g, job_done, j);
+    } else {
+        err = kx_db_lanes_submit(r->dbl, key, job_run, job_done, j);
+    }
     if (err != KX_OK)
         return err == KX_ERR_NOMEM ? err : KX_ERR_UNAVAILABLE;
     if (r->jobs != NULL)
@@ -70,13 +93,13 @@ static kx_err submit(runner *r, const char *key, rdb_job *j, rdb_step_fn step, r
 
 kx_err rdb_submit(runner *r, const char *key, rdb_job *j, rdb_run_fn run, rdb_done_fn done)
 {
-    return submit(r, key, j, NULL, run, done);
+    return submit(r, key, j, run, NULL, done);
 }
 
-kx_err rdb_submit_group(runner *r, const char *key, rdb_job *j, rdb_step_fn step, rdb_run_fn run,
+kx_err rdb_submit_group(runner *r, const char *key, rdb_job *j, const rdb_group_job *how,
                         rdb_done_fn done)
 {
-    return submit(r, key, j, step, run, done);
+    return submit(r, key, j, NULL, how, done);
 }
 
 void rdb_flush(runner *r, int64_t timeout_ms)
@@ -141,25 +164,25 @@ typedef struct end_job {
     bool won;
 } end_job;
 
-/* One fenced statement: the same inside a group's transaction and alone (autocommit). */
-static kx_err end_step(kx_db *db, rdb_job *j)
+/* One fenced statement, pipelined: inside a group's transaction, or alone (autocommit). */
+static kx_err end_send(kx_db *db, rdb_job *j)
 {
     end_job *e = (end_job *)j;
-    if (e->handback)
-        e->err = store_handback_run(db, e->run_id, e->epoch, e->why);
-    else
-        e->err = store_finish_run(db, e->run_id, e->epoch, "failed", e->why, &e->won);
-    return e->err;
+    return e->handback ? store_handback_run_send(db, e->run_id, e->epoch, e->why)
+                       : store_finish_run_send(db, e->run_id, e->epoch, "failed", e->why);
 }
 
-static void end_run(kx_db *db, rdb_job *j)
+static kx_err end_recv(kx_db *db, rdb_job *j)
 {
-    (void)end_step(db, j);
+    end_job *e = (end_job *)j;
+    e->won = false;
+    return e->handback ? store_handback_run_recv(db) : store_finish_run_recv(db, &e->won);
 }
 
 static void end_done(rdb_job *j, bool live)
 {
     end_job *e = (end_job *)j;
+    e->err = j->err; /* the statement's outcome, its COMMIT's when it was grouped */
     if (live) {
         runner *r = j->owner;
         if (e->handback)
@@ -192,7 +215,8 @@ static void submit_end(runner *r, bool handback, const char *run_id, int64_t epo
     snprintf(e->run_id, sizeof e->run_id, "%s", run_id);
     e->epoch = epoch;
     snprintf(e->why, sizeof e->why, "%s", why);
-    if (rdb_submit_group(r, run_id, &e->base, end_step, end_run, end_done) != KX_OK) {
+    static const rdb_group_job how = {.send = end_send, .recv = end_recv, .one_write = true};
+    if (rdb_submit_group(r, run_id, &e->base, &how, end_done) != KX_OK) {
         kx_log(KX_LOG_WARN, run_id, NULL,
                "runner: could not queue the end of run %s (shutting down); the reaper will",
                run_id);

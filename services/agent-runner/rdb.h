@@ -11,7 +11,10 @@
  *
  * Group commit (kx/db_worker.h): a run's batches (run_ops.c) and the fenced ends of runs
  * (rdb_handback, rdb_fail_run) are submitted groupable — the jobs queued on one connection are
- * committed together, several runs per transaction. Their writes are fenced and find their own
+ * committed together, several runs per transaction, in a transaction the worker opens (a job
+ * brings only its statements). Pure writes (the ends, a batch without a load) come as a
+ * send/recv pair and go out in one libpq pipeline with their group; a batch with a load is a
+ * step. Their writes are fenced and find their own
  * earlier success, so a rolled-back group (or a COMMIT whose answer was lost) can run them
  * again alone. Claims (dispatch.c) are not: store_claim_run makes a new claim id on each call,
  * so a claim re-run after a COMMIT that did commit would not recognise its own success; and a
@@ -35,15 +38,26 @@
 typedef struct rdb_job rdb_job;
 typedef void (*rdb_run_fn)(kx_db *db, rdb_job *j);
 typedef void (*rdb_done_fn)(rdb_job *j, bool live);
-/* A groupable job's work inside a group's transaction (no BEGIN/COMMIT): KX_OK or why not. */
+/* A groupable job's statements inside the transaction its connection's worker opened (no
+ * BEGIN/COMMIT): step runs them blocking; or send queues them in the worker's pipeline and
+ * recv reads their answers (kx/db_worker.h). KX_OK or why not. */
 typedef kx_err (*rdb_step_fn)(kx_db *db, rdb_job *j);
+typedef kx_err (*rdb_send_fn)(kx_db *db, rdb_job *j);
+typedef kx_err (*rdb_recv_fn)(kx_db *db, rdb_job *j);
+typedef struct rdb_group_job {
+    rdb_step_fn step; /* or send + recv, not both */
+    rdb_send_fn send;
+    rdb_recv_fn recv;
+    bool one_write; /* at most one write: alone it needs no transaction */
+} rdb_group_job;
 
 struct rdb_job {
     runner *owner;
     rdb_job *prev, *next; /* the runner's jobs in flight */
-    rdb_run_fn run;
-    rdb_step_fn step; /* NULL: not groupable */
+    rdb_run_fn run;       /* a plain job; NULL: groupable (how) */
+    rdb_group_job how;
     rdb_done_fn done;
+    kx_err err;  /* a groupable job's outcome: KX_OK when its writes committed (done reads it) */
     bool orphan; /* the runner let go of it (runner_free) */
 };
 
@@ -52,9 +66,10 @@ kx_err rdb_open(runner *r);
 /* Queues j (its fields are set here). KX_ERR_UNAVAILABLE when the queue is full or the
  * runner shuts down: then done is not called and j is still the caller's. */
 kx_err rdb_submit(runner *r, const char *key, rdb_job *j, rdb_run_fn run, rdb_done_fn done);
-/* The same for a groupable job: step runs it inside a group's transaction, run alone (its own
- * transaction); both idempotent, both record the outcome in j afresh (kx/db_worker.h). */
-kx_err rdb_submit_group(runner *r, const char *key, rdb_job *j, rdb_step_fn step, rdb_run_fn run,
+/* The same for a groupable job: the worker runs its statements in a transaction of its own
+ * (kx/db_worker.h), idempotent, recording what they read in j afresh on each run; done finds
+ * the outcome in j->err. */
+kx_err rdb_submit_group(runner *r, const char *key, rdb_job *j, const rdb_group_job *how,
                         rdb_done_fn done);
 /* Waits (at most timeout_ms in all) until every connection finished what was queued. */
 void rdb_flush(runner *r, int64_t timeout_ms);

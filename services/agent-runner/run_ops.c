@@ -126,54 +126,72 @@ static kx_err exec_op(kx_db *db, run_batch *b, run_op *op)
     return KX_ERR_INTERNAL;
 }
 
-/* The batch inside a group's transaction (kx/db_worker.h): its statements, no BEGIN/COMMIT.
- * A later call (after the group was rolled back) starts afresh. */
-static kx_err batch_step(kx_db *db, rdb_job *j)
+/* The batch's statements, pipelined (a batch without OP_LOAD: nothing in it reads an answer
+ * before the next statement is sent). The receiving half reads them back in the same order. */
+static kx_err send_op(kx_db *db, run_batch *b, run_op *op)
 {
-    run_batch *b = (run_batch *)j;
+    switch (op->kind) {
+    case OP_PUBLISH: return KX_OK;
+    case OP_INSERT:
+        return store_insert_message_send(db, b->run_id, b->epoch, op->message_id, op->type,
+                                         op->is_llm, op->content, op->metadata);
+    case OP_FINISH: return store_finish_run_send(db, b->run_id, b->epoch, op->status, op->error);
+    case OP_HANDBACK: return store_handback_run_send(db, b->run_id, b->epoch, op->error);
+    case OP_LOAD: break; /* never pipelined (batch_pipelined) */
+    }
+    return KX_ERR_INTERNAL;
+}
+
+static kx_err recv_op(kx_db *db, run_op *op)
+{
+    switch (op->kind) {
+    case OP_PUBLISH: return KX_OK;
+    case OP_INSERT: return store_insert_message_recv(db, &op->row);
+    case OP_FINISH: return store_finish_run_recv(db, &op->won);
+    case OP_HANDBACK: return store_handback_run_recv(db);
+    case OP_LOAD: break;
+    }
+    return KX_ERR_INTERNAL;
+}
+
+/* A (re)start of the batch's work: what an earlier run recorded is forgotten. */
+static void batch_reset(run_batch *b)
+{
     b->failed = NULL;
     b->why[0] = '\0';
     b->err = KX_OK;
+}
+
+/* The batch inside its worker's transaction (kx/db_worker.h): its statements, no
+ * BEGIN/COMMIT; blocking (batch_step) or pipelined (batch_send, batch_recv). A later call
+ * (after the group was rolled back, or a lost connection) starts afresh. */
+static kx_err batch_step(kx_db *db, rdb_job *j)
+{
+    run_batch *b = (run_batch *)j;
+    batch_reset(b);
     for (run_op *op = b->ops; op != NULL && b->err == KX_OK; op = op->next)
         if ((b->err = exec_op(db, b, op)) != KX_OK)
             b->failed = op;
     return b->err;
 }
 
-/* The batch alone: one transaction of its own (none for a single statement). */
-static kx_err exec_batch(kx_db *db, run_batch *b)
-{
-    size_t nsql = 0;
-    for (run_op *op = b->ops; op != NULL; op = op->next)
-        nsql += op->kind != OP_PUBLISH;
-    if (nsql == 0)
-        return KX_OK;
-    bool tx = nsql > 1; /* one commit for the batch */
-    kx_err err = tx ? kx_db_begin(db) : KX_OK;
-    if (err != KX_OK)
-        return err;
-    for (run_op *op = b->ops; op != NULL; op = op->next) {
-        if ((err = exec_op(db, b, op)) != KX_OK) {
-            b->failed = op;
-            if (tx)
-                kx_db_rollback(db);
-            return err;
-        }
-    }
-    return tx ? kx_db_commit(db) : KX_OK;
-}
-
-static void batch_run(kx_db *db, rdb_job *j)
+static kx_err batch_send(kx_db *db, rdb_job *j)
 {
     run_batch *b = (run_batch *)j;
-    b->failed = NULL;
-    b->why[0] = '\0';
-    b->err = exec_batch(db, b);
-    if (b->err == KX_ERR_UNAVAILABLE) { /* the connection broke: once more, whole */
-        b->failed = NULL;
-        b->why[0] = '\0';
-        b->err = exec_batch(db, b);
-    }
+    kx_err err = KX_OK;
+    for (run_op *op = b->ops; op != NULL && err == KX_OK; op = op->next)
+        err = send_op(db, b, op);
+    return err;
+}
+
+static kx_err batch_recv(kx_db *db, rdb_job *j)
+{
+    run_batch *b = (run_batch *)j;
+    batch_reset(b);
+    for (run_op *op = b->ops; op != NULL && b->err == KX_OK; op = op->next)
+        if ((b->err = recv_op(db, op)) != KX_OK)
+            b->failed = op;
+    return b->err;
 }
 
 /* ---- the loop ------------------------------------------------------------------------------ */
@@ -232,6 +250,10 @@ static void batch_done(rdb_job *j, bool live)
         return;
     }
     r->ops.inflight = NULL;
+    if (b->base.err != b->err) { /* its transaction's outcome (a COMMIT that failed, ...) */
+        b->err = b->base.err;
+        b->failed = NULL;
+    }
     kx_histogram_observe(kx_metrics_histogram("kx_runner_db_batch_seconds", "",
                                               "A run's database batch, sent to answered",
                                               kx_metrics_latency_buckets,
@@ -321,7 +343,20 @@ static void send_batch(run *r)
     b->ops = r->ops.head;
     b->sent_ms = kx_mono_ms();
     r->ops.head = r->ops.tail = NULL;
-    kx_err err = rdb_submit_group(r->owner, r->id, &b->base, batch_step, batch_run, batch_done);
+    bool load = false; /* a load reads, then reads again: blocking */
+    size_t nsql = 0;
+    for (run_op *op = b->ops; op != NULL; op = op->next) {
+        load = load || op->kind == OP_LOAD;
+        nsql += op->kind != OP_PUBLISH;
+    }
+    rdb_group_job how = {.one_write = nsql <= 1}; /* one statement (or one load) alone: no BEGIN */
+    if (load) {
+        how.step = batch_step;
+    } else {
+        how.send = batch_send;
+        how.recv = batch_recv;
+    }
+    kx_err err = rdb_submit_group(r->owner, r->id, &b->base, &how, batch_done);
     if (err != KX_OK) {
         b->failed = NULL;
         b->err = err;

@@ -3,8 +3,10 @@
  * The run never waits for a write: run.c queues its rows (fenced inserts), the events that
  * follow them, its end (the fenced finish) or its hand-back, and goes on. What was queued while
  * nothing of the run is in flight leaves together on the next loop iteration as ONE batch: one
- * transaction (BEGIN, the statements, COMMIT — one commit for a turn's rows), run again whole
- * once if the connection was lost (every statement in it is idempotent: client-made message
+ * transaction that its database thread opens (BEGIN, the statements, COMMIT — one commit for a
+ * turn's rows, shared with the other runs' batches queued there, and sent as one libpq pipeline
+ * when the batch holds no load: kx/db_worker.h), run again whole once if the connection was
+ * lost (every statement in it is idempotent: client-made message
  * ids, compare-and-set ends). A run has at most one batch in flight; what it queues meanwhile
  * forms the next. Reads (the agent and the thread, run_ops_load) are queued behind the writes,
  * so they see them, and continue the run from their completion.

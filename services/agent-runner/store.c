@@ -163,19 +163,10 @@ kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t
     return KX_OK;
 }
 
-kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const char *message_id,
-                            const char *type, bool is_llm, const char *content_json,
-                            const char *metadata_json, store_row *out)
+/* Reads the fenced insert's answer (res may be NULL: err says why) into out. */
+static kx_err insert_answer(PGresult *res, kx_err err, store_row *out)
 {
     memset(out, 0, sizeof *out);
-    char ep[24];
-    snprintf(ep, sizeof ep, "%" PRId64, epoch);
-    const char *params[] = {run_id,       ep,
-                            type,         is_llm ? "true" : "false",
-                            content_json, metadata_json,
-                            message_id};
-    kx_err err = KX_OK;
-    PGresult *res = kx_db_exec_idem(db, "runner_insert_message", 7, params, &err);
     if (res == NULL)
         return err != KX_OK ? err : KX_ERR_INTERNAL;
     if (PQntuples(res) != 1) {
@@ -189,20 +180,77 @@ kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const 
     return KX_OK;
 }
 
-kx_err store_finish_run(kx_db *db, const char *run_id, int64_t epoch, const char *status,
-                        const char *error, bool *won)
+kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const char *message_id,
+                            const char *type, bool is_llm, const char *content_json,
+                            const char *metadata_json, store_row *out)
 {
-    *won = false;
     char ep[24];
     snprintf(ep, sizeof ep, "%" PRId64, epoch);
-    const char *params[] = {run_id, ep, status, error};
+    const char *params[] = {run_id,       ep,
+                            type,         is_llm ? "true" : "false",
+                            content_json, metadata_json,
+                            message_id};
     kx_err err = KX_OK;
-    PGresult *res = kx_db_exec_idem(db, "runner_finish", 4, params, &err);
+    PGresult *res = kx_db_exec_idem(db, "runner_insert_message", 7, params, &err);
+    return insert_answer(res, err, out);
+}
+
+kx_err store_insert_message_send(kx_db *db, const char *run_id, int64_t epoch,
+                                 const char *message_id, const char *type, bool is_llm,
+                                 const char *content_json, const char *metadata_json)
+{
+    char ep[24];
+    snprintf(ep, sizeof ep, "%" PRId64, epoch);
+    const char *params[] = {run_id,       ep,
+                            type,         is_llm ? "true" : "false",
+                            content_json, metadata_json,
+                            message_id};
+    return kx_db_pipe_send(db, "runner_insert_message", 7, params);
+}
+
+kx_err store_insert_message_recv(kx_db *db, store_row *out)
+{
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_pipe_result(db, &err);
+    return insert_answer(res, err, out);
+}
+
+/* Reads the fenced finish's answer (res may be NULL: err says why). */
+static kx_err finish_answer(PGresult *res, kx_err err, bool *won)
+{
+    *won = false;
     if (res == NULL)
         return err != KX_OK ? err : KX_ERR_INTERNAL;
     *won = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     return KX_OK;
+}
+
+kx_err store_finish_run(kx_db *db, const char *run_id, int64_t epoch, const char *status,
+                        const char *error, bool *won)
+{
+    char ep[24];
+    snprintf(ep, sizeof ep, "%" PRId64, epoch);
+    const char *params[] = {run_id, ep, status, error};
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_exec_idem(db, "runner_finish", 4, params, &err);
+    return finish_answer(res, err, won);
+}
+
+kx_err store_finish_run_send(kx_db *db, const char *run_id, int64_t epoch, const char *status,
+                             const char *error)
+{
+    char ep[24];
+    snprintf(ep, sizeof ep, "%" PRId64, epoch);
+    const char *params[] = {run_id, ep, status, error};
+    return kx_db_pipe_send(db, "runner_finish", 4, params);
+}
+
+kx_err store_finish_run_recv(kx_db *db, bool *won)
+{
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_pipe_result(db, &err);
+    return finish_answer(res, err, won);
 }
 
 kx_err store_handback_run(kx_db *db, const char *run_id, int64_t epoch, const char *why)
@@ -211,6 +259,19 @@ kx_err store_handback_run(kx_db *db, const char *run_id, int64_t epoch, const ch
     snprintf(ep, sizeof ep, "%" PRId64, epoch);
     const char *params[] = {run_id, ep, why};
     return kx_db_exec_cmd_idem(db, "runner_handback", 3, params, NULL);
+}
+
+kx_err store_handback_run_send(kx_db *db, const char *run_id, int64_t epoch, const char *why)
+{
+    char ep[24];
+    snprintf(ep, sizeof ep, "%" PRId64, epoch);
+    const char *params[] = {run_id, ep, why};
+    return kx_db_pipe_send(db, "runner_handback", 3, params);
+}
+
+kx_err store_handback_run_recv(kx_db *db)
+{
+    return kx_db_pipe_result_cmd(db, NULL);
 }
 
 kx_err store_load_llm_messages(kx_db *db, const char *thread_id, store_msg **msgs, size_t *n)

@@ -7,7 +7,11 @@
  * Every write is idempotent (docs/architecture.md, "Run core"), so kx_db may retry it after a
  * lost connection, and a batch of them may be run again whole (run_ops.c). These functions
  * block on libpq: they are called only on the runner's database threads (rdb.h), each with the
- * kx_db its thread owns — never on the loop thread. */
+ * kx_db its thread owns — never on the loop thread.
+ *
+ * The writes also come in pipelined halves (kx_db_pipe_*, kx/db.h): *_send queues the
+ * statement in the connection's open pipeline, *_recv reads its answer later, in send order,
+ * with the same outcomes as the blocking call. */
 #ifndef RUNNER_STORE_H
 #define RUNNER_STORE_H
 
@@ -52,14 +56,24 @@ kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const 
                             const char *type, bool is_llm, const char *content_json,
                             const char *metadata_json, store_row *out);
 
+kx_err store_insert_message_send(kx_db *db, const char *run_id, int64_t epoch,
+                                 const char *message_id, const char *type, bool is_llm,
+                                 const char *content_json, const char *metadata_json);
+kx_err store_insert_message_recv(kx_db *db, store_row *out);
+
 /* Fenced finish: status "completed" or "failed", error NULL or the reason. *won is true when
  * this call ended the run (and so must publish the terminal event). */
 kx_err store_finish_run(kx_db *db, const char *run_id, int64_t epoch, const char *status,
                         const char *error, bool *won);
+kx_err store_finish_run_send(kx_db *db, const char *run_id, int64_t epoch, const char *status,
+                             const char *error);
+kx_err store_finish_run_recv(kx_db *db, bool *won);
 
 /* Drain: running -> queued (fenced by epoch; epoch + 1; the attempt does not count; the
  * scheduler announces and re-dispatches it). why goes to agent_runs.error until the claim. */
 kx_err store_handback_run(kx_db *db, const char *run_id, int64_t epoch, const char *why);
+kx_err store_handback_run_send(kx_db *db, const char *run_id, int64_t epoch, const char *why);
+kx_err store_handback_run_recv(kx_db *db);
 
 /* One LLM message of a thread, as stored. */
 typedef struct store_msg {

@@ -294,6 +294,11 @@ static void test_many_runs_group_committed(void **state)
         free(rows);
     }
     free(rows0);
+    /* the runner's write batches and ends went out pipelined (kx/db_worker.h) */
+    long long pipelines =
+        kx_th_metric(kx_th_stack_proc(&g_stack, "agent-runner")->port, "kx_db_pipelines_total");
+    print_message("[ pipes    ] kx_db_pipelines_total: %lld\n", pipelines);
+    assert_true(pipelines >= NG);
     free(token);
 }
 

@@ -1,7 +1,8 @@
 /* test_db.c — kx/db.h against a real PostgreSQL started by the test harness: the real schema
  * migration (idempotent, once under concurrency, rollback of a broken file), prepared
- * statements, SQLSTATE mapping, statement_timeout, reconnection after a server restart, and
- * the pool. */
+ * statements, SQLSTATE mapping, statement_timeout, reconnection after a server restart,
+ * pipeline mode (results in order, a failed statement's followers reported as not run, misuse
+ * refused, statements prepared again after a reconnect) and the pool. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -331,6 +332,140 @@ static void test_reconnects_after_server_restart(void **state)
     kx_db_close(db);
 }
 
+/* Pipeline mode: results come back in send order, matched to their statements; after a
+ * failure the rest up to the sync is "not run" (never success) while last_sqlstate stays the
+ * failing one's; an unknown statement is reported on its own result; other calls are refused
+ * while a pipeline is open; after a reconnect the statements are prepared again inside the
+ * pipeline. */
+static void test_pipeline_results_in_order_and_aborts(void **state)
+{
+    kx_db *db = NULL;
+    assert_int_equal(kx_db_connect(g_pg.url, STMTS, &db), KX_OK);
+    const char *pa[] = {"55555555-5555-5555-5555-555555555555", "pa", ACCOUNT};
+    const char *pb[] = {"66666666-6666-6666-6666-666666666666", "pb", ACCOUNT};
+    const char *ka[] = {pa[0]}, *kb[] = {pb[0]};
+
+    /* BEGIN, two inserts, two reads, COMMIT: one round trip, results in order. */
+    assert_int_equal(kx_db_pipe_begin(db), KX_OK);
+    assert_int_equal(kx_db_pipe_send_sql(db, "BEGIN"), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_insert", 3, pa), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_insert", 3, pb), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_name", 1, kb), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_name", 1, ka), KX_OK);
+    assert_int_equal(kx_db_pipe_send_sql(db, "COMMIT"), KX_OK);
+    assert_int_equal(kx_db_pipe_sent(db), 6);
+    /* misuse while it is open: refused, the pipeline unharmed */
+    kx_err err = KX_OK;
+    assert_null(kx_db_exec(db, "project_name", 1, ka, &err));
+    assert_int_equal(err, KX_ERR_INTERNAL);
+    assert_int_equal(kx_db_begin(db), KX_ERR_INTERNAL);
+    assert_int_equal(kx_db_pipe_begin(db), KX_ERR_INTERNAL);
+    assert_int_equal(kx_db_pipe_sync(db), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_name", 1, ka), KX_ERR_INTERNAL); /* synced */
+    long rows = 0;
+    assert_int_equal(kx_db_pipe_result_cmd(db, NULL), KX_OK); /* BEGIN */
+    assert_int_equal(kx_db_pipe_result_cmd(db, &rows), KX_OK);
+    assert_int_equal(rows, 1);
+    assert_int_equal(kx_db_pipe_result_cmd(db, &rows), KX_OK);
+    PGresult *r = kx_db_pipe_result(db, &err);
+    assert_non_null(r);
+    assert_string_equal(PQgetvalue(r, 0, 0), "pb");
+    PQclear(r);
+    r = kx_db_pipe_result(db, &err);
+    assert_non_null(r);
+    assert_string_equal(PQgetvalue(r, 0, 0), "pa");
+    PQclear(r);
+    assert_int_equal(kx_db_pipe_result_cmd(db, NULL), KX_OK); /* COMMIT */
+    assert_null(kx_db_pipe_result(db, &err));                 /* no 7th */
+    assert_int_equal(err, KX_ERR_INTERNAL);
+    assert_int_equal(kx_db_pipe_read(db), 6);
+    kx_db_pipe_end(db);
+    assert_int_equal(count(db, "SELECT count(*) FROM projects WHERE name IN ('pa', 'pb')"), 2);
+
+    /* The second insert conflicts: the read after it and COMMIT are not run; nothing of the
+     * transaction stays; the connection is usable after kx_db_rollback. */
+    const char *pc[] = {"77777777-7777-7777-7777-777777777777", "pc", ACCOUNT};
+    assert_int_equal(kx_db_pipe_begin(db), KX_OK);
+    assert_int_equal(kx_db_pipe_send_sql(db, "BEGIN"), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_insert", 3, pc), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_insert", 3, pa), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_name", 1, ka), KX_OK);
+    assert_int_equal(kx_db_pipe_send_sql(db, "COMMIT"), KX_OK);
+    assert_int_equal(kx_db_pipe_result_cmd(db, NULL), KX_OK); /* syncs by itself */
+    assert_int_equal(kx_db_pipe_result_cmd(db, NULL), KX_OK);
+    assert_int_equal(kx_db_pipe_result_cmd(db, NULL), KX_ERR_CONFLICT);
+    assert_null(kx_db_pipe_result(db, &err));
+    assert_int_equal(err, KX_ERR_CANCELLED);
+    assert_int_equal(kx_db_pipe_skip(db, 5), KX_ERR_CANCELLED); /* COMMIT: not run */
+    assert_string_equal(kx_db_last_sqlstate(db), "23505");
+    kx_db_pipe_end(db);
+    kx_db_rollback(db);
+    assert_int_equal(count(db, "SELECT count(*) FROM projects WHERE name = 'pc'"), 0);
+
+    /* An unknown statement: its own result says so, later ones are not run, earlier ones
+     * are. Without BEGIN each statement commits by itself. */
+    const char *pd[] = {"88888888-8888-8888-8888-888888888888", "pd", ACCOUNT};
+    assert_int_equal(kx_db_pipe_begin(db), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_insert", 3, pd), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "no_such_statement", 0, NULL), KX_ERR_INVALID);
+    assert_int_equal(kx_db_pipe_send(db, "project_name", 1, ka), KX_ERR_CANCELLED);
+    assert_int_equal(kx_db_pipe_result_cmd(db, NULL), KX_OK);
+    assert_int_equal(kx_db_pipe_result_cmd(db, NULL), KX_ERR_INVALID);
+    assert_int_equal(kx_db_pipe_result_cmd(db, NULL), KX_ERR_CANCELLED);
+    kx_db_pipe_end(db);
+    assert_int_equal(count(db, "SELECT count(*) FROM projects WHERE name = 'pd'"), 1);
+
+    /* Ended without reading: the results are dropped, the connection is in step again. */
+    assert_int_equal(kx_db_pipe_begin(db), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_name", 1, ka), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_name", 1, kb), KX_OK);
+    kx_db_pipe_end(db);
+    r = kx_db_exec(db, "project_name", 1, kb, &err);
+    assert_non_null(r);
+    assert_string_equal(PQgetvalue(r, 0, 0), "pb");
+    PQclear(r);
+
+    /* The server restarts: the pipeline prepares its statements again on the new connection
+     * (pg_prepared_statements is per connection). */
+    assert_int_equal(kx_th_pg_restart(&g_pg), KX_OK);
+    assert_false(kx_db_pipe_send(db, "project_name", 1, ka) == KX_OK); /* not in a pipeline */
+    /* the old connection looks fine until used: this pipeline finds it gone */
+    assert_int_equal(kx_db_pipe_begin(db), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_name", 1, ka), KX_OK);
+    assert_int_equal(kx_db_pipe_result_cmd(db, NULL), KX_ERR_UNAVAILABLE);
+    kx_db_pipe_end(db);
+    int64_t give_up = kx_mono_ms() + 5000;
+    while (!kx_db_ok(db) && kx_mono_ms() < give_up) {
+    }
+    assert_int_equal(kx_db_pipe_begin(db), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_name", 1, ka), KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_name", 1, kb), KX_OK);
+    r = kx_db_pipe_result(db, &err);
+    assert_non_null(r);
+    assert_string_equal(PQgetvalue(r, 0, 0), "pa");
+    PQclear(r);
+    r = kx_db_pipe_result(db, &err);
+    assert_non_null(r);
+    assert_string_equal(PQgetvalue(r, 0, 0), "pb");
+    PQclear(r);
+    kx_db_pipe_end(db);
+    assert_int_equal(count(db, "SELECT count(*) FROM pg_prepared_statements"), 1);
+
+    /* The connection dies inside a pipeline: the rest is UNAVAILABLE; the next call
+     * reconnects. */
+    assert_int_equal(kx_db_pipe_begin(db), KX_OK);
+    assert_int_equal(kx_db_pipe_send_sql(db, "SELECT pg_terminate_backend(pg_backend_pid())"),
+                     KX_OK);
+    assert_int_equal(kx_db_pipe_send(db, "project_name", 1, ka), KX_OK);
+    assert_int_equal(kx_db_pipe_result_cmd(db, NULL), KX_ERR_UNAVAILABLE);
+    assert_int_equal(kx_db_pipe_result_cmd(db, NULL), KX_ERR_UNAVAILABLE);
+    kx_db_pipe_end(db);
+    r = kx_db_exec(db, "project_name", 1, kb, &err);
+    assert_non_null(r);
+    PQclear(r);
+    kx_db_close(db);
+}
+
 static void test_connect_while_down_gives_a_handle(void **state)
 {
     char url[300];
@@ -455,6 +590,7 @@ int main(void)
         cmocka_unit_test(test_prepared_statements_and_conflict),
         cmocka_unit_test(test_statement_timeout_maps_to_timeout),
         cmocka_unit_test(test_reconnects_after_server_restart),
+        cmocka_unit_test(test_pipeline_results_in_order_and_aborts),
         cmocka_unit_test(test_connect_while_down_gives_a_handle),
         cmocka_unit_test(test_reconnect_attempts_back_off),
         cmocka_unit_test(test_pool_blocks_until_deadline_or_put),

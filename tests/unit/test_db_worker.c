@@ -41,6 +41,7 @@ static const kx_db_stmt STMTS[] = {
     {"insd", "INSERT INTO gd (k) VALUES ($1)"},
     {"lock", "UPDATE glock SET n = n + 1 WHERE k = $1"},
     {"count", "SELECT count(*) FROM gt WHERE id = $1::int"},
+    {"kill", "SELECT pg_terminate_backend(pg_backend_pid())"},
     KX_DB_STMT_END,
 };
 
@@ -294,9 +295,12 @@ typedef struct gjob {
     const char *lock1; /* rows of glock to update, with a pause between (deadlock) */
     const char *lock2;
     int pause_ms;
-    bool kill_once; /* the first step ends its own connection */
-    int steps, solos, done_calls;
+    bool kill_once;        /* the first step ends its own connection */
+    bool piped;            /* send/recv (pipelined) rather than step */
+    bool one_write;        /* submitted as one write (alone: no transaction) */
+    int steps, done_calls; /* steps: step or send calls */
     kx_err err;
+    char got[32];         /* piped: what its echo read back (results matched to jobs) */
     bool visible_at_done; /* its row could be read by another connection when done came */
 } gjob;
 
@@ -336,20 +340,56 @@ static kx_err g_step(kx_db *db, void *arg)
     return j->err = kx_db_exec_cmd_idem(db, "ins", 2, p, NULL);
 }
 
-static void g_solo(kx_db *db, void *arg)
+/* The same statements pipelined: send queues them, recv reads them back in order. */
+static kx_err g_send(kx_db *db, void *arg)
 {
     gjob *j = arg;
-    j->solos++;
-    for (int tries = 0; tries < 2; tries++) { /* once more after a lost connection */
-        kx_err err = kx_db_begin(db);
-        if (err == KX_OK && (err = g_step(db, j)) == KX_OK)
-            err = kx_db_commit(db);
-        if (err != KX_OK)
-            kx_db_rollback(db);
-        j->err = err;
-        if (err != KX_ERR_UNAVAILABLE)
-            return;
+    j->steps++;
+    kx_err err = KX_OK;
+    if (j->kill_once) {
+        j->kill_once = false;
+        return kx_db_pipe_send(db, "kill", 0, NULL);
     }
+    char id[16], echo[32];
+    snprintf(id, sizeof id, "%d", j->id);
+    snprintf(echo, sizeof echo, "job-%d", j->id);
+    const char *e[] = {echo};
+    if ((err = kx_db_pipe_send(db, "echo", 1, e)) != KX_OK)
+        return err;
+    if (j->lock1 != NULL) {
+        char ms[16];
+        snprintf(ms, sizeof ms, "%d", j->pause_ms);
+        const char *p[] = {j->lock1}, *q[] = {ms}, *r[] = {j->lock2};
+        if ((err = kx_db_pipe_send(db, "lock", 1, p)) != KX_OK ||
+            (err = kx_db_pipe_send(db, "sleep", 1, q)) != KX_OK ||
+            (err = kx_db_pipe_send(db, "lock", 1, r)) != KX_OK)
+            return err;
+    }
+    if (j->dkey != NULL) {
+        const char *p[] = {j->dkey};
+        if ((err = kx_db_pipe_send(db, "insd", 1, p)) != KX_OK)
+            return err;
+    }
+    const char *p[] = {id, j->v != NULL ? j->v : "ok"};
+    return kx_db_pipe_send(db, "ins", 2, p);
+}
+
+static kx_err g_recv(kx_db *db, void *arg)
+{
+    gjob *j = arg;
+    j->got[0] = '\0';
+    kx_err err = KX_OK;
+    PGresult *r = kx_db_pipe_result(db, &err); /* the echo (or the kill) */
+    if (r != NULL && PQntuples(r) == 1 && PQnfields(r) == 1)
+        snprintf(j->got, sizeof j->got, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if (err != KX_OK)
+        return j->err = err;
+    int more = (j->lock1 != NULL ? 3 : 0) + (j->dkey != NULL ? 1 : 0) + 1;
+    for (int i = 0; i < more; i++)
+        if ((err = kx_db_pipe_result_cmd(db, NULL)) != KX_OK)
+            return j->err = err;
+    return j->err = KX_OK;
 }
 
 static int rows_of(int id)
@@ -368,8 +408,7 @@ static void g_done(void *arg, kx_err err)
 {
     gjob *j = arg;
     j->done_calls++;
-    if (err != KX_OK)
-        j->err = err;
+    j->err = err; /* the job's outcome: KX_OK once committed */
     j->visible_at_done = rows_of(j->id) == 1;
     if (g_gdone < 64)
         g_gorder[g_gdone] = j->id;
@@ -396,6 +435,18 @@ static void submit_blocker(kx_db_worker *w, int ms)
     assert_int_equal(kx_db_worker_submit(w, job_run, job_done, &g_blocker), KX_OK);
 }
 
+static kx_err submit_gjob(kx_db_worker *w, gjob *j)
+{
+    kx_db_group_job how = {.one_write = j->one_write};
+    if (j->piped) {
+        how.send = g_send;
+        how.recv = g_recv;
+    } else {
+        how.step = g_step;
+    }
+    return kx_db_worker_submit_group(w, &how, g_done, j);
+}
+
 static kx_db_worker *group_setup(gjob *jobs, int n, int expected)
 {
     g_loop = kx_loop_new();
@@ -409,7 +460,7 @@ static kx_db_worker *group_setup(gjob *jobs, int n, int expected)
     g_gexpected = expected;
     submit_blocker(w, 300);
     for (int i = 0; i < n; i++)
-        assert_int_equal(kx_db_worker_submit_group(w, g_step, g_solo, g_done, &jobs[i]), KX_OK);
+        assert_int_equal(submit_gjob(w, &jobs[i]), KX_OK);
     return w;
 }
 
@@ -471,7 +522,6 @@ static void test_group_commits_queued_jobs_together(void **state)
         assert_int_equal(jobs[i].done_calls, 1);
         assert_int_equal(jobs[i].err, KX_OK);
         assert_int_equal(jobs[i].steps, 1);
-        assert_int_equal(jobs[i].solos, 0);
         assert_true(jobs[i].visible_at_done); /* done only after COMMIT */
     }
     group_teardown(w);
@@ -500,11 +550,11 @@ static void test_group_a_failing_job_harms_no_other(void **state)
         assert_int_equal(jobs[i].done_calls, 1);
         if (i == 3) {
             assert_int_equal(jobs[i].err, KX_ERR_CONFLICT); /* 23514: its own error */
-            assert_int_equal(jobs[i].solos, 1);
+            assert_int_equal(jobs[i].steps, 2);             /* in the group, then alone */
             assert_false(jobs[i].visible_at_done);
         } else {
             assert_int_equal(jobs[i].err, KX_OK);
-            assert_int_equal(jobs[i].solos, 0);
+            assert_int_equal(jobs[i].steps, i < 3 ? 2 : 1);
             assert_true(jobs[i].visible_at_done);
             assert_int_equal(rows_of(jobs[i].id), 1);
         }
@@ -526,7 +576,6 @@ static void test_group_commit_failure_runs_each_alone(void **state)
     for (int i = 0; i < 4; i++) {
         assert_int_equal(jobs[i].done_calls, 1);
         assert_int_equal(jobs[i].steps, 2); /* once in the group, once alone */
-        assert_int_equal(jobs[i].solos, 1);
         assert_int_equal(jobs[i].err, i == 2 ? KX_ERR_CONFLICT : KX_OK);
         assert_int_equal(rows_of(jobs[i].id), i == 2 ? 0 : 1);
     }
@@ -550,7 +599,6 @@ static void test_group_statement_timeout_is_not_run_again(void **state)
     for (int i = 0; i < 5; i++) {
         assert_int_equal(jobs[i].done_calls, 1);
         assert_int_equal(jobs[i].steps, i < 2 ? 2 : 1); /* 1, 2: in both groups */
-        assert_int_equal(jobs[i].solos, 0);
         assert_int_equal(jobs[i].err, i == 2 ? KX_ERR_TIMEOUT : KX_OK);
         assert_int_equal(rows_of(jobs[i].id), i == 2 ? 0 : 1);
     }
@@ -606,10 +654,10 @@ static void test_group_deadlock_falls_back_to_each_alone(void **state)
     blockers[0].sleep_ms = blockers[1].sleep_ms = 100;
     assert_int_equal(kx_db_worker_submit(wa, job_run, job_done, &blockers[0]), KX_OK);
     assert_int_equal(kx_db_worker_submit(wb, job_run, job_done, &blockers[1]), KX_OK);
-    assert_int_equal(kx_db_worker_submit_group(wa, g_step, g_solo, g_done, &jobs[0]), KX_OK);
-    assert_int_equal(kx_db_worker_submit_group(wa, g_step, g_solo, g_done, &jobs[1]), KX_OK);
-    assert_int_equal(kx_db_worker_submit_group(wb, g_step, g_solo, g_done, &jobs[2]), KX_OK);
-    assert_int_equal(kx_db_worker_submit_group(wb, g_step, g_solo, g_done, &jobs[3]), KX_OK);
+    assert_int_equal(submit_gjob(wa, &jobs[0]), KX_OK);
+    assert_int_equal(submit_gjob(wa, &jobs[1]), KX_OK);
+    assert_int_equal(submit_gjob(wb, &jobs[2]), KX_OK);
+    assert_int_equal(submit_gjob(wb, &jobs[3]), KX_OK);
     assert_int_equal(kx_loop_run(g_loop), KX_OK);
     kx_db_group_stats a = kx_db_worker_group_stats(wa), b = kx_db_worker_group_stats(wb);
     assert_int_equal(a.rollbacks + b.rollbacks, 1); /* one group lost */
@@ -634,6 +682,250 @@ static void test_group_deadlock_falls_back_to_each_alone(void **state)
     g_check = NULL;
 }
 
+/* ---- pipelined groups (send/recv) ------------------------------------------------------------ */
+
+static void init_piped(gjob *jobs, int n)
+{
+    init_jobs(jobs, n);
+    for (int i = 0; i < n; i++)
+        jobs[i].piped = true;
+}
+
+static void assert_got_own_echo(const gjob *j)
+{
+    char want[32];
+    snprintf(want, sizeof want, "job-%d", j->id);
+    assert_string_equal(j->got, want);
+}
+
+/* 8 pipelined jobs: ONE pipeline (BEGIN, 16 statements, COMMIT), FIFO completions after the
+ * commit, each job reading its own results. */
+static void test_pipe_group_commits_in_one_pipeline(void **state)
+{
+    (void)state;
+    gjob jobs[8];
+    init_piped(jobs, 8);
+    uint64_t p0 = metric("kx_db_pipelines_total");
+    kx_db_worker *w = group_setup(jobs, 8, 8);
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    kx_db_group_stats st = kx_db_worker_group_stats(w);
+    assert_int_equal(st.groups, 1);
+    assert_int_equal(st.grouped, 8);
+    assert_int_equal(st.rollbacks, 0);
+    assert_int_equal(st.pipelines, 1);
+    assert_int_equal(metric("kx_db_pipelines_total") - p0, 1);
+    for (int i = 0; i < 8; i++) {
+        assert_int_equal(g_gorder[i], i + 1);
+        assert_int_equal(jobs[i].done_calls, 1);
+        assert_int_equal(jobs[i].err, KX_OK);
+        assert_int_equal(jobs[i].steps, 1);
+        assert_got_own_echo(&jobs[i]);
+        assert_true(jobs[i].visible_at_done);
+    }
+    group_teardown(w);
+}
+
+/* Job 4 of 7 fails on its own inside the pipeline: the server skips the rest (reported as not
+ * run, never as success), 1..3 commit together again, 4 alone gets its error, 5..7 together. */
+static void test_pipe_a_failing_job_harms_no_other(void **state)
+{
+    (void)state;
+    gjob jobs[7];
+    init_piped(jobs, 7);
+    jobs[3].v = "bad";
+    kx_db_worker *w = group_setup(jobs, 7, 7);
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    kx_db_group_stats st = kx_db_worker_group_stats(w);
+    assert_int_equal(st.groups, 2);
+    assert_int_equal(st.grouped, 6);
+    assert_int_equal(st.rollbacks, 1);
+    assert_int_equal(st.solo, 1);
+    assert_int_equal(st.pipelines, 4); /* all 7; 1..3; 4 alone; 5..7 */
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(g_gorder[i], i + 1);
+        assert_int_equal(jobs[i].done_calls, 1);
+        assert_int_equal(jobs[i].steps, 2);
+        assert_got_own_echo(&jobs[i]);
+        assert_int_equal(jobs[i].err, i == 3 ? KX_ERR_CONFLICT : KX_OK);
+        assert_int_equal(rows_of(jobs[i].id), i == 3 ? 0 : 1);
+        assert_int_equal(jobs[i].visible_at_done, i != 3);
+    }
+    group_teardown(w);
+}
+
+/* A deferred constraint fails the pipeline's COMMIT: every job runs alone (each its own
+ * pipeline); only job 3's own COMMIT fails then, and done hears it. */
+static void test_pipe_commit_failure_runs_each_alone(void **state)
+{
+    (void)state;
+    gjob jobs[4];
+    init_piped(jobs, 4);
+    jobs[1].dkey = jobs[2].dkey = "same";
+    kx_db_worker *w = group_setup(jobs, 4, 4);
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    kx_db_group_stats st = kx_db_worker_group_stats(w);
+    assert_int_equal(st.groups, 0);
+    assert_int_equal(st.rollbacks, 1);
+    assert_int_equal(st.solo, 4);
+    assert_int_equal(st.pipelines, 5);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(jobs[i].done_calls, 1);
+        assert_int_equal(jobs[i].steps, 2);
+        assert_int_equal(jobs[i].err, i == 2 ? KX_ERR_CONFLICT : KX_OK);
+        assert_int_equal(rows_of(jobs[i].id), i == 2 ? 0 : 1);
+    }
+    group_teardown(w);
+}
+
+/* A statement of job 3 outlives statement_timeout inside the pipeline: its timeout stands,
+ * it is not run again; 1..2 and 4..5 commit together. */
+static void test_pipe_statement_timeout_is_not_run_again(void **state)
+{
+    (void)state;
+    gjob jobs[5];
+    init_piped(jobs, 5);
+    jobs[2].lock1 = jobs[2].lock2 = "x";
+    jobs[2].pause_ms = 2000;
+    assert_int_equal(setenv("KX_DB_STATEMENT_TIMEOUT_MS", "300", 1), 0);
+    kx_db_worker *w = group_setup(jobs, 5, 5);
+    unsetenv("KX_DB_STATEMENT_TIMEOUT_MS");
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    kx_db_group_stats st = kx_db_worker_group_stats(w);
+    assert_int_equal(st.groups, 2);
+    assert_int_equal(st.rollbacks, 1);
+    assert_int_equal(st.solo, 0);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(jobs[i].done_calls, 1);
+        assert_int_equal(jobs[i].steps, i == 2 ? 1 : 2);
+        assert_int_equal(jobs[i].err, i == 2 ? KX_ERR_TIMEOUT : KX_OK);
+        assert_int_equal(rows_of(jobs[i].id), i == 2 ? 0 : 1);
+    }
+    group_teardown(w);
+}
+
+/* The connection dies in the middle of a pipeline: nothing of the group was written, every
+ * job runs alone on a new connection (statements prepared again), each row exactly once. */
+static void test_pipe_connection_killed_mid_pipeline(void **state)
+{
+    (void)state;
+    gjob jobs[5];
+    init_piped(jobs, 5);
+    jobs[2].kill_once = true;
+    kx_db_worker *w = group_setup(jobs, 5, 5);
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    kx_db_group_stats st = kx_db_worker_group_stats(w);
+    assert_int_equal(st.groups, 0);
+    assert_int_equal(st.rollbacks, 1);
+    assert_int_equal(st.solo, 5);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(jobs[i].done_calls, 1);
+        assert_int_equal(jobs[i].err, KX_OK);
+        assert_true(jobs[i].visible_at_done);
+        assert_int_equal(rows_of(jobs[i].id), 1);
+        assert_got_own_echo(&jobs[i]);
+    }
+    group_teardown(w);
+}
+
+/* Blocking and pipelined jobs in one group: one transaction, the step job between two
+ * pipelines. */
+static void test_pipe_mixed_with_step_jobs_in_one_transaction(void **state)
+{
+    (void)state;
+    gjob jobs[5];
+    init_piped(jobs, 5);
+    jobs[2].piped = false;
+    kx_db_worker *w = group_setup(jobs, 5, 5);
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    kx_db_group_stats st = kx_db_worker_group_stats(w);
+    assert_int_equal(st.groups, 1);
+    assert_int_equal(st.grouped, 5);
+    assert_int_equal(st.pipelines, 2);
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(g_gorder[i], i + 1);
+        assert_int_equal(jobs[i].err, KX_OK);
+        assert_true(jobs[i].visible_at_done);
+    }
+    group_teardown(w);
+}
+
+/* A lone groupable job is a group of one: its statements commit together or not at all (its
+ * COMMIT's failure is its outcome), it runs once more after a lost connection, and a
+ * one-write job runs without a transaction. Step and pipelined alike. */
+static void test_lone_job_is_a_group_of_one(void **state)
+{
+    (void)state;
+    for (int piped = 0; piped < 2; piped++) {
+        g_loop = kx_loop_new();
+        assert_int_equal(kx_db_connect(g_pg.url, STMTS, &g_check), KX_OK);
+        clear_tables();
+        kx_err err = KX_OK;
+        PQclear(kx_db_exec_sql(g_check, "INSERT INTO gd VALUES ('taken')", &err));
+        assert_int_equal(err, KX_OK);
+        kx_db_worker *w = NULL;
+        assert_int_equal(kx_db_worker_new(g_pg.url, STMTS, g_loop, 64, &w), KX_OK);
+        gjob jobs[3];
+        init_jobs(jobs, 3);
+        for (int i = 0; i < 3; i++)
+            jobs[i].piped = piped == 1;
+        jobs[0].dkey = "taken"; /* its COMMIT fails: its row must not stay either */
+        jobs[1].kill_once = true;
+        jobs[2].one_write = true;
+        g_expected = 1000;
+        g_gdone = 0;
+        g_gexpected = 1;
+        for (int i = 0; i < 3; i++) { /* one at a time: each alone */
+            g_gdone = 0;
+            assert_int_equal(submit_gjob(w, &jobs[i]), KX_OK);
+            assert_int_equal(kx_loop_run(g_loop), KX_OK);
+        }
+        assert_int_equal(jobs[0].err, KX_ERR_CONFLICT);
+        assert_int_equal(rows_of(1), 0);
+        assert_int_equal(jobs[1].err, KX_OK); /* killed, then once more */
+        assert_int_equal(jobs[1].steps, 2);
+        assert_int_equal(rows_of(2), 1);
+        assert_int_equal(jobs[2].err, KX_OK);
+        assert_int_equal(rows_of(3), 1);
+        kx_db_group_stats st = kx_db_worker_group_stats(w);
+        assert_int_equal(st.groups + st.rollbacks + st.solo, 0); /* not groups */
+        assert_int_equal(st.pipelines, piped == 1 ? 4 : 0);
+        group_teardown(w);
+    }
+}
+
+/* The worker's connection is lost between jobs: the next pipeline reconnects and prepares its
+ * statements again inside the pipeline. */
+static void kill_own_backend(kx_db *db, void *arg)
+{
+    (void)arg;
+    kx_err err = KX_OK;
+    PQclear(kx_db_exec(db, "kill", 0, NULL, &err));
+}
+
+static void test_pipe_after_reconnect_prepares_again(void **state)
+{
+    (void)state;
+    gjob jobs[6];
+    init_piped(jobs, 6);
+    kx_db_worker *w = group_setup(jobs, 3, 3); /* prepares echo and ins */
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    tjob killer;
+    memset(&killer, 0, sizeof killer);
+    assert_int_equal(kx_db_worker_submit(w, kill_own_backend, job_done, &killer), KX_OK);
+    submit_blocker(w, 200);
+    g_gdone = 0;
+    for (int i = 3; i < 6; i++)
+        assert_int_equal(submit_gjob(w, &jobs[i]), KX_OK);
+    assert_int_equal(kx_loop_run(g_loop), KX_OK);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(jobs[i].err, KX_OK);
+        assert_int_equal(jobs[i].steps, 1);
+        assert_got_own_echo(&jobs[i]);
+        assert_int_equal(rows_of(jobs[i].id), 1);
+    }
+    group_teardown(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -647,6 +939,14 @@ int main(void)
         cmocka_unit_test(test_group_statement_timeout_is_not_run_again),
         cmocka_unit_test(test_group_connection_loss_runs_each_alone),
         cmocka_unit_test(test_group_deadlock_falls_back_to_each_alone),
+        cmocka_unit_test(test_pipe_group_commits_in_one_pipeline),
+        cmocka_unit_test(test_pipe_a_failing_job_harms_no_other),
+        cmocka_unit_test(test_pipe_commit_failure_runs_each_alone),
+        cmocka_unit_test(test_pipe_statement_timeout_is_not_run_again),
+        cmocka_unit_test(test_pipe_connection_killed_mid_pipeline),
+        cmocka_unit_test(test_pipe_mixed_with_step_jobs_in_one_transaction),
+        cmocka_unit_test(test_lone_job_is_a_group_of_one),
+        cmocka_unit_test(test_pipe_after_reconnect_prepares_again),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -71,6 +71,43 @@ kx_err kx_db_begin(kx_db *db);
 kx_err kx_db_commit(kx_db *db);
 void kx_db_rollback(kx_db *db); /* best effort */
 
+/* Pipeline mode: several prepared statements sent before any answer is read, one round trip
+ * for all of them (libpq pipeline mode). The sequence, on one thread, is always
+ *
+ *   kx_db_pipe_begin(db);                        connects if needed; pair it with _end ALWAYS
+ *   kx_db_pipe_send(db, "stmt", n, params);      any number, in order (prepared statements of
+ *   kx_db_pipe_send_sql(db, "BEGIN");              the table, prepared inside the pipeline when
+ *   kx_db_pipe_sync(db);                           this connection has not yet; or plain SQL
+ *   r = kx_db_pipe_result(db, &err);  (x sent)     without parameters: BEGIN, COMMIT)
+ *   kx_db_pipe_end(db);                          reads what was not read, leaves pipeline mode
+ *
+ * Every send makes exactly one result, read back in send order by kx_db_pipe_result: the
+ * statement's PGresult (the caller's, PQclear) or NULL with *err mapped as kx_db_exec maps it.
+ * After the first statement that fails, the server skips the rest up to the sync: their
+ * results are NULL with KX_ERR_CANCELLED ("not run"), never success, and kx_db_last_sqlstate
+ * stays the failing one's. A send that could not be sent (unknown statement: KX_ERR_INVALID;
+ * the connection is down: KX_ERR_UNAVAILABLE, for it and every later result) still makes its
+ * result, carrying that error. Nothing is retried: the caller decides (statements inside an
+ * explicit BEGIN are rolled back with the transaction; the transaction is NOT ended by
+ * kx_db_pipe_end: COMMIT it in the pipeline or call kx_db_rollback after). kx_db_pipe_sync is
+ * optional (the first kx_db_pipe_result syncs). While a pipeline is open every other call on db
+ * except kx_db_rollback (which ends it first) fails with KX_ERR_INTERNAL. Parameter strings are
+ * copied by libpq at send. */
+kx_err kx_db_pipe_begin(kx_db *db);
+kx_err kx_db_pipe_send(kx_db *db, const char *stmt, int nparams, const char *const *params);
+kx_err kx_db_pipe_send_sql(kx_db *db, const char *sql);
+kx_err kx_db_pipe_sync(kx_db *db);
+PGresult *kx_db_pipe_result(kx_db *db, kx_err *err);
+/* The same for a statement without rows: *rows (may be NULL) gets PQcmdTuples. */
+kx_err kx_db_pipe_result_cmd(kx_db *db, long *rows);
+/* Results sent so far in this pipeline (its sends), and read so far. */
+size_t kx_db_pipe_sent(const kx_db *db);
+size_t kx_db_pipe_read(const kx_db *db);
+/* Reads and drops results until upto have been read (at most every one sent); returns the
+ * first error among them, KX_OK if none. */
+kx_err kx_db_pipe_skip(kx_db *db, size_t upto);
+void kx_db_pipe_end(kx_db *db); /* no-op outside a pipeline */
+
 /* The SQLSTATE of the last failed call ("" if none). */
 const char *kx_db_last_sqlstate(const kx_db *db);
 const char *kx_db_last_error(const kx_db *db);

@@ -35,10 +35,10 @@ size_t kx_db_lanes_count(const kx_db_lanes *l);
  * full or shutdown began, KX_ERR_NOMEM: then done will not be called. */
 kx_err kx_db_lanes_submit(kx_db_lanes *l, const char *key, kx_db_job_run run, kx_db_job_done done,
                           void *arg);
-/* The same for a groupable job (kx_db_worker_submit_group: step inside a group's transaction,
- * solo alone). */
-kx_err kx_db_lanes_submit_group(kx_db_lanes *l, const char *key, kx_db_job_step step,
-                                kx_db_job_run solo, kx_db_job_done done, void *arg);
+/* The same for a groupable job (kx_db_worker_submit_group: its statements inside the lane's
+ * transaction; done gets their outcome). */
+kx_err kx_db_lanes_submit_group(kx_db_lanes *l, const char *key, const kx_db_group_job *how,
+                                kx_db_job_done done, void *arg);
 /* The group counters summed over the lanes. */
 kx_db_group_stats kx_db_lanes_group_stats(kx_db_lanes *l);
 /* Waits (at most timeout_ms in all) until every lane finished what was queued; true if so.
