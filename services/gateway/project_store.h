@@ -103,12 +103,13 @@
      "SELECT 1 FROM projects WHERE project_id = $1::uuid AND account_id = $2::uuid "           \
      "AND deleted_at IS NULL FOR UPDATE"},                                                     \
     {"gw_project_stop_runs",                                                                   \
-     GW_STOP_SET "WHERE thread_id = ANY (ARRAY(SELECT thread_id FROM threads "                 \
-     "WHERE project_id = $1::uuid)) AND (status IN ('queued', 'running')) IS TRUE "            \
+     GW_STOP_SET "WHERE project_id = $1::uuid AND (status IN ('queued', 'running')) IS TRUE "  \
      "RETURNING id::text, lease_epoch"},                                                       \
     {"gw_project_forget",                                                                      \
-     "WITH m AS (DELETE FROM messages WHERE thread_id IN "                                     \
-     "(SELECT thread_id FROM threads WHERE project_id = $1::uuid)), "                          \
+     "WITH th AS MATERIALIZED (SELECT ARRAY(SELECT thread_id FROM threads "                    \
+     "WHERE project_id = $1::uuid) AS ids), "                                                  \
+     "m AS (DELETE FROM messages m USING th, unnest(th.ids) WITH ORDINALITY AS v(id, n) "      \
+     "WHERE v.n BETWEEN 1 AND cardinality(th.ids) AND m.thread_id = v.id), "                   \
      "t AS (UPDATE threads SET deleted_at = now() WHERE project_id = $1::uuid "                \
      "AND (deleted_at IS NULL) IS TRUE) "                                                      \
      "UPDATE projects SET deleted_at = now() WHERE project_id = $1::uuid RETURNING 1"}
