@@ -45,6 +45,13 @@
     "lease_epoch = lease_epoch + 1, lease_expires_at = NULL, "                                 \
     "error = coalesce(error, 'stopped: its thread was deleted') "
 
+/* Deleting a project (gw_project_stop_runs, gw_project_forget): its runs are found by their
+ * project_id (a run's project is its thread's: every statement that creates one copies it from
+ * the thread, and threads never move) on agent_runs_project_created_idx, and its messages
+ * thread by thread, the project's thread ids unnested one row at a time (the filter on n is
+ * always true: it makes the planner expect one row). Joined to the project's threads, the
+ * generic plans made on a never-analyzed database read agent_runs and messages whole
+ * (tests/unit/test_gateway_plans.c). */
 #define GW_PROJECT_STATEMENTS                                                                  \
     {"gw_threads_list",                                                                        \
      "SELECT (SELECT coalesce(json_agg(j ORDER BY created_at DESC, thread_id DESC), "          \

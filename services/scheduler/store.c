@@ -140,7 +140,9 @@ const kx_db_stmt sched_statements[] = {
      *  accts  the accounts with waiting runs: one probe of agent_runs_waiting_idx per account
      *         (a skip scan: the next account_id after the last one);
      *  room   each one's free slots: $1 minus its active runs, counted on agent_runs_active_idx
-     *         and only up to $1;
+     *         and only up to $1 — or, when its bound (admission_bounds, migration 014) was
+     *         counted less than $6 ms ago and leaves room for a whole batch ($2), $1 minus the
+     *         bound, without counting (admit.c, "Counting");
      *  elig   those with room and at least one eligible waiting run (oldest of its thread, the
      *         thread idle: one probe of agent_runs_thread_active_idx per run looked at);
      *  quota  each of them may give k = min(room, ceil($2 / #elig)) runs to this pass: with
@@ -158,8 +160,11 @@ const kx_db_stmt sched_statements[] = {
      *        $5 row versions; empty arrays: none) as sched_set_dispatch_seqs does, in this
      *        statement's commit (admit.c, "Sequences"). Its rows are dispatched, those the
      *        pass picks are not (one snapshot): the two updates never meet on a row.
-     * The final update probes the row versions cand read (TID probes, checked against the
-     * id): joined by id, the generic plan made on a never-analyzed agent_runs read it whole. */
+     * upd    the final update probes the row versions cand read (TID probes, checked against
+     *        the id): joined by id, the generic plan made on a never-analyzed agent_runs read it
+     *        whole;
+     *  nb, bup, bset  the bounds: a bound trusted gets the pass's admissions added; a count
+     *        made is written with them (and the time). Only by the pass holding the lock. */
     {"sched_admit",
      "WITH RECURSIVE lk AS (SELECT pg_try_advisory_xact_lock(7743542548017916514) AS got), "
      "seqs AS (UPDATE agent_runs r SET dispatch_seq = v.seq "
