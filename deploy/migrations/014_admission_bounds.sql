@@ -15,7 +15,9 @@
 --   * A pass trusts it only while bound + batch < limit (then the account has room for the
 --     whole batch whatever the exact count: the pass decides exactly as an exact count would)
 --     and for SCHED_BOUND_MAX_AGE_MS (1 s) after the count it started from; otherwise it
---     counts (up to the limit, as before) and writes the count plus its admissions.
+--     counts (up to the limit, as before) and writes the count plus its admissions, if the
+--     next pass could trust that (more than a batch of room left): with the default limit
+--     of 3, admission writes no row here.
 --   * The 1 s also bounds what the rare paths that make a run active outside admission (a
 --     runner claiming a queued run that a stale dispatch named; the sweep's re-dispatch of a
 --     run given back meanwhile) can add unseen: they overran the limit before this too, until

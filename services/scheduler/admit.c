@@ -36,7 +36,8 @@
  * (agent_runs_active_idx): with a limit in the thousands, every pass read every active run of
  * a busy account (~2 000 in the issue-12 throughput benchmark, most of the statement's cost).
  * So a pass keeps, per account, an upper bound of its active runs (table admission_bounds,
- * migration 014): a pass that counts writes the count plus what it admits; the next passes add
+ * migration 014): a pass that counts writes the count plus what it admits (only if that leaves
+ * room for a batch: near the limit, every pass counts anyway); the next passes add
  * what they admit and do not count, as long as the bound leaves room for a whole batch (then
  * the decisions are those an exact count gives) and the count is less than
  * SCHED_BOUND_MAX_AGE_MS old. Only admission makes runs active (one pass at a time, the

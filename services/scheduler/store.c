@@ -164,7 +164,10 @@ const kx_db_stmt sched_statements[] = {
      *        the id): joined by id, the generic plan made on a never-analyzed agent_runs read it
      *        whole;
      *  nb, bup, bset  the bounds: a bound trusted gets the pass's admissions added; a count
-     *        made is written with them (and the time). Only by the pass holding the lock. */
+     *        made is written with them (and the time) when the next pass could trust it (room
+     *        for a batch left): an account near its limit — with the default limit of 3,
+     *        every account — is counted each pass and costs no write. Only by the pass
+     *        holding the lock. */
     {"sched_admit",
      "WITH RECURSIVE lk AS (SELECT pg_try_advisory_xact_lock(7743542548017916514) AS got), "
      "seqs AS (UPDATE agent_runs r SET dispatch_seq = v.seq "
@@ -211,7 +214,8 @@ const kx_db_stmt sched_statements[] = {
      "bup AS (UPDATE admission_bounds b SET active_max = b.active_max + nb.added "
      "  FROM nb WHERE nb.bounded AND nb.added > 0 AND b.account_id = nb.account_id), "
      "bset AS (INSERT INTO admission_bounds (account_id, active_max, counted_at) "
-     "  SELECT account_id, active + added, now() FROM nb WHERE NOT bounded "
+     "  SELECT account_id, active + added, now() FROM nb "
+     "  WHERE NOT bounded AND active + added + $2::int < $1::int "
      "  ON CONFLICT (account_id) DO UPDATE SET active_max = EXCLUDED.active_max, "
      "    counted_at = EXCLUDED.counted_at) "
      "SELECT id, thread_id, account_id, project_id, attempt, (SELECT v FROM more) AS more, tid "
