@@ -45,6 +45,13 @@
     "lease_epoch = lease_epoch + 1, lease_expires_at = NULL, "                                 \
     "error = coalesce(error, 'stopped: its thread was deleted') "
 
+/* Deleting a project (gw_project_stop_runs, gw_project_forget): its runs are found by their
+ * project_id (a run's project is its thread's: every statement that creates one copies it from
+ * the thread, and threads never move) on agent_runs_project_created_idx, and its messages
+ * thread by thread, the project's thread ids unnested one row at a time (the filter on n is
+ * always true: it makes the planner expect one row). Joined to the project's threads, the
+ * generic plans made on a never-analyzed database read agent_runs and messages whole
+ * (tests/unit/test_gateway_plans.c). */
 #define GW_PROJECT_STATEMENTS                                                                  \
     {"gw_threads_list",                                                                        \
      "SELECT (SELECT coalesce(json_agg(j ORDER BY created_at DESC, thread_id DESC), "          \
@@ -103,12 +110,13 @@
      "SELECT 1 FROM projects WHERE project_id = $1::uuid AND account_id = $2::uuid "           \
      "AND deleted_at IS NULL FOR UPDATE"},                                                     \
     {"gw_project_stop_runs",                                                                   \
-     GW_STOP_SET "WHERE thread_id = ANY (ARRAY(SELECT thread_id FROM threads "                 \
-     "WHERE project_id = $1::uuid)) AND (status IN ('queued', 'running')) IS TRUE "            \
+     GW_STOP_SET "WHERE project_id = $1::uuid AND (status IN ('queued', 'running')) IS TRUE "  \
      "RETURNING id::text, lease_epoch"},                                                       \
     {"gw_project_forget",                                                                      \
-     "WITH m AS (DELETE FROM messages WHERE thread_id IN "                                     \
-     "(SELECT thread_id FROM threads WHERE project_id = $1::uuid)), "                          \
+     "WITH th AS MATERIALIZED (SELECT ARRAY(SELECT thread_id FROM threads "                    \
+     "WHERE project_id = $1::uuid) AS ids), "                                                  \
+     "m AS (DELETE FROM messages m USING th, unnest(th.ids) WITH ORDINALITY AS v(id, n) "      \
+     "WHERE v.n BETWEEN 1 AND cardinality(th.ids) AND m.thread_id = v.id), "                   \
      "t AS (UPDATE threads SET deleted_at = now() WHERE project_id = $1::uuid "                \
      "AND (deleted_at IS NULL) IS TRUE) "                                                      \
      "UPDATE projects SET deleted_at = now() WHERE project_id = $1::uuid RETURNING 1"}

@@ -135,11 +135,17 @@ const kx_db_stmt gw_store_statements[] = {
      "RETURNING id::text, lease_epoch"},
 
     /* KX_OVER_LIMIT=reject: one creation per account at a time (transaction-scoped lock), so
-     * the count after it sees every run a concurrent creation committed. */
+     * the count after it sees every run a concurrent creation committed. The account's runs
+     * queued or running, read as the two sets the scheduler's indexes hold (migration 011):
+     * active (running, or dispatched) and waiting (queued, never dispatched); migration 014
+     * dropped the index of exactly "queued or running" that only this statement read. */
     {"gw_account_lock", "SELECT pg_advisory_xact_lock(hashtext($1::text))"},
     {"gw_account_active",
-     "SELECT count(*), coalesce(json_agg(DISTINCT thread_id)::text, '[]') FROM agent_runs "
-     "WHERE account_id = $1::uuid AND status IN ('queued', 'running')"},
+     "SELECT count(*), coalesce(json_agg(DISTINCT thread_id)::text, '[]') FROM ("
+     "SELECT thread_id FROM agent_runs WHERE account_id = $1::uuid AND (status = 'running' "
+     "OR (status = 'queued' AND dispatched_at IS NOT NULL)) "
+     "UNION ALL SELECT thread_id FROM agent_runs WHERE account_id = $1::uuid "
+     "AND status = 'queued' AND dispatched_at IS NULL) a"},
 
     /* The stop compare-and-set of docs/architecture.md. */
     {"gw_run_stop",

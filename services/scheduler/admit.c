@@ -32,6 +32,20 @@
  * scheduler stopped with some held) cost nothing but a second dispatch by the sweep of a run
  * still queued 10 s later, which the runners' claim makes harmless.
  *
+ * Counting: the per-account limit needs each account's active runs, counted up to the limit
+ * (agent_runs_active_idx): with a limit in the thousands, every pass read every active run of
+ * a busy account (~2 000 in the issue-12 throughput benchmark, most of the statement's cost).
+ * So a pass keeps, per account, an upper bound of its active runs (table admission_bounds,
+ * migration 014): a pass that counts writes the count plus what it admits (only if that leaves
+ * room for a batch: near the limit, every pass counts anyway); the next passes add
+ * what they admit and do not count, as long as the bound leaves room for a whole batch (then
+ * the decisions are those an exact count gives) and the count is less than
+ * SCHED_BOUND_MAX_AGE_MS old. Only admission makes runs active (one pass at a time, the
+ * advisory lock, the bound written in the pass's own transaction); ends, stops and reaps only
+ * loosen the bound. The rare activations outside admission (a runner claiming a queued run a
+ * stale dispatch named, the sweep re-dispatching a run given back meanwhile) overran the
+ * limit before too; the age bounds how long a pass may not see them.
+ *
  * Exactly once: the admit UPDATE marks a run dispatched only while it is queued and not yet
  * dispatched, so two passes (or two replicas) never both pick it. A pass that dies half way
  * (Postgres restarts, the connection drops) loses nothing: a run marked but not published, or

@@ -61,6 +61,10 @@ typedef struct sched_config {
 #define SCHED_SEQ_DELAY_MS 2000
 #define SCHED_SEQ_HELD_MAX 20000
 #define SCHED_HOLD_SEQS_MAX_MS 5000
+/* Admission trusts an account's bound on its active runs (table admission_bounds, migration
+ * 014; admit.c, "Counting") for at most this long after the count it started from, then
+ * counts again. */
+#define SCHED_BOUND_MAX_AGE_MS 1000
 /* Most runs one reaper pass moves, and most notices one pass publishes. */
 #define SCHED_REAP_BATCH 1000
 

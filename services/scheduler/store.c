@@ -140,7 +140,9 @@ const kx_db_stmt sched_statements[] = {
      *  accts  the accounts with waiting runs: one probe of agent_runs_waiting_idx per account
      *         (a skip scan: the next account_id after the last one);
      *  room   each one's free slots: $1 minus its active runs, counted on agent_runs_active_idx
-     *         and only up to $1;
+     *         and only up to $1 — or, when its bound (admission_bounds, migration 014) was
+     *         counted less than $6 ms ago and leaves room for a whole batch ($2), $1 minus the
+     *         bound, without counting (admit.c, "Counting");
      *  elig   those with room and at least one eligible waiting run (oldest of its thread, the
      *         thread idle: one probe of agent_runs_thread_active_idx per run looked at);
      *  quota  each of them may give k = min(room, ceil($2 / #elig)) runs to this pass: with
@@ -158,8 +160,14 @@ const kx_db_stmt sched_statements[] = {
      *        $5 row versions; empty arrays: none) as sched_set_dispatch_seqs does, in this
      *        statement's commit (admit.c, "Sequences"). Its rows are dispatched, those the
      *        pass picks are not (one snapshot): the two updates never meet on a row.
-     * The final update probes the row versions cand read (TID probes, checked against the
-     * id): joined by id, the generic plan made on a never-analyzed agent_runs read it whole. */
+     * upd    the final update probes the row versions cand read (TID probes, checked against
+     *        the id): joined by id, the generic plan made on a never-analyzed agent_runs read it
+     *        whole;
+     *  nb, bup, bset  the bounds: a bound trusted gets the pass's admissions added; a count
+     *        made is written with them (and the time) when the next pass could trust it (room
+     *        for a batch left): an account near its limit — with the default limit of 3,
+     *        every account — is counted each pass and costs no write. Only by the pass
+     *        holding the lock. */
     {"sched_admit",
      "WITH RECURSIVE lk AS (SELECT pg_try_advisory_xact_lock(7743542548017916514) AS got), "
      "seqs AS (UPDATE agent_runs r SET dispatch_seq = v.seq "
@@ -172,10 +180,15 @@ const kx_db_stmt sched_statements[] = {
      "    AND w.dispatched_at IS NULL AND w.account_id > a.account_id "
      "    ORDER BY w.account_id, w.created_at, w.id LIMIT 1) "
      "  FROM accts a WHERE a.account_id IS NOT NULL), "
-     "room AS MATERIALIZED (SELECT a.account_id, $1::int - (SELECT count(*) FROM (SELECT 1 "
-     "    FROM agent_runs r WHERE r.account_id = a.account_id AND (r.status = 'running' "
-     "    OR (r.status = 'queued' AND r.dispatched_at IS NOT NULL)) LIMIT $1::int) x) AS room "
-     "  FROM accts a WHERE a.account_id IS NOT NULL), "
+     "room AS MATERIALIZED (SELECT a.account_id, b.active_max IS NOT NULL AS bounded, "
+     "  $1::int - CASE WHEN b.active_max IS NOT NULL THEN b.active_max::bigint "
+     "    ELSE (SELECT count(*) FROM (SELECT 1 FROM agent_runs r "
+     "      WHERE r.account_id = a.account_id AND (r.status = 'running' "
+     "      OR (r.status = 'queued' AND r.dispatched_at IS NOT NULL)) LIMIT $1::int) x) END AS room "
+     "  FROM accts a LEFT JOIN admission_bounds b ON b.account_id = a.account_id "
+     "    AND b.active_max + $2::int < $1::int "
+     "    AND b.counted_at > now() - $6::bigint * interval '1 millisecond' "
+     "  WHERE a.account_id IS NOT NULL), "
      "elig AS MATERIALIZED (SELECT q.account_id, q.room FROM room q WHERE q.room > 0 "
      "  AND EXISTS (SELECT 1 FROM agent_runs w WHERE w.account_id = q.account_id "
      "    AND w.status = 'queued' AND w.dispatched_at IS NULL " SCHED_W_THREAD_IDLE ")), "
@@ -190,12 +203,23 @@ const kx_db_stmt sched_statements[] = {
      "pick AS (SELECT id, tid FROM cand WHERE (SELECT got FROM lk) "
      "  ORDER BY rn, created_at LIMIT $2::int), "
      "more AS (SELECT EXISTS (SELECT 1 FROM quota q WHERE q.k < q.room "
-     "  AND q.k <= (SELECT count(*) FROM cand c WHERE c.account_id = q.account_id)) AS v) "
-     "UPDATE agent_runs r SET dispatched_at = now(), dispatch_seq = NULL FROM pick p "
-     "WHERE r.ctid = p.tid AND r.id = p.id AND r.status IS NOT DISTINCT FROM 'queued' "
-     "  AND r.dispatched_at IS NULL "
-     "RETURNING r.id, r.thread_id, r.account_id, r.project_id, r.attempt, "
-     "  (SELECT v FROM more) AS more, r.ctid AS tid"},
+     "  AND q.k <= (SELECT count(*) FROM cand c WHERE c.account_id = q.account_id)) AS v), "
+     "upd AS (UPDATE agent_runs r SET dispatched_at = now(), dispatch_seq = NULL FROM pick p "
+     "  WHERE r.ctid = p.tid AND r.id = p.id AND r.status IS NOT DISTINCT FROM 'queued' "
+     "    AND r.dispatched_at IS NULL "
+     "  RETURNING r.id, r.thread_id, r.account_id, r.project_id, r.attempt, r.ctid AS tid), "
+     "nb AS (SELECT q.account_id, q.bounded, $1::int - q.room AS active, "
+     "  (SELECT count(*) FROM upd u WHERE u.account_id = q.account_id) AS added "
+     "  FROM room q WHERE (SELECT got FROM lk)), "
+     "bup AS (UPDATE admission_bounds b SET active_max = b.active_max + nb.added "
+     "  FROM nb WHERE nb.bounded AND nb.added > 0 AND b.account_id = nb.account_id), "
+     "bset AS (INSERT INTO admission_bounds (account_id, active_max, counted_at) "
+     "  SELECT account_id, active + added, now() FROM nb "
+     "  WHERE NOT bounded AND active + added + $2::int < $1::int "
+     "  ON CONFLICT (account_id) DO UPDATE SET active_max = EXCLUDED.active_max, "
+     "    counted_at = EXCLUDED.counted_at) "
+     "SELECT id, thread_id, account_id, project_id, attempt, (SELECT v FROM more) AS more, tid "
+     "FROM upd"},
     /* The sweep's candidates: queued runs dispatched over 10 s ago; the caller re-dispatches
      * only those whose dispatch message is gone from the stream (or was never recorded).
      * Least recently looked at first. (Runs never dispatched are admission's.) */
@@ -223,7 +247,8 @@ const kx_db_stmt sched_statements[] = {
      "UPDATE run_triggers SET next_fire_at = NULL, last_error = $3::text "
      "WHERE trigger_id = $1::uuid AND next_fire_at = $2::timestamptz"},
     {"sched_cleanup",
-     "WITH a AS (DELETE FROM lease_revocations WHERE revoked_at < now() - interval '1 hour') "
+     "WITH a AS (DELETE FROM lease_revocations WHERE revoked_at < now() - interval '1 hour'), "
+     "b AS (DELETE FROM admission_bounds WHERE counted_at < now() - interval '1 hour') "
      "DELETE FROM runner_leases l WHERE expires_at < now() - interval '1 hour' "
      "AND (SELECT 1 FROM agent_runs r WHERE r.lease_owner = l.runner_id "
      "AND r.status IS NOT DISTINCT FROM 'running' LIMIT 1) IS NULL"},
@@ -438,15 +463,16 @@ kx_err sched_store_notice_done(scheduler *s, kx_db *db, const char *run_id, int6
 PGresult *sched_store_admit(scheduler *s, kx_db *db, int batch, size_t nnotes,
                             const sched_seq_note *notes, kx_err *err)
 {
-    char limit[24], n[16], *p[3];
+    char limit[24], n[16], age[16], *p[3];
     snprintf(limit, sizeof limit, "%lld", (long long)s->cfg.max_parallel_runs);
     snprintf(n, sizeof n, "%d", batch);
+    snprintf(age, sizeof age, "%d", SCHED_BOUND_MAX_AGE_MS);
     if (!notes_params(nnotes, notes, p)) {
         *err = KX_ERR_NOMEM;
         return NULL;
     }
-    const char *params[] = {limit, n, p[0], p[1], p[2]};
-    PGresult *res = kx_db_exec_idem(db, "sched_admit", 5, params, err);
+    const char *params[] = {limit, n, p[0], p[1], p[2], age};
+    PGresult *res = kx_db_exec_idem(db, "sched_admit", 6, params, err);
     note(s, res != NULL ? KX_OK : *err);
     for (int i = 0; i < 3; i++)
         free(p[i]);

@@ -13,18 +13,17 @@ static const kx_th_plan_expect EXPECT[] = {
     {"gw_thread_interrupt", "agent_runs_thread_id_idx", NULL, NULL},
     {"gw_thread_stop_runs", "agent_runs_thread_id_idx", NULL, NULL},
     /* Deleting a project: both read agent_runs / messages whole in a generic plan made while
-     * the tables were never analyzed (a hash join with the project's threads), a known open
-     * issue of a rare route */
-    {"gw_project_stop_runs", NULL, NULL, "a generic plan made on a never-analyzed agent_runs"},
+     * the tables were never analyzed (a hash join with the project's threads); now the runs
+     * by their project, the messages probed thread by thread */
+    {"gw_project_stop_runs", "agent_runs_project_created_idx", NULL, NULL},
     {"gw_thread_detail", "projects_pkey", NULL, NULL},
     {"gw_threads_list", "projects_pkey", NULL, NULL},
-    {"gw_project_forget", "threads_project_id_idx", NULL,
-     "a generic plan made on a never-analyzed messages"},
+    {"gw_project_forget", "messages_thread_created_idx", NULL, NULL},
     /* KX_OVER_LIMIT=reject's count of an account's active runs: agent_runs_thread_active_idx
-     * had the same predicate, and a generic plan made while no run was active walked it whole
-     * (every active run); migration 011 adds "thread_id IS NOT NULL" to that index's
-     * predicate, which this statement does not imply. */
-    {"gw_account_active", "agent_runs_account_active_idx", NULL, NULL},
+     * had the same predicate as agent_runs_account_active_idx, and a generic plan made while
+     * no run was active walked it whole (every active run). Migration 014 dropped both; the
+     * count reads the scheduler's two indexes, active and waiting, by account. */
+    {"gw_account_active", "agent_runs_waiting_idx", NULL, NULL},
     {NULL, NULL, NULL, NULL},
 };
 

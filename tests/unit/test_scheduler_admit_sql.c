@@ -77,6 +77,8 @@ static void scenario(unsigned seed)
      * loaded machine's disk per scenario, most of the test's time; these are a few hundred
      * rows. */
     sql("BEGIN");
+    /* the runs are replaced outside admission: its bounds (migration 014) go with them */
+    sql("DELETE FROM admission_bounds");
     sql("DELETE FROM agent_runs");
     sql("DELETE FROM threads");
     sql("DELETE FROM projects");
@@ -216,7 +218,7 @@ static void test_admit_records_held_sequences(void **state)
     scheduler s;
     memset(&s, 0, sizeof s);
     s.cfg.max_parallel_runs = 10;
-    sql("TRUNCATE agent_runs, threads, projects CASCADE");
+    sql("TRUNCATE agent_runs, threads, projects, admission_bounds CASCADE");
     sql("INSERT INTO projects (project_id, name, account_id) VALUES "
         "(md5('p')::uuid, 'p', md5('a')::uuid)");
     sql("INSERT INTO threads (thread_id, account_id, project_id) SELECT md5('t' || i)::uuid, "
@@ -268,6 +270,171 @@ static void test_admit_records_held_sequences(void **state)
     PQclear(got);
 }
 
+/* One account, project and `threads` threads; `running` running runs on threads 0.., then
+ * `waiting` waiting runs on the next threads (one run per thread). */
+static void one_account(int threads, int running, int waiting)
+{
+    char q[512];
+    sql("TRUNCATE agent_runs, threads, projects, admission_bounds CASCADE");
+    sql("INSERT INTO projects (project_id, name, account_id) VALUES "
+        "(md5('p')::uuid, 'p', md5('a')::uuid)");
+    snprintf(q, sizeof q,
+             "INSERT INTO threads (thread_id, account_id, project_id) SELECT md5('t' || i)::uuid, "
+             "md5('a')::uuid, md5('p')::uuid FROM generate_series(0, %d) i",
+             threads - 1);
+    sql(q);
+    snprintf(q, sizeof q,
+             "INSERT INTO agent_runs (thread_id, account_id, project_id, status, created_at) "
+             "SELECT md5('t' || i)::uuid, md5('a')::uuid, md5('p')::uuid, "
+             "CASE WHEN i < %d THEN 'running' ELSE 'queued' END, now() - i * interval '1 ms' "
+             "FROM generate_series(0, %d) i",
+             running, running + waiting - 1);
+    sql(q);
+}
+
+/* The account's bound: active_max, and whether counted_at is after `since` (a timestamptz). */
+static long long bound_of(const char *since, bool *recounted)
+{
+    char q[256];
+    snprintf(q, sizeof q,
+             "SELECT active_max, counted_at > '%s'::timestamptz FROM admission_bounds "
+             "WHERE account_id = md5('a')::uuid",
+             since);
+    kx_err err = KX_OK;
+    PGresult *r = kx_db_exec_sql(g_db, q, &err);
+    assert_non_null(r);
+    assert_int_equal(PQntuples(r), 1);
+    long long v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    *recounted = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+    PQclear(r);
+    return v;
+}
+
+static char *now_text(void)
+{
+    kx_err err = KX_OK;
+    PGresult *r = kx_db_exec_sql(g_db, "SELECT clock_timestamp()::text", &err);
+    assert_non_null(r);
+    char *t = strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    assert_non_null(t);
+    return t;
+}
+
+/* How many times one admit statement (limit, batch) read agent_runs_active_idx, the index its
+ * count of an account's active runs reads: from EXPLAIN ANALYZE of the prepared statement, in
+ * a transaction rolled back. */
+static int active_index_loops(int limit, int batch)
+{
+    char q[256];
+    snprintf(q, sizeof q,
+             "EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE sched_admit(%d, %d, '{}', '{}', '{}', %d)",
+             limit, batch, SCHED_BOUND_MAX_AGE_MS);
+    sql("BEGIN");
+    kx_err err = KX_OK;
+    PGresult *r = kx_db_exec_sql(g_db, q, &err);
+    if (r == NULL)
+        fail_msg("EXPLAIN failed: %s", kx_db_last_error(g_db));
+    const char *plan = PQgetvalue(r, 0, 0);
+    const char *at = strstr(plan, "\"Index Name\": \"agent_runs_active_idx\"");
+    assert_non_null(at); /* the count is in the plan */
+    at = strstr(at, "\"Actual Loops\": ");
+    assert_non_null(at);
+    int loops = atoi(at + strlen("\"Actual Loops\": "));
+    PQclear(r);
+    sql("ROLLBACK");
+    return loops;
+}
+
+/* Counting (migration 014, admit.c): an account's active runs were counted by every pass, up
+ * to the limit: with a limit in the thousands, every active run of the account each pass. A
+ * pass now counts only when the account's bound says it might lack room for a whole batch, or
+ * when the count the bound started from is older than SCHED_BOUND_MAX_AGE_MS; otherwise it
+ * adds its admissions to the bound. */
+static void test_admission_counts_only_near_the_limit(void **state)
+{
+    (void)state;
+    scheduler s;
+    memset(&s, 0, sizeof s);
+    s.cfg.max_parallel_runs = 50;
+    one_account(80, 30, 40);
+    char *t0 = now_text();
+    bool recounted = false;
+    /* no bound yet: counted (30 running), 5 admitted */
+    PGresult *got = admit(&s, 5);
+    assert_int_equal(PQntuples(got), 5);
+    PQclear(got);
+    assert_int_equal(bound_of(t0, &recounted), 35);
+    assert_true(recounted);
+    char *t1 = now_text();
+    /* 35 + 5 < 50: the bound is trusted, nothing counted */
+    assert_int_equal(active_index_loops(50, 5), 0);
+    got = admit(&s, 5);
+    assert_int_equal(PQntuples(got), 5);
+    PQclear(got);
+    assert_int_equal(bound_of(t1, &recounted), 40);
+    assert_false(recounted);
+    /* 20 runs end: the bound (40) is now above the 30 active runs, still an upper bound */
+    sql("UPDATE agent_runs SET status = 'completed' WHERE id IN (SELECT id FROM agent_runs "
+        "WHERE status = 'running' ORDER BY id LIMIT 20)");
+    got = admit(&s, 5);
+    assert_int_equal(PQntuples(got), 5);
+    PQclear(got);
+    assert_int_equal(bound_of(t1, &recounted), 45);
+    assert_false(recounted);
+    /* 45 + 5 is not below 50: counted again (10 running + 15 dispatched), 5 admitted */
+    assert_int_equal(active_index_loops(50, 5), 1);
+    got = admit(&s, 5);
+    assert_int_equal(PQntuples(got), 5);
+    PQclear(got);
+    assert_int_equal(bound_of(t1, &recounted), 30);
+    assert_true(recounted);
+    /* a count older than SCHED_BOUND_MAX_AGE_MS is not trusted */
+    sql("UPDATE admission_bounds SET counted_at = now() - interval '1 hour'");
+    assert_int_equal(active_index_loops(50, 5), 1);
+    free(t1);
+    free(t0);
+}
+
+/* The limit holds exactly: a bound that is too low (runs made active outside admission, here
+ * by hand) is trusted only while it is fresh and far from the limit; near the limit, or once
+ * it is old, the pass counts and admits exactly up to the limit. */
+static void test_admission_limit_exact_near_the_limit(void **state)
+{
+    (void)state;
+    scheduler s;
+    memset(&s, 0, sizeof s);
+    s.cfg.max_parallel_runs = 12;
+    one_account(40, 9, 20);
+    /* a bound of 0 that claims room for a whole batch, but counted an hour ago */
+    sql("INSERT INTO admission_bounds (account_id, active_max, counted_at) VALUES "
+        "(md5('a')::uuid, 0, now() - interval '1 hour')");
+    PGresult *got = admit(&s, 5);
+    assert_int_equal(PQntuples(got), 3); /* 12 - 9 running */
+    PQclear(got);
+    /* a fresh bound that is too low but within a batch of the limit: counted, none admitted */
+    sql("UPDATE admission_bounds SET active_max = 7, counted_at = now()");
+    got = admit(&s, 5);
+    assert_int_equal(PQntuples(got), 0);
+    PQclear(got);
+    /* a pass that counted and left less than a batch of room writes no bound (the next pass
+     * counts anyway): an account at a small limit costs admission no write */
+    kx_err err = KX_OK;
+    got = kx_db_exec_sql(g_db, "SELECT active_max FROM admission_bounds", &err);
+    assert_non_null(got);
+    assert_string_equal(PQgetvalue(got, 0, 0), "7");
+    PQclear(got);
+    sql("TRUNCATE admission_bounds");
+    s.cfg.max_parallel_runs = 3;
+    got = admit(&s, 5);
+    assert_int_equal(PQntuples(got), 0); /* 12 active, limit 3 */
+    PQclear(got);
+    got = kx_db_exec_sql(g_db, "SELECT count(*) FROM admission_bounds", &err);
+    assert_non_null(got);
+    assert_string_equal(PQgetvalue(got, 0, 0), "0");
+    PQclear(got);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -296,6 +463,8 @@ int main(void)
         cmocka_unit_test(test_one_pass_is_a_prefix_of_the_fair_order),
         cmocka_unit_test(test_passes_until_empty_admit_what_the_rules_allow),
         cmocka_unit_test(test_admit_records_held_sequences),
+        cmocka_unit_test(test_admission_counts_only_near_the_limit),
+        cmocka_unit_test(test_admission_limit_exact_near_the_limit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
