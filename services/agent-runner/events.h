@@ -76,7 +76,7 @@ typedef struct events_batch {
     Kx__V1__RunEvent *evs; /* entries (payload_json owned), evs_cap of them */
     Kx__V1__RunEvent **ptrs;
     size_t n, cap;
-    size_t bytes; /* the entries' packed size as fields of the batch */
+    size_t bytes;    /* the entries' packed size as fields of the batch */
     size_t messages; /* sent so far (tests, logs) */
 } events_batch;
 

@@ -199,8 +199,8 @@ static void publish_error_for(publisher *p, natsMsg *m, const char *why)
     natsMsg *em = NULL;
     if (payload != NULL && kx_bus_pb_msg(subject, &err.base, &meta, &em) == KX_OK &&
         natsMsgHeader_Set(em, HDR_ATTEMPT, "error") == NATS_OK) {
-        kx_log(KX_LOG_ERROR, ev->run_id, NULL, "events: %s on %s (%zu event(s))", message,
-               subject, n);
+        kx_log(KX_LOG_ERROR, ev->run_id, NULL, "events: %s on %s (%zu event(s))", message, subject,
+               n);
         submit(p, em);
     } else {
         natsMsg_Destroy(em);
@@ -248,7 +248,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     if (pae == NULL) {
         kx_counter_add(p->published,
                        kx_run_events_count_packed(natsMsg_GetData(msg),
-                                                           (size_t)natsMsg_GetDataLength(msg)));
+                                                  (size_t)natsMsg_GetDataLength(msg)));
         natsMsg_Destroy(msg);
     } else {
         failure *f = calloc(1, sizeof *f);

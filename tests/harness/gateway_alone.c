@@ -234,8 +234,8 @@ static void on_event_cb(const char *event, const char *data, size_t len, const c
         e->data = d;
     if (ids != NULL)
         e->id = ids;
-    char **texts = d != NULL && ids != NULL ? realloc(e->id_text, (e->n + 1) * sizeof *texts)
-                                            : NULL;
+    char **texts =
+        d != NULL && ids != NULL ? realloc(e->id_text, (e->n + 1) * sizeof *texts) : NULL;
     if (texts == NULL)
         return;
     e->id_text = texts;

@@ -382,8 +382,7 @@ static void test_batches_resume_exactly(void **state)
         else
             snprintf(path, sizeof path, "%s", base);
         kx_th_events part = {0};
-        fd = kx_th_events_open(g_gw.s.http_port, path, token, by_query ? NULL : all.id_text[k],
-                               0);
+        fd = kx_th_events_open(g_gw.s.http_port, path, token, by_query ? NULL : all.id_text[k], 0);
         assert_true(fd >= 0);
         kx_th_events_collect(fd, 0, 20000, &part);
         assert_int_equal(part.status, 200);

@@ -81,7 +81,8 @@ static void test_batch_round_trip(void **state)
                                     KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_CHUNK,
                                     KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS};
     for (int i = 0; i < 4; i++)
-        assert_int_equal(events_batch_add(&b, 10 + (uint64_t)i, kinds[i], i == 3, xdup(payloads[i])),
+        assert_int_equal(events_batch_add(&b, 10 + (uint64_t)i, kinds[i], i == 3,
+                                          xdup(payloads[i])),
                          KX_OK);
     assert_int_equal(c.n, 0); /* nothing goes out before the end */
     assert_int_equal(events_batch_end(&b), KX_OK);
@@ -119,8 +120,8 @@ static void test_single_event_form(void **state)
     assert_int_equal(events_batch_end(&b), KX_OK); /* empty: nothing */
     assert_int_equal(c.n, 0);
     events_batch_begin(&b, capture_send, &c, RUN, 1, NULL);
-    assert_int_equal(events_batch_add(&b, 5, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE,
-                                      false, xdup("{\"x\": 1}")),
+    assert_int_equal(events_batch_add(&b, 5, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false,
+                                      xdup("{\"x\": 1}")),
                      KX_OK);
     assert_int_equal(events_batch_end(&b), KX_OK);
     assert_int_equal(c.n, 1);
@@ -210,14 +211,14 @@ static void test_too_large_in_a_batch(void **state)
     capture c = {0};
     events_batch b;
     events_batch_begin(&b, capture_send, &c, RUN, 1, NULL);
-    assert_int_equal(events_batch_add(&b, 1, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE,
-                                      false, xdup("{\"i\": 0}")),
+    assert_int_equal(events_batch_add(&b, 1, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false,
+                                      xdup("{\"i\": 0}")),
                      KX_OK);
-    assert_int_equal(events_batch_add(&b, 2, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE,
-                                      false, padded(1, 900000)),
+    assert_int_equal(events_batch_add(&b, 2, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false,
+                                      padded(1, 900000)),
                      KX_OK);
-    assert_int_equal(events_batch_add(&b, 3, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE,
-                                      false, xdup("{\"i\": 2}")),
+    assert_int_equal(events_batch_add(&b, 3, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false,
+                                      xdup("{\"i\": 2}")),
                      KX_OK);
     assert_int_equal(events_batch_end(&b), KX_OK);
     assert_int_equal(c.n, 1);
