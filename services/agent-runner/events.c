@@ -259,6 +259,9 @@ void events_batch_begin(events_batch *b, events_send_fn send, void *send_arg, co
     memset(b, 0, sizeof *b);
     b->send = send;
     b->send_arg = send_arg;
+    b->evs = b->inline_evs;
+    b->ptrs = b->inline_ptrs;
+    b->cap = EVENTS_BATCH_INLINE;
     snprintf(b->run_id, sizeof b->run_id, "%s", run_id);
     b->epoch = epoch;
     if (meta != NULL) {
@@ -336,11 +339,17 @@ kx_err events_batch_add(events_batch *b, uint64_t seq, Kx__V1__RunEventKind kind
         payload_json = stand_in;
     }
     if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 16;
-        Kx__V1__RunEvent *evs = realloc(b->evs, cap * sizeof *evs);
-        if (evs != NULL)
+        size_t cap = b->cap * 2;
+        bool inl = b->evs == b->inline_evs;
+        Kx__V1__RunEvent *evs = realloc(inl ? NULL : b->evs, cap * sizeof *evs);
+        if (evs != NULL) {
+            if (inl)
+                memcpy(evs, b->evs, b->n * sizeof *evs);
             b->evs = evs;
-        Kx__V1__RunEvent **ptrs = evs != NULL ? realloc(b->ptrs, cap * sizeof *ptrs) : NULL;
+        }
+        bool inl_ptrs = b->ptrs == b->inline_ptrs; /* the entries' pointers: set at flush */
+        Kx__V1__RunEvent **ptrs =
+            evs != NULL ? realloc(inl_ptrs ? NULL : b->ptrs, cap * sizeof *ptrs) : NULL;
         if (ptrs == NULL) {
             kx_log(KX_LOG_ERROR, b->run_id, NULL,
                    "events: out of memory batching event %llu; not published",
@@ -375,11 +384,13 @@ kx_err events_batch_add(events_batch *b, uint64_t seq, Kx__V1__RunEventKind kind
 kx_err events_batch_end(events_batch *b)
 {
     kx_err err = events_batch_flush(b);
-    free(b->evs);
-    free(b->ptrs);
-    b->evs = NULL;
-    b->ptrs = NULL;
-    b->cap = 0;
+    if (b->evs != b->inline_evs)
+        free(b->evs);
+    if (b->ptrs != b->inline_ptrs)
+        free(b->ptrs);
+    b->evs = b->inline_evs;
+    b->ptrs = b->inline_ptrs;
+    b->cap = EVENTS_BATCH_INLINE;
     return err;
 }
 

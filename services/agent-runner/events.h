@@ -65,6 +65,7 @@ json_t *events_cap_strings(const json_t *v, size_t max, const char *message_id);
  *
  * send (publisher_publish, or a test's capture) gets each message to publish; it must not
  * keep m. Ownership: begin ... end on the caller's stack; add takes the payload. Loop thread. */
+#define EVENTS_BATCH_INLINE 8 /* entries held without a heap allocation */
 typedef kx_err (*events_send_fn)(void *arg, const Kx__V1__RunEvent *m, const kx_bus_meta *meta);
 typedef struct events_batch {
     events_send_fn send;
@@ -73,8 +74,10 @@ typedef struct events_batch {
     int64_t epoch;
     kx_bus_meta meta;
     bool has_meta;
-    Kx__V1__RunEvent *evs; /* entries (payload_json owned), evs_cap of them */
+    Kx__V1__RunEvent *evs; /* entries (payload_json owned), cap of them: inline at first */
     Kx__V1__RunEvent **ptrs;
+    Kx__V1__RunEvent inline_evs[EVENTS_BATCH_INLINE];
+    Kx__V1__RunEvent *inline_ptrs[EVENTS_BATCH_INLINE];
     size_t n, cap;
     size_t bytes;    /* the entries' packed size as fields of the batch */
     size_t messages; /* sent so far (tests, logs) */

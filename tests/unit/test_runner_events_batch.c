@@ -232,6 +232,32 @@ static void test_too_large_in_a_batch(void **state)
     capture_free(&c);
 }
 
+/* More events than the batch holds without the heap: one message, all in order. */
+static void test_many_small_events(void **state)
+{
+    capture c = {0};
+    events_batch b;
+    events_batch_begin(&b, capture_send, &c, RUN, 2, NULL);
+    for (int i = 0; i < 100; i++) {
+        char p[32];
+        snprintf(p, sizeof p, "{\"i\": %d}", i);
+        assert_int_equal(events_batch_add(&b, (uint64_t)i,
+                                          KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_CHUNK, false,
+                                          xdup(p)),
+                         KX_OK);
+    }
+    assert_int_equal(events_batch_end(&b), KX_OK);
+    assert_int_equal(c.n, 1);
+    Kx__V1__RunEvent *m = unpack(&c, 0);
+    assert_int_equal(kx_run_events_n(m), 100);
+    assert_int_equal(kx_run_events_count_packed(c.data[0], c.len[0]), 100);
+    for (size_t i = 0; i < 100; i++)
+        assert_int_equal(index_of(kx_run_events_at(m, i)->payload_json), (int)i);
+    assert_false(m->terminal);
+    kx_pb_free(m);
+    capture_free(&c);
+}
+
 static void test_count_packed_refuses_garbage(void **state)
 {
     const uint8_t truncated[] = {0x3a, 0x10, 0x01}; /* field 7, 16 bytes announced, 1 there */
@@ -252,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_single_event_form),
         cmocka_unit_test(test_split_before_the_cap),
         cmocka_unit_test(test_too_large_in_a_batch),
+        cmocka_unit_test(test_many_small_events),
         cmocka_unit_test(test_count_packed_refuses_garbage),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
