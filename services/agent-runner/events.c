@@ -246,25 +246,164 @@ char *events_too_large_json(uint64_t seq, const char *payload, size_t len)
     return out;
 }
 
-kx_err events_publish(publisher *pub, const char *run_id, int64_t epoch, uint64_t seq,
-                      Kx__V1__RunEventKind kind, bool terminal, const char *payload_json,
-                      const kx_bus_meta *meta)
+/* ---- batches ---- */
+
+static kx_err send_pub(void *arg, const Kx__V1__RunEvent *m, const kx_bus_meta *meta)
+{
+    return publisher_publish(arg, m, meta);
+}
+
+void events_batch_begin(events_batch *b, events_send_fn send, void *send_arg, const char *run_id,
+                        int64_t epoch, const kx_bus_meta *meta)
+{
+    memset(b, 0, sizeof *b);
+    b->send = send;
+    b->send_arg = send_arg;
+    b->evs = b->inline_evs;
+    b->ptrs = b->inline_ptrs;
+    b->cap = EVENTS_BATCH_INLINE;
+    snprintf(b->run_id, sizeof b->run_id, "%s", run_id);
+    b->epoch = epoch;
+    if (meta != NULL) {
+        b->meta = *meta;
+        b->has_meta = true;
+    }
+}
+
+void events_batch_begin_pub(events_batch *b, publisher *pub, const char *run_id, int64_t epoch,
+                            const kx_bus_meta *meta)
+{
+    events_batch_begin(b, send_pub, pub, run_id, epoch, meta);
+}
+
+/* The bytes a length-delimited field of len bytes takes (tag, length, value). */
+static size_t field_size(size_t len)
+{
+    size_t n = 2; /* a one-byte tag and at least one byte of length */
+    for (size_t v = len >> 7; v != 0; v >>= 7)
+        n++;
+    return n + len;
+}
+
+static void drop_entries(events_batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->evs[i].payload_json);
+    b->n = 0;
+    b->bytes = 0;
+}
+
+kx_err events_batch_flush(events_batch *b)
+{
+    if (b->n == 0)
+        return KX_OK;
+    kx_err err;
+    const kx_bus_meta *meta = b->has_meta ? &b->meta : NULL;
+    if (b->n == 1) {
+        err = b->send(b->send_arg, &b->evs[0], meta);
+    } else {
+        const Kx__V1__RunEvent *last = &b->evs[b->n - 1];
+        Kx__V1__RunEvent m = KX__V1__RUN_EVENT__INIT;
+        m.run_id = b->run_id;
+        m.lease_epoch = last->lease_epoch;
+        m.seq = last->seq;
+        m.kind = last->kind;
+        m.terminal = last->terminal;
+        for (size_t i = 0; i < b->n; i++)
+            b->ptrs[i] = &b->evs[i];
+        m.n_events = b->n;
+        m.events = b->ptrs;
+        err = b->send(b->send_arg, &m, meta);
+    }
+    if (err != KX_OK)
+        kx_log(KX_LOG_ERROR, b->run_id, NULL, "events: could not publish events %llu-%llu: %s",
+               (unsigned long long)b->evs[0].seq, (unsigned long long)b->evs[b->n - 1].seq,
+               kx_err_str(err));
+    b->messages++;
+    drop_entries(b);
+    return err;
+}
+
+kx_err events_batch_add(events_batch *b, uint64_t seq, Kx__V1__RunEventKind kind, bool terminal,
+                        char *payload_json)
 {
     size_t len = payload_json != NULL ? strlen(payload_json) : 0;
-    char *stand_in = NULL;
     if (len > EVENTS_INLINE_MAX) {
-        stand_in = events_too_large_json(seq, payload_json, len);
-        kx_log(KX_LOG_WARN, run_id, NULL,
+        char *stand_in = events_too_large_json(seq, payload_json, len);
+        kx_log(KX_LOG_WARN, b->run_id, NULL,
                "events: event %llu is %zu bytes, over the %u inline; streamed by reference",
                (unsigned long long)seq, len, EVENTS_INLINE_MAX);
+        free(payload_json);
         if (stand_in == NULL)
             return KX_ERR_NOMEM;
         payload_json = stand_in;
     }
-    kx_err err = publisher_event(pub, run_id, epoch, seq, kind, terminal, payload_json, meta);
-    free(stand_in);
-    if (err != KX_OK)
-        kx_log(KX_LOG_ERROR, run_id, NULL, "events: could not publish event %llu: %s",
-               (unsigned long long)seq, kx_err_str(err));
+    if (b->n == b->cap) {
+        size_t cap = b->cap * 2;
+        bool inl = b->evs == b->inline_evs;
+        Kx__V1__RunEvent *evs = realloc(inl ? NULL : b->evs, cap * sizeof *evs);
+        if (evs != NULL) {
+            if (inl)
+                memcpy(evs, b->evs, b->n * sizeof *evs);
+            b->evs = evs;
+        }
+        bool inl_ptrs = b->ptrs == b->inline_ptrs; /* the entries' pointers: set at flush */
+        Kx__V1__RunEvent **ptrs =
+            evs != NULL ? realloc(inl_ptrs ? NULL : b->ptrs, cap * sizeof *ptrs) : NULL;
+        if (ptrs == NULL) {
+            kx_log(KX_LOG_ERROR, b->run_id, NULL,
+                   "events: out of memory batching event %llu; not published",
+                   (unsigned long long)seq);
+            free(payload_json);
+            return KX_ERR_NOMEM;
+        }
+        b->ptrs = ptrs;
+        b->cap = cap;
+    }
+    Kx__V1__RunEvent *ev = &b->evs[b->n];
+    *ev = (Kx__V1__RunEvent)KX__V1__RUN_EVENT__INIT;
+    ev->run_id = b->run_id;
+    ev->lease_epoch = b->epoch;
+    ev->seq = seq;
+    ev->kind = kind;
+    ev->terminal = terminal;
+    ev->payload_json = payload_json != NULL ? payload_json : strdup("");
+    if (ev->payload_json == NULL)
+        return KX_ERR_NOMEM;
+    size_t size = field_size(kx__v1__run_event__get_packed_size(ev));
+    if (b->n > 0 && b->bytes + size > EVENTS_BATCH_MAX) {
+        Kx__V1__RunEvent keep = *ev; /* flush frees the entries before it, not this one */
+        events_batch_flush(b);
+        b->evs[0] = keep;
+    }
+    b->n++;
+    b->bytes += size;
+    return KX_OK;
+}
+
+kx_err events_batch_end(events_batch *b)
+{
+    kx_err err = events_batch_flush(b);
+    if (b->evs != b->inline_evs)
+        free(b->evs);
+    if (b->ptrs != b->inline_ptrs)
+        free(b->ptrs);
+    b->evs = b->inline_evs;
+    b->ptrs = b->inline_ptrs;
+    b->cap = EVENTS_BATCH_INLINE;
     return err;
+}
+
+kx_err events_publish(publisher *pub, const char *run_id, int64_t epoch, uint64_t seq,
+                      Kx__V1__RunEventKind kind, bool terminal, const char *payload_json,
+                      const kx_bus_meta *meta)
+{
+    char *copy = strdup(payload_json != NULL ? payload_json : "");
+    if (copy == NULL)
+        return KX_ERR_NOMEM;
+    events_batch b;
+    events_batch_begin_pub(&b, pub, run_id, epoch, meta);
+    kx_err err = events_batch_add(&b, seq, kind, terminal, copy);
+    kx_err err2 = events_batch_end(&b);
+    return err != KX_OK ? err : err2;
 }

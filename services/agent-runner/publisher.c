@@ -11,6 +11,7 @@
 #include "events.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
+#include "kx/run_events.h"
 
 #define HDR_ATTEMPT "Kx-Ev-Attempt" /* 1, 2, 3; "error" on a replacement error event */
 #define MAX_ATTEMPTS 3
@@ -165,7 +166,8 @@ static void dispose_failure(void *arg)
     free(f);
 }
 
-/* The error event that stands in for the failed event m. */
+/* The error event that stands in for the failed message m (one event, or a batch: one error
+ * event for the whole batch, which failed as one). */
 static void publish_error_for(publisher *p, natsMsg *m, const char *why)
 {
     const char *subject = natsMsg_GetSubject(m);
@@ -175,14 +177,20 @@ static void publish_error_for(publisher *p, natsMsg *m, const char *why)
         kx_error("events: a failed event on %s cannot be read back; lost: %s", subject, why);
         return;
     }
+    size_t n = kx_run_events_n(ev);
+    unsigned long long first = (unsigned long long)kx_run_events_at(ev, 0)->seq;
+    unsigned long long last = (unsigned long long)kx_run_events_at(ev, n - 1)->seq;
     char message[320];
-    snprintf(message, sizeof message, "event %llu could not be streamed: %s",
-             (unsigned long long)ev->seq, why);
+    if (n == 1)
+        snprintf(message, sizeof message, "event %llu could not be streamed: %s", first, why);
+    else
+        snprintf(message, sizeof message, "events %llu-%llu could not be streamed: %s", first,
+                 last, why);
     char *payload = events_status_json("error", message);
     Kx__V1__RunEvent err = KX__V1__RUN_EVENT__INIT;
     err.run_id = ev->run_id;
     err.lease_epoch = ev->lease_epoch;
-    err.seq = ev->seq;
+    err.seq = first;
     err.kind = KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS;
     err.terminal = false;
     err.payload_json = payload;
@@ -191,14 +199,13 @@ static void publish_error_for(publisher *p, natsMsg *m, const char *why)
     natsMsg *em = NULL;
     if (payload != NULL && kx_bus_pb_msg(subject, &err.base, &meta, &em) == KX_OK &&
         natsMsgHeader_Set(em, HDR_ATTEMPT, "error") == NATS_OK) {
-        kx_log(KX_LOG_ERROR, ev->run_id, NULL, "events: event %llu on %s not streamed (%s)",
-               (unsigned long long)ev->seq, subject, why);
+        kx_log(KX_LOG_ERROR, ev->run_id, NULL, "events: %s on %s (%zu event(s))", message, subject,
+               n);
         submit(p, em);
     } else {
         natsMsg_Destroy(em);
         kx_log(KX_LOG_ERROR, ev->run_id, NULL,
-               "events: event %llu on %s not streamed (%s), and no error event could be built",
-               (unsigned long long)ev->seq, subject, why);
+               "events: %s on %s, and no error event could be built", message, subject);
     }
     free(payload);
     kx_pb_free(ev);
@@ -239,7 +246,9 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
     publisher *p = closure;
     atomic_fetch_sub(&p->inflight, 1);
     if (pae == NULL) {
-        kx_counter_add(p->published, 1);
+        kx_counter_add(p->published,
+                       kx_run_events_count_packed(natsMsg_GetData(msg),
+                                                  (size_t)natsMsg_GetDataLength(msg)));
         natsMsg_Destroy(msg);
     } else {
         failure *f = calloc(1, sizeof *f);
@@ -325,24 +334,15 @@ void publisher_free(publisher *p, int64_t wait_ms)
     free(p);
 }
 
-kx_err publisher_event(publisher *p, const char *run_id, int64_t epoch, uint64_t seq,
-                       Kx__V1__RunEventKind kind, bool terminal, const char *payload_json,
-                       const kx_bus_meta *meta)
+kx_err publisher_publish(publisher *p, const Kx__V1__RunEvent *m, const kx_bus_meta *meta)
 {
     char subject[128];
-    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, run_id);
-    Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
-    ev.run_id = (char *)run_id;
-    ev.lease_epoch = epoch;
-    ev.seq = seq;
-    ev.kind = kind;
-    ev.terminal = terminal;
-    ev.payload_json = (char *)payload_json;
-    natsMsg *m = NULL;
-    kx_err err = kx_bus_pb_msg(subject, &ev.base, meta, &m);
+    snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, m->run_id);
+    natsMsg *msg = NULL;
+    kx_err err = kx_bus_pb_msg(subject, &m->base, meta, &msg);
     if (err != KX_OK)
         return err;
-    submit(p, m);
+    submit(p, msg);
     return KX_OK;
 }
 

@@ -3,6 +3,9 @@
  *
  * - Its own JetStream context on the runner's connection, with an ack handler that sees every
  *   publish's outcome (the shared context of kx_bus only logged failures).
+ * - A publish is one message: a single event or a batch (a run's events of one database
+ *   batch, events.h); everything below counts messages, except kx_runner_events_published_total
+ *   (events stored).
  * - At most KX_EVENTS_MAX_PENDING (4096) publishes wait for their ack at once. Past that, events
  *   wait in a FIFO on the loop (order kept) and go out as acks come back; nothing blocks the
  *   loop thread (cnats' own MaxPending would stall the caller up to 200 ms). publisher_busy()
@@ -12,11 +15,12 @@
  *   a reason that says it was not stored (no JetStream, a server error) is retried twice
  *   (200 ms, 400 ms later); one that timed out (it may have been stored: a retry could duplicate
  *   it) or failed three times is replaced by an error event on the same run,
- *   {"type": "status", "status": "error", "message": "event <seq> could not be streamed: …"} —
+ *   {"type": "status", "status": "error", "message": "event <seq> could not be streamed: …"} (a
+ *   batch: "events <first seq>-<last seq> could not be streamed: …") —
  *   never silence. Counters: kx_runner_events_{published,retried,failed}_total; gauges
  *   kx_runner_events_inflight, kx_runner_events_queued.
  *
- * Threads: publisher_event and publisher_busy on the loop thread; acks arrive on cnats' threads
+ * Threads: publisher_publish and publisher_busy on the loop thread; acks arrive on cnats' threads
  * and are handed to the loop with kx_loop_post. Ownership: publisher_new returns a publisher
  * the runner frees with publisher_free (after the loop stopped, before the bus closes). */
 #ifndef RUNNER_PUBLISHER_H
@@ -35,12 +39,11 @@ kx_err publisher_new(kx_bus *bus, kx_loop *loop, int64_t max_pending, int64_t ac
 /* Waits up to wait_ms for the acks still due, then frees. NULL is a no-op. */
 void publisher_free(publisher *p, int64_t wait_ms);
 
-/* Publishes RunEvent{run_id, lease_epoch, seq, kind, terminal, payload_json} on
- * kx.run.ev.<run_id>. Never blocks. KX_OK once it is sent or queued; an error only when the
- * message cannot even be built (out of memory). Loop thread. */
-kx_err publisher_event(publisher *p, const char *run_id, int64_t epoch, uint64_t seq,
-                       Kx__V1__RunEventKind kind, bool terminal, const char *payload_json,
-                       const kx_bus_meta *meta);
+/* Publishes m — one RunEvent, or a batch of them (events.h builds it) — on
+ * kx.run.ev.<m->run_id> as ONE message with one ack: retried, or replaced by one error event,
+ * as a whole. Never blocks. KX_OK once it is sent or queued; an error only when the message
+ * cannot even be built (out of memory). Loop thread. */
+kx_err publisher_publish(publisher *p, const Kx__V1__RunEvent *m, const kx_bus_meta *meta);
 
 /* True while publishes are at the bound or queued behind it. Loop thread. */
 bool publisher_busy(const publisher *p);

@@ -198,10 +198,40 @@ static kx_err batch_recv(kx_db *db, rdb_job *j)
 
 static void send_batch(run *r);
 
-static void publish_now(run *r, int kind, bool terminal, const char *payload)
+/* Publishes an event (takes payload): into the batch being gathered, if any, else alone. */
+static void publish_now(run *r, int kind, bool terminal, char *payload)
 {
-    events_publish(r->owner->events, r->id, r->epoch, r->ev_seq++, (Kx__V1__RunEventKind)kind,
-                   terminal, payload, &r->meta);
+    events_batch one, *b = r->ops.evb;
+    if (b != NULL && b->epoch != r->epoch) /* never within one completion; kept exact anyway */
+        events_batch_flush(b);
+    if (b == NULL)
+        events_batch_begin_pub(b = &one, r->owner->events, r->id, r->epoch, &r->meta);
+    else
+        b->epoch = r->epoch;
+    events_batch_add(b, r->ev_seq++, (Kx__V1__RunEventKind)kind, terminal, payload);
+    if (b == &one)
+        events_batch_end(&one);
+}
+
+/* Gathers what the run publishes from here to batch_end into b (one message). false when a
+ * batch is being gathered already (a completion that leads here): that one takes them, in
+ * order, and b is not used. */
+static bool batch_begin(run *r, events_batch *b)
+{
+    if (r->ops.evb != NULL)
+        return false;
+    events_batch_begin_pub(b, r->owner->events, r->id, r->epoch, &r->meta);
+    r->ops.evb = b;
+    return true;
+}
+
+static void batch_end(run *r, events_batch *b, bool own)
+{
+    if (!own)
+        return;
+    if (r->ops.evb == b)
+        r->ops.evb = NULL;
+    events_batch_end(b);
 }
 
 static void publish_row(run *r, run_op *op)
@@ -215,7 +245,6 @@ static void publish_row(run *r, run_op *op)
         return;
     }
     publish_now(r, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false, payload);
-    free(payload);
 }
 
 /* The batch failed as a whole (rolled back). */
@@ -273,6 +302,8 @@ static void batch_done(rdb_job *j, bool live)
         return;
     }
     run_op *held_row = NULL; /* a row event that goes after the next row's */
+    events_batch evb;
+    bool own = batch_begin(r, &evb);
     for (run_op *op = b->ops; op != NULL && r->state != RUN_DEAD; op = op->next) {
         switch (op->kind) {
         case OP_INSERT:
@@ -293,6 +324,7 @@ static void batch_done(rdb_job *j, bool live)
                 held_row = NULL;
             }
             publish_now(r, op->ev_kind, op->terminal, op->payload);
+            op->payload = NULL;
             break;
         case OP_FINISH:
             r->ops.finishing = false;
@@ -310,6 +342,7 @@ static void batch_done(rdb_job *j, bool live)
     }
     if (held_row != NULL && r->state != RUN_DEAD)
         publish_row(r, held_row);
+    batch_end(r, &evb, own);
     batch_free(b);
     if (r->state != RUN_DEAD && r->ops.head != NULL && r->ops.kick == NULL)
         send_batch(r);
@@ -325,8 +358,13 @@ static void send_batch(run *r)
     if (!sql) { /* only events: out now, in order */
         run_op *ops = r->ops.head;
         r->ops.head = r->ops.tail = NULL;
-        for (run_op *op = ops; op != NULL; op = op->next)
+        events_batch evb;
+        bool own = batch_begin(r, &evb);
+        for (run_op *op = ops; op != NULL; op = op->next) {
             publish_now(r, op->ev_kind, op->terminal, op->payload);
+            op->payload = NULL;
+        }
+        batch_end(r, &evb, own);
         ops_free(ops);
         return;
     }
@@ -437,7 +475,6 @@ void run_ops_publish(run *r, int kind, bool terminal, char *payload)
     }
     if (!run_ops_busy(r)) {
         publish_now(r, kind, terminal, payload);
-        free(payload);
         return;
     }
     run_op *op = calloc(1, sizeof *op);

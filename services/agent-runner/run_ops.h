@@ -16,6 +16,12 @@
  * behind it. So nothing is ever published for a row that is not in Postgres, and the stream
  * shows the rows in the order they were written.
  *
+ * The events a batch's completion publishes (its rows' MESSAGE events, the events queued
+ * behind them, and what the run publishes while the completion runs: the terminal status
+ * after the finish) go out as ONE kx.run.ev message (events.h, events_batch: split only before
+ * NATS' size cap), with one JetStream ack, instead of one message each. Events published
+ * while nothing is queued (chunks, mostly) still go out one by one, at once.
+ *
  * Fences are unchanged (store.c): the first fenced statement of a batch that finds the run no
  * longer ours (its lease epoch moved: stopped, reaped, claimed again) rolls the batch back and
  * the run is dropped without writing or publishing anything more; an insert that passed the
@@ -37,8 +43,11 @@ typedef struct run run;
 typedef struct run_op run_op;
 typedef struct run_batch run_batch;
 
+typedef struct events_batch events_batch;
+
 typedef struct run_ops {
     run_op *head, *tail; /* queued, not yet sent */
+    events_batch *evb;   /* while a batch's completion publishes: its events gather here */
     run_batch *inflight; /* sent, not yet back */
     kx_timer *kick;      /* sends the queue on the next loop iteration */
     bool finishing;      /* the fenced finish is queued or in flight */

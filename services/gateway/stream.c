@@ -14,8 +14,11 @@
  * socket is written only while hand == HAND_WRITER: libmicrohttpd neither writes nor closes a
  * suspended connection, and the writer forgets the socket before it resumes the connection.
  *
- * A stream's position (pos) is the stream sequence of the last event it has (or skipped as not
- * its business): everything up to pos is in its buffer or sent. While it is behind its run's
+ * A stream's position (pos) is the stream sequence of the last message it has (or skipped as
+ * not its business): everything up to pos is in its buffer or sent. A message is one event or
+ * a batch of them (kx/run_events.h): a batch's events get the SSE ids "<seq>.<index>", a single
+ * event "<seq>", and a client that resumes inside a batch (Last-Event-ID "<seq>.<index>") gets
+ * that message again with its first index + 1 events skipped (skip_seq, skip_n). While it is behind its run's
  * feed it catches up with direct gets (KX_RUN_EVENTS allows them), one job at a time, paced by
  * the reader (at most REFILL_BYTES pending), so a slow client of a long run costs no memory
  * and cannot be cut during the replay; then it attaches to the feed and follows it live. */
@@ -41,6 +44,7 @@
 #include "kx/log.h"
 #include "kx/metrics.h"
 #include "kx/pb.h"
+#include "kx/run_events.h"
 #include "kx/time.h"
 #include "reply.h"
 #include "sse_writer.h"
@@ -104,7 +108,9 @@ struct gw_stream {
     bool mhd_done;
     bool live;             /* attached to the feed: its events arrive by deliver */
     bool job_pending;      /* a catch-up job is queued or running */
-    uint64_t pos;          /* the stream sequence of the last event the stream has */
+    uint64_t pos;          /* the stream sequence of the last message the stream has */
+    uint64_t skip_seq;     /* a resume inside a batch: of the message at this sequence, */
+    size_t skip_n;         /* ... the first skip_n events are the client's already */
     char *final_payload;   /* replay-only: the status from Postgres to end with, or NULL */
     int64_t last_event_ms; /* kx_mono_ms of the last event (or of the start) */
     int64_t epoch;         /* highest writer epoch seen: older writers' events are dropped */
@@ -159,15 +165,17 @@ static void buf_put(gw_stream *st, const char *data, size_t n)
         st->failed = true;
 }
 
-/* Formats one SSE event into out (cleared first): Kortix's framing ("data: <json>" and a blank
- * line) with "id: <seq>" first when the event has a stream sequence, so that a client resumes
- * after it (Last-Event-ID; clients that ignore ids see Kortix's stream unchanged). A payload
- * line break starts another "data: " line. False when out ran out of memory. */
-static bool format_event(kx_buf *out, const char *payload, size_t n, uint64_t seq)
+/* Appends one SSE event to out: Kortix's framing ("data: <json>" and a blank line) with an id
+ * first when the event has a stream sequence, so that a client resumes after it
+ * (Last-Event-ID; clients that ignore ids see Kortix's stream unchanged): "id: <seq>" for a
+ * message of one event, "id: <seq>.<idx>" for event idx of a batch (idx < 0: one event). A
+ * payload line break starts another "data: " line. False when out ran out of memory. */
+static bool append_event(kx_buf *out, const char *payload, size_t n, uint64_t seq, long idx)
 {
-    kx_buf_clear(out);
     bool ok = true;
-    if (seq > 0)
+    if (seq > 0 && idx >= 0)
+        ok = kx_buf_printf(out, "id: %llu.%ld\n", (unsigned long long)seq, idx) == KX_OK;
+    else if (seq > 0)
         ok = kx_buf_printf(out, "id: %llu\n", (unsigned long long)seq) == KX_OK;
     const char *p = payload, *end = payload + n;
     do {
@@ -178,6 +186,13 @@ static bool format_event(kx_buf *out, const char *payload, size_t n, uint64_t se
         p = nl ? nl + 1 : end;
     } while (p < end);
     return ok && kx_buf_add(out, "\n", 1) == KX_OK;
+}
+
+/* append_event into out cleared first. */
+static bool format_event(kx_buf *out, const char *payload, size_t n, uint64_t seq, long idx)
+{
+    kx_buf_clear(out);
+    return append_event(out, payload, n, seq, idx);
 }
 
 /* Appends one formatted event frame (stream mutex held).
@@ -201,11 +216,11 @@ static void buf_put_frame(gw_stream *st, const char *frame, size_t len)
     buf_put(st, frame, len);
 }
 
-/* Formats and appends one SSE event (stream mutex held). */
-static void buf_put_event(gw_stream *st, const char *payload, size_t n, uint64_t seq)
+/* Formats and appends one SSE event (stream mutex held; idx as append_event). */
+static void buf_put_event(gw_stream *st, const char *payload, size_t n, uint64_t seq, long idx)
 {
     kx_buf frame = {0};
-    if (format_event(&frame, payload, n, seq))
+    if (format_event(&frame, payload, n, seq, idx))
         buf_put_frame(st, frame.s, frame.len);
     else if (!st->cut)
         st->failed = true;
@@ -278,17 +293,18 @@ static void on_response_free(void *cls)
 
 /* ---- the two sides ---- */
 
-/* One event of the run, from the history or the feed (stream mutex held). Events up to pos
- * are the stream's already (the hand-over from history to feed never repeats one). frame: the
- * event already formatted (format_event), or NULL to format it here. */
-static void take_event(gw_stream *st, const Kx__V1__RunEvent *ev, uint64_t seq,
-                       const kx_buf *frame)
+/* A message's events already formatted (append_event), one after the other: event i is
+ * s[off[i] .. off[i + 1]) (empty for an event without payload). */
+typedef struct msg_frames {
+    const char *s;
+    const size_t *off;
+} msg_frames;
+
+/* One event of a message (stream mutex held; the stream still takes events). idx: its index
+ * in a batch, -1 for a message of one event. frame: it formatted, or NULL. */
+static void take_one(gw_stream *st, const Kx__V1__RunEvent *ev, uint64_t seq, long idx,
+                     const char *frame, size_t frame_len)
 {
-    if (seq <= st->pos)
-        return;
-    st->pos = seq;
-    if (ev == NULL || st->mhd_done || st->terminal || st->end || st->cut || st->failed)
-        return;
     /* Fencing: an event written under an older lease epoch than one already seen comes from
      * an attempt that lost its lease (reaped, then retried): dropped. Epoch 0 = a status of
      * the gateway or the scheduler, always shown. */
@@ -302,49 +318,90 @@ static void take_event(gw_stream *st, const Kx__V1__RunEvent *ev, uint64_t seq,
     st->last_event_ms = kx_mono_ms();
     if (!kx_pb_str_empty(ev->payload_json)) {
         if (frame != NULL)
-            buf_put_frame(st, frame->s, frame->len);
+            buf_put_frame(st, frame, frame_len);
         else
-            buf_put_event(st, ev->payload_json, strlen(ev->payload_json), seq);
+            buf_put_event(st, ev->payload_json, strlen(ev->payload_json), seq, idx);
     }
     st->terminal = !st->cut && ev->terminal;
 }
 
-/* The last event formatted on this delivery thread: a feed hands one event to all its streams
- * in a row, so it is formatted once (its stream sequence names it: one sequence, one event).
- * A fixed array (no heap memory outlives the thread); a larger frame is formatted per stream. */
-#define FRAME_CACHE_BYTES 4096
+/* One message of the run — an event or a batch — from the history or the feed (stream mutex
+ * held). Messages up to pos are the stream's already (the hand-over from history to feed never
+ * repeats one); of the message a resume named inside a batch, the events the client has are
+ * skipped. frames: the message already formatted, or NULL to format it here. */
+static void take_event(gw_stream *st, const Kx__V1__RunEvent *m, uint64_t seq,
+                       const msg_frames *frames)
+{
+    if (seq <= st->pos)
+        return;
+    st->pos = seq;
+    if (m == NULL)
+        return;
+    size_t n = kx_run_events_n(m);
+    size_t from = seq == st->skip_seq ? st->skip_n : 0;
+    for (size_t i = from; i < n; i++) {
+        if (st->mhd_done || st->terminal || st->end || st->cut || st->failed)
+            return;
+        const char *frame = frames ? frames->s + frames->off[i] : NULL;
+        size_t frame_len = frames ? frames->off[i + 1] - frames->off[i] : 0;
+        take_one(st, kx_run_events_at(m, i), seq, m->n_events > 0 ? (long)i : -1, frame,
+                 frame_len);
+    }
+}
+
+/* The last message formatted on this delivery thread: a feed hands one message to all its
+ * streams in a row, so it is formatted once (its stream sequence names it: one sequence, one
+ * message). A fixed array (no heap memory outlives the thread); a message with more events or
+ * bytes is formatted per stream. */
+#define FRAME_CACHE_BYTES 16384
+#define FRAME_CACHE_EVENTS 64
 static _Thread_local struct {
     uint64_t seq;
-    size_t len; /* 0: the event did not fit */
+    bool ok; /* false: the message did not fit */
+    size_t off[FRAME_CACHE_EVENTS + 1];
     char s[FRAME_CACHE_BYTES];
 } t_frame;
 
-/* The feed's cnats thread (feed lock held): a live event. */
+/* Formats m into t_frame (its events' frames one after the other). */
+static void cache_frames(const Kx__V1__RunEvent *m, uint64_t seq)
+{
+    t_frame.seq = seq;
+    t_frame.ok = false;
+    size_t n = kx_run_events_n(m);
+    if (n > FRAME_CACHE_EVENTS)
+        return;
+    kx_buf f = {0};
+    bool ok = true;
+    for (size_t i = 0; i < n && ok; i++) {
+        t_frame.off[i] = f.len;
+        const Kx__V1__RunEvent *ev = kx_run_events_at(m, i);
+        if (!kx_pb_str_empty(ev->payload_json))
+            ok = append_event(&f, ev->payload_json, strlen(ev->payload_json), seq,
+                              m->n_events > 0 ? (long)i : -1);
+    }
+    t_frame.off[n] = f.len;
+    if (ok && f.len <= sizeof t_frame.s) {
+        if (f.len > 0)
+            memcpy(t_frame.s, f.s, f.len);
+        t_frame.ok = true;
+    }
+    kx_buf_free(&f);
+}
+
+/* The feed's cnats thread (feed lock held): a live message. */
 static void deliver(gw_feed_sink *sink, const Kx__V1__RunEvent *ev, uint64_t seq)
 {
     gw_stream *st = (gw_stream *)((char *)sink - offsetof(gw_stream, sink));
-    kx_buf cached = {0}; /* a view of t_frame, never freed */
-    const kx_buf *frame = NULL;
-    if (ev != NULL && seq > 0 && !kx_pb_str_empty(ev->payload_json)) {
-        if (t_frame.seq != seq) {
-            kx_buf f = {0};
-            t_frame.seq = seq;
-            t_frame.len = 0;
-            if (format_event(&f, ev->payload_json, strlen(ev->payload_json), seq) &&
-                f.len < sizeof t_frame.s) {
-                memcpy(t_frame.s, f.s, f.len);
-                t_frame.len = f.len;
-            }
-            kx_buf_free(&f);
-        }
-        if (t_frame.len > 0) {
-            cached.s = t_frame.s;
-            cached.len = t_frame.len;
-            frame = &cached;
-        }
+    msg_frames frames = {t_frame.s, t_frame.off};
+    const msg_frames *fp = NULL;
+    if (ev != NULL && seq > 0) {
+        if (t_frame.seq != seq)
+            cache_frames(ev, seq);
+        if (t_frame.ok)
+            fp = &frames;
     }
     pthread_mutex_lock(&st->mu);
-    take_event(st, ev, seq, frame);
+    take_event(st, ev, seq, fp);
     wake(st);
     pthread_mutex_unlock(&st->mu);
 }
@@ -399,7 +456,7 @@ static void catch_up(void *arg, bool stopping)
              * terminal event was in it. */
             pthread_mutex_lock(&st->mu);
             if (!st->terminal && st->final_payload != NULL)
-                buf_put_event(st, st->final_payload, strlen(st->final_payload), 0);
+                buf_put_event(st, st->final_payload, strlen(st->final_payload), 0, -1);
             st->terminal = true;
             pthread_mutex_unlock(&st->mu);
             break;
@@ -718,7 +775,7 @@ static void end_stale_streams(gw_streams *reg)
                        "sse: the run ended (%s) but its terminal event never came; "
                        "ending the stream with the status from Postgres",
                        ended[i].status);
-                buf_put_event(st, payload, strlen(payload), 0);
+                buf_put_event(st, payload, strlen(payload), 0, -1);
                 st->terminal = true;
                 wake(st);
             }
@@ -945,9 +1002,13 @@ static struct MHD_Response *sse_response(gw_stream *st)
     return resp;
 }
 
-/* Where a reconnecting client resumes: after the stream sequence in Last-Event-ID (what
- * EventSource sends) or ?after=. 0 when neither is given; false (with a 400) when malformed. */
-static bool resume_after(gw_request *req, uint64_t *after, gw_reply *reply)
+/* Where a reconnecting client resumes: after the event named by Last-Event-ID (what
+ * EventSource sends) or ?after=: "<seq>" (a message of one event, or all of a batch's) or
+ * "<seq>.<idx>" (event idx of the batch at seq). *after is the last message the client has
+ * whole; *skip_seq / *skip_n the batch it has the first skip_n events of (0 / 0: none). 0 when
+ * neither is given; false (with a 400) when malformed. */
+static bool resume_after(gw_request *req, uint64_t *after, uint64_t *skip_seq, size_t *skip_n,
+                         gw_reply *reply)
 {
     const char *v = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "Last-Event-ID");
     const char *name = "Last-Event-ID";
@@ -956,15 +1017,33 @@ static bool resume_after(gw_request *req, uint64_t *after, gw_reply *reply)
         name = "after";
     }
     *after = 0;
+    *skip_seq = 0;
+    *skip_n = 0;
     if (v == NULL || v[0] == '\0')
         return true;
     size_t n = strspn(v, "0123456789");
-    if (n == 0 || n > 19 || v[n] != '\0') {
+    size_t m = v[n] == '.' ? strspn(v + n + 1, "0123456789") : 0;
+    bool dotted = v[n] == '.' && m > 0 && m <= 9 && v[n + 1 + m] == '\0';
+    if (n == 0 || n > 19 || (v[n] != '\0' && !dotted)) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
-                       "%s must be the id of an event of this stream (a decimal number)", name);
+                       "%s must be the id of an event of this stream (a decimal number, or two "
+                       "joined by a dot)",
+                       name);
         return false;
     }
-    *after = strtoull(v, NULL, 10);
+    uint64_t seq = strtoull(v, NULL, 10);
+    if (!dotted) {
+        *after = seq;
+        return true;
+    }
+    if (seq == 0) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                       "%s must be the id of an event of this stream (its sequence is 0)", name);
+        return false;
+    }
+    *after = seq - 1;
+    *skip_seq = seq;
+    *skip_n = (size_t)strtoul(v + n + 1, NULL, 10) + 1;
     return true;
 }
 
@@ -975,8 +1054,9 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
         gw_reply_error(reply, MHD_HTTP_SERVICE_UNAVAILABLE, "Server is shutting down");
         return;
     }
-    uint64_t after = 0;
-    if (!resume_after(req, &after, reply))
+    uint64_t after = 0, skip_seq = 0;
+    size_t skip_n = 0;
+    if (!resume_after(req, &after, &skip_seq, &skip_n, reply))
         return;
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
@@ -1010,6 +1090,8 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
     char subject[sizeof KX_SUBJ_RUN_EV_PREFIX + sizeof req->id];
     snprintf(subject, sizeof subject, "%s%s", KX_SUBJ_RUN_EV_PREFIX, req->id);
     st->pos = after;
+    st->skip_seq = skip_seq;
+    st->skip_n = skip_n;
 
     const char *mode = "live"; /* history if any, then the run's feed */
     /* Only a run that ended STALE_GRACE_S ago can be judged by what the stream holds: the
@@ -1027,7 +1109,7 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
             mode = "final status";
             if (final != NULL) {
                 pthread_mutex_lock(&st->mu);
-                buf_put_event(st, final, strlen(final), 0);
+                buf_put_event(st, final, strlen(final), 0, -1);
                 st->terminal = true;
                 pthread_mutex_unlock(&st->mu);
             }

@@ -1,10 +1,12 @@
 /* stream.h — GET /api/agent-run/{id}/stream: a run's events as server-sent events.
  *
  * After auth and the access check, a stream starts at the run's first event, or just after the
- * event a reconnecting client names (Last-Event-ID, or ?after=<seq>; not a decimal number:
- * 400). Each event is written "id: <seq>\ndata: <payload_json>\n\n" (seq: the event's JetStream
- * stream sequence, increasing along a run; Kortix's "data:" framing is unchanged, clients that
- * ignore ids see Kortix's stream). Two sources, one after the other:
+ * event a reconnecting client names (Last-Event-ID, or ?after=<id>; neither "<seq>" nor
+ * "<seq>.<index>": 400). Each event is written "id: <seq>\ndata: <payload_json>\n\n" (seq: the
+ * JetStream stream sequence of its message, increasing along a run), or "id: <seq>.<index>"
+ * for the event at index of a message that carries a batch (kx/run_events.h); Kortix's
+ * "data:" framing is unchanged, clients that ignore ids see Kortix's stream. Two sources, one
+ * after the other:
  *   - history: what KX_RUN_EVENTS holds after the stream's position is read with direct gets
  *     by a job on the registry's worker pool, at most 64 KiB ahead of what the client has
  *     taken (the reader queues the next job when the buffer drains), so a replay costs no more

@@ -1674,6 +1674,25 @@ static void print_phases(const char *key, int64_t *ph, int n)
     result_stats(k, &s3);
 }
 
+/* The last stream sequence of KX_RUN_EVENTS (every kx.run.ev message takes one, a batch of
+ * events too): what the event stream cost NATS in messages. 0 when NATS does not answer. */
+static uint64_t events_last_seq(void)
+{
+    kx_bus *bus = NULL;
+    uint64_t seq = 0;
+    if (kx_bus_connect(g_stack.nats.url, "bench-evseq", &bus) != KX_OK)
+        return 0;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    if (bus_wait_connected(bus) &&
+        js_GetStreamInfo(&si, kx_bus_js(bus), KX_STREAM_EVENTS, NULL, &jerr) == NATS_OK) {
+        seq = si->State.LastSeq;
+        jsStreamInfo_Destroy(si);
+    }
+    kx_bus_close(bus, 1000);
+    return seq;
+}
+
 static bool scenario_throughput(const char *key, const char *title, const char *prompt, int n,
                                 int threads, const baselines *b)
 {
@@ -1703,6 +1722,7 @@ static bool scenario_throughput(const char *key, const char *title, const char *
     int64_t start_wall = kx_now_us(), t0 = kx_mono_us(), submitted_us = 0, sampled_us = 0;
     double runner_pg = -1;
     int64_t xid0 = pg_next_xid(), xid1 = -1;
+    uint64_t evseq0 = events_last_seq(), evseq1 = 0;
     if (ok) {
         cpu_take(&c0);
         ok = sampler_start(&smp);
@@ -1720,6 +1740,8 @@ static bool scenario_throughput(const char *key, const char *title, const char *
         }
         cpu_take(&c1);
         xid1 = pg_next_xid();
+        usleep(500 * 1000); /* the last terminal events: published after the finish commits */
+        evseq1 = events_last_seq();
         printf("  loop threads while the batch ran:\n");
         runner_pg = sampler_stop(&smp, key);
         sampled_us = smp.stop_us - smp.start_us;
@@ -1753,6 +1775,13 @@ static bool scenario_throughput(const char *key, const char *title, const char *
                    (long long)(xid1 - xid0), (double)(xid1 - xid0) / n);
             snprintf(k, sizeof k, "%s.commits_per_run", key);
             result(k, (double)(xid1 - xid0) / n, "commits");
+        }
+        if (evseq0 > 0 && evseq1 >= evseq0) {
+            printf("  kx.run.ev messages (KX_RUN_EVENTS sequences) of the batch: %llu, %.1f per "
+                   "run\n",
+                   (unsigned long long)(evseq1 - evseq0), (double)(evseq1 - evseq0) / n);
+            snprintf(k, sizeof k, "%s.ev_msgs_per_run", key);
+            result(k, (double)(evseq1 - evseq0) / n, "messages");
         }
         /* against the baseline: one connection committing one row at a time */
         printf("  vs the Postgres INSERT commit baseline (p50 %lld us, one connection: %.0f "

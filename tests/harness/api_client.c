@@ -85,3 +85,34 @@ kx_err kx_th_publish_run_event(kx_bus *bus, const char *run, const char *payload
     kx_bus_meta_init(&meta, kx_deadline_in(5000), NULL);
     return kx_bus_js_publish_pb(bus, subject, (const ProtobufCMessage *)&ev, &meta);
 }
+
+kx_err kx_th_publish_run_events(kx_bus *bus, const char *run, const char *const *payloads,
+                                size_t n, bool terminal)
+{
+    if (n == 0 || n > 256)
+        return KX_ERR_INVALID;
+    Kx__V1__RunEvent evs[256], *ptrs[256];
+    for (size_t i = 0; i < n; i++) {
+        bool last = terminal && i == n - 1;
+        evs[i] = (Kx__V1__RunEvent)KX__V1__RUN_EVENT__INIT;
+        evs[i].run_id = (char *)run;
+        evs[i].seq = i + 1;
+        evs[i].kind = last ? KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS
+                           : KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE;
+        evs[i].terminal = last;
+        evs[i].payload_json = (char *)payloads[i];
+        ptrs[i] = &evs[i];
+    }
+    Kx__V1__RunEvent m = KX__V1__RUN_EVENT__INIT;
+    m.run_id = (char *)run;
+    m.seq = evs[n - 1].seq;
+    m.kind = evs[n - 1].kind;
+    m.terminal = evs[n - 1].terminal;
+    m.n_events = n;
+    m.events = ptrs;
+    char subject[96];
+    snprintf(subject, sizeof subject, KX_SUBJ_RUN_EV_PREFIX "%s", run);
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(5000), NULL);
+    return kx_bus_js_publish_pb(bus, subject, (const ProtobufCMessage *)&m, &meta);
+}

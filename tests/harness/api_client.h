@@ -34,5 +34,9 @@ long kx_th_initiate(const kx_th_stack *s, const char *token, const char *prompt,
  * deadline): a MESSAGE event, or the terminal STATUS event when terminal. Safe from any
  * thread that may use bus. */
 kx_err kx_th_publish_run_event(kx_bus *bus, const char *run, const char *payload, bool terminal);
+/* Publishes payloads[0..n) as ONE batch message (RunEvent.events, what the agent-runner sends
+ * for a database batch): MESSAGE events, the last one the terminal STATUS when terminal. */
+kx_err kx_th_publish_run_events(kx_bus *bus, const char *run, const char *const *payloads,
+                                size_t n, bool terminal);
 
 #endif

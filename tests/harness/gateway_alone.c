@@ -234,10 +234,14 @@ static void on_event_cb(const char *event, const char *data, size_t len, const c
         e->data = d;
     if (ids != NULL)
         e->id = ids;
-    if (d == NULL || ids == NULL)
+    char **texts =
+        d != NULL && ids != NULL ? realloc(e->id_text, (e->n + 1) * sizeof *texts) : NULL;
+    if (texts == NULL)
         return;
+    e->id_text = texts;
     e->data[e->n] = strndup(data, len);
     e->id[e->n] = id != NULL && id[0] != '\0' ? strtoull(id, NULL, 10) : 0;
+    e->id_text[e->n] = strdup(id != NULL ? id : "");
     e->n++;
     cs->got++;
 }
@@ -302,10 +306,14 @@ void kx_th_events_collect(int fd, size_t max_events, int64_t timeout_ms, kx_th_e
 
 void kx_th_events_free(kx_th_events *e)
 {
-    for (size_t i = 0; i < e->n; i++)
+    for (size_t i = 0; i < e->n; i++) {
         free(e->data[i]);
+        if (e->id_text != NULL)
+            free(e->id_text[i]);
+    }
     free(e->data);
     free(e->id);
+    free(e->id_text);
     free(e->head);
     free(e->body);
     memset(e, 0, sizeof *e);

@@ -48,7 +48,9 @@ typedef struct kx_th_events {
     int status;             /* HTTP status (0: no answer) */
     size_t n;               /* events */
     char **data;            /* each event's data */
-    unsigned long long *id; /* each event's id (0 when it had none) */
+    unsigned long long *id; /* each event's id's stream sequence (0 when it had none) */
+    char **id_text;         /* each event's id as sent ("" when it had none): "<seq>" or
+                               "<seq>.<index>" (an event of a batch message) */
     bool ended;             /* the server closed the stream */
     char *head;             /* the answer's status line and headers */
     char *body;             /* a non-200 answer's body */

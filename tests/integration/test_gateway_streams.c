@@ -6,6 +6,9 @@
  *   - reconnecting with Last-Event-ID (or ?after=) at random points of a 1 000-event run that
  *     is still being published loses nothing and repeats nothing;
  *   - a malformed Last-Event-ID is a 400;
+ *   - batch messages (the agent-runner's form since issue 12: a database batch's events in one
+ *     message): the same events, ids "<seq>.<index>", and a resume from any event, inside a
+ *     batch too, continues exactly (live and from the history);
  *   - caps: streams per account and in total (429 with a body); 1 000 concurrent streams all
  *     get a live event (its publish -> receipt latency is printed);
  *   - 50 clients that never read a 3 MB run: the gateway's memory stays bounded (the replay
@@ -178,10 +181,13 @@ static void append_events(kx_th_events *dst, kx_th_events *src)
     for (size_t i = 0; i < src->n; i++) {
         dst->data = realloc(dst->data, (dst->n + 1) * sizeof *dst->data);
         dst->id = realloc(dst->id, (dst->n + 1) * sizeof *dst->id);
+        dst->id_text = realloc(dst->id_text, (dst->n + 1) * sizeof *dst->id_text);
         dst->data[dst->n] = src->data[i];
         dst->id[dst->n] = src->id[i];
+        dst->id_text[dst->n] = src->id_text[i];
         dst->n++;
         src->data[i] = NULL;
+        src->id_text[i] = NULL;
     }
     src->n = 0;
     kx_th_events_free(src);
@@ -280,6 +286,122 @@ static void test_resume_at_random_points(void **state)
     print_message("resumed %d times\n", reconnects - 1);
     assert_true(reconnects > 5);
     assert_exact(&all, 1000);
+    kx_th_events_free(&all);
+    free(token);
+}
+
+/* ---- batch messages: resume inside one ------------------------------------------------- */
+
+/* Publishes {"i": from} .. {"i": to - 1} as ONE batch message (the agent-runner's form), with
+ * the terminal status as its last event when terminal. */
+static void publish_batch(const char *run, int from, int to, bool terminal)
+{
+    char bufs[16][32];
+    const char *payloads[17];
+    size_t n = 0;
+    for (int i = from; i < to; i++, n++) {
+        snprintf(bufs[n], sizeof bufs[n], "{\"i\": %d}", i);
+        payloads[n] = bufs[n];
+    }
+    if (terminal)
+        payloads[n++] = TERMINAL;
+    assert_int_equal(kx_th_publish_run_events(g_bus, run, payloads, n, terminal), KX_OK);
+}
+
+/* (seq, index) of an SSE id: "<seq>" is (seq, -1), "<seq>.<index>" (seq, index). */
+static void id_parts(const char *id, unsigned long long *seq, long *idx)
+{
+    char *end = NULL;
+    *seq = strtoull(id, &end, 10);
+    *idx = *end == '.' ? strtol(end + 1, NULL, 10) : -1;
+}
+
+/* Events {"i": from} .. {"i": 9}, then the terminal status; ids as the messages were published
+ * (0, 1 alone; 2-6 a batch; 7 alone; 8, 9 and the terminal status a batch). */
+static void assert_batched_run(const kx_th_events *e, int from)
+{
+    static const long want_idx[] = {-1, -1, 0, 1, 2, 3, 4, -1, 0, 1, 2};
+    assert_int_equal(e->n, (size_t)(11 - from));
+    unsigned long long prev_seq = 0;
+    long prev_idx = -1;
+    for (size_t k = 0; k < e->n; k++) {
+        int i = from + (int)k;
+        if (i < 10 && index_of(e->data[k]) != i)
+            fail_msg("event %d is %.80s", i, e->data[k]);
+        if (i == 10)
+            assert_string_equal(e->data[k], TERMINAL);
+        unsigned long long seq;
+        long idx;
+        id_parts(e->id_text[k], &seq, &idx);
+        assert_true(seq > 0);
+        if (idx != want_idx[i])
+            fail_msg("event %d has id %s", i, e->id_text[k]);
+        if (k > 0) /* ids increase: by sequence, then by index within a batch */
+            assert_true(seq > prev_seq || (seq == prev_seq && idx == prev_idx + 1));
+        prev_seq = seq;
+        prev_idx = idx;
+    }
+}
+
+/* The agent-runner sends a database batch's events as one message: the SSE stream shows the
+ * same events and frames, each with its own id "<seq>.<index>", and a client that resumes
+ * from ANY of them — inside a batch too, by Last-Event-ID or ?after= — gets exactly the rest. */
+static void test_batches_resume_exactly(void **state)
+{
+    char account[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], path[200], base[128];
+    char *token = new_account(account);
+    initiate(token, run);
+    stream_path(run, base, sizeof base);
+    /* live: the stream is open before the events come (the feed delivers the batches) */
+    int fd = kx_th_events_open(g_gw.s.http_port, base, token, NULL, 0);
+    assert_true(fd >= 0);
+    usleep(500 * 1000);
+    assert_int_equal(publish(run, "{\"i\": 0}", false), KX_OK);
+    assert_int_equal(publish(run, "{\"i\": 1}", false), KX_OK);
+    publish_batch(run, 2, 7, false);
+    assert_int_equal(publish(run, "{\"i\": 7}", false), KX_OK);
+    publish_batch(run, 8, 10, true);
+    kx_th_events all = {0};
+    kx_th_events_collect(fd, 0, 20000, &all);
+    assert_int_equal(all.status, 200);
+    assert_true(all.ended);
+    assert_batched_run(&all, 0);
+    /* the same from the history (a late join) */
+    kx_th_events late = {0};
+    fd = kx_th_events_open(g_gw.s.http_port, base, token, NULL, 0);
+    kx_th_events_collect(fd, 0, 20000, &late);
+    assert_batched_run(&late, 0);
+    for (size_t k = 0; k < late.n; k++)
+        assert_string_equal(late.id_text[k], all.id_text[k]);
+    kx_th_events_free(&late);
+    /* resume after each event but the terminal one */
+    for (int k = 0; k < 10; k++) {
+        bool by_query = k % 2 == 1;
+        if (by_query)
+            snprintf(path, sizeof path, "%s?after=%s", base, all.id_text[k]);
+        else
+            snprintf(path, sizeof path, "%s", base);
+        kx_th_events part = {0};
+        fd = kx_th_events_open(g_gw.s.http_port, path, token, by_query ? NULL : all.id_text[k], 0);
+        assert_true(fd >= 0);
+        kx_th_events_collect(fd, 0, 20000, &part);
+        assert_int_equal(part.status, 200);
+        assert_batched_run(&part, k + 1);
+        for (size_t j = 0; j < part.n; j++)
+            assert_string_equal(part.id_text[j], all.id_text[(size_t)k + 1 + j]);
+        kx_th_events_free(&part);
+    }
+    /* malformed ids inside a batch are refused, naming them */
+    const char *bad[] = {"5.", "5.x", "0.1", ".3", "5.1.2"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        kx_th_events e = {0};
+        fd = kx_th_events_open(g_gw.s.http_port, base, token, bad[i], 0);
+        kx_th_events_collect(fd, 0, 5000, &e);
+        if (e.status != 400)
+            fail_msg("Last-Event-ID %s: status %d", bad[i], e.status);
+        assert_non_null(strstr(e.body, "Last-Event-ID must be the id of an event"));
+        kx_th_events_free(&e);
+    }
     kx_th_events_free(&all);
     free(token);
 }
@@ -1017,6 +1139,7 @@ int main(void)
         cmocka_unit_test(test_harness_env_replaces_defaults),
         cmocka_unit_test(test_ids_and_late_join),
         cmocka_unit_test(test_resume_at_random_points),
+        cmocka_unit_test(test_batches_resume_exactly),
         cmocka_unit_test(test_caps_and_1000_streams),
         cmocka_unit_test(test_clients_that_never_read),
         cmocka_unit_test(test_stream_churn),

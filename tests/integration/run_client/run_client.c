@@ -153,8 +153,13 @@ int main(int argc, char **argv)
         natsMsg_Destroy(ev);
         if (e == NULL)
             continue;
-        printf("event terminal=%d payload=%s\n", e->terminal ? 1 : 0, e->payload_json);
-        bool done = e->terminal;
+        /* one event, or a batch of them (RunEvent.events: the agent-runner's form) */
+        size_t n = e->n_events > 0 ? e->n_events : 1;
+        for (size_t i = 0; i < n; i++) {
+            const Kx__V1__RunEvent *one = e->n_events > 0 ? e->events[i] : e;
+            printf("event terminal=%d payload=%s\n", one->terminal ? 1 : 0, one->payload_json);
+        }
+        bool done = e->terminal; /* a batch repeats its last event's */
         kx__v1__run_event__free_unpacked(e, NULL);
         if (done) {
             rc = 0;
