@@ -162,8 +162,12 @@ static char *padded(int i, size_t n)
 
 static int index_of(const char *payload)
 {
-    int i = -1;
-    return sscanf(payload, "{\"i\": %d", &i) == 1 ? i : -1;
+    static const char head[] = "{\"i\": ";
+    if (strncmp(payload, head, sizeof head - 1) != 0)
+        return -1;
+    char *end = NULL;
+    long i = strtol(payload + sizeof head - 1, &end, 10);
+    return end != payload + sizeof head - 1 ? (int)i : -1;
 }
 
 /* Events of 300 KB: two fit a message, a third would not — it starts the next one. Then a
