@@ -340,7 +340,7 @@ static int active_index_loops(int limit, int batch)
     assert_non_null(at); /* the count is in the plan */
     at = strstr(at, "\"Actual Loops\": ");
     assert_non_null(at);
-    int loops = atoi(at + strlen("\"Actual Loops\": "));
+    int loops = (int)strtol(at + strlen("\"Actual Loops\": "), NULL, 10);
     PQclear(r);
     sql("ROLLBACK");
     return loops;
