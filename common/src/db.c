@@ -1,6 +1,9 @@
 /* db.c — PostgreSQL over libpq: one connection that reconnects by itself, lazily prepared
- * statements, the mapping from SQLSTATE to kx_err, transactions, migrations, and the small
- * pool (which needs to see whether a returned connection is still inside a transaction).
+ * statements, the mapping from SQLSTATE to kx_err, transactions, pipeline mode (kx_db_pipe_*:
+ * what was sent is remembered in order, a PREPARE queued in front of a statement this
+ * connection has not prepared yet, so each answer is matched to its send), migrations, and the
+ * small pool (which needs to see whether a returned connection is still inside a
+ * transaction).
  *
  * Reconnection: when the connection is found broken (PQstatus CONNECTION_BAD, or a call failed
  * because the connection went away), the next call resets it, but never more often than a
