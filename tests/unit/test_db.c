@@ -340,7 +340,7 @@ static void test_reconnects_after_server_restart(void **state)
 static void test_pipeline_results_in_order_and_aborts(void **state)
 {
     kx_db *db = NULL;
-    assert_int_equal(kx_db_connect(g_pg.url, STMTS, &db), KX_OK);
+    assert_int_equal(kx_db_connect(g_db.pg.url, STMTS, &db), KX_OK);
     const char *pa[] = {"55555555-5555-5555-5555-555555555555", "pa", ACCOUNT};
     const char *pb[] = {"66666666-6666-6666-6666-666666666666", "pb", ACCOUNT};
     const char *ka[] = {pa[0]}, *kb[] = {pb[0]};
@@ -427,7 +427,7 @@ static void test_pipeline_results_in_order_and_aborts(void **state)
 
     /* The server restarts: the pipeline prepares its statements again on the new connection
      * (pg_prepared_statements is per connection). */
-    assert_int_equal(kx_th_pg_restart(&g_pg), KX_OK);
+    assert_int_equal(kx_th_pg_restart(&g_db.pg), KX_OK);
     assert_false(kx_db_pipe_send(db, "project_name", 1, ka) == KX_OK); /* not in a pipeline */
     /* the old connection looks fine until used: this pipeline finds it gone */
     assert_int_equal(kx_db_pipe_begin(db), KX_OK);
