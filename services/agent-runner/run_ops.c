@@ -35,6 +35,7 @@ struct run_op {
     json_t *ev_content, *ev_metadata;
     bool event_after_next;
     store_row row; /* result */
+    unsigned pass; /* the batch's pass that wrote it (exec_inserts) */
     /* OP_PUBLISH */
     int ev_kind;
     bool terminal;
@@ -60,6 +61,7 @@ struct run_batch {
     run_op *failed;  /* the op that failed, or NULL (BEGIN/COMMIT) */
     char why[400];   /* a failed load's message */
     int64_t sent_ms; /* for the metric */
+    unsigned pass;   /* counts the batch's runs (batch_step, exec_batch) */
 };
 
 static void op_free(run_op *op)
@@ -93,13 +95,69 @@ static void batch_free(run_batch *b)
 
 /* ---- the database thread ------------------------------------------------------------------- */
 
+/* The rows one statement writes from first on: first and the OP_INSERTs after it, up to the
+ * first op that is neither an insert nor an event (an event runs no SQL: it is published in op
+ * order after the commit either way) and up to the caps of store.h. Into group; how many. */
+static size_t insert_group(run_op *first, run_op *group[STORE_INSERT_MAX_ROWS])
+{
+    size_t n = 0, bytes = 0;
+    for (run_op *op = first; op != NULL && n < STORE_INSERT_MAX_ROWS; op = op->next) {
+        if (op->kind == OP_PUBLISH)
+            continue;
+        if (op->kind != OP_INSERT)
+            break;
+        bytes += strlen(op->content) + strlen(op->metadata);
+        if (n > 0 && bytes > STORE_INSERT_MAX_BYTES)
+            break;
+        group[n++] = op;
+    }
+    return n;
+}
+
+/* The fenced insert of op's row and of the rows queued right after it, in one statement
+ * (store_insert_messages); the later ones are then skipped in this pass of the batch. */
+static kx_err exec_inserts(kx_db *db, run_batch *b, run_op *op)
+{
+    if (op->pass == b->pass) /* written with an earlier row of this pass */
+        return KX_OK;
+    run_op *group[STORE_INSERT_MAX_ROWS];
+    store_new_row rows[STORE_INSERT_MAX_ROWS] = {{0}};
+    store_row out[STORE_INSERT_MAX_ROWS];
+    size_t n = insert_group(op, group);
+    for (size_t i = 0; i < n; i++) {
+        group[i]->pass = b->pass;
+        rows[i] = (store_new_row){group[i]->message_id, group[i]->type, group[i]->is_llm,
+                                  group[i]->content, group[i]->metadata};
+    }
+    kx_err err = store_insert_messages(db, b->run_id, b->epoch, rows, n, out);
+    for (size_t i = 0; i < n && err == KX_OK; i++)
+        group[i]->row = out[i];
+    return err;
+}
+
+/* How many statements the batch runs (its inserts coalesced as exec_inserts does). */
+static size_t batch_statements(const run_batch *b)
+{
+    size_t n = 0;
+    for (run_op *op = b->ops; op != NULL;) {
+        if (op->kind == OP_INSERT) {
+            run_op *group[STORE_INSERT_MAX_ROWS];
+            size_t rows = insert_group(op, group);
+            op = group[rows - 1]->next;
+            n++;
+            continue;
+        }
+        n += op->kind != OP_PUBLISH;
+        op = op->next;
+    }
+    return n;
+}
+
 static kx_err exec_op(kx_db *db, run_batch *b, run_op *op)
 {
     switch (op->kind) {
     case OP_PUBLISH: return KX_OK;
-    case OP_INSERT:
-        return store_insert_message(db, b->run_id, b->epoch, op->message_id, op->type, op->is_llm,
-                                    op->content, op->metadata, &op->row);
+    case OP_INSERT: return exec_inserts(db, b, op);
     case OP_FINISH:
         return store_finish_run(db, b->run_id, b->epoch, op->status, op->error, &op->won);
     case OP_HANDBACK: return store_handback_run(db, b->run_id, b->epoch, op->error);
@@ -134,6 +192,7 @@ static kx_err batch_step(kx_db *db, rdb_job *j)
     b->failed = NULL;
     b->why[0] = '\0';
     b->err = KX_OK;
+    b->pass++;
     for (run_op *op = b->ops; op != NULL && b->err == KX_OK; op = op->next)
         if ((b->err = exec_op(db, b, op)) != KX_OK)
             b->failed = op;
@@ -143,9 +202,8 @@ static kx_err batch_step(kx_db *db, rdb_job *j)
 /* The batch alone: one transaction of its own (none for a single statement). */
 static kx_err exec_batch(kx_db *db, run_batch *b)
 {
-    size_t nsql = 0;
-    for (run_op *op = b->ops; op != NULL; op = op->next)
-        nsql += op->kind != OP_PUBLISH;
+    b->pass++;
+    size_t nsql = batch_statements(b);
     if (nsql == 0)
         return KX_OK;
     bool tx = nsql > 1; /* one commit for the batch */
