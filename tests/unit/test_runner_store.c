@@ -384,10 +384,15 @@ static char *thread_order(const char *thread)
 /* The expected thread_order answer for ids in this order, without ties. */
 static void expected_order(char *out, size_t cap, size_t n, char ids[][KX_UUID_LEN + 1])
 {
+    size_t at = 0;
     out[0] = '\0';
     for (size_t i = 0; i < n; i++) {
-        strncat(out, ids[i], cap - strlen(out) - 1);
-        strncat(out, i + 1 < n ? "," : "|false", cap - strlen(out) - 1);
+        const char *sep = i + 1 < n ? "," : "|false";
+        size_t len = strlen(ids[i]), seplen = strlen(sep);
+        assert_true(at + len + seplen < cap);
+        memcpy(out + at, ids[i], len);
+        memcpy(out + at + len, sep, seplen + 1);
+        at += len + seplen;
     }
 }
 
