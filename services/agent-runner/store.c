@@ -57,20 +57,27 @@
  * so it never returns a row ins wrote, and it runs only when ins wrote fewer rows than asked
  * (the one-time filter on the count), one primary-key probe per id (the LIMIT keeps it a
  * probe: as "message_id = ANY($3)" the generic plan read the table whole while it was small).
- * The caller counts: fewer rows than ids means fenced. */
+ * The caller counts: fewer rows than ids means fenced.
+ *
+ * The arrays are unnested from the CTE b, not from the parameters themselves: unnest($3) of a
+ * custom plan knows the array's length (a constant), of the generic plan it does not (10), so
+ * their costs differed by the row count and Postgres kept making a custom plan — planning the
+ * statement anew at every call, which cost more server CPU than the round trips it saved
+ * (tests/bench/bench_rows.c; unit_runner_store checks that the generic plan is taken). */
 #define SQL_INSERT_MESSAGES                                                                     \
     "WITH b AS MATERIALIZED (SELECT greatest(clock_timestamp(), "                               \
     "  (SELECT x.created_at FROM messages x WHERE x.thread_id = "                               \
     "    (SELECT t.thread_id FROM agent_runs t WHERE t.id=$1::uuid) "                           \
-    "   ORDER BY x.created_at DESC LIMIT 1) + interval '1 microsecond') AS at), "               \
+    "   ORDER BY x.created_at DESC LIMIT 1) + interval '1 microsecond') AS at, "                \
+    "  $3::uuid[] AS ids, $4::text[] AS types, $5::boolean[] AS llm, $6::jsonb[] AS contents, " \
+    "  $7::jsonb[] AS metas), "                                                                 \
     "ins AS (INSERT INTO messages (message_id, thread_id, account_id, type, "                   \
     "  is_llm_message, content, metadata, agent_run_id, created_at, updated_at) "               \
     "  SELECT m.id, r.thread_id, r.account_id, m.type, m.llm, m.content, m.meta, r.id, "        \
     "    b.at + (m.ord - 1) * interval '1 microsecond', "                                      \
     "    b.at + (m.ord - 1) * interval '1 microsecond' "                                       \
-    "  FROM agent_runs r CROSS JOIN b CROSS JOIN unnest($3::uuid[], $4::text[], "               \
-    "    $5::boolean[], $6::jsonb[], $7::jsonb[]) WITH ORDINALITY "                             \
-    "    AS m(id, type, llm, content, meta, ord) "                                              \
+    "  FROM agent_runs r CROSS JOIN b CROSS JOIN LATERAL unnest(b.ids, b.types, b.llm, "        \
+    "    b.contents, b.metas) WITH ORDINALITY AS m(id, type, llm, content, meta, ord) "         \
     "  WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint AND "                                   \
     "    r.status IS NOT DISTINCT FROM 'running' FOR SHARE OF r "                               \
     "  ON CONFLICT (message_id) DO NOTHING "                                                    \
@@ -78,9 +85,9 @@
     "SELECT message_id::text, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM ins " \
     "UNION ALL "                                                                                \
     "SELECT x.message_id::text, to_json(x.created_at)#>>'{}', to_json(x.updated_at)#>>'{}' "    \
-    "FROM unnest($3::uuid[]) AS k(id) CROSS JOIN LATERAL (SELECT * FROM messages y "            \
-    "  WHERE y.message_id = k.id AND y.agent_run_id=$1::uuid LIMIT 1) x "                       \
-    "WHERE (SELECT count(*) FROM ins) < cardinality($3::uuid[])"
+    "FROM b CROSS JOIN LATERAL unnest(b.ids) AS k(id) CROSS JOIN LATERAL (SELECT * "            \
+    "  FROM messages y WHERE y.message_id = k.id AND y.agent_run_id=$1::uuid LIMIT 1) x "       \
+    "WHERE (SELECT count(*) FROM ins) < cardinality(b.ids)"
 
 /* The fenced end. Returns one boolean, "this run ended as asked with our epoch": true when
  * this statement did it, or when a first try whose answer was lost already had (the second

@@ -522,6 +522,56 @@ static void test_rows_retry_and_mix(void **state)
     kx_db_close(db);
 }
 
+/* The multi-row insert runs its generic plan once it has one (the sixth call on), whatever
+ * the number of rows: when unnest() read the array parameters directly, a custom plan knew the
+ * length and the generic one did not, their costs differed, and Postgres made a custom plan at
+ * every call (planning the whole statement again: more server CPU than the round trips saved,
+ * tests/bench/bench_rows.c). pg_prepared_statements counts the plans of each kind. */
+static void test_rows_statement_keeps_its_generic_plan(void **state)
+{
+    (void)state;
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    new_run(thread, run);
+    const char *rp[] = {run};
+    PQclear(q(g_sql, "UPDATE agent_runs SET status='running', lease_epoch=1 WHERE id=$1::uuid", 1,
+              rp));
+    PGresult *pr = PQprepare(g_sql, "ins_plans", stmt_sql("runner_insert_messages"), 0, NULL);
+    assert_int_equal(PQresultStatus(pr), PGRES_COMMAND_OK);
+    PQclear(pr);
+    for (int call = 0; call < 12; call++) {
+        size_t n = 1 + (size_t)call % 4; /* 1, 2, 3, 4 rows */
+        char ids[4 * (KX_UUID_LEN + 1) + 4] = "{", types[64] = "{", llm[32] = "{",
+             contents[64] = "{";
+        for (size_t i = 0; i < n; i++) {
+            char id[KX_UUID_LEN + 1];
+            kx_uuid_new(id);
+            const char *sep = i + 1 < n ? "," : "}";
+            strcat(ids, id);
+            strcat(ids, sep);
+            strcat(types, "status");
+            strcat(types, sep);
+            strcat(llm, "f");
+            strcat(llm, sep);
+            strcat(contents, "\"{}\"");
+            strcat(contents, sep);
+        }
+        const char *ip[] = {run, "1", ids, types, llm, contents, contents};
+        PGresult *r = PQexecPrepared(g_sql, "ins_plans", 7, ip, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != (int)n)
+            fail_msg("call %d: %s", call, PQerrorMessage(g_sql));
+        PQclear(r);
+    }
+    char *plans = value1("SELECT generic_plans || ' generic, ' || custom_plans || ' custom' "
+                         "FROM pg_prepared_statements WHERE name = $1",
+                         "ins_plans");
+    if (strcmp(plans, "7 generic, 5 custom") != 0)
+        fail_msg("12 calls of runner_insert_messages made %s plans, not 7 generic, 5 custom: "
+                 "Postgres plans the statement anew at each call",
+                 plans);
+    free(plans);
+    PQclear(q(g_sql, "DEALLOCATE ins_plans", 0, NULL));
+}
+
 /* The generic plan of every statement that finds the run row by its id must take the primary
  * key. A prepared statement's generic plan is made at its sixth call and kept by the
  * connection; made while the database holds few runs (a new one, as in bench_run), it took a
@@ -588,6 +638,7 @@ int main(void)
         cmocka_unit_test(test_rows_keep_their_order),
         cmocka_unit_test(test_rows_fenced_write_nothing),
         cmocka_unit_test(test_rows_retry_and_mix),
+        cmocka_unit_test(test_rows_statement_keeps_its_generic_plan),
         cmocka_unit_test(test_plain_write_is_not_retried),
         cmocka_unit_test(test_run_row_lookups_use_the_primary_key),
     };
