@@ -74,8 +74,8 @@
     "ins AS (INSERT INTO messages (message_id, thread_id, account_id, type, "                   \
     "  is_llm_message, content, metadata, agent_run_id, created_at, updated_at) "               \
     "  SELECT m.id, r.thread_id, r.account_id, m.type, m.llm, m.content, m.meta, r.id, "        \
-    "    b.at + (m.ord - 1) * interval '1 microsecond', "                                      \
-    "    b.at + (m.ord - 1) * interval '1 microsecond' "                                       \
+    "    b.at + (m.ord - 1) * interval '1 microsecond', "                                       \
+    "    b.at + (m.ord - 1) * interval '1 microsecond' "                                        \
     "  FROM agent_runs r CROSS JOIN b CROSS JOIN LATERAL unnest(b.ids, b.types, b.llm, "        \
     "    b.contents, b.metas) WITH ORDINALITY AS m(id, type, llm, content, meta, ord) "         \
     "  WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint AND "                                   \

@@ -25,7 +25,9 @@
 #include "kx/uuid.h"
 #include "store.h"
 
-enum { MAX_ROWS = 64 };
+enum {
+    MAX_ROWS = 64
+};
 
 /* The baseline: the runner's single-row fenced insert before the multi-row one (store.c at
  * 89a7370, runner_insert_message). */
@@ -96,9 +98,9 @@ static int64_t wall_ns(void)
 }
 
 /* The row types of a tool run, in order, cycled; the usage rows carry a turn's usage. */
-static const char *const TYPES[] = {"status", "assistant", "status",
-                                    "assistant_response_end", "tool", "status",
-                                    "assistant", "status", "assistant_response_end", "status"};
+static const char *const TYPES[] = {
+    "status", "assistant", "status", "assistant_response_end", "tool",
+    "status", "assistant", "status", "assistant_response_end", "status"};
 
 static void make_content(char *out, size_t cap, const char *type, size_t i)
 {
@@ -129,12 +131,11 @@ static int pass(kx_db *db, int pid, char (*runs)[KX_UUID_LEN + 1], size_t nruns,
             const char *type = TYPES[i % (sizeof TYPES / sizeof TYPES[0])];
             kx_uuid_new(ids[i]);
             make_content(content[i], sizeof content[i], type, i);
-            rows[i] = (store_new_row){ids[i], type, strcmp(type, "status") != 0, content[i],
-                                      "{}"};
+            rows[i] = (store_new_row){ids[i], type, strcmp(type, "status") != 0, content[i], "{}"};
         }
         if (kx_db_begin(db) != KX_OK)
             return -1;
-        for (size_t at = 0; at < nrows; at += k > 0 ? k : 1) {
+        for (size_t at = 0; at<nrows; at += k> 0 ? k : 1) {
             size_t n = k == 0 ? 1 : nrows - at < k ? nrows - at : k;
             kx_err err = k == 0 ? insert_one_row(db, runs[r], &rows[at])
                                 : store_insert_messages(db, runs[r], 1, rows + at, n, got + at);
@@ -166,8 +167,7 @@ int main(int argc, char **argv)
     kx_log_init("bench_rows", "bench");
     size_t nruns = arg(argc, argv, "--runs", 1000), nrows = arg(argc, argv, "--rows", 15),
            per = arg(argc, argv, "--per", 4), rounds = arg(argc, argv, "--rounds", 3);
-    if (nruns == 0 || nrows == 0 || nrows > MAX_ROWS || per == 0 ||
-        per > STORE_INSERT_MAX_ROWS) {
+    if (nruns == 0 || nrows == 0 || nrows > MAX_ROWS || per == 0 || per > STORE_INSERT_MAX_ROWS) {
         fprintf(stderr, "bench_rows: --runs >= 1, --rows 1..%d, --per 1..%d\n", MAX_ROWS,
                 STORE_INSERT_MAX_ROWS);
         return 2;
@@ -241,9 +241,10 @@ int main(int argc, char **argv)
         if (pass(db, pid, runs, nruns, nrows, 0, &one) != 0 ||
             pass(db, pid, runs, nruns, nrows, per, &multi) != 0)
             goto out;
-        printf("round %zu: one per row (before): server %7.1f us/run, client %6.1f us/run, wall %7.1f "
-               "us/run\n",
-               r + 1, one.server_us, one.client_us, one.wall_us);
+        printf(
+            "round %zu: one per row (before): server %7.1f us/run, client %6.1f us/run, wall %7.1f "
+            "us/run\n",
+            r + 1, one.server_us, one.client_us, one.wall_us);
         printf("         %zu per statement: server %7.1f us/run, client %6.1f us/run, wall "
                "%7.1f us/run  (x %.2f, %.2f, %.2f)\n",
                per, multi.server_us, multi.client_us, multi.wall_us,

@@ -184,7 +184,8 @@ static void test_message_fence_races_a_reap(void **state)
     kx_uuid_new(mid);
     char ids[KX_UUID_LEN + 3];
     snprintf(ids, sizeof ids, "{%s}", mid);
-    const char *ip[] = {run, "1", ids, "{status}", "{f}", "{\"{\\\"status_type\\\": \\\"x\\\"}\"}",
+    const char *ip[] = {run,        "1",   ids,
+                        "{status}", "{f}", "{\"{\\\"status_type\\\": \\\"x\\\"}\"}",
                         "{\"{}\"}"};
     assert_int_equal(PQsendQueryPrepared(writer, "ins", 7, ip, NULL, NULL, 0), 1);
     sleep_ms(300);
@@ -414,7 +415,9 @@ static void test_rows_keep_their_order(void **state)
               "created_at) SELECT $2::uuid, thread_id, account_id, 'user', '{}', "
               "clock_timestamp() + interval '1 hour' FROM threads WHERE thread_id=$1::uuid",
               2, tp));
-    enum { N = 12 };
+    enum {
+        N = 12
+    };
     char ids[N + 1][KX_UUID_LEN + 1], content[N][64];
     store_new_row rows[N];
     store_row out[N];
@@ -485,7 +488,9 @@ static void test_rows_retry_and_mix(void **state)
     kx_db *db = proxied();
     char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
     int64_t epoch = claimed_run(db, thread, run);
-    enum { N = 6 };
+    enum {
+        N = 6
+    };
     char ids[N][KX_UUID_LEN + 1], content[N][64];
     store_new_row rows[N];
     store_row first[N], again[N];
@@ -541,7 +546,7 @@ static void test_rows_statement_keeps_its_generic_plan(void **state)
     for (int call = 0; call < 12; call++) {
         size_t n = 1 + (size_t)call % 4; /* 1, 2, 3, 4 rows */
         char ids[4 * (KX_UUID_LEN + 1) + 4] = "{", types[64] = "{", llm[32] = "{",
-             contents[64] = "{";
+                                         contents[64] = "{";
         for (size_t i = 0; i < n; i++) {
             char id[KX_UUID_LEN + 1];
             kx_uuid_new(id);
@@ -590,8 +595,9 @@ static void test_run_row_lookups_use_the_primary_key(void **state)
         const char *name, *args, *also; /* also: an index the plan must use too, or NULL */
     } cases[] = {
         {"runner_claim", "('%s', 'r1', 10000, '%s')", NULL},
-        {"runner_insert_messages", "('%s', 1, '{%s}', '{status}', '{f}', '{\"{}\"}', "
-                                   "'{\"{}\"}')",
+        {"runner_insert_messages",
+         "('%s', 1, '{%s}', '{status}', '{f}', '{\"{}\"}', "
+         "'{\"{}\"}')",
          /* the thread's newest row (the order of the rows): one step of this index */
          "messages_thread_created_idx"},
         {"runner_finish", "('%s', 1, 'completed', NULL)", NULL},
