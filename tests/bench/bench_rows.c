@@ -74,10 +74,11 @@ static int64_t backend_ns(int pid)
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
     FILE *f = fopen(path, "r");
-    long long ns = -1;
+    char line[128];
+    int64_t ns = -1;
     if (f != NULL) {
-        if (fscanf(f, "%lld", &ns) != 1)
-            ns = -1;
+        if (fgets(line, sizeof line, f) != NULL)
+            ns = strtoll(line, NULL, 10);
         fclose(f);
     }
     return ns;
@@ -216,7 +217,7 @@ int main(int argc, char **argv)
     if (getenv("BENCH_ROWS_SQL") != NULL)
         PQclear(kx_db_exec_sql(db, getenv("BENCH_ROWS_SQL"), &err));
     res = kx_db_exec_sql(db, "ANALYZE; SELECT pg_backend_pid()", &err);
-    int pid = res != NULL ? atoi(PQgetvalue(res, 0, 0)) : 0;
+    int pid = res != NULL ? (int)strtol(PQgetvalue(res, 0, 0), NULL, 10) : 0;
     PQclear(res);
     if (backend_ns(pid) < 0) {
         fprintf(stderr, "bench_rows: cannot read the backend's /proc/%d/schedstat\n", pid);

@@ -527,6 +527,15 @@ static void test_rows_retry_and_mix(void **state)
     kx_db_close(db);
 }
 
+/* Appends a then b to the string in buf (of cap bytes). */
+static void append(char *buf, size_t cap, const char *a, const char *b)
+{
+    size_t at = strlen(buf), la = strlen(a), lb = strlen(b);
+    assert_true(at + la + lb < cap);
+    memcpy(buf + at, a, la + 1);
+    memcpy(buf + at + la, b, lb + 1);
+}
+
 /* The multi-row insert runs its generic plan once it has one (the sixth call on), whatever
  * the number of rows: when unnest() read the array parameters directly, a custom plan knew the
  * length and the generic one did not, their costs differed, and Postgres made a custom plan at
@@ -551,14 +560,10 @@ static void test_rows_statement_keeps_its_generic_plan(void **state)
             char id[KX_UUID_LEN + 1];
             kx_uuid_new(id);
             const char *sep = i + 1 < n ? "," : "}";
-            strcat(ids, id);
-            strcat(ids, sep);
-            strcat(types, "status");
-            strcat(types, sep);
-            strcat(llm, "f");
-            strcat(llm, sep);
-            strcat(contents, "\"{}\"");
-            strcat(contents, sep);
+            append(ids, sizeof ids, id, sep);
+            append(types, sizeof types, "status", sep);
+            append(llm, sizeof llm, "f", sep);
+            append(contents, sizeof contents, "\"{}\"", sep);
         }
         const char *ip[] = {run, "1", ids, types, llm, contents, contents};
         PGresult *r = PQexecPrepared(g_sql, "ins_plans", 7, ip, NULL, NULL, 0);
