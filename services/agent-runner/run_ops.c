@@ -93,13 +93,62 @@ static void batch_free(run_batch *b)
 
 /* ---- the database thread ------------------------------------------------------------------- */
 
-static kx_err exec_op(kx_db *db, run_batch *b, run_op *op)
+/* The rows one statement writes from first on: first and the OP_INSERTs after it, up to the
+ * first op that is neither an insert nor an event (an event runs no SQL: it is published in op
+ * order after the commit either way) and up to the caps of store.h. Into group and rows; how
+ * many. The same ops give the same group every time (the batch's send and receive halves
+ * both call it). */
+static size_t insert_group(run_op *first, run_op *group[STORE_INSERT_MAX_ROWS],
+                           store_new_row rows[STORE_INSERT_MAX_ROWS])
 {
+    size_t n = 0, bytes = 0;
+    for (run_op *op = first; op != NULL && n < STORE_INSERT_MAX_ROWS; op = op->next) {
+        if (op->kind == OP_PUBLISH)
+            continue;
+        if (op->kind != OP_INSERT)
+            break;
+        bytes += strlen(op->content) + strlen(op->metadata);
+        if (n > 0 && bytes > STORE_INSERT_MAX_BYTES)
+            break;
+        rows[n] = (store_new_row){op->message_id, op->type, op->is_llm, op->content, op->metadata};
+        group[n++] = op;
+    }
+    return n;
+}
+
+/* One statement of the batch, from op on: a run of coalesced inserts (insert_group) or one op.
+ * Blocking (exec_stmt), or in the open pipeline (send_stmt, then recv_stmt in the same order).
+ * Each returns through *next the op after the statement; on an error, *failed is the op whose
+ * statement failed. */
+typedef struct stmt {
+    run_op *group[STORE_INSERT_MAX_ROWS];
+    store_new_row rows[STORE_INSERT_MAX_ROWS];
+    size_t n;     /* rows, when op is an OP_INSERT */
+    run_op *next; /* the op after this statement */
+} stmt;
+
+static void stmt_at(run_op *op, stmt *st)
+{
+    st->n = 0;
+    st->next = op->next;
+    if (op->kind == OP_INSERT) {
+        st->n = insert_group(op, st->group, st->rows);
+        st->next = st->group[st->n - 1]->next;
+    }
+}
+
+static kx_err exec_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
+{
+    stmt_at(op, st);
     switch (op->kind) {
     case OP_PUBLISH: return KX_OK;
-    case OP_INSERT:
-        return store_insert_message(db, b->run_id, b->epoch, op->message_id, op->type, op->is_llm,
-                                    op->content, op->metadata, &op->row);
+    case OP_INSERT: {
+        store_row out[STORE_INSERT_MAX_ROWS];
+        kx_err err = store_insert_messages(db, b->run_id, b->epoch, st->rows, st->n, out);
+        for (size_t i = 0; i < st->n && err == KX_OK; i++)
+            st->group[i]->row = out[i];
+        return err;
+    }
     case OP_FINISH:
         return store_finish_run(db, b->run_id, b->epoch, op->status, op->error, &op->won);
     case OP_HANDBACK: return store_handback_run(db, b->run_id, b->epoch, op->error);
@@ -127,31 +176,49 @@ static kx_err exec_op(kx_db *db, run_batch *b, run_op *op)
 }
 
 /* The batch's statements, pipelined (a batch without OP_LOAD: nothing in it reads an answer
- * before the next statement is sent). The receiving half reads them back in the same order. */
-static kx_err send_op(kx_db *db, run_batch *b, run_op *op)
+ * before the next statement is sent). recv_stmt reads them back in the same order. */
+static kx_err send_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
 {
+    stmt_at(op, st);
     switch (op->kind) {
     case OP_PUBLISH: return KX_OK;
-    case OP_INSERT:
-        return store_insert_message_send(db, b->run_id, b->epoch, op->message_id, op->type,
-                                         op->is_llm, op->content, op->metadata);
+    case OP_INSERT: return store_insert_messages_send(db, b->run_id, b->epoch, st->rows, st->n);
     case OP_FINISH: return store_finish_run_send(db, b->run_id, b->epoch, op->status, op->error);
     case OP_HANDBACK: return store_handback_run_send(db, b->run_id, b->epoch, op->error);
-    case OP_LOAD: break; /* never pipelined (batch_pipelined) */
+    case OP_LOAD: break; /* never pipelined (send_batch) */
     }
     return KX_ERR_INTERNAL;
 }
 
-static kx_err recv_op(kx_db *db, run_op *op)
+static kx_err recv_stmt(kx_db *db, run_op *op, stmt *st)
 {
+    stmt_at(op, st);
     switch (op->kind) {
     case OP_PUBLISH: return KX_OK;
-    case OP_INSERT: return store_insert_message_recv(db, &op->row);
+    case OP_INSERT: {
+        store_row out[STORE_INSERT_MAX_ROWS];
+        kx_err err = store_insert_messages_recv(db, st->rows, st->n, out);
+        for (size_t i = 0; i < st->n && err == KX_OK; i++)
+            st->group[i]->row = out[i];
+        return err;
+    }
     case OP_FINISH: return store_finish_run_recv(db, &op->won);
     case OP_HANDBACK: return store_handback_run_recv(db);
     case OP_LOAD: break;
     }
     return KX_ERR_INTERNAL;
+}
+
+/* How many statements the batch runs (its inserts coalesced). */
+static size_t batch_statements(run_batch *b)
+{
+    size_t n = 0;
+    stmt st;
+    for (run_op *op = b->ops; op != NULL; op = st.next) {
+        stmt_at(op, &st);
+        n += op->kind != OP_PUBLISH;
+    }
+    return n;
 }
 
 /* A (re)start of the batch's work: what an earlier run recorded is forgotten. */
@@ -169,8 +236,9 @@ static kx_err batch_step(kx_db *db, rdb_job *j)
 {
     run_batch *b = (run_batch *)j;
     batch_reset(b);
-    for (run_op *op = b->ops; op != NULL && b->err == KX_OK; op = op->next)
-        if ((b->err = exec_op(db, b, op)) != KX_OK)
+    stmt st;
+    for (run_op *op = b->ops; op != NULL && b->err == KX_OK; op = st.next)
+        if ((b->err = exec_stmt(db, b, op, &st)) != KX_OK)
             b->failed = op;
     return b->err;
 }
@@ -179,8 +247,9 @@ static kx_err batch_send(kx_db *db, rdb_job *j)
 {
     run_batch *b = (run_batch *)j;
     kx_err err = KX_OK;
-    for (run_op *op = b->ops; op != NULL && err == KX_OK; op = op->next)
-        err = send_op(db, b, op);
+    stmt st;
+    for (run_op *op = b->ops; op != NULL && err == KX_OK; op = st.next)
+        err = send_stmt(db, b, op, &st);
     return err;
 }
 
@@ -188,8 +257,9 @@ static kx_err batch_recv(kx_db *db, rdb_job *j)
 {
     run_batch *b = (run_batch *)j;
     batch_reset(b);
-    for (run_op *op = b->ops; op != NULL && b->err == KX_OK; op = op->next)
-        if ((b->err = recv_op(db, op)) != KX_OK)
+    stmt st;
+    for (run_op *op = b->ops; op != NULL && b->err == KX_OK; op = st.next)
+        if ((b->err = recv_stmt(db, op, &st)) != KX_OK)
             b->failed = op;
     return b->err;
 }
@@ -382,12 +452,10 @@ static void send_batch(run *r)
     b->sent_ms = kx_mono_ms();
     r->ops.head = r->ops.tail = NULL;
     bool load = false; /* a load reads, then reads again: blocking */
-    size_t nsql = 0;
-    for (run_op *op = b->ops; op != NULL; op = op->next) {
+    for (run_op *op = b->ops; op != NULL; op = op->next)
         load = load || op->kind == OP_LOAD;
-        nsql += op->kind != OP_PUBLISH;
-    }
-    rdb_group_job how = {.one_write = nsql <= 1}; /* one statement (or one load) alone: no BEGIN */
+    /* one statement (a run of coalesced rows, or one load) alone: no BEGIN */
+    rdb_group_job how = {.one_write = batch_statements(b) <= 1};
     if (load) {
         how.step = batch_step;
     } else {

@@ -9,7 +9,9 @@
  * lost (every statement in it is idempotent: client-made message
  * ids, compare-and-set ends). A run has at most one batch in flight; what it queues meanwhile
  * forms the next. Reads (the agent and the thread, run_ops_load) are queued behind the writes,
- * so they see them, and continue the run from their completion.
+ * so they see them, and continue the run from their completion. The rows a batch holds one after
+ * the other (events between them run no SQL) are written by ONE fenced multi-row insert
+ * (store_insert_messages, up to its caps), in op order; each op still gets its own row back.
  *
  * Events keep their order: a row's MESSAGE event is published only after its batch committed,
  * and every other event of the run (chunks, too) that was asked for after a queued row waits

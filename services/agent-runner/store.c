@@ -6,7 +6,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "kx/buf.h"
 #include "kx/log.h"
 #include "kx/uuid.h"
 
@@ -37,23 +39,55 @@
     "WHERE id=$1::uuid AND claim_id=$4::uuid AND lease_owner=$2 "                            \
     "  AND status IS NOT DISTINCT FROM 'running' AND NOT EXISTS (SELECT 1 FROM c)"
 
-/* The fenced insert. FOR SHARE OF r locks the run row it checks: a reap or a STOP (an UPDATE
- * of that row) either waits for this insert to commit, or commits first and this statement
- * re-reads the row, sees the new epoch/status and inserts nothing. $7 is the message id the
- * runner generated: a retry after a lost answer inserts nothing (ON CONFLICT) and the second
- * branch returns the row the first try wrote. */
-#define SQL_INSERT_MESSAGE                                                                     \
-    "WITH ins AS (INSERT INTO messages (message_id, thread_id, account_id, type, "             \
-    "  is_llm_message, content, metadata, agent_run_id) "                                      \
-    "  SELECT $7::uuid, r.thread_id, r.account_id, $3, $4::boolean, $5::jsonb, $6::jsonb, "    \
-    "    r.id FROM agent_runs r WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint AND "         \
-    "    r.status IS NOT DISTINCT FROM 'running' FOR SHARE OF r "                              \
-    "  ON CONFLICT (message_id) DO NOTHING "                                                   \
-    "  RETURNING message_id, created_at, updated_at) "                                         \
-    "SELECT message_id, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM ins "      \
-    "UNION ALL "                                                                               \
-    "SELECT message_id, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM messages " \
-    "WHERE message_id=$7::uuid AND agent_run_id=$1::uuid AND NOT EXISTS (SELECT 1 FROM ins)"
+/* The fenced insert of a run's rows, one statement for up to STORE_INSERT_MAX_ROWS of them:
+ * $3..$7 are parallel arrays (message ids the runner generated, types, is_llm, contents,
+ * metadata), unnested in order WITH ORDINALITY. FOR SHARE OF r locks the run row it checks: a
+ * reap or a STOP (an UPDATE of that row) either waits for this insert to commit, or commits
+ * first and this statement re-reads the row, sees the new epoch/status and inserts nothing.
+ *
+ * Order: the thread reads back ORDER BY created_at, so the rows get created_at = base + (k - 1)
+ * microseconds for the k-th one, with base = greatest(clock_timestamp(), the newest created_at
+ * of the thread this statement sees + 1 microsecond), computed once (the MATERIALIZED CTE b):
+ * strictly increasing in the order given, and strictly after every earlier statement's rows
+ * (committed, or of this transaction) even when the clock stood still or stepped back. The
+ * newest row is one backward step of messages_thread_created_idx (thread_id, created_at).
+ *
+ * Retry: a second try after a lost answer inserts nothing (ON CONFLICT) and the second branch
+ * returns the rows the first try wrote — it reads the table as it was before this statement,
+ * so it never returns a row ins wrote, and it runs only when ins wrote fewer rows than asked
+ * (the one-time filter on the count), one primary-key probe per id (the LIMIT keeps it a
+ * probe: as "message_id = ANY($3)" the generic plan read the table whole while it was small).
+ * The caller counts: fewer rows than ids means fenced.
+ *
+ * The arrays are unnested from the CTE b, not from the parameters themselves: unnest($3) of a
+ * custom plan knows the array's length (a constant), of the generic plan it does not (10), so
+ * their costs differed by the row count and Postgres kept making a custom plan — planning the
+ * statement anew at every call, which cost more server CPU than the round trips it saved
+ * (tests/bench/bench_rows.c; unit_runner_store checks that the generic plan is taken). */
+#define SQL_INSERT_MESSAGES                                                                     \
+    "WITH b AS MATERIALIZED (SELECT greatest(clock_timestamp(), "                               \
+    "  (SELECT x.created_at FROM messages x WHERE x.thread_id = "                               \
+    "    (SELECT t.thread_id FROM agent_runs t WHERE t.id=$1::uuid) "                           \
+    "   ORDER BY x.created_at DESC LIMIT 1) + interval '1 microsecond') AS at, "                \
+    "  $3::uuid[] AS ids, $4::text[] AS types, $5::boolean[] AS llm, $6::jsonb[] AS contents, " \
+    "  $7::jsonb[] AS metas), "                                                                 \
+    "ins AS (INSERT INTO messages (message_id, thread_id, account_id, type, "                   \
+    "  is_llm_message, content, metadata, agent_run_id, created_at, updated_at) "               \
+    "  SELECT m.id, r.thread_id, r.account_id, m.type, m.llm, m.content, m.meta, r.id, "        \
+    "    b.at + (m.ord - 1) * interval '1 microsecond', "                                       \
+    "    b.at + (m.ord - 1) * interval '1 microsecond' "                                        \
+    "  FROM agent_runs r CROSS JOIN b CROSS JOIN LATERAL unnest(b.ids, b.types, b.llm, "        \
+    "    b.contents, b.metas) WITH ORDINALITY AS m(id, type, llm, content, meta, ord) "         \
+    "  WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint AND "                                   \
+    "    r.status IS NOT DISTINCT FROM 'running' FOR SHARE OF r "                               \
+    "  ON CONFLICT (message_id) DO NOTHING "                                                    \
+    "  RETURNING message_id, created_at, updated_at) "                                          \
+    "SELECT message_id::text, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM ins " \
+    "UNION ALL "                                                                                \
+    "SELECT x.message_id::text, to_json(x.created_at)#>>'{}', to_json(x.updated_at)#>>'{}' "    \
+    "FROM b CROSS JOIN LATERAL unnest(b.ids) AS k(id) CROSS JOIN LATERAL (SELECT * "            \
+    "  FROM messages y WHERE y.message_id = k.id AND y.agent_run_id=$1::uuid LIMIT 1) x "       \
+    "WHERE (SELECT count(*) FROM ins) < cardinality(b.ids)"
 
 /* The fenced end. Returns one boolean, "this run ended as asked with our epoch": true when
  * this statement did it, or when a first try whose answer was lost already had (the second
@@ -116,7 +150,7 @@ static const kx_db_stmt STATEMENTS[] = {
     {"runner_project_rename", SQL_PROJECT_RENAME},
     {"runner_first_user_message", SQL_FIRST_USER_MESSAGE},
     {"runner_claim", SQL_CLAIM},
-    {"runner_insert_message", SQL_INSERT_MESSAGE},
+    {"runner_insert_messages", SQL_INSERT_MESSAGES},
     {"runner_finish", SQL_FINISH},
     {"runner_handback", SQL_HANDBACK},
     {"runner_llm_messages", SQL_LLM_MESSAGES},
@@ -163,56 +197,135 @@ kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t
     return KX_OK;
 }
 
-/* Reads the fenced insert's answer (res may be NULL: err says why) into out. */
-static kx_err insert_answer(PGresult *res, kx_err err, store_row *out)
+/* Appends v to the array literal being built in buf as one double-quoted element (a quote or
+ * a backslash escaped with a backslash). */
+static void array_elem(kx_buf *buf, const char *v)
 {
-    memset(out, 0, sizeof *out);
+    kx_buf_str(buf, buf->len > 1 ? ",\"" : "\"");
+    for (const char *p = v;;) {
+        size_t plain = strcspn(p, "\"\\");
+        kx_buf_add(buf, p, plain);
+        if (p[plain] == '\0')
+            break;
+        kx_buf_add(buf, "\\", 1);
+        kx_buf_add(buf, p + plain, 1);
+        p += plain + 1;
+    }
+    kx_buf_add(buf, "\"", 1);
+}
+
+/* The five array parameters of runner_insert_messages (malloc'd into arr; false when out of
+ * memory, with nothing left to free). */
+static bool insert_arrays(const store_new_row *rows, size_t n, char *arr[5])
+{
+    kx_buf bufs[5] = {KX_BUF_INIT, KX_BUF_INIT, KX_BUF_INIT, KX_BUF_INIT, KX_BUF_INIT};
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++)
+        bytes += strlen(rows[i].content_json) * 9 / 8 + 4;
+    kx_buf_reserve(&bufs[3], bytes + 2);
+    for (int k = 0; k < 5; k++)
+        kx_buf_add(&bufs[k], "{", 1);
+    for (size_t i = 0; i < n; i++) {
+        array_elem(&bufs[0], rows[i].message_id);
+        array_elem(&bufs[1], rows[i].type);
+        array_elem(&bufs[2], rows[i].is_llm ? "t" : "f");
+        array_elem(&bufs[3], rows[i].content_json);
+        array_elem(&bufs[4], rows[i].metadata_json);
+    }
+    bool ok = true;
+    for (int k = 0; k < 5; k++) {
+        kx_buf_add(&bufs[k], "}", 1);
+        ok = (arr[k] = kx_buf_take(&bufs[k])) != NULL && ok;
+    }
+    if (!ok)
+        for (int k = 0; k < 5; k++) {
+            free(arr[k]);
+            arr[k] = NULL;
+        }
+    return ok;
+}
+
+/* Reads the fenced insert's answer (res may be NULL: err says why): out[k] is rows[k]'s row. */
+static kx_err insert_answer(PGresult *res, kx_err err, const store_new_row *rows, size_t n,
+                            store_row *out)
+{
+    memset(out, 0, n * sizeof *out);
     if (res == NULL)
         return err != KX_OK ? err : KX_ERR_INTERNAL;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
+    /* each id's row, found by its id (the two branches come back in no particular order) */
+    size_t found = 0;
+    for (int i = 0; i < PQntuples(res); i++) {
+        const char *id = PQgetvalue(res, i, 0);
+        for (size_t k = 0; k < n; k++) {
+            if (out[k].message_id[0] != '\0' || strcasecmp(id, rows[k].message_id) != 0)
+                continue;
+            copy_field(out[k].message_id, sizeof out[k].message_id, res, i, 0);
+            copy_field(out[k].created_at, sizeof out[k].created_at, res, i, 1);
+            copy_field(out[k].updated_at, sizeof out[k].updated_at, res, i, 2);
+            found++;
+            break;
+        }
+    }
+    PQclear(res);
+    if (found != n) {
+        memset(out, 0, n * sizeof *out);
         return KX_ERR_CONFLICT; /* fenced: the run is no longer ours */
     }
-    copy_field(out->message_id, sizeof out->message_id, res, 0, 0);
-    copy_field(out->created_at, sizeof out->created_at, res, 0, 1);
-    copy_field(out->updated_at, sizeof out->updated_at, res, 0, 2);
-    PQclear(res);
     return KX_OK;
+}
+
+/* Runs (pipe false) or sends in the open pipeline (pipe true) runner_insert_messages; *res is
+ * the answer when run. */
+static kx_err insert_go(kx_db *db, bool pipe, const char *run_id, int64_t epoch,
+                        const store_new_row *rows, size_t n, PGresult **res)
+{
+    if (n == 0 || n > STORE_INSERT_MAX_ROWS)
+        return KX_ERR_INVALID;
+    char ep[24];
+    snprintf(ep, sizeof ep, "%" PRId64, epoch);
+    char *arr[5];
+    if (!insert_arrays(rows, n, arr))
+        return KX_ERR_NOMEM;
+    const char *params[] = {run_id, ep, arr[0], arr[1], arr[2], arr[3], arr[4]};
+    kx_err err = KX_OK;
+    if (pipe)
+        err = kx_db_pipe_send(db, "runner_insert_messages", 7, params);
+    else
+        *res = kx_db_exec_idem(db, "runner_insert_messages", 7, params, &err);
+    for (int k = 0; k < 5; k++)
+        free(arr[k]);
+    return err;
+}
+
+kx_err store_insert_messages(kx_db *db, const char *run_id, int64_t epoch,
+                             const store_new_row *rows, size_t n, store_row *out)
+{
+    PGresult *res = NULL;
+    kx_err err = insert_go(db, false, run_id, epoch, rows, n, &res);
+    if (err == KX_ERR_INVALID || err == KX_ERR_NOMEM)
+        return err;
+    return insert_answer(res, err, rows, n, out);
+}
+
+kx_err store_insert_messages_send(kx_db *db, const char *run_id, int64_t epoch,
+                                  const store_new_row *rows, size_t n)
+{
+    return insert_go(db, true, run_id, epoch, rows, n, NULL);
+}
+
+kx_err store_insert_messages_recv(kx_db *db, const store_new_row *rows, size_t n, store_row *out)
+{
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_pipe_result(db, &err);
+    return insert_answer(res, err, rows, n, out);
 }
 
 kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const char *message_id,
                             const char *type, bool is_llm, const char *content_json,
                             const char *metadata_json, store_row *out)
 {
-    char ep[24];
-    snprintf(ep, sizeof ep, "%" PRId64, epoch);
-    const char *params[] = {run_id,       ep,
-                            type,         is_llm ? "true" : "false",
-                            content_json, metadata_json,
-                            message_id};
-    kx_err err = KX_OK;
-    PGresult *res = kx_db_exec_idem(db, "runner_insert_message", 7, params, &err);
-    return insert_answer(res, err, out);
-}
-
-kx_err store_insert_message_send(kx_db *db, const char *run_id, int64_t epoch,
-                                 const char *message_id, const char *type, bool is_llm,
-                                 const char *content_json, const char *metadata_json)
-{
-    char ep[24];
-    snprintf(ep, sizeof ep, "%" PRId64, epoch);
-    const char *params[] = {run_id,       ep,
-                            type,         is_llm ? "true" : "false",
-                            content_json, metadata_json,
-                            message_id};
-    return kx_db_pipe_send(db, "runner_insert_message", 7, params);
-}
-
-kx_err store_insert_message_recv(kx_db *db, store_row *out)
-{
-    kx_err err = KX_OK;
-    PGresult *res = kx_db_pipe_result(db, &err);
-    return insert_answer(res, err, out);
+    const store_new_row row = {message_id, type, is_llm, content_json, metadata_json};
+    return store_insert_messages(db, run_id, epoch, &row, 1, out);
 }
 
 /* Reads the fenced finish's answer (res may be NULL: err says why). */

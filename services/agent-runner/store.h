@@ -48,18 +48,43 @@ typedef struct store_row {
     char updated_at[48];
 } store_row;
 
-/* Fenced insert (locks the run row it checks until the transaction ends). message_id is the
- * caller's fresh uuid for this row: a retry after a lost answer writes nothing twice and
- * returns the row the first try wrote. content_json/metadata_json are JSON texts.
- * KX_ERR_CONFLICT when fenced. */
+/* One messages row to write (store_insert_messages). message_id is the caller's fresh uuid for
+ * this row; content_json/metadata_json are JSON texts. */
+typedef struct store_new_row {
+    const char *message_id;
+    const char *type;
+    bool is_llm;
+    const char *content_json;
+    const char *metadata_json;
+} store_new_row;
+
+/* What one statement writes at most: rows, and bytes of their JSON (a single row may be larger:
+ * a statement always takes at least one). run_ops.c coalesces a batch's rows up to these. */
+#define STORE_INSERT_MAX_ROWS 64
+#define STORE_INSERT_MAX_BYTES (1024 * 1024)
+
+/* Fenced insert of n rows (1..STORE_INSERT_MAX_ROWS) in ONE statement; locks the run row it
+ * checks until the transaction ends. The rows get strictly increasing created_at in the order
+ * given, all strictly after every message of the thread the statement can see (those of
+ * earlier statements, of this transaction too): the thread reads back in this order
+ * (ORDER BY created_at). updated_at = created_at. A retry after a lost answer writes nothing
+ * twice and returns the rows the first try wrote, as they were; ids already written (by this
+ * run) are returned as they are and the others written. out[i] is rows[i]'s row.
+ * KX_ERR_CONFLICT when fenced (the run is not running with this epoch: nothing written).
+ * KX_ERR_INVALID when n is out of range. */
+kx_err store_insert_messages(kx_db *db, const char *run_id, int64_t epoch,
+                             const store_new_row *rows, size_t n, store_row *out);
+
+/* The same for one row. */
 kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const char *message_id,
                             const char *type, bool is_llm, const char *content_json,
                             const char *metadata_json, store_row *out);
 
-kx_err store_insert_message_send(kx_db *db, const char *run_id, int64_t epoch,
-                                 const char *message_id, const char *type, bool is_llm,
-                                 const char *content_json, const char *metadata_json);
-kx_err store_insert_message_recv(kx_db *db, store_row *out);
+/* store_insert_messages in two halves, for kx_db's pipeline (kx/db.h): _send queues the
+ * statement in the open pipeline; _recv reads its answer (rows must be the same n rows). */
+kx_err store_insert_messages_send(kx_db *db, const char *run_id, int64_t epoch,
+                                  const store_new_row *rows, size_t n);
+kx_err store_insert_messages_recv(kx_db *db, const store_new_row *rows, size_t n, store_row *out);
 
 /* Fenced finish: status "completed" or "failed", error NULL or the reason. *won is true when
  * this call ended the run (and so must publish the terminal event). */

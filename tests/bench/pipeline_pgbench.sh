@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/bench/pipeline_pgbench.sh — what libpq's pipeline mode would save on the agent-runner's
 # group transactions: pgbench runs one transaction of N fenced message inserts (the shape of
-# store.c's runner_insert_message: INSERT … SELECT … FROM a run row FOR SHARE, RETURNING),
+# store.c's single-row runner_insert_message, as it was before the multi-row runner_insert_messages:
+# INSERT … SELECT … FROM a run row FOR SHARE, RETURNING),
 # first one statement per round trip (as kx_db does today), then the same statements in
 # pipeline mode (\startpipeline … \endpipeline: sent back to back, answers read at the end),
 # alternating, and prints the CPU per transaction of the Postgres server (all its processes)

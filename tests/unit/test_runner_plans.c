@@ -10,7 +10,7 @@
 
 static const kx_th_plan_expect EXPECT[] = {
     {"runner_claim", "agent_runs_pkey", NULL, NULL},
-    {"runner_insert_message", "agent_runs_pkey", NULL, NULL},
+    {"runner_insert_messages", "agent_runs_pkey", NULL, NULL},
     {"runner_finish", "agent_runs_pkey", NULL, NULL},
     {"runner_handback", "agent_runs_pkey", NULL, NULL},
     {"runner_agent", "agent_runs_pkey", NULL, NULL},

@@ -156,13 +156,18 @@ static void test_message_fence_races_a_reap(void **state)
     PQclear(q(holder, "BEGIN", 0, NULL));
     PQclear(q(holder, "SELECT 1 FROM threads WHERE thread_id=$1::uuid FOR UPDATE", 1, tp));
     /* 2. The runner's insert, with the runner's SQL, as epoch 1. */
-    PGresult *pr = PQprepare(writer, "ins",
-                             kx_th_stmt_sql(store_statements(), "runner_insert_message"), 0, NULL);
+    PGresult *pr =
+        PQprepare(writer, "ins", kx_th_stmt_sql(store_statements(), "runner_insert_messages"), 0,
+                  NULL);
     assert_int_equal(PQresultStatus(pr), PGRES_COMMAND_OK);
     PQclear(pr);
     char mid[KX_UUID_LEN + 1];
     kx_uuid_new(mid);
-    const char *ip[] = {run, "1", "status", "false", "{\"status_type\": \"x\"}", "{}", mid};
+    char ids[KX_UUID_LEN + 3];
+    snprintf(ids, sizeof ids, "{%s}", mid);
+    const char *ip[] = {run,        "1",   ids,
+                        "{status}", "{f}", "{\"{\\\"status_type\\\": \\\"x\\\"}\"}",
+                        "{\"{}\"}"};
     assert_int_equal(PQsendQueryPrepared(writer, "ins", 7, ip, NULL, NULL, 0), 1);
     sleep_ms(300);
     assert_true(busy(writer)); /* waiting for the thread row */
@@ -263,7 +268,7 @@ static void test_insert_answer_lost_writes_once(void **state)
     assert_int_equal(store_claim_run(db, run, "r1", 10000, &claimed, &c), KX_OK);
     assert_true(claimed);
     int cuts = kx_th_pgproxy_cuts(g_proxy);
-    kx_th_pgproxy_arm(g_proxy, "runner_insert_message");
+    kx_th_pgproxy_arm(g_proxy, "runner_insert_messages");
     store_row row;
     char mid[KX_UUID_LEN + 1];
     kx_uuid_new(mid);
@@ -326,6 +331,240 @@ static void test_plain_write_is_not_retried(void **state)
     kx_db_close(db);
 }
 
+/* A running run of our own (claimed through db): its thread and id, the claim's epoch. */
+static int64_t claimed_run(kx_db *db, char thread[KX_UUID_LEN + 1], char run[KX_UUID_LEN + 1])
+{
+    new_run(thread, run);
+    bool claimed = false;
+    store_claim c;
+    assert_int_equal(store_claim_run(db, run, "r1", 60000, &claimed, &c), KX_OK);
+    assert_true(claimed);
+    return c.epoch;
+}
+
+/* n rows of type "assistant" with fresh ids into ids (content names its index). */
+static void new_rows(size_t n, char ids[][KX_UUID_LEN + 1], char content[][64],
+                     store_new_row *rows)
+{
+    for (size_t i = 0; i < n; i++) {
+        kx_uuid_new(ids[i]);
+        snprintf(content[i], 64, "{\"role\": \"assistant\", \"content\": \"row \\\"%zu\\\"\"}", i);
+        rows[i] = (store_new_row){ids[i], "assistant", true, content[i], "{\"k\": \"\\\\\"}"};
+    }
+}
+
+/* The thread's rows in the order it is read back (ORDER BY created_at), with whether any two
+ * share a created_at: "id,id,...|ties". malloc'd. */
+static char *thread_order(const char *thread)
+{
+    return value1("SELECT string_agg(message_id::text, ',' ORDER BY created_at, message_id) || "
+                  "'|' || (count(DISTINCT created_at) < count(*)) FROM messages "
+                  "WHERE thread_id=$1::uuid",
+                  thread);
+}
+
+/* The expected thread_order answer for ids in this order, without ties. */
+static void expected_order(char *out, size_t cap, size_t n, char ids[][KX_UUID_LEN + 1])
+{
+    size_t at = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        const char *sep = i + 1 < n ? "," : "|false";
+        size_t len = strlen(ids[i]), seplen = strlen(sep);
+        assert_true(at + len + seplen < cap);
+        memcpy(out + at, ids[i], len);
+        memcpy(out + at + len, sep, seplen + 1);
+        at += len + seplen;
+    }
+}
+
+/* Rows of one statement, and of two statements in one transaction, read back in the order
+ * they were given, never tied — even when the clock stands still or stepped back: here the
+ * thread already holds a row stamped an hour ahead (a clock that was stepped back since), and
+ * every new row must still come after it. With created_at = clock_timestamp() per row (before
+ * the multi-row insert) the new rows sorted before that row. */
+static void test_rows_keep_their_order(void **state)
+{
+    (void)state;
+    kx_db *db = proxied();
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], ahead[KX_UUID_LEN + 1];
+    int64_t epoch = claimed_run(db, thread, run);
+    kx_uuid_new(ahead);
+    const char *tp[] = {thread, ahead};
+    PQclear(q(g_db.sql,
+              "INSERT INTO messages (message_id, thread_id, account_id, type, content, "
+              "created_at) SELECT $2::uuid, thread_id, account_id, 'user', '{}', "
+              "clock_timestamp() + interval '1 hour' FROM threads WHERE thread_id=$1::uuid",
+              2, tp));
+    enum {
+        N = 12
+    };
+    char ids[N + 1][KX_UUID_LEN + 1], content[N][64];
+    store_new_row rows[N];
+    store_row out[N];
+    snprintf(ids[0], sizeof ids[0], "%s", ahead);
+    new_rows(N, ids + 1, content, rows);
+    /* 5 rows in one statement, then in one transaction 4 and 3 in two statements */
+    assert_int_equal(store_insert_messages(db, run, epoch, rows, 5, out), KX_OK);
+    assert_int_equal(kx_db_begin(db), KX_OK);
+    assert_int_equal(store_insert_messages(db, run, epoch, rows + 5, 4, out + 5), KX_OK);
+    assert_int_equal(store_insert_messages(db, run, epoch, rows + 9, 3, out + 9), KX_OK);
+    assert_int_equal(kx_db_commit(db), KX_OK);
+    for (size_t i = 0; i < N; i++) {
+        assert_string_equal(out[i].message_id, ids[i + 1]);
+        assert_string_equal(out[i].updated_at, out[i].created_at);
+    }
+    char want[(N + 1) * (KX_UUID_LEN + 1) + 16];
+    expected_order(want, sizeof want, N + 1, ids);
+    char *got = thread_order(thread);
+    if (strcmp(got, want) != 0)
+        fail_msg("the thread reads back out of order or tied:\n got %s\nwant %s", got, want);
+    free(got);
+    /* the returned created_at is the stored one, and strictly increasing */
+    for (size_t i = 1; i < N; i++) {
+        const char *pp[] = {out[i - 1].created_at, out[i].created_at};
+        PGresult *r = q(g_db.sql, "SELECT $1::timestamptz < $2::timestamptz", 2, pp);
+        assert_string_equal(PQgetvalue(r, 0, 0), "t");
+        PQclear(r);
+    }
+    /* the contents went through the array literal unchanged (quotes, backslashes) */
+    char *c = value1("SELECT (content->>'content') || (metadata->>'k') FROM messages "
+                     "WHERE message_id=$1::uuid",
+                     ids[3]);
+    assert_string_equal(c, "row \"2\"\\");
+    free(c);
+    kx_db_close(db);
+}
+
+/* The multi-row statement's fence: a stale epoch, or a run that is no longer running, writes
+ * none of the rows. */
+static void test_rows_fenced_write_nothing(void **state)
+{
+    (void)state;
+    kx_db *db = proxied();
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    int64_t epoch = claimed_run(db, thread, run);
+    char ids[3][KX_UUID_LEN + 1], content[3][64];
+    store_new_row rows[3];
+    store_row out[3];
+    new_rows(3, ids, content, rows);
+    assert_int_equal(store_insert_messages(db, run, epoch + 1, rows, 3, out), KX_ERR_CONFLICT);
+    assert_int_equal(store_insert_messages(db, run, epoch - 1, rows, 3, out), KX_ERR_CONFLICT);
+    const char *rp[] = {run};
+    PQclear(q(g_db.sql, "UPDATE agent_runs SET status='completed' WHERE id=$1::uuid", 1, rp));
+    assert_int_equal(store_insert_messages(db, run, epoch, rows, 3, out), KX_ERR_CONFLICT);
+    assert_string_equal(out[0].message_id, "");
+    assert_int_equal(count1("SELECT count(*) FROM messages WHERE thread_id=$1::uuid", thread), 0);
+    assert_int_equal(store_insert_messages(db, run, epoch, rows, 0, out), KX_ERR_INVALID);
+    kx_db_close(db);
+}
+
+/* A retry returns the same rows with the same created_at; a call that mixes rows already
+ * written with new ones writes the new ones (after the others) and returns every row; a mix
+ * under a stale epoch writes nothing and fails. The lost answer itself: the retried statement
+ * writes each row once. */
+static void test_rows_retry_and_mix(void **state)
+{
+    (void)state;
+    kx_db *db = proxied();
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    int64_t epoch = claimed_run(db, thread, run);
+    enum {
+        N = 6
+    };
+    char ids[N][KX_UUID_LEN + 1], content[N][64];
+    store_new_row rows[N];
+    store_row first[N], again[N];
+    new_rows(N, ids, content, rows);
+    int cuts = kx_th_pgproxy_cuts(g_proxy);
+    kx_th_pgproxy_arm(g_proxy, "runner_insert_messages");
+    assert_int_equal(store_insert_messages(db, run, epoch, rows, 2, first), KX_OK);
+    assert_int_equal(kx_th_pgproxy_cuts(g_proxy), cuts + 1); /* the answer was lost */
+    assert_int_equal(count1("SELECT count(*) FROM messages WHERE thread_id=$1::uuid", thread), 2);
+    assert_int_equal(store_insert_messages(db, run, epoch, rows, 2, again), KX_OK);
+    for (size_t i = 0; i < 2; i++) {
+        assert_string_equal(again[i].message_id, first[i].message_id);
+        assert_string_equal(again[i].created_at, first[i].created_at);
+        assert_string_equal(again[i].updated_at, first[i].updated_at);
+    }
+    assert_int_equal(count1("SELECT count(*) FROM messages WHERE thread_id=$1::uuid", thread), 2);
+    /* a mix: 2 (new), 0 (written), 3 (new), 1 (written) */
+    store_new_row mix[4] = {rows[2], rows[0], rows[3], rows[1]};
+    store_row got[4];
+    assert_int_equal(store_insert_messages(db, run, epoch, mix, 4, got), KX_OK);
+    assert_string_equal(got[1].created_at, first[0].created_at);
+    assert_string_equal(got[3].created_at, first[1].created_at);
+    assert_string_equal(got[0].message_id, ids[2]);
+    assert_string_equal(got[2].message_id, ids[3]);
+    char want[4 * (KX_UUID_LEN + 1) + 16];
+    expected_order(want, sizeof want, 4, ids);
+    char *order = thread_order(thread);
+    assert_string_equal(order, want);
+    free(order);
+    /* a mix under a stale epoch: nothing new, and the call fails */
+    store_new_row stale[2] = {rows[0], rows[4]};
+    assert_int_equal(store_insert_messages(db, run, epoch + 1, stale, 2, got), KX_ERR_CONFLICT);
+    assert_int_equal(count1("SELECT count(*) FROM messages WHERE thread_id=$1::uuid", thread), 4);
+    kx_db_close(db);
+}
+
+/* Appends a then b to the string in buf (of cap bytes). */
+static void append(char *buf, size_t cap, const char *a, const char *b)
+{
+    size_t at = strlen(buf), la = strlen(a), lb = strlen(b);
+    assert_true(at + la + lb < cap);
+    memcpy(buf + at, a, la + 1);
+    memcpy(buf + at + la, b, lb + 1);
+}
+
+/* The multi-row insert runs its generic plan once it has one (the sixth call on), whatever
+ * the number of rows: when unnest() read the array parameters directly, a custom plan knew the
+ * length and the generic one did not, their costs differed, and Postgres made a custom plan at
+ * every call (planning the whole statement again: more server CPU than the round trips saved,
+ * tests/bench/bench_rows.c). pg_prepared_statements counts the plans of each kind. */
+static void test_rows_statement_keeps_its_generic_plan(void **state)
+{
+    (void)state;
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    new_run(thread, run);
+    const char *rp[] = {run};
+    PQclear(q(g_db.sql, "UPDATE agent_runs SET status='running', lease_epoch=1 WHERE id=$1::uuid",
+              1, rp));
+    PGresult *pr =
+        PQprepare(g_db.sql, "ins_plans",
+                  kx_th_stmt_sql(store_statements(), "runner_insert_messages"), 0, NULL);
+    assert_int_equal(PQresultStatus(pr), PGRES_COMMAND_OK);
+    PQclear(pr);
+    for (int call = 0; call < 12; call++) {
+        size_t n = 1 + (size_t)call % 4; /* 1, 2, 3, 4 rows */
+        char ids[4 * (KX_UUID_LEN + 1) + 4] = "{", types[64] = "{", llm[32] = "{",
+                                         contents[64] = "{";
+        for (size_t i = 0; i < n; i++) {
+            char id[KX_UUID_LEN + 1];
+            kx_uuid_new(id);
+            const char *sep = i + 1 < n ? "," : "}";
+            append(ids, sizeof ids, id, sep);
+            append(types, sizeof types, "status", sep);
+            append(llm, sizeof llm, "f", sep);
+            append(contents, sizeof contents, "\"{}\"", sep);
+        }
+        const char *ip[] = {run, "1", ids, types, llm, contents, contents};
+        PGresult *r = PQexecPrepared(g_db.sql, "ins_plans", 7, ip, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != (int)n)
+            fail_msg("call %d: %s", call, PQerrorMessage(g_db.sql));
+        PQclear(r);
+    }
+    char *plans = value1("SELECT generic_plans || ' generic, ' || custom_plans || ' custom' "
+                         "FROM pg_prepared_statements WHERE name = $1",
+                         "ins_plans");
+    if (strcmp(plans, "7 generic, 5 custom") != 0)
+        fail_msg("12 calls of runner_insert_messages made %s plans, not 7 generic, 5 custom: "
+                 "Postgres plans the statement anew at each call",
+                 plans);
+    free(plans);
+    PQclear(q(g_db.sql, "DEALLOCATE ins_plans", 0, NULL));
+}
+
 /* The generic plan of every statement that finds the run row by its id must take the primary
  * key. A prepared statement's generic plan is made at its sixth call and kept by the
  * connection; made while the database holds few runs (a new one, as in bench_run), it took a
@@ -341,12 +580,16 @@ static void test_run_row_lookups_use_the_primary_key(void **state)
     new_run(thread, run);
     kx_uuid_new(mid);
     struct {
-        const char *name, *args;
+        const char *name, *args, *also; /* also: an index the plan must use too, or NULL */
     } cases[] = {
-        {"runner_claim", "('%s', 'r1', 10000, '%s')"},
-        {"runner_insert_message", "('%s', 1, 'status', false, '{}', '{}', '%s')"},
-        {"runner_finish", "('%s', 1, 'completed', NULL)"},
-        {"runner_handback", "('%s', 1, 'drain')"},
+        {"runner_claim", "('%s', 'r1', 10000, '%s')", NULL},
+        {"runner_insert_messages",
+         "('%s', 1, '{%s}', '{status}', '{f}', '{\"{}\"}', "
+         "'{\"{}\"}')",
+         /* the thread's newest row (the order of the rows): one step of this index */
+         "messages_thread_created_idx"},
+        {"runner_finish", "('%s', 1, 'completed', NULL)", NULL},
+        {"runner_handback", "('%s', 1, 'drain')", NULL},
     };
     PQclear(q(g_db.sql, "SET plan_cache_mode = force_generic_plan", 0, NULL));
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -359,7 +602,7 @@ static void test_run_row_lookups_use_the_primary_key(void **state)
         PQclear(r);
         snprintf(sql, sizeof sql, "EXPLAIN EXECUTE plan_probe%s", args);
         r = q(g_db.sql, sql, 0, NULL);
-        char plan[8192] = "";
+        char plan[16384] = "";
         for (int row = 0; row < PQntuples(r); row++) {
             strncat(plan, PQgetvalue(r, row, 0), sizeof plan - strlen(plan) - 2);
             strncat(plan, "\n", sizeof plan - strlen(plan) - 1);
@@ -369,6 +612,12 @@ static void test_run_row_lookups_use_the_primary_key(void **state)
         if (strstr(plan, "agent_runs_pkey") == NULL || strstr(plan, "lease_expiry_idx") != NULL ||
             strstr(plan, "queued_idx") != NULL || strstr(plan, "Seq Scan on agent_runs") != NULL)
             fail_msg("%s: the run row is not found by its primary key:\n%s", cases[i].name, plan);
+        if (cases[i].also != NULL && strstr(plan, cases[i].also) == NULL)
+            fail_msg("%s: the plan does not use %s:\n%s", cases[i].name, cases[i].also, plan);
+        if (strstr(plan, "Seq Scan on messages") != NULL) {
+            fprintf(stderr, "%s", plan);
+            fail_msg("%s: the plan reads messages whole (above)", cases[i].name);
+        }
     }
     PQclear(q(g_db.sql, "RESET plan_cache_mode", 0, NULL));
 }
@@ -381,6 +630,10 @@ int main(void)
         cmocka_unit_test(test_claim_answer_lost_recognises_itself),
         cmocka_unit_test(test_insert_answer_lost_writes_once),
         cmocka_unit_test(test_finish_answer_lost_still_wins),
+        cmocka_unit_test(test_rows_keep_their_order),
+        cmocka_unit_test(test_rows_fenced_write_nothing),
+        cmocka_unit_test(test_rows_retry_and_mix),
+        cmocka_unit_test(test_rows_statement_keeps_its_generic_plan),
         cmocka_unit_test(test_plain_write_is_not_retried),
         cmocka_unit_test(test_run_row_lookups_use_the_primary_key),
     };

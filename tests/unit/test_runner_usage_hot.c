@@ -99,7 +99,7 @@ static int setup(void **state)
     if (kx_th_pgdb_start("kx-usage-hot", &g_db) != KX_OK)
         return -1;
     PGresult *r = PQprepare(g_db.sql, "ins",
-                            kx_th_stmt_sql(store_statements(), "runner_insert_message"), 0, NULL);
+                            kx_th_stmt_sql(store_statements(), "runner_insert_messages"), 0, NULL);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     return ok ? 0 : -1;
@@ -124,9 +124,12 @@ static void test_usage_update_is_hot(void **state)
     exec("BEGIN", 0, NULL);
     long upd0, hot0, upd1, hot1;
     xact_updates(&upd0, &hot0);
-    static const char usage[] =
-        "{\"usage\": {\"prompt_tokens\": 30, \"completion_tokens\": 12, \"total_tokens\": 42}}";
-    const char *ip[] = {run, "1", "assistant_response_end", "false", usage, "{}", mid};
+    /* the runner's arrays of one row: its usage as a jsonb[] element */
+    static const char usage[] = "{\"{\\\"usage\\\": {\\\"prompt_tokens\\\": 30, "
+                                "\\\"completion_tokens\\\": 12, \\\"total_tokens\\\": 42}}\"}";
+    char ids[KX_UUID_LEN + 3];
+    snprintf(ids, sizeof ids, "{%s}", mid);
+    const char *ip[] = {run, "1", ids, "{assistant_response_end}", "{f}", usage, "{\"{}\"}"};
     PGresult *r = PQexecPrepared(g_db.sql, "ins", 7, ip, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
         fail_msg("the runner's insert failed: %s", PQerrorMessage(g_db.sql));
@@ -145,6 +148,45 @@ static void test_usage_update_is_hot(void **state)
     assert_string_equal(after, "42|true");
     free(after);
     free(before);
+}
+
+/* Rows of one multi-row statement (store_insert_messages): the row trigger counts each turn's
+ * usage once, each with one HOT update; rows without usage update nothing. */
+static void test_usage_of_rows_in_one_statement(void **state)
+{
+    (void)state;
+    char run[KX_UUID_LEN + 1], a[KX_UUID_LEN + 1], b[KX_UUID_LEN + 1], c[KX_UUID_LEN + 1];
+    new_running_run(run);
+    kx_uuid_new(a);
+    kx_uuid_new(b);
+    kx_uuid_new(c);
+    char ids[3 * (KX_UUID_LEN + 1) + 4];
+    snprintf(ids, sizeof ids, "{%s,%s,%s}", a, b, c);
+    static const char contents[] = "{\"{\\\"usage\\\": {\\\"total_tokens\\\": 5}}\","
+                                   "\"{\\\"role\\\": \\\"assistant\\\"}\","
+                                   "\"{\\\"usage\\\": {\\\"total_tokens\\\": 7}}\"}";
+    const char *ip[] = {run,
+                        "1",
+                        ids,
+                        "{assistant_response_end,assistant,assistant_response_end}",
+                        "{f,t,f}",
+                        contents,
+                        "{\"{}\",\"{}\",\"{}\"}"};
+    exec("BEGIN", 0, NULL);
+    long upd0, hot0, upd1, hot1;
+    xact_updates(&upd0, &hot0);
+    PGresult *r = PQexecPrepared(g_db.sql, "ins", 7, ip, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 3)
+        fail_msg("the runner's insert failed: %s", PQerrorMessage(g_db.sql));
+    PQclear(r);
+    xact_updates(&upd1, &hot1);
+    assert_int_equal(upd1 - upd0, 2);
+    assert_int_equal(hot1 - hot0, 2);
+    exec("COMMIT", 0, NULL);
+    const char *rp[] = {run};
+    char *used = value1("SELECT tokens_used::text FROM agent_runs WHERE id = $1::uuid", 1, rp);
+    assert_string_equal(used, "12");
+    free(used);
 }
 
 static void test_dispatch_seq_update_is_hot(void **state)
@@ -191,6 +233,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_usage_update_is_hot),
+        cmocka_unit_test(test_usage_of_rows_in_one_statement),
         cmocka_unit_test(test_dispatch_seq_update_is_hot),
         cmocka_unit_test(test_no_index_names_the_hot_columns),
     };
