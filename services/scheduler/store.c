@@ -144,7 +144,7 @@ const kx_db_stmt sched_statements[] = {
      *         counted less than $6 ms ago and leaves room for a whole batch ($2), $1 minus the
      *         bound, without counting (admit.c, "Counting");
      *  elig   those with room and at least one eligible waiting run (oldest of its thread, the
-     *         thread idle: one probe of agent_runs_thread_active_idx per run looked at);
+     *         thread idle: one probe of agent_runs_thread_id_idx per run looked at);
      *  quota  each of them may give k = min(room, ceil($2 / #elig)) runs to this pass: with
      *         round robin the pass never takes an account's (k+1)th run anyway unless another
      *         has fewer than k, so the pass picks what the full round-robin order would pick
