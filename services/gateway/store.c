@@ -25,9 +25,10 @@
 /* A status or deleted_at test written "(status IN ('queued', 'running')) IS TRUE" or
  * "(deleted_at IS NULL) IS TRUE" is the plain test (neither column's test can be NULL) in a form
  * the planner cannot prove a partial index's predicate from. Written plainly, it let the plan
- * take agent_runs_account_active_idx / agent_runs_thread_active_idx (since dropped, migration 014; WHERE status IN ('queued',
- * 'running')) or projects_account_live_idx / threads_account_live_idx (WHERE deleted_at IS
- * NULL) with the row's key as a mere filter, walking every active run (or live project) on
+ * take agent_runs_account_active_idx / agent_runs_thread_active_idx (WHERE status IN ('queued',
+ * 'running'); both since dropped, migration 014) or projects_account_live_idx /
+ * threads_account_live_idx (WHERE deleted_at IS NULL) with the row's key as a mere filter,
+ * walking every active run (or live project) on
  * each call once the statistics said there were none (every run ended, analyzed) or none were
  * known (an empty database, generic plan): docs/performance.md, issue 12;
  * tests/unit/test_gateway_plans.c checks every statement's plan. */
