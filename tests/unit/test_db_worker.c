@@ -473,13 +473,6 @@ static void group_teardown(kx_db_worker *w)
     g_check = NULL;
 }
 
-static void init_jobs(gjob *jobs, int n)
-{
-    memset(jobs, 0, (size_t)n * sizeof *jobs);
-    for (int i = 0; i < n; i++)
-        jobs[i].id = i + 1;
-}
-
 static void assert_stats(kx_db_worker *w, uint64_t groups, uint64_t grouped, uint64_t rollbacks,
                          uint64_t solo)
 {
@@ -509,37 +502,67 @@ static uint64_t metric(const char *name)
     return v;
 }
 
-static void test_group_commits_queued_jobs_together(void **state)
+/* ---- groups: each scenario with step jobs (test_group_*) and with pipelined send/recv jobs
+ * (test_pipe_*: one pipeline per transaction, BEGIN, every statement, COMMIT) -------------- */
+
+/* n jobs, pipelined or not. */
+static void init_group_jobs(gjob *jobs, int n, bool piped)
 {
-    (void)state;
+    memset(jobs, 0, (size_t)n * sizeof *jobs);
+    for (int i = 0; i < n; i++) {
+        jobs[i].id = i + 1;
+        jobs[i].piped = piped;
+    }
+}
+
+/* A pipelined job read back its own results (matched to it, not to a neighbour). */
+static void assert_got_own_echo(const gjob *j)
+{
+    if (!j->piped)
+        return;
+    char want[32];
+    snprintf(want, sizeof want, "job-%d", j->id);
+    assert_string_equal(j->got, want);
+}
+
+/* 8 jobs: one transaction (piped: ONE pipeline, BEGIN, 16 statements, COMMIT), FIFO
+ * completions after the commit. */
+static void group_commits_together(bool piped)
+{
     gjob jobs[8];
-    init_jobs(jobs, 8);
+    init_group_jobs(jobs, 8, piped);
+    uint64_t p0 = metric("kx_db_pipelines_total");
     kx_db_worker *w = group_setup(jobs, 8, 8);
     assert_int_equal(kx_loop_run(g_loop), KX_OK);
     assert_stats(w, 1, 8, 0, 0);
+    assert_int_equal(kx_db_worker_group_stats(w).pipelines, piped ? 1 : 0);
+    assert_int_equal(metric("kx_db_pipelines_total") - p0, piped ? 1 : 0);
     for (int i = 0; i < 8; i++) {
         assert_int_equal(g_gorder[i], i + 1); /* FIFO */
         assert_int_equal(jobs[i].done_calls, 1);
         assert_int_equal(jobs[i].err, KX_OK);
         assert_int_equal(jobs[i].steps, 1);
+        assert_got_own_echo(&jobs[i]);
         assert_true(jobs[i].visible_at_done); /* done only after COMMIT */
     }
     group_teardown(w);
 }
 
-/* Job 4 of 7 fails on its own: 1..3 commit together, 4 runs alone and gets its error,
- * 5..7 commit together. */
-static void test_group_a_failing_job_harms_no_other(void **state)
+/* Job 4 of 7 fails on its own: 1..3 commit together again, 4 runs alone and gets its error,
+ * 5..7 commit together. Piped, the server skips the rest of the pipeline after 4's failure
+ * (reported as not run, never as success), so every job was sent twice. */
+static void group_failing_job_harms_no_other(bool piped)
 {
-    (void)state;
     gjob jobs[7];
-    init_jobs(jobs, 7);
+    init_group_jobs(jobs, 7, piped);
     jobs[3].v = "bad";
     uint64_t m0[] = {metric("kx_db_groups_total"), metric("kx_db_grouped_jobs_total"),
                      metric("kx_db_group_rollbacks_total"), metric("kx_db_group_solo_runs_total")};
     kx_db_worker *w = group_setup(jobs, 7, 7);
     assert_int_equal(kx_loop_run(g_loop), KX_OK);
     assert_stats(w, 2, 6, 1, 1);
+    /* all 7; 1..3; 4 alone; 5..7 */
+    assert_int_equal(kx_db_worker_group_stats(w).pipelines, piped ? 4 : 0);
     /* the same counts on /metrics */
     assert_int_equal(metric("kx_db_groups_total") - m0[0], 2);
     assert_int_equal(metric("kx_db_grouped_jobs_total") - m0[1], 6);
@@ -548,31 +571,28 @@ static void test_group_a_failing_job_harms_no_other(void **state)
     for (int i = 0; i < 7; i++) {
         assert_int_equal(g_gorder[i], i + 1);
         assert_int_equal(jobs[i].done_calls, 1);
-        if (i == 3) {
-            assert_int_equal(jobs[i].err, KX_ERR_CONFLICT); /* 23514: its own error */
-            assert_int_equal(jobs[i].steps, 2);             /* in the group, then alone */
-            assert_false(jobs[i].visible_at_done);
-        } else {
-            assert_int_equal(jobs[i].err, KX_OK);
-            assert_int_equal(jobs[i].steps, i < 3 ? 2 : 1);
-            assert_true(jobs[i].visible_at_done);
-            assert_int_equal(rows_of(jobs[i].id), 1);
-        }
+        /* 1..4: in the group, then again; 5..7: piped, sent in the first pipeline too */
+        assert_int_equal(jobs[i].steps, piped || i <= 3 ? 2 : 1);
+        assert_got_own_echo(&jobs[i]);
+        assert_int_equal(jobs[i].err, i == 3 ? KX_ERR_CONFLICT : KX_OK); /* 23514: its own */
+        assert_int_equal(rows_of(jobs[i].id), i == 3 ? 0 : 1);
+        assert_int_equal(jobs[i].visible_at_done, i != 3);
     }
     group_teardown(w);
 }
 
 /* Jobs 2 and 3 insert the same key of a constraint checked at COMMIT: the group's COMMIT
- * fails, every job runs alone; only job 3's own COMMIT fails then. */
-static void test_group_commit_failure_runs_each_alone(void **state)
+ * fails, every job runs alone (piped: each its own pipeline); only job 3's own COMMIT fails
+ * then, and done hears it. */
+static void group_commit_failure_runs_each_alone(bool piped)
 {
-    (void)state;
     gjob jobs[4];
-    init_jobs(jobs, 4);
+    init_group_jobs(jobs, 4, piped);
     jobs[1].dkey = jobs[2].dkey = "same";
     kx_db_worker *w = group_setup(jobs, 4, 4);
     assert_int_equal(kx_loop_run(g_loop), KX_OK);
     assert_stats(w, 0, 0, 1, 4);
+    assert_int_equal(kx_db_worker_group_stats(w).pipelines, piped ? 5 : 0);
     for (int i = 0; i < 4; i++) {
         assert_int_equal(jobs[i].done_calls, 1);
         assert_int_equal(jobs[i].steps, 2); /* once in the group, once alone */
@@ -584,11 +604,10 @@ static void test_group_commit_failure_runs_each_alone(void **state)
 
 /* Job 3 of 5 outlives statement_timeout (300 ms here): its timeout stands, it is not run
  * again (that would hold the lane up as long once more); 1..2 and 4..5 commit together. */
-static void test_group_statement_timeout_is_not_run_again(void **state)
+static void group_statement_timeout_is_not_run_again(bool piped)
 {
-    (void)state;
     gjob jobs[5];
-    init_jobs(jobs, 5);
+    init_group_jobs(jobs, 5, piped);
     jobs[2].lock1 = jobs[2].lock2 = "x";
     jobs[2].pause_ms = 2000;
     assert_int_equal(setenv("KX_DB_STATEMENT_TIMEOUT_MS", "300", 1), 0);
@@ -598,20 +617,21 @@ static void test_group_statement_timeout_is_not_run_again(void **state)
     assert_stats(w, 2, 4, 1, 0);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(jobs[i].done_calls, 1);
-        assert_int_equal(jobs[i].steps, i < 2 ? 2 : 1); /* 1, 2: in both groups */
+        /* 1, 2: in both groups; 4, 5: piped, sent in the first pipeline too */
+        assert_int_equal(jobs[i].steps, i == 2 ? 1 : piped || i < 2 ? 2 : 1);
         assert_int_equal(jobs[i].err, i == 2 ? KX_ERR_TIMEOUT : KX_OK);
         assert_int_equal(rows_of(jobs[i].id), i == 2 ? 0 : 1);
     }
     group_teardown(w);
 }
 
-/* The connection dies in the middle of a group: nothing of the group was written, every job
- * runs alone on a new connection, each row exactly once. */
-static void test_group_connection_loss_runs_each_alone(void **state)
+/* The connection dies in the middle of a group (piped: of its pipeline): nothing of the group
+ * was written, every job runs alone on a new connection (statements prepared again), each row
+ * exactly once. */
+static void group_connection_loss_runs_each_alone(bool piped)
 {
-    (void)state;
     gjob jobs[5];
-    init_jobs(jobs, 5);
+    init_group_jobs(jobs, 5, piped);
     jobs[2].kill_once = true;
     kx_db_worker *w = group_setup(jobs, 5, 5);
     assert_int_equal(kx_loop_run(g_loop), KX_OK);
@@ -621,9 +641,28 @@ static void test_group_connection_loss_runs_each_alone(void **state)
         assert_int_equal(jobs[i].err, KX_OK);
         assert_true(jobs[i].visible_at_done);
         assert_int_equal(rows_of(jobs[i].id), 1);
+        assert_got_own_echo(&jobs[i]);
     }
     group_teardown(w);
 }
+
+#define GROUP_SCENARIO(name, scenario)          \
+    static void test_group_##name(void **state) \
+    {                                           \
+        (void)state;                            \
+        scenario(false);                        \
+    }                                           \
+    static void test_pipe_##name(void **state)  \
+    {                                           \
+        (void)state;                            \
+        scenario(true);                         \
+    }
+
+GROUP_SCENARIO(commits_together, group_commits_together)
+GROUP_SCENARIO(failing_job_harms_no_other, group_failing_job_harms_no_other)
+GROUP_SCENARIO(commit_failure_runs_each_alone, group_commit_failure_runs_each_alone)
+GROUP_SCENARIO(statement_timeout_is_not_run_again, group_statement_timeout_is_not_run_again)
+GROUP_SCENARIO(connection_loss_runs_each_alone, group_connection_loss_runs_each_alone)
 
 /* Two workers' groups lock the same two rows in opposite orders: Postgres breaks the deadlock
  * by failing one group, whose jobs then run alone; every job succeeds, each update once. */
@@ -637,7 +676,7 @@ static void test_group_deadlock_falls_back_to_each_alone(void **state)
     assert_int_equal(kx_db_worker_new(g_pg.url, STMTS, g_loop, 8, &wa), KX_OK);
     assert_int_equal(kx_db_worker_new(g_pg.url, STMTS, g_loop, 8, &wb), KX_OK);
     gjob jobs[4];
-    init_jobs(jobs, 4);
+    init_group_jobs(jobs, 4, false);
     /* a's group: x (then a pause), y; b's group: y (then a pause), x. Each job updates its
      * row twice, the pause between. */
     const char *rows[4] = {"x", "y", "y", "x"};
@@ -682,158 +721,13 @@ static void test_group_deadlock_falls_back_to_each_alone(void **state)
     g_check = NULL;
 }
 
-/* ---- pipelined groups (send/recv) ------------------------------------------------------------ */
-
-static void init_piped(gjob *jobs, int n)
-{
-    init_jobs(jobs, n);
-    for (int i = 0; i < n; i++)
-        jobs[i].piped = true;
-}
-
-static void assert_got_own_echo(const gjob *j)
-{
-    char want[32];
-    snprintf(want, sizeof want, "job-%d", j->id);
-    assert_string_equal(j->got, want);
-}
-
-/* 8 pipelined jobs: ONE pipeline (BEGIN, 16 statements, COMMIT), FIFO completions after the
- * commit, each job reading its own results. */
-static void test_pipe_group_commits_in_one_pipeline(void **state)
-{
-    (void)state;
-    gjob jobs[8];
-    init_piped(jobs, 8);
-    uint64_t p0 = metric("kx_db_pipelines_total");
-    kx_db_worker *w = group_setup(jobs, 8, 8);
-    assert_int_equal(kx_loop_run(g_loop), KX_OK);
-    kx_db_group_stats st = kx_db_worker_group_stats(w);
-    assert_int_equal(st.groups, 1);
-    assert_int_equal(st.grouped, 8);
-    assert_int_equal(st.rollbacks, 0);
-    assert_int_equal(st.pipelines, 1);
-    assert_int_equal(metric("kx_db_pipelines_total") - p0, 1);
-    for (int i = 0; i < 8; i++) {
-        assert_int_equal(g_gorder[i], i + 1);
-        assert_int_equal(jobs[i].done_calls, 1);
-        assert_int_equal(jobs[i].err, KX_OK);
-        assert_int_equal(jobs[i].steps, 1);
-        assert_got_own_echo(&jobs[i]);
-        assert_true(jobs[i].visible_at_done);
-    }
-    group_teardown(w);
-}
-
-/* Job 4 of 7 fails on its own inside the pipeline: the server skips the rest (reported as not
- * run, never as success), 1..3 commit together again, 4 alone gets its error, 5..7 together. */
-static void test_pipe_a_failing_job_harms_no_other(void **state)
-{
-    (void)state;
-    gjob jobs[7];
-    init_piped(jobs, 7);
-    jobs[3].v = "bad";
-    kx_db_worker *w = group_setup(jobs, 7, 7);
-    assert_int_equal(kx_loop_run(g_loop), KX_OK);
-    kx_db_group_stats st = kx_db_worker_group_stats(w);
-    assert_int_equal(st.groups, 2);
-    assert_int_equal(st.grouped, 6);
-    assert_int_equal(st.rollbacks, 1);
-    assert_int_equal(st.solo, 1);
-    assert_int_equal(st.pipelines, 4); /* all 7; 1..3; 4 alone; 5..7 */
-    for (int i = 0; i < 7; i++) {
-        assert_int_equal(g_gorder[i], i + 1);
-        assert_int_equal(jobs[i].done_calls, 1);
-        assert_int_equal(jobs[i].steps, 2);
-        assert_got_own_echo(&jobs[i]);
-        assert_int_equal(jobs[i].err, i == 3 ? KX_ERR_CONFLICT : KX_OK);
-        assert_int_equal(rows_of(jobs[i].id), i == 3 ? 0 : 1);
-        assert_int_equal(jobs[i].visible_at_done, i != 3);
-    }
-    group_teardown(w);
-}
-
-/* A deferred constraint fails the pipeline's COMMIT: every job runs alone (each its own
- * pipeline); only job 3's own COMMIT fails then, and done hears it. */
-static void test_pipe_commit_failure_runs_each_alone(void **state)
-{
-    (void)state;
-    gjob jobs[4];
-    init_piped(jobs, 4);
-    jobs[1].dkey = jobs[2].dkey = "same";
-    kx_db_worker *w = group_setup(jobs, 4, 4);
-    assert_int_equal(kx_loop_run(g_loop), KX_OK);
-    kx_db_group_stats st = kx_db_worker_group_stats(w);
-    assert_int_equal(st.groups, 0);
-    assert_int_equal(st.rollbacks, 1);
-    assert_int_equal(st.solo, 4);
-    assert_int_equal(st.pipelines, 5);
-    for (int i = 0; i < 4; i++) {
-        assert_int_equal(jobs[i].done_calls, 1);
-        assert_int_equal(jobs[i].steps, 2);
-        assert_int_equal(jobs[i].err, i == 2 ? KX_ERR_CONFLICT : KX_OK);
-        assert_int_equal(rows_of(jobs[i].id), i == 2 ? 0 : 1);
-    }
-    group_teardown(w);
-}
-
-/* A statement of job 3 outlives statement_timeout inside the pipeline: its timeout stands,
- * it is not run again; 1..2 and 4..5 commit together. */
-static void test_pipe_statement_timeout_is_not_run_again(void **state)
-{
-    (void)state;
-    gjob jobs[5];
-    init_piped(jobs, 5);
-    jobs[2].lock1 = jobs[2].lock2 = "x";
-    jobs[2].pause_ms = 2000;
-    assert_int_equal(setenv("KX_DB_STATEMENT_TIMEOUT_MS", "300", 1), 0);
-    kx_db_worker *w = group_setup(jobs, 5, 5);
-    unsetenv("KX_DB_STATEMENT_TIMEOUT_MS");
-    assert_int_equal(kx_loop_run(g_loop), KX_OK);
-    kx_db_group_stats st = kx_db_worker_group_stats(w);
-    assert_int_equal(st.groups, 2);
-    assert_int_equal(st.rollbacks, 1);
-    assert_int_equal(st.solo, 0);
-    for (int i = 0; i < 5; i++) {
-        assert_int_equal(jobs[i].done_calls, 1);
-        assert_int_equal(jobs[i].steps, i == 2 ? 1 : 2);
-        assert_int_equal(jobs[i].err, i == 2 ? KX_ERR_TIMEOUT : KX_OK);
-        assert_int_equal(rows_of(jobs[i].id), i == 2 ? 0 : 1);
-    }
-    group_teardown(w);
-}
-
-/* The connection dies in the middle of a pipeline: nothing of the group was written, every
- * job runs alone on a new connection (statements prepared again), each row exactly once. */
-static void test_pipe_connection_killed_mid_pipeline(void **state)
-{
-    (void)state;
-    gjob jobs[5];
-    init_piped(jobs, 5);
-    jobs[2].kill_once = true;
-    kx_db_worker *w = group_setup(jobs, 5, 5);
-    assert_int_equal(kx_loop_run(g_loop), KX_OK);
-    kx_db_group_stats st = kx_db_worker_group_stats(w);
-    assert_int_equal(st.groups, 0);
-    assert_int_equal(st.rollbacks, 1);
-    assert_int_equal(st.solo, 5);
-    for (int i = 0; i < 5; i++) {
-        assert_int_equal(jobs[i].done_calls, 1);
-        assert_int_equal(jobs[i].err, KX_OK);
-        assert_true(jobs[i].visible_at_done);
-        assert_int_equal(rows_of(jobs[i].id), 1);
-        assert_got_own_echo(&jobs[i]);
-    }
-    group_teardown(w);
-}
-
 /* Blocking and pipelined jobs in one group: one transaction, the step job between two
  * pipelines. */
 static void test_pipe_mixed_with_step_jobs_in_one_transaction(void **state)
 {
     (void)state;
     gjob jobs[5];
-    init_piped(jobs, 5);
+    init_group_jobs(jobs, 5, true);
     jobs[2].piped = false;
     kx_db_worker *w = group_setup(jobs, 5, 5);
     assert_int_equal(kx_loop_run(g_loop), KX_OK);
@@ -865,9 +759,7 @@ static void test_lone_job_is_a_group_of_one(void **state)
         kx_db_worker *w = NULL;
         assert_int_equal(kx_db_worker_new(g_pg.url, STMTS, g_loop, 64, &w), KX_OK);
         gjob jobs[3];
-        init_jobs(jobs, 3);
-        for (int i = 0; i < 3; i++)
-            jobs[i].piped = piped == 1;
+        init_group_jobs(jobs, 3, piped == 1);
         jobs[0].dkey = "taken"; /* its COMMIT fails: its row must not stay either */
         jobs[1].kill_once = true;
         jobs[2].one_write = true;
@@ -906,7 +798,7 @@ static void test_pipe_after_reconnect_prepares_again(void **state)
 {
     (void)state;
     gjob jobs[6];
-    init_piped(jobs, 6);
+    init_group_jobs(jobs, 6, true);
     kx_db_worker *w = group_setup(jobs, 3, 3); /* prepares echo and ins */
     assert_int_equal(kx_loop_run(g_loop), KX_OK);
     tjob killer;
@@ -933,17 +825,17 @@ int main(void)
         cmocka_unit_test(test_bounded_queue_and_shutdown),
         cmocka_unit_test(test_flush_waits_for_the_queue),
         cmocka_unit_test(test_lanes_keep_a_key_in_order_and_spread),
-        cmocka_unit_test(test_group_commits_queued_jobs_together),
-        cmocka_unit_test(test_group_a_failing_job_harms_no_other),
+        cmocka_unit_test(test_group_commits_together),
+        cmocka_unit_test(test_pipe_commits_together),
+        cmocka_unit_test(test_group_failing_job_harms_no_other),
+        cmocka_unit_test(test_pipe_failing_job_harms_no_other),
         cmocka_unit_test(test_group_commit_failure_runs_each_alone),
-        cmocka_unit_test(test_group_statement_timeout_is_not_run_again),
-        cmocka_unit_test(test_group_connection_loss_runs_each_alone),
-        cmocka_unit_test(test_group_deadlock_falls_back_to_each_alone),
-        cmocka_unit_test(test_pipe_group_commits_in_one_pipeline),
-        cmocka_unit_test(test_pipe_a_failing_job_harms_no_other),
         cmocka_unit_test(test_pipe_commit_failure_runs_each_alone),
+        cmocka_unit_test(test_group_statement_timeout_is_not_run_again),
         cmocka_unit_test(test_pipe_statement_timeout_is_not_run_again),
-        cmocka_unit_test(test_pipe_connection_killed_mid_pipeline),
+        cmocka_unit_test(test_group_connection_loss_runs_each_alone),
+        cmocka_unit_test(test_pipe_connection_loss_runs_each_alone),
+        cmocka_unit_test(test_group_deadlock_falls_back_to_each_alone),
         cmocka_unit_test(test_pipe_mixed_with_step_jobs_in_one_transaction),
         cmocka_unit_test(test_lone_job_is_a_group_of_one),
         cmocka_unit_test(test_pipe_after_reconnect_prepares_again),
