@@ -1149,7 +1149,9 @@ typedef struct run_row {
     int rows, llm_calls, tools;
 } run_row;
 
-/* Every run of the account with its timestamps and message counts (malloc'd array). */
+/* Every run of the account with its timestamps and message counts (malloc'd array). The counts
+ * come from one grouped scan of the account's messages: a subquery per run was planned as a
+ * sequential scan per run on tables too fresh to have statistics (35 s for 2 000 runs). */
 /* An int column of a result row (a count): -1 when it does not read as one. */
 static int col_int(const PGresult *r, int row, int col)
 {
@@ -1171,10 +1173,12 @@ static run_row *load_runs(const char *account_id, int *n)
         "coalesce((extract(epoch FROM r.dispatched_at) * 1000000)::bigint, 0), "
         "coalesce((extract(epoch FROM r.started_at) * 1000000)::bigint, 0), "
         "coalesce((extract(epoch FROM r.completed_at) * 1000000)::bigint, 0), "
-        "(SELECT count(*) FROM messages m WHERE m.agent_run_id = r.id), "
-        "(SELECT count(*) FROM messages m WHERE m.agent_run_id = r.id AND m.type = 'assistant'), "
-        "(SELECT count(*) FROM messages m WHERE m.agent_run_id = r.id AND m.type = 'tool') "
-        "FROM agent_runs r WHERE r.account_id = $1::uuid";
+        "coalesce(m.n, 0), coalesce(m.assistant, 0), coalesce(m.tool, 0) "
+        "FROM agent_runs r LEFT JOIN (SELECT agent_run_id, count(*) AS n, "
+        "count(*) FILTER (WHERE type = 'assistant') AS assistant, "
+        "count(*) FILTER (WHERE type = 'tool') AS tool FROM messages "
+        "WHERE account_id = $1::uuid GROUP BY agent_run_id) m ON m.agent_run_id = r.id "
+        "WHERE r.account_id = $1::uuid";
     const char *params[] = {account_id};
     PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
     run_row *rows = NULL;
