@@ -143,6 +143,17 @@ done:
     return err;
 }
 
+kx_err agent_config_from_row(store_agent *row, agent_config *out, char *why, size_t whylen)
+{
+    agent_config_default(out);
+    kx_err err = KX_OK;
+    if (row->config != NULL) /* else no agent, or no version: the default */
+        err = agent_config_parse(row->agent_id, row->version_id, row->config, row->metadata, out,
+                                 why, whylen);
+    store_agent_clear(row);
+    return err;
+}
+
 kx_err agent_config_load(kx_db *db, const char *run_id, agent_config *out, char *why,
                          size_t whylen)
 {
@@ -153,14 +164,7 @@ kx_err agent_config_load(kx_db *db, const char *run_id, agent_config *out, char 
         snprintf(why, whylen, "could not read the run's agent: %s", kx_err_str(err));
         return err;
     }
-    if (row.config == NULL) { /* no agent, or no version: the default */
-        store_agent_clear(&row);
-        return KX_OK;
-    }
-    err = agent_config_parse(row.agent_id, row.version_id, row.config, row.metadata, out, why,
-                             whylen);
-    store_agent_clear(&row);
-    return err;
+    return agent_config_from_row(&row, out, why, whylen);
 }
 
 /* ---- the prompt ---------------------------------------------------------------------------- */

@@ -28,6 +28,7 @@
 #include <time.h>
 #include "kx/db.h"
 #include "kx/err.h"
+#include "store.h"
 
 typedef enum agent_strategy {
     AGENT_STRATEGY_PARALLEL = 0, /* Kortix's default: all calls of a turn at once */
@@ -60,9 +61,12 @@ kx_err agent_config_parse(const char *agent_id, const char *version_id, const ch
 
 /* Reads the run's agent and version (see the top of this file). KX_OK with out->found false
  * when the run has no agent and the account no default one. KX_ERR_INVALID (why says what) when
- * the agent's stored config cannot be read. Loop thread (one short statement). */
+ * the agent's stored config cannot be read. A database thread (one short statement). */
 kx_err agent_config_load(kx_db *db, const char *run_id, agent_config *out, char *why,
                          size_t whylen);
+/* The same from the row already read (store_load_agent, or its pipelined halves); clears row.
+ * out is set either way (agent_config_clear it). */
+kx_err agent_config_from_row(store_agent *row, agent_config *out, char *why, size_t whylen);
 
 void agent_config_clear(agent_config *c);
 

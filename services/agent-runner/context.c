@@ -168,6 +168,30 @@ void context_repair(json_t *messages)
     }
 }
 
+kx_err context_from_rows(const store_msg *rows, size_t n, json_t **messages, char *last_type,
+                         size_t last_type_len)
+{
+    *messages = NULL;
+    snprintf(last_type, last_type_len, "%s", "");
+    json_t *out = json_array();
+    if (out == NULL)
+        return KX_ERR_NOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_t *m = context_message_from_row(rows[i].type, rows[i].content);
+        if (m != NULL && rows[i].message_id[0] != '\0')
+            json_object_set_new(m, CONTEXT_ID_KEY, json_string(rows[i].message_id));
+        if (m == NULL || json_array_append_new(out, m) != 0) {
+            json_decref(out);
+            return KX_ERR_NOMEM;
+        }
+    }
+    if (n > 0)
+        snprintf(last_type, last_type_len, "%s", rows[n - 1].type);
+    context_repair(out);
+    *messages = out;
+    return KX_OK;
+}
+
 kx_err context_load(kx_db *db, const char *thread_id, json_t **messages, char *last_type,
                     size_t last_type_len)
 {
@@ -176,29 +200,10 @@ kx_err context_load(kx_db *db, const char *thread_id, json_t **messages, char *l
     store_msg *rows = NULL;
     size_t n = 0;
     kx_err err = store_load_llm_messages(db, thread_id, &rows, &n);
-    if (err != KX_OK)
-        return err;
-    json_t *out = json_array();
-    if (out == NULL) {
-        store_msgs_free(rows, n);
-        return KX_ERR_NOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        json_t *m = context_message_from_row(rows[i].type, rows[i].content);
-        if (m != NULL && rows[i].message_id[0] != '\0')
-            json_object_set_new(m, CONTEXT_ID_KEY, json_string(rows[i].message_id));
-        if (m == NULL || json_array_append_new(out, m) != 0) {
-            json_decref(out);
-            store_msgs_free(rows, n);
-            return KX_ERR_NOMEM;
-        }
-    }
-    if (n > 0)
-        snprintf(last_type, last_type_len, "%s", rows[n - 1].type);
+    if (err == KX_OK)
+        err = context_from_rows(rows, n, messages, last_type, last_type_len);
     store_msgs_free(rows, n);
-    context_repair(out);
-    *messages = out;
-    return KX_OK;
+    return err;
 }
 
 /* ---- see_image ---------------------------------------------------------------------------- */

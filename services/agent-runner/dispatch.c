@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "kx/js_pull.h"
@@ -51,7 +52,16 @@ static void drop_posted(void *arg)
 }
 
 /* One claim, on a database thread (rdb.h). The dispatch's slot stays reserved until it is
- * back, so the fetcher never takes more than the capacity. */
+ * back, so the fetcher never takes more than the capacity.
+ *
+ * The claim brings the run's first reads along (its agent, and the thread the dispatch names):
+ * the three statements go out as ONE pipeline, one round trip and one implicit transaction,
+ * the reads first — a read that fails makes Postgres skip the claim behind it, so it never
+ * takes a claim down with it (the claim then runs alone), and a claim that fails undoes
+ * nothing but itself. What was read is used only when the claim won and named the same thread
+ * (the run's first turn then reads nothing: run_start); else it is dropped and the run reads
+ * as before. A lost connection: the pipeline runs once more, whole, with the same claim id
+ * (the claim recognises its own success, store.h). */
 typedef struct claim_job {
     rdb_job base;
     natsMsg *msg;
@@ -59,21 +69,60 @@ typedef struct claim_job {
     kx_bus_meta meta;
     const char *owner; /* the runner's instance id (static for the process) */
     int64_t ttl_ms;
+    char claim_id[KX_UUID_LEN + 1];
     kx_err err;
-    bool claimed;
-    store_claim claim;
+    dispatch_claimed got;
 } claim_job;
+
+static kx_err claim_pipelined(kx_db *db, const char *run_id, const char *thread_id,
+                              const char *owner, int64_t ttl_ms, const char *claim_id,
+                              dispatch_claimed *out)
+{
+    kx_err err = kx_db_pipe_begin(db);
+    if (err == KX_OK) {
+        (void)run_ops_load_send(db, run_id, thread_id, true);
+        (void)store_claim_run_send(db, run_id, owner, ttl_ms, claim_id);
+        char why[400];
+        out->preloaded = run_ops_load_recv(db, true, &out->first, why, sizeof why) == KX_OK;
+        err = store_claim_run_recv(db, &out->claimed, &out->claim);
+    }
+    kx_db_pipe_end(db);
+    return err;
+}
+
+kx_err dispatch_claim(kx_db *db, const char *run_id, const char *thread_id, const char *owner,
+                      int64_t ttl_ms, const char *claim_id, dispatch_claimed *out)
+{
+    out->claimed = out->preloaded = false;
+    bool preload = thread_id != NULL && kx_uuid_valid(thread_id);
+    kx_err err = KX_ERR_CANCELLED;
+    for (int i = 0; i < 2 && preload; i++)
+        if ((err = claim_pipelined(db, run_id, thread_id, owner, ttl_ms, claim_id, out)) !=
+            KX_ERR_UNAVAILABLE)
+            break;
+    if (err == KX_ERR_CANCELLED) /* no thread named, or a read failed: the claim alone */
+        err = store_claim_run_as(db, run_id, owner, ttl_ms, claim_id, &out->claimed,
+                                 &out->claim);
+    if (!preload || err != KX_OK || !out->claimed ||
+        strcasecmp(out->claim.thread_id, thread_id) != 0)
+        out->preloaded = false;
+    if (!out->preloaded)
+        run_loaded_clear(&out->first);
+    return err;
+}
 
 static void claim_run(kx_db *db, rdb_job *j)
 {
     claim_job *c = (claim_job *)j;
-    c->err = store_claim_run(db, c->d->run_id, c->owner, c->ttl_ms, &c->claimed, &c->claim);
+    c->err = dispatch_claim(db, c->d->run_id, c->d->thread_id, c->owner, c->ttl_ms, c->claim_id,
+                            &c->got);
 }
 
 static void claim_free(claim_job *c)
 {
     natsMsg_Destroy(c->msg); /* unacked: JetStream redelivers it after AckWait */
     kx_pb_free(c->d);
+    run_loaded_clear(&c->got.first);
     free(c);
 }
 
@@ -100,7 +149,7 @@ static void claim_done(rdb_job *j, bool live)
     }
     atomic_store(&r->db_ok, true);
     kx_js_ack(r->bus, c->msg);
-    if (!c->claimed) {
+    if (!c->got.claimed) {
         kx_log(KX_LOG_INFO, run_id, NULL,
                "dispatch: run is not queued (taken or stopped); "
                "dispatch dropped");
@@ -117,10 +166,11 @@ static void claim_done(rdb_job *j, bool live)
      * waited in a backlog gets its whole wall time. The dispatch's wall_deadline_ms is only
      * the deadline of the dispatch message itself. A run claimed while draining starts too:
      * the drain hands it back. */
-    kx_err err = run_start(r, run_id, &c->claim,
-                           c->claim.started_at_ms + r->cfg->wall_time_s * 1000, &c->meta);
+    kx_err err = run_start(r, run_id, &c->got.claim,
+                           c->got.claim.started_at_ms + r->cfg->wall_time_s * 1000, &c->meta,
+                           c->got.preloaded ? &c->got.first : NULL);
     if (err != KX_OK) /* claimed but not started (out of memory): fail it, not the reaper */
-        rdb_fail_run(r, run_id, c->claim.epoch,
+        rdb_fail_run(r, run_id, c->got.claim.epoch,
                      "internal error: the agent-runner could not start the run (out of "
                      "memory)");
     claim_free(c);
@@ -175,6 +225,7 @@ static void handle_dispatch(kx_loop *loop, void *arg)
         memset(&c->meta, 0, sizeof c->meta);
     c->owner = r->instance_id;
     c->ttl_ms = r->cfg->lease_ttl_ms;
+    kx_uuid_new(c->claim_id);
     if (rdb_submit(r, d->run_id, &c->base, claim_run, claim_done) != KX_OK) {
         atomic_fetch_sub(&r->reserved, 1);
         kx_log(KX_LOG_ERROR, d->run_id, NULL,

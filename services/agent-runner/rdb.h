@@ -12,13 +12,12 @@
  * Group commit (kx/db_worker.h): a run's batches (run_ops.c) and the fenced ends of runs
  * (rdb_handback, rdb_fail_run) are submitted groupable — the jobs queued on one connection are
  * committed together, several runs per transaction, in a transaction the worker opens (a job
- * brings only its statements). Pure writes (the ends, a batch without a load) come as a
- * send/recv pair and go out in one libpq pipeline with their group; a batch with a load is a
- * step. Their writes are fenced and find their own
- * earlier success, so a rolled-back group (or a COMMIT whose answer was lost) can run them
- * again alone. Claims (dispatch.c) are not: store_claim_run makes a new claim id on each call,
- * so a claim re-run after a COMMIT that did commit would not recognise its own success; and a
- * claim is a single autocommit statement whose answer the dispatcher waits for. Reads (the
+ * brings only its statements). They come as send/recv pairs (the ends; a batch, its load's
+ * reads included) and go out in one libpq pipeline with their group. Their writes are fenced
+ * and find their own earlier success, so a rolled-back group (or a COMMIT whose answer was
+ * lost) can run them again alone. Claims (dispatch.c) are plain jobs: a claim and the run's
+ * first reads go out as one pipeline of their own, in one implicit transaction, the reads
+ * first (a read that fails skips the claim, which then runs alone: dispatch_claim). Reads (the
  * probe, project naming) have nothing to commit.
  *
  * Ownership: a job struct embeds rdb_job first and is the caller's; done(j, live) is called

@@ -1112,6 +1112,19 @@ static void begin_iteration(kx_loop *loop, void *arg)
         run_fail(r, "the run exceeded its wall time");
         return;
     }
+    run_loaded *first = r->first;
+    r->first = NULL;
+    if (first != NULL && r->iterations == 0 && !run_ops_busy(r)) {
+        /* the first turn: the agent and the thread came with the claim (dispatch.c) */
+        iteration_loaded(r, first);
+        run_loaded_clear(first);
+        free(first);
+        return;
+    }
+    if (first != NULL) {
+        run_loaded_clear(first);
+        free(first);
+    }
     /* behind the rows of the last turn, in the same batch: the read sees them */
     run_ops_load(r, !r->agent_read, iteration_loaded);
 }
@@ -1174,11 +1187,15 @@ static void iteration_loaded(run *r, run_loaded *l)
 /* ---- public --------------------------------------------------------------------------- */
 
 kx_err run_start(runner *owner, const char *run_id, const store_claim *claim,
-                 kx_deadline wall_deadline, const kx_bus_meta *meta)
+                 kx_deadline wall_deadline, const kx_bus_meta *meta, run_loaded *first)
 {
     run *r = calloc(1, sizeof *r);
     if (r == NULL)
         return KX_ERR_NOMEM;
+    if (first != NULL && (r->first = malloc(sizeof *r->first)) != NULL) {
+        *r->first = *first; /* moved: first keeps nothing to free */
+        *first = (run_loaded){0};
+    }
     r->owner = owner;
     snprintf(r->id, sizeof r->id, "%s", run_id);
     snprintf(r->thread_id, sizeof r->thread_id, "%s", claim->thread_id);
@@ -1257,6 +1274,9 @@ void run_free(run *r)
     run_ops_clear(r);
     clear_turn(r);
     agent_config_clear(&r->agent);
+    if (r->first != NULL)
+        run_loaded_clear(r->first);
+    free(r->first);
     free(r->system);
     json_decref(r->tools);
     json_decref(r->mcp_routes);

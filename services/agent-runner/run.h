@@ -122,12 +122,17 @@ struct run {
     struct image_fetch *image_fetch; /* reading it (image_fetch.h), or NULL */
     json_t *image_wait;              /* the thread's messages, waiting for it */
     json_t *image_msg;               /* the message carrying it, for start_llm */
+
+    run_loaded *first; /* read with the claim, for the first turn (run_start); NULL once used */
 };
 
 /* Creates the run for a successful claim, holds it in the runner and queues its first step.
- * meta (may be NULL) carries the dispatch's trace context. */
+ * meta (may be NULL) carries the dispatch's trace context. first (may be NULL): the run's
+ * agent and thread, read in the claim's round trip (dispatch.c); the first turn starts from
+ * them instead of reading them again (what it holds is moved out: the caller still clears
+ * it). */
 kx_err run_start(runner *owner, const char *run_id, const store_claim *claim,
-                 kx_deadline wall_deadline, const kx_bus_meta *meta);
+                 kx_deadline wall_deadline, const kx_bus_meta *meta, run_loaded *first);
 
 /* STOP: cancels the LLM transfer and the tool request now and releases the run, with no
  * further writes or events. */

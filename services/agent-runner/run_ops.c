@@ -70,9 +70,7 @@ static void op_free(run_op *op)
     json_decref(op->ev_metadata);
     free(op->payload);
     free(op->error);
-    json_decref(op->loaded.msgs);
-    if (op->loaded.agent_loaded)
-        agent_config_clear(&op->loaded.agent);
+    run_loaded_clear(&op->loaded);
     free(op);
 }
 
@@ -116,10 +114,10 @@ static size_t insert_group(run_op *first, run_op *group[STORE_INSERT_MAX_ROWS],
     return n;
 }
 
-/* One statement of the batch, from op on: a run of coalesced inserts (insert_group) or one op.
- * Blocking (exec_stmt), or in the open pipeline (send_stmt, then recv_stmt in the same order).
- * Each returns through *next the op after the statement; on an error, *failed is the op whose
- * statement failed. */
+/* One statement of the batch, from op on: a run of coalesced inserts (insert_group) or one op
+ * (a load is its reads: run_ops_load_send). Sent in the open pipeline (send_stmt), then read
+ * back in the same order (recv_stmt). Each returns through *next the op after the statement;
+ * on an error, *failed is the op whose statement failed. */
 typedef struct stmt {
     run_op *group[STORE_INSERT_MAX_ROWS];
     store_new_row rows[STORE_INSERT_MAX_ROWS];
@@ -137,46 +135,6 @@ static void stmt_at(run_op *op, stmt *st)
     }
 }
 
-static kx_err exec_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
-{
-    stmt_at(op, st);
-    switch (op->kind) {
-    case OP_PUBLISH: return KX_OK;
-    case OP_INSERT: {
-        store_row out[STORE_INSERT_MAX_ROWS];
-        kx_err err = store_insert_messages(db, b->run_id, b->epoch, st->rows, st->n, out);
-        for (size_t i = 0; i < st->n && err == KX_OK; i++)
-            st->group[i]->row = out[i];
-        return err;
-    }
-    case OP_FINISH:
-        return store_finish_run(db, b->run_id, b->epoch, op->status, op->error, &op->won);
-    case OP_HANDBACK: return store_handback_run(db, b->run_id, b->epoch, op->error);
-    case OP_LOAD: {
-        json_decref(op->loaded.msgs); /* a second try starts afresh */
-        op->loaded.msgs = NULL;
-        if (op->with_agent && !op->loaded.agent_loaded) {
-            kx_err err =
-                agent_config_load(db, b->run_id, &op->loaded.agent, b->why, sizeof b->why);
-            if (err != KX_OK) {
-                agent_config_clear(&op->loaded.agent);
-                return err;
-            }
-            op->loaded.agent_loaded = true;
-        }
-        kx_err err = context_load(db, b->thread_id, &op->loaded.msgs, op->loaded.last_type,
-                                  sizeof op->loaded.last_type);
-        if (err != KX_OK)
-            snprintf(b->why, sizeof b->why,
-                     "internal error: could not load the thread's messages: %s", kx_err_str(err));
-        return err;
-    }
-    }
-    return KX_ERR_INTERNAL;
-}
-
-/* The batch's statements, pipelined (a batch without OP_LOAD: nothing in it reads an answer
- * before the next statement is sent). recv_stmt reads them back in the same order. */
 static kx_err send_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
 {
     stmt_at(op, st);
@@ -185,12 +143,12 @@ static kx_err send_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
     case OP_INSERT: return store_insert_messages_send(db, b->run_id, b->epoch, st->rows, st->n);
     case OP_FINISH: return store_finish_run_send(db, b->run_id, b->epoch, op->status, op->error);
     case OP_HANDBACK: return store_handback_run_send(db, b->run_id, b->epoch, op->error);
-    case OP_LOAD: break; /* never pipelined (send_batch) */
+    case OP_LOAD: return run_ops_load_send(db, b->run_id, b->thread_id, op->with_agent);
     }
     return KX_ERR_INTERNAL;
 }
 
-static kx_err recv_stmt(kx_db *db, run_op *op, stmt *st)
+static kx_err recv_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
 {
     stmt_at(op, st);
     switch (op->kind) {
@@ -204,7 +162,8 @@ static kx_err recv_stmt(kx_db *db, run_op *op, stmt *st)
     }
     case OP_FINISH: return store_finish_run_recv(db, &op->won);
     case OP_HANDBACK: return store_handback_run_recv(db);
-    case OP_LOAD: break;
+    case OP_LOAD:
+        return run_ops_load_recv(db, op->with_agent, &op->loaded, b->why, sizeof b->why);
     }
     return KX_ERR_INTERNAL;
 }
@@ -230,19 +189,8 @@ static void batch_reset(run_batch *b)
 }
 
 /* The batch inside its worker's transaction (kx/db_worker.h): its statements, no
- * BEGIN/COMMIT; blocking (batch_step) or pipelined (batch_send, batch_recv). A later call
- * (after the group was rolled back, or a lost connection) starts afresh. */
-static kx_err batch_step(kx_db *db, rdb_job *j)
-{
-    run_batch *b = (run_batch *)j;
-    batch_reset(b);
-    stmt st;
-    for (run_op *op = b->ops; op != NULL && b->err == KX_OK; op = st.next)
-        if ((b->err = exec_stmt(db, b, op, &st)) != KX_OK)
-            b->failed = op;
-    return b->err;
-}
-
+ * BEGIN/COMMIT, pipelined (batch_send, batch_recv). A later call (after the group was rolled
+ * back, or a lost connection) starts afresh. */
 static kx_err batch_send(kx_db *db, rdb_job *j)
 {
     run_batch *b = (run_batch *)j;
@@ -259,9 +207,58 @@ static kx_err batch_recv(kx_db *db, rdb_job *j)
     batch_reset(b);
     stmt st;
     for (run_op *op = b->ops; op != NULL && b->err == KX_OK; op = st.next)
-        if ((b->err = recv_stmt(db, op, &st)) != KX_OK)
+        if ((b->err = recv_stmt(db, b, op, &st)) != KX_OK)
             b->failed = op;
     return b->err;
+}
+
+/* ---- a load's reads (also the claim's: dispatch.c) ----------------------------------------- */
+
+kx_err run_ops_load_send(kx_db *db, const char *run_id, const char *thread_id, bool with_agent)
+{
+    kx_err err = with_agent ? store_load_agent_send(db, run_id) : KX_OK;
+    kx_err err2 = store_load_llm_messages_send(db, thread_id);
+    return err != KX_OK ? err : err2;
+}
+
+kx_err run_ops_load_recv(kx_db *db, bool with_agent, run_loaded *l, char *why, size_t whylen)
+{
+    run_loaded_clear(l); /* a second try starts afresh */
+    kx_err err = KX_OK;
+    if (with_agent) {
+        store_agent row;
+        err = store_load_agent_recv(db, &row);
+        if (err != KX_OK)
+            snprintf(why, whylen, "could not read the run's agent: %s", kx_err_str(err));
+        else if ((err = agent_config_from_row(&row, &l->agent, why, whylen)) != KX_OK)
+            agent_config_clear(&l->agent);
+        else
+            l->agent_loaded = true;
+    }
+    store_msg *rows = NULL;
+    size_t n = 0;
+    kx_err rerr = store_load_llm_messages_recv(db, &rows, &n); /* read even after a failure */
+    if (err == KX_OK && rerr == KX_OK)
+        rerr = context_from_rows(rows, n, &l->msgs, l->last_type, sizeof l->last_type);
+    store_msgs_free(rows, n);
+    if (err == KX_OK && rerr != KX_OK) {
+        err = rerr;
+        snprintf(why, whylen, "internal error: could not load the thread's messages: %s",
+                 kx_err_str(err));
+    }
+    if (err != KX_OK)
+        run_loaded_clear(l);
+    return err;
+}
+
+void run_loaded_clear(run_loaded *l)
+{
+    json_decref(l->msgs);
+    l->msgs = NULL;
+    l->last_type[0] = '\0';
+    if (l->agent_loaded)
+        agent_config_clear(&l->agent);
+    l->agent_loaded = false;
 }
 
 /* ---- the loop ------------------------------------------------------------------------------ */
@@ -451,17 +448,9 @@ static void send_batch(run *r)
     b->ops = r->ops.head;
     b->sent_ms = kx_mono_ms();
     r->ops.head = r->ops.tail = NULL;
-    bool load = false; /* a load reads, then reads again: blocking */
-    for (run_op *op = b->ops; op != NULL; op = op->next)
-        load = load || op->kind == OP_LOAD;
     /* one statement (a run of coalesced rows, or one load) alone: no BEGIN */
-    rdb_group_job how = {.one_write = batch_statements(b) <= 1};
-    if (load) {
-        how.step = batch_step;
-    } else {
-        how.send = batch_send;
-        how.recv = batch_recv;
-    }
+    rdb_group_job how = {
+        .send = batch_send, .recv = batch_recv, .one_write = batch_statements(b) <= 1};
     kx_err err = rdb_submit_group(r->owner, r->id, &b->base, &how, batch_done);
     if (err != KX_OK) {
         b->failed = NULL;

@@ -4,12 +4,13 @@
  * follow them, its end (the fenced finish) or its hand-back, and goes on. What was queued while
  * nothing of the run is in flight leaves together on the next loop iteration as ONE batch: one
  * transaction that its database thread opens (BEGIN, the statements, COMMIT — one commit for a
- * turn's rows, shared with the other runs' batches queued there, and sent as one libpq pipeline
- * when the batch holds no load: kx/db_worker.h), run again whole once if the connection was
+ * turn's rows, shared with the other runs' batches queued there, and sent as one libpq pipeline,
+ * its load's reads too: kx/db_worker.h), run again whole once if the connection was
  * lost (every statement in it is idempotent: client-made message
  * ids, compare-and-set ends). A run has at most one batch in flight; what it queues meanwhile
  * forms the next. Reads (the agent and the thread, run_ops_load) are queued behind the writes,
- * so they see them, and continue the run from their completion. The rows a batch holds one after
+ * in the same pipeline and transaction, so they see them, and continue the run from their
+ * completion (the first turn's were read with the claim: dispatch.c, run_start). The rows a batch holds one after
  * the other (events between them run no SQL) are written by ONE fenced multi-row insert
  * (store_insert_messages, up to its caps), in op order; each op still gets its own row back.
  *
@@ -39,6 +40,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include "agent_config.h"
+#include "kx/db.h"
 #include "kx/loop.h"
 
 typedef struct run run;
@@ -64,6 +66,16 @@ typedef struct run_loaded {
     agent_config agent;
 } run_loaded;
 typedef void (*run_load_then)(run *r, run_loaded *l);
+/* Releases what l holds (it may be reused). */
+void run_loaded_clear(run_loaded *l);
+
+/* A load's reads in the open pipeline of a database thread (kx/db.h): the agent's row (when
+ * with_agent) and the thread's LLM rows, two statements; then their answers, read back in the
+ * same order, into l (afresh: what l held is released first). recv reads both answers even
+ * after a failure (the pipeline stays in step); on one, why says what failed and l is empty.
+ * Database thread only (run_ops.c's batches; the claim, dispatch.c). */
+kx_err run_ops_load_send(kx_db *db, const char *run_id, const char *thread_id, bool with_agent);
+kx_err run_ops_load_recv(kx_db *db, bool with_agent, run_loaded *l, char *why, size_t whylen);
 
 /* Queues a fenced insert of a messages row; takes content and metadata. ev_content (taken;
  * NULL: no event) is what the row's MESSAGE event shows as content, with ev_metadata (taken);

@@ -167,17 +167,11 @@ static void copy_field(char *dst, size_t cap, const PGresult *res, int row, int 
     snprintf(dst, cap, "%s", PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
 }
 
-kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
-                       bool *claimed, store_claim *out)
+/* Reads the claim's answer (res may be NULL: err says why). */
+static kx_err claim_answer(PGresult *res, kx_err err, bool *claimed, store_claim *out)
 {
     *claimed = false;
     memset(out, 0, sizeof *out);
-    char ttl[24], claim_id[KX_UUID_LEN + 1];
-    snprintf(ttl, sizeof ttl, "%" PRId64, ttl_ms);
-    kx_uuid_new(claim_id);
-    const char *params[] = {run_id, owner, ttl, claim_id};
-    kx_err err = KX_OK;
-    PGresult *res = kx_db_exec_idem(db, "runner_claim", 4, params, &err);
     if (res == NULL)
         return err != KX_OK ? err : KX_ERR_INTERNAL;
     if (PQntuples(res) == 1) {
@@ -195,6 +189,41 @@ kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t
     }
     PQclear(res);
     return KX_OK;
+}
+
+kx_err store_claim_run_as(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
+                          const char *claim_id, bool *claimed, store_claim *out)
+{
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%" PRId64, ttl_ms);
+    const char *params[] = {run_id, owner, ttl, claim_id};
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_exec_idem(db, "runner_claim", 4, params, &err);
+    return claim_answer(res, err, claimed, out);
+}
+
+kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
+                       bool *claimed, store_claim *out)
+{
+    char claim_id[KX_UUID_LEN + 1];
+    kx_uuid_new(claim_id);
+    return store_claim_run_as(db, run_id, owner, ttl_ms, claim_id, claimed, out);
+}
+
+kx_err store_claim_run_send(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
+                            const char *claim_id)
+{
+    char ttl[24];
+    snprintf(ttl, sizeof ttl, "%" PRId64, ttl_ms);
+    const char *params[] = {run_id, owner, ttl, claim_id};
+    return kx_db_pipe_send(db, "runner_claim", 4, params);
+}
+
+kx_err store_claim_run_recv(kx_db *db, bool *claimed, store_claim *out)
+{
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_pipe_result(db, &err);
+    return claim_answer(res, err, claimed, out);
 }
 
 /* Appends v to the array literal being built in buf as one double-quoted element (a quote or
@@ -387,13 +416,11 @@ kx_err store_handback_run_recv(kx_db *db)
     return kx_db_pipe_result_cmd(db, NULL);
 }
 
-kx_err store_load_llm_messages(kx_db *db, const char *thread_id, store_msg **msgs, size_t *n)
+/* Reads the thread's rows from the answer (res may be NULL: err says why). */
+static kx_err msgs_answer(PGresult *res, kx_err err, store_msg **msgs, size_t *n)
 {
     *msgs = NULL;
     *n = 0;
-    const char *params[] = {thread_id};
-    kx_err err = KX_OK;
-    PGresult *res = kx_db_exec(db, "runner_llm_messages", 1, params, &err);
     if (res == NULL)
         return err != KX_OK ? err : KX_ERR_INTERNAL;
     int rows = PQntuples(res);
@@ -418,6 +445,27 @@ kx_err store_load_llm_messages(kx_db *db, const char *thread_id, store_msg **msg
     return KX_OK;
 }
 
+kx_err store_load_llm_messages(kx_db *db, const char *thread_id, store_msg **msgs, size_t *n)
+{
+    const char *params[] = {thread_id};
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_exec(db, "runner_llm_messages", 1, params, &err);
+    return msgs_answer(res, err, msgs, n);
+}
+
+kx_err store_load_llm_messages_send(kx_db *db, const char *thread_id)
+{
+    const char *params[] = {thread_id};
+    return kx_db_pipe_send(db, "runner_llm_messages", 1, params);
+}
+
+kx_err store_load_llm_messages_recv(kx_db *db, store_msg **msgs, size_t *n)
+{
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_pipe_result(db, &err);
+    return msgs_answer(res, err, msgs, n);
+}
+
 void store_msgs_free(store_msg *msgs, size_t n)
 {
     if (msgs == NULL)
@@ -438,12 +486,10 @@ static char *dup_field(const PGresult *res, int col, bool *oom)
     return s;
 }
 
-kx_err store_load_agent(kx_db *db, const char *run_id, store_agent *out)
+/* Reads the agent's answer (res may be NULL: err says why). */
+static kx_err agent_answer(PGresult *res, kx_err err, store_agent *out)
 {
     memset(out, 0, sizeof *out);
-    const char *params[] = {run_id};
-    kx_err err = KX_OK;
-    PGresult *res = kx_db_exec(db, "runner_agent", 1, params, &err);
     if (res == NULL)
         return err != KX_OK ? err : KX_ERR_INTERNAL;
     bool oom = false;
@@ -459,6 +505,27 @@ kx_err store_load_agent(kx_db *db, const char *run_id, store_agent *out)
         return KX_ERR_NOMEM;
     }
     return KX_OK;
+}
+
+kx_err store_load_agent(kx_db *db, const char *run_id, store_agent *out)
+{
+    const char *params[] = {run_id};
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_exec(db, "runner_agent", 1, params, &err);
+    return agent_answer(res, err, out);
+}
+
+kx_err store_load_agent_send(kx_db *db, const char *run_id)
+{
+    const char *params[] = {run_id};
+    return kx_db_pipe_send(db, "runner_agent", 1, params);
+}
+
+kx_err store_load_agent_recv(kx_db *db, store_agent *out)
+{
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_pipe_result(db, &err);
+    return agent_answer(res, err, out);
 }
 
 void store_agent_clear(store_agent *a)

@@ -9,7 +9,7 @@
  * block on libpq: they are called only on the runner's database threads (rdb.h), each with the
  * kx_db its thread owns — never on the loop thread.
  *
- * The writes also come in pipelined halves (kx_db_pipe_*, kx/db.h): *_send queues the
+ * The writes, the claim and the reads of a run also come in pipelined halves (kx_db_pipe_*, kx/db.h): *_send queues the
  * statement in the connection's open pipeline, *_recv reads its answer later, in send order,
  * with the same outcomes as the blocking call. */
 #ifndef RUNNER_STORE_H
@@ -40,6 +40,14 @@ typedef struct store_claim {
  * errors when the database failed. */
 kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
                        bool *claimed, store_claim *out);
+/* The same with the caller's claim id (a caller that tries again after a lost answer passes
+ * the same id: the statement then recognises its own success), blocking or in two pipelined
+ * halves. */
+kx_err store_claim_run_as(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
+                          const char *claim_id, bool *claimed, store_claim *out);
+kx_err store_claim_run_send(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
+                            const char *claim_id);
+kx_err store_claim_run_recv(kx_db *db, bool *claimed, store_claim *out);
 
 /* A saved messages row. */
 typedef struct store_row {
@@ -110,6 +118,8 @@ typedef struct store_msg {
 /* The thread's is_llm_message rows in created_at order. *msgs is malloc'd; free with
  * store_msgs_free. */
 kx_err store_load_llm_messages(kx_db *db, const char *thread_id, store_msg **msgs, size_t *n);
+kx_err store_load_llm_messages_send(kx_db *db, const char *thread_id);
+kx_err store_load_llm_messages_recv(kx_db *db, store_msg **msgs, size_t *n);
 void store_msgs_free(store_msg *msgs, size_t n);
 
 /* The run's agent and version as stored (agent_config.h reads them). Fields are "" / NULL when
@@ -121,6 +131,8 @@ typedef struct store_agent {
     char *metadata; /* agents.metadata as JSON text; NULL: no agent */
 } store_agent;
 kx_err store_load_agent(kx_db *db, const char *run_id, store_agent *out);
+kx_err store_load_agent_send(kx_db *db, const char *run_id);
+kx_err store_load_agent_recv(kx_db *db, store_agent *out);
 void store_agent_clear(store_agent *a);
 
 /* Project naming: the run's project, its name (malloc'd) and whether this run is the

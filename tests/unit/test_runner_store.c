@@ -5,7 +5,10 @@
  *   - Postgres' answer lost after a write committed (a cutting TCP proxy, tests/harness/
  *     pgproxy.h): the retried claim recognises its own success (running, epoch 1, attempt 1),
  *     the retried message insert writes one row, the retried finish reports the win;
- *   - a write kx_db cannot know to be idempotent is not blindly run again. */
+ *   - a write kx_db cannot know to be idempotent is not blindly run again;
+ *   - the claim with the run's first reads in one pipeline (dispatch_claim): the reads come
+ *     back with a won claim of the thread they read, are dropped otherwise, a lost answer is
+ *     recognised, and a read that fails never takes a claim with it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +30,7 @@
 #include "pgdb.h"
 #include "pgplans.h"
 #include "pgproxy.h"
+#include "dispatch.h"
 #include "store.h"
 
 static kx_th_pgdb g_db; /* its sql: direct, for setup and assertions */
@@ -622,6 +626,148 @@ static void test_run_row_lookups_use_the_primary_key(void **state)
     PQclear(q(g_db.sql, "RESET plan_cache_mode", 0, NULL));
 }
 
+/* ---- the claim with the run's first reads (dispatch.c, dispatch_claim) ------------------- */
+
+static void add_user_message(const char *thread, const char *text)
+{
+    const char *p[] = {thread, text};
+    PQclear(q(g_db.sql,
+              "INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, "
+              "metadata) SELECT thread_id, account_id, 'user', true, "
+              "jsonb_build_object('role', 'user', 'content', $2::text), '{}'::jsonb "
+              "FROM threads WHERE thread_id = $1::uuid",
+              2, p));
+}
+
+static char *run_state(const char *run)
+{
+    return value1("SELECT status || ' ' || lease_epoch || ' ' || attempt FROM agent_runs "
+                  "WHERE id=$1::uuid",
+                  run);
+}
+
+/* The claim and the first turn's reads ride one round trip: the run is claimed and the thread
+ * and the agent (none: the default) come back with it. */
+static void test_claim_brings_the_first_reads(void **state)
+{
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], claim_id[KX_UUID_LEN + 1];
+    new_run(thread, run);
+    add_user_message(thread, "hello there");
+    kx_uuid_new(claim_id);
+    kx_db *db = proxied();
+    dispatch_claimed got = {0};
+    assert_int_equal(dispatch_claim(db, run, thread, "r1", 10000, claim_id, &got), KX_OK);
+    assert_true(got.claimed);
+    assert_int_equal(got.claim.epoch, 1);
+    assert_string_equal(got.claim.thread_id, thread);
+    assert_true(got.preloaded);
+    assert_true(got.first.agent_loaded);
+    assert_false(got.first.agent.found);
+    assert_int_equal(json_array_size(got.first.msgs), 1);
+    json_t *m = json_array_get(got.first.msgs, 0);
+    assert_string_equal(json_string_value(json_object_get(m, "content")), "hello there");
+    assert_string_equal(got.first.last_type, "user");
+    char *v = run_state(run);
+    assert_string_equal(v, "running 1 1");
+    free(v);
+    run_loaded_clear(&got.first);
+    /* a second dispatch of the same run claims nothing and keeps no reads */
+    kx_uuid_new(claim_id);
+    assert_int_equal(dispatch_claim(db, run, thread, "r2", 10000, claim_id, &got), KX_OK);
+    assert_false(got.claimed);
+    assert_false(got.preloaded);
+    assert_null(got.first.msgs);
+    kx_db_close(db);
+}
+
+/* A dispatch naming another thread (or none): the run is claimed, what was read is dropped
+ * (the run reads its own thread later). */
+static void test_claim_keeps_no_reads_of_another_thread(void **state)
+{
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], claim_id[KX_UUID_LEN + 1];
+    char other[KX_UUID_LEN + 1];
+    kx_uuid_new(other);
+    const char *names[] = {other, "", "not-a-uuid"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        new_run(thread, run);
+        add_user_message(thread, "hi");
+        kx_uuid_new(claim_id);
+        kx_db *db = proxied();
+        dispatch_claimed got = {0};
+        assert_int_equal(dispatch_claim(db, run, names[i], "r1", 10000, claim_id, &got), KX_OK);
+        assert_true(got.claimed);
+        assert_string_equal(got.claim.thread_id, thread);
+        assert_false(got.preloaded);
+        assert_null(got.first.msgs);
+        assert_false(got.first.agent_loaded);
+        kx_db_close(db);
+    }
+}
+
+/* The claim's answer lost in the pipeline: the pipeline runs again with the same claim id,
+ * which recognises its own success (one claim: epoch 1, attempt 1), the reads with it. */
+static void test_claim_pipeline_answer_lost(void **state)
+{
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], claim_id[KX_UUID_LEN + 1];
+    new_run(thread, run);
+    add_user_message(thread, "hi");
+    kx_db *db = proxied();
+    dispatch_claimed got = {0};
+    /* the statements are prepared on this connection first (a cut mid-PREPARE is not the
+     * point): a claim of another run, then the cut one */
+    char other_thread[KX_UUID_LEN + 1], other_run[KX_UUID_LEN + 1];
+    new_run(other_thread, other_run);
+    kx_uuid_new(claim_id);
+    assert_int_equal(dispatch_claim(db, other_run, other_thread, "r1", 10000, claim_id, &got),
+                     KX_OK);
+    run_loaded_clear(&got.first);
+    int cuts = kx_th_pgproxy_cuts(g_proxy);
+    kx_th_pgproxy_arm(g_proxy, "runner_claim");
+    kx_uuid_new(claim_id);
+    assert_int_equal(dispatch_claim(db, run, thread, "r1", 10000, claim_id, &got), KX_OK);
+    assert_int_equal(kx_th_pgproxy_cuts(g_proxy), cuts + 1); /* the cut really happened */
+    assert_true(got.claimed);
+    assert_int_equal(got.claim.epoch, 1);
+    assert_true(got.preloaded);
+    assert_int_equal(json_array_size(got.first.msgs), 1);
+    char *v = run_state(run);
+    assert_string_equal(v, "running 1 1");
+    free(v);
+    run_loaded_clear(&got.first);
+    kx_db_close(db);
+}
+
+/* What dispatch_claim relies on: in the pipeline, a read that fails before the claim makes
+ * Postgres skip the claim (not run, so nothing to undo: the run stays queued), and the claim
+ * then made alone takes it. */
+static void test_claim_after_a_failed_read_is_not_run(void **state)
+{
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], claim_id[KX_UUID_LEN + 1];
+    new_run(thread, run);
+    kx_uuid_new(claim_id);
+    kx_db *db = proxied();
+    assert_int_equal(kx_db_pipe_begin(db), KX_OK);
+    (void)store_load_llm_messages_send(db, "not-a-uuid");
+    (void)store_claim_run_send(db, run, "r1", 10000, claim_id);
+    store_msg *rows = NULL;
+    size_t n = 0;
+    assert_int_not_equal(store_load_llm_messages_recv(db, &rows, &n), KX_OK);
+    bool claimed = true;
+    store_claim c;
+    assert_int_equal(store_claim_run_recv(db, &claimed, &c), KX_ERR_CANCELLED);
+    assert_false(claimed);
+    kx_db_pipe_end(db);
+    char *v = run_state(run);
+    assert_string_equal(v, "queued 0 0");
+    free(v);
+    assert_int_equal(store_claim_run_as(db, run, "r1", 10000, claim_id, &claimed, &c), KX_OK);
+    assert_true(claimed);
+    v = run_state(run);
+    assert_string_equal(v, "running 1 1");
+    free(v);
+    kx_db_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -636,6 +782,10 @@ int main(void)
         cmocka_unit_test(test_rows_statement_keeps_its_generic_plan),
         cmocka_unit_test(test_plain_write_is_not_retried),
         cmocka_unit_test(test_run_row_lookups_use_the_primary_key),
+        cmocka_unit_test(test_claim_brings_the_first_reads),
+        cmocka_unit_test(test_claim_keeps_no_reads_of_another_thread),
+        cmocka_unit_test(test_claim_pipeline_answer_lost),
+        cmocka_unit_test(test_claim_after_a_failed_read_is_not_run),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
