@@ -347,7 +347,10 @@ static bool save_response_end(run *r)
 }
 
 /* finish (already saved by the caller), assistant_response_end, thread_run_end; then the next
- * iteration on a fresh loop iteration. */
+ * iteration on a fresh loop iteration — or, when the model answered without a tool call, the
+ * run's end: the next iteration would read the thread only to find that answer the newest
+ * LLM message and finish; the finish checks that itself (run_ops_finish_answered), in the
+ * same batch as the turn's rows, and the run goes on only if a newer message came. */
 static void end_turn(run *r)
 {
     if (!save_response_end(r))
@@ -355,6 +358,27 @@ static void end_turn(run *r)
     r->turn_open = false;
     if (!save_simple_status(r, "thread_run_end"))
         return;
+    bool late = r->wall_deadline != KX_NO_DEADLINE && kx_deadline_expired(r->wall_deadline);
+    if (r->ncalls == 0 && !late) { /* (late: begin_iteration fails the run, as before) */
+        r->state = RUN_FINISHING;
+        cancel_work(r);
+        run_ops_finish_answered(r);
+        return;
+    }
+    r->state = RUN_LOADING;
+    schedule_step(r, begin_iteration);
+}
+
+void run_answer_not_last(run *r)
+{
+    if (r->state == RUN_DEAD)
+        return;
+    if (r->owner->draining) { /* it would have ended here: let another runner go on */
+        run_handback(r, "handed back: the agent-runner is draining and the thread got a "
+                        "newer message after the answer");
+        return;
+    }
+    rlog(r, KX_LOG_INFO, "run: a newer message came after the answer; another turn");
     r->state = RUN_LOADING;
     schedule_step(r, begin_iteration);
 }

@@ -149,6 +149,9 @@ void run_handback(run *r, const char *why);
  * failed, already logged). */
 void run_db_failed(run *r, kx_err err, bool at_finish, bool at_handback, const char *why);
 void run_finished(run *r, const char *status, const char *error, bool won);
+/* ... or the finish of an answered run (run_ops_finish_answered) was declined: a newer
+ * message is in the thread; the run reads it and goes on. */
+void run_answer_not_last(run *r);
 void run_handed_back(run *r, const char *why);
 
 /* Frees a released run (runner only). */

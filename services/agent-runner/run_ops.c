@@ -41,8 +41,9 @@ struct run_op {
     char *payload;
     /* OP_FINISH / OP_HANDBACK */
     char status[16];
-    char *error; /* the finish's error, the hand-back's reason */
-    bool won;    /* result */
+    char *error;       /* the finish's error, the hand-back's reason */
+    bool if_answered;  /* OP_FINISH: only if the answer is still the newest LLM message */
+    bool won, ours;    /* result: ended by us; not ended but still ours */
     /* OP_LOAD */
     bool with_agent;
     run_load_then then;
@@ -141,7 +142,10 @@ static kx_err send_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
     switch (op->kind) {
     case OP_PUBLISH: return KX_OK;
     case OP_INSERT: return store_insert_messages_send(db, b->run_id, b->epoch, st->rows, st->n);
-    case OP_FINISH: return store_finish_run_send(db, b->run_id, b->epoch, op->status, op->error);
+    case OP_FINISH:
+        return op->if_answered
+            ? store_finish_answered_send(db, b->run_id, b->epoch)
+            : store_finish_run_send(db, b->run_id, b->epoch, op->status, op->error);
     case OP_HANDBACK: return store_handback_run_send(db, b->run_id, b->epoch, op->error);
     case OP_LOAD: return run_ops_load_send(db, b->run_id, b->thread_id, op->with_agent);
     }
@@ -160,7 +164,10 @@ static kx_err recv_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
             st->group[i]->row = out[i];
         return err;
     }
-    case OP_FINISH: return store_finish_run_recv(db, &op->won);
+    case OP_FINISH:
+        op->ours = false;
+        return op->if_answered ? store_finish_answered_recv(db, &op->won, &op->ours)
+                               : store_finish_run_recv(db, &op->won);
     case OP_HANDBACK: return store_handback_run_recv(db);
     case OP_LOAD:
         return run_ops_load_recv(db, op->with_agent, &op->loaded, b->why, sizeof b->why);
@@ -395,7 +402,10 @@ static void batch_done(rdb_job *j, bool live)
             break;
         case OP_FINISH:
             r->ops.finishing = false;
-            run_finished(r, op->status, op->error, op->won);
+            if (op->if_answered && !op->won && op->ours)
+                run_answer_not_last(r); /* a newer message came: the run goes on */
+            else
+                run_finished(r, op->status, op->error, op->won);
             break;
         case OP_HANDBACK:
             r->ops.handing_back = false;
@@ -570,6 +580,19 @@ void run_ops_finish(run *r, const char *status, const char *error)
                       "internal error: out of memory recording the end of the run");
         return;
     }
+    r->ops.finishing = true;
+    enqueue(r, op);
+}
+
+void run_ops_finish_answered(run *r)
+{
+    run_op *op = end_op(OP_FINISH, "completed", NULL);
+    if (op == NULL) {
+        run_db_failed(r, KX_ERR_NOMEM, true, false,
+                      "internal error: out of memory recording the end of the run");
+        return;
+    }
+    op->if_answered = true;
     r->ops.finishing = true;
     enqueue(r, op);
 }

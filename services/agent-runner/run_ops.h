@@ -89,6 +89,11 @@ bool run_ops_insert(run *r, const char *type, bool is_llm, json_t *content, json
 void run_ops_publish(run *r, int kind, bool terminal, char *payload);
 /* Queues the fenced finish; its completion calls run_finished. */
 void run_ops_finish(run *r, const char *status, const char *error);
+/* Queues the fenced finish "completed" of a run whose model answered without a tool call, only
+ * if that answer is still the thread's newest LLM message (store.h: the read of the thread the
+ * next turn would make to decide so, folded into the finish); its completion calls
+ * run_finished, or run_answer_not_last when a newer message came (the run goes on). */
+void run_ops_finish_answered(run *r);
 /* Queues the fenced hand-back (drain); its completion releases the run. */
 void run_ops_handback(run *r, const char *why);
 /* Queues the read of the thread (and of the agent when with_agent); then runs on the loop. */

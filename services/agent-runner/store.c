@@ -100,6 +100,26 @@
     "SELECT EXISTS (SELECT 1 FROM f) OR EXISTS (SELECT 1 FROM agent_runs WHERE id=$1::uuid " \
     "  AND lease_epoch=$2::bigint AND status=$3 AND error IS NOT DISTINCT FROM $4)"
 
+/* The end of a run whose model answered without a tool call: the fenced finish, only if the
+ * thread's newest LLM message is still an assistant message (what a read of the thread would
+ * decide: run.c) — else somebody added one after the answer (the gateway may, any time), and
+ * the run goes on. Returns "ended as asked with our epoch" (as runner_finish), and "still
+ * running with our epoch" as the row was before this statement (the finish was declined when
+ * the first is false and the second true; fenced when both are false). The newest LLM message
+ * is one backward step of messages_thread_llm_idx (the thread's LLM rows by created_at). */
+#define SQL_FINISH_ANSWERED                                                                 \
+    "WITH f AS (UPDATE agent_runs r SET status=$3, completed_at=now(), error=$4, "          \
+    "  lease_expires_at=NULL "                                                              \
+    "  WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint "                                   \
+    "  AND r.status IS NOT DISTINCT FROM 'running' "                                        \
+    "  AND (SELECT m.type FROM messages m WHERE m.thread_id = r.thread_id "                 \
+    "       AND m.is_llm_message ORDER BY m.created_at DESC LIMIT 1) = 'assistant' "        \
+    "  RETURNING 1) "                                                                       \
+    "SELECT EXISTS (SELECT 1 FROM f) OR EXISTS (SELECT 1 FROM agent_runs WHERE id=$1::uuid " \
+    "  AND lease_epoch=$2::bigint AND status=$3 AND error IS NOT DISTINCT FROM $4), "       \
+    "  EXISTS (SELECT 1 FROM agent_runs WHERE id=$1::uuid AND lease_epoch=$2::bigint "      \
+    "  AND status IS NOT DISTINCT FROM 'running')"
+
 /* Drain: give a run we cannot finish back to the queue (epoch + 1, so anything of ours still in
  * flight is fenced off; the attempt does not count; notice 'retried' makes the scheduler
  * publish the status event and dispatch it again). Running it twice changes nothing more. */
@@ -152,6 +172,7 @@ static const kx_db_stmt STATEMENTS[] = {
     {"runner_claim", SQL_CLAIM},
     {"runner_insert_messages", SQL_INSERT_MESSAGES},
     {"runner_finish", SQL_FINISH},
+    {"runner_finish_answered", SQL_FINISH_ANSWERED},
     {"runner_handback", SQL_HANDBACK},
     {"runner_llm_messages", SQL_LLM_MESSAGES},
     KX_DB_STMT_END,
@@ -392,6 +413,22 @@ kx_err store_finish_run_recv(kx_db *db, bool *won)
 {
     kx_err err = KX_OK;
     PGresult *res = kx_db_pipe_result(db, &err);
+    return finish_answer(res, err, won);
+}
+
+kx_err store_finish_answered_send(kx_db *db, const char *run_id, int64_t epoch)
+{
+    char ep[24];
+    snprintf(ep, sizeof ep, "%" PRId64, epoch);
+    const char *params[] = {run_id, ep, "completed", NULL};
+    return kx_db_pipe_send(db, "runner_finish_answered", 4, params);
+}
+
+kx_err store_finish_answered_recv(kx_db *db, bool *won, bool *ours)
+{
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_pipe_result(db, &err);
+    *ours = res != NULL && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 1), "t") == 0;
     return finish_answer(res, err, won);
 }
 

@@ -101,6 +101,12 @@ kx_err store_finish_run(kx_db *db, const char *run_id, int64_t epoch, const char
 kx_err store_finish_run_send(kx_db *db, const char *run_id, int64_t epoch, const char *status,
                              const char *error);
 kx_err store_finish_run_recv(kx_db *db, bool *won);
+/* The run "completed" after the model answered without a tool call, only if the thread's
+ * newest LLM message is still an assistant message, pipelined. *won as above; when not won,
+ * *ours says the run is still running with this epoch: the finish was declined (a newer
+ * message came), not fenced. */
+kx_err store_finish_answered_send(kx_db *db, const char *run_id, int64_t epoch);
+kx_err store_finish_answered_recv(kx_db *db, bool *won, bool *ours);
 
 /* Drain: running -> queued (fenced by epoch; epoch + 1; the attempt does not count; the
  * scheduler announces and re-dispatches it). why goes to agent_runs.error until the claim. */

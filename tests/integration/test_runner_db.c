@@ -11,7 +11,9 @@
  *  - the rows of a run with a tool step are written in their order and the stream shows them
  *    in that order (events are published only after their batch committed).
  *  - many runs at once, their batches group-committed several runs per transaction
- *    (kx/db_worker.h): every run completes with the same rows as a run alone, none twice. */
+ *    (kx/db_worker.h): every run completes with the same rows as a run alone, none twice.
+ *  - a message that lands in the thread between the model's answer and the run's finish gets
+ *    another turn (the finish of an answered run checks the thread itself). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -302,12 +304,62 @@ static void test_many_runs_group_committed(void **state)
     free(token);
 }
 
+/* A message added to the thread after the model's answer (here by a trigger, in the answer's
+ * own transaction, so that it lands exactly between the answer and the run's finish — the
+ * gateway may add one at any time): the finish, which folds in the read of the thread that
+ * would decide the run's end, is declined and the run takes another turn for it, as it did
+ * when it read the thread first. */
+static void test_a_message_after_the_answer_gets_a_turn(void **state)
+{
+    (void)state;
+    PQclear(kx_th_sql(&g_stack,
+                      "CREATE FUNCTION kx_test_inject() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                      "BEGIN IF NEW.type = 'assistant' AND EXISTS (SELECT 1 FROM messages "
+                      "WHERE thread_id = NEW.thread_id AND content->>'content' = 'say first') "
+                      "AND NOT EXISTS (SELECT 1 FROM messages WHERE thread_id = NEW.thread_id "
+                      "AND content->>'content' = 'say again') THEN "
+                      "INSERT INTO messages (thread_id, account_id, type, is_llm_message, "
+                      "content, metadata, created_at) VALUES (NEW.thread_id, NEW.account_id, "
+                      "'user', true, '{\"role\": \"user\", \"content\": \"say again\"}', "
+                      "'{}', NEW.created_at + interval '1 millisecond'); END IF; "
+                      "RETURN NULL; END $$",
+                      0, NULL));
+    PQclear(kx_th_sql(&g_stack,
+                      "CREATE TRIGGER kx_test_inject AFTER INSERT ON messages FOR EACH ROW "
+                      "EXECUTE FUNCTION kx_test_inject()",
+                      0, NULL));
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    char r[KX_UUID_LEN + 1];
+    initiate(token, "say first", r);
+    char *st = wait_end(r, RUN_TIMEOUT_MS);
+    PQclear(kx_th_sql(&g_stack, "DROP TRIGGER kx_test_inject ON messages", 0, NULL));
+    PQclear(kx_th_sql(&g_stack, "DROP FUNCTION kx_test_inject()", 0, NULL));
+    assert_non_null(st);
+    assert_string_equal(st, "completed");
+    free(st);
+    const char *p[] = {r};
+    char *llm = kx_th_sql_value(&g_stack,
+                                "SELECT string_agg(m.type || ':' || coalesce(m.content->>'content', "
+                                "''), ',' ORDER BY m.created_at) FROM messages m JOIN agent_runs "
+                                "a ON a.thread_id = m.thread_id WHERE a.id = $1::uuid AND "
+                                "m.is_llm_message",
+                                1, p);
+    assert_non_null(llm);
+    print_message("[ thread   ] %s\n", llm);
+    assert_string_equal(llm, "user:say first,assistant:first,user:say again,assistant:again");
+    free(llm);
+    free(token);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_blocked_run_stalls_no_other),
         cmocka_unit_test(test_events_follow_the_rows),
         cmocka_unit_test(test_many_runs_group_committed),
+        cmocka_unit_test(test_a_message_after_the_answer_gets_a_turn),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

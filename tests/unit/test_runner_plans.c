@@ -12,6 +12,7 @@ static const kx_th_plan_expect EXPECT[] = {
     {"runner_claim", "agent_runs_pkey", NULL, NULL},
     {"runner_insert_messages", "agent_runs_pkey", NULL, NULL},
     {"runner_finish", "agent_runs_pkey", NULL, NULL},
+    {"runner_finish_answered", "agent_runs_pkey", NULL, NULL},
     {"runner_handback", "agent_runs_pkey", NULL, NULL},
     {"runner_agent", "agent_runs_pkey", NULL, NULL},
     /* its NOT EXISTS reads the project's other runs by agent_runs_project_created_idx

@@ -8,7 +8,9 @@
  *   - a write kx_db cannot know to be idempotent is not blindly run again;
  *   - the claim with the run's first reads in one pipeline (dispatch_claim): the reads come
  *     back with a won claim of the thread they read, are dropped otherwise, a lost answer is
- *     recognised, and a read that fails never takes a claim with it. */
+ *     recognised, and a read that fails never takes a claim with it;
+ *   - the finish of an answered run ends it only while its answer is the thread's newest LLM
+ *     message. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -593,6 +595,8 @@ static void test_run_row_lookups_use_the_primary_key(void **state)
          /* the thread's newest row (the order of the rows): one step of this index */
          "messages_thread_created_idx"},
         {"runner_finish", "('%s', 1, 'completed', NULL)", NULL},
+        /* the thread's newest LLM row: a backward step of this index */
+        {"runner_finish_answered", "('%s', 1, 'completed', NULL)", "messages_thread_llm_idx"},
         {"runner_handback", "('%s', 1, 'drain')", NULL},
     };
     PQclear(q(g_db.sql, "SET plan_cache_mode = force_generic_plan", 0, NULL));
@@ -768,6 +772,68 @@ static void test_claim_after_a_failed_read_is_not_run(void **state)
     kx_db_close(db);
 }
 
+/* ---- the finish of an answered run (runner_finish_answered) ---------------------------- */
+
+static kx_err finish_answered(kx_db *db, const char *run, int64_t epoch, bool *won, bool *ours)
+{
+    assert_int_equal(kx_db_pipe_begin(db), KX_OK);
+    (void)store_finish_answered_send(db, run, epoch);
+    kx_err err = store_finish_answered_recv(db, won, ours);
+    kx_db_pipe_end(db);
+    return err;
+}
+
+static void save_row(kx_db *db, const char *run, int64_t epoch, const char *type, bool llm)
+{
+    char mid[KX_UUID_LEN + 1];
+    kx_uuid_new(mid);
+    store_row row;
+    assert_int_equal(store_insert_message(db, run, epoch, mid, type, llm, "{}", "{}", &row), KX_OK);
+}
+
+/* The run ends when its answer is the thread's newest LLM message (status rows after it do
+ * not count); a newer LLM message declines the finish (the run goes on, still ours); a moved
+ * epoch fences it; a lost answer is recognised. */
+static void test_finish_answered_decides_as_a_read_would(void **state)
+{
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    new_run(thread, run);
+    kx_db *db = proxied();
+    bool claimed = false, won = true, ours = false;
+    store_claim c;
+    assert_int_equal(store_claim_run(db, run, "r1", 10000, &claimed, &c), KX_OK);
+    save_row(db, run, c.epoch, "assistant", true);
+    add_user_message(thread, "say again"); /* after the answer: another turn is due */
+    save_row(db, run, c.epoch, "status", false);
+    assert_int_equal(finish_answered(db, run, c.epoch, &won, &ours), KX_OK);
+    assert_false(won);
+    assert_true(ours);
+    char *v = run_state(run);
+    assert_string_equal(v, "running 1 1");
+    free(v);
+    /* the next answer is the newest again: the run ends, even with its answer lost */
+    save_row(db, run, c.epoch, "assistant", true);
+    save_row(db, run, c.epoch, "status", false);
+    int cuts = kx_th_pgproxy_cuts(g_proxy);
+    kx_th_pgproxy_arm(g_proxy, "runner_finish_answered");
+    kx_err err = finish_answered(db, run, c.epoch, &won, &ours);
+    assert_int_equal(kx_th_pgproxy_cuts(g_proxy), cuts + 1);
+    assert_int_equal(err, KX_ERR_UNAVAILABLE); /* kx_db_pipe_* retries nothing: run_ops does */
+    assert_int_equal(finish_answered(db, run, c.epoch, &won, &ours), KX_OK);
+    assert_true(won);
+    v = run_state(run);
+    assert_string_equal(v, "completed 1 1");
+    free(v);
+    /* fenced: another epoch */
+    new_run(thread, run);
+    assert_int_equal(store_claim_run(db, run, "r1", 10000, &claimed, &c), KX_OK);
+    save_row(db, run, c.epoch, "assistant", true);
+    assert_int_equal(finish_answered(db, run, c.epoch + 1, &won, &ours), KX_OK);
+    assert_false(won);
+    assert_false(ours);
+    kx_db_close(db);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -786,6 +852,7 @@ int main(void)
         cmocka_unit_test(test_claim_keeps_no_reads_of_another_thread),
         cmocka_unit_test(test_claim_pipeline_answer_lost),
         cmocka_unit_test(test_claim_after_a_failed_read_is_not_run),
+        cmocka_unit_test(test_finish_answered_decides_as_a_read_would),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
