@@ -101,8 +101,7 @@ kx_err dispatch_claim(kx_db *db, const char *run_id, const char *thread_id, cons
             KX_ERR_UNAVAILABLE)
             break;
     if (err == KX_ERR_CANCELLED) /* no thread named, or a read failed: the claim alone */
-        err = store_claim_run_as(db, run_id, owner, ttl_ms, claim_id, &out->claimed,
-                                 &out->claim);
+        err = store_claim_run_as(db, run_id, owner, ttl_ms, claim_id, &out->claimed, &out->claim);
     if (!preload || err != KX_OK || !out->claimed ||
         strcasecmp(out->claim.thread_id, thread_id) != 0)
         out->preloaded = false;

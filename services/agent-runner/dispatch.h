@@ -22,10 +22,10 @@ typedef struct dispatch dispatch;
 
 /* What a claim found (dispatch_claim). */
 typedef struct dispatch_claimed {
-    bool claimed;      /* the run is ours: claim is filled */
+    bool claimed; /* the run is ours: claim is filled */
     store_claim claim;
-    bool preloaded;    /* first holds the run's agent and thread (run_start) */
-    run_loaded first;  /* run_loaded_clear it */
+    bool preloaded;   /* first holds the run's agent and thread (run_start) */
+    run_loaded first; /* run_loaded_clear it */
 } dispatch_claimed;
 
 /* The claim of run_id for owner with its first reads (the agent, the thread the dispatch names:

@@ -374,8 +374,9 @@ void run_answer_not_last(run *r)
     if (r->state == RUN_DEAD)
         return;
     if (r->owner->draining) { /* it would have ended here: let another runner go on */
-        run_handback(r, "handed back: the agent-runner is draining and the thread got a "
-                        "newer message after the answer");
+        run_handback(r,
+                     "handed back: the agent-runner is draining and the thread got a "
+                     "newer message after the answer");
         return;
     }
     rlog(r, KX_LOG_INFO, "run: a newer message came after the answer; another turn");

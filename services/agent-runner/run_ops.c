@@ -41,9 +41,9 @@ struct run_op {
     char *payload;
     /* OP_FINISH / OP_HANDBACK */
     char status[16];
-    char *error;       /* the finish's error, the hand-back's reason */
-    bool if_answered;  /* OP_FINISH: only if the answer is still the newest LLM message */
-    bool won, ours;    /* result: ended by us; not ended but still ours */
+    char *error;      /* the finish's error, the hand-back's reason */
+    bool if_answered; /* OP_FINISH: only if the answer is still the newest LLM message */
+    bool won, ours;   /* result: ended by us; not ended but still ours */
     /* OP_LOAD */
     bool with_agent;
     run_load_then then;
@@ -169,8 +169,7 @@ static kx_err recv_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
         return op->if_answered ? store_finish_answered_recv(db, &op->won, &op->ours)
                                : store_finish_run_recv(db, &op->won);
     case OP_HANDBACK: return store_handback_run_recv(db);
-    case OP_LOAD:
-        return run_ops_load_recv(db, op->with_agent, &op->loaded, b->why, sizeof b->why);
+    case OP_LOAD: return run_ops_load_recv(db, op->with_agent, &op->loaded, b->why, sizeof b->why);
     }
     return KX_ERR_INTERNAL;
 }
@@ -459,8 +458,9 @@ static void send_batch(run *r)
     b->sent_ms = kx_mono_ms();
     r->ops.head = r->ops.tail = NULL;
     /* one statement (a run of coalesced rows, or one load) alone: no BEGIN */
-    rdb_group_job how = {
-        .send = batch_send, .recv = batch_recv, .one_write = batch_statements(b) <= 1};
+    rdb_group_job how = {.send = batch_send,
+                         .recv = batch_recv,
+                         .one_write = batch_statements(b) <= 1};
     kx_err err = rdb_submit_group(r->owner, r->id, &b->base, &how, batch_done);
     if (err != KX_OK) {
         b->failed = NULL;

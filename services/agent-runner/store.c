@@ -107,17 +107,17 @@
  * running with our epoch" as the row was before this statement (the finish was declined when
  * the first is false and the second true; fenced when both are false). The newest LLM message
  * is one backward step of messages_thread_llm_idx (the thread's LLM rows by created_at). */
-#define SQL_FINISH_ANSWERED                                                                 \
-    "WITH f AS (UPDATE agent_runs r SET status=$3, completed_at=now(), error=$4, "          \
-    "  lease_expires_at=NULL "                                                              \
-    "  WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint "                                   \
-    "  AND r.status IS NOT DISTINCT FROM 'running' "                                        \
-    "  AND (SELECT m.type FROM messages m WHERE m.thread_id = r.thread_id "                 \
-    "       AND m.is_llm_message ORDER BY m.created_at DESC LIMIT 1) = 'assistant' "        \
-    "  RETURNING 1) "                                                                       \
+#define SQL_FINISH_ANSWERED                                                                  \
+    "WITH f AS (UPDATE agent_runs r SET status=$3, completed_at=now(), error=$4, "           \
+    "  lease_expires_at=NULL "                                                               \
+    "  WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint "                                    \
+    "  AND r.status IS NOT DISTINCT FROM 'running' "                                         \
+    "  AND (SELECT m.type FROM messages m WHERE m.thread_id = r.thread_id "                  \
+    "       AND m.is_llm_message ORDER BY m.created_at DESC LIMIT 1) = 'assistant' "         \
+    "  RETURNING 1) "                                                                        \
     "SELECT EXISTS (SELECT 1 FROM f) OR EXISTS (SELECT 1 FROM agent_runs WHERE id=$1::uuid " \
-    "  AND lease_epoch=$2::bigint AND status=$3 AND error IS NOT DISTINCT FROM $4), "       \
-    "  EXISTS (SELECT 1 FROM agent_runs WHERE id=$1::uuid AND lease_epoch=$2::bigint "      \
+    "  AND lease_epoch=$2::bigint AND status=$3 AND error IS NOT DISTINCT FROM $4), "        \
+    "  EXISTS (SELECT 1 FROM agent_runs WHERE id=$1::uuid AND lease_epoch=$2::bigint "       \
     "  AND status IS NOT DISTINCT FROM 'running')"
 
 /* Drain: give a run we cannot finish back to the queue (epoch + 1, so anything of ours still in

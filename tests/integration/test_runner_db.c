@@ -340,12 +340,13 @@ static void test_a_message_after_the_answer_gets_a_turn(void **state)
     assert_string_equal(st, "completed");
     free(st);
     const char *p[] = {r};
-    char *llm = kx_th_sql_value(&g_stack,
-                                "SELECT string_agg(m.type || ':' || coalesce(m.content->>'content', "
-                                "''), ',' ORDER BY m.created_at) FROM messages m JOIN agent_runs "
-                                "a ON a.thread_id = m.thread_id WHERE a.id = $1::uuid AND "
-                                "m.is_llm_message",
-                                1, p);
+    char *llm =
+        kx_th_sql_value(&g_stack,
+                        "SELECT string_agg(m.type || ':' || coalesce(m.content->>'content', "
+                        "''), ',' ORDER BY m.created_at) FROM messages m JOIN agent_runs "
+                        "a ON a.thread_id = m.thread_id WHERE a.id = $1::uuid AND "
+                        "m.is_llm_message",
+                        1, p);
     assert_non_null(llm);
     print_message("[ thread   ] %s\n", llm);
     assert_string_equal(llm, "user:say first,assistant:first,user:say again,assistant:again");

@@ -788,7 +788,8 @@ static void save_row(kx_db *db, const char *run, int64_t epoch, const char *type
     char mid[KX_UUID_LEN + 1];
     kx_uuid_new(mid);
     store_row row;
-    assert_int_equal(store_insert_message(db, run, epoch, mid, type, llm, "{}", "{}", &row), KX_OK);
+    assert_int_equal(store_insert_message(db, run, epoch, mid, type, llm, "{}", "{}", &row),
+                     KX_OK);
 }
 
 /* The run ends when its answer is the thread's newest LLM message (status rows after it do
