@@ -497,7 +497,7 @@ kx_err kx_loop_run(kx_loop *loop)
         fire_timers(loop);
         free_dead_watches(loop);
     }
-    looking(loop, false); /* nobody runs the loop: a post writes the eventfd again */
+    looking(loop, false);             /* nobody runs the loop: a post writes the eventfd again */
     atomic_store(&loop->stop, false); /* consumed: a later kx_loop_run runs again */
     drain_eventfd(loop);
     return result;

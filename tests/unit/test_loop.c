@@ -312,7 +312,7 @@ static void test_stop_in_a_task_keeps_the_rest_queued(void **state)
     for (int i = 0; i < 3; i++)
         assert_int_equal(kx_loop_post(loop, record_id, order), KX_OK);
     assert_int_equal(kx_loop_run(loop), KX_OK);
-    assert_int_equal(order[0], 1); /* the first stopped the loop */
+    assert_int_equal(order[0], 1);                                 /* the first stopped the loop */
     assert_int_equal(kx_loop_post(loop, record_id, order), KX_OK); /* behind the two left */
     assert_int_equal(kx_loop_run(loop), KX_OK);
     assert_int_equal(order[0], 3); /* the 2nd and the 3rd (which stopped it) */
