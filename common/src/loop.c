@@ -443,8 +443,7 @@ static int wait_timeout_ms(kx_loop *loop)
     pthread_mutex_lock(&loop->mu);
     if (loop->head != NULL)
         wait_ms = 0;
-    if (wait_ms != 0)
-        loop->will_look = false;
+    loop->will_look = wait_ms == 0;
     pthread_mutex_unlock(&loop->mu);
     return wait_ms;
 }
