@@ -54,26 +54,37 @@ struct kx_db_worker {
     kx_counter *m_groups, *m_grouped, *m_rollbacks, *m_solo, *m_pipelines;
 };
 
-static void job_done_on_loop(kx_loop *loop, void *arg)
+/* Completions go to the loop as one task per taken group: the jobs chained through next, in
+ * FIFO order (one allocation, one lock and at most one wake-up of the loop for all of them). */
+static void jobs_done(job *j)
+{
+    while (j != NULL) {
+        job *next = j->next;
+        j->done(j->arg, j->err);
+        free(j);
+        j = next;
+    }
+}
+
+static void jobs_done_on_loop(kx_loop *loop, void *arg)
 {
     (void)loop;
-    job *j = arg;
-    j->done(j->arg, j->err);
-    free(j);
+    jobs_done(arg);
 }
 
-static void job_dispose(void *arg)
+static void jobs_dispose(void *arg)
 {
-    job *j = arg; /* the loop was freed before the completion ran */
-    j->done(j->arg, j->err);
-    free(j);
+    jobs_done(arg); /* the loop was freed before the completions ran */
 }
 
-static void post_completion(kx_db_worker *w, job *j)
+static void post_completions(kx_db_worker *w, job **g, size_t n)
 {
-    if (kx_loop_post_owned(w->loop, job_done_on_loop, j, job_dispose) != KX_OK) {
-        kx_error("db worker: could not post a completion (out of memory): calling it here");
-        job_dispose(j);
+    for (size_t i = 0; i + 1 < n; i++)
+        g[i]->next = g[i + 1];
+    g[n - 1]->next = NULL;
+    if (kx_loop_post_owned(w->loop, jobs_done_on_loop, g[0], jobs_dispose) != KX_OK) {
+        kx_error("db worker: could not post completions (out of memory): calling them here");
+        jobs_dispose(g[0]);
     }
 }
 
@@ -314,8 +325,7 @@ static void *worker_main(void *arg)
             w->group[0]->run(w->db, w->group[0]->arg);
             w->group[0]->err = KX_OK;
         }
-        for (size_t i = 0; i < n; i++) /* after the outcome is known: COMMIT returned */
-            post_completion(w, w->group[i]);
+        post_completions(w, w->group, n); /* after the outcome is known: COMMIT returned */
         pthread_mutex_lock(&w->mu);
         w->running = false;
         pthread_cond_broadcast(&w->idle_cv);

@@ -1,6 +1,6 @@
 /* loop.c — the event loop: epoll for file descriptors, a binary min-heap of one-shot timers
  * keyed by monotonic milliseconds, and a mutex-protected FIFO of tasks that other threads post
- * (woken through an eventfd).
+ * (woken through an eventfd, written only when the loop may be blocked in epoll).
  *
  * One iteration: wait in epoll (until the nearest timer), dispatch ready fds, run the tasks that
  * were queued, fire the timers that are due, then free the fd registrations that were unwatched
@@ -70,8 +70,12 @@ struct kx_loop {
     size_t nheap, capheap;
     uint64_t next_seq;
 
-    pthread_mutex_t mu; /* guards the task queue */
+    pthread_mutex_t mu; /* guards the task queue and will_look */
     task *head, *tail;
+    /* The loop looks at the queue before it blocks again (it is running, or the eventfd was
+     * written since it blocked): a post then needs no eventfd write (one wake-up per sleep,
+     * not one per post). */
+    bool will_look;
 };
 
 /* ---- timer heap ---- */
@@ -377,14 +381,15 @@ kx_err kx_loop_post_owned(kx_loop *loop, kx_task_cb cb, void *arg, void (*dispos
     t->dispose = dispose;
     t->next = NULL;
     pthread_mutex_lock(&loop->mu);
-    bool was_empty = loop->head == NULL;
+    bool wake = !loop->will_look;
+    loop->will_look = true;
     if (loop->tail)
         loop->tail->next = t;
     else
         loop->head = t;
     loop->tail = t;
     pthread_mutex_unlock(&loop->mu);
-    if (was_empty) { /* a non-empty queue has already woken the loop */
+    if (wake) {
         uint64_t one = 1;
         ssize_t n = write(loop->evfd, &one, sizeof one);
         (void)n;
@@ -392,64 +397,62 @@ kx_err kx_loop_post_owned(kx_loop *loop, kx_task_cb cb, void *arg, void (*dispos
     return KX_OK;
 }
 
-static task *pop_task(kx_loop *loop)
-{
-    pthread_mutex_lock(&loop->mu);
-    task *t = loop->head;
-    if (t != NULL) {
-        loop->head = t->next;
-        if (loop->head == NULL)
-            loop->tail = NULL;
-    }
-    pthread_mutex_unlock(&loop->mu);
-    return t;
-}
-
-static bool tasks_queued(kx_loop *loop)
-{
-    pthread_mutex_lock(&loop->mu);
-    bool any = loop->head != NULL;
-    pthread_mutex_unlock(&loop->mu);
-    return any;
-}
-
-/* Runs the tasks that are queued now; tasks posted by these tasks wait for the next iteration
- * (so a task that re-posts itself cannot starve fds and timers). */
+/* Runs the tasks that are queued now, taken off the queue under one lock; tasks posted by
+ * these tasks wait for the next iteration (so a task that re-posts itself cannot starve fds
+ * and timers). When the loop is stopped meanwhile, the tasks not run go back to the front of
+ * the queue, in order (for a later kx_loop_run, or kx_loop_free's dispose). */
 static void run_tasks(kx_loop *loop)
 {
     pthread_mutex_lock(&loop->mu);
-    task *last = loop->tail;
+    task *t = loop->head;
+    loop->head = loop->tail = NULL;
     pthread_mutex_unlock(&loop->mu);
-    if (last == NULL)
-        return;
-    for (;;) {
-        if (atomic_load(&loop->stop))
+    while (t != NULL) {
+        if (atomic_load(&loop->stop)) {
+            task *last = t;
+            while (last->next != NULL)
+                last = last->next;
+            pthread_mutex_lock(&loop->mu);
+            last->next = loop->head;
+            if (loop->head == NULL)
+                loop->tail = last;
+            loop->head = t;
+            pthread_mutex_unlock(&loop->mu);
             return;
-        task *t = pop_task(loop);
-        if (t == NULL)
-            return;
-        bool was_last = t == last;
+        }
+        task *next = t->next;
         kx_task_cb cb = t->cb;
         void *arg = t->arg;
         free(t);
         cb(loop, arg);
-        if (was_last)
-            return;
+        t = next;
     }
 }
 
 /* ---- the loop ---- */
 
+/* How long epoll_wait may block: 0 when tasks are queued or a timer is due. When it may block,
+ * a post from now on writes the eventfd (will_look false). */
 static int wait_timeout_ms(kx_loop *loop)
 {
-    if (tasks_queued(loop))
-        return 0;
-    if (loop->nheap == 0)
-        return -1;
-    int64_t wait = loop->heap[0]->when - kx_mono_ms();
-    if (wait <= 0)
-        return 0;
-    return wait > INT_MAX ? INT_MAX : (int)wait;
+    int wait_ms = -1;
+    if (loop->nheap > 0) {
+        int64_t wait = loop->heap[0]->when - kx_mono_ms();
+        wait_ms = wait <= 0 ? 0 : wait > INT_MAX ? INT_MAX : (int)wait;
+    }
+    pthread_mutex_lock(&loop->mu);
+    if (loop->head != NULL)
+        wait_ms = 0;
+    loop->will_look = wait_ms == 0;
+    pthread_mutex_unlock(&loop->mu);
+    return wait_ms;
+}
+
+static void looking(kx_loop *loop, bool yes)
+{
+    pthread_mutex_lock(&loop->mu);
+    loop->will_look = yes;
+    pthread_mutex_unlock(&loop->mu);
 }
 
 static void drain_eventfd(kx_loop *loop)
@@ -467,7 +470,10 @@ kx_err kx_loop_run(kx_loop *loop)
     kx_err result = KX_OK;
 
     while (!atomic_load(&loop->stop)) {
-        int n = epoll_wait(loop->epfd, evs, EPOLL_BATCH, wait_timeout_ms(loop));
+        int timeout = wait_timeout_ms(loop);
+        int n = epoll_wait(loop->epfd, evs, EPOLL_BATCH, timeout);
+        if (timeout != 0)
+            looking(loop, true);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -490,6 +496,7 @@ kx_err kx_loop_run(kx_loop *loop)
         fire_timers(loop);
         free_dead_watches(loop);
     }
+    looking(loop, false);             /* nobody runs the loop: a post writes the eventfd again */
     atomic_store(&loop->stop, false); /* consumed: a later kx_loop_run runs again */
     drain_eventfd(loop);
     return result;

@@ -5,7 +5,7 @@
  *   runner_config_check_fds             RLIMIT_NOFILE raised for the capacity, or refuse
  *   kx_db_connect + kx_db_migrate       the schema (a connection of its own, closed after)
  *   kx_bus_ensure_streams               KX_RUN_DISPATCH and KX_RUN_EVENTS exist
- *   kx_curlm_new                        libcurl multi on the loop, for the LLM streams (llm.c)
+ *   kx_curlm_new_shards                 libcurl multis on the loop, for the LLM streams (llm.c)
  *   runner_new                          the instance: held runs, the database threads (rdb.c:
  *                                       claims, a run's batched writes and reads, hand-backs;
  *                                       store.c has every statement), LLM client, async requests
@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
+
+#define LLM_CURL_SHARDS 16
 
 #include "config.h"
 #include "control.h"
@@ -96,7 +98,10 @@ static kx_err start(app *a)
         kx_warn("bus: JetStream streams not ready (%s); retrying in 1 s", kx_err_str(err));
         sleep(1);
     }
-    if ((err = kx_curlm_new(a->svc.loop, &a->curlm)) != KX_OK)
+    /* LLM_CURL_SHARDS multi handles: libcurl walks all of a multi's connections to the model's
+     * host for each new stream (kx/curlm.h); with 1 500 streams open that walk was 7 % of
+     * the loop thread's time in one multi. */
+    if ((err = kx_curlm_new_shards(a->svc.loop, LLM_CURL_SHARDS, &a->curlm)) != KX_OK)
         return err;
     kx_db_close(a->db); /* the runner's own connections live on its database threads */
     a->db = NULL;

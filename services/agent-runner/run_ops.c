@@ -2,6 +2,7 @@
  * run_ops.h). */
 #include "run_ops.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,12 +276,10 @@ static void send_batch(run *r);
 static void publish_now(run *r, int kind, bool terminal, char *payload)
 {
     events_batch one, *b = r->ops.evb;
-    if (b != NULL && b->epoch != r->epoch) /* never within one completion; kept exact anyway */
-        events_batch_flush(b);
+    /* A run's epoch is its claim's, set once in run_start: a batch begun for it has it. */
+    assert(b == NULL || b->epoch == r->epoch);
     if (b == NULL)
         events_batch_begin_pub(b = &one, r->owner->events, r->id, r->epoch, &r->meta);
-    else
-        b->epoch = r->epoch;
     events_batch_add(b, r->ev_seq++, (Kx__V1__RunEventKind)kind, terminal, payload);
     if (b == &one)
         events_batch_end(&one);

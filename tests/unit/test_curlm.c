@@ -1,7 +1,7 @@
 /* test_curlm.c — libcurl's multi-socket API on a kx_loop, against kx_httpd on a free port:
  * concurrent transfers complete with their bodies, curl's own timeout fires through the loop
  * timer, kx_curlm_remove cancels without a callback, a done callback may start the next
- * transfer or free the whole multi. */
+ * transfer or free the whole multi; the same with several multi handles (shards). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -134,12 +134,20 @@ static void run(ctx *c)
         kx_timer_cancel(t);
 }
 
-static void ctx_init(ctx *c)
+static void ctx_init_shards(ctx *c, int shards)
 {
     memset(c, 0, sizeof *c);
     c->loop = kx_loop_new();
     assert_non_null(c->loop);
-    assert_int_equal(kx_curlm_new(c->loop, &c->m), KX_OK);
+    if (shards == 1)
+        assert_int_equal(kx_curlm_new(c->loop, &c->m), KX_OK);
+    else
+        assert_int_equal(kx_curlm_new_shards(c->loop, shards, &c->m), KX_OK);
+}
+
+static void ctx_init(ctx *c)
+{
+    ctx_init_shards(c, 1);
 }
 
 static void ctx_free(ctx *c)
@@ -264,6 +272,72 @@ static void test_free_from_done_and_with_transfers_added(void **state)
     close(fd);
 }
 
+/* Several multi handles behind one kx_curlm: transfers spread over them (each with its own
+ * sockets and timer), adds from a done callback, a remove finds its shard, and the counts are
+ * the whole's. */
+static void test_shards(void **state)
+{
+    kx_loop *loop = kx_loop_new();
+    kx_curlm *m = NULL;
+    assert_int_equal(kx_curlm_new_shards(loop, 0, &m), KX_ERR_INVALID);
+    assert_null(m);
+    assert_int_equal(kx_curlm_new_shards(loop, 65, &m), KX_ERR_INVALID);
+    assert_null(m);
+    kx_loop_free(loop);
+
+    ctx c;
+    ctx_init_shards(&c, 2);
+    c.want = 3;
+    start(&c, 0, "/healthz");
+    start(&c, 1, "/metrics"); /* the other shard: the first has one transfer */
+    start(&c, 2, "/metrics");
+    assert_int_equal(kx_curlm_running(c.m), 3);
+    run(&c);
+    assert_int_equal(kx_curlm_running(c.m), 0);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(c.f[i].done_calls, 1);
+        assert_int_equal(c.f[i].result, CURLE_OK);
+    }
+    assert_string_equal(c.f[0].body, "ok");
+    assert_non_null(strstr(c.f[1].body, "kx_test_curlm_total 7\n"));
+    assert_non_null(strstr(c.f[2].body, "kx_test_curlm_total 7\n"));
+    ctx_free(&c);
+
+    ctx_init_shards(&c, 2); /* adds from done callbacks, over the shards */
+    c.want = 3;
+    c.chain_left = 2;
+    start(&c, 0, "/healthz");
+    run(&c);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(c.f[i].result, CURLE_OK);
+    ctx_free(&c);
+
+    /* a hanging transfer on each of 3 shards: one removed, one timed out by its own shard's
+     * timer, one left to kx_curlm_free */
+    uint16_t port;
+    int fd = silent_server(&port);
+    ctx_init_shards(&c, 3);
+    char url[128];
+    url_of(url, sizeof url, port, "/");
+    assert_int_equal(kx_curlm_add(c.m, easy_for(&c.f[0], url), on_done, &c), KX_OK);
+    CURL *e = easy_for(&c.f[1], url);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 200L);
+    assert_int_equal(kx_curlm_add(c.m, e, on_done, &c), KX_OK);
+    assert_int_equal(kx_curlm_add(c.m, easy_for(&c.f[2], url), on_done, &c), KX_OK);
+    assert_int_equal(kx_curlm_running(c.m), 3);
+    kx_curlm_remove(c.m, c.f[0].easy);
+    assert_int_equal(kx_curlm_running(c.m), 2);
+    c.want = 1;
+    run(&c);
+    assert_int_equal(c.f[0].done_calls, 0);
+    assert_int_equal(c.f[1].done_calls, 1);
+    assert_int_equal(c.f[1].result, CURLE_OPERATION_TIMEDOUT);
+    assert_int_equal(c.f[2].done_calls, 0);
+    assert_int_equal(kx_curlm_running(c.m), 1);
+    ctx_free(&c); /* frees f[2]'s transfer still added (ASan build: nothing leaks) */
+    close(fd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -271,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_done_callback_adds_next_transfer),
         cmocka_unit_test(test_remove_cancels_without_callback_and_timeouts_fire),
         cmocka_unit_test(test_free_from_done_and_with_transfers_added),
+        cmocka_unit_test(test_shards),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

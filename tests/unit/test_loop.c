@@ -1,9 +1,11 @@
 /* test_loop.c — kx_loop: timer order (ties fire in creation order), many timers through the
  * heap, cancel (also of other timers from inside a callback), posts from another thread in FIFO
  * order, fd watching through a pipe (incl. unwatch from the fd's own callback and silent
- * watches), stop from another thread and before run, in-loop-thread detection. */
+ * watches), stop from another thread and before run, in-loop-thread detection, posts waking a
+ * loop asleep on a far timer each time, a stop inside a task keeping the tasks behind it. */
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -248,6 +250,78 @@ static void test_post_from_another_thread_is_fifo_on_loop_thread(void **state)
     kx_loop_free(loop);
 }
 
+/* Posts that come while the loop blocks on a far timer wake it every time: the eventfd is
+ * written for the first post after each sleep, not only for the first post ever. */
+typedef struct wake_state {
+    kx_loop *loop;
+    atomic_int ran;
+} wake_state;
+
+static void count_and_maybe_stop(kx_loop *loop, void *arg)
+{
+    wake_state *ws = arg;
+    if (atomic_fetch_add(&ws->ran, 1) + 1 == 5)
+        kx_loop_stop(loop);
+}
+
+static void *slow_poster(void *arg)
+{
+    wake_state *ws = arg;
+    for (int i = 0; i < 5; i++) {
+        usleep(20 * 1000); /* the loop is asleep again by then */
+        if (kx_loop_post(ws->loop, count_and_maybe_stop, ws) != KX_OK)
+            abort();
+        if (i == 2 && kx_loop_post(ws->loop, count_and_maybe_stop, ws) != KX_OK)
+            abort(); /* two in a row: one wake-up for both */
+    }
+    return NULL;
+}
+
+static void test_posts_wake_a_sleeping_loop_each_time(void **state)
+{
+    wake_state ws = {.loop = kx_loop_new()};
+    atomic_init(&ws.ran, 0);
+    kx_timer *far = kx_loop_timer(ws.loop, 10000, never_cb, NULL);
+    pthread_t th;
+    int64_t t0 = kx_mono_ms();
+    assert_int_equal(pthread_create(&th, NULL, slow_poster, &ws), 0);
+    assert_int_equal(kx_loop_run(ws.loop), KX_OK);
+    int64_t took = kx_mono_ms() - t0;
+    pthread_join(th, NULL);
+    assert_true(atomic_load(&ws.ran) >= 5);
+    assert_true(took < 5000);
+    kx_timer_cancel(far);
+    kx_loop_free(ws.loop);
+}
+
+/* A task that stops the loop: the tasks queued behind it stay queued, in order, for the next
+ * kx_loop_run (or kx_loop_free's dispose). */
+static void record_id(kx_loop *loop, void *arg)
+{
+    int *order = arg;
+    int n = ++order[0];
+    order[n] = 10 + n;
+    if (n == 1 || n == 3)
+        kx_loop_stop(loop);
+}
+
+static void test_stop_in_a_task_keeps_the_rest_queued(void **state)
+{
+    int order[8] = {0};
+    kx_loop *loop = kx_loop_new();
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(kx_loop_post(loop, record_id, order), KX_OK);
+    assert_int_equal(kx_loop_run(loop), KX_OK);
+    assert_int_equal(order[0], 1);                                 /* the first stopped the loop */
+    assert_int_equal(kx_loop_post(loop, record_id, order), KX_OK); /* behind the two left */
+    assert_int_equal(kx_loop_run(loop), KX_OK);
+    assert_int_equal(order[0], 3); /* the 2nd and the 3rd (which stopped it) */
+    int disposed = 0;
+    assert_int_equal(kx_loop_post_owned(loop, never_cb, &disposed, dispose_count), KX_OK);
+    kx_loop_free(loop); /* the 4th and the owned one: never run, the owned one disposed */
+    assert_int_equal(disposed, 1);
+}
+
 /* ---- stop ---- */
 
 static void *stopper_thread(void *arg)
@@ -444,6 +518,8 @@ int main(void)
         cmocka_unit_test(test_free_disposes_owned_tasks),
         cmocka_unit_test(test_post_from_another_thread_is_fifo_on_loop_thread),
         cmocka_unit_test(test_stop_from_another_thread_and_before_run),
+        cmocka_unit_test(test_posts_wake_a_sleeping_loop_each_time),
+        cmocka_unit_test(test_stop_in_a_task_keeps_the_rest_queued),
         cmocka_unit_test(test_fd_watch_via_pipe),
         cmocka_unit_test(test_unwatch_other_fd_in_same_batch),
         cmocka_unit_test(test_watch_after_fd_number_reuse),

@@ -17,7 +17,12 @@
 typedef struct kx_curlm kx_curlm;
 typedef void (*kx_curlm_done_cb)(CURL *easy, CURLcode result, void *arg);
 
-kx_err kx_curlm_new(kx_loop *loop, kx_curlm **out);
+kx_err kx_curlm_new(kx_loop *loop, kx_curlm **out); /* one multi handle */
+/* shards (1..64) multi handles behind one kx_curlm: each has its own connection cache, and a
+ * transfer is added to the one with the fewest transfers. For many concurrent transfers to
+ * one host: libcurl walks every connection of its cache to that host for each new transfer,
+ * so n shards walk 1/n as many (KX_ERR_INVALID outside 1..64). */
+kx_err kx_curlm_new_shards(kx_loop *loop, int shards, kx_curlm **out);
 /* Removes (without callbacks) every transfer still added, then frees. */
 void kx_curlm_free(kx_curlm *m);
 kx_err kx_curlm_add(kx_curlm *m, CURL *easy, kx_curlm_done_cb done, void *arg);

@@ -1,5 +1,6 @@
 /* kx/db_worker.h — Postgres for a service whose loop must never block: one thread owns a kx_db
- * and runs jobs from a bounded FIFO; each job's completion is posted back to the kx_loop.
+ * and runs jobs from a bounded FIFO; each job's completion is posted back to the kx_loop (the
+ * completions of the jobs taken together as one task: one wake-up of the loop, in FIFO order).
  *
  * A job is two functions: run(db, arg) on the worker thread (it may block on libpq: each
  * statement is bounded by the connection's statement_timeout) and done(arg, err) on the loop
