@@ -19,24 +19,30 @@
 --   Before, each assistant_response_end row (2 per run in the issue-12 benchmark) ran the
 --   PL/pgSQL trigger and its own UPDATE of agent_runs (~0.16 ms each).
 --
--- Indexes of messages left, and the statements that read each:
+-- Indexes of messages. messages_thread_created_idx (thread_id, created_at) and the partial
+-- messages_thread_llm_idx (thread_id, created_at) WHERE is_llm_message become one index,
+-- (thread_id, created_at, is_llm_message), under the first one's name. Each LLM row was written
+-- to both (the runner's assistant and tool rows and the gateway's user row: 4 of a run's 16
+-- rows in the issue-12 benchmark); now every row is one entry. The LLM history still reads only
+-- the LLM rows from the heap: "is_llm_message" is a condition on the index's third column,
+-- tested on the index entries (dropping the partial index alone would have read and dropped
+-- every non-LLM row of the thread — 12 of a run's 16 — on each of the 3 loads of a run, the
+-- whole history of a long thread). The entry grows from 32 to 40 bytes; the index of both
+-- together is as big as the two were.
+-- The indexes left, and the statements that read each:
 --   * messages_pkey (message_id): the fenced insert's ON CONFLICT and its retry branch; the
 --     tool-executor's task_list_update / message_get; the gateway's one-message delete.
---   * messages_thread_created_idx (thread_id, created_at): the runner's LLM history
---     (runner_llm_messages, 3 per run: thread_id = $1, filter is_llm_message, in created_at
---     order), the fenced insert's newest row of the thread (one backward step), the gateway's
---     message lists (gw_messages_asc/desc), thread and project deletes and the thread list's
---     message counts, the tool-executor's task list (thread_id, type filter, created_at order),
---     the runner's first user message (project naming), the foreign key's ON DELETE CASCADE
---     from threads.
+--   * messages_thread_created_idx (thread_id, created_at, is_llm_message): the runner's LLM
+--     history (runner_llm_messages, 3 per run: thread_id = $1 AND is_llm_message, in
+--     created_at order), the fenced insert's newest row of the thread (one backward step), the
+--     gateway's message lists (gw_messages_asc/desc), thread and project deletes and the thread
+--     list's message counts, the tool-executor's task list (thread_id, type filter,
+--     created_at order), the runner's first user message (project naming), the foreign key's
+--     ON DELETE CASCADE from threads.
 --   * messages_agent_id_idx (agent_id) WHERE agent_id IS NOT NULL (012): the foreign key's ON
 --     DELETE SET NULL from agents.
--- Dropped here: messages_thread_llm_idx (thread_id, created_at) WHERE is_llm_message. Its one
--- reader was the runner's LLM history, which messages_thread_created_idx serves as an index
--- scan of the thread's rows with is_llm_message as a filter (the non-LLM rows of a thread —
--- status, assistant_response_end, task lists — are read and dropped: about half of a thread's
--- rows, on the heap pages the LLM rows are on). It cost one index entry per LLM row written
--- (9 of the 15 rows of a run in the issue-12 benchmark).
+-- On an existing deployment the index build below is a plain CREATE INDEX (the migration runs
+-- in one transaction): writes to messages wait while it reads the table once.
 
 CREATE FUNCTION kx_turn_tokens(p_content jsonb) RETURNS bigint
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -63,4 +69,7 @@ CREATE TRIGGER messages_run_usage AFTER INSERT ON messages FOR EACH ROW
                               NEW.message_id::text), 0) = 0)
     EXECUTE FUNCTION kx_record_run_usage();
 
+CREATE INDEX messages_thread_created_llm_idx ON messages (thread_id, created_at, is_llm_message);
 DROP INDEX IF EXISTS messages_thread_llm_idx;
+DROP INDEX IF EXISTS messages_thread_created_idx;
+ALTER INDEX messages_thread_created_llm_idx RENAME TO messages_thread_created_idx;
