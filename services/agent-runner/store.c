@@ -71,33 +71,33 @@
  * their costs differed by the row count and Postgres kept making a custom plan — planning the
  * statement anew at every call, which cost more server CPU than the round trips it saved
  * (tests/bench/bench_rows.c; unit_runner_store checks that the generic plan is taken). */
-#define SQL_INSERT_MESSAGES                                                                     \
-    "WITH b AS MATERIALIZED (SELECT greatest(clock_timestamp(), "                               \
-    "  (SELECT x.created_at FROM messages x WHERE x.thread_id = "                               \
-    "    (SELECT t.thread_id FROM agent_runs t WHERE t.id=$1::uuid) "                           \
-    "   ORDER BY x.created_at DESC LIMIT 1) + interval '1 microsecond') AS at, "                \
-    "  $3::uuid[] AS ids, $4::text[] AS types, $5::boolean[] AS llm, $6::jsonb[] AS contents, " \
-    "  $7::jsonb[] AS metas, "                                                                  \
-    "  set_config('kx.usage_counted_ids', $3::uuid[]::text, true) AS counting), "               \
-    "ins AS (INSERT INTO messages (message_id, thread_id, account_id, type, "                   \
-    "  is_llm_message, content, metadata, agent_run_id, created_at, updated_at) "               \
-    "  SELECT m.id, r.thread_id, r.account_id, m.type, m.llm, m.content, m.meta, r.id, "        \
-    "    b.at + (m.ord - 1) * interval '1 microsecond', "                                       \
-    "    b.at + (m.ord - 1) * interval '1 microsecond' "                                        \
-    "  FROM agent_runs r CROSS JOIN b CROSS JOIN LATERAL unnest(b.ids, b.types, b.llm, "        \
-    "    b.contents, b.metas) WITH ORDINALITY AS m(id, type, llm, content, meta, ord) "         \
-    "  WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint AND "                                   \
-    "    r.status IS NOT DISTINCT FROM 'running' AND b.counting IS NOT NULL FOR SHARE OF r "    \
-    "  ON CONFLICT (message_id) DO NOTHING "                                                    \
+#define SQL_INSERT_MESSAGES                                                                      \
+    "WITH b AS MATERIALIZED (SELECT greatest(clock_timestamp(), "                                \
+    "  (SELECT x.created_at FROM messages x WHERE x.thread_id = "                                \
+    "    (SELECT t.thread_id FROM agent_runs t WHERE t.id=$1::uuid) "                            \
+    "   ORDER BY x.created_at DESC LIMIT 1) + interval '1 microsecond') AS at, "                 \
+    "  $3::uuid[] AS ids, $4::text[] AS types, $5::boolean[] AS llm, $6::jsonb[] AS contents, "  \
+    "  $7::jsonb[] AS metas, "                                                                   \
+    "  set_config('kx.usage_counted_ids', $3::uuid[]::text, true) AS counting), "                \
+    "ins AS (INSERT INTO messages (message_id, thread_id, account_id, type, "                    \
+    "  is_llm_message, content, metadata, agent_run_id, created_at, updated_at) "                \
+    "  SELECT m.id, r.thread_id, r.account_id, m.type, m.llm, m.content, m.meta, r.id, "         \
+    "    b.at + (m.ord - 1) * interval '1 microsecond', "                                        \
+    "    b.at + (m.ord - 1) * interval '1 microsecond' "                                         \
+    "  FROM agent_runs r CROSS JOIN b CROSS JOIN LATERAL unnest(b.ids, b.types, b.llm, "         \
+    "    b.contents, b.metas) WITH ORDINALITY AS m(id, type, llm, content, meta, ord) "          \
+    "  WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint AND "                                    \
+    "    r.status IS NOT DISTINCT FROM 'running' AND b.counting IS NOT NULL FOR SHARE OF r "     \
+    "  ON CONFLICT (message_id) DO NOTHING "                                                     \
     "  RETURNING message_id, created_at, updated_at, CASE WHEN type = 'assistant_response_end' " \
-    "    THEN kx_turn_tokens(content) ELSE 0 END AS tokens), "                                  \
-    "u AS (UPDATE agent_runs SET tokens_used = tokens_used + (SELECT sum(tokens) FROM ins) "    \
-    "  WHERE id=$1::uuid AND (SELECT sum(tokens) FROM ins) > 0) "                               \
-    "SELECT message_id::text, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM ins " \
-    "UNION ALL "                                                                                \
-    "SELECT x.message_id::text, to_json(x.created_at)#>>'{}', to_json(x.updated_at)#>>'{}' "    \
-    "FROM b CROSS JOIN LATERAL unnest(b.ids) AS k(id) CROSS JOIN LATERAL (SELECT * "            \
-    "  FROM messages y WHERE y.message_id = k.id AND y.agent_run_id=$1::uuid LIMIT 1) x "       \
+    "    THEN kx_turn_tokens(content) ELSE 0 END AS tokens), "                                   \
+    "u AS (UPDATE agent_runs SET tokens_used = tokens_used + (SELECT sum(tokens) FROM ins) "     \
+    "  WHERE id=$1::uuid AND (SELECT sum(tokens) FROM ins) > 0) "                                \
+    "SELECT message_id::text, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM ins "  \
+    "UNION ALL "                                                                                 \
+    "SELECT x.message_id::text, to_json(x.created_at)#>>'{}', to_json(x.updated_at)#>>'{}' "     \
+    "FROM b CROSS JOIN LATERAL unnest(b.ids) AS k(id) CROSS JOIN LATERAL (SELECT * "             \
+    "  FROM messages y WHERE y.message_id = k.id AND y.agent_run_id=$1::uuid LIMIT 1) x "        \
     "WHERE (SELECT count(*) FROM ins) < cardinality(b.ids)"
 
 /* The fenced end. Returns one boolean, "this run ended as asked with our epoch": true when

@@ -654,8 +654,8 @@ static void test_llm_history_tests_the_index_entries(void **state)
         const char *line = PQgetvalue(r, row, 0);
         strncat(plan, line, sizeof plan - strlen(plan) - 2);
         strncat(plan, "\n", sizeof plan - strlen(plan) - 1);
-        cond = cond || (strstr(line, "Index Cond") != NULL &&
-                        strstr(line, "is_llm_message = true") != NULL);
+        cond = cond ||
+            (strstr(line, "Index Cond") != NULL && strstr(line, "is_llm_message = true") != NULL);
     }
     PQclear(r);
     PQclear(q(g_db.sql, "DEALLOCATE llm_probe", 0, NULL));

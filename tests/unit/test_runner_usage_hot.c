@@ -152,9 +152,10 @@ static void test_usage_update_is_hot(void **state)
     PQclear(r);
     xact_updates(&upd1, &hot1);
     if (upd1 - upd0 != 1 || hot1 - hot0 != 1)
-        fail_msg("the usage trigger made %ld update(s) of agent_runs, %ld of them HOT, not 1 "
-                 "HOT: an index names a column it writes, or the page had no room",
-                 upd1 - upd0, hot1 - hot0);
+        fail_msg(
+            "the runner's usage update made %ld update(s) of agent_runs, %ld of them HOT, not 1 "
+            "HOT: an index names a column it writes, or the page had no room",
+            upd1 - upd0, hot1 - hot0);
     exec("COMMIT", 0, NULL);
 
     /* the usage is counted, and updated_at still moves with it */
