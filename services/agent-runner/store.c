@@ -59,34 +59,45 @@
  * probe: as "message_id = ANY($3)" the generic plan read the table whole while it was small).
  * The caller counts: fewer rows than ids means fenced.
  *
+ * Usage (migration 015): u adds the tokens of the assistant_response_end rows ins inserted
+ * (kx_turn_tokens, the rule of migration 005) to the run, one HOT update of the row ins holds
+ * FOR SHARE, and none when the batch has no usage (the sum is a one-time filter: the row is not
+ * even probed) or when nothing was inserted (a retry: so a batch counts once). b sets
+ * kx.usage_counted_ids to the batch's message ids for the transaction, and the usage trigger
+ * skips a row whose id is in it: the rows this statement inserts are counted here, not twice.
+ *
  * The arrays are unnested from the CTE b, not from the parameters themselves: unnest($3) of a
  * custom plan knows the array's length (a constant), of the generic plan it does not (10), so
  * their costs differed by the row count and Postgres kept making a custom plan — planning the
  * statement anew at every call, which cost more server CPU than the round trips it saved
  * (tests/bench/bench_rows.c; unit_runner_store checks that the generic plan is taken). */
-#define SQL_INSERT_MESSAGES                                                                     \
-    "WITH b AS MATERIALIZED (SELECT greatest(clock_timestamp(), "                               \
-    "  (SELECT x.created_at FROM messages x WHERE x.thread_id = "                               \
-    "    (SELECT t.thread_id FROM agent_runs t WHERE t.id=$1::uuid) "                           \
-    "   ORDER BY x.created_at DESC LIMIT 1) + interval '1 microsecond') AS at, "                \
-    "  $3::uuid[] AS ids, $4::text[] AS types, $5::boolean[] AS llm, $6::jsonb[] AS contents, " \
-    "  $7::jsonb[] AS metas), "                                                                 \
-    "ins AS (INSERT INTO messages (message_id, thread_id, account_id, type, "                   \
-    "  is_llm_message, content, metadata, agent_run_id, created_at, updated_at) "               \
-    "  SELECT m.id, r.thread_id, r.account_id, m.type, m.llm, m.content, m.meta, r.id, "        \
-    "    b.at + (m.ord - 1) * interval '1 microsecond', "                                       \
-    "    b.at + (m.ord - 1) * interval '1 microsecond' "                                        \
-    "  FROM agent_runs r CROSS JOIN b CROSS JOIN LATERAL unnest(b.ids, b.types, b.llm, "        \
-    "    b.contents, b.metas) WITH ORDINALITY AS m(id, type, llm, content, meta, ord) "         \
-    "  WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint AND "                                   \
-    "    r.status IS NOT DISTINCT FROM 'running' FOR SHARE OF r "                               \
-    "  ON CONFLICT (message_id) DO NOTHING "                                                    \
-    "  RETURNING message_id, created_at, updated_at) "                                          \
-    "SELECT message_id::text, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM ins " \
-    "UNION ALL "                                                                                \
-    "SELECT x.message_id::text, to_json(x.created_at)#>>'{}', to_json(x.updated_at)#>>'{}' "    \
-    "FROM b CROSS JOIN LATERAL unnest(b.ids) AS k(id) CROSS JOIN LATERAL (SELECT * "            \
-    "  FROM messages y WHERE y.message_id = k.id AND y.agent_run_id=$1::uuid LIMIT 1) x "       \
+#define SQL_INSERT_MESSAGES                                                                      \
+    "WITH b AS MATERIALIZED (SELECT greatest(clock_timestamp(), "                                \
+    "  (SELECT x.created_at FROM messages x WHERE x.thread_id = "                                \
+    "    (SELECT t.thread_id FROM agent_runs t WHERE t.id=$1::uuid) "                            \
+    "   ORDER BY x.created_at DESC LIMIT 1) + interval '1 microsecond') AS at, "                 \
+    "  $3::uuid[] AS ids, $4::text[] AS types, $5::boolean[] AS llm, $6::jsonb[] AS contents, "  \
+    "  $7::jsonb[] AS metas, "                                                                   \
+    "  set_config('kx.usage_counted_ids', $3::uuid[]::text, true) AS counting), "                \
+    "ins AS (INSERT INTO messages (message_id, thread_id, account_id, type, "                    \
+    "  is_llm_message, content, metadata, agent_run_id, created_at, updated_at) "                \
+    "  SELECT m.id, r.thread_id, r.account_id, m.type, m.llm, m.content, m.meta, r.id, "         \
+    "    b.at + (m.ord - 1) * interval '1 microsecond', "                                        \
+    "    b.at + (m.ord - 1) * interval '1 microsecond' "                                         \
+    "  FROM agent_runs r CROSS JOIN b CROSS JOIN LATERAL unnest(b.ids, b.types, b.llm, "         \
+    "    b.contents, b.metas) WITH ORDINALITY AS m(id, type, llm, content, meta, ord) "          \
+    "  WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint AND "                                    \
+    "    r.status IS NOT DISTINCT FROM 'running' AND b.counting IS NOT NULL FOR SHARE OF r "     \
+    "  ON CONFLICT (message_id) DO NOTHING "                                                     \
+    "  RETURNING message_id, created_at, updated_at, CASE WHEN type = 'assistant_response_end' " \
+    "    THEN kx_turn_tokens(content) ELSE 0 END AS tokens), "                                   \
+    "u AS (UPDATE agent_runs SET tokens_used = tokens_used + (SELECT sum(tokens) FROM ins) "     \
+    "  WHERE id=$1::uuid AND (SELECT sum(tokens) FROM ins) > 0) "                                \
+    "SELECT message_id::text, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM ins "  \
+    "UNION ALL "                                                                                 \
+    "SELECT x.message_id::text, to_json(x.created_at)#>>'{}', to_json(x.updated_at)#>>'{}' "     \
+    "FROM b CROSS JOIN LATERAL unnest(b.ids) AS k(id) CROSS JOIN LATERAL (SELECT * "             \
+    "  FROM messages y WHERE y.message_id = k.id AND y.agent_run_id=$1::uuid LIMIT 1) x "        \
     "WHERE (SELECT count(*) FROM ins) < cardinality(b.ids)"
 
 /* The fenced end. Returns one boolean, "this run ended as asked with our epoch": true when
@@ -106,7 +117,8 @@
  * the run goes on. Returns "ended as asked with our epoch" (as runner_finish), and "still
  * running with our epoch" as the row was before this statement (the finish was declined when
  * the first is false and the second true; fenced when both are false). The newest LLM message
- * is one backward step of messages_thread_llm_idx (the thread's LLM rows by created_at). */
+ * is a backward walk of messages_thread_created_idx (thread_id, created_at, is_llm_message)
+ * over the index entries of the thread's newest rows, is_llm_message tested on each entry. */
 #define SQL_FINISH_ANSWERED                                                                  \
     "WITH f AS (UPDATE agent_runs r SET status=$3, completed_at=now(), error=$4, "           \
     "  lease_expires_at=NULL "                                                               \
@@ -324,43 +336,55 @@ static kx_err insert_answer(PGresult *res, kx_err err, const store_new_row *rows
     return KX_OK;
 }
 
-/* Runs (pipe false) or sends in the open pipeline (pipe true) runner_insert_messages; *res is
- * the answer when run. */
-static kx_err insert_go(kx_db *db, bool pipe, const char *run_id, int64_t epoch,
-                        const store_new_row *rows, size_t n, PGresult **res)
+/* The seven parameters of runner_insert_messages; insert_params_free frees what it holds. */
+typedef struct {
+    char ep[24];
+    char *arr[5];
+    const char *params[7];
+} insert_params;
+
+/* KX_ERR_INVALID (no rows, or too many) or KX_ERR_NOMEM with nothing to free, else KX_OK. */
+static kx_err insert_params_make(insert_params *p, const char *run_id, int64_t epoch,
+                                 const store_new_row *rows, size_t n)
 {
     if (n == 0 || n > STORE_INSERT_MAX_ROWS)
         return KX_ERR_INVALID;
-    char ep[24];
-    snprintf(ep, sizeof ep, "%" PRId64, epoch);
-    char *arr[5];
-    if (!insert_arrays(rows, n, arr))
+    if (!insert_arrays(rows, n, p->arr))
         return KX_ERR_NOMEM;
-    const char *params[] = {run_id, ep, arr[0], arr[1], arr[2], arr[3], arr[4]};
-    kx_err err = KX_OK;
-    if (pipe)
-        err = kx_db_pipe_send(db, "runner_insert_messages", 7, params);
-    else
-        *res = kx_db_exec_idem(db, "runner_insert_messages", 7, params, &err);
+    snprintf(p->ep, sizeof p->ep, "%" PRId64, epoch);
+    const char *params[] = {run_id, p->ep, p->arr[0], p->arr[1], p->arr[2], p->arr[3], p->arr[4]};
+    memcpy(p->params, params, sizeof params);
+    return KX_OK;
+}
+
+static void insert_params_free(insert_params *p)
+{
     for (int k = 0; k < 5; k++)
-        free(arr[k]);
-    return err;
+        free(p->arr[k]);
 }
 
 kx_err store_insert_messages(kx_db *db, const char *run_id, int64_t epoch,
                              const store_new_row *rows, size_t n, store_row *out)
 {
-    PGresult *res = NULL;
-    kx_err err = insert_go(db, false, run_id, epoch, rows, n, &res);
-    if (err == KX_ERR_INVALID || err == KX_ERR_NOMEM)
+    insert_params p;
+    kx_err err = insert_params_make(&p, run_id, epoch, rows, n);
+    if (err != KX_OK)
         return err;
+    PGresult *res = kx_db_exec_idem(db, "runner_insert_messages", 7, p.params, &err);
+    insert_params_free(&p);
     return insert_answer(res, err, rows, n, out);
 }
 
 kx_err store_insert_messages_send(kx_db *db, const char *run_id, int64_t epoch,
                                   const store_new_row *rows, size_t n)
 {
-    return insert_go(db, true, run_id, epoch, rows, n, NULL);
+    insert_params p;
+    kx_err err = insert_params_make(&p, run_id, epoch, rows, n);
+    if (err != KX_OK)
+        return err;
+    err = kx_db_pipe_send(db, "runner_insert_messages", 7, p.params);
+    insert_params_free(&p);
+    return err;
 }
 
 kx_err store_insert_messages_recv(kx_db *db, const store_new_row *rows, size_t n, store_row *out)

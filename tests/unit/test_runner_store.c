@@ -596,7 +596,7 @@ static void test_run_row_lookups_use_the_primary_key(void **state)
          "messages_thread_created_idx"},
         {"runner_finish", "('%s', 1, 'completed', NULL)", NULL},
         /* the thread's newest LLM row: a backward step of this index */
-        {"runner_finish_answered", "('%s', 1, 'completed', NULL)", "messages_thread_llm_idx"},
+        {"runner_finish_answered", "('%s', 1, 'completed', NULL)", "messages_thread_created_idx"},
         {"runner_handback", "('%s', 1, 'drain')", NULL},
     };
     PQclear(q(g_db.sql, "SET plan_cache_mode = force_generic_plan", 0, NULL));
@@ -835,6 +835,51 @@ static void test_finish_answered_decides_as_a_read_would(void **state)
     kx_db_close(db);
 }
 
+/* The runner's LLM history (runner_llm_messages, 3 loads per run) reads a thread's LLM rows
+ * from the heap and tests is_llm_message on the index entries: migration 015 folded the
+ * partial index of the LLM rows into messages_thread_created_idx (thread_id, created_at,
+ * is_llm_message). As a filter, the test would read and drop every non-LLM row of the thread
+ * (most of a thread's rows: statuses, turn ends) on each load. Generic plan, as the runner's
+ * prepared statement gets at its sixth call; the thread holds rows of both kinds. */
+static void test_llm_history_tests_the_index_entries(void **state)
+{
+    (void)state;
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    new_run(thread, run);
+    const char *tp[] = {thread};
+    PQclear(q(g_db.sql,
+              "INSERT INTO messages (thread_id, account_id, type, is_llm_message, content) "
+              "SELECT $1::uuid, gen_random_uuid(), CASE WHEN g % 4 = 0 THEN 'assistant' "
+              "ELSE 'status' END, g % 4 = 0, '{}' FROM generate_series(1, 40) g",
+              1, tp));
+    PQclear(q(g_db.sql, "SET plan_cache_mode = force_generic_plan", 0, NULL));
+    PGresult *r = PQprepare(g_db.sql, "llm_probe",
+                            kx_th_stmt_sql(store_statements(), "runner_llm_messages"), 0, NULL);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK)
+        fail_msg("prepare runner_llm_messages: %s", PQerrorMessage(g_db.sql));
+    PQclear(r);
+    char sql[128];
+    snprintf(sql, sizeof sql, "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE llm_probe('%s')", thread);
+    r = q(g_db.sql, sql, 0, NULL);
+    char plan[8192] = "";
+    bool cond = false;
+    for (int row = 0; row < PQntuples(r); row++) {
+        const char *line = PQgetvalue(r, row, 0);
+        strncat(plan, line, sizeof plan - strlen(plan) - 2);
+        strncat(plan, "\n", sizeof plan - strlen(plan) - 1);
+        cond = cond ||
+            (strstr(line, "Index Cond") != NULL && strstr(line, "is_llm_message = true") != NULL);
+    }
+    PQclear(r);
+    PQclear(q(g_db.sql, "DEALLOCATE llm_probe", 0, NULL));
+    PQclear(q(g_db.sql, "RESET plan_cache_mode", 0, NULL));
+    if (!cond || strstr(plan, "messages_thread_created_idx") == NULL ||
+        strstr(plan, "Rows Removed by Filter") != NULL)
+        fail_msg("runner_llm_messages does not test is_llm_message on the entries of "
+                 "messages_thread_created_idx:\n%s",
+                 plan);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -854,6 +899,7 @@ int main(void)
         cmocka_unit_test(test_claim_pipeline_answer_lost),
         cmocka_unit_test(test_claim_after_a_failed_read_is_not_run),
         cmocka_unit_test(test_finish_answered_decides_as_a_read_would),
+        cmocka_unit_test(test_llm_history_tests_the_index_entries),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

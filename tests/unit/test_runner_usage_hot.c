@@ -1,9 +1,15 @@
-/* test_runner_usage_hot.c — the updates of a run that change no indexed column stay HOT
- * (heap-only: no index entry written; migration 012, docs/performance.md "Per-row write cost
- * of a run"), against a real PostgreSQL with the migrations:
- *   - the token-usage trigger's UPDATE, fired by the runner's own fenced insert of an
- *     assistant_response_end message (services/agent-runner/store.c), is one HOT update, and
- *     it still adds the turn's usage to tokens_used and moves updated_at;
+/* test_runner_usage_hot.c — a run's token usage (agent_runs.tokens_used) as the runner's
+ * fenced insert counts it, and the updates of a run that change no indexed column stay HOT
+ * (heap-only: no index entry written; migrations 012 and 015, docs/performance.md "Per-row
+ * write cost of a run" and "Message writes: usage in the insert"), against a real PostgreSQL
+ * with the migrations:
+ *   - the usage UPDATE of the runner's own fenced insert of an assistant_response_end message
+ *     (services/agent-runner/store.c) is one HOT update, and it adds the turn's usage to
+ *     tokens_used and moves updated_at;
+ *   - a batch adds the usage of all its rows in one update (migration 015; before it, the
+ *     trigger made one per row), a batch without usage makes none, a retried batch and a
+ *     fenced one add nothing, and the trigger still counts every other writer's rows, also in
+ *     the transaction of a runner's insert;
  *   - the scheduler's dispatch_seq update is HOT;
  *   - no index of agent_runs names a column those updates write (tokens_used, dispatch_seq,
  *     updated_at, heartbeat_at) in its key, expressions or predicate, and agent_runs keeps
@@ -92,6 +98,16 @@ static void new_running_run(char run[KX_UUID_LEN + 1])
          4, p);
 }
 
+/* agent_runs.tokens_used of run. */
+static long long tokens_of(const char *run)
+{
+    const char *rp[] = {run};
+    char *v = value1("SELECT tokens_used::text FROM agent_runs WHERE id = $1::uuid", 1, rp);
+    long long n = strtoll(v, NULL, 10);
+    free(v);
+    return n;
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -136,9 +152,10 @@ static void test_usage_update_is_hot(void **state)
     PQclear(r);
     xact_updates(&upd1, &hot1);
     if (upd1 - upd0 != 1 || hot1 - hot0 != 1)
-        fail_msg("the usage trigger made %ld update(s) of agent_runs, %ld of them HOT, not 1 "
-                 "HOT: an index names a column it writes, or the page had no room",
-                 upd1 - upd0, hot1 - hot0);
+        fail_msg(
+            "the runner's usage update made %ld update(s) of agent_runs, %ld of them HOT, not 1 "
+            "HOT: an index names a column it writes, or the page had no room",
+            upd1 - upd0, hot1 - hot0);
     exec("COMMIT", 0, NULL);
 
     /* the usage is counted, and updated_at still moves with it */
@@ -150,8 +167,8 @@ static void test_usage_update_is_hot(void **state)
     free(before);
 }
 
-/* Rows of one multi-row statement (store_insert_messages): the row trigger counts each turn's
- * usage once, each with one HOT update; rows without usage update nothing. */
+/* Rows of one multi-row statement (store_insert_messages): each turn's usage counts once, all
+ * of them in one HOT update of the run (migration 015: the trigger made one update per row). */
 static void test_usage_of_rows_in_one_statement(void **state)
 {
     (void)state;
@@ -180,13 +197,89 @@ static void test_usage_of_rows_in_one_statement(void **state)
         fail_msg("the runner's insert failed: %s", PQerrorMessage(g_db.sql));
     PQclear(r);
     xact_updates(&upd1, &hot1);
-    assert_int_equal(upd1 - upd0, 2);
-    assert_int_equal(hot1 - hot0, 2);
+    if (upd1 - upd0 != 1 || hot1 - hot0 != 1)
+        fail_msg("a batch of two turns made %ld update(s) of its run (%ld HOT), not 1 HOT",
+                 upd1 - upd0, hot1 - hot0);
     exec("COMMIT", 0, NULL);
-    const char *rp[] = {run};
-    char *used = value1("SELECT tokens_used::text FROM agent_runs WHERE id = $1::uuid", 1, rp);
-    assert_string_equal(used, "12");
-    free(used);
+    assert_int_equal(tokens_of(run), 12);
+
+    /* the same batch again (a retry after a lost answer): its rows back, nothing counted */
+    exec("BEGIN", 0, NULL);
+    xact_updates(&upd0, &hot0);
+    r = PQexecPrepared(g_db.sql, "ins", 7, ip, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 3)
+        fail_msg("the retried insert did not return the batch's rows: %s",
+                 PQerrorMessage(g_db.sql));
+    PQclear(r);
+    xact_updates(&upd1, &hot1);
+    assert_int_equal(upd1 - upd0, 0);
+    exec("COMMIT", 0, NULL);
+    assert_int_equal(tokens_of(run), 12);
+}
+
+/* Runs the runner's insert of one row (type, content as a jsonb[] literal) for run at epoch;
+ * the number of rows it returned. */
+static int insert_one(const char *run, const char *epoch, const char *type,
+                      const char *content_array)
+{
+    char mid[KX_UUID_LEN + 1], ids[KX_UUID_LEN + 3], types[64];
+    kx_uuid_new(mid);
+    snprintf(ids, sizeof ids, "{%s}", mid);
+    snprintf(types, sizeof types, "{%s}", type);
+    const char *ip[] = {run, epoch, ids, types, "{f}", content_array, "{\"{}\"}"};
+    PGresult *r = PQexecPrepared(g_db.sql, "ins", 7, ip, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("the runner's insert failed: %s", PQerrorMessage(g_db.sql));
+    int n = PQntuples(r);
+    PQclear(r);
+    return n;
+}
+
+/* A batch without usage does not touch its run; a fenced batch (a stale epoch) inserts and
+ * counts nothing; usage of a type other than assistant_response_end does not count. */
+static void test_usage_only_of_inserted_turns(void **state)
+{
+    (void)state;
+    char run[KX_UUID_LEN + 1];
+    new_running_run(run);
+    static const char usage9[] = "{\"{\\\"usage\\\": {\\\"total_tokens\\\": 9}}\"}";
+    exec("BEGIN", 0, NULL);
+    long upd0, hot0, upd1, hot1;
+    xact_updates(&upd0, &hot0);
+    assert_int_equal(insert_one(run, "1", "status", "{\"{}\"}"), 1);
+    assert_int_equal(insert_one(run, "1", "assistant", usage9), 1);
+    xact_updates(&upd1, &hot1);
+    assert_int_equal(upd1 - upd0, 0);
+    assert_int_equal(insert_one(run, "2", "assistant_response_end", usage9), 0);
+    exec("COMMIT", 0, NULL);
+    assert_int_equal(tokens_of(run), 0);
+    assert_int_equal(insert_one(run, "1", "assistant_response_end", usage9), 1);
+    assert_int_equal(tokens_of(run), 9);
+}
+
+/* Another writer's assistant_response_end row is still counted by the trigger (migration
+ * 005), also in the transaction of a runner's insert, which marks only its own rows counted;
+ * the trigger's rule is the runner's (not a number: 0; clamped to 10^12). */
+static void test_trigger_counts_other_writers(void **state)
+{
+    (void)state;
+    char run[KX_UUID_LEN + 1];
+    new_running_run(run);
+    static const char plain[] =
+        "INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, "
+        "agent_run_id) SELECT thread_id, account_id, 'assistant_response_end', false, "
+        "$2::jsonb, id FROM agent_runs WHERE id = $1::uuid";
+    static const char usage5[] = "{\"{\\\"usage\\\": {\\\"total_tokens\\\": 5}}\"}";
+    exec(plain, 2, (const char *const[]){run, "{\"usage\": {\"total_tokens\": 1000}}"});
+    assert_int_equal(tokens_of(run), 1000);
+    exec("BEGIN", 0, NULL);
+    assert_int_equal(insert_one(run, "1", "assistant_response_end", usage5), 1);
+    exec(plain, 2, (const char *const[]){run, "{\"usage\": {\"total_tokens\": 300}}"});
+    exec(plain, 2, (const char *const[]){run, "{\"usage\": {\"total_tokens\": \"7\"}}"});
+    exec("COMMIT", 0, NULL);
+    assert_int_equal(tokens_of(run), 1305);
+    exec(plain, 2, (const char *const[]){run, "{\"usage\": {\"total_tokens\": 1e15}}"});
+    assert_int_equal(tokens_of(run), 1000000001305LL);
 }
 
 static void test_dispatch_seq_update_is_hot(void **state)
@@ -234,6 +327,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_usage_update_is_hot),
         cmocka_unit_test(test_usage_of_rows_in_one_statement),
+        cmocka_unit_test(test_usage_only_of_inserted_turns),
+        cmocka_unit_test(test_trigger_counts_other_writers),
         cmocka_unit_test(test_dispatch_seq_update_is_hot),
         cmocka_unit_test(test_no_index_names_the_hot_columns),
     };
