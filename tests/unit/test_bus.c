@@ -790,8 +790,9 @@ static void test_js_publish_many_some_refused(void **state)
         for (int i = 0; i < N; i++) {
             ev.seq = (uint64_t)(round * N + i + 1);
             if (i == too_big)
-                assert_int_equal(
-                    natsMsg_Create(&msgs[i], subject, NULL, big, (int)max_payload + 1), NATS_OK);
+                assert_int_equal(natsMsg_Create(&msgs[i], subject, NULL, big,
+                                                (int)max_payload + 1),
+                                 NATS_OK);
             else if (i == refused)
                 assert_int_equal(natsMsg_Create(&msgs[i], "kx.test.small", NULL, small_big,
                                                 (int)sizeof small_big),
@@ -809,8 +810,8 @@ static void test_js_publish_many_some_refused(void **state)
             assert_null(msgs[i]);
             if (i == too_big || i == refused) {
                 if (seqs[i] != 0)
-                    fail_msg("round %d: message %d was refused but has sequence %llu", round,
-                             i, (unsigned long long)seqs[i]);
+                    fail_msg("round %d: message %d was refused but has sequence %llu", round, i,
+                             (unsigned long long)seqs[i]);
                 continue;
             }
             if (seqs[i] == 0)
@@ -828,9 +829,9 @@ static void test_js_publish_many_some_refused(void **state)
         natsMsg_Destroy(m);
         /* the small stream holds the accepted message only */
         m = NULL;
-        assert_int_equal(
-            js_GetLastMsg(&m, kx_bus_js(bus), "KX_TEST_SMALL", "kx.test.small", NULL, &jerr),
-            NATS_OK);
+        assert_int_equal(js_GetLastMsg(&m, kx_bus_js(bus), "KX_TEST_SMALL", "kx.test.small", NULL,
+                                       &jerr),
+                         NATS_OK);
         assert_int_equal(natsMsg_GetDataLength(m), 2);
         assert_int_equal(natsMsg_GetSequence(m), seqs[small_ok]);
         natsMsg_Destroy(m);
