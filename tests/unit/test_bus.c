@@ -788,7 +788,7 @@ static void test_js_publish_many_some_refused(void **state)
         ev.run_id = run_id;
         ev.kind = KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS;
         for (int i = 0; i < N; i++) {
-            ev.seq = (uint64_t)(round * N + i + 1);
+            ev.seq = (uint64_t)round * N + (uint64_t)i + 1;
             if (i == too_big)
                 assert_int_equal(natsMsg_Create(&msgs[i], subject, NULL, big,
                                                 (int)max_payload + 1),
@@ -824,7 +824,7 @@ static void test_js_publish_many_some_refused(void **state)
         /* the last event of the batch is the run's last: the oversized one is not there */
         natsMsg *m = NULL;
         Kx__V1__RunEvent *got = last_event(bus, subject, &m);
-        assert_int_equal(got->seq, (uint64_t)(round * N + N));
+        assert_int_equal(got->seq, (uint64_t)round * N + N);
         kx_pb_free(got);
         natsMsg_Destroy(m);
         /* the small stream holds the accepted message only */
