@@ -145,7 +145,8 @@ kx_err kx_bus_js_publish_pb_async(kx_bus *bus, const char *subject, const Protob
  * else the first failure (KX_ERR_UNAVAILABLE: not connected; KX_ERR_TIMEOUT: no ack in time).
  * When acks do not come (a stalled stream, a subject nobody acknowledges) the call returns
  * about ack_wait_ms after the messages left (cnats times each one out), at worst ack_wait_ms
- * plus 1 s (then what cnats still holds is taken back and counted as not acknowledged). */
+ * plus 1 s (then what cnats still holds is taken back and counted as not acknowledged).
+ * One batch per bus is in flight at a time: concurrent calls on one bus wait for each other. */
 kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack_wait_ms,
                               uint64_t *seqs);
 /* Internal to libkx: a bus's batch publisher (bus_batch.c), made by kx_bus_connect and freed
