@@ -41,7 +41,8 @@ struct kx_bus {
     natsConnection *nc;
     jsCtx *js;
     char name[128];
-    int64_t ack_wait_ms; /* longest wait for a JetStream ack (KX_BUS_TIMEOUT_MS) */
+    int64_t ack_wait_ms;     /* longest wait for a JetStream ack (KX_BUS_TIMEOUT_MS) */
+    kx_bus_batcher *batcher; /* kx_bus_js_publish_many's (bus_batch.c) */
 
     pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t cond;
@@ -319,6 +320,8 @@ kx_err kx_bus_connect(const char *url, const char *name, kx_bus **out)
         if (s != NATS_OK)
             err = nats_fail("natsConnection_JetStream", s);
     }
+    if (err == KX_OK && (bus->batcher = kx_bus_batcher_new()) == NULL)
+        err = KX_ERR_NOMEM;
     if (err != KX_OK) {
         kx_bus_close(bus, 0);
         return err;
@@ -331,6 +334,11 @@ bool kx_bus_connected(kx_bus *bus)
 {
     return bus != NULL && bus->nc != NULL &&
         natsConnection_Status(bus->nc) == NATS_CONN_STATUS_CONNECTED;
+}
+
+kx_bus_batcher *kx_bus_batcher_of(kx_bus *bus)
+{
+    return bus->batcher;
 }
 
 natsConnection *kx_bus_conn(kx_bus *bus)
@@ -575,6 +583,7 @@ bool kx_bus_close(kx_bus *bus, int64_t timeout_ms)
     bool quiet = bus->nc == NULL || wait_until(bus, closed_cb_done, CLOSE_CALLBACK_GRACE_MS);
     quiet = wait_until(bus, no_live_subctx, CLOSE_CALLBACK_GRACE_MS) && quiet;
     pthread_mutex_unlock(&bus->mu);
+    kx_bus_batcher_free(bus->batcher);
     jsCtx_Destroy(bus->js);
     natsConnection_Destroy(bus->nc);
     if (!quiet) {

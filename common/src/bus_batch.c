@@ -7,11 +7,17 @@
  * work. The call blocks until each message is settled (acknowledged, refused, or not
  * acknowledged within the wait): it is for worker threads, never for a loop thread.
  *
- * Each call has its own JetStream context, whose ack handler (a cnats thread) records into the
- * call's batch; acks are matched to messages by the message pointer, which stays unique
- * because every message of the batch exists (is owned by cnats or by the batch) until the
- * batch is settled. When the wait runs out, the messages still pending are taken back from
- * cnats (js_PublishAsyncGetPendingList), so that no ack handler runs after the call returns. */
+ * A bus has one batch publisher (kx_bus_batcher, made with the bus, freed by kx_bus_close): one
+ * JetStream context kept for the bus's life, whose ack handler (a cnats thread) records into
+ * the batch in flight, and a lock that lets one batch out at a time (the scheduler, its one
+ * user, runs one admission pass at a time). A context per call cost a thread per call: cnats
+ * gives each context's async-ack subscription a delivery thread of its own, started at its
+ * first publish and joined at its destruction, plus a SUB and an UNSUB on the server.
+ * Acks are matched to messages by the message pointer, which stays unique because every
+ * message of the batch exists (is owned by cnats or by the batch) until the batch is settled.
+ * When the wait runs out, the messages still pending are taken back from cnats
+ * (js_PublishAsyncGetPendingList: with one batch at a time, all of them are this batch's), so
+ * that no ack handler finds the batch after the call returns. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <time.h>
@@ -23,12 +29,44 @@
 typedef struct pub_batch {
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    size_t n, settled, hint;
-    natsMsg **msgs; /* the messages as sent (only compared, never used once sent) */
+    size_t n, settled, hint; /* n == 0: no batch in flight */
+    natsMsg **msgs;          /* the messages as sent (only compared, never used once sent) */
     bool *done;
     uint64_t *seqs;
     natsStatus first_err;
 } pub_batch;
+
+struct kx_bus_batcher {
+    pthread_mutex_t one; /* held by the call whose batch is in flight */
+    jsCtx *js;           /* made by the first batch (under `one`), destroyed with the batcher */
+    pub_batch b;         /* the batch in flight; its mu guards it against the ack handler */
+};
+
+kx_bus_batcher *kx_bus_batcher_new(void)
+{
+    kx_bus_batcher *bt = calloc(1, sizeof *bt);
+    if (bt == NULL)
+        return NULL;
+    pthread_mutex_init(&bt->one, NULL);
+    pthread_mutex_init(&bt->b.mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&bt->b.cv, &ca);
+    pthread_condattr_destroy(&ca);
+    return bt;
+}
+
+void kx_bus_batcher_free(kx_bus_batcher *bt)
+{
+    if (bt == NULL)
+        return;
+    jsCtx_Destroy(bt->js); /* no batch is in flight: the bus is closing */
+    pthread_cond_destroy(&bt->b.cv);
+    pthread_mutex_destroy(&bt->b.mu);
+    pthread_mutex_destroy(&bt->one);
+    free(bt);
+}
 
 /* Index of msg in the batch (acks mostly come back in order: hint first), n if not ours. */
 static size_t find_msg(pub_batch *b, const natsMsg *msg)
@@ -106,6 +144,37 @@ static void take_back(pub_batch *b, jsCtx *js)
     natsMsgList_Destroy(&pending); /* destroys the messages too */
 }
 
+/* The batcher's context, made at its first batch (under bt->one). */
+static natsStatus batcher_js(kx_bus *bus, kx_bus_batcher *bt, jsCtx **out)
+{
+    if (bt->js == NULL) {
+        jsOptions jo;
+        jsOptions_Init(&jo);
+        jo.PublishAsync.MaxPending = KX_BUS_MANY_MAX_PENDING;
+        /* a full window waits for room, not 200 ms: each message frees its place by its own
+         * ack wait (cnats times it out) */
+        jo.PublishAsync.StallWait = 600000;
+        jo.PublishAsync.AckHandler = on_ack;
+        jo.PublishAsync.AckHandlerClosure = &bt->b;
+        natsStatus s = natsConnection_JetStream(&bt->js, kx_bus_conn(bus), &jo);
+        if (s != NATS_OK) {
+            bt->js = NULL;
+            return s;
+        }
+    }
+    *out = bt->js;
+    return NATS_OK;
+}
+
+/* Ends the batch (b->mu held): a late ack handler finds none. */
+static void batch_end(pub_batch *b)
+{
+    b->n = b->settled = b->hint = 0;
+    b->msgs = NULL;
+    b->done = NULL;
+    b->seqs = NULL;
+}
+
 kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack_wait_ms,
                               uint64_t *seqs)
 {
@@ -114,10 +183,10 @@ kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack
     if (n == 0)
         return KX_OK;
     kx_err err = KX_OK;
-    pub_batch *b = calloc(1, sizeof *b);
+    kx_bus_batcher *bt = kx_bus_batcher_of(bus);
     bool *done = calloc(n, sizeof *done);
     natsMsg **sent = calloc(n, sizeof *sent);
-    if (b == NULL || done == NULL || sent == NULL) {
+    if (bt == NULL || done == NULL || sent == NULL) {
         err = KX_ERR_NOMEM;
         goto out_free;
     }
@@ -126,32 +195,25 @@ kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack
         err = KX_ERR_UNAVAILABLE;
         goto out_free;
     }
-    pthread_mutex_init(&b->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&b->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    pthread_mutex_lock(&bt->one);
+    jsCtx *js = NULL;
+    natsStatus s = batcher_js(bus, bt, &js);
+    if (s != NATS_OK) {
+        pthread_mutex_unlock(&bt->one);
+        kx_warn("bus: no JetStream context for a batch publish: %s", natsStatus_GetText(s));
+        err = kx_bus_status_err(s);
+        goto out_free;
+    }
+    pub_batch *b = &bt->b;
+    pthread_mutex_lock(&b->mu);
     b->n = n;
+    b->settled = b->hint = 0;
     b->msgs = sent;
     b->done = done;
     b->seqs = seqs;
     b->first_err = NATS_OK;
+    pthread_mutex_unlock(&b->mu);
 
-    jsOptions jo;
-    jsOptions_Init(&jo);
-    jo.Wait = ack_wait_ms;
-    jo.PublishAsync.MaxPending = KX_BUS_MANY_MAX_PENDING;
-    jo.PublishAsync.StallWait = ack_wait_ms; /* a full window waits for room, not 200 ms */
-    jo.PublishAsync.AckHandler = on_ack;
-    jo.PublishAsync.AckHandlerClosure = b;
-    jsCtx *js = NULL;
-    natsStatus s = natsConnection_JetStream(&js, kx_bus_conn(bus), &jo);
-    if (s != NATS_OK) {
-        kx_warn("bus: no JetStream context for a batch publish: %s", natsStatus_GetText(s));
-        err = kx_bus_status_err(s);
-        goto out_sync;
-    }
     jsPubOptions po;
     jsPubOptions_Init(&po);
     po.MaxWait = ack_wait_ms;
@@ -185,18 +247,15 @@ kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack
         pthread_mutex_lock(&b->mu);
         all = wait_settled(b, &until);
         pthread_mutex_unlock(&b->mu);
-        if (!all) {
-            /* cannot happen by cnats' contract; leaking beats a handler using freed memory */
-            kx_error("bus: %zu JetStream publish(es) never settled; their batch is leaked",
+        if (!all) /* cannot happen by cnats' contract; the batch ends anyway (below) */
+            kx_error("bus: %zu JetStream publish(es) never settled; counted as not acknowledged",
                      n - b->settled);
-            return KX_ERR_TIMEOUT;
-        }
     }
-    jsCtx_Destroy(js);
-    err = kx_bus_status_err(b->first_err);
-out_sync:
-    pthread_cond_destroy(&b->cv);
-    pthread_mutex_destroy(&b->mu);
+    pthread_mutex_lock(&b->mu);
+    err = all ? kx_bus_status_err(b->first_err) : KX_ERR_TIMEOUT;
+    batch_end(b);
+    pthread_mutex_unlock(&b->mu);
+    pthread_mutex_unlock(&bt->one);
 out_free:
     for (size_t i = 0; i < n; i++) { /* those never handed to cnats */
         natsMsg_Destroy(msgs[i]);
@@ -204,6 +263,5 @@ out_free:
     }
     free(sent);
     free(done);
-    free(b);
     return err;
 }

@@ -87,6 +87,7 @@ struct gw_streams {
     kx_timer *ping_timer;
     kx_gauge *open_gauge;
     kx_gauge *feeds_gauge;
+    kx_counter *cut_total; /* streams cut because their client fell behind */
 };
 
 struct gw_stream {
@@ -211,6 +212,8 @@ static void buf_put_frame(gw_stream *st, const char *frame, size_t len)
                "(it resumes from its last event id)",
                st->reg->max_buffer);
         st->cut = true;
+        if (st->reg->cut_total != NULL)
+            kx_counter_add(st->reg->cut_total, 1);
         return;
     }
     buf_put(st, frame, len);
@@ -700,6 +703,10 @@ gw_streams *gw_streams_new(gw_app *app)
         kx_metrics_latency_buckets, kx_metrics_latency_nbuckets);
     reg->feeds_gauge = kx_metrics_gauge("kx_gateway_sse_feeds", "",
                                         "Runs followed by a shared subscription (SSE)");
+    reg->cut_total = kx_metrics_counter(
+        "kx_gateway_sse_cut_total", "",
+        "SSE streams cut because their client fell more than KX_SSE_BUFFER_BYTES behind (each "
+        "ends after its pending bytes; the client resumes from its last event id)");
     reg->work = gw_work_new(STREAM_WORKERS, STREAM_QUEUE);
     reg->feeds = reg->work != NULL
         ? gw_feeds_new(app->svc->bus, reg->work, app->run_cache, app->cfg.sse_feed_linger_ms)

@@ -408,22 +408,29 @@ static void test_batches_resume_exactly(void **state)
 
 /* ---- caps and 1 000 concurrent streams --------------------------------------------------- */
 
-/* The gateway's gauge of open SSE streams (kx_gateway_sse_streams on /metrics), or -1 when it
+/* A value from the gateway's /metrics (a gauge or counter without labels), or -1 when it
  * cannot be read. */
-static long streams_gauge(void)
+static long gw_metric(const char *name)
 {
-    char url[128];
+    char url[128], key[96];
     snprintf(url, sizeof url, "http://127.0.0.1:%u/metrics", (unsigned)g_gw.health_port);
+    snprintf(key, sizeof key, "\n%s ", name);
     kx_http_resp r = {0};
     long v = -1;
     if (kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(5000), 0, &r) == KX_OK &&
         r.body != NULL) {
-        const char *p = strstr(r.body, "\nkx_gateway_sse_streams ");
+        const char *p = strstr(r.body, key);
         if (p != NULL)
-            v = strtol(p + strlen("\nkx_gateway_sse_streams "), NULL, 10);
+            v = strtol(p + strlen(key), NULL, 10);
     }
     kx_http_resp_free(&r);
     return v;
+}
+
+/* The gateway's gauge of open SSE streams (kx_gateway_sse_streams), or -1. */
+static long streams_gauge(void)
+{
+    return gw_metric("kx_gateway_sse_streams");
 }
 
 /* Polls the gauge every 100 ms until it is want or timeout_ms passed; returns its last value. */
@@ -705,18 +712,7 @@ static void *churn_client(void *arg)
 /* The gauge of the gateway's feeds, from its /metrics; -1 if it cannot be read. */
 static long feeds_gauge(void)
 {
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/metrics", (unsigned)g_gw.health_port);
-    kx_http_resp r = {0};
-    long v = -1;
-    if (kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(5000), 0, &r) == KX_OK &&
-        r.body != NULL) {
-        const char *p = strstr(r.body, "\nkx_gateway_sse_feeds ");
-        if (p != NULL)
-            v = strtol(p + strlen("\nkx_gateway_sse_feeds "), NULL, 10);
-    }
-    kx_http_resp_free(&r);
-    return v;
+    return gw_metric("kx_gateway_sse_feeds");
 }
 
 static void test_stream_churn(void **state)
@@ -866,15 +862,23 @@ static char *read_chunked(int fd, const char *pre, size_t pre_len, int64_t timeo
             break;
         n += (size_t)r;
         raw[n] = '\0';
-        if (strstr(raw, "\r\n\r\n") == NULL)
-            continue;
-        free(*body);
-        if ((*complete = dechunk(raw, n, body, after)))
-            break;
+        /* Decoded only when the bytes end like the last chunk: decoding the whole answer after
+         * each recv (a few KiB with the small receive buffers used here) made reading a 5 MB
+         * answer quadratic, over 20 s under ASan on a loaded machine. */
+        if (n >= 5 && memcmp(raw + n - 5, "0\r\n\r\n", 5) == 0 &&
+            strstr(raw, "\r\n\r\n") != NULL) {
+            free(*body);
+            *body = NULL;
+            if ((*complete = dechunk(raw, n, body, after)))
+                break;
+        }
     }
     raw[n] = '\0';
-    if (*body == NULL && strstr(raw, "\r\n\r\n") != NULL)
+    if (!*complete && strstr(raw, "\r\n\r\n") != NULL) {
+        free(*body);
+        *body = NULL;
         *complete = dechunk(raw, n, body, after);
+    }
     *len = n;
     return raw;
 }
@@ -931,43 +935,55 @@ static void *trickle_publisher(void *arg)
     return NULL;
 }
 
-/* A stream whose client reads 160 KiB/s while the run publishes 6 MB and ends: the writer's
- * backlog passes the 1 MiB cap (the kernel takes at most tcp_wmem's 4 MiB), so the stream is cut and must end once its backlog is sent.
- * When the client reads, it gets whole events in well-formed chunks, then libmicrohttpd's
- * last chunk; the same connection (keep-alive) then carries the resume (Last-Event-ID), which
- * gets the rest of the run: together exactly the run. */
+/* A stream whose client reads almost nothing while the run publishes 8 MB: the writer's
+ * backlog passes the 1 MiB cap (the kernel holds at most tcp_wmem's 4 MiB plus the client's
+ * small receive buffer), so the stream is cut and must end once its backlog is sent. When the
+ * client reads, it gets whole events in well-formed chunks, then libmicrohttpd's last chunk;
+ * the same connection (keep-alive) then carries the resume (Last-Event-ID), which gets the
+ * rest of the run: together exactly the run.
+ *
+ * Until the gateway says it cut the stream (kx_gateway_sse_cut_total), the client reads only
+ * a little every 500 ms, so that the gateway's writer sees progress (no stall close at
+ * KX_HTTP_TIMEOUT_S) while the client drains at most ~16 KiB/s: the cut does not depend on
+ * how fast the run is published (it did: the old version's client read up to 160 KiB/s, so a
+ * run published slower than ~1 MB/s was never cut). A cut that never comes fails the test
+ * after CUT_WAIT_MS. The old version failed under ASan on a loaded machine (2 of 2 at load
+ * 22-24) at `complete`: read_chunked decoded the whole answer after every recv, quadratic in
+ * the ~5 MB first answer, and ran out of its 20 s; it now decodes once the bytes end like the
+ * last chunk. */
 static void test_http11_stream_ends_while_backlogged(void **state)
 {
     enum {
-        EVENTS = 1500
+        EVENTS = 2000,
+        CUT_WAIT_MS = 120000
     };
     char account[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], path[128];
     char *token = new_account(account);
     initiate(token, run);
     stream_path(run, path, sizeof path);
+    long cuts_before = gw_metric("kx_gateway_sse_cut_total");
+    assert_true(cuts_before >= 0);
     int fd = open11(path, token, 4096);
     assert_true(fd >= 0);
     usleep(500 * 1000); /* the stream follows the run's feed */
-    /* The run is published (faster than the client reads) while the client trickles 16 KiB
-     * every 100 ms, so that the gateway never sees it stall for KX_HTTP_TIMEOUT_S (a slow
-     * machine, or ASan, can take seconds to publish 6 MB). */
     trickle_pub tp = {.run = run, .events = EVENTS};
     pthread_t pub;
     assert_int_equal(pthread_create(&pub, NULL, trickle_publisher, &tp), 0);
     size_t pre_cap = 4 << 20, pre_len = 0;
     char *pre = malloc(pre_cap);
     assert_non_null(pre);
-    while (!atomic_load(&tp.done)) {
-        ssize_t r = recv(fd, pre + pre_len, pre_cap - pre_len < 16384 ? pre_cap - pre_len : 16384,
+    int64_t give_up = kx_mono_ms() + CUT_WAIT_MS;
+    while (gw_metric("kx_gateway_sse_cut_total") <= cuts_before) {
+        if (kx_mono_ms() > give_up)
+            fail_msg("the stream was not cut within %d ms (%zu bytes read, publisher %s)",
+                     (int)CUT_WAIT_MS, pre_len, atomic_load(&tp.done) ? "done" : "running");
+        ssize_t r = recv(fd, pre + pre_len, pre_cap - pre_len < 8192 ? pre_cap - pre_len : 8192,
                          MSG_DONTWAIT);
         if (r > 0)
             pre_len += (size_t)r;
-        /* The cut stream ended (its last chunk came): go on at once, or the idle keep-alive
-         * connection would reach KX_HTTP_TIMEOUT_S while the publisher still runs. */
-        if (pre_len >= 7 && memcmp(pre + pre_len - 7, "\r\n0\r\n\r\n", 7) == 0)
-            break;
-        usleep(100 * 1000);
+        usleep(500 * 1000);
     }
+    print_message("HTTP/1.1: cut after %zu bytes read\n", pre_len);
 
     int got = 0, rounds = 0, reused = 0;
     unsigned long long last_id = 0;

@@ -742,6 +742,105 @@ static void test_js_publish_many_ack_timeout(void **state)
     kx_bus_close(bus, 1000);
 }
 
+/* kx_bus_js_publish_many when single publishes of a batch fail, each its own way, in the
+ * middle of the batch: (1) one message over the connection's max_payload, which cnats refuses
+ * before it leaves (js_PublishMsgAsync fails: the batch takes it back at once, settles it
+ * and frees it), (2) one the stream refuses (a test stream with max_msg_size 1 KiB: an error
+ * ack), (3) one the stream takes in the same test stream. Each failure has sequence 0, is not
+ * in any stream, and costs the batch nothing else: every other message is acknowledged with
+ * its stream sequence, in order; the call says the batch failed; every message is freed
+ * (msgs[i] NULL; ASan's leak check). A refused message taken back must not be matched by a
+ * later ack either: the batch runs twice, the second time with the refused message first. */
+static void test_js_publish_many_some_refused(void **state)
+{
+    (void)state;
+    char run_id[KX_UUID_LEN + 1], subject[96];
+    kx_bus *bus = events_bus("test-js-many-refused", run_id, subject, sizeof subject);
+    jsStreamConfig sc;
+    jsStreamConfig_Init(&sc);
+    const char *small_subj[] = {"kx.test.small"};
+    sc.Name = "KX_TEST_SMALL";
+    sc.Subjects = small_subj;
+    sc.SubjectsLen = 1;
+    sc.Storage = js_MemoryStorage;
+    sc.MaxMsgSize = 1024;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddStream(&si, kx_bus_js(bus), &sc, NULL, &jerr);
+    assert_true(s == NATS_OK || jerr == JSStreamNameExistErr);
+    jsStreamInfo_Destroy(si);
+    int64_t max_payload = natsConnection_GetMaxPayload(kx_bus_conn(bus));
+    assert_true(max_payload > 0);
+    char *big = calloc(1, (size_t)max_payload + 1);
+    char small_big[2048];
+    memset(small_big, 'x', sizeof small_big);
+    assert_non_null(big);
+
+    enum {
+        N = 12
+    };
+    for (int round = 0; round < 2; round++) {
+        const int too_big = round == 0 ? 4 : 0, refused = round == 0 ? 7 : 1;
+        const int small_ok = 9;
+        natsMsg *msgs[N];
+        uint64_t seqs[N];
+        Kx__V1__RunEvent ev = KX__V1__RUN_EVENT__INIT;
+        ev.run_id = run_id;
+        ev.kind = KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_STATUS;
+        for (int i = 0; i < N; i++) {
+            ev.seq = (uint64_t)round * N + (uint64_t)i + 1;
+            if (i == too_big)
+                assert_int_equal(natsMsg_Create(&msgs[i], subject, NULL, big,
+                                                (int)max_payload + 1),
+                                 NATS_OK);
+            else if (i == refused)
+                assert_int_equal(natsMsg_Create(&msgs[i], "kx.test.small", NULL, small_big,
+                                                (int)sizeof small_big),
+                                 NATS_OK);
+            else if (i == small_ok)
+                assert_int_equal(natsMsg_Create(&msgs[i], "kx.test.small", NULL, "ok", 2),
+                                 NATS_OK);
+            else
+                assert_int_equal(kx_bus_pb_msg(subject, &ev.base, NULL, &msgs[i]), KX_OK);
+        }
+        kx_err err = kx_bus_js_publish_many(bus, N, msgs, 3000, seqs);
+        assert_int_not_equal(err, KX_OK);
+        uint64_t last = 0;
+        for (int i = 0; i < N; i++) {
+            assert_null(msgs[i]);
+            if (i == too_big || i == refused) {
+                if (seqs[i] != 0)
+                    fail_msg("round %d: message %d was refused but has sequence %llu", round, i,
+                             (unsigned long long)seqs[i]);
+                continue;
+            }
+            if (seqs[i] == 0)
+                fail_msg("round %d: message %d was not acknowledged", round, i);
+            if (i != small_ok) { /* the events stream's sequences, in order */
+                assert_true(seqs[i] > last);
+                last = seqs[i];
+            }
+        }
+        /* the last event of the batch is the run's last: the oversized one is not there */
+        natsMsg *m = NULL;
+        Kx__V1__RunEvent *got = last_event(bus, subject, &m);
+        assert_int_equal(got->seq, (uint64_t)round * N + N);
+        kx_pb_free(got);
+        natsMsg_Destroy(m);
+        /* the small stream holds the accepted message only */
+        m = NULL;
+        assert_int_equal(js_GetLastMsg(&m, kx_bus_js(bus), "KX_TEST_SMALL", "kx.test.small", NULL,
+                                       &jerr),
+                         NATS_OK);
+        assert_int_equal(natsMsg_GetDataLength(m), 2);
+        assert_int_equal(natsMsg_GetSequence(m), seqs[small_ok]);
+        natsMsg_Destroy(m);
+    }
+    free(big);
+    assert_int_equal(js_DeleteStream(kx_bus_js(bus), "KX_TEST_SMALL", NULL, &jerr), NATS_OK);
+    kx_bus_close(bus, 1000);
+}
+
 /* ---- the one natsStatus -> kx_err mapping ---- */
 
 /* kx_bus_status_err: the batch publish mapped NATS_NO_MEMORY (and bad arguments) to
@@ -852,6 +951,7 @@ int main(void)
         cmocka_unit_test(test_js_publish_read_back),
         cmocka_unit_test(test_js_publish_many),
         cmocka_unit_test(test_js_publish_many_ack_timeout),
+        cmocka_unit_test(test_js_publish_many_some_refused),
         cmocka_unit_test(test_status_err_mapping),
         cmocka_unit_test(test_connect_before_server_starts),
     };

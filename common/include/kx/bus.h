@@ -145,9 +145,16 @@ kx_err kx_bus_js_publish_pb_async(kx_bus *bus, const char *subject, const Protob
  * else the first failure (KX_ERR_UNAVAILABLE: not connected; KX_ERR_TIMEOUT: no ack in time).
  * When acks do not come (a stalled stream, a subject nobody acknowledges) the call returns
  * about ack_wait_ms after the messages left (cnats times each one out), at worst ack_wait_ms
- * plus 1 s (then what cnats still holds is taken back and counted as not acknowledged). */
+ * plus 1 s (then what cnats still holds is taken back and counted as not acknowledged).
+ * One batch per bus is in flight at a time: concurrent calls on one bus wait for each other. */
 kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack_wait_ms,
                               uint64_t *seqs);
+/* Internal to libkx: a bus's batch publisher (bus_batch.c), made by kx_bus_connect and freed
+ * by kx_bus_close; one batch of kx_bus_js_publish_many is in flight at a time per bus. */
+typedef struct kx_bus_batcher kx_bus_batcher;
+kx_bus_batcher *kx_bus_batcher_new(void);
+void kx_bus_batcher_free(kx_bus_batcher *bt);
+kx_bus_batcher *kx_bus_batcher_of(kx_bus *bus);
 
 /* Blocking request; meta->deadline is required (KX_ERR_INVALID without it). On KX_OK *reply is
  * the caller's (natsMsg_Destroy). KX_ERR_TIMEOUT when the deadline passes, KX_ERR_UNAVAILABLE
