@@ -1565,8 +1565,8 @@ static bool poster_init(poster *p, const account *a, const char *prompt)
             break;
         p->headers = more;
     }
-    if (p->body == NULL || p->curl == NULL || p->headers == NULL ||
-        p->headers->next == NULL || p->headers->next->next == NULL) {
+    if (p->body == NULL || p->curl == NULL || p->headers == NULL || p->headers->next == NULL ||
+        p->headers->next->next == NULL) {
         poster_free(p);
         return false;
     }

@@ -36,10 +36,10 @@ static void ref_push(json_t *lines, json_t *v)
 static void ref_chunk(json_t *lines, const demo_reply_meta *m, json_t *delta, const char *fr)
 {
     json_t *f = fr ? json_string(fr) : json_null();
-    ref_push(lines, json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:o}]}", "id", m->id, "object",
-                              "chat.completion.chunk", "created", (json_int_t)m->created,
-                              "model", m->model, "choices", "index", 0, "delta", delta,
-                              "finish_reason", f));
+    ref_push(lines,
+             json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:o}]}", "id", m->id, "object",
+                       "chat.completion.chunk", "created", (json_int_t)m->created, "model",
+                       m->model, "choices", "index", 0, "delta", delta, "finish_reason", f));
 }
 
 static json_t *ref_render(const demo_turn *t, const demo_reply_meta *m)
@@ -75,8 +75,9 @@ static json_t *ref_render(const demo_turn *t, const demo_reply_meta *m)
             int words = 0;
             while (*p) {
                 int space = (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r');
-                if (!space && (p == start || p[-1] == ' ' || p[-1] == '\n' || p[-1] == '\t' ||
-                               p[-1] == '\r')) {
+                if (!space &&
+                    (p == start || p[-1] == ' ' || p[-1] == '\n' || p[-1] == '\t' ||
+                     p[-1] == '\r')) {
                     if (words == DEMO_WORDS_PER_CHUNK)
                         break;
                     words++;
@@ -99,10 +100,11 @@ static json_t *ref_render(const demo_turn *t, const demo_reply_meta *m)
     if (t->tool)
         out += demo_utf8_chars(t->tool) + demo_utf8_chars(t->arguments);
     json_int_t pr = (json_int_t)((m->prompt_chars + 3) / 4), co = (json_int_t)((out + 3) / 4);
-    ref_push(lines, json_pack("{s:s, s:s, s:I, s:s, s:[], s:{s:I, s:I, s:I}}", "id", m->id,
-                              "object", "chat.completion.chunk", "created", (json_int_t)m->created,
-                              "model", m->model, "choices", "usage", "prompt_tokens", pr,
-                              "completion_tokens", co, "total_tokens", pr + co));
+    ref_push(lines,
+             json_pack("{s:s, s:s, s:I, s:s, s:[], s:{s:I, s:I, s:I}}", "id", m->id, "object",
+                       "chat.completion.chunk", "created", (json_int_t)m->created, "model",
+                       m->model, "choices", "usage", "prompt_tokens", pr, "completion_tokens", co,
+                       "total_tokens", pr + co));
     json_array_append_new(lines, json_string("data: [DONE]\n\n"));
     return lines;
 }

@@ -9,9 +9,9 @@
 
 #include "kx/utf8.h"
 
-#define SCAN_MAX_DEPTH 64    /* deeper bodies take the full parse (jansson allows 2048) */
-#define SCAN_MAX_NUMBER 15   /* longer numbers take it too: jansson rejects overflows */
-#define SCAN_MAX_EXPONENT 2  /* so do exponents of more digits (1e999 overflows) */
+#define SCAN_MAX_DEPTH 64   /* deeper bodies take the full parse (jansson allows 2048) */
+#define SCAN_MAX_NUMBER 15  /* longer numbers take it too: jansson rejects overflows */
+#define SCAN_MAX_EXPONENT 2 /* so do exponents of more digits (1e999 overflows) */
 
 /* ---- the scan ---- */
 
@@ -217,7 +217,12 @@ static bool scan_value(scan *s)
     }
 }
 
-enum { F_MESSAGES, F_STREAM, F_MODEL, F_COUNT };
+enum {
+    F_MESSAGES,
+    F_STREAM,
+    F_MODEL,
+    F_COUNT
+};
 
 /* The scan; false when the body is not one it accepts as it is (the full parse decides). */
 static bool read_scanned(const char *text, size_t len, demo_body *out)

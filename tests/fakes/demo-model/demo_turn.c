@@ -303,9 +303,10 @@ static void push_text(chunk_list *l, const char *text)
             p++;
         }
         kx_buf b = chunk_start(l);
-        kx_buf_str(&b, first ? "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
-                               "\"content\":"
-                             : "\"choices\":[{\"index\":0,\"delta\":{\"content\":");
+        kx_buf_str(&b,
+                   first ? "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+                           "\"content\":"
+                         : "\"choices\":[{\"index\":0,\"delta\":{\"content\":");
         put_str(&b, start, (size_t)(p - start));
         kx_buf_str(&b, "}");
         chunk_end(l, &b, NULL);
@@ -318,8 +319,9 @@ static void push_text(chunk_list *l, const char *text)
 static void push_tool_call(chunk_list *l, const demo_turn *t)
 {
     kx_buf b = chunk_start(l);
-    kx_buf_str(&b, "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,"
-                   "\"tool_calls\":[{\"index\":0,\"id\":");
+    kx_buf_str(&b,
+               "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,"
+               "\"tool_calls\":[{\"index\":0,\"id\":");
     put_cstr(&b, t->call_id);
     kx_buf_str(&b, ",\"type\":\"function\",\"function\":{\"name\":");
     put_cstr(&b, t->tool);
@@ -338,8 +340,9 @@ static void push_tool_call(chunk_list *l, const demo_turn *t)
         while (end < len && ((unsigned char)args[end] & 0xC0) == 0x80)
             end++;
         b = chunk_start(l);
-        kx_buf_str(&b, "\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
-                       "\"function\":{\"arguments\":");
+        kx_buf_str(&b,
+                   "\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+                   "\"function\":{\"arguments\":");
         put_str(&b, args + pos, end - pos);
         kx_buf_str(&b, "}}]}");
         chunk_end(l, &b, NULL);

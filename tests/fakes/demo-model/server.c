@@ -1,5 +1,5 @@
 /* server.c — the demo model's HTTP server (see server.h): routing, request bodies, the chat
- * endpoint that plays the script (demo_script / demo_conv / demo_turn) as a small state machine
+ * endpoint that plays the script (demo_body / demo_script / demo_conv / demo_turn) as a small state machine
  * across libmicrohttpd's calls of the handler, and the suspensions of `sleep`, `hang` and paced
  * stream chunks (ended by the waiter, waiter.h). */
 #include "server.h"
