@@ -525,7 +525,8 @@ static void *sampler_main(void *arg)
 {
     sampler *s = arg;
     int fd[2] = {-1, -1};
-    for (int i = 0; i < s->n; i++) {
+    int n = s->n < 2 ? s->n : 2; /* pid[], counts[] and fd[] hold 2 */
+    for (int i = 0; i < n; i++) {
         char path[96];
         snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", (int)s->pid[i], (int)s->pid[i]);
         fd[i] = open(path, O_RDONLY | O_CLOEXEC);
@@ -533,7 +534,7 @@ static void *sampler_main(void *arg)
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
     while (!atomic_load(&s->stop)) {
-        for (int i = 0; i < s->n; i++) {
+        for (int i = 0; i < n; i++) {
             char text[64];
             ssize_t got = fd[i] >= 0 ? pread(fd[i], text, sizeof text - 1, 0) : -1;
             if (got <= 0)
@@ -550,7 +551,7 @@ static void *sampler_main(void *arg)
         }
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
     }
-    for (int i = 0; i < s->n; i++)
+    for (int i = 0; i < n; i++)
         if (fd[i] >= 0)
             close(fd[i]);
     return NULL;

@@ -129,6 +129,11 @@ static const demo_reply_meta META = {.id = "chatcmpl-00112233aabbccdd7",
                                      .created = 1764626400,
                                      .prompt_chars = 12345};
 
+/* what a final answer with an image looks like */
+static const char FINAL_ANSWER[] =
+    "Done. The last tool result was: {\"tool_execution\": {\"result\": \"ok\"}} [images "
+    "received: 1: image/png 4096 bytes]";
+
 static void test_text_turns_match_the_jansson_rendering(void **state)
 {
     (void)state;
@@ -140,8 +145,7 @@ static void test_text_turns_match_the_jansson_rendering(void **state)
         "quotes \"inside\" and back\\slashes and a /slash/",
         "controls \x01\x02\x1f\x7f and \b\f end",
         "non-ASCII: é ü 日本語 😀 and U+2028 \xe2\x80\xa8 kept",
-        "Done. The last tool result was: {\"tool_execution\": {\"result\": \"ok\"}} [images "
-        "received: 1: image/png 4096 bytes]",
+        FINAL_ANSWER,
     };
     for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
         demo_turn t = {.content = (char *)texts[i], .finish_reason = "stop"};
