@@ -18,7 +18,7 @@
  *                   --tool-concurrent a view_tasks step: 2 model turns + 1 tool call);
  *                   runs/s and its ratio to the Postgres commit baseline, per-run latency, CPU of
  *                   every process, and where the agent-runner's and scheduler's loop threads
- *                   spent their time (sampled from /proc/<pid>/task/<tid>/syscall every 1 ms).
+ *                   spent their time (sampled from /proc/<pid>/task/<tid>/syscall every 2 ms).
  *   (c) fan-out     R concurrent SSE readers replaying one finished run, against one reader.
  *   (d) held        H runs parked in their LLM call at once (demo `sleep`): what holding a run
  *                   costs the runner in memory, descriptors and CPU (toward many concurrent runs).
@@ -31,17 +31,17 @@
  *   build-bench/tests/bench/bench_run [--single N] [--tool N] [--concurrent N] [--threads N]
  *       [--readers N] [--held N] [--held-ms MS] [--durable-single N]
  *       [--durable-concurrent N] [--tool-concurrent N] [--durable-tool-concurrent N]
- *       [--no-durable] [--results FILE]
+ *       [--no-durable] [--keep-alive] [--results FILE]
  *
  * Bounded: fixed counts (each capped), every HTTP call and stream has a deadline, the wait for
  * a throughput batch gives up after 120 s. --results FILE appends "key value unit" lines, which
  * tests/bench/run.sh collects over three runs to print medians (docs/performance.md). */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -53,9 +53,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 
+#include "kx/buf.h"
 #include "kx/bus.h"
 #include "kx/http.h"
 #include "kx/log.h"
@@ -75,14 +77,14 @@ extern char **environ;
 #define FANOUT_WORDS 300 /* the fan-out run answers this many words (3 per chunk) */
 #define STREAM_TIMEOUT_MS 30000
 #define BATCH_TIMEOUT_MS 120000
-#define SAMPLE_PERIOD_US 1000
+#define SAMPLE_PERIOD_US 2000 /* 1 ms cost the client ~0.1 ms of CPU per run in wake-ups */
 
 /* ==== options ============================================================================== */
 
 typedef struct opts {
     int single, tool, concurrent, threads, readers, held, held_ms, durable_single,
         durable_concurrent, tool_concurrent, durable_tool_concurrent;
-    bool durable;
+    bool durable, keep_alive;
     const char *results;
 } opts;
 
@@ -516,26 +518,28 @@ static int classify_syscall(const char *text)
     }
 }
 
+/* Each sample re-reads the thread's syscall file through a descriptor opened once (pread at
+ * offset 0 makes the kernel print it again): an fopen + fclose per sample, 2 000 a second, was
+ * a fair share of the bench client's CPU. */
 static void *sampler_main(void *arg)
 {
     sampler *s = arg;
-    char path[2][96];
-    for (int i = 0; i < s->n; i++)
-        snprintf(path[i], sizeof path[i], "/proc/%d/task/%d/syscall", (int)s->pid[i],
-                 (int)s->pid[i]);
+    int fd[2] = {-1, -1};
+    int n = s->n < 2 ? s->n : 2; /* pid[], counts[] and fd[] hold 2 */
+    for (int i = 0; i < n; i++) {
+        char path[96];
+        snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", (int)s->pid[i], (int)s->pid[i]);
+        fd[i] = open(path, O_RDONLY | O_CLOEXEC);
+    }
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
     while (!atomic_load(&s->stop)) {
-        for (int i = 0; i < s->n; i++) {
-            FILE *f = fopen(path[i], "r");
-            char text[64] = "";
-            if (f != NULL) {
-                if (fgets(text, sizeof text, f) == NULL)
-                    text[0] = '\0';
-                fclose(f);
-            }
-            if (text[0] == '\0')
+        for (int i = 0; i < n; i++) {
+            char text[64];
+            ssize_t got = fd[i] >= 0 ? pread(fd[i], text, sizeof text - 1, 0) : -1;
+            if (got <= 0)
                 continue;
+            text[got] = '\0';
             s->counts[i][classify_syscall(text)]++;
             s->ok = true;
         }
@@ -547,6 +551,9 @@ static void *sampler_main(void *arg)
         }
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
     }
+    for (int i = 0; i < n; i++)
+        if (fd[i] >= 0)
+            close(fd[i]);
     return NULL;
 }
 
@@ -585,7 +592,8 @@ static double sampler_stop(sampler *s, const char *key)
             total += s->counts[i][c];
         if (total == 0)
             continue;
-        printf("    %s loop thread, %ld samples (1 per ms):\n", who[i], total);
+        printf("    %s loop thread, %ld samples (1 per %d ms):\n", who[i], total,
+               SAMPLE_PERIOD_US / 1000);
         for (int c = 0; c < S_COUNT; c++) {
             double pct = 100.0 * (double)s->counts[i][c] / (double)total;
             printf("      %5.1f %%  %s\n", pct, S_NAMES[c]);
@@ -1513,6 +1521,92 @@ static bool scenario_sequential(const char *key, const char *title, const char *
 
 /* ==== (b) throughput ======================================================================== */
 
+/* A submitter's POSTs: one curl easy handle for all of them (curl_easy_init and cleanup per
+ * POST were a good part of the bench client's CPU), the same request bytes as initiate() and
+ * still one connection per POST (CURLOPT_FORBID_REUSE: the gateway sees what it saw before)
+ * unless --keep-alive, when each submitter keeps its connection as a browser would (no TCP
+ * connect and close per run on either side). */
+static bool g_keep_alive;
+
+typedef struct poster {
+    CURL *curl;
+    struct curl_slist *headers;
+    char *body;
+    size_t body_len;
+    kx_buf resp;
+    char url[128];
+} poster;
+
+static size_t poster_sink(char *data, size_t size, size_t nmemb, void *arg)
+{
+    kx_buf *b = arg;
+    return kx_buf_add(b, data, size * nmemb) == KX_OK ? size * nmemb : 0;
+}
+
+static void poster_free(poster *p)
+{
+    if (p->curl != NULL)
+        curl_easy_cleanup(p->curl);
+    curl_slist_free_all(p->headers);
+    free(p->body);
+    kx_buf_free(&p->resp);
+    memset(p, 0, sizeof *p);
+}
+
+static bool poster_init(poster *p, const account *a, const char *prompt)
+{
+    memset(p, 0, sizeof *p);
+    const char *pairs[] = {"prompt", prompt, NULL};
+    p->body = kx_th_form_urlencoded(pairs, &p->body_len);
+    p->curl = curl_easy_init();
+    const char *hdrs[] = {"Expect:", a->auth, "Content-Type: application/x-www-form-urlencoded"};
+    for (size_t i = 0; i < sizeof hdrs / sizeof *hdrs; i++) {
+        struct curl_slist *more = curl_slist_append(p->headers, hdrs[i]);
+        if (more == NULL)
+            break;
+        p->headers = more;
+    }
+    if (p->body == NULL || p->curl == NULL || p->headers == NULL || p->headers->next == NULL ||
+        p->headers->next->next == NULL) {
+        poster_free(p);
+        return false;
+    }
+    snprintf(p->url, sizeof p->url, "%s/api/agent/initiate", g_stack.base_url);
+    curl_easy_setopt(p->curl, CURLOPT_URL, p->url);
+    curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, p->headers);
+    curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, poster_sink);
+    curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, &p->resp);
+    curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(p->curl, CURLOPT_FORBID_REUSE, g_keep_alive ? 0L : 1L);
+    curl_easy_setopt(p->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->body_len);
+    curl_easy_setopt(p->curl, CURLOPT_POSTFIELDS, p->body);
+    return true;
+}
+
+/* One POST /api/agent/initiate; the run's id into run_id. */
+static bool poster_post(poster *p, char run_id[KX_UUID_LEN + 1])
+{
+    kx_buf_clear(&p->resp);
+    CURLcode rc = curl_easy_perform(p->curl);
+    long status = 0;
+    curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
+    bool ok = false;
+    if (rc == CURLE_OK && status == 200 && p->resp.s != NULL) {
+        json_t *v = json_loadb(p->resp.s, p->resp.len, 0, NULL);
+        const char *id = json_string_value(json_object_get(v, "agent_run_id"));
+        if (id != NULL && kx_uuid_valid(id)) {
+            snprintf(run_id, KX_UUID_LEN + 1, "%s", id);
+            ok = true;
+        }
+        json_decref(v);
+    }
+    if (!ok)
+        fail("POST /api/agent/initiate: %s, status %ld: %s", curl_easy_strerror(rc), status,
+             p->resp.s ? p->resp.s : "");
+    return ok;
+}
+
 typedef struct submitter {
     pthread_t thread;
     const account *acc;
@@ -1525,14 +1619,20 @@ typedef struct submitter {
 static void *submit_main(void *arg)
 {
     submitter *s = arg;
+    poster p;
+    if (!poster_init(&p, s->acc, s->prompt)) {
+        fail("cannot set up a submitter's HTTP client");
+        return NULL;
+    }
     for (int i = 0; i < s->count; i++) {
         char id[KX_UUID_LEN + 1];
         int64_t t0 = kx_mono_us();
-        if (!initiate(s->acc, s->prompt, id))
-            return NULL;
+        if (!poster_post(&p, id))
+            break;
         s->post_us[i] = kx_mono_us() - t0;
         s->ok++;
     }
+    poster_free(&p);
     return NULL;
 }
 
@@ -1700,10 +1800,10 @@ static uint64_t events_last_seq(void)
 static bool scenario_throughput(const char *key, const char *title, const char *prompt, int n,
                                 int threads, const baselines *b)
 {
-    printf("\n(b) %s: %d concurrent `%s` runs, submitted by %d threads\n", title, n,
+    printf("\n(b) %s: %d concurrent `%s` runs, submitted by %d threads%s\n", title, n,
            strcmp(prompt, SAY_PROMPT) == 0 ? "say hi"
                                            : "view_tasks step (2 model turns, 1 tool call)",
-           threads);
+           threads, g_keep_alive ? " (keep-alive connections)" : "");
     /* warm-up batch (its own account): connections, prepared statements, caches */
     account warm;
     int nwarm = n < 50 ? n : 50;
@@ -2120,62 +2220,6 @@ static bool scenario_held(int n, int threads, int hold_ms)
 
 /* ==== (e) Postgres with durable commits ===================================================== */
 
-static bool pg_bin(const char *prog, char *out, size_t len)
-{
-    for (int v = 17; v >= 12; v--) {
-        snprintf(out, len, "/usr/lib/postgresql/%d/bin/%s", v, prog);
-        if (access(out, X_OK) == 0)
-            return true;
-    }
-    fail("cannot find %s under /usr/lib/postgresql/*/bin", prog);
-    return false;
-}
-
-/* Runs pg_ctl with args as the user that owns the cluster (postgres when we are root). */
-static bool pg_ctl(const char *const *args)
-{
-    char exe[128];
-    if (!pg_bin("pg_ctl", exe, sizeof exe))
-        return false;
-    const char *argv[16] = {exe};
-    int n = 1;
-    for (int i = 0; args[i] != NULL && n < 15; i++)
-        argv[n++] = args[i];
-    argv[n] = NULL;
-    struct passwd *pw = geteuid() == 0 ? getpwnam("postgres") : NULL;
-    if (geteuid() == 0 && pw == NULL) {
-        fail("running as root but there is no postgres user");
-        return false;
-    }
-    char log_path[400];
-    snprintf(log_path, sizeof log_path, "%s/pg.log", g_stack.pg.dir);
-    pid_t pid = fork();
-    if (pid < 0) {
-        fail("fork: %s", strerror(errno));
-        return false;
-    }
-    if (pid == 0) {
-        /* The child's output goes to pg.log or it does not run (it would write into the
-         * benchmark's own report). */
-        if (freopen(log_path, "a", stdout) == NULL || dup2(fileno(stdout), 2) < 0)
-            _exit(126);
-        if (pw != NULL && (setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0))
-            _exit(126);
-        if (chdir(g_stack.pg.dir) != 0)
-            _exit(126);
-        execv(exe, (char *const *)argv);
-        _exit(127);
-    }
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fail("pg_ctl %s failed (status %d), see %s", args[n - 2], WEXITSTATUS(status), log_path);
-        return false;
-    }
-    return true;
-}
-
 static bool pg_show_on(PGconn *c, const char *name)
 {
     char sql[64];
@@ -2187,23 +2231,20 @@ static bool pg_show_on(PGconn *c, const char *name)
 }
 
 /* Stops the stack's Postgres and starts it again on the same port with the durability
- * settings at their defaults (on); the services reconnect by themselves. */
+ * settings at their defaults (on); the services reconnect by themselves. The harness starts it
+ * (kx_th_pg_up): `postgres` as this thread's child with a parent-death signal, so no
+ * postmaster outlives the bench even when it is killed mid-way (pg_ctl start daemonized one). */
 static bool pg_restart_durable(void)
 {
-    char data[400], log_path[400], o[600];
-    snprintf(data, sizeof data, "%s/pg", g_stack.pg.dir);
-    snprintf(log_path, sizeof log_path, "%s/pg.log", g_stack.pg.dir);
-    /* KX_TH_PG_OPTS (e.g. pg_stat_statements) survives the restart, as the harness applies it */
-    const char *extra = getenv("KX_TH_PG_OPTS");
-    snprintf(o, sizeof o, "-p %u -k %s -c listen_addresses=127.0.0.1 %s", g_stack.pg.port,
-             g_stack.pg.dir, extra ? extra : "");
     if (kx_th_pg_down(&g_stack.pg) != KX_OK) {
         fail("cannot stop Postgres");
         return false;
     }
-    const char *args[] = {"-D", data, "-l", log_path, "-w", "-t", "30", "-o", o, "start", NULL};
-    if (!pg_ctl(args))
+    g_stack.pg.durable = true; /* KX_TH_PG_OPTS (e.g. pg_stat_statements) applies again */
+    if (kx_th_pg_up(&g_stack.pg) != KX_OK) {
+        fail("cannot start Postgres again with fsync on, see %s/pg.log", g_stack.pg.dir);
         return false;
+    }
     PGconn *c = pg_connect();
     if (c == NULL)
         return false;
@@ -2269,12 +2310,13 @@ static void usage(void)
             "                 [--held N] [--held-ms MS] [--durable-single N] "
             "[--durable-concurrent N]\n"
             "                 [--tool-concurrent N] [--durable-tool-concurrent N]\n"
-            "                 [--no-durable] [--results FILE]\n"
+            "                 [--no-durable] [--keep-alive] [--results FILE]\n"
             "  defaults: --single 100 --tool 50 --concurrent 200 --threads 4 --readers 100\n"
             "            --held 500 --held-ms 3000 --durable-single 50 "
             "--durable-concurrent 200\n"
             "            --tool-concurrent 0 --durable-tool-concurrent 2000\n"
-            "  a count of 0 skips that part\n");
+            "  a count of 0 skips that part; --keep-alive: the throughput batches' submitters\n"
+            "  keep their connection to the gateway (default: a new connection per POST)\n");
 }
 
 static bool parse_opts(int argc, char **argv, opts *o)
@@ -2312,6 +2354,10 @@ static bool parse_opts(int argc, char **argv, opts *o)
             o->durable = false;
             continue;
         }
+        if (strcmp(argv[i], "--keep-alive") == 0) {
+            o->keep_alive = true;
+            continue;
+        }
         if (strcmp(argv[i], "--results") == 0 && i + 1 < argc) {
             o->results = argv[++i];
             continue;
@@ -2344,6 +2390,7 @@ int main(int argc, char **argv)
     opts o;
     if (!parse_opts(argc, argv, &o))
         return 2;
+    g_keep_alive = o.keep_alive;
     if (o.results != NULL && (g_results = fopen(o.results, "a")) == NULL) {
         fprintf(stderr, "bench_run: cannot open %s: %s\n", o.results, strerror(errno));
         return 2;

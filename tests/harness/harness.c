@@ -716,7 +716,7 @@ static kx_err pg_server_start(kx_th_pg *p)
                                          "-c", "fsync=off",
                                          "-c", "synchronous_commit=off",
                                          "-c", "full_page_writes=off"};
-    size_t n = 14;
+    size_t n = p->durable ? 8 : 14; /* durable: the three "off" settings left out */
     /* KX_TH_PG_OPTS: extra server options for a profiling session, split at white space, e.g.
      * "-c shared_preload_libraries=pg_stat_statements" (docs/performance.md) */
     const char *extra = getenv("KX_TH_PG_OPTS");

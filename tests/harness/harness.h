@@ -79,6 +79,9 @@ typedef struct kx_th_pg {
     char dir[256];
     char url[256]; /* postgresql://postgres@127.0.0.1:<port>/kortix */
     pid_t pid;     /* the postmaster, our child; 0 while it is down */
+    bool durable;  /* set before kx_th_pg_up/restart: fsync, synchronous_commit and
+                      full_page_writes at their defaults (on) instead of off (bench_run's
+                      production-setting phase) */
 } kx_th_pg;
 /* initdb (as the postgres user when root), the server started, CREATE DATABASE kortix.
  * The server is the calling thread's child (`postgres`, not daemonized) with SIGQUIT as its

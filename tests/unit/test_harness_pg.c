@@ -3,7 +3,8 @@
  * at its timeout); within a few seconds the postmaster and nats-server are gone, the port
  * closed and no process holds a file of the temp dir. (Before, pg_ctl daemonized the
  * postmaster and nats-server was left in its own session: both ran on, orphaned, until someone
- * stopped them by hand.) Also the migrated-database helper
+ * stopped them by hand.) The same after a restart with fsync on (kx_th_pg.durable, what
+ * bench_run's durable phase does). Also the migrated-database helper
  * (kx_th_pgdb_start) and the statement lookup (kx_th_stmt_sql). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -70,9 +71,21 @@ static pid_t postmaster_of(const char *tmp)
     return (pid_t)pid;
 }
 
-static void test_servers_die_with_their_test(void **state)
+/* SHOW fsync on the server at url is "on". */
+static bool fsync_on(const char *url)
 {
-    (void)state;
+    PGconn *c = PQconnectdb(url);
+    PGresult *r = PQexec(c, "SHOW fsync");
+    bool on = PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "on") == 0;
+    PQclear(r);
+    PQfinish(c);
+    return on;
+}
+
+/* The test process: starts Postgres and nats-server (restart_durable: then restarts Postgres
+ * with fsync on, as bench_run's durable phase does), is killed; nothing of it may remain. */
+static void servers_die_with_their_test(bool restart_durable)
+{
     char *tmp = kx_th_tmpdir("kx-th-orphan");
     assert_non_null(tmp);
     int fds[2];
@@ -83,8 +96,12 @@ static void test_servers_die_with_their_test(void **state)
         close(fds[0]);
         kx_th_pg pg;
         kx_th_nats nats;
-        long msg[2] = {kx_th_pg_start(tmp, &pg) == KX_OK ? pg.port : 0,
-                       kx_th_nats_start(tmp, &nats) == KX_OK ? nats.pid : 0};
+        bool up = kx_th_pg_start(tmp, &pg) == KX_OK;
+        if (up && restart_durable) {
+            pg.durable = true;
+            up = kx_th_pg_down(&pg) == KX_OK && kx_th_pg_up(&pg) == KX_OK && fsync_on(pg.url);
+        }
+        long msg[2] = {up ? pg.port : 0, kx_th_nats_start(tmp, &nats) == KX_OK ? nats.pid : 0};
         if (write(fds[1], msg, sizeof msg) != (ssize_t)sizeof msg)
             _exit(1);
         for (;;)
@@ -135,6 +152,20 @@ static void test_servers_die_with_their_test(void **state)
     assert_int_equal(holders, 0);
 }
 
+static void test_servers_die_with_their_test(void **state)
+{
+    (void)state;
+    servers_die_with_their_test(false);
+}
+
+/* bench_run's durable phase: its second postmaster (fsync on) dies with the bench too (it was
+ * started with pg_ctl, daemonized, and outlived a killed bench). */
+static void test_durable_restart_dies_with_its_test(void **state)
+{
+    (void)state;
+    servers_die_with_their_test(true);
+}
+
 /* kx_th_pgdb_start: a migrated database with a connection; kx_th_stmt_sql finds a statement's
  * SQL by name in a statement table. */
 static const kx_db_stmt STMTS[] = {
@@ -168,6 +199,7 @@ int main(void)
     kx_log_init("test_harness_pg", "test");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_servers_die_with_their_test),
+        cmocka_unit_test(test_durable_restart_dies_with_its_test),
         cmocka_unit_test(test_migrated_database),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -131,15 +131,23 @@ void demo_turn_free(demo_turn *t)
 
 /* ---- rendering ---- */
 
-static json_t *usage_json(const demo_turn *t, const demo_reply_meta *meta)
+/* The usage estimate: characters / 4, rounded up. */
+static void usage_tokens(const demo_turn *t, const demo_reply_meta *meta, json_int_t *prompt,
+                         json_int_t *completion)
 {
     size_t out_chars = 0;
     if (t->content)
         out_chars += demo_utf8_chars(t->content);
     if (t->tool)
         out_chars += demo_utf8_chars(t->tool) + demo_utf8_chars(t->arguments);
-    json_int_t prompt = (json_int_t)((meta->prompt_chars + 3) / 4);
-    json_int_t completion = (json_int_t)((out_chars + 3) / 4);
+    *prompt = (json_int_t)((meta->prompt_chars + 3) / 4);
+    *completion = (json_int_t)((out_chars + 3) / 4);
+}
+
+static json_t *usage_json(const demo_turn *t, const demo_reply_meta *meta)
+{
+    json_int_t prompt, completion;
+    usage_tokens(t, meta, &prompt, &completion);
     return json_pack("{s:I, s:I, s:I}", "prompt_tokens", prompt, "completion_tokens", completion,
                      "total_tokens", prompt + completion);
 }
@@ -179,24 +187,64 @@ char *demo_render_completion(const demo_turn *t, const demo_reply_meta *meta)
 
 /* ---- streaming ---- */
 
+/* The chunks are printed straight into text, not built as jansson trees and dumped: a streamed
+ * completion is ~10-20 chunks, and one tree + dump per chunk was most of the demo model's CPU.
+ * The text is byte for byte what json_dumps(JSON_COMPACT) printed for the same objects (keys in
+ * insertion order, '"' '\\' and control characters escaped, \u00XX in upper case, UTF-8 as is);
+ * tests/unit/test_demo_script.c compares the two. */
+
+/* s[0..n) as a JSON string literal, escaped as jansson's compact dump escapes it (s is UTF-8). */
+static void put_str(kx_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    kx_buf_add(b, "\"", 1);
+    size_t run = 0; /* start of the bytes not copied yet */
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        kx_buf_add(b, s + run, i - run);
+        run = i + 1;
+        char esc[7] = {'\\', 0};
+        size_t len = 2;
+        switch (c) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 15];
+            len = 6;
+        }
+        kx_buf_add(b, esc, len);
+    }
+    kx_buf_add(b, s + run, n - run);
+    kx_buf_add(b, "\"", 1);
+}
+
+static void put_cstr(kx_buf *b, const char *s)
+{
+    put_str(b, s, strlen(s));
+}
+
 typedef struct chunk_list {
     char **items;
     size_t n, cap;
     bool oom;
+    kx_buf head; /* `data: {"id":..,"object":"chat.completion.chunk","created":..,"model":..,` */
 } chunk_list;
 
-static void push_line(chunk_list *l, char *json_text)
+/* Appends the line in b (taken) to the list. */
+static void push_buf(chunk_list *l, kx_buf *b)
 {
-    if (json_text == NULL) {
-        l->oom = true;
-        return;
-    }
-    kx_buf b = KX_BUF_INIT;
-    kx_buf_str(&b, "data: ");
-    kx_buf_str(&b, json_text);
-    kx_buf_str(&b, "\n\n");
-    free(json_text);
-    char *line = kx_buf_take(&b);
+    char *line = kx_buf_take(b);
     if (line == NULL || l->oom) {
         free(line);
         l->oom = true;
@@ -216,20 +264,30 @@ static void push_line(chunk_list *l, char *json_text)
     l->items[l->n++] = line;
 }
 
-/* One chat.completion.chunk with this delta (taken) and finish_reason (NULL = null). */
-static void push_chunk(chunk_list *l, const demo_reply_meta *meta, json_t *delta,
-                       const char *finish_reason)
+/* A new line that starts with the chunk head, for the caller to finish and push. */
+static kx_buf chunk_start(const chunk_list *l)
 {
-    json_t *fr = finish_reason ? json_string(finish_reason) : json_null();
-    json_t *v = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:o, s:o}]}", "id", meta->id, "object",
-                          "chat.completion.chunk", "created", (json_int_t)meta->created, "model",
-                          meta->model, "choices", "index", 0, "delta", delta, "finish_reason", fr);
-    push_line(l, dump_and_free(v));
+    kx_buf b = KX_BUF_INIT;
+    kx_buf_reserve(&b, l->head.len + 128);
+    kx_buf_add(&b, l->head.s, l->head.len);
+    return b;
+}
+
+/* Ends a choice chunk whose delta is in b: finish_reason (NULL = null), then pushes it. */
+static void chunk_end(chunk_list *l, kx_buf *b, const char *finish_reason)
+{
+    kx_buf_str(b, ",\"finish_reason\":");
+    if (finish_reason != NULL)
+        put_cstr(b, finish_reason);
+    else
+        kx_buf_str(b, "null");
+    kx_buf_str(b, "}]}\n\n");
+    push_buf(l, b);
 }
 
 /* Splits text into pieces of DEMO_WORDS_PER_CHUNK words; each piece keeps the blanks that follow
  * its last word, so the pieces add up to the text exactly. */
-static void push_text(chunk_list *l, const demo_reply_meta *meta, const char *text)
+static void push_text(chunk_list *l, const char *text)
 {
     const char *p = text;
     bool first = true;
@@ -246,22 +304,31 @@ static void push_text(chunk_list *l, const demo_reply_meta *meta, const char *te
             }
             p++;
         }
-        json_t *piece = json_stringn(start, (size_t)(p - start));
-        json_t *delta = first ? json_pack("{s:s, s:o}", "role", "assistant", "content", piece)
-                              : json_pack("{s:o}", "content", piece);
-        push_chunk(l, meta, delta, NULL);
+        kx_buf b = chunk_start(l);
+        kx_buf_str(&b,
+                   first ? "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\","
+                           "\"content\":"
+                         : "\"choices\":[{\"index\":0,\"delta\":{\"content\":");
+        put_str(&b, start, (size_t)(p - start));
+        kx_buf_str(&b, "}");
+        chunk_end(l, &b, NULL);
         first = false;
     } while (*p);
 }
 
 /* Streams a tool call: the first delta names it with empty arguments, then the arguments follow
  * in at least two fragments (never splitting a UTF-8 sequence). */
-static void push_tool_call(chunk_list *l, const demo_turn *t, const demo_reply_meta *meta)
+static void push_tool_call(chunk_list *l, const demo_turn *t)
 {
-    json_t *delta = json_pack("{s:s, s:n, s:[{s:i, s:s, s:s, s:{s:s, s:s}}]}", "role", "assistant",
-                              "content", "tool_calls", "index", 0, "id", t->call_id, "type",
-                              "function", "function", "name", t->tool, "arguments", "");
-    push_chunk(l, meta, delta, NULL);
+    kx_buf b = chunk_start(l);
+    kx_buf_str(&b,
+               "\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,"
+               "\"tool_calls\":[{\"index\":0,\"id\":");
+    put_cstr(&b, t->call_id);
+    kx_buf_str(&b, ",\"type\":\"function\",\"function\":{\"name\":");
+    put_cstr(&b, t->tool);
+    kx_buf_str(&b, ",\"arguments\":\"\"}}]}");
+    chunk_end(l, &b, NULL);
 
     const char *args = t->arguments;
     size_t len = strlen(args);
@@ -274,28 +341,47 @@ static void push_tool_call(chunk_list *l, const demo_turn *t, const demo_reply_m
         size_t end = pos + step < len ? pos + step : len;
         while (end < len && ((unsigned char)args[end] & 0xC0) == 0x80)
             end++;
-        json_t *d = json_pack("{s:[{s:i, s:{s:s%}}]}", "tool_calls", "index", 0, "function",
-                              "arguments", args + pos, end - pos);
-        push_chunk(l, meta, d, NULL);
+        b = chunk_start(l);
+        kx_buf_str(&b,
+                   "\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,"
+                   "\"function\":{\"arguments\":");
+        put_str(&b, args + pos, end - pos);
+        kx_buf_str(&b, "}}]}");
+        chunk_end(l, &b, NULL);
         pos = end;
     }
 }
 
 int demo_render_stream(const demo_turn *t, const demo_reply_meta *meta, char ***chunks, size_t *n)
 {
-    chunk_list l = {0};
+    chunk_list l = {.head = KX_BUF_INIT};
+    kx_buf_str(&l.head, "data: {\"id\":");
+    put_cstr(&l.head, meta->id);
+    kx_buf_printf(&l.head, ",\"object\":\"chat.completion.chunk\",\"created\":%lld,\"model\":",
+                  (long long)meta->created);
+    put_cstr(&l.head, meta->model);
+    kx_buf_str(&l.head, ",");
+    l.oom = l.head.oom;
     if (t->tool_call)
-        push_tool_call(&l, t, meta);
+        push_tool_call(&l, t);
     else
-        push_text(&l, meta, t->content);
-    push_chunk(&l, meta, json_object(), t->finish_reason);
+        push_text(&l, t->content);
+    kx_buf b = chunk_start(&l);
+    kx_buf_str(&b, "\"choices\":[{\"index\":0,\"delta\":{}");
+    chunk_end(&l, &b, t->finish_reason);
 
-    json_t *u = json_pack("{s:s, s:s, s:I, s:s, s:[], s:o}", "id", meta->id, "object",
-                          "chat.completion.chunk", "created", (json_int_t)meta->created, "model",
-                          meta->model, "choices", "usage", usage_json(t, meta));
-    push_line(&l, dump_and_free(u));
-    char *done = strdup("[DONE]");
-    push_line(&l, done);
+    json_int_t prompt, completion;
+    usage_tokens(t, meta, &prompt, &completion);
+    b = chunk_start(&l);
+    kx_buf_printf(&b,
+                  "\"choices\":[],\"usage\":{\"prompt_tokens\":%lld,\"completion_tokens\":%lld,"
+                  "\"total_tokens\":%lld}}\n\n",
+                  (long long)prompt, (long long)completion, (long long)(prompt + completion));
+    push_buf(&l, &b);
+    b = (kx_buf)KX_BUF_INIT;
+    kx_buf_str(&b, "data: [DONE]\n\n");
+    push_buf(&l, &b);
+    kx_buf_free(&l.head);
     if (l.oom) {
         demo_chunks_free(l.items, l.n);
         return -1;

@@ -7,8 +7,9 @@
  * port), KX_MODEL_MAX_CONNECTIONS (16384: libmicrohttpd's connection limit; RLIMIT_NOFILE is
  * raised to match, or the limit lowered to what the descriptors allow, with a warning),
  * KX_MODEL_THREADS (1: epoll threads), KX_MODEL_CHUNK_MS (0: pause between streamed chunks, for
- * slow, realistic streams), KX_LOG_LEVEL. The script language is described in demo_script.h, how a request picks
- * its step in demo_conv.h, the wire format in demo_turn.h, the server in server.h.
+ * slow, realistic streams), KX_LOG_LEVEL. The script language is described in demo_script.h,
+ * how a request's body is read in demo_body.h, how it picks its step in demo_conv.h, the wire
+ * format in demo_turn.h, the server in server.h.
  * It runs until SIGTERM or SIGINT. */
 #include <errno.h>
 #include <signal.h>

@@ -1,5 +1,5 @@
 /* server.c — the demo model's HTTP server (see server.h): routing, request bodies, the chat
- * endpoint that plays the script (demo_script / demo_conv / demo_turn) as a small state machine
+ * endpoint that plays the script (demo_body / demo_script / demo_conv / demo_turn) as a small state machine
  * across libmicrohttpd's calls of the handler, and the suspensions of `sleep`, `hang` and paced
  * stream chunks (ended by the waiter, waiter.h). */
 #include "server.h"
@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "demo_attempts.h"
+#include "demo_body.h"
 #include "demo_conv.h"
 #include "demo_script.h"
 #include "demo_turn.h"
@@ -153,7 +154,8 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
     stream_body *s = cls;
     if (s->idx == s->n)
         return MHD_CONTENT_READER_END_OF_STREAM;
-    if (s->srv->opts.chunk_ms > 0 && s->idx > 0 && s->off == 0) {
+    bool paced = s->srv->opts.chunk_ms > 0;
+    if (paced && s->idx > 0 && s->off == 0) {
         if (!s->paused) {
             s->paused = true;
             suspend_for(s->srv, s->conn, &s->woke, &s->susp, s->srv->opts.chunk_ms);
@@ -163,15 +165,21 @@ static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
         if (atomic_load(&s->woke) != WAIT_ELAPSED) /* the client left, or we stop */
             return MHD_CONTENT_READER_END_WITH_ERROR;
     }
-    const char *c = s->chunks[s->idx];
-    size_t left = strlen(c) - s->off;
-    size_t n = left < max ? left : max;
-    memcpy(buf, c + s->off, n);
-    s->off += n;
-    if (s->off == strlen(c)) {
+    /* Unpaced, as many chunks as fit go out in one call: one write (and one HTTP chunk) for
+     * what used to take one per SSE event; the bytes of the body are the same. */
+    size_t n = 0;
+    do {
+        const char *c = s->chunks[s->idx];
+        size_t left = strlen(c + s->off);
+        size_t take = left < max - n ? left : max - n;
+        memcpy(buf + n, c + s->off, take);
+        n += take;
+        s->off += take;
+        if (take < left)
+            break;
         s->idx++;
         s->off = 0;
-    }
+    } while (!paced && s->idx < s->n && n < max);
     return (ssize_t)n;
 }
 
@@ -222,9 +230,8 @@ static const char *step_label(const demo_step *step, char *buf, size_t len)
 }
 
 struct chat_req {
-    json_t *body;
-    bool stream;
-    const char *model;
+    demo_body body;
+    const char *model; /* body.model, or DEMO_MODEL_NAME */
     demo_conv conv;
     demo_script script;
 };
@@ -232,36 +239,10 @@ struct chat_req {
 /* Validates the body into c. On a problem, writes it into why and returns false. */
 static bool chat_parse(const request *rq, chat_req *c, char *why, size_t whylen)
 {
-    json_error_t jerr;
-    c->body = json_loadb(rq->body.s ? rq->body.s : "", rq->body.len, 0, &jerr);
-    if (c->body == NULL) {
-        snprintf(why, whylen, "the request body is not valid JSON: %s (line %d, column %d)",
-                 jerr.text, jerr.line, jerr.column);
+    if (demo_body_read(rq->body.s, rq->body.len, &c->body, why, whylen) != 0)
         return false;
-    }
-    if (!json_is_object(c->body)) {
-        snprintf(why, whylen, "the request body must be a JSON object");
-        return false;
-    }
-    const json_t *messages = json_object_get(c->body, "messages");
-    if (!json_is_array(messages)) {
-        snprintf(why, whylen, "\"messages\" is %s: it must be an array of messages",
-                 messages ? "not an array" : "missing");
-        return false;
-    }
-    const json_t *stream = json_object_get(c->body, "stream");
-    if (stream != NULL && !json_is_boolean(stream) && !json_is_null(stream)) {
-        snprintf(why, whylen, "\"stream\" must be true or false");
-        return false;
-    }
-    c->stream = json_is_true(stream);
-    const json_t *model = json_object_get(c->body, "model");
-    if (model != NULL && !json_is_string(model)) {
-        snprintf(why, whylen, "\"model\" must be a string");
-        return false;
-    }
-    c->model = model ? json_string_value(model) : DEMO_MODEL_NAME;
-    if (demo_conv_read(messages, &c->conv, why, whylen) != 0)
+    c->model = c->body.model ? c->body.model : DEMO_MODEL_NAME;
+    if (demo_conv_read(c->body.messages, &c->conv, why, whylen) != 0)
         return false;
     if (demo_script_parse(c->conv.script, &c->script) != 0) {
         snprintf(why, whylen, "out of memory parsing the script");
@@ -276,7 +257,7 @@ static void chat_free(chat_req *c)
         return;
     demo_script_free(&c->script);
     demo_conv_free(&c->conv);
-    json_decref(c->body);
+    demo_body_free(&c->body);
     free(c);
 }
 
@@ -309,7 +290,7 @@ static enum MHD_Result chat_answer(demo_server *srv, struct MHD_Connection *conn
     enum MHD_Result ret;
     if (demo_turn_build(step, idx, &c->conv, &turn) != 0)
         return send_error(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", "out of memory");
-    if (c->stream) {
+    if (c->body.stream) {
         char **chunks = NULL;
         size_t n = 0;
         if (demo_render_stream(&turn, &meta, &chunks, &n) != 0)
@@ -321,7 +302,7 @@ static enum MHD_Result chat_answer(demo_server *srv, struct MHD_Connection *conn
             send_body(conn, MHD_HTTP_OK, demo_render_completion(&turn, &meta), "application/json");
     }
     kx_info("POST /v1/chat/completions 200 %s: step %zu (%s), finish_reason %s, %lld ms",
-            c->stream ? "stream" : "non-stream", idx, label,
+            c->body.stream ? "stream" : "non-stream", idx, label,
             turn.finish_reason ? turn.finish_reason : "-",
             (long long)(kx_mono_ms() - rq->start_ms));
     demo_turn_free(&turn);

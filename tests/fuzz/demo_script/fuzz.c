@@ -8,10 +8,14 @@
  * Properties: steps are well-formed (a call has a valid tool name and an argument object, a
  * say has text, modifiers are in their documented ranges, lines increase); and the streamed
  * chunks, read back with the agent-runner's own accumulator (llm_stream.c), give exactly the
- * turn's text or tool call — the fake and the runner must agree on the wire format. */
+ * turn's text or tool call — the fake and the runner must agree on the wire format. In odd
+ * mode the bytes are also read as a whole request body and wrapped as its "messages" by
+ * demo_body_read (demo_body.c), which must accept exactly what jansson accepts and read the
+ * same fields (its scan falls back on jansson for anything unusual). */
 #include <jansson.h>
 #include <string.h>
 
+#include "demo_body.h"
 #include "demo_conv.h"
 #include "demo_script.h"
 #include "demo_turn.h"
@@ -104,6 +108,29 @@ static void run_script(const char *text, const demo_conv *conv)
     demo_script_free(&s);
 }
 
+/* demo_body_read on body[0..len) agrees with a full jansson parse. */
+static void check_body(const char *body, size_t len)
+{
+    demo_body b;
+    char why[512];
+    int rc = demo_body_read(body, len, &b, why, sizeof why);
+    json_t *v = json_loadb(body, len, 0, NULL);
+    json_t *m = json_object_get(v, "messages"), *st = json_object_get(v, "stream"),
+           *md = json_object_get(v, "model");
+    bool ok = json_is_object(v) && json_is_array(m) &&
+        (st == NULL || json_is_boolean(st) || json_is_null(st)) &&
+        (md == NULL || json_is_string(md));
+    FUZZ_CHECK((rc == 0) == ok);
+    if (rc == 0) {
+        FUZZ_CHECK(json_equal(b.messages, m));
+        FUZZ_CHECK(b.stream == json_is_true(st));
+        FUZZ_CHECK(md == NULL ? b.model == NULL
+                              : b.model != NULL && strcmp(b.model, json_string_value(md)) == 0);
+        demo_body_free(&b);
+    }
+    json_decref(v);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -123,6 +150,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         conv.script = text;
         run_script(text, &conv);
     } else {
+        check_body(text, size - 1);
+        size_t wlen = size - 1 + 32;
+        char *wrapped = malloc(wlen);
+        if (wrapped != NULL) {
+            int n = snprintf(wrapped, wlen, "{\"stream\":true,\"messages\":%s}", text);
+            if (n > 0 && (size_t)n < wlen)
+                check_body(wrapped, (size_t)n);
+            free(wrapped);
+        }
         json_t *messages = json_loads(text, 0, NULL);
         char err[256];
         if (json_is_array(messages) && demo_conv_read(messages, &conv, err, sizeof err) == 0) {
