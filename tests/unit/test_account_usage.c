@@ -1,0 +1,221 @@
+/* test_account_usage.c — an account's quota counters (migration 016, account_usage;
+ * docs/performance.md "Account quotas: counters, not counts"), against a real PostgreSQL with
+ * the migrations:
+ *   - creating a run in an account with limits reads no row of agent_runs, however many runs
+ *     the account has today (before 016 the check counted and summed them all: issue 12);
+ *   - the counters equal the counts they replace: after an account_limits row is added to an
+ *     account that has runs (recount), after runs are created and tokens added (an UPDATE of
+ *     tokens_used, the usage trigger of a message row), and in GET billing's
+ *     kx_account_status; deleting the row deletes them, adding it again recounts;
+ *   - the quotas refuse at the limit as before (KX429, "used" from the counters), and a refused
+ *     run adds nothing. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "kx/log.h"
+#include "kx/uuid.h"
+#include "pgdb.h"
+
+static kx_th_pgdb g_db;
+
+typedef struct account {
+    char id[KX_UUID_LEN + 1], project[KX_UUID_LEN + 1], thread[KX_UUID_LEN + 1];
+} account;
+
+static PGresult *q(const char *sql, int n, const char *const *params)
+{
+    PGresult *r = PQexecParams(g_db.sql, sql, n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        fail_msg("SQL failed: %s: %s", sql, PQerrorMessage(g_db.sql));
+    return r;
+}
+
+static void exec(const char *sql, int n, const char *const *params)
+{
+    PQclear(q(sql, n, params));
+}
+
+static long long int1(const char *sql, int n, const char *const *params)
+{
+    PGresult *r = q(sql, n, params);
+    assert_int_equal(PQntuples(r), 1);
+    long long v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+static void new_account(account *a)
+{
+    kx_uuid_new(a->id);
+    kx_uuid_new(a->project);
+    kx_uuid_new(a->thread);
+    const char *p[] = {a->id, a->project, a->thread};
+    exec("WITH p AS (INSERT INTO projects (project_id, name, account_id) "
+         "  VALUES ($2::uuid, 'p', $1::uuid)) "
+         "INSERT INTO threads (thread_id, account_id, project_id) "
+         "VALUES ($3::uuid, $1::uuid, $2::uuid)",
+         3, p);
+}
+
+/* n completed runs of a, each with tokens tokens. */
+static void add_runs(const account *a, int n, int tokens)
+{
+    char ns[16], ts[16];
+    snprintf(ns, sizeof ns, "%d", n);
+    snprintf(ts, sizeof ts, "%d", tokens);
+    const char *p[] = {a->id, a->project, a->thread, ns, ts};
+    exec("INSERT INTO agent_runs (thread_id, account_id, project_id, status, tokens_used) "
+         "SELECT $3::uuid, $1::uuid, $2::uuid, 'completed', $5::bigint "
+         "FROM generate_series(1, $4::int)",
+         5, p);
+}
+
+/* Counters and counts of a agree (runs today, tokens this month), and kx_account_status
+ * reports them; returns the run count. */
+static long long check_counters(const account *a)
+{
+    const char *p[] = {a->id};
+    long long runs = int1("SELECT count(*) FROM agent_runs WHERE account_id = $1::uuid "
+                          "AND created_at >= kx_day_start(now())",
+                          1, p);
+    long long tokens = int1("SELECT coalesce(sum(tokens_used), 0) FROM agent_runs "
+                            "WHERE account_id = $1::uuid AND created_at >= kx_month_start(now())",
+                            1, p);
+    assert_int_equal(int1("SELECT kx_usage_get($1::uuid, 'runs_day', kx_day_start(now()))", 1, p),
+                     runs);
+    assert_int_equal(
+        int1("SELECT kx_usage_get($1::uuid, 'tokens_month', kx_month_start(now()))", 1, p),
+        tokens);
+    assert_int_equal(int1("SELECT kx_account_status($1::uuid) #>> "
+                          "'{limits,runs_per_day,used}'",
+                          1, p),
+                     runs);
+    assert_int_equal(int1("SELECT kx_account_status($1::uuid) #>> "
+                          "'{limits,tokens_per_month,used}'",
+                          1, p),
+                     tokens);
+    return runs;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    kx_log_init("test_account_usage", "test");
+    return kx_th_pgdb_start("kx-account-usage", &g_db) == KX_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    kx_th_pgdb_stop(&g_db);
+    return 0;
+}
+
+static void test_check_reads_no_runs(void **state)
+{
+    (void)state;
+    account a;
+    new_account(&a);
+    const char *p[] = {a.id};
+    exec("INSERT INTO account_limits (account_id, runs_per_day, tokens_per_month) "
+         "VALUES ($1::uuid, 1000000, 1000000000)",
+         1, p);
+    add_runs(&a, 500, 7);
+    /* this transaction's scans of agent_runs and rows read, around one more run */
+    exec("BEGIN", 0, NULL);
+    const char *reads = "SELECT seq_scan + seq_tup_read + coalesce(idx_scan, 0) + "
+                        "coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+                        "WHERE relname = 'agent_runs'";
+    long long before = int1(reads, 0, NULL);
+    add_runs(&a, 1, 7);
+    long long after = int1(reads, 0, NULL);
+    exec("COMMIT", 0, NULL);
+    assert_int_equal(after - before, 0); /* before 016: two scans, > 500 rows (the sum) */
+    assert_int_equal(check_counters(&a), 501);
+}
+
+static void test_counters_equal_counts(void **state)
+{
+    (void)state;
+    account a;
+    new_account(&a);
+    const char *p[] = {a.id};
+    add_runs(&a, 40, 11); /* before the limits: no counters */
+    assert_int_equal(int1("SELECT count(*) FROM account_usage WHERE account_id = $1::uuid", 1, p),
+                     0);
+    exec("INSERT INTO account_limits (account_id, runs_per_day, tokens_per_month) "
+         "VALUES ($1::uuid, 1000, 1000000)",
+         1, p);
+    assert_int_equal(check_counters(&a), 40); /* recounted */
+    add_runs(&a, 10, 3);
+    exec("UPDATE agent_runs SET tokens_used = tokens_used + 5 WHERE account_id = $1::uuid", 1, p);
+    assert_int_equal(check_counters(&a), 50);
+    /* the usage trigger of a turn's row (another writer than the runner) */
+    exec("INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, "
+         "agent_run_id) SELECT thread_id, account_id, 'assistant_response_end', false, "
+         "'{\"usage\": {\"total_tokens\": 123}}', id FROM agent_runs "
+         "WHERE account_id = $1::uuid LIMIT 1",
+         1, p);
+    check_counters(&a);
+    /* an UPDATE that leaves tokens_used alone adds nothing */
+    exec("UPDATE agent_runs SET error = 'x' WHERE account_id = $1::uuid", 1, p);
+    check_counters(&a);
+    exec("DELETE FROM account_limits WHERE account_id = $1::uuid", 1, p);
+    assert_int_equal(int1("SELECT count(*) FROM account_usage WHERE account_id = $1::uuid", 1, p),
+                     0);
+    add_runs(&a, 5, 2); /* not counted while unlimited, and counted at the next recount */
+    exec("INSERT INTO account_limits (account_id, runs_per_day) VALUES ($1::uuid, 1000)", 1, p);
+    assert_int_equal(check_counters(&a), 55);
+}
+
+static void test_quota_refuses_at_limit(void **state)
+{
+    (void)state;
+    account a;
+    new_account(&a);
+    const char *p[] = {a.id, a.project, a.thread};
+    add_runs(&a, 2, 0);
+    exec("INSERT INTO account_limits (account_id, runs_per_day, tokens_per_month) "
+         "VALUES ($1::uuid, 3, 100)",
+         1, p);
+    add_runs(&a, 1, 0); /* the third of 3 */
+    const char *ins = "INSERT INTO agent_runs (thread_id, account_id, project_id, status) "
+                      "VALUES ($3::uuid, $1::uuid, $2::uuid, 'completed')";
+    PGresult *r = PQexecParams(g_db.sql, ins, 3, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "KX429");
+    assert_non_null(strstr(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL), "\"used\" : 3"));
+    PQclear(r);
+    assert_int_equal(check_counters(&a), 3); /* the refused run added nothing */
+    /* tokens: the day's quota raised, the month's reached */
+    exec("UPDATE account_limits SET runs_per_day = NULL WHERE account_id = $1::uuid", 1, p);
+    exec("UPDATE agent_runs SET tokens_used = 100 WHERE id = (SELECT id FROM agent_runs "
+         "WHERE account_id = $1::uuid LIMIT 1)",
+         1, p);
+    r = PQexecParams(g_db.sql, ins, 3, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "KX429");
+    assert_non_null(strstr(PQresultErrorField(r, PG_DIAG_MESSAGE_DETAIL), "tokens_per_month"));
+    PQclear(r);
+    check_counters(&a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_check_reads_no_runs),
+        cmocka_unit_test(test_counters_equal_counts),
+        cmocka_unit_test(test_quota_refuses_at_limit),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
