@@ -92,11 +92,12 @@ static int make_account(kx_db *db, account *a, int limited)
 static long fill(kx_db *db, const account *a, long n)
 {
     char sql[512];
-    snprintf(sql, sizeof sql,
-             "WITH have AS (SELECT count(*) c FROM agent_runs WHERE account_id = '%s') "
-             "INSERT INTO agent_runs (thread_id, account_id, project_id, status, tokens_used) "
-             "SELECT '%s', '%s', '%s', 'completed', 30 FROM have, generate_series(1, %ld - have.c)",
-             a->id, a->thread, a->id, a->project, n);
+    snprintf(
+        sql, sizeof sql,
+        "WITH have AS (SELECT count(*) c FROM agent_runs WHERE account_id = '%s') "
+        "INSERT INTO agent_runs (thread_id, account_id, project_id, status, tokens_used) "
+        "SELECT '%s', '%s', '%s', 'completed', 30 FROM have, generate_series(1, %ld - have.c)",
+        a->id, a->thread, a->id, a->project, n);
     kx_err err = KX_OK;
     PGresult *res = kx_db_exec_sql(db, sql, &err);
     PQclear(res);
@@ -171,8 +172,7 @@ int main(int argc, char **argv)
     PGresult *res = NULL;
     if (kx_db_connect(pg.url, STMTS, &db) != KX_OK ||
         (res = kx_db_exec_sql(db, "SET statement_timeout = 0", &err)) == NULL ||
-        (PQclear(res), make_account(db, &lim, 1)) != 0 ||
-        make_account(db, &unl, 0) != 0)
+        (PQclear(res), make_account(db, &lim, 1)) != 0 || make_account(db, &unl, 0) != 0)
         goto out;
     if (getenv("BENCH_QUOTA_SQL") != NULL) /* e.g. auto_explain settings */
         PQclear(kx_db_exec_sql(db, getenv("BENCH_QUOTA_SQL"), &err));

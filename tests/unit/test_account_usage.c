@@ -93,9 +93,9 @@ static long long check_counters(const account *a)
                             1, p);
     assert_int_equal(int1("SELECT kx_usage_get($1::uuid, 'runs_day', kx_day_start(now()))", 1, p),
                      runs);
-    assert_int_equal(
-        int1("SELECT kx_usage_get($1::uuid, 'tokens_month', kx_month_start(now()))", 1, p),
-        tokens);
+    assert_int_equal(int1("SELECT kx_usage_get($1::uuid, 'tokens_month', kx_month_start(now()))",
+                          1, p),
+                     tokens);
     assert_int_equal(int1("SELECT kx_account_status($1::uuid) #>> "
                           "'{limits,runs_per_day,used}'",
                           1, p),
