@@ -8,7 +8,10 @@
  *     tokens_used, the usage trigger of a message row), and in GET billing's
  *     kx_account_status; deleting the row deletes them, adding it again recounts;
  *   - the quotas refuse at the limit as before (KX429, "used" from the counters), and a refused
- *     run adds nothing. */
+ *     run adds nothing;
+ *   - concurrency, on two connections: two creations racing for the last slot (the second
+ *     waits for the first's creation lock and is refused); a limits row added while a creation
+ *     or a usage change of the account is in flight waits for it and counts it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness.h"
 #include "kx/log.h"
@@ -105,6 +109,40 @@ static long long check_counters(const account *a)
                           1, p),
                      tokens);
     return runs;
+}
+
+/* A second connection, for the concurrent cases. */
+static PGconn *other(void)
+{
+    PGconn *c = PQconnectdb(g_db.pg.url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    return c;
+}
+
+/* Sends sql on c and checks that it is still waiting (for a lock) after 300 ms. */
+static void send_blocked(PGconn *c, const char *sql, int n, const char *const *params)
+{
+    assert_int_equal(PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0), 1);
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    assert_int_equal(PQconsumeInput(c), 1);
+    assert_int_equal(PQisBusy(c), 1);
+}
+
+/* The answer of the statement send_blocked sent: its SQLSTATE, "" when it succeeded. */
+static char *finish_sent(PGconn *c)
+{
+    char *state = NULL;
+    PGresult *r;
+    while ((r = PQgetResult(c)) != NULL) {
+        if (state == NULL)
+            state = strdup(PQresultStatus(r) == PGRES_FATAL_ERROR
+                               ? PQresultErrorField(r, PG_DIAG_SQLSTATE)
+                               : "");
+        PQclear(r);
+    }
+    assert_non_null(state);
+    return state;
 }
 
 static int setup(void **state)
@@ -210,12 +248,78 @@ static void test_quota_refuses_at_limit(void **state)
     check_counters(&a);
 }
 
+/* Two creations of one account at once, one slot left: the second waits for the first's
+ * creation lock and then reads the counter the first committed (refused). */
+static void test_concurrent_creations_take_one_slot(void **state)
+{
+    (void)state;
+    account a;
+    new_account(&a);
+    const char *p[] = {a.id, a.project, a.thread};
+    add_runs(&a, 1, 0);
+    exec("INSERT INTO account_limits (account_id, runs_per_day) VALUES ($1::uuid, 2)", 1, p);
+    const char *ins = "INSERT INTO agent_runs (thread_id, account_id, project_id, status) "
+                      "VALUES ($3::uuid, $1::uuid, $2::uuid, 'completed')";
+    PGconn *b = other();
+    exec("BEGIN", 0, NULL);
+    exec(ins, 3, p);
+    send_blocked(b, ins, 3, p);
+    exec("COMMIT", 0, NULL);
+    char *got = finish_sent(b);
+    assert_string_equal(got, "KX429");
+    free(got);
+    PQfinish(b);
+    assert_int_equal(check_counters(&a), 2);
+}
+
+/* An account's limits row added while one of its runs is being created without limits: the
+ * recount waits for that creation and counts it (else the counter would miss it all day). */
+static void test_limits_added_during_a_creation(void **state)
+{
+    (void)state;
+    account a;
+    new_account(&a);
+    const char *p[] = {a.id};
+    add_runs(&a, 3, 4);
+    PGconn *b = other();
+    exec("BEGIN", 0, NULL);
+    add_runs(&a, 2, 4); /* no limits row yet: nothing counted */
+    send_blocked(b, "INSERT INTO account_limits (account_id, runs_per_day) VALUES ($1::uuid, 100)",
+                 1, p);
+    exec("COMMIT", 0, NULL);
+    char *got = finish_sent(b);
+    assert_string_equal(got, "");
+    free(got);
+    PQfinish(b);
+    assert_int_equal(check_counters(&a), 5);
+    /* and a usage change in flight likewise */
+    exec("DELETE FROM account_limits WHERE account_id = $1::uuid", 1, p);
+    b = other();
+    exec("BEGIN", 0, NULL);
+    exec("UPDATE agent_runs SET tokens_used = tokens_used + 10 WHERE account_id = $1::uuid", 1, p);
+    send_blocked(b,
+                 "INSERT INTO account_limits (account_id, tokens_per_month) "
+                 "VALUES ($1::uuid, 100000)",
+                 1, p);
+    exec("COMMIT", 0, NULL);
+    got = finish_sent(b);
+    assert_string_equal(got, "");
+    free(got);
+    PQfinish(b);
+    check_counters(&a);
+    assert_int_equal(int1("SELECT kx_usage_get($1::uuid, 'tokens_month', kx_month_start(now()))",
+                          1, p),
+                     5 * 14);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_check_reads_no_runs),
         cmocka_unit_test(test_counters_equal_counts),
         cmocka_unit_test(test_quota_refuses_at_limit),
+        cmocka_unit_test(test_concurrent_creations_take_one_slot),
+        cmocka_unit_test(test_limits_added_during_a_creation),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
