@@ -932,6 +932,49 @@ int kx_th_group_live(pid_t pgid)
     return n;
 }
 
+/* Every thread of pid is stopped ('T', or 't' when traced); false when one runs or pid is
+ * gone. */
+static bool all_threads_stopped(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return false;
+    bool all = true, any = false;
+    struct dirent *e;
+    while (all && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] < '0' || e->d_name[0] > '9')
+            continue;
+        char path[400], buf[512];
+        snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue; /* the thread ended */
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        const char *rp = strrchr(buf, ')'); /* "tid (comm) state ...": comm may hold ')' */
+        any = true;
+        all = rp != NULL && rp[1] == ' ' && (rp[2] == 'T' || rp[2] == 't');
+    }
+    closedir(d);
+    return all && any;
+}
+
+bool kx_th_freeze(pid_t pid)
+{
+    if (pid <= 0 || kill(pid, SIGSTOP) != 0)
+        return false;
+    int64_t until = kx_mono_ms() + 5000;
+    while (!all_threads_stopped(pid)) {
+        if (kx_mono_ms() > until)
+            return false;
+        usleep(1000);
+    }
+    return true;
+}
+
 bool kx_th_parse_long(const char *text, long *out)
 {
     if (text == NULL)

@@ -28,6 +28,11 @@ int kx_th_kill(pid_t pid);
 /* How many processes of process group pgid are alive (not zombies), read from /proc: for
  * tests that check a group was killed whole. */
 int kx_th_group_live(pid_t pgid);
+/* SIGSTOPs pid and waits (up to 5 s) until every thread of it is stopped, read from
+ * /proc/<pid>/task. kill() returns before a multi-threaded process (nats-server) has stopped:
+ * one of its threads must first run to take the stop to the others, and meanwhile another may
+ * still read a socket and answer. True once all are stopped. */
+bool kx_th_freeze(pid_t pid);
 /* How many live (not zombie) processes on the host have an argument exactly equal to arg
  * (e.g. "sleep 31.4159" -> "31.4159"): for processes in a sandbox, whose PIDs the test cannot
  * know. If uid_out is not NULL it gets the host uid of the last one found. */

@@ -738,7 +738,7 @@ static void test_a_burst_of_submits_shares_admission_passes(void **state)
         account, g_project, account, g_project);
     long long passes0 = sched_metric("kx_scheduler_admission_passes_total");
     long long submits0 = sched_metric("kx_scheduler_submits_total");
-    assert_int_equal(kill(g_sched, SIGSTOP), 0);
+    assert_true(kx_th_freeze(g_sched));
     PGresult *ids = PQexecParams(g_db, "SELECT id::text FROM agent_runs WHERE account_id = $1", 1,
                                  NULL, (const char *const[]){account}, NULL, NULL, 0);
     assert_int_equal(PQntuples(ids), 300);

@@ -324,7 +324,7 @@ static void test_frozen_owner_lease_expires(void **state)
     assert_string_equal(br, "fleet-b");
     free(sh(p, "echo kept > kept.txt; echo old > /tmp/marker"));
     assert_int_equal(running_here(g_b_port), 1);
-    assert_int_equal(kill(g_b_pid, SIGSTOP), 0);
+    assert_true(kx_th_freeze(g_b_pid));
     char a_prefix[96];
     snprintf(a_prefix, sizeof a_prefix, "kx.sandbox.%s.", g_a_id);
     int64_t took = wait_running(a_prefix, p, "fleet-b", br, TAKEOVER_BOUND_MS);
@@ -362,7 +362,7 @@ static void test_restart_readopts(void **state)
      * requests go to fleet-b's own subjects meanwhile (the queue group could pick the frozen
      * one). */
     pid_t a = kx_th_stack_proc(&g_stack, "sandbox-broker")->pid;
-    assert_int_equal(kill(a, SIGSTOP), 0);
+    assert_true(kx_th_freeze(a));
     b_kill9();
     kx_err err = b_start();
     int64_t took = err == KX_OK ? wait_running("kx.sandbox.fleet-b.", p, NULL, br, 15000) : -1;
