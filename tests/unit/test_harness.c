@@ -1,6 +1,7 @@
 /* test_harness.c — the test harness itself: temp dirs the postgres user can enter, free
  * ports, spawning with extra environment into a log file, killing a whole process group
- * (even one that ignores SIGTERM), waiting for HTTP, nats-server start/stop, KX_TEST_KEEP.
+ * (even one that ignores SIGTERM), waiting for HTTP, nats-server start/stop, stopping a
+ * multi-threaded process whole (kx_th_freeze), KX_TEST_KEEP.
  * (PostgreSQL start/stop/restart is exercised by test_db.) */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -164,12 +167,90 @@ static void test_nats_start_stop(void **state)
     assert_int_not_equal(access(n.dir, F_OK), 0);
 }
 
+/* The threads of pid in state T (stopped) and in all; from /proc/<pid>/task/<tid>/stat. */
+static void thread_states(pid_t pid, int *stopped, int *all)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    *stopped = *all = 0;
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[400], buf[512];
+        snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[len] = '\0';
+        const char *rp = strrchr(buf, ')');
+        (*all)++;
+        if (rp != NULL && (rp[2] == 'T' || rp[2] == 't'))
+            (*stopped)++;
+    }
+    closedir(d);
+}
+
+/* Bytes a fresh connection to 127.0.0.1:port receives within ms (nats-server sends INFO at
+ * once; a stopped one sends nothing, though the kernel still completes the handshake). */
+static ssize_t greeting(uint16_t port, int ms, char *buf, size_t cap)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ssize_t n = recv(fd, buf, cap - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    close(fd);
+    return n;
+}
+
+/* kx_th_freeze: on return every thread of a multi-threaded server is stopped (kill(SIGSTOP)
+ * alone returns before that: CI once saw a "paused" nats-server answer), and it stays silent
+ * until SIGCONT; a bad or gone pid is refused. */
+static void test_freeze(void **state)
+{
+    (void)state;
+    kx_th_nats n;
+    assert_int_equal(kx_th_nats_start(g_tmp, &n), KX_OK);
+    char buf[256];
+    assert_true(greeting(n.port, 2000, buf, sizeof buf) > 0);
+    assert_non_null(strstr(buf, "INFO"));
+    for (int round = 0; round < 3; round++) {
+        assert_true(kx_th_freeze(n.pid));
+        int stopped, all;
+        thread_states(n.pid, &stopped, &all);
+        assert_true(all > 1); /* the case that matters: several threads */
+        assert_int_equal(stopped, all);
+        assert_true(greeting(n.port, 300, buf, sizeof buf) <= 0);
+        assert_int_equal(kill(n.pid, SIGCONT), 0);
+        assert_true(greeting(n.port, 2000, buf, sizeof buf) > 0);
+        assert_non_null(strstr(buf, "INFO"));
+    }
+    kx_th_nats_stop(&n);
+    assert_false(kx_th_freeze(0));
+    assert_false(kx_th_freeze(-1));
+    pid_t gone = fork();
+    assert_true(gone >= 0);
+    if (gone == 0)
+        _exit(0);
+    assert_int_equal(waitpid(gone, NULL, 0), gone);
+    assert_false(kx_th_freeze(gone));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tmpdir_and_port), cmocka_unit_test(test_spawn_log_env_and_kill),
         cmocka_unit_test(test_parse_long),      cmocka_unit_test(test_wait_http),
-        cmocka_unit_test(test_nats_start_stop),
+        cmocka_unit_test(test_nats_start_stop), cmocka_unit_test(test_freeze),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
