@@ -938,8 +938,8 @@ static gw_stream *stream_new(gw_streams *reg, const char *run_id)
 }
 
 /* Is the last event on the run's subject missing (expired)? If present, *last_seq is its stream
- * sequence and *last_terminal whether it was the terminal one. KX_ERR_NOT_FOUND when missing. */
-static kx_err last_event(gw_app *app, const char *subject, uint64_t *last_seq, bool *last_terminal)
+ * sequence. KX_ERR_NOT_FOUND when missing. */
+static kx_err last_event(gw_app *app, const char *subject, uint64_t *last_seq)
 {
     if (!kx_bus_connected(app->svc->bus))
         return KX_ERR_UNAVAILABLE;
@@ -956,10 +956,6 @@ static kx_err last_event(gw_app *app, const char *subject, uint64_t *last_seq, b
         return KX_ERR_UNAVAILABLE;
     }
     *last_seq = natsMsg_GetSequence(m);
-    Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
-                                        (size_t)natsMsg_GetDataLength(m));
-    *last_terminal = ev != NULL && ev->terminal;
-    kx_pb_free(ev);
     natsMsg_Destroy(m);
     return KX_OK;
 }
@@ -1108,8 +1104,7 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
     if (run_ended(info.status) && info.ended_ago_ms >= (int64_t)STALE_GRACE_S * 1000) {
         char *final = final_payload(info.status, info.error);
         uint64_t last_seq = 0;
-        bool last_terminal = false;
-        kx_err err = last_event(app, subject, &last_seq, &last_terminal);
+        kx_err err = last_event(app, subject, &last_seq);
         if (err != KX_OK || after >= last_seq) {
             /* Events expired (or NATS cannot tell), or the client has them all already: one
              * terminal status from Postgres. */
@@ -1122,14 +1117,14 @@ void gw_route_run_stream(gw_app *app, gw_request *req, gw_reply *reply)
             }
             free(final);
         } else {
-            /* The history up to its last event, then Postgres' status if that event was not
-             * the terminal one. No feed: nothing more will come. */
+            /* The history up to its last event, then Postgres' status if no terminal event
+             * was sent: that event was not the terminal one, or the client had it already (a
+             * "<seq>.<index>" id inside the last batch: every event of it skipped). Never an
+             * empty stream: an EventSource would reconnect again and again. No feed: nothing
+             * more will come. */
             mode = "history";
             st->replay_to = last_seq;
-            if (last_terminal)
-                free(final);
-            else
-                st->final_payload = final;
+            st->final_payload = final;
         }
     }
     gw_store_run_info_free(&info);

@@ -48,6 +48,7 @@
 #include "gateway_alone.h"
 #include "api_client.h"
 #include "kx/bus.h"
+#include "kx/db.h"
 #include "kx/log.h"
 #include "kx/pb.h"
 #include "kx/time.h"
@@ -400,6 +401,63 @@ static void test_batches_resume_exactly(void **state)
         if (e.status != 400)
             fail_msg("Last-Event-ID %s: status %d", bad[i], e.status);
         assert_non_null(strstr(e.body, "Last-Event-ID must be the id of an event"));
+        kx_th_events_free(&e);
+    }
+    kx_th_events_free(&all);
+    free(token);
+}
+
+/* A client that resumes from the LAST event of an ended run, named inside its batch
+ * ("<seq>.<index>"), after the run ended more than the gateway's grace of 10 s ago (its stream
+ * then comes from the history, not the live feed): it gets the terminal status again (from
+ * Postgres), as one that names a whole message does — not an empty stream that closes, which an
+ * EventSource would answer by reconnecting again and again. */
+static void test_resume_after_the_end_long_ago(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], base[128];
+    char *token = new_account(account);
+    initiate(token, run);
+    stream_path(run, base, sizeof base);
+    publish_batch(run, 0, 3, true); /* {"i": 0} .. {"i": 2} and the terminal status */
+    kx_th_events all = {0};
+    kx_th_events_collect(kx_th_events_open(g_gw.s.http_port, base, token, NULL, 0), 0, 20000,
+                         &all);
+    assert_int_equal(all.status, 200);
+    assert_true(all.ended);
+    assert_int_equal(all.n, 4);
+    assert_non_null(strchr(all.id_text[3], '.')); /* the terminal event, inside its batch */
+    /* the run ended 11 s ago, as Postgres sees it */
+    kx_db *db = NULL;
+    kx_err cerr = kx_db_connect(g_gw.s.pg.url, NULL, &db);
+    if (cerr != KX_OK)
+        fail_msg("connect %s: %d", g_gw.s.pg.url, (int)cerr);
+    char sql[200];
+    snprintf(sql, sizeof sql,
+             "UPDATE agent_runs SET status = 'completed', completed_at = now() - interval "
+             "'11 seconds' WHERE id = '%s'",
+             run); /* run: a uuid the gateway made */
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_exec_sql(db, sql, &err);
+    assert_int_equal(err, KX_OK);
+    assert_string_equal(PQcmdTuples(res), "1");
+    PQclear(res);
+    kx_db_close(db);
+    const char *from[] = {all.id_text[3], all.id_text[2]};
+    for (size_t i = 0; i < 2; i++) {
+        kx_th_events e = {0};
+        kx_th_events_collect(kx_th_events_open(g_gw.s.http_port, base, token, from[i], 0), 0,
+                             20000, &e);
+        assert_int_equal(e.status, 200);
+        assert_true(e.ended);
+        if (i == 0) { /* had everything: the status from Postgres, once */
+            assert_int_equal(e.n, 1);
+            assert_non_null(strstr(e.data[0], "Agent run completed successfully"));
+        } else { /* missed the terminal event: gets it from the history, exactly once */
+            assert_int_equal(e.n, 1);
+            assert_string_equal(e.id_text[0], all.id_text[3]);
+            assert_string_equal(e.data[0], TERMINAL);
+        }
         kx_th_events_free(&e);
     }
     kx_th_events_free(&all);
@@ -1156,6 +1214,7 @@ int main(void)
         cmocka_unit_test(test_ids_and_late_join),
         cmocka_unit_test(test_resume_at_random_points),
         cmocka_unit_test(test_batches_resume_exactly),
+        cmocka_unit_test(test_resume_after_the_end_long_ago),
         cmocka_unit_test(test_caps_and_1000_streams),
         cmocka_unit_test(test_clients_that_never_read),
         cmocka_unit_test(test_stream_churn),
