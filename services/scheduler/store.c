@@ -246,9 +246,13 @@ const kx_db_stmt sched_statements[] = {
     {"sched_trigger_disable",
      "UPDATE run_triggers SET next_fire_at = NULL, last_error = $3::text "
      "WHERE trigger_id = $1::uuid AND next_fire_at = $2::timestamptz"},
+    /* Old bookkeeping, every minute (reaper.c): lease rows, admission bounds, and the quota
+     * counters (migration 016) of days and months over 92 days ago (a quota reads only the
+     * current day and month; the three months before stay for an operator's look). */
     {"sched_cleanup",
      "WITH a AS (DELETE FROM lease_revocations WHERE revoked_at < now() - interval '1 hour'), "
-     "b AS (DELETE FROM admission_bounds WHERE counted_at < now() - interval '1 hour') "
+     "b AS (DELETE FROM admission_bounds WHERE counted_at < now() - interval '1 hour'), "
+     "c AS (DELETE FROM account_usage WHERE period_start < now() - interval '92 days') "
      "DELETE FROM runner_leases l WHERE expires_at < now() - interval '1 hour' "
      "AND (SELECT 1 FROM agent_runs r WHERE r.lease_owner = l.runner_id "
      "AND r.status IS NOT DISTINCT FROM 'running' LIMIT 1) IS NULL"},

@@ -16,7 +16,8 @@
  *   5. two scheduler replicas fire a trigger exactly once per due time, over several fires set
  *      in the past by the test; each fire is an ordinary run on a thread of its own that
  *      completes; a trigger that missed three hours of fires fires once; a paused trigger does
- *      not fire; a fire the account's quota refuses makes no run and says why.
+ *      not fire; a fire the account's quota refuses makes no run and says why;
+ *   6. the scheduler's cleanup trims quota counters of days and months over 92 days old.
  * Each case has accounts of its own. */
 #include <errno.h>
 #include <setjmp.h>
@@ -586,6 +587,37 @@ static void test_two_schedulers_fire_once(void **state)
     free(a.token);
 }
 
+/* ---- 6. old quota counters are trimmed ---- */
+
+/* The scheduler's cleanup deletes account_usage rows of days and months that began over 92
+ * days ago and keeps the rest (a fresh scheduler cleans up on its first reaper tick). */
+static void test_usage_rows_trimmed(void **state)
+{
+    (void)state;
+    account a;
+    new_account(&a);
+    const char *ap[] = {a.id};
+    sql_do("INSERT INTO account_usage (account_id, kind, period_start, shard, amount) VALUES "
+           "($1::uuid, 'runs_day', kx_day_start(now() - interval '100 days'), 0, 3), "
+           "($1::uuid, 'tokens_month', kx_month_start(now() - interval '4 months'), 5, 70), "
+           "($1::uuid, 'runs_day', kx_day_start(now() - interval '91 days'), 0, 2), "
+           "($1::uuid, 'runs_day', kx_day_start(now()), 0, 1), "
+           "($1::uuid, 'tokens_month', kx_month_start(now()), 5, 40)",
+           1, ap);
+    const char *old = "SELECT count(*) FROM account_usage WHERE account_id = $1::uuid AND "
+                      "period_start < now() - interval '92 days'";
+    assert_int_equal(sql_int(old, 1, ap), 2);
+    pid_t second = second_scheduler();
+    int64_t until = kx_mono_ms() + 20000;
+    while (sql_int(old, 1, ap) > 0 && kx_mono_ms() < until)
+        sleep_ms(100);
+    assert_int_equal(sql_int(old, 1, ap), 0);
+    assert_int_equal(
+        sql_int("SELECT count(*) FROM account_usage WHERE account_id = $1::uuid", 1, ap), 3);
+    assert_int_equal(kx_th_kill(second), 0);
+    free(a.token);
+}
+
 static int start_stack(void **state)
 {
     const char *env[] = {"KX_TRIGGER_POLL_MS=100", NULL};
@@ -601,6 +633,7 @@ int main(void)
         cmocka_unit_test(test_model_allow_list),
         cmocka_unit_test(test_trigger_api),
         cmocka_unit_test(test_two_schedulers_fire_once),
+        cmocka_unit_test(test_usage_rows_trimmed),
     };
     int failed = cmocka_run_group_tests_name("limits_triggers", tests, start_stack, NULL);
     if (kx_th_stack_stop(&g_stack, failed != 0) != 0)
