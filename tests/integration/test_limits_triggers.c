@@ -612,8 +612,9 @@ static void test_usage_rows_trimmed(void **state)
     while (sql_int(old, 1, ap) > 0 && kx_mono_ms() < until)
         sleep_ms(100);
     assert_int_equal(sql_int(old, 1, ap), 0);
-    assert_int_equal(
-        sql_int("SELECT count(*) FROM account_usage WHERE account_id = $1::uuid", 1, ap), 3);
+    assert_int_equal(sql_int("SELECT count(*) FROM account_usage WHERE account_id = $1::uuid", 1,
+                             ap),
+                     3);
     assert_int_equal(kx_th_kill(second), 0);
     free(a.token);
 }
