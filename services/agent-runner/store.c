@@ -28,7 +28,7 @@
     "WITH c AS (UPDATE agent_runs SET status='running', lease_owner=$2, "                    \
     "  lease_epoch=lease_epoch+1, claim_id=$4::uuid, "                                       \
     "  lease_expires_at=now()+($3::bigint * interval '1 millisecond'), heartbeat_at=now(), " \
-    "  attempt=attempt+1, started_at=now() "                                                 \
+    "  attempt=attempt+1, started_at=now(), updated_at=clock_timestamp() "                   \
     "  WHERE id=$1::uuid AND status IS NOT DISTINCT FROM 'queued' "                          \
     "  RETURNING lease_epoch, thread_id, account_id, project_id, metadata, started_at) "     \
     "SELECT lease_epoch, thread_id, account_id, project_id, metadata::text, "                \
@@ -91,7 +91,8 @@
     "  ON CONFLICT (message_id) DO NOTHING "                                                     \
     "  RETURNING message_id, created_at, updated_at, CASE WHEN type = 'assistant_response_end' " \
     "    THEN kx_turn_tokens(content) ELSE 0 END AS tokens), "                                   \
-    "u AS (UPDATE agent_runs SET tokens_used = tokens_used + (SELECT sum(tokens) FROM ins) "     \
+    "u AS (UPDATE agent_runs SET tokens_used = tokens_used + (SELECT sum(tokens) FROM ins), "    \
+    "  updated_at = clock_timestamp() "                                                          \
     "  WHERE id=$1::uuid AND (SELECT sum(tokens) FROM ins) > 0) "                                \
     "SELECT message_id::text, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM ins "  \
     "UNION ALL "                                                                                 \
@@ -105,7 +106,7 @@
  * EXISTS reads the row as it was before this statement). */
 #define SQL_FINISH                                                                           \
     "WITH f AS (UPDATE agent_runs SET status=$3, completed_at=now(), error=$4, "             \
-    "  lease_expires_at=NULL "                                                               \
+    "  lease_expires_at=NULL, updated_at=clock_timestamp() "                                 \
     "  WHERE id=$1::uuid AND lease_epoch=$2::bigint "                                        \
     "  AND status IS NOT DISTINCT FROM 'running' RETURNING 1) "                              \
     "SELECT EXISTS (SELECT 1 FROM f) OR EXISTS (SELECT 1 FROM agent_runs WHERE id=$1::uuid " \
@@ -121,7 +122,7 @@
  * over the index entries of the thread's newest rows, is_llm_message tested on each entry. */
 #define SQL_FINISH_ANSWERED                                                                  \
     "WITH f AS (UPDATE agent_runs r SET status=$3, completed_at=now(), error=$4, "           \
-    "  lease_expires_at=NULL "                                                               \
+    "  lease_expires_at=NULL, updated_at=clock_timestamp() "                                 \
     "  WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint "                                    \
     "  AND r.status IS NOT DISTINCT FROM 'running' "                                         \
     "  AND (SELECT m.type FROM messages m WHERE m.thread_id = r.thread_id "                  \
@@ -138,7 +139,8 @@
 #define SQL_HANDBACK                                                                   \
     "UPDATE agent_runs SET status='queued', lease_epoch=lease_epoch+1, "               \
     "  notice='retried', notice_epoch=lease_epoch+1, attempt=greatest(attempt-1, 0), " \
-    "  error=$3, lease_expires_at=NULL, dispatched_at=NULL, dispatch_seq=NULL "        \
+    "  error=$3, lease_expires_at=NULL, dispatched_at=NULL, dispatch_seq=NULL, "       \
+    "  updated_at=clock_timestamp() "                                                  \
     "WHERE id=$1::uuid AND lease_epoch=$2::bigint AND status IS NOT DISTINCT FROM 'running'"
 
 #define SQL_LLM_MESSAGES                                                                                \
