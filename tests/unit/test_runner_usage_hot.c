@@ -132,7 +132,7 @@ static int setup(void **state)
     if (kx_th_pgdb_start("kx-usage-hot", &g_db) != KX_OK)
         return -1;
     PGresult *r = PQprepare(g_db.sql, "ins",
-                            kx_th_stmt_sql(store_statements(), "runner_insert_messages"), 0, NULL);
+                            kx_th_stmt_sql(store_statements(), "runner_insert_messages_usage"), 0, NULL);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     return ok ? 0 : -1;
