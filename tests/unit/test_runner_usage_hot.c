@@ -131,8 +131,9 @@ static int setup(void **state)
     kx_log_init("test_runner_usage_hot", "test");
     if (kx_th_pgdb_start("kx-usage-hot", &g_db) != KX_OK)
         return -1;
-    PGresult *r = PQprepare(g_db.sql, "ins",
-                            kx_th_stmt_sql(store_statements(), "runner_insert_messages_usage"), 0, NULL);
+    PGresult *r =
+        PQprepare(g_db.sql, "ins",
+                  kx_th_stmt_sql(store_statements(), "runner_insert_messages_usage"), 0, NULL);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     return ok ? 0 : -1;
