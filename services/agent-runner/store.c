@@ -28,7 +28,7 @@
     "WITH c AS (UPDATE agent_runs SET status='running', lease_owner=$2, "                    \
     "  lease_epoch=lease_epoch+1, claim_id=$4::uuid, "                                       \
     "  lease_expires_at=now()+($3::bigint * interval '1 millisecond'), heartbeat_at=now(), " \
-    "  attempt=attempt+1, started_at=now() "                                                 \
+    "  attempt=attempt+1, started_at=now(), updated_at=clock_timestamp() "                   \
     "  WHERE id=$1::uuid AND status IS NOT DISTINCT FROM 'queued' "                          \
     "  RETURNING lease_epoch, thread_id, account_id, project_id, metadata, started_at) "     \
     "SELECT lease_epoch, thread_id, account_id, project_id, metadata::text, "                \
@@ -62,7 +62,11 @@
  * Usage (migration 015): u adds the tokens of the assistant_response_end rows ins inserted
  * (kx_turn_tokens, the rule of migration 005) to the run, one HOT update of the row ins holds
  * FOR SHARE, and none when the batch has no usage (the sum is a one-time filter: the row is not
- * even probed) or when nothing was inserted (a retry: so a batch counts once). b sets
+ * even probed) or when nothing was inserted (a retry: so a batch counts once). Only the
+ * statement for a batch with an assistant_response_end row (runner_insert_messages_usage) has
+ * u: an UPDATE in the plan, even one that never runs, makes every call open agent_runs for
+ * writing (its indexes, constraints, triggers), so a batch that cannot carry usage goes by
+ * runner_insert_messages, without it (docs/performance.md, "Triggers of agent_runs"). b sets
  * kx.usage_counted_ids to the batch's message ids for the transaction, and the usage trigger
  * skips a row whose id is in it: the rows this statement inserts are counted here, not twice.
  *
@@ -71,7 +75,7 @@
  * their costs differed by the row count and Postgres kept making a custom plan — planning the
  * statement anew at every call, which cost more server CPU than the round trips it saved
  * (tests/bench/bench_rows.c; unit_runner_store checks that the generic plan is taken). */
-#define SQL_INSERT_MESSAGES                                                                      \
+#define SQL_INSERT_MESSAGES_HEAD                                                                 \
     "WITH b AS MATERIALIZED (SELECT greatest(clock_timestamp(), "                                \
     "  (SELECT x.created_at FROM messages x WHERE x.thread_id = "                                \
     "    (SELECT t.thread_id FROM agent_runs t WHERE t.id=$1::uuid) "                            \
@@ -90,22 +94,31 @@
     "    r.status IS NOT DISTINCT FROM 'running' AND b.counting IS NOT NULL FOR SHARE OF r "     \
     "  ON CONFLICT (message_id) DO NOTHING "                                                     \
     "  RETURNING message_id, created_at, updated_at, CASE WHEN type = 'assistant_response_end' " \
-    "    THEN kx_turn_tokens(content) ELSE 0 END AS tokens), "                                   \
-    "u AS (UPDATE agent_runs SET tokens_used = tokens_used + (SELECT sum(tokens) FROM ins) "     \
-    "  WHERE id=$1::uuid AND (SELECT sum(tokens) FROM ins) > 0) "                                \
-    "SELECT message_id::text, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM ins "  \
-    "UNION ALL "                                                                                 \
-    "SELECT x.message_id::text, to_json(x.created_at)#>>'{}', to_json(x.updated_at)#>>'{}' "     \
-    "FROM b CROSS JOIN LATERAL unnest(b.ids) AS k(id) CROSS JOIN LATERAL (SELECT * "             \
-    "  FROM messages y WHERE y.message_id = k.id AND y.agent_run_id=$1::uuid LIMIT 1) x "        \
+    "    THEN kx_turn_tokens(content) ELSE 0 END AS tokens) "
+
+#define SQL_INSERT_MESSAGES_U                                                                   \
+    ", u AS (UPDATE agent_runs SET tokens_used = tokens_used + (SELECT sum(tokens) FROM ins), " \
+    "  updated_at = clock_timestamp() "                                                         \
+    "  WHERE id=$1::uuid AND (SELECT sum(tokens) FROM ins) > 0) "
+
+#define SQL_INSERT_MESSAGES_TAIL                                                                \
+    "SELECT message_id::text, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM ins " \
+    "UNION ALL "                                                                                \
+    "SELECT x.message_id::text, to_json(x.created_at)#>>'{}', to_json(x.updated_at)#>>'{}' "    \
+    "FROM b CROSS JOIN LATERAL unnest(b.ids) AS k(id) CROSS JOIN LATERAL (SELECT * "            \
+    "  FROM messages y WHERE y.message_id = k.id AND y.agent_run_id=$1::uuid LIMIT 1) x "       \
     "WHERE (SELECT count(*) FROM ins) < cardinality(b.ids)"
+
+#define SQL_INSERT_MESSAGES SQL_INSERT_MESSAGES_HEAD SQL_INSERT_MESSAGES_TAIL
+#define SQL_INSERT_MESSAGES_USAGE \
+    SQL_INSERT_MESSAGES_HEAD SQL_INSERT_MESSAGES_U SQL_INSERT_MESSAGES_TAIL
 
 /* The fenced end. Returns one boolean, "this run ended as asked with our epoch": true when
  * this statement did it, or when a first try whose answer was lost already had (the second
  * EXISTS reads the row as it was before this statement). */
 #define SQL_FINISH                                                                           \
     "WITH f AS (UPDATE agent_runs SET status=$3, completed_at=now(), error=$4, "             \
-    "  lease_expires_at=NULL "                                                               \
+    "  lease_expires_at=NULL, updated_at=clock_timestamp() "                                 \
     "  WHERE id=$1::uuid AND lease_epoch=$2::bigint "                                        \
     "  AND status IS NOT DISTINCT FROM 'running' RETURNING 1) "                              \
     "SELECT EXISTS (SELECT 1 FROM f) OR EXISTS (SELECT 1 FROM agent_runs WHERE id=$1::uuid " \
@@ -121,7 +134,7 @@
  * over the index entries of the thread's newest rows, is_llm_message tested on each entry. */
 #define SQL_FINISH_ANSWERED                                                                  \
     "WITH f AS (UPDATE agent_runs r SET status=$3, completed_at=now(), error=$4, "           \
-    "  lease_expires_at=NULL "                                                               \
+    "  lease_expires_at=NULL, updated_at=clock_timestamp() "                                 \
     "  WHERE r.id=$1::uuid AND r.lease_epoch=$2::bigint "                                    \
     "  AND r.status IS NOT DISTINCT FROM 'running' "                                         \
     "  AND (SELECT m.type FROM messages m WHERE m.thread_id = r.thread_id "                  \
@@ -138,7 +151,8 @@
 #define SQL_HANDBACK                                                                   \
     "UPDATE agent_runs SET status='queued', lease_epoch=lease_epoch+1, "               \
     "  notice='retried', notice_epoch=lease_epoch+1, attempt=greatest(attempt-1, 0), " \
-    "  error=$3, lease_expires_at=NULL, dispatched_at=NULL, dispatch_seq=NULL "        \
+    "  error=$3, lease_expires_at=NULL, dispatched_at=NULL, dispatch_seq=NULL, "       \
+    "  updated_at=clock_timestamp() "                                                  \
     "WHERE id=$1::uuid AND lease_epoch=$2::bigint AND status IS NOT DISTINCT FROM 'running'"
 
 #define SQL_LLM_MESSAGES                                                                                \
@@ -183,6 +197,7 @@ static const kx_db_stmt STATEMENTS[] = {
     {"runner_first_user_message", SQL_FIRST_USER_MESSAGE},
     {"runner_claim", SQL_CLAIM},
     {"runner_insert_messages", SQL_INSERT_MESSAGES},
+    {"runner_insert_messages_usage", SQL_INSERT_MESSAGES_USAGE},
     {"runner_finish", SQL_FINISH},
     {"runner_finish_answered", SQL_FINISH_ANSWERED},
     {"runner_handback", SQL_HANDBACK},
@@ -276,7 +291,7 @@ static void array_elem(kx_buf *buf, const char *v)
     kx_buf_add(buf, "\"", 1);
 }
 
-/* The five array parameters of runner_insert_messages (malloc'd into arr; false when out of
+/* The five array parameters of runner_insert_messages[_usage] (malloc'd into arr; false when out of
  * memory, with nothing left to free). */
 static bool insert_arrays(const store_new_row *rows, size_t n, char *arr[5])
 {
@@ -336,7 +351,7 @@ static kx_err insert_answer(PGresult *res, kx_err err, const store_new_row *rows
     return KX_OK;
 }
 
-/* The seven parameters of runner_insert_messages; insert_params_free frees what it holds. */
+/* The seven parameters of runner_insert_messages[_usage]; insert_params_free frees what it holds. */
 typedef struct {
     char ep[24];
     char *arr[5];
@@ -357,6 +372,15 @@ static kx_err insert_params_make(insert_params *p, const char *run_id, int64_t e
     return KX_OK;
 }
 
+/* The insert statement for rows: with the usage update only when a row can carry usage. */
+static const char *insert_statement(const store_new_row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (rows[i].type != NULL && strcmp(rows[i].type, "assistant_response_end") == 0)
+            return "runner_insert_messages_usage";
+    return "runner_insert_messages";
+}
+
 static void insert_params_free(insert_params *p)
 {
     for (int k = 0; k < 5; k++)
@@ -370,7 +394,7 @@ kx_err store_insert_messages(kx_db *db, const char *run_id, int64_t epoch,
     kx_err err = insert_params_make(&p, run_id, epoch, rows, n);
     if (err != KX_OK)
         return err;
-    PGresult *res = kx_db_exec_idem(db, "runner_insert_messages", 7, p.params, &err);
+    PGresult *res = kx_db_exec_idem(db, insert_statement(rows, n), 7, p.params, &err);
     insert_params_free(&p);
     return insert_answer(res, err, rows, n, out);
 }
@@ -382,7 +406,7 @@ kx_err store_insert_messages_send(kx_db *db, const char *run_id, int64_t epoch,
     kx_err err = insert_params_make(&p, run_id, epoch, rows, n);
     if (err != KX_OK)
         return err;
-    err = kx_db_pipe_send(db, "runner_insert_messages", 7, p.params);
+    err = kx_db_pipe_send(db, insert_statement(rows, n), 7, p.params);
     insert_params_free(&p);
     return err;
 }

@@ -37,15 +37,16 @@
 const kx_db_stmt sched_statements[] = {
     /* kx.run.submit: a queued run is being dispatched now. */
     {"sched_mark_dispatched",
-     "UPDATE agent_runs SET dispatched_at = now(), dispatch_seq = NULL "
+     "UPDATE agent_runs SET updated_at = clock_timestamp(), dispatched_at = now(), "
+     "dispatch_seq = NULL "
      "WHERE id = $1::uuid AND status IS NOT DISTINCT FROM 'queued' "
      "RETURNING id, thread_id, account_id, project_id, attempt"},
     /* The dispatch could not be published: let the sweep retry it soon. */
     {"sched_unmark_dispatched",
-     "UPDATE agent_runs SET dispatched_at = NULL "
+     "UPDATE agent_runs SET updated_at = clock_timestamp(), dispatched_at = NULL "
      "WHERE id = $1::uuid AND status IS NOT DISTINCT FROM 'queued'"},
     {"sched_set_dispatch_seq",
-     "UPDATE agent_runs SET dispatch_seq = $2::bigint "
+     "UPDATE agent_runs SET updated_at = clock_timestamp(), dispatch_seq = $2::bigint "
      "WHERE id = $1::uuid AND status IS NOT DISTINCT FROM 'queued'"},
     /* The same for an admission pass's runs at once: one statement, one commit (group commit).
      * Idempotent like the single one (a retry writes the same values).
@@ -60,13 +61,13 @@ const kx_db_stmt sched_statements[] = {
      * made on a young table is a sequential scan of agent_runs, kept for good: every pass then
      * read every run (tests/unit/test_scheduler_plans.c). */
     {"sched_set_dispatch_seqs",
-     "UPDATE agent_runs r SET dispatch_seq = v.seq "
+     "UPDATE agent_runs r SET updated_at = clock_timestamp(), dispatch_seq = v.seq "
      "FROM unnest($1::uuid[], $2::bigint[], $3::tid[]) WITH ORDINALITY AS v(id, seq, tid, n) "
      "WHERE v.n BETWEEN 1 AND cardinality($1::uuid[]) AND r.ctid = v.tid AND r.id = v.id "
      "AND r.status IS NOT DISTINCT FROM 'queued'"},
     /* Runs whose dispatch was not acknowledged, given back; found as above. */
     {"sched_unmark_many",
-     "UPDATE agent_runs r SET dispatched_at = NULL "
+     "UPDATE agent_runs r SET updated_at = clock_timestamp(), dispatched_at = NULL "
      "FROM unnest($1::uuid[], $2::tid[]) WITH ORDINALITY AS v(id, tid, n) "
      "WHERE v.n BETWEEN 1 AND cardinality($1::uuid[]) AND r.ctid = v.tid AND r.id = v.id "
      "AND r.status IS NOT DISTINCT FROM 'queued'"},
@@ -100,7 +101,7 @@ const kx_db_stmt sched_statements[] = {
      "    OR ($2::boolean AND r.lease_expires_at < now() "
      "        AND (l.expires_at IS NULL OR l.expires_at < now()))) "
      "  ORDER BY r.id LIMIT $4::int FOR UPDATE OF r SKIP LOCKED) "
-     "UPDATE agent_runs r SET "
+     "UPDATE agent_runs r SET updated_at = clock_timestamp(), "
      "  status = CASE WHEN NOT d.wall AND r.attempt < $3::int THEN 'queued' ELSE 'failed' END, "
      "  notice = CASE WHEN NOT d.wall AND r.attempt < $3::int THEN 'retried' ELSE 'failed' END, "
      "  completed_at = CASE WHEN NOT d.wall AND r.attempt < $3::int THEN NULL ELSE now() END, "
@@ -123,7 +124,7 @@ const kx_db_stmt sched_statements[] = {
      "FROM (SELECT * FROM agent_runs WHERE notice IS NOT NULL ORDER BY id LIMIT $1::int) n "
      "ORDER BY updated_at"},
     {"sched_notice_done",
-     "UPDATE agent_runs SET notice = NULL, notice_epoch = NULL "
+     "UPDATE agent_runs SET updated_at = clock_timestamp(), notice = NULL, notice_epoch = NULL "
      "WHERE id = $1::uuid AND notice_epoch = $2::bigint"},
     /* Admission: which waiting runs (queued, not dispatched) may be dispatched now.
      *  - one active run per thread (multitask "enqueue"): only a thread's oldest waiting run,
@@ -170,7 +171,7 @@ const kx_db_stmt sched_statements[] = {
      *        holding the lock. */
     {"sched_admit",
      "WITH RECURSIVE lk AS (SELECT pg_try_advisory_xact_lock(7743542548017916514) AS got), "
-     "seqs AS (UPDATE agent_runs r SET dispatch_seq = v.seq "
+     "seqs AS (UPDATE agent_runs r SET updated_at = clock_timestamp(), dispatch_seq = v.seq "
      "  FROM unnest($3::uuid[], $4::bigint[], $5::tid[]) WITH ORDINALITY AS v(id, seq, tid, n) "
      "  WHERE v.n BETWEEN 1 AND cardinality($3::uuid[]) AND r.ctid = v.tid AND r.id = v.id "
      "    AND r.status IS NOT DISTINCT FROM 'queued' AND r.dispatched_at IS NOT NULL), "
@@ -204,7 +205,8 @@ const kx_db_stmt sched_statements[] = {
      "  ORDER BY rn, created_at LIMIT $2::int), "
      "more AS (SELECT EXISTS (SELECT 1 FROM quota q WHERE q.k < q.room "
      "  AND q.k <= (SELECT count(*) FROM cand c WHERE c.account_id = q.account_id)) AS v), "
-     "upd AS (UPDATE agent_runs r SET dispatched_at = now(), dispatch_seq = NULL FROM pick p "
+     "upd AS (UPDATE agent_runs r SET updated_at = clock_timestamp(), dispatched_at = now(), "
+     "  dispatch_seq = NULL FROM pick p "
      "  WHERE r.ctid = p.tid AND r.id = p.id AND r.status IS NOT DISTINCT FROM 'queued' "
      "    AND r.dispatched_at IS NULL "
      "  RETURNING r.id, r.thread_id, r.account_id, r.project_id, r.attempt, r.ctid AS tid), "
@@ -230,7 +232,7 @@ const kx_db_stmt sched_statements[] = {
      "ORDER BY dispatched_at, created_at LIMIT 100"},
     /* A candidate whose dispatch is still in the stream: look at it again later. */
     {"sched_sweep_seen",
-     "UPDATE agent_runs SET dispatched_at = now() "
+     "UPDATE agent_runs SET updated_at = clock_timestamp(), dispatched_at = now() "
      "WHERE id = $1::uuid AND status IS NOT DISTINCT FROM 'queued' "
      "AND dispatch_seq = $2::bigint"},
     /* Scheduled runs (triggers.c; kx_fire_trigger is in migration 005). next_fire_at goes back

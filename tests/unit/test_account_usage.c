@@ -11,7 +11,12 @@
  *     run adds nothing;
  *   - concurrency, on two connections: two creations racing for the last slot (the second
  *     waits for the first's creation lock and is refused); a limits row added while a creation
- *     or a usage change of the account is in flight waits for it and counts it. */
+ *     or a usage change of the account is in flight waits for it and counts it;
+ *   - only the runs of accounts with limits are counted (migration 017, usage_counted): a run of
+ *     an account without limits calls no function when its usage changes; a limits row added
+ *     marks the month's runs, and counts each usage change exactly once whether it committed
+ *     before the marking, waited for it (on the run's row), or came after; a run created while
+ *     the row is added is marked too; after the row is deleted a marked run adds nothing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -109,6 +114,19 @@ static long long check_counters(const account *a)
                           1, p),
                      tokens);
     return runs;
+}
+
+/* The calls of kx_count_run_tokens made by sql (run in a transaction of its own). */
+static long long counting_calls(const char *sql, int n, const char *const *params)
+{
+    exec("BEGIN", 0, NULL);
+    exec("SET LOCAL track_functions = 'pl'", 0, NULL);
+    exec(sql, n, params);
+    long long calls = int1("SELECT coalesce(sum(calls), 0) FROM pg_stat_xact_user_functions "
+                           "WHERE funcname = 'kx_count_run_tokens'",
+                           0, NULL);
+    exec("COMMIT", 0, NULL);
+    return calls;
 }
 
 /* A second connection, for the concurrent cases. */
@@ -312,6 +330,95 @@ static void test_limits_added_during_a_creation(void **state)
                      5 * 14);
 }
 
+/* A run of an account without limits is not counted: its usage changes call no function (the
+ * trigger's WHEN); a run of an account with limits is, one call per change. */
+static void test_unlimited_runs_call_no_function(void **state)
+{
+    (void)state;
+    account a, b;
+    new_account(&a);
+    new_account(&b);
+    const char *pa[] = {a.id}, *pb[] = {b.id};
+    exec("INSERT INTO account_limits (account_id, tokens_per_month) VALUES ($1::uuid, 1000000)", 1,
+         pb);
+    add_runs(&a, 1, 0);
+    add_runs(&b, 1, 0);
+    static const char usage[] = "UPDATE agent_runs SET tokens_used = tokens_used + 9 "
+                                "WHERE account_id = $1::uuid";
+    assert_int_equal(counting_calls(usage, 1, pa), 0);
+    assert_int_equal(int1("SELECT count(*) FROM agent_runs WHERE account_id = $1::uuid "
+                          "AND usage_counted",
+                          1, pa),
+                     0);
+    assert_int_equal(counting_calls(usage, 1, pb), 1);
+    check_counters(&b);
+    assert_int_equal(int1("SELECT kx_usage_get($1::uuid, 'tokens_month', kx_month_start(now()))",
+                          1, pb),
+                     9);
+    /* limits deleted: the run stays marked, its changes add nothing (no counters) */
+    exec("DELETE FROM account_limits WHERE account_id = $1::uuid", 1, pb);
+    exec(usage, 1, pb);
+    assert_int_equal(int1("SELECT count(*) FROM account_usage WHERE account_id = $1::uuid", 1, pb),
+                     0);
+}
+
+/* A limits row added while the account's runs are in flight: a usage change that waits for the
+ * operator (on the row of a run it marked) is added by the trigger after the operator's count;
+ * runs created while the operator waits for them are marked by its second pass, and their
+ * later changes counted. Each change exactly once. */
+static void test_limits_added_while_runs_in_flight(void **state)
+{
+    (void)state;
+    account a;
+    new_account(&a);
+    const char *p[] = {a.id};
+    add_runs(&a, 4, 5);
+    /* the operator's transaction has marked the runs; usage changes wait for its commit */
+    PGconn *b = other();
+    exec("BEGIN", 0, NULL);
+    exec("INSERT INTO account_limits (account_id, tokens_per_month) VALUES ($1::uuid, 100000)", 1,
+         p);
+    assert_int_equal(int1("SELECT count(*) FROM agent_runs WHERE account_id = $1::uuid "
+                          "AND NOT usage_counted",
+                          1, p),
+                     0);
+    send_blocked(b,
+                 "UPDATE agent_runs SET tokens_used = tokens_used + 100 "
+                 "WHERE account_id = $1::uuid",
+                 1, p);
+    exec("COMMIT", 0, NULL);
+    char *got = finish_sent(b);
+    assert_string_equal(got, "");
+    free(got);
+    check_counters(&a);
+    assert_int_equal(int1("SELECT kx_usage_get($1::uuid, 'tokens_month', kx_month_start(now()))",
+                          1, p),
+                     4 * 105);
+    /* runs created (without limits) while the row is added: the operator waits for them,
+     * marks them and counts them; their usage after it counts once more */
+    exec("DELETE FROM account_limits WHERE account_id = $1::uuid", 1, p);
+    exec("BEGIN", 0, NULL);
+    add_runs(&a, 2, 1);
+    send_blocked(b,
+                 "INSERT INTO account_limits (account_id, tokens_per_month) "
+                 "VALUES ($1::uuid, 100000)",
+                 1, p);
+    exec("COMMIT", 0, NULL);
+    got = finish_sent(b);
+    assert_string_equal(got, "");
+    free(got);
+    PQfinish(b);
+    assert_int_equal(int1("SELECT count(*) FROM agent_runs WHERE account_id = $1::uuid "
+                          "AND NOT usage_counted",
+                          1, p),
+                     0);
+    exec("UPDATE agent_runs SET tokens_used = tokens_used + 1 WHERE account_id = $1::uuid", 1, p);
+    assert_int_equal(check_counters(&a), 6);
+    assert_int_equal(int1("SELECT kx_usage_get($1::uuid, 'tokens_month', kx_month_start(now()))",
+                          1, p),
+                     4 * 106 + 2 * 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -320,6 +427,8 @@ int main(void)
         cmocka_unit_test(test_quota_refuses_at_limit),
         cmocka_unit_test(test_concurrent_creations_take_one_slot),
         cmocka_unit_test(test_limits_added_during_a_creation),
+        cmocka_unit_test(test_unlimited_runs_call_no_function),
+        cmocka_unit_test(test_limits_added_while_runs_in_flight),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -11,6 +11,7 @@
 static const kx_th_plan_expect EXPECT[] = {
     {"runner_claim", "agent_runs_pkey", NULL, NULL},
     {"runner_insert_messages", "agent_runs_pkey", NULL, NULL},
+    {"runner_insert_messages_usage", "agent_runs_pkey", NULL, NULL},
     {"runner_finish", "agent_runs_pkey", NULL, NULL},
     {"runner_finish_answered", "agent_runs_pkey", NULL, NULL},
     {"runner_handback", "agent_runs_pkey", NULL, NULL},

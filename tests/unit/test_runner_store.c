@@ -514,6 +514,35 @@ static void test_rows_retry_and_mix(void **state)
     kx_db_close(db);
 }
 
+/* A batch that cannot carry usage (no assistant_response_end row) goes by the statement
+ * without the usage update (runner_insert_messages); one that can by
+ * runner_insert_messages_usage, which counts its usage once even when its answer is lost and it
+ * is retried. */
+static void test_usage_statement_only_for_usage_batches(void **state)
+{
+    (void)state;
+    kx_db *db = proxied();
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    int64_t epoch = claimed_run(db, thread, run);
+    char ids[3][KX_UUID_LEN + 1], content[3][64];
+    store_new_row rows[3];
+    store_row out[3];
+    new_rows(3, ids, content, rows);
+    int cuts = kx_th_pgproxy_cuts(g_proxy);
+    kx_th_pgproxy_arm(g_proxy, "runner_insert_messages_usage");
+    assert_int_equal(store_insert_messages(db, run, epoch, rows, 2, out), KX_OK);
+    assert_int_equal(kx_th_pgproxy_cuts(g_proxy), cuts); /* not the usage statement */
+    rows[2].type = "assistant_response_end";
+    rows[2].is_llm = false;
+    rows[2].content_json = "{\"usage\": {\"total_tokens\": 15}}";
+    assert_int_equal(store_insert_messages(db, run, epoch, rows + 2, 1, out), KX_OK);
+    assert_int_equal(kx_th_pgproxy_cuts(g_proxy), cuts + 1); /* lost once, retried */
+    kx_th_pgproxy_arm(g_proxy, "");
+    assert_int_equal(count1("SELECT tokens_used FROM agent_runs WHERE id=$1::uuid", run), 15);
+    assert_int_equal(count1("SELECT count(*) FROM messages WHERE thread_id=$1::uuid", thread), 3);
+    kx_db_close(db);
+}
+
 /* Appends a then b to the string in buf (of cap bytes). */
 static void append(char *buf, size_t cap, const char *a, const char *b)
 {
@@ -593,6 +622,10 @@ static void test_run_row_lookups_use_the_primary_key(void **state)
          "('%s', 1, '{%s}', '{status}', '{f}', '{\"{}\"}', "
          "'{\"{}\"}')",
          /* the thread's newest row (the order of the rows): one step of this index */
+         "messages_thread_created_idx"},
+        {"runner_insert_messages_usage",
+         "('%s', 1, '{%s}', '{status}', '{f}', '{\"{}\"}', "
+         "'{\"{}\"}')",
          "messages_thread_created_idx"},
         {"runner_finish", "('%s', 1, 'completed', NULL)", NULL},
         /* the thread's newest LLM row: a backward step of this index */
@@ -900,6 +933,7 @@ int main(void)
         cmocka_unit_test(test_claim_after_a_failed_read_is_not_run),
         cmocka_unit_test(test_finish_answered_decides_as_a_read_would),
         cmocka_unit_test(test_llm_history_tests_the_index_entries),
+        cmocka_unit_test(test_usage_statement_only_for_usage_batches),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

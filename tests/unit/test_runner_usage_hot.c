@@ -11,6 +11,10 @@
  *     fenced one add nothing, and the trigger still counts every other writer's rows, also in
  *     the transaction of a runner's insert;
  *   - the scheduler's dispatch_seq update is HOT;
+ *   - the runner's usage update, claim and finish call no PL/pgSQL
+ *     for a run of an account without limits (migration 017: they set updated_at themselves,
+ *     so the touch trigger is skipped; the run is not counted, so the token counting trigger
+ *     is), while an UPDATE that leaves updated_at alone still gets it touched;
  *   - no index of agent_runs names a column those updates write (tokens_used, dispatch_seq,
  *     updated_at, heartbeat_at) in its key, expressions or predicate, and agent_runs keeps
  *     room on its pages for the new versions (fillfactor).
@@ -79,6 +83,19 @@ static void xact_updates(long *upd, long *hot)
     PQclear(r);
 }
 
+/* The calls of PL/pgSQL function fn made in this transaction (SET LOCAL track_functions =
+ * 'pl' first; pg_stat_xact_user_functions counts the transaction's calls). */
+static long plpgsql_calls(const char *fn)
+{
+    const char *p[] = {fn};
+    char *v = value1("SELECT coalesce(sum(calls), 0)::text FROM pg_stat_xact_user_functions "
+                     "WHERE funcname = $1",
+                     1, p);
+    long n = strtol(v, NULL, 10);
+    free(v);
+    return n;
+}
+
 /* A running run (epoch 1) on a thread of its own; its id into run. */
 static void new_running_run(char run[KX_UUID_LEN + 1])
 {
@@ -114,8 +131,9 @@ static int setup(void **state)
     kx_log_init("test_runner_usage_hot", "test");
     if (kx_th_pgdb_start("kx-usage-hot", &g_db) != KX_OK)
         return -1;
-    PGresult *r = PQprepare(g_db.sql, "ins",
-                            kx_th_stmt_sql(store_statements(), "runner_insert_messages"), 0, NULL);
+    PGresult *r =
+        PQprepare(g_db.sql, "ins",
+                  kx_th_stmt_sql(store_statements(), "runner_insert_messages_usage"), 0, NULL);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
     PQclear(r);
     return ok ? 0 : -1;
@@ -138,6 +156,7 @@ static void test_usage_update_is_hot(void **state)
     char *before = value1("SELECT updated_at::text FROM agent_runs WHERE id = $1::uuid", 1, rp);
 
     exec("BEGIN", 0, NULL);
+    exec("SET LOCAL track_functions = 'pl'", 0, NULL);
     long upd0, hot0, upd1, hot1;
     xact_updates(&upd0, &hot0);
     /* the runner's arrays of one row: its usage as a jsonb[] element */
@@ -156,6 +175,10 @@ static void test_usage_update_is_hot(void **state)
             "the runner's usage update made %ld update(s) of agent_runs, %ld of them HOT, not 1 "
             "HOT: an index names a column it writes, or the page had no room",
             upd1 - upd0, hot1 - hot0);
+    /* the statement sets updated_at (no touch trigger), the account has no limits (no
+     * counting trigger) */
+    assert_int_equal(plpgsql_calls("kx_touch_updated_at"), 0);
+    assert_int_equal(plpgsql_calls("kx_count_run_tokens"), 0);
     exec("COMMIT", 0, NULL);
 
     /* the usage is counted, and updated_at still moves with it */
@@ -303,6 +326,64 @@ static void test_dispatch_seq_update_is_hot(void **state)
     exec("COMMIT", 0, NULL);
 }
 
+/* The runner's claim and finish call no PL/pgSQL (migration 017), and updated_at moves with
+ * each; an UPDATE that does not set updated_at still gets it touched by the trigger (the
+ * scheduler's statements: unit_scheduler_admit_sql). */
+static void test_hot_updates_call_no_plpgsql(void **state)
+{
+    (void)state;
+    char run[KX_UUID_LEN + 1], claim[KX_UUID_LEN + 1];
+    new_running_run(run);
+    kx_uuid_new(claim);
+    const char *rp[] = {run};
+    exec("UPDATE agent_runs SET status = 'queued', lease_epoch = 0, lease_owner = NULL "
+         "WHERE id = $1::uuid",
+         1, rp);
+    static const char moved[] = "SELECT (updated_at > $2::timestamptz)::text FROM agent_runs "
+                                "WHERE id = $1::uuid";
+    const struct {
+        const char *name;
+        int n;
+        const char *params[4];
+    } steps[] = {
+        {"runner_claim", 4, {run, "r1", "60000", claim}},
+        {"runner_finish", 4, {run, "1", "completed", NULL}},
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+        char *before =
+            value1("SELECT updated_at::text FROM agent_runs WHERE id = $1::uuid", 1, rp);
+        exec("BEGIN", 0, NULL);
+        exec("SET LOCAL track_functions = 'pl'", 0, NULL);
+        PGresult *r = PQexecParams(g_db.sql, kx_th_stmt_sql(store_statements(), steps[i].name),
+                                   steps[i].n, NULL, steps[i].params, NULL, NULL, 0);
+        if (PQresultStatus(r) != PGRES_TUPLES_OK && PQresultStatus(r) != PGRES_COMMAND_OK)
+            fail_msg("%s failed: %s", steps[i].name, PQerrorMessage(g_db.sql));
+        PQclear(r);
+        if (plpgsql_calls("kx_touch_updated_at") != 0)
+            fail_msg("%s called the touch trigger's function: it does not set updated_at",
+                     steps[i].name);
+        exec("COMMIT", 0, NULL);
+        char *m = value1(moved, 2, (const char *const[]){run, before});
+        assert_string_equal(m, "true");
+        free(m);
+        free(before);
+    }
+    char *st = value1("SELECT status FROM agent_runs WHERE id = $1::uuid", 1, rp);
+    assert_string_equal(st, "completed"); /* every step did what it does */
+    free(st);
+    /* any other writer: the trigger touches updated_at */
+    char *before = value1("SELECT updated_at::text FROM agent_runs WHERE id = $1::uuid", 1, rp);
+    exec("BEGIN", 0, NULL);
+    exec("SET LOCAL track_functions = 'pl'", 0, NULL);
+    exec("UPDATE agent_runs SET error = 'x' WHERE id = $1::uuid", 1, rp);
+    assert_int_equal(plpgsql_calls("kx_touch_updated_at"), 1);
+    exec("COMMIT", 0, NULL);
+    char *m = value1(moved, 2, (const char *const[]){run, before});
+    assert_string_equal(m, "true");
+    free(m);
+    free(before);
+}
+
 /* The property behind both, on the schema: the columns those updates write are in no index. */
 static void test_no_index_names_the_hot_columns(void **state)
 {
@@ -330,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_usage_only_of_inserted_turns),
         cmocka_unit_test(test_trigger_counts_other_writers),
         cmocka_unit_test(test_dispatch_seq_update_is_hot),
+        cmocka_unit_test(test_hot_updates_call_no_plpgsql),
         cmocka_unit_test(test_no_index_names_the_hot_columns),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -12,7 +12,8 @@
  *   - repeated with a small batch until it admits nothing, admit exactly the runs the
  *     specification admits with an unbounded batch; and when a short batch says no run is left
  *     (its column "more"), the next one admits nothing.
- * And it records the dispatch sequences an earlier pass held on the runs still queued only. */
+ * And it records the dispatch sequences an earlier pass held on the runs still queued only, and
+ * sets updated_at itself (no call of the touch trigger's function: migration 017). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -252,10 +253,21 @@ static void test_admit_records_held_sequences(void **state)
     sql("INSERT INTO agent_runs (thread_id, account_id, project_id, status) VALUES "
         "(md5('t3')::uuid, md5('a')::uuid, md5('p')::uuid, 'queued')");
     kx_err err = KX_OK;
+    /* its two updates of agent_runs set updated_at: no PL/pgSQL call (migration 017) */
+    sql("BEGIN");
+    sql("SET LOCAL track_functions = 'pl'");
     got = sched_store_admit(&s, g_db, 10, 4, notes, &err);
     assert_non_null(got);
     assert_int_equal(PQntuples(got), 1);
     PQclear(got);
+    got = kx_db_exec_sql(g_db,
+                         "SELECT count(*) FROM pg_stat_xact_user_functions "
+                         "WHERE funcname = 'kx_touch_updated_at'",
+                         &err);
+    assert_non_null(got);
+    assert_string_equal(PQgetvalue(got, 0, 0), "0");
+    PQclear(got);
+    sql("COMMIT");
     got = kx_db_exec_sql(g_db,
                          "SELECT coalesce(dispatch_seq, 0) FROM agent_runs "
                          "ORDER BY thread_id = md5('t0')::uuid DESC, thread_id = md5('t1')::uuid "
