@@ -1,7 +1,8 @@
 /* publish.c — RunSubmit, RunControl STOP and the stop's terminal RunEvent (see publish.h).
  *
- * None of them waits for NATS: the JetStream publishes are asynchronous (their acks, or their
- * failures, are handled and logged by the bus in the background), so a slow or paused
+ * None of them waits for NATS: RunSubmit and STOP are core publishes (the submit lands in its
+ * JetStream stream without an ack), the terminal event a JetStream publish whose ack, or
+ * failure, is handled and logged by the bus in the background, so a slow or paused
  * nats-server never holds an HTTP thread here. Postgres is the truth either way: a queued run
  * whose submit is lost is dispatched by the scheduler's sweep, a stopped run's stream ends
  * from Postgres' status. */
@@ -43,8 +44,12 @@ kx_err gw_publish_submit(gw_app *app, const gw_request *req, const char *run_id,
                "dispatch the queued run");
         return KX_ERR_UNAVAILABLE;
     }
-    kx_err err = kx_bus_js_publish_pb_async(app->svc->bus, KX_SUBJ_RUN_SUBMIT,
-                                            (const ProtobufCMessage *)&msg, &meta);
+    /* A core publish: the stream KX_RUN_SUBMIT captures it all the same, and no ack comes back
+     * (a JetStream publish's ack cost this gateway ~10 % of its CPU per run, and nats-server
+     * one more message; issue 12). What an ack could tell, a stream refusing the message, is
+     * what the sweep covers. */
+    kx_err err = kx_bus_publish_pb(app->svc->bus, KX_SUBJ_RUN_SUBMIT,
+                                   (const ProtobufCMessage *)&msg, &meta);
     if (err != KX_OK)
         kx_log(KX_LOG_WARN, run_id, trace,
                "gateway: RunSubmit on %s failed (%s); the run stays queued in Postgres and the "

@@ -1,12 +1,14 @@
 /* publish.h — what the gateway tells the bus (docs/subjects.md):
- *   RunSubmit on kx.run.submit (JetStream) after a run row was committed as queued;
+ *   RunSubmit on kx.run.submit (a core publish that the JetStream stream KX_RUN_SUBMIT stores;
+ *   no ack is asked for) after a run row was committed as queued;
  *   on a successful stop, RunControl{STOP} on kx.run.ctl.<id> (core) and the run's terminal
  *   RunEvent on kx.run.ev.<id> (JetStream).
  * Every message carries Kx-Deadline (now + KX_BUS_TIMEOUT_MS), traceparent (the request's, if it
  * sent a valid one, else a fresh trace) and Kx-Account.
  *
  * Failures are logged and returned; callers answer the client anyway, because Postgres is the
- * truth: the scheduler's sweep dispatches queued runs that were never submitted. */
+ * truth: the scheduler's sweep dispatches queued runs that were never submitted (or whose
+ * submit the stream did not store: without an ack the gateway does not know). */
 #ifndef GW_PUBLISH_H
 #define GW_PUBLISH_H
 

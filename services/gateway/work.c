@@ -17,6 +17,7 @@ struct gw_work {
     job *ring;
     int cap, head, count;
     bool stopping;
+    int idle; /* workers waiting on cv */
     int nthreads;
     pthread_t *threads;
 };
@@ -26,8 +27,11 @@ static void *worker(void *arg)
     gw_work *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {
-        while (w->count == 0 && !w->stopping)
+        while (w->count == 0 && !w->stopping) {
+            w->idle++;
             pthread_cond_wait(&w->cv, &w->mu);
+            w->idle--;
+        }
         if (w->count == 0)
             break; /* stopping and nothing left */
         job j = w->ring[w->head];
@@ -71,12 +75,17 @@ bool gw_work_submit(gw_work *w, gw_work_fn fn, void *arg)
 {
     pthread_mutex_lock(&w->mu);
     bool ok = !w->stopping && w->count < w->cap;
+    /* a wake-up only when a worker waits (busy ones take the job when they loop), and after the
+     * unlock, so that the woken worker does not block on the mutex this thread still holds */
+    bool wake = false;
     if (ok) {
         w->ring[(w->head + w->count) % w->cap] = (job){fn, arg};
         w->count++;
-        pthread_cond_signal(&w->cv);
+        wake = w->idle >= w->count;
     }
     pthread_mutex_unlock(&w->mu);
+    if (wake)
+        pthread_cond_signal(&w->cv);
     return ok;
 }
 

@@ -24,6 +24,7 @@
 #include "harness.h"
 #include "kx/db.h"
 #include "kx/log.h"
+#include "pgdb.h"
 
 static const kx_db_stmt STMTS[] = {
     {"bq_run",
@@ -31,20 +32,6 @@ static const kx_db_stmt STMTS[] = {
      "VALUES ($1::uuid, $2::uuid, $3::uuid, 'completed', 30, '{}')"},
     {"bq_status", "SELECT kx_account_status($1::uuid)::text"},
     KX_DB_STMT_END};
-
-static int64_t backend_ns(int pid)
-{
-    char path[64], line[128];
-    snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
-    FILE *f = fopen(path, "r");
-    int64_t ns = -1;
-    if (f != NULL) {
-        if (fgets(line, sizeof line, f) != NULL)
-            ns = strtoll(line, NULL, 10);
-        fclose(f);
-    }
-    return ns;
-}
 
 static int64_t wall_ns(void)
 {
@@ -119,12 +106,12 @@ static int pass(kx_db *db, int pid, const char *stmt, account **as, size_t nas, 
         for (size_t j = 0; j < nas; j++) {
             const char *run[] = {as[j]->thread, as[j]->id, as[j]->project};
             const char *st[] = {as[j]->id};
-            int64_t s0 = backend_ns(pid), w0 = wall_ns();
+            int64_t s0 = kx_th_proc_cpu_ns(pid), w0 = wall_ns();
             kx_err err = KX_OK;
             PGresult *res = strcmp(stmt, "bq_run") == 0 ? kx_db_exec(db, stmt, 3, run, &err)
                                                         : kx_db_exec(db, stmt, 1, st, &err);
             wall[j] += wall_ns() - w0;
-            server[j] += backend_ns(pid) - s0;
+            server[j] += kx_th_proc_cpu_ns(pid) - s0;
             PQclear(res);
             if (res == NULL) {
                 fprintf(stderr, "bench_quota: %s failed: %s\n", stmt, kx_err_str(err));
@@ -156,41 +143,25 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_quota: --each >= 1\n");
         return 2;
     }
-    char *tmp = kx_th_tmpdir("kx-bench-quota");
-    kx_th_pg pg;
-    if (tmp == NULL || kx_th_pg_start(tmp, &pg) != KX_OK)
-        return 1;
+    kx_th_pgdb d;
     kx_db *db = NULL;
-    int rc = 1;
+    int rc = 1, pid = 0;
     account lim = {0}, unl = {0};
-    if (kx_db_connect(pg.url, NULL, &db) != KX_OK ||
-        kx_db_migrate(db, kx_db_migrations_dir()) != KX_OK)
-        goto out;
-    kx_db_close(db); /* again, with the statements (they need the tables) */
-    db = NULL;
     kx_err err = KX_OK;
     PGresult *res = NULL;
-    if (kx_db_connect(pg.url, STMTS, &db) != KX_OK ||
+    if (kx_th_pgdb_start("kx-bench-quota", &d) != KX_OK ||
+        kx_th_pgdb_connect(&d, STMTS, &db, &pid) != KX_OK ||
         (res = kx_db_exec_sql(db, "SET statement_timeout = 0", &err)) == NULL ||
         (PQclear(res), make_account(db, &lim, 1)) != 0 || make_account(db, &unl, 0) != 0)
         goto out;
     if (getenv("BENCH_QUOTA_SQL") != NULL) /* e.g. auto_explain settings */
         PQclear(kx_db_exec_sql(db, getenv("BENCH_QUOTA_SQL"), &err));
-    res = kx_db_exec_sql(db, "SELECT pg_backend_pid()", &err);
-    int pid = res != NULL ? (int)strtol(PQgetvalue(res, 0, 0), NULL, 10) : 0;
-    PQclear(res);
-    if (backend_ns(pid) < 0) {
+    if (kx_th_proc_cpu_ns(pid) < 0) {
         fprintf(stderr, "bench_quota: cannot read the backend's /proc/%d/schedstat\n", pid);
         goto out;
     }
-    char load[64] = "?";
-    FILE *lf = fopen("/proc/loadavg", "r");
-    if (lf != NULL) {
-        if (fgets(load, sizeof load, lf) == NULL)
-            snprintf(load, sizeof load, "?");
-        load[strcspn(load, "\n")] = '\0';
-        fclose(lf);
-    }
+    char load[64];
+    kx_th_loadavg(load, sizeof load);
     printf("bench_quota: one run created per transaction, %ld per account and level; "
            "L = account with limits, U = without (baseline); load %s\n",
            each, load);
@@ -227,8 +198,6 @@ out:
     if (rc != 0)
         fprintf(stderr, "bench_quota: failed\n");
     kx_db_close(db);
-    kx_th_pg_stop(&pg);
-    kx_th_rmrf(tmp);
-    free(tmp);
+    kx_th_pgdb_stop(&d);
     return rc;
 }

@@ -23,6 +23,7 @@
 #include "kx/log.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "pgdb.h"
 #include "store.h"
 
 enum {
@@ -69,21 +70,6 @@ typedef struct cost {
     double server_us, client_us, wall_us; /* per run */
 } cost;
 
-static int64_t backend_ns(int pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
-    FILE *f = fopen(path, "r");
-    char line[128];
-    int64_t ns = -1;
-    if (f != NULL) {
-        if (fgets(line, sizeof line, f) != NULL)
-            ns = strtoll(line, NULL, 10);
-        fclose(f);
-    }
-    return ns;
-}
-
 static int64_t thread_cpu_ns(void)
 {
     struct timespec ts;
@@ -126,7 +112,7 @@ static int pass(kx_db *db, int pid, char (*runs)[KX_UUID_LEN + 1], size_t nruns,
     char ids[MAX_ROWS][KX_UUID_LEN + 1], content[MAX_ROWS][256];
     store_new_row rows[MAX_ROWS];
     store_row got[MAX_ROWS];
-    int64_t s0 = backend_ns(pid), c0 = thread_cpu_ns(), w0 = wall_ns();
+    int64_t s0 = kx_th_proc_cpu_ns(pid), c0 = thread_cpu_ns(), w0 = wall_ns();
     for (size_t r = 0; r < nruns; r++) {
         for (size_t i = 0; i < nrows; i++) {
             const char *type = TYPES[i % (sizeof TYPES / sizeof TYPES[0])];
@@ -149,7 +135,7 @@ static int pass(kx_db *db, int pid, char (*runs)[KX_UUID_LEN + 1], size_t nruns,
         if (kx_db_commit(db) != KX_OK)
             return -1;
     }
-    out->server_us = (double)(backend_ns(pid) - s0) / 1000.0 / (double)nruns;
+    out->server_us = (double)(kx_th_proc_cpu_ns(pid) - s0) / 1000.0 / (double)nruns;
     out->client_us = (double)(thread_cpu_ns() - c0) / 1000.0 / (double)nruns;
     out->wall_us = (double)(wall_ns() - w0) / 1000.0 / (double)nruns;
     return 0;
@@ -173,24 +159,17 @@ int main(int argc, char **argv)
                 STORE_INSERT_MAX_ROWS);
         return 2;
     }
-    char *tmp = kx_th_tmpdir("kx-bench-rows");
-    kx_th_pg pg;
-    if (tmp == NULL || kx_th_pg_start(tmp, &pg) != KX_OK)
-        return 1;
+    kx_th_pgdb d;
     kx_db *db = NULL;
-    int rc = 1;
+    int rc = 1, pid = 0;
     char(*runs)[KX_UUID_LEN + 1] = calloc(nruns, sizeof *runs);
     size_t ns = 0;
     for (const kx_db_stmt *st = store_statements(); st->name != NULL && ns < 30; st++)
         g_stmts[ns++] = *st;
     g_stmts[ns++] = (kx_db_stmt){"bench_insert_one_row", SQL_ONE_ROW};
     g_stmts[ns] = (kx_db_stmt)KX_DB_STMT_END;
-    if (runs == NULL || kx_db_connect(pg.url, NULL, &db) != KX_OK ||
-        kx_db_migrate(db, kx_db_migrations_dir()) != KX_OK)
-        goto out;
-    kx_db_close(db); /* again, with the statements (they need the tables) */
-    db = NULL;
-    if (kx_db_connect(pg.url, g_stmts, &db) != KX_OK)
+    if (kx_th_pgdb_start("kx-bench-rows", &d) != KX_OK || runs == NULL ||
+        kx_th_pgdb_connect(&d, g_stmts, &db, &pid) != KX_OK)
         goto out;
     char n[24];
     snprintf(n, sizeof n, "%zu", nruns);
@@ -216,21 +195,13 @@ int main(int argc, char **argv)
     PQclear(res);
     if (getenv("BENCH_ROWS_SQL") != NULL)
         PQclear(kx_db_exec_sql(db, getenv("BENCH_ROWS_SQL"), &err));
-    res = kx_db_exec_sql(db, "ANALYZE; SELECT pg_backend_pid()", &err);
-    int pid = res != NULL ? (int)strtol(PQgetvalue(res, 0, 0), NULL, 10) : 0;
-    PQclear(res);
-    if (backend_ns(pid) < 0) {
+    PQclear(kx_db_exec_sql(db, "ANALYZE", &err));
+    if (kx_th_proc_cpu_ns(pid) < 0) {
         fprintf(stderr, "bench_rows: cannot read the backend's /proc/%d/schedstat\n", pid);
         goto out;
     }
-    char load[64] = "?";
-    FILE *lf = fopen("/proc/loadavg", "r");
-    if (lf != NULL) {
-        if (fgets(load, sizeof load, lf) == NULL)
-            snprintf(load, sizeof load, "?");
-        load[strcspn(load, "\n")] = '\0';
-        fclose(lf);
-    }
+    char load[64];
+    kx_th_loadavg(load, sizeof load);
     printf("bench_rows: %zu runs x %zu rows, one transaction per run; one row per statement "
            "vs %zu rows per statement (%zu statements per run); load %s\n",
            nruns, nrows, per, (nrows + per - 1) / per, load);
@@ -265,8 +236,6 @@ int main(int argc, char **argv)
 out:
     kx_db_close(db);
     free(runs);
-    kx_th_pg_stop(&pg);
-    kx_th_rmrf(tmp);
-    free(tmp);
+    kx_th_pgdb_stop(&d);
     return rc;
 }

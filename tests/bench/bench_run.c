@@ -64,6 +64,7 @@
 #include "kx/pb.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "api_client.h"
 #include "stack.h"
 
 extern char **environ;
@@ -1086,15 +1087,8 @@ static bool initiate(const account *a, const char *prompt, char run_id[KX_UUID_L
     kx_err err = kx_http_request("POST", url, headers, body, len, kx_deadline_in(10000), 0, &r);
     free(body);
     bool ok = false;
-    if (err == KX_OK && r.status == 200) {
-        json_t *v = json_loads(r.body, 0, NULL);
-        const char *id = json_string_value(json_object_get(v, "agent_run_id"));
-        if (id != NULL && kx_uuid_valid(id)) {
-            snprintf(run_id, KX_UUID_LEN + 1, "%s", id);
-            ok = true;
-        }
-        json_decref(v);
-    }
+    if (err == KX_OK && r.status == 200)
+        ok = kx_th_initiate_run_id(r.body, r.len, run_id);
     if (!ok)
         fail("POST /api/agent/initiate: %s, status %ld: %s", kx_err_str(err), r.status,
              r.body ? r.body : "");
@@ -1592,15 +1586,8 @@ static bool poster_post(poster *p, char run_id[KX_UUID_LEN + 1])
     long status = 0;
     curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
     bool ok = false;
-    if (rc == CURLE_OK && status == 200 && p->resp.s != NULL) {
-        json_t *v = json_loadb(p->resp.s, p->resp.len, 0, NULL);
-        const char *id = json_string_value(json_object_get(v, "agent_run_id"));
-        if (id != NULL && kx_uuid_valid(id)) {
-            snprintf(run_id, KX_UUID_LEN + 1, "%s", id);
-            ok = true;
-        }
-        json_decref(v);
-    }
+    if (rc == CURLE_OK && status == 200)
+        ok = kx_th_initiate_run_id(p->resp.s, p->resp.len, run_id);
     if (!ok)
         fail("POST /api/agent/initiate: %s, status %ld: %s", curl_easy_strerror(rc), status,
              p->resp.s ? p->resp.s : "");

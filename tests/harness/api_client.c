@@ -25,6 +25,15 @@ static void copy_id(char out[KX_UUID_LEN + 1], const json_t *v, const char *key)
     snprintf(out, KX_UUID_LEN + 1, "%s", s != NULL && kx_uuid_valid(s) ? s : "");
 }
 
+bool kx_th_initiate_run_id(const char *body, size_t len, char run_id[KX_UUID_LEN + 1])
+{
+    run_id[0] = '\0';
+    json_t *v = body != NULL ? json_loadb(body, len, 0, NULL) : NULL;
+    copy_id(run_id, v, "agent_run_id");
+    json_decref(v);
+    return run_id[0] != '\0';
+}
+
 long kx_th_initiate_form(const kx_th_stack *s, const char *token, const char *const *pairs,
                          bool multipart, char run[KX_UUID_LEN + 1], char thread[KX_UUID_LEN + 1],
                          char **answer)

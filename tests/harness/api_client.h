@@ -26,6 +26,9 @@ char *kx_th_new_account(const kx_th_stack *s, char account[KX_UUID_LEN + 1]);
 long kx_th_initiate_form(const kx_th_stack *s, const char *token, const char *const *pairs,
                          bool multipart, char run[KX_UUID_LEN + 1], char thread[KX_UUID_LEN + 1],
                          char **answer);
+/* The agent_run_id of a 200 answer body[0..len) of POST /api/agent/initiate into run_id:
+ * true when the body is JSON with a valid uuid there; otherwise false and run_id is "". */
+bool kx_th_initiate_run_id(const char *body, size_t len, char run_id[KX_UUID_LEN + 1]);
 /* kx_th_initiate_form with just the prompt, url-encoded, no answer kept. */
 long kx_th_initiate(const kx_th_stack *s, const char *token, const char *prompt,
                     char run[KX_UUID_LEN + 1], char thread[KX_UUID_LEN + 1]);

@@ -1,4 +1,4 @@
-/* tests/harness/pgdb.c — a migrated database with a connection (pgdb.h). */
+/* tests/harness/pgdb.c — a migrated database with a connection; a backend's CPU (pgdb.h). */
 #include "pgdb.h"
 
 #include <stdio.h>
@@ -42,4 +42,45 @@ void kx_th_pgdb_stop(kx_th_pgdb *d)
         kx_th_rmrf(d->tmp);
     free(d->tmp);
     d->tmp = NULL;
+}
+
+kx_err kx_th_pgdb_connect(const kx_th_pgdb *d, const kx_db_stmt *stmts, kx_db **db,
+                          int *backend_pid)
+{
+    *backend_pid = 0;
+    kx_err err = kx_db_connect(d->pg.url, stmts, db);
+    if (err != KX_OK)
+        return err;
+    PGresult *res = kx_db_exec_sql(*db, "SELECT pg_backend_pid()", &err);
+    if (res == NULL)
+        return err != KX_OK ? err : KX_ERR_INTERNAL;
+    *backend_pid = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return KX_OK;
+}
+
+int64_t kx_th_proc_cpu_ns(int pid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/schedstat", pid);
+    FILE *f = fopen(path, "r");
+    int64_t ns = -1;
+    if (f != NULL) {
+        if (fgets(line, sizeof line, f) != NULL)
+            ns = strtoll(line, NULL, 10);
+        fclose(f);
+    }
+    return ns;
+}
+
+void kx_th_loadavg(char *out, size_t n)
+{
+    snprintf(out, n, "?");
+    FILE *f = fopen("/proc/loadavg", "r");
+    if (f == NULL)
+        return;
+    if (fgets(out, (int)n, f) == NULL)
+        snprintf(out, n, "?");
+    out[strcspn(out, "\n")] = '\0';
+    fclose(f);
 }

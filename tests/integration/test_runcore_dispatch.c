@@ -37,11 +37,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
-#include <jansson.h>
 
 #include "kx/http.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "api_client.h"
 #include "stack.h"
 
 #define STREAM_TIMEOUT_MS 30000
@@ -86,15 +86,8 @@ static bool initiate(const account *a, const char *prompt, char run_id[KX_UUID_L
     kx_err err = kx_http_request("POST", url, headers, body, len, kx_deadline_in(15000), 0, &r);
     free(body);
     bool ok = false;
-    if (err == KX_OK && r.status == 200) {
-        json_t *v = json_loads(r.body, 0, NULL);
-        const char *id = json_string_value(json_object_get(v, "agent_run_id"));
-        if (id != NULL && kx_uuid_valid(id)) {
-            snprintf(run_id, KX_UUID_LEN + 1, "%s", id);
-            ok = true;
-        }
-        json_decref(v);
-    }
+    if (err == KX_OK && r.status == 200)
+        ok = kx_th_initiate_run_id(r.body, r.len, run_id);
     if (!ok)
         print_error("initiate: %s, status %ld: %s\n", kx_err_str(err), r.status,
                     r.body ? r.body : "");

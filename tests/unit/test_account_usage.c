@@ -33,6 +33,7 @@
 #include "kx/log.h"
 #include "kx/uuid.h"
 #include "pgdb.h"
+#include "pgdb_assert.h"
 
 static kx_th_pgdb g_db;
 
@@ -42,16 +43,12 @@ typedef struct account {
 
 static PGresult *q(const char *sql, int n, const char *const *params)
 {
-    PGresult *r = PQexecParams(g_db.sql, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("SQL failed: %s: %s", sql, PQerrorMessage(g_db.sql));
-    return r;
+    return kx_th_sql_q(g_db.sql, sql, n, params);
 }
 
 static void exec(const char *sql, int n, const char *const *params)
 {
-    PQclear(q(sql, n, params));
+    kx_th_sql_exec(g_db.sql, sql, n, params);
 }
 
 static long long int1(const char *sql, int n, const char *const *params)

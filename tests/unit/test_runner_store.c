@@ -30,6 +30,7 @@
 #include "kx/time.h"
 #include "kx/uuid.h"
 #include "pgdb.h"
+#include "pgdb_assert.h"
 #include "pgplans.h"
 #include "pgproxy.h"
 #include "dispatch.h"
@@ -45,11 +46,7 @@ static void sleep_ms(int ms)
 
 static PGresult *q(PGconn *c, const char *sql, int n, const char *const *params)
 {
-    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("SQL failed: %s: %s", sql, PQerrorMessage(c));
-    return r;
+    return kx_th_sql_q(c, sql, n, params);
 }
 
 static long count1(const char *sql, const char *param)

@@ -38,6 +38,7 @@
 #include "kx/log.h"
 #include "kx/uuid.h"
 #include "pgdb.h"
+#include "pgdb_assert.h"
 #include "pgplans.h"
 #include "store.h"
 
@@ -45,16 +46,12 @@ static kx_th_pgdb g_db; /* its sql: direct, for setup and assertions */
 
 static PGresult *q(const char *sql, int n, const char *const *params)
 {
-    PGresult *r = PQexecParams(g_db.sql, sql, n, NULL, params, NULL, NULL, 0);
-    ExecStatusType st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-        fail_msg("SQL failed: %s: %s", sql, PQerrorMessage(g_db.sql));
-    return r;
+    return kx_th_sql_q(g_db.sql, sql, n, params);
 }
 
 static void exec(const char *sql, int n, const char *const *params)
 {
-    PQclear(q(sql, n, params));
+    kx_th_sql_exec(g_db.sql, sql, n, params);
 }
 
 /* The first value of a one-row answer, malloc'd. */
