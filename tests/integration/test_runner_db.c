@@ -354,6 +354,196 @@ static void test_a_message_after_the_answer_gets_a_turn(void **state)
     free(token);
 }
 
+/* The runner's batch counters (/metrics, run_ops.c). */
+typedef struct batch_counts {
+    long long batches, inserts, rows;
+} batch_counts;
+
+static batch_counts counts_now(void)
+{
+    uint16_t port = kx_th_stack_proc(&g_stack, "agent-runner")->port;
+    return (batch_counts){kx_th_metric(port, "kx_runner_db_batches_total"),
+                          kx_th_metric(port, "kx_runner_db_insert_statements_total"),
+                          kx_th_metric(port, "kx_runner_db_message_rows_total")};
+}
+
+/* The run's rows as "type[:status_type],..." in their order (malloc'd). */
+static char *run_rows(const char *run)
+{
+    const char *p[] = {run};
+    return kx_th_sql_value(&g_stack,
+                           "SELECT string_agg(type || coalesce(':' || (content->>'status_type'), "
+                           "''), ',' ORDER BY created_at) FROM messages WHERE agent_run_id = "
+                           "$1::uuid",
+                           1, p);
+}
+
+/* The rows of a run with one tool call (two model turns), as every test below expects them. */
+#define TOOL_RUN_ROWS                                                                           \
+    "status:thread_run_start,status:assistant_response_start,status:tool_started,assistant,"    \
+    "tool,status:tool_completed,status:finish,assistant_response_end,status:thread_run_end,"    \
+    "status:thread_run_start,status:assistant_response_start,assistant,status:finish,"          \
+    "assistant_response_end,status:thread_run_end"
+
+/* A run with one tool call alone: its 15 rows in at most 4 insert statements and 4 batches —
+ * the turn's start rows; the tool call's start (tool_started and the answer, while the tool
+ * runs); the tool's result and the turn's end together with the next turn's start rows and its
+ * read of the thread (one insert and one read in one batch); the answer's rows with the finish.
+ * Before the next turn's start rows were queued with the last turn's end, its read of the
+ * thread and its start rows took a batch each (6 batches, 5 inserts). */
+static void test_a_tool_run_writes_few_statements(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    batch_counts before = counts_now();
+    assert_true(before.batches >= 0 && before.inserts >= 0 && before.rows >= 0);
+    char r[KX_UUID_LEN + 1];
+    initiate(token, "call view_tasks {}", r);
+    char *st = wait_end(r, RUN_TIMEOUT_MS);
+    assert_non_null(st);
+    assert_string_equal(st, "completed");
+    free(st);
+    batch_counts after = counts_now();
+    char *rows = run_rows(r);
+    assert_non_null(rows);
+    print_message("[ batches  ] one tool run: %lld batch(es), %lld insert statement(s), %lld "
+                  "row(s): %s\n",
+                  after.batches - before.batches, after.inserts - before.inserts,
+                  after.rows - before.rows, rows);
+    assert_string_equal(rows, TOOL_RUN_ROWS);
+    free(rows);
+    assert_int_equal(after.rows - before.rows, 15);
+    assert_true(after.inserts - before.inserts <= 4);
+    assert_true(after.batches - before.batches <= 4);
+    free(token);
+}
+
+/* Waits until the run has a row of this status_type (committed). */
+static void wait_status_row(const char *run, const char *status_type)
+{
+    const char *p[] = {run, status_type};
+    int64_t until = kx_mono_ms() + RUN_TIMEOUT_MS;
+    while (kx_mono_ms() < until) {
+        char *n = kx_th_sql_value(&g_stack,
+                                  "SELECT count(*) FROM messages WHERE agent_run_id = $1::uuid "
+                                  "AND content->>'status_type' = $2",
+                                  2, p);
+        bool there = n != NULL && strcmp(n, "0") != 0;
+        free(n);
+        if (there)
+            return;
+        usleep(20 * 1000);
+    }
+    fail_msg("run %s: no %s row", run, status_type);
+}
+
+/* The run's lease moves on (another claim, as the reaper or a STOP would make it) while its
+ * tool runs: the batch of the tool's result, the turn's end and the next turn's start rows is
+ * fenced as a whole — none of its rows is written — and the run is dropped. */
+static void test_a_merged_batch_is_fenced(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    char r[KX_UUID_LEN + 1];
+    initiate(token,
+             "call execute_command {\"command\": \"sleep 2; echo hi\", \"blocking\": true}", r);
+    wait_status_row(r, "tool_started");
+    const char *p[] = {r};
+    PQclear(kx_th_sql(&g_stack,
+                      "UPDATE agent_runs SET lease_epoch = lease_epoch + 1 WHERE id = $1::uuid", 1,
+                      p));
+    uint16_t port = kx_th_stack_proc(&g_stack, "agent-runner")->port;
+    long long dropped0 = kx_th_metric(port, "kx_runner_runs_dropped_total");
+    int64_t until = kx_mono_ms() + RUN_TIMEOUT_MS;
+    while (kx_mono_ms() < until &&
+           kx_th_metric(port, "kx_runner_runs_dropped_total") <= (dropped0 < 0 ? 0 : dropped0))
+        usleep(50 * 1000);
+    usleep(300 * 1000); /* nothing more comes */
+    char *rows = run_rows(r);
+    assert_non_null(rows);
+    print_message("[ fenced   ] %s\n", rows);
+    assert_string_equal(rows, "status:thread_run_start,status:assistant_response_start,"
+                              "status:tool_started,assistant");
+    free(rows);
+    PQclear(kx_th_sql(&g_stack,
+                      "UPDATE agent_runs SET status = 'stopped', completed_at = now() "
+                      "WHERE id = $1::uuid",
+                      1, p));
+    free(token);
+}
+
+/* The connection is lost in the middle of the batch that holds the tool's result, the turn's
+ * end and the next turn's start rows (a trigger ends its own backend once, at the tool row):
+ * the batch runs again whole and the run ends with every row once, in order, and its stream
+ * shows each row once. */
+static void test_a_merged_batch_survives_a_lost_connection(void **state)
+{
+    (void)state;
+    PQclear(kx_th_sql(&g_stack, "CREATE SEQUENCE kx_test_once", 0, NULL));
+    PQclear(kx_th_sql(&g_stack,
+                      "CREATE FUNCTION kx_test_cut() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                      "BEGIN IF NEW.type = 'tool' THEN IF nextval('kx_test_once') = 1 THEN "
+                      "PERFORM pg_terminate_backend(pg_backend_pid()); END IF; END IF; "
+                      "RETURN NULL; END $$",
+                      0, NULL));
+    PQclear(kx_th_sql(&g_stack,
+                      "CREATE TRIGGER kx_test_cut AFTER INSERT ON messages FOR EACH ROW "
+                      "EXECUTE FUNCTION kx_test_cut()",
+                      0, NULL));
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    char r[KX_UUID_LEN + 1];
+    initiate(token, "call view_tasks {}", r);
+    char path[128];
+    snprintf(path, sizeof path, "/api/agent-run/%s/stream", r);
+    kx_th_sse sse;
+    kx_err err = kx_th_sse_read(&g_stack, path, token, RUN_TIMEOUT_MS, &sse);
+    char *st = wait_end(r, RUN_TIMEOUT_MS);
+    char *cut = kx_th_sql_value(&g_stack, "SELECT last_value FROM kx_test_once", 0, NULL);
+    PQclear(kx_th_sql(&g_stack, "DROP TRIGGER kx_test_cut ON messages", 0, NULL));
+    PQclear(kx_th_sql(&g_stack, "DROP FUNCTION kx_test_cut()", 0, NULL));
+    PQclear(kx_th_sql(&g_stack, "DROP SEQUENCE kx_test_once", 0, NULL));
+    assert_int_equal(err, KX_OK);
+    assert_non_null(st);
+    assert_string_equal(st, "completed");
+    free(st);
+    assert_non_null(cut);
+    print_message("[ cut      ] the tool row's trigger ran %s time(s)\n", cut);
+    assert_true(atoi(cut) >= 2); /* it cut the connection once, and the batch ran again */
+    free(cut);
+    char *rows = run_rows(r);
+    assert_non_null(rows);
+    assert_string_equal(rows, TOOL_RUN_ROWS);
+    free(rows);
+    /* every saved row streamed once */
+    const char *pr[] = {r};
+    PGresult *res = kx_th_sql(&g_stack,
+                              "SELECT message_id::text FROM messages WHERE agent_run_id = "
+                              "$1::uuid AND type <> 'assistant_response_end'",
+                              1, pr);
+    assert_non_null(res);
+    for (int i = 0; i < PQntuples(res); i++) {
+        int seen = 0;
+        for (size_t k = 0; k < sse.n; k++) {
+            json_t *ev = json_loads(sse.data[k], 0, NULL);
+            const char *mid = json_string_value(json_object_get(ev, "message_id"));
+            seen += mid != NULL && json_object_get(ev, "created_at") != NULL &&
+                strcmp(mid, PQgetvalue(res, i, 0)) == 0;
+            json_decref(ev);
+        }
+        if (seen != 1)
+            fail_msg("row %s streamed %d time(s)", PQgetvalue(res, i, 0), seen);
+    }
+    PQclear(res);
+    kx_th_sse_free(&sse);
+    free(token);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -361,6 +551,9 @@ int main(void)
         cmocka_unit_test(test_events_follow_the_rows),
         cmocka_unit_test(test_many_runs_group_committed),
         cmocka_unit_test(test_a_message_after_the_answer_gets_a_turn),
+        cmocka_unit_test(test_a_tool_run_writes_few_statements),
+        cmocka_unit_test(test_a_merged_batch_is_fenced),
+        cmocka_unit_test(test_a_merged_batch_survives_a_lost_connection),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
