@@ -510,7 +510,9 @@ static void send_batch(run *r)
     batch_shape shape = batch_shape_of(b);
     log_batch(b);
     /* one statement (a run of coalesced rows, or one load) alone: no BEGIN */
-    rdb_group_job how = {.send = batch_send, .recv = batch_recv, .one_write = shape.statements <= 1};
+    rdb_group_job how = {.send = batch_send,
+                         .recv = batch_recv,
+                         .one_write = shape.statements <= 1};
     kx_err err = rdb_submit_group(r->owner, r->id, &b->base, &how, batch_done);
     if (err != KX_OK) {
         b->failed = NULL;

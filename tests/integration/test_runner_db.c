@@ -379,10 +379,10 @@ static char *run_rows(const char *run)
 }
 
 /* The rows of a run with one tool call (two model turns), as every test below expects them. */
-#define TOOL_RUN_ROWS                                                                           \
-    "status:thread_run_start,status:assistant_response_start,status:tool_started,assistant,"    \
-    "tool,status:tool_completed,status:finish,assistant_response_end,status:thread_run_end,"    \
-    "status:thread_run_start,status:assistant_response_start,assistant,status:finish,"          \
+#define TOOL_RUN_ROWS                                                                        \
+    "status:thread_run_start,status:assistant_response_start,status:tool_started,assistant," \
+    "tool,status:tool_completed,status:finish,assistant_response_end,status:thread_run_end," \
+    "status:thread_run_start,status:assistant_response_start,assistant,status:finish,"       \
     "assistant_response_end,status:thread_run_end"
 
 /* A run with one tool call alone: its 15 rows in at most 4 insert statements and 4 batches —
@@ -449,8 +449,8 @@ static void test_a_merged_batch_is_fenced(void **state)
     char *token = kx_th_new_account(&g_stack, account);
     assert_non_null(token);
     char r[KX_UUID_LEN + 1];
-    initiate(token,
-             "call execute_command {\"command\": \"sleep 2; echo hi\", \"blocking\": true}", r);
+    initiate(token, "call execute_command {\"command\": \"sleep 2; echo hi\", \"blocking\": true}",
+             r);
     wait_status_row(r, "tool_started");
     const char *p[] = {r};
     PQclear(kx_th_sql(&g_stack,
@@ -466,8 +466,9 @@ static void test_a_merged_batch_is_fenced(void **state)
     char *rows = run_rows(r);
     assert_non_null(rows);
     print_message("[ fenced   ] %s\n", rows);
-    assert_string_equal(rows, "status:thread_run_start,status:assistant_response_start,"
-                              "status:tool_started,assistant");
+    assert_string_equal(rows,
+                        "status:thread_run_start,status:assistant_response_start,"
+                        "status:tool_started,assistant");
     free(rows);
     PQclear(kx_th_sql(&g_stack,
                       "UPDATE agent_runs SET status = 'stopped', completed_at = now() "
