@@ -420,25 +420,6 @@ static void test_a_tool_run_writes_few_statements(void **state)
     free(token);
 }
 
-/* Waits until the run has a row of this status_type (committed). */
-static void wait_status_row(const char *run, const char *status_type)
-{
-    const char *p[] = {run, status_type};
-    int64_t until = kx_mono_ms() + RUN_TIMEOUT_MS;
-    while (kx_mono_ms() < until) {
-        char *n = kx_th_sql_value(&g_stack,
-                                  "SELECT count(*) FROM messages WHERE agent_run_id = $1::uuid "
-                                  "AND content->>'status_type' = $2",
-                                  2, p);
-        bool there = n != NULL && strcmp(n, "0") != 0;
-        free(n);
-        if (there)
-            return;
-        usleep(20 * 1000);
-    }
-    fail_msg("run %s: no %s row", run, status_type);
-}
-
 /* Whether the file holds both strings on one line. */
 static bool log_has(const char *path, const char *a, const char *b)
 {
