@@ -434,34 +434,63 @@ static bool log_has(const char *path, const char *a, const char *b)
     return found;
 }
 
-/* The run's lease moves on (another claim, as the reaper or a STOP would make it) in the
- * transaction that writes its tool_started row (a trigger), so the next batch — the tool's
- * result, the turn's end, the next turn's start rows and its read — is fenced as a whole: none
- * of its rows is written, and the run is dropped without publishing them. */
+/* The run's lease moves on (another claim, as the reaper or a STOP would make it) while the
+ * batch that holds the tool's result, the turn's end, the next turn's start rows and its read
+ * waits for the run row (the test holds it FOR UPDATE from the moment tool_started is
+ * committed and the tool — 1 s — still runs, and bumps the epoch once that batch waits): the
+ * batch is fenced as a whole — none of its rows is written — and the run is dropped. */
 static void test_a_merged_batch_is_fenced(void **state)
 {
     (void)state;
-    PQclear(kx_th_sql(&g_stack,
-                      "CREATE FUNCTION kx_test_fence() RETURNS trigger LANGUAGE plpgsql AS $$ "
-                      "BEGIN IF NEW.content->>'status_type' = 'tool_started' THEN "
-                      "UPDATE agent_runs SET lease_epoch = lease_epoch + 1 "
-                      "WHERE id = NEW.agent_run_id; END IF; RETURN NULL; END $$",
-                      0, NULL));
-    PQclear(kx_th_sql(&g_stack,
-                      "CREATE TRIGGER kx_test_fence AFTER INSERT ON messages FOR EACH ROW "
-                      "EXECUTE FUNCTION kx_test_fence()",
-                      0, NULL));
     char account[KX_UUID_LEN + 1];
     char *token = kx_th_new_account(&g_stack, account);
     assert_non_null(token);
     char r[KX_UUID_LEN + 1];
-    initiate(token, "call view_tasks {}", r);
-    kx_th_proc *runner = kx_th_stack_proc(&g_stack, "agent-runner");
+    initiate(token, "call execute_command {\"command\": \"sleep 1; echo hi\", \"blocking\": true}",
+             r);
+    const char *p[] = {r};
     int64_t until = kx_mono_ms() + RUN_TIMEOUT_MS;
+    bool started = false;
+    while (!started && kx_mono_ms() < until) {
+        char *n = kx_th_sql_value(&g_stack,
+                                  "SELECT count(*) FROM messages WHERE agent_run_id = $1::uuid "
+                                  "AND content->>'status_type' = 'tool_started'",
+                                  1, p);
+        started = n != NULL && strcmp(n, "1") == 0;
+        free(n);
+        if (!started)
+            usleep(10 * 1000);
+    }
+    assert_true(started);
+    PGconn *lock = PQconnectdb(g_stack.pg.url);
+    assert_int_equal(PQstatus(lock), CONNECTION_OK);
+    PQclear(PQexec(lock, "BEGIN"));
+    PGresult *res = PQexecParams(lock, "SELECT 1 FROM agent_runs WHERE id = $1::uuid FOR UPDATE",
+                                 1, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQntuples(res), 1);
+    PQclear(res);
+    bool waits = false; /* the tool's batch waits for the row */
+    while (!waits && kx_mono_ms() < until) {
+        char *n = kx_th_sql_value(&g_stack,
+                                  "SELECT count(*) FROM pg_stat_activity WHERE "
+                                  "wait_event_type = 'Lock' AND datname = current_database()",
+                                  0, NULL);
+        waits = n != NULL && strcmp(n, "0") != 0;
+        free(n);
+        if (!waits)
+            usleep(10 * 1000);
+    }
+    res = PQexecParams(lock,
+                       "UPDATE agent_runs SET lease_epoch = lease_epoch + 1 WHERE id = $1::uuid",
+                       1, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQclear(PQexec(lock, "COMMIT"));
+    PQfinish(lock);
+    assert_true(waits);
+    kx_th_proc *runner = kx_th_stack_proc(&g_stack, "agent-runner");
     while (kx_mono_ms() < until && !log_has(runner->log, r, "dropped"))
         usleep(50 * 1000);
-    PQclear(kx_th_sql(&g_stack, "DROP TRIGGER kx_test_fence ON messages", 0, NULL));
-    PQclear(kx_th_sql(&g_stack, "DROP FUNCTION kx_test_fence()", 0, NULL));
     usleep(300 * 1000); /* nothing more comes */
     char *rows = run_rows(r);
     assert_non_null(rows);
@@ -470,10 +499,9 @@ static void test_a_merged_batch_is_fenced(void **state)
                         "status:thread_run_start,status:assistant_response_start,"
                         "status:tool_started,assistant");
     free(rows);
-    /* by the fence of the batch, not by a heartbeat's answer */
+    /* by the fence of that batch, not by a heartbeat's answer */
     assert_true(log_has(runner->log, r, "fenced: a message insert"));
-    const char *p[] = {r}; /* not left running for the reaper */
-    PQclear(kx_th_sql(&g_stack,
+    PQclear(kx_th_sql(&g_stack, /* not left running for the reaper */
                       "UPDATE agent_runs SET status = 'stopped', completed_at = now() "
                       "WHERE id = $1::uuid",
                       1, p));
