@@ -18,7 +18,8 @@
  * (end_turn), so a tool run of two turns writes its 15 rows in at most 4 batches of one insert
  * each: the turn's start | tool_started and the answer (while the tool runs; still queued when
  * a fast tool's result comes, they go with it) | the tool's result, the turn's end, the next
- * turn's start and its read | the answer, the turn's end and the finish (docs/performance.md, "A turn's end and the next turn's start in one batch").
+ * turn's start and its read | the answer, the turn's end and the finish (docs/performance.md,
+ * "A turn's end and the next turn's start in one batch").
  * kx_runner_db_batches_total, kx_runner_db_insert_statements_total and
  * kx_runner_db_message_rows_total count what the batches send (at debug level each batch is
  * logged: "run: batch: insert[types] load finish").
