@@ -40,6 +40,8 @@ static void advance_tools(run *r);
 static void continue_answer(run *r);
 static void continue_loaded(run *r, run_loaded *l);
 static void iteration_loaded(run *r, run_loaded *l);
+static void queued_turn_loaded(run *r, run_loaded *l);
+static bool open_turn(run *r);
 static void await_tools(kx_loop *loop, void *arg);
 static bool on_llm_content(void *arg, const char *delta, size_t len);
 static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *message);
@@ -217,6 +219,10 @@ void run_db_failed(run *r, kx_err err, bool at_finish, bool at_handback, const c
 {
     if (r->state == RUN_DEAD)
         return;
+    if (r->turn_queued) { /* its start rows were in the failed batch (or queued behind it) */
+        r->turn_queued = false;
+        r->turn_open = false;
+    }
     if (at_handback) {
         rlog(r, KX_LOG_WARN, "run: could not hand the run back (%s); the reaper will",
              kx_err_str(err));
@@ -366,6 +372,15 @@ static void end_turn(run *r)
         return;
     }
     r->state = RUN_LOADING;
+    if (!late && r->agent_loaded && r->iterations < r->owner->cfg->max_iterations) {
+        /* The next turn's start rows go now, behind this turn's end: one insert statement for
+         * both, and the read of the thread behind them in the same batch (run_ops.h) — not
+         * an insert, a read and another insert in up to three batches. */
+        r->turn_queued = true;
+        if (open_turn(r))
+            run_ops_load(r, false, queued_turn_loaded);
+        return;
+    }
     schedule_step(r, begin_iteration);
 }
 
@@ -382,6 +397,19 @@ void run_answer_not_last(run *r)
     rlog(r, KX_LOG_INFO, "run: a newer message came after the answer; another turn");
     r->state = RUN_LOADING;
     schedule_step(r, begin_iteration);
+}
+
+/* A turn begins: thread_run_start (a new thread_run_id) and assistant_response_start. */
+static bool open_turn(run *r)
+{
+    r->iterations++;
+    kx_uuid_new(r->thread_run_id);
+    if (!save_status(r,
+                     json_pack("{s:s, s:s}", "status_type", "thread_run_start", "thread_run_id",
+                               r->thread_run_id)))
+        return false;
+    r->turn_open = true;
+    return save_simple_status(r, "assistant_response_start");
 }
 
 static bool save_finish(run *r, const char *reason)
@@ -1192,17 +1220,29 @@ static void iteration_loaded(run *r, run_loaded *l)
         run_fail(r, why);
         return;
     }
-    r->iterations++;
-    kx_uuid_new(r->thread_run_id);
-    if (!save_status(r,
-                     json_pack("{s:s, s:s}", "status_type", "thread_run_start", "thread_run_id",
-                               r->thread_run_id))) {
+    if (!open_turn(r)) {
         json_decref(msgs);
         return;
     }
-    r->turn_open = true;
-    if (!save_simple_status(r, "assistant_response_start")) {
+    r->turn_started_ms = kx_now_ms();
+    start_llm_with_image(r, msgs);
+}
+
+/* The read of the thread for a turn whose start rows were queued with the last turn's end
+ * (end_turn) is back: the model is called — unless the thread's newest LLM message is an
+ * answer (another writer added one after our tool results): then the opened turn is closed
+ * and the run completed, as begin_iteration's read would have decided. */
+static void queued_turn_loaded(run *r, run_loaded *l)
+{
+    r->turn_queued = false;
+    clear_turn(r); /* the last turn's calls (safe here: no tool callback is on the stack) */
+    json_t *msgs = l->msgs;
+    l->msgs = NULL;
+    if (strcmp(l->last_type, "assistant") == 0) {
         json_decref(msgs);
+        r->turn_open = false;
+        if (save_simple_status(r, "thread_run_end"))
+            run_finish(r, "completed", NULL);
         return;
     }
     r->turn_started_ms = kx_now_ms();

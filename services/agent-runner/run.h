@@ -78,7 +78,9 @@ struct run {
     kx_timer *step_timer; /* the next step, on a fresh loop iteration */
 
     /* the current turn */
-    bool turn_open; /* thread_run_start saved, thread_run_end not yet */
+    bool turn_open;   /* thread_run_start saved, thread_run_end not yet */
+    bool turn_queued; /* the turn's start rows were queued with the last turn's end (end_turn)
+                       * before its read of the thread: queued_turn_loaded goes on from there */
     char thread_run_id[40];
     llm_call *llm;
     xml_scan xml_scan; /* streaming: how far the text was searched for an XML block */

@@ -175,16 +175,67 @@ static kx_err recv_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
     return KX_ERR_INTERNAL;
 }
 
-/* How many statements the batch runs (its inserts coalesced). */
-static size_t batch_statements(run_batch *b)
+/* What a batch sends: its statements (its inserts coalesced; a load counts once), the
+ * inserts among them and the rows these write. */
+typedef struct batch_shape {
+    size_t statements, inserts, rows;
+} batch_shape;
+
+static batch_shape batch_shape_of(run_batch *b)
 {
-    size_t n = 0;
+    batch_shape s = {0};
     stmt st;
     for (run_op *op = b->ops; op != NULL; op = st.next) {
         stmt_at(op, &st);
-        n += op->kind != OP_PUBLISH;
+        s.statements += op->kind != OP_PUBLISH;
+        s.inserts += op->kind == OP_INSERT;
+        s.rows += st.n;
     }
-    return n;
+    return s;
+}
+
+/* At debug level: what the batch holds, in op order (insert[types] load finish ...). */
+static void log_batch(run_batch *b)
+{
+    if (KX_LOG_DEBUG < kx_log_get_level())
+        return;
+    char buf[600];
+    size_t len = 0;
+    stmt st;
+    for (run_op *op = b->ops; op != NULL && len < sizeof buf - 80; op = st.next) {
+        stmt_at(op, &st);
+        const char *what = op->kind == OP_FINISH ? " finish"
+            : op->kind == OP_HANDBACK            ? " handback"
+            : op->kind == OP_LOAD                ? " load"
+                                                 : "";
+        len += (size_t)snprintf(buf + len, sizeof buf - len, "%s", what);
+        for (size_t i = 0; i < st.n && len < sizeof buf - 80; i++) {
+            /* a status row by its status_type */
+            const char *t = strstr(st.rows[i].content_json, "\"status_type\":\"");
+            int tl = t ? (int)strcspn(t += 15, "\"") : (int)strlen(st.rows[i].type);
+            len += (size_t)snprintf(buf + len, sizeof buf - len, "%s%.*s%s", i ? "," : " insert[",
+                                    tl > 40 ? 40 : tl, t ? t : st.rows[i].type,
+                                    i + 1 == st.n ? "]" : "");
+        }
+    }
+    kx_log(KX_LOG_DEBUG, b->run_id, NULL, "run: batch:%s", buf);
+}
+
+/* The counters of the batches sent (/metrics; the tests read them per run). */
+static void count_batch(const batch_shape *s)
+{
+    static kx_counter *batches, *inserts, *rows;
+    if (batches == NULL) { /* loop thread only; registration is idempotent */
+        batches = kx_metrics_counter("kx_runner_db_batches_total", "",
+                                     "Database batches of runs sent (run_ops.h)");
+        inserts = kx_metrics_counter("kx_runner_db_insert_statements_total", "",
+                                     "Multi-row message insert statements of run batches");
+        rows = kx_metrics_counter("kx_runner_db_message_rows_total", "",
+                                  "Message rows written by run batches");
+    }
+    kx_counter_add(batches, 1);
+    kx_counter_add(inserts, s->inserts);
+    kx_counter_add(rows, s->rows);
 }
 
 /* A (re)start of the batch's work: what an earlier run recorded is forgotten. */
@@ -456,10 +507,12 @@ static void send_batch(run *r)
     b->ops = r->ops.head;
     b->sent_ms = kx_mono_ms();
     r->ops.head = r->ops.tail = NULL;
+    batch_shape shape = batch_shape_of(b);
+    log_batch(b);
     /* one statement (a run of coalesced rows, or one load) alone: no BEGIN */
     rdb_group_job how = {.send = batch_send,
                          .recv = batch_recv,
-                         .one_write = batch_statements(b) <= 1};
+                         .one_write = shape.statements <= 1};
     kx_err err = rdb_submit_group(r->owner, r->id, &b->base, &how, batch_done);
     if (err != KX_OK) {
         b->failed = NULL;
@@ -469,6 +522,7 @@ static void send_batch(run *r)
         return;
     }
     r->ops.inflight = b;
+    count_batch(&shape);
 }
 
 static void on_kick(kx_loop *loop, void *arg)

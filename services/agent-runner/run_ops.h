@@ -13,6 +13,16 @@
  * completion (the first turn's were read with the claim: dispatch.c, run_start). The rows a batch holds one after
  * the other (events between them run no SQL) are written by ONE fenced multi-row insert
  * (store_insert_messages, up to its caps), in op order; each op still gets its own row back.
+ * run.c queues so that rows meet: a turn that goes on (a tool turn) queues the next turn's
+ * start rows right behind its end rows, and that turn's read of the thread behind them
+ * (end_turn), so a tool run of two turns writes its 15 rows in at most 4 batches of one insert
+ * each: the turn's start | tool_started and the answer (while the tool runs; still queued when
+ * a fast tool's result comes, they go with it) | the tool's result, the turn's end, the next
+ * turn's start and its read | the answer, the turn's end and the finish (docs/performance.md,
+ * "A turn's end and the next turn's start in one batch").
+ * kx_runner_db_batches_total, kx_runner_db_insert_statements_total and
+ * kx_runner_db_message_rows_total count what the batches send (at debug level each batch is
+ * logged: "run: batch: insert[types] load finish").
  *
  * Events keep their order: a row's MESSAGE event is published only after its batch committed,
  * and every other event of the run (chunks, too) that was asked for after a queued row waits

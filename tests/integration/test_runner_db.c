@@ -47,9 +47,10 @@ static int setup(void **state)
      * the next run was admitted only when one of them ended, and a run whose jobs hash to A's
      * blocked connection (1 in 4) holds its slot until the lock goes — so when the first two
      * both did (1 in 16), nothing else was admitted and 0 of 8 completed (the flake seen under
-     * ctest -j3; reproduced by the lane of each run id against its dispatch and end times). */
+     * ctest -j3; reproduced by the lane of each run id against its dispatch and end times).
+     * Debug level: the runner logs each batch it sends (test_a_tool_run_writes_few_statements). */
     const char *env[] = {"KX_RUNNER_DB_CONNS=4", "KX_DB_STATEMENT_TIMEOUT_MS=30000",
-                         "KX_MAX_PARALLEL_RUNS=16", "KX_LOG_LEVEL=info", NULL};
+                         "KX_MAX_PARALLEL_RUNS=16", "KX_LOG_LEVEL=debug", NULL};
     kx_th_stack_opts o = {.env = env};
     return kx_th_stack_start(&o, &g_stack) == KX_OK ? 0 : -1;
 }
@@ -354,6 +355,245 @@ static void test_a_message_after_the_answer_gets_a_turn(void **state)
     free(token);
 }
 
+/* The runner's batch counters (/metrics, run_ops.c). */
+typedef struct batch_counts {
+    long long batches, inserts, rows;
+} batch_counts;
+
+static batch_counts counts_now(void)
+{
+    uint16_t port = kx_th_stack_proc(&g_stack, "agent-runner")->port;
+    return (batch_counts){kx_th_metric(port, "kx_runner_db_batches_total"),
+                          kx_th_metric(port, "kx_runner_db_insert_statements_total"),
+                          kx_th_metric(port, "kx_runner_db_message_rows_total")};
+}
+
+/* The run's rows as "type[:status_type],..." in their order (malloc'd). */
+static char *run_rows(const char *run)
+{
+    const char *p[] = {run};
+    return kx_th_sql_value(&g_stack,
+                           "SELECT string_agg(type || coalesce(':' || (content->>'status_type'), "
+                           "''), ',' ORDER BY created_at) FROM messages WHERE agent_run_id = "
+                           "$1::uuid",
+                           1, p);
+}
+
+/* The rows of a run with one tool call (two model turns), as every test below expects them. */
+#define TOOL_RUN_ROWS                                                                        \
+    "status:thread_run_start,status:assistant_response_start,status:tool_started,assistant," \
+    "tool,status:tool_completed,status:finish,assistant_response_end,status:thread_run_end," \
+    "status:thread_run_start,status:assistant_response_start,assistant,status:finish,"       \
+    "assistant_response_end,status:thread_run_end"
+
+/* A run with one tool call alone: its 15 rows in at most 4 insert statements and 4 batches —
+ * the turn's start rows; the tool call's start (tool_started and the answer, while the tool
+ * runs; with a fast tool it is often still waiting behind the first batch and goes with the
+ * next); the tool's result and the turn's end together with the next turn's start rows and its
+ * read of the thread (one insert and one read in one batch); the answer's rows with the finish.
+ * Before, the next turn's start rows were queued only once its read was back: a batch and an
+ * insert of their own (4-5 batches and inserts; the check of the merged batch fails there). */
+static void test_a_tool_run_writes_few_statements(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    batch_counts before = counts_now();
+    assert_true(before.batches >= 0 && before.inserts >= 0 && before.rows >= 0);
+    char r[KX_UUID_LEN + 1];
+    initiate(token, "call view_tasks {}", r);
+    char *st = wait_end(r, RUN_TIMEOUT_MS);
+    assert_non_null(st);
+    assert_string_equal(st, "completed");
+    free(st);
+    batch_counts after = counts_now();
+    char *rows = run_rows(r);
+    assert_non_null(rows);
+    print_message("[ batches  ] one tool run: %lld batch(es), %lld insert statement(s), %lld "
+                  "row(s): %s\n",
+                  after.batches - before.batches, after.inserts - before.inserts,
+                  after.rows - before.rows, rows);
+    /* the batches (logged at debug level): the turn's end, the next turn's start rows in the
+     * same insert, the read behind them */
+    FILE *f = fopen(kx_th_stack_proc(&g_stack, "agent-runner")->log, "r");
+    assert_non_null(f);
+    char line[8192];
+    bool merged = false;
+    while (fgets(line, sizeof line, f) != NULL) {
+        const char *m = strstr(line, "run: batch:");
+        if (m == NULL || strstr(line, r) == NULL)
+            continue;
+        print_message("[ batch    ] %.*s\n", (int)strcspn(m, "\"\n"), m);
+        merged = merged ||
+            strstr(m, "thread_run_end,thread_run_start,assistant_response_start] load") != NULL;
+    }
+    fclose(f);
+    assert_true(merged);
+    assert_string_equal(rows, TOOL_RUN_ROWS);
+    free(rows);
+    assert_int_equal(after.rows - before.rows, 15);
+    assert_true(after.inserts - before.inserts <= 4);
+    assert_true(after.batches - before.batches <= 4);
+    free(token);
+}
+
+/* Whether the file holds both strings on one line. */
+static bool log_has(const char *path, const char *a, const char *b)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return false;
+    char line[8192];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f) != NULL)
+        found = strstr(line, a) != NULL && strstr(line, b) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* The run's lease moves on (another claim, as the reaper or a STOP would make it) while the
+ * batch that holds the tool's result, the turn's end, the next turn's start rows and its read
+ * waits for the run row (the test holds it FOR UPDATE from the moment tool_started is
+ * committed and the tool — 1 s — still runs, and bumps the epoch once that batch waits): the
+ * batch is fenced as a whole — none of its rows is written — and the run is dropped. */
+static void test_a_merged_batch_is_fenced(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    char r[KX_UUID_LEN + 1];
+    initiate(token, "call execute_command {\"command\": \"sleep 1; echo hi\", \"blocking\": true}",
+             r);
+    const char *p[] = {r};
+    int64_t until = kx_mono_ms() + RUN_TIMEOUT_MS;
+    bool started = false;
+    while (!started && kx_mono_ms() < until) {
+        char *n = kx_th_sql_value(&g_stack,
+                                  "SELECT count(*) FROM messages WHERE agent_run_id = $1::uuid "
+                                  "AND content->>'status_type' = 'tool_started'",
+                                  1, p);
+        started = n != NULL && strcmp(n, "1") == 0;
+        free(n);
+        if (!started)
+            usleep(10 * 1000);
+    }
+    assert_true(started);
+    PGconn *lock = PQconnectdb(g_stack.pg.url);
+    assert_int_equal(PQstatus(lock), CONNECTION_OK);
+    PQclear(PQexec(lock, "BEGIN"));
+    PGresult *res = PQexecParams(lock, "SELECT 1 FROM agent_runs WHERE id = $1::uuid FOR UPDATE",
+                                 1, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQntuples(res), 1);
+    PQclear(res);
+    bool waits = false; /* the tool's batch waits for the row */
+    while (!waits && kx_mono_ms() < until) {
+        char *n = kx_th_sql_value(&g_stack,
+                                  "SELECT count(*) FROM pg_stat_activity WHERE "
+                                  "wait_event_type = 'Lock' AND datname = current_database()",
+                                  0, NULL);
+        waits = n != NULL && strcmp(n, "0") != 0;
+        free(n);
+        if (!waits)
+            usleep(10 * 1000);
+    }
+    res = PQexecParams(lock,
+                       "UPDATE agent_runs SET lease_epoch = lease_epoch + 1 WHERE id = $1::uuid",
+                       1, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    PQclear(PQexec(lock, "COMMIT"));
+    PQfinish(lock);
+    assert_true(waits);
+    kx_th_proc *runner = kx_th_stack_proc(&g_stack, "agent-runner");
+    while (kx_mono_ms() < until && !log_has(runner->log, r, "dropped"))
+        usleep(50 * 1000);
+    usleep(300 * 1000); /* nothing more comes */
+    char *rows = run_rows(r);
+    assert_non_null(rows);
+    print_message("[ fenced   ] %s\n", rows);
+    assert_string_equal(rows,
+                        "status:thread_run_start,status:assistant_response_start,"
+                        "status:tool_started,assistant");
+    free(rows);
+    /* by the fence of that batch, not by a heartbeat's answer */
+    assert_true(log_has(runner->log, r, "fenced: a message insert"));
+    PQclear(kx_th_sql(&g_stack, /* not left running for the reaper */
+                      "UPDATE agent_runs SET status = 'stopped', completed_at = now() "
+                      "WHERE id = $1::uuid",
+                      1, p));
+    free(token);
+}
+
+/* The connection is lost in the middle of the batch that holds the tool's result, the turn's
+ * end and the next turn's start rows (a trigger ends its own backend once, at the tool row):
+ * the batch runs again whole and the run ends with every row once, in order, and its stream
+ * shows each row once. */
+static void test_a_merged_batch_survives_a_lost_connection(void **state)
+{
+    (void)state;
+    PQclear(kx_th_sql(&g_stack, "CREATE SEQUENCE kx_test_once", 0, NULL));
+    PQclear(kx_th_sql(&g_stack,
+                      "CREATE FUNCTION kx_test_cut() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                      "BEGIN IF NEW.type = 'tool' THEN IF nextval('kx_test_once') = 1 THEN "
+                      "PERFORM pg_terminate_backend(pg_backend_pid()); END IF; END IF; "
+                      "RETURN NULL; END $$",
+                      0, NULL));
+    PQclear(kx_th_sql(&g_stack,
+                      "CREATE TRIGGER kx_test_cut AFTER INSERT ON messages FOR EACH ROW "
+                      "EXECUTE FUNCTION kx_test_cut()",
+                      0, NULL));
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    char r[KX_UUID_LEN + 1];
+    initiate(token, "call view_tasks {}", r);
+    char path[128];
+    snprintf(path, sizeof path, "/api/agent-run/%s/stream", r);
+    kx_th_sse sse;
+    kx_err err = kx_th_sse_read(&g_stack, path, token, RUN_TIMEOUT_MS, &sse);
+    char *st = wait_end(r, RUN_TIMEOUT_MS);
+    char *cut = kx_th_sql_value(&g_stack, "SELECT last_value FROM kx_test_once", 0, NULL);
+    PQclear(kx_th_sql(&g_stack, "DROP TRIGGER kx_test_cut ON messages", 0, NULL));
+    PQclear(kx_th_sql(&g_stack, "DROP FUNCTION kx_test_cut()", 0, NULL));
+    PQclear(kx_th_sql(&g_stack, "DROP SEQUENCE kx_test_once", 0, NULL));
+    assert_int_equal(err, KX_OK);
+    assert_non_null(st);
+    assert_string_equal(st, "completed");
+    free(st);
+    assert_non_null(cut);
+    print_message("[ cut      ] the tool row's trigger ran %s time(s)\n", cut);
+    assert_true(strtol(cut, NULL, 10) >= 2); /* it cut the connection once, the batch ran again */
+    free(cut);
+    char *rows = run_rows(r);
+    assert_non_null(rows);
+    assert_string_equal(rows, TOOL_RUN_ROWS);
+    free(rows);
+    /* every saved row streamed once */
+    const char *pr[] = {r};
+    PGresult *res = kx_th_sql(&g_stack,
+                              "SELECT message_id::text FROM messages WHERE agent_run_id = "
+                              "$1::uuid AND type <> 'assistant_response_end'",
+                              1, pr);
+    assert_non_null(res);
+    for (int i = 0; i < PQntuples(res); i++) {
+        int seen = 0;
+        for (size_t k = 0; k < sse.n; k++) {
+            json_t *ev = json_loads(sse.data[k], 0, NULL);
+            const char *mid = json_string_value(json_object_get(ev, "message_id"));
+            seen += mid != NULL && json_object_get(ev, "created_at") != NULL &&
+                strcmp(mid, PQgetvalue(res, i, 0)) == 0;
+            json_decref(ev);
+        }
+        if (seen != 1)
+            fail_msg("row %s streamed %d time(s)", PQgetvalue(res, i, 0), seen);
+    }
+    PQclear(res);
+    kx_th_sse_free(&sse);
+    free(token);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -361,6 +601,9 @@ int main(void)
         cmocka_unit_test(test_events_follow_the_rows),
         cmocka_unit_test(test_many_runs_group_committed),
         cmocka_unit_test(test_a_message_after_the_answer_gets_a_turn),
+        cmocka_unit_test(test_a_tool_run_writes_few_statements),
+        cmocka_unit_test(test_a_merged_batch_is_fenced),
+        cmocka_unit_test(test_a_merged_batch_survives_a_lost_connection),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
