@@ -2,14 +2,15 @@
  * bound on what is in flight, back-pressure instead of blocking, and no silent loss.
  *
  * - Its own JetStream context, with an ack handler that sees every publish's outcome (the
- *   shared context of kx_bus only logged failures), on a NATS connection of its own made
- *   without SendAsap (kx_bus_connect_sibling, KX_BUS_BUFFERED; KX_EVENTS_BUFFERED=1, the
- *   default): publishes are buffered and cnats' flusher writes what gathered ~1 ms after the
- *   first, so the events of a loop iteration (and of every run in that millisecond) reach
- *   nats-server in one write and it wakes once for them, not once per event. An event leaves
- *   up to ~1 ms later than with SendAsap. With own_conn false (KX_EVENTS_BUFFERED=0) events go
- *   on the runner's connection, each written at once. One connection either way: a run's
- *   events keep their order.
+ *   shared context of kx_bus only logged failures). By default on the runner's connection
+ *   (SendAsap: each publish is written in the call). With own_conn (KX_EVENTS_BUFFERED=1) on a
+ *   NATS connection of its own made without SendAsap (kx_bus_connect_sibling,
+ *   KX_BUS_BUFFERED): publishes are buffered and cnats' flusher thread writes what gathered
+ *   ~1 ms after the first, so events published together reach nats-server in one write; an
+ *   event leaves up to ~1 ms later. Measured (docs/performance.md, "Run events on a buffered
+ *   connection"): nats-server -0..-20 % per event in bench_evpub, but the runner pays a
+ *   flusher wake-up per write and the whole stack came out slower, so it is off by default.
+ *   One connection either way: a run's events keep their order.
  * - A publish is one message: a single event or a batch (a run's events of one database
  *   batch, events.h); everything below counts messages, except kx_runner_events_published_total
  *   (events stored).

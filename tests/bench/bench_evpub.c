@@ -45,8 +45,9 @@ static void tick(kx_loop *loop, void *arg)
     for (int i = 0; i < p->burst; i++) {
         char run_id[40];
         snprintf(run_id, sizeof run_id, "00000000-0000-4000-8000-%012d", i);
-        if (events_publish(p->pub, run_id, 1, p->seq, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE,
-                           false, p->payload, NULL) == KX_OK)
+        if (events_publish(p->pub, run_id, 1, p->seq,
+                           KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false, p->payload,
+                           NULL) == KX_OK)
             p->sent++;
     }
     kx_loop_timer(loop, p->every_ms, tick, p);
