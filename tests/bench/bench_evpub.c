@@ -63,15 +63,26 @@ static double self_cpu_ms(void)
 
 static double proc_cpu_ms(pid_t pid)
 {
-    char path[64];
+    char path[64], line[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return 0;
-    unsigned long ut = 0, st = 0;
-    int n = fscanf(f, "%*d %*s %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
+    char *got = fgets(line, sizeof line, f);
     fclose(f);
-    return n == 2 ? (double)(ut + st) * 1e3 / (double)sysconf(_SC_CLK_TCK) : 0;
+    char *p = got != NULL ? strrchr(line, ')') : NULL;
+    if (p == NULL)
+        return 0;
+    /* after ")": state (field 3), ..., utime (field 14), stime (field 15) */
+    unsigned long v[13] = {0};
+    p += 2;             /* ") " */
+    p = strchr(p, ' '); /* skip the state letter */
+    for (int i = 1; i < 13 && p != NULL; i++) {
+        char *end = NULL;
+        v[i] = strtoul(p, &end, 10);
+        p = end;
+    }
+    return (double)(v[11] + v[12]) * 1e3 / (double)sysconf(_SC_CLK_TCK);
 }
 
 static long proc_syscr(pid_t pid)
@@ -81,8 +92,10 @@ static long proc_syscr(pid_t pid)
     FILE *f = fopen(path, "r");
     long v = 0;
     while (f != NULL && fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "syscr: %ld", &v) == 1)
+        if (strncmp(line, "syscr: ", 7) == 0) {
+            v = strtol(line + 7, NULL, 10);
             break;
+        }
     if (f != NULL)
         fclose(f);
     return v;
@@ -135,14 +148,19 @@ static bool one(bool own, int burst, int64_t every_ms, int secs, result *out)
     return ok;
 }
 
+static int arg_int(int argc, char **argv, int i, int def)
+{
+    return argc > i ? (int)strtol(argv[i], NULL, 10) : def;
+}
+
 int main(int argc, char **argv)
 {
     kx_log_init("bench-evpub", "bench");
     kx_log_set_level(KX_LOG_ERROR);
-    int burst = argc > 1 ? atoi(argv[1]) : 4;
-    int every = argc > 2 ? atoi(argv[2]) : 2;
-    int secs = argc > 3 ? atoi(argv[3]) : 3;
-    int rounds = argc > 4 ? atoi(argv[4]) : 2;
+    int burst = arg_int(argc, argv, 1, 4);
+    int every = arg_int(argc, argv, 2, 2);
+    int secs = arg_int(argc, argv, 3, 3);
+    int rounds = arg_int(argc, argv, 4, 2);
     if (burst < 1 || every < 1 || secs < 1 || rounds < 1) {
         fprintf(stderr, "usage: bench_evpub [burst >= 1] [every_ms >= 1] [secs] [rounds]\n");
         return 2;
