@@ -1,8 +1,8 @@
 /* bus.c — the NATS connection configured the Kortix way, and the conventions on top of it.
  *
  * What lives here, top to bottom:
- *  - connect/close: reconnect forever with backoff, retry on failed connect, SendAsap, callbacks
- *    that log connection changes; close drains, waits for cnats to finish every callback that
+ *  - connect/close: reconnect forever with backoff, retry on failed connect, SendAsap (or, for
+ *    a buffered sibling, cnats' flusher), callbacks that log connection changes; close drains, waits for cnats to finish every callback that
  *    can still reach the bus, then frees.
  *  - the subscription registry: every subscription made here has a small context (callback,
  *    argument, loop) freed by cnats' completion callback; kx_bus_close destroys those the
@@ -41,6 +41,7 @@ struct kx_bus {
     natsConnection *nc;
     jsCtx *js;
     char name[128];
+    char *url;               /* as given to kx_bus_connect (kx_bus_connect_sibling reuses it) */
     int64_t ack_wait_ms;     /* longest wait for a JetStream ack (KX_BUS_TIMEOUT_MS) */
     kx_bus_batcher *batcher; /* kx_bus_js_publish_many's (bus_batch.c) */
 
@@ -233,7 +234,7 @@ static void on_js_publish_error(jsCtx *js, jsPubAckErr *pae, void *closure)
 
 /* ---- connect / close ---- */
 
-static kx_err set_options(kx_bus *bus, const char *url, natsOptions *o)
+static kx_err set_options(kx_bus *bus, const char *url, unsigned flags, natsOptions *o)
 {
     natsStatus s = natsOptions_SetURL(o, url);
     if (s == NATS_OK)
@@ -245,7 +246,7 @@ static kx_err set_options(kx_bus *bus, const char *url, natsOptions *o)
     if (s == NATS_OK)
         s = natsOptions_SetRetryOnFailedConnect(o, true, on_connected, bus);
     if (s == NATS_OK)
-        s = natsOptions_SetSendAsap(o, true);
+        s = natsOptions_SetSendAsap(o, (flags & KX_BUS_BUFFERED) == 0);
     /* Deliver every subscription's messages from cnats' shared pool of threads instead of one
      * thread per subscription: the gateway opens one subscription per SSE stream. Our callbacks
      * never block (they post to a loop or append to a buffer), so sharing is safe. */
@@ -268,6 +269,18 @@ static kx_err set_options(kx_bus *bus, const char *url, natsOptions *o)
 
 kx_err kx_bus_connect(const char *url, const char *name, kx_bus **out)
 {
+    return kx_bus_connect_ex(url, name, 0, out);
+}
+
+kx_err kx_bus_connect_sibling(kx_bus *bus, const char *suffix, unsigned flags, kx_bus **out)
+{
+    char name[sizeof bus->name];
+    snprintf(name, sizeof name, "%s%s", bus->name, suffix ? suffix : "");
+    return kx_bus_connect_ex(bus->url, name, flags, out);
+}
+
+kx_err kx_bus_connect_ex(const char *url, const char *name, unsigned flags, kx_bus **out)
+{
     *out = NULL;
     if (url == NULL || url[0] == '\0') {
         kx_error("bus: kx_bus_connect needs a NATS url");
@@ -279,8 +292,13 @@ kx_err kx_bus_connect(const char *url, const char *name, kx_bus **out)
         return KX_ERR_NOMEM;
     }
     snprintf(bus->name, sizeof bus->name, "%s", name && name[0] ? name : "kx");
+    if ((bus->url = strdup(url)) == NULL) {
+        free(bus);
+        return KX_ERR_NOMEM;
+    }
     if (kx_env_int("KX_BUS_TIMEOUT_MS", JS_DEFAULT_WAIT_MS, 1, 600000, &bus->ack_wait_ms) !=
         KX_OK) {
+        free(bus->url);
         free(bus);
         return KX_ERR_INVALID;
     }
@@ -293,10 +311,11 @@ kx_err kx_bus_connect(const char *url, const char *name, kx_bus **out)
         kx_err err = nats_fail("natsOptions_Create", s);
         pthread_cond_destroy(&bus->cond);
         pthread_mutex_destroy(&bus->mu);
+        free(bus->url);
         free(bus);
         return err;
     }
-    kx_err err = set_options(bus, url, o);
+    kx_err err = set_options(bus, url, flags, o);
     if (err == KX_OK) {
         s = natsConnection_Connect(&bus->nc, o);
         if (s == NATS_NOT_YET_CONNECTED) {
@@ -592,6 +611,7 @@ bool kx_bus_close(kx_bus *bus, int64_t timeout_ms)
     }
     pthread_cond_destroy(&bus->cond);
     pthread_mutex_destroy(&bus->mu);
+    free(bus->url);
     free(bus);
     return true;
 }

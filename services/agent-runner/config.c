@@ -180,6 +180,7 @@ kx_err runner_config_load(runner_config *cfg)
         {"KX_EVENT_COALESCE_BYTES", 4096, 0, 65536, &cfg->event_coalesce_bytes},
         {"KX_EVENTS_MAX_PENDING", 4096, 1, 1000000, &cfg->events_max_pending},
         {"KX_EVENTS_ACK_WAIT_MS", 10000, 100, 600000, &cfg->events_ack_wait_ms},
+        {"KX_EVENTS_BUFFERED", 0, 0, 1, &cfg->events_buffered},
     };
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         if (kx_env_int(ints[i].name, ints[i].def, ints[i].min, ints[i].max, ints[i].out) != KX_OK)

@@ -75,6 +75,8 @@ typedef struct runner_config {
     int64_t event_coalesce_bytes; /* KX_EVENT_COALESCE_BYTES: ... or until this many bytes */
     int64_t events_max_pending;   /* KX_EVENTS_MAX_PENDING: event publishes awaiting acks */
     int64_t events_ack_wait_ms;   /* KX_EVENTS_ACK_WAIT_MS: an event publish's ack deadline */
+    int64_t events_buffered;      /* KX_EVENTS_BUFFERED (0): 1 = events on a connection of their
+                                   * own without SendAsap (publisher.h); 0: on the runner's */
 } runner_config;
 
 /* Fills cfg from the environment. KX_ERR_INVALID (already logged, naming the variable) when a

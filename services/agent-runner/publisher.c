@@ -19,6 +19,7 @@
 
 struct publisher {
     kx_bus *bus;
+    kx_bus *own; /* the buffered connection of its own, or NULL (events go on bus) */
     kx_loop *loop;
     jsCtx *js;
     int64_t max_pending;
@@ -274,7 +275,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
 /* ---- API ---- */
 
 kx_err publisher_new(kx_bus *bus, kx_loop *loop, int64_t max_pending, int64_t ack_wait_ms,
-                     publisher **out)
+                     bool own_conn, publisher **out)
 {
     *out = NULL;
     publisher *p = calloc(1, sizeof *p);
@@ -295,14 +296,23 @@ kx_err publisher_new(kx_bus *bus, kx_loop *loop, int64_t max_pending, int64_t ac
                                      "Run event publishes waiting for their JetStream ack");
     p->g_queued = kx_metrics_gauge("kx_runner_events_queued", "",
                                    "Run events queued behind the in-flight bound");
+    if (own_conn) {
+        kx_err err = kx_bus_connect_sibling(bus, "-events", KX_BUS_BUFFERED, &p->own);
+        if (err != KX_OK) {
+            kx_error("events: cannot open the events' NATS connection: %s", kx_err_str(err));
+            free(p);
+            return err;
+        }
+    }
     jsOptions jo;
     jsOptions_Init(&jo);
     jo.Wait = p->ack_wait_ms;
     jo.PublishAsync.AckHandler = on_ack;
     jo.PublishAsync.AckHandlerClosure = p;
-    natsStatus s = natsConnection_JetStream(&p->js, kx_bus_conn(bus), &jo);
+    natsStatus s = natsConnection_JetStream(&p->js, publisher_conn(p), &jo);
     if (s != NATS_OK) {
         kx_error("events: cannot make a JetStream context: %s", natsStatus_GetText(s));
+        kx_bus_close(p->own, 0);
         free(p);
         return KX_ERR_UNAVAILABLE;
     }
@@ -330,6 +340,10 @@ void publisher_free(publisher *p, int64_t wait_ms)
         kx_warn("events: leaving the publisher allocated: acks are still due");
         return;
     }
+    if (p->own != NULL && !kx_bus_close(p->own, wait_ms)) {
+        kx_warn("events: leaving the publisher allocated: its connection is still busy");
+        return;
+    }
     free(p->q);
     free(p);
 }
@@ -349,6 +363,11 @@ kx_err publisher_publish(publisher *p, const Kx__V1__RunEvent *m, const kx_bus_m
 bool publisher_busy(const publisher *p)
 {
     return p->qlen > 0 || atomic_load(&p->inflight) >= p->max_pending;
+}
+
+natsConnection *publisher_conn(const publisher *p)
+{
+    return kx_bus_conn(p->own != NULL ? p->own : p->bus);
 }
 
 int64_t publisher_inflight(const publisher *p)

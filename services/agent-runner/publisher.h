@@ -1,8 +1,16 @@
 /* publisher.h — the runner's publisher of run events: asynchronous JetStream publishes with a
  * bound on what is in flight, back-pressure instead of blocking, and no silent loss.
  *
- * - Its own JetStream context on the runner's connection, with an ack handler that sees every
- *   publish's outcome (the shared context of kx_bus only logged failures).
+ * - Its own JetStream context, with an ack handler that sees every publish's outcome (the
+ *   shared context of kx_bus only logged failures). By default on the runner's connection
+ *   (SendAsap: each publish is written in the call). With own_conn (KX_EVENTS_BUFFERED=1) on a
+ *   NATS connection of its own made without SendAsap (kx_bus_connect_sibling,
+ *   KX_BUS_BUFFERED): publishes are buffered and cnats' flusher thread writes what gathered
+ *   ~1 ms after the first, so events published together reach nats-server in one write; an
+ *   event leaves up to ~1 ms later. Measured (docs/performance.md, "Run events on a buffered
+ *   connection"): nats-server -0..-20 % per event in bench_evpub, but the runner pays a
+ *   flusher wake-up per write and the whole stack came out slower, so it is off by default.
+ *   One connection either way: a run's events keep their order.
  * - A publish is one message: a single event or a batch (a run's events of one database
  *   batch, events.h); everything below counts messages, except kx_runner_events_published_total
  *   (events stored).
@@ -35,7 +43,7 @@
 typedef struct publisher publisher;
 
 kx_err publisher_new(kx_bus *bus, kx_loop *loop, int64_t max_pending, int64_t ack_wait_ms,
-                     publisher **out);
+                     bool own_conn, publisher **out);
 /* Waits up to wait_ms for the acks still due, then frees. NULL is a no-op. */
 void publisher_free(publisher *p, int64_t wait_ms);
 
@@ -47,6 +55,8 @@ kx_err publisher_publish(publisher *p, const Kx__V1__RunEvent *m, const kx_bus_m
 
 /* True while publishes are at the bound or queued behind it. Loop thread. */
 bool publisher_busy(const publisher *p);
+/* The connection events go out on: the publisher's own, or the runner's. */
+natsConnection *publisher_conn(const publisher *p);
 /* In flight (sent, ack not yet back) and queued now. Any thread. */
 int64_t publisher_inflight(const publisher *p);
 int64_t publisher_queued(const publisher *p);

@@ -56,7 +56,7 @@ kx_err runner_new(const runner_config *cfg, kx_svc *svc, kx_curlm *curlm, runner
         err = llm_client_new(cfg, r->loop, curlm, &r->llm);
     if (err == KX_OK)
         err = publisher_new(r->bus, r->loop, cfg->events_max_pending, cfg->events_ack_wait_ms,
-                            &r->events);
+                            cfg->events_buffered == 1, &r->events);
     if (err != KX_OK) {
         kx_error("runner: could not set up (%s)", kx_err_str(err));
         runner_free(r);

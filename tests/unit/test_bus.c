@@ -115,6 +115,49 @@ static void test_publish_subscribe(void **state)
     kx_bus_close(sub, 1000);
 }
 
+/* A buffered sibling (KX_BUS_BUFFERED): the same server, the name with its suffix; a publish is
+ * held in cnats' buffer (not written in the call, as on a SendAsap bus) and still arrives, in
+ * order, with its headers. */
+static void test_buffered_sibling(void **state)
+{
+    kx_bus *sub = connect_or_fail("test-sib-sub");
+    kx_bus *sib = NULL;
+    assert_int_equal(kx_bus_connect_sibling(sub, "-events", KX_BUS_BUFFERED, &sib), KX_OK);
+    for (int i = 0; i < 200 && !kx_bus_connected(sib); i++)
+        usleep(10 * 1000);
+    assert_true(kx_bus_connected(sib));
+    char name[64] = "";
+    assert_int_equal(natsConnection_GetConnectedServerId(kx_bus_conn(sib), name, sizeof name),
+                     NATS_OK);
+    char name2[64] = "";
+    assert_int_equal(natsConnection_GetConnectedServerId(kx_bus_conn(sub), name2, sizeof name2),
+                     NATS_OK);
+    assert_string_equal(name, name2);
+    sub_state s = {0};
+    kx_uuid_new(s.account);
+    natsSubscription *ns = NULL;
+    assert_int_equal(kx_bus_subscribe(sub, "kx.test.sib", NULL, on_sub_msg, &s, &ns), KX_OK);
+    assert_int_equal(natsConnection_Flush(kx_bus_conn(sub)), NATS_OK);
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, KX_NO_DEADLINE, s.account);
+    int most_buffered = 0;
+    for (int i = 0; i < 20; i++) {
+        char body[32];
+        snprintf(body, sizeof body, "msg-%d", i);
+        assert_int_equal(kx_bus_publish(sib, "kx.test.sib", body, strlen(body), &meta), KX_OK);
+        int b = natsConnection_Buffered(kx_bus_conn(sib));
+        if (b > most_buffered)
+            most_buffered = b;
+    }
+    assert_true(most_buffered > 0); /* SendAsap would have written each one in the call */
+    assert_true(wait_count(&s.count, 20, 3000));
+    assert_int_equal(atomic_load(&s.bad), 0);
+    assert_int_equal(kx_bus_publish(sub, "kx.test.sib.other", "x", 1, &meta), KX_OK);
+    assert_int_equal(natsConnection_Buffered(kx_bus_conn(sub)), 0); /* the SendAsap one */
+    kx_bus_close(sib, 1000);
+    kx_bus_close(sub, 1000);
+}
+
 /* ---- request / reply ---- */
 
 /* Echo responder: replies "<deadline>|<trace id>|<account>|<body>". */
@@ -940,6 +983,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_meta_read_rejects_malformed_deadline),
         cmocka_unit_test(test_publish_subscribe),
+        cmocka_unit_test(test_buffered_sibling),
         cmocka_unit_test(test_request_reply_carries_headers),
         cmocka_unit_test(test_request_timeout_at_deadline),
         cmocka_unit_test(test_no_responders_is_unavailable),

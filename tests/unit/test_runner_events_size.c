@@ -5,7 +5,10 @@
  *  - a payload still too large is streamed by reference ("message N too large to stream, fetch
  *    it", with the row's ids), never dropped; a small one goes as is;
  *  - the publisher bounds what is in flight, queues the rest in order, never blocks;
- *  - a publish whose ack never comes becomes an error event, not silence. */
+ *  - a publish whose ack never comes becomes an error event, not silence;
+ *  - on the publisher's own connection (no SendAsap) the events published in one loop callback
+ *    are buffered and leave together, not one write each; a paused nats-server still gives
+ *    back-pressure (bound, queue) and loses nothing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -79,7 +82,7 @@ static void test_large_payload_goes_by_reference(void **state)
     assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
     kx_loop *loop = kx_loop_new();
     publisher *pub = NULL;
-    assert_int_equal(publisher_new(bus, loop, 4096, 5000, &pub), KX_OK);
+    assert_int_equal(publisher_new(bus, loop, 4096, 5000, true, &pub), KX_OK);
 
     /* A small event: as is. */
     assert_int_equal(events_publish(pub, RUN, 1, 1, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE,
@@ -231,7 +234,7 @@ static void test_bounded_inflight_keeps_order(void **state)
         usleep(20000);
     assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
     flow f = {.loop = kx_loop_new(), .nats = &nats, .done = all_acked};
-    assert_int_equal(publisher_new(bus, f.loop, 8, 5000, &f.pub), KX_OK);
+    assert_int_equal(publisher_new(bus, f.loop, 8, 5000, true, &f.pub), KX_OK);
     f.until_ms = kx_mono_ms() + 30000;
     int64_t t0 = kx_mono_ms();
     kx_loop_timer(f.loop, 0, publish_many, &f);
@@ -312,7 +315,7 @@ static void test_unacked_publish_becomes_error_event(void **state)
     assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
     probe_bus = bus;
     flow f = {.loop = kx_loop_new(), .nats = &nats, .done = error_event_seen};
-    assert_int_equal(publisher_new(bus, f.loop, 64, 300, &f.pub), KX_OK);
+    assert_int_equal(publisher_new(bus, f.loop, 64, 300, true, &f.pub), KX_OK);
     f.until_ms = kx_mono_ms() + 20000;
     kx_loop_timer(f.loop, 0, publish_while_stopped, &f);
     kx_loop_run(f.loop);
@@ -327,6 +330,147 @@ static void test_unacked_publish_becomes_error_event(void **state)
     free(dir);
 }
 
+/* Opens a JetStream-ready nats-server, a bus on it and a publisher (own_conn) with max_pending
+ * and ack_wait_ms; waits until the publisher's connection is up. */
+static kx_bus *flow_setup(const char *dir, kx_th_nats *nats, flow *f, int64_t max_pending,
+                          int64_t ack_wait_ms, bool own_conn)
+{
+    assert_int_equal(kx_th_nats_start(dir, nats), KX_OK);
+    kx_bus *bus = NULL;
+    assert_int_equal(kx_bus_connect(nats->url, "test-events-buf", &bus), KX_OK);
+    for (int i = 0; i < 100 && !kx_bus_connected(bus); i++)
+        usleep(20000);
+    assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
+    f->loop = kx_loop_new();
+    f->nats = nats;
+    assert_int_equal(publisher_new(bus, f->loop, max_pending, ack_wait_ms, own_conn, &f->pub),
+                     KX_OK);
+    for (int i = 0; i < 250; i++) {
+        if (natsConnection_Status(publisher_conn(f->pub)) == NATS_CONN_STATUS_CONNECTED)
+            break;
+        usleep(20000);
+    }
+    assert_int_equal(natsConnection_Status(publisher_conn(f->pub)), NATS_CONN_STATUS_CONNECTED);
+    return bus;
+}
+
+static void flow_teardown(kx_bus *bus, kx_th_nats *nats, flow *f, char *dir)
+{
+    publisher_free(f->pub, 2000);
+    kx_loop_free(f->loop);
+    kx_bus_close(bus, 1000);
+    kx_th_nats_stop(nats);
+    kx_th_rmrf(dir);
+    free(dir);
+}
+
+/* Whether the events of seq first..last are the stream's messages from its first on, in
+ * order. */
+static void assert_stream_in_order(kx_bus *bus, uint64_t first_seq, uint64_t last_seq)
+{
+    jsStreamInfo *si = NULL;
+    assert_int_equal(js_GetStreamInfo(&si, kx_bus_js(bus), KX_STREAM_EVENTS, NULL, NULL), NATS_OK);
+    assert_int_equal(si->State.Msgs, last_seq - first_seq + 1);
+    uint64_t first = si->State.FirstSeq;
+    jsStreamInfo_Destroy(si);
+    for (uint64_t i = 0; i <= last_seq - first_seq; i++) {
+        natsMsg *m = NULL;
+        assert_int_equal(js_GetMsg(&m, kx_bus_js(bus), KX_STREAM_EVENTS, first + i, NULL, NULL),
+                         NATS_OK);
+        Kx__V1__RunEvent *ev = kx_pb_unpack(&kx__v1__run_event__descriptor, natsMsg_GetData(m),
+                                            (size_t)natsMsg_GetDataLength(m));
+        assert_non_null(ev);
+        assert_int_equal(ev->seq, first_seq + i);
+        kx_pb_free(ev);
+        natsMsg_Destroy(m);
+    }
+}
+
+static void publish_range(publisher *pub, uint64_t from, uint64_t to)
+{
+    for (uint64_t i = from; i <= to; i++) {
+        char payload[64];
+        snprintf(payload, sizeof payload, "{\"i\": %llu}", (unsigned long long)i);
+        assert_int_equal(events_publish(pub, RUN, 1, i,
+                                        KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false,
+                                        payload, NULL),
+                         KX_OK);
+    }
+}
+
+#define BURST 10
+
+/* Bytes the publisher's connection still held right after a burst of BURST publishes, the most
+ * seen in `tries` bursts (between bursts the acks are waited for). */
+static int max_buffered_after_bursts(flow *f, int tries)
+{
+    int most = 0;
+    for (int t = 0; t < tries; t++) {
+        uint64_t from = (uint64_t)t * BURST + 1;
+        publish_range(f->pub, from, from + BURST - 1);
+        int b = natsConnection_Buffered(publisher_conn(f->pub));
+        if (b > most)
+            most = b;
+        f->until_ms = kx_mono_ms() + 10000;
+        kx_loop_timer(f->loop, 0, tick, f);
+        kx_loop_run(f->loop);
+        assert_true(all_acked(f));
+    }
+    return most;
+}
+
+/* The publisher's own connection buffers: right after a loop callback published BURST events
+ * they are still in cnats' buffer (written together by its flusher), where the runner's
+ * SendAsap connection has written each one already (nothing buffered). Either way all arrive,
+ * in order. (Three bursts: one preempted for over a millisecond could be flushed already.) */
+static void test_events_leave_together(void **state)
+{
+    char *dir = kx_th_tmpdir("kx-ut-events-buf");
+    kx_th_nats nats;
+    flow f = {.done = all_acked};
+    kx_bus *bus = flow_setup(dir, &nats, &f, 4096, 5000, true);
+    int most = max_buffered_after_bursts(&f, 3);
+    print_message("own connection: %d bytes still buffered after %d publishes\n", most, BURST);
+    assert_true(most > 0);
+    assert_stream_in_order(bus, 1, 3 * BURST);
+    flow_teardown(bus, &nats, &f, dir);
+
+    dir = kx_th_tmpdir("kx-ut-events-asap");
+    flow g = {.done = all_acked};
+    bus = flow_setup(dir, &nats, &g, 4096, 5000, false);
+    most = max_buffered_after_bursts(&g, 3);
+    assert_int_equal(most, 0); /* SendAsap: each publish written in the call */
+    assert_stream_in_order(bus, 1, 3 * BURST);
+    flow_teardown(bus, &nats, &g, dir);
+}
+
+/* nats-server paused (SIGSTOP) under the buffered connection: publishes beyond the bound wait
+ * in the publisher's queue (busy: back-pressure), the loop does not block, and once the server
+ * runs again every event is stored, in order, none lost or doubled. */
+static void test_paused_nats_backpressure_no_loss(void **state)
+{
+    char *dir = kx_th_tmpdir("kx-ut-events-pause");
+    kx_th_nats nats;
+    flow f = {.done = all_acked};
+    kx_bus *bus = flow_setup(dir, &nats, &f, 16, 10000, true);
+    assert_true(kx_th_freeze(nats.pid));
+    int64_t t0 = kx_mono_ms();
+    publish_range(f.pub, 1, 200);
+    int64_t took = kx_mono_ms() - t0;
+    assert_int_equal(publisher_inflight(f.pub), 16);
+    assert_int_equal(publisher_queued(f.pub), 200 - 16);
+    assert_true(publisher_busy(f.pub));
+    print_message("200 publishes with nats-server paused returned in %lld ms\n", (long long)took);
+    kill(nats.pid, SIGCONT);
+    f.until_ms = kx_mono_ms() + 20000;
+    kx_loop_timer(f.loop, 0, tick, &f);
+    kx_loop_run(f.loop);
+    assert_true(all_acked(&f));
+    assert_false(publisher_busy(f.pub));
+    assert_stream_in_order(bus, 1, 200);
+    flow_teardown(bus, &nats, &f, dir);
+}
+
 int main(void)
 {
     kx_log_init("test-events-size", "test");
@@ -337,6 +481,8 @@ int main(void)
         cmocka_unit_test(test_tool_row_is_capped_to_fit),
         cmocka_unit_test(test_bounded_inflight_keeps_order),
         cmocka_unit_test(test_unacked_publish_becomes_error_event),
+        cmocka_unit_test(test_events_leave_together),
+        cmocka_unit_test(test_paused_nats_backpressure_no_loss),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

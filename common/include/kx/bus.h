@@ -4,6 +4,9 @@
  *  - it reconnects forever, with backoff (100 ms doubling to 2 s, plus jitter), and starts even
  *    when NATS is not up yet (retry on failed connect);
  *  - SendAsap is on, so replies and publishes are not held back by cnats' flusher (~1 ms);
+ *    a connection made with KX_BUS_BUFFERED leaves it off instead: publishes are buffered and
+ *    cnats' flusher thread writes what gathered ~1 ms after the first one, in one write (for
+ *    streams of messages nobody waits on one by one, e.g. the runner's run events);
  *  - every request carries headers: Kx-Deadline (absolute unix ms), traceparent (W3C) and
  *    Kx-Account (see docs/subjects.md).
  *
@@ -72,6 +75,14 @@ typedef struct kx_bus_meta {
 /* Connects to url (e.g. "nats://127.0.0.1:4222") as client `name`. Returns at once even if the
  * server is not reachable yet; the connection keeps trying in the background. */
 kx_err kx_bus_connect(const char *url, const char *name, kx_bus **out);
+/* kx_bus_connect's flags. */
+#define KX_BUS_BUFFERED 1u /* SendAsap off: publishes leave in batches, up to ~1 ms later */
+/* kx_bus_connect with flags (0: the same as kx_bus_connect). */
+kx_err kx_bus_connect_ex(const char *url, const char *name, unsigned flags, kx_bus **out);
+/* A second connection to bus's server(s) (the same url), named bus's name + suffix, with
+ * flags: e.g. a buffered one for a stream of publishes beside a SendAsap one for replies.
+ * The caller frees it with kx_bus_close, independently of bus. */
+kx_err kx_bus_connect_sibling(kx_bus *bus, const char *suffix, unsigned flags, kx_bus **out);
 /* Drains subscriptions (bounded by timeout_ms), then closes and frees. NULL is a no-op.
  * Returns false when cnats callbacks were still running after the grace period: the bus is
  * then leaked on purpose, and so must be whatever those callbacks use (a loop they post to). */

@@ -1,0 +1,191 @@
+/* bench_evpub.c — what a run event publish costs the agent-runner and nats-server, with the
+ * publisher on a connection of its own without SendAsap (publisher.h, the default) against
+ * the runner's SendAsap connection (the baseline, KX_EVENTS_BUFFERED=0), in the same run.
+ *
+ * A loop timer publishes `burst` events of ~1 100 bytes (each of another run, as a batch
+ * completion does) every `every_ms` ms for `secs` seconds through the real publisher; the two
+ * modes alternate `rounds` times, each on a fresh nats-server. Figures per event: this
+ * process's CPU (publisher, cnats' threads, acks) and nats-server's (from /proc), plus
+ * nats-server's read system calls (/proc/<pid>/io): a read is a wake-up.
+ * Usage: bench_evpub [burst] [every_ms] [secs] [rounds] (default 4 2 3 2). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "events.h"
+#include "harness.h"
+#include "kx/log.h"
+#include "kx/loop.h"
+#include "kx/time.h"
+#include "publisher.h"
+
+typedef struct pace {
+    publisher *pub;
+    int burst;
+    int64_t every_ms, until_ms;
+    uint64_t seq;
+    long sent;
+    char payload[1200];
+} pace;
+
+static void tick(kx_loop *loop, void *arg)
+{
+    pace *p = arg;
+    if (kx_mono_ms() >= p->until_ms) {
+        if (publisher_inflight(p->pub) == 0 && publisher_queued(p->pub) == 0) {
+            kx_loop_stop(loop);
+            return;
+        }
+        kx_loop_timer(loop, 5, tick, p);
+        return;
+    }
+    p->seq++;
+    for (int i = 0; i < p->burst; i++) {
+        char run_id[40];
+        snprintf(run_id, sizeof run_id, "00000000-0000-4000-8000-%012d", i);
+        if (events_publish(p->pub, run_id, 1, p->seq,
+                           KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false, p->payload,
+                           NULL) == KX_OK)
+            p->sent++;
+    }
+    kx_loop_timer(loop, p->every_ms, tick, p);
+}
+
+static double self_cpu_ms(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e3 +
+        (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
+}
+
+static double proc_cpu_ms(pid_t pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    char *got = fgets(line, sizeof line, f);
+    fclose(f);
+    char *p = got != NULL ? strrchr(line, ')') : NULL;
+    if (p == NULL)
+        return 0;
+    /* after ")": state (field 3), ..., utime (field 14), stime (field 15) */
+    unsigned long v[13] = {0};
+    p += 2;             /* ") " */
+    p = strchr(p, ' '); /* skip the state letter */
+    for (int i = 1; i < 13 && p != NULL; i++) {
+        char *end = NULL;
+        v[i] = strtoul(p, &end, 10);
+        p = end;
+    }
+    return (double)(v[11] + v[12]) * 1e3 / (double)sysconf(_SC_CLK_TCK);
+}
+
+static long proc_syscr(pid_t pid)
+{
+    char path[64], line[128];
+    snprintf(path, sizeof path, "/proc/%d/io", (int)pid);
+    FILE *f = fopen(path, "r");
+    long v = 0;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "syscr: ", 7) == 0) {
+            v = strtol(line + 7, NULL, 10);
+            break;
+        }
+    if (f != NULL)
+        fclose(f);
+    return v;
+}
+
+typedef struct result {
+    double self_us, nats_us, reads;
+    long events;
+} result;
+
+static bool one(bool own, int burst, int64_t every_ms, int secs, result *out)
+{
+    char *dir = kx_th_tmpdir("kx-bench-evpub");
+    kx_th_nats nats;
+    kx_bus *bus = NULL;
+    kx_loop *loop = kx_loop_new();
+    publisher *pub = NULL;
+    bool ok = kx_th_nats_start(dir, &nats) == KX_OK;
+    ok = ok && kx_bus_connect(nats.url, "bench-evpub", &bus) == KX_OK;
+    for (int i = 0; ok && i < 250 && !kx_bus_connected(bus); i++)
+        usleep(20000);
+    ok = ok && kx_bus_ensure_streams(bus) == KX_OK;
+    ok = ok && publisher_new(bus, loop, 4096, 10000, own, &pub) == KX_OK;
+    for (int i = 0; ok && i < 250; i++) {
+        if (natsConnection_Status(publisher_conn(pub)) == NATS_CONN_STATUS_CONNECTED)
+            break;
+        usleep(20000);
+    }
+    if (ok) {
+        pace p = {.pub = pub, .burst = burst, .every_ms = every_ms};
+        memset(p.payload, 'x', sizeof p.payload - 1);
+        memcpy(p.payload, "{\"t\": \"", 7);
+        memcpy(p.payload + sizeof p.payload - 3, "\"}", 3);
+        double s0 = self_cpu_ms(), n0 = proc_cpu_ms(nats.pid);
+        long r0 = proc_syscr(nats.pid);
+        p.until_ms = kx_mono_ms() + (int64_t)secs * 1000;
+        kx_loop_timer(loop, 0, tick, &p);
+        kx_loop_run(loop);
+        out->events = p.sent;
+        out->self_us = (self_cpu_ms() - s0) * 1e3 / (double)p.sent;
+        out->nats_us = (proc_cpu_ms(nats.pid) - n0) * 1e3 / (double)p.sent;
+        out->reads = (double)(proc_syscr(nats.pid) - r0) / (double)p.sent;
+    }
+    publisher_free(pub, 2000);
+    kx_loop_free(loop);
+    kx_bus_close(bus, 1000);
+    kx_th_nats_stop(&nats);
+    kx_th_rmrf(dir);
+    free(dir);
+    return ok;
+}
+
+static int arg_int(int argc, char **argv, int i, int def)
+{
+    return argc > i ? (int)strtol(argv[i], NULL, 10) : def;
+}
+
+int main(int argc, char **argv)
+{
+    kx_log_init("bench-evpub", "bench");
+    kx_log_set_level(KX_LOG_ERROR);
+    int burst = arg_int(argc, argv, 1, 4);
+    int every = arg_int(argc, argv, 2, 2);
+    int secs = arg_int(argc, argv, 3, 3);
+    int rounds = arg_int(argc, argv, 4, 2);
+    if (burst < 1 || every < 1 || secs < 1 || rounds < 1) {
+        fprintf(stderr, "usage: bench_evpub [burst >= 1] [every_ms >= 1] [secs] [rounds]\n");
+        return 2;
+    }
+    printf("run events: %d every %d ms (%.0f/s) for %d s, ~1.1 KB each, per event:\n", burst,
+           every, burst * 1000.0 / every, secs);
+    double sum[2][3] = {{0}};
+    for (int r = 0; r < rounds; r++) {
+        for (int m = 0; m < 2; m++) {
+            result x = {0};
+            if (!one(m == 1, burst, every, secs, &x)) {
+                fprintf(stderr, "bench_evpub: setup failed\n");
+                return 1;
+            }
+            printf("  %-36s %7ld events  self %6.1f us  nats-server %6.1f us  %.2f reads\n",
+                   m == 1 ? "own connection, buffered" : "runner's connection, SendAsap (base)",
+                   x.events, x.self_us, x.nats_us, x.reads);
+            sum[m][0] += x.self_us;
+            sum[m][1] += x.nats_us;
+            sum[m][2] += x.reads;
+        }
+    }
+    printf("  means: buffered / SendAsap: self %.1f / %.1f us (%.2fx), nats-server %.1f / %.1f us "
+           "(%.2fx), reads %.2f / %.2f per event\n",
+           sum[1][0] / rounds, sum[0][0] / rounds, sum[1][0] / sum[0][0], sum[1][1] / rounds,
+           sum[0][1] / rounds, sum[1][1] / sum[0][1], sum[1][2] / rounds, sum[0][2] / rounds);
+    return 0;
+}
