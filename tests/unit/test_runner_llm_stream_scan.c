@@ -252,7 +252,8 @@ static size_t mutate(char *buf, size_t len, size_t cap)
             if (len + n >= cap)
                 break;
             memmove(buf + at + n, buf + at, len - at);
-            memcpy(buf + at, p, n);
+            for (size_t j = 0; j < n; j++) /* a piece of the chunk, not a string */
+                buf[at + j] = p[j];
             len += n;
             break;
         }
