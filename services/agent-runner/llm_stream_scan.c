@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "kx/utf8.h"
+#include "kx/json_scan.h"
 
 #define SCAN_MAX_DEPTH 32
 #define SCAN_MAX_CALLS 8
@@ -77,68 +77,18 @@ static void skip_ws(scan *s)
         s->p++;
 }
 
-static int hex4(const unsigned char *p)
-{
-    int v = 0;
-    for (int k = 0; k < 4; k++) {
-        unsigned char c = p[k];
-        int d = c >= '0' && c <= '9' ? c - '0'
-            : c >= 'a' && c <= 'f'   ? c - 'a' + 10
-            : c >= 'A' && c <= 'F'   ? c - 'A' + 10
-                                     : -1;
-        if (d < 0)
-            return -1;
-        v = v * 16 + d;
-    }
-    return v;
-}
-
-/* The string at s->p ('"') into v; false when it is not one the scan takes: a control
- * character, a bad escape, \u0000 or a surrogate escape, bytes that are not UTF-8. */
+/* The string at s->p ('"') into v; false when it is not one the scan takes
+ * (kx/json_scan.h says which). */
 static bool scan_string(scan *s, val *v)
 {
-    s->p++;
+    const unsigned char *after = kx_json_scan_string(s->p, s->end, &v->esc);
+    if (after == NULL)
+        return false;
     v->kind = V_STR;
-    v->s = (const char *)s->p;
-    v->esc = false;
-    while (s->p < s->end) {
-        unsigned char c = *s->p;
-        if (c == '"') {
-            v->n = (size_t)((const char *)s->p - v->s);
-            s->p++;
-            return true;
-        }
-        if (c < 0x20)
-            return false;
-        if (c == '\\') {
-            v->esc = true;
-            if (s->end - s->p < 2)
-                return false;
-            unsigned char e = s->p[1];
-            if (e == 'u') {
-                if (s->end - s->p < 6)
-                    return false;
-                int cp = hex4(s->p + 2);
-                if (cp <= 0 || (cp >= 0xD800 && cp <= 0xDFFF))
-                    return false;
-                s->p += 6;
-                continue;
-            }
-            if (strchr("\"\\/bfnrt", e) == NULL || e == '\0')
-                return false;
-            s->p += 2;
-            continue;
-        }
-        if (c < 0x80) {
-            s->p++;
-            continue;
-        }
-        size_t l = kx_utf8_seq_len(s->p, (size_t)(s->end - s->p));
-        if (l == 0)
-            return false;
-        s->p += l;
-    }
-    return false;
+    v->s = (const char *)s->p + 1;
+    v->n = (size_t)(after - s->p) - 2;
+    s->p = after;
+    return true;
 }
 
 /* A number: integers of up to SCAN_MAX_DIGITS digits (their value in v), reals without an
@@ -222,6 +172,24 @@ static bool take(scan *s, val *slot)
     return scan_value(s, slot);
 }
 
+/* After a member or an element: 0 when the container closed here (close), 1 after a comma
+ * (another item follows), -1 when neither. */
+static int after_item(scan *s, char close)
+{
+    skip_ws(s);
+    if (s->p >= s->end)
+        return -1;
+    if (*s->p == (unsigned char)close) {
+        s->p++;
+        s->depth--;
+        return 0;
+    }
+    if (*s->p != ',')
+        return -1;
+    s->p++;
+    return 1;
+}
+
 /* An object whose members go to member() (which reads the value at s->p); false as soon as
  * one is refused. An escaped key is refused: it could spell a key the fold reads. */
 typedef bool (*member_fn)(scan *s, const val *key, void *ctx);
@@ -245,17 +213,9 @@ static bool scan_object(scan *s, member_fn member, void *ctx)
             return false;
         if (member != NULL ? !member(s, &k, ctx) : !scan_value(s, &(val){0}))
             return false;
-        skip_ws(s);
-        if (s->p >= s->end)
-            return false;
-        if (*s->p == '}') {
-            s->p++;
-            s->depth--;
-            return true;
-        }
-        if (*s->p != ',')
-            return false;
-        s->p++;
+        int next = after_item(s, '}');
+        if (next <= 0)
+            return next == 0;
     }
 }
 
@@ -279,17 +239,9 @@ static bool scan_array(scan *s, element_fn element, void *ctx)
             return false;
         if (element != NULL ? !element(s, i, ctx) : !scan_value(s, &(val){0}))
             return false;
-        skip_ws(s);
-        if (s->p >= s->end)
-            return false;
-        if (*s->p == ']') {
-            s->p++;
-            s->depth--;
-            return true;
-        }
-        if (*s->p != ',')
-            return false;
-        s->p++;
+        int next = after_item(s, ']');
+        if (next <= 0)
+            return next == 0;
     }
 }
 
@@ -495,7 +447,7 @@ static kx_err add_string(kx_buf *b, const val *v)
         case 'r': out[o++] = '\r'; break;
         case 't': out[o++] = '\t'; break;
         case 'u':
-            put_utf8(out, &o, hex4((const unsigned char *)v->s + i + 1));
+            put_utf8(out, &o, kx_json_hex4((const unsigned char *)v->s + i + 1));
             i += 4;
             break;
         default: out[o++] = e; break; /* " \ / */
