@@ -374,6 +374,16 @@ char *kx_json_dumps_compact(const json_t *v)
     return dumps(v, &STYLE_COMPACT);
 }
 
+bool kx_json_put_compact(kx_buf *b, const json_t *v)
+{
+    return v != NULL && put_value(b, v, &STYLE_COMPACT, 0) && !b->oom;
+}
+
+bool kx_json_put_compact_str(kx_buf *b, const char *s, size_t n)
+{
+    return put_string(b, s, n, &STYLE_COMPACT) && !b->oom;
+}
+
 /* ---- typed getters --------------------------------------------------------------------- */
 
 const char *kx_json_str(const json_t *obj, const char *key, const char *def)

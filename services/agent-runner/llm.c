@@ -59,7 +59,6 @@ struct llm_call {
     json_t *messages;
     char *system;       /* NULL: prompt_system() */
     json_t *tools;      /* NULL: the client's default schemas */
-    char *tools_text;   /* llm_opts.tools_text until the first body is built, then NULL */
     int64_t max_tokens; /* 0: the provider's default */
     void (*on_calls)(void *arg, const llm_stream *s);
     char run_id[40];
@@ -205,8 +204,10 @@ static void finish(llm_call *call, kx_err err, const char *msg)
     }
 }
 
-/* Resolves model and prepares its request. false: finished with the reason. */
-static bool use_model(llm_call *call, const char *model)
+/* Resolves model and prepares its request; tools_text (borrowed, may be NULL) is the printed
+ * call->tools when the caller has it (the first model; a fallback model's body prints the
+ * tools from the tree again). false: finished with the reason. */
+static bool use_model(llm_call *call, const char *model, const char *tools_text)
 {
     llm_client *c = call->c;
     char why[400];
@@ -219,8 +220,8 @@ static bool use_model(llm_call *call, const char *model)
     curl_slist_free_all(call->headers);
     call->body =
         call->prov->body(c->cfg, &call->route, call->system ? call->system : prompt_system(),
-                         call->tools ? call->tools : c->tools,
-                         call->tools ? call->tools_text : NULL, call->messages, call->max_tokens);
+                         call->tools ? call->tools : c->tools, call->tools ? tools_text : NULL,
+                         call->messages, call->max_tokens);
     call->headers = call->prov->headers(c->cfg, &call->route);
     if (call->body == NULL || call->headers == NULL) {
         finish(call, KX_ERR_NOMEM, "out of memory building the LLM request");
@@ -228,10 +229,6 @@ static bool use_model(llm_call *call, const char *model)
     }
     call->body_len = strlen(call->body);
     call->attempt = 0;
-    /* The text served this body; a fallback model's body prints the tools from the tree
-     * again. Not kept for the call's life: a run held in its call holds the body only. */
-    free(call->tools_text);
-    call->tools_text = NULL;
     return true;
 }
 
@@ -265,7 +262,7 @@ static bool try_fallback(llm_call *call, const char *msg)
                                       "LLM calls that went to the fallback model"),
                    1);
     call->model_index = 1;
-    if (!use_model(call, cfg->fallback_model))
+    if (!use_model(call, cfg->fallback_model, NULL))
         return true; /* finished with the reason */
     call->retry_timer = kx_loop_timer(call->c->loop, 0, on_retry, call);
     if (call->retry_timer == NULL)
@@ -713,14 +710,6 @@ llm_call *llm_call_start_opts(llm_client *c, const char *model, json_t *messages
             return NULL;
         }
         call->tools = opts->tools ? json_incref(opts->tools) : NULL;
-        if (opts->tools != NULL && opts->tools_text != NULL &&
-            (call->tools_text = strdup(opts->tools_text)) == NULL) {
-            json_decref(call->tools);
-            free(call->system);
-            json_decref(call->messages);
-            free(call);
-            return NULL;
-        }
         call->max_tokens = opts->max_tokens;
         call->on_calls = opts->on_calls;
     }
@@ -732,7 +721,9 @@ llm_call *llm_call_start_opts(llm_client *c, const char *model, json_t *messages
     call->retry_after_ms = -1;
     kx_sse_init(&call->sse, on_sse_event, call);
     llm_stream_init(&call->stream);
-    if (use_model(call, model))
+    /* the tools' text serves the first body only, read here (not copied): a run held in its
+     * call holds the body only */
+    if (use_model(call, model, opts != NULL ? opts->tools_text : NULL))
         start_attempt(call);
     return call;
 }
@@ -781,7 +772,6 @@ void llm_call_free(llm_call *call)
     json_decref(call->messages);
     free(call->system);
     json_decref(call->tools);
-    free(call->tools_text);
     free(call->body);
     free(call);
 }

@@ -64,9 +64,9 @@ typedef struct llm_opts {
     const char *system;     /* the system prompt (copied); NULL: the default (prompt.h) */
     json_t *tools;          /* OpenAI-form schemas (a reference is kept); NULL: the default;
                            an empty array: no tools in the request */
-    const char *tools_text; /* tools as kx_json_dumps_compact prints them (copied, and used
-                               for the first model's body only), or NULL: spares the provider
-                               printing the same schemas every turn */
+    const char *tools_text; /* tools as kx_json_dumps_compact prints them (read while the
+                               call starts, not copied: the first model's body only), or NULL:
+                               spares the provider printing the same schemas every turn */
     int64_t max_tokens;     /* the answer's cap; 0: the provider's default */
     /* Called (with the call's arg) after every event of an answer that has native tool calls,
      * to start the complete ones (execute-on-stream). Same rules as on_content: inside

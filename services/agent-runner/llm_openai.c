@@ -21,55 +21,47 @@ bool llm_header_add(struct curl_slist **list, const char *line)
 /* {"model", "messages": [system, ...messages], "stream": true, "temperature": 0, "tools",
  * "tool_choice": "auto" (both only when there are tools), "max_tokens" (only when asked)} plus,
  * for a real provider (not the demo model), stream_options.include_usage: OpenAI sends usage
- * only when asked. Compact, keys in this order. The head is printed from a tree; the tools
- * (the largest part, the same every turn) are spliced in from tools_text when the caller has
- * it printed already, and the short tail is written as jansson would print it. */
+ * only when asked. Compact, keys in this order: byte for byte what printing that object with
+ * kx_json_dumps_compact gives (test_runner_llm_body.c keeps the tree print as its reference),
+ * but written straight into one buffer: no tree around the messages, no second copy of the
+ * head. The tools (the largest part, the same every turn) are spliced in from tools_text when
+ * the caller has it printed already. */
 static char *openai_body(const runner_config *cfg, const llm_route *rt, const char *system,
                          const json_t *tools, const char *tools_text, const json_t *messages,
                          int64_t max_tokens)
 {
     (void)cfg;
-    json_t *root = json_object();
-    json_t *msgs = json_array();
-    json_t *sys = json_pack("{s:s, s:s}", "role", "system", "content", system);
-    char *head = NULL;
+    bool with_tools = json_array_size(tools) > 0;
     char *printed = NULL;
+    if (with_tools && tools_text == NULL &&
+        (tools_text = printed = kx_json_dumps_compact(tools)) == NULL)
+        return NULL;
+    size_t sys_len = strlen(system);
     kx_buf b = KX_BUF_INIT;
-    bool ok = false;
-    if (root == NULL || msgs == NULL || sys == NULL)
-        goto done;
-    if (json_array_append(msgs, sys) != 0 || json_array_extend(msgs, (json_t *)messages) != 0)
-        goto done;
-    if (json_object_set_new(root, "model", json_string(rt->model)) != 0 ||
-        json_object_set(root, "messages", msgs) != 0 ||
-        json_object_set_new(root, "stream", json_true()) != 0 ||
-        json_object_set_new(root, "temperature", json_integer(0)) != 0)
-        goto done;
-    head = kx_json_dumps_compact(root);
-    if (head == NULL)
-        goto done;
-    kx_buf_add(&b, head, strlen(head) - 1); /* without its closing brace */
-    if (json_array_size(tools) > 0) {
-        if (tools_text == NULL)
-            tools_text = printed = kx_json_dumps_compact(tools);
-        if (tools_text == NULL)
-            goto done;
-        kx_buf_str(&b, ",\"tools\":");
-        kx_buf_str(&b, tools_text);
-        kx_buf_str(&b, ",\"tool_choice\":\"auto\"");
+    /* room for the fixed parts at once; the messages grow it as they come */
+    kx_buf_reserve(&b, sys_len + (with_tools ? strlen(tools_text) : 0) + 1024);
+    bool ok = kx_buf_str(&b, "{\"model\":") == KX_OK &&
+        kx_json_put_compact_str(&b, rt->model, strlen(rt->model)) &&
+        kx_buf_str(&b, ",\"messages\":[{\"role\":\"system\",\"content\":") == KX_OK &&
+        kx_json_put_compact_str(&b, system, sys_len) && kx_buf_add(&b, "}", 1) == KX_OK;
+    for (size_t i = 0; ok && i < json_array_size(messages); i++)
+        ok = kx_buf_add(&b, ",", 1) == KX_OK &&
+            kx_json_put_compact(&b, json_array_get(messages, i));
+    if (ok) {
+        kx_buf_str(&b, "],\"stream\":true,\"temperature\":0");
+        if (with_tools) {
+            kx_buf_str(&b, ",\"tools\":");
+            kx_buf_str(&b, tools_text);
+            kx_buf_str(&b, ",\"tool_choice\":\"auto\"");
+        }
+        if (max_tokens > 0)
+            kx_buf_printf(&b, ",\"max_tokens\":%" JSON_INTEGER_FORMAT, (json_int_t)max_tokens);
+        if (strcmp(rt->provider, "demo") != 0)
+            kx_buf_str(&b, ",\"stream_options\":{\"include_usage\":true}");
+        kx_buf_add(&b, "}", 1);
+        ok = !b.oom;
     }
-    if (max_tokens > 0)
-        kx_buf_printf(&b, ",\"max_tokens\":%" JSON_INTEGER_FORMAT, (json_int_t)max_tokens);
-    if (strcmp(rt->provider, "demo") != 0)
-        kx_buf_str(&b, ",\"stream_options\":{\"include_usage\":true}");
-    kx_buf_add(&b, "}", 1);
-    ok = !b.oom;
-done:
-    free(head);
     free(printed);
-    json_decref(root);
-    json_decref(msgs);
-    json_decref(sys);
     if (!ok) {
         kx_buf_free(&b);
         return NULL;

@@ -3,6 +3,8 @@
  * be unit-tested with canned chunks. */
 #include "llm_stream.h"
 
+#include "llm_stream_scan.h"
+
 #include <jansson.h>
 #include <limits.h>
 #include <stdio.h>
@@ -153,21 +155,50 @@ static void error_text(const json_t *err, char *out, size_t outlen)
         snprintf(out, outlen, "%s", m);
 }
 
+/* The payload without the white space a server may put around it; true when it is "[DONE]"
+ * (then s->done is set). */
+static bool trim_done(llm_stream *s, const char **data, size_t *len)
+{
+    while (*len > 0 && (**data == ' ' || **data == '\n' || **data == '\r' || **data == '\t')) {
+        (*data)++;
+        (*len)--;
+    }
+    while (*len > 0 &&
+           ((*data)[*len - 1] == ' ' || (*data)[*len - 1] == '\n' || (*data)[*len - 1] == '\r'))
+        (*len)--;
+    if (*len == 6 && memcmp(*data, "[DONE]", 6) == 0) {
+        s->done = true;
+        return true;
+    }
+    return false;
+}
+
+static llm_feed_result feed_tree(llm_stream *s, const char *data, size_t len);
+
 llm_feed_result llm_stream_feed(llm_stream *s, const char *data, size_t len, size_t *content_from)
 {
     if (content_from != NULL)
         *content_from = s->content.len;
-    /* trim the white space a server may put around the payload */
-    while (len > 0 && (data[0] == ' ' || data[0] == '\n' || data[0] == '\r' || data[0] == '\t')) {
-        data++;
-        len--;
-    }
-    while (len > 0 && (data[len - 1] == ' ' || data[len - 1] == '\n' || data[len - 1] == '\r'))
-        len--;
-    if (len == 6 && memcmp(data, "[DONE]", 6) == 0) {
-        s->done = true;
+    if (trim_done(s, &data, &len))
         return LLM_FEED_DONE;
-    }
+    /* the common chunks without a tree (llm_stream_scan.h); the rest through one */
+    int fast = llm_stream_scan_feed(s, data, len);
+    return fast >= 0 ? (llm_feed_result)fast : feed_tree(s, data, len);
+}
+
+llm_feed_result llm_stream_feed_tree(llm_stream *s, const char *data, size_t len,
+                                     size_t *content_from)
+{
+    if (content_from != NULL)
+        *content_from = s->content.len;
+    if (trim_done(s, &data, &len))
+        return LLM_FEED_DONE;
+    return feed_tree(s, data, len);
+}
+
+/* Folds the chunk through a jansson tree: every shape, and the words for what is wrong. */
+static llm_feed_result feed_tree(llm_stream *s, const char *data, size_t len)
+{
     json_error_t jerr;
     json_t *root = json_loadb(data, len, 0, &jerr);
     if (!json_is_object(root)) {

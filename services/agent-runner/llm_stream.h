@@ -65,6 +65,10 @@ llm_tool_call *llm_stream_find_call(llm_stream *s, int index);
 /* Folds one event's data in. *content_from (may be NULL) receives the content length before
  * this chunk, so the new text is s->content.s[*content_from .. s->content.len). */
 llm_feed_result llm_stream_feed(llm_stream *s, const char *data, size_t len, size_t *content_from);
+/* The same, always through a jansson tree (llm_stream_feed scans the common chunks without
+ * one, llm_stream_scan.h): the reference the tests compare the scan with. */
+llm_feed_result llm_stream_feed_tree(llm_stream *s, const char *data, size_t len,
+                                     size_t *content_from);
 
 /* The message of an OpenAI-style error body ({"error": {"message": ...}} or {"error": "..."}
  * or {"message": ...} or {"detail": ...}) into out; if body is not such JSON, its first bytes

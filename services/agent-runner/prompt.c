@@ -41,7 +41,7 @@ const char *prompt_system(void)
     return SYSTEM_PROMPT;
 }
 
-json_t *prompt_tools(void)
+static json_t *build_tools(void)
 {
     return json_pack(
         "[{s:s, s:{s:s, s:s, s:{s:s, s:{s:{s:s, s:s}, s:{s:s, s:s}, s:{s:s, s:s}, "
@@ -57,6 +57,14 @@ json_t *prompt_tools(void)
         "Wait for the command to finish and return its output.", "timeout", "type", "integer",
         "default", 60, "description", "Seconds a blocking command may run before it is killed.",
         "required", "command");
+}
+
+json_t *prompt_tools(void)
+{
+    static json_t *tools; /* built once, kept for the process's life */
+    if (tools == NULL)
+        tools = build_tools();
+    return json_incref(tools);
 }
 
 static const char XML_RULES[] =

@@ -9,7 +9,9 @@
 /* Static text. */
 const char *prompt_system(void);
 
-/* A new array with the one tool schema, [{"type": "function", "function": {...}}]; NULL on OOM. */
+/* The array with the one tool schema, [{"type": "function", "function": {...}}]: a new
+ * reference to one array built on the first call (each run asked for it, and json_pack built it
+ * anew every time); the caller must not modify it (json_deep_copy for that). NULL on OOM. */
 json_t *prompt_tools(void);
 
 /* An agent's own (rendered) prompt followed by the tool section Kortix appends: the XML calling

@@ -17,6 +17,7 @@ typedef struct entry {
 
 static entry g_cache[TOOLS_TEXT_CACHE];
 static size_t g_used;
+static size_t g_last_len; /* the length of the last text printed: the next one's first guess */
 
 void tools_text_clear(void)
 {
@@ -64,6 +65,9 @@ char *tools_text_print(const json_t *tools)
     if (!json_is_array(tools))
         return NULL;
     kx_buf b = KX_BUF_INIT;
+    /* a run's tools are mostly the same as the last run's: room for them at once, not a
+     * doubling realloc (and copy) per size class of a text of tens of kB */
+    kx_buf_reserve(&b, g_last_len);
     kx_buf_add(&b, "[", 1);
     for (size_t i = 0; i < json_array_size(tools); i++) {
         const entry *e = text_of(json_array_get(tools, i));
@@ -76,5 +80,7 @@ char *tools_text_print(const json_t *tools)
         kx_buf_add(&b, e->text, e->len);
     }
     kx_buf_add(&b, "]", 1);
+    if (!b.oom)
+        g_last_len = b.len;
     return kx_buf_take(&b);
 }

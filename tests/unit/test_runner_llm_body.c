@@ -3,7 +3,8 @@
  * be byte for byte what printing the whole tree with kx_json_dumps_compact gave (the reference
  * below is that earlier implementation), with and without the text, with and without tools,
  * max_tokens and stream_options, on the harness's sample run (sample_run.h: UTF-8, control
- * characters, a tool call, a real). */
+ * characters, a tool call, a real). The body is now written straight into one buffer (no tree); the
+ * reference stays the tree print. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -81,10 +82,40 @@ static void test_body_matches_the_tree_print(void **state)
     json_decref(messages);
 }
 
+/* What the earlier implementation refused (a system prompt or model name that is not UTF-8:
+ * json_string gave NULL and it returned NULL; ref_body skips such checks) the direct write
+ * refuses too; no messages is an empty list after the system one. */
+static void test_body_refuses_what_the_tree_refused(void **state)
+{
+    (void)state;
+    json_t *messages = kx_th_sample_messages();
+    json_t *none = json_array();
+    llm_route rt;
+    memset(&rt, 0, sizeof rt);
+    rt.provider = "demo";
+    snprintf(rt.model, sizeof rt.model, "%s", "m");
+    assert_null(llm_openai_provider.body(NULL, &rt, "bad \xff", none, NULL, messages, 0));
+    snprintf(rt.model, sizeof rt.model, "%s", "m\xc3");
+    assert_null(llm_openai_provider.body(NULL, &rt, "s", none, NULL, messages, 0));
+    snprintf(rt.model, sizeof rt.model, "%s", "m");
+    char *want = ref_body(&rt, "s", none, none, 0);
+    char *got = llm_openai_provider.body(NULL, &rt, "s", none, NULL, none, 0);
+    assert_non_null(got);
+    assert_string_equal(got, want);
+    assert_string_equal(got,
+                        "{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"s\"}],"
+                        "\"stream\":true,\"temperature\":0}");
+    free(want);
+    free(got);
+    json_decref(none);
+    json_decref(messages);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_body_matches_the_tree_print),
+        cmocka_unit_test(test_body_refuses_what_the_tree_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,6 +22,13 @@ void kx_json_put_py(kx_buf *b, const json_t *v);
 void kx_json_put_py_str(kx_buf *b, const char *s, size_t n);
 /* Compact form for bodies sent to machines (LLM requests, protobuf fields). */
 char *kx_json_dumps_compact(const json_t *v);
+/* The same compact text appended to b (a request body written in one buffer, no tree around
+ * v). false when the compact print refuses v (a string that is not UTF-8, nesting too deep,
+ * v NULL) or memory ran out (then b->oom is set too); b may then hold part of the text. */
+bool kx_json_put_compact(kx_buf *b, const json_t *v);
+/* s[0..n) appended to b as a compact JSON string literal, as kx_json_dumps_compact prints a
+ * string; false when s is not valid UTF-8 (jansson's json_string refuses it too) or on OOM. */
+bool kx_json_put_compact_str(kx_buf *b, const char *s, size_t n);
 
 /* Typed getters that treat a missing key or a wrong type alike: they return def. */
 const char *kx_json_str(const json_t *obj, const char *key, const char *def);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kx/json_scan.h"
 #include "kx/utf8.h"
 
 #define SCAN_MAX_DEPTH 64   /* deeper bodies take the full parse (jansson allows 2048) */
@@ -31,68 +32,15 @@ static void skip_ws(scan *s)
         s->p++;
 }
 
-static int hex_digit(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* A string at s->p ('"'); *escaped tells whether it held a backslash. False when it is not one
- * the scan accepts: a control character, a bad escape, \u0000 or a surrogate escape (jansson
- * rejects \u0000 and lone surrogates; pairs are left to it too), bytes that are not UTF-8. */
+ * the scan accepts (kx/json_scan.h says which). */
 static bool scan_string(scan *s, bool *escaped)
 {
-    *escaped = false;
-    s->p++;
-    while (s->p < s->end) {
-        unsigned char c = *s->p;
-        if (c == '"') {
-            s->p++;
-            return true;
-        }
-        if (c < 0x20)
-            return false;
-        if (c == '\\') {
-            *escaped = true;
-            if (s->end - s->p < 2)
-                return false;
-            unsigned char e = s->p[1];
-            if (e == 'u') {
-                if (s->end - s->p < 6)
-                    return false;
-                int v = 0;
-                for (int i = 2; i < 6; i++) {
-                    int h = hex_digit(s->p[i]);
-                    if (h < 0)
-                        return false;
-                    v = v * 16 + h;
-                }
-                if (v == 0 || (v >= 0xD800 && v <= 0xDFFF))
-                    return false;
-                s->p += 6;
-            } else if (e == '"' || e == '\\' || e == '/' || e == 'b' || e == 'f' || e == 'n' ||
-                       e == 'r' || e == 't') {
-                s->p += 2;
-            } else {
-                return false;
-            }
-            continue;
-        }
-        if (c < 0x80) {
-            s->p++;
-            continue;
-        }
-        size_t n = kx_utf8_seq_len(s->p, (size_t)(s->end - s->p));
-        if (n == 0)
-            return false;
-        s->p += n;
-    }
-    return false;
+    const unsigned char *after = kx_json_scan_string(s->p, s->end, escaped);
+    if (after == NULL)
+        return false;
+    s->p = after;
+    return true;
 }
 
 static bool is_digit(const scan *s)
