@@ -31,7 +31,11 @@
  *   build-bench/tests/bench/bench_run [--single N] [--tool N] [--concurrent N] [--threads N]
  *       [--readers N] [--held N] [--held-ms MS] [--durable-single N]
  *       [--durable-concurrent N] [--tool-concurrent N] [--durable-tool-concurrent N]
- *       [--no-durable] [--keep-alive] [--results FILE]
+ *       [--no-durable] [--keep-alive] [--limited] [--results FILE]
+ *
+ * --limited gives every account of the benchmark an account_limits row (quotas far above what
+ * it uses), so its runs take the counted path of migrations 016/017: the account's creation
+ * lock, the day's run counter and the month's token counters.
  *
  * Bounded: fixed counts (each capped), every HTTP call and stream has a deadline, the wait for
  * a throughput batch gives up after 120 s. --results FILE appends "key value unit" lines, which
@@ -85,7 +89,7 @@ extern char **environ;
 typedef struct opts {
     int single, tool, concurrent, threads, readers, held, held_ms, durable_single,
         durable_concurrent, tool_concurrent, durable_tool_concurrent;
-    bool durable, keep_alive;
+    bool durable, keep_alive, limited;
     const char *results;
 } opts;
 
@@ -1056,9 +1060,24 @@ typedef struct account {
     char auth[700]; /* "Authorization: Bearer <token>" */
 } account;
 
+static bool g_limited; /* --limited */
+
 static bool account_new(account *a)
 {
     kx_uuid_new(a->id);
+    if (g_limited) { /* before its first run: every run of it is counted */
+        const char *p[] = {a->id};
+        PGresult *res =
+            kx_th_sql(&g_stack,
+                      "INSERT INTO account_limits (account_id, runs_per_day, "
+                      "tokens_per_month) VALUES ($1::uuid, 2000000000, 1000000000000000)",
+                      1, p);
+        if (res == NULL) {
+            fprintf(stderr, "bench_run: --limited: the account_limits row was not written\n");
+            return false;
+        }
+        PQclear(res);
+    }
     a->token = kx_th_stack_token(&g_stack, a->id);
     if (a->token == NULL)
         return false;
@@ -1784,13 +1803,46 @@ static uint64_t events_last_seq(void)
     return seq;
 }
 
+/* --limited: the account's quota counters (migrations 016/017) hold what its runs did — the
+ * runs it made today and the tokens they used — or the benchmark fails. */
+static void check_counted(const char *key, const char *account_id)
+{
+    const char *p[] = {account_id};
+    PGresult *res = kx_th_sql(
+        &g_stack,
+        "SELECT (SELECT count(*) FROM agent_runs WHERE account_id = $1::uuid "
+        "  AND created_at >= kx_day_start(now())), "
+        " (SELECT coalesce(sum(amount), 0) FROM account_usage WHERE account_id = $1::uuid "
+        "  AND kind = 'runs_day' AND period_start = kx_day_start(now())), "
+        " (SELECT coalesce(sum(tokens_used), 0) FROM agent_runs WHERE account_id = $1::uuid), "
+        " (SELECT coalesce(sum(amount), 0) FROM account_usage WHERE account_id = $1::uuid "
+        "  AND kind = 'tokens_month')",
+        1, p);
+    if (res == NULL || PQntuples(res) != 1) {
+        fail("%s: the account's quota counters could not be read", key);
+        PQclear(res);
+        return;
+    }
+    long long runs = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    long long runs_counted = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+    long long tokens = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+    long long tokens_counted = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+    PQclear(res);
+    printf("  counted (account with limits): %lld runs today (%lld in agent_runs), %lld tokens "
+           "this month (%lld in agent_runs)\n",
+           runs_counted, runs, tokens_counted, tokens);
+    if (runs_counted != runs || tokens_counted != tokens || tokens == 0)
+        fail("%s: the quota counters do not match the account's runs", key);
+}
+
 static bool scenario_throughput(const char *key, const char *title, const char *prompt, int n,
                                 int threads, const baselines *b)
 {
-    printf("\n(b) %s: %d concurrent `%s` runs, submitted by %d threads%s\n", title, n,
+    printf("\n(b) %s: %d concurrent `%s` runs, submitted by %d threads%s%s\n", title, n,
            strcmp(prompt, SAY_PROMPT) == 0 ? "say hi"
                                            : "view_tasks step (2 model turns, 1 tool call)",
-           threads, g_keep_alive ? " (keep-alive connections)" : "");
+           threads, g_keep_alive ? " (keep-alive connections)" : "",
+           g_limited ? " (accounts with limits)" : "");
     /* warm-up batch (its own account): connections, prepared statements, caches */
     account warm;
     int nwarm = n < 50 ? n : 50;
@@ -1839,6 +1891,8 @@ static bool scenario_throughput(const char *key, const char *title, const char *
     }
     int64_t last = 0;
     run_row *rows = ok ? batch_rows(key, acc.id, n, lat, ph, &last) : NULL;
+    if (rows != NULL && g_limited)
+        check_counted(key, acc.id);
     if (rows != NULL) {
         int64_t wall = last - start_wall;
         double rps = (double)n / ((double)wall / 1e6);
@@ -2297,13 +2351,14 @@ static void usage(void)
             "                 [--held N] [--held-ms MS] [--durable-single N] "
             "[--durable-concurrent N]\n"
             "                 [--tool-concurrent N] [--durable-tool-concurrent N]\n"
-            "                 [--no-durable] [--keep-alive] [--results FILE]\n"
+            "                 [--no-durable] [--keep-alive] [--limited] [--results FILE]\n"
             "  defaults: --single 100 --tool 50 --concurrent 200 --threads 4 --readers 100\n"
             "            --held 500 --held-ms 3000 --durable-single 50 "
             "--durable-concurrent 200\n"
             "            --tool-concurrent 0 --durable-tool-concurrent 2000\n"
             "  a count of 0 skips that part; --keep-alive: the throughput batches' submitters\n"
-            "  keep their connection to the gateway (default: a new connection per POST)\n");
+            "  keep their connection to the gateway (default: a new connection per POST);\n"
+            "  --limited: every account gets an account_limits row (counted runs)\n");
 }
 
 static bool parse_opts(int argc, char **argv, opts *o)
@@ -2345,6 +2400,10 @@ static bool parse_opts(int argc, char **argv, opts *o)
             o->keep_alive = true;
             continue;
         }
+        if (strcmp(argv[i], "--limited") == 0) {
+            o->limited = true;
+            continue;
+        }
         if (strcmp(argv[i], "--results") == 0 && i + 1 < argc) {
             o->results = argv[++i];
             continue;
@@ -2378,6 +2437,7 @@ int main(int argc, char **argv)
     if (!parse_opts(argc, argv, &o))
         return 2;
     g_keep_alive = o.keep_alive;
+    g_limited = o.limited;
     if (o.results != NULL && (g_results = fopen(o.results, "a")) == NULL) {
         fprintf(stderr, "bench_run: cannot open %s: %s\n", o.results, strerror(errno));
         return 2;

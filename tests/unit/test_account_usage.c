@@ -16,7 +16,9 @@
  *     an account without limits calls no function when its usage changes; a limits row added
  *     marks the month's runs, and counts each usage change exactly once whether it committed
  *     before the marking, waited for it (on the run's row), or came after; a run created while
- *     the row is added is marked too; after the row is deleted a marked run adds nothing. */
+ *     the row is added is marked too; after the row is deleted a marked run adds nothing;
+ *   - two transactions adding usage to runs of one account never deadlock on its counters
+ *     (migration 018: a transaction adds to the shard of its backend, not of each run). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -416,6 +418,80 @@ static void test_limits_added_while_runs_in_flight(void **state)
                      4 * 106 + 2 * 2);
 }
 
+/* The first error's SQLSTATE among the answers of what was sent on c ("" when none failed). */
+static char *first_error(PGconn *c)
+{
+    char *state = strdup("");
+    PGresult *r;
+    while ((r = PQgetResult(c)) != NULL) {
+        if (state[0] == '\0' && PQresultStatus(r) == PGRES_FATAL_ERROR) {
+            free(state);
+            state = strdup(PQresultErrorField(r, PG_DIAG_SQLSTATE));
+        }
+        PQclear(r);
+    }
+    assert_non_null(state);
+    return state;
+}
+
+/* Two transactions that each add usage to two counted runs of one account (the runner's group
+ * transactions do, for the runs of a busy account on its connections) never deadlock on the
+ * account's token counters (migration 018: a transaction adds to its backend's shard). With
+ * the shard chosen by the run (016, 017), A held shard p and waited for q while B held q and
+ * waited for p: "deadlock detected", a rolled-back group, and 2 000 runs of an account with
+ * limits at a quarter of the runs per second (bench_run --limited). */
+static void test_two_writers_never_deadlock_on_counters(void **state)
+{
+    (void)state;
+    account a;
+    new_account(&a);
+    const char *p[] = {a.id};
+    exec("INSERT INTO account_limits (account_id, tokens_per_month) "
+         "VALUES ($1::uuid, 1000000000)",
+         1, p);
+    add_runs(&a, 64, 0);
+    /* two runs in each of two shards of the run hash: A takes x1 (shard sp) then x2 (sq), B
+     * takes y1 (sq) then y2 (sp) */
+    PGresult *r = q("SELECT id::text, hashtext(id::text) & 7 FROM agent_runs "
+                    "WHERE account_id = $1::uuid ORDER BY 2, 1",
+                    1, p);
+    int n = PQntuples(r), found = 0;
+    char x1[KX_UUID_LEN + 1] = "", y2[KX_UUID_LEN + 1] = "", x2[KX_UUID_LEN + 1] = "",
+                          y1[KX_UUID_LEN + 1] = "";
+    for (int i = 0; i + 1 < n && found < 2; i++) {
+        if (strcmp(PQgetvalue(r, i, 1), PQgetvalue(r, i + 1, 1)) != 0)
+            continue;
+        snprintf(found == 0 ? x1 : x2, KX_UUID_LEN + 1, "%s", PQgetvalue(r, i, 0));
+        snprintf(found == 0 ? y2 : y1, KX_UUID_LEN + 1, "%s", PQgetvalue(r, i + 1, 0));
+        found++;
+        while (i + 1 < n && strcmp(PQgetvalue(r, i, 1), PQgetvalue(r, i + 1, 1)) == 0)
+            i++; /* the next shard */
+    }
+    PQclear(r);
+    assert_int_equal(found, 2); /* 64 runs over 8 shards */
+    char sa[600], sb[600];
+    const char *fmt =
+        "BEGIN; UPDATE agent_runs SET tokens_used = tokens_used + 1 WHERE id = '%s'; "
+        "SELECT pg_sleep(0.5); "
+        "UPDATE agent_runs SET tokens_used = tokens_used + 1 WHERE id = '%s'; COMMIT";
+    snprintf(sa, sizeof sa, fmt, x1, x2);
+    snprintf(sb, sizeof sb, fmt, y1, y2);
+    PGconn *ca = other(), *cb = other();
+    assert_int_equal(PQsendQuery(ca, sa), 1);
+    assert_int_equal(PQsendQuery(cb, sb), 1);
+    char *ea = first_error(ca), *eb = first_error(cb);
+    if (ea[0] != '\0' || eb[0] != '\0')
+        fail_msg("A: '%s', B: '%s' (40P01: deadlock detected)", ea, eb);
+    free(ea);
+    free(eb);
+    PQfinish(ca);
+    PQfinish(cb);
+    check_counters(&a);
+    assert_int_equal(int1("SELECT kx_usage_get($1::uuid, 'tokens_month', kx_month_start(now()))",
+                          1, p),
+                     4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -426,6 +502,7 @@ int main(void)
         cmocka_unit_test(test_limits_added_during_a_creation),
         cmocka_unit_test(test_unlimited_runs_call_no_function),
         cmocka_unit_test(test_limits_added_while_runs_in_flight),
+        cmocka_unit_test(test_two_writers_never_deadlock_on_counters),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
