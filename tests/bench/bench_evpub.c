@@ -19,6 +19,7 @@
 #include "kx/log.h"
 #include "kx/loop.h"
 #include "kx/time.h"
+#include "procstat.h"
 #include "publisher.h"
 
 typedef struct pace {
@@ -63,26 +64,10 @@ static double self_cpu_ms(void)
 
 static double proc_cpu_ms(pid_t pid)
 {
-    char path[64], line[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
+    kx_th_pstat st;
+    if (!kx_th_pstat_of(pid, &st))
         return 0;
-    char *got = fgets(line, sizeof line, f);
-    fclose(f);
-    char *p = got != NULL ? strrchr(line, ')') : NULL;
-    if (p == NULL)
-        return 0;
-    /* after ")": state (field 3), ..., utime (field 14), stime (field 15) */
-    unsigned long v[13] = {0};
-    p += 2;             /* ") " */
-    p = strchr(p, ' '); /* skip the state letter */
-    for (int i = 1; i < 13 && p != NULL; i++) {
-        char *end = NULL;
-        v[i] = strtoul(p, &end, 10);
-        p = end;
-    }
-    return (double)(v[11] + v[12]) * 1e3 / (double)sysconf(_SC_CLK_TCK);
+    return (double)((st.utime + st.stime) * kx_th_tick_ns()) / 1e6;
 }
 
 static long proc_syscr(pid_t pid)

@@ -28,7 +28,6 @@
  *
  * Bounded: every wait has a deadline (180 s for the runs to be held); the whole benchmark takes
  * about 2 minutes on 2 cores. Exits non-zero when a check failed. See docs/performance.md. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -56,6 +55,7 @@
 #include "kx/log.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "procstat.h"
 #include "stack.h"
 
 #define MAX_SIZES 8
@@ -265,77 +265,31 @@ static void tap_stop(tap *t)
 
 /* ==== CPU of a process (and Postgres: the postmaster and its backends) ===================== */
 
-/* utime + stime of /proc/<pid>/stat in clock ticks, its parent in *ppid; -1 if unreadable. */
-static int64_t ticks_of(pid_t pid, pid_t *ppid)
+/* utime + stime of pid in clock ticks; -1 if unreadable. */
+static int64_t ticks_of(pid_t pid)
 {
-    char path[64], line[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return -1;
-    size_t n = fread(line, 1, sizeof line - 1, f);
-    fclose(f);
-    line[n] = '\0';
-    const char *p = strrchr(line, ')'); /* the command name may hold spaces */
-    if (p == NULL)
-        return -1;
-    /* after ")": the state, then fields 4 (ppid) ... 15 (stime) as numbers: v[0] .. v[11] */
-    const char *q = p + 1;
-    while (*q == ' ')
-        q++;
-    if (*q == '\0')
-        return -1;
-    q++; /* the state */
-    long long v[12];
-    for (int k = 0; k < 12; k++) {
-        char *end = NULL;
-        v[k] = strtoll(q, &end, 10);
-        if (end == q)
-            return -1;
-        q = end;
-    }
-    if (ppid != NULL)
-        *ppid = (pid_t)v[0];
-    return v[10] + v[11];
+    kx_th_pstat st;
+    return kx_th_pstat_of(pid, &st) ? st.utime + st.stime : -1;
 }
 
-static pid_t postmaster_pid(void)
+static void add_ticks(pid_t pid, void *arg)
 {
-    char path[400];
-    snprintf(path, sizeof path, "%s/pg/postmaster.pid", g_stack.pg.dir);
-    FILE *f = fopen(path, "r");
-    long pid = 0;
-    char line[32];
-    if (f != NULL) {
-        if (fgets(line, sizeof line, f) != NULL)
-            pid = strtol(line, NULL, 10);
-        fclose(f);
-    }
-    return (pid_t)pid;
+    int64_t t = ticks_of(pid);
+    if (t > 0)
+        *(int64_t *)arg += t;
 }
 
+/* The postmaster and its live backends. */
 static int64_t postgres_ticks(void)
 {
-    pid_t pm = postmaster_pid();
-    int64_t sum = pm > 0 ? ticks_of(pm, NULL) : 0;
-    DIR *d = opendir("/proc");
-    if (d == NULL || pm <= 0) {
-        if (d != NULL)
-            closedir(d);
-        return sum;
-    }
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end != '\0' || pid <= 0 || pid == pm)
-            continue;
-        pid_t pp = 0;
-        int64_t t = ticks_of((pid_t)pid, &pp);
-        if (t >= 0 && pp == pm)
-            sum += t;
-    }
-    closedir(d);
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/pg", g_stack.pg.dir);
+    pid_t pm = kx_th_postmaster_of(dir);
+    if (pm <= 0)
+        return 0;
+    int64_t sum = 0;
+    add_ticks(pm, &sum);
+    kx_th_each_child(pm, add_ticks, &sum);
     return sum;
 }
 
@@ -351,10 +305,10 @@ static const char *const C_NAMES[C_COUNT] = {"agent-runner", "scheduler", "postg
 
 static void cpu_take(int64_t out[C_COUNT])
 {
-    out[C_RUNNER] = ticks_of(kx_th_stack_proc(&g_stack, "agent-runner")->pid, NULL);
-    out[C_SCHED] = ticks_of(kx_th_stack_proc(&g_stack, "scheduler")->pid, NULL);
+    out[C_RUNNER] = ticks_of(kx_th_stack_proc(&g_stack, "agent-runner")->pid);
+    out[C_SCHED] = ticks_of(kx_th_stack_proc(&g_stack, "scheduler")->pid);
     out[C_PG] = postgres_ticks();
-    out[C_NATS] = ticks_of(g_stack.nats.pid, NULL);
+    out[C_NATS] = ticks_of(g_stack.nats.pid);
 }
 
 static long rss_kib(pid_t pid)

@@ -69,6 +69,7 @@
 #include "kx/time.h"
 #include "kx/uuid.h"
 #include "api_client.h"
+#include "procstat.h"
 #include "stack.h"
 
 extern char **environ;
@@ -222,37 +223,6 @@ typedef struct cpu_snap {
     int64_t machine_busy, machine_total; /* /proc/stat, clock ticks summed over CPUs */
 } cpu_snap;
 
-/* Fields of /proc/<path>/stat: parent pid, utime+stime and cutime+cstime (clock ticks);
- * false if unreadable. */
-static bool stat_fields(const char *path, pid_t *ppid, int64_t *own_ticks, int64_t *child_ticks)
-{
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    char line[1024];
-    size_t n = fread(line, 1, sizeof line - 1, f);
-    fclose(f);
-    line[n] = '\0';
-    const char *p = strrchr(line, ')'); /* the command name may hold spaces */
-    if (p == NULL)
-        return false;
-    /* after ")": 3 state, 4 ppid, 5..13, 14 utime, 15 stime, 16 cutime, 17 cstime */
-    char state;
-    long long v[15];
-    /* NOLINTNEXTLINE(cert-err34-c): kernel-written numbers, the field count is checked */
-    int got = sscanf(p + 1,
-                     " %c %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld %lld "
-                     "%lld %lld",
-                     &state, &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9],
-                     &v[10], &v[11], &v[12], &v[13]);
-    if (got != 15)
-        return false;
-    *ppid = (pid_t)v[0];
-    *own_ticks = v[10] + v[11];
-    *child_ticks = v[12] + v[13];
-    return true;
-}
-
 static void schedstat(const char *path, int64_t *run, int64_t *wait)
 {
     FILE *f = fopen(path, "r");
@@ -273,12 +243,11 @@ static void proc_cpu(pid_t pid, bool children, int64_t *run, int64_t *wait)
     if (pid <= 0)
         return;
     char path[96];
-    pid_t ppid;
-    int64_t own = 0, kids = 0, ignored = 0;
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    if (!stat_fields(path, &ppid, &own, &kids))
+    int64_t ignored = 0;
+    kx_th_pstat st;
+    if (!kx_th_pstat_of(pid, &st))
         return;
-    *run += (own + (children ? kids : 0)) * (1000000000LL / sysconf(_SC_CLK_TCK));
+    *run += (st.utime + st.stime + (children ? st.cutime + st.cstime : 0)) * kx_th_tick_ns();
     snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
     DIR *d = opendir(path);
     if (d == NULL)
@@ -301,46 +270,27 @@ static void thread_cpu(pid_t pid, int64_t *run, int64_t *wait)
     schedstat(path, run, wait);
 }
 
-static pid_t postmaster_pid(void)
+typedef struct pg_sum {
+    int64_t *run, *wait;
+} pg_sum;
+
+static void add_backend(pid_t pid, void *arg)
 {
-    char path[400];
-    snprintf(path, sizeof path, "%s/pg/postmaster.pid", g_stack.pg.dir);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    char line[32] = "";
-    long pid = 0;
-    if (fgets(line, sizeof line, f) == NULL || !kx_th_parse_long(line, &pid) || pid < 0 ||
-        pid > INT_MAX)
-        pid = 0;
-    fclose(f);
-    return (pid_t)pid;
+    pg_sum *sum = arg;
+    proc_cpu(pid, false, sum->run, sum->wait);
 }
 
 /* The postmaster (with the backends it reaped) plus every live backend (its children). */
 static void postgres_cpu(int64_t *run, int64_t *wait)
 {
-    pid_t pm = postmaster_pid();
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/pg", g_stack.pg.dir);
+    pid_t pm = kx_th_postmaster_of(dir);
     if (pm <= 0)
         return;
     proc_cpu(pm, true, run, wait);
-    DIR *d = opendir("/proc");
-    if (d == NULL)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        if (*end != '\0' || pid <= 0 || pid == pm)
-            continue;
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-        pid_t ppid = 0;
-        int64_t own, kids;
-        if (stat_fields(path, &ppid, &own, &kids) && ppid == pm)
-            proc_cpu((pid_t)pid, false, run, wait);
-    }
-    closedir(d);
+    pg_sum sum = {run, wait};
+    kx_th_each_child(pm, add_backend, &sum);
 }
 
 static void machine_ticks(int64_t *busy, int64_t *total)

@@ -43,6 +43,7 @@
 
 #include "kx/http.h"
 #include "kx/time.h"
+#include "procstat.h"
 
 extern char **environ;
 
@@ -909,23 +910,11 @@ int kx_th_group_live(pid_t pgid)
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        /* pid (comm) state ppid pgrp ...; comm may contain spaces: parse after the last ')'. */
-        char *rp = strrchr(buf, ')');
-        char state;
-        int ppid, pgrp;
-        /* NOLINTNEXTLINE(cert-err34-c): kernel-written numbers, the field count is checked */
-        if (rp != NULL && sscanf(rp + 1, " %c %d %d", &state, &ppid, &pgrp) == 3 && pgrp == pgid &&
-            state != 'Z')
+        char *end;
+        long pid = strtol(e->d_name, &end, 10);
+        kx_th_pstat st;
+        if (*end == '\0' && pid > 0 && kx_th_pstat_of((pid_t)pid, &st) && st.pgrp == pgid &&
+            st.state != 'Z')
             n++;
     }
     closedir(d);
@@ -936,30 +925,8 @@ int kx_th_group_live(pid_t pgid)
  * gone. */
 static bool all_threads_stopped(pid_t pid)
 {
-    char dir[64];
-    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return false;
-    bool all = true, any = false;
-    struct dirent *e;
-    while (all && (e = readdir(d)) != NULL) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        char path[400], buf[512];
-        snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue; /* the thread ended */
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        const char *rp = strrchr(buf, ')'); /* "tid (comm) state ...": comm may hold ')' */
-        any = true;
-        all = rp != NULL && rp[1] == ' ' && (rp[2] == 'T' || rp[2] == 't');
-    }
-    closedir(d);
-    return all && any;
+    int stopped, all;
+    return kx_th_thread_states(pid, &stopped, &all) && all > 0 && stopped == all;
 }
 
 bool kx_th_freeze(pid_t pid)
@@ -992,30 +959,12 @@ bool kx_th_parse_long(const char *text, long *out)
     return true;
 }
 
-/* The parent of pid from /proc/<pid>/stat, or 0 when it cannot be read. */
-static pid_t ppid_of(pid_t pid)
-{
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return 0;
-    size_t len = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[len] = '\0';
-    const char *rp = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
-    if (rp == NULL || strlen(rp) < 4)
-        return 0;
-    char *end;
-    long ppid = strtol(rp + 4, &end, 10); /* ") S <ppid> ..." */
-    return end == rp + 4 || ppid <= 0 ? 0 : (pid_t)ppid;
-}
-
 /* True when ancestor is pid's parent, grandparent, ... (at most 64 levels up). */
 static bool descends_from(pid_t pid, pid_t ancestor)
 {
     for (int i = 0; i < 64 && pid > 1; i++) {
-        pid = ppid_of(pid);
+        kx_th_pstat st;
+        pid = kx_th_pstat_of(pid, &st) && st.ppid > 0 ? st.ppid : 0;
         if (pid == ancestor)
             return true;
     }
@@ -1051,17 +1000,10 @@ int kx_th_procs_with_arg_under(const char *arg, pid_t ancestor, uid_t *uid_out)
             found = strlen(buf + off) == alen && memcmp(buf + off, arg, alen) == 0;
         if (!found)
             continue;
-        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-        f = fopen(path, "r");
-        if (f == NULL)
+        pid_t pid = (pid_t)strtol(e->d_name, NULL, 10);
+        if (!kx_th_alive(pid))
             continue;
-        len = fread(buf, 1, 511, f);
-        fclose(f);
-        buf[len] = '\0';
-        char *rp = strrchr(buf, ')');
-        if (rp == NULL || rp[1] == '\0' || rp[2] == 'Z' || rp[2] == 'X')
-            continue;
-        if (ancestor > 0 && !descends_from((pid_t)strtol(e->d_name, NULL, 10), ancestor))
+        if (ancestor > 0 && !descends_from(pid, ancestor))
             continue;
         n++;
         if (uid_out != NULL) {

@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -45,6 +44,7 @@
 #include "kx/pb.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "procstat.h"
 
 #define ORIGIN "https://app.example"
 
@@ -684,42 +684,19 @@ static void test_nats_paused(void **state)
 
 /* SIGSTOPs (or SIGCONTs) the harness's postmaster and its backends, found by PID file and
  * parent PID: only what this test started. False when the postmaster is not found. */
+static void signal_one(pid_t pid, void *arg)
+{
+    kill(pid, *(int *)arg);
+}
+
 static bool signal_postgres(int sig)
 {
-    char path[400];
-    snprintf(path, sizeof path, "%s/pg/postmaster.pid", g_gw.s.pg.dir);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
+    char dir[400];
+    snprintf(dir, sizeof dir, "%s/pg", g_gw.s.pg.dir);
+    pid_t pm = kx_th_postmaster_of(dir);
+    if (pm <= 0)
         return false;
-    char first[32] = "";
-    bool got = fgets(first, sizeof first, f) != NULL;
-    fclose(f);
-    long pm = got ? strtol(first, NULL, 10) : 0;
-    got = got && pm > 0;
-    if (!got)
-        return false;
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    while (d != NULL && (e = readdir(d)) != NULL) {
-        int pid = (int)strtol(e->d_name, NULL, 10);
-        if (pid <= 0)
-            continue;
-        char stat[600];
-        snprintf(path, sizeof path, "/proc/%d/stat", pid);
-        FILE *sf = fopen(path, "r");
-        if (sf == NULL)
-            continue;
-        size_t n = fread(stat, 1, sizeof stat - 1, sf);
-        fclose(sf);
-        stat[n] = '\0';
-        const char *rp = strrchr(stat, ')');
-        /* ") S <ppid> ..." */
-        long ppid = rp != NULL && strlen(rp) > 4 ? strtol(rp + 4, NULL, 10) : 0;
-        if (ppid == pm)
-            kill(pid, sig);
-    }
-    if (d != NULL)
-        closedir(d);
+    kx_th_each_child(pm, signal_one, &sig);
     return kill(pm, sig) == 0;
 }
 

@@ -10,7 +10,6 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -25,6 +24,7 @@
 #include "harness.h"
 #include "kx/httpd.h"
 #include "kx/time.h"
+#include "procstat.h"
 
 static char *g_tmp;
 
@@ -167,34 +167,6 @@ static void test_nats_start_stop(void **state)
     assert_int_not_equal(access(n.dir, F_OK), 0);
 }
 
-/* The threads of pid in state T (stopped) and in all; from /proc/<pid>/task/<tid>/stat. */
-static void thread_states(pid_t pid, int *stopped, int *all)
-{
-    char dir[64];
-    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
-    *stopped = *all = 0;
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[400], buf[512];
-        snprintf(path, sizeof path, "%s/%s/stat", dir, e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        const char *rp = strrchr(buf, ')');
-        (*all)++;
-        if (rp != NULL && (rp[2] == 'T' || rp[2] == 't'))
-            (*stopped)++;
-    }
-    closedir(d);
-}
-
 /* Bytes a fresh connection to 127.0.0.1:port receives within ms (nats-server sends INFO at
  * once; a stopped one sends nothing, though the kernel still completes the handshake). */
 static ssize_t greeting(uint16_t port, int ms, char *buf, size_t cap)
@@ -226,7 +198,7 @@ static void test_freeze(void **state)
     for (int round = 0; round < 3; round++) {
         assert_true(kx_th_freeze(n.pid));
         int stopped, all;
-        thread_states(n.pid, &stopped, &all);
+        assert_true(kx_th_thread_states(n.pid, &stopped, &all));
         assert_true(all > 1); /* the case that matters: several threads */
         assert_int_equal(stopped, all);
         assert_true(greeting(n.port, 300, buf, sizeof buf) <= 0);
@@ -245,12 +217,81 @@ static void test_freeze(void **state)
     assert_false(kx_th_freeze(gone));
 }
 
+/* procstat: a stat line whose command name holds spaces and ") (" parses by the last ')';
+ * a truncated or garbled one is refused; a live child is found by its parent, and a zombie is
+ * neither alive nor a child. */
+static void count_child(pid_t pid, void *arg)
+{
+    if (pid == *(pid_t *)arg)
+        *(pid_t *)arg = 0; /* found */
+}
+
+static void test_procstat(void **state)
+{
+    (void)state;
+    char path[512];
+    snprintf(path, sizeof path, "%s/stat", g_tmp);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs("4242 (a b) (c) S 17 4242 4242 0 -1 4194560 10 0 0 0 7 3 2 1 20 0 1 0\n", f);
+    fclose(f);
+    kx_th_pstat st;
+    assert_true(kx_th_pstat_read(path, &st));
+    assert_int_equal(st.state, 'S');
+    assert_int_equal(st.ppid, 17);
+    assert_int_equal(st.pgrp, 4242);
+    assert_int_equal(st.utime, 7);
+    assert_int_equal(st.stime, 3);
+    assert_int_equal(st.cutime, 2);
+    assert_int_equal(st.cstime, 1);
+    f = fopen(path, "w");
+    fputs("4242 (x) S 17 4242 4242 0\n", f); /* cut before utime */
+    fclose(f);
+    assert_false(kx_th_pstat_read(path, &st));
+    f = fopen(path, "w");
+    fputs("4242 no parentheses S 1 2 3\n", f);
+    fclose(f);
+    assert_false(kx_th_pstat_read(path, &st));
+    snprintf(path, sizeof path, "%s/absent", g_tmp);
+    assert_false(kx_th_pstat_read(path, &st));
+
+    assert_true(kx_th_alive(getpid()));
+    assert_true(kx_th_pstat_of(getpid(), &st));
+    assert_int_equal(st.ppid, getppid());
+    assert_true(kx_th_tick_ns() > 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        pause();
+        _exit(0);
+    }
+    pid_t seek = child;
+    assert_true(kx_th_each_child(getpid(), count_child, &seek) >= 1);
+    assert_int_equal(seek, 0);
+    int stopped, all;
+    assert_true(kx_th_thread_states(child, &stopped, &all));
+    assert_int_equal(all, 1);
+    assert_int_equal(stopped, 0);
+    kill(child, SIGKILL);
+    int64_t until = kx_mono_ms() + 5000;
+    while (kx_th_alive(child) && kx_mono_ms() < until) /* a zombie until reaped */
+        usleep(1000);
+    assert_false(kx_th_alive(child));
+    seek = child;
+    kx_th_each_child(getpid(), count_child, &seek);
+    assert_int_equal(seek, child); /* not found: a zombie is no child */
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    assert_false(kx_th_thread_states(child, &stopped, &all));
+    assert_int_equal(kx_th_postmaster_of(g_tmp), 0); /* no postmaster.pid */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tmpdir_and_port), cmocka_unit_test(test_spawn_log_env_and_kill),
         cmocka_unit_test(test_parse_long),      cmocka_unit_test(test_wait_http),
         cmocka_unit_test(test_nats_start_stop), cmocka_unit_test(test_freeze),
+        cmocka_unit_test(test_procstat),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

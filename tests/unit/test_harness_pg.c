@@ -28,22 +28,8 @@
 #include "kx/log.h"
 #include "kx/time.h"
 #include "pgdb.h"
+#include "procstat.h"
 #include "pgplans.h"
-
-/* pid is a live process (not a zombie: an orphan that nobody reaped has exited). */
-static bool alive(pid_t pid)
-{
-    char path[64], stat[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    FILE *f = fopen(path, "r");
-    if (f == NULL)
-        return false;
-    size_t n = fread(stat, 1, sizeof stat - 1, f);
-    fclose(f);
-    stat[n] = '\0';
-    const char *paren = strrchr(stat, ')');
-    return paren != NULL && paren[1] == ' ' && paren[2] != 'Z';
-}
 
 static bool tcp_accepts(uint16_t port)
 {
@@ -59,16 +45,9 @@ static bool tcp_accepts(uint16_t port)
 /* The postmaster's pid from <dir>/postgres/pg/postmaster.pid, 0 if unreadable. */
 static pid_t postmaster_of(const char *tmp)
 {
-    char path[512], line[32] = "";
-    snprintf(path, sizeof path, "%s/postgres/pg/postmaster.pid", tmp);
-    FILE *f = fopen(path, "r");
-    long pid = 0;
-    if (f != NULL) {
-        if (fgets(line, sizeof line, f) == NULL || !kx_th_parse_long(line, &pid))
-            pid = 0;
-        fclose(f);
-    }
-    return (pid_t)pid;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/postgres/pg", tmp);
+    return kx_th_postmaster_of(dir);
 }
 
 /* SHOW fsync on the server at url is "on". */
@@ -119,21 +98,21 @@ static void servers_die_with_their_test(bool restart_durable)
     pid_t nats = (pid_t)msg[1];
     assert_true(port > 0);
     assert_true(nats > 0);
-    assert_true(alive(nats));
+    assert_true(kx_th_alive(nats));
     pid_t pm = postmaster_of(tmp);
     assert_true(pm > 0);
-    assert_true(alive(pm));
+    assert_true(kx_th_alive(pm));
     assert_true(tcp_accepts((uint16_t)port));
 
     assert_int_equal(kill(child, SIGKILL), 0);
     assert_int_equal(waitpid(child, NULL, 0), child);
 
     int64_t t0 = kx_mono_ms(), give_up = t0 + 10000; /* room for a loaded machine */
-    while ((alive(pm) || tcp_accepts((uint16_t)port) || alive(nats)) && kx_mono_ms() < give_up)
+    while ((kx_th_alive(pm) || tcp_accepts((uint16_t)port) || kx_th_alive(nats)) && kx_mono_ms() < give_up)
         usleep(20000);
-    bool pm_gone = !alive(pm);
+    bool pm_gone = !kx_th_alive(pm);
     bool port_closed = !tcp_accepts((uint16_t)port);
-    bool nats_gone = !alive(nats);
+    bool nats_gone = !kx_th_alive(nats);
     printf("%lld ms after its test's SIGKILL: postmaster %d %s, nats-server %d %s\n",
            (long long)(kx_mono_ms() - t0), (int)pm, pm_gone ? "gone" : "STILL RUNNING", (int)nats,
            nats_gone ? "gone" : "STILL RUNNING");
