@@ -108,7 +108,8 @@ static void servers_die_with_their_test(bool restart_durable)
     assert_int_equal(waitpid(child, NULL, 0), child);
 
     int64_t t0 = kx_mono_ms(), give_up = t0 + 10000; /* room for a loaded machine */
-    while ((kx_th_alive(pm) || tcp_accepts((uint16_t)port) || kx_th_alive(nats)) && kx_mono_ms() < give_up)
+    while ((kx_th_alive(pm) || tcp_accepts((uint16_t)port) || kx_th_alive(nats)) &&
+           kx_mono_ms() < give_up)
         usleep(20000);
     bool pm_gone = !kx_th_alive(pm);
     bool port_closed = !tcp_accepts((uint16_t)port);
