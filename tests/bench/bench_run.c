@@ -1668,8 +1668,9 @@ static ssize_t poster_exchange(poster *p, long *status, const char **body, size_
                 continue;
             head_end = e + 4;
             const char *cl = head_value(p->resp, head_end, "Content-Length: ");
-            if (cl == NULL || sscanf(p->resp, "HTTP/1.1 %ld", status) != 1)
+            if (cl == NULL || strncmp(p->resp, "HTTP/1.1 ", 9) != 0)
                 return (ssize_t)p->resp_len; /* not an answer this client reads */
+            *status = strtol(p->resp + 9, NULL, 10);
             want = (size_t)(head_end - p->resp) + strtoul(cl, NULL, 10);
             const char *conn = head_value(p->resp, head_end, "Connection: ");
             *keep = conn == NULL || strncasecmp(conn, "close", 5) != 0;
