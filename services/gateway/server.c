@@ -207,10 +207,16 @@ static enum MHD_Result send_error(gw_server *srv, gw_conn *c, unsigned int statu
     return send_reply(srv, c, &r);
 }
 
-/* Answers a request refused from its headers. A request with a body up to DISCARD_MAX keeps
- * the answer until the body has been read (and dropped): closing on a client that is still
- * sending would reset the connection and lose the answer. Returns like begin_request. */
-static bool answer_early(gw_server *srv, gw_conn *c, gw_reply *r, enum MHD_Result *ret)
+/* Answers a request refused (or answered: a CORS preflight) from its headers. A request with a
+ * body up to DISCARD_MAX keeps the answer until the body has been read (and dropped): closing
+ * on a client that is still sending would reset the connection and lose the answer. A request
+ * without a body gets it on the next call too when keep is set: libmicrohttpd 0.9.75 closes the
+ * connection after an answer queued on a request's first call ("Connection: close"), which
+ * would cost a keep-alive client (a browser's preflight, a 401, a 404) its connection and the
+ * next request a new one. The refusals of the edge's limits (within_limits) close, as before.
+ * Returns like begin_request. */
+static bool answer_early_keep(gw_server *srv, gw_conn *c, gw_reply *r, bool keep,
+                              enum MHD_Result *ret)
 {
     const char *cl =
         MHD_lookup_connection_value(c->req.conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -218,7 +224,7 @@ static bool answer_early(gw_server *srv, gw_conn *c, gw_reply *r, enum MHD_Resul
                                                  MHD_HTTP_HEADER_TRANSFER_ENCODING);
     unsigned long long len = cl != NULL ? strtoull(cl, NULL, 10) : 0;
     bool body = len > 0 || te != NULL;
-    if (body && len <= DISCARD_MAX) {
+    if ((body || keep) && len <= DISCARD_MAX) {
         c->early = *r;
         c->has_early = true;
         *ret = MHD_YES;
@@ -226,6 +232,11 @@ static bool answer_early(gw_server *srv, gw_conn *c, gw_reply *r, enum MHD_Resul
     }
     *ret = send_reply(srv, c, r);
     return false;
+}
+
+static bool answer_early(gw_server *srv, gw_conn *c, gw_reply *r, enum MHD_Result *ret)
+{
+    return answer_early_keep(srv, c, r, true, ret);
 }
 
 static bool refuse(gw_server *srv, gw_conn *c, unsigned int status, const char *detail,
@@ -305,7 +316,9 @@ static bool within_limits(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
     }
     if (status == 0)
         return true;
-    return refuse(srv, c, status, detail, ret);
+    gw_reply r = {0};
+    gw_reply_error(&r, status, "%s", detail);
+    return answer_early_keep(srv, c, &r, false, ret);
 }
 
 /* The ops routes (/healthz, /readyz, /metrics) live on KX_HEALTH_PORT; on the API port they
@@ -326,13 +339,13 @@ static bool ops_route(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
     if (ok && kx_httpd_ops_route(c->req.conn, c->req.method, url, ops_ready, srv->app, &ops_ret))
         *ret = (enum MHD_Result)ops_ret;
     else
-        *ret = send_error(srv, c, MHD_HTTP_NOT_FOUND, "Not Found");
+        (void)refuse(srv, c, MHD_HTTP_NOT_FOUND, "Not Found", ret);
     return true;
 }
 
 /* First call of a request (the headers are in, no body byte was read): limits, preflight,
- * route, auth, Content-Length, form parser. Returns false when an answer was queued already
- * (*ret is then the result). */
+ * route, auth, Content-Length, form parser. Returns false when the request is answered: queued
+ * already, or kept in c->early for the next call (*ret is then the result). */
 static bool begin_request(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
 {
     if (!within_limits(srv, c, ret))
@@ -346,8 +359,7 @@ static bool begin_request(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
             gw_reply_error(&r, status, "%s", why);
         else
             gw_reply_json(&r, status, json_pack("{s:s}", "status", "ok"));
-        *ret = send_reply(srv, c, &r);
-        return false;
+        return answer_early(srv, c, &r, ret);
     }
     if (ops_route(srv, c, ret))
         return false;
