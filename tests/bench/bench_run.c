@@ -1639,16 +1639,19 @@ static const char *head_value(const char *s, const char *end, const char *name)
 }
 
 /* Sends the request and reads one answer into p->resp. *status: the HTTP status; *body: where
- * the body starts; *keep: whether the server keeps the connection. Returns how many bytes came
- * back before an error (0 on a connection the server had closed) or -1 when the answer is
- * complete. */
+ * the body starts; *keep: whether the server keeps the connection; *closed: the server had
+ * closed the connection (reset, or end of stream) — not a timeout. Returns how many bytes came
+ * back before an error, or -1 when the answer is complete. */
 static ssize_t poster_exchange(poster *p, long *status, const char **body, size_t *body_len,
-                               bool *keep)
+                               bool *keep, bool *closed)
 {
+    *closed = false;
     for (size_t sent = 0; sent < p->req_len;) {
         ssize_t w = send(p->fd, p->req + sent, p->req_len - sent, MSG_NOSIGNAL);
-        if (w <= 0)
+        if (w <= 0) {
+            *closed = w < 0 && (errno == EPIPE || errno == ECONNRESET);
             return 0;
+        }
         sent += (size_t)w;
     }
     p->resp_len = 0;
@@ -1658,8 +1661,10 @@ static ssize_t poster_exchange(poster *p, long *status, const char **body, size_
         if (p->resp_len == POSTER_RESP_MAX)
             return (ssize_t)p->resp_len; /* larger than any answer of this route */
         ssize_t r = recv(p->fd, p->resp + p->resp_len, POSTER_RESP_MAX - p->resp_len, 0);
-        if (r <= 0)
+        if (r <= 0) {
+            *closed = r == 0 || errno == ECONNRESET;
             return (ssize_t)p->resp_len;
+        }
         p->resp_len += (size_t)r;
         p->resp[p->resp_len] = '\0';
         if (head_end == NULL) {
@@ -1684,20 +1689,21 @@ static ssize_t poster_exchange(poster *p, long *status, const char **body, size_
 }
 
 /* One POST /api/agent/initiate; the run's id into run_id. A kept connection that the server
- * closed meanwhile (nothing came back) is opened again once. */
+ * had closed meanwhile (closed, and nothing came back) is opened again once; a timeout is not
+ * retried (the server may have taken the POST). */
 static bool poster_post(poster *p, char run_id[KX_UUID_LEN + 1])
 {
     long status = 0;
     const char *body = NULL;
     size_t body_len = 0;
-    bool keep = false;
+    bool keep = false, closed = false;
     ssize_t got = 0;
     for (int attempt = 0; attempt < 2; attempt++) {
         bool reused = p->fd >= 0;
         if (!reused && !poster_connect(p))
             break;
-        got = poster_exchange(p, &status, &body, &body_len, &keep);
-        if (got < 0 || got > 0 || !reused)
+        got = poster_exchange(p, &status, &body, &body_len, &keep, &closed);
+        if (got != 0 || !reused || !closed)
             break;
         poster_close(p);
     }
