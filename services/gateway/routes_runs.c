@@ -99,16 +99,12 @@ void gw_route_initiate(gw_app *app, gw_request *req, gw_reply *reply)
     }
     if (!form_options(req->form, &n.opts, reply))
         return;
-    /* not zeroed (~15 KiB per initiate): gw_upload_plan_make sets n and writes the files
-     * below it before anything reads them */
-    gw_upload_plan *plan = malloc(sizeof *plan);
-    if (plan == NULL) {
-        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory");
-        return;
-    }
-    if (gw_upload_plan_make(req->form, plan, reply))
-        initiate(app, req, &n, plan, reply);
-    free(plan);
+    /* on the worker's stack and not zeroed (~15 KiB): gw_upload_plan_make sets n and writes
+     * the files below it before anything reads them. A malloc of this size made glibc
+     * consolidate its fast bins at every initiate (~2 % of the gateway's CPU per run). */
+    gw_upload_plan plan;
+    if (gw_upload_plan_make(req->form, &plan, reply))
+        initiate(app, req, &n, &plan, reply);
 }
 
 /* The run of an initiate and, with files, its project's sandbox first (initiate_files.h). */

@@ -40,6 +40,16 @@
 
 #define NROUTES gw_nroutes
 
+/* The answer counters of a route, by status, filled as statuses first occur: count_answer finds
+ * a route's counter here without formatting its labels and walking the registry's lists
+ * (kx_metrics_counter: a lock and string compares, ~3 % of the gateway's CPU per request). A
+ * row holds the first ANSWER_STATUSES statuses of its route; any further status is looked up. */
+#define ANSWER_STATUSES 8
+typedef struct answer_counter {
+    atomic_uint status; /* 0: free; set (release) after cnt */
+    _Atomic(kx_counter *) cnt;
+} answer_counter;
+
 struct gw_server {
     gw_app *app;
     struct MHD_Daemon *daemon;
@@ -49,6 +59,8 @@ struct gw_server {
     int listen_fd;          /* returned by MHD_quiesce_daemon; closed at free */
     gw_work *work;          /* runs the handlers (work.h) */
     kx_histogram **latency; /* per route, last slot: unmatched requests */
+    answer_counter (*answers)[ANSWER_STATUSES]; /* per route, last slot: unmatched */
+    pthread_mutex_t answers_mu;                 /* taken only to fill a free entry */
 };
 
 /* Per-request state, libmicrohttpd's *con_cls. */
@@ -96,24 +108,57 @@ static bool header_valid_traceparent(const char *tp)
     return true;
 }
 
-static void count_answer(gw_server *srv, gw_conn *c, unsigned int status)
+/* kx_gateway_http_requests_total{route, status} of a route slot (see answer_counter). */
+static kx_counter *answer_counter_of(gw_server *srv, size_t slot, const char *label,
+                                     unsigned int status)
 {
-    const char *label = c->route ? c->route->label : "unmatched";
-    size_t slot = c->route ? (size_t)(c->route - gw_routes) : NROUTES;
+    answer_counter *row = srv->answers[slot];
+    for (int i = 0; i < ANSWER_STATUSES; i++) {
+        unsigned int st = atomic_load_explicit(&row[i].status, memory_order_acquire);
+        if (st == status)
+            return atomic_load_explicit(&row[i].cnt, memory_order_relaxed);
+        if (st == 0)
+            break;
+    }
     char labels[256];
     snprintf(labels, sizeof labels, "route=\"%s\",status=\"%u\"", label, status);
     kx_counter *cnt = kx_metrics_counter("kx_gateway_http_requests_total", labels,
                                          "HTTP requests answered, per route and status");
+    if (cnt == NULL || status == 0)
+        return cnt;
+    pthread_mutex_lock(&srv->answers_mu);
+    for (int i = 0; i < ANSWER_STATUSES; i++) {
+        unsigned int st = atomic_load_explicit(&row[i].status, memory_order_relaxed);
+        if (st == status)
+            break;
+        if (st == 0) {
+            atomic_store_explicit(&row[i].cnt, cnt, memory_order_relaxed);
+            atomic_store_explicit(&row[i].status, status, memory_order_release);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&srv->answers_mu);
+    return cnt;
+}
+
+static void count_answer(gw_server *srv, gw_conn *c, unsigned int status)
+{
+    const char *label = c->route ? c->route->label : "unmatched";
+    size_t slot = c->route ? (size_t)(c->route - gw_routes) : NROUTES;
+    kx_counter *cnt = answer_counter_of(srv, slot, label, status);
     if (cnt != NULL)
         kx_counter_add(cnt, 1);
     double secs = (double)(kx_mono_us() - c->start_us) / 1e6;
     if (srv->latency[slot] != NULL)
         kx_histogram_observe(srv->latency[slot], secs);
+    kx_log_level level = status >= 500 ? KX_LOG_WARN : KX_LOG_DEBUG;
+    if (level < kx_log_get_level())
+        return; /* the usual case: not even the trace id is formatted */
     char trace[33] = "";
     if (c->req.traceparent[0] != '\0')
         snprintf(trace, sizeof trace, "%.32s", c->req.traceparent + 3);
-    kx_log(status >= 500 ? KX_LOG_WARN : KX_LOG_DEBUG, NULL, trace[0] ? trace : NULL,
-           "http: %s %s -> %u (%.1f ms)", c->req.method, c->req.url, status, secs * 1000.0);
+    kx_log(level, NULL, trace[0] ? trace : NULL, "http: %s %s -> %u (%.1f ms)", c->req.method,
+           c->req.url, status, secs * 1000.0);
 }
 
 /* Queues reply on the connection and counts it. Takes what the reply owns. */
@@ -162,10 +207,16 @@ static enum MHD_Result send_error(gw_server *srv, gw_conn *c, unsigned int statu
     return send_reply(srv, c, &r);
 }
 
-/* Answers a request refused from its headers. A request with a body up to DISCARD_MAX keeps
- * the answer until the body has been read (and dropped): closing on a client that is still
- * sending would reset the connection and lose the answer. Returns like begin_request. */
-static bool answer_early(gw_server *srv, gw_conn *c, gw_reply *r, enum MHD_Result *ret)
+/* Answers a request refused (or answered: a CORS preflight) from its headers. A request with a
+ * body up to DISCARD_MAX keeps the answer until the body has been read (and dropped): closing
+ * on a client that is still sending would reset the connection and lose the answer. A request
+ * without a body gets it on the next call too when keep is set: libmicrohttpd 0.9.75 closes the
+ * connection after an answer queued on a request's first call ("Connection: close"), which
+ * would cost a keep-alive client (a browser's preflight, a 401, a 404) its connection and the
+ * next request a new one. The refusals of the edge's limits (within_limits) close, as before.
+ * Returns like begin_request. */
+static bool answer_early_keep(gw_server *srv, gw_conn *c, gw_reply *r, bool keep,
+                              enum MHD_Result *ret)
 {
     const char *cl =
         MHD_lookup_connection_value(c->req.conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -173,7 +224,7 @@ static bool answer_early(gw_server *srv, gw_conn *c, gw_reply *r, enum MHD_Resul
                                                  MHD_HTTP_HEADER_TRANSFER_ENCODING);
     unsigned long long len = cl != NULL ? strtoull(cl, NULL, 10) : 0;
     bool body = len > 0 || te != NULL;
-    if (body && len <= DISCARD_MAX) {
+    if ((body || keep) && len <= DISCARD_MAX) {
         c->early = *r;
         c->has_early = true;
         *ret = MHD_YES;
@@ -181,6 +232,11 @@ static bool answer_early(gw_server *srv, gw_conn *c, gw_reply *r, enum MHD_Resul
     }
     *ret = send_reply(srv, c, r);
     return false;
+}
+
+static bool answer_early(gw_server *srv, gw_conn *c, gw_reply *r, enum MHD_Result *ret)
+{
+    return answer_early_keep(srv, c, r, true, ret);
 }
 
 static bool refuse(gw_server *srv, gw_conn *c, unsigned int status, const char *detail,
@@ -260,7 +316,9 @@ static bool within_limits(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
     }
     if (status == 0)
         return true;
-    return refuse(srv, c, status, detail, ret);
+    gw_reply r = {0};
+    gw_reply_error(&r, status, "%s", detail);
+    return answer_early_keep(srv, c, &r, false, ret);
 }
 
 /* The ops routes (/healthz, /readyz, /metrics) live on KX_HEALTH_PORT; on the API port they
@@ -281,13 +339,13 @@ static bool ops_route(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
     if (ok && kx_httpd_ops_route(c->req.conn, c->req.method, url, ops_ready, srv->app, &ops_ret))
         *ret = (enum MHD_Result)ops_ret;
     else
-        *ret = send_error(srv, c, MHD_HTTP_NOT_FOUND, "Not Found");
+        (void)refuse(srv, c, MHD_HTTP_NOT_FOUND, "Not Found", ret);
     return true;
 }
 
 /* First call of a request (the headers are in, no body byte was read): limits, preflight,
- * route, auth, Content-Length, form parser. Returns false when an answer was queued already
- * (*ret is then the result). */
+ * route, auth, Content-Length, form parser. Returns false when the request is answered: queued
+ * already, or kept in c->early for the next call (*ret is then the result). */
 static bool begin_request(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
 {
     if (!within_limits(srv, c, ret))
@@ -301,8 +359,7 @@ static bool begin_request(gw_server *srv, gw_conn *c, enum MHD_Result *ret)
             gw_reply_error(&r, status, "%s", why);
         else
             gw_reply_json(&r, status, json_pack("{s:s}", "status", "ok"));
-        *ret = send_reply(srv, c, &r);
-        return false;
+        return answer_early(srv, c, &r, ret);
     }
     if (ops_route(srv, c, ret))
         return false;
@@ -521,6 +578,15 @@ static unsigned int raise_nofile(unsigned int want)
     return want;
 }
 
+/* Frees what gw_server_start allocated before the daemon (the tables, the lock, srv). */
+static void gw_server_release(gw_server *srv)
+{
+    pthread_mutex_destroy(&srv->answers_mu);
+    free(srv->answers);
+    free(srv->latency);
+    free(srv);
+}
+
 kx_err gw_server_start(gw_app *app, gw_server **out)
 {
     *out = NULL;
@@ -530,10 +596,14 @@ kx_err gw_server_start(gw_app *app, gw_server **out)
     srv->app = app;
     srv->listen_fd = -1;
     srv->latency = calloc(NROUTES + 1, sizeof *srv->latency);
-    if (srv->latency == NULL) {
+    srv->answers = calloc(NROUTES + 1, sizeof *srv->answers);
+    if (srv->latency == NULL || srv->answers == NULL) {
+        free(srv->latency);
+        free(srv->answers);
         free(srv);
         return KX_ERR_NOMEM;
     }
+    pthread_mutex_init(&srv->answers_mu, NULL);
     for (size_t i = 0; i <= NROUTES; i++) {
         char labels[160];
         snprintf(labels, sizeof labels, "route=\"%s\"",
@@ -559,8 +629,7 @@ kx_err gw_server_start(gw_app *app, gw_server **out)
         flags |= MHD_USE_IPv6;
     } else {
         kx_error("config: KX_BIND_ADDR=\"%s\" is not an IPv4 or IPv6 address", app->cfg.bind_addr);
-        free(srv->latency);
-        free(srv);
+        gw_server_release(srv);
         return KX_ERR_INVALID;
     }
 
@@ -570,8 +639,7 @@ kx_err gw_server_start(gw_app *app, gw_server **out)
     unsigned int conns = raise_nofile((unsigned int)app->cfg.max_conns);
     srv->work = gw_work_new(app->cfg.http_workers, app->cfg.queue_max);
     if (srv->work == NULL) {
-        free(srv->latency);
-        free(srv);
+        gw_server_release(srv);
         return KX_ERR_NOMEM;
     }
     srv->daemon =
@@ -589,8 +657,7 @@ kx_err gw_server_start(gw_app *app, gw_server **out)
         kx_error("http: cannot listen on %s:%u (port in use, or a bad address?)",
                  app->cfg.bind_addr, (unsigned)app->cfg.http_port);
         gw_work_free(srv->work);
-        free(srv->latency);
-        free(srv);
+        gw_server_release(srv);
         return KX_ERR_IO;
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -628,6 +695,5 @@ void gw_server_free(gw_server *srv)
     MHD_stop_daemon(srv->daemon);
     if (srv->listen_fd >= 0)
         close(srv->listen_fd);
-    free(srv->latency);
-    free(srv);
+    gw_server_release(srv);
 }

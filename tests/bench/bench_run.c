@@ -18,7 +18,7 @@
  *                   --tool-concurrent a view_tasks step: 2 model turns + 1 tool call);
  *                   runs/s and its ratio to the Postgres commit baseline, per-run latency, CPU of
  *                   every process, and where the agent-runner's and scheduler's loop threads
- *                   spent their time (sampled from /proc/<pid>/task/<tid>/syscall every 2 ms).
+ *                   spent their time (sampled from /proc/<pid>/task/<tid>/syscall every 10 ms).
  *   (c) fan-out     R concurrent SSE readers replaying one finished run, against one reader.
  *   (d) held        H runs parked in their LLM call at once (demo `sleep`): what holding a run
  *                   costs the runner in memory, descriptors and CPU (toward many concurrent runs).
@@ -31,7 +31,12 @@
  *   build-bench/tests/bench/bench_run [--single N] [--tool N] [--concurrent N] [--threads N]
  *       [--readers N] [--held N] [--held-ms MS] [--durable-single N]
  *       [--durable-concurrent N] [--tool-concurrent N] [--durable-tool-concurrent N]
- *       [--no-durable] [--keep-alive] [--limited] [--results FILE]
+ *       [--no-durable] [--no-keep-alive] [--limited] [--results FILE]
+ *
+ * The throughput batches' submitters keep their HTTP/1.1 connection to the gateway, as a
+ * browser or a proxy in front of the API does; --no-keep-alive opens one connection per POST
+ * (the worst case: a script with a new client per call; the default before 2026-12-02, so
+ * older figures in docs/performance.md are of that). --keep-alive is accepted (the default).
  *
  * --limited gives every account of the benchmark an account_limits row (quotas far above what
  * it uses), so its runs take the counted path of migrations 016/017: the account's creation
@@ -52,12 +57,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 
@@ -83,7 +92,10 @@ extern char **environ;
 #define FANOUT_WORDS 300 /* the fan-out run answers this many words (3 per chunk) */
 #define STREAM_TIMEOUT_MS 30000
 #define BATCH_TIMEOUT_MS 120000
-#define SAMPLE_PERIOD_US 2000 /* 1 ms cost the client ~0.1 ms of CPU per run in wake-ups */
+/* Every 10 ms: ~700 samples in a 2 000-run batch, enough for shares to a few per cent. At 1 ms
+ * the sampler cost the client ~0.1 ms of CPU per run in wake-ups; at 2 ms it was still 40 % of
+ * the client's CPU (perf, 2026-12-02: its wake-ups and the kernel printing the syscall file). */
+#define SAMPLE_PERIOD_US 10000
 
 /* ==== options ============================================================================== */
 
@@ -1484,82 +1496,175 @@ static bool scenario_sequential(const char *key, const char *title, const char *
 
 /* ==== (b) throughput ======================================================================== */
 
-/* A submitter's POSTs: one curl easy handle for all of them (curl_easy_init and cleanup per
- * POST were a good part of the bench client's CPU), the same request bytes as initiate() and
- * still one connection per POST (CURLOPT_FORBID_REUSE: the gateway sees what it saw before)
- * unless --keep-alive, when each submitter keeps its connection as a browser would (no TCP
- * connect and close per run on either side). */
-static bool g_keep_alive;
+/* A submitter's POSTs: the same request bytes as initiate() (what curl sent: Host, Accept, the
+ * token, the form), written with one send on a plain socket and the answer read by
+ * Content-Length. libcurl's machinery per POST (its multi loop, poll, header callbacks) was
+ * ~30 % of the bench client's CPU, and the client's CPU counts against the machine's per run.
+ * Each submitter keeps its connection, as a browser or a proxy in front of the API does
+ * (HTTP/1.1 keep-alive), unless --no-keep-alive: then one connection per POST, closed by the
+ * client once the answer is in (what the gateway saw from bench passes before keep-alive was
+ * the default). Every send and receive has a 10 s deadline. */
+static bool g_keep_alive = true;
+
+#define POSTER_TIMEOUT_S 10
+#define POSTER_RESP_MAX 16384
 
 typedef struct poster {
-    CURL *curl;
-    struct curl_slist *headers;
-    char *body;
-    size_t body_len;
-    kx_buf resp;
-    char url[128];
+    int fd; /* the connection; -1: none open */
+    struct sockaddr_in addr;
+    char *req; /* head and body */
+    size_t req_len;
+    char resp[POSTER_RESP_MAX + 1];
+    size_t resp_len;
 } poster;
 
-static size_t poster_sink(char *data, size_t size, size_t nmemb, void *arg)
+static void poster_close(poster *p)
 {
-    kx_buf *b = arg;
-    return kx_buf_add(b, data, size * nmemb) == KX_OK ? size * nmemb : 0;
+    if (p->fd >= 0)
+        close(p->fd);
+    p->fd = -1;
 }
 
 static void poster_free(poster *p)
 {
-    if (p->curl != NULL)
-        curl_easy_cleanup(p->curl);
-    curl_slist_free_all(p->headers);
-    free(p->body);
-    kx_buf_free(&p->resp);
-    memset(p, 0, sizeof *p);
+    poster_close(p);
+    free(p->req);
+    p->req = NULL;
 }
 
 static bool poster_init(poster *p, const account *a, const char *prompt)
 {
     memset(p, 0, sizeof *p);
+    p->fd = -1;
+    p->addr.sin_family = AF_INET;
+    p->addr.sin_port = htons(g_stack.http_port);
+    p->addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     const char *pairs[] = {"prompt", prompt, NULL};
-    p->body = kx_th_form_urlencoded(pairs, &p->body_len);
-    p->curl = curl_easy_init();
-    const char *hdrs[] = {"Expect:", a->auth, "Content-Type: application/x-www-form-urlencoded"};
-    for (size_t i = 0; i < sizeof hdrs / sizeof *hdrs; i++) {
-        struct curl_slist *more = curl_slist_append(p->headers, hdrs[i]);
-        if (more == NULL)
-            break;
-        p->headers = more;
+    size_t body_len = 0;
+    char *body = kx_th_form_urlencoded(pairs, &body_len);
+    if (body == NULL)
+        return false;
+    char head[1024];
+    int n = snprintf(head, sizeof head,
+                     "POST /api/agent/initiate HTTP/1.1\r\nHost: 127.0.0.1:%u\r\nAccept: */*\r\n"
+                     "%s\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     (unsigned)g_stack.http_port, a->auth, body_len);
+    if (n > 0 && (size_t)n < sizeof head)
+        p->req = malloc((size_t)n + body_len);
+    if (p->req != NULL) {
+        memcpy(p->req, head, (size_t)n);
+        memcpy(p->req + n, body, body_len);
+        p->req_len = (size_t)n + body_len;
     }
-    if (p->body == NULL || p->curl == NULL || p->headers == NULL || p->headers->next == NULL ||
-        p->headers->next->next == NULL) {
-        poster_free(p);
+    free(body);
+    return p->req != NULL;
+}
+
+static bool poster_connect(poster *p)
+{
+    p->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (p->fd < 0)
+        return false;
+    int one = 1;
+    struct timeval tv = {.tv_sec = POSTER_TIMEOUT_S};
+    if (setsockopt(p->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 ||
+        setsockopt(p->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+        setsockopt(p->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0 ||
+        connect(p->fd, (struct sockaddr *)&p->addr, sizeof p->addr) != 0) {
+        poster_close(p);
         return false;
     }
-    snprintf(p->url, sizeof p->url, "%s/api/agent/initiate", g_stack.base_url);
-    curl_easy_setopt(p->curl, CURLOPT_URL, p->url);
-    curl_easy_setopt(p->curl, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(p->curl, CURLOPT_HTTPHEADER, p->headers);
-    curl_easy_setopt(p->curl, CURLOPT_WRITEFUNCTION, poster_sink);
-    curl_easy_setopt(p->curl, CURLOPT_WRITEDATA, &p->resp);
-    curl_easy_setopt(p->curl, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(p->curl, CURLOPT_FORBID_REUSE, g_keep_alive ? 0L : 1L);
-    curl_easy_setopt(p->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)p->body_len);
-    curl_easy_setopt(p->curl, CURLOPT_POSTFIELDS, p->body);
     return true;
 }
 
-/* One POST /api/agent/initiate; the run's id into run_id. */
+/* The value of header name (with its ": ") in the head [s, end), or NULL. */
+static const char *head_value(const char *s, const char *end, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *l = strstr(s, "\r\n"); l != NULL && l + 2 < end; l = strstr(l + 2, "\r\n"))
+        if (strncasecmp(l + 2, name, n) == 0)
+            return l + 2 + n;
+    return NULL;
+}
+
+/* Sends the request and reads one answer into p->resp. *status: the HTTP status; *body: where
+ * the body starts; *keep: whether the server keeps the connection; *closed: the server had
+ * closed the connection (reset, or end of stream) — not a timeout. Returns how many bytes came
+ * back before an error, or -1 when the answer is complete. */
+static ssize_t poster_exchange(poster *p, long *status, const char **body, size_t *body_len,
+                               bool *keep, bool *closed)
+{
+    *closed = false;
+    for (size_t sent = 0; sent < p->req_len;) {
+        ssize_t w = send(p->fd, p->req + sent, p->req_len - sent, MSG_NOSIGNAL);
+        if (w <= 0) {
+            *closed = w < 0 && (errno == EPIPE || errno == ECONNRESET);
+            return 0;
+        }
+        sent += (size_t)w;
+    }
+    p->resp_len = 0;
+    const char *head_end = NULL;
+    size_t want = 0;
+    for (;;) {
+        if (p->resp_len == POSTER_RESP_MAX)
+            return (ssize_t)p->resp_len; /* larger than any answer of this route */
+        ssize_t r = recv(p->fd, p->resp + p->resp_len, POSTER_RESP_MAX - p->resp_len, 0);
+        if (r <= 0) {
+            *closed = r == 0 || errno == ECONNRESET;
+            return (ssize_t)p->resp_len;
+        }
+        p->resp_len += (size_t)r;
+        p->resp[p->resp_len] = '\0';
+        if (head_end == NULL) {
+            char *e = strstr(p->resp, "\r\n\r\n");
+            if (e == NULL)
+                continue;
+            head_end = e + 4;
+            const char *cl = head_value(p->resp, head_end, "Content-Length: ");
+            if (cl == NULL || strncmp(p->resp, "HTTP/1.1 ", 9) != 0)
+                return (ssize_t)p->resp_len; /* not an answer this client reads */
+            *status = strtol(p->resp + 9, NULL, 10);
+            want = (size_t)(head_end - p->resp) + strtoul(cl, NULL, 10);
+            const char *conn = head_value(p->resp, head_end, "Connection: ");
+            *keep = conn == NULL || strncasecmp(conn, "close", 5) != 0;
+        }
+        if (p->resp_len >= want) {
+            *body = head_end;
+            *body_len = want - (size_t)(head_end - p->resp);
+            return -1;
+        }
+    }
+}
+
+/* One POST /api/agent/initiate; the run's id into run_id. A kept connection that the server
+ * had closed meanwhile (closed, and nothing came back) is opened again once; a timeout is not
+ * retried (the server may have taken the POST). */
 static bool poster_post(poster *p, char run_id[KX_UUID_LEN + 1])
 {
-    kx_buf_clear(&p->resp);
-    CURLcode rc = curl_easy_perform(p->curl);
     long status = 0;
-    curl_easy_getinfo(p->curl, CURLINFO_RESPONSE_CODE, &status);
-    bool ok = false;
-    if (rc == CURLE_OK && status == 200)
-        ok = kx_th_initiate_run_id(p->resp.s, p->resp.len, run_id);
-    if (!ok)
-        fail("POST /api/agent/initiate: %s, status %ld: %s", curl_easy_strerror(rc), status,
-             p->resp.s ? p->resp.s : "");
+    const char *body = NULL;
+    size_t body_len = 0;
+    bool keep = false, closed = false;
+    ssize_t got = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        bool reused = p->fd >= 0;
+        if (!reused && !poster_connect(p))
+            break;
+        got = poster_exchange(p, &status, &body, &body_len, &keep, &closed);
+        if (got != 0 || !reused || !closed)
+            break;
+        poster_close(p);
+    }
+    bool ok = got < 0 && status == 200 && kx_th_initiate_run_id(body, body_len, run_id);
+    if (got < 0 && (!keep || !g_keep_alive))
+        poster_close(p);
+    if (!ok) {
+        fail("POST /api/agent/initiate: %s, status %ld: %.*s",
+             got < 0 ? "answered" : "no complete answer", status, (int)p->resp_len, p->resp);
+        poster_close(p);
+    }
     return ok;
 }
 
@@ -1651,17 +1756,19 @@ static bool count_runs(PGconn *c, const char *account_id, int *all, int *active,
 
 /* Whether the account has a run queued or running: 1, 0, or -1 on an error. One probe of each
  * of the scheduler's two indexes that hold them (active: running or dispatched; waiting), not
- * a count of the account's runs: the batch's poll below runs every 10 ms, and the count read
+ * a count of the account's runs: the batch's poll below runs every 20 ms, and the count read
  * every run of the account each time (~2.3 ms of Postgres per poll, ~0.4 ms per run of a
- * 2 000-run batch with its planning, counted in the stack's Postgres CPU). */
+ * 2 000-run batch with its planning, counted in the stack's Postgres CPU). Prepared once per
+ * connection (ANY_LEFT_SQL below): not parsed and planned again at every poll. */
+#define ANY_LEFT_SQL                                                           \
+    "SELECT EXISTS (SELECT 1 FROM agent_runs WHERE account_id = $1::uuid "     \
+    "AND (status = 'running' OR (status = 'queued' AND dispatched_at IS NOT "  \
+    "NULL))) OR EXISTS (SELECT 1 FROM agent_runs WHERE account_id = $1::uuid " \
+    "AND status = 'queued' AND dispatched_at IS NULL)"
 static int any_left(PGconn *c, const char *account_id)
 {
-    const char *sql = "SELECT EXISTS (SELECT 1 FROM agent_runs WHERE account_id = $1::uuid "
-                      "AND (status = 'running' OR (status = 'queued' AND dispatched_at IS NOT "
-                      "NULL))) OR EXISTS (SELECT 1 FROM agent_runs WHERE account_id = $1::uuid "
-                      "AND status = 'queued' AND dispatched_at IS NULL)";
     const char *params[] = {account_id};
-    PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
+    PGresult *r = PQexecPrepared(c, "bench_any_left", 1, params, NULL, NULL, 0);
     int left = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
         ? strcmp(PQgetvalue(r, 0, 0), "t") == 0
         : -1;
@@ -1669,19 +1776,29 @@ static int any_left(PGconn *c, const char *account_id)
     return left;
 }
 
-/* Polls Postgres every 10 ms until the account has `want` runs and none queued or running. */
+/* Polls Postgres every 20 ms until the account has `want` runs and none queued or running
+ * (runs/s comes from the runs' own timestamps, not from when this poll sees the end; the CPU
+ * window closes at most one period after it). */
 static bool wait_all_done(const char *account_id, int want, int64_t deadline_mono_ms)
 {
     PGconn *c = pg_connect();
     if (c == NULL)
         return false;
+    PGresult *prep = PQprepare(c, "bench_any_left", ANY_LEFT_SQL, 1, NULL);
+    bool prepared = PQresultStatus(prep) == PGRES_COMMAND_OK;
+    PQclear(prep);
+    if (!prepared) {
+        fail("cannot prepare the batch's poll: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return false;
+    }
     bool done = false;
     while (!done && kx_mono_ms() < deadline_mono_ms) {
         int all = 0, active = 0, running = 0;
         done = any_left(c, account_id) == 0 &&
             count_runs(c, account_id, &all, &active, &running) && all == want && active == 0;
         if (!done)
-            usleep(10000);
+            usleep(20000);
     }
     PQfinish(c);
     return done;
@@ -1791,7 +1908,7 @@ static bool scenario_throughput(const char *key, const char *title, const char *
     printf("\n(b) %s: %d concurrent `%s` runs, submitted by %d threads%s%s\n", title, n,
            strcmp(prompt, SAY_PROMPT) == 0 ? "say hi"
                                            : "view_tasks step (2 model turns, 1 tool call)",
-           threads, g_keep_alive ? " (keep-alive connections)" : "",
+           threads, g_keep_alive ? " (keep-alive connections)" : " (one connection per POST)",
            g_limited ? " (accounts with limits)" : "");
     /* warm-up batch (its own account): connections, prepared statements, caches */
     account warm;
@@ -2301,13 +2418,13 @@ static void usage(void)
             "                 [--held N] [--held-ms MS] [--durable-single N] "
             "[--durable-concurrent N]\n"
             "                 [--tool-concurrent N] [--durable-tool-concurrent N]\n"
-            "                 [--no-durable] [--keep-alive] [--limited] [--results FILE]\n"
+            "                 [--no-durable] [--no-keep-alive] [--limited] [--results FILE]\n"
             "  defaults: --single 100 --tool 50 --concurrent 200 --threads 4 --readers 100\n"
             "            --held 500 --held-ms 3000 --durable-single 50 "
             "--durable-concurrent 200\n"
             "            --tool-concurrent 0 --durable-tool-concurrent 2000\n"
-            "  a count of 0 skips that part; --keep-alive: the throughput batches' submitters\n"
-            "  keep their connection to the gateway (default: a new connection per POST);\n"
+            "  a count of 0 skips that part; --no-keep-alive: the throughput batches'\n"
+            "  submitters open a new connection per POST (default: each keeps its connection);\n"
             "  --limited: every account gets an account_limits row (counted runs)\n");
 }
 
@@ -2323,7 +2440,8 @@ static bool parse_opts(int argc, char **argv, opts *o)
                 .durable_single = 50,
                 .durable_concurrent = 200,
                 .durable_tool_concurrent = 2000,
-                .durable = true};
+                .durable = true,
+                .keep_alive = true};
     struct {
         const char *name;
         int *v;
@@ -2346,8 +2464,8 @@ static bool parse_opts(int argc, char **argv, opts *o)
             o->durable = false;
             continue;
         }
-        if (strcmp(argv[i], "--keep-alive") == 0) {
-            o->keep_alive = true;
+        if (strcmp(argv[i], "--keep-alive") == 0 || strcmp(argv[i], "--no-keep-alive") == 0) {
+            o->keep_alive = strcmp(argv[i], "--keep-alive") == 0;
             continue;
         }
         if (strcmp(argv[i], "--limited") == 0) {

@@ -720,6 +720,57 @@ static void test_health(void **state)
     kx_http_resp_free(&r);
 }
 
+/* The value of one series (its name and labels, as printed) in the gateway's /metrics, or -1. */
+static long long metric(const char *series)
+{
+    kx_http_resp r;
+    long long v = -1;
+    if (kx_th_http(&g_s, "GET", "/metrics", "ops-test", NULL, NULL, 0, &r) != KX_OK)
+        return -1;
+    char key[256];
+    snprintf(key, sizeof key, "\n%s ", series);
+    const char *at = r.status == 200 && r.body != NULL ? strstr(r.body, key) : NULL;
+    if (at != NULL)
+        v = strtoll(at + strlen(key), NULL, 10);
+    kx_http_resp_free(&r);
+    return v;
+}
+
+/* kx_gateway_http_requests_total counts every answer on its own (route, status) series, also
+ * when the server finds the series in its per-route table instead of the registry. */
+static void test_answer_counters(void **state)
+{
+    (void)state;
+    const char *nf = "kx_gateway_http_requests_total{route=\"unmatched\",status=\"404\"}";
+    const char *ok = "kx_gateway_http_requests_total{route=\"GET /api/health-docker\","
+                     "status=\"503\"}";
+    const char *na = "kx_gateway_http_requests_total{route=\"unmatched\",status=\"405\"}";
+    long status = 0;
+    json_t *v = kx_th_json(&g_s, "GET", "/no/such/route", NULL, NULL, &status);
+    assert_int_equal(status, 404);
+    json_decref(v);
+    v = kx_th_json(&g_s, "GET", "/api/health-docker", NULL, NULL, &status);
+    json_decref(v);
+    long long nf0 = metric(nf), ok0 = metric(ok), na0 = metric(na);
+    assert_true(nf0 >= 1);
+    assert_true(ok0 >= 1);
+    for (int i = 0; i < 3; i++) {
+        v = kx_th_json(&g_s, "GET", "/no/such/route", NULL, NULL, &status);
+        assert_int_equal(status, 404);
+        json_decref(v);
+        v = kx_th_json(&g_s, "GET", "/api/health-docker", NULL, NULL, &status);
+        assert_int_equal(status, 503);
+        json_decref(v);
+    }
+    /* POST on a GET-only path: the same route slot ("unmatched"), another status */
+    v = kx_th_json(&g_s, "POST", "/api/health-docker", NULL, "{}", &status);
+    assert_int_equal(status, 405);
+    json_decref(v);
+    assert_int_equal(metric(nf), nf0 + 3);
+    assert_int_equal(metric(ok), ok0 + 3);
+    assert_int_equal(metric(na), (na0 < 0 ? 0 : na0) + 1);
+}
+
 /* Last: stops the gateway. */
 static void test_sigterm_ends_open_streams(void **state)
 {
@@ -756,6 +807,7 @@ int main(void)
         cmocka_unit_test(test_stream_of_ended_run_without_events),
         cmocka_unit_test(test_stream_of_just_ended_run_waits_for_its_events),
         cmocka_unit_test(test_health),
+        cmocka_unit_test(test_answer_counters),
         cmocka_unit_test(test_sigterm_ends_open_streams),
     };
     int failed = cmocka_run_group_tests(tests, start_all, NULL);

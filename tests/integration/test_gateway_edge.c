@@ -3,6 +3,8 @@
  * finding of issue 9:
  *   - CORS from KX_CORS_ORIGINS: preflight (allowed, disallowed origin/method/header), the
  *     origin echoed on answers (the SSE answer included), nothing for other origins;
+ *   - answers from the headers alone (preflight, 401, 404, 405) keep a keep-alive connection
+ *     (issue 12), the edge's limit refusals close it;
  *   - auth before the body: an unauthenticated 2 MB upload is a 401, not a 413;
  *   - the edge's own limits answer in {"detail": ...} JSON, promptly: URL too long (414),
  *     headers too large (431), ~600 query parameters (400, not 90 s of silence);
@@ -26,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -131,6 +134,78 @@ static void publish_event(const char *run, const char *payload, bool terminal)
 }
 
 /* ---- CORS -------------------------------------------------------------------------------- */
+
+static bool closed_by_peer(int fd, int wait_ms);
+
+/* Reads one answer (headers and a Content-Length body) from fd into buf; its status, or -1. */
+static int read_answer(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    const char *end = NULL;
+    size_t want = SIZE_MAX;
+    while (len < want && len + 1 < cap) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 5000) <= 0)
+            return -1;
+        ssize_t r = recv(fd, buf + len, cap - 1 - len, 0);
+        if (r <= 0)
+            return -1;
+        len += (size_t)r;
+        buf[len] = '\0';
+        if (end == NULL && (end = strstr(buf, "\r\n\r\n")) != NULL) {
+            const char *cl = header_of(buf, "Content-Length");
+            if (cl == NULL)
+                return -1;
+            want = (size_t)(end + 4 - buf) + strtoul(cl, NULL, 10);
+        }
+    }
+    return len == want ? (int)strtol(buf + 9, NULL, 10) : -1;
+}
+
+/* Answers given from the headers alone (a preflight, a 401, a 404, a 405, the ops routes' 404)
+ * keep a keep-alive connection open: libmicrohttpd 0.9.75 closed it after an answer queued on
+ * the request's first call, so a browser paid a new connection after every preflight. */
+static void test_keep_alive_after_early_answers(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *req;
+        int status;
+    } cases[] = {
+        {"OPTIONS /api/agent/initiate HTTP/1.1\r\nHost: x\r\nOrigin: " ORIGIN "\r\n"
+         "Access-Control-Request-Method: POST\r\n\r\n",
+         200},
+        {"GET /api/agent-run/x HTTP/1.1\r\nHost: x\r\n\r\n", 401},
+        {"GET /no/such/route HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+        {"DELETE /api/health HTTP/1.1\r\nHost: x\r\n\r\n", 405},
+        {"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 404},
+        {"POST /api/agent/initiate HTTP/1.1\r\nHost: x\r\nContent-Length: 8\r\n\r\nprompt=x", 401},
+        {"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n", 0}, /* any status: still open */
+    };
+    int fd = kx_th_raw_connect(g_gw.s.http_port, "127.0.0.1");
+    assert_true(fd >= 0);
+    char buf[8192];
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = strlen(cases[i].req);
+        assert_int_equal(send(fd, cases[i].req, n, MSG_NOSIGNAL), (ssize_t)n);
+        int st = read_answer(fd, buf, sizeof buf);
+        if (st < 0 || (cases[i].status != 0 && st != cases[i].status))
+            fail_msg("case %zu: status %d, want %d: %s", i, st, cases[i].status, buf);
+        const char *conn = header_of(buf, "Connection");
+        if (conn != NULL && strcasecmp(conn, "close") == 0)
+            fail_msg("case %zu closes the connection: %s", i, buf);
+    }
+    close(fd);
+    /* The edge's limits still close (a client over them gets no second request). */
+    fd = kx_th_raw_connect(g_gw.s.http_port, "127.0.0.1");
+    assert_true(fd >= 0);
+    char req[12000];
+    int n = snprintf(req, sizeof req, "GET /api/agent-run/%09000d HTTP/1.1\r\nHost: x\r\n\r\n", 0);
+    assert_int_equal(send(fd, req, (size_t)n, MSG_NOSIGNAL), n);
+    assert_int_equal(read_answer(fd, buf, sizeof buf), 414);
+    assert_true(closed_by_peer(fd, 2000)); /* KX_HTTP_TIMEOUT_S is 5 s here */
+    close(fd);
+}
 
 static void test_cors(void **state)
 {
@@ -840,6 +915,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cors),
+        cmocka_unit_test(test_keep_alive_after_early_answers),
         cmocka_unit_test(test_auth_before_body),
         cmocka_unit_test(test_limits_answer_json),
         cmocka_unit_test(test_uppercase_run_id),
