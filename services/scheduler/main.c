@@ -40,10 +40,10 @@ int main(void)
         kx_svc_close(&svc);
         return 1;
     }
-    sched_bringup_start(&s);  /* lifecycle.c: migrations, streams, submit.c */
-    sched_reaper_start(&s);   /* reaper.c */
-    sched_sweep_start(&s);    /* sweep.c */
-    sched_triggers_start(&s); /* triggers.c: scheduled runs */
+    sched_bringup_start(&s);                /* lifecycle.c: migrations, streams, submit.c */
+    sched_reaper_start(&s);                 /* reaper.c */
+    sched_sweep_start(&s);                  /* sweep.c */
+    sched_triggers_start(&s);               /* triggers.c: scheduled runs */
     kx_svc_on_drain(&svc, sched_drain, &s); /* lifecycle.c */
     kx_info("scheduler: lease %lld ms, reaper every %lld ms, wall time %lld s, sweep every "
             "%lld ms",

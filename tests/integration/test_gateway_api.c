@@ -223,8 +223,9 @@ static void test_initiate_creates_rows_and_submits(void **state)
         "reasoning_effort", "high", NULL}; /* agent_id: test_gateway_resources.c */
     /* kx.run.submit is a core subject (no stream stores it): listen before the POST */
     natsSubscription *submits = NULL;
-    assert_int_equal(
-        natsConnection_SubscribeSync(&submits, kx_bus_conn(g_bus), KX_SUBJ_RUN_SUBMIT), NATS_OK);
+    assert_int_equal(natsConnection_SubscribeSync(&submits, kx_bus_conn(g_bus),
+                                                  KX_SUBJ_RUN_SUBMIT),
+                     NATS_OK);
     assert_int_equal(natsConnection_Flush(kx_bus_conn(g_bus)), NATS_OK);
     long status = 0;
     json_t *v = post_form(token, true, pairs, &status);
