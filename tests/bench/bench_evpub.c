@@ -171,18 +171,8 @@ static void on_submit(natsConnection *nc, natsSubscription *sub, natsMsg *msg, v
 /* The stream and durable consumer the scheduler had before issue 12, and its subscription. */
 static bool stored_submits(kx_bus *bus, atomic_long *got, natsSubscription **sub)
 {
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    const char *subjects[1] = {KX_SUBJ_RUN_SUBMIT};
-    cfg.Name = KX_STREAM_SUBMIT;
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Retention = js_WorkQueuePolicy;
-    cfg.Storage = js_FileStorage;
-    jsStreamInfo *si = NULL;
-    if (js_AddStream(&si, kx_bus_js(bus), &cfg, NULL, NULL) != NATS_OK)
+    if (kx_th_old_submit_stream(bus) != KX_OK)
         return false;
-    jsStreamInfo_Destroy(si);
     jsConsumerConfig cc;
     jsConsumerConfig_Init(&cc);
     cc.Durable = KX_CONSUMER_SCHEDULER;
@@ -252,31 +242,49 @@ static bool one_submit(bool stored, int every_us, int secs, result *out)
     return ok;
 }
 
-static int submits(int every_us, int secs, int rounds)
+/* Runs mode 0 (the baseline) and mode 1 alternately `rounds` times and prints each and the
+ * means; `unit` names what a figure is per. 1 if a round could not run. */
+typedef bool (*mode_fn)(int mode, const void *ctx, result *out);
+static int compare(int rounds, mode_fn run, const void *ctx, const char *const label[2],
+                   const char *unit, const char *ratio)
 {
-    printf("kx.run.submit: one every %d us (%.0f/s) for %d s, per submit:\n", every_us,
-           1e6 / every_us, secs);
     double sum[2][3] = {{0}};
     for (int r = 0; r < rounds; r++) {
         for (int m = 0; m < 2; m++) {
             result x = {0};
-            if (!one_submit(m == 0, every_us, secs, &x)) {
-                fprintf(stderr, "bench_evpub: submit setup failed or submits lost\n");
+            if (!run(m, ctx, &x)) {
+                fprintf(stderr, "bench_evpub: %s: setup failed or messages lost\n", unit);
                 return 1;
             }
-            printf("  %-36s %7ld submits self %6.1f us  nats-server %6.1f us  %.2f reads\n",
-                   m == 0 ? "stored: work queue + ack (base)" : "core: queue subscription",
-                   x.events, x.self_us, x.nats_us, x.reads);
+            printf("  %-36s %7ld %ss  self %6.1f us  nats-server %6.1f us  %.2f reads\n", label[m],
+                   x.events, unit, x.self_us, x.nats_us, x.reads);
             sum[m][0] += x.self_us;
             sum[m][1] += x.nats_us;
             sum[m][2] += x.reads;
         }
     }
-    printf("  means: core / stored: self %.1f / %.1f us (%.2fx), nats-server %.1f / %.1f us "
-           "(%.2fx), reads %.2f / %.2f per submit\n",
-           sum[1][0] / rounds, sum[0][0] / rounds, sum[1][0] / sum[0][0], sum[1][1] / rounds,
-           sum[0][1] / rounds, sum[1][1] / sum[0][1], sum[1][2] / rounds, sum[0][2] / rounds);
+    printf("  means: %s: self %.1f / %.1f us (%.2fx), nats-server %.1f / %.1f us (%.2fx), reads "
+           "%.2f / %.2f per %s\n",
+           ratio, sum[1][0] / rounds, sum[0][0] / rounds, sum[1][0] / sum[0][0],
+           sum[1][1] / rounds, sum[0][1] / rounds, sum[1][1] / sum[0][1], sum[1][2] / rounds,
+           sum[0][2] / rounds, unit);
     return 0;
+}
+
+typedef struct pacing {
+    int burst, every_ms, every_us, secs;
+} pacing;
+
+static bool events_mode(int mode, const void *ctx, result *out)
+{
+    const pacing *p = ctx;
+    return one(mode == 1, p->burst, p->every_ms, p->secs, out);
+}
+
+static bool submits_mode(int mode, const void *ctx, result *out)
+{
+    const pacing *p = ctx;
+    return one_submit(mode == 0, p->every_us, p->secs, out);
 }
 
 static int arg_int(int argc, char **argv, int i, int def)
@@ -296,27 +304,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_evpub [burst >= 1] [every_ms >= 1] [secs] [rounds]\n");
         return 2;
     }
+    pacing p = {burst, every, every * 1000 / burst, secs};
     printf("run events: %d every %d ms (%.0f/s) for %d s, ~1.1 KB each, per event:\n", burst,
            every, burst * 1000.0 / every, secs);
-    double sum[2][3] = {{0}};
-    for (int r = 0; r < rounds; r++) {
-        for (int m = 0; m < 2; m++) {
-            result x = {0};
-            if (!one(m == 1, burst, every, secs, &x)) {
-                fprintf(stderr, "bench_evpub: setup failed\n");
-                return 1;
-            }
-            printf("  %-36s %7ld events  self %6.1f us  nats-server %6.1f us  %.2f reads\n",
-                   m == 1 ? "own connection, buffered" : "runner's connection, SendAsap (base)",
-                   x.events, x.self_us, x.nats_us, x.reads);
-            sum[m][0] += x.self_us;
-            sum[m][1] += x.nats_us;
-            sum[m][2] += x.reads;
-        }
-    }
-    printf("  means: buffered / SendAsap: self %.1f / %.1f us (%.2fx), nats-server %.1f / %.1f us "
-           "(%.2fx), reads %.2f / %.2f per event\n",
-           sum[1][0] / rounds, sum[0][0] / rounds, sum[1][0] / sum[0][0], sum[1][1] / rounds,
-           sum[0][1] / rounds, sum[1][1] / sum[0][1], sum[1][2] / rounds, sum[0][2] / rounds);
-    return submits(every * 1000 / burst, secs, rounds);
+    const char *const ev_label[2] = {"runner's connection, SendAsap (base)",
+                                     "own connection, buffered"};
+    if (compare(rounds, events_mode, &p, ev_label, "event", "buffered / SendAsap") != 0)
+        return 1;
+    printf("kx.run.submit: one every %d us (%.0f/s) for %d s, per submit:\n", p.every_us,
+           1e6 / p.every_us, secs);
+    const char *const sub_label[2] = {"stored: work queue + ack (base)",
+                                      "core: queue subscription"};
+    return compare(rounds, submits_mode, &p, sub_label, "submit", "core / stored");
 }

@@ -565,24 +565,17 @@ static void test_streams_idempotent_and_configured(void **state)
 static void test_streams_retire_submit(void **state)
 {
     kx_bus *bus = connect_or_fail("test-streams-retire");
-    jsStreamConfig cfg;
-    jsStreamConfig_Init(&cfg);
-    const char *subjects[1] = {KX_SUBJ_RUN_SUBMIT};
-    cfg.Name = KX_STREAM_SUBMIT;
-    cfg.Subjects = subjects;
-    cfg.SubjectsLen = 1;
-    cfg.Retention = js_WorkQueuePolicy;
-    cfg.Storage = js_FileStorage;
+    assert_int_equal(kx_th_old_submit_stream(bus), KX_OK);
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
-    natsStatus st = js_AddStream(&si, kx_bus_js(bus), &cfg, NULL, &jerr);
-    assert_true(st == NATS_OK || jerr == JSStreamNameExistErr);
+    assert_int_equal(js_GetStreamInfo(&si, kx_bus_js(bus), KX_STREAM_SUBMIT, NULL, &jerr),
+                     NATS_OK);
     jsStreamInfo_Destroy(si);
     si = NULL;
 
     assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
     jerr = 0;
-    st = js_GetStreamInfo(&si, kx_bus_js(bus), KX_STREAM_SUBMIT, NULL, &jerr);
+    natsStatus st = js_GetStreamInfo(&si, kx_bus_js(bus), KX_STREAM_SUBMIT, NULL, &jerr);
     assert_true(st == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr);
     jsStreamInfo_Destroy(si);
     assert_int_equal(kx_bus_ensure_streams(bus), KX_OK); /* gone already: still fine */
