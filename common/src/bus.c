@@ -719,6 +719,25 @@ kx_err kx_bus_ensure_consumer(kx_bus *bus, const char *stream, jsConsumerConfig 
     return st == NATS_TIMEOUT ? KX_ERR_TIMEOUT : KX_ERR_UNAVAILABLE;
 }
 
+/* Deletes a stream this version no longer uses, if it is there. KX_RUN_SUBMIT (a work queue on
+ * kx.run.submit, until issue 12) would keep capturing the gateway's core submits with nobody
+ * consuming them: they would pile up without limit. What it held is only nudges (the runs are
+ * queued rows; admission finds them every reaper tick), so nothing is lost with it. */
+static kx_err retire_stream(kx_bus *bus, const char *name)
+{
+    jsErrCode jerr = 0;
+    natsStatus s = js_DeleteStream(bus->js, name, NULL, &jerr);
+    if (s == NATS_OK) {
+        kx_info("bus: deleted the retired JetStream stream %s", name);
+        return KX_OK;
+    }
+    if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr)
+        return KX_OK;
+    kx_err err = nats_fail("js_DeleteStream", s);
+    kx_error("bus: could not delete the retired stream %s (JetStream error %d)", name, (int)jerr);
+    return err;
+}
+
 kx_err kx_bus_ensure_streams(kx_bus *bus)
 {
     /* The event stream keeps 24 h but at most KX_RUN_EVENTS_MAX_BYTES (1 GiB; 0 = no limit):
@@ -729,7 +748,6 @@ kx_err kx_bus_ensure_streams(kx_bus *bus)
         KX_OK)
         return KX_ERR_INVALID;
     const stream_def defs[] = {
-        {KX_STREAM_SUBMIT, KX_SUBJ_RUN_SUBMIT, js_WorkQueuePolicy, 0, false, 0},
         {KX_STREAM_DISPATCH, KX_SUBJ_RUN_DISPATCH, js_WorkQueuePolicy, 0, false, 0},
         {KX_STREAM_EVENTS, KX_SUBJ_RUN_EV_PREFIX ">", js_LimitsPolicy,
          (int64_t)24 * 3600 * 1000000000, true, ev_bytes},
@@ -739,7 +757,7 @@ kx_err kx_bus_ensure_streams(kx_bus *bus)
         if (err != KX_OK)
             return err;
     }
-    return KX_OK;
+    return retire_stream(bus, KX_STREAM_SUBMIT);
 }
 
 /* ---- metadata ---- */

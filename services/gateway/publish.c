@@ -44,10 +44,10 @@ kx_err gw_publish_submit(gw_app *app, const gw_request *req, const char *run_id,
                "dispatch the queued run");
         return KX_ERR_UNAVAILABLE;
     }
-    /* A core publish: the stream KX_RUN_SUBMIT captures it all the same, and no ack comes back
-     * (a JetStream publish's ack cost this gateway ~10 % of its CPU per run, and nats-server
-     * one more message; issue 12). What an ack could tell, a stream refusing the message, is
-     * what the sweep covers. */
+    /* A core publish, not stored and not acked (issue 12: a JetStream publish's ack cost this
+     * gateway ~10 % of its CPU per run, and storing the submit cost nats-server 3x a core
+     * message). A lost submit is what the scheduler's admission after each reaper tick
+     * covers. */
     kx_err err = kx_bus_publish_pb(app->svc->bus, KX_SUBJ_RUN_SUBMIT,
                                    (const ProtobufCMessage *)&msg, &meta);
     if (err != KX_OK)

@@ -1,6 +1,6 @@
 /* publish.h — what the gateway tells the bus (docs/subjects.md):
- *   RunSubmit on kx.run.submit (a core publish that the JetStream stream KX_RUN_SUBMIT stores;
- *   no ack is asked for) after a run row was committed as queued;
+ *   RunSubmit on kx.run.submit (a core publish, not stored, no ack) after a run row was
+ *   committed as queued;
  *   on a successful stop, RunControl{STOP} on kx.run.ctl.<id> (core) and the run's terminal
  *   RunEvent on kx.run.ev.<id> (JetStream).
  * Every message carries Kx-Deadline (now + KX_BUS_TIMEOUT_MS), traceparent (the request's, if it

@@ -5,15 +5,15 @@
  * NATS and catch up by itself:
  *   1. kx_db_migrate (under an advisory lock: concurrent services migrate once);
  *   2. kx_bus_ensure_streams;
- *   3. the submit consumer (submit.c).
+ *   3. the submit subscription (submit.c).
  * The heartbeat subscription, the reaper and the sweep run from the start; they skip their
  * work until the schema is migrated.
  * Ready (/readyz, kx.svc.health) = migrated, Postgres reachable at the last statement, and the
- * submit consumer bound (NATS itself is checked by kx_svc).
- * Drain (SIGTERM): stop the timers, stop consuming (the durable consumer stays; unacked
- * submits are redelivered to another replica or after restart), exit. main then waits for the
- * jobs in flight (each a few single statements, bounded by statement_timeout) before it closes
- * the database threads; submits whose admission never ran are nak'ed. */
+ * submit subscription made (NATS itself is checked by kx_svc).
+ * Drain (SIGTERM): stop the timers, unsubscribe from submits (the other replicas get them; the
+ * runs of submits that no pass served are admitted by a reaper tick, here or elsewhere), exit.
+ * main then waits for the jobs in flight (each a few single statements, bounded by
+ * statement_timeout) before it closes the database threads. */
 #include <stdio.h>
 
 #include "kx/log.h"
@@ -42,7 +42,7 @@ static int bringup_run(scheduler *s, kx_db *db)
     if (s->streams_ready && !atomic_load(&s->consumer_ready) && !atomic_load(&s->draining)) {
         if (sched_submit_subscribe(s) == KX_OK) {
             atomic_store(&s->consumer_ready, true);
-            kx_info("scheduler: consuming %s as durable consumer '%s'", KX_SUBJ_RUN_SUBMIT,
+            kx_info("scheduler: subscribed to %s (queue group '%s')", KX_SUBJ_RUN_SUBMIT,
                     KX_CONSUMER_SCHEDULER);
         }
     }
@@ -88,7 +88,7 @@ void sched_drain(kx_svc *svc, void *arg)
     sched_tick *ticks[] = {&s->bringup, &s->reaper, &s->sweep, &s->triggers};
     for (size_t i = 0; i < sizeof ticks / sizeof ticks[0]; i++)
         sched_tick_stop(ticks[i]);
-    /* while the bring-up job runs it may be binding the consumer (on its thread): main
+    /* while the bring-up job runs it may be subscribing (on its thread): main
      * unsubscribes after the database threads stopped */
     if (!s->bringup.busy && s->submit_sub != NULL) /* destroyed in main after the loop ends */
         natsSubscription_Unsubscribe(s->submit_sub);

@@ -1,7 +1,7 @@
 /* main.c — the scheduler, as a table of contents.
  *
  * Postgres (agent_runs) is the truth; the scheduler moves runs along it: queued -> dispatched
- * (submit consumer, sweep), leases kept alive by heartbeats, and running -> failed when a
+ * (submits, sweep), leases kept alive by heartbeats, and running -> failed when a
  * lease or the wall time runs out (reaper); due cron triggers become queued runs (triggers).
  * The loop never waits for Postgres: statements run on database threads (jobs.c).
  * See README.md and docs/architecture.md. */
@@ -40,10 +40,10 @@ int main(void)
         kx_svc_close(&svc);
         return 1;
     }
-    sched_bringup_start(&s);  /* lifecycle.c: migrations, streams, submit.c's consumer */
-    sched_reaper_start(&s);   /* reaper.c */
-    sched_sweep_start(&s);    /* sweep.c */
-    sched_triggers_start(&s); /* triggers.c: scheduled runs */
+    sched_bringup_start(&s);                /* lifecycle.c: migrations, streams, submit.c */
+    sched_reaper_start(&s);                 /* reaper.c */
+    sched_sweep_start(&s);                  /* sweep.c */
+    sched_triggers_start(&s);               /* triggers.c: scheduled runs */
     kx_svc_on_drain(&svc, sched_drain, &s); /* lifecycle.c */
     kx_info("scheduler: lease %lld ms, reaper every %lld ms, wall time %lld s, sweep every "
             "%lld ms",
@@ -53,7 +53,7 @@ int main(void)
     int rc = kx_svc_run(&svc);
     s.loop_over = true;                   /* completions from now on only release */
     (void)kx_db_lanes_flush(s.dbl, 3000); /* the jobs in flight end (statement_timeout bounds) */
-    kx_db_lanes_free(s.dbl);              /* queued ones are failed: their submits nak'ed */
+    kx_db_lanes_free(s.dbl);              /* queued ones are failed */
     sched_admit_free(&s);                 /* admit.c: submits still waiting for a pass */
     if (s.submit_sub != NULL) {           /* a second unsubscribe after the drain's is harmless */
         natsSubscription_Unsubscribe(s.submit_sub);

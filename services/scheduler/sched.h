@@ -14,9 +14,9 @@
  *   sched_config.c  settings (docs/operations.md, "scheduler")
  *   jobs.c          the database threads, and the ticks (timer -> job -> completion)
  *   store.c         every SQL statement, and whether Postgres is reachable
- *   lifecycle.c     bring-up (migrations, streams, consumer — retried until done),
+ *   lifecycle.c     bring-up (migrations, streams, submit subscription — retried until done),
  *                   readiness, SIGTERM drain
- *   submit.c        the JetStream consumer "scheduler" on kx.run.submit
+ *   submit.c        kx.run.submit (core, queue group "scheduler") -> an admission pass
  *   admit.c         admission: per-account limits, one run per thread, fairness
  *   dispatch.c      publishing kx.v1.RunDispatch
  *   heartbeat.c     kx.run.hb requests -> renew the runner's one lease row; answer with the

@@ -7,10 +7,17 @@
  * modes alternate `rounds` times, each on a fresh nats-server. Figures per event: this
  * process's CPU (publisher, cnats' threads, acks) and nats-server's (from /proc), plus
  * nats-server's read system calls (/proc/<pid>/io): a read is a wake-up.
+ *
+ * Then the same for kx.run.submit (issue 12): a submit stored as before (a core publish into
+ * the work queue KX_RUN_SUBMIT, delivered by the durable push consumer "scheduler" to a queue
+ * subscriber that acks it) against a core one (a queue subscription, now), one submit every
+ * `every_ms` / `burst` ms, each mode on a fresh nats-server: per submit, nats-server's CPU,
+ * this process's (both clients) and nats-server's reads.
  * Usage: bench_evpub [burst] [every_ms] [secs] [rounds] (default 4 2 3 2). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -133,6 +140,138 @@ static bool one(bool own, int burst, int64_t every_ms, int secs, result *out)
     return ok;
 }
 
+/* ---- kx.run.submit: stored (before issue 12) against core ---- */
+
+static void on_submit(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *arg)
+{
+    (void)nc;
+    (void)sub;
+    atomic_long *got = arg;
+    if (natsMsg_GetReply(msg) != NULL && strncmp(natsMsg_GetReply(msg), "$JS.ACK.", 8) == 0)
+        natsMsg_Ack(msg, NULL); /* the scheduler's ack of a stored submit */
+    natsMsg_Destroy(msg);
+    atomic_fetch_add(got, 1);
+}
+
+/* The stream and durable consumer the scheduler had before issue 12, and its subscription. */
+static bool stored_submits(kx_bus *bus, atomic_long *got, natsSubscription **sub)
+{
+    if (kx_th_old_submit_stream(bus) != KX_OK)
+        return false;
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = KX_CONSUMER_SCHEDULER;
+    cc.DeliverSubject = "kx.sched.submit.deliver";
+    cc.DeliverGroup = KX_CONSUMER_SCHEDULER;
+    cc.AckPolicy = js_AckExplicit;
+    cc.AckWait = (int64_t)30 * 1000000000;
+    cc.FilterSubject = KX_SUBJ_RUN_SUBMIT;
+    cc.MaxAckPending = 1000;
+    if (kx_bus_ensure_consumer(bus, KX_STREAM_SUBMIT, &cc) != KX_OK)
+        return false;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = KX_STREAM_SUBMIT;
+    so.Consumer = KX_CONSUMER_SCHEDULER;
+    so.Queue = KX_CONSUMER_SCHEDULER;
+    so.ManualAck = true;
+    return js_Subscribe(sub, kx_bus_js(bus), KX_SUBJ_RUN_SUBMIT, on_submit, got, NULL, &so,
+                        NULL) == NATS_OK;
+}
+
+static bool one_submit(bool stored, int every_us, int secs, result *out)
+{
+    char *dir = kx_th_tmpdir("kx-bench-submit");
+    kx_th_nats nats;
+    kx_bus *gw = NULL, *sched = NULL;
+    natsSubscription *sub = NULL;
+    atomic_long got = 0;
+    bool ok = kx_th_nats_start(dir, &nats) == KX_OK;
+    ok = ok && kx_bus_connect(nats.url, "bench-gateway", &gw) == KX_OK &&
+        kx_bus_connect(nats.url, "bench-scheduler", &sched) == KX_OK;
+    for (int i = 0; ok && i < 250 && !(kx_bus_connected(gw) && kx_bus_connected(sched)); i++)
+        usleep(20000);
+    if (ok && stored)
+        ok = stored_submits(sched, &got, &sub);
+    else if (ok)
+        ok = natsConnection_QueueSubscribe(&sub, kx_bus_conn(sched), KX_SUBJ_RUN_SUBMIT,
+                                           KX_CONSUMER_SCHEDULER, on_submit, &got) == NATS_OK;
+    ok = ok && natsConnection_Flush(kx_bus_conn(sched)) == NATS_OK;
+    if (ok) {
+        char body[120]; /* a RunSubmit is ~120 bytes with its ids */
+        memset(body, 'r', sizeof body);
+        kx_bus_meta meta;
+        kx_bus_meta_init(&meta, kx_deadline_in(60000), "00000000-0000-4000-8000-000000000001");
+        double s0 = self_cpu_ms(), n0 = proc_cpu_ms(nats.pid);
+        long r0 = proc_syscr(nats.pid), sent = 0;
+        int64_t until = kx_mono_ms() + (int64_t)secs * 1000;
+        while (kx_mono_ms() < until) {
+            if (kx_bus_publish(gw, KX_SUBJ_RUN_SUBMIT, body, sizeof body, &meta) == KX_OK)
+                sent++;
+            usleep((useconds_t)every_us);
+        }
+        for (int i = 0; i < 300 && atomic_load(&got) < sent; i++)
+            usleep(10000);
+        out->events = atomic_load(&got);
+        ok = out->events == sent;
+        out->self_us = (self_cpu_ms() - s0) * 1e3 / (double)sent;
+        out->nats_us = (proc_cpu_ms(nats.pid) - n0) * 1e3 / (double)sent;
+        out->reads = (double)(proc_syscr(nats.pid) - r0) / (double)sent;
+    }
+    natsSubscription_Destroy(sub);
+    kx_bus_close(gw, 1000);
+    kx_bus_close(sched, 1000);
+    kx_th_nats_stop(&nats);
+    kx_th_rmrf(dir);
+    free(dir);
+    return ok;
+}
+
+/* Runs mode 0 (the baseline) and mode 1 alternately `rounds` times and prints each and the
+ * means; `unit` names what a figure is per. 1 if a round could not run. */
+typedef bool (*mode_fn)(int mode, const void *ctx, result *out);
+static int compare(int rounds, mode_fn run, const void *ctx, const char *const label[2],
+                   const char *unit, const char *ratio)
+{
+    double sum[2][3] = {{0}};
+    for (int r = 0; r < rounds; r++) {
+        for (int m = 0; m < 2; m++) {
+            result x = {0};
+            if (!run(m, ctx, &x)) {
+                fprintf(stderr, "bench_evpub: %s: setup failed or messages lost\n", unit);
+                return 1;
+            }
+            printf("  %-36s %7ld %ss  self %6.1f us  nats-server %6.1f us  %.2f reads\n", label[m],
+                   x.events, unit, x.self_us, x.nats_us, x.reads);
+            sum[m][0] += x.self_us;
+            sum[m][1] += x.nats_us;
+            sum[m][2] += x.reads;
+        }
+    }
+    printf("  means: %s: self %.1f / %.1f us (%.2fx), nats-server %.1f / %.1f us (%.2fx), reads "
+           "%.2f / %.2f per %s\n",
+           ratio, sum[1][0] / rounds, sum[0][0] / rounds, sum[1][0] / sum[0][0],
+           sum[1][1] / rounds, sum[0][1] / rounds, sum[1][1] / sum[0][1], sum[1][2] / rounds,
+           sum[0][2] / rounds, unit);
+    return 0;
+}
+
+typedef struct pacing {
+    int burst, every_ms, every_us, secs;
+} pacing;
+
+static bool events_mode(int mode, const void *ctx, result *out)
+{
+    const pacing *p = ctx;
+    return one(mode == 1, p->burst, p->every_ms, p->secs, out);
+}
+
+static bool submits_mode(int mode, const void *ctx, result *out)
+{
+    const pacing *p = ctx;
+    return one_submit(mode == 0, p->every_us, p->secs, out);
+}
+
 static int arg_int(int argc, char **argv, int i, int def)
 {
     return argc > i ? (int)strtol(argv[i], NULL, 10) : def;
@@ -150,27 +289,16 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_evpub [burst >= 1] [every_ms >= 1] [secs] [rounds]\n");
         return 2;
     }
+    pacing p = {burst, every, every * 1000 / burst, secs};
     printf("run events: %d every %d ms (%.0f/s) for %d s, ~1.1 KB each, per event:\n", burst,
            every, burst * 1000.0 / every, secs);
-    double sum[2][3] = {{0}};
-    for (int r = 0; r < rounds; r++) {
-        for (int m = 0; m < 2; m++) {
-            result x = {0};
-            if (!one(m == 1, burst, every, secs, &x)) {
-                fprintf(stderr, "bench_evpub: setup failed\n");
-                return 1;
-            }
-            printf("  %-36s %7ld events  self %6.1f us  nats-server %6.1f us  %.2f reads\n",
-                   m == 1 ? "own connection, buffered" : "runner's connection, SendAsap (base)",
-                   x.events, x.self_us, x.nats_us, x.reads);
-            sum[m][0] += x.self_us;
-            sum[m][1] += x.nats_us;
-            sum[m][2] += x.reads;
-        }
-    }
-    printf("  means: buffered / SendAsap: self %.1f / %.1f us (%.2fx), nats-server %.1f / %.1f us "
-           "(%.2fx), reads %.2f / %.2f per event\n",
-           sum[1][0] / rounds, sum[0][0] / rounds, sum[1][0] / sum[0][0], sum[1][1] / rounds,
-           sum[0][1] / rounds, sum[1][1] / sum[0][1], sum[1][2] / rounds, sum[0][2] / rounds);
-    return 0;
+    const char *const ev_label[2] = {"runner's connection, SendAsap (base)",
+                                     "own connection, buffered"};
+    if (compare(rounds, events_mode, &p, ev_label, "event", "buffered / SendAsap") != 0)
+        return 1;
+    printf("kx.run.submit: one every %d us (%.0f/s) for %d s, per submit:\n", p.every_us,
+           1e6 / p.every_us, secs);
+    const char *const sub_label[2] = {"stored: work queue + ack (base)",
+                                      "core: queue subscription"};
+    return compare(rounds, submits_mode, &p, sub_label, "submit", "core / stored");
 }

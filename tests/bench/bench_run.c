@@ -1203,7 +1203,7 @@ static const run_row *find_row(const run_row *rows, int n, const char *id)
  *   client -> gateway       1 HTTP request (POST), its SSE answer rides the stream opened
  *                           meanwhile (off the critical path)
  *   gateway                 1 commit (project, thread, message, run in one statement)
- *                           + 1 JetStream publish + ack (kx.run.submit)
+ *                           + 1 core publish (kx.run.submit, not stored)
  *   -> scheduler            1 one-way NATS leg; 1 commit (dispatched_at) + 1 JetStream ack
  *   -> agent-runner         1 one-way NATS leg (pull fetch); 1 commit (claim)
  *   per turn                1 SELECT (context), the turn's message inserts (one commit each),

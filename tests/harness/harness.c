@@ -577,6 +577,27 @@ void kx_th_nats_stop(kx_th_nats *n)
     kx_th_rmrf(n->dir);
 }
 
+kx_err kx_th_old_submit_stream(kx_bus *bus)
+{
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    const char *subjects[1] = {KX_SUBJ_RUN_SUBMIT};
+    cfg.Name = KX_STREAM_SUBMIT;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Retention = js_WorkQueuePolicy;
+    cfg.Storage = js_FileStorage;
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus st = js_AddStream(&si, kx_bus_js(bus), &cfg, NULL, &jerr);
+    jsStreamInfo_Destroy(si);
+    if (st == NATS_OK || jerr == JSStreamNameExistErr)
+        return KX_OK;
+    th_log("cannot create %s: %s (JetStream error %d)", KX_STREAM_SUBMIT, natsStatus_GetText(st),
+           (int)jerr);
+    return KX_ERR_UNAVAILABLE;
+}
+
 /* ---- PostgreSQL ----------------------------------------------------------------------- */
 
 /* The directory of the PostgreSQL binaries, from `pg_config --bindir` (they are not on PATH

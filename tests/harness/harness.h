@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "kx/bus.h"
 #include "kx/err.h"
 
 /* A new temp dir /tmp/<prefix>-XXXXXX, mode 0755 (so the postgres user can enter it). malloc'd. */
@@ -78,6 +79,10 @@ typedef struct kx_th_nats {
 } kx_th_nats;
 kx_err kx_th_nats_start(const char *tmpdir, kx_th_nats *out); /* JetStream on */
 void kx_th_nats_stop(kx_th_nats *n);
+/* Creates the stream KX_RUN_SUBMIT as versions before issue 12 had it (a file work queue on
+ * kx.run.submit; kx.run.submit is core now): for the tests of its retirement and the bench
+ * that compares both. An existing one is fine. */
+kx_err kx_th_old_submit_stream(kx_bus *bus);
 
 typedef struct kx_th_pg {
     uint16_t port;

@@ -221,6 +221,12 @@ static void test_initiate_creates_rows_and_submits(void **state)
     const char *pairs[] = {
         "prompt",           prompt, "model_name", "gpt-4o-mini", "enable_thinking", "true",
         "reasoning_effort", "high", NULL}; /* agent_id: test_gateway_resources.c */
+    /* kx.run.submit is a core subject (no stream stores it): listen before the POST */
+    natsSubscription *submits = NULL;
+    assert_int_equal(natsConnection_SubscribeSync(&submits, kx_bus_conn(g_bus),
+                                                  KX_SUBJ_RUN_SUBMIT),
+                     NATS_OK);
+    assert_int_equal(natsConnection_Flush(kx_bus_conn(g_bus)), NATS_OK);
     long status = 0;
     json_t *v = post_form(token, true, pairs, &status);
     assert_int_equal(status, 200);
@@ -252,11 +258,10 @@ static void test_initiate_creates_rows_and_submits(void **state)
     assert_string_equal(row, expect_row);
     free(row);
 
-    /* RunSubmit is on kx.run.submit (nobody consumes it here) with the three headers */
+    /* RunSubmit is on kx.run.submit (no scheduler here) with the three headers */
     natsMsg *m = NULL;
-    assert_int_equal(js_GetLastMsg(&m, kx_bus_js(g_bus), KX_STREAM_SUBMIT, KX_SUBJ_RUN_SUBMIT,
-                                   NULL, NULL),
-                     NATS_OK);
+    assert_int_equal(natsSubscription_NextMsg(&m, submits, 5000), NATS_OK);
+    natsSubscription_Destroy(submits);
     Kx__V1__RunSubmit *sub = kx_pb_unpack(&kx__v1__run_submit__descriptor, natsMsg_GetData(m),
                                           (size_t)natsMsg_GetDataLength(m));
     assert_non_null(sub);

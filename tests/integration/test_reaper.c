@@ -10,8 +10,10 @@
  *     the new epoch and a new dispatch; and a run past its wall time fails;
  *   - the sweep dispatches queued runs nobody dispatched, and ones whose dispatch was lost,
  *     but not ones whose dispatch still waits in the stream;
- *   - with Postgres down, a submit is retried and dispatched once Postgres is back;
- *   - SIGTERM: the scheduler exits 0 and its durable consumer stays. */
+ *   - with Postgres down, a submit's run is dispatched once Postgres is back (admission
+ *     after a reaper tick);
+ *   - a submit made while no scheduler runs (kx.run.submit is core: lost) still has its run
+ *     dispatched by the next scheduler; no KX_RUN_SUBMIT stream exists. */
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <setjmp.h>
@@ -245,7 +247,9 @@ static void submit(const char *run_id)
     rs.submitted_at_ms = kx_now_ms();
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, kx_deadline_in(5000), g_account);
-    assert_int_equal(kx_bus_js_publish_pb(g_bus, KX_SUBJ_RUN_SUBMIT, &rs.base, &meta), KX_OK);
+    /* a core publish, as the gateway's (kx.run.submit is not stored: issue 12) */
+    assert_int_equal(kx_bus_publish_pb(g_bus, KX_SUBJ_RUN_SUBMIT, &rs.base, &meta), KX_OK);
+    assert_int_equal(natsConnection_Flush(kx_bus_conn(g_bus)), NATS_OK);
 }
 
 /* Removes and returns the seen dispatch for run_id, or NULL. */
@@ -353,12 +357,12 @@ static void test_submit_dispatches_queued_run(void **state)
     sql("UPDATE agent_runs SET status = 'completed', lease_expires_at = NULL WHERE id = '%s'",
         run);
 
-    /* An invalid submit is dropped (terminated) without harming the consumer. */
+    /* An invalid submit is dropped without harming the subscription. */
     Kx__V1__RunSubmit rs = KX__V1__RUN_SUBMIT__INIT;
     rs.run_id = "not-a-uuid";
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, kx_deadline_in(5000), g_account);
-    assert_int_equal(kx_bus_js_publish_pb(g_bus, KX_SUBJ_RUN_SUBMIT, &rs.base, &meta), KX_OK);
+    assert_int_equal(kx_bus_publish_pb(g_bus, KX_SUBJ_RUN_SUBMIT, &rs.base, &meta), KX_OK);
     insert_run(run, "", "");
     submit(run);
     d = wait_dispatch(run, 3000);
@@ -642,16 +646,17 @@ static void test_sweep_redispatches(void **state)
 static void test_submit_while_postgres_down(void **state)
 {
     char run[KX_UUID_LEN + 1];
-    /* created "in the future" so that the sweep leaves it alone: only the submit's retry
-     * can dispatch it */
+    /* created "in the future" so that the sweep leaves it alone: only admission can
+     * dispatch it */
     insert_run(run, "created_at", "now() + interval '1 hour'");
     PQfinish(g_db);
     g_db = NULL;
     assert_int_equal(kx_th_pg_down(&g_pg), KX_OK);
     submit(run);
-    usleep(1500 * 1000); /* the scheduler naks it (retry in 1 s) ... */
+    usleep(1500 * 1000); /* the submit's admission pass fails ... */
     assert_int_equal(kx_th_pg_up(&g_pg), KX_OK);
-    Kx__V1__RunDispatch *d = wait_dispatch(run, 8000); /* ... and dispatches it after */
+    /* ... and the admission after a reaper tick dispatches it */
+    Kx__V1__RunDispatch *d = wait_dispatch(run, 8000);
     assert_non_null(d);
     kx_pb_free(d);
     g_db = PQconnectdb(g_pg.url);
@@ -771,17 +776,36 @@ static void test_a_burst_of_submits_shares_admission_passes(void **state)
     assert_true(passes <= 100);
 }
 
-static void test_sigterm_keeps_durable_consumer(void **state)
+/* kx.run.submit is core (issue 12): a submit made while no scheduler runs reaches nobody, and
+ * the run is admitted anyway by the next scheduler's first reaper tick (the row is the truth);
+ * the retired KX_RUN_SUBMIT stream is not there to pile submits up. */
+static void test_submit_lost_while_no_scheduler_still_dispatched(void **state)
 {
-    assert_int_equal(kx_th_kill(g_sched), 0);
+    assert_int_equal(kx_th_kill(g_sched), 0); /* SIGTERM: drains */
     g_sched = 0;
-    jsConsumerInfo *ci = NULL;
-    assert_int_equal(js_GetConsumerInfo(&ci, kx_bus_js(g_bus), KX_STREAM_SUBMIT,
-                                        KX_CONSUMER_SCHEDULER, NULL, NULL),
-                     NATS_OK);
-    assert_non_null(ci);
-    assert_string_equal(ci->Config->DeliverGroup, KX_CONSUMER_SCHEDULER);
-    jsConsumerInfo_Destroy(ci);
+    char run[KX_UUID_LEN + 1];
+    insert_run(run, "", "");
+    submit(run); /* nobody subscribed: lost */
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    natsStatus st = js_GetStreamInfo(&si, kx_bus_js(g_bus), KX_STREAM_SUBMIT, NULL, &jerr);
+    assert_true(st == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr);
+    jsStreamInfo_Destroy(si);
+    g_sched = start_scheduler();
+    assert_true(g_sched != 0);
+    /* dispatched_at, not the message: the earlier burst's dispatches fill the queue first */
+    int64_t give_up = kx_mono_ms() + 8000;
+    char v[32] = "";
+    for (;;) {
+        sql_value(v, sizeof v,
+                  "SELECT count(*) FROM agent_runs WHERE id = '%s' AND dispatched_at IS NOT NULL",
+                  run);
+        if (strcmp(v, "1") == 0 || kx_mono_ms() > give_up)
+            break;
+        usleep(50 * 1000);
+    }
+    assert_string_equal(v, "1");
+    sql("UPDATE agent_runs SET status = 'stopped' WHERE id = '%s'", run);
 }
 
 int main(void)
@@ -794,7 +818,7 @@ int main(void)
         cmocka_unit_test(test_submit_while_postgres_down),
         cmocka_unit_test(test_reaper_moves_more_than_a_batch_in_one_tick),
         cmocka_unit_test(test_a_burst_of_submits_shares_admission_passes),
-        cmocka_unit_test(test_sigterm_keeps_durable_consumer),
+        cmocka_unit_test(test_submit_lost_while_no_scheduler_still_dispatched),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

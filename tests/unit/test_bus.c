@@ -541,10 +541,9 @@ static void test_streams_idempotent_and_configured(void **state)
     struct {
         const char *name, *subject;
         jsRetentionPolicy retention;
-    } want[] = {{KX_STREAM_SUBMIT, "kx.run.submit", js_WorkQueuePolicy},
-                {KX_STREAM_DISPATCH, "kx.run.dispatch", js_WorkQueuePolicy},
+    } want[] = {{KX_STREAM_DISPATCH, "kx.run.dispatch", js_WorkQueuePolicy},
                 {KX_STREAM_EVENTS, "kx.run.ev.>", js_LimitsPolicy}};
-    for (size_t i = 0; i < 3; i++) {
+    for (size_t i = 0; i < 2; i++) {
         jsStreamInfo *si = NULL;
         jsErrCode jerr = 0;
         assert_int_equal(js_GetStreamInfo(&si, kx_bus_js(bus), want[i].name, NULL, &jerr),
@@ -553,10 +552,44 @@ static void test_streams_idempotent_and_configured(void **state)
         assert_string_equal(si->Config->Subjects[0], want[i].subject);
         assert_int_equal(si->Config->Retention, want[i].retention);
         assert_int_equal(si->Config->Storage, js_FileStorage);
-        if (i == 2)
+        if (i == 1)
             assert_true(si->Config->MaxAge == (int64_t)24 * 3600 * 1000000000);
         jsStreamInfo_Destroy(si);
     }
+    kx_bus_close(bus, 1000);
+}
+
+/* kx.run.submit is core (issue 12): no stream stores it, and a KX_RUN_SUBMIT work queue left
+ * by an older version (which would keep capturing the submits, consumed by nobody) is deleted
+ * by kx_bus_ensure_streams. A core subscriber in the scheduler's queue group gets a submit. */
+static void test_streams_retire_submit(void **state)
+{
+    kx_bus *bus = connect_or_fail("test-streams-retire");
+    assert_int_equal(kx_th_old_submit_stream(bus), KX_OK);
+    jsStreamInfo *si = NULL;
+    jsErrCode jerr = 0;
+    assert_int_equal(js_GetStreamInfo(&si, kx_bus_js(bus), KX_STREAM_SUBMIT, NULL, &jerr),
+                     NATS_OK);
+    jsStreamInfo_Destroy(si);
+    si = NULL;
+
+    assert_int_equal(kx_bus_ensure_streams(bus), KX_OK);
+    jerr = 0;
+    natsStatus st = js_GetStreamInfo(&si, kx_bus_js(bus), KX_STREAM_SUBMIT, NULL, &jerr);
+    assert_true(st == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr);
+    jsStreamInfo_Destroy(si);
+    assert_int_equal(kx_bus_ensure_streams(bus), KX_OK); /* gone already: still fine */
+
+    natsSubscription *sub = NULL;
+    assert_int_equal(natsConnection_QueueSubscribeSync(&sub, kx_bus_conn(bus), KX_SUBJ_RUN_SUBMIT,
+                                                       KX_CONSUMER_SCHEDULER),
+                     NATS_OK);
+    assert_int_equal(natsConnection_Flush(kx_bus_conn(bus)), NATS_OK);
+    assert_int_equal(kx_bus_publish(bus, KX_SUBJ_RUN_SUBMIT, "x", 1, NULL), KX_OK);
+    natsMsg *m = NULL;
+    assert_int_equal(natsSubscription_NextMsg(&m, sub, 3000), NATS_OK);
+    natsMsg_Destroy(m);
+    natsSubscription_Destroy(sub);
     kx_bus_close(bus, 1000);
 }
 
@@ -992,6 +1025,7 @@ int main(void)
         cmocka_unit_test(test_async_many),
         cmocka_unit_test(test_subscribe_loop),
         cmocka_unit_test(test_streams_idempotent_and_configured),
+        cmocka_unit_test(test_streams_retire_submit),
         cmocka_unit_test(test_js_publish_read_back),
         cmocka_unit_test(test_js_publish_many),
         cmocka_unit_test(test_js_publish_many_ack_timeout),

@@ -57,10 +57,12 @@
 #define KX_SUBJ_MCP_AGENT_TOOLS "kx.mcp.agent_tools"
 #define KX_SUBJ_HEALTH_PREFIX "kx.svc.health." /* + service name */
 
-#define KX_STREAM_SUBMIT "KX_RUN_SUBMIT"     /* work queue, subject kx.run.submit */
+/* Retired: kx.run.submit was stored there until issue 12 (now core); kx_bus_ensure_streams
+ * deletes a KX_RUN_SUBMIT left by an older version, so that nothing piles up in it. */
+#define KX_STREAM_SUBMIT "KX_RUN_SUBMIT"
 #define KX_STREAM_DISPATCH "KX_RUN_DISPATCH" /* work queue, subject kx.run.dispatch */
 #define KX_STREAM_EVENTS "KX_RUN_EVENTS"     /* limits, kx.run.ev.>, max age 24 h, direct gets */
-#define KX_CONSUMER_SCHEDULER "scheduler"    /* durable on KX_RUN_SUBMIT */
+#define KX_CONSUMER_SCHEDULER "scheduler"    /* queue group on kx.run.submit, kx.run.hb */
 #define KX_CONSUMER_RUNNERS "agent-runners"  /* durable pull consumer on KX_RUN_DISPATCH */
 
 typedef struct kx_bus kx_bus;
@@ -97,7 +99,8 @@ jsCtx *kx_bus_js(kx_bus *bus);
  * KX_ERR_UNAVAILABLE, anything else -> KX_ERR_IO. Logs nothing. */
 kx_err kx_bus_status_err(natsStatus s);
 
-/* Creates the three JetStream streams if missing (idempotent; replicas may race). */
+/* Creates the JetStream streams KX_RUN_DISPATCH and KX_RUN_EVENTS if missing, and deletes the
+ * retired KX_RUN_SUBMIT if an older version left it (idempotent; replicas may race). */
 kx_err kx_bus_ensure_streams(kx_bus *bus);
 /* Creates the durable consumer cc->Durable on stream if it is missing; an existing one (made
  * by a replica, or by an older version with another configuration) is used as it is.
