@@ -67,7 +67,9 @@ static void test_fork_child_does_not_repeat_the_parent(void **state)
     assert_string_not_equal(first, child_next);
 }
 
-enum { PER_THREAD = 200 };
+enum {
+    PER_THREAD = 200
+};
 
 static void *make_ids(void *arg)
 {
