@@ -11,16 +11,20 @@
 #include "kx/time.h"
 
 /* The inner texts (a row's content and metadata printed before they are escaped into the
- * row) are printed into one buffer per thread, kept between events: an event costs one
- * allocation (its own text, grown by doubling), not a jansson tree and three copies. A buffer
- * grown past SCRATCH_KEEP by a large row is let go after it. */
+ * row) and the row itself are printed into two buffers per thread, kept between events: an
+ * event costs one allocation of its exact size (the row's copy handed to the caller), not a
+ * jansson tree and three copies, nor a chain of reallocations as the row grows. A buffer grown
+ * past SCRATCH_KEEP by a large row is let go after it. */
 #define SCRATCH_KEEP (256u * 1024u)
 static _Thread_local kx_buf scratch;
+static _Thread_local kx_buf rowbuf;
 
 static void scratch_done(void)
 {
     if (scratch.cap > SCRATCH_KEEP)
         kx_buf_free(&scratch);
+    if (rowbuf.cap > SCRATCH_KEEP)
+        kx_buf_free(&rowbuf);
 }
 
 /* Appends the Python text of v as a JSON string literal (the "content": "<text>" form). */
@@ -47,6 +51,20 @@ static char *finish(kx_buf *b)
     return kx_buf_take(b);
 }
 
+/* A malloc'd copy of the row buffer's text (b stays, cleared, for the next row); NULL when
+ * anything ran out of memory. */
+static char *finish_row(kx_buf *b)
+{
+    char *out = b->oom ? NULL : malloc(b->len + 1);
+    if (out != NULL) {
+        memcpy(out, b->s, b->len);
+        out[b->len] = '\0';
+    }
+    kx_buf_clear(b);
+    scratch_done();
+    return out;
+}
+
 /* The row's JSON text for these content and metadata (see events_row_json); *len its length.
  * Written directly (no jansson tree), byte for byte what json_pack + kx_json_dumps_py made. */
 static char *row_text(const char *message_id, const char *thread_id, const char *type, bool is_llm,
@@ -56,27 +74,28 @@ static char *row_text(const char *message_id, const char *thread_id, const char 
     if (message_id == NULL || thread_id == NULL || type == NULL || content == NULL ||
         metadata == NULL || created_at == NULL || updated_at == NULL)
         return NULL;
-    kx_buf b = KX_BUF_INIT;
-    kx_buf_reserve(&b, 512);
-    kx_buf_str(&b, "{\"message_id\": ");
-    put_str(&b, message_id);
-    kx_buf_str(&b, ", \"thread_id\": ");
-    put_str(&b, thread_id);
-    kx_buf_str(&b, ", \"type\": ");
-    put_str(&b, type);
-    kx_buf_str(&b,
+    kx_buf *b = &rowbuf;
+    kx_buf_clear(b);
+    kx_buf_reserve(b, 512);
+    kx_buf_str(b, "{\"message_id\": ");
+    put_str(b, message_id);
+    kx_buf_str(b, ", \"thread_id\": ");
+    put_str(b, thread_id);
+    kx_buf_str(b, ", \"type\": ");
+    put_str(b, type);
+    kx_buf_str(b,
                is_llm ? ", \"is_llm_message\": true, \"content\": "
                       : ", \"is_llm_message\": false, \"content\": ");
-    put_text_of(&b, content);
-    kx_buf_str(&b, ", \"metadata\": ");
-    put_text_of(&b, metadata);
-    kx_buf_str(&b, ", \"created_at\": ");
-    put_str(&b, created_at);
-    kx_buf_str(&b, ", \"updated_at\": ");
-    put_str(&b, updated_at);
-    kx_buf_add(&b, "}", 1);
-    *len = b.len;
-    return finish(&b);
+    put_text_of(b, content);
+    kx_buf_str(b, ", \"metadata\": ");
+    put_text_of(b, metadata);
+    kx_buf_str(b, ", \"created_at\": ");
+    put_str(b, created_at);
+    kx_buf_str(b, ", \"updated_at\": ");
+    put_str(b, updated_at);
+    kx_buf_add(b, "}", 1);
+    *len = b->len;
+    return finish_row(b);
 }
 
 /* Where a cut starts or ends: the largest n <= want on a UTF-8 boundary of s. */

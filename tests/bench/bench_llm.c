@@ -5,10 +5,14 @@
  *     llm_stream_scan.c) vs llm_stream_feed_tree (a jansson tree per chunk, as before);
  *   - the request: the OpenAI body of the harness's sample run (sample_run.h) with its tools'
  *     text spliced in, written straight into one buffer (llm_openai.c) vs printed from a
- *     jansson tree of the head, as before.
+ *     jansson tree of the head, as before;
+ *   - the easy handle of an attempt: taken from the client's pool of reset handles (llm.c)
+ *     vs curl_easy_init + curl_easy_cleanup per attempt, as before; both set the attempt's
+ *     options (no transfer: the receive buffer a transfer allocates is not counted).
  * Usage: bench_llm [iterations] (default 20000). Single thread, in-process; the figures are the
  * thread's CPU time per call (CLOCK_THREAD_CPUTIME_ID), steadier than wall time on a shared
  * machine. */
+#include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,6 +113,60 @@ static char *body_before(const llm_route *rt, const char *system, const char *to
     return kx_buf_take(&b);
 }
 
+static size_t sink(char *p, size_t size, size_t nmemb, void *arg)
+{
+    (void)p;
+    (void)arg;
+    return size * nmemb;
+}
+
+/* The options start_attempt (llm.c) sets on an attempt's handle. */
+static void attempt_opts(CURL *e, struct curl_slist *headers, const char *body, char *errbuf)
+{
+    curl_easy_setopt(e, CURLOPT_URL, "http://127.0.0.1:8090/v1/chat/completions");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers);
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(body));
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, NULL);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "kortix-agent-runner/bench");
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, sink);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, NULL);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+}
+
+/* CPU per attempt of its easy handle: a new one each time vs one kept and reset. */
+static void time_easy(long n)
+{
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    h = curl_slist_append(h, "Authorization: Bearer x");
+    const char *body = "{\"model\":\"kortix/basic\",\"stream\":true}";
+    char errbuf[CURL_ERROR_SIZE];
+    double t0 = cpu_us();
+    for (long k = 0; k < n; k++) {
+        CURL *e = curl_easy_init();
+        attempt_opts(e, h, body, errbuf);
+        curl_easy_cleanup(e);
+    }
+    double b = (cpu_us() - t0) / (double)n;
+    CURL *kept = curl_easy_init();
+    t0 = cpu_us();
+    for (long k = 0; k < n; k++) {
+        attempt_opts(kept, h, body, errbuf);
+        curl_easy_reset(kept);
+    }
+    double o = (cpu_us() - t0) / (double)n;
+    curl_easy_cleanup(kept);
+    curl_slist_free_all(h);
+    printf("  %-48s %9s   new  %7.2f us CPU   reset  %7.2f us CPU   %.2f x\n",
+           "easy handle: one attempt's", "", b, o, o > 0 ? b / o : 0);
+}
+
 int main(int argc, char **argv)
 {
     long n = argc > 1 ? strtol(argv[1], NULL, 10) : 20000;
@@ -158,5 +216,8 @@ int main(int argc, char **argv)
     free(tools_text);
     json_decref(tools);
     json_decref(messages);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    time_easy(n);
+    curl_global_cleanup();
     return 0;
 }

@@ -1,10 +1,13 @@
-/* test_uuid.c — v4 UUID generation (format, version and variant bits, uniqueness) and strict
- * validation. */
+/* test_uuid.c — v4 UUID generation (format, version and variant bits, uniqueness, across
+ * threads and a fork) and strict validation. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -30,6 +33,66 @@ static void test_new_is_valid_v4_and_unique(void **state)
             assert_string_not_equal(ids[i], ids[j]);
 }
 
+/* The random bytes come from a pool per thread: a forked child must not make the ids its parent
+ * makes next from the same pool. */
+static void test_fork_child_does_not_repeat_the_parent(void **state)
+{
+    (void)state;
+    char first[KX_UUID_LEN + 1], parent_next[KX_UUID_LEN + 1], child_next[KX_UUID_LEN + 1];
+    kx_uuid_new(first); /* the pool now holds the bytes of the next ids */
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char id[KX_UUID_LEN + 1];
+        kx_uuid_new(id);
+        _exit(write(fds[1], id, KX_UUID_LEN) == KX_UUID_LEN ? 0 : 1);
+    }
+    close(fds[1]);
+    kx_uuid_new(parent_next);
+    memset(child_next, 0, sizeof child_next);
+    size_t got = 0;
+    while (got < KX_UUID_LEN) {
+        ssize_t n = read(fds[0], child_next + got, KX_UUID_LEN - got);
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    close(fds[0]);
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_true(kx_uuid_valid(child_next));
+    assert_string_not_equal(parent_next, child_next);
+    assert_string_not_equal(first, child_next);
+}
+
+enum {
+    PER_THREAD = 200
+};
+
+static void *make_ids(void *arg)
+{
+    char(*ids)[KX_UUID_LEN + 1] = arg;
+    for (int i = 0; i < PER_THREAD; i++)
+        kx_uuid_new(ids[i]);
+    return NULL;
+}
+
+static void test_threads_make_different_ids(void **state)
+{
+    (void)state;
+    static char ids[2][PER_THREAD][KX_UUID_LEN + 1];
+    pthread_t t[2];
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(pthread_create(&t[k], NULL, make_ids, ids[k]), 0);
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(pthread_join(t[k], NULL), 0);
+    for (int i = 0; i < PER_THREAD; i++)
+        for (int j = 0; j < PER_THREAD; j++)
+            assert_string_not_equal(ids[0][i], ids[1][j]);
+}
+
 static void test_valid(void **state)
 {
     assert_true(kx_uuid_valid("123e4567-e89b-12d3-a456-426614174000"));
@@ -48,6 +111,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_new_is_valid_v4_and_unique),
+        cmocka_unit_test(test_fork_child_does_not_repeat_the_parent),
+        cmocka_unit_test(test_threads_make_different_ids),
         cmocka_unit_test(test_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
