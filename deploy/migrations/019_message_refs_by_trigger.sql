@@ -34,7 +34,9 @@
 -- deleted or refused (the inserter's FOR KEY SHARE makes the delete wait for it). One
 -- difference: a hard DELETE of a thread in REPEATABLE READ or SERIALIZABLE no longer fails on a
 -- message committed after its snapshot (a foreign key's cascade used a fresh snapshot and
--- raised a serialization failure); no service deletes threads.
+-- raised a serialization failure); no service deletes threads. And the checks run with the
+-- writer's privileges (a foreign key's run as the table's owner): the services connect as the
+-- schema's owner.
 
 ALTER TABLE messages DROP CONSTRAINT messages_thread_id_fkey;
 ALTER TABLE messages DROP CONSTRAINT messages_agent_id_fkey;
