@@ -136,8 +136,9 @@ static void finish_async(PGconn *c)
 }
 
 /* The hole of issue 11: an insert whose snapshot predates a reap commits after it. The insert
- * is held up after its fence check (its foreign-key check waits for a lock on the thread row)
- * while the reap runs. With the fence locking the run row, the reap must wait for the insert;
+ * is held up after its fence check (ON CONFLICT waits for an uncommitted row of the same
+ * message id; until migration 019 the foreign-key check on the thread row was the wait) while
+ * the reap runs. With the fence locking the run row, the reap must wait for the insert;
  * whatever the order, the count of messages seen right after the reap committed must be final. */
 static void test_message_fence_races_a_reap(void **state)
 {
@@ -154,18 +155,23 @@ static void test_message_fence_races_a_reap(void **state)
     assert_int_equal(PQstatus(holder), CONNECTION_OK);
     assert_int_equal(PQstatus(writer), CONNECTION_OK);
     assert_int_equal(PQstatus(reaper), CONNECTION_OK);
-    /* 1. Something holds the thread row: the insert's foreign-key check will wait on it. */
-    const char *tp[] = {thread};
+    /* 1. Something holds the message id (a row of it, not yet committed): the insert, past
+     * its fence, waits on it to know whether it conflicts. */
+    char mid[KX_UUID_LEN + 1];
+    kx_uuid_new(mid);
+    const char *hp[] = {mid, thread};
     PQclear(q(holder, "BEGIN", 0, NULL));
-    PQclear(q(holder, "SELECT 1 FROM threads WHERE thread_id=$1::uuid FOR UPDATE", 1, tp));
+    PQclear(q(holder,
+              "INSERT INTO messages (message_id, thread_id, account_id, type, content) "
+              "SELECT $1::uuid, thread_id, account_id, 'status', '{}' FROM threads "
+              "WHERE thread_id=$2::uuid",
+              2, hp));
     /* 2. The runner's insert, with the runner's SQL, as epoch 1. */
     PGresult *pr =
         PQprepare(writer, "ins", kx_th_stmt_sql(store_statements(), "runner_insert_messages"), 0,
                   NULL);
     assert_int_equal(PQresultStatus(pr), PGRES_COMMAND_OK);
     PQclear(pr);
-    char mid[KX_UUID_LEN + 1];
-    kx_uuid_new(mid);
     char ids[KX_UUID_LEN + 3];
     snprintf(ids, sizeof ids, "{%s}", mid);
     const char *ip[] = {run,        "1",   ids,
@@ -173,7 +179,7 @@ static void test_message_fence_races_a_reap(void **state)
                         "{\"{}\"}"};
     assert_int_equal(PQsendQueryPrepared(writer, "ins", 7, ip, NULL, NULL, 0), 1);
     sleep_ms(300);
-    assert_true(busy(writer)); /* waiting for the thread row */
+    assert_true(busy(writer)); /* waiting for the holder's row */
     /* 3. The reap: the scheduler's transition (fail, epoch + 1), committed on its own. */
     assert_int_equal(PQsendQueryParams(reaper,
                                        "UPDATE agent_runs SET status='failed', "
@@ -538,6 +544,129 @@ static void test_usage_statement_only_for_usage_batches(void **state)
     assert_int_equal(count1("SELECT tokens_used FROM agent_runs WHERE id=$1::uuid", run), 15);
     assert_int_equal(count1("SELECT count(*) FROM messages WHERE thread_id=$1::uuid", thread), 3);
     kx_db_close(db);
+}
+
+/* Migration 019: the rows of the runner's fenced insert queue no reference check (their thread
+ * is the run row's, which the insert holds FOR SHARE), every other insert of messages runs it.
+ * Counted in one transaction with track_functions (pg_stat_get_xact_function_calls). */
+static void test_fenced_rows_skip_the_reference_check(void **state)
+{
+    (void)state;
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    new_run(thread, run);
+    const char *rp[] = {run};
+    kx_th_sql_exec(g_db.sql,
+                   "UPDATE agent_runs SET status='running', lease_epoch=1, lease_owner='r1' "
+                   "WHERE id=$1::uuid",
+                   1, rp);
+    char a[KX_UUID_LEN + 1], b[KX_UUID_LEN + 1], ids[2 * KX_UUID_LEN + 8];
+    kx_uuid_new(a);
+    kx_uuid_new(b);
+    snprintf(ids, sizeof ids, "{%s,%s}", a, b);
+    const char *ip[] = {
+        run, "1", ids, "{status,status}", "{f,f}", "{\"{}\",\"{}\"}", "{\"{}\",\"{}\"}"};
+    const char *calls = "SELECT coalesce(pg_stat_get_xact_function_calls("
+                        "'kx_message_refs_check'::regproc), 0)";
+    kx_th_sql_exec(g_db.sql, "BEGIN", 0, NULL);
+    kx_th_sql_exec(g_db.sql, "SET LOCAL track_functions = 'pl'", 0, NULL);
+    PGresult *r = q(g_db.sql, kx_th_stmt_sql(store_statements(), "runner_insert_messages"), 7, ip);
+    assert_int_equal(PQntuples(r), 2);
+    PQclear(r);
+    assert_int_equal(count1(calls, NULL), 0);
+    const char *tp[] = {thread};
+    kx_th_sql_exec(g_db.sql,
+                   "INSERT INTO messages (thread_id, account_id, type, content) "
+                   "SELECT thread_id, account_id, 'user', '{}' FROM threads "
+                   "WHERE thread_id=$1::uuid",
+                   1, tp);
+    assert_int_equal(count1(calls, NULL), 1);
+    kx_th_sql_exec(g_db.sql, "COMMIT", 0, NULL);
+    assert_int_equal(count1("SELECT count(*) FROM messages WHERE thread_id=$1::uuid", thread), 3);
+}
+
+/* The SQLSTATE of sql (run with params) on the direct connection: "" when it succeeded. */
+static void expect_state(const char *sql, int n, const char *const *params, const char *state,
+                         const char *constraint)
+{
+    PGresult *r = PQexecParams(g_db.sql, sql, n, NULL, params, NULL, NULL, 0);
+    const char *got = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *con = PQresultErrorField(r, PG_DIAG_CONSTRAINT_NAME);
+    if (strcmp(got ? got : "", state) != 0 || strcmp(con ? con : "", constraint) != 0)
+        fail_msg("%s: SQLSTATE %s constraint %s, expected %s %s (%s)", sql, got ? got : "-",
+                 con ? con : "-", state, constraint, PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+/* Migration 019: what the foreign keys of messages did, the triggers do — a missing thread,
+ * agent or version refuses the row (23503, the key's name); a deleted thread takes its
+ * messages; a deleted agent or version leaves NULL; a referenced key cannot change. */
+static void test_message_references_hold(void **state)
+{
+    (void)state;
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], nobody[KX_UUID_LEN + 1];
+    new_run(thread, run);
+    kx_uuid_new(nobody);
+    const char *np[] = {nobody, thread};
+    const char *ins = "INSERT INTO messages (thread_id, account_id, type, content, agent_id, "
+                      "agent_version_id) SELECT $1::uuid, account_id, 'user', '{}', %s, %s "
+                      "FROM threads WHERE thread_id=$2::uuid";
+    char sql[512];
+    snprintf(sql, sizeof sql, ins, "NULL::uuid", "NULL::uuid");
+    expect_state(sql, 2, np, "23503", "messages_thread_id_fkey");
+    const char *tp[] = {thread, thread};
+    snprintf(sql, sizeof sql, ins, "gen_random_uuid()", "NULL::uuid");
+    expect_state(sql, 2, tp, "23503", "messages_agent_id_fkey");
+    snprintf(sql, sizeof sql, ins, "NULL::uuid", "gen_random_uuid()");
+    expect_state(sql, 2, tp, "23503", "messages_agent_version_id_fkey");
+    /* an agent with a version, and a message naming both */
+    char agent[KX_UUID_LEN + 1], version[KX_UUID_LEN + 1];
+    kx_uuid_new(agent);
+    kx_uuid_new(version);
+    const char *ap[] = {agent, version, thread};
+    kx_th_sql_exec(g_db.sql,
+                   "INSERT INTO agents (agent_id, account_id, name) "
+                   "SELECT $1::uuid, account_id, 'a' FROM threads WHERE thread_id=$2::uuid",
+                   2, (const char *[]){agent, thread});
+    kx_th_sql_exec(g_db.sql,
+                   "INSERT INTO agent_versions (version_id, agent_id, account_id, "
+                   "version_number, version_name) "
+                   "SELECT $2::uuid, $1::uuid, account_id, 1, 'v1' FROM threads "
+                   "WHERE thread_id=$3::uuid",
+                   3, ap);
+    const char *mp[] = {agent, version, thread};
+    expect_state("INSERT INTO messages (thread_id, account_id, type, content, agent_id, "
+                 "agent_version_id) SELECT thread_id, account_id, 'user', '{}', $1::uuid, "
+                 "$2::uuid FROM threads WHERE thread_id=$3::uuid",
+                 3, mp, "", "");
+    const char *vp[] = {version};
+    kx_th_sql_exec(g_db.sql, "DELETE FROM agent_versions WHERE version_id=$1::uuid", 1, vp);
+    assert_int_equal(count1("SELECT count(*) FROM messages WHERE thread_id=$1::uuid "
+                            "AND agent_id IS NOT NULL AND agent_version_id IS NULL",
+                            thread),
+                     1);
+    const char *gp[] = {agent};
+    expect_state("UPDATE agents SET agent_id=gen_random_uuid() WHERE agent_id=$1::uuid", 1, gp,
+                 "23503", "messages_agent_id_fkey");
+    kx_th_sql_exec(g_db.sql, "DELETE FROM agents WHERE agent_id=$1::uuid", 1, gp);
+    assert_int_equal(count1("SELECT count(*) FROM messages WHERE thread_id=$1::uuid "
+                            "AND agent_id IS NULL AND agent_version_id IS NULL",
+                            thread),
+                     1);
+    /* a thread without runs: its key cannot change under a message; deleted, it takes them */
+    char t2[KX_UUID_LEN + 1];
+    kx_uuid_new(t2);
+    const char *t2p[] = {t2, thread};
+    kx_th_sql_exec(g_db.sql,
+                   "INSERT INTO threads (thread_id, account_id, project_id) "
+                   "SELECT $1::uuid, account_id, project_id FROM threads WHERE thread_id=$2::uuid",
+                   2, t2p);
+    snprintf(sql, sizeof sql, ins, "NULL::uuid", "NULL::uuid");
+    const char *t2m[] = {t2, t2};
+    expect_state(sql, 2, t2m, "", "");
+    expect_state("UPDATE threads SET thread_id=gen_random_uuid() WHERE thread_id=$1::uuid", 1, t2p,
+                 "23503", "messages_thread_id_fkey");
+    kx_th_sql_exec(g_db.sql, "DELETE FROM threads WHERE thread_id=$1::uuid", 1, t2p);
+    assert_int_equal(count1("SELECT count(*) FROM messages WHERE thread_id=$1::uuid", t2), 0);
 }
 
 /* Appends a then b to the string in buf (of cap bytes). */
@@ -931,6 +1060,8 @@ int main(void)
         cmocka_unit_test(test_finish_answered_decides_as_a_read_would),
         cmocka_unit_test(test_llm_history_tests_the_index_entries),
         cmocka_unit_test(test_usage_statement_only_for_usage_batches),
+        cmocka_unit_test(test_fenced_rows_skip_the_reference_check),
+        cmocka_unit_test(test_message_references_hold),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
