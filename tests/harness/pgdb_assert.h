@@ -8,6 +8,7 @@
 #define KX_TEST_PGDB_ASSERT_H
 
 #include <libpq-fe.h>
+#include <time.h>
 
 /* PQexecParams(c, sql, n params as text); the result when it is COMMAND_OK or TUPLES_OK,
  * otherwise the test fails. */
@@ -24,6 +25,27 @@ static inline PGresult *kx_th_sql_q(PGconn *c, const char *sql, int n, const cha
 static inline void kx_th_sql_exec(PGconn *c, const char *sql, int n, const char *const *params)
 {
     PQclear(kx_th_sql_q(c, sql, n, params));
+}
+
+/* A new connection to url (a second session, for the concurrent cases); the test fails when it
+ * cannot connect. The caller PQfinish-es it. */
+static inline PGconn *kx_th_sql_connect(const char *url)
+{
+    PGconn *c = PQconnectdb(url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    return c;
+}
+
+/* Sends sql on c (not waiting for the answer) and checks that it is still waiting (for a lock)
+ * after 300 ms; the caller collects the answer with PQgetResult. */
+static inline void kx_th_sql_send_blocked(PGconn *c, const char *sql, int n,
+                                          const char *const *params)
+{
+    assert_int_equal(PQsendQueryParams(c, sql, n, NULL, params, NULL, NULL, 0), 1);
+    struct timespec ts = {0, 300 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    assert_int_equal(PQconsumeInput(c), 1);
+    assert_int_equal(PQisBusy(c), 1);
 }
 
 #endif
