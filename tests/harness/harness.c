@@ -923,25 +923,6 @@ void kx_th_pg_stop(kx_th_pg *p)
     kx_th_rmrf(p->dir);
 }
 
-int kx_th_group_live(pid_t pgid)
-{
-    DIR *d = opendir("/proc");
-    if (d == NULL)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        char *end;
-        long pid = strtol(e->d_name, &end, 10);
-        kx_th_pstat st;
-        if (*end == '\0' && pid > 0 && kx_th_pstat_of((pid_t)pid, &st) && st.pgrp == pgid &&
-            st.state != 'Z')
-            n++;
-    }
-    closedir(d);
-    return n;
-}
-
 /* Every thread of pid is stopped ('T', or 't' when traced); false when one runs or pid is
  * gone. */
 static bool all_threads_stopped(pid_t pid)

@@ -27,7 +27,7 @@ kx_err kx_th_spawn(const char *const *argv, const char *const *env_extra, const 
 /* SIGTERM the process group, wait up to 5 s, then SIGKILL; reaps. Returns the exit status. */
 int kx_th_kill(pid_t pid);
 /* How many processes of process group pgid are alive (not zombies), read from /proc: for
- * tests that check a group was killed whole. */
+ * tests that check a group was killed whole (procstat.c). */
 int kx_th_group_live(pid_t pgid);
 /* SIGSTOPs pid and waits (up to 5 s) until every thread of it is stopped, read from
  * /proc/<pid>/task. kill() returns before a multi-threaded process (nats-server) has stopped:

@@ -86,7 +86,10 @@ bool kx_th_thread_states(pid_t pid, int *stopped, int *all)
     return true;
 }
 
-int kx_th_each_child(pid_t parent, void (*fn)(pid_t child, void *arg), void *arg)
+/* Walks /proc: fn(pid, arg) for every process whose stat line parses and want(pid, line, arg)
+ * accepts. Returns how many, or -1 when /proc cannot be read. */
+static int each_proc(bool (*want)(pid_t pid, const kx_th_pstat *st, const void *key),
+                     const void *key, void (*fn)(pid_t pid, void *arg), void *arg)
 {
     DIR *d = opendir("/proc");
     if (d == NULL)
@@ -96,11 +99,9 @@ int kx_th_each_child(pid_t parent, void (*fn)(pid_t child, void *arg), void *arg
     while ((e = readdir(d)) != NULL) {
         char *end;
         long pid = strtol(e->d_name, &end, 10);
-        if (*end != '\0' || pid <= 0 || pid == parent)
-            continue;
         kx_th_pstat st;
-        if (!kx_th_pstat_of((pid_t)pid, &st) || st.ppid != parent || st.state == 'Z' ||
-            st.state == 'X')
+        if (*end != '\0' || pid <= 0 || !kx_th_pstat_of((pid_t)pid, &st) ||
+            !want((pid_t)pid, &st, key))
             continue;
         n++;
         if (fn != NULL)
@@ -108,6 +109,28 @@ int kx_th_each_child(pid_t parent, void (*fn)(pid_t child, void *arg), void *arg
     }
     closedir(d);
     return n;
+}
+
+static bool child_of(pid_t pid, const kx_th_pstat *st, const void *key)
+{
+    pid_t parent = *(const pid_t *)key;
+    return pid != parent && st->ppid == parent && st->state != 'Z' && st->state != 'X';
+}
+
+static bool in_group(pid_t pid, const kx_th_pstat *st, const void *key)
+{
+    (void)pid;
+    return st->pgrp == *(const pid_t *)key && st->state != 'Z';
+}
+
+int kx_th_each_child(pid_t parent, void (*fn)(pid_t child, void *arg), void *arg)
+{
+    return each_proc(child_of, &parent, fn, arg);
+}
+
+int kx_th_group_live(pid_t pgid)
+{
+    return each_proc(in_group, &pgid, NULL, NULL);
 }
 
 pid_t kx_th_postmaster_of(const char *data_dir)
