@@ -55,6 +55,7 @@
 #include "kx/log.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "bench_report.h"
 #include "procstat.h"
 #include "stack.h"
 
@@ -67,27 +68,6 @@
 #define PROMPT "say held open by the benchmark"
 
 static kx_th_stack g_stack;
-static FILE *g_results;
-static bool g_failed;
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench_lease: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    g_failed = true;
-}
-
-static void result(const char *key, double value, const char *unit)
-{
-    if (g_results != NULL)
-        fprintf(g_results, "%s %.3f %s\n", key, value, unit);
-}
-
 static void sleep_ms(int64_t ms)
 {
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
@@ -342,7 +322,7 @@ static bool pg_open(void)
 {
     g_pg = PQconnectdb(g_stack.pg.url);
     if (PQstatus(g_pg) != CONNECTION_OK) {
-        fail("postgres: %s", PQerrorMessage(g_pg));
+        kx_bench_fail("postgres: %s", PQerrorMessage(g_pg));
         return false;
     }
     PQsetNoticeProcessor(g_pg, quiet_notice, NULL);
@@ -357,7 +337,7 @@ static double pg_num(const char *sql, int n, const char *const *params)
     if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0))
         v = strtod(PQgetvalue(r, 0, 0), NULL);
     else if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        fail("postgres: %s: %s", sql, PQerrorMessage(g_pg));
+        kx_bench_fail("postgres: %s: %s", sql, PQerrorMessage(g_pg));
     PQclear(r);
     return v;
 }
@@ -398,8 +378,8 @@ static bool initiate(const account *a)
     free(body);
     bool ok = err == KX_OK && r.status == 200;
     if (!ok)
-        fail("POST /api/agent/initiate: %s, status %ld: %s", kx_err_str(err), r.status,
-             r.body ? r.body : "");
+        kx_bench_fail("POST /api/agent/initiate: %s, status %ld: %s", kx_err_str(err), r.status,
+                      r.body ? r.body : "");
     kx_http_resp_free(&r);
     return ok;
 }
@@ -479,7 +459,7 @@ static void print_pcts(const char *key, const char *label, const char *sql, cons
     const char *p[] = {ids};
     PGresult *r = PQexecParams(g_pg, sql, 1, NULL, p, NULL, NULL, 0);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1) {
-        fail("latency query: %s", PQerrorMessage(g_pg));
+        kx_bench_fail("latency query: %s", PQerrorMessage(g_pg));
         PQclear(r);
         return;
     }
@@ -488,9 +468,9 @@ static void print_pcts(const char *key, const char *label, const char *sql, cons
     printf("  %-44s p50 %9.1f ms   p99 %9.1f ms   max %9.1f ms\n", label, p50, p99, mx);
     char k[128];
     snprintf(k, sizeof k, "%s.p50", key);
-    result(k, p50, "ms");
+    kx_bench_result(k, p50, "ms");
     snprintf(k, sizeof k, "%s.p99", key);
-    result(k, p99, "ms");
+    kx_bench_result(k, p99, "ms");
     PQclear(r);
 }
 
@@ -539,7 +519,7 @@ static bool phase(int n, int naccs, int threads, int64_t window_ms, sink *sk, ph
            (double)t_sub / 1000.0, submitted * 1000.0 / (double)(t_sub ? t_sub : 1), threads,
            naccs);
     if (submitted != n) {
-        fail("only %d of %d runs were accepted", submitted, n);
+        kx_bench_fail("only %d of %d runs were accepted", submitted, n);
         ok = false;
         goto done;
     }
@@ -552,8 +532,8 @@ static bool phase(int n, int naccs, int threads, int64_t window_ms, sink *sk, ph
         if (running == n && held >= n)
             break;
         if (kx_mono_ms() - t0 > HELD_TIMEOUT_MS) {
-            fail("after %d s only %d of %d runs running and %d LLM requests held",
-                 HELD_TIMEOUT_MS / 1000, running, n, held);
+            kx_bench_fail("after %d s only %d of %d runs running and %d LLM requests held",
+                          HELD_TIMEOUT_MS / 1000, running, n, held);
             ok = false;
             goto done;
         }
@@ -564,7 +544,7 @@ static bool phase(int n, int naccs, int threads, int64_t window_ms, sink *sk, ph
            (double)t_held / 1000.0);
     char key[96];
     snprintf(key, sizeof key, "lease.n%d.all_held", n);
-    result(key, (double)t_held, "ms");
+    kx_bench_result(key, (double)t_held, "ms");
 
     printf("  dispatch latency (Postgres timestamps of the %d runs):\n", n);
     snprintf(key, sizeof key, "lease.n%d.submit_to_claim", n);
@@ -578,7 +558,7 @@ static bool phase(int n, int naccs, int threads, int64_t window_ms, sink *sk, ph
     sleep_ms(SETTLE_MS);
     tap t;
     if (!tap_start(&t)) {
-        fail("cannot subscribe to every NATS subject");
+        kx_bench_fail("cannot subscribe to every NATS subject");
         ok = false;
         goto done;
     }
@@ -603,7 +583,7 @@ static bool phase(int n, int naccs, int threads, int64_t window_ms, sink *sk, ph
     printf("  heartbeat cost over %.1f s with %d runs held (runner says it holds %lld):\n", secs,
            n, held_now);
     if (held_now != n) {
-        fail("the runner holds %lld runs, not %d", held_now, n);
+        kx_bench_fail("the runner holds %lld runs, not %d", held_now, n);
         ok = false;
     }
     out->msgs_per_s = (double)all / secs;
@@ -612,7 +592,7 @@ static bool phase(int n, int naccs, int threads, int64_t window_ms, sink *sk, ph
         printf("      %-44s %8.1f msg/s  %9.0f B/s\n", M_NAMES[k], (double)msgs[k] / secs,
                (double)bytes[k] / secs);
         snprintf(key, sizeof key, "lease.n%d.nats.%s_per_s", n, M_KEYS[k]);
-        result(key, (double)msgs[k] / secs, "msg/s");
+        kx_bench_result(key, (double)msgs[k] / secs, "msg/s");
     }
     out->hb_bytes_per_msg = msgs[M_HB] > 0 ? (double)bytes[M_HB] / (double)msgs[M_HB] : 0;
     printf("    heartbeat size                         %8.0f B\n", out->hb_bytes_per_msg);
@@ -625,16 +605,16 @@ static bool phase(int n, int naccs, int threads, int64_t window_ms, sink *sk, ph
         out->cpu[c] = 100.0 * (double)(cpu1[c] - cpu0[c]) / tick / secs;
         printf("    CPU %-34s %8.1f %% of a core\n", C_NAMES[c], out->cpu[c]);
         snprintf(key, sizeof key, "lease.n%d.cpu.%s", n, C_NAMES[c]);
-        result(key, out->cpu[c], "%");
+        kx_bench_result(key, out->cpu[c], "%");
     }
     pid_t rpid = kx_th_stack_proc(&g_stack, "agent-runner")->pid;
     printf("    agent-runner RSS                       %8ld KiB\n", rss_kib(rpid));
     snprintf(key, sizeof key, "lease.n%d.nats_msgs_per_s", n);
-    result(key, out->msgs_per_s, "msg/s");
+    kx_bench_result(key, out->msgs_per_s, "msg/s");
     snprintf(key, sizeof key, "lease.n%d.pg_rows_per_s", n);
-    result(key, out->rows_per_s, "rows/s");
+    kx_bench_result(key, out->rows_per_s, "rows/s");
     snprintf(key, sizeof key, "lease.n%d.wal_bytes_per_s", n);
-    result(key, out->wal_per_s, "B/s");
+    kx_bench_result(key, out->wal_per_s, "B/s");
 
     /* ---- the kill ---- */
     kx_th_proc *runner = kx_th_stack_proc(&g_stack, "agent-runner");
@@ -643,7 +623,7 @@ static bool phase(int n, int naccs, int threads, int64_t window_ms, sink *sk, ph
                                0, NULL);
     int64_t k0 = kx_mono_ms();
     if (kill(runner->pid, SIGKILL) != 0) {
-        fail("kill %d: %s", (int)runner->pid, strerror(errno));
+        kx_bench_fail("kill %d: %s", (int)runner->pid, strerror(errno));
         ok = false;
         goto done;
     }
@@ -676,8 +656,9 @@ static bool phase(int n, int naccs, int threads, int64_t window_ms, sink *sk, ph
     printf("  SIGKILL to the runner (%.0f ms after its last heartbeat was written; TTL %d ms):\n",
            since_beat, LEASE_TTL_MS);
     if (left_ms < 0 || events_ms < 0) {
-        fail("%s %d s after the kill", left_ms < 0 ? "runs still running" : "notices pending",
-             REAP_TIMEOUT_MS / 1000);
+        kx_bench_fail("%s %d s after the kill",
+                      left_ms < 0 ? "runs still running" : "notices pending",
+                      REAP_TIMEOUT_MS / 1000);
         ok = false;
         goto done;
     }
@@ -694,24 +675,24 @@ static bool phase(int n, int naccs, int threads, int64_t window_ms, sink *sk, ph
            "last run reaped (reaper interval 1000 ms + the UPDATEs)\n",
            expiry_ms, (double)left_ms - expiry_ms);
     snprintf(key, sizeof key, "lease.n%d.expiry_to_last_reaped", n);
-    result(key, (double)left_ms - expiry_ms, "ms");
+    kx_bench_result(key, (double)left_ms - expiry_ms, "ms");
     snprintf(key, sizeof key, "lease.n%d.kill_to_last_reaped", n);
-    result(key, (double)left_ms, "ms");
+    kx_bench_result(key, (double)left_ms, "ms");
     snprintf(key, sizeof key, "lease.n%d.kill_to_last_event", n);
-    result(key, (double)events_ms, "ms");
+    kx_bench_result(key, (double)events_ms, "ms");
     double failed = pg_num("SELECT count(*) FROM agent_runs WHERE account_id = ANY($1::uuid[]) "
                            "AND status = 'failed' AND error LIKE 'reaped: runner % stopped "
                            "heartbeating at %'",
                            1, pids);
     if ((int)failed != n) {
-        fail("%d of %d runs failed with the reaper's error", (int)failed, n);
+        kx_bench_fail("%d of %d runs failed with the reaper's error", (int)failed, n);
         ok = false;
     }
     /* the sink sees the runner's sockets close */
     for (int i = 0; i < 100 && atomic_load(&sk->open) > 0; i++)
         sleep_ms(50);
     if (kx_th_stack_proc_start(&g_stack, runner, 30000) != KX_OK) {
-        fail("the agent-runner did not start again");
+        kx_bench_fail("the agent-runner did not start again");
         ok = false;
     }
 done:
@@ -782,10 +763,8 @@ int main(int argc, char **argv)
                 maxn, maxn + 2000, (unsigned long long)rl.rlim_cur);
         return 2;
     }
-    if (results != NULL && (g_results = fopen(results, "a")) == NULL) {
-        fprintf(stderr, "bench_lease: cannot open %s: %s\n", results, strerror(errno));
+    if (!kx_bench_open_results("bench_lease", results))
         return 2;
-    }
     setvbuf(stdout, NULL, _IOLBF, 0);
     kx_log_init("bench", "bench");
     kx_log_set_level(KX_LOG_ERROR);
@@ -849,18 +828,17 @@ int main(int argc, char **argv)
         for (int c = 0; c < C_COUNT; c++)
             printf("  CPU %-18s %8.1f vs %8.1f %% of a core\n", C_NAMES[c], b->cpu[c], a->cpu[c]);
         printf("  kill -> last reaped    %8.0f vs %8.0f ms\n", b->kill_ms, a->kill_ms);
-        result("lease.ratio.nats_msgs_per_s",
-               b->msgs_per_s / (a->msgs_per_s > 0 ? a->msgs_per_s : 1), "x");
-        result("lease.ratio.pg_rows_per_s",
-               b->rows_per_s / (a->rows_per_s > 0 ? a->rows_per_s : 1), "x");
+        kx_bench_result("lease.ratio.nats_msgs_per_s",
+                        b->msgs_per_s / (a->msgs_per_s > 0 ? a->msgs_per_s : 1), "x");
+        kx_bench_result("lease.ratio.pg_rows_per_s",
+                        b->rows_per_s / (a->rows_per_s > 0 ? a->rows_per_s : 1), "x");
     }
     if (g_pg != NULL)
         PQfinish(g_pg);
-    printf("\nbench_lease: %s in %.1f s\n", ok && !g_failed ? "done" : "FAILED",
+    printf("\nbench_lease: %s in %.1f s\n", ok && !kx_bench_failed() ? "done" : "FAILED",
            (double)(kx_mono_ms() - t_start) / 1000.0);
-    int bad = kx_th_stack_stop(&g_stack, !ok || g_failed);
+    int bad = kx_th_stack_stop(&g_stack, !ok || kx_bench_failed());
     sink_stop(&sk);
-    if (g_results != NULL)
-        fclose(g_results);
-    return ok && !g_failed && bad == 0 ? 0 : 1;
+    kx_bench_close();
+    return ok && !kx_bench_failed() && bad == 0 ? 0 : 1;
 }

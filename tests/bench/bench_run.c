@@ -78,6 +78,7 @@
 #include "kx/time.h"
 #include "kx/uuid.h"
 #include "api_client.h"
+#include "bench_report.h"
 #include "procstat.h"
 #include "stack.h"
 
@@ -109,28 +110,6 @@ typedef struct opts {
 /* ==== state shared by the whole benchmark ================================================ */
 
 static kx_th_stack g_stack;
-static FILE *g_results; /* --results, or NULL */
-static bool g_failed;   /* some check failed: exit status 1 */
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench_run: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
-    va_end(ap);
-    g_failed = true;
-}
-
-/* A "key value unit" line for run.sh (medians over runs). */
-static void result(const char *key, double value, const char *unit)
-{
-    if (g_results != NULL)
-        fprintf(g_results, "%s %.3f %s\n", key, value, unit);
-}
-
 /* ==== statistics ========================================================================== */
 
 typedef struct stats {
@@ -184,11 +163,11 @@ static void result_stats(const char *key, const stats *s)
 {
     char k[128];
     snprintf(k, sizeof k, "%s.p50", key);
-    result(k, (double)s->p50, "us");
+    kx_bench_result(k, (double)s->p50, "us");
     snprintf(k, sizeof k, "%s.p90", key);
-    result(k, (double)s->p90, "us");
+    kx_bench_result(k, (double)s->p90, "us");
     snprintf(k, sizeof k, "%s.p99", key);
-    result(k, (double)s->p99, "us");
+    kx_bench_result(k, (double)s->p99, "us");
 }
 
 /* ==== CPU accounting from /proc ============================================================ */
@@ -367,11 +346,11 @@ static void print_cpu(const char *key, const cpu_snap *a, const cpu_snap *b, int
         snprintf(k, sizeof k, "%s.cpu.%s", key, P_KEYS[i]);
         if (runs > 0) {
             printf("    %-30s %8.3f\n", P_NAMES[i], run / 1e6 / runs);
-            result(k, run / 1e6 / runs, "ms/run");
+            kx_bench_result(k, run / 1e6 / runs, "ms/run");
         } else {
             printf("    %-30s %7.1f%% %7.1f%%\n", P_NAMES[i], 100.0 * run / wall_ns,
                    100.0 * wait / wall_ns);
-            result(k, 100.0 * run / wall_ns, "%core");
+            kx_bench_result(k, 100.0 * run / wall_ns, "%core");
         }
     }
     double lr = (double)(b->runner_loop_run - a->runner_loop_run);
@@ -380,7 +359,7 @@ static void print_cpu(const char *key, const cpu_snap *a, const cpu_snap *b, int
         printf("    %-30s %8.3f   (the runner's loop thread: %.3f)\n", "whole stack",
                stack_run / 1e6 / runs, lr / 1e6 / runs);
         snprintf(k, sizeof k, "%s.cpu.stack", key);
-        result(k, stack_run / 1e6 / runs, "ms/run");
+        kx_bench_result(k, stack_run / 1e6 / runs, "ms/run");
         return;
     }
     printf("    %-30s %7.1f%% %7.1f%%\n", "whole stack", 100.0 * stack_run / wall_ns,
@@ -400,13 +379,13 @@ static void print_cpu(const char *key, const cpu_snap *a, const cpu_snap *b, int
            "(kernel, other processes): %.1f %% of one core\n",
            busy_pct, cores, 100.0 * clamp0(busy_ns - all_run) / wall_ns);
     snprintf(k, sizeof k, "%s.cpu.stack", key);
-    result(k, 100.0 * stack_run / wall_ns, "%core");
+    kx_bench_result(k, 100.0 * stack_run / wall_ns, "%core");
     snprintf(k, sizeof k, "%s.cpu.stack_waiting", key);
-    result(k, 100.0 * stack_wait / wall_ns, "%core");
+    kx_bench_result(k, 100.0 * stack_wait / wall_ns, "%core");
     snprintf(k, sizeof k, "%s.cpu.machine_busy", key);
-    result(k, busy_pct, "%");
+    kx_bench_result(k, busy_pct, "%");
     snprintf(k, sizeof k, "%s.cpu.runner_loop", key);
-    result(k, 100.0 * lr / wall_ns, "%core");
+    kx_bench_result(k, 100.0 * lr / wall_ns, "%core");
     if (runs < 0) {
         int n = -runs;
         double per_run = busy_ns / 1e6 / n, stack_per_run = stack_run / 1e6 / n;
@@ -416,11 +395,11 @@ static void print_cpu(const char *key, const cpu_snap *a, const cpu_snap *b, int
             "limit\n",
             stack_per_run, per_run, cores, (double)cores * 1000.0 / per_run);
         snprintf(k, sizeof k, "%s.cpu.stack_per_run", key);
-        result(k, stack_per_run, "ms/run");
+        kx_bench_result(k, stack_per_run, "ms/run");
         snprintf(k, sizeof k, "%s.cpu.machine_per_run", key);
-        result(k, per_run, "ms/run");
+        kx_bench_result(k, per_run, "ms/run");
         snprintf(k, sizeof k, "%s.cpu_ceiling", key);
-        result(k, (double)cores * 1000.0 / per_run, "runs/s");
+        kx_bench_result(k, (double)cores * 1000.0 / per_run, "runs/s");
     }
 }
 
@@ -533,7 +512,7 @@ static bool sampler_start(sampler *s)
     atomic_init(&s->stop, false);
     s->start_us = kx_mono_us();
     if (pthread_create(&s->thread, NULL, sampler_main, s) != 0) {
-        fail("cannot start the loop-thread sampler");
+        kx_bench_fail("cannot start the loop-thread sampler");
         return false;
     }
     return true;
@@ -569,7 +548,7 @@ static double sampler_stop(sampler *s, const char *key)
             char k[128];
             snprintf(k, sizeof k, "%s.loop.%s.%s", key, i == 0 ? "runner" : "scheduler",
                      S_KEYS[c]);
-            result(k, pct, "%");
+            kx_bench_result(k, pct, "%");
         }
     }
     return runner_pg;
@@ -608,12 +587,12 @@ static bool base_bus(int n, int64_t *rtt, int n_js, int64_t *js)
     if (kx_bus_connect(g_stack.nats.url, "bench-echo", &g_echo_bus) != KX_OK ||
         kx_bus_connect(g_stack.nats.url, "bench-req", &req) != KX_OK ||
         !bus_wait_connected(g_echo_bus) || !bus_wait_connected(req)) {
-        fail("baseline: cannot connect to nats-server at %s", g_stack.nats.url);
+        kx_bench_fail("baseline: cannot connect to nats-server at %s", g_stack.nats.url);
         goto out;
     }
     if (kx_bus_subscribe(g_echo_bus, "bench.echo", NULL, echo_cb, NULL, &sub) != KX_OK ||
         natsConnection_Flush(kx_bus_conn(g_echo_bus)) != NATS_OK) {
-        fail("baseline: cannot subscribe bench.echo");
+        kx_bench_fail("baseline: cannot subscribe bench.echo");
         goto out;
     }
     char payload[64] = {0};
@@ -623,7 +602,7 @@ static bool base_bus(int n, int64_t *rtt, int n_js, int64_t *js)
         natsMsg *reply = NULL;
         int64_t t0 = kx_mono_us();
         if (kx_bus_request(req, "bench.echo", payload, sizeof payload, &meta, &reply) != KX_OK) {
-            fail("baseline: NATS request %d failed", i);
+            kx_bench_fail("baseline: NATS request %d failed", i);
             goto out;
         }
         if (i >= 0)
@@ -642,7 +621,8 @@ static bool base_bus(int n, int64_t *rtt, int n_js, int64_t *js)
     jsStreamInfo *si = NULL;
     jsErrCode jerr = 0;
     if (js_AddStream(&si, js_ctx, &cfg, NULL, &jerr) != NATS_OK) {
-        fail("baseline: cannot create the JetStream stream BENCH_JS (error %d)", (int)jerr);
+        kx_bench_fail("baseline: cannot create the JetStream stream BENCH_JS (error %d)",
+                      (int)jerr);
         goto out;
     }
     jsStreamInfo_Destroy(si);
@@ -660,7 +640,7 @@ static bool base_bus(int n, int64_t *rtt, int n_js, int64_t *js)
         rs.submitted_at_ms = kx_now_ms();
         int64_t t0 = kx_mono_us();
         if (kx_bus_js_publish_pb(req, "bench.js", &rs.base, &meta) != KX_OK) {
-            fail("baseline: JetStream publish %d failed", i);
+            kx_bench_fail("baseline: JetStream publish %d failed", i);
             goto out;
         }
         if (i >= 0)
@@ -687,7 +667,7 @@ static PGconn *pg_connect(void)
 {
     PGconn *c = PQconnectdb(g_stack.pg.url);
     if (PQstatus(c) != CONNECTION_OK) {
-        fail("cannot connect to %s: %s", g_stack.pg.url, PQerrorMessage(c));
+        kx_bench_fail("cannot connect to %s: %s", g_stack.pg.url, PQerrorMessage(c));
         PQfinish(c);
         return NULL;
     }
@@ -700,7 +680,7 @@ static bool pg_cmd(PGconn *c, const char *sql)
     PGresult *r = PQexec(c, sql);
     bool ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
     if (!ok)
-        fail("SQL failed: %s: %s", sql, PQerrorMessage(c));
+        kx_bench_fail("SQL failed: %s: %s", sql, PQerrorMessage(c));
     PQclear(r);
     return ok;
 }
@@ -742,7 +722,7 @@ static bool base_pg(int n, int64_t *commit, int64_t *select1)
     PQclear(r1);
     PQclear(r2);
     if (!ok) {
-        fail("baseline: cannot prepare the Postgres statements: %s", PQerrorMessage(c));
+        kx_bench_fail("baseline: cannot prepare the Postgres statements: %s", PQerrorMessage(c));
         PQfinish(c);
         return false;
     }
@@ -768,7 +748,7 @@ static bool base_pg(int n, int64_t *commit, int64_t *select1)
         PQclear(r);
     }
     if (!ok)
-        fail("baseline: a Postgres statement failed: %s", PQerrorMessage(c));
+        kx_bench_fail("baseline: a Postgres statement failed: %s", PQerrorMessage(c));
     PQfinish(c);
     return ok;
 }
@@ -789,7 +769,8 @@ static bool base_http(int n, int64_t *lat)
         long status = r.status;
         kx_http_resp_free(&r);
         if (err != KX_OK || status != 404) {
-            fail("baseline: GET %s: %s, status %ld (expected 404)", url, kx_err_str(err), status);
+            kx_bench_fail("baseline: GET %s: %s, status %ld (expected 404)", url, kx_err_str(err),
+                          status);
             return false;
         }
     }
@@ -816,8 +797,8 @@ static bool base_llm(int n, int64_t *lat)
         long status = r.status;
         kx_http_resp_free(&r);
         if (err != KX_OK || status != 200 || !done) {
-            fail("baseline: POST %s: %s, status %ld%s", url, kx_err_str(err), status,
-                 done ? "" : ", no [DONE]");
+            kx_bench_fail("baseline: POST %s: %s, status %ld%s", url, kx_err_str(err), status,
+                          done ? "" : ", no [DONE]");
             return false;
         }
     }
@@ -840,7 +821,8 @@ static bool base_spawn(int n, int64_t *lat)
         if (i >= 0)
             lat[i] = kx_mono_us() - t0;
         if (rc != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-            fail("baseline: /bin/sh -c true failed (%s)", rc ? strerror(rc) : "exit status");
+            kx_bench_fail("baseline: /bin/sh -c true failed (%s)",
+                          rc ? strerror(rc) : "exit status");
             return false;
         }
     }
@@ -861,7 +843,7 @@ static bool base_mkdir(int n, int64_t *lat)
         if (i >= 0)
             lat[i] = kx_mono_us() - t0;
         if (!ok) {
-            fail("baseline: mkdir %s: %s", ws, strerror(errno));
+            kx_bench_fail("baseline: mkdir %s: %s", ws, strerror(errno));
             return false;
         }
         rmdir(ws);
@@ -879,7 +861,7 @@ static bool base_tool_path(int n, int64_t *tool, int64_t *sandbox)
     kx_bus *bus = NULL;
     if (kx_bus_connect(g_stack.nats.url, "bench-tools", &bus) != KX_OK ||
         !bus_wait_connected(bus)) {
-        fail("baseline: cannot connect to nats-server");
+        kx_bench_fail("baseline: cannot connect to nats-server");
         kx_bus_close(bus, 1000);
         return false;
     }
@@ -914,8 +896,8 @@ static bool base_tool_path(int n, int64_t *tool, int64_t *sandbox)
             : NULL;
         ok = res != NULL && res->success;
         if (!ok)
-            fail("baseline: kx.tool.exec: %s%s", kx_err_str(err),
-                 res != NULL ? " (the tool did not succeed)" : "");
+            kx_bench_fail("baseline: kx.tool.exec: %s%s", kx_err_str(err),
+                          res != NULL ? " (the tool did not succeed)" : "");
         kx_pb_free(res);
         natsMsg_Destroy(reply);
     }
@@ -943,8 +925,8 @@ static bool base_tool_path(int n, int64_t *tool, int64_t *sandbox)
             : NULL;
         ok = res != NULL && res->completed && res->exit_code == 0;
         if (!ok)
-            fail("baseline: kx.sandbox.exec: %s%s", kx_err_str(err),
-                 res != NULL ? " (the command did not complete with 0)" : "");
+            kx_bench_fail("baseline: kx.sandbox.exec: %s%s", kx_err_str(err),
+                          res != NULL ? " (the command did not complete with 0)" : "");
         kx_pb_free(res);
         natsMsg_Destroy(reply);
     }
@@ -1071,8 +1053,8 @@ static bool initiate(const account *a, const char *prompt, char run_id[KX_UUID_L
     if (err == KX_OK && r.status == 200)
         ok = kx_th_initiate_run_id(r.body, r.len, run_id);
     if (!ok)
-        fail("POST /api/agent/initiate: %s, status %ld: %s", kx_err_str(err), r.status,
-             r.body ? r.body : "");
+        kx_bench_fail("POST /api/agent/initiate: %s, status %ld: %s", kx_err_str(err), r.status,
+                      r.body ? r.body : "");
     kx_http_resp_free(&r);
     return ok;
 }
@@ -1093,8 +1075,8 @@ static bool read_stream(const account *a, const char *run_id, size_t *events)
     bool ok = err == KX_OK && sse.status == 200 && sse.terminal && !sse.timed_out && sse.n > 0 &&
         is_completed(sse.data[sse.n - 1]);
     if (!ok)
-        fail("run %s: stream %s, status %ld, %zu events, last: %s", run_id, kx_err_str(err),
-             sse.status, sse.n, sse.n ? sse.data[sse.n - 1] : "(none)");
+        kx_bench_fail("run %s: stream %s, status %ld, %zu events, last: %s", run_id,
+                      kx_err_str(err), sse.status, sse.n, sse.n ? sse.data[sse.n - 1] : "(none)");
     *events = sse.n;
     kx_th_sse_free(&sse);
     return ok;
@@ -1166,7 +1148,7 @@ static run_row *load_runs(const char *account_id, int *n)
     PGresult *r = PQexecParams(c, sql, 1, NULL, params, NULL, NULL, 0);
     run_row *rows = NULL;
     if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-        fail("loading the runs: %s", PQerrorMessage(c));
+        kx_bench_fail("loading the runs: %s", PQerrorMessage(c));
     } else {
         int k = PQntuples(r);
         rows = calloc(k > 0 ? (size_t)k : 1, sizeof *rows);
@@ -1312,7 +1294,7 @@ static void print_runner_steps(const char *key, const char *account_id, const ru
     int64_t *gaps = calloc((size_t)MAX_STEPS * (size_t)nruns, sizeof *gaps);
     steps *ref = calloc(1, sizeof *ref), *st = calloc(1, sizeof *st);
     if (PQresultStatus(r) != PGRES_TUPLES_OK || gaps == NULL || ref == NULL || st == NULL) {
-        fail("loading the runs' messages: %s", PQerrorMessage(c));
+        kx_bench_fail("loading the runs' messages: %s", PQerrorMessage(c));
         goto out;
     }
     int nt = PQntuples(r), used = 0, skipped = 0;
@@ -1350,7 +1332,7 @@ static void print_runner_steps(const char *key, const char *account_id, const ru
         char a[32], k[160];
         printf("      %-24s -> %-24s %9s\n", ref->label[g], ref->label[g + 1], dur(a, med));
         snprintf(k, sizeof k, "%s.step.%02d.%s", key, g, ref->label[g + 1]);
-        result(k, (double)med, "us");
+        kx_bench_result(k, (double)med, "us");
     }
     char a[32], b2[32];
     printf("      %-52s %9s (the phase's p50: %s)\n", "sum of the p50 gaps", dur(a, sum),
@@ -1389,7 +1371,7 @@ static bool scenario_sequential(const char *key, const char *title, const char *
     int nrows = 0;
     run_row *rows = ok ? load_runs(acc.id, &nrows) : NULL;
     if (ok && (rows == NULL || nrows != n)) {
-        fail("%s: %d runs in Postgres, want %d", key, nrows, n);
+        kx_bench_fail("%s: %d runs in Postgres, want %d", key, nrows, n);
         ok = false;
     }
     if (ok) {
@@ -1401,8 +1383,8 @@ static bool scenario_sequential(const char *key, const char *title, const char *
             const run_row *r = find_row(rows, nrows, t[i].run_id);
             if (r == NULL || strcmp(r->status, "completed") != 0 || r->dispatched == 0 ||
                 r->started == 0 || r->completed == 0) {
-                fail("%s: run %s is not completed with all timestamps in Postgres", key,
-                     t[i].run_id);
+                kx_bench_fail("%s: run %s is not completed with all timestamps in Postgres", key,
+                              t[i].run_id);
                 ok = false;
                 break;
             }
@@ -1436,9 +1418,9 @@ static bool scenario_sequential(const char *key, const char *title, const char *
             printf("  p50 run ~ %.0f x NATS RTT ~ %.1f x Postgres commit ~ %.1f x HTTP floor\n",
                    x_nats, x_pg, x_http);
             snprintf(k, sizeof k, "%s.x_nats_rtt", key);
-            result(k, x_nats, "x");
+            kx_bench_result(k, x_nats, "x");
             snprintf(k, sizeof k, "%s.x_pg_commit", key);
-            result(k, x_pg, "x");
+            kx_bench_result(k, x_pg, "x");
 
             printf("  each run (counted from Postgres): %d messages inserted by the runner, %d "
                    "LLM call(s), %d tool call(s); %zu SSE events\n",
@@ -1450,9 +1432,9 @@ static bool scenario_sequential(const char *key, const char *title, const char *
             printf("    measured p50 %s = %.2f x the ideal sum %s\n", dur(a1, st.p50),
                    (double)st.p50 / (double)ideal, dur(a2, ideal));
             snprintf(k, sizeof k, "%s.ideal", key);
-            result(k, (double)ideal, "us");
+            kx_bench_result(k, (double)ideal, "us");
             snprintf(k, sizeof k, "%s.x_ideal", key);
-            result(k, (double)st.p50 / (double)ideal, "x");
+            kx_bench_result(k, (double)st.p50 / (double)ideal, "x");
 
             struct {
                 const char *what, *name;
@@ -1470,7 +1452,7 @@ static bool scenario_sequential(const char *key, const char *title, const char *
                 printf("      %-46s %9s  (%4.1f %%)\n", phases[i].what, dur(a1, med),
                        100.0 * (double)med / (double)st.p50);
                 snprintf(k, sizeof k, "%s.phase.%s", key, phases[i].name);
-                result(k, (double)med, "us");
+                kx_bench_result(k, (double)med, "us");
             }
             int runner_db = 1 + r0->rows + 1; /* claim, inserts, finish */
             int64_t db_us = runner_db * b->pg_commit.p50 + m.selects * b->pg_select.p50;
@@ -1480,7 +1462,7 @@ static bool scenario_sequential(const char *key, const char *title, const char *
                    runner_db, m.selects, dur(a1, db_us), 100.0 * (double)db_us / (double)run_med,
                    dur(a2, run_med));
             snprintf(k, sizeof k, "%s.runner_db_share", key);
-            result(k, 100.0 * (double)db_us / (double)run_med, "%");
+            kx_bench_result(k, 100.0 * (double)db_us / (double)run_med, "%");
             print_runner_steps(key, acc.id, rows, nrows, run_med);
             printf("    CPU per run, by process (%d runs, from /proc/<pid>/task/*/schedstat):\n",
                    n);
@@ -1661,8 +1643,9 @@ static bool poster_post(poster *p, char run_id[KX_UUID_LEN + 1])
     if (got < 0 && (!keep || !g_keep_alive))
         poster_close(p);
     if (!ok) {
-        fail("POST /api/agent/initiate: %s, status %ld: %.*s",
-             got < 0 ? "answered" : "no complete answer", status, (int)p->resp_len, p->resp);
+        kx_bench_fail("POST /api/agent/initiate: %s, status %ld: %.*s",
+                      got < 0 ? "answered" : "no complete answer", status, (int)p->resp_len,
+                      p->resp);
         poster_close(p);
     }
     return ok;
@@ -1682,7 +1665,7 @@ static void *submit_main(void *arg)
     submitter *s = arg;
     poster p;
     if (!poster_init(&p, s->acc, s->prompt)) {
-        fail("cannot set up a submitter's HTTP client");
+        kx_bench_fail("cannot set up a submitter's HTTP client");
         return NULL;
     }
     for (int i = 0; i < s->count; i++) {
@@ -1719,7 +1702,7 @@ static int submit_batch(const account *acc, const char *prompt, int n, int threa
         subs[i].post_us = out + given;
         given += subs[i].count;
         if (pthread_create(&subs[i].thread, NULL, submit_main, &subs[i]) != 0) {
-            fail("cannot start a submitter thread");
+            kx_bench_fail("cannot start a submitter thread");
             subs[i].count = -1;
         }
     }
@@ -1788,7 +1771,7 @@ static bool wait_all_done(const char *account_id, int want, int64_t deadline_mon
     bool prepared = PQresultStatus(prep) == PGRES_COMMAND_OK;
     PQclear(prep);
     if (!prepared) {
-        fail("cannot prepare the batch's poll: %s", PQerrorMessage(c));
+        kx_bench_fail("cannot prepare the batch's poll: %s", PQerrorMessage(c));
         PQfinish(c);
         return false;
     }
@@ -1812,7 +1795,7 @@ static run_row *batch_rows(const char *key, const char *account_id, int n, int64
     int nrows = 0;
     run_row *rows = load_runs(account_id, &nrows);
     if (rows == NULL || nrows != n) {
-        fail("%s: %d runs in Postgres, want %d", key, nrows, n);
+        kx_bench_fail("%s: %d runs in Postgres, want %d", key, nrows, n);
         free(rows);
         return NULL;
     }
@@ -1829,7 +1812,7 @@ static run_row *batch_rows(const char *key, const char *account_id, int n, int64
         ph[2 * n + i] = rows[i].completed - rows[i].started;
     }
     if (completed != n) {
-        fail("%s: %d of %d runs completed", key, completed, n);
+        kx_bench_fail("%s: %d of %d runs completed", key, completed, n);
         free(rows);
         return NULL;
     }
@@ -1886,7 +1869,7 @@ static void check_counted(const char *key, const char *account_id)
         "  AND kind = 'tokens_month')",
         1, p);
     if (res == NULL || PQntuples(res) != 1) {
-        fail("%s: the account's quota counters could not be read", key);
+        kx_bench_fail("%s: the account's quota counters could not be read", key);
         PQclear(res);
         return;
     }
@@ -1899,7 +1882,7 @@ static void check_counted(const char *key, const char *account_id)
            "this month (%lld in agent_runs)\n",
            runs_counted, runs, tokens_counted, tokens);
     if (runs_counted != runs || tokens_counted != tokens || tokens == 0)
-        fail("%s: the quota counters do not match the account's runs", key);
+        kx_bench_fail("%s: the quota counters do not match the account's runs", key);
 }
 
 static bool scenario_throughput(const char *key, const char *title, const char *prompt, int n,
@@ -1917,7 +1900,7 @@ static bool scenario_throughput(const char *key, const char *title, const char *
         wait_all_done(warm.id, nwarm, kx_mono_ms() + BATCH_TIMEOUT_MS);
     account_free(&warm);
     if (!ok) {
-        fail("%s: the warm-up batch of %d runs did not complete", key, nwarm);
+        kx_bench_fail("%s: the warm-up batch of %d runs did not complete", key, nwarm);
         return false;
     }
     account acc;
@@ -1941,11 +1924,12 @@ static bool scenario_throughput(const char *key, const char *title, const char *
         int submitted = submit_batch(&acc, prompt, n, threads, post);
         submitted_us = kx_mono_us() - t0;
         if (submitted != n) {
-            fail("%s: only %d of %d runs were submitted", key, submitted, n);
+            kx_bench_fail("%s: only %d of %d runs were submitted", key, submitted, n);
             ok = false;
         }
         if (ok && !wait_all_done(acc.id, n, kx_mono_ms() + BATCH_TIMEOUT_MS)) {
-            fail("%s: the runs did not all end within %d s", key, BATCH_TIMEOUT_MS / 1000);
+            kx_bench_fail("%s: the runs did not all end within %d s", key,
+                          BATCH_TIMEOUT_MS / 1000);
             ok = false;
         }
         cpu_take(&c1);
@@ -1969,11 +1953,11 @@ static bool scenario_throughput(const char *key, const char *title, const char *
         printf("  submitting took %s (%.0f POST/s)\n", dur(a, submitted_us),
                (double)n / ((double)submitted_us / 1e6));
         snprintf(k, sizeof k, "%s.runs_per_s", key);
-        result(k, rps, "runs/s");
+        kx_bench_result(k, rps, "runs/s");
         snprintf(k, sizeof k, "%s.wall", key);
-        result(k, (double)wall, "us");
+        kx_bench_result(k, (double)wall, "us");
         snprintf(k, sizeof k, "%s.post_per_s", key);
-        result(k, (double)n / ((double)submitted_us / 1e6), "POST/s");
+        kx_bench_result(k, (double)n / ((double)submitted_us / 1e6), "POST/s");
         stats sl = stats_of(lat, n), sp = stats_of(post, n);
         print_stats("per-run latency (DB: created -> completed)", &sl);
         print_stats("POST /api/agent/initiate under load", &sp);
@@ -1986,14 +1970,14 @@ static bool scenario_throughput(const char *key, const char *title, const char *
             printf("  write transactions (commits) of the whole stack: %lld, %.1f per run\n",
                    (long long)(xid1 - xid0), (double)(xid1 - xid0) / n);
             snprintf(k, sizeof k, "%s.commits_per_run", key);
-            result(k, (double)(xid1 - xid0) / n, "commits");
+            kx_bench_result(k, (double)(xid1 - xid0) / n, "commits");
         }
         if (evseq0 > 0 && evseq1 >= evseq0) {
             printf("  kx.run.ev messages (KX_RUN_EVENTS sequences) of the batch: %llu, %.1f per "
                    "run\n",
                    (unsigned long long)(evseq1 - evseq0), (double)(evseq1 - evseq0) / n);
             snprintf(k, sizeof k, "%s.ev_msgs_per_run", key);
-            result(k, (double)(evseq1 - evseq0) / n, "messages");
+            kx_bench_result(k, (double)(evseq1 - evseq0) / n, "messages");
         }
         /* against the baseline: one connection committing one row at a time */
         printf("  vs the Postgres INSERT commit baseline (p50 %lld us, one connection: %.0f "
@@ -2001,7 +1985,7 @@ static bool scenario_throughput(const char *key, const char *title, const char *
                (long long)b->pg_commit.p50, 1e6 / (double)b->pg_commit.p50,
                rps / (1e6 / (double)b->pg_commit.p50), rows[0].rows);
         snprintf(k, sizeof k, "%s.x_commit_rate", key);
-        result(k, rps / (1e6 / (double)b->pg_commit.p50), "x");
+        kx_bench_result(k, rps / (1e6 / (double)b->pg_commit.p50), "x");
         /* what the statements of a run would cost one at a time on one connection (the old
          * runner did exactly that on its loop thread) */
         const run_row *r0 = &rows[0];
@@ -2015,9 +1999,9 @@ static bool scenario_throughput(const char *key, const char *title, const char *
                100.0 * (double)floor_us / (double)wall, (double)n / ((double)floor_us / 1e6),
                getenv("KX_RUNNER_DB_CONNS") ? getenv("KX_RUNNER_DB_CONNS") : "4");
         snprintf(k, sizeof k, "%s.runner_db_ceiling", key);
-        result(k, (double)n / ((double)floor_us / 1e6), "runs/s");
+        kx_bench_result(k, (double)n / ((double)floor_us / 1e6), "runs/s");
         snprintf(k, sizeof k, "%s.runner_db_share", key);
-        result(k, 100.0 * (double)floor_us / (double)wall, "%");
+        kx_bench_result(k, 100.0 * (double)floor_us / (double)wall, "%");
         if (runner_pg >= 0) {
             char c2[32];
             int trips = n * (per_run + r0->llm_calls + 1);
@@ -2031,7 +2015,7 @@ static bool scenario_throughput(const char *key, const char *title, const char *
                                  b->pg_select.p50 * (r0->llm_calls + 1)) /
                         (per_run + r0->llm_calls + 1)));
             snprintf(k, sizeof k, "%s.runner_pg_trip_under_load", key);
-            result(k, blocked_us / trips, "us");
+            kx_bench_result(k, blocked_us / trips, "us");
         }
         printf("  CPU while the batch ran (submit -> all done, %s):\n",
                dur(a, c1.wall_us - c0.wall_us));
@@ -2140,8 +2124,8 @@ static bool scenario_fanout(int nreaders)
         pthread_barrier_destroy(&go);
         int64_t wall = last - t0;
         if (good != nreaders) {
-            fail("fan-out: %d of %d readers got the whole stream (%zu events)", good, nreaders,
-                 events);
+            kx_bench_fail("fan-out: %d of %d readers got the whole stream (%zu events)", good,
+                          nreaders, events);
             ok = false;
         }
         stats s1 = stats_of(single, 20), sr = stats_of(lat, lat ? nreaders : 0);
@@ -2158,13 +2142,15 @@ static bool scenario_fanout(int nreaders)
         print_cpu("fanout", &c0, &c1, 0);
         result_stats("fanout.single", &s1);
         result_stats("fanout.reader", &sr);
-        result("fanout.wall", (double)wall, "us");
-        result("fanout.events_per_s", (double)delivered / ((double)wall / 1e6), "events/s");
-        result("fanout.x_single", (double)wall / (double)s1.p50, "x");
-        result("fanout.x_serial", (double)wall / ((double)nreaders * (double)s1.p50), "x");
+        kx_bench_result("fanout.wall", (double)wall, "us");
+        kx_bench_result("fanout.events_per_s", (double)delivered / ((double)wall / 1e6),
+                        "events/s");
+        kx_bench_result("fanout.x_single", (double)wall / (double)s1.p50, "x");
+        kx_bench_result("fanout.x_serial", (double)wall / ((double)nreaders * (double)s1.p50),
+                        "x");
         free(lat);
     } else if (ok) {
-        fail("fan-out: cannot set up the readers");
+        kx_bench_fail("fan-out: cannot set up the readers");
         ok = false;
     }
     free(rs);
@@ -2224,7 +2210,7 @@ static bool scenario_held(int n, int threads, int hold_ms)
            "(demo-model `sleep`)\n",
            n, hold_ms);
     if (n <= 0) {
-        fail("held: the number of runs must be positive, not %d", n);
+        kx_bench_fail("held: the number of runs must be positive, not %d", n);
         return false;
     }
     account acc;
@@ -2258,8 +2244,8 @@ static bool scenario_held(int n, int threads, int hold_ms)
     }
     char a[32], b[32];
     if (ok && all_running_us < 0) {
-        fail("held: only %d of %d runs were running at once within %d ms", max_running, n,
-             hold_ms);
+        kx_bench_fail("held: only %d of %d runs were running at once within %d ms", max_running, n,
+                      hold_ms);
         ok = false;
     }
     cpu_snap h0, h1;
@@ -2282,7 +2268,7 @@ static bool scenario_held(int n, int threads, int hold_ms)
     if (c != NULL)
         PQfinish(c);
     if (ok && !wait_all_done(acc.id, n, kx_mono_ms() + BATCH_TIMEOUT_MS + hold_ms)) {
-        fail("held: the runs did not all end");
+        kx_bench_fail("held: the runs did not all end");
         ok = false;
     }
     int64_t *lat = calloc((size_t)n, sizeof *lat), *ph = calloc((size_t)n * 3, sizeof *ph);
@@ -2309,13 +2295,13 @@ static bool scenario_held(int n, int threads, int hold_ms)
                "POST\n",
                hold_ms, dur(a, sl.p50 - (int64_t)hold_ms * 1000),
                dur(b, sl.p99 - (int64_t)hold_ms * 1000), dur(c3, last - start_wall));
-        result("held.all_done_after", (double)(last - start_wall), "us");
+        kx_bench_result("held.all_done_after", (double)(last - start_wall), "us");
         print_phases("held", ph, n);
-        result("held.all_running_after", (double)all_running_us, "us");
-        result("held.runner_rss_per_run", (double)(rss1 - rss0) / n, "KiB");
-        result("held.runner_sockets_per_run", (double)socks1 / n, "sockets");
+        kx_bench_result("held.all_running_after", (double)all_running_us, "us");
+        kx_bench_result("held.runner_rss_per_run", (double)(rss1 - rss0) / n, "KiB");
+        kx_bench_result("held.runner_sockets_per_run", (double)socks1 / n, "sockets");
         result_stats("held.latency", &sl);
-        result("held.overhead.p50", (double)(sl.p50 - (int64_t)hold_ms * 1000), "us");
+        kx_bench_result("held.overhead.p50", (double)(sl.p50 - (int64_t)hold_ms * 1000), "us");
     } else {
         ok = false;
     }
@@ -2345,12 +2331,12 @@ static bool pg_show_on(PGconn *c, const char *name)
 static bool pg_restart_durable(void)
 {
     if (kx_th_pg_down(&g_stack.pg) != KX_OK) {
-        fail("cannot stop Postgres");
+        kx_bench_fail("cannot stop Postgres");
         return false;
     }
     g_stack.pg.durable = true; /* KX_TH_PG_OPTS (e.g. pg_stat_statements) applies again */
     if (kx_th_pg_up(&g_stack.pg) != KX_OK) {
-        fail("cannot start Postgres again with fsync on, see %s/pg.log", g_stack.pg.dir);
+        kx_bench_fail("cannot start Postgres again with fsync on, see %s/pg.log", g_stack.pg.dir);
         return false;
     }
     PGconn *c = pg_connect();
@@ -2360,7 +2346,8 @@ static bool pg_restart_durable(void)
         pg_show_on(c, "full_page_writes");
     PQfinish(c);
     if (!ok) {
-        fail("Postgres restarted but fsync/synchronous_commit/full_page_writes are not all on");
+        kx_bench_fail(
+            "Postgres restarted but fsync/synchronous_commit/full_page_writes are not all on");
         return false;
     }
     /* the services notice the restart on their next statement; /api/health asks them all */
@@ -2372,7 +2359,7 @@ static bool pg_restart_durable(void)
             return true;
         usleep(100000);
     }
-    fail("the stack is not healthy 10 s after the Postgres restart");
+    kx_bench_fail("the stack is not healthy 10 s after the Postgres restart");
     return false;
 }
 
@@ -2506,10 +2493,8 @@ int main(int argc, char **argv)
         return 2;
     g_keep_alive = o.keep_alive;
     g_limited = o.limited;
-    if (o.results != NULL && (g_results = fopen(o.results, "a")) == NULL) {
-        fprintf(stderr, "bench_run: cannot open %s: %s\n", o.results, strerror(errno));
+    if (!kx_bench_open_results("bench_run", o.results))
         return 2;
-    }
     setvbuf(stdout, NULL, _IOLBF, 0);
     kx_log_init("bench", "bench");
     kx_log_set_level(KX_LOG_ERROR); /* the harness's polls while the stack starts are noise */
@@ -2570,10 +2555,9 @@ int main(int argc, char **argv)
     if (ok && o.durable)
         ok = scenario_durable(&o, &b);
 
-    printf("\nbench_run: %s in %.1f s\n", ok && !g_failed ? "done" : "FAILED",
+    printf("\nbench_run: %s in %.1f s\n", ok && !kx_bench_failed() ? "done" : "FAILED",
            (double)(kx_mono_ms() - t_start) / 1000.0);
-    int bad = kx_th_stack_stop(&g_stack, !ok || g_failed);
-    if (g_results != NULL)
-        fclose(g_results);
-    return ok && !g_failed && bad == 0 ? 0 : 1;
+    int bad = kx_th_stack_stop(&g_stack, !ok || kx_bench_failed());
+    kx_bench_close();
+    return ok && !kx_bench_failed() && bad == 0 ? 0 : 1;
 }
