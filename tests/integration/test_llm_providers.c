@@ -45,6 +45,7 @@
 #include "kx/uuid.h"
 #include "llm.h"
 #include "api_client.h"
+#include "fake_log.h"
 #include "stack.h"
 
 #define FAKE KX_SOURCE_DIR "/tests/fakes/llm-provider/fake-llm.js"
@@ -64,44 +65,12 @@ static void sleep_ms(int64_t ms)
 
 /* ---- the fake's request log ------------------------------------------------------------ */
 
-static size_t collect(char *p, size_t size, size_t n, void *arg)
-{
-    kx_buf *b = arg;
-    return kx_buf_add(b, p, size * n) == KX_OK ? size * n : 0;
-}
-
-static json_t *fake_log(void)
-{
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_port);
-    CURL *e = curl_easy_init();
-    kx_buf b = {0};
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
-    CURLcode rc = curl_easy_perform(e);
-    curl_easy_cleanup(e);
-    assert_int_equal(rc, CURLE_OK);
-    json_t *v = json_loadb(b.s ? b.s : "", b.len, 0, NULL);
-    kx_buf_free(&b);
-    assert_true(json_is_array(v));
-    return v;
-}
-
 /* The requests the fake got for model (its name as sent), in order: a new array. */
 static json_t *requests_for(const char *model)
 {
-    json_t *all = fake_log(), *out = json_array();
-    size_t i;
-    json_t *e;
-    json_array_foreach(all, i, e)
-    {
-        if (strcmp(json_string_value(json_object_get(e, "model")), model) == 0)
-            json_array_append(out, e);
-    }
-    json_decref(all);
-    return out;
+    char cond[128];
+    snprintf(cond, sizeof cond, "model=%s", model);
+    return kx_th_fake_log(g_port, cond, NULL);
 }
 
 static int64_t jint(const json_t *o, const char *k)

@@ -40,6 +40,7 @@
 #include "kx/buf.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "fake_log.h"
 #include "stack.h"
 
 #define FAKE KX_SOURCE_DIR "/tests/fakes/llm-provider/fake-llm.js"
@@ -59,39 +60,12 @@ static void sleep_ms(int64_t ms)
 
 /* ---- the fake's request log ------------------------------------------------------------ */
 
-static size_t collect(char *p, size_t size, size_t n, void *arg)
-{
-    kx_buf *b = arg;
-    return kx_buf_add(b, p, size * n) == KX_OK ? size * n : 0;
-}
-
 /* The requests the fake got for model, in order: a new array. */
 static json_t *requests_for(const char *model)
 {
-    char url[64];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_port);
-    CURL *e = curl_easy_init();
-    kx_buf b = {0};
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, collect);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
-    CURLcode rc = curl_easy_perform(e);
-    curl_easy_cleanup(e);
-    assert_int_equal(rc, CURLE_OK);
-    json_t *all = json_loadb(b.s ? b.s : "", b.len, 0, NULL);
-    kx_buf_free(&b);
-    assert_true(json_is_array(all));
-    json_t *out = json_array();
-    size_t i;
-    json_t *x;
-    json_array_foreach(all, i, x)
-    {
-        if (strcmp(json_string_value(json_object_get(x, "model")), model) == 0)
-            json_array_append(out, x);
-    }
-    json_decref(all);
-    return out;
+    char cond[128];
+    snprintf(cond, sizeof cond, "model=%s", model);
+    return kx_th_fake_log(g_port, cond, NULL);
 }
 
 /* ---- runs -------------------------------------------------------------------------------- */

@@ -33,6 +33,7 @@
 
 #include <cmocka.h>
 
+#include "fake_log.h"
 #include "harness.h"
 #include "sandbox_client.h"
 #include "suite.h"
@@ -127,25 +128,10 @@ static void fake_mode(const char *route, const char *mode)
 /* The fake's log entries whose method is method and whose path starts with prefix. */
 static json_t *fake_log(const char *method, const char *prefix)
 {
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_fake_port);
-    kx_http_resp r = {0};
-    assert_int_equal(kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(5000), 0, &r),
-                     KX_OK);
-    json_t *all = json_loads(r.body, 0, NULL);
-    kx_http_resp_free(&r);
-    assert_non_null(all);
-    json_t *out = json_array();
-    size_t i;
-    json_t *e;
-    json_array_foreach(all, i, e)
-    {
-        if (strcmp(json_string_value(json_object_get(e, "method")), method) == 0 &&
-            strncmp(json_string_value(json_object_get(e, "path")), prefix, strlen(prefix)) == 0)
-            json_array_append(out, e);
-    }
-    json_decref(all);
-    return out;
+    char m[32], p[160];
+    snprintf(m, sizeof m, "method=%s", method);
+    snprintf(p, sizeof p, "path^=%s", prefix);
+    return kx_th_fake_log(g_fake_port, m, p, NULL);
 }
 
 /* ---- bus helpers ------------------------------------------------------------------------ */

@@ -31,6 +31,7 @@
 
 #include <cmocka.h>
 
+#include "fake_log.h"
 #include "harness.h"
 #include "sandbox_client.h"
 #include "suite.h"
@@ -164,23 +165,9 @@ static void assert_error(const call_result *r, const char *code, const char *nee
 /* The fake's request log, filtered by path. */
 static json_t *fake_log(const char *path)
 {
-    char url[128];
-    snprintf(url, sizeof url, "http://127.0.0.1:%u/_log", g_fake_port);
-    kx_http_resp r = {0};
-    assert_int_equal(kx_http_request("GET", url, NULL, NULL, 0, kx_deadline_in(5000), 0, &r),
-                     KX_OK);
-    json_t *all = json_loads(r.body, 0, NULL);
-    kx_http_resp_free(&r);
-    json_t *out = json_array();
-    size_t i;
-    json_t *e;
-    json_array_foreach(all, i, e)
-    {
-        if (strcmp(json_string_value(json_object_get(e, "path")), path) == 0)
-            json_array_append(out, e);
-    }
-    json_decref(all);
-    return out;
+    char cond[160];
+    snprintf(cond, sizeof cond, "path=%s", path);
+    return kx_th_fake_log(g_fake_port, cond, NULL);
 }
 
 static char *metrics(void)
