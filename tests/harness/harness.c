@@ -158,8 +158,7 @@ uint16_t kx_th_free_port(void)
     return port;
 }
 
-/* True when something accepts TCP connections on 127.0.0.1:port. */
-static bool port_accepts(uint16_t port)
+bool kx_th_port_accepts(uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -422,6 +421,18 @@ int kx_th_procs_using(const char *dir)
     return found;
 }
 
+bool kx_th_wait_port(uint16_t port, int64_t timeout_ms)
+{
+    int64_t end = kx_mono_ms() + timeout_ms;
+    for (;;) {
+        if (kx_th_port_accepts(port))
+            return true;
+        if (kx_mono_ms() >= end)
+            return false;
+        sleep_ms(50);
+    }
+}
+
 kx_err kx_th_wait_http(const char *url, int64_t timeout_ms)
 {
     CURL *c = curl_easy_init();
@@ -508,7 +519,7 @@ static kx_err wait_port(pid_t pid, uint16_t port, int64_t timeout_ms, const char
 {
     int64_t give_up = mono_ms() + timeout_ms;
     for (;;) {
-        if (port_accepts(port))
+        if (kx_th_port_accepts(port))
             return KX_OK;
         siginfo_t si = {0};
         if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) == 0 && si.si_pid == pid) {

@@ -49,6 +49,10 @@ int kx_th_procs_with_arg_under(const char *arg, pid_t ancestor, uid_t *uid_out);
  * service still writing its log into a suite's temp dir): for suites that check they left
  * nothing running. Each one found is printed with its pid and command. */
 int kx_th_procs_using(const char *dir);
+/* Something accepts TCP connections on 127.0.0.1:port now. */
+bool kx_th_port_accepts(uint16_t port);
+/* Polls kx_th_port_accepts every 50 ms until it is true or timeout_ms passes. */
+bool kx_th_wait_port(uint16_t port, int64_t timeout_ms);
 /* Polls GET url until it answers 200 or timeout_ms passes. */
 kx_err kx_th_wait_http(const char *url, int64_t timeout_ms);
 /* The value of the first series of metric `name` on the service whose health port is port

@@ -43,22 +43,6 @@ static int g_silent_fd = -1;
 static char g_agent[KX_UUID_LEN + 1], g_owner[KX_UUID_LEN + 1];
 static char g_url[128];
 
-static bool wait_port(uint16_t port, int64_t timeout_ms)
-{
-    int64_t end = kx_mono_ms() + timeout_ms;
-    while (kx_mono_ms() < end) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
-        close(fd);
-        if (rc == 0)
-            return true;
-        usleep(50000);
-    }
-    return false;
-}
-
 static int start_all(void **state)
 {
     (void)state;
@@ -79,7 +63,7 @@ static int start_all(void **state)
     snprintf(log, sizeof log, "%s/everything.log", g_s.dir);
     const char *menv[] = {e_mport, NULL};
     const char *margv[] = {"node", "--require", LOOPBACK, NM, "streamableHttp", NULL};
-    if (kx_th_spawn(margv, menv, log, &g_mcp) != KX_OK || !wait_port(g_mcp_port, 20000))
+    if (kx_th_spawn(margv, menv, log, &g_mcp) != KX_OK || !kx_th_wait_port(g_mcp_port, 20000))
         return -1;
     snprintf(g_url, sizeof g_url, "http://127.0.0.1:%u/mcp", g_mcp_port);
 

@@ -52,22 +52,6 @@ static pid_t g_everything, g_collide;
 static uint16_t g_everything_port, g_collide_port;
 static kx_bus *g_bus;
 
-static bool wait_port(uint16_t port, int64_t timeout_ms)
-{
-    int64_t end = kx_mono_ms() + timeout_ms;
-    while (kx_mono_ms() < end) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
-        close(fd);
-        if (rc == 0)
-            return true;
-        usleep(50000);
-    }
-    return false;
-}
-
 static kx_err start_node(const char *const *argv, uint16_t port, const char *name, pid_t *pid)
 {
     char port_env[32], log[600];
@@ -75,7 +59,7 @@ static kx_err start_node(const char *const *argv, uint16_t port, const char *nam
     snprintf(log, sizeof log, "%s/%s.log", g_dir, name);
     const char *env[] = {port_env, NULL};
     kx_err err = kx_th_spawn(argv, env, log, pid);
-    if (err == KX_OK && !wait_port(port, 20000))
+    if (err == KX_OK && !kx_th_wait_port(port, 20000))
         return KX_ERR_TIMEOUT;
     return err;
 }

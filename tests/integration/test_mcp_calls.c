@@ -58,22 +58,6 @@ static char g_nats_env[128];
 static kx_th_pg g_pg;
 static char g_data_env[600], g_secret_path[600], g_deny_env[64];
 
-static bool wait_port(uint16_t port, int64_t timeout_ms)
-{
-    int64_t end = kx_mono_ms() + timeout_ms;
-    while (kx_mono_ms() < end) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
-        close(fd);
-        if (rc == 0)
-            return true;
-        usleep(50000);
-    }
-    return false;
-}
-
 static kx_err start_node_http(const char *mode, uint16_t port, pid_t *pid)
 {
     char port_env[32], log[600];
@@ -82,7 +66,7 @@ static kx_err start_node_http(const char *mode, uint16_t port, pid_t *pid)
     const char *env[] = {port_env, NULL};
     const char *argv[] = {"node", "--require", LOOPBACK, NM, mode, NULL};
     kx_err err = kx_th_spawn(argv, env, log, pid);
-    if (err == KX_OK && !wait_port(port, 20000))
+    if (err == KX_OK && !kx_th_wait_port(port, 20000))
         return KX_ERR_TIMEOUT;
     return err;
 }
@@ -100,7 +84,7 @@ static kx_err start_notify(const char *mode, uint16_t port, pid_t *pid)
     const char *env[] = {port_env, NULL};
     const char *argv[] = {"node", NOTIFY, mode, NULL};
     kx_err err = kx_th_spawn(argv, env, log, pid);
-    if (err == KX_OK && !wait_port(port, 20000))
+    if (err == KX_OK && !kx_th_wait_port(port, 20000))
         return KX_ERR_TIMEOUT;
     return err;
 }

@@ -52,17 +52,6 @@ static char *slurp(const char *path)
     return buf;
 }
 
-static bool tcp_accepts(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sa = {.sin_family = AF_INET,
-                             .sin_port = htons(port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    bool ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-    close(fd);
-    return ok;
-}
-
 static void test_tmpdir_and_port(void **state)
 {
     struct stat st;
@@ -71,7 +60,7 @@ static void test_tmpdir_and_port(void **state)
     assert_non_null(strstr(g_tmp, "/tmp/kx-test-harness-"));
     uint16_t port = kx_th_free_port();
     assert_true(port > 0);
-    assert_false(tcp_accepts(port));
+    assert_false(kx_th_port_accepts(port));
     /* rmrf removes nested content; KX_TEST_KEEP=1 keeps it. */
     char dir[300], file[320];
     snprintf(dir, sizeof dir, "%s/a", g_tmp);
@@ -161,9 +150,9 @@ static void test_nats_start_stop(void **state)
     char want[64];
     snprintf(want, sizeof want, "nats://127.0.0.1:%u", n.port);
     assert_string_equal(n.url, want);
-    assert_true(tcp_accepts(n.port));
+    assert_true(kx_th_port_accepts(n.port));
     kx_th_nats_stop(&n);
-    assert_false(tcp_accepts(n.port));
+    assert_false(kx_th_port_accepts(n.port));
     assert_int_not_equal(access(n.dir, F_OK), 0);
 }
 

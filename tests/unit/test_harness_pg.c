@@ -31,17 +31,6 @@
 #include "procstat.h"
 #include "pgplans.h"
 
-static bool tcp_accepts(uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
 /* The postmaster's pid from <dir>/postgres/pg/postmaster.pid, 0 if unreadable. */
 static pid_t postmaster_of(const char *tmp)
 {
@@ -102,17 +91,17 @@ static void servers_die_with_their_test(bool restart_durable)
     pid_t pm = postmaster_of(tmp);
     assert_true(pm > 0);
     assert_true(kx_th_alive(pm));
-    assert_true(tcp_accepts((uint16_t)port));
+    assert_true(kx_th_port_accepts((uint16_t)port));
 
     assert_int_equal(kill(child, SIGKILL), 0);
     assert_int_equal(waitpid(child, NULL, 0), child);
 
     int64_t t0 = kx_mono_ms(), give_up = t0 + 10000; /* room for a loaded machine */
-    while ((kx_th_alive(pm) || tcp_accepts((uint16_t)port) || kx_th_alive(nats)) &&
+    while ((kx_th_alive(pm) || kx_th_port_accepts((uint16_t)port) || kx_th_alive(nats)) &&
            kx_mono_ms() < give_up)
         usleep(20000);
     bool pm_gone = !kx_th_alive(pm);
-    bool port_closed = !tcp_accepts((uint16_t)port);
+    bool port_closed = !kx_th_port_accepts((uint16_t)port);
     bool nats_gone = !kx_th_alive(nats);
     printf("%lld ms after its test's SIGKILL: postmaster %d %s, nats-server %d %s\n",
            (long long)(kx_mono_ms() - t0), (int)pm, pm_gone ? "gone" : "STILL RUNNING", (int)nats,
