@@ -455,18 +455,12 @@ static void test_background_session_and_kill(void **state)
         Kx__V1__SandboxKillRequest kr = KX__V1__SANDBOX_KILL_REQUEST__INIT;
         kr.exec_id = "bg-sleeper";
         kr.project_id = g_project;
-        kx_bus_meta meta;
-        kx_bus_meta_init(&meta, kx_deadline_in(2000), g_project);
-        natsMsg *reply = NULL;
-        assert_int_equal(kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_KILL, &kr.base, &meta, &reply),
-                         KX_OK);
         Kx__V1__SandboxKillReply *kres =
-            kx_pb_unpack(&kx__v1__sandbox_kill_reply__descriptor, natsMsg_GetData(reply),
-                         (size_t)natsMsg_GetDataLength(reply));
+            kx_th_sb_ask(g_bus, KX_SUBJ_SANDBOX_KILL, &kr.base, g_project, 2000,
+                         &kx__v1__sandbox_kill_reply__descriptor, NULL, NULL);
         assert_non_null(kres);
         killed[i] = kres->killed;
         kx_pb_free(kres);
-        natsMsg_Destroy(reply);
         usleep(300 * 1000);
     }
     assert_true(killed[0]);

@@ -645,15 +645,9 @@ static json_t *schemas(const char *cfg)
 {
     Kx__V1__ToolSchemasRequest rq = KX__V1__TOOL_SCHEMAS_REQUEST__INIT;
     rq.agentpress_tools_json = (char *)cfg;
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(5000), g_project);
-    natsMsg *reply = NULL;
-    assert_int_equal(kx_bus_request_pb(g_bus, KX_SUBJ_TOOL_SCHEMAS, &rq.base, &meta, &reply),
-                     KX_OK);
     Kx__V1__ToolSchemasReply *rep =
-        kx_pb_unpack(&kx__v1__tool_schemas_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
+        kx_th_sb_ask(g_bus, KX_SUBJ_TOOL_SCHEMAS, &rq.base, g_project, 5000,
+                     &kx__v1__tool_schemas_reply__descriptor, NULL, NULL);
     assert_non_null(rep);
     json_t *v = rep->error == NULL ? json_loads(rep->tools_json, 0, NULL) : NULL;
     if (rep->error != NULL)
