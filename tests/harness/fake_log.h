@@ -10,10 +10,10 @@
 #include <jansson.h>
 #include <stdint.h>
 
-/* The entries of the log of the fake on 127.0.0.1:port that match every condition, a
- * NULL-terminated list of "field=value" (the string field equals value) or "field^=value"
- * (starts with value); no condition: every entry. An entry without such a string field does
- * not match. The test fails when the log cannot be read. */
-json_t *kx_th_fake_log(uint16_t port, ...) __attribute__((sentinel));
+/* The entries of the log of the fake on 127.0.0.1:port that meet both conditions, each
+ * "field=value" (the string field equals value), "field^=value" (starts with value) or NULL
+ * (none); both NULL: every entry. An entry without such a string field does not match. The
+ * test fails when the log cannot be read. */
+json_t *kx_th_fake_log(uint16_t port, const char *cond1, const char *cond2);
 
 #endif

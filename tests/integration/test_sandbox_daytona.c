@@ -131,7 +131,7 @@ static json_t *fake_log(const char *method, const char *prefix)
     char m[32], p[160];
     snprintf(m, sizeof m, "method=%s", method);
     snprintf(p, sizeof p, "path^=%s", prefix);
-    return kx_th_fake_log(g_fake_port, m, p, NULL);
+    return kx_th_fake_log(g_fake_port, m, p);
 }
 
 /* ---- bus helpers ------------------------------------------------------------------------ */
