@@ -372,53 +372,43 @@ static size_t discard_body(char *ptr, size_t size, size_t nmemb, void *arg)
     return size * nmemb;
 }
 
+/* A visit of kx_th_procs_using: pid has a descriptor open on a path under dir (and is not
+ * this process); each one found is printed. */
+static bool uses_dir(pid_t pid, void *arg)
+{
+    const char *dir = arg;
+    size_t dlen = strlen(dir);
+    if (pid == getpid())
+        return false;
+    char fddir[64];
+    snprintf(fddir, sizeof fddir, "/proc/%d/fd", (int)pid);
+    DIR *fds = opendir(fddir);
+    if (fds == NULL)
+        return false;
+    struct dirent *fe;
+    bool uses = false;
+    while (!uses && (fe = readdir(fds)) != NULL) {
+        char link[600], target[PATH_MAX];
+        snprintf(link, sizeof link, "%s/%s", fddir, fe->d_name);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        uses = strncmp(target, dir, dlen) == 0 && (target[dlen] == '/' || target[dlen] == '\0');
+    }
+    closedir(fds);
+    if (!uses)
+        return false;
+    char cmd[256];
+    kx_th_cmdline_of(pid, cmd, sizeof cmd, true);
+    th_log("pid %d still uses %s: %s", (int)pid, dir, cmd);
+    return true;
+}
+
 int kx_th_procs_using(const char *dir)
 {
-    DIR *proc = opendir("/proc");
-    if (proc == NULL)
-        return 0;
-    size_t dlen = strlen(dir);
-    int found = 0;
-    struct dirent *pe;
-    while ((pe = readdir(proc)) != NULL) {
-        long pid = 0;
-        if (!kx_th_parse_long(pe->d_name, &pid) || pid == (long)getpid())
-            continue;
-        char fddir[64];
-        snprintf(fddir, sizeof fddir, "/proc/%ld/fd", pid);
-        DIR *fds = opendir(fddir);
-        if (fds == NULL)
-            continue;
-        struct dirent *fe;
-        bool uses = false;
-        while (!uses && (fe = readdir(fds)) != NULL) {
-            char link[600], target[PATH_MAX];
-            snprintf(link, sizeof link, "%s/%s", fddir, fe->d_name);
-            ssize_t n = readlink(link, target, sizeof target - 1);
-            if (n <= 0)
-                continue;
-            target[n] = '\0';
-            uses =
-                strncmp(target, dir, dlen) == 0 && (target[dlen] == '/' || target[dlen] == '\0');
-        }
-        closedir(fds);
-        if (!uses)
-            continue;
-        char cmd[256] = "", path[64];
-        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
-        FILE *f = fopen(path, "r");
-        if (f != NULL) {
-            size_t n = fread(cmd, 1, sizeof cmd - 1, f);
-            fclose(f);
-            for (size_t i = 0; i < n; i++)
-                cmd[i] = cmd[i] == '\0' ? ' ' : cmd[i];
-            cmd[n] = '\0';
-        }
-        th_log("pid %ld still uses %s: %s", pid, dir, cmd);
-        found++;
-    }
-    closedir(proc);
-    return found;
+    int found = kx_th_each_proc(uses_dir, (void *)dir);
+    return found < 0 ? 0 : found;
 }
 
 bool kx_th_wait_port(uint16_t port, int64_t timeout_ms)
@@ -989,45 +979,37 @@ int kx_th_procs_with_arg(const char *arg, uid_t *uid_out)
     return kx_th_procs_with_arg_under(arg, 0, uid_out);
 }
 
+/* A visit of kx_th_procs_with_arg_under. */
+typedef struct with_arg {
+    const char *arg;
+    pid_t ancestor;
+    uid_t *uid_out;
+} with_arg;
+
+static bool has_arg(pid_t pid, void *arg)
+{
+    const with_arg *w = arg;
+    char buf[4096];
+    size_t len = kx_th_cmdline_of(pid, buf, sizeof buf, false);
+    size_t alen = strlen(w->arg);
+    bool found = false;
+    for (size_t off = 0; off < len && !found; off += strlen(buf + off) + 1)
+        found = strlen(buf + off) == alen && memcmp(buf + off, w->arg, alen) == 0;
+    if (!found || !kx_th_alive(pid) || (w->ancestor > 0 && !descends_from(pid, w->ancestor)))
+        return false;
+    if (w->uid_out != NULL) {
+        char path[64];
+        struct stat st;
+        snprintf(path, sizeof path, "/proc/%d", (int)pid);
+        if (stat(path, &st) == 0)
+            *w->uid_out = st.st_uid;
+    }
+    return true;
+}
+
 int kx_th_procs_with_arg_under(const char *arg, pid_t ancestor, uid_t *uid_out)
 {
-    DIR *d = opendir("/proc");
-    if (d == NULL)
-        return -1;
-    int n = 0;
-    struct dirent *e;
-    size_t alen = strlen(arg);
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] < '0' || e->d_name[0] > '9')
-            continue;
-        char path[300], buf[4096];
-        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        bool found = false;
-        for (size_t off = 0; off < len && !found; off += strlen(buf + off) + 1)
-            found = strlen(buf + off) == alen && memcmp(buf + off, arg, alen) == 0;
-        if (!found)
-            continue;
-        pid_t pid = (pid_t)strtol(e->d_name, NULL, 10);
-        if (!kx_th_alive(pid))
-            continue;
-        if (ancestor > 0 && !descends_from(pid, ancestor))
-            continue;
-        n++;
-        if (uid_out != NULL) {
-            struct stat st;
-            snprintf(path, sizeof path, "/proc/%s", e->d_name);
-            if (stat(path, &st) == 0)
-                *uid_out = st.st_uid;
-        }
-    }
-    closedir(d);
-    return n;
+    return kx_th_each_proc(has_arg, &(with_arg){arg, ancestor, uid_out});
 }
 
 long long kx_th_metric(uint16_t port, const char *name)

@@ -2,6 +2,7 @@
 #include "procstat.h"
 
 #include <dirent.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,10 +87,7 @@ bool kx_th_thread_states(pid_t pid, int *stopped, int *all)
     return true;
 }
 
-/* Walks /proc: fn(pid, arg) for every process whose stat line parses and want(pid, line, arg)
- * accepts. Returns how many, or -1 when /proc cannot be read. */
-static int each_proc(bool (*want)(pid_t pid, const kx_th_pstat *st, const void *key),
-                     const void *key, void (*fn)(pid_t pid, void *arg), void *arg)
+int kx_th_each_proc(bool (*visit)(pid_t pid, void *arg), void *arg)
 {
     DIR *d = opendir("/proc");
     if (d == NULL)
@@ -99,16 +97,31 @@ static int each_proc(bool (*want)(pid_t pid, const kx_th_pstat *st, const void *
     while ((e = readdir(d)) != NULL) {
         char *end;
         long pid = strtol(e->d_name, &end, 10);
-        kx_th_pstat st;
-        if (*end != '\0' || pid <= 0 || !kx_th_pstat_of((pid_t)pid, &st) ||
-            !want((pid_t)pid, &st, key))
-            continue;
-        n++;
-        if (fn != NULL)
-            fn((pid_t)pid, arg);
+        if (*end == '\0' && pid > 0 && pid <= INT_MAX && visit((pid_t)pid, arg))
+            n++;
     }
     closedir(d);
     return n;
+}
+
+/* A walk of the processes whose stat line parses and that want(pid, st, key) accepts: fn(pid,
+ * arg) for each (when fn is not NULL). */
+typedef struct stat_walk {
+    bool (*want)(pid_t pid, const kx_th_pstat *st, const void *key);
+    const void *key;
+    void (*fn)(pid_t pid, void *arg);
+    void *arg;
+} stat_walk;
+
+static bool visit_stat(pid_t pid, void *arg)
+{
+    const stat_walk *w = arg;
+    kx_th_pstat st;
+    if (!kx_th_pstat_of(pid, &st) || !w->want(pid, &st, w->key))
+        return false;
+    if (w->fn != NULL)
+        w->fn(pid, w->arg);
+    return true;
 }
 
 static bool child_of(pid_t pid, const kx_th_pstat *st, const void *key)
@@ -125,12 +138,28 @@ static bool in_group(pid_t pid, const kx_th_pstat *st, const void *key)
 
 int kx_th_each_child(pid_t parent, void (*fn)(pid_t child, void *arg), void *arg)
 {
-    return each_proc(child_of, &parent, fn, arg);
+    return kx_th_each_proc(visit_stat, &(stat_walk){child_of, &parent, fn, arg});
 }
 
 int kx_th_group_live(pid_t pgid)
 {
-    return each_proc(in_group, &pgid, NULL, NULL);
+    return kx_th_each_proc(visit_stat, &(stat_walk){in_group, &pgid, NULL, NULL});
+}
+
+size_t kx_th_cmdline_of(pid_t pid, char *buf, size_t size, bool joined)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t n = 0;
+    if (f != NULL) {
+        n = fread(buf, 1, size - 1, f);
+        fclose(f);
+    }
+    for (size_t i = 0; joined && i < n; i++)
+        buf[i] = buf[i] == '\0' ? ' ' : buf[i];
+    buf[n] = '\0';
+    return n;
 }
 
 pid_t kx_th_postmaster_of(const char *data_dir)

@@ -1,14 +1,16 @@
-/* tests/harness/procstat.h — what tests and benchmarks read of a process from /proc: one
- * parser of /proc/<pid>/stat (state, parent, group, CPU ticks), the states of a process's
- * threads, the children of a process, and a PostgreSQL data dir's postmaster. Every reader of
- * those files in tests/ goes through here, so the parse (a command name may hold spaces and
- * parentheses: fields are counted after the last ')') is written once.
+/* tests/harness/procstat.h — what tests and benchmarks read of a process from /proc: the one
+ * walk over /proc/<pid> entries, one parser of /proc/<pid>/stat (state, parent, group, CPU
+ * ticks), a process's command line, the states of its threads, the children of a process, and a
+ * PostgreSQL data dir's postmaster. Every reader of those files in tests/ goes through here, so
+ * the walk and the parse (a command name may hold spaces and parentheses: fields are counted
+ * after the last ')') are written once.
  *
  * Ownership: nothing here allocates; out-parameters are the caller's. */
 #ifndef KX_TEST_PROCSTAT_H
 #define KX_TEST_PROCSTAT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -35,9 +37,20 @@ int64_t kx_th_tick_ns(void);
  * (*stopped). false when pid is gone. */
 bool kx_th_thread_states(pid_t pid, int *stopped, int *all);
 
+/* The one walk of /proc in tests/: calls visit(pid, arg) for every process on the host (each
+ * numeric /proc/<pid> entry, this process included; one that ends meanwhile may still be
+ * visited, and then finds its files gone). visit says whether pid counts. Returns how many did,
+ * or -1 when /proc cannot be read. */
+int kx_th_each_proc(bool (*visit)(pid_t pid, void *arg), void *arg);
+
 /* Calls fn(child, arg) for every live process whose parent is parent. Returns how many, or -1
  * when /proc cannot be read. */
 int kx_th_each_child(pid_t parent, void (*fn)(pid_t child, void *arg), void *arg);
+
+/* The command line of pid (/proc/<pid>/cmdline, at most size - 1 bytes of it) into buf,
+ * '\0'-terminated: its arguments '\0'-separated, or joined by spaces when joined. Returns its
+ * length; 0 (buf "") when pid is gone or a zombie (whose command line is empty). */
+size_t kx_th_cmdline_of(pid_t pid, char *buf, size_t size, bool joined);
 
 /* The postmaster's pid from <data_dir>/postmaster.pid (its first line), 0 when unreadable. */
 pid_t kx_th_postmaster_of(const char *data_dir);

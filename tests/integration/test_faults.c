@@ -29,7 +29,6 @@
  * 500 ms. Every bound below says where it comes from; they allow for a loaded 2-core machine.
  * Each case uses accounts of its own, so cases never see each other's runs.
 */
-#include <dirent.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -51,6 +50,7 @@
 #include "kx/time.h"
 #include "kx/uuid.h"
 #include "api_client.h"
+#include "procstat.h"
 #include "stack.h"
 
 #define STREAM_TIMEOUT_MS 30000 /* longest wait for any stream here: far above every bound */
@@ -233,34 +233,29 @@ static bool json_mentions(const json_t *v, const char *needle)
 /* The first live process whose command line (arguments joined by spaces) contains needle, or
  * 0. A zombie has an empty command line, so it does not count: its process is gone. Each case
  * uses a sleep of a unique duration ("sleep 613") as its needle. */
+typedef struct find_ctx {
+    const char *needle;
+    pid_t found; /* the first one, in /proc's order */
+} find_ctx;
+
+static bool match_process(pid_t pid, void *arg)
+{
+    find_ctx *c = arg;
+    char buf[4096];
+    if (c->found != 0 || pid == getpid())
+        return false;
+    kx_th_cmdline_of(pid, buf, sizeof buf, true);
+    if (strstr(buf, c->needle) == NULL)
+        return false;
+    c->found = pid;
+    return true;
+}
+
 static pid_t find_process(const char *needle)
 {
-    DIR *d = opendir("/proc");
-    assert_non_null(d);
-    pid_t found = 0;
-    struct dirent *de;
-    while (found == 0 && (de = readdir(d)) != NULL) {
-        char *end = NULL;
-        long pid = strtol(de->d_name, &end, 10);
-        if (pid <= 0 || *end != '\0' || pid == (long)getpid())
-            continue;
-        char path[64], buf[4096];
-        snprintf(path, sizeof path, "/proc/%ld/cmdline", pid);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue; /* gone meanwhile */
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        for (size_t i = 0; i < n; i++) {
-            if (buf[i] == '\0')
-                buf[i] = ' ';
-        }
-        buf[n] = '\0';
-        if (strstr(buf, needle) != NULL)
-            found = (pid_t)pid;
-    }
-    closedir(d);
-    return found;
+    find_ctx c = {needle, 0};
+    assert_true(kx_th_each_proc(match_process, &c) >= 0);
+    return c.found;
 }
 
 /* Waits up to timeout_ms for a process matching needle to appear; returns its pid. */

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -274,13 +275,67 @@ static void test_procstat(void **state)
     assert_int_equal(kx_th_postmaster_of(g_tmp), 0); /* no postmaster.pid */
 }
 
+/* The /proc walk: a child found by its argument (under this process, not under another
+ * ancestor), its command line read whole, joined and cut, and a descriptor it holds open in a
+ * dir found by kx_th_procs_using; none of it once the child is reaped. */
+static bool visit_self(pid_t pid, void *arg)
+{
+    if (pid == getpid())
+        *(bool *)arg = true;
+    return true;
+}
+
+static void test_proc_walk(void **state)
+{
+    (void)state;
+    bool self = false;
+    assert_true(kx_th_each_proc(visit_self, &self) >= 1);
+    assert_true(self);
+    char path[512];
+    snprintf(path, sizeof path, "%s/held", g_tmp);
+    int fd = open(path, O_WRONLY | O_CREAT, 0600); /* inherited by the child */
+    assert_true(fd >= 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        char *argv[] = {"sleep", "271.828", NULL};
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(fd);
+    int64_t until = kx_mono_ms() + 5000;
+    while (kx_th_procs_with_arg("271.828", NULL) < 1 && kx_mono_ms() < until)
+        usleep(1000);
+    uid_t uid = (uid_t)-1;
+    assert_int_equal(kx_th_procs_with_arg("271.828", &uid), 1);
+    assert_int_equal(uid, getuid());
+    assert_int_equal(kx_th_procs_with_arg_under("271.828", getpid(), NULL), 1);
+    assert_int_equal(kx_th_procs_with_arg_under("271.828", child, NULL), 0);
+    assert_int_equal(kx_th_procs_with_arg("271.82", NULL), 0); /* whole arguments only */
+    char cmd[64];
+    assert_int_equal(kx_th_cmdline_of(child, cmd, sizeof cmd, true), 14);
+    assert_string_equal(cmd, "sleep 271.828 ");
+    assert_int_equal(kx_th_cmdline_of(child, cmd, sizeof cmd, false), 14);
+    assert_string_equal(cmd, "sleep");
+    assert_string_equal(cmd + 6, "271.828");
+    assert_int_equal(kx_th_cmdline_of(child, cmd, 6, true), 5);
+    assert_string_equal(cmd, "sleep");
+    assert_int_equal(kx_th_procs_using(g_tmp), 1);
+    kill(child, SIGKILL);
+    assert_int_equal(waitpid(child, NULL, 0), child);
+    assert_int_equal(kx_th_procs_with_arg("271.828", NULL), 0);
+    assert_int_equal(kx_th_cmdline_of(child, cmd, sizeof cmd, true), 0);
+    assert_string_equal(cmd, "");
+    assert_int_equal(kx_th_procs_using(g_tmp), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tmpdir_and_port), cmocka_unit_test(test_spawn_log_env_and_kill),
         cmocka_unit_test(test_parse_long),      cmocka_unit_test(test_wait_http),
         cmocka_unit_test(test_nats_start_stop), cmocka_unit_test(test_freeze),
-        cmocka_unit_test(test_procstat),
+        cmocka_unit_test(test_procstat),        cmocka_unit_test(test_proc_walk),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
