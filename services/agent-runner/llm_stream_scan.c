@@ -22,6 +22,7 @@
 #define SCAN_MAX_DEPTH 32
 #define SCAN_MAX_CALLS 8
 #define SCAN_MAX_DIGITS 18 /* fits a long long: longer integers are left to the tree */
+#define SCAN_MAX_FRACTION 30
 
 typedef enum vkind {
     V_NONE = 0,
@@ -73,8 +74,7 @@ typedef struct scan {
 
 static void skip_ws(scan *s)
 {
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
-        s->p++;
+    s->p = kx_json_skip_ws(s->p, s->end);
 }
 
 /* The string at s->p ('"') into v; false when it is not one the scan takes
@@ -91,52 +91,27 @@ static bool scan_string(scan *s, val *v)
     return true;
 }
 
-/* A number: integers of up to SCAN_MAX_DIGITS digits (their value in v), reals without an
- * exponent; anything else is left to the tree. */
+/* A number: integers of up to SCAN_MAX_DIGITS digits (their value in v), reals of up to
+ * SCAN_MAX_FRACTION fraction digits without an exponent; anything else is left to the tree. */
 static bool scan_number(scan *s, val *v)
 {
-    bool neg = false;
-    if (*s->p == '-') {
-        neg = true;
-        s->p++;
-    }
-    if (s->p >= s->end || *s->p < '0' || *s->p > '9')
+    kx_json_number n;
+    const unsigned char *after = kx_json_scan_number(s->p, s->end, &n);
+    if (after == NULL || n.int_digits > SCAN_MAX_DIGITS || n.frac_digits > SCAN_MAX_FRACTION ||
+        n.has_exp)
         return false;
-    if (*s->p == '0' && s->p + 1 < s->end && s->p[1] >= '0' && s->p[1] <= '9')
-        return false; /* a leading zero */
-    long long x = 0;
-    int digits = 0;
-    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
-        if (++digits > SCAN_MAX_DIGITS)
-            return false;
-        x = x * 10 + (*s->p - '0');
-        s->p++;
-    }
-    bool real = false;
-    if (s->p < s->end && *s->p == '.') {
-        real = true;
-        s->p++;
-        int frac = 0;
-        while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
-            frac++;
-            s->p++;
-        }
-        if (frac == 0 || frac > 30)
-            return false;
-    }
-    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E'))
-        return false;
-    v->kind = real ? V_OTHER : V_INT;
-    v->i = neg ? -x : x;
+    v->kind = n.frac_digits > 0 ? V_OTHER : V_INT;
+    v->i = n.value;
+    s->p = after;
     return true;
 }
 
 static bool scan_literal(scan *s, const char *word, vkind kind, val *v)
 {
-    size_t n = strlen(word);
-    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+    const unsigned char *after = kx_json_scan_literal(s->p, s->end, word);
+    if (after == NULL)
         return false;
-    s->p += n;
+    s->p = after;
     v->kind = kind;
     return true;
 }

@@ -28,8 +28,7 @@ typedef struct span {
 
 static void skip_ws(scan *s)
 {
-    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
-        s->p++;
+    s->p = kx_json_skip_ws(s->p, s->end);
 }
 
 /* A string at s->p ('"'); *escaped tells whether it held a backslash. False when it is not one
@@ -43,51 +42,23 @@ static bool scan_string(scan *s, bool *escaped)
     return true;
 }
 
-static bool is_digit(const scan *s)
-{
-    return s->p < s->end && *s->p >= '0' && *s->p <= '9';
-}
-
+/* A number of at most SCAN_MAX_NUMBER characters and SCAN_MAX_EXPONENT exponent digits. */
 static bool scan_number(scan *s)
 {
-    const unsigned char *start = s->p;
-    if (*s->p == '-')
-        s->p++;
-    if (s->p < s->end && *s->p == '0')
-        s->p++;
-    else if (is_digit(s))
-        while (is_digit(s))
-            s->p++;
-    else
+    kx_json_number n;
+    const unsigned char *after = kx_json_scan_number(s->p, s->end, &n);
+    if (after == NULL || n.exp_digits > SCAN_MAX_EXPONENT || after - s->p > SCAN_MAX_NUMBER)
         return false;
-    if (s->p < s->end && *s->p == '.') {
-        s->p++;
-        if (!is_digit(s))
-            return false;
-        while (is_digit(s))
-            s->p++;
-    }
-    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
-        s->p++;
-        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
-            s->p++;
-        const unsigned char *digits = s->p;
-        if (!is_digit(s))
-            return false;
-        while (is_digit(s))
-            s->p++;
-        if (s->p - digits > SCAN_MAX_EXPONENT)
-            return false;
-    }
-    return s->p - start <= SCAN_MAX_NUMBER;
+    s->p = after;
+    return true;
 }
 
 static bool scan_literal(scan *s, const char *word)
 {
-    size_t n = strlen(word);
-    if ((size_t)(s->end - s->p) < n || memcmp(s->p, word, n) != 0)
+    const unsigned char *after = kx_json_scan_literal(s->p, s->end, word);
+    if (after == NULL)
         return false;
-    s->p += n;
+    s->p = after;
     return true;
 }
 
