@@ -91,15 +91,7 @@ static double time_feed(feed_fn f, long n, size_t *check)
 static char *body_before(const llm_route *rt, const char *system, const char *tools_text,
                          const json_t *messages)
 {
-    json_t *root = json_object();
-    json_t *msgs = json_array();
-    json_t *sys = json_pack("{s:s, s:s}", "role", "system", "content", system);
-    json_array_append(msgs, sys);
-    json_array_extend(msgs, (json_t *)messages);
-    json_object_set_new(root, "model", json_string(rt->model));
-    json_object_set(root, "messages", msgs);
-    json_object_set_new(root, "stream", json_true());
-    json_object_set_new(root, "temperature", json_integer(0));
+    json_t *root = kx_th_ref_body_head(rt->model, system, messages);
     char *head = kx_json_dumps_compact(root);
     kx_buf b = KX_BUF_INIT;
     kx_buf_add(&b, head, strlen(head) - 1);
@@ -108,8 +100,6 @@ static char *body_before(const llm_route *rt, const char *system, const char *to
     kx_buf_str(&b, ",\"tool_choice\":\"auto\"}");
     free(head);
     json_decref(root);
-    json_decref(msgs);
-    json_decref(sys);
     return kx_buf_take(&b);
 }
 

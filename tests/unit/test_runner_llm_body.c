@@ -23,15 +23,7 @@
 static char *ref_body(const llm_route *rt, const char *system, const json_t *tools,
                       const json_t *messages, int64_t max_tokens)
 {
-    json_t *root = json_object();
-    json_t *msgs = json_array();
-    json_t *sys = json_pack("{s:s, s:s}", "role", "system", "content", system);
-    json_array_append(msgs, sys);
-    json_array_extend(msgs, (json_t *)messages);
-    json_object_set_new(root, "model", json_string(rt->model));
-    json_object_set(root, "messages", msgs);
-    json_object_set_new(root, "stream", json_true());
-    json_object_set_new(root, "temperature", json_integer(0));
+    json_t *root = kx_th_ref_body_head(rt->model, system, messages);
     if (json_array_size(tools) > 0) {
         json_object_set(root, "tools", (json_t *)tools);
         json_object_set_new(root, "tool_choice", json_string("auto"));
@@ -42,8 +34,6 @@ static char *ref_body(const llm_route *rt, const char *system, const json_t *too
         json_object_set_new(root, "stream_options", json_pack("{s:b}", "include_usage", 1));
     char *out = kx_json_dumps_compact(root);
     json_decref(root);
-    json_decref(msgs);
-    json_decref(sys);
     return out;
 }
 
