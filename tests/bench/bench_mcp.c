@@ -23,6 +23,7 @@
 #include "kx/pb.h"
 #include "kx/time.h"
 #include "mcp_config.h"
+#include "sandbox_client.h"
 #include "session.h"
 
 #define NM \
@@ -147,20 +148,15 @@ static int proxy_batch(kx_bus *bus, int from, int to, int64_t *lat)
         req.server = "everything";
         req.tool = "echo";
         req.arguments_json = "{\"message\": \"bench\"}";
-        kx_bus_meta meta;
-        kx_bus_meta_init(&meta, kx_deadline_in(i < WARMUP ? 30000 : 5000), NULL);
-        natsMsg *reply = NULL;
-        int64_t t0 = kx_mono_us();
-        kx_err err = kx_bus_request_pb(bus, KX_SUBJ_MCP_CALL, &req.base, &meta, &reply);
-        int64_t us = kx_mono_us() - t0;
-        if (err != KX_OK) {
+        kx_err err = KX_OK;
+        int64_t us = 0;
+        Kx__V1__McpCallReply *r =
+            kx_th_bus_ask(bus, KX_SUBJ_MCP_CALL, &req.base, NULL, i < WARMUP ? 30000 : 5000,
+                          &kx__v1__mcp_call_reply__descriptor, &us, &err);
+        if (err != KX_OK && err != KX_ERR_PROTOCOL) {
             fprintf(stderr, "kx.mcp.call %d: %s\n", i, kx_err_str(err));
             return -1;
         }
-        Kx__V1__McpCallReply *r =
-            kx_pb_unpack(&kx__v1__mcp_call_reply__descriptor, natsMsg_GetData(reply),
-                         (size_t)natsMsg_GetDataLength(reply));
-        natsMsg_Destroy(reply);
         bool ok = r && r->error == NULL && !r->is_error;
         if (!ok)
             fprintf(stderr, "kx.mcp.call %d failed: %s\n", i,

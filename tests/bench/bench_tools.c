@@ -21,6 +21,7 @@
 #include "kx/pb.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "sandbox_client.h"
 
 static int cmp_i64(const void *a, const void *b)
 {
@@ -67,23 +68,16 @@ static int run(kx_bus *bus, const char *subject, const char *tool, int n, int64_
         tc.thread_id = g_thread;
         tc.tool_name = (char *)tool;
         tc.arguments_json = "{}";
-        kx_bus_meta meta;
-        kx_bus_meta_init(&meta, kx_deadline_in(5000), g_account);
-        natsMsg *reply = NULL;
-        int64_t t0 = kx_mono_us();
-        kx_err err = kx_bus_request_pb(bus, subject, &tc.base, &meta, &reply);
-        lat[i] = kx_mono_us() - t0;
-        if (err != KX_OK)
+        kx_err err = KX_OK;
+        Kx__V1__ToolResult *r = kx_th_bus_ask(bus, subject, &tc.base, g_account, 5000,
+                                              &kx__v1__tool_result__descriptor, &lat[i], &err);
+        if (err != KX_OK && err != KX_ERR_PROTOCOL)
             return -1;
-        Kx__V1__ToolResult *r =
-            kx_pb_unpack(&kx__v1__tool_result__descriptor, natsMsg_GetData(reply),
-                         (size_t)natsMsg_GetDataLength(reply));
         bool ok = r != NULL && r->success;
         if (!ok)
             fprintf(stderr, "bench: %s failed: %s\n", tool,
                     r && r->error ? r->error->message : "no result");
         kx_pb_free(r);
-        natsMsg_Destroy(reply);
         if (!ok)
             return -1;
     }

@@ -1,5 +1,5 @@
-/* tests/harness/sandbox_client.c — requests to the sandbox-broker over the bus, for tests and
- * benchmarks (see sandbox_client.h). */
+/* tests/harness/sandbox_client.c — requests over the bus (to the sandbox-broker and others),
+ * for tests and benchmarks (see sandbox_client.h). */
 #include "sandbox_client.h"
 
 #include <stdio.h>
@@ -22,12 +22,12 @@ kx_err kx_th_bus_connect(const char *url, const char *name, kx_bus **out)
     return KX_ERR_UNAVAILABLE;
 }
 
-void *kx_th_sb_ask(kx_bus *bus, const char *subject, const ProtobufCMessage *rq,
-                   const char *project, int64_t deadline_ms,
-                   const ProtobufCMessageDescriptor *desc, int64_t *elapsed_us, kx_err *err)
+void *kx_th_bus_ask(kx_bus *bus, const char *subject, const ProtobufCMessage *rq,
+                    const char *account, int64_t deadline_ms,
+                    const ProtobufCMessageDescriptor *desc, int64_t *elapsed_us, kx_err *err)
 {
     kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(deadline_ms), project);
+    kx_bus_meta_init(&meta, kx_deadline_in(deadline_ms), account);
     natsMsg *reply = NULL;
     int64_t t0 = kx_mono_us();
     kx_err e = kx_bus_request_pb(bus, subject, rq, &meta, &reply);
@@ -53,8 +53,8 @@ Kx__V1__SandboxLifecycleReply *kx_th_life_request(kx_bus *bus, const char *prefi
     rq.project_id = (char *)project;
     char subj[160];
     snprintf(subj, sizeof subj, "%s%s", prefix != NULL ? prefix : "kx.sandbox.", op);
-    return kx_th_sb_ask(bus, subj, &rq.base, project, deadline_ms,
-                        &kx__v1__sandbox_lifecycle_reply__descriptor, elapsed_us, err);
+    return kx_th_bus_ask(bus, subj, &rq.base, project, deadline_ms,
+                         &kx__v1__sandbox_lifecycle_reply__descriptor, elapsed_us, err);
 }
 
 kx_err kx_th_sb_wait_serving(kx_bus *bus)
@@ -82,8 +82,8 @@ Kx__V1__SandboxPreviewReply *kx_th_preview_request(kx_bus *bus, const char *proj
     rq.project_id = (char *)project;
     rq.port = port;
     rq.token = (char *)(token != NULL ? token : "");
-    return kx_th_sb_ask(bus, KX_SUBJ_SANDBOX_PREVIEW, &rq.base, project, deadline_ms,
-                        &kx__v1__sandbox_preview_reply__descriptor, NULL, err);
+    return kx_th_bus_ask(bus, KX_SUBJ_SANDBOX_PREVIEW, &rq.base, project, deadline_ms,
+                         &kx__v1__sandbox_preview_reply__descriptor, NULL, err);
 }
 
 Kx__V1__SandboxExecResult *kx_th_exec_request(kx_bus *bus, const kx_th_exec *x,
@@ -99,7 +99,7 @@ Kx__V1__SandboxExecResult *kx_th_exec_request(kx_bus *bus, const kx_th_exec *x,
     rq.session_name = (char *)(x->session != NULL ? x->session : "");
     rq.blocking = x->blocking;
     rq.timeout_s = x->timeout_s;
-    return kx_th_sb_ask(bus, x->subject != NULL ? x->subject : KX_SUBJ_SANDBOX_EXEC, &rq.base,
-                        x->project, x->deadline_ms > 0 ? x->deadline_ms : 30000,
-                        &kx__v1__sandbox_exec_result__descriptor, elapsed_us, err);
+    return kx_th_bus_ask(bus, x->subject != NULL ? x->subject : KX_SUBJ_SANDBOX_EXEC, &rq.base,
+                         x->project, x->deadline_ms > 0 ? x->deadline_ms : 30000,
+                         &kx__v1__sandbox_exec_result__descriptor, elapsed_us, err);
 }

@@ -1,6 +1,7 @@
-/* tests/harness/sandbox_client.h — what sandbox tests and benchmarks do over and over on the
- * sandbox-broker's subjects (docs/subjects.md): connect a client to the bus, send a request
- * with a Kx-Deadline and unpack its answer, a lifecycle op, a command with a new exec_id.
+/* tests/harness/sandbox_client.h — what tests and benchmarks do over and over on the bus:
+ * connect a client and send a request with a Kx-Deadline and unpack its answer (any subject),
+ * and on the sandbox-broker's subjects (docs/subjects.md) a lifecycle op, a preview and a
+ * command with a new exec_id.
  *
  * These helpers never assert (cmocka tests and the benchmarks both use them): they answer NULL
  * with *err (when err is not NULL) saying why. Ownership: answers are the caller's
@@ -19,14 +20,18 @@
  * closed again when it is not). */
 kx_err kx_th_bus_connect(const char *url, const char *name, kx_bus **out);
 
-/* Sends rq on subject with a deadline deadline_ms from now (project in the metadata) and
- * unpacks the answer as desc. NULL when no answer came (*err: the request's error) or it did
- * not unpack (KX_ERR_PROTOCOL). *elapsed_us, if not NULL, gets the round trip. */
-void *kx_th_sb_ask(kx_bus *bus, const char *subject, const ProtobufCMessage *rq,
-                   const char *project, int64_t deadline_ms,
-                   const ProtobufCMessageDescriptor *desc, int64_t *elapsed_us, kx_err *err);
+/* One request over the bus and its answer: sends rq on subject with a Kx-Deadline deadline_ms
+ * from now and account (NULL: none) as the metadata's Kx-Account, waits for the answer and
+ * unpacks it as desc. NULL when no answer came (*err: the request's error) or it did not
+ * unpack (KX_ERR_PROTOCOL). *elapsed_us, if not NULL, gets the round trip. The answer is the
+ * caller's (kx_pb_free). For any subject, not only the sandbox's. */
+void *kx_th_bus_ask(kx_bus *bus, const char *subject, const ProtobufCMessage *rq,
+                    const char *account, int64_t deadline_ms,
+                    const ProtobufCMessageDescriptor *desc, int64_t *elapsed_us, kx_err *err);
 
-/* The lifecycle op ("create", "get", ..., "ensure_active") of project on <prefix><op>; prefix
+/* The sandbox requests below send their project as the metadata's account too.
+ *
+ * The lifecycle op ("create", "get", ..., "ensure_active") of project on <prefix><op>; prefix
  * NULL is "kx.sandbox." (a broker's own subjects: "kx.sandbox.<broker id>."). */
 Kx__V1__SandboxLifecycleReply *kx_th_life_request(kx_bus *bus, const char *prefix, const char *op,
                                                   const char *project, int64_t deadline_ms,

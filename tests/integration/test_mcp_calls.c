@@ -31,6 +31,7 @@
 #include "kx/log.h"
 #include "kx/pb.h"
 #include "kx/time.h"
+#include "sandbox_client.h"
 
 #define NM \
     KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
@@ -109,20 +110,13 @@ static bool proxy_ready(void)
 {
     for (int i = 0; i < 200; i++) {
         Kx__V1__HealthRequest req = KX__V1__HEALTH_REQUEST__INIT;
-        kx_bus_meta meta;
-        kx_bus_meta_init(&meta, kx_deadline_in(500), NULL);
-        natsMsg *reply = NULL;
-        if (kx_bus_request_pb(g_bus, KX_SUBJ_HEALTH_PREFIX "mcp-proxy", &req.base, &meta,
-                              &reply) == KX_OK) {
-            Kx__V1__HealthReply *rep =
-                kx_pb_unpack(&kx__v1__health_reply__descriptor, natsMsg_GetData(reply),
-                             (size_t)natsMsg_GetDataLength(reply));
-            natsMsg_Destroy(reply);
-            bool ready = rep && rep->ready;
-            kx_pb_free(rep);
-            if (ready)
-                break;
-        }
+        Kx__V1__HealthReply *rep =
+            kx_th_bus_ask(g_bus, KX_SUBJ_HEALTH_PREFIX "mcp-proxy", &req.base, NULL, 500,
+                          &kx__v1__health_reply__descriptor, NULL, NULL);
+        bool ready = rep && rep->ready;
+        kx_pb_free(rep);
+        if (ready)
+            break;
         usleep(50000);
     }
     /* And the responders answer (not "no responders"): kx.mcp.list for a server that does not

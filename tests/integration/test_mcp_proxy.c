@@ -18,6 +18,7 @@
 #include "kx/log.h"
 #include "kx/pb.h"
 #include "kx/time.h"
+#include "sandbox_client.h"
 
 #define EVERYTHING \
     KX_SOURCE_DIR "/tests/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
@@ -79,15 +80,8 @@ static void test_health_over_nats(void **state)
         kx_pb_free(rep);
         rep = NULL;
         Kx__V1__HealthRequest req = KX__V1__HEALTH_REQUEST__INIT;
-        kx_bus_meta meta;
-        kx_bus_meta_init(&meta, kx_deadline_in(500), NULL);
-        natsMsg *reply = NULL;
-        if (kx_bus_request_pb(g_bus, KX_SUBJ_HEALTH_PREFIX "mcp-proxy", &req.base, &meta,
-                              &reply) == KX_OK) {
-            rep = kx_pb_unpack(&kx__v1__health_reply__descriptor, natsMsg_GetData(reply),
-                               (size_t)natsMsg_GetDataLength(reply));
-            natsMsg_Destroy(reply);
-        }
+        rep = kx_th_bus_ask(g_bus, KX_SUBJ_HEALTH_PREFIX "mcp-proxy", &req.base, NULL, 500,
+                            &kx__v1__health_reply__descriptor, NULL, NULL);
         if (rep == NULL || !rep->ready)
             usleep(50000);
     }
@@ -103,17 +97,11 @@ static Kx__V1__McpListToolsReply *list(const char *server, int64_t timeout_ms, d
 {
     Kx__V1__McpListToolsRequest req = KX__V1__MCP_LIST_TOOLS_REQUEST__INIT;
     req.server = (char *)server;
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(timeout_ms), NULL);
-    natsMsg *reply = NULL;
-    int64_t t0 = kx_mono_us();
-    if (kx_bus_request_pb(g_bus, KX_SUBJ_MCP_LIST, &req.base, &meta, &reply) != KX_OK)
-        return NULL;
-    *ms = (double)(kx_mono_us() - t0) / 1000.0;
+    int64_t us = 0;
     Kx__V1__McpListToolsReply *r =
-        kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
+        kx_th_bus_ask(g_bus, KX_SUBJ_MCP_LIST, &req.base, NULL, timeout_ms,
+                      &kx__v1__mcp_list_tools_reply__descriptor, &us, NULL);
+    *ms = (double)us / 1000.0;
     return r;
 }
 

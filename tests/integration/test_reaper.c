@@ -36,6 +36,7 @@
 #include "kx/pb.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "sandbox_client.h"
 
 #define LEASE_TTL_MS 1000
 #define REAPER_MS 200
@@ -301,16 +302,8 @@ static Kx__V1__RunnerHeartbeatAnswer *heartbeat(const char *runner, int64_t sinc
     hb.revoked_since_ms = since_ms;
     /* O(1): the message does not list the runs held */
     assert_true(protobuf_c_message_get_packed_size(&hb.base) < 128);
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(2000), NULL);
-    natsMsg *reply = NULL;
-    if (kx_bus_request_pb(g_bus, KX_SUBJ_RUN_HB, &hb.base, &meta, &reply) != KX_OK)
-        return NULL;
-    Kx__V1__RunnerHeartbeatAnswer *a =
-        kx_pb_unpack(&kx__v1__runner_heartbeat_answer__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    return a;
+    return kx_th_bus_ask(g_bus, KX_SUBJ_RUN_HB, &hb.base, NULL, 2000,
+                         &kx__v1__runner_heartbeat_answer__descriptor, NULL, NULL);
 }
 
 static bool wait_status(const char *run_id, const char *want, int64_t timeout_ms)

@@ -149,7 +149,7 @@ static void *ask(const char *subj, const ProtobufCMessage *m, const char *projec
 {
     int64_t us = 0;
     kx_err err = KX_OK;
-    void *rep = kx_th_sb_ask(g_bus, subj, m, project, deadline_ms, desc, &us, &err);
+    void *rep = kx_th_bus_ask(g_bus, subj, m, project, deadline_ms, desc, &us, &err);
     if (elapsed != NULL)
         *elapsed = us / 1000;
     if (rep == NULL)

@@ -81,18 +81,12 @@ static exec_result exec_in_as(kx_bus *bus, const char *project, const char *exec
     rq.folder = (char *)(folder ? folder : "");
     rq.blocking = blocking;
     rq.timeout_s = timeout_s;
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(deadline_ms), project);
-    natsMsg *reply = NULL;
     int64_t t0 = kx_mono_ms();
-    out.err = kx_bus_request_pb(bus, KX_SUBJ_SANDBOX_EXEC, &rq.base, &meta, &reply);
+    out.res = kx_th_bus_ask(bus, KX_SUBJ_SANDBOX_EXEC, &rq.base, project, deadline_ms,
+                            &kx__v1__sandbox_exec_result__descriptor, NULL, &out.err);
     out.elapsed_ms = kx_mono_ms() - t0;
-    if (out.err == KX_OK) {
-        out.res = kx_pb_unpack(&kx__v1__sandbox_exec_result__descriptor, natsMsg_GetData(reply),
-                               (size_t)natsMsg_GetDataLength(reply));
-        natsMsg_Destroy(reply);
-        assert_non_null(out.res); /* a reply that is not a SandboxExecResult fails the test */
-    }
+    /* a reply that is not a SandboxExecResult fails the test */
+    assert_int_not_equal(out.err, KX_ERR_PROTOCOL);
     return out;
 }
 
@@ -142,17 +136,11 @@ static bool kill_exec(const char *exec_id, const char *project)
     Kx__V1__SandboxKillRequest kr = KX__V1__SANDBOX_KILL_REQUEST__INIT;
     kr.exec_id = (char *)exec_id;
     kr.project_id = (char *)project;
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(2000), project);
-    natsMsg *reply = NULL;
-    if (kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_KILL, &kr.base, &meta, &reply) != KX_OK)
-        return false;
     Kx__V1__SandboxKillReply *rep =
-        kx_pb_unpack(&kx__v1__sandbox_kill_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
+        kx_th_bus_ask(g_bus, KX_SUBJ_SANDBOX_KILL, &kr.base, project, 2000,
+                      &kx__v1__sandbox_kill_reply__descriptor, NULL, NULL);
     bool killed = rep != NULL && rep->killed;
     kx_pb_free(rep);
-    natsMsg_Destroy(reply);
     return killed;
 }
 
@@ -394,15 +382,11 @@ static Kx__V1__SandboxFilesReply *file_read(const char *project, const char *pat
     rq.project_id = (char *)project;
     rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ;
     rq.path = (char *)path;
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(5000), project);
-    natsMsg *reply = NULL;
-    assert_int_equal(kx_bus_request_pb(g_bus, KX_SUBJ_SANDBOX_FILES, &rq.base, &meta, &reply),
-                     KX_OK);
+    kx_err err = KX_OK;
     Kx__V1__SandboxFilesReply *rep =
-        kx_pb_unpack(&kx__v1__sandbox_files_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
+        kx_th_bus_ask(g_bus, KX_SUBJ_SANDBOX_FILES, &rq.base, project, 5000,
+                      &kx__v1__sandbox_files_reply__descriptor, NULL, &err);
+    assert_int_equal(err, KX_OK);
     assert_non_null(rep);
     return rep;
 }
@@ -623,13 +607,15 @@ static void test_background_server(void **state)
 
 /* ---- sessions: check_command_output, list_commands, terminate_command ------------------- */
 
-static natsMsg *request(const char *subject, const ProtobufCMessage *m)
+/* m on subject for g_project (5 s deadline); asserts an answer that unpacks as desc. */
+static void *ask(const char *subject, const ProtobufCMessage *m,
+                 const ProtobufCMessageDescriptor *desc)
 {
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(5000), g_project);
-    natsMsg *reply = NULL;
-    assert_int_equal(kx_bus_request_pb(g_bus, subject, m, &meta, &reply), KX_OK);
-    return reply;
+    kx_err err = KX_OK;
+    void *rep = kx_th_bus_ask(g_bus, subject, m, g_project, 5000, desc, NULL, &err);
+    assert_int_equal(err, KX_OK);
+    assert_non_null(rep);
+    return rep;
 }
 
 static Kx__V1__SandboxOutputReply *read_output(const char *session, int64_t offset, bool kill)
@@ -639,13 +625,7 @@ static Kx__V1__SandboxOutputReply *read_output(const char *session, int64_t offs
     rq.session_name = (char *)session;
     rq.offset = offset;
     rq.kill = kill;
-    natsMsg *reply = request(KX_SUBJ_SANDBOX_OUTPUT, &rq.base);
-    Kx__V1__SandboxOutputReply *rep =
-        kx_pb_unpack(&kx__v1__sandbox_output_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(rep);
-    return rep;
+    return ask(KX_SUBJ_SANDBOX_OUTPUT, &rq.base, &kx__v1__sandbox_output_reply__descriptor);
 }
 
 static void test_sessions(void **state)
@@ -667,12 +647,8 @@ static void test_sessions(void **state)
     /* list_commands: both, with their sessions. */
     Kx__V1__SandboxListRequest lq = KX__V1__SANDBOX_LIST_REQUEST__INIT;
     lq.project_id = g_project;
-    natsMsg *reply = request(KX_SUBJ_SANDBOX_LIST, &lq.base);
     Kx__V1__SandboxListReply *list =
-        kx_pb_unpack(&kx__v1__sandbox_list_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(list);
+        ask(KX_SUBJ_SANDBOX_LIST, &lq.base, &kx__v1__sandbox_list_reply__descriptor);
     assert_null(list->error);
     int seen = 0;
     char session1[80] = "";
@@ -722,10 +698,7 @@ static void test_sessions(void **state)
     lq.project_id = g_project;
     for (int pass = 0; pass < 2; pass++) {
         /* dev-2's session is a generated name: find it through the list first. */
-        reply = request(KX_SUBJ_SANDBOX_LIST, &lq.base);
-        list = kx_pb_unpack(&kx__v1__sandbox_list_reply__descriptor, natsMsg_GetData(reply),
-                            (size_t)natsMsg_GetDataLength(reply));
-        natsMsg_Destroy(reply);
+        list = ask(KX_SUBJ_SANDBOX_LIST, &lq.base, &kx__v1__sandbox_list_reply__descriptor);
         char session2[80] = "";
         for (size_t i = 0; i < list->n_commands; i++) {
             if (strcmp(list->commands[i]->exec_id, "dev-2") == 0)
@@ -737,11 +710,8 @@ static void test_sessions(void **state)
             break;
         }
         tq.session_name = session2;
-        reply = request(KX_SUBJ_SANDBOX_TERMINATE, &tq.base);
         Kx__V1__SandboxTerminateReply *tr =
-            kx_pb_unpack(&kx__v1__sandbox_terminate_reply__descriptor, natsMsg_GetData(reply),
-                         (size_t)natsMsg_GetDataLength(reply));
-        natsMsg_Destroy(reply);
+            ask(KX_SUBJ_SANDBOX_TERMINATE, &tq.base, &kx__v1__sandbox_terminate_reply__descriptor);
         assert_int_equal(tr->killed, 1);
         kx_pb_free(tr);
         assert_true(wait_procs("93.002", 0, 3000));
@@ -837,19 +807,14 @@ static void test_refuses_without_bwrap_unless_unsafe(void **state)
     assert_int_equal(kx_th_bus_connect(own.url, "it-escape-unsafe", &bus), KX_OK);
     for (int i = 0; i < 2; i++) { /* every answer says so */
         Kx__V1__HealthRequest hq = KX__V1__HEALTH_REQUEST__INIT;
-        kx_bus_meta meta;
-        kx_bus_meta_init(&meta, kx_deadline_in(2000), NULL);
-        natsMsg *reply = NULL;
-        assert_int_equal(kx_bus_request_pb(bus, "kx.svc.health.sandbox-broker", &hq.base, &meta,
-                                           &reply),
-                         KX_OK);
+        kx_err err = KX_OK;
         Kx__V1__HealthReply *hr =
-            kx_pb_unpack(&kx__v1__health_reply__descriptor, natsMsg_GetData(reply),
-                         (size_t)natsMsg_GetDataLength(reply));
+            kx_th_bus_ask(bus, "kx.svc.health.sandbox-broker", &hq.base, NULL, 2000,
+                          &kx__v1__health_reply__descriptor, NULL, &err);
+        assert_int_equal(err, KX_OK);
         assert_non_null(hr);
         assert_non_null(strstr(hr->notes, "UNSAFE"));
         kx_pb_free(hr);
-        natsMsg_Destroy(reply);
     }
     /* Still not root, still a clean environment, even unsafe. */
     exec_result r =

@@ -60,8 +60,8 @@ typedef Kx__V1__SandboxFilesReply reply_t;
 static reply_t *files_req(const Kx__V1__SandboxFilesRequest *rq)
 {
     kx_err err = KX_OK;
-    reply_t *rep = kx_th_sb_ask(g_bus, KX_SUBJ_SANDBOX_FILES, &rq->base, rq->project_id, 15000,
-                                &kx__v1__sandbox_files_reply__descriptor, NULL, &err);
+    reply_t *rep = kx_th_bus_ask(g_bus, KX_SUBJ_SANDBOX_FILES, &rq->base, rq->project_id, 15000,
+                                 &kx__v1__sandbox_files_reply__descriptor, NULL, &err);
     if (rep == NULL)
         fail_msg("kx.sandbox.files request failed: %s", kx_err_str(err));
     return rep;

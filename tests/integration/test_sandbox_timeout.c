@@ -123,20 +123,13 @@ static call_result call_tool(const char *call_id, const char *tool, const char *
     tc.account_id = g_project;
     tc.tool_name = (char *)tool;
     tc.arguments_json = (char *)args;
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(deadline_ms), g_project);
-    natsMsg *reply = NULL;
     int64_t t0 = kx_mono_ms();
-    out.err = kx_bus_request_pb(g_bus, KX_SUBJ_TOOL_EXEC, &tc.base, &meta, &reply);
+    out.res = kx_th_bus_ask(g_bus, KX_SUBJ_TOOL_EXEC, &tc.base, g_project, deadline_ms,
+                            &kx__v1__tool_result__descriptor, NULL, &out.err);
     out.elapsed_ms = kx_mono_ms() - t0;
-    if (out.err == KX_OK) {
-        out.res = kx_pb_unpack(&kx__v1__tool_result__descriptor, natsMsg_GetData(reply),
-                               (size_t)natsMsg_GetDataLength(reply));
-        natsMsg_Destroy(reply);
-        assert_non_null(out.res); /* a reply that is not a ToolResult fails the test */
-        if (!kx_pb_str_empty(out.res->output_json))
-            out.output = json_loads(out.res->output_json, 0, NULL);
-    }
+    assert_int_not_equal(out.err, KX_ERR_PROTOCOL); /* a reply that is not a ToolResult */
+    if (out.res != NULL && !kx_pb_str_empty(out.res->output_json))
+        out.output = json_loads(out.res->output_json, 0, NULL);
     return out;
 }
 
@@ -456,8 +449,8 @@ static void test_background_session_and_kill(void **state)
         kr.exec_id = "bg-sleeper";
         kr.project_id = g_project;
         Kx__V1__SandboxKillReply *kres =
-            kx_th_sb_ask(g_bus, KX_SUBJ_SANDBOX_KILL, &kr.base, g_project, 2000,
-                         &kx__v1__sandbox_kill_reply__descriptor, NULL, NULL);
+            kx_th_bus_ask(g_bus, KX_SUBJ_SANDBOX_KILL, &kr.base, g_project, 2000,
+                          &kx__v1__sandbox_kill_reply__descriptor, NULL, NULL);
         assert_non_null(kres);
         killed[i] = kres->killed;
         kx_pb_free(kres);

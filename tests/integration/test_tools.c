@@ -179,21 +179,15 @@ static call_result call(const call_spec *s)
         route.tool = (char *)s->mcp_tool;
         tc.mcp = &route;
     }
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(s->deadline_ms), g_project);
-    natsMsg *reply = NULL;
     int64_t t0 = kx_mono_ms();
-    out.err = kx_bus_request_pb(g_bus, KX_SUBJ_TOOL_EXEC, &tc.base, &meta, &reply);
-    assert_int_equal(out.err, KX_OK); /* the executor always answers before the deadline */
+    out.res = kx_th_bus_ask(g_bus, KX_SUBJ_TOOL_EXEC, &tc.base, g_project, s->deadline_ms,
+                            &kx__v1__tool_result__descriptor, NULL, &out.err);
     out.elapsed_ms = kx_mono_ms() - t0;
-    if (out.err == KX_OK) {
-        out.res = kx_pb_unpack(&kx__v1__tool_result__descriptor, natsMsg_GetData(reply),
-                               (size_t)natsMsg_GetDataLength(reply));
-        natsMsg_Destroy(reply);
-        assert_non_null(out.res);
-        if (!kx_pb_str_empty(out.res->output_json))
-            out.output = json_loads(out.res->output_json, JSON_DECODE_ANY, NULL);
-    }
+    /* the executor always answers before the deadline, with a ToolResult */
+    assert_int_equal(out.err, KX_OK);
+    assert_non_null(out.res);
+    if (!kx_pb_str_empty(out.res->output_json))
+        out.output = json_loads(out.res->output_json, JSON_DECODE_ANY, NULL);
     return out;
 }
 
@@ -646,8 +640,8 @@ static json_t *schemas(const char *cfg)
     Kx__V1__ToolSchemasRequest rq = KX__V1__TOOL_SCHEMAS_REQUEST__INIT;
     rq.agentpress_tools_json = (char *)cfg;
     Kx__V1__ToolSchemasReply *rep =
-        kx_th_sb_ask(g_bus, KX_SUBJ_TOOL_SCHEMAS, &rq.base, g_project, 5000,
-                     &kx__v1__tool_schemas_reply__descriptor, NULL, NULL);
+        kx_th_bus_ask(g_bus, KX_SUBJ_TOOL_SCHEMAS, &rq.base, g_project, 5000,
+                      &kx__v1__tool_schemas_reply__descriptor, NULL, NULL);
     assert_non_null(rep);
     json_t *v = rep->error == NULL ? json_loads(rep->tools_json, 0, NULL) : NULL;
     if (rep->error != NULL)

@@ -21,6 +21,7 @@
 #include "kx/pb.h"
 #include "kx/svc.h"
 #include "kx/time.h"
+#include "sandbox_client.h"
 
 static char *g_tmp;
 static kx_th_nats g_nats;
@@ -54,17 +55,11 @@ static void init_or_fail(kx_svc *svc)
 
 static Kx__V1__HealthReply *ask_health(kx_svc *svc)
 {
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(2000), NULL);
     Kx__V1__HealthRequest req = KX__V1__HEALTH_REQUEST__INIT;
-    natsMsg *reply = NULL;
-    assert_int_equal(kx_bus_request_pb(svc->bus, "kx.svc.health.testsvc", &req.base, &meta,
-                                       &reply),
-                     KX_OK);
-    Kx__V1__HealthReply *hr =
-        kx_pb_unpack(&kx__v1__health_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
+    kx_err err = KX_OK;
+    Kx__V1__HealthReply *hr = kx_th_bus_ask(svc->bus, "kx.svc.health.testsvc", &req.base, NULL,
+                                            2000, &kx__v1__health_reply__descriptor, NULL, &err);
+    assert_int_equal(err, KX_OK);
     assert_non_null(hr);
     return hr;
 }
