@@ -390,7 +390,8 @@ static char *run_rows(const char *run)
  * the turn's start rows; the tool call's start (tool_started and the answer, while the tool
  * runs; with a fast tool it is often still waiting behind the first batch and goes with the
  * next); the tool's result and the turn's end together with the next turn's start rows and its
- * read of the thread (one insert and one read in one batch); the answer's rows with the finish.
+ * read of the thread (one insert and one read in one batch); the answer's rows with the finish,
+ * in one statement.
  * Before, the next turn's start rows were queued only once its read was back: a batch and an
  * insert of their own (4-5 batches and inserts; the check of the merged batch fails there). */
 static void test_a_tool_run_writes_few_statements(void **state)
@@ -419,7 +420,7 @@ static void test_a_tool_run_writes_few_statements(void **state)
     FILE *f = fopen(kx_th_stack_proc(&g_stack, "agent-runner")->log, "r");
     assert_non_null(f);
     char line[8192];
-    bool merged = false;
+    bool merged = false, ended = false;
     while (fgets(line, sizeof line, f) != NULL) {
         const char *m = strstr(line, "run: batch:");
         if (m == NULL || strstr(line, r) == NULL)
@@ -427,9 +428,12 @@ static void test_a_tool_run_writes_few_statements(void **state)
         print_message("[ batch    ] %.*s\n", (int)strcspn(m, "\"\n"), m);
         merged = merged ||
             strstr(m, "thread_run_end,thread_run_start,assistant_response_start] load") != NULL;
+        /* the answer's rows and the finish: one statement (store_insert_finish) */
+        ended = ended || strstr(m, "assistant_response_end,thread_run_end]+finish") != NULL;
     }
     fclose(f);
     assert_true(merged);
+    assert_true(ended);
     assert_string_equal(rows, TOOL_RUN_ROWS);
     free(rows);
     assert_int_equal(after.rows - before.rows, 15);
