@@ -305,12 +305,18 @@ static void test_many_runs_group_committed(void **state)
     free(token);
 }
 
-/* A message added to the thread after the model's answer (here by a trigger, in the answer's
- * own transaction, so that it lands exactly between the answer and the run's finish — the
- * gateway may add one at any time): the finish, which folds in the read of the thread that
- * would decide the run's end, is declined and the run takes another turn for it, as it did
- * when it read the thread first. */
-static void test_a_message_after_the_answer_gets_a_turn(void **state)
+/* A message added to the thread while the model's answer is written (here by a trigger on the
+ * answer's row, so that it is stamped after the answer and committed with it — the gateway may
+ * add one at any time). The answer's rows and the run's finish are ONE statement
+ * (runner_insert_messages_finish), which sees the thread as it was before it: the answer is
+ * its newest LLM message there, so the run ends with it, and the message stays for the next
+ * run. Before, the finish was a statement of its own behind the insert (runner_finish_answered,
+ * still used when the answer's row went in an earlier statement), which saw the message and
+ * declined: the run took another turn. Both are the same race with a concurrent writer (a
+ * message committed while the deciding statement runs is not seen by either), moved to the
+ * answer's own statement; the finish's check stays covered by unit_runner_store
+ * (test_finish_answered_decides_as_a_read_would). */
+static void test_a_message_with_the_answer_is_for_the_next_run(void **state)
 {
     (void)state;
     PQclear(kx_th_sql(&g_stack,
@@ -350,8 +356,15 @@ static void test_a_message_after_the_answer_gets_a_turn(void **state)
                         1, p);
     assert_non_null(llm);
     print_message("[ thread   ] %s\n", llm);
-    assert_string_equal(llm, "user:say first,assistant:first,user:say again,assistant:again");
+    assert_string_equal(llm, "user:say first,assistant:first,user:say again");
     free(llm);
+    char *turns = kx_th_sql_value(&g_stack,
+                                  "SELECT count(*) FROM messages WHERE agent_run_id = $1::uuid "
+                                  "AND content->>'status_type' = 'thread_run_start'",
+                                  1, p);
+    assert_non_null(turns);
+    assert_string_equal(turns, "1");
+    free(turns);
     free(token);
 }
 
@@ -604,7 +617,7 @@ int main(void)
         cmocka_unit_test(test_a_blocked_run_stalls_no_other),
         cmocka_unit_test(test_events_follow_the_rows),
         cmocka_unit_test(test_many_runs_group_committed),
-        cmocka_unit_test(test_a_message_after_the_answer_gets_a_turn),
+        cmocka_unit_test(test_a_message_with_the_answer_is_for_the_next_run),
         cmocka_unit_test(test_a_tool_run_writes_few_statements),
         cmocka_unit_test(test_a_merged_batch_is_fenced),
         cmocka_unit_test(test_a_merged_batch_survives_a_lost_connection),
