@@ -136,7 +136,7 @@ typedef struct stmt {
 /* Whether the finish fin can go in the statement of the rows of st (see above). */
 static bool finish_folds(const run_op *fin, const stmt *st)
 {
-    if (fin == NULL || fin->kind != OP_FINISH)
+    if (fin->kind != OP_FINISH)
         return false;
     if (!fin->if_answered)
         return true;
@@ -157,7 +157,7 @@ static void stmt_at(run_op *op, stmt *st)
         run_op *after = st->next;
         while (after != NULL && after->kind == OP_PUBLISH)
             after = after->next;
-        if (finish_folds(after, st)) {
+        if (after != NULL && finish_folds(after, st)) {
             st->finish = after;
             st->next = after->next;
         }
