@@ -54,14 +54,17 @@ static void drop_posted(void *arg)
 /* One claim, on a database thread (rdb.h). The dispatch's slot stays reserved until it is
  * back, so the fetcher never takes more than the capacity.
  *
- * The claim brings the run's first reads along (its agent, and the thread the dispatch names):
- * the three statements go out as ONE pipeline, one round trip and one implicit transaction,
- * the reads first — a read that fails makes Postgres skip the claim behind it, so it never
- * takes a claim down with it (the claim then runs alone), and a claim that fails undoes
- * nothing but itself. What was read is used only when the claim won and named the same thread
- * (the run's first turn then reads nothing: run_start); else it is dropped and the run reads
- * as before. A lost connection: the pipeline runs once more, whole, with the same claim id
- * (the claim recognises its own success, store.h). */
+ * The claim brings the run's first reads along: the thread the dispatch names, read by a
+ * statement of its own, and the run's agent, which the claim statement itself returns
+ * (store.h). The two statements go out as ONE pipeline, one round trip and one implicit
+ * transaction, the read first — a read that fails makes Postgres skip the claim behind it, so
+ * it never takes a claim down with it (the claim then runs alone), and a claim that fails
+ * undoes nothing but itself. What was read is used only when the claim won and named the same
+ * thread, and the agent's stored config could be read (the run's first turn then reads
+ * nothing: run_start); else it is dropped and the run reads as before (runner_agent and the
+ * thread: a config that cannot be read fails the run there, with the reason). A lost
+ * connection: the pipeline runs once more, whole, with the same claim id (the claim recognises
+ * its own success, store.h). */
 typedef struct claim_job {
     rdb_job base;
     natsMsg *msg;
@@ -76,15 +79,15 @@ typedef struct claim_job {
 
 static kx_err claim_pipelined(kx_db *db, const char *run_id, const char *thread_id,
                               const char *owner, int64_t ttl_ms, const char *claim_id,
-                              dispatch_claimed *out)
+                              dispatch_claimed *out, store_agent *agent)
 {
     kx_err err = kx_db_pipe_begin(db);
     if (err == KX_OK) {
-        (void)run_ops_load_send(db, run_id, thread_id, true);
+        (void)run_ops_load_send(db, run_id, thread_id, false);
         (void)store_claim_run_send(db, run_id, owner, ttl_ms, claim_id);
         char why[400];
-        out->preloaded = run_ops_load_recv(db, true, &out->first, why, sizeof why) == KX_OK;
-        err = store_claim_run_recv(db, &out->claimed, &out->claim);
+        out->preloaded = run_ops_load_recv(db, false, &out->first, why, sizeof why) == KX_OK;
+        err = store_claim_run_recv(db, &out->claimed, &out->claim, agent);
     }
     kx_db_pipe_end(db);
     return err;
@@ -95,16 +98,32 @@ kx_err dispatch_claim(kx_db *db, const char *run_id, const char *thread_id, cons
 {
     out->claimed = out->preloaded = false;
     bool preload = thread_id != NULL && kx_uuid_valid(thread_id);
+    store_agent agent = {0};
     kx_err err = KX_ERR_CANCELLED;
     for (int i = 0; i < 2 && preload; i++)
-        if ((err = claim_pipelined(db, run_id, thread_id, owner, ttl_ms, claim_id, out)) !=
+        if ((err = claim_pipelined(db, run_id, thread_id, owner, ttl_ms, claim_id, out, &agent)) !=
             KX_ERR_UNAVAILABLE)
             break;
     if (err == KX_ERR_CANCELLED) /* no thread named, or a read failed: the claim alone */
-        err = store_claim_run_as(db, run_id, owner, ttl_ms, claim_id, &out->claimed, &out->claim);
+        err = store_claim_run_as(db, run_id, owner, ttl_ms, claim_id, &out->claimed, &out->claim,
+                                 NULL);
+    if (err == KX_ERR_NOMEM && out->claimed) { /* ours, its agent not kept: read again later */
+        err = KX_OK;
+        out->preloaded = false;
+    }
     if (!preload || err != KX_OK || !out->claimed ||
         strcasecmp(out->claim.thread_id, thread_id) != 0)
         out->preloaded = false;
+    if (out->preloaded) {
+        char why[400];
+        if (agent_config_from_row(&agent, &out->first.agent, why, sizeof why) == KX_OK)
+            out->first.agent_loaded = true;
+        else { /* the run reads it again, and fails with why (run_ops_load) */
+            agent_config_clear(&out->first.agent);
+            out->preloaded = false;
+        }
+    }
+    store_agent_clear(&agent);
     if (!out->preloaded)
         run_loaded_clear(&out->first);
     return err;

@@ -117,23 +117,50 @@ static size_t insert_group(run_op *first, run_op *group[STORE_INSERT_MAX_ROWS],
 }
 
 /* One statement of the batch, from op on: a run of coalesced inserts (insert_group) or one op
- * (a load is its reads: run_ops_load_send). Sent in the open pipeline (send_stmt), then read
+ * (a load is its reads: run_ops_load_send). A finish right behind a run of inserts (events
+ * between them aside) goes in the same statement (store_insert_finish): the end of a run that
+ * answered only when the run's last LLM row is the answer (its rows are the thread's newest
+ * when written, so the answer is the newest LLM message: what the check of
+ * store_finish_answered_send would find). Sent in the open pipeline (send_stmt), then read
  * back in the same order (recv_stmt). Each returns through *next the op after the statement;
- * on an error, *failed is the op whose statement failed. */
+ * on an error, *failed is the op whose statement failed (the first insert's, when a finish
+ * went with them). */
 typedef struct stmt {
     run_op *group[STORE_INSERT_MAX_ROWS];
     store_new_row rows[STORE_INSERT_MAX_ROWS];
-    size_t n;     /* rows, when op is an OP_INSERT */
-    run_op *next; /* the op after this statement */
+    size_t n;       /* rows, when op is an OP_INSERT */
+    run_op *finish; /* the OP_FINISH that goes with those rows, or NULL */
+    run_op *next;   /* the op after this statement */
 } stmt;
+
+/* Whether the finish fin can go in the statement of the rows of st (see above). */
+static bool finish_folds(const run_op *fin, const stmt *st)
+{
+    if (fin->kind != OP_FINISH)
+        return false;
+    if (!fin->if_answered)
+        return true;
+    for (size_t i = st->n; i-- > 0;)
+        if (st->rows[i].is_llm)
+            return strcmp(st->rows[i].type, "assistant") == 0;
+    return false; /* no LLM row: the check needs the thread (runner_finish_answered) */
+}
 
 static void stmt_at(run_op *op, stmt *st)
 {
     st->n = 0;
+    st->finish = NULL;
     st->next = op->next;
     if (op->kind == OP_INSERT) {
         st->n = insert_group(op, st->group, st->rows);
         st->next = st->group[st->n - 1]->next;
+        run_op *after = st->next;
+        while (after != NULL && after->kind == OP_PUBLISH)
+            after = after->next;
+        if (after != NULL && finish_folds(after, st)) {
+            st->finish = after;
+            st->next = after->next;
+        }
     }
 }
 
@@ -142,7 +169,11 @@ static kx_err send_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
     stmt_at(op, st);
     switch (op->kind) {
     case OP_PUBLISH: return KX_OK;
-    case OP_INSERT: return store_insert_messages_send(db, b->run_id, b->epoch, st->rows, st->n);
+    case OP_INSERT:
+        return st->finish != NULL
+            ? store_insert_finish_send(db, b->run_id, b->epoch, st->rows, st->n,
+                                       st->finish->status, st->finish->error)
+            : store_insert_messages_send(db, b->run_id, b->epoch, st->rows, st->n);
     case OP_FINISH:
         return op->if_answered
             ? store_finish_answered_send(db, b->run_id, b->epoch)
@@ -160,7 +191,13 @@ static kx_err recv_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
     case OP_PUBLISH: return KX_OK;
     case OP_INSERT: {
         store_row out[STORE_INSERT_MAX_ROWS];
-        kx_err err = store_insert_messages_recv(db, st->rows, st->n, out);
+        kx_err err;
+        if (st->finish != NULL) {
+            st->finish->ours = false; /* never declined: the answer is the newest (above) */
+            err = store_insert_finish_recv(db, st->rows, st->n, out, &st->finish->won);
+        } else {
+            err = store_insert_messages_recv(db, st->rows, st->n, out);
+        }
         for (size_t i = 0; i < st->n && err == KX_OK; i++)
             st->group[i]->row = out[i];
         return err;
@@ -217,6 +254,8 @@ static void log_batch(run_batch *b)
                                     tl > 40 ? 40 : tl, t ? t : st.rows[i].type,
                                     i + 1 == st.n ? "]" : "");
         }
+        if (st.finish != NULL) /* in the insert's statement */
+            len += (size_t)snprintf(buf + len, sizeof buf - len, "+finish");
     }
     kx_log(KX_LOG_DEBUG, b->run_id, NULL, "run: batch:%s", buf);
 }

@@ -19,7 +19,9 @@
  * each: the turn's start | tool_started and the answer (while the tool runs; still queued when
  * a fast tool's result comes, they go with it) | the tool's result, the turn's end, the next
  * turn's start and its read | the answer, the turn's end and the finish (docs/performance.md,
- * "A turn's end and the next turn's start in one batch").
+ * "A turn's end and the next turn's start in one batch"). A finish right behind rows goes in
+ * their insert statement (store_insert_finish; that of an answered run only when the batch's
+ * last LLM row is the answer, run_ops.c), so that last batch is one statement.
  * kx_runner_db_batches_total, kx_runner_db_insert_statements_total and
  * kx_runner_db_message_rows_total count what the batches send (at debug level each batch is
  * logged: "run: batch: insert[types] load finish").

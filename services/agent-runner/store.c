@@ -21,23 +21,42 @@
  * (~1400 buffer hits per message insert at 1600 running runs: docs/performance.md, issue 12;
  * tests/unit/test_runner_store.c checks the plans). */
 
+/* The run's agent, joined to the run row r (agent_runs' columns, or the claim's w below):
+ * agent_runs.agent_id, else the account's default agent (is_default); its version:
+ * agent_runs.agent_version_id, else the agent's current_version_id — only a version of that
+ * agent, and only an agent of the run's account (or a public one). NULLs when there is no agent
+ * or no version. */
+#define SQL_AGENT_OF_R                                                                   \
+    "LEFT JOIN LATERAL (SELECT * FROM agents x WHERE CASE WHEN r.agent_id IS NOT NULL "  \
+    "    THEN x.agent_id = r.agent_id AND (x.account_id = r.account_id OR x.is_public) " \
+    "    ELSE x.account_id = r.account_id AND x.is_default END LIMIT 1) a ON true "      \
+    "LEFT JOIN agent_versions v ON v.agent_id = a.agent_id "                             \
+    "    AND v.version_id = COALESCE(r.agent_version_id, a.current_version_id) "
+
 /* queued -> running for this runner; $4 is the claim id the runner made for this claim. The
  * second branch recognises the claim's own earlier success (a retry after a lost answer): it
- * reads the row as it was before this statement, so on a first try it never matches. */
-#define SQL_CLAIM                                                                            \
-    "WITH c AS (UPDATE agent_runs SET status='running', lease_owner=$2, "                    \
-    "  lease_epoch=lease_epoch+1, claim_id=$4::uuid, "                                       \
-    "  lease_expires_at=now()+($3::bigint * interval '1 millisecond'), heartbeat_at=now(), " \
-    "  attempt=attempt+1, started_at=now(), updated_at=clock_timestamp() "                   \
-    "  WHERE id=$1::uuid AND status IS NOT DISTINCT FROM 'queued' "                          \
-    "  RETURNING lease_epoch, thread_id, account_id, project_id, metadata, started_at) "     \
-    "SELECT lease_epoch, thread_id, account_id, project_id, metadata::text, "                \
-    "  (extract(epoch FROM started_at) * 1000)::bigint FROM c "                              \
-    "UNION ALL "                                                                             \
-    "SELECT lease_epoch, thread_id, account_id, project_id, metadata::text, "                \
-    "  (extract(epoch FROM started_at) * 1000)::bigint FROM agent_runs "                     \
-    "WHERE id=$1::uuid AND claim_id=$4::uuid AND lease_owner=$2 "                            \
-    "  AND status IS NOT DISTINCT FROM 'running' AND NOT EXISTS (SELECT 1 FROM c)"
+ * reads the row as it was before this statement, so on a first try it never matches. Either
+ * branch's row comes back with the run's agent and version (SQL_AGENT_OF_R, the four last
+ * columns: what runner_agent reads), so the first turn needs no statement of its own for them:
+ * a retry reads them again, as a read after the claim would. */
+#define SQL_CLAIM                                                                               \
+    "WITH c AS (UPDATE agent_runs SET status='running', lease_owner=$2, "                       \
+    "  lease_epoch=lease_epoch+1, claim_id=$4::uuid, "                                          \
+    "  lease_expires_at=now()+($3::bigint * interval '1 millisecond'), heartbeat_at=now(), "    \
+    "  attempt=attempt+1, started_at=now(), updated_at=clock_timestamp() "                      \
+    "  WHERE id=$1::uuid AND status IS NOT DISTINCT FROM 'queued' "                             \
+    "  RETURNING lease_epoch, thread_id, account_id, project_id, metadata, started_at, "        \
+    "    agent_id, agent_version_id), "                                                         \
+    "w AS (SELECT * FROM c "                                                                    \
+    "  UNION ALL "                                                                              \
+    "  SELECT lease_epoch, thread_id, account_id, project_id, metadata, started_at, agent_id, " \
+    "    agent_version_id FROM agent_runs "                                                     \
+    "  WHERE id=$1::uuid AND claim_id=$4::uuid AND lease_owner=$2 "                             \
+    "    AND status IS NOT DISTINCT FROM 'running' AND NOT EXISTS (SELECT 1 FROM c)) "          \
+    "SELECT r.lease_epoch, r.thread_id, r.account_id, r.project_id, r.metadata::text, "         \
+    "  (extract(epoch FROM r.started_at) * 1000)::bigint, "                                     \
+    "  a.agent_id::text, v.version_id::text, v.config::text, a.metadata::text "                 \
+    "FROM w r " SQL_AGENT_OF_R
 
 /* The fenced insert of a run's rows, one statement for up to STORE_INSERT_MAX_ROWS of them:
  * $3..$7 are parallel arrays (message ids the runner generated, types, is_llm, contents,
@@ -101,17 +120,46 @@
     "  updated_at = clock_timestamp() "                                                         \
     "  WHERE id=$1::uuid AND (SELECT sum(tokens) FROM ins) > 0) "
 
-#define SQL_INSERT_MESSAGES_TAIL                                                                \
-    "SELECT message_id::text, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}' FROM ins " \
-    "UNION ALL "                                                                                \
-    "SELECT x.message_id::text, to_json(x.created_at)#>>'{}', to_json(x.updated_at)#>>'{}' "    \
-    "FROM b CROSS JOIN LATERAL unnest(b.ids) AS k(id) CROSS JOIN LATERAL (SELECT * "            \
-    "  FROM messages y WHERE y.message_id = k.id AND y.agent_run_id=$1::uuid LIMIT 1) x "       \
+/* The rows' answer: ins's rows, and on a retry the rows the first try wrote; x adds columns
+ * (uncorrelated: the same in every row). */
+#define SQL_INSERT_MESSAGES_TAIL_WITH(x)                                                      \
+    "SELECT message_id::text, to_json(created_at)#>>'{}', to_json(updated_at)#>>'{}'" x       \
+    " FROM ins "                                                                              \
+    "UNION ALL "                                                                              \
+    "SELECT x.message_id::text, to_json(x.created_at)#>>'{}', to_json(x.updated_at)#>>'{}'" x \
+    " FROM b CROSS JOIN LATERAL unnest(b.ids) AS k(id) CROSS JOIN LATERAL (SELECT * "         \
+    "  FROM messages y WHERE y.message_id = k.id AND y.agent_run_id=$1::uuid LIMIT 1) x "     \
     "WHERE (SELECT count(*) FROM ins) < cardinality(b.ids)"
+#define SQL_INSERT_MESSAGES_TAIL SQL_INSERT_MESSAGES_TAIL_WITH("")
 
 #define SQL_INSERT_MESSAGES SQL_INSERT_MESSAGES_HEAD SQL_INSERT_MESSAGES_TAIL
 #define SQL_INSERT_MESSAGES_USAGE \
     SQL_INSERT_MESSAGES_HEAD SQL_INSERT_MESSAGES_U SQL_INSERT_MESSAGES_TAIL
+
+/* A run's last rows and its fenced end in ONE statement (runner_insert_messages_finish): the
+ * insert above, and f, the finish of runner_finish ($8 status, $9 error) with the usage of u
+ * (the tokens of the assistant_response_end rows ins inserted, 0 when none): one update of the
+ * run row ins holds FOR SHARE (a statement may not update a row twice: u and the finish are
+ * one). f runs only when ins inserted rows, so it passed the same fence (the row cannot change
+ * in between: ins holds it), and a retry after a lost answer (ins inserts nothing) neither
+ * finishes nor counts the tokens again. Every row of the answer carries, as a fourth column,
+ * runner_finish's boolean "this run ended as asked with our epoch": f did it, or a first try
+ * whose answer was lost had (read as before the statement). The rows come first in the
+ * thread as they always do (created_at after every row the statement sees), so "the answer is
+ * the thread's newest LLM message" (runner_finish_answered) holds by construction when the
+ * batch's last LLM row is the answer: run_ops.c folds that finish only then. */
+#define SQL_INSERT_MESSAGES_F                                                                 \
+    ", f AS (UPDATE agent_runs SET status=$8, completed_at=now(), error=$9, "                 \
+    "  lease_expires_at=NULL, tokens_used = tokens_used + coalesce((SELECT sum(tokens) FROM " \
+    "    ins), 0), updated_at=clock_timestamp() "                                             \
+    "  WHERE id=$1::uuid AND lease_epoch=$2::bigint "                                         \
+    "  AND status IS NOT DISTINCT FROM 'running' AND (SELECT count(*) FROM ins) > 0 "         \
+    "  RETURNING 1) "
+#define SQL_INSERT_MESSAGES_FINISH                                                  \
+    SQL_INSERT_MESSAGES_HEAD SQL_INSERT_MESSAGES_F SQL_INSERT_MESSAGES_TAIL_WITH(   \
+        ", (SELECT EXISTS (SELECT 1 FROM f) OR EXISTS (SELECT 1 FROM agent_runs z " \
+        "  WHERE z.id=$1::uuid AND z.lease_epoch=$2::bigint AND z.status=$8 "       \
+        "  AND z.error IS NOT DISTINCT FROM $9))")
 
 /* The fenced end. Returns one boolean, "this run ended as asked with our epoch": true when
  * this statement did it, or when a first try whose answer was lost already had (the second
@@ -159,19 +207,10 @@
     "SELECT type, content::text, message_id::text FROM messages WHERE thread_id=$1 AND is_llm_message " \
     "ORDER BY created_at"
 
-/* The run's agent: agent_runs.agent_id, else the account's default agent (is_default); its
- * version: agent_runs.agent_version_id, else the agent's current_version_id — only a version
- * of that agent, and only an agent of the run's account (or a public one). One row, with NULLs
- * when there is no agent or no version. */
-#define SQL_AGENT                                                                        \
-    "SELECT a.agent_id::text, v.version_id::text, v.config::text, a.metadata::text "     \
-    "FROM agent_runs r "                                                                 \
-    "LEFT JOIN LATERAL (SELECT * FROM agents x WHERE CASE WHEN r.agent_id IS NOT NULL "  \
-    "    THEN x.agent_id = r.agent_id AND (x.account_id = r.account_id OR x.is_public) " \
-    "    ELSE x.account_id = r.account_id AND x.is_default END LIMIT 1) a ON true "      \
-    "LEFT JOIN agent_versions v ON v.agent_id = a.agent_id "                             \
-    "    AND v.version_id = COALESCE(r.agent_version_id, a.current_version_id) "         \
-    "WHERE r.id = $1::uuid"
+/* The run's agent and version (SQL_AGENT_OF_R): one row. */
+#define SQL_AGENT                                                                    \
+    "SELECT a.agent_id::text, v.version_id::text, v.config::text, a.metadata::text " \
+    "FROM agent_runs r " SQL_AGENT_OF_R "WHERE r.id = $1::uuid"
 
 /* Project naming: $1 run. The project's name, and whether this run is its first (no run of
  * the project was created before it). */
@@ -198,6 +237,7 @@ static const kx_db_stmt STATEMENTS[] = {
     {"runner_claim", SQL_CLAIM},
     {"runner_insert_messages", SQL_INSERT_MESSAGES},
     {"runner_insert_messages_usage", SQL_INSERT_MESSAGES_USAGE},
+    {"runner_insert_messages_finish", SQL_INSERT_MESSAGES_FINISH},
     {"runner_finish", SQL_FINISH},
     {"runner_finish_answered", SQL_FINISH_ANSWERED},
     {"runner_handback", SQL_HANDBACK},
@@ -215,11 +255,40 @@ static void copy_field(char *dst, size_t cap, const PGresult *res, int row, int 
     snprintf(dst, cap, "%s", PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
 }
 
-/* Reads the claim's answer (res may be NULL: err says why). */
-static kx_err claim_answer(PGresult *res, kx_err err, bool *claimed, store_claim *out)
+/* A nullable text column, malloc'd (NULL when SQL NULL); *oom set on failure. */
+static char *dup_field(const PGresult *res, int col, bool *oom)
+{
+    if (PQgetisnull(res, 0, col))
+        return NULL;
+    char *s = strdup(PQgetvalue(res, 0, col));
+    if (s == NULL)
+        *oom = true;
+    return s;
+}
+
+/* The agent's four columns from col on (row 0) into out; false when out of memory (out is
+ * then empty). */
+static bool agent_fields(const PGresult *res, int col, store_agent *out)
+{
+    bool oom = false;
+    copy_field(out->agent_id, sizeof out->agent_id, res, 0, col);
+    copy_field(out->version_id, sizeof out->version_id, res, 0, col + 1);
+    out->config = dup_field(res, col + 2, &oom);
+    out->metadata = dup_field(res, col + 3, &oom);
+    if (oom)
+        store_agent_clear(out);
+    return !oom;
+}
+
+/* Reads the claim's answer (res may be NULL: err says why); the agent's columns into agent
+ * when it is not NULL. */
+static kx_err claim_answer(PGresult *res, kx_err err, bool *claimed, store_claim *out,
+                           store_agent *agent)
 {
     *claimed = false;
     memset(out, 0, sizeof *out);
+    if (agent != NULL)
+        memset(agent, 0, sizeof *agent);
     if (res == NULL)
         return err != KX_OK ? err : KX_ERR_INTERNAL;
     if (PQntuples(res) == 1) {
@@ -234,20 +303,25 @@ static kx_err claim_answer(PGresult *res, kx_err err, bool *claimed, store_claim
         json_decref(meta);
         out->started_at_ms = strtoll(PQgetvalue(res, 0, 5), NULL, 10);
         *claimed = true;
+        if (agent != NULL && !agent_fields(res, 6, agent)) {
+            PQclear(res);
+            return KX_ERR_NOMEM; /* the claim is ours all the same (*claimed, out) */
+        }
     }
     PQclear(res);
     return KX_OK;
 }
 
 kx_err store_claim_run_as(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
-                          const char *claim_id, bool *claimed, store_claim *out)
+                          const char *claim_id, bool *claimed, store_claim *out,
+                          store_agent *agent)
 {
     char ttl[24];
     snprintf(ttl, sizeof ttl, "%" PRId64, ttl_ms);
     const char *params[] = {run_id, owner, ttl, claim_id};
     kx_err err = KX_OK;
     PGresult *res = kx_db_exec_idem(db, "runner_claim", 4, params, &err);
-    return claim_answer(res, err, claimed, out);
+    return claim_answer(res, err, claimed, out, agent);
 }
 
 kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
@@ -255,7 +329,7 @@ kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t
 {
     char claim_id[KX_UUID_LEN + 1];
     kx_uuid_new(claim_id);
-    return store_claim_run_as(db, run_id, owner, ttl_ms, claim_id, claimed, out);
+    return store_claim_run_as(db, run_id, owner, ttl_ms, claim_id, claimed, out, NULL);
 }
 
 kx_err store_claim_run_send(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
@@ -267,11 +341,11 @@ kx_err store_claim_run_send(kx_db *db, const char *run_id, const char *owner, in
     return kx_db_pipe_send(db, "runner_claim", 4, params);
 }
 
-kx_err store_claim_run_recv(kx_db *db, bool *claimed, store_claim *out)
+kx_err store_claim_run_recv(kx_db *db, bool *claimed, store_claim *out, store_agent *agent)
 {
     kx_err err = KX_OK;
     PGresult *res = kx_db_pipe_result(db, &err);
-    return claim_answer(res, err, claimed, out);
+    return claim_answer(res, err, claimed, out, agent);
 }
 
 /* Appends v to the array literal being built in buf as one double-quoted element (a quote or
@@ -322,13 +396,18 @@ static bool insert_arrays(const store_new_row *rows, size_t n, char *arr[5])
     return ok;
 }
 
-/* Reads the fenced insert's answer (res may be NULL: err says why): out[k] is rows[k]'s row. */
+/* Reads the fenced insert's answer (res may be NULL: err says why): out[k] is rows[k]'s row;
+ * *won (when not NULL) the fourth column of runner_insert_messages_finish. */
 static kx_err insert_answer(PGresult *res, kx_err err, const store_new_row *rows, size_t n,
-                            store_row *out)
+                            store_row *out, bool *won)
 {
     memset(out, 0, n * sizeof *out);
+    if (won != NULL)
+        *won = false;
     if (res == NULL)
         return err != KX_OK ? err : KX_ERR_INTERNAL;
+    if (won != NULL && PQntuples(res) > 0 && PQnfields(res) > 3)
+        *won = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
     /* each id's row, found by its id (the two branches come back in no particular order) */
     size_t found = 0;
     for (int i = 0; i < PQntuples(res); i++) {
@@ -346,16 +425,19 @@ static kx_err insert_answer(PGresult *res, kx_err err, const store_new_row *rows
     PQclear(res);
     if (found != n) {
         memset(out, 0, n * sizeof *out);
+        if (won != NULL)
+            *won = false;
         return KX_ERR_CONFLICT; /* fenced: the run is no longer ours */
     }
     return KX_OK;
 }
 
-/* The seven parameters of runner_insert_messages[_usage]; insert_params_free frees what it holds. */
+/* The seven parameters of runner_insert_messages[_usage] (nine with the finish's status and
+ * error: runner_insert_messages_finish); insert_params_free frees what it holds. */
 typedef struct {
     char ep[24];
     char *arr[5];
-    const char *params[7];
+    const char *params[9];
 } insert_params;
 
 /* KX_ERR_INVALID (no rows, or too many) or KX_ERR_NOMEM with nothing to free, else KX_OK. */
@@ -367,7 +449,8 @@ static kx_err insert_params_make(insert_params *p, const char *run_id, int64_t e
     if (!insert_arrays(rows, n, p->arr))
         return KX_ERR_NOMEM;
     snprintf(p->ep, sizeof p->ep, "%" PRId64, epoch);
-    const char *params[] = {run_id, p->ep, p->arr[0], p->arr[1], p->arr[2], p->arr[3], p->arr[4]};
+    const char *params[] = {run_id,    p->ep,     p->arr[0], p->arr[1], p->arr[2],
+                            p->arr[3], p->arr[4], NULL,      NULL};
     memcpy(p->params, params, sizeof params);
     return KX_OK;
 }
@@ -396,7 +479,7 @@ kx_err store_insert_messages(kx_db *db, const char *run_id, int64_t epoch,
         return err;
     PGresult *res = kx_db_exec_idem(db, insert_statement(rows, n), 7, p.params, &err);
     insert_params_free(&p);
-    return insert_answer(res, err, rows, n, out);
+    return insert_answer(res, err, rows, n, out, NULL);
 }
 
 kx_err store_insert_messages_send(kx_db *db, const char *run_id, int64_t epoch,
@@ -415,7 +498,46 @@ kx_err store_insert_messages_recv(kx_db *db, const store_new_row *rows, size_t n
 {
     kx_err err = KX_OK;
     PGresult *res = kx_db_pipe_result(db, &err);
-    return insert_answer(res, err, rows, n, out);
+    return insert_answer(res, err, rows, n, out, NULL);
+}
+
+kx_err store_insert_finish(kx_db *db, const char *run_id, int64_t epoch, const store_new_row *rows,
+                           size_t n, const char *status, const char *error, store_row *out,
+                           bool *won)
+{
+    *won = false;
+    insert_params p;
+    kx_err err = insert_params_make(&p, run_id, epoch, rows, n);
+    if (err != KX_OK)
+        return err;
+    p.params[7] = status;
+    p.params[8] = error;
+    PGresult *res = kx_db_exec_idem(db, "runner_insert_messages_finish", 9, p.params, &err);
+    insert_params_free(&p);
+    return insert_answer(res, err, rows, n, out, won);
+}
+
+kx_err store_insert_finish_send(kx_db *db, const char *run_id, int64_t epoch,
+                                const store_new_row *rows, size_t n, const char *status,
+                                const char *error)
+{
+    insert_params p;
+    kx_err err = insert_params_make(&p, run_id, epoch, rows, n);
+    if (err != KX_OK)
+        return err;
+    p.params[7] = status;
+    p.params[8] = error;
+    err = kx_db_pipe_send(db, "runner_insert_messages_finish", 9, p.params);
+    insert_params_free(&p);
+    return err;
+}
+
+kx_err store_insert_finish_recv(kx_db *db, const store_new_row *rows, size_t n, store_row *out,
+                                bool *won)
+{
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_pipe_result(db, &err);
+    return insert_answer(res, err, rows, n, out, won);
 }
 
 kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const char *message_id,
@@ -560,36 +682,15 @@ void store_msgs_free(store_msg *msgs, size_t n)
     free(msgs);
 }
 
-/* A nullable text column, malloc'd (NULL when SQL NULL); *oom set on failure. */
-static char *dup_field(const PGresult *res, int col, bool *oom)
-{
-    if (PQgetisnull(res, 0, col))
-        return NULL;
-    char *s = strdup(PQgetvalue(res, 0, col));
-    if (s == NULL)
-        *oom = true;
-    return s;
-}
-
 /* Reads the agent's answer (res may be NULL: err says why). */
 static kx_err agent_answer(PGresult *res, kx_err err, store_agent *out)
 {
     memset(out, 0, sizeof *out);
     if (res == NULL)
         return err != KX_OK ? err : KX_ERR_INTERNAL;
-    bool oom = false;
-    if (PQntuples(res) == 1) {
-        copy_field(out->agent_id, sizeof out->agent_id, res, 0, 0);
-        copy_field(out->version_id, sizeof out->version_id, res, 0, 1);
-        out->config = dup_field(res, 2, &oom);
-        out->metadata = dup_field(res, 3, &oom);
-    }
+    bool oom = PQntuples(res) == 1 && !agent_fields(res, 0, out);
     PQclear(res);
-    if (oom) {
-        store_agent_clear(out);
-        return KX_ERR_NOMEM;
-    }
-    return KX_OK;
+    return oom ? KX_ERR_NOMEM : KX_OK;
 }
 
 kx_err store_load_agent(kx_db *db, const char *run_id, store_agent *out)

@@ -24,6 +24,16 @@
 /* The statement table to give kx_db_connect (static lifetime). */
 const kx_db_stmt *store_statements(void);
 
+/* The run's agent and version as stored (agent_config.h reads them). Fields are "" / NULL when
+ * there is no agent or no version. */
+typedef struct store_agent {
+    char agent_id[40];
+    char version_id[40];
+    char *config;   /* agent_versions.config as JSON text; NULL: no version */
+    char *metadata; /* agents.metadata as JSON text; NULL: no agent */
+} store_agent;
+void store_agent_clear(store_agent *a);
+
 /* What a successful claim returns. */
 typedef struct store_claim {
     int64_t epoch;
@@ -37,17 +47,21 @@ typedef struct store_claim {
 /* queued -> running for this runner (a fresh claim id each call; retried after a lost answer,
  * the statement recognises its own success). KX_OK and *claimed = true with *out filled; KX_OK and
  * *claimed = false when the run is not queued (someone else has it, or it was stopped); other
- * errors when the database failed. */
+ * errors when the database failed (KX_ERR_NOMEM with *claimed true: the run is ours, its agent
+ * could not be kept). */
 kx_err store_claim_run(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
                        bool *claimed, store_claim *out);
 /* The same with the caller's claim id (a caller that tries again after a lost answer passes
  * the same id: the statement then recognises its own success), blocking or in two pipelined
- * halves. */
+ * halves. The claim reads the run's agent too (what store_load_agent reads, in the same
+ * statement): into *agent when agent is not NULL (store_agent_clear it; empty when not
+ * claimed). */
 kx_err store_claim_run_as(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
-                          const char *claim_id, bool *claimed, store_claim *out);
+                          const char *claim_id, bool *claimed, store_claim *out,
+                          store_agent *agent);
 kx_err store_claim_run_send(kx_db *db, const char *run_id, const char *owner, int64_t ttl_ms,
                             const char *claim_id);
-kx_err store_claim_run_recv(kx_db *db, bool *claimed, store_claim *out);
+kx_err store_claim_run_recv(kx_db *db, bool *claimed, store_claim *out, store_agent *agent);
 
 /* A saved messages row. */
 typedef struct store_row {
@@ -94,6 +108,23 @@ kx_err store_insert_messages_send(kx_db *db, const char *run_id, int64_t epoch,
                                   const store_new_row *rows, size_t n);
 kx_err store_insert_messages_recv(kx_db *db, const store_new_row *rows, size_t n, store_row *out);
 
+/* A run's last rows and its fenced finish in ONE statement (store.c,
+ * runner_insert_messages_finish): store_insert_messages, then, in the same statement and only
+ * when the rows were written, store_finish_run with status and error (and the tokens of the
+ * assistant_response_end rows, as the insert with usage adds them). *won as store_finish_run's
+ * (a retry after a lost answer reports the first try's win). KX_ERR_CONFLICT when fenced:
+ * nothing written, nothing ended. The rows are the thread's newest when written, so a caller
+ * whose last LLM row is the answer may use it for the end of an answered run (the condition of
+ * store_finish_answered_send holds). Blocking, or in two pipelined halves. */
+kx_err store_insert_finish(kx_db *db, const char *run_id, int64_t epoch, const store_new_row *rows,
+                           size_t n, const char *status, const char *error, store_row *out,
+                           bool *won);
+kx_err store_insert_finish_send(kx_db *db, const char *run_id, int64_t epoch,
+                                const store_new_row *rows, size_t n, const char *status,
+                                const char *error);
+kx_err store_insert_finish_recv(kx_db *db, const store_new_row *rows, size_t n, store_row *out,
+                                bool *won);
+
 /* Fenced finish: status "completed" or "failed", error NULL or the reason. *won is true when
  * this call ended the run (and so must publish the terminal event). */
 kx_err store_finish_run(kx_db *db, const char *run_id, int64_t epoch, const char *status,
@@ -128,18 +159,10 @@ kx_err store_load_llm_messages_send(kx_db *db, const char *thread_id);
 kx_err store_load_llm_messages_recv(kx_db *db, store_msg **msgs, size_t *n);
 void store_msgs_free(store_msg *msgs, size_t n);
 
-/* The run's agent and version as stored (agent_config.h reads them). Fields are "" / NULL when
- * there is no agent or no version. */
-typedef struct store_agent {
-    char agent_id[40];
-    char version_id[40];
-    char *config;   /* agent_versions.config as JSON text; NULL: no version */
-    char *metadata; /* agents.metadata as JSON text; NULL: no agent */
-} store_agent;
+/* The run's agent and version as stored (store_load_agent, the claim). */
 kx_err store_load_agent(kx_db *db, const char *run_id, store_agent *out);
 kx_err store_load_agent_send(kx_db *db, const char *run_id);
 kx_err store_load_agent_recv(kx_db *db, store_agent *out);
-void store_agent_clear(store_agent *a);
 
 /* Project naming: the run's project, its name (malloc'd) and whether this run is the
  * project's first. */

@@ -305,12 +305,18 @@ static void test_many_runs_group_committed(void **state)
     free(token);
 }
 
-/* A message added to the thread after the model's answer (here by a trigger, in the answer's
- * own transaction, so that it lands exactly between the answer and the run's finish — the
- * gateway may add one at any time): the finish, which folds in the read of the thread that
- * would decide the run's end, is declined and the run takes another turn for it, as it did
- * when it read the thread first. */
-static void test_a_message_after_the_answer_gets_a_turn(void **state)
+/* A message added to the thread while the model's answer is written (here by a trigger on the
+ * answer's row, so that it is stamped after the answer and committed with it — the gateway may
+ * add one at any time). The answer's rows and the run's finish are ONE statement
+ * (runner_insert_messages_finish), which sees the thread as it was before it: the answer is
+ * its newest LLM message there, so the run ends with it, and the message stays for the next
+ * run. Before, the finish was a statement of its own behind the insert (runner_finish_answered,
+ * still used when the answer's row went in an earlier statement), which saw the message and
+ * declined: the run took another turn. Both are the same race with a concurrent writer (a
+ * message committed while the deciding statement runs is not seen by either), moved to the
+ * answer's own statement; the finish's check stays covered by unit_runner_store
+ * (test_finish_answered_decides_as_a_read_would). */
+static void test_a_message_with_the_answer_is_for_the_next_run(void **state)
 {
     (void)state;
     PQclear(kx_th_sql(&g_stack,
@@ -350,8 +356,15 @@ static void test_a_message_after_the_answer_gets_a_turn(void **state)
                         1, p);
     assert_non_null(llm);
     print_message("[ thread   ] %s\n", llm);
-    assert_string_equal(llm, "user:say first,assistant:first,user:say again,assistant:again");
+    assert_string_equal(llm, "user:say first,assistant:first,user:say again");
     free(llm);
+    char *turns = kx_th_sql_value(&g_stack,
+                                  "SELECT count(*) FROM messages WHERE agent_run_id = $1::uuid "
+                                  "AND content->>'status_type' = 'thread_run_start'",
+                                  1, p);
+    assert_non_null(turns);
+    assert_string_equal(turns, "1");
+    free(turns);
     free(token);
 }
 
@@ -390,7 +403,8 @@ static char *run_rows(const char *run)
  * the turn's start rows; the tool call's start (tool_started and the answer, while the tool
  * runs; with a fast tool it is often still waiting behind the first batch and goes with the
  * next); the tool's result and the turn's end together with the next turn's start rows and its
- * read of the thread (one insert and one read in one batch); the answer's rows with the finish.
+ * read of the thread (one insert and one read in one batch); the answer's rows with the finish,
+ * in one statement.
  * Before, the next turn's start rows were queued only once its read was back: a batch and an
  * insert of their own (4-5 batches and inserts; the check of the merged batch fails there). */
 static void test_a_tool_run_writes_few_statements(void **state)
@@ -419,7 +433,7 @@ static void test_a_tool_run_writes_few_statements(void **state)
     FILE *f = fopen(kx_th_stack_proc(&g_stack, "agent-runner")->log, "r");
     assert_non_null(f);
     char line[8192];
-    bool merged = false;
+    bool merged = false, ended = false;
     while (fgets(line, sizeof line, f) != NULL) {
         const char *m = strstr(line, "run: batch:");
         if (m == NULL || strstr(line, r) == NULL)
@@ -427,9 +441,12 @@ static void test_a_tool_run_writes_few_statements(void **state)
         print_message("[ batch    ] %.*s\n", (int)strcspn(m, "\"\n"), m);
         merged = merged ||
             strstr(m, "thread_run_end,thread_run_start,assistant_response_start] load") != NULL;
+        /* the answer's rows and the finish: one statement (store_insert_finish) */
+        ended = ended || strstr(m, "assistant_response_end,thread_run_end]+finish") != NULL;
     }
     fclose(f);
     assert_true(merged);
+    assert_true(ended);
     assert_string_equal(rows, TOOL_RUN_ROWS);
     free(rows);
     assert_int_equal(after.rows - before.rows, 15);
@@ -600,7 +617,7 @@ int main(void)
         cmocka_unit_test(test_a_blocked_run_stalls_no_other),
         cmocka_unit_test(test_events_follow_the_rows),
         cmocka_unit_test(test_many_runs_group_committed),
-        cmocka_unit_test(test_a_message_after_the_answer_gets_a_turn),
+        cmocka_unit_test(test_a_message_with_the_answer_is_for_the_next_run),
         cmocka_unit_test(test_a_tool_run_writes_few_statements),
         cmocka_unit_test(test_a_merged_batch_is_fenced),
         cmocka_unit_test(test_a_merged_batch_survives_a_lost_connection),

@@ -8,9 +8,12 @@
  *   - a write kx_db cannot know to be idempotent is not blindly run again;
  *   - the claim with the run's first reads in one pipeline (dispatch_claim): the reads come
  *     back with a won claim of the thread they read, are dropped otherwise, a lost answer is
- *     recognised, and a read that fails never takes a claim with it;
+ *     recognised, and a read that fails never takes a claim with it; the claim returns the
+ *     run's agent as runner_agent reads it, on its retry too;
  *   - the finish of an answered run ends it only while its answer is the thread's newest LLM
- *     message. */
+ *     message;
+ *   - a run's last rows with its finish in one statement: fenced, retried and counted as the
+ *     insert and the finish are apart. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -117,6 +120,8 @@ static kx_db *proxied(void)
     assert_int_equal(kx_db_connect(url, store_statements(), &db), KX_OK);
     return db;
 }
+
+static char *run_state(const char *run);
 
 static bool busy(PGconn *c)
 {
@@ -546,6 +551,119 @@ static void test_usage_statement_only_for_usage_batches(void **state)
     kx_db_close(db);
 }
 
+/* A run's last rows and its finish in one statement (runner_insert_messages_finish): the rows
+ * written, the run ended with its usage; the answer lost after the commit, the retry returns
+ * the same rows and still reports the win, and counts the usage once; a stale epoch writes and
+ * ends nothing. */
+static void test_insert_finish_answer_lost_wins_once(void **state)
+{
+    (void)state;
+    kx_db *db = proxied();
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    int64_t epoch = claimed_run(db, thread, run);
+    char ids[3][KX_UUID_LEN + 1], content[3][64];
+    store_new_row rows[3];
+    store_row out[3], again[3];
+    new_rows(3, ids, content, rows);
+    rows[1].type = "assistant_response_end";
+    rows[1].is_llm = false;
+    rows[1].content_json = "{\"usage\": {\"total_tokens\": 15}}";
+    int cuts = kx_th_pgproxy_cuts(g_proxy);
+    kx_th_pgproxy_arm(g_proxy, "runner_insert_messages_finish");
+    bool won = false;
+    assert_int_equal(store_insert_finish(db, run, epoch, rows, 2, "completed", NULL, out, &won),
+                     KX_OK);
+    assert_int_equal(kx_th_pgproxy_cuts(g_proxy), cuts + 1); /* lost once, retried */
+    assert_true(won); /* so the runner publishes the terminal event */
+    assert_string_equal(out[0].message_id, ids[0]);
+    assert_string_equal(out[1].message_id, ids[1]);
+    assert_true(out[0].created_at[0] != '\0');
+    char *v = value1("SELECT status || ' ' || coalesce(error, '-') || ' ' || tokens_used || ' ' "
+                     "|| (completed_at IS NOT NULL) || ' ' || (lease_expires_at IS NULL) "
+                     "FROM agent_runs WHERE id=$1::uuid",
+                     run);
+    assert_string_equal(v, "completed - 15 true true");
+    free(v);
+    assert_int_equal(count1("SELECT count(*) FROM messages WHERE thread_id=$1::uuid", thread), 2);
+    /* once more (a second retry): the same rows, as they were, still won; nothing counted */
+    assert_int_equal(store_insert_finish(db, run, epoch, rows, 2, "completed", NULL, again, &won),
+                     KX_OK);
+    assert_true(won);
+    assert_string_equal(again[0].created_at, out[0].created_at);
+    assert_string_equal(again[1].created_at, out[1].created_at);
+    assert_int_equal(count1("SELECT tokens_used FROM agent_runs WHERE id=$1::uuid", run), 15);
+    /* a new row now (the run is over), or at a stale epoch: fenced, nothing written */
+    assert_int_equal(store_insert_finish(db, run, epoch, rows + 2, 1, "failed", "x", out, &won),
+                     KX_ERR_CONFLICT);
+    assert_false(won);
+    assert_int_equal(store_insert_finish(db, run, epoch + 1, rows + 2, 1, "completed", NULL, out,
+                                         &won),
+                     KX_ERR_CONFLICT);
+    assert_false(won);
+    /* the rows already written, at a stale epoch: returned as they are (as the insert alone
+     * returns them), but the finish is not won (the runner drops the run: fenced at finish) */
+    assert_int_equal(store_insert_finish(db, run, epoch + 1, rows, 2, "completed", NULL, again,
+                                         &won),
+                     KX_OK);
+    assert_false(won);
+    assert_int_equal(count1("SELECT count(*) FROM messages WHERE thread_id=$1::uuid", thread), 2);
+    v = value1("SELECT status FROM agent_runs WHERE id=$1::uuid", run);
+    assert_string_equal(v, "completed");
+    free(v);
+    kx_db_close(db);
+}
+
+/* The fence of runner_insert_messages_finish locks what it checks: the statement waits for a
+ * transaction that holds the run row (a reap, a STOP); once that one moved the epoch and
+ * committed, the statement writes no row and ends nothing — the run keeps the reap's state. */
+static void test_insert_finish_waits_for_a_reap_and_is_fenced(void **state)
+{
+    (void)state;
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], mid[KX_UUID_LEN + 1];
+    new_run(thread, run);
+    const char *rp[] = {run};
+    kx_th_sql_exec(g_db.sql,
+                   "UPDATE agent_runs SET status='running', lease_epoch=1, lease_owner='r1' "
+                   "WHERE id=$1::uuid",
+                   1, rp);
+    PGconn *reaper = PQconnectdb(g_db.pg.url), *writer = PQconnectdb(g_db.pg.url);
+    assert_int_equal(PQstatus(reaper), CONNECTION_OK);
+    assert_int_equal(PQstatus(writer), CONNECTION_OK);
+    PQclear(q(reaper, "BEGIN", 0, NULL));
+    PGresult *res = q(reaper, "SELECT 1 FROM agent_runs WHERE id=$1::uuid FOR UPDATE", 1, rp);
+    assert_int_equal(PQntuples(res), 1);
+    PQclear(res);
+    PGresult *pr =
+        PQprepare(writer, "insfin",
+                  kx_th_stmt_sql(store_statements(), "runner_insert_messages_finish"), 0, NULL);
+    assert_int_equal(PQresultStatus(pr), PGRES_COMMAND_OK);
+    PQclear(pr);
+    kx_uuid_new(mid);
+    char ids[KX_UUID_LEN + 3];
+    snprintf(ids, sizeof ids, "{%s}", mid);
+    const char *ip[] = {run,        "1",        ids,         "{assistant}", "{t}",
+                        "{\"{}\"}", "{\"{}\"}", "completed", NULL};
+    assert_int_equal(PQsendQueryPrepared(writer, "insfin", 9, ip, NULL, NULL, 0), 1);
+    sleep_ms(300);
+    assert_true(busy(writer)); /* waiting for the run row */
+    PQclear(q(reaper,
+              "UPDATE agent_runs SET status='failed', lease_epoch=lease_epoch+1 "
+              "WHERE id=$1::uuid",
+              1, rp));
+    PQclear(q(reaper, "COMMIT", 0, NULL));
+    PGresult *r = PQgetResult(writer);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), 0); /* fenced: no row back */
+    PQclear(r);
+    finish_async(writer);
+    assert_int_equal(count1("SELECT count(*) FROM messages WHERE thread_id=$1::uuid", thread), 0);
+    char *v = run_state(run);
+    assert_string_equal(v, "failed 2 0");
+    free(v);
+    PQfinish(reaper);
+    PQfinish(writer);
+}
+
 /* Migration 019: the rows of the runner's fenced insert queue no reference check (their thread
  * is the run row's, which the insert holds FOR SHARE), every other insert of messages runs it.
  * Counted in one transaction with track_functions (pg_stat_get_xact_function_calls). */
@@ -753,6 +871,10 @@ static void test_run_row_lookups_use_the_primary_key(void **state)
          "('%s', 1, '{%s}', '{status}', '{f}', '{\"{}\"}', "
          "'{\"{}\"}')",
          "messages_thread_created_idx"},
+        {"runner_insert_messages_finish",
+         "('%s', 1, '{%s}', '{status}', '{f}', '{\"{}\"}', "
+         "'{\"{}\"}', 'completed', NULL)",
+         "messages_thread_created_idx"},
         {"runner_finish", "('%s', 1, 'completed', NULL)", NULL},
         /* the thread's newest LLM row: a backward step of this index */
         {"runner_finish_answered", "('%s', 1, 'completed', NULL)", "messages_thread_created_idx"},
@@ -900,6 +1022,128 @@ static void test_claim_pipeline_answer_lost(void **state)
     kx_db_close(db);
 }
 
+/* The account's default agent with one version (its config: system_prompt as given, JSON text
+ * of a string), current; the agent's id into agent. */
+static void new_default_agent(const char *thread, const char *prompt, char agent[KX_UUID_LEN + 1])
+{
+    char version[KX_UUID_LEN + 1];
+    kx_uuid_new(agent);
+    kx_uuid_new(version);
+    kx_th_sql_exec(g_db.sql,
+                   "INSERT INTO agents (agent_id, account_id, name, is_default, metadata) "
+                   "SELECT $1::uuid, account_id, 'a', true, '{\"k\": 1}' FROM threads "
+                   "WHERE thread_id=$2::uuid",
+                   2, (const char *[]){agent, thread});
+    kx_th_sql_exec(g_db.sql,
+                   "INSERT INTO agent_versions (version_id, agent_id, account_id, "
+                   "version_number, version_name, config) "
+                   "SELECT $2::uuid, $1::uuid, account_id, 1, 'v1', jsonb_build_object("
+                   "'system_prompt', $4::jsonb, 'tools', '{}'::jsonb) FROM threads "
+                   "WHERE thread_id=$3::uuid",
+                   4, (const char *[]){agent, version, thread, prompt});
+    kx_th_sql_exec(g_db.sql,
+                   "UPDATE agents SET current_version_id=$2::uuid WHERE agent_id=$1::uuid", 2,
+                   (const char *[]){agent, version});
+}
+
+static void assert_same_agent(const store_agent *a, const store_agent *b)
+{
+    assert_string_equal(a->agent_id, b->agent_id);
+    assert_string_equal(a->version_id, b->version_id);
+    assert_non_null(a->config);
+    assert_non_null(b->config);
+    assert_string_equal(a->config, b->config);
+    assert_non_null(a->metadata);
+    assert_non_null(b->metadata);
+    assert_string_equal(a->metadata, b->metadata);
+}
+
+/* The claim returns the run's agent and version, as runner_agent reads them (the first turn
+ * reads no agent of its own), and a claim whose answer was lost returns them the same on its
+ * retry (its second branch). */
+static void test_claim_returns_the_agent(void **state)
+{
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], claim_id[KX_UUID_LEN + 1];
+    char agent[KX_UUID_LEN + 1];
+    new_run(thread, run);
+    new_default_agent(thread, "\"be brief\"", agent);
+    kx_db *db = proxied();
+    store_agent want;
+    assert_int_equal(store_load_agent(db, run, &want), KX_OK);
+    assert_string_equal(want.agent_id, agent);
+    assert_true(want.version_id[0] != '\0');
+    int cuts = kx_th_pgproxy_cuts(g_proxy);
+    kx_th_pgproxy_arm(g_proxy, "runner_claim");
+    kx_uuid_new(claim_id);
+    bool claimed = false;
+    store_claim c;
+    store_agent got;
+    assert_int_equal(store_claim_run_as(db, run, "r1", 10000, claim_id, &claimed, &c, &got),
+                     KX_OK);
+    assert_int_equal(kx_th_pgproxy_cuts(g_proxy), cuts + 1); /* the retry's answer */
+    assert_true(claimed);
+    assert_int_equal(c.epoch, 1);
+    assert_same_agent(&got, &want);
+    store_agent_clear(&got);
+    char *v = run_state(run);
+    assert_string_equal(v, "running 1 1");
+    free(v);
+    /* the same claim id once more (a second retry): the same run, the same agent */
+    assert_int_equal(store_claim_run_as(db, run, "r1", 10000, claim_id, &claimed, &c, &got),
+                     KX_OK);
+    assert_true(claimed);
+    assert_int_equal(c.epoch, 1);
+    assert_same_agent(&got, &want);
+    store_agent_clear(&got);
+    /* another claim: not claimed, no agent */
+    kx_uuid_new(claim_id);
+    assert_int_equal(store_claim_run_as(db, run, "r2", 10000, claim_id, &claimed, &c, &got),
+                     KX_OK);
+    assert_false(claimed);
+    assert_string_equal(got.agent_id, "");
+    assert_null(got.config);
+    store_agent_clear(&want);
+    kx_db_close(db);
+}
+
+/* dispatch_claim: the agent the claim returned is the first turn's (parsed); a stored config
+ * that cannot be read is not kept (the run reads again and fails with the reason), the claim
+ * is won all the same. */
+static void test_dispatch_claim_parses_the_agent(void **state)
+{
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], claim_id[KX_UUID_LEN + 1];
+    char agent[KX_UUID_LEN + 1];
+    new_run(thread, run);
+    add_user_message(thread, "hi");
+    new_default_agent(thread, "\"be brief\"", agent);
+    kx_db *db = proxied();
+    dispatch_claimed got = {0};
+    kx_uuid_new(claim_id);
+    assert_int_equal(dispatch_claim(db, run, thread, "r1", 10000, claim_id, &got), KX_OK);
+    assert_true(got.claimed);
+    assert_true(got.preloaded);
+    assert_true(got.first.agent_loaded);
+    assert_true(got.first.agent.found);
+    assert_string_equal(got.first.agent.agent_id, agent);
+    assert_string_equal(got.first.agent.system_prompt, "be brief");
+    assert_int_equal(json_array_size(got.first.msgs), 1);
+    run_loaded_clear(&got.first);
+    /* system_prompt not a string: not kept */
+    new_run(thread, run);
+    add_user_message(thread, "hi");
+    new_default_agent(thread, "42", agent);
+    kx_uuid_new(claim_id);
+    assert_int_equal(dispatch_claim(db, run, thread, "r1", 10000, claim_id, &got), KX_OK);
+    assert_true(got.claimed);
+    assert_false(got.preloaded);
+    assert_false(got.first.agent_loaded);
+    assert_null(got.first.msgs);
+    char *v = run_state(run);
+    assert_string_equal(v, "running 1 1");
+    free(v);
+    kx_db_close(db);
+}
+
 /* What dispatch_claim relies on: in the pipeline, a read that fails before the claim makes
  * Postgres skip the claim (not run, so nothing to undo: the run stays queued), and the claim
  * then made alone takes it. */
@@ -917,13 +1161,14 @@ static void test_claim_after_a_failed_read_is_not_run(void **state)
     assert_int_not_equal(store_load_llm_messages_recv(db, &rows, &n), KX_OK);
     bool claimed = true;
     store_claim c;
-    assert_int_equal(store_claim_run_recv(db, &claimed, &c), KX_ERR_CANCELLED);
+    assert_int_equal(store_claim_run_recv(db, &claimed, &c, NULL), KX_ERR_CANCELLED);
     assert_false(claimed);
     kx_db_pipe_end(db);
     char *v = run_state(run);
     assert_string_equal(v, "queued 0 0");
     free(v);
-    assert_int_equal(store_claim_run_as(db, run, "r1", 10000, claim_id, &claimed, &c), KX_OK);
+    assert_int_equal(store_claim_run_as(db, run, "r1", 10000, claim_id, &claimed, &c, NULL),
+                     KX_OK);
     assert_true(claimed);
     v = run_state(run);
     assert_string_equal(v, "running 1 1");
@@ -1057,9 +1302,13 @@ int main(void)
         cmocka_unit_test(test_claim_keeps_no_reads_of_another_thread),
         cmocka_unit_test(test_claim_pipeline_answer_lost),
         cmocka_unit_test(test_claim_after_a_failed_read_is_not_run),
+        cmocka_unit_test(test_claim_returns_the_agent),
+        cmocka_unit_test(test_dispatch_claim_parses_the_agent),
         cmocka_unit_test(test_finish_answered_decides_as_a_read_would),
         cmocka_unit_test(test_llm_history_tests_the_index_entries),
         cmocka_unit_test(test_usage_statement_only_for_usage_batches),
+        cmocka_unit_test(test_insert_finish_answer_lost_wins_once),
+        cmocka_unit_test(test_insert_finish_waits_for_a_reap_and_is_fenced),
         cmocka_unit_test(test_fenced_rows_skip_the_reference_check),
         cmocka_unit_test(test_message_references_hold),
     };
