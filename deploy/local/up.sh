@@ -136,6 +136,27 @@ pg_root() {
     printf '%s\n' "$root"
 }
 
+# The server settings Kortix is deployed with (deploy/postgres/kortix.conf) copied beside the
+# cluster's postgresql.conf, which includes the copy: refreshed on every start, so a changed
+# file applies at the next start. A server built without lz4 gets wal_compression = off
+# (PostgreSQL's default; pglz was not measured).
+install_pg_settings() {
+    local data="$1" conf="$1/kortix.conf"
+    if pg_config --configure 2>/dev/null | grep -q -- '--with-lz4'; then
+        cp "$KX_ROOT/deploy/postgres/kortix.conf" "$conf"
+    else
+        sed 's/^wal_compression = lz4$/wal_compression = off/' \
+            "$KX_ROOT/deploy/postgres/kortix.conf" >"$conf"
+    fi
+    if ! grep -qx "include_if_exists 'kortix.conf'" "$data/postgresql.conf"; then
+        printf "\n# Kortix's settings (deploy/local/up.sh)\ninclude_if_exists 'kortix.conf'\n" \
+            >>"$data/postgresql.conf"
+    fi
+    if [ "$AS_ROOT" -eq 1 ]; then
+        chown postgres:postgres "$conf"
+    fi
+}
+
 start_postgres() {
     local root data pidfile="$RUN/postgres.pid" pid sock
     root="$(pg_root)"
@@ -166,6 +187,7 @@ start_postgres() {
         as_pg "$PGBIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --no-locale \
             >>"$LOG/postgres.log" 2>&1 || fail_with_logs "initdb of $data failed"
     fi
+    install_pg_settings "$data"
     # The Unix socket lives beside the data; a path too long for sun_path means TCP only.
     sock="$root"
     [ $((${#sock} + 20)) -gt 107 ] && sock=""

@@ -725,11 +725,44 @@ static void pg_signal_and_reap(kx_th_pg *p, int sig)
     p->pid = 0;
 }
 
+#define PG_DEPLOY_CONF KX_SOURCE_DIR "/deploy/postgres/kortix.conf"
+
+int kx_th_pg_deploy_settings(char out[][KX_TH_PG_SETTING_LEN], int max)
+{
+    FILE *f = fopen(PG_DEPLOY_CONF, "r");
+    if (f == NULL) {
+        th_log("%s: %s", PG_DEPLOY_CONF, strerror(errno));
+        return -1;
+    }
+    char line[256];
+    int n = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        line[strcspn(line, "#\n")] = '\0';
+        char name[64], value[96];
+        if (sscanf(line, " %63[a-z_] = %95s", name, value) != 2) { /* NOLINT(cert-err34-c) */
+            if (strspn(line, " \t") != strlen(line)) {
+                th_log("%s: not a `name = value` line: %s", PG_DEPLOY_CONF, line);
+                n = -1;
+                break;
+            }
+            continue;
+        }
+        if (n == max) {
+            th_log("%s: more than %d settings", PG_DEPLOY_CONF, max);
+            n = -1;
+            break;
+        }
+        snprintf(out[n++], KX_TH_PG_SETTING_LEN, "%s=%s", name, value);
+    }
+    fclose(f);
+    return n;
+}
+
 /* Starts the server (`postgres`, not pg_ctl: it stays our child and gets SIGQUIT when the
  * thread that started it exits) with our options, and waits up to 30 s until it is ready. */
 static kx_err pg_server_start(kx_th_pg *p)
 {
-    char data[300], port[8], opts[600];
+    char data[300], port[8], opts[600], deploy[KX_TH_PG_SETTINGS_MAX][KX_TH_PG_SETTING_LEN];
     pg_data_dir(p, data, sizeof data);
     snprintf(port, sizeof port, "%u", p->port);
     const char *args[PG_MAX_ARGS + 1] = {"-D", data,
@@ -740,6 +773,15 @@ static kx_err pg_server_start(kx_th_pg *p)
                                          "-c", "synchronous_commit=off",
                                          "-c", "full_page_writes=off"};
     size_t n = p->durable ? 8 : 14; /* durable: the three "off" settings left out */
+    if (p->durable) {
+        int nd = kx_th_pg_deploy_settings(deploy, KX_TH_PG_SETTINGS_MAX);
+        if (nd < 0)
+            return KX_ERR_INVALID;
+        for (int i = 0; i < nd; i++) {
+            args[n++] = "-c";
+            args[n++] = deploy[i];
+        }
+    }
     /* KX_TH_PG_OPTS: extra server options for a profiling session, split at white space, e.g.
      * "-c shared_preload_libraries=pg_stat_statements" (docs/performance.md) */
     const char *extra = getenv("KX_TH_PG_OPTS");

@@ -94,9 +94,16 @@ typedef struct kx_th_pg {
     char url[256]; /* postgresql://postgres@127.0.0.1:<port>/kortix */
     pid_t pid;     /* the postmaster, our child; 0 while it is down */
     bool durable;  /* set before kx_th_pg_up/restart: fsync, synchronous_commit and
-                      full_page_writes at their defaults (on) instead of off (bench_run's
-                      production-setting phase) */
+                      full_page_writes at their defaults (on) instead of off, plus the
+                      settings of deploy/postgres/kortix.conf (bench_run's production-setting
+                      phase: it measures the server as deployed) */
 } kx_th_pg;
+#define KX_TH_PG_SETTINGS_MAX 16
+#define KX_TH_PG_SETTING_LEN 160
+/* The settings of deploy/postgres/kortix.conf (`name = value` lines, # comments) as
+ * "name=value" strings in out[]: what the durable server is started with. Returns how many,
+ * or -1 (logged) when the file cannot be read, has a line of another form or more than max. */
+int kx_th_pg_deploy_settings(char out[][KX_TH_PG_SETTING_LEN], int max);
 /* initdb (as the postgres user when root), the server started, CREATE DATABASE kortix.
  * The server is the calling thread's child (`postgres`, not daemonized) with SIGQUIT as its
  * parent-death signal: when that thread exits, or the test process is killed (ctest's
