@@ -27,11 +27,27 @@
  *                   setting) and measures the commit baseline, (a) for `say hi` and (b) again,
  *                   for `say hi` and for the tool step (--durable-tool-concurrent, default
  *                   2000: the "500 complete runs/s with synchronous commit" goal).
+ *   (f) passes      --passes N: (e)'s tool batch N times instead of once, on the same stack,
+ *                   each after a VACUUM (ANALYZE) and a CHECKPOINT; a line per pass (runs/s,
+ *                   CPU ms/run of the stack and of each process, commits/run, load), then
+ *                   median, quartiles, min and max, and the goal's verdict (pass_stats.h).
+ *                   --baseline-bin DIR adds N passes of another tree's build (DIR/services,
+ *                   migrations of the source tree named in DIR/CMakeCache.txt) on a stack of its
+ *                   own started next to this one, in the order baseline, candidate, candidate,
+ *                   baseline, ...; the summary adds the per-pair ratios candidate/baseline.
+ *                   Why one stack per side for all passes and not a fresh one per pass: a fresh
+ *                   stack costs ~2.5 s to start plus the durable restart and a warm-up (N = 9
+ *                   with a baseline would not fit in 3 minutes), and the state one pass leaves
+ *                   (2 000 more runs in the tables, a checkpoint and autovacuum to come) is what
+ *                   the VACUUM + CHECKPOINT before every pass levels; what growth remains is a
+ *                   trend over the passes, shared by both sides through the alternation. Two
+ *                   builds cannot share one stack: their migrations may differ.
  *
  *   build-bench/tests/bench/bench_run [--single N] [--tool N] [--concurrent N] [--threads N]
  *       [--readers N] [--held N] [--held-ms MS] [--durable-single N]
  *       [--durable-concurrent N] [--tool-concurrent N] [--durable-tool-concurrent N]
  *       [--no-durable] [--no-keep-alive] [--limited] [--results FILE]
+ *       [--passes N [--baseline-bin DIR]] [--tool-prompt TEXT]
  *
  * The throughput batches' submitters keep their HTTP/1.1 connection to the gateway, as a
  * browser or a proxy in front of the API does; --no-keep-alive opens one connection per POST
@@ -42,8 +58,13 @@
  * it uses), so its runs take the counted path of migrations 016/017: the account's creation
  * lock, the day's run counter and the month's token counters.
  *
- * Bounded: fixed counts (each capped), every HTTP call and stream has a deadline, the wait for
- * a throughput batch gives up after 120 s. --results FILE appends "key value unit" lines, which
+ * --tool-prompt TEXT replaces the tool batches' prompt (a demo-model script, see
+ * tests/fakes/demo-model/demo_script.h); tests/bench/passes_check.sh gives one whose runs fail,
+ * to check that the benchmark then fails and names the check.
+ *
+ * Bounded: fixed counts (each capped; --passes at most 50), every HTTP call and stream has a
+ * deadline, the wait for a throughput batch gives up after 120 s, and the first pass that fails
+ * ends the benchmark (exit 1, the failed check named). --results FILE appends "key value unit" lines, which
  * tests/bench/run.sh collects over three runs to print medians (docs/performance.md). */
 #include <dirent.h>
 #include <errno.h>
@@ -107,6 +128,7 @@ typedef struct opts {
     int passes; /* --passes: the durable tool batch this many times per side (0: once) */
     bool durable, keep_alive, limited;
     const char *results;
+    const char *tool_prompt;  /* --tool-prompt: the tool batches' prompt (TASKS_PROMPT) */
     const char *baseline_bin; /* --baseline-bin: another tree's build dir, or NULL */
     char baseline_src[PATH_MAX]; /* that build's source tree (its CMakeCache.txt) */
 } opts;
@@ -1919,8 +1941,9 @@ static bool scenario_throughput(const char *key, const char *title, const char *
 {
     double load1 = load_avg1();
     printf("\n(b) %s: %d concurrent `%s` runs, submitted by %d threads%s%s\n", title, n,
-           strcmp(prompt, SAY_PROMPT) == 0 ? "say hi"
-                                           : "view_tasks step (2 model turns, 1 tool call)",
+           strcmp(prompt, SAY_PROMPT) == 0          ? "say hi"
+               : strcmp(prompt, TASKS_PROMPT) == 0 ? "view_tasks step (2 model turns, 1 tool call)"
+                                                   : prompt,
            threads, g_keep_alive ? " (keep-alive connections)" : " (one connection per POST)",
            g_limited ? " (accounts with limits)" : "");
     /* warm-up batch (its own account): connections, prepared statements, caches */
@@ -2605,10 +2628,9 @@ static bool baseline_source(const char *dir, char *src, size_t len)
 
 static bool g_base_started; /* g_stacks[SIDE_BASE] is up: stop it at the end */
 
-/* Starts the baseline build's stack (same environment as the candidate's) and makes its
- * Postgres durable; bb gets its durable baselines. g_stack is the candidate's again after. */
-static bool start_baseline(const opts *o, const kx_th_stack_opts *cand_opts,
-                           const baselines *fast, baselines *bb)
+/* Starts the baseline build's stack (same environment as the candidate's), measures its
+ * baselines and makes its Postgres durable; bb gets its durable baselines. g_stack is the candidate's again after. */
+static bool start_baseline(const opts *o, const kx_th_stack_opts *cand_opts, baselines *bb)
 {
     kx_th_stack_opts so = *cand_opts;
     so.build_dir = o->baseline_bin;
@@ -2617,14 +2639,25 @@ static bool start_baseline(const opts *o, const kx_th_stack_opts *cand_opts,
            "stack of its own\n",
            o->baseline_bin, o->baseline_src);
     int64_t t0 = kx_mono_ms();
-    if (kx_th_stack_start(&so, &g_stacks[SIDE_BASE]) != KX_OK) {
+    kx_log_set_level(KX_LOG_ERROR); /* the harness's polls while the stack starts are noise */
+    kx_err err = kx_th_stack_start(&so, &g_stacks[SIDE_BASE]);
+    kx_log_set_level(KX_LOG_WARN);
+    if (err != KX_OK) {
         kx_bench_fail("the baseline's stack (%s) did not start", o->baseline_bin);
         return false;
     }
     g_base_started = true;
     printf("  stack up in %lld ms\n", (long long)(kx_mono_ms() - t0));
+    /* the same steps as the candidate's stack went through before its passes (its own
+     * baselines, then the durable restart), so that the two Postgres start from the same state */
     g_stack = &g_stacks[SIDE_BASE];
-    bool ok = durable_baselines("baseline.durable", fast, bb);
+    baselines bf;
+    printf("  its baselines (same steps as the candidate's stack):\n");
+    bool ok = measure_baselines(&bf);
+    if (ok) {
+        print_baselines("baseline.base", &bf);
+        ok = durable_baselines("baseline.durable", &bf, bb);
+    }
     g_stack = &g_stacks[SIDE_CAND];
     return ok;
 }
@@ -2632,13 +2665,12 @@ static bool start_baseline(const opts *o, const kx_th_stack_opts *cand_opts,
 /* --passes N: N durable tool batches per side on the same stacks (the candidate's, already
  * durable, and with --baseline-bin the baseline's), pairs in the order B C, C B, B C, ...;
  * a line per pass, then the summary. Stops at the first pass that fails. */
-static bool run_passes(const opts *o, const kx_th_stack_opts *so, const baselines *fast,
-                       const baselines *cand)
+static bool run_passes(const opts *o, const kx_th_stack_opts *so, const baselines *cand)
 {
     static pass_fig f[SIDE_COUNT][PASSES_MAX];
     baselines bb;
     bool with_base = o->baseline_bin != NULL;
-    if (with_base && !start_baseline(o, so, fast, &bb))
+    if (with_base && !start_baseline(o, so, &bb))
         return false;
     const baselines *b[SIDE_COUNT] = {cand, &bb};
     int64_t t0 = kx_mono_ms();
@@ -2653,7 +2685,7 @@ static bool run_passes(const opts *o, const kx_th_stack_opts *so, const baseline
             g_stack = &g_stacks[side];
             printf("\n(f) %s\n", title);
             ok = pg_settle() &&
-                scenario_throughput(SIDE_KEYS[side], title, TASKS_PROMPT,
+                scenario_throughput(SIDE_KEYS[side], title, o->tool_prompt,
                                     o->durable_tool_concurrent, o->threads, b[side], &f[side][p]);
             if (ok)
                 print_pass_line("==> ", SIDE_NAMES[side], p, o->passes, &f[side][p]);
@@ -2685,10 +2717,11 @@ static bool scenario_durable(const opts *o, const kx_th_stack_opts *so, baseline
         ok = scenario_throughput("durable.batch", "throughput, durable Postgres", SAY_PROMPT,
                                  o->durable_concurrent, o->threads, &b, NULL);
     if (ok && o->durable_tool_concurrent > 0 && o->passes > 0)
-        ok = run_passes(o, so, fast, &b);
+        ok = run_passes(o, so, &b);
     else if (ok && o->durable_tool_concurrent > 0)
         ok = scenario_throughput("durable.tool_batch", "throughput, durable Postgres",
-                                 TASKS_PROMPT, o->durable_tool_concurrent, o->threads, &b, NULL);
+                                 o->tool_prompt, o->durable_tool_concurrent, o->threads, &b,
+                                 NULL);
     return ok;
 }
 
@@ -2703,7 +2736,7 @@ static void usage(void)
             "[--durable-concurrent N]\n"
             "                 [--tool-concurrent N] [--durable-tool-concurrent N]\n"
             "                 [--no-durable] [--no-keep-alive] [--limited] [--results FILE]\n"
-            "                 [--passes N [--baseline-bin DIR]]\n"
+            "                 [--passes N [--baseline-bin DIR]] [--tool-prompt TEXT]\n"
             "  defaults: --single 100 --tool 50 --concurrent 200 --threads 4 --readers 100\n"
             "            --held 500 --held-ms 3000 --durable-single 50 "
             "--durable-concurrent 200\n"
@@ -2714,7 +2747,9 @@ static void usage(void)
             "  --passes N: the durable tool batch N times on the same stack (a line per pass,\n"
             "  then median, quartiles and the 500 runs/s goal); --baseline-bin DIR: also N\n"
             "  passes of another tree's build dir (its services, its migrations) on a stack of\n"
-            "  its own, alternated with this build's, and the per-pair ratios\n");
+            "  its own, alternated with this build's, and the per-pair ratios;\n"
+            "  --tool-prompt TEXT: the tool batches' demo-model script (default\n"
+            "  `call view_tasks {}`; the self-check gives one whose runs fail)\n");
 }
 
 static bool parse_opts(int argc, char **argv, opts *o)
@@ -2730,7 +2765,8 @@ static bool parse_opts(int argc, char **argv, opts *o)
                 .durable_concurrent = 200,
                 .durable_tool_concurrent = 2000,
                 .durable = true,
-                .keep_alive = true};
+                .keep_alive = true,
+                .tool_prompt = TASKS_PROMPT};
     struct {
         const char *name;
         int *v;
@@ -2764,6 +2800,10 @@ static bool parse_opts(int argc, char **argv, opts *o)
         }
         if (strcmp(argv[i], "--results") == 0 && i + 1 < argc) {
             o->results = argv[++i];
+            continue;
+        }
+        if (strcmp(argv[i], "--tool-prompt") == 0 && i + 1 < argc) {
+            o->tool_prompt = argv[++i];
             continue;
         }
         if (strcmp(argv[i], "--baseline-bin") == 0 && i + 1 < argc) {
@@ -2829,7 +2869,9 @@ int main(int argc, char **argv)
     int most = o.held > o.tool_concurrent ? o.held : o.tool_concurrent;
     if (o.durable && o.durable_tool_concurrent > most)
         most = o.durable_tool_concurrent;
-    if (most > 900) {
+    /* --passes: the goal's batch at any size runs with no per-account limit (the default of 3
+     * active runs per account would make a small batch wait for the scheduler's sweeps) */
+    if (most > 900 || o.passes > 0) {
         snprintf(cap_env, sizeof cap_env, "KX_RUNNER_CAPACITY=%d", most + 1000);
         snprintf(par_env, sizeof par_env, "KX_MAX_PARALLEL_RUNS=%d", most + 1000);
         env[nenv++] = cap_env;
@@ -2866,7 +2908,7 @@ int main(int argc, char **argv)
         ok = scenario_throughput("batch", "throughput", SAY_PROMPT, o.concurrent, o.threads, &b,
                                  NULL);
     if (ok && o.tool_concurrent > 0)
-        ok = scenario_throughput("tool_batch", "throughput", TASKS_PROMPT, o.tool_concurrent,
+        ok = scenario_throughput("tool_batch", "throughput", o.tool_prompt, o.tool_concurrent,
                                  o.threads, &b, NULL);
     if (ok && o.readers > 0)
         ok = scenario_fanout(o.readers);
