@@ -73,7 +73,8 @@ bool kx_ps_goal_verdict(char *buf, size_t len, double goal, const char *unit,
         what = "not met by the median (p75 reaches it: within the noise)";
     else
         what = "not met (even p75 is below)";
-    snprintf(buf, len, "goal %.0f %s: median %.0f, p25 %.0f, p75 %.0f (min %.0f, max %.0f) over %d "
+    snprintf(buf, len,
+             "goal %.0f %s: median %.0f, p25 %.0f, p75 %.0f (min %.0f, max %.0f) over %d "
              "pass%s — %s",
              goal, unit, s->median, s->p25, s->p75, s->min, s->max, s->n, s->n == 1 ? "" : "es",
              what);
@@ -94,7 +95,8 @@ int kx_ps_ratio_verdict(char *buf, size_t len, const char *figure, bool higher_i
             : verdict < 0  ? "the candidate is worse (the middle half of the ratios is past 1)"
                            : "within the noise (the middle half of the ratios straddles 1)";
     }
-    snprintf(buf, len, "%s candidate/baseline: median ratio %.3f (p25 %.3f, p75 %.3f, min %.3f, "
+    snprintf(buf, len,
+             "%s candidate/baseline: median ratio %.3f (p25 %.3f, p75 %.3f, min %.3f, "
              "max %.3f) over %d pair%s — %s",
              figure, r->median, r->p25, r->p75, r->min, r->max, r->n, r->n == 1 ? "" : "s", what);
     return verdict;

@@ -20,9 +20,9 @@ static void quartiles_of_nine(void **state)
     kx_ps_summary s = kx_ps_summarize(v, 9);
     assert_int_equal(s.n, 9);
     assert_true(s.min == 394 && s.max == 542);
-    assert_true(s.median == 463); /* 5th of 9 */
-    assert_true(s.p25 == 430);    /* 3rd */
-    assert_true(s.p75 == 500);    /* 7th */
+    assert_true(s.median == 463);            /* 5th of 9 */
+    assert_true(s.p25 == 430);               /* 3rd */
+    assert_true(s.p75 == 500);               /* 7th */
     assert_true(v[0] == 445 && v[2] == 542); /* the input is not sorted in place */
 }
 
