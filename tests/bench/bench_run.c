@@ -2574,20 +2574,19 @@ static void print_passes_summary(const opts *o, pass_fig f[SIDE_COUNT][PASSES_MA
     kx_ps_summary cand = print_side_summary(SIDE_CAND, f[SIDE_CAND], done);
     if (with_base) {
         kx_ps_summary base = print_side_summary(SIDE_BASE, f[SIDE_BASE], done);
-        double r[PASSES_MAX];
-        for (int p = 0; p < done; p++)
-            r[p] = f[SIDE_CAND][p].rps / f[SIDE_BASE][p].rps;
-        kx_ps_summary rr = kx_ps_summarize(r, done);
-        for (int p = 0; p < done; p++)
-            r[p] = f[SIDE_CAND][p].stack_ms / f[SIDE_BASE][p].stack_ms;
-        kx_ps_summary rm = kx_ps_summarize(r, done);
+        double rr[PASSES_MAX] = {0}, rm[PASSES_MAX] = {0};
+        for (int p = 0; p < done; p++) {
+            rr[p] = f[SIDE_CAND][p].rps / f[SIDE_BASE][p].rps;
+            rm[p] = f[SIDE_CAND][p].stack_ms / f[SIDE_BASE][p].stack_ms;
+        }
         printf("  baseline vs candidate, per pair (the two passes next to each other in time):\n");
-        kx_ps_ratio_verdict(line, sizeof line, "runs/s", true, &rr);
+        kx_ps_ratio_verdict(line, sizeof line, "runs/s", true, rr, done);
         printf("    %s\n", line);
-        kx_ps_ratio_verdict(line, sizeof line, "stack CPU ms/run", false, &rm);
+        kx_ps_ratio_verdict(line, sizeof line, "stack CPU ms/run", false, rm, done);
         printf("    %s\n", line);
-        result_summary("ab", "runs_per_s_ratio", "x", &rr);
-        result_summary("ab", "stack_ms_ratio", "x", &rm);
+        kx_ps_summary srr = kx_ps_summarize(rr, done), srm = kx_ps_summarize(rm, done);
+        result_summary("ab", "runs_per_s_ratio", "x", &srr);
+        result_summary("ab", "stack_ms_ratio", "x", &srm);
         kx_ps_goal_verdict(line, sizeof line, GOAL_RUNS_PER_S, "runs/s", &base);
         printf("  baseline:  %s\n", line);
     }

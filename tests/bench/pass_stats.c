@@ -81,23 +81,46 @@ bool kx_ps_goal_verdict(char *buf, size_t len, double goal, const char *unit,
     return met;
 }
 
-int kx_ps_ratio_verdict(char *buf, size_t len, const char *figure, bool higher_is_better,
-                        const kx_ps_summary *r)
+double kx_ps_sign_test(int above, int n)
 {
-    int verdict = 0;
-    const char *what = "no pairs";
-    if (r->n > 0) {
-        if (r->p25 > 1.0)
-            verdict = higher_is_better ? 1 : -1;
-        else if (r->p75 < 1.0)
-            verdict = higher_is_better ? -1 : 1;
-        what = verdict > 0 ? "the candidate is better (the middle half of the ratios is past 1)"
-            : verdict < 0  ? "the candidate is worse (the middle half of the ratios is past 1)"
-                           : "within the noise (the middle half of the ratios straddles 1)";
+    if (n <= 0 || above < 0 || above > n)
+        return 1.0;
+    int k = above < n - above ? above : n - above; /* the smaller side */
+    /* P(X <= k) for X ~ Binomial(n, 1/2), term by term: C(n, i) / 2^n */
+    double term = 1.0, tail = 0.0;
+    for (int i = 0; i < n; i++)
+        term /= 2.0;
+    for (int i = 0; i <= k; i++) {
+        tail += term;
+        term = term * (double)(n - i) / (double)(i + 1);
     }
+    double p = 2.0 * tail;
+    return p > 1.0 ? 1.0 : p;
+}
+
+int kx_ps_ratio_verdict(char *buf, size_t len, const char *figure, bool higher_is_better,
+                        const double *v, int n)
+{
+    kx_ps_summary r = kx_ps_summarize(v, n);
+    int above = 0, below = 0;
+    for (int i = 0; i < r.n; i++) {
+        if (v[i] > 1.0)
+            above++;
+        else if (v[i] < 1.0)
+            below++;
+    }
+    double p = kx_ps_sign_test(above, above + below);
+    int verdict = 0;
+    if (p < 0.05)
+        verdict = (above > below) == higher_is_better ? 1 : -1;
+    const char *what = r.n == 0 ? "no pairs"
+        : verdict > 0           ? "the candidate is better"
+        : verdict < 0           ? "the candidate is worse"
+                                : "within the noise";
     snprintf(buf, len,
-             "%s candidate/baseline: median ratio %.3f (p25 %.3f, p75 %.3f, min %.3f, "
-             "max %.3f) over %d pair%s — %s",
-             figure, r->median, r->p25, r->p75, r->min, r->max, r->n, r->n == 1 ? "" : "s", what);
+             "%s candidate/baseline: median ratio %.3f (p25 %.3f, p75 %.3f, min %.3f, max %.3f) "
+             "over %d pair%s, %d above 1 and %d below (sign test p = %.2f) — %s",
+             figure, r.median, r.p25, r.p75, r.min, r.max, r.n, r.n == 1 ? "" : "s", above, below,
+             p, what);
     return verdict;
 }

@@ -30,12 +30,19 @@ double kx_ps_quantile(const double *v, int n, double q);
 bool kx_ps_goal_verdict(char *buf, size_t len, double goal, const char *unit,
                         const kx_ps_summary *s);
 
-/* A comparison from the per-pair ratios candidate/baseline of a figure (ratio > 1 means the
- * candidate's figure is larger), as one line into buf, e.g. "runs/s candidate/baseline: median
- * ratio 1.04 (p25 0.98, p75 1.09) over 9 pairs — within the noise". higher_is_better names what
- * "better" means for the figure (runs/s: true; CPU ms/run: false). Returns -1 (worse), 0 (within
- * the noise: the middle half of the ratios straddles 1) or 1 (better). */
+/* The two-sided p-value of an exact sign test: the chance of a split at least as uneven as
+ * `above` of n (pairs whose ratio is not exactly 1) if either side of 1 were equally likely.
+ * 1 when n <= 0. */
+double kx_ps_sign_test(int above, int n);
+
+/* A comparison from the per-pair ratios candidate/baseline of a figure (ratio > 1: the
+ * candidate's figure is larger; v[0..n-1], one per pair of passes next to each other in time),
+ * as one line into buf, e.g. "runs/s candidate/baseline: median ratio 1.045 (p25 0.846, p75
+ * 1.182) over 9 pairs, 6 above 1 and 3 below (sign test p = 0.51) — within the noise". A
+ * difference is called only when the sign test gives p < 0.05 (with 9 pairs: 8 of them on one
+ * side; with fewer than 6 pairs never). higher_is_better names what "better" means for the figure
+ * (runs/s: true; CPU ms/run: false). Returns -1 (worse), 0 (within the noise) or 1 (better). */
 int kx_ps_ratio_verdict(char *buf, size_t len, const char *figure, bool higher_is_better,
-                        const kx_ps_summary *ratios);
+                        const double *v, int n);
 
 #endif
