@@ -2,8 +2,9 @@
 # tests/bench/passes_check.sh BENCH_RUN BUILD_DIR — the self-check of bench_run --passes (ctest
 # it_bench_passes): a bad --baseline-bin is refused before anything starts; two tiny passes per
 # side against a baseline (this same build) print the pass lines, the summary, the goal's verdict
-# and the per-pair ratios, and write their --results lines; a batch whose runs fail ends the
-# benchmark with exit 1 and the failed check named. Small batches (30 runs): ~1 min.
+# and the per-pair ratios, and write their --results lines; two passes without a baseline print
+# the goal and no ratios; a batch whose runs fail ends the benchmark with exit 1 and the failed
+# check named. Small batches (30 runs): 156 s at load 14.
 set -euo pipefail
 
 bench=$1
@@ -59,7 +60,15 @@ done
 [ "$(grep -c '^durable.tool_batch.runs_per_s ' "$out/results.txt")" = 2 ] ||
     fail "want one durable.tool_batch.runs_per_s line per candidate pass"
 
-# 3. runs that fail: exit 1, the check named
+# 3. two passes without a baseline: the candidate's lines and the goal, no ratios
+rc=0
+"$bench" "${only_tool[@]}" --passes 2 >"$out/alone.txt" 2>&1 || rc=$?
+[ "$rc" = 0 ] || fail "two passes alone: exit $rc, want 0"
+[ "$(grep -c '^==> candidate ' "$out/alone.txt")" = 2 ] || fail "alone: want 2 candidate lines"
+grep -q '^==> baseline \|candidate/baseline' "$out/alone.txt" && fail "alone: baseline figures"
+grep -q '^  candidate: goal 500 runs/s: median' "$out/alone.txt" || fail "alone: no goal verdict"
+
+# 4. runs that fail: exit 1, the check named
 rc=0
 "$bench" "${only_tool[@]}" --passes 1 --tool-prompt $'fail 400 1000000\ncall view_tasks {}' \
     >"$out/failing.txt" 2>&1 || rc=$?
