@@ -28,13 +28,16 @@
  *                   for `say hi` and for the tool step (--durable-tool-concurrent, default
  *                   2000: the "500 complete runs/s with synchronous commit" goal).
  *   (f) passes      --passes N: (e)'s tool batch N times instead of once, on the same stack,
- *                   each after a VACUUM (ANALYZE) and a CHECKPOINT; a line per pass (runs/s,
- *                   CPU ms/run of the stack and of each process, commits/run, load), then
- *                   median, quartiles, min and max, and the goal's verdict (pass_stats.h).
+ *                   after one uncounted warm-up pass, each after a VACUUM (ANALYZE) and a
+ *                   CHECKPOINT; a line per pass (runs/s, CPU ms/run of the stack and of each
+ *                   process, commits/run, load, CPU used outside the stack), then median,
+ *                   quartiles, min and max, and the goal's verdict (pass_stats.h).
  *                   --baseline-bin DIR adds N passes of another tree's build (DIR/services,
  *                   migrations of the source tree named in DIR/CMakeCache.txt) on a stack of its
- *                   own started next to this one, in the order baseline, candidate, candidate,
- *                   baseline, ...; the summary adds the per-pair ratios candidate/baseline.
+ *                   own started next to this one and put through the same steps (baselines,
+ *                   durable restart, warm-up pass), in the order baseline, candidate, candidate,
+ *                   baseline, ...; the summary adds the per-pair ratios candidate/baseline with
+ *                   a sign test.
  *                   Why one stack per side for all passes and not a fresh one per pass: a fresh
  *                   stack costs ~2.5 s to start plus the durable restart and a warm-up (N = 9
  *                   with a baseline would not fit in 3 minutes), and the state one pass leaves
@@ -64,8 +67,9 @@
  *
  * Bounded: fixed counts (each capped; --passes at most 50), every HTTP call and stream has a
  * deadline, the wait for a throughput batch gives up after 120 s, and the first pass that fails
- * ends the benchmark (exit 1, the failed check named). --results FILE appends "key value unit" lines, which
- * tests/bench/run.sh collects over three runs to print medians (docs/performance.md). */
+ * ends the benchmark (exit 1, the failed check named). --results FILE appends "key value unit"
+ * lines, which tests/bench/run.sh collects over three runs to print medians
+ * (docs/performance.md). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
