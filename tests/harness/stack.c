@@ -324,7 +324,8 @@ static kx_err build_env(kx_th_stack *s, const kx_th_stack_opts *opts)
     SETF("KX_SANDBOX_ROOT", "%s", s->sandbox_root);
     SETF("KX_SANDBOX_DENY_PORTS", "%u", s->pg.port); /* with KX_SANDBOX_NETWORK=host */
     SETF("KX_DATA_DIR", "%s", s->dir);
-    SETF("KX_MIGRATIONS_DIR", "%s/deploy/migrations", KX_SOURCE_DIR);
+    SETF("KX_MIGRATIONS_DIR", "%s/deploy/migrations",
+         opts != NULL && opts->source_dir != NULL ? opts->source_dir : KX_SOURCE_DIR);
     SETF("KX_BIND_ADDR", "127.0.0.1");
     SETF("KX_LOG_LEVEL", "debug");
     SETF("KX_HEARTBEAT_MS", "200");
@@ -419,15 +420,15 @@ kx_err kx_th_stack_start(const kx_th_stack_opts *opts, kx_th_stack *s)
         st_log("kx_http_global_init: %s", kx_err_str(err));
         return err;
     }
+    const char *build = opts != NULL && opts->build_dir != NULL ? opts->build_dir : KX_BUILD_DIR;
     for (int i = 0; i < KX_TH_STACK_NPROCS; i++) {
         kx_th_proc *p = &s->procs[i];
         p->name = PROC_NAMES[i];
         p->exit_status = -1;
         if (i == 0)
-            snprintf(p->path, sizeof p->path, "%s/tests/fakes/demo-model/kx-demo-model",
-                     KX_BUILD_DIR);
+            snprintf(p->path, sizeof p->path, "%s/tests/fakes/demo-model/kx-demo-model", build);
         else
-            snprintf(p->path, sizeof p->path, "%s/services/%s/%s", KX_BUILD_DIR, p->name, p->name);
+            snprintf(p->path, sizeof p->path, "%s/services/%s/%s", build, p->name, p->name);
         if (access(p->path, X_OK) != 0) {
             st_log("%s is not built: %s: %s", p->name, p->path, strerror(errno));
             return KX_ERR_NOT_FOUND;

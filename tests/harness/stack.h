@@ -35,6 +35,11 @@ typedef struct kx_th_stack_opts {
     const char *const *env;
     /* How long to wait for the stack to be healthy; 0 = 60 s. */
     int64_t start_timeout_ms;
+    /* Another build of the services (a benchmark's baseline: another tree's build dir, whose
+     * services/<name>/<name> and tests/fakes/demo-model/kx-demo-model are run) and the source
+     * tree its services take deploy/migrations from (KX_MIGRATIONS_DIR). NULL: this build's
+     * (KX_BUILD_DIR, KX_SOURCE_DIR). */
+    const char *build_dir, *source_dir;
 } kx_th_stack_opts;
 
 /* One process of the stack: the demo model or a service. */
