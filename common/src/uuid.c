@@ -1,5 +1,6 @@
-/* uuid.c — random version-4 UUIDs (from getrandom(2), a pool of bytes per thread) and strict validation of UUID text that
- * comes from outside (URLs, JWT subjects, headers). */
+/* uuid.c — random version-4 UUIDs (from getrandom(2), a pool of bytes per thread),
+ * time-ordered version-7 UUIDs (a millisecond timestamp, then the same random bytes), and strict
+ * validation of UUID text that comes from outside (URLs, JWT subjects, headers). */
 #include "kx/uuid.h"
 
 #include <errno.h>
@@ -10,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kx/log.h"
@@ -66,13 +68,10 @@ static void pool_take(uint8_t out[16])
     pool_left -= 16;
 }
 
-void kx_uuid_new(char out[KX_UUID_LEN + 1])
+/* The 16 bytes b as 8-4-4-4-12 lowercase hex and a NUL. */
+static void format(const uint8_t b[16], char out[KX_UUID_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";
-    uint8_t b[16];
-    pool_take(b);
-    b[6] = (uint8_t)((b[6] & 0x0F) | 0x40); /* version 4 */
-    b[8] = (uint8_t)((b[8] & 0x3F) | 0x80); /* variant 10xx (RFC 4122) */
     char *o = out;
     for (int i = 0; i < 16; i++) {
         if (i == 4 || i == 6 || i == 8 || i == 10)
@@ -81,6 +80,29 @@ void kx_uuid_new(char out[KX_UUID_LEN + 1])
         *o++ = hex[b[i] & 0x0F];
     }
     *o = '\0';
+}
+
+void kx_uuid_new(char out[KX_UUID_LEN + 1])
+{
+    uint8_t b[16];
+    pool_take(b);
+    b[6] = (uint8_t)((b[6] & 0x0F) | 0x40); /* version 4 */
+    b[8] = (uint8_t)((b[8] & 0x3F) | 0x80); /* variant 10xx (RFC 4122) */
+    format(b, out);
+}
+
+void kx_uuid_new_v7(char out[KX_UUID_LEN + 1])
+{
+    uint8_t b[16];
+    pool_take(b);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    for (int i = 0; i < 6; i++) /* 48 bits, big-endian */
+        b[i] = (uint8_t)(ms >> (8 * (5 - i)));
+    b[6] = (uint8_t)((b[6] & 0x0F) | 0x70); /* version 7 */
+    b[8] = (uint8_t)((b[8] & 0x3F) | 0x80); /* variant 10xx */
+    format(b, out);
 }
 
 static bool is_hex(char c)

@@ -613,7 +613,7 @@ bool run_ops_insert(run *r, const char *type, bool is_llm, json_t *content, json
             op_free(op);
         return false;
     }
-    kx_uuid_new(op->message_id);
+    kx_uuid_new_v7(op->message_id); /* time-ordered: appends to messages_pkey's right edge */
     snprintf(op->type, sizeof op->type, "%s", type);
     op->is_llm = is_llm;
     op->event_after_next = event_after_next;
