@@ -84,11 +84,21 @@ static int round_of(kx_bus *pub, sink *s, int n, long every_us, usage *out)
     return 0;
 }
 
+/* argv[i] as a whole decimal number, or def when absent; -1 when it is not one. */
+static long arg_or(int argc, char **argv, int i, long def)
+{
+    if (argc <= i)
+        return def;
+    char *end = NULL;
+    long v = strtol(argv[i], &end, 10);
+    return end != argv[i] && *end == '\0' && v >= 0 && v <= 100000000 ? v : -1;
+}
+
 int main(int argc, char **argv)
 {
-    int n = argc > 1 ? atoi(argv[1]) : 5000;
-    long every_us = argc > 2 ? atol(argv[2]) : 200;
-    int rounds = argc > 3 ? atoi(argv[3]) : 3;
+    int n = (int)arg_or(argc, argv, 1, 5000);
+    long every_us = arg_or(argc, argv, 2, 200);
+    int rounds = (int)arg_or(argc, argv, 3, 3);
     if (n <= 0 || every_us < 0 || rounds <= 0) {
         fprintf(stderr, "usage: bench_msgfree [n > 0] [every_us >= 0] [rounds > 0]\n");
         return 2;
