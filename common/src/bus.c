@@ -55,6 +55,22 @@ struct kx_bus {
 
 /* ---- small helpers ---- */
 
+#ifdef KX_HAVE_NATSMSG_FREE
+/* cnats' own free of a message (src/msg.c: its headers, then the one block); exported by the
+ * library, not declared in nats.h. natsMsg_Destroy hands the message to the library's
+ * garbage-collector thread, which calls this. */
+void natsMsg_free(void *object);
+#endif
+
+void kx_bus_msg_free(natsMsg *m)
+{
+#ifdef KX_HAVE_NATSMSG_FREE
+    natsMsg_free(m);
+#else
+    natsMsg_Destroy(m);
+#endif
+}
+
 kx_err kx_bus_status_err(natsStatus s)
 {
     switch (s) {
@@ -138,7 +154,7 @@ static kx_err make_msg(const char *subject, const char *reply, const void *data,
     if (meta != NULL) {
         kx_err err = kx_bus_meta_write(m, meta);
         if (err != KX_OK) {
-            natsMsg_Destroy(m);
+            kx_bus_msg_free(m);
             return err;
         }
     }
@@ -424,7 +440,7 @@ static void loop_deliver(kx_loop *loop, void *arg)
 static void loop_delivery_dispose(void *arg)
 {
     loop_delivery *d = arg;
-    natsMsg_Destroy(d->msg);
+    kx_bus_msg_free(d->msg);
     free(d);
 }
 
@@ -446,7 +462,7 @@ static void subctx_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *ms
         kx_error("bus: out of memory handing a message on %s to the loop; dropped",
                  natsMsg_GetSubject(msg));
         free(d);
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
     }
 }
 
@@ -843,7 +859,7 @@ kx_err kx_bus_publish(kx_bus *bus, const char *subject, const void *data, size_t
     if (err != KX_OK)
         return err;
     natsStatus s = natsConnection_PublishMsg(bus->nc, m);
-    natsMsg_Destroy(m);
+    kx_bus_msg_free(m);
     if (s != NATS_OK) {
         kx_error("bus: publish to %s failed", subject);
         return nats_fail("natsConnection_PublishMsg", s);
@@ -898,7 +914,7 @@ kx_err kx_bus_js_publish_pb_ex(kx_bus *bus, const char *subject, const ProtobufC
     jsPubAck *ack = NULL;
     jsErrCode jerr = 0;
     natsStatus s = js_PublishMsg(&ack, bus->js, m, &po, &jerr);
-    natsMsg_Destroy(m);
+    kx_bus_msg_free(m);
     if (s == NATS_OK && ack != NULL && seq != NULL)
         *seq = ack->Sequence;
     jsPubAck_Destroy(ack);
@@ -928,7 +944,7 @@ kx_err kx_bus_js_stream_has(kx_bus *bus, const char *stream, uint64_t seq, bool 
     natsStatus s = js_GetMsg(&m, bus->js, stream, seq, &jo, &jerr);
     if (s == NATS_OK) {
         *has = true;
-        natsMsg_Destroy(m);
+        kx_bus_msg_free(m);
         return KX_OK;
     }
     if (s == NATS_NOT_FOUND || jerr == JSNoMessageFoundErr)
@@ -945,7 +961,7 @@ kx_err kx_bus_js_publish_pb_async(kx_bus *bus, const char *subject, const Protob
         return err;
     natsStatus s = js_PublishMsgAsync(bus->js, &m, NULL); /* takes m on success */
     if (s != NATS_OK) {
-        natsMsg_Destroy(m);
+        kx_bus_msg_free(m);
         kx_error("bus: JetStream async publish to %s failed", subject);
         return nats_fail("js_PublishMsgAsync", s);
     }
@@ -970,7 +986,7 @@ kx_err kx_bus_request(kx_bus *bus, const char *subject, const void *data, size_t
     if (err != KX_OK)
         return err;
     natsStatus s = natsConnection_RequestMsg(reply, bus->nc, m, remaining);
-    natsMsg_Destroy(m);
+    kx_bus_msg_free(m);
     switch (s) {
     case NATS_OK: return KX_OK;
     case NATS_TIMEOUT:
@@ -1140,7 +1156,7 @@ static void inbox_deliver(kx_loop *loop, void *arg)
     kx_bus_async *ab = sh->ab;
     shared_unref(sh);
     if (ab == NULL) { /* the kx_bus_async is gone */
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
         return;
     }
     const char *subj = natsMsg_GetSubject(msg);
@@ -1153,7 +1169,7 @@ static void inbox_deliver(kx_loop *loop, void *arg)
             p = table_take(ab, (uint64_t)id);
     }
     if (p == NULL) { /* cancelled, timed out, or not ours: drop silently */
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
         return;
     }
     kx_timer_cancel(p->timer);
@@ -1161,7 +1177,7 @@ static void inbox_deliver(kx_loop *loop, void *arg)
     void *cbarg = p->arg;
     free(p);
     if (natsMsg_IsNoResponders(msg)) {
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
         cb(KX_ERR_UNAVAILABLE, NULL, cbarg);
     } else {
         cb(KX_OK, msg, cbarg);
@@ -1173,7 +1189,7 @@ static void inbox_deliver(kx_loop *loop, void *arg)
 static void inbox_dispose(void *arg)
 {
     inbox_delivery *d = arg;
-    natsMsg_Destroy(d->msg);
+    kx_bus_msg_free(d->msg);
     shared_unref(d->sh);
     free(d);
 }
@@ -1185,7 +1201,7 @@ static void inbox_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg
     pthread_mutex_lock(&sh->mu);
     if (sh->closed) {
         pthread_mutex_unlock(&sh->mu);
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
         return;
     }
     inbox_delivery *d = malloc(sizeof *d);
@@ -1203,7 +1219,7 @@ static void inbox_on_msg(natsConnection *nc, natsSubscription *sub, natsMsg *msg
     if (d == NULL) {
         kx_error("bus: out of memory handing a reply on %s to the loop; dropped",
                  natsMsg_GetSubject(msg));
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
     }
 }
 
@@ -1337,7 +1353,7 @@ kx_err kx_bus_async_request(kx_bus_async *ab, const char *subject, const void *d
             return err;
         }
         natsStatus s = natsConnection_PublishMsg(ab->bus->nc, m);
-        natsMsg_Destroy(m);
+        kx_bus_msg_free(m);
         if (s != NATS_OK) {
             free(p);
             kx_error("bus: async request to %s could not be sent", subject);

@@ -113,7 +113,7 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
         }
     }
     pthread_mutex_unlock(&b->mu);
-    natsMsg_Destroy(msg);
+    kx_bus_msg_free(msg);
 }
 
 /* Waits until every message is settled or until `until` (NULL: no limit). Under b->mu. */
@@ -232,7 +232,7 @@ kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack
             settle(b, i, 0, s);
             sent[i] = NULL; /* destroyed now: its address may be reused */
             pthread_mutex_unlock(&b->mu);
-            natsMsg_Destroy(m);
+            kx_bus_msg_free(m);
         }
     }
     /* every ack, or the wait (plus a margin for cnats' own timeout to fire first) */
@@ -258,7 +258,7 @@ kx_err kx_bus_js_publish_many(kx_bus *bus, size_t n, natsMsg **msgs, int64_t ack
     pthread_mutex_unlock(&bt->one);
 out_free:
     for (size_t i = 0; i < n; i++) { /* those never handed to cnats */
-        natsMsg_Destroy(msgs[i]);
+        kx_bus_msg_free(msgs[i]);
         msgs[i] = NULL;
     }
     free(sent);

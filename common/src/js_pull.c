@@ -182,7 +182,7 @@ kx_err kx_js_pull_fetch(kx_js_pull *p, int max, int64_t timeout_ms, natsMsg **ou
         int code = 0;
         if (status_of(m, &code)) {
             bool current = of_current(p, m);
-            natsMsg_Destroy(m);
+            kx_bus_msg_free(m);
             if (code == 503) { /* no responders: the consumer (or JetStream) is not there */
                 if (current)
                     p->live = false;

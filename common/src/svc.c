@@ -83,7 +83,7 @@ static void on_health(natsMsg *msg, void *arg)
     reply.notes = svc->notes;
     if (natsMsg_GetReply(msg) != NULL && natsMsg_GetReply(msg)[0] != '\0')
         kx_bus_respond_pb(svc->bus, msg, &reply.base);
-    natsMsg_Destroy(msg);
+    kx_bus_msg_free(msg);
 }
 
 void kx_svc_set_notes(kx_svc *svc, const char *notes)

@@ -16,7 +16,7 @@ static void on_control(natsMsg *msg, void *arg)
     if (c == NULL) {
         kx_warn("control: ignoring a message on %s that is not a kx.v1.RunControl",
                 natsMsg_GetSubject(msg));
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
         return;
     }
     /* the run id is in the message; the subject's last token says the same */
@@ -28,7 +28,7 @@ static void on_control(natsMsg *msg, void *arg)
     run *x = runner_find(r, run_id);
     if (x == NULL) { /* not ours (another runner holds it, or it already ended) */
         kx_pb_free(c);
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
         return;
     }
     if (c->signal != KX__V1__RUN_SIGNAL__RUN_SIGNAL_STOP) {
@@ -41,7 +41,7 @@ static void on_control(natsMsg *msg, void *arg)
         run_stop(x, c->reason);
     }
     kx_pb_free(c);
-    natsMsg_Destroy(msg);
+    kx_bus_msg_free(msg);
 }
 
 kx_err control_subscribe(runner *r)

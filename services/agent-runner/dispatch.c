@@ -47,7 +47,7 @@ typedef struct posted {
 static void drop_posted(void *arg)
 {
     posted *p = arg;
-    natsMsg_Destroy(p->msg);
+    kx_bus_msg_free(p->msg);
     free(p);
 }
 
@@ -138,7 +138,7 @@ static void claim_run(kx_db *db, rdb_job *j)
 
 static void claim_free(claim_job *c)
 {
-    natsMsg_Destroy(c->msg); /* unacked: JetStream redelivers it after AckWait */
+    kx_bus_msg_free(c->msg); /* unacked: JetStream redelivers it after AckWait */
     kx_pb_free(c->d);
     run_loaded_clear(&c->got.first);
     free(c);
@@ -204,7 +204,7 @@ static void handle_dispatch(kx_loop *loop, void *arg)
     if (r->draining) { /* let another runner have it */
         atomic_fetch_sub(&r->reserved, 1);
         kx_js_nak(r->bus, msg);
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
         return;
     }
     Kx__V1__RunDispatch *d = kx_pb_unpack(&kx__v1__run_dispatch__descriptor, natsMsg_GetData(msg),
@@ -216,7 +216,7 @@ static void handle_dispatch(kx_loop *loop, void *arg)
                  natsMsg_GetSubject(msg), natsMsg_GetDataLength(msg),
                  d ? ", run_id is not a UUID" : "");
         kx_js_term(r->bus, msg);
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
         kx_pb_free(d);
         return;
     }
@@ -224,7 +224,7 @@ static void handle_dispatch(kx_loop *loop, void *arg)
         atomic_fetch_sub(&r->reserved, 1);
         kx_log(KX_LOG_INFO, d->run_id, NULL, "dispatch: already held; duplicate acked");
         kx_js_ack(r->bus, msg);
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
         kx_pb_free(d);
         return;
     }
@@ -233,7 +233,7 @@ static void handle_dispatch(kx_loop *loop, void *arg)
         atomic_fetch_sub(&r->reserved, 1);
         kx_log(KX_LOG_ERROR, d->run_id, NULL,
                "dispatch: out of memory claiming the run; the dispatch will be redelivered");
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
         kx_pb_free(d);
         return;
     }
@@ -315,7 +315,7 @@ static void *fetcher(void *arg)
                 kx_error("dispatch: out of memory handing a dispatch to the loop; it will be "
                          "redelivered");
                 free(p);
-                natsMsg_Destroy(m);
+                kx_bus_msg_free(m);
             }
         }
         if (err != KX_OK)

@@ -124,7 +124,7 @@ static bool beat(heartbeat *h)
     Kx__V1__RunnerHeartbeatAnswer *a =
         kx_pb_unpack(&kx__v1__runner_heartbeat_answer__descriptor, natsMsg_GetData(reply),
                      (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
+    kx_bus_msg_free(reply);
     if (a == NULL || !a->applied) {
         if (!h->warned)
             kx_warn("heartbeat: the scheduler could not renew our lease%s",

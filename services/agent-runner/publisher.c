@@ -71,7 +71,7 @@ static void fail_now(publisher *p, natsMsg *m, natsStatus s, const char *why)
     if (f == NULL) {
         kx_error("events: out of memory handling a failed publish to %s (%s); it is lost",
                  natsMsg_GetSubject(m), why);
-        natsMsg_Destroy(m);
+        kx_bus_msg_free(m);
         return;
     }
     f->p = p;
@@ -163,7 +163,7 @@ static void resend(kx_loop *loop, void *arg)
 static void dispose_failure(void *arg)
 {
     failure *f = arg;
-    natsMsg_Destroy(f->msg);
+    kx_bus_msg_free(f->msg);
     free(f);
 }
 
@@ -204,7 +204,7 @@ static void publish_error_for(publisher *p, natsMsg *m, const char *why)
                n);
         submit(p, em);
     } else {
-        natsMsg_Destroy(em);
+        kx_bus_msg_free(em);
         kx_log(KX_LOG_ERROR, ev->run_id, NULL,
                "events: %s on %s, and no error event could be built", message, subject);
     }
@@ -250,13 +250,13 @@ static void on_ack(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void
         kx_counter_add(p->published,
                        kx_run_events_count_packed(natsMsg_GetData(msg),
                                                   (size_t)natsMsg_GetDataLength(msg)));
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
     } else {
         failure *f = calloc(1, sizeof *f);
         if (f == NULL) {
             kx_error("events: publish to %s failed and no memory is left to say so",
                      natsMsg_GetSubject(msg));
-            natsMsg_Destroy(msg);
+            kx_bus_msg_free(msg);
         } else {
             f->p = p;
             f->msg = msg; /* ours now: not destroyed here */

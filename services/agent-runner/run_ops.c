@@ -39,6 +39,7 @@ struct run_op {
     /* OP_PUBLISH */
     int ev_kind;
     bool terminal;
+    bool early; /* asked for while nothing was queued: held only to leave with the next row */
     char *payload;
     /* OP_FINISH / OP_HANDBACK */
     char status[16];
@@ -412,6 +413,13 @@ static void publish_row(run *r, run_op *op)
 /* The batch failed as a whole (rolled back). */
 static void batch_failed(run *r, run_batch *b)
 {
+    /* Events held only to share the batch's message (run_ops_insert) would have gone out
+     * before it alone: they still do, unless the fence failed (the run is no longer ours). */
+    for (run_op *op = b->ops; op != NULL && b->err != KX_ERR_CONFLICT; op = op->next)
+        if (op->kind == OP_PUBLISH && op->early && op->payload != NULL) {
+            publish_now(r, op->ev_kind, op->terminal, op->payload);
+            op->payload = NULL;
+        }
     ops_free(r->ops.head); /* nothing queued after a failure is written */
     r->ops.head = r->ops.tail = NULL;
     run_op *op = b->failed;
@@ -619,8 +627,14 @@ bool run_ops_insert(run *r, const char *type, bool is_llm, json_t *content, json
     op->event_after_next = event_after_next;
     if (message_id_out != NULL)
         snprintf(message_id_out, 40, "%s", op->message_id);
-    if (op->ev_content != NULL)
-        chunks_flush(&r->chunks); /* the text streamed so far goes before this row's event */
+    if (op->ev_content != NULL) {
+        /* The text streamed so far goes before this row's event, and in the same message:
+         * queued right ahead of the row even when nothing else is (run_ops_publish), not
+         * published alone one commit earlier (run_ops.h). */
+        r->ops.hold = true;
+        chunks_flush(&r->chunks);
+        r->ops.hold = false;
+    }
     enqueue(r, op);
     return true;
 }
@@ -632,7 +646,8 @@ void run_ops_publish(run *r, int kind, bool terminal, char *payload)
                (unsigned long long)r->ev_seq);
         return;
     }
-    if (!run_ops_busy(r)) {
+    bool busy = run_ops_busy(r);
+    if (!busy && (!r->ops.hold || r->ops.evb != NULL)) { /* a completion gathering: with it */
         publish_now(r, kind, terminal, payload);
         return;
     }
@@ -646,6 +661,7 @@ void run_ops_publish(run *r, int kind, bool terminal, char *payload)
     op->kind = OP_PUBLISH;
     op->ev_kind = kind;
     op->terminal = terminal;
+    op->early = !busy;
     op->payload = payload;
     enqueue(r, op);
 }

@@ -35,7 +35,13 @@
  * behind them, and what the run publishes while the completion runs: the terminal status
  * after the finish) go out as ONE kx.run.ev message (events.h, events_batch: split only before
  * NATS' size cap), with one JetStream ack, instead of one message each. Events published
- * while nothing is queued (chunks, mostly) still go out one by one, at once.
+ * while nothing is queued (chunks, mostly) still go out one by one, at once — except the text
+ * a row's queueing flushes (chunks_flush in run_ops_insert: the end of a streamed answer): it
+ * is queued right ahead of that row and leaves in its batch's message, before the row's event,
+ * one commit later than alone, one message and one ack fewer per answer (docs/performance.md,
+ * "Messages per run"). If that batch fails for any reason but the fence, such held events are
+ * still published (before the failure's own events), as they would have been; if the fence
+ * failed the run is no longer ours and nothing more of it is published.
  *
  * Fences are unchanged (store.c): the first fenced statement of a batch that finds the run no
  * longer ours (its lease epoch moved: stopped, reaped, claimed again) rolls the batch back and
@@ -68,6 +74,7 @@ typedef struct run_ops {
     kx_timer *kick;      /* sends the queue on the next loop iteration */
     bool finishing;      /* the fenced finish is queued or in flight */
     bool handing_back;   /* the hand-back is queued or in flight */
+    bool hold;           /* run_ops_insert: a publish now queues ahead of the row (see there) */
 } run_ops;
 
 /* What a load read (run_ops_load's continuation gets it; it takes msgs and agent). */

@@ -103,7 +103,7 @@ static void on_reply(kx_err err, natsMsg *reply, void *arg)
     Kx__V1__ToolSchemasReply *r =
         kx_pb_unpack(&kx__v1__tool_schemas_reply__descriptor, natsMsg_GetData(reply),
                      (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
+    kx_bus_msg_free(reply);
     json_t *tools = r != NULL && r->error == NULL && r->tools_json != NULL
         ? json_loads(r->tools_json, 0, NULL)
         : NULL;

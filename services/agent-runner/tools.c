@@ -105,7 +105,7 @@ static void on_reply(kx_err err, natsMsg *reply, void *arg)
     tool_outcome o;
     tools_outcome_from_reply(err, reply, &o);
     if (reply != NULL)
-        natsMsg_Destroy(reply);
+        kx_bus_msg_free(reply);
     slot->cb(slot->arg, &o); /* may free the storage of slot: nothing after this */
 }
 

@@ -79,7 +79,7 @@ kx_err sched_dispatch_publish_many(scheduler *s, size_t n, const sched_run_row *
     if (err == KX_OK)
         err = kx_bus_js_publish_many(s->svc->bus, n, msgs, s->cfg.bus_timeout_ms, seqs);
     for (size_t i = 0; i < n; i++) {
-        natsMsg_Destroy(msgs[i]); /* left when a message could not be made */
+        kx_bus_msg_free(msgs[i]); /* left when a message could not be made */
         if (seqs[i] > 0)
             dispatched(&rows[i]);
         else

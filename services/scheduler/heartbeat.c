@@ -39,7 +39,7 @@ static void refuse(scheduler *s, natsMsg *msg, Kx__V1__RunnerHeartbeat *hb)
     Kx__V1__RunnerHeartbeatAnswer a = KX__V1__RUNNER_HEARTBEAT_ANSWER__INIT;
     a.lease_ttl_ms = s->cfg.lease_ttl_ms;
     answer(s, msg, &a);
-    natsMsg_Destroy(msg);
+    kx_bus_msg_free(msg);
     kx_pb_free(hb);
 }
 
@@ -118,7 +118,7 @@ static void hb_done(void *arg, kx_err err)
     if (err != KX_OK && !j->s->loop_over) { /* never written (shutdown began): not applied */
         refuse(j->s, j->msg, j->hb);
     } else {
-        natsMsg_Destroy(j->msg);
+        kx_bus_msg_free(j->msg);
         kx_pb_free(j->hb);
     }
     free(j);

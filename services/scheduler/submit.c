@@ -33,12 +33,12 @@ static void on_submit(natsMsg *msg, void *arg)
 {
     scheduler *s = arg;
     if (atomic_load(&s->draining)) {
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
         return;
     }
     Kx__V1__RunSubmit *rs = kx_pb_unpack(&kx__v1__run_submit__descriptor, natsMsg_GetData(msg),
                                          (size_t)natsMsg_GetDataLength(msg));
-    natsMsg_Destroy(msg);
+    kx_bus_msg_free(msg);
     if (rs == NULL || !kx_uuid_valid(rs->run_id)) {
         kx_warn("scheduler: dropping a kx.run.submit message: %s",
                 rs == NULL ? "not a valid kx.v1.RunSubmit" : "run_id is not a UUID");

@@ -172,7 +172,7 @@ void te_call_finish(te_call *c, te_outcome *o)
     json_decref(c->args);
 
     untrack(ex, c);
-    natsMsg_Destroy(c->req);
+    kx_bus_msg_free(c->req);
     kx_pb_free(c->call);
     free(c);
     drain_check(ex);
@@ -267,7 +267,7 @@ static void on_tool_call(natsMsg *msg, void *arg)
     te_call *c = calloc(1, sizeof *c);
     if (c == NULL) {
         kx_error("tool-executor: out of memory for a tool call; it goes unanswered");
-        natsMsg_Destroy(msg);
+        kx_bus_msg_free(msg);
         return;
     }
     c->ex = ex;

@@ -7,6 +7,8 @@
  *    not "too large, fetch it"; the saved row keeps all of it; the run completes;
  *  - a streamed answer of 100 deltas becomes a handful of coalesced chunk events
  *    (KX_EVENT_COALESCE_MS 50) whose text is the whole answer, in order;
+ *  - the last text of a streamed answer (the chunk its row's queueing flushes) leaves in the
+ *    same kx.run.ev message as that row's event, just before it, not alone one commit earlier;
  *  - a runner whose capacity RLIMIT_NOFILE cannot serve refuses to start, saying why. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +24,9 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "kx/bus.h"
+#include "kx/pb.h"
+#include "kx/run_events.h"
 #include "kx/time.h"
 #include "stack.h"
 
@@ -175,6 +180,74 @@ static void test_text_deltas_are_coalesced(void **state)
     free(token);
 }
 
+/* Whether the event's payload is a chunk (an unsaved delta) / the saved assistant answer. */
+static bool is_chunk(const Kx__V1__RunEvent *e)
+{
+    return e->kind == KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_CHUNK;
+}
+
+static bool is_answer_row(const Kx__V1__RunEvent *e)
+{
+    return e->kind == KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE &&
+        strstr(e->payload_json, "\"type\": \"assistant\"") != NULL &&
+        strstr(e->payload_json, "complete") != NULL;
+}
+
+static void test_answer_text_leaves_with_its_row(void **state)
+{
+    char *token = kx_th_stack_token(&g_stack, "a1b2c3d4-0000-4000-8000-000000000903");
+    char run_id[40], thread_id[40];
+    initiate(token, "say one short answer", run_id, thread_id); /* < 50 ms: one chunk */
+    kx_th_sse sse = {0};
+    read_stream(token, run_id, &sse);
+    kx_th_sse_free(&sse);
+    /* the run's kx.run.ev messages as stored, in order */
+    kx_bus *bus = NULL;
+    assert_int_equal(kx_bus_connect(g_stack.nats.url, "it-runner-events", &bus), KX_OK);
+    char subject[80];
+    snprintf(subject, sizeof subject, "kx.run.ev.%s", run_id);
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = "KX_RUN_EVENTS";
+    so.Config.DeliverPolicy = js_DeliverAll;
+    so.Ordered = true;
+    natsSubscription *sub = NULL;
+    assert_int_equal(js_SubscribeSync(&sub, kx_bus_js(bus), subject, NULL, &so, NULL), NATS_OK);
+    int chunk_msg = -1, answer_msg = -1, answer_idx = -1, chunk_idx = -1;
+    bool terminal = false;
+    for (int m = 0; !terminal && m < 64; m++) {
+        natsMsg *msg = NULL;
+        assert_int_equal(natsSubscription_NextMsg(&msg, sub, 10000), NATS_OK);
+        Kx__V1__RunEvent *ev = kx__v1__run_event__unpack(NULL, (size_t)natsMsg_GetDataLength(msg),
+                                                         (const uint8_t *)natsMsg_GetData(msg));
+        assert_non_null(ev);
+        for (size_t i = 0; i < kx_run_events_n(ev); i++) {
+            const Kx__V1__RunEvent *e = kx_run_events_at(ev, i);
+            if (is_chunk(e)) {
+                chunk_msg = m;
+                chunk_idx = (int)i;
+            }
+            if (is_answer_row(e)) {
+                answer_msg = m;
+                answer_idx = (int)i;
+            }
+            terminal = terminal || e->terminal;
+        }
+        print_message("message %d: %zu events%s\n", m, kx_run_events_n(ev),
+                      ev->terminal ? " (terminal)" : "");
+        kx__v1__run_event__free_unpacked(ev, NULL);
+        natsMsg_Destroy(msg);
+    }
+    assert_true(terminal);
+    assert_true(chunk_msg >= 0);
+    assert_true(answer_msg >= 0);
+    assert_int_equal(chunk_msg, answer_msg); /* one message, the text first */
+    assert_true(chunk_idx < answer_idx);
+    natsSubscription_Destroy(sub);
+    kx_bus_close(bus, 1000);
+    free(token);
+}
+
 /* The runner alone under prlimit (1 024 soft, 2 048 hard) and without CAP_SYS_RESOURCE: a
  * capacity of 5 000 runs cannot be served and the runner says so and exits non-zero, before
  * it touches Postgres. */
@@ -222,6 +295,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_large_tool_result_streams_capped),
         cmocka_unit_test(test_text_deltas_are_coalesced),
+        cmocka_unit_test(test_answer_text_leaves_with_its_row),
         cmocka_unit_test(test_capacity_over_the_fd_limit_is_refused),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -11,7 +11,8 @@
  *    Kx-Account (see docs/subjects.md).
  *
  * Ownership: kx_bus_connect returns a bus the caller frees with kx_bus_close. natsMsg pointers
- * handed to callbacks belong to the callback (natsMsg_Destroy them) unless stated otherwise.
+ * handed to callbacks belong to the callback (kx_bus_msg_free or natsMsg_Destroy them) unless
+ * stated otherwise.
  * All functions are thread-safe unless marked "loop thread".
  */
 #ifndef KX_BUS_H
@@ -98,6 +99,19 @@ jsCtx *kx_bus_js(kx_bus *bus);
  * no connection (closed, disconnected, not yet connected, no server) or no responders ->
  * KX_ERR_UNAVAILABLE, anything else -> KX_ERR_IO. Logs nothing. */
 kx_err kx_bus_status_err(natsStatus s);
+
+/* Frees m (NULL: nothing) at once, on this thread. natsMsg_Destroy does not free: it hands
+ * every message to cnats' garbage-collector thread, which costs a futex wake and that thread's
+ * wake-up (two context switches) per message whenever it sleeps — most of the time at our
+ * rates (docs/performance.md, "cnats' garbage collector"). This calls the library's own free
+ * of a message (natsMsg_free, exported by cnats 3.x though not in its header; found at build
+ * time, else natsMsg_Destroy), which is what that thread would call later.
+ * Only for a message the caller owns outright: one delivered on a core subscription (every
+ * kx_bus subscription, svc handlers, kx_js_pull), a request's reply, the message an
+ * asynchronous JetStream publish hands back to its ack handler, or one the caller made and
+ * still holds. Never inside the callback of a JetStream push subscription without ManualAck:
+ * cnats marks that message not to be destroyed and destroys it itself after the callback. */
+void kx_bus_msg_free(natsMsg *m);
 
 /* Creates the JetStream streams KX_RUN_DISPATCH and KX_RUN_EVENTS if missing, and deletes the
  * retired KX_RUN_SUBMIT if an older version left it (idempotent; replicas may race). */
