@@ -404,8 +404,13 @@ static kx_err insert_answer(PGresult *res, kx_err err, const store_new_row *rows
     memset(out, 0, n * sizeof *out);
     if (won != NULL)
         *won = false;
+    /* The fence is ONLY "fewer rows than ids" below. A server error that kx_db maps to
+     * KX_ERR_CONFLICT (a deadlock or serialization failure, an integrity error, one of our
+     * KXnnn rules) is not the fence: reported as such, the run was dropped as "no longer
+     * ours" while its runner's lease kept it `running` until its wall time. It is reported as
+     * KX_ERR_INTERNAL, so the run fails with the server's reason (run.c, run_db_failed). */
     if (res == NULL)
-        return err != KX_OK ? err : KX_ERR_INTERNAL;
+        return err != KX_OK && err != KX_ERR_CONFLICT ? err : KX_ERR_INTERNAL;
     if (won != NULL && PQntuples(res) > 0 && PQnfields(res) > 3)
         *won = strcmp(PQgetvalue(res, 0, 3), "t") == 0;
     /* each id's row, found by its id (the two branches come back in no particular order) */

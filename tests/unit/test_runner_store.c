@@ -473,6 +473,42 @@ static void test_rows_fenced_write_nothing(void **state)
     kx_db_close(db);
 }
 
+/* A server error that kx_db calls a conflict (here a deadlock, raised by a test trigger) is not
+ * the fence: the insert reports KX_ERR_INTERNAL, not KX_ERR_CONFLICT, so the runner fails the
+ * run with the reason instead of dropping it as "no longer ours" while its lease lives on
+ * (the run stayed `running` until its wall time). */
+static void test_server_conflict_is_not_the_fence(void **state)
+{
+    (void)state;
+    PQclear(q(g_db.sql,
+              "CREATE FUNCTION kx_test_deadlock() RETURNS trigger LANGUAGE plpgsql AS $$ "
+              "BEGIN IF NEW.content->>'content' = 'kx-test-deadlock' THEN "
+              "RAISE EXCEPTION USING ERRCODE = 'deadlock_detected', MESSAGE = 'test deadlock'; "
+              "END IF; RETURN NEW; END $$",
+              0, NULL));
+    PQclear(q(g_db.sql,
+              "CREATE TRIGGER kx_test_deadlock BEFORE INSERT ON messages FOR EACH ROW "
+              "EXECUTE FUNCTION kx_test_deadlock()",
+              0, NULL));
+    kx_db *db = proxied();
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    int64_t epoch = claimed_run(db, thread, run);
+    char ids[2][KX_UUID_LEN + 1], content[2][64];
+    store_new_row rows[2];
+    store_row out[2];
+    new_rows(2, ids, content, rows);
+    snprintf(content[1], 64, "{\"role\": \"assistant\", \"content\": \"kx-test-deadlock\"}");
+    kx_err err = store_insert_messages(db, run, epoch, rows, 2, out);
+    PQclear(q(g_db.sql, "DROP TRIGGER kx_test_deadlock ON messages", 0, NULL));
+    PQclear(q(g_db.sql, "DROP FUNCTION kx_test_deadlock()", 0, NULL));
+    assert_int_equal(err, KX_ERR_INTERNAL);
+    assert_string_equal(out[0].message_id, "");
+    assert_int_equal(count1("SELECT count(*) FROM messages WHERE thread_id=$1::uuid", thread), 0);
+    /* the run is still ours: the same rows without the trigger go in */
+    assert_int_equal(store_insert_messages(db, run, epoch, rows, 1, out), KX_OK);
+    kx_db_close(db);
+}
+
 /* A retry returns the same rows with the same created_at; a call that mixes rows already
  * written with new ones writes the new ones (after the others) and returns every row; a mix
  * under a stale epoch writes nothing and fails. The lost answer itself: the retried statement
@@ -1294,6 +1330,7 @@ int main(void)
         cmocka_unit_test(test_finish_answer_lost_still_wins),
         cmocka_unit_test(test_rows_keep_their_order),
         cmocka_unit_test(test_rows_fenced_write_nothing),
+        cmocka_unit_test(test_server_conflict_is_not_the_fence),
         cmocka_unit_test(test_rows_retry_and_mix),
         cmocka_unit_test(test_rows_statement_keeps_its_generic_plan),
         cmocka_unit_test(test_plain_write_is_not_retried),
