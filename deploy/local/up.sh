@@ -93,8 +93,11 @@ start_nats() {
     if kx_port_open "$KX_NATS_PORT"; then
         kx_die "port $KX_NATS_PORT is taken by another program: set KX_NATS_PORT"
     fi
-    setsid nats-server -js -a 127.0.0.1 -p "$KX_NATS_PORT" -sd "$KX_DATA_DIR/nats" \
-        </dev/null >>"$LOG/nats.log" 2>&1 &
+    # the environment of deploy/nats/nats.env (GOMAXPROCS), for nats-server alone
+    local -a nats_env=()
+    mapfile -t nats_env < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$KX_ROOT/deploy/nats/nats.env")
+    env "${nats_env[@]}" setsid nats-server -js -a 127.0.0.1 -p "$KX_NATS_PORT" \
+        -sd "$KX_DATA_DIR/nats" </dev/null >>"$LOG/nats.log" 2>&1 &
     pid=$!
     printf '%s\n' "$pid" >"$pidfile"
     kx_wait_port_until "$KX_NATS_PORT" $((SECONDS + 15)) "$pid" ||

@@ -527,6 +527,39 @@ static kx_err wait_port(pid_t pid, uint16_t port, int64_t timeout_ms, const char
 
 /* ---- nats-server ---------------------------------------------------------------------- */
 
+#define NATS_DEPLOY_ENV KX_SOURCE_DIR "/deploy/nats/nats.env"
+
+int kx_th_nats_deploy_env(char out[][KX_TH_NATS_ENV_LEN], int max)
+{
+    FILE *f = fopen(NATS_DEPLOY_ENV, "r");
+    if (f == NULL) {
+        th_log("%s: %s", NATS_DEPLOY_ENV, strerror(errno));
+        return -1;
+    }
+    char line[256];
+    int n = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        line[strcspn(line, "#\n")] = '\0';
+        char name[64], value[96];
+        if (sscanf(line, " %63[A-Z_]=%95s", name, value) != 2) { /* NOLINT(cert-err34-c) */
+            if (strspn(line, " \t") != strlen(line)) {
+                th_log("%s: not a `NAME=value` line: %s", NATS_DEPLOY_ENV, line);
+                n = -1;
+                break;
+            }
+            continue;
+        }
+        if (n == max) {
+            th_log("%s: more than %d variables", NATS_DEPLOY_ENV, max);
+            n = -1;
+            break;
+        }
+        snprintf(out[n++], KX_TH_NATS_ENV_LEN, "%s=%s", name, value);
+    }
+    fclose(f);
+    return n;
+}
+
 kx_err kx_th_nats_start(const char *tmpdir, kx_th_nats *out)
 {
     memset(out, 0, sizeof *out);
@@ -540,6 +573,15 @@ kx_err kx_th_nats_start(const char *tmpdir, kx_th_nats *out)
     }
     char log_path[300];
     snprintf(log_path, sizeof log_path, "%s/nats.log", out->dir);
+    /* the environment nats-server is deployed with (deploy/nats/nats.env) */
+    char env_vars[KX_TH_NATS_ENV_MAX][KX_TH_NATS_ENV_LEN];
+    int nenv = kx_th_nats_deploy_env(env_vars, KX_TH_NATS_ENV_MAX);
+    if (nenv < 0)
+        return KX_ERR_INVALID;
+    const char *env[KX_TH_NATS_ENV_MAX + 1];
+    for (int i = 0; i < nenv; i++)
+        env[i] = env_vars[i];
+    env[nenv] = NULL;
     /* A free port can be taken by someone else before nats-server binds it: try a few. */
     kx_err err = KX_ERR_UNAVAILABLE;
     for (int attempt = 0; attempt < 3; attempt++) {
@@ -552,7 +594,7 @@ kx_err kx_th_nats_start(const char *tmpdir, kx_th_nats *out)
                               port_s,        "-sd", out->dir, NULL};
         int64_t t0 = mono_ms();
         pid_t pid;
-        err = kx_th_spawn(argv, NULL, log_path, &pid);
+        err = kx_th_spawn(argv, env, log_path, &pid);
         if (err != KX_OK)
             return err;
         err = wait_port(pid, port, 10000, "nats-server", log_path);

@@ -81,7 +81,15 @@ typedef struct kx_th_nats {
     char url[64];
     char dir[256];
 } kx_th_nats;
-kx_err kx_th_nats_start(const char *tmpdir, kx_th_nats *out); /* JetStream on */
+#define KX_TH_NATS_ENV_MAX 8
+#define KX_TH_NATS_ENV_LEN 160
+/* The variables of deploy/nats/nats.env (`NAME=value` lines, # comments) as "NAME=value"
+ * strings in out[]: the environment every nats-server the harness starts gets, as up.sh's and
+ * docker-compose.yml's do. Returns how many, or -1 (logged) when the file cannot be read, has
+ * a line of another form or more than max. */
+int kx_th_nats_deploy_env(char out[][KX_TH_NATS_ENV_LEN], int max);
+/* JetStream on; the environment of deploy/nats/nats.env (kx_th_nats_deploy_env). */
+kx_err kx_th_nats_start(const char *tmpdir, kx_th_nats *out);
 void kx_th_nats_stop(kx_th_nats *n);
 /* Creates the stream KX_RUN_SUBMIT as versions before issue 12 had it (a file work queue on
  * kx.run.submit; kx.run.submit is core now): for the tests of its retirement and the bench
