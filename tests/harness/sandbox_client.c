@@ -3,6 +3,7 @@
 #include "sandbox_client.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "kx/time.h"
@@ -43,6 +44,26 @@ void *kx_th_bus_ask(kx_bus *bus, const char *subject, const ProtobufCMessage *rq
     if (err != NULL)
         *err = e;
     return rep;
+}
+
+kx_th_tool_reply kx_th_tool_exec(kx_bus *bus, const Kx__V1__ToolCall *tc, const char *account,
+                                 int64_t deadline_ms)
+{
+    kx_th_tool_reply out = {0};
+    int64_t t0 = kx_mono_ms();
+    out.res = kx_th_bus_ask(bus, KX_SUBJ_TOOL_EXEC, &tc->base, account, deadline_ms,
+                            &kx__v1__tool_result__descriptor, NULL, &out.err);
+    out.elapsed_ms = kx_mono_ms() - t0;
+    if (out.res != NULL && !kx_pb_str_empty(out.res->output_json))
+        out.output = json_loads(out.res->output_json, JSON_DECODE_ANY, NULL);
+    return out;
+}
+
+void kx_th_tool_reply_free(kx_th_tool_reply *r)
+{
+    kx_pb_free(r->res);
+    json_decref(r->output);
+    memset(r, 0, sizeof *r);
 }
 
 Kx__V1__SandboxLifecycleReply *kx_th_life_request(kx_bus *bus, const char *prefix, const char *op,

@@ -1,7 +1,7 @@
 /* tests/harness/sandbox_client.h — what tests and benchmarks do over and over on the bus:
  * connect a client and send a request with a Kx-Deadline and unpack its answer (any subject),
- * and on the sandbox-broker's subjects (docs/subjects.md) a lifecycle op, a preview and a
- * command with a new exec_id.
+ * a tool call through kx.tool.exec with its output parsed, and on the sandbox-broker's subjects
+ * (docs/subjects.md) a lifecycle op, a preview and a command with a new exec_id.
  *
  * These helpers never assert (cmocka tests and the benchmarks both use them): they answer NULL
  * with *err (when err is not NULL) saying why. Ownership: answers are the caller's
@@ -12,6 +12,8 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #include "kx/bus.h"
 #include "kx/pb.h"
@@ -28,6 +30,21 @@ kx_err kx_th_bus_connect(const char *url, const char *name, kx_bus **out);
 void *kx_th_bus_ask(kx_bus *bus, const char *subject, const ProtobufCMessage *rq,
                     const char *account, int64_t deadline_ms,
                     const ProtobufCMessageDescriptor *desc, int64_t *elapsed_us, kx_err *err);
+
+/* A tool call's answer: the request's error (KX_OK when res is set), the ToolResult, its
+ * output_json parsed (NULL when empty or not JSON) and the round trip. The reply owns res and
+ * output: kx_th_tool_reply_free. */
+typedef struct kx_th_tool_reply {
+    kx_err err;
+    Kx__V1__ToolResult *res;
+    json_t *output;
+    int64_t elapsed_ms;
+} kx_th_tool_reply;
+/* tc through kx.tool.exec (kx_th_bus_ask: account as Kx-Account, deadline_ms from now). */
+kx_th_tool_reply kx_th_tool_exec(kx_bus *bus, const Kx__V1__ToolCall *tc, const char *account,
+                                 int64_t deadline_ms);
+/* Frees what r holds and zeroes it. */
+void kx_th_tool_reply_free(kx_th_tool_reply *r);
 
 /* The sandbox requests below send their project as the metadata's account too.
  *

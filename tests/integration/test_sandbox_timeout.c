@@ -92,25 +92,10 @@ static int group_teardown(void **state)
 
 /* ---- calling tools -------------------------------------------------------------------- */
 
-typedef struct call_result {
-    kx_err err;              /* of the bus request */
-    Kx__V1__ToolResult *res; /* NULL unless err == KX_OK */
-    json_t *output;          /* output_json parsed, or NULL */
-    int64_t elapsed_ms;
-} call_result;
-
-static void call_result_free(call_result *r)
-{
-    kx_pb_free(r->res);
-    json_decref(r->output);
-    memset(r, 0, sizeof *r);
-}
-
 /* Calls tool with args through kx.tool.exec, deadline in deadline_ms; call_id may be NULL. */
-static call_result call_tool(const char *call_id, const char *tool, const char *args,
-                             int64_t deadline_ms)
+static kx_th_tool_reply call_tool(const char *call_id, const char *tool, const char *args,
+                                  int64_t deadline_ms)
 {
-    call_result out = {0};
     char id[KX_UUID_LEN + 1];
     if (call_id == NULL) {
         kx_uuid_new(id);
@@ -123,17 +108,12 @@ static call_result call_tool(const char *call_id, const char *tool, const char *
     tc.account_id = g_project;
     tc.tool_name = (char *)tool;
     tc.arguments_json = (char *)args;
-    int64_t t0 = kx_mono_ms();
-    out.res = kx_th_bus_ask(g_bus, KX_SUBJ_TOOL_EXEC, &tc.base, g_project, deadline_ms,
-                            &kx__v1__tool_result__descriptor, NULL, &out.err);
-    out.elapsed_ms = kx_mono_ms() - t0;
+    kx_th_tool_reply out = kx_th_tool_exec(g_bus, &tc, g_project, deadline_ms);
     assert_int_not_equal(out.err, KX_ERR_PROTOCOL); /* a reply that is not a ToolResult */
-    if (out.res != NULL && !kx_pb_str_empty(out.res->output_json))
-        out.output = json_loads(out.res->output_json, 0, NULL);
     return out;
 }
 
-static const char *out_str(const call_result *r, const char *key)
+static const char *out_str(const kx_th_tool_reply *r, const char *key)
 {
     json_t *v = r->output ? json_object_get(r->output, key) : NULL;
     return json_is_string(v) ? json_string_value(v) : NULL;
@@ -167,8 +147,8 @@ static bool wait_file(const char *path, int64_t timeout_ms)
 
 static void test_echo_hello(void **state)
 {
-    call_result r = call_tool(NULL, "execute_command",
-                              "{\"command\": \"echo hello\", \"blocking\": true}", 10000);
+    kx_th_tool_reply r = call_tool(NULL, "execute_command",
+                                   "{\"command\": \"echo hello\", \"blocking\": true}", 10000);
     assert_int_equal(r.err, KX_OK);
     assert_non_null(r.res);
     assert_true(r.res->success);
@@ -184,21 +164,21 @@ static void test_echo_hello(void **state)
     /* Printed like Python's json.dumps. */
     assert_non_null(strstr(r.res->output_json, "{\"output\": \"hello\\n\", \"stderr\": \"\""));
     assert_true(r.elapsed_ms < 2000);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 static void test_failing_command_and_folder(void **state)
 {
-    call_result r = call_tool(NULL, "execute_command",
-                              "{\"command\": \"mkdir -p sub/dir && echo oops >&2; exit 3\", "
-                              "\"blocking\": \"true\"}",
-                              10000);
+    kx_th_tool_reply r = call_tool(NULL, "execute_command",
+                                   "{\"command\": \"mkdir -p sub/dir && echo oops >&2; exit 3\", "
+                                   "\"blocking\": \"true\"}",
+                                   10000);
     assert_int_equal(r.err, KX_OK);
     assert_false(r.res->success);
     assert_null(r.res->error);
     assert_int_equal(json_integer_value(json_object_get(r.output, "exit_code")), 3);
     assert_string_equal(out_str(&r, "stderr"), "oops\n");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     r = call_tool(NULL, "execute_command",
                   "{\"command\": \"pwd\", \"blocking\": true, \"folder\": \"sub/dir\"}", 10000);
@@ -206,7 +186,7 @@ static void test_failing_command_and_folder(void **state)
     assert_true(r.res->success);
     assert_string_equal(out_str(&r, "cwd"), "/workspace/sub/dir");
     assert_string_equal(out_str(&r, "output"), "/workspace/sub/dir\n"); /* jailed view */
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     r = call_tool(NULL, "execute_command",
                   "{\"command\": \"pwd\", \"blocking\": true, \"folder\": \"../other\"}", 10000);
@@ -215,7 +195,7 @@ static void test_failing_command_and_folder(void **state)
     assert_non_null(r.res->error);
     assert_string_equal(r.res->error->code, "invalid_argument");
     assert_non_null(strstr(r.res->error->message, "folder '../other'"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 static void test_timeout_kills_process_group(void **state)
@@ -225,7 +205,7 @@ static void test_timeout_kills_process_group(void **state)
     const char *args = "{\"command\": \"echo started; "
                        "sh -c 'sleep 100.0311 & sleep 100.0312' & sleep 30.0313\", "
                        "\"blocking\": true, \"timeout\": 1}";
-    call_result r = call_tool(NULL, "execute_command", args, 20000);
+    kx_th_tool_reply r = call_tool(NULL, "execute_command", args, 20000);
     assert_int_equal(r.err, KX_OK);
     assert_non_null(r.res);
     assert_false(r.res->success);
@@ -238,7 +218,7 @@ static void test_timeout_kills_process_group(void **state)
     assert_true(json_is_false(json_object_get(r.output, "completed")));
     assert_true(json_is_true(json_object_get(r.output, "timed_out")));
     assert_in_range(r.elapsed_ms, 900, 1800);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     usleep(200 * 1000);
     assert_true(process_gone("30.0313"));
@@ -249,7 +229,7 @@ static void test_timeout_kills_process_group(void **state)
 typedef struct thread_call {
     const char *args;
     int64_t deadline_ms;
-    call_result r;
+    kx_th_tool_reply r;
     int64_t done_mono;
 } thread_call;
 
@@ -291,30 +271,30 @@ static void test_hung_call_does_not_block_another(void **state)
     assert_false(hung.r.res->success);
     assert_string_equal(hung.r.res->error->code, "deadline_exceeded");
     assert_in_range(hung.done_mono - t0, 2500, 2990);
-    call_result_free(&quick.r);
-    call_result_free(&hung.r);
+    kx_th_tool_reply_free(&quick.r);
+    kx_th_tool_reply_free(&hung.r);
 }
 
 static void test_validation_errors(void **state)
 {
-    call_result r = call_tool(NULL, "execute_command", "{\"blocking\": true}", 5000);
+    kx_th_tool_reply r = call_tool(NULL, "execute_command", "{\"blocking\": true}", 5000);
     assert_int_equal(r.err, KX_OK);
     assert_false(r.res->success);
     assert_string_equal(r.res->error->code, "invalid_argument");
     assert_string_equal(r.res->error->message, "execute_command: 'command' is required");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     r = call_tool(NULL, "execute_command", "{\"command\": \"ls\", \"timeout\": 0}", 5000);
     assert_string_equal(r.res->error->code, "invalid_argument");
     assert_non_null(strstr(r.res->error->message, "'timeout'"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     r = call_tool(NULL, "no_such_tool", "{}", 5000);
     assert_int_equal(r.err, KX_OK);
     assert_false(r.res->success);
     assert_string_equal(r.res->error->code, "not_found");
     assert_string_equal(r.res->error->message, "Tool function 'no_such_tool' not found");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     /* No Kx-Deadline at all: a raw request without headers. */
     Kx__V1__ToolCall tc = KX__V1__TOOL_CALL__INIT;
@@ -358,14 +338,14 @@ static void test_validation_errors(void **state)
 
 static void test_clean_environment_and_output_cap(void **state)
 {
-    call_result r =
+    kx_th_tool_reply r =
         call_tool(NULL, "execute_command", "{\"command\": \"env\", \"blocking\": 1}", 5000);
     /* blocking: 1 is not a boolean */
     assert_int_equal(r.err, KX_OK);
     assert_non_null(r.res->error);
     assert_string_equal(r.res->error->code, "invalid_argument");
     assert_non_null(strstr(r.res->error->message, "'blocking'"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     r = call_tool(NULL, "execute_command", "{\"command\": \"env\", \"blocking\": true}", 5000);
     assert_true(r.res->success);
@@ -377,7 +357,7 @@ static void test_clean_environment_and_output_cap(void **state)
     assert_non_null(strstr(env, want));
     assert_non_null(strstr(env, "PATH=/usr/local/bin:/usr/bin:/bin\n"));
     assert_non_null(strstr(env, "TERM=dumb\n"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     r = call_tool(NULL, "execute_command",
                   "{\"command\": \"head -c 100000 /dev/zero | tr '\\\\0' a; echo done >&2\", "
@@ -400,15 +380,15 @@ static void test_clean_environment_and_output_cap(void **state)
     assert_int_equal(st.st_size, 100000);
     assert_string_equal(out_str(&r, "stderr"), "done\n");
     assert_true(json_is_true(json_object_get(r.output, "truncated")));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 static void test_background_session_and_kill(void **state)
 {
-    call_result r = call_tool(NULL, "execute_command",
-                              "{\"command\": \"echo in-background; echo bg > bg.txt\", "
-                              "\"session_name\": \"build\"}",
-                              5000);
+    kx_th_tool_reply r = call_tool(NULL, "execute_command",
+                                   "{\"command\": \"echo in-background; echo bg > bg.txt\", "
+                                   "\"session_name\": \"build\"}",
+                                   5000);
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
     assert_true(json_is_false(json_object_get(r.output, "completed")));
@@ -417,7 +397,7 @@ static void test_background_session_and_kill(void **state)
                         "Command sent to session 'build'. Its output is written to the "
                         "session log.");
     assert_true(r.elapsed_ms < 1000);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     char path[700];
     workspace_file("bg.txt", path, sizeof path);
     assert_true(wait_file(path, 3000));
@@ -436,7 +416,7 @@ static void test_background_session_and_kill(void **state)
                   "\"blocking\": false}",
                   5000);
     assert_true(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     workspace_file("sleeper.pid", path, sizeof path);
     assert_true(wait_file(path, 3000));
     for (int i = 0; i < 300 && process_gone("100.0421"); i++) /* echo, then exec sleep */
@@ -466,11 +446,12 @@ static void test_idle_sandbox_stops_and_comes_back(void **state)
     /* KX_SANDBOX_AUTO_STOP_MS=1500: with no command running, the jail ends; files stay; the
      * next command starts it again. Only this broker's jails count: another suite's sandboxes
      * on the same machine once failed this check. */
-    call_result r = call_tool(NULL, "execute_command",
-                              "{\"command\": \"echo kept > idle.txt\", \"blocking\": true}", 5000);
+    kx_th_tool_reply r =
+        call_tool(NULL, "execute_command",
+                  "{\"command\": \"echo kept > idle.txt\", \"blocking\": true}", 5000);
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     assert_true(kx_th_procs_with_arg_under("/.kx/init", g_broker, NULL) >= 1);
     int64_t end = kx_mono_ms() + 6000;
     while (kx_th_procs_with_arg_under("/.kx/init", g_broker, NULL) != 0 && kx_mono_ms() < end)
@@ -480,7 +461,7 @@ static void test_idle_sandbox_stops_and_comes_back(void **state)
                   5000);
     assert_true(r.res->success);
     assert_string_equal(out_str(&r, "output"), "kept\n");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 static void test_executor_drain_answers_calls_in_flight(void **state)
@@ -504,18 +485,18 @@ static void test_executor_drain_answers_calls_in_flight(void **state)
     assert_string_equal(t.r.res->error->code, "unavailable");
     assert_string_equal(t.r.res->error->message, "tool-executor shutting down");
     assert_in_range(t.done_mono - t0, 1000, 2500);
-    call_result_free(&t.r);
+    kx_th_tool_reply_free(&t.r);
     for (int i = 0; i < 100 && !process_gone("30.0511"); i++) /* via kx.sandbox.kill */
         usleep(10 * 1000);
     assert_true(process_gone("30.0511"));
 
     g_executor = start_executor();
     assert_true(g_executor > 0);
-    call_result r = call_tool(NULL, "execute_command",
-                              "{\"command\": \"echo back\", \"blocking\": true}", 5000);
+    kx_th_tool_reply r = call_tool(NULL, "execute_command",
+                                   "{\"command\": \"echo back\", \"blocking\": true}", 5000);
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 static void test_broker_drain(void **state)
@@ -539,7 +520,7 @@ static void test_broker_drain(void **state)
     assert_string_equal(t.r.res->error->message, "broker shutting down");
     assert_true(t.done_mono - t0 < 3000);
     assert_true(process_gone("30.0611"));
-    call_result_free(&t.r);
+    kx_th_tool_reply_free(&t.r);
 }
 
 /* A stand-in broker that takes requests and never answers; counts kill requests. */
@@ -581,8 +562,8 @@ static void test_mute_broker_executor_still_answers(void **state)
                      KX_OK);
     natsConnection_Flush(kx_bus_conn(g_bus));
 
-    call_result r = call_tool("mute-call", "execute_command",
-                              "{\"command\": \"sleep 100\", \"blocking\": true}", 2000);
+    kx_th_tool_reply r = call_tool("mute-call", "execute_command",
+                                   "{\"command\": \"sleep 100\", \"blocking\": true}", 2000);
     assert_int_equal(r.err, KX_OK); /* answered, not left to time out */
     assert_true(r.elapsed_ms < 2000);
     assert_true(r.elapsed_ms >= 1800); /* waited for the broker until T + 200 */
@@ -590,7 +571,7 @@ static void test_mute_broker_executor_still_answers(void **state)
     assert_false(r.res->success);
     assert_string_equal(r.res->error->code, "deadline_exceeded");
     assert_string_equal(r.res->error->message, "execute_command timed out after 2 s");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     assert_int_equal(atomic_load(&m.execs), 1);
     for (int i = 0; i < 100 && atomic_load(&m.kills) == 0; i++)
         usleep(10 * 1000);

@@ -134,20 +134,6 @@ static int group_teardown(void **state)
 
 /* ---- calling tools -------------------------------------------------------------------- */
 
-typedef struct call_result {
-    kx_err err;
-    Kx__V1__ToolResult *res;
-    json_t *output;
-    int64_t elapsed_ms;
-} call_result;
-
-static void call_result_free(call_result *r)
-{
-    kx_pb_free(r->res);
-    json_decref(r->output);
-    memset(r, 0, sizeof *r);
-}
-
 typedef struct call_spec {
     const char *run_id; /* NULL: a new one */
     int64_t epoch;
@@ -158,9 +144,8 @@ typedef struct call_spec {
     const char *mcp_tool;  /* set: an MCP tool of the server "everything" */
 } call_spec;
 
-static call_result call(const call_spec *s)
+static kx_th_tool_reply call(const call_spec *s)
 {
-    call_result out = {0};
     char id[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
     kx_uuid_new(id);
     kx_uuid_new(run);
@@ -179,15 +164,10 @@ static call_result call(const call_spec *s)
         route.tool = (char *)s->mcp_tool;
         tc.mcp = &route;
     }
-    int64_t t0 = kx_mono_ms();
-    out.res = kx_th_bus_ask(g_bus, KX_SUBJ_TOOL_EXEC, &tc.base, g_project, s->deadline_ms,
-                            &kx__v1__tool_result__descriptor, NULL, &out.err);
-    out.elapsed_ms = kx_mono_ms() - t0;
+    kx_th_tool_reply out = kx_th_tool_exec(g_bus, &tc, g_project, s->deadline_ms);
     /* the executor always answers before the deadline, with a ToolResult */
     assert_int_equal(out.err, KX_OK);
     assert_non_null(out.res);
-    if (!kx_pb_str_empty(out.res->output_json))
-        out.output = json_loads(out.res->output_json, JSON_DECODE_ANY, NULL);
     return out;
 }
 
@@ -227,7 +207,7 @@ static void test_stop_before_call(void **state)
                    20000,
                    NULL,
                    NULL};
-    call_result r = call(&s);
+    kx_th_tool_reply r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_false(r.res->success);
     assert_non_null(r.res->error);
@@ -235,7 +215,7 @@ static void test_stop_before_call(void **state)
     assert_string_equal(r.res->error->message, "the run was stopped: stopped by user");
     assert_string_equal(r.res->status, "cancelled");
     assert_true(r.elapsed_ms < 1000); /* not at the command's end, nor at the deadline */
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     char path[700];
     snprintf(path, sizeof path, "%s/%s/workspace/stopped-ran", g_root, g_project);
     struct stat st;
@@ -245,7 +225,7 @@ static void test_stop_before_call(void **state)
 
 typedef struct bg_call {
     call_spec spec;
-    call_result r;
+    kx_th_tool_reply r;
 } bg_call;
 
 static void *bg_call_thread(void *arg)
@@ -276,7 +256,7 @@ static void test_stop_during_call(void **state)
     assert_string_equal(b.r.res->status, "cancelled");
     assert_string_equal(b.r.res->error->message, "the run was stopped: lease expired");
     assert_true(kx_mono_ms() - t0 < 2000);
-    call_result_free(&b.r);
+    kx_th_tool_reply_free(&b.r);
     for (int i = 0; i < 100 && !process_gone("30.0412"); i++)
         usleep(20 * 1000);
     assert_true(process_gone("30.0412"));
@@ -285,11 +265,11 @@ static void test_stop_during_call(void **state)
     call_spec s = {
         run,  4,   "execute_command", "{\"command\": \"echo again\", \"blocking\": true}", 10000,
         NULL, NULL};
-    call_result r = call(&s);
+    kx_th_tool_reply r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
     assert_string_equal(r.res->status, "ok");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 static void test_stale_epoch_refused(void **state)
@@ -300,10 +280,10 @@ static void test_stale_epoch_refused(void **state)
     call_spec s = {
         run,  2,   "execute_command", "{\"command\": \"echo epoch2\", \"blocking\": true}", 10000,
         NULL, NULL};
-    call_result r = call(&s);
+    kx_th_tool_reply r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_true(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     s.epoch = 1;
     s.args = "{\"command\": \"touch stale-ran\", \"blocking\": true}";
@@ -314,7 +294,7 @@ static void test_stale_epoch_refused(void **state)
     assert_non_null(strstr(r.res->error->message, "lease epoch 1"));
     assert_non_null(strstr(r.res->error->message, "stale"));
     assert_string_equal(r.res->status, "error");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     char path[700];
     snprintf(path, sizeof path, "%s/%s/workspace/stale-ran", g_root, g_project);
     struct stat st;
@@ -336,7 +316,7 @@ static void test_escaped_output_fits_the_bus(void **state)
                    30000,
                    NULL,
                    NULL};
-    call_result r = call(&s);
+    kx_th_tool_reply r = call(&s);
     assert_int_equal(r.err, KX_OK); /* before: the reply was refused by NATS -> a timeout */
     assert_true(r.res->success);
     assert_false(r.res->timed_out);
@@ -350,7 +330,7 @@ static void test_escaped_output_fits_the_bus(void **state)
     assert_non_null(strstr(text, "END"));
     assert_non_null(strstr(text, "output cut to fit the bus"));
     assert_true(r.elapsed_ms < 20000);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 static void test_status_values(void **state)
@@ -359,11 +339,11 @@ static void test_status_values(void **state)
     call_spec s = {
         NULL, 0,   "execute_command", "{\"command\": \"exit 4\", \"blocking\": true}", 10000,
         NULL, NULL};
-    call_result r = call(&s);
+    kx_th_tool_reply r = call(&s);
     assert_int_equal(r.err, KX_OK);
     assert_false(r.res->success);
     assert_string_equal(r.res->status, "error");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     s.args = "{\"command\": \"sleep 9.0413\", \"blocking\": true, \"timeout\": 1}";
     r = call(&s);
@@ -371,7 +351,7 @@ static void test_status_values(void **state)
     assert_true(r.res->timed_out);
     assert_string_equal(r.res->status, "timeout");
     assert_true(r.res->duration_ms >= 900);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 /* ---- the deadline rule: min(own timeout, class timeout, what is left of the call) -------- */
@@ -387,10 +367,10 @@ static void test_deadline_rule(void **state)
                    20000,
                    NULL,
                    NULL};
-    call_result r = call(&s);
+    kx_th_tool_reply r = call(&s);
     assert_string_equal(r.res->status, "timeout");
     assert_in_range(r.elapsed_ms, 900, 2500);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     /* class 4 s (KX_SANDBOX_TOOL_TIMEOUT_S) < own timeout 3600 s < call 20 s */
     s.args = "{\"command\": \"sleep 9.0422\", \"blocking\": true, \"timeout\": 3600}";
     r = call(&s);
@@ -398,7 +378,7 @@ static void test_deadline_rule(void **state)
     assert_string_equal(r.res->error->message,
                         "execute_command timed out after 4 s (process group killed)");
     assert_in_range(r.elapsed_ms, 3800, 5500);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     /* the call's own deadline (what is left of the run) 2 s < class 4 s < own 3600 s */
     s.deadline_ms = 2000;
     s.args = "{\"command\": \"sleep 9.0423\", \"blocking\": true, \"timeout\": 3600}";
@@ -406,7 +386,7 @@ static void test_deadline_rule(void **state)
     assert_int_equal(r.err, KX_OK); /* answered before the caller gave up */
     assert_string_equal(r.res->status, "timeout");
     assert_in_range(r.elapsed_ms, 1500, 2000);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     usleep(300 * 1000);
     assert_true(process_gone("9.0421") && process_gone("9.0422") && process_gone("9.0423"));
 }
@@ -416,7 +396,7 @@ static void test_deadline_rule(void **state)
 static void expect_invalid(const char *tool, const char *args, const char *message)
 {
     call_spec s = {NULL, 0, tool, args, 5000, NULL, NULL};
-    call_result r = call(&s);
+    kx_th_tool_reply r = call(&s);
     assert_int_equal(r.err, KX_OK);
     if (r.res->success)
         fail_msg("%s %s: accepted: %s", tool, args, r.res->output_json);
@@ -424,7 +404,7 @@ static void expect_invalid(const char *tool, const char *args, const char *messa
     if (strcmp(r.res->error->message, message) != 0)
         fail_msg("%s %s: got \"%s\", want \"%s\"", tool, args, r.res->error->message, message);
     assert_string_equal(r.res->status, "error");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 static void test_arguments_validated(void **state)
@@ -459,12 +439,12 @@ static void test_message_tools(void **state)
     };
     for (size_t i = 0; i < 3; i++) {
         call_spec s = {NULL, 0, cases[i][0], cases[i][1], 5000, NULL, NULL};
-        call_result r = call(&s);
+        kx_th_tool_reply r = call(&s);
         assert_int_equal(r.err, KX_OK);
         assert_true(r.res->success);
         assert_string_equal(r.res->status, "ok");
         assert_string_equal(r.res->output_json, cases[i][2]);
-        call_result_free(&r);
+        kx_th_tool_reply_free(&r);
     }
 }
 
@@ -480,9 +460,9 @@ static void test_shell_sessions(void **state)
                    10000,
                    NULL,
                    NULL};
-    call_result r = call(&s);
+    kx_th_tool_reply r = call(&s);
     assert_true(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     s.tool = "list_commands";
     s.args = "{}";
@@ -490,7 +470,7 @@ static void test_shell_sessions(void **state)
     assert_true(r.res->success);
     assert_non_null(strstr(r.res->output_json, "\"bg1\""));
     assert_non_null(strstr(r.res->output_json, "sleep 30.0431"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     s.tool = "check_command_output";
     s.args = "{\"session_name\": \"bg1\"}";
@@ -501,7 +481,7 @@ static void test_shell_sessions(void **state)
         seen = strstr(r.res->output_json, "first") != NULL;
         if (seen)
             assert_non_null(strstr(r.res->output_json, "\"status\": \"running\""));
-        call_result_free(&r);
+        kx_th_tool_reply_free(&r);
         if (!seen)
             usleep(50 * 1000);
     }
@@ -512,7 +492,7 @@ static void test_shell_sessions(void **state)
     r = call(&s);
     assert_true(r.res->success);
     assert_non_null(strstr(r.res->output_json, "1 command(s) killed"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     for (int i = 0; i < 100 && !process_gone("30.0431"); i++)
         usleep(20 * 1000);
     assert_true(process_gone("30.0431"));
@@ -522,12 +502,12 @@ static void test_shell_sessions(void **state)
     r = call(&s);
     assert_false(r.res->success);
     assert_string_equal(r.res->error->code, "not_found");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 /* ---- files ------------------------------------------------------------------------------- */
 
-static call_result file_call(const char *tool, const char *args)
+static kx_th_tool_reply file_call(const char *tool, const char *args)
 {
     call_spec s = {NULL, 0, tool, args, 10000, NULL, NULL};
     return call(&s);
@@ -536,18 +516,18 @@ static call_result file_call(const char *tool, const char *args)
 static void test_files(void **state)
 {
     (void)state;
-    call_result r = file_call("create_file",
-                              "{\"file_path\": \"src/a.txt\", \"file_contents\": "
-                              "\"one\\ntwo\\nthree two\\n\"}");
+    kx_th_tool_reply r = file_call("create_file",
+                                   "{\"file_path\": \"src/a.txt\", \"file_contents\": "
+                                   "\"one\\ntwo\\nthree two\\n\"}");
     assert_true(r.res->success);
     assert_string_equal(r.res->output_json, "\"File 'src/a.txt' created successfully.\"");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     r = file_call("create_file",
                   "{\"file_path\": \"/workspace/src/a.txt\", \"file_contents\": "
                   "\"x\"}");
     assert_false(r.res->success);
     assert_string_equal(r.res->error->code, "already_exists");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     r = file_call("str_replace",
                   "{\"file_path\": \"src/a.txt\", \"old_str\": \"two\", "
@@ -555,30 +535,30 @@ static void test_files(void **state)
     assert_false(r.res->success);
     assert_non_null(strstr(r.res->error->message, "occurs 2 times"));
     assert_non_null(strstr(r.res->error->message, "lines 2, 3"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     r = file_call("str_replace",
                   "{\"file_path\": \"src/a.txt\", \"old_str\": \"zzz\", "
                   "\"new_str\": \"2\"}");
     assert_false(r.res->success);
     assert_non_null(strstr(r.res->error->message, "was not found"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     r = file_call("str_replace",
                   "{\"file_path\": \"src/a.txt\", \"old_str\": \"three two\", "
                   "\"new_str\": \"3\"}");
     assert_true(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     r = file_call("read_file", "{\"file_path\": \"src/a.txt\"}");
     assert_true(r.res->success);
     assert_string_equal(json_string_value(json_object_get(r.output, "content")), "one\ntwo\n3\n");
     assert_true(json_is_false(json_object_get(r.output, "truncated")));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     r = file_call("full_file_rewrite",
                   "{\"file_path\": \"src/a.txt\", \"file_contents\": 42, "
                   "\"permissions\": \"600\"}");
     assert_true(r.res->success); /* 42 from an XML call is the text "42" */
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     char path[700];
     snprintf(path, sizeof path, "%s/%s/workspace/src/a.txt", g_root, g_project);
     struct stat st;
@@ -588,12 +568,12 @@ static void test_files(void **state)
 
     r = file_call("delete_file", "{\"file_path\": \"src/a.txt\"}");
     assert_true(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     assert_int_not_equal(stat(path, &st), 0);
     r = file_call("read_file", "{\"file_path\": \"src/a.txt\"}");
     assert_false(r.res->success);
     assert_string_equal(r.res->error->code, "not_found");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 static void test_files_escaping_paths(void **state)
@@ -607,9 +587,9 @@ static void test_files_escaping_paths(void **state)
                    10000,
                    NULL,
                    NULL};
-    call_result r = call(&s);
+    kx_th_tool_reply r = call(&s);
     assert_true(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     const char *paths[] = {"../escape.txt",      "/etc/passwd",   "src/../../x",
                            "out/passwd",         "up/escape.txt", "/proc/self/root/etc/x",
                            "/workspace/../etc/x"};
@@ -624,7 +604,7 @@ static void test_files_escaping_paths(void **state)
                 fail_msg("%s %s succeeded", tools[t], paths[i]);
             assert_true(strcmp(r.res->error->code, "invalid_argument") == 0 ||
                         strcmp(r.res->error->code, "not_found") == 0);
-            call_result_free(&r);
+            kx_th_tool_reply_free(&r);
         }
     }
     char path[700];
@@ -697,7 +677,7 @@ static void test_schemas_subject(void **state)
 
 /* ---- task list and expand_message (Postgres, on the executor's database thread) --------- */
 
-static call_result task_call(const char *tool, const char *args)
+static kx_th_tool_reply task_call(const char *tool, const char *args)
 {
     call_spec s = {NULL, 0, tool, args, 10000, NULL, NULL};
     return call(&s);
@@ -712,10 +692,10 @@ static const char *task_id(const json_t *out, size_t i)
 static void test_task_list(void **state)
 {
     (void)state;
-    call_result r = task_call("view_tasks", "{}");
+    kx_th_tool_reply r = task_call("view_tasks", "{}");
     assert_true(r.res->success);
     assert_string_equal(r.res->output_json, "{\"sections\": [], \"tasks\": []}");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     r = task_call("create_tasks",
                   "{\"sections\": [{\"title\": \"Research\", \"tasks\": "
@@ -725,7 +705,7 @@ static void test_task_list(void **state)
     char id0[64], id1[64];
     snprintf(id0, sizeof id0, "%s", task_id(r.output, 0));
     snprintf(id1, sizeof id1, "%s", task_id(r.output, 1));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     /* XML form: the list arrives as text */
     r = task_call("create_tasks",
                   "{\"section_title\": \"Research\", \"task_contents\": "
@@ -733,7 +713,7 @@ static void test_task_list(void **state)
     assert_true(r.res->success);
     assert_int_equal(json_array_size(json_object_get(r.output, "sections")), 1);
     assert_int_equal(json_array_size(json_object_get(r.output, "tasks")), 3);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     char args[300];
     snprintf(args, sizeof args, "{\"task_ids\": \"%s\", \"status\": \"completed\"}", id0);
@@ -743,31 +723,31 @@ static void test_task_list(void **state)
                             json_object_get(json_array_get(json_object_get(r.output, "tasks"), 0),
                                             "status")),
                         "completed");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     r = task_call("update_tasks", "{\"task_ids\": [\"nope\"], \"status\": \"completed\"}");
     assert_false(r.res->success);
     assert_string_equal(r.res->error->message, "update_tasks: no task with id 'nope'");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     r = task_call("update_tasks", "{\"task_ids\": \"x\", \"status\": \"done\"}");
     assert_string_equal(r.res->error->code, "invalid_argument");
     assert_non_null(strstr(r.res->error->message, "'status' must be one of"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     snprintf(args, sizeof args, "{\"task_ids\": [\"%s\"]}", id1);
     r = task_call("delete_tasks", args);
     assert_true(r.res->success);
     assert_int_equal(json_array_size(json_object_get(r.output, "tasks")), 2);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     r = task_call("clear_all", "{\"confirm\": false}");
     assert_false(r.res->success);
     assert_non_null(strstr(r.res->error->message, "confirm"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     /* stored as Kortix does: one task_list message of the thread, not for the LLM */
     r = task_call("view_tasks", "{}");
     assert_int_equal(json_array_size(json_object_get(r.output, "tasks")), 2);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     /* ten concurrent creates on the thread: none lost */
     bg_call calls[10];
@@ -782,15 +762,15 @@ static void test_task_list(void **state)
     for (int i = 0; i < 10; i++) {
         assert_int_equal(pthread_join(th[i], NULL), 0);
         assert_true(calls[i].r.res->success);
-        call_result_free(&calls[i].r);
+        kx_th_tool_reply_free(&calls[i].r);
     }
     r = task_call("view_tasks", "{}");
     assert_int_equal(json_array_size(json_object_get(r.output, "tasks")), 12);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     r = task_call("clear_all", "{\"confirm\": \"true\"}");
     assert_true(r.res->success);
     assert_string_equal(r.res->output_json, "{\"sections\": [], \"tasks\": []}");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     /* another account's thread: refused, nothing written there */
     call_spec s = {NULL,           0,   "create_tasks", "{\"task_contents\": [\"x\"]}", 10000,
@@ -798,7 +778,7 @@ static void test_task_list(void **state)
     r = call(&s);
     assert_false(r.res->success);
     assert_string_equal(r.res->error->code, "not_found");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 static void test_expand_message(void **state)
@@ -818,18 +798,18 @@ static void test_expand_message(void **state)
     assert_int_equal(sql_exec(sql), KX_OK);
     char args[128];
     snprintf(args, sizeof args, "{\"message_id\": \"%s\"}", mine);
-    call_result r = task_call("expand_message", args);
+    kx_th_tool_reply r = task_call("expand_message", args);
     assert_true(r.res->success);
     assert_string_equal(r.res->output_json,
                         "{\"status\": \"Message expanded successfully.\", "
                         "\"message\": \"the long original\"}");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     snprintf(args, sizeof args, "{\"message_id\": \"%s\"}", theirs);
     r = task_call("expand_message", args); /* another thread's message */
     assert_false(r.res->success);
     assert_string_equal(r.res->error->code, "not_found");
     assert_null(strstr(r.res->error->message, "secret"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 /* ---- MCP tools through the mcp-proxy to a real MCP server (server-everything, stdio) ------ */
@@ -838,13 +818,13 @@ static void test_mcp_tool(void **state)
 {
     (void)state;
     call_spec s = {NULL, 0, "echo", "{\"message\": \"through the proxy\"}", 20000, NULL, "echo"};
-    call_result r = call(&s);
+    kx_th_tool_reply r = call(&s);
     assert_int_equal(r.err, KX_OK);
     if (!r.res->success)
         fail_msg("echo: %s", r.res->error ? r.res->error->message : r.res->output_json);
     assert_string_equal(r.res->status, "ok");
     assert_non_null(strstr(r.res->output_json, "through the proxy"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     /* the call's deadline (what is left of the run) bounds a slow MCP tool; the proxy is told */
     s = (call_spec){
@@ -856,7 +836,7 @@ static void test_mcp_tool(void **state)
         fail_msg("long: %s %s", r.res->status,
                  r.res->error ? r.res->error->message : r.res->output_json);
     assert_true(r.elapsed_ms < 2000);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     /* STOP during an MCP call: cancelled at once */
     char run[KX_UUID_LEN + 1];
@@ -872,7 +852,7 @@ static void test_mcp_tool(void **state)
     assert_int_equal(pthread_join(th, NULL), 0);
     assert_string_equal(b.r.res->status, "cancelled");
     assert_true(kx_mono_ms() - t0 < 1500);
-    call_result_free(&b.r);
+    kx_th_tool_reply_free(&b.r);
 
     /* an unknown tool of the server: the proxy's error, not a timeout */
     s = (call_spec){NULL, 0, "nope", "{}", 10000, NULL, "no-such-tool"};
@@ -880,7 +860,7 @@ static void test_mcp_tool(void **state)
     assert_int_equal(r.err, KX_OK);
     assert_false(r.res->success);
     assert_string_equal(r.res->status, "error");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 /* ---- many calls, some hanging ------------------------------------------------------------ */
@@ -918,7 +898,7 @@ static void test_fifty_calls_ten_hanging(void **state)
     int slowest = -1;
     for (int i = 0; i < NCALLS; i++) {
         assert_int_equal(pthread_join(th[i], NULL), 0);
-        call_result *r = &calls[i].r;
+        kx_th_tool_reply *r = &calls[i].r;
         assert_int_equal(r->err, KX_OK);
         if (i % 5 == 0) {
             hung++;
@@ -941,7 +921,7 @@ static void test_fifty_calls_ten_hanging(void **state)
                 slowest = i;
             }
         }
-        call_result_free(r);
+        kx_th_tool_reply_free(r);
     }
     assert_int_equal(hung, NHANG);
     print_message("slowest quick call: %lld ms (call %d); first hanging one: %lld ms\n",
@@ -979,22 +959,22 @@ static void test_breaker(void **state)
     g_broker = 0;
     call_spec s = {NULL, 0, "list_commands", "{}", 5000, NULL, NULL};
     for (int i = 0; i < 5; i++) {
-        call_result r = call(&s);
+        kx_th_tool_reply r = call(&s);
         assert_string_equal(r.res->status, "unavailable");
         assert_null(strstr(r.res->error->message, "circuit breaker"));
-        call_result_free(&r);
+        kx_th_tool_reply_free(&r);
     }
-    call_result r = call(&s); /* open: refused at once, for every sandbox tool */
+    kx_th_tool_reply r = call(&s); /* open: refused at once, for every sandbox tool */
     assert_string_equal(r.res->status, "unavailable");
     assert_non_null(strstr(r.res->error->message, "circuit breaker is open"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     s.tool = "execute_command";
     s.args = "{\"command\": \"echo hi\", \"blocking\": true}";
     r = call(&s);
     assert_string_equal(r.res->status, "unavailable");
     assert_non_null(strstr(r.res->error->message, "circuit breaker is open"));
     assert_true(r.elapsed_ms < 500);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     char *m = metrics();
     assert_non_null(m);
     assert_non_null(strstr(m, "kx_tool_breaker_open{dependency=\"sandbox\"} 1"));
@@ -1008,7 +988,7 @@ static void test_breaker(void **state)
     usleep(1600 * 1000); /* KX_TOOL_BREAKER_OPEN_MS=1500: half-open, one probe */
     r = call(&s);
     assert_true(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     m = metrics();
     assert_non_null(strstr(m, "kx_tool_breaker_open{dependency=\"sandbox\"} 0"));
     free(m);

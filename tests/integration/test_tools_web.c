@@ -103,23 +103,9 @@ static int group_teardown(void **state)
 
 /* ---- calling tools -------------------------------------------------------------------- */
 
-typedef struct call_result {
-    Kx__V1__ToolResult *res;
-    json_t *output;
-    int64_t elapsed_ms;
-} call_result;
-
-static void call_result_free(call_result *r)
+static kx_th_tool_reply call_as(const char *tool, const char *args, int64_t deadline_ms,
+                                const char *agentpress_tools)
 {
-    kx_pb_free(r->res);
-    json_decref(r->output);
-    memset(r, 0, sizeof *r);
-}
-
-static call_result call_as(const char *tool, const char *args, int64_t deadline_ms,
-                           const char *agentpress_tools)
-{
-    call_result out = {0};
     char id[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
     kx_uuid_new(id);
     kx_uuid_new(run);
@@ -132,25 +118,19 @@ static call_result call_as(const char *tool, const char *args, int64_t deadline_
     tc.tool_name = (char *)tool;
     tc.arguments_json = (char *)args;
     tc.agentpress_tools_json = (char *)(agentpress_tools != NULL ? agentpress_tools : "");
-    kx_err err = KX_OK;
-    int64_t t0 = kx_mono_ms();
-    out.res = kx_th_bus_ask(g_bus, KX_SUBJ_TOOL_EXEC, &tc.base, g_account, deadline_ms,
-                            &kx__v1__tool_result__descriptor, NULL, &err);
-    out.elapsed_ms = kx_mono_ms() - t0;
+    kx_th_tool_reply out = kx_th_tool_exec(g_bus, &tc, g_account, deadline_ms);
     /* the executor always answers before the deadline, with a ToolResult */
-    assert_int_equal(err, KX_OK);
+    assert_int_equal(out.err, KX_OK);
     assert_non_null(out.res);
-    if (!kx_pb_str_empty(out.res->output_json))
-        out.output = json_loads(out.res->output_json, JSON_DECODE_ANY, NULL);
     return out;
 }
 
-static call_result call(const char *tool, const char *args, int64_t deadline_ms)
+static kx_th_tool_reply call(const char *tool, const char *args, int64_t deadline_ms)
 {
     return call_as(tool, args, deadline_ms, NULL);
 }
 
-static void assert_error(const call_result *r, const char *code, const char *needle)
+static void assert_error(const kx_th_tool_reply *r, const char *code, const char *needle)
 {
     assert_false(r->res->success);
     assert_non_null(r->res->error);
@@ -220,7 +200,8 @@ static void test_offered(void **state)
 static void test_search(void **state)
 {
     (void)state;
-    call_result r = call("web_search", "{\"query\": \"kortix in c\", \"num_results\": 3}", 10000);
+    kx_th_tool_reply r =
+        call("web_search", "{\"query\": \"kortix in c\", \"num_results\": 3}", 10000);
     assert_true(r.res->success);
     assert_string_equal(r.res->status, "ok");
     json_t *results = json_object_get(r.output, "results");
@@ -229,7 +210,7 @@ static void test_search(void **state)
                         "Result 1 for kortix in c");
     assert_string_equal(json_string_value(json_object_get(r.output, "answer")),
                         "The answer about kortix in c.");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     json_t *log = fake_log("/search");
     json_t *last = json_array_get(log, json_array_size(log) - 1);
     assert_string_equal(json_string_value(json_object_get(last, "auth")), "Bearer " KEY);
@@ -244,44 +225,44 @@ static void test_search(void **state)
     r = call("web_search", "{\"query\": \"defaults\"}", 10000);
     assert_true(r.res->success);
     assert_int_equal(json_array_size(json_object_get(r.output, "results")), 20);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 static void test_search_failures(void **state)
 {
     (void)state;
-    call_result r = call("web_search", "{\"query\": \"empty things\"}", 10000);
+    kx_th_tool_reply r = call("web_search", "{\"query\": \"empty things\"}", 10000);
     assert_error(&r, "not_found", "no results");
     assert_non_null(json_object_get(r.output, "results")); /* the answer is still there */
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     r = call("web_search", "{}", 10000);
     assert_error(&r, "invalid_argument", "'query' is required");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     r = call("web_search", "{\"query\": \"x\", \"num_results\": 0}", 10000);
     assert_error(&r, "invalid_argument", "'num_results' must be between 1 and 50");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     /* a hung API: answered "timeout" at the call's deadline (less the executor's margin) */
     r = call("web_search", "{\"query\": \"please hang\"}", 2500);
     assert_string_equal(r.res->status, "timeout");
     assert_true(r.res->timed_out);
     assert_true(r.elapsed_ms >= 2000 && r.elapsed_ms < 2500);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     /* a slow API within the deadline is waited for */
     r = call("web_search", "{\"query\": \"slow-1200 answer\", \"num_results\": 1}", 10000);
     assert_true(r.res->success);
     assert_true(r.elapsed_ms >= 1200);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     /* a 500 is the API being unavailable */
     r = call("web_search", "{\"query\": \"fail500\"}", 10000);
     assert_error(&r, "unavailable", "HTTP 500");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     r = call("web_search", "{\"query\": \"closes the breaker again\"}", 10000);
     assert_true(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 /* ---- scrape_webpage --------------------------------------------------------------------- */
@@ -300,7 +281,7 @@ static json_t *read_saved(const char *file_path)
 static void test_scrape(void **state)
 {
     (void)state;
-    call_result r =
+    kx_th_tool_reply r =
         call("scrape_webpage", "{\"urls\": \"https://example.org/a , https://www.example.net/b\"}",
              20000);
     assert_true(r.res->success);
@@ -321,7 +302,7 @@ static void test_scrape(void **state)
         assert_non_null(strstr(json_string_value(json_object_get(page, "text")), want));
         json_decref(page);
     }
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     json_t *log = fake_log("/v1/scrape");
     json_t *last = json_array_get(log, json_array_size(log) - 1);
     assert_string_equal(json_string_value(json_object_get(last, "auth")), "Bearer " KEY);
@@ -335,7 +316,7 @@ static void test_scrape_big_and_partial(void **state)
 {
     (void)state;
     /* 1.5 MB of markdown: written in chunks, whole */
-    call_result r =
+    kx_th_tool_reply r =
         call("scrape_webpage", "{\"urls\": \"https://big.example/big-1500000\"}", 20000);
     assert_true(r.res->success);
     json_t *e = json_array_get(json_object_get(r.output, "results"), 0);
@@ -343,14 +324,14 @@ static void test_scrape_big_and_partial(void **state)
     json_t *page = read_saved(json_string_value(json_object_get(e, "file_path")));
     assert_int_equal(strlen(json_string_value(json_object_get(page, "text"))), 1500000);
     json_decref(page);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     /* a hung scrape API: answered "timeout" at the call's deadline, nothing saved */
     r = call("scrape_webpage", "{\"urls\": \"https://slowpoke.example/hang\"}", 2500);
     assert_string_equal(r.res->status, "timeout");
     assert_true(r.res->timed_out);
     assert_true(r.elapsed_ms >= 2000 && r.elapsed_ms < 2500);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     /* one good URL beside two failing ones: success, each failure named (the good one also
      * closes the breaker's count again) */
@@ -366,14 +347,14 @@ static void test_scrape_big_and_partial(void **state)
     assert_true(json_is_true(json_object_get(json_array_get(results, 1), "success")));
     assert_non_null(
         strstr(kx_json_str(json_array_get(results, 2), "error", ""), "Failed to scrape the page"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     r = call("scrape_webpage", "{\"urls\": \"ftp://example.org/file\"}", 10000);
     assert_error(&r, "invalid_argument", "http:// or https://");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     r = call("scrape_webpage", "{\"urls\": \" , \"}", 10000);
     assert_error(&r, "invalid_argument", "1 to 20 URLs (got 0)");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 /* ---- breakers --------------------------------------------------------------------------- */
@@ -390,33 +371,33 @@ static void test_breaker(void **state)
 {
     (void)state;
     for (int i = 0; i < 5; i++) {
-        call_result r =
+        kx_th_tool_reply r =
             call("scrape_webpage", "{\"urls\": \"https://down.example/fail500\"}", 10000);
         assert_error(&r, "unavailable", "no URL could be scraped");
-        call_result_free(&r);
+        kx_th_tool_reply_free(&r);
     }
     assert_true(metric_has("kx_tool_breaker_open{dependency=\"web:firecrawl\"} 1"));
     json_t *log = fake_log("/v1/scrape");
     size_t before = json_array_size(log);
     json_decref(log);
-    call_result r = call("scrape_webpage", "{\"urls\": \"https://ok.example/\"}", 10000);
+    kx_th_tool_reply r = call("scrape_webpage", "{\"urls\": \"https://ok.example/\"}", 10000);
     assert_error(&r, "unavailable", "circuit breaker is open after 5 failures");
     assert_string_equal(r.res->status, "unavailable");
     assert_true(r.elapsed_ms < 1000);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     log = fake_log("/v1/scrape");
     assert_int_equal(json_array_size(log), before); /* it never reached the API */
     json_decref(log);
     /* the search API's breaker is its own */
     r = call("web_search", "{\"query\": \"still fine\", \"num_results\": 1}", 10000);
     assert_true(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     assert_true(metric_has("kx_tool_breaker_open{dependency=\"web:tavily\"} 0"));
 
     usleep(1700 * 1000); /* KX_TOOL_BREAKER_OPEN_MS=1500: half-open, one probe */
     r = call("scrape_webpage", "{\"urls\": \"https://ok.example/probe\"}", 10000);
     assert_true(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     assert_true(metric_has("kx_tool_breaker_open{dependency=\"web:firecrawl\"} 0"));
 }
 
@@ -425,22 +406,22 @@ static void test_breaker(void **state)
 static void test_agent_tools(void **state)
 {
     (void)state;
-    call_result r =
+    kx_th_tool_reply r =
         call_as("web_search", "{\"query\": \"x\"}", 10000, "{\"sb_shell_tool\": true}");
     assert_error(&r, "not_found", "not enabled for this agent");
     assert_non_null(strstr(r.res->error->message, "web_search_tool"));
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     r = call_as("web_search", "{\"query\": \"x\", \"num_results\": 1}", 10000,
                 "{\"web_search_tool\": {\"enabled\": true}}");
     assert_true(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     /* always-on tools need no group */
     r = call_as("ask", "{\"text\": \"ok?\"}", 10000, "{\"sb_shell_tool\": true}");
     assert_true(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     r = call_as("ask", "{\"text\": \"ok?\"}", 10000, "[1]");
     assert_error(&r, "invalid_argument", "agentpress_tools_json must be a JSON object");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 /* ---- expose_port -------------------------------------------------------------------------- */
@@ -448,7 +429,7 @@ static void test_agent_tools(void **state)
 static void test_expose_port(void **state)
 {
     (void)state;
-    call_result r = call("expose_port", "{\"port\": 8765}", 20000);
+    kx_th_tool_reply r = call("expose_port", "{\"port\": 8765}", 20000);
     if (!r.res->success)
         fail_msg("expose_port: %s", r.res->error ? r.res->error->message : "?");
     const char *url = json_string_value(json_object_get(r.output, "url"));
@@ -476,11 +457,11 @@ static void test_expose_port(void **state)
     assert_null(rep->error);
     assert_false(kx_pb_str_empty(rep->relay));
     kx_pb_free(rep);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 
     r = call("expose_port", "{\"port\": 70000}", 10000);
     assert_error(&r, "invalid_argument", "'port' must be between 1 and 65535");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 /* ---- see_image ---------------------------------------------------------------------------- */
@@ -514,7 +495,7 @@ static void test_see_image(void **state)
         write_file(kinds[i].name, kinds[i].magic, kinds[i].n, 4096);
         char args[200], want[200];
         snprintf(args, sizeof args, "{\"file_path\": \"%s\"}", kinds[i].name);
-        call_result r = call("see_image", args, 10000);
+        kx_th_tool_reply r = call("see_image", args, 10000);
         if (!r.res->success)
             fail_msg("see_image %s: %s", kinds[i].name, r.res->error->message);
         snprintf(want, sizeof want, "/workspace/%s", kinds[i].name);
@@ -522,25 +503,25 @@ static void test_see_image(void **state)
         assert_string_equal(json_string_value(json_object_get(img, "file_path")), want);
         assert_string_equal(json_string_value(json_object_get(img, "mime_type")), kinds[i].mime);
         assert_int_equal(json_integer_value(json_object_get(img, "size")), 4096);
-        call_result_free(&r);
+        kx_th_tool_reply_free(&r);
     }
-    call_result r = call("see_image", "{\"file_path\": \"nope.png\"}", 10000);
+    kx_th_tool_reply r = call("see_image", "{\"file_path\": \"nope.png\"}", 10000);
     assert_error(&r, "not_found", "nope.png");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     write_file("notes.txt", "just text, not an image", 23, 0);
     r = call("see_image", "{\"file_path\": \"/workspace/notes.txt\"}", 10000);
     assert_error(&r, "invalid_argument", "is not a PNG, JPEG, GIF or WebP image");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     write_file("huge.png", "\x89PNG\r\n\x1a\n", 8, (off_t)10 * 1024 * 1024 + 1);
     r = call("see_image", "{\"file_path\": \"huge.png\"}", 10000);
     assert_error(&r, "invalid_argument", "too big: 10485761 bytes");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     r = call("see_image", "{\"file_path\": \"scrape\"}", 10000);
     assert_error(&r, "invalid_argument", "is a directory");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     r = call("see_image", "{\"file_path\": \"../../etc/passwd\"}", 10000);
     assert_false(r.res->success);
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 /* ---- no keys ---------------------------------------------------------------------------- */
@@ -557,12 +538,12 @@ static void test_no_keys(void **state)
     assert_non_null(json_object_get(names, "expose_port"));
     assert_non_null(json_object_get(names, "execute_command"));
     json_decref(names);
-    call_result r = call("web_search", "{\"query\": \"x\"}", 10000);
+    kx_th_tool_reply r = call("web_search", "{\"query\": \"x\"}", 10000);
     assert_error(&r, "not_found", "not configured");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
     r = call("scrape_webpage", "{\"urls\": \"https://example.org/\"}", 10000);
     assert_error(&r, "not_found", "not configured");
-    call_result_free(&r);
+    kx_th_tool_reply_free(&r);
 }
 
 int main(void)
