@@ -614,23 +614,24 @@ static void test_a_merged_batch_survives_a_lost_connection(void **state)
     free(token);
 }
 
-/* A test trigger that refuses, with a KX rule's error, a change of status of the runs of the
+/* A test trigger that refuses, with SQLSTATE errcode, a change of status of the runs of the
  * threads whose first message is prompt, made by their runner (while the run names one) — the
- * runner's finish; when only_completed, only a change to 'completed'. Each refusal counts in
- * the sequence kx_test_ends (not rolled back). */
-static void refuse_ends(const char *prompt, bool only_completed)
+ * runner's finish; when only_completed, only a change to 'completed'; the first upto times
+ * only (0: always). Each refusal counts in the sequence kx_test_ends (not rolled back). */
+static void refuse_ends(const char *prompt, bool only_completed, const char *errcode, int upto)
 {
     PQclear(kx_th_sql(&g_stack, "CREATE SEQUENCE kx_test_ends", 0, NULL));
-    char sql[1200];
+    char sql[1400];
     snprintf(sql, sizeof sql,
              "CREATE FUNCTION kx_test_no_end() RETURNS trigger LANGUAGE plpgsql AS $$ "
              "BEGIN IF OLD.status = 'running' AND NEW.status <> 'running' %s "
              "AND OLD.lease_owner IS NOT NULL AND EXISTS (SELECT 1 FROM messages m "
-             "WHERE m.thread_id = NEW.thread_id AND m.content->>'content' = '%s') THEN "
-             "PERFORM nextval('kx_test_ends'); "
-             "RAISE EXCEPTION USING ERRCODE = 'KX042', MESSAGE = 'test: no end'; "
+             "WHERE m.thread_id = NEW.thread_id AND m.content->>'content' = '%s') "
+             "AND (%d = 0 OR (SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+             "FROM kx_test_ends) < %d) THEN PERFORM nextval('kx_test_ends'); "
+             "RAISE EXCEPTION USING ERRCODE = '%s', MESSAGE = 'test: no end'; "
              "END IF; RETURN NEW; END $$",
-             only_completed ? "AND NEW.status = 'completed'" : "", prompt);
+             only_completed ? "AND NEW.status = 'completed'" : "", prompt, upto, upto, errcode);
     PQclear(kx_th_sql(&g_stack, sql, 0, NULL));
     PQclear(kx_th_sql(&g_stack,
                       "CREATE TRIGGER kx_test_no_end BEFORE UPDATE ON agent_runs FOR EACH ROW "
@@ -667,7 +668,7 @@ static char *run_field(const char *run, const char *expr)
 static void test_an_end_refused_fails_the_run(void **state)
 {
     (void)state;
-    refuse_ends("kx end refused", true);
+    refuse_ends("kx end refused", true, "KX042", 0);
     char account[KX_UUID_LEN + 1];
     char *token = kx_th_new_account(&g_stack, account);
     assert_non_null(token);
@@ -698,13 +699,42 @@ static void test_an_end_refused_fails_the_run(void **state)
     free(token);
 }
 
+/* An end that lost a race (a deadlock, twice) is written again: the run completes, with its
+ * rows. It failed at the first deadlock ("could not save a assistant message"). */
+static void test_an_end_that_lost_a_race_is_tried_again(void **state)
+{
+    (void)state;
+    refuse_ends("kx end deadlocked", true, "40P01", 2);
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    char r[KX_UUID_LEN + 1];
+    initiate(token, "kx end deadlocked", r);
+    char *st = wait_end(r, 15000);
+    long refused = refused_ends();
+    print_message("[ end      ] %s after %ld deadlock(s)\n", st ? st : "still running", refused);
+    assert_non_null(st);
+    assert_string_equal(st, "completed");
+    assert_int_equal(refused, 2);
+    const char *p[] = {r};
+    char *answers = kx_th_sql_value(&g_stack,
+                                    "SELECT count(*) FROM messages WHERE agent_run_id = "
+                                    "$1::uuid AND type = 'assistant'",
+                                    1, p);
+    assert_non_null(answers);
+    assert_string_equal(answers, "1");
+    free(answers);
+    free(st);
+    free(token);
+}
+
 /* A run none of whose ends its runner can write (completed, then failed) is released to the
  * reaper, which runs it again while attempts remain and then fails it with the runner's
  * reason: it ends within seconds, each attempt costs two refused ends, and nothing loops. */
 static void test_an_end_never_written_is_reaped(void **state)
 {
     (void)state;
-    refuse_ends("kx end never", false);
+    refuse_ends("kx end never", false, "KX042", 0);
     char account[KX_UUID_LEN + 1];
     char *token = kx_th_new_account(&g_stack, account);
     assert_non_null(token);
@@ -738,6 +768,7 @@ int main(void)
         cmocka_unit_test(test_a_merged_batch_is_fenced),
         cmocka_unit_test(test_a_merged_batch_survives_a_lost_connection),
         cmocka_unit_test(test_an_end_refused_fails_the_run),
+        cmocka_unit_test(test_an_end_that_lost_a_race_is_tried_again),
         cmocka_unit_test(test_an_end_never_written_is_reaped),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
