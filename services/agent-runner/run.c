@@ -212,9 +212,32 @@ static bool save_row(run *r, const char *type, bool is_llm, json_t *content, jso
     return false;
 }
 
+/* The run's end cannot be written (its failure could not be either): it is let go to the
+ * scheduler's reaper (run_ops_release, store.c SQL_RELEASE), which ends it within a pass or
+ * two — queued again while attempts remain, else failed with why. Never dropped silently: the
+ * runner's own lease would keep the run `running` until its wall time. */
+static void run_release(run *r, const char *why)
+{
+    if (r->state == RUN_DEAD)
+        return;
+    rlog(r, KX_LOG_ERROR, "run: its end cannot be written (%s); releasing it to the reaper", why);
+    kx_counter_add(kx_metrics_counter("kx_runner_runs_released_total", "",
+                                      "Runs let go to the reaper: their end could not be written"),
+                   1);
+    cancel_work(r);
+    chunks_clear(&r->chunks);
+    r->state = RUN_FINISHING;
+    run_ops_release(r, why);
+}
+
 /* A batch of the run's database work failed (run_ops.c): fenced -> dropped; Postgres gone ->
- * parked (handed back once it answers); otherwise the run fails (or, already failing or
- * ending, is dropped). */
+ * parked (handed back once it answers); otherwise (a server error: run_ops.c already sent a
+ * batch that lost a race again) the run fails with why — also when the batch held its end
+ * (at_finish): the finish is written anew as 'failed', after the error status — and a run
+ * whose failure cannot be written either is released to the reaper (run_release). Only the
+ * fence is KX_ERR_CONFLICT here: store.c reports a server's conflict as internal. So a run's
+ * end costs at most: the finish, the failure, the release (each sent again at most
+ * RUN_OPS_RETRIES times when it lost a race), and the reaper's attempts bound the rest. */
 void run_db_failed(run *r, kx_err err, bool at_finish, bool at_handback, const char *why)
 {
     if (r->state == RUN_DEAD)
@@ -224,21 +247,25 @@ void run_db_failed(run *r, kx_err err, bool at_finish, bool at_handback, const c
         r->turn_open = false;
     }
     if (at_handback) {
-        rlog(r, KX_LOG_WARN, "run: could not hand the run back (%s); the reaper will",
-             kx_err_str(err));
+        rlog(r, KX_LOG_ERROR,
+             "run: %s; let go (a hand-back: the reaper takes it when this runner's lease "
+             "expires; a release: at its wall time)",
+             why);
         run_handed_back(r, NULL);
         return;
     }
-    if (err == KX_ERR_CONFLICT && !at_finish) {
+    if (err == KX_ERR_CONFLICT) {
         run_drop(r,
-                 "fenced: a message insert found the run no longer running with our "
-                 "epoch (stopped, reaped or claimed again)");
+                 at_finish ? "fenced: the rows before the end found the run no longer "
+                             "running with our epoch (stopped, reaped or claimed again)"
+                           : "fenced: a message insert found the run no longer running with "
+                             "our epoch (stopped, reaped or claimed again)");
         return;
     }
     if (db_gone(err))
         run_park(r, why);
-    else if (r->failing || at_finish)
-        run_drop(r, why);
+    else if (r->failing)
+        run_release(r, why);
     else
         run_fail(r, why);
 }

@@ -74,7 +74,7 @@ struct run {
     uint64_t ev_seq;      /* RunEvent.seq, per run */
     uint64_t chunk_seq;   /* "sequence" of chunk events, per run, from 0 */
     int64_t iterations;   /* LLM turns started */
-    bool failing;         /* writing a failure: another write error drops the run */
+    bool failing;         /* writing a failure: another write error releases the run */
     kx_timer *step_timer; /* the next step, on a fresh loop iteration */
 
     /* the current turn */

@@ -45,6 +45,7 @@ struct run_op {
     char status[16];
     char *error;      /* the finish's error, the hand-back's reason */
     bool if_answered; /* OP_FINISH: only if the answer is still the newest LLM message */
+    bool release;     /* OP_HANDBACK: the release to the reaper (run_ops_release) instead */
     bool won, ours;   /* result: ended by us; not ended but still ours */
     /* OP_LOAD */
     bool with_agent;
@@ -59,10 +60,12 @@ struct run_batch {
     int64_t epoch;
     run_op *ops;
     size_t nops;
-    kx_err err;      /* the batch's outcome */
-    run_op *failed;  /* the op that failed, or NULL (BEGIN/COMMIT) */
-    char why[400];   /* a failed load's message */
-    int64_t sent_ms; /* for the metric */
+    kx_err err;       /* the batch's outcome */
+    run_op *failed;   /* the op that failed, or NULL (BEGIN/COMMIT) */
+    char why[400];    /* a failed load's message */
+    char server[300]; /* a failed write's server message (kx_db_last_error), "" for none */
+    bool transient;   /* ... and it was a race lost: 40001, 40P01 (sent again: batch_retry) */
+    int64_t sent_ms;  /* for the metric */
 };
 
 static void op_free(run_op *op)
@@ -179,7 +182,9 @@ static kx_err send_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
         return op->if_answered
             ? store_finish_answered_send(db, b->run_id, b->epoch)
             : store_finish_run_send(db, b->run_id, b->epoch, op->status, op->error);
-    case OP_HANDBACK: return store_handback_run_send(db, b->run_id, b->epoch, op->error);
+    case OP_HANDBACK:
+        return op->release ? store_release_run_send(db, b->run_id, b->epoch, op->error)
+                           : store_handback_run_send(db, b->run_id, b->epoch, op->error);
     case OP_LOAD: return run_ops_load_send(db, b->run_id, b->thread_id, op->with_agent);
     }
     return KX_ERR_INTERNAL;
@@ -207,7 +212,8 @@ static kx_err recv_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
         op->ours = false;
         return op->if_answered ? store_finish_answered_recv(db, &op->won, &op->ours)
                                : store_finish_run_recv(db, &op->won);
-    case OP_HANDBACK: return store_handback_run_recv(db);
+    case OP_HANDBACK:
+        return op->release ? store_release_run_recv(db) : store_handback_run_recv(db);
     case OP_LOAD: return run_ops_load_recv(db, op->with_agent, &op->loaded, b->why, sizeof b->why);
     }
     return KX_ERR_INTERNAL;
@@ -243,7 +249,7 @@ static void log_batch(run_batch *b)
     for (run_op *op = b->ops; op != NULL && len < sizeof buf - 80; op = st.next) {
         stmt_at(op, &st);
         const char *what = op->kind == OP_FINISH ? " finish"
-            : op->kind == OP_HANDBACK            ? " handback"
+            : op->kind == OP_HANDBACK            ? (op->release ? " release" : " handback")
             : op->kind == OP_LOAD                ? " load"
                                                  : "";
         len += (size_t)snprintf(buf + len, sizeof buf - len, "%s", what);
@@ -283,7 +289,23 @@ static void batch_reset(run_batch *b)
 {
     b->failed = NULL;
     b->why[0] = '\0';
+    b->server[0] = '\0';
+    b->transient = false;
     b->err = KX_OK;
+}
+
+/* After op's statement failed with err: the server's message and whether it was a race lost.
+ * Only a write's failure is a server's own (a load's may be ours: its why says), and then
+ * kx_db's last failure is this statement's (its sqlstate is not reset by a success). */
+static void batch_note_server(kx_db *db, run_batch *b, const run_op *op, kx_err err)
+{
+    if (op->kind == OP_LOAD || op->kind == OP_PUBLISH ||
+        (err != KX_ERR_INTERNAL && err != KX_ERR_INVALID))
+        return;
+    const char *st = kx_db_last_sqlstate(db);
+    snprintf(b->server, sizeof b->server, "%.*s (SQLSTATE %s)",
+             (int)strcspn(kx_db_last_error(db), "\n"), kx_db_last_error(db), st);
+    b->transient = strcmp(st, "40001") == 0 || strcmp(st, "40P01") == 0;
 }
 
 /* The batch inside its worker's transaction (kx/db_worker.h): its statements, no
@@ -305,8 +327,10 @@ static kx_err batch_recv(kx_db *db, rdb_job *j)
     batch_reset(b);
     stmt st;
     for (run_op *op = b->ops; op != NULL && b->err == KX_OK; op = st.next)
-        if ((b->err = recv_stmt(db, b, op, &st)) != KX_OK)
+        if ((b->err = recv_stmt(db, b, op, &st)) != KX_OK) {
             b->failed = op;
+            batch_note_server(db, b, op, b->err);
+        }
     return b->err;
 }
 
@@ -410,9 +434,55 @@ static void publish_row(run *r, run_op *op)
     publish_now(r, KX__V1__RUN_EVENT_KIND__RUN_EVENT_KIND_MESSAGE, false, payload);
 }
 
+static void on_kick(kx_loop *loop, void *arg);
+
+#define RUN_OPS_RETRIES 3
+
+/* A batch that lost a race (b->transient) goes again, whole, ahead of what was queued
+ * meanwhile, after a short pause (run_ops.h); false when it does not (then b is as it was). */
+static bool batch_retry(run *r, run_batch *b)
+{
+    if (!b->transient || r->ops.retries >= RUN_OPS_RETRIES || b->ops == NULL)
+        return false;
+    int64_t pause_ms = (int64_t)20 << r->ops.retries;
+    r->ops.retries++;
+    kx_log(KX_LOG_WARN, r->id, NULL, "run: batch failed: %s; sent again in %lld ms (%d of %d)",
+           b->server, (long long)pause_ms, r->ops.retries, RUN_OPS_RETRIES);
+    run_op *last = b->ops;
+    while (last->next != NULL)
+        last = last->next;
+    last->next = r->ops.head;
+    if (r->ops.tail == NULL)
+        r->ops.tail = last;
+    r->ops.head = b->ops;
+    b->ops = NULL;
+    b->failed = NULL;
+    kx_timer_cancel(r->ops.kick);
+    r->ops.kick = kx_loop_timer(r->owner->loop, pause_ms, on_kick, r);
+    if (r->ops.kick == NULL) /* out of memory for a timer: at once */
+        send_batch(r);
+    return true;
+}
+
+/* Whether the batch held the run's end (the statement that failed may be a row's before it,
+ * or the finish's insert, or the COMMIT): nothing of it was written either way. */
+static bool batch_has_finish(const run_batch *b)
+{
+    for (const run_op *op = b->ops; op != NULL; op = op->next)
+        if (op->kind == OP_FINISH)
+            return true;
+    return false;
+}
+
 /* The batch failed as a whole (rolled back). */
 static void batch_failed(run *r, run_batch *b)
 {
+    if (batch_retry(r, b))
+        return;
+    r->ops.retries = 0;
+    bool at_finish = batch_has_finish(b);
+    r->ops.finishing = false; /* neither is queued any more (below): what follows decides */
+    r->ops.handing_back = false;
     /* Events held only to share the batch's message (run_ops_insert) would have gone out
      * before it alone: they still do, unless the fence failed (the run is no longer ours). */
     for (run_op *op = b->ops; op != NULL && b->err != KX_ERR_CONFLICT; op = op->next)
@@ -423,21 +493,27 @@ static void batch_failed(run *r, run_batch *b)
     ops_free(r->ops.head); /* nothing queued after a failure is written */
     r->ops.head = r->ops.tail = NULL;
     run_op *op = b->failed;
+    const char *server = b->server[0] != '\0' ? b->server : kx_err_str(b->err);
     char why[500];
+    stmt st = {0};
+    if (op != NULL && op->kind == OP_INSERT)
+        stmt_at(op, &st);
     if (op != NULL && op->kind == OP_LOAD && b->why[0] != '\0')
         snprintf(why, sizeof why, "%s", b->why);
+    else if (op != NULL && op->kind == OP_INSERT && st.finish != NULL) /* its own insert */
+        snprintf(why, sizeof why,
+                 "internal error: could not save the run's last rows and its end: %s", server);
     else if (op != NULL && op->kind == OP_INSERT)
         snprintf(why, sizeof why, "internal error: could not save a %s message: %s", op->type,
-                 kx_err_str(b->err));
+                 server);
     else if (op != NULL && op->kind == OP_FINISH)
-        snprintf(why, sizeof why,
-                 "could not record the end of the run (%s); handed back once Postgres answers",
-                 kx_err_str(b->err));
+        snprintf(why, sizeof why, "internal error: could not record the end of the run: %s",
+                 server);
+    else if (op != NULL && op->kind == OP_HANDBACK && op->release)
+        snprintf(why, sizeof why, "could not release the run to the reaper: %s", server);
     else
-        snprintf(why, sizeof why, "internal error: could not write to Postgres: %s",
-                 kx_err_str(b->err));
-    run_db_failed(r, b->err, op != NULL && op->kind == OP_FINISH,
-                  op != NULL && op->kind == OP_HANDBACK, why);
+        snprintf(why, sizeof why, "internal error: could not write to Postgres: %s", server);
+    run_db_failed(r, b->err, at_finish, op != NULL && op->kind == OP_HANDBACK, why);
 }
 
 static void batch_done(rdb_job *j, bool live)
@@ -450,7 +526,8 @@ static void batch_done(rdb_job *j, bool live)
     }
     r->ops.inflight = NULL;
     if (b->base.err != b->err) { /* its transaction's outcome (a COMMIT that failed, ...) */
-        b->err = b->base.err;
+        /* a COMMIT's conflict (a deferred constraint, ...) is a server error, not the fence */
+        b->err = b->base.err == KX_ERR_CONFLICT ? KX_ERR_INTERNAL : b->base.err;
         b->failed = NULL;
     }
     kx_histogram_observe(kx_metrics_histogram("kx_runner_db_batch_seconds", "",
@@ -471,6 +548,7 @@ static void batch_done(rdb_job *j, bool live)
         batch_free(b);
         return;
     }
+    r->ops.retries = 0;
     run_op *held_row = NULL; /* a row event that goes after the next row's */
     events_batch evb;
     bool own = batch_begin(r, &evb);
@@ -505,7 +583,9 @@ static void batch_done(rdb_job *j, bool live)
             break;
         case OP_HANDBACK:
             r->ops.handing_back = false;
-            run_handed_back(r, op->error);
+            if (op->release)
+                kx_log(KX_LOG_WARN, r->id, NULL, "run: released to the reaper: %s", op->error);
+            run_handed_back(r, op->release ? NULL : op->error);
             break;
         case OP_LOAD:
             if (!r->ops.handing_back) /* a drain came meanwhile: the run goes no further */
@@ -631,7 +711,7 @@ bool run_ops_insert(run *r, const char *type, bool is_llm, json_t *content, json
         /* The text streamed so far goes before this row's event, and in the same message:
          * queued right ahead of the row even when nothing else is (run_ops_publish), not
          * published alone one commit earlier (run_ops.h). */
-        r->ops.hold = true;
+        r->ops.hold = !run_ops_busy(r); /* busy: the flush queues behind what is, as ever */
         chunks_flush(&r->chunks);
         r->ops.hold = false;
     }
@@ -661,7 +741,7 @@ void run_ops_publish(run *r, int kind, bool terminal, char *payload)
     op->kind = OP_PUBLISH;
     op->ev_kind = kind;
     op->terminal = terminal;
-    op->early = !busy;
+    op->early = !busy || r->ops.hold; /* every event of the flush, not only its first */
     op->payload = payload;
     enqueue(r, op);
 }
@@ -713,6 +793,19 @@ void run_ops_handback(run *r, const char *why)
                       "internal error: out of memory handing the run back");
         return;
     }
+    r->ops.handing_back = true;
+    enqueue(r, op);
+}
+
+void run_ops_release(run *r, const char *why)
+{
+    run_op *op = end_op(OP_HANDBACK, "", why);
+    if (op == NULL) {
+        run_db_failed(r, KX_ERR_NOMEM, false, true,
+                      "internal error: out of memory releasing the run");
+        return;
+    }
+    op->release = true;
     r->ops.handing_back = true;
     enqueue(r, op);
 }

@@ -49,6 +49,13 @@
  * fence holds the run row (FOR SHARE) until the commit, so the rest of the batch passes too.
  * Postgres unreachable: the run is parked (runner_handback_later), as before.
  *
+ * A batch that failed with a transient server error (SQLSTATE 40001 serialization failure,
+ * 40P01 deadlock: a race lost, nothing written) is sent again whole, its events still held,
+ * after 20, 40, 80 ms: up to RUN_OPS_RETRIES times in a row (every statement in it is
+ * idempotent, as above). Any other failure goes to run_db_failed (run.h), with the server's
+ * message in the reason: the batch of a run that ends then makes the run fail, and a run whose
+ * failure cannot be written either is released to the reaper (run_ops_release).
+ *
  * Ownership: the queue and the batch in flight belong to the run; run_ops_clear (run_free)
  * frees the queue and detaches the batch in flight, which frees itself when it comes back.
  * Loop thread only. */
@@ -75,6 +82,7 @@ typedef struct run_ops {
     bool finishing;      /* the fenced finish is queued or in flight */
     bool handing_back;   /* the hand-back is queued or in flight */
     bool hold;           /* run_ops_insert: a publish now queues ahead of the row (see there) */
+    int retries;         /* the failed batch sent again (a transient server error), in a row */
 } run_ops;
 
 /* What a load read (run_ops_load's continuation gets it; it takes msgs and agent). */
@@ -115,6 +123,9 @@ void run_ops_finish(run *r, const char *status, const char *error);
 void run_ops_finish_answered(run *r);
 /* Queues the fenced hand-back (drain); its completion releases the run. */
 void run_ops_handback(run *r, const char *why);
+/* Queues the fenced release to the reaper of a run whose end cannot be written (store.h,
+ * store_release_run_send); its completion, or its failure, lets the run go (run_handed_back). */
+void run_ops_release(run *r, const char *why);
 /* Queues the read of the thread (and of the agent when with_agent); then runs on the loop. */
 void run_ops_load(run *r, bool with_agent, run_load_then then);
 /* Whether something of the run is queued or in flight. */

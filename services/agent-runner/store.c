@@ -203,6 +203,18 @@
     "  updated_at=clock_timestamp() "                                                  \
     "WHERE id=$1::uuid AND lease_epoch=$2::bigint AND status IS NOT DISTINCT FROM 'running'"
 
+/* Release: a run whose end cannot be written (run.c, run_release) is let go to the scheduler's
+ * reaper. Its status stays 'running' (the write that failed was a change of status), its claim
+ * lease expires now and it no longer names a runner, so the reaper's next pass takes it as the
+ * run of a dead runner: queued again while attempts remain (the attempt counts, unlike a
+ * hand-back, so a permanent error cannot cycle the run forever), else failed; with the reason
+ * in error, which the reaper reports for a run without a runner. The epoch is unchanged: the
+ * runner forgets the run at once. */
+#define SQL_RELEASE                                                              \
+    "UPDATE agent_runs SET lease_owner=NULL, lease_expires_at=now(), error=$3, " \
+    "  updated_at=clock_timestamp() "                                            \
+    "WHERE id=$1::uuid AND lease_epoch=$2::bigint AND status IS NOT DISTINCT FROM 'running'"
+
 #define SQL_LLM_MESSAGES                                                                                \
     "SELECT type, content::text, message_id::text FROM messages WHERE thread_id=$1 AND is_llm_message " \
     "ORDER BY created_at"
@@ -241,6 +253,7 @@ static const kx_db_stmt STATEMENTS[] = {
     {"runner_finish", SQL_FINISH},
     {"runner_finish_answered", SQL_FINISH_ANSWERED},
     {"runner_handback", SQL_HANDBACK},
+    {"runner_release", SQL_RELEASE},
     {"runner_llm_messages", SQL_LLM_MESSAGES},
     KX_DB_STMT_END,
 };
@@ -506,17 +519,29 @@ kx_err store_insert_messages_recv(kx_db *db, const store_new_row *rows, size_t n
     return insert_answer(res, err, rows, n, out, NULL);
 }
 
+/* The nine parameters of runner_insert_messages_finish: the insert's, then status ($8) and
+ * error ($9); as insert_params_make. */
+static kx_err finish_params_make(insert_params *p, const char *run_id, int64_t epoch,
+                                 const store_new_row *rows, size_t n, const char *status,
+                                 const char *error)
+{
+    kx_err err = insert_params_make(p, run_id, epoch, rows, n);
+    if (err == KX_OK) {
+        p->params[7] = status;
+        p->params[8] = error;
+    }
+    return err;
+}
+
 kx_err store_insert_finish(kx_db *db, const char *run_id, int64_t epoch, const store_new_row *rows,
                            size_t n, const char *status, const char *error, store_row *out,
                            bool *won)
 {
     *won = false;
     insert_params p;
-    kx_err err = insert_params_make(&p, run_id, epoch, rows, n);
+    kx_err err = finish_params_make(&p, run_id, epoch, rows, n, status, error);
     if (err != KX_OK)
         return err;
-    p.params[7] = status;
-    p.params[8] = error;
     PGresult *res = kx_db_exec_idem(db, "runner_insert_messages_finish", 9, p.params, &err);
     insert_params_free(&p);
     return insert_answer(res, err, rows, n, out, won);
@@ -527,11 +552,9 @@ kx_err store_insert_finish_send(kx_db *db, const char *run_id, int64_t epoch,
                                 const char *error)
 {
     insert_params p;
-    kx_err err = insert_params_make(&p, run_id, epoch, rows, n);
+    kx_err err = finish_params_make(&p, run_id, epoch, rows, n, status, error);
     if (err != KX_OK)
         return err;
-    p.params[7] = status;
-    p.params[8] = error;
     err = kx_db_pipe_send(db, "runner_insert_messages_finish", 9, p.params);
     insert_params_free(&p);
     return err;
@@ -553,12 +576,16 @@ kx_err store_insert_message(kx_db *db, const char *run_id, int64_t epoch, const 
     return store_insert_messages(db, run_id, epoch, &row, 1, out);
 }
 
-/* Reads the fenced finish's answer (res may be NULL: err says why). */
+/* Reads the fenced finish's answer (res may be NULL: err says why). Its fence is its answer
+ * (won false), never an error: a server error kx_db maps to KX_ERR_CONFLICT (a deadlock, a
+ * serialization failure, an integrity error, a KXnnn rule) is reported as KX_ERR_INTERNAL, as
+ * insert_answer does, so run_ops.c never takes it for the fence (the run would be dropped
+ * while its runner's lease kept it `running`). */
 static kx_err finish_answer(PGresult *res, kx_err err, bool *won)
 {
     *won = false;
     if (res == NULL)
-        return err != KX_OK ? err : KX_ERR_INTERNAL;
+        return err != KX_OK && err != KX_ERR_CONFLICT ? err : KX_ERR_INTERNAL;
     *won = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
     PQclear(res);
     return KX_OK;
@@ -625,7 +652,21 @@ kx_err store_handback_run_send(kx_db *db, const char *run_id, int64_t epoch, con
 
 kx_err store_handback_run_recv(kx_db *db)
 {
-    return kx_db_pipe_result_cmd(db, NULL);
+    kx_err err = kx_db_pipe_result_cmd(db, NULL);
+    return err == KX_ERR_CONFLICT ? KX_ERR_INTERNAL : err; /* a server error, not a fence */
+}
+
+kx_err store_release_run_send(kx_db *db, const char *run_id, int64_t epoch, const char *why)
+{
+    char ep[24];
+    snprintf(ep, sizeof ep, "%" PRId64, epoch);
+    const char *params[] = {run_id, ep, why};
+    return kx_db_pipe_send(db, "runner_release", 3, params);
+}
+
+kx_err store_release_run_recv(kx_db *db)
+{
+    return store_handback_run_recv(db);
 }
 
 /* Reads the thread's rows from the answer (res may be NULL: err says why). */

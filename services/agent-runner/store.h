@@ -144,6 +144,11 @@ kx_err store_finish_answered_recv(kx_db *db, bool *won, bool *ours);
 kx_err store_handback_run(kx_db *db, const char *run_id, int64_t epoch, const char *why);
 kx_err store_handback_run_send(kx_db *db, const char *run_id, int64_t epoch, const char *why);
 kx_err store_handback_run_recv(kx_db *db);
+/* Release: a run whose end could not be written is let go to the reaper (fenced by epoch; its
+ * status stays running, its lease expires now, it names no runner; why goes to
+ * agent_runs.error: store.c, SQL_RELEASE). A server error is never KX_ERR_CONFLICT here. */
+kx_err store_release_run_send(kx_db *db, const char *run_id, int64_t epoch, const char *why);
+kx_err store_release_run_recv(kx_db *db);
 
 /* One LLM message of a thread, as stored. */
 typedef struct store_msg {

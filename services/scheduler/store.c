@@ -106,6 +106,8 @@ const kx_db_stmt sched_statements[] = {
      "  notice = CASE WHEN NOT d.wall AND r.attempt < $3::int THEN 'retried' ELSE 'failed' END, "
      "  completed_at = CASE WHEN NOT d.wall AND r.attempt < $3::int THEN NULL ELSE now() END, "
      "  error = CASE WHEN d.wall THEN 'exceeded max wall time of ' || $1::bigint::text || ' s' "
+     /* released by its runner (agent-runner/store.c, SQL_RELEASE): the runner's reason */
+     "    WHEN r.lease_owner IS NULL AND r.error IS NOT NULL THEN r.error "
      "    ELSE 'reaped: runner ' || coalesce(r.lease_owner, 'unknown') || "
      "         ' stopped heartbeating at ' || " ISO_MS(
          "d.last_beat") " END, "

@@ -13,7 +13,10 @@
  *  - many runs at once, their batches group-committed several runs per transaction
  *    (kx/db_worker.h): every run completes with the same rows as a run alone, none twice.
  *  - a message that lands in the thread between the model's answer and the run's finish gets
- *    another turn (the finish of an answered run checks the thread itself). */
+ *    another turn (the finish of an answered run checks the thread itself).
+ *  - a run whose end cannot be written (a server error, neither the fence nor Postgres gone)
+ *    fails with the reason; if its failure cannot be written either, it is released to the
+ *    reaper, which ends it within seconds (tests with a trigger that refuses the end). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -611,6 +614,149 @@ static void test_a_merged_batch_survives_a_lost_connection(void **state)
     free(token);
 }
 
+/* A test trigger that refuses, with SQLSTATE errcode, a change of status of the runs of the
+ * threads whose first message is prompt, made by their runner (while the run names one) — the
+ * runner's finish; when only_completed, only a change to 'completed'; the first upto times
+ * only (0: always). Each refusal counts in the sequence kx_test_ends (not rolled back). */
+static void refuse_ends(const char *prompt, bool only_completed, const char *errcode, int upto)
+{
+    PQclear(kx_th_sql(&g_stack, "CREATE SEQUENCE kx_test_ends", 0, NULL));
+    char sql[1400];
+    snprintf(sql, sizeof sql,
+             "CREATE FUNCTION kx_test_no_end() RETURNS trigger LANGUAGE plpgsql AS $$ "
+             "BEGIN IF OLD.status = 'running' AND NEW.status <> 'running' %s "
+             "AND OLD.lease_owner IS NOT NULL AND EXISTS (SELECT 1 FROM messages m "
+             "WHERE m.thread_id = NEW.thread_id AND m.content->>'content' = '%s') "
+             "AND (%d = 0 OR (SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+             "FROM kx_test_ends) < %d) THEN PERFORM nextval('kx_test_ends'); "
+             "RAISE EXCEPTION USING ERRCODE = '%s', MESSAGE = 'test: no end'; "
+             "END IF; RETURN NEW; END $$",
+             only_completed ? "AND NEW.status = 'completed'" : "", prompt, upto, upto, errcode);
+    PQclear(kx_th_sql(&g_stack, sql, 0, NULL));
+    PQclear(kx_th_sql(&g_stack,
+                      "CREATE TRIGGER kx_test_no_end BEFORE UPDATE ON agent_runs FOR EACH ROW "
+                      "EXECUTE FUNCTION kx_test_no_end()",
+                      0, NULL));
+}
+
+/* How many ends it refused; drops it. */
+static long refused_ends(void)
+{
+    char *n = kx_th_sql_value(&g_stack,
+                              "SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+                              "FROM kx_test_ends",
+                              0, NULL);
+    PQclear(kx_th_sql(&g_stack, "DROP TRIGGER kx_test_no_end ON agent_runs", 0, NULL));
+    PQclear(kx_th_sql(&g_stack, "DROP FUNCTION kx_test_no_end()", 0, NULL));
+    PQclear(kx_th_sql(&g_stack, "DROP SEQUENCE kx_test_ends", 0, NULL));
+    long v = n != NULL ? strtol(n, NULL, 10) : -1;
+    free(n);
+    return v;
+}
+
+static char *run_field(const char *run, const char *expr)
+{
+    char sql[300];
+    snprintf(sql, sizeof sql, "SELECT %s FROM agent_runs WHERE id = $1::uuid", expr);
+    const char *p[] = {run};
+    return kx_th_sql_value(&g_stack, sql, 1, p);
+}
+
+/* A run whose end cannot be written as 'completed' (a server error that is neither the fence
+ * nor Postgres gone) fails, with a reason naming what could not be written and the server's
+ * error, at once. It was dropped: its runner's lease kept it `running` until its wall time. */
+static void test_an_end_refused_fails_the_run(void **state)
+{
+    (void)state;
+    refuse_ends("kx end refused", true, "KX042", 0);
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    char r[KX_UUID_LEN + 1];
+    initiate(token, "kx end refused", r);
+    char *st = wait_end(r, 15000);
+    long refused = refused_ends();
+    char *error = run_field(r, "coalesce(error, '')");
+    print_message("[ end      ] %s after %ld refusal(s): %s\n", st ? st : "still running", refused,
+                  error ? error : "?");
+    assert_non_null(st);
+    assert_string_equal(st, "failed");
+    assert_int_equal(refused, 1);
+    assert_non_null(error);
+    /* the finish went with the answer's rows: the reason names them both (R2) */
+    assert_non_null(strstr(error, "could not save the run's last rows and its end"));
+    assert_non_null(strstr(error, "test: no end"));
+    const char *p[] = {r};
+    char *saved = kx_th_sql_value(&g_stack,
+                                  "SELECT count(*) FROM messages WHERE agent_run_id = $1::uuid "
+                                  "AND content->>'status_type' = 'error'",
+                                  1, p);
+    assert_non_null(saved);
+    assert_string_equal(saved, "1"); /* the failure is in the thread */
+    free(saved);
+    free(error);
+    free(st);
+    free(token);
+}
+
+/* An end that lost a race (a deadlock, twice) is written again: the run completes, with its
+ * rows. It failed at the first deadlock ("could not save a assistant message"). */
+static void test_an_end_that_lost_a_race_is_tried_again(void **state)
+{
+    (void)state;
+    refuse_ends("kx end deadlocked", true, "40P01", 2);
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    char r[KX_UUID_LEN + 1];
+    initiate(token, "kx end deadlocked", r);
+    char *st = wait_end(r, 15000);
+    long refused = refused_ends();
+    print_message("[ end      ] %s after %ld deadlock(s)\n", st ? st : "still running", refused);
+    assert_non_null(st);
+    assert_string_equal(st, "completed");
+    assert_int_equal(refused, 2);
+    const char *p[] = {r};
+    char *answers = kx_th_sql_value(&g_stack,
+                                    "SELECT count(*) FROM messages WHERE agent_run_id = "
+                                    "$1::uuid AND type = 'assistant'",
+                                    1, p);
+    assert_non_null(answers);
+    assert_string_equal(answers, "1");
+    free(answers);
+    free(st);
+    free(token);
+}
+
+/* A run none of whose ends its runner can write (completed, then failed) is released to the
+ * reaper, which runs it again while attempts remain and then fails it with the runner's
+ * reason: it ends within seconds, each attempt costs two refused ends, and nothing loops. */
+static void test_an_end_never_written_is_reaped(void **state)
+{
+    (void)state;
+    refuse_ends("kx end never", false, "KX042", 0);
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    char r[KX_UUID_LEN + 1];
+    initiate(token, "kx end never", r);
+    char *st = wait_end(r, 20000);
+    sleep(1); /* nothing more tries */
+    char *attempt = run_field(r, "attempt::text || ' ' || coalesce(error, '')");
+    long refused = refused_ends();
+    print_message("[ end      ] %s after %ld refusal(s); attempt, error: %s\n",
+                  st ? st : "still running", refused, attempt ? attempt : "?");
+    assert_non_null(st);
+    assert_string_equal(st, "failed");
+    assert_non_null(attempt);
+    assert_int_equal(strtol(attempt, NULL, 10), 2); /* max_attempts: run again once */
+    assert_int_equal(refused, 4);                   /* completed, failed: per attempt */
+    assert_non_null(strstr(attempt, "test: no end"));
+    free(attempt);
+    free(st);
+    free(token);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -621,6 +767,9 @@ int main(void)
         cmocka_unit_test(test_a_tool_run_writes_few_statements),
         cmocka_unit_test(test_a_merged_batch_is_fenced),
         cmocka_unit_test(test_a_merged_batch_survives_a_lost_connection),
+        cmocka_unit_test(test_an_end_refused_fails_the_run),
+        cmocka_unit_test(test_an_end_that_lost_a_race_is_tried_again),
+        cmocka_unit_test(test_an_end_never_written_is_reaped),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -509,6 +509,67 @@ static void test_server_conflict_is_not_the_fence(void **state)
     kx_db_close(db);
 }
 
+/* The finish statements as the inserts: a server error kx_db calls a conflict (here a KX rule,
+ * raised by a test trigger whenever a running run's status would change) is not the fence.
+ * Reported as KX_ERR_CONFLICT, the runner took it for "no longer ours" and dropped the run
+ * while its lease kept it `running` until its wall time. The release (runner_release) changes
+ * no status, so it still goes through: the run stays running but names no runner and its lease
+ * has expired, with the reason in error (what the scheduler's reaper ends). */
+static kx_err finish_answered(kx_db *db, const char *run, int64_t epoch, bool *won, bool *ours);
+
+static void test_finish_server_conflict_is_not_the_fence(void **state)
+{
+    (void)state;
+    PQclear(q(g_db.sql,
+              "CREATE FUNCTION kx_test_no_end() RETURNS trigger LANGUAGE plpgsql AS $$ "
+              "BEGIN IF OLD.status = 'running' AND NEW.status <> 'running' THEN "
+              "RAISE EXCEPTION USING ERRCODE = 'KX042', MESSAGE = 'test: no end'; "
+              "END IF; RETURN NEW; END $$",
+              0, NULL));
+    PQclear(q(g_db.sql,
+              "CREATE TRIGGER kx_test_no_end BEFORE UPDATE ON agent_runs FOR EACH ROW "
+              "EXECUTE FUNCTION kx_test_no_end()",
+              0, NULL));
+    kx_db *db = proxied();
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1];
+    int64_t epoch = claimed_run(db, thread, run);
+    bool won = true, ours = true;
+    kx_err finish = store_finish_run(db, run, epoch, "completed", NULL, &won);
+    char answer[KX_UUID_LEN + 1];
+    kx_uuid_new(answer);
+    store_row row; /* the answer: the finish of an answered run updates the row */
+    assert_int_equal(store_insert_message(db, run, epoch, answer, "assistant", true, "{}", "{}",
+                                          &row),
+                     KX_OK);
+    kx_err answered = finish_answered(db, run, epoch, &won, &ours);
+    char ids[1][KX_UUID_LEN + 1], content[1][64];
+    store_new_row rows[1];
+    store_row out[1];
+    new_rows(1, ids, content, rows);
+    kx_err folded = store_insert_finish(db, run, epoch, rows, 1, "failed", "x", out, &won);
+    assert_int_equal(kx_db_pipe_begin(db), KX_OK);
+    (void)store_release_run_send(db, run, epoch, "could not record the end of the run: test");
+    kx_err released = store_release_run_recv(db);
+    kx_db_pipe_end(db);
+    PQclear(q(g_db.sql, "DROP TRIGGER kx_test_no_end ON agent_runs", 0, NULL));
+    PQclear(q(g_db.sql, "DROP FUNCTION kx_test_no_end()", 0, NULL));
+    assert_int_equal(finish, KX_ERR_INTERNAL);
+    assert_int_equal(answered, KX_ERR_INTERNAL);
+    assert_int_equal(folded, KX_ERR_INTERNAL);
+    assert_false(won);
+    assert_int_equal(released, KX_OK);
+    char *v = value1("SELECT status || ' ' || coalesce(lease_owner, '-') || ' ' || "
+                     "(lease_expires_at <= now())::text || ' ' || lease_epoch || ' ' || error "
+                     "FROM agent_runs WHERE id=$1::uuid",
+                     run);
+    char want[200];
+    snprintf(want, sizeof want, "running - true %lld could not record the end of the run: test",
+             (long long)epoch);
+    assert_string_equal(v, want);
+    free(v);
+    kx_db_close(db);
+}
+
 /* A retry returns the same rows with the same created_at; a call that mixes rows already
  * written with new ones writes the new ones (after the others) and returns every row; a mix
  * under a stale epoch writes nothing and fails. The lost answer itself: the retried statement
@@ -1331,6 +1392,7 @@ int main(void)
         cmocka_unit_test(test_rows_keep_their_order),
         cmocka_unit_test(test_rows_fenced_write_nothing),
         cmocka_unit_test(test_server_conflict_is_not_the_fence),
+        cmocka_unit_test(test_finish_server_conflict_is_not_the_fence),
         cmocka_unit_test(test_rows_retry_and_mix),
         cmocka_unit_test(test_rows_statement_keeps_its_generic_plan),
         cmocka_unit_test(test_plain_write_is_not_retried),
