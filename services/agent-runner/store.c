@@ -25,13 +25,24 @@
  * agent_runs.agent_id, else the account's default agent (is_default); its version:
  * agent_runs.agent_version_id, else the agent's current_version_id — only a version of that
  * agent, and only an agent of the run's account (or a public one). NULLs when there is no agent
- * or no version. */
-#define SQL_AGENT_OF_R                                                                   \
-    "LEFT JOIN LATERAL (SELECT * FROM agents x WHERE CASE WHEN r.agent_id IS NOT NULL "  \
-    "    THEN x.agent_id = r.agent_id AND (x.account_id = r.account_id OR x.is_public) " \
-    "    ELSE x.account_id = r.account_id AND x.is_default END LIMIT 1) a ON true "      \
-    "LEFT JOIN agent_versions v ON v.agent_id = a.agent_id "                             \
-    "    AND v.version_id = COALESCE(r.agent_version_id, a.current_version_id) "
+ * or no version. Each is an index probe: the agent by agents_pkey, or (no agent_id: the
+ * one-time filter r.agent_id IS NULL picks the second branch) by the account's agents; the
+ * version by agent_versions_pkey, in a LATERAL with LIMIT 1 so that it stays a probe per run
+ * row (its agent test written "(…) IS TRUE": as "=" the planner took agent_versions_agent_id_idx
+ * and read every version of the agent). Written as one CASE over agents, no index could serve
+ * the condition: every claim read agents whole (to the first match; all of it for an account
+ * without a default agent), and the version as a plain join was a hash join over every row of
+ * agent_versions in the generic plan made on a young database, kept by the runner's
+ * connections (tests/unit/test_runner_store.c, test_the_agent_of_a_run_is_probed_by_index;
+ * docs/performance.md, "Sequential scans per run"). */
+#define SQL_AGENT_OF_R                                                           \
+    "LEFT JOIN LATERAL (SELECT * FROM agents x WHERE x.agent_id = r.agent_id "   \
+    "    AND (x.account_id = r.account_id OR x.is_public) "                      \
+    "  UNION ALL SELECT * FROM agents x WHERE r.agent_id IS NULL "               \
+    "    AND x.account_id = r.account_id AND x.is_default LIMIT 1) a ON true "   \
+    "LEFT JOIN LATERAL (SELECT * FROM agent_versions y "                         \
+    "  WHERE y.version_id = COALESCE(r.agent_version_id, a.current_version_id) " \
+    "    AND (y.agent_id = a.agent_id) IS TRUE LIMIT 1) v ON true "
 
 /* queued -> running for this runner; $4 is the claim id the runner made for this claim. The
  * second branch recognises the claim's own earlier success (a retry after a lost answer): it

@@ -1203,6 +1203,105 @@ static void test_claim_returns_the_agent(void **state)
     kx_db_close(db);
 }
 
+/* The generic plans of the run's agent look-ups (the claim's and runner_agent's) probe agents
+ * and agent_versions by index: the named agent by its key, the default one by the account, the
+ * version by its key. Before, the agent was chosen by one CASE that no index could
+ * serve (a read of agents to its first match, all of it for an account without a default
+ * agent, on every claim) and the version was a plain join, planned on this young database as a
+ * hash join over every row of agent_versions: two sequential scans per run, and per claim
+ * O(every agent version of every account) (docs/performance.md, "Sequential scans per run"). */
+static void test_the_agent_of_a_run_is_probed_by_index(void **state)
+{
+    (void)state;
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], agent[KX_UUID_LEN + 1];
+    new_run(thread, run);
+    new_default_agent(thread, "\"be brief\"", agent);
+    const char *names[] = {"runner_claim", "runner_agent"};
+    PQclear(q(g_db.sql, "SET plan_cache_mode = force_generic_plan", 0, NULL));
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char why[200];
+        char *plan = kx_th_generic_plan(g_db.sql, kx_th_stmt_sql(store_statements(), names[i]),
+                                        why, sizeof why);
+        if (plan == NULL)
+            fail_msg("%s: %s", names[i], why);
+        bool bad = strstr(plan, "Seq Scan on agents") != NULL ||
+            strstr(plan, "Seq Scan on agent_versions") != NULL ||
+            strstr(plan, "agents_pkey") == NULL ||
+            strstr(plan, "Index Cond: (account_id = ") == NULL ||
+            strstr(plan, "agent_versions_pkey") == NULL;
+        if (bad)
+            fprintf(stderr, "%s", plan);
+        free(plan);
+        if (bad)
+            fail_msg("%s: the agent or its version is not one index probe (plan above)", names[i]);
+    }
+    PQclear(q(g_db.sql, "RESET plan_cache_mode", 0, NULL));
+}
+
+/* A run's agent by each rule of runner_agent (the claim's is the same join): the agent the
+ * run names, of its account or public, with the version the run names (only one of that
+ * agent) or else the agent's current one; without a named agent the account's default. */
+static void test_the_agent_of_a_run_by_each_rule(void **state)
+{
+    (void)state;
+    char thread[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], own[KX_UUID_LEN + 1];
+    char other_thread[KX_UUID_LEN + 1], other_run[KX_UUID_LEN + 1], other[KX_UUID_LEN + 1];
+    new_run(thread, run);
+    new_default_agent(thread, "\"mine\"", own);
+    new_run(other_thread, other_run);
+    new_default_agent(other_thread, "\"theirs\"", other);
+    kx_db *db = proxied();
+    store_agent got;
+    /* no agent named: the account's default, its current version */
+    assert_int_equal(store_load_agent(db, run, &got), KX_OK);
+    assert_string_equal(got.agent_id, own);
+    assert_non_null(strstr(got.config, "mine"));
+    store_agent_clear(&got);
+    /* another account's agent named, not public: none */
+    kx_th_sql_exec(g_db.sql, "UPDATE agent_runs SET agent_id = $2::uuid WHERE id = $1::uuid", 2,
+                   (const char *[]){run, other});
+    assert_int_equal(store_load_agent(db, run, &got), KX_OK);
+    assert_string_equal(got.agent_id, "");
+    assert_null(got.config);
+    store_agent_clear(&got);
+    /* public: that agent, its current version */
+    kx_th_sql_exec(g_db.sql, "UPDATE agents SET is_public = true WHERE agent_id = $1::uuid", 1,
+                   (const char *[]){other});
+    assert_int_equal(store_load_agent(db, run, &got), KX_OK);
+    assert_string_equal(got.agent_id, other);
+    assert_non_null(strstr(got.config, "theirs"));
+    store_agent_clear(&got);
+    /* a version of another agent named: the agent, no version */
+    kx_th_sql_exec(g_db.sql,
+                   "UPDATE agent_runs SET agent_id = $2::uuid, agent_version_id = (SELECT "
+                   "current_version_id FROM agents WHERE agent_id = $3::uuid) WHERE id = $1::uuid",
+                   3, (const char *[]){run, other, own});
+    assert_int_equal(store_load_agent(db, run, &got), KX_OK);
+    assert_string_equal(got.agent_id, other);
+    assert_string_equal(got.version_id, "");
+    assert_null(got.config);
+    store_agent_clear(&got);
+    /* its own agent and that agent's version named */
+    kx_th_sql_exec(g_db.sql, "UPDATE agent_runs SET agent_id = $2::uuid WHERE id = $1::uuid", 2,
+                   (const char *[]){run, own});
+    assert_int_equal(store_load_agent(db, run, &got), KX_OK);
+    assert_string_equal(got.agent_id, own);
+    assert_non_null(strstr(got.config, "mine"));
+    store_agent_clear(&got);
+    /* no agent named and no default agent: none */
+    kx_th_sql_exec(g_db.sql,
+                   "UPDATE agent_runs SET agent_id = NULL, agent_version_id = NULL "
+                   "WHERE id = $1::uuid",
+                   1, (const char *[]){run});
+    kx_th_sql_exec(g_db.sql, "UPDATE agents SET is_default = false WHERE agent_id = $1::uuid", 1,
+                   (const char *[]){own});
+    assert_int_equal(store_load_agent(db, run, &got), KX_OK);
+    assert_string_equal(got.agent_id, "");
+    assert_null(got.config);
+    store_agent_clear(&got);
+    kx_db_close(db);
+}
+
 /* dispatch_claim: the agent the claim returned is the first turn's (parsed); a stored config
  * that cannot be read is not kept (the run reads again and fails with the reason), the claim
  * is won all the same. */
@@ -1403,6 +1502,8 @@ int main(void)
         cmocka_unit_test(test_claim_after_a_failed_read_is_not_run),
         cmocka_unit_test(test_claim_returns_the_agent),
         cmocka_unit_test(test_dispatch_claim_parses_the_agent),
+        cmocka_unit_test(test_the_agent_of_a_run_is_probed_by_index),
+        cmocka_unit_test(test_the_agent_of_a_run_by_each_rule),
         cmocka_unit_test(test_finish_answered_decides_as_a_read_would),
         cmocka_unit_test(test_llm_history_tests_the_index_entries),
         cmocka_unit_test(test_usage_statement_only_for_usage_batches),
