@@ -1,5 +1,6 @@
 /* main.c — the agent-runner: the table of contents of the service.
  *
+ *   heap_tune                           malloc keeps its free heap top (heap.c)
  *   kx_svc_init("agent-runner", 9102)   identity, logs, loop, signals, NATS, health, ops HTTP
  *   runner_config_load                  KX_* / provider settings (config.c)
  *   runner_config_check_fds             RLIMIT_NOFILE raised for the capacity, or refuse
@@ -29,6 +30,7 @@
 #include "config.h"
 #include "control.h"
 #include "dispatch.h"
+#include "heap.h"
 #include "heartbeat.h"
 #include "kx/bus.h"
 #include "kx/curlm.h"
@@ -121,8 +123,11 @@ static kx_err start(app *a)
 int main(void)
 {
     static app a;
+    bool heap_ok = heap_tune(); /* before any thread: every arena gets the thresholds */
     if (kx_svc_init(&a.svc, "agent-runner", 9102) != KX_OK)
         return 1;
+    if (!heap_ok)
+        kx_warn("malloc: the heap thresholds were refused; glibc's defaults stay");
     int code = 1;
     if (start(&a) == KX_OK)
         code = kx_svc_run(&a.svc);
