@@ -35,6 +35,7 @@
 
 static void begin_iteration(kx_loop *loop, void *arg);
 static void run_fail(run *r, const char *error);
+static void run_release(run *r, const char *why);
 static void on_tool_done(void *arg, tool_outcome *o);
 static void advance_tools(run *r);
 static void continue_answer(run *r);
@@ -206,7 +207,7 @@ static bool save_row(run *r, const char *type, bool is_llm, json_t *content, jso
     char why[200];
     snprintf(why, sizeof why, "internal error: out of memory saving a %s message", type);
     if (r->failing)
-        run_drop(r, why);
+        run_release(r, why);
     else
         run_fail(r, why);
     return false;
@@ -220,6 +221,12 @@ static void run_release(run *r, const char *why)
 {
     if (r->state == RUN_DEAD)
         return;
+    if (r->released) { /* the release itself could not be sent (out of memory): no loop */
+        rlog(r, KX_LOG_ERROR, "run: %s; let go (the reaper ends it at its wall time)", why);
+        run_handed_back(r, NULL);
+        return;
+    }
+    r->released = true;
     rlog(r, KX_LOG_ERROR, "run: its end cannot be written (%s); releasing it to the reaper", why);
     kx_counter_add(kx_metrics_counter("kx_runner_runs_released_total", "",
                                       "Runs let go to the reaper: their end could not be written"),
@@ -245,6 +252,13 @@ void run_db_failed(run *r, kx_err err, bool at_finish, bool at_handback, const c
     if (r->turn_queued) { /* its start rows were in the failed batch (or queued behind it) */
         r->turn_queued = false;
         r->turn_open = false;
+    }
+    if (at_handback && r->released && db_gone(err)) {
+        /* the release found Postgres gone: this runner stays alive and keeps its lease, so
+         * letting go would leave the run `running` until its wall time; the hand-back is
+         * retried once Postgres answers (it gives the attempt back: once per outage) */
+        run_park(r, why);
+        return;
     }
     if (at_handback) {
         rlog(r, KX_LOG_ERROR,

@@ -75,6 +75,7 @@ struct run {
     uint64_t chunk_seq;   /* "sequence" of chunk events, per run, from 0 */
     int64_t iterations;   /* LLM turns started */
     bool failing;         /* writing a failure: another write error releases the run */
+    bool released;        /* a release to the reaper was queued: never a second one */
     kx_timer *step_timer; /* the next step, on a fresh loop iteration */
 
     /* the current turn */
