@@ -95,7 +95,8 @@ start_nats() {
     fi
     # the environment of deploy/nats/nats.env (GOMAXPROCS), for nats-server alone
     local -a nats_env=()
-    mapfile -t nats_env < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$KX_ROOT/deploy/nats/nats.env")
+    mapfile -t nats_env < <(sed -e 's/#.*//' -e 's/[[:space:]]*$//' -e '/^$/d' \
+        "$KX_ROOT/deploy/nats/nats.env")
     env "${nats_env[@]}" setsid nats-server -js -a 127.0.0.1 -p "$KX_NATS_PORT" \
         -sd "$KX_DATA_DIR/nats" </dev/null >>"$LOG/nats.log" 2>&1 &
     pid=$!

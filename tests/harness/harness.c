@@ -541,7 +541,7 @@ int kx_th_nats_deploy_env(char out[][KX_TH_NATS_ENV_LEN], int max)
     while (fgets(line, sizeof line, f) != NULL) {
         line[strcspn(line, "#\n")] = '\0';
         char name[64], value[96];
-        if (sscanf(line, " %63[A-Z_]=%95s", name, value) != 2) { /* NOLINT(cert-err34-c) */
+        if (sscanf(line, " %63[A-Z0-9_]=%95s", name, value) != 2) { /* NOLINT(cert-err34-c) */
             if (strspn(line, " \t") != strlen(line)) {
                 th_log("%s: not a `NAME=value` line: %s", NATS_DEPLOY_ENV, line);
                 n = -1;
