@@ -58,7 +58,7 @@ static void test_started_server_has_the_deployed_environment(void **state)
     assert_true(n > 0);
 
     /* what the test's own environment says must not win over the file */
-    setenv("GOMAXPROCS", "7", 1);
+    assert_int_equal(setenv("GOMAXPROCS", "7", 1), 0);
     char *tmp = kx_th_tmpdir("kx-th-natsenv");
     assert_non_null(tmp);
     kx_th_nats nats;
@@ -75,7 +75,7 @@ static void test_started_server_has_the_deployed_environment(void **state)
     kx_th_nats_stop(&nats);
     kx_th_rmrf(tmp);
     free(tmp);
-    unsetenv("GOMAXPROCS");
+    assert_int_equal(unsetenv("GOMAXPROCS"), 0);
 }
 
 int main(void)
