@@ -16,7 +16,8 @@
  *    another turn (the finish of an answered run checks the thread itself).
  *  - a run whose end cannot be written (a server error, neither the fence nor Postgres gone)
  *    fails with the reason; if its failure cannot be written either, it is released to the
- *    reaper, which ends it within seconds (tests with a trigger that refuses the end). */
+ *    reaper, which ends it within seconds (tests with a trigger that refuses the end); a
+ *    release that finds Postgres gone hands the run back once it answers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -614,24 +615,24 @@ static void test_a_merged_batch_survives_a_lost_connection(void **state)
     free(token);
 }
 
-/* A test trigger that refuses, with SQLSTATE errcode, a change of status of the runs of the
- * threads whose first message is prompt, made by their runner (while the run names one) — the
- * runner's finish; when only_completed, only a change to 'completed'; the first upto times
- * only (0: always). Each refusal counts in the sequence kx_test_ends (not rolled back). */
-static void refuse_ends(const char *prompt, bool only_completed, const char *errcode, int upto)
+/* A test trigger on the runner's end of the runs of the threads whose first message is prompt:
+ * a change of their status to one of statuses (an SQL list: "'completed'") made by their
+ * runner (while the run names one) runs action (plpgsql: a RAISE refuses it, a pg_sleep slows
+ * it); the first upto times only (0: always). Each time counts in the sequence kx_test_ends
+ * (not rolled back). */
+static void on_ends(const char *prompt, const char *statuses, const char *action, int upto)
 {
     PQclear(kx_th_sql(&g_stack, "CREATE SEQUENCE kx_test_ends", 0, NULL));
     char sql[1400];
     snprintf(sql, sizeof sql,
              "CREATE FUNCTION kx_test_no_end() RETURNS trigger LANGUAGE plpgsql AS $$ "
-             "BEGIN IF OLD.status = 'running' AND NEW.status <> 'running' %s "
+             "BEGIN IF OLD.status = 'running' AND NEW.status IN (%s) "
              "AND OLD.lease_owner IS NOT NULL AND EXISTS (SELECT 1 FROM messages m "
              "WHERE m.thread_id = NEW.thread_id AND m.content->>'content' = '%s') "
              "AND (%d = 0 OR (SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
-             "FROM kx_test_ends) < %d) THEN PERFORM nextval('kx_test_ends'); "
-             "RAISE EXCEPTION USING ERRCODE = '%s', MESSAGE = 'test: no end'; "
+             "FROM kx_test_ends) < %d) THEN PERFORM nextval('kx_test_ends'); %s; "
              "END IF; RETURN NEW; END $$",
-             only_completed ? "AND NEW.status = 'completed'" : "", prompt, upto, upto, errcode);
+             statuses, prompt, upto, upto, action);
     PQclear(kx_th_sql(&g_stack, sql, 0, NULL));
     PQclear(kx_th_sql(&g_stack,
                       "CREATE TRIGGER kx_test_no_end BEFORE UPDATE ON agent_runs FOR EACH ROW "
@@ -639,8 +640,12 @@ static void refuse_ends(const char *prompt, bool only_completed, const char *err
                       0, NULL));
 }
 
-/* How many ends it refused; drops it. */
-static long refused_ends(void)
+#define REFUSE_KX "RAISE EXCEPTION USING ERRCODE = 'KX042', MESSAGE = 'test: no end'"
+#define REFUSE_DEADLOCK "RAISE EXCEPTION USING ERRCODE = '40P01', MESSAGE = 'test: no end'"
+#define ANY_END "'completed', 'failed'"
+
+/* How many ends the trigger met; drops it. */
+static long ends_met(void)
 {
     char *n = kx_th_sql_value(&g_stack,
                               "SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
@@ -652,6 +657,24 @@ static long refused_ends(void)
     long v = n != NULL ? strtol(n, NULL, 10) : -1;
     free(n);
     return v;
+}
+
+/* A run of a new account with prompt, under the trigger on_ends set: waits up to timeout_ms
+ * for its end, then settle_ms more (nothing more tries), and counts the ends the trigger met
+ * (*ends; the trigger is dropped). The run's id in run; its final status (malloc'd) or NULL. */
+static char *run_against_ends(const char *prompt, int64_t timeout_ms, int64_t settle_ms,
+                              char run[KX_UUID_LEN + 1], long *ends)
+{
+    char account[KX_UUID_LEN + 1];
+    char *token = kx_th_new_account(&g_stack, account);
+    assert_non_null(token);
+    initiate(token, prompt, run);
+    char *st = wait_end(run, timeout_ms);
+    if (settle_ms > 0)
+        usleep((useconds_t)settle_ms * 1000);
+    *ends = ends_met();
+    free(token);
+    return st;
 }
 
 static char *run_field(const char *run, const char *expr)
@@ -668,14 +691,10 @@ static char *run_field(const char *run, const char *expr)
 static void test_an_end_refused_fails_the_run(void **state)
 {
     (void)state;
-    refuse_ends("kx end refused", true, "KX042", 0);
-    char account[KX_UUID_LEN + 1];
-    char *token = kx_th_new_account(&g_stack, account);
-    assert_non_null(token);
+    on_ends("kx end refused", "'completed'", REFUSE_KX, 0);
     char r[KX_UUID_LEN + 1];
-    initiate(token, "kx end refused", r);
-    char *st = wait_end(r, 15000);
-    long refused = refused_ends();
+    long refused = 0;
+    char *st = run_against_ends("kx end refused", 15000, 0, r, &refused);
     char *error = run_field(r, "coalesce(error, '')");
     print_message("[ end      ] %s after %ld refusal(s): %s\n", st ? st : "still running", refused,
                   error ? error : "?");
@@ -696,7 +715,6 @@ static void test_an_end_refused_fails_the_run(void **state)
     free(saved);
     free(error);
     free(st);
-    free(token);
 }
 
 /* An end that lost a race (a deadlock, twice) is written again: the run completes, with its
@@ -704,14 +722,10 @@ static void test_an_end_refused_fails_the_run(void **state)
 static void test_an_end_that_lost_a_race_is_tried_again(void **state)
 {
     (void)state;
-    refuse_ends("kx end deadlocked", true, "40P01", 2);
-    char account[KX_UUID_LEN + 1];
-    char *token = kx_th_new_account(&g_stack, account);
-    assert_non_null(token);
+    on_ends("kx end deadlocked", "'completed'", REFUSE_DEADLOCK, 2);
     char r[KX_UUID_LEN + 1];
-    initiate(token, "kx end deadlocked", r);
-    char *st = wait_end(r, 15000);
-    long refused = refused_ends();
+    long refused = 0;
+    char *st = run_against_ends("kx end deadlocked", 15000, 0, r, &refused);
     print_message("[ end      ] %s after %ld deadlock(s)\n", st ? st : "still running", refused);
     assert_non_null(st);
     assert_string_equal(st, "completed");
@@ -725,7 +739,6 @@ static void test_an_end_that_lost_a_race_is_tried_again(void **state)
     assert_string_equal(answers, "1");
     free(answers);
     free(st);
-    free(token);
 }
 
 /* A run none of whose ends its runner can write (completed, then failed) is released to the
@@ -734,16 +747,11 @@ static void test_an_end_that_lost_a_race_is_tried_again(void **state)
 static void test_an_end_never_written_is_reaped(void **state)
 {
     (void)state;
-    refuse_ends("kx end never", false, "KX042", 0);
-    char account[KX_UUID_LEN + 1];
-    char *token = kx_th_new_account(&g_stack, account);
-    assert_non_null(token);
+    on_ends("kx end never", ANY_END, REFUSE_KX, 0);
     char r[KX_UUID_LEN + 1];
-    initiate(token, "kx end never", r);
-    char *st = wait_end(r, 20000);
-    sleep(1); /* nothing more tries */
+    long refused = 0;
+    char *st = run_against_ends("kx end never", 20000, 1000, r, &refused);
     char *attempt = run_field(r, "attempt::text || ' ' || coalesce(error, '')");
-    long refused = refused_ends();
     print_message("[ end      ] %s after %ld refusal(s); attempt, error: %s\n",
                   st ? st : "still running", refused, attempt ? attempt : "?");
     assert_non_null(st);
@@ -754,7 +762,71 @@ static void test_an_end_never_written_is_reaped(void **state)
     assert_non_null(strstr(attempt, "test: no end"));
     free(attempt);
     free(st);
-    free(token);
+}
+
+/* A run whose every end is refused and whose release loses its connection until the run was
+ * handed back (a trigger on the release's update ends its own backend; the database thread
+ * runs a job whose connection was lost once more, so it is cut twice at least): the release
+ * found Postgres gone, so the run is parked and handed back once Postgres answers (the attempt
+ * given back), and then goes the way of test_an_end_never_written_is_reaped: it ends `failed`
+ * within seconds. It was let go while the runner's lease kept it `running` until its wall
+ * time (1 h). */
+static void test_a_release_that_lost_postgres_is_handed_back(void **state)
+{
+    (void)state;
+    PQclear(kx_th_sql(&g_stack, "CREATE SEQUENCE kx_test_releases", 0, NULL));
+    PQclear(kx_th_sql(&g_stack, "CREATE SEQUENCE kx_test_handbacks", 0, NULL));
+    PQclear(kx_th_sql(
+        &g_stack,
+        "CREATE FUNCTION kx_test_cut_release() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF OLD.status = 'running' AND NEW.status = 'queued' AND OLD.lease_owner IS NOT NULL "
+        "THEN PERFORM nextval('kx_test_handbacks'); END IF; "
+        "IF OLD.lease_owner IS NOT NULL AND NEW.lease_owner IS NULL AND NEW.status = 'running' "
+        "THEN PERFORM nextval('kx_test_releases'); "
+        "IF NOT (SELECT is_called FROM kx_test_handbacks) THEN "
+        "PERFORM pg_terminate_backend(pg_backend_pid()); END IF; END IF; "
+        "RETURN NULL; END $$",
+        0, NULL));
+    PQclear(kx_th_sql(&g_stack,
+                      "CREATE TRIGGER kx_test_cut_release AFTER UPDATE ON agent_runs "
+                      "FOR EACH ROW EXECUTE FUNCTION kx_test_cut_release()",
+                      0, NULL));
+    on_ends("kx release cut", ANY_END, REFUSE_KX, 0);
+    char r[KX_UUID_LEN + 1];
+    long refused = 0;
+    char *st = run_against_ends("kx release cut", 30000, 1000, r, &refused);
+    char *counts = kx_th_sql_value(&g_stack,
+                                   "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 "
+                                   "END FROM kx_test_handbacks)::text || ' ' || "
+                                   "(SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
+                                   "FROM kx_test_releases)::text",
+                                   0, NULL);
+    PQclear(kx_th_sql(&g_stack, "DROP TRIGGER kx_test_cut_release ON agent_runs", 0, NULL));
+    PQclear(kx_th_sql(&g_stack, "DROP FUNCTION kx_test_cut_release()", 0, NULL));
+    PQclear(kx_th_sql(&g_stack, "DROP SEQUENCE kx_test_handbacks", 0, NULL));
+    PQclear(kx_th_sql(&g_stack, "DROP SEQUENCE kx_test_releases", 0, NULL));
+    char *attempt = run_field(r, "attempt::text || ' ' || coalesce(error, '')");
+    print_message("[ release  ] %s after %ld refusal(s); hand-backs, releases: %s; "
+                  "attempt, error: %s\n",
+                  st ? st : "still running", refused, counts ? counts : "?",
+                  attempt ? attempt : "?");
+    const char *p[] = {r};
+    if (st == NULL) /* not left running for the reaper's wall-time check */
+        PQclear(kx_th_sql(&g_stack,
+                          "UPDATE agent_runs SET status = 'stopped', completed_at = now() "
+                          "WHERE id = $1::uuid",
+                          1, p));
+    assert_non_null(st);
+    assert_string_equal(st, "failed");
+    assert_non_null(counts);
+    assert_int_equal(strtol(counts, NULL, 10), 1); /* handed back once, after the cut */
+    assert_int_equal(refused, 6); /* completed, failed: per claim (3: the attempt given back) */
+    assert_non_null(attempt);
+    assert_int_equal(strtol(attempt, NULL, 10), 2);
+    assert_non_null(strstr(attempt, "test: no end"));
+    free(attempt);
+    free(counts);
+    free(st);
 }
 
 int main(void)
@@ -770,6 +842,7 @@ int main(void)
         cmocka_unit_test(test_an_end_refused_fails_the_run),
         cmocka_unit_test(test_an_end_that_lost_a_race_is_tried_again),
         cmocka_unit_test(test_an_end_never_written_is_reaped),
+        cmocka_unit_test(test_a_release_that_lost_postgres_is_handed_back),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
