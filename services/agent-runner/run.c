@@ -173,9 +173,11 @@ static void run_park(run *r, const char *why)
     run_drop(r, why);
 }
 
+/* Postgres gone: the connection lost, the server unreachable or shutting down. Not a statement
+ * timeout: that is Postgres answering (run_db_failed). */
 static bool db_gone(kx_err err)
 {
-    return err == KX_ERR_UNAVAILABLE || err == KX_ERR_TIMEOUT;
+    return err == KX_ERR_UNAVAILABLE;
 }
 
 /* Publishes an event, after whatever of the run is still being written (run_ops.h); takes
@@ -237,14 +239,19 @@ static void run_release(run *r, const char *why)
     run_ops_release(r, why);
 }
 
-/* A batch of the run's database work failed (run_ops.c): fenced -> dropped; Postgres gone ->
- * parked (handed back once it answers); otherwise (a server error: run_ops.c already sent a
- * batch that lost a race again) the run fails with why — also when the batch held its end
- * (at_finish): the finish is written anew as 'failed', after the error status — and a run
- * whose failure cannot be written either is released to the reaper (run_release). Only the
- * fence is KX_ERR_CONFLICT here: store.c reports a server's conflict as internal. So a run's
- * end costs at most: the finish, the failure, the release (each sent again at most
- * RUN_OPS_RETRIES times when it lost a race), and the reaper's attempts bound the rest. */
+/* A batch of the run's database work failed (run_ops.c): fenced -> dropped; Postgres gone
+ * (the connection lost, unreachable) -> parked (handed back once it answers: the attempt is
+ * given back); a statement timeout (Postgres answered: overloaded, or a lock held elsewhere)
+ * -> released to the reaper at once (run_release), mid-run or at the end: the attempt counts,
+ * so a write that always times out ends the run after max_attempts instead of running it again
+ * and again, and no failure is written first (it would hold the lane up as long again);
+ * otherwise (a server error: run_ops.c already sent a batch that lost a race again) the run
+ * fails with why — also when the batch held its end (at_finish): the finish is written anew
+ * as 'failed', after the error status — and a run whose failure cannot be written either is
+ * released to the reaper. Only the fence is KX_ERR_CONFLICT here: store.c reports a server's
+ * conflict as internal. So a run's end costs at most: the finish, the failure, the release
+ * (each sent again at most RUN_OPS_RETRIES times when it lost a race), and the reaper's
+ * attempts bound the rest. */
 void run_db_failed(run *r, kx_err err, bool at_finish, bool at_handback, const char *why)
 {
     if (r->state == RUN_DEAD)
@@ -253,10 +260,11 @@ void run_db_failed(run *r, kx_err err, bool at_finish, bool at_handback, const c
         r->turn_queued = false;
         r->turn_open = false;
     }
-    if (at_handback && r->released && db_gone(err)) {
-        /* the release found Postgres gone: this runner stays alive and keeps its lease, so
-         * letting go would leave the run `running` until its wall time; the hand-back is
-         * retried once Postgres answers (it gives the attempt back: once per outage) */
+    if (at_handback && r->released && (db_gone(err) || err == KX_ERR_TIMEOUT)) {
+        /* the release found Postgres gone (or timed out): this runner stays alive and keeps
+         * its lease, so letting go would leave the run `running` until its wall time; the
+         * hand-back is retried once Postgres answers (it gives the attempt back: once per
+         * outage) */
         run_park(r, why);
         return;
     }
@@ -278,7 +286,7 @@ void run_db_failed(run *r, kx_err err, bool at_finish, bool at_handback, const c
     }
     if (db_gone(err))
         run_park(r, why);
-    else if (r->failing)
+    else if (err == KX_ERR_TIMEOUT || r->failing)
         run_release(r, why);
     else
         run_fail(r, why);

@@ -296,11 +296,12 @@ static void batch_reset(run_batch *b)
 
 /* After op's statement failed with err: the server's message and whether it was a race lost.
  * Only a write's failure is a server's own (a load's may be ours: its why says), and then
- * kx_db's last failure is this statement's (its sqlstate is not reset by a success). */
+ * kx_db's last failure is this statement's (its sqlstate is not reset by a success). A
+ * statement timeout is one too: the run's reason names it (run.c, run_db_failed). */
 static void batch_note_server(kx_db *db, run_batch *b, const run_op *op, kx_err err)
 {
     if (op->kind == OP_LOAD || op->kind == OP_PUBLISH ||
-        (err != KX_ERR_INTERNAL && err != KX_ERR_INVALID))
+        (err != KX_ERR_INTERNAL && err != KX_ERR_INVALID && err != KX_ERR_TIMEOUT))
         return;
     const char *st = kx_db_last_sqlstate(db);
     snprintf(b->server, sizeof b->server, "%.*s (SQLSTATE %s)",

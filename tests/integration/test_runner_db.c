@@ -17,7 +17,8 @@
  *  - a run whose end cannot be written (a server error, neither the fence nor Postgres gone)
  *    fails with the reason; if its failure cannot be written either, it is released to the
  *    reaper, which ends it within seconds (tests with a trigger that refuses the end); a
- *    release that finds Postgres gone hands the run back once it answers. */
+ *    release that finds Postgres gone hands the run back once it answers; an end that hits
+ *    the statement timeout releases the run (the attempt counts): it does not cycle. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -829,6 +830,62 @@ static void test_a_release_that_lost_postgres_is_handed_back(void **state)
     free(st);
 }
 
+/* The agent-runner again, with pair ("KX_DB_STATEMENT_TIMEOUT_MS=N") in its environment; NULL:
+ * with the suite's value again. The rest of the stack keeps its own. The stack's env holds
+ * malloc'd strings it frees: so does this. */
+static void runner_statement_timeout(const char *pair)
+{
+    static char *saved;
+    static const char key[] = "KX_DB_STATEMENT_TIMEOUT_MS=";
+    size_t i = 0;
+    while (g_stack.env[i] != NULL && strncmp(g_stack.env[i], key, sizeof key - 1) != 0)
+        i++;
+    assert_non_null(g_stack.env[i]); /* setup sets it */
+    char *now = pair != NULL ? strdup(pair) : saved;
+    assert_non_null(now);
+    if (pair != NULL)
+        saved = g_stack.env[i];
+    else
+        free(g_stack.env[i]);
+    g_stack.env[i] = now;
+    kx_th_proc *runner = kx_th_stack_proc(&g_stack, "agent-runner");
+    assert_int_equal(kx_th_stack_proc_stop(&g_stack, runner), 0);
+    assert_int_equal(kx_th_stack_proc_start(&g_stack, runner, 15000), KX_OK);
+}
+
+/* A statement timeout at the end (a trigger makes every end sleep 2 s; the runner's
+ * statement_timeout is 1 s) is Postgres answering, not Postgres gone: the run is released to
+ * the reaper (the attempt counts) and fails after max_attempts with the timeout as its reason.
+ * It was parked and handed back (the attempt given back): claimed, run and timed out again,
+ * forever. */
+static void test_an_end_that_times_out_does_not_cycle(void **state)
+{
+    (void)state;
+    runner_statement_timeout("KX_DB_STATEMENT_TIMEOUT_MS=1000");
+    on_ends("kx end slow", ANY_END, "PERFORM pg_sleep(2)", 0);
+    char r[KX_UUID_LEN + 1];
+    long slowed = 0;
+    char *st = run_against_ends("kx end slow", 20000, 1500, r, &slowed);
+    char *attempt = run_field(r, "attempt::text || ' ' || coalesce(error, '')");
+    const char *p[] = {r};
+    print_message("[ timeout  ] %s after %ld slowed end(s); attempt, error: %s\n",
+                  st ? st : "still running", slowed, attempt ? attempt : "?");
+    if (st == NULL) /* not left cycling */
+        PQclear(kx_th_sql(&g_stack,
+                          "UPDATE agent_runs SET status = 'stopped', completed_at = now() "
+                          "WHERE id = $1::uuid",
+                          1, p));
+    runner_statement_timeout(NULL);
+    assert_non_null(st);
+    assert_string_equal(st, "failed");
+    assert_int_equal(slowed, 2); /* one end per attempt, nothing more */
+    assert_non_null(attempt);
+    assert_int_equal(strtol(attempt, NULL, 10), 2);
+    assert_non_null(strstr(attempt, "statement timeout"));
+    free(attempt);
+    free(st);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -843,6 +900,7 @@ int main(void)
         cmocka_unit_test(test_an_end_that_lost_a_race_is_tried_again),
         cmocka_unit_test(test_an_end_never_written_is_reaped),
         cmocka_unit_test(test_a_release_that_lost_postgres_is_handed_back),
+        cmocka_unit_test(test_an_end_that_times_out_does_not_cycle),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
