@@ -176,7 +176,7 @@ static kx_err end_recv(kx_db *db, rdb_job *j)
 {
     end_job *e = (end_job *)j;
     e->won = false;
-    return e->handback ? store_handback_run_recv(db) : store_finish_run_recv(db, &e->won);
+    return e->handback ? store_let_go_recv(db) : store_finish_run_recv(db, &e->won);
 }
 
 static void end_done(rdb_job *j, bool live)

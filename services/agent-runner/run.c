@@ -216,7 +216,7 @@ static bool save_row(run *r, const char *type, bool is_llm, json_t *content, jso
 }
 
 /* The run's end cannot be written (its failure could not be either): it is let go to the
- * scheduler's reaper (run_ops_release, store.c SQL_RELEASE), which ends it within a pass or
+ * scheduler's reaper (run_ops_handback, store.c SQL_RELEASE), which ends it within a pass or
  * two — queued again while attempts remain, else failed with why. Never dropped silently: the
  * runner's own lease would keep the run `running` until its wall time. */
 static void run_release(run *r, const char *why)
@@ -236,7 +236,7 @@ static void run_release(run *r, const char *why)
     cancel_work(r);
     chunks_clear(&r->chunks);
     r->state = RUN_FINISHING;
-    run_ops_release(r, why);
+    run_ops_handback(r, why, true);
 }
 
 /* A batch of the run's database work failed (run_ops.c): fenced -> dropped; Postgres gone
@@ -1358,7 +1358,7 @@ void run_handback(run *r, const char *why)
         cancel_work(r);
         chunks_clear(&r->chunks);
         r->state = RUN_FINISHING;
-        run_ops_handback(r, why); /* behind the rows still queued: they are kept */
+        run_ops_handback(r, why, false); /* behind the rows still queued: they are kept */
     }
     if (r->state != RUN_DEAD && r->owner->loop_over) {
         /* shutdown: nothing will read the answers; send what is queued and let go */

@@ -45,7 +45,7 @@ struct run_op {
     char status[16];
     char *error;      /* the finish's error, the hand-back's reason */
     bool if_answered; /* OP_FINISH: only if the answer is still the newest LLM message */
-    bool release;     /* OP_HANDBACK: the release to the reaper (run_ops_release) instead */
+    bool release;     /* OP_HANDBACK: the release to the reaper (run_ops_handback) instead */
     bool won, ours;   /* result: ended by us; not ended but still ours */
     /* OP_LOAD */
     bool with_agent;
@@ -212,8 +212,7 @@ static kx_err recv_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
         op->ours = false;
         return op->if_answered ? store_finish_answered_recv(db, &op->won, &op->ours)
                                : store_finish_run_recv(db, &op->won);
-    case OP_HANDBACK:
-        return op->release ? store_release_run_recv(db) : store_handback_run_recv(db);
+    case OP_HANDBACK: return store_let_go_recv(db);
     case OP_LOAD: return run_ops_load_recv(db, op->with_agent, &op->loaded, b->why, sizeof b->why);
     }
     return KX_ERR_INTERNAL;
@@ -786,27 +785,16 @@ void run_ops_finish_answered(run *r)
     enqueue(r, op);
 }
 
-void run_ops_handback(run *r, const char *why)
+void run_ops_handback(run *r, const char *why, bool release)
 {
     run_op *op = end_op(OP_HANDBACK, "", why);
     if (op == NULL) {
         run_db_failed(r, KX_ERR_NOMEM, false, true,
-                      "internal error: out of memory handing the run back");
+                      release ? "internal error: out of memory releasing the run"
+                              : "internal error: out of memory handing the run back");
         return;
     }
-    r->ops.handing_back = true;
-    enqueue(r, op);
-}
-
-void run_ops_release(run *r, const char *why)
-{
-    run_op *op = end_op(OP_HANDBACK, "", why);
-    if (op == NULL) {
-        run_db_failed(r, KX_ERR_NOMEM, false, true,
-                      "internal error: out of memory releasing the run");
-        return;
-    }
-    op->release = true;
+    op->release = release;
     r->ops.handing_back = true;
     enqueue(r, op);
 }

@@ -54,7 +54,7 @@
  * after 20, 40, 80 ms: up to RUN_OPS_RETRIES times in a row (every statement in it is
  * idempotent, as above). Any other failure goes to run_db_failed (run.h), with the server's
  * message in the reason: the batch of a run that ends then makes the run fail, and a run whose
- * failure cannot be written either is released to the reaper (run_ops_release).
+ * failure cannot be written either is released to the reaper (run_ops_handback).
  *
  * Ownership: the queue and the batch in flight belong to the run; run_ops_clear (run_free)
  * frees the queue and detaches the batch in flight, which frees itself when it comes back.
@@ -121,11 +121,10 @@ void run_ops_finish(run *r, const char *status, const char *error);
  * next turn would make to decide so, folded into the finish); its completion calls
  * run_finished, or run_answer_not_last when a newer message came (the run goes on). */
 void run_ops_finish_answered(run *r);
-/* Queues the fenced hand-back (drain); its completion releases the run. */
-void run_ops_handback(run *r, const char *why);
-/* Queues the fenced release to the reaper of a run whose end cannot be written (store.h,
- * store_release_run_send); its completion, or its failure, lets the run go (run_handed_back). */
-void run_ops_release(run *r, const char *why);
+/* Queues the fenced hand-back (drain: store_handback_run_send); release: the fenced release to
+ * the reaper of a run whose end cannot be written instead (store.h, store_release_run_send).
+ * Its completion lets the run go (run_handed_back); its failure: run_db_failed. */
+void run_ops_handback(run *r, const char *why, bool release);
 /* Queues the read of the thread (and of the agent when with_agent); then runs on the loop. */
 void run_ops_load(run *r, bool with_agent, run_load_then then);
 /* Whether something of the run is queued or in flight. */

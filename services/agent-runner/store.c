@@ -264,7 +264,7 @@ static const kx_db_stmt STATEMENTS[] = {
     {"runner_finish", SQL_FINISH},
     {"runner_finish_answered", SQL_FINISH_ANSWERED},
     {"runner_handback", SQL_HANDBACK},
-    {"runner_release", SQL_RELEASE},
+    {"runner_release_to_reaper", SQL_RELEASE},
     {"runner_llm_messages", SQL_LLM_MESSAGES},
     KX_DB_STMT_END,
 };
@@ -645,6 +645,17 @@ kx_err store_finish_answered_recv(kx_db *db, bool *won, bool *ours)
     return finish_answer(res, err, won);
 }
 
+/* The fenced update of the run row by the statement named stmt, pipelined: a hand-back or a
+ * release (their parameters are the same). */
+static kx_err send_let_go(kx_db *db, const char *stmt, const char *run_id, int64_t epoch,
+                          const char *why)
+{
+    char ep[24];
+    snprintf(ep, sizeof ep, "%" PRId64, epoch);
+    const char *params[] = {run_id, ep, why};
+    return kx_db_pipe_send(db, stmt, 3, params);
+}
+
 kx_err store_handback_run(kx_db *db, const char *run_id, int64_t epoch, const char *why)
 {
     char ep[24];
@@ -655,29 +666,18 @@ kx_err store_handback_run(kx_db *db, const char *run_id, int64_t epoch, const ch
 
 kx_err store_handback_run_send(kx_db *db, const char *run_id, int64_t epoch, const char *why)
 {
-    char ep[24];
-    snprintf(ep, sizeof ep, "%" PRId64, epoch);
-    const char *params[] = {run_id, ep, why};
-    return kx_db_pipe_send(db, "runner_handback", 3, params);
-}
-
-kx_err store_handback_run_recv(kx_db *db)
-{
-    kx_err err = kx_db_pipe_result_cmd(db, NULL);
-    return err == KX_ERR_CONFLICT ? KX_ERR_INTERNAL : err; /* a server error, not a fence */
+    return send_let_go(db, "runner_handback", run_id, epoch, why);
 }
 
 kx_err store_release_run_send(kx_db *db, const char *run_id, int64_t epoch, const char *why)
 {
-    char ep[24];
-    snprintf(ep, sizeof ep, "%" PRId64, epoch);
-    const char *params[] = {run_id, ep, why};
-    return kx_db_pipe_send(db, "runner_release", 3, params);
+    return send_let_go(db, "runner_release_to_reaper", run_id, epoch, why);
 }
 
-kx_err store_release_run_recv(kx_db *db)
+kx_err store_let_go_recv(kx_db *db)
 {
-    return store_handback_run_recv(db);
+    kx_err err = kx_db_pipe_result_cmd(db, NULL);
+    return err == KX_ERR_CONFLICT ? KX_ERR_INTERNAL : err; /* a server error, not a fence */
 }
 
 /* Reads the thread's rows from the answer (res may be NULL: err says why). */

@@ -143,12 +143,12 @@ kx_err store_finish_answered_recv(kx_db *db, bool *won, bool *ours);
  * scheduler announces and re-dispatches it). why goes to agent_runs.error until the claim. */
 kx_err store_handback_run(kx_db *db, const char *run_id, int64_t epoch, const char *why);
 kx_err store_handback_run_send(kx_db *db, const char *run_id, int64_t epoch, const char *why);
-kx_err store_handback_run_recv(kx_db *db);
 /* Release: a run whose end could not be written is let go to the reaper (fenced by epoch; its
  * status stays running, its lease expires now, it names no runner; why goes to
- * agent_runs.error: store.c, SQL_RELEASE). A server error is never KX_ERR_CONFLICT here. */
+ * agent_runs.error: store.c, SQL_RELEASE, statement runner_release_to_reaper). */
 kx_err store_release_run_send(kx_db *db, const char *run_id, int64_t epoch, const char *why);
-kx_err store_release_run_recv(kx_db *db);
+/* The answer of a hand-back's or a release's send. A server error is never KX_ERR_CONFLICT. */
+kx_err store_let_go_recv(kx_db *db);
 
 /* One LLM message of a thread, as stored. */
 typedef struct store_msg {

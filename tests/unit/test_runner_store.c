@@ -512,9 +512,9 @@ static void test_server_conflict_is_not_the_fence(void **state)
 /* The finish statements as the inserts: a server error kx_db calls a conflict (here a KX rule,
  * raised by a test trigger whenever a running run's status would change) is not the fence.
  * Reported as KX_ERR_CONFLICT, the runner took it for "no longer ours" and dropped the run
- * while its lease kept it `running` until its wall time. The release (runner_release) changes
- * no status, so it still goes through: the run stays running but names no runner and its lease
- * has expired, with the reason in error (what the scheduler's reaper ends). */
+ * while its lease kept it `running` until its wall time. The release (runner_release_to_reaper)
+ * changes no status, so it still goes through: the run stays running but names no runner and
+ * its lease has expired, with the reason in error (what the scheduler's reaper ends). */
 static kx_err finish_answered(kx_db *db, const char *run, int64_t epoch, bool *won, bool *ours);
 
 static void test_finish_server_conflict_is_not_the_fence(void **state)
@@ -549,7 +549,7 @@ static void test_finish_server_conflict_is_not_the_fence(void **state)
     kx_err folded = store_insert_finish(db, run, epoch, rows, 1, "failed", "x", out, &won);
     assert_int_equal(kx_db_pipe_begin(db), KX_OK);
     (void)store_release_run_send(db, run, epoch, "could not record the end of the run: test");
-    kx_err released = store_release_run_recv(db);
+    kx_err released = store_let_go_recv(db);
     kx_db_pipe_end(db);
     PQclear(q(g_db.sql, "DROP TRIGGER kx_test_no_end ON agent_runs", 0, NULL));
     PQclear(q(g_db.sql, "DROP FUNCTION kx_test_no_end()", 0, NULL));
