@@ -853,16 +853,16 @@ static void runner_statement_timeout(const char *pair)
     assert_int_equal(kx_th_stack_proc_start(&g_stack, runner, 15000), KX_OK);
 }
 
-/* A statement timeout at the end (a trigger makes every end sleep 2 s; the runner's
- * statement_timeout is 1 s) is Postgres answering, not Postgres gone: the run is released to
+/* A statement timeout at the end (a trigger makes every end sleep 5 s; the runner's
+ * statement_timeout is 2 s: its other statements are far from it, even under ctest -j) is Postgres answering, not Postgres gone: the run is released to
  * the reaper (the attempt counts) and fails after max_attempts with the timeout as its reason.
  * It was parked and handed back (the attempt given back): claimed, run and timed out again,
  * forever. */
 static void test_an_end_that_times_out_does_not_cycle(void **state)
 {
     (void)state;
-    runner_statement_timeout("KX_DB_STATEMENT_TIMEOUT_MS=1000");
-    on_ends("kx end slow", ANY_END, "PERFORM pg_sleep(2)", 0);
+    runner_statement_timeout("KX_DB_STATEMENT_TIMEOUT_MS=2000");
+    on_ends("kx end slow", ANY_END, "PERFORM pg_sleep(5)", 0);
     char r[KX_UUID_LEN + 1];
     long slowed = 0;
     char *st = run_against_ends("kx end slow", 20000, 1500, r, &slowed);
