@@ -525,15 +525,19 @@ static kx_err wait_port(pid_t pid, uint16_t port, int64_t timeout_ms, const char
     }
 }
 
-/* ---- nats-server ---------------------------------------------------------------------- */
+/* ---- deploy files of name/value lines ------------------------------------------------ */
 
-#define NATS_DEPLOY_ENV KX_SOURCE_DIR "/deploy/nats/nats.env"
-
-int kx_th_nats_deploy_env(char out[][KX_TH_NATS_ENV_LEN], int max)
+/* Reads the lines of path (# starts a comment; blank lines skipped) with the sscanf format fmt,
+ * which takes a name (up to 63 bytes) and a value (up to 95), into out[i] (each len bytes) as
+ * "name=value". form names a line's form for the error. Returns how many, or -1 (logged) when
+ * the file cannot be read, has a line of another form or more than max. Used for
+ * deploy/nats/nats.env and deploy/postgres/kortix.conf. */
+static int read_deploy_pairs(const char *path, const char *fmt, const char *form, char *out,
+                             size_t len, int max)
 {
-    FILE *f = fopen(NATS_DEPLOY_ENV, "r");
+    FILE *f = fopen(path, "r");
     if (f == NULL) {
-        th_log("%s: %s", NATS_DEPLOY_ENV, strerror(errno));
+        th_log("%s: %s", path, strerror(errno));
         return -1;
     }
     char line[256];
@@ -541,23 +545,33 @@ int kx_th_nats_deploy_env(char out[][KX_TH_NATS_ENV_LEN], int max)
     while (fgets(line, sizeof line, f) != NULL) {
         line[strcspn(line, "#\n")] = '\0';
         char name[64], value[96];
-        if (sscanf(line, " %63[A-Z0-9_]=%95s", name, value) != 2) { /* NOLINT(cert-err34-c) */
+        if (sscanf(line, fmt, name, value) != 2) { /* NOLINT(cert-err34-c) */
             if (strspn(line, " \t") != strlen(line)) {
-                th_log("%s: not a `NAME=value` line: %s", NATS_DEPLOY_ENV, line);
+                th_log("%s: not a `%s` line: %s", path, form, line);
                 n = -1;
                 break;
             }
             continue;
         }
         if (n == max) {
-            th_log("%s: more than %d variables", NATS_DEPLOY_ENV, max);
+            th_log("%s: more than %d lines", path, max);
             n = -1;
             break;
         }
-        snprintf(out[n++], KX_TH_NATS_ENV_LEN, "%s=%s", name, value);
+        snprintf(out + (size_t)n++ * len, len, "%s=%s", name, value);
     }
     fclose(f);
     return n;
+}
+
+/* ---- nats-server ---------------------------------------------------------------------- */
+
+#define NATS_DEPLOY_ENV KX_SOURCE_DIR "/deploy/nats/nats.env"
+
+int kx_th_nats_deploy_env(char out[][KX_TH_NATS_ENV_LEN], int max)
+{
+    return read_deploy_pairs(NATS_DEPLOY_ENV, " %63[A-Z0-9_]=%95s", "NAME=value", out[0],
+                             KX_TH_NATS_ENV_LEN, max);
 }
 
 kx_err kx_th_nats_start(const char *tmpdir, kx_th_nats *out)
@@ -771,33 +785,8 @@ static void pg_signal_and_reap(kx_th_pg *p, int sig)
 
 int kx_th_pg_deploy_settings(char out[][KX_TH_PG_SETTING_LEN], int max)
 {
-    FILE *f = fopen(PG_DEPLOY_CONF, "r");
-    if (f == NULL) {
-        th_log("%s: %s", PG_DEPLOY_CONF, strerror(errno));
-        return -1;
-    }
-    char line[256];
-    int n = 0;
-    while (fgets(line, sizeof line, f) != NULL) {
-        line[strcspn(line, "#\n")] = '\0';
-        char name[64], value[96];
-        if (sscanf(line, " %63[a-z_] = %95s", name, value) != 2) { /* NOLINT(cert-err34-c) */
-            if (strspn(line, " \t") != strlen(line)) {
-                th_log("%s: not a `name = value` line: %s", PG_DEPLOY_CONF, line);
-                n = -1;
-                break;
-            }
-            continue;
-        }
-        if (n == max) {
-            th_log("%s: more than %d settings", PG_DEPLOY_CONF, max);
-            n = -1;
-            break;
-        }
-        snprintf(out[n++], KX_TH_PG_SETTING_LEN, "%s=%s", name, value);
-    }
-    fclose(f);
-    return n;
+    return read_deploy_pairs(PG_DEPLOY_CONF, " %63[a-z_] = %95s", "name = value", out[0],
+                             KX_TH_PG_SETTING_LEN, max);
 }
 
 /* Starts the server (`postgres`, not pg_ctl: it stays our child and gets SIGQUIT when the
