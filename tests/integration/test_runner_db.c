@@ -310,6 +310,37 @@ static void test_many_runs_group_committed(void **state)
     free(token);
 }
 
+/* Drops the test's trigger name on table, its function name() (each test names both alike)
+ * and the sequences it counted in, seq1 and seq2 (NULL: none). */
+static void drop_test_trigger(const char *table, const char *name, const char *seq1,
+                              const char *seq2)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "DROP TRIGGER %s ON %s", name, table);
+    PQclear(kx_th_sql(&g_stack, sql, 0, NULL));
+    snprintf(sql, sizeof sql, "DROP FUNCTION %s()", name);
+    PQclear(kx_th_sql(&g_stack, sql, 0, NULL));
+    const char *seqs[] = {seq1, seq2};
+    for (size_t i = 0; i < 2; i++) {
+        if (seqs[i] == NULL)
+            continue;
+        snprintf(sql, sizeof sql, "DROP SEQUENCE %s", seqs[i]);
+        PQclear(kx_th_sql(&g_stack, sql, 0, NULL));
+    }
+}
+
+/* How many times the test's counting sequence seq was advanced (0: never); -1 when unreadable. */
+static long seq_calls(const char *seq)
+{
+    char sql[160];
+    snprintf(sql, sizeof sql, "SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM %s",
+             seq);
+    char *n = kx_th_sql_value(&g_stack, sql, 0, NULL);
+    long v = n != NULL ? strtol(n, NULL, 10) : -1;
+    free(n);
+    return v;
+}
+
 /* A message added to the thread while the model's answer is written (here by a trigger on the
  * answer's row, so that it is stamped after the answer and committed with it — the gateway may
  * add one at any time). The answer's rows and the run's finish are ONE statement
@@ -346,8 +377,7 @@ static void test_a_message_with_the_answer_is_for_the_next_run(void **state)
     char r[KX_UUID_LEN + 1];
     initiate(token, "say first", r);
     char *st = wait_end(r, RUN_TIMEOUT_MS);
-    PQclear(kx_th_sql(&g_stack, "DROP TRIGGER kx_test_inject ON messages", 0, NULL));
-    PQclear(kx_th_sql(&g_stack, "DROP FUNCTION kx_test_inject()", 0, NULL));
+    drop_test_trigger("messages", "kx_test_inject", NULL, NULL);
     assert_non_null(st);
     assert_string_equal(st, "completed");
     free(st);
@@ -581,9 +611,7 @@ static void test_a_merged_batch_survives_a_lost_connection(void **state)
     kx_err err = kx_th_sse_read(&g_stack, path, token, RUN_TIMEOUT_MS, &sse);
     char *st = wait_end(r, RUN_TIMEOUT_MS);
     char *cut = kx_th_sql_value(&g_stack, "SELECT last_value FROM kx_test_once", 0, NULL);
-    PQclear(kx_th_sql(&g_stack, "DROP TRIGGER kx_test_cut ON messages", 0, NULL));
-    PQclear(kx_th_sql(&g_stack, "DROP FUNCTION kx_test_cut()", 0, NULL));
-    PQclear(kx_th_sql(&g_stack, "DROP SEQUENCE kx_test_once", 0, NULL));
+    drop_test_trigger("messages", "kx_test_cut", "kx_test_once", NULL);
     assert_int_equal(err, KX_OK);
     assert_non_null(st);
     assert_string_equal(st, "completed");
@@ -652,15 +680,8 @@ static void on_ends(const char *prompt, const char *statuses, const char *action
 /* How many ends the trigger met; drops it. */
 static long ends_met(void)
 {
-    char *n = kx_th_sql_value(&g_stack,
-                              "SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
-                              "FROM kx_test_ends",
-                              0, NULL);
-    PQclear(kx_th_sql(&g_stack, "DROP TRIGGER kx_test_no_end ON agent_runs", 0, NULL));
-    PQclear(kx_th_sql(&g_stack, "DROP FUNCTION kx_test_no_end()", 0, NULL));
-    PQclear(kx_th_sql(&g_stack, "DROP SEQUENCE kx_test_ends", 0, NULL));
-    long v = n != NULL ? strtol(n, NULL, 10) : -1;
-    free(n);
+    long v = seq_calls("kx_test_ends");
+    drop_test_trigger("agent_runs", "kx_test_no_end", "kx_test_ends", NULL);
     return v;
 }
 
@@ -800,20 +821,14 @@ static void test_a_release_that_lost_postgres_is_handed_back(void **state)
     char r[KX_UUID_LEN + 1];
     long refused = 0;
     char *st = run_against_ends("kx release cut", 30000, 1000, r, &refused);
-    char *counts = kx_th_sql_value(&g_stack,
-                                   "SELECT (SELECT CASE WHEN is_called THEN last_value ELSE 0 "
-                                   "END FROM kx_test_handbacks)::text || ' ' || "
-                                   "(SELECT CASE WHEN is_called THEN last_value ELSE 0 END "
-                                   "FROM kx_test_releases)::text",
-                                   0, NULL);
-    PQclear(kx_th_sql(&g_stack, "DROP TRIGGER kx_test_cut_release ON agent_runs", 0, NULL));
-    PQclear(kx_th_sql(&g_stack, "DROP FUNCTION kx_test_cut_release()", 0, NULL));
-    PQclear(kx_th_sql(&g_stack, "DROP SEQUENCE kx_test_handbacks", 0, NULL));
-    PQclear(kx_th_sql(&g_stack, "DROP SEQUENCE kx_test_releases", 0, NULL));
+    long handbacks = seq_calls("kx_test_handbacks");
+    long releases = seq_calls("kx_test_releases");
+    drop_test_trigger("agent_runs", "kx_test_cut_release", "kx_test_handbacks",
+                      "kx_test_releases");
     char *attempt = run_field(r, "attempt::text || ' ' || coalesce(error, '')");
-    print_message("[ release  ] %s after %ld refusal(s); hand-backs, releases: %s; "
+    print_message("[ release  ] %s after %ld refusal(s); hand-backs, releases: %ld %ld; "
                   "attempt, error: %s\n",
-                  st ? st : "still running", refused, counts ? counts : "?",
+                  st ? st : "still running", refused, handbacks, releases,
                   attempt ? attempt : "?");
     const char *p[] = {r};
     if (st == NULL) /* not left running for the reaper's wall-time check */
@@ -823,14 +838,12 @@ static void test_a_release_that_lost_postgres_is_handed_back(void **state)
                           1, p));
     assert_non_null(st);
     assert_string_equal(st, "failed");
-    assert_non_null(counts);
-    assert_int_equal(strtol(counts, NULL, 10), 1); /* handed back once, after the cut */
-    assert_int_equal(refused, 6); /* completed, failed: per claim (3: the attempt given back) */
+    assert_int_equal(handbacks, 1); /* handed back once, after the cut */
+    assert_int_equal(refused, 6);   /* completed, failed: per claim (3: the attempt given back) */
     assert_non_null(attempt);
     assert_int_equal(strtol(attempt, NULL, 10), 2);
     assert_non_null(strstr(attempt, "test: no end"));
     free(attempt);
-    free(counts);
     free(st);
 }
 
