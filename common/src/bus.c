@@ -376,6 +376,11 @@ kx_bus_batcher *kx_bus_batcher_of(kx_bus *bus)
     return bus->batcher;
 }
 
+kx_err kx_bus_flush(kx_bus *bus, int64_t timeout_ms)
+{
+    return kx_bus_status_err(natsConnection_FlushTimeout(bus->nc, timeout_ms));
+}
+
 natsConnection *kx_bus_conn(kx_bus *bus)
 {
     return bus->nc;

@@ -150,7 +150,7 @@ kx_err mcp_proxy_serve(mcp_proxy *p)
         return err;
     /* At start, before the loop runs: the server has our subscriptions once this returns
      * (when NATS is not up yet, cnats sends them on connect, before anything else). */
-    natsConnection_FlushTimeout(kx_bus_conn(bus), 2000);
+    kx_bus_flush(bus, 2000);
     atomic_store(&p->serving, true);
     return KX_OK;
 }

@@ -733,7 +733,7 @@ kx_err sb_daytona_start(sb_broker *b)
              d.cfg.url, d.cfg.target[0] != '\0' ? d.cfg.target : "default", d.cfg.snapshot);
     kx_svc_set_notes(b->svc, notes);
     kx_info("sandbox: %s", notes);
-    if (natsConnection_FlushTimeout(kx_bus_conn(b->svc->bus), 2000) == NATS_OK)
+    if (kx_bus_flush(b->svc->bus, 2000) == KX_OK)
         atomic_store(&b->serving, true);
     else
         kx_warn("sandbox: the subscriptions were not confirmed by NATS yet; /readyz waits");

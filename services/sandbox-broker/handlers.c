@@ -204,7 +204,7 @@ kx_err sb_handlers_start(sb_broker *b)
         return err;
     else if ((err = sb_fleet_start(b)) != KX_OK) /* fleet.c: kx.sandbox.<id>.>, the beat */
         return err;
-    else if (natsConnection_FlushTimeout(kx_bus_conn(b->svc->bus), 2000) == NATS_OK)
+    else if (kx_bus_flush(b->svc->bus, 2000) == KX_OK)
         atomic_store(&b->serving, true); /* the server knows the subscriptions: ready */
     else
         kx_warn("sandbox: the subscriptions were not confirmed by NATS yet; /readyz waits");

@@ -73,8 +73,10 @@ int main(void)
         kx_svc_close(&svc);
         return 1;
     }
-    kx_svc_on_drain(&svc, te_drain, &ex); /* call.c */
-    atomic_store(&ex.subscribed, true);   /* /readyz: only now are STOPs and calls heard */
+    kx_svc_on_drain(&svc, te_drain, &ex);     /* call.c */
+    if (kx_bus_flush(svc.bus, 5000) != KX_OK) /* the server knows the subscriptions ... */
+        kx_warn("tool-executor: NATS did not confirm the subscriptions in 5 s; ready anyway");
+    atomic_store(&ex.subscribed, true); /* ... so /readyz: only now are STOPs and calls heard */
     kx_info("tool-executor: sandbox tools limited to %lld s, other tools to %lld s",
             (long long)ex.cfg.sandbox_tool_timeout_s, (long long)ex.cfg.tool_timeout_s);
 

@@ -186,7 +186,7 @@ static void test_request_reply_carries_headers(void **state)
     kx_bus *client = connect_or_fail("test-requester");
     assert_int_equal(kx_bus_subscribe(server, "kx.test.echo", "echoers", on_echo, server, NULL),
                      KX_OK);
-    assert_int_equal(natsConnection_Flush(kx_bus_conn(server)), NATS_OK);
+    assert_int_equal(kx_bus_flush(server, 2000), KX_OK);
 
     char account[KX_UUID_LEN + 1];
     kx_uuid_new(account);
@@ -228,7 +228,7 @@ static void test_request_timeout_at_deadline(void **state)
     kx_bus *client = connect_or_fail("test-requester");
     assert_int_equal(kx_bus_subscribe(server, "kx.test.silent", NULL, on_silent, NULL, NULL),
                      KX_OK);
-    assert_int_equal(natsConnection_Flush(kx_bus_conn(server)), NATS_OK);
+    assert_int_equal(kx_bus_flush(server, 2000), KX_OK);
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, kx_deadline_in(300), NULL);
     natsMsg *reply = NULL;

@@ -92,6 +92,10 @@ kx_err kx_bus_connect_sibling(kx_bus *bus, const char *suffix, unsigned flags, k
 bool kx_bus_close(kx_bus *bus, int64_t timeout_ms);
 
 bool kx_bus_connected(kx_bus *bus);
+/* A PING/PONG round trip (bounded by timeout_ms): on KX_OK the server has read everything sent
+ * before, so the subscriptions made so far are known to it. A service calls this before its
+ * /readyz says ready, else a request sent right after may find no responders. */
+kx_err kx_bus_flush(kx_bus *bus, int64_t timeout_ms);
 natsConnection *kx_bus_conn(kx_bus *bus);
 jsCtx *kx_bus_js(kx_bus *bus);
 /* The kx_err of a cnats status, the one mapping of libkx: NATS_OK -> KX_OK, NATS_TIMEOUT ->
