@@ -524,17 +524,18 @@ static void test_burst_dispatched_exactly_once(void **state)
 
 /* ---- 4. Postgres restarted while a burst is being admitted ---- */
 
-/* 200 runs of 0.3 s at the model, 40 accounts with limit 1: admission goes on for seconds
- * (each completion admits the account's next run). Postgres is restarted (fast stop, start)
- * once a third of them ended, so that passes are in flight, runs are marked dispatched and not
- * yet published or their sequences not yet recorded. None is lost: every run ends completed,
- * and each ran exactly once (the sweep re-dispatches a dispatch lost with the pass; the
+/* 200 runs of 1 s at the model, 40 accounts with limit 1: admission goes on for ~5 s (each
+ * completion admits the account's next run; with 0.3 s the whole chain could end within the
+ * ~1.5 s the 200 submits take under ASan next to another test, and nothing was left to
+ * admit). Postgres is restarted (fast stop, start) once a third of them ended, so that passes
+ * are in flight, runs are marked dispatched and not yet published or their sequences not yet
+ * recorded. None is lost: every run ends completed, and each ran exactly once (the sweep re-dispatches a dispatch lost with the pass; the
  * runner's claim makes a second dispatch harmless; a run its runner handed back while Postgres
  * was down is claimed again: counted by its recorded hand-backs, it still answers once). */
 static void test_postgres_restart_mid_admission(void **state)
 {
     (void)state;
-    many *m = many_new("sleep 300\nsay restarted under me");
+    many *m = many_new("sleep 1000\nsay restarted under me");
     pthread_t threads[MANY_THREADS];
     many_start(m, threads);
     many_join(m, threads);
