@@ -645,22 +645,32 @@ kx_err store_finish_answered_recv(kx_db *db, bool *won, bool *ours)
     return finish_answer(res, err, won);
 }
 
-/* The fenced update of the run row by the statement named stmt, pipelined: a hand-back or a
- * release (their parameters are the same). */
+/* The parameters of a hand-back or a release (the same for both): run id, epoch, reason. ep
+ * is the caller's buffer that params[1] points into. */
+static void let_go_params(const char *params[3], char ep[24], const char *run_id, int64_t epoch,
+                          const char *why)
+{
+    snprintf(ep, 24, "%" PRId64, epoch);
+    params[0] = run_id;
+    params[1] = ep;
+    params[2] = why;
+}
+
+/* The fenced update of the run row by the statement named stmt, pipelined. */
 static kx_err send_let_go(kx_db *db, const char *stmt, const char *run_id, int64_t epoch,
                           const char *why)
 {
     char ep[24];
-    snprintf(ep, sizeof ep, "%" PRId64, epoch);
-    const char *params[] = {run_id, ep, why};
+    const char *params[3];
+    let_go_params(params, ep, run_id, epoch, why);
     return kx_db_pipe_send(db, stmt, 3, params);
 }
 
 kx_err store_handback_run(kx_db *db, const char *run_id, int64_t epoch, const char *why)
 {
     char ep[24];
-    snprintf(ep, sizeof ep, "%" PRId64, epoch);
-    const char *params[] = {run_id, ep, why};
+    const char *params[3];
+    let_go_params(params, ep, run_id, epoch, why);
     return kx_db_exec_cmd_idem(db, "runner_handback", 3, params, NULL);
 }
 

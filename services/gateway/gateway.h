@@ -36,7 +36,8 @@ typedef struct gw_app {
     gw_streams *streams;     /* open SSE streams (stream.h) */
     gw_run_nats *run_nats;   /* kx.run.start / kx.run.stop (run_nats.h) */
     atomic_bool draining;    /* set when SIGTERM arrived: new streams are refused */
-    atomic_bool listening;   /* the API port accepts connections (ready needs it) */
+    atomic_bool listening;   /* the API port accepts connections and NATS confirmed the
+                              * subscriptions (ready needs it) */
     gw_token_cache *tokens;  /* verified bearer tokens (token_cache.h); NULL: off */
     gw_run_cache *run_cache; /* recent GET /api/agent-run/{id} answers (run_cache.h); NULL: off */
 } gw_app;

@@ -139,7 +139,7 @@ bool gw_ready(void *arg, char *why, size_t whylen)
         return false;
     }
     if (!atomic_load(&app->listening)) {
-        snprintf(why, whylen, "API not listening yet (migrations running?)");
+        snprintf(why, whylen, "not started yet (migrations, API, NATS subscriptions)");
         return false;
     }
     if (!kx_bus_connected(app->svc->bus)) {

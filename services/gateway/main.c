@@ -137,7 +137,6 @@ int main(void)
         goto out_pool;
     if (gw_server_start(&app, &app.server) != KX_OK)
         goto out_streams;
-    atomic_store(&app.listening, true);
     if (gw_run_nats_start(&app, &app.run_nats) != KX_OK)
         goto out_server;
 
@@ -147,6 +146,9 @@ int main(void)
         goto out_server;
     if (gw_sandbox_state_start(&app) != KX_OK) /* sandbox_state.c: projects.sandbox */
         goto out_server;
+    if (kx_bus_flush(svc.bus, 5000) != KX_OK) /* NATS knows the subscriptions before ready */
+        kx_warn("gateway: NATS did not confirm the subscriptions in 5 s; ready anyway");
+    atomic_store(&app.listening, true); /* /readyz */
     kx_info("gateway: ready on port %u", (unsigned)gw_server_port(app.server));
 
     rc = kx_svc_run(&svc);
