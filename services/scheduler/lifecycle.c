@@ -41,6 +41,9 @@ static int bringup_run(scheduler *s, kx_db *db)
     }
     if (s->streams_ready && !atomic_load(&s->consumer_ready) && !atomic_load(&s->draining)) {
         if (sched_submit_subscribe(s) == KX_OK) {
+            /* a database thread, not the loop: a submit sent right after /readyz is heard */
+            if (kx_bus_flush(s->svc->bus, 2000) != KX_OK)
+                kx_warn("scheduler: NATS did not confirm the subscriptions in 2 s; ready anyway");
             atomic_store(&s->consumer_ready, true);
             kx_info("scheduler: subscribed to %s (queue group '%s')", KX_SUBJ_RUN_SUBMIT,
                     KX_CONSUMER_SCHEDULER);
