@@ -1,0 +1,224 @@
+/* test_ready_subscriptions.c — a service says ready only once nats-server knows its
+ * subscriptions. The tool-executor is started behind a TCP proxy that holds every chunk the
+ * executor sends to nats-server for HOLD_MS before passing it on (answers come back at once),
+ * as a busy nats-server that has not read a socket yet would. Right after its /readyz says
+ * ready, kx.tool.schemas is asked over a direct connection and must be answered. When the
+ * executor marked itself ready as soon as its SUBs were written (not confirmed), that request
+ * found no responders; now a flush (kx_bus_flush: PING, wait for PONG) comes first.
+ * One nats-server and one executor for the binary. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "sandbox_client.h"
+#include "suite.h"
+#include "kx/bus.h"
+#include "kx/pb.h"
+#include "kx/time.h"
+#include "kx/uuid.h"
+
+#define HOLD_MS 300
+#define MAX_CONNS 8
+
+/* ---- the holding proxy: one listener thread, two threads per connection ---- */
+
+typedef struct pipe_half {
+    int from, to;
+    bool hold; /* client -> server: each chunk waits HOLD_MS */
+    pthread_t thread;
+} pipe_half;
+
+typedef struct holding_proxy {
+    int listen_fd;
+    uint16_t port, upstream;
+    pthread_t acceptor;
+    pthread_mutex_t mu;
+    int nconns;
+    pipe_half halves[2 * MAX_CONNS];
+} holding_proxy;
+
+static void *pump(void *arg)
+{
+    pipe_half *h = arg;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(h->from, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        if (h->hold) {
+            struct timespec ts = {0, HOLD_MS * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = write(h->to, buf + off, (size_t)(n - off));
+            if (w <= 0)
+                goto out;
+            off += w;
+        }
+    }
+out:
+    shutdown(h->to, SHUT_WR);
+    return NULL;
+}
+
+static int connect_local(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void *accept_loop(void *arg)
+{
+    holding_proxy *p = arg;
+    for (;;) {
+        int c = accept4(p->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+        if (c < 0) {
+            if (errno == EINTR)
+                continue;
+            return NULL; /* the listener was shut down */
+        }
+        int u = connect_local(p->upstream);
+        pthread_mutex_lock(&p->mu);
+        bool room = p->nconns < MAX_CONNS && u >= 0;
+        if (room) {
+            pipe_half *up = &p->halves[2 * p->nconns], *down = up + 1;
+            *up = (pipe_half){.from = c, .to = u, .hold = true};
+            *down = (pipe_half){.from = u, .to = c, .hold = false};
+            if (pthread_create(&up->thread, NULL, pump, up) != 0 ||
+                pthread_create(&down->thread, NULL, pump, down) != 0)
+                abort(); /* a test helper: no threads, no test */
+            p->nconns++;
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (!room) {
+            close(c);
+            if (u >= 0)
+                close(u);
+        }
+    }
+}
+
+static holding_proxy *proxy_start(uint16_t upstream)
+{
+    holding_proxy *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->upstream = upstream;
+    pthread_mutex_init(&p->mu, NULL);
+    p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (p->listen_fd < 0 || bind(p->listen_fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        listen(p->listen_fd, 16) != 0 ||
+        getsockname(p->listen_fd, (struct sockaddr *)&a, &len) != 0 ||
+        pthread_create(&p->acceptor, NULL, accept_loop, p) != 0) {
+        if (p->listen_fd >= 0)
+            close(p->listen_fd);
+        free(p);
+        return NULL;
+    }
+    p->port = ntohs(a.sin_port);
+    return p;
+}
+
+/* After the executor is gone: every connection has ended, so the pumps end by themselves. */
+static void proxy_stop(holding_proxy *p)
+{
+    shutdown(p->listen_fd, SHUT_RDWR);
+    pthread_join(p->acceptor, NULL);
+    close(p->listen_fd);
+    for (int i = 0; i < p->nconns; i++) {
+        pipe_half *up = &p->halves[2 * i];
+        shutdown(up->from, SHUT_RDWR);
+        shutdown(up->to, SHUT_RDWR);
+        pthread_join(up[0].thread, NULL);
+        pthread_join(up[1].thread, NULL);
+        close(up->from);
+        close(up->to);
+    }
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
+
+/* ---- the test ---- */
+
+static char *g_tmp;
+static kx_th_nats g_nats;
+static kx_bus *g_bus;
+static holding_proxy *g_proxy;
+static pid_t g_executor;
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (kx_th_suite_open("kx-it-ready-subs", &g_tmp, &g_nats) != KX_OK)
+        return -1;
+    g_proxy = proxy_start(g_nats.port);
+    return g_proxy != NULL && kx_th_bus_connect(g_nats.url, "it-ready-subs", &g_bus) == KX_OK ? 0
+                                                                                              : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    const pid_t pids[] = {g_executor};
+    int rc = kx_th_suite_close(g_bus, pids, 1, &g_nats, NULL, g_tmp);
+    if (g_proxy != NULL)
+        proxy_stop(g_proxy);
+    return rc == 0 ? 0 : -1;
+}
+
+static void test_ready_means_heard(void **state)
+{
+    (void)state;
+    char url[64];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%u", g_proxy->port);
+    const char *env[] = {"KX_DRAIN_TIMEOUT_MS=2000", NULL};
+    int64_t t0 = kx_mono_ms();
+    g_executor = kx_th_service_start(g_tmp, url, "tool-executor", env, NULL);
+    assert_true(g_executor > 0);
+    int64_t ready_ms = kx_mono_ms() - t0;
+
+    char account[37];
+    kx_uuid_new(account);
+    Kx__V1__ToolSchemasRequest rq = KX__V1__TOOL_SCHEMAS_REQUEST__INIT;
+    kx_err err = KX_OK;
+    Kx__V1__ToolSchemasReply *rep =
+        kx_th_bus_ask(g_bus, KX_SUBJ_TOOL_SCHEMAS, &rq.base, account, 5000,
+                      &kx__v1__tool_schemas_reply__descriptor, NULL, &err);
+    if (err != KX_OK)
+        fail_msg("kx.tool.schemas right after /readyz (ready after %lld ms): %s",
+                 (long long)ready_ms, kx_err_str(err));
+    assert_non_null(rep);
+    assert_non_null(strstr(rep->tools_json, "execute_command"));
+    kx_pb_free(rep);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ready_means_heard),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
