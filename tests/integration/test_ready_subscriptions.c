@@ -1,12 +1,17 @@
 /* test_ready_subscriptions.c — a service says ready only once nats-server knows its
- * subscriptions. The tool-executor is started behind a TCP proxy that holds every chunk the
- * executor sends to nats-server for HOLD_MS before passing it on (answers come back at once),
- * as a busy nats-server that has not read a socket yet would. Right after its /readyz says
- * ready, kx.tool.schemas is asked over a direct connection and must be answered. When the
- * executor marked itself ready as soon as its SUBs were written (not confirmed), that request
- * found no responders; now a flush (kx_bus_flush: PING, wait for PONG) comes first.
- * One nats-server and one executor for the binary. */
+ * subscriptions. Each service under test is started behind a TCP proxy that holds every chunk
+ * it sends to nats-server for HOLD_MS before passing it on (answers come back at once), as a
+ * busy nats-server that has not read a socket yet would. Right after its /readyz says ready,
+ * a message only its subscription can take is sent over a direct connection:
+ *   - the tool-executor: kx.tool.schemas must be answered (when it marked itself ready as soon
+ *     as its SUBs were written, not confirmed, the request found no responders);
+ *   - the scheduler: a kx.run.submit (core, not stored) for a new queued run must dispatch it,
+ *     with the sweep and the reaper's admission 10 minutes away (when ready came before NATS
+ *     had read the SUB, the submit was dropped and the run waited for the next sweep).
+ * Now each flushes (kx_bus_flush: PING, wait for PONG) before it says ready.
+ * One nats-server, one PostgreSQL and one proxy for the binary. */
 #include <errno.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -32,7 +37,7 @@
 #include "kx/uuid.h"
 
 #define HOLD_MS 300
-#define MAX_CONNS 8
+#define MAX_CONNS 16
 
 /* ---- the holding proxy: one listener thread, two threads per connection ---- */
 
@@ -161,18 +166,25 @@ static void proxy_stop(holding_proxy *p)
     free(p);
 }
 
-/* ---- the test ---- */
+/* ---- the tests ---- */
 
 static char *g_tmp;
 static kx_th_nats g_nats;
+static kx_th_pg g_pg;
+static PGconn *g_db;
 static kx_bus *g_bus;
 static holding_proxy *g_proxy;
-static pid_t g_executor;
+static pid_t g_executor, g_scheduler;
 
 static int group_setup(void **state)
 {
     (void)state;
-    if (kx_th_suite_open("kx-it-ready-subs", &g_tmp, &g_nats) != KX_OK)
+    if (kx_th_suite_open("kx-it-ready-subs", &g_tmp, &g_nats) != KX_OK ||
+        kx_th_pg_start(g_tmp, &g_pg) != KX_OK)
+        return -1;
+    /* connected now: the test's statements after /readyz must not wait for a new session */
+    g_db = PQconnectdb(g_pg.url);
+    if (PQstatus(g_db) != CONNECTION_OK)
         return -1;
     g_proxy = proxy_start(g_nats.port);
     return g_proxy != NULL && kx_th_bus_connect(g_nats.url, "it-ready-subs", &g_bus) == KX_OK ? 0
@@ -182,18 +194,25 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    const pid_t pids[] = {g_executor};
-    int rc = kx_th_suite_close(g_bus, pids, 1, &g_nats, NULL, g_tmp);
+    if (g_db != NULL)
+        PQfinish(g_db);
+    const pid_t pids[] = {g_executor, g_scheduler};
+    int rc = kx_th_suite_close(g_bus, pids, 2, &g_nats, &g_pg, g_tmp);
     if (g_proxy != NULL)
         proxy_stop(g_proxy);
     return rc == 0 ? 0 : -1;
+}
+
+static void proxy_url(char *out, size_t n)
+{
+    snprintf(out, n, "nats://127.0.0.1:%u", g_proxy->port);
 }
 
 static void test_ready_means_heard(void **state)
 {
     (void)state;
     char url[64];
-    snprintf(url, sizeof url, "nats://127.0.0.1:%u", g_proxy->port);
+    proxy_url(url, sizeof url);
     const char *env[] = {"KX_DRAIN_TIMEOUT_MS=2000", NULL};
     int64_t t0 = kx_mono_ms();
     g_executor = kx_th_service_start(g_tmp, url, "tool-executor", env, NULL);
@@ -215,10 +234,82 @@ static void test_ready_means_heard(void **state)
     kx_pb_free(rep);
 }
 
+static void sql_ok(const char *q, int n, const char *const *params)
+{
+    PGresult *r = PQexecParams(g_db, q, n, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", q, PQerrorMessage(g_db));
+    PQclear(r);
+}
+
+static void test_scheduler_hears_a_submit_right_after_ready(void **state)
+{
+    (void)state;
+    char url[64], db_env[400];
+    proxy_url(url, sizeof url);
+    snprintf(db_env, sizeof db_env, "KX_DATABASE_URL=%s", g_pg.url);
+    /* nothing but the submit may admit the run: the sweep, the reaper's admission pass after
+     * each tick and the triggers' poll are all 10 minutes away */
+    const char *env[] = {db_env,
+                         "KX_SWEEP_INTERVAL_MS=600000",
+                         "KX_REAPER_INTERVAL_MS=600000",
+                         "KX_TRIGGER_POLL_MS=600000",
+                         "KX_MAX_PARALLEL_RUNS=1000",
+                         "KX_DRAIN_TIMEOUT_MS=2000",
+                         NULL};
+    int64_t t0 = kx_mono_ms();
+    g_scheduler = kx_th_service_start(g_tmp, url, "scheduler", env, NULL);
+    assert_true(g_scheduler > 0);
+    int64_t ready_ms = kx_mono_ms() - t0;
+
+    /* a queued run, as the gateway's initiate makes it (the scheduler migrated the schema) */
+    char account[KX_UUID_LEN + 1], project[KX_UUID_LEN + 1], thread[KX_UUID_LEN + 1],
+        run[KX_UUID_LEN + 1];
+    kx_uuid_new(account);
+    kx_uuid_new(project);
+    kx_uuid_new(thread);
+    kx_uuid_new(run);
+    const char *const ids[] = {account, project, thread, run};
+    sql_ok(
+        "WITH p AS (INSERT INTO projects (project_id, name, account_id) VALUES ($2, 'p', $1)), "
+        "t AS (INSERT INTO threads (thread_id, account_id, project_id) VALUES ($3, $1, $2)) "
+        "INSERT INTO agent_runs (id, thread_id, account_id, project_id) VALUES ($4, $3, $1, $2)",
+        4, ids);
+    Kx__V1__RunSubmit rs = KX__V1__RUN_SUBMIT__INIT;
+    rs.run_id = run;
+    rs.thread_id = thread;
+    rs.account_id = account;
+    rs.submitted_at_ms = kx_now_ms();
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(5000), account);
+    assert_int_equal(kx_bus_publish_pb(g_bus, KX_SUBJ_RUN_SUBMIT, &rs.base, &meta), KX_OK);
+    assert_int_equal(kx_bus_flush(g_bus, 2000), KX_OK);
+    int64_t sent_ms = kx_mono_ms() - t0;
+
+    const char *const p[] = {run};
+    for (int64_t give_up = kx_mono_ms() + 5000;;) {
+        PGresult *r =
+            PQexecParams(g_db, "SELECT dispatched_at IS NOT NULL FROM agent_runs WHERE id = $1", 1,
+                         NULL, p, NULL, NULL, 0);
+        bool dispatched = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
+            strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+        PQclear(r);
+        if (dispatched)
+            break;
+        if (kx_mono_ms() > give_up)
+            fail_msg("the run was not dispatched 5 s after its kx.run.submit (ready after %lld "
+                     "ms, submit sent at %lld ms): the scheduler did not hear it",
+                     (long long)ready_ms, (long long)sent_ms);
+        struct timespec ts = {0, 20 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ready_means_heard),
+        cmocka_unit_test(test_scheduler_hears_a_submit_right_after_ready),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
