@@ -7,7 +7,9 @@
  *     as its SUBs were written, not confirmed, the request found no responders);
  *   - the scheduler: a kx.run.submit (core, not stored) for a new queued run must dispatch it,
  *     with the sweep and the reaper's admission 10 minutes away (when ready came before NATS
- *     had read the SUB, the submit was dropped and the run waited for the next sweep).
+ *     had read the SUB, the submit was dropped and the run waited for the next sweep);
+ *   - the gateway: a kx.run.start request must be answered (here refused with 400 for its
+ *     reasoning_effort, which needs no other service); before, "no responders".
  * Now each flushes (kx_bus_flush: PING, wait for PONG) before it says ready.
  * One nats-server, one PostgreSQL and one proxy for the binary. */
 #include <errno.h>
@@ -174,7 +176,7 @@ static kx_th_pg g_pg;
 static PGconn *g_db;
 static kx_bus *g_bus;
 static holding_proxy *g_proxy;
-static pid_t g_executor, g_scheduler;
+static pid_t g_executor, g_scheduler, g_gateway;
 
 static int group_setup(void **state)
 {
@@ -196,8 +198,8 @@ static int group_teardown(void **state)
     (void)state;
     if (g_db != NULL)
         PQfinish(g_db);
-    const pid_t pids[] = {g_executor, g_scheduler};
-    int rc = kx_th_suite_close(g_bus, pids, 2, &g_nats, &g_pg, g_tmp);
+    const pid_t pids[] = {g_executor, g_scheduler, g_gateway};
+    int rc = kx_th_suite_close(g_bus, pids, 3, &g_nats, &g_pg, g_tmp);
     if (g_proxy != NULL)
         proxy_stop(g_proxy);
     return rc == 0 ? 0 : -1;
@@ -305,11 +307,49 @@ static void test_scheduler_hears_a_submit_right_after_ready(void **state)
     }
 }
 
+static void test_gateway_answers_a_run_start_right_after_ready(void **state)
+{
+    (void)state;
+    char url[64], db_env[400], http_env[64], mig_env[600];
+    proxy_url(url, sizeof url);
+    snprintf(db_env, sizeof db_env, "KX_DATABASE_URL=%s", g_pg.url);
+    snprintf(http_env, sizeof http_env, "KX_HTTP_PORT=%u", (unsigned)kx_th_free_port());
+    snprintf(mig_env, sizeof mig_env, "KX_MIGRATIONS_DIR=%s/deploy/migrations", KX_SOURCE_DIR);
+    const char *env[] = {db_env,
+                         http_env,
+                         mig_env,
+                         "KX_JWT_SECRET=it-ready-subscriptions-secret-of-32-bytes",
+                         "KX_DRAIN_TIMEOUT_MS=2000",
+                         NULL};
+    int64_t t0 = kx_mono_ms();
+    g_gateway = kx_th_service_start(g_tmp, url, "gateway", env, NULL);
+    assert_true(g_gateway > 0);
+    int64_t ready_ms = kx_mono_ms() - t0;
+
+    char account[KX_UUID_LEN + 1];
+    kx_uuid_new(account);
+    Kx__V1__RunStartRequest rq = KX__V1__RUN_START_REQUEST__INIT;
+    rq.prompt = "hello";
+    rq.reasoning_effort = "extreme"; /* refused by the gateway itself: no other service needed */
+    kx_err err = KX_OK;
+    Kx__V1__RunStartReply *rep = kx_th_bus_ask(g_bus, KX_SUBJ_RUN_START, &rq.base, account, 5000,
+                                               &kx__v1__run_start_reply__descriptor, NULL, &err);
+    if (err != KX_OK)
+        fail_msg("kx.run.start right after /readyz (ready after %lld ms): %s", (long long)ready_ms,
+                 kx_err_str(err));
+    assert_non_null(rep);
+    assert_int_equal(rep->status, 400);
+    assert_non_null(strstr(rep->error, "reasoning_effort"));
+    assert_string_equal(rep->agent_run_id, "");
+    kx_pb_free(rep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ready_means_heard),
         cmocka_unit_test(test_scheduler_hears_a_submit_right_after_ready),
+        cmocka_unit_test(test_gateway_answers_a_run_start_right_after_ready),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
