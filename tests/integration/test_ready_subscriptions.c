@@ -9,7 +9,8 @@
  *     with the sweep and the reaper's admission 10 minutes away (when ready came before NATS
  *     had read the SUB, the submit was dropped and the run waited for the next sweep);
  *   - the gateway: a kx.run.start request must be answered (here refused with 400 for its
- *     reasoning_effort, which needs no other service); before, "no responders".
+ *     reasoning_effort, which needs no other service); before, "no responders";
+ *   - the mcp-proxy: kx.mcp.list for a server it does not know must be answered (not_found).
  * Now each flushes (kx_bus_flush: PING, wait for PONG) before it says ready.
  * One nats-server, one PostgreSQL and one proxy for the binary. */
 #include <errno.h>
@@ -176,7 +177,7 @@ static kx_th_pg g_pg;
 static PGconn *g_db;
 static kx_bus *g_bus;
 static holding_proxy *g_proxy;
-static pid_t g_executor, g_scheduler, g_gateway;
+static pid_t g_executor, g_scheduler, g_gateway, g_mcp;
 
 static int group_setup(void **state)
 {
@@ -198,8 +199,8 @@ static int group_teardown(void **state)
     (void)state;
     if (g_db != NULL)
         PQfinish(g_db);
-    const pid_t pids[] = {g_executor, g_scheduler, g_gateway};
-    int rc = kx_th_suite_close(g_bus, pids, 3, &g_nats, &g_pg, g_tmp);
+    const pid_t pids[] = {g_executor, g_scheduler, g_gateway, g_mcp};
+    int rc = kx_th_suite_close(g_bus, pids, 4, &g_nats, &g_pg, g_tmp);
     if (g_proxy != NULL)
         proxy_stop(g_proxy);
     return rc == 0 ? 0 : -1;
@@ -344,12 +345,43 @@ static void test_gateway_answers_a_run_start_right_after_ready(void **state)
     kx_pb_free(rep);
 }
 
+static void test_mcp_proxy_answers_a_list_right_after_ready(void **state)
+{
+    (void)state;
+    char url[64];
+    proxy_url(url, sizeof url);
+    const char *env[] = {"KX_DRAIN_TIMEOUT_MS=2000", NULL};
+    int64_t t0 = kx_mono_ms();
+    g_mcp = kx_th_service_start(g_tmp, url, "mcp-proxy", env, NULL);
+    assert_true(g_mcp > 0);
+    int64_t ready_ms = kx_mono_ms() - t0;
+
+    char account[KX_UUID_LEN + 1];
+    kx_uuid_new(account);
+    Kx__V1__McpListToolsRequest rq = KX__V1__MCP_LIST_TOOLS_REQUEST__INIT;
+    rq.server = "no-such-server";
+    rq.account_id = account;
+    kx_err err = KX_OK;
+    Kx__V1__McpListToolsReply *rep =
+        kx_th_bus_ask(g_bus, KX_SUBJ_MCP_LIST, &rq.base, account, 5000,
+                      &kx__v1__mcp_list_tools_reply__descriptor, NULL, &err);
+    if (err != KX_OK)
+        fail_msg("kx.mcp.list right after /readyz (ready after %lld ms): %s", (long long)ready_ms,
+                 kx_err_str(err));
+    assert_non_null(rep);
+    assert_non_null(rep->error); /* the server is not configured: an answer, not a tool list */
+    assert_string_equal(rep->error->code, "not_found");
+    assert_int_equal(rep->n_tools, 0);
+    kx_pb_free(rep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ready_means_heard),
         cmocka_unit_test(test_scheduler_hears_a_submit_right_after_ready),
         cmocka_unit_test(test_gateway_answers_a_run_start_right_after_ready),
+        cmocka_unit_test(test_mcp_proxy_answers_a_list_right_after_ready),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
