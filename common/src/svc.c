@@ -54,6 +54,10 @@ static bool svc_ready(kx_svc *svc, char *why, size_t whylen)
         snprintf(why, whylen, "draining");
         return false;
     }
+    if (!atomic_load(&svc->ready_known)) {
+        snprintf(why, whylen, "starting");
+        return false;
+    }
     if (!kx_bus_connected(svc->bus)) {
         snprintf(why, whylen, "nats: not connected");
         return false;
@@ -198,6 +202,7 @@ void kx_svc_on_ready(kx_svc *svc, kx_svc_ready_fn fn, void *arg)
 {
     svc->ready_fn = fn;
     svc->ready_arg = arg;
+    atomic_store(&svc->ready_known, true); /* after fn and arg: a reader that sees it sees them */
 }
 
 int kx_svc_run(kx_svc *svc)

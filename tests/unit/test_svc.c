@@ -1,8 +1,9 @@
 /* test_svc.c — the service skeleton against a real nats-server: instance id format, the
- * health responder on kx.svc.health.<name> (ready and not ready), the ops HTTP routes, and the
- * SIGTERM protocol: drain then exit 0, drain timeout exits 1, a second signal exits at once,
- * no drain callback exits at once. Signals are sent to this very process (kill(getpid())):
- * kx_svc_init blocks them in every thread, so they arrive through the signalfd. */
+ * health responder on kx.svc.health.<name> (starting until kx_svc_on_ready, then ready or not
+ * ready), the ops HTTP routes, and the SIGTERM protocol: drain then exit 0, drain timeout exits
+ * 1, a second signal exits at once, no drain callback exits at once. Signals are sent to this
+ * very process (kill(getpid())): kx_svc_init blocks them in every thread, so they arrive
+ * through the signalfd. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -97,16 +98,26 @@ static void test_identity_health_and_ops(void **state)
     assert_int_equal(strspn(svc.instance_id + strlen(prefix), "0123456789abcdef"), 4);
     assert_true(kx_httpd_port(svc.ops) != 0);
 
+    /* Not ready until the service says how readiness is judged: the ops server and the
+     * responder run from kx_svc_init on, before the service has made its subscriptions (the
+     * agent-runner said ready while it still set up its dispatch consumer). */
     Kx__V1__HealthReply *hr = ask_health(&svc);
     assert_string_equal(hr->service, "testsvc");
     assert_string_equal(hr->instance_id, svc.instance_id);
     assert_string_equal(hr->version, KX_VERSION);
-    assert_true(hr->ready);
+    assert_false(hr->ready);
+    assert_string_equal(hr->detail, "starting");
     assert_true(hr->uptime_ms >= 0 && hr->uptime_ms < 60000);
     kx_pb_free(hr);
-
     char body[256];
+    assert_int_equal(http_get(&svc, "/readyz", body, sizeof body), 503);
+    assert_non_null(strstr(body, "starting"));
     assert_int_equal(http_get(&svc, "/healthz", body, sizeof body), 200);
+
+    kx_svc_on_ready(&svc, NULL, NULL); /* NATS connected is enough */
+    hr = ask_health(&svc);
+    assert_true(hr->ready);
+    kx_pb_free(hr);
     assert_int_equal(http_get(&svc, "/readyz", body, sizeof body), 200);
 
     kx_svc_on_ready(&svc, db_down, NULL);
