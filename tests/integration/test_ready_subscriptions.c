@@ -10,7 +10,8 @@
  *     had read the SUB, the submit was dropped and the run waited for the next sweep);
  *   - the gateway: a kx.run.start request must be answered (here refused with 400 for its
  *     reasoning_effort, which needs no other service); before, "no responders";
- *   - the mcp-proxy: kx.mcp.list for a server it does not know must be answered (not_found).
+ *   - the mcp-proxy: kx.mcp.list for a server it does not know must be answered (not_found);
+ *   - the sandbox-broker: kx.sandbox.kill of an exec it does not know must be answered.
  * Now each flushes (kx_bus_flush: PING, wait for PONG) before it says ready.
  * One nats-server, one PostgreSQL and one proxy for the binary. */
 #include <errno.h>
@@ -177,7 +178,7 @@ static kx_th_pg g_pg;
 static PGconn *g_db;
 static kx_bus *g_bus;
 static holding_proxy *g_proxy;
-static pid_t g_executor, g_scheduler, g_gateway, g_mcp;
+static pid_t g_executor, g_scheduler, g_gateway, g_mcp, g_broker;
 
 static int group_setup(void **state)
 {
@@ -199,8 +200,8 @@ static int group_teardown(void **state)
     (void)state;
     if (g_db != NULL)
         PQfinish(g_db);
-    const pid_t pids[] = {g_executor, g_scheduler, g_gateway, g_mcp};
-    int rc = kx_th_suite_close(g_bus, pids, 4, &g_nats, &g_pg, g_tmp);
+    const pid_t pids[] = {g_executor, g_scheduler, g_gateway, g_mcp, g_broker};
+    int rc = kx_th_suite_close(g_bus, pids, 5, &g_nats, &g_pg, g_tmp);
     if (g_proxy != NULL)
         proxy_stop(g_proxy);
     return rc == 0 ? 0 : -1;
@@ -375,6 +376,36 @@ static void test_mcp_proxy_answers_a_list_right_after_ready(void **state)
     kx_pb_free(rep);
 }
 
+static void test_broker_answers_a_kill_right_after_ready(void **state)
+{
+    (void)state;
+    char url[64], root_env[600];
+    proxy_url(url, sizeof url);
+    snprintf(root_env, sizeof root_env, "KX_SANDBOX_ROOT=%s/sandboxes", g_tmp);
+    const char *env[] = {root_env, "KX_DRAIN_TIMEOUT_MS=2000", NULL};
+    int64_t t0 = kx_mono_ms();
+    g_broker = kx_th_service_start(g_tmp, url, "sandbox-broker", env, NULL);
+    assert_true(g_broker > 0);
+    int64_t ready_ms = kx_mono_ms() - t0;
+
+    char exec_id[KX_UUID_LEN + 1], project[KX_UUID_LEN + 1];
+    kx_uuid_new(exec_id);
+    kx_uuid_new(project);
+    Kx__V1__SandboxKillRequest rq = KX__V1__SANDBOX_KILL_REQUEST__INIT;
+    rq.exec_id = exec_id;
+    rq.project_id = project;
+    kx_err err = KX_OK;
+    Kx__V1__SandboxKillReply *rep =
+        kx_th_bus_ask(g_bus, KX_SUBJ_SANDBOX_KILL, &rq.base, NULL, 5000,
+                      &kx__v1__sandbox_kill_reply__descriptor, NULL, &err);
+    if (err != KX_OK)
+        fail_msg("kx.sandbox.kill right after /readyz (ready after %lld ms): %s",
+                 (long long)ready_ms, kx_err_str(err));
+    assert_non_null(rep);
+    assert_false(rep->killed); /* nothing of that id runs */
+    kx_pb_free(rep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_scheduler_hears_a_submit_right_after_ready),
         cmocka_unit_test(test_gateway_answers_a_run_start_right_after_ready),
         cmocka_unit_test(test_mcp_proxy_answers_a_list_right_after_ready),
+        cmocka_unit_test(test_broker_answers_a_kill_right_after_ready),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
