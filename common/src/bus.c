@@ -381,6 +381,15 @@ kx_err kx_bus_flush(kx_bus *bus, int64_t timeout_ms)
     return kx_bus_status_err(natsConnection_FlushTimeout(bus->nc, timeout_ms));
 }
 
+bool kx_bus_close_if_down(kx_bus *bus)
+{
+    if (bus == NULL || bus->nc == NULL || kx_bus_connected(bus))
+        return false;
+    kx_warn("bus: NATS is not connected at shutdown; closing now so nothing waits for it");
+    natsConnection_Close(bus->nc); /* pending requests return NATS_CONNECTION_CLOSED */
+    return true;
+}
+
 natsConnection *kx_bus_conn(kx_bus *bus)
 {
     return bus->nc;

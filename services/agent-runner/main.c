@@ -131,6 +131,9 @@ int main(void)
     int code = 1;
     if (start(&a) == KX_OK)
         code = kx_svc_run(&a.svc);
+    /* With nats-server gone the fetcher may sit in a JetStream call for ~10 s (making the
+     * consumer, then looking it up): closing the connection returns it at once. */
+    (void)kx_bus_close_if_down(a.svc.bus);
     dispatch_free(a.dispatch); /* before the bus closes: the subscription is on it */
     if (a.runner != NULL)
         runner_shutdown(a.runner,

@@ -22,11 +22,13 @@ static void on_state(natsMsg *msg, void *arg)
 }
 
 static natsSubscription *g_sub; /* main thread: made at start, drained before the pool goes */
+static kx_bus *g_bus;           /* the bus g_sub is on */
 
 kx_err gw_sandbox_state_start(gw_app *app)
 {
-    kx_err err = kx_bus_subscribe(app->svc->bus, KX_SUBJ_SANDBOX_STATE, "gateway-sandbox-state",
-                                  on_state, app, &g_sub);
+    g_bus = app->svc->bus;
+    kx_err err = kx_bus_subscribe(g_bus, KX_SUBJ_SANDBOX_STATE, "gateway-sandbox-state", on_state,
+                                  app, &g_sub);
     if (err != KX_OK)
         kx_error("gateway: cannot subscribe to %s: %s", KX_SUBJ_SANDBOX_STATE, kx_err_str(err));
     return err;
@@ -36,7 +38,11 @@ void gw_sandbox_state_stop(void)
 {
     if (g_sub == NULL)
         return;
-    if (natsSubscription_Drain(g_sub) == NATS_OK)
+    /* A drain lets the events already delivered here be recorded; it needs the server (the
+     * UNSUB and its PONG), so with NATS gone it would only wait out its 5 s and delay the exit:
+     * skipped then, and the events still queued in this process are dropped (kx.sandbox.state
+     * is a core subject: what NATS could not deliver is lost either way). */
+    if (kx_bus_connected(g_bus) && natsSubscription_Drain(g_sub) == NATS_OK)
         (void)natsSubscription_WaitForDrainCompletion(g_sub, 5000);
     natsSubscription_Destroy(g_sub);
     g_sub = NULL;

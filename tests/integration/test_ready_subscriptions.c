@@ -13,6 +13,9 @@
  *   - the mcp-proxy: kx.mcp.list for a server it does not know must be answered (not_found);
  *   - the sandbox-broker: kx.sandbox.kill of an exec it does not know must be answered.
  * Now each flushes (kx_bus_flush: PING, wait for PONG) before it says ready.
+ * Last, with every service still connected through the proxy, the proxy goes (nats-server
+ * gone for all of them) and each must exit 0 within STOP_WITHIN_MS of SIGTERM (the gateway
+ * waited 5 s for a subscription drain that needs the server).
  * One nats-server, one PostgreSQL and one proxy for the binary. */
 #include <errno.h>
 #include <libpq-fe.h>
@@ -26,7 +29,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +47,7 @@
 
 #define HOLD_MS 300
 #define MAX_CONNS 16
+#define STOP_WITHIN_MS 3000 /* SIGTERM to exit with NATS gone */
 
 /* ---- the holding proxy: one listener thread, two threads per connection ---- */
 
@@ -178,7 +184,7 @@ static kx_th_pg g_pg;
 static PGconn *g_db;
 static kx_bus *g_bus;
 static holding_proxy *g_proxy;
-static pid_t g_executor, g_scheduler, g_gateway, g_mcp, g_broker;
+static pid_t g_executor, g_scheduler, g_gateway, g_mcp, g_broker, g_runner;
 
 static int group_setup(void **state)
 {
@@ -200,8 +206,8 @@ static int group_teardown(void **state)
     (void)state;
     if (g_db != NULL)
         PQfinish(g_db);
-    const pid_t pids[] = {g_executor, g_scheduler, g_gateway, g_mcp, g_broker};
-    int rc = kx_th_suite_close(g_bus, pids, 5, &g_nats, &g_pg, g_tmp);
+    const pid_t pids[] = {g_executor, g_scheduler, g_gateway, g_mcp, g_broker, g_runner};
+    int rc = kx_th_suite_close(g_bus, pids, 6, &g_nats, &g_pg, g_tmp);
     if (g_proxy != NULL)
         proxy_stop(g_proxy);
     return rc == 0 ? 0 : -1;
@@ -406,6 +412,61 @@ static void test_broker_answers_a_kill_right_after_ready(void **state)
     kx_pb_free(rep);
 }
 
+/* Last: nats-server goes away for every service (the proxy closes their connections and
+ * refuses new ones), then each gets SIGTERM and must exit 0 promptly. The gateway took ~6 s:
+ * it waited 5 s for the drain of its kx.sandbox.state subscription, which needs the server. */
+static void test_services_stop_promptly_without_nats(void **state)
+{
+    (void)state;
+    /* the agent-runner too (it serves no request, so it has no readiness case above) */
+    char url[64], db_env[400];
+    proxy_url(url, sizeof url);
+    snprintf(db_env, sizeof db_env, "KX_DATABASE_URL=%s", g_pg.url);
+    const char *env[] = {db_env, "KX_DRAIN_TIMEOUT_MS=2000", NULL};
+    g_runner = kx_th_service_start(g_tmp, url, "agent-runner", env, NULL);
+    assert_true(g_runner > 0);
+
+    proxy_stop(g_proxy);
+    g_proxy = NULL;
+    struct timespec settle = {0, 300 * 1000000L};
+    nanosleep(&settle, NULL);
+    struct {
+        const char *name;
+        pid_t *pid;
+    } svcs[] = {{"tool-executor", &g_executor}, {"scheduler", &g_scheduler},
+                {"gateway", &g_gateway},        {"mcp-proxy", &g_mcp},
+                {"sandbox-broker", &g_broker},  {"agent-runner", &g_runner}};
+    char report[512] = "";
+    bool slow = false;
+    for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++) {
+        pid_t pid = *svcs[i].pid;
+        assert_true(pid > 0);
+        int64_t t0 = kx_mono_ms();
+        assert_int_equal(kill(pid, SIGTERM), 0);
+        int status = 0;
+        pid_t got = 0;
+        while ((got = waitpid(pid, &status, WNOHANG)) == 0 && kx_mono_ms() - t0 < 15000) {
+            struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        int64_t took = kx_mono_ms() - t0;
+        if (got == pid)
+            *svcs[i].pid = 0; /* reaped: teardown has nothing to stop */
+        size_t len = strlen(report);
+        snprintf(report + len, sizeof report - len, " %s %lld ms%s;", svcs[i].name,
+                 (long long)took,
+                 got != pid                                          ? " (still running)"
+                     : WIFEXITED(status) && WEXITSTATUS(status) == 0 ? ""
+                                                                     : " (not exit 0)");
+        if (got != pid || took > STOP_WITHIN_MS || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            slow = true;
+    }
+    print_message("stop with NATS gone:%s\n", report);
+    if (slow)
+        fail_msg("a service did not exit 0 within %d ms of SIGTERM with NATS gone:%s",
+                 STOP_WITHIN_MS, report);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -414,6 +475,7 @@ int main(void)
         cmocka_unit_test(test_gateway_answers_a_run_start_right_after_ready),
         cmocka_unit_test(test_mcp_proxy_answers_a_list_right_after_ready),
         cmocka_unit_test(test_broker_answers_a_kill_right_after_ready),
+        cmocka_unit_test(test_services_stop_promptly_without_nats),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -96,6 +96,12 @@ bool kx_bus_connected(kx_bus *bus);
  * before, so the subscriptions made so far are known to it. A service calls this before its
  * /readyz says ready, else a request sent right after may find no responders. */
 kx_err kx_bus_flush(kx_bus *bus, int64_t timeout_ms);
+/* For a shutdown: when the bus is not connected (nats-server gone, reconnecting), closes the
+ * connection now, so that requests and JetStream calls blocked in other threads return at once
+ * (closed) instead of waiting out their timeouts, and threads joined next do not hold the exit.
+ * A connected bus is left as it is. The bus stays valid for kx_bus_close. Returns true when
+ * it closed the connection. */
+bool kx_bus_close_if_down(kx_bus *bus);
 natsConnection *kx_bus_conn(kx_bus *bus);
 jsCtx *kx_bus_js(kx_bus *bus);
 /* The kx_err of a cnats status, the one mapping of libkx: NATS_OK -> KX_OK, NATS_TIMEOUT ->
