@@ -48,9 +48,11 @@ struct kx_bus {
     pthread_mutex_t mu; /* guards everything below */
     pthread_cond_t cond;
     bool closing;
-    bool closed_cb_done; /* cnats called the closed callback: no more connection cbs */
-    subctx *subs;        /* live subscriptions made with kx_bus_subscribe[_loop] */
-    size_t live_subctx;  /* contexts whose completion callback has not run yet */
+    bool closed_cb_done;      /* cnats called the closed callback: no more connection cbs */
+    subctx *subs;             /* live subscriptions made with kx_bus_subscribe[_loop] */
+    natsSubscription **early; /* kx_bus_close_if_down's snapshot of them, for kx_bus_close */
+    size_t nearly;
+    size_t live_subctx; /* contexts whose completion callback has not run yet */
 };
 
 /* ---- small helpers ---- */
@@ -381,9 +383,20 @@ kx_err kx_bus_flush(kx_bus *bus, int64_t timeout_ms)
     return kx_bus_status_err(natsConnection_FlushTimeout(bus->nc, timeout_ms));
 }
 
+static natsSubscription **owned_subs(kx_bus *bus, size_t *n_out);
+
 bool kx_bus_close_if_down(kx_bus *bus)
 {
     if (bus == NULL || bus->nc == NULL || kx_bus_connected(bus))
+        return false;
+    pthread_mutex_lock(&bus->mu);
+    bool first = !bus->closing;
+    if (first) {
+        bus->closing = true; /* no new subscription from here on */
+        bus->early = owned_subs(bus, &bus->nearly);
+    }
+    pthread_mutex_unlock(&bus->mu);
+    if (!first)
         return false;
     kx_warn("bus: NATS is not connected at shutdown; closing now so nothing waits for it");
     natsConnection_Close(bus->nc); /* pending requests return NATS_CONNECTION_CLOSED */
@@ -582,15 +595,11 @@ static bool no_live_subctx(kx_bus *bus)
     return bus->live_subctx == 0;
 }
 
-bool kx_bus_close(kx_bus *bus, int64_t timeout_ms)
+/* bus->mu held: the subscriptions of the registry still valid, in a new array (NULL: out of
+ * memory). A closed connection closes them all, and their completion unlinks them: hence
+ * kx_bus_close_if_down takes this list before it closes. */
+static natsSubscription **owned_subs(kx_bus *bus, size_t *n_out)
 {
-    if (bus == NULL)
-        return true;
-    /* The subscriptions still open belong to the bus now. One that the caller already closed
-     * (natsSubscription_Destroy) is no longer valid; it stays registered only until its
-     * completion callback runs, which cannot happen while we hold the mutex. */
-    pthread_mutex_lock(&bus->mu);
-    bus->closing = true;
     size_t n = 0;
     for (subctx *c = bus->subs; c; c = c->next)
         n++;
@@ -600,9 +609,30 @@ bool kx_bus_close(kx_bus *bus, int64_t timeout_ms)
         if (natsSubscription_IsValid(c->sub))
             owned[nowned++] = c->sub;
     }
+    *n_out = nowned;
+    return owned;
+}
+
+bool kx_bus_close(kx_bus *bus, int64_t timeout_ms)
+{
+    if (bus == NULL)
+        return true;
+    /* The subscriptions still open belong to the bus now. One that the caller already closed
+     * (natsSubscription_Destroy) is no longer valid; it stays registered only until its
+     * completion callback runs, which cannot happen while we hold the mutex. */
+    pthread_mutex_lock(&bus->mu);
+    bus->closing = true;
+    natsSubscription **owned = bus->early;
+    size_t nowned = bus->nearly;
+    if (owned != NULL)
+        bus->early = NULL; /* taken before kx_bus_close_if_down closed the connection */
+    else
+        owned = owned_subs(bus, &nowned);
     pthread_mutex_unlock(&bus->mu);
-    if (owned == NULL)
+    if (owned == NULL) {
+        nowned = 0;
         kx_error("bus: out of memory closing; open subscriptions will leak");
+    }
 
     if (bus->nc != NULL) {
         if (bus->js != NULL && kx_bus_connected(bus)) {

@@ -99,8 +99,10 @@ kx_err kx_bus_flush(kx_bus *bus, int64_t timeout_ms);
 /* For a shutdown: when the bus is not connected (nats-server gone, reconnecting), closes the
  * connection now, so that requests and JetStream calls blocked in other threads return at once
  * (closed) instead of waiting out their timeouts, and threads joined next do not hold the exit.
- * A connected bus is left as it is. The bus stays valid for kx_bus_close. Returns true when
- * it closed the connection. */
+ * A connected bus is left as it is. The bus stays valid for kx_bus_close, which then destroys
+ * the subscriptions made with kx_bus_subscribe[_loop] that were open: do not destroy those
+ * yourself after this call. No new subscription can be made after it. Returns true when it
+ * closed the connection. */
 bool kx_bus_close_if_down(kx_bus *bus);
 natsConnection *kx_bus_conn(kx_bus *bus);
 jsCtx *kx_bus_js(kx_bus *bus);
