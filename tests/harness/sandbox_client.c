@@ -46,6 +46,19 @@ void *kx_th_bus_ask(kx_bus *bus, const char *subject, const ProtobufCMessage *rq
     return rep;
 }
 
+kx_err kx_th_run_submit(kx_bus *bus, const char *run, const char *thread, const char *account)
+{
+    Kx__V1__RunSubmit rs = KX__V1__RUN_SUBMIT__INIT;
+    rs.run_id = (char *)run;
+    rs.thread_id = (char *)thread;
+    rs.account_id = (char *)account;
+    rs.submitted_at_ms = kx_now_ms();
+    kx_bus_meta meta;
+    kx_bus_meta_init(&meta, kx_deadline_in(5000), account);
+    kx_err err = kx_bus_publish_pb(bus, KX_SUBJ_RUN_SUBMIT, &rs.base, &meta);
+    return err != KX_OK ? err : kx_bus_flush(bus, 5000);
+}
+
 kx_th_tool_reply kx_th_tool_exec(kx_bus *bus, const Kx__V1__ToolCall *tc, const char *account,
                                  int64_t deadline_ms)
 {

@@ -1,6 +1,6 @@
 /* tests/harness/sandbox_client.h — what tests and benchmarks do over and over on the bus:
  * connect a client and send a request with a Kx-Deadline and unpack its answer (any subject),
- * a tool call through kx.tool.exec with its output parsed, and on the sandbox-broker's subjects
+ * a run's submit as the gateway sends it, a tool call through kx.tool.exec with its output parsed, and on the sandbox-broker's subjects
  * (docs/subjects.md) a lifecycle op, a preview and a command with a new exec_id.
  *
  * These helpers never assert (cmocka tests and the benchmarks both use them): they answer NULL
@@ -30,6 +30,11 @@ kx_err kx_th_bus_connect(const char *url, const char *name, kx_bus **out);
 void *kx_th_bus_ask(kx_bus *bus, const char *subject, const ProtobufCMessage *rq,
                     const char *account, int64_t deadline_ms,
                     const ProtobufCMessageDescriptor *desc, int64_t *elapsed_us, kx_err *err);
+
+/* What the gateway sends for a new queued run: a RunSubmit for run (thread, account) on
+ * kx.run.submit, a core publish with a 5 s Kx-Deadline and account as Kx-Account, then a flush
+ * (nats-server has it when this returns KX_OK). */
+kx_err kx_th_run_submit(kx_bus *bus, const char *run, const char *thread, const char *account);
 
 /* A tool call's answer: the request's error (KX_OK when res is set), the ToolResult, its
  * output_json parsed (NULL when empty or not JSON) and the round trip. The reply owns res and

@@ -213,33 +213,56 @@ static int group_teardown(void **state)
     return rc == 0 ? 0 : -1;
 }
 
-static void proxy_url(char *out, size_t n)
+/* Starts service `name` connected to nats-server through the holding proxy, with `env` (a
+ * NULL-terminated list, may be NULL) and a 2 s drain; returns its PID (fails the test if it
+ * does not start) and, in *ready_ms, how long it took to say ready. */
+static pid_t start_behind_proxy(const char *name, const char *const *env, int64_t *ready_ms)
 {
-    snprintf(out, n, "nats://127.0.0.1:%u", g_proxy->port);
+    char url[64];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%u", g_proxy->port);
+    const char *all[8];
+    size_t n = 0;
+    for (; env != NULL && env[n] != NULL; n++) {
+        assert_true(n + 2 < sizeof all / sizeof all[0]);
+        all[n] = env[n];
+    }
+    all[n++] = "KX_DRAIN_TIMEOUT_MS=2000";
+    all[n] = NULL;
+    int64_t t0 = kx_mono_ms();
+    pid_t pid = kx_th_service_start(g_tmp, url, name, all, NULL);
+    if (pid <= 0)
+        fail_msg("%s did not start behind the holding proxy", name);
+    if (ready_ms != NULL)
+        *ready_ms = kx_mono_ms() - t0;
+    return pid;
+}
+
+/* Sends `rq` on `subject` over the test's direct connection and returns the reply; fails the
+ * test, naming the subject and how long the service took to say ready, if none came. */
+static void *ask_after_ready(const char *subject, const ProtobufCMessage *rq, const char *account,
+                             const ProtobufCMessageDescriptor *reply, int64_t ready_ms)
+{
+    kx_err err = KX_OK;
+    void *rep = kx_th_bus_ask(g_bus, subject, rq, account, 5000, reply, NULL, &err);
+    if (err != KX_OK)
+        fail_msg("%s right after /readyz (ready after %lld ms): %s", subject, (long long)ready_ms,
+                 kx_err_str(err));
+    assert_non_null(rep);
+    return rep;
 }
 
 static void test_ready_means_heard(void **state)
 {
     (void)state;
-    char url[64];
-    proxy_url(url, sizeof url);
-    const char *env[] = {"KX_DRAIN_TIMEOUT_MS=2000", NULL};
-    int64_t t0 = kx_mono_ms();
-    g_executor = kx_th_service_start(g_tmp, url, "tool-executor", env, NULL);
-    assert_true(g_executor > 0);
-    int64_t ready_ms = kx_mono_ms() - t0;
+    int64_t ready_ms = 0;
+    g_executor = start_behind_proxy("tool-executor", NULL, &ready_ms);
 
-    char account[37];
+    char account[KX_UUID_LEN + 1];
     kx_uuid_new(account);
     Kx__V1__ToolSchemasRequest rq = KX__V1__TOOL_SCHEMAS_REQUEST__INIT;
-    kx_err err = KX_OK;
     Kx__V1__ToolSchemasReply *rep =
-        kx_th_bus_ask(g_bus, KX_SUBJ_TOOL_SCHEMAS, &rq.base, account, 5000,
-                      &kx__v1__tool_schemas_reply__descriptor, NULL, &err);
-    if (err != KX_OK)
-        fail_msg("kx.tool.schemas right after /readyz (ready after %lld ms): %s",
-                 (long long)ready_ms, kx_err_str(err));
-    assert_non_null(rep);
+        ask_after_ready(KX_SUBJ_TOOL_SCHEMAS, &rq.base, account,
+                        &kx__v1__tool_schemas_reply__descriptor, ready_ms);
     assert_non_null(strstr(rep->tools_json, "execute_command"));
     kx_pb_free(rep);
 }
@@ -255,8 +278,7 @@ static void sql_ok(const char *q, int n, const char *const *params)
 static void test_scheduler_hears_a_submit_right_after_ready(void **state)
 {
     (void)state;
-    char url[64], db_env[400];
-    proxy_url(url, sizeof url);
+    char db_env[400];
     snprintf(db_env, sizeof db_env, "KX_DATABASE_URL=%s", g_pg.url);
     /* nothing but the submit may admit the run: the sweep, the reaper's admission pass after
      * each tick and the triggers' poll are all 10 minutes away */
@@ -265,12 +287,9 @@ static void test_scheduler_hears_a_submit_right_after_ready(void **state)
                          "KX_REAPER_INTERVAL_MS=600000",
                          "KX_TRIGGER_POLL_MS=600000",
                          "KX_MAX_PARALLEL_RUNS=1000",
-                         "KX_DRAIN_TIMEOUT_MS=2000",
                          NULL};
-    int64_t t0 = kx_mono_ms();
-    g_scheduler = kx_th_service_start(g_tmp, url, "scheduler", env, NULL);
-    assert_true(g_scheduler > 0);
-    int64_t ready_ms = kx_mono_ms() - t0;
+    int64_t ready_ms = 0, t0 = kx_mono_ms();
+    g_scheduler = start_behind_proxy("scheduler", env, &ready_ms);
 
     /* a queued run, as the gateway's initiate makes it (the scheduler migrated the schema) */
     char account[KX_UUID_LEN + 1], project[KX_UUID_LEN + 1], thread[KX_UUID_LEN + 1],
@@ -285,15 +304,7 @@ static void test_scheduler_hears_a_submit_right_after_ready(void **state)
         "t AS (INSERT INTO threads (thread_id, account_id, project_id) VALUES ($3, $1, $2)) "
         "INSERT INTO agent_runs (id, thread_id, account_id, project_id) VALUES ($4, $3, $1, $2)",
         4, ids);
-    Kx__V1__RunSubmit rs = KX__V1__RUN_SUBMIT__INIT;
-    rs.run_id = run;
-    rs.thread_id = thread;
-    rs.account_id = account;
-    rs.submitted_at_ms = kx_now_ms();
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(5000), account);
-    assert_int_equal(kx_bus_publish_pb(g_bus, KX_SUBJ_RUN_SUBMIT, &rs.base, &meta), KX_OK);
-    assert_int_equal(kx_bus_flush(g_bus, 2000), KX_OK);
+    assert_int_equal(kx_th_run_submit(g_bus, run, thread, account), KX_OK);
     int64_t sent_ms = kx_mono_ms() - t0;
 
     const char *const p[] = {run};
@@ -318,34 +329,22 @@ static void test_scheduler_hears_a_submit_right_after_ready(void **state)
 static void test_gateway_answers_a_run_start_right_after_ready(void **state)
 {
     (void)state;
-    char url[64], db_env[400], http_env[64], mig_env[600];
-    proxy_url(url, sizeof url);
+    char db_env[400], http_env[64], mig_env[600];
     snprintf(db_env, sizeof db_env, "KX_DATABASE_URL=%s", g_pg.url);
     snprintf(http_env, sizeof http_env, "KX_HTTP_PORT=%u", (unsigned)kx_th_free_port());
     snprintf(mig_env, sizeof mig_env, "KX_MIGRATIONS_DIR=%s/deploy/migrations", KX_SOURCE_DIR);
-    const char *env[] = {db_env,
-                         http_env,
-                         mig_env,
-                         "KX_JWT_SECRET=it-ready-subscriptions-secret-of-32-bytes",
-                         "KX_DRAIN_TIMEOUT_MS=2000",
-                         NULL};
-    int64_t t0 = kx_mono_ms();
-    g_gateway = kx_th_service_start(g_tmp, url, "gateway", env, NULL);
-    assert_true(g_gateway > 0);
-    int64_t ready_ms = kx_mono_ms() - t0;
+    const char *env[] = {db_env, http_env, mig_env,
+                         "KX_JWT_SECRET=it-ready-subscriptions-secret-of-32-bytes", NULL};
+    int64_t ready_ms = 0;
+    g_gateway = start_behind_proxy("gateway", env, &ready_ms);
 
     char account[KX_UUID_LEN + 1];
     kx_uuid_new(account);
     Kx__V1__RunStartRequest rq = KX__V1__RUN_START_REQUEST__INIT;
     rq.prompt = "hello";
     rq.reasoning_effort = "extreme"; /* refused by the gateway itself: no other service needed */
-    kx_err err = KX_OK;
-    Kx__V1__RunStartReply *rep = kx_th_bus_ask(g_bus, KX_SUBJ_RUN_START, &rq.base, account, 5000,
-                                               &kx__v1__run_start_reply__descriptor, NULL, &err);
-    if (err != KX_OK)
-        fail_msg("kx.run.start right after /readyz (ready after %lld ms): %s", (long long)ready_ms,
-                 kx_err_str(err));
-    assert_non_null(rep);
+    Kx__V1__RunStartReply *rep = ask_after_ready(KX_SUBJ_RUN_START, &rq.base, account,
+                                                 &kx__v1__run_start_reply__descriptor, ready_ms);
     assert_int_equal(rep->status, 400);
     assert_non_null(strstr(rep->error, "reasoning_effort"));
     assert_string_equal(rep->agent_run_id, "");
@@ -355,27 +354,17 @@ static void test_gateway_answers_a_run_start_right_after_ready(void **state)
 static void test_mcp_proxy_answers_a_list_right_after_ready(void **state)
 {
     (void)state;
-    char url[64];
-    proxy_url(url, sizeof url);
-    const char *env[] = {"KX_DRAIN_TIMEOUT_MS=2000", NULL};
-    int64_t t0 = kx_mono_ms();
-    g_mcp = kx_th_service_start(g_tmp, url, "mcp-proxy", env, NULL);
-    assert_true(g_mcp > 0);
-    int64_t ready_ms = kx_mono_ms() - t0;
+    int64_t ready_ms = 0;
+    g_mcp = start_behind_proxy("mcp-proxy", NULL, &ready_ms);
 
     char account[KX_UUID_LEN + 1];
     kx_uuid_new(account);
     Kx__V1__McpListToolsRequest rq = KX__V1__MCP_LIST_TOOLS_REQUEST__INIT;
     rq.server = "no-such-server";
     rq.account_id = account;
-    kx_err err = KX_OK;
     Kx__V1__McpListToolsReply *rep =
-        kx_th_bus_ask(g_bus, KX_SUBJ_MCP_LIST, &rq.base, account, 5000,
-                      &kx__v1__mcp_list_tools_reply__descriptor, NULL, &err);
-    if (err != KX_OK)
-        fail_msg("kx.mcp.list right after /readyz (ready after %lld ms): %s", (long long)ready_ms,
-                 kx_err_str(err));
-    assert_non_null(rep);
+        ask_after_ready(KX_SUBJ_MCP_LIST, &rq.base, account,
+                        &kx__v1__mcp_list_tools_reply__descriptor, ready_ms);
     assert_non_null(rep->error); /* the server is not configured: an answer, not a tool list */
     assert_string_equal(rep->error->code, "not_found");
     assert_int_equal(rep->n_tools, 0);
@@ -385,14 +374,11 @@ static void test_mcp_proxy_answers_a_list_right_after_ready(void **state)
 static void test_broker_answers_a_kill_right_after_ready(void **state)
 {
     (void)state;
-    char url[64], root_env[600];
-    proxy_url(url, sizeof url);
+    char root_env[600];
     snprintf(root_env, sizeof root_env, "KX_SANDBOX_ROOT=%s/sandboxes", g_tmp);
-    const char *env[] = {root_env, "KX_DRAIN_TIMEOUT_MS=2000", NULL};
-    int64_t t0 = kx_mono_ms();
-    g_broker = kx_th_service_start(g_tmp, url, "sandbox-broker", env, NULL);
-    assert_true(g_broker > 0);
-    int64_t ready_ms = kx_mono_ms() - t0;
+    const char *env[] = {root_env, NULL};
+    int64_t ready_ms = 0;
+    g_broker = start_behind_proxy("sandbox-broker", env, &ready_ms);
 
     char exec_id[KX_UUID_LEN + 1], project[KX_UUID_LEN + 1];
     kx_uuid_new(exec_id);
@@ -400,14 +386,9 @@ static void test_broker_answers_a_kill_right_after_ready(void **state)
     Kx__V1__SandboxKillRequest rq = KX__V1__SANDBOX_KILL_REQUEST__INIT;
     rq.exec_id = exec_id;
     rq.project_id = project;
-    kx_err err = KX_OK;
     Kx__V1__SandboxKillReply *rep =
-        kx_th_bus_ask(g_bus, KX_SUBJ_SANDBOX_KILL, &rq.base, NULL, 5000,
-                      &kx__v1__sandbox_kill_reply__descriptor, NULL, &err);
-    if (err != KX_OK)
-        fail_msg("kx.sandbox.kill right after /readyz (ready after %lld ms): %s",
-                 (long long)ready_ms, kx_err_str(err));
-    assert_non_null(rep);
+        ask_after_ready(KX_SUBJ_SANDBOX_KILL, &rq.base, NULL,
+                        &kx__v1__sandbox_kill_reply__descriptor, ready_ms);
     assert_false(rep->killed); /* nothing of that id runs */
     kx_pb_free(rep);
 }
@@ -419,12 +400,10 @@ static void test_services_stop_promptly_without_nats(void **state)
 {
     (void)state;
     /* the agent-runner too (it serves no request, so it has no readiness case above) */
-    char url[64], db_env[400];
-    proxy_url(url, sizeof url);
+    char db_env[400];
     snprintf(db_env, sizeof db_env, "KX_DATABASE_URL=%s", g_pg.url);
-    const char *env[] = {db_env, "KX_DRAIN_TIMEOUT_MS=2000", NULL};
-    g_runner = kx_th_service_start(g_tmp, url, "agent-runner", env, NULL);
-    assert_true(g_runner > 0);
+    const char *env[] = {db_env, NULL};
+    g_runner = start_behind_proxy("agent-runner", env, NULL);
 
     proxy_stop(g_proxy);
     g_proxy = NULL;

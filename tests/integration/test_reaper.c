@@ -241,16 +241,8 @@ static void insert_run(char out[KX_UUID_LEN + 1], const char *cols, const char *
 
 static void submit(const char *run_id)
 {
-    Kx__V1__RunSubmit rs = KX__V1__RUN_SUBMIT__INIT;
-    rs.run_id = (char *)run_id;
-    rs.thread_id = g_thread;
-    rs.account_id = g_account;
-    rs.submitted_at_ms = kx_now_ms();
-    kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(5000), g_account);
     /* a core publish, as the gateway's (kx.run.submit is not stored: issue 12) */
-    assert_int_equal(kx_bus_publish_pb(g_bus, KX_SUBJ_RUN_SUBMIT, &rs.base, &meta), KX_OK);
-    assert_int_equal(natsConnection_Flush(kx_bus_conn(g_bus)), NATS_OK);
+    assert_int_equal(kx_th_run_submit(g_bus, run_id, g_thread, g_account), KX_OK);
 }
 
 /* Removes and returns the seen dispatch for run_id, or NULL. */

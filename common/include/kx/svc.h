@@ -26,9 +26,6 @@ typedef struct kx_svc kx_svc;
 typedef void (*kx_svc_drain_fn)(kx_svc *svc, void *arg);
 /* Extra readiness beyond "NATS connected" (e.g. Postgres reachable); thread-safe, quick. */
 typedef bool (*kx_svc_ready_fn)(kx_svc *svc, void *arg, char *why, size_t whylen);
-/* Readiness (/readyz, kx.svc.health) is false ("starting") from kx_svc_init until the service
- * calls kx_svc_on_ready: the ops server and the health responder start inside kx_svc_init,
- * before the service has made what its readiness depends on. */
 
 struct kx_svc {
     const char *name;     /* static string: "gateway", "agent-runner", ... */
@@ -54,8 +51,9 @@ struct kx_svc {
 kx_err kx_svc_init(kx_svc *svc, const char *name, uint16_t default_health_port);
 void kx_svc_on_drain(kx_svc *svc, kx_svc_drain_fn fn, void *arg);
 /* How readiness is judged from now on: fn (NULL: NATS connected is enough). Call it once the
- * service has registered what fn reads, before kx_svc_run; until the first call the service
- * reports "starting". */
+ * service has made what its readiness depends on, before kx_svc_run. Until the first call
+ * /readyz and kx.svc.health say "starting" (not ready): the ops server and the health
+ * responder start inside kx_svc_init, before the service has made those. */
 void kx_svc_on_ready(kx_svc *svc, kx_svc_ready_fn fn, void *arg);
 /* Runs the loop; returns the process exit code (0 after a clean drain). */
 int kx_svc_run(kx_svc *svc);
