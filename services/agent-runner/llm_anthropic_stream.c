@@ -97,9 +97,10 @@ static llm_feed_result add_text(llm_stream *s, const char *text, size_t n)
 /* A tool_use block (streamed start, or a whole one in a non-streamed message). */
 static llm_feed_result start_tool(llm_stream *s, int index, const json_t *block)
 {
-    llm_tool_call *c = llm_stream_call_at(s, index);
-    if (c == NULL)
-        return LLM_FEED_NOMEM;
+    llm_tool_call *c;
+    llm_feed_result res = llm_stream_call_at(s, index, &c);
+    if (res != LLM_FEED_OK)
+        return res;
     s->received_output = true;
     size_t n;
     const char *id = str_of(block, "id", &n);

@@ -36,26 +36,38 @@ llm_tool_call *llm_stream_find_call(llm_stream *s, int index)
     return NULL;
 }
 
-llm_tool_call *llm_stream_call_at(llm_stream *s, int index)
+llm_feed_result llm_stream_call_at(llm_stream *s, long long index, llm_tool_call **out)
 {
-    size_t pos = 0;
-    while (pos < s->ncalls && s->calls[pos].index < index)
-        pos++;
-    if (pos < s->ncalls && s->calls[pos].index == index)
-        return &s->calls[pos];
+    *out = NULL;
+    if (index < 0 || index > INT_MAX) {
+        snprintf(s->error, sizeof s->error, "the LLM answer has a tool call with index %lld",
+                 index);
+        return LLM_FEED_MALFORMED;
+    }
+    llm_tool_call *c = llm_stream_find_call(s, (int)index);
+    if (c != NULL) {
+        *out = c;
+        return LLM_FEED_OK;
+    }
+    if (s->ncalls >= LLM_MAX_CALLS) {
+        snprintf(s->error, sizeof s->error, "the LLM answer has more than %d tool calls",
+                 LLM_MAX_CALLS);
+        return LLM_FEED_MALFORMED;
+    }
+    /* appended, never inserted: a call's position does not change once it began */
     if (s->ncalls == s->capcalls) {
         size_t cap = s->capcalls ? s->capcalls * 2 : 4;
         llm_tool_call *n = realloc(s->calls, cap * sizeof *n);
         if (n == NULL)
-            return NULL;
+            return LLM_FEED_NOMEM;
         s->calls = n;
         s->capcalls = cap;
     }
-    memmove(&s->calls[pos + 1], &s->calls[pos], (s->ncalls - pos) * sizeof *s->calls);
-    memset(&s->calls[pos], 0, sizeof *s->calls);
-    s->calls[pos].index = index;
-    s->ncalls++;
-    return &s->calls[pos];
+    c = &s->calls[s->ncalls++];
+    memset(c, 0, sizeof *c);
+    c->index = (int)index;
+    *out = c;
+    return LLM_FEED_OK;
 }
 
 /* A string field of a fragment: NULL when absent, null or not a string. */
@@ -68,7 +80,7 @@ static const char *str_of(const json_t *obj, const char *key, size_t *len)
     return json_string_value(v);
 }
 
-static bool fold_tool_calls(llm_stream *s, const json_t *arr)
+static llm_feed_result fold_tool_calls(llm_stream *s, const json_t *arr)
 {
     size_t i;
     const json_t *tc;
@@ -77,15 +89,16 @@ static bool fold_tool_calls(llm_stream *s, const json_t *arr)
         if (!json_is_object(tc))
             continue;
         const json_t *jidx = json_object_get(tc, "index");
-        int index = json_is_integer(jidx) ? (int)json_integer_value(jidx) : (int)i;
-        llm_tool_call *c = llm_stream_call_at(s, index);
-        if (c == NULL)
-            return false;
+        llm_tool_call *c;
+        llm_feed_result res = llm_stream_call_at(
+            s, json_is_integer(jidx) ? (long long)json_integer_value(jidx) : (long long)i, &c);
+        if (res != LLM_FEED_OK)
+            return res;
         s->received_output = true;
         size_t n;
         const char *id = str_of(tc, "id", &n);
         if (id != NULL && n > 0 && c->id.len == 0 && kx_buf_add(&c->id, id, n) != KX_OK)
-            return false;
+            return LLM_FEED_NOMEM;
         const json_t *fn = json_object_get(tc, "function");
         if (!json_is_object(fn))
             continue;
@@ -94,22 +107,22 @@ static bool fold_tool_calls(llm_stream *s, const json_t *arr)
          * every fragment (ignored), a few split it (appended). */
         if (name != NULL && n > 0 && !(c->name.len == n && memcmp(c->name.s, name, n) == 0)) {
             if (kx_buf_add(&c->name, name, n) != KX_OK)
-                return false;
+                return LLM_FEED_NOMEM;
         }
         const char *args = str_of(fn, "arguments", &n);
         if (args != NULL && n > 0) {
             if (kx_buf_add(&c->arguments, args, n) != KX_OK)
-                return false;
+                return LLM_FEED_NOMEM;
         } else if (json_is_object(json_object_get(fn, "arguments"))) {
             /* a few servers send the arguments as an object, not as JSON text */
             char *text = json_dumps(json_object_get(fn, "arguments"), JSON_COMPACT);
             bool ok = text != NULL && kx_buf_add(&c->arguments, text, strlen(text)) == KX_OK;
             free(text);
             if (!ok)
-                return false;
+                return LLM_FEED_NOMEM;
         }
     }
-    return true;
+    return LLM_FEED_OK;
 }
 
 /* Folds choices[0].delta (or .message) into s. */
@@ -127,8 +140,9 @@ static llm_feed_result fold_choice(llm_stream *s, const json_t *choice)
             s->received_output = true;
         }
         const json_t *tcs = json_object_get(d, "tool_calls");
-        if (json_is_array(tcs) && !fold_tool_calls(s, tcs))
-            return LLM_FEED_NOMEM;
+        llm_feed_result res = json_is_array(tcs) ? fold_tool_calls(s, tcs) : LLM_FEED_OK;
+        if (res != LLM_FEED_OK)
+            return res;
     }
     const json_t *fr = json_object_get(choice, "finish_reason");
     if (json_is_string(fr) && json_string_length(fr) > 0)

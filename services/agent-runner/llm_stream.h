@@ -2,7 +2,8 @@
  *
  * The llm_stream struct is what every provider's parser fills (llm_anthropic_stream.h folds
  * Anthropic's events into the same struct) and what run.c reads: the text, the native tool
- * calls by index, the finish_reason in OpenAI's words, usage and the model.
+ * calls (at most LLM_MAX_CALLS, in the order their first fragments came: run.c starts a call
+ * while the answer streams and finds it again by its position), the finish_reason in OpenAI's words, usage and the model.
  *
  * Each SSE event's data is one `chat.completion.chunk` JSON object (or the literal "[DONE]").
  * llm_stream_feed folds it into the accumulated answer: the text (choices[0].delta.content),
@@ -22,13 +23,17 @@
 
 /* One native tool call as assembled from its fragments. */
 typedef struct llm_tool_call {
-    int index; /* the provider's index: calls are kept sorted by it */
+    int index; /* the provider's index; calls are kept in the order they began */
     kx_buf id;
     kx_buf name;
     kx_buf arguments; /* the JSON text of the arguments, as the model wrote it */
     bool args_whole;  /* Anthropic: the arguments came whole at the block's start (replaced by
                          the first input_json_delta, if any) */
 } llm_tool_call;
+
+/* Native tool calls one answer may hold; more is a malformed answer (each call is a row, an
+ * event and a request to the tool-executor, all started at once with the parallel strategy). */
+#define LLM_MAX_CALLS 128
 
 typedef struct llm_stream {
     kx_buf content;
@@ -57,8 +62,10 @@ typedef enum llm_feed_result {
 void llm_stream_init(llm_stream *s);
 void llm_stream_free(llm_stream *s); /* frees what it holds; s itself is the caller's */
 
-/* The tool call with this index, created (kept in index order) if new; NULL on OOM. */
-llm_tool_call *llm_stream_call_at(llm_stream *s, int index);
+/* The tool call with the provider's index, created (after the others) if new, into *out.
+ * LLM_FEED_MALFORMED (s->error says why) for an index outside 0..INT_MAX or a call beyond
+ * LLM_MAX_CALLS; LLM_FEED_NOMEM; else LLM_FEED_OK. */
+llm_feed_result llm_stream_call_at(llm_stream *s, long long index, llm_tool_call **out);
 /* The tool call with this index, or NULL. */
 llm_tool_call *llm_stream_find_call(llm_stream *s, int index);
 

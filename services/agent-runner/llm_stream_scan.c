@@ -433,32 +433,33 @@ static kx_err add_string(kx_buf *b, const val *v)
     return KX_OK;
 }
 
-static bool fold_calls(llm_stream *st, const delta_slots *d)
+static llm_feed_result fold_calls(llm_stream *st, const delta_slots *d)
 {
     for (size_t i = 0; i < d->ncalls; i++) {
         const call_slots *cs = &d->calls[i];
         if (!cs->object)
             continue;
-        int index = cs->index.kind == V_INT ? (int)cs->index.i : (int)i;
-        llm_tool_call *c = llm_stream_call_at(st, index);
-        if (c == NULL)
-            return false;
+        llm_tool_call *c;
+        llm_feed_result res =
+            llm_stream_call_at(st, cs->index.kind == V_INT ? cs->index.i : (long long)i, &c);
+        if (res != LLM_FEED_OK)
+            return res;
         st->received_output = true;
         if (cs->id.kind == V_STR && cs->id.n > 0 && c->id.len == 0 &&
             kx_buf_add(&c->id, cs->id.s, cs->id.n) != KX_OK)
-            return false;
+            return LLM_FEED_NOMEM;
         if (!cs->has_fn)
             continue;
         const val *name = &cs->fn.name;
         if (name->kind == V_STR && name->n > 0 &&
             !(c->name.len == name->n && memcmp(c->name.s, name->s, name->n) == 0) &&
             kx_buf_add(&c->name, name->s, name->n) != KX_OK)
-            return false;
+            return LLM_FEED_NOMEM;
         const val *args = &cs->fn.arguments;
         if (args->kind == V_STR && args->n > 0 && add_string(&c->arguments, args) != KX_OK)
-            return false;
+            return LLM_FEED_NOMEM;
     }
-    return true;
+    return LLM_FEED_OK;
 }
 
 int llm_stream_scan_feed(llm_stream *st, const char *data, size_t len)
@@ -490,8 +491,9 @@ int llm_stream_scan_feed(llm_stream *st, const char *data, size_t len)
                 return LLM_FEED_NOMEM;
             st->received_output = true;
         }
-        if (d->has_calls && !fold_calls(st, d))
-            return LLM_FEED_NOMEM;
+        llm_feed_result res = d->has_calls ? fold_calls(st, d) : LLM_FEED_OK;
+        if (res != LLM_FEED_OK)
+            return (int)res;
     }
     if (s.has_choice0 && s.finish.kind == V_STR && s.finish.n > 0)
         snprintf(st->finish_reason, sizeof st->finish_reason, "%.*s", (int)s.finish.n, s.finish.s);

@@ -756,9 +756,11 @@ static run_call *add_call(run *r)
 /* Run call c from the stream's native call t. false on OOM. */
 static bool fill_native_call(run_call *c, const llm_tool_call *t)
 {
-    if (t->id.len > 0) {
+    if (t->id.len > 0 && t->id.len < sizeof c->tool_call_id) {
         snprintf(c->tool_call_id, sizeof c->tool_call_id, "%s", t->id.s);
-    } else { /* some servers send no id: make one, the next request needs it */
+    } else { /* some servers send no id, a few one too long to keep whole (cut, it could end
+              * inside a UTF-8 character or equal another's): make one, the next request
+              * needs it (the assistant message and the tool row both carry this one) */
         char u[KX_UUID_LEN + 1];
         kx_uuid_new(u);
         snprintf(c->tool_call_id, sizeof c->tool_call_id, "call_%s", u);

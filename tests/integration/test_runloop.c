@@ -2,7 +2,9 @@
  * the runner pointed at the fake provider (tests/fakes/llm-provider/fake-llm.js, OpenAI wire
  * format: text and tool-call deltas split into small chunks):
  *   1. two native calls in one turn, parallel (the default): both started before either result
- *      is recorded; results in index order; the model reads both;
+ *      is recorded; results in index order; the model reads both; and with the provider's
+ *      indices out of order (1, then 0): each call runs once, with its own id;
+ *      a provider's call id too long to keep: the call gets one of the runner's;
  *   2. the same with the account's default agent set to sequential: each call recorded before
  *      the next starts; the agent's model and its prompt with {{current_date}} rendered and the
  *      tool section appended; only the enabled families' schemas;
@@ -220,6 +222,72 @@ static void test_two_calls_parallel(void **state)
     char *answer = last_answer(&r);
     assert_string_equal(answer, "Got 2 results.");
     free(answer);
+    free(token);
+}
+
+/* Provider indices out of order: index 1 streams first (and is started from the stream once
+ * complete), index 0 comes 500 ms later. The runner kept the calls sorted by index and its
+ * early-started calls by position, so index 0 took index 1's place: echo BBB ran twice, echo
+ * AAA never, and both tool rows carried call_s1. Each call must run once, with its own id. */
+static void test_calls_with_indices_out_of_order(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    run r;
+    initiate(token, "swapped:t", "two things, out of order", &r);
+    expect_final(&r, "completed");
+    char *results = sql1("SELECT string_agg(content->>'tool_call_id' || '=' || "
+                         "(content->>'content'), ' | ' ORDER BY created_at) FROM messages "
+                         "WHERE agent_run_id = $1 AND type = 'tool'",
+                         r.id);
+    print_message("[ results  ] %.600s\n", results);
+    char *b = strstr(results, "call_s1="), *a = strstr(results, "call_s0=");
+    if (a == NULL || b == NULL)
+        fail_msg("want one tool row for call_s0 and one for call_s1: %.2000s", results);
+    assert_null(strstr(b + 1, "call_s1=")); /* once each */
+    assert_null(strstr(a + 1, "call_s0="));
+    char *aaa = strstr(results, "AAA"), *bbb = strstr(results, "BBB");
+    assert_non_null(aaa);
+    assert_non_null(bbb);
+    assert_null(strstr(aaa + 3, "AAA")); /* each command ran once */
+    assert_null(strstr(bbb + 3, "BBB"));
+    assert_true(aaa > a && (b < a || aaa < b)); /* AAA is call_s0's output */
+    free(results);
+    char *calls = sql1("SELECT string_agg(tc->>'id', ',') FROM messages m, "
+                       "jsonb_array_elements(m.content->'tool_calls') tc "
+                       "WHERE m.agent_run_id = $1 AND m.type = 'assistant' AND "
+                       "jsonb_typeof(m.content->'tool_calls') = 'array'",
+                       r.id);
+    assert_true(strcmp(calls, "call_s1,call_s0") == 0 || strcmp(calls, "call_s0,call_s1") == 0);
+    free(calls);
+    free(token);
+}
+
+/* A provider's tool-call id longer than the runner keeps (79 bytes): it was cut there, inside
+ * a two-byte UTF-8 character, and the run failed as "out of memory" building its JSON. Now the
+ * runner gives the call an id of its own, the same in the assistant message and the tool row. */
+static void test_call_id_too_long(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    run r;
+    initiate(token, "longid:t", "one call with a long id", &r);
+    expect_final(&r, "completed");
+    char *ids = sql1("SELECT (SELECT string_agg(tc->>'id', ',') FROM messages m, "
+                     "jsonb_array_elements(m.content->'tool_calls') tc WHERE m.agent_run_id = $1 "
+                     "AND m.type = 'assistant' AND jsonb_typeof(m.content->'tool_calls') = "
+                     "'array') || ' ' || (SELECT string_agg(content->>'tool_call_id', ',') FROM "
+                     "messages WHERE agent_run_id = $1 AND type = 'tool')",
+                     r.id);
+    print_message("[ ids      ] %s\n", ids);
+    char *sp = strchr(ids, ' ');
+    assert_non_null(sp);
+    assert_int_equal(sp - ids, (long)strlen(sp + 1)); /* one id, the same in both rows */
+    assert_memory_equal(ids, sp + 1, (size_t)(sp - ids));
+    assert_true(strncmp(ids, "call_", 5) == 0 && sp - ids < 80);
+    free(ids);
     free(token);
 }
 
@@ -609,6 +677,8 @@ int main(void)
     }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_calls_parallel),
+        cmocka_unit_test(test_calls_with_indices_out_of_order),
+        cmocka_unit_test(test_call_id_too_long),
         cmocka_unit_test(test_two_calls_sequential_agent),
         cmocka_unit_test(test_xml_two_invokes),
         cmocka_unit_test(test_bad_xml_and_unknown_tool),

@@ -1,11 +1,14 @@
 /* test_runner_llm_stream.c — the agent-runner's accumulator of OpenAI chat.completion.chunk
- * objects (services/agent-runner/llm_stream.c): content deltas, tool-call fragments by index,
+ * objects (services/agent-runner/llm_stream.c): content deltas, tool-call fragments by index
+ * (kept in the order they began, at most LLM_MAX_CALLS, indices within int),
  * finish_reason, usage, [DONE], errors in the stream and error bodies. */
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -139,14 +142,17 @@ static void test_tool_call_fragments(void **state)
                      LLM_FEED_OK);
     assert_int_equal(feed(&s, "[DONE]", NULL), LLM_FEED_DONE);
 
+    /* in the order the calls began, not by index: the runner starts calls while the answer
+     * streams and finds them again by position (kept sorted by index, index 0 took index 1's
+     * place under it: one call ran twice, the other never) */
     assert_int_equal(s.ncalls, 2);
-    assert_int_equal(s.calls[0].index, 0);
-    assert_string_equal(s.calls[0].id.s, "call_A");
-    assert_string_equal(s.calls[0].name.s, "execute_command");
-    assert_string_equal(s.calls[0].arguments.s, "{\"command\": \"ls\"}");
-    assert_int_equal(s.calls[1].index, 1);
-    assert_string_equal(s.calls[1].id.s, "call_B");
-    assert_string_equal(s.calls[1].arguments.s, "{}");
+    assert_int_equal(s.calls[1].index, 0);
+    assert_string_equal(s.calls[1].id.s, "call_A");
+    assert_string_equal(s.calls[1].name.s, "execute_command");
+    assert_string_equal(s.calls[1].arguments.s, "{\"command\": \"ls\"}");
+    assert_int_equal(s.calls[0].index, 1);
+    assert_string_equal(s.calls[0].id.s, "call_B");
+    assert_string_equal(s.calls[0].arguments.s, "{}");
     assert_string_equal(s.finish_reason, "tool_calls");
     assert_true(s.received_output);
     assert_int_equal(s.content.len, 0);
@@ -222,6 +228,75 @@ static void test_errors(void **state)
     assert_string_equal(msg, "(empty body)");
 }
 
+/* One chunk of n calls with the indices first..first+n-1, each with its name. */
+static char *calls_chunk(int first, int n)
+{
+    size_t cap = 64 + (size_t)n * 64;
+    char *out = malloc(cap);
+    assert_non_null(out);
+    size_t len =
+        (size_t)snprintf(out, cap, "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[");
+    for (int i = 0; i < n; i++)
+        len += (size_t)snprintf(out + len, cap - len,
+                                "%s{\"index\":%d,\"function\":{\"name\":\"t\"}}", i ? "," : "",
+                                first + i);
+    snprintf(out + len, cap - len, "]}}]}");
+    return out;
+}
+
+/* At most LLM_MAX_CALLS calls an answer: each becomes a row, an event and an executor request,
+ * and an answer of bare {"index": N} entries (nothing against the answer's byte limit) made
+ * hundreds of thousands of them in quadratic time on the runner's loop. Both parsers (the scan
+ * takes chunks of up to 8 calls, the tree the rest). */
+static void test_too_many_calls(void **state)
+{
+    (void)state;
+    for (int per_chunk = 4; per_chunk <= 64; per_chunk *= 16) {
+        llm_stream s;
+        llm_stream_init(&s);
+        for (int first = 0; first < LLM_MAX_CALLS; first += per_chunk) {
+            char *c = calls_chunk(first, per_chunk);
+            assert_int_equal(feed(&s, c, NULL), LLM_FEED_OK);
+            free(c);
+        }
+        assert_int_equal(s.ncalls, LLM_MAX_CALLS);
+        char *again = calls_chunk(0, 1); /* a known index is not a new call */
+        assert_int_equal(feed(&s, again, NULL), LLM_FEED_OK);
+        free(again);
+        char *c = calls_chunk(LLM_MAX_CALLS, per_chunk);
+        assert_int_equal(feed(&s, c, NULL), LLM_FEED_MALFORMED);
+        free(c);
+        assert_non_null(strstr(s.error, "more than 128 tool calls"));
+        assert_int_equal(s.ncalls, LLM_MAX_CALLS);
+        llm_stream_free(&s);
+    }
+}
+
+/* An index beyond int is refused, not cut to an int that merges it with another call. */
+static void test_index_out_of_range(void **state)
+{
+    (void)state;
+    const char *chunks[] = {
+        "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"A\","
+        "\"function\":{\"name\":\"x\",\"arguments\":\"{\\\"a\\\":\"}},{\"index\":4294967296,"
+        "\"id\":\"B\",\"function\":{\"name\":\"y\",\"arguments\":\"1}\"}}]}}]}",
+        "{\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":-1,"
+        "\"function\":{\"name\":\"y\"}}]}}]}",
+    };
+    for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
+        llm_stream s;
+        llm_stream_init(&s);
+        assert_int_equal(feed(&s, chunks[i], NULL), LLM_FEED_MALFORMED);
+        assert_non_null(strstr(s.error, "tool call with index"));
+        llm_stream_free(&s);
+        llm_stream_init(&s); /* the tree's reading of the same chunk */
+        assert_int_equal(llm_stream_feed_tree(&s, chunks[i], strlen(chunks[i]), NULL),
+                         LLM_FEED_MALFORMED);
+        assert_non_null(strstr(s.error, "tool call with index"));
+        llm_stream_free(&s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -232,6 +307,8 @@ int main(void)
         cmocka_unit_test(test_repeated_name_not_doubled),
         cmocka_unit_test(test_whole_completion),
         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_too_many_calls),
+        cmocka_unit_test(test_index_out_of_range),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

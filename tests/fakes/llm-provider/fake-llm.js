@@ -25,6 +25,11 @@
 // after the newest real user message (role tool, or a user message holding tool_execution):
 //   multi              no results yet: two execute_command calls in one turn (echo one, echo
 //                      two); else a text answer naming the results
+//   swapped            no results yet: two execute_command calls whose provider indices come
+//                      out of order: index 1 (echo BBB) first, 500 ms later index 0 (echo
+//                      AAA); else a text answer naming the results (OpenAI wire)
+//   longid             no results yet: one execute_command call whose id is 100 bytes, with a
+//                      two-byte UTF-8 character across its 79th byte; else text
 //   xmlmulti           no results yet: one <function_calls> block with two invokes and text
 //                      after the block; else a text answer
 //   badxml             no results yet: a block whose invoke is never closed; else text
@@ -75,7 +80,7 @@ function resultsSinceUser(wire, body) {
   return out;
 }
 
-const call = (id, name, args) => ({ tool: { id, name, args } });
+const call = (id, name, args, index) => ({ tool: { id, name, args, index } });
 
 // The answer as a list of parts: {text} or {tool: {id, name, args}}; plus a stop reason.
 function plan(scenario, wire, body, n, arg) {
@@ -83,6 +88,16 @@ function plan(scenario, wire, body, n, arg) {
   if (scenario === 'multi') {
     if (results.length === 0)
       return { parts: [{ text: 'Two at once.' }, call('call_m1', 'execute_command', '{"command": "echo one", "blocking": true}'), call('call_m2', 'execute_command', '{"command": "echo two", "blocking": true}')], stop: 'tool' };
+    return { parts: [{ text: `Got ${results.length} results.` }], stop: 'end' };
+  }
+  if (scenario === 'swapped') {
+    if (results.length === 0)
+      return { parts: [call('call_s1', 'execute_command', '{"command": "echo BBB", "blocking": true}', 1), { sleep: 500 }, call('call_s0', 'execute_command', '{"command": "echo AAA", "blocking": true}', 0)], stop: 'tool' };
+    return { parts: [{ text: `Got ${results.length} results: ${results.join(' | ').slice(0, 300)}` }], stop: 'end' };
+  }
+  if (scenario === 'longid') {
+    if (results.length === 0)
+      return { parts: [call('call_' + 'x'.repeat(73) + '\u00e9' + 'y'.repeat(20), 'execute_command', '{"command": "echo LONG", "blocking": true}')], stop: 'tool' };
     return { parts: [{ text: `Got ${results.length} results.` }], stop: 'end' };
   }
   if (scenario === 'xmlmulti' || scenario === 'badxml') {
@@ -149,8 +164,9 @@ async function streamOpenAI(res, model, p, opts) {
       for (const t of pieces(part.text, 7)) { chunk({ content: t }); text += t; }
     } else {
       const tc = part.tool;
-      chunk({ tool_calls: [{ index: ti, id: tc.id, type: 'function', function: { name: tc.name, arguments: '' } }] });
-      for (const a of pieces(tc.args, 3)) chunk({ tool_calls: [{ index: ti, function: { arguments: a } }] });
+      const idx = tc.index !== undefined ? tc.index : ti; // the provider's index, as planned
+      chunk({ tool_calls: [{ index: idx, id: tc.id, type: 'function', function: { name: tc.name, arguments: '' } }] });
+      for (const a of pieces(tc.args, 3)) chunk({ tool_calls: [{ index: idx, function: { arguments: a } }] });
       ti++;
     }
   }
