@@ -23,11 +23,19 @@
 #include "form.h"
 #include "gateway.h"
 #include "kx/utf8.h"
+#include "kx/uuid.h"
 #include "project_store.h"
 #include "publish.h"
 #include "reply.h"
 #include "text.h"
 #include "store.h"
+
+/* A page of a thread's messages: at most MESSAGES_MAX_LIMIT rows (Supabase's default row cap,
+ * which bounded what Kortix's frontend read) and MESSAGES_PAGE_BYTES of content: without a
+ * bound, anyone could make the gateway hold a public thread of any size several times over,
+ * once per request. */
+#define MESSAGES_MAX_LIMIT 1000
+#define MESSAGES_PAGE_BYTES (8LL * 1024 * 1024)
 
 void gw_route_messages_list(gw_app *app, gw_request *req, gw_reply *reply)
 {
@@ -39,21 +47,40 @@ void gw_route_messages_list(gw_app *app, gw_request *req, gw_reply *reply)
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "order must be 'asc' or 'desc'");
         return;
     }
+    long limit = MESSAGES_MAX_LIMIT;
+    if (!gw_query_int(req, "limit", MESSAGES_MAX_LIMIT, 1, MESSAGES_MAX_LIMIT, &limit, reply))
+        return;
+    const char *after = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "after");
+    if (after != NULL && !kx_uuid_valid(after)) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "after must be a message_id");
+        return;
+    }
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return;
-    char *rows = NULL;
+    char *page = NULL;
     if (gw_access_thread_read(db, req, req->id, reply)) {
-        kx_err err = gw_store_messages(db, req->id, ascending, &rows);
+        kx_err err = gw_store_messages(db, req->id, ascending, (int)limit, after,
+                                       MESSAGES_PAGE_BYTES, &page);
         if (err != KX_OK)
             gw_reply_db_error(reply, err, "Failed to get messages");
     }
     gw_db_put(app, db);
-    if (rows == NULL)
+    if (page == NULL)
         return;
-    json_t *arr = gw_json_from_sql(rows);
-    free(rows);
-    gw_reply_json(reply, MHD_HTTP_OK, arr ? json_pack("{s:o}", "messages", arr) : NULL);
+    json_t *v = gw_json_from_sql(page);
+    free(page);
+    if (v != NULL && !json_is_true(json_object_get(v, "cursor_found"))) {
+        json_decref(v);
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "after: no message %s in this thread", after);
+        return;
+    }
+    json_t *rows = json_object_get(v, "rows");
+    bool more = json_integer_value(json_object_get(v, "more")) > 0;
+    json_t *out =
+        json_is_array(rows) ? json_pack("{s:O, s:b}", "messages", rows, "has_more", more) : NULL;
+    json_decref(v);
+    gw_reply_json(reply, MHD_HTTP_OK, out);
 }
 
 void gw_route_messages_add(gw_app *app, gw_request *req, gw_reply *reply)

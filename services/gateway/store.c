@@ -71,6 +71,25 @@
     "'agent_id', agent_id, 'agent_version_id', agent_version_id, "                       \
     "'created_at', " ISO("created_at") ", 'updated_at', " ISO("updated_at") ")"
 
+/* One page of a thread's messages in order dir: {"rows": [...], "more": <rows left out>,
+ * "cursor_found": <$3 is NULL or one of the thread's messages>}. cmp is the row comparison
+ * that means "after $3 in this order". LIMIT $2 + 1 tells whether more follow. */
+#define MESSAGES_PAGE(dir, cmp)                                                                 \
+    "WITH c AS (SELECT created_at, message_id FROM messages "                                   \
+    "           WHERE message_id = $3::uuid AND thread_id = $1::uuid), "                        \
+    "page AS (SELECT m.*, octet_length(m.content::text) + "                                     \
+    "                coalesce(octet_length(m.metadata::text), 0) AS size FROM messages m "      \
+    "         WHERE m.thread_id = $1::uuid AND ($3::uuid IS NULL OR "                           \
+    "               (m.created_at, m.message_id) " cmp                                          \
+    " (SELECT created_at, message_id FROM c)) "                                                 \
+    "         ORDER BY m.created_at " dir ", m.message_id " dir " LIMIT $2::int + 1), "         \
+    "numbered AS (SELECT page.*, row_number() OVER w AS n, sum(size) OVER w AS upto FROM page " \
+    "             WINDOW w AS (ORDER BY created_at " dir ", message_id " dir ")) "              \
+    "SELECT json_build_object('rows', COALESCE(json_agg(" MESSAGE_JSON " ORDER BY n) "          \
+    "  FILTER (WHERE n <= $2::int AND (n = 1 OR upto <= $4::bigint)), '[]'::json), "            \
+    "  'more', count(*) FILTER (WHERE n > $2::int OR (n > 1 AND upto > $4::bigint)), "          \
+    "  'cursor_found', $3::uuid IS NULL OR EXISTS (SELECT 1 FROM c))::text FROM numbered"
+
 const kx_db_stmt gw_store_statements[] = {
     {"gw_ping", "SELECT 1"},
 
@@ -171,13 +190,10 @@ const kx_db_stmt gw_store_statements[] = {
                                                              "ORDER BY created_at DESC, id), '[]'::json)::text "
                                                              "FROM agent_runs WHERE thread_id = $1::uuid"},
 
-    {"gw_messages_desc",
-     "SELECT COALESCE(json_agg(" MESSAGE_JSON " ORDER BY created_at DESC, message_id DESC), "
-     "'[]'::json)::text FROM messages WHERE thread_id = $1::uuid"},
-
-    {"gw_messages_asc",
-     "SELECT COALESCE(json_agg(" MESSAGE_JSON " ORDER BY created_at, message_id), "
-     "'[]'::json)::text FROM messages WHERE thread_id = $1::uuid"},
+    /* $1 thread, $2 rows at most, $3 the message the page starts after (NULL: from the
+     * first), $4 bytes at most (content and metadata as text; the first row always) */
+    {"gw_messages_desc", MESSAGES_PAGE("DESC", "<")},
+    {"gw_messages_asc", MESSAGES_PAGE("ASC", ">")},
 
     /* $1 thread, $2 account, $3 type, $4 is_llm_message, $5 role, $6 content */
     {"gw_message_add",
@@ -521,10 +537,14 @@ kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, char **json)
     return exec_text(db, "gw_thread_runs", 1, params, json);
 }
 
-kx_err gw_store_messages(kx_db *db, const char *thread_id, bool ascending, char **json)
+kx_err gw_store_messages(kx_db *db, const char *thread_id, bool ascending, int limit,
+                         const char *after, long long max_bytes, char **json)
 {
-    const char *params[] = {thread_id};
-    return exec_text(db, ascending ? "gw_messages_asc" : "gw_messages_desc", 1, params, json);
+    char lim[16], bytes[24];
+    snprintf(lim, sizeof lim, "%d", limit);
+    snprintf(bytes, sizeof bytes, "%lld", max_bytes);
+    const char *params[] = {thread_id, lim, after, bytes};
+    return exec_text(db, ascending ? "gw_messages_asc" : "gw_messages_desc", 4, params, json);
 }
 
 kx_err gw_store_message_add(kx_db *db, const char *thread_id, const char *account,

@@ -129,9 +129,15 @@ kx_err gw_store_runs_ended(kx_db *db, const char *id_array, int grace_s, gw_ende
                            size_t *n);
 void gw_store_ended_free(gw_ended_run *runs, size_t n);
 
-/* JSON arrays: a thread's runs (newest first) and messages (order asc or desc). */
+/* A JSON array: a thread's runs (newest first). */
 kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, char **json);
-kx_err gw_store_messages(kx_db *db, const char *thread_id, bool ascending, char **json);
+/* One page of a thread's messages (order asc or desc), as JSON {"rows": [...], "more": n,
+ * "cursor_found": bool}: at most limit rows, starting after the message `after` (NULL: from
+ * the first), and no more rows than fit max_bytes of content and metadata (the first row
+ * always); "more" counts what the page left out of the next limit + 1 rows (0: the last
+ * page). */
+kx_err gw_store_messages(kx_db *db, const char *thread_id, bool ascending, int limit,
+                         const char *after, long long max_bytes, char **json);
 /* Inserts a message with content {"role": role, "content": content}; *row_json is the row. */
 kx_err gw_store_message_add(kx_db *db, const char *thread_id, const char *account,
                             const char *type, bool is_llm_message, const char *role,

@@ -7,7 +7,7 @@
  *     prompt, cut to 30 characters + "..." without breaking UTF-8), thread, user message
  *     ({"role": "user", "content": ...} as a jsonb object) and a queued run with its metadata,
  *     and publishes RunSubmit on kx.run.submit with Kx-Deadline, traceparent and Kx-Account;
- *   - messages (add, list in both orders), agent/start (with a prompt in the same statement),
+ *   - messages (add, list in both orders, in pages bounded in rows and bytes), agent/start (with a prompt in the same statement),
  *     GET agent-run (camelCase), thread agent-runs (newest first);
  *   - stop: the compare-and-set, STOP on kx.run.ctl.<id>, the exact terminal event; a second
  *     stop answers the final status;
@@ -394,6 +394,89 @@ static void test_messages_start_and_runs(void **state)
     assert_string_equal(jstr(r, "threadId"), thread);
     assert_true(json_is_null(json_object_get(r, "startedAt")));
     json_decref(r);
+    free(token);
+}
+
+/* The messages of a thread come in pages: at most `limit` rows (1..1000, default 1000) and
+ * about 8 MiB of content, then "has_more" and the next page from `after` (the last row's
+ * message_id). Before, every message of the thread came in one answer, whatever its size: an
+ * anonymous reader of a public thread made the gateway hold it several times over per request. */
+static void test_messages_pages(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], thread[KX_UUID_LEN + 1];
+    char *token = new_account(account);
+    initiate(token, "pages", run, thread); /* row 0: the user message */
+    /* rows 1..3 of 3 MiB each, then rows 4..9 small, in that order */
+    char *n = sql_value1(
+        "WITH ins AS (INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, "
+        "metadata, created_at) SELECT t.thread_id, t.account_id, 'assistant', true, "
+        "jsonb_build_object('role', 'assistant', 'content', CASE WHEN g <= 3 THEN "
+        "repeat('x', 3145728) ELSE 'small ' || g END), jsonb_build_object('g', g), "
+        "now() + g * interval '1 second' FROM threads t, generate_series(1, 9) g "
+        "WHERE t.thread_id = $1::uuid RETURNING 1) SELECT count(*) FROM ins",
+        thread);
+    assert_string_equal(n, "9");
+    free(n);
+
+    char path[256], after[KX_UUID_LEN + 1] = "";
+    long status = 0;
+    int seen = 0, pages = 0;
+    size_t first_page = 0;
+    for (bool more = true; more; pages++) {
+        snprintf(path, sizeof path, "/api/threads/%s/messages?order=asc&limit=4%s%s", thread,
+                 after[0] ? "&after=" : "", after);
+        json_t *page = kx_th_json(&g_s, "GET", path, token, NULL, &status);
+        assert_int_equal(status, 200);
+        json_t *msgs = json_object_get(page, "messages");
+        size_t k = json_array_size(msgs);
+        assert_in_range(k, 1, 4);
+        size_t bytes = 0;
+        for (size_t i = 0; i < k; i++) {
+            json_t *m = json_array_get(msgs, i);
+            json_int_t g =
+                json_integer_value(json_object_get(json_object_get(m, "metadata"), "g"));
+            assert_int_equal(g, seen); /* every row once, in order (row 0 has no "g": 0) */
+            bytes += strlen(jstr(json_object_get(m, "content"), "content"));
+            seen++;
+        }
+        assert_true(k == 1 || bytes <= 8u * 1024 * 1024); /* the page's byte bound */
+        if (pages == 0)
+            first_page = k;
+        snprintf(after, sizeof after, "%s", jstr(json_array_get(msgs, k - 1), "message_id"));
+        more = json_is_true(json_object_get(page, "has_more"));
+        json_decref(page);
+        assert_true(pages < 20);
+    }
+    assert_int_equal(seen, 10);
+    /* rows 0-2 (the third big row would pass 8 MiB), 3-6 (the limit), 7-9 (the last page) */
+    assert_int_equal(pages, 3);
+    assert_int_equal(first_page, 3);
+
+    /* newest first, two at a time: the last two rows */
+    snprintf(path, sizeof path, "/api/threads/%s/messages?limit=2", thread);
+    json_t *page = kx_th_json(&g_s, "GET", path, token, NULL, &status);
+    assert_int_equal(status, 200);
+    json_t *msgs = json_object_get(page, "messages");
+    assert_int_equal(json_array_size(msgs), 2);
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_object_get(json_array_get(msgs, 0), "metadata"),
+                                         "g")),
+                     9);
+    assert_true(json_is_true(json_object_get(page, "has_more")));
+    json_decref(page);
+
+    snprintf(path, sizeof path, "/api/threads/%s/messages?limit=0", thread);
+    expect_error("GET", path, token, NULL, 400, "limit must be an integer from 1 to 1000");
+    snprintf(path, sizeof path, "/api/threads/%s/messages?limit=1001", thread);
+    expect_error("GET", path, token, NULL, 400, "limit must be an integer from 1 to 1000");
+    snprintf(path, sizeof path, "/api/threads/%s/messages?after=xyz", thread);
+    expect_error("GET", path, token, NULL, 400, "after must be a message_id");
+    char other[KX_UUID_LEN + 1], detail[160];
+    kx_uuid_new(other);
+    snprintf(path, sizeof path, "/api/threads/%s/messages?after=%s", thread, other);
+    snprintf(detail, sizeof detail, "after: no message %s in this thread", other);
+    expect_error("GET", path, token, NULL, 400, detail);
     free(token);
 }
 
@@ -806,6 +889,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_initiate_creates_rows_and_submits),
         cmocka_unit_test(test_messages_start_and_runs),
+        cmocka_unit_test(test_messages_pages),
         cmocka_unit_test(test_access_and_errors),
         cmocka_unit_test(test_stop_and_stream),
         cmocka_unit_test(test_cached_reads_keep_isolation_and_freshness),
