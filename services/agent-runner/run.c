@@ -851,14 +851,16 @@ static void on_llm_calls(void *arg, const llm_stream *s)
     }
 }
 
-/* The XML <function_calls> block of the text: its invokes, up to max_xml_tool_calls; the text
- * is cut after the block. */
+/* The XML <function_calls> block of the text: its invokes, up to max_xml_tool_calls, taken in
+ * one walk of the block (each with its own <invoke> as raw_xml); the text is cut after the
+ * block. */
 static bool take_xml_calls(run *r)
 {
-    size_t block_end = 0;
+    size_t block_end = 0, len = strlen(r->text);
+    xml_walk walk = {0};
     for (size_t i = 0; i < (size_t)r->max_xml_calls; i++) {
         xml_call x;
-        xml_calls_result res = xml_calls_find_at(r->text, strlen(r->text), i, &x);
+        xml_calls_result res = xml_calls_next(&walk, r->text, len, &x);
         if (res == XML_CALLS_NONE)
             break;
         run_call *c = add_call(r);
@@ -888,7 +890,7 @@ static bool take_xml_calls(run *r)
     }
     if (r->ncalls == 0)
         return true;
-    if (block_end < strlen(r->text))
+    if (block_end < len)
         r->text[block_end] = '\0';
     r->xml_call = true;
     snprintf(r->finish_reason, sizeof r->finish_reason, "xml_tool_limit_reached");
