@@ -106,6 +106,41 @@ json_t *xml_calls_value(const char *raw, size_t len)
     return out;
 }
 
+/* Whether a property's schema wants a string: "type": "string", or a list of types whose only
+ * one besides "null" is "string". */
+static bool wants_string(const json_t *prop)
+{
+    const json_t *type = json_object_get(prop, "type");
+    if (json_is_string(type))
+        return strcmp(json_string_value(type), "string") == 0;
+    bool string = false;
+    size_t i;
+    const json_t *t;
+    json_array_foreach(type, i, t)
+    {
+        const char *name = json_string_value(t);
+        if (name != NULL && strcmp(name, "string") == 0)
+            string = true;
+        else if (name == NULL || strcmp(name, "null") != 0)
+            return false;
+    }
+    return string;
+}
+
+bool xml_calls_apply_schema(xml_call *c, const json_t *parameters)
+{
+    const json_t *props = json_object_get(parameters, "properties");
+    const char *key;
+    json_t *raw;
+    json_object_foreach(c->raw_parameters, key, raw)
+    {
+        if (wants_string(json_object_get(props, key)) &&
+            json_object_set_nocheck(c->arguments, key, raw) != 0)
+            return false;
+    }
+    return true;
+}
+
 /* Parses `name=["']X["']` at *p (after the tag name and its white space). On success *name and
  * *name_len point into the text and *p is moved past the closing '>'. */
 static bool parse_name_attr(const char **p, const char *end, const char **name, size_t *name_len)

@@ -62,7 +62,8 @@ typedef struct xml_walk {
  * <parameter name="P">value</parameter> children (name quoted with " or '). A value is stripped
  * of surrounding white space, then: JSON if it starts with '{' or '[' (kept as a string if it
  * is not valid JSON); true/false (any case) -> boolean; an integer -> integer; a decimal number
- * -> real; anything else -> string. A repeated parameter keeps its last value.
+ * -> real; anything else -> string (as Kortix; xml_calls_apply_schema then gives the parameters
+ * the tool wants as strings their text). A repeated parameter keeps its last value.
  * XML_CALLS_NONE when there is no block or no further invoke; XML_CALLS_ERROR when the block is
  * unterminated, has no invoke at all, or this invoke does not parse — an ERROR ends the walk
  * (NONE after it). On NONE *out is zeroed, on FOUND and ERROR the caller must
@@ -92,6 +93,16 @@ typedef struct xml_scan {
 bool xml_calls_scan(xml_scan *scan, const char *text, size_t len);
 
 void xml_call_clear(xml_call *c);
+
+/* Undoes the guesses of the value types where the tool's schema wants a string: each parameter
+ * whose property in parameters (the "parameters" object of the tool's function schema: {"type":
+ * "object", "properties": {...}}) has the type "string" (or only "string" and "null") gets its
+ * text as written (raw_parameters: stripped, nothing else) in c->arguments, so `{"a": 1}`, `[1,
+ * 2]`, `007`, `1.50` and `True` reach a string parameter unchanged instead of as an object, an
+ * array, 7, 1.5 and true. The other parameters (other types, not in the schema, no schema:
+ * parameters NULL) keep their guessed values. Unlike Kortix (kortix-behaviour.md §9), which
+ * hands the tool the guesses. false on OOM. */
+bool xml_calls_apply_schema(xml_call *c, const json_t *parameters);
 
 /* Parses one parameter value as described above. Returns a new reference (NULL on OOM). */
 json_t *xml_calls_value(const char *raw, size_t len);

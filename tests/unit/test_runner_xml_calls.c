@@ -1,7 +1,7 @@
 /* test_runner_xml_calls.c — the agent-runner's parser of XML tool-call blocks
  * (services/agent-runner/xml_calls.c): valid calls, the invokes of a block one by one (each
- * with its own raw_xml, in one linear walk), typed values, and the errors a model gets back for
- * blocks that do not parse. */
+ * with its own raw_xml, in one linear walk), typed values (and the text as written where the
+ * tool's schema wants a string), and the errors a model gets back for blocks that do not parse. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -366,6 +366,63 @@ static void test_walk_is_linear(void **state)
     free(t);
 }
 
+/* A string parameter gets the text as written: the type guesses turned a package.json into an
+ * object the executor refused ("'file_contents' must be a string (got an object)"), and "007"
+ * into 7, "1.50" into 1.5, "True" into true. Parameters of other types keep their values. */
+static void test_schema_strings_stay_text(void **state)
+{
+    (void)state;
+    const char *t = "<function_calls><invoke name=\"create_file\">"
+                    "<parameter name=\"file_path\">package.json</parameter>"
+                    "<parameter name=\"file_contents\">\n{\n \"name\": \"x\"\n}\n</parameter>"
+                    "<parameter name=\"list\">[1, 2]</parameter>"
+                    "<parameter name=\"zeros\">007</parameter>"
+                    "<parameter name=\"price\">1.50</parameter>"
+                    "<parameter name=\"flag_text\">True</parameter>"
+                    "<parameter name=\"count\">007</parameter>"
+                    "<parameter name=\"ratio\">1.50</parameter>"
+                    "<parameter name=\"flag\">True</parameter>"
+                    "<parameter name=\"data\">{\"a\": 1}</parameter>"
+                    "<parameter name=\"extra\">42</parameter>"
+                    "</invoke></function_calls>";
+    json_t *params = json_loads(
+        "{\"type\": \"object\", \"properties\": {"
+        "\"file_path\": {\"type\": \"string\"}, \"file_contents\": {\"type\": \"string\"},"
+        "\"list\": {\"type\": [\"string\", \"null\"]}, \"zeros\": {\"type\": \"string\"},"
+        "\"price\": {\"type\": \"string\"}, \"flag_text\": {\"type\": \"string\"},"
+        "\"count\": {\"type\": \"integer\"}, \"ratio\": {\"type\": \"number\"},"
+        "\"flag\": {\"type\": \"boolean\"}, \"data\": {\"type\": [\"object\", \"string\"]}}}",
+        0, NULL);
+    assert_non_null(params);
+    xml_call c;
+    assert_int_equal(find(t, &c), XML_CALLS_FOUND);
+    assert_true(xml_calls_apply_schema(&c, params));
+    json_t *a = c.arguments;
+    assert_string_equal(json_string_value(json_object_get(a, "file_path")), "package.json");
+    assert_string_equal(json_string_value(json_object_get(a, "file_contents")),
+                        "{\n \"name\": \"x\"\n}");
+    assert_string_equal(json_string_value(json_object_get(a, "list")), "[1, 2]");
+    assert_string_equal(json_string_value(json_object_get(a, "zeros")), "007");
+    assert_string_equal(json_string_value(json_object_get(a, "price")), "1.50");
+    assert_string_equal(json_string_value(json_object_get(a, "flag_text")), "True");
+    /* the other types keep the guesses */
+    assert_true(json_is_integer(json_object_get(a, "count")));
+    assert_int_equal(json_integer_value(json_object_get(a, "count")), 7);
+    assert_true(json_is_real(json_object_get(a, "ratio")));
+    assert_true(json_is_true(json_object_get(a, "flag")));
+    assert_true(json_is_object(json_object_get(a, "data")));   /* not only a string */
+    assert_true(json_is_integer(json_object_get(a, "extra"))); /* not in the schema */
+    assert_int_equal(json_object_size(a), 11);
+    xml_call_clear(&c);
+
+    /* no schema (a function the model was not offered): the guesses stay */
+    assert_int_equal(find(t, &c), XML_CALLS_FOUND);
+    assert_true(xml_calls_apply_schema(&c, NULL));
+    assert_true(json_is_integer(json_object_get(c.arguments, "zeros")));
+    xml_call_clear(&c);
+    json_decref(params);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_invokes_by_index),
         cmocka_unit_test(test_raw_xml_is_each_invoke),
         cmocka_unit_test(test_walk_is_linear),
+        cmocka_unit_test(test_schema_strings_stay_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
