@@ -853,14 +853,31 @@ static void on_llm_calls(void *arg, const llm_stream *s)
     }
 }
 
-/* The XML <function_calls> block of the text: its invokes, up to max_xml_tool_calls; the text
- * is cut after the block. */
+/* The "function" object ({"name", "description", "parameters"}) of the agent's schema of that
+ * name (built-in or MCP, as the model was offered it), or NULL. Borrowed from r->tools. */
+static const json_t *run_tool_function(const run *r, const char *name)
+{
+    size_t i;
+    const json_t *t;
+    json_array_foreach(r->tools, i, t)
+    {
+        const json_t *fn = json_object_get(t, "function");
+        if (strcmp(kx_json_str(fn, "name", ""), name) == 0)
+            return fn;
+    }
+    return NULL;
+}
+
+/* The XML <function_calls> block of the text: its invokes, up to max_xml_tool_calls, taken in
+ * one walk of the block (each with its own <invoke> as raw_xml); the text is cut after the
+ * block. */
 static bool take_xml_calls(run *r)
 {
-    size_t block_end = 0;
+    size_t block_end = 0, len = strlen(r->text);
+    xml_walk walk = {0};
     for (size_t i = 0; i < (size_t)r->max_xml_calls; i++) {
         xml_call x;
-        xml_calls_result res = xml_calls_find_at(r->text, strlen(r->text), i, &x);
+        xml_calls_result res = xml_calls_next(&walk, r->text, len, &x);
         if (res == XML_CALLS_NONE)
             break;
         run_call *c = add_call(r);
@@ -872,6 +889,17 @@ static bool take_xml_calls(run *r)
         kx_uuid_new(u);
         snprintf(c->exec_id, sizeof c->exec_id, "%s", u);
         c->name = strdup(x.function_name && x.function_name[0] ? x.function_name : "unknown");
+        /* A string parameter gets the text the model wrote, not the parser's guess of a type
+         * ("007" stays "007"). Here and not in the executor: only the runner has that text
+         * (ToolCall carries JSON arguments, where 7 no longer says it was "007"), and it holds
+         * the schemas the model was offered; tool_execution.arguments then show what ran. */
+        if (res == XML_CALLS_FOUND &&
+            !xml_calls_apply_schema(&x,
+                                    json_object_get(run_tool_function(r, x.function_name),
+                                                    "parameters"))) {
+            xml_call_clear(&x);
+            return false;
+        }
         c->arguments = json_incref(x.arguments);
         c->arguments_text = kx_json_dumps_compact(x.arguments);
         c->raw_parameters = json_incref(x.raw_parameters);
@@ -890,7 +918,7 @@ static bool take_xml_calls(run *r)
     }
     if (r->ncalls == 0)
         return true;
-    if (block_end < strlen(r->text))
+    if (block_end < len)
         r->text[block_end] = '\0';
     r->xml_call = true;
     snprintf(r->finish_reason, sizeof r->finish_reason, "xml_tool_limit_reached");
@@ -1008,14 +1036,7 @@ static json_t *run_tool_schemas(run *r, bool *ready)
  * known family (its executor answers for it). */
 static bool run_tool_known(const run *r, const char *name)
 {
-    size_t i;
-    const json_t *t;
-    json_array_foreach(r->tools, i, t)
-    {
-        if (strcmp(kx_json_str(json_object_get(t, "function"), "name", ""), name) == 0)
-            return true;
-    }
-    return agent_config_family(name) != NULL;
+    return run_tool_function(r, name) != NULL || agent_config_family(name) != NULL;
 }
 
 /* The run's agent, model, strategy, tools and system prompt, from the agent the first load

@@ -15,16 +15,25 @@
 #define CLOSE_INVOKE "</invoke>"
 #define CLOSE_PARAM "</parameter>"
 
-/* Case-insensitive search of needle in hay[0..len); returns the offset or -1. */
-static long find_ci(const char *hay, size_t len, const char *needle)
+/* Case-insensitive search of needle in hay[0..len); returns the offset or -1. Adds the bytes
+ * it went over to *work (NULL: not counted). */
+static long find_ci(const char *hay, size_t len, const char *needle, size_t *work)
 {
     size_t n = strlen(needle);
-    if (n == 0 || n > len)
+    if (n == 0 || n > len) {
+        if (work != NULL)
+            *work += len;
         return -1;
-    for (size_t i = 0; i + n <= len; i++) {
-        if (strncasecmp(hay + i, needle, n) == 0)
-            return (long)i;
     }
+    for (size_t i = 0; i + n <= len; i++) {
+        if (strncasecmp(hay + i, needle, n) == 0) {
+            if (work != NULL)
+                *work += i + n;
+            return (long)i;
+        }
+    }
+    if (work != NULL)
+        *work += len;
     return -1;
 }
 
@@ -97,6 +106,41 @@ json_t *xml_calls_value(const char *raw, size_t len)
     return out;
 }
 
+/* Whether a property's schema wants a string: "type": "string", or a list of types whose only
+ * one besides "null" is "string". */
+static bool wants_string(const json_t *prop)
+{
+    const json_t *type = json_object_get(prop, "type");
+    if (json_is_string(type))
+        return strcmp(json_string_value(type), "string") == 0;
+    bool string = false;
+    size_t i;
+    const json_t *t;
+    json_array_foreach(type, i, t)
+    {
+        const char *name = json_string_value(t);
+        if (name != NULL && strcmp(name, "string") == 0)
+            string = true;
+        else if (name == NULL || strcmp(name, "null") != 0)
+            return false;
+    }
+    return string;
+}
+
+bool xml_calls_apply_schema(xml_call *c, const json_t *parameters)
+{
+    const json_t *props = json_object_get(parameters, "properties");
+    const char *key;
+    json_t *raw;
+    json_object_foreach(c->raw_parameters, key, raw)
+    {
+        if (wants_string(json_object_get(props, key)) &&
+            json_object_set_nocheck(c->arguments, key, raw) != 0)
+            return false;
+    }
+    return true;
+}
+
 /* Parses `name=["']X["']` at *p (after the tag name and its white space). On success *name and
  * *name_len point into the text and *p is moved past the closing '>'. */
 static bool parse_name_attr(const char **p, const char *end, const char **name, size_t *name_len)
@@ -133,11 +177,11 @@ static bool parse_name_attr(const char **p, const char *end, const char **name, 
 
 /* Finds the next "<tag" followed by white space or '>' in [from, end) (so "<invoke>" is found
  * and then refused for its missing name, but "<invokes" is not a match); start or NULL. */
-static const char *find_open_tag(const char *from, const char *end, const char *tag)
+static const char *find_open_tag(const char *from, const char *end, const char *tag, size_t *work)
 {
     size_t n = strlen(tag);
     while (from < end) {
-        long at = find_ci(from, (size_t)(end - from), tag);
+        long at = find_ci(from, (size_t)(end - from), tag, work);
         if (at < 0)
             return NULL;
         const char *t = from + at;
@@ -154,11 +198,25 @@ static xml_calls_result fail(xml_call *c, const char *fmt, const char *detail)
     return XML_CALLS_ERROR;
 }
 
+/* Sets c->raw_xml to s[0..len), cut to XML_CALLS_EXCERPT_MAX bytes when excerpt (at a UTF-8
+ * character boundary: the text goes into JSON rows). false on OOM. */
+static bool set_raw_xml(xml_call *c, const char *s, size_t len, bool excerpt)
+{
+    if (excerpt && len > XML_CALLS_EXCERPT_MAX) {
+        len = XML_CALLS_EXCERPT_MAX;
+        while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
+            len--;
+    }
+    free(c->raw_xml);
+    c->raw_xml = dup_n(s, len);
+    return c->raw_xml != NULL;
+}
+
 /* Parses the parameters of one invoke body [s, end) into c. */
-static xml_calls_result parse_params(xml_call *c, const char *s, const char *end)
+static xml_calls_result parse_params(xml_call *c, const char *s, const char *end, size_t *work)
 {
     for (;;) {
-        const char *tag = find_open_tag(s, end, "<parameter");
+        const char *tag = find_open_tag(s, end, "<parameter", work);
         if (tag == NULL)
             return XML_CALLS_FOUND;
         const char *p = tag + strlen("<parameter");
@@ -170,7 +228,7 @@ static xml_calls_result parse_params(xml_call *c, const char *s, const char *end
             return fail(c, "a <parameter> tag has no name=\"...\" attribute%s", NULL);
         if (memchr(name, '\0', name_len) != NULL)
             return fail(c, "a <parameter> name contains a NUL character%s", NULL);
-        long close = find_ci(p, (size_t)(end - p), CLOSE_PARAM);
+        long close = find_ci(p, (size_t)(end - p), CLOSE_PARAM, work);
         char pname[128];
         snprintf(pname, sizeof pname, "%.*s", (int)(name_len < 100 ? name_len : 100), name);
         if (close < 0)
@@ -192,56 +250,40 @@ static xml_calls_result parse_params(xml_call *c, const char *s, const char *end
     }
 }
 
-xml_calls_result xml_calls_find(const char *text, size_t len, xml_call *c)
+/* The walk's first step: finds the block and its end, once. false: there is none. */
+static bool walk_open(xml_walk *w, const char *text, size_t len)
 {
-    return xml_calls_find_at(text, len, 0, c);
+    w->started = true;
+    long open = find_ci(text, len, OPEN_BLOCK, &w->work);
+    if (open < 0)
+        return false;
+    w->block_start = (size_t)open;
+    w->from = (size_t)open + strlen(OPEN_BLOCK);
+    long close = find_ci(text + w->from, len - w->from, CLOSE_BLOCK, &w->work);
+    w->closed = close >= 0;
+    w->body_end = close < 0 ? len : w->from + (size_t)close;
+    w->block_end = close < 0 ? len : w->body_end + strlen(CLOSE_BLOCK);
+    return true;
 }
 
-xml_calls_result xml_calls_find_at(const char *text, size_t len, size_t index, xml_call *c)
+/* The next invoke of the walk's block into c (set up by the caller); moves w->from past it. */
+static xml_calls_result walk_invoke(xml_walk *w, const char *text, xml_call *c)
 {
-    memset(c, 0, sizeof *c);
-    if (text == NULL)
-        return XML_CALLS_NONE;
-    long open = find_ci(text, len, OPEN_BLOCK);
-    if (open < 0)
-        return XML_CALLS_NONE;
-    c->arguments = json_object();
-    c->raw_parameters = json_object();
-    c->function_name = strdup("");
-    if (c->arguments == NULL || c->raw_parameters == NULL || c->function_name == NULL)
-        return fail(c, "out of memory while parsing the tool call%s", NULL);
-
-    const char *body = text + open + strlen(OPEN_BLOCK);
-    size_t rest = len - (size_t)open - strlen(OPEN_BLOCK);
-    long close = find_ci(body, rest, CLOSE_BLOCK);
-    c->block_start = (size_t)open;
-    c->block_end = close < 0 ? len : (size_t)(body - text) + (size_t)close + strlen(CLOSE_BLOCK);
-    c->raw_xml = dup_n(text + open, c->block_end - (size_t)open);
-    if (c->raw_xml == NULL)
-        return fail(c, "out of memory while parsing the tool call%s", NULL);
-    if (close < 0)
+    const char *block = text + w->block_start, *end = text + w->body_end;
+    size_t block_len = w->block_end - w->block_start;
+    if (!w->closed) {
+        if (!set_raw_xml(c, block, block_len, true))
+            return fail(c, "out of memory while parsing the tool call%s", NULL);
         return fail(c, "the <function_calls> block has no closing </function_calls> tag%s", NULL);
-    const char *end = body + close;
-
-    const char *from = body;
-    for (size_t k = 0; k < index; k++) { /* skip the invokes before this one */
-        const char *prev = find_open_tag(from, end, "<invoke");
-        long pc = prev ? find_ci(prev, (size_t)(end - prev), CLOSE_INVOKE) : -1;
-        if (pc < 0) {
-            xml_call_clear(c);
-            memset(c, 0, sizeof *c);
-            return XML_CALLS_NONE;
-        }
-        from = prev + pc + strlen(CLOSE_INVOKE);
     }
-    const char *inv = find_open_tag(from, end, "<invoke");
-    if (inv == NULL && index > 0) {
-        xml_call_clear(c);
-        memset(c, 0, sizeof *c);
+    const char *inv = find_open_tag(text + w->from, end, "<invoke", &w->work);
+    if (inv == NULL && w->invokes > 0)
         return XML_CALLS_NONE;
-    }
+    if (!set_raw_xml(c, inv ? inv : block, inv ? (size_t)(end - inv) : block_len, true))
+        return fail(c, "out of memory while parsing the tool call%s", NULL);
     if (inv == NULL)
         return fail(c, "the <function_calls> block has no <invoke name=\"...\"> element%s", NULL);
+    w->invokes++;
     const char *p = inv + strlen("<invoke");
     while (p < end && isspace((unsigned char)*p))
         p++;
@@ -256,19 +298,68 @@ xml_calls_result xml_calls_find_at(const char *text, size_t len, size_t index, x
         return fail(c, "out of memory while parsing the tool call%s", NULL);
     free(c->function_name);
     c->function_name = fn;
-    long inv_close = find_ci(p, (size_t)(end - p), CLOSE_INVOKE);
+    long inv_close = find_ci(p, (size_t)(end - p), CLOSE_INVOKE, &w->work);
     if (inv_close < 0)
         return fail(c, "the invoke of \"%s\" has no closing </invoke> tag", fn);
-    return parse_params(c, p, p + inv_close);
+    const char *inv_end = p + inv_close + strlen(CLOSE_INVOKE);
+    w->from = (size_t)(inv_end - text);
+    if (!set_raw_xml(c, inv, (size_t)(inv_end - inv), false))
+        return fail(c, "out of memory while parsing the tool call%s", NULL);
+    return parse_params(c, p, p + inv_close, &w->work);
+}
+
+xml_calls_result xml_calls_next(xml_walk *w, const char *text, size_t len, xml_call *c)
+{
+    memset(c, 0, sizeof *c);
+    if (w->done || text == NULL || (!w->started && !walk_open(w, text, len))) {
+        w->done = true;
+        return XML_CALLS_NONE;
+    }
+    c->block_start = w->block_start;
+    c->block_end = w->block_end;
+    c->arguments = json_object();
+    c->raw_parameters = json_object();
+    c->function_name = strdup("");
+    xml_calls_result res =
+        c->arguments == NULL || c->raw_parameters == NULL || c->function_name == NULL
+        ? fail(c, "out of memory while parsing the tool call%s", NULL)
+        : walk_invoke(w, text, c);
+    if (res == XML_CALLS_NONE) {
+        xml_call_clear(c);
+        memset(c, 0, sizeof *c);
+    }
+    if (res != XML_CALLS_FOUND)
+        w->done = true;
+    return res;
+}
+
+xml_calls_result xml_calls_find(const char *text, size_t len, xml_call *c)
+{
+    return xml_calls_find_at(text, len, 0, c);
+}
+
+xml_calls_result xml_calls_find_at(const char *text, size_t len, size_t index, xml_call *c)
+{
+    xml_walk w = {0};
+    for (size_t k = 0;; k++) {
+        xml_calls_result res = xml_calls_next(&w, text, len, c);
+        if (k == index || res == XML_CALLS_NONE)
+            return res;
+        xml_call_clear(c);
+        if (res == XML_CALLS_ERROR) { /* the walk ends at an error: no later invoke */
+            memset(c, 0, sizeof *c);
+            return XML_CALLS_NONE;
+        }
+    }
 }
 
 bool xml_calls_block_complete(const char *text, size_t len)
 {
-    long open = find_ci(text, len, OPEN_BLOCK);
+    long open = find_ci(text, len, OPEN_BLOCK, NULL);
     if (open < 0)
         return false;
     size_t from = (size_t)open + strlen(OPEN_BLOCK);
-    return find_ci(text + from, len - from, CLOSE_BLOCK) >= 0;
+    return find_ci(text + from, len - from, CLOSE_BLOCK, NULL) >= 0;
 }
 
 bool xml_calls_scan(xml_scan *st, const char *text, size_t len)
@@ -279,7 +370,7 @@ bool xml_calls_scan(xml_scan *st, const char *text, size_t len)
         size_t start = st->from >= open_n - 1 ? st->from - (open_n - 1) : 0;
         if (start > len)
             start = len;
-        long at = find_ci(text + start, len - start, OPEN_BLOCK);
+        long at = find_ci(text + start, len - start, OPEN_BLOCK, NULL);
         if (at < 0) {
             st->from = len;
             return false;
@@ -293,7 +384,7 @@ bool xml_calls_scan(xml_scan *st, const char *text, size_t len)
         start = st->open_end;
     if (start > len)
         start = len;
-    if (find_ci(text + start, len - start, CLOSE_BLOCK) >= 0)
+    if (find_ci(text + start, len - start, CLOSE_BLOCK, NULL) >= 0)
         return true;
     st->from = len;
     return false;

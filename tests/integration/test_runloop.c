@@ -10,6 +10,8 @@
  *      tool section appended; only the enabled families' schemas;
  *   3. an XML block with two invokes: both run (max_xml_tool_calls 2 from the agent), the saved
  *      text is cut after the block;
+ *   3b. XML string parameters: create_file with JSON-looking and numeric-looking contents writes
+ *      exactly the text written in the block;
  *   4. malformed XML and an unknown tool: failed tool results the model reads, runs complete;
  *   5. ask ends the run: finish agent_terminated, agent_should_terminate "true", no more turns;
  *   6. KX_MAX_ITERATIONS (4): a model that always calls a tool fails with the limit named;
@@ -402,6 +404,37 @@ static void test_xml_two_invokes(void **state)
     free(token);
 }
 
+/* String parameters of XML calls get the text as written: create_file with contents `{"a": 1}`
+ * and `007` writes exactly those bytes (the JSON-looking one was refused as an object, "007"
+ * was written as "7"). Sequential, so the cat runs after both writes. */
+static void test_xml_string_parameters(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    make_default_agent(account,
+                       "{\"system_prompt\": \"\", \"tools\": {}, \"agentpress_tools\": "
+                       "{\"sb_shell_tool\": true, \"sb_files_tool\": true}, "
+                       "\"max_xml_tool_calls\": 3, \"tool_execution_strategy\": \"sequential\"}");
+    run r;
+    initiate(token, "xmlstrings:t", "write two files", &r);
+    expect_final(&r, "completed");
+    char *outs = sql1("SELECT string_agg(content->>'content', ' | ' ORDER BY created_at) FROM "
+                      "messages WHERE agent_run_id = $1 AND type = 'tool'",
+                      r.id);
+    print_message("[ results  ] %.600s\n", outs);
+    assert_not_contains(outs, "must be a string");
+    assert_contains(outs, "{\\\"a\\\": 1}007"); /* cat's output, inside a JSON string */
+    free(outs);
+    char *args = sql1("SELECT string_agg(metadata->'frontend_content'->'tool_execution'->"
+                      "'arguments'->>'file_contents', '|' ORDER BY created_at) FROM messages "
+                      "WHERE agent_run_id = $1 AND type = 'tool'",
+                      r.id);
+    assert_string_equal(args, "{\"a\": 1}|007");
+    free(args);
+    free(token);
+}
+
 static void test_bad_xml_and_unknown_tool(void **state)
 {
     (void)state;
@@ -681,6 +714,7 @@ int main(void)
         cmocka_unit_test(test_call_id_too_long),
         cmocka_unit_test(test_two_calls_sequential_agent),
         cmocka_unit_test(test_xml_two_invokes),
+        cmocka_unit_test(test_xml_string_parameters),
         cmocka_unit_test(test_bad_xml_and_unknown_tool),
         cmocka_unit_test(test_ask_ends_the_run),
         cmocka_unit_test(test_max_iterations),

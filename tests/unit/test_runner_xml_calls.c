@@ -1,10 +1,13 @@
 /* test_runner_xml_calls.c — the agent-runner's parser of XML tool-call blocks
- * (services/agent-runner/xml_calls.c): valid calls, first-invoke-only, typed values, and the
- * errors a model gets back for blocks that do not parse. */
+ * (services/agent-runner/xml_calls.c): valid calls, the invokes of a block one by one (each
+ * with its own raw_xml, in one linear walk), typed values (and the text as written where the
+ * tool's schema wants a string), and the errors a model gets back for blocks that do not parse. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -34,11 +37,11 @@ static void test_valid_call(void **state)
     assert_int_equal(json_object_size(c.arguments), 2);
     assert_string_equal(json_string_value(json_object_get(c.raw_parameters, "command")),
                         "ls -la /workspace");
-    /* raw_xml is the block exactly, block_end is just past it */
-    assert_int_equal(strncmp(c.raw_xml, "<function_calls>", 16), 0);
+    /* raw_xml is the invoke exactly, block_end is just past the block */
+    assert_int_equal(strncmp(c.raw_xml, "<invoke name=\"execute_command\">", 31), 0);
     size_t n = strlen(c.raw_xml);
-    assert_true(n > 17);
-    assert_string_equal(c.raw_xml + n - 17, "</function_calls>");
+    assert_true(n > 9);
+    assert_string_equal(c.raw_xml + n - 9, "</invoke>");
     assert_int_equal(c.block_start, strlen("I will list the files.\n"));
     assert_string_equal(text + c.block_end, "\ntrailing text");
     xml_call_clear(&c);
@@ -67,9 +70,9 @@ static void test_multiple_invokes_first_only(void **state)
     assert_string_equal(c.function_name, "first");
     assert_int_equal(json_object_size(c.arguments), 1);
     assert_null(json_object_get(c.arguments, "b"));
-    /* the block ends at the first </function_calls> */
-    assert_int_equal(strncmp(c.raw_xml + strlen(c.raw_xml) - 17, "</function_calls>", 17), 0);
-    assert_null(strstr(c.raw_xml, "third"));
+    /* the block ends at the first </function_calls>; raw_xml is the first invoke alone */
+    assert_int_equal(c.block_end, strstr(text, "</function_calls>") - text + 17);
+    assert_null(strstr(c.raw_xml, "second"));
     xml_call_clear(&c);
 }
 
@@ -274,6 +277,152 @@ static void test_invokes_by_index(void **state)
     assert_int_equal(xml_calls_find_at(bad, strlen(bad), 1, &c), XML_CALLS_NONE);
 }
 
+/* raw_xml is the call's own <invoke ...>...</invoke>, not the whole block: every call of a
+ * block was saved with all of it (100 invokes and 1 MB in the block: 100 MB of metadata). */
+static void test_raw_xml_is_each_invoke(void **state)
+{
+    (void)state;
+    const char *t = "x <function_calls>\n<invoke name=\"a\"><parameter name=\"n\">1</parameter>"
+                    "</invoke>\nsome padding between\n<INVOKE name='b'>\n<parameter name=\"s\">"
+                    "ok</parameter>\n</INVOKE>  <invoke name=\"c\"></invoke> tail padding "
+                    "</function_calls> after";
+    const char *at = t;
+    for (size_t k = 0; k < 3; k++) {
+        const char *open = strcasestr(at, "<invoke");
+        const char *close = strcasestr(open, "</invoke>") + strlen("</invoke>");
+        xml_call c;
+        assert_int_equal(xml_calls_find_at(t, strlen(t), k, &c), XML_CALLS_FOUND);
+        assert_int_equal(strlen(c.raw_xml), close - open);
+        assert_memory_equal(c.raw_xml, open, (size_t)(close - open));
+        xml_call_clear(&c);
+        at = close;
+    }
+    /* an invoke whose parameter does not parse: still its own span */
+    const char *bad = "<function_calls><invoke name=\"f\"><parameter>x</parameter></invoke>"
+                      "padding</function_calls>";
+    xml_call c;
+    assert_int_equal(xml_calls_find(bad, strlen(bad), &c), XML_CALLS_ERROR);
+    assert_string_equal(c.raw_xml, "<invoke name=\"f\"><parameter>x</parameter></invoke>");
+    xml_call_clear(&c);
+}
+
+/* A text of n view_tasks invokes followed by pad bytes of padding in the block (malloc'd). */
+static char *many_invokes(size_t n, size_t pad, bool terminated)
+{
+    static const char inv[] = "<invoke name=\"view_tasks\"></invoke>\n";
+    size_t len = 32 + n * (sizeof inv - 1) + pad + 32;
+    char *t = malloc(len);
+    assert_non_null(t);
+    char *p = t + sprintf(t, "Tasks:\n<function_calls>\n");
+    for (size_t i = 0; i < n; i++)
+        p += sprintf(p, "%s", inv);
+    for (size_t i = 0; i < pad; i++)
+        *p++ = i % 3 == 0 ? '\xc3' : i % 3 == 1 ? '\xa9' : ' '; /* "é " */
+    sprintf(p, "%s", terminated ? "</function_calls>" : "");
+    return t;
+}
+
+/* Taking every invoke of a block is one walk of it: 100 invokes with 1 MB of padding in the
+ * block cost a few times the text, not 100 times (each xml_calls_find_at searched the block
+ * from its start again; 100 invokes in 3 MB took 7.9 s under ASan). The work is the walk's own
+ * count of the bytes it searched: deterministic. */
+static void test_walk_is_linear(void **state)
+{
+    (void)state;
+    char *t = many_invokes(100, 1 << 20, true);
+    size_t len = strlen(t);
+    xml_walk w = {0};
+    size_t found = 0;
+    for (;;) {
+        xml_call c;
+        xml_calls_result res = xml_calls_next(&w, t, len, &c);
+        if (res == XML_CALLS_NONE)
+            break;
+        assert_int_equal(res, XML_CALLS_FOUND);
+        assert_string_equal(c.function_name, "view_tasks");
+        assert_string_equal(c.raw_xml, "<invoke name=\"view_tasks\"></invoke>");
+        assert_int_equal(c.block_end, len);
+        xml_call_clear(&c);
+        found++;
+    }
+    assert_int_equal(found, 100);
+    print_message("[ walk     ] %zu bytes searched for a text of %zu\n", w.work, len);
+    assert_true(w.work <= 3 * len);
+    xml_call c;
+    assert_int_equal(xml_calls_next(&w, t, len, &c), XML_CALLS_NONE); /* and it stays done */
+    free(t);
+
+    /* an unterminated block: its raw_xml is a bounded excerpt, cut between UTF-8 characters */
+    t = many_invokes(0, 1 << 20, false);
+    memset(&w, 0, sizeof w);
+    assert_int_equal(xml_calls_next(&w, t, strlen(t), &c), XML_CALLS_ERROR);
+    assert_true(strlen(c.raw_xml) <= XML_CALLS_EXCERPT_MAX);
+    assert_int_equal(strncmp(c.raw_xml, "<function_calls>", 16), 0);
+    json_t *s = json_string(c.raw_xml); /* NULL for invalid UTF-8 */
+    assert_non_null(s);
+    json_decref(s);
+    xml_call_clear(&c);
+    assert_int_equal(xml_calls_next(&w, t, strlen(t), &c), XML_CALLS_NONE);
+    free(t);
+}
+
+/* A string parameter gets the text as written: the type guesses turned a package.json into an
+ * object the executor refused ("'file_contents' must be a string (got an object)"), and "007"
+ * into 7, "1.50" into 1.5, "True" into true. Parameters of other types keep their values. */
+static void test_schema_strings_stay_text(void **state)
+{
+    (void)state;
+    const char *t = "<function_calls><invoke name=\"create_file\">"
+                    "<parameter name=\"file_path\">package.json</parameter>"
+                    "<parameter name=\"file_contents\">\n{\n \"name\": \"x\"\n}\n</parameter>"
+                    "<parameter name=\"list\">[1, 2]</parameter>"
+                    "<parameter name=\"zeros\">007</parameter>"
+                    "<parameter name=\"price\">1.50</parameter>"
+                    "<parameter name=\"flag_text\">True</parameter>"
+                    "<parameter name=\"count\">007</parameter>"
+                    "<parameter name=\"ratio\">1.50</parameter>"
+                    "<parameter name=\"flag\">True</parameter>"
+                    "<parameter name=\"data\">{\"a\": 1}</parameter>"
+                    "<parameter name=\"extra\">42</parameter>"
+                    "</invoke></function_calls>";
+    json_t *params = json_loads(
+        "{\"type\": \"object\", \"properties\": {"
+        "\"file_path\": {\"type\": \"string\"}, \"file_contents\": {\"type\": \"string\"},"
+        "\"list\": {\"type\": [\"string\", \"null\"]}, \"zeros\": {\"type\": \"string\"},"
+        "\"price\": {\"type\": \"string\"}, \"flag_text\": {\"type\": \"string\"},"
+        "\"count\": {\"type\": \"integer\"}, \"ratio\": {\"type\": \"number\"},"
+        "\"flag\": {\"type\": \"boolean\"}, \"data\": {\"type\": [\"object\", \"string\"]}}}",
+        0, NULL);
+    assert_non_null(params);
+    xml_call c;
+    assert_int_equal(find(t, &c), XML_CALLS_FOUND);
+    assert_true(xml_calls_apply_schema(&c, params));
+    json_t *a = c.arguments;
+    assert_string_equal(json_string_value(json_object_get(a, "file_path")), "package.json");
+    assert_string_equal(json_string_value(json_object_get(a, "file_contents")),
+                        "{\n \"name\": \"x\"\n}");
+    assert_string_equal(json_string_value(json_object_get(a, "list")), "[1, 2]");
+    assert_string_equal(json_string_value(json_object_get(a, "zeros")), "007");
+    assert_string_equal(json_string_value(json_object_get(a, "price")), "1.50");
+    assert_string_equal(json_string_value(json_object_get(a, "flag_text")), "True");
+    /* the other types keep the guesses */
+    assert_true(json_is_integer(json_object_get(a, "count")));
+    assert_int_equal(json_integer_value(json_object_get(a, "count")), 7);
+    assert_true(json_is_real(json_object_get(a, "ratio")));
+    assert_true(json_is_true(json_object_get(a, "flag")));
+    assert_true(json_is_object(json_object_get(a, "data")));   /* not only a string */
+    assert_true(json_is_integer(json_object_get(a, "extra"))); /* not in the schema */
+    assert_int_equal(json_object_size(a), 11);
+    xml_call_clear(&c);
+
+    /* no schema (a function the model was not offered): the guesses stay */
+    assert_int_equal(find(t, &c), XML_CALLS_FOUND);
+    assert_true(xml_calls_apply_schema(&c, NULL));
+    assert_true(json_is_integer(json_object_get(c.arguments, "zeros")));
+    xml_call_clear(&c);
+    json_decref(params);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -288,6 +437,9 @@ int main(void)
         cmocka_unit_test(test_call_without_parameters),
         cmocka_unit_test(test_incremental_scan),
         cmocka_unit_test(test_invokes_by_index),
+        cmocka_unit_test(test_raw_xml_is_each_invoke),
+        cmocka_unit_test(test_walk_is_linear),
+        cmocka_unit_test(test_schema_strings_stay_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -33,6 +33,8 @@
 //   xmlmulti           no results yet: one <function_calls> block with two invokes and text
 //                      after the block; else a text answer
 //   badxml             no results yet: a block whose invoke is never closed; else text
+//   xmlstrings         no results yet: one block writing two files whose contents look like
+//                      JSON and a number, then printing them; else text
 //   unknown            no results yet: a call of no_such_tool; else text
 //   ask                a call of ask (the run must end with it); after a result: text
 //   loop               always a tool call (max iterations)
@@ -106,6 +108,13 @@ function plan(scenario, wire, body, n, arg) {
       ? '<function_calls>\n<invoke name="execute_command">\n<parameter name="command">echo x1</parameter>\n<parameter name="blocking">true</parameter>\n</invoke>\n<invoke name="execute_command">\n<parameter name="command">echo x2</parameter>\n<parameter name="blocking">true</parameter>\n</invoke>\n</function_calls>'
       : '<function_calls>\n<invoke name="execute_command">\n<parameter name="command">echo never</parameter>\n</function_calls>';
     return { parts: [{ text: `Running both.\n${block}\nTEXT AFTER THE BLOCK` }], stop: 'end' };
+  }
+  if (scenario === 'xmlstrings') {
+    if (results.length > 0) return { parts: [{ text: `Read ${results.length} results.` }], stop: 'end' };
+    const file = (path, contents) => `<invoke name="create_file">\n<parameter name="file_path">${path}</parameter>\n<parameter name="file_contents">${contents}</parameter>\n</invoke>\n`;
+    const block = '<function_calls>\n' + file('a.json', '{"a": 1}') + file('b.txt', '007') +
+      '<invoke name="execute_command">\n<parameter name="command">cat a.json b.txt</parameter>\n<parameter name="blocking">true</parameter>\n</invoke>\n</function_calls>';
+    return { parts: [{ text: `Writing.\n${block}` }], stop: 'end' };
   }
   if (scenario === 'unknown') {
     if (results.length === 0) return { parts: [call('call_u1', 'no_such_tool', '{"x": 1}')], stop: 'tool' };
