@@ -4,7 +4,8 @@
  *   POST   /api/projects           JSON {name, description?, is_public?}
  *   GET    /api/projects/{id}      the project (a public one: anyone, even without credentials)
  *   PATCH  /api/projects/{id}      JSON {name?, description?, is_public?}
- *   DELETE /api/projects/{id}      stops its threads' active runs, deletes it and its threads
+ *   DELETE /api/projects/{id}      stops its threads' active runs, deletes it and its threads,
+ *                                  then its sandbox (best effort, after the commit)
  * Another account's project is 404 (a public one can be read, never written). */
 #include <microhttpd.h>
 #include <stdlib.h>

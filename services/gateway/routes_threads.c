@@ -26,6 +26,7 @@
 #include "project_store.h"
 #include "publish.h"
 #include "reply.h"
+#include "sandbox_routes.h"
 #include "text.h"
 #include "store.h"
 
@@ -260,7 +261,8 @@ void gw_route_delete_stopping(gw_app *app, gw_request *req, gw_reply *reply, boo
         return;
     gw_stopped_run *stopped = NULL;
     size_t n = 0;
-    kx_err err = project ? gw_project_delete(db, req->id, req->account, &stopped, &n)
+    bool had_sandbox = false;
+    kx_err err = project ? gw_project_delete(db, req->id, req->account, &stopped, &n, &had_sandbox)
                          : gw_thread_delete(db, req->id, req->account, &stopped, &n);
     gw_db_put(app, db);
     if (err == KX_ERR_NOT_FOUND) {
@@ -273,6 +275,8 @@ void gw_route_delete_stopping(gw_app *app, gw_request *req, gw_reply *reply, boo
         return;
     }
     gw_publish_stops(app, req, stopped, n);
+    if (had_sandbox) /* after the commit, best effort: the project is gone either way */
+        gw_sandbox_discard(app, req, req->id);
     snprintf(text, sizeof text, "%s deleted successfully", what);
     gw_reply_json(reply, MHD_HTTP_OK,
                   json_pack("{s:s, s:I}", "message", text, "stopped_runs", (json_int_t)n));
