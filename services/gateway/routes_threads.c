@@ -57,6 +57,8 @@ void gw_route_messages_list(gw_app *app, gw_request *req, gw_reply *reply)
     gw_reply_json(reply, MHD_HTTP_OK, arr ? json_pack("{s:o}", "messages", arr) : NULL);
 }
 
+#define MESSAGE_TYPE_MAX_CHARS 64 /* Kortix's types: user, assistant, tool, status, … */
+
 void gw_route_messages_add(gw_app *app, gw_request *req, gw_reply *reply)
 {
     json_t *body = gw_body_json_object(req, false, reply);
@@ -80,7 +82,8 @@ void gw_route_messages_add(gw_app *app, gw_request *req, gw_reply *reply)
         json_decref(body);
         return;
     }
-    if (!gw_text_fits("content", content, app->cfg.max_prompt_bytes, reply)) {
+    if (!gw_text_chars_fit("type", type, MESSAGE_TYPE_MAX_CHARS, reply) ||
+        !gw_text_fits("content", content, app->cfg.max_prompt_bytes, reply)) {
         json_decref(body);
         return;
     }
@@ -159,15 +162,6 @@ void gw_route_thread_get(gw_app *app, gw_request *req, gw_reply *reply)
     free(row);
 }
 
-/* Characters (not bytes) of valid UTF-8 text. */
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 void gw_route_thread_create(gw_app *app, gw_request *req, gw_reply *reply)
 {
     const char *name = NULL;
@@ -181,11 +175,8 @@ void gw_route_thread_create(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     if (name == NULL)
         name = "New Project";
-    if (utf8_chars(name) > PROJECT_NAME_MAX_CHARS) {
-        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "name must be at most %d characters",
-                       PROJECT_NAME_MAX_CHARS);
+    if (!gw_text_chars_fit("name", name, PROJECT_NAME_MAX_CHARS, reply))
         return;
-    }
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return;
