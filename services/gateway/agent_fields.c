@@ -22,14 +22,6 @@
 #define TAG_CHARS 50
 #define VERSION_NAME_CHARS 50
 
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 /* obj[key], NULL when absent or null. */
 static const json_t *field(const json_t *obj, const char *key)
 {
@@ -50,7 +42,7 @@ static bool text_ok(const json_t *v, const char *name, size_t min, size_t max, b
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s must not contain NUL characters", name);
         return false;
     }
-    size_t n = bytes ? strlen(s) : utf8_chars(s);
+    size_t n = bytes ? strlen(s) : gw_utf8_chars(s);
     if (n < min || n > max) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s must have %zu to %zu %s (it has %zu)",
                        name, min, max, bytes ? "bytes" : "characters", n);

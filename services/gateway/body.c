@@ -1,7 +1,9 @@
 /* body.c — JSON and form bodies into typed values, with 400s that name the field. */
 #include "body.h"
 
+#include <math.h>
 #include <microhttpd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -15,6 +17,48 @@ static bool blank(const char *s, size_t len)
     for (size_t i = 0; i < len; i++)
         if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r' && s[i] != '\n')
             return false;
+    return true;
+}
+
+/* 2^63. A number at least this large (or not finite) cannot be stored: Postgres' jsonb prints
+ * it back as an integer that jansson refuses, here and in the services that read it. */
+#define NUMBER_LIMIT 9223372036854775808.0
+
+/* Every number inside v fits (see above); else a 400 naming its place, path[0..len) (cap
+ * bytes) the place of v itself ("" for the body). */
+static bool numbers_fit(const json_t *v, char *path, size_t len, size_t cap, gw_reply *reply)
+{
+    if (json_is_real(v)) {
+        double d = json_real_value(v);
+        if (isfinite(d) && fabs(d) < NUMBER_LIMIT)
+            return true;
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                       "%s: the number %g cannot be stored: numbers must be finite and below "
+                       "2^63 in magnitude",
+                       len > 0 ? path : "body", d);
+        return false;
+    }
+    const char *key;
+    json_t *item;
+    size_t i;
+    if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, key, item)
+        {
+            int n = snprintf(path + len, cap - len, "%s%s", len > 0 ? "." : "", key);
+            size_t next = n < 0 || len + (size_t)n >= cap ? cap - 1 : len + (size_t)n;
+            if (!numbers_fit(item, path, next, cap, reply))
+                return false;
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, item)
+        {
+            int n = snprintf(path + len, cap - len, "[%zu]", i);
+            size_t next = n < 0 || len + (size_t)n >= cap ? cap - 1 : len + (size_t)n;
+            if (!numbers_fit(item, path, next, cap, reply))
+                return false;
+        }
+    }
+    path[len] = '\0';
     return true;
 }
 
@@ -36,6 +80,11 @@ json_t *gw_body_json_object(const gw_request *req, bool allow_empty, gw_reply *r
     if (!json_is_object(v)) {
         json_decref(v);
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "Invalid JSON body: expected an object");
+        return NULL;
+    }
+    char path[256] = "";
+    if (!numbers_fit(v, path, 0, sizeof path, reply)) {
+        json_decref(v);
         return NULL;
     }
     return v;

@@ -8,7 +8,9 @@
 #include "gateway.h"
 
 /* The body as a JSON object (new reference). An empty body is {} when allow_empty. NULL with a
- * 400 reply when the body is not JSON or not an object. */
+ * 400 reply when the body is not JSON or not an object, or when a number anywhere in it is not
+ * finite or at least 2^63 in magnitude (jsonb would print it back as an integer that jansson
+ * cannot read): the detail names its place, e.g. "metadata.a" or "tags[2]". */
 json_t *gw_body_json_object(const gw_request *req, bool allow_empty, gw_reply *reply);
 
 /* obj[key] as a string: absent or null gives def (true returned); another type is a 400. The

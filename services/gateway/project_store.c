@@ -80,10 +80,11 @@ kx_err gw_thread_update(kx_db *db, const char *thread_id, const char *account,
     return text(db, "gw_thread_update", 4, p, 0, NULL);
 }
 
-/* In one transaction: lock (account's, not deleted), stop the runs, forget the content. */
+/* In one transaction: lock (account's, not deleted), stop the runs, forget the content.
+ * forgot (may be NULL) gets the forget statement's first column. */
 static kx_err delete_tx(kx_db *db, const char *lock, const char *stop, const char *forget,
                         const char *id, const char *account, gw_stopped_run **stopped,
-                        size_t *nstopped)
+                        size_t *nstopped, char **forgot)
 {
     *stopped = NULL;
     *nstopped = 0;
@@ -114,7 +115,7 @@ static kx_err delete_tx(kx_db *db, const char *lock, const char *stop, const cha
         }
     }
     if (err == KX_OK)
-        err = text(db, forget, 1, p, 0, NULL);
+        err = text(db, forget, 1, p, 0, forgot);
     if (err == KX_OK)
         err = kx_db_commit(db);
     else
@@ -123,6 +124,10 @@ static kx_err delete_tx(kx_db *db, const char *lock, const char *stop, const cha
         free(*stopped);
         *stopped = NULL;
         *nstopped = 0;
+        if (forgot != NULL) {
+            free(*forgot);
+            *forgot = NULL;
+        }
     }
     return err;
 }
@@ -131,7 +136,7 @@ kx_err gw_thread_delete(kx_db *db, const char *thread_id, const char *account,
                         gw_stopped_run **stopped, size_t *nstopped)
 {
     return delete_tx(db, "gw_thread_lock", "gw_thread_stop_runs", "gw_thread_forget", thread_id,
-                     account, stopped, nstopped);
+                     account, stopped, nstopped, NULL);
 }
 
 kx_err gw_message_delete(kx_db *db, const char *thread_id, const char *message_id)
@@ -187,8 +192,12 @@ kx_err gw_project_update(kx_db *db, const char *project_id, const char *account,
 }
 
 kx_err gw_project_delete(kx_db *db, const char *project_id, const char *account,
-                         gw_stopped_run **stopped, size_t *nstopped)
+                         gw_stopped_run **stopped, size_t *nstopped, bool *had_sandbox)
 {
-    return delete_tx(db, "gw_project_lock", "gw_project_stop_runs", "gw_project_forget",
-                     project_id, account, stopped, nstopped);
+    char *forgot = NULL;
+    kx_err err = delete_tx(db, "gw_project_lock", "gw_project_stop_runs", "gw_project_forget",
+                           project_id, account, stopped, nstopped, &forgot);
+    *had_sandbox = forgot != NULL && strcmp(forgot, "true") == 0;
+    free(forgot);
+    return err;
 }

@@ -119,7 +119,8 @@
      "WHERE v.n BETWEEN 1 AND cardinality(th.ids) AND m.thread_id = v.id), "                   \
      "t AS (UPDATE threads SET deleted_at = now() WHERE project_id = $1::uuid "                \
      "AND (deleted_at IS NULL) IS TRUE) "                                                      \
-     "UPDATE projects SET deleted_at = now() WHERE project_id = $1::uuid RETURNING 1"}
+     "UPDATE projects SET deleted_at = now() WHERE project_id = $1::uuid "                     \
+     "RETURNING (sandbox ? 'id' AND coalesce(sandbox->>'state', '') <> 'deleted')::text"}
 /* clang-format on */
 
 /* ---- threads ---- */
@@ -155,7 +156,9 @@ kx_err gw_project_create(kx_db *db, const char *account, const char *name, const
 kx_err gw_project_update(kx_db *db, const char *project_id, const char *account, const char *name,
                          bool set_description, const char *description, const char *is_public,
                          char **json);
+/* *had_sandbox: the project had a sandbox not yet deleted (the caller discards it after the
+ * commit: a deleted project's sandbox must not outlive it). */
 kx_err gw_project_delete(kx_db *db, const char *project_id, const char *account,
-                         gw_stopped_run **stopped, size_t *nstopped);
+                         gw_stopped_run **stopped, size_t *nstopped, bool *had_sandbox);
 
 #endif

@@ -70,7 +70,7 @@ void gw_reply_free(gw_reply *r)
 json_t *gw_json_from_sql(const char *text)
 {
     json_error_t jerr;
-    json_t *v = json_loads(text, JSON_DECODE_ANY, &jerr);
+    json_t *v = kx_json_loads_wide(text, JSON_DECODE_ANY, &jerr);
     if (v == NULL)
         kx_error("gateway: Postgres returned text that is not JSON (%s at %d:%d)", jerr.text,
                  jerr.line, jerr.column);

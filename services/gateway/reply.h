@@ -25,7 +25,9 @@ void gw_reply_db_error(gw_reply *r, kx_err err, const char *what);
 /* Frees what the reply holds (body, an unqueued resp). */
 void gw_reply_free(gw_reply *r);
 
-/* Parses JSON text produced by Postgres (a row or an array). NULL (logged) if it is not JSON. */
+/* Parses JSON text produced by Postgres (a row or an array); an integer too large for
+ * json_int_t (jsonb prints 1e20 as 100000000000000000000) is read as a real, not a failure.
+ * NULL (logged) if it is not JSON. */
 json_t *gw_json_from_sql(const char *text);
 
 #endif

@@ -4,7 +4,8 @@
  *   POST   /api/projects           JSON {name, description?, is_public?}
  *   GET    /api/projects/{id}      the project (a public one: anyone, even without credentials)
  *   PATCH  /api/projects/{id}      JSON {name?, description?, is_public?}
- *   DELETE /api/projects/{id}      stops its threads' active runs, deletes it and its threads
+ *   DELETE /api/projects/{id}      stops its threads' active runs, deletes it and its threads,
+ *                                  then its sandbox (best effort, after the commit)
  * Another account's project is 404 (a public one can be read, never written). */
 #include <microhttpd.h>
 #include <stdlib.h>
@@ -17,17 +18,10 @@
 #include "project_store.h"
 #include "publish.h"
 #include "reply.h"
+#include "text.h"
 
 #define NAME_MAX_CHARS 255
 #define DESCRIPTION_MAX_CHARS 10000
-
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
 
 /* The fields of a create or an edit; each checked, a 400 naming the first bad one. */
 typedef struct project_fields {
@@ -48,7 +42,7 @@ static bool read_fields(const json_t *body, project_fields *f, gw_reply *reply)
     const json_t *pub = json_object_get(body, "is_public");
     if (name != NULL) {
         f->name = json_string_value(name);
-        if (f->name == NULL || f->name[0] == '\0' || utf8_chars(f->name) > NAME_MAX_CHARS) {
+        if (f->name == NULL || f->name[0] == '\0' || gw_utf8_chars(f->name) > NAME_MAX_CHARS) {
             gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
                            "name must be a string of 1 to %d characters", NAME_MAX_CHARS);
             return false;
@@ -58,7 +52,7 @@ static bool read_fields(const json_t *body, project_fields *f, gw_reply *reply)
         f->has_description = true;
         f->description = json_string_value(desc);
         if ((!json_is_null(desc) && f->description == NULL) ||
-            (f->description != NULL && utf8_chars(f->description) > DESCRIPTION_MAX_CHARS)) {
+            (f->description != NULL && gw_utf8_chars(f->description) > DESCRIPTION_MAX_CHARS)) {
             gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
                            "description must be a string of at most %d characters, or null",
                            DESCRIPTION_MAX_CHARS);

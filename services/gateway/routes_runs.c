@@ -29,13 +29,18 @@
 #include "text.h"
 #include "kx/uuid.h"
 
-/* reasoning_effort: Kortix's values (its default "low"). */
-static bool effort_ok(const char *effort, gw_reply *reply)
+/* reasoning_effort: Kortix's values (its default "low"); model_name: at most
+ * GW_MODEL_NAME_MAX_CHARS characters. */
+static bool options_ok(const gw_run_options *o, gw_reply *reply)
 {
-    if (strcmp(effort, "low") == 0 || strcmp(effort, "medium") == 0 || strcmp(effort, "high") == 0)
-        return true;
-    gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "reasoning_effort must be low, medium or high");
-    return false;
+    const char *effort = o->reasoning_effort;
+    if (strcmp(effort, "low") != 0 && strcmp(effort, "medium") != 0 &&
+        strcmp(effort, "high") != 0) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                       "reasoning_effort must be low, medium or high");
+        return false;
+    }
+    return gw_text_chars_fit("model_name", o->model_name, GW_MODEL_NAME_MAX_CHARS, reply);
 }
 
 /* The run options of the initiate form. */
@@ -53,7 +58,7 @@ static bool form_options(const gw_form *form, gw_run_options *o, gw_reply *reply
         return false;
     if (effort != NULL)
         o->reasoning_effort = effort;
-    return effort_ok(o->reasoning_effort, reply);
+    return options_ok(o, reply);
 }
 
 /* The run options of the start body (all optional). */
@@ -73,7 +78,7 @@ static bool json_options(const json_t *body, gw_run_options *o, gw_reply *reply)
     if (o->agent_id != NULL && o->agent_id[0] == '\0')
         o->agent_id = NULL;
     o->reasoning_effort = (effort != NULL && effort[0] != '\0') ? effort : "low";
-    return effort_ok(o->reasoning_effort, reply);
+    return options_ok(o, reply);
 }
 
 static void initiate(gw_app *app, gw_request *req, const gw_run_new *in,

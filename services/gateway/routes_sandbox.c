@@ -19,6 +19,8 @@
  *   GET    /api/sandboxes/{id}/preview/{port}/...   a preview link (kx.sandbox.preview check,
  *                                                    then preview_proxy.c); also POST, PUT,
  *                                                    PATCH, DELETE with their body
+ * Paths: a path (query or form field) that is not UTF-8 is a 400 before the broker is asked;
+ * names in a listing that are not UTF-8 have their invalid bytes as U+FFFD.
  * Access: the sandbox id is looked up on projects.sandbox->>'id' (409's index); unknown, not a
  * UUID, or deleted: 404 "Sandbox not found". The project must be the caller's account's: another
  * account's sandbox is 404 as well, never a hint that it exists (Kortix answered 403); reads of
@@ -45,10 +47,12 @@
 #include "kx/config.h"
 #include "kx/log.h"
 #include "kx/pb.h"
+#include "kx/utf8.h"
 #include "kx/uuid.h"
 #include "preview_proxy.h"
 #include "reply.h"
 #include "sandbox_routes.h"
+#include "text.h"
 
 #define SANDBOX_DOWNLOAD_MAX ((size_t)64 << 20)
 #define PREVIEW_MAX_BYTES ((size_t)32 << 20)
@@ -222,17 +226,31 @@ static const char *query(const gw_request *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+/* A path that is not UTF-8 is refused before the broker sees it: the broker would act on it
+ * (write, delete) and the answer, which quotes the path, could not be written as JSON. */
+static bool path_utf8(const char *p, gw_reply *reply)
+{
+    if (p == NULL || gw_utf8_valid(p, strlen(p)))
+        return true;
+    gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "path must be UTF-8 text");
+    return false;
+}
+
 static const char *required_path(const gw_request *req, gw_reply *reply)
 {
     const char *p = query(req, "path");
-    if (p == NULL || p[0] == '\0')
+    if (p == NULL || p[0] == '\0') {
         gw_reply_error(reply, MHD_HTTP_UNPROCESSABLE_CONTENT,
                        "Query parameter 'path' is required");
-    return p != NULL && p[0] != '\0' ? p : NULL;
+        return NULL;
+    }
+    return path_utf8(p, reply) ? p : NULL;
 }
 
 /* ---- files ------------------------------------------------------------------------------ */
 
+/* An entry of a listing; a name or path that is not UTF-8 (a file made inside the sandbox)
+ * has its invalid bytes as U+FFFD, so the entry is listed rather than dropped. */
 static json_t *file_json(const Kx__V1__SandboxFileInfo *f)
 {
     char when[40] = "";
@@ -242,17 +260,24 @@ static json_t *file_json(const Kx__V1__SandboxFileInfo *f)
         strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S+00:00", &tm);
     char perm[8];
     snprintf(perm, sizeof perm, "%04o", (unsigned)f->mode);
-    return json_pack("{s:s, s:s, s:b, s:I, s:s, s:s}", "name", f->name ? f->name : "", "path",
-                     f->path ? f->path : "", "is_dir", f->is_dir, "size", (json_int_t)f->size,
-                     "mod_time", when, "permissions", perm);
+    const char *name = f->name ? f->name : "", *path = f->path ? f->path : "";
+    char *name_ok = kx_utf8_sanitize(name, strlen(name), NULL);
+    char *path_ok = kx_utf8_sanitize(path, strlen(path), NULL);
+    json_t *v = name_ok == NULL || path_ok == NULL
+        ? NULL
+        : json_pack("{s:s, s:s, s:b, s:I, s:s, s:s}", "name", name_ok, "path", path_ok, "is_dir",
+                    f->is_dir, "size", (json_int_t)f->size, "mod_time", when, "permissions", perm);
+    free(name_ok);
+    free(path_ok);
+    return v;
 }
 
 void gw_route_sandbox_files_list(gw_app *app, gw_request *req, gw_reply *reply)
 {
     char project[KX_UUID_LEN + 1];
-    if (!find_sandbox(app, req, FOR_READ, project, reply))
-        return;
     const char *path = query(req, "path");
+    if (!path_utf8(path, reply) || !find_sandbox(app, req, FOR_READ, project, reply))
+        return;
     Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
     rq.project_id = project;
     rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_LIST;
@@ -261,10 +286,15 @@ void gw_route_sandbox_files_list(gw_app *app, gw_request *req, gw_reply *reply)
     if (rep == NULL)
         return;
     json_t *arr = json_array();
-    for (size_t i = 0; i < rep->n_entries; i++)
-        json_array_append_new(arr, file_json(rep->entries[i]));
+    for (size_t i = 0; arr != NULL && i < rep->n_entries; i++) {
+        json_t *e = file_json(rep->entries[i]);
+        if (e == NULL || json_array_append_new(arr, e) != 0) { /* out of memory: no partial list */
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
     kx_pb_free(rep);
-    gw_reply_json(reply, MHD_HTTP_OK, json_pack("{s:o}", "files", arr));
+    gw_reply_json(reply, MHD_HTTP_OK, arr != NULL ? json_pack("{s:o}", "files", arr) : NULL);
 }
 
 /* filename*=UTF-8''<name, percent-encoded> */
@@ -389,6 +419,8 @@ void gw_route_sandbox_files_upload(gw_app *app, gw_request *req, gw_reply *reply
     size_t flen = 0;
     const char *path = req->form ? gw_form_get(req->form, "path", NULL) : NULL;
     const char *data = req->form ? gw_form_get(req->form, "file", &flen) : NULL;
+    if (!path_utf8(path, reply))
+        return;
     if (path == NULL || path[0] == '\0') {
         gw_reply_error(reply, MHD_HTTP_UNPROCESSABLE_CONTENT, "Form field 'path' is required");
         return;

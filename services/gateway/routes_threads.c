@@ -27,6 +27,7 @@
 #include "project_store.h"
 #include "publish.h"
 #include "reply.h"
+#include "sandbox_routes.h"
 #include "text.h"
 #include "store.h"
 
@@ -83,6 +84,8 @@ void gw_route_messages_list(gw_app *app, gw_request *req, gw_reply *reply)
     gw_reply_json(reply, MHD_HTTP_OK, out);
 }
 
+#define MESSAGE_TYPE_MAX_CHARS 64 /* Kortix's types: user, assistant, tool, status, … */
+
 void gw_route_messages_add(gw_app *app, gw_request *req, gw_reply *reply)
 {
     json_t *body = gw_body_json_object(req, false, reply);
@@ -106,7 +109,8 @@ void gw_route_messages_add(gw_app *app, gw_request *req, gw_reply *reply)
         json_decref(body);
         return;
     }
-    if (!gw_text_fits("content", content, app->cfg.max_prompt_bytes, reply)) {
+    if (!gw_text_chars_fit("type", type, MESSAGE_TYPE_MAX_CHARS, reply) ||
+        !gw_text_fits("content", content, app->cfg.max_prompt_bytes, reply)) {
         json_decref(body);
         return;
     }
@@ -185,15 +189,6 @@ void gw_route_thread_get(gw_app *app, gw_request *req, gw_reply *reply)
     free(row);
 }
 
-/* Characters (not bytes) of valid UTF-8 text. */
-static size_t utf8_chars(const char *s)
-{
-    size_t n = 0;
-    for (; *s; s++)
-        n += ((unsigned char)*s & 0xC0) != 0x80;
-    return n;
-}
-
 void gw_route_thread_create(gw_app *app, gw_request *req, gw_reply *reply)
 {
     const char *name = NULL;
@@ -207,11 +202,8 @@ void gw_route_thread_create(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     if (name == NULL)
         name = "New Project";
-    if (utf8_chars(name) > PROJECT_NAME_MAX_CHARS) {
-        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "name must be at most %d characters",
-                       PROJECT_NAME_MAX_CHARS);
+    if (!gw_text_chars_fit("name", name, PROJECT_NAME_MAX_CHARS, reply))
         return;
-    }
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return;
@@ -287,7 +279,8 @@ void gw_route_delete_stopping(gw_app *app, gw_request *req, gw_reply *reply, boo
         return;
     gw_stopped_run *stopped = NULL;
     size_t n = 0;
-    kx_err err = project ? gw_project_delete(db, req->id, req->account, &stopped, &n)
+    bool had_sandbox = false;
+    kx_err err = project ? gw_project_delete(db, req->id, req->account, &stopped, &n, &had_sandbox)
                          : gw_thread_delete(db, req->id, req->account, &stopped, &n);
     gw_db_put(app, db);
     if (err == KX_ERR_NOT_FOUND) {
@@ -300,6 +293,8 @@ void gw_route_delete_stopping(gw_app *app, gw_request *req, gw_reply *reply, boo
         return;
     }
     gw_publish_stops(app, req, stopped, n);
+    if (had_sandbox) /* after the commit, best effort: the project is gone either way */
+        gw_sandbox_discard(app, req, req->id);
     snprintf(text, sizeof text, "%s deleted successfully", what);
     gw_reply_json(reply, MHD_HTTP_OK,
                   json_pack("{s:s, s:I}", "message", text, "stopped_runs", (json_int_t)n));

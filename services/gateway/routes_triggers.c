@@ -22,6 +22,17 @@
 #include "trigger_store.h"
 
 #define TRIGGER_NAME_CHARS 30 /* a trigger without a name is named after its prompt */
+#define TRIGGER_NAME_MAX_CHARS 255
+
+/* The caps of a trigger's texts (docs/api.md): prompt as a run's prompt (413), name and
+ * model_name in characters (400). NULL fields are not given. */
+static bool texts_fit(const gw_app *app, const char *prompt, const char *name,
+                      const char *model_name, gw_reply *reply)
+{
+    return (prompt == NULL || gw_text_fits("prompt", prompt, app->cfg.max_prompt_bytes, reply)) &&
+        gw_text_chars_fit("name", name, TRIGGER_NAME_MAX_CHARS, reply) &&
+        gw_text_chars_fit("model_name", model_name, GW_MODEL_NAME_MAX_CHARS, reply);
+}
 
 /* The next fire time of expr after now; false with a 400 naming what is wrong. */
 static bool next_fire(const char *expr, int64_t *next, gw_reply *reply)
@@ -85,7 +96,8 @@ void gw_route_trigger_create(gw_app *app, gw_request *req, gw_reply *reply)
         !required_text(body, "prompt", &t.prompt, reply) ||
         !gw_body_str(body, "name", NULL, &t.name, reply) ||
         !gw_body_str(body, "model_name", NULL, &t.model_name, reply) ||
-        !timezone_ok(body, reply) || !next_fire(t.cron_expression, &t.next_fire_at, reply))
+        !texts_fit(app, t.prompt, t.name, t.model_name, reply) || !timezone_ok(body, reply) ||
+        !next_fire(t.cron_expression, &t.next_fire_at, reply))
         goto out;
     if (t.model_name != NULL && t.model_name[0] == '\0')
         t.model_name = NULL;
@@ -225,7 +237,7 @@ void gw_route_trigger_update(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     gw_trigger_edit e = {0};
     int64_t next = 0;
-    if (!parse_edit(body, &e, reply) ||
+    if (!parse_edit(body, &e, reply) || !texts_fit(app, e.prompt, e.name, NULL, reply) ||
         (e.cron_expression != NULL && !next_fire(e.cron_expression, &next, reply))) {
         json_decref(body);
         return;

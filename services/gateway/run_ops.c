@@ -105,7 +105,9 @@ bool gw_run_create(gw_app *app, const gw_request *req, const gw_run_new *n,
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "prompt is required");
         return false;
     }
-    if (n->prompt != NULL && !gw_text_fits("prompt", n->prompt, app->cfg.max_prompt_bytes, reply))
+    if ((n->prompt != NULL &&
+         !gw_text_fits("prompt", n->prompt, app->cfg.max_prompt_bytes, reply)) ||
+        !gw_text_chars_fit("model_name", n->opts.model_name, GW_MODEL_NAME_MAX_CHARS, reply))
         return false;
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)

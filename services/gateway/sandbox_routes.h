@@ -4,6 +4,8 @@
  * projects.sandbox is written only here (the broker holds no database URL): by
  * gw_sandbox_record, from kx.sandbox.state events and from the replies of ensure-active and
  * delete. A value older (updated_unix_ms) than the row's is dropped, so replays are harmless.
+ * A deleted project (deleted_at set) has no sandbox for these routes: its id is not found and
+ * ensure-active answers 404; DELETE /api/projects/{id} discards the sandbox after its commit.
  * Ownership: the SandboxInfo passed in is borrowed. */
 #ifndef GW_SANDBOX_ROUTES_H
 #define GW_SANDBOX_ROUTES_H
@@ -21,7 +23,7 @@
     {"gw_sandbox_find",                                                                        \
      "SELECT project_id::text, account_id::text, is_public, "                                  \
      "COALESCE(sandbox->>'state', '') FROM projects "                                          \
-     "WHERE sandbox ? 'id' AND sandbox->>'id' = $1::text LIMIT 1"},                            \
+     "WHERE sandbox ? 'id' AND sandbox->>'id' = $1::text AND deleted_at IS NULL LIMIT 1"},     \
     {"gw_sandbox_record",                                                                      \
      "UPDATE projects SET sandbox = sandbox || jsonb_build_object('id', $2::text, "            \
      "'state', $3::text, 'provider', $4::text, 'broker', $5::text, "                           \
@@ -29,7 +31,8 @@
      "WHERE project_id = $1::uuid AND (NOT (sandbox ? 'updated_unix_ms') OR "                  \
      "(sandbox->>'updated_unix_ms')::bigint <= $7::bigint)"},                                  \
     {"gw_sandbox_project_owner",                                                               \
-     "SELECT account_id::text FROM projects WHERE project_id = $1::uuid"}
+     "SELECT account_id::text FROM projects WHERE project_id = $1::uuid "                      \
+     "AND deleted_at IS NULL"}
 /* clang-format on */
 
 /* Records info on its project's projects.sandbox (see above); any thread. */

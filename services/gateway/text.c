@@ -1,4 +1,5 @@
-/* text.c — UTF-8 validation and character-counted truncation (see text.h). */
+/* text.c — UTF-8 validation, character counts and caps, character-counted truncation (see
+ * text.h). */
 #include "text.h"
 
 #include <stdint.h>
@@ -36,6 +37,25 @@ char *gw_project_name(const char *s, size_t max_chars)
     memcpy(out, s, cut);
     memcpy(out + cut, "...", 4);
     return out;
+}
+
+size_t gw_utf8_chars(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+bool gw_text_chars_fit(const char *field, const char *s, size_t max_chars, struct gw_reply *reply)
+{
+    size_t n = s != NULL ? gw_utf8_chars(s) : 0;
+    if (n <= max_chars)
+        return true;
+    gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                   "%s is too long: %zu characters, the limit is %zu characters", field, n,
+                   max_chars);
+    return false;
 }
 
 bool gw_text_fits(const char *field, const char *s, size_t max_bytes, struct gw_reply *reply)

@@ -24,4 +24,14 @@ char *gw_project_name(const char *s, size_t max_chars);
 struct gw_reply;
 bool gw_text_fits(const char *field, const char *s, size_t max_bytes, struct gw_reply *reply);
 
+/* Characters (code points, not bytes) of valid UTF-8 text s. */
+size_t gw_utf8_chars(const char *s);
+/* Short fields (a name, a message type, a model name) have a cap in characters (Python's len):
+ * text s (NULL fits) of more than max_chars is refused with a 400 naming the field, its length
+ * and the cap. True when it fits. */
+bool gw_text_chars_fit(const char *field, const char *s, size_t max_chars, struct gw_reply *reply);
+
+/* The caps of docs/api.md ("Validation") shared by several routes. */
+#define GW_MODEL_NAME_MAX_CHARS 256
+
 #endif

@@ -10,7 +10,9 @@
  *     headers too large (431), ~600 query parameters (400, not 90 s of silence);
  *   - ids normalised: an upper-case run id streams the run's events;
  *   - JWT: a token without exp, or for another audience, is refused;
- *   - size discipline: a prompt or message over KX_MAX_PROMPT_BYTES is a 413;
+ *   - size discipline: a prompt or message over KX_MAX_PROMPT_BYTES is a 413 (a trigger's
+ *     prompt too); a trigger's name, a message's type, a model_name over their character caps
+ *     a 400;
  *   - a bounded fuzz (mutated JSON, urlencoded and multipart bodies, odd content types) of the
  *     body routes: never a 5xx, every error a {"detail": ...};
  *   - nats-server paused: initiate, stop and GET still answer at once while stream opens
@@ -497,6 +499,113 @@ static void test_prompt_cap(void **state)
     free(token);
 }
 
+/* A string of n copies of unit (malloc'd). */
+static char *repeat(const char *unit, size_t n)
+{
+    size_t u = strlen(unit);
+    char *s = malloc(u * n + 1);
+    assert_non_null(s);
+    for (size_t i = 0; i < n; i++)
+        memcpy(s + i * u, unit, u);
+    s[u * n] = '\0';
+    return s;
+}
+
+/* method path with body (stolen) answers status, with a detail containing want (if not NULL);
+ * the answer (the caller frees it). */
+static json_t *expect_json(const char *token, const char *method, const char *path, json_t *body,
+                           long status, const char *want)
+{
+    char *text = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    assert_non_null(text);
+    long st = 0;
+    json_t *v = kx_th_json(&g_gw.s, method, path, token, text, &st);
+    const char *detail = json_string_value(json_object_get(v, "detail"));
+    if (st != status || (want != NULL && (detail == NULL || strstr(detail, want) == NULL)))
+        fprintf(stderr, "%s %s (%zu bytes): got %ld %s, want %ld \"%s\"\n", method, path,
+                strlen(text), st, detail ? detail : "", status, want ? want : "");
+    free(text);
+    assert_int_equal(st, status);
+    if (want != NULL)
+        assert_non_null(strstr(detail, want));
+    return v;
+}
+
+/* The caps on short texts and on a trigger's prompt (docs/api.md, "Validation"): before the fix
+ * a trigger took a 900 000-byte prompt and a 50 000-character name, a message a 1 MB type and
+ * agent/start a 100 000-character model_name. Characters are counted, not bytes. */
+static void test_text_caps(void **state)
+{
+    char account[KX_UUID_LEN + 1], run[KX_UUID_LEN + 1], path[200];
+    char *token = new_account(account);
+    initiate(token, run);
+    snprintf(path, sizeof path, "/api/agent-run/%s", run);
+    long st = 0;
+    json_t *v = kx_th_json(&g_gw.s, "GET", path, token, NULL, &st);
+    char *thread = strdup(json_string_value(json_object_get(v, "threadId")));
+    json_decref(v);
+    v = expect_json(token, "POST", "/api/agents",
+                    json_pack("{s:s, s:s}", "name", "caps", "system_prompt", ""), 200, NULL);
+    char *agent = strdup(json_string_value(json_object_get(v, "agent_id")));
+    json_decref(v);
+
+    char *prompt = repeat("p", 300 * 1024), *long_name = repeat("\xc3\xa9", 256);
+    char *name_ok = repeat("\xc3\xa9", 255), *model = repeat("m", 257);
+    /* triggers: create */
+    json_t *base = json_pack("{s:s, s:s, s:s}", "agent_id", agent, "cron_expression", "0 9 * * *",
+                             "prompt", "daily");
+    json_t *b = json_deep_copy(base);
+    json_object_set_new(b, "prompt", json_string(prompt));
+    json_decref(expect_json(token, "POST", "/api/triggers", b, 413, "prompt is too long"));
+    b = json_deep_copy(base);
+    json_object_set_new(b, "name", json_string(long_name));
+    json_decref(expect_json(token, "POST", "/api/triggers", b, 400,
+                            "name is too long: 256 characters, the limit is 255"));
+    b = json_deep_copy(base);
+    json_object_set_new(b, "model_name", json_string(model));
+    json_decref(expect_json(token, "POST", "/api/triggers", b, 400,
+                            "model_name is too long: 257 characters, the limit is 256"));
+    b = json_deep_copy(base);
+    json_object_set_new(b, "name", json_string(name_ok)); /* 510 bytes, 255 characters */
+    v = expect_json(token, "POST", "/api/triggers", b, 200, NULL);
+    char tpath[200];
+    snprintf(tpath, sizeof tpath, "/api/triggers/%s",
+             json_string_value(json_object_get(v, "trigger_id")));
+    json_decref(v);
+    /* triggers: edit */
+    json_decref(expect_json(token, "PATCH", tpath, json_pack("{s:s}", "prompt", prompt), 413,
+                            "prompt is too long"));
+    json_decref(expect_json(token, "PATCH", tpath, json_pack("{s:s}", "name", long_name), 400,
+                            "name is too long"));
+    json_decref(base);
+
+    /* a message's type */
+    char *type = repeat("t", 65);
+    snprintf(path, sizeof path, "/api/threads/%s/messages", thread);
+    json_decref(expect_json(token, "POST", path,
+                            json_pack("{s:s, s:s}", "type", type, "content", "x"), 400,
+                            "type is too long: 65 characters, the limit is 64"));
+    /* a run's model_name: agent/start (JSON) and initiate (form) */
+    snprintf(path, sizeof path, "/api/thread/%s/agent/start", thread);
+    json_decref(expect_json(token, "POST", path, json_pack("{s:s}", "model_name", model), 400,
+                            "model_name is too long"));
+    const char *pairs[] = {"prompt", "hi", "model_name", model, NULL};
+    char *answer = NULL;
+    char tid[KX_UUID_LEN + 1];
+    assert_int_equal(kx_th_initiate_form(&g_gw.s, token, pairs, false, run, tid, &answer), 400);
+    assert_non_null(strstr(answer, "model_name is too long"));
+    free(answer);
+    free(type);
+    free(prompt);
+    free(long_name);
+    free(name_ok);
+    free(model);
+    free(agent);
+    free(thread);
+    free(token);
+}
+
 /* ---- a bounded fuzz of the JSON and form routes ------------------------------------------ */
 
 static uint32_t g_rng = 20261130;
@@ -921,6 +1030,7 @@ int main(void)
         cmocka_unit_test(test_uppercase_run_id),
         cmocka_unit_test(test_jwt_rules),
         cmocka_unit_test(test_prompt_cap),
+        cmocka_unit_test(test_text_caps),
         cmocka_unit_test(test_fuzz_no_5xx),
         cmocka_unit_test(test_nats_paused),
         cmocka_unit_test(test_postgres_paused),

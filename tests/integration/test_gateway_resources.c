@@ -14,6 +14,8 @@
  *     GET /thread/{id}/agent, reasoning_effort / booleans validated, a model the account may
  *     not use (Kortix's 403 body, nothing created), files[] with no sandbox-broker (503,
  *     nothing created);
+ *   - numbers of 2^63 or more in a body: 400 naming their place; one stored anyway (older
+ *     data) still reads (GET thread, threads, agents: no 500);
  *   - every route: another account's object is 404, as one that does not exist. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -841,13 +843,63 @@ static void test_run_options(void **state)
     free(agent_d);
 }
 
+/* Numbers that jsonb would print back as integers too big for jansson (>= 2^63): refused on
+ * input with a 400 naming their place; one already stored (another writer, older data) is
+ * read back as a real, not a 500 for the whole answer. */
+static void test_big_numbers(void **state)
+{
+    (void)state;
+    long st = 0;
+    char t[KX_UUID_LEN + 1], p[KX_UUID_LEN + 1], path[300];
+    new_thread(0, "numbers", t, p);
+    snprintf(path, sizeof path, "/api/threads/%s", t);
+    expect_error(0, "PATCH", path, "{\"metadata\": {\"a\": 1e20}}", 400, "metadata.a");
+    expect_error(0, "PATCH", path, "{\"metadata\": {\"b\": [1, -1e19]}}", 400, "metadata.b[1]");
+    json_t *v = jcall(0, "PATCH", path, "{\"metadata\": {\"c\": 9e18, \"d\": 1.5}}", &st);
+    assert_int_equal(st, 200); /* below 2^63: stored, read back */
+    json_decref(v);
+    v = jcall(0, "GET", path, NULL, &st);
+    assert_int_equal(st, 200);
+    json_decref(v);
+    char *agent = make_agent(g_acct_a, "numbers", false);
+    expect_error(0, "POST", "/api/agents",
+                 "{\"name\": \"n\", \"system_prompt\": \"s\", \"agentpress_tools\": "
+                 "{\"sb_files_tool\": {\"enabled\": true, \"x\": 1e20}}}",
+                 400, "agentpress_tools.sb_files_tool.x");
+    char apath[300];
+    snprintf(apath, sizeof apath, "/api/agents/%s", agent);
+    expect_error(0, "PUT", apath, "{\"agentpress_tools\": {\"sb_files_tool\": {\"x\": -1e300}}}",
+                 400, "agentpress_tools.sb_files_tool.x");
+
+    /* stored anyway (not through the API): every answer that carries it still reads */
+    free(sql1("UPDATE threads SET metadata = '{\"a\": 1e20, \"n\": -123456789012345678901}' "
+              "WHERE thread_id = $1::uuid RETURNING 1",
+              t, NULL));
+    free(sql1("UPDATE agents SET metadata = '{\"x\": 1e20}' WHERE agent_id = $1::uuid "
+              "RETURNING 1",
+              agent, NULL));
+    v = jcall(0, "GET", path, NULL, &st);
+    assert_int_equal(st, 200);
+    json_t *meta = json_object_get(v, "metadata");
+    assert_true(json_is_real(json_object_get(meta, "a")));
+    assert_true(json_real_value(json_object_get(meta, "a")) == 1e20);
+    assert_true(json_real_value(json_object_get(meta, "n")) < -1.2e20);
+    json_decref(v);
+    v = jcall(0, "GET", "/api/threads", NULL, &st);
+    assert_int_equal(st, 200);
+    json_decref(v);
+    v = jcall(0, "GET", "/api/agents", NULL, &st);
+    assert_int_equal(st, 200);
+    json_decref(v);
+    free(agent);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_api_keys),
-        cmocka_unit_test(test_threads),
-        cmocka_unit_test(test_projects),
-        cmocka_unit_test(test_run_options),
+        cmocka_unit_test(test_api_keys),    cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_projects),    cmocka_unit_test(test_run_options),
+        cmocka_unit_test(test_big_numbers),
     };
     int failed = cmocka_run_group_tests(tests, setup, NULL);
     kx_th_gw_stop(&g_gw, failed != 0);

@@ -9,6 +9,8 @@
  *     succeeds;
  *   - the gateway: ensure-active, files (upload in chunks, list, content, delete), delete, with
  *     404/403/422 and another account refused;
+ *   - a deleted project's sandbox: deleted with it, 404 for every route (even public before);
+ *   - a path that is not UTF-8: 400, nothing written or deleted; such a name listed as U+FFFD;
  *   - a preview link: a web server in the sandbox, its page fetched through the gateway; another
  *     account 404, a wrong token 403, no token 401, a port nobody listens on 502;
  *   - POST, PUT, PATCH and DELETE through a preview link with their body and Content-Type; a
@@ -481,6 +483,100 @@ static void test_gateway_routes(void **state)
     free(tb);
 }
 
+/* A deleted project's sandbox: DELETE /api/projects/{id} deletes it (the directory is gone,
+ * the row says "deleted"), and the sandbox id and the project are 404 for every route, even
+ * though the project was public (readable by another account until then). */
+static void test_deleted_project_has_no_sandbox(void **state)
+{
+    char p[KX_UUID_LEN + 1], a[KX_UUID_LEN + 1], other[KX_UUID_LEN + 1], url[400];
+    kx_uuid_new(p);
+    kx_uuid_new(a);
+    kx_uuid_new(other);
+    make_project(p, a);
+    char *ta = kx_th_stack_token(&g_stack, a), *tb = kx_th_stack_token(&g_stack, other);
+    long st = 0;
+    snprintf(url, sizeof url, "/api/projects/%s", p);
+    json_t *j = kx_th_json(&g_stack, "PATCH", url, ta, "{\"is_public\": true}", &st);
+    assert_int_equal(st, 200);
+    json_decref(j);
+    char ensure[200];
+    snprintf(ensure, sizeof ensure, "/api/project/%s/sandbox/ensure-active", p);
+    j = kx_th_json(&g_stack, "POST", ensure, ta, NULL, &st);
+    assert_int_equal(st, 200);
+    char sid[KX_UUID_LEN + 1];
+    snprintf(sid, sizeof sid, "%s", json_string_value(json_object_get(j, "sandbox_id")));
+    json_decref(j);
+    assert_int_equal(upload(sid, ta, "/workspace/uploads/secret.txt", "secret", 6), 200);
+    char list[300], content[300];
+    snprintf(list, sizeof list, "/api/sandboxes/%s/files?path=/workspace/uploads", sid);
+    snprintf(content, sizeof content,
+             "/api/sandboxes/%s/files/content?path=/workspace/uploads/secret.txt", sid);
+    assert_int_equal(http("GET", list, tb, NULL, NULL, 0, NULL), 200); /* public: readable */
+
+    assert_int_equal(http("DELETE", url, ta, NULL, NULL, 0, NULL), 200);
+    assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 404);
+    assert_int_equal(http("GET", list, tb, NULL, NULL, 0, NULL), 404);
+    assert_int_equal(http("GET", content, tb, NULL, NULL, 0, NULL), 404);
+    assert_int_equal(http("GET", list, ta, NULL, NULL, 0, NULL), 404);
+    assert_int_equal(http("GET", content, ta, NULL, NULL, 0, NULL), 404);
+    assert_int_equal(upload(sid, ta, "/workspace/uploads/more.txt", "more", 4), 404);
+    j = kx_th_json(&g_stack, "POST", ensure, ta, NULL, &st);
+    assert_int_equal(st, 404);
+    assert_string_equal(json_string_value(json_object_get(j, "detail")), "Project not found");
+    json_decref(j);
+    /* and the sandbox itself is gone, not merely hidden */
+    char *stt = row_sandbox(p, "state");
+    assert_string_equal(stt, "deleted");
+    free(stt);
+    assert_false(exists(p, "workspace"));
+    free(ta);
+    free(tb);
+}
+
+/* A path that is not UTF-8: refused (400) before the broker acts on it, so nothing is written
+ * or deleted (before the fix: 500, and the file written or deleted all the same); a file with
+ * such a name made inside the sandbox is listed with U+FFFD, not dropped. */
+static void test_paths_not_utf8(void **state)
+{
+    char p[KX_UUID_LEN + 1], a[KX_UUID_LEN + 1], url[400];
+    kx_uuid_new(p);
+    kx_uuid_new(a);
+    make_project(p, a);
+    char *ta = kx_th_stack_token(&g_stack, a);
+    long st = 0;
+    snprintf(url, sizeof url, "/api/project/%s/sandbox/ensure-active", p);
+    json_t *j = kx_th_json(&g_stack, "POST", url, ta, NULL, &st);
+    assert_int_equal(st, 200);
+    char sid[KX_UUID_LEN + 1];
+    snprintf(sid, sizeof sid, "%s", json_string_value(json_object_get(j, "sandbox_id")));
+    json_decref(j);
+
+    assert_int_equal(upload(sid, ta, "/workspace/d/b\xff.txt", "x", 1), 400);
+    assert_false(exists(p, "workspace/d/b\xff.txt"));
+    free(sh(p, "mkdir -p /workspace/d && printf x > \"/workspace/d/a$(printf '\\377').txt\""));
+    assert_true(exists(p, "workspace/d/a\xff.txt"));
+
+    snprintf(url, sizeof url, "/api/sandboxes/%s/files?path=/workspace/d/a%%FF.txt", sid);
+    j = kx_th_json(&g_stack, "DELETE", url, ta, NULL, &st);
+    assert_int_equal(st, 400);
+    assert_string_equal(json_string_value(json_object_get(j, "detail")),
+                        "path must be UTF-8 text");
+    json_decref(j);
+    assert_true(exists(p, "workspace/d/a\xff.txt"));
+    snprintf(url, sizeof url, "/api/sandboxes/%s/files/content?path=/workspace/d/a%%FF.txt", sid);
+    assert_int_equal(http("GET", url, ta, NULL, NULL, 0, NULL), 400);
+
+    snprintf(url, sizeof url, "/api/sandboxes/%s/files?path=/workspace/d", sid);
+    j = kx_th_json(&g_stack, "GET", url, ta, NULL, &st);
+    assert_int_equal(st, 200);
+    json_t *files = json_object_get(j, "files");
+    assert_int_equal(json_array_size(files), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(files, 0), "name")),
+                        "a\xef\xbf\xbd.txt");
+    json_decref(j);
+    free(ta);
+}
+
 /* expose_port for port: the sandbox's id and the token (sid KX_UUID_LEN + 1, token 64 bytes),
  * the link checked. */
 static void expose(const char *project, int port, char *sid, char *token)
@@ -713,6 +809,8 @@ int main(void)
         cmocka_unit_test(test_auto_stop_and_archive_recorded),
         cmocka_unit_test(test_failed_creation_leaves_nothing),
         cmocka_unit_test(test_gateway_routes),
+        cmocka_unit_test(test_deleted_project_has_no_sandbox),
+        cmocka_unit_test(test_paths_not_utf8),
         cmocka_unit_test(test_preview_link),
         cmocka_unit_test(test_preview_methods_with_body),
         cmocka_unit_test(test_broker_restart_keeps_files),

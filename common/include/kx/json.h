@@ -30,6 +30,11 @@ bool kx_json_put_compact(kx_buf *b, const json_t *v);
  * string; false when s is not valid UTF-8 (jansson's json_string refuses it too) or on OOM. */
 bool kx_json_put_compact_str(kx_buf *b, const char *s, size_t n);
 
+/* json_loads for text whose integers may exceed json_int_t (PostgreSQL's jsonb prints 1e20
+ * as 100000000000000000000): such an integer is read as a real instead of failing the whole
+ * text; everything else as json_loads reads it (json_wide.c). error may be NULL. */
+json_t *kx_json_loads_wide(const char *text, size_t flags, json_error_t *error);
+
 /* Typed getters that treat a missing key or a wrong type alike: they return def. */
 const char *kx_json_str(const json_t *obj, const char *key, const char *def);
 long long kx_json_int(const json_t *obj, const char *key, long long def);
