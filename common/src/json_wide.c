@@ -26,8 +26,8 @@ static char *widen(const char *text)
 {
     kx_buf b = KX_BUF_INIT;
     const char *copied = text; /* text[copied..c) is still to be copied */
-    bool in_string = false;
-    for (const char *c = text; *c != '\0';) {
+    bool in_string = false, ok = true;
+    for (const char *c = text; *c != '\0' && ok;) {
         if (in_string) {
             if (*c == '\\' && c[1] != '\0')
                 c += 2;
@@ -56,12 +56,15 @@ static char *widen(const char *text)
         errno = 0;
         (void)strtoll(start, NULL, 10);
         if (errno == ERANGE) {
-            kx_buf_add(&b, copied, (size_t)(c - copied));
-            kx_buf_str(&b, ".0");
+            ok = kx_buf_add(&b, copied, (size_t)(c - copied)) == KX_OK &&
+                kx_buf_str(&b, ".0") == KX_OK;
             copied = c;
         }
     }
-    kx_buf_str(&b, copied);
+    if (!ok || kx_buf_str(&b, copied) != KX_OK) {
+        kx_buf_free(&b);
+        return NULL;
+    }
     return kx_buf_take(&b);
 }
 

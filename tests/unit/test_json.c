@@ -1,6 +1,6 @@
 /* test_json.c — kx_json_dumps_py prints exactly what Python's json.dumps(v,
  * ensure_ascii=False) prints (expected strings below were produced by CPython 3.11), the
- * compact printer, and the typed getters. */
+ * compact printer, the typed getters, and kx_json_loads_wide. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -321,6 +321,35 @@ static void test_typed_getters(void **state)
     json_decref(v);
 }
 
+/* Postgres prints jsonb's 1e20 as 100000000000000000000: read as a real, the rest as it was
+ * (strings that look like big numbers, integers in range, reals); text that is not JSON still
+ * fails. */
+static void test_loads_wide(void **state)
+{
+    (void)state;
+    json_error_t e;
+    const char *text = "{\"big\": 100000000000000000000, \"neg\": -99999999999999999999, "
+                       "\"ok\": 9223372036854775807, \"s\": \"100000000000000000000 \\\"1\", "
+                       "\"r\": 1.5e30, \"a\": [12345678901234567890123]}";
+    assert_null(json_loads(text, 0, &e)); /* what jansson alone does */
+    json_t *v = kx_json_loads_wide(text, 0, &e);
+    assert_non_null(v);
+    assert_true(json_is_real(json_object_get(v, "big")));
+    assert_true(json_real_value(json_object_get(v, "big")) == 1e20);
+    assert_true(json_real_value(json_object_get(v, "neg")) == -99999999999999999999.0);
+    assert_true(json_is_integer(json_object_get(v, "ok")));
+    assert_true(json_integer_value(json_object_get(v, "ok")) == 9223372036854775807LL);
+    assert_string_equal(json_string_value(json_object_get(v, "s")), "100000000000000000000 \"1");
+    assert_true(json_real_value(json_object_get(v, "r")) == 1.5e30);
+    assert_true(json_is_real(json_array_get(json_object_get(v, "a"), 0)));
+    json_decref(v);
+    json_t *plain = kx_json_loads_wide("[1, 2]", 0, NULL);
+    assert_true(json_is_integer(json_array_get(plain, 0)));
+    json_decref(plain);
+    assert_null(kx_json_loads_wide("{\"a\": 1", 0, &e));
+    assert_null(kx_json_loads_wide("[100000000000000000000", 0, &e)); /* still not JSON */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -333,6 +362,7 @@ int main(void)
         cmocka_unit_test(test_bad_utf8_key),
         cmocka_unit_test(test_depth_bound),
         cmocka_unit_test(test_typed_getters),
+        cmocka_unit_test(test_loads_wide),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
