@@ -65,6 +65,11 @@ pg_root="$KX_DATA_DIR/pg"
 [ -s "$KX_DATA_DIR/pg-location" ] && pg_root="$(cat "$KX_DATA_DIR/pg-location")"
 pg_data="$pg_root/data"
 pg_pid="$(kx_pidfile_read "$RUN/postgres.pid")"
+# The cluster's own PID file names the postmaster that runs now: after an operator's
+# pg_ctl restart ours names one that is gone (down.sh used to leave the new one running).
+if ! { [ -n "$pg_pid" ] && kx_pid_running "$pg_pid" postgres; }; then
+    pg_pid="$(kx_pidfile_read "$pg_data/postmaster.pid")"
+fi
 if [ -n "$pg_pid" ] && kx_pid_running "$pg_pid" postgres; then
     kx_say "stopping postgres (pid $pg_pid)"
     PGBIN="$(pg_config --bindir)"

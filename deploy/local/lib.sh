@@ -6,6 +6,7 @@
 #   - the Debian packages the project needs and how to install the missing ones;
 #   - configuring and building the tree with CMake;
 #   - PID files: is the process they name alive (and really ours), stop it and wait;
+#   - what each service is given of the environment (kx_service_env: no secret it does not read);
 #   - the per-service supervisor (kx_supervise) that restarts a crashed process;
 #   - small waits (a TCP port, an HTTP 200) and the dev JWT minted with openssl.
 # Nothing here kills by name: every process is found through a PID file that we wrote.
@@ -195,6 +196,27 @@ kx_wait_port_until() {
         [ "$SECONDS" -ge "$deadline" ] && return 1
         sleep 0.1
     done
+}
+
+# ---- what each service is given ------------------------------------------------------------
+
+# kx_service_env NAME: the `env` arguments that withhold the secrets NAME does not need (up.sh
+# passes every other KX_* variable through). Only the gateway holds the JWT secret; the database
+# URL goes to the services that read it: gateway, scheduler, agent-runner and tool-executor (its
+# task list and expand_message). The sandbox-broker and the mcp-proxy also learn the Postgres
+# port (KX_PG_PORT), which their jails (sandboxes, agents' stdio MCP servers) may never connect
+# to with KX_SANDBOX_NETWORK=host: added to the operator's KX_SANDBOX_DENY_PORTS, if any.
+# tests/check_service_env.sh holds this against what each service's code reads.
+kx_service_env() {
+    case "$1" in
+        gateway) ;;
+        scheduler | agent-runner | tool-executor) printf '%s\n' -u KX_JWT_SECRET ;;
+        sandbox-broker | mcp-proxy)
+            printf '%s\n' -u KX_JWT_SECRET -u KX_DATABASE_URL \
+                "KX_SANDBOX_DENY_PORTS=${KX_SANDBOX_DENY_PORTS:+$KX_SANDBOX_DENY_PORTS,}$KX_PG_PORT"
+            ;;
+        *) printf '%s\n' -u KX_JWT_SECRET -u KX_DATABASE_URL ;;
+    esac
 }
 
 # ---- the supervisor ------------------------------------------------------------------------

@@ -253,19 +253,6 @@ start_supervised() {
     return 0
 }
 
-# service_env NAME: the `env` arguments that withhold the secrets NAME does not need. Only the
-# gateway holds the JWT secret; only the gateway, scheduler and agent-runner the database URL.
-# The sandbox-broker and the mcp-proxy also learn the Postgres port, which their jails (sandboxes,
-# agents' stdio MCP servers) may never connect to (KX_SANDBOX_NETWORK=host).
-service_env() {
-    case "$1" in
-        gateway) ;;
-        scheduler | agent-runner) printf '%s\n' -u KX_JWT_SECRET ;;
-        sandbox-broker | mcp-proxy) printf '%s\n' -u KX_JWT_SECRET -u KX_DATABASE_URL "KX_SANDBOX_DENY_PORTS=$KX_PG_PORT" ;;
-        *) printf '%s\n' -u KX_JWT_SECRET -u KX_DATABASE_URL ;;
-    esac
-}
-
 declare -A FRESH=()
 start_all_supervised() {
     local s hp
@@ -274,8 +261,8 @@ start_all_supervised() {
     fi
     for s in "${KX_SERVICES[@]}"; do
         hp="$(health_port "$s")"
-        # shellcheck disable=SC2046 # service_env prints separate words on purpose
-        if start_supervised "$s" env $(service_env "$s") KX_HEALTH_PORT="$hp" "$(service_bin "$s")"; then
+        # shellcheck disable=SC2046 # kx_service_env prints separate words on purpose
+        if start_supervised "$s" env $(kx_service_env "$s") KX_HEALTH_PORT="$hp" "$(service_bin "$s")"; then
             FRESH[$s]=1
         fi
     done
