@@ -70,7 +70,7 @@ static char *widen(const char *text)
 
 json_t *kx_json_loads_wide(const char *text, size_t flags, json_error_t *error)
 {
-    json_error_t local;
+    json_error_t local = {.line = 0}; /* filled by json_loads */
     json_error_t *e = error != NULL ? error : &local;
     json_t *v = json_loads(text, flags, e);
     if (v != NULL || json_error_code(e) != json_error_numeric_overflow)
