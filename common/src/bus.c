@@ -798,14 +798,18 @@ static kx_err retire_stream(kx_bus *bus, const char *name)
     return err;
 }
 
+kx_err kx_bus_events_max_bytes(int64_t *out)
+{
+    return kx_env_int("KX_RUN_EVENTS_MAX_BYTES", (int64_t)1 << 30, 0, (int64_t)1 << 50, out);
+}
+
 kx_err kx_bus_ensure_streams(kx_bus *bus)
 {
     /* The event stream keeps 24 h but at most KX_RUN_EVENTS_MAX_BYTES (1 GiB; 0 = no limit):
      * past it the oldest events go (Postgres keeps every saved row; a replay of a run whose
      * events went starts where the stream starts). */
     int64_t ev_bytes = 0;
-    if (kx_env_int("KX_RUN_EVENTS_MAX_BYTES", (int64_t)1 << 30, 0, (int64_t)1 << 50, &ev_bytes) !=
-        KX_OK)
+    if (kx_bus_events_max_bytes(&ev_bytes) != KX_OK)
         return KX_ERR_INVALID;
     const stream_def defs[] = {
         {KX_STREAM_DISPATCH, KX_SUBJ_RUN_DISPATCH, js_WorkQueuePolicy, 0, false, 0},

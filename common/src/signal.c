@@ -8,6 +8,8 @@
 #include "kx/signal.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <string.h>
@@ -16,6 +18,7 @@
 #include <unistd.h>
 
 #include "kx/log.h"
+#include "kx/time.h"
 
 static struct {
     int fd;
@@ -42,6 +45,29 @@ static void on_signalfd(kx_loop *loop, int fd, uint32_t events, void *arg)
         kx_info("signal: received %s", strsignal((int)si.ssi_signo));
         if (g_sig.cb != NULL)
             g_sig.cb(loop, (int)si.ssi_signo, g_sig.arg);
+    }
+}
+
+bool kx_signal_wait(int64_t ms, int *signo)
+{
+    if (g_sig.fd < 0)
+        return false;
+    int64_t until = kx_mono_ms() + ms;
+    for (;;) {
+        int64_t left = until - kx_mono_ms();
+        struct pollfd p = {.fd = g_sig.fd, .events = POLLIN};
+        int n = poll(&p, 1, left > 0 ? (int)(left > INT_MAX ? INT_MAX : left) : 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        struct signalfd_siginfo si;
+        if (read(g_sig.fd, &si, sizeof si) == (ssize_t)sizeof si) {
+            *signo = (int)si.ssi_signo;
+            return true;
+        }
+        if (errno != EAGAIN && errno != EINTR)
+            return false;
     }
 }
 

@@ -143,6 +143,9 @@ static kx_err read_config(kx_svc *svc, uint16_t default_health_port, const char 
         err = KX_ERR_INVALID;
     if (kx_env_int("KX_DRAIN_TIMEOUT_MS", 10000, 0, 3600000, &svc->drain_timeout_ms) != KX_OK)
         err = KX_ERR_INVALID;
+    int64_t ev_bytes = 0; /* read again where the streams are made; a bad value stops us here */
+    if (kx_bus_events_max_bytes(&ev_bytes) != KX_OK)
+        err = KX_ERR_INVALID;
     return err;
 }
 
@@ -225,6 +228,16 @@ void kx_svc_exit(kx_svc *svc)
 
 bool kx_svc_draining(const kx_svc *svc)
 {
+    return atomic_load(&svc->draining);
+}
+
+bool kx_svc_pause(kx_svc *svc, int64_t ms)
+{
+    int signo = 0;
+    if (kx_signal_wait(ms, &signo)) {
+        kx_info("svc: %s while starting; stopping", strsignal(signo));
+        atomic_store(&svc->draining, true);
+    }
     return atomic_load(&svc->draining);
 }
 

@@ -89,16 +89,16 @@ static kx_err start(app *a)
         return err;
     /* the schema must exist before the first claim; Postgres may still be starting */
     while ((err = kx_db_migrate(a->db, kx_db_migrations_dir())) != KX_OK) {
-        if (err != KX_ERR_UNAVAILABLE || kx_svc_draining(&a->svc))
+        if (err != KX_ERR_UNAVAILABLE)
             return err;
         kx_warn("db: not reachable yet; retrying the migrations in 1 s");
-        sleep(1);
+        if (kx_svc_pause(&a->svc, 1000)) /* SIGTERM meanwhile: stop */
+            return err;
     }
     while ((err = kx_bus_ensure_streams(a->svc.bus)) != KX_OK) {
-        if (kx_svc_draining(&a->svc))
-            return err;
         kx_warn("bus: JetStream streams not ready (%s); retrying in 1 s", kx_err_str(err));
-        sleep(1);
+        if (kx_svc_pause(&a->svc, 1000))
+            return err;
     }
     /* LLM_CURL_SHARDS multi handles: libcurl walks all of a multi's connections to the model's
      * host for each new stream (kx/curlm.h); with 1 500 streams open that walk was 7 % of
@@ -131,6 +131,8 @@ int main(void)
     int code = 1;
     if (start(&a) == KX_OK)
         code = kx_svc_run(&a.svc);
+    else if (kx_svc_draining(&a.svc))
+        code = 0; /* told to stop while it waited for Postgres or NATS */
     /* With nats-server gone the fetcher may sit in a JetStream call for ~10 s (making the
      * consumer, then looking it up): closing the connection returns it at once. */
     (void)kx_bus_close_if_down(a.svc.bus);

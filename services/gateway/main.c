@@ -56,7 +56,8 @@ static kx_err migrate(gw_app *app)
             return err;
         }
         kx_warn("gateway: Postgres not reachable yet; retrying the migrations");
-        usleep(500 * 1000);
+        if (kx_svc_pause(app->svc, 500)) /* SIGTERM meanwhile: stop (exit 0) */
+            return err;
     }
 }
 
@@ -130,8 +131,11 @@ int main(void)
         goto out_cfg;
     }
     kx_svc_on_ready(&svc, svc_ready, &app); /* not ready until the API listens */
-    if (migrate(&app) != KX_OK)
+    if (migrate(&app) != KX_OK) {
+        if (kx_svc_draining(&svc))
+            rc = 0; /* told to stop while it waited for Postgres */
         goto out_pool;
+    }
     app.streams = gw_streams_new(&app);
     if (app.streams == NULL)
         goto out_pool;

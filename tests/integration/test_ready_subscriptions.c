@@ -13,6 +13,7 @@
  *   - the mcp-proxy: kx.mcp.list for a server it does not know must be answered (not_found);
  *   - the sandbox-broker: kx.sandbox.kill of an exec it does not know must be answered.
  * Now each flushes (kx_bus_flush: PING, wait for PONG) before it says ready.
+ * A service waiting for Postgres at start stops on SIGTERM (exit 0, within STOP_WITHIN_MS).
  * Last, with every service still connected through the proxy, the proxy goes (nats-server
  * gone for all of them) and each must exit 0 within STOP_WITHIN_MS of SIGTERM (the gateway
  * waited 5 s for a subscription drain that needs the server).
@@ -393,6 +394,51 @@ static void test_broker_answers_a_kill_right_after_ready(void **state)
     kx_pb_free(rep);
 }
 
+/* A service that waits for Postgres at start (its migrations) stops on SIGTERM and exits 0.
+ * The agent-runner slept between its retries with SIGTERM blocked and the loop that reads it
+ * not yet running: it never stopped (only SIGKILL ended it); the gateway went on for its 30 s
+ * of retries and exited 1. */
+static void test_stop_while_waiting_for_postgres(void **state)
+{
+    (void)state;
+    char db_env[160], nats_env[128], log_path[600], bin[512];
+    snprintf(db_env, sizeof db_env, "KX_DATABASE_URL=postgresql://postgres@127.0.0.1:%u/kortix",
+             (unsigned)kx_th_free_port()); /* nobody listens there */
+    snprintf(nats_env, sizeof nats_env, "KX_NATS_URL=%s", g_nats.url);
+    const char *names[] = {"agent-runner", "gateway"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char port_env[64];
+        snprintf(port_env, sizeof port_env, "KX_HEALTH_PORT=%u", (unsigned)kx_th_free_port());
+        snprintf(log_path, sizeof log_path, "%s/%s-nopg.log", g_tmp, names[i]);
+        snprintf(bin, sizeof bin, "%s/services/%s/%s", KX_BUILD_DIR, names[i], names[i]);
+        const char *env[] = {db_env, nats_env, port_env,
+                             "KX_JWT_SECRET=it-ready-subscriptions-secret-of-32-bytes", NULL};
+        const char *argv[] = {bin, NULL};
+        pid_t pid = 0;
+        assert_int_equal(kx_th_spawn(argv, env, log_path, &pid), KX_OK);
+        struct timespec wait = {1, 500 * 1000000L}; /* into its retries */
+        nanosleep(&wait, NULL);
+        int64_t t0 = kx_mono_ms();
+        assert_int_equal(kill(pid, SIGTERM), 0);
+        int status = 0;
+        pid_t got = 0;
+        while ((got = waitpid(pid, &status, WNOHANG)) == 0 && kx_mono_ms() - t0 < 5000) {
+            struct timespec ts = {0, 10 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        int64_t took = kx_mono_ms() - t0;
+        if (got != pid) {
+            kx_th_kill(pid);
+            fail_msg("%s waiting for Postgres: still running %lld ms after SIGTERM", names[i],
+                     (long long)took);
+        }
+        print_message("%s waiting for Postgres: exit %d %lld ms after SIGTERM\n", names[i],
+                      WIFEXITED(status) ? WEXITSTATUS(status) : -1, (long long)took);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        assert_true(took < STOP_WITHIN_MS);
+    }
+}
+
 /* Last: nats-server goes away for every service (the proxy closes their connections and
  * refuses new ones), then each gets SIGTERM and must exit 0 promptly. The gateway took ~6 s:
  * it waited 5 s for the drain of its kx.sandbox.state subscription, which needs the server. */
@@ -454,6 +500,7 @@ int main(void)
         cmocka_unit_test(test_gateway_answers_a_run_start_right_after_ready),
         cmocka_unit_test(test_mcp_proxy_answers_a_list_right_after_ready),
         cmocka_unit_test(test_broker_answers_a_kill_right_after_ready),
+        cmocka_unit_test(test_stop_while_waiting_for_postgres),
         cmocka_unit_test(test_services_stop_promptly_without_nats),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -236,6 +236,37 @@ static void test_bad_config_refuses_to_start(void **state)
     unsetenv("KX_DRAIN_TIMEOUT_MS");
 }
 
+/* A bad KX_RUN_EVENTS_MAX_BYTES stops the start: it was read only where the streams are made,
+ * whose callers retried a failure for ever as "NATS not ready yet" (ready, serving, never
+ * making the streams). */
+static void test_bad_events_bytes_refuses_to_start(void **state)
+{
+    (void)state;
+    assert_int_equal(setenv("KX_RUN_EVENTS_MAX_BYTES", "-1", 1), 0);
+    kx_svc svc;
+    assert_int_equal(kx_svc_init(&svc, "testsvc", 0), KX_ERR_INVALID);
+    kx_svc_close(&svc);
+    unsetenv("KX_RUN_EVENTS_MAX_BYTES");
+}
+
+/* kx_svc_pause: a start-up wait that SIGTERM ends (the loop that reads it does not run yet). */
+static void test_pause_hears_sigterm(void **state)
+{
+    (void)state;
+    kx_svc svc;
+    init_or_fail(&svc);
+    int64_t t0 = kx_mono_ms();
+    assert_false(kx_svc_pause(&svc, 100)); /* no signal: the whole wait */
+    assert_true(kx_mono_ms() - t0 >= 100);
+    assert_false(kx_svc_draining(&svc));
+    assert_int_equal(kill(getpid(), SIGTERM), 0); /* blocked: it waits on the signalfd */
+    t0 = kx_mono_ms();
+    assert_true(kx_svc_pause(&svc, 10000));
+    assert_true(kx_mono_ms() - t0 < 1000);
+    assert_true(kx_svc_draining(&svc));
+    kx_svc_close(&svc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +276,8 @@ int main(void)
         cmocka_unit_test(test_second_signal_exits_at_once),
         cmocka_unit_test(test_no_drain_callback_exits_at_once),
         cmocka_unit_test(test_bad_config_refuses_to_start),
+        cmocka_unit_test(test_bad_events_bytes_refuses_to_start),
+        cmocka_unit_test(test_pause_hears_sigterm),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -128,6 +128,10 @@ void kx_bus_msg_free(natsMsg *m);
 /* Creates the JetStream streams KX_RUN_DISPATCH and KX_RUN_EVENTS if missing, and deletes the
  * retired KX_RUN_SUBMIT if an older version left it (idempotent; replicas may race). */
 kx_err kx_bus_ensure_streams(kx_bus *bus);
+/* KX_RUN_EVENTS_MAX_BYTES (the event stream's byte limit, 1 GiB; 0 = none) into *out;
+ * KX_ERR_INVALID (logged, naming it) for a bad value. kx_svc_init checks it, so a service
+ * refuses to start with it instead of retrying kx_bus_ensure_streams for ever. */
+kx_err kx_bus_events_max_bytes(int64_t *out);
 /* Creates the durable consumer cc->Durable on stream if it is missing; an existing one (made
  * by a replica, or by an older version with another configuration) is used as it is.
  * Subscribe by binding to it (jsSubOptions.Stream + .Consumer): cnats deletes a consumer that

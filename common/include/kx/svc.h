@@ -60,6 +60,11 @@ int kx_svc_run(kx_svc *svc);
 /* Thread-safe: ends kx_svc_run (call when drained). */
 void kx_svc_exit(kx_svc *svc);
 bool kx_svc_draining(const kx_svc *svc);
+/* A start-up step's wait before it tries again (Postgres or NATS not there yet), on the main
+ * thread before kx_svc_run: waits ms, or less when SIGTERM/SIGINT comes (the loop that would
+ * read them does not run yet, so a sleep there left the service deaf to them). true when the
+ * service is to stop (it is then draining): give up the start and exit 0. */
+bool kx_svc_pause(kx_svc *svc, int64_t ms);
 /* Sets HealthReply.notes (what every health answer says, e.g. an unsafe mode). Call before
  * kx_svc_run. */
 void kx_svc_set_notes(kx_svc *svc, const char *notes);
