@@ -1,6 +1,7 @@
 /* config.c — reads the agent-runner's environment variables into a runner_config (see
  * config.h for the provider rules and docs/operations.md for the table of variables). */
 #include "config.h"
+#include "context_budget.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -201,6 +202,18 @@ kx_err runner_config_load(runner_config *cfg)
         (err = copy_env("KX_NAMING_MODEL", "", cfg->naming_model, sizeof cfg->naming_model)) !=
             KX_OK)
         return err;
+    if (!context_budgets_valid(cfg->context_budgets, why, sizeof why)) {
+        kx_error("config: KX_CONTEXT_BUDGETS: %s", why);
+        return KX_ERR_INVALID;
+    }
+    /* A lease must outlive a heartbeat that comes late: at 15 s of heartbeat against a 10 s
+     * lease, the scheduler reaped healthy runs mid-tool as "stopped heartbeating". */
+    if (cfg->heartbeat_ms * 2 > cfg->lease_ttl_ms) {
+        kx_error("config: KX_HEARTBEAT_MS (%lld) must be at most half of KX_LEASE_TTL_MS "
+                 "(%lld): each heartbeat renews the lease, which must outlive a late one",
+                 (long long)cfg->heartbeat_ms, (long long)cfg->lease_ttl_ms);
+        return KX_ERR_INVALID;
+    }
     return KX_OK;
 }
 

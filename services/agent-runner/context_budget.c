@@ -94,6 +94,33 @@ int64_t context_budget_for(const char *overrides, const char *model)
     return CONTEXT_DEFAULT_BUDGET;
 }
 
+bool context_budgets_valid(const char *overrides, char *why, size_t whylen)
+{
+    for (const char *p = overrides; p != NULL && *p != '\0';) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        char num[24] = "";
+        size_t nl = eq != NULL ? len - (size_t)(eq + 1 - p) : 0;
+        if (eq != NULL && nl < sizeof num) {
+            memcpy(num, eq + 1, nl);
+            num[nl] = '\0';
+        }
+        char *stop = NULL;
+        long long v = num[0] != '\0' ? strtoll(num, &stop, 10) : 0;
+        if (eq == NULL || eq == p || eq - p >= 128 || stop == NULL || *stop != '\0' || v < 1 ||
+            v > 1000000000) {
+            snprintf(why, whylen,
+                     "\"%.*s\" is not substring=tokens (a model-name part of 1 to 127 bytes, "
+                     "tokens from 1 to 1000000000)",
+                     (int)(len > 100 ? 100 : len), p);
+            return false;
+        }
+        p = end ? end + 1 : NULL;
+    }
+    return true;
+}
+
 /* n (at most len, the length of s) clipped back to a UTF-8 character boundary of s. */
 static size_t utf8_floor(const char *s, size_t len, size_t n)
 {

@@ -31,6 +31,7 @@
 #define RUNNER_CONTEXT_BUDGET_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,10 @@ int64_t context_messages_tokens(const json_t *messages);
 /* The budget of a model: overrides ("substring=tokens,..."; NULL or "" for none) first, then
  * Kortix's table. */
 int64_t context_budget_for(const char *overrides, const char *model);
+/* Whether overrides has that form: every item "substring=tokens" with a substring of 1..127
+ * bytes and tokens an integer from 1 to 10^9. false with why set (naming the item) otherwise:
+ * the runner refuses to start with KX_CONTEXT_BUDGETS it would silently half-ignore. */
+bool context_budgets_valid(const char *overrides, char *why, size_t whylen);
 
 /* Fits messages into budget - fixed_tokens (the system prompt and tool schemas). report may
  * be NULL. Returns 0, -1 on OOM (messages are then still valid, maybe not fitted). */

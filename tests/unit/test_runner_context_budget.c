@@ -41,6 +41,19 @@ static void test_budgets(void **state)
     assert_int_equal(context_budget_for("demo=5000,gpt=9", "kortix/demo"), 5000);
     assert_int_equal(context_budget_for("demo=5000,gpt=9", "gpt-4o"), 9);
     assert_int_equal(context_budget_for("bad,=3,x=-1", "x"), CONTEXT_DEFAULT_BUDGET);
+    /* what the runner refuses at start (items it would skip without a word) */
+    char why[256];
+    assert_true(context_budgets_valid(NULL, why, sizeof why));
+    assert_true(context_budgets_valid("", why, sizeof why));
+    assert_true(context_budgets_valid("demo=5000,gpt=9", why, sizeof why));
+    const char *bad[] = {"sonnet=abc", "sonnet",   "=3",       "x=-1",
+                         "x=0",        "a=1,b=2x", "a=1,,b=2", "x=99999999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why[0] = '\0';
+        if (context_budgets_valid(bad[i], why, sizeof why))
+            fail_msg("\"%s\" was taken", bad[i]);
+        assert_non_null(strstr(why, "is not substring=tokens"));
+    }
 }
 
 static void test_under_budget_untouched(void **state)

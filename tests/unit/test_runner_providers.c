@@ -430,6 +430,28 @@ static void test_retry_after(void **state)
     assert_int_equal(llm_retry_after_ms("-3", now), -1);
 }
 
+/* The runner's configuration refuses a heartbeat slower than half the lease (live runs were
+ * reaped mid-tool as "stopped heartbeating") and context budgets it would half-ignore. */
+static void test_config_refuses_what_cannot_work(void **state)
+{
+    (void)state;
+    runner_config cfg;
+    assert_int_equal(runner_config_load(&cfg), KX_OK); /* the defaults: 1 s against 10 s */
+    assert_int_equal(setenv("KX_HEARTBEAT_MS", "15000", 1), 0);
+    assert_int_equal(runner_config_load(&cfg), KX_ERR_INVALID);
+    assert_int_equal(setenv("KX_HEARTBEAT_MS", "5000", 1), 0);
+    assert_int_equal(runner_config_load(&cfg), KX_OK); /* exactly half */
+    assert_int_equal(setenv("KX_LEASE_TTL_MS", "9999", 1), 0);
+    assert_int_equal(runner_config_load(&cfg), KX_ERR_INVALID);
+    unsetenv("KX_HEARTBEAT_MS");
+    unsetenv("KX_LEASE_TTL_MS");
+    assert_int_equal(setenv("KX_CONTEXT_BUDGETS", "sonnet=abc", 1), 0);
+    assert_int_equal(runner_config_load(&cfg), KX_ERR_INVALID);
+    assert_int_equal(setenv("KX_CONTEXT_BUDGETS", "sonnet=90000,demo=5000", 1), 0);
+    assert_int_equal(runner_config_load(&cfg), KX_OK);
+    unsetenv("KX_CONTEXT_BUDGETS");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -439,6 +461,7 @@ int main(void)
         cmocka_unit_test(test_anthropic_body),
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_config_refuses_what_cannot_work),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
