@@ -8,7 +8,7 @@
  *   KX_SANDBOX_DENY_PORTS, KX_SANDBOX_UID_BASE/_COUNT, KX_SANDBOX_MAX_PROCS,
  *   KX_SANDBOX_MAX_MEMORY_MB, KX_SANDBOX_MAX_FILE_MB, KX_SANDBOX_CPU_S, KX_SANDBOX_DISK_MB,
  *   KX_SANDBOX_TMP_MB, KX_SANDBOX_BG_MAX_S, KX_SANDBOX_LOG_MAX, KX_SANDBOX_SPILL_MAX,
- *   KX_SANDBOX_START_TIMEOUT_MS, KX_SANDBOX_AUTO_STOP_MIN (_MS for tests),
+ *   KX_SANDBOX_JAIL_START_TIMEOUT_MS, KX_SANDBOX_AUTO_STOP_MIN (_MS for tests),
  *   KX_SANDBOX_AUTO_ARCHIVE_MIN (_MS for tests), KX_SANDBOX_PREVIEW_CONNS/_MAX_MB/_MAX_S,
  *   KX_SANDBOX_CGROUP (auto|off|path), KX_SANDBOX_CGROUP_MEMORY_MB, KX_SANDBOX_CGROUP_PIDS,
  *   KX_SANDBOX_CPU_PERCENT — see services/sandbox-broker/README.md.
@@ -123,7 +123,12 @@ kx_err sb_config_load(sb_config *cfg)
     INT("KX_SANDBOX_LOG_MAX", 16 * 1024 * 1024, 4096, (int64_t)1024 * 1024 * 1024, &cfg->log_max);
     INT("KX_SANDBOX_SPILL_MAX", 64 * 1024 * 1024, 0, (int64_t)16 * 1024 * 1024 * 1024,
         &cfg->spill_max);
-    INT("KX_SANDBOX_START_TIMEOUT_MS", 10000, 100, 600000, &cfg->start_ms);
+    INT("KX_SANDBOX_JAIL_START_TIMEOUT_MS", 10000, 100, 600000, &cfg->start_ms);
+    if (getenv("KX_SANDBOX_START_TIMEOUT_MS") != NULL &&
+        getenv("KX_SANDBOX_JAIL_START_TIMEOUT_MS") == NULL)
+        kx_warn("config: KX_SANDBOX_START_TIMEOUT_MS is the gateway's wait for the broker; a "
+                "jail's start limit is KX_SANDBOX_JAIL_START_TIMEOUT_MS (%lld ms)",
+                (long long)cfg->start_ms);
     int64_t stop_min = 15;
     INT("KX_SANDBOX_AUTO_STOP_MIN", 15, 1, 7 * 24 * 60, &stop_min);
     INT("KX_SANDBOX_AUTO_STOP_MS", stop_min * 60 * 1000, 100, (int64_t)7 * 24 * 3600 * 1000,

@@ -15,7 +15,7 @@
  *
  * Ops (kx.sandbox.create|get|start|stop|archive|delete|ensure_active, queue group
  * "sandbox-broker") run on the loop thread; a start is bounded by the request's deadline and
- * KX_SANDBOX_START_TIMEOUT_MS. The sweep (sandbox.c's auto-stop timer) calls
+ * KX_SANDBOX_JAIL_START_TIMEOUT_MS. The sweep (sandbox.c's auto-stop timer) calls
  * sb_lifecycle_sweep to archive what has been stopped for KX_SANDBOX_AUTO_ARCHIVE_MIN.
  *
  * Ownership: sb_state values are the caller's; nothing here is kept in memory. */

@@ -34,7 +34,7 @@ sb_sandbox *sb_sandbox_find(sb_broker *b, const char *project_id);
 
 /* The project's sandbox made running: created when it has none (lifecycle.c records it),
  * started when stopped or archived; the start waits for init at most wait_ms (and
- * KX_SANDBOX_START_TIMEOUT_MS). A failed first start removes what it made (directory, uid
+ * KX_SANDBOX_JAIL_START_TIMEOUT_MS). A failed first start removes what it made (directory, uid
  * record): the next call tries again from nothing. */
 kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, int64_t wait_ms, sb_sandbox **out,
                          char *why, size_t whylen);
@@ -61,7 +61,7 @@ kx_err sb_sandbox_connect(sb_sandbox *s, int port, sb_connect_cb cb, void *arg, 
                           size_t whylen);
 
 /* The running sandbox of project_id, started now if needed (bounded by
- * KX_SANDBOX_START_TIMEOUT_MS). On error why names what failed. */
+ * KX_SANDBOX_JAIL_START_TIMEOUT_MS). On error why names what failed. */
 kx_err sb_sandbox_get(sb_broker *b, const char *project_id, sb_sandbox **out, char *why,
                       size_t whylen);
 
