@@ -3,8 +3,8 @@
 # service that reads it with a default in its code (`"KX_NAME", <number>` as kx_env_int, the
 # config tables and the broker's INT take it) has the same default. up.sh and docker-compose
 # give every service the same environment, so one name with two meanings changes the other
-# service too (KX_SANDBOX_START_TIMEOUT_MS was the gateway's wait for the broker, 30 s, and the
-# broker's limit on a jail's start, 10 s: setting it for one moved the other).
+# service too (KX_SANDBOX_START_TIMEOUT_MS was read by the gateway with 30 s, documented as its
+# wait for the broker, and by the broker as its limit on a jail's start, 10 s).
 # Run by ctest as "env_defaults"; prints each variable with differing defaults and exits 1.
 set -euo pipefail
 

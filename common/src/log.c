@@ -40,23 +40,23 @@ static bool parse_level(const char *s, kx_log_level *out)
     return false;
 }
 
-void kx_log_init(const char *service, const char *instance_id)
+bool kx_log_init(const char *service, const char *instance_id)
 {
     snprintf(g_service, sizeof g_service, "%s", service ? service : "unknown");
     snprintf(g_instance, sizeof g_instance, "%s", instance_id ? instance_id : "unknown");
     const char *env = getenv("KX_LOG_LEVEL");
     if (env == NULL || env[0] == '\0') {
         kx_log_set_level(KX_LOG_INFO);
-        return;
+        return true;
     }
     kx_log_level lvl;
     if (parse_level(env, &lvl)) {
         kx_log_set_level(lvl);
-    } else {
-        kx_log_set_level(KX_LOG_INFO);
-        kx_warn("KX_LOG_LEVEL=%s is not valid: expected debug, info, warn or error; using info",
-                env);
+        return true;
     }
+    kx_log_set_level(KX_LOG_INFO);
+    kx_error("config: KX_LOG_LEVEL=%s is not valid: expected debug, info, warn or error", env);
+    return false;
 }
 
 void kx_log_set_level(kx_log_level level)

@@ -156,10 +156,12 @@ kx_err kx_svc_init(kx_svc *svc, const char *name, uint16_t default_health_port)
     svc->name = name;
     svc->started_mono_ms = kx_mono_ms();
     make_instance_id(svc);
-    kx_log_init(name, svc->instance_id);
+    bool level_ok = kx_log_init(name, svc->instance_id);
 
     const char *nats_url = NULL, *bind_addr = NULL;
     kx_err err = read_config(svc, default_health_port, &nats_url, &bind_addr);
+    if (!level_ok)
+        err = KX_ERR_INVALID;
     if (err != KX_OK) {
         kx_error("svc: %s refuses to start: bad configuration (see above)", name);
         return err;

@@ -10,7 +10,9 @@
 
 #include "kx/config.h"
 #include "kx/jwt.h"
+#include "initiate_files.h"
 #include "kx/log.h"
+#include "sandbox_routes.h"
 
 static char *dup_or_null(const char *s)
 {
@@ -121,7 +123,9 @@ static kx_err load_edge(gw_config *cfg)
     cfg->cors_origins = split_list(kx_env_str("KX_CORS_ORIGINS", ""));
     const char *ops = kx_env_str("KX_OPS_TOKEN", NULL);
     cfg->ops_token = ops != NULL && ops[0] != '\0' ? strdup(ops) : NULL;
-    cfg->jwt_audience = dup_or_null(kx_env_str("KX_JWT_AUDIENCE", KX_JWT_DEFAULT_AUDIENCE));
+    /* set and empty means "not checked" (kx_env_str would read it as unset: the default) */
+    const char *aud = getenv("KX_JWT_AUDIENCE");
+    cfg->jwt_audience = dup_or_null(aud != NULL ? aud : KX_JWT_DEFAULT_AUDIENCE);
     if (err == KX_OK && (cfg->cors_origins == NULL || cfg->jwt_audience == NULL))
         err = KX_ERR_NOMEM;
     return err;
@@ -175,6 +179,8 @@ kx_err gw_config_load(gw_config *cfg)
     }
 
     if (load_edge(cfg) != KX_OK && err == KX_OK)
+        err = KX_ERR_INVALID;
+    if (gw_sandbox_timeouts_load() != KX_OK || gw_upload_limits_load() != KX_OK)
         err = KX_ERR_INVALID;
     cfg->bind_addr = dup_or_null(kx_env_str("KX_BIND_ADDR", "127.0.0.1"));
     cfg->conninfo = dup_or_null(kx_env_str("KX_DATABASE_URL", KX_DEFAULT_DATABASE_URL));

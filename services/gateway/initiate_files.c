@@ -19,13 +19,17 @@
 /* The longest extension kept when a long name is cut: ".tar.gz" yes, ".<200 bytes>" no. */
 #define EXT_MAX 16
 
+/* Set once by gw_upload_limits_load, at start before any worker thread; read-only after. */
 static int64_t g_file_max = 10 << 20, g_total_max = 50 << 20;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
-static void read_limits(void)
+kx_err gw_upload_limits_load(void)
 {
-    (void)kx_env_int("KX_INITIATE_FILE_MAX_BYTES", 10 << 20, 1, (int64_t)1 << 32, &g_file_max);
-    (void)kx_env_int("KX_INITIATE_FILES_MAX_BYTES", 50 << 20, 1, (int64_t)1 << 34, &g_total_max);
+    if (kx_env_int("KX_INITIATE_FILE_MAX_BYTES", 10 << 20, 1, (int64_t)1 << 32, &g_file_max) !=
+            KX_OK ||
+        kx_env_int("KX_INITIATE_FILES_MAX_BYTES", 50 << 20, 1, (int64_t)1 << 34, &g_total_max) !=
+            KX_OK)
+        return KX_ERR_INVALID;
+    return KX_OK;
 }
 
 /* ---- names ------------------------------------------------------------------------------ */
@@ -132,7 +136,6 @@ static void make_unique(const gw_upload_plan *plan, const char *name, char *out,
 
 bool gw_upload_plan_make(gw_form *form, gw_upload_plan *plan, gw_reply *reply)
 {
-    pthread_once(&g_once, read_limits);
     plan->n = 0;
     const gw_form_upload *up = NULL;
     bool too_many = false;

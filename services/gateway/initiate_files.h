@@ -51,6 +51,11 @@ typedef struct gw_upload_plan {
 /* The safe form of a client's file name (raw may be NULL): see above. */
 void gw_upload_name(const char *raw, char out[GW_UPLOAD_NAME_MAX + 1]);
 
+/* KX_INITIATE_FILE_MAX_BYTES and KX_INITIATE_FILES_MAX_BYTES, read once at start (from
+ * gw_config_load, before any worker thread): KX_ERR_INVALID (logged, naming it) for a bad
+ * value, which stops the gateway. */
+kx_err gw_upload_limits_load(void);
+
 /* The form's files[] as a plan (n may be 0). False with a 400/413 in reply when a limit is
  * passed or a file part belongs to another field. */
 bool gw_upload_plan_make(gw_form *form, gw_upload_plan *plan, gw_reply *reply);

@@ -58,15 +58,17 @@
 #define PREVIEW_MAX_BYTES ((size_t)32 << 20)
 #define PREVIEW_FETCH_MS 30000
 
-static int64_t g_get_ms = 10000, g_start_ms = 30000, g_create_ms = 60000, g_preview_ms = 10000;
-static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+/* Set once by gw_sandbox_timeouts_load, at start before any worker thread; read-only after. */
+static int64_t g_get_ms = 10000, g_create_ms = 60000, g_preview_ms = 10000;
 
-static void read_timeouts(void)
+kx_err gw_sandbox_timeouts_load(void)
 {
-    (void)kx_env_int("KX_SANDBOX_GET_TIMEOUT_MS", 10000, 100, 600000, &g_get_ms);
-    (void)kx_env_int("KX_SANDBOX_START_TIMEOUT_MS", 30000, 100, 600000, &g_start_ms);
-    (void)kx_env_int("KX_SANDBOX_CREATE_TIMEOUT_MS", 60000, 100, 600000, &g_create_ms);
-    (void)kx_env_int("KX_SANDBOX_PREVIEW_TIMEOUT_MS", 10000, 100, 600000, &g_preview_ms);
+    kx_err err = KX_OK;
+    if (kx_env_int("KX_SANDBOX_GET_TIMEOUT_MS", 10000, 100, 600000, &g_get_ms) != KX_OK ||
+        kx_env_int("KX_SANDBOX_CREATE_TIMEOUT_MS", 60000, 100, 600000, &g_create_ms) != KX_OK ||
+        kx_env_int("KX_SANDBOX_PREVIEW_TIMEOUT_MS", 10000, 100, 600000, &g_preview_ms) != KX_OK)
+        err = KX_ERR_INVALID;
+    return err;
 }
 
 /* ---- access ----------------------------------------------------------------------------- */
@@ -176,7 +178,6 @@ static void *ask(gw_app *app, const gw_request *req, const char *subject,
                  const ProtobufCMessage *rq, const ProtobufCMessageDescriptor *rep_desc,
                  int64_t timeout_ms, gw_reply *reply)
 {
-    pthread_once(&g_once, read_timeouts);
     kx_bus_meta meta;
     kx_bus_meta_init(&meta, kx_deadline_in(timeout_ms), req->account);
     natsMsg *m = NULL;
@@ -210,7 +211,6 @@ static bool broker_error(const Kx__V1__Error *e, gw_reply *reply)
 static Kx__V1__SandboxFilesReply *files(gw_app *app, const gw_request *req,
                                         Kx__V1__SandboxFilesRequest *rq, gw_reply *reply)
 {
-    pthread_once(&g_once, read_timeouts);
     Kx__V1__SandboxFilesReply *rep =
         ask(app, req, KX_SUBJ_SANDBOX_FILES, &rq->base, &kx__v1__sandbox_files_reply__descriptor,
             g_get_ms, reply);
@@ -483,7 +483,6 @@ static Kx__V1__SandboxLifecycleReply *lifecycle(gw_app *app, const gw_request *r
 Kx__V1__SandboxInfo *gw_sandbox_ensure(gw_app *app, const gw_request *req, const char *project,
                                        gw_reply *reply)
 {
-    pthread_once(&g_once, read_timeouts);
     Kx__V1__SandboxLifecycleReply *rep =
         lifecycle(app, req, "ensure_active", project, g_create_ms, reply);
     if (rep == NULL)
@@ -496,7 +495,6 @@ Kx__V1__SandboxInfo *gw_sandbox_ensure(gw_app *app, const gw_request *req, const
 
 void gw_sandbox_discard(gw_app *app, const gw_request *req, const char *project)
 {
-    pthread_once(&g_once, read_timeouts);
     gw_reply scratch = {0};
     Kx__V1__SandboxLifecycleReply *rep =
         lifecycle(app, req, "delete", project, g_get_ms, &scratch);
@@ -512,7 +510,6 @@ void gw_route_sandbox_delete(gw_app *app, gw_request *req, gw_reply *reply)
     char project[KX_UUID_LEN + 1];
     if (!find_sandbox(app, req, FOR_WRITE, project, reply))
         return;
-    pthread_once(&g_once, read_timeouts);
     Kx__V1__SandboxLifecycleReply *rep = lifecycle(app, req, "delete", project, g_get_ms, reply);
     if (rep == NULL)
         return;
@@ -556,7 +553,6 @@ void gw_route_sandbox_ensure_active(gw_app *app, gw_request *req, gw_reply *repl
     gw_db_put(app, db);
     if (!ok)
         return;
-    pthread_once(&g_once, read_timeouts);
     Kx__V1__SandboxLifecycleReply *rep =
         lifecycle(app, req, "ensure_active", req->id, g_create_ms, reply);
     if (rep == NULL)
@@ -626,7 +622,6 @@ void gw_route_sandbox_preview(gw_app *app, gw_request *req, gw_reply *reply)
                        "preview_token query parameter");
         return;
     }
-    pthread_once(&g_once, read_timeouts);
     Kx__V1__SandboxPreviewRequest rq = KX__V1__SANDBOX_PREVIEW_REQUEST__INIT;
     rq.project_id = project;
     rq.port = (int32_t)port;

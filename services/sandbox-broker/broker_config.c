@@ -126,8 +126,8 @@ kx_err sb_config_load(sb_config *cfg)
     INT("KX_SANDBOX_JAIL_START_TIMEOUT_MS", 10000, 100, 600000, &cfg->start_ms);
     if (getenv("KX_SANDBOX_START_TIMEOUT_MS") != NULL &&
         getenv("KX_SANDBOX_JAIL_START_TIMEOUT_MS") == NULL)
-        kx_warn("config: KX_SANDBOX_START_TIMEOUT_MS is the gateway's wait for the broker; a "
-                "jail's start limit is KX_SANDBOX_JAIL_START_TIMEOUT_MS (%lld ms)",
+        kx_warn("config: KX_SANDBOX_START_TIMEOUT_MS is no longer read; a jail's start limit "
+                "is KX_SANDBOX_JAIL_START_TIMEOUT_MS (%lld ms)",
                 (long long)cfg->start_ms);
     int64_t stop_min = 15;
     INT("KX_SANDBOX_AUTO_STOP_MIN", 15, 1, 7 * 24 * 60, &stop_min);

@@ -238,7 +238,7 @@ static void test_bad_config_refuses_to_start(void **state)
 
 /* A bad KX_RUN_EVENTS_MAX_BYTES stops the start: it was read only where the streams are made,
  * whose callers retried a failure for ever as "NATS not ready yet" (ready, serving, never
- * making the streams). */
+ * making the streams). So does a bad KX_LOG_LEVEL (it warned and went on at info). */
 static void test_bad_events_bytes_refuses_to_start(void **state)
 {
     (void)state;
@@ -247,6 +247,10 @@ static void test_bad_events_bytes_refuses_to_start(void **state)
     assert_int_equal(kx_svc_init(&svc, "testsvc", 0), KX_ERR_INVALID);
     kx_svc_close(&svc);
     unsetenv("KX_RUN_EVENTS_MAX_BYTES");
+    assert_int_equal(setenv("KX_LOG_LEVEL", "verbose", 1), 0);
+    assert_int_equal(kx_svc_init(&svc, "testsvc", 0), KX_ERR_INVALID);
+    kx_svc_close(&svc);
+    unsetenv("KX_LOG_LEVEL");
 }
 
 /* kx_svc_pause: a start-up wait that SIGTERM ends (the loop that reads it does not run yet). */

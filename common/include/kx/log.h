@@ -10,6 +10,8 @@
 #ifndef KX_LOG_H
 #define KX_LOG_H
 
+#include <stdbool.h>
+
 typedef enum kx_log_level {
     KX_LOG_DEBUG,
     KX_LOG_INFO,
@@ -17,8 +19,10 @@ typedef enum kx_log_level {
     KX_LOG_ERROR
 } kx_log_level;
 
-/* Call once at start. service and instance are copied. */
-void kx_log_init(const char *service, const char *instance_id);
+/* Call once at start. service and instance are copied. The level from KX_LOG_LEVEL (info when
+ * unset); false (logged) when it is set to anything but debug, info, warn or error: level info
+ * then, and kx_svc_init refuses to start. */
+bool kx_log_init(const char *service, const char *instance_id);
 void kx_log_set_level(kx_log_level level);
 kx_log_level kx_log_get_level(void);
 

@@ -1,0 +1,58 @@
+/* test_gateway_config.c — gw_config_load (services/gateway/config.c) refuses a bad value of
+ * every variable it reads at start, naming it, instead of starting with a default: the
+ * sandbox routes' timeouts and the initiate upload limits were read on the first request and a
+ * bad value dropped without a word; and an empty KX_JWT_AUDIENCE turns the audience check off,
+ * as documented (it read as unset: the default "authenticated"). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <cmocka.h>
+
+#include "config.h"
+
+static void test_bad_values_stop_the_start(void **state)
+{
+    (void)state;
+    assert_int_equal(setenv("KX_JWT_SECRET", "unit-test-secret-of-at-least-32-bytes!", 1), 0);
+    gw_config cfg;
+    assert_int_equal(gw_config_load(&cfg), KX_OK);
+    gw_config_free(&cfg);
+    const char *bad[][2] = {
+        {"KX_SANDBOX_GET_TIMEOUT_MS", "-5"},    {"KX_SANDBOX_CREATE_TIMEOUT_MS", "soon"},
+        {"KX_SANDBOX_PREVIEW_TIMEOUT_MS", "0"}, {"KX_INITIATE_FILE_MAX_BYTES", "abc"},
+        {"KX_INITIATE_FILES_MAX_BYTES", "-1"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(setenv(bad[i][0], bad[i][1], 1), 0);
+        if (gw_config_load(&cfg) != KX_ERR_INVALID)
+            fail_msg("%s=%s was taken", bad[i][0], bad[i][1]);
+        gw_config_free(&cfg);
+        unsetenv(bad[i][0]);
+    }
+}
+
+static void test_empty_audience_is_not_checked(void **state)
+{
+    (void)state;
+    gw_config cfg;
+    unsetenv("KX_JWT_AUDIENCE");
+    assert_int_equal(gw_config_load(&cfg), KX_OK);
+    assert_string_equal(cfg.jwt_audience, "authenticated");
+    gw_config_free(&cfg);
+    assert_int_equal(setenv("KX_JWT_AUDIENCE", "", 1), 0);
+    assert_int_equal(gw_config_load(&cfg), KX_OK);
+    assert_string_equal(cfg.jwt_audience, ""); /* auth.c: "" = not checked */
+    gw_config_free(&cfg);
+    unsetenv("KX_JWT_AUDIENCE");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_values_stop_the_start),
+        cmocka_unit_test(test_empty_audience_is_not_checked),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
