@@ -21,8 +21,13 @@ typedef struct state {
 
 static void check(const llm_stream *s)
 {
-    for (size_t i = 1; i < s->ncalls; i++)
-        FUZZ_CHECK(s->calls[i - 1].index < s->calls[i].index);
+    /* at most LLM_MAX_CALLS, in the order they began: each index once, none negative */
+    FUZZ_CHECK(s->ncalls <= LLM_MAX_CALLS);
+    for (size_t i = 0; i < s->ncalls; i++) {
+        FUZZ_CHECK(s->calls[i].index >= 0);
+        for (size_t j = 0; j < i; j++)
+            FUZZ_CHECK(s->calls[j].index != s->calls[i].index);
+    }
     FUZZ_CHECK(memchr(s->finish_reason, '\0', sizeof s->finish_reason) != NULL);
     FUZZ_CHECK(memchr(s->model, '\0', sizeof s->model) != NULL);
     FUZZ_CHECK(s->prompt_tokens >= 0 && s->completion_tokens >= 0 && s->total_tokens >= 0);

@@ -52,8 +52,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(llm_stream_feed_tree(&tree, s + at, n, NULL) == r);
         FUZZ_CHECK(same_stream(&st, &tree));
         FUZZ_CHECK(from == before && st.content.len >= before);
-        for (size_t i = 1; i < st.ncalls; i++)
-            FUZZ_CHECK(st.calls[i - 1].index < st.calls[i].index);
+        /* at most LLM_MAX_CALLS, in the order they began: each index once, none negative */
+        FUZZ_CHECK(st.ncalls <= LLM_MAX_CALLS);
+        for (size_t i = 0; i < st.ncalls; i++) {
+            FUZZ_CHECK(st.calls[i].index >= 0);
+            for (size_t j = 0; j < i; j++)
+                FUZZ_CHECK(st.calls[j].index != st.calls[i].index);
+        }
         FUZZ_CHECK(memchr(st.finish_reason, '\0', sizeof st.finish_reason) != NULL);
         FUZZ_CHECK(memchr(st.model, '\0', sizeof st.model) != NULL);
         if (r == LLM_FEED_ERROR || r == LLM_FEED_MALFORMED)
