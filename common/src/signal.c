@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kx/log.h"
@@ -50,8 +51,12 @@ static void on_signalfd(kx_loop *loop, int fd, uint32_t events, void *arg)
 
 bool kx_signal_wait(int64_t ms, int *signo)
 {
-    if (g_sig.fd < 0)
+    if (g_sig.fd < 0) { /* nothing watches the signals: only the wait */
+        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
         return false;
+    }
     int64_t until = kx_mono_ms() + ms;
     for (;;) {
         int64_t left = until - kx_mono_ms();

@@ -14,7 +14,7 @@ typedef void (*kx_signal_cb)(kx_loop *loop, int signo, void *arg);
 kx_err kx_signal_watch(kx_loop *loop, kx_signal_cb on_term, void *arg);
 /* Waits up to ms for SIGTERM/SIGINT on the signalfd without the loop (after kx_signal_watch,
  * before the loop runs): true, with *signo, when one came (it is then consumed: the loop will
- * not see it). false after ms, or when kx_signal_watch was not called. */
+ * not see it). false after ms (also when kx_signal_watch was not called: then it only waits). */
 bool kx_signal_wait(int64_t ms, int *signo);
 
 #endif
