@@ -409,8 +409,10 @@ static void on_poll_timer(kx_loop *loop, void *arg)
     int64_t now = kx_now_ms();
     if (now >= op->phase_end || kx_deadline_expired(op->deadline))
         not_started(op); /* the timer fired late: no time for one more GET */
-    else
+    else {
+        op->polling = true;
         do_get(op);
+    }
 }
 
 /* After a start/create/get answer: started -> proceed; stopped -> start; else poll. */
@@ -452,6 +454,8 @@ static void on_sandbox(const sb_dt_resp *r, void *arg)
 {
     sb_dt_op *op = arg;
     op->call = NULL;
+    bool poll = op->polling;
+    op->polling = false;
     if (r->err == KX_ERR_NOT_FOUND) {
         map_forget(op->d, op->project); /* deleted behind our back */
         op->sid[0] = '\0';
@@ -463,6 +467,12 @@ static void on_sandbox(const sb_dt_resp *r, void *arg)
         snprintf(why, sizeof why, "project %s has no sandbox%s", op->project,
                  op->kind == DT_START ? ": create it first" : "");
         fail(op, KX_ERR_NOT_FOUND, why);
+        return;
+    }
+    /* A poll GET gets only what is left of the phase: when it runs out with the phase, the
+     * sandbox did not start in time (a GET that hung for its own setting is still its fault). */
+    if (poll && r->err == KX_ERR_TIMEOUT && kx_now_ms() >= op->phase_end) {
+        not_started(op);
         return;
     }
     if (r->err != KX_OK) {

@@ -86,6 +86,7 @@ struct sb_dt_op {
     int64_t created_ms;
     int64_t phase_end; /* the current start/create phase's end (unix ms) */
     bool started_once; /* ensure: a start was asked for already */
+    bool polling;      /* the call under way is a poll GET of the start/create phase */
     sb_dt_call *call;
     kx_timer *timer;
     Kx__V1__SandboxExecRequest *exec;   /* DT_EXEC */

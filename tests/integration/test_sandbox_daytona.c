@@ -635,6 +635,12 @@ static void test_deadlines(void **state)
     fake_mode("start", "stuck"); /* answered, but never "started" */
     life_err("start", project, "deadline_exceeded", "did not start in time", 30000,
              START_MS + SLACK_MS);
+    /* every poll slower than the phase has left: the last poll's GET runs out with the phase,
+     * and that is still "did not start in time", not the GET's own timeout */
+    fake_mode("get", "slow-300");
+    life_err("start", project, "deadline_exceeded", "did not start in time", 30000,
+             START_MS + SLACK_MS);
+    fake_mode("get", "ok");
     fake_mode("start", "ok");
     assert_string_equal(life_ok("start", project, NULL), "running");
 
