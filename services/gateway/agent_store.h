@@ -31,6 +31,9 @@
 /* clang-format off */
 /* $1 agent, $2 account: the account's agent, or a public one. */
 #define GW_AGENT_READABLE "a.agent_id = $1::uuid AND (a.account_id = $2::uuid OR a.is_public)"
+/* The reader ($2) does not own agent a: it sees the configs without MCP credentials
+ * (kx_version_for, migration 020). */
+#define GW_AGENT_NOT_OWNER "a.account_id <> $2::uuid"
 #define GW_AGENT_CURRENT "LEFT JOIN agent_versions v ON v.version_id = a.current_version_id "
 
 #define GW_AGENT_STATEMENTS                                                                    \
@@ -38,7 +41,7 @@
      "SELECT kx_agents_list($1::uuid, $2::text, $3::boolean, $4::boolean, $5::boolean, "       \
      "$6::text[], $7::text, $8::text, $9::int, $10::int)::text"},                              \
     {"gw_agent_get",                                                                           \
-     "SELECT kx_agent_json(a)::text FROM agents a WHERE " GW_AGENT_READABLE},                  \
+     "SELECT kx_agent_json(a, $2::uuid)::text FROM agents a WHERE " GW_AGENT_READABLE},        \
     {"gw_agent_create", GW_SQL_WRITE                                                           \
      "SELECT kx_agent_create($1::uuid, $2::jsonb, $3::text, $4::text)::text"},                 \
     {"gw_agent_update", GW_SQL_WRITE                                                           \
@@ -51,11 +54,13 @@
      "SELECT kx_cfg_tools_json(v.config)::text FROM agents a " GW_AGENT_CURRENT                \
      "WHERE " GW_AGENT_READABLE},                                                              \
     {"gw_versions_list",                                                                       \
-     "SELECT (SELECT coalesce(json_agg(kx_version_json(v) ORDER BY v.version_number DESC), "   \
-     "'[]'::json) FROM agent_versions v WHERE v.agent_id = a.agent_id)::text "                 \
+     "SELECT (SELECT coalesce(json_agg(kx_version_json(kx_version_for(v, " GW_AGENT_NOT_OWNER  \
+     ")) ORDER BY v.version_number DESC), '[]'::json) FROM agent_versions v "                  \
+     "WHERE v.agent_id = a.agent_id)::text "                                                   \
      "FROM agents a WHERE " GW_AGENT_READABLE},                                                \
     {"gw_version_get",                                                                         \
-     "SELECT CASE WHEN v.version_id IS NULL THEN '' ELSE kx_version_json(v)::text END "        \
+     "SELECT CASE WHEN v.version_id IS NULL THEN '' ELSE "                                     \
+     "kx_version_json(kx_version_for(v, " GW_AGENT_NOT_OWNER "))::text END "                   \
      "FROM agents a LEFT JOIN agent_versions v ON v.agent_id = a.agent_id "                    \
      "AND v.version_id = $3::uuid WHERE " GW_AGENT_READABLE},                                  \
     {"gw_version_create", GW_SQL_WRITE                                                         \
@@ -66,7 +71,8 @@
      "SELECT kx_agent_activate($1::uuid, $2::uuid, $3::uuid)"},                                \
     {"gw_version_compare",                                                                     \
      "SELECT CASE WHEN v1.version_id IS NULL OR v2.version_id IS NULL THEN '' "                \
-     "ELSE kx_version_compare(v1, v2)::text END FROM agents a "                                \
+     "ELSE kx_version_compare(kx_version_for(v1, " GW_AGENT_NOT_OWNER "), "                    \
+     "kx_version_for(v2, " GW_AGENT_NOT_OWNER "))::text END FROM agents a "                    \
      "LEFT JOIN agent_versions v1 ON v1.agent_id = a.agent_id AND v1.version_id = $3::uuid "   \
      "LEFT JOIN agent_versions v2 ON v2.agent_id = a.agent_id AND v2.version_id = $4::uuid "   \
      "WHERE " GW_AGENT_READABLE},                                                              \

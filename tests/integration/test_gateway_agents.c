@@ -866,6 +866,91 @@ static void test_cross_account(void **state)
     g_failed = false;
 }
 
+/* A public agent's MCP credentials are the owner's: another account reading the agent, its
+ * versions, one version or a comparison sees which servers and tools, not the headers, API keys
+ * or URL tokens (Kortix answered the whole config). */
+static void expect_no_secret(const account *reader, const char *path)
+{
+    json_t *v = expect(reader, "GET", path, NULL, 200);
+    char *text = json_dumps(v, JSON_SORT_KEYS);
+    assert_non_null(text);
+    if (strstr(text, "SECRET") != NULL)
+        fprintf(stderr, "GET %s by another account shows a credential: %s\n", path, text);
+    assert_null(strstr(text, "SECRET"));
+    free(text);
+    json_decref(v);
+}
+
+static void test_public_agent_hides_mcp_secrets(void **state)
+{
+    (void)state;
+    g_failed = true;
+    account a, b;
+    new_account(&a);
+    new_account(&b);
+    char id[KX_UUID_LEN + 1], path[256];
+    create_agent(&a,
+                 "{\"name\": \"market\", \"system_prompt\": \"p\", \"custom_mcps\": [{\"name\": "
+                 "\"docs\", \"type\": \"http\", \"config\": {\"url\": "
+                 "\"https://user:SECRET1@mcp.example.com/m?key=SECRET2#SECRET3\", \"headers\": "
+                 "{\"Authorization\": \"Bearer SECRET4\"}}, \"enabledTools\": [\"search\"], "
+                 "\"note\": \"SECRET5\"}], \"configured_mcps\": [{\"name\": \"exa\", "
+                 "\"qualifiedName\": \"exa\", \"config\": {\"exaApiKey\": \"SECRET6\"}, "
+                 "\"enabledTools\": [\"web_search\"]}]}",
+                 id);
+    snprintf(path, sizeof path, "/api/agents/%s", id);
+    json_decref(expect(&a, "PUT", path, "{\"system_prompt\": \"p2\"}", 200)); /* version 2 */
+    PQclear(kx_th_sql(&g_gw.s, "UPDATE agents SET is_public = true WHERE agent_id = $1", 1,
+                      (const char *const[]){id}));
+    char *v1 = sql_value("SELECT version_id FROM agent_versions WHERE agent_id = $1 "
+                         "AND version_number = 1",
+                         id);
+    char *v2 = sql_value("SELECT version_id FROM agent_versions WHERE agent_id = $1 "
+                         "AND version_number = 2",
+                         id);
+    assert_non_null(v1);
+    assert_non_null(v2);
+
+    /* the reader sees which server and which tools */
+    json_t *v = expect(&b, "GET", path, NULL, 200);
+    const json_t *custom = json_array_get(json_object_get(v, "custom_mcps"), 0);
+    assert_string_equal(str(custom, "name"), "docs");
+    assert_string_equal(str(custom, "type"), "http");
+    assert_string_equal(str(json_object_get(custom, "config"), "url"),
+                        "https://mcp.example.com/m");
+    assert_string_equal(json_string_value(
+                            json_array_get(json_object_get(custom, "enabledTools"), 0)),
+                        "search");
+    const json_t *conf = json_array_get(json_object_get(v, "configured_mcps"), 0);
+    assert_string_equal(str(conf, "qualifiedName"), "exa");
+    assert_int_equal(json_object_size(json_object_get(conf, "config")), 0);
+    json_decref(v);
+    expect_no_secret(&b, path);
+    snprintf(path, sizeof path, "/api/agents/%s/versions", id);
+    expect_no_secret(&b, path);
+    snprintf(path, sizeof path, "/api/agents/%s/versions/%s", id, v1);
+    expect_no_secret(&b, path);
+    snprintf(path, sizeof path, "/api/agents/%s/versions/%s/compare/%s", id, v1, v2);
+    expect_no_secret(&b, path);
+
+    /* the owner sees all of it */
+    snprintf(path, sizeof path, "/api/agents/%s/versions/%s", id, v1);
+    v = expect(&a, "GET", path, NULL, 200);
+    char *text = json_dumps(v, 0);
+    for (int i = 1; i <= 6; i++) {
+        char secret[16];
+        snprintf(secret, sizeof secret, "SECRET%d", i);
+        assert_non_null(strstr(text, secret));
+    }
+    free(text);
+    json_decref(v);
+    free(v1);
+    free(v2);
+    free(a.token);
+    free(b.token);
+    g_failed = false;
+}
+
 /* ---- 6. feature flags ---- */
 
 static void test_feature_flags(void **state)
@@ -966,10 +1051,15 @@ static void test_check_status(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_default_agent), cmocka_unit_test(test_agents_crud),
-        cmocka_unit_test(test_versions),      cmocka_unit_test(test_races),
-        cmocka_unit_test(test_validation),    cmocka_unit_test(test_cross_account),
-        cmocka_unit_test(test_feature_flags), cmocka_unit_test(test_check_status),
+        cmocka_unit_test(test_default_agent),
+        cmocka_unit_test(test_agents_crud),
+        cmocka_unit_test(test_versions),
+        cmocka_unit_test(test_races),
+        cmocka_unit_test(test_validation),
+        cmocka_unit_test(test_cross_account),
+        cmocka_unit_test(test_public_agent_hides_mcp_secrets),
+        cmocka_unit_test(test_feature_flags),
+        cmocka_unit_test(test_check_status),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
