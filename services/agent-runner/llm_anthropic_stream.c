@@ -8,15 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *str_of(const json_t *obj, const char *key, size_t *len)
-{
-    const json_t *v = json_object_get(obj, key);
-    if (!json_is_string(v))
-        return NULL;
-    *len = json_string_length(v);
-    return json_string_value(v);
-}
-
 /* A provider's count: integers >= 0 only, anything else is 0. */
 static long long count_of(const json_t *obj, const char *key, long long keep)
 {
@@ -88,7 +79,7 @@ static llm_feed_result add_text(llm_stream *s, const char *text, size_t n)
 {
     if (text == NULL || n == 0)
         return LLM_FEED_OK;
-    if (kx_buf_add(&s->content, text, n) != KX_OK)
+    if (llm_text_add(&s->content, text, n) != KX_OK)
         return LLM_FEED_NOMEM;
     s->received_output = true;
     return LLM_FEED_OK;
@@ -103,11 +94,11 @@ static llm_feed_result start_tool(llm_stream *s, int index, const json_t *block)
         return res;
     s->received_output = true;
     size_t n;
-    const char *id = str_of(block, "id", &n);
-    if (id != NULL && n > 0 && c->id.len == 0 && kx_buf_add(&c->id, id, n) != KX_OK)
+    const char *id = llm_json_str(block, "id", &n);
+    if (id != NULL && n > 0 && c->id.len == 0 && llm_text_add(&c->id, id, n) != KX_OK)
         return LLM_FEED_NOMEM;
-    const char *name = str_of(block, "name", &n);
-    if (name != NULL && n > 0 && c->name.len == 0 && kx_buf_add(&c->name, name, n) != KX_OK)
+    const char *name = llm_json_str(block, "name", &n);
+    if (name != NULL && n > 0 && c->name.len == 0 && llm_text_add(&c->name, name, n) != KX_OK)
         return LLM_FEED_NOMEM;
     const json_t *input = json_object_get(block, "input");
     if (json_is_object(input) && json_object_size(input) > 0 && c->arguments.len == 0) {
@@ -133,7 +124,7 @@ static llm_feed_result block_start(llm_stream *s, const json_t *root)
     const char *t = json_string_value(type);
     size_t n = 0;
     if (strcmp(t, "text") == 0) {
-        const char *text = str_of(block, "text", &n);
+        const char *text = llm_json_str(block, "text", &n);
         return add_text(s, text, n);
     }
     if (strcmp(t, "tool_use") == 0) {
@@ -156,13 +147,13 @@ static llm_feed_result block_delta(llm_stream *s, const json_t *root)
     const char *t = json_string_value(type);
     size_t n = 0;
     if (strcmp(t, "text_delta") == 0) {
-        const char *text = str_of(d, "text", &n);
+        const char *text = llm_json_str(d, "text", &n);
         if (text == NULL)
             return malformed(s, "a text_delta without text");
         return add_text(s, text, n);
     }
     if (strcmp(t, "input_json_delta") == 0) {
-        const char *part = str_of(d, "partial_json", &n);
+        const char *part = llm_json_str(d, "partial_json", &n);
         if (part == NULL)
             return malformed(s, "an input_json_delta without partial_json");
         llm_tool_call *c = llm_stream_find_call(s, index);
@@ -172,7 +163,7 @@ static llm_feed_result block_delta(llm_stream *s, const json_t *root)
             c->arguments.len = 0;
             c->args_whole = false;
         }
-        if (n > 0 && kx_buf_add(&c->arguments, part, n) != KX_OK)
+        if (n > 0 && llm_text_add(&c->arguments, part, n) != KX_OK)
             return LLM_FEED_NOMEM;
         s->received_output = true;
         return LLM_FEED_OK;
@@ -194,7 +185,7 @@ static llm_feed_result whole_message(llm_stream *s, const json_t *msg)
         llm_feed_result r = LLM_FEED_OK;
         size_t n = 0;
         if (strcmp(json_string_value(type), "text") == 0) {
-            const char *text = str_of(b, "text", &n);
+            const char *text = llm_json_str(b, "text", &n);
             r = add_text(s, text, n);
         } else if (strcmp(json_string_value(type), "tool_use") == 0) {
             r = start_tool(s, (int)(i > INT_MAX ? INT_MAX : i), b);
@@ -212,7 +203,7 @@ llm_feed_result llm_anthropic_feed(llm_stream *s, const char *event, const char 
     if (content_from != NULL)
         *content_from = s->content.len;
     json_error_t jerr;
-    json_t *root = json_loadb(data, len, 0, &jerr);
+    json_t *root = json_loadb(data, len, LLM_JSON_FLAGS, &jerr);
     if (!json_is_object(root)) {
         snprintf(s->error, sizeof s->error,
                  "the Anthropic stream sent data that is not a JSON object (%s): %.*s",

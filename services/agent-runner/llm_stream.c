@@ -70,14 +70,30 @@ llm_feed_result llm_stream_call_at(llm_stream *s, long long index, llm_tool_call
     return LLM_FEED_OK;
 }
 
-/* A string field of a fragment: NULL when absent, null or not a string. */
-static const char *str_of(const json_t *obj, const char *key, size_t *len)
+const char *llm_json_str(const json_t *obj, const char *key, size_t *len)
 {
     const json_t *v = json_object_get(obj, key);
     if (!json_is_string(v))
         return NULL;
     *len = json_string_length(v);
     return json_string_value(v);
+}
+
+kx_err llm_text_add(kx_buf *b, const char *s, size_t n)
+{
+    while (n > 0) {
+        const char *nul = memchr(s, '\0', n);
+        size_t run = nul ? (size_t)(nul - s) : n;
+        if (run > 0 && kx_buf_add(b, s, run) != KX_OK)
+            return KX_ERR_NOMEM;
+        if (nul == NULL)
+            break;
+        if (kx_buf_add(b, "\xef\xbf\xbd", 3) != KX_OK)
+            return KX_ERR_NOMEM;
+        s = nul + 1;
+        n -= run + 1;
+    }
+    return KX_OK;
 }
 
 static llm_feed_result fold_tool_calls(llm_stream *s, const json_t *arr)
@@ -96,22 +112,22 @@ static llm_feed_result fold_tool_calls(llm_stream *s, const json_t *arr)
             return res;
         s->received_output = true;
         size_t n;
-        const char *id = str_of(tc, "id", &n);
-        if (id != NULL && n > 0 && c->id.len == 0 && kx_buf_add(&c->id, id, n) != KX_OK)
+        const char *id = llm_json_str(tc, "id", &n);
+        if (id != NULL && n > 0 && c->id.len == 0 && llm_text_add(&c->id, id, n) != KX_OK)
             return LLM_FEED_NOMEM;
         const json_t *fn = json_object_get(tc, "function");
         if (!json_is_object(fn))
             continue;
-        const char *name = str_of(fn, "name", &n);
+        const char *name = llm_json_str(fn, "name", &n);
         /* The name normally comes whole in the first fragment; some servers repeat it in
          * every fragment (ignored), a few split it (appended). */
         if (name != NULL && n > 0 && !(c->name.len == n && memcmp(c->name.s, name, n) == 0)) {
-            if (kx_buf_add(&c->name, name, n) != KX_OK)
+            if (llm_text_add(&c->name, name, n) != KX_OK)
                 return LLM_FEED_NOMEM;
         }
-        const char *args = str_of(fn, "arguments", &n);
+        const char *args = llm_json_str(fn, "arguments", &n);
         if (args != NULL && n > 0) {
-            if (kx_buf_add(&c->arguments, args, n) != KX_OK)
+            if (llm_text_add(&c->arguments, args, n) != KX_OK)
                 return LLM_FEED_NOMEM;
         } else if (json_is_object(json_object_get(fn, "arguments"))) {
             /* a few servers send the arguments as an object, not as JSON text */
@@ -133,9 +149,9 @@ static llm_feed_result fold_choice(llm_stream *s, const json_t *choice)
         d = json_object_get(choice, "message");
     if (json_is_object(d)) {
         size_t n;
-        const char *text = str_of(d, "content", &n);
+        const char *text = llm_json_str(d, "content", &n);
         if (text != NULL && n > 0) {
-            if (kx_buf_add(&s->content, text, n) != KX_OK)
+            if (llm_text_add(&s->content, text, n) != KX_OK)
                 return LLM_FEED_NOMEM;
             s->received_output = true;
         }
@@ -214,7 +230,7 @@ llm_feed_result llm_stream_feed_tree(llm_stream *s, const char *data, size_t len
 static llm_feed_result feed_tree(llm_stream *s, const char *data, size_t len)
 {
     json_error_t jerr;
-    json_t *root = json_loadb(data, len, 0, &jerr);
+    json_t *root = json_loadb(data, len, LLM_JSON_FLAGS, &jerr);
     if (!json_is_object(root)) {
         snprintf(s->error, sizeof s->error,
                  "the LLM stream sent data that is not a JSON object "

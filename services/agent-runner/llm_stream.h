@@ -19,7 +19,10 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <jansson.h>
+
 #include "kx/buf.h"
+#include "kx/err.h"
 
 /* One native tool call as assembled from its fragments. */
 typedef struct llm_tool_call {
@@ -76,6 +79,17 @@ llm_feed_result llm_stream_feed(llm_stream *s, const char *data, size_t len, siz
  * one, llm_stream_scan.h): the reference the tests compare the scan with. */
 llm_feed_result llm_stream_feed_tree(llm_stream *s, const char *data, size_t len,
                                      size_t *content_from);
+
+/* Both parsers read a chunk with JSON_ALLOW_NUL: a provider may stream \u0000 (a model quoting
+ * a binary file), which jansson refuses otherwise, and the whole answer would fail. Strings are
+ * read with llm_json_str and folded in with llm_text_add, which turns each NUL into U+FFFD
+ * (Postgres text and jsonb hold no NUL). */
+#define LLM_JSON_FLAGS JSON_ALLOW_NUL
+/* The string member key of obj and its length (*len; it may hold NUL bytes), or NULL when it
+ * is absent, null or not a string. */
+const char *llm_json_str(const json_t *obj, const char *key, size_t *len);
+/* Appends s[0..n) to b with every NUL byte as U+FFFD. KX_ERR_NOMEM or KX_OK. */
+kx_err llm_text_add(kx_buf *b, const char *s, size_t n);
 
 /* The message of an OpenAI-style error body ({"error": {"message": ...}} or {"error": "..."}
  * or {"message": ...} or {"detail": ...}) into out; if body is not such JSON, its first bytes

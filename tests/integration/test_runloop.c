@@ -462,6 +462,37 @@ static void test_bad_xml_and_unknown_tool(void **state)
     free(token);
 }
 
+/* A NUL character in the model's text (\u0000 in a chunk) and a NUL byte in a tool's output:
+ * Postgres keeps neither in text or jsonb, so both become U+FFFD and the run goes on (a NUL
+ * failed the run: the chunk was "not a JSON object"). */
+static void test_nul_characters(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    run r;
+    initiate(token, "nul:t", "send a NUL", &r);
+    expect_final(&r, "completed");
+    char *first = sql1("SELECT content->>'content' FROM messages WHERE agent_run_id = $1 AND "
+                       "type = 'assistant' ORDER BY created_at LIMIT 1",
+                       r.id);
+    assert_contains(first,
+                    "before\xEF\xBF\xBD"
+                    "after");
+    free(first);
+    char *out = sql1("SELECT content::text FROM messages WHERE agent_run_id = $1 AND "
+                     "type = 'tool'",
+                     r.id);
+    assert_contains(out,
+                    "N1\xEF\xBF\xBD"
+                    "N2");
+    free(out);
+    char *last = last_answer(&r);
+    assert_contains(last, "Read\xEF\xBF\xBD 1 results.");
+    free(last);
+    free(token);
+}
+
 static void test_ask_ends_the_run(void **state)
 {
     (void)state;
@@ -716,6 +747,7 @@ int main(void)
         cmocka_unit_test(test_xml_two_invokes),
         cmocka_unit_test(test_xml_string_parameters),
         cmocka_unit_test(test_bad_xml_and_unknown_tool),
+        cmocka_unit_test(test_nul_characters),
         cmocka_unit_test(test_ask_ends_the_run),
         cmocka_unit_test(test_max_iterations),
         cmocka_unit_test(test_length_auto_continue),

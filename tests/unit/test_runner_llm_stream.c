@@ -297,6 +297,37 @@ static void test_index_out_of_range(void **state)
     }
 }
 
+/* A NUL character (\u0000) in a chunk's strings: folded in as U+FFFD (Postgres holds no NUL),
+ * not a malformed chunk; the same through the scan and the tree. */
+static void test_nul_characters(void **state)
+{
+    (void)state;
+    const char *chunk =
+        "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"a\\u0000b\\u0000\","
+        "\"tool_calls\":[{\"index\":0,\"id\":\"c\\u00001\",\"function\":{\"name\":\"x\\u0000\","
+        "\"arguments\":\"{\\\"k\\\": \\\"v\\u0000\\\"}\"}}]}}]}";
+    for (int tree = 0; tree < 2; tree++) {
+        llm_stream s;
+        llm_stream_init(&s);
+        llm_feed_result r =
+            tree ? llm_stream_feed_tree(&s, chunk, strlen(chunk), NULL) : feed(&s, chunk, NULL);
+        if (r != LLM_FEED_OK)
+            fail_msg("%s: %s", tree ? "tree" : "scan", s.error);
+        assert_int_equal(s.content.len, 8);
+        assert_memory_equal(s.content.s,
+                            "a\xef\xbf\xbd"
+                            "b\xef\xbf\xbd",
+                            8);
+        assert_int_equal(s.ncalls, 1);
+        assert_string_equal(s.calls[0].id.s,
+                            "c\xef\xbf\xbd"
+                            "1");
+        assert_string_equal(s.calls[0].name.s, "x\xef\xbf\xbd");
+        assert_string_equal(s.calls[0].arguments.s, "{\"k\": \"v\xef\xbf\xbd\"}");
+        llm_stream_free(&s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -309,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_too_many_calls),
         cmocka_unit_test(test_index_out_of_range),
+        cmocka_unit_test(test_nul_characters),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -281,6 +281,37 @@ static void test_anthropic_events(void **state)
     assert_string_equal(s.finish_reason, "tool_calls");
     assert_int_equal(s.total_tokens, 7);
     llm_stream_free(&s);
+
+    /* a NUL character (\u0000) in text, a tool's id, name or partial JSON: U+FFFD, not a
+     * malformed event */
+    llm_stream_init(&s);
+    assert_int_equal(afeed(&s,
+                           "{\"type\":\"content_block_start\",\"index\":0,\"content_block\":"
+                           "{\"type\":\"text\",\"text\":\"a\\u0000\"}}"),
+                     LLM_FEED_OK);
+    assert_int_equal(afeed(&s,
+                           "{\"type\":\"content_block_delta\",\"index\":0,\"delta\":"
+                           "{\"type\":\"text_delta\",\"text\":\"\\u0000b\"}}"),
+                     LLM_FEED_OK);
+    assert_int_equal(afeed(&s,
+                           "{\"type\":\"content_block_start\",\"index\":1,\"content_block\":"
+                           "{\"type\":\"tool_use\",\"id\":\"t\\u0000\",\"name\":\"n\\u0000\","
+                           "\"input\":{}}}"),
+                     LLM_FEED_OK);
+    assert_int_equal(afeed(&s,
+                           "{\"type\":\"content_block_delta\",\"index\":1,\"delta\":"
+                           "{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"k\\\":"
+                           "\\\"\\u0000\\\"}\"}}"),
+                     LLM_FEED_OK);
+    assert_int_equal(s.content.len, 8);
+    assert_memory_equal(s.content.s,
+                        "a\xef\xbf\xbd\xef\xbf\xbd"
+                        "b",
+                        8);
+    assert_string_equal(s.calls[0].id.s, "t\xef\xbf\xbd");
+    assert_string_equal(s.calls[0].name.s, "n\xef\xbf\xbd");
+    assert_string_equal(s.calls[0].arguments.s, "{\"k\":\"\xef\xbf\xbd\"}");
+    llm_stream_free(&s);
 }
 
 /* ---- the Anthropic request ------------------------------------------------------------- */

@@ -36,6 +36,8 @@
 //   xmlstrings         no results yet: one block writing two files whose contents look like
 //                      JSON and a number, then printing them; else text
 //   unknown            no results yet: a call of no_such_tool; else text
+//   nul                no results yet: text with a NUL character (\u0000 on the wire) and a
+//                      call printing a NUL byte (printf 'N1\000N2'); else text with a NUL
 //   ask                a call of ask (the run must end with it); after a result: text
 //   loop               always a tool call (max iterations)
 //   length:N           the first N requests stop with finish "length" ("max_tokens"), then text
@@ -115,6 +117,11 @@ function plan(scenario, wire, body, n, arg) {
     const block = '<function_calls>\n' + file('a.json', '{"a": 1}') + file('b.txt', '007') +
       '<invoke name="execute_command">\n<parameter name="command">cat a.json b.txt</parameter>\n<parameter name="blocking">true</parameter>\n</invoke>\n</function_calls>';
     return { parts: [{ text: `Writing.\n${block}` }], stop: 'end' };
+  }
+  if (scenario === 'nul') {
+    if (results.length === 0)
+      return { parts: [{ text: 'before\u0000after' }, call('call_n1', 'execute_command', JSON.stringify({ command: "printf 'N1\\000N2'", blocking: true }))], stop: 'tool' };
+    return { parts: [{ text: `Read\u0000 ${results.length} results.` }], stop: 'end' };
   }
   if (scenario === 'unknown') {
     if (results.length === 0) return { parts: [call('call_u1', 'no_such_tool', '{"x": 1}')], stop: 'tool' };
