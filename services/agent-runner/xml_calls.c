@@ -106,9 +106,11 @@ json_t *xml_calls_value(const char *raw, size_t len)
     return out;
 }
 
-/* Whether a property's schema wants a string: "type": "string", or a list of types whose only
- * one besides "null" is "string". */
-static bool wants_string(const json_t *prop)
+/* Whether a property's schema wants a string: "type": "string"; a list of types whose only one
+ * besides "null" is "string"; or "anyOf" / "oneOf" whose branches all want a string or are
+ * {"type": "null"}, at least one a string (an optional string as pydantic writes it). depth
+ * bounds the nesting a schema from outside (an MCP server) can make us follow. */
+static bool wants_string(const json_t *prop, int depth)
 {
     const json_t *type = json_object_get(prop, "type");
     if (json_is_string(type))
@@ -116,13 +118,30 @@ static bool wants_string(const json_t *prop)
     bool string = false;
     size_t i;
     const json_t *t;
-    json_array_foreach(type, i, t)
+    if (type != NULL) {
+        json_array_foreach(type, i, t)
+        {
+            const char *name = json_string_value(t);
+            if (name != NULL && strcmp(name, "string") == 0)
+                string = true;
+            else if (name == NULL || strcmp(name, "null") != 0)
+                return false;
+        }
+        return string;
+    }
+    const json_t *branches = json_object_get(prop, "anyOf");
+    if (branches == NULL)
+        branches = json_object_get(prop, "oneOf");
+    if (depth <= 0)
+        return false;
+    json_array_foreach(branches, i, t)
     {
-        const char *name = json_string_value(t);
-        if (name != NULL && strcmp(name, "string") == 0)
-            string = true;
-        else if (name == NULL || strcmp(name, "null") != 0)
+        const char *only = json_string_value(json_object_get(t, "type"));
+        if (only != NULL && strcmp(only, "null") == 0)
+            continue;
+        if (!wants_string(t, depth - 1))
             return false;
+        string = true;
     }
     return string;
 }
@@ -134,7 +153,7 @@ bool xml_calls_apply_schema(xml_call *c, const json_t *parameters)
     json_t *raw;
     json_object_foreach(c->raw_parameters, key, raw)
     {
-        if (wants_string(json_object_get(props, key)) &&
+        if (wants_string(json_object_get(props, key), 4) &&
             json_object_set_nocheck(c->arguments, key, raw) != 0)
             return false;
     }

@@ -96,7 +96,8 @@ void xml_call_clear(xml_call *c);
 
 /* Undoes the guesses of the value types where the tool's schema wants a string: each parameter
  * whose property in parameters (the "parameters" object of the tool's function schema: {"type":
- * "object", "properties": {...}}) has the type "string" (or only "string" and "null") gets its
+ * "object", "properties": {...}}) has the type "string" (or only "string" and "null", also as
+ * "anyOf" / "oneOf" branches: {"anyOf": [{"type": "string"}, {"type": "null"}]}) gets its
  * text as written (raw_parameters: stripped, nothing else) in c->arguments, so `{"a": 1}`, `[1,
  * 2]`, `007`, `1.50` and `True` reach a string parameter unchanged instead of as an object, an
  * array, 7, 1.5 and true. The other parameters (other types, not in the schema, no schema:

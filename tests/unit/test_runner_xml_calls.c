@@ -423,6 +423,44 @@ static void test_schema_strings_stay_text(void **state)
     json_decref(params);
 }
 
+/* An optional string as pydantic (MCP servers) writes it: "anyOf" / "oneOf" of a string and
+ * null; a branch of another type keeps the guess; nesting is followed only so deep. */
+static void test_schema_any_of_strings(void **state)
+{
+    (void)state;
+    const char *t = "<function_calls><invoke name=\"m\">"
+                    "<parameter name=\"a\">007</parameter>"
+                    "<parameter name=\"b\">{\"k\": 1}</parameter>"
+                    "<parameter name=\"c\">1.50</parameter>"
+                    "<parameter name=\"d\">42</parameter>"
+                    "<parameter name=\"e\">true</parameter>"
+                    "<parameter name=\"f\">12</parameter>"
+                    "</invoke></function_calls>";
+    json_t *params = json_loads(
+        "{\"type\": \"object\", \"properties\": {"
+        "\"a\": {\"anyOf\": [{\"type\": \"string\"}, {\"type\": \"null\"}], \"default\": null},"
+        "\"b\": {\"oneOf\": [{\"type\": \"string\"}]},"
+        "\"c\": {\"anyOf\": [{\"anyOf\": [{\"type\": \"string\"}]}, {\"type\": \"null\"}]},"
+        "\"d\": {\"anyOf\": [{\"type\": \"string\"}, {\"type\": \"integer\"}]},"
+        "\"e\": {\"anyOf\": [{\"type\": \"null\"}]},"
+        "\"f\": {\"anyOf\": [{\"anyOf\": [{\"anyOf\": [{\"anyOf\": [{\"anyOf\": "
+        "[{\"type\": \"string\"}]}]}]}]}]}}}",
+        0, NULL);
+    assert_non_null(params);
+    xml_call c;
+    assert_int_equal(find(t, &c), XML_CALLS_FOUND);
+    assert_true(xml_calls_apply_schema(&c, params));
+    json_t *a = c.arguments;
+    assert_string_equal(json_string_value(json_object_get(a, "a")), "007");
+    assert_string_equal(json_string_value(json_object_get(a, "b")), "{\"k\": 1}");
+    assert_string_equal(json_string_value(json_object_get(a, "c")), "1.50");
+    assert_true(json_is_integer(json_object_get(a, "d"))); /* a string or an integer */
+    assert_true(json_is_true(json_object_get(a, "e")));    /* only null: no string */
+    assert_true(json_is_integer(json_object_get(a, "f"))); /* deeper than followed */
+    xml_call_clear(&c);
+    json_decref(params);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -440,6 +478,7 @@ int main(void)
         cmocka_unit_test(test_raw_xml_is_each_invoke),
         cmocka_unit_test(test_walk_is_linear),
         cmocka_unit_test(test_schema_strings_stay_text),
+        cmocka_unit_test(test_schema_any_of_strings),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
