@@ -11,6 +11,7 @@
 #include "form.h"
 #include "reply.h"
 #include "text.h"
+#include "kx/utf8.h"
 
 static bool blank(const char *s, size_t len)
 {
@@ -155,7 +156,7 @@ bool gw_form_text(const gw_form *form, const char *key, bool empty_is_absent, co
     *out = NULL;
     if (v == NULL || (empty_is_absent && len == 0))
         return true;
-    if (!gw_utf8_valid(v, len)) {
+    if (!kx_utf8_valid(v, len)) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s is not valid UTF-8 text", key);
         return false;
     }

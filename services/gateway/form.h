@@ -28,7 +28,7 @@ bool gw_form_feed(gw_form *f, const char *data, size_t len);
 /* Ends the body. False when it ended in the middle of a field (malformed). */
 bool gw_form_finish(gw_form *f);
 /* The value of a known field, NUL-terminated, or NULL if absent; *len (may be NULL) gets its
- * length in bytes (it may contain NUL bytes: check with gw_utf8_valid). */
+ * length in bytes (it may contain NUL bytes: check with kx_utf8_valid). */
 const char *gw_form_get(const gw_form *f, const char *name, size_t *len);
 /* How many uploaded file parts the body had outside files[] (gw_form_uploads). */
 size_t gw_form_files(const gw_form *f);

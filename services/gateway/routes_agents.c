@@ -13,6 +13,7 @@
 #include "agent_fields.h"
 #include "agent_store.h"
 #include "body.h"
+#include "kx/utf8.h"
 #include "kx/uuid.h"
 #include "reply.h"
 #include "routes_flags.h"
@@ -135,7 +136,7 @@ static bool tools_filter(const gw_request *req, char **out, gw_reply *reply)
     const char *v = query(req, "tools");
     if (v == NULL || v[0] == '\0')
         return true;
-    if (!gw_utf8_valid(v, strlen(v))) {
+    if (!kx_utf8_valid(v, strlen(v))) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "tools is not valid UTF-8 text");
         return false;
     }
@@ -195,7 +196,7 @@ void gw_route_agents_list(gw_app *app, gw_request *req, gw_reply *reply)
     char *tools = NULL;
     q.search = query(req, "search");
     if (q.search != NULL &&
-        (!gw_utf8_valid(q.search, strlen(q.search)) || strlen(q.search) > 4 * SEARCH_CHARS_MAX)) {
+        (!kx_utf8_valid(q.search, strlen(q.search)) || strlen(q.search) > 4 * SEARCH_CHARS_MAX)) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
                        "search must be UTF-8 text of at most %d characters", SEARCH_CHARS_MAX);
         return;

@@ -230,7 +230,7 @@ static const char *query(const gw_request *req, const char *name)
  * (write, delete) and the answer, which quotes the path, could not be written as JSON. */
 static bool path_utf8(const char *p, gw_reply *reply)
 {
-    if (p == NULL || gw_utf8_valid(p, strlen(p)))
+    if (p == NULL || kx_utf8_valid(p, strlen(p)))
         return true;
     gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "path must be UTF-8 text");
     return false;

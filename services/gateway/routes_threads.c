@@ -352,7 +352,7 @@ void gw_route_message_add_query(gw_app *app, gw_request *req, gw_reply *reply)
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "message is required (a query parameter)");
         return;
     }
-    if (!gw_utf8_valid(message, strlen(message))) {
+    if (!kx_utf8_valid(message, strlen(message))) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "message must be UTF-8 text");
         return;
     }

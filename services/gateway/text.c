@@ -6,15 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kx/utf8.h"
 #include <microhttpd.h>
 
 #include "reply.h"
-
-bool gw_utf8_valid(const char *s, size_t len)
-{
-    return kx_utf8_valid(s, len);
-}
 
 char *gw_project_name(const char *s, size_t max_chars)
 {

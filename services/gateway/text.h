@@ -9,9 +9,6 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-/* True when s[0..len) is well-formed UTF-8 without NUL bytes (Postgres text cannot hold NUL);
- * kx_utf8_valid under the gateway's name. */
-bool gw_utf8_valid(const char *s, size_t len);
 /* The project name for a prompt: the prompt itself when it has at most max_chars characters,
  * else its first max_chars characters followed by "...". malloc'd (caller frees); NULL on OOM.
  * s must be valid UTF-8. */

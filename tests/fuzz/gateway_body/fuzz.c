@@ -3,7 +3,7 @@
  *
  * The input is the body. It is read with gw_body_json_object (allow_empty both ways), then the
  * fields the routes read are taken with gw_body_str / gw_body_bool. The same bytes go through
- * gw_utf8_valid, cross-checked against jansson's own UTF-8 check, and gw_project_name.
+ * kx_utf8_valid, cross-checked against jansson's own UTF-8 check, and gw_project_name.
  * Properties: a refusal is a 400 whose body is JSON {"detail": "..."} (never the 500 that a
  * reply which cannot be printed turns into); a string handed to a route has no NUL; the project
  * name is UTF-8, a prefix of the prompt (plus "...") of at most 30 characters. */
@@ -15,6 +15,7 @@
 #include "fuzz_util.h"
 #include "reply.h"
 #include "text.h"
+#include "kx/utf8.h"
 
 static void check_refusal(gw_reply *r)
 {
@@ -72,14 +73,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     json_t *js = json_stringn(body, size); /* NULL unless UTF-8 (NUL allowed) */
-    bool ok = gw_utf8_valid(body, size);
+    bool ok = kx_utf8_valid(body, size);
     FUZZ_CHECK(ok == (js != NULL && memchr(body, '\0', size) == NULL));
     json_decref(js);
     if (ok) {
         char *name = gw_project_name(body, 30);
         FUZZ_CHECK(name != NULL);
         size_t nl = strlen(name);
-        FUZZ_CHECK(gw_utf8_valid(name, nl));
+        FUZZ_CHECK(kx_utf8_valid(name, nl));
         if (utf8_chars(body) <= 30) {
             FUZZ_CHECK(nl == size && memcmp(name, body, size) == 0);
         } else {

@@ -64,9 +64,9 @@ static void read_fields(const gw_form *f)
         if (v != NULL) {
             size_t len = 0;
             FUZZ_CHECK(gw_form_get(f, texts[i], &len) == v);
-            FUZZ_CHECK(strlen(v) == len && gw_utf8_valid(v, len));
+            FUZZ_CHECK(strlen(v) == len && kx_utf8_valid(v, len));
             char *name = gw_project_name(v, 30);
-            FUZZ_CHECK(name != NULL && gw_utf8_valid(name, strlen(name)));
+            FUZZ_CHECK(name != NULL && kx_utf8_valid(name, strlen(name)));
             free(name);
         }
     }
