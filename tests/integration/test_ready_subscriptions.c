@@ -394,6 +394,21 @@ static void test_broker_answers_a_kill_right_after_ready(void **state)
     kx_pb_free(rep);
 }
 
+/* Sends pid SIGTERM and waits up to limit_ms for it to exit: true with its *status when it
+ * did; *took_ms is the time from the signal either way. */
+static bool term_and_wait(pid_t pid, int64_t limit_ms, int *status, int64_t *took_ms)
+{
+    int64_t t0 = kx_mono_ms();
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    pid_t got = 0;
+    while ((got = waitpid(pid, status, WNOHANG)) == 0 && kx_mono_ms() - t0 < limit_ms) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    *took_ms = kx_mono_ms() - t0;
+    return got == pid;
+}
+
 /* A service that waits for Postgres at start (its migrations) stops on SIGTERM and exits 0.
  * The agent-runner slept between its retries with SIGTERM blocked and the loop that reads it
  * not yet running: it never stopped (only SIGKILL ended it); the gateway went on for its 30 s
@@ -418,16 +433,9 @@ static void test_stop_while_waiting_for_postgres(void **state)
         assert_int_equal(kx_th_spawn(argv, env, log_path, &pid), KX_OK);
         struct timespec wait = {1, 500 * 1000000L}; /* into its retries */
         nanosleep(&wait, NULL);
-        int64_t t0 = kx_mono_ms();
-        assert_int_equal(kill(pid, SIGTERM), 0);
         int status = 0;
-        pid_t got = 0;
-        while ((got = waitpid(pid, &status, WNOHANG)) == 0 && kx_mono_ms() - t0 < 5000) {
-            struct timespec ts = {0, 10 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        int64_t took = kx_mono_ms() - t0;
-        if (got != pid) {
+        int64_t took = 0;
+        if (!term_and_wait(pid, 5000, &status, &took)) {
             kx_th_kill(pid);
             fail_msg("%s waiting for Postgres: still running %lld ms after SIGTERM", names[i],
                      (long long)took);
@@ -466,24 +474,18 @@ static void test_services_stop_promptly_without_nats(void **state)
     for (size_t i = 0; i < sizeof svcs / sizeof svcs[0]; i++) {
         pid_t pid = *svcs[i].pid;
         assert_true(pid > 0);
-        int64_t t0 = kx_mono_ms();
-        assert_int_equal(kill(pid, SIGTERM), 0);
         int status = 0;
-        pid_t got = 0;
-        while ((got = waitpid(pid, &status, WNOHANG)) == 0 && kx_mono_ms() - t0 < 15000) {
-            struct timespec ts = {0, 10 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        int64_t took = kx_mono_ms() - t0;
-        if (got == pid)
+        int64_t took = 0;
+        bool exited = term_and_wait(pid, 15000, &status, &took);
+        if (exited)
             *svcs[i].pid = 0; /* reaped: teardown has nothing to stop */
         size_t len = strlen(report);
         snprintf(report + len, sizeof report - len, " %s %lld ms%s;", svcs[i].name,
                  (long long)took,
-                 got != pid                                          ? " (still running)"
+                 !exited                                             ? " (still running)"
                      : WIFEXITED(status) && WEXITSTATUS(status) == 0 ? ""
                                                                      : " (not exit 0)");
-        if (got != pid || took > STOP_WITHIN_MS || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        if (!exited || took > STOP_WITHIN_MS || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
             slow = true;
     }
     print_message("stop with NATS gone:%s\n", report);
