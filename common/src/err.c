@@ -16,6 +16,7 @@ const char *kx_err_str(kx_err err)
     case KX_ERR_PROTOCOL: return "protocol error";
     case KX_ERR_CANCELLED: return "cancelled";
     case KX_ERR_INTERNAL: return "internal error";
+    case KX_ERR_QUOTA: return "quota exceeded";
     }
     return "unknown error";
 }
@@ -31,6 +32,7 @@ const char *kx_err_code(kx_err err)
     case KX_ERR_UNAVAILABLE: return "unavailable";
     case KX_ERR_CANCELLED: return "cancelled";
     case KX_ERR_CONFLICT: return "conflict";
+    case KX_ERR_QUOTA: return "quota_exceeded";
     case KX_ERR_PROTOCOL: return "invalid_argument";
     case KX_ERR_NOMEM:
     case KX_ERR_IO:

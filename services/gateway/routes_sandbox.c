@@ -163,6 +163,7 @@ static unsigned int status_of(const char *code)
         {"conflict", MHD_HTTP_CONFLICT},
         {"permission_denied", MHD_HTTP_FORBIDDEN},
         {"resource_exhausted", MHD_HTTP_CONTENT_TOO_LARGE},
+        {"quota_exceeded", MHD_HTTP_TOO_MANY_REQUESTS},
         {"deadline_exceeded", MHD_HTTP_GATEWAY_TIMEOUT},
         {"unavailable", MHD_HTTP_SERVICE_UNAVAILABLE},
     };

@@ -542,7 +542,7 @@ kx_err sb_exec_start(sb_broker *b, const sb_exec_spec *spec, natsMsg *req, char 
                      size_t whylen)
 {
     sb_sandbox *s = NULL;
-    kx_err err = sb_sandbox_get(b, spec->project_id, &s, why, whylen);
+    kx_err err = sb_sandbox_get(b, spec->project_id, spec->account, &s, why, whylen);
     if (err != KX_OK)
         return err;
     if ((err = check_folder(s, spec->folder, why, whylen)) != KX_OK)

@@ -27,6 +27,7 @@ typedef struct sb_exec_spec {
     kx_deadline kill_at;  /* absolute unix ms (background: BG_MAX_S) */
     size_t max_output;    /* bytes kept per stream */
     const char *trace_id; /* for logs; may be "" */
+    const char *account;  /* the request's Kx-Account ("" when none): sb_sandbox_ensure */
 } sb_exec_spec;
 
 /* Starts the command. On KX_OK the exec owns req (it replies, then destroys it); for a

@@ -263,7 +263,7 @@ static void on_files(natsMsg *msg, void *arg)
         return;
     }
     sb_sandbox *s = NULL;
-    kx_err err = sb_sandbox_get(b, rq->project_id, &s, why, sizeof why);
+    kx_err err = sb_sandbox_get(b, rq->project_id, meta.account, &s, why, sizeof why);
     if (err != KX_OK) {
         refuse(b, msg, op, kx_err_code(err), why);
         job_free(j);

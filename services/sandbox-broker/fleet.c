@@ -325,7 +325,7 @@ int sb_fleet_adopt(sb_broker *b, const char *dead)
         sb_sandbox *s = NULL;
         char why[512] = "";
         /* The claim (under the record's lock) decides between brokers adopting at once. */
-        if (sb_sandbox_ensure(b, de->d_name, b->cfg.start_ms, &s, why, sizeof why) == KX_OK)
+        if (sb_sandbox_ensure(b, de->d_name, NULL, b->cfg.start_ms, &s, why, sizeof why) == KX_OK)
             n++;
         else
             kx_info("sandbox: project %s: not adopted: %s", de->d_name, why);

@@ -110,6 +110,7 @@ static void on_exec(natsMsg *msg, void *arg)
         .kill_at = kill_at,
         .max_output = max_output,
         .trace_id = trace_id,
+        .account = meta.account,
     };
     err = sb_exec_start(b, &spec, msg, why, sizeof why);
     if (err != KX_OK)

@@ -356,17 +356,17 @@ static void reply(sb_broker *b, natsMsg *msg, const char *project_id, const sb_s
     natsMsg_Destroy(msg);
 }
 
-/* Makes the sandbox run (made when missing), within the request's deadline. */
-static kx_err ensure(sb_broker *b, const char *project_id, kx_deadline deadline, sb_state *st,
+/* Makes the sandbox run (made when missing) for the request's account, within its deadline. */
+static kx_err ensure(sb_broker *b, const char *project_id, const kx_bus_meta *meta, sb_state *st,
                      char *why, size_t whylen)
 {
-    int64_t left = kx_deadline_remaining(deadline) - SB_REPLY_MARGIN_MS;
+    int64_t left = kx_deadline_remaining(meta->deadline) - SB_REPLY_MARGIN_MS;
     if (left <= 0) {
         snprintf(why, whylen, "the request's deadline passed before the sandbox could start");
         return KX_ERR_TIMEOUT;
     }
     sb_sandbox *s = NULL;
-    kx_err err = sb_sandbox_ensure(b, project_id, left, &s, why, whylen);
+    kx_err err = sb_sandbox_ensure(b, project_id, meta->account, left, &s, why, whylen);
     if (err != KX_OK)
         return err;
     if (sb_state_load(&b->cfg, project_id, st) != KX_OK) {
@@ -376,7 +376,7 @@ static kx_err ensure(sb_broker *b, const char *project_id, kx_deadline deadline,
     return KX_OK;
 }
 
-static kx_err run_op(sb_broker *b, enum sb_op op, const char *project_id, kx_deadline deadline,
+static kx_err run_op(sb_broker *b, enum sb_op op, const char *project_id, const kx_bus_meta *meta,
                      sb_state *st, char *why, size_t whylen)
 {
     kx_err have = sb_state_load(&b->cfg, project_id, st);
@@ -387,7 +387,7 @@ static kx_err run_op(sb_broker *b, enum sb_op op, const char *project_id, kx_dea
     sb_sandbox *running = sb_sandbox_find(b, project_id);
     switch (op) {
     case OP_CREATE:
-    case OP_ENSURE: return ensure(b, project_id, deadline, st, why, whylen);
+    case OP_ENSURE: return ensure(b, project_id, meta, st, why, whylen);
     case OP_GET:
         if (have == KX_ERR_NOT_FOUND) {
             snprintf(why, whylen, "project %s has no sandbox", project_id);
@@ -406,7 +406,7 @@ static kx_err run_op(sb_broker *b, enum sb_op op, const char *project_id, kx_dea
             snprintf(why, whylen, "project %s has no sandbox: create it first", project_id);
             return KX_ERR_NOT_FOUND;
         }
-        return ensure(b, project_id, deadline, st, why, whylen);
+        return ensure(b, project_id, meta, st, why, whylen);
     case OP_STOP:
     case OP_ARCHIVE:
         if (have == KX_ERR_NOT_FOUND) {
@@ -489,7 +489,7 @@ static void on_op(natsMsg *msg, void *arg)
             kx_pb_free(rq);
             return;
         }
-        err = run_op(b, c->op, project, meta.deadline, &st, why, sizeof why);
+        err = run_op(b, c->op, project, &meta, &st, why, sizeof why);
     }
     if (err != KX_OK)
         kx_info("sandbox: %s for project %s refused: %s", OP_NAMES[c->op], project, why);

@@ -150,8 +150,9 @@ static void on_preview(natsMsg *msg, void *arg)
     } else if (kx_pb_str_empty(rq->token)) { /* mint */
         sb_sandbox *s = NULL;
         int64_t left = kx_deadline_remaining(meta.deadline) - SB_REPLY_MARGIN_MS;
-        err = left > 0 ? sb_sandbox_ensure(b, rq->project_id, left, &s, why, sizeof why)
-                       : KX_ERR_TIMEOUT;
+        err = left > 0
+            ? sb_sandbox_ensure(b, rq->project_id, meta.account, left, &s, why, sizeof why)
+            : KX_ERR_TIMEOUT;
         if (err == KX_ERR_TIMEOUT && why[0] == '\0')
             snprintf(why, sizeof why, "the request's deadline passed");
         const char *tok = s != NULL ? mint(s, rq->port) : NULL;

@@ -35,6 +35,7 @@ struct sb_sandbox {
     sb_sandbox *next;
     sb_broker *b;
     char project_id[KX_UUID_LEN + 1];
+    char account[40]; /* the account it was started for ("" when unknown: an adopted one) */
     char ws_path[4096];
     int ws_fd;
     uid_t uid;
@@ -555,10 +556,30 @@ sb_sandbox *sb_sandbox_find(sb_broker *b, const char *project_id)
     return NULL;
 }
 
-kx_err sb_sandbox_get(sb_broker *b, const char *project_id, sb_sandbox **out, char *why,
-                      size_t whylen)
+kx_err sb_sandbox_get(sb_broker *b, const char *project_id, const char *account, sb_sandbox **out,
+                      char *why, size_t whylen)
 {
-    return sb_sandbox_ensure(b, project_id, b->cfg.start_ms, out, why, whylen);
+    return sb_sandbox_ensure(b, project_id, account, b->cfg.start_ms, out, why, whylen);
+}
+
+/* Whether account may have one more sandbox running here (KX_SANDBOX_MAX_PER_ACCOUNT); why
+ * says otherwise. One pass over this broker's sandboxes, made only before a jail starts (which
+ * costs far more). */
+static bool account_has_room(const sb_broker *b, const char *account, char *why, size_t whylen)
+{
+    if (account == NULL || account[0] == '\0' || b->cfg.per_account == 0)
+        return true;
+    int64_t n = 0;
+    for (const sb_sandbox *s = b->sandboxes; s != NULL; s = s->next)
+        n += strcmp(s->account, account) == 0;
+    if (n < b->cfg.per_account)
+        return true;
+    snprintf(why, whylen,
+             "account %s already has %lld sandboxes running, its limit "
+             "(KX_SANDBOX_MAX_PER_ACCOUNT): stop one of them, or wait until one stops after "
+             "%lld s without use",
+             account, (long long)n, (long long)(b->cfg.idle_stop_ms / 1000));
+    return false;
 }
 
 /* Undoes what a failed first start made: the project's directory and its uid's record. */
@@ -575,12 +596,19 @@ static void undo_creation(sb_broker *b, const sb_sandbox *s, bool dir_fresh, boo
     }
 }
 
-kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, int64_t wait_ms, sb_sandbox **out,
-                         char *why, size_t whylen)
+kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, const char *account,
+                         int64_t wait_ms, sb_sandbox **out, char *why, size_t whylen)
 {
     *out = sb_sandbox_find(b, project_id);
-    if (*out != NULL)
+    if (*out != NULL) {
+        if ((*out)->account[0] == '\0' && account != NULL) /* adopted: now its account is known */
+            snprintf((*out)->account, sizeof(*out)->account, "%s", account);
         return KX_OK;
+    }
+    if (!account_has_room(b, account, why, whylen)) {
+        kx_info("sandbox: project %s: not started: %s", project_id, why);
+        return KX_ERR_QUOTA;
+    }
     if (wait_ms > b->cfg.start_ms)
         wait_ms = b->cfg.start_ms;
     sb_sandbox *s = calloc(1, sizeof *s);
@@ -590,6 +618,8 @@ kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, int64_t wait_ms, 
     }
     s->b = b;
     s->ws_fd = s->sock = s->pidfd = -1;
+    if (account != NULL)
+        snprintf(s->account, sizeof s->account, "%s", account);
     for (size_t i = 0; i < KX_UUID_LEN && project_id[i] != '\0'; i++)
         s->project_id[i] = (char)tolower((unsigned char)project_id[i]);
     why[0] = '\0';

@@ -35,9 +35,12 @@ sb_sandbox *sb_sandbox_find(sb_broker *b, const char *project_id);
 /* The project's sandbox made running: created when it has none (lifecycle.c records it),
  * started when stopped or archived; the start waits for init at most wait_ms (and
  * KX_SANDBOX_JAIL_START_TIMEOUT_MS). A failed first start removes what it made (directory, uid
- * record): the next call tries again from nothing. */
-kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, int64_t wait_ms, sb_sandbox **out,
-                         char *why, size_t whylen);
+ * record): the next call tries again from nothing. account is the request's (its Kx-Account
+ * header; NULL or "": not counted): a start is refused with KX_ERR_QUOTA when the account
+ * already has KX_SANDBOX_MAX_PER_ACCOUNT sandboxes running on this broker, so one account
+ * cannot take every uid and jail of the broker from the others. */
+kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, const char *account,
+                         int64_t wait_ms, sb_sandbox **out, char *why, size_t whylen);
 
 /* Ends the sandbox's jail (every command SIGKILLed, the record says stopped); s is freed. */
 void sb_sandbox_stop(sb_sandbox *s, const char *why);
@@ -60,10 +63,10 @@ typedef struct sb_connect sb_connect;
 kx_err sb_sandbox_connect(sb_sandbox *s, int port, sb_connect_cb cb, void *arg, char *why,
                           size_t whylen);
 
-/* The running sandbox of project_id, started now if needed (bounded by
- * KX_SANDBOX_JAIL_START_TIMEOUT_MS). On error why names what failed. */
-kx_err sb_sandbox_get(sb_broker *b, const char *project_id, sb_sandbox **out, char *why,
-                      size_t whylen);
+/* The running sandbox of project_id, started now for account if needed (sb_sandbox_ensure
+ * bounded by KX_SANDBOX_JAIL_START_TIMEOUT_MS). On error why names what failed. */
+kx_err sb_sandbox_get(sb_broker *b, const char *project_id, const char *account, sb_sandbox **out,
+                      char *why, size_t whylen);
 
 /* The project's workspace directory (O_PATH) and its host path, and the sandbox's host uid. */
 int sb_sandbox_workspace_fd(const sb_sandbox *s);

@@ -2898,11 +2898,13 @@ int main(int argc, char **argv)
      * per-account limit that fit them (all the runs of a scenario share one account), and an
      * LLM time-to-first-byte longer than the demo model's `sleep`. */
     char cap_env[64], par_env[64], ttfb_env[64];
+    /* every run of a scenario has a project (and a sandbox) of its own in one account: no
+     * per-account sandbox limit */
     const char *env[12] = {
         "KX_LOG_LEVEL=warn",          "KX_HEARTBEAT_MS=1000",      "KX_LEASE_TTL_MS=10000",
-        "KX_REAPER_INTERVAL_MS=1000", "KX_SWEEP_INTERVAL_MS=5000",
+        "KX_REAPER_INTERVAL_MS=1000", "KX_SWEEP_INTERVAL_MS=5000", "KX_SANDBOX_MAX_PER_ACCOUNT=0",
     };
-    int nenv = 5;
+    int nenv = 6;
     int most = o.held > o.tool_concurrent ? o.held : o.tool_concurrent;
     if (o.durable && o.durable_tool_concurrent > most)
         most = o.durable_tool_concurrent;

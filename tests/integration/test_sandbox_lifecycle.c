@@ -14,7 +14,9 @@
  *   - a preview link: a web server in the sandbox, its page fetched through the gateway; another
  *     account 404, a wrong token 403, no token 401, a port nobody listens on 502;
  *   - POST, PUT, PATCH and DELETE through a preview link with their body and Content-Type; a
- *     body over KX_MAX_BODY_BYTES is a 413. */
+ *     body over KX_MAX_BODY_BYTES is a 413;
+ *   - at most KX_SANDBOX_MAX_PER_ACCOUNT (2 here) sandboxes running per account: the third is
+ *     a 429 naming the limit, another account is not concerned, a stopped one makes room. */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -44,6 +46,7 @@ static const char *const STACK_ENV[] = {
     "KX_SANDBOX_AUTO_STOP_MS=1500",
     "KX_SANDBOX_AUTO_ARCHIVE_MS=1500",
     "KX_MAX_BODY_BYTES=4194304",
+    "KX_SANDBOX_MAX_PER_ACCOUNT=2",
     NULL,
 };
 
@@ -750,6 +753,67 @@ static void test_preview_methods_with_body(void **state)
     free(ta);
 }
 
+/* ensure-active for account a's project p: the HTTP status, *detail (malloc'd) its detail. */
+static long ensure_active(const char *p, const char *token, char **detail)
+{
+    char url[200];
+    snprintf(url, sizeof url, "/api/project/%s/sandbox/ensure-active", p);
+    long st = 0;
+    json_t *j = kx_th_json(&g_stack, "POST", url, token, NULL, &st);
+    const char *d = json_string_value(json_object_get(j, "detail"));
+    *detail = strdup(d ? d : "");
+    json_decref(j);
+    return st;
+}
+
+/* One account cannot hold more than KX_SANDBOX_MAX_PER_ACCOUNT running sandboxes of the
+ * broker (each is a jail, processes and a uid of the broker's pool): ensure-active on a
+ * third project (so also a command or a file of a run there: the same start) is refused with
+ * 429 quota_exceeded, another account still gets one, and stopping one makes room. */
+static void test_sandboxes_per_account(void **state)
+{
+    (void)state;
+    char a[KX_UUID_LEN + 1], b[KX_UUID_LEN + 1], pa[3][KX_UUID_LEN + 1], pb[KX_UUID_LEN + 1];
+    kx_uuid_new(a);
+    kx_uuid_new(b);
+    for (int i = 0; i < 3; i++) {
+        kx_uuid_new(pa[i]);
+        make_project(pa[i], a);
+    }
+    kx_uuid_new(pb);
+    make_project(pb, b);
+    char *ta = kx_th_stack_token(&g_stack, a), *tb = kx_th_stack_token(&g_stack, b);
+    char *detail = NULL;
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(ensure_active(pa[i], ta, &detail), 200);
+        free(detail);
+        /* busy, so the short auto-stop of this file does not make room behind our back */
+        Kx__V1__SandboxExecResult *r = exec_in(pa[i], "sleep 60", false);
+        kx_pb_free(r);
+    }
+    long st = ensure_active(pa[2], ta, &detail);
+    if (st != 429)
+        fail_msg("a third sandbox for one account: %ld %s", st, detail);
+    assert_non_null(strstr(detail, "KX_SANDBOX_MAX_PER_ACCOUNT"));
+    assert_non_null(strstr(detail, "2 sandboxes running"));
+    free(detail);
+    assert_false(exists(pa[2], "workspace")); /* nothing made for it */
+
+    assert_int_equal(ensure_active(pb, tb, &detail), 200); /* another account */
+    free(detail);
+
+    assert_string_equal(life_ok("stop", pa[0], NULL), "stopped");
+    st = ensure_active(pa[2], ta, &detail);
+    if (st != 200)
+        fail_msg("after a stop, the third sandbox: %ld %s", st, detail);
+    free(detail);
+    for (int i = 1; i < 3; i++)
+        assert_string_equal(life_ok("stop", pa[i], NULL), "stopped");
+    assert_string_equal(life_ok("stop", pb, NULL), "stopped");
+    free(ta);
+    free(tb);
+}
+
 static void test_broker_restart_keeps_files(void **state)
 {
     char p[KX_UUID_LEN + 1], id[KX_UUID_LEN + 1], id2[KX_UUID_LEN + 1];
@@ -813,6 +877,7 @@ int main(void)
         cmocka_unit_test(test_paths_not_utf8),
         cmocka_unit_test(test_preview_link),
         cmocka_unit_test(test_preview_methods_with_body),
+        cmocka_unit_test(test_sandboxes_per_account),
         cmocka_unit_test(test_broker_restart_keeps_files),
     };
     if (getenv("KX_TEST_FILTER") != NULL)

@@ -17,6 +17,7 @@ typedef enum kx_err {
     KX_ERR_PROTOCOL,    /* a peer sent something malformed */
     KX_ERR_CANCELLED,
     KX_ERR_INTERNAL,
+    KX_ERR_QUOTA, /* a per-account limit is reached (code "quota_exceeded") */
 } kx_err;
 
 /* Static string for an error ("timeout", "unavailable", ...). Never NULL. */
