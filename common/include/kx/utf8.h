@@ -22,5 +22,11 @@ void kx_utf8_scrub(char *s);
  * cut by a cap, headed for a protobuf string: protobuf-c strings end at the first NUL).
  * *out_len (may be NULL) gets its length. The caller frees; NULL when out of memory. */
 char *kx_utf8_sanitize(const char *s, size_t len, size_t *out_len);
+/* Where to cut s[0..len) at or before n so that no character is split: n stepped back over
+ * UTF-8 continuation bytes (10xxxxxx), i.e. the largest n' <= n such that n' is 0 or s[n']
+ * is not a continuation byte; len when n >= len (the end is always a boundary). Reads only
+ * s[1..n] with n < len, never s[len] or beyond, so s need not be NUL-terminated. Only the
+ * bytes are looked at, not validity: a run of stray continuation bytes at the start gives 0. */
+size_t kx_utf8_floor(const char *s, size_t len, size_t n);
 
 #endif
