@@ -105,3 +105,13 @@ size_t kx_utf8_floor(const char *s, size_t len, size_t n)
         n--;
     return n;
 }
+
+size_t kx_utf8_ceil(const char *s, size_t len, size_t n)
+{
+    if (n >= len)
+        return len;
+    const unsigned char *p = (const unsigned char *)s;
+    while (n < len && (p[n] & 0xC0) == 0x80)
+        n++;
+    return n;
+}

@@ -28,5 +28,9 @@ char *kx_utf8_sanitize(const char *s, size_t len, size_t *out_len);
  * s[1..n] with n < len, never s[len] or beyond, so s need not be NUL-terminated. Only the
  * bytes are looked at, not validity: a run of stray continuation bytes at the start gives 0. */
 size_t kx_utf8_floor(const char *s, size_t len, size_t n);
+/* The same forward, for where a kept tail starts: n stepped forward over continuation bytes,
+ * i.e. the smallest n' >= n such that n' is len or s[n'] is not a continuation byte; len when
+ * n >= len. Reads only s[n..len). */
+size_t kx_utf8_ceil(const char *s, size_t len, size_t n);
 
 #endif
