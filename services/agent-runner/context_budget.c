@@ -195,9 +195,7 @@ static bool cut_message(json_t *msg, size_t keep_bytes, bool middle, bool *oom)
         o += nl;
     } else {
         size_t head = kx_utf8_floor(text, len, keep_bytes / 2);
-        size_t tail_from = len - (keep_bytes - keep_bytes / 2);
-        while (tail_from < len && ((unsigned char)text[tail_from] & 0xC0) == 0x80)
-            tail_from++;
+        size_t tail_from = kx_utf8_ceil(text, len, len - (keep_bytes - keep_bytes / 2));
         memcpy(out, text, head);
         o = head;
         memcpy(out + o, note, nl);
