@@ -1,9 +1,11 @@
-/* kx/utf8.h — checking and repairing UTF-8 in text that goes into JSON or Postgres.
+/* kx/utf8.h — checking and repairing UTF-8 in text that goes into JSON or Postgres, and where
+ * to cut such text without splitting a character.
  *
  * jansson refuses strings that are not UTF-8 (json_string returns NULL) and Postgres text
  * cannot hold NUL, so text that comes from outside or was cut to fit a buffer is checked or
  * repaired here before it is put into a JSON value. Valid means RFC 3629: no overlong forms,
- * no surrogates, nothing above U+10FFFF, and no NUL byte. Pure; thread-safe. */
+ * no surrogates, nothing above U+10FFFF, and no NUL byte. Pure; thread-safe; nothing here
+ * keeps a pointer it is given, and only kx_utf8_sanitize allocates (the caller owns it). */
 #ifndef KX_UTF8_H
 #define KX_UTF8_H
 
