@@ -182,10 +182,9 @@ void kx_log(kx_log_level level, const char *run_id, const char *trace_id, const 
     if (n < 0) {
         snprintf(msg, sizeof msg, "(unformattable log message: %s)", fmt);
     } else if ((size_t)n >= sizeof msg) {
-        /* cut: step back to a UTF-8 character boundary, then mark the cut */
-        size_t cut = MSG_MAX - 3;
-        while (cut > 0 && ((unsigned char)msg[cut] & 0xC0) == 0x80)
-            cut--;
+        /* cut: step back to a UTF-8 character boundary, then mark the cut (msg holds the
+         * first MSG_MAX bytes) */
+        size_t cut = kx_utf8_floor(msg, MSG_MAX, MSG_MAX - 3);
         memcpy(msg + cut, "...", 4);
     }
 

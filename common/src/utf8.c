@@ -1,4 +1,5 @@
-/* utf8.c — UTF-8 validation and in-place repair (see kx/utf8.h). */
+/* utf8.c — UTF-8 validation, in-place repair and cutting at a character boundary (see
+ * kx/utf8.h). */
 #include "kx/utf8.h"
 
 #include <stdint.h>
@@ -93,4 +94,24 @@ char *kx_utf8_sanitize(const char *s, size_t len, size_t *out_len)
     if (out_len != NULL)
         *out_len = o;
     return out;
+}
+
+size_t kx_utf8_floor(const char *s, size_t len, size_t n)
+{
+    if (n >= len)
+        return len;
+    const unsigned char *p = (const unsigned char *)s;
+    while (n > 0 && (p[n] & 0xC0) == 0x80)
+        n--;
+    return n;
+}
+
+size_t kx_utf8_ceil(const char *s, size_t len, size_t n)
+{
+    if (n >= len)
+        return len;
+    const unsigned char *p = (const unsigned char *)s;
+    while (n < len && (p[n] & 0xC0) == 0x80)
+        n++;
+    return n;
 }

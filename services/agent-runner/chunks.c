@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "kx/utf8.h"
+
 void chunks_init(chunks *c, kx_loop *loop, int64_t ms, size_t bytes, chunks_emit_fn emit,
                  chunks_busy_fn busy, void *arg)
 {
@@ -19,10 +21,7 @@ size_t chunks_utf8_cut(const char *s, size_t len, size_t max)
 {
     if (len <= max)
         return len;
-    size_t n = max;
-    /* step back over continuation bytes (10xxxxxx) to the start of a code point */
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
+    size_t n = kx_utf8_floor(s, len, max);
     return n > 0 ? n : max; /* not UTF-8 at all: cut where asked */
 }
 

@@ -8,6 +8,7 @@
 
 #include "context.h"
 #include "kx/json.h"
+#include "kx/utf8.h"
 
 #define FIRST_THRESHOLD 4096 /* tokens, as Kortix */
 #define THRESHOLD_PASSES 6
@@ -121,16 +122,6 @@ bool context_budgets_valid(const char *overrides, char *why, size_t whylen)
     return true;
 }
 
-/* n (at most len, the length of s) clipped back to a UTF-8 character boundary of s. */
-static size_t utf8_floor(const char *s, size_t len, size_t n)
-{
-    if (n >= len)
-        return len;
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
-    return n;
-}
-
 /* The content of msg as one string (text parts joined), malloc'd. */
 static char *content_text(const json_t *msg)
 {
@@ -198,15 +189,13 @@ static bool cut_message(json_t *msg, size_t keep_bytes, bool middle, bool *oom)
     }
     size_t o;
     if (!middle) {
-        o = utf8_floor(text, len, keep_bytes);
+        o = kx_utf8_floor(text, len, keep_bytes);
         memcpy(out, text, o);
         memcpy(out + o, note, nl);
         o += nl;
     } else {
-        size_t head = utf8_floor(text, len, keep_bytes / 2);
-        size_t tail_from = len - (keep_bytes - keep_bytes / 2);
-        while (tail_from < len && ((unsigned char)text[tail_from] & 0xC0) == 0x80)
-            tail_from++;
+        size_t head = kx_utf8_floor(text, len, keep_bytes / 2);
+        size_t tail_from = kx_utf8_ceil(text, len, len - (keep_bytes - keep_bytes / 2));
         memcpy(out, text, head);
         o = head;
         memcpy(out + o, note, nl);

@@ -9,6 +9,7 @@
 #include "kx/json.h"
 #include "kx/log.h"
 #include "kx/time.h"
+#include "kx/utf8.h"
 
 /* The inner texts (a row's content and metadata printed before they are escaped into the
  * row) and the row itself are printed into two buffers per thread, kept between events: an
@@ -98,22 +99,14 @@ static char *row_text(const char *message_id, const char *thread_id, const char 
     return finish_row(b);
 }
 
-/* Where a cut starts or ends: the largest n <= want on a UTF-8 boundary of s. */
-static size_t utf8_floor(const char *s, size_t want)
-{
-    while (want > 0 && ((unsigned char)s[want] & 0xC0) == 0x80)
-        want--;
-    return want;
-}
-
 static json_t *cap_string(const json_t *v, size_t max, const char *message_id)
 {
     size_t len = json_string_length(v);
     const char *s = json_string_value(v);
     if (len <= max)
         return json_incref((json_t *)v);
-    size_t head = utf8_floor(s, max / 2);
-    size_t tail_start = utf8_floor(s, len - max / 2);
+    size_t head = kx_utf8_floor(s, len, max / 2);
+    size_t tail_start = kx_utf8_floor(s, len, len - max / 2);
     if (tail_start < head)
         tail_start = head;
     char note[200];

@@ -10,6 +10,7 @@
 #include "kx/json.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
+#include "kx/utf8.h"
 #include "llm.h"
 #include "rdb.h"
 #include "store.h"
@@ -63,11 +64,7 @@ bool project_name_clean(const char *answer, char *out, size_t outlen)
     while (n > 0 && (isspace((unsigned char)s[n - 1]) || strchr("\"'`*.", s[n - 1]) != NULL))
         n--;
     size_t cap = outlen - 1 < PROJECT_NAME_MAX ? outlen - 1 : PROJECT_NAME_MAX;
-    if (n > cap) {
-        n = cap;
-        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-            n--;
-    }
+    n = kx_utf8_floor(s, n, cap); /* n itself when it fits */
     memcpy(out, s, n);
     out[n] = '\0';
     return n > 0;

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kx/utf8.h"
+
 #define OPEN_BLOCK "<function_calls>"
 #define CLOSE_BLOCK "</function_calls>"
 #define CLOSE_INVOKE "</invoke>"
@@ -221,11 +223,8 @@ static xml_calls_result fail(xml_call *c, const char *fmt, const char *detail)
  * character boundary: the text goes into JSON rows). false on OOM. */
 static bool set_raw_xml(xml_call *c, const char *s, size_t len, bool excerpt)
 {
-    if (excerpt && len > XML_CALLS_EXCERPT_MAX) {
-        len = XML_CALLS_EXCERPT_MAX;
-        while (len > 0 && ((unsigned char)s[len] & 0xC0) == 0x80)
-            len--;
-    }
+    if (excerpt)
+        len = kx_utf8_floor(s, len, XML_CALLS_EXCERPT_MAX);
     free(c->raw_xml);
     c->raw_xml = dup_n(s, len);
     return c->raw_xml != NULL;

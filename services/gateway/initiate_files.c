@@ -83,17 +83,6 @@ static void tidy(char *s)
         s[--o] = '\0';
 }
 
-/* The byte length of s's longest prefix of at most max bytes that ends at a character. */
-static size_t cut_at(const char *s, size_t len, size_t max)
-{
-    if (len <= max)
-        return len;
-    size_t n = max;
-    while (n > 0 && ((unsigned char)s[n] & 0xc0) == 0x80)
-        n--;
-    return n;
-}
-
 void gw_upload_name(const char *raw, char out[GW_UPLOAD_NAME_MAX + 1])
 {
     char *s = scrub(raw != NULL ? raw : "");
@@ -108,7 +97,8 @@ void gw_upload_name(const char *raw, char out[GW_UPLOAD_NAME_MAX + 1])
         size_t ext = dot != NULL && dot != s ? len - (size_t)(dot - s) : 0;
         if (ext > EXT_MAX)
             ext = 0;
-        size_t stem = cut_at(s, len - ext, GW_UPLOAD_NAME_MAX - ext);
+        /* the stem's longest prefix of at most the room left that ends at a character */
+        size_t stem = kx_utf8_floor(s, len - ext, GW_UPLOAD_NAME_MAX - ext);
         memmove(s + stem, s + len - ext, ext + 1);
         tidy(s); /* the cut may have left a trailing dot or space before the extension */
     }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kx/buf.h"
+#include "kx/utf8.h"
 
 void mcp_mapped_free(mcp_mapped *m)
 {
@@ -54,8 +55,7 @@ static void cut_text(kx_buf *b, size_t max)
     int nl =
         snprintf(note, sizeof note, "\n[truncated by mcp-proxy: %%zu of %zu bytes shown]", total);
     size_t keep = max > (size_t)nl + 24 ? max - (size_t)nl - 24 : 0;
-    while (keep > 0 && ((unsigned char)b->s[keep] & 0xC0) == 0x80)
-        keep--;
+    keep = kx_utf8_floor(b->s, total, keep);
     b->len = keep;
     b->s[keep] = '\0';
     kx_buf_printf(b, "\n[truncated by mcp-proxy: %zu of %zu bytes shown]", keep, total);

@@ -19,14 +19,6 @@ size_t te_result_budget(size_t max_payload)
     return max_payload - RESULT_OVERHEAD;
 }
 
-/* Moves n back to the start of a UTF-8 character of s (never splits one). */
-static size_t char_floor(const char *s, size_t n)
-{
-    while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
-        n--;
-    return n;
-}
-
 /* The text shown: when the output is a JSON string, its value; otherwise the JSON text.
  * Made valid UTF-8 without NUL (each bad byte, NUL included, becomes U+FFFD). */
 static char *source_text(const char *output_json, size_t *len)
@@ -41,9 +33,9 @@ static char *source_text(const char *output_json, size_t *len)
 
 static char *capped(const char *text, size_t len, size_t keep, size_t total)
 {
-    size_t head = char_floor(text, keep / 2 < len ? keep / 2 : len);
+    size_t head = kx_utf8_floor(text, len, keep / 2);
     size_t tail_start = len - (keep - keep / 2 < len ? keep - keep / 2 : len);
-    tail_start = char_floor(text, tail_start);
+    tail_start = kx_utf8_floor(text, len, tail_start);
     if (tail_start < head)
         tail_start = head;
     char note[200];

@@ -1,4 +1,5 @@
-/* test_utf8.c — libkx's UTF-8 check, in-place repair and repairing copy (common/src/utf8.c). */
+/* test_utf8.c — libkx's UTF-8 check, in-place repair, repairing copy and cut at a character
+ * boundary (common/src/utf8.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -72,12 +73,81 @@ static void test_sanitize(void **state)
     expect_sanitized("", 0, "");
 }
 
+static void test_floor(void **state)
+{
+    /* n = 0 and n = len: always boundaries */
+    assert_int_equal(kx_utf8_floor("abc", 3, 0), 0);
+    assert_int_equal(kx_utf8_floor("abc", 3, 3), 3);
+    assert_int_equal(kx_utf8_floor("abc", 3, 99), 3); /* past the end: the end */
+    assert_int_equal(kx_utf8_floor("", 0, 0), 0);
+    assert_int_equal(kx_utf8_floor(NULL, 0, 5), 0); /* nothing is read when n >= len */
+    /* ASCII: every n is a boundary */
+    for (size_t n = 0; n <= 5; n++)
+        assert_int_equal(kx_utf8_floor("hello", 5, n), n);
+
+    /* "a" é(2) "b" €(3) "c" 😀(4) "d": boundaries 0 1 3 4 7 8 12 13 */
+    const char *s = "a\xc3\xa9"
+                    "b\xe2\x82\xac"
+                    "c\xf0\x9f\x98\x80"
+                    "d";
+    size_t len = strlen(s);
+    assert_int_equal(len, 13);
+    const size_t want[14] = {0, 1, 1, 3, 4, 4, 4, 7, 8, 8, 8, 8, 12, 13};
+    for (size_t n = 0; n <= len; n++)
+        assert_int_equal(kx_utf8_floor(s, len, n), want[n]);
+
+    /* the byte at len is never read: a continuation byte there does not move a cut at len */
+    assert_int_equal(kx_utf8_floor("ab\x80", 2, 2), 2);
+    /* a cut inside a character at the end of a buffer without NUL */
+    const char buf[3] = {'x', (char)0xe2, (char)0x82};
+    assert_int_equal(kx_utf8_floor(buf, sizeof buf, 2), 1);
+
+    /* stray continuation bytes at the start: no boundary before them but 0 */
+    const char *stray = "\x80\x80\xbf"
+                        "ab";
+    assert_int_equal(kx_utf8_floor(stray, 5, 1), 0);
+    assert_int_equal(kx_utf8_floor(stray, 5, 2), 0);
+    assert_int_equal(kx_utf8_floor(stray, 5, 3), 3);
+    assert_int_equal(kx_utf8_floor(stray, 5, 4), 4);
+}
+
+static void test_ceil(void **state)
+{
+    assert_int_equal(kx_utf8_ceil("abc", 3, 0), 0);
+    assert_int_equal(kx_utf8_ceil("abc", 3, 3), 3);
+    assert_int_equal(kx_utf8_ceil("abc", 3, 99), 3); /* past the end: the end */
+    assert_int_equal(kx_utf8_ceil(NULL, 0, 0), 0);   /* nothing is read when n >= len */
+    for (size_t n = 0; n <= 5; n++)
+        assert_int_equal(kx_utf8_ceil("hello", 5, n), n);
+
+    /* "a" é(2) "b" €(3) "c" 😀(4) "d": boundaries 0 1 3 4 7 8 12 13 */
+    const char *s = "a\xc3\xa9"
+                    "b\xe2\x82\xac"
+                    "c\xf0\x9f\x98\x80"
+                    "d";
+    size_t len = strlen(s);
+    const size_t want[14] = {0, 1, 3, 3, 4, 7, 7, 7, 8, 12, 12, 12, 12, 13};
+    for (size_t n = 0; n <= len; n++)
+        assert_int_equal(kx_utf8_ceil(s, len, n), want[n]);
+
+    /* a character cut at the end of a buffer without NUL: the end */
+    const char buf[3] = {'x', (char)0xe2, (char)0x82};
+    assert_int_equal(kx_utf8_ceil(buf, sizeof buf, 2), 3);
+    /* stray continuation bytes at the start: stepped over */
+    const char *stray = "\x80\x80\xbf"
+                        "ab";
+    assert_int_equal(kx_utf8_ceil(stray, 5, 0), 3); /* unlike the floor, 0 is not special */
+    assert_int_equal(kx_utf8_ceil(stray, 5, 1), 3);
+    assert_int_equal(kx_utf8_ceil(stray, 5, 2), 3);
+    assert_int_equal(kx_utf8_ceil("\x80\x80", 2, 1), 2); /* nothing but continuation bytes */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_scrub),
-        cmocka_unit_test(test_seq_len),
-        cmocka_unit_test(test_sanitize),
+        cmocka_unit_test(test_scrub),    cmocka_unit_test(test_seq_len),
+        cmocka_unit_test(test_sanitize), cmocka_unit_test(test_floor),
+        cmocka_unit_test(test_ceil),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

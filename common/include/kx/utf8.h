@@ -1,9 +1,11 @@
-/* kx/utf8.h — checking and repairing UTF-8 in text that goes into JSON or Postgres.
+/* kx/utf8.h — checking and repairing UTF-8 in text that goes into JSON or Postgres, and where
+ * to cut such text without splitting a character.
  *
  * jansson refuses strings that are not UTF-8 (json_string returns NULL) and Postgres text
  * cannot hold NUL, so text that comes from outside or was cut to fit a buffer is checked or
  * repaired here before it is put into a JSON value. Valid means RFC 3629: no overlong forms,
- * no surrogates, nothing above U+10FFFF, and no NUL byte. Pure; thread-safe. */
+ * no surrogates, nothing above U+10FFFF, and no NUL byte. Pure; thread-safe; nothing here
+ * keeps a pointer it is given, and only kx_utf8_sanitize allocates (the caller owns it). */
 #ifndef KX_UTF8_H
 #define KX_UTF8_H
 
@@ -22,5 +24,15 @@ void kx_utf8_scrub(char *s);
  * cut by a cap, headed for a protobuf string: protobuf-c strings end at the first NUL).
  * *out_len (may be NULL) gets its length. The caller frees; NULL when out of memory. */
 char *kx_utf8_sanitize(const char *s, size_t len, size_t *out_len);
+/* Where to cut s[0..len) at or before n so that no character is split: n stepped back over
+ * UTF-8 continuation bytes (10xxxxxx), i.e. the largest n' <= n such that n' is 0 or s[n']
+ * is not a continuation byte; len when n >= len (the end is always a boundary). Reads only
+ * s[1..n] with n < len, never s[len] or beyond, so s need not be NUL-terminated. Only the
+ * bytes are looked at, not validity: a run of stray continuation bytes at the start gives 0. */
+size_t kx_utf8_floor(const char *s, size_t len, size_t n);
+/* The same forward, for where a kept tail starts: n stepped forward over continuation bytes,
+ * i.e. the smallest n' >= n such that n' is len or s[n'] is not a continuation byte; len when
+ * n >= len. Reads only s[n..len). */
+size_t kx_utf8_ceil(const char *s, size_t len, size_t n);
 
 #endif
