@@ -59,26 +59,44 @@ int64_t context_messages_tokens(const json_t *messages)
     return t;
 }
 
+/* The item of KX_CONTEXT_BUDGETS at p ("substring=tokens", up to the next ',' or the end):
+ * *len its length, *next the next item (NULL after the last). True with its key (1..127
+ * bytes, NUL-terminated) and tokens (1..1000000000) when it is well formed. */
+static bool budget_item(const char *p, size_t *len, const char **next, char key[128],
+                        long long *tokens)
+{
+    const char *end = strchr(p, ',');
+    *len = end ? (size_t)(end - p) : strlen(p);
+    *next = end ? end + 1 : NULL;
+    const char *eq = memchr(p, '=', *len);
+    if (eq == NULL || eq == p || eq - p >= 128)
+        return false;
+    char num[24];
+    size_t nl = *len - (size_t)(eq + 1 - p);
+    if (nl == 0 || nl >= sizeof num)
+        return false;
+    memcpy(num, eq + 1, nl);
+    num[nl] = '\0';
+    char *stop = NULL;
+    long long v = strtoll(num, &stop, 10);
+    if (*stop != '\0' || v < 1 || v > 1000000000)
+        return false;
+    memcpy(key, p, (size_t)(eq - p));
+    key[eq - p] = '\0';
+    *tokens = v;
+    return true;
+}
+
 int64_t context_budget_for(const char *overrides, const char *model)
 {
     if (model == NULL)
         model = "";
-    for (const char *p = overrides; p != NULL && *p != '\0';) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        const char *eq = memchr(p, '=', len);
-        if (eq != NULL && eq > p) {
-            char key[128];
-            size_t kl = (size_t)(eq - p);
-            if (kl < sizeof key) {
-                memcpy(key, p, kl);
-                key[kl] = '\0';
-                long long v = strtoll(eq + 1, NULL, 10);
-                if (v > 0 && strstr(model, key) != NULL)
-                    return v;
-            }
-        }
-        p = end ? end + 1 : NULL;
+    size_t len;
+    char key[128];
+    long long tokens;
+    for (const char *p = overrides, *next; p != NULL && *p != '\0'; p = next) {
+        if (budget_item(p, &len, &next, key, &tokens) && strstr(model, key) != NULL)
+            return tokens;
     }
     static const struct {
         const char *key;
@@ -97,27 +115,17 @@ int64_t context_budget_for(const char *overrides, const char *model)
 
 bool context_budgets_valid(const char *overrides, char *why, size_t whylen)
 {
-    for (const char *p = overrides; p != NULL && *p != '\0';) {
-        const char *end = strchr(p, ',');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        const char *eq = memchr(p, '=', len);
-        char num[24] = "";
-        size_t nl = eq != NULL ? len - (size_t)(eq + 1 - p) : 0;
-        if (eq != NULL && nl < sizeof num) {
-            memcpy(num, eq + 1, nl);
-            num[nl] = '\0';
-        }
-        char *stop = NULL;
-        long long v = num[0] != '\0' ? strtoll(num, &stop, 10) : 0;
-        if (eq == NULL || eq == p || eq - p >= 128 || stop == NULL || *stop != '\0' || v < 1 ||
-            v > 1000000000) {
+    size_t len;
+    char key[128];
+    long long tokens;
+    for (const char *p = overrides, *next; p != NULL && *p != '\0'; p = next) {
+        if (!budget_item(p, &len, &next, key, &tokens)) {
             snprintf(why, whylen,
                      "\"%.*s\" is not substring=tokens (a model-name part of 1 to 127 bytes, "
                      "tokens from 1 to 1000000000)",
                      (int)(len > 100 ? 100 : len), p);
             return false;
         }
-        p = end ? end + 1 : NULL;
     }
     return true;
 }
