@@ -229,13 +229,66 @@ static kx_err handle_response(mcp_rpc *rpc, const json_t *msg, char *why, size_t
     return KX_OK;
 }
 
+/* Replaces each NUL in the string values of v (at any depth) with U+FFFD. A server may send
+ * \u0000 (a file it read): jansson refuses it without JSON_ALLOW_NUL — the answer was dropped
+ * and its call waited for its deadline — and Postgres text and jsonb cannot hold it. False when
+ * out of memory. Recursion is bounded by jansson's parse depth. */
+static bool nul_to_fffd(json_t *v)
+{
+    if (json_is_string(v)) {
+        const char *s = json_string_value(v);
+        size_t n = json_string_length(v), nuls = 0;
+        for (size_t i = 0; i < n; i++)
+            nuls += s[i] == '\0';
+        if (nuls == 0)
+            return true;
+        char *out = malloc(n + 2 * nuls);
+        if (out == NULL)
+            return false;
+        size_t o = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (s[i] != '\0') {
+                out[o++] = s[i];
+            } else {
+                memcpy(out + o, "\xef\xbf\xbd", 3);
+                o += 3;
+            }
+        }
+        bool ok = json_string_setn_nocheck(v, out, o) == 0;
+        free(out);
+        return ok;
+    }
+    const char *key;
+    json_t *item;
+    size_t i;
+    if (json_is_object(v)) {
+        json_object_foreach(v, key, item)
+        {
+            if (!nul_to_fffd(item))
+                return false;
+        }
+    } else if (json_is_array(v)) {
+        json_array_foreach(v, i, item)
+        {
+            if (!nul_to_fffd(item))
+                return false;
+        }
+    }
+    return true;
+}
+
 kx_err mcp_rpc_receive(mcp_rpc *rpc, const char *text, size_t len, char *why, size_t whylen)
 {
     json_error_t jerr;
-    json_t *msg = json_loadb(text, len, 0, &jerr);
+    json_t *msg = json_loadb(text, len, JSON_ALLOW_NUL, &jerr);
     if (msg == NULL) {
         say(why, whylen, "not JSON: %s (at character %d)", jerr.text, jerr.position);
         return KX_ERR_PROTOCOL;
+    }
+    if (!nul_to_fffd(msg)) {
+        json_decref(msg);
+        say(why, whylen, "out of memory");
+        return KX_ERR_NOMEM;
     }
     kx_err err = KX_OK;
     if (json_is_array(msg)) {

@@ -7,7 +7,8 @@
 //   silent-init     reads everything, answers nothing (never answers initialize)
 //   kinds           tool "kinds" returns every content kind plus structuredContent;
 //                   tool "big" returns a text of argument "bytes" bytes;
-//                   tool "change" sends notifications/tools/list_changed, then answers
+//                   tool "change" sends notifications/tools/list_changed, then answers;
+//                   tool "nul" answers text and structuredContent holding NUL (\u0000)
 //   old-version     answers initialize with protocolVersion 2024-11-05
 //   bad-version     answers initialize with protocolVersion 1999-01-01
 //   paged           tools/list in three pages of one tool each (nextCursor "p2", "p3")
@@ -26,6 +27,7 @@ const tools = {
     { name: 'kinds', description: 'every content kind', inputSchema: { type: 'object' } },
     { name: 'big', description: 'a large text', inputSchema: { type: 'object', properties: { bytes: { type: 'number' } } } },
     { name: 'change', description: 'changes the tool list', inputSchema: { type: 'object' } },
+    { name: 'nul', description: 'NUL characters in its answer', inputSchema: { type: 'object' } },
   ],
 };
 tools['old-version'] = tools.garbage;
@@ -74,6 +76,8 @@ rl.on('line', (line) => {
       } });
     } else if (name === 'big') {
       send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'x'.repeat(m.params.arguments.bytes || 1000) }] } });
+    } else if (name === 'nul') {
+      send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'a\u0000b' }], structuredContent: { k: 'x\u0000' } } });
     } else if (name === 'change') {
       send({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
       send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'changed' }] } });
