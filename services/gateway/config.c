@@ -110,6 +110,17 @@ static kx_err load_edge(gw_config *cfg)
     if (kx_env_int("KX_AUTH_CACHE_SLOTS", 4096, 0, 1 << 20, &v) != KX_OK)
         err = KX_ERR_INVALID;
     cfg->auth_cache_slots = (int)v;
+    if (kx_env_int("KX_HTTP_HELD_MB", 2048, 1, 1 << 20, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->held_total = v << 20;
+    if (kx_env_int("KX_HTTP_HELD_ACCOUNT_MB", 256, 1, 1 << 20, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->held_per_account = v << 20;
+    if (err == KX_OK && cfg->held_per_account > cfg->held_total) {
+        kx_error("config: KX_HTTP_HELD_ACCOUNT_MB=%lld is larger than KX_HTTP_HELD_MB=%lld",
+                 (long long)(cfg->held_per_account >> 20), (long long)(cfg->held_total >> 20));
+        err = KX_ERR_INVALID;
+    }
     /* The pool must hold the largest header set we accept plus libmicrohttpd's bookkeeping of
      * it (about 48 bytes per header or query argument) and the answer's headers, so that every
      * refusal is ours (JSON), never libmicrohttpd's own. */

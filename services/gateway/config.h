@@ -34,11 +34,13 @@ typedef struct gw_config {
     bool over_limit_reject;    /* KX_OVER_LIMIT: "queue" (default: the scheduler holds the
                                  * run queued) or "reject" (429 at creation) */
     char *jwt_audience;        /* KX_JWT_AUDIENCE, "authenticated"; "" = aud not checked */
-    char **cors_origins;     /* KX_CORS_ORIGINS, comma-separated; NULL-terminated, may be empty */
-    char *ops_token;         /* KX_OPS_TOKEN: ops routes on the API port need it; NULL = 404 */
-    int max_conns;           /* KX_HTTP_MAX_CONNS, 4096: connections at once, all clients */
-    int max_conns_per_ip;    /* KX_HTTP_MAX_CONNS_PER_IP, 512 */
-    int conn_timeout_s;      /* KX_HTTP_TIMEOUT_S, 10: a connection idle this long is closed */
+    char **cors_origins;      /* KX_CORS_ORIGINS, comma-separated; NULL-terminated, may be empty */
+    char *ops_token;          /* KX_OPS_TOKEN: ops routes on the API port need it; NULL = 404 */
+    int max_conns;            /* KX_HTTP_MAX_CONNS, 4096: connections at once, all clients */
+    int max_conns_per_ip;     /* KX_HTTP_MAX_CONNS_PER_IP, 512 */
+    int conn_timeout_s;       /* KX_HTTP_TIMEOUT_S, 10: a connection idle this long is closed */
+    int64_t held_total;       /* KX_HTTP_HELD_MB, 2048: large answers held until read (held.h) */
+    int64_t held_per_account; /* KX_HTTP_HELD_ACCOUNT_MB, 256: the same per account */
     size_t conn_memory;      /* KX_HTTP_CONN_MEMORY, 96 KiB: libmicrohttpd's per-connection pool */
     size_t max_url_bytes;    /* KX_HTTP_MAX_URL_BYTES, 8192: longer path+query: 414 */
     size_t max_header_bytes; /* KX_HTTP_MAX_HEADER_BYTES, 16384: larger header set: 431 */

@@ -4,7 +4,8 @@
  *
  *   1. kx_svc_init("gateway", 9100)   logging, loop, signals, NATS, health responder, ops port
  *   2. gw_config_load                 KX_* variables (refuses to start without KX_JWT_SECRET);
- *                                     the token and run caches (token_cache.h, run_cache.h)
+ *                                     the token and run caches (token_cache.h, run_cache.h),
+ *                                     the count of large answers held until read (held.h)
  *   3. Postgres pool + migrations     (migrations run at start, under an advisory lock)
  *   4. kx_bus_ensure_streams          JetStream streams (retried on the loop until NATS is up)
  *   5. the HTTP server (server.c)     routes in routes_*.c, stream.c, health.c
@@ -20,6 +21,7 @@
 #include "config.h"
 #include "gateway.h"
 #include "health.h"
+#include "held.h"
 #include "kx/db.h"
 #include "kx/log.h"
 #include "kx/svc.h"
@@ -125,6 +127,11 @@ int main(void)
         goto out_svc;
     app.tokens = gw_token_cache_new((size_t)app.cfg.auth_cache_slots); /* NULL: off */
     app.run_cache = gw_run_cache_new(RUN_CACHE_SLOTS, app.cfg.run_cache_ms);
+    app.held = gw_held_new(app.cfg.held_total, app.cfg.held_per_account);
+    if (app.held == NULL) {
+        kx_error("gateway: out of memory");
+        goto out_cfg;
+    }
     if (kx_db_pool_new(app.cfg.conninfo, gw_store_statements, app.cfg.db_pool_size, &app.pool) !=
         KX_OK) {
         kx_error("gateway: cannot create the Postgres pool");
@@ -177,5 +184,6 @@ out_svc:
     gw_run_nats_free(app.run_nats); /* after the bus: no callback can reach it any more */
     gw_run_cache_free(app.run_cache);
     gw_token_cache_free(app.tokens);
+    gw_held_free(app.held); /* after the server: its last answers gave their bytes back */
     return rc;
 }

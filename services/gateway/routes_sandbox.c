@@ -43,6 +43,7 @@
 #include "access.h"
 #include "form.h"
 #include "gateway.h"
+#include "held.h"
 #include "kx/bus.h"
 #include "kx/config.h"
 #include "kx/log.h"
@@ -318,7 +319,9 @@ void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply
     const char *path = required_path(req, reply);
     if (path == NULL || !find_sandbox(app, req, FOR_READ, project, reply))
         return;
-    size_t cap = 64 * 1024, len = 0;
+    /* The file is held until the client has read it: its bytes are counted as they come
+     * (held.h), so slow readers cannot make the gateway hold more than its limits. */
+    size_t cap = 64 * 1024, len = 0, taken = 0;
     char *buf = malloc(cap);
     char name[512] = "file";
     int64_t offset = 0;
@@ -332,28 +335,31 @@ void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply
         if (rep == NULL) {
             if (buf == NULL)
                 gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
-            free(buf);
-            return;
+            goto fail;
         }
         if (rep->info != NULL && rep->info->name != NULL && rep->info->name[0] != '\0')
             snprintf(name, sizeof name, "%s", rep->info->name);
         if (len + rep->data.len > SANDBOX_DOWNLOAD_MAX) {
             kx_pb_free(rep);
-            free(buf);
             gw_reply_error(reply, MHD_HTTP_CONTENT_TOO_LARGE,
                            "File is larger than the %zu MiB a download may carry",
                            SANDBOX_DOWNLOAD_MAX >> 20);
-            return;
+            goto fail;
         }
+        if (!gw_held_take(app->held, req->account, rep->data.len)) {
+            kx_pb_free(rep);
+            gw_held_refuse(reply);
+            goto fail;
+        }
+        taken += rep->data.len;
         if (len + rep->data.len > cap) {
             while (cap < len + rep->data.len)
                 cap *= 2;
             char *nb = realloc(buf, cap);
             if (nb == NULL) {
                 kx_pb_free(rep);
-                free(buf);
                 gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
-                return;
+                goto fail;
             }
             buf = nb;
         }
@@ -363,9 +369,8 @@ void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply
         eof = rep->eof || rep->data.len == 0;
         kx_pb_free(rep);
     }
-    struct MHD_Response *resp = MHD_create_response_from_buffer(len, buf, MHD_RESPMEM_MUST_FREE);
-    if (resp == NULL) {
-        free(buf);
+    struct MHD_Response *resp = gw_held_response(app->held, req->account, buf, len);
+    if (resp == NULL) { /* buf freed, bytes given back */
         gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
         return;
     }
@@ -375,6 +380,10 @@ void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply
     MHD_add_response_header(resp, "Content-Disposition", cd);
     reply->status = MHD_HTTP_OK;
     reply->resp = resp;
+    return;
+fail:
+    gw_held_give(app->held, req->account, taken);
+    free(buf);
 }
 
 /* One file written in chunks (see sandbox_routes.h). */

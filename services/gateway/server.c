@@ -28,6 +28,7 @@
 #include "auth.h"
 #include "form.h"
 #include "health.h"
+#include "held.h"
 #include "kx/buf.h"
 #include "kx/httpd.h"
 #include "kx/log.h"
@@ -168,9 +169,18 @@ static enum MHD_Result send_reply(gw_server *srv, gw_conn *c, gw_reply *r)
     unsigned int status = r->status ? r->status : MHD_HTTP_INTERNAL_SERVER_ERROR;
     r->resp = NULL;
     if (resp == NULL) {
-        if (r->body != NULL) {
-            resp =
-                MHD_create_response_from_buffer(strlen(r->body), r->body, MHD_RESPMEM_MUST_FREE);
+        size_t len = r->body != NULL ? strlen(r->body) : 0;
+        if (len >= GW_HELD_MIN && !gw_held_take(srv->app->held, c->req.account, len)) {
+            gw_reply_free(r); /* too much held already: a short 503 instead (held.h) */
+            gw_held_refuse(r);
+            status = r->status;
+            len = r->body != NULL ? strlen(r->body) : 0;
+        }
+        if (len >= GW_HELD_MIN) {
+            resp = gw_held_response(srv->app->held, c->req.account, r->body, len);
+            r->body = NULL; /* the response frees it (or it was freed) */
+        } else if (r->body != NULL) {
+            resp = MHD_create_response_from_buffer(len, r->body, MHD_RESPMEM_MUST_FREE);
             if (resp != NULL)
                 r->body = NULL; /* libmicrohttpd frees it */
         }

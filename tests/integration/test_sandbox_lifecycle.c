@@ -16,8 +16,13 @@
  *   - POST, PUT, PATCH and DELETE through a preview link with their body and Content-Type; a
  *     body over KX_MAX_BODY_BYTES is a 413;
  *   - at most KX_SANDBOX_MAX_PER_ACCOUNT (2 here) sandboxes running per account: the third is
- *     a 429 naming the limit, another account is not concerned, a stopped one makes room. */
+ *     a 429 naming the limit, another account is not concerned, a stopped one makes room;
+ *   - a download a client does not read is held and counted (KX_HTTP_HELD_ACCOUNT_MB, 16 MiB
+ *     here): the account's next one is a 503, another account's is served, and the bytes come
+ *     back when the slow client goes. */
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -26,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,6 +53,8 @@ static const char *const STACK_ENV[] = {
     "KX_SANDBOX_AUTO_ARCHIVE_MS=1500",
     "KX_MAX_BODY_BYTES=4194304",
     "KX_SANDBOX_MAX_PER_ACCOUNT=2",
+    "KX_HTTP_HELD_ACCOUNT_MB=16",
+    "KX_HTTP_HELD_MB=24",
     NULL,
 };
 
@@ -814,6 +822,100 @@ static void test_sandboxes_per_account(void **state)
     free(tb);
 }
 
+/* The gateway's kx_gateway_held_bytes. */
+static long long held_bytes(void)
+{
+    kx_th_proc *gw = kx_th_stack_proc(&g_stack, "gateway");
+    assert_non_null(gw);
+    return kx_th_metric(gw->port, "kx_gateway_held_bytes");
+}
+
+static bool wait_held(bool want_some, long long at_least)
+{
+    for (int i = 0; i < 200; i++) {
+        long long v = held_bytes();
+        if (want_some ? v >= at_least : v == 0)
+            return true;
+        usleep(50 * 1000);
+    }
+    return false;
+}
+
+/* GET path with token, the whole answer's status (0 when none). */
+static long get_status(const char *path, const char *token)
+{
+    kx_http_resp r = {0};
+    long st = kx_th_http(&g_stack, "GET", path, token, NULL, NULL, 0, &r) == KX_OK ? r.status : 0;
+    kx_http_resp_free(&r);
+    return st;
+}
+
+/* A download the client does not read stays in the gateway until it is read: libmicrohttpd
+ * keeps the body. 512 connections of one address reading slowly held tens of GiB; now each
+ * account may hold KX_HTTP_HELD_ACCOUNT_MB of such answers (16 MiB here), the gateway
+ * KX_HTTP_HELD_MB (24 MiB), and a download past that is a 503 until the bytes are read. The
+ * file is 12 MiB: more than the kernel's socket buffers take (tcp_wmem's 4 MiB at most), so
+ * libmicrohttpd still has the body when the client stops reading. */
+static void test_unread_downloads_are_bounded(void **state)
+{
+    (void)state;
+    char p[KX_UUID_LEN + 1], a[KX_UUID_LEN + 1], b[KX_UUID_LEN + 1], sid[KX_UUID_LEN + 1];
+    kx_uuid_new(p);
+    kx_uuid_new(a);
+    kx_uuid_new(b);
+    make_project(p, a);
+    char *ta = kx_th_stack_token(&g_stack, a), *tb = kx_th_stack_token(&g_stack, b);
+    char url[300], *detail = NULL;
+    assert_int_equal(ensure_active(p, ta, &detail), 200);
+    free(detail);
+    char *rid = row_sandbox(p, "id");
+    snprintf(sid, sizeof sid, "%s", rid);
+    free(rid);
+    size_t big = 12 << 20;
+    free(sh(p, "head -c 12582912 /dev/zero > /workspace/big.bin"));
+    snprintf(url, sizeof url, "/api/sandboxes/%s/files/content?path=/workspace/big.bin", sid);
+    assert_true(wait_held(false, 0));
+
+    /* a client that asks and does not read (a small receive window) */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    int small = 4096;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(g_stack.http_port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+    char head[1400];
+    int hn = snprintf(head, sizeof head,
+                      "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n",
+                      url, ta);
+    assert_int_equal(send(fd, head, (size_t)hn, 0), hn);
+    if (!wait_held(true, (long long)big))
+        fail_msg("the unread download is not counted: kx_gateway_held_bytes = %lld", held_bytes());
+
+    /* the same account again: past its share */
+    kx_http_resp r = {0};
+    assert_int_equal(kx_th_http(&g_stack, "GET", url, ta, NULL, NULL, 0, &r), KX_OK);
+    if (r.status != 503 || r.body == NULL || strstr(r.body, "KX_HTTP_HELD_ACCOUNT_MB") == NULL)
+        fail_msg("a second unread-size download of one account: %ld %s", r.status,
+                 r.body ? r.body : "");
+    kx_http_resp_free(&r);
+    /* another account (the project made public): its own share */
+    const char *pp[] = {p};
+    PQclear(
+        kx_th_sql(&g_stack, "UPDATE projects SET is_public = true WHERE project_id = $1", 1, pp));
+    assert_int_equal(get_status(url, tb), 200);
+
+    /* the slow client goes: its bytes come back, and the account downloads again */
+    close(fd);
+    if (!wait_held(false, 0))
+        fail_msg("the bytes of a closed download stay held: %lld", held_bytes());
+    assert_int_equal(get_status(url, ta), 200);
+    assert_true(wait_held(false, 0));
+    assert_string_equal(life_ok("stop", p, NULL), "stopped");
+    free(ta);
+    free(tb);
+}
+
 static void test_broker_restart_keeps_files(void **state)
 {
     char p[KX_UUID_LEN + 1], id[KX_UUID_LEN + 1], id2[KX_UUID_LEN + 1];
@@ -878,6 +980,7 @@ int main(void)
         cmocka_unit_test(test_preview_link),
         cmocka_unit_test(test_preview_methods_with_body),
         cmocka_unit_test(test_sandboxes_per_account),
+        cmocka_unit_test(test_unread_downloads_are_bounded),
         cmocka_unit_test(test_broker_restart_keeps_files),
     };
     if (getenv("KX_TEST_FILTER") != NULL)

@@ -22,7 +22,8 @@ static void test_bad_values_stop_the_start(void **state)
     const char *bad[][2] = {
         {"KX_SANDBOX_GET_TIMEOUT_MS", "-5"},    {"KX_SANDBOX_CREATE_TIMEOUT_MS", "soon"},
         {"KX_SANDBOX_PREVIEW_TIMEOUT_MS", "0"}, {"KX_INITIATE_FILE_MAX_BYTES", "abc"},
-        {"KX_INITIATE_FILES_MAX_BYTES", "-1"},
+        {"KX_INITIATE_FILES_MAX_BYTES", "-1"},  {"KX_HTTP_HELD_MB", "0"},
+        {"KX_HTTP_HELD_ACCOUNT_MB", "lots"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(setenv(bad[i][0], bad[i][1], 1), 0);
