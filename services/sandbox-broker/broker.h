@@ -108,6 +108,10 @@ typedef struct sb_broker {
 
 /* broker_config.c: fills cfg from the environment; KX_ERR_INVALID names the bad variable. */
 kx_err sb_config_load(sb_config *cfg);
+/* broker_config.c: why a start past KX_SANDBOX_MAX_PER_ACCOUNT is refused, in the same words
+ * for both providers: the account has n sandboxes running; an unused one stops after idle_s
+ * seconds (0: it does not stop by itself). */
+void sb_account_full(char *why, size_t whylen, const char *account, int64_t n, int64_t idle_s);
 
 /* broker_config.c: checks that bwrap works (or unsafe mode), sets b->jailed and the health
  * notes. KX_ERR_UNAVAILABLE (logged) when the broker must not start. */

@@ -29,6 +29,18 @@
 #include "kx/config.h"
 #include "kx/log.h"
 
+void sb_account_full(char *why, size_t whylen, const char *account, int64_t n, int64_t idle_s)
+{
+    char wait[96] = "";
+    if (idle_s > 0)
+        snprintf(wait, sizeof wait, ", or wait until one stops after %lld s without use",
+                 (long long)idle_s);
+    snprintf(why, whylen,
+             "account %s already has %lld sandboxes running, its limit "
+             "(KX_SANDBOX_MAX_PER_ACCOUNT): stop one of them%s",
+             account, (long long)n, wait);
+}
+
 static kx_err env_mb(const char *name, int64_t def, int64_t min, int64_t max, int64_t *out)
 {
     int64_t v;

@@ -3,7 +3,8 @@
  * here (its public API reference and SDKs; docs/architecture.md cites them):
  *   POST   /sandbox                         {snapshot, target, labels, env, public, cpu, memory,
  *                                            disk, autoStopInterval, autoArchiveInterval}
- *   GET    /sandbox?labels=<json>           [Sandbox]: the project's sandbox by label "id"
+ *   GET    /sandbox?labels=<json>           [Sandbox]: the project's sandbox by label "id";
+ *                                            an account's by label "kx_account" (admit)
  *   GET    /sandbox/{id}                    Sandbox {id, state, createdAt, ...}
  *   POST   /sandbox/{id}/start | stop | archive
  *   DELETE /sandbox/{id}
@@ -105,6 +106,7 @@ static kx_err load_config(sb_dt_config *c)
     INT("KX_DAYTONA_BREAKER_FAILURES", 5, 1, 1000000, &c->breaker);
     INT("KX_SANDBOX_MAX_OUTPUT", SB_DEFAULT_MAX_OUTPUT, 1024, (int64_t)256 * 1024 * 1024,
         &c->max_output);
+    INT("KX_SANDBOX_MAX_PER_ACCOUNT", 20, 0, 1000000, &c->per_account);
 #undef INT
     return err;
 }
@@ -196,6 +198,10 @@ static sb_dt_op *op_new(sb_daytona *d, enum sb_dt_kind kind, natsMsg *msg, const
             (char)((project[i] >= 'A' && project[i] <= 'F') ? project[i] + 32 : project[i]);
     op->deadline = deadline - SB_REPLY_MARGIN_MS;
     snprintf(op->trace_id, sizeof op->trace_id, "%s", trace_id != NULL ? trace_id : "");
+    kx_bus_meta meta;
+    memset(&meta, 0, sizeof meta);
+    if (msg != NULL && kx_bus_meta_read(msg, &meta) == KX_OK)
+        snprintf(op->account, sizeof op->account, "%s", meta.account);
     op->next = d->ops;
     if (d->ops != NULL)
         d->ops->prev = op;
@@ -415,6 +421,81 @@ static void on_poll_timer(kx_loop *loop, void *arg)
     }
 }
 
+/* ---- the account's share: counted before a create or a start ------------------------------ */
+
+/* A Daytona state in which a sandbox holds its resources (runs, or is on its way to). */
+static bool state_runs(const char *st)
+{
+    static const char *const RUNS[] = {"started",         "starting",      "creating",
+                                       "restoring",       "pending_build", "building_snapshot",
+                                       "pulling_snapshot"};
+    for (size_t i = 0; i < sizeof RUNS / sizeof RUNS[0]; i++)
+        if (strcasecmp(st, RUNS[i]) == 0)
+            return true;
+    return false;
+}
+
+static void admit(sb_dt_op *op);
+
+static void on_account_list(const sb_dt_resp *r, void *arg)
+{
+    sb_dt_op *op = arg;
+    op->call = NULL;
+    if (r->err != KX_OK) {
+        fail(op, r->err, r->why);
+        return;
+    }
+    const json_t *items = json_is_array(r->json) ? r->json : json_object_get(r->json, "items");
+    if (!json_is_array(items)) {
+        fail(op, KX_ERR_PROTOCOL, "daytona: GET /sandbox did not answer a list of sandboxes");
+        return;
+    }
+    int64_t n = 0;
+    size_t i;
+    const json_t *sb;
+    json_array_foreach(items, i, sb)
+    {
+        const char *project = kx_json_str(json_object_get(sb, "labels"), "id", "");
+        n += strcmp(project, op->project) != 0 && state_runs(kx_json_str(sb, "state", ""));
+    }
+    if (n >= op->d->cfg.per_account) {
+        char why[300];
+        sb_account_full(why, sizeof why, op->account, n, op->d->cfg.stop_min * 60);
+        fail(op, KX_ERR_QUOTA, why);
+        return;
+    }
+    op->admitted = true;
+    admit(op);
+}
+
+/* Creates the project's sandbox (no sid yet) or starts it, once the request's account is known
+ * to have fewer than KX_SANDBOX_MAX_PER_ACCOUNT other sandboxes running: one GET of the
+ * sandboxes labelled with it (do_create labels each new one "kx_account"). Daytona's own
+ * quotas are the organisation's, shared by every account. */
+static void admit(sb_dt_op *op)
+{
+    const sb_dt_config *c = &op->d->cfg;
+    if (!op->admitted && c->per_account > 0 && op->account[0] != '\0') {
+        json_t *want = json_pack("{s:s}", "kx_account", op->account);
+        char *labels = want != NULL ? json_dumps(want, JSON_COMPACT) : NULL;
+        json_decref(want);
+        if (labels == NULL) {
+            fail(op, KX_ERR_NOMEM, "daytona: out of memory");
+            return;
+        }
+        char q[400], path[512];
+        sb_dt_escape(labels, q, sizeof q);
+        free(labels);
+        snprintf(path, sizeof path, "/sandbox?labels=%s", q);
+        call(op, "GET", path, NULL, sb_dt_budget(op, c->get_ms), on_account_list);
+        return;
+    }
+    if (op->sid[0] == '\0')
+        do_create(op);
+    else
+        do_start(op);
+}
+
 /* After a start/create/get answer: started -> proceed; stopped -> start; else poll. */
 static void settle(sb_dt_op *op)
 {
@@ -434,7 +515,7 @@ static void settle(sb_dt_op *op)
     }
     if (!op->started_once &&
         (strcmp(op->state, "stopped") == 0 || strcmp(op->state, "archived") == 0)) {
-        do_start(op);
+        admit(op);
         return;
     }
     int64_t now = kx_now_ms();
@@ -460,7 +541,7 @@ static void on_sandbox(const sb_dt_resp *r, void *arg)
         map_forget(op->d, op->project); /* deleted behind our back */
         op->sid[0] = '\0';
         if (needs_running(op->kind) && op->kind != DT_START && !op->started_once) {
-            do_create(op);
+            admit(op);
             return;
         }
         char why[200];
@@ -542,6 +623,9 @@ static void do_create(sb_dt_op *op)
                   "autoArchiveInterval", (json_int_t)c->archive_min);
     if (body != NULL && c->target[0] != '\0')
         json_object_set_new(body, "target", json_string(c->target));
+    if (body != NULL && op->account[0] != '\0') /* admit counts the account's sandboxes by it */
+        json_object_set_new(json_object_get(body, "labels"), "kx_account",
+                            json_string(op->account));
     char *text = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (text == NULL) {
@@ -601,7 +685,7 @@ static void act(sb_dt_op *op)
             snprintf(op->state, sizeof op->state, "deleted");
             answer_lifecycle(op, KX_OK, NULL);
         } else if (needs_running(op->kind) && op->kind != DT_START) {
-            do_create(op);
+            admit(op);
         } else {
             char why[160];
             snprintf(why, sizeof why, "project %s has no sandbox%s", op->project,

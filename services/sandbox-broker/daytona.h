@@ -53,6 +53,7 @@ typedef struct sb_dt_config {
     int64_t poll_ms;     /* KX_DAYTONA_POLL_MS: between GETs while starting */
     int64_t breaker;     /* KX_DAYTONA_BREAKER_FAILURES */
     int64_t max_output;  /* KX_SANDBOX_MAX_OUTPUT: bytes of a command's output kept */
+    int64_t per_account; /* KX_SANDBOX_MAX_PER_ACCOUNT: sandboxes running per account (0: any) */
 } sb_dt_config;
 
 enum sb_dt_kind {
@@ -80,6 +81,7 @@ struct sb_dt_op {
     natsMsg *msg;
     char project[KX_UUID_LEN + 1];
     char trace_id[33];
+    char account[40];     /* the request's Kx-Account ("" when none) */
     kx_deadline deadline; /* the caller's, less the reply margin */
     char sid[128];        /* the Daytona sandbox id ("" until known) */
     char state[32];       /* ours: running | stopped | archived | deleted | Daytona's own */
@@ -87,6 +89,7 @@ struct sb_dt_op {
     int64_t phase_end; /* the current start/create phase's end (unix ms) */
     bool started_once; /* ensure: a start was asked for already */
     bool polling;      /* the call under way is a poll GET of the start/create phase */
+    bool admitted;     /* the account's running sandboxes were counted (admit, daytona.c) */
     sb_dt_call *call;
     kx_timer *timer;
     Kx__V1__SandboxExecRequest *exec;   /* DT_EXEC */

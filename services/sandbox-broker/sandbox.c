@@ -574,11 +574,7 @@ static bool account_has_room(const sb_broker *b, const char *account, char *why,
         n += strcmp(s->account, account) == 0;
     if (n < b->cfg.per_account)
         return true;
-    snprintf(why, whylen,
-             "account %s already has %lld sandboxes running, its limit "
-             "(KX_SANDBOX_MAX_PER_ACCOUNT): stop one of them, or wait until one stops after "
-             "%lld s without use",
-             account, (long long)n, (long long)(b->cfg.idle_stop_ms / 1000));
+    sb_account_full(why, whylen, account, n, b->cfg.idle_stop_ms / 1000);
     return false;
 }
 

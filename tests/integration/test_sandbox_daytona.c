@@ -94,6 +94,7 @@ static int group_setup(void **state)
         "KX_DAYTONA_FILES_MS=700",
         "KX_DAYTONA_POLL_MS=50",
         "KX_DAYTONA_BREAKER_FAILURES=1000",
+        "KX_SANDBOX_MAX_PER_ACCOUNT=2",
         env_root,
         NULL};
     g_broker = kx_th_service_start(g_tmp, g_nats.url, "sandbox-broker", env, &g_broker_port);
@@ -741,6 +742,75 @@ static void *bg_exec(void *arg)
     return NULL;
 }
 
+/* A lifecycle op for project in the name of account (the harness's own requests name the
+ * project as their account). */
+static life_t *life_as(const char *account, const char *op, const char *project)
+{
+    Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
+    rq.project_id = (char *)project;
+    char subj[64];
+    snprintf(subj, sizeof subj, "kx.sandbox.%s", op);
+    kx_err err = KX_OK;
+    life_t *r = kx_th_bus_ask(g_bus, subj, &rq.base, account, 30000,
+                              &kx__v1__sandbox_lifecycle_reply__descriptor, NULL, &err);
+    if (r == NULL)
+        fail_msg("%s: no answer: %s", op, kx_err_str(err));
+    return r;
+}
+
+static void life_as_ok(const char *account, const char *op, const char *project)
+{
+    life_t *r = life_as(account, op, project);
+    if (r->error != NULL)
+        fail_msg("%s %s: %s: %s", op, project, r->error->code, r->error->message);
+    kx_pb_free(r);
+}
+
+/* One account cannot have more than KX_SANDBOX_MAX_PER_ACCOUNT (2 here) Daytona sandboxes
+ * running: Daytona's quotas are the organisation's, shared by every account, so one account
+ * could take them all. New sandboxes are labelled with their account and counted by that
+ * label before a create or a start. */
+static void test_sandboxes_per_account(void **state)
+{
+    (void)state;
+    char acct[KX_UUID_LEN + 1], other[KX_UUID_LEN + 1], p[4][KX_UUID_LEN + 1];
+    kx_uuid_new(acct);
+    kx_uuid_new(other);
+    for (int i = 0; i < 4; i++)
+        kx_uuid_new(p[i]);
+    life_as_ok(acct, "ensure_active", p[0]);
+    life_as_ok(acct, "ensure_active", p[1]);
+    life_as_ok(acct, "ensure_active", p[1]); /* running already: not a new one */
+    life_t *r = life_as(acct, "ensure_active", p[2]);
+    if (r->error == NULL || strcmp(code_of(r->error), "quota_exceeded") != 0 ||
+        strstr(r->error->message, "KX_SANDBOX_MAX_PER_ACCOUNT") == NULL ||
+        strstr(r->error->message, "2 sandboxes running") == NULL)
+        fail_msg("a third sandbox for one account: %s: %s", code_of(r->error),
+                 r->error ? r->error->message : "(none)");
+    kx_pb_free(r);
+    json_t *made = fake_log("POST", "/sandbox");
+    size_t creates = 0, i;
+    json_t *e;
+    json_array_foreach(made, i, e)
+    {
+        const char *path = json_string_value(json_object_get(e, "path"));
+        const char *body = json_string_value(json_object_get(e, "body"));
+        creates += path != NULL && body != NULL && strcmp(path, "/sandbox") == 0 &&
+            strstr(body, p[2]) != NULL;
+    }
+    json_decref(made);
+    assert_int_equal(creates, 0); /* nothing was made for it */
+
+    life_as_ok(other, "ensure_active", p[3]); /* another account */
+    life_as_ok(acct, "stop", p[0]);
+    life_as_ok(acct, "ensure_active", p[2]); /* room again */
+    r = life_as(acct, "start", p[0]);        /* a start is counted too */
+    assert_string_equal(code_of(r->error), "quota_exceeded");
+    kx_pb_free(r);
+    for (int k = 0; k < 4; k++)
+        life_as_ok(k == 3 ? other : acct, "delete", p[k]);
+}
+
 static void test_drain(void **state)
 {
     (void)state;
@@ -782,13 +852,10 @@ static void test_drain(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_lifecycle),
-        cmocka_unit_test(test_exec_bad_requests),
-        cmocka_unit_test(test_exec_files_preview),
-        cmocka_unit_test(test_sessions),
-        cmocka_unit_test(test_deadlines),
-        cmocka_unit_test(test_failures),
-        cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_lifecycle),          cmocka_unit_test(test_exec_bad_requests),
+        cmocka_unit_test(test_exec_files_preview), cmocka_unit_test(test_sessions),
+        cmocka_unit_test(test_deadlines),          cmocka_unit_test(test_sandboxes_per_account),
+        cmocka_unit_test(test_failures),           cmocka_unit_test(test_drain),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
