@@ -185,7 +185,7 @@ void sb_dt_op_end(sb_dt_op *op)
 }
 
 static sb_dt_op *op_new(sb_daytona *d, enum sb_dt_kind kind, natsMsg *msg, const char *project,
-                        kx_deadline deadline, const char *trace_id)
+                        kx_deadline deadline, const char *trace_id, const char *account)
 {
     sb_dt_op *op = calloc(1, sizeof *op);
     if (op == NULL)
@@ -198,10 +198,7 @@ static sb_dt_op *op_new(sb_daytona *d, enum sb_dt_kind kind, natsMsg *msg, const
             (char)((project[i] >= 'A' && project[i] <= 'F') ? project[i] + 32 : project[i]);
     op->deadline = deadline - SB_REPLY_MARGIN_MS;
     snprintf(op->trace_id, sizeof op->trace_id, "%s", trace_id != NULL ? trace_id : "");
-    kx_bus_meta meta;
-    memset(&meta, 0, sizeof meta);
-    if (msg != NULL && kx_bus_meta_read(msg, &meta) == KX_OK)
-        snprintf(op->account, sizeof op->account, "%s", meta.account);
+    snprintf(op->account, sizeof op->account, "%s", account != NULL ? account : "");
     op->next = d->ops;
     if (d->ops != NULL)
         d->ops->prev = op;
@@ -421,6 +418,40 @@ static void on_poll_timer(kx_loop *loop, void *arg)
     }
 }
 
+/* ---- lists by label --------------------------------------------------------------------- */
+
+/* GET /sandbox?labels={"<key>":"<value>"}, answered to cb. */
+static void list_by_label(sb_dt_op *op, const char *key, const char *value, sb_dt_done cb)
+{
+    json_t *want = json_pack("{s:s}", key, value);
+    char *labels = want != NULL ? json_dumps(want, JSON_COMPACT) : NULL;
+    json_decref(want);
+    if (labels == NULL) {
+        fail(op, KX_ERR_NOMEM, "daytona: out of memory");
+        return;
+    }
+    char q[400], path[512];
+    sb_dt_escape(labels, q, sizeof q);
+    free(labels);
+    snprintf(path, sizeof path, "/sandbox?labels=%s", q);
+    call(op, "GET", path, NULL, sb_dt_budget(op, op->d->cfg.get_ms), cb);
+}
+
+/* The sandboxes of a list answer (an array, or a page {"items": [...]}); NULL when the call
+ * failed or the answer is not a list: op failed then. */
+static const json_t *list_items(sb_dt_op *op, const sb_dt_resp *r)
+{
+    op->call = NULL;
+    if (r->err != KX_OK) {
+        fail(op, r->err, r->why);
+        return NULL;
+    }
+    const json_t *items = json_is_array(r->json) ? r->json : json_object_get(r->json, "items");
+    if (!json_is_array(items))
+        fail(op, KX_ERR_PROTOCOL, "daytona: GET /sandbox did not answer a list of sandboxes");
+    return json_is_array(items) ? items : NULL;
+}
+
 /* ---- the account's share: counted before a create or a start ------------------------------ */
 
 /* A Daytona state in which a sandbox holds its resources (runs, or is on its way to). */
@@ -440,16 +471,9 @@ static void admit(sb_dt_op *op);
 static void on_account_list(const sb_dt_resp *r, void *arg)
 {
     sb_dt_op *op = arg;
-    op->call = NULL;
-    if (r->err != KX_OK) {
-        fail(op, r->err, r->why);
+    const json_t *items = list_items(op, r);
+    if (items == NULL)
         return;
-    }
-    const json_t *items = json_is_array(r->json) ? r->json : json_object_get(r->json, "items");
-    if (!json_is_array(items)) {
-        fail(op, KX_ERR_PROTOCOL, "daytona: GET /sandbox did not answer a list of sandboxes");
-        return;
-    }
     int64_t n = 0;
     size_t i;
     const json_t *sb;
@@ -476,18 +500,7 @@ static void admit(sb_dt_op *op)
 {
     const sb_dt_config *c = &op->d->cfg;
     if (!op->admitted && c->per_account > 0 && op->account[0] != '\0') {
-        json_t *want = json_pack("{s:s}", "kx_account", op->account);
-        char *labels = want != NULL ? json_dumps(want, JSON_COMPACT) : NULL;
-        json_decref(want);
-        if (labels == NULL) {
-            fail(op, KX_ERR_NOMEM, "daytona: out of memory");
-            return;
-        }
-        char q[400], path[512];
-        sb_dt_escape(labels, q, sizeof q);
-        free(labels);
-        snprintf(path, sizeof path, "/sandbox?labels=%s", q);
-        call(op, "GET", path, NULL, sb_dt_budget(op, c->get_ms), on_account_list);
+        list_by_label(op, "kx_account", op->account, on_account_list);
         return;
     }
     if (op->sid[0] == '\0')
@@ -712,17 +725,9 @@ static void act(sb_dt_op *op)
 static void on_list(const sb_dt_resp *r, void *arg)
 {
     sb_dt_op *op = arg;
-    op->call = NULL;
-    if (r->err != KX_OK) {
-        fail(op, r->err, r->why);
+    const json_t *items = list_items(op, r);
+    if (items == NULL)
         return;
-    }
-    /* an array, or a page {"items": [...]} */
-    const json_t *items = json_is_array(r->json) ? r->json : json_object_get(r->json, "items");
-    if (!json_is_array(items)) {
-        fail(op, KX_ERR_PROTOCOL, "daytona: GET /sandbox did not answer a list of sandboxes");
-        return;
-    }
     size_t i;
     const json_t *sb;
     json_array_foreach(items, i, sb)
@@ -742,40 +747,35 @@ void sb_dt_resolve(sb_dt_op *op)
         act(op);
         return;
     }
-    char labels[128], q[400], path[512];
-    snprintf(labels, sizeof labels, "{\"id\":\"%s\"}", op->project);
-    sb_dt_escape(labels, q, sizeof q);
-    snprintf(path, sizeof path, "/sandbox?labels=%s", q);
-    call(op, "GET", path, NULL, sb_dt_budget(op, op->d->cfg.get_ms), on_list);
+    list_by_label(op, "id", op->project, on_list);
 }
 
 /* ---- requests (daytona_requests.c and daytona_sessions.c use these) ------------------ */
 
-/* Reads the deadline and trace id. The reason to refuse any request before looking at it
- * (*err set), or NULL. */
-const char *sb_dt_gate(sb_daytona *d, natsMsg *msg, kx_deadline *deadline, char trace_id[33],
+/* Reads the headers (deadline, account) into *meta and the trace id. The reason to refuse any
+ * request before looking at it (*err set), or NULL. */
+const char *sb_dt_gate(sb_daytona *d, natsMsg *msg, kx_bus_meta *meta, char trace_id[33],
                        kx_err *err)
 {
-    kx_bus_meta meta;
-    memset(&meta, 0, sizeof meta);
-    kx_err merr = kx_bus_meta_read(msg, &meta);
-    kx_bus_trace_id(&meta, trace_id);
-    *deadline = meta.deadline;
+    memset(meta, 0, sizeof *meta);
+    kx_err merr = kx_bus_meta_read(msg, meta);
+    kx_bus_trace_id(meta, trace_id);
     *err = KX_ERR_INVALID;
     if (d->b->draining) {
         *err = KX_ERR_UNAVAILABLE;
         return "broker shutting down";
     }
-    if (merr != KX_OK || meta.deadline == KX_NO_DEADLINE)
+    if (merr != KX_OK || meta->deadline == KX_NO_DEADLINE)
         return "the Kx-Deadline header (absolute unix ms) is required";
     return NULL;
 }
 
 /* A new op for a valid request, or NULL (out of memory: msg and req destroyed). */
 sb_dt_op *sb_dt_start_op(sb_daytona *d, enum sb_dt_kind kind, natsMsg *msg, const char *project,
-                         kx_deadline deadline, const char *trace_id, void *req)
+                         kx_deadline deadline, const char *trace_id, const char *account,
+                         void *req)
 {
-    sb_dt_op *op = op_new(d, kind, msg, project, deadline, trace_id);
+    sb_dt_op *op = op_new(d, kind, msg, project, deadline, trace_id, account);
     if (op == NULL) {
         kx_warn("sandbox: daytona %s: out of memory", KIND_NAMES[kind]);
         natsMsg_Destroy(msg);

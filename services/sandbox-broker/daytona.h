@@ -125,14 +125,16 @@ int64_t sb_dt_iso_ms(const char *s);
 /* Ends op (unlinks, frees what it holds; its message must have been answered and freed). */
 void sb_dt_op_end(sb_dt_op *op);
 
-/* daytona.c, for daytona_requests.c and daytona_sessions.c: the request gate (draining, Kx-Deadline: the reason to
- * refuse, *err set, or NULL), a new op (NULL: out of memory, msg and req destroyed), the op's
+/* daytona.c, for daytona_requests.c and daytona_sessions.c: the request gate (its headers into
+ * *meta; draining, no Kx-Deadline: the reason to refuse, *err set, or NULL), a new op for the
+ * request's account (NULL: out of memory, msg and req destroyed), the op's
  * resolution (then sb_dt_sessions_run or a creation, as its kind needs) and its answer with an
  * error whatever its kind. */
-const char *sb_dt_gate(sb_daytona *d, natsMsg *msg, kx_deadline *deadline, char trace_id[33],
+const char *sb_dt_gate(sb_daytona *d, natsMsg *msg, kx_bus_meta *meta, char trace_id[33],
                        kx_err *err);
 sb_dt_op *sb_dt_start_op(sb_daytona *d, enum sb_dt_kind kind, natsMsg *msg, const char *project,
-                         kx_deadline deadline, const char *trace_id, void *req);
+                         kx_deadline deadline, const char *trace_id, const char *account,
+                         void *req);
 void sb_dt_resolve(sb_dt_op *op);
 void sb_dt_fail(sb_dt_op *op, kx_err err, const char *why);
 

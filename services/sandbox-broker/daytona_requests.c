@@ -24,10 +24,10 @@ static void on_request(natsMsg *msg, void *arg)
 {
     const dt_served *x = arg;
     const sb_dt_endpoint *ep = x->ep;
-    kx_deadline deadline;
+    kx_bus_meta meta;
     char trace_id[33];
     kx_err err;
-    const char *gwhy = sb_dt_gate(x->d, msg, &deadline, trace_id, &err);
+    const char *gwhy = sb_dt_gate(x->d, msg, &meta, trace_id, &err);
     void *rq = kx_pb_unpack(ep->desc, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
     char why[512] = "";
     sb_dt_checked c;
@@ -43,8 +43,9 @@ static void on_request(natsMsg *msg, void *arg)
     }
     bool ok = why[0] == '\0';
     /* a refused request gets an op too (no project, a short deadline): it answers as its kind */
-    sb_dt_op *op = sb_dt_start_op(x->d, ep->kind, msg, ok ? c.project : "",
-                                  ok ? deadline : kx_deadline_in(1000), trace_id, rq);
+    sb_dt_op *op =
+        sb_dt_start_op(x->d, ep->kind, msg, ok ? c.project : "",
+                       ok ? meta.deadline : kx_deadline_in(1000), trace_id, meta.account, rq);
     if (op == NULL)
         return;
     if (ep->keep == NULL || !ep->keep(op, rq, ok ? &c : NULL))
