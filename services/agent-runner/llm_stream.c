@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kx/utf8.h"
+
 void llm_stream_init(llm_stream *s)
 {
     memset(s, 0, sizeof *s);
@@ -81,19 +83,16 @@ const char *llm_json_str(const json_t *obj, const char *key, size_t *len)
 
 kx_err llm_text_add(kx_buf *b, const char *s, size_t n)
 {
-    while (n > 0) {
-        const char *nul = memchr(s, '\0', n);
-        size_t run = nul ? (size_t)(nul - s) : n;
-        if (run > 0 && kx_buf_add(b, s, run) != KX_OK)
-            return KX_ERR_NOMEM;
-        if (nul == NULL)
-            break;
-        if (kx_buf_add(b, "\xef\xbf\xbd", 3) != KX_OK)
-            return KX_ERR_NOMEM;
-        s = nul + 1;
-        n -= run + 1;
-    }
-    return KX_OK;
+    if (n == 0)
+        return KX_OK;
+    if (memchr(s, '\0', n) == NULL) /* the usual delta: as it is */
+        return kx_buf_add(b, s, n) == KX_OK ? KX_OK : KX_ERR_NOMEM;
+    /* jansson's strings are UTF-8: only the NULs become U+FFFD */
+    size_t len = 0;
+    char *clean = kx_utf8_sanitize(s, n, &len);
+    kx_err err = clean != NULL && kx_buf_add(b, clean, len) == KX_OK ? KX_OK : KX_ERR_NOMEM;
+    free(clean);
+    return err;
 }
 
 static llm_feed_result fold_tool_calls(llm_stream *s, const json_t *arr)

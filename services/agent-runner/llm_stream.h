@@ -88,7 +88,8 @@ llm_feed_result llm_stream_feed_tree(llm_stream *s, const char *data, size_t len
 /* The string member key of obj and its length (*len; it may hold NUL bytes), or NULL when it
  * is absent, null or not a string. */
 const char *llm_json_str(const json_t *obj, const char *key, size_t *len);
-/* Appends s[0..n) to b with every NUL byte as U+FFFD. KX_ERR_NOMEM or KX_OK. */
+/* Appends s[0..n) (a jansson string: UTF-8, maybe with NUL bytes) to b with every NUL byte as
+ * U+FFFD (kx_utf8_sanitize). KX_ERR_NOMEM or KX_OK. */
 kx_err llm_text_add(kx_buf *b, const char *s, size_t n);
 
 /* The message of an OpenAI-style error body ({"error": {"message": ...}} or {"error": "..."}

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kx/utf8.h"
+
 typedef struct pending {
     int64_t id;
     mcp_rpc_response_cb cb;
@@ -237,23 +239,13 @@ static bool nul_to_fffd(json_t *v)
 {
     if (json_is_string(v)) {
         const char *s = json_string_value(v);
-        size_t n = json_string_length(v), nuls = 0;
-        for (size_t i = 0; i < n; i++)
-            nuls += s[i] == '\0';
-        if (nuls == 0)
+        size_t n = json_string_length(v), o = 0;
+        if (memchr(s, '\0', n) == NULL)
             return true;
-        char *out = malloc(n + 2 * nuls);
+        /* jansson's strings are UTF-8: only the NULs become U+FFFD */
+        char *out = kx_utf8_sanitize(s, n, &o);
         if (out == NULL)
             return false;
-        size_t o = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (s[i] != '\0') {
-                out[o++] = s[i];
-            } else {
-                memcpy(out + o, "\xef\xbf\xbd", 3);
-                o += 3;
-            }
-        }
         bool ok = json_string_setn_nocheck(v, out, o) == 0;
         free(out);
         return ok;
