@@ -32,6 +32,8 @@
 #include "kx/log.h"
 #include "kx/sse.h"
 
+#include "jsonrpc.h"
+
 typedef enum xkind {
     X_POST,
     X_RESUME,
@@ -168,8 +170,8 @@ static void inbox_add(http_t *t, const char *text, size_t len)
 static void got_message(xfer *x, const char *text, size_t len)
 {
     if (x->has_id && !x->answered) {
-        /* JSON_ALLOW_NUL as mcp_rpc_receive reads it: an answer holding \u0000 still counts */
-        json_t *j = json_loadb(text, len, JSON_ALLOW_NUL, NULL);
+        /* read as mcp_rpc_receive reads it: an answer holding \u0000 still counts */
+        json_t *j = mcp_json_loadb(text, len, NULL);
         json_t *id = json_object_get(j, "id");
         if (id && json_equal(id, x->req_id) &&
             (json_object_get(j, "result") || json_object_get(j, "error")))
@@ -540,7 +542,7 @@ static void on_done(CURL *easy, CURLcode rc, void *arg)
             break;
         }
         if (!x->sse && x->resp.len > 0 && t->cfg->kind == MCP_T_HTTP) {
-            json_t *j = json_loadb(x->resp.s, x->resp.len, JSON_ALLOW_NUL, NULL);
+            json_t *j = mcp_json_loadb(x->resp.s, x->resp.len, NULL);
             if (json_is_array(j)) {
                 size_t i;
                 json_t *m;
@@ -640,7 +642,7 @@ static kx_err post(http_t *t, const char *text, size_t len)
         return KX_ERR_NOMEM;
     }
     x->kind = X_POST;
-    json_t *j = json_loadb(text, len, JSON_ALLOW_NUL, NULL);
+    json_t *j = mcp_json_loadb(text, len, NULL);
     json_t *id = json_object_get(j, "id");
     if (id != NULL && json_object_get(j, "method") != NULL) {
         x->has_id = true;

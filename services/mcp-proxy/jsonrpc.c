@@ -10,8 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kx/utf8.h"
-
 typedef struct pending {
     int64_t id;
     mcp_rpc_response_cb cb;
@@ -231,56 +229,44 @@ static kx_err handle_response(mcp_rpc *rpc, const json_t *msg, char *why, size_t
     return KX_OK;
 }
 
-/* Replaces each NUL in the string values of v (at any depth) with U+FFFD. A server may send
- * \u0000 (a file it read): jansson refuses it without JSON_ALLOW_NUL — the answer was dropped
- * and its call waited for its deadline — and Postgres text and jsonb cannot hold it. False when
- * out of memory. Recursion is bounded by jansson's parse depth. */
-static bool nul_to_fffd(json_t *v)
+/* A server may send \u0000 (a file it read), in a value or a key: jansson refuses it in a key
+ * even with JSON_ALLOW_NUL, and Postgres text and jsonb cannot hold it, so the escape is
+ * rewritten as \ufffd (the same length) in a copy before parsing. Every backslash starts an
+ * escape of two characters or more and is stepped over with the character it escapes, so the
+ * text "\\u0000" (a backslash, then "u0000") is left as it is. */
+json_t *mcp_json_loadb(const char *text, size_t len, json_error_t *err)
 {
-    if (json_is_string(v)) {
-        const char *s = json_string_value(v);
-        size_t n = json_string_length(v), o = 0;
-        if (memchr(s, '\0', n) == NULL)
-            return true;
-        /* jansson's strings are UTF-8: only the NULs become U+FFFD */
-        char *out = kx_utf8_sanitize(s, n, &o);
-        if (out == NULL)
-            return false;
-        bool ok = json_string_setn_nocheck(v, out, o) == 0;
-        free(out);
-        return ok;
-    }
-    const char *key;
-    json_t *item;
-    size_t i;
-    if (json_is_object(v)) {
-        json_object_foreach(v, key, item)
-        {
-            if (!nul_to_fffd(item))
-                return false;
+    static const char nul[] = "\\u0000";
+    if (memmem(text, len, nul, sizeof nul - 1) == NULL)
+        return json_loadb(text, len, 0, err);
+    char *copy = malloc(len ? len : 1);
+    if (copy == NULL) {
+        if (err != NULL) {
+            memset(err, 0, sizeof *err);
+            snprintf(err->text, sizeof err->text, "out of memory");
         }
-    } else if (json_is_array(v)) {
-        json_array_foreach(v, i, item)
-        {
-            if (!nul_to_fffd(item))
-                return false;
-        }
+        return NULL;
     }
-    return true;
+    memcpy(copy, text, len);
+    for (size_t i = 0; i + 1 < len; i++) {
+        if (copy[i] != '\\')
+            continue;
+        if (i + 6 <= len && memcmp(copy + i, nul, 6) == 0)
+            memcpy(copy + i + 2, "fffd", 4);
+        i++; /* the escaped character: a second backslash escapes nothing */
+    }
+    json_t *j = json_loadb(copy, len, 0, err);
+    free(copy);
+    return j;
 }
 
 kx_err mcp_rpc_receive(mcp_rpc *rpc, const char *text, size_t len, char *why, size_t whylen)
 {
     json_error_t jerr;
-    json_t *msg = json_loadb(text, len, JSON_ALLOW_NUL, &jerr);
+    json_t *msg = mcp_json_loadb(text, len, &jerr);
     if (msg == NULL) {
         say(why, whylen, "not JSON: %s (at character %d)", jerr.text, jerr.position);
         return KX_ERR_PROTOCOL;
-    }
-    if (!nul_to_fffd(msg)) {
-        json_decref(msg);
-        say(why, whylen, "out of memory");
-        return KX_ERR_NOMEM;
     }
     kx_err err = KX_OK;
     if (json_is_array(msg)) {

@@ -32,6 +32,11 @@
 
 typedef struct mcp_rpc mcp_rpc;
 
+/* json_loadb for what a server sends: each \u0000 escape, in a value or a key, reads as U+FFFD
+ * (jansson refuses it in keys, Postgres cannot store it). NULL with err filled when the text is
+ * not JSON (err may be NULL). The caller owns the result. */
+json_t *mcp_json_loadb(const char *text, size_t len, json_error_t *err);
+
 /* An error object: what the peer sent, or what mcp_rpc_fail_all was told. */
 typedef struct mcp_rpc_error {
     int64_t code;

@@ -8,7 +8,7 @@
 //   kinds           tool "kinds" returns every content kind plus structuredContent;
 //                   tool "big" returns a text of argument "bytes" bytes;
 //                   tool "change" sends notifications/tools/list_changed, then answers;
-//                   tool "nul" answers text and structuredContent holding NUL (\u0000)
+//                   tool "nul" answers text and structuredContent holding NUL (\u0000), in a key too
 //   old-version     answers initialize with protocolVersion 2024-11-05
 //   bad-version     answers initialize with protocolVersion 1999-01-01
 //   paged           tools/list in three pages of one tool each (nextCursor "p2", "p3")
@@ -77,7 +77,7 @@ rl.on('line', (line) => {
     } else if (name === 'big') {
       send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'x'.repeat(m.params.arguments.bytes || 1000) }] } });
     } else if (name === 'nul') {
-      send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'a\u0000b' }], structuredContent: { k: 'x\u0000' } } });
+      send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'a\u0000b' }], structuredContent: { k: 'x\u0000', 'k\u0000': '\\u0000' } } });
     } else if (name === 'change') {
       send({ jsonrpc: '2.0', method: 'notifications/tools/list_changed' });
       send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'changed' }] } });
