@@ -33,6 +33,11 @@
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 2000
 #define JS_DEFAULT_WAIT_MS 5000
+/* A silent server is noticed within BUS_PING_MS x (BUS_PINGS_OUT + 1): 6 s (cnats' defaults,
+ * 2 min x 2, and our former 10 s x 2 said "ready" for 20-30 s while nothing answered). A PONG
+ * is answered by nats-server's read loop at once, so 2 s without one is not load. */
+#define BUS_PING_MS 2000
+#define BUS_PINGS_OUT 2
 #define CLOSE_CALLBACK_GRACE_MS 5000 /* how long close waits for cnats' last callbacks */
 
 typedef struct subctx subctx;
@@ -43,6 +48,8 @@ struct kx_bus {
     char name[128];
     char *url;               /* as given to kx_bus_connect (kx_bus_connect_sibling reuses it) */
     int64_t ack_wait_ms;     /* longest wait for a JetStream ack (KX_BUS_TIMEOUT_MS) */
+    int64_t ping_ms;         /* KX_BUS_PING_MS: how often cnats PINGs the server */
+    int64_t pings_out;       /* KX_BUS_PINGS_OUT: PINGs without a PONG that end the connection */
     kx_bus_batcher *batcher; /* kx_bus_js_publish_many's (bus_batch.c) */
 
     pthread_mutex_t mu; /* guards everything below */
@@ -270,8 +277,13 @@ static kx_err set_options(kx_bus *bus, const char *url, unsigned flags, natsOpti
      * never block (they post to a loop or append to a buffer), so sharing is safe. */
     if (s == NATS_OK)
         s = natsOptions_UseGlobalMessageDelivery(o, true);
+    /* A server that stops answering with its socket open (paused, or a network that drops
+     * packets) is noticed only by the PINGs: after pings_out of them without a PONG the
+     * connection is stale, cnats reconnects, and kx_bus_connected (so /readyz) says so. */
     if (s == NATS_OK)
-        s = natsOptions_SetPingInterval(o, 10000);
+        s = natsOptions_SetPingInterval(o, bus->ping_ms);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxPingsOut(o, (int)bus->pings_out);
     if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(o, on_disconnected, bus);
     if (s == NATS_OK)
@@ -315,7 +327,9 @@ kx_err kx_bus_connect_ex(const char *url, const char *name, unsigned flags, kx_b
         return KX_ERR_NOMEM;
     }
     if (kx_env_int("KX_BUS_TIMEOUT_MS", JS_DEFAULT_WAIT_MS, 1, 600000, &bus->ack_wait_ms) !=
-        KX_OK) {
+            KX_OK ||
+        kx_env_int("KX_BUS_PING_MS", BUS_PING_MS, 100, 600000, &bus->ping_ms) != KX_OK ||
+        kx_env_int("KX_BUS_PINGS_OUT", BUS_PINGS_OUT, 1, 100, &bus->pings_out) != KX_OK) {
         free(bus->url);
         free(bus);
         return KX_ERR_INVALID;

@@ -14,6 +14,9 @@
  *   - the sandbox-broker: kx.sandbox.kill of an exec it does not know must be answered.
  * Now each flushes (kx_bus_flush: PING, wait for PONG) before it says ready.
  * A service waiting for Postgres at start stops on SIGTERM (exit 0, within STOP_WITHIN_MS).
+ * A nats-server that falls silent with its socket open (a second proxy frozen both ways) is
+ * noticed by the bus's PINGs: /readyz says "nats: not connected" within 3 PING intervals, and
+ * ready again once the server answers.
  * Last, with every service still connected through the proxy, the proxy goes (nats-server
  * gone for all of them) and each must exit 0 within STOP_WITHIN_MS of SIGTERM (the gateway
  * waited 5 s for a subscription drain that needs the server).
@@ -23,6 +26,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -38,6 +42,7 @@
 
 #include <cmocka.h>
 
+#include "gateway_alone.h"
 #include "harness.h"
 #include "sandbox_client.h"
 #include "suite.h"
@@ -52,15 +57,20 @@
 
 /* ---- the holding proxy: one listener thread, two threads per connection ---- */
 
+struct holding_proxy;
+
 typedef struct pipe_half {
     int from, to;
-    bool hold; /* client -> server: each chunk waits HOLD_MS */
+    bool hold; /* client -> server: each chunk waits the proxy's hold_ms */
+    struct holding_proxy *proxy;
     pthread_t thread;
 } pipe_half;
 
 typedef struct holding_proxy {
     int listen_fd;
     uint16_t port, upstream;
+    int hold_ms;
+    atomic_bool frozen; /* while set, nothing is passed on either way (a paused server) */
     pthread_t acceptor;
     pthread_mutex_t mu;
     int nconns;
@@ -76,7 +86,11 @@ static void *pump(void *arg)
         if (n <= 0)
             break;
         if (h->hold) {
-            struct timespec ts = {0, HOLD_MS * 1000000L};
+            struct timespec ts = {0, h->proxy->hold_ms * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        while (atomic_load(&h->proxy->frozen)) {
+            struct timespec ts = {0, 20 * 1000000L};
             nanosleep(&ts, NULL);
         }
         for (ssize_t off = 0; off < n;) {
@@ -118,8 +132,8 @@ static void *accept_loop(void *arg)
         bool room = p->nconns < MAX_CONNS && u >= 0;
         if (room) {
             pipe_half *up = &p->halves[2 * p->nconns], *down = up + 1;
-            *up = (pipe_half){.from = c, .to = u, .hold = true};
-            *down = (pipe_half){.from = u, .to = c, .hold = false};
+            *up = (pipe_half){.from = c, .to = u, .hold = true, .proxy = p};
+            *down = (pipe_half){.from = u, .to = c, .hold = false, .proxy = p};
             if (pthread_create(&up->thread, NULL, pump, up) != 0 ||
                 pthread_create(&down->thread, NULL, pump, down) != 0)
                 abort(); /* a test helper: no threads, no test */
@@ -134,12 +148,13 @@ static void *accept_loop(void *arg)
     }
 }
 
-static holding_proxy *proxy_start(uint16_t upstream)
+static holding_proxy *proxy_start(uint16_t upstream, int hold_ms)
 {
     holding_proxy *p = calloc(1, sizeof *p);
     if (p == NULL)
         return NULL;
     p->upstream = upstream;
+    p->hold_ms = hold_ms;
     pthread_mutex_init(&p->mu, NULL);
     p->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_in a = {.sin_family = AF_INET};
@@ -197,7 +212,7 @@ static int group_setup(void **state)
     g_db = PQconnectdb(g_pg.url);
     if (PQstatus(g_db) != CONNECTION_OK)
         return -1;
-    g_proxy = proxy_start(g_nats.port);
+    g_proxy = proxy_start(g_nats.port, HOLD_MS);
     return g_proxy != NULL && kx_th_bus_connect(g_nats.url, "it-ready-subs", &g_bus) == KX_OK ? 0
                                                                                               : -1;
 }
@@ -450,6 +465,68 @@ static void test_stop_while_waiting_for_postgres(void **state)
 /* Last: nats-server goes away for every service (the proxy closes their connections and
  * refuses new ones), then each gets SIGTERM and must exit 0 promptly. The gateway took ~6 s:
  * it waited 5 s for the drain of its kx.sandbox.state subscription, which needs the server. */
+/* GET /readyz on the health port: the HTTP status (0: no answer) and, in why, the body. */
+static int readyz(uint16_t port, char *why, size_t whylen)
+{
+    static const char req[] = "GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    char *answer = NULL;
+    int st = kx_th_raw(port, NULL, req, sizeof req - 1, 1000, &answer);
+    snprintf(why, whylen, "%s", answer ? kx_th_raw_body(answer) : "");
+    free(answer);
+    return st;
+}
+
+/* Polls /readyz every 50 ms until it answers `want`; how long that took, or -1 after limit_ms. */
+static int64_t until_readyz(uint16_t port, int want, int64_t limit_ms, char *why, size_t whylen)
+{
+    int64_t t0 = kx_mono_ms();
+    while (readyz(port, why, whylen) != want) {
+        if (kx_mono_ms() - t0 > limit_ms)
+            return -1;
+        struct timespec ts = {0, 50 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    return kx_mono_ms() - t0;
+}
+
+/* A nats-server that stops answering with its socket open (paused; a network that drops every
+ * packet): the service's PINGs go unanswered and after KX_BUS_PINGS_OUT of them (here 2 of
+ * 300 ms) /readyz says "nats: not connected" — it said ready for the 20-30 s of the old 10 s
+ * pings, and no setting changed that. When the server answers again the service reconnects
+ * and says ready. Its own proxy, frozen both ways, plays the paused server. */
+static void test_silent_nats_is_noticed(void **state)
+{
+    (void)state;
+    holding_proxy *p = proxy_start(g_nats.port, 0);
+    assert_non_null(p);
+    char url[64];
+    snprintf(url, sizeof url, "nats://127.0.0.1:%u", p->port);
+    const char *env[] = {"KX_BUS_PING_MS=300", "KX_BUS_PINGS_OUT=2", "KX_DRAIN_TIMEOUT_MS=2000",
+                         NULL};
+    uint16_t hport = 0;
+    pid_t pid = kx_th_service_start(g_tmp, url, "tool-executor", env, &hport);
+    assert_true(pid > 0);
+    char why[256];
+    assert_int_equal(readyz(hport, why, sizeof why), 200);
+
+    atomic_store(&p->frozen, true);
+    int64_t noticed = until_readyz(hport, 503, 10000, why, sizeof why);
+    print_message("a silent nats-server noticed after %lld ms: %s\n", (long long)noticed, why);
+    atomic_store(&p->frozen, false);
+    if (noticed < 0)
+        fail_msg("/readyz still said ready 10 s after nats-server fell silent");
+    assert_non_null(strstr(why, "nats"));
+    assert_true(noticed < 3000); /* 3 x 300 ms, with room for a busy machine */
+
+    int64_t back = until_readyz(hport, 200, 15000, why, sizeof why);
+    print_message("ready again %lld ms after nats-server answered\n", (long long)back);
+    assert_true(back >= 0);
+    int status = 0;
+    int64_t took = 0;
+    assert_true(term_and_wait(pid, 15000, &status, &took));
+    proxy_stop(p);
+}
+
 static void test_services_stop_promptly_without_nats(void **state)
 {
     (void)state;
@@ -503,6 +580,7 @@ int main(void)
         cmocka_unit_test(test_mcp_proxy_answers_a_list_right_after_ready),
         cmocka_unit_test(test_broker_answers_a_kill_right_after_ready),
         cmocka_unit_test(test_stop_while_waiting_for_postgres),
+        cmocka_unit_test(test_silent_nats_is_noticed),
         cmocka_unit_test(test_services_stop_promptly_without_nats),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
