@@ -59,7 +59,8 @@ void chunks_flush(chunks *c);
 void chunks_clear(chunks *c);
 
 /* Exposed for the unit tests: the largest n <= max such that s[0..n) ends on a UTF-8 boundary
- * (n == len when len <= max). */
+ * (n == len when len <= max). When no boundary is found in (0, max] (text that is not UTF-8:
+ * a run of continuation bytes), max itself, so that every cut makes progress. */
 size_t chunks_utf8_cut(const char *s, size_t len, size_t max);
 
 #endif

@@ -178,36 +178,37 @@ static bool cut_message(json_t *msg, size_t keep_bytes, bool middle, bool *oom)
         free(text);
         return false;
     }
+    /* where the text is cut, on character boundaries: [0, head) and, for a middle cut,
+     * [tail_from, len) */
+    size_t head, tail_from = len;
+    if (!middle) {
+        head = kx_utf8_floor(text, len, keep_bytes);
+    } else {
+        head = kx_utf8_floor(text, len, keep_bytes / 2);
+        tail_from = kx_utf8_ceil(text, len, len - (keep_bytes - keep_bytes / 2));
+    }
+    size_t shown = head + (len - tail_from);
     const char *id = kx_json_str(msg, CONTEXT_ID_KEY, "");
     char note[256];
     if (id[0] != '\0')
         snprintf(note, sizeof note,
                  "\n\n... (truncated: %zu of %zu bytes shown)\n\nmessage_id \"%s\"\nUse the "
                  "expand_message tool to see contents",
-                 keep_bytes, len, id);
+                 shown, len, id);
     else
-        snprintf(note, sizeof note, "\n\n... (truncated: %zu of %zu bytes shown)", keep_bytes,
-                 len);
+        snprintf(note, sizeof note, "\n\n... (truncated: %zu of %zu bytes shown)", shown, len);
     size_t nl = strlen(note);
-    char *out = malloc(keep_bytes + nl + 2); /* + the newline of a middle cut, + NUL */
+    char *out = malloc(shown + nl + 2); /* + the newline of a middle cut, + NUL */
     if (out == NULL) {
         free(text);
         *oom = true;
         return false;
     }
-    size_t o;
-    if (!middle) {
-        o = kx_utf8_floor(text, len, keep_bytes);
-        memcpy(out, text, o);
-        memcpy(out + o, note, nl);
-        o += nl;
-    } else {
-        size_t head = kx_utf8_floor(text, len, keep_bytes / 2);
-        size_t tail_from = kx_utf8_ceil(text, len, len - (keep_bytes - keep_bytes / 2));
-        memcpy(out, text, head);
-        o = head;
-        memcpy(out + o, note, nl);
-        o += nl;
+    memcpy(out, text, head);
+    size_t o = head;
+    memcpy(out + o, note, nl);
+    o += nl;
+    if (middle) {
         out[o++] = '\n';
         memcpy(out + o, text + tail_from, len - tail_from);
         o += len - tail_from;

@@ -1,7 +1,8 @@
 /* test_runner_context_budget.c — the thread cut to a model's budget (services/agent-runner/
  * context_budget.c): the per-model budgets, a 2 MB tool result cut with a pointer to
  * expand_message and its message id, the newest message cut in the middle, drops from the
- * middle that keep tool calls paired, and a fit whatever the thread holds. */
+ * middle that keep tool calls paired, a fit whatever the thread holds, and the note's count of
+ * the bytes shown. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -130,6 +131,50 @@ static void test_newest_cut_in_the_middle(void **state)
     free(big);
 }
 
+/* The note says how many bytes of the text are shown, exactly: the cuts fall on character
+ * boundaries, so with 3-byte characters they keep fewer bytes than asked (the note said the
+ * bytes asked for). */
+static void test_note_counts_the_bytes_shown(void **state)
+{
+    (void)state;
+    enum {
+        CHARS = 200000
+    };
+    char *big = malloc(3 * CHARS + 1);
+    for (size_t i = 0; i < CHARS; i++)
+        memcpy(big + 3 * i, "\xE2\x82\xAC", 3); /* U+20AC */
+    big[3 * CHARS] = '\0';
+    for (int middle = 0; middle < 2; middle++) {
+        json_t *msgs = json_array();
+        json_array_append_new(msgs, msg("user", "x", "u1"));
+        json_array_append_new(msgs, msg("user", big, "u2"));
+        if (!middle) /* an older message: cut at its head only */
+            json_array_append_new(msgs, msg("assistant", "the newest", "a1"));
+        assert_int_equal(context_fit(msgs, 31000, 0, NULL), 0);
+        const char *c = json_string_value(json_object_get(json_array_get(msgs, 1), "content"));
+        const char *note = strstr(c, "\n\n... (truncated: ");
+        assert_non_null(note);
+        const char *num = note + strlen("\n\n... (truncated: ");
+        char *rest = NULL;
+        size_t said = strtoul(num, &rest, 10);
+        assert_int_equal(strncmp(rest, " of ", 4), 0);
+        size_t of = strtoul(rest + 4, &rest, 10);
+        assert_int_equal(strncmp(rest, " bytes shown)", 13), 0);
+        assert_int_equal(of, 3 * CHARS);
+        const char *end = "expand_message tool to see contents";
+        const char *after = strstr(note, end);
+        assert_non_null(after);
+        after += strlen(end);
+        size_t shown = (size_t)(note - c) + (middle ? strlen(after + 1) : strlen(after));
+        if (middle)
+            assert_int_equal(after[0], '\n');
+        assert_int_equal(said, shown);
+        assert_int_equal(shown % 3, 0); /* whole characters */
+        json_decref(msgs);
+    }
+    free(big);
+}
+
 /* Many mid-sized turns: the oldest are dropped from the middle; calls stay paired. */
 static void test_drop_from_the_middle(void **state)
 {
@@ -199,6 +244,7 @@ int main(void)
         cmocka_unit_test(test_under_budget_untouched),
         cmocka_unit_test(test_two_megabyte_tool_result),
         cmocka_unit_test(test_newest_cut_in_the_middle),
+        cmocka_unit_test(test_note_counts_the_bytes_shown),
         cmocka_unit_test(test_drop_from_the_middle),
         cmocka_unit_test(test_always_fits),
     };
