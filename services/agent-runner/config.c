@@ -197,6 +197,10 @@ kx_err runner_config_load(runner_config *cfg)
     if (kx_env_int("KX_PROJECT_NAMING", 1, 0, 1, &naming) != KX_OK)
         return KX_ERR_INVALID;
     cfg->project_naming = naming == 1;
+    int64_t read_mb = 0;
+    if (kx_env_int("KX_CONTEXT_READ_MAX_MB", 8, 1, 1024, &read_mb) != KX_OK)
+        return KX_ERR_INVALID;
+    cfg->context_read_bytes = read_mb << 20;
     if ((err = copy_env("KX_CONTEXT_BUDGETS", "", cfg->context_budgets,
                         sizeof cfg->context_budgets)) != KX_OK ||
         (err = copy_env("KX_NAMING_MODEL", "", cfg->naming_model, sizeof cfg->naming_model)) !=

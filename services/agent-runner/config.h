@@ -67,6 +67,8 @@ typedef struct runner_config {
     int64_t max_xml_tool_calls; /* KX_MAX_XML_TOOL_CALLS: invokes run per turn (Kortix: 1) */
     bool sequential_tools;      /* KX_TOOL_STRATEGY=sequential (default parallel) */
     char context_budgets[512];  /* KX_CONTEXT_BUDGETS: "substring=tokens,..." */
+    int64_t context_read_bytes; /* KX_CONTEXT_READ_MAX_MB: a turn reads at most about this much
+                                 * of its thread's newest LLM messages (store.h) */
     bool project_naming;        /* KX_PROJECT_NAMING (1): name new projects from the model */
     char naming_model[128];     /* KX_NAMING_MODEL: "" = the run's model */
 

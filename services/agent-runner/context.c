@@ -192,20 +192,6 @@ kx_err context_from_rows(const store_msg *rows, size_t n, json_t **messages, cha
     return KX_OK;
 }
 
-kx_err context_load(kx_db *db, const char *thread_id, json_t **messages, char *last_type,
-                    size_t last_type_len)
-{
-    *messages = NULL;
-    snprintf(last_type, last_type_len, "%s", "");
-    store_msg *rows = NULL;
-    size_t n = 0;
-    kx_err err = store_load_llm_messages(db, thread_id, &rows, &n);
-    if (err == KX_OK)
-        err = context_from_rows(rows, n, messages, last_type, last_type_len);
-    store_msgs_free(rows, n);
-    return err;
-}
-
 /* ---- see_image ---------------------------------------------------------------------------- */
 
 static bool image_ref_of(const json_t *content, context_image_ref *out)

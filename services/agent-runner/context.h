@@ -21,12 +21,9 @@
 /* The text given to the model for a tool call whose result was never saved. */
 #define CONTEXT_MISSING_RESULT "the tool call did not complete: the run was stopped or failed"
 
-/* Loads the thread's LLM messages into *messages (a new json array; caller json_decref's) and
- * the type of the newest row into last_type ("" when the thread has none). A database thread
- * (it blocks on libpq). */
-kx_err context_load(kx_db *db, const char *thread_id, json_t **messages, char *last_type,
-                    size_t last_type_len);
-/* The same from rows already read (store_load_llm_messages, or its pipelined halves). */
+/* The thread's LLM messages from its rows (store_load_llm_messages, or its pipelined halves)
+ * into *messages (a new json array; caller json_decref's) and the type of the newest row into
+ * last_type ("" when the thread has none). */
 kx_err context_from_rows(const store_msg *rows, size_t n, json_t **messages, char *last_type,
                          size_t last_type_len);
 

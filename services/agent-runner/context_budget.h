@@ -25,7 +25,7 @@
  * The result always fits, whatever the stored rows hold: a thread never fails every later run
  * with the provider's "context too long" 400.
  *
- * Messages carry their row id in CONTEXT_ID_KEY (context_load sets it); context_strip_ids
+ * Messages carry their row id in CONTEXT_ID_KEY (context_from_rows sets it); context_strip_ids
  * removes it before the request is built. Pure functions. */
 #ifndef RUNNER_CONTEXT_BUDGET_H
 #define RUNNER_CONTEXT_BUDGET_H

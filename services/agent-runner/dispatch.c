@@ -72,18 +72,19 @@ typedef struct claim_job {
     kx_bus_meta meta;
     const char *owner; /* the runner's instance id (static for the process) */
     int64_t ttl_ms;
+    int64_t read_bytes; /* the first load's bound (KX_CONTEXT_READ_MAX_MB) */
     char claim_id[KX_UUID_LEN + 1];
     kx_err err;
     dispatch_claimed got;
 } claim_job;
 
 static kx_err claim_pipelined(kx_db *db, const char *run_id, const char *thread_id,
-                              const char *owner, int64_t ttl_ms, const char *claim_id,
-                              dispatch_claimed *out, store_agent *agent)
+                              const char *owner, int64_t ttl_ms, int64_t read_bytes,
+                              const char *claim_id, dispatch_claimed *out, store_agent *agent)
 {
     kx_err err = kx_db_pipe_begin(db);
     if (err == KX_OK) {
-        (void)run_ops_load_send(db, run_id, thread_id, false);
+        (void)run_ops_load_send(db, run_id, thread_id, false, read_bytes);
         (void)store_claim_run_send(db, run_id, owner, ttl_ms, claim_id);
         char why[400];
         out->preloaded = run_ops_load_recv(db, false, &out->first, why, sizeof why) == KX_OK;
@@ -94,15 +95,16 @@ static kx_err claim_pipelined(kx_db *db, const char *run_id, const char *thread_
 }
 
 kx_err dispatch_claim(kx_db *db, const char *run_id, const char *thread_id, const char *owner,
-                      int64_t ttl_ms, const char *claim_id, dispatch_claimed *out)
+                      int64_t ttl_ms, int64_t read_bytes, const char *claim_id,
+                      dispatch_claimed *out)
 {
     out->claimed = out->preloaded = false;
     bool preload = thread_id != NULL && kx_uuid_valid(thread_id);
     store_agent agent = {0};
     kx_err err = KX_ERR_CANCELLED;
     for (int i = 0; i < 2 && preload; i++)
-        if ((err = claim_pipelined(db, run_id, thread_id, owner, ttl_ms, claim_id, out, &agent)) !=
-            KX_ERR_UNAVAILABLE)
+        if ((err = claim_pipelined(db, run_id, thread_id, owner, ttl_ms, read_bytes, claim_id, out,
+                                   &agent)) != KX_ERR_UNAVAILABLE)
             break;
     if (err == KX_ERR_CANCELLED) /* no thread named, or a read failed: the claim alone */
         err = store_claim_run_as(db, run_id, owner, ttl_ms, claim_id, &out->claimed, &out->claim,
@@ -132,8 +134,8 @@ kx_err dispatch_claim(kx_db *db, const char *run_id, const char *thread_id, cons
 static void claim_run(kx_db *db, rdb_job *j)
 {
     claim_job *c = (claim_job *)j;
-    c->err = dispatch_claim(db, c->d->run_id, c->d->thread_id, c->owner, c->ttl_ms, c->claim_id,
-                            &c->got);
+    c->err = dispatch_claim(db, c->d->run_id, c->d->thread_id, c->owner, c->ttl_ms, c->read_bytes,
+                            c->claim_id, &c->got);
 }
 
 static void claim_free(claim_job *c)
@@ -243,6 +245,7 @@ static void handle_dispatch(kx_loop *loop, void *arg)
         memset(&c->meta, 0, sizeof c->meta);
     c->owner = r->instance_id;
     c->ttl_ms = r->cfg->lease_ttl_ms;
+    c->read_bytes = r->cfg->context_read_bytes;
     kx_uuid_new(c->claim_id);
     if (rdb_submit(r, d->run_id, &c->base, claim_run, claim_done) != KX_OK) {
         atomic_fetch_sub(&r->reserved, 1);

@@ -29,11 +29,12 @@ typedef struct dispatch_claimed {
 } dispatch_claimed;
 
 /* The claim of run_id for owner with its first reads (the agent, the thread the dispatch names:
- * thread_id, "" for none) in ONE round trip: see dispatch.c. claim_id is the claim's id (the
+ * thread_id, "" for none; read_bytes its bound, store.h) in ONE round trip: see dispatch.c. claim_id is the claim's id (the
  * same on every try). KX_OK (claimed or not) or why the claim could not be made. A database
  * thread (blocks on libpq). */
 kx_err dispatch_claim(kx_db *db, const char *run_id, const char *thread_id, const char *owner,
-                      int64_t ttl_ms, const char *claim_id, dispatch_claimed *out);
+                      int64_t ttl_ms, int64_t read_bytes, const char *claim_id,
+                      dispatch_claimed *out);
 
 /* Starts the fetcher thread. The runner must outlive it. */
 kx_err dispatch_start(runner *r, dispatch **out);

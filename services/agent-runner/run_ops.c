@@ -58,6 +58,7 @@ struct run_batch {
     run *run; /* NULL once the run was freed */
     char run_id[40], thread_id[40];
     int64_t epoch;
+    int64_t read_bytes; /* a load's bound (KX_CONTEXT_READ_MAX_MB) */
     run_op *ops;
     size_t nops;
     kx_err err;       /* the batch's outcome */
@@ -185,7 +186,8 @@ static kx_err send_stmt(kx_db *db, run_batch *b, run_op *op, stmt *st)
     case OP_HANDBACK:
         return op->release ? store_release_run_send(db, b->run_id, b->epoch, op->error)
                            : store_handback_run_send(db, b->run_id, b->epoch, op->error);
-    case OP_LOAD: return run_ops_load_send(db, b->run_id, b->thread_id, op->with_agent);
+    case OP_LOAD:
+        return run_ops_load_send(db, b->run_id, b->thread_id, op->with_agent, b->read_bytes);
     }
     return KX_ERR_INTERNAL;
 }
@@ -336,10 +338,11 @@ static kx_err batch_recv(kx_db *db, rdb_job *j)
 
 /* ---- a load's reads (also the claim's: dispatch.c) ----------------------------------------- */
 
-kx_err run_ops_load_send(kx_db *db, const char *run_id, const char *thread_id, bool with_agent)
+kx_err run_ops_load_send(kx_db *db, const char *run_id, const char *thread_id, bool with_agent,
+                         int64_t read_bytes)
 {
     kx_err err = with_agent ? store_load_agent_send(db, run_id) : KX_OK;
-    kx_err err2 = store_load_llm_messages_send(db, thread_id);
+    kx_err err2 = store_load_llm_messages_send(db, thread_id, read_bytes);
     return err != KX_OK ? err : err2;
 }
 
@@ -631,6 +634,7 @@ static void send_batch(run *r)
     snprintf(b->run_id, sizeof b->run_id, "%s", r->id);
     snprintf(b->thread_id, sizeof b->thread_id, "%s", r->thread_id);
     b->epoch = r->epoch;
+    b->read_bytes = r->owner->cfg->context_read_bytes;
     b->ops = r->ops.head;
     b->sent_ms = kx_mono_ms();
     r->ops.head = r->ops.tail = NULL;

@@ -101,7 +101,8 @@ void run_loaded_clear(run_loaded *l);
  * same order, into l (afresh: what l held is released first). recv reads both answers even
  * after a failure (the pipeline stays in step); on one, why says what failed and l is empty.
  * Database thread only (run_ops.c's batches; the claim, dispatch.c). */
-kx_err run_ops_load_send(kx_db *db, const char *run_id, const char *thread_id, bool with_agent);
+kx_err run_ops_load_send(kx_db *db, const char *run_id, const char *thread_id, bool with_agent,
+                         int64_t read_bytes);
 kx_err run_ops_load_recv(kx_db *db, bool with_agent, run_loaded *l, char *why, size_t whylen);
 
 /* Queues a fenced insert of a messages row; takes content and metadata. ev_content (taken;

@@ -226,9 +226,16 @@
     "  updated_at=clock_timestamp() "                                            \
     "WHERE id=$1::uuid AND lease_epoch=$2::bigint AND status IS NOT DISTINCT FROM 'running'"
 
-#define SQL_LLM_MESSAGES                                                                                \
-    "SELECT type, content::text, message_id::text FROM messages WHERE thread_id=$1 AND is_llm_message " \
-    "ORDER BY created_at"
+/* $1 thread, $2 bytes: the thread's first LLM message (the task) and, newest first, the rows
+ * until their text passes $2 bytes (the row that passes it included), in created_at order.
+ * llm_bytes is octet_length(content::text), stored at insert (migration 021). */
+#define SQL_LLM_MESSAGES                                           \
+    "SELECT type, content::text, message_id::text FROM ("          \
+    "  SELECT type, content, message_id, created_at, llm_bytes, "  \
+    "    sum(llm_bytes) OVER (ORDER BY created_at DESC) AS upto, " \
+    "    row_number() OVER (ORDER BY created_at) AS nth "          \
+    "  FROM messages WHERE thread_id = $1 AND is_llm_message) m "  \
+    "WHERE m.upto - m.llm_bytes < $2::bigint OR m.nth = 1 ORDER BY m.created_at"
 
 /* The run's agent and version (SQL_AGENT_OF_R): one row. */
 #define SQL_AGENT                                                                    \
@@ -719,18 +726,23 @@ static kx_err msgs_answer(PGresult *res, kx_err err, store_msg **msgs, size_t *n
     return KX_OK;
 }
 
-kx_err store_load_llm_messages(kx_db *db, const char *thread_id, store_msg **msgs, size_t *n)
+kx_err store_load_llm_messages(kx_db *db, const char *thread_id, int64_t max_bytes,
+                               store_msg **msgs, size_t *n)
 {
-    const char *params[] = {thread_id};
+    char bytes[24];
+    snprintf(bytes, sizeof bytes, "%lld", (long long)max_bytes);
+    const char *params[] = {thread_id, bytes};
     kx_err err = KX_OK;
-    PGresult *res = kx_db_exec(db, "runner_llm_messages", 1, params, &err);
+    PGresult *res = kx_db_exec(db, "runner_llm_messages", 2, params, &err);
     return msgs_answer(res, err, msgs, n);
 }
 
-kx_err store_load_llm_messages_send(kx_db *db, const char *thread_id)
+kx_err store_load_llm_messages_send(kx_db *db, const char *thread_id, int64_t max_bytes)
 {
-    const char *params[] = {thread_id};
-    return kx_db_pipe_send(db, "runner_llm_messages", 1, params);
+    char bytes[24];
+    snprintf(bytes, sizeof bytes, "%lld", (long long)max_bytes);
+    const char *params[] = {thread_id, bytes};
+    return kx_db_pipe_send(db, "runner_llm_messages", 2, params);
 }
 
 kx_err store_load_llm_messages_recv(kx_db *db, store_msg **msgs, size_t *n)

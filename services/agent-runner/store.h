@@ -157,10 +157,14 @@ typedef struct store_msg {
     char *content; /* the jsonb as text (an object, or a string holding JSON); malloc'd */
 } store_msg;
 
-/* The thread's is_llm_message rows in created_at order. *msgs is malloc'd; free with
- * store_msgs_free. */
-kx_err store_load_llm_messages(kx_db *db, const char *thread_id, store_msg **msgs, size_t *n);
-kx_err store_load_llm_messages_send(kx_db *db, const char *thread_id);
+/* The thread's is_llm_message rows in created_at order: its first one (the task) and the
+ * newest ones up to max_bytes of text (the row that passes it included), so that a turn reads
+ * at most about max_bytes + one message however long the thread (KX_CONTEXT_READ_MAX_MB; the
+ * rows between are left out, as context_fit would drop them from the middle). *msgs is
+ * malloc'd; free with store_msgs_free. */
+kx_err store_load_llm_messages(kx_db *db, const char *thread_id, int64_t max_bytes,
+                               store_msg **msgs, size_t *n);
+kx_err store_load_llm_messages_send(kx_db *db, const char *thread_id, int64_t max_bytes);
 kx_err store_load_llm_messages_recv(kx_db *db, store_msg **msgs, size_t *n);
 void store_msgs_free(store_msg *msgs, size_t n);
 

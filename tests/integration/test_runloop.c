@@ -21,6 +21,8 @@
  *      thread, followed by three more runs on the same thread (the fake answers 400 to any
  *      request over 200 kB, like a provider over its context window): all complete, every
  *      later request under the limit and pointing at expand_message with the row's id;
+ *   8b. a thread of 120 MB of LLM messages: a turn reads its first message and the newest
+ *      KX_CONTEXT_READ_MAX_MB, and the runner's peak memory grows by far less than the thread;
  *   9. execute-on-stream: a call complete in the stream starts before the stream ends (the
  *      fake holds the stream 2 s after it; the tool prints the time it ran);
  *  10. project naming: the first run's project gets the naming model's title (max_tokens 20,
@@ -634,6 +636,90 @@ static void test_huge_tool_output_keeps_the_thread(void **state)
     free(token);
 }
 
+/* The agent-runner's PID in the stack. */
+static pid_t runner_pid(void)
+{
+    for (int i = 0; i < KX_TH_STACK_NPROCS; i++)
+        if (g_stack.procs[i].name != NULL && strcmp(g_stack.procs[i].name, "agent-runner") == 0)
+            return g_stack.procs[i].pid;
+    return 0;
+}
+
+/* VmHWM of pid in KiB (the peak resident set since the last reset), -1 when unreadable. */
+static long long peak_kib(pid_t pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    long long kib = -1;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kib = strtoll(line + 6, NULL, 10);
+    if (f != NULL)
+        fclose(f);
+    return kib;
+}
+
+/* Resets pid's VmHWM to its current resident set ("5" in clear_refs, Linux 4.0). */
+static void reset_peak(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/clear_refs", (int)pid);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_true(fputs("5", f) >= 0);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* A thread of 120 MB of LLM messages (120 of 1 MB: a long thread's tool results) costs a turn
+ * what its newest KX_CONTEXT_READ_MAX_MB (8) cost, not the whole thread: the runner's peak
+ * resident set grows by well under 100 MB for the run (before, each turn read every row —
+ * libpq's result, a copy and the parsed JSON: +360 MB here, and without bound for longer
+ * threads). The model still reads the thread's first message and the new prompt. */
+static void test_long_thread_is_read_within_bounds(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    run r;
+    initiate(token, "hello:long", "the first request", &r);
+    expect_final(&r, "completed");
+    const char *p[] = {r.thread_id, account};
+    char *ok = kx_th_sql_value(
+        &g_stack,
+        "INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, created_at) "
+        "SELECT $1::uuid, $2::uuid, 'user', true, jsonb_build_object('role', 'user', 'content', "
+        "g || repeat(' the long thread', 62500)), clock_timestamp() + g * interval '1 us' "
+        "FROM generate_series(1, 120) g RETURNING 'ok'",
+        2, p);
+    assert_non_null(ok);
+    free(ok);
+    char *total = sql1("SELECT sum(llm_bytes) FROM messages WHERE thread_id = $1", r.thread_id);
+    print_message("[ thread   ] %s bytes of LLM messages\n", total);
+    assert_true(strtoll(total, NULL, 10) > 120000000);
+    free(total);
+
+    pid_t pid = runner_pid();
+    assert_true(pid > 0);
+    reset_peak(pid);
+    long long before = peak_kib(pid);
+    start_on_thread(token, "hello:long", "and the newest", &r);
+    expect_final(&r, "completed");
+    long long grew = peak_kib(pid) - before;
+    print_message("[ runner   ] peak resident set grew by %lld KiB for the turn\n", grew);
+    assert_true(before > 0);
+    assert_true(grew < 100 * 1024);
+
+    json_t *reqs = requests_for("hello:long");
+    assert_int_equal(json_array_size(reqs), 2);
+    char *text = json_dumps(json_object_get(json_array_get(reqs, 1), "body"), JSON_COMPACT);
+    assert_contains(text, "the first request");
+    assert_contains(text, "and the newest");
+    free(text);
+    json_decref(reqs);
+    free(token);
+}
+
 static void test_execute_on_stream(void **state)
 {
     (void)state;
@@ -752,6 +838,7 @@ int main(void)
         cmocka_unit_test(test_max_iterations),
         cmocka_unit_test(test_length_auto_continue),
         cmocka_unit_test(test_huge_tool_output_keeps_the_thread),
+        cmocka_unit_test(test_long_thread_is_read_within_bounds),
         cmocka_unit_test(test_execute_on_stream),
         cmocka_unit_test(test_project_naming),
     };

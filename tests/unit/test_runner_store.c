@@ -1038,7 +1038,7 @@ static void test_claim_brings_the_first_reads(void **state)
     kx_uuid_new(claim_id);
     kx_db *db = proxied();
     dispatch_claimed got = {0};
-    assert_int_equal(dispatch_claim(db, run, thread, "r1", 10000, claim_id, &got), KX_OK);
+    assert_int_equal(dispatch_claim(db, run, thread, "r1", 10000, 8 << 20, claim_id, &got), KX_OK);
     assert_true(got.claimed);
     assert_int_equal(got.claim.epoch, 1);
     assert_string_equal(got.claim.thread_id, thread);
@@ -1055,7 +1055,7 @@ static void test_claim_brings_the_first_reads(void **state)
     run_loaded_clear(&got.first);
     /* a second dispatch of the same run claims nothing and keeps no reads */
     kx_uuid_new(claim_id);
-    assert_int_equal(dispatch_claim(db, run, thread, "r2", 10000, claim_id, &got), KX_OK);
+    assert_int_equal(dispatch_claim(db, run, thread, "r2", 10000, 8 << 20, claim_id, &got), KX_OK);
     assert_false(got.claimed);
     assert_false(got.preloaded);
     assert_null(got.first.msgs);
@@ -1076,7 +1076,8 @@ static void test_claim_keeps_no_reads_of_another_thread(void **state)
         kx_uuid_new(claim_id);
         kx_db *db = proxied();
         dispatch_claimed got = {0};
-        assert_int_equal(dispatch_claim(db, run, names[i], "r1", 10000, claim_id, &got), KX_OK);
+        assert_int_equal(dispatch_claim(db, run, names[i], "r1", 10000, 8 << 20, claim_id, &got),
+                         KX_OK);
         assert_true(got.claimed);
         assert_string_equal(got.claim.thread_id, thread);
         assert_false(got.preloaded);
@@ -1100,13 +1101,14 @@ static void test_claim_pipeline_answer_lost(void **state)
     char other_thread[KX_UUID_LEN + 1], other_run[KX_UUID_LEN + 1];
     new_run(other_thread, other_run);
     kx_uuid_new(claim_id);
-    assert_int_equal(dispatch_claim(db, other_run, other_thread, "r1", 10000, claim_id, &got),
+    assert_int_equal(dispatch_claim(db, other_run, other_thread, "r1", 10000, 8 << 20, claim_id,
+                                    &got),
                      KX_OK);
     run_loaded_clear(&got.first);
     int cuts = kx_th_pgproxy_cuts(g_proxy);
     kx_th_pgproxy_arm(g_proxy, "runner_claim");
     kx_uuid_new(claim_id);
-    assert_int_equal(dispatch_claim(db, run, thread, "r1", 10000, claim_id, &got), KX_OK);
+    assert_int_equal(dispatch_claim(db, run, thread, "r1", 10000, 8 << 20, claim_id, &got), KX_OK);
     assert_int_equal(kx_th_pgproxy_cuts(g_proxy), cuts + 1); /* the cut really happened */
     assert_true(got.claimed);
     assert_int_equal(got.claim.epoch, 1);
@@ -1315,7 +1317,7 @@ static void test_dispatch_claim_parses_the_agent(void **state)
     kx_db *db = proxied();
     dispatch_claimed got = {0};
     kx_uuid_new(claim_id);
-    assert_int_equal(dispatch_claim(db, run, thread, "r1", 10000, claim_id, &got), KX_OK);
+    assert_int_equal(dispatch_claim(db, run, thread, "r1", 10000, 8 << 20, claim_id, &got), KX_OK);
     assert_true(got.claimed);
     assert_true(got.preloaded);
     assert_true(got.first.agent_loaded);
@@ -1329,7 +1331,7 @@ static void test_dispatch_claim_parses_the_agent(void **state)
     add_user_message(thread, "hi");
     new_default_agent(thread, "42", agent);
     kx_uuid_new(claim_id);
-    assert_int_equal(dispatch_claim(db, run, thread, "r1", 10000, claim_id, &got), KX_OK);
+    assert_int_equal(dispatch_claim(db, run, thread, "r1", 10000, 8 << 20, claim_id, &got), KX_OK);
     assert_true(got.claimed);
     assert_false(got.preloaded);
     assert_false(got.first.agent_loaded);
@@ -1350,7 +1352,7 @@ static void test_claim_after_a_failed_read_is_not_run(void **state)
     kx_uuid_new(claim_id);
     kx_db *db = proxied();
     assert_int_equal(kx_db_pipe_begin(db), KX_OK);
-    (void)store_load_llm_messages_send(db, "not-a-uuid");
+    (void)store_load_llm_messages_send(db, "not-a-uuid", 8 << 20);
     (void)store_claim_run_send(db, run, "r1", 10000, claim_id);
     store_msg *rows = NULL;
     size_t n = 0;
@@ -1459,7 +1461,8 @@ static void test_llm_history_tests_the_index_entries(void **state)
         fail_msg("prepare runner_llm_messages: %s", PQerrorMessage(g_db.sql));
     PQclear(r);
     char sql[128];
-    snprintf(sql, sizeof sql, "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE llm_probe('%s')", thread);
+    snprintf(sql, sizeof sql, "EXPLAIN (ANALYZE, COSTS OFF) EXECUTE llm_probe('%s', 8388608)",
+             thread);
     r = q(g_db.sql, sql, 0, NULL);
     char plan[8192] = "";
     bool cond = false;
