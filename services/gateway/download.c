@@ -22,6 +22,7 @@
 #include "held.h"
 #include "kx/bus.h"
 #include "kx/log.h"
+#include "kx/metrics.h"
 #include "reply.h"
 #include "work.h"
 
@@ -30,7 +31,8 @@
 struct gw_downloads {
     gw_app *app;
     pthread_mutex_t mu;
-    gw_work *work; /* the READs; NULL once stopped */
+    gw_work *work;         /* the READs; NULL once stopped */
+    kx_counter *cut_total; /* downloads ended with an error (dl_fail) */
 };
 
 typedef struct dl {
@@ -102,6 +104,8 @@ static void dl_fail(dl *d, const char *why)
     if (d->failed)
         return;
     d->failed = true;
+    if (d->reg->cut_total != NULL)
+        kx_counter_add(d->reg->cut_total, 1);
     kx_warn("gateway: download of '%s' (sandbox of project %s) failed after %lld of %lld bytes: "
             "%s; the transfer is cut",
             d->path, d->project, (long long)d->sent, (long long)d->size, why);
@@ -368,6 +372,10 @@ gw_downloads *gw_downloads_new(gw_app *app)
         return NULL;
     reg->app = app;
     pthread_mutex_init(&reg->mu, NULL);
+    reg->cut_total = kx_metrics_counter(
+        "kx_gateway_downloads_cut_total", "",
+        "Sandbox file downloads cut mid-way (a READ failed, the file shrank, the gateway "
+        "stopped): the client saw a failed transfer");
     reg->work = gw_work_new(GW_DOWNLOAD_WORKERS, app->cfg.max_conns);
     if (reg->work == NULL) {
         pthread_mutex_destroy(&reg->mu);

@@ -22,7 +22,8 @@
  *     a bus message or two, not the file (KX_HTTP_HELD_ACCOUNT_MB, 16 MiB here: many unread
  *     downloads of one account fit, then a 503; another account's is served; the bytes come
  *     back when the clients go); a file deleted or cut shorter mid-download is a failed
- *     transfer, never a short 200; the gateway told to stop now with downloads in flight (one
+ *     transfer, never a short 200 (kx_gateway_downloads_cut_total counts it); one that grows
+ *     is sent up to the size announced; the gateway told to stop now with downloads in flight (one
  *     suspended on a READ) exits cleanly and cuts them. */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -1090,6 +1091,8 @@ static void test_download_cut_mid_stream(void **state)
     assert_true(wait_held(false, 0));
     const char *names[] = {"gone.bin", "short.bin"};
     const char *cmds[] = {"rm gone.bin", "truncate -s 1048576 short.bin"};
+    kx_th_proc *gw = kx_th_stack_proc(&g_stack, "gateway");
+    long long cut0 = kx_th_metric(gw->port, "kx_gateway_downloads_cut_total");
     for (int i = 0; i < 2; i++) {
         long status = 0;
         long long clen = 0;
@@ -1104,6 +1107,9 @@ static void test_download_cut_mid_stream(void **state)
             fail_msg("after '%s' the download still ended whole: %lld bytes", cmds[i], got);
         close(fd);
     }
+    long long cut = kx_th_metric(gw->port, "kx_gateway_downloads_cut_total");
+    if (cut - (cut0 > 0 ? cut0 : 0) != 2)
+        fail_msg("kx_gateway_downloads_cut_total went from %lld to %lld (want 2 more)", cut0, cut);
     /* a client that reads a little and goes */
     long status = 0;
     long long clen = 0;
@@ -1113,6 +1119,56 @@ static void test_download_cut_mid_stream(void **state)
     close(fd);
     if (!wait_held(false, 0))
         fail_msg("a download its client left stays held: %lld", held_bytes());
+    assert_string_equal(life_ok("stop", p, NULL), "stopped");
+    free(token);
+}
+
+/* A file that grows while it is downloaded (16 MiB, 4 more appended after its first 64 KiB
+ * were read: the gateway and the kernel's buffers hold less than that) is sent up to the size
+ * announced, byte-exact, and the answer ends cleanly there: the connection stays open for the
+ * next request. */
+static void test_download_of_a_growing_file(void **state)
+{
+    (void)state;
+    char p[KX_UUID_LEN + 1], sid[KX_UUID_LEN + 1];
+    char *token = download_sandbox(p, sid);
+    free(sh(p, "head -c 16777216 /dev/urandom > grow.bin"));
+    long status = 0;
+    long long clen = 0;
+    int fd = raw_get(sid, "grow.bin", token, &status, &clen);
+    assert_int_equal(status, 200);
+    assert_int_equal(clen, 16 << 20);
+    char *body = malloc((size_t)clen + 1);
+    assert_non_null(body);
+    long long got = 0;
+    for (ssize_t r; got < 65536 && (r = recv(fd, body + got, 65536, 0)) > 0;)
+        got += r;
+    free(sh(p, "head -c 4194304 /dev/urandom >> grow.bin"));
+    struct timeval tv = {.tv_sec = 2};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    for (ssize_t r; got < clen && (r = recv(fd, body + got, (size_t)(clen - got), 0)) > 0;)
+        got += r;
+    assert_int_equal(got, clen);
+    char extra;
+    assert_true(recv(fd, &extra, 1, MSG_DONTWAIT) < 0); /* nothing after the length */
+    size_t now_len = 0;
+    char *now = host_file(p, "grow.bin", &now_len);
+    assert_int_equal(now_len, 20 << 20);
+    assert_memory_equal(body, now, (size_t)clen); /* what it was: the first 16 MiB */
+    free(now);
+    free(body);
+    /* the same connection answers the next request: the first answer ended cleanly */
+    char req[1400];
+    int n = snprintf(req, sizeof req,
+                     "GET /api/sandboxes/%s/files?path=/workspace HTTP/1.1\r\n"
+                     "Host: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n",
+                     sid, token);
+    assert_int_equal(send(fd, req, (size_t)n, 0), n);
+    char head[16] = "";
+    assert_int_equal(recv(fd, head, 12, MSG_WAITALL), 12);
+    assert_memory_equal(head, "HTTP/1.1 200", 12);
+    close(fd);
+    assert_true(wait_held(false, 0));
     assert_string_equal(life_ok("stop", p, NULL), "stopped");
     free(token);
 }
@@ -1281,6 +1337,7 @@ int main(void)
         cmocka_unit_test(test_large_downloads_stream),
         cmocka_unit_test(test_unread_downloads_are_bounded),
         cmocka_unit_test(test_download_cut_mid_stream),
+        cmocka_unit_test(test_download_of_a_growing_file),
         cmocka_unit_test(test_gateway_stops_mid_download),
         cmocka_unit_test(test_broker_restart_keeps_files),
     };
