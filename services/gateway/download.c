@@ -29,7 +29,6 @@
 #define BLOCK_SIZE ((size_t)64 * 1024) /* libmicrohttpd's buffer per call of the reader */
 
 struct gw_downloads {
-    gw_app *app;
     pthread_mutex_t mu;
     gw_work *work;         /* the READs; NULL once stopped */
     kx_counter *cut_total; /* downloads ended with an error (dl_fail) */
@@ -370,7 +369,6 @@ gw_downloads *gw_downloads_new(gw_app *app)
     gw_downloads *reg = calloc(1, sizeof *reg);
     if (reg == NULL)
         return NULL;
-    reg->app = app;
     pthread_mutex_init(&reg->mu, NULL);
     reg->cut_total = kx_metrics_counter(
         "kx_gateway_downloads_cut_total", "",
