@@ -116,6 +116,10 @@ static kx_err load_edge(gw_config *cfg)
     if (kx_env_int("KX_HTTP_HELD_ACCOUNT_MB", 256, 1, 1 << 20, &v) != KX_OK)
         err = KX_ERR_INVALID;
     cfg->held_per_account = v << 20;
+    /* streamed (download.h): a bound on what one request may carry, not on memory */
+    if (kx_env_int("KX_SANDBOX_DOWNLOAD_MAX_MB", 1024, 1, 1 << 20, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->download_max = v << 20;
     if (err == KX_OK && cfg->held_per_account > cfg->held_total) {
         kx_error("config: KX_HTTP_HELD_ACCOUNT_MB=%lld is larger than KX_HTTP_HELD_MB=%lld",
                  (long long)(cfg->held_per_account >> 20), (long long)(cfg->held_total >> 20));

@@ -41,6 +41,7 @@ typedef struct gw_config {
     int conn_timeout_s;       /* KX_HTTP_TIMEOUT_S, 10: a connection idle this long is closed */
     int64_t held_total;       /* KX_HTTP_HELD_MB, 2048: large answers held until read (held.h) */
     int64_t held_per_account; /* KX_HTTP_HELD_ACCOUNT_MB, 256: the same per account */
+    int64_t download_max;     /* KX_SANDBOX_DOWNLOAD_MAX_MB, 1024: a larger file is a 413 */
     size_t conn_memory;      /* KX_HTTP_CONN_MEMORY, 96 KiB: libmicrohttpd's per-connection pool */
     size_t max_url_bytes;    /* KX_HTTP_MAX_URL_BYTES, 8192: longer path+query: 414 */
     size_t max_header_bytes; /* KX_HTTP_MAX_HEADER_BYTES, 16384: larger header set: 431 */

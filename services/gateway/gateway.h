@@ -28,6 +28,7 @@ typedef struct gw_run_nats gw_run_nats;
 typedef struct gw_run_cache gw_run_cache;
 typedef struct gw_token_cache gw_token_cache;
 typedef struct gw_held gw_held;
+typedef struct gw_downloads gw_downloads;
 
 typedef struct gw_app {
     gw_config cfg;
@@ -42,6 +43,7 @@ typedef struct gw_app {
     gw_token_cache *tokens;  /* verified bearer tokens (token_cache.h); NULL: off */
     gw_run_cache *run_cache; /* recent GET /api/agent-run/{id} answers (run_cache.h); NULL: off */
     gw_held *held;           /* large answers held until read (held.h) */
+    gw_downloads *downloads; /* sandbox files streamed to their clients (download.h) */
 } gw_app;
 
 /* One HTTP request, as a handler sees it. Strings are valid until the handler returns. */

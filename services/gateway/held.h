@@ -2,8 +2,9 @@
  *
  * libmicrohttpd keeps an answer's body until the client has read all of it, and a client that
  * reads a little every few seconds (KX_HTTP_TIMEOUT_S is the longest silence) keeps it as
- * long as it likes. A file download is up to 64 MiB and a page of messages about 8 MiB: 512
- * connections of one address reading slowly held tens of GiB. So every answer body of at
+ * long as it likes. A page of messages is about 8 MiB (and a file download was up to 64 MiB,
+ * before download.c streamed it: it now holds two bus messages): 512 connections of one
+ * address reading slowly held tens of GiB. So every answer body of at
  * least GW_HELD_MIN bytes is counted here from when it is built until libmicrohttpd frees it,
  * at most KX_HTTP_HELD_MB in all and KX_HTTP_HELD_ACCOUNT_MB per account (anonymous readers
  * of public resources share the account ""); past either, the answer is a 503 saying so

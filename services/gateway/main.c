@@ -8,7 +8,8 @@
  *                                     the count of large answers held until read (held.h)
  *   3. Postgres pool + migrations     (migrations run at start, under an advisory lock)
  *   4. kx_bus_ensure_streams          JetStream streams (retried on the loop until NATS is up)
- *   5. the HTTP server (server.c)     routes in routes_*.c, stream.c, health.c
+ *   5. the HTTP server (server.c)     routes in routes_*.c, stream.c, health.c; the pool
+ *                                     that reads streamed sandbox files (download.h)
  *   5b. kx.run.start / kx.run.stop    runs over NATS (run_nats.c), on a worker pool of its own
  *   6. kx_svc_run                     until SIGTERM
  *   7. drain                          stop accepting, close SSE streams, wait for requests,
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "download.h"
 #include "gateway.h"
 #include "health.h"
 #include "held.h"
@@ -146,6 +148,9 @@ int main(void)
     app.streams = gw_streams_new(&app);
     if (app.streams == NULL)
         goto out_pool;
+    app.downloads = gw_downloads_new(&app);
+    if (app.downloads == NULL)
+        goto out_streams;
     if (gw_server_start(&app, &app.server) != KX_OK)
         goto out_streams;
     if (gw_run_nats_start(&app, &app.run_nats) != KX_OK)
@@ -171,8 +176,10 @@ out_server:
     gw_streams_stop_pings(app.streams);
     gw_streams_close_all(app.streams);
     gw_streams_abort_all(app.streams); /* what the writers still hold, before the stop */
+    gw_downloads_stop(app.downloads);  /* the READs end and resume their connections, first */
     gw_server_free(app.server);
 out_streams:
+    gw_downloads_free(app.downloads); /* every response freed: no download left */
     gw_streams_free(app.streams);
 out_pool:
     gw_sandbox_state_stop();

@@ -3,8 +3,10 @@
  *   GET    /api/sandboxes/{id}/files?path=          {"files": [{name, path, is_dir, size,
  *                                                    mod_time, permissions}]}   (LIST)
  *   GET    /api/sandboxes/{id}/files/content?path=  the bytes, application/octet-stream, as an
- *                                                    attachment (READs of one message each, at
- *                                                    most SANDBOX_DOWNLOAD_MAX in all)
+ *                                                    attachment (READs of one message each; a
+ *                                                    file larger than one is streamed with its
+ *                                                    Content-Length by download.c, at most
+ *                                                    KX_SANDBOX_DOWNLOAD_MAX_MB, 1024, in all)
  *   POST   /api/sandboxes/{id}/files                form: path, file → {"status": "success",
  *                                                    "created": true, "path"} (a file larger than
  *                                                    one bus message is written in chunks: WRITE
@@ -28,9 +30,9 @@
  * Recording: gw_sandbox_record writes the broker's SandboxInfo on projects.sandbox (only when
  * not older than what is there); ensure-active and delete record their replies, sandbox_state.c
  * records the broker's events.
- * Handlers run on libmicrohttpd's pool threads: the bus requests block this thread only, each
- * within its deadline (KX_SANDBOX_{GET,START,CREATE,PREVIEW}_TIMEOUT_MS, default 10/30/60/10 s;
- * file operations use the get budget). */
+ * Handlers run on the gateway's worker threads (work.h): the bus requests block this thread
+ * only, each within its deadline (KX_SANDBOX_{GET,START,CREATE,PREVIEW}_TIMEOUT_MS, default
+ * 10/30/60/10 s; file operations use the get budget, each READ of a streamed download too). */
 #include <jansson.h>
 #include <microhttpd.h>
 #include <pthread.h>
@@ -41,6 +43,7 @@
 #include <time.h>
 
 #include "access.h"
+#include "download.h"
 #include "form.h"
 #include "gateway.h"
 #include "held.h"
@@ -55,7 +58,6 @@
 #include "sandbox_routes.h"
 #include "text.h"
 
-#define SANDBOX_DOWNLOAD_MAX ((size_t)64 << 20)
 #define PREVIEW_MAX_BYTES ((size_t)32 << 20)
 #define PREVIEW_FETCH_MS 30000
 
@@ -313,66 +315,67 @@ static void disposition(const char *name, char *out, size_t cap)
     out[n] = '\0';
 }
 
+/* The first READ here, so that its refusal (404, 400, ...) is an ordinary reply and the name
+ * is known for Content-Disposition. A file whole in that answer is sent from one buffer; a
+ * larger one is streamed (download.h): one bus message at a time, whatever its size up to
+ * KX_SANDBOX_DOWNLOAD_MAX_MB. Either way the bytes held are counted (held.h). */
 void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply)
 {
     char project[KX_UUID_LEN + 1];
     const char *path = required_path(req, reply);
     if (path == NULL || !find_sandbox(app, req, FOR_READ, project, reply))
         return;
-    /* The file is held until the client has read it: its bytes are counted as they come
-     * (held.h), so slow readers cannot make the gateway hold more than its limits. */
-    size_t cap = 64 * 1024, len = 0, taken = 0;
-    char *buf = malloc(cap);
+    Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
+    rq.project_id = project;
+    rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ;
+    rq.path = (char *)path;
+    Kx__V1__SandboxFilesReply *rep = files(app, req, &rq, reply);
+    if (rep == NULL)
+        return;
     char name[512] = "file";
-    int64_t offset = 0;
-    for (bool eof = false; !eof;) {
-        Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
-        rq.project_id = project;
-        rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ;
-        rq.path = (char *)path;
-        rq.offset = offset;
-        Kx__V1__SandboxFilesReply *rep = buf != NULL ? files(app, req, &rq, reply) : NULL;
-        if (rep == NULL) {
-            if (buf == NULL)
-                gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
-            goto fail;
-        }
-        if (rep->info != NULL && rep->info->name != NULL && rep->info->name[0] != '\0')
-            snprintf(name, sizeof name, "%s", rep->info->name);
-        if (len + rep->data.len > SANDBOX_DOWNLOAD_MAX) {
-            kx_pb_free(rep);
-            gw_reply_error(reply, MHD_HTTP_CONTENT_TOO_LARGE,
-                           "File is larger than the %zu MiB a download may carry",
-                           SANDBOX_DOWNLOAD_MAX >> 20);
-            goto fail;
-        }
-        if (!gw_held_take(app->held, req->account, rep->data.len)) {
+    if (rep->info != NULL && rep->info->name != NULL && rep->info->name[0] != '\0')
+        snprintf(name, sizeof name, "%s", rep->info->name);
+    int64_t max = app->cfg.download_max;
+    if ((rep->info != NULL && rep->info->size > max) || (int64_t)rep->data.len > max) {
+        kx_pb_free(rep);
+        gw_reply_error(reply, MHD_HTTP_CONTENT_TOO_LARGE,
+                       "File is larger than the %lld MiB a download may carry "
+                       "(KX_SANDBOX_DOWNLOAD_MAX_MB)",
+                       (long long)(max >> 20));
+        return;
+    }
+    struct MHD_Response *resp = NULL;
+    if (rep->eof || rep->data.len == 0) {
+        size_t len = rep->data.len;
+        if (!gw_held_take(app->held, req->account, len)) {
             kx_pb_free(rep);
             gw_held_refuse(reply);
-            goto fail;
+            return;
         }
-        taken += rep->data.len;
-        if (len + rep->data.len > cap) {
-            while (cap < len + rep->data.len)
-                cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (nb == NULL) {
-                kx_pb_free(rep);
-                gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
-                goto fail;
-            }
-            buf = nb;
-        }
-        memcpy(buf + len, rep->data.data, rep->data.len);
-        len += rep->data.len;
-        offset = rep->next_offset;
-        eof = rep->eof || rep->data.len == 0;
+        char *buf = malloc(len > 0 ? len : 1);
+        if (buf != NULL && len > 0)
+            memcpy(buf, rep->data.data, len);
         kx_pb_free(rep);
-    }
-    struct MHD_Response *resp = gw_held_response(app->held, req->account, buf, len);
-    if (resp == NULL) { /* buf freed, bytes given back */
-        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
-        return;
+        if (buf == NULL)
+            gw_held_give(app->held, req->account, len);
+        else
+            resp = gw_held_response(app->held, req->account, buf, len); /* NULL: given back */
+        if (resp == NULL) {
+            gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
+            return;
+        }
+    } else {
+        gw_download_src src = {
+            .conn = req->conn,
+            .account = req->account,
+            .project = project,
+            .path = path,
+            .timeout_ms = g_get_ms,
+            .max_bytes = max,
+        };
+        resp = gw_download_response(app, &src, rep, reply); /* takes rep */
+        if (resp == NULL)
+            return;
     }
     char cd[1800];
     disposition(name, cd, sizeof cd);
@@ -380,10 +383,6 @@ void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply
     MHD_add_response_header(resp, "Content-Disposition", cd);
     reply->status = MHD_HTTP_OK;
     reply->resp = resp;
-    return;
-fail:
-    gw_held_give(app->held, req->account, taken);
-    free(buf);
 }
 
 /* One file written in chunks (see sandbox_routes.h). */

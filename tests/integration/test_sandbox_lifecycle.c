@@ -17,12 +17,18 @@
  *     body over KX_MAX_BODY_BYTES is a 413;
  *   - at most KX_SANDBOX_MAX_PER_ACCOUNT (2 here) sandboxes running per account: the third is
  *     a 429 naming the limit, another account is not concerned, a stopped one makes room;
- *   - a download a client does not read is held and counted (KX_HTTP_HELD_ACCOUNT_MB, 16 MiB
- *     here): the account's next one is a 503, another account's is served, and the bytes come
- *     back when the slow client goes. */
+ *   - downloads are streamed: a file over the old 64 MiB bound comes whole and byte-exact, one
+ *     past KX_SANDBOX_DOWNLOAD_MAX_MB (100 here) is a 413 naming it; an unread download holds
+ *     a bus message or two, not the file (KX_HTTP_HELD_ACCOUNT_MB, 16 MiB here: many unread
+ *     downloads of one account fit, then a 503; another account's is served; the bytes come
+ *     back when the clients go); a file deleted or cut shorter mid-download is a failed
+ *     transfer, never a short 200 (kx_gateway_downloads_cut_total counts it); one that grows
+ *     is sent up to the size announced; the gateway told to stop now with downloads in flight (one
+ *     suspended on a READ) exits cleanly and cuts them. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -33,6 +39,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -49,13 +57,10 @@ static kx_th_stack g_stack;
 static kx_bus *g_bus;
 
 static const char *const STACK_ENV[] = {
-    "KX_SANDBOX_AUTO_STOP_MS=1500",
-    "KX_SANDBOX_AUTO_ARCHIVE_MS=1500",
-    "KX_MAX_BODY_BYTES=4194304",
-    "KX_SANDBOX_MAX_PER_ACCOUNT=2",
-    "KX_HTTP_HELD_ACCOUNT_MB=16",
-    "KX_HTTP_HELD_MB=24",
-    NULL,
+    "KX_SANDBOX_AUTO_STOP_MS=1500",   "KX_SANDBOX_AUTO_ARCHIVE_MS=1500",
+    "KX_MAX_BODY_BYTES=4194304",      "KX_SANDBOX_MAX_PER_ACCOUNT=2",
+    "KX_HTTP_HELD_ACCOUNT_MB=16",     "KX_HTTP_HELD_MB=24",
+    "KX_SANDBOX_DOWNLOAD_MAX_MB=100", NULL,
 };
 
 /* ---- bus helpers ------------------------------------------------------------------------ */
@@ -850,33 +855,62 @@ static long get_status(const char *path, const char *token)
     return st;
 }
 
-/* A download the client does not read stays in the gateway until it is read: libmicrohttpd
- * keeps the body. 512 connections of one address reading slowly held tens of GiB; now each
- * account may hold KX_HTTP_HELD_ACCOUNT_MB of such answers (16 MiB here), the gateway
- * KX_HTTP_HELD_MB (24 MiB), and a download past that is a 503 until the bytes are read. The
- * file is 12 MiB: more than the kernel's socket buffers take (tcp_wmem's 4 MiB at most), so
- * libmicrohttpd still has the body when the client stops reading. */
-static void test_unread_downloads_are_bounded(void **state)
+/* A sandbox of a new account's new project, running: its id into sid, the account's token
+ * (malloc'd) returned, the project into p. */
+static char *download_sandbox(char p[KX_UUID_LEN + 1], char sid[KX_UUID_LEN + 1])
 {
-    (void)state;
-    char p[KX_UUID_LEN + 1], a[KX_UUID_LEN + 1], b[KX_UUID_LEN + 1], sid[KX_UUID_LEN + 1];
+    char a[KX_UUID_LEN + 1], *detail = NULL;
     kx_uuid_new(p);
     kx_uuid_new(a);
-    kx_uuid_new(b);
     make_project(p, a);
-    char *ta = kx_th_stack_token(&g_stack, a), *tb = kx_th_stack_token(&g_stack, b);
-    char url[300], *detail = NULL;
-    assert_int_equal(ensure_active(p, ta, &detail), 200);
+    char *token = kx_th_stack_token(&g_stack, a);
+    assert_int_equal(ensure_active(p, token, &detail), 200);
     free(detail);
     char *rid = row_sandbox(p, "id");
-    snprintf(sid, sizeof sid, "%s", rid);
+    snprintf(sid, KX_UUID_LEN + 1, "%s", rid);
     free(rid);
-    size_t big = 12 << 20;
-    free(sh(p, "head -c 12582912 /dev/zero > /workspace/big.bin"));
-    snprintf(url, sizeof url, "/api/sandboxes/%s/files/content?path=/workspace/big.bin", sid);
-    assert_true(wait_held(false, 0));
+    return token;
+}
 
-    /* a client that asks and does not read (a small receive window) */
+/* The bytes of a file of the sandbox, read from its workspace on this host (malloc'd). */
+static char *host_file(const char *p, const char *name, size_t *len)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s/workspace/%s", g_stack.sandbox_root, p, name);
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        fail_msg("cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+/* GET of a whole download with a cap of max bytes: KX_OK with out filled, or the transport
+ * error (a transfer cut short is KX_ERR_IO). */
+static kx_err download(const char *sid, const char *name, const char *token, size_t max,
+                       kx_http_resp *out)
+{
+    char url[600], auth[1200];
+    snprintf(url, sizeof url, "%s/api/sandboxes/%s/files/content?path=/workspace/%s",
+             g_stack.base_url, sid, name);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", token);
+    const char *headers[] = {auth, NULL};
+    memset(out, 0, sizeof *out);
+    return kx_http_request("GET", url, headers, NULL, 0, kx_deadline_in(60000), max, out);
+}
+
+/* A client that asks for a download and reads only the answer's headers (its receive window
+ * small): the connection (read on with raw_body), the status and the Content-Length (-1:
+ * none). */
+static int raw_get(const char *sid, const char *name, const char *token, long *status,
+                   long long *clen)
+{
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
     int small = 4096;
@@ -884,36 +918,356 @@ static void test_unread_downloads_are_bounded(void **state)
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(g_stack.http_port)};
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-    char head[1400];
+    char head[1600];
     int hn = snprintf(head, sizeof head,
-                      "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n",
-                      url, ta);
+                      "GET /api/sandboxes/%s/files/content?path=/workspace/%s HTTP/1.1\r\n"
+                      "Host: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n",
+                      sid, name, token);
     assert_int_equal(send(fd, head, (size_t)hn, 0), hn);
-    if (!wait_held(true, (long long)big))
-        fail_msg("the unread download is not counted: kx_gateway_held_bytes = %lld", held_bytes());
+    size_t n = 0;
+    while (n + 1 < sizeof head && (n < 4 || memcmp(head + n - 4, "\r\n\r\n", 4) != 0)) {
+        ssize_t r = recv(fd, head + n, 1, 0);
+        if (r <= 0)
+            fail_msg("the connection closed within the answer's headers");
+        n++;
+    }
+    head[n] = '\0';
+    *status = strtol(head + 9, NULL, 10);
+    const char *cl = strcasestr(head, "\r\nContent-Length:");
+    *clen = cl != NULL ? strtoll(cl + 17, NULL, 10) : -1;
+    return fd;
+}
 
-    /* the same account again: past its share */
-    kx_http_resp r = {0};
-    assert_int_equal(kx_th_http(&g_stack, "GET", url, ta, NULL, NULL, 0, &r), KX_OK);
-    if (r.status != 503 || r.body == NULL || strstr(r.body, "KX_HTTP_HELD_ACCOUNT_MB") == NULL)
-        fail_msg("a second unread-size download of one account: %ld %s", r.status,
-                 r.body ? r.body : "");
+/* Reads the connection's body up to its end (or want bytes), pause_us between reads of at most
+ * 64 KiB; the bytes read. */
+static long long raw_body(int fd, long long want, useconds_t pause_us)
+{
+    static char buf[65536];
+    long long got = 0;
+    while (want < 0 || got < want) {
+        size_t ask = sizeof buf;
+        if (want >= 0 && (long long)ask > want - got)
+            ask = (size_t)(want - got);
+        ssize_t r = recv(fd, buf, ask, 0);
+        if (r <= 0)
+            break;
+        got += r;
+        if (pause_us > 0)
+            usleep(pause_us);
+    }
+    return got;
+}
+
+/* A file larger than the old 64 MiB bound of a download (413 before) streams through the
+ * gateway whole and byte-exact, as does a file of a few chunks with an odd size; past
+ * KX_SANDBOX_DOWNLOAD_MAX_MB (100 here) the answer is a 413 naming the variable. */
+static void test_large_downloads_stream(void **state)
+{
+    (void)state;
+    char p[KX_UUID_LEN + 1], sid[KX_UUID_LEN + 1];
+    char *token = download_sandbox(p, sid);
+    free(sh(p,
+            "head -c 83886080 /dev/urandom > big.bin && "
+            "head -c 3145745 /dev/urandom > odd.bin && truncate -s 101M huge.bin"));
+    const char *names[] = {"odd.bin", "big.bin"};
+    for (int i = 0; i < 2; i++) {
+        size_t want_len = 0;
+        char *want = host_file(p, names[i], &want_len);
+        kx_http_resp r;
+        int64_t t0 = kx_mono_ms();
+        kx_err err = download(sid, names[i], token, (size_t)128 << 20, &r);
+        int64_t ms = kx_mono_ms() - t0;
+        if (err != KX_OK || r.status != 200)
+            fail_msg("download of %s (%zu bytes): %s, %ld %.200s", names[i], want_len,
+                     kx_err_str(err), r.status, r.body ? r.body : "");
+        print_message("download of %s: %zu bytes in %lld ms\n", names[i], r.len, (long long)ms);
+        assert_int_equal(r.len, want_len);
+        assert_memory_equal(r.body, want, want_len);
+        kx_http_resp_free(&r);
+        free(want);
+    }
+    assert_true(wait_held(false, 0));
+    kx_http_resp r;
+    assert_int_equal(download(sid, "huge.bin", token, 0, &r), KX_OK);
+    if (r.status != 413 || r.body == NULL || strstr(r.body, "KX_SANDBOX_DOWNLOAD_MAX_MB") == NULL)
+        fail_msg("a download past the limit: %ld %s", r.status, r.body ? r.body : "");
     kx_http_resp_free(&r);
+    assert_string_equal(life_ok("stop", p, NULL), "stopped");
+    free(token);
+}
+
+/* A download the client does not read: before, the gateway held the whole file until it was
+ * read (12 MiB here), so one such client took most of its account's KX_HTTP_HELD_ACCOUNT_MB
+ * (16 MiB here) and the next download of the account was a 503. Streamed, each holds two bus
+ * messages at most: several unread downloads of one account are served at once, the held
+ * gauge grows by about a chunk or two each, the account still downloads; the limit still
+ * refuses (503 naming it) once enough unread downloads add up, other accounts are served; the
+ * bytes all come back when the clients go. */
+static void test_unread_downloads_are_bounded(void **state)
+{
+    (void)state;
+    char p[KX_UUID_LEN + 1], sid[KX_UUID_LEN + 1], b[KX_UUID_LEN + 1];
+    char *ta = download_sandbox(p, sid);
+    kx_uuid_new(b);
+    char *tb = kx_th_stack_token(&g_stack, b);
+    free(sh(p, "head -c 12582912 /dev/urandom > /workspace/big.bin"));
+    assert_true(wait_held(false, 0));
+
+    enum {
+        MAX_UNREAD = 24
+    };
+    int fds[MAX_UNREAD];
+    int n = 0;
+    long status = 0;
+    long long clen = 0;
+    for (; n < MAX_UNREAD; n++) {
+        fds[n] = raw_get(sid, "big.bin", ta, &status, &clen);
+        if (status != 200)
+            break;
+        assert_int_equal(clen, 12 << 20);
+        if (n == 3) { /* four unread downloads of 12 MiB: about a chunk or two each */
+            long long held = 0;
+            for (int i = 0; i < 40 && (held = held_bytes()) < 4 * (512 << 10); i++)
+                usleep(50 * 1000);
+            print_message("4 unread downloads of 12 MiB hold %lld bytes\n", held);
+            if (held < 4 * (512 << 10) || held > 4 * (3 << 20))
+                fail_msg("4 unread downloads of 12 MiB hold %lld bytes (want 2-12 MiB)", held);
+            /* and the account still downloads, whole */
+            kx_http_resp r;
+            assert_int_equal(download(sid, "big.bin", ta, (size_t)16 << 20, &r), KX_OK);
+            if (r.status != 200 || r.len != (size_t)12 << 20)
+                fail_msg("a download beside 4 unread ones: %ld, %zu bytes %.200s", r.status, r.len,
+                         r.status != 200 && r.body ? r.body : "");
+            kx_http_resp_free(&r);
+        }
+    }
+    print_message("%d unread downloads of one account served before a refusal; %lld bytes held\n",
+                  n, held_bytes());
+    if (n < 5 || n >= MAX_UNREAD)
+        fail_msg("unread downloads of one account served before the limit: %d", n);
+    /* the refused one: a 503 naming the limit */
+    char body[512];
+    ssize_t bn = recv(fds[n], body, sizeof body - 1, 0);
+    body[bn > 0 ? bn : 0] = '\0';
+    if (status != 503 || strstr(body, "KX_HTTP_HELD_ACCOUNT_MB") == NULL)
+        fail_msg("past the account's share: %ld %s", status, body);
+    close(fds[n]);
     /* another account (the project made public): its own share */
     const char *pp[] = {p};
     PQclear(
         kx_th_sql(&g_stack, "UPDATE projects SET is_public = true WHERE project_id = $1", 1, pp));
+    char url[300];
+    snprintf(url, sizeof url, "/api/sandboxes/%s/files/content?path=/workspace/big.bin", sid);
     assert_int_equal(get_status(url, tb), 200);
 
-    /* the slow client goes: its bytes come back, and the account downloads again */
-    close(fd);
+    /* the slow clients go: their bytes come back, and the account downloads again */
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
     if (!wait_held(false, 0))
-        fail_msg("the bytes of a closed download stay held: %lld", held_bytes());
-    assert_int_equal(get_status(url, ta), 200);
+        fail_msg("the bytes of closed downloads stay held: %lld", held_bytes());
+    kx_http_resp r;
+    assert_int_equal(download(sid, "big.bin", ta, (size_t)16 << 20, &r), KX_OK);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, 12 << 20);
+    kx_http_resp_free(&r);
     assert_true(wait_held(false, 0));
     assert_string_equal(life_ok("stop", p, NULL), "stopped");
     free(ta);
     free(tb);
+}
+
+/* A file deleted, or cut shorter, while it is downloaded: the transfer fails (the connection
+ * closes before the Content-Length announced), never a 200 that looks whole; before, the file
+ * was read whole before the answer and a change afterwards went unnoticed. A client that goes
+ * mid-download leaves nothing held. */
+static void test_download_cut_mid_stream(void **state)
+{
+    (void)state;
+    char p[KX_UUID_LEN + 1], sid[KX_UUID_LEN + 1];
+    char *token = download_sandbox(p, sid);
+    free(sh(p,
+            "head -c 12582912 /dev/urandom > gone.bin && cp gone.bin short.bin && "
+            "cp gone.bin left.bin"));
+    assert_true(wait_held(false, 0));
+    const char *names[] = {"gone.bin", "short.bin"};
+    const char *cmds[] = {"rm gone.bin", "truncate -s 1048576 short.bin"};
+    kx_th_proc *gw = kx_th_stack_proc(&g_stack, "gateway");
+    long long cut0 = kx_th_metric(gw->port, "kx_gateway_downloads_cut_total");
+    for (int i = 0; i < 2; i++) {
+        long status = 0;
+        long long clen = 0;
+        int fd = raw_get(sid, names[i], token, &status, &clen);
+        assert_int_equal(status, 200);
+        assert_int_equal(clen, 12 << 20);
+        long long got = raw_body(fd, 65536, 0);
+        free(sh(p, cmds[i]));
+        got += raw_body(fd, -1, 0);
+        print_message("%s: %lld of %lld bytes, then the connection closed\n", cmds[i], got, clen);
+        if (got >= clen)
+            fail_msg("after '%s' the download still ended whole: %lld bytes", cmds[i], got);
+        close(fd);
+    }
+    long long cut = kx_th_metric(gw->port, "kx_gateway_downloads_cut_total");
+    if (cut - (cut0 > 0 ? cut0 : 0) != 2)
+        fail_msg("kx_gateway_downloads_cut_total went from %lld to %lld (want 2 more)", cut0, cut);
+    /* a client that reads a little and goes */
+    long status = 0;
+    long long clen = 0;
+    int fd = raw_get(sid, "left.bin", token, &status, &clen);
+    assert_int_equal(status, 200);
+    assert_int_equal(raw_body(fd, 100000, 0), 100000);
+    close(fd);
+    if (!wait_held(false, 0))
+        fail_msg("a download its client left stays held: %lld", held_bytes());
+    assert_string_equal(life_ok("stop", p, NULL), "stopped");
+    free(token);
+}
+
+/* A file that grows while it is downloaded (16 MiB, 4 more appended after its first 64 KiB
+ * were read: the gateway and the kernel's buffers hold less than that) is sent up to the size
+ * announced, byte-exact, and the answer ends cleanly there: the connection stays open for the
+ * next request. */
+static void test_download_of_a_growing_file(void **state)
+{
+    (void)state;
+    char p[KX_UUID_LEN + 1], sid[KX_UUID_LEN + 1];
+    char *token = download_sandbox(p, sid);
+    free(sh(p, "head -c 16777216 /dev/urandom > grow.bin"));
+    long status = 0;
+    long long clen = 0;
+    int fd = raw_get(sid, "grow.bin", token, &status, &clen);
+    assert_int_equal(status, 200);
+    assert_int_equal(clen, 16 << 20);
+    char *body = malloc((size_t)clen + 1);
+    assert_non_null(body);
+    long long got = 0;
+    for (ssize_t r; got < 65536 && (r = recv(fd, body + got, 65536, 0)) > 0;)
+        got += r;
+    free(sh(p, "head -c 4194304 /dev/urandom >> grow.bin"));
+    struct timeval tv = {.tv_sec = 2};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    for (ssize_t r; got < clen && (r = recv(fd, body + got, (size_t)(clen - got), 0)) > 0;)
+        got += r;
+    assert_int_equal(got, clen);
+    char extra;
+    assert_true(recv(fd, &extra, 1, MSG_DONTWAIT) < 0); /* nothing after the length */
+    size_t now_len = 0;
+    char *now = host_file(p, "grow.bin", &now_len);
+    assert_int_equal(now_len, 20 << 20);
+    assert_memory_equal(body, now, (size_t)clen); /* what it was: the first 16 MiB */
+    free(now);
+    free(body);
+    /* the same connection answers the next request: the first answer ended cleanly */
+    char req[1400];
+    int n = snprintf(req, sizeof req,
+                     "GET /api/sandboxes/%s/files?path=/workspace HTTP/1.1\r\n"
+                     "Host: 127.0.0.1\r\nAuthorization: Bearer %s\r\n\r\n",
+                     sid, token);
+    assert_int_equal(send(fd, req, (size_t)n, 0), n);
+    char head[16] = "";
+    assert_int_equal(recv(fd, head, 12, MSG_WAITALL), 12);
+    assert_memory_equal(head, "HTTP/1.1 200", 12);
+    close(fd);
+    assert_true(wait_held(false, 0));
+    assert_string_equal(life_ok("stop", p, NULL), "stopped");
+    free(token);
+}
+
+/* The log a process wrote since offset from (malloc'd). */
+static char *log_since(const kx_th_proc *proc, long from)
+{
+    FILE *f = fopen(proc->log, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    long end = ftell(f);
+    long n = end > from ? end - from : 0;
+    char *buf = malloc((size_t)n + 1);
+    assert_non_null(buf);
+    fseek(f, from, SEEK_SET);
+    size_t got = fread(buf, 1, (size_t)n, f);
+    buf[got] = '\0';
+    fclose(f);
+    return buf;
+}
+
+static long log_size(const kx_th_proc *proc)
+{
+    struct stat st;
+    return stat(proc->log, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* The gateway told to stop now (a second SIGTERM during its drain) while downloads are in
+ * flight: one whose client stopped reading, one whose connection is suspended while its READ
+ * waits on the broker (stopped with SIGSTOP, continued after the signals). The READ's job ends
+ * and resumes its connection before libmicrohttpd stops, the responses are freed, the gateway
+ * exits as told (1) without a sanitizer's report, the clients see their transfers cut, and a
+ * gateway started again serves the file. */
+static void test_gateway_stops_mid_download(void **state)
+{
+    (void)state;
+    char p[KX_UUID_LEN + 1], sid[KX_UUID_LEN + 1];
+    char *token = download_sandbox(p, sid);
+    free(sh(p, "head -c 33554432 /dev/urandom > stop.bin"));
+    kx_th_proc *gw = kx_th_stack_proc(&g_stack, "gateway");
+    kx_th_proc *broker = kx_th_stack_proc(&g_stack, "sandbox-broker");
+    assert_non_null(gw);
+    assert_non_null(broker);
+    long status = 0;
+    long long clen = 0;
+    int stalled = raw_get(sid, "stop.bin", token, &status, &clen);
+    assert_int_equal(status, 200);
+    assert_int_equal(raw_body(stalled, 65536, 0), 65536);
+    int waiting = raw_get(sid, "stop.bin", token, &status, &clen);
+    assert_int_equal(status, 200);
+    long long got = raw_body(waiting, 65536, 0);
+    /* the broker stops answering: the reader drains what the gateway holds, then waits */
+    assert_int_equal(kill(broker->pid, SIGSTOP), 0);
+    struct timeval tv = {.tv_sec = 1};
+    assert_int_equal(setsockopt(waiting, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    got += raw_body(waiting, -1, 0); /* up to a second without a byte */
+    assert_true(got < clen);
+
+    long from = log_size(gw);
+    pid_t pid = gw->pid;
+    assert_int_equal(kill(pid, SIGTERM), 0);
+    usleep(300 * 1000);
+    assert_int_equal(kill(pid, SIGTERM), 0); /* the second: exit now, downloads in flight */
+    usleep(300 * 1000);
+    assert_int_equal(kill(broker->pid, SIGCONT), 0);
+    siginfo_t si = {0};
+    for (int i = 0; i < 1000 && si.si_pid != pid; i++) {
+        assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT), 0);
+        if (si.si_pid != pid)
+            usleep(10 * 1000);
+    }
+    if (si.si_pid != pid)
+        fail_msg("the gateway did not exit within 10 s of its second SIGTERM");
+    int st = kx_th_stack_proc_stop(&g_stack, gw);
+    char *log = log_since(gw, from);
+    if (st != 1 || strstr(log, "exiting now") == NULL || strstr(log, "Sanitizer") != NULL ||
+        strstr(log, "runtime error") != NULL)
+        fail_msg("the gateway stopped mid-download: status %d, log:\n%s", st, log);
+    free(log);
+    /* both transfers cut, short of their length */
+    got += raw_body(waiting, -1, 0);
+    long long got2 = 65536 + raw_body(stalled, -1, 0);
+    print_message("stopped mid-download: %lld and %lld of %lld bytes\n", got, got2, clen);
+    assert_true(got < clen);
+    assert_true(got2 < clen);
+    close(waiting);
+    close(stalled);
+
+    assert_int_equal(kx_th_stack_proc_start(&g_stack, gw, 20000), KX_OK);
+    /* its /healthz answers before its API port listens */
+    for (int i = 0; i < 400 && get_status("/api/health", NULL) != 200; i++)
+        usleep(50 * 1000);
+    kx_http_resp r;
+    assert_int_equal(download(sid, "stop.bin", token, (size_t)64 << 20, &r), KX_OK);
+    assert_int_equal(r.status, 200);
+    assert_int_equal(r.len, 32 << 20);
+    kx_http_resp_free(&r);
+    assert_string_equal(life_ok("stop", p, NULL), "stopped");
+    free(token);
 }
 
 static void test_broker_restart_keeps_files(void **state)
@@ -980,7 +1334,11 @@ int main(void)
         cmocka_unit_test(test_preview_link),
         cmocka_unit_test(test_preview_methods_with_body),
         cmocka_unit_test(test_sandboxes_per_account),
+        cmocka_unit_test(test_large_downloads_stream),
         cmocka_unit_test(test_unread_downloads_are_bounded),
+        cmocka_unit_test(test_download_cut_mid_stream),
+        cmocka_unit_test(test_download_of_a_growing_file),
+        cmocka_unit_test(test_gateway_stops_mid_download),
         cmocka_unit_test(test_broker_restart_keeps_files),
     };
     if (getenv("KX_TEST_FILTER") != NULL)

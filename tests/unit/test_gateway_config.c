@@ -1,7 +1,8 @@
 /* test_gateway_config.c — gw_config_load (services/gateway/config.c) refuses a bad value of
  * every variable it reads at start, naming it, instead of starting with a default: the
  * sandbox routes' timeouts and the initiate upload limits were read on the first request and a
- * bad value dropped without a word; and an empty KX_JWT_AUDIENCE turns the audience check off,
+ * bad value dropped without a word (KX_SANDBOX_DOWNLOAD_MAX_MB too: read in MiB, 1024 by
+ * default); and an empty KX_JWT_AUDIENCE turns the audience check off,
  * as documented (it read as unset: the default "authenticated"). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,12 +19,19 @@ static void test_bad_values_stop_the_start(void **state)
     assert_int_equal(setenv("KX_JWT_SECRET", "unit-test-secret-of-at-least-32-bytes!", 1), 0);
     gw_config cfg;
     assert_int_equal(gw_config_load(&cfg), KX_OK);
+    assert_int_equal(cfg.download_max, (int64_t)1024 << 20); /* the default: 1 GiB */
     gw_config_free(&cfg);
+    assert_int_equal(setenv("KX_SANDBOX_DOWNLOAD_MAX_MB", "100", 1), 0);
+    assert_int_equal(gw_config_load(&cfg), KX_OK);
+    assert_int_equal(cfg.download_max, (int64_t)100 << 20);
+    gw_config_free(&cfg);
+    unsetenv("KX_SANDBOX_DOWNLOAD_MAX_MB");
     const char *bad[][2] = {
         {"KX_SANDBOX_GET_TIMEOUT_MS", "-5"},    {"KX_SANDBOX_CREATE_TIMEOUT_MS", "soon"},
         {"KX_SANDBOX_PREVIEW_TIMEOUT_MS", "0"}, {"KX_INITIATE_FILE_MAX_BYTES", "abc"},
         {"KX_INITIATE_FILES_MAX_BYTES", "-1"},  {"KX_HTTP_HELD_MB", "0"},
-        {"KX_HTTP_HELD_ACCOUNT_MB", "lots"},
+        {"KX_HTTP_HELD_ACCOUNT_MB", "lots"},    {"KX_SANDBOX_DOWNLOAD_MAX_MB", "0"},
+        {"KX_SANDBOX_DOWNLOAD_MAX_MB", "2TB"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(setenv(bad[i][0], bad[i][1], 1), 0);
