@@ -195,7 +195,16 @@ kx_err gw_config_load(gw_config *cfg)
 
     if (load_edge(cfg) != KX_OK && err == KX_OK)
         err = KX_ERR_INVALID;
-    if (gw_sandbox_timeouts_load() != KX_OK || gw_upload_limits_load() != KX_OK)
+    if (kx_env_int("KX_SANDBOX_GET_TIMEOUT_MS", 10000, 100, 600000, &cfg->sandbox_get_ms) !=
+            KX_OK ||
+        kx_env_int("KX_SANDBOX_CREATE_TIMEOUT_MS", 60000, 100, 600000, &cfg->sandbox_create_ms) !=
+            KX_OK ||
+        kx_env_int("KX_SANDBOX_PREVIEW_TIMEOUT_MS", 10000, 100, 600000,
+                   &cfg->sandbox_preview_ms) != KX_OK ||
+        kx_env_int("KX_INITIATE_FILE_MAX_BYTES", 10 << 20, 1, (int64_t)1 << 32,
+                   &cfg->upload_file_max) != KX_OK ||
+        kx_env_int("KX_INITIATE_FILES_MAX_BYTES", 50 << 20, 1, (int64_t)1 << 34,
+                   &cfg->upload_total_max) != KX_OK)
         err = KX_ERR_INVALID;
     cfg->bind_addr = dup_or_null(kx_env_str("KX_BIND_ADDR", "127.0.0.1"));
     cfg->conninfo = dup_or_null(kx_env_str("KX_DATABASE_URL", KX_DEFAULT_DATABASE_URL));

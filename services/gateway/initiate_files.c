@@ -11,26 +11,12 @@
 #include <string.h>
 
 #include "kx/buf.h"
-#include "kx/config.h"
 #include "kx/utf8.h"
 #include "reply.h"
 #include "sandbox_routes.h"
 
 /* The longest extension kept when a long name is cut: ".tar.gz" yes, ".<200 bytes>" no. */
 #define EXT_MAX 16
-
-/* Set once by gw_upload_limits_load, at start before any worker thread; read-only after. */
-static int64_t g_file_max = 10 << 20, g_total_max = 50 << 20;
-
-kx_err gw_upload_limits_load(void)
-{
-    if (kx_env_int("KX_INITIATE_FILE_MAX_BYTES", 10 << 20, 1, (int64_t)1 << 32, &g_file_max) !=
-            KX_OK ||
-        kx_env_int("KX_INITIATE_FILES_MAX_BYTES", 50 << 20, 1, (int64_t)1 << 34, &g_total_max) !=
-            KX_OK)
-        return KX_ERR_INVALID;
-    return KX_OK;
-}
 
 /* ---- names ------------------------------------------------------------------------------ */
 
@@ -124,7 +110,8 @@ static void make_unique(const gw_upload_plan *plan, const char *name, char *out,
 
 /* ---- the plan --------------------------------------------------------------------------- */
 
-bool gw_upload_plan_make(gw_form *form, gw_upload_plan *plan, gw_reply *reply)
+bool gw_upload_plan_make(gw_form *form, int64_t file_max, int64_t total_max, gw_upload_plan *plan,
+                         gw_reply *reply)
 {
     plan->n = 0;
     const gw_form_upload *up = NULL;
@@ -153,20 +140,20 @@ bool gw_upload_plan_make(gw_form *form, gw_upload_plan *plan, gw_reply *reply)
         f->data = up[i].data;
         f->len = up[i].len;
         plan->n = i + 1;
-        if ((int64_t)f->len > g_file_max) {
+        if ((int64_t)f->len > file_max) {
             gw_reply_error(reply, MHD_HTTP_CONTENT_TOO_LARGE,
                            "files[%zu] ('%s') is %zu bytes: a file may have at most %lld "
                            "(KX_INITIATE_FILE_MAX_BYTES)",
-                           i, f->name, f->len, (long long)g_file_max);
+                           i, f->name, f->len, (long long)file_max);
             return false;
         }
         total += f->len;
     }
-    if (total > (uint64_t)g_total_max) {
+    if (total > (uint64_t)total_max) {
         gw_reply_error(reply, MHD_HTTP_CONTENT_TOO_LARGE,
                        "files[]: the %zu files have %llu bytes: together they may have at most "
                        "%lld (KX_INITIATE_FILES_MAX_BYTES)",
-                       n, (unsigned long long)total, (long long)g_total_max);
+                       n, (unsigned long long)total, (long long)total_max);
         return false;
     }
     return true;

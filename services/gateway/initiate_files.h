@@ -51,14 +51,11 @@ typedef struct gw_upload_plan {
 /* The safe form of a client's file name (raw may be NULL): see above. */
 void gw_upload_name(const char *raw, char out[GW_UPLOAD_NAME_MAX + 1]);
 
-/* KX_INITIATE_FILE_MAX_BYTES and KX_INITIATE_FILES_MAX_BYTES, read once at start (from
- * gw_config_load, before any worker thread): KX_ERR_INVALID (logged, naming it) for a bad
- * value, which stops the gateway. */
-kx_err gw_upload_limits_load(void);
-
-/* The form's files[] as a plan (n may be 0). False with a 400/413 in reply when a limit is
- * passed or a file part belongs to another field. */
-bool gw_upload_plan_make(gw_form *form, gw_upload_plan *plan, gw_reply *reply);
+/* The form's files[] as a plan (n may be 0). False with a 400/413 in reply when a file is
+ * larger than file_max bytes (KX_INITIATE_FILE_MAX_BYTES), all of them than total_max
+ * (KX_INITIATE_FILES_MAX_BYTES), or a file part belongs to another field. */
+bool gw_upload_plan_make(gw_form *form, int64_t file_max, int64_t total_max, gw_upload_plan *plan,
+                         gw_reply *reply);
 
 /* prompt with the plan's lines appended (Kortix's format, above); malloc'd, NULL on OOM. */
 char *gw_upload_prompt(const char *prompt, const gw_upload_plan *plan);

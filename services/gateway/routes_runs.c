@@ -108,7 +108,8 @@ void gw_route_initiate(gw_app *app, gw_request *req, gw_reply *reply)
      * the files below it before anything reads them. A malloc of this size made glibc
      * consolidate its fast bins at every initiate (~2 % of the gateway's CPU per run). */
     gw_upload_plan plan;
-    if (gw_upload_plan_make(req->form, &plan, reply))
+    if (gw_upload_plan_make(req->form, app->cfg.upload_file_max, app->cfg.upload_total_max, &plan,
+                            reply))
         initiate(app, req, &n, &plan, reply);
 }
 

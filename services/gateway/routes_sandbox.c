@@ -48,7 +48,6 @@
 #include "gateway.h"
 #include "held.h"
 #include "kx/bus.h"
-#include "kx/config.h"
 #include "kx/log.h"
 #include "kx/pb.h"
 #include "kx/utf8.h"
@@ -60,19 +59,6 @@
 
 #define PREVIEW_MAX_BYTES ((size_t)32 << 20)
 #define PREVIEW_FETCH_MS 30000
-
-/* Set once by gw_sandbox_timeouts_load, at start before any worker thread; read-only after. */
-static int64_t g_get_ms = 10000, g_create_ms = 60000, g_preview_ms = 10000;
-
-kx_err gw_sandbox_timeouts_load(void)
-{
-    kx_err err = KX_OK;
-    if (kx_env_int("KX_SANDBOX_GET_TIMEOUT_MS", 10000, 100, 600000, &g_get_ms) != KX_OK ||
-        kx_env_int("KX_SANDBOX_CREATE_TIMEOUT_MS", 60000, 100, 600000, &g_create_ms) != KX_OK ||
-        kx_env_int("KX_SANDBOX_PREVIEW_TIMEOUT_MS", 10000, 100, 600000, &g_preview_ms) != KX_OK)
-        err = KX_ERR_INVALID;
-    return err;
-}
 
 /* ---- access ----------------------------------------------------------------------------- */
 
@@ -217,7 +203,7 @@ static Kx__V1__SandboxFilesReply *files(gw_app *app, const gw_request *req,
 {
     Kx__V1__SandboxFilesReply *rep =
         ask(app, req, KX_SUBJ_SANDBOX_FILES, &rq->base, &kx__v1__sandbox_files_reply__descriptor,
-            g_get_ms, reply);
+            app->cfg.sandbox_get_ms, reply);
     if (rep != NULL && broker_error(rep->error, reply)) {
         kx_pb_free(rep);
         return NULL;
@@ -370,7 +356,7 @@ void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply
             .account = req->account,
             .project = project,
             .path = path,
-            .timeout_ms = g_get_ms,
+            .timeout_ms = app->cfg.sandbox_get_ms,
             .max_bytes = max,
         };
         resp = gw_download_response(app, &src, rep, reply); /* takes rep */
@@ -493,7 +479,7 @@ Kx__V1__SandboxInfo *gw_sandbox_ensure(gw_app *app, const gw_request *req, const
                                        gw_reply *reply)
 {
     Kx__V1__SandboxLifecycleReply *rep =
-        lifecycle(app, req, "ensure_active", project, g_create_ms, reply);
+        lifecycle(app, req, "ensure_active", project, app->cfg.sandbox_create_ms, reply);
     if (rep == NULL)
         return NULL;
     Kx__V1__SandboxInfo *info = rep->sandbox;
@@ -506,7 +492,7 @@ void gw_sandbox_discard(gw_app *app, const gw_request *req, const char *project)
 {
     gw_reply scratch = {0};
     Kx__V1__SandboxLifecycleReply *rep =
-        lifecycle(app, req, "delete", project, g_get_ms, &scratch);
+        lifecycle(app, req, "delete", project, app->cfg.sandbox_get_ms, &scratch);
     if (rep == NULL)
         kx_warn("gateway: could not delete the sandbox of project %s: %s", project,
                 scratch.body ? scratch.body : "(no reason)");
@@ -519,7 +505,8 @@ void gw_route_sandbox_delete(gw_app *app, gw_request *req, gw_reply *reply)
     char project[KX_UUID_LEN + 1];
     if (!find_sandbox(app, req, FOR_WRITE, project, reply))
         return;
-    Kx__V1__SandboxLifecycleReply *rep = lifecycle(app, req, "delete", project, g_get_ms, reply);
+    Kx__V1__SandboxLifecycleReply *rep =
+        lifecycle(app, req, "delete", project, app->cfg.sandbox_get_ms, reply);
     if (rep == NULL)
         return;
     if (rep->sandbox->id == NULL || rep->sandbox->id[0] == '\0') {
@@ -563,7 +550,7 @@ void gw_route_sandbox_ensure_active(gw_app *app, gw_request *req, gw_reply *repl
     if (!ok)
         return;
     Kx__V1__SandboxLifecycleReply *rep =
-        lifecycle(app, req, "ensure_active", req->id, g_create_ms, reply);
+        lifecycle(app, req, "ensure_active", req->id, app->cfg.sandbox_create_ms, reply);
     if (rep == NULL)
         return;
     gw_reply_json(reply, MHD_HTTP_OK,
@@ -637,7 +624,7 @@ void gw_route_sandbox_preview(gw_app *app, gw_request *req, gw_reply *reply)
     rq.token = (char *)token;
     Kx__V1__SandboxPreviewReply *rep =
         ask(app, req, KX_SUBJ_SANDBOX_PREVIEW, &rq.base,
-            &kx__v1__sandbox_preview_reply__descriptor, g_preview_ms, reply);
+            &kx__v1__sandbox_preview_reply__descriptor, app->cfg.sandbox_preview_ms, reply);
     if (rep == NULL)
         return;
     if (broker_error(rep->error, reply) || kx_pb_str_empty(rep->relay)) {

@@ -57,11 +57,6 @@ Kx__V1__SandboxInfo *gw_sandbox_ensure(gw_app *app, const gw_request *req, const
                                        gw_reply *reply);
 void gw_sandbox_discard(gw_app *app, const gw_request *req, const char *project);
 
-/* KX_SANDBOX_{GET,CREATE,PREVIEW}_TIMEOUT_MS, read once at start (from gw_config_load, before
- * any worker thread): KX_ERR_INVALID (logged, naming it) for a bad value, which stops the
- * gateway. */
-kx_err gw_sandbox_timeouts_load(void);
-
 void gw_route_sandbox_files_list(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply);
 void gw_route_sandbox_files_upload(gw_app *app, gw_request *req, gw_reply *reply);

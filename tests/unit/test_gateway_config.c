@@ -20,6 +20,11 @@ static void test_bad_values_stop_the_start(void **state)
     gw_config cfg;
     assert_int_equal(gw_config_load(&cfg), KX_OK);
     assert_int_equal(cfg.download_max, (int64_t)1024 << 20); /* the default: 1 GiB */
+    assert_int_equal(cfg.sandbox_get_ms, 10000);
+    assert_int_equal(cfg.sandbox_create_ms, 60000);
+    assert_int_equal(cfg.sandbox_preview_ms, 10000);
+    assert_int_equal(cfg.upload_file_max, 10 << 20);
+    assert_int_equal(cfg.upload_total_max, 50 << 20);
     gw_config_free(&cfg);
     assert_int_equal(setenv("KX_SANDBOX_DOWNLOAD_MAX_MB", "100", 1), 0);
     assert_int_equal(gw_config_load(&cfg), KX_OK);

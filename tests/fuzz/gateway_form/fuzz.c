@@ -107,7 +107,7 @@ static void read_uploads(gw_form *f)
     gw_upload_plan *plan = calloc(1, sizeof *plan);
     FUZZ_CHECK(plan != NULL);
     gw_reply r = {0};
-    if (!gw_upload_plan_make(f, plan, &r)) {
+    if (!gw_upload_plan_make(f, 10 << 20, 50 << 20, plan, &r)) {
         FUZZ_CHECK((r.status == MHD_HTTP_BAD_REQUEST || r.status == MHD_HTTP_CONTENT_TOO_LARGE) &&
                    r.body != NULL && strstr(r.body, "file") != NULL);
         gw_reply_free(&r);
