@@ -19,6 +19,7 @@
  *   lifecycle.c      kx.sandbox.create .. ensure_active, the record on disk, auto-archive
  *   preview.c        kx.sandbox.preview and the host-side relay into a sandbox's loopback
  *   fleet.c          several brokers: ids, leases, ownership routing, takeover
+ *   account_quota.c  KX_SANDBOX_MAX_PER_ACCOUNT counted over the fleet (marks under root)
  *   drain.c          SIGTERM: stop taking requests, kill, answer, exit
  *   provider.c       KX_SANDBOX_PROVIDER: local (all of the above) or daytona
  *   daytona*.c       the daytona provider: the same subjects over a Daytona API (daytona.h) */
@@ -61,7 +62,7 @@ typedef struct sb_config {
     int64_t log_max;            /* KX_SANDBOX_LOG_MAX: bytes kept in a background session log */
     int64_t spill_max;          /* KX_SANDBOX_SPILL_MAX: bytes of full output kept on disk */
     int64_t start_ms;           /* KX_SANDBOX_JAIL_START_TIMEOUT_MS: bwrap + init up */
-    int64_t per_account;        /* KX_SANDBOX_MAX_PER_ACCOUNT: running here per account, 0 = any */
+    int64_t per_account;        /* KX_SANDBOX_MAX_PER_ACCOUNT: running per account, 0 = any */
     int64_t idle_stop_ms;       /* KX_SANDBOX_AUTO_STOP_MIN (or _MS): stop an idle sandbox */
     int64_t idle_archive_ms;    /* KX_SANDBOX_AUTO_ARCHIVE_MIN (or _MS): archive a stopped one */
     int64_t preview_conns;      /* KX_SANDBOX_PREVIEW_CONNS: relay connections at once */

@@ -21,6 +21,7 @@
 
 #include "cgroups.h"
 #include "exec.h"
+#include "account_quota.h"
 #include "lifecycle.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
@@ -35,7 +36,6 @@ struct sb_sandbox {
     sb_sandbox *next;
     sb_broker *b;
     char project_id[KX_UUID_LEN + 1];
-    char account[40]; /* the account it was started for ("" when unknown: an adopted one) */
     char ws_path[4096];
     int ws_fd;
     uid_t uid;
@@ -562,22 +562,6 @@ kx_err sb_sandbox_get(sb_broker *b, const char *project_id, const char *account,
     return sb_sandbox_ensure(b, project_id, account, b->cfg.start_ms, out, why, whylen);
 }
 
-/* Whether account may have one more sandbox running here (KX_SANDBOX_MAX_PER_ACCOUNT); why
- * says otherwise. One pass over this broker's sandboxes, made only before a jail starts (which
- * costs far more). */
-static bool account_has_room(const sb_broker *b, const char *account, char *why, size_t whylen)
-{
-    if (account == NULL || account[0] == '\0' || b->cfg.per_account == 0)
-        return true;
-    int64_t n = 0;
-    for (const sb_sandbox *s = b->sandboxes; s != NULL; s = s->next)
-        n += strcmp(s->account, account) == 0;
-    if (n < b->cfg.per_account)
-        return true;
-    sb_account_full(why, whylen, account, n, b->cfg.idle_stop_ms / 1000);
-    return false;
-}
-
 /* Undoes what a failed first start made: the project's directory and its uid's record. */
 static void undo_creation(sb_broker *b, const sb_sandbox *s, bool dir_fresh, bool uid_fresh)
 {
@@ -596,15 +580,8 @@ kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, const char *accou
                          int64_t wait_ms, sb_sandbox **out, char *why, size_t whylen)
 {
     *out = sb_sandbox_find(b, project_id);
-    if (*out != NULL) {
-        if ((*out)->account[0] == '\0' && account != NULL) /* adopted: now its account is known */
-            snprintf((*out)->account, sizeof(*out)->account, "%s", account);
+    if (*out != NULL)
         return KX_OK;
-    }
-    if (!account_has_room(b, account, why, whylen)) {
-        kx_info("sandbox: project %s: not started: %s", project_id, why);
-        return KX_ERR_QUOTA;
-    }
     if (wait_ms > b->cfg.start_ms)
         wait_ms = b->cfg.start_ms;
     sb_sandbox *s = calloc(1, sizeof *s);
@@ -614,8 +591,6 @@ kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, const char *accou
     }
     s->b = b;
     s->ws_fd = s->sock = s->pidfd = -1;
-    if (account != NULL)
-        snprintf(s->account, sizeof s->account, "%s", account);
     for (size_t i = 0; i < KX_UUID_LEN && project_id[i] != '\0'; i++)
         s->project_id[i] = (char)tolower((unsigned char)project_id[i]);
     why[0] = '\0';
@@ -629,6 +604,9 @@ kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, const char *accou
     sb_state prev;
     bool had = false;
     kx_err err = sb_lifecycle_claim(b, s->project_id, &prev, &had, why, whylen);
+    /* claimed first: a broker counting the account meanwhile sees this one running */
+    if (err == KX_OK && (err = sb_account_admit(b, account, s->project_id, why, whylen)) != KX_OK)
+        sb_lifecycle_unclaim(b, s->project_id, &prev, had);
     if (err != KX_OK) {
         kx_info("sandbox: project %s: not started here: %s", s->project_id, why);
         if (dir_fresh)

@@ -37,8 +37,8 @@ sb_sandbox *sb_sandbox_find(sb_broker *b, const char *project_id);
  * KX_SANDBOX_JAIL_START_TIMEOUT_MS). A failed first start removes what it made (directory, uid
  * record): the next call tries again from nothing. account is the request's (its Kx-Account
  * header; NULL or "": not counted): a start is refused with KX_ERR_QUOTA when the account
- * already has KX_SANDBOX_MAX_PER_ACCOUNT sandboxes running on this broker, so one account
- * cannot take every uid and jail of the broker from the others. */
+ * already has KX_SANDBOX_MAX_PER_ACCOUNT sandboxes running on the brokers sharing this root
+ * (account_quota.h), so one account cannot take every uid and jail from the others. */
 kx_err sb_sandbox_ensure(sb_broker *b, const char *project_id, const char *account,
                          int64_t wait_ms, sb_sandbox **out, char *why, size_t whylen);
 

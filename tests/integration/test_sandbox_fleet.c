@@ -5,6 +5,7 @@
  *     command; preview tokens minted by the owner are checked by it); a request sent on the
  *     other broker's own subject is refused naming the owner, never served by a second jail;
  *   - a second broker starting does not touch the first one's running sandboxes;
+ *   - KX_SANDBOX_MAX_PER_ACCOUNT counts an account's sandboxes on both brokers together;
  *   - kill -9 of the owner (by PID): the other broker takes the sandbox over within the
  *     documented bound (KX_SANDBOX_LEASE_MS * 1.25 + a start) and its files are intact;
  *   - a frozen owner (SIGSTOP) loses the sandbox when its lease expires, and once thawed ends
@@ -51,6 +52,7 @@ static char g_a_id[64]; /* the stack's broker's id, learnt from a reply */
 
 static const char *const STACK_ENV[] = {
     "KX_SANDBOX_LEASE_MS=2000",
+    "KX_SANDBOX_MAX_PER_ACCOUNT=2", /* both brokers (b_start takes the stack's environment) */
     NULL,
 };
 
@@ -273,6 +275,70 @@ static void test_requests_reach_the_owner(void **state)
      * chance that the queue group gave every one to its owner is 2^-100). */
     assert_true(after - before > 0);
     for (int i = 0; i < NPROJ; i++)
+        life_ok("kx.sandbox.", "delete", p[i], NULL, NULL);
+}
+
+/* A lifecycle op for account (its Kx-Account header) on subject prefix: the reply. */
+static life_t *life_as(const char *prefix, const char *op, const char *project,
+                       const char *account)
+{
+    Kx__V1__SandboxLifecycleRequest rq = KX__V1__SANDBOX_LIFECYCLE_REQUEST__INIT;
+    rq.project_id = (char *)project;
+    char subj[160];
+    snprintf(subj, sizeof subj, "%s%s", prefix, op);
+    kx_err err = KX_OK;
+    life_t *r = kx_th_bus_ask(g_bus, subj, &rq.base, account, 30000,
+                              &kx__v1__sandbox_lifecycle_reply__descriptor, NULL, &err);
+    if (r == NULL)
+        fail_msg("%s: %s", subj, kx_err_str(err));
+    return r;
+}
+
+/* KX_SANDBOX_MAX_PER_ACCOUNT (2 here) counts an account's sandboxes on every broker sharing
+ * the root: with one running on each broker, a third is refused by both (before, each broker
+ * counted its own: the fleet ran 2 per broker, N brokers N times the limit); a stop on one
+ * makes room on the other. Nothing is made for a refused one. */
+static void test_account_limit_over_the_fleet(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1], p[3][KX_UUID_LEN + 1];
+    kx_uuid_new(account);
+    for (int i = 0; i < 3; i++)
+        kx_uuid_new(p[i]);
+    char a_prefix[96];
+    snprintf(a_prefix, sizeof a_prefix, "kx.sandbox.%s.", g_a_id);
+    const char *prefixes[2] = {a_prefix, "kx.sandbox.fleet-b."};
+    for (int i = 0; i < 2; i++) {
+        life_t *r = life_as(prefixes[i], "create", p[i], account);
+        if (r->error != NULL)
+            fail_msg("sandbox %d of the account: %s: %s", i + 1, r->error->code,
+                     r->error->message);
+        assert_string_equal(r->sandbox->state, "running");
+        kx_pb_free(r);
+    }
+    for (int i = 0; i < 2; i++) {
+        life_t *r = life_as(prefixes[i], "create", p[2], account);
+        if (r->error == NULL)
+            fail_msg("a third sandbox for one account, on broker %s: %s", prefixes[i],
+                     r->sandbox ? r->sandbox->state : "?");
+        assert_string_equal(r->error->code, "quota_exceeded");
+        assert_non_null(strstr(r->error->message, "KX_SANDBOX_MAX_PER_ACCOUNT"));
+        assert_non_null(strstr(r->error->message, "2 sandboxes running"));
+        kx_pb_free(r);
+    }
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/%s", g_stack.sandbox_root, p[2]);
+    struct stat st;
+    assert_int_not_equal(lstat(dir, &st), 0); /* nothing made for it */
+
+    life_t *r = life_as(a_prefix, "stop", p[0], account);
+    assert_null(r->error);
+    kx_pb_free(r);
+    r = life_as("kx.sandbox.fleet-b.", "create", p[2], account);
+    if (r->error != NULL)
+        fail_msg("after a stop on the other broker: %s: %s", r->error->code, r->error->message);
+    kx_pb_free(r);
+    for (int i = 0; i < 3; i++)
         life_ok("kx.sandbox.", "delete", p[i], NULL, NULL);
 }
 
@@ -499,6 +565,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_requests_reach_the_owner),
+        cmocka_unit_test(test_account_limit_over_the_fleet),
         cmocka_unit_test(test_owner_killed_is_taken_over),
         cmocka_unit_test(test_frozen_owner_lease_expires),
         cmocka_unit_test(test_restart_readopts),
