@@ -122,10 +122,14 @@ kx_err gw_agent_tools(kx_db *db, const char *agent, const char *account, char **
     return one_value(db, "gw_agent_tools", READ, 2, params, json, NULL);
 }
 
-kx_err gw_versions_list(kx_db *db, const char *agent, const char *account, char **json)
+kx_err gw_versions_list(kx_db *db, const char *agent, const char *account, const char *before,
+                        int limit, int64_t max_bytes, char **json)
 {
-    const char *params[] = {agent, account};
-    return one_value(db, "gw_versions_list", READ, 2, params, json, NULL);
+    char lim[16], bytes[24];
+    snprintf(lim, sizeof lim, "%d", limit);
+    snprintf(bytes, sizeof bytes, "%lld", (long long)max_bytes);
+    const char *params[] = {agent, account, before, lim, bytes};
+    return one_value(db, "gw_versions_list", READ, 5, params, json, NULL);
 }
 
 kx_err gw_version_get(kx_db *db, const char *agent, const char *account, const char *version,

@@ -53,10 +53,16 @@
     {"gw_agent_tools",                                                                         \
      "SELECT kx_cfg_tools_json(v.config)::text FROM agents a " GW_AGENT_CURRENT                \
      "WHERE " GW_AGENT_READABLE},                                                              \
+    /* $3 the newest version number left out (NULL: none), $4 most versions, $5 most bytes of   \
+     * config (the newest version always; migration 022's config_bytes) */                     \
     {"gw_versions_list",                                                                       \
-     "SELECT (SELECT coalesce(json_agg(kx_version_json(kx_version_for(v, " GW_AGENT_NOT_OWNER  \
-     ")) ORDER BY v.version_number DESC), '[]'::json) FROM agent_versions v "                  \
-     "WHERE v.agent_id = a.agent_id)::text "                                                   \
+     "SELECT (SELECT coalesce(json_agg(kx_version_json(kx_version_for(p.v, " GW_AGENT_NOT_OWNER \
+     ")) ORDER BY (p.v).version_number DESC), '[]'::json) FROM ("                              \
+     "  SELECT v, row_number() OVER w AS n, sum(v.config_bytes) OVER w AS upto "               \
+     "  FROM agent_versions v WHERE v.agent_id = a.agent_id "                                  \
+     "    AND ($3::int IS NULL OR v.version_number < $3::int) "                                \
+     "  WINDOW w AS (ORDER BY v.version_number DESC)) p "                                      \
+     "WHERE p.n <= $4::int AND (p.n = 1 OR p.upto <= $5::bigint))::text "                      \
      "FROM agents a WHERE " GW_AGENT_READABLE},                                                \
     {"gw_version_get",                                                                         \
      "SELECT CASE WHEN v.version_id IS NULL THEN '' ELSE "                                     \
@@ -114,7 +120,8 @@ kx_err gw_agent_delete(kx_db *db, const char *agent, const char *account, bool *
 kx_err gw_agent_export(kx_db *db, const char *agent, const char *account, char **json);
 kx_err gw_agent_tools(kx_db *db, const char *agent, const char *account, char **json);
 
-kx_err gw_versions_list(kx_db *db, const char *agent, const char *account, char **json);
+kx_err gw_versions_list(kx_db *db, const char *agent, const char *account, const char *before,
+                        int limit, int64_t max_bytes, char **json);
 /* *json is "" when the agent is readable but has no such version. */
 kx_err gw_version_get(kx_db *db, const char *agent, const char *account, const char *version,
                       char **json);

@@ -3,6 +3,7 @@
  * second id the route table hands over as the rest of the path. */
 #include <jansson.h>
 #include <microhttpd.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,13 +16,26 @@
 #include "reply.h"
 #include "routes_agents.h"
 
+/* A list of versions: at most VERSIONS_MAX_LIMIT and VERSIONS_PAGE_BYTES of config (the newest
+ * always), newest first. Kortix answered every version at once; an agent edited thousands of
+ * times made that a response of a GB for each reader. ?before=<version_number> pages back. */
+#define VERSIONS_MAX_LIMIT 1000
+#define VERSIONS_PAGE_BYTES (8LL * 1024 * 1024)
+
 void gw_route_versions_list(gw_app *app, gw_request *req, gw_reply *reply)
 {
+    long limit = VERSIONS_MAX_LIMIT, before = 0;
+    if (!gw_query_int(req, "limit", VERSIONS_MAX_LIMIT, 1, VERSIONS_MAX_LIMIT, &limit, reply) ||
+        !gw_query_int(req, "before", 0, 1, INT32_MAX, &before, reply))
+        return;
+    char before_text[16];
+    snprintf(before_text, sizeof before_text, "%ld", before);
     kx_db *db = gw_agents_db(app, req, true, reply);
     if (db == NULL)
         return;
     char *json = NULL;
-    kx_err err = gw_versions_list(db, req->id, req->account, &json);
+    kx_err err = gw_versions_list(db, req->id, req->account, before > 0 ? before_text : NULL,
+                                  (int)limit, VERSIONS_PAGE_BYTES, &json);
     gw_db_put(app, db);
     gw_agents_answer(reply, err, json, "Agent not found", "Failed to list versions");
 }

@@ -7,6 +7,7 @@
  *   2. create, get, list (search, sort, filters, tools filter, pagination), tools, export and
  *      import, delete; Idempotency-Key makes one agent per key;
  *   3. versions: a metadata change makes none, a config change one, the same change again none;
+ *      the list is bounded (8 MiB of configs, 1000 versions; ?before= pages back, ?limit=);
  *      8 concurrent config updates make versions 2..9 with distinct numbers and one active;
  *      list, get, compare, activate, rollback (a repeat makes nothing), create with a name, a
  *      taken name (409), a reserved one (400), details (rename, describe);
@@ -605,6 +606,66 @@ typedef struct race_job {
     pthread_t t;
 } race_job;
 
+/* The versions list answers the newest versions up to 8 MiB of config (the newest always) and
+ * 1000 of them, newest first; ?before=<version_number> pages back, ?limit= takes fewer. It
+ * answered every version at once: an agent edited a few thousand times with 256 KiB prompts
+ * was a response of a GB for any reader of a public agent. Here 40 versions of ~240 KB. */
+static void test_versions_list_is_bounded(void **state)
+{
+    (void)state;
+    account a;
+    new_account(&a);
+    char id[KX_UUID_LEN + 1], path[256];
+    create_agent(&a, "{\"name\": \"many versions\", \"system_prompt\": \"v1\"}", id);
+    enum {
+        N = 40,
+        PROMPT = 240000
+    };
+    char *body = malloc(PROMPT + 128);
+    assert_non_null(body);
+    snprintf(path, sizeof path, "/api/agents/%s/versions", id);
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(body, 64, "{\"system_prompt\": \"%d ", i);
+        memset(body + n, 'p', PROMPT);
+        snprintf(body + n + PROMPT, 32, "\"}");
+        json_decref(expect(&a, "POST", path, body, 200));
+    }
+    free(body);
+    json_t *first = expect(&a, "GET", path, NULL, 200);
+    size_t got = json_array_size(first);
+    print_message("[ versions ] %zu of %d in the first page\n", got, N + 1);
+    assert_true(got >= 30 && got < N + 1); /* 8 MiB of ~240 KB configs: 34 or 35 */
+    long newest =
+        (long)json_integer_value(json_object_get(json_array_get(first, 0), "version_number"));
+    assert_int_equal(newest, N + 1);
+    long last = (long)json_integer_value(
+        json_object_get(json_array_get(first, got - 1), "version_number"));
+    assert_int_equal(last, N + 1 - (long)got + 1); /* contiguous, newest first */
+    json_decref(first);
+
+    char page[320];
+    snprintf(page, sizeof page, "%s?before=%ld", path, last);
+    json_t *rest = expect(&a, "GET", page, NULL, 200);
+    assert_int_equal(json_array_size(rest), (size_t)(N + 1) - got);
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_array_get(rest, 0), "version_number")),
+                     last - 1);
+    json_decref(rest);
+
+    snprintf(page, sizeof page, "%s?limit=3", path);
+    json_t *three = expect(&a, "GET", page, NULL, 200);
+    assert_int_equal(json_array_size(three), 3);
+    assert_int_equal(json_integer_value(
+                         json_object_get(json_array_get(three, 2), "version_number")),
+                     N - 1);
+    json_decref(three);
+    snprintf(page, sizeof page, "%s?limit=0", path);
+    expect_error(&a, "GET", page, NULL, 400, "limit");
+    snprintf(page, sizeof page, "%s?before=soon", path);
+    expect_error(&a, "GET", page, NULL, 400, "before");
+    free(a.token);
+}
+
 static void *race(void *arg)
 {
     race_job *j = arg;
@@ -1054,6 +1115,7 @@ int main(void)
         cmocka_unit_test(test_default_agent),
         cmocka_unit_test(test_agents_crud),
         cmocka_unit_test(test_versions),
+        cmocka_unit_test(test_versions_list_is_bounded),
         cmocka_unit_test(test_races),
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_cross_account),
