@@ -183,6 +183,12 @@ bool gw_query_int(const gw_request *req, const char *name, long def, long lo, lo
     return true;
 }
 
+bool gw_query_page(const gw_request *req, long *limit, long *offset, gw_reply *reply)
+{
+    return gw_query_int(req, "limit", GW_PAGE_MAX, 1, GW_PAGE_MAX, limit, reply) &&
+        gw_query_int(req, "offset", 0, 0, 1000000000L, offset, reply);
+}
+
 /* A JSON object's keys must all be among allowed (NULL-terminated); a 400 names the first
  * other one. */
 bool gw_body_only(const json_t *obj, const char *const *allowed, gw_reply *reply)

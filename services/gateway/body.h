@@ -32,6 +32,11 @@ bool gw_form_text(const gw_form *form, const char *key, bool empty_is_absent, co
  * naming it. */
 bool gw_query_int(const gw_request *req, const char *name, long def, long lo, long hi, long *out,
                   gw_reply *reply);
+/* A list's page: ?limit= (1..GW_PAGE_MAX, default GW_PAGE_MAX) and ?offset= (0..10^9,
+ * default 0); a 400 naming the parameter otherwise. GW_PAGE_MAX is Supabase's default row cap,
+ * which bounded every list Kortix's API answered. */
+#define GW_PAGE_MAX 1000
+bool gw_query_page(const gw_request *req, long *limit, long *offset, gw_reply *reply);
 /* Every key of obj must be one of allowed (NULL-terminated); else a 400 naming the first
  * other one. */
 bool gw_body_only(const json_t *obj, const char *const *allowed, gw_reply *reply);

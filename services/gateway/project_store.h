@@ -89,10 +89,14 @@
      "WITH d AS (DELETE FROM messages WHERE message_id = $2::uuid AND thread_id = $1::uuid "   \
      "AND is_llm_message RETURNING 1) SELECT (SELECT count(*) FROM d), "                       \
      "EXISTS (SELECT 1 FROM messages WHERE message_id = $2::uuid AND thread_id = $1::uuid)"},  \
+    /* $1 account, $2 rows at most, $3 rows skipped: {"rows": [...], "more": <more follow>} */ \
     {"gw_projects_list",                                                                       \
-     "SELECT coalesce(json_agg(json_build_object(" GW_PROJECT_FIELDS("p") ") "                 \
-     "ORDER BY p.created_at DESC, p.project_id), '[]'::json)::text FROM projects p "           \
-     "WHERE p.account_id = $1::uuid AND p.deleted_at IS NULL"},                                \
+     "SELECT json_build_object('rows', coalesce(json_agg(j ORDER BY n) FILTER (WHERE n <= "    \
+     "$2::int), '[]'::json), 'more', count(*) > $2::int)::text FROM (SELECT j, row_number() "  \
+     "OVER (ORDER BY created_at DESC, project_id) AS n FROM (SELECT json_build_object("        \
+     GW_PROJECT_FIELDS("p") ") AS j, p.created_at, p.project_id FROM projects p "              \
+     "WHERE p.account_id = $1::uuid AND p.deleted_at IS NULL "                                 \
+     "ORDER BY p.created_at DESC, p.project_id LIMIT $2::int + 1 OFFSET $3::int) q) s"},       \
     {"gw_project_get",                                                                         \
      "SELECT p.account_id::text, p.is_public, json_build_object(" GW_PROJECT_FIELDS("p")       \
      ")::text FROM projects p WHERE p.project_id = $1::uuid AND p.deleted_at IS NULL"},        \
@@ -144,7 +148,8 @@ kx_err gw_thread_delete(kx_db *db, const char *thread_id, const char *account,
 kx_err gw_message_delete(kx_db *db, const char *thread_id, const char *message_id);
 
 /* ---- projects ---- */
-kx_err gw_projects_list(kx_db *db, const char *account, char **json);
+/* A page of the account's projects, newest first: {"rows": [...], "more": <more follow>}. */
+kx_err gw_projects_list(kx_db *db, const char *account, int limit, long offset, char **json);
 /* The project's owner, whether it is public, and its JSON. */
 kx_err gw_project_get(kx_db *db, const char *project_id, char account[KX_UUID_LEN + 1],
                       bool *is_public, char **json);

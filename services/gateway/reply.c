@@ -76,3 +76,14 @@ json_t *gw_json_from_sql(const char *text)
                  jerr.line, jerr.column);
     return v;
 }
+
+void gw_reply_page(gw_reply *r, const char *page, const char *key)
+{
+    json_t *v = gw_json_from_sql(page);
+    json_t *rows = json_object_get(v, "rows");
+    json_t *out = json_is_array(rows)
+        ? json_pack("{s:O, s:b}", key, rows, "has_more", json_is_true(json_object_get(v, "more")))
+        : NULL;
+    json_decref(v);
+    gw_reply_json(r, MHD_HTTP_OK, out);
+}

@@ -25,6 +25,10 @@ void gw_reply_db_error(gw_reply *r, kx_err err, const char *what);
 /* Frees what the reply holds (body, an unqueued resp). */
 void gw_reply_free(gw_reply *r);
 
+/* Answers 200 {key: <page's rows>, "has_more": <page's more>} from a page printed by Postgres
+ * as {"rows": [...], "more": bool} (page is the caller's). */
+void gw_reply_page(gw_reply *r, const char *page, const char *key);
+
 /* Parses JSON text produced by Postgres (a row or an array); an integer too large for
  * json_int_t (jsonb prints 1e20 as 100000000000000000000) is read as a real, not a failure.
  * NULL (logged) if it is not JSON. */

@@ -78,19 +78,21 @@ static void reply_sql(gw_reply *reply, char *json)
 
 void gw_route_projects_list(gw_app *app, gw_request *req, gw_reply *reply)
 {
+    long limit = 0, offset = 0;
+    if (!gw_query_page(req, &limit, &offset, reply))
+        return;
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return;
     char *rows = NULL;
-    kx_err err = gw_projects_list(db, req->account, &rows);
+    kx_err err = gw_projects_list(db, req->account, (int)limit, offset, &rows);
     gw_db_put(app, db);
     if (err != KX_OK) {
         gw_reply_db_error(reply, err, "Failed to list projects");
         return;
     }
-    json_t *arr = gw_json_from_sql(rows);
+    gw_reply_page(reply, rows, "projects");
     free(rows);
-    gw_reply_json(reply, MHD_HTTP_OK, arr ? json_pack("{s:o}", "projects", arr) : NULL);
 }
 
 void gw_route_project_create(gw_app *app, gw_request *req, gw_reply *reply)

@@ -251,20 +251,22 @@ void gw_route_run_stop(gw_app *app, gw_request *req, gw_reply *reply)
 
 void gw_route_thread_runs(gw_app *app, gw_request *req, gw_reply *reply)
 {
+    long limit = 0, offset = 0;
+    if (!gw_query_page(req, &limit, &offset, reply))
+        return;
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return;
     char *runs = NULL;
     kx_err err = KX_OK;
     if (gw_access_thread(db, req, req->id, reply)) {
-        err = gw_store_thread_runs(db, req->id, &runs);
+        err = gw_store_thread_runs(db, req->id, (int)limit, offset, &runs);
         if (err != KX_OK)
             gw_reply_db_error(reply, err, "Failed to list agent runs");
     }
     gw_db_put(app, db);
     if (runs == NULL)
         return;
-    json_t *arr = gw_json_from_sql(runs);
+    gw_reply_page(reply, runs, "agent_runs");
     free(runs);
-    gw_reply_json(reply, MHD_HTTP_OK, arr ? json_pack("{s:o}", "agent_runs", arr) : NULL);
 }

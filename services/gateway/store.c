@@ -179,16 +179,19 @@ const kx_db_stmt gw_store_statements[] = {
      "WHERE id = ANY($1::uuid[]) AND status IN ('completed', 'failed', 'stopped') "
      "AND COALESCE(completed_at, updated_at) < now() - make_interval(secs => $2::int)"},
 
+    /* $1 thread, $2 rows at most, $3 rows skipped: {"rows": [...], "more": <more follow>} */
+    /* clang-format off */
     {"gw_thread_runs",
-     "SELECT COALESCE(json_agg(json_build_object('id', id, 'thread_id', thread_id, "
-     "'status', status, 'started_at', " ISO(
-         "started_at") ", "
-                       "'completed_at', " ISO(
-                           "completed_at") ", 'error', error, "
-                                           "'created_at', " ISO("created_at") ", 'updated_at', " ISO(
-                                               "updated_at") ") "
-                                                             "ORDER BY created_at DESC, id), '[]'::json)::text "
-                                                             "FROM agent_runs WHERE thread_id = $1::uuid"},
+     "SELECT json_build_object('rows', COALESCE(json_agg(j ORDER BY n) FILTER (WHERE n <= "
+     "$2::int), '[]'::json), 'more', count(*) > $2::int)::text FROM ("
+     "  SELECT j, row_number() OVER (ORDER BY created_at DESC, id) AS n FROM ("
+     "    SELECT json_build_object('id', id, 'thread_id', thread_id, 'status', status, "
+     "      'started_at', " ISO("started_at") ", 'completed_at', " ISO("completed_at") ", "
+     "      'error', error, 'created_at', " ISO("created_at") ", "
+     "      'updated_at', " ISO("updated_at") ") AS j, created_at, id "
+     "    FROM agent_runs WHERE thread_id = $1::uuid "
+     "    ORDER BY created_at DESC, id LIMIT $2::int + 1 OFFSET $3::int) p) s"},
+    /* clang-format on */
 
     /* $1 thread, $2 rows at most, $3 the message the page starts after (NULL: from the
      * first), $4 bytes at most (content and metadata as text; the first row always) */
@@ -531,10 +534,13 @@ void gw_store_ended_free(gw_ended_run *runs, size_t n)
     free(runs);
 }
 
-kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, char **json)
+kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, int limit, long offset, char **json)
 {
-    const char *params[] = {thread_id};
-    return exec_text(db, "gw_thread_runs", 1, params, json);
+    char lim[16], off[24];
+    snprintf(lim, sizeof lim, "%d", limit);
+    snprintf(off, sizeof off, "%ld", offset);
+    const char *params[] = {thread_id, lim, off};
+    return exec_text(db, "gw_thread_runs", 3, params, json);
 }
 
 kx_err gw_store_messages(kx_db *db, const char *thread_id, bool ascending, int limit,

@@ -129,8 +129,8 @@ kx_err gw_store_runs_ended(kx_db *db, const char *id_array, int grace_s, gw_ende
                            size_t *n);
 void gw_store_ended_free(gw_ended_run *runs, size_t n);
 
-/* A JSON array: a thread's runs (newest first). */
-kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, char **json);
+/* A page of a thread's runs, newest first: {"rows": [...], "more": <more follow>}. */
+kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, int limit, long offset, char **json);
 /* One page of a thread's messages (order asc or desc), as JSON {"rows": [...], "more": n,
  * "cursor_found": bool}: at most limit rows, starting after the message `after` (NULL: from
  * the first), and no more rows than fit max_bytes of content and metadata (the first row

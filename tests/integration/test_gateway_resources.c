@@ -894,12 +894,72 @@ static void test_big_numbers(void **state)
     free(agent);
 }
 
+/* ---- long lists ---------------------------------------------------------------------------- */
+
+/* GET path as account b: the array under key must have want rows and has_more must be more. */
+static void expect_page(const char *path, const char *key, size_t want, bool more)
+{
+    long st = 0;
+    json_t *v = jcall(1, "GET", path, NULL, &st);
+    assert_int_equal(st, 200);
+    size_t got = json_array_size(json_object_get(v, key));
+    if (got != want || json_is_true(json_object_get(v, "has_more")) != more)
+        fail_msg("GET %s: %zu %s, has_more %s (want %zu, %s)", path, got, key,
+                 json_is_true(json_object_get(v, "has_more")) ? "true" : "false", want,
+                 more ? "true" : "false");
+    json_decref(v);
+}
+
+/* A thread's runs and an account's projects are answered a page at a time: at most 1000
+ * (Supabase's default row cap, which bounded Kortix's answers), newest first, with has_more,
+ * ?limit= and ?offset=. They were answered whole: a thread with a trigger firing every minute
+ * gathers half a million runs a year, an account a project per initiate. */
+static void test_long_lists_are_paged(void **state)
+{
+    (void)state;
+    char tid[KX_UUID_LEN + 1], pid[KX_UUID_LEN + 1], path[200];
+    new_thread(1, "many runs", tid, pid);
+    char *n = sql1("WITH r AS (INSERT INTO agent_runs (thread_id, account_id, project_id, status, "
+                   "started_at, completed_at, created_at) SELECT t.thread_id, t.account_id, "
+                   "t.project_id, 'completed', now(), now(), now() - g * interval '1 ms' "
+                   "FROM threads t, generate_series(1, 1003) g WHERE t.thread_id = $1::uuid "
+                   "RETURNING 1) SELECT count(*) FROM r",
+                   tid, NULL);
+    assert_string_equal(n, "1003");
+    free(n);
+    snprintf(path, sizeof path, "/api/thread/%s/agent-runs", tid);
+    expect_page(path, "agent_runs", 1000, true);
+    snprintf(path, sizeof path, "/api/thread/%s/agent-runs?offset=1000", tid);
+    expect_page(path, "agent_runs", 3, false);
+    snprintf(path, sizeof path, "/api/thread/%s/agent-runs?limit=2&offset=1", tid);
+    expect_page(path, "agent_runs", 2, true);
+    snprintf(path, sizeof path, "/api/thread/%s/agent-runs?limit=0", tid);
+    expect_error(1, "GET", path, NULL, 400, "limit");
+    snprintf(path, sizeof path, "/api/thread/%s/agent-runs?offset=-1", tid);
+    expect_error(1, "GET", path, NULL, 400, "offset");
+
+    long before = sql_long("SELECT count(*) FROM projects WHERE account_id = $1::uuid AND "
+                           "deleted_at IS NULL",
+                           g_acct_b, NULL);
+    n = sql1("WITH p AS (INSERT INTO projects (account_id, name) SELECT $1::uuid, 'p' || g "
+             "FROM generate_series(1, 1001) g RETURNING 1) SELECT count(*) FROM p",
+             g_acct_b, NULL);
+    assert_string_equal(n, "1001");
+    free(n);
+    size_t total = (size_t)before + 1001;
+    expect_page("/api/projects", "projects", 1000, true);
+    snprintf(path, sizeof path, "/api/projects?offset=1000");
+    expect_page(path, "projects", total - 1000, false);
+    expect_page("/api/projects?limit=5", "projects", 5, true);
+    expect_error(1, "GET", "/api/projects?limit=1001", NULL, 400, "limit");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_api_keys),    cmocka_unit_test(test_threads),
         cmocka_unit_test(test_projects),    cmocka_unit_test(test_run_options),
-        cmocka_unit_test(test_big_numbers),
+        cmocka_unit_test(test_big_numbers), cmocka_unit_test(test_long_lists_are_paged),
     };
     int failed = cmocka_run_group_tests(tests, setup, NULL);
     kx_th_gw_stop(&g_gw, failed != 0);
