@@ -35,10 +35,13 @@ kx_err gw_key_create(kx_db *db, const char *account, const char *public_key,
     return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
 }
 
-kx_err gw_keys_list(kx_db *db, const char *account, char **json)
+kx_err gw_keys_list(kx_db *db, const char *account, int limit, long offset, char **json)
 {
-    const char *p[] = {account};
-    return one_text(db, "gw_keys_list", 1, p, json);
+    char lim[16], off[24];
+    snprintf(lim, sizeof lim, "%d", limit);
+    snprintf(off, sizeof off, "%ld", offset);
+    const char *p[] = {account, lim, off};
+    return one_text(db, "gw_keys_list", 3, p, json);
 }
 
 static kx_err owned_change(kx_db *db, const char *stmt, const char *key_id, const char *account)

@@ -33,9 +33,11 @@
      "expires_at) VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::text, "                  \
      "CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(days => $6::int) END) "   \
      "RETURNING " GW_KEY_JSON "::text"},                                                       \
+    /* $1 account, $2 rows at most, $3 rows skipped */                                        \
     {"gw_keys_list",                                                                           \
      "SELECT coalesce(json_agg(" GW_KEY_JSON " ORDER BY created_at DESC, key_id), "            \
-     "'[]'::json)::text FROM api_keys WHERE account_id = $1::uuid"},                           \
+     "'[]'::json)::text FROM (SELECT * FROM api_keys WHERE account_id = $1::uuid "             \
+     "ORDER BY created_at DESC, key_id LIMIT $2::int OFFSET $3::int) k"},                      \
     {"gw_key_revoke",                                                                          \
      "UPDATE api_keys SET status = 'revoked' WHERE key_id = $1::uuid AND account_id = $2::uuid " \
      "RETURNING 1"},                                                                           \
@@ -54,7 +56,7 @@
 kx_err gw_key_create(kx_db *db, const char *account, const char *public_key,
                      const char *secret_hash, const char *title, const char *description,
                      int expires_in_days, char **json);
-kx_err gw_keys_list(kx_db *db, const char *account, char **json);
+kx_err gw_keys_list(kx_db *db, const char *account, int limit, long offset, char **json);
 kx_err gw_key_revoke(kx_db *db, const char *key_id, const char *account);
 kx_err gw_key_delete(kx_db *db, const char *key_id, const char *account);
 

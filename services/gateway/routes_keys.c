@@ -122,13 +122,14 @@ void gw_route_key_create(gw_app *app, gw_request *req, gw_reply *reply)
 
 void gw_route_keys_list(gw_app *app, gw_request *req, gw_reply *reply)
 {
-    if (!session_only(req, reply))
+    long limit = 0, offset = 0;
+    if (!session_only(req, reply) || !gw_query_page(req, &limit, &offset, reply))
         return;
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return;
     char *rows = NULL;
-    kx_err err = gw_keys_list(db, req->account, &rows);
+    kx_err err = gw_keys_list(db, req->account, (int)limit, offset, &rows);
     gw_db_put(app, db);
     if (err != KX_OK) {
         gw_reply_db_error(reply, err, "Failed to list API keys");

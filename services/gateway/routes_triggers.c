@@ -131,21 +131,28 @@ out:
     json_decref(body);
 }
 
+/* A page of triggers holds at most this much of their prompts (each up to KX_MAX_PROMPT_BYTES),
+ * the first trigger always: the next page starts at offset + the triggers received. */
+#define TRIGGERS_PAGE_BYTES (8LL * 1024 * 1024)
+
 void gw_route_triggers_list(gw_app *app, gw_request *req, gw_reply *reply)
 {
+    long limit = 0, offset = 0;
+    if (!gw_query_page(req, &limit, &offset, reply))
+        return;
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return;
     char *json = NULL;
-    kx_err err = gw_triggers_list(db, req->account, &json);
+    kx_err err =
+        gw_triggers_list(db, req->account, (int)limit, offset, TRIGGERS_PAGE_BYTES, &json);
     gw_db_put(app, db);
     if (err != KX_OK) {
         gw_reply_db_error(reply, err, "Failed to list triggers");
         return;
     }
-    json_t *arr = gw_json_from_sql(json);
+    gw_reply_page(reply, json, "triggers");
     free(json);
-    gw_reply_json(reply, MHD_HTTP_OK, arr ? json_pack("{s:o}", "triggers", arr) : NULL);
 }
 
 /* 404 for anything that is not one of the account's triggers. */

@@ -40,9 +40,16 @@
      "to_timestamp($7::bigint) FROM agents a "                                                 \
      "WHERE a.agent_id = $2::uuid AND a.account_id = $1::uuid "                                \
      "RETURNING " GW_TRIGGER_JSON "::text"},                                                   \
+    /* $1 account, $2 rows at most, $3 rows skipped, $4 bytes of prompts at most (the first   \
+     * row always): {"rows": [...], "more": <more follow>} */                                  \
     {"gw_triggers_list",                                                                       \
-     "SELECT coalesce(json_agg(" GW_TRIGGER_JSON " ORDER BY created_at DESC, trigger_id), "    \
-     "'[]'::json)::text FROM run_triggers WHERE account_id = $1::uuid"},                       \
+     "SELECT json_build_object('rows', coalesce(json_agg(" GW_TRIGGER_JSON " ORDER BY n) "     \
+     "FILTER (WHERE keep), '[]'::json), 'more', coalesce(bool_or(NOT keep), false))::text "    \
+     "FROM (SELECT t.*, n <= $2::int AND (n = 1 OR upto <= $4::bigint) AS keep FROM ("         \
+     "  SELECT r.*, row_number() OVER w AS n, sum(octet_length(r.prompt)) OVER w AS upto "     \
+     "  FROM (SELECT * FROM run_triggers WHERE account_id = $1::uuid "                         \
+     "        ORDER BY created_at DESC, trigger_id LIMIT $2::int + 1 OFFSET $3::int) r "       \
+     "  WINDOW w AS (ORDER BY created_at DESC, trigger_id)) t) s"},                            \
     {"gw_trigger_get",                                                                         \
      "SELECT " GW_TRIGGER_JSON "::text, cron_expression, is_active FROM run_triggers "         \
      "WHERE trigger_id = $1::uuid AND account_id = $2::uuid"},                                 \
@@ -69,7 +76,8 @@ typedef struct gw_trigger_new {
 /* Inserts the trigger; KX_ERR_NOT_FOUND when agent_id is not one of account's agents. */
 kx_err gw_trigger_create(kx_db *db, const char *account, const gw_trigger_new *t, char **json);
 /* The account's triggers, newest first, as a JSON array. */
-kx_err gw_triggers_list(kx_db *db, const char *account, char **json);
+kx_err gw_triggers_list(kx_db *db, const char *account, int limit, long offset, int64_t max_bytes,
+                        char **json);
 
 /* One trigger of the account, with the fields an edit needs. */
 typedef struct gw_trigger_row {

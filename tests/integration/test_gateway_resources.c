@@ -913,7 +913,8 @@ static void expect_page(const char *path, const char *key, size_t want, bool mor
 /* A thread's runs and an account's projects are answered a page at a time: at most 1000
  * (Supabase's default row cap, which bounded Kortix's answers), newest first, with has_more,
  * ?limit= and ?offset=. They were answered whole: a thread with a trigger firing every minute
- * gathers half a million runs a year, an account a project per initiate. */
+ * gathers half a million runs a year, an account a project per initiate. So are API keys, and
+ * triggers also within 8 MiB of prompts (1000 triggers of 256 KiB prompts were 256 MB). */
 static void test_long_lists_are_paged(void **state)
 {
     (void)state;
@@ -952,6 +953,42 @@ static void test_long_lists_are_paged(void **state)
     expect_page(path, "projects", total - 1000, false);
     expect_page("/api/projects?limit=5", "projects", 5, true);
     expect_error(1, "GET", "/api/projects?limit=1001", NULL, 400, "limit");
+
+    /* API keys: the same 1000 (a bare array, as Kortix's) */
+    before = sql_long("SELECT count(*) FROM api_keys WHERE account_id = $1::uuid", g_acct_b, NULL);
+    n = sql1("WITH k AS (INSERT INTO api_keys (account_id, public_key, secret_hash, title) "
+             "SELECT $1::uuid, 'pk_' || md5($1::text || g), md5('a' || g) || md5('b' || g), 'k' || g "
+             "FROM generate_series(1, 1002) g RETURNING 1) SELECT count(*) FROM k",
+             g_acct_b, NULL);
+    assert_non_null(n);
+    assert_string_equal(n, "1002");
+    free(n);
+    long st = 0;
+    json_t *keys = jcall(1, "GET", "/api/api-keys", NULL, &st);
+    assert_int_equal(st, 200);
+    assert_int_equal(json_array_size(keys), 1000);
+    json_decref(keys);
+    keys = jcall(1, "GET", "/api/api-keys?offset=1000", NULL, &st);
+    assert_int_equal(json_array_size(keys), (size_t)before + 2);
+    json_decref(keys);
+
+    /* triggers: also at most 8 MiB of their prompts (each up to KX_MAX_PROMPT_BYTES) */
+    char *agent = make_agent(g_acct_b, "lists", false);
+    const char *tp[] = {g_acct_b, agent};
+    n = kx_th_sql_value(&g_gw.s,
+                        "WITH t AS (INSERT INTO run_triggers (account_id, agent_id, name, "
+                        "cron_expression, prompt, is_active, created_at) SELECT $1::uuid, "
+                        "$2::uuid, 't' || g, '0 * * * *', g || repeat('x', 300000), false, "
+                        "now() - g * interval '1 ms' FROM generate_series(1, 30) g "
+                        "RETURNING 1) SELECT count(*) FROM t",
+                        2, tp);
+    assert_non_null(n);
+    assert_string_equal(n, "30");
+    free(n);
+    free(agent);
+    expect_page("/api/triggers", "triggers", 27, true); /* 27 x 300 KB <= 8 MiB < 28 x */
+    expect_page("/api/triggers?offset=27", "triggers", 3, false);
+    expect_page("/api/triggers?limit=2", "triggers", 2, true);
 }
 
 int main(void)
