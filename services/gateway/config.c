@@ -204,7 +204,8 @@ kx_err gw_config_load(gw_config *cfg)
         kx_env_int("KX_INITIATE_FILE_MAX_BYTES", 10 << 20, 1, (int64_t)1 << 32,
                    &cfg->upload_file_max) != KX_OK ||
         kx_env_int("KX_INITIATE_FILES_MAX_BYTES", 50 << 20, 1, (int64_t)1 << 34,
-                   &cfg->upload_total_max) != KX_OK)
+                   &cfg->upload_total_max) != KX_OK ||
+        kx_env_int("KX_PURGE_INTERVAL_MS", 60000, 100, 3600000, &cfg->purge_interval_ms) != KX_OK)
         err = KX_ERR_INVALID;
     cfg->bind_addr = dup_or_null(kx_env_str("KX_BIND_ADDR", "127.0.0.1"));
     cfg->conninfo = dup_or_null(kx_env_str("KX_DATABASE_URL", KX_DEFAULT_DATABASE_URL));

@@ -47,6 +47,7 @@ typedef struct gw_config {
     int64_t sandbox_preview_ms; /* KX_SANDBOX_PREVIEW_TIMEOUT_MS, 10000: a preview check */
     int64_t upload_file_max;    /* KX_INITIATE_FILE_MAX_BYTES, 10 MiB: one initiate files[] */
     int64_t upload_total_max;   /* KX_INITIATE_FILES_MAX_BYTES, 50 MiB: all of them */
+    int64_t purge_interval_ms;  /* KX_PURGE_INTERVAL_MS, 60000: the purger looks anyway */
     size_t conn_memory;      /* KX_HTTP_CONN_MEMORY, 96 KiB: libmicrohttpd's per-connection pool */
     size_t max_url_bytes;    /* KX_HTTP_MAX_URL_BYTES, 8192: longer path+query: 414 */
     size_t max_header_bytes; /* KX_HTTP_MAX_HEADER_BYTES, 16384: larger header set: 431 */

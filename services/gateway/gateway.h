@@ -30,6 +30,7 @@ typedef struct gw_token_cache gw_token_cache;
 typedef struct gw_held gw_held;
 typedef struct gw_downloads gw_downloads;
 
+typedef struct gw_purger gw_purger;
 typedef struct gw_app {
     gw_config cfg;
     kx_svc *svc; /* instance id, loop, bus */
@@ -44,6 +45,7 @@ typedef struct gw_app {
     gw_run_cache *run_cache; /* recent GET /api/agent-run/{id} answers (run_cache.h); NULL: off */
     gw_held *held;           /* large answers held until read (held.h) */
     gw_downloads *downloads; /* sandbox files streamed to their clients (download.h) */
+    gw_purger *purger;       /* deleted threads' messages removed after the delete (purge.h) */
 } gw_app;
 
 /* One HTTP request, as a handler sees it. Strings are valid until the handler returns. */

@@ -11,6 +11,7 @@
  *   5. the HTTP server (server.c)     routes in routes_*.c, stream.c, health.c; the pool
  *                                     that reads streamed sandbox files (download.h)
  *   5b. kx.run.start / kx.run.stop    runs over NATS (run_nats.c), on a worker pool of its own
+ *   5c. the purger                    deleted threads' messages, a batch at a time (purge.h)
  *   6. kx_svc_run                     until SIGTERM
  *   7. drain                          stop accepting, close SSE streams, wait for requests,
  *                                     stop libmicrohttpd, close everything
@@ -27,6 +28,7 @@
 #include "kx/db.h"
 #include "kx/log.h"
 #include "kx/svc.h"
+#include "purge.h"
 #include "run_cache.h"
 #include "run_nats.h"
 #include "sandbox_routes.h"
@@ -162,6 +164,8 @@ int main(void)
         goto out_server;
     if (gw_sandbox_state_start(&app) != KX_OK) /* sandbox_state.c: projects.sandbox */
         goto out_server;
+    if ((app.purger = gw_purger_start(&app)) == NULL) /* purge.h: deleted threads' messages */
+        goto out_server;
     if (kx_bus_flush(svc.bus, 5000) != KX_OK) /* NATS knows the subscriptions before ready */
         kx_warn("gateway: NATS did not confirm the subscriptions in 5 s; ready anyway");
     atomic_store(&app.listening, true); /* /readyz */
@@ -173,6 +177,7 @@ out_server:
     atomic_store(&app.draining, true);
     gw_server_quiesce(app.server);
     gw_run_nats_stop(app.run_nats); /* before the pool its requests use */
+    gw_purger_stop(app.purger);     /* the same */
     gw_streams_stop_pings(app.streams);
     gw_streams_close_all(app.streams);
     gw_streams_abort_all(app.streams); /* what the writers still hold, before the stop */

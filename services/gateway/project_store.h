@@ -47,11 +47,10 @@
 
 /* Deleting a project (gw_project_stop_runs, gw_project_forget): its runs are found by their
  * project_id (a run's project is its thread's: every statement that creates one copies it from
- * the thread, and threads never move) on agent_runs_project_created_idx, and its messages
- * thread by thread, the project's thread ids unnested one row at a time (the filter on n is
- * always true: it makes the planner expect one row). Joined to the project's threads, the
- * generic plans made on a never-analyzed database read agent_runs and messages whole
- * (tests/unit/test_gateway_plans.c). */
+ * the thread, and threads never move) on agent_runs_project_created_idx; its threads are
+ * marked deleted and queued for the purger, which deletes their messages later (purge.h).
+ * Joined to the project's threads, the generic plans made on a never-analyzed database read
+ * agent_runs whole (tests/unit/test_gateway_plans.c). */
 #define GW_PROJECT_STATEMENTS                                                                  \
     {"gw_threads_list",                                                                        \
      "SELECT (SELECT coalesce(json_agg(j ORDER BY created_at DESC, thread_id DESC), "          \
@@ -82,8 +81,10 @@
     {"gw_thread_stop_runs",                                                                    \
      GW_STOP_SET "WHERE thread_id = $1::uuid AND (status IN ('queued', 'running')) IS TRUE "   \
      "RETURNING id::text, lease_epoch"},                                                       \
+    /* the messages go later, a batch at a time (purge.h, migration 023) */                   \
     {"gw_thread_forget",                                                                       \
-     "WITH m AS (DELETE FROM messages WHERE thread_id = $1::uuid) "                            \
+     "WITH q AS (INSERT INTO message_purges (thread_id) VALUES ($1::uuid) "                    \
+     "ON CONFLICT DO NOTHING) "                                                                \
      "UPDATE threads SET deleted_at = now() WHERE thread_id = $1::uuid RETURNING 1"},          \
     {"gw_message_delete",                                                                      \
      "WITH d AS (DELETE FROM messages WHERE message_id = $2::uuid AND thread_id = $1::uuid "   \
@@ -119,8 +120,8 @@
     {"gw_project_forget",                                                                      \
      "WITH th AS MATERIALIZED (SELECT ARRAY(SELECT thread_id FROM threads "                    \
      "WHERE project_id = $1::uuid) AS ids), "                                                  \
-     "m AS (DELETE FROM messages m USING th, unnest(th.ids) WITH ORDINALITY AS v(id, n) "      \
-     "WHERE v.n BETWEEN 1 AND cardinality(th.ids) AND m.thread_id = v.id), "                   \
+     "q AS (INSERT INTO message_purges (thread_id) SELECT unnest(th.ids) FROM th "             \
+     "ON CONFLICT DO NOTHING), "                                                               \
      "t AS (UPDATE threads SET deleted_at = now() WHERE project_id = $1::uuid "                \
      "AND (deleted_at IS NULL) IS TRUE) "                                                      \
      "UPDATE projects SET deleted_at = now() WHERE project_id = $1::uuid "                     \

@@ -25,6 +25,7 @@
 #include "kx/utf8.h"
 #include "kx/uuid.h"
 #include "project_store.h"
+#include "purge.h"
 #include "publish.h"
 #include "reply.h"
 #include "sandbox_routes.h"
@@ -293,6 +294,7 @@ void gw_route_delete_stopping(gw_app *app, gw_request *req, gw_reply *reply, boo
         return;
     }
     gw_publish_stops(app, req, stopped, n);
+    gw_purger_kick(app->purger); /* the thread's messages: queued by the delete */
     if (had_sandbox) /* after the commit, best effort: the project is gone either way */
         gw_sandbox_discard(app, req, req->id);
     snprintf(text, sizeof text, "%s deleted successfully", what);

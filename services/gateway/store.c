@@ -12,6 +12,7 @@
 #include "quota.h"
 #include "key_store.h"
 #include "project_store.h"
+#include "purge.h"
 #include "trigger_store.h"
 #include "agent_store.h"
 #include "routes_flags.h"
@@ -218,6 +219,7 @@ const kx_db_stmt gw_store_statements[] = {
     GW_TRIGGER_STATEMENTS, /* trigger_store.h */
     GW_KEY_STATEMENTS,     /* key_store.h */
     GW_PROJECT_STATEMENTS, /* project_store.h */
+    GW_PURGE_STATEMENTS,   /* purge.h */
     GW_AGENT_STATEMENTS,   /* agent_store.h */
     GW_FLAG_STATEMENTS,    /* routes_flags.h */
     GW_LIMITS_STATEMENTS,  /* routes_limits.h */

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <libpq-fe.h>
 #include <jansson.h>
 
 #include "gateway_alone.h"
@@ -49,7 +50,9 @@ static int setup(void **state)
     kx_log_init("test-gateway-resources", "test");
     kx_log_set_level(KX_LOG_WARN);
     memset(&g_gw, 0, sizeof g_gw);
-    if (kx_th_gw_start(&g_gw, "kx-it-gw-res", NULL) != KX_OK)
+    /* the purger looks often (a batch that failed is tried again at its next look) */
+    const char *env[] = {"KX_PURGE_INTERVAL_MS=300", NULL};
+    if (kx_th_gw_start(&g_gw, "kx-it-gw-res", env) != KX_OK)
         return -1;
     kx_uuid_new(g_acct_a);
     kx_uuid_new(g_acct_b);
@@ -145,6 +148,22 @@ static long sql_long(const char *sql, const char *p1, const char *p2)
         n = -1;
     free(v);
     return n;
+}
+
+/* A deleted thread's messages are removed by the gateway's purger, after the delete: waits up
+ * to limit_ms for none of them to be left (and its queue entry gone); false if some stay. */
+static bool purged(const char *thread_id, int64_t limit_ms)
+{
+    int64_t until = kx_mono_ms() + limit_ms;
+    for (;;) {
+        if (sql_long("SELECT (SELECT count(*) FROM messages WHERE thread_id = $1::uuid) + "
+                     "(SELECT count(*) FROM message_purges WHERE thread_id = $1::uuid)",
+                     thread_id, NULL) == 0)
+            return true;
+        if (kx_mono_ms() > until)
+            return false;
+        usleep(50 * 1000);
+    }
 }
 
 /* POST /api/agent/initiate (urlencoded pairs) as who; the answer. */
@@ -532,9 +551,7 @@ static void test_threads(void **state)
     free(status);
     assert_int_equal(sql_long("SELECT lease_epoch FROM agent_runs WHERE id = $1::uuid", run, NULL),
                      1);
-    assert_int_equal(sql_long("SELECT count(*) FROM messages WHERE thread_id = $1::uuid", tr,
-                              NULL),
-                     0);
+    assert_true(purged(tr, 10000));
     char spath[200];
     snprintf(spath, sizeof spath, "/api/agent-run/%s/stream", run);
     kx_th_sse sse;
@@ -669,9 +686,7 @@ static void test_projects(void **state)
     expect_error(-1, "GET", tpath, NULL, 401, "No valid authentication");
     expect_error(0, "GET", tpath, NULL, 404, "Thread not found");
     expect_error(0, "DELETE", path, NULL, 404, "Project not found");
-    assert_int_equal(sql_long("SELECT count(*) FROM messages WHERE thread_id = $1::uuid", tid,
-                              NULL),
-                     0);
+    assert_true(purged(tid, 10000));
     free(tid);
 }
 
@@ -894,6 +909,60 @@ static void test_big_numbers(void **state)
     free(agent);
 }
 
+/* ---- deleting a long thread ------------------------------------------------------------------ */
+
+/* Deleting a thread does not wait for its messages: the delete marks it deleted and queues it,
+ * and the purger removes the messages a batch at a time. Before, one DELETE of every message
+ * ran in the request under the 5 s statement timeout: a thread of a million rows could never
+ * be deleted. Shown here with a message row locked by another session (as a long thread's
+ * DELETE would take long): the answer comes at once, the thread is gone for readers, and once
+ * the lock goes the purger (its blocked batch timed out, tried again) removes everything
+ * (before: the DELETE waited for the timeout and failed, the thread stayed). */
+static void test_delete_does_not_wait_for_messages(void **state)
+{
+    (void)state;
+    char tid[KX_UUID_LEN + 1], pid[KX_UUID_LEN + 1], path[200];
+    new_thread(0, "a long thread", tid, pid);
+    char *n = sql1("WITH m AS (INSERT INTO messages (thread_id, account_id, type, "
+                   "is_llm_message, content) SELECT $1::uuid, $2::uuid, 'status', false, "
+                   "jsonb_build_object('n', g) FROM generate_series(1, 20000) g RETURNING 1) "
+                   "SELECT count(*) FROM m",
+                   tid, g_acct_a);
+    assert_non_null(n);
+    assert_string_equal(n, "20000");
+    free(n);
+    PGconn *locker = PQconnectdb(g_gw.s.pg.url);
+    assert_int_equal(PQstatus(locker), CONNECTION_OK);
+    PQclear(PQexec(locker, "BEGIN"));
+    const char *lp[] = {tid};
+    PGresult *r = PQexecParams(locker,
+                               "SELECT 1 FROM messages WHERE thread_id = $1::uuid LIMIT 1 "
+                               "FOR UPDATE",
+                               1, NULL, lp, NULL, NULL, 0);
+    assert_int_equal(PQntuples(r), 1);
+    PQclear(r);
+
+    snprintf(path, sizeof path, "/api/threads/%s", tid);
+    int64_t t0 = kx_mono_ms();
+    long st = 0;
+    json_t *v = jcall(0, "DELETE", path, NULL, &st);
+    int64_t took = kx_mono_ms() - t0;
+    print_message("[ delete   ] %ld in %lld ms with a message row locked\n", st, (long long)took);
+    json_decref(v);
+    assert_int_equal(st, 200);
+    assert_true(took < 2500);
+    expect_error(0, "GET", path, NULL, 404, "Thread not found");
+    snprintf(path, sizeof path, "/api/threads/%s/messages", tid);
+    expect_error(0, "GET", path, NULL, 404, "Thread not found");
+
+    PQclear(PQexec(locker, "COMMIT"));
+    PQfinish(locker);
+    int64_t t1 = kx_mono_ms();
+    assert_true(purged(tid, 30000));
+    print_message("[ purge    ] 20000 messages gone %lld ms after the lock went\n",
+                  (long long)(kx_mono_ms() - t1));
+}
+
 /* ---- long lists ---------------------------------------------------------------------------- */
 
 /* GET path as account b: the array under key must have want rows and has_more must be more. */
@@ -956,10 +1025,11 @@ static void test_long_lists_are_paged(void **state)
 
     /* API keys: the same 1000 (a bare array, as Kortix's) */
     before = sql_long("SELECT count(*) FROM api_keys WHERE account_id = $1::uuid", g_acct_b, NULL);
-    n = sql1("WITH k AS (INSERT INTO api_keys (account_id, public_key, secret_hash, title) "
-             "SELECT $1::uuid, 'pk_' || md5($1::text || g), md5('a' || g) || md5('b' || g), 'k' || g "
-             "FROM generate_series(1, 1002) g RETURNING 1) SELECT count(*) FROM k",
-             g_acct_b, NULL);
+    n = sql1(
+        "WITH k AS (INSERT INTO api_keys (account_id, public_key, secret_hash, title) "
+        "SELECT $1::uuid, 'pk_' || md5($1::text || g), md5('a' || g) || md5('b' || g), 'k' || g "
+        "FROM generate_series(1, 1002) g RETURNING 1) SELECT count(*) FROM k",
+        g_acct_b, NULL);
     assert_non_null(n);
     assert_string_equal(n, "1002");
     free(n);
@@ -994,9 +1064,13 @@ static void test_long_lists_are_paged(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_api_keys),    cmocka_unit_test(test_threads),
-        cmocka_unit_test(test_projects),    cmocka_unit_test(test_run_options),
-        cmocka_unit_test(test_big_numbers), cmocka_unit_test(test_long_lists_are_paged),
+        cmocka_unit_test(test_api_keys),
+        cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_projects),
+        cmocka_unit_test(test_run_options),
+        cmocka_unit_test(test_big_numbers),
+        cmocka_unit_test(test_long_lists_are_paged),
+        cmocka_unit_test(test_delete_does_not_wait_for_messages),
     };
     int failed = cmocka_run_group_tests(tests, setup, NULL);
     kx_th_gw_stop(&g_gw, failed != 0);

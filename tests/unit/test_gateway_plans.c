@@ -18,7 +18,8 @@ static const kx_th_plan_expect EXPECT[] = {
     {"gw_project_stop_runs", "agent_runs_project_created_idx", NULL, NULL},
     {"gw_thread_detail", "projects_pkey", NULL, NULL},
     {"gw_threads_list", "projects_pkey", NULL, NULL},
-    {"gw_project_forget", "messages_thread_created_idx", NULL, NULL},
+    /* the purger's batch: the deleted thread's messages on their index */
+    {"gw_purge_batch", "messages_thread_created_idx", NULL, NULL},
     /* KX_OVER_LIMIT=reject's count of an account's active runs: agent_runs_thread_active_idx
      * had the same predicate as agent_runs_account_active_idx, and a generic plan made while
      * no run was active walked it whole (every active run). Migration 014 dropped both; the

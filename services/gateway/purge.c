@@ -1,0 +1,166 @@
+/* purge.c — the purger of deleted threads' messages (see purge.h). */
+#include "purge.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kx/log.h"
+#include "kx/metrics.h"
+#include "kx/time.h"
+
+#define PURGE_RUN_MS \
+    1000 /* one run of the purger, then the connection goes back (and a stop
+                           * waits at most this long) */
+
+struct gw_purger {
+    gw_app *app;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+    bool stopping, kicked;
+    kx_counter *deleted; /* kx_gateway_purged_messages_total */
+};
+
+/* One queued thread's messages (mutex-free: the caller's connection). The messages deleted
+ * and *done (none left), or -1. */
+static int64_t purge_one(kx_db *db, const char *thread_id, int64_t deadline_ms, bool *done)
+{
+    char batch[16];
+    snprintf(batch, sizeof batch, "%d", GW_PURGE_BATCH);
+    const char *params[] = {thread_id, batch};
+    int64_t total = 0;
+    *done = false;
+    while (!*done && kx_mono_ms() < deadline_ms) {
+        kx_err err = KX_OK;
+        PGresult *res = kx_db_exec(db, "gw_purge_batch", 2, params, &err);
+        if (res == NULL) {
+            kx_warn("gateway: purging the messages of deleted thread %s: %s", thread_id,
+                    kx_err_str(err));
+            return -1;
+        }
+        long n = PQntuples(res) == 1 ? strtol(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+        PQclear(res);
+        total += n;
+        *done = n < GW_PURGE_BATCH;
+    }
+    return total;
+}
+
+int64_t gw_purge_run(kx_db *db, int64_t deadline_ms)
+{
+    int64_t total = 0;
+    while (kx_mono_ms() < deadline_ms) {
+        if (kx_db_begin(db) != KX_OK)
+            return -1;
+        kx_err err = KX_OK;
+        PGresult *res = kx_db_exec(db, "gw_purge_next", 0, NULL, &err);
+        if (res == NULL || PQntuples(res) != 1) { /* the queue is empty (or taken) */
+            PQclear(res);
+            kx_db_rollback(db);
+            return err == KX_OK || err == KX_ERR_NOT_FOUND ? total : -1;
+        }
+        char thread_id[64];
+        snprintf(thread_id, sizeof thread_id, "%s", PQgetvalue(res, 0, 0));
+        PQclear(res);
+        bool done = false;
+        int64_t n = purge_one(db, thread_id, deadline_ms, &done);
+        const char *params[] = {thread_id};
+        if (n < 0 || (done && kx_db_exec_cmd(db, "gw_purge_done", 1, params, NULL) != KX_OK) ||
+            kx_db_commit(db) != KX_OK) {
+            kx_db_rollback(db);
+            return -1;
+        }
+        total += n;
+        if (done)
+            kx_debug("gateway: deleted thread %s: its messages are gone", thread_id);
+    }
+    return total;
+}
+
+static void *purger_main(void *arg)
+{
+    gw_purger *p = arg;
+    pthread_mutex_lock(&p->mu);
+    while (!p->stopping) {
+        if (!p->kicked) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            int64_t ms = p->app->cfg.purge_interval_ms;
+            until.tv_sec += (time_t)(ms / 1000);
+            until.tv_nsec += (long)(ms % 1000) * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            int rc = 0;
+            while (!p->stopping && !p->kicked && rc != ETIMEDOUT)
+                rc = pthread_cond_timedwait(&p->cond, &p->mu, &until);
+            if (p->stopping)
+                break;
+        }
+        p->kicked = false;
+        pthread_mutex_unlock(&p->mu);
+        kx_db *db = kx_db_pool_get(p->app->pool, kx_deadline_in(p->app->cfg.db_wait_ms));
+        int64_t n = 0;
+        if (db != NULL) {
+            n = gw_purge_run(db, kx_mono_ms() + PURGE_RUN_MS);
+            kx_db_pool_put(p->app->pool, db);
+        }
+        if (n > 0)
+            kx_counter_add(p->deleted, (uint64_t)n);
+        pthread_mutex_lock(&p->mu);
+        if (n >= GW_PURGE_BATCH) /* the run ended on its time: more may wait */
+            p->kicked = true;
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+gw_purger *gw_purger_start(gw_app *app)
+{
+    gw_purger *p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return NULL;
+    p->app = app;
+    p->kicked = true; /* what a stopped gateway left */
+    p->deleted = kx_metrics_counter("kx_gateway_purged_messages_total", "",
+                                    "Messages of deleted threads removed by the purger");
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cond, NULL);
+    if (pthread_create(&p->thread, NULL, purger_main, p) != 0) {
+        pthread_cond_destroy(&p->cond);
+        pthread_mutex_destroy(&p->mu);
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void gw_purger_kick(gw_purger *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->kicked = true;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void gw_purger_stop(gw_purger *p)
+{
+    if (p == NULL)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stopping = true;
+    pthread_cond_signal(&p->cond);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    pthread_cond_destroy(&p->cond);
+    pthread_mutex_destroy(&p->mu);
+    free(p);
+}
