@@ -30,6 +30,7 @@
 
 #include <cmocka.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 
 #include "api_client.h"
 #include "gateway_alone.h"
@@ -666,6 +667,48 @@ static void test_versions_list_is_bounded(void **state)
     free(a.token);
 }
 
+/* Deleting an agent follows every reference to it and to its versions backwards (runs,
+ * messages, versions, agents, triggers, each set to NULL or deleted): each follows an index.
+ * None had one, so each was a scan of the whole table — once per version for agent_runs,
+ * messages, agent_versions and agents: on a grown database an agent with a few versions could
+ * not be deleted within the statement timeout (migration 024). Checked in the deleting
+ * transaction (sequential scans discouraged: one still made has no index to use), then rolled
+ * back, then the delete through the API. */
+static void test_agent_delete_reads_indexes(void **state)
+{
+    (void)state;
+    account a;
+    new_account(&a);
+    char id[KX_UUID_LEN + 1], path[200];
+    create_agent(&a, "{\"name\": \"to delete\", \"system_prompt\": \"v1\"}", id);
+    snprintf(path, sizeof path, "/api/agents/%s/versions", id);
+    json_decref(expect(&a, "POST", path, "{\"system_prompt\": \"v2\"}", 200));
+    json_decref(expect(&a, "POST", path, "{\"system_prompt\": \"v3\"}", 200));
+    PGconn *c = PQconnectdb(g_gw.s.pg.url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PQclear(PQexec(c, "BEGIN"));
+    PQclear(PQexec(c, "SET LOCAL enable_seqscan = off"));
+    const char *p[] = {id};
+    PGresult *r =
+        PQexecParams(c, "DELETE FROM agents WHERE agent_id = $1::uuid", 1, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    assert_string_equal(PQcmdTuples(r), "1");
+    PQclear(r);
+    r = PQexec(c,
+               "SELECT coalesce(string_agg(relname || ' ' || seq_scan, ', ' ORDER BY relname), "
+               "'') FROM pg_stat_xact_user_tables WHERE seq_scan > 0");
+    assert_int_equal(PQntuples(r), 1);
+    if (PQgetvalue(r, 0, 0)[0] != '\0')
+        fail_msg("deleting an agent with 3 versions scanned whole tables: %s",
+                 PQgetvalue(r, 0, 0));
+    PQclear(r);
+    PQclear(PQexec(c, "ROLLBACK"));
+    PQfinish(c);
+    snprintf(path, sizeof path, "/api/agents/%s", id);
+    json_decref(expect(&a, "DELETE", path, NULL, 200));
+    free(a.token);
+}
+
 static void *race(void *arg)
 {
     race_job *j = arg;
@@ -1116,6 +1159,7 @@ int main(void)
         cmocka_unit_test(test_agents_crud),
         cmocka_unit_test(test_versions),
         cmocka_unit_test(test_versions_list_is_bounded),
+        cmocka_unit_test(test_agent_delete_reads_indexes),
         cmocka_unit_test(test_races),
         cmocka_unit_test(test_validation),
         cmocka_unit_test(test_cross_account),
