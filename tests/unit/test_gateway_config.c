@@ -25,6 +25,7 @@ static void test_bad_values_stop_the_start(void **state)
     assert_int_equal(cfg.sandbox_preview_ms, 10000);
     assert_int_equal(cfg.upload_file_max, 10 << 20);
     assert_int_equal(cfg.upload_total_max, 50 << 20);
+    assert_int_equal(cfg.purge_interval_ms, 60000);
     gw_config_free(&cfg);
     assert_int_equal(setenv("KX_SANDBOX_DOWNLOAD_MAX_MB", "100", 1), 0);
     assert_int_equal(gw_config_load(&cfg), KX_OK);
@@ -36,7 +37,7 @@ static void test_bad_values_stop_the_start(void **state)
         {"KX_SANDBOX_PREVIEW_TIMEOUT_MS", "0"}, {"KX_INITIATE_FILE_MAX_BYTES", "abc"},
         {"KX_INITIATE_FILES_MAX_BYTES", "-1"},  {"KX_HTTP_HELD_MB", "0"},
         {"KX_HTTP_HELD_ACCOUNT_MB", "lots"},    {"KX_SANDBOX_DOWNLOAD_MAX_MB", "0"},
-        {"KX_SANDBOX_DOWNLOAD_MAX_MB", "2TB"},
+        {"KX_SANDBOX_DOWNLOAD_MAX_MB", "2TB"},  {"KX_PURGE_INTERVAL_MS", "0"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(setenv(bad[i][0], bad[i][1], 1), 0);
