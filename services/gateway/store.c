@@ -208,12 +208,14 @@ const kx_db_stmt gw_store_statements[] = {
 
     {"gw_agent_owned", "SELECT 1 FROM agents WHERE agent_id = $1::uuid AND account_id = $2::uuid"},
 
-    /* GET /api/thread/{id}/agent: the agent of the thread's newest run that had one */
+    /* GET /api/thread/{id}/agent: the agent of the thread's newest run that had one (that run
+     * found first, on the thread's index: joined to agents, a never-analyzed database's
+     * generic plan walked migration 024's agent_runs_agent_idx — every run with an agent) */
     {"gw_thread_agent",
-     "SELECT " AGENT_JSON "::text FROM agent_runs r JOIN agents a ON a.agent_id = r.agent_id "
-     "LEFT JOIN agent_versions v ON v.version_id = a.current_version_id "
-     "WHERE r.thread_id = $1::uuid AND r.agent_id IS NOT NULL "
-     "ORDER BY r.created_at DESC LIMIT 1"},
+     "SELECT " AGENT_JSON "::text FROM (SELECT agent_id FROM agent_runs "
+     "WHERE thread_id = $1::uuid AND (agent_id IS NOT NULL) IS TRUE "
+     "ORDER BY created_at DESC LIMIT 1) r JOIN agents a ON a.agent_id = r.agent_id "
+     "LEFT JOIN agent_versions v ON v.version_id = a.current_version_id"},
 
     GW_QUOTA_STATEMENTS,   /* quota.h */
     GW_TRIGGER_STATEMENTS, /* trigger_store.h */
