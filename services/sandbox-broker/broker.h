@@ -126,6 +126,9 @@ kx_err sb_sessions_start(sb_broker *b);
 
 /* files.c: starts the file workers and subscribes kx.sandbox.files (queue "sandbox-broker"). */
 kx_err sb_files_start(sb_broker *b);
+/* files.c: at the drain's start (loop thread): the workers answer writes themselves from now
+ * on (the loop, which otherwise counts a write's size change before answering, may end). */
+void sb_files_drain(sb_broker *b);
 /* files.c: after the loop ended: answers what still waits, joins the workers. */
 void sb_files_stop(sb_broker *b);
 

@@ -37,6 +37,7 @@ void sb_drain(kx_svc *svc, void *arg)
         return;
     }
     b->draining = true;
+    sb_files_drain(b);
     kx_timer_cancel(b->idle_timer);
     b->idle_timer = NULL;
     kx_info("sandbox: draining: %zu command(s) running", b->nexecs);

@@ -6,8 +6,11 @@
  * job; the I/O itself runs on FILE_WORKERS threads of their own (files_io.c), each of which
  * sets its file-system uid and gid (setfsuid/setfsgid: per thread) to the sandbox's uid for
  * the job, so the kernel checks permissions as the sandbox's user and what is created is
- * owned by it — never by root. The worker answers on the bus itself (cnats is thread-safe)
- * and posts the workspace's size change back to the loop. Every job is bounded: a read or
+ * owned by it — never by root. The worker answers on the bus itself (cnats is thread-safe),
+ * except after a write or a delete: then the loop, which owns the workspace's disk budget,
+ * counts the size change and releases the write's reservation first and answers after, so that
+ * the caller's next request sees the budget its answer implies (answered first, a write right
+ * after a delete could find the deleted bytes still counted: "0 left"). Every job is bounded: a read or
  * write moves at most what one message carries, a listing at most max_entries, a recursive
  * delete stops at the request's deadline; at most FILE_QUEUE_MAX jobs wait (more: the request
  * is answered unavailable at once). The loop never waits for a disk.
@@ -51,6 +54,8 @@ struct sb_files_job {
     char trace_id[33];
     int64_t reserved; /* WRITE: bytes counted against the disk budget when queued */
     int64_t grew;     /* what the operation changed (set by the worker) */
+    uint8_t *reply;   /* the packed answer the loop sends once it has counted (or NULL) */
+    size_t reply_len;
 };
 
 struct sb_files {
@@ -59,6 +64,7 @@ struct sb_files {
     sb_files_job *head, *tail;
     size_t queued;
     bool stop;
+    bool direct; /* draining: workers answer themselves, the loop may not run again */
     pthread_t threads[FILE_WORKERS];
     size_t nthreads;
 };
@@ -114,18 +120,34 @@ static void job_free(sb_files_job *j)
 
 /* ---- the workers ------------------------------------------------------------------------ */
 
-/* Posted back to the loop: the workspace's size changed. */
+/* The answer a worker packed (the job keeps its request message until then). */
+static void send_packed(sb_files_job *j)
+{
+    if (j->reply != NULL && natsMsg_GetReply(j->msg) != NULL &&
+        kx_bus_respond(j->b->svc->bus, j->msg, j->reply, j->reply_len) != KX_OK)
+        kx_warn("sandbox: could not answer on kx.sandbox.files (%zu bytes)", j->reply_len);
+    natsMsg_Destroy(j->msg);
+    free(j->reply);
+    free(j);
+}
+
+/* Posted back to the loop: the workspace's size changed; counted, then answered. */
 static void on_done(kx_loop *loop, void *arg)
 {
     sb_files_job *j = arg;
     sb_sandbox_disk_reserve(j->b, j->project, -j->reserved);
     sb_sandbox_disk_add(j->b, j->project, j->grew);
-    free(j);
+    send_packed(j);
 }
 
+/* The loop was freed before on_done ran (after the bus was closed): nothing can be sent. Only
+ * a job that finished as the drain began gets here (sb_files_drain). */
 static void dispose_done(void *arg)
 {
-    free(arg);
+    sb_files_job *j = arg;
+    natsMsg_Destroy(j->msg);
+    free(j->reply);
+    free(j);
 }
 
 /* The job's file-system identity: the sandbox's uid and gid for the file operations of this
@@ -167,7 +189,17 @@ static void run_job(sb_files_job *j)
     sb_files_run(j->ws_fd, &j->req, &j->lim, &r);
     unbecome();
     j->grew = r.grew;
-    respond(j->b, j->msg, &r.rep);
+    /* a size change: the loop answers once it has counted it (on_done), unless it drains */
+    sb_files *f = j->b->files;
+    pthread_mutex_lock(&f->mu);
+    bool direct = f->direct;
+    pthread_mutex_unlock(&f->mu);
+    size_t n = protobuf_c_message_get_packed_size(&r.rep.base);
+    if (!direct && (j->grew != 0 || j->reserved != 0) && (j->reply = malloc(n ? n : 1)) != NULL) {
+        j->reply_len = protobuf_c_message_pack(&r.rep.base, j->reply);
+    } else {
+        respond(j->b, j->msg, &r.rep);
+    }
     kx_log(KX_LOG_DEBUG, NULL, j->trace_id, "sandbox: project %s: files %s '%s': %s in %lld us",
            j->project, op, j->req.path, r.rep.error ? r.rep.error->message : "ok",
            (long long)(kx_mono_us() - t0));
@@ -202,17 +234,23 @@ static void *worker(void *arg)
                    "broker shutting down");
         else
             run_job(j);
-        natsMsg_Destroy(j->msg);
-        j->msg = NULL;
         kx_pb_free(j->rq);
         j->rq = NULL;
         close(j->ws_fd);
         j->ws_fd = -1;
-        /* The loop releases the reservation made when the job was queued and counts the size
-         * change. */
-        if ((j->grew == 0 && j->reserved == 0) ||
-            kx_loop_post_owned(j->b->svc->loop, on_done, j, dispose_done) != KX_OK)
+        /* The loop releases the reservation made when the job was queued, counts the size
+         * change and sends the answer the job holds. */
+        if (j->reply == NULL) { /* answered: only the budget is left for the loop */
+            natsMsg_Destroy(j->msg);
+            j->msg = NULL;
+        }
+        if (j->grew == 0 && j->reserved == 0) {
+            natsMsg_Destroy(j->msg);
+            free(j->reply);
             free(j);
+        } else if (kx_loop_post_owned(j->b->svc->loop, on_done, j, dispose_done) != KX_OK) {
+            send_packed(j); /* the loop is gone: the budget no longer matters */
+        }
     }
 }
 
@@ -337,12 +375,23 @@ kx_err sb_files_start(sb_broker *b)
     return err;
 }
 
+void sb_files_drain(sb_broker *b)
+{
+    sb_files *f = b->files;
+    if (f == NULL)
+        return;
+    pthread_mutex_lock(&f->mu);
+    f->direct = true;
+    pthread_mutex_unlock(&f->mu);
+}
+
 void sb_files_stop(sb_broker *b)
 {
     sb_files *f = b->files;
     if (f == NULL)
         return;
     pthread_mutex_lock(&f->mu);
+    f->direct = true;
     f->stop = true;
     pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
