@@ -312,16 +312,21 @@ static kx_err prepare_if_needed(kx_db *db, size_t i)
     return err;
 }
 
-/* One attempt of a call; NULL and *err on failure. */
+/* One attempt of a call; NULL and *err on failure. *unsent: it failed before the statement
+ * itself was sent (its PREPARE did), so it ran nowhere. */
 static PGresult *attempt(kx_db *db, call_kind kind, size_t stmt_index, const char *sql,
-                         int nparams, const char *const *params, const char *label, kx_err *err)
+                         int nparams, const char *const *params, const char *label, kx_err *err,
+                         bool *unsent)
 {
     PGresult *r = NULL;
+    *unsent = false;
     switch (kind) {
     case CALL_PREPARED:
         *err = prepare_if_needed(db, stmt_index);
-        if (*err != KX_OK)
+        if (*err != KX_OK) {
+            *unsent = true;
             return NULL;
+        }
         r = PQexecPrepared(db->conn, db->stmts[stmt_index].name, nparams, params, NULL, NULL, 0);
         break;
     case CALL_PARAMS: r = PQexecParams(db->conn, sql, nparams, NULL, params, NULL, NULL, 0); break;
@@ -356,7 +361,8 @@ static PGresult *run(kx_db *db, call_kind kind, size_t stmt_index, const char *s
             return NULL;
         }
         bool was_in_tx = db->in_tx || transaction_open(db->conn);
-        PGresult *r = attempt(db, kind, stmt_index, sql, nparams, params, label, err);
+        bool unsent = false;
+        PGresult *r = attempt(db, kind, stmt_index, sql, nparams, params, label, err, &unsent);
         if (PQstatus(db->conn) == CONNECTION_OK) {
             db->in_tx = transaction_open(db->conn);
             return r;
@@ -369,7 +375,9 @@ static PGresult *run(kx_db *db, call_kind kind, size_t stmt_index, const char *s
         *err = KX_ERR_UNAVAILABLE;
         if (was_in_tx || tries > 0)
             return NULL;
-        if (!retry_ok) {
+        /* A write runs again only if it ran nowhere: a connection that died while idle (a
+         * server restart) fails at the statement's PREPARE, before the write was sent. */
+        if (!retry_ok && !unsent) {
             kx_warn("db: %s: connection lost before the answer; not retried (a write that may "
                     "have committed)",
                     label);

@@ -293,6 +293,22 @@ static void test_reconnects_after_server_restart(void **state)
     assert_string_equal(PQgetvalue(r, 0, 0), "first");
     PQclear(r);
 
+    /* A write on a connection that died while idle (here by a restart) whose statement was
+     * never prepared on it: its PREPARE fails first, so the write ran nowhere and is run again
+     * on a new connection (it was refused as "may have committed": after a Postgres restart
+     * the gateway answered 503 to the first request on each of its pooled connections). */
+    kx_db *w = NULL;
+    assert_int_equal(kx_db_connect(g_db.pg.url, STMTS, &w), KX_OK);
+    r = kx_db_exec(w, "project_name", 1, key, &err); /* connected, project_desc not prepared */
+    assert_non_null(r);
+    PQclear(r);
+    assert_int_equal(kx_th_pg_restart(&g_db.pg), KX_OK);
+    const char *desc[] = {"22222222-2222-2222-2222-222222222222", "after a restart"};
+    long rows = 0;
+    assert_int_equal(kx_db_exec_cmd(w, "project_desc", 2, desc, &rows), KX_OK);
+    assert_int_equal(rows, 1);
+    kx_db_close(w);
+
     /* Inside a transaction a lost connection is an error, not a silent autocommit. */
     assert_int_equal(kx_db_begin(db), KX_OK);
     assert_int_equal(kx_th_pg_restart(&g_db.pg), KX_OK);

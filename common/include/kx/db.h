@@ -44,8 +44,9 @@ bool kx_db_ok(kx_db *db);    /* connected now (tries one reconnect if not) */
 /* Runs a prepared statement by name. Returns the result (PGRES_TUPLES_OK or PGRES_COMMAND_OK)
  * or NULL with *err set (and the detail logged): KX_ERR_UNAVAILABLE when the connection is
  * down (one reconnect and retry is attempted, outside a transaction only, and only when the
- * statement is a plain SELECT: a write whose answer was lost may have committed, so it is
- * never blindly run again — see kx_db_exec_idem), KX_ERR_CONFLICT on
+ * statement is a plain SELECT, or a write whose PREPARE failed so it ran nowhere — the first
+ * use of a connection that died while idle: a write whose answer was lost may have committed,
+ * so it is never blindly run again — see kx_db_exec_idem), KX_ERR_CONFLICT on
  * a unique/foreign-key violation (SQLSTATE 23xxx), KX_ERR_TIMEOUT on statement_timeout,
  * KX_ERR_INVALID on data errors (22xxx), KX_ERR_CONFLICT also for our own SQLSTATE class KX
  * (a rule of the schema refused the write, e.g. KX429 / KX403 of an account's limits: see
