@@ -88,15 +88,8 @@ static void *purger_main(void *arg)
     pthread_mutex_lock(&p->mu);
     while (!p->stopping) {
         if (!p->kicked) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            int64_t ms = p->app->cfg.purge_interval_ms;
-            until.tv_sec += (time_t)(ms / 1000);
-            until.tv_nsec += (long)(ms % 1000) * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
+            struct timespec until =
+                kx_abs_timespec_in_ms(CLOCK_REALTIME, p->app->cfg.purge_interval_ms);
             int rc = 0;
             while (!p->stopping && !p->kicked && rc != ETIMEDOUT)
                 rc = pthread_cond_timedwait(&p->cond, &p->mu, &until);
