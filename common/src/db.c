@@ -459,6 +459,36 @@ kx_err kx_db_exec_cmd_idem(kx_db *db, const char *stmt, int nparams, const char 
     return exec_cmd(db, stmt, nparams, params, rows, true);
 }
 
+kx_err kx_db_exec_row(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                      PGresult **res)
+{
+    kx_err err = KX_OK;
+    *res = exec_stmt(db, stmt, nparams, params, false, &err);
+    if (*res == NULL)
+        return err != KX_OK ? err : KX_ERR_INTERNAL;
+    if (PQntuples(*res) == 0) {
+        PQclear(*res);
+        *res = NULL;
+        return KX_ERR_NOT_FOUND;
+    }
+    return KX_OK;
+}
+
+kx_err kx_db_exec_text(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                       char **out)
+{
+    PGresult *res = NULL;
+    if (out != NULL)
+        *out = NULL;
+    kx_err err = kx_db_exec_row(db, stmt, nparams, params, &res);
+    if (err != KX_OK)
+        return err;
+    if (out != NULL && (*out = strdup(PQgetvalue(res, 0, 0))) == NULL)
+        err = KX_ERR_NOMEM;
+    PQclear(res);
+    return err;
+}
+
 PGresult *kx_db_exec_sql(kx_db *db, const char *sql, kx_err *err)
 {
     char label[64];

@@ -5,24 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The first column of the first row, malloc'd; KX_ERR_NOT_FOUND when there is no row. */
-static kx_err one_text(kx_db *db, const char *stmt, int n, const char *const *params, char **out)
-{
-    kx_err err = KX_OK;
-    *out = NULL;
-    PGresult *res = kx_db_exec(db, stmt, n, params, &err);
-    if (res == NULL)
-        return err != KX_OK ? err : KX_ERR_INTERNAL;
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return KX_ERR_NOT_FOUND;
-    }
-    if ((*out = strdup(PQgetvalue(res, 0, 0))) == NULL)
-        err = KX_ERR_NOMEM;
-    PQclear(res);
-    return err;
-}
-
 kx_err gw_key_create(kx_db *db, const char *account, const char *public_key,
                      const char *secret_hash, const char *title, const char *description,
                      int expires_in_days, char **json)
@@ -31,7 +13,7 @@ kx_err gw_key_create(kx_db *db, const char *account, const char *public_key,
     snprintf(days, sizeof days, "%d", expires_in_days);
     const char *p[] = {account, public_key,  secret_hash,
                        title,   description, expires_in_days > 0 ? days : NULL};
-    kx_err err = one_text(db, "gw_key_create", 6, p, json);
+    kx_err err = kx_db_exec_text(db, "gw_key_create", 6, p, json);
     return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
 }
 
@@ -41,16 +23,13 @@ kx_err gw_keys_list(kx_db *db, const char *account, int limit, long offset, char
     snprintf(lim, sizeof lim, "%d", limit);
     snprintf(off, sizeof off, "%ld", offset);
     const char *p[] = {account, lim, off};
-    return one_text(db, "gw_keys_list", 3, p, json);
+    return kx_db_exec_text(db, "gw_keys_list", 3, p, json);
 }
 
 static kx_err owned_change(kx_db *db, const char *stmt, const char *key_id, const char *account)
 {
     const char *p[] = {key_id, account};
-    char *unused = NULL;
-    kx_err err = one_text(db, stmt, 2, p, &unused);
-    free(unused);
-    return err;
+    return kx_db_exec_text(db, stmt, 2, p, NULL);
 }
 
 kx_err gw_key_revoke(kx_db *db, const char *key_id, const char *account)
@@ -67,14 +46,10 @@ kx_err gw_key_lookup(kx_db *db, const char *public_key, gw_key_row *out)
 {
     memset(out, 0, sizeof *out);
     const char *p[] = {public_key};
-    kx_err err = KX_OK;
-    PGresult *res = kx_db_exec(db, "gw_key_lookup", 1, p, &err);
-    if (res == NULL)
-        return err != KX_OK ? err : KX_ERR_INTERNAL;
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return KX_ERR_NOT_FOUND;
-    }
+    PGresult *res = NULL;
+    kx_err err = kx_db_exec_row(db, "gw_key_lookup", 1, p, &res);
+    if (err != KX_OK)
+        return err;
     snprintf(out->key_id, sizeof out->key_id, "%s", PQgetvalue(res, 0, 0));
     snprintf(out->account, sizeof out->account, "%s", PQgetvalue(res, 0, 1));
     snprintf(out->secret_hash, sizeof out->secret_hash, "%s", PQgetvalue(res, 0, 2));

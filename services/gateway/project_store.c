@@ -5,36 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* stmt's result when it has a row; KX_ERR_NOT_FOUND (NULL) when it has none. */
-static kx_err rows(kx_db *db, const char *stmt, int n, const char *const *p, PGresult **res)
-{
-    kx_err err = KX_OK;
-    *res = kx_db_exec(db, stmt, n, p, &err);
-    if (*res == NULL)
-        return err != KX_OK ? err : KX_ERR_INTERNAL;
-    if (PQntuples(*res) == 0) {
-        PQclear(*res);
-        *res = NULL;
-        return KX_ERR_NOT_FOUND;
-    }
-    return KX_OK;
-}
-
-/* Column col of the first row, malloc'd (out may be NULL: the row's existence is enough). */
-static kx_err text(kx_db *db, const char *stmt, int n, const char *const *p, int col, char **out)
-{
-    PGresult *res = NULL;
-    if (out != NULL)
-        *out = NULL;
-    kx_err err = rows(db, stmt, n, p, &res);
-    if (err != KX_OK)
-        return err;
-    if (out != NULL && (*out = strdup(PQgetvalue(res, 0, col))) == NULL)
-        err = KX_ERR_NOMEM;
-    PQclear(res);
-    return err;
-}
-
 kx_err gw_threads_page(kx_db *db, const char *account, int limit, int offset, char **json,
                        long long *total)
 {
@@ -44,7 +14,7 @@ kx_err gw_threads_page(kx_db *db, const char *account, int limit, int offset, ch
     const char *p[] = {account, l, o};
     PGresult *res = NULL;
     *json = NULL;
-    kx_err err = rows(db, "gw_threads_list", 3, p, &res);
+    kx_err err = kx_db_exec_row(db, "gw_threads_list", 3, p, &res);
     if (err != KX_OK)
         return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
     *total = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
@@ -56,7 +26,7 @@ kx_err gw_threads_page(kx_db *db, const char *account, int limit, int offset, ch
 kx_err gw_thread_detail(kx_db *db, const char *thread_id, char **json)
 {
     const char *p[] = {thread_id};
-    return text(db, "gw_thread_detail", 1, p, 0, json);
+    return kx_db_exec_text(db, "gw_thread_detail", 1, p, json);
 }
 
 kx_err gw_thread_create(kx_db *db, const char *account, const char *name,
@@ -64,7 +34,7 @@ kx_err gw_thread_create(kx_db *db, const char *account, const char *name,
 {
     const char *p[] = {account, name};
     PGresult *res = NULL;
-    kx_err err = rows(db, "gw_thread_create", 2, p, &res);
+    kx_err err = kx_db_exec_row(db, "gw_thread_create", 2, p, &res);
     if (err != KX_OK)
         return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
     snprintf(thread_id, KX_UUID_LEN + 1, "%s", PQgetvalue(res, 0, 0));
@@ -77,7 +47,7 @@ kx_err gw_thread_update(kx_db *db, const char *thread_id, const char *account,
                         const char *is_public, const char *metadata)
 {
     const char *p[] = {thread_id, account, is_public, metadata};
-    return text(db, "gw_thread_update", 4, p, 0, NULL);
+    return kx_db_exec_text(db, "gw_thread_update", 4, p, NULL);
 }
 
 /* In one transaction: lock (account's, not deleted), stop the runs, forget the content.
@@ -92,10 +62,10 @@ static kx_err delete_tx(kx_db *db, const char *lock, const char *stop, const cha
     if (err != KX_OK)
         return err;
     const char *p[] = {id, account};
-    err = text(db, lock, 2, p, 0, NULL);
+    err = kx_db_exec_text(db, lock, 2, p, NULL);
     PGresult *res = NULL;
     if (err == KX_OK) {
-        err = rows(db, stop, 1, p, &res);
+        err = kx_db_exec_row(db, stop, 1, p, &res);
         if (err == KX_OK) {
             int n = PQntuples(res);
             *stopped = calloc((size_t)n, sizeof **stopped);
@@ -115,7 +85,7 @@ static kx_err delete_tx(kx_db *db, const char *lock, const char *stop, const cha
         }
     }
     if (err == KX_OK)
-        err = text(db, forget, 1, p, 0, forgot);
+        err = kx_db_exec_text(db, forget, 1, p, forgot);
     if (err == KX_OK)
         err = kx_db_commit(db);
     else
@@ -143,7 +113,7 @@ kx_err gw_message_delete(kx_db *db, const char *thread_id, const char *message_i
 {
     const char *p[] = {thread_id, message_id};
     PGresult *res = NULL;
-    kx_err err = rows(db, "gw_message_delete", 2, p, &res);
+    kx_err err = kx_db_exec_row(db, "gw_message_delete", 2, p, &res);
     if (err != KX_OK)
         return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
     bool deleted = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
@@ -158,7 +128,7 @@ kx_err gw_projects_list(kx_db *db, const char *account, int limit, long offset, 
     snprintf(lim, sizeof lim, "%d", limit);
     snprintf(off, sizeof off, "%ld", offset);
     const char *p[] = {account, lim, off};
-    return text(db, "gw_projects_list", 3, p, 0, json);
+    return kx_db_exec_text(db, "gw_projects_list", 3, p, json);
 }
 
 kx_err gw_project_get(kx_db *db, const char *project_id, char account[KX_UUID_LEN + 1],
@@ -167,7 +137,7 @@ kx_err gw_project_get(kx_db *db, const char *project_id, char account[KX_UUID_LE
     const char *p[] = {project_id};
     PGresult *res = NULL;
     *json = NULL;
-    kx_err err = rows(db, "gw_project_get", 1, p, &res);
+    kx_err err = kx_db_exec_row(db, "gw_project_get", 1, p, &res);
     if (err != KX_OK)
         return err;
     snprintf(account, KX_UUID_LEN + 1, "%s", PQgetvalue(res, 0, 0));
@@ -181,7 +151,7 @@ kx_err gw_project_create(kx_db *db, const char *account, const char *name, const
                          const char *is_public, char **json)
 {
     const char *p[] = {account, name, description, is_public};
-    kx_err err = text(db, "gw_project_create", 4, p, 0, json);
+    kx_err err = kx_db_exec_text(db, "gw_project_create", 4, p, json);
     return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
 }
 
@@ -191,7 +161,7 @@ kx_err gw_project_update(kx_db *db, const char *project_id, const char *account,
 {
     const char *p[] = {project_id, account, name, description, set_description ? "true" : "false",
                        is_public};
-    return text(db, "gw_project_update", 6, p, 0, json);
+    return kx_db_exec_text(db, "gw_project_update", 6, p, json);
 }
 
 kx_err gw_project_delete(kx_db *db, const char *project_id, const char *account,

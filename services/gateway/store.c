@@ -230,36 +230,6 @@ const kx_db_stmt gw_store_statements[] = {
 };
 /* clang-format on */
 
-/* Runs stmt and returns its result when it has at least one row; KX_ERR_NOT_FOUND (res NULL)
- * when it has none. */
-static kx_err exec_rows(kx_db *db, const char *stmt, int n, const char *const *params,
-                        PGresult **res)
-{
-    kx_err err = KX_OK;
-    *res = kx_db_exec(db, stmt, n, params, &err);
-    if (*res == NULL)
-        return err != KX_OK ? err : KX_ERR_INTERNAL;
-    if (PQntuples(*res) == 0) {
-        PQclear(*res);
-        *res = NULL;
-        return KX_ERR_NOT_FOUND;
-    }
-    return KX_OK;
-}
-
-/* The first column of the first row as a malloc'd string. */
-static kx_err exec_text(kx_db *db, const char *stmt, int n, const char *const *params, char **out)
-{
-    PGresult *res = NULL;
-    *out = NULL;
-    kx_err err = exec_rows(db, stmt, n, params, &res);
-    if (err != KX_OK)
-        return err;
-    *out = strdup(PQgetvalue(res, 0, 0));
-    PQclear(res);
-    return *out != NULL ? KX_OK : KX_ERR_NOMEM;
-}
-
 static void copy_col(PGresult *res, int col, char *dst, size_t cap)
 {
     snprintf(dst, cap, "%s", PQgetisnull(res, 0, col) ? "" : PQgetvalue(res, 0, col));
@@ -268,7 +238,7 @@ static void copy_col(PGresult *res, int col, char *dst, size_t cap)
 kx_err gw_store_ping(kx_db *db)
 {
     PGresult *res = NULL;
-    kx_err err = exec_rows(db, "gw_ping", 0, NULL, &res);
+    kx_err err = kx_db_exec_row(db, "gw_ping", 0, NULL, &res);
     PQclear(res);
     return err;
 }
@@ -278,7 +248,7 @@ kx_err gw_store_thread_account(kx_db *db, const char *thread_id, char account[KX
 {
     const char *params[] = {thread_id};
     PGresult *res = NULL;
-    kx_err err = exec_rows(db, "gw_thread_account", 1, params, &res);
+    kx_err err = kx_db_exec_row(db, "gw_thread_account", 1, params, &res);
     if (err != KX_OK)
         return err;
     copy_col(res, 0, account, KX_UUID_LEN + 1);
@@ -293,7 +263,7 @@ kx_err gw_store_run_info(kx_db *db, const char *run_id, gw_run_info *out)
     memset(out, 0, sizeof *out);
     const char *params[] = {run_id};
     PGresult *res = NULL;
-    kx_err err = exec_rows(db, "gw_run_info", 1, params, &res);
+    kx_err err = kx_db_exec_row(db, "gw_run_info", 1, params, &res);
     if (err != KX_OK)
         return err;
     copy_col(res, 0, out->account, sizeof out->account);
@@ -336,7 +306,7 @@ kx_err gw_store_initiate(kx_db *db, const char *account, const char *project_id,
         project_id,
     };
     PGresult *res = NULL;
-    kx_err err = exec_rows(db, "gw_initiate", 9, params, &res);
+    kx_err err = kx_db_exec_row(db, "gw_initiate", 9, params, &res);
     if (err == KX_ERR_NOT_FOUND)
         return KX_ERR_INTERNAL; /* an INSERT chain that returned nothing: cannot happen */
     if (err != KX_OK)
@@ -361,7 +331,7 @@ kx_err gw_store_start(kx_db *db, const char *thread_id, const char *account, con
         o->agent_id,
     };
     PGresult *res = NULL;
-    kx_err err = exec_rows(db, "gw_start", 8, params, &res);
+    kx_err err = kx_db_exec_row(db, "gw_start", 8, params, &res);
     if (err != KX_OK)
         return err;
     copy_col(res, 0, run_id, KX_UUID_LEN + 1);
@@ -432,7 +402,7 @@ kx_err gw_store_start_strategy(kx_db *db, const char *thread_id, const char *acc
         return err;
     const char *tp[] = {thread_id, account};
     PGresult *res = NULL;
-    err = exec_rows(db, "gw_thread_lock", 2, tp, &res);
+    err = kx_db_exec_row(db, "gw_thread_lock", 2, tp, &res);
     PQclear(res);
     if (err == KX_OK && limit > 0) {
         err = gw_store_limit_check(db, account, limit, over);
@@ -440,7 +410,7 @@ kx_err gw_store_start_strategy(kx_db *db, const char *thread_id, const char *acc
             err = KX_ERR_CONFLICT;
     }
     if (err == KX_OK && strategy == GW_MULTITASK_REJECT) {
-        err = exec_rows(db, "gw_thread_active", 1, tp, &res);
+        err = kx_db_exec_row(db, "gw_thread_active", 1, tp, &res);
         if (err == KX_OK) {
             copy_col(res, 0, busy_run, KX_UUID_LEN + 1);
             PQclear(res);
@@ -450,7 +420,7 @@ kx_err gw_store_start_strategy(kx_db *db, const char *thread_id, const char *acc
         }
     }
     if (err == KX_OK && strategy == GW_MULTITASK_INTERRUPT) { /* stop the thread's runs first */
-        err = exec_rows(db, "gw_thread_interrupt", 1, tp, &res);
+        err = kx_db_exec_row(db, "gw_thread_interrupt", 1, tp, &res);
         if (err == KX_OK) {
             int n = PQntuples(res);
             *stopped = calloc((size_t)n, sizeof **stopped);
@@ -488,7 +458,7 @@ kx_err gw_store_run_stop(kx_db *db, const char *run_id, bool *stopped, int64_t *
     PGresult *res = NULL;
     *stopped = false;
     *new_epoch = 0;
-    kx_err err = exec_rows(db, "gw_run_stop", 1, params, &res);
+    kx_err err = kx_db_exec_row(db, "gw_run_stop", 1, params, &res);
     if (err == KX_ERR_NOT_FOUND)
         return KX_OK; /* the run had already ended: nothing changed */
     if (err != KX_OK)
@@ -508,7 +478,7 @@ kx_err gw_store_runs_ended(kx_db *db, const char *id_array, int grace_s, gw_ende
     *out = NULL;
     *n = 0;
     PGresult *res = NULL;
-    kx_err err = exec_rows(db, "gw_runs_ended", 2, params, &res);
+    kx_err err = kx_db_exec_row(db, "gw_runs_ended", 2, params, &res);
     if (err == KX_ERR_NOT_FOUND)
         return KX_OK;
     if (err != KX_OK)
@@ -544,7 +514,7 @@ kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, int limit, long of
     snprintf(lim, sizeof lim, "%d", limit);
     snprintf(off, sizeof off, "%ld", offset);
     const char *params[] = {thread_id, lim, off};
-    return exec_text(db, "gw_thread_runs", 3, params, json);
+    return kx_db_exec_text(db, "gw_thread_runs", 3, params, json);
 }
 
 kx_err gw_store_messages(kx_db *db, const char *thread_id, bool ascending, int limit,
@@ -554,7 +524,8 @@ kx_err gw_store_messages(kx_db *db, const char *thread_id, bool ascending, int l
     snprintf(lim, sizeof lim, "%d", limit);
     snprintf(bytes, sizeof bytes, "%lld", max_bytes);
     const char *params[] = {thread_id, lim, after, bytes};
-    return exec_text(db, ascending ? "gw_messages_asc" : "gw_messages_desc", 4, params, json);
+    return kx_db_exec_text(db, ascending ? "gw_messages_asc" : "gw_messages_desc", 4, params,
+                           json);
 }
 
 kx_err gw_store_message_add(kx_db *db, const char *thread_id, const char *account,
@@ -564,7 +535,7 @@ kx_err gw_store_message_add(kx_db *db, const char *thread_id, const char *accoun
     const char *params[] = {
         thread_id, account, type, is_llm_message ? "true" : "false", role, content,
     };
-    kx_err err = exec_text(db, "gw_message_add", 6, params, row_json);
+    kx_err err = kx_db_exec_text(db, "gw_message_add", 6, params, row_json);
     return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
 }
 
@@ -572,7 +543,7 @@ kx_err gw_store_agent_owned(kx_db *db, const char *agent_id, const char *account
 {
     const char *params[] = {agent_id, account};
     PGresult *res = NULL;
-    kx_err err = exec_rows(db, "gw_agent_owned", 2, params, &res);
+    kx_err err = kx_db_exec_row(db, "gw_agent_owned", 2, params, &res);
     PQclear(res);
     return err;
 }
@@ -580,5 +551,5 @@ kx_err gw_store_agent_owned(kx_db *db, const char *agent_id, const char *account
 kx_err gw_store_thread_agent(kx_db *db, const char *thread_id, char **json)
 {
     const char *params[] = {thread_id};
-    return exec_text(db, "gw_thread_agent", 1, params, json);
+    return kx_db_exec_text(db, "gw_thread_agent", 1, params, json);
 }

@@ -7,41 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The first column of the only row, malloc'd; KX_ERR_NOT_FOUND when there is no row. */
-static kx_err first_text(kx_db *db, const char *stmt, int n, const char *const *params, char **out,
-                         PGresult **keep)
-{
-    *out = NULL;
-    kx_err err = KX_OK;
-    PGresult *res = kx_db_exec(db, stmt, n, params, &err);
-    if (res == NULL)
-        return err != KX_OK ? err : KX_ERR_INTERNAL;
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return KX_ERR_NOT_FOUND;
-    }
-    *out = strdup(PQgetvalue(res, 0, 0));
-    if (keep != NULL)
-        *keep = res;
-    else
-        PQclear(res);
-    if (*out == NULL) {
-        if (keep != NULL) {
-            PQclear(res);
-            *keep = NULL;
-        }
-        return KX_ERR_NOMEM;
-    }
-    return KX_OK;
-}
-
 kx_err gw_trigger_create(kx_db *db, const char *account, const gw_trigger_new *t, char **json)
 {
     char next[24];
     snprintf(next, sizeof next, "%" PRId64, t->next_fire_at);
     const char *params[] = {account,   t->agent_id,   t->name, t->cron_expression,
                             t->prompt, t->model_name, next};
-    return first_text(db, "gw_trigger_create", 7, params, json, NULL);
+    return kx_db_exec_text(db, "gw_trigger_create", 7, params, json);
 }
 
 kx_err gw_triggers_list(kx_db *db, const char *account, int limit, long offset, int64_t max_bytes,
@@ -52,7 +24,7 @@ kx_err gw_triggers_list(kx_db *db, const char *account, int limit, long offset, 
     snprintf(off, sizeof off, "%ld", offset);
     snprintf(bytes, sizeof bytes, "%" PRId64, max_bytes);
     const char *params[] = {account, lim, off, bytes};
-    kx_err err = first_text(db, "gw_triggers_list", 4, params, json, NULL);
+    kx_err err = kx_db_exec_text(db, "gw_triggers_list", 4, params, json);
     return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err; /* an aggregate: always one row */
 }
 
@@ -61,13 +33,14 @@ kx_err gw_trigger_get(kx_db *db, const char *id, const char *account, gw_trigger
     memset(out, 0, sizeof *out);
     const char *params[] = {id, account};
     PGresult *res = NULL;
-    kx_err err = first_text(db, "gw_trigger_get", 2, params, &out->json, &res);
+    kx_err err = kx_db_exec_row(db, "gw_trigger_get", 2, params, &res);
     if (err != KX_OK)
         return err;
+    out->json = strdup(PQgetvalue(res, 0, 0));
     out->cron_expression = strdup(PQgetvalue(res, 0, 1));
     out->is_active = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
     PQclear(res);
-    if (out->cron_expression == NULL) {
+    if (out->json == NULL || out->cron_expression == NULL) {
         gw_trigger_row_free(out);
         return KX_ERR_NOMEM;
     }
@@ -96,14 +69,11 @@ kx_err gw_trigger_update(kx_db *db, const char *id, const char *account, const g
         e->set_next ? "true" : "false",
         e->next > 0 ? next : NULL,
     };
-    return first_text(db, "gw_trigger_update", 8, params, json, NULL);
+    return kx_db_exec_text(db, "gw_trigger_update", 8, params, json);
 }
 
 kx_err gw_trigger_delete(kx_db *db, const char *id, const char *account)
 {
     const char *params[] = {id, account};
-    char *one = NULL;
-    kx_err err = first_text(db, "gw_trigger_delete", 2, params, &one, NULL);
-    free(one);
-    return err;
+    return kx_db_exec_text(db, "gw_trigger_delete", 2, params, NULL);
 }

@@ -65,6 +65,14 @@ PGresult *kx_db_exec_idem(kx_db *db, const char *stmt, int nparams, const char *
                           kx_err *err);
 kx_err kx_db_exec_cmd_idem(kx_db *db, const char *stmt, int nparams, const char *const *params,
                            long *rows);
+/* kx_db_exec whose result has a row: the result (the caller PQclears it), or KX_ERR_NOT_FOUND
+ * and *res NULL when it has none; kx_db_exec's errors otherwise. */
+kx_err kx_db_exec_row(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                      PGresult **res);
+/* kx_db_exec_row's first column of the first row, malloc'd in *out (the caller frees it; SQL
+ * NULL is ""); out may be NULL when the row's existence is the answer. */
+kx_err kx_db_exec_text(kx_db *db, const char *stmt, int nparams, const char *const *params,
+                       char **out);
 /* Unprepared SQL (DDL, BEGIN/COMMIT, tests). */
 PGresult *kx_db_exec_sql(kx_db *db, const char *sql, kx_err *err);
 
