@@ -78,22 +78,26 @@ static void count(const char *op, const char *outcome)
                    1);
 }
 
-static void respond(sb_broker *b, natsMsg *msg, const Kx__V1__SandboxFilesReply *rep)
+/* A reply the bus refused (len bytes) becomes a small error: never silence, the caller would
+ * wait out its deadline for an answer that is not coming. */
+static void respond_refused(sb_broker *b, natsMsg *msg, size_t len, kx_err err)
 {
-    if (natsMsg_GetReply(msg) == NULL)
-        return;
-    kx_err err = kx_bus_respond_pb(b->svc->bus, msg, &rep->base);
-    if (err == KX_OK)
-        return;
-    /* Never silence: a reply the bus refuses becomes a small error. */
-    kx_warn("sandbox: could not answer on kx.sandbox.files (%zu bytes): %s",
-            protobuf_c_message_get_packed_size(&rep->base), kx_err_str(err));
+    kx_warn("sandbox: could not answer on kx.sandbox.files (%zu bytes): %s", len, kx_err_str(err));
     Kx__V1__Error e = KX__V1__ERROR__INIT;
     e.code = "internal";
     e.message = "the reply could not be sent on the bus";
     Kx__V1__SandboxFilesReply small = KX__V1__SANDBOX_FILES_REPLY__INIT;
     small.error = &e;
     (void)kx_bus_respond_pb(b->svc->bus, msg, &small.base);
+}
+
+static void respond(sb_broker *b, natsMsg *msg, const Kx__V1__SandboxFilesReply *rep)
+{
+    if (natsMsg_GetReply(msg) == NULL)
+        return;
+    kx_err err = kx_bus_respond_pb(b->svc->bus, msg, &rep->base);
+    if (err != KX_OK)
+        respond_refused(b, msg, protobuf_c_message_get_packed_size(&rep->base), err);
 }
 
 static void refuse(sb_broker *b, natsMsg *msg, const char *op, const char *code, const char *why)
@@ -123,9 +127,11 @@ static void job_free(sb_files_job *j)
 /* The answer a worker packed (the job keeps its request message until then). */
 static void send_packed(sb_files_job *j)
 {
-    if (j->reply != NULL && natsMsg_GetReply(j->msg) != NULL &&
-        kx_bus_respond(j->b->svc->bus, j->msg, j->reply, j->reply_len) != KX_OK)
-        kx_warn("sandbox: could not answer on kx.sandbox.files (%zu bytes)", j->reply_len);
+    if (j->reply != NULL && natsMsg_GetReply(j->msg) != NULL) {
+        kx_err err = kx_bus_respond(j->b->svc->bus, j->msg, j->reply, j->reply_len);
+        if (err != KX_OK)
+            respond_refused(j->b, j->msg, j->reply_len, err);
+    }
     natsMsg_Destroy(j->msg);
     free(j->reply);
     free(j);
