@@ -24,6 +24,7 @@ struct gw_purger {
     pthread_cond_t cond;
     bool stopping, kicked;
     kx_counter *deleted; /* kx_gateway_purged_messages_total */
+    kx_counter *failed;  /* kx_gateway_purge_failures_total */
 };
 
 /* One queued thread's messages (mutex-free: the caller's connection). The messages deleted
@@ -57,12 +58,11 @@ int64_t gw_purge_run(kx_db *db, int64_t deadline_ms)
     while (kx_mono_ms() < deadline_ms) {
         if (kx_db_begin(db) != KX_OK)
             return -1;
-        kx_err err = KX_OK;
-        PGresult *res = kx_db_exec(db, "gw_purge_next", 0, NULL, &err);
-        if (res == NULL || PQntuples(res) != 1) { /* the queue is empty (or taken) */
-            PQclear(res);
+        PGresult *res = NULL;
+        kx_err err = kx_db_exec_row(db, "gw_purge_next", 0, NULL, &res);
+        if (err != KX_OK) { /* KX_ERR_NOT_FOUND: the queue is empty (or the rest taken) */
             kx_db_rollback(db);
-            return err == KX_OK || err == KX_ERR_NOT_FOUND ? total : -1;
+            return err == KX_ERR_NOT_FOUND ? total : -1;
         }
         char thread_id[64];
         snprintf(thread_id, sizeof thread_id, "%s", PQgetvalue(res, 0, 0));
@@ -99,11 +99,16 @@ static void *purger_main(void *arg)
         p->kicked = false;
         pthread_mutex_unlock(&p->mu);
         kx_db *db = kx_db_pool_get(p->app->pool, kx_deadline_in(p->app->cfg.db_wait_ms));
-        int64_t n = 0;
+        int64_t n = -1;
         if (db != NULL) {
             n = gw_purge_run(db, kx_mono_ms() + PURGE_RUN_MS);
             kx_db_pool_put(p->app->pool, db);
+        } else {
+            kx_warn("gateway: the purger had no database connection within %lld ms",
+                    (long long)p->app->cfg.db_wait_ms);
         }
+        if (n < 0) /* what is left waits for the next interval (the queue keeps it) */
+            kx_counter_add(p->failed, 1);
         if (n > 0)
             kx_counter_add(p->deleted, (uint64_t)n);
         pthread_mutex_lock(&p->mu);
@@ -123,6 +128,9 @@ gw_purger *gw_purger_start(gw_app *app)
     p->kicked = true; /* what a stopped gateway left */
     p->deleted = kx_metrics_counter("kx_gateway_purged_messages_total", "",
                                     "Messages of deleted threads removed by the purger");
+    p->failed = kx_metrics_counter("kx_gateway_purge_failures_total", "",
+                                   "Purger runs that ended on an error (Postgres unreachable or "
+                                   "a statement failed); the queue keeps what is left");
     pthread_mutex_init(&p->mu, NULL);
     pthread_cond_init(&p->cond, NULL);
     if (pthread_create(&p->thread, NULL, purger_main, p) != 0) {

@@ -917,7 +917,9 @@ static void test_big_numbers(void **state)
  * be deleted. Shown here with a message row locked by another session (as a long thread's
  * DELETE would take long): the answer comes at once, the thread is gone for readers, and once
  * the lock goes the purger (its blocked batch timed out, tried again) removes everything
- * (before: the DELETE waited for the timeout and failed, the thread stayed). */
+ * (before: the DELETE waited for the timeout and failed, the thread stayed). The purger's run
+ * that failed is counted for the operator (kx_gateway_purge_failures_total; before: logged
+ * only). */
 static void test_delete_does_not_wait_for_messages(void **state)
 {
     (void)state;
@@ -955,6 +957,15 @@ static void test_delete_does_not_wait_for_messages(void **state)
     snprintf(path, sizeof path, "/api/threads/%s/messages", tid);
     expect_error(0, "GET", path, NULL, 404, "Thread not found");
 
+    /* the blocked batch ends at the statement timeout: a failed run, counted */
+    int64_t until = kx_mono_ms() + 30000;
+    long long failures = -1;
+    while ((failures = kx_th_metric(g_gw.health_port, "kx_gateway_purge_failures_total")) < 1 &&
+           kx_mono_ms() < until)
+        usleep(100 * 1000);
+    print_message("[ purge    ] kx_gateway_purge_failures_total %lld with the row locked\n",
+                  failures);
+    assert_true(failures >= 1);
     PQclear(PQexec(locker, "COMMIT"));
     PQfinish(locker);
     int64_t t1 = kx_mono_ms();
