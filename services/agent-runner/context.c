@@ -177,6 +177,13 @@ kx_err context_from_rows(const store_msg *rows, size_t n, json_t **messages, cha
     if (out == NULL)
         return KX_ERR_NOMEM;
     for (size_t i = 0; i < n; i++) {
+        if (i > 0 && rows[i - 1].nth > 0 && rows[i].nth > rows[i - 1].nth + 1) { /* a gap */
+            json_t *note = context_left_out_note((size_t)(rows[i].nth - rows[i - 1].nth - 1));
+            if (note == NULL || json_array_append_new(out, note) != 0) {
+                json_decref(out);
+                return KX_ERR_NOMEM;
+            }
+        }
         json_t *m = context_message_from_row(rows[i].type, rows[i].content);
         if (m != NULL && rows[i].message_id[0] != '\0')
             json_object_set_new(m, CONTEXT_ID_KEY, json_string(rows[i].message_id));

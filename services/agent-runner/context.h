@@ -6,7 +6,8 @@
  * message whose role follows the row's type. The list is also made acceptable to strict
  * OpenAI-compatible servers: an assistant's tool_calls that never got a result (the run was
  * stopped mid-call) get a synthetic tool result, and a tool result that answers no preceding
- * call becomes a user message. */
+ * call becomes a user message. Where the read left rows out (KX_CONTEXT_READ_MAX_MB: a turn reads
+ * the first row and the newest ones), a note says how many (context_left_out_note). */
 #ifndef RUNNER_CONTEXT_H
 #define RUNNER_CONTEXT_H
 

@@ -225,9 +225,44 @@ static int64_t total(const json_t *messages, int64_t fixed)
     return fixed + context_messages_tokens(messages);
 }
 
+json_t *context_left_out_note(size_t count)
+{
+    char text[160];
+    snprintf(text, sizeof text,
+             "[%zu message%s of this conversation %s left out here: %s not fit in the model's "
+             "context.]",
+             count, count == 1 ? "" : "s", count == 1 ? "is" : "are",
+             count == 1 ? "it does" : "they do");
+    return json_pack("{s:s, s:s, s:I}", "role", "user", "content", text, CONTEXT_LEFT_OUT_KEY,
+                     (json_int_t)count);
+}
+
+static size_t left_out(const json_t *m)
+{
+    const json_t *v = json_object_get(m, CONTEXT_LEFT_OUT_KEY);
+    return json_is_integer(v) && json_integer_value(v) > 0 ? (size_t)json_integer_value(v) : 0;
+}
+
+/* Messages i..j-1 of messages are gone: the note at their place (a neighbour note counts them
+ * too, or a new one). false on OOM. */
+static bool note_left_out(json_t *messages, size_t i, size_t removed)
+{
+    for (size_t k = i > 0 ? i - 1 : 0; k <= i && k < json_array_size(messages); k++) {
+        json_t *m = json_array_get(messages, k);
+        size_t had = left_out(m);
+        if (had > 0) {
+            json_t *note = context_left_out_note(had + removed);
+            return note != NULL && json_array_set_new(messages, k, note) == 0;
+        }
+    }
+    json_t *note = context_left_out_note(removed);
+    return note != NULL && json_array_insert_new(messages, i, note) == 0;
+}
+
 /* Drops one message (and, for an assistant with tool calls, its tool results; for a tool
- * result, its whole group) from the middle of messages. false when nothing can be dropped. */
-static bool drop_middle(json_t *messages, size_t *dropped)
+ * result, its whole group) from the middle of messages, a note in its place; never the first,
+ * the newest or a note. false when nothing can be dropped. */
+static bool drop_middle(json_t *messages, size_t *dropped, bool *oom)
 {
     size_t n = json_array_size(messages);
     if (n <= 2)
@@ -237,8 +272,18 @@ static bool drop_middle(json_t *messages, size_t *dropped)
         i = 1;
     if (i >= n - 1)
         i = n - 2;
-    /* walk back from a tool result to the assistant message that asked for it */
-    while (i > 1 && strcmp(kx_json_str(json_array_get(messages, i), "role", ""), "tool") == 0)
+    if (left_out(json_array_get(messages, i)) > 0) { /* a neighbour, or nothing left to drop */
+        if (i + 1 < n - 1 && left_out(json_array_get(messages, i + 1)) == 0)
+            i++;
+        else if (i > 1 && left_out(json_array_get(messages, i - 1)) == 0)
+            i--;
+        else
+            return false;
+    }
+    /* walk back from a tool result to the assistant message that asked for it (not past a
+     * note: the results after one answer a call that is already left out) */
+    while (i > 1 && strcmp(kx_json_str(json_array_get(messages, i), "role", ""), "tool") == 0 &&
+           left_out(json_array_get(messages, i - 1)) == 0)
         i--;
     size_t j = i + 1;
     if (json_object_get(json_array_get(messages, i), "tool_calls") != NULL)
@@ -249,6 +294,8 @@ static bool drop_middle(json_t *messages, size_t *dropped)
         json_array_remove(messages, i);
         (*dropped)++;
     }
+    if (!note_left_out(messages, i, j - i))
+        *oom = true;
     return true;
 }
 
@@ -282,7 +329,8 @@ int context_fit(json_t *messages, int64_t budget, int64_t fixed_tokens, context_
             rep.truncated++;
     }
     bool dropped_any = false;
-    while (!oom && total(messages, fixed_tokens) > budget && drop_middle(messages, &rep.dropped))
+    while (!oom && total(messages, fixed_tokens) > budget &&
+           drop_middle(messages, &rep.dropped, &oom))
         dropped_any = true;
     if (dropped_any)
         context_repair(messages);
@@ -308,5 +356,6 @@ void context_strip_ids(json_t *messages)
     json_array_foreach(messages, i, m)
     {
         json_object_del(m, CONTEXT_ID_KEY);
+        json_object_del(m, CONTEXT_LEFT_OUT_KEY);
     }
 }

@@ -20,13 +20,16 @@
  *      expand_message tool; T starts at 4096 and halves, up to 6 passes (down to 128);
  *   2. the newest message is cut in the middle (head and tail kept) to what is left;
  *   3. messages are dropped from the middle (the first message and the newest kept), tool
- *      results with the assistant message that asked for them, then context_repair;
+ *      results with the assistant message that asked for them, a note in their place that
+ *      says how many are left out (context_left_out_note: one note however many drops, and
+ *      merged with a note the thread's read already left there), then context_repair;
  *   4. if the first and newest messages alone are still over, both are cut further.
  * The result always fits, whatever the stored rows hold: a thread never fails every later run
  * with the provider's "context too long" 400.
  *
- * Messages carry their row id in CONTEXT_ID_KEY (context_from_rows sets it); context_strip_ids
- * removes it before the request is built. Pure functions. */
+ * Messages carry their row id in CONTEXT_ID_KEY (context_from_rows sets it), notes their count
+ * in CONTEXT_LEFT_OUT_KEY; context_strip_ids removes both before the request is built. Pure
+ * functions. */
 #ifndef RUNNER_CONTEXT_BUDGET_H
 #define RUNNER_CONTEXT_BUDGET_H
 
@@ -36,6 +39,7 @@
 #include <stdint.h>
 
 #define CONTEXT_ID_KEY "_kx_message_id"
+#define CONTEXT_LEFT_OUT_KEY "_kx_left_out"
 #define CONTEXT_BYTES_PER_10_TOKENS 23 /* 2.3 bytes per token */
 #define CONTEXT_MSG_OVERHEAD 4
 #define CONTEXT_DEFAULT_BUDGET 31000
@@ -63,7 +67,12 @@ bool context_budgets_valid(const char *overrides, char *why, size_t whylen);
 int context_fit(json_t *messages, int64_t budget, int64_t fixed_tokens,
                 context_fit_report *report);
 
-/* Removes CONTEXT_ID_KEY from every message. */
+/* A user message that stands for count messages of the thread left out at its place (they do
+ * not fit the model's context), so the model knows the conversation has a gap there; count is
+ * kept in CONTEXT_LEFT_OUT_KEY. New reference; NULL on OOM. */
+json_t *context_left_out_note(size_t count);
+
+/* Removes CONTEXT_ID_KEY and CONTEXT_LEFT_OUT_KEY from every message. */
 void context_strip_ids(json_t *messages);
 
 #endif

@@ -227,15 +227,16 @@
     "WHERE id=$1::uuid AND lease_epoch=$2::bigint AND status IS NOT DISTINCT FROM 'running'"
 
 /* $1 thread, $2 bytes: the thread's first LLM message (the task) and, newest first, the rows
- * until their text passes $2 bytes (the row that passes it included), in created_at order.
+ * until their text passes $2 bytes (the row that passes it included), in created_at order,
+ * each with its place among the thread's LLM rows (the rows between are left out).
  * llm_bytes is octet_length(content::text), stored at insert (migration 021). */
-#define SQL_LLM_MESSAGES                                           \
-    "SELECT type, content::text, message_id::text FROM ("          \
-    "  SELECT type, content, message_id, created_at, llm_bytes, "  \
-    "    sum(llm_bytes) OVER (ORDER BY created_at DESC) AS upto, " \
-    "    row_number() OVER (ORDER BY created_at) AS nth "          \
-    "  FROM messages WHERE thread_id = $1 AND is_llm_message) m "  \
-    "WHERE m.upto - m.llm_bytes < $2::bigint OR m.nth = 1 ORDER BY m.created_at"
+#define SQL_LLM_MESSAGES                                              \
+    "SELECT type, content::text, message_id::text, m.nth FROM ("      \
+    "  SELECT type, content, message_id, created_at, llm_bytes, "     \
+    "    sum(llm_bytes) OVER (ORDER BY created_at DESC) AS upto, "    \
+    "    row_number() OVER (ORDER BY created_at, message_id) AS nth " \
+    "  FROM messages WHERE thread_id = $1 AND is_llm_message) m "     \
+    "WHERE m.upto - m.llm_bytes < $2::bigint OR m.nth = 1 ORDER BY m.nth"
 
 /* The run's agent and version (SQL_AGENT_OF_R): one row. */
 #define SQL_AGENT                                                                    \
@@ -713,6 +714,7 @@ static kx_err msgs_answer(PGresult *res, kx_err err, store_msg **msgs, size_t *n
     for (int i = 0; i < rows; i++) {
         copy_field(out[i].type, sizeof out[i].type, res, i, 0);
         copy_field(out[i].message_id, sizeof out[i].message_id, res, i, 2);
+        out[i].nth = strtoll(PQgetvalue(res, i, 3), NULL, 10);
         out[i].content = strdup(PQgetisnull(res, i, 1) ? "null" : PQgetvalue(res, i, 1));
         if (out[i].content == NULL) {
             store_msgs_free(out, (size_t)i);

@@ -155,6 +155,7 @@ typedef struct store_msg {
     char type[32];
     char message_id[40];
     char *content; /* the jsonb as text (an object, or a string holding JSON); malloc'd */
+    long long nth; /* its place among the thread's LLM rows, from 1 (a jump: rows left out) */
 } store_msg;
 
 /* The thread's is_llm_message rows in created_at order: its first one (the task) and the

@@ -712,10 +712,44 @@ static void test_long_thread_is_read_within_bounds(void **state)
 
     json_t *reqs = requests_for("hello:long");
     assert_int_equal(json_array_size(reqs), 2);
-    char *text = json_dumps(json_object_get(json_array_get(reqs, 1), "body"), JSON_COMPACT);
+    json_t *body = json_object_get(json_array_get(reqs, 1), "body");
+    char *text = json_dumps(body, JSON_COMPACT);
     assert_contains(text, "the first request");
     assert_contains(text, "and the newest");
     free(text);
+    /* the model is told where rows are left out and how many: the rows it was shown and the
+     * counts of the notes make the whole thread as it stood (every LLM row but the answer) */
+    const char *rp[] = {r.thread_id, r.id};
+    char *rows = kx_th_sql_value(&g_stack,
+                                 "SELECT count(*) FROM messages WHERE thread_id = $1::uuid AND "
+                                 "is_llm_message AND agent_run_id IS DISTINCT FROM $2::uuid",
+                                 2, rp);
+    assert_non_null(rows);
+    long long shown = 0, notes = 0, left_out = 0;
+    size_t i;
+    json_t *m;
+    json_array_foreach(json_object_get(body, "messages"), i, m)
+    {
+        const char *content = json_string_value(json_object_get(m, "content"));
+        const char *role = json_string_value(json_object_get(m, "role"));
+        if (role != NULL && strcmp(role, "system") == 0)
+            continue;
+        if (content != NULL && content[0] == '[' &&
+            strstr(content, " of this conversation ") != NULL &&
+            strstr(content, "left out here") != NULL) {
+            long long k = strtoll(content + 1, NULL, 10);
+            assert_true(k > 0);
+            notes++;
+            left_out += k;
+        } else {
+            shown++;
+        }
+    }
+    print_message("[ request  ] %lld messages shown, %lld left out in %lld note(s), of %s rows\n",
+                  shown, left_out, notes, rows);
+    assert_true(notes >= 1);
+    assert_int_equal(shown + left_out, strtoll(rows, NULL, 10));
+    free(rows);
     json_decref(reqs);
     free(token);
 }

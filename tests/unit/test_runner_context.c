@@ -1,6 +1,7 @@
 /* test_runner_context.c — how the agent-runner turns stored thread rows into chat messages
  * (services/agent-runner/context.c): content stored as a jsonb object or as a jsonb string
- * holding JSON, and the repair of tool-call sequences a strict OpenAI server would refuse. */
+ * holding JSON, the repair of tool-call sequences a strict OpenAI server would refuse, and the
+ * note where the read left rows out. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <cmocka.h>
 
 #include "context.h"
+#include "context_budget.h"
 #include "kx/json.h"
 
 static const char *role_of(const json_t *m)
@@ -151,6 +153,43 @@ static void test_repair_leaves_good_threads_alone(void **state)
     json_decref(a);
 }
 
+/* Rows 1, 5 and 6 of a thread (the read left 2..4 out: KX_CONTEXT_READ_MAX_MB): the model
+ * gets a note in the gap that says 3 messages are left out there (before: the rows were
+ * simply adjacent); row 5, a tool result whose call was left out, becomes a user message. */
+static void test_gap_gets_a_note(void **state)
+{
+    (void)state;
+    char c1[] = "{\"role\": \"user\", \"content\": \"the task\"}";
+    char c5[] = "{\"role\": \"tool\", \"tool_call_id\": \"call_x\", \"content\": \"out\"}";
+    char c6[] = "{\"role\": \"user\", \"content\": \"the newest\"}";
+    store_msg rows[] = {
+        {.type = "user", .message_id = "m1", .content = c1, .nth = 1},
+        {.type = "tool", .message_id = "m5", .content = c5, .nth = 5},
+        {.type = "user", .message_id = "m6", .content = c6, .nth = 6},
+    };
+    json_t *msgs = NULL;
+    char last[32];
+    assert_int_equal(context_from_rows(rows, 3, &msgs, last, sizeof last), KX_OK);
+    assert_int_equal(json_array_size(msgs), 4);
+    assert_string_equal(content_of(json_array_get(msgs, 0)), "the task");
+    json_t *note = json_array_get(msgs, 1);
+    assert_string_equal(role_of(note), "user");
+    assert_string_equal(content_of(note),
+                        "[3 messages of this conversation are left out here: "
+                        "they do not fit in the model's context.]");
+    assert_int_equal(json_integer_value(json_object_get(note, CONTEXT_LEFT_OUT_KEY)), 3);
+    assert_string_equal(role_of(json_array_get(msgs, 2)), "user"); /* the orphan, demoted */
+    assert_string_equal(content_of(json_array_get(msgs, 3)), "the newest");
+    assert_string_equal(last, "user");
+    json_decref(msgs);
+
+    rows[1].nth = 2; /* no gap: no note */
+    rows[2].nth = 3;
+    assert_int_equal(context_from_rows(rows, 3, &msgs, last, sizeof last), KX_OK);
+    assert_int_equal(json_array_size(msgs), 3);
+    json_decref(msgs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -158,6 +197,7 @@ int main(void)
         cmocka_unit_test(test_cleaning),
         cmocka_unit_test(test_repair),
         cmocka_unit_test(test_repair_leaves_good_threads_alone),
+        cmocka_unit_test(test_gap_gets_a_note),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,8 +1,8 @@
 /* test_runner_context_budget.c — the thread cut to a model's budget (services/agent-runner/
  * context_budget.c): the per-model budgets, a 2 MB tool result cut with a pointer to
  * expand_message and its message id, the newest message cut in the middle, drops from the
- * middle that keep tool calls paired, a fit whatever the thread holds, and the note's count of
- * the bytes shown. */
+ * middle that keep tool calls paired with a note in their place that counts them, a fit
+ * whatever the thread holds, and the note's count of the bytes shown. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -30,6 +30,29 @@ static json_t *msg(const char *role, const char *content, const char *id)
     if (id != NULL)
         json_object_set_new(m, CONTEXT_ID_KEY, json_string(id));
     return m;
+}
+
+/* The notes in msgs: how many, and the messages they stand for (from their text); two notes
+ * are never next to each other (one gap, one note). */
+static size_t notes_in(const json_t *msgs, size_t *left_out)
+{
+    size_t i, n = 0, last = (size_t)-2;
+    const json_t *m;
+    *left_out = 0;
+    json_array_foreach(msgs, i, m)
+    {
+        const char *c = json_string_value(json_object_get(m, "content"));
+        if (c != NULL && c[0] == '[' && strstr(c, " of this conversation ") != NULL) {
+            size_t k = (size_t)strtoull(c + 1, NULL, 10);
+            assert_string_equal(json_string_value(json_object_get(m, "role")), "user");
+            assert_int_equal(json_integer_value(json_object_get(m, CONTEXT_LEFT_OUT_KEY)), k);
+            assert_true(i != last + 1);
+            last = i;
+            n++;
+            *left_out += k;
+        }
+    }
+    return n;
 }
 
 static void test_budgets(void **state)
@@ -198,7 +221,12 @@ static void test_drop_from_the_middle(void **state)
     assert_int_equal(context_fit(msgs, 31000, 1000, &rep), 0);
     assert_true(context_messages_tokens(msgs) + 1000 <= 31000);
     assert_true(rep.dropped > 0);
+    /* one note where they were, counting them (before: dropped without a word) */
+    size_t left_out = 0;
+    assert_int_equal(notes_in(msgs, &left_out), 1);
+    assert_int_equal(left_out, rep.dropped);
     size_t n = json_array_size(msgs);
+    assert_int_equal(n + rep.dropped, 2 + 2 * 2000 + 1); /* the rest and the note are all */
     assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 0), "content")),
                         "the first request");
     assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, n - 1), "content")),
@@ -218,6 +246,49 @@ static void test_drop_from_the_middle(void **state)
         assert_string_equal(json_string_value(json_object_get(a, "role")), "assistant");
         assert_non_null(json_object_get(a, "tool_calls"));
     }
+    json_decref(msgs);
+    free(mid);
+}
+
+/* The note the thread's read left (rows between the first and the newest not read) stays and
+ * keeps its count; the budget's drops get theirs (one note for the gap, merged with the read's
+ * when the gap reaches it: see it_runloop test_long_thread_is_read_within_bounds); a note is
+ * never dropped, so a thread of the first message, a note and the newest ends the drops;
+ * context_strip_ids takes the count's key away. */
+static void test_notes_merge_and_stay(void **state)
+{
+    (void)state;
+    char *mid = filler(20000, 'm');
+    json_t *msgs = json_array();
+    json_array_append_new(msgs, msg("user", "the task", "u0"));
+    json_array_append_new(msgs, context_left_out_note(7));
+    for (int i = 0; i < 200; i++) /* cut to 128 tokens each, still over: drops */
+        json_array_append_new(msgs, msg(i % 2 ? "user" : "assistant", mid + 18000, NULL));
+    json_array_append_new(msgs, msg("user", "the newest", "u9"));
+    context_fit_report rep;
+    assert_int_equal(context_fit(msgs, 6000, 0, &rep), 0);
+    size_t left_out = 0;
+    assert_true(notes_in(msgs, &left_out) >= 1);
+    const json_t *read_note = json_array_get(msgs, 1); /* the read's, kept */
+    assert_true(json_integer_value(json_object_get(read_note, CONTEXT_LEFT_OUT_KEY)) >= 7);
+    assert_int_equal(left_out, 7 + rep.dropped);
+    assert_true(rep.dropped > 0);
+    json_decref(msgs);
+
+    msgs = json_array();
+    json_array_append_new(msgs, msg("user", mid, "u0"));
+    json_array_append_new(msgs, context_left_out_note(1));
+    json_array_append_new(msgs, msg("user", mid, "u9"));
+    assert_int_equal(context_fit(msgs, 1000, 0, &rep), 0);
+    assert_int_equal(rep.dropped, 0);
+    assert_int_equal(json_array_size(msgs), 3);
+    assert_true(context_messages_tokens(msgs) <= 1000);
+    assert_int_equal(notes_in(msgs, &left_out), 1);
+    context_strip_ids(msgs);
+    assert_null(json_object_get(json_array_get(msgs, 1), CONTEXT_LEFT_OUT_KEY));
+    assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, 1), "content")),
+                        "[1 message of this conversation is left out here: it does not fit in "
+                        "the model's context.]");
     json_decref(msgs);
     free(mid);
 }
@@ -246,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_newest_cut_in_the_middle),
         cmocka_unit_test(test_note_counts_the_bytes_shown),
         cmocka_unit_test(test_drop_from_the_middle),
+        cmocka_unit_test(test_notes_merge_and_stay),
         cmocka_unit_test(test_always_fits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
