@@ -13,6 +13,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "kx/time.h"
+
 /* ---- fields ---- */
 
 typedef struct field_spec {
@@ -246,30 +248,6 @@ kx_err kx_cron_parse(const char *expr, kx_cron *out, char *why, size_t whylen)
 
 /* ---- calendar ---- */
 
-/* Days since 1970-01-01 of y-m-d (proleptic Gregorian; m 1-12). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    int64_t yoe = y - era * 400;                                  /* [0, 399] */
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1; /* [0, 365] */
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;          /* [0, 146096] */
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
-    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
 static int days_in_month(int64_t y, int m)
 {
     static const int DIM[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
@@ -306,7 +284,7 @@ kx_err kx_cron_next(const kx_cron *c, int64_t after, int64_t *next)
     minute %= 60;
     int64_t y;
     int m, d;
-    civil_from_days(day, &y, &m, &d);
+    kx_civil_from_days(day, &y, &m, &d);
     int64_t last_year = y + KX_CRON_HORIZON_YEARS;
 
     while (y <= last_year) {
@@ -317,7 +295,7 @@ kx_err kx_cron_next(const kx_cron *c, int64_t after, int64_t *next)
             }
             d = 1;
             hour = minute = 0;
-            day = days_from_civil(y, m, d);
+            day = kx_days_from_civil(y, m, d);
             continue;
         }
         if (!day_matches(c, day, d)) { /* next day */
@@ -354,6 +332,32 @@ kx_err kx_cron_next(const kx_cron *c, int64_t after, int64_t *next)
         }
         *next = day * 86400 + (int64_t)h * 3600 + (int64_t)mi * 60;
         return KX_OK;
+    }
+    return KX_ERR_NOT_FOUND;
+}
+
+kx_err kx_cron_next_tz(const kx_cron *c, const kx_tz *tz, int64_t after, int64_t *next)
+{
+    if (tz == NULL)
+        return kx_cron_next(c, after, next);
+    if (after < 0 || after > KX_CRON_MAX_TIME)
+        return KX_ERR_INVALID;
+    /* Walk the matching wall-clock times from after's; the first whose instant is after
+     * `after` is it. An instant behind `after` (the wall clock went back meanwhile: a repeated
+     * time already fired) moves the walk on; that ends within the offsets' difference. */
+    int64_t wall = after + kx_tz_offset(tz, after);
+    for (int i = 0; i < 4096; i++) {
+        int64_t w = 0, at[2];
+        kx_err err = kx_cron_next(c, wall < 0 ? 0 : wall, &w);
+        if (err != KX_OK)
+            return err;
+        int n = kx_tz_to_utc(tz, w, at);
+        for (int k = 0; k < n; k++)
+            if (at[k] > after) {
+                *next = at[k];
+                return KX_OK;
+            }
+        wall = w;
     }
     return KX_ERR_NOT_FOUND;
 }

@@ -17,12 +17,12 @@ KX_LIB="$KX_ROOT/deploy/local/lib.sh"
 
 # The Debian 12 packages needed to build, run and test everything (clang: the fuzz targets;
 # clang-format, clang-tidy, cppcheck, shellcheck: tests/lint.sh; binutils: readelf for the
-# hardening test; bubblewrap: the sandboxes).
+# hardening test; bubblewrap: the sandboxes; tzdata: the time zones of scheduled runs).
 KX_PACKAGES=(build-essential cmake pkg-config libnats-dev nats-server libprotobuf-c-dev
     protobuf-c-compiler libcurl4-openssl-dev libpq-dev postgresql libmicrohttpd-dev
     libjansson-dev libcmocka-dev libssl-dev curl openssl ca-certificates nodejs npm
     clang clang-format clang-tidy cppcheck shellcheck binutils bubblewrap
-    iproute2)
+    iproute2 tzdata)
 
 # The account the dev JWT is for (any UUID works; this one is fixed so runs survive restarts).
 KX_DEV_ACCOUNT="00000000-0000-4000-8000-00000000d0e0"

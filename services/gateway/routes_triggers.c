@@ -1,10 +1,12 @@
 /* routes_triggers.c — the scheduled-run routes (see routes_triggers.h).
  *
  * A trigger is validated here — the cron expression parsed (kx_cron: 5 fields, ranges, steps,
- * lists, names; UTC only) and its next fire time computed from the gateway's clock, the agent
- * being one of the account's, the model allowed for the account — and stored; the scheduler
- * fires it (services/scheduler/triggers.c). Pausing sets next_fire_at to NULL; resuming or
- * re-timing computes it again from now, so the time a trigger was paused is not made up for. */
+ * lists, names), its time zone found (kx_tz: an IANA name, default UTC) and its next fire time
+ * computed on that zone's wall clock from the gateway's clock, the agent being one of the
+ * account's, the model allowed for the account — and stored; the scheduler fires it
+ * (services/scheduler/triggers.c). Pausing sets next_fire_at to NULL; resuming, re-timing or
+ * moving it to another zone computes it again from now, so the time a trigger was paused is
+ * not made up for. */
 #include "routes_triggers.h"
 
 #include <microhttpd.h>
@@ -14,7 +16,9 @@
 #include "access.h"
 #include "body.h"
 #include "kx/cron.h"
+#include "kx/log.h"
 #include "kx/time.h"
+#include "kx/tz.h"
 #include "kx/uuid.h"
 #include "quota.h"
 #include "reply.h"
@@ -34,33 +38,62 @@ static bool texts_fit(const gw_app *app, const char *prompt, const char *name,
         gw_text_chars_fit("model_name", model_name, GW_MODEL_NAME_MAX_CHARS, reply);
 }
 
-/* The next fire time of expr after now; false with a 400 naming what is wrong. */
-static bool next_fire(const char *expr, int64_t *next, gw_reply *reply)
+/* The zone called name into *tz (the caller frees it); false with the reply set: 400 naming
+ * it, 500 when the zone database itself cannot be read. */
+static bool zone_of(const char *name, kx_tz **tz, gw_reply *reply)
 {
-    kx_cron c;
     char why[200];
-    if (kx_cron_parse(expr, &c, why, sizeof why) != KX_OK) {
-        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "cron_expression: %s", why);
+    kx_err err = kx_tz_load(name, tz, why, sizeof why);
+    if (err == KX_ERR_INVALID || err == KX_ERR_NOT_FOUND) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "timezone: %s", why);
         return false;
     }
-    if (kx_cron_next(&c, kx_now_ms() / 1000, next) != KX_OK) {
-        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
-                       "cron_expression: \"%s\" never fires (no such date within %d years)", expr,
-                       KX_CRON_HORIZON_YEARS);
+    if (err != KX_OK) {
+        kx_warn("gateway: %s", why);
+        gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                       "the time zone database could not be read");
         return false;
     }
     return true;
 }
 
-/* timezone: absent, null or UTC. */
-static bool timezone_ok(const json_t *body, gw_reply *reply)
+static bool zone_ok(const char *name, gw_reply *reply)
 {
-    const char *tz = NULL;
-    if (!gw_body_str(body, "timezone", NULL, &tz, reply))
+    kx_tz *tz = NULL;
+    bool ok = zone_of(name, &tz, reply);
+    kx_tz_free(tz);
+    return ok;
+}
+
+/* The first time after now expr fires on the wall clock of zone, in *next (0: it fires no
+ * more); false with the reply set when expr or zone cannot be read (400 naming the field). */
+static bool next_fire(const char *expr, const char *zone, int64_t *next, gw_reply *reply)
+{
+    kx_cron c;
+    char why[200];
+    *next = 0;
+    if (kx_cron_parse(expr, &c, why, sizeof why) != KX_OK) {
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "cron_expression: %s", why);
         return false;
-    if (tz != NULL && strcmp(tz, "UTC") != 0 && strcmp(tz, "Etc/UTC") != 0) {
+    }
+    kx_tz *tz = NULL;
+    if (!zone_of(zone, &tz, reply))
+        return false;
+    if (kx_cron_next_tz(&c, tz, kx_now_ms() / 1000, next) != KX_OK)
+        *next = 0;
+    kx_tz_free(tz);
+    return true;
+}
+
+/* next_fire, and a 400 when the expression never fires. */
+static bool fires(const char *expr, const char *zone, int64_t *next, gw_reply *reply)
+{
+    if (!next_fire(expr, zone, next, reply))
+        return false;
+    if (*next == 0) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
-                       "timezone: only UTC is supported (cron expressions are read in UTC)");
+                       "cron_expression: \"%s\" never fires (no such date within %d years)", expr,
+                       KX_CRON_HORIZON_YEARS);
         return false;
     }
     return true;
@@ -96,11 +129,14 @@ void gw_route_trigger_create(gw_app *app, gw_request *req, gw_reply *reply)
         !required_text(body, "prompt", &t.prompt, reply) ||
         !gw_body_str(body, "name", NULL, &t.name, reply) ||
         !gw_body_str(body, "model_name", NULL, &t.model_name, reply) ||
-        !texts_fit(app, t.prompt, t.name, t.model_name, reply) || !timezone_ok(body, reply) ||
-        !next_fire(t.cron_expression, &t.next_fire_at, reply))
+        !gw_body_str(body, "timezone", NULL, &t.timezone, reply) ||
+        !texts_fit(app, t.prompt, t.name, t.model_name, reply) ||
+        !fires(t.cron_expression, t.timezone ? t.timezone : "UTC", &t.next_fire_at, reply))
         goto out;
     if (t.model_name != NULL && t.model_name[0] == '\0')
         t.model_name = NULL;
+    if (t.timezone == NULL)
+        t.timezone = "UTC";
     if (t.name == NULL || t.name[0] == '\0') {
         t.name = default_name = gw_project_name(t.prompt, TRIGGER_NAME_CHARS);
         if (t.name == NULL) {
@@ -200,14 +236,15 @@ static bool parse_edit(const json_t *body, gw_trigger_edit *e, gw_reply *reply)
         if (!known) {
             gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
                            "unknown field \"%.64s\" (a trigger's editable fields: is_active, "
-                           "name, prompt, cron_expression)",
+                           "name, prompt, cron_expression, timezone)",
                            key);
             return false;
         }
     }
     if (json_object_size(body) == 0) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
-                       "nothing to change: give is_active, name, prompt or cron_expression");
+                       "nothing to change: give is_active, name, prompt, cron_expression or "
+                       "timezone");
         return false;
     }
     e->is_active = -1;
@@ -222,11 +259,12 @@ static bool parse_edit(const json_t *body, gw_trigger_edit *e, gw_reply *reply)
     if (!gw_body_str(body, "name", NULL, &e->name, reply) ||
         !gw_body_str(body, "prompt", NULL, &e->prompt, reply) ||
         !gw_body_str(body, "cron_expression", NULL, &e->cron_expression, reply) ||
-        !timezone_ok(body, reply))
+        !gw_body_str(body, "timezone", NULL, &e->timezone, reply))
         return false;
     const char *empty = e->name != NULL && e->name[0] == '\0'         ? "name"
         : e->prompt != NULL && e->prompt[0] == '\0'                   ? "prompt"
         : e->cron_expression != NULL && e->cron_expression[0] == '\0' ? "cron_expression"
+        : e->timezone != NULL && e->timezone[0] == '\0'               ? "timezone"
                                                                       : NULL;
     if (empty != NULL) {
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "%s must not be empty", empty);
@@ -244,8 +282,12 @@ void gw_route_trigger_update(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     gw_trigger_edit e = {0};
     int64_t next = 0;
+    /* what is given is checked before the row is read (with UTC or the given zone: whether an
+     * expression fires does not depend on the zone) */
     if (!parse_edit(body, &e, reply) || !texts_fit(app, e.prompt, e.name, NULL, reply) ||
-        (e.cron_expression != NULL && !next_fire(e.cron_expression, &next, reply))) {
+        (e.cron_expression != NULL &&
+         !fires(e.cron_expression, e.timezone ? e.timezone : "UTC", &next, reply)) ||
+        (e.cron_expression == NULL && e.timezone != NULL && !zone_ok(e.timezone, reply))) {
         json_decref(body);
         return;
     }
@@ -259,24 +301,21 @@ void gw_route_trigger_update(gw_app *app, gw_request *req, gw_reply *reply)
     kx_err err = gw_trigger_get(db, req->id, req->account, &cur);
     if (err == KX_OK) {
         bool active = e.is_active < 0 ? cur.is_active : e.is_active == 1;
-        if (!active) { /* paused: nothing is due */
-            e.set_next = true;
-            e.next = 0;
-        } else if (e.cron_expression != NULL) { /* re-timed: from now */
-            e.set_next = true;
-            e.next = next;
-        } else if (!cur.is_active) { /* resumed: from now, the paused time is not made up */
-            kx_cron c;
-            e.set_next = true;
-            if (kx_cron_parse(cur.cron_expression, &c, NULL, 0) != KX_OK ||
-                kx_cron_next(&c, kx_now_ms() / 1000, &e.next) != KX_OK)
-                e.next = 0; /* an expression that fires no more stays without a next time */
-        }
+        e.set_next = !active || e.cron_expression != NULL || e.timezone != NULL || !cur.is_active;
+        /* paused: nothing is due; re-timed, moved to another zone or resumed: from now (the
+         * paused time is not made up; an expression that fires no more gets no next time) */
+        if (active && e.set_next &&
+            !next_fire(e.cron_expression ? e.cron_expression : cur.cron_expression,
+                       e.timezone ? e.timezone : cur.timezone, &e.next, reply))
+            err = KX_ERR_INVALID; /* the stored zone is gone from the database: said */
         gw_trigger_row_free(&cur);
-        err = gw_trigger_update(db, req->id, req->account, &e, &json);
+        if (err == KX_OK)
+            err = gw_trigger_update(db, req->id, req->account, &e, &json);
     }
     gw_db_put(app, db);
     json_decref(body); /* e's strings pointed into it */
+    if (err == KX_ERR_INVALID)
+        return; /* the reply says why */
     if (err == KX_ERR_NOT_FOUND)
         gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Trigger not found");
     else if (err != KX_OK)

@@ -12,8 +12,8 @@ kx_err gw_trigger_create(kx_db *db, const char *account, const gw_trigger_new *t
     char next[24];
     snprintf(next, sizeof next, "%" PRId64, t->next_fire_at);
     const char *params[] = {account,   t->agent_id,   t->name, t->cron_expression,
-                            t->prompt, t->model_name, next};
-    return kx_db_exec_text(db, "gw_trigger_create", 7, params, json);
+                            t->prompt, t->model_name, next,    t->timezone};
+    return kx_db_exec_text(db, "gw_trigger_create", 8, params, json);
 }
 
 kx_err gw_triggers_list(kx_db *db, const char *account, int limit, long offset, int64_t max_bytes,
@@ -39,8 +39,9 @@ kx_err gw_trigger_get(kx_db *db, const char *id, const char *account, gw_trigger
     out->json = strdup(PQgetvalue(res, 0, 0));
     out->cron_expression = strdup(PQgetvalue(res, 0, 1));
     out->is_active = strcmp(PQgetvalue(res, 0, 2), "t") == 0;
+    out->timezone = strdup(PQgetvalue(res, 0, 3));
     PQclear(res);
-    if (out->json == NULL || out->cron_expression == NULL) {
+    if (out->json == NULL || out->cron_expression == NULL || out->timezone == NULL) {
         gw_trigger_row_free(out);
         return KX_ERR_NOMEM;
     }
@@ -51,7 +52,8 @@ void gw_trigger_row_free(gw_trigger_row *row)
 {
     free(row->json);
     free(row->cron_expression);
-    row->json = row->cron_expression = NULL;
+    free(row->timezone);
+    row->json = row->cron_expression = row->timezone = NULL;
 }
 
 kx_err gw_trigger_update(kx_db *db, const char *id, const char *account, const gw_trigger_edit *e,
@@ -68,8 +70,9 @@ kx_err gw_trigger_update(kx_db *db, const char *id, const char *account, const g
         e->is_active < 0 ? NULL : (e->is_active ? "true" : "false"),
         e->set_next ? "true" : "false",
         e->next > 0 ? next : NULL,
+        e->timezone,
     };
-    return kx_db_exec_text(db, "gw_trigger_update", 8, params, json);
+    return kx_db_exec_text(db, "gw_trigger_update", 9, params, json);
 }
 
 kx_err gw_trigger_delete(kx_db *db, const char *id, const char *account)

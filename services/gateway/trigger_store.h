@@ -4,8 +4,9 @@
  *
  * A trigger goes back to the client as json_build_object(...)::text (key order as written,
  * timestamps ISO-8601 UTC like the other routes). The scheduler fires triggers; the gateway
- * only creates, lists, edits and deletes them, and computes next_fire_at (kx_cron) when a
- * trigger is created, re-timed or resumed.
+ * only creates, lists, edits and deletes them, and computes next_fire_at (kx_cron_next_tz, on
+ * the trigger's time zone) when a trigger is created, re-timed, moved to another zone or
+ * resumed.
  *
  * Errors: kx_err from kx_db; KX_ERR_NOT_FOUND when no row of this account matched.
  * Ownership: char ** outputs are malloc'd and the caller's. The kx_db is borrowed. */
@@ -36,7 +37,7 @@
     {"gw_trigger_create",                                                                      \
      "INSERT INTO run_triggers (account_id, agent_id, name, cron_expression, timezone, "       \
      "prompt, model_name, next_fire_at) "                                                      \
-     "SELECT $1::uuid, a.agent_id, $3::text, $4::text, 'UTC', $5::text, $6::text, "            \
+     "SELECT $1::uuid, a.agent_id, $3::text, $4::text, $8::text, $5::text, $6::text, "         \
      "to_timestamp($7::bigint) FROM agents a "                                                 \
      "WHERE a.agent_id = $2::uuid AND a.account_id = $1::uuid "                                \
      "RETURNING " GW_TRIGGER_JSON "::text"},                                                   \
@@ -51,12 +52,14 @@
      "        ORDER BY created_at DESC, trigger_id LIMIT $2::int + 1 OFFSET $3::int) r "       \
      "  WINDOW w AS (ORDER BY created_at DESC, trigger_id)) t) s"},                            \
     {"gw_trigger_get",                                                                         \
-     "SELECT " GW_TRIGGER_JSON "::text, cron_expression, is_active FROM run_triggers "         \
+     "SELECT " GW_TRIGGER_JSON "::text, cron_expression, is_active, timezone "                 \
+     "FROM run_triggers "                                                                      \
      "WHERE trigger_id = $1::uuid AND account_id = $2::uuid"},                                 \
     {"gw_trigger_update",                                                                      \
      "UPDATE run_triggers SET name = coalesce($3::text, name), "                               \
      "prompt = coalesce($4::text, prompt), "                                                   \
      "cron_expression = coalesce($5::text, cron_expression), "                                 \
+     "timezone = coalesce($9::text, timezone), "                                               \
      "is_active = coalesce($6::boolean, is_active), "                                          \
      "next_fire_at = CASE WHEN $7::boolean THEN to_timestamp($8::bigint) "                     \
      "ELSE next_fire_at END "                                                                  \
@@ -67,9 +70,10 @@
      "RETURNING 1"}
 /* clang-format on */
 
-/* What a new trigger is made of. model_name may be NULL (the default model). */
+/* What a new trigger is made of. model_name may be NULL (the default model); timezone is an
+ * IANA name kx_tz_load accepted. */
 typedef struct gw_trigger_new {
-    const char *agent_id, *name, *cron_expression, *prompt, *model_name;
+    const char *agent_id, *name, *cron_expression, *prompt, *model_name, *timezone;
     int64_t next_fire_at; /* unix seconds */
 } gw_trigger_new;
 
@@ -83,6 +87,7 @@ kx_err gw_triggers_list(kx_db *db, const char *account, int limit, long offset, 
 typedef struct gw_trigger_row {
     char *json;
     char *cron_expression;
+    char *timezone;
     bool is_active;
 } gw_trigger_row;
 kx_err gw_trigger_get(kx_db *db, const char *id, const char *account, gw_trigger_row *out);
@@ -91,7 +96,7 @@ void gw_trigger_row_free(gw_trigger_row *row);
 /* An edit: NULL fields stay; is_active < 0 stays; set_next: next_fire_at = next (or NULL when
  * next is 0). */
 typedef struct gw_trigger_edit {
-    const char *name, *prompt, *cron_expression;
+    const char *name, *prompt, *cron_expression, *timezone;
     int is_active;
     bool set_next;
     int64_t next;

@@ -241,7 +241,8 @@ const kx_db_stmt sched_statements[] = {
      * to kx_fire_trigger as the text read here (exact: the compare-and-set is on it). */
     {"sched_triggers_due",
      "SELECT trigger_id::text, cron_expression, next_fire_at::text, "
-     "floor(extract(epoch FROM next_fire_at))::bigint, floor(extract(epoch FROM now()))::bigint "
+     "floor(extract(epoch FROM next_fire_at))::bigint, floor(extract(epoch FROM now()))::bigint, "
+     "timezone "
      "FROM run_triggers WHERE is_active AND next_fire_at <= now() "
      "ORDER BY next_fire_at LIMIT $1::int"},
     {"sched_trigger_fire",

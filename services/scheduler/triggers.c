@@ -2,9 +2,11 @@
  * whose next_fire_at has come is fired once, and becomes an ordinary queued run.
  *
  * For each due trigger (store.c "sched_triggers_due", at most TRIGGER_BATCH per tick, oldest
- * first) the scheduler computes the next fire time with kx_cron — the first match strictly
- * after NOW, not after the due time: after downtime a trigger that missed several fire times
- * fires once, not once per missed time — and calls kx_fire_trigger (migration 005), one
+ * first) the scheduler computes the next fire time with kx_cron on the wall clock of the
+ * trigger's time zone (kx_cron_next_tz; the zone is read from the time zone database at each
+ * fire, so a tzdata update applies at once) — the first match strictly after NOW, not after
+ * the due time: after downtime a trigger that missed several fire times fires once, not once
+ * per missed time — and calls kx_fire_trigger (migration 005), one
  * statement that, in one transaction, moves next_fire_at from the due time it read to the next
  * one (a compare-and-set) and creates the run: a new project and thread per fire, the prompt as
  * the user message, a queued run carrying the trigger's agent and model. With two replicas both
@@ -23,6 +25,7 @@
 #include "kx/cron.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
+#include "kx/tz.h"
 #include "sched.h"
 
 #define TRIGGER_BATCH 100
@@ -39,21 +42,30 @@ static void count(const char *outcome)
 
 /* Fires one due trigger; true when it made a run. */
 static bool fire_one(scheduler *s, kx_db *db, const char *id, const char *cron, const char *due,
-                     int64_t now_s)
+                     int64_t now_s, const char *zone)
 {
     kx_cron c;
-    char why[200];
-    if (kx_cron_parse(cron, &c, why, sizeof why) != KX_OK) {
-        char msg[300];
+    kx_tz *tz = NULL;
+    char why[200], msg[300] = "";
+    kx_err zerr = KX_OK;
+    if (kx_cron_parse(cron, &c, why, sizeof why) != KX_OK)
         snprintf(msg, sizeof msg, "cron_expression cannot be read: %s", why);
+    else if ((zerr = kx_tz_load(zone, &tz, why, sizeof why)) != KX_OK && zerr != KX_ERR_INVALID &&
+             zerr != KX_ERR_NOT_FOUND) {
+        kx_warn("scheduler: trigger %s: %s; retried next tick", id, why);
+        return false; /* the database unreadable for now: not the trigger's fault */
+    } else if (zerr != KX_OK)
+        snprintf(msg, sizeof msg, "timezone cannot be read: %s", why);
+    if (msg[0] != '\0') {
         kx_warn("scheduler: trigger %s: %s; it fires no more", id, msg);
         (void)sched_store_trigger_disable(s, db, id, due, msg);
         count("invalid");
         return false;
     }
     int64_t next = 0;
-    if (kx_cron_next(&c, now_s, &next) != KX_OK)
+    if (kx_cron_next_tz(&c, tz, now_s, &next) != KX_OK)
         next = 0; /* fires now, then no more */
+    kx_tz_free(tz);
     kx_err err = KX_OK;
     PGresult *res = sched_store_trigger_fire(s, db, id, due, next, &err);
     if (res == NULL) {
@@ -96,7 +108,7 @@ static int fire_due(scheduler *s, kx_db *db)
     for (int i = 0; i < PQntuples(res) && !atomic_load(&s->draining); i++) {
         int64_t now_s = strtoll(PQgetvalue(res, i, 4), NULL, 10);
         if (fire_one(s, db, PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), PQgetvalue(res, i, 2),
-                     now_s))
+                     now_s, PQgetvalue(res, i, 5)))
             fired++;
     }
     PQclear(res);

@@ -332,9 +332,19 @@ static void test_trigger_api(void **state)
     expect_400(&a, body, "never fires");
     snprintf(body, sizeof body,
              "{\"agent_id\": \"%s\", \"cron_expression\": \"* * * * *\", \"prompt\": \"x\", "
-             "\"timezone\": \"Europe/Berlin\"}",
+             "\"timezone\": \"Mars/Olympus_Mons\"}",
              agent);
-    expect_400(&a, body, "only UTC is supported");
+    expect_400(&a, body, "timezone: unknown time zone 'Mars/Olympus_Mons'");
+    snprintf(body, sizeof body,
+             "{\"agent_id\": \"%s\", \"cron_expression\": \"* * * * *\", \"prompt\": \"x\", "
+             "\"timezone\": \"../../../../etc/passwd\"}",
+             agent);
+    expect_400(&a, body, "is not a time zone name");
+    snprintf(body, sizeof body,
+             "{\"agent_id\": \"%s\", \"cron_expression\": \"* * * * *\", \"prompt\": \"x\", "
+             "\"timezone\": 5}",
+             agent);
+    expect_400(&a, body, "timezone");
     snprintf(body, sizeof body, "{\"agent_id\": \"%s\", \"cron_expression\": \"* * * * *\"}",
              agent);
     expect_400(&a, body, "prompt is required");
@@ -433,6 +443,75 @@ static void test_trigger_api(void **state)
     free(other_agent);
     free(a.token);
     free(b.token);
+}
+
+/* The hour and minute of the trigger's next fire on zone's wall clock (Postgres reads it). */
+static long long next_local(const char *id, const char *zone)
+{
+    const char *p[] = {id, zone};
+    return sql_int("SELECT extract(hour FROM next_fire_at AT TIME ZONE $2)::int * 100 + "
+                   "extract(minute FROM next_fire_at AT TIME ZONE $2)::int FROM run_triggers "
+                   "WHERE trigger_id = $1::uuid AND next_fire_at > now()",
+                   2, p);
+}
+
+static void make_due(const char *id, const char *ago);
+
+/* A trigger's cron expression is read on its time zone's wall clock: "0 9 * * *" in
+ * Europe/Berlin is 09:00 in Berlin (07:00 or 08:00 UTC by the season), when it is created,
+ * moved to another zone and fired by the scheduler (before: every zone but UTC was refused,
+ * "timezone: only UTC is supported"). */
+static void test_trigger_time_zones(void **state)
+{
+    (void)state;
+    account a;
+    new_account(&a);
+    char *agent = new_agent(&a);
+    char body[512];
+    snprintf(body, sizeof body,
+             "{\"agent_id\": \"%s\", \"cron_expression\": \"0 9 * * *\", "
+             "\"prompt\": \"say morning\", \"timezone\": \"Europe/Berlin\"}",
+             agent);
+    json_t *t = api(&a, "POST", "/api/triggers", body, 200);
+    assert_string_equal(json_string_value(json_object_get(t, "timezone")), "Europe/Berlin");
+    char id[KX_UUID_LEN + 1];
+    snprintf(id, sizeof id, "%s", json_string_value(json_object_get(t, "trigger_id")));
+    json_decref(t);
+    assert_int_equal(next_local(id, "Europe/Berlin"), 900);
+
+    snprintf(body, sizeof body,
+             "{\"agent_id\": \"%s\", \"cron_expression\": \"30 9 * * *\", "
+             "\"prompt\": \"say namaste\", \"timezone\": \"Asia/Kolkata\"}",
+             agent);
+    t = api(&a, "POST", "/api/triggers", body, 200);
+    char id2[KX_UUID_LEN + 1];
+    snprintf(id2, sizeof id2, "%s", json_string_value(json_object_get(t, "trigger_id")));
+    json_decref(t);
+    assert_int_equal(next_local(id2, "Asia/Kolkata"), 930);
+    assert_int_equal(next_local(id2, "UTC"), 400);
+
+    /* moved to another zone: the same wall-clock time there */
+    char path[128];
+    snprintf(path, sizeof path, "/api/triggers/%s", id);
+    t = api(&a, "PATCH", path, "{\"timezone\": \"America/New_York\"}", 200);
+    assert_string_equal(json_string_value(json_object_get(t, "timezone")), "America/New_York");
+    json_decref(t);
+    assert_int_equal(next_local(id, "America/New_York"), 900);
+    json_decref(api(&a, "PATCH", path, "{\"timezone\": \"\"}", 400));
+    json_decref(api(&a, "PATCH", path, "{\"timezone\": \"Nowhere/Zone\"}", 400));
+    json_decref(api(&a, "PATCH", path, "{\"timezone\": \"right/UTC\"}", 400));
+    assert_int_equal(next_local(id, "America/New_York"), 900); /* unchanged */
+
+    /* fired by the scheduler: the next fire is 09:00 in New York again */
+    const char *ip[] = {id};
+    long long runs = sql_int("SELECT count(*) FROM agent_runs WHERE trigger_id = $1::uuid", 1, ip);
+    make_due(id, "2 minutes");
+    assert_int_equal(next_local(id, "America/New_York"), 900);
+    assert_int_equal(sql_int("SELECT count(*) FROM agent_runs WHERE trigger_id = $1::uuid", 1, ip),
+                     runs + 1);
+    wait_idle(&a, 60000);
+    free(agent);
+    free(a.token);
 }
 
 /* ---- 5. two scheduler replicas fire each due time once ---- */
@@ -629,11 +708,9 @@ static int start_stack(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_runs_per_day),
-        cmocka_unit_test(test_tokens_per_month),
-        cmocka_unit_test(test_model_allow_list),
-        cmocka_unit_test(test_trigger_api),
-        cmocka_unit_test(test_two_schedulers_fire_once),
+        cmocka_unit_test(test_runs_per_day),       cmocka_unit_test(test_tokens_per_month),
+        cmocka_unit_test(test_model_allow_list),   cmocka_unit_test(test_trigger_api),
+        cmocka_unit_test(test_trigger_time_zones), cmocka_unit_test(test_two_schedulers_fire_once),
         cmocka_unit_test(test_usage_rows_trimmed),
     };
     int failed = cmocka_run_group_tests_name("limits_triggers", tests, start_stack, NULL);

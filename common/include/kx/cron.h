@@ -9,7 +9,7 @@
  * Also the macros @yearly (@annually), @monthly, @weekly, @daily (@midnight) and @hourly.
  * Day rule (as Vixie cron): when both day-of-month and day-of-week are restricted (neither
  * field starts with `*`), a day matches if EITHER matches; otherwise both must.
- * Times are UTC: there is no time zone support here.
+ * kx_cron_next reads the expression in UTC; kx_cron_next_tz in a time zone (kx/tz.h).
  *
  * Limits: an expression of at most KX_CRON_MAX_LEN bytes; steps 1..the field's span.
  *
@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "kx/err.h"
+#include "kx/tz.h"
 
 #define KX_CRON_MAX_LEN 256
 /* kx_cron_next searches this many years ahead (Feb 29 recurs within 8). */
@@ -48,5 +49,12 @@ kx_err kx_cron_parse(const char *expr, kx_cron *out, char *why, size_t whylen);
  * KX_CRON_HORIZON_YEARS (e.g. "0 0 30 2 *": never); KX_ERR_INVALID when after is below 0 or
  * above KX_CRON_MAX_TIME. */
 kx_err kx_cron_next(const kx_cron *c, int64_t after, int64_t *next);
+
+/* The same with the expression read on the wall clock of tz (NULL: UTC): the first instant
+ * strictly after `after` whose wall-clock time matches. A wall-clock time that occurs twice
+ * (clocks went back) fires once, at its first occurrence; one that does not occur (clocks went
+ * forward) fires moved forward by the gap (kx_tz_to_utc): "30 2 * * *" in Europe/Berlin fires
+ * at 03:30 CEST on the spring-forward day, once at 02:30 CEST on the fall-back day. */
+kx_err kx_cron_next_tz(const kx_cron *c, const kx_tz *tz, int64_t after, int64_t *next);
 
 #endif

@@ -33,4 +33,9 @@ struct timespec kx_abs_timespec_in_ms(clockid_t clock, int64_t ms);
 void kx_time_iso(char *buf, size_t len, int64_t unix_us);
 int64_t kx_now_us(void);
 
+/* Proleptic Gregorian calendar on day numbers, independent of the C library's time zones:
+ * days since 1970-01-01 of y-m-d (m 1-12, d 1-31), and back. */
+int64_t kx_days_from_civil(int64_t y, int m, int d);
+void kx_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
+
 #endif
