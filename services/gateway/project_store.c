@@ -80,7 +80,10 @@ kx_err gw_thread_update(kx_db *db, const char *thread_id, const char *account,
     return text(db, "gw_thread_update", 4, p, 0, NULL);
 }
 
-/* In one transaction: lock (account's, not deleted), stop the runs, forget the content.
+/* In one transaction: lock (account's, not deleted), forget the content (the threads marked
+ * deleted: their rows locked, so a start on one waits for this commit and then finds it
+ * deleted, store.c's gw_start), then stop the runs — after the forget, so that the stop also
+ * sees a run that a start which locked a thread before the forget committed meanwhile.
  * forgot (may be NULL) gets the forget statement's first column. */
 static kx_err delete_tx(kx_db *db, const char *lock, const char *stop, const char *forget,
                         const char *id, const char *account, gw_stopped_run **stopped,
@@ -93,6 +96,8 @@ static kx_err delete_tx(kx_db *db, const char *lock, const char *stop, const cha
         return err;
     const char *p[] = {id, account};
     err = text(db, lock, 2, p, 0, NULL);
+    if (err == KX_OK)
+        err = text(db, forget, 1, p, 0, forgot);
     PGresult *res = NULL;
     if (err == KX_OK) {
         err = rows(db, stop, 1, p, &res);
@@ -114,8 +119,6 @@ static kx_err delete_tx(kx_db *db, const char *lock, const char *stop, const cha
             err = KX_OK; /* no active run */
         }
     }
-    if (err == KX_OK)
-        err = text(db, forget, 1, p, 0, forgot);
     if (err == KX_OK)
         err = kx_db_commit(db);
     else

@@ -127,10 +127,15 @@ const kx_db_stmt gw_store_statements[] = {
      "      RETURNING id, thread_id) "
      "SELECT r.thread_id::text, r.id::text FROM r, m"},
 
-    /* $1 thread, $2 account, $3 prompt or NULL, $4..$7 run options */
+    /* $1 thread, $2 account, $3 prompt or NULL, $4..$7 run options. The thread row is
+     * locked FOR SHARE: a delete under way (it locks the thread before it stops the thread's
+     * runs, project_store.c) makes the start wait and then find the thread deleted; a start
+     * that locked it first is seen by the delete's stop. Unlocked, a start racing a delete
+     * committed a queued run on the deleted thread after its runs were stopped. */
     {"gw_start",
      "WITH t AS (SELECT thread_id, project_id FROM threads "
-     "           WHERE thread_id = $1::uuid AND account_id = $2::uuid AND deleted_at IS NULL), "
+     "           WHERE thread_id = $1::uuid AND account_id = $2::uuid AND deleted_at IS NULL "
+     "           FOR SHARE), "
      "m AS (INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, metadata) "
      "      SELECT thread_id, $2::uuid, 'user', true, "
      "             jsonb_build_object('role', 'user', 'content', $3::text), '{}'::jsonb "

@@ -16,7 +16,9 @@
  *     nothing created);
  *   - numbers of 2^63 or more in a body: 400 naming their place; one stored anyway (older
  *     data) still reads (GET thread, threads, agents: no 500);
+ *   - a start racing the delete of its thread or project: 404, no run left on the thread;
  *   - every route: another account's object is 404, as one that does not exist. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1061,6 +1063,104 @@ static void test_long_lists_are_paged(void **state)
     expect_page("/api/triggers?limit=2", "triggers", 2, true);
 }
 
+/* ---- a start racing a delete ------------------------------------------------------------------ */
+
+typedef struct http_job {
+    pthread_t t;
+    const char *method, *body;
+    char path[200];
+    long status;
+    json_t *answer;
+} http_job;
+
+static void *http_job_run(void *arg) /* as account a; its own header line (bearer's is shared) */
+{
+    http_job *j = arg;
+    char auth[600];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", g_tok_a);
+    j->answer = call2(j->method, j->path, auth, NULL, j->body ? "application/json" : NULL, j->body,
+                      j->body ? strlen(j->body) : 0, &j->status);
+    return NULL;
+}
+
+/* Waits up to limit_ms for n sessions to wait for a lock; false if fewer do. */
+static bool lock_waiters_within(long n, int64_t limit_ms)
+{
+    int64_t until = kx_mono_ms() + limit_ms;
+    while (sql_long("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()",
+                    NULL, NULL) < n) {
+        if (kx_mono_ms() > until)
+            return false;
+        usleep(20 * 1000);
+    }
+    return true;
+}
+
+/* A start on a thread whose delete (of the thread, or of its project) is under way must not
+ * leave a run on the deleted thread: the delete stops the runs it sees, and a run the start
+ * committed after that was left queued — the scheduler would run it, its messages written
+ * after the purge and never removed. Made deterministic here: a session holds a lock on the
+ * thread's first run, so the delete waits inside its transaction while the start comes. */
+static void start_during_delete(bool project)
+{
+    char tid[KX_UUID_LEN + 1], pid[KX_UUID_LEN + 1];
+    new_thread(0, project ? "race: project" : "race: thread", tid, pid);
+    long st = 0;
+    char start[200];
+    snprintf(start, sizeof start, "/api/thread/%s/agent/start", tid);
+    json_t *v = jcall(0, "POST", start, "{\"prompt\": \"first\"}", &st);
+    assert_int_equal(st, 200);
+    char first[KX_UUID_LEN + 1];
+    snprintf(first, sizeof first, "%s", json_string_value(json_object_get(v, "agent_run_id")));
+    json_decref(v);
+
+    PGconn *locker = PQconnectdb(g_gw.s.pg.url);
+    assert_int_equal(PQstatus(locker), CONNECTION_OK);
+    PQclear(PQexec(locker, "BEGIN"));
+    const char *lp[] = {first};
+    PGresult *r = PQexecParams(locker, "SELECT 1 FROM agent_runs WHERE id = $1::uuid FOR UPDATE",
+                               1, NULL, lp, NULL, NULL, 0);
+    assert_int_equal(PQntuples(r), 1);
+    PQclear(r);
+
+    http_job del = {.method = "DELETE"},
+             late = {.method = "POST", .body = "{\"prompt\": \"late\"}"};
+    snprintf(del.path, sizeof del.path, "/api/%s/%s", project ? "projects" : "threads",
+             project ? pid : tid);
+    snprintf(late.path, sizeof late.path, "%s", start);
+    assert_int_equal(pthread_create(&del.t, NULL, http_job_run, &del), 0);
+    assert_true(lock_waiters_within(1, 10000)); /* the delete waits for the run's lock */
+    assert_int_equal(pthread_create(&late.t, NULL, http_job_run, &late), 0);
+    (void)lock_waiters_within(2, 2000); /* the start waits for the delete, or it answered */
+    PQclear(PQexec(locker, "COMMIT"));
+    PQfinish(locker);
+    pthread_join(del.t, NULL);
+    pthread_join(late.t, NULL);
+    print_message("[ race     ] %s delete %ld, start meanwhile %ld %s\n",
+                  project ? "project" : "thread", del.status, late.status,
+                  late.status == 200 ? "" : detail(late.answer));
+    assert_int_equal(del.status, 200);
+    json_decref(del.answer);
+    long left = sql_long("SELECT count(*) FROM agent_runs WHERE thread_id = $1::uuid "
+                         "AND status IN ('queued', 'running')",
+                         tid, NULL);
+    if (left != 0)
+        fail_msg("%ld run(s) %s on the deleted thread (the start meanwhile answered %ld)", left,
+                 "queued", late.status);
+    assert_int_equal(late.status, 404);
+    assert_string_equal(detail(late.answer), "Thread not found");
+    json_decref(late.answer);
+    assert_true(purged(tid, 10000));
+}
+
+static void test_start_racing_a_delete(void **state)
+{
+    (void)state;
+    start_during_delete(false);
+    start_during_delete(true);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1071,7 +1171,10 @@ int main(void)
         cmocka_unit_test(test_big_numbers),
         cmocka_unit_test(test_long_lists_are_paged),
         cmocka_unit_test(test_delete_does_not_wait_for_messages),
+        cmocka_unit_test(test_start_racing_a_delete),
     };
+    if (getenv("KX_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("KX_TEST_FILTER"));
     int failed = cmocka_run_group_tests(tests, setup, NULL);
     kx_th_gw_stop(&g_gw, failed != 0);
     free(g_tok_a);
