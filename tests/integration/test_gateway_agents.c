@@ -670,22 +670,6 @@ static void test_versions_list_is_bounded(void **state)
     free(a.token);
 }
 
-/* The buffers (shared, hit or read) the plan of EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)
- * touched, or -1. */
-static long plan_blocks(PGresult *r)
-{
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
-        return -1;
-    json_t *v = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
-    json_t *plan = json_object_get(json_array_get(v, 0), "Plan");
-    long n = plan == NULL
-        ? -1
-        : (long)(json_integer_value(json_object_get(plan, "Shared Hit Blocks")) +
-                 json_integer_value(json_object_get(plan, "Shared Read Blocks")));
-    json_decref(v);
-    return n;
-}
-
 /* A page of versions reads the configs of its own versions only: the page is chosen from
  * version_number and config_bytes, then its versions are read. Before, the window took every
  * version whole, so a list read the config of every version up to ?limit (1000 by default) —
@@ -733,14 +717,9 @@ static void test_versions_list_reads_only_its_page(void **state)
     PQclear(r);
     assert_int_equal(json_array_size(page), 2); /* ~40 KB each within 100 KB */
     json_decref(page);
-    char explain[400];
-    snprintf(
-        explain, sizeof explain,
-        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE list('%s', '%s', NULL, 1000, 100000)", id,
-        a.id);
-    r = PQexec(c, explain);
-    long blocks = plan_blocks(r);
-    PQclear(r);
+    char explain[200];
+    snprintf(explain, sizeof explain, "EXECUTE list('%s', '%s', NULL, 1000, 100000)", id, a.id);
+    long blocks = kx_th_plan_buffers(c, explain);
     PQfinish(c);
     print_message("[ versions ] a page of 2 of 151 versions: %ld buffers\n", blocks);
     assert_true(blocks > 0);

@@ -37,6 +37,8 @@
 #include "kx/log.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "pgplans.h"
+#include "store.h"
 #include "stack.h"
 
 static kx_th_gw g_gw;
@@ -1161,6 +1163,37 @@ static void test_start_racing_a_delete(void **state)
     start_during_delete(true);
 }
 
+/* The purger takes the oldest queued thread from the queue's head (migration 025's index):
+ * with the primary key alone, each take (ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED:
+ * a full sort under FOR UPDATE) read and sorted the whole queue, so emptying a queue of n
+ * deleted threads (a bulk delete of projects) cost n whole sorts — an hour of the database's
+ * time at 100 000. The gateway's statement on a queue of 20 000 (uncommitted, in this session:
+ * the purger never sees them), analyzed. */
+static void test_purge_take_reads_the_queue_head(void **state)
+{
+    (void)state;
+    PGconn *c = PQconnectdb(g_gw.s.pg.url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PQclear(PQexec(c, "BEGIN"));
+    PGresult *r = PQexec(c,
+                         "INSERT INTO message_purges (thread_id, created_at) "
+                         "SELECT gen_random_uuid(), now() + g * interval '1 ms' "
+                         "FROM generate_series(1, 20000) g");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQclear(PQexec(c, "ANALYZE message_purges"));
+    r = PQprepare(c, "take", kx_th_stmt_sql(gw_store_statements, "gw_purge_next"), 0, NULL);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    long blocks = kx_th_plan_buffers(c, "EXECUTE take");
+    PQclear(PQexec(c, "ROLLBACK"));
+    PQfinish(c);
+    print_message("[ purge    ] a take from a queue of 20000: %ld buffers\n", blocks);
+    assert_true(blocks > 0);
+    if (blocks > 20)
+        fail_msg("a take from a queue of 20000 touched %ld buffers: the whole queue read", blocks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1172,6 +1205,7 @@ int main(void)
         cmocka_unit_test(test_long_lists_are_paged),
         cmocka_unit_test(test_delete_does_not_wait_for_messages),
         cmocka_unit_test(test_start_racing_a_delete),
+        cmocka_unit_test(test_purge_take_reads_the_queue_head),
     };
     if (getenv("KX_TEST_FILTER") != NULL)
         cmocka_set_test_filter(getenv("KX_TEST_FILTER"));
