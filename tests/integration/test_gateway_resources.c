@@ -1163,6 +1163,45 @@ static void test_start_racing_a_delete(void **state)
     start_during_delete(true);
 }
 
+/* A Postgres restart while the purger deletes a thread's messages (its batch waiting on a row
+ * another session locked, so the restart cuts it mid-statement): the purger's next look, on a
+ * new connection, removes them all. */
+static void test_purger_survives_a_postgres_restart(void **state)
+{
+    (void)state;
+    char tid[KX_UUID_LEN + 1], pid[KX_UUID_LEN + 1], path[200];
+    new_thread(0, "purged across a restart", tid, pid);
+    char *n = sql1("WITH m AS (INSERT INTO messages (thread_id, account_id, type, "
+                   "is_llm_message, content) SELECT $1::uuid, $2::uuid, 'status', false, "
+                   "jsonb_build_object('n', g) FROM generate_series(1, 12000) g RETURNING 1) "
+                   "SELECT count(*) FROM m",
+                   tid, g_acct_a);
+    assert_string_equal(n, "12000");
+    free(n);
+    PGconn *locker = PQconnectdb(g_gw.s.pg.url);
+    assert_int_equal(PQstatus(locker), CONNECTION_OK);
+    PQclear(PQexec(locker, "BEGIN"));
+    const char *lp[] = {tid};
+    PGresult *r = PQexecParams(locker,
+                               "SELECT 1 FROM messages WHERE thread_id = $1::uuid "
+                               "ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
+                               1, NULL, lp, NULL, NULL, 0);
+    assert_int_equal(PQntuples(r), 1);
+    PQclear(r);
+    snprintf(path, sizeof path, "/api/threads/%s", tid);
+    long st = 0;
+    json_decref(jcall(0, "DELETE", path, NULL, &st));
+    assert_int_equal(st, 200);
+    assert_true(lock_waiters_within(1, 10000)); /* the purger's batch waits for the row */
+    assert_int_equal(kx_th_pg_restart(&g_gw.s.pg), KX_OK); /* mid-batch; the locker goes */
+    PQfinish(locker);
+    int64_t t0 = kx_mono_ms();
+    bool ok = purged(tid, 20000);
+    print_message("[ purge    ] after a restart: %s in %lld ms\n", ok ? "gone" : "NOT gone",
+                  (long long)(kx_mono_ms() - t0));
+    assert_true(ok);
+}
+
 /* The purger takes the oldest queued thread from the queue's head (migration 025's index):
  * with the primary key alone, each take (ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED:
  * a full sort under FOR UPDATE) read and sorted the whole queue, so emptying a queue of n
@@ -1206,6 +1245,7 @@ int main(void)
         cmocka_unit_test(test_delete_does_not_wait_for_messages),
         cmocka_unit_test(test_start_racing_a_delete),
         cmocka_unit_test(test_purge_take_reads_the_queue_head),
+        cmocka_unit_test(test_purger_survives_a_postgres_restart), /* last: restarts Postgres */
     };
     if (getenv("KX_TEST_FILTER") != NULL)
         cmocka_set_test_filter(getenv("KX_TEST_FILTER"));
