@@ -17,6 +17,8 @@
  *   - numbers of 2^63 or more in a body: 400 naming their place; one stored anyway (older
  *     data) still reads (GET thread, threads, agents: no 500);
  *   - a start racing the delete of its thread or project: 404, no run left on the thread;
+ *   - what a page reads: the purger's take, a messages page (EXPLAIN's buffers of the gateway's
+ *     statements); the purger across a Postgres restart;
  *   - every route: another account's object is 404, as one that does not exist. */
 #include <pthread.h>
 #include <setjmp.h>
@@ -1163,6 +1165,50 @@ static void test_start_racing_a_delete(void **state)
     start_during_delete(true);
 }
 
+/* A page of messages reads the contents of its own rows only: each row's size (for the page's
+ * ~8 MiB) is the stored llm_bytes of an LLM message (migration 021), not its content made text
+ * again — which read every row up to ?limit (1000 by default), whatever the page kept: a public
+ * thread of a thousand 1 MB tool results cost Postgres a GB of detoasting per request (of
+ * anyone: public threads need no credentials), and a longer one ran past the statement
+ * timeout, so the thread could not be shown. The gateway's statement, a page of 100 KB of 100
+ * messages of ~40 KB. */
+static void test_messages_page_reads_only_its_rows(void **state)
+{
+    (void)state;
+    char tid[KX_UUID_LEN + 1], pid[KX_UUID_LEN + 1];
+    new_thread(0, "long tool results", tid, pid);
+    char *n = sql1("WITH m AS (INSERT INTO messages (thread_id, account_id, type, "
+                   "is_llm_message, content) SELECT $1::uuid, $2::uuid, 'tool', true, "
+                   "jsonb_build_object('role', 'tool', 'content', (SELECT string_agg(md5(g || "
+                   "'.' || i), '') FROM generate_series(1, 1250) i)) "
+                   "FROM generate_series(1, 100) g RETURNING 1) SELECT count(*) FROM m",
+                   tid, g_acct_a);
+    assert_string_equal(n, "100");
+    free(n);
+    PGconn *c = PQconnectdb(g_gw.s.pg.url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r =
+        PQprepare(c, "page", kx_th_stmt_sql(gw_store_statements, "gw_messages_desc"), 0, NULL);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    const char *args[] = {tid, "1000", NULL, "100000"};
+    r = PQexecPrepared(c, "page", 4, args, NULL, NULL, 0);
+    assert_int_equal(PQntuples(r), 1);
+    json_t *page = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+    PQclear(r);
+    assert_int_equal(json_array_size(json_object_get(page, "rows")), 2); /* ~40 KB each */
+    assert_int_equal(json_integer_value(json_object_get(page, "more")), 98);
+    json_decref(page);
+    char explain[200];
+    snprintf(explain, sizeof explain, "EXECUTE page('%s', 1000, NULL, 100000)", tid);
+    long blocks = kx_th_plan_buffers(c, explain);
+    PQfinish(c);
+    print_message("[ messages ] a page of 2 of 100 messages: %ld buffers\n", blocks);
+    assert_true(blocks > 0);
+    if (blocks > 200)
+        fail_msg("a page of 2 messages touched %ld buffers: every message's content read", blocks);
+}
+
 /* A Postgres restart while the purger deletes a thread's messages (its batch waiting on a row
  * another session locked, so the restart cuts it mid-statement): the purger's next look, on a
  * new connection, removes them all. */
@@ -1245,6 +1291,7 @@ int main(void)
         cmocka_unit_test(test_delete_does_not_wait_for_messages),
         cmocka_unit_test(test_start_racing_a_delete),
         cmocka_unit_test(test_purge_take_reads_the_queue_head),
+        cmocka_unit_test(test_messages_page_reads_only_its_rows),
         cmocka_unit_test(test_purger_survives_a_postgres_restart), /* last: restarts Postgres */
     };
     if (getenv("KX_TEST_FILTER") != NULL)
