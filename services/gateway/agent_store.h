@@ -54,15 +54,21 @@
      "SELECT kx_cfg_tools_json(v.config)::text FROM agents a " GW_AGENT_CURRENT                \
      "WHERE " GW_AGENT_READABLE},                                                              \
     /* $3 the newest version number left out (NULL: none), $4 most versions, $5 most bytes of   \
-     * config (the newest version always; migration 022's config_bytes) */                     \
+     * config (the newest version always; migration 022's config_bytes). The page is chosen    \
+     * from version_number and config_bytes alone, at most $4 rows on the agent's index; only   \
+     * its versions are read whole, one probe each (a scalar subquery: never joined to every    \
+     * version). Each row whole in the window read and sorted every config of the agent, a     \
+     * page of one version of an agent edited thousands of times included. */                 \
     {"gw_versions_list",                                                                       \
-     "SELECT (SELECT coalesce(json_agg(kx_version_json(kx_version_for(p.v, " GW_AGENT_NOT_OWNER \
-     ")) ORDER BY (p.v).version_number DESC), '[]'::json) FROM ("                              \
-     "  SELECT v, row_number() OVER w AS n, sum(v.config_bytes) OVER w AS upto "               \
-     "  FROM agent_versions v WHERE v.agent_id = a.agent_id "                                  \
-     "    AND ($3::int IS NULL OR v.version_number < $3::int) "                                \
-     "  WINDOW w AS (ORDER BY v.version_number DESC)) p "                                      \
-     "WHERE p.n <= $4::int AND (p.n = 1 OR p.upto <= $5::bigint))::text "                      \
+     "SELECT (SELECT coalesce(json_agg((SELECT kx_version_json(kx_version_for(v, "             \
+     GW_AGENT_NOT_OWNER ")) FROM agent_versions v WHERE v.agent_id = a.agent_id "              \
+     "AND v.version_number = p.version_number) ORDER BY p.version_number DESC), '[]'::json) "  \
+     "FROM (SELECT version_number, row_number() OVER w AS n, sum(config_bytes) OVER w AS upto " \
+     "  FROM (SELECT version_number, config_bytes FROM agent_versions "                        \
+     "    WHERE agent_id = a.agent_id AND ($3::int IS NULL OR version_number < $3::int) "      \
+     "    ORDER BY version_number DESC LIMIT $4::int) k "                                      \
+     "  WINDOW w AS (ORDER BY version_number DESC)) p "                                        \
+     "WHERE p.n = 1 OR p.upto <= $5::bigint)::text "                                           \
      "FROM agents a WHERE " GW_AGENT_READABLE},                                                \
     {"gw_version_get",                                                                         \
      "SELECT CASE WHEN v.version_id IS NULL THEN '' ELSE "                                     \

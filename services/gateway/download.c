@@ -39,7 +39,8 @@ typedef struct dl {
     gw_held *held;
     kx_bus *bus;
     struct MHD_Connection *conn;
-    char account[KX_UUID_LEN + 1];
+    char account[KX_UUID_LEN + 1]; /* the reader's (held bytes) */
+    char owner[KX_UUID_LEN + 1];   /* the sandbox's (the READs') */
     char project[KX_UUID_LEN + 1];
     char *path;
     int64_t timeout_ms, max_bytes;
@@ -122,7 +123,7 @@ static Kx__V1__SandboxFilesReply *read_chunk(dl *d, int64_t at, char *why, size_
     rq.path = d->path;
     rq.offset = at;
     kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(d->timeout_ms), d->account);
+    kx_bus_meta_init(&meta, kx_deadline_in(d->timeout_ms), d->owner);
     natsMsg *m = NULL;
     kx_err err = kx_bus_request_pb(d->bus, KX_SUBJ_SANDBOX_FILES, &rq.base, &meta, &m);
     if (err == KX_ERR_TIMEOUT) {
@@ -325,6 +326,7 @@ struct MHD_Response *gw_download_response(gw_app *app, const gw_download_src *sr
     d->bus = app->svc->bus;
     d->conn = src->conn;
     snprintf(d->account, sizeof d->account, "%s", src->account ? src->account : "");
+    snprintf(d->owner, sizeof d->owner, "%s", src->owner ? src->owner : d->account);
     snprintf(d->project, sizeof d->project, "%s", src->project);
     d->path = path;
     d->timeout_ms = src->timeout_ms;

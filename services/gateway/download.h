@@ -49,7 +49,9 @@ void gw_downloads_free(gw_downloads *d);
 /* Where the next READs go. */
 typedef struct gw_download_src {
     struct MHD_Connection *conn; /* the request's (suspended and resumed by the download) */
-    const char *account;         /* the bus requests' account ("" for an anonymous reader) */
+    const char *account;         /* the reader, whose held bytes it counts ("" anonymous) */
+    const char *owner;           /* the sandbox's owner: the READs' account (a start they
+                                  * cause counts for it, KX_SANDBOX_MAX_PER_ACCOUNT) */
     const char *project;         /* the sandbox's project */
     const char *path;            /* the file, as the client named it */
     int64_t timeout_ms;          /* each READ's deadline (KX_SANDBOX_GET_TIMEOUT_MS) */

@@ -50,7 +50,10 @@ kx_err gw_thread_update(kx_db *db, const char *thread_id, const char *account,
     return kx_db_exec_text(db, "gw_thread_update", 4, p, NULL);
 }
 
-/* In one transaction: lock (account's, not deleted), stop the runs, forget the content.
+/* In one transaction: lock (account's, not deleted), forget the content (the threads marked
+ * deleted: their rows locked, so a start on one waits for this commit and then finds it
+ * deleted, store.c's gw_start), then stop the runs — after the forget, so that the stop also
+ * sees a run that a start which locked a thread before the forget committed meanwhile.
  * forgot (may be NULL) gets the forget statement's first column. */
 static kx_err delete_tx(kx_db *db, const char *lock, const char *stop, const char *forget,
                         const char *id, const char *account, gw_stopped_run **stopped,
@@ -63,6 +66,8 @@ static kx_err delete_tx(kx_db *db, const char *lock, const char *stop, const cha
         return err;
     const char *p[] = {id, account};
     err = kx_db_exec_text(db, lock, 2, p, NULL);
+    if (err == KX_OK)
+        err = kx_db_exec_text(db, forget, 1, p, forgot);
     PGresult *res = NULL;
     if (err == KX_OK) {
         err = kx_db_exec_row(db, stop, 1, p, &res);
@@ -84,8 +89,6 @@ static kx_err delete_tx(kx_db *db, const char *lock, const char *stop, const cha
             err = KX_OK; /* no active run */
         }
     }
-    if (err == KX_OK)
-        err = kx_db_exec_text(db, forget, 1, p, forgot);
     if (err == KX_OK)
         err = kx_db_commit(db);
     else

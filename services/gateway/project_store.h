@@ -2,11 +2,14 @@
  * routes_threads.c): list, read, create, edit and delete, always filtered by the owner's
  * account (another account's row is "not found"), or readable by anyone when public.
  *
- * Deleting a thread or a project (one transaction each): its active runs are stopped (the
- * stop compare-and-set: status 'stopped', lease_epoch + 1, so a runner's fenced writes fail),
- * its messages deleted, its rows marked deleted_at (migration 008) and from then on absent
- * for every route; the agent_runs rows stay as the account's usage. The caller publishes STOP
- * and the terminal event of each stopped run (gw_publish_stop).
+ * Deleting a thread or a project (one transaction each): its rows are marked deleted_at
+ * (migration 008), from then on absent for every route, and its threads queued for the purger,
+ * which deletes their messages later (purge.h); then its active runs are stopped (the stop
+ * compare-and-set: status 'stopped', lease_epoch + 1, so a runner's fenced writes fail) — in
+ * this order, the threads' rows locked first, so that a start racing the delete either waits
+ * and finds the thread deleted or made a run the stop sees (store.c's gw_start); the
+ * agent_runs rows stay as the account's usage. The caller publishes STOP and the terminal
+ * event of each stopped run (gw_publish_stop).
  *
  * Errors: kx_err from kx_db; KX_ERR_NOT_FOUND when no row of this account matched.
  * Ownership: char ** outputs and *stopped are malloc'd and the caller's. The kx_db is

@@ -5,7 +5,8 @@
  * in the request's transaction (gw_thread_forget, gw_project_forget): the answer does not wait
  * for the messages, and a thread of a million rows can be deleted at all (its one DELETE ran
  * past the statement timeout and rolled back, every time). The purger, a thread of its own,
- * takes the oldest queued thread FOR UPDATE SKIP LOCKED (replicas share the queue), deletes
+ * takes the oldest queued thread FOR UPDATE SKIP LOCKED (replicas share the queue; on
+ * migration 025's index: the queue's head, not a sort of the whole queue per take), deletes
  * its messages GW_PURGE_BATCH at a time, each batch its own statement within the statement
  * timeout, and removes the entry in the same transaction once none is left. It runs when a
  * delete wakes it (gw_purger_kick) and every KX_PURGE_INTERVAL_MS anyway (what another replica

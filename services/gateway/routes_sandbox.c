@@ -27,6 +27,8 @@
  * UUID, or deleted: 404 "Sandbox not found". The project must be the caller's account's: another
  * account's sandbox is 404 as well, never a hint that it exists (Kortix answered 403); reads of
  * a public project's files are allowed, as in Kortix; a preview link of another account is 404.
+ * The broker is asked on behalf of the project's owner (its account on the bus), also for another
+ * account's read: a sandbox such a read starts counts for the owner (KX_SANDBOX_MAX_PER_ACCOUNT).
  * Recording: gw_sandbox_record writes the broker's SandboxInfo on projects.sandbox (only when
  * not older than what is there); ensure-active and delete record their replies, sandbox_state.c
  * records the broker's events.
@@ -68,9 +70,11 @@ typedef enum access_kind {
     FOR_PREVIEW, /* the owner; anyone else sees 404 */
 } access_kind;
 
-/* The project of sandbox req->id, checked for req->account. false with the reply set. */
+/* The project of sandbox req->id, checked for req->account, and its owner (owner may be NULL:
+ * the caller's own project). false with the reply set. */
 static bool find_sandbox(gw_app *app, gw_request *req, access_kind kind,
-                         char project[KX_UUID_LEN + 1], gw_reply *reply)
+                         char project[KX_UUID_LEN + 1], char owner[KX_UUID_LEN + 1],
+                         gw_reply *reply)
 {
     if (!kx_uuid_valid(req->id)) {
         gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Sandbox not found");
@@ -92,6 +96,8 @@ static bool find_sandbox(gw_app *app, gw_request *req, access_kind kind,
         gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Sandbox not found"); /* not a hint */
     } else {
         snprintf(project, KX_UUID_LEN + 1, "%s", PQgetvalue(r, 0, 0));
+        if (owner != NULL)
+            snprintf(owner, KX_UUID_LEN + 1, "%s", PQgetvalue(r, 0, 1));
         ok = true;
     }
     PQclear(r);
@@ -163,13 +169,14 @@ static unsigned int status_of(const char *code)
     return MHD_HTTP_INTERNAL_SERVER_ERROR;
 }
 
-/* One request to the broker; the decoded reply (kx_pb_free it), or NULL with the reply set. */
-static void *ask(gw_app *app, const gw_request *req, const char *subject,
-                 const ProtobufCMessage *rq, const ProtobufCMessageDescriptor *rep_desc,
-                 int64_t timeout_ms, gw_reply *reply)
+/* One request to the broker; the decoded reply (kx_pb_free it), or NULL with the reply set.
+ * account: the sandbox's owner — the account a start it causes counts for
+ * (KX_SANDBOX_MAX_PER_ACCOUNT), which is not the caller's when it reads a public project. */
+static void *ask(gw_app *app, const char *account, const char *subject, const ProtobufCMessage *rq,
+                 const ProtobufCMessageDescriptor *rep_desc, int64_t timeout_ms, gw_reply *reply)
 {
     kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(timeout_ms), req->account);
+    kx_bus_meta_init(&meta, kx_deadline_in(timeout_ms), account);
     natsMsg *m = NULL;
     kx_err err = kx_bus_request_pb(app->svc->bus, subject, rq, &meta, &m);
     if (err == KX_ERR_TIMEOUT) {
@@ -198,11 +205,11 @@ static bool broker_error(const Kx__V1__Error *e, gw_reply *reply)
     return true;
 }
 
-static Kx__V1__SandboxFilesReply *files(gw_app *app, const gw_request *req,
+static Kx__V1__SandboxFilesReply *files(gw_app *app, const char *owner,
                                         Kx__V1__SandboxFilesRequest *rq, gw_reply *reply)
 {
     Kx__V1__SandboxFilesReply *rep =
-        ask(app, req, KX_SUBJ_SANDBOX_FILES, &rq->base, &kx__v1__sandbox_files_reply__descriptor,
+        ask(app, owner, KX_SUBJ_SANDBOX_FILES, &rq->base, &kx__v1__sandbox_files_reply__descriptor,
             app->cfg.sandbox_get_ms, reply);
     if (rep != NULL && broker_error(rep->error, reply)) {
         kx_pb_free(rep);
@@ -264,15 +271,15 @@ static json_t *file_json(const Kx__V1__SandboxFileInfo *f)
 
 void gw_route_sandbox_files_list(gw_app *app, gw_request *req, gw_reply *reply)
 {
-    char project[KX_UUID_LEN + 1];
+    char project[KX_UUID_LEN + 1], owner[KX_UUID_LEN + 1];
     const char *path = query(req, "path");
-    if (!path_utf8(path, reply) || !find_sandbox(app, req, FOR_READ, project, reply))
+    if (!path_utf8(path, reply) || !find_sandbox(app, req, FOR_READ, project, owner, reply))
         return;
     Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
     rq.project_id = project;
     rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_LIST;
     rq.path = (char *)(path ? path : "/workspace");
-    Kx__V1__SandboxFilesReply *rep = files(app, req, &rq, reply);
+    Kx__V1__SandboxFilesReply *rep = files(app, owner, &rq, reply);
     if (rep == NULL)
         return;
     json_t *arr = json_array();
@@ -307,15 +314,15 @@ static void disposition(const char *name, char *out, size_t cap)
  * KX_SANDBOX_DOWNLOAD_MAX_MB. Either way the bytes held are counted (held.h). */
 void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply)
 {
-    char project[KX_UUID_LEN + 1];
+    char project[KX_UUID_LEN + 1], owner[KX_UUID_LEN + 1];
     const char *path = required_path(req, reply);
-    if (path == NULL || !find_sandbox(app, req, FOR_READ, project, reply))
+    if (path == NULL || !find_sandbox(app, req, FOR_READ, project, owner, reply))
         return;
     Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
     rq.project_id = project;
     rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ;
     rq.path = (char *)path;
-    Kx__V1__SandboxFilesReply *rep = files(app, req, &rq, reply);
+    Kx__V1__SandboxFilesReply *rep = files(app, owner, &rq, reply);
     if (rep == NULL)
         return;
     char name[512] = "file";
@@ -354,6 +361,7 @@ void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply
         gw_download_src src = {
             .conn = req->conn,
             .account = req->account,
+            .owner = owner,
             .project = project,
             .path = path,
             .timeout_ms = app->cfg.sandbox_get_ms,
@@ -389,7 +397,7 @@ bool gw_sandbox_write(gw_app *app, const gw_request *req, const char *project, c
         rq.offset = off == 0 ? 0 : (int64_t)off;
         rq.data.data = (uint8_t *)(data + off);
         rq.data.len = n;
-        Kx__V1__SandboxFilesReply *rep = files(app, req, &rq, reply);
+        Kx__V1__SandboxFilesReply *rep = files(app, req->account, &rq, reply);
         if (rep == NULL) {
             if (off > 0) { /* a partial file is worse than none */
                 Kx__V1__SandboxFilesRequest del = KX__V1__SANDBOX_FILES_REQUEST__INIT;
@@ -397,7 +405,7 @@ bool gw_sandbox_write(gw_app *app, const gw_request *req, const char *project, c
                 del.project_id = (char *)project;
                 del.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_DELETE;
                 del.path = (char *)path;
-                kx_pb_free(files(app, req, &del, &scratch));
+                kx_pb_free(files(app, req->account, &del, &scratch));
                 gw_reply_free(&scratch);
             }
             return false;
@@ -425,7 +433,7 @@ void gw_route_sandbox_files_upload(gw_app *app, gw_request *req, gw_reply *reply
                        "Form field 'file' (an uploaded file) is required");
         return;
     }
-    if (!find_sandbox(app, req, FOR_WRITE, project, reply) ||
+    if (!find_sandbox(app, req, FOR_WRITE, project, NULL, reply) ||
         !gw_sandbox_write(app, req, project, path, data, flen, reply))
         return;
     gw_reply_json(reply, MHD_HTTP_OK,
@@ -436,14 +444,14 @@ void gw_route_sandbox_files_delete(gw_app *app, gw_request *req, gw_reply *reply
 {
     char project[KX_UUID_LEN + 1];
     const char *path = required_path(req, reply);
-    if (path == NULL || !find_sandbox(app, req, FOR_WRITE, project, reply))
+    if (path == NULL || !find_sandbox(app, req, FOR_WRITE, project, NULL, reply))
         return;
     Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
     rq.project_id = project;
     rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_DELETE;
     rq.path = (char *)path;
     rq.recursive = true;
-    Kx__V1__SandboxFilesReply *rep = files(app, req, &rq, reply);
+    Kx__V1__SandboxFilesReply *rep = files(app, req->account, &rq, reply);
     if (rep == NULL)
         return;
     kx_pb_free(rep);
@@ -462,8 +470,8 @@ static Kx__V1__SandboxLifecycleReply *lifecycle(gw_app *app, const gw_request *r
     char subj[64];
     snprintf(subj, sizeof subj, KX_SUBJ_SANDBOX_LIFECYCLE_PREFIX "%s", op);
     Kx__V1__SandboxLifecycleReply *rep =
-        ask(app, req, subj, &rq.base, &kx__v1__sandbox_lifecycle_reply__descriptor, timeout_ms,
-            reply);
+        ask(app, req->account, subj, &rq.base, &kx__v1__sandbox_lifecycle_reply__descriptor,
+            timeout_ms, reply);
     if (rep != NULL && (broker_error(rep->error, reply) || rep->sandbox == NULL)) {
         if (rep->error == NULL)
             gw_reply_error(reply, MHD_HTTP_BAD_GATEWAY, "The sandbox service sent no sandbox");
@@ -503,7 +511,7 @@ void gw_sandbox_discard(gw_app *app, const gw_request *req, const char *project)
 void gw_route_sandbox_delete(gw_app *app, gw_request *req, gw_reply *reply)
 {
     char project[KX_UUID_LEN + 1];
-    if (!find_sandbox(app, req, FOR_WRITE, project, reply))
+    if (!find_sandbox(app, req, FOR_WRITE, project, NULL, reply))
         return;
     Kx__V1__SandboxLifecycleReply *rep =
         lifecycle(app, req, "delete", project, app->cfg.sandbox_get_ms, reply);
@@ -607,7 +615,7 @@ void gw_route_sandbox_preview(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     }
     char project[KX_UUID_LEN + 1];
-    if (!find_sandbox(app, req, FOR_PREVIEW, project, reply))
+    if (!find_sandbox(app, req, FOR_PREVIEW, project, NULL, reply))
         return;
     const char *token = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Preview-Token");
     if (token == NULL)
@@ -623,7 +631,7 @@ void gw_route_sandbox_preview(gw_app *app, gw_request *req, gw_reply *reply)
     rq.port = (int32_t)port;
     rq.token = (char *)token;
     Kx__V1__SandboxPreviewReply *rep =
-        ask(app, req, KX_SUBJ_SANDBOX_PREVIEW, &rq.base,
+        ask(app, req->account, KX_SUBJ_SANDBOX_PREVIEW, &rq.base,
             &kx__v1__sandbox_preview_reply__descriptor, app->cfg.sandbox_preview_ms, reply);
     if (rep == NULL)
         return;

@@ -74,11 +74,15 @@
 
 /* One page of a thread's messages in order dir: {"rows": [...], "more": <rows left out>,
  * "cursor_found": <$3 is NULL or one of the thread's messages>}. cmp is the row comparison
- * that means "after $3 in this order". LIMIT $2 + 1 tells whether more follow. */
+ * that means "after $3 in this order". LIMIT $2 + 1 tells whether more follow. A row's size
+ * is an LLM message's stored llm_bytes (migration 021: octet_length(content::text), computed
+ * at insert), made here only for the other rows: computed for all, it read the content of
+ * every row up to the limit, whatever the page kept (a public thread of a thousand 1 MB tool
+ * results: a GB detoasted per request). */
 #define MESSAGES_PAGE(dir, cmp)                                                                 \
     "WITH c AS (SELECT created_at, message_id FROM messages "                                   \
     "           WHERE message_id = $3::uuid AND thread_id = $1::uuid), "                        \
-    "page AS (SELECT m.*, octet_length(m.content::text) + "                                     \
+    "page AS (SELECT m.*, coalesce(m.llm_bytes, octet_length(m.content::text)) + "              \
     "                coalesce(octet_length(m.metadata::text), 0) AS size FROM messages m "      \
     "         WHERE m.thread_id = $1::uuid AND ($3::uuid IS NULL OR "                           \
     "               (m.created_at, m.message_id) " cmp                                          \
@@ -127,10 +131,15 @@ const kx_db_stmt gw_store_statements[] = {
      "      RETURNING id, thread_id) "
      "SELECT r.thread_id::text, r.id::text FROM r, m"},
 
-    /* $1 thread, $2 account, $3 prompt or NULL, $4..$7 run options */
+    /* $1 thread, $2 account, $3 prompt or NULL, $4..$7 run options. The thread row is
+     * locked FOR SHARE: a delete under way (it locks the thread before it stops the thread's
+     * runs, project_store.c) makes the start wait and then find the thread deleted; a start
+     * that locked it first is seen by the delete's stop. Unlocked, a start racing a delete
+     * committed a queued run on the deleted thread after its runs were stopped. */
     {"gw_start",
      "WITH t AS (SELECT thread_id, project_id FROM threads "
-     "           WHERE thread_id = $1::uuid AND account_id = $2::uuid AND deleted_at IS NULL), "
+     "           WHERE thread_id = $1::uuid AND account_id = $2::uuid AND deleted_at IS NULL "
+     "           FOR SHARE), "
      "m AS (INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, metadata) "
      "      SELECT thread_id, $2::uuid, 'user', true, "
      "             jsonb_build_object('role', 'user', 'content', $3::text), '{}'::jsonb "

@@ -34,7 +34,8 @@ static void view_run(kx_db *db, te_dbjob *j)
     if (PQntuples(r) != 1) {
         PQclear(r);
         j->err = KX_ERR_NOT_FOUND;
-        snprintf(j->why, sizeof j->why, "thread %s is not the run's account's", j->thread_id);
+        snprintf(j->why, sizeof j->why, "thread %s is not the run's account's (or was deleted)",
+                 j->thread_id);
         return;
     }
     json_t *state =
@@ -70,7 +71,8 @@ static void tasks_run(kx_db *db, te_dbjob *j)
             db_failed(j, db, err, "reading the thread");
         else {
             j->err = KX_ERR_NOT_FOUND;
-            snprintf(j->why, sizeof j->why, "thread %s is not the run's account's", j->thread_id);
+            snprintf(j->why, sizeof j->why,
+                     "thread %s is not the run's account's (or was deleted)", j->thread_id);
         }
         PQclear(r);
         if (writes)
@@ -155,7 +157,8 @@ static void expand_run(kx_db *db, te_dbjob *j)
             db_failed(j, db, err, "reading the thread");
         else {
             j->err = KX_ERR_NOT_FOUND;
-            snprintf(j->why, sizeof j->why, "thread %s is not the run's account's", j->thread_id);
+            snprintf(j->why, sizeof j->why,
+                     "thread %s is not the run's account's (or was deleted)", j->thread_id);
         }
         return;
     }

@@ -165,6 +165,30 @@ const char *kx_th_stmt_sql(const kx_db_stmt *stmts, const char *name)
     return NULL;
 }
 
+long kx_th_plan_buffers(PGconn *c, const char *sql)
+{
+    size_t len = strlen(sql) + 64;
+    char *q = malloc(len);
+    if (q == NULL)
+        return -1;
+    snprintf(q, len, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) %s", sql);
+    PGresult *r = PQexec(c, q);
+    free(q);
+    json_t *doc = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
+        ? json_loads(PQgetvalue(r, 0, 0), 0, NULL)
+        : NULL;
+    const json_t *plan = json_object_get(json_array_get(doc, 0), "Plan");
+    long n = -1;
+    if (plan != NULL)
+        n = (long)(json_integer_value(json_object_get(plan, "Shared Hit Blocks")) +
+                   json_integer_value(json_object_get(plan, "Shared Read Blocks")));
+    else
+        fprintf(stderr, "pgplans: EXPLAIN ANALYZE %s: %s", sql, PQerrorMessage(c));
+    json_decref(doc);
+    PQclear(r);
+    return n;
+}
+
 int kx_th_plans_check(PGconn *c, const kx_db_stmt *stmts, const kx_th_plan_expect *expect)
 {
     char **partial = partial_indexes(c);

@@ -40,6 +40,12 @@ typedef struct kx_th_plan_expect {
  * when there is none: for tests that prepare a service's statement themselves. */
 const char *kx_th_stmt_sql(const kx_db_stmt *stmts, const char *name);
 
+/* The shared buffers (hit and read) the plan of sql touched when run — EXPLAIN (ANALYZE,
+ * BUFFERS) of it, planning not counted — or -1 (the reason on stderr). sql runs: within a
+ * transaction the caller rolls back when it writes. A bound on what a statement reads
+ * (e.g. "EXECUTE s(...)" of a service's statement prepared with kx_th_stmt_sql). */
+long kx_th_plan_buffers(PGconn *c, const char *sql);
+
 /* The generic plan of sql (EXPLAIN, text format) as a malloc'd string, or NULL with the reason
  * in why. */
 char *kx_th_generic_plan(PGconn *c, const char *sql, char *why, size_t cap);

@@ -16,7 +16,11 @@
  *     nothing created);
  *   - numbers of 2^63 or more in a body: 400 naming their place; one stored anyway (older
  *     data) still reads (GET thread, threads, agents: no 500);
+ *   - a start racing the delete of its thread or project: 404, no run left on the thread;
+ *   - what a page reads: the purger's take, a messages page (EXPLAIN's buffers of the gateway's
+ *     statements); the purger across a Postgres restart;
  *   - every route: another account's object is 404, as one that does not exist. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,6 +39,8 @@
 #include "kx/log.h"
 #include "kx/time.h"
 #include "kx/uuid.h"
+#include "pgplans.h"
+#include "store.h"
 #include "stack.h"
 
 static kx_th_gw g_gw;
@@ -1072,6 +1078,218 @@ static void test_long_lists_are_paged(void **state)
     expect_page("/api/triggers?limit=2", "triggers", 2, true);
 }
 
+/* ---- a start racing a delete ------------------------------------------------------------------ */
+
+typedef struct http_job {
+    pthread_t t;
+    const char *method, *body;
+    char path[200];
+    long status;
+    json_t *answer;
+} http_job;
+
+static void *http_job_run(void *arg) /* as account a; its own header line (bearer's is shared) */
+{
+    http_job *j = arg;
+    char auth[600];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", g_tok_a);
+    j->answer = call2(j->method, j->path, auth, NULL, j->body ? "application/json" : NULL, j->body,
+                      j->body ? strlen(j->body) : 0, &j->status);
+    return NULL;
+}
+
+/* Waits up to limit_ms for n sessions to wait for a lock; false if fewer do. */
+static bool lock_waiters_within(long n, int64_t limit_ms)
+{
+    int64_t until = kx_mono_ms() + limit_ms;
+    while (sql_long("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()",
+                    NULL, NULL) < n) {
+        if (kx_mono_ms() > until)
+            return false;
+        usleep(20 * 1000);
+    }
+    return true;
+}
+
+/* A start on a thread whose delete (of the thread, or of its project) is under way must not
+ * leave a run on the deleted thread: the delete stops the runs it sees, and a run the start
+ * committed after that was left queued — the scheduler would run it, its messages written
+ * after the purge and never removed. Made deterministic here: a session holds a lock on the
+ * thread's first run, so the delete waits inside its transaction while the start comes. */
+static void start_during_delete(bool project)
+{
+    char tid[KX_UUID_LEN + 1], pid[KX_UUID_LEN + 1];
+    new_thread(0, project ? "race: project" : "race: thread", tid, pid);
+    long st = 0;
+    char start[200];
+    snprintf(start, sizeof start, "/api/thread/%s/agent/start", tid);
+    json_t *v = jcall(0, "POST", start, "{\"prompt\": \"first\"}", &st);
+    assert_int_equal(st, 200);
+    char first[KX_UUID_LEN + 1];
+    snprintf(first, sizeof first, "%s", json_string_value(json_object_get(v, "agent_run_id")));
+    json_decref(v);
+
+    PGconn *locker = PQconnectdb(g_gw.s.pg.url);
+    assert_int_equal(PQstatus(locker), CONNECTION_OK);
+    PQclear(PQexec(locker, "BEGIN"));
+    const char *lp[] = {first};
+    PGresult *r = PQexecParams(locker, "SELECT 1 FROM agent_runs WHERE id = $1::uuid FOR UPDATE",
+                               1, NULL, lp, NULL, NULL, 0);
+    assert_int_equal(PQntuples(r), 1);
+    PQclear(r);
+
+    http_job del = {.method = "DELETE"},
+             late = {.method = "POST", .body = "{\"prompt\": \"late\"}"};
+    snprintf(del.path, sizeof del.path, "/api/%s/%s", project ? "projects" : "threads",
+             project ? pid : tid);
+    snprintf(late.path, sizeof late.path, "%s", start);
+    assert_int_equal(pthread_create(&del.t, NULL, http_job_run, &del), 0);
+    assert_true(lock_waiters_within(1, 10000)); /* the delete waits for the run's lock */
+    assert_int_equal(pthread_create(&late.t, NULL, http_job_run, &late), 0);
+    (void)lock_waiters_within(2, 2000); /* the start waits for the delete, or it answered */
+    PQclear(PQexec(locker, "COMMIT"));
+    PQfinish(locker);
+    pthread_join(del.t, NULL);
+    pthread_join(late.t, NULL);
+    print_message("[ race     ] %s delete %ld, start meanwhile %ld %s\n",
+                  project ? "project" : "thread", del.status, late.status,
+                  late.status == 200 ? "" : detail(late.answer));
+    assert_int_equal(del.status, 200);
+    json_decref(del.answer);
+    long left = sql_long("SELECT count(*) FROM agent_runs WHERE thread_id = $1::uuid "
+                         "AND status IN ('queued', 'running')",
+                         tid, NULL);
+    if (left != 0)
+        fail_msg("%ld run(s) %s on the deleted thread (the start meanwhile answered %ld)", left,
+                 "queued", late.status);
+    assert_int_equal(late.status, 404);
+    assert_string_equal(detail(late.answer), "Thread not found");
+    json_decref(late.answer);
+    assert_true(purged(tid, 10000));
+}
+
+static void test_start_racing_a_delete(void **state)
+{
+    (void)state;
+    start_during_delete(false);
+    start_during_delete(true);
+}
+
+/* A page of messages reads the contents of its own rows only: each row's size (for the page's
+ * ~8 MiB) is the stored llm_bytes of an LLM message (migration 021), not its content made text
+ * again — which read every row up to ?limit (1000 by default), whatever the page kept: a public
+ * thread of a thousand 1 MB tool results cost Postgres a GB of detoasting per request (of
+ * anyone: public threads need no credentials), and a longer one ran past the statement
+ * timeout, so the thread could not be shown. The gateway's statement, a page of 100 KB of 100
+ * messages of ~40 KB. */
+static void test_messages_page_reads_only_its_rows(void **state)
+{
+    (void)state;
+    char tid[KX_UUID_LEN + 1], pid[KX_UUID_LEN + 1];
+    new_thread(0, "long tool results", tid, pid);
+    char *n = sql1("WITH m AS (INSERT INTO messages (thread_id, account_id, type, "
+                   "is_llm_message, content) SELECT $1::uuid, $2::uuid, 'tool', true, "
+                   "jsonb_build_object('role', 'tool', 'content', (SELECT string_agg(md5(g || "
+                   "'.' || i), '') FROM generate_series(1, 1250) i)) "
+                   "FROM generate_series(1, 100) g RETURNING 1) SELECT count(*) FROM m",
+                   tid, g_acct_a);
+    assert_string_equal(n, "100");
+    free(n);
+    PGconn *c = PQconnectdb(g_gw.s.pg.url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PGresult *r =
+        PQprepare(c, "page", kx_th_stmt_sql(gw_store_statements, "gw_messages_desc"), 0, NULL);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    const char *args[] = {tid, "1000", NULL, "100000"};
+    r = PQexecPrepared(c, "page", 4, args, NULL, NULL, 0);
+    assert_int_equal(PQntuples(r), 1);
+    json_t *page = json_loads(PQgetvalue(r, 0, 0), 0, NULL);
+    PQclear(r);
+    assert_int_equal(json_array_size(json_object_get(page, "rows")), 2); /* ~40 KB each */
+    assert_int_equal(json_integer_value(json_object_get(page, "more")), 98);
+    json_decref(page);
+    char explain[200];
+    snprintf(explain, sizeof explain, "EXECUTE page('%s', 1000, NULL, 100000)", tid);
+    long blocks = kx_th_plan_buffers(c, explain);
+    PQfinish(c);
+    print_message("[ messages ] a page of 2 of 100 messages: %ld buffers\n", blocks);
+    assert_true(blocks > 0);
+    if (blocks > 200)
+        fail_msg("a page of 2 messages touched %ld buffers: every message's content read", blocks);
+}
+
+/* A Postgres restart while the purger deletes a thread's messages (its batch waiting on a row
+ * another session locked, so the restart cuts it mid-statement): the purger's next look, on a
+ * new connection, removes them all. */
+static void test_purger_survives_a_postgres_restart(void **state)
+{
+    (void)state;
+    char tid[KX_UUID_LEN + 1], pid[KX_UUID_LEN + 1], path[200];
+    new_thread(0, "purged across a restart", tid, pid);
+    char *n = sql1("WITH m AS (INSERT INTO messages (thread_id, account_id, type, "
+                   "is_llm_message, content) SELECT $1::uuid, $2::uuid, 'status', false, "
+                   "jsonb_build_object('n', g) FROM generate_series(1, 12000) g RETURNING 1) "
+                   "SELECT count(*) FROM m",
+                   tid, g_acct_a);
+    assert_string_equal(n, "12000");
+    free(n);
+    PGconn *locker = PQconnectdb(g_gw.s.pg.url);
+    assert_int_equal(PQstatus(locker), CONNECTION_OK);
+    PQclear(PQexec(locker, "BEGIN"));
+    const char *lp[] = {tid};
+    PGresult *r = PQexecParams(locker,
+                               "SELECT 1 FROM messages WHERE thread_id = $1::uuid "
+                               "ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
+                               1, NULL, lp, NULL, NULL, 0);
+    assert_int_equal(PQntuples(r), 1);
+    PQclear(r);
+    snprintf(path, sizeof path, "/api/threads/%s", tid);
+    long st = 0;
+    json_decref(jcall(0, "DELETE", path, NULL, &st));
+    assert_int_equal(st, 200);
+    assert_true(lock_waiters_within(1, 10000)); /* the purger's batch waits for the row */
+    assert_int_equal(kx_th_pg_restart(&g_gw.s.pg), KX_OK); /* mid-batch; the locker goes */
+    PQfinish(locker);
+    int64_t t0 = kx_mono_ms();
+    bool ok = purged(tid, 20000);
+    print_message("[ purge    ] after a restart: %s in %lld ms\n", ok ? "gone" : "NOT gone",
+                  (long long)(kx_mono_ms() - t0));
+    assert_true(ok);
+}
+
+/* The purger takes the oldest queued thread from the queue's head (migration 025's index):
+ * with the primary key alone, each take (ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED:
+ * a full sort under FOR UPDATE) read and sorted the whole queue, so emptying a queue of n
+ * deleted threads (a bulk delete of projects) cost n whole sorts — an hour of the database's
+ * time at 100 000. The gateway's statement on a queue of 20 000 (uncommitted, in this session:
+ * the purger never sees them), analyzed. */
+static void test_purge_take_reads_the_queue_head(void **state)
+{
+    (void)state;
+    PGconn *c = PQconnectdb(g_gw.s.pg.url);
+    assert_int_equal(PQstatus(c), CONNECTION_OK);
+    PQclear(PQexec(c, "BEGIN"));
+    PGresult *r = PQexec(c,
+                         "INSERT INTO message_purges (thread_id, created_at) "
+                         "SELECT gen_random_uuid(), now() + g * interval '1 ms' "
+                         "FROM generate_series(1, 20000) g");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    PQclear(PQexec(c, "ANALYZE message_purges"));
+    r = PQprepare(c, "take", kx_th_stmt_sql(gw_store_statements, "gw_purge_next"), 0, NULL);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    long blocks = kx_th_plan_buffers(c, "EXECUTE take");
+    PQclear(PQexec(c, "ROLLBACK"));
+    PQfinish(c);
+    print_message("[ purge    ] a take from a queue of 20000: %ld buffers\n", blocks);
+    assert_true(blocks > 0);
+    if (blocks > 20)
+        fail_msg("a take from a queue of 20000 touched %ld buffers: the whole queue read", blocks);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1082,7 +1300,13 @@ int main(void)
         cmocka_unit_test(test_big_numbers),
         cmocka_unit_test(test_long_lists_are_paged),
         cmocka_unit_test(test_delete_does_not_wait_for_messages),
+        cmocka_unit_test(test_start_racing_a_delete),
+        cmocka_unit_test(test_purge_take_reads_the_queue_head),
+        cmocka_unit_test(test_messages_page_reads_only_its_rows),
+        cmocka_unit_test(test_purger_survives_a_postgres_restart), /* last: restarts Postgres */
     };
+    if (getenv("KX_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("KX_TEST_FILTER"));
     int failed = cmocka_run_group_tests(tests, setup, NULL);
     kx_th_gw_stop(&g_gw, failed != 0);
     free(g_tok_a);

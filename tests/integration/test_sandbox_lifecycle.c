@@ -16,7 +16,8 @@
  *   - POST, PUT, PATCH and DELETE through a preview link with their body and Content-Type; a
  *     body over KX_MAX_BODY_BYTES is a 413;
  *   - at most KX_SANDBOX_MAX_PER_ACCOUNT (2 here) sandboxes running per account: the third is
- *     a 429 naming the limit, another account is not concerned, a stopped one makes room;
+ *     a 429 naming the limit, another account is not concerned, a stopped one makes room; a
+ *     public project's sandbox started by another account's read counts for its owner;
  *   - downloads are streamed: a file over the old 64 MiB bound comes whole and byte-exact, one
  *     past KX_SANDBOX_DOWNLOAD_MAX_MB (100 here) is a 413 naming it; an unread download holds
  *     a bus message or two, not the file (KX_HTTP_HELD_ACCOUNT_MB, 16 MiB here: many unread
@@ -827,6 +828,68 @@ static void test_sandboxes_per_account(void **state)
     free(tb);
 }
 
+/* A sandbox counts for its owner's KX_SANDBOX_MAX_PER_ACCOUNT whoever's request starts it: a
+ * public project's stopped sandbox started again by another account reading its files is the
+ * owner's (it was the reader's: the owner got a sandbox past the limit, and the reader lost a
+ * place to a project not its own). */
+static void test_public_reads_count_for_the_owner(void **state)
+{
+    (void)state;
+    char a[KX_UUID_LEN + 1], b[KX_UUID_LEN + 1], pa[3][KX_UUID_LEN + 1], pb[2][KX_UUID_LEN + 1];
+    kx_uuid_new(a);
+    kx_uuid_new(b);
+    for (int i = 0; i < 3; i++) {
+        kx_uuid_new(pa[i]);
+        make_project(pa[i], a);
+    }
+    for (int i = 0; i < 2; i++) {
+        kx_uuid_new(pb[i]);
+        make_project(pb[i], b);
+    }
+    char *ta = kx_th_stack_token(&g_stack, a), *tb = kx_th_stack_token(&g_stack, b);
+    char url[300], *detail = NULL;
+    snprintf(url, sizeof url, "/api/projects/%s", pa[0]);
+    assert_int_equal(http("PATCH", url, ta, "application/json", "{\"is_public\": true}", 19, NULL),
+                     200);
+    assert_int_equal(ensure_active(pa[0], ta, &detail), 200);
+    free(detail);
+    char *sid = row_sandbox(pa[0], "id");
+    assert_non_null(sid);
+    assert_int_equal(upload(sid, ta, "/workspace/public.txt", "public", 6), 200);
+    assert_string_equal(life_ok("stop", pa[0], NULL), "stopped");
+    assert_int_equal(ensure_active(pa[1], ta, &detail), 200); /* a's one running sandbox */
+    free(detail);
+    kx_pb_free(exec_in(pa[1], "sleep 60", false)); /* busy: no auto-stop */
+
+    /* b reads a's public file: a's stopped sandbox starts again, as a's second */
+    snprintf(url, sizeof url, "/api/sandboxes/%s/files/content?path=/workspace/public.txt", sid);
+    kx_http_resp r;
+    assert_int_equal(http("GET", url, tb, NULL, NULL, 0, &r), 200);
+    assert_int_equal(r.len, 6);
+    kx_http_resp_free(&r);
+    kx_pb_free(exec_in(pa[0], "sleep 60", false));
+
+    long st = ensure_active(pa[2], ta, &detail);
+    if (st != 429)
+        fail_msg("a third sandbox for the owner of a public one a reader started: %ld %s", st,
+                 detail);
+    free(detail);
+    for (int i = 0; i < 2; i++) { /* b's own two places are free */
+        st = ensure_active(pb[i], tb, &detail);
+        if (st != 200)
+            fail_msg("the reader's own sandbox %d: %ld %s", i + 1, st, detail);
+        free(detail);
+        kx_pb_free(exec_in(pb[i], "sleep 60", false));
+    }
+    for (int i = 0; i < 2; i++) {
+        assert_string_equal(life_ok("stop", pa[i], NULL), "stopped");
+        assert_string_equal(life_ok("stop", pb[i], NULL), "stopped");
+    }
+    free(sid);
+    free(ta);
+    free(tb);
+}
+
 /* The gateway's kx_gateway_held_bytes. */
 static long long held_bytes(void)
 {
@@ -1334,6 +1397,7 @@ int main(void)
         cmocka_unit_test(test_preview_link),
         cmocka_unit_test(test_preview_methods_with_body),
         cmocka_unit_test(test_sandboxes_per_account),
+        cmocka_unit_test(test_public_reads_count_for_the_owner),
         cmocka_unit_test(test_large_downloads_stream),
         cmocka_unit_test(test_unread_downloads_are_bounded),
         cmocka_unit_test(test_download_cut_mid_stream),

@@ -5,7 +5,8 @@
  *   - a call from a stale lease epoch (a newer epoch of the run has called) is refused;
  *   - an output that JSON escaping makes larger than the bus still arrives, head and tail kept
  *     with a note, success kept — not lost and reported as a timeout;
- *   - ToolResult.status: ok / error / timeout / cancelled.
+ *   - ToolResult.status: ok / error / timeout / cancelled;
+ *   - the task list of a deleted thread is neither written nor read (not_found).
  * One stack for the whole binary. */
 #include <jansson.h>
 #include <pthread.h>
@@ -781,6 +782,41 @@ static void test_task_list(void **state)
     kx_th_tool_reply_free(&r);
 }
 
+/* A deleted thread's task list is neither written nor read: a tool call of its run still in
+ * flight when the thread was deleted wrote a task_list message into the deleted thread, after
+ * the purger may have removed its messages — a row nothing removes, of a thread that is 404 to
+ * every reader. */
+static void test_task_list_of_a_deleted_thread(void **state)
+{
+    (void)state;
+    char tid[KX_UUID_LEN + 1], sql[600];
+    kx_uuid_new(tid);
+    snprintf(sql, sizeof sql,
+             "INSERT INTO threads (thread_id, account_id, project_id, deleted_at) "
+             "VALUES ('%s', '%s', '%s', now())",
+             tid, g_account, g_project);
+    assert_int_equal(sql_exec(sql), KX_OK);
+    const char *tools[][2] = {{"create_tasks", "{\"task_contents\": [\"late\"]}"},
+                              {"view_tasks", "{}"}};
+    for (size_t i = 0; i < 2; i++) {
+        call_spec s = {NULL, 0, tools[i][0], tools[i][1], 10000, tid, NULL};
+        kx_th_tool_reply r = call(&s);
+        if (r.res->success)
+            fail_msg("%s on a deleted thread: %s", tools[i][0], r.res->output_json);
+        assert_string_equal(r.res->error->code, "not_found");
+        kx_th_tool_reply_free(&r);
+    }
+    kx_db *db = NULL;
+    assert_int_equal(kx_db_connect(g_pg.url, NULL, &db), KX_OK);
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM messages WHERE thread_id = '%s'", tid);
+    kx_err err = KX_OK;
+    PGresult *res = kx_db_exec_sql(db, sql, &err);
+    assert_non_null(res);
+    assert_string_equal(PQgetvalue(res, 0, 0), "0");
+    PQclear(res);
+    kx_db_close(db);
+}
+
 static void test_expand_message(void **state)
 {
     (void)state;
@@ -1010,11 +1046,14 @@ int main(void)
         cmocka_unit_test(test_files_escaping_paths),
         cmocka_unit_test(test_schemas_subject),
         cmocka_unit_test(test_task_list),
+        cmocka_unit_test(test_task_list_of_a_deleted_thread),
         cmocka_unit_test(test_expand_message),
         cmocka_unit_test(test_mcp_tool),
         cmocka_unit_test(test_fifty_calls_ten_hanging),
         cmocka_unit_test(test_breaker), /* last: it restarts the broker */
     };
+    if (getenv("KX_TEST_FILTER") != NULL)
+        cmocka_set_test_filter(getenv("KX_TEST_FILTER"));
     int failed = cmocka_run_group_tests(tests, group_setup, group_teardown);
     return failed + (g_left != 0);
 }
