@@ -11,6 +11,7 @@
 #include "form.h"
 #include "reply.h"
 #include "text.h"
+#include "kx/uuid.h"
 #include "kx/utf8.h"
 
 static bool blank(const char *s, size_t len)
@@ -181,6 +182,16 @@ bool gw_query_int(const gw_request *req, const char *name, long def, long lo, lo
     }
     *out = n;
     return true;
+}
+
+bool gw_query_before(const gw_request *req, const char **before, gw_reply *reply)
+{
+    *before = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "before");
+    if (*before == NULL || kx_uuid_valid(*before))
+        return true;
+    gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
+                   "before must be the id of the last item of the previous page");
+    return false;
 }
 
 bool gw_query_page(const gw_request *req, long *limit, long *offset, gw_reply *reply)

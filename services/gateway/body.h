@@ -37,6 +37,10 @@ bool gw_query_int(const gw_request *req, const char *name, long def, long lo, lo
  * which bounded every list Kortix's API answered. */
 #define GW_PAGE_MAX 1000
 bool gw_query_page(const gw_request *req, long *limit, long *offset, gw_reply *reply);
+/* A keyset page's start: ?before= the id of the last item of the previous page (a UUID;
+ * absent: NULL, from the newest). Unlike an offset it neither repeats nor skips items created
+ * or deleted between the pages. A 400 naming it otherwise. Borrowed from the request. */
+bool gw_query_before(const gw_request *req, const char **before, gw_reply *reply);
 /* Every key of obj must be one of allowed (NULL-terminated); else a 400 naming the first
  * other one. */
 bool gw_body_only(const json_t *obj, const char *const *allowed, gw_reply *reply);

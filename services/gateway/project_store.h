@@ -93,13 +93,19 @@
      "WITH d AS (DELETE FROM messages WHERE message_id = $2::uuid AND thread_id = $1::uuid "   \
      "AND is_llm_message RETURNING 1) SELECT (SELECT count(*) FROM d), "                       \
      "EXISTS (SELECT 1 FROM messages WHERE message_id = $2::uuid AND thread_id = $1::uuid)"},  \
-    /* $1 account, $2 rows at most, $3 rows skipped: {"rows": [...], "more": <more follow>} */ \
+    /* $1 account, $2 rows at most, $3 rows skipped, $4 the project the page starts after     \
+     * (NULL: from the newest; a deleted one still places the page): {"rows": [...], "more":   \
+     * <more follow>, "unknown_before": <$4 is none of the account's projects>} */              \
     {"gw_projects_list",                                                                       \
      "SELECT json_build_object('rows', coalesce(json_agg(j ORDER BY n) FILTER (WHERE n <= "    \
-     "$2::int), '[]'::json), 'more', count(*) > $2::int)::text FROM (SELECT j, row_number() "  \
+     "$2::int), '[]'::json), 'more', count(*) > $2::int, 'unknown_before', $4::uuid IS NOT "   \
+     "NULL AND NOT EXISTS (SELECT 1 FROM projects WHERE project_id = $4::uuid AND account_id " \
+     "= $1::uuid))::text FROM (SELECT j, row_number() "                                        \
      "OVER (ORDER BY created_at DESC, project_id) AS n FROM (SELECT json_build_object("        \
      GW_PROJECT_FIELDS("p") ") AS j, p.created_at, p.project_id FROM projects p "              \
-     "WHERE p.account_id = $1::uuid AND p.deleted_at IS NULL "                                 \
+     "WHERE p.account_id = $1::uuid AND p.deleted_at IS NULL AND " GW_SQL_BEFORE("p",          \
+     "project_id", "(SELECT created_at FROM projects WHERE project_id = $4::uuid AND "         \
+     "account_id = $1::uuid)", "$4::uuid") " "                                                 \
      "ORDER BY p.created_at DESC, p.project_id LIMIT $2::int + 1 OFFSET $3::int) q) s"},       \
     {"gw_project_get",                                                                         \
      "SELECT p.account_id::text, p.is_public, json_build_object(" GW_PROJECT_FIELDS("p")       \
@@ -153,7 +159,8 @@ kx_err gw_message_delete(kx_db *db, const char *thread_id, const char *message_i
 
 /* ---- projects ---- */
 /* A page of the account's projects, newest first: {"rows": [...], "more": <more follow>}. */
-kx_err gw_projects_list(kx_db *db, const char *account, int limit, long offset, char **json);
+kx_err gw_projects_list(kx_db *db, const char *account, int limit, long offset, const char *before,
+                        char **json);
 /* The project's owner, whether it is public, and its JSON. */
 kx_err gw_project_get(kx_db *db, const char *project_id, char account[KX_UUID_LEN + 1],
                       bool *is_public, char **json);

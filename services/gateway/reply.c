@@ -80,6 +80,11 @@ json_t *gw_json_from_sql(const char *text)
 void gw_reply_page(gw_reply *r, const char *page, const char *key)
 {
     json_t *v = gw_json_from_sql(page);
+    if (json_is_true(json_object_get(v, "unknown_before"))) {
+        json_decref(v);
+        gw_reply_error(r, MHD_HTTP_BAD_REQUEST, "before is not one of the listed %s", key);
+        return;
+    }
     json_t *rows = json_object_get(v, "rows");
     json_t *out = json_is_array(rows)
         ? json_pack("{s:O, s:b}", key, rows, "has_more", json_is_true(json_object_get(v, "more")))

@@ -189,17 +189,23 @@ const kx_db_stmt gw_store_statements[] = {
      "WHERE id = ANY($1::uuid[]) AND status IN ('completed', 'failed', 'stopped') "
      "AND COALESCE(completed_at, updated_at) < now() - make_interval(secs => $2::int)"},
 
-    /* $1 thread, $2 rows at most, $3 rows skipped: {"rows": [...], "more": <more follow>} */
+    /* $1 thread, $2 rows at most, $3 rows skipped, $4 the run the page starts after (NULL: from
+     * the newest): {"rows": [...], "more": <more follow>, "unknown_before": <$4 is none of the
+     * thread's runs>} */
     /* clang-format off */
     {"gw_thread_runs",
      "SELECT json_build_object('rows', COALESCE(json_agg(j ORDER BY n) FILTER (WHERE n <= "
-     "$2::int), '[]'::json), 'more', count(*) > $2::int)::text FROM ("
+     "$2::int), '[]'::json), 'more', count(*) > $2::int, 'unknown_before', $4::uuid IS NOT "
+     "NULL AND NOT EXISTS (SELECT 1 FROM agent_runs WHERE id = $4::uuid AND thread_id = "
+     "$1::uuid))::text FROM ("
      "  SELECT j, row_number() OVER (ORDER BY created_at DESC, id) AS n FROM ("
      "    SELECT json_build_object('id', id, 'thread_id', thread_id, 'status', status, "
      "      'started_at', " ISO("started_at") ", 'completed_at', " ISO("completed_at") ", "
      "      'error', error, 'created_at', " ISO("created_at") ", "
      "      'updated_at', " ISO("updated_at") ") AS j, created_at, id "
-     "    FROM agent_runs WHERE thread_id = $1::uuid "
+     "    FROM agent_runs r WHERE thread_id = $1::uuid AND "
+     GW_SQL_BEFORE("r", "id", "(SELECT created_at FROM agent_runs WHERE id = $4::uuid AND "
+                   "thread_id = $1::uuid)", "$4::uuid") " "
      "    ORDER BY created_at DESC, id LIMIT $2::int + 1 OFFSET $3::int) p) s"},
     /* clang-format on */
 
@@ -517,13 +523,14 @@ void gw_store_ended_free(gw_ended_run *runs, size_t n)
     free(runs);
 }
 
-kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, int limit, long offset, char **json)
+kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, int limit, long offset,
+                            const char *before, char **json)
 {
     char lim[16], off[24];
     snprintf(lim, sizeof lim, "%d", limit);
     snprintf(off, sizeof off, "%ld", offset);
-    const char *params[] = {thread_id, lim, off};
-    return kx_db_exec_text(db, "gw_thread_runs", 3, params, json);
+    const char *params[] = {thread_id, lim, off, before};
+    return kx_db_exec_text(db, "gw_thread_runs", 4, params, json);
 }
 
 kx_err gw_store_messages(kx_db *db, const char *thread_id, bool ascending, int limit,

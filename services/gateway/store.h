@@ -26,6 +26,14 @@ extern const kx_db_stmt gw_store_statements[];
 #define GW_SQL_ISO(col) \
     "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
 
+/* A keyset page's rows of table alias t listed newest first (created_at DESC, idcol): those
+ * after the cursor row, whose created_at the scalar subquery `at` reads and whose id is
+ * `cursor_id`; a NULL cursor (or one not found) is every row. The created_at bound is an index
+ * condition, so a page costs its own rows, not its depth as an OFFSET does. */
+#define GW_SQL_BEFORE(t, idcol, at, cursor_id)                                           \
+    t ".created_at <= coalesce(" at ", 'infinity') AND (" t ".created_at < coalesce(" at \
+      ", 'infinity') OR " t "." idcol " > " cursor_id ")"
+
 /* The options a run is started with; stored as agent_runs.metadata. */
 typedef struct gw_run_options {
     const char *model_name; /* NULL: the runner's default model */
@@ -130,7 +138,8 @@ kx_err gw_store_runs_ended(kx_db *db, const char *id_array, int grace_s, gw_ende
 void gw_store_ended_free(gw_ended_run *runs, size_t n);
 
 /* A page of a thread's runs, newest first: {"rows": [...], "more": <more follow>}. */
-kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, int limit, long offset, char **json);
+kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, int limit, long offset,
+                            const char *before, char **json);
 /* One page of a thread's messages (order asc or desc), as JSON {"rows": [...], "more": n,
  * "cursor_found": bool}: at most limit rows, starting after the message `after` (NULL: from
  * the first), and no more rows than fit max_bytes of content and metadata (the first row

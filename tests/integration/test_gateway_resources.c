@@ -1290,6 +1290,121 @@ static void test_purge_take_reads_the_queue_head(void **state)
         fail_msg("a take from a queue of 20000 touched %ld buffers: the whole queue read", blocks);
 }
 
+/* GET path as account b: the ids (under idkey) of the page's items under key appended to ids
+ * (a JSON array); the last one into last; whether more follow. */
+static bool page_ids(const char *path, const char *key, const char *idkey, json_t *ids,
+                     char last[KX_UUID_LEN + 1])
+{
+    long st = 0;
+    json_t *v = jcall(1, "GET", path, NULL, &st);
+    if (st != 200)
+        fail_msg("GET %s: %ld", path, st);
+    size_t i;
+    json_t *item;
+    json_array_foreach(json_object_get(v, key), i, item)
+    {
+        const char *id = json_string_value(json_object_get(item, idkey));
+        assert_non_null(id);
+        json_array_append_new(ids, json_string(id));
+        snprintf(last, KX_UUID_LEN + 1, "%s", id);
+    }
+    bool more = json_is_true(json_object_get(v, "has_more"));
+    json_decref(v);
+    return more;
+}
+
+/* Walking a list by ?before=<the last id> neither repeats nor skips an item when items are
+ * created and deleted between the pages (an offset repeats as many items as were created
+ * since: every trigger fire creates a project). Projects created in one statement share their
+ * created_at: the id orders them. */
+static void test_pages_by_cursor(void **state)
+{
+    (void)state;
+    const char *acct[] = {g_acct_b};
+    char *n = kx_th_sql_value(&g_gw.s,
+                              "WITH p AS (INSERT INTO projects (account_id, name, created_at) "
+                              "SELECT $1::uuid, 'cursor ' || g, now() + interval '1 day' + "
+                              "(g / 3) * interval '1 ms' FROM generate_series(1, 25) g "
+                              "RETURNING 1) SELECT count(*) FROM p",
+                              1, acct);
+    assert_string_equal(n, "25");
+    free(n);
+    json_t *ids = json_array();
+    char last[KX_UUID_LEN + 1] = "", path[200];
+    assert_true(page_ids("/api/projects?limit=10", "projects", "project_id", ids, last));
+    /* between the pages: three newer projects, and one not yet listed deleted */
+    free(kx_th_sql_value(&g_gw.s,
+                         "INSERT INTO projects (account_id, name, created_at) SELECT $1::uuid, "
+                         "'newer', now() + interval '2 days' FROM generate_series(1, 3) "
+                         "RETURNING 'ok'",
+                         1, acct));
+    free(kx_th_sql_value(&g_gw.s,
+                         "UPDATE projects SET deleted_at = now() WHERE project_id = (SELECT "
+                         "project_id FROM projects WHERE account_id = $1::uuid AND name LIKE "
+                         "'cursor %' ORDER BY created_at, project_id LIMIT 1) RETURNING 'ok'",
+                         1, acct));
+    for (int pages = 1; pages < 200; pages++) { /* the account's other projects too */
+        snprintf(path, sizeof path, "/api/projects?limit=%d&before=%s", pages < 3 ? 10 : 1000,
+                 last);
+        if (!page_ids(path, "projects", "project_id", ids, last))
+            break;
+    }
+    /* every "cursor" project but the deleted one once, in order, and no newer one */
+    char *want = kx_th_sql_value(&g_gw.s,
+                                 "SELECT json_agg(project_id ORDER BY created_at DESC, "
+                                 "project_id)::text FROM projects WHERE account_id = $1::uuid "
+                                 "AND deleted_at IS NULL AND name <> 'newer'",
+                                 1, acct);
+    char *got = json_dumps(ids, JSON_COMPACT);
+    json_t *w = json_loads(want, 0, NULL);
+    char *want_text = json_dumps(w, JSON_COMPACT);
+    if (strcmp(got, want_text) != 0)
+        fail_msg("projects by cursor: %zu listed, want %zu (repeated or skipped)",
+                 json_array_size(ids), json_array_size(w));
+    free(want_text);
+    json_decref(w);
+    free(want);
+    free(got);
+    json_decref(ids);
+
+    /* a thread's runs by cursor: 1003 runs, pages of 400 */
+    char tid[KX_UUID_LEN + 1], pid[KX_UUID_LEN + 1];
+    new_thread(1, "runs by cursor", tid, pid);
+    n = sql1("WITH r AS (INSERT INTO agent_runs (thread_id, account_id, project_id, status, "
+             "started_at, completed_at, created_at) SELECT t.thread_id, t.account_id, "
+             "t.project_id, 'completed', now(), now(), now() - (g / 2) * interval '1 ms' "
+             "FROM threads t, generate_series(1, 1003) g WHERE t.thread_id = $1::uuid "
+             "RETURNING 1) SELECT count(*) FROM r",
+             tid, NULL);
+    assert_string_equal(n, "1003");
+    free(n);
+    ids = json_array();
+    snprintf(path, sizeof path, "/api/thread/%s/agent-runs?limit=400", tid);
+    bool more = page_ids(path, "agent_runs", "id", ids, last);
+    while (more) {
+        snprintf(path, sizeof path, "/api/thread/%s/agent-runs?limit=400&before=%s", tid, last);
+        more = page_ids(path, "agent_runs", "id", ids, last);
+    }
+    char *listed = json_dumps(ids, JSON_COMPACT);
+    long distinct = sql_long("SELECT count(DISTINCT x) FROM json_array_elements_text($1::json) x",
+                             listed, NULL);
+    free(listed);
+    assert_int_equal(json_array_size(ids), 1003);
+    assert_int_equal(distinct, 1003);
+    json_decref(ids);
+
+    expect_error(1, "GET", "/api/projects?before=not-a-uuid", NULL, 400,
+                 "before must be the id of the last item of the previous page");
+    snprintf(path, sizeof path, "/api/projects?before=%s", pid); /* b's: the 1001 older ones */
+    expect_page(path, "projects", 1000, true);
+    char apid[KX_UUID_LEN + 1], atid[KX_UUID_LEN + 1];
+    new_thread(0, "another account's", atid, apid);
+    snprintf(path, sizeof path, "/api/projects?before=%s", apid);
+    expect_error(1, "GET", path, NULL, 400, "before is not one of the listed projects");
+    snprintf(path, sizeof path, "/api/thread/%s/agent-runs?before=%s", tid, apid);
+    expect_error(1, "GET", path, NULL, 400, "before is not one of the listed agent_runs");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1299,6 +1414,7 @@ int main(void)
         cmocka_unit_test(test_run_options),
         cmocka_unit_test(test_big_numbers),
         cmocka_unit_test(test_long_lists_are_paged),
+        cmocka_unit_test(test_pages_by_cursor),
         cmocka_unit_test(test_delete_does_not_wait_for_messages),
         cmocka_unit_test(test_start_racing_a_delete),
         cmocka_unit_test(test_purge_take_reads_the_queue_head),
