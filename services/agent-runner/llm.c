@@ -30,6 +30,7 @@
 #include "kx/metrics.h"
 #include "kx/sse.h"
 #include "kx/svc.h"
+#include "kx/utf8.h"
 #include "llm_provider.h"
 #include "llm_route.h"
 #include "prompt.h"
@@ -220,6 +221,9 @@ static void finish(llm_call *call, kx_err err, const char *msg)
         if (call->primary_error[0] != '\0' && n >= 0 && (size_t)n < sizeof call->result_msg)
             snprintf(call->result_msg + n, sizeof call->result_msg - (size_t)n,
                      "; before it, the primary model failed: %s", call->primary_error);
+        /* it quotes the provider's bytes and was cut to fit: it goes into JSON rows and a
+         * Postgres text column, which take UTF-8 only */
+        kx_utf8_scrub(call->result_msg);
     }
     kx_counter_add(kx_metrics_counter("kx_runner_llm_calls_total",
                                       err == KX_OK ? "result=\"ok\"" : "result=\"error\"",

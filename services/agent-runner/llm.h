@@ -45,7 +45,8 @@ typedef struct llm_call llm_call;
 
 typedef bool (*llm_content_cb)(void *arg, const char *delta, size_t len);
 /* err == KX_OK: llm_call_result(call) holds the answer. Otherwise message says what failed
- * (without the "LLM request failed: " prefix), e.g. "anthropic model claude-x: HTTP 401 from
+ * (without the "LLM request failed: " prefix; UTF-8: bytes of the provider's it quotes that
+ * are not are replaced with '?'), e.g. "anthropic model claude-x: HTTP 401 from
  * https://...: invalid x-api-key (authentication_error)". */
 typedef void (*llm_done_cb)(void *arg, llm_call *call, kx_err err, const char *message);
 

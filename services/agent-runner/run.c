@@ -31,6 +31,7 @@
 #include "kx/json.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
+#include "kx/utf8.h"
 #include "kx/uuid.h"
 
 static void begin_iteration(kx_loop *loop, void *arg);
@@ -944,7 +945,8 @@ static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *messa
     if (err != KX_OK) {
         char why[2600];
         snprintf(why, sizeof why, "LLM request failed: %s", message);
-        run_fail(r, why); /* frees the call (cancel_work) */
+        kx_utf8_scrub(why); /* the cut above may split a character */
+        run_fail(r, why);   /* frees the call (cancel_work) */
         return;
     }
     const llm_stream *s = llm_call_result(call);

@@ -42,6 +42,7 @@
 #include "kx/curlm.h"
 #include "kx/loop.h"
 #include "kx/time.h"
+#include "kx/utf8.h"
 #include "kx/uuid.h"
 #include "llm.h"
 #include "api_client.h"
@@ -99,6 +100,7 @@ typedef struct ctx {
     int64_t cancel_after_ms; /* > 0: cancel that long after the first content */
     int64_t cancelled_at;    /* kx_now_ms of the cancel */
     kx_timer *cancel_timer;
+    int64_t wall_ms; /* the call's wall deadline; 0: 60 s */
 } ctx;
 
 static void base_cfg(runner_config *cfg)
@@ -170,8 +172,9 @@ static int64_t ctx_call(ctx *c, const char *model)
     assert_int_equal(llm_client_new(&c->cfg, c->loop, c->curlm, &c->client), KX_OK);
     json_t *msgs = json_loads("[{\"role\":\"user\",\"content\":\"hi\"}]", 0, NULL);
     int64_t t0 = kx_mono_ms();
-    c->call = llm_call_start(c->client, model, msgs, kx_deadline_in(60000), "test", on_content,
-                             on_done, c);
+    c->call =
+        llm_call_start(c->client, model, msgs, kx_deadline_in(c->wall_ms ? c->wall_ms : 60000),
+                       "test", on_content, on_done, c);
     json_decref(msgs);
     assert_non_null(c->call);
     while (!c->done)
@@ -465,6 +468,25 @@ static void test_cancel_closes_the_connection(void **state)
     ctx_free(&c);
 }
 
+/* A data line whose JSON holds bytes that are not UTF-8: the call fails saying so, and its
+ * message (which quotes the line) is UTF-8 itself, for both wires. */
+static void test_bytes_not_utf8(void **state)
+{
+    (void)state;
+    const char *models[] = {"openai/h-badutf8:c12", "anthropic/h-badutf8:c12"};
+    for (size_t i = 0; i < 2; i++) {
+        ctx c;
+        ctx_init(&c);
+        ctx_call(&c, models[i]);
+        assert_int_equal(c.err, KX_ERR_PROTOCOL);
+        print_message("[ message  ] %s\n", c.msg);
+        assert_non_null(strstr(c.msg, "sent data that is not a JSON object"));
+        if (!kx_utf8_valid(c.msg, strlen(c.msg)))
+            fail_msg("%s: the error message is not UTF-8", models[i]);
+        ctx_free(&c);
+    }
+}
+
 /* ---- the whole stack ------------------------------------------------------------------- */
 
 typedef struct run {
@@ -631,6 +653,37 @@ static void test_stack_cut_fails_the_run(void **state)
     free(token);
 }
 
+/* A stream with bytes that are not UTF-8 fails its run with the parser's words (the message,
+ * which quotes those bytes, is saved as the run's error and an error status row). */
+static void test_stack_not_utf8_fails_the_run(void **state)
+{
+    (void)state;
+    char *token = new_token();
+    run r;
+    initiate(token, "openai/h-badutf8:stack", &r);
+    char *st = wait_final(&r, STREAM_TIMEOUT_MS);
+    char *err = run_col(&r, "error");
+    print_message("[ message  ] %s: %s\n", st, err);
+    assert_string_equal(st, "failed");
+    if (strncmp(err,
+                "LLM request failed: openai model h-badutf8:stack: the LLM stream sent data "
+                "that is not a JSON object",
+                95) != 0)
+        fail_msg("error \"%s\" does not say what happened", err);
+    free(err);
+    free(st);
+    const char *p[] = {r.thread_id};
+    char *saved = kx_th_sql_value(&g_stack,
+                                  "SELECT count(*) FROM messages WHERE thread_id = $1 AND "
+                                  "type = 'status' AND content->>'status_type' = 'error' AND "
+                                  "content->>'message' LIKE 'LLM request failed: %not a JSON%'",
+                                  1, p);
+    assert_non_null(saved);
+    assert_string_equal(saved, "1");
+    free(saved);
+    free(token);
+}
+
 /* ---- setup ----------------------------------------------------------------------------- */
 
 static int start_fake(void)
@@ -678,11 +731,13 @@ int main(void)
         cmocka_unit_test(test_no_first_byte),
         cmocka_unit_test(test_error_event_after_output),
         cmocka_unit_test(test_cancel_closes_the_connection),
+        cmocka_unit_test(test_bytes_not_utf8),
     };
     const struct CMUnitTest stack[] = {
         cmocka_unit_test(test_stack_anthropic_tool_round_trip),
         cmocka_unit_test(test_stack_stop_cancels_the_transfer),
         cmocka_unit_test(test_stack_cut_fails_the_run),
+        cmocka_unit_test(test_stack_not_utf8_fails_the_run),
     };
     int failed = cmocka_run_group_tests_name("llm", llm, NULL, NULL);
     int sfailed = cmocka_run_group_tests_name("stack", stack, start_stack, NULL);
