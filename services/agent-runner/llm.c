@@ -41,7 +41,7 @@
 #define CONNECT_TIMEOUT_MS 10000
 #define MAX_ERROR_BODY (64 * 1024)
 #define MAX_JSON_BODY (16 * 1024 * 1024)
-#define MAX_ANSWER_BYTES (4 * 1024 * 1024) /* text + tool-call arguments of one answer */
+#define MAX_ANSWER_BYTES (4 * 1024 * 1024) /* text + tool calls of one answer */
 #define EASY_POOL 64                       /* idle easy handles kept for the next attempts */
 
 struct llm_client {
@@ -376,6 +376,16 @@ static void attempt_failedf(llm_call *call, bool retryable, kx_err err, const ch
 
 /* ---- the transfer ---------------------------------------------------------------------- */
 
+/* What an answer holds: its text and its tool calls (a call's name and id too: a provider may
+ * send a different fragment of the name in every delta, and each is appended). */
+static size_t answer_bytes(const llm_stream *s)
+{
+    size_t n = s->content.len;
+    for (size_t i = 0; i < s->ncalls; i++)
+        n += s->calls[i].arguments.len + s->calls[i].name.len + s->calls[i].id.len;
+    return n;
+}
+
 static void on_sse_event(const char *event, const char *data, size_t len, const char *id,
                          void *arg)
 {
@@ -415,10 +425,7 @@ static void on_sse_event(const char *event, const char *data, size_t len, const 
         call->stream_failed = true;
         return;
     }
-    size_t answer = call->stream.content.len;
-    for (size_t i = 0; i < call->stream.ncalls; i++)
-        answer += call->stream.calls[i].arguments.len;
-    if (answer > MAX_ANSWER_BYTES) {
+    if (answer_bytes(&call->stream) > MAX_ANSWER_BYTES) {
         snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
                  "the LLM answer exceeded %d bytes", MAX_ANSWER_BYTES);
         call->stream_failed = true;

@@ -487,6 +487,23 @@ static void test_bytes_not_utf8(void **state)
     }
 }
 
+/* A tool call whose name grows by 1 MiB a delta (fragments that differ from the name so far
+ * are appended) is held to the answer's cap like text and arguments, not kept whole. */
+static void test_growing_name_capped(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    ctx_call(&c, "openai/h-namegrow:8:c13");
+    print_message("[ message  ] %s\n", c.msg);
+    if (c.err == KX_OK)
+        fail_msg("the call succeeded with a tool name of %zu bytes",
+                 llm_call_result(c.call)->ncalls ? llm_call_result(c.call)->calls[0].name.len : 0);
+    assert_int_equal(c.err, KX_ERR_PROTOCOL);
+    assert_non_null(strstr(c.msg, "the LLM answer exceeded 4194304 bytes"));
+    ctx_free(&c);
+}
+
 /* ---- the whole stack ------------------------------------------------------------------- */
 
 typedef struct run {
@@ -732,6 +749,7 @@ int main(void)
         cmocka_unit_test(test_error_event_after_output),
         cmocka_unit_test(test_cancel_closes_the_connection),
         cmocka_unit_test(test_bytes_not_utf8),
+        cmocka_unit_test(test_growing_name_capped),
     };
     const struct CMUnitTest stack[] = {
         cmocka_unit_test(test_stack_anthropic_tool_round_trip),
