@@ -43,6 +43,7 @@
 #define MAX_JSON_BODY (16 * 1024 * 1024)
 #define MAX_ANSWER_BYTES (4 * 1024 * 1024) /* text + tool calls of one answer */
 #define EASY_POOL 64                       /* idle easy handles kept for the next attempts */
+#define END_GRACE_MS 1000 /* after the answer's end, how long its body may stay open */
 
 struct llm_client {
     const runner_config *cfg;
@@ -376,6 +377,8 @@ static void attempt_failedf(llm_call *call, bool retryable, kx_err err, const ch
 
 /* ---- the transfer ---------------------------------------------------------------------- */
 
+static void watchdog_rearm(llm_call *call, int64_t in_ms);
+
 /* What an answer holds: its text and its tool calls (a call's name and id too: a provider may
  * send a different fragment of the name in every delta, and each is appended). */
 static size_t answer_bytes(const llm_stream *s)
@@ -391,8 +394,8 @@ static void on_sse_event(const char *event, const char *data, size_t len, const 
 {
     (void)id;
     llm_call *call = arg;
-    if (call->stop_requested || call->stream_failed)
-        return;
+    if (call->stop_requested || call->stream_failed || call->stream.done)
+        return; /* (after the answer's end: nothing more belongs to it) */
     /* an OpenAI-compatible server's error event (Anthropic's is parsed by its provider) */
     if (call->route.wire == LLM_WIRE_OPENAI && event != NULL && strcmp(event, "error") == 0) {
         char msg[400];
@@ -408,7 +411,12 @@ static void on_sse_event(const char *event, const char *data, size_t len, const 
     llm_feed_result r = call->prov->feed(&call->stream, event, data, len, &from);
     switch (r) {
     case LLM_FEED_OK: break;
-    case LLM_FEED_DONE: break;
+    case LLM_FEED_DONE:
+        /* the body normally ends right after; a provider that keeps it open (pinging or
+         * silent) does not hold the answer until the idle or the wall deadline */
+        if (call->watchdog != NULL)
+            watchdog_rearm(call, END_GRACE_MS);
+        break;
     case LLM_FEED_ERROR:
         snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
                  "the LLM stream reported an error: %s", call->stream.error);
@@ -461,19 +469,24 @@ static void pick_mode(llm_call *call)
 static void on_watchdog(kx_loop *loop, void *arg);
 static int64_t watchdog_in(const llm_call *call);
 
+/* The watchdog looks again in in_ms (sooner than it would have). */
+static void watchdog_rearm(llm_call *call, int64_t in_ms)
+{
+    kx_timer *t = kx_loop_timer(call->c->loop, in_ms, on_watchdog, call);
+    if (t != NULL) { /* else (out of memory) the old one stays: it re-arms when it fires */
+        kx_timer_cancel(call->watchdog);
+        call->watchdog = t;
+    }
+}
+
 /* A byte arrived. The first one switches the watchdog from the first byte's deadline to the
  * idle gap's, which may be sooner. */
 static void got_bytes(llm_call *call)
 {
     bool first = call->last_byte_mono == 0;
     call->last_byte_mono = kx_mono_ms();
-    if (first && call->watchdog != NULL && call->c->cfg->llm_idle_ms < call->c->cfg->llm_ttfb_ms) {
-        kx_timer *t = kx_loop_timer(call->c->loop, watchdog_in(call), on_watchdog, call);
-        if (t != NULL) { /* else (out of memory) the old one stays: it re-arms when it fires */
-            kx_timer_cancel(call->watchdog);
-            call->watchdog = t;
-        }
-    }
+    if (first && call->watchdog != NULL && call->c->cfg->llm_idle_ms < call->c->cfg->llm_ttfb_ms)
+        watchdog_rearm(call, watchdog_in(call));
 }
 
 static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -509,6 +522,10 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
     if (call->mode == BODY_UNKNOWN)
         pick_mode(call);
     if (call->mode == BODY_SSE) {
+        if (call->stream.done) { /* bytes after the answer's end: it is whole, stop reading */
+            call->stop_requested = true;
+            return 0;
+        }
         kx_err err = kx_sse_feed(&call->sse, ptr, n);
         if (err != KX_OK && !call->stream_failed) {
             snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
@@ -557,6 +574,11 @@ static void on_watchdog(kx_loop *loop, void *arg)
 {
     llm_call *call = arg;
     call->watchdog = NULL;
+    if (call->stream.done) { /* the answer ended END_GRACE_MS ago; its body is still open */
+        release_easy(call, true);
+        finish(call, KX_OK, "");
+        return;
+    }
     const runner_config *cfg = call->c->cfg;
     int64_t now = kx_mono_ms();
     bool wall = kx_deadline_expired(call->wall_deadline);

@@ -10,7 +10,9 @@
  *     response (status line, headers or body);
  *   - idle: KX_LLM_IDLE_MS, the longest gap between two received bytes (SSE comments and
  *     Anthropic's pings count: they prove the provider is alive);
- *   - the run's wall deadline.
+ *   - the run's wall deadline;
+ *   - after the answer's end ([DONE], Anthropic's message_stop) the body may stay open 1 s at
+ *     most: the call then completes with the answer (as it does at once when more bytes come).
  * Retries: HTTP 429, 5xx, 529, transport errors, the two timeouts above and a provider's error
  * event are retried (KX_LLM_RETRIES times per model) only while no output has reached the
  * caller, after Retry-After / retry-after-ms when the provider sent one (seconds or an HTTP

@@ -504,6 +504,44 @@ static void test_growing_name_capped(void **state)
     ctx_free(&c);
 }
 
+/* A provider that ends its answer ([DONE], message_stop) but keeps the body open (pinging, or
+ * silent): the call completes with the answer soon after its end, and the connection is
+ * closed. */
+static void test_end_then_linger(void **state)
+{
+    (void)state;
+    const char *models[] = {"openai/h-done-linger:ping:c14a", "anthropic/h-done-linger:ping:c14b",
+                            "openai/h-done-linger:silent:c14c",
+                            "anthropic/h-done-linger:silent:c14d"};
+    for (size_t i = 0; i < 4; i++) {
+        ctx c;
+        ctx_init(&c);
+        c.wall_ms = 10000;
+        int64_t took = ctx_call(&c, models[i]);
+        print_message("[ timing   ] %s: %lld ms: %s\n", models[i], (long long)took, c.msg);
+        if (c.err != KX_OK)
+            fail_msg("%s: the whole answer failed: %s", models[i], c.msg);
+        assert_string_equal(llm_call_result(c.call)->content.s, "Complete, then lingering.");
+        if (took > 4000)
+            fail_msg("%s: completed %lld ms after the request (want <= 4000)", models[i],
+                     (long long)took);
+        ctx_free(&c);
+        const char *sent = strchr(models[i], '/') + 1;
+        json_t *reqs = requests_for(sent);
+        int64_t closed = 0;
+        for (int k = 0; k < 100 && closed == 0; k++) {
+            json_decref(reqs);
+            reqs = requests_for(sent);
+            closed = jint(json_array_get(reqs, 0), "closed_ms");
+            if (closed == 0)
+                sleep_ms(20);
+        }
+        assert_int_equal(json_array_size(reqs), 1);
+        assert_true(closed > 0);
+        json_decref(reqs);
+    }
+}
+
 /* ---- the whole stack ------------------------------------------------------------------- */
 
 typedef struct run {
@@ -750,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_cancel_closes_the_connection),
         cmocka_unit_test(test_bytes_not_utf8),
         cmocka_unit_test(test_growing_name_capped),
+        cmocka_unit_test(test_end_then_linger),
     };
     const struct CMUnitTest stack[] = {
         cmocka_unit_test(test_stack_anthropic_tool_round_trip),

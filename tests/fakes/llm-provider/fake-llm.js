@@ -51,7 +51,8 @@
 //   h-namegrow:N       one tool call whose function.name grows by 1 MiB in each of N deltas
 //                      (fragments that differ from the name so far), then the normal end
 //   h-done-linger      a text answer to its end ([DONE]; Anthropic: message_stop), then the
-//                      connection stays open with a ": ping" comment every 200 ms (both wires)
+//                      connection stays open with a ": ping" comment every 200 ms (both wires);
+//                      h-done-linger:silent the same without the pings
 //   h-errbody          HTTP 500 whose body never ends (64 KiB every 50 ms)
 //   h-html             HTTP 200 with content-type text/html (a login page)
 //   h-hugeline:MB      one data line of MB MiB with no line end, then the connection closes
@@ -280,7 +281,8 @@ async function hostile(scenario, arg, wire, model, res, entry) {
     if (wire === 'anthropic') await streamAnthropic(res, model, p, {});
     else await streamOpenAI(res, model, p, {});
     entry.finished = true; // the answer is whole; the connection is not closed
-    await forever(200, () => ': ping\n\n');
+    if (arg === 'silent') await new Promise((r) => res.on('close', r));
+    else await forever(200, () => ': ping\n\n');
     return true;
   } else if (scenario === 'h-errbody') {
     res.writeHead(500, { 'Content-Type': 'text/plain' });
