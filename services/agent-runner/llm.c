@@ -94,6 +94,7 @@ struct llm_call {
     kx_sse_parser sse;
     body_mode mode;
     kx_buf raw;                  /* BODY_ERROR / BODY_JSON bytes */
+    bool raw_full;               /* BODY_ERROR: enough of the body kept, the rest not read */
     bool stop_requested;         /* on_content returned false */
     bool stream_failed;          /* an error event or malformed data in the stream */
     bool stream_error_retryable; /* the provider reported an error (vs. malformed data) */
@@ -538,10 +539,21 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
         return n;
     }
     size_t cap = call->mode == BODY_JSON ? MAX_JSON_BODY : MAX_ERROR_BODY;
-    size_t keep = call->raw.len >= cap ? 0 : (n < cap - call->raw.len ? n : cap - call->raw.len);
-    if (keep > 0 && kx_buf_add(&call->raw, ptr, keep) != KX_OK)
+    size_t keep = n < cap - call->raw.len ? n : cap - call->raw.len;
+    if (kx_buf_add(&call->raw, ptr, keep) != KX_OK)
         return 0;
-    return n;
+    if (keep == n)
+        return n;
+    /* more than the cap: not read on (a body that never ends would hold the call to its wall
+     * deadline); the status and the kept bytes say what happened */
+    if (call->mode == BODY_JSON) {
+        snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
+                 "the LLM answer (one JSON body, not a stream) exceeded %d bytes", MAX_JSON_BODY);
+        call->stream_failed = true;
+    } else {
+        call->raw_full = true;
+    }
+    return 0;
 }
 
 static void release_easy(llm_call *call, bool remove)
@@ -626,7 +638,7 @@ static void on_transfer_done(CURL *easy, CURLcode result, void *arg)
                         call->stream_errmsg);
         return;
     }
-    if (result != CURLE_OK) {
+    if (result != CURLE_OK && !call->raw_full) {
         attempt_failedf(call, true, KX_ERR_UNAVAILABLE, "could not talk to %s: %s%s%s", url,
                         curl_easy_strerror(result), call->curl_err[0] ? ": " : "", call->curl_err);
         return;
@@ -677,6 +689,7 @@ static void reset_attempt(llm_call *call)
     kx_sse_free(&call->sse);
     kx_sse_init(&call->sse, on_sse_event, call);
     kx_buf_free(&call->raw);
+    call->raw_full = false;
     llm_stream_free(&call->stream);
     llm_stream_init(&call->stream);
     call->mode = BODY_UNKNOWN;

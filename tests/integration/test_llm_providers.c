@@ -542,6 +542,35 @@ static void test_end_then_linger(void **state)
     }
 }
 
+/* An error status whose body never ends: the call fails with the status (and the first bytes
+ * of the body) once enough of it came, not at the wall deadline; the same for a whole JSON
+ * answer (not a stream) that never ends, past its cap. */
+static void test_endless_bodies(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    c.wall_ms = 10000;
+    c.cfg.llm_retries = 0;
+    int64_t took = ctx_call(&c, "openai/h-errbody:c15");
+    print_message("[ timing   ] %lld ms: %.200s\n", (long long)took, c.msg);
+    assert_int_equal(c.err, KX_ERR_UNAVAILABLE);
+    assert_non_null(strstr(c.msg, "HTTP 500 from http://127.0.0.1:"));
+    if (took > 4000)
+        fail_msg("failed %lld ms after the request (want <= 4000)", (long long)took);
+    ctx_free(&c);
+
+    ctx_init(&c);
+    c.wall_ms = 10000;
+    took = ctx_call(&c, "openai/h-bigjson:c15");
+    print_message("[ timing   ] %lld ms: %s\n", (long long)took, c.msg);
+    assert_int_equal(c.err, KX_ERR_PROTOCOL);
+    assert_non_null(strstr(c.msg, "exceeded 16777216 bytes"));
+    if (took > 4000)
+        fail_msg("failed %lld ms after the request (want <= 4000)", (long long)took);
+    ctx_free(&c);
+}
+
 /* ---- the whole stack ------------------------------------------------------------------- */
 
 typedef struct run {
@@ -789,6 +818,7 @@ int main(void)
         cmocka_unit_test(test_bytes_not_utf8),
         cmocka_unit_test(test_growing_name_capped),
         cmocka_unit_test(test_end_then_linger),
+        cmocka_unit_test(test_endless_bodies),
     };
     const struct CMUnitTest stack[] = {
         cmocka_unit_test(test_stack_anthropic_tool_round_trip),

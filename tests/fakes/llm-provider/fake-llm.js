@@ -54,6 +54,8 @@
 //                      connection stays open with a ": ping" comment every 200 ms (both wires);
 //                      h-done-linger:silent the same without the pings
 //   h-errbody          HTTP 500 whose body never ends (64 KiB every 50 ms)
+//   h-bigjson          HTTP 200 application/json (a whole chat.completion) whose body never
+//                      ends (1 MiB of its text every 5 ms)
 //   h-html             HTTP 200 with content-type text/html (a login page)
 //   h-hugeline:MB      one data line of MB MiB with no line end, then the connection closes
 //   h-pings:MS         the first chunk, then only ": ping" comments every MS ms, for ever
@@ -287,6 +289,12 @@ async function hostile(scenario, arg, wire, model, res, entry) {
   } else if (scenario === 'h-errbody') {
     res.writeHead(500, { 'Content-Type': 'text/plain' });
     await forever(50, () => 'x'.repeat(65536));
+    return true;
+  } else if (scenario === 'h-bigjson') {
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.write('{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"');
+    const mb = 'x'.repeat(1 << 20);
+    await forever(5, () => mb);
     return true;
   } else if (scenario === 'h-html') {
     res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
