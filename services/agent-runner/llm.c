@@ -40,6 +40,7 @@
 #define MAX_RETRY_AFTER_MS (10 * 60 * 1000) /* a longer Retry-After is not waited for */
 #define CONNECT_TIMEOUT_MS 10000
 #define MAX_ERROR_BODY (64 * 1024)
+#define STREAM_HEAD 300 /* bytes of an event stream kept until its first event */
 #define MAX_JSON_BODY (16 * 1024 * 1024)
 #define MAX_ANSWER_BYTES (4 * 1024 * 1024) /* text + tool calls of one answer */
 #define EASY_POOL 64                       /* idle easy handles kept for the next attempts */
@@ -92,9 +93,12 @@ struct llm_call {
     int64_t started_mono, last_byte_mono; /* last_byte_mono 0: nothing received yet */
     int64_t retry_after_ms;               /* from the answer's headers, -1 if none */
     kx_sse_parser sse;
+    size_t nevents; /* events the SSE parser dispatched */
+    char ctype[64]; /* the response's content type, "" if none */
     body_mode mode;
-    kx_buf raw;                  /* BODY_ERROR / BODY_JSON bytes */
-    bool raw_full;               /* BODY_ERROR: enough of the body kept, the rest not read */
+    kx_buf raw;    /* BODY_ERROR / BODY_JSON bytes; BODY_SSE: its first bytes, for the message
+                   when no event comes */
+    bool raw_full; /* BODY_ERROR: enough of the body kept, the rest not read */
     bool stop_requested;         /* on_content returned false */
     bool stream_failed;          /* an error event or malformed data in the stream */
     bool stream_error_retryable; /* the provider reported an error (vs. malformed data) */
@@ -395,6 +399,7 @@ static void on_sse_event(const char *event, const char *data, size_t len, const 
 {
     (void)id;
     llm_call *call = arg;
+    call->nevents++;
     if (call->stop_requested || call->stream_failed || call->stream.done)
         return; /* (after the answer's end: nothing more belongs to it) */
     /* an OpenAI-compatible server's error event (Anthropic's is parsed by its provider) */
@@ -459,6 +464,7 @@ static void pick_mode(llm_call *call)
     curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
     const char *ctype = NULL;
     curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ctype);
+    snprintf(call->ctype, sizeof call->ctype, "%s", ctype != NULL ? ctype : "");
     if (status != 200)
         call->mode = BODY_ERROR;
     else if (ctype != NULL && strstr(ctype, "json") != NULL)
@@ -527,13 +533,21 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
             call->stop_requested = true;
             return 0;
         }
+        if (call->nevents == 0 && call->raw.len < STREAM_HEAD &&
+            kx_buf_add(&call->raw, ptr,
+                       n < STREAM_HEAD - call->raw.len ? n : STREAM_HEAD - call->raw.len) != KX_OK)
+            return 0;
         kx_err err = kx_sse_feed(&call->sse, ptr, n);
-        if (err != KX_OK && !call->stream_failed) {
+        if (err == KX_ERR_PROTOCOL && !call->stream_failed) /* kx_sse's only one */
+            snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
+                     "the LLM stream sent an event or a line of more than %zu bytes",
+                     call->sse.max_event_bytes);
+        else if (err != KX_OK && !call->stream_failed)
             snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
                      "the LLM stream could not be parsed as server-sent events (%s)",
                      kx_err_str(err));
+        if (err != KX_OK)
             call->stream_failed = true;
-        }
         if (call->stop_requested || call->stream_failed)
             return 0; /* abort the transfer: on_transfer_done sees why */
         return n;
@@ -676,6 +690,14 @@ static void on_transfer_done(CURL *easy, CURLcode result, void *arg)
         finish(call, KX_OK, "");
         return;
     }
+    if (call->nevents == 0) { /* not an event stream at all (a page, a compressed body, ...) */
+        char head[STREAM_HEAD + 1];
+        llm_error_message(call->raw.s, call->raw.len, head, sizeof head);
+        attempt_failedf(call, true, KX_ERR_PROTOCOL,
+                        "%s answered 200 but sent no event (content-type %s): %s", url,
+                        call->ctype[0] != '\0' ? call->ctype : "none", head);
+        return;
+    }
     attempt_failedf(call, true, KX_ERR_PROTOCOL,
                     "the stream from %s ended in the middle of the answer (%zu bytes of text "
                     "and %zu tool call(s) so far, no %s)",
@@ -690,6 +712,8 @@ static void reset_attempt(llm_call *call)
     kx_sse_init(&call->sse, on_sse_event, call);
     kx_buf_free(&call->raw);
     call->raw_full = false;
+    call->nevents = 0;
+    call->ctype[0] = '\0';
     llm_stream_free(&call->stream);
     llm_stream_init(&call->stream);
     call->mode = BODY_UNKNOWN;

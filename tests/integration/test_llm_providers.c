@@ -571,6 +571,33 @@ static void test_endless_bodies(void **state)
     ctx_free(&c);
 }
 
+/* A 200 that is not an event stream (a login page at a wrong base URL) and a line longer than
+ * the SSE parser takes: the messages say so. */
+static void test_not_a_stream_says_so(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    c.cfg.llm_retries = 0;
+    ctx_call(&c, "openai/h-html:c16");
+    print_message("[ message  ] %s\n", c.msg);
+    assert_int_not_equal(c.err, KX_OK);
+    const char *want[] = {"sent no event", "content-type text/html", "<title>Sign in</title>"};
+    for (size_t i = 0; i < 3; i++)
+        if (strstr(c.msg, want[i]) == NULL)
+            fail_msg("the message \"%s\" lacks \"%s\"", c.msg, want[i]);
+    ctx_free(&c);
+
+    ctx_init(&c);
+    c.cfg.llm_retries = 0;
+    ctx_call(&c, "openai/h-hugeline:16:c16");
+    print_message("[ message  ] %s\n", c.msg);
+    assert_int_equal(c.err, KX_ERR_PROTOCOL);
+    if (strstr(c.msg, "a line of more than 8388608 bytes") == NULL)
+        fail_msg("the message \"%s\" does not say the line was too long", c.msg);
+    ctx_free(&c);
+}
+
 /* ---- the whole stack ------------------------------------------------------------------- */
 
 typedef struct run {
@@ -819,6 +846,7 @@ int main(void)
         cmocka_unit_test(test_growing_name_capped),
         cmocka_unit_test(test_end_then_linger),
         cmocka_unit_test(test_endless_bodies),
+        cmocka_unit_test(test_not_a_stream_says_so),
     };
     const struct CMUnitTest stack[] = {
         cmocka_unit_test(test_stack_anthropic_tool_round_trip),
