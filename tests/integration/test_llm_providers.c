@@ -795,6 +795,49 @@ static void test_stack_not_utf8_fails_the_run(void **state)
     free(token);
 }
 
+/* A call whose arguments grow in small deltas that each end with '}' (so that they may look
+ * like a whole object, execute-on-stream) costs the runner's loop what the bytes cost, not a
+ * parse of all of them per delta: the run fails at the answer's cap within seconds, and a run
+ * of another account started meanwhile is not held up. */
+static void test_stack_growing_arguments_do_not_stall(void **state)
+{
+    (void)state;
+    char *token = new_token(), *other = new_token();
+    run r, peer;
+    int64_t t0 = kx_mono_ms();
+    initiate(token, "openai/h-argsgrow:1024:stack", &r);
+    for (int i = 0; i < 200; i++) { /* until its answer streams */
+        json_t *reqs = requests_for("h-argsgrow:1024:stack");
+        size_t n = json_array_size(reqs);
+        json_decref(reqs);
+        if (n > 0)
+            break;
+        sleep_ms(50);
+    }
+    sleep_ms(300);
+    int64_t t1 = kx_mono_ms();
+    initiate(other, "openai/text:argsgrow-peer", &peer);
+    char *st = wait_final(&peer, 60000);
+    int64_t peer_ms = kx_mono_ms() - t1;
+    assert_string_equal(st, "completed");
+    free(st);
+    st = wait_final(&r, 120000);
+    int64_t took = kx_mono_ms() - t0;
+    char *err = run_col(&r, "error");
+    print_message("[ timing   ] the growing call's run: %s after %lld ms (%s); a run started "
+                  "meanwhile: %lld ms\n",
+                  st, (long long)took, err, (long long)peer_ms);
+    assert_string_equal(st, "failed");
+    assert_non_null(strstr(err, "the LLM answer exceeded 4194304 bytes"));
+    if (peer_ms > 5000 || took > 15000)
+        fail_msg("the loop stalled: the other run took %lld ms, the growing one %lld ms",
+                 (long long)peer_ms, (long long)took);
+    free(err);
+    free(st);
+    free(token);
+    free(other);
+}
+
 /* ---- setup ----------------------------------------------------------------------------- */
 
 static int start_fake(void)
@@ -853,6 +896,7 @@ int main(void)
         cmocka_unit_test(test_stack_stop_cancels_the_transfer),
         cmocka_unit_test(test_stack_cut_fails_the_run),
         cmocka_unit_test(test_stack_not_utf8_fails_the_run),
+        cmocka_unit_test(test_stack_growing_arguments_do_not_stall),
     };
     int failed = cmocka_run_group_tests_name("llm", llm, NULL, NULL);
     int sfailed = cmocka_run_group_tests_name("stack", stack, start_stack, NULL);

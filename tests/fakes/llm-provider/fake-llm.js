@@ -53,6 +53,8 @@
 //   h-done-linger      a text answer to its end ([DONE]; Anthropic: message_stop), then the
 //                      connection stays open with a ": ping" comment every 200 ms (both wires);
 //                      h-done-linger:silent the same without the pings
+//   h-argsgrow:K       one execute_command call whose arguments grow by K-byte deltas that
+//                      each end with '}' ({"command": "echo xxx}xxx}...) to 4.5 MiB, then the end
 //   h-errbody          HTTP 500 whose body never ends (64 KiB every 50 ms)
 //   h-bigjson          HTTP 200 application/json (a whole chat.completion) whose body never
 //                      ends (1 MiB of its text every 5 ms)
@@ -286,6 +288,18 @@ async function hostile(scenario, arg, wire, model, res, entry) {
     if (arg === 'silent') await new Promise((r) => res.on('close', r));
     else await forever(200, () => ': ping\n\n');
     return true;
+  } else if (scenario === 'h-argsgrow') {
+    sse();
+    const k = Number(arg || 1024);
+    chunk({ tool_calls: [{ index: 0, id: 'call_ag1', type: 'function', function: { name: 'execute_command', arguments: '{"command": "echo ' } }] });
+    const piece = 'x'.repeat(k - 1) + '}';
+    for (let sent = 0; sent < 4.5 * (1 << 20) && !res.destroyed; sent += k) {
+      const ok = res.write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: piece } }] }, finish_reason: null }] })}\n\n`);
+      if (!ok) await new Promise((r) => res.once('drain', r));
+    }
+    if (res.destroyed) return true;
+    chunk({}, 'tool_calls');
+    sseWrite(res, null, '[DONE]');
   } else if (scenario === 'h-errbody') {
     res.writeHead(500, { 'Content-Type': 'text/plain' });
     await forever(50, () => 'x'.repeat(65536));
