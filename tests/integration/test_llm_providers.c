@@ -15,13 +15,22 @@
  *   7. a provider that goes silent after its first event: fails at the idle timeout;
  *   8. a provider that never answers: fails at the time-to-first-byte timeout;
  *   9. an error event after output: failed with the provider's message;
- *  10. cancel mid-stream: the fake sees its connection closed within 200 ms.
+ *  10. cancel mid-stream: the fake sees its connection closed within 200 ms;
+ *  a hostile or broken provider (the fake's h-* scenarios):
+ *  11. bytes that are not UTF-8 in a data line: failed, with a message that is UTF-8;
+ *  12. a tool call's name growing by 1 MiB a delta: failed at the answer's cap;
+ *  13. the answer's end, then the body kept open (pinging or silent): complete within 1 s;
+ *  14. an error body (or a whole JSON answer) that never ends: failed at once at its cap;
+ *  15. a 200 that is no event stream, a line over the SSE cap: messages that say so.
  * Group "stack" runs the whole stack with the runner pointed at the fake:
- *  11. a run on an alias of an Anthropic model: a tool call round trip (the tool_result goes
+ *  16. a run on an alias of an Anthropic model: a tool call round trip (the tool_result goes
  *      back as Anthropic's block), usage recorded in each turn's assistant_response_end;
- *  12. STOP mid-stream: the fake sees the transfer cancelled (within 500 ms of the STOP's
+ *  17. STOP mid-stream: the fake sees the transfer cancelled (within 500 ms of the STOP's
  *      answer; the STOP crosses the gateway and NATS first);
- *  13. a stream cut mid-message: the run fails with the provider, the model and the reason. */
+ *  18. a stream cut mid-message: the run fails with the provider, the model and the reason;
+ *  19. bytes that are not UTF-8: the run fails with the parser's words (not "out of memory");
+ *  20. a call's arguments growing in deltas that each end with '}': the run fails at the cap
+ *      within seconds and another run is not held up (execute-on-stream reads them once). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
