@@ -30,6 +30,7 @@
 #include "kx/metrics.h"
 #include "kx/sse.h"
 #include "kx/svc.h"
+#include "kx/utf8.h"
 #include "llm_provider.h"
 #include "llm_route.h"
 #include "prompt.h"
@@ -39,9 +40,11 @@
 #define MAX_RETRY_AFTER_MS (10 * 60 * 1000) /* a longer Retry-After is not waited for */
 #define CONNECT_TIMEOUT_MS 10000
 #define MAX_ERROR_BODY (64 * 1024)
+#define STREAM_HEAD 300 /* bytes of an event stream kept until its first event */
 #define MAX_JSON_BODY (16 * 1024 * 1024)
-#define MAX_ANSWER_BYTES (4 * 1024 * 1024) /* text + tool-call arguments of one answer */
+#define MAX_ANSWER_BYTES (4 * 1024 * 1024) /* text + tool calls of one answer */
 #define EASY_POOL 64                       /* idle easy handles kept for the next attempts */
+#define END_GRACE_MS 1000 /* after the answer's end, how long its body may stay open */
 
 struct llm_client {
     const runner_config *cfg;
@@ -90,8 +93,12 @@ struct llm_call {
     int64_t started_mono, last_byte_mono; /* last_byte_mono 0: nothing received yet */
     int64_t retry_after_ms;               /* from the answer's headers, -1 if none */
     kx_sse_parser sse;
+    size_t nevents; /* events the SSE parser dispatched */
+    char ctype[64]; /* the response's content type, "" if none */
     body_mode mode;
-    kx_buf raw;                  /* BODY_ERROR / BODY_JSON bytes */
+    kx_buf raw;    /* BODY_ERROR / BODY_JSON bytes; BODY_SSE: its first bytes, for the message
+                   when no event comes */
+    bool raw_full; /* BODY_ERROR: enough of the body kept, the rest not read */
     bool stop_requested;         /* on_content returned false */
     bool stream_failed;          /* an error event or malformed data in the stream */
     bool stream_error_retryable; /* the provider reported an error (vs. malformed data) */
@@ -220,6 +227,9 @@ static void finish(llm_call *call, kx_err err, const char *msg)
         if (call->primary_error[0] != '\0' && n >= 0 && (size_t)n < sizeof call->result_msg)
             snprintf(call->result_msg + n, sizeof call->result_msg - (size_t)n,
                      "; before it, the primary model failed: %s", call->primary_error);
+        /* it quotes the provider's bytes and was cut to fit: it goes into JSON rows and a
+         * Postgres text column, which take UTF-8 only */
+        kx_utf8_scrub(call->result_msg);
     }
     kx_counter_add(kx_metrics_counter("kx_runner_llm_calls_total",
                                       err == KX_OK ? "result=\"ok\"" : "result=\"error\"",
@@ -372,13 +382,26 @@ static void attempt_failedf(llm_call *call, bool retryable, kx_err err, const ch
 
 /* ---- the transfer ---------------------------------------------------------------------- */
 
+static void watchdog_rearm(llm_call *call, int64_t in_ms);
+
+/* What an answer holds: its text and its tool calls (a call's name and id too: a provider may
+ * send a different fragment of the name in every delta, and each is appended). */
+static size_t answer_bytes(const llm_stream *s)
+{
+    size_t n = s->content.len;
+    for (size_t i = 0; i < s->ncalls; i++)
+        n += s->calls[i].arguments.len + s->calls[i].name.len + s->calls[i].id.len;
+    return n;
+}
+
 static void on_sse_event(const char *event, const char *data, size_t len, const char *id,
                          void *arg)
 {
     (void)id;
     llm_call *call = arg;
-    if (call->stop_requested || call->stream_failed)
-        return;
+    call->nevents++;
+    if (call->stop_requested || call->stream_failed || call->stream.done)
+        return; /* (after the answer's end: nothing more belongs to it) */
     /* an OpenAI-compatible server's error event (Anthropic's is parsed by its provider) */
     if (call->route.wire == LLM_WIRE_OPENAI && event != NULL && strcmp(event, "error") == 0) {
         char msg[400];
@@ -394,7 +417,12 @@ static void on_sse_event(const char *event, const char *data, size_t len, const 
     llm_feed_result r = call->prov->feed(&call->stream, event, data, len, &from);
     switch (r) {
     case LLM_FEED_OK: break;
-    case LLM_FEED_DONE: break;
+    case LLM_FEED_DONE:
+        /* the body normally ends right after; a provider that keeps it open (pinging or
+         * silent) does not hold the answer until the idle or the wall deadline */
+        if (call->watchdog != NULL)
+            watchdog_rearm(call, END_GRACE_MS);
+        break;
     case LLM_FEED_ERROR:
         snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
                  "the LLM stream reported an error: %s", call->stream.error);
@@ -411,10 +439,7 @@ static void on_sse_event(const char *event, const char *data, size_t len, const 
         call->stream_failed = true;
         return;
     }
-    size_t answer = call->stream.content.len;
-    for (size_t i = 0; i < call->stream.ncalls; i++)
-        answer += call->stream.calls[i].arguments.len;
-    if (answer > MAX_ANSWER_BYTES) {
+    if (answer_bytes(&call->stream) > MAX_ANSWER_BYTES) {
         snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
                  "the LLM answer exceeded %d bytes", MAX_ANSWER_BYTES);
         call->stream_failed = true;
@@ -439,6 +464,7 @@ static void pick_mode(llm_call *call)
     curl_easy_getinfo(call->easy, CURLINFO_RESPONSE_CODE, &status);
     const char *ctype = NULL;
     curl_easy_getinfo(call->easy, CURLINFO_CONTENT_TYPE, &ctype);
+    snprintf(call->ctype, sizeof call->ctype, "%s", ctype != NULL ? ctype : "");
     if (status != 200)
         call->mode = BODY_ERROR;
     else if (ctype != NULL && strstr(ctype, "json") != NULL)
@@ -450,19 +476,24 @@ static void pick_mode(llm_call *call)
 static void on_watchdog(kx_loop *loop, void *arg);
 static int64_t watchdog_in(const llm_call *call);
 
+/* The watchdog looks again in in_ms (sooner than it would have). */
+static void watchdog_rearm(llm_call *call, int64_t in_ms)
+{
+    kx_timer *t = kx_loop_timer(call->c->loop, in_ms, on_watchdog, call);
+    if (t != NULL) { /* else (out of memory) the old one stays: it re-arms when it fires */
+        kx_timer_cancel(call->watchdog);
+        call->watchdog = t;
+    }
+}
+
 /* A byte arrived. The first one switches the watchdog from the first byte's deadline to the
  * idle gap's, which may be sooner. */
 static void got_bytes(llm_call *call)
 {
     bool first = call->last_byte_mono == 0;
     call->last_byte_mono = kx_mono_ms();
-    if (first && call->watchdog != NULL && call->c->cfg->llm_idle_ms < call->c->cfg->llm_ttfb_ms) {
-        kx_timer *t = kx_loop_timer(call->c->loop, watchdog_in(call), on_watchdog, call);
-        if (t != NULL) { /* else (out of memory) the old one stays: it re-arms when it fires */
-            kx_timer_cancel(call->watchdog);
-            call->watchdog = t;
-        }
-    }
+    if (first && call->watchdog != NULL && call->c->cfg->llm_idle_ms < call->c->cfg->llm_ttfb_ms)
+        watchdog_rearm(call, watchdog_in(call));
 }
 
 static size_t header_cb(char *ptr, size_t size, size_t nmemb, void *arg)
@@ -498,22 +529,45 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *arg)
     if (call->mode == BODY_UNKNOWN)
         pick_mode(call);
     if (call->mode == BODY_SSE) {
+        if (call->stream.done) { /* bytes after the answer's end: it is whole, stop reading */
+            call->stop_requested = true;
+            return 0;
+        }
+        if (call->nevents == 0 && call->raw.len < STREAM_HEAD &&
+            kx_buf_add(&call->raw, ptr,
+                       n < STREAM_HEAD - call->raw.len ? n : STREAM_HEAD - call->raw.len) != KX_OK)
+            return 0;
         kx_err err = kx_sse_feed(&call->sse, ptr, n);
-        if (err != KX_OK && !call->stream_failed) {
+        if (err == KX_ERR_PROTOCOL && !call->stream_failed) /* kx_sse's only one */
+            snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
+                     "the LLM stream sent an event or a line of more than %zu bytes",
+                     call->sse.max_event_bytes);
+        else if (err != KX_OK && !call->stream_failed)
             snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
                      "the LLM stream could not be parsed as server-sent events (%s)",
                      kx_err_str(err));
+        if (err != KX_OK)
             call->stream_failed = true;
-        }
         if (call->stop_requested || call->stream_failed)
             return 0; /* abort the transfer: on_transfer_done sees why */
         return n;
     }
     size_t cap = call->mode == BODY_JSON ? MAX_JSON_BODY : MAX_ERROR_BODY;
-    size_t keep = call->raw.len >= cap ? 0 : (n < cap - call->raw.len ? n : cap - call->raw.len);
-    if (keep > 0 && kx_buf_add(&call->raw, ptr, keep) != KX_OK)
+    size_t keep = n < cap - call->raw.len ? n : cap - call->raw.len;
+    if (kx_buf_add(&call->raw, ptr, keep) != KX_OK)
         return 0;
-    return n;
+    if (keep == n)
+        return n;
+    /* more than the cap: not read on (a body that never ends would hold the call to its wall
+     * deadline); the status and the kept bytes say what happened */
+    if (call->mode == BODY_JSON) {
+        snprintf(call->stream_errmsg, sizeof call->stream_errmsg,
+                 "the LLM answer (one JSON body, not a stream) exceeded %d bytes", MAX_JSON_BODY);
+        call->stream_failed = true;
+    } else {
+        call->raw_full = true;
+    }
+    return 0;
 }
 
 static void release_easy(llm_call *call, bool remove)
@@ -546,6 +600,11 @@ static void on_watchdog(kx_loop *loop, void *arg)
 {
     llm_call *call = arg;
     call->watchdog = NULL;
+    if (call->stream.done) { /* the answer ended END_GRACE_MS ago; its body is still open */
+        release_easy(call, true);
+        finish(call, KX_OK, "");
+        return;
+    }
     const runner_config *cfg = call->c->cfg;
     int64_t now = kx_mono_ms();
     bool wall = kx_deadline_expired(call->wall_deadline);
@@ -593,7 +652,7 @@ static void on_transfer_done(CURL *easy, CURLcode result, void *arg)
                         call->stream_errmsg);
         return;
     }
-    if (result != CURLE_OK) {
+    if (result != CURLE_OK && !call->raw_full) {
         attempt_failedf(call, true, KX_ERR_UNAVAILABLE, "could not talk to %s: %s%s%s", url,
                         curl_easy_strerror(result), call->curl_err[0] ? ": " : "", call->curl_err);
         return;
@@ -631,6 +690,14 @@ static void on_transfer_done(CURL *easy, CURLcode result, void *arg)
         finish(call, KX_OK, "");
         return;
     }
+    if (call->nevents == 0) { /* not an event stream at all (a page, a compressed body, ...) */
+        char head[STREAM_HEAD + 1];
+        llm_error_message(call->raw.s, call->raw.len, head, sizeof head);
+        attempt_failedf(call, true, KX_ERR_PROTOCOL,
+                        "%s answered 200 but sent no event (content-type %s): %s", url,
+                        call->ctype[0] != '\0' ? call->ctype : "none", head);
+        return;
+    }
     attempt_failedf(call, true, KX_ERR_PROTOCOL,
                     "the stream from %s ended in the middle of the answer (%zu bytes of text "
                     "and %zu tool call(s) so far, no %s)",
@@ -644,6 +711,9 @@ static void reset_attempt(llm_call *call)
     kx_sse_free(&call->sse);
     kx_sse_init(&call->sse, on_sse_event, call);
     kx_buf_free(&call->raw);
+    call->raw_full = false;
+    call->nevents = 0;
+    call->ctype[0] = '\0';
     llm_stream_free(&call->stream);
     llm_stream_init(&call->stream);
     call->mode = BODY_UNKNOWN;

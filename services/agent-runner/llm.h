@@ -10,7 +10,9 @@
  *     response (status line, headers or body);
  *   - idle: KX_LLM_IDLE_MS, the longest gap between two received bytes (SSE comments and
  *     Anthropic's pings count: they prove the provider is alive);
- *   - the run's wall deadline.
+ *   - the run's wall deadline;
+ *   - after the answer's end ([DONE], Anthropic's message_stop) the body may stay open 1 s at
+ *     most: the call then completes with the answer (as it does at once when more bytes come).
  * Retries: HTTP 429, 5xx, 529, transport errors, the two timeouts above and a provider's error
  * event are retried (KX_LLM_RETRIES times per model) only while no output has reached the
  * caller, after Retry-After / retry-after-ms when the provider sent one (seconds or an HTTP
@@ -45,7 +47,8 @@ typedef struct llm_call llm_call;
 
 typedef bool (*llm_content_cb)(void *arg, const char *delta, size_t len);
 /* err == KX_OK: llm_call_result(call) holds the answer. Otherwise message says what failed
- * (without the "LLM request failed: " prefix), e.g. "anthropic model claude-x: HTTP 401 from
+ * (without the "LLM request failed: " prefix; UTF-8: bytes of the provider's it quotes that
+ * are not are replaced with '?'), e.g. "anthropic model claude-x: HTTP 401 from
  * https://...: invalid x-api-key (authentication_error)". */
 typedef void (*llm_done_cb)(void *arg, llm_call *call, kx_err err, const char *message);
 

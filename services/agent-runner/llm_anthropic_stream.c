@@ -56,7 +56,7 @@ static void set_stop_reason(llm_stream *s, const json_t *reason)
     else if (strcmp(r, "refusal") == 0)
         fr = "content_filter";
     if (fr[0] != '\0')
-        snprintf(s->finish_reason, sizeof s->finish_reason, "%s", fr);
+        llm_field_set(s->finish_reason, sizeof s->finish_reason, fr, strlen(fr));
 }
 
 static llm_feed_result malformed(llm_stream *s, const char *what)
@@ -229,7 +229,8 @@ llm_feed_result llm_anthropic_feed(llm_stream *s, const char *event, const char 
             s->nchunks++;
             const json_t *model = json_object_get(msg, "model");
             if (json_is_string(model) && s->model[0] == '\0')
-                snprintf(s->model, sizeof s->model, "%s", json_string_value(model));
+                llm_field_set(s->model, sizeof s->model, json_string_value(model),
+                              json_string_length(model));
             fold_usage(s, json_object_get(msg, "usage"));
             r = whole_message(s, msg); /* normally empty content, no stop_reason */
         }
@@ -252,7 +253,8 @@ llm_feed_result llm_anthropic_feed(llm_stream *s, const char *event, const char 
         s->nchunks++;
         const json_t *model = json_object_get(root, "model");
         if (json_is_string(model) && s->model[0] == '\0')
-            snprintf(s->model, sizeof s->model, "%s", json_string_value(model));
+            llm_field_set(s->model, sizeof s->model, json_string_value(model),
+                          json_string_length(model));
         fold_usage(s, json_object_get(root, "usage"));
         r = whole_message(s, root);
         if (r == LLM_FEED_OK) {

@@ -81,6 +81,17 @@ const char *llm_json_str(const json_t *obj, const char *key, size_t *len)
     return json_string_value(v);
 }
 
+void llm_field_set(char *dst, size_t cap, const char *s, size_t n)
+{
+    const char *nul = memchr(s, '\0', n);
+    if (nul != NULL)
+        n = (size_t)(nul - s);
+    if (n >= cap)
+        n = kx_utf8_floor(s, n, cap - 1);
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+}
+
 kx_err llm_text_add(kx_buf *b, const char *s, size_t n)
 {
     if (n == 0)
@@ -161,7 +172,8 @@ static llm_feed_result fold_choice(llm_stream *s, const json_t *choice)
     }
     const json_t *fr = json_object_get(choice, "finish_reason");
     if (json_is_string(fr) && json_string_length(fr) > 0)
-        snprintf(s->finish_reason, sizeof s->finish_reason, "%s", json_string_value(fr));
+        llm_field_set(s->finish_reason, sizeof s->finish_reason, json_string_value(fr),
+                      json_string_length(fr));
     return LLM_FEED_OK;
 }
 
@@ -248,7 +260,8 @@ static llm_feed_result feed_tree(llm_stream *s, const char *data, size_t len)
     s->nchunks++;
     const json_t *model = json_object_get(root, "model");
     if (json_is_string(model) && s->model[0] == '\0')
-        snprintf(s->model, sizeof s->model, "%s", json_string_value(model));
+        llm_field_set(s->model, sizeof s->model, json_string_value(model),
+                      json_string_length(model));
     const json_t *choices = json_object_get(root, "choices");
     if (choices != NULL && !json_is_array(choices)) {
         snprintf(s->error, sizeof s->error,

@@ -88,6 +88,10 @@ llm_feed_result llm_stream_feed_tree(llm_stream *s, const char *data, size_t len
 /* The string member key of obj and its length (*len; it may hold NUL bytes), or NULL when it
  * is absent, null or not a string. */
 const char *llm_json_str(const json_t *obj, const char *key, size_t *len);
+/* Copies the provider's string s[0..n) (up to a NUL byte) into the fixed field dst of cap
+ * bytes, NUL-terminated, cut at a UTF-8 character boundary when it does not fit (the fields
+ * go into JSON rows, which take UTF-8 only). */
+void llm_field_set(char *dst, size_t cap, const char *s, size_t n);
 /* Appends s[0..n) (a jansson string: UTF-8, maybe with NUL bytes) to b with every NUL byte as
  * U+FFFD (kx_utf8_sanitize). KX_ERR_NOMEM or KX_OK. */
 kx_err llm_text_add(kx_buf *b, const char *s, size_t n);

@@ -484,7 +484,7 @@ int llm_stream_scan_feed(llm_stream *st, const char *data, size_t len)
     /* accepted: applied as llm_stream_feed applies the tree */
     st->nchunks++;
     if (s.model.kind == V_STR && st->model[0] == '\0')
-        snprintf(st->model, sizeof st->model, "%.*s", (int)s.model.n, s.model.s);
+        llm_field_set(st->model, sizeof st->model, s.model.s, s.model.n);
     if (d != NULL) {
         if (d->content.kind == V_STR && d->content.n > 0) {
             if (add_string(&st->content, &d->content) != KX_OK)
@@ -496,7 +496,7 @@ int llm_stream_scan_feed(llm_stream *st, const char *data, size_t len)
             return (int)res;
     }
     if (s.has_choice0 && s.finish.kind == V_STR && s.finish.n > 0)
-        snprintf(st->finish_reason, sizeof st->finish_reason, "%.*s", (int)s.finish.n, s.finish.s);
+        llm_field_set(st->finish_reason, sizeof st->finish_reason, s.finish.s, s.finish.n);
     if (s.usage_v.kind == V_OBJ) {
         st->have_usage = true;
         st->prompt_tokens = s.prompt.kind == V_INT ? s.prompt.i : 0;

@@ -13,7 +13,6 @@
  * dropped and may already be queued for freeing — the caller returns at once. */
 #include "run.h"
 
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +30,7 @@
 #include "kx/json.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
+#include "kx/utf8.h"
 #include "kx/uuid.h"
 
 static void begin_iteration(kx_loop *loop, void *arg);
@@ -95,6 +95,7 @@ static void free_calls(run *r)
     r->calls = NULL;
     r->ncalls = r->next_call = 0;
     r->early = 0;
+    args_scan_reset(&r->early_args);
 }
 
 /* Forgets everything of the previous turn. */
@@ -810,26 +811,19 @@ static bool take_native_calls(run *r, const llm_stream *s)
     return true;
 }
 
-/* Whether native call i of the streaming answer is complete: a later call has begun, or its
- * arguments already form a whole JSON object (nothing can follow one's closing brace; parsed
- * only when the text ends with '}'). Anthropic's arguments given whole at the block's start
- * may still be replaced by deltas: not complete until a later call begins. */
-static bool native_call_complete(const llm_stream *s, size_t i)
+/* Whether native call r->early of the streaming answer is complete: a later call has begun,
+ * or its arguments already form a whole JSON object (nothing can follow one's closing brace;
+ * args_scan.h reads each byte of them once). Anthropic's arguments given whole at the block's
+ * start may still be replaced by deltas: not complete until a later call begins. */
+static bool native_call_complete(run *r, const llm_stream *s)
 {
+    size_t i = r->early;
     if (i + 1 < s->ncalls)
         return true;
     const llm_tool_call *t = &s->calls[i];
     if (t->args_whole || t->name.len == 0 || t->arguments.len == 0)
         return false;
-    size_t n = t->arguments.len;
-    while (n > 0 && isspace((unsigned char)t->arguments.s[n - 1]))
-        n--;
-    if (n == 0 || t->arguments.s[n - 1] != '}')
-        return false;
-    json_t *v = json_loadb(t->arguments.s, t->arguments.len, 0, NULL);
-    bool whole = json_is_object(v);
-    json_decref(v);
-    return whole;
+    return args_scan_whole(&r->early_args, t->arguments.s, t->arguments.len);
 }
 
 /* Execute-on-stream: with the parallel strategy a native call starts as soon as it is complete
@@ -840,12 +834,13 @@ static void on_llm_calls(void *arg, const llm_stream *s)
     run *r = arg;
     if (r->sequential || s->ncalls == 0)
         return;
-    while (r->early < s->ncalls && native_call_complete(s, r->early)) {
+    while (r->early < s->ncalls && native_call_complete(r, s)) {
         const llm_tool_call *t = &s->calls[r->early];
         run_call *c = add_call(r);
         if (c == NULL || !fill_native_call(c, t))
             return; /* out of memory: on_llm_done reports it */
         r->early++;
+        args_scan_reset(&r->early_args);
         c->early = true;
         rlog(r, KX_LOG_DEBUG, "run: tool call %zu (%s) complete in the stream; starting it",
              c->index, c->name);
@@ -944,7 +939,8 @@ static void on_llm_done(void *arg, llm_call *call, kx_err err, const char *messa
     if (err != KX_OK) {
         char why[2600];
         snprintf(why, sizeof why, "LLM request failed: %s", message);
-        run_fail(r, why); /* frees the call (cancel_work) */
+        kx_utf8_scrub(why); /* the cut above may split a character */
+        run_fail(r, why);   /* frees the call (cancel_work) */
         return;
     }
     const llm_stream *s = llm_call_result(call);

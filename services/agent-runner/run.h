@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include "agent_config.h"
+#include "args_scan.h"
 #include "chunks.h"
 #include "kx/bus.h"
 #include "kx/time.h"
@@ -98,11 +99,12 @@ struct run {
     size_t ncalls, next_call;
     bool xml_call;
     char assistant_message_id[40];
-    size_t launched; /* calls started (sequential: one at a time) */
-    size_t early;    /* native calls already taken from the stream (execute-on-stream) */
-    bool launching;  /* starting calls: completions wait for the loop to end */
-    bool terminate;  /* ask or complete ran: the run ends after this turn */
-    char *continued; /* text of earlier answers of this turn that stopped at "length" */
+    size_t launched;      /* calls started (sequential: one at a time) */
+    size_t early;         /* native calls already taken from the stream (execute-on-stream) */
+    args_scan early_args; /* how far the arguments of call `early` were read */
+    bool launching;       /* starting calls: completions wait for the loop to end */
+    bool terminate;       /* ask or complete ran: the run ends after this turn */
+    char *continued;      /* text of earlier answers of this turn that stopped at "length" */
     int64_t auto_continues;
 
     /* the agent (loaded at the first iteration) */

@@ -15,13 +15,22 @@
  *   7. a provider that goes silent after its first event: fails at the idle timeout;
  *   8. a provider that never answers: fails at the time-to-first-byte timeout;
  *   9. an error event after output: failed with the provider's message;
- *  10. cancel mid-stream: the fake sees its connection closed within 200 ms.
+ *  10. cancel mid-stream: the fake sees its connection closed within 200 ms;
+ *  a hostile or broken provider (the fake's h-* scenarios):
+ *  11. bytes that are not UTF-8 in a data line: failed, with a message that is UTF-8;
+ *  12. a tool call's name growing by 1 MiB a delta: failed at the answer's cap;
+ *  13. the answer's end, then the body kept open (pinging or silent): complete within 1 s;
+ *  14. an error body (or a whole JSON answer) that never ends: failed at once at its cap;
+ *  15. a 200 that is no event stream, a line over the SSE cap: messages that say so.
  * Group "stack" runs the whole stack with the runner pointed at the fake:
- *  11. a run on an alias of an Anthropic model: a tool call round trip (the tool_result goes
+ *  16. a run on an alias of an Anthropic model: a tool call round trip (the tool_result goes
  *      back as Anthropic's block), usage recorded in each turn's assistant_response_end;
- *  12. STOP mid-stream: the fake sees the transfer cancelled (within 500 ms of the STOP's
+ *  17. STOP mid-stream: the fake sees the transfer cancelled (within 500 ms of the STOP's
  *      answer; the STOP crosses the gateway and NATS first);
- *  13. a stream cut mid-message: the run fails with the provider, the model and the reason. */
+ *  18. a stream cut mid-message: the run fails with the provider, the model and the reason;
+ *  19. bytes that are not UTF-8: the run fails with the parser's words (not "out of memory");
+ *  20. a call's arguments growing in deltas that each end with '}': the run fails at the cap
+ *      within seconds and another run is not held up (execute-on-stream reads them once). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -42,6 +51,7 @@
 #include "kx/curlm.h"
 #include "kx/loop.h"
 #include "kx/time.h"
+#include "kx/utf8.h"
 #include "kx/uuid.h"
 #include "llm.h"
 #include "api_client.h"
@@ -99,6 +109,7 @@ typedef struct ctx {
     int64_t cancel_after_ms; /* > 0: cancel that long after the first content */
     int64_t cancelled_at;    /* kx_now_ms of the cancel */
     kx_timer *cancel_timer;
+    int64_t wall_ms; /* the call's wall deadline; 0: 60 s */
 } ctx;
 
 static void base_cfg(runner_config *cfg)
@@ -170,8 +181,9 @@ static int64_t ctx_call(ctx *c, const char *model)
     assert_int_equal(llm_client_new(&c->cfg, c->loop, c->curlm, &c->client), KX_OK);
     json_t *msgs = json_loads("[{\"role\":\"user\",\"content\":\"hi\"}]", 0, NULL);
     int64_t t0 = kx_mono_ms();
-    c->call = llm_call_start(c->client, model, msgs, kx_deadline_in(60000), "test", on_content,
-                             on_done, c);
+    c->call =
+        llm_call_start(c->client, model, msgs, kx_deadline_in(c->wall_ms ? c->wall_ms : 60000),
+                       "test", on_content, on_done, c);
     json_decref(msgs);
     assert_non_null(c->call);
     while (!c->done)
@@ -465,6 +477,136 @@ static void test_cancel_closes_the_connection(void **state)
     ctx_free(&c);
 }
 
+/* A data line whose JSON holds bytes that are not UTF-8: the call fails saying so, and its
+ * message (which quotes the line) is UTF-8 itself, for both wires. */
+static void test_bytes_not_utf8(void **state)
+{
+    (void)state;
+    const char *models[] = {"openai/h-badutf8:c12", "anthropic/h-badutf8:c12"};
+    for (size_t i = 0; i < 2; i++) {
+        ctx c;
+        ctx_init(&c);
+        ctx_call(&c, models[i]);
+        assert_int_equal(c.err, KX_ERR_PROTOCOL);
+        print_message("[ message  ] %s\n", c.msg);
+        assert_non_null(strstr(c.msg, "sent data that is not a JSON object"));
+        if (!kx_utf8_valid(c.msg, strlen(c.msg)))
+            fail_msg("%s: the error message is not UTF-8", models[i]);
+        ctx_free(&c);
+    }
+}
+
+/* A tool call whose name grows by 1 MiB a delta (fragments that differ from the name so far
+ * are appended) is held to the answer's cap like text and arguments, not kept whole. */
+static void test_growing_name_capped(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    ctx_call(&c, "openai/h-namegrow:8:c13");
+    print_message("[ message  ] %s\n", c.msg);
+    if (c.err == KX_OK)
+        fail_msg("the call succeeded with a tool name of %zu bytes",
+                 llm_call_result(c.call)->ncalls ? llm_call_result(c.call)->calls[0].name.len : 0);
+    assert_int_equal(c.err, KX_ERR_PROTOCOL);
+    assert_non_null(strstr(c.msg, "the LLM answer exceeded 4194304 bytes"));
+    ctx_free(&c);
+}
+
+/* A provider that ends its answer ([DONE], message_stop) but keeps the body open (pinging, or
+ * silent): the call completes with the answer soon after its end, and the connection is
+ * closed. */
+static void test_end_then_linger(void **state)
+{
+    (void)state;
+    const char *models[] = {"openai/h-done-linger:ping:c14a", "anthropic/h-done-linger:ping:c14b",
+                            "openai/h-done-linger:silent:c14c",
+                            "anthropic/h-done-linger:silent:c14d"};
+    for (size_t i = 0; i < 4; i++) {
+        ctx c;
+        ctx_init(&c);
+        c.wall_ms = 10000;
+        int64_t took = ctx_call(&c, models[i]);
+        print_message("[ timing   ] %s: %lld ms: %s\n", models[i], (long long)took, c.msg);
+        if (c.err != KX_OK)
+            fail_msg("%s: the whole answer failed: %s", models[i], c.msg);
+        assert_string_equal(llm_call_result(c.call)->content.s, "Complete, then lingering.");
+        if (took > 4000)
+            fail_msg("%s: completed %lld ms after the request (want <= 4000)", models[i],
+                     (long long)took);
+        ctx_free(&c);
+        const char *sent = strchr(models[i], '/') + 1;
+        json_t *reqs = requests_for(sent);
+        int64_t closed = 0;
+        for (int k = 0; k < 100 && closed == 0; k++) {
+            json_decref(reqs);
+            reqs = requests_for(sent);
+            closed = jint(json_array_get(reqs, 0), "closed_ms");
+            if (closed == 0)
+                sleep_ms(20);
+        }
+        assert_int_equal(json_array_size(reqs), 1);
+        assert_true(closed > 0);
+        json_decref(reqs);
+    }
+}
+
+/* An error status whose body never ends: the call fails with the status (and the first bytes
+ * of the body) once enough of it came, not at the wall deadline; the same for a whole JSON
+ * answer (not a stream) that never ends, past its cap. */
+static void test_endless_bodies(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    c.wall_ms = 10000;
+    c.cfg.llm_retries = 0;
+    int64_t took = ctx_call(&c, "openai/h-errbody:c15");
+    print_message("[ timing   ] %lld ms: %.200s\n", (long long)took, c.msg);
+    assert_int_equal(c.err, KX_ERR_UNAVAILABLE);
+    assert_non_null(strstr(c.msg, "HTTP 500 from http://127.0.0.1:"));
+    if (took > 4000)
+        fail_msg("failed %lld ms after the request (want <= 4000)", (long long)took);
+    ctx_free(&c);
+
+    ctx_init(&c);
+    c.wall_ms = 10000;
+    took = ctx_call(&c, "openai/h-bigjson:c15");
+    print_message("[ timing   ] %lld ms: %s\n", (long long)took, c.msg);
+    assert_int_equal(c.err, KX_ERR_PROTOCOL);
+    assert_non_null(strstr(c.msg, "exceeded 16777216 bytes"));
+    if (took > 4000)
+        fail_msg("failed %lld ms after the request (want <= 4000)", (long long)took);
+    ctx_free(&c);
+}
+
+/* A 200 that is not an event stream (a login page at a wrong base URL) and a line longer than
+ * the SSE parser takes: the messages say so. */
+static void test_not_a_stream_says_so(void **state)
+{
+    (void)state;
+    ctx c;
+    ctx_init(&c);
+    c.cfg.llm_retries = 0;
+    ctx_call(&c, "openai/h-html:c16");
+    print_message("[ message  ] %s\n", c.msg);
+    assert_int_not_equal(c.err, KX_OK);
+    const char *want[] = {"sent no event", "content-type text/html", "<title>Sign in</title>"};
+    for (size_t i = 0; i < 3; i++)
+        if (strstr(c.msg, want[i]) == NULL)
+            fail_msg("the message \"%s\" lacks \"%s\"", c.msg, want[i]);
+    ctx_free(&c);
+
+    ctx_init(&c);
+    c.cfg.llm_retries = 0;
+    ctx_call(&c, "openai/h-hugeline:16:c16");
+    print_message("[ message  ] %s\n", c.msg);
+    assert_int_equal(c.err, KX_ERR_PROTOCOL);
+    if (strstr(c.msg, "a line of more than 8388608 bytes") == NULL)
+        fail_msg("the message \"%s\" does not say the line was too long", c.msg);
+    ctx_free(&c);
+}
+
 /* ---- the whole stack ------------------------------------------------------------------- */
 
 typedef struct run {
@@ -631,6 +773,80 @@ static void test_stack_cut_fails_the_run(void **state)
     free(token);
 }
 
+/* A stream with bytes that are not UTF-8 fails its run with the parser's words (the message,
+ * which quotes those bytes, is saved as the run's error and an error status row). */
+static void test_stack_not_utf8_fails_the_run(void **state)
+{
+    (void)state;
+    char *token = new_token();
+    run r;
+    initiate(token, "openai/h-badutf8:stack", &r);
+    char *st = wait_final(&r, STREAM_TIMEOUT_MS);
+    char *err = run_col(&r, "error");
+    print_message("[ message  ] %s: %s\n", st, err);
+    assert_string_equal(st, "failed");
+    if (strncmp(err,
+                "LLM request failed: openai model h-badutf8:stack: the LLM stream sent data "
+                "that is not a JSON object",
+                95) != 0)
+        fail_msg("error \"%s\" does not say what happened", err);
+    free(err);
+    free(st);
+    const char *p[] = {r.thread_id};
+    char *saved = kx_th_sql_value(&g_stack,
+                                  "SELECT count(*) FROM messages WHERE thread_id = $1 AND "
+                                  "type = 'status' AND content->>'status_type' = 'error' AND "
+                                  "content->>'message' LIKE 'LLM request failed: %not a JSON%'",
+                                  1, p);
+    assert_non_null(saved);
+    assert_string_equal(saved, "1");
+    free(saved);
+    free(token);
+}
+
+/* A call whose arguments grow in small deltas that each end with '}' (so that they may look
+ * like a whole object, execute-on-stream) costs the runner's loop what the bytes cost, not a
+ * parse of all of them per delta: the run fails at the answer's cap within seconds, and a run
+ * of another account started meanwhile is not held up. */
+static void test_stack_growing_arguments_do_not_stall(void **state)
+{
+    (void)state;
+    char *token = new_token(), *other = new_token();
+    run r, peer;
+    int64_t t0 = kx_mono_ms();
+    initiate(token, "openai/h-argsgrow:1024:stack", &r);
+    for (int i = 0; i < 200; i++) { /* until its answer streams */
+        json_t *reqs = requests_for("h-argsgrow:1024:stack");
+        size_t n = json_array_size(reqs);
+        json_decref(reqs);
+        if (n > 0)
+            break;
+        sleep_ms(50);
+    }
+    sleep_ms(300);
+    int64_t t1 = kx_mono_ms();
+    initiate(other, "openai/text:argsgrow-peer", &peer);
+    char *st = wait_final(&peer, 60000);
+    int64_t peer_ms = kx_mono_ms() - t1;
+    assert_string_equal(st, "completed");
+    free(st);
+    st = wait_final(&r, 120000);
+    int64_t took = kx_mono_ms() - t0;
+    char *err = run_col(&r, "error");
+    print_message("[ timing   ] the growing call's run: %s after %lld ms (%s); a run started "
+                  "meanwhile: %lld ms\n",
+                  st, (long long)took, err, (long long)peer_ms);
+    assert_string_equal(st, "failed");
+    assert_non_null(strstr(err, "the LLM answer exceeded 4194304 bytes"));
+    if (peer_ms > 5000 || took > 15000)
+        fail_msg("the loop stalled: the other run took %lld ms, the growing one %lld ms",
+                 (long long)peer_ms, (long long)took);
+    free(err);
+    free(st);
+    free(token);
+    free(other);
+}
+
 /* ---- setup ----------------------------------------------------------------------------- */
 
 static int start_fake(void)
@@ -678,11 +894,18 @@ int main(void)
         cmocka_unit_test(test_no_first_byte),
         cmocka_unit_test(test_error_event_after_output),
         cmocka_unit_test(test_cancel_closes_the_connection),
+        cmocka_unit_test(test_bytes_not_utf8),
+        cmocka_unit_test(test_growing_name_capped),
+        cmocka_unit_test(test_end_then_linger),
+        cmocka_unit_test(test_endless_bodies),
+        cmocka_unit_test(test_not_a_stream_says_so),
     };
     const struct CMUnitTest stack[] = {
         cmocka_unit_test(test_stack_anthropic_tool_round_trip),
         cmocka_unit_test(test_stack_stop_cancels_the_transfer),
         cmocka_unit_test(test_stack_cut_fails_the_run),
+        cmocka_unit_test(test_stack_not_utf8_fails_the_run),
+        cmocka_unit_test(test_stack_growing_arguments_do_not_stall),
     };
     int failed = cmocka_run_group_tests_name("llm", llm, NULL, NULL);
     int sfailed = cmocka_run_group_tests_name("stack", stack, start_stack, NULL);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "kx/utf8.h"
 #include "llm_stream.h"
 
 static llm_feed_result feed(llm_stream *s, const char *data, size_t *from)
@@ -328,6 +329,43 @@ static void test_nul_characters(void **state)
     }
 }
 
+/* A provider's model and finish_reason longer than their fields are cut at a character
+ * boundary (they go into JSON rows, which take UTF-8 only), by the scan and the tree alike. */
+static void test_long_strings_cut_whole(void **state)
+{
+    (void)state;
+    char model[512] = "", reason[128] = "";
+    for (int i = 0; i < 150; i++) { /* 300 bytes of e-acute */
+        model[2 * i] = (char)0xc3;
+        model[2 * i + 1] = (char)0xa9;
+    }
+    for (int i = 0; i < 25; i++) {
+        reason[2 * i] = (char)0xc3;
+        reason[2 * i + 1] = (char)0xa9;
+    }
+    char chunk[1024];
+    snprintf(chunk, sizeof chunk,
+             "{\"model\":\"%s\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"},"
+             "\"finish_reason\":\"%s\"}]}",
+             model, reason);
+    for (int tree = 0; tree < 2; tree++) {
+        llm_stream s;
+        llm_stream_init(&s);
+        llm_feed_result r = tree ? llm_stream_feed_tree(&s, chunk, strlen(chunk), NULL)
+                                 : llm_stream_feed(&s, chunk, strlen(chunk), NULL);
+        assert_int_equal(r, LLM_FEED_OK);
+        if (!kx_utf8_valid(s.model, strlen(s.model)) ||
+            !kx_utf8_valid(s.finish_reason, strlen(s.finish_reason)))
+            fail_msg("%s: the model or the finish_reason was cut inside a character",
+                     tree ? "tree" : "scan");
+        assert_true(strlen(s.model) >= sizeof s.model - 2);
+        assert_memory_equal(s.model, model, strlen(s.model));
+        assert_true(strlen(s.finish_reason) >= sizeof s.finish_reason - 2);
+        assert_memory_equal(s.finish_reason, reason, strlen(s.finish_reason));
+        llm_stream_free(&s);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -341,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_too_many_calls),
         cmocka_unit_test(test_index_out_of_range),
         cmocka_unit_test(test_nul_characters),
+        cmocka_unit_test(test_long_strings_cut_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

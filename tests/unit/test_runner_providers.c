@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "kx/sse.h"
+#include "kx/utf8.h"
 #include "llm.h"
 #include "llm_anthropic_stream.h"
 #include "llm_provider.h"
@@ -316,6 +317,40 @@ static void test_anthropic_events(void **state)
 
 /* ---- the Anthropic request ------------------------------------------------------------- */
 
+/* A model and a stop_reason longer than their fields are cut at a character boundary. */
+static void test_anthropic_long_strings_cut_whole(void **state)
+{
+    (void)state;
+    char model[512] = "", reason[128] = "";
+    for (int i = 0; i < 150; i++) {
+        model[2 * i] = (char)0xc3;
+        model[2 * i + 1] = (char)0xa9;
+    }
+    for (int i = 0; i < 25; i++) {
+        reason[2 * i] = (char)0xc3;
+        reason[2 * i + 1] = (char)0xa9;
+    }
+    char ev[1024];
+    llm_stream s;
+    llm_stream_init(&s);
+    snprintf(ev, sizeof ev,
+             "{\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\","
+             "\"role\":\"assistant\",\"content\":[],\"model\":\"%s\"}}",
+             model);
+    assert_int_equal(afeed(&s, ev), LLM_FEED_OK);
+    snprintf(ev, sizeof ev,
+             "{\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"%s\"},"
+             "\"usage\":{\"output_tokens\":1}}",
+             reason);
+    assert_int_equal(afeed(&s, ev), LLM_FEED_OK);
+    if (!kx_utf8_valid(s.model, strlen(s.model)) ||
+        !kx_utf8_valid(s.finish_reason, strlen(s.finish_reason)))
+        fail_msg("the model or the stop_reason was cut inside a character");
+    assert_true(strlen(s.model) >= sizeof s.model - 2);
+    assert_true(strlen(s.finish_reason) >= sizeof s.finish_reason - 2);
+    llm_stream_free(&s);
+}
+
 static void test_anthropic_body(void **state)
 {
     (void)state;
@@ -489,6 +524,7 @@ int main(void)
         cmocka_unit_test(test_anthropic_stream_every_split),
         cmocka_unit_test(test_openai_stream_every_split),
         cmocka_unit_test(test_anthropic_events),
+        cmocka_unit_test(test_anthropic_long_strings_cut_whole),
         cmocka_unit_test(test_anthropic_body),
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_retry_after),

@@ -46,6 +46,21 @@
 //   slow2              no results yet: a call printing the time (date +%s%3N), then 2 s of
 //                      silence, then a second call; else text (execute-on-stream)
 //   title              text: the answer of a project-naming request; title-fail: HTTP 500
+// A hostile or broken provider (OpenAI wire unless said otherwise):
+//   h-badutf8          a data line whose JSON holds bytes that are not UTF-8 (both wires)
+//   h-namegrow:N       one tool call whose function.name grows by 1 MiB in each of N deltas
+//                      (fragments that differ from the name so far), then the normal end
+//   h-done-linger      a text answer to its end ([DONE]; Anthropic: message_stop), then the
+//                      connection stays open with a ": ping" comment every 200 ms (both wires);
+//                      h-done-linger:silent the same without the pings
+//   h-argsgrow:K       one execute_command call whose arguments grow by K-byte deltas that
+//                      each end with '}' ({"command": "echo xxx}xxx}...) to 4.5 MiB, then the end
+//   h-errbody          HTTP 500 whose body never ends (64 KiB every 50 ms)
+//   h-bigjson          HTTP 200 application/json (a whole chat.completion) whose body never
+//                      ends (1 MiB of its text every 5 ms)
+//   h-html             HTTP 200 with content-type text/html (a login page)
+//   h-hugeline:MB      one data line of MB MiB with no line end, then the connection closes
+//   h-pings:MS         the first chunk, then only ": ping" comments every MS ms, for ever
 // Every request and the moment its connection closed are logged; GET /_log returns them as
 // JSON [{id, path, model, at_ms, closed_ms, finished, headers, body}] (at/closed: Date.now()).
 'use strict';
@@ -238,6 +253,89 @@ function errorBody(wire, status, message) {
   return { error: { message, type: status === 429 ? 'rate_limit_exceeded' : 'server_error' } };
 }
 
+// The h-* scenarios: the raw wire of a broken provider. Returns true when it handled the request.
+async function hostile(scenario, arg, wire, model, res, entry) {
+  if (!scenario.startsWith('h-')) return false;
+  const sse = () => res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
+  const base = { id: 'chatcmpl-fake', object: 'chat.completion.chunk', created: Math.floor(Date.now() / 1000), model };
+  const chunk = (delta, finish) => sseWrite(res, null, { ...base, choices: [{ index: 0, delta, finish_reason: finish || null }] });
+  const forever = async (ms, what) => {
+    while (!res.destroyed) { res.write(what()); await sleep(ms); }
+  };
+  if (scenario === 'h-badutf8') {
+    sse();
+    const head = wire === 'anthropic'
+      ? 'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"caf'
+      : 'data: {"choices":[{"index":0,"delta":{"content":"caf';
+    res.write(Buffer.concat([Buffer.from(head), Buffer.from([0xc3, 0x28, 0xff]), Buffer.from('"}}]}\n\n')]));
+  } else if (scenario === 'h-namegrow') {
+    sse();
+    chunk({ tool_calls: [{ index: 0, id: 'call_g1', type: 'function', function: { name: 'execute_command', arguments: '' } }] });
+    const n = Number(arg || 64);
+    for (let i = 0; i < n && !res.destroyed; i++) {
+      chunk({ tool_calls: [{ index: 0, function: { name: (i % 2 ? 'b' : 'a').repeat(1 << 20) } }] });
+      await sleep(1);
+    }
+    if (res.destroyed) return true;
+    chunk({}, 'tool_calls');
+    sseWrite(res, null, '[DONE]');
+  } else if (scenario === 'h-done-linger') {
+    sse();
+    const p = { parts: [{ text: 'Complete, then lingering.' }], stop: 'end' };
+    if (wire === 'anthropic') await streamAnthropic(res, model, p, {});
+    else await streamOpenAI(res, model, p, {});
+    entry.finished = true; // the answer is whole; the connection is not closed
+    if (arg === 'silent') await new Promise((r) => res.on('close', r));
+    else await forever(200, () => ': ping\n\n');
+    return true;
+  } else if (scenario === 'h-argsgrow') {
+    sse();
+    const k = Number(arg || 1024);
+    chunk({ tool_calls: [{ index: 0, id: 'call_ag1', type: 'function', function: { name: 'execute_command', arguments: '{"command": "echo ' } }] });
+    const piece = 'x'.repeat(k - 1) + '}';
+    for (let sent = 0; sent < 4.5 * (1 << 20) && !res.destroyed; sent += k) {
+      const ok = res.write(`data: ${JSON.stringify({ ...base, choices: [{ index: 0, delta: { tool_calls: [{ index: 0, function: { arguments: piece } }] }, finish_reason: null }] })}\n\n`);
+      if (!ok) await new Promise((r) => res.once('drain', r));
+    }
+    if (res.destroyed) return true;
+    chunk({}, 'tool_calls');
+    sseWrite(res, null, '[DONE]');
+  } else if (scenario === 'h-errbody') {
+    res.writeHead(500, { 'Content-Type': 'text/plain' });
+    await forever(50, () => 'x'.repeat(65536));
+    return true;
+  } else if (scenario === 'h-bigjson') {
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.write('{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"');
+    const mb = 'x'.repeat(1 << 20);
+    await forever(5, () => mb);
+    return true;
+  } else if (scenario === 'h-html') {
+    res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+    res.end('<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n<body><h1>Please sign in</h1></body></html>\n');
+    entry.finished = true;
+    return true;
+  } else if (scenario === 'h-hugeline') {
+    sse();
+    res.write('data: {"choices":[{"index":0,"delta":{"content":"');
+    const mb = Buffer.alloc(1 << 20, 'x');
+    for (let i = 0; i < Number(arg || 16) && !res.destroyed; i++) {
+      if (!res.write(mb)) await new Promise((r) => res.once('drain', r));
+    }
+  } else if (scenario === 'h-pings') {
+    sse();
+    chunk({ role: 'assistant', content: '' });
+    await forever(Number(arg || 100), () => ': ping\n\n');
+    return true;
+  } else {
+    res.writeHead(404, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ error: { message: `no hostile scenario ${scenario}` } }));
+    return true;
+  }
+  if (!res.destroyed) { entry.finished = true; res.end(); }
+  return true;
+}
+
 async function handle(req, res, entry, body) {
   const wire = req.url.endsWith('/messages') ? 'anthropic' : 'openai';
   const model = String(body.model || '');
@@ -259,6 +357,7 @@ async function handle(req, res, entry, body) {
     return res.end(JSON.stringify({ error: { message: `This model's maximum context length is exceeded: the request has ${entry.bytes} bytes`, type: 'invalid_request_error', code: 'context_length_exceeded' } }));
   }
   if (scenario === 'nohead') return; // never answers
+  if (await hostile(scenario, arg, wire, body.model, res, entry)) return;
   res.writeHead(200, { 'Content-Type': 'text/event-stream', 'Cache-Control': 'no-cache' });
   const opts = {};
   if (scenario === 'cut') opts.cut = true;
