@@ -754,14 +754,36 @@ static run_call *add_call(run *r)
     return c;
 }
 
-/* Run call c from the stream's native call t. false on OOM. */
-static bool fill_native_call(run_call *c, const llm_tool_call *t)
+/* Whether the provider's id of the answer's call n can be sent back as it is: 1..79 bytes of
+ * [A-Za-z0-9_-] (Anthropic refuses any other tool_use id with a 400, on every later turn of
+ * the thread), and none of the answer's earlier calls' (their results could not be told
+ * apart: the thread's repair drops the second). */
+static bool call_id_usable(const run *r, size_t n, const char *id, size_t len)
 {
-    if (t->id.len > 0 && t->id.len < sizeof c->tool_call_id) {
+    if (len == 0 || len >= sizeof r->calls[0]->tool_call_id)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = id[i];
+        if (!(ch == '_' || ch == '-' || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+              (ch >= 'A' && ch <= 'Z')))
+            return false;
+    }
+    for (size_t k = 0; k < n; k++)
+        if (strcmp(r->calls[k]->tool_call_id, id) == 0)
+            return false;
+    return true;
+}
+
+/* Run call c, the answer's call n (r->calls[n]; the calls before it filled), from the stream's
+ * native call t. false on OOM. */
+static bool fill_native_call(run *r, size_t n, run_call *c, const llm_tool_call *t)
+{
+    if (call_id_usable(r, n, t->id.s, t->id.len)) {
         snprintf(c->tool_call_id, sizeof c->tool_call_id, "%s", t->id.s);
-    } else { /* some servers send no id, a few one too long to keep whole (cut, it could end
-              * inside a UTF-8 character or equal another's): make one, the next request
-              * needs it (the assistant message and the tool row both carry this one) */
+    } else { /* no id, one too long to keep whole (cut, it could end inside a UTF-8 character
+              * or equal another's), one of other characters, or one an earlier call of this
+              * answer has: make one, the next request needs it (the assistant message and the
+              * tool row both carry this one) */
         char u[KX_UUID_LEN + 1];
         kx_uuid_new(u);
         snprintf(c->tool_call_id, sizeof c->tool_call_id, "call_%s", u);
@@ -799,7 +821,7 @@ static bool take_native_calls(run *r, const llm_stream *s)
         return false;
     for (size_t i = 0; i < s->ncalls; i++) {
         run_call *c = i < r->early ? r->calls[i] : add_call(r);
-        if (c == NULL || (i >= r->early && !fill_native_call(c, &s->calls[i])))
+        if (c == NULL || (i >= r->early && !fill_native_call(r, i, c, &s->calls[i])))
             return false;
         json_t *tc =
             json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", c->tool_call_id, "type", "function",
@@ -837,7 +859,7 @@ static void on_llm_calls(void *arg, const llm_stream *s)
     while (r->early < s->ncalls && native_call_complete(r, s)) {
         const llm_tool_call *t = &s->calls[r->early];
         run_call *c = add_call(r);
-        if (c == NULL || !fill_native_call(c, t))
+        if (c == NULL || !fill_native_call(r, r->early, c, t))
             return; /* out of memory: on_llm_done reports it */
         r->early++;
         args_scan_reset(&r->early_args);

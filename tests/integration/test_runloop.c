@@ -295,6 +295,47 @@ static void test_call_id_too_long(void **state)
     free(token);
 }
 
+/* Calls of one answer with the same id ("call_1" twice) could not be told apart by their
+ * results, and Anthropic refuses a repeated id or one with other characters than [A-Za-z0-9_-]
+ * ("call.2") with a 400 on every later turn of the thread (a fallback to an Anthropic model
+ * included). The runner keeps the first "call_1" and gives the others ids of its own, each the
+ * same in the assistant message and in its tool row (before: "call_1,call_1,call.2"). */
+static void test_call_ids_repeated_or_unusable(void **state)
+{
+    (void)state;
+    char account[KX_UUID_LEN + 1];
+    char *token = new_token(account);
+    run r;
+    initiate(token, "dupids:t", "three calls, two ids", &r);
+    expect_final(&r, "completed");
+    const char *p[] = {r.id};
+    char *calls = kx_th_sql_value(
+        &g_stack,
+        "SELECT string_agg(tc->>'id', ',' ORDER BY tc->>'id') FROM messages m, "
+        "jsonb_array_elements(m.content->'tool_calls') tc WHERE m.agent_run_id = $1::uuid AND "
+        "m.type = 'assistant' AND jsonb_typeof(m.content->'tool_calls') = 'array'",
+        1, p);
+    char *results = kx_th_sql_value(&g_stack,
+                                    "SELECT string_agg(content->>'tool_call_id', ',' ORDER BY "
+                                    "content->>'tool_call_id') FROM messages WHERE "
+                                    "agent_run_id = $1::uuid AND type = 'tool'",
+                                    1, p);
+    char *distinct = kx_th_sql_value(
+        &g_stack,
+        "SELECT count(DISTINCT tc->>'id') || ' ' || bool_and(tc->>'id' ~ '^[A-Za-z0-9_-]+$') "
+        "|| ' ' || bool_or(tc->>'id' = 'call_1') FROM messages m, "
+        "jsonb_array_elements(m.content->'tool_calls') tc WHERE m.agent_run_id = $1::uuid AND "
+        "m.type = 'assistant' AND jsonb_typeof(m.content->'tool_calls') = 'array'",
+        1, p);
+    print_message("[ ids      ] calls %s; results %s\n", calls, results);
+    assert_string_equal(calls, results); /* each call's id in its tool row */
+    assert_string_equal(distinct, "3 true true");
+    free(calls);
+    free(results);
+    free(distinct);
+    free(token);
+}
+
 /* The account's default agent, with config (JSON) as its current version (one statement: the
  * foreign keys between the two rows are checked at its end). */
 static void make_default_agent(const char *account, const char *config)
@@ -873,6 +914,7 @@ int main(void)
         cmocka_unit_test(test_length_auto_continue),
         cmocka_unit_test(test_huge_tool_output_keeps_the_thread),
         cmocka_unit_test(test_long_thread_is_read_within_bounds),
+        cmocka_unit_test(test_call_ids_repeated_or_unusable),
         cmocka_unit_test(test_execute_on_stream),
         cmocka_unit_test(test_project_naming),
     };

@@ -30,6 +30,8 @@
 //                      AAA); else a text answer naming the results (OpenAI wire)
 //   longid             no results yet: one execute_command call whose id is 100 bytes, with a
 //                      two-byte UTF-8 character across its 79th byte; else text
+//   dupids             no results yet: three execute_command calls with ids "call_1", "call_1"
+//                      and "call.2" (a dot: Anthropic takes [A-Za-z0-9_-] only); else text
 //   xmlmulti           no results yet: one <function_calls> block with two invokes and text
 //                      after the block; else a text answer
 //   badxml             no results yet: a block whose invoke is never closed; else text
@@ -117,6 +119,13 @@ function plan(scenario, wire, body, n, arg) {
   if (scenario === 'longid') {
     if (results.length === 0)
       return { parts: [call('call_' + 'x'.repeat(73) + '\u00e9' + 'y'.repeat(20), 'execute_command', '{"command": "echo LONG", "blocking": true}')], stop: 'tool' };
+    return { parts: [{ text: `Got ${results.length} results.` }], stop: 'end' };
+  }
+  if (scenario === 'dupids') {
+    if (results.length === 0)
+      return { parts: [call('call_1', 'execute_command', '{"command": "echo D1", "blocking": true}'),
+                       call('call_1', 'execute_command', '{"command": "echo D2", "blocking": true}'),
+                       call('call.2', 'execute_command', '{"command": "echo D3", "blocking": true}')], stop: 'tool' };
     return { parts: [{ text: `Got ${results.length} results.` }], stop: 'end' };
   }
   if (scenario === 'xmlmulti' || scenario === 'badxml') {
