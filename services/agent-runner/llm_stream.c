@@ -274,18 +274,25 @@ static llm_feed_result feed_tree(llm_stream *s, const char *data, size_t len)
         res = fold_choice(s, json_array_get(choices, 0));
     const json_t *usage = json_object_get(root, "usage");
     if (json_is_object(usage)) {
-        s->have_usage = true;
-        s->prompt_tokens = json_integer_value(json_object_get(usage, "prompt_tokens"));
-        s->completion_tokens = json_integer_value(json_object_get(usage, "completion_tokens"));
         const json_t *total = json_object_get(usage, "total_tokens");
-        long long sum;
-        /* provider numbers: a sum that would overflow saturates instead */
-        if (__builtin_add_overflow(s->prompt_tokens, s->completion_tokens, &sum))
-            sum = s->prompt_tokens > 0 ? LLONG_MAX : LLONG_MIN;
-        s->total_tokens = json_is_integer(total) ? json_integer_value(total) : sum;
+        llm_usage_set(s, json_integer_value(json_object_get(usage, "prompt_tokens")),
+                      json_integer_value(json_object_get(usage, "completion_tokens")),
+                      json_is_integer(total), json_integer_value(total));
     }
     json_decref(root);
     return res;
+}
+
+void llm_usage_set(llm_stream *s, long long prompt, long long completion, bool has_total,
+                   long long total)
+{
+    s->have_usage = true;
+    s->prompt_tokens = prompt > 0 ? prompt : 0;
+    s->completion_tokens = completion > 0 ? completion : 0;
+    long long sum;
+    if (__builtin_add_overflow(s->prompt_tokens, s->completion_tokens, &sum))
+        sum = LLONG_MAX; /* both are >= 0 */
+    s->total_tokens = !has_total ? sum : total > 0 ? total : 0;
 }
 
 void llm_error_message(const char *body, size_t len, char *out, size_t outlen)

@@ -92,6 +92,11 @@ const char *llm_json_str(const json_t *obj, const char *key, size_t *len);
  * bytes, NUL-terminated, cut at a UTF-8 character boundary when it does not fit (the fields
  * go into JSON rows, which take UTF-8 only). */
 void llm_field_set(char *dst, size_t cap, const char *s, size_t n);
+/* An OpenAI usage object's counts into s (have_usage set): each below 0 is 0 (a count; a
+ * negative one would be saved in the turn's row as it came), total_tokens when given
+ * (has_total) else the sum, saturating at LLONG_MAX. */
+void llm_usage_set(llm_stream *s, long long prompt, long long completion, bool has_total,
+                   long long total);
 /* Appends s[0..n) (a jansson string: UTF-8, maybe with NUL bytes) to b with every NUL byte as
  * U+FFFD (kx_utf8_sanitize). KX_ERR_NOMEM or KX_OK. */
 kx_err llm_text_add(kx_buf *b, const char *s, size_t n);

@@ -497,14 +497,9 @@ int llm_stream_scan_feed(llm_stream *st, const char *data, size_t len)
     }
     if (s.has_choice0 && s.finish.kind == V_STR && s.finish.n > 0)
         llm_field_set(st->finish_reason, sizeof st->finish_reason, s.finish.s, s.finish.n);
-    if (s.usage_v.kind == V_OBJ) {
-        st->have_usage = true;
-        st->prompt_tokens = s.prompt.kind == V_INT ? s.prompt.i : 0;
-        st->completion_tokens = s.completion.kind == V_INT ? s.completion.i : 0;
-        long long sum;
-        if (__builtin_add_overflow(st->prompt_tokens, st->completion_tokens, &sum))
-            sum = st->prompt_tokens > 0 ? LLONG_MAX : LLONG_MIN;
-        st->total_tokens = s.total.kind == V_INT ? s.total.i : sum;
-    }
+    if (s.usage_v.kind == V_OBJ)
+        llm_usage_set(st, s.prompt.kind == V_INT ? s.prompt.i : 0,
+                      s.completion.kind == V_INT ? s.completion.i : 0, s.total.kind == V_INT,
+                      s.total.kind == V_INT ? s.total.i : 0);
     return LLM_FEED_OK;
 }
