@@ -112,7 +112,9 @@ static void *purger_main(void *arg)
         if (n > 0)
             kx_counter_add(p->deleted, (uint64_t)n);
         pthread_mutex_lock(&p->mu);
-        if (n >= GW_PURGE_BATCH) /* the run ended on its time: more may wait */
+        /* a run that deleted something may have ended on its time (a slow batch deletes fewer
+         * than GW_PURGE_BATCH in it): go on at once; the run that finds nothing ends it */
+        if (n > 0)
             p->kicked = true;
     }
     pthread_mutex_unlock(&p->mu);
