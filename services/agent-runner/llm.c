@@ -674,6 +674,11 @@ static void on_transfer_done(CURL *easy, CURLcode result, void *arg)
                             r == LLM_FEED_NOMEM ? "out of memory" : call->stream.error);
             return;
         }
+        if (answer_bytes(&call->stream) > MAX_ANSWER_BYTES) { /* as a streamed answer's */
+            attempt_failedf(call, false, KX_ERR_PROTOCOL, "the LLM answer exceeded %d bytes",
+                            MAX_ANSWER_BYTES);
+            return;
+        }
         if (call->stream.content.len > 0 &&
             !call->on_content(call->arg, call->stream.content.s, call->stream.content.len))
             call->stop_requested = true;

@@ -578,6 +578,16 @@ static void test_endless_bodies(void **state)
     if (took > 4000)
         fail_msg("failed %lld ms after the request (want <= 4000)", (long long)took);
     ctx_free(&c);
+
+    /* a whole JSON answer under the body's cap holds the streamed answer's cap too (before: 6
+     * MiB of text taken, beyond what a streamed answer may hold) */
+    ctx_init(&c);
+    c.cfg.llm_retries = 0;
+    ctx_call(&c, "openai/h-json:6:c15");
+    print_message("[ json     ] %s\n", c.msg);
+    assert_int_equal(c.err, KX_ERR_PROTOCOL);
+    assert_non_null(strstr(c.msg, "the LLM answer exceeded 4194304 bytes"));
+    ctx_free(&c);
 }
 
 /* A 200 that is not an event stream (a login page at a wrong base URL) and a line longer than

@@ -60,6 +60,7 @@
 //   h-errbody          HTTP 500 whose body never ends (64 KiB every 50 ms)
 //   h-bigjson          HTTP 200 application/json (a whole chat.completion) whose body never
 //                      ends (1 MiB of its text every 5 ms)
+//   h-json:MB          HTTP 200 application/json: a whole chat.completion of MB MiB of text
 //   h-html             HTTP 200 with content-type text/html (a login page)
 //   h-hugeline:MB      one data line of MB MiB with no line end, then the connection closes
 //   h-pings:MS         the first chunk, then only ": ping" comments every MS ms, for ever
@@ -318,6 +319,11 @@ async function hostile(scenario, arg, wire, model, res, entry) {
     res.write('{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"');
     const mb = 'x'.repeat(1 << 20);
     await forever(5, () => mb);
+    return true;
+  } else if (scenario === 'h-json') { // a whole chat.completion of arg MiB of text, ended
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.end(JSON.stringify({ id: 'chatcmpl-fake', object: 'chat.completion', model,
+      choices: [{ index: 0, message: { role: 'assistant', content: 'x'.repeat((Number(arg) || 1) << 20) }, finish_reason: 'stop' }] }));
     return true;
   } else if (scenario === 'h-html') {
     res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
