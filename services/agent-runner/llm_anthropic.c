@@ -89,6 +89,28 @@ static bool add_image_blocks(json_t *blocks, const json_t *content)
     return true;
 }
 
+/* A tool id as Anthropic takes it: the stored one when it is 1..64 bytes of [A-Za-z0-9_-],
+ * else "kx_" and 16 hex digits of its FNV-1a hash — the same for the tool_use and the
+ * tool_result that name one id, so a thread stored with ids another provider made (or with
+ * none) is not refused with a 400 on every later turn. */
+static void anthropic_id(const json_t *id, char out[72])
+{
+    const char *s = json_is_string(id) ? json_string_value(id) : "";
+    size_t n = strlen(s);
+    bool ok = n > 0 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = s[i] == '_' || s[i] == '-' || (s[i] >= '0' && s[i] <= '9') ||
+            (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z');
+    if (ok) {
+        memcpy(out, s, n + 1);
+        return;
+    }
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    snprintf(out, 72, "kx_%016llx", (unsigned long long)h);
+}
+
 static bool add_tool_uses(json_t *blocks, const json_t *calls)
 {
     size_t i;
@@ -110,8 +132,9 @@ static bool add_tool_uses(json_t *blocks, const json_t *calls)
                 ? json_pack("{s:O}", "_raw", args)
                 : json_object();
         }
-        json_t *b = json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id",
-                              json_is_string(id) ? json_string_value(id) : "", "name",
+        char aid[72];
+        anthropic_id(id, aid);
+        json_t *b = json_pack("{s:s, s:s, s:s, s:o}", "type", "tool_use", "id", aid, "name",
                               json_is_string(name) ? json_string_value(name) : "", "input", input);
         if (b == NULL || json_array_append_new(blocks, b) != 0)
             return false;
@@ -125,8 +148,10 @@ static bool add_tool_result(json_t *blocks, const json_t *msg)
     json_t *text = text_of(json_object_get(msg, "content"));
     if (text == NULL)
         return false;
-    json_t *b = json_pack("{s:s, s:s, s:o}", "type", "tool_result", "tool_use_id",
-                          json_is_string(id) ? json_string_value(id) : "", "content", text);
+    char aid[72];
+    anthropic_id(id, aid);
+    json_t *b =
+        json_pack("{s:s, s:s, s:o}", "type", "tool_result", "tool_use_id", aid, "content", text);
     return b != NULL && json_array_append_new(blocks, b) == 0;
 }
 

@@ -351,6 +351,12 @@ static void test_anthropic_long_strings_cut_whole(void **state)
     llm_stream_free(&s);
 }
 
+/* FNV-1a 64 of "call.b": a stored id Anthropic would refuse (a dot) is sent as this, in the
+ * tool_use and its tool_result alike (before: "call.b", a 400 on every turn of the thread). */
+#define CALL_B_HASH "5574789a7450f39f"
+
+/* A thread in OpenAI's shape as an Anthropic Messages body: turns, tool_use and tool_result
+ * blocks, arguments that are not JSON kept as _raw, ids Anthropic would refuse mapped. */
 static void test_anthropic_body(void **state)
 {
     (void)state;
@@ -358,11 +364,11 @@ static void test_anthropic_body(void **state)
         "[{\"role\":\"user\",\"content\":\"list files\"},"
         " {\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"id\":\"call_a\","
         "   \"type\":\"function\",\"function\":{\"name\":\"execute_command\","
-        "   \"arguments\":\"{\\\"command\\\":\\\"ls\\\"}\"}},{\"id\":\"call_b\",\"type\":"
+        "   \"arguments\":\"{\\\"command\\\":\\\"ls\\\"}\"}},{\"id\":\"call.b\",\"type\":"
         "   \"function\",\"function\":{\"name\":\"execute_command\",\"arguments\":\"oops\"}}]},"
         " {\"role\":\"tool\",\"tool_call_id\":\"call_a\",\"name\":\"execute_command\","
         "  \"content\":\"a.txt\"},"
-        " {\"role\":\"tool\",\"tool_call_id\":\"call_b\",\"content\":\"bad args\"},"
+        " {\"role\":\"tool\",\"tool_call_id\":\"call.b\",\"content\":\"bad args\"},"
         " {\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"and \"},"
         "   {\"type\":\"text\",\"text\":\"then?\"}]},"
         " {\"role\":\"assistant\",\"content\":\"Done.\",\"tool_calls\":null}]",
@@ -387,11 +393,12 @@ static void test_anthropic_body(void **state)
         "  {\"role\":\"assistant\",\"content\":["
         "    {\"type\":\"tool_use\",\"id\":\"call_a\",\"name\":\"execute_command\","
         "     \"input\":{\"command\":\"ls\"}},"
-        "    {\"type\":\"tool_use\",\"id\":\"call_b\",\"name\":\"execute_command\","
+        "    {\"type\":\"tool_use\",\"id\":\"kx_" CALL_B_HASH "\",\"name\":\"execute_command\","
         "     \"input\":{\"_raw\":\"oops\"}}]},"
         "  {\"role\":\"user\",\"content\":["
         "    {\"type\":\"tool_result\",\"tool_use_id\":\"call_a\",\"content\":\"a.txt\"},"
-        "    {\"type\":\"tool_result\",\"tool_use_id\":\"call_b\",\"content\":\"bad args\"},"
+        "    {\"type\":\"tool_result\",\"tool_use_id\":\"kx_" CALL_B_HASH "\","
+        "     \"content\":\"bad args\"},"
         "    {\"type\":\"text\",\"text\":\"and then?\"}]},"
         "  {\"role\":\"assistant\",\"content\":[{\"type\":\"text\",\"text\":\"Done.\"}]}]}",
         0, NULL);
