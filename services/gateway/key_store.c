@@ -17,13 +17,14 @@ kx_err gw_key_create(kx_db *db, const char *account, const char *public_key,
     return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
 }
 
-kx_err gw_keys_list(kx_db *db, const char *account, int limit, long offset, char **json)
+kx_err gw_keys_list(kx_db *db, const char *account, int limit, long offset, const char *before,
+                    char **json)
 {
     char lim[16], off[24];
     snprintf(lim, sizeof lim, "%d", limit);
     snprintf(off, sizeof off, "%ld", offset);
-    const char *p[] = {account, lim, off};
-    return kx_db_exec_text(db, "gw_keys_list", 3, p, json);
+    const char *p[] = {account, lim, off, before};
+    return kx_db_exec_text(db, "gw_keys_list", 4, p, json);
 }
 
 static kx_err owned_change(kx_db *db, const char *stmt, const char *key_id, const char *account)

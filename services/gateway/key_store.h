@@ -17,6 +17,7 @@
 #include "kx/err.h"
 #include "kx/uuid.h"
 #include "store.h"
+#include "store.h"
 
 /* clang-format off */
 #define GW_KEY_JSON                                                                            \
@@ -33,10 +34,15 @@
      "expires_at) VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::text, "                  \
      "CASE WHEN $6::int IS NULL THEN NULL ELSE now() + make_interval(days => $6::int) END) "   \
      "RETURNING " GW_KEY_JSON "::text"},                                                       \
-    /* $1 account, $2 rows at most, $3 rows skipped */                                        \
+    /* $1 account, $2 rows at most, $3 rows skipped, $4 the key the page starts after (NULL:  \
+     * from the newest): the array, or NULL when $4 is none of the account's keys */           \
     {"gw_keys_list",                                                                           \
-     "SELECT coalesce(json_agg(" GW_KEY_JSON " ORDER BY created_at DESC, key_id), "            \
-     "'[]'::json)::text FROM (SELECT * FROM api_keys WHERE account_id = $1::uuid "             \
+     "SELECT CASE WHEN $4::uuid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM api_keys WHERE "     \
+     "key_id = $4::uuid AND account_id = $1::uuid) THEN NULL ELSE "                            \
+     "coalesce(json_agg(" GW_KEY_JSON " ORDER BY created_at DESC, key_id), "                   \
+     "'[]'::json)::text END FROM (SELECT * FROM api_keys a WHERE account_id = $1::uuid AND "   \
+     GW_SQL_BEFORE("a", "key_id", "(SELECT created_at FROM api_keys WHERE key_id = $4::uuid "  \
+     "AND account_id = $1::uuid)", "$4::uuid") " "                                             \
      "ORDER BY created_at DESC, key_id LIMIT $2::int OFFSET $3::int) k"},                      \
     {"gw_key_revoke",                                                                          \
      "UPDATE api_keys SET status = 'revoked' WHERE key_id = $1::uuid AND account_id = $2::uuid " \
@@ -56,7 +62,8 @@
 kx_err gw_key_create(kx_db *db, const char *account, const char *public_key,
                      const char *secret_hash, const char *title, const char *description,
                      int expires_in_days, char **json);
-kx_err gw_keys_list(kx_db *db, const char *account, int limit, long offset, char **json);
+kx_err gw_keys_list(kx_db *db, const char *account, int limit, long offset, const char *before,
+                    char **json);
 kx_err gw_key_revoke(kx_db *db, const char *key_id, const char *account);
 kx_err gw_key_delete(kx_db *db, const char *key_id, const char *account);
 

@@ -123,16 +123,23 @@ void gw_route_key_create(gw_app *app, gw_request *req, gw_reply *reply)
 void gw_route_keys_list(gw_app *app, gw_request *req, gw_reply *reply)
 {
     long limit = 0, offset = 0;
-    if (!session_only(req, reply) || !gw_query_page(req, &limit, &offset, reply))
+    const char *before = NULL;
+    if (!session_only(req, reply) || !gw_query_page(req, &limit, &offset, reply) ||
+        !gw_query_before(req, &before, reply))
         return;
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return;
     char *rows = NULL;
-    kx_err err = gw_keys_list(db, req->account, (int)limit, offset, &rows);
+    kx_err err = gw_keys_list(db, req->account, (int)limit, offset, before, &rows);
     gw_db_put(app, db);
     if (err != KX_OK) {
         gw_reply_db_error(reply, err, "Failed to list API keys");
+        return;
+    }
+    if (rows[0] == '\0') { /* NULL: the cursor is none of the account's keys */
+        free(rows);
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "before is not one of the listed keys");
         return;
     }
     gw_reply_json(reply, MHD_HTTP_OK, gw_json_from_sql(rows));

@@ -42,13 +42,18 @@
      "WHERE a.agent_id = $2::uuid AND a.account_id = $1::uuid "                                \
      "RETURNING " GW_TRIGGER_JSON "::text"},                                                   \
     /* $1 account, $2 rows at most, $3 rows skipped, $4 bytes of prompts at most (the first   \
-     * row always): {"rows": [...], "more": <more follow>} */                                  \
+     * row always), $5 the trigger the page starts after (NULL: from the newest):              \
+     * {"rows": [...], "more": <more follow>, "unknown_before": <$5 is none of the account's>} */ \
     {"gw_triggers_list",                                                                       \
      "SELECT json_build_object('rows', coalesce(json_agg(" GW_TRIGGER_JSON " ORDER BY n) "     \
-     "FILTER (WHERE keep), '[]'::json), 'more', coalesce(bool_or(NOT keep), false))::text "    \
+     "FILTER (WHERE keep), '[]'::json), 'more', coalesce(bool_or(NOT keep), false), "          \
+     "'unknown_before', $5::uuid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM run_triggers "      \
+     "WHERE trigger_id = $5::uuid AND account_id = $1::uuid))::text "                          \
      "FROM (SELECT t.*, n <= $2::int AND (n = 1 OR upto <= $4::bigint) AS keep FROM ("         \
      "  SELECT r.*, row_number() OVER w AS n, sum(octet_length(r.prompt)) OVER w AS upto "     \
-     "  FROM (SELECT * FROM run_triggers WHERE account_id = $1::uuid "                         \
+     "  FROM (SELECT * FROM run_triggers c WHERE account_id = $1::uuid AND "                   \
+     GW_SQL_BEFORE("c", "trigger_id", "(SELECT created_at FROM run_triggers WHERE "            \
+     "trigger_id = $5::uuid AND account_id = $1::uuid)", "$5::uuid") " "                       \
      "        ORDER BY created_at DESC, trigger_id LIMIT $2::int + 1 OFFSET $3::int) r "       \
      "  WINDOW w AS (ORDER BY created_at DESC, trigger_id)) t) s"},                            \
     {"gw_trigger_get",                                                                         \
@@ -80,8 +85,8 @@ typedef struct gw_trigger_new {
 /* Inserts the trigger; KX_ERR_NOT_FOUND when agent_id is not one of account's agents. */
 kx_err gw_trigger_create(kx_db *db, const char *account, const gw_trigger_new *t, char **json);
 /* The account's triggers, newest first, as a JSON array. */
-kx_err gw_triggers_list(kx_db *db, const char *account, int limit, long offset, int64_t max_bytes,
-                        char **json);
+kx_err gw_triggers_list(kx_db *db, const char *account, int limit, long offset, const char *before,
+                        int64_t max_bytes, char **json);
 
 /* One trigger of the account, with the fields an edit needs. */
 typedef struct gw_trigger_row {

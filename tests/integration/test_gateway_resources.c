@@ -1381,7 +1381,7 @@ static void test_pages_by_cursor(void **state)
     ids = json_array();
     snprintf(path, sizeof path, "/api/thread/%s/agent-runs?limit=400", tid);
     bool more = page_ids(path, "agent_runs", "id", ids, last);
-    while (more) {
+    for (int pages = 0; more && pages < 20; pages++) { /* bounded: a cursor ignored repeats */
         snprintf(path, sizeof path, "/api/thread/%s/agent-runs?limit=400&before=%s", tid, last);
         more = page_ids(path, "agent_runs", "id", ids, last);
     }
@@ -1393,12 +1393,58 @@ static void test_pages_by_cursor(void **state)
     assert_int_equal(distinct, 1003);
     json_decref(ids);
 
+    char apid[KX_UUID_LEN + 1], atid[KX_UUID_LEN + 1];
+    new_thread(0, "another account's", atid, apid);
+    /* API keys (a bare array) and triggers by cursor: every one once */
+    long keys =
+        sql_long("SELECT count(*) FROM api_keys WHERE account_id = $1::uuid", g_acct_b, NULL);
+    long st = 0;
+    json_t *page = jcall(1, "GET", "/api/api-keys?limit=600", NULL, &st);
+    assert_int_equal(st, 200);
+    json_t *all = json_array();
+    for (int pages = 0; json_array_size(page) > 0 && pages < 20; pages++) { /* bounded */
+        json_array_extend(all, page);
+        const char *lastkey = json_string_value(
+            json_object_get(json_array_get(page, json_array_size(page) - 1), "key_id"));
+        snprintf(path, sizeof path, "/api/api-keys?limit=600&before=%s", lastkey);
+        json_decref(page);
+        page = jcall(1, "GET", path, NULL, &st);
+        assert_int_equal(st, 200);
+    }
+    json_decref(page);
+    listed = json_dumps(all, JSON_COMPACT);
+    distinct = sql_long("SELECT count(DISTINCT x->>'key_id') FROM json_array_elements($1::json) x",
+                        listed, NULL);
+    free(listed);
+    print_message("[ cursor   ] %zu API keys listed, %ld distinct, of %ld\n", json_array_size(all),
+                  distinct, keys);
+    assert_int_equal(json_array_size(all), keys);
+    assert_int_equal(distinct, keys);
+    json_decref(all);
+    snprintf(path, sizeof path, "/api/api-keys?before=%s", apid);
+    expect_error(1, "GET", path, NULL, 400, "before is not one of the listed keys");
+    ids = json_array();
+    more = page_ids("/api/triggers?limit=7", "triggers", "trigger_id", ids, last);
+    for (int pages = 0; more && pages < 20; pages++) {
+        snprintf(path, sizeof path, "/api/triggers?limit=7&before=%s", last);
+        more = page_ids(path, "triggers", "trigger_id", ids, last);
+    }
+    long triggers =
+        sql_long("SELECT count(*) FROM run_triggers WHERE account_id = $1::uuid", g_acct_b, NULL);
+    listed = json_dumps(ids, JSON_COMPACT);
+    distinct = sql_long("SELECT count(DISTINCT x) FROM json_array_elements_text($1::json) x",
+                        listed, NULL);
+    free(listed);
+    assert_int_equal(json_array_size(ids), triggers);
+    assert_int_equal(distinct, triggers);
+    json_decref(ids);
+    snprintf(path, sizeof path, "/api/triggers?before=%s", apid);
+    expect_error(1, "GET", path, NULL, 400, "before is not one of the listed triggers");
+
     expect_error(1, "GET", "/api/projects?before=not-a-uuid", NULL, 400,
                  "before must be the id of the last item of the previous page");
     snprintf(path, sizeof path, "/api/projects?before=%s", pid); /* b's: the 1001 older ones */
     expect_page(path, "projects", 1000, true);
-    char apid[KX_UUID_LEN + 1], atid[KX_UUID_LEN + 1];
-    new_thread(0, "another account's", atid, apid);
     snprintf(path, sizeof path, "/api/projects?before=%s", apid);
     expect_error(1, "GET", path, NULL, 400, "before is not one of the listed projects");
     snprintf(path, sizeof path, "/api/thread/%s/agent-runs?before=%s", tid, apid);
