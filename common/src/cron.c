@@ -8,7 +8,6 @@
 #include "kx/cron.h"
 
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -32,18 +31,6 @@ static const field_spec FIELDS[5] = {
     {"month", 1, 12, MONTHS}, {"day-of-week", 0, 7, DAYS}, /* 7 is Sunday again */
 };
 
-static void say(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(char *why, size_t whylen, const char *fmt, ...)
-{
-    if (why == NULL || whylen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
-
 /* A value at *p (digits, or a name of the field): advances *p. */
 static bool parse_value(const field_spec *f, const char **p, const char *end, int *out, char *why,
                         size_t whylen)
@@ -54,15 +41,15 @@ static bool parse_value(const field_spec *f, const char **p, const char *end, in
         int digits = 0;
         while (s < end && isdigit((unsigned char)*s)) {
             if (++digits > 2) {
-                say(why, whylen, "%s: the number %.*s is out of range %d-%d", f->name,
-                    (int)(end - *p), *p, f->min, f->max);
+                kx_why(why, whylen, "%s: the number %.*s is out of range %d-%d", f->name,
+                       (int)(end - *p), *p, f->min, f->max);
                 return false;
             }
             v = v * 10 + (*s - '0');
             s++;
         }
         if (v < f->min || v > f->max) {
-            say(why, whylen, "%s: %ld is out of range %d-%d", f->name, v, f->min, f->max);
+            kx_why(why, whylen, "%s: %ld is out of range %d-%d", f->name, v, f->min, f->max);
             return false;
         }
         *out = (int)v;
@@ -82,8 +69,8 @@ static bool parse_value(const field_spec *f, const char **p, const char *end, in
             }
         }
     }
-    say(why, whylen, "%s: \"%.*s\" is not a %s", f->name, (int)(end - s > 16 ? 16 : end - s), s,
-        f->names != NULL ? "number or a 3-letter name" : "number");
+    kx_why(why, whylen, "%s: \"%.*s\" is not a %s", f->name, (int)(end - s > 16 ? 16 : end - s), s,
+           f->names != NULL ? "number or a 3-letter name" : "number");
     return false;
 }
 
@@ -106,8 +93,8 @@ static bool parse_item(const field_spec *f, const char *start, const char *end, 
             if (!parse_value(f, &p, end, &hi, why, whylen))
                 return false;
             if (hi < lo) {
-                say(why, whylen, "%s: the range %.*s runs backwards", f->name, (int)(end - start),
-                    start);
+                kx_why(why, whylen, "%s: the range %.*s runs backwards", f->name,
+                       (int)(end - start), start);
                 return false;
             }
         } else if (p < end && *p == '/') {
@@ -125,15 +112,15 @@ static bool parse_item(const field_spec *f, const char *start, const char *end, 
             digits++;
         }
         if (digits == 0 || (p < end && isdigit((unsigned char)*p)) || v < 1 || v > span) {
-            say(why, whylen, "%s: the step in \"%.*s\" must be a number from 1 to %d", f->name,
-                (int)(end - start), start, span);
+            kx_why(why, whylen, "%s: the step in \"%.*s\" must be a number from 1 to %d", f->name,
+                   (int)(end - start), start, span);
             return false;
         }
         step = (int)v;
     }
     if (p != end) {
-        say(why, whylen, "%s: unexpected \"%.*s\" in \"%.*s\"", f->name, (int)(end - p), p,
-            (int)(end - start), start);
+        kx_why(why, whylen, "%s: unexpected \"%.*s\" in \"%.*s\"", f->name, (int)(end - p), p,
+               (int)(end - start), start);
         return false;
     }
     for (int v = lo; v <= hi; v += step)
@@ -150,7 +137,7 @@ static bool parse_field(const field_spec *f, const char *start, const char *end,
         const char *comma = memchr(p, ',', (size_t)(end - p));
         const char *item_end = comma != NULL ? comma : end;
         if (item_end == p) {
-            say(why, whylen, "%s: empty item in \"%.*s\"", f->name, (int)(end - start), start);
+            kx_why(why, whylen, "%s: empty item in \"%.*s\"", f->name, (int)(end - start), start);
             return false;
         }
         if (!parse_item(f, p, item_end, bits, why, whylen))
@@ -180,12 +167,12 @@ kx_err kx_cron_parse(const char *expr, kx_cron *out, char *why, size_t whylen)
     if (why != NULL && whylen > 0)
         why[0] = '\0';
     if (expr == NULL) {
-        say(why, whylen, "no cron expression");
+        kx_why(why, whylen, "no cron expression");
         return KX_ERR_INVALID;
     }
     size_t len = strnlen(expr, KX_CRON_MAX_LEN + 1);
     if (len > KX_CRON_MAX_LEN) {
-        say(why, whylen, "the cron expression is longer than %d characters", KX_CRON_MAX_LEN);
+        kx_why(why, whylen, "the cron expression is longer than %d characters", KX_CRON_MAX_LEN);
         return KX_ERR_INVALID;
     }
     const char *s = expr, *e = expr + len;
@@ -199,10 +186,10 @@ kx_err kx_cron_parse(const char *expr, kx_cron *out, char *why, size_t whylen)
             if ((size_t)(e - s) == n && strncasecmp(s, MACROS[i].name, n) == 0)
                 return kx_cron_parse(MACROS[i].expr, out, why, whylen);
         }
-        say(why, whylen,
-            "unknown macro \"%.*s\" (use @yearly, @monthly, @weekly, @daily or "
-            "@hourly)",
-            (int)(e - s > 16 ? 16 : e - s), s);
+        kx_why(why, whylen,
+               "unknown macro \"%.*s\" (use @yearly, @monthly, @weekly, @daily or "
+               "@hourly)",
+               (int)(e - s > 16 ? 16 : e - s), s);
         return KX_ERR_INVALID;
     }
     uint64_t bits[5];
@@ -214,13 +201,13 @@ kx_err kx_cron_parse(const char *expr, kx_cron *out, char *why, size_t whylen)
         while (p < e && !is_blank(*p))
             p++;
         if (n == 5) {
-            say(why, whylen, "more than 5 fields (minute hour day-of-month month day-of-week)");
+            kx_why(why, whylen, "more than 5 fields (minute hour day-of-month month day-of-week)");
             return KX_ERR_INVALID;
         }
         for (const char *c = f; c < p; c++) {
             if ((unsigned char)*c < 0x21 || (unsigned char)*c > 0x7e) {
-                say(why, whylen, "%s: a character that is not printable ASCII (byte 0x%02x)",
-                    FIELDS[n].name, (unsigned char)*c);
+                kx_why(why, whylen, "%s: a character that is not printable ASCII (byte 0x%02x)",
+                       FIELDS[n].name, (unsigned char)*c);
                 return KX_ERR_INVALID;
             }
         }
@@ -232,8 +219,8 @@ kx_err kx_cron_parse(const char *expr, kx_cron *out, char *why, size_t whylen)
             p++;
     }
     if (n != 5) {
-        say(why, whylen, "%d field%s, want 5 (minute hour day-of-month month day-of-week)", n,
-            n == 1 ? "" : "s");
+        kx_why(why, whylen, "%d field%s, want 5 (minute hour day-of-month month day-of-week)", n,
+               n == 1 ? "" : "s");
         return KX_ERR_INVALID;
     }
     out->minute = bits[0];

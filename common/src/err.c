@@ -1,6 +1,10 @@
 /* err.c — names for kx_err: a short string for logs (kx_err_str) and the stable code that
- * travels in kx.v1.Error.code (kx_err_code, see proto/kx/v1/common.proto). */
+ * travels in kx.v1.Error.code (kx_err_code, see proto/kx/v1/common.proto); kx_why, the reason
+ * written into a caller's buffer. */
 #include "kx/err.h"
+
+#include <stdarg.h>
+#include <stdio.h>
 
 const char *kx_err_str(kx_err err)
 {
@@ -39,4 +43,14 @@ const char *kx_err_code(kx_err err)
     case KX_ERR_INTERNAL: return "internal";
     }
     return "internal";
+}
+
+void kx_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    if (why == NULL || whylen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
 }

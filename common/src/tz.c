@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,18 +46,6 @@ struct kx_tz {
     bool has_rule;
     tz_rule rule;
 };
-
-static void say(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void say(char *why, size_t whylen, const char *fmt, ...)
-{
-    if (why == NULL || whylen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- POSIX TZ rules ---------------------------------------------------------------------- */
 
@@ -281,25 +268,25 @@ static kx_err parse_tzif(const unsigned char *p, size_t len, kx_tz *tz, char *wh
     char version = 0;
     tzif_counts c;
     if (!header(p, len, &version, &c)) {
-        say(why, whylen, "not a TZif file");
+        kx_why(why, whylen, "not a TZif file");
         return KX_ERR_INVALID;
     }
     size_t tsize = 4, off = 44;
     if (version >= '2') { /* skip the 32-bit block; the 64-bit one has its own header */
         off += block_len(&c, 4);
         if (off > len || !header(p + off, len - off, &version, &c)) {
-            say(why, whylen, "not a TZif file (its second header)");
+            kx_why(why, whylen, "not a TZif file (its second header)");
             return KX_ERR_INVALID;
         }
         off += 44;
         tsize = 8;
     }
     if (block_len(&c, tsize) > len - off) {
-        say(why, whylen, "a truncated TZif file");
+        kx_why(why, whylen, "a truncated TZif file");
         return KX_ERR_INVALID;
     }
     if (c.leap > 0) {
-        say(why, whylen, "a zone with leap seconds (its times are not unix times)");
+        kx_why(why, whylen, "a zone with leap seconds (its times are not unix times)");
         return KX_ERR_INVALID;
     }
     const unsigned char *times = p + off;
@@ -309,7 +296,7 @@ static kx_err parse_tzif(const unsigned char *p, size_t len, kx_tz *tz, char *wh
     for (uint32_t i = 0; i < c.type; i++) {
         utoff[i] = (int32_t)be32(types + (size_t)i * 6);
         if (utoff[i] <= -MAX_OFFSET || utoff[i] >= MAX_OFFSET || types[(size_t)i * 6 + 4] > 1) {
-            say(why, whylen, "a TZif file with a malformed local time type");
+            kx_why(why, whylen, "a TZif file with a malformed local time type");
             return KX_ERR_INVALID;
         }
     }
@@ -323,7 +310,7 @@ static kx_err parse_tzif(const unsigned char *p, size_t len, kx_tz *tz, char *wh
         tz->at[i] = tsize == 8 ? be64(times + (size_t)i * 8)
                                : (int64_t)(int32_t)be32(times + (size_t)i * 4);
         if (idx[i] >= c.type || (i > 0 && tz->at[i] <= tz->at[i - 1])) {
-            say(why, whylen, "a TZif file with a malformed transition");
+            kx_why(why, whylen, "a TZif file with a malformed transition");
             return KX_ERR_INVALID;
         }
         tz->off[i] = utoff[idx[i]];
@@ -334,14 +321,14 @@ static kx_err parse_tzif(const unsigned char *p, size_t len, kx_tz *tz, char *wh
         const char *nl = left >= 2 && f[0] == '\n' ? memchr(f + 1, '\n', left - 1) : NULL;
         size_t rl = nl != NULL ? (size_t)(nl - f - 1) : 0;
         if (nl == NULL || rl > 255 || memchr(f + 1, '\0', rl) != NULL) {
-            say(why, whylen, "a TZif file without its footer");
+            kx_why(why, whylen, "a TZif file without its footer");
             return KX_ERR_INVALID;
         }
         char rule[256];
         memcpy(rule, f + 1, rl);
         rule[rl] = '\0';
         if (rl > 0 && !parse_rule(rule, &tz->rule)) {
-            say(why, whylen, "a TZif file whose footer rule '%s' cannot be read", rule);
+            kx_why(why, whylen, "a TZif file whose footer rule '%s' cannot be read", rule);
             return KX_ERR_INVALID;
         }
         tz->has_rule = rl > 0;
@@ -399,8 +386,9 @@ kx_err kx_tz_load(const char *name, kx_tz **out, char *why, size_t whylen)
 {
     *out = NULL;
     if (name == NULL || !name_ok(name)) {
-        say(why, whylen, "'%.80s' is not a time zone name (e.g. Europe/Berlin, America/New_York)",
-            name ? name : "");
+        kx_why(why, whylen,
+               "'%.80s' is not a time zone name (e.g. Europe/Berlin, America/New_York)",
+               name ? name : "");
         return KX_ERR_INVALID;
     }
     kx_tz *tz = calloc(1, sizeof *tz);
@@ -419,14 +407,14 @@ kx_err kx_tz_load(const char *name, kx_tz **out, char *why, size_t whylen)
     kx_err err =
         pl > 0 && (size_t)pl < sizeof path ? read_file(path, &buf, &len) : KX_ERR_NOT_FOUND;
     if (err == KX_ERR_NOT_FOUND)
-        say(why, whylen, "unknown time zone '%s'", name);
+        kx_why(why, whylen, "unknown time zone '%s'", name);
     else if (err != KX_OK)
-        say(why, whylen, "time zone '%s' could not be read: %s", name, kx_err_str(err));
+        kx_why(why, whylen, "time zone '%s' could not be read: %s", name, kx_err_str(err));
     else {
         char detail[200] = "";
         err = parse_tzif(buf, len, tz, detail, sizeof detail);
         if (err != KX_OK)
-            say(why, whylen, "time zone '%s': %s", name, detail[0] ? detail : kx_err_str(err));
+            kx_why(why, whylen, "time zone '%s': %s", name, detail[0] ? detail : kx_err_str(err));
     }
     free(buf);
     if (err != KX_OK) {
@@ -444,7 +432,7 @@ kx_err kx_tz_from_rule(const char *rule, kx_tz **out, char *why, size_t whylen)
     if (tz == NULL)
         return KX_ERR_NOMEM;
     if (rule == NULL || strlen(rule) > 255 || !parse_rule(rule, &tz->rule)) {
-        say(why, whylen, "'%.80s' is not a POSIX TZ rule", rule ? rule : "");
+        kx_why(why, whylen, "'%.80s' is not a POSIX TZ rule", rule ? rule : "");
         free(tz);
         return KX_ERR_INVALID;
     }

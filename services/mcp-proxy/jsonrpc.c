@@ -5,7 +5,6 @@
  * removed, so the callback may send new requests or cancel others. */
 #include "jsonrpc.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,19 +23,6 @@ struct mcp_rpc {
     pending *pend;
     size_t npend, cap;
 };
-
-static void say(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void say(char *why, size_t whylen, const char *fmt, ...)
-{
-    if (why == NULL || whylen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
 
 mcp_rpc *mcp_rpc_new(mcp_rpc_send_fn send, mcp_rpc_incoming_cb incoming, void *arg)
 {
@@ -186,23 +172,23 @@ static kx_err handle_response(mcp_rpc *rpc, const json_t *msg, char *why, size_t
     const json_t *result = json_object_get(msg, "result");
     const json_t *error = json_object_get(msg, "error");
     if ((result == NULL) == (error == NULL)) {
-        say(why, whylen, "a response must have exactly one of \"result\" and \"error\"");
+        kx_why(why, whylen, "a response must have exactly one of \"result\" and \"error\"");
         return KX_ERR_PROTOCOL;
     }
     if (!json_is_integer(id)) {
         if (error != NULL && json_is_null(id)) {
             const char *m = json_string_value(json_object_get(error, "message"));
-            say(why, whylen, "the peer reported an error without a request id: %s",
-                m ? m : "(no message)");
+            kx_why(why, whylen, "the peer reported an error without a request id: %s",
+                   m ? m : "(no message)");
             return KX_ERR_PROTOCOL;
         }
-        say(why, whylen, "a response id must be one of our integer request ids");
+        kx_why(why, whylen, "a response id must be one of our integer request ids");
         return KX_ERR_NOT_FOUND;
     }
     pending p;
     int64_t n = (int64_t)json_integer_value(id);
     if (!take_pending(rpc, n, &p)) {
-        say(why, whylen, "a response to request id %lld, which is not pending", (long long)n);
+        kx_why(why, whylen, "a response to request id %lld, which is not pending", (long long)n);
         return KX_ERR_NOT_FOUND;
     }
     if (result != NULL) {
@@ -216,10 +202,10 @@ static kx_err handle_response(mcp_rpc *rpc, const json_t *msg, char *why, size_t
                            .message = "the peer sent a malformed error object",
                            .data = error};
         p.cb(NULL, &e, p.arg);
-        say(why, whylen,
-            "the error object of the response to request id %lld has no integer "
-            "\"code\" and string \"message\"",
-            (long long)n);
+        kx_why(why, whylen,
+               "the error object of the response to request id %lld has no integer "
+               "\"code\" and string \"message\"",
+               (long long)n);
         return KX_ERR_PROTOCOL;
     }
     mcp_rpc_error e = {.code = (int64_t)json_integer_value(code),
@@ -265,19 +251,19 @@ kx_err mcp_rpc_receive(mcp_rpc *rpc, const char *text, size_t len, char *why, si
     json_error_t jerr;
     json_t *msg = mcp_json_loadb(text, len, &jerr);
     if (msg == NULL) {
-        say(why, whylen, "not JSON: %s (at character %d)", jerr.text, jerr.position);
+        kx_why(why, whylen, "not JSON: %s (at character %d)", jerr.text, jerr.position);
         return KX_ERR_PROTOCOL;
     }
     kx_err err = KX_OK;
     if (json_is_array(msg)) {
-        say(why, whylen, "JSON-RPC batches are not supported");
+        kx_why(why, whylen, "JSON-RPC batches are not supported");
         err = KX_ERR_PROTOCOL;
     } else if (!json_is_object(msg)) {
-        say(why, whylen, "a message must be a JSON object");
+        kx_why(why, whylen, "a message must be a JSON object");
         err = KX_ERR_PROTOCOL;
     } else if (!json_is_string(json_object_get(msg, "jsonrpc")) ||
                strcmp(json_string_value(json_object_get(msg, "jsonrpc")), "2.0") != 0) {
-        say(why, whylen, "\"jsonrpc\" must be \"2.0\"");
+        kx_why(why, whylen, "\"jsonrpc\" must be \"2.0\"");
         err = KX_ERR_PROTOCOL;
     } else if (json_object_get(msg, "method") != NULL) {
         const json_t *method = json_object_get(msg, "method");
@@ -286,9 +272,9 @@ kx_err mcp_rpc_receive(mcp_rpc *rpc, const char *text, size_t len, char *why, si
         bool id_ok = id == NULL || json_is_string(id) || json_is_integer(id);
         if (!json_is_string(method) || !id_ok ||
             (params != NULL && !json_is_object(params) && !json_is_array(params))) {
-            say(why, whylen,
-                "a request needs a string \"method\", a string or integer \"id\" "
-                "and object or array \"params\"");
+            kx_why(why, whylen,
+                   "a request needs a string \"method\", a string or integer \"id\" "
+                   "and object or array \"params\"");
             if (id != NULL && id_ok)
                 err = mcp_rpc_reply_error(rpc, id, MCP_RPC_INVALID_REQUEST, "Invalid Request");
             err = err == KX_ERR_NOMEM ? err : KX_ERR_PROTOCOL;
@@ -298,9 +284,9 @@ kx_err mcp_rpc_receive(mcp_rpc *rpc, const char *text, size_t len, char *why, si
     } else if (json_object_get(msg, "id") != NULL) {
         err = handle_response(rpc, msg, why, whylen);
     } else {
-        say(why, whylen,
-            "a message must have a \"method\" (request, notification) or an "
-            "\"id\" (response)");
+        kx_why(why, whylen,
+               "a message must have a \"method\" (request, notification) or an "
+               "\"id\" (response)");
         err = KX_ERR_PROTOCOL;
     }
     json_decref(msg);

@@ -5,6 +5,8 @@
 #ifndef KX_ERR_H
 #define KX_ERR_H
 
+#include <stddef.h>
+
 typedef enum kx_err {
     KX_OK = 0,
     KX_ERR_INVALID, /* bad argument or input: names what was wrong in the log */
@@ -25,5 +27,9 @@ const char *kx_err_str(kx_err err);
 
 /* The stable code used in kx.v1.Error.code for an error ("deadline_exceeded", ...). */
 const char *kx_err_code(kx_err err);
+
+/* Formats why a call failed into the caller's buffer why (whylen bytes); why NULL or whylen 0:
+ * nothing is written (a caller that does not want the reason). */
+void kx_why(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif
