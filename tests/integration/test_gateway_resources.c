@@ -172,6 +172,37 @@ static bool purged(const char *thread_id, int64_t limit_ms)
     }
 }
 
+/* Fills account a's thread tid with n status messages and locks one of them (the newest when
+ * newest: a purge blocks mid-way; else the first found: its first batch blocks) FOR UPDATE in
+ * the open transaction of the connection returned (the caller ends it). */
+static PGconn *fill_and_lock(const char *tid, int n, bool newest)
+{
+    char count[16], sql[400];
+    snprintf(count, sizeof count, "%d", n);
+    snprintf(sql, sizeof sql,
+             "WITH m AS (INSERT INTO messages (thread_id, account_id, type, is_llm_message, "
+             "content) SELECT $1::uuid, $2::uuid, 'status', false, jsonb_build_object('n', g) "
+             "FROM generate_series(1, %d) g RETURNING 1) SELECT count(*) FROM m",
+             n);
+    char *got = sql1(sql, tid, g_acct_a);
+    assert_non_null(got);
+    assert_string_equal(got, count);
+    free(got);
+    PGconn *locker = PQconnectdb(g_gw.s.pg.url);
+    assert_int_equal(PQstatus(locker), CONNECTION_OK);
+    PQclear(PQexec(locker, "BEGIN"));
+    const char *lp[] = {tid};
+    PGresult *r = PQexecParams(locker,
+                               newest ? "SELECT 1 FROM messages WHERE thread_id = $1::uuid "
+                                        "ORDER BY created_at DESC LIMIT 1 FOR UPDATE"
+                                      : "SELECT 1 FROM messages WHERE thread_id = $1::uuid "
+                                        "LIMIT 1 FOR UPDATE",
+                               1, NULL, lp, NULL, NULL, 0);
+    assert_int_equal(PQntuples(r), 1);
+    PQclear(r);
+    return locker;
+}
+
 /* POST /api/agent/initiate (urlencoded pairs) as who; the answer. */
 static json_t *initiate(int who, const char *const *pairs, long *status)
 {
@@ -931,24 +962,7 @@ static void test_delete_does_not_wait_for_messages(void **state)
     (void)state;
     char tid[KX_UUID_LEN + 1], pid[KX_UUID_LEN + 1], path[200];
     new_thread(0, "a long thread", tid, pid);
-    char *n = sql1("WITH m AS (INSERT INTO messages (thread_id, account_id, type, "
-                   "is_llm_message, content) SELECT $1::uuid, $2::uuid, 'status', false, "
-                   "jsonb_build_object('n', g) FROM generate_series(1, 20000) g RETURNING 1) "
-                   "SELECT count(*) FROM m",
-                   tid, g_acct_a);
-    assert_non_null(n);
-    assert_string_equal(n, "20000");
-    free(n);
-    PGconn *locker = PQconnectdb(g_gw.s.pg.url);
-    assert_int_equal(PQstatus(locker), CONNECTION_OK);
-    PQclear(PQexec(locker, "BEGIN"));
-    const char *lp[] = {tid};
-    PGresult *r = PQexecParams(locker,
-                               "SELECT 1 FROM messages WHERE thread_id = $1::uuid LIMIT 1 "
-                               "FOR UPDATE",
-                               1, NULL, lp, NULL, NULL, 0);
-    assert_int_equal(PQntuples(r), 1);
-    PQclear(r);
+    PGconn *locker = fill_and_lock(tid, 20000, false);
 
     snprintf(path, sizeof path, "/api/threads/%s", tid);
     int64_t t0 = kx_mono_ms();
@@ -1228,23 +1242,7 @@ static void test_purger_survives_a_postgres_restart(void **state)
     (void)state;
     char tid[KX_UUID_LEN + 1], pid[KX_UUID_LEN + 1], path[200];
     new_thread(0, "purged across a restart", tid, pid);
-    char *n = sql1("WITH m AS (INSERT INTO messages (thread_id, account_id, type, "
-                   "is_llm_message, content) SELECT $1::uuid, $2::uuid, 'status', false, "
-                   "jsonb_build_object('n', g) FROM generate_series(1, 12000) g RETURNING 1) "
-                   "SELECT count(*) FROM m",
-                   tid, g_acct_a);
-    assert_string_equal(n, "12000");
-    free(n);
-    PGconn *locker = PQconnectdb(g_gw.s.pg.url);
-    assert_int_equal(PQstatus(locker), CONNECTION_OK);
-    PQclear(PQexec(locker, "BEGIN"));
-    const char *lp[] = {tid};
-    PGresult *r = PQexecParams(locker,
-                               "SELECT 1 FROM messages WHERE thread_id = $1::uuid "
-                               "ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
-                               1, NULL, lp, NULL, NULL, 0);
-    assert_int_equal(PQntuples(r), 1);
-    PQclear(r);
+    PGconn *locker = fill_and_lock(tid, 12000, true);
     snprintf(path, sizeof path, "/api/threads/%s", tid);
     long st = 0;
     json_decref(jcall(0, "DELETE", path, NULL, &st));
