@@ -37,12 +37,12 @@
     /* $1 account, $2 rows at most, $3 rows skipped, $4 the key the page starts after (NULL:  \
      * from the newest): the array, or NULL when $4 is none of the account's keys */           \
     {"gw_keys_list",                                                                           \
-     "SELECT CASE WHEN $4::uuid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM api_keys WHERE "     \
-     "key_id = $4::uuid AND account_id = $1::uuid) THEN NULL ELSE "                            \
+     "SELECT CASE WHEN "                                                                       \
+     GW_SQL_CURSOR_UNKNOWN("api_keys", "key_id", "$4::uuid", "account_id = $1::uuid")          \
+     " THEN NULL ELSE "                                                                        \
      "coalesce(json_agg(" GW_KEY_JSON " ORDER BY created_at DESC, key_id), "                   \
      "'[]'::json)::text END FROM (SELECT * FROM api_keys a WHERE account_id = $1::uuid AND "   \
-     GW_SQL_BEFORE("a", "key_id", "(SELECT created_at FROM api_keys WHERE key_id = $4::uuid "  \
-     "AND account_id = $1::uuid)", "$4::uuid") " "                                             \
+     GW_SQL_BEFORE("a", "api_keys", "key_id", "$4::uuid", "account_id = $1::uuid") " "        \
      "ORDER BY created_at DESC, key_id LIMIT $2::int OFFSET $3::int) k"},                      \
     {"gw_key_revoke",                                                                          \
      "UPDATE api_keys SET status = 'revoked' WHERE key_id = $1::uuid AND account_id = $2::uuid " \

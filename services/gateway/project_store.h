@@ -98,14 +98,13 @@
      * <more follow>, "unknown_before": <$4 is none of the account's projects>} */              \
     {"gw_projects_list",                                                                       \
      "SELECT json_build_object('rows', coalesce(json_agg(j ORDER BY n) FILTER (WHERE n <= "    \
-     "$2::int), '[]'::json), 'more', count(*) > $2::int, 'unknown_before', $4::uuid IS NOT "   \
-     "NULL AND NOT EXISTS (SELECT 1 FROM projects WHERE project_id = $4::uuid AND account_id " \
-     "= $1::uuid))::text FROM (SELECT j, row_number() "                                        \
+     "$2::int), '[]'::json), 'more', count(*) > $2::int, 'unknown_before', "                   \
+     GW_SQL_CURSOR_UNKNOWN("projects", "project_id", "$4::uuid", "account_id = $1::uuid")      \
+     ")::text FROM (SELECT j, row_number() "                                                   \
      "OVER (ORDER BY created_at DESC, project_id) AS n FROM (SELECT json_build_object("        \
      GW_PROJECT_FIELDS("p") ") AS j, p.created_at, p.project_id FROM projects p "              \
-     "WHERE p.account_id = $1::uuid AND p.deleted_at IS NULL AND " GW_SQL_BEFORE("p",          \
-     "project_id", "(SELECT created_at FROM projects WHERE project_id = $4::uuid AND "         \
-     "account_id = $1::uuid)", "$4::uuid") " "                                                 \
+     "WHERE p.account_id = $1::uuid AND p.deleted_at IS NULL AND "                             \
+     GW_SQL_BEFORE("p", "projects", "project_id", "$4::uuid", "account_id = $1::uuid") " "    \
      "ORDER BY p.created_at DESC, p.project_id LIMIT $2::int + 1 OFFSET $3::int) q) s"},       \
     {"gw_project_get",                                                                         \
      "SELECT p.account_id::text, p.is_public, json_build_object(" GW_PROJECT_FIELDS("p")       \

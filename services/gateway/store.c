@@ -195,17 +195,16 @@ const kx_db_stmt gw_store_statements[] = {
     /* clang-format off */
     {"gw_thread_runs",
      "SELECT json_build_object('rows', COALESCE(json_agg(j ORDER BY n) FILTER (WHERE n <= "
-     "$2::int), '[]'::json), 'more', count(*) > $2::int, 'unknown_before', $4::uuid IS NOT "
-     "NULL AND NOT EXISTS (SELECT 1 FROM agent_runs WHERE id = $4::uuid AND thread_id = "
-     "$1::uuid))::text FROM ("
+     "$2::int), '[]'::json), 'more', count(*) > $2::int, 'unknown_before', "
+     GW_SQL_CURSOR_UNKNOWN("agent_runs", "id", "$4::uuid", "thread_id = $1::uuid")
+     ")::text FROM ("
      "  SELECT j, row_number() OVER (ORDER BY created_at DESC, id) AS n FROM ("
      "    SELECT json_build_object('id', id, 'thread_id', thread_id, 'status', status, "
      "      'started_at', " ISO("started_at") ", 'completed_at', " ISO("completed_at") ", "
      "      'error', error, 'created_at', " ISO("created_at") ", "
      "      'updated_at', " ISO("updated_at") ") AS j, created_at, id "
      "    FROM agent_runs r WHERE thread_id = $1::uuid AND "
-     GW_SQL_BEFORE("r", "id", "(SELECT created_at FROM agent_runs WHERE id = $4::uuid AND "
-                   "thread_id = $1::uuid)", "$4::uuid") " "
+     GW_SQL_BEFORE("r", "agent_runs", "id", "$4::uuid", "thread_id = $1::uuid") " "
      "    ORDER BY created_at DESC, id LIMIT $2::int + 1 OFFSET $3::int) p) s"},
     /* clang-format on */
 

@@ -26,13 +26,25 @@ extern const kx_db_stmt gw_store_statements[];
 #define GW_SQL_ISO(col) \
     "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
 
-/* A keyset page's rows of table alias t listed newest first (created_at DESC, idcol): those
- * after the cursor row, whose created_at the scalar subquery `at` reads and whose id is
- * `cursor_id`; a NULL cursor (or one not found) is every row. The created_at bound is an index
- * condition, so a page costs its own rows, not its depth as an OFFSET does. */
-#define GW_SQL_BEFORE(t, idcol, at, cursor_id)                                           \
-    t ".created_at <= coalesce(" at ", 'infinity') AND (" t ".created_at < coalesce(" at \
-      ", 'infinity') OR " t "." idcol " > " cursor_id ")"
+/* Keyset pages of a list newest first (created_at DESC, idcol) by a cursor: the id (a
+ * parameter, NULL for the first page) of the last row of the previous page, one of table's
+ * rows within scope (a condition on its columns, e.g. "account_id = $1::uuid").
+ * GW_SQL_CURSOR_AT: the cursor row's created_at, NULL when it is none of the list's (created_at
+ * is NOT NULL in every listed table). GW_SQL_CURSOR_UNKNOWN: a cursor was given and is none of
+ * the list's (a 400). GW_SQL_BEFORE: the rows of table alias t after the cursor row (a NULL or
+ * unknown cursor: every row); the created_at bound is an index condition, so a page costs its
+ * own rows, not its depth as an OFFSET does. */
+#define GW_SQL_CURSOR_AT(table, idcol, cursor, scope) \
+    "(SELECT created_at FROM " table " WHERE " idcol " = " cursor " AND " scope ")"
+#define GW_SQL_CURSOR_UNKNOWN(table, idcol, cursor, scope) \
+    cursor " IS NOT NULL AND " GW_SQL_CURSOR_AT(table, idcol, cursor, scope) " IS NULL"
+#define GW_SQL_BEFORE(t, table, idcol, cursor, scope)                                            \
+    t ".created_at <= coalesce(" GW_SQL_CURSOR_AT(                                               \
+        table, idcol, cursor,                                                                    \
+        scope) ", 'infinity') AND (" t                                                           \
+               ".created_at < coalesce(" GW_SQL_CURSOR_AT(table, idcol, cursor,                  \
+                                                          scope) ", 'infinity') OR " t "." idcol \
+                                                                 " > " cursor ")"
 
 /* The options a run is started with; stored as agent_runs.metadata. */
 typedef struct gw_run_options {

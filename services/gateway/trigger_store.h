@@ -47,13 +47,14 @@
     {"gw_triggers_list",                                                                       \
      "SELECT json_build_object('rows', coalesce(json_agg(" GW_TRIGGER_JSON " ORDER BY n) "     \
      "FILTER (WHERE keep), '[]'::json), 'more', coalesce(bool_or(NOT keep), false), "          \
-     "'unknown_before', $5::uuid IS NOT NULL AND NOT EXISTS (SELECT 1 FROM run_triggers "      \
-     "WHERE trigger_id = $5::uuid AND account_id = $1::uuid))::text "                          \
+     "'unknown_before', "                                                                      \
+     GW_SQL_CURSOR_UNKNOWN("run_triggers", "trigger_id", "$5::uuid", "account_id = $1::uuid")  \
+     ")::text "                                                                                \
      "FROM (SELECT t.*, n <= $2::int AND (n = 1 OR upto <= $4::bigint) AS keep FROM ("         \
      "  SELECT r.*, row_number() OVER w AS n, sum(octet_length(r.prompt)) OVER w AS upto "     \
      "  FROM (SELECT * FROM run_triggers c WHERE account_id = $1::uuid AND "                   \
-     GW_SQL_BEFORE("c", "trigger_id", "(SELECT created_at FROM run_triggers WHERE "            \
-     "trigger_id = $5::uuid AND account_id = $1::uuid)", "$5::uuid") " "                       \
+     GW_SQL_BEFORE("c", "run_triggers", "trigger_id", "$5::uuid", "account_id = $1::uuid")    \
+     " "                                                                                       \
      "        ORDER BY created_at DESC, trigger_id LIMIT $2::int + 1 OFFSET $3::int) r "       \
      "  WINDOW w AS (ORDER BY created_at DESC, trigger_id)) t) s"},                            \
     {"gw_trigger_get",                                                                         \

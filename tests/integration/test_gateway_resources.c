@@ -1313,8 +1313,8 @@ static bool page_ids(const char *path, const char *key, const char *idkey, json_
 
 /* Walking a list by ?before=<the last id> neither repeats nor skips an item when items are
  * created and deleted between the pages (an offset repeats as many items as were created
- * since: every trigger fire creates a project). Projects created in one statement share their
- * created_at: the id orders them. */
+ * since: every trigger fire creates a project). The projects made here share their created_at
+ * three by three, and the runs two by two: the id orders them. */
 static void test_pages_by_cursor(void **state)
 {
     (void)state;
