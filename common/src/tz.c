@@ -489,12 +489,8 @@ int kx_tz_to_utc(const kx_tz *tz, int64_t wall, int64_t out[2])
     int n = 0;
     for (int i = 0; i < no; i++) {
         int64_t u = wall - offs[i];
-        if (kx_tz_offset(tz, u) != offs[i])
-            continue;
-        if (n == 0 || u != out[0]) {
-            if (n < 2)
-                out[n++] = u;
-        }
+        if (kx_tz_offset(tz, u) == offs[i] && n < 2) /* the offsets differ: so do the u */
+            out[n++] = u;
     }
     if (n == 2 && out[1] < out[0]) {
         int64_t t = out[0];

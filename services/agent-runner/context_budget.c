@@ -243,8 +243,8 @@ static size_t left_out(const json_t *m)
     return json_is_integer(v) && json_integer_value(v) > 0 ? (size_t)json_integer_value(v) : 0;
 }
 
-/* Messages i..j-1 of messages are gone: the note at their place (a neighbour note counts them
- * too, or a new one). false on OOM. */
+/* removed messages were dropped from place i of messages: the note there counts them (a
+ * neighbour note, or a new one). false on OOM. */
 static bool note_left_out(json_t *messages, size_t i, size_t removed)
 {
     for (size_t k = i > 0 ? i - 1 : 0; k <= i && k < json_array_size(messages); k++) {
