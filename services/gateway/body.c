@@ -184,20 +184,17 @@ bool gw_query_int(const gw_request *req, const char *name, long def, long lo, lo
     return true;
 }
 
-bool gw_query_before(const gw_request *req, const char **before, gw_reply *reply)
+bool gw_query_page(const gw_request *req, gw_page *page, gw_reply *reply)
 {
-    *before = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "before");
-    if (*before == NULL || kx_uuid_valid(*before))
+    if (!gw_query_int(req, "limit", GW_PAGE_MAX, 1, GW_PAGE_MAX, &page->limit, reply) ||
+        !gw_query_int(req, "offset", 0, 0, 1000000000L, &page->offset, reply))
+        return false;
+    page->before = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, "before");
+    if (page->before == NULL || kx_uuid_valid(page->before))
         return true;
     gw_reply_error(reply, MHD_HTTP_BAD_REQUEST,
                    "before must be the id of the last item of the previous page");
     return false;
-}
-
-bool gw_query_page(const gw_request *req, long *limit, long *offset, gw_reply *reply)
-{
-    return gw_query_int(req, "limit", GW_PAGE_MAX, 1, GW_PAGE_MAX, limit, reply) &&
-        gw_query_int(req, "offset", 0, 0, 1000000000L, offset, reply);
 }
 
 /* A JSON object's keys must all be among allowed (NULL-terminated); a 400 names the first

@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include "gateway.h"
+#include "store.h"
 
 /* The body as a JSON object (new reference). An empty body is {} when allow_empty. NULL with a
  * 400 reply when the body is not JSON or not an object, or when a number anywhere in it is not
@@ -32,15 +33,13 @@ bool gw_form_text(const gw_form *form, const char *key, bool empty_is_absent, co
  * naming it. */
 bool gw_query_int(const gw_request *req, const char *name, long def, long lo, long hi, long *out,
                   gw_reply *reply);
-/* A list's page: ?limit= (1..GW_PAGE_MAX, default GW_PAGE_MAX) and ?offset= (0..10^9,
- * default 0); a 400 naming the parameter otherwise. GW_PAGE_MAX is Supabase's default row cap,
+/* A list's page: ?limit= (1..GW_PAGE_MAX, default GW_PAGE_MAX), ?offset= (0..10^9, default 0)
+ * and ?before= the id of the last item of the previous page (a UUID; absent: NULL, from the
+ * newest; unlike an offset it neither repeats nor skips items created or deleted between the
+ * pages); a 400 naming the parameter otherwise. GW_PAGE_MAX is Supabase's default row cap,
  * which bounded every list Kortix's API answered. */
 #define GW_PAGE_MAX 1000
-bool gw_query_page(const gw_request *req, long *limit, long *offset, gw_reply *reply);
-/* A keyset page's start: ?before= the id of the last item of the previous page (a UUID;
- * absent: NULL, from the newest). Unlike an offset it neither repeats nor skips items created
- * or deleted between the pages. A 400 naming it otherwise. Borrowed from the request. */
-bool gw_query_before(const gw_request *req, const char **before, gw_reply *reply);
+bool gw_query_page(const gw_request *req, gw_page *page, gw_reply *reply);
 /* Every key of obj must be one of allowed (NULL-terminated); else a 400 naming the first
  * other one. */
 bool gw_body_only(const json_t *obj, const char *const *allowed, gw_reply *reply);

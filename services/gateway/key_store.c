@@ -17,13 +17,11 @@ kx_err gw_key_create(kx_db *db, const char *account, const char *public_key,
     return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
 }
 
-kx_err gw_keys_list(kx_db *db, const char *account, int limit, long offset, const char *before,
-                    char **json)
+kx_err gw_keys_list(kx_db *db, const char *account, const gw_page *page, char **json)
 {
-    char lim[16], off[24];
-    snprintf(lim, sizeof lim, "%d", limit);
-    snprintf(off, sizeof off, "%ld", offset);
-    const char *p[] = {account, lim, off, before};
+    gw_page_args a;
+    gw_page_args_of(page, &a);
+    const char *p[] = {account, a.limit, a.offset, page->before};
     return kx_db_exec_text(db, "gw_keys_list", 4, p, json);
 }
 

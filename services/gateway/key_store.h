@@ -17,7 +17,6 @@
 #include "kx/err.h"
 #include "kx/uuid.h"
 #include "store.h"
-#include "store.h"
 
 /* clang-format off */
 #define GW_KEY_JSON                                                                            \
@@ -62,8 +61,7 @@
 kx_err gw_key_create(kx_db *db, const char *account, const char *public_key,
                      const char *secret_hash, const char *title, const char *description,
                      int expires_in_days, char **json);
-kx_err gw_keys_list(kx_db *db, const char *account, int limit, long offset, const char *before,
-                    char **json);
+kx_err gw_keys_list(kx_db *db, const char *account, const gw_page *page, char **json);
 kx_err gw_key_revoke(kx_db *db, const char *key_id, const char *account);
 kx_err gw_key_delete(kx_db *db, const char *key_id, const char *account);
 

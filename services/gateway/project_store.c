@@ -125,13 +125,11 @@ kx_err gw_message_delete(kx_db *db, const char *thread_id, const char *message_i
     return deleted ? KX_OK : exists ? KX_ERR_INVALID : KX_ERR_NOT_FOUND;
 }
 
-kx_err gw_projects_list(kx_db *db, const char *account, int limit, long offset, const char *before,
-                        char **json)
+kx_err gw_projects_list(kx_db *db, const char *account, const gw_page *page, char **json)
 {
-    char lim[16], off[24];
-    snprintf(lim, sizeof lim, "%d", limit);
-    snprintf(off, sizeof off, "%ld", offset);
-    const char *p[] = {account, lim, off, before};
+    gw_page_args a;
+    gw_page_args_of(page, &a);
+    const char *p[] = {account, a.limit, a.offset, page->before};
     return kx_db_exec_text(db, "gw_projects_list", 4, p, json);
 }
 

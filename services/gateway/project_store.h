@@ -158,8 +158,7 @@ kx_err gw_message_delete(kx_db *db, const char *thread_id, const char *message_i
 
 /* ---- projects ---- */
 /* A page of the account's projects, newest first: {"rows": [...], "more": <more follow>}. */
-kx_err gw_projects_list(kx_db *db, const char *account, int limit, long offset, const char *before,
-                        char **json);
+kx_err gw_projects_list(kx_db *db, const char *account, const gw_page *page, char **json);
 /* The project's owner, whether it is public, and its JSON. */
 kx_err gw_project_get(kx_db *db, const char *project_id, char account[KX_UUID_LEN + 1],
                       bool *is_public, char **json);

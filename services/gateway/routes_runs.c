@@ -251,9 +251,8 @@ void gw_route_run_stop(gw_app *app, gw_request *req, gw_reply *reply)
 
 void gw_route_thread_runs(gw_app *app, gw_request *req, gw_reply *reply)
 {
-    long limit = 0, offset = 0;
-    const char *before = NULL;
-    if (!gw_query_page(req, &limit, &offset, reply) || !gw_query_before(req, &before, reply))
+    gw_page page;
+    if (!gw_query_page(req, &page, reply))
         return;
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
@@ -261,7 +260,7 @@ void gw_route_thread_runs(gw_app *app, gw_request *req, gw_reply *reply)
     char *runs = NULL;
     kx_err err = KX_OK;
     if (gw_access_thread(db, req, req->id, reply)) {
-        err = gw_store_thread_runs(db, req->id, (int)limit, offset, before, &runs);
+        err = gw_store_thread_runs(db, req->id, &page, &runs);
         if (err != KX_OK)
             gw_reply_db_error(reply, err, "Failed to list agent runs");
     }

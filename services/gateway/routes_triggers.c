@@ -173,16 +173,14 @@ out:
 
 void gw_route_triggers_list(gw_app *app, gw_request *req, gw_reply *reply)
 {
-    long limit = 0, offset = 0;
-    const char *before = NULL;
-    if (!gw_query_page(req, &limit, &offset, reply) || !gw_query_before(req, &before, reply))
+    gw_page page;
+    if (!gw_query_page(req, &page, reply))
         return;
     kx_db *db = gw_db_get(app, reply);
     if (db == NULL)
         return;
     char *json = NULL;
-    kx_err err =
-        gw_triggers_list(db, req->account, (int)limit, offset, before, TRIGGERS_PAGE_BYTES, &json);
+    kx_err err = gw_triggers_list(db, req->account, &page, TRIGGERS_PAGE_BYTES, &json);
     gw_db_put(app, db);
     if (err != KX_OK) {
         gw_reply_db_error(reply, err, "Failed to list triggers");

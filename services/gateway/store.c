@@ -522,13 +522,17 @@ void gw_store_ended_free(gw_ended_run *runs, size_t n)
     free(runs);
 }
 
-kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, int limit, long offset,
-                            const char *before, char **json)
+void gw_page_args_of(const gw_page *page, gw_page_args *out)
 {
-    char lim[16], off[24];
-    snprintf(lim, sizeof lim, "%d", limit);
-    snprintf(off, sizeof off, "%ld", offset);
-    const char *params[] = {thread_id, lim, off, before};
+    snprintf(out->limit, sizeof out->limit, "%ld", page->limit);
+    snprintf(out->offset, sizeof out->offset, "%ld", page->offset);
+}
+
+kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, const gw_page *page, char **json)
+{
+    gw_page_args a;
+    gw_page_args_of(page, &a);
+    const char *params[] = {thread_id, a.limit, a.offset, page->before};
     return kx_db_exec_text(db, "gw_thread_runs", 4, params, json);
 }
 

@@ -26,6 +26,18 @@ extern const kx_db_stmt gw_store_statements[];
 #define GW_SQL_ISO(col) \
     "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')"
 
+/* A list's page as the request asks for it (body.c's gw_query_page): at most limit rows,
+ * offset skipped, after the row whose id is before (NULL: from the newest). */
+typedef struct gw_page {
+    long limit, offset;
+    const char *before; /* borrowed from the request */
+} gw_page;
+/* The page's limit and offset as statement parameters. */
+typedef struct gw_page_args {
+    char limit[24], offset[24];
+} gw_page_args;
+void gw_page_args_of(const gw_page *page, gw_page_args *out);
+
 /* Keyset pages of a list newest first (created_at DESC, idcol) by a cursor: the id (a
  * parameter, NULL for the first page) of the last row of the previous page, one of table's
  * rows within scope (a condition on its columns, e.g. "account_id = $1::uuid").
@@ -150,8 +162,7 @@ kx_err gw_store_runs_ended(kx_db *db, const char *id_array, int grace_s, gw_ende
 void gw_store_ended_free(gw_ended_run *runs, size_t n);
 
 /* A page of a thread's runs, newest first: {"rows": [...], "more": <more follow>}. */
-kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, int limit, long offset,
-                            const char *before, char **json);
+kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, const gw_page *page, char **json);
 /* One page of a thread's messages (order asc or desc), as JSON {"rows": [...], "more": n,
  * "cursor_found": bool}: at most limit rows, starting after the message `after` (NULL: from
  * the first), and no more rows than fit max_bytes of content and metadata (the first row

@@ -16,14 +16,14 @@ kx_err gw_trigger_create(kx_db *db, const char *account, const gw_trigger_new *t
     return kx_db_exec_text(db, "gw_trigger_create", 8, params, json);
 }
 
-kx_err gw_triggers_list(kx_db *db, const char *account, int limit, long offset, const char *before,
-                        int64_t max_bytes, char **json)
+kx_err gw_triggers_list(kx_db *db, const char *account, const gw_page *page, int64_t max_bytes,
+                        char **json)
 {
-    char lim[16], off[24], bytes[24];
-    snprintf(lim, sizeof lim, "%d", limit);
-    snprintf(off, sizeof off, "%ld", offset);
+    gw_page_args a;
+    gw_page_args_of(page, &a);
+    char bytes[24];
     snprintf(bytes, sizeof bytes, "%" PRId64, max_bytes);
-    const char *params[] = {account, lim, off, bytes, before};
+    const char *params[] = {account, a.limit, a.offset, bytes, page->before};
     kx_err err = kx_db_exec_text(db, "gw_triggers_list", 5, params, json);
     return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err; /* an aggregate: always one row */
 }

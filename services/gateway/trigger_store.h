@@ -86,8 +86,8 @@ typedef struct gw_trigger_new {
 /* Inserts the trigger; KX_ERR_NOT_FOUND when agent_id is not one of account's agents. */
 kx_err gw_trigger_create(kx_db *db, const char *account, const gw_trigger_new *t, char **json);
 /* The account's triggers, newest first, as a JSON array. */
-kx_err gw_triggers_list(kx_db *db, const char *account, int limit, long offset, const char *before,
-                        int64_t max_bytes, char **json);
+kx_err gw_triggers_list(kx_db *db, const char *account, const gw_page *page, int64_t max_bytes,
+                        char **json);
 
 /* One trigger of the account, with the fields an edit needs. */
 typedef struct gw_trigger_row {
