@@ -28,6 +28,7 @@
 #include <strings.h>
 
 #include "kx/config.h"
+#include "kx/file.h"
 #include "kx/log.h"
 
 #define RECONNECT_BACKOFF_MIN_MS 100
@@ -902,47 +903,12 @@ const char *kx_db_migrations_dir(void)
     return kx_env_str("KX_MIGRATIONS_DIR", KX_SOURCE_DIR "/deploy/migrations");
 }
 
+#define MIGRATION_MAX_BYTES (64u * 1024 * 1024) /* a migration file read whole */
+
 static int is_sql_file(const struct dirent *e)
 {
     size_t n = strlen(e->d_name);
     return e->d_name[0] != '.' && n > 4 && strcmp(e->d_name + n - 4, ".sql") == 0;
-}
-
-/* Whole file into a malloc'd NUL-terminated string. */
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL) {
-        kx_error("db: migrate: cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (cap - len < 4096) {
-            cap = cap == 0 ? 16384 : cap * 2;
-            char *nb = realloc(buf, cap);
-            if (nb == NULL) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t n = fread(buf + len, 1, cap - len - 1, f);
-        len += n;
-        if (n == 0)
-            break;
-    }
-    bool failed = ferror(f) != 0;
-    fclose(f);
-    if (failed) {
-        kx_error("db: migrate: cannot read %s", path);
-        free(buf);
-        return NULL;
-    }
-    buf[len] = '\0';
-    return buf;
 }
 
 /* 1-based line of character offset pos (1-based, as PG_DIAG_STATEMENT_POSITION) in sql. */
@@ -960,9 +926,14 @@ static kx_err apply_one(kx_db *db, const char *dir, const char *file, const char
 {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, file);
-    char *sql = read_file(path);
-    if (sql == NULL)
+    char *sql = NULL;
+    size_t len = 0;
+    kx_err rerr = kx_file_read(path, MIGRATION_MAX_BYTES, &sql, &len);
+    if (rerr != KX_OK) {
+        kx_error("db: migrate: cannot read %s: %s%s%s", path, kx_err_str(rerr),
+                 rerr == KX_ERR_IO ? ": " : "", rerr == KX_ERR_IO ? strerror(errno) : "");
         return KX_ERR_IO;
+    }
     kx_err err = kx_db_begin(db);
     if (err != KX_OK) {
         free(sql);

@@ -7,16 +7,13 @@
  * is checked against the file before it is used. */
 #include "kx/tz.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "kx/file.h"
 #include "kx/time.h"
 
 #define ZONEINFO_DIR "/usr/share/zoneinfo"
@@ -355,33 +352,6 @@ static bool name_ok(const char *name)
     return true;
 }
 
-static kx_err read_file(const char *path, unsigned char **buf, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return errno == ENOENT || errno == ENOTDIR ? KX_ERR_NOT_FOUND : KX_ERR_INTERNAL;
-    struct stat st;
-    kx_err err = KX_OK;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > KX_TZ_FILE_MAX) {
-        close(fd);
-        return KX_ERR_NOT_FOUND; /* a directory ("America") is no zone either */
-    }
-    *len = 0;
-    *buf = malloc((size_t)st.st_size + 1);
-    while (*buf != NULL && *len < (size_t)st.st_size) {
-        ssize_t r = read(fd, *buf + *len, (size_t)st.st_size - *len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        *len += (size_t)r;
-    }
-    if (*buf == NULL)
-        err = KX_ERR_NOMEM;
-    close(fd);
-    return err;
-}
-
 kx_err kx_tz_load(const char *name, kx_tz **out, char *why, size_t whylen)
 {
     *out = NULL;
@@ -402,17 +372,20 @@ kx_err kx_tz_load(const char *name, kx_tz **out, char *why, size_t whylen)
     char path[PATH_MAX];
     int pl = snprintf(path, sizeof path, "%s/%s",
                       dir != NULL && dir[0] != '\0' ? dir : ZONEINFO_DIR, name);
-    unsigned char *buf = NULL;
+    char *buf = NULL;
     size_t len = 0;
-    kx_err err =
-        pl > 0 && (size_t)pl < sizeof path ? read_file(path, &buf, &len) : KX_ERR_NOT_FOUND;
+    kx_err err = pl > 0 && (size_t)pl < sizeof path
+        ? kx_file_read(path, KX_TZ_FILE_MAX, &buf, &len)
+        : KX_ERR_NOT_FOUND;
+    if (err == KX_ERR_INVALID)
+        err = KX_ERR_NOT_FOUND; /* larger than any zone: none */
     if (err == KX_ERR_NOT_FOUND)
         kx_why(why, whylen, "unknown time zone '%s'", name);
     else if (err != KX_OK)
         kx_why(why, whylen, "time zone '%s' could not be read: %s", name, kx_err_str(err));
     else {
         char detail[200] = "";
-        err = parse_tzif(buf, len, tz, detail, sizeof detail);
+        err = parse_tzif((const unsigned char *)buf, len, tz, detail, sizeof detail);
         if (err != KX_OK)
             kx_why(why, whylen, "time zone '%s': %s", name, detail[0] ? detail : kx_err_str(err));
     }
