@@ -97,11 +97,7 @@ static void anthropic_id(const json_t *id, char out[72])
 {
     const char *s = json_is_string(id) ? json_string_value(id) : "";
     size_t n = strlen(s);
-    bool ok = n > 0 && n <= 64;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = s[i] == '_' || s[i] == '-' || (s[i] >= '0' && s[i] <= '9') ||
-            (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z');
-    if (ok) {
+    if (llm_call_id_valid(s, n, 64)) {
         memcpy(out, s, n + 1);
         return;
     }

@@ -283,6 +283,19 @@ static llm_feed_result feed_tree(llm_stream *s, const char *data, size_t len)
     return res;
 }
 
+bool llm_call_id_valid(const char *id, size_t len, size_t max)
+{
+    if (len == 0 || len > max)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = id[i];
+        if (!(c == '_' || c == '-' || (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+              (c >= 'A' && c <= 'Z')))
+            return false;
+    }
+    return true;
+}
+
 void llm_usage_set(llm_stream *s, long long prompt, long long completion, bool has_total,
                    long long total)
 {

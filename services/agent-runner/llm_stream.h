@@ -92,6 +92,9 @@ const char *llm_json_str(const json_t *obj, const char *key, size_t *len);
  * bytes, NUL-terminated, cut at a UTF-8 character boundary when it does not fit (the fields
  * go into JSON rows, which take UTF-8 only). */
 void llm_field_set(char *dst, size_t cap, const char *s, size_t n);
+/* Whether a tool call id (len bytes) can be sent back to any provider: 1..max bytes of
+ * [A-Za-z0-9_-] (Anthropic refuses any other tool_use id with a 400). */
+bool llm_call_id_valid(const char *id, size_t len, size_t max);
 /* An OpenAI usage object's counts into s (have_usage set): each below 0 is 0 (a count; a
  * negative one would be saved in the turn's row as it came), total_tokens when given
  * (has_total) else the sum, saturating at LLONG_MAX. */

@@ -760,14 +760,8 @@ static run_call *add_call(run *r)
  * apart: the thread's repair drops the second). */
 static bool call_id_usable(const run *r, size_t n, const char *id, size_t len)
 {
-    if (len == 0 || len >= sizeof r->calls[0]->tool_call_id)
+    if (!llm_call_id_valid(id, len, sizeof r->calls[0]->tool_call_id - 1))
         return false;
-    for (size_t i = 0; i < len; i++) {
-        char ch = id[i];
-        if (!(ch == '_' || ch == '-' || (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
-              (ch >= 'A' && ch <= 'Z')))
-            return false;
-    }
     for (size_t k = 0; k < n; k++)
         if (strcmp(r->calls[k]->tool_call_id, id) == 0)
             return false;
