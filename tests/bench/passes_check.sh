@@ -46,6 +46,8 @@ order=$(grep '^==> ' "$out/ab.txt" | awk '{print substr($2, 1, 1)}' | tr -d '\n'
 [ "$order" = bccb ] || fail "pass order $order, want bccb"
 grep -q '^  candidate: goal 500 runs/s: median [0-9]*, p25 [0-9]*, p75 [0-9]*' "$out/ab.txt" ||
     fail "no goal verdict for the candidate"
+[ "$(grep -c '^    others median [0-9]*% of a core' "$out/ab.txt")" = 2 ] ||
+    fail "want an others median line per side"
 grep -q '^    runs/s candidate/baseline: median ratio [0-9.]* (p25' "$out/ab.txt" ||
     fail "no runs/s ratio"
 grep -q '^    stack CPU ms/run candidate/baseline: median ratio' "$out/ab.txt" ||
@@ -54,7 +56,8 @@ grep -q "migrations of $(cd "$build" && sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL
     "$out/ab.txt" || fail "the baseline's migrations are not its source tree's"
 for k in durable.tool_batch.runs_per_s baseline.durable.tool_batch.runs_per_s \
     durable.tool_batch.passes.runs_per_s.median baseline.durable.tool_batch.passes.stack_ms.p75 \
-    durable.tool_batch.passes.cpu.postgres.median ab.passes.runs_per_s_ratio.median; do
+    durable.tool_batch.passes.cpu.postgres.median ab.passes.runs_per_s_ratio.median \
+    durable.tool_batch.passes.others_pct.median; do
     grep -q "^$k " "$out/results.txt" || fail "no $k in --results"
 done
 [ "$(grep -c '^durable.tool_batch.runs_per_s ' "$out/results.txt")" = 2 ] ||
