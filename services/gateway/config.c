@@ -120,6 +120,11 @@ static kx_err load_edge(gw_config *cfg)
     if (kx_env_int("KX_SANDBOX_DOWNLOAD_MAX_MB", 1024, 1, 1 << 20, &v) != KX_OK)
         err = KX_ERR_INVALID;
     cfg->download_max = v << 20;
+    /* each download may hold a handler worker (its first READ) and a download worker (the
+     * READs after) for up to KX_SANDBOX_GET_TIMEOUT_MS: one account takes at most this many */
+    if (kx_env_int("KX_SANDBOX_DOWNLOADS_PER_ACCOUNT", 4, 1, 1024, &v) != KX_OK)
+        err = KX_ERR_INVALID;
+    cfg->downloads_per_account = (int)v;
     if (err == KX_OK && cfg->held_per_account > cfg->held_total) {
         kx_error("config: KX_HTTP_HELD_ACCOUNT_MB=%lld is larger than KX_HTTP_HELD_MB=%lld",
                  (long long)(cfg->held_per_account >> 20), (long long)(cfg->held_total >> 20));

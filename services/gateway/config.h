@@ -42,7 +42,8 @@ typedef struct gw_config {
     int64_t held_total;       /* KX_HTTP_HELD_MB, 2048: large answers held until read (held.h) */
     int64_t held_per_account; /* KX_HTTP_HELD_ACCOUNT_MB, 256: the same per account */
     int64_t download_max;     /* KX_SANDBOX_DOWNLOAD_MAX_MB, 1024: a larger file is a 413 */
-    int64_t sandbox_get_ms;   /* KX_SANDBOX_GET_TIMEOUT_MS, 10000: a file op's bus request */
+    int downloads_per_account;  /* KX_SANDBOX_DOWNLOADS_PER_ACCOUNT, 4: in flight (download.h) */
+    int64_t sandbox_get_ms;     /* KX_SANDBOX_GET_TIMEOUT_MS, 10000: a file op's bus request */
     int64_t sandbox_create_ms;  /* KX_SANDBOX_CREATE_TIMEOUT_MS, 60000: ensure-active */
     int64_t sandbox_preview_ms; /* KX_SANDBOX_PREVIEW_TIMEOUT_MS, 10000: a preview check */
     int64_t upload_file_max;    /* KX_INITIATE_FILE_MAX_BYTES, 10 MiB: one initiate files[] */

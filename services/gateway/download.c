@@ -8,6 +8,9 @@
  * resume never comes before its suspend; a connection libmicrohttpd is done with (mhd_done)
  * is never resumed. Lock order: a download's mutex, then the registry's.
  *
+ * In flight (download.h): the route counts the download for its reader's account before its
+ * first READ (gw_downloads_enter); the download gives it back in dl_free, with its held bytes.
+ *
  * Held bytes (held.h): a download counts twice its first chunk from its start to its end: the
  * chunk being sent and the one read ahead (the broker's chunks are all of one size, its
  * largest reply; a larger one takes the difference, and a refusal then fails the download). */
@@ -23,15 +26,27 @@
 #include "kx/bus.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
+#include "kx/uuid.h"
 #include "reply.h"
 #include "work.h"
 
 #define BLOCK_SIZE ((size_t)64 * 1024) /* libmicrohttpd's buffer per call of the reader */
 
+/* An account with downloads in flight (gw_downloads_enter): a small array searched linearly,
+ * as held.c's: an entry goes when its count reaches 0. */
+typedef struct dl_account {
+    char id[KX_UUID_LEN + 1];
+    int n;
+} dl_account;
+
 struct gw_downloads {
     pthread_mutex_t mu;
-    gw_work *work;         /* the READs; NULL once stopped */
-    kx_counter *cut_total; /* downloads ended with an error (dl_fail) */
+    gw_work *work;             /* the READs; NULL once stopped */
+    kx_counter *cut_total;     /* downloads ended with an error (dl_fail) */
+    kx_counter *refused_total; /* downloads refused by the per-account bound */
+    int per_account;           /* KX_SANDBOX_DOWNLOADS_PER_ACCOUNT */
+    dl_account *accounts;      /* under mu */
+    size_t naccounts, cap;
 };
 
 typedef struct dl {
@@ -66,6 +81,7 @@ typedef struct dl {
 
 static void dl_free(dl *d)
 {
+    gw_downloads_leave(d->reg, d->account);
     gw_held_give(d->held, d->account, d->claim);
     kx_pb_free(d->cur);
     kx_pb_free(d->next);
@@ -317,6 +333,7 @@ struct MHD_Response *gw_download_response(gw_app *app, const gw_download_src *sr
     if (d == NULL || path == NULL) {
         free(d);
         free(path);
+        gw_downloads_leave(app->downloads, src->account);
         kx_pb_free(first);
         gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR, "Out of memory");
         return NULL;
@@ -376,6 +393,11 @@ gw_downloads *gw_downloads_new(gw_app *app)
         "kx_gateway_downloads_cut_total", "",
         "Sandbox file downloads cut mid-way (a READ failed, the file shrank, the gateway "
         "stopped): the client saw a failed transfer");
+    reg->refused_total =
+        kx_metrics_counter("kx_gateway_downloads_refused_total", "",
+                           "Sandbox file downloads refused (429) because their account had "
+                           "KX_SANDBOX_DOWNLOADS_PER_ACCOUNT in flight");
+    reg->per_account = app->cfg.downloads_per_account;
     reg->work = gw_work_new(GW_DOWNLOAD_WORKERS, app->cfg.max_conns);
     if (reg->work == NULL) {
         pthread_mutex_destroy(&reg->mu);
@@ -402,5 +424,71 @@ void gw_downloads_free(gw_downloads *reg)
         return;
     gw_downloads_stop(reg);
     pthread_mutex_destroy(&reg->mu);
+    free(reg->accounts);
     free(reg);
+}
+
+/* ---- downloads in flight per account -------------------------------------------------------- */
+
+/* The account's entry (made when missing and make is set), or NULL. Under reg->mu. */
+static dl_account *account_of(gw_downloads *reg, const char *account, bool make)
+{
+    for (size_t i = 0; i < reg->naccounts; i++) {
+        if (strcmp(reg->accounts[i].id, account) == 0)
+            return &reg->accounts[i];
+    }
+    if (!make)
+        return NULL;
+    if (reg->naccounts == reg->cap) {
+        size_t cap = reg->cap ? reg->cap * 2 : 8;
+        dl_account *a = realloc(reg->accounts, cap * sizeof *a);
+        if (a == NULL)
+            return NULL;
+        reg->accounts = a;
+        reg->cap = cap;
+    }
+    dl_account *e = &reg->accounts[reg->naccounts++];
+    memset(e, 0, sizeof *e);
+    memcpy(e->id, account, strnlen(account, KX_UUID_LEN));
+    return e;
+}
+
+bool gw_downloads_enter(gw_downloads *reg, const char *account)
+{
+    if (reg == NULL)
+        return true;
+    if (account == NULL)
+        account = "";
+    pthread_mutex_lock(&reg->mu);
+    dl_account *e = account_of(reg, account, true);
+    bool ok = e != NULL && e->n < reg->per_account;
+    if (ok)
+        e->n++;
+    else if (e != NULL && e->n == 0) /* made for nothing: it goes again */
+        *e = reg->accounts[--reg->naccounts];
+    pthread_mutex_unlock(&reg->mu);
+    if (!ok && reg->refused_total != NULL)
+        kx_counter_add(reg->refused_total, 1);
+    return ok;
+}
+
+void gw_downloads_leave(gw_downloads *reg, const char *account)
+{
+    if (reg == NULL)
+        return;
+    if (account == NULL)
+        account = "";
+    pthread_mutex_lock(&reg->mu);
+    dl_account *e = account_of(reg, account, false);
+    if (e != NULL && --e->n <= 0)
+        *e = reg->accounts[--reg->naccounts];
+    pthread_mutex_unlock(&reg->mu);
+}
+
+void gw_downloads_refuse(const gw_downloads *reg, gw_reply *reply)
+{
+    gw_reply_error(reply, MHD_HTTP_TOO_MANY_REQUESTS,
+                   "Too many downloads in flight for this account: at most %d at a time "
+                   "(KX_SANDBOX_DOWNLOADS_PER_ACCOUNT); retry when one has finished",
+                   reg != NULL ? reg->per_account : 0);
 }

@@ -11,6 +11,15 @@
  * (counted in held.h, KX_HTTP_HELD_*), whatever the file's size, and a client that stops
  * reading holds no thread: libmicrohttpd closes it after KX_HTTP_TIMEOUT_S without progress.
  *
+ * Downloads in flight per account (the reader's; anonymous readers of public files share the
+ * account ""): at most KX_SANDBOX_DOWNLOADS_PER_ACCOUNT, counted from before the first READ
+ * (gw_downloads_enter, in the route) until the download ends; past it a download is a 429 at
+ * once, without a READ. A READ holds a thread for up to KX_SANDBOX_GET_TIMEOUT_MS when the
+ * sandbox hangs — the first one a handler worker (KX_HTTP_WORKERS, shared by every route), the
+ * later ones a download worker (GW_DOWNLOAD_WORKERS, shared by every download) — so without the
+ * bound a few slow downloads of one account held every worker, and every other account's
+ * requests waited behind them for the READ deadline.
+ *
  * A READ that fails mid-stream (the broker's error, its deadline KX_SANDBOX_GET_TIMEOUT_MS, the
  * file gone or shorter than announced, the limit passed without a Content-Length) ends the
  * response with an error: libmicrohttpd closes the connection before the announced length (or
@@ -26,6 +35,7 @@
 #ifndef GW_DOWNLOAD_H
 #define GW_DOWNLOAD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "gateway.h"
@@ -46,6 +56,14 @@ void gw_downloads_stop(gw_downloads *d);
  * NULL: no-op. */
 void gw_downloads_free(gw_downloads *d);
 
+/* Counts a download of account (NULL: "") in flight: false, counting nothing, when the
+ * account has KX_SANDBOX_DOWNLOADS_PER_ACCOUNT already (the caller answers gw_downloads_refuse).
+ * Given back by gw_downloads_leave, or by the download gw_download_response makes of it. */
+bool gw_downloads_enter(gw_downloads *d, const char *account);
+void gw_downloads_leave(gw_downloads *d, const char *account);
+/* The 429 for a download gw_downloads_enter refused. */
+void gw_downloads_refuse(const gw_downloads *d, gw_reply *reply);
+
 /* Where the next READs go. */
 typedef struct gw_download_src {
     struct MHD_Connection *conn; /* the request's (suspended and resumed by the download) */
@@ -60,7 +78,9 @@ typedef struct gw_download_src {
 
 /* The response that streams the file whose first READ answered first (not eof, no error;
  * taken: the download frees it). Its bytes, and one chunk ahead, are counted for src->account
- * now: NULL with the reply set when that is refused (503, gw_held_refuse) or out of memory. */
+ * now: NULL with the reply set when that is refused (503, gw_held_refuse) or out of memory.
+ * The download takes over src->account's gw_downloads_enter: given back when it ends, or at
+ * once when this returns NULL. */
 struct MHD_Response *gw_download_response(gw_app *app, const gw_download_src *src,
                                           Kx__V1__SandboxFilesReply *first, gw_reply *reply);
 

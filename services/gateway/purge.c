@@ -17,6 +17,12 @@
     1000 /* one run of the purger, then the connection goes back (and a stop
                            * waits at most this long) */
 
+/* After a failed run (Postgres restarting, a batch past the statement timeout) the next comes
+ * after PURGE_RETRY_FIRST_MS, then twice as long per failure in a row, at most the interval; a
+ * run that succeeds goes back to the interval. Waiting the whole interval (60 s by default),
+ * a Postgres restart left the queue untouched a minute after the database was back. */
+#define PURGE_RETRY_FIRST_MS 1000
+
 struct gw_purger {
     gw_app *app;
     pthread_t thread;
@@ -82,14 +88,23 @@ int64_t gw_purge_run(kx_db *db, int64_t deadline_ms)
     return total;
 }
 
+/* The wait after a failed run, given the one before it (0: the run before succeeded). */
+static int64_t purge_retry_ms(int64_t last_ms, int64_t interval_ms)
+{
+    int64_t next = last_ms > 0 ? last_ms * 2 : PURGE_RETRY_FIRST_MS;
+    return next < interval_ms ? next : interval_ms;
+}
+
 static void *purger_main(void *arg)
 {
     gw_purger *p = arg;
+    const int64_t interval_ms = p->app->cfg.purge_interval_ms;
+    int64_t retry_ms = 0; /* > 0: the last run failed, the next comes after this */
     pthread_mutex_lock(&p->mu);
     while (!p->stopping) {
         if (!p->kicked) {
             struct timespec until =
-                kx_abs_timespec_in_ms(CLOCK_REALTIME, p->app->cfg.purge_interval_ms);
+                kx_abs_timespec_in_ms(CLOCK_REALTIME, retry_ms > 0 ? retry_ms : interval_ms);
             int rc = 0;
             while (!p->stopping && !p->kicked && rc != ETIMEDOUT)
                 rc = pthread_cond_timedwait(&p->cond, &p->mu, &until);
@@ -107,8 +122,13 @@ static void *purger_main(void *arg)
             kx_warn("gateway: the purger had no database connection within %lld ms",
                     (long long)p->app->cfg.db_wait_ms);
         }
-        if (n < 0) /* what is left waits for the next interval (the queue keeps it) */
+        if (n < 0) { /* what is left waits for the retry (the queue keeps it) */
             kx_counter_add(p->failed, 1);
+            retry_ms = purge_retry_ms(retry_ms, interval_ms);
+            kx_info("gateway: the purger tries again in %lld ms", (long long)retry_ms);
+        } else {
+            retry_ms = 0;
+        }
         if (n > 0)
             kx_counter_add(p->deleted, (uint64_t)n);
         pthread_mutex_lock(&p->mu);

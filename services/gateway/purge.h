@@ -10,7 +10,8 @@
  * its messages GW_PURGE_BATCH at a time, each batch its own statement within the statement
  * timeout, and removes the entry in the same transaction once none is left. It runs when a
  * delete wakes it (gw_purger_kick) and every KX_PURGE_INTERVAL_MS anyway (what another replica
- * or a stopped gateway left). A deleted thread's messages are unreadable from the delete on:
+ * or a stopped gateway left); after a run that failed, again after 1 s, doubling per failure
+ * in a row up to the interval (purge.c). A deleted thread's messages are unreadable from the delete on:
  * every reader goes through the thread.
  *
  * Threads: gw_purger_kick from any thread; the purge on the purger's own thread, with a

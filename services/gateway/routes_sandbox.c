@@ -6,7 +6,9 @@
  *                                                    attachment (READs of one message each; a
  *                                                    file larger than one is streamed with its
  *                                                    Content-Length by download.c, at most
- *                                                    KX_SANDBOX_DOWNLOAD_MAX_MB, 1024, in all)
+ *                                                    KX_SANDBOX_DOWNLOAD_MAX_MB, 1024, in all;
+ *                                                    429 past KX_SANDBOX_DOWNLOADS_PER_ACCOUNT
+ *                                                    of the account's in flight)
  *   POST   /api/sandboxes/{id}/files                form: path, file → {"status": "success",
  *                                                    "created": true, "path"} (a file larger than
  *                                                    one bus message is written in chunks: WRITE
@@ -311,18 +313,28 @@ static void disposition(const char *name, char *out, size_t cap)
 /* The first READ here, so that its refusal (404, 400, ...) is an ordinary reply and the name
  * is known for Content-Disposition. A file whole in that answer is sent from one buffer; a
  * larger one is streamed (download.h): one bus message at a time, whatever its size up to
- * KX_SANDBOX_DOWNLOAD_MAX_MB. Either way the bytes held are counted (held.h). */
+ * KX_SANDBOX_DOWNLOAD_MAX_MB. Either way the bytes held are counted (held.h). The download is
+ * counted in flight for the reader's account from before that READ (a 429 past
+ * KX_SANDBOX_DOWNLOADS_PER_ACCOUNT, download.h): a sandbox that hangs holds this worker until
+ * KX_SANDBOX_GET_TIMEOUT_MS, and one account must not hold them all. */
 void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply)
 {
     char project[KX_UUID_LEN + 1], owner[KX_UUID_LEN + 1];
     const char *path = required_path(req, reply);
     if (path == NULL || !find_sandbox(app, req, FOR_READ, project, owner, reply))
         return;
+    if (!gw_downloads_enter(app->downloads, req->account)) {
+        gw_downloads_refuse(app->downloads, reply);
+        return;
+    }
     Kx__V1__SandboxFilesRequest rq = KX__V1__SANDBOX_FILES_REQUEST__INIT;
     rq.project_id = project;
     rq.op = KX__V1__SANDBOX_FILE_OP__SANDBOX_FILE_READ;
     rq.path = (char *)path;
     Kx__V1__SandboxFilesReply *rep = files(app, owner, &rq, reply);
+    bool streamed = rep != NULL && !rep->eof && rep->data.len > 0;
+    if (!streamed) /* no READ after this one: the download is all but sent */
+        gw_downloads_leave(app->downloads, req->account);
     if (rep == NULL)
         return;
     char name[512] = "file";
@@ -330,6 +342,8 @@ void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply
         snprintf(name, sizeof name, "%s", rep->info->name);
     int64_t max = app->cfg.download_max;
     if ((rep->info != NULL && rep->info->size > max) || (int64_t)rep->data.len > max) {
+        if (streamed)
+            gw_downloads_leave(app->downloads, req->account);
         kx_pb_free(rep);
         gw_reply_error(reply, MHD_HTTP_CONTENT_TOO_LARGE,
                        "File is larger than the %lld MiB a download may carry "
@@ -338,7 +352,7 @@ void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply
         return;
     }
     struct MHD_Response *resp = NULL;
-    if (rep->eof || rep->data.len == 0) {
+    if (!streamed) {
         size_t len = rep->data.len;
         if (!gw_held_take(app->held, req->account, len)) {
             kx_pb_free(rep);
@@ -367,7 +381,7 @@ void gw_route_sandbox_file_content(gw_app *app, gw_request *req, gw_reply *reply
             .timeout_ms = app->cfg.sandbox_get_ms,
             .max_bytes = max,
         };
-        resp = gw_download_response(app, &src, rep, reply); /* takes rep */
+        resp = gw_download_response(app, &src, rep, reply); /* takes rep and the count */
         if (resp == NULL)
             return;
     }

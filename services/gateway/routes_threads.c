@@ -85,6 +85,34 @@ void gw_route_messages_list(gw_app *app, gw_request *req, gw_reply *reply)
     gw_reply_json(reply, MHD_HTTP_OK, out);
 }
 
+/* Adds a message to the account's thread req->id and answers the row. The ownership check is
+ * the insert's own statement (gw_store_message_add: the live thread locked FOR SHARE), not a
+ * look-up before it: a delete and its purge falling between the two left the message on a
+ * deleted thread that no purge would remove. Not the account's, deleted or none: 404. */
+static void message_add(gw_app *app, const gw_request *req, gw_reply *reply, const char *type,
+                        bool is_llm, const char *role, const char *content)
+{
+    if (!kx_uuid_valid(req->id)) {
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+        return;
+    }
+    kx_db *db = gw_db_get(app, reply);
+    if (db == NULL)
+        return;
+    char *row = NULL;
+    kx_err err =
+        gw_store_message_add(db, req->id, req->account, type, is_llm, role, content, &row);
+    gw_db_put(app, db);
+    if (err == KX_ERR_NOT_FOUND)
+        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
+    else if (err != KX_OK)
+        gw_reply_db_error(reply, err, "Failed to add message");
+    if (row == NULL)
+        return;
+    gw_reply_json(reply, MHD_HTTP_OK, gw_json_from_sql(row));
+    free(row);
+}
+
 #define MESSAGE_TYPE_MAX_CHARS 64 /* Kortix's types: user, assistant, tool, status, … */
 
 void gw_route_messages_add(gw_app *app, gw_request *req, gw_reply *reply)
@@ -116,27 +144,8 @@ void gw_route_messages_add(gw_app *app, gw_request *req, gw_reply *reply)
         return;
     }
     const char *role = strcmp(type, "user") == 0 ? "user" : "assistant";
-
-    kx_db *db = gw_db_get(app, reply);
-    if (db == NULL) {
-        json_decref(body);
-        return;
-    }
-    char *row = NULL;
-    if (gw_access_thread(db, req, req->id, reply)) {
-        kx_err err =
-            gw_store_message_add(db, req->id, req->account, type, is_llm, role, content, &row);
-        if (err == KX_ERR_CONFLICT) /* the thread was deleted in between (foreign key) */
-            gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
-        else if (err != KX_OK)
-            gw_reply_db_error(reply, err, "Failed to add message");
-    }
-    gw_db_put(app, db);
+    message_add(app, req, reply, type, is_llm, role, content);
     json_decref(body);
-    if (row == NULL)
-        return;
-    gw_reply_json(reply, MHD_HTTP_OK, gw_json_from_sql(row));
-    free(row);
 }
 
 #define THREADS_MAX_LIMIT 1000
@@ -360,24 +369,5 @@ void gw_route_message_add_query(gw_app *app, gw_request *req, gw_reply *reply)
     }
     if (!gw_text_fits("message", message, app->cfg.max_prompt_bytes, reply))
         return;
-    kx_db *db = gw_db_get(app, reply);
-    if (db == NULL)
-        return;
-    char owner[KX_UUID_LEN + 1];
-    char *row = NULL;
-    kx_err err = kx_uuid_valid(req->id) ? gw_store_thread_account(db, req->id, owner, NULL)
-                                        : KX_ERR_NOT_FOUND;
-    if (err == KX_OK && strcmp(owner, req->account) != 0)
-        err = KX_ERR_NOT_FOUND; /* another account's thread */
-    if (err == KX_OK)
-        err = gw_store_message_add(db, req->id, req->account, "user", true, "user", message, &row);
-    gw_db_put(app, db);
-    if (err == KX_ERR_NOT_FOUND || err == KX_ERR_CONFLICT) /* conflict: deleted meanwhile */
-        gw_reply_error(reply, MHD_HTTP_NOT_FOUND, "Thread not found");
-    else if (err != KX_OK)
-        gw_reply_db_error(reply, err, "Failed to add message");
-    if (row == NULL)
-        return;
-    gw_reply_json(reply, MHD_HTTP_OK, gw_json_from_sql(row));
-    free(row);
+    message_add(app, req, reply, "user", true, "user", message);
 }

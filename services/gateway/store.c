@@ -213,11 +213,20 @@ const kx_db_stmt gw_store_statements[] = {
     {"gw_messages_desc", MESSAGES_PAGE("DESC", "<")},
     {"gw_messages_asc", MESSAGES_PAGE("ASC", ">")},
 
-    /* $1 thread, $2 account, $3 type, $4 is_llm_message, $5 role, $6 content */
+    /* $1 thread, $2 account, $3 type, $4 is_llm_message, $5 role, $6 content. The check
+     * (the account's live thread) and the insert are one statement holding the thread row
+     * FOR SHARE until the commit, as gw_start: a delete under way (its FOR UPDATE first) makes
+     * the insert wait and then find the thread deleted (no row); a delete that comes after
+     * waits for the insert's commit, so the purge it queues sees the row. Checked by an
+     * earlier statement, a delete and its whole purge could fall between the check and the
+     * insert, leaving a message on a deleted, purged thread that nothing removes. */
     {"gw_message_add",
+     "WITH t AS (SELECT thread_id FROM threads "
+     "           WHERE thread_id = $1::uuid AND account_id = $2::uuid AND deleted_at IS NULL "
+     "           FOR SHARE) "
      "INSERT INTO messages (thread_id, account_id, type, is_llm_message, content, metadata) "
-     "VALUES ($1::uuid, $2::uuid, $3::text, $4::boolean, "
-     "        jsonb_build_object('role', $5::text, 'content', $6::text), '{}'::jsonb) "
+     "SELECT thread_id, $2::uuid, $3::text, $4::boolean, "
+     "       jsonb_build_object('role', $5::text, 'content', $6::text), '{}'::jsonb FROM t "
      "RETURNING " MESSAGE_JSON "::text"},
 
     {"gw_agent_owned", "SELECT 1 FROM agents WHERE agent_id = $1::uuid AND account_id = $2::uuid"},
@@ -554,8 +563,7 @@ kx_err gw_store_message_add(kx_db *db, const char *thread_id, const char *accoun
     const char *params[] = {
         thread_id, account, type, is_llm_message ? "true" : "false", role, content,
     };
-    kx_err err = kx_db_exec_text(db, "gw_message_add", 6, params, row_json);
-    return err == KX_ERR_NOT_FOUND ? KX_ERR_INTERNAL : err;
+    return kx_db_exec_text(db, "gw_message_add", 6, params, row_json);
 }
 
 kx_err gw_store_agent_owned(kx_db *db, const char *agent_id, const char *account)

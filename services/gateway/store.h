@@ -170,7 +170,9 @@ kx_err gw_store_thread_runs(kx_db *db, const char *thread_id, const gw_page *pag
  * page). */
 kx_err gw_store_messages(kx_db *db, const char *thread_id, bool ascending, int limit,
                          const char *after, long long max_bytes, char **json);
-/* Inserts a message with content {"role": role, "content": content}; *row_json is the row. */
+/* Inserts a message with content {"role": role, "content": content} into the account's
+ * thread; *row_json is the row. KX_ERR_NOT_FOUND when the thread is not the account's or is
+ * deleted (checked in the insert's statement, the thread row locked: see gw_message_add). */
 kx_err gw_store_message_add(kx_db *db, const char *thread_id, const char *account,
                             const char *type, bool is_llm_message, const char *role,
                             const char *content, char **row_json);

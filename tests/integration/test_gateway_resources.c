@@ -17,6 +17,7 @@
  *   - numbers of 2^63 or more in a body: 400 naming their place; one stored anyway (older
  *     data) still reads (GET thread, threads, agents: no 500);
  *   - a start racing the delete of its thread or project: 404, no run left on the thread;
+ *   - a message added while its thread is deleted and purged: 404, no message left;
  *   - what a page reads: the purger's take, a messages page (EXPLAIN's buffers of the gateway's
  *     statements); the purger across a Postgres restart;
  *   - every route: another account's object is 404, as one that does not exist. */
@@ -56,8 +57,9 @@ static int setup(void **state)
     kx_log_init("test-gateway-resources", "test");
     kx_log_set_level(KX_LOG_WARN);
     memset(&g_gw, 0, sizeof g_gw);
-    /* the purger looks often (a batch that failed is tried again at its next look) */
-    const char *env[] = {"KX_PURGE_INTERVAL_MS=300", NULL};
+    /* the purger's interval as deployed (60 s, the default): a delete wakes it, and a batch
+     * that failed is tried again after its backoff (1 s, doubling), not the interval */
+    const char *env[] = {"KX_PURGE_INTERVAL_MS=60000", NULL};
     if (kx_th_gw_start(&g_gw, "kx-it-gw-res", env) != KX_OK)
         return -1;
     kx_uuid_new(g_acct_a);
@@ -1190,6 +1192,77 @@ static void test_start_racing_a_delete(void **state)
     start_during_delete(true);
 }
 
+/* Runs the gateway's statement name (store.c's table) on c with n parameters; its rows. */
+static int gw_stmt_rows(PGconn *c, const char *name, int n, const char *const *params)
+{
+    PGresult *r =
+        PQexecParams(c, kx_th_stmt_sql(gw_store_statements, name), n, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", name, PQresultErrorMessage(r));
+    int rows = st == PGRES_TUPLES_OK ? PQntuples(r) : (int)strtol(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return rows;
+}
+
+/* A message added to a thread (POST /api/threads/{id}/messages, or /messages/add?message=)
+ * while the thread is deleted and its messages purged must not outlive the purge. The route
+ * checked the thread (live, the account's) with one statement and inserted with another: a
+ * delete and its finished purge between the two left the message on a deleted thread whose
+ * purge was done — an orphan nothing removes. Made deterministic here: a session takes the
+ * thread's row lock as the gateway's delete does (gw_thread_lock) before the message comes,
+ * so the insert waits for it; then, in the same transaction, it marks the thread deleted
+ * (gw_thread_forget) and purges it as the purger does (gw_purge_batch, gw_purge_done). The
+ * gateway's own delete would queue behind the insert's wait on the row, so the delete and the
+ * purge are the gateway's statements run by this session. Now: the insert's statement locks
+ * the live thread FOR SHARE, waits for the delete, finds it deleted: 404, nothing left. */
+static void message_during_delete(bool query_form)
+{
+    char tid[KX_UUID_LEN + 1], pid[KX_UUID_LEN + 1];
+    new_thread(0, query_form ? "race: message/add" : "race: messages", tid, pid);
+    PGconn *deleter = PQconnectdb(g_gw.s.pg.url);
+    assert_int_equal(PQstatus(deleter), CONNECTION_OK);
+    PQclear(PQexec(deleter, "BEGIN"));
+    const char *lp[] = {tid, g_acct_a};
+    assert_int_equal(gw_stmt_rows(deleter, "gw_thread_lock", 2, lp), 1);
+
+    http_job add = {.method = "POST",
+                    .body = query_form ? NULL : "{\"type\": \"user\", \"content\": \"late\"}"};
+    snprintf(add.path, sizeof add.path,
+             query_form ? "/api/threads/%s/messages/add?message=late" : "/api/threads/%s/messages",
+             tid);
+    assert_int_equal(pthread_create(&add.t, NULL, http_job_run, &add), 0);
+    bool waited = lock_waiters_within(1, 10000); /* the insert waits for the thread's row */
+    const char *pp[] = {tid, "5000"};
+    assert_int_equal(gw_stmt_rows(deleter, "gw_thread_forget", 1, pp), 1);
+    (void)gw_stmt_rows(deleter, "gw_purge_batch", 2, pp);
+    assert_int_equal(gw_stmt_rows(deleter, "gw_purge_done", 1, pp), 1);
+    PQclear(PQexec(deleter, "COMMIT"));
+    PQfinish(deleter);
+    pthread_join(add.t, NULL);
+    print_message("[ race     ] thread deleted and purged, %s meanwhile: %ld %s\n",
+                  query_form ? "messages/add" : "messages", add.status,
+                  add.status == 200 ? "" : detail(add.answer));
+    assert_true(waited);
+    long left = sql_long("SELECT count(*) FROM messages WHERE thread_id = $1::uuid", tid, NULL);
+    long queued =
+        sql_long("SELECT count(*) FROM message_purges WHERE thread_id = $1::uuid", tid, NULL);
+    if (left != 0)
+        fail_msg("%ld message(s) left on the deleted thread after its purge (%ld purge queued; "
+                 "the message meanwhile answered %ld)",
+                 left, queued, add.status);
+    assert_int_equal(add.status, 404);
+    assert_string_equal(detail(add.answer), "Thread not found");
+    json_decref(add.answer);
+}
+
+static void test_message_racing_a_delete(void **state)
+{
+    (void)state;
+    message_during_delete(false);
+    message_during_delete(true);
+}
+
 /* A page of messages reads the contents of its own rows only: each row's size (for the page's
  * ~8 MiB) is the stored llm_bytes of an LLM message (migration 021), not its content made text
  * again — which read every row up to ?limit (1000 by default), whatever the page kept: a public
@@ -1236,7 +1309,8 @@ static void test_messages_page_reads_only_its_rows(void **state)
 
 /* A Postgres restart while the purger deletes a thread's messages (its batch waiting on a row
  * another session locked, so the restart cuts it mid-statement): the purger's next look, on a
- * new connection, removes them all. */
+ * new connection, removes them all — within seconds, its retry backing off from 1 s. Before, a
+ * failed run waited the whole KX_PURGE_INTERVAL_MS (60 s here, the default) for the next. */
 static void test_purger_survives_a_postgres_restart(void **state)
 {
     (void)state;
@@ -1251,7 +1325,7 @@ static void test_purger_survives_a_postgres_restart(void **state)
     assert_int_equal(kx_th_pg_restart(&g_gw.s.pg), KX_OK); /* mid-batch; the locker goes */
     PQfinish(locker);
     int64_t t0 = kx_mono_ms();
-    bool ok = purged(tid, 20000);
+    bool ok = purged(tid, 10000);
     print_message("[ purge    ] after a restart: %s in %lld ms\n", ok ? "gone" : "NOT gone",
                   (long long)(kx_mono_ms() - t0));
     assert_true(ok);
@@ -1461,6 +1535,7 @@ int main(void)
         cmocka_unit_test(test_pages_by_cursor),
         cmocka_unit_test(test_delete_does_not_wait_for_messages),
         cmocka_unit_test(test_start_racing_a_delete),
+        cmocka_unit_test(test_message_racing_a_delete),
         cmocka_unit_test(test_purge_take_reads_the_queue_head),
         cmocka_unit_test(test_messages_page_reads_only_its_rows),
         cmocka_unit_test(test_purger_survives_a_postgres_restart), /* last: restarts Postgres */
