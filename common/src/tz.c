@@ -352,6 +352,23 @@ static bool name_ok(const char *name)
     return true;
 }
 
+kx_err kx_tz_parse(const unsigned char *buf, size_t len, kx_tz **out, char *why, size_t whylen)
+{
+    *out = NULL;
+    kx_tz *tz = calloc(1, sizeof *tz);
+    if (tz == NULL)
+        return KX_ERR_NOMEM;
+    kx_err err = parse_tzif(buf, len, tz, why, whylen);
+    if (err != KX_OK) {
+        if (err == KX_ERR_NOMEM)
+            kx_why(why, whylen, "%s", kx_err_str(err));
+        kx_tz_free(tz);
+        return err;
+    }
+    *out = tz;
+    return KX_OK;
+}
+
 kx_err kx_tz_load(const char *name, kx_tz **out, char *why, size_t whylen)
 {
     *out = NULL;
@@ -361,12 +378,9 @@ kx_err kx_tz_load(const char *name, kx_tz **out, char *why, size_t whylen)
                name ? name : "");
         return KX_ERR_INVALID;
     }
-    kx_tz *tz = calloc(1, sizeof *tz);
-    if (tz == NULL)
-        return KX_ERR_NOMEM;
     if (strcmp(name, "UTC") == 0) {
-        *out = tz;
-        return KX_OK;
+        *out = calloc(1, sizeof **out);
+        return *out != NULL ? KX_OK : KX_ERR_NOMEM;
     }
     const char *dir = getenv("KX_ZONEINFO_DIR");
     char path[PATH_MAX];
@@ -385,17 +399,12 @@ kx_err kx_tz_load(const char *name, kx_tz **out, char *why, size_t whylen)
         kx_why(why, whylen, "time zone '%s' could not be read: %s", name, kx_err_str(err));
     else {
         char detail[200] = "";
-        err = parse_tzif((const unsigned char *)buf, len, tz, detail, sizeof detail);
+        err = kx_tz_parse((const unsigned char *)buf, len, out, detail, sizeof detail);
         if (err != KX_OK)
             kx_why(why, whylen, "time zone '%s': %s", name, detail[0] ? detail : kx_err_str(err));
     }
     free(buf);
-    if (err != KX_OK) {
-        kx_tz_free(tz);
-        return err;
-    }
-    *out = tz;
-    return KX_OK;
+    return err;
 }
 
 kx_err kx_tz_from_rule(const char *rule, kx_tz **out, char *why, size_t whylen)

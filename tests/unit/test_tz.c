@@ -1,8 +1,9 @@
 /* test_tz.c — kx_tz (common/src/tz.c) and kx_cron_next_tz (common/src/cron.c): zone offsets
  * from Debian's TZif files and from POSIX rules, checked against the C library's localtime_r
  * from 1900 to 2100 (past 2037 the files' footers decide) and at every transition; wall-clock
- * times that occur twice or not at all; names that must not leave the zone directory; and
- * cron expressions read on a zone's wall clock across its clock changes. */
+ * times that occur twice or not at all; names that must not leave the zone directory; zones
+ * read from memory (kx_tz_parse), whole and cut short; and cron expressions read on a zone's
+ * wall clock across its clock changes. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <cmocka.h>
 
 #include "kx/cron.h"
+#include "kx/file.h"
 #include "kx/time.h"
 #include "kx/tz.h"
 
@@ -240,6 +242,50 @@ static void test_names(void **state)
     }
 }
 
+/* kx_tz_parse on a zone file's bytes: the zone kx_tz_load reads from the file, bytes after the
+ * footer ignored; every shorter prefix (a file cut anywhere, the footer's last newline
+ * included) refused with a reason. Each prefix is an exact-size copy, so an ASan build sees a
+ * read past it. */
+static void test_parse_from_memory(void **state)
+{
+    (void)state;
+    char *file = NULL;
+    size_t len = 0;
+    assert_int_equal(kx_file_read("/usr/share/zoneinfo/Europe/Berlin", KX_TZ_FILE_MAX, &file,
+                                  &len),
+                     KX_OK);
+    kx_tz *loaded = NULL, *parsed = NULL, *padded = NULL;
+    assert_int_equal(kx_tz_load("Europe/Berlin", &loaded, NULL, 0), KX_OK);
+    assert_int_equal(kx_tz_parse((const unsigned char *)file, len, &parsed, NULL, 0), KX_OK);
+    unsigned char *more = malloc(len + 5);
+    assert_non_null(more);
+    memcpy(more, file, len);
+    static const unsigned char junk[5] = {'j', 'u', 'n', 'k', '\n'};
+    memcpy(more + len, junk, sizeof junk);
+    assert_int_equal(kx_tz_parse(more, len + 5, &padded, NULL, 0), KX_OK);
+    free(more);
+    for (int64_t t = -2208988800LL; t < 4102444800LL; t += 86400 * 5 + 3607) {
+        assert_int_equal(kx_tz_offset(parsed, t), kx_tz_offset(loaded, t));
+        assert_int_equal(kx_tz_offset(padded, t), kx_tz_offset(loaded, t));
+    }
+    kx_tz_free(loaded);
+    kx_tz_free(parsed);
+    kx_tz_free(padded);
+    for (size_t cut = 0; cut < len; cut++) {
+        unsigned char *part = malloc(cut ? cut : 1);
+        assert_non_null(part);
+        memcpy(part, file, cut);
+        kx_tz *tz = NULL;
+        char why[200] = "";
+        if (kx_tz_parse(part, cut, &tz, why, sizeof why) != KX_ERR_INVALID)
+            fail_msg("Europe/Berlin cut to %zu of %zu bytes was read", cut, len);
+        assert_null(tz);
+        assert_true(why[0] != '\0');
+        free(part);
+    }
+    free(file);
+}
+
 /* "30 2 * * *" in Europe/Berlin over both clock changes of 2026, and every fire of
  * "*\/30 * * * *" through a year: strictly increasing, each on a matching wall-clock minute,
  * no wall-clock time twice. */
@@ -300,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_all_year_dst),
         cmocka_unit_test(test_wall_clock_to_utc),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_parse_from_memory),
         cmocka_unit_test(test_cron_on_a_wall_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
