@@ -286,6 +286,46 @@ static void test_parse_from_memory(void **state)
     free(file);
 }
 
+/* The ends of int64 (signed overflows the fuzz target found as it was written). After a zone's
+ * last change its rule decides, and a rule repeats every 400 years (146097 days, whole weeks):
+ * the offset at any instant is the C library's that many cycles nearer 1970. A wall-clock time
+ * beyond KX_TZ_WALL_MAX is read as that bound. */
+static void test_ends_of_time(void **state)
+{
+    (void)state;
+    const int64_t cycle = 146097LL * 86400;
+    const char *rule = "CET-1CEST,M3.5.0,M10.5.0/3";
+    kx_tz *file = NULL, *alone = NULL;
+    assert_int_equal(kx_tz_load("Europe/Berlin", &file, NULL, 0), KX_OK);
+    assert_int_equal(kx_tz_from_rule(rule, &alone, NULL, 0), KX_OK);
+    for (int64_t k = 0; k < 12; k++) { /* a month apart: summer and winter */
+        int64_t hi = INT64_MAX - k * 30 * 86400, lo = INT64_MIN + k * 30 * 86400;
+        long want_hi = libc_offset(rule, hi % cycle),
+             want_lo = libc_offset(rule, lo % cycle + cycle);
+        if (kx_tz_offset(file, hi) != want_hi || kx_tz_offset(alone, hi) != want_hi ||
+            kx_tz_offset(alone, lo) != want_lo)
+            fail_msg("at INT64_MAX - %lld months: %d and %d, want %ld; at INT64_MIN + %lld: %d, "
+                     "want %ld",
+                     (long long)k, kx_tz_offset(file, hi), kx_tz_offset(alone, hi), want_hi,
+                     (long long)k, kx_tz_offset(alone, lo), want_lo);
+    }
+    const int64_t walls[] = {INT64_MIN, INT64_MIN + 1, -KX_TZ_WALL_MAX - 1, INT64_MAX - 1,
+                             INT64_MAX};
+    const kx_tz *zones[] = {file, alone};
+    for (size_t z = 0; z < 2; z++)
+        for (size_t i = 0; i < sizeof walls / sizeof walls[0]; i++) {
+            int64_t at[2] = {0, 0}, bound = walls[i] < 0 ? -KX_TZ_WALL_MAX : KX_TZ_WALL_MAX;
+            int n = kx_tz_to_utc(zones[z], walls[i], at);
+            assert_true(n == 1 || n == 2);
+            for (int k = 0; k < n; k++)
+                if (at[k] < bound - 26 * 3600 || at[k] > bound + 26 * 3600)
+                    fail_msg("zone %zu: wall %lld read as %lld", z, (long long)walls[i],
+                             (long long)at[k]);
+        }
+    kx_tz_free(file);
+    kx_tz_free(alone);
+}
+
 /* "30 2 * * *" in Europe/Berlin over both clock changes of 2026, and every fire of
  * "*\/30 * * * *" through a year: strictly increasing, each on a matching wall-clock minute,
  * no wall-clock time twice. */
@@ -347,6 +387,7 @@ int main(void)
         cmocka_unit_test(test_wall_clock_to_utc),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_parse_from_memory),
+        cmocka_unit_test(test_ends_of_time),
         cmocka_unit_test(test_cron_on_a_wall_clock),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

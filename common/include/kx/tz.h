@@ -41,8 +41,12 @@ kx_err kx_tz_parse(const unsigned char *buf, size_t len, kx_tz **out, char *why,
 kx_err kx_tz_from_rule(const char *rule, kx_tz **out, char *why, size_t whylen);
 void kx_tz_free(kx_tz *tz); /* NULL is a no-op */
 
-/* Seconds east of UTC the zone's clocks show at unix time t (e.g. 3600 for CET). */
+/* Seconds east of UTC the zone's clocks show at unix time t (e.g. 3600 for CET); any t. */
 int32_t kx_tz_offset(const kx_tz *tz, int64_t t);
+
+/* kx_tz_to_utc reads a wall-clock time beyond +-KX_TZ_WALL_MAX (2^62 s, some 146 billion years)
+ * as that bound: the instants it answers are then never further than a day from it. */
+#define KX_TZ_WALL_MAX (INT64_C(1) << 62)
 
 /* The unix times the zone's wall-clock time `wall` (seconds since 1970-01-01 00:00 of the wall
  * clock) stands for, earliest first, into out; returns how many: 2 when the clocks went back
