@@ -2,8 +2,8 @@
  * from Debian's TZif files and from POSIX rules, checked against the C library's localtime_r
  * from 1900 to 2100 (past 2037 the files' footers decide) and at every transition; wall-clock
  * times that occur twice or not at all; names that must not leave the zone directory; zones
- * read from memory (kx_tz_parse), whole and cut short; and cron expressions read on a zone's
- * wall clock across its clock changes. */
+ * read from memory (kx_tz_parse), whole and cut short; cron expressions read on a zone's wall
+ * clock across its clock changes; and kx_cron_next_fire's answers and errors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -378,6 +378,79 @@ static void test_cron_on_a_wall_clock(void **state)
     kx_tz_free(tz);
 }
 
+/* kx_cron_next_fire: expression and zone name to next fire, and its three kinds of error (the
+ * expression, the zone, the zone database), each with the reason its callers pass on. */
+static void test_next_fire(void **state)
+{
+    (void)state;
+    int64_t next = -1;
+    char why[200] = "";
+    assert_int_equal(kx_cron_next_fire("30 2 * * *", "Europe/Berlin", wall_of("2026-03-28 12:00"),
+                                       &next, why, sizeof why),
+                     KX_OK);
+    assert_int_equal(next, wall_of("2026-03-29 01:30")); /* 03:30 CEST: 02:30 does not occur */
+    assert_int_equal(kx_cron_next_fire("30 2 * * *", NULL, wall_of("2026-03-28 12:00"), &next, why,
+                                       sizeof why),
+                     KX_OK);
+    assert_int_equal(next, wall_of("2026-03-29 02:30")); /* NULL: UTC */
+    assert_int_equal(kx_cron_next_fire("30 2 * * *", "UTC", wall_of("2026-03-28 12:00"), &next,
+                                       NULL, 0),
+                     KX_OK);
+    assert_int_equal(next, wall_of("2026-03-29 02:30"));
+    /* fires no more: 0, not an error (the gateway's 400, the scheduler's last fire) */
+    next = -1;
+    assert_int_equal(kx_cron_next_fire("0 0 30 2 *", "Europe/Berlin", 0, &next, NULL, 0), KX_OK);
+    assert_int_equal(next, 0);
+    next = -1;
+    assert_int_equal(kx_cron_next_fire("@daily", "UTC", -1, &next, NULL, 0), KX_OK);
+    assert_int_equal(next, 0);
+
+    /* the expression first, with kx_cron_parse's reason; the zone is not looked at */
+    char want[200] = "";
+    kx_cron c;
+    assert_int_equal(kx_cron_parse("0 24 * * *", &c, want, sizeof want), KX_ERR_INVALID);
+    next = -1;
+    assert_int_equal(kx_cron_next_fire("0 24 * * *", "Mars/Olympus_Mons", 0, &next, why,
+                                       sizeof why),
+                     KX_ERR_INVALID);
+    assert_string_equal(why, want);
+    assert_int_equal(next, 0);
+    assert_int_equal(kx_cron_next_fire(NULL, "UTC", 0, &next, why, sizeof why), KX_ERR_INVALID);
+
+    /* the zone: no such zone, not a name, not a zone file: all KX_ERR_NOT_FOUND */
+    assert_int_equal(kx_cron_next_fire("@daily", "Mars/Olympus_Mons", 0, &next, why, sizeof why),
+                     KX_ERR_NOT_FOUND);
+    assert_string_equal(why, "unknown time zone 'Mars/Olympus_Mons'");
+    assert_int_equal(kx_cron_next_fire("@daily", "../etc/passwd", 0, &next, why, sizeof why),
+                     KX_ERR_NOT_FOUND);
+    assert_non_null(strstr(why, "is not a time zone name"));
+    char dir[] = "/tmp/kx-tz-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char text[300], loop[300];
+    snprintf(text, sizeof text, "%s/Text", dir);
+    snprintf(loop, sizeof loop, "%s/Loop", dir);
+    FILE *f = fopen(text, "wb");
+    assert_non_null(f);
+    assert_int_equal(fputs("# zone1970.tab\n", f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(symlink("Loop", loop), 0); /* opening it fails (ELOOP): an I/O error */
+    assert_int_equal(setenv("KX_ZONEINFO_DIR", dir, 1), 0);
+    assert_int_equal(kx_cron_next_fire("@daily", "Text", 0, &next, why, sizeof why),
+                     KX_ERR_NOT_FOUND);
+    assert_non_null(strstr(why, "not a TZif file"));
+
+    /* the database: anything else, here an I/O error */
+    next = -1;
+    kx_err err = kx_cron_next_fire("@daily", "Loop", 0, &next, why, sizeof why);
+    assert_true(err != KX_OK && err != KX_ERR_INVALID && err != KX_ERR_NOT_FOUND);
+    assert_non_null(strstr(why, "time zone 'Loop' could not be read"));
+    assert_int_equal(next, 0);
+    assert_int_equal(unsetenv("KX_ZONEINFO_DIR"), 0);
+    assert_int_equal(unlink(text), 0);
+    assert_int_equal(unlink(loop), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -389,6 +462,7 @@ int main(void)
         cmocka_unit_test(test_parse_from_memory),
         cmocka_unit_test(test_ends_of_time),
         cmocka_unit_test(test_cron_on_a_wall_clock),
+        cmocka_unit_test(test_next_fire),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
