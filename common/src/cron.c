@@ -4,7 +4,9 @@
  * calendar from the minute after `after`, skipping a whole month, day or hour at a time when
  * that unit does not match, so it costs at most a few thousand steps even for an expression
  * that never fires. Calendar arithmetic is proleptic Gregorian on day numbers (days since
- * 1970-01-01), independent of the C library's time zone functions. */
+ * 1970-01-01), independent of the C library's time zone functions. kx_cron_next_fire is the
+ * step the gateway and the scheduler both take for a trigger (text and zone name to next fire),
+ * here once so that they differ only in what they do with its three kinds of error. */
 #include "kx/cron.h"
 
 #include <ctype.h>
@@ -13,6 +15,7 @@
 #include <strings.h>
 
 #include "kx/time.h"
+#include "kx/tz.h"
 
 /* ---- fields ---- */
 
@@ -347,4 +350,23 @@ kx_err kx_cron_next_tz(const kx_cron *c, const kx_tz *tz, int64_t after, int64_t
         wall = w;
     }
     return KX_ERR_NOT_FOUND;
+}
+
+kx_err kx_cron_next_fire(const char *expr, const char *zone, int64_t after, int64_t *next,
+                         char *why, size_t whylen)
+{
+    *next = 0;
+    kx_cron c;
+    if (kx_cron_parse(expr, &c, why, whylen) != KX_OK)
+        return KX_ERR_INVALID;
+    kx_tz *tz = NULL;
+    kx_err err = kx_tz_load(zone != NULL ? zone : "UTC", &tz, why, whylen);
+    if (err == KX_ERR_INVALID || err == KX_ERR_NOT_FOUND)
+        return KX_ERR_NOT_FOUND; /* the zone's fault, whichever way it is wrong */
+    if (err != KX_OK)
+        return err;
+    if (kx_cron_next_tz(&c, tz, after, next) != KX_OK)
+        *next = 0;
+    kx_tz_free(tz);
+    return KX_OK;
 }

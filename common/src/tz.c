@@ -21,6 +21,9 @@
 #define MAX_OFFSET (26 * 3600) /* RFC 8536: utoff within -25:59:59 .. +25:59:59 */
 #define HOUR 3600
 #define DAY 86400
+/* 400 Gregorian years: 146097 days, a whole number of weeks, so the calendar and every rule
+ * day (Jn, n, Mm.w.d) repeat after it exactly. */
+#define CYCLE (INT64_C(146097) * DAY)
 
 /* A POSIX rule's day: Jn (1-365, February 29 never counted), n (0-365) or Mm.w.d. */
 typedef struct rule_day {
@@ -213,6 +216,9 @@ static int32_t rule_offset(const tz_rule *r, int64_t t)
 {
     if (!r->has_dst)
         return r->std_off;
+    /* The same offset whole cycles nearer 1970 (the rule repeats), so that the local time and
+     * the year's day numbers below stay far from int64's ends (t + std_off overflowed there). */
+    t %= CYCLE;
     int64_t y = 0;
     int m = 0, d = 0;
     kx_civil_from_days((t + r->std_off) / DAY - ((t + r->std_off) % DAY < 0), &y, &m, &d);
@@ -352,6 +358,23 @@ static bool name_ok(const char *name)
     return true;
 }
 
+kx_err kx_tz_parse(const unsigned char *buf, size_t len, kx_tz **out, char *why, size_t whylen)
+{
+    *out = NULL;
+    kx_tz *tz = calloc(1, sizeof *tz);
+    if (tz == NULL)
+        return KX_ERR_NOMEM;
+    kx_err err = parse_tzif(buf, len, tz, why, whylen);
+    if (err != KX_OK) {
+        if (err == KX_ERR_NOMEM)
+            kx_why(why, whylen, "%s", kx_err_str(err));
+        kx_tz_free(tz);
+        return err;
+    }
+    *out = tz;
+    return KX_OK;
+}
+
 kx_err kx_tz_load(const char *name, kx_tz **out, char *why, size_t whylen)
 {
     *out = NULL;
@@ -361,12 +384,9 @@ kx_err kx_tz_load(const char *name, kx_tz **out, char *why, size_t whylen)
                name ? name : "");
         return KX_ERR_INVALID;
     }
-    kx_tz *tz = calloc(1, sizeof *tz);
-    if (tz == NULL)
-        return KX_ERR_NOMEM;
     if (strcmp(name, "UTC") == 0) {
-        *out = tz;
-        return KX_OK;
+        *out = calloc(1, sizeof **out);
+        return *out != NULL ? KX_OK : KX_ERR_NOMEM;
     }
     const char *dir = getenv("KX_ZONEINFO_DIR");
     char path[PATH_MAX];
@@ -385,17 +405,12 @@ kx_err kx_tz_load(const char *name, kx_tz **out, char *why, size_t whylen)
         kx_why(why, whylen, "time zone '%s' could not be read: %s", name, kx_err_str(err));
     else {
         char detail[200] = "";
-        err = parse_tzif((const unsigned char *)buf, len, tz, detail, sizeof detail);
+        err = kx_tz_parse((const unsigned char *)buf, len, out, detail, sizeof detail);
         if (err != KX_OK)
             kx_why(why, whylen, "time zone '%s': %s", name, detail[0] ? detail : kx_err_str(err));
     }
     free(buf);
-    if (err != KX_OK) {
-        kx_tz_free(tz);
-        return err;
-    }
-    *out = tz;
-    return KX_OK;
+    return err;
 }
 
 kx_err kx_tz_from_rule(const char *rule, kx_tz **out, char *why, size_t whylen)
@@ -446,6 +461,10 @@ int32_t kx_tz_offset(const kx_tz *tz, int64_t t)
 
 int kx_tz_to_utc(const kx_tz *tz, int64_t wall, int64_t out[2])
 {
+    /* The bound (kx/tz.h): the window below and wall - offset stay inside int64. */
+    wall = wall > KX_TZ_WALL_MAX ? KX_TZ_WALL_MAX
+        : wall < -KX_TZ_WALL_MAX ? -KX_TZ_WALL_MAX
+                                 : wall;
     /* The offsets in effect within a day and more either side (an instant for wall is within
      * MAX_OFFSET of it); clocks change at most once in such a window in every real zone, and
      * each candidate is checked. */

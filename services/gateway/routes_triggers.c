@@ -2,8 +2,10 @@
  *
  * A trigger is validated here — the cron expression parsed (kx_cron: 5 fields, ranges, steps,
  * lists, names), its time zone found (kx_tz: an IANA name, default UTC) and its next fire time
- * computed on that zone's wall clock from the gateway's clock, the agent being one of the
- * account's, the model allowed for the account — and stored; the scheduler fires it
+ * computed on that zone's wall clock from the gateway's clock (kx_cron_next_fire, as the
+ * scheduler does: here a bad expression or zone is a 400 naming the field, an unreadable zone
+ * database a 500), the agent being one of the account's, the model allowed for the account —
+ * and stored; the scheduler fires it
  * (services/scheduler/triggers.c). Pausing sets next_fire_at to NULL; resuming, re-timing or
  * moving it to another zone computes it again from now, so the time a trigger was paused is
  * not made up for. */
@@ -38,51 +40,45 @@ static bool texts_fit(const gw_app *app, const char *prompt, const char *name,
         gw_text_chars_fit("model_name", model_name, GW_MODEL_NAME_MAX_CHARS, reply);
 }
 
-/* The zone called name into *tz (the caller frees it); false with the reply set: 400 naming
- * it, 500 when the zone database itself cannot be read. */
-static bool zone_of(const char *name, kx_tz **tz, gw_reply *reply)
+/* The reply for an error of kx_cron_next_fire: 400 naming the field that cannot be read, 500
+ * when the zone database itself cannot be read (not the client's fault; logged). */
+static void reply_unreadable(kx_err err, const char *why, gw_reply *reply)
 {
-    char why[200];
-    kx_err err = kx_tz_load(name, tz, why, sizeof why);
-    if (err == KX_ERR_INVALID || err == KX_ERR_NOT_FOUND) {
+    if (err == KX_ERR_INVALID)
+        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "cron_expression: %s", why);
+    else if (err == KX_ERR_NOT_FOUND)
         gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "timezone: %s", why);
-        return false;
-    }
-    if (err != KX_OK) {
+    else {
         kx_warn("gateway: %s", why);
         gw_reply_error(reply, MHD_HTTP_INTERNAL_SERVER_ERROR,
                        "the time zone database could not be read");
-        return false;
     }
-    return true;
 }
 
+/* Whether name is a zone of the database (a zone given without an expression); false with the
+ * reply set, as kx_cron_next_fire's errors would have it. */
 static bool zone_ok(const char *name, gw_reply *reply)
 {
     kx_tz *tz = NULL;
-    bool ok = zone_of(name, &tz, reply);
+    char why[200];
+    kx_err err = kx_tz_load(name, &tz, why, sizeof why);
     kx_tz_free(tz);
-    return ok;
+    if (err == KX_OK)
+        return true;
+    /* kx_tz_load's refusals of the name or the file are the zone's fault: as there */
+    reply_unreadable(err == KX_ERR_INVALID ? KX_ERR_NOT_FOUND : err, why, reply);
+    return false;
 }
 
 /* The first time after now expr fires on the wall clock of zone, in *next (0: it fires no
- * more); false with the reply set when expr or zone cannot be read (400 naming the field). */
+ * more); false with the reply set when expr or zone cannot be read. */
 static bool next_fire(const char *expr, const char *zone, int64_t *next, gw_reply *reply)
 {
-    kx_cron c;
     char why[200];
-    *next = 0;
-    if (kx_cron_parse(expr, &c, why, sizeof why) != KX_OK) {
-        gw_reply_error(reply, MHD_HTTP_BAD_REQUEST, "cron_expression: %s", why);
-        return false;
-    }
-    kx_tz *tz = NULL;
-    if (!zone_of(zone, &tz, reply))
-        return false;
-    if (kx_cron_next_tz(&c, tz, kx_now_ms() / 1000, next) != KX_OK)
-        *next = 0;
-    kx_tz_free(tz);
-    return true;
+    kx_err err = kx_cron_next_fire(expr, zone, kx_now_ms() / 1000, next, why, sizeof why);
+    if (err != KX_OK)
+        reply_unreadable(err, why, reply);
+    return err == KX_OK;
 }
 
 /* next_fire, and a 400 when the expression never fires. */
@@ -280,12 +276,17 @@ void gw_route_trigger_update(gw_app *app, gw_request *req, gw_reply *reply)
     if (body == NULL)
         return;
     gw_trigger_edit e = {0};
-    int64_t next = 0;
-    /* what is given is checked before the row is read (with UTC or the given zone: whether an
-     * expression fires does not depend on the zone) */
-    if (!parse_edit(body, &e, reply) || !texts_fit(app, e.prompt, e.name, NULL, reply) ||
-        (e.cron_expression != NULL &&
-         !fires(e.cron_expression, e.timezone ? e.timezone : "UTC", &next, reply)) ||
+    /* What is given is checked before the row is read, so that a bad expression or zone, or one
+     * that never fires, is a 400 whatever the row (missing, paused) and with Postgres away. The
+     * expression is read in the given zone, else in UTC: whether it fires at all does not
+     * depend on the zone. */
+    int64_t early_next = 0;
+    if (!parse_edit(body, &e, reply) || !texts_fit(app, e.prompt, e.name, NULL, reply)) {
+        json_decref(body);
+        return;
+    }
+    const char *early_zone = e.timezone ? e.timezone : "UTC";
+    if ((e.cron_expression != NULL && !fires(e.cron_expression, early_zone, &early_next, reply)) ||
         (e.cron_expression == NULL && e.timezone != NULL && !zone_ok(e.timezone, reply))) {
         json_decref(body);
         return;
@@ -303,10 +304,19 @@ void gw_route_trigger_update(gw_app *app, gw_request *req, gw_reply *reply)
         e.set_next = !active || e.cron_expression != NULL || e.timezone != NULL || !cur.is_active;
         /* paused: nothing is due; re-timed, moved to another zone or resumed: from now (the
          * paused time is not made up; an expression that fires no more gets no next time) */
-        if (active && e.set_next &&
-            !next_fire(e.cron_expression ? e.cron_expression : cur.cron_expression,
-                       e.timezone ? e.timezone : cur.timezone, &e.next, reply))
-            err = KX_ERR_INVALID; /* the stored zone is gone from the database: said */
+        if (active && e.set_next) {
+            const char *zone = e.timezone ? e.timezone : cur.timezone;
+            /* The early check's next fire serves when it was computed in this zone (the zone
+             * given, or a stored zone that is UTC). An expression given without a zone into a trigger
+             * stored in another zone is computed again: the stored zone is known only from the
+             * row, and the early check must not wait for the row (above); nor can the early
+             * check stop at "does it fire at all", which is only known by searching. */
+            if (e.cron_expression != NULL && strcmp(zone, early_zone) == 0)
+                e.next = early_next;
+            else if (!next_fire(e.cron_expression ? e.cron_expression : cur.cron_expression, zone,
+                                &e.next, reply))
+                err = KX_ERR_INVALID; /* the stored zone is gone from the database: said */
+        }
         gw_trigger_row_free(&cur);
         if (err == KX_OK)
             err = gw_trigger_update(db, req->id, req->account, &e, &json);

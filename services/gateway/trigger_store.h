@@ -4,7 +4,7 @@
  *
  * A trigger goes back to the client as json_build_object(...)::text (key order as written,
  * timestamps ISO-8601 UTC like the other routes). The scheduler fires triggers; the gateway
- * only creates, lists, edits and deletes them, and computes next_fire_at (kx_cron_next_tz, on
+ * only creates, lists, edits and deletes them, and computes next_fire_at (kx_cron_next_fire, on
  * the trigger's time zone) when a trigger is created, re-timed, moved to another zone or
  * resumed.
  *

@@ -3,7 +3,7 @@
  *
  * For each due trigger (store.c "sched_triggers_due", at most TRIGGER_BATCH per tick, oldest
  * first) the scheduler computes the next fire time with kx_cron on the wall clock of the
- * trigger's time zone (kx_cron_next_tz; the zone is read from the time zone database at each
+ * trigger's time zone (kx_cron_next_fire; the zone is read from the time zone database at each
  * fire, so a tzdata update applies at once) — the first match strictly after NOW, not after
  * the due time: after downtime a trigger that missed several fire times fires once, not once
  * per missed time — and calls kx_fire_trigger (migration 005), one
@@ -25,7 +25,6 @@
 #include "kx/cron.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
-#include "kx/tz.h"
 #include "sched.h"
 
 #define TRIGGER_BATCH 100
@@ -40,33 +39,27 @@ static void count(const char *outcome)
         kx_counter_add(c, 1);
 }
 
-/* Fires one due trigger; true when it made a run. */
+/* Fires one due trigger; true when it made a run. A cron expression or zone that cannot be read
+ * disables the trigger (last_error says why: it would fail at every tick); a zone database that
+ * cannot be read is not the trigger's fault and is tried again next tick. */
 static bool fire_one(scheduler *s, kx_db *db, const char *id, const char *cron, const char *due,
                      int64_t now_s, const char *zone)
 {
-    kx_cron c;
-    kx_tz *tz = NULL;
-    char why[200], msg[300] = "";
-    kx_err zerr = KX_OK;
-    if (kx_cron_parse(cron, &c, why, sizeof why) != KX_OK)
-        snprintf(msg, sizeof msg, "cron_expression cannot be read: %s", why);
-    else if ((zerr = kx_tz_load(zone, &tz, why, sizeof why)) != KX_OK && zerr != KX_ERR_INVALID &&
-             zerr != KX_ERR_NOT_FOUND) {
-        kx_warn("scheduler: trigger %s: %s; retried next tick", id, why);
-        return false; /* the database unreadable for now: not the trigger's fault */
-    } else if (zerr != KX_OK)
-        snprintf(msg, sizeof msg, "timezone cannot be read: %s", why);
-    if (msg[0] != '\0') {
+    char why[200], msg[300];
+    int64_t next = 0; /* 0: fires now, then no more */
+    kx_err err = kx_cron_next_fire(cron, zone, now_s, &next, why, sizeof why);
+    if (err == KX_ERR_INVALID || err == KX_ERR_NOT_FOUND) {
+        snprintf(msg, sizeof msg, "%s cannot be read: %s",
+                 err == KX_ERR_INVALID ? "cron_expression" : "timezone", why);
         kx_warn("scheduler: trigger %s: %s; it fires no more", id, msg);
         (void)sched_store_trigger_disable(s, db, id, due, msg);
         count("invalid");
         return false;
     }
-    int64_t next = 0;
-    if (kx_cron_next_tz(&c, tz, now_s, &next) != KX_OK)
-        next = 0; /* fires now, then no more */
-    kx_tz_free(tz);
-    kx_err err = KX_OK;
+    if (err != KX_OK) {
+        kx_warn("scheduler: trigger %s: %s; retried next tick", id, why);
+        return false;
+    }
     PGresult *res = sched_store_trigger_fire(s, db, id, due, next, &err);
     if (res == NULL) {
         kx_warn("scheduler: trigger %s could not be fired: %s; retried next tick", id,

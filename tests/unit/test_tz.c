@@ -1,8 +1,9 @@
 /* test_tz.c — kx_tz (common/src/tz.c) and kx_cron_next_tz (common/src/cron.c): zone offsets
  * from Debian's TZif files and from POSIX rules, checked against the C library's localtime_r
  * from 1900 to 2100 (past 2037 the files' footers decide) and at every transition; wall-clock
- * times that occur twice or not at all; names that must not leave the zone directory; and
- * cron expressions read on a zone's wall clock across its clock changes. */
+ * times that occur twice or not at all; names that must not leave the zone directory; zones
+ * read from memory (kx_tz_parse), whole and cut short; cron expressions read on a zone's wall
+ * clock across its clock changes; and kx_cron_next_fire's answers and errors. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +17,7 @@
 #include <cmocka.h>
 
 #include "kx/cron.h"
+#include "kx/file.h"
 #include "kx/time.h"
 #include "kx/tz.h"
 
@@ -240,6 +242,90 @@ static void test_names(void **state)
     }
 }
 
+/* kx_tz_parse on a zone file's bytes: the zone kx_tz_load reads from the file, bytes after the
+ * footer ignored; every shorter prefix (a file cut anywhere, the footer's last newline
+ * included) refused with a reason. Each prefix is an exact-size copy, so an ASan build sees a
+ * read past it. */
+static void test_parse_from_memory(void **state)
+{
+    (void)state;
+    char *file = NULL;
+    size_t len = 0;
+    assert_int_equal(kx_file_read("/usr/share/zoneinfo/Europe/Berlin", KX_TZ_FILE_MAX, &file,
+                                  &len),
+                     KX_OK);
+    kx_tz *loaded = NULL, *parsed = NULL, *padded = NULL;
+    assert_int_equal(kx_tz_load("Europe/Berlin", &loaded, NULL, 0), KX_OK);
+    assert_int_equal(kx_tz_parse((const unsigned char *)file, len, &parsed, NULL, 0), KX_OK);
+    unsigned char *more = malloc(len + 5);
+    assert_non_null(more);
+    memcpy(more, file, len);
+    static const unsigned char junk[5] = {'j', 'u', 'n', 'k', '\n'};
+    memcpy(more + len, junk, sizeof junk);
+    assert_int_equal(kx_tz_parse(more, len + 5, &padded, NULL, 0), KX_OK);
+    free(more);
+    for (int64_t t = -2208988800LL; t < 4102444800LL; t += 86400 * 5 + 3607) {
+        assert_int_equal(kx_tz_offset(parsed, t), kx_tz_offset(loaded, t));
+        assert_int_equal(kx_tz_offset(padded, t), kx_tz_offset(loaded, t));
+    }
+    kx_tz_free(loaded);
+    kx_tz_free(parsed);
+    kx_tz_free(padded);
+    for (size_t cut = 0; cut < len; cut++) {
+        unsigned char *part = malloc(cut ? cut : 1);
+        assert_non_null(part);
+        memcpy(part, file, cut);
+        kx_tz *tz = NULL;
+        char why[200] = "";
+        if (kx_tz_parse(part, cut, &tz, why, sizeof why) != KX_ERR_INVALID)
+            fail_msg("Europe/Berlin cut to %zu of %zu bytes was read", cut, len);
+        assert_null(tz);
+        assert_true(why[0] != '\0');
+        free(part);
+    }
+    free(file);
+}
+
+/* The ends of int64 (signed overflows the fuzz target found as it was written). After a zone's
+ * last change its rule decides, and a rule repeats every 400 years (146097 days, whole weeks):
+ * the offset at any instant is the C library's that many cycles nearer 1970. A wall-clock time
+ * beyond KX_TZ_WALL_MAX is read as that bound. */
+static void test_ends_of_time(void **state)
+{
+    (void)state;
+    const int64_t cycle = 146097LL * 86400;
+    const char *rule = "CET-1CEST,M3.5.0,M10.5.0/3";
+    kx_tz *file = NULL, *alone = NULL;
+    assert_int_equal(kx_tz_load("Europe/Berlin", &file, NULL, 0), KX_OK);
+    assert_int_equal(kx_tz_from_rule(rule, &alone, NULL, 0), KX_OK);
+    for (int64_t k = 0; k < 12; k++) { /* a month apart: summer and winter */
+        int64_t hi = INT64_MAX - k * 30 * 86400, lo = INT64_MIN + k * 30 * 86400;
+        long want_hi = libc_offset(rule, hi % cycle),
+             want_lo = libc_offset(rule, lo % cycle + cycle);
+        if (kx_tz_offset(file, hi) != want_hi || kx_tz_offset(alone, hi) != want_hi ||
+            kx_tz_offset(alone, lo) != want_lo)
+            fail_msg("at INT64_MAX - %lld months: %d and %d, want %ld; at INT64_MIN + %lld: %d, "
+                     "want %ld",
+                     (long long)k, kx_tz_offset(file, hi), kx_tz_offset(alone, hi), want_hi,
+                     (long long)k, kx_tz_offset(alone, lo), want_lo);
+    }
+    const int64_t walls[] = {INT64_MIN, INT64_MIN + 1, -KX_TZ_WALL_MAX - 1, INT64_MAX - 1,
+                             INT64_MAX};
+    const kx_tz *zones[] = {file, alone};
+    for (size_t z = 0; z < 2; z++)
+        for (size_t i = 0; i < sizeof walls / sizeof walls[0]; i++) {
+            int64_t at[2] = {0, 0}, bound = walls[i] < 0 ? -KX_TZ_WALL_MAX : KX_TZ_WALL_MAX;
+            int n = kx_tz_to_utc(zones[z], walls[i], at);
+            assert_true(n == 1 || n == 2);
+            for (int k = 0; k < n; k++)
+                if (at[k] < bound - 26 * 3600 || at[k] > bound + 26 * 3600)
+                    fail_msg("zone %zu: wall %lld read as %lld", z, (long long)walls[i],
+                             (long long)at[k]);
+        }
+    kx_tz_free(file);
+    kx_tz_free(alone);
+}
+
 /* "30 2 * * *" in Europe/Berlin over both clock changes of 2026, and every fire of
  * "*\/30 * * * *" through a year: strictly increasing, each on a matching wall-clock minute,
  * no wall-clock time twice. */
@@ -292,6 +378,79 @@ static void test_cron_on_a_wall_clock(void **state)
     kx_tz_free(tz);
 }
 
+/* kx_cron_next_fire: expression and zone name to next fire, and its three kinds of error (the
+ * expression, the zone, the zone database), each with the reason its callers pass on. */
+static void test_next_fire(void **state)
+{
+    (void)state;
+    int64_t next = -1;
+    char why[200] = "";
+    assert_int_equal(kx_cron_next_fire("30 2 * * *", "Europe/Berlin", wall_of("2026-03-28 12:00"),
+                                       &next, why, sizeof why),
+                     KX_OK);
+    assert_int_equal(next, wall_of("2026-03-29 01:30")); /* 03:30 CEST: 02:30 does not occur */
+    assert_int_equal(kx_cron_next_fire("30 2 * * *", NULL, wall_of("2026-03-28 12:00"), &next, why,
+                                       sizeof why),
+                     KX_OK);
+    assert_int_equal(next, wall_of("2026-03-29 02:30")); /* NULL: UTC */
+    assert_int_equal(kx_cron_next_fire("30 2 * * *", "UTC", wall_of("2026-03-28 12:00"), &next,
+                                       NULL, 0),
+                     KX_OK);
+    assert_int_equal(next, wall_of("2026-03-29 02:30"));
+    /* fires no more: 0, not an error (the gateway's 400, the scheduler's last fire) */
+    next = -1;
+    assert_int_equal(kx_cron_next_fire("0 0 30 2 *", "Europe/Berlin", 0, &next, NULL, 0), KX_OK);
+    assert_int_equal(next, 0);
+    next = -1;
+    assert_int_equal(kx_cron_next_fire("@daily", "UTC", -1, &next, NULL, 0), KX_OK);
+    assert_int_equal(next, 0);
+
+    /* the expression first, with kx_cron_parse's reason; the zone is not looked at */
+    char want[200] = "";
+    kx_cron c;
+    assert_int_equal(kx_cron_parse("0 24 * * *", &c, want, sizeof want), KX_ERR_INVALID);
+    next = -1;
+    assert_int_equal(kx_cron_next_fire("0 24 * * *", "Mars/Olympus_Mons", 0, &next, why,
+                                       sizeof why),
+                     KX_ERR_INVALID);
+    assert_string_equal(why, want);
+    assert_int_equal(next, 0);
+    assert_int_equal(kx_cron_next_fire(NULL, "UTC", 0, &next, why, sizeof why), KX_ERR_INVALID);
+
+    /* the zone: no such zone, not a name, not a zone file: all KX_ERR_NOT_FOUND */
+    assert_int_equal(kx_cron_next_fire("@daily", "Mars/Olympus_Mons", 0, &next, why, sizeof why),
+                     KX_ERR_NOT_FOUND);
+    assert_string_equal(why, "unknown time zone 'Mars/Olympus_Mons'");
+    assert_int_equal(kx_cron_next_fire("@daily", "../etc/passwd", 0, &next, why, sizeof why),
+                     KX_ERR_NOT_FOUND);
+    assert_non_null(strstr(why, "is not a time zone name"));
+    char dir[] = "/tmp/kx-tz-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char text[300], loop[300];
+    snprintf(text, sizeof text, "%s/Text", dir);
+    snprintf(loop, sizeof loop, "%s/Loop", dir);
+    FILE *f = fopen(text, "wb");
+    assert_non_null(f);
+    assert_int_equal(fputs("# zone1970.tab\n", f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(symlink("Loop", loop), 0); /* opening it fails (ELOOP): an I/O error */
+    assert_int_equal(setenv("KX_ZONEINFO_DIR", dir, 1), 0);
+    assert_int_equal(kx_cron_next_fire("@daily", "Text", 0, &next, why, sizeof why),
+                     KX_ERR_NOT_FOUND);
+    assert_non_null(strstr(why, "not a TZif file"));
+
+    /* the database: anything else, here an I/O error */
+    next = -1;
+    kx_err err = kx_cron_next_fire("@daily", "Loop", 0, &next, why, sizeof why);
+    assert_true(err != KX_OK && err != KX_ERR_INVALID && err != KX_ERR_NOT_FOUND);
+    assert_non_null(strstr(why, "time zone 'Loop' could not be read"));
+    assert_int_equal(next, 0);
+    assert_int_equal(unsetenv("KX_ZONEINFO_DIR"), 0);
+    assert_int_equal(unlink(text), 0);
+    assert_int_equal(unlink(loop), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -300,7 +459,10 @@ int main(void)
         cmocka_unit_test(test_all_year_dst),
         cmocka_unit_test(test_wall_clock_to_utc),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_parse_from_memory),
+        cmocka_unit_test(test_ends_of_time),
         cmocka_unit_test(test_cron_on_a_wall_clock),
+        cmocka_unit_test(test_next_fire),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,7 +9,8 @@
  * Also the macros @yearly (@annually), @monthly, @weekly, @daily (@midnight) and @hourly.
  * Day rule (as Vixie cron): when both day-of-month and day-of-week are restricted (neither
  * field starts with `*`), a day matches if EITHER matches; otherwise both must.
- * kx_cron_next reads the expression in UTC; kx_cron_next_tz in a time zone (kx/tz.h).
+ * kx_cron_next reads the expression in UTC; kx_cron_next_tz in a time zone (kx/tz.h);
+ * kx_cron_next_fire is a trigger's whole step: expression text and zone name to next fire.
  *
  * Limits: an expression of at most KX_CRON_MAX_LEN bytes; steps 1..the field's span.
  *
@@ -56,5 +57,19 @@ kx_err kx_cron_next(const kx_cron *c, int64_t after, int64_t *next);
  * forward) fires moved forward by the gap (kx_tz_to_utc): "30 2 * * *" in Europe/Berlin fires
  * at 03:30 CEST on the spring-forward day, once at 02:30 CEST on the fall-back day. */
 kx_err kx_cron_next_tz(const kx_cron *c, const kx_tz *tz, int64_t after, int64_t *next);
+
+/* A scheduled run's next fire (the gateway when a trigger is made or edited, the scheduler when
+ * it fires): expr parsed, the zone called zone loaded (kx_tz_load; NULL: "UTC"), and the first
+ * instant strictly after `after` whose wall-clock time there matches (kx_cron_next_tz) into
+ * *next; 0 when it fires no more (no match within KX_CRON_HORIZON_YEARS, or after outside
+ * 0..KX_CRON_MAX_TIME). The errors tell the caller whose fault it is, why says what (may be
+ * NULL; the bare reason, without the field's name):
+ *   KX_ERR_INVALID     expr cannot be read (kx_cron_parse's reason); the zone is not looked at
+ *   KX_ERR_NOT_FOUND   zone is not a zone of the database: a malformed name, no such zone, a
+ *                      file that is not one (kx_tz_load's KX_ERR_INVALID or KX_ERR_NOT_FOUND)
+ *   anything else      the zone database could not be read (KX_ERR_IO, KX_ERR_NOMEM): try
+ *                      again later */
+kx_err kx_cron_next_fire(const char *expr, const char *zone, int64_t after, int64_t *next,
+                         char *why, size_t whylen);
 
 #endif

@@ -12,8 +12,9 @@
  * Names: 1..KX_TZ_NAME_MAX bytes of letters, digits and "_+-/", components not starting with
  * '.', no leading or doubled '/': a name never leaves the database's directory.
  *
- * Ownership: kx_tz_load returns a kx_tz the caller frees with kx_tz_free; a kx_tz is read-only
- * after that and may be shared between threads. `why` is the caller's buffer. */
+ * Ownership: kx_tz_load, kx_tz_parse and kx_tz_from_rule return a kx_tz the caller frees with
+ * kx_tz_free; a kx_tz is read-only after that and may be shared between threads. `why` is the
+ * caller's buffer. */
 #ifndef KX_TZ_H
 #define KX_TZ_H
 
@@ -30,13 +31,22 @@ typedef struct kx_tz kx_tz;
 /* The zone called name. KX_ERR_INVALID (a malformed name, a file that is not TZif, a leap
  * second zone) or KX_ERR_NOT_FOUND (no such zone) with why saying so (why may be NULL). */
 kx_err kx_tz_load(const char *name, kx_tz **out, char *why, size_t whylen);
+/* The zone in the TZif bytes buf[0..len) (what kx_tz_load reads from the file; buf is only read
+ * during the call, it need not be NUL-terminated). KX_ERR_INVALID when they are not a TZif file
+ * this reader takes (malformed, truncated, leap seconds), with why saying what (may be NULL);
+ * KX_ERR_NOMEM. Bytes after the footer (or a version 1 file's data) are ignored. */
+kx_err kx_tz_parse(const unsigned char *buf, size_t len, kx_tz **out, char *why, size_t whylen);
 /* The zone of a POSIX TZ rule alone ("EST5EDT,M3.2.0,M11.1.0"), as a TZif footer; for tests
  * and zones given as rules. The same errors. */
 kx_err kx_tz_from_rule(const char *rule, kx_tz **out, char *why, size_t whylen);
 void kx_tz_free(kx_tz *tz); /* NULL is a no-op */
 
-/* Seconds east of UTC the zone's clocks show at unix time t (e.g. 3600 for CET). */
+/* Seconds east of UTC the zone's clocks show at unix time t (e.g. 3600 for CET); any t. */
 int32_t kx_tz_offset(const kx_tz *tz, int64_t t);
+
+/* kx_tz_to_utc reads a wall-clock time beyond +-KX_TZ_WALL_MAX (2^62 s, some 146 billion years)
+ * as that bound: the instants it answers are then never further than a day from it. */
+#define KX_TZ_WALL_MAX (INT64_C(1) << 62)
 
 /* The unix times the zone's wall-clock time `wall` (seconds since 1970-01-01 00:00 of the wall
  * clock) stands for, earliest first, into out; returns how many: 2 when the clocks went back
