@@ -502,6 +502,23 @@ static void test_trigger_time_zones(void **state)
     json_decref(api(&a, "PATCH", path, "{\"timezone\": \"right/UTC\"}", 400));
     assert_int_equal(next_local(id, "America/New_York"), 900); /* unchanged */
 
+    /* a new expression alone is read in the stored zone; with a zone, in that one */
+    json_decref(api(&a, "PATCH", path, "{\"cron_expression\": \"15 10 * * *\"}", 200));
+    assert_int_equal(next_local(id, "America/New_York"), 1015);
+    json_decref(api(&a, "PATCH", path,
+                    "{\"cron_expression\": \"45 7 * * *\", \"timezone\": \"Asia/Kolkata\"}", 200));
+    assert_int_equal(next_local(id, "Asia/Kolkata"), 745);
+    json_decref(api(&a, "PATCH", path,
+                    "{\"cron_expression\": \"61 7 * * *\", \"timezone\": \"Europe/Berlin\"}",
+                    400));
+    json_decref(api(&a, "PATCH", path,
+                    "{\"cron_expression\": \"0 9 * * *\", \"timezone\": \"Nowhere/Zone\"}", 400));
+    assert_int_equal(next_local(id, "Asia/Kolkata"), 745); /* unchanged */
+    json_decref(api(&a, "PATCH", path,
+                    "{\"cron_expression\": \"0 9 * * *\", \"timezone\": \"America/New_York\"}",
+                    200));
+    assert_int_equal(next_local(id, "America/New_York"), 900);
+
     /* fired by the scheduler: the next fire is 09:00 in New York again */
     const char *ip[] = {id};
     long long runs = sql_int("SELECT count(*) FROM agent_runs WHERE trigger_id = $1::uuid", 1, ip);
