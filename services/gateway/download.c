@@ -28,16 +28,10 @@
 #include "kx/metrics.h"
 #include "kx/uuid.h"
 #include "reply.h"
+#include "tally.h"
 #include "work.h"
 
 #define BLOCK_SIZE ((size_t)64 * 1024) /* libmicrohttpd's buffer per call of the reader */
-
-/* An account with downloads in flight (gw_downloads_enter): a small array searched linearly,
- * as held.c's: an entry goes when its count reaches 0. */
-typedef struct dl_account {
-    char id[KX_UUID_LEN + 1];
-    int n;
-} dl_account;
 
 struct gw_downloads {
     pthread_mutex_t mu;
@@ -45,8 +39,7 @@ struct gw_downloads {
     kx_counter *cut_total;     /* downloads ended with an error (dl_fail) */
     kx_counter *refused_total; /* downloads refused by the per-account bound */
     int per_account;           /* KX_SANDBOX_DOWNLOADS_PER_ACCOUNT */
-    dl_account *accounts;      /* under mu */
-    size_t naccounts, cap;
+    gw_tally accounts;         /* each account's downloads in flight; under mu */
 };
 
 typedef struct dl {
@@ -424,48 +417,18 @@ void gw_downloads_free(gw_downloads *reg)
         return;
     gw_downloads_stop(reg);
     pthread_mutex_destroy(&reg->mu);
-    free(reg->accounts);
+    gw_tally_free(&reg->accounts);
     free(reg);
 }
 
 /* ---- downloads in flight per account -------------------------------------------------------- */
 
-/* The account's entry (made when missing and make is set), or NULL. Under reg->mu. */
-static dl_account *account_of(gw_downloads *reg, const char *account, bool make)
-{
-    for (size_t i = 0; i < reg->naccounts; i++) {
-        if (strcmp(reg->accounts[i].id, account) == 0)
-            return &reg->accounts[i];
-    }
-    if (!make)
-        return NULL;
-    if (reg->naccounts == reg->cap) {
-        size_t cap = reg->cap ? reg->cap * 2 : 8;
-        dl_account *a = realloc(reg->accounts, cap * sizeof *a);
-        if (a == NULL)
-            return NULL;
-        reg->accounts = a;
-        reg->cap = cap;
-    }
-    dl_account *e = &reg->accounts[reg->naccounts++];
-    memset(e, 0, sizeof *e);
-    memcpy(e->id, account, strnlen(account, KX_UUID_LEN));
-    return e;
-}
-
 bool gw_downloads_enter(gw_downloads *reg, const char *account)
 {
     if (reg == NULL)
         return true;
-    if (account == NULL)
-        account = "";
     pthread_mutex_lock(&reg->mu);
-    dl_account *e = account_of(reg, account, true);
-    bool ok = e != NULL && e->n < reg->per_account;
-    if (ok)
-        e->n++;
-    else if (e != NULL && e->n == 0) /* made for nothing: it goes again */
-        *e = reg->accounts[--reg->naccounts];
+    bool ok = gw_tally_add(&reg->accounts, account, 1, reg->per_account);
     pthread_mutex_unlock(&reg->mu);
     if (!ok && reg->refused_total != NULL)
         kx_counter_add(reg->refused_total, 1);
@@ -476,12 +439,8 @@ void gw_downloads_leave(gw_downloads *reg, const char *account)
 {
     if (reg == NULL)
         return;
-    if (account == NULL)
-        account = "";
     pthread_mutex_lock(&reg->mu);
-    dl_account *e = account_of(reg, account, false);
-    if (e != NULL && --e->n <= 0)
-        *e = reg->accounts[--reg->naccounts];
+    gw_tally_sub(&reg->accounts, account, 1);
     pthread_mutex_unlock(&reg->mu);
 }
 

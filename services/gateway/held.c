@@ -1,6 +1,5 @@
-/* held.c — the bytes of large answers held until read (see held.h). The accounts holding any
- * are a small array searched linearly: only accounts with a large answer in flight are in it,
- * and an entry goes when its bytes reach 0. */
+/* held.c — the bytes of large answers held until read (see held.h). Each account's share is a
+ * gw_tally (tally.h): only accounts with a large answer in flight have an entry. */
 #include "held.h"
 
 #include <microhttpd.h>
@@ -11,18 +10,13 @@
 #include "kx/metrics.h"
 #include "kx/uuid.h"
 #include "reply.h"
-
-typedef struct held_account {
-    char id[KX_UUID_LEN + 1];
-    int64_t bytes;
-} held_account;
+#include "tally.h"
 
 struct gw_held {
     pthread_mutex_t mu;
     int64_t total, per_account; /* the limits */
     int64_t bytes;              /* held now */
-    held_account *accounts;
-    size_t naccounts, cap;
+    gw_tally accounts;          /* each account's bytes held now */
     kx_gauge *gauge;
 };
 
@@ -52,49 +46,18 @@ void gw_held_free(gw_held *h)
     if (h == NULL)
         return;
     pthread_mutex_destroy(&h->mu);
-    free(h->accounts);
+    gw_tally_free(&h->accounts);
     free(h);
-}
-
-/* The account's entry (made when missing and make is set), or NULL. Under h->mu. */
-static held_account *find(gw_held *h, const char *account, bool make)
-{
-    for (size_t i = 0; i < h->naccounts; i++) {
-        if (strcmp(h->accounts[i].id, account) == 0)
-            return &h->accounts[i];
-    }
-    if (!make)
-        return NULL;
-    if (h->naccounts == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 8;
-        held_account *a = realloc(h->accounts, cap * sizeof *a);
-        if (a == NULL)
-            return NULL;
-        h->accounts = a;
-        h->cap = cap;
-    }
-    held_account *e = &h->accounts[h->naccounts++];
-    memset(e, 0, sizeof *e);
-    size_t len = strnlen(account, KX_UUID_LEN);
-    memcpy(e->id, account, len);
-    return e;
 }
 
 bool gw_held_take(gw_held *h, const char *account, size_t n)
 {
-    if (account == NULL)
-        account = "";
     bool ok = false;
     pthread_mutex_lock(&h->mu);
-    if ((int64_t)n <= h->total - h->bytes) {
-        held_account *e = find(h, account, true);
-        if (e != NULL && (int64_t)n <= h->per_account - e->bytes) {
-            e->bytes += (int64_t)n;
-            h->bytes += (int64_t)n;
-            ok = true;
-        } else if (e != NULL && e->bytes == 0) { /* made for nothing: it goes again */
-            *e = h->accounts[--h->naccounts];
-        }
+    if ((int64_t)n <= h->total - h->bytes &&
+        gw_tally_add(&h->accounts, account, (int64_t)n, h->per_account)) {
+        h->bytes += (int64_t)n;
+        ok = true;
     }
     int64_t now = h->bytes;
     pthread_mutex_unlock(&h->mu);
@@ -104,16 +67,9 @@ bool gw_held_take(gw_held *h, const char *account, size_t n)
 
 void gw_held_give(gw_held *h, const char *account, size_t n)
 {
-    if (account == NULL)
-        account = "";
     pthread_mutex_lock(&h->mu);
-    held_account *e = find(h, account, false);
-    if (e != NULL) {
-        e->bytes -= (int64_t)n;
+    if (gw_tally_sub(&h->accounts, account, (int64_t)n))
         h->bytes -= (int64_t)n;
-        if (e->bytes <= 0)
-            *e = h->accounts[--h->naccounts];
-    }
     int64_t now = h->bytes;
     pthread_mutex_unlock(&h->mu);
     kx_gauge_set(h->gauge, now);
