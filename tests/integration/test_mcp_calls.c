@@ -3,7 +3,8 @@
  * legacy HTTP+SSE, and misbehaving stdio servers (tests/fakes/mcp/misbehave.js): echo and
  * get-sum on every transport, a long-running operation with progress, a call cancelled
  * mid-way, a call past its deadline, a server crashing mid-call, garbage on stdout, a server
- * that never answers initialize, every content kind, a result larger than NATS's max_payload,
+ * that never answers initialize, every content kind, a result larger than NATS's max_payload
+ * (also one that only grows past it when escaped as a JSON string),
  * old and unknown protocol versions, an agent's config in Kortix's shapes (names, enabledTools,
  * collisions, the loopback guard), an agent's stdio servers run in the jail (server-everything
  * by node and by `npx -y`; a probing server that cannot read the JWT secret in $KX_DATA_DIR, see
@@ -601,6 +602,36 @@ static void test_result_larger_than_max_payload(void **state)
     kx_pb_free(r);
 }
 
+/* A text that grows when it is written as a JSON string: output_json is the text escaped, so
+ * 500 KB of quotes became 1 MB and 500 KB of control characters 3 MB — over max_payload, the
+ * reply could not be sent and the caller waited for its deadline. The text's budget counts it
+ * escaped: the reply comes at once, cut, with a note. */
+static void test_result_that_grows_when_escaped(void **state)
+{
+    (void)state;
+    const char *args[] = {"{\"bytes\": 2000000, \"char\": \"\\\"\"}",
+                          "{\"bytes\": 1500000, \"char\": \"\\u0001\"}",
+                          "{\"bytes\": 2000000, \"char\": \"\\n\"}"};
+    for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "escaped-%zu", i);
+        double took = 0;
+        Kx__V1__McpCallReply *r = call_full("kinds", NULL, id, "big", args[i], NULL, 6000, &took);
+        if (r == NULL)
+            fail_msg("big %s: no reply within %.0f ms", args[i], took);
+        if (r->error != NULL)
+            fail_msg("big %s: %s: %s", args[i], r->error->code, r->error->message);
+        assert_true(r->truncated);
+        assert_true(strlen(r->result->output_json) < 1024 * 1024 - 16384);
+        char *text = output_text(r);
+        assert_true(strlen(text) > 50000);
+        assert_non_null(strstr(text, "[truncated by mcp-proxy:"));
+        free(text);
+        assert_true(took < 5000);
+        kx_pb_free(r);
+    }
+}
+
 static void test_protocol_versions(void **state)
 {
     (void)state;
@@ -1015,6 +1046,7 @@ int main(void)
         cmocka_unit_test(test_every_content_kind),
         cmocka_unit_test(test_nul_in_an_answer),
         cmocka_unit_test(test_result_larger_than_max_payload),
+        cmocka_unit_test(test_result_that_grows_when_escaped),
         cmocka_unit_test(test_protocol_versions),
         cmocka_unit_test(test_agent_tools_from_kortix_config),
         cmocka_unit_test(test_cache_shared_by_two_replicas),

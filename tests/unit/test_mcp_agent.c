@@ -195,6 +195,29 @@ static void test_result_mapping(void **state)
     free(big);
     free(data);
 
+    /* The budget holds for the text written as a JSON string (output_json): quotes take two
+     * bytes there, other control characters six. */
+    const char fills[] = {'"', '\x01', '\n'};
+    for (size_t f = 0; f < sizeof fills; f++) {
+        big = malloc(n + 1);
+        memset(big, fills[f], n);
+        big[n] = '\0';
+        r = json_pack("{s:[{s:s, s:s}]}", "content", "type", "text", "text", big);
+        assert_int_equal(mcp_result_map(r, 40000, &m), 0);
+        assert_true(m.truncated);
+        json_t *str = json_string(m.text);
+        char *dumped = json_dumps(str, JSON_ENCODE_ANY);
+        if (strlen(dumped) > 20000)
+            fail_msg("text of 0x%02x: %zu bytes as JSON, budget 20000", fills[f], strlen(dumped));
+        assert_true(strlen(m.text) > 2000);
+        assert_non_null(strstr(m.text, "[truncated by mcp-proxy:"));
+        free(dumped);
+        json_decref(str);
+        mcp_mapped_free(&m);
+        json_decref(r);
+        free(big);
+    }
+
     assert_int_equal(mcp_result_map(NULL, 1000, &m), -1);
     assert_true(m.is_error);
     mcp_mapped_free(&m);

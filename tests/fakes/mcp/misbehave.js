@@ -6,7 +6,8 @@
 //                   answer; otherwise a correct server (tool "echo")
 //   silent-init     reads everything, answers nothing (never answers initialize)
 //   kinds           tool "kinds" returns every content kind plus structuredContent;
-//                   tool "big" returns a text of argument "bytes" bytes;
+//                   tool "big" returns a text of argument "bytes" bytes, each argument "char"
+//                   (default "x"; a quote or a control character doubles or sextuples in JSON);
 //                   tool "change" sends notifications/tools/list_changed, then answers;
 //                   tool "nul" answers text and structuredContent holding NUL (\u0000), in a key too
 //   old-version     answers initialize with protocolVersion 2024-11-05
@@ -25,7 +26,7 @@ const tools = {
   garbage: [{ name: 'echo', description: 'echoes', inputSchema: { type: 'object', properties: { message: { type: 'string' } } } }],
   kinds: [
     { name: 'kinds', description: 'every content kind', inputSchema: { type: 'object' } },
-    { name: 'big', description: 'a large text', inputSchema: { type: 'object', properties: { bytes: { type: 'number' } } } },
+    { name: 'big', description: 'a large text', inputSchema: { type: 'object', properties: { bytes: { type: 'number' }, char: { type: 'string' } } } },
     { name: 'change', description: 'changes the tool list', inputSchema: { type: 'object' } },
     { name: 'nul', description: 'NUL characters in its answer', inputSchema: { type: 'object' } },
   ],
@@ -75,7 +76,7 @@ rl.on('line', (line) => {
         structuredContent: { answer: 42 },
       } });
     } else if (name === 'big') {
-      send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'x'.repeat(m.params.arguments.bytes || 1000) }] } });
+      send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: (m.params.arguments.char || 'x').repeat(m.params.arguments.bytes || 1000) }] } });
     } else if (name === 'nul') {
       send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'a\u0000b' }], structuredContent: { k: 'x\u0000', 'k\u0000': '\\u0000' } } });
     } else if (name === 'change') {
