@@ -13,6 +13,7 @@
 
 #include "agent_config.h"
 #include "http_transport.h"
+#include "kx/time.h"
 #include "mcp_config.h"
 #include "result_map.h"
 #include "session.h"
@@ -143,6 +144,36 @@ static void test_model_names_as_kortix(void **state)
     assert_int_equal(strlen(n), MCP_MODEL_NAME_MAX);
     assert_string_equal(n + MCP_MODEL_NAME_MAX - 2, "_2");
     json_decref(taken);
+}
+
+/* A server may list thousands of tools of one name. Each claim used to try _2, _3, ... from the
+ * start: 10 000 of them took seconds of the proxy's only loop (every other run's calls
+ * waited). The names stay the same: the lowest free suffix in order, reserved ones skipped. */
+static void test_many_tools_of_one_name(void **state)
+{
+    (void)state;
+    char n[MCP_MODEL_NAME_MAX + 1];
+    json_t *taken = json_object();
+    json_object_set_new(taken, "x_3", json_true()); /* reserved */
+    int64_t t0 = kx_mono_ms();
+    for (int i = 0; i < 10000; i++) {
+        assert_int_equal(mcp_names_claim(taken, "x", n, sizeof n), 0);
+        if (i == 0)
+            assert_string_equal(n, "x");
+        else if (i == 1)
+            assert_string_equal(n, "x_2");
+        else if (i == 2)
+            assert_string_equal(n, "x_4");
+    }
+    int64_t took = kx_mono_ms() - t0;
+    assert_string_equal(n, "x_10001");
+    assert_int_equal(json_object_size(taken), 10001);
+    /* A base that is itself a suffixed name gets its own suffix. */
+    assert_int_equal(mcp_names_claim(taken, "x_2", n, sizeof n), 0);
+    assert_string_equal(n, "x_2_2");
+    json_decref(taken);
+    if (took > 1000)
+        fail_msg("10000 claims of one name took %lld ms", (long long)took);
 }
 
 static void test_result_mapping(void **state)
@@ -278,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_custom_shapes),
         cmocka_unit_test(test_bad_entries_say_what_is_wrong),
         cmocka_unit_test(test_model_names_as_kortix),
+        cmocka_unit_test(test_many_tools_of_one_name),
         cmocka_unit_test(test_result_mapping),
         cmocka_unit_test(test_address_guard),
         cmocka_unit_test(test_operator_http_servers_and_versions),
