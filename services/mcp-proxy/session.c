@@ -54,6 +54,7 @@ struct mcp_op {
     json_t *tools;
     char *cursor;
     int pages;
+    size_t list_bytes; /* the pages' messages as received */
     mcp_list_cb list_cb;
     /* call */
     char *tool;
@@ -78,8 +79,9 @@ struct mcp_session {
     int64_t next_token;
     char *server_name;
     char *protocol_version;
-    mcp_op *ops; /* every operation not answered yet */
-    char **envp; /* a stdio child's environment, built once */
+    mcp_op *ops;   /* every operation not answered yet */
+    char **envp;   /* a stdio child's environment, built once */
+    size_t rx_len; /* the length of the message being received (a tools/list page's size) */
     kx_breaker breaker;
     bool shutting_down;
     void (*done)(void *arg);
@@ -263,6 +265,15 @@ static void on_page(const json_t *result, const mcp_rpc_error *error, void *arg)
                  "MCP server '%s' sent a tools/list result without a "
                  "\"tools\" array",
                  s->cfg.name);
+        op_finish(op, NULL, "internal", msg);
+        return;
+    }
+    op->list_bytes += s->rx_len;
+    if (op->list_bytes > MCP_MAX_LIST_BYTES) {
+        snprintf(msg, sizeof msg,
+                 "MCP server '%s' listed more than %u MiB of tools (%d pages); a list that "
+                 "large cannot be offered",
+                 s->cfg.name, MCP_MAX_LIST_BYTES >> 20, op->pages + 1);
         op_finish(op, NULL, "internal", msg);
         return;
     }
@@ -526,6 +537,7 @@ static void on_message(const char *text, size_t len, void *arg)
     if (len == 0 || s->rpc == NULL)
         return;
     char why[256];
+    s->rx_len = len;
     kx_err err = mcp_rpc_receive(s->rpc, text, len, why, sizeof why);
     if (err == KX_ERR_NOT_FOUND)
         kx_debug("mcp server '%s': %s (a request we gave up on)", s->cfg.name, why);

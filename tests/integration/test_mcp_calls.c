@@ -10,7 +10,8 @@
  * by node and by `npx -y`; a probing server that cannot read the JWT secret in $KX_DATA_DIR, see
  * the host's processes or connect to NATS and Postgres, while the same server run bare can),
  * the tool-list cache shared by two proxy replicas, and its invalidation by list_changed (over
- * stdio, and over Streamable HTTP's GET stream from an SDK server; 405 on that GET is fine). */
+ * stdio, and over Streamable HTTP's GET stream from an SDK server; 405 on that GET is fine),
+ * a tools/list whose pages never end (bounded in memory). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -186,10 +187,11 @@ static int setup(void **state)
              "\"old\": {\"command\": \"node\", \"args\": [\"%s\", \"old-version\"]},"
              "\"bad\": {\"command\": \"node\", \"args\": [\"%s\", \"bad-version\"]},"
              "\"paged\": {\"command\": \"node\", \"args\": [\"%s\", \"paged\"]},"
+             "\"endless\": {\"command\": \"node\", \"args\": [\"%s\", \"endless-pages\"]},"
              "\"bare-probe\": {\"command\": \"node\", \"args\": [\"%s\"]},"
              "\"notify\": {\"type\": \"http\", \"url\": \"http://127.0.0.1:%u/mcp\"},"
              "\"noget\": {\"type\": \"http\", \"url\": \"http://127.0.0.1:%u/mcp\"}}",
-             NM, g_http_port, g_sse_port, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, PROBE,
+             NM, g_http_port, g_sse_port, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, PROBE,
              g_notify_port, g_noget_port);
     if (start_proxy("mcp-proxy-a.log", &g_proxy) != KX_OK)
         return -1;
@@ -856,6 +858,47 @@ static void test_tools_list_pagination(void **state)
     assert_int_equal(list_count("paged"), 3);
 }
 
+/* The proxy's peak resident memory in MiB (VmHWM), or -1. */
+static long proxy_peak_mib(void)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)g_proxy);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    if (f != NULL)
+        fclose(f);
+    return kib < 0 ? -1 : kib / 1024;
+}
+
+/* A server whose tools/list pages never end (each with a nextCursor) was collected up to
+ * MCP_MAX_PAGES (1000) pages of up to 16 MiB each, all held in memory: ~1 GB of JSON here,
+ * GiBs of the proxy's memory. The list now stops at MCP_MAX_LIST_BYTES of pages. */
+static void test_endless_tools_list_is_bounded(void **state)
+{
+    (void)state;
+    long before = proxy_peak_mib();
+    Kx__V1__McpListToolsRequest req = KX__V1__MCP_LIST_TOOLS_REQUEST__INIT;
+    req.server = "endless";
+    natsMsg *reply = request(KX_SUBJ_MCP_LIST, &req.base, 10000, 12000, NULL);
+    assert_non_null(reply);
+    Kx__V1__McpListToolsReply *r =
+        kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(r);
+    long after = proxy_peak_mib();
+    fprintf(stderr, "endless list: %s: %s; proxy peak %ld MiB -> %ld MiB\n",
+            r->error ? r->error->code : "ok", r->error ? r->error->message : "", before, after);
+    assert_non_null(r->error);
+    assert_string_equal(r->error->code, "internal");
+    assert_non_null(strstr(r->error->message, "MiB of tools"));
+    assert_true(after >= 0 && after < 300);
+    kx_pb_free(r);
+}
+
 /* The tool of server (a qualified name) called tool in an agent_tools reply, or NULL. */
 static const Kx__V1__McpAgentTool *server_tool(const Kx__V1__McpAgentToolsReply *r,
                                                const char *server, const char *tool)
@@ -1053,6 +1096,7 @@ int main(void)
         cmocka_unit_test(test_list_changed_invalidates_the_cache),
         cmocka_unit_test(test_list_changed_over_streamable_http),
         cmocka_unit_test(test_tools_list_pagination),
+        cmocka_unit_test(test_endless_tools_list_is_bounded),
         cmocka_unit_test(test_user_stdio_server_runs_jailed),
         cmocka_unit_test(test_user_stdio_server_cannot_escape),
     };

@@ -13,6 +13,8 @@
 //   old-version     answers initialize with protocolVersion 2024-11-05
 //   bad-version     answers initialize with protocolVersion 1999-01-01
 //   paged           tools/list in three pages of one tool each (nextCursor "p2", "p3")
+//   endless-pages   tools/list pages of 100 tools with 10000-byte descriptions (~1 MB), each
+//                   with a nextCursor, never ending
 // Every mode logs what it received to stderr (the proxy copies it to its log).
 'use strict';
 const mode = process.argv[2] || 'garbage';
@@ -48,6 +50,14 @@ rl.on('line', (line) => {
     send({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: v, capabilities: { tools: { listChanged: true } }, serverInfo: { name: 'misbehave-' + mode, version: '0.0.1' } } });
   } else if (m.method === 'tools/list') {
     listCalls++;
+    if (mode === 'endless-pages') {
+      const page = m.params && m.params.cursor ? Number(m.params.cursor.slice(1)) : 1;
+      const list = [];
+      for (let i = 0; i < 100; i++)
+        list.push({ name: `t${page}_${i}`, description: 'd'.repeat(10000), inputSchema: { type: 'object' } });
+      send({ jsonrpc: '2.0', id: m.id, result: { tools: list, nextCursor: 'p' + (page + 1) } });
+      return;
+    }
     if (mode === 'paged') {
       const page = { undefined: 1, p2: 2, p3: 3 }[m.params && m.params.cursor];
       const result = { tools: [{ name: 'page' + page, inputSchema: { type: 'object' } }] };
