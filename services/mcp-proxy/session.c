@@ -18,6 +18,7 @@
 
 #include "http_transport.h"
 #include "jsonrpc.h"
+#include "log_budget.h"
 #include "kx/breaker.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
@@ -82,6 +83,7 @@ struct mcp_session {
     mcp_op *ops;   /* every operation not answered yet */
     char **envp;   /* a stdio child's environment, built once */
     size_t rx_len; /* the length of the message being received (a tools/list page's size) */
+    mcp_log_budget log_budget; /* lines of the server's making we log: its log, its garbage */
     kx_breaker breaker;
     bool shutting_down;
     void (*done)(void *arg);
@@ -413,6 +415,20 @@ static mcp_op *op_by_token(mcp_session *s, const json_t *token)
     return NULL;
 }
 
+/* Whether a line of the server's making (its notifications/message, a message we cannot use)
+ * may go to our log now: the server sends them as fast as it likes (log_budget.h). */
+static bool server_log_ok(mcp_session *s)
+{
+    uint64_t dropped = 0;
+    if (!mcp_log_budget_take(&s->log_budget, kx_mono_ms(), &dropped))
+        return false;
+    if (dropped > 0)
+        kx_warn("mcp server '%s': %llu of its log messages and unusable messages were not "
+                "logged (more than %d a second)",
+                s->cfg.name, (unsigned long long)dropped, MCP_LOG_PER_S);
+    return true;
+}
+
 /* Requests and notifications from the server. We declared no capabilities, so the only request
  * we answer is ping. */
 static void on_incoming(mcp_rpc *rpc, const char *method, const json_t *params, const json_t *id,
@@ -441,6 +457,8 @@ static void on_incoming(mcp_rpc *rpc, const char *method, const json_t *params, 
         if (s->hooks.on_list_changed)
             s->hooks.on_list_changed(s, s->hooks.arg);
     } else if (strcmp(method, "notifications/message") == 0) { /* the server's log */
+        if (!server_log_ok(s))
+            return;
         char *text = json_dumps(params, JSON_COMPACT);
         kx_info("mcp server '%s' log: %.1000s", s->cfg.name, text ? text : "?");
         free(text);
@@ -541,7 +559,7 @@ static void on_message(const char *text, size_t len, void *arg)
     kx_err err = mcp_rpc_receive(s->rpc, text, len, why, sizeof why);
     if (err == KX_ERR_NOT_FOUND)
         kx_debug("mcp server '%s': %s (a request we gave up on)", s->cfg.name, why);
-    else if (err != KX_OK)
+    else if (err != KX_OK && server_log_ok(s))
         kx_warn("mcp server '%s' sent a message that is not usable JSON-RPC (%s): %.200s",
                 s->cfg.name, why, text);
 }

@@ -11,7 +11,8 @@
  * the host's processes or connect to NATS and Postgres, while the same server run bare can),
  * the tool-list cache shared by two proxy replicas, and its invalidation by list_changed (over
  * stdio, and over Streamable HTTP's GET stream from an SDK server; 405 on that GET is fine),
- * a tools/list whose pages never end (bounded in memory). */
+ * a tools/list whose pages never end (bounded in memory), a server flooding its stderr (the log
+ * stays small). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -188,11 +189,12 @@ static int setup(void **state)
              "\"bad\": {\"command\": \"node\", \"args\": [\"%s\", \"bad-version\"]},"
              "\"paged\": {\"command\": \"node\", \"args\": [\"%s\", \"paged\"]},"
              "\"endless\": {\"command\": \"node\", \"args\": [\"%s\", \"endless-pages\"]},"
+             "\"flood\": {\"command\": \"node\", \"args\": [\"%s\", \"stderr-flood\"]},"
              "\"bare-probe\": {\"command\": \"node\", \"args\": [\"%s\"]},"
              "\"notify\": {\"type\": \"http\", \"url\": \"http://127.0.0.1:%u/mcp\"},"
              "\"noget\": {\"type\": \"http\", \"url\": \"http://127.0.0.1:%u/mcp\"}}",
-             NM, g_http_port, g_sse_port, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, PROBE,
-             g_notify_port, g_noget_port);
+             NM, g_http_port, g_sse_port, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE,
+             PROBE, g_notify_port, g_noget_port);
     if (start_proxy("mcp-proxy-a.log", &g_proxy) != KX_OK)
         return -1;
     if (kx_bus_connect(g_nats.url, "it-mcpcall", &g_bus) != KX_OK)
@@ -632,6 +634,32 @@ static void test_result_that_grows_when_escaped(void **state)
         assert_true(took < 5000);
         kx_pb_free(r);
     }
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* A server's stderr went to the proxy's log line by line without a limit: a server writing
+ * 20 MB to it wrote 20 MB (more, as JSON) into the log — an agent's server in a loop fills the
+ * operator's disk. Its lines are now logged at a bounded rate, the rest counted. */
+static void test_stderr_flood_is_not_logged_whole(void **state)
+{
+    (void)state;
+    long before = file_size(g_log);
+    assert_call_ok("flood", "echo", "{\"message\": \"amid the noise\"}", "amid the noise");
+    /* the flood runs after initialize; wait until the log stops growing */
+    long last = -1, now = file_size(g_log);
+    for (int i = 0; i < 100 && now != last; i++) {
+        usleep(200000);
+        last = now;
+        now = file_size(g_log);
+    }
+    assert_call_ok("flood", "echo", "{\"message\": \"after the noise\"}", "after the noise");
+    fprintf(stderr, "the proxy's log grew by %ld bytes during the flood\n", now - before);
+    assert_true(now - before < 2 * 1024 * 1024);
 }
 
 static void test_protocol_versions(void **state)
@@ -1090,6 +1118,7 @@ int main(void)
         cmocka_unit_test(test_nul_in_an_answer),
         cmocka_unit_test(test_result_larger_than_max_payload),
         cmocka_unit_test(test_result_that_grows_when_escaped),
+        cmocka_unit_test(test_stderr_flood_is_not_logged_whole),
         cmocka_unit_test(test_protocol_versions),
         cmocka_unit_test(test_agent_tools_from_kortix_config),
         cmocka_unit_test(test_cache_shared_by_two_replicas),

@@ -13,6 +13,8 @@
 //   old-version     answers initialize with protocolVersion 2024-11-05
 //   bad-version     answers initialize with protocolVersion 1999-01-01
 //   paged           tools/list in three pages of one tool each (nextCursor "p2", "p3")
+//   stderr-flood    a correct server (tool "echo") that, once initialized, writes 20 000 lines
+//                   of ~1 KB to stderr as fast as the pipe takes them
 //   endless-pages   tools/list pages of 100 tools with 10000-byte descriptions (~1 MB), each
 //                   with a nextCursor, never ending
 // Every mode logs what it received to stderr (the proxy copies it to its log).
@@ -34,6 +36,13 @@ const tools = {
   ],
 };
 tools['old-version'] = tools.garbage;
+tools['stderr-flood'] = tools.garbage;
+
+function flood(left) {
+  const line = 'noise '.repeat(160) + '\n';
+  for (let i = 0; i < 50 && left > 0; i++, left--) process.stderr.write(line);
+  if (left > 0) setImmediate(flood, left);
+}
 
 rl.on('line', (line) => {
   let m;
@@ -48,6 +57,7 @@ rl.on('line', (line) => {
   if (m.method === 'initialize') {
     const v = mode === 'old-version' ? '2024-11-05' : mode === 'bad-version' ? '1999-01-01' : m.params.protocolVersion;
     send({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: v, capabilities: { tools: { listChanged: true } }, serverInfo: { name: 'misbehave-' + mode, version: '0.0.1' } } });
+    if (mode === 'stderr-flood') setImmediate(flood, 20000);
   } else if (m.method === 'tools/list') {
     listCalls++;
     if (mode === 'endless-pages') {
