@@ -67,18 +67,26 @@ mcp_session *mcp_proxy_session(mcp_proxy *p, const char *name)
     return NULL;
 }
 
-mcp_session *mcp_proxy_pooled(mcp_proxy *p, const mcp_server_config *cfg)
+mcp_session *mcp_proxy_pooled(mcp_proxy *p, const mcp_server_config *cfg, const char *account)
 {
+    if (account == NULL)
+        account = "";
     for (mcp_pooled *e = p->pool; e; e = e->next)
         if (strcmp(mcp_session_config(e->s)->hash, cfg->hash) == 0 &&
-            strcmp(mcp_session_name(e->s), cfg->name) == 0)
+            strcmp(mcp_session_name(e->s), cfg->name) == 0 && strcmp(e->account, account) == 0)
             return e->s;
     mcp_pooled *e = calloc(1, sizeof *e);
+    if (e != NULL && (e->account = strdup(account)) == NULL) {
+        free(e);
+        e = NULL;
+    }
     mcp_session_hooks hooks = {.curlm = p->curlm,
                                .on_list_changed = on_list_changed,
                                .arg = p,
                                .jail = &p->jail};
     if (e == NULL || (e->s = mcp_session_new(p->svc->loop, cfg, p->timeout_ms, &hooks)) == NULL) {
+        if (e != NULL)
+            free(e->account);
         free(e);
         return NULL;
     }
@@ -121,6 +129,7 @@ static void on_idle_sweep(kx_loop *loop, void *arg)
             *pe = e->next;
             kx_debug("mcp-proxy: freed the idle session for '%s'", mcp_session_name(e->s));
             mcp_session_free(e->s);
+            free(e->account);
             free(e);
             p->pool_n--;
             continue;
@@ -223,6 +232,7 @@ void mcp_proxy_free(mcp_proxy *p)
         mcp_pooled *e = p->pool;
         p->pool = e->next;
         mcp_session_free(e->s);
+        free(e->account);
         free(e);
     }
     mcp_tool_cache_free(&p->cache);

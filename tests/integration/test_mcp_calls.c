@@ -12,7 +12,7 @@
  * the tool-list cache shared by two proxy replicas, and its invalidation by list_changed (over
  * stdio, and over Streamable HTTP's GET stream from an SDK server; 405 on that GET is fine),
  * a tools/list whose pages never end (bounded in memory), a server flooding its stderr (the log
- * stays small). */
+ * stays small), one agent server entry used by two accounts (a process each). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -250,6 +250,8 @@ static natsMsg *request(const char *subject, const ProtobufCMessage *msg, int64_
     return s == NATS_OK ? reply : NULL;
 }
 
+static const char *g_account; /* McpCallRequest.account_id of the next calls ("" if NULL) */
+
 static Kx__V1__McpCallReply *call_full(const char *server, const char *server_json,
                                        const char *call_id, const char *tool, const char *args,
                                        const char *progress, int64_t deadline_ms, double *took_ms)
@@ -262,6 +264,7 @@ static Kx__V1__McpCallReply *call_full(const char *server, const char *server_js
     req.tool = (char *)tool;
     req.arguments_json = (char *)args;
     req.progress_subject = (char *)(progress ? progress : "");
+    req.account_id = (char *)(g_account ? g_account : "");
     natsMsg *reply =
         request(KX_SUBJ_MCP_CALL, &req.base, deadline_ms, deadline_ms + 3000, took_ms);
     if (reply == NULL)
@@ -1045,6 +1048,42 @@ static bool sees_process(json_t *report, const char *what)
     return false;
 }
 
+/* The text an agent's server answers to tool with args, called by account. */
+static char *call_as(const char *account, const char *server_json, const char *call_id,
+                     const char *tool, const char *args)
+{
+    g_account = account;
+    Kx__V1__McpCallReply *r = call_full(NULL, server_json, call_id, tool, args, NULL, 20000, NULL);
+    g_account = NULL;
+    assert_non_null(r);
+    if (r->error)
+        fail_msg("%s as %s: %s: %s", tool, account, r->error->code, r->error->message);
+    char *text = output_text(r);
+    kx_pb_free(r);
+    return text;
+}
+
+/* Two accounts whose agents have the same stdio server entry (a popular server, no env) were
+ * given one pooled process: what one account's calls left in it (a memory server's graph, files
+ * in its /tmp) was the other's to read. An agent's server is now pooled per account. */
+static void test_agent_servers_are_per_account(void **state)
+{
+    (void)state;
+    const char *entry = "{\"name\": \"mem\", \"type\": \"json\", \"config\": {\"command\": "
+                        "\"node\", \"args\": [\"/fakes/misbehave.js\", \"stateful\"]}}";
+    const char *a = "0a0a0a0a-0000-4000-8000-00000000000a";
+    const char *b = "0b0b0b0b-0000-4000-8000-00000000000b";
+    char *t = call_as(a, entry, "mem-1", "remember", "{\"text\": \"the secret of A\"}");
+    assert_string_equal(t, "kept");
+    free(t);
+    t = call_as(b, entry, "mem-2", "recall", "{}");
+    assert_string_equal(t, "(nothing)");
+    free(t);
+    t = call_as(a, entry, "mem-3", "recall", "{}");
+    assert_string_equal(t, "the secret of A");
+    free(t);
+}
+
 /* A hostile user's stdio server tries to read the suite's JWT secret in $KX_DATA_DIR, look at
  * the host's processes, learn the proxy's environment, and connect to NATS and Postgres. The
  * same probe run bare (an operator server) does all of it — so every assertion on the jailed
@@ -1128,6 +1167,7 @@ int main(void)
         cmocka_unit_test(test_endless_tools_list_is_bounded),
         cmocka_unit_test(test_user_stdio_server_runs_jailed),
         cmocka_unit_test(test_user_stdio_server_cannot_escape),
+        cmocka_unit_test(test_agent_servers_are_per_account),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

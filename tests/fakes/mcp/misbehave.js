@@ -15,6 +15,8 @@
 //   paged           tools/list in three pages of one tool each (nextCursor "p2", "p3")
 //   stderr-flood    a correct server (tool "echo") that, once initialized, writes 20 000 lines
 //                   of ~1 KB to stderr as fast as the pipe takes them
+//   stateful        tool "remember" keeps argument "text" in the process; tool "recall" answers
+//                   it (or "(nothing)"): state one account must not see of another
 //   endless-pages   tools/list pages of 100 tools with 10000-byte descriptions (~1 MB), each
 //                   with a nextCursor, never ending
 // Every mode logs what it received to stderr (the proxy copies it to its log).
@@ -37,6 +39,11 @@ const tools = {
 };
 tools['old-version'] = tools.garbage;
 tools['stderr-flood'] = tools.garbage;
+tools.stateful = [
+  { name: 'remember', description: 'keeps a text', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } },
+  { name: 'recall', description: 'answers the text kept', inputSchema: { type: 'object' } },
+];
+let remembered = '(nothing)';
 
 function flood(left) {
   const line = 'noise '.repeat(160) + '\n';
@@ -81,7 +88,12 @@ rl.on('line', (line) => {
   } else if (m.method === 'tools/call') {
     const name = m.params.name;
     if (mode === 'crash-mid-call') { process.stderr.write('crashing now\n'); process.exit(3); }
-    if (name === 'echo') {
+    if (name === 'remember') {
+      remembered = m.params.arguments.text;
+      send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'kept' }] } });
+    } else if (name === 'recall') {
+      send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: remembered }] } });
+    } else if (name === 'echo') {
       send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'Echo: ' + m.params.arguments.message }] } });
     } else if (name === 'kinds') {
       send({ jsonrpc: '2.0', id: m.id, result: {
