@@ -120,7 +120,8 @@ int mcp_agent_server_parse(const json_t *entry, bool custom, mcp_agent_server *o
         if ((out->enabled[i] = strdup(t)) == NULL)
             goto oom;
     }
-    mcp_server_hash(&out->cfg);
+    if (mcp_server_hash(&out->cfg) != 0)
+        goto oom;
     return 0;
 oom:
     snprintf(why, whylen, "%s: out of memory", where);

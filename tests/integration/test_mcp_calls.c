@@ -12,7 +12,8 @@
  * the tool-list cache shared by two proxy replicas, and its invalidation by list_changed (over
  * stdio, and over Streamable HTTP's GET stream from an SDK server; 405 on that GET is fine),
  * a tools/list whose pages never end (bounded in memory), a server flooding its stderr (the log
- * stays small), one agent server entry used by two accounts (a process each). */
+ * stays small), one agent server entry used by two accounts (a process each), two entries
+ * whose hashes collided under the old 64-bit key (their own cache entries). */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -1048,6 +1049,32 @@ static bool sees_process(json_t *report, const char *what)
     return false;
 }
 
+/* The shared tool-list cache was keyed by a 64-bit FNV-1a of the config: two entries differing
+ * only in an env value (K below, found by a two-minute search) shared a key, so the tool list
+ * of the first listed was served for the second — anyone could craft a config to plant tool
+ * descriptions in another account's agents. The key is SHA-256 now. */
+static void test_cache_keys_cannot_be_forged(void **state)
+{
+    (void)state;
+    const char *values[] = {"f1ad8aaaaee3b361", "42418c43b7565663"};
+    for (int i = 0; i < 2; i++) {
+        char custom[400], want[32];
+        snprintf(custom, sizeof custom,
+                 "[{\"name\": \"envdesc\", \"type\": \"json\", \"config\": {\"command\": "
+                 "\"node\", \"args\": [\"/fakes/misbehave.js\", \"env-desc\"], \"env\": {\"K\": "
+                 "\"%s\"}}}]",
+                 values[i]);
+        Kx__V1__McpAgentToolsReply *r = list_jailed(custom, "custom_json_envdesc");
+        const Kx__V1__McpAgentTool *t = server_tool(r, "custom_json_envdesc", "echo");
+        assert_non_null(t);
+        snprintf(want, sizeof want, "K=%s", values[i]);
+        if (strstr(t->description, want) == NULL)
+            fail_msg("the entry with K=%s got the tool list of another: \"%s\"", values[i],
+                     t->description);
+        kx_pb_free(r);
+    }
+}
+
 /* The text an agent's server answers to tool with args, called by account. */
 static char *call_as(const char *account, const char *server_json, const char *call_id,
                      const char *tool, const char *args)
@@ -1168,6 +1195,7 @@ int main(void)
         cmocka_unit_test(test_user_stdio_server_runs_jailed),
         cmocka_unit_test(test_user_stdio_server_cannot_escape),
         cmocka_unit_test(test_agent_servers_are_per_account),
+        cmocka_unit_test(test_cache_keys_cannot_be_forged),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

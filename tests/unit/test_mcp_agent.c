@@ -45,7 +45,7 @@ static void test_custom_shapes(void **state)
     assert_string_equal(s.cfg.env[0], "K=v");
     assert_true(mcp_agent_tool_enabled(&s, "a"));
     assert_false(mcp_agent_tool_enabled(&s, "b"));
-    char hash1[17];
+    char hash1[sizeof s.cfg.hash];
     memcpy(hash1, s.cfg.hash, sizeof hash1);
     mcp_agent_server_free(&s);
 
@@ -174,6 +174,29 @@ static void test_many_tools_of_one_name(void **state)
     json_decref(taken);
     if (took > 1000)
         fail_msg("10000 claims of one name took %lld ms", (long long)took);
+}
+
+/* The config hash keys the tool-list cache that every account shares. With FNV-1a-64 these two
+ * entries, which differ in one env value, hashed alike (found in two minutes on one core), so
+ * one's tool list was served for the other's. */
+static void test_config_hash_is_not_forgeable(void **state)
+{
+    (void)state;
+    const char *fmt = "{\"name\": \"envdesc\", \"type\": \"json\", \"config\": {\"command\": "
+                      "\"node\", \"args\": [\"/fakes/misbehave.js\", \"env-desc\"], \"env\": "
+                      "{\"K\": \"%s\"}}}";
+    const char *values[] = {"f1ad8aaaaee3b361", "42418c43b7565663"};
+    char hashes[2][sizeof((mcp_server_config *)0)->hash];
+    for (int i = 0; i < 2; i++) {
+        char text[400], why[512];
+        snprintf(text, sizeof text, fmt, values[i]);
+        mcp_agent_server s;
+        assert_int_equal(parse(text, true, &s, why), 0);
+        snprintf(hashes[i], sizeof hashes[i], "%s", s.cfg.hash);
+        mcp_agent_server_free(&s);
+    }
+    if (strcmp(hashes[0], hashes[1]) == 0)
+        fail_msg("K=%s and K=%s: the same config hash %s", values[0], values[1], hashes[0]);
 }
 
 static void test_result_mapping(void **state)
@@ -310,6 +333,7 @@ int main(void)
         cmocka_unit_test(test_bad_entries_say_what_is_wrong),
         cmocka_unit_test(test_model_names_as_kortix),
         cmocka_unit_test(test_many_tools_of_one_name),
+        cmocka_unit_test(test_config_hash_is_not_forgeable),
         cmocka_unit_test(test_result_mapping),
         cmocka_unit_test(test_address_guard),
         cmocka_unit_test(test_operator_http_servers_and_versions),

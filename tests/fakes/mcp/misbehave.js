@@ -17,6 +17,7 @@
 //                   of ~1 KB to stderr as fast as the pipe takes them
 //   stateful        tool "remember" keeps argument "text" in the process; tool "recall" answers
 //                   it (or "(nothing)"): state one account must not see of another
+//   env-desc        a correct server (tool "echo") whose tool's description is "K=" + $K
 //   endless-pages   tools/list pages of 100 tools with 10000-byte descriptions (~1 MB), each
 //                   with a nextCursor, never ending
 // Every mode logs what it received to stderr (the proxy copies it to its log).
@@ -44,6 +45,7 @@ tools.stateful = [
   { name: 'recall', description: 'answers the text kept', inputSchema: { type: 'object' } },
 ];
 let remembered = '(nothing)';
+tools['env-desc'] = [{ name: 'echo', description: 'K=' + process.env.K, inputSchema: { type: 'object', properties: { message: { type: 'string' } } } }];
 
 function flood(left) {
   const line = 'noise '.repeat(160) + '\n';
