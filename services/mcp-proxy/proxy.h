@@ -49,7 +49,8 @@ typedef struct mcp_proxy {
     mcp_session **sessions; /* one per configured server, in config order */
     mcp_pooled *pool;       /* agent servers, by account and config hash */
     size_t pool_n;
-    mcp_call *calls; /* calls in flight (call.c), for kx.mcp.cancel */
+    int64_t max_user_servers; /* KX_MCP_JAIL_MAX_SERVERS: an account's stdio servers running */
+    mcp_call *calls;          /* calls in flight (call.c), for kx.mcp.cancel */
     mcp_tool_cache cache;
     mcp_jail_config jail; /* agents' stdio servers (user_stdio.h) */
     natsSubscription *list_sub, *call_sub, *cancel_sub, *agent_sub;

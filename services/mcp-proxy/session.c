@@ -200,6 +200,9 @@ static void fail_ops(mcp_session *s, bool include_next, const char *code, const 
 {
     mcp_op *op = s->ops;
     while (op != NULL) {
+        /* False positive: a finished op is unlinked before it is freed; the head's prev is
+         * always NULL (calloc, op_link), so s->ops never holds a freed op */
+        // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): safe, see the comment above
         mcp_op *next = op->next; /* callbacks answer the bus; they do not touch the list */
         if (include_next || !op->for_next_process) {
             if (op->kind == OP_CALL && op->in_flight && strcmp(code, "unavailable") == 0) {
@@ -625,6 +628,8 @@ static void on_closed(const char *how, bool expired, void *arg)
         return;
     }
     for (mcp_op *op = s->ops; op; op = op->next) {
+        /* False positive: as in fail_ops, s->ops never holds a freed op */
+        // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): safe, see the comment above
         op->for_next_process = false;
         op->in_flight = false;
     }
@@ -663,6 +668,12 @@ static void session_start(mcp_session *s)
                  "MCP server '%s' failed %d times in a row; not retried for "
                  "another %lld ms (circuit open)",
                  s->cfg.name, s->breaker.failures, (long long)retry_ms);
+        fail_ops(s, true, "unavailable", msg);
+        return;
+    }
+    if (s->cfg.kind == MCP_T_STDIO && s->cfg.user && s->hooks.may_start != NULL &&
+        !s->hooks.may_start(s, s->hooks.arg, msg, sizeof msg)) {
+        kx_warn("%s", msg);
         fail_ops(s, true, "unavailable", msg);
         return;
     }

@@ -78,6 +78,9 @@ typedef struct mcp_session_hooks {
     void *arg;
     const struct mcp_jail_config *jail; /* agents' stdio servers run in it (user_stdio.h);
                                            NULL: they are refused */
+    /* Whether an agent's stdio server may start now (its account runs few enough); false with
+     * why refuses the session's operations (unavailable). NULL: always. */
+    bool (*may_start)(mcp_session *s, void *arg, char *why, size_t whylen);
 } mcp_session_hooks;
 
 /* NULL on OOM. timeout_ms limits initialize (and the shutdown escalation). hooks may be NULL. */

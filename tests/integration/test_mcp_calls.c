@@ -13,7 +13,8 @@
  * stdio, and over Streamable HTTP's GET stream from an SDK server; 405 on that GET is fine),
  * a tools/list whose pages never end (bounded in memory), a server flooding its stderr (the log
  * stays small), one agent server entry used by two accounts (a process each), two entries
- * whose hashes collided under the old 64-bit key (their own cache entries). */
+ * whose hashes collided under the old 64-bit key (their own cache entries), an account's
+ * config with more stdio servers than it may run at once. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -101,10 +102,18 @@ static kx_err start_proxy(const char *log_name, pid_t *pid)
     snprintf(g_log, sizeof g_log, "%s/%s", g_dir, log_name);
     /* The jail for agents' stdio servers: the host's network minus the suite's ports (NATS is
      * added by the proxy itself, Postgres' is listed as up.sh does). */
-    const char *env[] = {g_nats_env,  g_servers_env, port_env,
-                         g_allow_env, g_timeout_env, "KX_LOG_LEVEL=debug",
-                         g_data_env,  JAIL_BINDS,    "KX_SANDBOX_NETWORK=host",
-                         g_deny_env,  NULL};
+    const char *env[] = {g_nats_env,
+                         g_servers_env,
+                         port_env,
+                         g_allow_env,
+                         g_timeout_env,
+                         "KX_LOG_LEVEL=debug",
+                         g_data_env,
+                         JAIL_BINDS,
+                         "KX_SANDBOX_NETWORK=host",
+                         g_deny_env,
+                         "KX_MCP_JAIL_MAX_SERVERS=6",
+                         NULL};
     const char *argv[] = {PROXY, NULL};
     return kx_th_spawn(argv, env, g_log, pid);
 }
@@ -1075,6 +1084,49 @@ static void test_cache_keys_cannot_be_forged(void **state)
     }
 }
 
+/* Every stdio entry of an agent's config was started at once, in a jail of its own: a config
+ * of 256 entries (varying an env value makes each one new) started 256 processes of up to
+ * KX_MCP_JAIL_MAX_MEMORY_MB each, and the next request as many more. An account now runs at
+ * most KX_MCP_JAIL_MAX_SERVERS (6 here) at a time; the others are refused at once, saying
+ * why. The servers here never answer initialize. */
+static void test_an_account_runs_a_bounded_number_of_servers(void **state)
+{
+    (void)state;
+    char custom[2048];
+    size_t off = (size_t)snprintf(custom, sizeof custom, "[");
+    for (int i = 0; i < 8; i++)
+        off += (size_t)snprintf(custom + off, sizeof custom - off,
+                                "%s{\"name\": \"mute%d\", \"type\": \"json\", \"config\": "
+                                "{\"command\": \"sleep\", \"args\": [\"60\"]}}",
+                                i ? ", " : "", i);
+    snprintf(custom + off, sizeof custom - off, "]");
+    Kx__V1__McpAgentToolsRequest req = KX__V1__MCP_AGENT_TOOLS_REQUEST__INIT;
+    req.custom_mcps_json = custom;
+    req.configured_mcps_json = "";
+    req.account_id = "0c0c0c0c-0000-4000-8000-00000000000c";
+    natsMsg *reply = request(KX_SUBJ_MCP_AGENT_TOOLS, &req.base, 3000, 6000, NULL);
+    assert_non_null(reply);
+    Kx__V1__McpAgentToolsReply *r =
+        kx_pb_unpack(&kx__v1__mcp_agent_tools_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(r);
+    assert_null(r->error);
+    int refused = 0, started = 0;
+    for (size_t i = 0; i < r->n_servers; i++) {
+        const Kx__V1__Error *e = r->servers[i]->error;
+        assert_non_null(e);
+        fprintf(stderr, "%s: %s: %s\n", r->servers[i]->server, e->code, e->message);
+        if (strstr(e->message, "at most 6") != NULL)
+            refused++;
+        else
+            started++;
+    }
+    kx_pb_free(r);
+    assert_int_equal(started, 6);
+    assert_int_equal(refused, 2);
+}
+
 /* The text an agent's server answers to tool with args, called by account. */
 static char *call_as(const char *account, const char *server_json, const char *call_id,
                      const char *tool, const char *args)
@@ -1196,6 +1248,7 @@ int main(void)
         cmocka_unit_test(test_user_stdio_server_cannot_escape),
         cmocka_unit_test(test_agent_servers_are_per_account),
         cmocka_unit_test(test_cache_keys_cannot_be_forged),
+        cmocka_unit_test(test_an_account_runs_a_bounded_number_of_servers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
