@@ -14,7 +14,8 @@
  * a tools/list whose pages never end (bounded in memory), a server flooding its stderr (the log
  * stays small), one agent server entry used by two accounts (a process each), two entries
  * whose hashes collided under the old 64-bit key (their own cache entries), an account's
- * config with more stdio servers than it may run at once. */
+ * config with more stdio servers than it may run at once, an operator's tool list larger than
+ * a reply. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -200,11 +201,12 @@ static int setup(void **state)
              "\"paged\": {\"command\": \"node\", \"args\": [\"%s\", \"paged\"]},"
              "\"endless\": {\"command\": \"node\", \"args\": [\"%s\", \"endless-pages\"]},"
              "\"flood\": {\"command\": \"node\", \"args\": [\"%s\", \"stderr-flood\"]},"
+             "\"biglist\": {\"command\": \"node\", \"args\": [\"%s\", \"big-list\"]},"
              "\"bare-probe\": {\"command\": \"node\", \"args\": [\"%s\"]},"
              "\"notify\": {\"type\": \"http\", \"url\": \"http://127.0.0.1:%u/mcp\"},"
              "\"noget\": {\"type\": \"http\", \"url\": \"http://127.0.0.1:%u/mcp\"}}",
              NM, g_http_port, g_sse_port, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE,
-             PROBE, g_notify_port, g_noget_port);
+             FAKE, PROBE, g_notify_port, g_noget_port);
     if (start_proxy("mcp-proxy-a.log", &g_proxy) != KX_OK)
         return -1;
     if (kx_bus_connect(g_nats.url, "it-mcpcall", &g_bus) != KX_OK)
@@ -940,6 +942,29 @@ static void test_endless_tools_list_is_bounded(void **state)
     kx_pb_free(r);
 }
 
+/* An operator server whose tools/list is larger than a bus message: the kx.mcp.list reply
+ * could not be sent ("replying failed" in the log) and the caller waited for its deadline.
+ * It is answered at once with an error saying so. */
+static void test_list_larger_than_a_reply(void **state)
+{
+    (void)state;
+    Kx__V1__McpListToolsRequest req = KX__V1__MCP_LIST_TOOLS_REQUEST__INIT;
+    req.server = "biglist";
+    double took = 0;
+    natsMsg *reply = request(KX_SUBJ_MCP_LIST, &req.base, 8000, 10000, &took);
+    if (reply == NULL)
+        fail_msg("kx.mcp.list of a 2 MB tool list: no reply within %.0f ms", took);
+    Kx__V1__McpListToolsReply *r =
+        kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(r);
+    assert_non_null(r->error);
+    assert_string_equal(r->error->code, "internal");
+    assert_non_null(strstr(r->error->message, "more than a reply carries"));
+    kx_pb_free(r);
+}
+
 /* The tool of server (a qualified name) called tool in an agent_tools reply, or NULL. */
 static const Kx__V1__McpAgentTool *server_tool(const Kx__V1__McpAgentToolsReply *r,
                                                const char *server, const char *tool)
@@ -1244,6 +1269,7 @@ int main(void)
         cmocka_unit_test(test_list_changed_over_streamable_http),
         cmocka_unit_test(test_tools_list_pagination),
         cmocka_unit_test(test_endless_tools_list_is_bounded),
+        cmocka_unit_test(test_list_larger_than_a_reply),
         cmocka_unit_test(test_user_stdio_server_runs_jailed),
         cmocka_unit_test(test_user_stdio_server_cannot_escape),
         cmocka_unit_test(test_agent_servers_are_per_account),

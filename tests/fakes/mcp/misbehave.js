@@ -18,6 +18,7 @@
 //   stateful        tool "remember" keeps argument "text" in the process; tool "recall" answers
 //                   it (or "(nothing)"): state one account must not see of another
 //   env-desc        a correct server (tool "echo") whose tool's description is "K=" + $K
+//   big-list        tools/list of 200 tools with 10000-byte descriptions (~2 MB) in one page
 //   endless-pages   tools/list pages of 100 tools with 10000-byte descriptions (~1 MB), each
 //                   with a nextCursor, never ending
 // Every mode logs what it received to stderr (the proxy copies it to its log).
@@ -69,6 +70,13 @@ rl.on('line', (line) => {
     if (mode === 'stderr-flood') setImmediate(flood, 20000);
   } else if (m.method === 'tools/list') {
     listCalls++;
+    if (mode === 'big-list') {
+      const list = [];
+      for (let i = 0; i < 200; i++)
+        list.push({ name: `t${i}`, description: 'd'.repeat(10000), inputSchema: { type: 'object' } });
+      send({ jsonrpc: '2.0', id: m.id, result: { tools: list } });
+      return;
+    }
     if (mode === 'endless-pages') {
       const page = m.params && m.params.cursor ? Number(m.params.cursor.slice(1)) : 1;
       const list = [];
