@@ -70,7 +70,10 @@ mcp_session *mcp_proxy_session(mcp_proxy *p, const char *name)
 
 /* An agent's stdio server may start while its account runs fewer than max_user_servers: each
  * is a jail of its own (up to KX_MCP_JAIL_MAX_MEMORY_MB, _MAX_PROCS), and a config may list 256
- * servers (an env value changed makes each one new). One still stopping counts. */
+ * servers (an env value changed makes each one new). One still stopping counts. A request
+ * without an account is not limited: today kx.tool.schemas (the runner, through the
+ * tool-executor) names none, and one bound for all of them would refuse every account's
+ * servers past the 16th. */
 static bool may_start(mcp_session *s, void *arg, char *why, size_t whylen)
 {
     mcp_proxy *p = arg;
@@ -78,8 +81,8 @@ static bool may_start(mcp_session *s, void *arg, char *why, size_t whylen)
     for (mcp_pooled *e = p->pool; e && account == NULL; e = e->next)
         if (e->s == s)
             account = e->account;
-    if (account == NULL)
-        return true; /* not pooled: not an agent's */
+    if (account == NULL || account[0] == '\0')
+        return true; /* not pooled (not an agent's), or no account to count against */
     int64_t running = 0;
     for (mcp_pooled *e = p->pool; e; e = e->next) {
         const mcp_server_config *c = mcp_session_config(e->s);
