@@ -120,7 +120,8 @@ int mcp_agent_server_parse(const json_t *entry, bool custom, mcp_agent_server *o
         if ((out->enabled[i] = strdup(t)) == NULL)
             goto oom;
     }
-    mcp_server_hash(&out->cfg);
+    if (mcp_server_hash(&out->cfg) != 0)
+        goto oom;
     return 0;
 oom:
     snprintf(why, whylen, "%s: out of memory", where);
@@ -162,17 +163,31 @@ void mcp_model_name(const char *server, const char *tool, bool custom, char *out
     out[j] = '\0';
 }
 
+/* The suffix to try first for name is remembered as the value of name's own key (an integer;
+ * the set only asks whether a key is there): every suffix below it was taken when it was set,
+ * and nothing is ever removed. Without it, n tools of one name (a server may list thousands)
+ * cost n^2 / 2 lookups — seconds on the loop, which every other call waits for. */
 int mcp_names_claim(json_t *taken, const char *name, char *out, size_t len)
 {
     snprintf(out, len, "%s", name);
-    for (int i = 2; json_object_get(taken, out) != NULL; i++) {
-        char suffix[16];
-        int sl = snprintf(suffix, sizeof suffix, "_%d", i);
+    const json_t *first = json_object_get(taken, name);
+    if (first == NULL)
+        return json_object_set_new(taken, out, json_true()) == 0 ? 0 : -1;
+    json_int_t i =
+        json_is_integer(first) && json_integer_value(first) > 2 ? json_integer_value(first) : 2;
+    size_t max = (len - 1 < MCP_MODEL_NAME_MAX ? len - 1 : MCP_MODEL_NAME_MAX);
+    for (;; i++) {
+        char suffix[32];
+        int sl = snprintf(suffix, sizeof suffix, "_%lld", (long long)i);
         size_t keep = strlen(name);
-        size_t max = (len - 1 < MCP_MODEL_NAME_MAX ? len - 1 : MCP_MODEL_NAME_MAX);
         if (keep + (size_t)sl > max)
             keep = max - (size_t)sl;
         snprintf(out, len, "%.*s%s", (int)keep, name, suffix);
+        if (json_object_get(taken, out) == NULL)
+            break;
     }
-    return json_object_set_new(taken, out, json_true()) == 0 ? 0 : -1;
+    if (json_object_set_new(taken, out, json_true()) != 0 ||
+        json_object_set_new(taken, name, json_integer(i + 1)) != 0)
+        return -1;
+    return 0;
 }

@@ -41,6 +41,7 @@ struct at_req {
     kx_deadline deadline;
     int64_t start_ms;
     char trace_id[33];
+    char *account; /* the request's account_id: its servers' sessions are its own */
 };
 
 static void reply_and_free(at_req *r, const char *code, const char *message)
@@ -163,6 +164,7 @@ static void reply_and_free(at_req *r, const char *code, const char *message)
     }
     free(r->servers);
     json_decref(r->reserved);
+    free(r->account);
     natsMsg_Destroy(r->msg);
     free(r);
 }
@@ -203,7 +205,7 @@ static void on_cached(json_t *value, void *arg)
         server_done(r);
         return;
     }
-    mcp_session *s = mcp_proxy_pooled(r->p, &sv->as.cfg);
+    mcp_session *s = mcp_proxy_pooled(r->p, &sv->as.cfg, r->account);
     if (s == NULL) {
         sv->code = "internal";
         snprintf(sv->err, sizeof sv->err, "out of memory");
@@ -301,6 +303,8 @@ void mcp_agent_tools_on_request(natsMsg *msg, void *arg)
     } else if (add_entries(r, req->custom_mcps_json, true, why, sizeof why) != 0 ||
                add_entries(r, req->configured_mcps_json, false, why, sizeof why) != 0) {
         reply_and_free(r, "invalid_argument", why);
+    } else if ((r->account = strdup(req->account_id != NULL ? req->account_id : "")) == NULL) {
+        reply_and_free(r, "internal", "out of memory");
     } else {
         for (size_t i = 0; i < req->n_reserved_names; i++)
             json_object_set_new(r->reserved, req->reserved_names[i], json_true());

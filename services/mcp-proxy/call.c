@@ -188,7 +188,7 @@ static mcp_session *resolve(mcp_proxy *p, const Kx__V1__McpCallRequest *req, mcp
                      "tool '%.80s' is not enabled for MCP server '%s' "
                      "(enabledTools)",
                      req->tool, as.cfg.name);
-        } else if ((s = mcp_proxy_pooled(p, &as.cfg)) == NULL) {
+        } else if ((s = mcp_proxy_pooled(p, &as.cfg, req->account_id)) == NULL) {
             *code = "internal";
             snprintf(why, whylen, "out of memory");
         }

@@ -48,6 +48,7 @@ static void finish(list_call *c, const mcp_tools_result *result, const char *cod
 {
     Kx__V1__McpListToolsReply reply = KX__V1__MCP_LIST_TOOLS_REPLY__INIT;
     Kx__V1__Error error = KX__V1__ERROR__INIT;
+    char too_big[300];
     reply.server = c->server;
     size_t n = result ? json_array_size(result->tools) : 0;
     Kx__V1__McpTool *tools = n ? calloc(n, sizeof *tools) : NULL;
@@ -85,6 +86,24 @@ static void finish(list_call *c, const mcp_tools_result *result, const char *cod
         reply.tools = tool_ptrs;
         reply.n_tools = kept;
         n = kept;
+        /* A reply NATS refuses is never sent: the caller would wait for its deadline. The
+         * whole list or a clear error (kx.mcp.agent_tools offers what fits). */
+        size_t size = protobuf_c_message_get_packed_size(&reply.base);
+        size_t budget = mcp_proxy_reply_budget(c->p);
+        if (size > budget) {
+            snprintf(too_big, sizeof too_big,
+                     "MCP server '%s' lists %zu tools in %zu bytes, more than a reply carries "
+                     "(%zu bytes)",
+                     c->server, kept, size, budget);
+            reply.tools = NULL;
+            reply.n_tools = 0;
+            result = NULL;
+            code = "internal";
+            message = too_big;
+            error.code = (char *)code;
+            error.message = too_big;
+            reply.error = &error;
+        }
     } else {
         error.code = (char *)code;
         error.message = (char *)message;

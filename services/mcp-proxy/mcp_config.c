@@ -2,6 +2,7 @@
 #include "mcp_config.h"
 
 #include <ctype.h>
+#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -106,33 +107,56 @@ int mcp_server_copy(const mcp_server_config *src, mcp_server_config *dst)
     return 0;
 }
 
-static uint64_t fnv(uint64_t h, const char *s)
+/* The config is digested as a list of fields, each a presence byte, its length (8 bytes) and
+ * its bytes, and each string list its count first: no two configs give the same input. */
+static void feed(EVP_MD_CTX *ctx, const char *s)
 {
-    for (; s && *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 0x100000001b3ULL;
+    uint64_t n = s != NULL ? strlen(s) : 0;
+    unsigned char head[9] = {s != NULL};
+    for (int i = 0; i < 8; i++)
+        head[i + 1] = (unsigned char)(n >> (8 * i));
+    EVP_DigestUpdate(ctx, head, sizeof head);
+    if (n > 0)
+        EVP_DigestUpdate(ctx, s, n);
+}
+
+static void feed_strv(EVP_MD_CTX *ctx, char *const *v)
+{
+    char count[24];
+    size_t n = 0;
+    while (v != NULL && v[n] != NULL)
+        n++;
+    snprintf(count, sizeof count, "%zu", n);
+    feed(ctx, v != NULL ? count : NULL);
+    for (size_t i = 0; i < n; i++)
+        feed(ctx, v[i]);
+}
+
+/* SHA-256, not a 64-bit hash: the key of the tool-list cache that every account shares, so a
+ * config crafted to hash like another account's must not be found (with FNV-1a-64 two configs
+ * sharing a key took minutes to find, and one's tool list was served for the other). */
+int mcp_server_hash(mcp_server_config *s)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx != NULL && EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+    if (ok) {
+        feed(ctx, mcp_transport_name(s->kind));
+        feed(ctx, s->user ? "user" : "operator");
+        feed_strv(ctx, s->argv);
+        feed_strv(ctx, s->env);
+        feed(ctx, s->url);
+        feed_strv(ctx, s->headers);
+        ok = EVP_DigestFinal_ex(ctx, md, &mdlen) == 1 && mdlen * 2 + 1 <= sizeof s->hash;
     }
-    h ^= 0xff; /* field separator: ("ab","c") differs from ("a","bc") */
-    return h * 0x100000001b3ULL;
-}
-
-static uint64_t fnv_strv(uint64_t h, char *const *v)
-{
-    for (; v && *v; v++)
-        h = fnv(h, *v);
-    return fnv(h, "\x01");
-}
-
-void mcp_server_hash(mcp_server_config *s)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-    h = fnv(h, mcp_transport_name(s->kind));
-    h = fnv(h, s->user ? "user" : "operator");
-    h = fnv_strv(h, s->argv);
-    h = fnv_strv(h, s->env);
-    h = fnv(h, s->url);
-    h = fnv_strv(h, s->headers);
-    snprintf(s->hash, sizeof s->hash, "%016llx", (unsigned long long)h);
+    EVP_MD_CTX_free(ctx);
+    s->hash[0] = '\0';
+    if (!ok)
+        return -1;
+    for (unsigned int i = 0; i < mdlen; i++)
+        snprintf(s->hash + 2 * i, 3, "%02x", md[i]);
+    return 0;
 }
 
 int mcp_server_set_stdio(mcp_server_config *s, const json_t *command, const json_t *args,
@@ -299,8 +323,10 @@ static int parse_server(const char *name, const json_t *v, mcp_server_config *s,
         : mcp_server_set_url(s, strcmp(t, "http") == 0 ? MCP_T_HTTP : MCP_T_SSE,
                              json_object_get(v, "url"), json_object_get(v, "headers"), where, why,
                              whylen);
-    if (rc == 0)
-        mcp_server_hash(s);
+    if (rc == 0 && mcp_server_hash(s) != 0) {
+        snprintf(why, whylen, "%s: out of memory", where);
+        rc = -1;
+    }
     return rc;
 }
 

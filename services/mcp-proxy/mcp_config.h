@@ -10,7 +10,8 @@
  * the arguments). Names are 1..64 of [A-Za-z0-9_.-].
  *
  * Every server config carries a hash of what makes a session (transport, command, args, env,
- * url, headers, and whether it came from a user): sessions are pooled by it.
+ * url, headers, and whether it came from a user): sessions are pooled by it, and the shared
+ * tool-list cache is keyed by it (so it is SHA-256: see mcp_server_hash).
  *
  * Pure (no I/O). Ownership: an mcp_config / mcp_server_config owns everything in it; the
  * _free functions free it. */
@@ -35,7 +36,7 @@ typedef struct mcp_server_config {
     char *url;      /* http / sse */
     char **headers; /* http / sse: "Name: value"; NULL-terminated (maybe empty) */
     bool user;      /* from an agent's config: stdio needs the sandbox, URLs checked */
-    char hash[17];  /* 64-bit FNV-1a of the above, hex */
+    char hash[65];  /* SHA-256 of the above, hex */
 } mcp_server_config;
 
 typedef struct mcp_config {
@@ -57,8 +58,8 @@ int mcp_server_set_stdio(mcp_server_config *s, const json_t *command, const json
                          const json_t *env, const char *where, char *why, size_t whylen);
 int mcp_server_set_url(mcp_server_config *s, mcp_transport_kind kind, const json_t *url,
                        const json_t *headers, const char *where, char *why, size_t whylen);
-/* Computes s->hash from the fields. */
-void mcp_server_hash(mcp_server_config *s);
+/* Computes s->hash from the fields: 0, or -1 when out of memory. */
+int mcp_server_hash(mcp_server_config *s);
 /* Deep copy; 0 or -1 on OOM. */
 int mcp_server_copy(const mcp_server_config *src, mcp_server_config *dst);
 void mcp_server_free(mcp_server_config *s);

@@ -22,7 +22,8 @@ kx_err mcp_proxy_init(mcp_proxy *p, kx_svc *svc)
     p->svc = svc;
     int64_t timeout_s = 30, idle_s = 600;
     if (kx_env_int("KX_MCP_TIMEOUT_S", 30, 1, 3600, &timeout_s) != KX_OK ||
-        kx_env_int("KX_MCP_IDLE_S", 600, 1, 86400, &idle_s) != KX_OK)
+        kx_env_int("KX_MCP_IDLE_S", 600, 1, 86400, &idle_s) != KX_OK ||
+        kx_env_int("KX_MCP_JAIL_MAX_SERVERS", 16, 1, 10000, &p->max_user_servers) != KX_OK)
         return KX_ERR_INVALID;
     p->timeout_ms = timeout_s * 1000;
     p->idle_ms = idle_s * 1000;
@@ -67,18 +68,59 @@ mcp_session *mcp_proxy_session(mcp_proxy *p, const char *name)
     return NULL;
 }
 
-mcp_session *mcp_proxy_pooled(mcp_proxy *p, const mcp_server_config *cfg)
+/* An agent's stdio server may start while its account runs fewer than max_user_servers: each
+ * is a jail of its own (up to KX_MCP_JAIL_MAX_MEMORY_MB, _MAX_PROCS), and a config may list 256
+ * servers (an env value changed makes each one new). One still stopping counts. A request
+ * without an account is not limited: today kx.tool.schemas (the runner, through the
+ * tool-executor) names none, and one bound for all of them would refuse every account's
+ * servers past the 16th. */
+static bool may_start(mcp_session *s, void *arg, char *why, size_t whylen)
 {
+    mcp_proxy *p = arg;
+    const char *account = NULL;
+    for (mcp_pooled *e = p->pool; e && account == NULL; e = e->next)
+        if (e->s == s)
+            account = e->account;
+    if (account == NULL || account[0] == '\0')
+        return true; /* not pooled (not an agent's), or no account to count against */
+    int64_t running = 0;
+    for (mcp_pooled *e = p->pool; e; e = e->next) {
+        const mcp_server_config *c = mcp_session_config(e->s);
+        if (e->s != s && c->kind == MCP_T_STDIO && c->user && !mcp_session_stopped(e->s) &&
+            strcmp(e->account, account) == 0)
+            running++;
+    }
+    if (running < p->max_user_servers)
+        return true;
+    snprintf(why, whylen,
+             "MCP server '%s' was not started: its account runs %lld stdio MCP servers, at most "
+             "%lld at a time (KX_MCP_JAIL_MAX_SERVERS); one unused for %lld s stops",
+             mcp_session_name(s), (long long)running, (long long)p->max_user_servers,
+             (long long)(p->idle_ms / 1000));
+    return false;
+}
+
+mcp_session *mcp_proxy_pooled(mcp_proxy *p, const mcp_server_config *cfg, const char *account)
+{
+    if (account == NULL)
+        account = "";
     for (mcp_pooled *e = p->pool; e; e = e->next)
         if (strcmp(mcp_session_config(e->s)->hash, cfg->hash) == 0 &&
-            strcmp(mcp_session_name(e->s), cfg->name) == 0)
+            strcmp(mcp_session_name(e->s), cfg->name) == 0 && strcmp(e->account, account) == 0)
             return e->s;
     mcp_pooled *e = calloc(1, sizeof *e);
+    if (e != NULL && (e->account = strdup(account)) == NULL) {
+        free(e);
+        e = NULL;
+    }
     mcp_session_hooks hooks = {.curlm = p->curlm,
                                .on_list_changed = on_list_changed,
                                .arg = p,
-                               .jail = &p->jail};
+                               .jail = &p->jail,
+                               .may_start = may_start};
     if (e == NULL || (e->s = mcp_session_new(p->svc->loop, cfg, p->timeout_ms, &hooks)) == NULL) {
+        if (e != NULL)
+            free(e->account);
         free(e);
         return NULL;
     }
@@ -121,6 +163,7 @@ static void on_idle_sweep(kx_loop *loop, void *arg)
             *pe = e->next;
             kx_debug("mcp-proxy: freed the idle session for '%s'", mcp_session_name(e->s));
             mcp_session_free(e->s);
+            free(e->account);
             free(e);
             p->pool_n--;
             continue;
@@ -223,6 +266,7 @@ void mcp_proxy_free(mcp_proxy *p)
         mcp_pooled *e = p->pool;
         p->pool = e->next;
         mcp_session_free(e->s);
+        free(e->account);
         free(e);
     }
     mcp_tool_cache_free(&p->cache);

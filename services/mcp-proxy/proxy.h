@@ -3,8 +3,10 @@
  * kx.mcp.cancel (call.c), kx.mcp.agent_tools (agent_tools.c), and the shared tool-list cache
  * (tool_cache.c).
  *
- * Sessions: one per operator server (KX_MCP_SERVERS, by name) and one per distinct agent server
- * config (by mcp_server_config.hash), created at first use, reused by every run; a session
+ * Sessions: one per operator server (KX_MCP_SERVERS, by name) and one per account and distinct
+ * agent server config (by mcp_server_config.hash), created at first use, reused by every run of
+ * that account — never by another account's: a server keeps state (a memory server's graph,
+ * files in its /tmp) that is its account's; a session
  * unused for KX_MCP_IDLE_S has its server stopped (the next use starts it again), and a pooled
  * agent session unused for twice that is freed.
  *
@@ -33,6 +35,7 @@
 typedef struct mcp_pooled {
     struct mcp_pooled *next;
     mcp_session *s;
+    char *account; /* the account whose runs use it ("" when the request named none) */
 } mcp_pooled;
 
 typedef struct mcp_call mcp_call; /* call.c */
@@ -44,9 +47,10 @@ typedef struct mcp_proxy {
     int64_t idle_ms;        /* KX_MCP_IDLE_S */
     kx_curlm *curlm;        /* HTTP transports */
     mcp_session **sessions; /* one per configured server, in config order */
-    mcp_pooled *pool;       /* agent servers, by config hash */
+    mcp_pooled *pool;       /* agent servers, by account and config hash */
     size_t pool_n;
-    mcp_call *calls; /* calls in flight (call.c), for kx.mcp.cancel */
+    int64_t max_user_servers; /* KX_MCP_JAIL_MAX_SERVERS: an account's stdio servers running */
+    mcp_call *calls;          /* calls in flight (call.c), for kx.mcp.cancel */
     mcp_tool_cache cache;
     mcp_jail_config jail; /* agents' stdio servers (user_stdio.h) */
     natsSubscription *list_sub, *call_sub, *cancel_sub, *agent_sub;
@@ -62,8 +66,9 @@ typedef struct mcp_proxy {
 kx_err mcp_proxy_init(mcp_proxy *p, kx_svc *svc);
 /* The session of the operator server called name, or NULL. */
 mcp_session *mcp_proxy_session(mcp_proxy *p, const char *name);
-/* The pooled session for an agent's server config (created on first use); NULL on OOM. */
-mcp_session *mcp_proxy_pooled(mcp_proxy *p, const mcp_server_config *cfg);
+/* The pooled session of account (NULL: "") for an agent's server config (created on first
+ * use); NULL on OOM. */
+mcp_session *mcp_proxy_pooled(mcp_proxy *p, const mcp_server_config *cfg, const char *account);
 /* Subscribes the responders on the loop and flushes, so that the server knows them before the
  * proxy reports ready (kx_svc_on_ready: mcp_proxy_ready). */
 kx_err mcp_proxy_serve(mcp_proxy *p);

@@ -47,14 +47,40 @@ static void describe_item(kx_buf *b, const json_t *item)
     }
 }
 
-/* Cuts b to at most max bytes (a UTF-8 boundary) plus a note. */
+/* Bytes c takes in a JSON string as json_dumps writes it: '"', '\\' and \b \f \n \r \t as two,
+ * other control characters as six (\u00XX), everything else as itself. */
+static size_t escaped_size(unsigned char c)
+{
+    if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' || c == '\r' || c == '\t')
+        return 2;
+    return c < 0x20 ? 6 : 1;
+}
+
+/* Bytes s[0..n) takes as a JSON string (without its quotes). */
+static size_t escaped_len(const char *s, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += escaped_size((unsigned char)s[i]);
+    return total;
+}
+
+/* Cuts b so that, written as a JSON string, it takes at most max bytes (a UTF-8 boundary), plus
+ * a note. The budget counts the escaped form because the text travels as output_json, a JSON
+ * string: 500 KB of quotes is 1 MB there, of control characters 3 MB. */
 static void cut_text(kx_buf *b, size_t max)
 {
     size_t total = b->len;
     char note[96];
     int nl =
         snprintf(note, sizeof note, "\n[truncated by mcp-proxy: %%zu of %zu bytes shown]", total);
-    size_t keep = max > (size_t)nl + 24 ? max - (size_t)nl - 24 : 0;
+    size_t room = max > (size_t)nl + 24 ? max - (size_t)nl - 24 : 0;
+    size_t keep = 0;
+    for (size_t used = 0; keep < total; keep++) {
+        used += escaped_size((unsigned char)b->s[keep]);
+        if (used > room)
+            break;
+    }
     keep = kx_utf8_floor(b->s, total, keep);
     b->len = keep;
     b->s[keep] = '\0';
@@ -125,7 +151,7 @@ int mcp_result_map(const json_t *result, size_t max_bytes, mcp_mapped *out)
         free(s);
     }
     kx_buf_str(&text, ""); /* non-NULL even when empty */
-    if (!text.oom && text.len > max_bytes / 2) {
+    if (!text.oom && escaped_len(text.s, text.len) > max_bytes / 2) {
         cut_text(&text, max_bytes / 2);
         out->truncated = true;
     }

@@ -9,7 +9,8 @@
  *   other          "[<type> content]"
  * With no content but structuredContent, text is that JSON. isError becomes is_error.
  *
- * Budget: text gets at most half of max_bytes, content_json and structured_json a quarter each;
+ * Budget: text gets at most half of max_bytes, counted as a JSON string (escapes included: it
+ * travels as output_json), content_json and structured_json a quarter each;
  * past that, text is cut at a UTF-8 boundary and ends with
  * "\n[truncated by mcp-proxy: N of M bytes shown]", base64 data in content_json is replaced by
  * "[omitted: N bytes]", and what still does not fit is dropped; truncated says so.

@@ -18,6 +18,7 @@
 
 #include "http_transport.h"
 #include "jsonrpc.h"
+#include "log_budget.h"
 #include "kx/breaker.h"
 #include "kx/log.h"
 #include "kx/metrics.h"
@@ -54,6 +55,7 @@ struct mcp_op {
     json_t *tools;
     char *cursor;
     int pages;
+    size_t list_bytes; /* the pages' messages as received */
     mcp_list_cb list_cb;
     /* call */
     char *tool;
@@ -78,8 +80,10 @@ struct mcp_session {
     int64_t next_token;
     char *server_name;
     char *protocol_version;
-    mcp_op *ops; /* every operation not answered yet */
-    char **envp; /* a stdio child's environment, built once */
+    mcp_op *ops;   /* every operation not answered yet */
+    char **envp;   /* a stdio child's environment, built once */
+    size_t rx_len; /* the length of the message being received (a tools/list page's size) */
+    mcp_log_budget log_budget; /* lines of the server's making we log: its log, its garbage */
     kx_breaker breaker;
     bool shutting_down;
     void (*done)(void *arg);
@@ -196,6 +200,9 @@ static void fail_ops(mcp_session *s, bool include_next, const char *code, const 
 {
     mcp_op *op = s->ops;
     while (op != NULL) {
+        /* False positive: a finished op is unlinked before it is freed; the head's prev is
+         * always NULL (calloc, op_link), so s->ops never holds a freed op */
+        // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): safe, see the comment above
         mcp_op *next = op->next; /* callbacks answer the bus; they do not touch the list */
         if (include_next || !op->for_next_process) {
             if (op->kind == OP_CALL && op->in_flight && strcmp(code, "unavailable") == 0) {
@@ -263,6 +270,15 @@ static void on_page(const json_t *result, const mcp_rpc_error *error, void *arg)
                  "MCP server '%s' sent a tools/list result without a "
                  "\"tools\" array",
                  s->cfg.name);
+        op_finish(op, NULL, "internal", msg);
+        return;
+    }
+    op->list_bytes += s->rx_len;
+    if (op->list_bytes > MCP_MAX_LIST_BYTES) {
+        snprintf(msg, sizeof msg,
+                 "MCP server '%s' listed more than %u MiB of tools (%d pages); a list that "
+                 "large cannot be offered",
+                 s->cfg.name, MCP_MAX_LIST_BYTES >> 20, op->pages + 1);
         op_finish(op, NULL, "internal", msg);
         return;
     }
@@ -402,6 +418,20 @@ static mcp_op *op_by_token(mcp_session *s, const json_t *token)
     return NULL;
 }
 
+/* Whether a line of the server's making (its notifications/message, a message we cannot use)
+ * may go to our log now: the server sends them as fast as it likes (log_budget.h). */
+static bool server_log_ok(mcp_session *s)
+{
+    uint64_t dropped = 0;
+    if (!mcp_log_budget_take(&s->log_budget, kx_mono_ms(), &dropped))
+        return false;
+    if (dropped > 0)
+        kx_warn("mcp server '%s': %llu of its log messages and unusable messages were not "
+                "logged (more than %d a second)",
+                s->cfg.name, (unsigned long long)dropped, MCP_LOG_PER_S);
+    return true;
+}
+
 /* Requests and notifications from the server. We declared no capabilities, so the only request
  * we answer is ping. */
 static void on_incoming(mcp_rpc *rpc, const char *method, const json_t *params, const json_t *id,
@@ -430,6 +460,8 @@ static void on_incoming(mcp_rpc *rpc, const char *method, const json_t *params, 
         if (s->hooks.on_list_changed)
             s->hooks.on_list_changed(s, s->hooks.arg);
     } else if (strcmp(method, "notifications/message") == 0) { /* the server's log */
+        if (!server_log_ok(s))
+            return;
         char *text = json_dumps(params, JSON_COMPACT);
         kx_info("mcp server '%s' log: %.1000s", s->cfg.name, text ? text : "?");
         free(text);
@@ -526,10 +558,11 @@ static void on_message(const char *text, size_t len, void *arg)
     if (len == 0 || s->rpc == NULL)
         return;
     char why[256];
+    s->rx_len = len;
     kx_err err = mcp_rpc_receive(s->rpc, text, len, why, sizeof why);
     if (err == KX_ERR_NOT_FOUND)
         kx_debug("mcp server '%s': %s (a request we gave up on)", s->cfg.name, why);
-    else if (err != KX_OK)
+    else if (err != KX_OK && server_log_ok(s))
         kx_warn("mcp server '%s' sent a message that is not usable JSON-RPC (%s): %.200s",
                 s->cfg.name, why, text);
 }
@@ -595,6 +628,8 @@ static void on_closed(const char *how, bool expired, void *arg)
         return;
     }
     for (mcp_op *op = s->ops; op; op = op->next) {
+        /* False positive: as in fail_ops, s->ops never holds a freed op */
+        // NOLINTNEXTLINE(clang-analyzer-unix.Malloc): safe, see the comment above
         op->for_next_process = false;
         op->in_flight = false;
     }
@@ -633,6 +668,12 @@ static void session_start(mcp_session *s)
                  "MCP server '%s' failed %d times in a row; not retried for "
                  "another %lld ms (circuit open)",
                  s->cfg.name, s->breaker.failures, (long long)retry_ms);
+        fail_ops(s, true, "unavailable", msg);
+        return;
+    }
+    if (s->cfg.kind == MCP_T_STDIO && s->cfg.user && s->hooks.may_start != NULL &&
+        !s->hooks.may_start(s, s->hooks.arg, msg, sizeof msg)) {
+        kx_warn("%s", msg);
         fail_ops(s, true, "unavailable", msg);
         return;
     }

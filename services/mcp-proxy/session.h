@@ -7,7 +7,8 @@
  * "unavailable". Operations that arrive meanwhile wait. The session then stays up between
  * operations (the proxy pools sessions and closes idle ones).
  *
- * Operations: tools/list (following nextCursor, at most MCP_MAX_PAGES pages) and tools/call
+ * Operations: tools/list (following nextCursor, at most MCP_MAX_PAGES pages and
+ * MCP_MAX_LIST_BYTES in all) and tools/call
  * (with a progressToken when the caller wants progress: notifications/progress for it are
  * passed on). Server notifications/tools/list_changed calls hooks.on_list_changed.
  *
@@ -42,6 +43,10 @@
 #define MCP_PROTOCOL_VERSION "2025-11-25"
 #define MCP_CLIENT_NAME "kortix-mcp-proxy"
 #define MCP_MAX_PAGES 1000 /* a tools/list that pages longer than this is an error */
+/* A tools/list whose pages come to more than this (as received) is an error: every page is
+ * held until the last one, and 1000 pages of up to 16 MiB would be GiBs; a list this large
+ * could not be offered anyway (a reply carries ~1 MiB, the cache 768 KiB). */
+#define MCP_MAX_LIST_BYTES (16u << 20)
 #define MCP_STOP_GRACE_MS 2000
 
 typedef struct mcp_session mcp_session;
@@ -73,6 +78,9 @@ typedef struct mcp_session_hooks {
     void *arg;
     const struct mcp_jail_config *jail; /* agents' stdio servers run in it (user_stdio.h);
                                            NULL: they are refused */
+    /* Whether an agent's stdio server may start now (its account runs few enough); false with
+     * why refuses the session's operations (unavailable). NULL: always. */
+    bool (*may_start)(mcp_session *s, void *arg, char *why, size_t whylen);
 } mcp_session_hooks;
 
 /* NULL on OOM. timeout_ms limits initialize (and the shutdown escalation). hooks may be NULL. */

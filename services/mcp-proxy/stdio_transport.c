@@ -19,7 +19,9 @@
 #include "kx/buf.h"
 #include "kx/log.h"
 #include "kx/proc.h"
+#include "kx/time.h"
 #include "linebuf.h"
+#include "log_budget.h"
 
 #define READ_CHUNK 65536
 #define READ_BUDGET (1u << 20) /* bytes read per wake-up, so one server cannot hog the loop */
@@ -32,7 +34,8 @@ struct mcp_stdio {
     mcp_stdio_cbs cbs;
     void *arg;
     mcp_linebuf out_lb, err_lb;
-    kx_buf wq; /* write queue: bytes wq.s[wq_off, wq.len) still to write */
+    mcp_log_budget err_budget; /* stderr lines we log (the server writes as fast as it likes) */
+    kx_buf wq;                 /* write queue: bytes wq.s[wq_off, wq.len) still to write */
     size_t wq_off;
     bool close_when_flushed; /* mcp_stdio_close_stdin asked while bytes were queued */
     bool broken;             /* on_broken was called; stdout is no longer read */
@@ -188,8 +191,22 @@ static void stdout_line(const char *line, size_t len, void *arg)
 static void stderr_line(const char *line, size_t len, void *arg)
 {
     mcp_stdio *t = arg;
-    if (len > 0)
-        kx_info("mcp server '%s' stderr: %s", t->name, line);
+    uint64_t dropped = 0;
+    if (len == 0 || !mcp_log_budget_take(&t->err_budget, kx_mono_ms(), &dropped))
+        return;
+    if (dropped > 0)
+        kx_warn("mcp server '%s': %llu stderr lines were not logged (more than %d a second)",
+                t->name, (unsigned long long)dropped, MCP_LOG_PER_S);
+    kx_info("mcp server '%s' stderr: %s", t->name, line);
+}
+
+/* The count of stderr lines not logged since the last one that was. */
+static void stderr_dropped(mcp_stdio *t)
+{
+    if (t->err_budget.dropped > 0)
+        kx_warn("mcp server '%s': %llu stderr lines were not logged (more than %d a second)",
+                t->name, (unsigned long long)t->err_budget.dropped, MCP_LOG_PER_S);
+    t->err_budget.dropped = 0;
 }
 
 /* Reads fd until EAGAIN, EOF or the budget. Returns false at EOF or on a read error. */
@@ -373,6 +390,7 @@ void mcp_stdio_free(mcp_stdio *t)
     }
     close_fd(t, &t->proc.pidfd);
     kx_proc_close(&t->proc);
+    stderr_dropped(t);
     mcp_linebuf_free(&t->out_lb);
     mcp_linebuf_free(&t->err_lb);
     kx_buf_free(&t->wq);

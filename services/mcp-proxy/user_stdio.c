@@ -169,8 +169,10 @@ kx_err mcp_user_stdio_open(kx_loop *loop, const mcp_jail_config *jc, const mcp_s
     }
     /* A host uid per server config: one user's server cannot signal, ptrace or exhaust the
      * process limit of another's. */
+    char head[17]; /* the hash's first 64 bits */
+    snprintf(head, sizeof head, "%.16s", cfg->hash);
     uid_t uid =
-        (uid_t)(jc->uid_base + (int64_t)(strtoull(cfg->hash, NULL, 16) % (uint64_t)jc->uid_count));
+        (uid_t)(jc->uid_base + (int64_t)(strtoull(head, NULL, 16) % (uint64_t)jc->uid_count));
     kx_jail_opts o = {
         .bwrap = jc->bwrap,
         .uid = uid,

@@ -1,6 +1,7 @@
 /* tasks.c — the task list's operations (see tasks.h). */
 #include "tasks.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -178,18 +179,107 @@ static kx_err delete_tasks(json_t *st, const json_t *args, char *why, size_t why
             if (find_by(tasks, "id", json_string_value(id), &at) != NULL)
                 json_array_remove(tasks, at);
         }
+        if (json_array_size(sids) > 0) { /* one pass: a section may hold many tasks */
+            json_t *kept = json_array();
+            json_t *t;
+            if (kept == NULL)
+                err = KX_ERR_NOMEM;
+            json_array_foreach(tasks, i, t)
+            {
+                const char *tsid = json_string_value(json_object_get(t, "section_id"));
+                bool gone = false;
+                size_t k;
+                json_array_foreach(sids, k, id)
+                {
+                    if (tsid != NULL && strcmp(tsid, json_string_value(id)) == 0)
+                        gone = true;
+                }
+                if (kept != NULL && !gone && json_array_append(kept, t) != 0)
+                    err = KX_ERR_NOMEM;
+            }
+            if (err == KX_OK)
+                json_object_set(st, "tasks", kept);
+            json_decref(kept);
+        }
         json_array_foreach(sids, i, id)
         {
-            const char *sid = json_string_value(id);
-            while (find_by(tasks, "section_id", sid, &at) != NULL)
-                json_array_remove(tasks, at);
-            if (find_by(sections, "id", sid, &at) != NULL)
+            if (err == KX_OK && find_by(sections, "id", json_string_value(id), &at) != NULL)
                 json_array_remove(sections, at);
         }
     }
     json_decref(ids);
     json_decref(sids);
     return err;
+}
+
+static int count_bytes(const char *buffer, size_t size, void *data)
+{
+    (void)buffer;
+    *(size_t *)data += size;
+    return 0;
+}
+
+/* Bytes of st as stored (compact JSON). */
+static size_t json_bytes(const json_t *st)
+{
+    size_t n = 0;
+    json_dump_callback(st, count_bytes, &n, JSON_COMPACT);
+    return n;
+}
+
+static size_t list_size(const json_t *v)
+{
+    return json_is_array(v) ? json_array_size(v) : json_is_string(v) ? 1 : 0;
+}
+
+/* Refuses (before any work) a call with more items than the list may hold: each id is looked
+ * up in the list, each title among the sections. */
+static kx_err check_args(const char *tool, const json_t *args, char *why, size_t whylen)
+{
+    size_t tasks = list_size(json_object_get(args, "task_ids")) +
+        list_size(json_object_get(args, "task_contents"));
+    const json_t *sections = json_object_get(args, "sections");
+    size_t nsections = list_size(sections) + list_size(json_object_get(args, "section_ids"));
+    size_t i;
+    const json_t *sec;
+    json_array_foreach(sections, i, sec)
+    {
+        tasks += list_size(json_object_get(sec, "tasks"));
+    }
+    if (tasks > TE_TASKS_MAX_TASKS || nsections > TE_TASKS_MAX_SECTIONS) {
+        snprintf(why, whylen,
+                 "%s names %zu tasks and %zu sections; the task list holds at most %d tasks "
+                 "and %d sections",
+                 tool, tasks, nsections, TE_TASKS_MAX_TASKS, TE_TASKS_MAX_SECTIONS);
+        return KX_ERR_INVALID;
+    }
+    return KX_OK;
+}
+
+/* Refuses a change that leaves the list (after) past a bound it was not past before. */
+static kx_err check_bounds(const json_t *before, const json_t *after, char *why, size_t whylen)
+{
+    size_t t0 = json_array_size(json_object_get(before, "tasks"));
+    size_t t1 = json_array_size(json_object_get(after, "tasks"));
+    size_t s0 = json_array_size(json_object_get(before, "sections"));
+    size_t s1 = json_array_size(json_object_get(after, "sections"));
+    if (t1 > TE_TASKS_MAX_TASKS && t1 > t0) {
+        snprintf(why, whylen, "the task list holds at most %d tasks (this would make %zu)",
+                 TE_TASKS_MAX_TASKS, t1);
+        return KX_ERR_INVALID;
+    }
+    if (s1 > TE_TASKS_MAX_SECTIONS && s1 > s0) {
+        snprintf(why, whylen, "the task list holds at most %d sections (this would make %zu)",
+                 TE_TASKS_MAX_SECTIONS, s1);
+        return KX_ERR_INVALID;
+    }
+    size_t b1 = json_bytes(after);
+    if (b1 > TE_TASKS_MAX_BYTES && b1 > json_bytes(before)) {
+        snprintf(why, whylen, "the task list holds at most %d bytes (this would make %zu bytes)",
+                 TE_TASKS_MAX_BYTES, b1);
+        return KX_ERR_INVALID;
+    }
+    return KX_OK;
 }
 
 kx_err te_tasks_apply(const char *tool, const json_t *args, json_t **state, json_t **output,
@@ -204,8 +294,10 @@ kx_err te_tasks_apply(const char *tool, const json_t *args, json_t **state, json
         if (st == NULL)
             return KX_ERR_NOMEM;
     }
-    kx_err err = KX_OK;
-    if (strcmp(tool, "view_tasks") == 0) {
+    kx_err err = check_args(tool, args, why, whylen);
+    if (err != KX_OK) {
+        /* refused before any work */
+    } else if (strcmp(tool, "view_tasks") == 0) {
         /* nothing to change */
     } else if (strcmp(tool, "create_tasks") == 0) {
         err = create(st, args, why, whylen);
@@ -226,6 +318,8 @@ kx_err te_tasks_apply(const char *tool, const json_t *args, json_t **state, json
         snprintf(why, whylen, "unknown task list tool '%.40s'", tool);
         err = KX_ERR_INVALID;
     }
+    if (err == KX_OK && (strcmp(tool, "create_tasks") == 0 || strcmp(tool, "update_tasks") == 0))
+        err = check_bounds(*state, st, why, whylen);
     if (err != KX_OK) {
         json_decref(st);
         return err;

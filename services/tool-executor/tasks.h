@@ -10,8 +10,16 @@
  *   delete_tasks(task_ids, section_ids, confirm) — deleting sections (and their tasks)
  *                needs confirm: true
  *   clear_all(confirm*) — confirm must be true
- * Unknown ids are refused, naming them; nothing is changed then. Pure (ids come from
- * kx_uuid_new); unit tested in tests/unit/test_tool_executor_runs.c. */
+ * Unknown ids are refused, naming them; nothing is changed then.
+ *
+ * Bounds: the model chooses every argument, and the whole list is read, parsed and rewritten
+ * by every task call on the executor's one database connection (which every run's database
+ * tools share). So a change that would leave more than TE_TASKS_MAX_TASKS tasks,
+ * TE_TASKS_MAX_SECTIONS sections or TE_TASKS_MAX_BYTES of JSON is refused (a list stored larger
+ * before these bounds can still shrink), and so are more ids, tasks or sections in one call
+ * than the list may hold (each id is looked up in the list).
+ *
+ * Pure (ids come from kx_uuid_new); unit tested in tests/unit/test_tool_executor_tasks.c. */
 #ifndef TE_TASKS_H
 #define TE_TASKS_H
 
@@ -19,6 +27,10 @@
 #include <stddef.h>
 
 #include "kx/err.h"
+
+#define TE_TASKS_MAX_TASKS 1000
+#define TE_TASKS_MAX_SECTIONS 100
+#define TE_TASKS_MAX_BYTES (512 * 1024)
 
 /* A new empty state. */
 json_t *te_tasks_empty(void);

@@ -3,13 +3,19 @@
  * legacy HTTP+SSE, and misbehaving stdio servers (tests/fakes/mcp/misbehave.js): echo and
  * get-sum on every transport, a long-running operation with progress, a call cancelled
  * mid-way, a call past its deadline, a server crashing mid-call, garbage on stdout, a server
- * that never answers initialize, every content kind, a result larger than NATS's max_payload,
+ * that never answers initialize, every content kind, a result larger than NATS's max_payload
+ * (also one that only grows past it when escaped as a JSON string),
  * old and unknown protocol versions, an agent's config in Kortix's shapes (names, enabledTools,
  * collisions, the loopback guard), an agent's stdio servers run in the jail (server-everything
  * by node and by `npx -y`; a probing server that cannot read the JWT secret in $KX_DATA_DIR, see
  * the host's processes or connect to NATS and Postgres, while the same server run bare can),
  * the tool-list cache shared by two proxy replicas, and its invalidation by list_changed (over
- * stdio, and over Streamable HTTP's GET stream from an SDK server; 405 on that GET is fine). */
+ * stdio, and over Streamable HTTP's GET stream from an SDK server; 405 on that GET is fine),
+ * a tools/list whose pages never end (bounded in memory), a server flooding its stderr (the log
+ * stays small), one agent server entry used by two accounts (a process each), two entries
+ * whose hashes collided under the old 64-bit key (their own cache entries), an account's
+ * config with more stdio servers than it may run at once, an operator's tool list larger than
+ * a reply. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -97,10 +103,18 @@ static kx_err start_proxy(const char *log_name, pid_t *pid)
     snprintf(g_log, sizeof g_log, "%s/%s", g_dir, log_name);
     /* The jail for agents' stdio servers: the host's network minus the suite's ports (NATS is
      * added by the proxy itself, Postgres' is listed as up.sh does). */
-    const char *env[] = {g_nats_env,  g_servers_env, port_env,
-                         g_allow_env, g_timeout_env, "KX_LOG_LEVEL=debug",
-                         g_data_env,  JAIL_BINDS,    "KX_SANDBOX_NETWORK=host",
-                         g_deny_env,  NULL};
+    const char *env[] = {g_nats_env,
+                         g_servers_env,
+                         port_env,
+                         g_allow_env,
+                         g_timeout_env,
+                         "KX_LOG_LEVEL=debug",
+                         g_data_env,
+                         JAIL_BINDS,
+                         "KX_SANDBOX_NETWORK=host",
+                         g_deny_env,
+                         "KX_MCP_JAIL_MAX_SERVERS=6",
+                         NULL};
     const char *argv[] = {PROXY, NULL};
     return kx_th_spawn(argv, env, g_log, pid);
 }
@@ -185,11 +199,14 @@ static int setup(void **state)
              "\"old\": {\"command\": \"node\", \"args\": [\"%s\", \"old-version\"]},"
              "\"bad\": {\"command\": \"node\", \"args\": [\"%s\", \"bad-version\"]},"
              "\"paged\": {\"command\": \"node\", \"args\": [\"%s\", \"paged\"]},"
+             "\"endless\": {\"command\": \"node\", \"args\": [\"%s\", \"endless-pages\"]},"
+             "\"flood\": {\"command\": \"node\", \"args\": [\"%s\", \"stderr-flood\"]},"
+             "\"biglist\": {\"command\": \"node\", \"args\": [\"%s\", \"big-list\"]},"
              "\"bare-probe\": {\"command\": \"node\", \"args\": [\"%s\"]},"
              "\"notify\": {\"type\": \"http\", \"url\": \"http://127.0.0.1:%u/mcp\"},"
              "\"noget\": {\"type\": \"http\", \"url\": \"http://127.0.0.1:%u/mcp\"}}",
-             NM, g_http_port, g_sse_port, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, PROBE,
-             g_notify_port, g_noget_port);
+             NM, g_http_port, g_sse_port, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE, FAKE,
+             FAKE, PROBE, g_notify_port, g_noget_port);
     if (start_proxy("mcp-proxy-a.log", &g_proxy) != KX_OK)
         return -1;
     if (kx_bus_connect(g_nats.url, "it-mcpcall", &g_bus) != KX_OK)
@@ -245,6 +262,8 @@ static natsMsg *request(const char *subject, const ProtobufCMessage *msg, int64_
     return s == NATS_OK ? reply : NULL;
 }
 
+static const char *g_account; /* McpCallRequest.account_id of the next calls ("" if NULL) */
+
 static Kx__V1__McpCallReply *call_full(const char *server, const char *server_json,
                                        const char *call_id, const char *tool, const char *args,
                                        const char *progress, int64_t deadline_ms, double *took_ms)
@@ -257,6 +276,7 @@ static Kx__V1__McpCallReply *call_full(const char *server, const char *server_js
     req.tool = (char *)tool;
     req.arguments_json = (char *)args;
     req.progress_subject = (char *)(progress ? progress : "");
+    req.account_id = (char *)(g_account ? g_account : "");
     natsMsg *reply =
         request(KX_SUBJ_MCP_CALL, &req.base, deadline_ms, deadline_ms + 3000, took_ms);
     if (reply == NULL)
@@ -601,6 +621,62 @@ static void test_result_larger_than_max_payload(void **state)
     kx_pb_free(r);
 }
 
+/* A text that grows when it is written as a JSON string: output_json is the text escaped, so
+ * 500 KB of quotes became 1 MB and 500 KB of control characters 3 MB — over max_payload, the
+ * reply could not be sent and the caller waited for its deadline. The text's budget counts it
+ * escaped: the reply comes at once, cut, with a note. */
+static void test_result_that_grows_when_escaped(void **state)
+{
+    (void)state;
+    const char *args[] = {"{\"bytes\": 2000000, \"char\": \"\\\"\"}",
+                          "{\"bytes\": 1500000, \"char\": \"\\u0001\"}",
+                          "{\"bytes\": 2000000, \"char\": \"\\n\"}"};
+    for (size_t i = 0; i < sizeof args / sizeof args[0]; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "escaped-%zu", i);
+        double took = 0;
+        Kx__V1__McpCallReply *r = call_full("kinds", NULL, id, "big", args[i], NULL, 6000, &took);
+        if (r == NULL)
+            fail_msg("big %s: no reply within %.0f ms", args[i], took);
+        if (r->error != NULL)
+            fail_msg("big %s: %s: %s", args[i], r->error->code, r->error->message);
+        assert_true(r->truncated);
+        assert_true(strlen(r->result->output_json) < 1024 * 1024 - 16384);
+        char *text = output_text(r);
+        assert_true(strlen(text) > 50000);
+        assert_non_null(strstr(text, "[truncated by mcp-proxy:"));
+        free(text);
+        assert_true(took < 5000);
+        kx_pb_free(r);
+    }
+}
+
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* A server's stderr went to the proxy's log line by line without a limit: a server writing
+ * 20 MB to it wrote 20 MB (more, as JSON) into the log — an agent's server in a loop fills the
+ * operator's disk. Its lines are now logged at a bounded rate, the rest counted. */
+static void test_stderr_flood_is_not_logged_whole(void **state)
+{
+    (void)state;
+    long before = file_size(g_log);
+    assert_call_ok("flood", "echo", "{\"message\": \"amid the noise\"}", "amid the noise");
+    /* the flood runs after initialize; wait until the log stops growing */
+    long last = -1, now = file_size(g_log);
+    for (int i = 0; i < 100 && now != last; i++) {
+        usleep(200000);
+        last = now;
+        now = file_size(g_log);
+    }
+    assert_call_ok("flood", "echo", "{\"message\": \"after the noise\"}", "after the noise");
+    fprintf(stderr, "the proxy's log grew by %ld bytes during the flood\n", now - before);
+    assert_true(now - before < 2 * 1024 * 1024);
+}
+
 static void test_protocol_versions(void **state)
 {
     (void)state;
@@ -825,6 +901,70 @@ static void test_tools_list_pagination(void **state)
     assert_int_equal(list_count("paged"), 3);
 }
 
+/* The proxy's peak resident memory in MiB (VmHWM), or -1. */
+static long proxy_peak_mib(void)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)g_proxy);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    if (f != NULL)
+        fclose(f);
+    return kib < 0 ? -1 : kib / 1024;
+}
+
+/* A server whose tools/list pages never end (each with a nextCursor) was collected up to
+ * MCP_MAX_PAGES (1000) pages of up to 16 MiB each, all held in memory: ~1 GB of JSON here,
+ * GiBs of the proxy's memory. The list now stops at MCP_MAX_LIST_BYTES of pages. */
+static void test_endless_tools_list_is_bounded(void **state)
+{
+    (void)state;
+    long before = proxy_peak_mib();
+    Kx__V1__McpListToolsRequest req = KX__V1__MCP_LIST_TOOLS_REQUEST__INIT;
+    req.server = "endless";
+    natsMsg *reply = request(KX_SUBJ_MCP_LIST, &req.base, 10000, 12000, NULL);
+    assert_non_null(reply);
+    Kx__V1__McpListToolsReply *r =
+        kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(r);
+    long after = proxy_peak_mib();
+    fprintf(stderr, "endless list: %s: %s; proxy peak %ld MiB -> %ld MiB\n",
+            r->error ? r->error->code : "ok", r->error ? r->error->message : "", before, after);
+    assert_non_null(r->error);
+    assert_string_equal(r->error->code, "internal");
+    assert_non_null(strstr(r->error->message, "MiB of tools"));
+    assert_true(after >= 0 && after < 300);
+    kx_pb_free(r);
+}
+
+/* An operator server whose tools/list is larger than a bus message: the kx.mcp.list reply
+ * could not be sent ("replying failed" in the log) and the caller waited for its deadline.
+ * It is answered at once with an error saying so. */
+static void test_list_larger_than_a_reply(void **state)
+{
+    (void)state;
+    Kx__V1__McpListToolsRequest req = KX__V1__MCP_LIST_TOOLS_REQUEST__INIT;
+    req.server = "biglist";
+    double took = 0;
+    natsMsg *reply = request(KX_SUBJ_MCP_LIST, &req.base, 8000, 10000, &took);
+    if (reply == NULL)
+        fail_msg("kx.mcp.list of a 2 MB tool list: no reply within %.0f ms", took);
+    Kx__V1__McpListToolsReply *r =
+        kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(r);
+    assert_non_null(r->error);
+    assert_string_equal(r->error->code, "internal");
+    assert_non_null(strstr(r->error->message, "more than a reply carries"));
+    kx_pb_free(r);
+}
+
 /* The tool of server (a qualified name) called tool in an agent_tools reply, or NULL. */
 static const Kx__V1__McpAgentTool *server_tool(const Kx__V1__McpAgentToolsReply *r,
                                                const char *server, const char *tool)
@@ -943,6 +1083,123 @@ static bool sees_process(json_t *report, const char *what)
     return false;
 }
 
+/* The shared tool-list cache was keyed by a 64-bit FNV-1a of the config: two entries differing
+ * only in an env value (K below, found by a two-minute search) shared a key, so the tool list
+ * of the first listed was served for the second — anyone could craft a config to plant tool
+ * descriptions in another account's agents. The key is SHA-256 now. */
+static void test_cache_keys_cannot_be_forged(void **state)
+{
+    (void)state;
+    const char *values[] = {"f1ad8aaaaee3b361", "42418c43b7565663"};
+    for (int i = 0; i < 2; i++) {
+        char custom[400], want[32];
+        snprintf(custom, sizeof custom,
+                 "[{\"name\": \"envdesc\", \"type\": \"json\", \"config\": {\"command\": "
+                 "\"node\", \"args\": [\"/fakes/misbehave.js\", \"env-desc\"], \"env\": {\"K\": "
+                 "\"%s\"}}}]",
+                 values[i]);
+        Kx__V1__McpAgentToolsReply *r = list_jailed(custom, "custom_json_envdesc");
+        const Kx__V1__McpAgentTool *t = server_tool(r, "custom_json_envdesc", "echo");
+        assert_non_null(t);
+        snprintf(want, sizeof want, "K=%s", values[i]);
+        if (strstr(t->description, want) == NULL)
+            fail_msg("the entry with K=%s got the tool list of another: \"%s\"", values[i],
+                     t->description);
+        kx_pb_free(r);
+    }
+}
+
+static int count_started(const char *custom, const char *account);
+
+/* Every stdio entry of an agent's config was started at once, in a jail of its own: a config
+ * of 256 entries (varying an env value makes each one new) started 256 processes of up to
+ * KX_MCP_JAIL_MAX_MEMORY_MB each, and the next request as many more. An account now runs at
+ * most KX_MCP_JAIL_MAX_SERVERS (6 here) at a time; the others are refused at once, saying
+ * why. A request without an account is not counted (kx.tool.schemas names none today: one
+ * bound for all of those would refuse everyone's). The servers here never answer initialize. */
+static void test_an_account_runs_a_bounded_number_of_servers(void **state)
+{
+    (void)state;
+    char custom[2048];
+    size_t off = (size_t)snprintf(custom, sizeof custom, "[");
+    for (int i = 0; i < 8; i++)
+        off += (size_t)snprintf(custom + off, sizeof custom - off,
+                                "%s{\"name\": \"mute%d\", \"type\": \"json\", \"config\": "
+                                "{\"command\": \"sleep\", \"args\": [\"60\"]}}",
+                                i ? ", " : "", i);
+    snprintf(custom + off, sizeof custom - off, "]");
+    /* Without an account (kx.tool.schemas names none today) nothing is counted: all 8 start. */
+    assert_int_equal(count_started(custom, ""), 8);
+    assert_int_equal(count_started(custom, "0c0c0c0c-0000-4000-8000-00000000000c"), 6);
+}
+
+/* How many of custom's servers agent_tools for account started (the others were refused for
+ * the bound); every one of them fails (they never answer). */
+static int count_started(const char *custom, const char *account)
+{
+    Kx__V1__McpAgentToolsRequest req = KX__V1__MCP_AGENT_TOOLS_REQUEST__INIT;
+    req.custom_mcps_json = (char *)custom;
+    req.configured_mcps_json = "";
+    req.account_id = (char *)account;
+    natsMsg *reply = request(KX_SUBJ_MCP_AGENT_TOOLS, &req.base, 3000, 6000, NULL);
+    assert_non_null(reply);
+    Kx__V1__McpAgentToolsReply *r =
+        kx_pb_unpack(&kx__v1__mcp_agent_tools_reply__descriptor, natsMsg_GetData(reply),
+                     (size_t)natsMsg_GetDataLength(reply));
+    natsMsg_Destroy(reply);
+    assert_non_null(r);
+    assert_null(r->error);
+    int refused = 0, started = 0;
+    for (size_t i = 0; i < r->n_servers; i++) {
+        const Kx__V1__Error *e = r->servers[i]->error;
+        assert_non_null(e);
+        fprintf(stderr, "%s: %s: %s\n", r->servers[i]->server, e->code, e->message);
+        if (strstr(e->message, "at most 6") != NULL)
+            refused++;
+        else
+            started++;
+    }
+    kx_pb_free(r);
+    assert_int_equal(started + refused, 8);
+    return started;
+}
+
+/* The text an agent's server answers to tool with args, called by account. */
+static char *call_as(const char *account, const char *server_json, const char *call_id,
+                     const char *tool, const char *args)
+{
+    g_account = account;
+    Kx__V1__McpCallReply *r = call_full(NULL, server_json, call_id, tool, args, NULL, 20000, NULL);
+    g_account = NULL;
+    assert_non_null(r);
+    if (r->error)
+        fail_msg("%s as %s: %s: %s", tool, account, r->error->code, r->error->message);
+    char *text = output_text(r);
+    kx_pb_free(r);
+    return text;
+}
+
+/* Two accounts whose agents have the same stdio server entry (a popular server, no env) were
+ * given one pooled process: what one account's calls left in it (a memory server's graph, files
+ * in its /tmp) was the other's to read. An agent's server is now pooled per account. */
+static void test_agent_servers_are_per_account(void **state)
+{
+    (void)state;
+    const char *entry = "{\"name\": \"mem\", \"type\": \"json\", \"config\": {\"command\": "
+                        "\"node\", \"args\": [\"/fakes/misbehave.js\", \"stateful\"]}}";
+    const char *a = "0a0a0a0a-0000-4000-8000-00000000000a";
+    const char *b = "0b0b0b0b-0000-4000-8000-00000000000b";
+    char *t = call_as(a, entry, "mem-1", "remember", "{\"text\": \"the secret of A\"}");
+    assert_string_equal(t, "kept");
+    free(t);
+    t = call_as(b, entry, "mem-2", "recall", "{}");
+    assert_string_equal(t, "(nothing)");
+    free(t);
+    t = call_as(a, entry, "mem-3", "recall", "{}");
+    assert_string_equal(t, "the secret of A");
+    free(t);
+}
+
 /* A hostile user's stdio server tries to read the suite's JWT secret in $KX_DATA_DIR, look at
  * the host's processes, learn the proxy's environment, and connect to NATS and Postgres. The
  * same probe run bare (an operator server) does all of it — so every assertion on the jailed
@@ -1015,14 +1272,21 @@ int main(void)
         cmocka_unit_test(test_every_content_kind),
         cmocka_unit_test(test_nul_in_an_answer),
         cmocka_unit_test(test_result_larger_than_max_payload),
+        cmocka_unit_test(test_result_that_grows_when_escaped),
+        cmocka_unit_test(test_stderr_flood_is_not_logged_whole),
         cmocka_unit_test(test_protocol_versions),
         cmocka_unit_test(test_agent_tools_from_kortix_config),
         cmocka_unit_test(test_cache_shared_by_two_replicas),
         cmocka_unit_test(test_list_changed_invalidates_the_cache),
         cmocka_unit_test(test_list_changed_over_streamable_http),
         cmocka_unit_test(test_tools_list_pagination),
+        cmocka_unit_test(test_endless_tools_list_is_bounded),
+        cmocka_unit_test(test_list_larger_than_a_reply),
         cmocka_unit_test(test_user_stdio_server_runs_jailed),
         cmocka_unit_test(test_user_stdio_server_cannot_escape),
+        cmocka_unit_test(test_agent_servers_are_per_account),
+        cmocka_unit_test(test_cache_keys_cannot_be_forged),
+        cmocka_unit_test(test_an_account_runs_a_bounded_number_of_servers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

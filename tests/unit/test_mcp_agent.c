@@ -13,6 +13,7 @@
 
 #include "agent_config.h"
 #include "http_transport.h"
+#include "kx/time.h"
 #include "mcp_config.h"
 #include "result_map.h"
 #include "session.h"
@@ -44,7 +45,7 @@ static void test_custom_shapes(void **state)
     assert_string_equal(s.cfg.env[0], "K=v");
     assert_true(mcp_agent_tool_enabled(&s, "a"));
     assert_false(mcp_agent_tool_enabled(&s, "b"));
-    char hash1[17];
+    char hash1[sizeof s.cfg.hash];
     memcpy(hash1, s.cfg.hash, sizeof hash1);
     mcp_agent_server_free(&s);
 
@@ -145,6 +146,59 @@ static void test_model_names_as_kortix(void **state)
     json_decref(taken);
 }
 
+/* A server may list thousands of tools of one name. Each claim used to try _2, _3, ... from the
+ * start: 10 000 of them took seconds of the proxy's only loop (every other run's calls
+ * waited). The names stay the same: the lowest free suffix in order, reserved ones skipped. */
+static void test_many_tools_of_one_name(void **state)
+{
+    (void)state;
+    char n[MCP_MODEL_NAME_MAX + 1];
+    json_t *taken = json_object();
+    json_object_set_new(taken, "x_3", json_true()); /* reserved */
+    int64_t t0 = kx_mono_ms();
+    for (int i = 0; i < 10000; i++) {
+        assert_int_equal(mcp_names_claim(taken, "x", n, sizeof n), 0);
+        if (i == 0)
+            assert_string_equal(n, "x");
+        else if (i == 1)
+            assert_string_equal(n, "x_2");
+        else if (i == 2)
+            assert_string_equal(n, "x_4");
+    }
+    int64_t took = kx_mono_ms() - t0;
+    assert_string_equal(n, "x_10001");
+    assert_int_equal(json_object_size(taken), 10001);
+    /* A base that is itself a suffixed name gets its own suffix. */
+    assert_int_equal(mcp_names_claim(taken, "x_2", n, sizeof n), 0);
+    assert_string_equal(n, "x_2_2");
+    json_decref(taken);
+    if (took > 1000)
+        fail_msg("10000 claims of one name took %lld ms", (long long)took);
+}
+
+/* The config hash keys the tool-list cache that every account shares. With FNV-1a-64 these two
+ * entries, which differ in one env value, hashed alike (found in two minutes on one core), so
+ * one's tool list was served for the other's. */
+static void test_config_hash_is_not_forgeable(void **state)
+{
+    (void)state;
+    const char *fmt = "{\"name\": \"envdesc\", \"type\": \"json\", \"config\": {\"command\": "
+                      "\"node\", \"args\": [\"/fakes/misbehave.js\", \"env-desc\"], \"env\": "
+                      "{\"K\": \"%s\"}}}";
+    const char *values[] = {"f1ad8aaaaee3b361", "42418c43b7565663"};
+    char hashes[2][sizeof((mcp_server_config *)0)->hash];
+    for (int i = 0; i < 2; i++) {
+        char text[400], why[512];
+        snprintf(text, sizeof text, fmt, values[i]);
+        mcp_agent_server s;
+        assert_int_equal(parse(text, true, &s, why), 0);
+        snprintf(hashes[i], sizeof hashes[i], "%s", s.cfg.hash);
+        mcp_agent_server_free(&s);
+    }
+    if (strcmp(hashes[0], hashes[1]) == 0)
+        fail_msg("K=%s and K=%s: the same config hash %s", values[0], values[1], hashes[0]);
+}
+
 static void test_result_mapping(void **state)
 {
     (void)state;
@@ -194,6 +248,29 @@ static void test_result_mapping(void **state)
     json_decref(r);
     free(big);
     free(data);
+
+    /* The budget holds for the text written as a JSON string (output_json): quotes take two
+     * bytes there, other control characters six. */
+    const char fills[] = {'"', '\x01', '\n'};
+    for (size_t f = 0; f < sizeof fills; f++) {
+        big = malloc(n + 1);
+        memset(big, fills[f], n);
+        big[n] = '\0';
+        r = json_pack("{s:[{s:s, s:s}]}", "content", "type", "text", "text", big);
+        assert_int_equal(mcp_result_map(r, 40000, &m), 0);
+        assert_true(m.truncated);
+        json_t *str = json_string(m.text);
+        char *dumped = json_dumps(str, JSON_ENCODE_ANY);
+        if (strlen(dumped) > 20000)
+            fail_msg("text of 0x%02x: %zu bytes as JSON, budget 20000", fills[f], strlen(dumped));
+        assert_true(strlen(m.text) > 2000);
+        assert_non_null(strstr(m.text, "[truncated by mcp-proxy:"));
+        free(dumped);
+        json_decref(str);
+        mcp_mapped_free(&m);
+        json_decref(r);
+        free(big);
+    }
 
     assert_int_equal(mcp_result_map(NULL, 1000, &m), -1);
     assert_true(m.is_error);
@@ -255,6 +332,8 @@ int main(void)
         cmocka_unit_test(test_custom_shapes),
         cmocka_unit_test(test_bad_entries_say_what_is_wrong),
         cmocka_unit_test(test_model_names_as_kortix),
+        cmocka_unit_test(test_many_tools_of_one_name),
+        cmocka_unit_test(test_config_hash_is_not_forgeable),
         cmocka_unit_test(test_result_mapping),
         cmocka_unit_test(test_address_guard),
         cmocka_unit_test(test_operator_http_servers_and_versions),

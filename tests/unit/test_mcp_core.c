@@ -1,6 +1,6 @@
 /* test_mcp_core.c — unit tests of the mcp-proxy's pure parts (services/mcp-proxy, library
- * kx_mcp_core): the JSON-RPC 2.0 layer (jsonrpc.c), newline framing with its cap (linebuf.c)
- * and KX_MCP_SERVERS parsing (mcp_config.c). */
+ * kx_mcp_core): the JSON-RPC 2.0 layer (jsonrpc.c), newline framing with its cap (linebuf.c),
+ * the log budget for servers' lines (log_budget.c) and KX_MCP_SERVERS parsing (mcp_config.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +12,7 @@
 
 #include "jsonrpc.h"
 #include "linebuf.h"
+#include "log_budget.h"
 #include "mcp_config.h"
 
 /* ---- a fake peer: records what the layer sends and what it hands over ---- */
@@ -269,6 +270,36 @@ static void test_linebuf_splits_any_pieces(void **state)
     mcp_linebuf_free(&lb);
 }
 
+/* A server's lines in our log: a burst, then a steady rate; the refused ones are counted and
+ * handed to the next line let through. */
+static void test_log_budget(void **state)
+{
+    (void)state;
+    mcp_log_budget b = {0};
+    uint64_t dropped = 99;
+    int let = 0;
+    for (int i = 0; i < 10000; i++)
+        if (mcp_log_budget_take(&b, 1000, &dropped)) {
+            assert_int_equal(dropped, 0);
+            let++;
+        }
+    assert_int_equal(let, MCP_LOG_BURST);
+    /* a second later: MCP_LOG_PER_S more, the first of them with the count */
+    assert_true(mcp_log_budget_take(&b, 2000, &dropped));
+    assert_int_equal(dropped, 10000 - MCP_LOG_BURST);
+    let = 1;
+    for (int i = 0; i < 100; i++)
+        if (mcp_log_budget_take(&b, 2000, &dropped))
+            let++;
+    assert_int_equal(let, MCP_LOG_PER_S);
+    /* a quiet hour refills the burst, no more */
+    let = 0;
+    for (int i = 0; i < 10000; i++)
+        if (mcp_log_budget_take(&b, 3600000, &dropped))
+            let++;
+    assert_int_equal(let, MCP_LOG_BURST);
+}
+
 static void test_linebuf_cap(void **state)
 {
     mcp_linebuf lb;
@@ -373,6 +404,7 @@ int main(void)
         cmocka_unit_test(test_cancel_fail_all_and_send_failure),
         cmocka_unit_test(test_linebuf_splits_any_pieces),
         cmocka_unit_test(test_linebuf_cap),
+        cmocka_unit_test(test_log_budget),
         cmocka_unit_test(test_config_valid),
         cmocka_unit_test(test_config_errors),
     };

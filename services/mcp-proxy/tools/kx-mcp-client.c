@@ -184,7 +184,8 @@ int main(int argc, char **argv)
         c.call_all = true;
     if (c.timeout_ms <= 0)
         c.timeout_ms = 30000;
-    mcp_server_hash(&cfg);
+    if (mcp_server_hash(&cfg) != 0)
+        return 1;
     kx_curlm *curlm = NULL;
     curl_global_init(CURL_GLOBAL_DEFAULT);
     c.loop = kx_loop_new();

@@ -6,12 +6,21 @@
 //                   answer; otherwise a correct server (tool "echo")
 //   silent-init     reads everything, answers nothing (never answers initialize)
 //   kinds           tool "kinds" returns every content kind plus structuredContent;
-//                   tool "big" returns a text of argument "bytes" bytes;
+//                   tool "big" returns a text of argument "bytes" bytes, each argument "char"
+//                   (default "x"; a quote or a control character doubles or sextuples in JSON);
 //                   tool "change" sends notifications/tools/list_changed, then answers;
 //                   tool "nul" answers text and structuredContent holding NUL (\u0000), in a key too
 //   old-version     answers initialize with protocolVersion 2024-11-05
 //   bad-version     answers initialize with protocolVersion 1999-01-01
 //   paged           tools/list in three pages of one tool each (nextCursor "p2", "p3")
+//   stderr-flood    a correct server (tool "echo") that, once initialized, writes 20 000 lines
+//                   of ~1 KB to stderr as fast as the pipe takes them
+//   stateful        tool "remember" keeps argument "text" in the process; tool "recall" answers
+//                   it (or "(nothing)"): state one account must not see of another
+//   env-desc        a correct server (tool "echo") whose tool's description is "K=" + $K
+//   big-list        tools/list of 200 tools with 10000-byte descriptions (~2 MB) in one page
+//   endless-pages   tools/list pages of 100 tools with 10000-byte descriptions (~1 MB), each
+//                   with a nextCursor, never ending
 // Every mode logs what it received to stderr (the proxy copies it to its log).
 'use strict';
 const mode = process.argv[2] || 'garbage';
@@ -25,12 +34,25 @@ const tools = {
   garbage: [{ name: 'echo', description: 'echoes', inputSchema: { type: 'object', properties: { message: { type: 'string' } } } }],
   kinds: [
     { name: 'kinds', description: 'every content kind', inputSchema: { type: 'object' } },
-    { name: 'big', description: 'a large text', inputSchema: { type: 'object', properties: { bytes: { type: 'number' } } } },
+    { name: 'big', description: 'a large text', inputSchema: { type: 'object', properties: { bytes: { type: 'number' }, char: { type: 'string' } } } },
     { name: 'change', description: 'changes the tool list', inputSchema: { type: 'object' } },
     { name: 'nul', description: 'NUL characters in its answer', inputSchema: { type: 'object' } },
   ],
 };
 tools['old-version'] = tools.garbage;
+tools['stderr-flood'] = tools.garbage;
+tools.stateful = [
+  { name: 'remember', description: 'keeps a text', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } },
+  { name: 'recall', description: 'answers the text kept', inputSchema: { type: 'object' } },
+];
+let remembered = '(nothing)';
+tools['env-desc'] = [{ name: 'echo', description: 'K=' + process.env.K, inputSchema: { type: 'object', properties: { message: { type: 'string' } } } }];
+
+function flood(left) {
+  const line = 'noise '.repeat(160) + '\n';
+  for (let i = 0; i < 50 && left > 0; i++, left--) process.stderr.write(line);
+  if (left > 0) setImmediate(flood, left);
+}
 
 rl.on('line', (line) => {
   let m;
@@ -45,8 +67,24 @@ rl.on('line', (line) => {
   if (m.method === 'initialize') {
     const v = mode === 'old-version' ? '2024-11-05' : mode === 'bad-version' ? '1999-01-01' : m.params.protocolVersion;
     send({ jsonrpc: '2.0', id: m.id, result: { protocolVersion: v, capabilities: { tools: { listChanged: true } }, serverInfo: { name: 'misbehave-' + mode, version: '0.0.1' } } });
+    if (mode === 'stderr-flood') setImmediate(flood, 20000);
   } else if (m.method === 'tools/list') {
     listCalls++;
+    if (mode === 'big-list') {
+      const list = [];
+      for (let i = 0; i < 200; i++)
+        list.push({ name: `t${i}`, description: 'd'.repeat(10000), inputSchema: { type: 'object' } });
+      send({ jsonrpc: '2.0', id: m.id, result: { tools: list } });
+      return;
+    }
+    if (mode === 'endless-pages') {
+      const page = m.params && m.params.cursor ? Number(m.params.cursor.slice(1)) : 1;
+      const list = [];
+      for (let i = 0; i < 100; i++)
+        list.push({ name: `t${page}_${i}`, description: 'd'.repeat(10000), inputSchema: { type: 'object' } });
+      send({ jsonrpc: '2.0', id: m.id, result: { tools: list, nextCursor: 'p' + (page + 1) } });
+      return;
+    }
     if (mode === 'paged') {
       const page = { undefined: 1, p2: 2, p3: 3 }[m.params && m.params.cursor];
       const result = { tools: [{ name: 'page' + page, inputSchema: { type: 'object' } }] };
@@ -60,7 +98,12 @@ rl.on('line', (line) => {
   } else if (m.method === 'tools/call') {
     const name = m.params.name;
     if (mode === 'crash-mid-call') { process.stderr.write('crashing now\n'); process.exit(3); }
-    if (name === 'echo') {
+    if (name === 'remember') {
+      remembered = m.params.arguments.text;
+      send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'kept' }] } });
+    } else if (name === 'recall') {
+      send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: remembered }] } });
+    } else if (name === 'echo') {
       send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'Echo: ' + m.params.arguments.message }] } });
     } else if (name === 'kinds') {
       send({ jsonrpc: '2.0', id: m.id, result: {
@@ -75,7 +118,7 @@ rl.on('line', (line) => {
         structuredContent: { answer: 42 },
       } });
     } else if (name === 'big') {
-      send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'x'.repeat(m.params.arguments.bytes || 1000) }] } });
+      send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: (m.params.arguments.char || 'x').repeat(m.params.arguments.bytes || 1000) }] } });
     } else if (name === 'nul') {
       send({ jsonrpc: '2.0', id: m.id, result: { content: [{ type: 'text', text: 'a\u0000b' }], structuredContent: { k: 'x\u0000', 'k\u0000': '\\u0000' } } });
     } else if (name === 'change') {
