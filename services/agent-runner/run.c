@@ -1030,7 +1030,7 @@ static json_t *run_tool_schemas(run *r, bool *ready)
         ? kx_json_dumps_compact(r->agent.configured_mcps)
         : NULL;
     tool_schemas_view v;
-    *ready = tool_schemas_lookup(custom, configured, builtin, &v); /* borrowed */
+    *ready = tool_schemas_lookup(r->account_id, custom, configured, builtin, &v); /* borrowed */
     json_t *tools = v.tools != NULL ? agent_config_filter_tools(&r->agent, v.tools) : NULL;
     if (tools != NULL && v.mcp_tools != NULL && json_array_extend(tools, v.mcp_tools) != 0) {
         json_decref(tools);

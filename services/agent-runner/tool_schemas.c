@@ -13,7 +13,8 @@
 #define MCP_REQUEST_MS 25000 /* the proxy lists each server within 15 s, starting it first */
 
 typedef struct entry {
-    char *key;         /* custom "\n" configured; "\n" = no MCP server */
+    char *key;         /* account "\n" custom "\n" configured; "\n\n" = no MCP server */
+    char *account;     /* the request's account_id ("" without MCP servers) */
     char *custom;      /* the request's custom_mcps_json ("" = none) */
     char *configured;  /* the request's configured_mcps_json */
     bool mcp;          /* the agent has MCP servers */
@@ -38,6 +39,7 @@ void tool_schemas_init(kx_bus_async *ab)
 static void entry_clear(entry *e)
 {
     free(e->key);
+    free(e->account);
     free(e->custom);
     free(e->configured);
     json_decref(e->tools);
@@ -134,8 +136,10 @@ static void ask(entry *e)
     rq.agentpress_tools_json = ""; /* every built-in: the run filters them */
     rq.custom_mcps_json = e->custom;
     rq.configured_mcps_json = e->configured;
+    rq.account_id = e->account;
     kx_bus_meta meta;
-    kx_bus_meta_init(&meta, kx_deadline_in(e->mcp ? MCP_REQUEST_MS : REQUEST_MS), NULL);
+    kx_bus_meta_init(&meta, kx_deadline_in(e->mcp ? MCP_REQUEST_MS : REQUEST_MS),
+                     e->account[0] != '\0' ? e->account : NULL);
     e->asked = now;
     if (kx_bus_async_request_pb(g_ab, KX_SUBJ_TOOL_SCHEMAS, &rq.base, &meta, on_reply, e, NULL) ==
         KX_OK)
@@ -143,15 +147,21 @@ static void ask(entry *e)
 }
 
 /* The entry for this key (made, replacing the least recently asked one, when missing), or
- * NULL when every slot waits for an answer or out of memory. */
-static entry *entry_for(const char *custom, const char *configured)
+ * NULL when every slot waits for an answer or out of memory. The account is part of the key
+ * only with MCP servers: the built-ins are everyone's. */
+static entry *entry_for(const char *account, const char *custom, const char *configured)
 {
     size_t cl = strlen(custom), gl = strlen(configured);
+    bool mcp = cl > 0 || gl > 0;
+    if (!mcp)
+        account = "";
+    size_t al = strlen(account);
     entry *oldest = &g_cache[0];
     for (size_t i = 0; i < TOOL_SCHEMAS_MAX_KEYS; i++) {
         entry *x = &g_cache[i];
-        if (x->key != NULL && strncmp(x->key, custom, cl) == 0 && x->key[cl] == '\n' &&
-            strcmp(x->key + cl + 1, configured) == 0)
+        if (x->key != NULL && strncmp(x->key, account, al) == 0 && x->key[al] == '\n' &&
+            strncmp(x->key + al + 1, custom, cl) == 0 && x->key[al + 1 + cl] == '\n' &&
+            strcmp(x->key + al + cl + 2, configured) == 0)
             return x;
         if (x->key == NULL || (!x->in_flight && x->asked < oldest->asked))
             oldest = x;
@@ -159,26 +169,31 @@ static entry *entry_for(const char *custom, const char *configured)
     if (oldest->in_flight)
         return NULL; /* every slot is waiting for an answer: try again later */
     entry_clear(oldest);
-    oldest->key = malloc(cl + gl + 2);
+    oldest->key = malloc(al + cl + gl + 3);
+    oldest->account = strdup(account);
     oldest->custom = strdup(custom);
     oldest->configured = strdup(configured);
-    if (oldest->key == NULL || oldest->custom == NULL || oldest->configured == NULL) {
+    if (oldest->key == NULL || oldest->account == NULL || oldest->custom == NULL ||
+        oldest->configured == NULL) {
         entry_clear(oldest);
         return NULL;
     }
-    memcpy(oldest->key, custom, cl);
-    oldest->key[cl] = '\n';
-    memcpy(oldest->key + cl + 1, configured, gl + 1);
-    oldest->mcp = cl > 0 || gl > 0;
+    memcpy(oldest->key, account, al);
+    oldest->key[al] = '\n';
+    memcpy(oldest->key + al + 1, custom, cl);
+    oldest->key[al + 1 + cl] = '\n';
+    memcpy(oldest->key + al + cl + 2, configured, gl + 1);
+    oldest->mcp = mcp;
     return oldest;
 }
 
-bool tool_schemas_lookup(const char *custom_mcps, const char *configured_mcps, json_t *fallback,
-                         tool_schemas_view *out)
+bool tool_schemas_lookup(const char *account, const char *custom_mcps, const char *configured_mcps,
+                         json_t *fallback, tool_schemas_view *out)
 {
     memset(out, 0, sizeof *out);
     out->tools = fallback;
-    entry *e = entry_for(custom_mcps ? custom_mcps : "", configured_mcps ? configured_mcps : "");
+    entry *e = entry_for(account ? account : "", custom_mcps ? custom_mcps : "",
+                         configured_mcps ? configured_mcps : "");
     if (e == NULL)
         return true;
     int64_t ttl = !e->mcp ? TOOL_SCHEMAS_TTL_MS
@@ -197,6 +212,6 @@ bool tool_schemas_lookup(const char *custom_mcps, const char *configured_mcps, j
     /* no answer about these MCP servers yet (or only a failure): the built-ins meanwhile, from
      * their own entry */
     bool answered = e->answered;
-    tool_schemas_lookup(NULL, NULL, fallback, out);
+    tool_schemas_lookup(NULL, NULL, NULL, fallback, out);
     return answered;
 }

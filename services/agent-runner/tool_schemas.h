@@ -4,8 +4,11 @@
  * an agent's MCP tools.
  *
  * A small cache per process, keyed by the agent's MCP servers (its custom_mcps and
- * configured_mcps as compact JSON; both empty = the built-ins only), at most
- * TOOL_SCHEMAS_MAX_KEYS entries. The built-ins are always every tool (the caller filters them
+ * configured_mcps as compact JSON; both empty = the built-ins only) and, with any, the run's
+ * account: the request names it (ToolSchemasRequest.account_id), so that the mcp-proxy lists
+ * the servers in the account's own sessions and counts them against the account's
+ * KX_MCP_JAIL_MAX_SERVERS — a server's answer (its tool descriptions) may depend on its state,
+ * which is its account's. At most TOOL_SCHEMAS_MAX_KEYS entries. The built-ins are always every tool (the caller filters them
  * by agentpress_tools); the MCP tools come named as the model sees them (unique among all
  * tools: the executor reserves every built-in name) with the route of each call.
  * tool_schemas_lookup never waits: it answers from the cache, and when the entry is missing or
@@ -29,7 +32,7 @@
 #define TOOL_SCHEMAS_TTL_MS (5 * 60 * 1000)
 #define TOOL_SCHEMAS_MCP_TTL_MS (60 * 1000)
 #define TOOL_SCHEMAS_MCP_ERROR_TTL_MS (10 * 1000)
-#define TOOL_SCHEMAS_MAX_KEYS 64
+#define TOOL_SCHEMAS_MAX_KEYS 256
 /* How long a run waits for the first answer about its agent's MCP servers before it goes on
  * with the built-ins only (the request's deadline plus a margin). */
 #define TOOL_SCHEMAS_MCP_WAIT_MS 26000
@@ -42,12 +45,13 @@ typedef struct tool_schemas_view {
 
 /* Where requests go (the runner's loop-bound async bus). Call once at start. */
 void tool_schemas_init(kx_bus_async *ab);
-/* The schemas for an agent whose MCP servers are custom_mcps / configured_mcps (compact JSON
- * arrays; NULL or "" = none), with fallback for the built-ins while none are cached. Returns
+/* The schemas for a run of account whose agent's MCP servers are custom_mcps / configured_mcps
+ * (compact JSON arrays; NULL or "" = none), with fallback for the built-ins while none are
+ * cached. Returns
  * false while the first answer about those MCP servers is still awaited (the view then has the
  * built-ins only); true otherwise — also when that answer was a failure. */
-bool tool_schemas_lookup(const char *custom_mcps, const char *configured_mcps, json_t *fallback,
-                         tool_schemas_view *out);
+bool tool_schemas_lookup(const char *account, const char *custom_mcps, const char *configured_mcps,
+                         json_t *fallback, tool_schemas_view *out);
 /* Frees the cache (after kx_bus_async_free: no reply can come any more). */
 void tool_schemas_free(void);
 

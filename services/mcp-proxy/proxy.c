@@ -71,9 +71,9 @@ mcp_session *mcp_proxy_session(mcp_proxy *p, const char *name)
 /* An agent's stdio server may start while its account runs fewer than max_user_servers: each
  * is a jail of its own (up to KX_MCP_JAIL_MAX_MEMORY_MB, _MAX_PROCS), and a config may list 256
  * servers (an env value changed makes each one new). One still stopping counts. A request
- * without an account is not limited: today kx.tool.schemas (the runner, through the
- * tool-executor) names none, and one bound for all of them would refuse every account's
- * servers past the 16th. */
+ * without an account is not limited (an operator's kx.mcp.agent_tools by hand; the runner's
+ * kx.tool.schemas names the run's account): one bound for all of them would refuse every
+ * account's servers past the 16th. */
 static bool may_start(mcp_session *s, void *arg, char *why, size_t whylen)
 {
     mcp_proxy *p = arg;

@@ -15,7 +15,10 @@
  *   4. STOP during an MCP call: the run is stopped at once and the mcp-proxy cancels the call
  *      at the server (kx.mcp.cancel from the tool-executor);
  *   5. a server that cannot be reached is skipped with its error; the run goes on with the
- *      other tools. */
+ *      other tools;
+ *   6. the listing of a run's MCP servers (kx.mcp.agent_tools, from the runner through the
+ *      executor) names the run's account, one request per account: the mcp-proxy lists in the
+ *      account's own sessions and counts them against the account's limit. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -25,6 +28,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+
+#include <pthread.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -240,6 +245,85 @@ static char *builtin_description(const Kx__V1__ToolSchemasReply *r, const char *
 }
 
 /* ---- tests ------------------------------------------------------------------------------- */
+
+/* The accounts the kx.mcp.agent_tools requests carrying marker named (a tap beside the
+ * mcp-proxy's queue subscription: it answers nothing). */
+typedef struct listing_tap {
+    pthread_mutex_t mu;
+    const char *marker;
+    int n;
+    char accounts[8][KX_UUID_LEN + 1];
+} listing_tap;
+
+static void on_listing(natsMsg *msg, void *arg)
+{
+    listing_tap *t = arg;
+    Kx__V1__McpAgentToolsRequest *rq =
+        kx_pb_unpack(&kx__v1__mcp_agent_tools_request__descriptor, natsMsg_GetData(msg),
+                     (size_t)natsMsg_GetDataLength(msg));
+    if (rq != NULL && rq->custom_mcps_json != NULL && strstr(rq->custom_mcps_json, t->marker)) {
+        pthread_mutex_lock(&t->mu);
+        if (t->n < 8)
+            snprintf(t->accounts[t->n++], KX_UUID_LEN + 1, "%s",
+                     rq->account_id != NULL ? rq->account_id : "");
+        pthread_mutex_unlock(&t->mu);
+    }
+    kx_pb_free(rq);
+    natsMsg_Destroy(msg);
+}
+
+static char *run_account(const char *run)
+{
+    const char *p[] = {run};
+    char *a = kx_th_sql_value(&g_stack,
+                              "SELECT account_id::text FROM agent_runs WHERE id = $1::uuid", 1, p);
+    assert_non_null(a);
+    return a;
+}
+
+/* Two accounts whose agents have the same MCP server: the runner asks for each account's
+ * listing, naming it (before: one request, without an account — the runner's cache was per
+ * server config and the request named none — so the proxy listed every account's servers in
+ * one shared session and counted none against an account's KX_MCP_JAIL_MAX_SERVERS). */
+static void test_listing_names_the_account(void **state)
+{
+    (void)state;
+    static listing_tap tap = {.mu = PTHREAD_MUTEX_INITIALIZER, .marker = "listing_tap"};
+    natsSubscription *sub = NULL;
+    assert_int_equal(kx_bus_subscribe(g_bus, KX_SUBJ_MCP_AGENT_TOOLS, NULL, on_listing, &tap,
+                                      &sub),
+                     KX_OK);
+    natsConnection_Flush(kx_bus_conn(g_bus));
+    char mcps[512];
+    snprintf(mcps, sizeof mcps,
+             "[{\"name\": \"listing_tap\", \"type\": \"http\", \"config\": {\"url\": "
+             "\"http://127.0.0.1:%u/mcp\"}, \"enabledTools\": []}]",
+             g_everything_port);
+    char runs[2][KX_UUID_LEN + 1];
+    char *accounts[2];
+    for (int i = 0; i < 2; i++) {
+        free(start_run(mcps, "call get_sum {\"a\": 1, \"b\": 2}", runs[i]));
+        expect_final(runs[i], "completed");
+        accounts[i] = run_account(runs[i]);
+    }
+    natsConnection_Flush(kx_bus_conn(g_bus));
+    natsSubscription_Destroy(sub);
+    pthread_mutex_lock(&tap.mu);
+    print_message("[ listing  ] %d request(s): %s %s\n", tap.n, tap.n > 0 ? tap.accounts[0] : "",
+                  tap.n > 1 ? tap.accounts[1] : "");
+    for (int i = 0; i < 2; i++) {
+        bool named = false;
+        for (int k = 0; k < tap.n; k++)
+            named = named || strcmp(tap.accounts[k], accounts[i]) == 0;
+        if (!named)
+            fail_msg("no listing named the account of run %d (%s): %d request(s), the first "
+                     "naming \"%s\"",
+                     i + 1, accounts[i], tap.n, tap.n > 0 ? tap.accounts[0] : "(none)");
+    }
+    pthread_mutex_unlock(&tap.mu);
+    free(accounts[0]);
+    free(accounts[1]);
+}
 
 static void test_agent_calls_its_mcp_tool(void **state)
 {
@@ -487,6 +571,7 @@ int main(void)
         cmocka_unit_test(test_hanging_call_ends_at_its_deadline),
         cmocka_unit_test(test_stop_during_mcp_call),
         cmocka_unit_test(test_broken_server_is_skipped),
+        cmocka_unit_test(test_listing_names_the_account),
     };
     int failed = cmocka_run_group_tests_name("mcp_agent", tests, setup, NULL);
     if (g_bus != NULL)
