@@ -117,7 +117,8 @@ mcp_session *mcp_proxy_pooled(mcp_proxy *p, const mcp_server_config *cfg, const 
                                .on_list_changed = on_list_changed,
                                .arg = p,
                                .jail = &p->jail,
-                               .may_start = may_start};
+                               .may_start = may_start,
+                               .account = e != NULL ? e->account : NULL};
     if (e == NULL || (e->s = mcp_session_new(p->svc->loop, cfg, p->timeout_ms, &hooks)) == NULL) {
         if (e != NULL)
             free(e->account);

@@ -643,8 +643,8 @@ static kx_err open_transport(mcp_session *s, char *why, size_t whylen)
     static const mcp_transport_cbs cbs = {.on_message = on_message, .on_closed = on_closed};
     if (s->cfg.kind == MCP_T_STDIO) {
         if (s->cfg.user)
-            return mcp_user_stdio_open(s->loop, s->hooks.jail, &s->cfg, &cbs, s, &s->io, why,
-                                       whylen);
+            return mcp_user_stdio_open(s->loop, s->hooks.jail, s->hooks.account, &s->cfg, &cbs, s,
+                                       &s->io, why, whylen);
         kx_err err = mcp_stdio_open(s->loop, s->cfg.name, (const char *const *)s->cfg.argv,
                                     (const char *const *)s->envp, &cbs, s, &s->io);
         if (err != KX_OK)

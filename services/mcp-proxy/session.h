@@ -81,6 +81,9 @@ typedef struct mcp_session_hooks {
     /* Whether an agent's stdio server may start now (its account runs few enough); false with
      * why refuses the session's operations (unavailable). NULL: always. */
     bool (*may_start)(mcp_session *s, void *arg, char *why, size_t whylen);
+    /* The account whose session this is ("" or NULL: none), for an agent's stdio server's host
+     * uid (user_stdio.h); borrowed: it outlives the session (the pool's entry owns it). */
+    const char *account;
 } mcp_session_hooks;
 
 /* NULL on OOM. timeout_ms limits initialize (and the shutdown escalation). hooks may be NULL. */

@@ -106,7 +106,8 @@ kx_err mcp_jail_config_load(mcp_jail_config *jc)
     kx_info("mcp-proxy: agents' stdio servers run jailed: bubblewrap namespaces, network %s, "
             "uids %s, %zu read-only bind(s)",
             jc->net == KX_JAIL_NET_NONE ? "none (loopback only)" : "host (suite ports denied)",
-            geteuid() == 0 ? "one per server config" : "the proxy's own (not root: cannot drop)",
+            geteuid() == 0 ? "one per account and server config"
+                           : "the proxy's own (not root: cannot drop)",
             jc->nbinds);
     return KX_OK;
 }
@@ -144,9 +145,20 @@ static void close_pair(int p[2])
             close(p[i]);
 }
 
-kx_err mcp_user_stdio_open(kx_loop *loop, const mcp_jail_config *jc, const mcp_server_config *cfg,
-                           const mcp_transport_cbs *cbs, void *arg, mcp_transport **out, char *why,
-                           size_t whylen)
+uid_t mcp_user_stdio_uid(const mcp_jail_config *jc, const char *account, const char *hash)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a 64 of account "\n" hash */
+    for (const char *p = account != NULL ? account : ""; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ (unsigned char)'\n') * 1099511628211ULL;
+    for (const char *p = hash; *p != '\0'; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return (uid_t)(jc->uid_base + (int64_t)(h % (uint64_t)jc->uid_count));
+}
+
+kx_err mcp_user_stdio_open(kx_loop *loop, const mcp_jail_config *jc, const char *account,
+                           const mcp_server_config *cfg, const mcp_transport_cbs *cbs, void *arg,
+                           mcp_transport **out, char *why, size_t whylen)
 {
     *out = NULL;
     if (jc == NULL || !jc->ok) {
@@ -167,12 +179,9 @@ kx_err mcp_user_stdio_open(kx_loop *loop, const mcp_jail_config *jc, const mcp_s
         close_pair(err);
         return KX_ERR_INTERNAL;
     }
-    /* A host uid per server config: one user's server cannot signal, ptrace or exhaust the
-     * process limit of another's. */
-    char head[17]; /* the hash's first 64 bits */
-    snprintf(head, sizeof head, "%.16s", cfg->hash);
-    uid_t uid =
-        (uid_t)(jc->uid_base + (int64_t)(strtoull(head, NULL, 16) % (uint64_t)jc->uid_count));
+    /* A host uid per account and server config: one user's server cannot signal, ptrace or
+     * exhaust the process limit of another's. */
+    uid_t uid = mcp_user_stdio_uid(jc, account, cfg->hash);
     kx_jail_opts o = {
         .bwrap = jc->bwrap,
         .uid = uid,

@@ -55,10 +55,16 @@ typedef struct mcp_jail_config {
 kx_err mcp_jail_config_load(mcp_jail_config *jc);
 void mcp_jail_config_free(mcp_jail_config *jc);
 
-/* Starts cfg (a user's stdio server) in a jail as an mcp_transport. KX_OK with *out, or an
- * error with why filled (size whylen). jc may be NULL (= no jail: refused). */
-kx_err mcp_user_stdio_open(kx_loop *loop, const mcp_jail_config *jc, const mcp_server_config *cfg,
-                           const mcp_transport_cbs *cbs, void *arg, mcp_transport **out, char *why,
-                           size_t whylen);
+/* The host uid a server of this config hash runs as for account (NULL or "": none): uid_base
+ * plus a 64-bit hash of both modulo uid_count, so that two accounts with the same config get
+ * different uids (they shared one, and with it RLIMIT_NPROC: one could exhaust the other's
+ * process limit) as two configs do — except by chance, among uid_count uids. */
+uid_t mcp_user_stdio_uid(const mcp_jail_config *jc, const char *account, const char *hash);
+
+/* Starts cfg (a user's stdio server) for account in a jail as an mcp_transport. KX_OK with
+ * *out, or an error with why filled (size whylen). jc may be NULL (= no jail: refused). */
+kx_err mcp_user_stdio_open(kx_loop *loop, const mcp_jail_config *jc, const char *account,
+                           const mcp_server_config *cfg, const mcp_transport_cbs *cbs, void *arg,
+                           mcp_transport **out, char *why, size_t whylen);
 
 #endif

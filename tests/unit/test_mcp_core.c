@@ -1,12 +1,14 @@
 /* test_mcp_core.c — unit tests of the mcp-proxy's pure parts (services/mcp-proxy, library
  * kx_mcp_core): the JSON-RPC 2.0 layer (jsonrpc.c), newline framing with its cap (linebuf.c),
- * the log budget for servers' lines (log_budget.c) and KX_MCP_SERVERS parsing (mcp_config.c). */
+ * the log budget for servers' lines (log_budget.c), KX_MCP_SERVERS parsing (mcp_config.c) and a
+ * jailed server's host uid (user_stdio.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +16,7 @@
 #include "linebuf.h"
 #include "log_budget.h"
 #include "mcp_config.h"
+#include "user_stdio.h"
 
 /* ---- a fake peer: records what the layer sends and what it hands over ---- */
 
@@ -393,6 +396,32 @@ static void test_config_errors(void **state)
     assert_config_error("{\"a\": {\"command\": \"x\"}, \"a\": {\"command\": \"y\"}}", "duplicate");
 }
 
+/* A jailed server's host uid depends on its account as well as its config: two accounts with
+ * one config got the same uid (and shared RLIMIT_NPROC: one could exhaust the other's process
+ * limit). The same account and config keep theirs; every uid stays in the configured range. */
+static void test_jail_uid_per_account(void **state)
+{
+    (void)state;
+    mcp_jail_config jc = {.uid_base = 300000, .uid_count = 65536};
+    const char *hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    const char *a = "11111111-1111-4111-8111-111111111111";
+    const char *b = "22222222-2222-4222-8222-222222222222";
+    uid_t ua = mcp_user_stdio_uid(&jc, a, hash);
+    assert_int_equal(ua, mcp_user_stdio_uid(&jc, a, hash));
+    assert_int_not_equal(ua, mcp_user_stdio_uid(&jc, b, hash));
+    int differ = 0;
+    char acc[40];
+    for (int i = 0; i < 100; i++) { /* 100 accounts, one config: nearly all apart */
+        snprintf(acc, sizeof acc, "%08d-0000-4000-8000-000000000000", i);
+        uid_t u = mcp_user_stdio_uid(&jc, acc, hash);
+        assert_in_range(u, 300000, 300000 + 65535);
+        differ += u != ua;
+    }
+    assert_true(differ >= 98);
+    jc.uid_count = 1; /* one uid: everyone's */
+    assert_int_equal(mcp_user_stdio_uid(&jc, b, hash), 300000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -407,6 +436,7 @@ int main(void)
         cmocka_unit_test(test_log_budget),
         cmocka_unit_test(test_config_valid),
         cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_jail_uid_per_account),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
