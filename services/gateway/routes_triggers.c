@@ -279,14 +279,12 @@ void gw_route_trigger_update(gw_app *app, gw_request *req, gw_reply *reply)
     /* What is given is checked before the row is read, so that a bad expression or zone, or one
      * that never fires, is a 400 whatever the row (missing, paused) and with Postgres away. The
      * expression is read in the given zone, else in UTC: whether it fires at all does not
-     * depend on the zone. */
+     * depend on the zone. The next fire itself is computed once the row is read, in the zone
+     * that applies then. */
     int64_t early_next = 0;
-    if (!parse_edit(body, &e, reply) || !texts_fit(app, e.prompt, e.name, NULL, reply)) {
-        json_decref(body);
-        return;
-    }
-    const char *early_zone = e.timezone ? e.timezone : "UTC";
-    if ((e.cron_expression != NULL && !fires(e.cron_expression, early_zone, &early_next, reply)) ||
+    if (!parse_edit(body, &e, reply) || !texts_fit(app, e.prompt, e.name, NULL, reply) ||
+        (e.cron_expression != NULL &&
+         !fires(e.cron_expression, e.timezone ? e.timezone : "UTC", &early_next, reply)) ||
         (e.cron_expression == NULL && e.timezone != NULL && !zone_ok(e.timezone, reply))) {
         json_decref(body);
         return;
@@ -304,19 +302,10 @@ void gw_route_trigger_update(gw_app *app, gw_request *req, gw_reply *reply)
         e.set_next = !active || e.cron_expression != NULL || e.timezone != NULL || !cur.is_active;
         /* paused: nothing is due; re-timed, moved to another zone or resumed: from now (the
          * paused time is not made up; an expression that fires no more gets no next time) */
-        if (active && e.set_next) {
-            const char *zone = e.timezone ? e.timezone : cur.timezone;
-            /* The early check's next fire serves when it was computed in this zone (the zone
-             * given, or a stored zone that is UTC). An expression given without a zone into a trigger
-             * stored in another zone is computed again: the stored zone is known only from the
-             * row, and the early check must not wait for the row (above); nor can the early
-             * check stop at "does it fire at all", which is only known by searching. */
-            if (e.cron_expression != NULL && strcmp(zone, early_zone) == 0)
-                e.next = early_next;
-            else if (!next_fire(e.cron_expression ? e.cron_expression : cur.cron_expression, zone,
-                                &e.next, reply))
-                err = KX_ERR_INVALID; /* the stored zone is gone from the database: said */
-        }
+        if (active && e.set_next &&
+            !next_fire(e.cron_expression ? e.cron_expression : cur.cron_expression,
+                       e.timezone ? e.timezone : cur.timezone, &e.next, reply))
+            err = KX_ERR_INVALID; /* the stored zone is gone from the database: said */
         gw_trigger_row_free(&cur);
         if (err == KX_OK)
             err = gw_trigger_update(db, req->id, req->account, &e, &json);
