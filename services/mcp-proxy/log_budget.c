@@ -1,6 +1,8 @@
 /* log_budget.c — a token bucket for lines a server puts into our log (see log_budget.h). */
 #include "log_budget.h"
 
+#include "kx/log.h"
+
 bool mcp_log_budget_take(mcp_log_budget *b, int64_t now_ms, uint64_t *dropped)
 {
     *dropped = 0;
@@ -23,4 +25,11 @@ bool mcp_log_budget_take(mcp_log_budget *b, int64_t now_ms, uint64_t *dropped)
     *dropped = b->dropped;
     b->dropped = 0;
     return true;
+}
+
+void mcp_log_dropped(const char *server, const char *what, uint64_t n)
+{
+    if (n > 0)
+        kx_warn("mcp server '%s': %llu %s were not logged (more than %d a second)", server,
+                (unsigned long long)n, what, MCP_LOG_PER_S);
 }

@@ -425,10 +425,7 @@ static bool server_log_ok(mcp_session *s)
     uint64_t dropped = 0;
     if (!mcp_log_budget_take(&s->log_budget, kx_mono_ms(), &dropped))
         return false;
-    if (dropped > 0)
-        kx_warn("mcp server '%s': %llu of its log messages and unusable messages were not "
-                "logged (more than %d a second)",
-                s->cfg.name, (unsigned long long)dropped, MCP_LOG_PER_S);
+    mcp_log_dropped(s->cfg.name, "of its log messages and unusable messages", dropped);
     return true;
 }
 

@@ -194,18 +194,14 @@ static void stderr_line(const char *line, size_t len, void *arg)
     uint64_t dropped = 0;
     if (len == 0 || !mcp_log_budget_take(&t->err_budget, kx_mono_ms(), &dropped))
         return;
-    if (dropped > 0)
-        kx_warn("mcp server '%s': %llu stderr lines were not logged (more than %d a second)",
-                t->name, (unsigned long long)dropped, MCP_LOG_PER_S);
+    mcp_log_dropped(t->name, "stderr lines", dropped);
     kx_info("mcp server '%s' stderr: %s", t->name, line);
 }
 
 /* The count of stderr lines not logged since the last one that was. */
 static void stderr_dropped(mcp_stdio *t)
 {
-    if (t->err_budget.dropped > 0)
-        kx_warn("mcp server '%s': %llu stderr lines were not logged (more than %d a second)",
-                t->name, (unsigned long long)t->err_budget.dropped, MCP_LOG_PER_S);
+    mcp_log_dropped(t->name, "stderr lines", t->err_budget.dropped);
     t->err_budget.dropped = 0;
 }
 

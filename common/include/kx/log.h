@@ -11,6 +11,7 @@
 #define KX_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h> /* NULL, in the macros below */
 
 typedef enum kx_log_level {
     KX_LOG_DEBUG,
