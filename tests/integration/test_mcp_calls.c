@@ -689,15 +689,20 @@ static void test_protocol_versions(void **state)
     kx_pb_free(r);
 }
 
-static Kx__V1__McpAgentToolsReply *agent_tools(const char *custom, const char *configured,
-                                               char **reserved, size_t n_reserved)
+/* kx.mcp.agent_tools for account (NULL: none) with a deadline of deadline_ms; NULL without a
+ * reply. */
+static Kx__V1__McpAgentToolsReply *agent_tools_as(const char *account, const char *custom,
+                                                  const char *configured, char **reserved,
+                                                  size_t n_reserved, int64_t deadline_ms)
 {
     Kx__V1__McpAgentToolsRequest req = KX__V1__MCP_AGENT_TOOLS_REQUEST__INIT;
     req.custom_mcps_json = (char *)(custom ? custom : "");
     req.configured_mcps_json = (char *)(configured ? configured : "");
+    req.account_id = (char *)(account ? account : "");
     req.reserved_names = reserved;
     req.n_reserved_names = n_reserved;
-    natsMsg *reply = request(KX_SUBJ_MCP_AGENT_TOOLS, &req.base, 20000, 23000, NULL);
+    natsMsg *reply =
+        request(KX_SUBJ_MCP_AGENT_TOOLS, &req.base, deadline_ms, deadline_ms + 3000, NULL);
     if (reply == NULL)
         return NULL;
     Kx__V1__McpAgentToolsReply *r =
@@ -705,6 +710,12 @@ static Kx__V1__McpAgentToolsReply *agent_tools(const char *custom, const char *c
                      (size_t)natsMsg_GetDataLength(reply));
     natsMsg_Destroy(reply);
     return r;
+}
+
+static Kx__V1__McpAgentToolsReply *agent_tools(const char *custom, const char *configured,
+                                               char **reserved, size_t n_reserved)
+{
+    return agent_tools_as(NULL, custom, configured, reserved, n_reserved, 20000);
 }
 
 static const Kx__V1__McpAgentTool *agent_tool(const Kx__V1__McpAgentToolsReply *r,
@@ -821,16 +832,27 @@ static void test_cache_shared_by_two_replicas(void **state)
     kx_pb_free(r);
 }
 
-static size_t list_count(const char *server)
+/* kx.mcp.list of the operator server called server, with a deadline of deadline_ms; NULL
+ * without a reply (*took_ms: how long the wait was, may be NULL). */
+static Kx__V1__McpListToolsReply *list_tools(const char *server, int64_t deadline_ms,
+                                             double *took_ms)
 {
     Kx__V1__McpListToolsRequest req = KX__V1__MCP_LIST_TOOLS_REQUEST__INIT;
     req.server = (char *)server;
-    natsMsg *reply = request(KX_SUBJ_MCP_LIST, &req.base, 10000, 12000, NULL);
-    assert_non_null(reply);
+    natsMsg *reply =
+        request(KX_SUBJ_MCP_LIST, &req.base, deadline_ms, deadline_ms + 2000, took_ms);
+    if (reply == NULL)
+        return NULL;
     Kx__V1__McpListToolsReply *r =
         kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, natsMsg_GetData(reply),
                      (size_t)natsMsg_GetDataLength(reply));
     natsMsg_Destroy(reply);
+    return r;
+}
+
+static size_t list_count(const char *server)
+{
+    Kx__V1__McpListToolsReply *r = list_tools(server, 10000, NULL);
     assert_non_null(r);
     assert_null(r->error);
     size_t n = r->n_tools;
@@ -923,14 +945,7 @@ static void test_endless_tools_list_is_bounded(void **state)
 {
     (void)state;
     long before = proxy_peak_mib();
-    Kx__V1__McpListToolsRequest req = KX__V1__MCP_LIST_TOOLS_REQUEST__INIT;
-    req.server = "endless";
-    natsMsg *reply = request(KX_SUBJ_MCP_LIST, &req.base, 10000, 12000, NULL);
-    assert_non_null(reply);
-    Kx__V1__McpListToolsReply *r =
-        kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
+    Kx__V1__McpListToolsReply *r = list_tools("endless", 10000, NULL);
     assert_non_null(r);
     long after = proxy_peak_mib();
     fprintf(stderr, "endless list: %s: %s; proxy peak %ld MiB -> %ld MiB\n",
@@ -948,17 +963,10 @@ static void test_endless_tools_list_is_bounded(void **state)
 static void test_list_larger_than_a_reply(void **state)
 {
     (void)state;
-    Kx__V1__McpListToolsRequest req = KX__V1__MCP_LIST_TOOLS_REQUEST__INIT;
-    req.server = "biglist";
     double took = 0;
-    natsMsg *reply = request(KX_SUBJ_MCP_LIST, &req.base, 8000, 10000, &took);
-    if (reply == NULL)
+    Kx__V1__McpListToolsReply *r = list_tools("biglist", 8000, &took);
+    if (r == NULL)
         fail_msg("kx.mcp.list of a 2 MB tool list: no reply within %.0f ms", took);
-    Kx__V1__McpListToolsReply *r =
-        kx_pb_unpack(&kx__v1__mcp_list_tools_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
-    assert_non_null(r);
     assert_non_null(r->error);
     assert_string_equal(r->error->code, "internal");
     assert_non_null(strstr(r->error->message, "more than a reply carries"));
@@ -1115,8 +1123,8 @@ static int count_started(const char *custom, const char *account);
  * of 256 entries (varying an env value makes each one new) started 256 processes of up to
  * KX_MCP_JAIL_MAX_MEMORY_MB each, and the next request as many more. An account now runs at
  * most KX_MCP_JAIL_MAX_SERVERS (6 here) at a time; the others are refused at once, saying
- * why. A request without an account is not counted (kx.tool.schemas names none today: one
- * bound for all of those would refuse everyone's). The servers here never answer initialize. */
+ * why. A request without an account is not counted (one bound for all of those would refuse
+ * everyone's; the runner's listing names the run's account). The servers here never answer initialize. */
 static void test_an_account_runs_a_bounded_number_of_servers(void **state)
 {
     (void)state;
@@ -1128,7 +1136,7 @@ static void test_an_account_runs_a_bounded_number_of_servers(void **state)
                                 "{\"command\": \"sleep\", \"args\": [\"60\"]}}",
                                 i ? ", " : "", i);
     snprintf(custom + off, sizeof custom - off, "]");
-    /* Without an account (kx.tool.schemas names none today) nothing is counted: all 8 start. */
+    /* Without an account nothing is counted: all 8 start. */
     assert_int_equal(count_started(custom, ""), 8);
     assert_int_equal(count_started(custom, "0c0c0c0c-0000-4000-8000-00000000000c"), 6);
 }
@@ -1137,16 +1145,7 @@ static void test_an_account_runs_a_bounded_number_of_servers(void **state)
  * the bound); every one of them fails (they never answer). */
 static int count_started(const char *custom, const char *account)
 {
-    Kx__V1__McpAgentToolsRequest req = KX__V1__MCP_AGENT_TOOLS_REQUEST__INIT;
-    req.custom_mcps_json = (char *)custom;
-    req.configured_mcps_json = "";
-    req.account_id = (char *)account;
-    natsMsg *reply = request(KX_SUBJ_MCP_AGENT_TOOLS, &req.base, 3000, 6000, NULL);
-    assert_non_null(reply);
-    Kx__V1__McpAgentToolsReply *r =
-        kx_pb_unpack(&kx__v1__mcp_agent_tools_reply__descriptor, natsMsg_GetData(reply),
-                     (size_t)natsMsg_GetDataLength(reply));
-    natsMsg_Destroy(reply);
+    Kx__V1__McpAgentToolsReply *r = agent_tools_as(account, custom, NULL, NULL, 0, 3000);
     assert_non_null(r);
     assert_null(r->error);
     int refused = 0, started = 0;
